@@ -1,0 +1,31 @@
+/* status.c — the per-thread "last error" message behind lmf_last_error(). */
+#include "core/status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static _Thread_local char last_error[1024];
+
+const char *lmf_last_error(void) { return last_error; }
+
+lmf_status lmf_fail(lmf_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void lmf_clear_error(void) { last_error[0] = 0; }
+
+const char *lmf_status_name(lmf_status s) {
+    switch (s) {
+    case LMF_OK: return "ok";
+    case LMF_ERR_IO: return "I/O error";
+    case LMF_ERR_FORMAT: return "format error";
+    case LMF_ERR_ARG: return "invalid argument";
+    case LMF_ERR_MISMATCH: return "mismatch";
+    case LMF_ERR_INTERRUPTED: return "interrupted";
+    }
+    return "unknown status";
+}

@@ -1,0 +1,42 @@
+/* safetensors.h — reading the safetensors format (Hugging Face's weight files; also our test fixtures).
+ *
+ * Layout: u64 little-endian N, then N bytes of JSON header, then the data block. The header maps each tensor name
+ * to {"dtype": "F32"|"F16"|"BF16"|"I32"|..., "shape": [...], "data_offsets": [begin, end]} (relative to the data
+ * block) and may hold "__metadata__": {string: string}. The file is memory-mapped read-only; every offset, shape
+ * and dtype is checked against the file size before a tensor is handed out. */
+#ifndef LMF_IO_SAFETENSORS_H
+#define LMF_IO_SAFETENSORS_H
+
+#include "lmforge.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { LMF_DT_F32, LMF_DT_F16, LMF_DT_BF16, LMF_DT_I32, LMF_DT_I64, LMF_DT_U8, LMF_DT_OTHER } lmf_dtype;
+
+typedef struct {
+    char *name;
+    lmf_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+    const void *data; /* into the mapping */
+    size_t nbytes;
+} lmf_st_tensor;
+
+typedef struct {
+    char *path;
+    void *map;
+    size_t map_size;
+    int n_tensors;
+    lmf_st_tensor *tensors;
+    int n_meta;
+    char **meta_keys, **meta_values;
+} lmf_safetensors;
+
+lmf_status lmf_safetensors_open(const char *path, lmf_safetensors **out);
+void lmf_safetensors_close(lmf_safetensors *st);
+const lmf_st_tensor *lmf_safetensors_find(const lmf_safetensors *st, const char *name);
+const char *lmf_safetensors_meta(const lmf_safetensors *st, const char *key);
+size_t lmf_dtype_size(lmf_dtype dt);
+
+#endif

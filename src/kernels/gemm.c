@@ -1,0 +1,76 @@
+/* gemm.c — SGEMM dispatch and threading (see gemm.h).
+ *
+ * The variant (ref / avx2 / avx512) is chosen once from lmf_cpu_isa(). Outside a parallel region the product is
+ * cut into one rectangle of C per OpenMP thread and each thread runs the single-threaded variant on its
+ * rectangle with its own pack buffers: no barriers, no shared state. The cut follows the variant's micro-tile
+ * (14x32 for AVX-512, 6x16 for AVX2) so that only the real matrix edges produce partial tiles, and prefers
+ * splitting N (each thread then packs only its own columns of op(B)). Inside a parallel region (per-head
+ * attention products) and for tiny products the variant runs on the calling thread. */
+#include "kernels/gemm.h"
+#include "core/cpu.h"
+
+#include <omp.h>
+
+typedef void (*sgemm_fn)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
+
+typedef struct {
+    sgemm_fn fn;
+    int mu, nu; /* micro-tile: split points are multiples of these */
+} variant;
+
+static const variant variants[] = {
+    [LMF_ISA_REF] = {lmf_sgemm_ref, 1, 1},
+    [LMF_ISA_AVX2] = {lmf_sgemm_avx2, 6, 16},
+    [LMF_ISA_AVX512] = {lmf_sgemm_avx512, 14, 32},
+};
+
+/* Below this many flops per thread, waking the other threads costs more than it saves. */
+#define MIN_FLOPS_PER_THREAD 4000000.0
+
+void lmf_sgemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+               float beta, float *C, int ldc) {
+    static int isa = -1; /* racing first calls all store the same value */
+    int i = __atomic_load_n(&isa, __ATOMIC_RELAXED);
+    if (i < 0) __atomic_store_n(&isa, i = (int)lmf_cpu_isa(), __ATOMIC_RELAXED);
+    const variant v = variants[i];
+    if (M <= 0 || N <= 0) return;
+
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    double flops = 2.0 * M * N * (K > 0 ? K : 1);
+    if (nt > 1 && flops / nt < MIN_FLOPS_PER_THREAD) nt = (int)(flops / MIN_FLOPS_PER_THREAD);
+    int mt = (M + v.mu - 1) / v.mu, ntl = (N + v.nu - 1) / v.nu; /* micro-tiles along M and N */
+    if (nt > mt * ntl) nt = mt * ntl;
+    if (nt <= 1) {
+        v.fn(transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+
+    /* Grid tm x tn = nt minimising the largest per-thread share of tiles; ties go to the larger tn. */
+    int tn = 1;
+    long best = -1;
+    for (int d = 1; d <= nt; d++) {
+        if (nt % d) continue;
+        long share = (long)((mt + nt / d - 1) / (nt / d)) * ((ntl + d - 1) / d);
+        if (best < 0 || share <= best) best = share, tn = d;
+    }
+    int tm = nt / tn;
+
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num();
+        if (omp_get_num_threads() == nt) { /* else the runtime gave us fewer threads: thread 0 does it all */
+            int ti = t / tn, tj = t % tn;
+            int m0 = (int)((long)mt * ti / tm) * v.mu, m1 = (int)((long)mt * (ti + 1) / tm) * v.mu;
+            int n0 = (int)((long)ntl * tj / tn) * v.nu, n1 = (int)((long)ntl * (tj + 1) / tn) * v.nu;
+            if (m1 > M) m1 = M;
+            if (n1 > N) n1 = N;
+            if (m1 > m0 && n1 > n0) {
+                const float *Ap = transA ? A + m0 : A + (long)m0 * lda;
+                const float *Bp = transB ? B + (long)n0 * ldb : B + n0;
+                v.fn(transA, transB, m1 - m0, n1 - n0, K, Ap, lda, Bp, ldb, beta, C + (long)m0 * ldc + n0, ldc);
+            }
+        } else if (t == 0) {
+            v.fn(transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        }
+    }
+}

@@ -1,0 +1,31 @@
+/* gemm.h — single-precision matrix multiply, the heart of training speed.
+ *
+ *   C = beta * C + op(A) * op(B)
+ *
+ * All matrices are row-major. op(A) is M x K: A itself (M x K, row stride lda) when transA == 0, or the
+ * transpose of A stored K x M (row stride lda) when transA != 0. op(B) is K x N: B (K x N, stride ldb) when
+ * transB == 0, or the transpose of B stored N x K (stride ldb) when transB != 0. C is M x N with stride ldc.
+ * beta == 0 overwrites C without reading it (NaN garbage in C is fine); beta == 1 accumulates.
+ *
+ * The three products of a linear layer y = x W^T (x: M x K, W: N x K) are:
+ *   forward     y  = x W^T        lmf_sgemm(0, 1, M, N, K, x, K, W, K, 0, y, N)
+ *   input grad  dx += dy W        lmf_sgemm(0, 0, M, K, N, dy, N, W, K, 1, dx, K)
+ *   weight grad dW += dy^T x      lmf_sgemm(1, 0, N, K, M, dy, N, x, K, 1, dW, K)
+ *
+ * lmf_sgemm picks the variant once (core/cpu.h) and spreads the work over the OpenMP threads when called outside a
+ * parallel region; inside one (e.g. per attention head) it runs on the calling thread only.
+ * The _ref/_avx2/_avx512 variants are single-threaded and exposed so tests can hold each to the reference. */
+#ifndef LMF_KERNELS_GEMM_H
+#define LMF_KERNELS_GEMM_H
+
+void lmf_sgemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+               float beta, float *C, int ldc);
+
+void lmf_sgemm_ref(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                   float beta, float *C, int ldc);
+void lmf_sgemm_avx2(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                    float beta, float *C, int ldc);
+void lmf_sgemm_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                      int ldb, float beta, float *C, int ldc);
+
+#endif

@@ -1,0 +1,173 @@
+/* gemm_avx2.c — single-threaded blocked SGEMM with an AVX2 6x16 micro-kernel (see gemm.h).
+ *
+ * Same structure as gemm_avx512.c (read its header for the loop nest): op(B) is packed in blocks of kc x NB
+ * (16-wide panels, kept in L2), op(A) one kc x 6 panel at a time (kept in L1), and the micro-kernel holds a 6x16
+ * tile of C in 12 ymm accumulators, one broadcast of A and two loads of B per k. Panels are zero-padded; edge
+ * tiles are computed in full and written back through a small buffer. Packing is plain C (the transposing
+ * case is scalar), which is cheap next to the kc*NB*6*2 flops each A panel feeds. */
+#include "kernels/gemm.h"
+
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define MR 6
+#define NR 16
+#define KC 384
+#define NB 960
+
+/* ---- per-thread pack buffers (allocated once per thread at full size, freed at thread exit) ----------------- */
+
+#define BUF_FLOATS ((size_t)KC * NB + (size_t)KC * MR + 64)
+
+static pthread_key_t buf_key;
+static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
+static _Thread_local float *buf_mem;
+
+static void buf_key_init(void) {
+    pthread_key_create(&buf_key, free);
+}
+
+static float *buf_get(void) {
+    if (buf_mem) return buf_mem;
+    size_t bytes = (BUF_FLOATS * sizeof(float) + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
+    float *p = aligned_alloc(2u << 20, bytes);
+    if (!p) abort();
+    madvise(p, bytes, MADV_HUGEPAGE);
+    memset(p, 0, bytes);
+    pthread_once(&buf_once, buf_key_init);
+    pthread_setspecific(buf_key, p);
+    buf_mem = p;
+    return p;
+}
+
+/* ---- packing ------------------------------------------------------------------------------------------------ */
+
+/* dst[k*W + r] = src[k*ld + r] for r < w, 0 for w <= r < W. */
+static void pack_cont(float *restrict dst, const float *restrict src, long ld, int w, int W, int kc) {
+    for (int k = 0; k < kc; k++, src += ld, dst += W) {
+        int r = 0;
+        for (; r < w; r++) dst[r] = src[r];
+        for (; r < W; r++) dst[r] = 0.0f;
+    }
+}
+
+/* dst[k*W + r] = src[r*ld + k] for r < w, 0 for w <= r < W. */
+static void pack_trans(float *restrict dst, const float *restrict src, long ld, int w, int W, int kc) {
+    for (int r = 0; r < W; r++) {
+        const float *s = src + (long)r * ld;
+        if (r < w)
+            for (int k = 0; k < kc; k++) dst[(long)k * W + r] = s[k];
+        else
+            for (int k = 0; k < kc; k++) dst[(long)k * W + r] = 0.0f;
+    }
+}
+
+static void pack_a(float *ap, int transA, const float *A, long lda, int i0, int p0, int w, int kc) {
+    if (transA) pack_cont(ap, A + (long)p0 * lda + i0, lda, w, MR, kc);
+    else pack_trans(ap, A + (long)i0 * lda + p0, lda, w, MR, kc);
+}
+
+static void pack_b(float *bp, int transB, const float *B, long ldb, int n0, int p0, int nb, int kc) {
+    for (int j = 0; j < nb; j += NR, bp += (long)kc * NR) {
+        int w = nb - j < NR ? nb - j : NR;
+        if (transB) pack_trans(bp, B + (long)(n0 + j) * ldb + p0, ldb, w, NR, kc);
+        else pack_cont(bp, B + (long)p0 * ldb + n0 + j, ldb, w, NR, kc);
+    }
+}
+
+/* ---- micro-kernel ------------------------------------------------------------------------------------------- */
+
+/* C[0:mr, 0:nr] = beta * C + a * b, a a kc x 6 panel, b a kc x 16 panel (beta == 0: C not read). */
+static void kernel_6x16(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc,
+                        float beta, int mr, int nr) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+#define ROW(i, ci0, ci1)                                                                                           \
+    do {                                                                                                           \
+        __m256 av = _mm256_broadcast_ss(a + i);                                                                    \
+        ci0 = _mm256_fmadd_ps(av, b0, ci0);                                                                        \
+        ci1 = _mm256_fmadd_ps(av, b1, ci1);                                                                        \
+    } while (0)
+#define STEP()                                                                                                     \
+    do {                                                                                                           \
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);                                                 \
+        ROW(0, c00, c01); ROW(1, c10, c11); ROW(2, c20, c21);                                                      \
+        ROW(3, c30, c31); ROW(4, c40, c41); ROW(5, c50, c51);                                                      \
+        a += MR;                                                                                                   \
+        b += NR;                                                                                                   \
+    } while (0)
+    int k = kc;
+    for (; k >= 4; k -= 4) {
+        _mm_prefetch((const char *)(b + 16 * NR), _MM_HINT_T0);
+        STEP(); STEP(); STEP(); STEP();
+    }
+    for (; k > 0; k--) STEP();
+#undef STEP
+#undef ROW
+
+    if (mr == MR && nr == NR) {
+#define OUT(i, ci0, ci1)                                                                                           \
+    do {                                                                                                           \
+        float *cr = c + (long)(i) * ldc;                                                                           \
+        if (beta == 0.0f) {                                                                                        \
+        } else if (beta == 1.0f) {                                                                                 \
+            ci0 = _mm256_add_ps(ci0, _mm256_loadu_ps(cr));                                                         \
+            ci1 = _mm256_add_ps(ci1, _mm256_loadu_ps(cr + 8));                                                     \
+        } else {                                                                                                   \
+            ci0 = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(cr), ci0);                                 \
+            ci1 = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(cr + 8), ci1);                             \
+        }                                                                                                          \
+        _mm256_storeu_ps(cr, ci0);                                                                                 \
+        _mm256_storeu_ps(cr + 8, ci1);                                                                             \
+    } while (0)
+        OUT(0, c00, c01); OUT(1, c10, c11); OUT(2, c20, c21);
+        OUT(3, c30, c31); OUT(4, c40, c41); OUT(5, c50, c51);
+#undef OUT
+        return;
+    }
+    float t[MR * NR];
+    _mm256_storeu_ps(t + 0 * NR, c00), _mm256_storeu_ps(t + 0 * NR + 8, c01);
+    _mm256_storeu_ps(t + 1 * NR, c10), _mm256_storeu_ps(t + 1 * NR + 8, c11);
+    _mm256_storeu_ps(t + 2 * NR, c20), _mm256_storeu_ps(t + 2 * NR + 8, c21);
+    _mm256_storeu_ps(t + 3 * NR, c30), _mm256_storeu_ps(t + 3 * NR + 8, c31);
+    _mm256_storeu_ps(t + 4 * NR, c40), _mm256_storeu_ps(t + 4 * NR + 8, c41);
+    _mm256_storeu_ps(t + 5 * NR, c50), _mm256_storeu_ps(t + 5 * NR + 8, c51);
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            float *cp = c + (long)i * ldc + j;
+            *cp = beta == 0.0f ? t[i * NR + j] : beta * *cp + t[i * NR + j];
+        }
+}
+
+/* ---- driver ------------------------------------------------------------------------------------------------- */
+
+void lmf_sgemm_avx2(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                    float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(long)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
+        return;
+    }
+    float *bp = buf_get(), *ap = bp + (size_t)KC * NB;
+    int nk = (K + KC - 1) / KC;
+    int kcb = (K + nk - 1) / nk;
+    for (int n0 = 0; n0 < N; n0 += NB) {
+        int nb = N - n0 < NB ? N - n0 : NB;
+        for (int p0 = 0; p0 < K; p0 += kcb) {
+            int kc = K - p0 < kcb ? K - p0 : kcb;
+            float bt = p0 == 0 ? beta : 1.0f;
+            pack_b(bp, transB, B, ldb, n0, p0, nb, kc);
+            for (int i0 = 0; i0 < M; i0 += MR) {
+                int mr = M - i0 < MR ? M - i0 : MR;
+                pack_a(ap, transA, A, lda, i0, p0, mr, kc);
+                float *c = C + (long)i0 * ldc + n0;
+                for (int j = 0; j < nb; j += NR)
+                    kernel_6x16(kc, ap, bp + (long)j * kc, c + j, ldc, bt, mr, nb - j < NR ? nb - j : NR);
+            }
+        }
+    }
+}

@@ -1,0 +1,235 @@
+/* gemm_avx512.c — single-threaded blocked SGEMM with an AVX-512 14x32 micro-kernel (see gemm.h).
+ *
+ * Structure (GotoBLAS/BLIS style, written for row-major C so vectors run along N):
+ *
+ *   for n0 in N step NB                         block of op(B) columns
+ *     for p0 in K step kc (kc <= KC)            depth block
+ *       pack op(B)[p0:p0+kc, n0:n0+NB]  -> bp   NB/32 panels of kc x 32, in L2 (kc*NB*4 bytes)
+ *       for i0 in M step 14
+ *         pack op(A)[i0:i0+14, p0:p0+kc] -> ap  one kc x 14 panel, stays in L1 while ...
+ *         for each 32-wide panel of bp:          ... the B panels stream from L2
+ *           C[i0:+14, j:+32] (= beta C if p0 == 0, else += C) + ap * bp_panel
+ *
+ * Packing absorbs both transposes, so one micro-kernel serves all four transA/transB cases. Panels are
+ * zero-padded to 14 rows / 32 columns; the micro-kernel always computes the full tile and only its stores are
+ * masked (columns) or skipped (rows) at the edges. Transposing packs (op(A) from row-major A, op(B) from
+ * transposed B) go through 16x16 in-register transposes.
+ *
+ * Pack buffers are per thread, allocated once at their maximum size (about 1.6 MB) and freed at thread exit. */
+#include "kernels/gemm.h"
+
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define MR 14  /* rows of C per micro-tile: 14 broadcasts of A per k */
+#define NR 32  /* columns of C per micro-tile: two zmm of B per k; 28 zmm accumulators */
+#define KC 384 /* depth block: an A panel (KC*MR*4 = 21 KB) stays in L1 */
+#define NB 960 /* columns per B block: KC*NB*4 = 1.4 MB of L2 (a multiple of NR) */
+
+/* ---- per-thread pack buffers -------------------------------------------------------------------------------- */
+
+#define BUF_FLOATS ((size_t)KC * NB + (size_t)KC * MR + 64)
+
+static pthread_key_t buf_key;
+static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
+static _Thread_local float *buf_mem;
+
+static void buf_key_init(void) {
+    pthread_key_create(&buf_key, free);
+}
+
+static float *buf_get(void) {
+    if (buf_mem) return buf_mem;
+    size_t bytes = (BUF_FLOATS * sizeof(float) + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
+    float *p = aligned_alloc(2u << 20, bytes);
+    if (!p) abort();
+    madvise(p, bytes, MADV_HUGEPAGE); /* one fault for the whole buffer instead of ~400 (see DESIGN.md) */
+    memset(p, 0, bytes);
+    pthread_once(&buf_once, buf_key_init);
+    pthread_setspecific(buf_key, p); /* frees it when the thread exits */
+    buf_mem = p;
+    return p;
+}
+
+/* ---- packing ------------------------------------------------------------------------------------------------ */
+
+static inline __mmask16 lanes(int n) {
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* dst[k*W + r] = src[k*ld + r] for r < w, 0 for w <= r < W (W = 14 or 32): rows of the panel contiguous in src. */
+static void pack_cont(float *dst, const float *src, long ld, int w, int W, int kc) {
+    __mmask16 m0 = lanes(w), m1 = lanes(w - 16);
+    if (W == 32) {
+        for (int k = 0; k < kc; k++, src += ld, dst += 32) {
+            _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m0, src));
+            _mm512_store_ps(dst + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+        }
+    } else { /* W == 14: rows of 56 bytes, so masked unaligned stores */
+        for (int k = 0; k < kc; k++, src += ld, dst += W)
+            _mm512_mask_storeu_ps(dst, 0x3fff, _mm512_maskz_loadu_ps(m0 & 0x3fff, src));
+    }
+}
+
+/* In-place transpose of 16 rows of 16 floats. */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16], s[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { /* s[i+c] holds column c of rows i..i+3, per 128-bit lane */
+        s[i + 0] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        s[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
+        s[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        s[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512 u0 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0x88), u1 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0x88);
+        __m512 v0 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0xdd), v1 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0xdd);
+        r[c + 0] = _mm512_shuffle_f32x4(u0, u1, 0x88);
+        r[c + 8] = _mm512_shuffle_f32x4(u0, u1, 0xdd);
+        r[c + 4] = _mm512_shuffle_f32x4(v0, v1, 0x88);
+        r[c + 12] = _mm512_shuffle_f32x4(v0, v1, 0xdd);
+    }
+}
+
+/* dst[k*W + r] = src[r*ld + k] for r < w, 0 for w <= r < W: rows of the panel strided in src (a transpose). */
+static void pack_trans(float *dst, const float *src, long ld, int w, int W, int kc) {
+    for (int g = 0; g < W; g += 16) {
+        int rows = w - g < 0 ? 0 : w - g > 16 ? 16 : w - g;
+        __mmask16 out = lanes(W - g); /* 16 lanes, or 14 for the last group of an A panel */
+        const float *s = src + (long)g * ld;
+        for (int k0 = 0; k0 < kc; k0 += 16) {
+            int kn = kc - k0 < 16 ? kc - k0 : 16;
+            __mmask16 km = lanes(kn);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < rows ? _mm512_maskz_loadu_ps(km, s + (long)i * ld + k0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int j = 0; j < kn; j++) _mm512_mask_storeu_ps(dst + (long)(k0 + j) * W + g, out, r[j]);
+        }
+    }
+}
+
+/* Pack op(A)[i0:i0+w, p0:p0+kc] (op(A) is M x K) as one kc x 14 panel. */
+static void pack_a(float *ap, int transA, const float *A, long lda, int i0, int p0, int w, int kc) {
+    if (transA) pack_cont(ap, A + (long)p0 * lda + i0, lda, w, MR, kc);
+    else pack_trans(ap, A + (long)i0 * lda + p0, lda, w, MR, kc);
+}
+
+/* Pack op(B)[p0:p0+kc, n0:n0+nb] (op(B) is K x N) as ceil(nb/32) panels of kc x 32. */
+static void pack_b(float *bp, int transB, const float *B, long ldb, int n0, int p0, int nb, int kc) {
+    for (int j = 0; j < nb; j += NR, bp += (long)kc * NR) {
+        int w = nb - j < NR ? nb - j : NR;
+        if (transB) pack_trans(bp, B + (long)(n0 + j) * ldb + p0, ldb, w, NR, kc);
+        else pack_cont(bp, B + (long)p0 * ldb + n0 + j, ldb, w, NR, kc);
+    }
+}
+
+/* ---- micro-kernel ------------------------------------------------------------------------------------------- */
+
+/* C[0:mr, 0:nr] = beta * C + a * b, where a is a kc x 14 panel and b a kc x 32 panel (beta == 0: C not read). */
+static void kernel_14x32(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc,
+                         float beta, int mr, int nr) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    __m512 c80 = c00, c81 = c00, c90 = c00, c91 = c00, cA0 = c00, cA1 = c00, cB0 = c00, cB1 = c00;
+    __m512 cC0 = c00, cC1 = c00, cD0 = c00, cD1 = c00;
+
+    for (int i = 0; i < mr; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0),
+                                 _mm_prefetch((const char *)(c + i * ldc + 31), _MM_HINT_T0);
+
+#define ROW(i, ci0, ci1)                                                                                           \
+    do {                                                                                                           \
+        __m512 av = _mm512_set1_ps(a[i]);                                                                          \
+        ci0 = _mm512_fmadd_ps(av, b0, ci0);                                                                        \
+        ci1 = _mm512_fmadd_ps(av, b1, ci1);                                                                        \
+    } while (0)
+#define STEP()                                                                                                     \
+    do {                                                                                                           \
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);                                                \
+        ROW(0, c00, c01); ROW(1, c10, c11); ROW(2, c20, c21); ROW(3, c30, c31); ROW(4, c40, c41);                  \
+        ROW(5, c50, c51); ROW(6, c60, c61); ROW(7, c70, c71); ROW(8, c80, c81); ROW(9, c90, c91);                  \
+        ROW(10, cA0, cA1); ROW(11, cB0, cB1); ROW(12, cC0, cC1); ROW(13, cD0, cD1);                                \
+        a += MR;                                                                                                   \
+        b += NR;                                                                                                   \
+    } while (0)
+
+    int k = kc;
+    for (; k >= 4; k -= 4) {
+        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 8 * NR + 16), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 9 * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 9 * NR + 16), _MM_HINT_T0);
+        STEP(); STEP();
+        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 8 * NR + 16), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 9 * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 9 * NR + 16), _MM_HINT_T0);
+        STEP(); STEP();
+    }
+    for (; k > 0; k--) STEP();
+#undef STEP
+#undef ROW
+
+    __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
+    __m512 bv = _mm512_set1_ps(beta);
+    int mode = beta == 0.0f ? 0 : beta == 1.0f ? 1 : 2;
+#define OUT(i, ci0, ci1)                                                                                           \
+    do {                                                                                                           \
+        if (i < mr) {                                                                                              \
+            float *cr = c + (long)(i) * ldc;                                                                       \
+            if (mode == 1) {                                                                                       \
+                ci0 = _mm512_add_ps(ci0, _mm512_maskz_loadu_ps(m0, cr));                                           \
+                ci1 = _mm512_add_ps(ci1, _mm512_maskz_loadu_ps(m1, cr + 16));                                      \
+            } else if (mode == 2) {                                                                                \
+                ci0 = _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m0, cr), ci0);                                     \
+                ci1 = _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m1, cr + 16), ci1);                                \
+            }                                                                                                      \
+            _mm512_mask_storeu_ps(cr, m0, ci0);                                                                    \
+            _mm512_mask_storeu_ps(cr + 16, m1, ci1);                                                               \
+        }                                                                                                          \
+    } while (0)
+    OUT(0, c00, c01); OUT(1, c10, c11); OUT(2, c20, c21); OUT(3, c30, c31); OUT(4, c40, c41);
+    OUT(5, c50, c51); OUT(6, c60, c61); OUT(7, c70, c71); OUT(8, c80, c81); OUT(9, c90, c91);
+    OUT(10, cA0, cA1); OUT(11, cB0, cB1); OUT(12, cC0, cC1); OUT(13, cD0, cD1);
+#undef OUT
+}
+
+/* ---- driver ------------------------------------------------------------------------------------------------- */
+
+static void scale_c(int M, int N, float beta, float *C, long ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+}
+
+void lmf_sgemm_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                      int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    float *bp = buf_get(), *ap = bp + (size_t)KC * NB;
+    int nk = (K + KC - 1) / KC;
+    int kcb = (K + nk - 1) / nk; /* even depth blocks: K = 400 gives 200 + 200, not 384 + 16 */
+    for (int n0 = 0; n0 < N; n0 += NB) {
+        int nb = N - n0 < NB ? N - n0 : NB;
+        for (int p0 = 0; p0 < K; p0 += kcb) {
+            int kc = K - p0 < kcb ? K - p0 : kcb;
+            float bt = p0 == 0 ? beta : 1.0f;
+            pack_b(bp, transB, B, ldb, n0, p0, nb, kc);
+            for (int i0 = 0; i0 < M; i0 += MR) {
+                int mr = M - i0 < MR ? M - i0 : MR;
+                pack_a(ap, transA, A, lda, i0, p0, mr, kc);
+                float *c = C + (long)i0 * ldc + n0;
+                for (int j = 0; j < nb; j += NR)
+                    kernel_14x32(kc, ap, bp + (long)j * kc, c + j, ldc, bt, mr, nb - j < NR ? nb - j : NR);
+            }
+        }
+    }
+}

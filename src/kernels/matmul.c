@@ -1,0 +1,32 @@
+/* matmul.c — the linear layer y = x W^T + b and its backward, on top of lmf_sgemm. */
+#include "kernels/kernels.h"
+#include "kernels/gemm.h"
+#include "core/parallel.h"
+
+void matmul_forward(float *out, const float *inp, const float *W, const float *bias, int N, int IC, int OC) {
+    lmf_sgemm(0, 1, N, OC, IC, inp, IC, W, IC, 0.0f, out, OC);
+    if (bias) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            float *o = out + (long)n * OC;
+            for (int c = 0; c < OC; c++) o[c] += bias[c];
+        }
+    }
+}
+
+void matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp, const float *W, int N,
+                     int IC, int OC) {
+    lmf_sgemm(0, 0, N, IC, OC, dout, OC, W, IC, 1.0f, dinp, IC);
+    lmf_sgemm(1, 0, OC, IC, N, dout, OC, inp, IC, 1.0f, dW, IC);
+    if (dbias) {
+#pragma omp parallel
+        {
+            long c0, c1;
+            lmf_omp_range(OC, &c0, &c1);
+            for (int n = 0; n < N; n++) {
+                const float *d = dout + (long)n * OC;
+                for (long c = c0; c < c1; c++) dbias[c] += d[c];
+            }
+        }
+    }
+}

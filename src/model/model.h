@@ -1,0 +1,88 @@
+/* model.h — the transformer's internals: parameter table, activation buffers, forward and backward.
+ *
+ * Parameters live in ONE flat fp32 buffer carved by a fixed table of 17 named tensors (layer tensors stacked over
+ * layers, llm.c style), so AdamW, gradient clipping, checkpointing and later allreduce/ZeRO work on flat ranges.
+ * Tensors a family does not use have size 0. Both families share the table:
+ *
+ *   wte (V,C)  wpe (maxT,C)  ln1_w/ln1_b (L,C)  qkv_w (L,C+2KVC,C)  qkv_b (L,C+2KVC)  attn_proj_w (L,C,C)
+ *   attn_proj_b (L,C)  ln2_w/ln2_b (L,C)  fc_w (L,F,C) gpt2 | (L,2F,C) llama: gate rows then up rows
+ *   fc_b (L,F)  fc_proj_w (L,C,F)  fc_proj_b (L,C)  lnf_w/lnf_b (C)  lm_head (V,C) only when untied
+ *
+ * gpt2 uses all but lm_head; llama has no wpe and no biases (ln*_w are RMSNorm weights). Linear weights are
+ * (out, in) as in torch.nn.Linear: y = x W^T. */
+#ifndef LMF_MODEL_MODEL_H
+#define LMF_MODEL_MODEL_H
+
+#include "lmforge.h"
+
+#include <stddef.h>
+
+enum {
+    LMF_P_WTE, LMF_P_WPE, LMF_P_LN1W, LMF_P_LN1B, LMF_P_QKVW, LMF_P_QKVB, LMF_P_ATTPROJW, LMF_P_ATTPROJB,
+    LMF_P_LN2W, LMF_P_LN2B, LMF_P_FCW, LMF_P_FCB, LMF_P_FCPROJW, LMF_P_FCPROJB, LMF_P_LNFW, LMF_P_LNFB,
+    LMF_P_LMHEAD, LMF_NUM_PARAM_TENSORS
+};
+
+extern const char *const lmf_param_names[LMF_NUM_PARAM_TENSORS];
+
+/* Activations kept from forward for backward. Layer buffers are stacked over L with per-layer strides sized for
+ * the largest batch (maxB x maxT), so smaller batches use a prefix of each layer's slab. */
+typedef struct {
+    float *encoded;                    /* (N,C) embeddings = input of layer 0 */
+    float *ln1, *ln1_mean, *ln1_rstd;  /* (L,N,C), (L,N), (L,N) */
+    float *qkv;                        /* (L,N,S) S = C + 2 KVC, q and k after RoPE */
+    float *att;                        /* (L,B,NH,T,T) softmax probabilities */
+    float *atty;                       /* (L,N,C) attention output before the projection */
+    float *res2;                       /* (L,N,C) residual stream after attention */
+    float *ln2, *ln2_mean, *ln2_rstd;  /* (L,N,C), (L,N), (L,N) */
+    float *fch;                        /* (L,N,FF) FF = F (gpt2) or 2F (llama: gate|up) */
+    float *fcact;                      /* (L,N,F) after GELU / SwiGLU */
+    float *res3;                       /* (L,N,C) residual stream after the MLP = layer output */
+    float *lnf, *lnf_mean, *lnf_rstd;  /* (N,C), (N), (N) */
+    float *logits;                     /* (N,V); overwritten by d(logits) in backward */
+    float *losses;                     /* (N) */
+} lmf_acts;
+
+/* One layer's worth of backward scratch (backward walks the layers one at a time). */
+typedef struct {
+    float *dres;   /* (N,C) gradient of the residual stream */
+    float *dbuf;   /* (N,C) gradient of a norm output or of the attention output */
+    float *dqkv;   /* (N,S) */
+    float *dfch;   /* (N,FF) */
+    float *dfcact; /* (N,F) */
+    float *datt;   /* threads x T x T */
+} lmf_grad_scratch;
+
+struct lmf_model {
+    lmf_model_config cfg;
+    size_t param_sizes[LMF_NUM_PARAM_TENSORS];
+    size_t param_offsets[LMF_NUM_PARAM_TENSORS];
+    size_t num_params;
+    float *params;
+    float *grads; /* NULL unless created for training */
+    float *ptr[LMF_NUM_PARAM_TENSORS];  /* views into params */
+    float *gptr[LMF_NUM_PARAM_TENSORS]; /* views into grads */
+
+    int max_batch, max_seq;
+    size_t layer_stride_nc, layer_stride_att; /* per-layer strides of the stacked activations */
+    lmf_acts acts;
+    float *acts_memory;
+    lmf_grad_scratch gs;
+    float *gs_memory;
+    float *rope; /* (maxT, hs/2) cos, then sin; llama only */
+
+    int B, T;          /* shape of the last forward */
+    int32_t *tokens;   /* (maxB*maxT) copies of the last forward's inputs */
+    int32_t *targets;
+    int has_targets;
+    int num_targets;   /* non-ignored targets in the last forward */
+};
+
+/* Sizes of the 17 parameter tensors for cfg (0 for unused ones), and their shapes for printing/serialising. */
+void lmf_param_sizes(const lmf_model_config *cfg, size_t sizes[LMF_NUM_PARAM_TENSORS]);
+/* Writes the shape of tensor i (up to 3 dims) and returns its rank (0 if the tensor is absent). */
+int lmf_param_shape(const lmf_model_config *cfg, int i, int shape[3]);
+/* Whether AdamW's weight decay applies to tensor i by default: matrices yes; embeddings, norms, biases no. */
+int lmf_param_decays(int i);
+
+#endif

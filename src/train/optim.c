@@ -1,0 +1,46 @@
+/* optim.c — see optim.h. */
+#include "train/optim.h"
+#include "core/alloc.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+
+float lmf_lr_at(int step, float lr, float min_lr, int warmup_steps, int max_steps) {
+    if (step < warmup_steps) return lr * (float)(step + 1) / (float)warmup_steps;
+    if (step >= max_steps) return min_lr;
+    double ratio = (double)(step - warmup_steps) / (double)(max_steps - warmup_steps);
+    double coeff = 0.5 * (1.0 + cos(3.14159265358979323846 * ratio));
+    return (float)(min_lr + coeff * (lr - min_lr));
+}
+
+void lmf_adamw_init(lmf_adamw *opt, size_t n) {
+    opt->m = lmf_alloc_big(n * sizeof(float));
+    opt->v = lmf_alloc_big(n * sizeof(float));
+    opt->n = n;
+    opt->t = 0;
+}
+
+void lmf_adamw_free(lmf_adamw *opt) {
+    lmf_free_big(opt->m);
+    lmf_free_big(opt->v);
+    opt->m = opt->v = NULL;
+}
+
+float lmf_grad_norm(const lmf_model *m) { return (float)sqrt(sum_squares(m->grads, (long)m->num_params)); }
+
+float lmf_adamw_step(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, int step, float grad_norm) {
+    float lr = lmf_lr_at(step, hp->lr, hp->min_lr, hp->warmup_steps, hp->max_steps);
+    float scale = 1.0f;
+    if (hp->grad_clip > 0.0f) {
+        float coef = hp->grad_clip / (grad_norm + 1e-6f);
+        if (coef < 1.0f) scale = coef;
+    }
+    opt->t++;
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
+        size_t off = m->param_offsets[i], n = m->param_sizes[i];
+        if (!n) continue;
+        adamw_update(m->params + off, m->grads + off, opt->m + off, opt->v + off, (long)n, lr, hp->beta1, hp->beta2,
+                     hp->eps, lmf_param_decays(i) ? hp->weight_decay : 0.0f, scale, opt->t);
+    }
+    return lr;
+}

@@ -1,0 +1,29 @@
+/* optim.h — AdamW over the model's flat parameter buffer, with global-norm gradient clipping and the
+ * warmup + cosine learning-rate schedule. Weight decay applies per tensor (lmf_param_decays): matrices only. */
+#ifndef LMF_TRAIN_OPTIM_H
+#define LMF_TRAIN_OPTIM_H
+
+#include "model/model.h"
+
+typedef struct {
+    float lr, min_lr;
+    int warmup_steps, max_steps;
+    float beta1, beta2, eps, weight_decay;
+    float grad_clip; /* <= 0: no clipping */
+} lmf_adamw_hparams;
+
+typedef struct {
+    float *m, *v; /* first and second moments, one float per parameter */
+    size_t n;
+    int t;        /* updates applied so far */
+} lmf_adamw;
+
+void lmf_adamw_init(lmf_adamw *opt, size_t n);
+void lmf_adamw_free(lmf_adamw *opt);
+/* Global L2 norm of the gradients (before clipping). */
+float lmf_grad_norm(const lmf_model *m);
+/* One update at 0-based `step`: clips (coef = clip / (norm + 1e-6), as torch.nn.utils.clip_grad_norm_), then
+ * AdamW at lmf_lr_at(step). Returns the lr used. */
+float lmf_adamw_step(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, int step, float grad_norm);
+
+#endif

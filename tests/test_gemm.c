@@ -1,0 +1,197 @@
+/* test_gemm.c — every SGEMM variant on this CPU against the scalar reference (see kernels/gemm.h).
+ *
+ * Covers the four transA/transB combinations, beta 0 / 1 / 0.5, odd shapes, shapes around the micro-tile sizes
+ * (AVX-512 14x32, AVX2 6x16) and the depth/column blocks (KC 384, NB 960), row strides larger than the rows,
+ * and sentinels around and between the rows of C to catch stray writes. beta == 0 cases start C as NaN to prove
+ * C is not read. The threaded lmf_sgemm is tested both outside and inside an OpenMP parallel region. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cpu.h"
+#include "kernels/gemm.h"
+
+typedef void (*sgemm_fn)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
+
+#define SENTINEL 1234.5f
+#define PAD 64 /* sentinel floats before and after C */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((rng >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+
+static float *rand_buf(size_t n) {
+    float *p = malloc(n * sizeof(float));
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = frand();
+    return p;
+}
+
+/* Compare C (from fn) with the reference; tolerance 1e-5 relative to sum |a||b| + |beta c0|. Returns failures. */
+static int check(const char *what, int tA, int tB, int M, int N, int K, const float *A, int lda, const float *B,
+                 int ldb, float beta, const float *C0, const float *C, const float *R, int ldc) {
+    int bad = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double mag = 0.0;
+            for (int k = 0; k < K; k++) {
+                float a = tA ? A[(long)k * lda + i] : A[(long)i * lda + k];
+                float b = tB ? B[(long)j * ldb + k] : B[(long)k * ldb + j];
+                mag += fabs((double)a * b);
+            }
+            if (beta != 0.0f) mag += fabs(beta * C0[(long)i * ldc + j]);
+            double c = C[(long)i * ldc + j], r = R[(long)i * ldc + j];
+            if (!(fabs(c - r) <= 1e-5 * mag + 1e-30)) {
+                if (bad++ < 5)
+                    fprintf(stderr, "%s tA=%d tB=%d M=%d N=%d K=%d beta=%g: C[%d][%d] = %.8g, want %.8g\n", what, tA,
+                            tB, M, N, K, beta, i, j, c, r);
+            }
+        }
+    /* everything outside the M x N region (row gaps) must be untouched */
+    for (int i = 0; i < M; i++)
+        for (int j = N; j < ldc; j++)
+            if (C[(long)i * ldc + j] != SENTINEL && bad++ < 5) fprintf(stderr, "%s: row gap C[%d][%d] written\n", what, i, j);
+    return bad;
+}
+
+/* One case: fn vs ref with strides row length + extra. Returns the number of mismatches. */
+static int run_case(sgemm_fn fn, const char *what, int tA, int tB, int M, int N, int K, int extra, float beta) {
+    int ar = tA ? K : M, ac = tA ? M : K; /* stored A is ar x ac */
+    int br = tB ? N : K, bc = tB ? K : N;
+    int lda = ac + extra, ldb = bc + extra * 2, ldc = N + extra;
+    float *A = rand_buf((size_t)ar * lda), *B = rand_buf((size_t)br * ldb);
+    size_t cn = (size_t)M * ldc;
+    float *C0 = malloc(cn * sizeof(float)), *Cb = malloc((cn + 2 * PAD) * sizeof(float)), *R = malloc(cn * sizeof(float));
+    assert_true(C0 && Cb && R);
+    for (size_t i = 0; i < cn; i++) C0[i] = SENTINEL;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) C0[(long)i * ldc + j] = beta == 0.0f ? NAN : frand();
+    for (size_t i = 0; i < cn + 2 * PAD; i++) Cb[i] = SENTINEL;
+    float *C = Cb + PAD;
+    memcpy(C, C0, cn * sizeof(float));
+    memcpy(R, C0, cn * sizeof(float));
+    lmf_sgemm_ref(tA, tB, M, N, K, A, lda, B, ldb, beta, R, ldc);
+    fn(tA, tB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    int bad = check(what, tA, tB, M, N, K, A, lda, B, ldb, beta, C0, C, R, ldc);
+    for (int i = 0; i < PAD; i++)
+        if ((Cb[i] != SENTINEL || Cb[PAD + cn + i] != SENTINEL) && bad++ < 5)
+            fprintf(stderr, "%s tA=%d tB=%d M=%d N=%d K=%d: write outside C\n", what, tA, tB, M, N, K);
+    free(A), free(B), free(C0), free(Cb), free(R);
+    return bad;
+}
+
+static const int shapes[][3] = {
+    {1, 1, 1},    {7, 13, 5},   {33, 65, 17}, {100, 37, 300}, {14, 32, 8},  {13, 31, 9},   {15, 33, 16},
+    {28, 64, 1},  {6, 16, 4},   {5, 15, 3},   {12, 48, 7},    {29, 95, 33}, {3, 200, 385}, {17, 40, 768},
+    {45, 17, 770}, {2, 1000, 20}, {70, 970, 12}, {1, 70, 40},   {64, 1, 64},  {40, 30, 1153},
+};
+
+static void run_variant(sgemm_fn fn, const char *what) {
+    int bad = 0, n = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++)
+            for (int b = 0; b < 3; b++) {
+                float beta = b == 0 ? 0.0f : b == 1 ? 1.0f : 0.5f;
+                int extra = (s + t + b) % 3 == 0 ? 0 : (int)(s % 5) * 3 + 1;
+                bad += run_case(fn, what, t >> 1, t & 1, shapes[s][0], shapes[s][1], shapes[s][2], extra, beta);
+                n++;
+            }
+    if (bad) fprintf(stderr, "%s: %d mismatches over %d cases\n", what, bad, n);
+    assert_int_equal(bad, 0);
+}
+
+/* K == 0: C = beta * C. */
+static void run_k0(sgemm_fn fn) {
+    float C[6] = {1, 2, 3, 4, 5, 6}, A[1] = {7}, B[1] = {8};
+    fn(0, 0, 2, 2, 0, A, 1, B, 2, 0.5f, C, 3);
+    assert_true(C[0] == 0.5f && C[1] == 1.0f && C[2] == 3.0f && C[3] == 2.0f && C[4] == 2.5f && C[5] == 6.0f);
+    C[0] = NAN;
+    fn(1, 1, 1, 1, 0, A, 1, B, 1, 0.0f, C, 1);
+    assert_true(C[0] == 0.0f);
+}
+
+static void test_ref_k0(void **state) {
+    (void)state;
+    run_k0(lmf_sgemm_ref);
+}
+
+static void test_avx2(void **state) {
+    (void)state;
+    if (lmf_cpu_best_isa() < LMF_ISA_AVX2) skip();
+    run_k0(lmf_sgemm_avx2);
+    run_variant(lmf_sgemm_avx2, "avx2");
+}
+
+static void test_avx512(void **state) {
+    (void)state;
+    if (lmf_cpu_best_isa() < LMF_ISA_AVX512) skip();
+    run_k0(lmf_sgemm_avx512);
+    run_variant(lmf_sgemm_avx512, "avx512");
+}
+
+/* The dispatcher, threaded: shapes big enough to be split across threads, including odd ones. */
+static void test_threaded(void **state) {
+    (void)state;
+    omp_set_num_threads(2);
+    static const int big[][3] = {{256, 768, 64}, {300, 1001, 77}, {97, 2000, 50}, {1500, 40, 64}, {20, 3000, 30}};
+    int bad = 0;
+    for (size_t s = 0; s < sizeof big / sizeof big[0]; s++)
+        for (int t = 0; t < 4; t++)
+            bad += run_case(lmf_sgemm, "threaded", t >> 1, t & 1, big[s][0], big[s][1], big[s][2], (int)s,
+                            t & 1 ? 1.0f : 0.0f);
+    assert_int_equal(bad, 0);
+    run_k0(lmf_sgemm);
+}
+
+/* Per-head attention products called from inside a parallel region: Q/K/V interleaved in one (T, 3C) buffer,
+ * head h at column offset h*64, so lda = ldb = 3C. Each thread checks its own heads against the reference. */
+static void test_in_parallel(void **state) {
+    (void)state;
+    enum { T = 96, C = 256, H = 4, D = 64 };
+    float *qkv = rand_buf((size_t)T * 3 * C), *att = malloc(sizeof(float) * H * T * T),
+          *out = malloc(sizeof(float) * T * C), *ref_att = malloc(sizeof(float) * H * T * T),
+          *ref_out = malloc(sizeof(float) * T * C);
+    assert_true(att && out && ref_att && ref_out);
+    for (int h = 0; h < H; h++) {
+        lmf_sgemm_ref(0, 1, T, T, D, qkv + h * D, 3 * C, qkv + C + h * D, 3 * C, 0.0f, ref_att + h * T * T, T);
+        lmf_sgemm_ref(0, 0, T, D, T, ref_att + h * T * T, T, qkv + 2 * C + h * D, 3 * C, 0.0f, ref_out + h * D, C);
+    }
+    int nested_threads = 0;
+    omp_set_num_threads(2);
+#pragma omp parallel for schedule(static, 1) reduction(max : nested_threads)
+    for (int h = 0; h < H; h++) {
+        lmf_sgemm(0, 1, T, T, D, qkv + h * D, 3 * C, qkv + C + h * D, 3 * C, 0.0f, att + h * T * T, T);
+        lmf_sgemm(0, 0, T, D, T, att + h * T * T, T, qkv + 2 * C + h * D, 3 * C, 0.0f, out + h * D, C);
+        nested_threads = omp_get_num_threads();
+    }
+    assert_true(nested_threads >= 1);
+    int bad = 0;
+    for (long i = 0; i < (long)H * T * T; i++)
+        if (fabsf(att[i] - ref_att[i]) > 1e-4f * (1.0f + fabsf(ref_att[i])) && bad++ < 5)
+            fprintf(stderr, "in-parallel att[%ld] = %g, want %g\n", i, att[i], ref_att[i]);
+    for (long i = 0; i < (long)T * C; i++)
+        if (fabsf(out[i] - ref_out[i]) > 1e-4f * (1.0f + fabsf(ref_out[i])) && bad++ < 5)
+            fprintf(stderr, "in-parallel out[%ld] = %g, want %g\n", i, out[i], ref_out[i]);
+    free(qkv), free(att), free(out), free(ref_att), free(ref_out);
+    assert_int_equal(bad, 0);
+}
+
+int main(void) {
+    fprintf(stderr, "test_gemm: best ISA %s, dispatch ISA %s\n", lmf_isa_name(lmf_cpu_best_isa()),
+            lmf_isa_name(lmf_cpu_isa()));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ref_k0),   cmocka_unit_test(test_avx2),        cmocka_unit_test(test_avx512),
+        cmocka_unit_test(test_threaded), cmocka_unit_test(test_in_parallel),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
