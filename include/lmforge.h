@@ -77,13 +77,19 @@ float *lmf_model_grads(lmf_model *m);
 float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targets, int B, int T);
 const float *lmf_model_logits(const lmf_model *m);
 void lmf_model_zero_grad(lmf_model *m);
-/* Adds d(loss)/d(params) of the last forward (which must have had targets) into the gradients. */
-void lmf_model_backward(lmf_model *m);
+/* Adds d(loss_scale * loss)/d(params) of the last forward (which must have had targets) into the gradients;
+ * loss_scale = 1/k averages over k accumulated micro-batches. */
+void lmf_model_backward(lmf_model *m, float loss_scale);
 
 /* ---- training ------------------------------------------------------------------------------------------------- */
 
 /* Learning rate at 0-based step: linear warmup over warmup_steps to lr, then cosine decay to min_lr at max_steps. */
 float lmf_lr_at(int step, float lr, float min_lr, int warmup_steps, int max_steps);
+
+/* Asks a running job (training) to stop at its next safe point, checkpoint and return LMF_ERR_INTERRUPTED.
+ * Async-signal-safe: meant to be called from a SIGINT/SIGTERM handler. */
+void lmf_request_stop(void);
+int lmf_stop_requested(void);
 
 #ifdef __cplusplus
 }

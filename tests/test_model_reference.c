@@ -62,7 +62,7 @@ static void run_fixture(const char *file) {
     float ref_loss = tensor_f32(st, "loss", 1)[0];
     if (fabsf(loss - ref_loss) > 1e-5f * fabsf(ref_loss)) fail_msg("%s: loss %.7f vs %.7f", file, loss, ref_loss);
     lmf_model_zero_grad(m);
-    lmf_model_backward(m);
+    lmf_model_backward(m, 1.0f);
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
         if (!m->param_sizes[i]) continue;
         snprintf(name, sizeof name, "grad.%s", lmf_param_names[i]);
@@ -87,7 +87,7 @@ static void run_fixture(const char *file) {
     for (int s = 0; s < S; s++) {
         float l = lmf_model_forward(m, ttok + (size_t)s * B * T, ttgt + (size_t)s * B * T, B, T);
         lmf_model_zero_grad(m);
-        lmf_model_backward(m);
+        lmf_model_backward(m, 1.0f);
         float gn = lmf_grad_norm(m);
         float lr = lmf_adamw_step(&opt, m, &hp, s, gn);
         if (fabsf(l - rl[s]) > 1e-4f * fabsf(rl[s])) fail_msg("%s step %d: loss %.7f vs %.7f", file, s, l, rl[s]);

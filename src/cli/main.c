@@ -1,1 +1,44 @@
-int main(void){return 0;}
+/* main.c — `lmforge <command> [flags]`: dispatch to the commands in this folder. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name, *summary;
+    int (*run)(int argc, char **argv);
+} command;
+
+static const command commands[] = {
+    {"train", "pretrain a transformer (gpt2 or llama family) on token shards; --resume continues a run", cmd_train},
+    {"data", "prepare corpora: `data shard` turns text files into token shards for training", cmd_data},
+};
+
+int cli_fail(const char *cmd, lmf_status s) {
+    fprintf(stderr, "lmforge %s: %s: %s\n", cmd, lmf_status_name(s), lmf_last_error());
+    return s == LMF_ERR_INTERRUPTED ? 130 : s == LMF_ERR_ARG ? 2 : 1;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "lmforge %s — the large-language-model lifecycle in C\n\nusage: lmforge <command> [flags]\n\ncommands:\n",
+            LMF_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n`lmforge <command> --help` documents each command's flags.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("lmforge %s\n", LMF_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "lmforge: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,5 +1,7 @@
 /* adamw.c — AdamW with decoupled weight decay, written as torch.optim.AdamW computes it. */
 #include "kernels/kernels.h"
+#include "core/parallel.h"
+#include "core/status.h"
 
 #include <math.h>
 
@@ -19,8 +21,23 @@ void adamw_update(float *p, const float *g, float *m, float *v, long n, float lr
 }
 
 double sum_squares(const float *x, long n) {
-    double acc = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : acc)
-    for (long i = 0; i < n; i++) acc += (double)x[i] * x[i];
-    return acc;
+    /* Fixed-order combination of per-thread partial sums (an OpenMP reduction combines in arrival order), so the
+     * gradient norm, and hence clipping, is bit-for-bit repeatable for a given thread count. */
+    double partial[256] = {0};
+    int nt = 1;
+#pragma omp parallel
+    {
+        long lo, hi;
+        lmf_omp_range(n, &lo, &hi);
+        double acc = 0.0;
+        for (long i = lo; i < hi; i++) acc += (double)x[i] * x[i];
+        int t = omp_get_thread_num();
+        if (t < 256) partial[t] = acc;
+#pragma omp single
+        nt = omp_get_num_threads();
+    }
+    LMF_CHECK(nt <= 256);
+    double total = 0.0;
+    for (int t = 0; t < nt; t++) total += partial[t];
+    return total;
 }

@@ -28,6 +28,14 @@
 #define NR 32  /* columns of C per micro-tile: two zmm of B per k; 28 zmm accumulators */
 #define KC 384 /* depth block: an A panel (KC*MR*4 = 21 KB) stays in L1 */
 #define NB 960 /* columns per B block: KC*NB*4 = 1.4 MB of L2 (a multiple of NR) */
+#ifndef PF_DIST
+#define PF_DIST "1024" /* bytes ahead in the B panel that the k loop prefetches (8 steps) */
+#endif
+#ifdef NO_PF
+#define PF_INSN ""
+#else
+#define PF_INSN "prefetcht0 " PF_DIST "(%[b])\n\t" "prefetcht0 " PF_DIST "+64(%[b])\n\t"
+#endif
 
 /* ---- per-thread pack buffers -------------------------------------------------------------------------------- */
 
@@ -97,13 +105,32 @@ static inline void transpose16(__m512 r[16]) {
     }
 }
 
-/* dst[k*W + r] = src[r*ld + k] for r < w, 0 for w <= r < W: rows of the panel strided in src (a transpose). */
+/* dst[k*W + r] = src[r*ld + k] for r < w, 0 for w <= r < W: rows of the panel strided in src (a transpose).
+ * Works on 16x16 blocks; full blocks take a fixed-size path so the 16 rows stay in registers. */
 static void pack_trans(float *dst, const float *src, long ld, int w, int W, int kc) {
     for (int g = 0; g < W; g += 16) {
         int rows = w - g < 0 ? 0 : w - g > 16 ? 16 : w - g;
         __mmask16 out = lanes(W - g); /* 16 lanes, or 14 for the last group of an A panel */
         const float *s = src + (long)g * ld;
-        for (int k0 = 0; k0 < kc; k0 += 16) {
+        int k0 = 0;
+        if (rows == 16 || rows == 14) { /* full B group, or a full A panel */
+            for (; k0 + 16 <= kc; k0 += 16) {
+                __m512 r[16];
+                const float *p = s + k0;
+                for (int i = 0; i < 14; i++) r[i] = _mm512_loadu_ps(p + i * ld);
+                for (int i = 0; i < 14; i++) _mm_prefetch((const char *)(p + i * ld + 64), _MM_HINT_T0);
+                r[14] = r[15] = _mm512_setzero_ps();
+                if (rows == 16) {
+                    r[14] = _mm512_loadu_ps(p + 14 * ld), r[15] = _mm512_loadu_ps(p + 15 * ld);
+                    _mm_prefetch((const char *)(p + 14 * ld + 64), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(p + 15 * ld + 64), _MM_HINT_T0);
+                }
+                transpose16(r);
+                float *d = dst + (long)k0 * W + g;
+                for (int j = 0; j < 16; j++) _mm512_mask_storeu_ps(d + j * W, out, r[j]);
+            }
+        }
+        for (; k0 < kc; k0 += 16) { /* partial blocks: rows beyond w read as zero, k beyond kc not stored */
             int kn = kc - k0 < 16 ? kc - k0 : 16;
             __mmask16 km = lanes(kn);
             __m512 r[16];
@@ -132,72 +159,81 @@ static void pack_b(float *bp, int transB, const float *B, long ldb, int n0, int 
 
 /* ---- micro-kernel ------------------------------------------------------------------------------------------- */
 
-/* C[0:mr, 0:nr] = beta * C + a * b, where a is a kc x 14 panel and b a kc x 32 panel (beta == 0: C not read). */
+/* The k loop, in inline assembly because compilers spill some of the 28 accumulators (zmm0-27). Per k: two
+ * loads of b (zmm28-29), then for each of the 14 rows one broadcast of a (alternating zmm30/31) and two FMAs:
+ * 16 loads per 28 FMAs. The finished tile goes to t[14][32] (64-byte aligned), merged into C by the caller. */
+#define KROW(i, r0, r1, bc)                                                                                        \
+    "vbroadcastss " #i "*4(%[a]), %%zmm" #bc "\n\t"                                                                \
+    "vfmadd231ps %%zmm28, %%zmm" #bc ", %%zmm" #r0 "\n\t"                                                          \
+    "vfmadd231ps %%zmm29, %%zmm" #bc ", %%zmm" #r1 "\n\t"
+#define KSTORE(i, r0, r1) "vmovaps %%zmm" #r0 ", " #i "*128(%[t])\n\t" "vmovaps %%zmm" #r1 ", " #i "*128+64(%[t])\n\t"
+
+static void kernel_loop(long kc, const float *a, const float *b, float *t) {
+    __asm__ volatile(
+        "vpxord %%zmm0, %%zmm0, %%zmm0\n\t"
+        "vmovaps %%zmm0, %%zmm1\n\t" "vmovaps %%zmm0, %%zmm2\n\t" "vmovaps %%zmm0, %%zmm3\n\t"
+        "vmovaps %%zmm0, %%zmm4\n\t" "vmovaps %%zmm0, %%zmm5\n\t" "vmovaps %%zmm0, %%zmm6\n\t"
+        "vmovaps %%zmm0, %%zmm7\n\t" "vmovaps %%zmm0, %%zmm8\n\t" "vmovaps %%zmm0, %%zmm9\n\t"
+        "vmovaps %%zmm0, %%zmm10\n\t" "vmovaps %%zmm0, %%zmm11\n\t" "vmovaps %%zmm0, %%zmm12\n\t"
+        "vmovaps %%zmm0, %%zmm13\n\t" "vmovaps %%zmm0, %%zmm14\n\t" "vmovaps %%zmm0, %%zmm15\n\t"
+        "vmovaps %%zmm0, %%zmm16\n\t" "vmovaps %%zmm0, %%zmm17\n\t" "vmovaps %%zmm0, %%zmm18\n\t"
+        "vmovaps %%zmm0, %%zmm19\n\t" "vmovaps %%zmm0, %%zmm20\n\t" "vmovaps %%zmm0, %%zmm21\n\t"
+        "vmovaps %%zmm0, %%zmm22\n\t" "vmovaps %%zmm0, %%zmm23\n\t" "vmovaps %%zmm0, %%zmm24\n\t"
+        "vmovaps %%zmm0, %%zmm25\n\t" "vmovaps %%zmm0, %%zmm26\n\t" "vmovaps %%zmm0, %%zmm27\n\t"
+        "1:\n\t"
+        "vmovaps (%[b]), %%zmm28\n\t"
+        "vmovaps 64(%[b]), %%zmm29\n\t"
+        PF_INSN
+        KROW(0, 0, 1, 30) KROW(1, 2, 3, 31) KROW(2, 4, 5, 30) KROW(3, 6, 7, 31) KROW(4, 8, 9, 30)
+        KROW(5, 10, 11, 31) KROW(6, 12, 13, 30) KROW(7, 14, 15, 31) KROW(8, 16, 17, 30) KROW(9, 18, 19, 31)
+        KROW(10, 20, 21, 30) KROW(11, 22, 23, 31) KROW(12, 24, 25, 30) KROW(13, 26, 27, 31)
+        "add $56, %[a]\n\t"
+        "add $128, %[b]\n\t"
+        "dec %[k]\n\t"
+        "jnz 1b\n\t"
+        KSTORE(0, 0, 1) KSTORE(1, 2, 3) KSTORE(2, 4, 5) KSTORE(3, 6, 7) KSTORE(4, 8, 9) KSTORE(5, 10, 11)
+        KSTORE(6, 12, 13) KSTORE(7, 14, 15) KSTORE(8, 16, 17) KSTORE(9, 18, 19) KSTORE(10, 20, 21)
+        KSTORE(11, 22, 23) KSTORE(12, 24, 25) KSTORE(13, 26, 27)
+        : [a] "+r"(a), [b] "+r"(b), [k] "+r"(kc)
+        : [t] "r"(t)
+        : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
+          "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21",
+          "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
+}
+#undef KROW
+#undef KSTORE
+
+/* C[0:mr, 0:nr] = beta * C + a * b, where a is a kc x 14 panel and b a kc x 32 panel (kc >= 1; beta == 0: C is
+ * not read). */
 static void kernel_14x32(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc,
                          float beta, int mr, int nr) {
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
-    __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
-    __m512 c80 = c00, c81 = c00, c90 = c00, c91 = c00, cA0 = c00, cA1 = c00, cB0 = c00, cB1 = c00;
-    __m512 cC0 = c00, cC1 = c00, cD0 = c00, cD1 = c00;
-
-    for (int i = 0; i < mr; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0),
-                                 _mm_prefetch((const char *)(c + i * ldc + 31), _MM_HINT_T0);
-
-#define ROW(i, ci0, ci1)                                                                                           \
-    do {                                                                                                           \
-        __m512 av = _mm512_set1_ps(a[i]);                                                                          \
-        ci0 = _mm512_fmadd_ps(av, b0, ci0);                                                                        \
-        ci1 = _mm512_fmadd_ps(av, b1, ci1);                                                                        \
-    } while (0)
-#define STEP()                                                                                                     \
-    do {                                                                                                           \
-        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);                                                \
-        ROW(0, c00, c01); ROW(1, c10, c11); ROW(2, c20, c21); ROW(3, c30, c31); ROW(4, c40, c41);                  \
-        ROW(5, c50, c51); ROW(6, c60, c61); ROW(7, c70, c71); ROW(8, c80, c81); ROW(9, c90, c91);                  \
-        ROW(10, cA0, cA1); ROW(11, cB0, cB1); ROW(12, cC0, cC1); ROW(13, cD0, cD1);                                \
-        a += MR;                                                                                                   \
-        b += NR;                                                                                                   \
-    } while (0)
-
-    int k = kc;
-    for (; k >= 4; k -= 4) {
-        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + 8 * NR + 16), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + 9 * NR), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + 9 * NR + 16), _MM_HINT_T0);
-        STEP(); STEP();
-        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + 8 * NR + 16), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + 9 * NR), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + 9 * NR + 16), _MM_HINT_T0);
-        STEP(); STEP();
-    }
-    for (; k > 0; k--) STEP();
-#undef STEP
-#undef ROW
-
+    _Alignas(64) float t[MR * NR];
+    /* the next tile to the right: fetch its C rows while this one computes (prefetches never fault) */
+    for (int i = 0; i < mr; i++) _mm_prefetch((const char *)(c + i * ldc + NR), _MM_HINT_T0),
+                                 _mm_prefetch((const char *)(c + i * ldc + NR + 31), _MM_HINT_T0);
+    kernel_loop(kc, a, b, t);
     __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
-    __m512 bv = _mm512_set1_ps(beta);
-    int mode = beta == 0.0f ? 0 : beta == 1.0f ? 1 : 2;
-#define OUT(i, ci0, ci1)                                                                                           \
-    do {                                                                                                           \
-        if (i < mr) {                                                                                              \
-            float *cr = c + (long)(i) * ldc;                                                                       \
-            if (mode == 1) {                                                                                       \
-                ci0 = _mm512_add_ps(ci0, _mm512_maskz_loadu_ps(m0, cr));                                           \
-                ci1 = _mm512_add_ps(ci1, _mm512_maskz_loadu_ps(m1, cr + 16));                                      \
-            } else if (mode == 2) {                                                                                \
-                ci0 = _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m0, cr), ci0);                                     \
-                ci1 = _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m1, cr + 16), ci1);                                \
-            }                                                                                                      \
-            _mm512_mask_storeu_ps(cr, m0, ci0);                                                                    \
-            _mm512_mask_storeu_ps(cr + 16, m1, ci1);                                                               \
-        }                                                                                                          \
-    } while (0)
-    OUT(0, c00, c01); OUT(1, c10, c11); OUT(2, c20, c21); OUT(3, c30, c31); OUT(4, c40, c41);
-    OUT(5, c50, c51); OUT(6, c60, c61); OUT(7, c70, c71); OUT(8, c80, c81); OUT(9, c90, c91);
-    OUT(10, cA0, cA1); OUT(11, cB0, cB1); OUT(12, cC0, cC1); OUT(13, cD0, cD1);
-#undef OUT
+    if (beta == 0.0f) {
+        for (int i = 0; i < mr; i++) {
+            _mm512_mask_storeu_ps(c + i * ldc, m0, _mm512_load_ps(t + i * NR));
+            _mm512_mask_storeu_ps(c + i * ldc + 16, m1, _mm512_load_ps(t + i * NR + 16));
+        }
+    } else if (beta == 1.0f) {
+        for (int i = 0; i < mr; i++) {
+            float *cr = c + i * ldc;
+            _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(_mm512_load_ps(t + i * NR), _mm512_maskz_loadu_ps(m0, cr)));
+            _mm512_mask_storeu_ps(cr + 16, m1,
+                                  _mm512_add_ps(_mm512_load_ps(t + i * NR + 16), _mm512_maskz_loadu_ps(m1, cr + 16)));
+        }
+    } else {
+        __m512 bv = _mm512_set1_ps(beta);
+        for (int i = 0; i < mr; i++) {
+            float *cr = c + i * ldc;
+            _mm512_mask_storeu_ps(cr, m0, _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m0, cr), _mm512_load_ps(t + i * NR)));
+            _mm512_mask_storeu_ps(cr + 16, m1,
+                                  _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m1, cr + 16), _mm512_load_ps(t + i * NR + 16)));
+        }
+    }
 }
 
 /* ---- driver ------------------------------------------------------------------------------------------------- */

@@ -190,7 +190,7 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
     return m->num_targets ? (float)(sum / m->num_targets) : 0.0f;
 }
 
-void lmf_model_backward(lmf_model *m) {
+void lmf_model_backward(lmf_model *m, float loss_scale) {
     LMF_CHECK(m->grads && m->has_targets);
     dims d = dims_of(&m->cfg, m->B, m->T);
     int gpt2 = m->cfg.arch == LMF_ARCH_GPT2, B = m->B, T = m->T;
@@ -200,7 +200,7 @@ void lmf_model_backward(lmf_model *m) {
     size_t C = d.C, S = d.S, F = d.F, FF = d.FF, NC = (size_t)d.N * d.C;
 
     /* loss -> logits -> final norm */
-    float scale = m->num_targets ? 1.0f / m->num_targets : 0.0f;
+    float scale = m->num_targets ? loss_scale / m->num_targets : 0.0f;
     crossentropy_backward_inplace(a->logits, m->targets, d.N, d.V, scale);
     float *dhead = m->cfg.tied_embeddings ? m->gptr[LMF_P_WTE] : m->gptr[LMF_P_LMHEAD];
     const float *head = m->cfg.tied_embeddings ? m->ptr[LMF_P_WTE] : m->ptr[LMF_P_LMHEAD];

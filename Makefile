@@ -1,0 +1,50 @@
+# lmforge — convenience targets over CMake. `make demo` and `make test` do all the set-up on a fresh machine.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+PREFIX     ?= /usr/local
+JOBS       ?= $(shell nproc)
+DEMO_DIR   ?= out/demo
+
+.PHONY: all deps build test test-asan test-fast demo install bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+# Every test, the slow end-to-end ones included.
+test: deps build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+# Unit tests only (skips the `slow` label).
+test-fast: deps build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE slow
+
+# The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMF_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
+
+# Pretrain the default small gpt2 on the King James Bible (bytes), evaluate, checkpoint, print a sample.
+demo: deps build
+	@mkdir -p $(DEMO_DIR)
+	bible gen1:1-rev22:21 > $(DEMO_DIR)/kjv.txt
+	$(BUILD)/lmforge data shard --out $(DEMO_DIR)/data $(DEMO_DIR)/kjv.txt
+	$(BUILD)/lmforge train --config configs/demo.conf --train-data $(DEMO_DIR)/data/train.bin \
+	  --val-data $(DEMO_DIR)/data/val.bin --out-dir $(DEMO_DIR)/run
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+bench: deps build
+	bench/train_bench.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,13 @@
+/* cli.h — the `lmforge` commands. Each is thin: parse flags, call the library, print, map status to exit code. */
+#ifndef LMF_CLI_CLI_H
+#define LMF_CLI_CLI_H
+
+#include "lmforge.h"
+
+int cmd_train(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+
+/* Prints "lmforge <cmd>: <status>: <message>" to stderr and returns the process exit code for s. */
+int cli_fail(const char *cmd, lmf_status s);
+
+#endif

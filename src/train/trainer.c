@@ -1,0 +1,260 @@
+/* trainer.c — see trainer.h. */
+#include "train/trainer.h"
+#include "core/alloc.h"
+#include "core/cpu.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "io/shard.h"
+#include "model/model.h"
+#include "train/loader.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static volatile sig_atomic_t stop_flag;
+void lmf_request_stop(void) { stop_flag = 1; }
+int lmf_stop_requested(void) { return stop_flag != 0; }
+
+static lmf_status mkdir_p(const char *dir) {
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return lmf_fail(LMF_ERR_IO, "%s: mkdir: %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return lmf_fail(LMF_ERR_IO, "%s: mkdir: %s", tmp, strerror(errno));
+    return LMF_OK;
+}
+
+/* Fields that define the parameter layout must agree between a checkpoint and the run resuming it. */
+static lmf_status same_model(const lmf_model_config *a, const lmf_model_config *b) {
+#define SAME(f)                                                                                                    \
+    if (a->f != b->f) return lmf_fail(LMF_ERR_MISMATCH, "checkpoint has " #f " = %g but this run has %g", (double)b->f, (double)a->f)
+    SAME(arch); SAME(vocab_size); SAME(max_seq_len); SAME(n_layer); SAME(n_embd); SAME(n_head); SAME(n_kv_head);
+    SAME(ffn_dim); SAME(tied_embeddings);
+#undef SAME
+    return LMF_OK;
+}
+
+static float evaluate(lmf_model *m, lmf_loader *val, int batches, int32_t *in, int32_t *tg) {
+    lmf_loader_seek(val, 0, 0);
+    uint64_t avail = val->n_windows / (uint64_t)val->B;
+    if (avail == 0) avail = 1;
+    if ((uint64_t)batches > avail) batches = (int)avail;
+    double sum = 0.0;
+    for (int i = 0; i < batches; i++) {
+        lmf_loader_next(val, in, tg);
+        sum += lmf_model_forward(m, in, tg, val->B, val->T);
+    }
+    return batches ? (float)(sum / batches) : NAN;
+}
+
+/* Samples text from a byte-level model: the context is the last T tokens, one full forward per new token. */
+static void sample_bytes(lmf_model *m, const lmf_train_config *c, int eot, FILE *save) {
+    int T = m->max_seq, n = 0, cap = (int)strlen(c->sample_prompt) + c->sample_tokens + 1;
+    int32_t *ctx = lmf_xmalloc(sizeof(int32_t) * (size_t)cap);
+    for (const char *p = c->sample_prompt; *p; p++) ctx[n++] = (unsigned char)*p;
+    if (n == 0) ctx[n++] = eot >= 0 ? eot : '\n';
+    else fputs(c->sample_prompt, stdout), fputs(c->sample_prompt, save);
+    lmf_rng r;
+    lmf_rng_seed(&r, (uint64_t)c->seed, 0xcafe);
+    int V = m->cfg.vocab_size;
+    float *probs = lmf_xmalloc(sizeof(float) * (size_t)V);
+    for (int i = 0; i < c->sample_tokens; i++) {
+        int len = n < T ? n : T;
+        lmf_model_forward(m, ctx + n - len, NULL, 1, len);
+        const float *l = lmf_model_logits(m) + (size_t)(len - 1) * V;
+        int next = 0;
+        if (c->sample_temperature == 0.0f) {
+            for (int v = 1; v < V; v++) next = l[v] > l[next] ? v : next;
+        } else {
+            float mx = l[0];
+            for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+            double sum = 0;
+            for (int v = 0; v < V; v++) sum += probs[v] = expf((l[v] - mx) / c->sample_temperature);
+            double u = lmf_rng_uniform(&r) * sum, acc = 0;
+            for (next = 0; next < V - 1; next++)
+                if ((acc += probs[next]) > u) break;
+        }
+        if (next == eot) break;
+        ctx[n++] = next;
+        if (next < 256) fputc(next, stdout), fputc(next, save);
+        fflush(stdout);
+    }
+    fputc('\n', stdout), fputc('\n', save);
+    free(probs);
+    free(ctx);
+}
+
+lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *ck) {
+    lmf_train_config c = *cfg_in;
+    LMF_TRY(lmf_train_config_validate(&c));
+    if (c.threads > 0) omp_set_num_threads(c.threads);
+    lmf_shard *train = NULL, *valid = NULL;
+    lmf_model *m = NULL;
+    lmf_loader tl = {0}, vl = {0};
+    lmf_adamw opt = {0};
+    FILE *metrics = NULL;
+    int32_t *in = NULL, *tg = NULL;
+    lmf_status s;
+
+    if ((s = lmf_shard_open(c.train_data, &train)) != LMF_OK) goto done;
+    if (c.val_data[0] && (s = lmf_shard_open(c.val_data, &valid)) != LMF_OK) goto done;
+    if (c.model.vocab_size == 0) c.model.vocab_size = (int)train->vocab_size;
+    if (c.model.max_seq_len == 0) c.model.max_seq_len = c.seq_len;
+    if (train->vocab_size > (uint32_t)c.model.vocab_size || (valid && valid->vocab_size > (uint32_t)c.model.vocab_size)) {
+        s = lmf_fail(LMF_ERR_MISMATCH, "%s: shard vocabulary %u is larger than the model's vocab_size %d",
+                     valid && valid->vocab_size > train->vocab_size ? c.val_data : c.train_data,
+                     valid && valid->vocab_size > train->vocab_size ? valid->vocab_size : train->vocab_size,
+                     c.model.vocab_size);
+        goto done;
+    }
+    if (c.seq_len > c.model.max_seq_len) {
+        s = lmf_fail(LMF_ERR_ARG, "seq_len %d exceeds the model's max_seq_len %d", c.seq_len, c.model.max_seq_len);
+        goto done;
+    }
+    if ((s = lmf_model_config_validate(&c.model)) != LMF_OK) goto done;
+    if ((s = mkdir_p(c.out_dir)) != LMF_OK) goto done;
+    if (!c.metrics[0]) snprintf(c.metrics, sizeof c.metrics, "%s/metrics.jsonl", c.out_dir);
+
+    int B = c.batch_size, T = c.seq_len;
+    m = lmf_model_create(&c.model, B, T, 1);
+    if (!m) {
+        s = LMF_ERR_ARG;
+        goto done;
+    }
+    lmf_adamw_init(&opt, m->num_params);
+    if ((s = lmf_loader_init(&tl, train, B, T, (uint64_t)c.seed, 1)) != LMF_OK) goto done;
+    if (valid && (s = lmf_loader_init(&vl, valid, B, T, (uint64_t)c.seed, 0)) != LMF_OK) goto done;
+    in = lmf_xmalloc(sizeof(int32_t) * (size_t)B * T);
+    tg = lmf_xmalloc(sizeof(int32_t) * (size_t)B * T);
+
+    int step = 0;
+    if (ck) {
+        lmf_train_config saved;
+        lmf_train_config_default(&saved);
+        if ((s = lmf_train_config_parse(&saved, ck->config_text, "checkpoint config")) != LMF_OK) goto done;
+        if ((s = same_model(&c.model, &saved.model)) != LMF_OK) goto done;
+        if (ck->num_params != m->num_params) {
+            s = lmf_fail(LMF_ERR_MISMATCH, "checkpoint holds %llu parameters, the model has %zu",
+                         (unsigned long long)ck->num_params, m->num_params);
+            goto done;
+        }
+        memcpy(m->params, ck->params, m->num_params * sizeof(float));
+        memcpy(opt.m, ck->m, m->num_params * sizeof(float));
+        memcpy(opt.v, ck->v, m->num_params * sizeof(float));
+        opt.t = (int)ck->adam_t, step = (int)ck->step;
+        if ((s = lmf_loader_seek(&tl, ck->epoch, ck->index)) != LMF_OK) goto done;
+    } else {
+        lmf_model_init_weights(m, (uint64_t)c.seed);
+    }
+    char *text = lmf_train_config_to_text(&c);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/train.conf", c.out_dir);
+    const void *parts[] = {text};
+    size_t sizes[] = {strlen(text)};
+    s = lmf_write_file_atomic(path, parts, sizes, 1);
+    if (s != LMF_OK) {
+        free(text);
+        goto done;
+    }
+    metrics = fopen(c.metrics, ck ? "a" : "w");
+    if (!metrics) {
+        free(text);
+        s = lmf_fail(LMF_ERR_IO, "%s: cannot open metrics file: %s", c.metrics, strerror(errno));
+        goto done;
+    }
+    fprintf(stderr, "lmforge train: %s, %zu parameters (%.2fM), L%d C%d H%d/%d F%d V%d, B%d T%d x%d accum, "
+                    "%d threads, %s kernels%s\n",
+            lmf_arch_name(c.model.arch), m->num_params, m->num_params / 1e6, c.model.n_layer, c.model.n_embd,
+            c.model.n_head, c.model.n_kv_head, c.model.ffn_dim, c.model.vocab_size, B, T, c.grad_accum,
+            omp_get_max_threads(), lmf_isa_name(lmf_cpu_isa()), ck ? "; resuming" : "");
+    if (ck) fprintf(metrics, "{\"event\":\"resume\",\"step\":%d}\n", step);
+
+    lmf_progress bar;
+    lmf_progress_start(&bar, step, c.opt.max_steps, "steps");
+    float last_val = NAN;
+    char line[512];
+    for (; step < c.opt.max_steps; step++) {
+        if (lmf_stop_requested() || (c.stop_at > 0 && step >= c.stop_at)) break;
+        if (valid && c.eval_every > 0 && step % c.eval_every == 0) {
+            last_val = evaluate(m, &vl, c.eval_batches, in, tg);
+            fprintf(metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val);
+            snprintf(line, sizeof line, "step %d: val loss %.4f", step, last_val);
+            lmf_progress_log(&bar, line);
+        }
+        double t0 = lmf_now();
+        lmf_model_zero_grad(m);
+        double loss = 0.0;
+        for (int a = 0; a < c.grad_accum; a++) {
+            lmf_loader_next(&tl, in, tg);
+            loss += lmf_model_forward(m, in, tg, B, T);
+            lmf_model_backward(m, 1.0f / c.grad_accum);
+        }
+        loss /= c.grad_accum;
+        float gnorm = lmf_grad_norm(m);
+        float lr = lmf_adamw_step(&opt, m, &c.opt, step, gnorm);
+        double dt = lmf_now() - t0, tps = (double)B * T * c.grad_accum / dt;
+        if (!isfinite(loss)) {
+            s = lmf_fail(LMF_ERR_ARG, "step %d: loss is %f; lower lr (now %g) or check the data", step, loss, lr);
+            break;
+        }
+        fprintf(metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f,\"tok_per_s\":%.1f}\n",
+                step, loss, lr, gnorm, dt * 1e3, tps);
+        fflush(metrics);
+        snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", loss, lr, gnorm, tps);
+        lmf_progress_update(&bar, step + 1, line);
+        int last = step + 1 == c.opt.max_steps;
+        if (!last && c.checkpoint_every > 0 && (step + 1) % c.checkpoint_every == 0) {
+            snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c.out_dir, step + 1);
+            if ((s = lmf_checkpoint_save(path, text, (uint64_t)step + 1, tl.epoch, tl.index, (uint64_t)opt.t,
+                                         m->params, opt.m, opt.v, m->num_params)) != LMF_OK)
+                break;
+            lmf_checkpoint_prune(c.out_dir, c.keep_checkpoints);
+        }
+    }
+    lmf_progress_finish(&bar);
+    if (s == LMF_OK) {
+        /* final (or interrupted) state */
+        snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c.out_dir, step);
+        s = lmf_checkpoint_save(path, text, (uint64_t)step, tl.epoch, tl.index, (uint64_t)opt.t, m->params, opt.m,
+                                opt.v, m->num_params);
+        if (s == LMF_OK) lmf_checkpoint_prune(c.out_dir, c.keep_checkpoints);
+        if (s == LMF_OK) fprintf(stderr, "checkpoint: %s\n", path);
+    }
+    free(text);
+    if (s == LMF_OK && step < c.opt.max_steps) {
+        s = lmf_fail(LMF_ERR_INTERRUPTED, "stopped at step %d; resume with --resume %s", step, c.out_dir);
+        goto done;
+    }
+    if (s != LMF_OK) goto done;
+    if (valid) {
+        last_val = evaluate(m, &vl, c.eval_batches, in, tg);
+        fprintf(metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val);
+        fprintf(stderr, "final val loss %.4f (ppl %.2f)\n", last_val, exp(last_val));
+    }
+    if (c.sample_tokens > 0 && train->tokenizer == LMF_TOKENIZER_BYTES) {
+        snprintf(path, sizeof path, "%s/sample.txt", c.out_dir);
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fprintf(stderr, "sample (%d tokens, temperature %.2f):\n", c.sample_tokens, c.sample_temperature);
+            sample_bytes(m, &c, train->eot, f);
+            fclose(f);
+        }
+    }
+done:
+    if (metrics) fclose(metrics);
+    free(in), free(tg);
+    lmf_loader_free(&tl), lmf_loader_free(&vl);
+    lmf_adamw_free(&opt);
+    lmf_model_free(m);
+    lmf_shard_close(train), lmf_shard_close(valid);
+    return s;
+}

@@ -1,0 +1,263 @@
+/* test_train.c — the training loop's promises: exact resume, checkpoints that refuse corruption and mismatch,
+ * config parsing with clear errors, shard validation, and the data loader's determinism. */
+#include "test_util.h"
+
+#include "io/shard.h"
+#include "train/checkpoint.h"
+#include "train/loader.h"
+#include "train/trainer.h"
+
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", tmpdir, name); }
+
+/* A small shard of structured pseudo-text, so the loss moves. */
+static void write_shard(const char *path, int n, unsigned seed) {
+    lmf_shard_writer w;
+    assert_int_equal(lmf_shard_writer_open(&w, path, 64, 63, LMF_TOKENIZER_BYTES), LMF_OK);
+    srand(seed);
+    for (int i = 0; i < n; i++) {
+        uint32_t t = (uint32_t)((i * 7 + (rand() % 3)) % 60);
+        assert_int_equal(lmf_shard_writer_put(&w, &t, 1), LMF_OK);
+    }
+    assert_int_equal(lmf_shard_writer_close(&w), LMF_OK);
+}
+
+static int setup(void **state) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/lmf_test_train_XXXXXX");
+    if (!mkdtemp(tmpdir)) return -1;
+    char p[512];
+    path_in(p, sizeof p, "train.bin");
+    write_shard(p, 20000, 1);
+    path_in(p, sizeof p, "val.bin");
+    write_shard(p, 3000, 2);
+    return 0;
+}
+
+static int teardown(void **state) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd);
+}
+
+static void tiny_config(lmf_train_config *c, const char *out) {
+    lmf_train_config_default(c);
+    path_in(c->train_data, sizeof c->train_data, "train.bin");
+    path_in(c->val_data, sizeof c->val_data, "val.bin");
+    path_in(c->out_dir, sizeof c->out_dir, out);
+    c->model.n_layer = 2, c->model.n_embd = 32, c->model.n_head = 4, c->model.n_kv_head = 4, c->model.ffn_dim = 64;
+    c->batch_size = 4, c->seq_len = 16, c->grad_accum = 2;
+    c->opt.max_steps = 8, c->opt.warmup_steps = 2;
+    c->eval_every = 3, c->eval_batches = 2, c->checkpoint_every = 3, c->sample_tokens = 0;
+}
+
+/* Returns the "loss" fields of the step lines of a metrics file, in order, as strings (exact digits). */
+static int read_losses(const char *path, char losses[][32], int max) {
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < max) {
+        char *p = strstr(line, "\"loss\":");
+        if (!p) continue;
+        sscanf(p + 7, "%31[^,]", losses[n++]);
+    }
+    fclose(f);
+    return n;
+}
+
+static void load_ckpt(const char *out, int step, lmf_checkpoint *ck) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s/ckpt-%08d.lmfc", tmpdir, out, step);
+    if (lmf_checkpoint_load(p, ck) != LMF_OK) fail_msg("%s", lmf_last_error());
+}
+
+static void test_resume_is_exact(void **state) {
+    lmf_train_config a, b;
+    tiny_config(&a, "full");
+    assert_int_equal(lmf_train_run(&a, NULL), LMF_OK);
+
+    tiny_config(&b, "split");
+    b.stop_at = 4;
+    assert_int_equal(lmf_train_run(&b, NULL), LMF_ERR_INTERRUPTED);
+    lmf_checkpoint ck;
+    load_ckpt("split", 4, &ck);
+    assert_int_equal(ck.step, 4);
+    lmf_train_config r;
+    lmf_train_config_default(&r);
+    assert_int_equal(lmf_train_config_parse(&r, ck.config_text, "ckpt"), LMF_OK);
+    r.stop_at = 0;
+    assert_int_equal(lmf_train_run(&r, &ck), LMF_OK);
+    lmf_checkpoint_free(&ck);
+
+    char la[16][32], lb[16][32], p[512];
+    snprintf(p, sizeof p, "%s/full/metrics.jsonl", tmpdir);
+    int na = read_losses(p, la, 16);
+    snprintf(p, sizeof p, "%s/split/metrics.jsonl", tmpdir);
+    int nb = read_losses(p, lb, 16);
+    assert_int_equal(na, 8);
+    assert_int_equal(nb, 8);
+    for (int i = 0; i < 8; i++)
+        if (strcmp(la[i], lb[i])) fail_msg("step %d: loss %s uninterrupted vs %s resumed", i, la[i], lb[i]);
+    /* losses went down: the run trained */
+    assert_true(atof(la[7]) < atof(la[0]));
+
+    lmf_checkpoint fa, fb;
+    load_ckpt("full", 8, &fa);
+    load_ckpt("split", 8, &fb);
+    assert_int_equal(fa.num_params, fb.num_params);
+    assert_memory_equal(fa.params, fb.params, fa.num_params * 3 * sizeof(float)); /* params, m, v */
+    assert_int_equal(fa.epoch, fb.epoch);
+    assert_int_equal(fa.index, fb.index);
+    lmf_checkpoint_free(&fa);
+    lmf_checkpoint_free(&fb);
+}
+
+static void corrupt_and_expect(const char *src, const char *dst, long offset, long truncate_to, const char *msg) {
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "cp %s %s", src, dst);
+    assert_int_equal(system(cmd), 0);
+    if (offset >= 0) {
+        FILE *f = fopen(dst, "r+b");
+        fseek(f, offset, SEEK_SET);
+        int c = fgetc(f);
+        fseek(f, offset, SEEK_SET);
+        fputc(c ^ 0x10, f);
+        fclose(f);
+    }
+    if (truncate_to >= 0) assert_int_equal(truncate(dst, truncate_to), 0);
+    lmf_checkpoint ck;
+    assert_int_equal(lmf_checkpoint_load(dst, &ck), LMF_ERR_FORMAT);
+    if (!strstr(lmf_last_error(), msg)) fail_msg("expected '%s' in: %s", msg, lmf_last_error());
+    if (!strstr(lmf_last_error(), dst)) fail_msg("error does not name the file: %s", lmf_last_error());
+}
+
+static void test_corrupt_checkpoint(void **state) {
+    lmf_train_config c;
+    tiny_config(&c, "corrupt");
+    c.opt.max_steps = 2;
+    assert_int_equal(lmf_train_run(&c, NULL), LMF_OK);
+    char src[600], dst[600];
+    snprintf(src, sizeof src, "%s/corrupt/ckpt-00000002.lmfc", tmpdir);
+    path_in(dst, sizeof dst, "bad.lmfc");
+    struct stat sb;
+    assert_int_equal(stat(src, &sb), 0);
+    corrupt_and_expect(src, dst, sb.st_size / 2, -1, "checksum mismatch");
+    corrupt_and_expect(src, dst, sb.st_size - 1, -1, "checksum mismatch");
+    corrupt_and_expect(src, dst, -1, sb.st_size - 100, "does not match the file size");
+    corrupt_and_expect(src, dst, 0, -1, "bad magic");
+    corrupt_and_expect(src, dst, 20, -1, "does not match the file size");
+    corrupt_and_expect(src, dst, -1, 10, "shorter than");
+    /* no temporary file is left behind by successful saves */
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s.tmp", src);
+    assert_int_not_equal(access(tmp, F_OK), 0);
+}
+
+static void test_mismatched_checkpoint(void **state) {
+    lmf_train_config c;
+    tiny_config(&c, "mismatch");
+    c.opt.max_steps = 2;
+    assert_int_equal(lmf_train_run(&c, NULL), LMF_OK);
+    lmf_checkpoint ck;
+    load_ckpt("mismatch", 2, &ck);
+    c.model.n_layer = 3;
+    c.opt.max_steps = 4;
+    assert_int_equal(lmf_train_run(&c, &ck), LMF_ERR_MISMATCH);
+    assert_non_null(strstr(lmf_last_error(), "n_layer"));
+    lmf_checkpoint_free(&ck);
+}
+
+static void test_config_parsing(void **state) {
+    lmf_train_config c;
+    lmf_train_config_default(&c);
+    const char *text = "# comment\n\narch = llama\nn_layer = 3 # trailing\nlr=3e-4\ntied-embeddings = false\n"
+                       "out_dir = \"a dir\"\n";
+    assert_int_equal(lmf_train_config_parse(&c, text, "t.conf"), LMF_OK);
+    assert_int_equal(c.model.arch, LMF_ARCH_LLAMA);
+    assert_int_equal(c.model.n_layer, 3);
+    assert_true(fabsf(c.opt.lr - 3e-4f) < 1e-10f);
+    assert_int_equal(c.model.tied_embeddings, 0);
+    assert_string_equal(c.out_dir, "a dir");
+    /* round trip */
+    char *t = lmf_train_config_to_text(&c);
+    lmf_train_config d;
+    lmf_train_config_default(&d);
+    assert_int_equal(lmf_train_config_parse(&d, t, "roundtrip"), LMF_OK);
+    assert_memory_equal(&c, &d, sizeof c);
+    free(t);
+    /* errors name the line and the option */
+    assert_int_equal(lmf_train_config_parse(&c, "lr = 1\nn_layer = two\n", "x.conf"), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "x.conf:2"));
+    assert_non_null(strstr(lmf_last_error(), "n_layer"));
+    assert_int_equal(lmf_train_config_parse(&c, "bogus = 1\n", "x.conf"), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "unknown option 'bogus'"));
+    assert_int_equal(lmf_train_config_parse(&c, "just words\n", "x.conf"), LMF_ERR_ARG);
+    assert_int_equal(lmf_train_config_parse(&c, "lr = nan\n", "x.conf"), LMF_ERR_ARG);
+    assert_int_equal(lmf_train_config_parse(&c, "arch = bert\n", "x.conf"), LMF_ERR_ARG);
+    lmf_train_config_default(&c);
+    c.opt.warmup_steps = c.opt.max_steps + 1;
+    strcpy(c.train_data, "x");
+    assert_int_equal(lmf_train_config_validate(&c), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "warmup_steps"));
+}
+
+static void test_shard_validation(void **state) {
+    char p[512];
+    path_in(p, sizeof p, "train.bin");
+    lmf_shard *s;
+    assert_int_equal(lmf_shard_open(p, &s), LMF_OK);
+    assert_int_equal(s->n_tokens, 20000);
+    assert_int_equal(s->vocab_size, 64);
+    lmf_shard_close(s);
+    char bad[600], cmd[2400];
+    path_in(bad, sizeof bad, "bad.bin");
+    snprintf(cmd, sizeof cmd, "head -c 1000 %s > %s", p, bad);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(lmf_shard_open(bad, &s), LMF_ERR_FORMAT);
+    assert_non_null(strstr(lmf_last_error(), "tokens"));
+    /* a token outside the vocabulary is reported with its offset */
+    snprintf(cmd, sizeof cmd, "cp %s %s && printf '\\377\\377' | dd of=%s bs=1 seek=200 conv=notrunc 2>/dev/null", p,
+             bad, bad);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(lmf_shard_open(bad, &s), LMF_ERR_FORMAT);
+    assert_non_null(strstr(lmf_last_error(), "byte offset 200"));
+    assert_int_equal(lmf_shard_open("/nonexistent/shard.bin", &s), LMF_ERR_IO);
+}
+
+static void test_loader_determinism(void **state) {
+    char p[512];
+    path_in(p, sizeof p, "train.bin");
+    lmf_shard *s;
+    assert_int_equal(lmf_shard_open(p, &s), LMF_OK);
+    lmf_loader a, b;
+    int32_t ia[64], ta[64], ib[64], tb[64];
+    assert_int_equal(lmf_loader_init(&a, s, 4, 16, 7, 1), LMF_OK);
+    assert_int_equal(lmf_loader_init(&b, s, 4, 16, 7, 1), LMF_OK);
+    /* run `a` across an epoch boundary, then jump `b` to a's position: the next batches agree */
+    uint64_t batches = a.n_windows / 4 + 3;
+    for (uint64_t i = 0; i < batches; i++) lmf_loader_next(&a, ia, ta);
+    assert_int_equal(a.epoch, 1);
+    assert_int_equal(lmf_loader_seek(&b, a.epoch, a.index), LMF_OK);
+    lmf_loader_next(&a, ia, ta);
+    lmf_loader_next(&b, ib, tb);
+    assert_memory_equal(ia, ib, sizeof ia);
+    assert_memory_equal(ta, tb, sizeof ta);
+    for (int i = 0; i < 15; i++) assert_int_equal(ta[i], ia[i + 1]); /* targets are inputs shifted by one */
+    lmf_loader_free(&a);
+    lmf_loader_free(&b);
+    lmf_shard_close(s);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_parsing),     cmocka_unit_test(test_shard_validation),
+        cmocka_unit_test(test_loader_determinism), cmocka_unit_test(test_resume_is_exact),
+        cmocka_unit_test(test_corrupt_checkpoint), cmocka_unit_test(test_mismatched_checkpoint),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
