@@ -172,7 +172,8 @@ int main(int argc, char **argv) {
             if (c->single && threads == 2) continue;
             double gf[3] = {0}, blas = 0;
             if (have_blas) blas = measure_forked(c, IMPL_OPENBLAS, threads, budget, result);
-            for (int isa = best; isa >= LMF_ISA_AVX2; isa--) gf[isa] = measure_forked(c, isa + 1, threads, budget, result);
+            for (int isa = best; isa >= LMF_ISA_AVX2; isa--)
+                gf[isa] = measure_forked(c, isa + 1, threads, budget, result);
             printf("| %-10s | %-8s | %5d | %5d | %5d | %3d |", c->name, kind, c->M, c->N, c->K, threads);
             for (int isa = best; isa >= LMF_ISA_AVX2; isa--) printf(" %7.1f |", gf[isa]);
             if (have_blas) printf(" %8.1f | %11.2f |", blas, gf[best] / blas);

@@ -1,7 +1,7 @@
 /* test_gemm.c — every SGEMM variant on this CPU against the scalar reference (see kernels/gemm.h).
  *
  * Covers the four transA/transB combinations, beta 0 / 1 / 0.5, odd shapes, shapes around the micro-tile sizes
- * (AVX-512 14x32, AVX2 6x16) and the depth/column blocks (KC 384, NB 960), row strides larger than the rows,
+ * (AVX-512 14x32, AVX2 6x16) and the blocks (KC 384, NB 768 / 960, MC 1008), row strides larger than the rows,
  * and sentinels around and between the rows of C to catch stray writes. beta == 0 cases start C as NaN to prove
  * C is not read. The threaded lmf_sgemm is tested both outside and inside an OpenMP parallel region. */
 #include <setjmp.h>
@@ -60,7 +60,8 @@ static int check(const char *what, int tA, int tB, int M, int N, int K, const fl
     /* everything outside the M x N region (row gaps) must be untouched */
     for (int i = 0; i < M; i++)
         for (int j = N; j < ldc; j++)
-            if (C[(long)i * ldc + j] != SENTINEL && bad++ < 5) fprintf(stderr, "%s: row gap C[%d][%d] written\n", what, i, j);
+            if (C[(long)i * ldc + j] != SENTINEL && bad++ < 5)
+                fprintf(stderr, "%s: row gap C[%d][%d] written\n", what, i, j);
     return bad;
 }
 
@@ -71,7 +72,8 @@ static int run_case(sgemm_fn fn, const char *what, int tA, int tB, int M, int N,
     int lda = ac + extra, ldb = bc + extra * 2, ldc = N + extra;
     float *A = rand_buf((size_t)ar * lda), *B = rand_buf((size_t)br * ldb);
     size_t cn = (size_t)M * ldc;
-    float *C0 = malloc(cn * sizeof(float)), *Cb = malloc((cn + 2 * PAD) * sizeof(float)), *R = malloc(cn * sizeof(float));
+    float *C0 = malloc(cn * sizeof(float)), *R = malloc(cn * sizeof(float));
+    float *Cb = malloc((cn + 2 * PAD) * sizeof(float));
     assert_true(C0 && Cb && R);
     for (size_t i = 0; i < cn; i++) C0[i] = SENTINEL;
     for (int i = 0; i < M; i++)
@@ -93,7 +95,7 @@ static int run_case(sgemm_fn fn, const char *what, int tA, int tB, int M, int N,
 static const int shapes[][3] = {
     {1, 1, 1},    {7, 13, 5},   {33, 65, 17}, {100, 37, 300}, {14, 32, 8},  {13, 31, 9},   {15, 33, 16},
     {28, 64, 1},  {6, 16, 4},   {5, 15, 3},   {12, 48, 7},    {29, 95, 33}, {3, 200, 385}, {17, 40, 768},
-    {45, 17, 770}, {2, 1000, 20}, {70, 970, 12}, {1, 70, 40},   {64, 1, 64},  {40, 30, 1153},
+    {45, 17, 770}, {2, 1000, 20}, {70, 970, 12}, {1, 70, 40},   {64, 1, 64},  {40, 30, 1153}, {1030, 20, 30},
 };
 
 static void run_variant(sgemm_fn fn, const char *what) {

@@ -1,50 +1,41 @@
-/* activation.c — GELU (tanh approximation), SwiGLU and the residual add. */
+/* activation.c — GELU (tanh approximation), SwiGLU and the residual add, spread over threads in chunks. */
 #include "kernels/kernels.h"
-
-#include <math.h>
-
-#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+#include "kernels/vec.h"
+#include "core/parallel.h"
 
 void gelu_forward(float *out, const float *inp, long n) {
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+    const lmf_vec_ops *v = lmf_vec();
+#pragma omp parallel
+    {
+        long lo, hi;
+        lmf_omp_range(n, &lo, &hi);
+        if (hi > lo) v->gelu(out + lo, inp + lo, hi - lo);
     }
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = GELU_K * (x + 0.044715f * x * x * x);
-        float th = tanhf(u);
-        float sech2 = 1.0f - th * th;
-        float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] += g * dout[i];
+    const lmf_vec_ops *v = lmf_vec();
+#pragma omp parallel
+    {
+        long lo, hi;
+        lmf_omp_range(n, &lo, &hi);
+        if (hi > lo) v->gelu_backward(dinp + lo, inp + lo, dout + lo, hi - lo);
     }
 }
 
 void swiglu_forward(float *out, const float *gu, int N, int F) {
+    const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *g = gu + (long)n * 2 * F, *u = g + F;
-        float *o = out + (long)n * F;
-        for (int i = 0; i < F; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-    }
+    for (int n = 0; n < N; n++) v->swiglu(out + (long)n * F, gu + (long)n * 2 * F, gu + (long)n * 2 * F + F, F);
 }
 
 void swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int F) {
+    const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
-        const float *g = gu + (long)n * 2 * F, *u = g + F, *d = dout + (long)n * F;
-        float *dg = dgu + (long)n * 2 * F, *du = dg + F;
-        for (int i = 0; i < F; i++) {
-            float sig = 1.0f / (1.0f + expf(-g[i]));
-            float silu = g[i] * sig;
-            dg[i] += d[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
-            du[i] += d[i] * silu;
-        }
+        const float *g = gu + (long)n * 2 * F;
+        float *dg = dgu + (long)n * 2 * F;
+        v->swiglu_backward(dg, dg + F, dout + (long)n * F, g, g + F, F);
     }
 }
 

@@ -6,13 +6,16 @@
  * wasted upper triangle costs less than a blocked causal kernel's bookkeeping. */
 #include "kernels/kernels.h"
 #include "kernels/gemm.h"
+#include "kernels/vec.h"
 
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
+    const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
@@ -24,19 +27,8 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
             lmf_sgemm(0, 1, T, T, hs, Q, S, K, S, 0.0f, P, T);
             for (int i = 0; i < T; i++) {
                 float *row = P + (long)i * T;
-                float mx = -INFINITY;
-                for (int j = 0; j <= i; j++) {
-                    row[j] *= scale;
-                    if (row[j] > mx) mx = row[j];
-                }
-                float sum = 0.0f;
-                for (int j = 0; j <= i; j++) {
-                    row[j] = expf(row[j] - mx);
-                    sum += row[j];
-                }
-                float inv = 1.0f / sum;
-                for (int j = 0; j <= i; j++) row[j] *= inv;
-                for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+                v->softmax(row, i + 1, scale);
+                memset(row + i + 1, 0, sizeof(float) * (size_t)(T - i - 1));
             }
             lmf_sgemm(0, 0, T, hs, T, P, T, V, S, 0.0f, out + (long)b * T * C + (long)h * hs, C);
         }
@@ -47,6 +39,7 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
                         int T, int NH, int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
+    const lmf_vec_ops *v = lmf_vec();
     /* Query heads of one group share their K and V gradients: one task per (batch, kv head) keeps writes apart. */
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++) {
@@ -64,12 +57,9 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
                 lmf_sgemm(0, 1, T, T, hs, dO, C, V, S, 0.0f, dP, T);      /* dP = dO V^T  */
                 lmf_sgemm(1, 0, T, hs, T, P, T, dO, C, 1.0f, dV, S);      /* dV += P^T dO */
                 for (int i = 0; i < T; i++) {                              /* softmax backward, scaled */
-                    const float *p = P + (long)i * T;
                     float *d = dP + (long)i * T;
-                    float dot = 0.0f;
-                    for (int j = 0; j <= i; j++) dot += p[j] * d[j];
-                    for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
-                    for (int j = i + 1; j < T; j++) d[j] = 0.0f;
+                    v->softmax_backward(d, P + (long)i * T, i + 1, scale);
+                    memset(d + i + 1, 0, sizeof(float) * (size_t)(T - i - 1));
                 }
                 lmf_sgemm(0, 0, T, hs, T, dP, T, K, S, 1.0f, dQ, S);      /* dQ += dS K   */
                 lmf_sgemm(1, 0, T, hs, T, dP, T, Q, S, 1.0f, dK, S);      /* dK += dS^T Q */

@@ -39,7 +39,7 @@ void lmf_sgemm(int transA, int transB, int M, int N, int K, const float *A, int 
     double flops = 2.0 * M * N * (K > 0 ? K : 1);
     if (nt > 1 && flops / nt < MIN_FLOPS_PER_THREAD) nt = (int)(flops / MIN_FLOPS_PER_THREAD);
     int mt = (M + v.mu - 1) / v.mu, ntl = (N + v.nu - 1) / v.nu; /* micro-tiles along M and N */
-    if (nt > mt * ntl) nt = mt * ntl;
+    if ((long)mt * ntl < nt) nt = (int)((long)mt * ntl);
     if (nt <= 1) {
         v.fn(transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;

@@ -2,20 +2,22 @@
  *
  * Structure (GotoBLAS/BLIS style, written for row-major C so vectors run along N):
  *
- *   for n0 in N step NB                         block of op(B) columns
- *     for p0 in K step kc (kc <= KC)            depth block
- *       pack op(B)[p0:p0+kc, n0:n0+NB]  -> bp   NB/32 panels of kc x 32, in L2 (kc*NB*4 bytes)
- *       for i0 in M step 14
- *         pack op(A)[i0:i0+14, p0:p0+kc] -> ap  one kc x 14 panel, stays in L1 while ...
- *         for each 32-wide panel of bp:          ... the B panels stream from L2
- *           C[i0:+14, j:+32] (= beta C if p0 == 0, else += C) + ap * bp_panel
+ *   for m0 in M step MC                          row block
+ *     for p0 in K step kc (kc <= KC)             depth block (K split evenly, so no sliver blocks)
+ *       pack op(A)[m0:+MC, p0:+kc]      -> ap   MC/14 panels of kc x 14 (each 21 KB: L1-sized)
+ *       for n0 in N step NB                      column block
+ *         pack op(B)[p0:+kc, n0:+NB]    -> bp   NB/32 panels of kc x 32 (1.2 MB in all: stays in L2)
+ *         for each 14-row panel of ap            (loaded into L1 once, then reused NB/32 times)
+ *           for each 32-column panel of bp       (streamed from L2)
+ *             C[14 x 32] = (p0 == 0 ? beta C : C) + ap_panel * bp_panel      micro-kernel
  *
  * Packing absorbs both transposes, so one micro-kernel serves all four transA/transB cases. Panels are
  * zero-padded to 14 rows / 32 columns; the micro-kernel always computes the full tile and only its stores are
  * masked (columns) or skipped (rows) at the edges. Transposing packs (op(A) from row-major A, op(B) from
  * transposed B) go through 16x16 in-register transposes.
  *
- * Pack buffers are per thread, allocated once at their maximum size (about 1.6 MB) and freed at thread exit. */
+ * Pack buffers are per thread, allocated once at their maximum size (2.7 MB, in huge pages where the kernel
+ * allows) and freed at thread exit: never a malloc per call. */
 #include "kernels/gemm.h"
 
 #include <immintrin.h>
@@ -26,20 +28,22 @@
 
 #define MR 14  /* rows of C per micro-tile: 14 broadcasts of A per k */
 #define NR 32  /* columns of C per micro-tile: two zmm of B per k; 28 zmm accumulators */
+/* Block sizes (overridable with -D for tuning): */
+#ifndef KC
 #define KC 384 /* depth block: an A panel (KC*MR*4 = 21 KB) stays in L1 */
-#define NB 960 /* columns per B block: KC*NB*4 = 1.4 MB of L2 (a multiple of NR) */
-#ifndef PF_DIST
-#define PF_DIST "1024" /* bytes ahead in the B panel that the k loop prefetches (8 steps) */
 #endif
-#ifdef NO_PF
-#define PF_INSN ""
-#else
-#define PF_INSN "prefetcht0 " PF_DIST "(%[b])\n\t" "prefetcht0 " PF_DIST "+64(%[b])\n\t"
+#ifndef NB
+#define NB 768  /* columns per B block: KC*NB*4 = 1.2 MB, kept in L2 (a multiple of NR) */
 #endif
+#ifndef MC
+#define MC 1008 /* rows per A block: MC*KC*4 = 1.5 MB, streamed from L2/L3 one 14-row panel at a time */
+#endif
+/* The k loop prefetches the B panel 1 KB (8 steps) ahead. */
+#define PF_INSN "prefetcht0 1024(%[b])\n\t" "prefetcht0 1088(%[b])\n\t"
 
 /* ---- per-thread pack buffers -------------------------------------------------------------------------------- */
 
-#define BUF_FLOATS ((size_t)KC * NB + (size_t)KC * MR + 64)
+#define BUF_FLOATS ((size_t)KC * NB + (size_t)KC * MC + 64)
 
 static pthread_key_t buf_key;
 static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
@@ -73,12 +77,17 @@ static void pack_cont(float *dst, const float *src, long ld, int w, int W, int k
     __mmask16 m0 = lanes(w), m1 = lanes(w - 16);
     if (W == 32) {
         for (int k = 0; k < kc; k++, src += ld, dst += 32) {
+            _mm_prefetch((const char *)(src + 8 * ld), _MM_HINT_T0); /* strided rows: beyond the HW prefetcher */
+            _mm_prefetch((const char *)(src + 8 * ld + 31), _MM_HINT_T0);
             _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m0, src));
             _mm512_store_ps(dst + 16, _mm512_maskz_loadu_ps(m1, src + 16));
         }
     } else { /* W == 14: rows of 56 bytes, so masked unaligned stores */
-        for (int k = 0; k < kc; k++, src += ld, dst += W)
+        for (int k = 0; k < kc; k++, src += ld, dst += W) {
+            _mm_prefetch((const char *)(src + 8 * ld), _MM_HINT_T0);
+            _mm_prefetch((const char *)(src + 8 * ld + 13), _MM_HINT_T0);
             _mm512_mask_storeu_ps(dst, 0x3fff, _mm512_maskz_loadu_ps(m0 & 0x3fff, src));
+        }
     }
 }
 
@@ -229,9 +238,9 @@ static void kernel_14x32(int kc, const float *restrict a, const float *restrict 
         __m512 bv = _mm512_set1_ps(beta);
         for (int i = 0; i < mr; i++) {
             float *cr = c + i * ldc;
-            _mm512_mask_storeu_ps(cr, m0, _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m0, cr), _mm512_load_ps(t + i * NR)));
-            _mm512_mask_storeu_ps(cr + 16, m1,
-                                  _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m1, cr + 16), _mm512_load_ps(t + i * NR + 16)));
+            __m512 c0 = _mm512_maskz_loadu_ps(m0, cr), c1 = _mm512_maskz_loadu_ps(m1, cr + 16);
+            _mm512_mask_storeu_ps(cr, m0, _mm512_fmadd_ps(bv, c0, _mm512_load_ps(t + i * NR)));
+            _mm512_mask_storeu_ps(cr + 16, m1, _mm512_fmadd_ps(bv, c1, _mm512_load_ps(t + i * NR + 16)));
         }
     }
 }
@@ -253,18 +262,23 @@ void lmf_sgemm_avx512(int transA, int transB, int M, int N, int K, const float *
     float *bp = buf_get(), *ap = bp + (size_t)KC * NB;
     int nk = (K + KC - 1) / KC;
     int kcb = (K + nk - 1) / nk; /* even depth blocks: K = 400 gives 200 + 200, not 384 + 16 */
-    for (int n0 = 0; n0 < N; n0 += NB) {
-        int nb = N - n0 < NB ? N - n0 : NB;
+    for (int m0 = 0; m0 < M; m0 += MC) {
+        int mb = M - m0 < MC ? M - m0 : MC;
         for (int p0 = 0; p0 < K; p0 += kcb) {
             int kc = K - p0 < kcb ? K - p0 : kcb;
             float bt = p0 == 0 ? beta : 1.0f;
-            pack_b(bp, transB, B, ldb, n0, p0, nb, kc);
-            for (int i0 = 0; i0 < M; i0 += MR) {
-                int mr = M - i0 < MR ? M - i0 : MR;
-                pack_a(ap, transA, A, lda, i0, p0, mr, kc);
-                float *c = C + (long)i0 * ldc + n0;
-                for (int j = 0; j < nb; j += NR)
-                    kernel_14x32(kc, ap, bp + (long)j * kc, c + j, ldc, bt, mr, nb - j < NR ? nb - j : NR);
+            for (int i = 0; i < mb; i += MR) /* op(A) block packed once, used by every column block */
+                pack_a(ap + (long)i * kc, transA, A, lda, m0 + i, p0, mb - i < MR ? mb - i : MR, kc);
+            for (int n0 = 0; n0 < N; n0 += NB) {
+                int nb = N - n0 < NB ? N - n0 : NB;
+                pack_b(bp, transB, B, ldb, n0, p0, nb, kc);
+                for (int i = 0; i < mb; i += MR) {
+                    int mr = mb - i < MR ? mb - i : MR;
+                    float *c = C + (long)(m0 + i) * ldc + n0;
+                    const float *a = ap + (long)i * kc;
+                    for (int j = 0; j < nb; j += NR)
+                        kernel_14x32(kc, a, bp + (long)j * kc, c + j, ldc, bt, mr, nb - j < NR ? nb - j : NR);
+                }
             }
         }
     }

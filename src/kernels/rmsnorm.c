@@ -1,43 +1,29 @@
-/* rmsnorm.c — RMSNorm forward/backward (as Llama: x / sqrt(mean(x^2) + eps) * w). */
+/* rmsnorm.c — RMSNorm forward/backward over rows (as Llama: x / sqrt(mean(x^2) + eps) * w). */
 #include "kernels/kernels.h"
+#include "kernels/vec.h"
 #include "core/parallel.h"
 
-#include <math.h>
+#include <stddef.h>
 
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
+    const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (long)n * C;
-        float *o = out + (long)n * C;
-        float ss = 0.0f;
-        for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float s = 1.0f / sqrtf(ss / C + eps);
-        for (int c = 0; c < C; c++) o[c] = x[c] * s * w[c];
-        rstd[n] = s;
-    }
+    for (int n = 0; n < N; n++) v->rmsnorm(out + (long)n * C, &rstd[n], inp + (long)n * C, w, C, eps);
 }
 
 void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, const float *rstd,
                       int N, int C) {
+    const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + (long)n * C, *d = dout + (long)n * C;
-            float *dx = dinp + (long)n * C;
-            float s = rstd[n];
-            /* dx = s * dn - x * s^3 * mean(dn * x), dn = dout * w */
-            float dot = 0.0f;
-            for (int c = 0; c < C; c++) dot += d[c] * w[c] * x[c];
-            float k = s * s * s * dot / C;
-            for (int c = 0; c < C; c++) dx[c] += s * d[c] * w[c] - k * x[c];
-        }
+        for (int n = 0; n < N; n++)
+            v->rmsnorm_backward(dinp + (long)n * C, dout + (long)n * C, inp + (long)n * C, w, rstd[n], C);
         long c0, c1;
         lmf_omp_range(C, &c0, &c1);
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + (long)n * C, *d = dout + (long)n * C;
-            float s = rstd[n];
-            for (long c = c0; c < c1; c++) dw[c] += d[c] * x[c] * s;
-        }
+        if (c1 > c0)
+            for (int n = 0; n < N; n++)
+                v->norm_param_grad(dw + c0, NULL, dout + (long)n * C + c0, inp + (long)n * C + c0, 0.0f, rstd[n],
+                                   (int)(c1 - c0));
     }
 }

@@ -1,0 +1,53 @@
+/* vec.h — the row-level inner loops of the non-GEMM kernels, in one dispatch table.
+ *
+ * The kernels in kernels.h own the shapes and the OpenMP loops over rows; what they do to one row (a norm, a
+ * softmax, an activation, an optimizer update) lives here, written three times: a plain scalar reference
+ * (vec_ref.c, compiled without auto-vectorisation), AVX2+FMA (vec_avx2.c) and AVX-512 (vec_avx512.c). lmf_vec()
+ * returns the table for lmf_cpu_isa(), chosen once. Tests hold every variant to the reference on odd lengths.
+ * "+=" marks outputs that are accumulated into (backward convention). Lengths may be any n >= 1 unless noted. */
+#ifndef LMF_KERNELS_VEC_H
+#define LMF_KERNELS_VEC_H
+
+typedef struct {
+    const char *name;
+    float (*sum)(const float *x, int n);
+    float (*dot)(const float *a, const float *b, int n);
+    /* out = (x - mean) * rstd * w + b; stores mean and rstd (biased variance) */
+    void (*layernorm)(float *out, float *mean, float *rstd, const float *x, const float *w, const float *b, int n,
+                      float eps);
+    /* dx += rstd * (dout*w - mean(dout*w) - xhat * mean(dout*w*xhat)), xhat = (x - mean) * rstd */
+    void (*layernorm_backward)(float *dx, const float *dout, const float *x, const float *w, float mean, float rstd,
+                               int n);
+    /* dw += dout * (x - mean) * rstd; db += dout (db may be NULL: RMSNorm passes mean = 0) */
+    void (*norm_param_grad)(float *dw, float *db, const float *dout, const float *x, float mean, float rstd, int n);
+    /* out = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps) */
+    void (*rmsnorm)(float *out, float *rstd, const float *x, const float *w, int n, float eps);
+    /* dx += rstd * dout * w - x * rstd^3 * mean(dout * w * x) */
+    void (*rmsnorm_backward)(float *dx, const float *dout, const float *x, const float *w, float rstd, int n);
+    /* in place: x = softmax(x * scale) */
+    void (*softmax)(float *x, int n, float scale);
+    /* in place: d = p * (d - dot(p, d)) * scale */
+    void (*softmax_backward)(float *d, const float *p, int n, float scale);
+    /* log(sum(exp(x))) computed stably */
+    float (*logsumexp)(const float *x, int n);
+    /* in place: x = exp(x - shift) * scale */
+    void (*exp_shift_scale)(float *x, int n, float shift, float scale);
+    /* out = gelu_tanh(x) */
+    void (*gelu)(float *out, const float *x, long n);
+    /* dx += gelu_tanh'(x) * dout */
+    void (*gelu_backward)(float *dx, const float *x, const float *dout, long n);
+    /* out = silu(g) * u */
+    void (*swiglu)(float *out, const float *g, const float *u, int n);
+    /* dg += dout * u * silu'(g); du += dout * silu(g) */
+    void (*swiglu_backward)(float *dg, float *du, const float *dout, const float *g, const float *u, int n);
+    /* AdamW, torch formulation: g' = g * grad_scale; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
+     * p = p * decay - step * m / (sqrt(v) / bc2_sqrt + eps), with decay = 1 - lr*wd, step = lr / (1 - b1^t),
+     * bc2_sqrt = sqrt(1 - b2^t) */
+    void (*adamw)(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2, float eps,
+                  float decay, float step, float bc2_sqrt, float grad_scale);
+} lmf_vec_ops;
+
+const lmf_vec_ops *lmf_vec(void);
+extern const lmf_vec_ops lmf_vec_ref, lmf_vec_avx2, lmf_vec_avx512;
+
+#endif

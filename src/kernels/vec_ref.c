@@ -1,0 +1,127 @@
+/* vec_ref.c — scalar reference of the row kernels (see vec.h): the definition the SIMD variants are held to. */
+#include "kernels/vec.h"
+
+#include <math.h>
+#include <stddef.h>
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+static float sum(const float *x, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += x[i];
+    return s;
+}
+
+static float dot(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void layernorm(float *out, float *mean, float *rstd, const float *x, const float *w, const float *b, int n,
+                      float eps) {
+    float m = sum(x, n) / n, v = 0.0f;
+    for (int i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
+    float s = 1.0f / sqrtf(v / n + eps);
+    for (int i = 0; i < n; i++) out[i] = (x[i] - m) * s * w[i] + b[i];
+    *mean = m, *rstd = s;
+}
+
+static void layernorm_backward(float *dx, const float *dout, const float *x, const float *w, float mean, float rstd,
+                               int n) {
+    float sum_d = 0.0f, sum_dn = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float dn = dout[i] * w[i];
+        sum_d += dn;
+        sum_dn += dn * (x[i] - mean) * rstd;
+    }
+    sum_d /= n, sum_dn /= n;
+    for (int i = 0; i < n; i++) dx[i] += rstd * (dout[i] * w[i] - sum_d - (x[i] - mean) * rstd * sum_dn);
+}
+
+static void norm_param_grad(float *dw, float *db, const float *dout, const float *x, float mean, float rstd, int n) {
+    for (int i = 0; i < n; i++) dw[i] += dout[i] * (x[i] - mean) * rstd;
+    if (db)
+        for (int i = 0; i < n; i++) db[i] += dout[i];
+}
+
+static void rmsnorm(float *out, float *rstd, const float *x, const float *w, int n, float eps) {
+    float s = 1.0f / sqrtf(dot(x, x, n) / n + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * s * w[i];
+    *rstd = s;
+}
+
+static void rmsnorm_backward(float *dx, const float *dout, const float *x, const float *w, float rstd, int n) {
+    float d = 0.0f;
+    for (int i = 0; i < n; i++) d += dout[i] * w[i] * x[i];
+    float k = rstd * rstd * rstd * d / n;
+    for (int i = 0; i < n; i++) dx[i] += rstd * dout[i] * w[i] - k * x[i];
+}
+
+static void softmax(float *x, int n, float scale) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] * scale > mx ? x[i] * scale : mx;
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += x[i] = expf(x[i] * scale - mx);
+    float inv = 1.0f / s;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+static void softmax_backward(float *d, const float *p, int n, float scale) {
+    float t = dot(p, d, n);
+    for (int i = 0; i < n; i++) d[i] = p[i] * (d[i] - t) * scale;
+}
+
+static float logsumexp(const float *x, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += expf(x[i] - mx);
+    return mx + logf(s);
+}
+
+static void exp_shift_scale(float *x, int n, float shift, float scale) {
+    for (int i = 0; i < n; i++) x[i] = expf(x[i] - shift) * scale;
+}
+
+static void gelu(float *out, const float *x, long n) {
+    for (long i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + tanhf(GELU_K * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
+}
+
+static void gelu_backward(float *dx, const float *x, const float *dout, long n) {
+    for (long i = 0; i < n; i++) {
+        float u = GELU_K * (x[i] + 0.044715f * x[i] * x[i] * x[i]), th = tanhf(u);
+        float g = 0.5f * (1.0f + th) + 0.5f * x[i] * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * 0.044715f * x[i] * x[i]);
+        dx[i] += g * dout[i];
+    }
+}
+
+static void swiglu(float *out, const float *g, const float *u, int n) {
+    for (int i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void swiglu_backward(float *dg, float *du, const float *dout, const float *g, const float *u, int n) {
+    for (int i = 0; i < n; i++) {
+        float sig = 1.0f / (1.0f + expf(-g[i]));
+        dg[i] += dout[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
+        du[i] += dout[i] * g[i] * sig;
+    }
+}
+
+static void adamw(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2, float eps,
+                  float decay, float step, float bc2_sqrt, float grad_scale) {
+    for (long i = 0; i < n; i++) {
+        float gi = g[i] * grad_scale;
+        m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        p[i] = p[i] * decay - step * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+}
+
+const lmf_vec_ops lmf_vec_ref = {
+    .name = "ref", .sum = sum, .dot = dot, .layernorm = layernorm, .layernorm_backward = layernorm_backward,
+    .norm_param_grad = norm_param_grad, .rmsnorm = rmsnorm, .rmsnorm_backward = rmsnorm_backward,
+    .softmax = softmax, .softmax_backward = softmax_backward, .logsumexp = logsumexp,
+    .exp_shift_scale = exp_shift_scale, .gelu = gelu, .gelu_backward = gelu_backward, .swiglu = swiglu,
+    .swiglu_backward = swiglu_backward, .adamw = adamw,
+};

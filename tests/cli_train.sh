@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# End-to-end through the CLI: shard a real text, train, interrupt with SIGINT, resume, and reject bad input
+# with messages that name the problem. Usage: cli_train.sh path/to/lmforge
+set -uo pipefail
+LMF=$1
+dir=$(mktemp -d /tmp/lmf_cli_XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+# Real text: the King James Bible when installed (bible-kjv), else this repository's sources.
+if command -v bible >/dev/null; then bible gen1:1-gen50:26 > "$dir/text.txt"; else cat "$(dirname "$0")"/../src/*/*.c > "$dir/text.txt"; fi
+"$LMF" data shard --out "$dir/data" --val-fraction 0.1 --block 4096 "$dir/text.txt" || fail "data shard"
+[ -s "$dir/data/train.bin" ] && [ -s "$dir/data/val.bin" ] || fail "shards missing"
+
+common=(--train-data "$dir/data/train.bin" --val-data "$dir/data/val.bin" --n-layer 2 --n-embd 64 --n-head 4
+        --n-kv-head 4 --ffn-dim 128 --batch-size 4 --seq-len 32 --warmup-steps 2 --eval-every 5 --eval-batches 2
+        --checkpoint-every 5 --sample-tokens 20)
+
+# 1. a short run completes: checkpoint, metrics, sample, falling loss
+"$LMF" train "${common[@]}" --max-steps 12 --out-dir "$dir/run" > "$dir/out.txt" 2> "$dir/err.txt" || { cat "$dir/err.txt"; fail "train"; }
+[ -f "$dir/run/ckpt-00000012.lmfc" ] || fail "final checkpoint missing"
+[ "$(grep -c '"loss"' "$dir/run/metrics.jsonl")" = 12 ] || fail "metrics should have 12 step lines"
+grep -q '"val_loss"' "$dir/run/metrics.jsonl" || fail "no validation loss in metrics"
+grep -q "final val loss" "$dir/err.txt" || fail "no final validation line"
+[ -s "$dir/run/sample.txt" ] || fail "no sample"
+ls "$dir/run"/*.tmp 2>/dev/null && fail "temporary files left behind"
+[ "$(ls "$dir/run"/ckpt-*.lmfc | wc -l)" -le 2 ] || fail "keep_checkpoints=2 not honoured"
+
+# 2. SIGINT writes a checkpoint and exits 130; --resume finishes the run
+"$LMF" train "${common[@]}" --max-steps 100000 --checkpoint-every 0 --eval-every 0 --out-dir "$dir/int" 2> "$dir/int.txt" &
+pid=$!
+for _ in $(seq 100); do grep -q '"loss"' "$dir/int/metrics.jsonl" 2>/dev/null && break; sleep 0.1; done
+kill -INT $pid
+wait $pid
+rc=$?
+[ $rc = 130 ] || { cat "$dir/int.txt"; fail "SIGINT exit status $rc, expected 130"; }
+grep -q "resume with --resume" "$dir/int.txt" || fail "interrupt message does not say how to resume"
+ls "$dir/int"/ckpt-*.lmfc > /dev/null || fail "no checkpoint after SIGINT"
+steps=$(grep -c '"loss"' "$dir/int/metrics.jsonl")
+"$LMF" train --resume "$dir/int" --max-steps $((steps + 3)) --sample-tokens 0 2> "$dir/res.txt" || { cat "$dir/res.txt"; fail "resume"; }
+grep -q "resuming from" "$dir/res.txt" || fail "resume not announced"
+[ -f "$dir/int/ckpt-$(printf %08d $((steps + 3))).lmfc" ] || fail "resumed run did not reach step $((steps + 3))"
+
+# 3. bad input: clear errors naming the culprit, non-zero exit, nothing written
+expect_error() { # expected-substring command...
+  local want=$1; shift
+  "$@" > "$dir/e.out" 2> "$dir/e.err" && fail "expected failure: $*"
+  grep -q -- "$want" "$dir/e.err" || { cat "$dir/e.err"; fail "error for '$*' lacks '$want'"; }
+}
+expect_error "unknown flag '--bogus'" "$LMF" train "${common[@]}" --bogus 1
+expect_error "n_layer expects an integer" "$LMF" train "${common[@]}" --n-layer x
+expect_error "no training shard" "$LMF" train
+echo "lr = oops" > "$dir/bad.conf"
+expect_error "bad.conf:1" "$LMF" train --config "$dir/bad.conf"
+head -c 100 "$dir/data/train.bin" > "$dir/trunc.bin"
+expect_error "trunc.bin" "$LMF" train "${common[@]}" --train-data "$dir/trunc.bin" --out-dir "$dir/x"
+expect_error "bad magic" "$LMF" train "${common[@]}" --train-data "$dir/text.txt" --out-dir "$dir/x"
+ck=$(ls "$dir/run"/ckpt-*.lmfc | tail -1)
+printf 'garbage' | dd of="$ck" bs=1 seek=5000 conv=notrunc 2>/dev/null
+expect_error "checksum mismatch" "$LMF" train --resume "$dir/run"
+expect_error "no checkpoint" "$LMF" train --resume "$dir/empty"
+expect_error "n_layer" "$LMF" train --resume "$dir/int" --n-layer 3 --max-steps 200000
+"$LMF" train --help | grep -q -- "--warmup-steps" || fail "train --help lacks flags"
+"$LMF" --help | grep -q "train" || fail "--help lacks commands"
+echo "1 passed, 0 failed"

@@ -1,0 +1,233 @@
+/* test_kernels.c — every backward kernel against central finite differences of its forward.
+ *
+ * Each check builds the scalar objective L = sum(out * R) for a fixed random R, takes the analytic gradients from
+ * the backward kernel with dout = R, and compares them with (L(x + h) - L(x - h)) / 2h at a sample of input
+ * elements. Shapes are small and odd so tails and GQA grouping are exercised. Runs with whatever kernel variant
+ * the CPU dispatches to (LMF_ISA=ref selects the reference). */
+#include "test_util.h"
+
+#include "kernels/kernels.h"
+
+#include <omp.h>
+#include <string.h>
+
+typedef struct {
+    void (*forward)(void *ctx);
+    float *out;
+    long n_out;
+    const float *R;
+    void *ctx;
+} objective;
+
+static double eval(const objective *o) {
+    o->forward(o->ctx);
+    double s = 0.0;
+    for (long i = 0; i < o->n_out; i++) s += (double)o->out[i] * o->R[i];
+    return s;
+}
+
+/* Compares analytic gradient g of input x (n elements) with finite differences at up to 40 positions. */
+static void check_grad(const char *what, const objective *o, float *x, const float *g, long n, float h) {
+    double maxg = 0.0;
+    for (long i = 0; i < n; i++) maxg = fmax(maxg, fabs(g[i]));
+    long stride = n > 40 ? n / 40 : 1;
+    for (long i = 0; i < n; i += stride) {
+        float x0 = x[i];
+        x[i] = x0 + h;
+        double lp = eval(o);
+        x[i] = x0 - h;
+        double lm = eval(o);
+        x[i] = x0;
+        double fd = (lp - lm) / (2.0 * h);
+        if (fabs(fd - g[i]) > 2e-2 * fmax(maxg, 1e-3))
+            fail_msg("%s[%ld]: analytic %.6g, finite difference %.6g (max |grad| %.3g)", what, i, g[i], fd, maxg);
+    }
+    eval(o); /* leave outputs consistent with x */
+}
+
+static float *rnd(long n, unsigned seed, float scale) {
+    float *x = malloc(sizeof(float) * n);
+    fill_normal(x, n, seed, scale);
+    return x;
+}
+static float *zeros(long n) { return calloc((size_t)n, sizeof(float)); }
+
+/* ---- norms ---- */
+typedef struct {
+    float *out, *mean, *rstd, *x, *w, *b;
+    int N, C, rms;
+} norm_ctx;
+static void norm_fwd(void *p) {
+    norm_ctx *c = p;
+    if (c->rms) rmsnorm_forward(c->out, c->rstd, c->x, c->w, c->N, c->C, 1e-5f);
+    else layernorm_forward(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C, 1e-5f);
+}
+static void run_norm(int rms) {
+    int N = 7, C = 37;
+    norm_ctx c = {zeros(N * C), zeros(N), zeros(N), rnd(N * C, 1, 1.5f), rnd(C, 2, 1.0f), rnd(C, 3, 0.5f), N, C, rms};
+    float *R = rnd(N * C, 4, 1.0f), *dx = zeros(N * C), *dw = zeros(C), *db = zeros(C);
+    norm_fwd(&c);
+    if (rms) rmsnorm_backward(dx, dw, R, c.x, c.w, c.rstd, N, C);
+    else layernorm_backward(dx, dw, db, R, c.x, c.w, c.mean, c.rstd, N, C);
+    objective o = {norm_fwd, c.out, N * C, R, &c};
+    check_grad(rms ? "rmsnorm dx" : "layernorm dx", &o, c.x, dx, N * C, 1e-2f);
+    check_grad(rms ? "rmsnorm dw" : "layernorm dw", &o, c.w, dw, C, 1e-2f);
+    if (!rms) check_grad("layernorm db", &o, c.b, db, C, 1e-2f);
+    free(c.out), free(c.mean), free(c.rstd), free(c.x), free(c.w), free(c.b), free(R), free(dx), free(dw), free(db);
+}
+static void test_layernorm(void **s) { run_norm(0); }
+static void test_rmsnorm(void **s) { run_norm(1); }
+
+/* ---- linear ---- */
+typedef struct {
+    float *out, *x, *W, *b;
+    int N, IC, OC;
+} mm_ctx;
+static void mm_fwd(void *p) {
+    mm_ctx *c = p;
+    matmul_forward(c->out, c->x, c->W, c->b, c->N, c->IC, c->OC);
+}
+static void test_matmul(void **s) {
+    int N = 9, IC = 19, OC = 23;
+    mm_ctx c = {zeros(N * OC), rnd(N * IC, 5, 1.0f), rnd(OC * IC, 6, 0.3f), rnd(OC, 7, 0.1f), N, IC, OC};
+    float *R = rnd(N * OC, 8, 1.0f), *dx = zeros(N * IC), *dW = zeros(OC * IC), *db = zeros(OC);
+    mm_fwd(&c);
+    matmul_backward(dx, dW, db, R, c.x, c.W, N, IC, OC);
+    objective o = {mm_fwd, c.out, N * OC, R, &c};
+    check_grad("matmul dx", &o, c.x, dx, N * IC, 1e-2f);
+    check_grad("matmul dW", &o, c.W, dW, OC * IC, 1e-2f);
+    check_grad("matmul db", &o, c.b, db, OC, 1e-2f);
+    free(c.out), free(c.x), free(c.W), free(c.b), free(R), free(dx), free(dW), free(db);
+}
+
+/* ---- attention (+ RoPE in front, as the llama layer uses it) ---- */
+typedef struct {
+    float *out, *att, *qkv, *work, *freqs;
+    int B, T, NH, NKV, hs, rope;
+} attn_ctx;
+static void attn_fwd(void *p) {
+    attn_ctx *c = p;
+    long n = (long)c->B * c->T * (c->NH + 2 * c->NKV) * c->hs;
+    memcpy(c->work, c->qkv, sizeof(float) * n);
+    if (c->rope) rope_forward(c->work, c->freqs, c->B, c->T, c->NH, c->NKV, c->hs);
+    attention_forward(c->out, c->att, c->work, c->B, c->T, c->NH, c->NKV, c->hs);
+}
+static void run_attention(int rope, int NH, int NKV) {
+    int B = 2, T = 7, hs = 8, C = NH * hs, S = C + 2 * NKV * hs;
+    long nq = (long)B * T * S;
+    attn_ctx c = {zeros(B * T * C), zeros(B * NH * T * T), rnd(nq, 9, 1.0f), zeros(nq), zeros(T * hs),
+                  B, T, NH, NKV, hs, rope};
+    rope_table(c.freqs, T, hs, 10000.0f);
+    float *R = rnd(B * T * C, 10, 1.0f), *dqkv = zeros(nq), *scratch = zeros((long)omp_get_max_threads() * T * T);
+    attn_fwd(&c);
+    attention_backward(dqkv, scratch, R, c.work, c.att, B, T, NH, NKV, hs);
+    if (rope) rope_backward(dqkv, c.freqs, B, T, NH, NKV, hs);
+    objective o = {attn_fwd, c.out, B * T * C, R, &c};
+    check_grad(rope ? "rope+attention dqkv" : "attention dqkv", &o, c.qkv, dqkv, nq, 1e-2f);
+    free(c.out), free(c.att), free(c.qkv), free(c.work), free(c.freqs), free(R), free(dqkv), free(scratch);
+}
+static void test_attention_mha(void **s) { run_attention(0, 3, 3); }
+static void test_attention_gqa_rope(void **s) { run_attention(1, 6, 2); }
+
+/* ---- activations ---- */
+typedef struct {
+    float *out, *x;
+    int N, F, swiglu;
+} act_ctx;
+static void act_fwd(void *p) {
+    act_ctx *c = p;
+    if (c->swiglu) swiglu_forward(c->out, c->x, c->N, c->F);
+    else gelu_forward(c->out, c->x, (long)c->N * c->F);
+}
+static void run_act(int swiglu) {
+    int N = 5, F = 29;
+    act_ctx c = {zeros(N * F), rnd(N * F * (swiglu ? 2 : 1), 11, 2.0f), N, F, swiglu};
+    float *R = rnd(N * F, 12, 1.0f), *dx = zeros(N * F * (swiglu ? 2 : 1));
+    act_fwd(&c);
+    if (swiglu) swiglu_backward(dx, R, c.x, N, F);
+    else gelu_backward(dx, c.x, R, (long)N * F);
+    objective o = {act_fwd, c.out, N * F, R, &c};
+    check_grad(swiglu ? "swiglu d(gate|up)" : "gelu dx", &o, c.x, dx, N * F * (swiglu ? 2 : 1), 1e-2f);
+    free(c.out), free(c.x), free(R), free(dx);
+}
+static void test_gelu(void **s) { run_act(0); }
+static void test_swiglu(void **s) { run_act(1); }
+
+/* ---- cross-entropy (mean over non-ignored targets) ---- */
+typedef struct {
+    float *loss, *logits;
+    int32_t *targets;
+    int N, V;
+} ce_ctx;
+static void ce_fwd(void *p) {
+    ce_ctx *c = p;
+    float *losses = malloc(sizeof(float) * c->N);
+    int count = crossentropy_forward(losses, c->logits, c->targets, c->N, c->V);
+    double s = 0;
+    for (int i = 0; i < c->N; i++) s += losses[i];
+    c->loss[0] = (float)(s / count);
+    free(losses);
+}
+static void test_crossentropy(void **s) {
+    int N = 6, V = 53;
+    int32_t targets[6] = {3, -1, 52, 0, 17, -1};
+    float one = 1.0f, loss;
+    ce_ctx c = {&loss, rnd(N * V, 13, 3.0f), targets, N, V};
+    float *grad = malloc(sizeof(float) * N * V);
+    memcpy(grad, c.logits, sizeof(float) * N * V);
+    crossentropy_backward_inplace(grad, targets, N, V, 1.0f / 4); /* 4 non-ignored rows */
+    objective o = {ce_fwd, &loss, 1, &one, &c};
+    check_grad("crossentropy dlogits", &o, c.logits, grad, N * V, 1e-2f);
+    for (int v = 0; v < V; v++) assert_true(grad[1 * V + v] == 0.0f); /* ignored rows get no gradient */
+    free(c.logits), free(grad);
+}
+
+/* ---- embeddings: gradient is a scatter-add; repeated tokens must accumulate ---- */
+static void test_encoder(void **s) {
+    int B = 2, T = 3, C = 5, V = 4;
+    int32_t tok[6] = {1, 3, 1, 1, 0, 2};
+    float *wte = rnd(V * C, 14, 1.0f), *wpe = rnd(T * C, 15, 1.0f), *out = zeros(B * T * C);
+    float *dout = rnd(B * T * C, 16, 1.0f), *dwte = zeros(V * C), *dwpe = zeros(T * C);
+    encoder_forward(out, tok, wte, wpe, B, T, C);
+    for (int i = 0; i < B * T; i++)
+        for (int c = 0; c < C; c++) assert_float_equal(out[i * C + c], wte[tok[i] * C + c] + wpe[(i % T) * C + c], 0);
+    encoder_backward(dwte, dwpe, dout, tok, B, T, C);
+    for (int c = 0; c < C; c++) {
+        float want = dout[0 * C + c] + dout[2 * C + c] + dout[3 * C + c]; /* token 1 at positions 0, 2, 3 */
+        assert_float_equal(dwte[1 * C + c], want, 1e-6);
+        assert_float_equal(dwpe[0 * C + c], dout[0 * C + c] + dout[3 * C + c], 1e-6);
+    }
+    free(wte), free(wpe), free(out), free(dout), free(dwte), free(dwpe);
+}
+
+/* ---- AdamW against a direct transcription of torch.optim.AdamW ---- */
+static void test_adamw(void **s) {
+    long n = 1001;
+    float *p = rnd(n, 17, 1.0f), *g = rnd(n, 18, 1.0f), *m = zeros(n), *v = zeros(n);
+    double *pr = malloc(sizeof(double) * n), *mr = calloc(n, sizeof(double)), *vr = calloc(n, sizeof(double));
+    for (long i = 0; i < n; i++) pr[i] = p[i];
+    float lr = 1e-2f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f, gs = 0.5f;
+    for (int t = 1; t <= 3; t++) {
+        adamw_update(p, g, m, v, n, lr, b1, b2, eps, wd, gs, t);
+        for (long i = 0; i < n; i++) {
+            double gi = (double)g[i] * gs;
+            pr[i] *= 1 - (double)lr * wd;
+            mr[i] = b1 * mr[i] + (1 - b1) * gi;
+            vr[i] = b2 * vr[i] + (1 - b2) * gi * gi;
+            double mh = mr[i] / (1 - pow(b1, t)), vh = vr[i] / (1 - pow(b2, t));
+            pr[i] -= lr * mh / (sqrt(vh) + eps);
+        }
+    }
+    for (long i = 0; i < n; i++) assert_float_equal(p[i], pr[i], 1e-5);
+    free(p), free(g), free(m), free(v), free(pr), free(mr), free(vr);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layernorm),    cmocka_unit_test(test_rmsnorm),     cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_attention_mha), cmocka_unit_test(test_attention_gqa_rope),
+        cmocka_unit_test(test_gelu),         cmocka_unit_test(test_swiglu),      cmocka_unit_test(test_crossentropy),
+        cmocka_unit_test(test_encoder),      cmocka_unit_test(test_adamw),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
