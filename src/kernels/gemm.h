@@ -14,7 +14,10 @@
  *
  * lmf_sgemm picks the variant once (core/cpu.h) and spreads the work over the OpenMP threads when called outside a
  * parallel region; inside one (e.g. per attention head) it runs on the calling thread only.
- * The _ref/_avx2/_avx512 variants are single-threaded and exposed so tests can hold each to the reference. */
+ * The _ref/_avx2/_avx512 variants are single-threaded and exposed so tests can hold each to the reference.
+ * The SIMD variants pack into per-thread buffers (2 MB for AVX2, 4 MB for AVX-512), allocated on a thread's first
+ * call and freed when the thread exits; no call allocates afterwards. Any M, N >= 1, K >= 0 (K == 0 gives
+ * C = beta C), any beta, and row strides at least the row lengths are supported. */
 #ifndef LMF_KERNELS_GEMM_H
 #define LMF_KERNELS_GEMM_H
 

@@ -1,9 +1,10 @@
 /* gemm_avx2.c — single-threaded blocked SGEMM with an AVX2 6x16 micro-kernel (see gemm.h).
  *
- * Same structure as gemm_avx512.c (read its header for the loop nest): op(B) is packed in blocks of kc x NB
- * (16-wide panels, kept in L2), op(A) one kc x 6 panel at a time (kept in L1), and the micro-kernel holds a 6x16
- * tile of C in 12 ymm accumulators, one broadcast of A and two loads of B per k. Panels are zero-padded; edge
- * tiles are computed in full and written back through a small buffer. Packing is plain C (the transposing
+ * Loop nest (GotoBLAS/BLIS style, like gemm_avx512.c but simpler): for each block of NB columns and each depth
+ * block of kc <= KC, op(B) is packed as 16-wide kc x 16 panels (kept in L2); then for each 6 rows op(A) is packed
+ * as one kc x 6 panel (kept in L1) and run against every B panel. The micro-kernel holds a 6x16 tile of C in 12
+ * ymm accumulators, one broadcast of A and two loads of B per k. Panels are zero-padded; edge tiles are computed
+ * in full and written back through a small buffer. Packing is plain C (the transposing
  * case is scalar), which is cheap next to the kc*NB*6*2 flops each A panel feeds. */
 #include "kernels/gemm.h"
 

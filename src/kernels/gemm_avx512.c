@@ -16,8 +16,8 @@
  * masked (columns) or skipped (rows) at the edges. Transposing packs (op(A) from row-major A, op(B) from
  * transposed B) go through 16x16 in-register transposes.
  *
- * Pack buffers are per thread, allocated once at their maximum size (2.7 MB, in huge pages where the kernel
- * allows) and freed at thread exit: never a malloc per call. */
+ * Pack buffers are per thread, allocated once at their maximum size (2.7 MB, rounded up to 4 MB of huge pages
+ * where the kernel allows) and freed at thread exit: never a malloc per call. */
 #include "kernels/gemm.h"
 
 #include <immintrin.h>
