@@ -5,7 +5,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc)
 DEMO_DIR   ?= out/demo
 
-.PHONY: all deps build test test-asan test-fast demo install bench clean
+.PHONY: all deps build test test-asan test-fast demo install bench fuzz clean
 
 all: build
 
@@ -40,6 +40,14 @@ demo: deps build
 	$(BUILD)/lmforge train --config configs/demo.conf --train-data $(DEMO_DIR)/data/train.bin \
 	  --val-data $(DEMO_DIR)/data/val.bin --out-dir $(DEMO_DIR)/run
 
+# libFuzzer (clang) on every parser of untrusted input, FUZZ_SECONDS each; crashes are saved as crash-* files.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMF_FUZZ=ON
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_shard fuzz_checkpoint fuzz_safetensors fuzz_config
+	for t in fuzz_shard fuzz_checkpoint fuzz_config; do build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; done
+	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=400000 tests/reference/fixtures
+
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
@@ -47,4 +55,4 @@ bench: deps build
 	bench/train_bench.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

@@ -81,16 +81,18 @@ lmf_status lmf_safetensors_open(const char *path, lmf_safetensors **out) {
     if (map == MAP_FAILED) return lmf_fail(LMF_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
     lmf_safetensors *st = lmf_xcalloc(1, sizeof *st);
     st->path = strdup(path), st->map = map, st->map_size = (size_t)sb.st_size;
-    *out = st;
 
     uint64_t hlen;
     memcpy(&hlen, map, 8);
-    if (hlen > st->map_size - 8)
+    if (hlen > st->map_size - 8) {
+        lmf_safetensors_close(st);
         return lmf_fail(LMF_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)", path,
-                        (unsigned long long)hlen, st->map_size);
+                        (unsigned long long)hlen, (size_t)sb.st_size);
+    }
     cJSON *root = cJSON_ParseWithLength((const char *)map + 8, (size_t)hlen);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
+        lmf_safetensors_close(st);
         return lmf_fail(LMF_ERR_FORMAT, "%s: header (bytes 8..%llu) is not a JSON object", path,
                         (unsigned long long)(8 + hlen));
     }
@@ -125,10 +127,8 @@ lmf_status lmf_safetensors_open(const char *path, lmf_safetensors **out) {
         s = parse_tensor(st, item, data, data_size, &st->tensors[st->n_tensors++]);
     }
     cJSON_Delete(root);
-    if (s != LMF_OK) {
-        lmf_safetensors_close(st);
-        *out = NULL;
-    }
+    if (s != LMF_OK) lmf_safetensors_close(st);
+    else *out = st;
     return s;
 }
 
