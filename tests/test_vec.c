@@ -82,6 +82,19 @@ static void expect_array(int v, int f, const float *a, const float *ref, long n,
     check_sentinels(a, n, what, variants[v]->name);
 }
 
+/* rel_err with the denominator at least floor: for outputs that cancel (see softmax_backward) */
+static double rel_err_floor(const float *a, const float *b, long n, double floor) {
+    double e = rel_err(a, b, n), m = 0.0;
+    for (long i = 0; i < n; i++) m = fmax(m, fabs(b[i]));
+    return m >= floor ? e : e * m / floor;
+}
+
+static double max_abs(const float *x, long n) {
+    double m = 0.0;
+    for (long i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+    return m;
+}
+
 static double sum_abs(const float *a, const float *b, long n) {
     double s = 0.0;
     for (long i = 0; i < n; i++) s += fabs(b ? (double)a[i] * b[i] : a[i]);
@@ -212,15 +225,22 @@ static void test_softmax(void **state) {
                 x2 = copy(x1, n);
                 lmf_vec_ref.softmax(x1, n, scales[si]);
                 V->softmax(x2, n, scales[si]);
+                /* note: at n = 50257 the reference's sequential float sum is itself ~9e-6 off the exact
+                 * softmax (scale 0.125); the variants are within 2e-7 of it. The same holds for the sums of
+                 * squares in layernorm / rmsnorm rows of that length. */
                 expect_array(v, F_SOFTMAX, x2, x1, n, "p");
 
-                /* backward on that output */
+                /* backward on that output. p (d - dot(p, d)) cancels where one p ~ 1: both implementations round
+                 * dot(p, d) to ~1 ulp of |d|, so the error is measured against scale * max|p| * max|d|, the size
+                 * of the terms, when that exceeds the result. */
                 float *d1 = row(n), *d2;
                 fill(d1, n, 17 + li, 1.0f, 0);
                 d2 = copy(d1, n);
+                double terms = scales[si] * max_abs(x1, n) * max_abs(d1, n);
                 lmf_vec_ref.softmax_backward(d1, x1, n, scales[si]);
                 V->softmax_backward(d2, x1, n, scales[si]);
-                expect_array(v, F_SOFTMAX_BWD, d2, d1, n, "d");
+                expect(v, F_SOFTMAX_BWD, rel_err_floor(d2, d1, n, terms), n, "d (vs max(|ref|, terms))");
+                check_sentinels(d2, n, "d", V->name);
                 free(x1), free(x2), free(d1), free(d2);
             }
         }
@@ -234,7 +254,7 @@ static void test_logsumexp_exp_shift_scale(void **state) {
             int n = lengths[li];
             for (int k = 0; k < 2; k++) {
                 float *x1 = row(n), *x2;
-                fill(x1, n, 18 + li + 50 * k, 3.0f, 1);
+                fill(x1, n, 18 + li + 50 * k, 3.0f, k); /* k = 1: with +-30 and -inf entries */
                 if (k) add_neg_inf(x1, n);
                 float l1 = lmf_vec_ref.logsumexp(x1, n), l2 = V->logsumexp(x1, n);
                 expect(v, F_LOGSUMEXP, fabs((double)l2 - l1) / fmax(fabs(l1), 1.0), n, "lse");

@@ -5,10 +5,13 @@
  * fault), so nothing past the end of a row is touched. Reductions keep four accumulators so the adds pipeline.
  * The scalar reference of each function is quoted above it.
  *
- * exp is our own (exp8), the same algorithm as vec_avx512.c's exp16: k = round(x / ln 2), r = x - k ln 2 in two
- * Cody-Waite steps, a degree-6 minimax polynomial for e^r on [-ln2/2, ln2/2], and 2^k built in the exponent field
- * as two normal factors 2^(k>>1) * 2^(k-(k>>1)), so that on the clamped range [-110, 89] subnormal results are
- * right, exp(-inf) = 0, large arguments overflow to +inf and NaN propagates. Max error ~2 ulp. */
+ * exp is our own (exp8): k = round(x / ln 2), r = x - k ln 2 in two Cody-Waite steps (ln 2 = LN2_HI + LN2_LO,
+ * LN2_HI with few mantissa bits so k * LN2_HI is exact), e^r by a degree-6 polynomial fitted for minimax relative
+ * error on [-ln2/2, ln2/2] (3e-9, below float rounding), and 2^k built by integer adds into the exponent field.
+ * 2^k is applied as two factors 2^(k>>1) * 2^(k-(k>>1)) so that every k of the clamped range [-110, 89] has
+ * normal factors: results in the subnormal range come out right, exp(-inf) and anything below -103.9 is exactly
+ * 0, anything above 88.72 overflows to +inf, and NaN propagates. Max error ~1 ulp (6.9e-8 relative against
+ * double). vec_avx512.c's exp16 is the same but for the final scaling (vscalefps). */
 #include "kernels/vec.h"
 
 #include <immintrin.h>
@@ -29,7 +32,9 @@ static inline __m256 ldm(const float *p, __m256i mk) { return _mm256_maskload_ps
 static inline __m256 exp8(__m256 x) {
     /* max(lo, x) and min(hi, x) return x when it is NaN (the second operand wins on NaN) */
     x = _mm256_min_ps(set1(89.0f), _mm256_max_ps(set1(-110.0f), x));
-    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, set1(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    /* k = round(x / ln 2) by the 1.5 * 2^23 trick: the add rounds to an integer, which then sits in the low bits */
+    __m256 t = _mm256_fmadd_ps(x, set1(1.44269504088896341f), set1(12582912.0f));
+    __m256 k = _mm256_sub_ps(t, set1(12582912.0f));
     __m256 r = _mm256_fnmadd_ps(k, set1(0.693359375f), x); /* LN2_HI = 355/512: exact product */
     r = _mm256_fnmadd_ps(k, set1(-2.12194440e-4f), r);     /* LN2_LO = ln 2 - LN2_HI */
     __m256 p = set1(1.381461276e-03f);
@@ -39,7 +44,8 @@ static inline __m256 exp8(__m256 x) {
     p = _mm256_fmadd_ps(p, r, set1(4.999999404e-01f));
     p = _mm256_fmadd_ps(p, r, set1(1.0f));
     p = _mm256_fmadd_ps(p, r, set1(1.0f));
-    __m256i ki = _mm256_cvtps_epi32(k), bias = _mm256_set1_epi32(127);
+    __m256i ki = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(set1(12582912.0f)));
+    __m256i bias = _mm256_set1_epi32(127);
     __m256i k1 = _mm256_srai_epi32(ki, 1), k2 = _mm256_sub_epi32(ki, k1);
     __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23));
     __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23));
@@ -165,8 +171,8 @@ static void layernorm_backward(float *dx, const float *dout, const float *x, con
         _mm256_storeu_ps(dx + i, lnb_dx(ld(dx + i), ld(dout + i), ld(x + i), ld(w + i), vm, vr, vd, vdn));
     if (i < n) {
         __m256i mk = tail_mask(n - i);
-        _mm256_maskstore_ps(dx + i, mk,
-                            lnb_dx(ldm(dx + i, mk), ldm(dout + i, mk), ldm(x + i, mk), ldm(w + i, mk), vm, vr, vd, vdn));
+        __m256 y = lnb_dx(ldm(dx + i, mk), ldm(dout + i, mk), ldm(x + i, mk), ldm(w + i, mk), vm, vr, vd, vdn);
+        _mm256_maskstore_ps(dx + i, mk, y);
     }
 }
 
@@ -224,7 +230,8 @@ static void rmsnorm_backward(float *dx, const float *dout, const float *x, const
         _mm256_storeu_ps(dx + i, rmsb_dx(ld(dx + i), ld(dout + i), ld(x + i), ld(w + i), vr, vk));
     if (i < n) {
         __m256i mk = tail_mask(n - i);
-        _mm256_maskstore_ps(dx + i, mk, rmsb_dx(ldm(dx + i, mk), ldm(dout + i, mk), ldm(x + i, mk), ldm(w + i, mk), vr, vk));
+        __m256 y = rmsb_dx(ldm(dx + i, mk), ldm(dout + i, mk), ldm(x + i, mk), ldm(w + i, mk), vr, vk);
+        _mm256_maskstore_ps(dx + i, mk, y);
     }
 }
 
@@ -234,7 +241,8 @@ static void softmax(float *x, int n, float scale) {
     __m256 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
     int i = 0;
     for (; i + 32 <= n; i += 32) {
-        m0 = _mm256_max_ps(m0, _mm256_mul_ps(ld(x + i), vsc)), m1 = _mm256_max_ps(m1, _mm256_mul_ps(ld(x + i + 8), vsc));
+        m0 = _mm256_max_ps(m0, _mm256_mul_ps(ld(x + i), vsc));
+        m1 = _mm256_max_ps(m1, _mm256_mul_ps(ld(x + i + 8), vsc));
         m2 = _mm256_max_ps(m2, _mm256_mul_ps(ld(x + i + 16), vsc));
         m3 = _mm256_max_ps(m3, _mm256_mul_ps(ld(x + i + 24), vsc));
     }
@@ -275,7 +283,8 @@ static void softmax_backward(float *d, const float *p, int n, float scale) {
         _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_mul_ps(ld(p + i), _mm256_sub_ps(ld(d + i), vt)), vsc));
     if (i < n) {
         __m256i mk = tail_mask(n - i);
-        _mm256_maskstore_ps(d + i, mk, _mm256_mul_ps(_mm256_mul_ps(ldm(p + i, mk), _mm256_sub_ps(ldm(d + i, mk), vt)), vsc));
+        __m256 y = _mm256_mul_ps(ldm(p + i, mk), _mm256_sub_ps(ldm(d + i, mk), vt));
+        _mm256_maskstore_ps(d + i, mk, _mm256_mul_ps(y, vsc));
     }
 }
 
@@ -349,10 +358,12 @@ static inline __m256 gelu_grad8(__m256 x) {
 
 static void gelu_backward(float *dx, const float *x, const float *dout, long n) {
     long i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(gelu_grad8(ld(x + i)), ld(dout + i), ld(dx + i)));
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(gelu_grad8(ld(x + i)), ld(dout + i), ld(dx + i)));
     if (i < n) {
         __m256i mk = tail_mask(n - i);
-        _mm256_maskstore_ps(dx + i, mk, _mm256_fmadd_ps(gelu_grad8(ldm(x + i, mk)), ldm(dout + i, mk), ldm(dx + i, mk)));
+        __m256 y = _mm256_fmadd_ps(gelu_grad8(ldm(x + i, mk)), ldm(dout + i, mk), ldm(dx + i, mk));
+        _mm256_maskstore_ps(dx + i, mk, y);
     }
 }
 
