@@ -27,7 +27,7 @@ echo "| model | B | T | threads | impl | ms/step | tokens/s | MFU | peak RSS MiB
 echo "|---|---|---|---|---|---|---|---|---|---|"
 run_row() { # name arch L C H KVH F V B T threads
   local name=$1; shift
-  local args=("$@") threads=${11}
+  local args=("$@") threads=${10}
   local L=$2 C=$3 F=$6 V=$7 T=$9 KVH=$5 H=$4
   local hs=$((C / H))
   local mm=$(( L * (C * (C + 2 * KVH * hs) + C * C + 2 * C * F) + V * C ))

@@ -91,6 +91,122 @@ float lmf_lr_at(int step, float lr, float min_lr, int warmup_steps, int max_step
 void lmf_request_stop(void);
 int lmf_stop_requested(void);
 
+/* ---- tokenizer ------------------------------------------------------------------------------------------------ */
+
+/* Byte-level BPE (GPT-2 family: GPT-2, Llama-3, SmolLM2, ...). Any byte string encodes, and decode(encode(x)) == x
+ * byte for byte, invalid UTF-8 included. A tokenizer is immutable once built and may be shared by threads; the
+ * streaming encoder/decoder objects belong to one thread at a time. See docs/tokenizer.md. */
+typedef struct lmf_tokenizer lmf_tokenizer;
+
+/* Growable outputs the library appends to (realloc). Start them zeroed; the caller owns data and frees it with
+ * free(). lmf_text keeps data NUL-terminated (data[len] == 0) whenever data != NULL. */
+typedef struct {
+    int32_t *data;
+    size_t len, cap;
+} lmf_ids;
+typedef struct {
+    char *data;
+    size_t len, cap;
+} lmf_text;
+
+/* Pre-tokenizers: how text is split into pieces before BPE runs inside each piece. */
+typedef enum {
+    LMF_PRETOK_GPT2 = 0,   /* GPT-2's regex ('s|'t|...| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+) */
+    LMF_PRETOK_LLAMA3 = 1, /* Llama-3 / cl100k regex (case-insensitive contractions, numbers of 1-3 digits) */
+    LMF_PRETOK_SMOLLM = 2, /* SmolLM/StarCoder: every \p{N} character alone, then the GPT-2 regex */
+    LMF_PRETOK_CUSTOM = 3, /* the regexes given in lmf_tokenizer_def.patterns, applied in sequence */
+} lmf_pretok;
+
+/* Names "gpt2", "llama3", "smollm" (and the GGUF tokenizer.ggml.pre aliases "llama-bpe", "starcoder", ...). */
+lmf_status lmf_pretok_parse(const char *name, lmf_pretok *out);
+const char *lmf_pretok_name(lmf_pretok p);
+
+typedef enum {
+    LMF_TOKEN_NORMAL = 0,  /* a BPE token; its text is in GPT-2's byte-to-unicode alphabet ("Ġthe") */
+    LMF_TOKEN_CONTROL = 1, /* special token (<|endoftext|>): one id in the input only where the caller allows */
+    LMF_TOKEN_USER = 2,    /* user-defined added token: always one id in the input; text is literal UTF-8 */
+    LMF_TOKEN_UNUSED = 3,  /* an id with no token (a hole in the vocabulary); decodes to nothing */
+} lmf_token_type;
+
+/* A vocabulary in memory, as tokenizer.json, GPT-2's encoder.json + vocab.bpe and GGUF (tokenizer.ggml.tokens,
+ * .token_type, .merges, .pre) all describe it. Nothing is retained: lmf_tokenizer_build copies what it needs. */
+typedef struct {
+    int n_vocab;
+    const char *const *tokens;   /* [n_vocab] token text: byte-level form for NORMAL, literal for CONTROL/USER;
+                                    NULL entries are holes (UNUSED) */
+    const uint8_t *types;        /* [n_vocab] lmf_token_type, or NULL: all NORMAL */
+    int n_merges;
+    const char *const *merges;   /* [n_merges] "left right" in byte-level form, rank order (first merges first) */
+    lmf_pretok pretok;
+    int n_patterns;              /* LMF_PRETOK_CUSTOM only: regexes (PCRE2 syntax), each splitting the pieces of */
+    const char *const *patterns; /* the one before; matches and the gaps between them both become pieces */
+    int ignore_merges;           /* a piece that is itself a token becomes that token without merging (Llama-3) */
+} lmf_tokenizer_def;
+
+/* Builds a tokenizer from a definition; `origin` (a path, "GGUF file x", ...) prefixes error messages. Fails with
+ * LMF_ERR_FORMAT naming the token or merge at fault (unknown merge part, missing byte token, duplicate text, ...). */
+lmf_status lmf_tokenizer_build(const lmf_tokenizer_def *def, const char *origin, lmf_tokenizer **out);
+/* path: a Hugging Face tokenizer.json, or a folder holding tokenizer.json or GPT-2's encoder.json + vocab.bpe. */
+lmf_status lmf_tokenizer_load(const char *path, lmf_tokenizer **out);
+/* Writes a Hugging Face tokenizer.json (loadable by the `tokenizers` library), atomically. */
+lmf_status lmf_tokenizer_save(const lmf_tokenizer *tok, const char *path);
+void lmf_tokenizer_free(lmf_tokenizer *tok);
+
+int lmf_tokenizer_vocab_size(const lmf_tokenizer *tok);
+lmf_pretok lmf_tokenizer_pretok(const lmf_tokenizer *tok);
+/* Id of the token whose text (as in tokenizer.json: "Ġthe", "<|endoftext|>") is `text`, or -1. */
+int32_t lmf_tokenizer_token_id(const lmf_tokenizer *tok, const char *text);
+/* Raw bytes of a token (not NUL-terminated), NULL for an out-of-range id; *len receives the length. */
+const char *lmf_tokenizer_token_bytes(const lmf_tokenizer *tok, int32_t id, size_t *len);
+lmf_token_type lmf_tokenizer_token_type(const lmf_tokenizer *tok, int32_t id);
+
+/* Encode flags. Without LMF_ENCODE_ALLOW_SPECIAL, the text of control tokens is ordinary text. */
+enum { LMF_ENCODE_ALLOW_SPECIAL = 1 };
+/* Decode flags. */
+enum { LMF_DECODE_SKIP_SPECIAL = 1 };
+
+/* Appends the ids of `len` bytes of text to *out. Never fails on text (any bytes are valid input). */
+void lmf_tokenizer_encode(const lmf_tokenizer *tok, const char *text, size_t len, unsigned flags, lmf_ids *out);
+/* Appends the bytes of ids to *out; LMF_ERR_ARG names the first id outside the vocabulary (nothing appended). */
+lmf_status lmf_tokenizer_decode(const lmf_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags, lmf_text *out);
+
+/* Streaming encoder: text arrives in chunks cut anywhere (even inside a UTF-8 character or a special token);
+ * feed appends the ids that are final, finish appends the rest. The concatenated ids equal one encode() of the
+ * concatenated text. The encoder refers to tok, which must outlive it. */
+typedef struct lmf_tokenizer_encoder lmf_tokenizer_encoder;
+lmf_tokenizer_encoder *lmf_tokenizer_encoder_create(const lmf_tokenizer *tok, unsigned flags);
+void lmf_tokenizer_encoder_feed(lmf_tokenizer_encoder *enc, const char *text, size_t len, lmf_ids *out);
+void lmf_tokenizer_encoder_finish(lmf_tokenizer_encoder *enc, lmf_ids *out); /* also resets it for reuse */
+void lmf_tokenizer_encoder_free(lmf_tokenizer_encoder *enc);
+
+/* Streaming decoder (generation, server): feed appends only complete UTF-8 characters, holding back the start of
+ * a character split across tokens; bytes that can never become valid UTF-8 are passed through as they are, so the
+ * concatenated output equals one decode() of all the ids. finish flushes what is held and resets. */
+typedef struct lmf_tokenizer_decoder lmf_tokenizer_decoder;
+lmf_tokenizer_decoder *lmf_tokenizer_decoder_create(const lmf_tokenizer *tok, unsigned flags);
+lmf_status lmf_tokenizer_decoder_feed(lmf_tokenizer_decoder *dec, const int32_t *ids, size_t n, lmf_text *out);
+void lmf_tokenizer_decoder_finish(lmf_tokenizer_decoder *dec, lmf_text *out);
+void lmf_tokenizer_decoder_free(lmf_tokenizer_decoder *dec);
+
+/* BPE training (Hugging Face BpeTrainer's algorithm and tie rule: the most frequent pair, ties to the smallest
+ * (left id, right id); ids: special tokens first, then the 256 byte tokens in code-point order of their byte-level
+ * characters, then one per merge). Documents are pre-tokenized as the tokenizer will be; words are counted once. */
+typedef struct {
+    int vocab_size;                    /* final size, special tokens and the 256 byte tokens included */
+    int n_special;
+    const char *const *special_tokens; /* control tokens, e.g. "<|endoftext|>" */
+    lmf_pretok pretok;                 /* LMF_PRETOK_GPT2, LLAMA3 or SMOLLM */
+    int64_t min_frequency;             /* stop when the best pair occurs fewer times [0] */
+} lmf_bpe_train_config;
+
+typedef struct lmf_bpe_trainer lmf_bpe_trainer;
+lmf_status lmf_bpe_trainer_create(const lmf_bpe_train_config *cfg, lmf_bpe_trainer **out);
+/* Counts the words of one document (any bytes). */
+void lmf_bpe_trainer_feed(lmf_bpe_trainer *tr, const char *text, size_t len);
+/* Learns the merges and builds the tokenizer. */
+lmf_status lmf_bpe_trainer_finish(lmf_bpe_trainer *tr, lmf_tokenizer **out);
+void lmf_bpe_trainer_free(lmf_bpe_trainer *tr);
+
 #ifdef __cplusplus
 }
 #endif

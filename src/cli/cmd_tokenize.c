@@ -1,0 +1,269 @@
+/* cmd_tokenize.c — `lmforge tokenize` (text <-> ids through a tokenizer) and `lmforge tokenizer train` (learn a
+ * byte-level BPE from text files and save it as a Hugging Face tokenizer.json). */
+#include "cli/cli.h"
+#include "core/status.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Reads a whole stream (or file; "-" = stdin) into a NUL-terminated buffer. */
+static lmf_status read_all(const char *path, char **out, size_t *len) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return lmf_fail(LMF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) {
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                fprintf(stderr, "lmforge: out of memory reading %s (%zu bytes)\n", path, cap);
+                abort();
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    int err = ferror(f);
+    if (f != stdin) fclose(f);
+    if (err) {
+        free(buf);
+        return lmf_fail(LMF_ERR_IO, "%s: read error", path);
+    }
+    buf[n] = 0;
+    *out = buf, *len = n;
+    return LMF_OK;
+}
+
+/* Parses a JSON array of integers ("[1, 2, 3]") into ids; errors give the byte offset. */
+static lmf_status parse_ids(const char *s, size_t n, lmf_ids *ids) {
+    size_t i = 0;
+#define SKIP_WS() while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) i++
+    SKIP_WS();
+    if (i >= n || s[i] != '[') return lmf_fail(LMF_ERR_ARG, "stdin: expected a JSON array of token ids at byte %zu", i);
+    i++;
+    SKIP_WS();
+    if (i < n && s[i] == ']') return LMF_OK;
+    for (;;) {
+        SKIP_WS();
+        size_t start = i;
+        long long v = 0;
+        while (i < n && s[i] >= '0' && s[i] <= '9' && v <= INT32_MAX) v = v * 10 + (s[i++] - '0');
+        if (i == start || v > INT32_MAX)
+            return lmf_fail(LMF_ERR_ARG, "stdin: byte %zu: expected a token id (integer 0..2^31-1)", start);
+        int32_t id = (int32_t)v;
+        if (ids->len == ids->cap) {
+            ids->cap = ids->cap ? 2 * ids->cap : 1024;
+            ids->data = realloc(ids->data, ids->cap * sizeof *ids->data);
+            if (!ids->data) abort();
+        }
+        ids->data[ids->len++] = id;
+        SKIP_WS();
+        if (i < n && s[i] == ',') {
+            i++;
+            continue;
+        }
+        if (i < n && s[i] == ']') break;
+        return lmf_fail(LMF_ERR_ARG, "stdin: byte %zu: expected ',' or ']'", i);
+    }
+    i++;
+    SKIP_WS();
+    if (i != n) return lmf_fail(LMF_ERR_ARG, "stdin: byte %zu: unexpected text after the array", i);
+#undef SKIP_WS
+    return LMF_OK;
+}
+
+static void print_ids(const lmf_ids *ids) {
+    char buf[1 << 16];
+    size_t k = 0;
+    buf[k++] = '[';
+    for (size_t i = 0; i < ids->len; i++) {
+        if (k > sizeof buf - 32) {
+            fwrite(buf, 1, k, stdout);
+            k = 0;
+        }
+        k += (size_t)snprintf(buf + k, 32, i ? ", %d" : "%d", ids->data[i]);
+    }
+    buf[k++] = ']';
+    buf[k++] = '\n';
+    fwrite(buf, 1, k, stdout);
+}
+
+static void tokenize_help(FILE *f) {
+    fprintf(f, "usage: lmforge tokenize -t TOKENIZER [--decode] [--stats] [--allow-special] [--skip-special]\n\n"
+               "Encodes UTF-8 text from stdin and prints the token ids as a JSON array; with --decode reads a JSON\n"
+               "array of ids from stdin and prints the text. TOKENIZER is a Hugging Face tokenizer.json or a folder\n"
+               "holding one, or GPT-2's encoder.json + vocab.bpe.\n\n"
+               "  -t, --tokenizer PATH   the tokenizer\n"
+               "  --decode               ids -> text\n"
+               "  --stats                print bytes, tokens, tokens per byte and encode throughput instead of ids\n"
+               "  --allow-special        match special tokens (<|endoftext|>) in the text as one id each;\n"
+               "                         without it their text is encoded as ordinary text\n"
+               "  --skip-special         with --decode: leave special tokens out of the text\n");
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *path = NULL;
+    int decode = 0, stats = 0;
+    unsigned eflags = 0, dflags = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            tokenize_help(stdout);
+            return 0;
+        }
+        if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--tokenizer")) && i + 1 < argc) path = argv[++i];
+        else if (!strcmp(argv[i], "--decode")) decode = 1;
+        else if (!strcmp(argv[i], "--stats")) stats = 1;
+        else if (!strcmp(argv[i], "--allow-special")) eflags |= LMF_ENCODE_ALLOW_SPECIAL;
+        else if (!strcmp(argv[i], "--skip-special")) dflags |= LMF_DECODE_SKIP_SPECIAL;
+        else {
+            fprintf(stderr, "lmforge tokenize: unknown flag or missing value: %s (see --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "lmforge tokenize: need -t TOKENIZER (see --help)\n");
+        return 2;
+    }
+    lmf_tokenizer *tok;
+    lmf_status s = lmf_tokenizer_load(path, &tok);
+    if (s != LMF_OK) return cli_fail("tokenize", s);
+    char *in;
+    size_t n;
+    if ((s = read_all("-", &in, &n)) != LMF_OK) {
+        lmf_tokenizer_free(tok);
+        return cli_fail("tokenize", s);
+    }
+    lmf_ids ids = {0};
+    lmf_text text = {0};
+    if (decode) {
+        s = parse_ids(in, n, &ids);
+        if (s == LMF_OK) s = lmf_tokenizer_decode(tok, ids.data, ids.len, dflags, &text);
+        if (s == LMF_OK) fwrite(text.data ? text.data : "", 1, text.len, stdout);
+    } else {
+        double t0 = now_s();
+        lmf_tokenizer_encode(tok, in, n, eflags, &ids);
+        double dt = now_s() - t0;
+        if (stats)
+            printf("bytes %zu  tokens %zu  tokens/byte %.4f  bytes/token %.3f  encode %.3f s  %.2f MB/s\n", n, ids.len,
+                   n ? (double)ids.len / n : 0.0, ids.len ? (double)n / ids.len : 0.0, dt, dt > 0 ? n / dt / 1e6 : 0.0);
+        else
+            print_ids(&ids);
+    }
+    free(in);
+    free(ids.data);
+    free(text.data);
+    lmf_tokenizer_free(tok);
+    if (fflush(stdout) != 0) s = lmf_fail(LMF_ERR_IO, "stdout: write error");
+    return s == LMF_OK ? 0 : cli_fail("tokenize", s);
+}
+
+/* ---- tokenizer train ------------------------------------------------------------------------------------------- */
+
+static void train_help(FILE *f) {
+    fprintf(f, "usage: lmforge tokenizer train --vocab-size N [--special TEXT]... [--pretok NAME] [--min-frequency F]\n"
+               "                               -o OUT.json FILE... (- = stdin)\n\n"
+               "Learns a byte-level BPE (GPT-2 style) from text files, each file one document, and saves a Hugging\n"
+               "Face tokenizer.json. Ids: special tokens first, then the 256 bytes, then one per merge. Each step\n"
+               "merges the most frequent adjacent pair (ties: smallest ids), as Hugging Face's BpeTrainer does.\n\n"
+               "  --vocab-size N         final vocabulary size, special tokens and the 256 bytes included\n"
+               "  --special TEXT         a special token (repeatable), e.g. \"<|endoftext|>\"\n"
+               "  --pretok NAME          pre-tokenizer: gpt2, llama3 or smollm [default: gpt2]\n"
+               "  --min-frequency F      stop when the best pair occurs fewer than F times [default: 0]\n"
+               "  -o, --out PATH         where to write tokenizer.json\n");
+}
+
+static int train(int argc, char **argv) {
+    lmf_bpe_train_config cfg = {.vocab_size = 0, .pretok = LMF_PRETOK_GPT2};
+    const char **specials = calloc((size_t)argc + 1, sizeof *specials);
+    const char **files = calloc((size_t)argc + 1, sizeof *files);
+    int n_files = 0, rc = 0;
+    const char *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        char *end = NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            train_help(stdout);
+            goto done;
+        }
+        if (!strcmp(a, "--vocab-size") && has) cfg.vocab_size = (int)strtol(argv[++i], &end, 10);
+        else if (!strcmp(a, "--special") && has) specials[cfg.n_special++] = argv[++i];
+        else if (!strcmp(a, "--min-frequency") && has) cfg.min_frequency = strtoll(argv[++i], &end, 10);
+        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has) out = argv[++i];
+        else if (!strcmp(a, "--pretok") && has) {
+            lmf_status s = lmf_pretok_parse(argv[++i], &cfg.pretok);
+            if (s != LMF_OK || cfg.pretok == LMF_PRETOK_CUSTOM) {
+                fprintf(stderr, "lmforge tokenizer train: --pretok: expected gpt2, llama3 or smollm\n");
+                rc = 2;
+                goto done;
+            }
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "lmforge tokenizer train: unknown flag or missing value: %s (see --help)\n", a);
+            rc = 2;
+            goto done;
+        } else {
+            files[n_files++] = a;
+        }
+        if (end && (*end || end == argv[i])) {
+            fprintf(stderr, "lmforge tokenizer train: %s: not a number: '%s'\n", a, argv[i]);
+            rc = 2;
+            goto done;
+        }
+    }
+    if (!out || !n_files || cfg.vocab_size <= 0) {
+        fprintf(stderr, "lmforge tokenizer train: need --vocab-size N, -o OUT.json and at least one FILE (see --help)\n");
+        rc = 2;
+        goto done;
+    }
+    cfg.special_tokens = specials;
+    lmf_bpe_trainer *tr;
+    lmf_status s = lmf_bpe_trainer_create(&cfg, &tr);
+    if (s != LMF_OK) {
+        rc = cli_fail("tokenizer train", s);
+        goto done;
+    }
+    double t0 = now_s();
+    size_t total = 0;
+    for (int i = 0; i < n_files; i++) {
+        char *text;
+        size_t n;
+        if ((s = read_all(files[i], &text, &n)) != LMF_OK) break;
+        lmf_bpe_trainer_feed(tr, text, n);
+        total += n;
+        free(text);
+    }
+    double t1 = now_s();
+    lmf_tokenizer *tok = NULL;
+    if (s == LMF_OK) s = lmf_bpe_trainer_finish(tr, &tok);
+    double t2 = now_s();
+    lmf_bpe_trainer_free(tr);
+    if (s == LMF_OK) s = lmf_tokenizer_save(tok, out);
+    if (s == LMF_OK)
+        fprintf(stderr, "lmforge tokenizer train: %zu bytes in %d file(s): vocabulary %d, counting %.2f s, merges %.2f s "
+                        "-> %s\n", total, n_files, lmf_tokenizer_vocab_size(tok), t1 - t0, t2 - t1, out);
+    lmf_tokenizer_free(tok);
+    if (s != LMF_OK) rc = cli_fail("tokenizer train", s);
+done:
+    free(specials);
+    free(files);
+    return rc;
+}
+
+int cmd_tokenizer(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "train")) return train(argc - 1, argv + 1);
+    fprintf(stderr, "usage: lmforge tokenizer train --vocab-size N -o OUT.json FILE...   (see `lmforge tokenizer train "
+                    "--help`)\n");
+    return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
+}

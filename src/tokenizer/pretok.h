@@ -1,0 +1,56 @@
+/* pretok.h — pre-tokenization: splitting text into the pieces inside which BPE merges.
+ *
+ * A pre-tokenizer is a sequence of 1..LMF_PRETOK_MAX_STAGES regexes (PCRE2, UTF + UCP, so \p{L}, \p{N} and \s are
+ * the real Unicode categories; JIT-compiled where the platform allows). Each stage splits every piece of the stage
+ * before it: the matches and the gaps between them all become pieces ("Isolated" in Hugging Face terms), so no
+ * byte is ever dropped. Invalid UTF-8 never matches (PCRE2_MATCH_INVALID_UTF) and so lands in gap pieces: any
+ * byte string splits, and the pieces concatenate back to it.
+ *
+ * The compiled patterns are read-only and shared; matching needs an lmf_pretok_scratch per thread. */
+#ifndef LMF_TOKENIZER_PRETOK_H
+#define LMF_TOKENIZER_PRETOK_H
+
+#include "lmforge.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LMF_PRETOK_MAX_STAGES 4
+
+extern const char *const lmf_pretok_gpt2_pattern;
+extern const char *const lmf_pretok_llama3_pattern;
+
+typedef struct {
+    lmf_pretok kind;
+    int n_stages;
+    pcre2_code *code[LMF_PRETOK_MAX_STAGES];
+    int jit[LMF_PRETOK_MAX_STAGES];        /* stage was JIT-compiled */
+    char *pattern[LMF_PRETOK_MAX_STAGES];  /* source text (owned), for saving tokenizer.json */
+} lmf_pretokenizer;
+
+/* Compiles the stages of a named kind, or for LMF_PRETOK_CUSTOM the given patterns. Errors name `origin`, the
+ * pattern and PCRE2's message with the offset. */
+lmf_status lmf_pretok_init(lmf_pretokenizer *p, lmf_pretok kind, const char *const *patterns, int n_patterns,
+                           const char *origin);
+void lmf_pretok_destroy(lmf_pretokenizer *p);
+
+typedef struct {
+    pcre2_match_data *md;
+    pcre2_match_context *mc;
+    pcre2_jit_stack *js;
+} lmf_pretok_scratch;
+
+void lmf_pretok_scratch_init(lmf_pretok_scratch *sc);
+void lmf_pretok_scratch_destroy(lmf_pretok_scratch *sc);
+
+/* Called for each piece text[s, e) in order; top is the start of the first-stage piece that contains it. */
+typedef void (*lmf_piece_fn)(void *ctx, const uint8_t *text, size_t s, size_t e, size_t top);
+
+/* Splits text[0, n) and calls fn for every non-empty piece. */
+void lmf_pretok_split(const lmf_pretokenizer *p, lmf_pretok_scratch *sc, const uint8_t *text, size_t n,
+                      lmf_piece_fn fn, void *ctx);
+
+#endif

@@ -1,0 +1,37 @@
+/* tokenizer.h — the lmf_tokenizer behind the public API, shared by the files of this folder:
+ *   tokenizer.c       build from a definition, special tokens, encode (with a pre-token cache), decode, streaming
+ *   tokenizer_json.c  Hugging Face tokenizer.json and GPT-2 encoder.json + vocab.bpe: load and save
+ *   bpe_train.c       the BPE trainer
+ *   bpe.c, pretok.c   the merge model and the regex pre-tokenizer
+ *
+ * Ownership: the tokenizer owns its model, its compiled regexes, its special-token list and at most one spare
+ * encoding state (scratch buffers + pre-token cache) that encode() borrows with an atomic exchange, so concurrent
+ * callers never share one (a caller that finds none makes its own and frees it if the slot is taken again). */
+#ifndef LMF_TOKENIZER_TOKENIZER_H
+#define LMF_TOKENIZER_TOKENIZER_H
+
+#include "lmforge.h"
+#include "tokenizer/bpe.h"
+#include "tokenizer/pretok.h"
+
+#include <stdatomic.h>
+
+typedef struct lmf_enc_state lmf_enc_state;
+
+struct lmf_tokenizer {
+    lmf_bpe bpe;
+    lmf_pretokenizer pre;
+    int n_special;
+    int32_t *special;        /* ids of CONTROL and USER tokens, longest text first */
+    uint8_t first_all[32];   /* bitset: first bytes of all special texts */
+    uint8_t first_user[32];  /* bitset: first bytes of USER texts (matched even when specials are not allowed) */
+    int has_user;
+    _Atomic(lmf_enc_state *) spare;
+};
+
+/* Appends n ids to *out (growing it). */
+void lmf_ids_push(lmf_ids *out, const int32_t *ids, size_t n);
+/* Appends n bytes to *out, keeping it NUL-terminated. */
+void lmf_text_push(lmf_text *out, const void *bytes, size_t n);
+
+#endif

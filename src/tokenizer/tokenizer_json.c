@@ -1,0 +1,539 @@
+/* tokenizer_json.c — tokenizer files: Hugging Face tokenizer.json (load and save) and GPT-2's encoder.json +
+ * vocab.bpe (load). Both are turned into an lmf_tokenizer_def and built by lmf_tokenizer_build.
+ *
+ * tokenizer.json, the parts read (everything else is ignored):
+ *   model          {"type": "BPE", "vocab": {text: id}, "merges": ["a b", ...] or [["a", "b"], ...],
+ *                   "ignore_merges": bool}; byte_fallback, continuing_subword_prefix and end_of_word_suffix must
+ *                   be off (they belong to other kinds of BPE)
+ *   added_tokens   [{"id", "content", "special"}]: special -> CONTROL (one id only where allowed), else USER
+ *   pre_tokenizer  ByteLevel (use_regex: the GPT-2 regex), Split {"pattern": {"Regex"|"String"}, "behavior":
+ *                   "Isolated"}, Digits, or a Sequence of them; must include ByteLevel with add_prefix_space off
+ *   normalizer     null (or an empty Sequence); decoder null or ByteLevel
+ * The post_processor (BOS/EOS templates) is not applied: encode returns the ids of the text alone.
+ *
+ * Every file is hostile input: size-capped, each field type-checked, errors name the file and the field. */
+#include "core/alloc.h"
+#include "core/status.h"
+#include "io/shard.h"
+#include "tokenizer/bytelevel.h"
+#include "tokenizer/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_FILE_BYTES (1ull << 31)
+#define MAX_VOCAB (1 << 24)
+
+static lmf_status read_file(const char *path, char **out, size_t *len) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return lmf_fail(LMF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return lmf_fail(LMF_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((unsigned long long)sb.st_size > MAX_FILE_BYTES) {
+        fclose(f);
+        return lmf_fail(LMF_ERR_FORMAT, "%s: %lld bytes is too large for a tokenizer file (max 2 GiB)", path,
+                        (long long)sb.st_size);
+    }
+    size_t n = (size_t)sb.st_size;
+    char *buf = lmf_xmalloc(n + 1);
+    if (fread(buf, 1, n, f) != n) {
+        fclose(f);
+        free(buf);
+        return lmf_fail(LMF_ERR_IO, "%s: read error", path);
+    }
+    fclose(f);
+    buf[n] = 0;
+    *out = buf, *len = n;
+    return LMF_OK;
+}
+
+static lmf_status parse_json(const char *path, const char *buf, size_t len, cJSON **out) {
+    const char *end = NULL;
+    *out = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (*out) return LMF_OK;
+    size_t off = end && end >= buf && end <= buf + len ? (size_t)(end - buf) : 0, line = 1;
+    for (size_t i = 0; i < off; i++) line += buf[i] == '\n';
+    return lmf_fail(LMF_ERR_FORMAT, "%s: not valid JSON (line %zu, byte offset %zu)", path, line, off);
+}
+
+/* An integer id in [0, MAX_VOCAB), or -1. */
+static long json_id(const cJSON *v) {
+    if (!cJSON_IsNumber(v)) return -1;
+    double d = v->valuedouble;
+    if (!(d >= 0 && d < MAX_VOCAB) || d != floor(d)) return -1;
+    return (long)d;
+}
+
+static int json_true(const cJSON *o, const char *key) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key)); }
+
+static const char *json_type(const cJSON *o) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+    return cJSON_IsString(t) ? t->valuestring : NULL;
+}
+
+/* ---- pre_tokenizer --------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    char *pattern[LMF_PRETOK_MAX_STAGES];
+    int n, bytelevel;
+} pretok_spec;
+
+static lmf_status spec_push(pretok_spec *ps, const char *path, char *pattern) {
+    if (ps->n == LMF_PRETOK_MAX_STAGES) {
+        free(pattern);
+        return lmf_fail(LMF_ERR_FORMAT, "%s: pre_tokenizer: more than %d regex stages", path, LMF_PRETOK_MAX_STAGES);
+    }
+    ps->pattern[ps->n++] = pattern;
+    return LMF_OK;
+}
+
+/* A literal string as a PCRE2 pattern: every non-alphanumeric ASCII character escaped. */
+static char *escape_literal(const char *s) {
+    size_t n = strlen(s);
+    char *p = lmf_xmalloc(2 * n + 1), *q = p;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x80 && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) *q++ = '\\';
+        *q++ = (char)c;
+    }
+    *q = 0;
+    return p;
+}
+
+static lmf_status parse_pretok(const cJSON *node, const char *path, pretok_spec *ps, int depth) {
+    if (!cJSON_IsObject(node)) return lmf_fail(LMF_ERR_FORMAT, "%s: pre_tokenizer: expected an object", path);
+    const char *type = json_type(node);
+    if (!type) return lmf_fail(LMF_ERR_FORMAT, "%s: pre_tokenizer: missing \"type\"", path);
+    if (!strcmp(type, "Sequence")) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(node, "pretokenizers");
+        if (!cJSON_IsArray(list) || depth > 4)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: pre_tokenizer Sequence: \"pretokenizers\" must be an array", path);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, list) LMF_TRY(parse_pretok(it, path, ps, depth + 1));
+        return LMF_OK;
+    }
+    if (!strcmp(type, "ByteLevel")) {
+        if (json_true(node, "add_prefix_space"))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: pre_tokenizer ByteLevel: add_prefix_space=true is not supported", path);
+        ps->bytelevel = 1;
+        const cJSON *ur = cJSON_GetObjectItemCaseSensitive(node, "use_regex");
+        if (!ur || cJSON_IsTrue(ur)) return spec_push(ps, path, strdup(lmf_pretok_gpt2_pattern));
+        return LMF_OK;
+    }
+    if (!strcmp(type, "Split")) {
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(node, "pattern");
+        const cJSON *re = cJSON_GetObjectItemCaseSensitive(pat, "Regex"), *str = cJSON_GetObjectItemCaseSensitive(pat, "String");
+        const cJSON *beh = cJSON_GetObjectItemCaseSensitive(node, "behavior");
+        if (!(cJSON_IsString(re) || cJSON_IsString(str)))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: pre_tokenizer Split: \"pattern\" must be {\"Regex\": ...} or {\"String\": ...}", path);
+        if (!cJSON_IsString(beh) || strcmp(beh->valuestring, "Isolated"))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: pre_tokenizer Split: behavior \"%s\" is not supported (only Isolated)",
+                            path, cJSON_IsString(beh) ? beh->valuestring : "?");
+        if (json_true(node, "invert")) return lmf_fail(LMF_ERR_FORMAT, "%s: pre_tokenizer Split: invert=true is not supported", path);
+        return spec_push(ps, path, cJSON_IsString(re) ? strdup(re->valuestring) : escape_literal(str->valuestring));
+    }
+    if (!strcmp(type, "Digits"))
+        return spec_push(ps, path, strdup(json_true(node, "individual_digits") ? "\\p{N}" : "\\p{N}+"));
+    return lmf_fail(LMF_ERR_FORMAT, "%s: pre_tokenizer type \"%s\" is not supported (byte-level BPE needs ByteLevel, Split, "
+                    "Digits or a Sequence of them)", path, type);
+}
+
+/* ---- tokenizer.json -------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    const char **tokens;
+    uint8_t *types;
+    const char **merges;
+    char **owned; /* strings made here ("a b" from pair merges), freed after the build */
+    int n_owned;
+} def_store;
+
+static void store_free(def_store *d) {
+    for (int i = 0; i < d->n_owned; i++) free(d->owned[i]);
+    free(d->owned);
+    free(d->tokens);
+    free(d->types);
+    free(d->merges);
+}
+
+static lmf_status check_model(const cJSON *model, const char *path) {
+    if (!cJSON_IsObject(model)) return lmf_fail(LMF_ERR_FORMAT, "%s: missing \"model\" object", path);
+    const char *type = json_type(model);
+    if (type && strcmp(type, "BPE"))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: model.type is \"%s\"; only BPE is supported", path, type);
+    if (json_true(model, "byte_fallback"))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: model.byte_fallback=true: a SentencePiece-style BPE, not byte-level", path);
+    static const char *const affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(model, affixes[i]);
+        if (cJSON_IsString(a) && a->valuestring[0])
+            return lmf_fail(LMF_ERR_FORMAT, "%s: model.%s=\"%s\" is not supported", path, affixes[i], a->valuestring);
+    }
+    return LMF_OK;
+}
+
+static lmf_status check_normalizer_decoder(const cJSON *root, const char *path) {
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    if (norm && !cJSON_IsNull(norm)) {
+        const char *t = json_type(norm);
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(norm, "normalizers");
+        if (!(t && !strcmp(t, "Sequence") && cJSON_IsArray(list) && cJSON_GetArraySize(list) == 0))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: normalizer \"%s\" is not supported (byte-level BPE expects none)", path,
+                            t ? t : "?");
+    }
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
+    if (dec && !cJSON_IsNull(dec)) {
+        const char *t = json_type(dec);
+        if (!t || strcmp(t, "ByteLevel"))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: decoder \"%s\" is not supported (expected ByteLevel)", path, t ? t : "?");
+    }
+    return LMF_OK;
+}
+
+static lmf_status load_json(const char *path, lmf_tokenizer **out) {
+    char *buf;
+    size_t len;
+    LMF_TRY(read_file(path, &buf, &len));
+    cJSON *root;
+    lmf_status s = parse_json(path, buf, len, &root);
+    free(buf);
+    if (s != LMF_OK) return s;
+    def_store d = {0};
+    pretok_spec ps = {0};
+    lmf_tokenizer_def def = {0};
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (!cJSON_IsObject(root)) {
+        s = lmf_fail(LMF_ERR_FORMAT, "%s: top level is not a JSON object", path);
+        goto done;
+    }
+    if ((s = check_model(model, path)) != LMF_OK || (s = check_normalizer_decoder(root, path)) != LMF_OK) goto done;
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    if (!cJSON_IsObject(vocab)) {
+        s = lmf_fail(LMF_ERR_FORMAT, "%s: model.vocab must be an object {token: id}", path);
+        goto done;
+    }
+    if (!cJSON_IsArray(merges)) {
+        s = lmf_fail(LMF_ERR_FORMAT, "%s: model.merges must be an array", path);
+        goto done;
+    }
+    if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added)) {
+        s = lmf_fail(LMF_ERR_FORMAT, "%s: added_tokens must be an array", path);
+        goto done;
+    }
+    /* size the vocabulary: the largest id + 1 over vocab and added tokens */
+    long n_vocab = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, vocab) {
+        long id = json_id(it);
+        if (id < 0) {
+            s = lmf_fail(LMF_ERR_FORMAT, "%s: model.vocab[\"%.60s\"]: id must be an integer in [0, %d)", path,
+                         it->string, MAX_VOCAB);
+            goto done;
+        }
+        if (id + 1 > n_vocab) n_vocab = id + 1;
+    }
+    int ai = 0;
+    if (cJSON_IsArray(added)) cJSON_ArrayForEach(it, added) {
+        long id = json_id(cJSON_GetObjectItemCaseSensitive(it, "id"));
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
+        if (id < 0 || !cJSON_IsString(content) || !content->valuestring[0]) {
+            s = lmf_fail(LMF_ERR_FORMAT, "%s: added_tokens[%d]: needs an integer \"id\" in [0, %d) and a non-empty "
+                         "string \"content\"", path, ai, MAX_VOCAB);
+            goto done;
+        }
+        if (id + 1 > n_vocab) n_vocab = id + 1;
+        ai++;
+    }
+    d.tokens = lmf_xcalloc((size_t)n_vocab + 1, sizeof *d.tokens);
+    d.types = lmf_xcalloc((size_t)n_vocab + 1, 1);
+    cJSON_ArrayForEach(it, vocab) {
+        long id = json_id(it);
+        if (d.tokens[id]) {
+            s = lmf_fail(LMF_ERR_FORMAT, "%s: model.vocab: id %ld is used by both \"%.60s\" and \"%.60s\"", path, id,
+                         d.tokens[id], it->string);
+            goto done;
+        }
+        d.tokens[id] = it->string;
+    }
+    ai = 0;
+    if (cJSON_IsArray(added)) cJSON_ArrayForEach(it, added) {
+        long id = json_id(cJSON_GetObjectItemCaseSensitive(it, "id"));
+        const char *content = cJSON_GetObjectItemCaseSensitive(it, "content")->valuestring;
+        if (d.tokens[id] && strcmp(d.tokens[id], content)) {
+            s = lmf_fail(LMF_ERR_FORMAT, "%s: added_tokens[%d]: id %ld is \"%.60s\" but model.vocab has \"%.60s\"",
+                         path, ai, id, content, d.tokens[id]);
+            goto done;
+        }
+        d.tokens[id] = content;
+        d.types[id] = json_true(it, "special") ? LMF_TOKEN_CONTROL : LMF_TOKEN_USER;
+        ai++;
+    }
+    int n_merges = cJSON_GetArraySize(merges), r = 0;
+    d.merges = lmf_xcalloc((size_t)n_merges + 1, sizeof *d.merges);
+    d.owned = lmf_xcalloc((size_t)n_merges + 1, sizeof *d.owned);
+    cJSON_ArrayForEach(it, merges) {
+        if (cJSON_IsString(it)) {
+            d.merges[r++] = it->valuestring;
+            continue;
+        }
+        const cJSON *a = cJSON_GetArrayItem(it, 0), *b = cJSON_GetArrayItem(it, 1);
+        if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 2 || !cJSON_IsString(a) || !cJSON_IsString(b)) {
+            s = lmf_fail(LMF_ERR_FORMAT, "%s: model.merges[%d]: expected \"a b\" or [\"a\", \"b\"]", path, r);
+            goto done;
+        }
+        size_t la = strlen(a->valuestring), lb = strlen(b->valuestring);
+        char *m = lmf_xmalloc(la + lb + 2);
+        memcpy(m, a->valuestring, la);
+        m[la] = ' ';
+        memcpy(m + la + 1, b->valuestring, lb + 1);
+        d.owned[d.n_owned++] = m;
+        d.merges[r++] = m;
+    }
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    if (!pt || cJSON_IsNull(pt)) {
+        s = lmf_fail(LMF_ERR_FORMAT, "%s: no pre_tokenizer: not a byte-level BPE (expected ByteLevel)", path);
+        goto done;
+    }
+    if ((s = parse_pretok(pt, path, &ps, 0)) != LMF_OK) goto done;
+    if (!ps.bytelevel) {
+        s = lmf_fail(LMF_ERR_FORMAT, "%s: pre_tokenizer has no ByteLevel step: not a byte-level BPE", path);
+        goto done;
+    }
+    def.n_vocab = (int)n_vocab;
+    def.tokens = d.tokens;
+    def.types = d.types;
+    def.n_merges = r;
+    def.merges = d.merges;
+    def.ignore_merges = json_true(model, "ignore_merges");
+    /* recognise the named pre-tokenizers, so they keep their names (and their saved form) */
+    if (ps.n == 0) {
+        /* ByteLevel without regex: the whole text is one piece */
+        ps.pattern[ps.n++] = strdup("(?s).+");
+    }
+    def.pretok = LMF_PRETOK_CUSTOM;
+    if (ps.n == 1 && !strcmp(ps.pattern[0], lmf_pretok_gpt2_pattern)) def.pretok = LMF_PRETOK_GPT2;
+    else if (ps.n == 1 && !strcmp(ps.pattern[0], lmf_pretok_llama3_pattern)) def.pretok = LMF_PRETOK_LLAMA3;
+    else if (ps.n == 2 && !strcmp(ps.pattern[0], "\\p{N}") && !strcmp(ps.pattern[1], lmf_pretok_gpt2_pattern))
+        def.pretok = LMF_PRETOK_SMOLLM;
+    def.n_patterns = ps.n;
+    def.patterns = (const char *const *)ps.pattern;
+    s = lmf_tokenizer_build(&def, path, out);
+done:
+    for (int i = 0; i < ps.n; i++) free(ps.pattern[i]);
+    store_free(&d);
+    cJSON_Delete(root);
+    return s;
+}
+
+/* ---- GPT-2: encoder.json + vocab.bpe --------------------------------------------------------------------------- */
+
+static lmf_status load_gpt2_dir(const char *dir, lmf_tokenizer **out) {
+    char enc_path[4096], bpe_path[4096];
+    snprintf(enc_path, sizeof enc_path, "%s/encoder.json", dir);
+    snprintf(bpe_path, sizeof bpe_path, "%s/vocab.bpe", dir);
+    char *ebuf = NULL, *bbuf = NULL;
+    size_t elen, blen;
+    LMF_TRY(read_file(enc_path, &ebuf, &elen));
+    lmf_status s = read_file(bpe_path, &bbuf, &blen);
+    if (s != LMF_OK) {
+        free(ebuf);
+        return s;
+    }
+    cJSON *enc = NULL;
+    def_store d = {0};
+    if ((s = parse_json(enc_path, ebuf, elen, &enc)) != LMF_OK) goto done;
+    if (!cJSON_IsObject(enc)) {
+        s = lmf_fail(LMF_ERR_FORMAT, "%s: expected a JSON object {token: id}", enc_path);
+        goto done;
+    }
+    long n_vocab = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, enc) {
+        long id = json_id(it);
+        if (id < 0) {
+            s = lmf_fail(LMF_ERR_FORMAT, "%s: \"%.60s\": id must be an integer in [0, %d)", enc_path, it->string, MAX_VOCAB);
+            goto done;
+        }
+        if (id + 1 > n_vocab) n_vocab = id + 1;
+    }
+    d.tokens = lmf_xcalloc((size_t)n_vocab + 1, sizeof *d.tokens);
+    d.types = lmf_xcalloc((size_t)n_vocab + 1, 1);
+    cJSON_ArrayForEach(it, enc) {
+        long id = json_id(it);
+        if (d.tokens[id]) {
+            s = lmf_fail(LMF_ERR_FORMAT, "%s: id %ld is used by both \"%.60s\" and \"%.60s\"", enc_path, id,
+                         d.tokens[id], it->string);
+            goto done;
+        }
+        d.tokens[id] = it->string;
+        /* GPT-2's files carry no token types: <|endoftext|> and its kin are the special ones */
+        size_t l = strlen(it->string);
+        if (l >= 5 && !strncmp(it->string, "<|", 2) && !strcmp(it->string + l - 2, "|>")) d.types[id] = LMF_TOKEN_CONTROL;
+    }
+    /* vocab.bpe: "#version: 0.2" then one "a b" merge per line */
+    size_t n_lines = 1;
+    for (size_t i = 0; i < blen; i++) n_lines += bbuf[i] == '\n';
+    d.merges = lmf_xcalloc(n_lines + 1, sizeof *d.merges);
+    int n_merges = 0;
+    size_t line_no = 0;
+    for (char *p = bbuf; p < bbuf + blen;) {
+        char *nl = memchr(p, '\n', (size_t)(bbuf + blen - p)), *e = nl ? nl : bbuf + blen;
+        line_no++;
+        size_t ll = (size_t)(e - p);
+        if (ll && p[ll - 1] == '\r') ll--;
+        p[ll] = 0; /* within the buffer: a '\r', the '\n' or the terminating NUL read_file adds */
+        if (strlen(p) != ll) {
+            s = lmf_fail(LMF_ERR_FORMAT, "%s: line %zu: NUL byte", bpe_path, line_no);
+            goto done;
+        }
+        if (*p && !(line_no == 1 && !strncmp(p, "#version", 8))) d.merges[n_merges++] = p;
+        p = e + 1;
+    }
+    lmf_tokenizer_def def = {.n_vocab = (int)n_vocab, .tokens = d.tokens, .types = d.types, .n_merges = n_merges,
+                             .merges = d.merges, .pretok = LMF_PRETOK_GPT2};
+    char origin[8300];
+    snprintf(origin, sizeof origin, "%s (with %s)", bpe_path, enc_path);
+    s = lmf_tokenizer_build(&def, origin, out);
+done:
+    store_free(&d);
+    cJSON_Delete(enc);
+    free(ebuf);
+    free(bbuf);
+    return s;
+}
+
+lmf_status lmf_tokenizer_load(const char *path, lmf_tokenizer **out) {
+    *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return lmf_fail(LMF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) return load_json(path, out);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/tokenizer.json", path);
+    if (stat(p, &sb) == 0) return load_json(p, out);
+    snprintf(p, sizeof p, "%s/encoder.json", path);
+    if (stat(p, &sb) == 0) return load_gpt2_dir(path, out);
+    return lmf_fail(LMF_ERR_IO, "%s: folder has neither tokenizer.json nor encoder.json + vocab.bpe", path);
+}
+
+/* ---- save ------------------------------------------------------------------------------------------------------ */
+
+/* Text of token id as tokenizer.json spells it: byte-level for NORMAL tokens, literal for the others. */
+static char *token_text(const lmf_tokenizer *tok, int32_t id) {
+    const lmf_bpe *m = &tok->bpe;
+    size_t n = m->off[id + 1] - m->off[id];
+    char *t = lmf_xmalloc(2 * n + 1);
+    if (m->type[id] == LMF_TOKEN_NORMAL) n = lmf_bytelevel_encode(m->bytes + m->off[id], n, t);
+    else memcpy(t, m->bytes + m->off[id], n);
+    t[n] = 0;
+    return t;
+}
+
+static cJSON *bytelevel_node(int use_regex) {
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "type", "ByteLevel");
+    cJSON_AddBoolToObject(b, "add_prefix_space", 0);
+    cJSON_AddBoolToObject(b, "trim_offsets", 1);
+    cJSON_AddBoolToObject(b, "use_regex", use_regex);
+    return b;
+}
+
+static cJSON *pretok_node(const lmf_tokenizer *tok) {
+    const lmf_pretokenizer *p = &tok->pre;
+    if (p->kind == LMF_PRETOK_GPT2) return bytelevel_node(1);
+    cJSON *seq = cJSON_CreateObject(), *list = cJSON_CreateArray();
+    cJSON_AddStringToObject(seq, "type", "Sequence");
+    cJSON_AddItemToObject(seq, "pretokenizers", list);
+    if (p->kind == LMF_PRETOK_SMOLLM) {
+        cJSON *dg = cJSON_CreateObject();
+        cJSON_AddStringToObject(dg, "type", "Digits");
+        cJSON_AddBoolToObject(dg, "individual_digits", 1);
+        cJSON_AddItemToArray(list, dg);
+        cJSON_AddItemToArray(list, bytelevel_node(1));
+        return seq;
+    }
+    for (int i = 0; i < p->n_stages; i++) {
+        cJSON *sp = cJSON_CreateObject(), *pat = cJSON_CreateObject();
+        cJSON_AddStringToObject(sp, "type", "Split");
+        cJSON_AddStringToObject(pat, "Regex", p->pattern[i]);
+        cJSON_AddItemToObject(sp, "pattern", pat);
+        cJSON_AddStringToObject(sp, "behavior", "Isolated");
+        cJSON_AddBoolToObject(sp, "invert", 0);
+        cJSON_AddItemToArray(list, sp);
+    }
+    cJSON_AddItemToArray(list, bytelevel_node(0));
+    return seq;
+}
+
+lmf_status lmf_tokenizer_save(const lmf_tokenizer *tok, const char *path) {
+    const lmf_bpe *m = &tok->bpe;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "version", "1.0");
+    cJSON_AddNullToObject(root, "truncation");
+    cJSON_AddNullToObject(root, "padding");
+    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
+    for (int32_t i = 0; i < m->n_vocab; i++) {
+        if (m->type[i] != LMF_TOKEN_CONTROL && m->type[i] != LMF_TOKEN_USER) continue;
+        cJSON *a = cJSON_CreateObject();
+        char *t = token_text(tok, i);
+        cJSON_AddNumberToObject(a, "id", i);
+        cJSON_AddStringToObject(a, "content", t);
+        free(t);
+        cJSON_AddBoolToObject(a, "single_word", 0);
+        cJSON_AddBoolToObject(a, "lstrip", 0);
+        cJSON_AddBoolToObject(a, "rstrip", 0);
+        cJSON_AddBoolToObject(a, "normalized", 0);
+        cJSON_AddBoolToObject(a, "special", m->type[i] == LMF_TOKEN_CONTROL);
+        cJSON_AddItemToArray(added, a);
+    }
+    cJSON_AddNullToObject(root, "normalizer");
+    cJSON_AddItemToObject(root, "pre_tokenizer", pretok_node(tok));
+    cJSON *post = bytelevel_node(1);
+    cJSON_ReplaceItemInObject(post, "trim_offsets", cJSON_CreateBool(0));
+    cJSON_AddItemToObject(root, "post_processor", post);
+    cJSON_AddItemToObject(root, "decoder", bytelevel_node(1));
+    cJSON *model = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddNullToObject(model, "dropout");
+    cJSON_AddNullToObject(model, "unk_token");
+    cJSON_AddNullToObject(model, "continuing_subword_prefix");
+    cJSON_AddNullToObject(model, "end_of_word_suffix");
+    cJSON_AddBoolToObject(model, "fuse_unk", 0);
+    cJSON_AddBoolToObject(model, "byte_fallback", 0);
+    cJSON_AddBoolToObject(model, "ignore_merges", m->ignore_merges);
+    cJSON *vocab = cJSON_AddObjectToObject(model, "vocab");
+    for (int32_t i = 0; i < m->n_vocab; i++) {
+        if (m->type[i] == LMF_TOKEN_UNUSED) continue;
+        char *t = token_text(tok, i);
+        cJSON_AddNumberToObject(vocab, t, i);
+        free(t);
+    }
+    cJSON *merges = cJSON_AddArrayToObject(model, "merges");
+    for (int32_t r = 0; r < m->n_merges; r++) {
+        char *a = token_text(tok, m->merges[2 * r]), *b = token_text(tok, m->merges[2 * r + 1]);
+        size_t la = strlen(a), lb = strlen(b);
+        char *ab = lmf_xmalloc(la + lb + 2);
+        memcpy(ab, a, la);
+        ab[la] = ' ';
+        memcpy(ab + la + 1, b, lb + 1);
+        cJSON_AddItemToArray(merges, cJSON_CreateString(ab));
+        free(a), free(b), free(ab);
+    }
+    char *json = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!json) return lmf_fail(LMF_ERR_IO, "%s: out of memory printing JSON", path);
+    const void *parts[] = {json, "\n"};
+    size_t sizes[] = {strlen(json), 1};
+    lmf_status s = lmf_write_file_atomic(path, parts, sizes, 2);
+    free(json);
+    return s;
+}
