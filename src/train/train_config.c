@@ -15,6 +15,8 @@
 const lmf_opt lmf_train_opts[] = {
     O("train_data", LMF_OPT_STR, train_data, "data", "training token shard (from `lmforge data shard`)"),
     O("val_data", LMF_OPT_STR, val_data, "data", "validation token shard (optional)"),
+    O("tokenizer", LMF_OPT_STR, tokenizer, "data",
+      "tokenizer.json (or GPT-2 folder) of BPE shards, to encode the sample prompt and decode the sample"),
     O("out_dir", LMF_OPT_STR, out_dir, "data", "directory for checkpoints, metrics and samples"),
     O("metrics", LMF_OPT_STR, metrics, "data", "metrics JSONL file (default OUT_DIR/metrics.jsonl)"),
     O("arch", LMF_OPT_ARCH, model.arch, "model", "model family: gpt2 or llama"),

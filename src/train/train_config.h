@@ -14,7 +14,7 @@
 
 typedef struct {
     lmf_model_config model; /* vocab_size 0: from the training shard; max_seq_len 0: seq_len */
-    char train_data[1024], val_data[1024], out_dir[1024], metrics[1100], sample_prompt[256];
+    char train_data[1024], val_data[1024], out_dir[1024], metrics[1100], sample_prompt[256], tokenizer[1024];
     int batch_size, seq_len, grad_accum;
     lmf_adamw_hparams opt;
     int eval_every, eval_batches, checkpoint_every, keep_checkpoints, sample_tokens, threads, stop_at;

@@ -56,16 +56,35 @@ static float evaluate(lmf_model *m, lmf_loader *val, int batches, int32_t *in, i
     return batches ? (float)(sum / batches) : NAN;
 }
 
-/* Samples text from a byte-level model: the context is the last T tokens, one full forward per new token. */
-static void sample_bytes(lmf_model *m, const lmf_train_config *c, int eot, FILE *save) {
-    int T = m->max_seq, n = 0, cap = (int)strlen(c->sample_prompt) + c->sample_tokens + 1;
-    int32_t *ctx = lmf_xmalloc(sizeof(int32_t) * (size_t)cap);
-    for (const char *p = c->sample_prompt; *p; p++) ctx[n++] = (unsigned char)*p;
+/* Writes the text of token `id` to stdout and `save`: raw bytes for a byte-level model, else through the
+ * streaming decoder (which holds back incomplete UTF-8 characters). */
+static void emit(lmf_tokenizer_decoder *dec, int32_t id, FILE *save) {
+    if (!dec) {
+        if (id < 256) fputc(id, stdout), fputc(id, save);
+        return;
+    }
+    lmf_text t = {0};
+    if (id >= 0) lmf_tokenizer_decoder_feed(dec, &id, 1, &t);
+    else lmf_tokenizer_decoder_finish(dec, &t);
+    if (t.len) fwrite(t.data, 1, t.len, stdout), fwrite(t.data, 1, t.len, save);
+    free(t.data);
+}
+
+/* Samples text after training: the context is the last T tokens, one full forward per new token (the training
+ * executor has no KV cache; fine for a short sample). tok == NULL means the byte-level tokenizer. */
+static void sample_text(lmf_model *m, const lmf_train_config *c, int eot, const lmf_tokenizer *tok, FILE *save) {
+    lmf_ids prompt = {0};
+    if (tok) lmf_tokenizer_encode(tok, c->sample_prompt, strlen(c->sample_prompt), 0, &prompt);
+    size_t np = tok ? prompt.len : strlen(c->sample_prompt);
+    int T = m->max_seq, n = 0, V = m->cfg.vocab_size;
+    int32_t *ctx = lmf_xmalloc(sizeof(int32_t) * (np + (size_t)c->sample_tokens + 1));
+    for (size_t i = 0; i < np; i++) ctx[n++] = tok ? prompt.data[i] : (unsigned char)c->sample_prompt[i];
+    free(prompt.data);
     if (n == 0) ctx[n++] = eot >= 0 ? eot : '\n';
     else fputs(c->sample_prompt, stdout), fputs(c->sample_prompt, save);
+    lmf_tokenizer_decoder *dec = tok ? lmf_tokenizer_decoder_create(tok, LMF_DECODE_SKIP_SPECIAL) : NULL;
     lmf_rng r;
     lmf_rng_seed(&r, (uint64_t)c->seed, 0xcafe);
-    int V = m->cfg.vocab_size;
     float *probs = lmf_xmalloc(sizeof(float) * (size_t)V);
     for (int i = 0; i < c->sample_tokens; i++) {
         int len = n < T ? n : T;
@@ -85,10 +104,12 @@ static void sample_bytes(lmf_model *m, const lmf_train_config *c, int eot, FILE 
         }
         if (next == eot) break;
         ctx[n++] = next;
-        if (next < 256) fputc(next, stdout), fputc(next, save);
+        emit(dec, next, save);
         fflush(stdout);
     }
+    emit(dec, -1, save);
     fputc('\n', stdout), fputc('\n', save);
+    lmf_tokenizer_decoder_free(dec);
     free(probs);
     free(ctx);
 }
@@ -99,6 +120,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     if (c.threads > 0) omp_set_num_threads(c.threads);
     lmf_shard *train = NULL, *valid = NULL;
     lmf_model *m = NULL;
+    lmf_tokenizer *tok = NULL;
     lmf_loader tl = {0}, vl = {0};
     lmf_adamw opt = {0};
     FILE *metrics = NULL;
@@ -121,6 +143,13 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         goto done;
     }
     if ((s = lmf_model_config_validate(&c.model)) != LMF_OK) goto done;
+    /* the tokenizer only serves the final sample, but a bad path should fail now, not after hours of training */
+    if (c.tokenizer[0] && (s = lmf_tokenizer_load(c.tokenizer, &tok)) != LMF_OK) goto done;
+    if (tok && lmf_tokenizer_vocab_size(tok) > c.model.vocab_size) {
+        s = lmf_fail(LMF_ERR_MISMATCH, "%s: %d tokens, more than the model's vocab_size %d", c.tokenizer,
+                     lmf_tokenizer_vocab_size(tok), c.model.vocab_size);
+        goto done;
+    }
     if ((s = mkdir_p(c.out_dir)) != LMF_OK) goto done;
     if (!c.metrics[0]) snprintf(c.metrics, sizeof c.metrics, "%s/metrics.jsonl", c.out_dir);
 
@@ -240,13 +269,17 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         fprintf(metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val);
         fprintf(stderr, "final val loss %.4f (ppl %.2f)\n", last_val, exp(last_val));
     }
-    if (c.sample_tokens > 0 && train->tokenizer == LMF_TOKENIZER_BYTES) {
-        snprintf(path, sizeof path, "%s/sample.txt", c.out_dir);
-        FILE *f = fopen(path, "w");
-        if (f) {
-            fprintf(stderr, "sample (%d tokens, temperature %.2f):\n", c.sample_tokens, c.sample_temperature);
-            sample_bytes(m, &c, train->eot, f);
-            fclose(f);
+    if (c.sample_tokens > 0) {
+        if (train->tokenizer != LMF_TOKENIZER_BYTES && !tok) {
+            fprintf(stderr, "no sample: the shards are BPE; pass --tokenizer FILE to decode one\n");
+        } else {
+            snprintf(path, sizeof path, "%s/sample.txt", c.out_dir);
+            FILE *f = fopen(path, "w");
+            if (f) {
+                fprintf(stderr, "sample (%d tokens, temperature %.2f):\n", c.sample_tokens, c.sample_temperature);
+                sample_text(m, &c, train->eot, tok, f);
+                fclose(f);
+            }
         }
     }
 done:
@@ -256,5 +289,6 @@ done:
     lmf_adamw_free(&opt);
     lmf_model_free(m);
     lmf_shard_close(train), lmf_shard_close(valid);
+    lmf_tokenizer_free(tok);
     return s;
 }
