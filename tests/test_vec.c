@@ -119,6 +119,9 @@ static void test_sum_dot(void **state) {
             expect_tol(v, F_SUM, e, 1e-6, n, "sum (vs sum|x|, mixed signs)");
             e = fabs((double)V->dot(a, b, n) - lmf_vec_ref.dot(a, b, n)) / sum_abs(a, b, n);
             expect_tol(v, F_DOT, e, 1e-6, n, "dot (vs sum|ab|, mixed signs)");
+            /* sum of squares in double: all terms positive, so plain relative error, at double-ish precision */
+            double q = lmf_vec_ref.sumsq(a, n);
+            expect_tol(v, F_DOT, fabs(V->sumsq(a, n) - q) / q, 1e-12, n, "sumsq (double accumulation)");
             /* well-conditioned rows (positive terms): plain relative error */
             for (int i = 0; i < n; i++) a[i] = 1.0f + fabsf(a[i]);
             float r = lmf_vec_ref.sum(a, n);

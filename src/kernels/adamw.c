@@ -29,8 +29,7 @@ double sum_squares(const float *x, long n) {
     {
         long lo, hi;
         lmf_omp_range(n, &lo, &hi);
-        double acc = 0.0;
-        for (long i = lo; i < hi; i++) acc += (double)x[i] * x[i];
+        double acc = hi > lo ? lmf_vec()->sumsq(x + lo, hi - lo) : 0.0;
         int t = omp_get_thread_num();
         if (t < 256) partial[t] = acc;
 #pragma omp single

@@ -12,6 +12,8 @@ typedef struct {
     const char *name;
     float (*sum)(const float *x, int n);
     float (*dot)(const float *a, const float *b, int n);
+    /* sum of x^2 accumulated in double (the global gradient norm over ~1e8 parameters) */
+    double (*sumsq)(const float *x, long n);
     /* out = (x - mean) * rstd * w + b; stores mean and rstd (biased variance) */
     void (*layernorm)(float *out, float *mean, float *rstd, const float *x, const float *w, const float *b, int n,
                       float eps);

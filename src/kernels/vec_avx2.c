@@ -29,6 +29,24 @@ static inline __m256 set1(float v) { return _mm256_set1_ps(v); }
 static inline __m256 ld(const float *p) { return _mm256_loadu_ps(p); }
 static inline __m256 ldm(const float *p, __m256i mk) { return _mm256_maskload_ps(p, mk); }
 
+/* s += (double)x[i]^2: widen 4 floats at a time, four double accumulators, scalar tail */
+static double sumsq(const float *x, long n) {
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256d d0 = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), d1 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        __m256d d2 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 8)), d3 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 12));
+        a0 = _mm256_fmadd_pd(d0, d0, a0), a1 = _mm256_fmadd_pd(d1, d1, a1);
+        a2 = _mm256_fmadd_pd(d2, d2, a2), a3 = _mm256_fmadd_pd(d3, d3, a3);
+    }
+    __m256d a = _mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3));
+    double lanes[4];
+    _mm256_storeu_pd(lanes, a);
+    double s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
 static inline __m256 exp8(__m256 x) {
     /* max(lo, x) and min(hi, x) return x when it is NaN (the second operand wins on NaN) */
     x = _mm256_min_ps(set1(89.0f), _mm256_max_ps(set1(-110.0f), x));
@@ -440,7 +458,7 @@ static void adamw(float *p, const float *g, float *m, float *v, long n, float be
 }
 
 const lmf_vec_ops lmf_vec_avx2 = {
-    .name = "avx2", .sum = sum, .dot = dot, .layernorm = layernorm, .layernorm_backward = layernorm_backward,
+    .name = "avx2", .sum = sum, .dot = dot, .sumsq = sumsq, .layernorm = layernorm, .layernorm_backward = layernorm_backward,
     .norm_param_grad = norm_param_grad, .rmsnorm = rmsnorm, .rmsnorm_backward = rmsnorm_backward,
     .softmax = softmax, .softmax_backward = softmax_backward, .logsumexp = logsumexp,
     .exp_shift_scale = exp_shift_scale, .gelu = gelu, .gelu_backward = gelu_backward, .swiglu = swiglu,

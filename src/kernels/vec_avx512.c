@@ -84,6 +84,27 @@ static float dot(const float *a, const float *b, int n) {
     return hsum(a0, a1, a2, a3);
 }
 
+/* s += (double)x[i]^2: widen 8 floats at a time, four double accumulators */
+static double sumsq(const float *x, long n) {
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    long i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512d d0 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i)), d1 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+        __m512d d2 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 16)), d3 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 24));
+        a0 = _mm512_fmadd_pd(d0, d0, a0), a1 = _mm512_fmadd_pd(d1, d1, a1);
+        a2 = _mm512_fmadd_pd(d2, d2, a2), a3 = _mm512_fmadd_pd(d3, d3, a3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m512d d = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+        a0 = _mm512_fmadd_pd(d, d, a0);
+    }
+    if (i < n) {
+        __m512d d = _mm512_cvtps_pd(_mm256_maskz_loadu_ps((__mmask8)((1u << (n - i)) - 1u), x + i));
+        a1 = _mm512_fmadd_pd(d, d, a1);
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+}
+
 /* m = sum(x) / n; v = sum((x - m)^2); s = 1 / sqrt(v / n + eps); out = (x - m) * s * w + b */
 static void layernorm(float *out, float *mean, float *rstd, const float *x, const float *w, const float *b, int n,
                       float eps) {
@@ -382,7 +403,7 @@ static void adamw(float *p, const float *g, float *m, float *v, long n, float be
 }
 
 const lmf_vec_ops lmf_vec_avx512 = {
-    .name = "avx512", .sum = sum, .dot = dot, .layernorm = layernorm, .layernorm_backward = layernorm_backward,
+    .name = "avx512", .sum = sum, .dot = dot, .sumsq = sumsq, .layernorm = layernorm, .layernorm_backward = layernorm_backward,
     .norm_param_grad = norm_param_grad, .rmsnorm = rmsnorm, .rmsnorm_backward = rmsnorm_backward,
     .softmax = softmax, .softmax_backward = softmax_backward, .logsumexp = logsumexp,
     .exp_shift_scale = exp_shift_scale, .gelu = gelu, .gelu_backward = gelu_backward, .swiglu = swiglu,

@@ -18,6 +18,12 @@ static float dot(const float *a, const float *b, int n) {
     return s;
 }
 
+static double sumsq(const float *x, long n) {
+    double s = 0.0;
+    for (long i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
 static void layernorm(float *out, float *mean, float *rstd, const float *x, const float *w, const float *b, int n,
                       float eps) {
     float m = sum(x, n) / n, v = 0.0f;
@@ -119,7 +125,7 @@ static void adamw(float *p, const float *g, float *m, float *v, long n, float be
 }
 
 const lmf_vec_ops lmf_vec_ref = {
-    .name = "ref", .sum = sum, .dot = dot, .layernorm = layernorm, .layernorm_backward = layernorm_backward,
+    .name = "ref", .sum = sum, .dot = dot, .sumsq = sumsq, .layernorm = layernorm, .layernorm_backward = layernorm_backward,
     .norm_param_grad = norm_param_grad, .rmsnorm = rmsnorm, .rmsnorm_backward = rmsnorm_backward,
     .softmax = softmax, .softmax_backward = softmax_backward, .logsumexp = logsumexp,
     .exp_shift_scale = exp_shift_scale, .gelu = gelu, .gelu_backward = gelu_backward, .swiglu = swiglu,
