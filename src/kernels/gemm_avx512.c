@@ -262,8 +262,10 @@ void lmf_sgemm_avx512(int transA, int transB, int M, int N, int K, const float *
     float *bp = buf_get(), *ap = bp + (size_t)KC * NB;
     int nk = (K + KC - 1) / KC;
     int kcb = (K + nk - 1) / nk; /* even depth blocks: K = 400 gives 200 + 200, not 384 + 16 */
-    for (int m0 = 0; m0 < M; m0 += MC) {
-        int mb = M - m0 < MC ? M - m0 : MC;
+    /* even row blocks (M = 1024 gives one block, not 1008 + 16): every row block repacks all of op(B) */
+    int nmb = (M + MC - 1) / MC, mcb = ((M + nmb - 1) / nmb + MR - 1) / MR * MR;
+    for (int m0 = 0; m0 < M; m0 += mcb) {
+        int mb = M - m0 < mcb ? M - m0 : mcb;
         for (int p0 = 0; p0 < K; p0 += kcb) {
             int kc = K - p0 < kcb ? K - p0 : kcb;
             float bt = p0 == 0 ? beta : 1.0f;
