@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
 
 #define HDR 64 /* keeps the user pointer 64-byte aligned */
@@ -43,5 +44,29 @@ void *lmf_xmalloc(size_t bytes) {
 void *lmf_xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) oom(n * size);
+    return p;
+}
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static _Thread_local void *scratch_mem;
+static _Thread_local size_t scratch_size;
+
+static void scratch_key_init(void) { pthread_key_create(&scratch_key, free); }
+
+void *lmf_thread_scratch(size_t bytes) {
+    if (bytes <= scratch_size) return scratch_mem;
+    const size_t huge = 2u << 20;
+    size_t len = (bytes + huge - 1) & ~(huge - 1);
+    free(scratch_mem);
+    void *p = aligned_alloc(huge, len);
+    if (!p) oom(len);
+#ifdef MADV_HUGEPAGE
+    madvise(p, len, MADV_HUGEPAGE); /* one fault for the whole buffer instead of hundreds (see DESIGN.md) */
+#endif
+    memset(p, 0, len);
+    pthread_once(&scratch_once, scratch_key_init);
+    pthread_setspecific(scratch_key, p); /* the key's destructor frees it when the thread exits */
+    scratch_mem = p, scratch_size = len;
     return p;
 }

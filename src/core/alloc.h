@@ -11,6 +11,10 @@
 /* 64-byte aligned, zero-filled, pre-touched. Free with lmf_free_big. */
 void *lmf_alloc_big(size_t bytes);
 void lmf_free_big(void *p);
+/* A per-thread scratch buffer of at least `bytes` (2 MiB-aligned, huge-page backed, pre-touched), kept for the
+ * thread's lifetime and grown when a larger size is asked for; freed at thread exit. For kernels' packing
+ * buffers: the first call on a thread allocates, later calls cost a compare. Contents are not preserved. */
+void *lmf_thread_scratch(size_t bytes);
 /* Small allocations that abort with the size on failure. */
 void *lmf_xmalloc(size_t bytes);
 void *lmf_xcalloc(size_t n, size_t size);

@@ -7,12 +7,11 @@
  * in full and written back through a small buffer. Packing is plain C (the transposing
  * case is scalar), which is cheap next to the kc*NB*6*2 flops each A panel feeds. */
 #include "kernels/gemm.h"
+#include "core/alloc.h"
 
 #include <immintrin.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define MR 6
 #define NR 16
@@ -23,26 +22,7 @@
 
 #define BUF_FLOATS ((size_t)KC * NB + (size_t)KC * MR + 64)
 
-static pthread_key_t buf_key;
-static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
-static _Thread_local float *buf_mem;
-
-static void buf_key_init(void) {
-    pthread_key_create(&buf_key, free);
-}
-
-static float *buf_get(void) {
-    if (buf_mem) return buf_mem;
-    size_t bytes = (BUF_FLOATS * sizeof(float) + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
-    float *p = aligned_alloc(2u << 20, bytes);
-    if (!p) abort();
-    madvise(p, bytes, MADV_HUGEPAGE);
-    memset(p, 0, bytes);
-    pthread_once(&buf_once, buf_key_init);
-    pthread_setspecific(buf_key, p);
-    buf_mem = p;
-    return p;
-}
+static float *buf_get(void) { return lmf_thread_scratch(BUF_FLOATS * sizeof(float)); }
 
 /* ---- packing ------------------------------------------------------------------------------------------------ */
 

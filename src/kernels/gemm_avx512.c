@@ -19,12 +19,11 @@
  * Pack buffers are per thread, allocated once at their maximum size (2.7 MB, rounded up to 4 MB of huge pages
  * where the kernel allows) and freed at thread exit: never a malloc per call. */
 #include "kernels/gemm.h"
+#include "core/alloc.h"
 
 #include <immintrin.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define MR 14  /* rows of C per micro-tile: 14 broadcasts of A per k */
 #define NR 32  /* columns of C per micro-tile: two zmm of B per k; 28 zmm accumulators */
@@ -45,26 +44,7 @@
 
 #define BUF_FLOATS ((size_t)KC * NB + (size_t)KC * MC + 64)
 
-static pthread_key_t buf_key;
-static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
-static _Thread_local float *buf_mem;
-
-static void buf_key_init(void) {
-    pthread_key_create(&buf_key, free);
-}
-
-static float *buf_get(void) {
-    if (buf_mem) return buf_mem;
-    size_t bytes = (BUF_FLOATS * sizeof(float) + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
-    float *p = aligned_alloc(2u << 20, bytes);
-    if (!p) abort();
-    madvise(p, bytes, MADV_HUGEPAGE); /* one fault for the whole buffer instead of ~400 (see DESIGN.md) */
-    memset(p, 0, bytes);
-    pthread_once(&buf_once, buf_key_init);
-    pthread_setspecific(buf_key, p); /* frees it when the thread exits */
-    buf_mem = p;
-    return p;
-}
+static float *buf_get(void) { return lmf_thread_scratch(BUF_FLOATS * sizeof(float)); }
 
 /* ---- packing ------------------------------------------------------------------------------------------------ */
 
