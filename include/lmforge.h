@@ -141,12 +141,16 @@ typedef struct {
     int n_patterns;              /* LMF_PRETOK_CUSTOM only: regexes (PCRE2 syntax), each splitting the pieces of */
     const char *const *patterns; /* the one before; matches and the gaps between them both become pieces */
     int ignore_merges;           /* a piece that is itself a token becomes that token without merging (Llama-3) */
+    int missing_bytes_ok;        /* allow bytes without a token: they are dropped from the input before merging, as
+                                    Hugging Face's BPE without unk_token does (SmolLM2 has no token for 21 bytes,
+                                    e.g. 0x04 and 0xF5..0xFF); otherwise all 256 byte tokens are required */
 } lmf_tokenizer_def;
 
 /* Builds a tokenizer from a definition; `origin` (a path, "GGUF file x", ...) prefixes error messages. Fails with
  * LMF_ERR_FORMAT naming the token or merge at fault (unknown merge part, missing byte token, duplicate text, ...). */
 lmf_status lmf_tokenizer_build(const lmf_tokenizer_def *def, const char *origin, lmf_tokenizer **out);
-/* path: a Hugging Face tokenizer.json, or a folder holding tokenizer.json or GPT-2's encoder.json + vocab.bpe. */
+/* path: a Hugging Face tokenizer.json, a GGUF model file (its tokenizer.ggml.* vocabulary; byte-level BPE only), or
+ * a folder holding tokenizer.json or GPT-2's encoder.json + vocab.bpe. */
 lmf_status lmf_tokenizer_load(const char *path, lmf_tokenizer **out);
 /* Writes a Hugging Face tokenizer.json (loadable by the `tokenizers` library), atomically. */
 lmf_status lmf_tokenizer_save(const lmf_tokenizer *tok, const char *path);

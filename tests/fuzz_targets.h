@@ -6,9 +6,11 @@
 #ifndef LMF_TESTS_FUZZ_TARGETS_H
 #define LMF_TESTS_FUZZ_TARGETS_H
 
+#include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io/shard.h"
 #include "train/checkpoint.h"
+#include "tokenizer/tokenizer.h"
 #include "train/train_config.h"
 
 #include <stdint.h>
@@ -55,6 +57,57 @@ static int fuzz_safetensors(const uint8_t *data, size_t n) {
     for (int i = 0; i < st->n_tensors; i++)
         for (size_t b = 0; b < st->tensors[i].nbytes; b++) x ^= ((const uint8_t *)st->tensors[i].data)[b];
     lmf_safetensors_close(st);
+    return 1;
+}
+
+/* GGUF: open; read every key through the typed getters and every array element; touch every tensor byte; build
+ * the tokenizer from the tokenizer.ggml.* keys and encode/decode a little text with it. */
+static int fuzz_gguf(const uint8_t *data, size_t n) {
+    lmf_gguf *g;
+    if (lmf_gguf_open(fuzz_file(data, n), &g) != LMF_OK) return 0;
+    volatile uint64_t x = 0;
+    for (int64_t i = 0; i < g->n_kv; i++) {
+        const lmf_gguf_kv *kv = &g->kv[i];
+        const char *s;
+        uint32_t u32;
+        int64_t i64;
+        double d;
+        int b;
+        if (lmf_gguf_get_str(g, kv->key, &s) == LMF_OK) x += strlen(s);
+        if (lmf_gguf_get_u32(g, kv->key, &u32) == LMF_OK) x += u32;
+        if (lmf_gguf_get_i64(g, kv->key, &i64) == LMF_OK) x += (uint64_t)i64;
+        if (lmf_gguf_get_f64(g, kv->key, &d) == LMF_OK) x += d == d;
+        if (lmf_gguf_get_bool(g, kv->key, &b) == LMF_OK) x += (uint64_t)b;
+        if (kv->type != LMF_GGUF_ARRAY) continue;
+        for (uint64_t e = 0; e < kv->count; e++) {
+            size_t len;
+            if (kv->elem_type == LMF_GGUF_STRING) {
+                const char *p = lmf_gguf_arr_str(g, kv, e, &len);
+                for (size_t k = 0; k < len; k++) x += (uint8_t)p[k];
+            } else if (kv->elem_type == LMF_GGUF_F32 || kv->elem_type == LMF_GGUF_F64) {
+                x += lmf_gguf_arr_float(kv, e) > 0;
+            } else {
+                x += (uint64_t)lmf_gguf_arr_int(kv, e);
+            }
+        }
+    }
+    for (int64_t i = 0; i < g->n_tensors; i++) {
+        const lmf_gguf_tensor *t = &g->tensors[i];
+        if (lmf_gguf_find_tensor(g, t->name) != t) abort();
+        for (uint64_t k = 0; k < t->nbytes; k++) x += ((const uint8_t *)t->data)[k];
+    }
+    lmf_tokenizer *tok;
+    if (lmf_tokenizer_from_gguf(g, &tok) == LMF_OK) {
+        static const char text[] = " the thin<|endoftext|> \x04\xff<tool>x 123";
+        lmf_ids ids = {0};
+        lmf_tokenizer_encode(tok, text, sizeof text - 1, LMF_ENCODE_ALLOW_SPECIAL, &ids);
+        lmf_text out = {0};
+        if (lmf_tokenizer_decode(tok, ids.data, ids.len, 0, &out) != LMF_OK) abort();
+        free(ids.data);
+        free(out.data);
+        lmf_tokenizer_free(tok);
+    }
+    lmf_gguf_close(g);
     return 1;
 }
 

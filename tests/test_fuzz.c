@@ -1,5 +1,5 @@
 /* test_fuzz.c — deterministic mutation fuzzing of every parser of untrusted input (shards, checkpoints,
- * safetensors, configs): valid seeds are bit-flipped, truncated, extended and overwritten with boundary values;
+ * safetensors, GGUF, configs): valid seeds are bit-flipped, truncated, extended and overwritten with boundary values;
  * nothing may crash (the ASan build checks memory too). Deeper, coverage-guided runs: `make fuzz`. */
 #include "test_util.h"
 
@@ -98,6 +98,15 @@ static void test_fuzz_safetensors(void **s) {
     free(seed);
 }
 
+static void test_fuzz_gguf(void **s) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/tests/reference/fixtures/tiny_vocab.gguf", LMF_SOURCE_DIR);
+    size_t n;
+    uint8_t *seed = read_all(p, &n);
+    mutate_loop(fuzz_gguf, seed, n, 3000);
+    free(seed);
+}
+
 static void test_fuzz_config(void **s) {
     lmf_train_config c;
     lmf_train_config_default(&c);
@@ -123,6 +132,7 @@ int main(void) {
         cmocka_unit_test(test_fuzz_shard),
         cmocka_unit_test(test_fuzz_checkpoint),
         cmocka_unit_test(test_fuzz_safetensors),
+        cmocka_unit_test(test_fuzz_gguf),
         cmocka_unit_test(test_fuzz_config),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -104,7 +104,7 @@ static void tokenize_help(FILE *f) {
     fprintf(f, "usage: lmforge tokenize -t TOKENIZER [--decode] [--stats] [--allow-special] [--skip-special]\n\n"
                "Encodes UTF-8 text from stdin and prints the token ids as a JSON array; with --decode reads a JSON\n"
                "array of ids from stdin and prints the text. TOKENIZER is a Hugging Face tokenizer.json or a folder\n"
-               "holding one, or GPT-2's encoder.json + vocab.bpe.\n\n"
+               "holding one, GPT-2's encoder.json + vocab.bpe, or a GGUF model file (its embedded vocabulary).\n\n"
                "  -t, --tokenizer PATH   the tokenizer\n"
                "  --decode               ids -> text\n"
                "  --stats                print bytes, tokens, tokens per byte and encode throughput instead of ids\n"

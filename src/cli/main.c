@@ -14,6 +14,7 @@ static const command commands[] = {
     {"data", "prepare corpora: `data shard` turns text files into token shards for training", cmd_data},
     {"tokenize", "text -> token ids (JSON) through a tokenizer, or back with --decode", cmd_tokenize},
     {"tokenizer", "`tokenizer train` learns a byte-level BPE and saves a Hugging Face tokenizer.json", cmd_tokenizer},
+    {"info", "what a GGUF model file holds: architecture, hyperparameters, tokenizer, metadata, tensors", cmd_info},
 };
 
 int cli_fail(const char *cmd, lmf_status s) {

@@ -125,7 +125,9 @@ lmf_status lmf_bpe_build(lmf_bpe *m, const lmf_tokenizer_def *def, const char *o
         if (m->off[i + 1] - m->off[i] == 1) m->byte_id[m->bytes[m->off[i]]] = i;
     }
     for (int b = 0; b < 256; b++)
-        if (m->byte_id[b] < 0) {
+        if (m->byte_id[b] < 0 && def->missing_bytes_ok) {
+            m->n_missing_bytes++;
+        } else if (m->byte_id[b] < 0) {
             char t[4];
             int l = lmf_utf8_put(lmf_bytelevel_cp((uint8_t)b), t);
             st = lmf_fail(LMF_ERR_FORMAT,
@@ -206,6 +208,7 @@ void lmf_bpe_scratch_destroy(lmf_bpe_scratch *sc) {
     free(sc->prev);
     free(sc->rank);
     free(sc->heap);
+    free(sc->kept);
     memset(sc, 0, sizeof *sc);
 }
 
@@ -324,7 +327,7 @@ static size_t merge_heap(const lmf_bpe *m, lmf_bpe_scratch *sc, const uint8_t *s
 }
 
 size_t lmf_bpe_encode_piece(const lmf_bpe *m, lmf_bpe_scratch *sc, const uint8_t *s, size_t n, int32_t *out) {
-    if (n == 1) {
+    if (n == 1 && m->byte_id[s[0]] >= 0) {
         out[0] = m->byte_id[s[0]];
         return 1;
     }
@@ -333,6 +336,28 @@ size_t lmf_bpe_encode_piece(const lmf_bpe *m, lmf_bpe_scratch *sc, const uint8_t
         if (id >= 0) {
             out[0] = id;
             return 1;
+        }
+    }
+    if (m->n_missing_bytes) {
+        /* Bytes without a token are dropped and their neighbours become adjacent, as in Hugging Face's BPE
+         * (a character missing from the vocabulary with no unk_token is skipped before merging). */
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) k += m->byte_id[s[i]] >= 0;
+        if (k < n) {
+            if (k == 0) return 0;
+            if (k > sc->kept_cap) {
+                free(sc->kept);
+                sc->kept_cap = pow2_at_least(k);
+                sc->kept = lmf_xmalloc(sc->kept_cap);
+            }
+            k = 0;
+            for (size_t i = 0; i < n; i++)
+                if (m->byte_id[s[i]] >= 0) sc->kept[k++] = s[i];
+            s = sc->kept, n = k;
+            if (n == 1) {
+                out[0] = m->byte_id[s[0]];
+                return 1;
+            }
         }
     }
     scratch_reserve(sc, n);

@@ -36,10 +36,12 @@ typedef struct {
     int32_t *vslots;  /* raw bytes -> id of NORMAL tokens, open addressing on lmf_hash_bytes; -1 = free */
     size_t vmask;
     int ignore_merges;
+    int n_missing_bytes; /* bytes with no token (allowed by lmf_tokenizer_def.missing_bytes_ok): dropped on encode */
 } lmf_bpe;
 
 /* Builds the model from a definition (tokens, types, merges): decodes byte-level text, checks that every byte has
- * a token, that normal tokens are distinct, and that every merge's parts and result are tokens. */
+ * a token (unless def->missing_bytes_ok), that normal tokens are distinct, and that every merge's parts and result
+ * are tokens. */
 lmf_status lmf_bpe_build(lmf_bpe *m, const lmf_tokenizer_def *def, const char *origin);
 void lmf_bpe_destroy(lmf_bpe *m);
 
@@ -64,11 +66,14 @@ typedef struct {
     uint32_t *rank;
     void *heap;
     size_t cap, heap_cap;
+    uint8_t *kept; /* the piece without its token-less bytes (vocabularies with missing bytes only) */
+    size_t kept_cap;
 } lmf_bpe_scratch;
 
 void lmf_bpe_scratch_destroy(lmf_bpe_scratch *sc);
 
-/* Merges the piece s[0, n) (n >= 1) and writes its ids to out (room for n ids); returns how many. */
+/* Merges the piece s[0, n) (n >= 1) and writes its ids to out (room for n ids); returns how many (0 only when
+ * every byte of the piece lacks a token). */
 size_t lmf_bpe_encode_piece(const lmf_bpe *m, lmf_bpe_scratch *sc, const uint8_t *s, size_t n, int32_t *out);
 
 #endif

@@ -1,6 +1,7 @@
 /* tokenizer.h — the lmf_tokenizer behind the public API, shared by the files of this folder:
  *   tokenizer.c       build from a definition, special tokens, encode (with a pre-token cache), decode, streaming
  *   tokenizer_json.c  Hugging Face tokenizer.json and GPT-2 encoder.json + vocab.bpe: load and save
+ *   tokenizer_gguf.c  the vocabulary inside a GGUF model file (tokenizer.ggml.*): load
  *   bpe_train.c       the BPE trainer
  *   bpe.c, pretok.c   the merge model and the regex pre-tokenizer
  *
@@ -33,5 +34,16 @@ struct lmf_tokenizer {
 void lmf_ids_push(lmf_ids *out, const int32_t *ids, size_t n);
 /* Appends n bytes to *out, keeping it NUL-terminated. */
 void lmf_text_push(lmf_text *out, const void *bytes, size_t n);
+
+/* GGUF (tokenizer_gguf.c). Special-token ids and flags of a GGUF vocabulary, -1 where the file has none; every id
+ * present is checked to lie inside tokenizer.ggml.tokens. */
+struct lmf_gguf;
+typedef struct {
+    int32_t bos, eos, unk, sep, pad, eot, eom;
+    int add_bos, add_eos; /* tokenizer.ggml.add_bos_token / add_eos_token: 0, 1, or -1 if absent */
+} lmf_gguf_specials;
+lmf_status lmf_tokenizer_from_gguf(const struct lmf_gguf *g, lmf_tokenizer **out);
+lmf_status lmf_tokenizer_load_gguf(const char *path, lmf_tokenizer **out);
+lmf_status lmf_tokenizer_gguf_specials(const struct lmf_gguf *g, lmf_gguf_specials *sp);
 
 #endif

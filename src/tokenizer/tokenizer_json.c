@@ -14,6 +14,7 @@
  * Every file is hostile input: size-capped, each field type-checked, errors name the file and the field. */
 #include "core/alloc.h"
 #include "core/status.h"
+#include "io/gguf.h"
 #include "io/shard.h"
 #include "tokenizer/bytelevel.h"
 #include "tokenizer/tokenizer.h"
@@ -416,7 +417,7 @@ lmf_status lmf_tokenizer_load(const char *path, lmf_tokenizer **out) {
     *out = NULL;
     struct stat sb;
     if (stat(path, &sb) != 0) return lmf_fail(LMF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (!S_ISDIR(sb.st_mode)) return load_json(path, out);
+    if (!S_ISDIR(sb.st_mode)) return lmf_gguf_sniff(path) ? lmf_tokenizer_load_gguf(path, out) : load_json(path, out);
     char p[4096];
     snprintf(p, sizeof p, "%s/tokenizer.json", path);
     if (stat(p, &sb) == 0) return load_json(p, out);

@@ -1,0 +1,221 @@
+/* cmd_info.c — `lmforge info MODEL`: what a GGUF model file holds: format, architecture and hyperparameters,
+ * tokenizer, every metadata key (long values summarised) and every tensor with its type and shape. */
+#include "cli/cli.h"
+#include "core/status.h"
+#include "io/gguf.h"
+#include "tokenizer/tokenizer.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef unsigned long long ull;
+
+static void info_help(FILE *f) {
+    fprintf(f, "usage: lmforge info MODEL.gguf\n\n"
+               "Prints what a GGUF model file holds: version, alignment and size; the architecture and its\n"
+               "hyperparameters (general.architecture and the <arch>.* keys); the tokenizer (model, pre-tokenizer,\n"
+               "vocabulary size, special token ids); every metadata key with its type and value (long strings and\n"
+               "arrays summarised); every tensor with its ggml type, shape (ggml order: innermost first) and bytes.\n");
+}
+
+/* A string, escaped and cut to at most max bytes of input. */
+static void print_str(const char *s, size_t len, size_t max) {
+    putchar('"');
+    for (size_t i = 0; i < len && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n') fputs("\\n", stdout);
+        else if (c == '\t') fputs("\\t", stdout);
+        else if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
+        else putchar(c);
+    }
+    putchar('"');
+    if (len > max) printf("... (%zu bytes)", len);
+}
+
+static void print_scalar(lmf_gguf_type t, const uint8_t *p) {
+    switch (t) {
+    case LMF_GGUF_F32: { float f; memcpy(&f, p, 4); printf("%.9g", f); break; }
+    case LMF_GGUF_F64: { double d; memcpy(&d, p, 8); printf("%.17g", d); break; }
+    case LMF_GGUF_BOOL: fputs(p[0] ? "true" : "false", stdout); break;
+    case LMF_GGUF_U64: { uint64_t u; memcpy(&u, p, 8); printf("%llu", (ull)u); break; }
+    default: break;
+    }
+}
+
+static void print_value(const lmf_gguf *g, const lmf_gguf_kv *kv) {
+    if (kv->type == LMF_GGUF_STRING) {
+        print_str(kv->str, kv->len, 100);
+        return;
+    }
+    if (kv->type != LMF_GGUF_ARRAY) {
+        if (kv->type == LMF_GGUF_F32 || kv->type == LMF_GGUF_F64 || kv->type == LMF_GGUF_BOOL || kv->type == LMF_GGUF_U64) {
+            print_scalar(kv->type, kv->data);
+        } else {
+            int64_t v;
+            lmf_gguf_get_i64(g, kv->key, &v);
+            printf("%lld", (long long)v);
+        }
+        return;
+    }
+    const uint64_t show = 6;
+    printf("[%llu x %s] [", (ull)kv->count, lmf_gguf_type_name(kv->elem_type));
+    for (uint64_t i = 0; i < kv->count && i < show; i++) {
+        if (i) fputs(", ", stdout);
+        if (kv->elem_type == LMF_GGUF_STRING) {
+            size_t len;
+            const char *s = lmf_gguf_arr_str(g, kv, i, &len);
+            print_str(s, len, 40);
+        } else if (kv->elem_type == LMF_GGUF_F32 || kv->elem_type == LMF_GGUF_F64) {
+            printf("%.6g", lmf_gguf_arr_float(kv, i));
+        } else if (kv->elem_type == LMF_GGUF_BOOL) {
+            fputs(lmf_gguf_arr_int(kv, i) ? "true" : "false", stdout);
+        } else {
+            printf("%lld", (long long)lmf_gguf_arr_int(kv, i));
+        }
+    }
+    printf("%s]", kv->count > show ? ", ..." : "");
+}
+
+static void print_token(const lmf_gguf *g, const char *what, int32_t id) {
+    if (id < 0) return;
+    const lmf_gguf_kv *tokens = lmf_gguf_find(g, "tokenizer.ggml.tokens");
+    printf("  %-16s %d", what, id);
+    if (tokens && tokens->type == LMF_GGUF_ARRAY && tokens->elem_type == LMF_GGUF_STRING && (uint64_t)id < tokens->count) {
+        size_t len;
+        const char *s = lmf_gguf_arr_str(g, tokens, (uint64_t)id, &len);
+        putchar(' ');
+        print_str(s, len, 40);
+    }
+    putchar('\n');
+}
+
+static void print_tokenizer(const lmf_gguf *g) {
+    const char *model = NULL, *pre = NULL;
+    if (!lmf_gguf_find(g, "tokenizer.ggml.model")) {
+        printf("\ntokenizer: none (no tokenizer.ggml.model)\n");
+        return;
+    }
+    lmf_gguf_get_str(g, "tokenizer.ggml.model", &model);
+    if (lmf_gguf_find(g, "tokenizer.ggml.pre")) lmf_gguf_get_str(g, "tokenizer.ggml.pre", &pre);
+    const lmf_gguf_kv *kv;
+    printf("\ntokenizer:\n  model            %s\n  pre              %s\n", model ? model : "(not a string)",
+           pre ? pre : "(absent: default)");
+    if (lmf_gguf_get_arr(g, "tokenizer.ggml.tokens", LMF_GGUF_STRING, &kv) == LMF_OK)
+        printf("  vocab size       %llu\n", (ull)kv->count);
+    if (lmf_gguf_find(g, "tokenizer.ggml.merges") &&
+        lmf_gguf_get_arr(g, "tokenizer.ggml.merges", LMF_GGUF_STRING, &kv) == LMF_OK)
+        printf("  merges           %llu\n", (ull)kv->count);
+    if (lmf_gguf_find(g, "tokenizer.ggml.token_type") &&
+        lmf_gguf_get_arr(g, "tokenizer.ggml.token_type", LMF_GGUF_I64, &kv) == LMF_OK) {
+        uint64_t by_type[8] = {0};
+        for (uint64_t i = 0; i < kv->count; i++) {
+            int64_t t = lmf_gguf_arr_int(kv, i);
+            by_type[t >= 0 && t < 7 ? t : 7]++;
+        }
+        static const char *const names[8] = {"undefined", "normal", "unknown", "control", "user-defined", "unused",
+                                             "byte", "other"};
+        printf("  token types     ");
+        for (int t = 0; t < 8; t++)
+            if (by_type[t]) printf(" %s %llu", names[t], (ull)by_type[t]);
+        putchar('\n');
+    }
+    lmf_gguf_specials sp;
+    if (lmf_tokenizer_gguf_specials(g, &sp) != LMF_OK) {
+        printf("  special tokens   invalid: %s\n", lmf_last_error());
+        return;
+    }
+    print_token(g, "bos", sp.bos);
+    print_token(g, "eos", sp.eos);
+    print_token(g, "unknown", sp.unk);
+    print_token(g, "separator", sp.sep);
+    print_token(g, "padding", sp.pad);
+    print_token(g, "eot", sp.eot);
+    print_token(g, "eom", sp.eom);
+    if (sp.add_bos >= 0) printf("  add_bos_token    %s\n", sp.add_bos ? "true" : "false");
+    if (sp.add_eos >= 0) printf("  add_eos_token    %s\n", sp.add_eos ? "true" : "false");
+    if ((kv = lmf_gguf_find(g, "tokenizer.chat_template")) && kv->type == LMF_GGUF_STRING)
+        printf("  chat template    %llu bytes\n", (ull)kv->len);
+}
+
+static void fmt_bytes(uint64_t n, char *out, size_t cap) {
+    if (n >= (1ull << 30)) snprintf(out, cap, "%.2f GiB", n / 1073741824.0);
+    else if (n >= (1ull << 20)) snprintf(out, cap, "%.2f MiB", n / 1048576.0);
+    else if (n >= 1024) snprintf(out, cap, "%.1f KiB", n / 1024.0);
+    else snprintf(out, cap, "%llu B", (ull)n);
+}
+
+int cmd_info(int argc, char **argv) {
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            info_help(stdout);
+            return 0;
+        }
+        if (argv[i][0] == '-' || path) {
+            fprintf(stderr, "lmforge info: unexpected argument: %s (see --help)\n", argv[i]);
+            return 2;
+        }
+        path = argv[i];
+    }
+    if (!path) {
+        fprintf(stderr, "lmforge info: need a MODEL.gguf (see --help)\n");
+        return 2;
+    }
+    lmf_gguf *g;
+    lmf_status s = lmf_gguf_open(path, &g);
+    if (s != LMF_OK) return cli_fail("info", s);
+    char size[32];
+    fmt_bytes(g->size, size, sizeof size);
+    printf("%s: GGUF v%u, %zu bytes (%s), %lld metadata keys, %lld tensors, alignment %u, data at offset %llu\n",
+           path, g->version, g->size, size, (long long)g->n_kv, (long long)g->n_tensors, g->alignment,
+           (ull)g->data_offset);
+
+    const char *arch = NULL;
+    if (lmf_gguf_find(g, "general.architecture")) lmf_gguf_get_str(g, "general.architecture", &arch);
+    const char *name = NULL;
+    if (lmf_gguf_find(g, "general.name")) lmf_gguf_get_str(g, "general.name", &name);
+    printf("\narchitecture: %s%s%s%s\n", arch ? arch : "(none)", name ? " (" : "", name ? name : "", name ? ")" : "");
+    size_t alen = arch ? strlen(arch) : 0;
+    for (int64_t i = 0; arch && i < g->n_kv; i++) {
+        const lmf_gguf_kv *kv = &g->kv[i];
+        if (strncmp(kv->key, arch, alen) || kv->key[alen] != '.') continue;
+        printf("  %-40s ", kv->key + alen + 1);
+        print_value(g, kv);
+        putchar('\n');
+    }
+    print_tokenizer(g);
+
+    printf("\nmetadata (%lld keys):\n", (long long)g->n_kv);
+    for (int64_t i = 0; i < g->n_kv; i++) {
+        const lmf_gguf_kv *kv = &g->kv[i];
+        printf("  %-44s %-6s ", kv->key, lmf_gguf_type_name(kv->type));
+        print_value(g, kv);
+        putchar('\n');
+    }
+
+    uint64_t count_by[LMF_GGML_TYPE_COUNT] = {0}, bytes_by[LMF_GGML_TYPE_COUNT] = {0}, params = 0;
+    printf("\ntensors (%lld):\n", (long long)g->n_tensors);
+    for (int64_t i = 0; i < g->n_tensors; i++) {
+        const lmf_gguf_tensor *t = &g->tensors[i];
+        char shape[96];
+        int n = snprintf(shape, sizeof shape, "[");
+        for (int d = 0; d < t->n_dims; d++)
+            n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%lld", d ? ", " : "", (long long)t->ne[d]);
+        snprintf(shape + n, sizeof shape - (size_t)n, "]");
+        fmt_bytes(t->nbytes, size, sizeof size);
+        printf("  %-36s %-7s %-22s %10s  at %llu\n", t->name, lmf_ggml_type_name(t->type), shape, size,
+               (ull)(g->data_offset + t->offset));
+        count_by[t->type]++, bytes_by[t->type] += t->nbytes, params += t->n_elements;
+    }
+    printf("\n%llu parameters; by type:", (ull)params);
+    for (int t = 0; t < LMF_GGML_TYPE_COUNT; t++) {
+        if (!count_by[t]) continue;
+        fmt_bytes(bytes_by[t], size, sizeof size);
+        printf("  %s %llu (%s)", lmf_ggml_type_name((uint32_t)t), (ull)count_by[t], size);
+    }
+    printf("\n");
+    lmf_gguf_close(g);
+    if (fflush(stdout) != 0) return cli_fail("info", lmf_fail(LMF_ERR_IO, "stdout: write error"));
+    return 0;
+}
