@@ -1,6 +1,7 @@
 /* cmd_tokenize.c — `lmforge tokenize` (text <-> ids through a tokenizer) and `lmforge tokenizer train` (learn a
  * byte-level BPE from text files and save it as a Hugging Face tokenizer.json). */
 #include "cli/cli.h"
+#include "core/alloc.h"
 #include "core/status.h"
 
 #include <errno.h>
@@ -65,8 +66,7 @@ static lmf_status parse_ids(const char *s, size_t n, lmf_ids *ids) {
         int32_t id = (int32_t)v;
         if (ids->len == ids->cap) {
             ids->cap = ids->cap ? 2 * ids->cap : 1024;
-            ids->data = realloc(ids->data, ids->cap * sizeof *ids->data);
-            if (!ids->data) abort();
+            ids->data = lmf_xrealloc(ids->data, ids->cap * sizeof *ids->data);
         }
         ids->data[ids->len++] = id;
         SKIP_WS();

@@ -41,6 +41,12 @@ void *lmf_xmalloc(size_t bytes) {
     return p;
 }
 
+void *lmf_xrealloc(void *p, size_t bytes) {
+    void *q = realloc(p, bytes ? bytes : 1);
+    if (!q) oom(bytes);
+    return q;
+}
+
 void *lmf_xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) oom(n * size);

@@ -18,5 +18,6 @@ void *lmf_thread_scratch(size_t bytes);
 /* Small allocations that abort with the size on failure. */
 void *lmf_xmalloc(size_t bytes);
 void *lmf_xcalloc(size_t n, size_t size);
+void *lmf_xrealloc(void *p, size_t bytes);
 
 #endif

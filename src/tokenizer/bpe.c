@@ -163,7 +163,7 @@ lmf_status lmf_bpe_build(lmf_bpe *m, const lmf_tokenizer_def *def, const char *o
             break;
         }
         size_t na = m->off[a + 1] - m->off[a], nb = m->off[b + 1] - m->off[b];
-        cat = realloc(cat, na + nb);
+        cat = lmf_xrealloc(cat, na + nb);
         memcpy(cat, m->bytes + m->off[a], na);
         memcpy(cat + na, m->bytes + m->off[b], nb);
         int32_t res = lmf_bpe_lookup(m, cat, na + nb);

@@ -123,14 +123,12 @@ static void count_piece(void *ctx, const uint8_t *text, size_t s, size_t e, size
     if (tr->arena_len + n > tr->arena_cap) {
         size_t c = tr->arena_cap ? tr->arena_cap : 1 << 20;
         while (c < tr->arena_len + n) c *= 2;
-        tr->arena = realloc(tr->arena, c);
-        if (!tr->arena) abort();
+        tr->arena = lmf_xrealloc(tr->arena, c);
         tr->arena_cap = c;
     }
     if (tr->n_words == tr->words_cap) {
         tr->words_cap = tr->words_cap ? 2 * tr->words_cap : 4096;
-        tr->words = realloc(tr->words, tr->words_cap * sizeof *tr->words);
-        if (!tr->words) abort();
+        tr->words = lmf_xrealloc(tr->words, tr->words_cap * sizeof *tr->words);
     }
     memcpy(tr->arena + tr->arena_len, p, n);
     tr->words[tr->n_words] = (word){h, (uint32_t)tr->arena_len, (uint32_t)n, 1};
@@ -196,8 +194,7 @@ static uint32_t pair_get(pair_table *pt, int32_t a, int32_t b) {
     }
     if (pt->n_pairs == pt->cap_pairs) {
         pt->cap_pairs = pt->cap_pairs ? 2 * pt->cap_pairs : 1 << 16;
-        pt->pairs = realloc(pt->pairs, pt->cap_pairs * sizeof *pt->pairs);
-        if (!pt->pairs) abort();
+        pt->pairs = lmf_xrealloc(pt->pairs, pt->cap_pairs * sizeof *pt->pairs);
     }
     uint32_t k = (uint32_t)pt->n_pairs++;
     pt->pairs[k] = (pair){a, b, 0, NULL, 0, 0, UINT32_MAX};
@@ -210,8 +207,7 @@ static void where_add(pair *p, uint32_t w) {
     if (p->n_where && p->where[p->n_where - 1] == w) return;
     if (p->n_where == p->cap_where) {
         p->cap_where = p->cap_where ? 2 * p->cap_where : 4;
-        p->where = realloc(p->where, p->cap_where * sizeof *p->where);
-        if (!p->where) abort();
+        p->where = lmf_xrealloc(p->where, p->cap_where * sizeof *p->where);
     }
     p->where[p->n_where++] = w;
 }
@@ -224,8 +220,7 @@ static inline int entry_before(const entry *x, const entry *y) {
 static void heap_push(pair_table *pt, entry e) {
     if (pt->n_heap == pt->cap_heap) {
         pt->cap_heap = pt->cap_heap ? 2 * pt->cap_heap : 1 << 16;
-        pt->heap = realloc(pt->heap, pt->cap_heap * sizeof *pt->heap);
-        if (!pt->heap) abort();
+        pt->heap = lmf_xrealloc(pt->heap, pt->cap_heap * sizeof *pt->heap);
     }
     size_t i = pt->n_heap++;
     while (i > 0) {
@@ -263,8 +258,7 @@ static void delta(pair_table *pt, int32_t a, int32_t b, int64_t d, uint32_t w, u
             p->touched = step;
             if (pt->n_touched == pt->cap_touched) {
                 pt->cap_touched = pt->cap_touched ? 2 * pt->cap_touched : 1024;
-                pt->touched = realloc(pt->touched, pt->cap_touched * sizeof *pt->touched);
-                if (!pt->touched) abort();
+                pt->touched = lmf_xrealloc(pt->touched, pt->cap_touched * sizeof *pt->touched);
             }
             pt->touched[pt->n_touched++] = k;
         }
@@ -302,8 +296,7 @@ static int32_t vocab_add(vocab *v, const uint8_t *b, size_t n, int index) {
     if (v->len + n > v->cap) {
         v->cap = v->cap ? v->cap : 1 << 16;
         while (v->cap < v->len + n) v->cap *= 2;
-        v->bytes = realloc(v->bytes, v->cap);
-        if (!v->bytes) abort();
+        v->bytes = lmf_xrealloc(v->bytes, v->cap);
     }
     memcpy(v->bytes + v->len, b, n);
     v->len += n;
@@ -376,8 +369,7 @@ lmf_status lmf_bpe_trainer_finish(lmf_bpe_trainer *tr, lmf_tokenizer **out) {
         size_t la = v.off[A + 1] - v.off[A], lb = v.off[B + 1] - v.off[B];
         if (la + lb > cat_cap) {
             cat_cap = 2 * (la + lb);
-            cat = realloc(cat, cat_cap);
-            if (!cat) abort();
+            cat = lmf_xrealloc(cat, cat_cap);
         }
         memcpy(cat, v.bytes + v.off[A], la);
         memcpy(cat + la, v.bytes + v.off[B], lb);

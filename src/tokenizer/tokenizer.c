@@ -159,8 +159,7 @@ static void on_piece_collect(void *ctx, const uint8_t *text, size_t s, size_t e,
     lmf_enc_state *st = ctx;
     if (st->n_pieces == st->pieces_cap) {
         st->pieces_cap = st->pieces_cap ? 2 * st->pieces_cap : 256;
-        st->pieces = realloc(st->pieces, st->pieces_cap * sizeof *st->pieces);
-        if (!st->pieces) abort();
+        st->pieces = lmf_xrealloc(st->pieces, st->pieces_cap * sizeof *st->pieces);
     }
     st->pieces[st->n_pieces][0] = s, st->pieces[st->n_pieces][1] = e, st->pieces[st->n_pieces][2] = top;
     st->n_pieces++;
@@ -458,8 +457,7 @@ void lmf_tokenizer_encoder_feed(lmf_tokenizer_encoder *e, const char *text, size
     if (e->n + len > e->cap) {
         size_t c = e->cap ? e->cap : 256;
         while (c < e->n + len) c *= 2;
-        e->buf = realloc(e->buf, c);
-        if (!e->buf) abort();
+        e->buf = lmf_xrealloc(e->buf, c);
         e->cap = c;
     }
     memcpy(e->buf + e->n, text, len);

@@ -138,7 +138,7 @@ static int list_steps(const char *dir, long long **steps) {
         long long st;
         char tail[8];
         if (sscanf(e->d_name, "ckpt-%lld.%7s", &st, tail) == 2 && !strcmp(tail, "lmfc")) {
-            if (n == cap) *steps = realloc(*steps, sizeof(long long) * (cap = cap ? 2 * cap : 16));
+            if (n == cap) *steps = lmf_xrealloc(*steps, sizeof(long long) * (cap = cap ? 2 * cap : 16));
             (*steps)[n++] = st;
         }
     }

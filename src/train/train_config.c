@@ -204,7 +204,7 @@ char *lmf_train_config_to_text(const lmf_train_config *c) {
         case LMF_OPT_STR: snprintf(val, sizeof val, "\"%s\"", (const char *)p); break;
         }
         size_t need = strlen(o->name) + strlen(val) + 8;
-        if (len + need >= cap) out = realloc(out, cap *= 2);
+        while (len + need >= cap) out = lmf_xrealloc(out, cap *= 2);
         len += (size_t)sprintf(out + len, "%s = %s\n", o->name, val);
     }
     return out;
