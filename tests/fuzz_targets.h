@@ -111,6 +111,40 @@ static int fuzz_gguf(const uint8_t *data, size_t n) {
     return 1;
 }
 
+/* encode + decode of a tokenizer built from the file must round-trip any text (here, the file's own bytes) */
+static void round_trip(const lmf_tokenizer *tok, const uint8_t *data, size_t n, unsigned flags) {
+    lmf_ids ids = {0};
+    lmf_tokenizer_encode(tok, (const char *)data, n, flags, &ids);
+    lmf_text out = {0};
+    if (lmf_tokenizer_decode(tok, ids.data, ids.len, 0, &out) != LMF_OK) abort();
+    free(ids.data);
+    free(out.data);
+}
+
+static int fuzz_tokenizer_json(const uint8_t *data, size_t n) {
+    lmf_tokenizer *tok;
+    if (lmf_tokenizer_load(fuzz_file(data, n), &tok) != LMF_OK) return 0;
+    round_trip(tok, data, n < 512 ? n : 512, LMF_ENCODE_ALLOW_SPECIAL);
+    lmf_tokenizer_free(tok);
+    return 1;
+}
+
+/* Encoding arbitrary bytes with the real GPT-2 vocabulary: decode(encode(x)) must give x back exactly. */
+static int fuzz_encode(const uint8_t *data, size_t n) {
+    static lmf_tokenizer *gpt2;
+    if (!gpt2 && lmf_tokenizer_load(LMF_SOURCE_DIR "/../shared/data/gpt2", &gpt2) != LMF_OK) abort();
+    for (unsigned flags = 0; flags <= LMF_ENCODE_ALLOW_SPECIAL; flags++) {
+        lmf_ids ids = {0};
+        lmf_tokenizer_encode(gpt2, (const char *)data, n, flags, &ids);
+        lmf_text out = {0};
+        if (lmf_tokenizer_decode(gpt2, ids.data, ids.len, 0, &out) != LMF_OK) abort();
+        if (out.len != n || (n && memcmp(out.data, data, n))) abort();
+        free(ids.data);
+        free(out.data);
+    }
+    return 1;
+}
+
 static int fuzz_config(const uint8_t *data, size_t n) {
     char *text = malloc(n + 1);
     memcpy(text, data, n);

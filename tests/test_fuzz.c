@@ -107,6 +107,39 @@ static void test_fuzz_gguf(void **s) {
     free(seed);
 }
 
+static void test_fuzz_tokenizer_json(void **s) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/seed.json", tmp);
+    /* seed: a small trained tokenizer with a special token, saved by our own writer */
+    lmf_bpe_train_config tc = {0};
+    tc.vocab_size = 300;
+    const char *special[] = {"<|endoftext|>"};
+    tc.special_tokens = special, tc.n_special = 1;
+    lmf_bpe_trainer *tr;
+    assert_int_equal(lmf_bpe_trainer_create(&tc, &tr), LMF_OK);
+    const char *text = "the theory of the thing: there they thought then, 12345 times\n";
+    for (int i = 0; i < 20; i++) lmf_bpe_trainer_feed(tr, text, strlen(text));
+    lmf_tokenizer *tok;
+    assert_int_equal(lmf_bpe_trainer_finish(tr, &tok), LMF_OK);
+    lmf_bpe_trainer_free(tr);
+    assert_int_equal(lmf_tokenizer_save(tok, p), LMF_OK);
+    lmf_tokenizer_free(tok);
+    size_t n;
+    uint8_t *seed = read_all(p, &n);
+    mutate_loop(fuzz_tokenizer_json, seed, n, 1500);
+    free(seed);
+}
+
+static void test_fuzz_encode(void **s) {
+    /* arbitrary bytes, invalid UTF-8 and special-token fragments included, must round-trip through GPT-2 */
+    uint8_t buf[300];
+    for (int it = 0; it < 2000; it++) {
+        size_t n = rnd32() % sizeof buf;
+        for (size_t i = 0; i < n; i++) buf[i] = rnd32() % 3 ? (uint8_t)rnd32() : (uint8_t)" <|endoftext|>\xe2\x82"[rnd32() % 16];
+        assert_true(fuzz_encode(buf, n));
+    }
+}
+
 static void test_fuzz_config(void **s) {
     lmf_train_config c;
     lmf_train_config_default(&c);
@@ -134,6 +167,8 @@ int main(void) {
         cmocka_unit_test(test_fuzz_safetensors),
         cmocka_unit_test(test_fuzz_gguf),
         cmocka_unit_test(test_fuzz_config),
+        cmocka_unit_test(test_fuzz_tokenizer_json),
+        cmocka_unit_test(test_fuzz_encode),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
