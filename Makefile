@@ -53,7 +53,8 @@ fuzz: deps
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMF_FUZZ=ON
 	cmake --build build-fuzz -j$(JOBS) --target fuzz_shard fuzz_checkpoint fuzz_safetensors fuzz_gguf fuzz_config fuzz_tokenizer_json fuzz_encode
 	for t in fuzz_shard fuzz_checkpoint fuzz_config; do build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; done
-	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=400000 tests/reference/fixtures
+	mkdir -p build-fuzz/corpus-safetensors && cp tests/reference/fixtures/*.safetensors build-fuzz/corpus-safetensors/
+	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=400000 build-fuzz/corpus-safetensors
 	build-fuzz/fuzz_encode -max_total_time=$(FUZZ_SECONDS) -max_len=4096
 	mkdir -p build-fuzz/corpus-tokjson && build/lmforge tokenizer train --vocab-size 300 --special "<|endoftext|>" -o build-fuzz/corpus-tokjson/seed.json README.md
 	build-fuzz/fuzz_tokenizer_json -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-tokjson
