@@ -14,14 +14,8 @@ static uint32_t rnd32(void) {
 }
 
 static uint8_t *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot read seed %s", path);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(*n + 1);
-    if (fread(b, 1, *n, f) != *n) fail_msg("short read %s", path);
-    fclose(f);
+    uint8_t *b = (uint8_t *)slurp(path, n);
+    if (!b) fail_msg("cannot read seed %s", path);
     return b;
 }
 

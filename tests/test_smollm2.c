@@ -18,32 +18,6 @@
 
 #define SMOL_FIXTURE LMF_SOURCE_DIR "/tests/reference/tokenizer/smollm2_fixture.json"
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)len + 1);
-    if (fread(b, 1, (size_t)len, f) != (size_t)len) fail_msg("short read %s", path);
-    fclose(f);
-    b[len] = 0;
-    return b;
-}
-
-/* $LMF_SMOLLM2_GGUF, else <this build>/models/, else <source>/build/models/ (where scripts/fetch-smollm2.sh puts
- * it, so the sanitizer build finds it too). */
-static const char *smollm2_path(void) {
-    static char p[1024];
-    const char *e = getenv("LMF_SMOLLM2_GGUF");
-    if (e && *e) return e;
-    struct stat sb;
-    snprintf(p, sizeof p, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", LMF_BINARY_DIR);
-    if (stat(p, &sb) == 0) return p;
-    snprintf(p, sizeof p, "%s/build/models/SmolLM2-135M-Instruct.Q4_1.gguf", LMF_SOURCE_DIR);
-    return p;
-}
-
 static void test_smollm2_gguf_and_tokenizer(void **state) {
     const char *path = smollm2_path();
     struct stat sb;
@@ -81,7 +55,7 @@ static void test_smollm2_gguf_and_tokenizer(void **state) {
     if (lmf_tokenizer_from_gguf(g, &tok) != LMF_OK) fail_msg("%s", lmf_last_error());
     lmf_gguf_close(g); /* the tokenizer owns copies of everything */
 
-    char *json = slurp(SMOL_FIXTURE);
+    char *json = slurp(SMOL_FIXTURE, NULL);
     if (!json) fail_msg("cannot read %s", SMOL_FIXTURE);
     cJSON *fx = cJSON_Parse(json);
     free(json);

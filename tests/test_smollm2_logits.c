@@ -17,31 +17,6 @@
 #define LOGITS_FIXTURE LMF_SOURCE_DIR "/tests/reference/smollm2_logits.json"
 #define TOL 1e-3
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)len + 1);
-    if (fread(b, 1, (size_t)len, f) != (size_t)len) fail_msg("short read %s", path);
-    fclose(f);
-    b[len] = 0;
-    return b;
-}
-
-/* Same lookup as test_smollm2.c. */
-static const char *smollm2_path(void) {
-    static char p[1024];
-    const char *e = getenv("LMF_SMOLLM2_GGUF");
-    if (e && *e) return e;
-    struct stat sb;
-    snprintf(p, sizeof p, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", LMF_BINARY_DIR);
-    if (stat(p, &sb) == 0) return p;
-    snprintf(p, sizeof p, "%s/build/models/SmolLM2-135M-Instruct.Q4_1.gguf", LMF_SOURCE_DIR);
-    return p;
-}
-
 static size_t b64_decode(const char *s, uint8_t *out, size_t cap) {
     static const char *tab = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     uint32_t acc = 0;
@@ -75,7 +50,7 @@ static void test_smollm2_logits(void **state) {
                "LMF_SMOLLM2_GGUF) to check SmolLM2's logits against the NumPy reference\n", path);
         skip();
     }
-    char *json = slurp(LOGITS_FIXTURE);
+    char *json = slurp(LOGITS_FIXTURE, NULL);
     if (!json) fail_msg("cannot read %s (made by tests/reference/smollm2_logits.py)", LOGITS_FIXTURE);
     cJSON *fx = cJSON_Parse(json);
     free(json);

@@ -30,6 +30,38 @@ static inline void fill_normal(float *x, long n, unsigned seed, float scale) {
     }
 }
 
+/* Whole file, NUL-terminated; NULL if it cannot be opened; *n (if given) gets its length. Caller frees. */
+static inline char *slurp(const char *path, size_t *n) {
+    if (n) *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)len + 1);
+    if (fread(b, 1, (size_t)len, f) != (size_t)len) fail_msg("short read %s", path);
+    fclose(f);
+    b[len] = 0;
+    if (n) *n = (size_t)len;
+    return b;
+}
+
+/* The real SmolLM2-135M-Instruct GGUF: $LMF_SMOLLM2_GGUF, else <this build>/models/, else <source>/build/models/
+ * (where scripts/fetch-smollm2.sh puts it, so the sanitizer build finds it too). */
+static inline const char *smollm2_path(void) {
+    static char p[1024];
+    const char *e = getenv("LMF_SMOLLM2_GGUF");
+    if (e && *e) return e;
+    FILE *f;
+    snprintf(p, sizeof p, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", LMF_BINARY_DIR);
+    if ((f = fopen(p, "rb"))) {
+        fclose(f);
+        return p;
+    }
+    snprintf(p, sizeof p, "%s/build/models/SmolLM2-135M-Instruct.Q4_1.gguf", LMF_SOURCE_DIR);
+    return p;
+}
+
 #define assert_close(a, b, n, tol, what)                                                                           \
     do {                                                                                                           \
         double e_ = rel_err((a), (b), (n));                                                                        \
