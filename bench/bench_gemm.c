@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "core/cpu.h"
+#include "core/progress.h"
 #include "kernels/gemm.h"
 
 enum { CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112 };
@@ -39,12 +40,6 @@ typedef struct {
 } bench_case;
 
 enum { IMPL_OPENBLAS = 0, IMPL_REF = 1 }; /* impl i >= 1 is lmf_sgemm with ISA i - 1 */
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -69,17 +64,17 @@ static double measure(const bench_case *c, int impl, int threads, double budget_
     omp_set_num_threads(threads);
     double t[64];
     int n = 0;
-    double start = now();
+    double start = lmf_now();
     for (int r = -1; r < 64; r++) {
-        double t0 = now();
+        double t0 = lmf_now();
         if (cblas)
             cblas(CblasRowMajor, c->tA ? CblasTrans : CblasNoTrans, c->tB ? CblasTrans : CblasNoTrans, c->M, c->N,
                   c->K, 1.0f, A_buf, c->lda, B_buf, c->ldb, c->beta, C_buf, c->ldc);
         else
             lmf_sgemm(c->tA, c->tB, c->M, c->N, c->K, A_buf, c->lda, B_buf, c->ldb, c->beta, C_buf, c->ldc);
-        double dt = now() - t0;
+        double dt = lmf_now() - t0;
         if (r >= 0) t[n++] = dt; /* r == -1 is the warm-up */
-        if (n >= 3 && now() - start > budget_s) break;
+        if (n >= 3 && lmf_now() - start > budget_s) break;
     }
     qsort(t, n, sizeof t[0], cmp_double);
     return 2.0 * c->M * c->N * c->K / t[n / 2] * 1e-9;

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "core/cpu.h"
+#include "core/progress.h"
 #include "kernels/vec.h"
 
 #define C 768      /* model width */
@@ -29,12 +30,6 @@
 
 static float *A, *B, *Cb, *D, *E, *S; /* workload buffers, sized for the largest case; S: saved input */
 static float wrow[C], brow[C], mean[ROWS], rstd[ROWS], dwrow[C], dbrow[C];
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -169,9 +164,9 @@ int main(int argc, char **argv) {
             for (int k = 0; k < n_impl; k++) {
                 int i = (k + (r < 0 ? 0 : r)) % n_impl; /* rotate the order */
                 if (bc->prep) bc->prep();
-                double t0 = now();
+                double t0 = lmf_now();
                 bc->run(impl[i]);
-                if (r >= 0) t[i][r] = now() - t0;
+                if (r >= 0) t[i][r] = lmf_now() - t0;
             }
         }
         double ns[3] = {NAN, NAN, NAN};
