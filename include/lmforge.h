@@ -211,6 +211,51 @@ void lmf_bpe_trainer_feed(lmf_bpe_trainer *tr, const char *text, size_t len);
 lmf_status lmf_bpe_trainer_finish(lmf_bpe_trainer *tr, lmf_tokenizer **out);
 void lmf_bpe_trainer_free(lmf_bpe_trainer *tr);
 
+/* ---- inference ------------------------------------------------------------------------------------------------
+ * A model loaded for inference (any weight dtype, used in place from the memory-mapped file where possible) and
+ * sessions over it: one sequence each, with its KV cache. See docs/inference.md. */
+typedef struct lmf_weights lmf_weights;
+
+/* path: a GGUF file (llama / gpt2 architectures; F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K tensors), a Hugging
+ * Face folder (config.json + model.safetensors or model-*.safetensors with its index; llama, gpt2, opt families),
+ * or an lmforge checkpoint. The tokenizer comes along when the source has one (GGUF vocabulary, tokenizer.json). */
+lmf_status lmf_weights_load(const char *path, lmf_weights **out);
+void lmf_weights_free(lmf_weights *w);
+const lmf_model_config *lmf_weights_config(const lmf_weights *w);
+const char *lmf_weights_family(const lmf_weights *w);     /* "llama", "gpt2", "opt" */
+const lmf_tokenizer *lmf_weights_tokenizer(const lmf_weights *w); /* NULL when the model carries none */
+
+typedef struct lmf_session lmf_session;
+/* A sequence of up to n_ctx tokens (capped at the model's max_seq_len); the KV cache is allocated up front. */
+lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out);
+void lmf_session_free(lmf_session *s);
+/* Appends n tokens at the current position and runs them through the model (one batched prefill when n > 1).
+ * *logits receives the logits of the last token (V floats), or with all_logits of every token (n x V); they stay
+ * valid until the next call. LMF_ERR_ARG when a token is outside the vocabulary or the context would overflow. */
+lmf_status lmf_session_eval(lmf_session *s, const int32_t *tokens, int n, int all_logits, const float **logits);
+int lmf_session_pos(const lmf_session *s);
+/* Forgets every token from position pos on (0 clears the session): a chat reuses its common prefix. */
+void lmf_session_rewind(lmf_session *s, int pos);
+
+/* Sampling the next token from logits (modified in place). temperature 0 is greedy (argmax, ties to the lowest
+ * id) and ignores the rest. Otherwise, in llama.cpp's order: repetition penalty over the last repeat_last_n tokens
+ * (positive logits divided, negative multiplied), top-k, top-p (smallest set with cumulative probability >= p),
+ * min-p (drop tokens below min_p x the top probability), temperature, then a draw from a seeded PCG32. */
+typedef struct {
+    float temperature;    /* 0.8 */
+    int top_k;            /* 40; 0 = off */
+    float top_p;          /* 0.95; 1 = off */
+    float min_p;          /* 0.05; 0 = off */
+    float repeat_penalty; /* 1.0 = off */
+    int repeat_last_n;    /* 64 */
+    uint64_t seed;
+} lmf_sampler_params;
+lmf_sampler_params lmf_sampler_defaults(void);
+typedef struct lmf_sampler lmf_sampler;
+lmf_status lmf_sampler_create(const lmf_sampler_params *p, int n_vocab, lmf_sampler **out);
+void lmf_sampler_free(lmf_sampler *s);
+int32_t lmf_sampler_sample(lmf_sampler *s, float *logits, const int32_t *history, int n_history);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 
 /* max |a - b| / max |b|: the error relative to the tensor's scale, robust to entries that are ~0 in theory. */
@@ -67,5 +68,33 @@ static inline const char *smollm2_path(void) {
         double e_ = rel_err((a), (b), (n));                                                                        \
         if (!(e_ <= (tol))) fail_msg("%s: relative error %.3g > %.3g", (what), e_, (double)(tol));                \
     } while (0)
+
+/* Decodes base64 text into out (at most cap bytes); returns the byte count. */
+static inline size_t b64_decode(const char *s, uint8_t *out, size_t cap) {
+    static const char *tab = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0;
+    for (; *s && *s != '='; s++) {
+        const char *p = strchr(tab, *s);
+        if (!p) fail_msg("bad base64 character");
+        acc = (acc << 6) | (uint32_t)(p - tab), bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n == cap) fail_msg("base64 longer than %zu bytes", cap);
+            out[n++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return n;
+}
+
+/* Index of the largest element (the first of equals). */
+static inline int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
 
 #endif

@@ -72,7 +72,8 @@ static lmf_status get_dim(const lmf_gguf *g, const char *key, int *out) {
     return LMF_OK;
 }
 
-static lmf_status load(const lmf_gguf *g, const char *path, int max_batch, int max_seq, lmf_model **out) {
+lmf_status lmf_gguf_llama_config(const lmf_gguf *g, lmf_model_config *out) {
+    const char *path = g->path;
     const char *arch;
     LMF_TRY(lmf_gguf_get_str(g, "general.architecture", &arch));
     if (strcmp(arch, "llama") != 0)
@@ -121,6 +122,14 @@ static lmf_status load(const lmf_gguf *g, const char *path, int max_batch, int m
         snprintf(msg, sizeof msg, "%s", lmf_last_error());
         return lmf_fail(LMF_ERR_FORMAT, "%s: hyperparameters do not make a valid llama config: %s", path, msg);
     }
+    *out = cfg;
+    return LMF_OK;
+}
+
+static lmf_status load(const lmf_gguf *g, const char *path, int max_batch, int max_seq, lmf_model **out) {
+    lmf_model_config cfg;
+    LMF_TRY(lmf_gguf_llama_config(g, &cfg));
+    int ctx_len = cfg.max_seq_len, hs = cfg.n_embd / cfg.n_head;
     if (max_batch <= 0 || max_seq <= 0)
         return lmf_fail(LMF_ERR_ARG, "lmf_model_load_gguf: max_batch %d and max_seq %d must be positive", max_batch,
                         max_seq);

@@ -4,6 +4,13 @@
 
 #include "lmforge.h"
 
+struct lmf_gguf;
+
+/* The lmf_model_config of a llama GGUF (llama.* keys, vocab from token_embd.weight, tied when output.weight is
+ * absent; max_seq_len = llama.context_length), refusing what the model cannot represent (RoPE scaling, partial
+ * rotary heads). */
+lmf_status lmf_gguf_llama_config(const struct lmf_gguf *g, lmf_model_config *out);
+
 /* Reads general.architecture (must be "llama"), the llama.* hyperparameters and every tensor (F32, F16, BF16,
  * Q8_0, Q4_0 or Q4_1, dequantized to fp32) into a new inference model (training = 0) for batches up to
  * max_batch x max_seq; max_seq is capped at the file's llama.context_length. The output head is tied when the

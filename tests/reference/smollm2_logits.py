@@ -12,7 +12,7 @@ the rows at load and applies the rotate_half form, so the two agree only if the 
 
 Fixture contents: the prompts' token ids (from `lmforge tokenize -t <gguf>`), the argmax at every position, the
 last position's logits (all 49152 as little-endian float32 base64 for the first prompt, the top 100 for the
-others), and a 16-token greedy continuation of the first prompt with each step's top-1/top-2 margin.
+others), and a 64-token greedy continuation of the first prompt with each step's top-1/top-2 margin.
 """
 import base64
 import json
@@ -32,7 +32,7 @@ PROMPTS = [  # text and ids as `lmforge tokenize -t <gguf>` gives them
     ("Once upon a time, there was a little", [6403, 1980, 253, 655, 28, 665, 436, 253, 1838]),
     ("def fibonacci(n):", [1604, 3987, 46477, 24, 94, 727]),
 ]
-N_GREEDY = 16
+N_GREEDY = 64
 TOPK = 100
 
 r = GGUFReader(PATH)

@@ -1,0 +1,326 @@
+/* infer.c — the inference executor: a session is one sequence with its KV cache over an lmf_weights.
+ *
+ * Tokens go through the model in micro-batches of up to NB positions. Each linear layer picks one of two paths:
+ *  - decode (a few rows): the input rows are converted once (int8 blocks for quantized weights, kernels/quant.h)
+ *    and every thread streams its contiguous share of the weight rows through lmf_qmatvec: decode is bound by
+ *    memory bandwidth, so each weight byte is read once per token and nothing is dequantized to memory;
+ *  - prefill (many rows): weights are dequantized to fp32 in slabs of at most DQ_BYTES and multiplied with the
+ *    fp32 SGEMM (compute-bound; a weight element is reused by every row of the batch).
+ * Attention keeps K and V in fp32 caches laid out (L, n_ctx, KV). Prefill computes scores for blocks of 64 queries
+ * per head with SGEMM against all cached keys up to the block's last position, decode with dot products.
+ *
+ * Memory: the KV cache (2 L n_ctx KV floats) plus scratch of about NB (4C + 2F) floats, DQ_BYTES, and per thread
+ * 64 x n_ctx attention scores; the weights themselves stay where the loader put them (usually the file mapping). */
+#include "core/alloc.h"
+#include "core/parallel.h"
+#include "core/status.h"
+#include "io/gguf.h"
+#include "kernels/gemm.h"
+#if __has_include("kernels/quant.h")
+#include "kernels/quant.h"
+#else /* TEMPORARY until the quant kernels land */
+static int lmf_qmatvec_supported(uint32_t t) { (void)t; return 0; }
+static size_t lmf_qinput_bytes(uint32_t t, int n) { (void)t; return (size_t)n * 4; }
+static void lmf_qinput_convert(uint32_t t, const float *x, int n, void *o) { (void)t; (void)x; (void)n; (void)o; }
+static void lmf_qmatvec(uint32_t type, int n, int nrows, const void *W, size_t rb, int ncols, const void *x,
+                        size_t xb, float *y, int ldy) { (void)type;(void)n;(void)nrows;(void)W;(void)rb;(void)ncols;(void)x;(void)xb;(void)y;(void)ldy; }
+#define lmf_dequant_fast(t, s, d, n) lmf_dequant_row(t, s, d, n, "x")
+#endif
+#include "kernels/vec.h"
+#include "model/dequant.h"
+#include "model/weights.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NB 256                  /* positions per micro-batch */
+#define QMV_MAX 8               /* up to this many rows take the decode (matrix-vector) path */
+#define QBLK 64                 /* queries per prefill attention block */
+#define DQ_BYTES (8u << 20)     /* largest fp32 slab of dequantized weights */
+
+struct lmf_session {
+    const lmf_weights *w;
+    int n_ctx, pos, nthreads;
+    float *kcache, *vcache;     /* (L, n_ctx, KV) */
+    float *rope;                /* (n_ctx, hs/2) cos then (n_ctx, hs/2) sin */
+    float *x, *xn, *q, *k, *v, *att, *h1, *h2; /* (NB, C|KV|F) */
+    void *qin;                  /* converted input rows: NB x qin_stride */
+    size_t qin_stride;
+    float *dq;                  /* dequantized weight slab */
+    float *scores;              /* nthreads x QBLK x n_ctx */
+    float *logits;              /* (logits_rows, V) */
+    int logits_rows;
+    void *mem;
+    size_t mem_bytes;
+};
+
+/* ---- linear layers ------------------------------------------------------------------------------------------ */
+
+/* out[i, :] = in[i, :] W^T + bias for i < N; out rows ldo apart, in rows ldi apart. */
+static void linear(lmf_session *s, float *out, int ldo, const float *in, int ldi, int N, const lmf_wtensor *W,
+                   const float *bias) {
+    int O = W->rows, K = W->cols;
+    if (N <= QMV_MAX && lmf_qmatvec_supported(W->type)) {
+        size_t qb = lmf_qinput_bytes(W->type, K);
+        for (int i = 0; i < N; i++) lmf_qinput_convert(W->type, in + (size_t)i * ldi, K, (char *)s->qin + i * qb);
+#pragma omp parallel
+        {
+            /* contiguous shares in multiples of 16 rows: each thread streams its own stretch of the weights */
+            long n16 = (O + 15) / 16, lo, hi;
+            lmf_omp_range(n16, &lo, &hi);
+            lo *= 16, hi *= 16;
+            if (hi > O) hi = O;
+            if (hi > lo)
+                lmf_qmatvec(W->type, K, (int)(hi - lo), (const char *)W->data + lo * W->row_bytes, W->row_bytes, N,
+                            s->qin, qb, out + lo, ldo);
+        }
+    } else if (W->type == LMF_GGML_F32) {
+        lmf_sgemm(0, 1, N, O, K, in, ldi, W->data, K, 0.0f, out, ldo);
+    } else {
+        int slab = (int)(DQ_BYTES / ((size_t)K * sizeof(float)));
+        if (slab < 1) slab = 1;
+        for (int r0 = 0; r0 < O; r0 += slab) {
+            int nr = O - r0 < slab ? O - r0 : slab;
+            const char *src = (const char *)W->data + (size_t)r0 * W->row_bytes;
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < nr; r++)
+                lmf_dequant_fast(W->type, src + (size_t)r * W->row_bytes, s->dq + (size_t)r * K, (size_t)K);
+            lmf_sgemm(0, 1, N, nr, K, in, ldi, s->dq, K, 0.0f, out + r0, ldo);
+        }
+    }
+    if (bias) {
+        for (int i = 0; i < N; i++) {
+            float *o = out + (size_t)i * ldo;
+            for (int j = 0; j < O; j++) o[j] += bias[j];
+        }
+    }
+}
+
+/* ---- per-position pieces ------------------------------------------------------------------------------------ */
+
+static void norm_rows(const lmf_weights *w, float *out, const float *x, int N, const float *g, const float *b) {
+    const lmf_vec_ops *V = lmf_vec();
+    int C = w->cfg.n_embd;
+    float eps = w->cfg.norm_eps;
+    for (int i = 0; i < N; i++) {
+        float mean, rstd;
+        if (w->norm == LMF_NORM_RMS) V->rmsnorm(out + (size_t)i * C, &rstd, x + (size_t)i * C, g, C, eps);
+        else V->layernorm(out + (size_t)i * C, &mean, &rstd, x + (size_t)i * C, g, b, C, eps);
+    }
+}
+
+/* Rotates the n_heads heads of size hs in row x for position p (pairs by the model's RoPE layout). */
+static void rope_row(const lmf_session *s, float *x, int n_heads, int hs, int p) {
+    int half = hs / 2;
+    const float *c = s->rope + (size_t)p * half, *sn = s->rope + (size_t)s->n_ctx * half + (size_t)p * half;
+    int interleaved = s->w->pos == LMF_POS_ROPE_INTERLEAVED;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * hs;
+        for (int i = 0; i < half; i++) {
+            int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c[i] - x1 * sn[i];
+            v[b] = x0 * sn[i] + x1 * c[i];
+        }
+    }
+}
+
+/* Causal attention of N new queries (positions p0..p0+N-1) over the layer's cache [0, p0+N). q (N,C) in, out
+ * (N,C). Query head h reads KV head h / (NH / NKV). */
+static void attention(lmf_session *s, int layer, float *out, const float *q, int N, int p0) {
+    const lmf_model_config *c = &s->w->cfg;
+    int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
+    const float *kc = s->kcache + (size_t)layer * s->n_ctx * KV, *vc = s->vcache + (size_t)layer * s->n_ctx * KV;
+    float scale = 1.0f / sqrtf((float)hs);
+    const lmf_vec_ops *V = lmf_vec();
+    int nblk = (N + QBLK - 1) / QBLK;
+#pragma omp parallel for schedule(dynamic, 1) collapse(2)
+    for (int h = 0; h < NH; h++) {
+        for (int b = 0; b < nblk; b++) {
+            int i0 = b * QBLK, nq = N - i0 < QBLK ? N - i0 : QBLK, nk = p0 + i0 + nq;
+            float *S = s->scores + (size_t)omp_get_thread_num() * QBLK * s->n_ctx;
+            const float *kh = kc + (size_t)(h / group) * hs, *vh = vc + (size_t)(h / group) * hs;
+            const float *qh = q + (size_t)i0 * C + (size_t)h * hs;
+            float *oh = out + (size_t)i0 * C + (size_t)h * hs;
+            if (nq == 1) {
+                for (int t = 0; t < nk; t++) S[t] = V->dot(qh, kh + (size_t)t * KV, hs);
+                V->softmax(S, nk, scale);
+                memset(oh, 0, (size_t)hs * sizeof(float));
+                for (int t = 0; t < nk; t++) {
+                    const float *vt = vh + (size_t)t * KV;
+                    float p = S[t];
+                    for (int d = 0; d < hs; d++) oh[d] += p * vt[d];
+                }
+                continue;
+            }
+            lmf_sgemm(0, 1, nq, nk, hs, qh, C, kh, KV, 0.0f, S, nk);
+            for (int r = 0; r < nq; r++) {
+                float *row = S + (size_t)r * nk;
+                int valid = p0 + i0 + r + 1;
+                V->softmax(row, valid, scale);
+                memset(row + valid, 0, (size_t)(nk - valid) * sizeof(float));
+            }
+            lmf_sgemm(0, 0, nq, hs, nk, S, nk, vh, KV, 0.0f, oh, C);
+        }
+    }
+}
+
+/* ---- the forward pass ---------------------------------------------------------------------------------------- */
+
+/* Runs N <= NB tokens at positions s->pos.. through the model; logits for rows [lo, N) into out (rows V apart). */
+static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *logits) {
+    const lmf_weights *w = s->w;
+    const lmf_model_config *c = &w->cfg;
+    int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, p0 = s->pos;
+    const lmf_vec_ops *V = lmf_vec();
+
+    for (int i = 0; i < N; i++) {
+        float *x = s->x + (size_t)i * C;
+        lmf_dequant_fast(w->tok_emb.type, (const char *)w->tok_emb.data + (size_t)tok[i] * w->tok_emb.row_bytes, x,
+                         (size_t)C);
+        if (w->pos == LMF_POS_LEARNED) {
+            float *pe = s->xn; /* free until the first norm */
+            lmf_dequant_fast(w->pos_emb.type,
+                             (const char *)w->pos_emb.data + (size_t)(p0 + i + w->pos_offset) * w->pos_emb.row_bytes,
+                             pe, (size_t)C);
+            for (int j = 0; j < C; j++) x[j] += pe[j];
+        }
+    }
+    for (int l = 0; l < c->n_layer; l++) {
+        const lmf_layer_weights *L = &w->layers[l];
+        norm_rows(w, s->xn, s->x, N, L->attn_norm_w, L->attn_norm_b);
+        linear(s, s->q, C, s->xn, C, N, &L->wq, L->bq);
+        linear(s, s->k, KV, s->xn, C, N, &L->wk, L->bk);
+        linear(s, s->v, KV, s->xn, C, N, &L->wv, L->bv);
+        float *kc = s->kcache + ((size_t)l * s->n_ctx + p0) * KV, *vc = s->vcache + ((size_t)l * s->n_ctx + p0) * KV;
+        for (int i = 0; i < N; i++) {
+            if (w->pos != LMF_POS_LEARNED) {
+                rope_row(s, s->q + (size_t)i * C, c->n_head, hs, p0 + i);
+                rope_row(s, s->k + (size_t)i * KV, c->n_kv_head, hs, p0 + i);
+            }
+        }
+        memcpy(kc, s->k, (size_t)N * KV * sizeof(float));
+        memcpy(vc, s->v, (size_t)N * KV * sizeof(float));
+        attention(s, l, s->att, s->q, N, p0);
+        linear(s, s->xn, C, s->att, C, N, &L->wo, L->bo);
+        for (size_t j = 0; j < (size_t)N * C; j++) s->x[j] += s->xn[j];
+
+        norm_rows(w, s->xn, s->x, N, L->ffn_norm_w, L->ffn_norm_b);
+        linear(s, s->h1, F, s->xn, C, N, &L->w_up, L->b_up);
+        if (w->act == LMF_ACT_SWIGLU) {
+            linear(s, s->h2, F, s->xn, C, N, &L->w_gate, NULL);
+            for (int i = 0; i < N; i++) V->swiglu(s->h1 + (size_t)i * F, s->h2 + (size_t)i * F, s->h1 + (size_t)i * F, F);
+        } else if (w->act == LMF_ACT_GELU_TANH) {
+            V->gelu(s->h1, s->h1, (long)N * F);
+        } else {
+            for (size_t j = 0; j < (size_t)N * F; j++) s->h1[j] = s->h1[j] > 0 ? s->h1[j] : 0;
+        }
+        linear(s, s->xn, C, s->h1, F, N, &L->w_down, L->b_down);
+        for (size_t j = 0; j < (size_t)N * C; j++) s->x[j] += s->xn[j];
+    }
+    s->pos += N;
+    if (lo >= N) return;
+    norm_rows(w, s->xn, s->x + (size_t)lo * C, N - lo, w->out_norm_w, w->out_norm_b);
+    linear(s, logits, c->vocab_size, s->xn, C, N - lo, &w->lm_head, NULL);
+}
+
+/* ---- sessions ----------------------------------------------------------------------------------------------- */
+
+static void rope_table_at(float *tab, int n_ctx, int hs, float theta) {
+    int half = hs / 2;
+    for (int p = 0; p < n_ctx; p++) {
+        for (int i = 0; i < half; i++) {
+            double a = p * pow((double)theta, -2.0 * i / hs); /* double: long contexts keep accurate angles */
+            tab[(size_t)p * half + i] = (float)cos(a);
+            tab[(size_t)n_ctx * half + (size_t)p * half + i] = (float)sin(a);
+        }
+    }
+}
+
+lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out) {
+    *out = NULL;
+    const lmf_model_config *c = &w->cfg;
+    if (n_ctx <= 0) return lmf_fail(LMF_ERR_ARG, "context length %d must be positive", n_ctx);
+    if (n_ctx > c->max_seq_len) n_ctx = c->max_seq_len;
+    int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, L = c->n_layer;
+    lmf_session *s = lmf_xcalloc(1, sizeof *s);
+    s->w = w;
+    s->n_ctx = n_ctx;
+    s->nthreads = omp_get_max_threads();
+    size_t qb = 0;
+    for (int l = 0; l < L; l++) { /* the largest converted row any layer's weights ask for */
+        const lmf_layer_weights *Lw = &w->layers[l];
+        const lmf_wtensor *ts[] = {&Lw->wq, &Lw->wk, &Lw->wv, &Lw->wo, &Lw->w_gate, &Lw->w_up, &Lw->w_down};
+        for (int t = 0; t < 7; t++)
+            if (ts[t]->rows && lmf_qmatvec_supported(ts[t]->type)) {
+                size_t b = lmf_qinput_bytes(ts[t]->type, ts[t]->cols);
+                if (b > qb) qb = b;
+            }
+    }
+    if (lmf_qmatvec_supported(w->lm_head.type) && lmf_qinput_bytes(w->lm_head.type, C) > qb)
+        qb = lmf_qinput_bytes(w->lm_head.type, C);
+    s->qin_stride = (qb + 63) & ~(size_t)63;
+    size_t kv = (size_t)L * n_ctx * KV, half = (size_t)hs / 2;
+    size_t floats[] = {kv, kv, 2 * (size_t)n_ctx * half, (size_t)NB * C, (size_t)NB * C, (size_t)NB * C,
+                       (size_t)NB * KV, (size_t)NB * KV, (size_t)NB * C, (size_t)NB * F, (size_t)NB * F,
+                       DQ_BYTES / sizeof(float), (size_t)s->nthreads * QBLK * n_ctx, (size_t)c->vocab_size,
+                       (QMV_MAX * s->qin_stride + 3) / 4};
+    float **dst[] = {&s->kcache, &s->vcache, &s->rope, &s->x, &s->xn, &s->q, &s->k, &s->v, &s->att, &s->h1, &s->h2,
+                     &s->dq, &s->scores, &s->logits, (float **)&s->qin};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof floats / sizeof *floats; i++) total += (floats[i] + 15) / 16 * 16;
+    s->mem_bytes = total * sizeof(float);
+    s->mem = lmf_alloc_big(s->mem_bytes);
+    float *p = s->mem;
+    for (size_t i = 0; i < sizeof floats / sizeof *floats; i++) {
+        *dst[i] = p;
+        p += (floats[i] + 15) / 16 * 16;
+    }
+    s->logits_rows = 1;
+    if (w->pos != LMF_POS_LEARNED) rope_table_at(s->rope, n_ctx, hs, c->rope_theta);
+    *out = s;
+    return LMF_OK;
+}
+
+void lmf_session_free(lmf_session *s) {
+    if (!s) return;
+    lmf_free_big(s->mem);
+    if (s->logits_rows > 1) free(s->logits);
+    free(s);
+}
+
+int lmf_session_pos(const lmf_session *s) { return s->pos; }
+
+void lmf_session_rewind(lmf_session *s, int pos) {
+    if (pos < 0) pos = 0;
+    if (pos < s->pos) s->pos = pos;
+}
+
+lmf_status lmf_session_eval(lmf_session *s, const int32_t *tokens, int n, int all_logits, const float **logits) {
+    const lmf_model_config *c = &s->w->cfg;
+    if (logits) *logits = NULL;
+    if (n <= 0) return lmf_fail(LMF_ERR_ARG, "lmf_session_eval: %d tokens", n);
+    if (s->pos + n > s->n_ctx)
+        return lmf_fail(LMF_ERR_ARG, "the context is full: %d tokens + %d new exceed the context length %d", s->pos,
+                        n, s->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return lmf_fail(LMF_ERR_ARG, "token %d (at %d) is outside the vocabulary [0, %d)", tokens[i], i,
+                            c->vocab_size);
+    size_t V = (size_t)c->vocab_size;
+    if (all_logits && n > s->logits_rows) {
+        if (s->logits_rows > 1) free(s->logits);
+        s->logits = lmf_xmalloc((size_t)n * V * sizeof(float));
+        s->logits_rows = n;
+    }
+    for (int i0 = 0; i0 < n; i0 += NB) {
+        int nb = n - i0 < NB ? n - i0 : NB, last = i0 + nb == n;
+        /* rows that need logits: all of them, or only the very last token */
+        int lo = all_logits ? 0 : (last ? nb - 1 : nb);
+        forward(s, tokens + i0, nb, lo, all_logits ? s->logits + (size_t)i0 * V : s->logits);
+    }
+    if (logits) *logits = s->logits;
+    return LMF_OK;
+}

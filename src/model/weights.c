@@ -1,0 +1,128 @@
+/* weights.c — the storage and bookkeeping side of lmf_weights (see weights.h); loaders live in load_*.c. */
+#include "model/weights.h"
+
+#include "core/alloc.h"
+#include "core/status.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "model/dequant.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BIG_BYTES (1u << 20) /* buffers from here up are pre-touched, huge-page backed */
+
+lmf_weights *lmf_weights_new(void) {
+    lmf_weights *w = lmf_xcalloc(1, sizeof *w);
+    w->bos_id = w->eos_id = w->eot_id = -1;
+    return w;
+}
+
+void lmf_weights_free(lmf_weights *w) {
+    if (!w) return;
+    for (int i = 0; i < w->n_owned; i++) {
+        if (w->owned_bytes[i] >= BIG_BYTES) lmf_free_big(w->owned[i]);
+        else free(w->owned[i]);
+    }
+    free(w->owned);
+    free(w->owned_bytes);
+    for (int i = 0; i < w->n_mapped; i++) lmf_safetensors_close(w->mapped[i]);
+    free(w->mapped);
+    lmf_gguf_close(w->gguf);
+    lmf_tokenizer_free(w->tok);
+    free(w->chat_template);
+    free(w->layers);
+    free(w);
+}
+
+void *lmf_weights_alloc(lmf_weights *w, size_t bytes) {
+    void *p = bytes >= BIG_BYTES ? lmf_alloc_big(bytes) : lmf_xcalloc(1, bytes ? bytes : 1);
+    w->owned = lmf_xrealloc(w->owned, (size_t)(w->n_owned + 1) * sizeof *w->owned);
+    w->owned_bytes = lmf_xrealloc(w->owned_bytes, (size_t)(w->n_owned + 1) * sizeof *w->owned_bytes);
+    w->owned[w->n_owned] = p;
+    w->owned_bytes[w->n_owned++] = bytes;
+    return p;
+}
+
+lmf_status lmf_weights_f32_copy(lmf_weights *w, uint32_t type, const void *src, size_t n, const char *what,
+                                const float **out) {
+    float *dst = lmf_weights_alloc(w, n * sizeof(float));
+    LMF_TRY(lmf_dequant_row(type, src, dst, n, what));
+    *out = dst;
+    return LMF_OK;
+}
+
+void lmf_wtensor_set(lmf_wtensor *t, uint32_t type, int rows, int cols, const void *data) {
+    uint32_t bs = 1, bb = 4;
+    LMF_CHECK(lmf_ggml_type_block(type, &bs, &bb) && cols % (int)bs == 0);
+    t->type = type;
+    t->rows = rows;
+    t->cols = cols;
+    t->row_bytes = (size_t)cols / bs * bb;
+    t->data = data;
+}
+
+size_t lmf_weights_bytes(const lmf_weights *w) {
+    size_t total = 0;
+    const lmf_model_config *c = &w->cfg;
+#define TB(t) ((size_t)(t).rows * (t).row_bytes)
+    total += TB(w->tok_emb) + TB(w->pos_emb);
+    if (w->lm_head.data != w->tok_emb.data) total += TB(w->lm_head);
+    for (int l = 0; l < c->n_layer; l++) {
+        const lmf_layer_weights *L = &w->layers[l];
+        total += TB(L->wq) + TB(L->wk) + TB(L->wv) + TB(L->wo) + TB(L->w_gate) + TB(L->w_up) + TB(L->w_down);
+    }
+#undef TB
+    return total;
+}
+
+static lmf_status check(const lmf_wtensor *t, int rows, int cols, const char *origin, const char *what, int l) {
+    char name[64];
+    if (l >= 0) snprintf(name, sizeof name, "layer %d %s", l, what);
+    else snprintf(name, sizeof name, "%s", what);
+    if (!t->data || t->rows != rows || t->cols != cols)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: %s is %s [%d, %d], expected [%d, %d] (out, in)", origin, name,
+                        t->data ? "shaped" : "missing:", t->rows, t->cols, rows, cols);
+    if (!lmf_dequant_supported(t->type))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: %s has type %s, which lmforge cannot run (supported: F32, F16, BF16, "
+                        "Q8_0, Q4_0, Q4_1 and the K-quants Q4_K, Q6_K)", origin, name,
+                        lmf_ggml_type_name(t->type) ? lmf_ggml_type_name(t->type) : "unknown");
+    return LMF_OK;
+}
+
+lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
+    const lmf_model_config *c = &w->cfg;
+    int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
+    LMF_TRY(check(&w->tok_emb, V, C, origin, "token embedding", -1));
+    LMF_TRY(check(&w->lm_head, V, C, origin, "output head", -1));
+    if (w->pos == LMF_POS_LEARNED) LMF_TRY(check(&w->pos_emb, c->max_seq_len + w->pos_offset, C, origin,
+                                                 "position embedding", -1));
+    if (!w->out_norm_w || (w->norm == LMF_NORM_LAYER && !w->out_norm_b))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: the final norm's weights are missing", origin);
+    for (int l = 0; l < c->n_layer; l++) {
+        const lmf_layer_weights *L = &w->layers[l];
+        LMF_TRY(check(&L->wq, C, C, origin, "attention q", l));
+        LMF_TRY(check(&L->wk, KV, C, origin, "attention k", l));
+        LMF_TRY(check(&L->wv, KV, C, origin, "attention v", l));
+        LMF_TRY(check(&L->wo, C, C, origin, "attention output", l));
+        if (w->act == LMF_ACT_SWIGLU) LMF_TRY(check(&L->w_gate, F, C, origin, "ffn gate", l));
+        LMF_TRY(check(&L->w_up, F, C, origin, "ffn up", l));
+        LMF_TRY(check(&L->w_down, C, F, origin, "ffn down", l));
+        if (!L->attn_norm_w || !L->ffn_norm_w ||
+            (w->norm == LMF_NORM_LAYER && (!L->attn_norm_b || !L->ffn_norm_b)))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: layer %d: norm weights are missing", origin, l);
+    }
+    return LMF_OK;
+}
+
+/* ---- public entry points ------------------------------------------------------------------------------------ */
+
+lmf_status lmf_weights_load(const char *path, lmf_weights **out) {
+    *out = NULL;
+    if (lmf_gguf_sniff(path)) return lmf_weights_load_gguf(path, out);
+    return lmf_fail(LMF_ERR_FORMAT, "%s: not a GGUF file", path);
+}
+
+const lmf_model_config *lmf_weights_config(const lmf_weights *w) { return &w->cfg; }
+const char *lmf_weights_family(const lmf_weights *w) { return w->family; }
+const lmf_tokenizer *lmf_weights_tokenizer(const lmf_weights *w) { return w->tok; }

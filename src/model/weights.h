@@ -1,0 +1,97 @@
+/* weights.h — a model ready for inference: config, architecture knobs and typed weight tensors, from any source.
+ *
+ * The inference executor (infer.c) runs any weight dtype the quantized kernels read (kernels/quant.h: F32, F16,
+ * BF16, Q8_0, Q4_0, Q4_1, ...) straight from where the weights live: a memory-mapped GGUF, a memory-mapped
+ * safetensors file, or buffers the loader owns (converted or transposed tensors, an lmforge checkpoint's fp32
+ * parameters). Loaders (load_gguf.c, load_hf.c, load_ckpt.c) fill an lmf_weights; the executor never cares which.
+ *
+ * One transformer covers the three families through a few knobs:
+ *   llama: RMSNorm, RoPE, no biases, SwiGLU (gate, up, down), GQA, tied or untied head
+ *   gpt2:  LayerNorm, learned positions, biases, GELU (tanh), tied head
+ *   opt:   LayerNorm, learned positions at offset 2, biases, ReLU
+ * Linear weights are (out, in) row-major as in torch.nn.Linear: y = x W^T + b. 1-D tensors (norms, biases) are
+ * always fp32 copies owned by the weights (small, and the kernels want aligned fp32). */
+#ifndef LMF_MODEL_WEIGHTS_H
+#define LMF_MODEL_WEIGHTS_H
+
+#include "lmforge.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { LMF_NORM_LAYER = 0, LMF_NORM_RMS = 1 } lmf_norm_kind;
+typedef enum { LMF_ACT_GELU_TANH = 0, LMF_ACT_SWIGLU = 1, LMF_ACT_RELU = 2 } lmf_act_kind;
+typedef enum {
+    LMF_POS_LEARNED = 0,          /* pos_emb row (position + pos_offset) added to the token embedding */
+    LMF_POS_ROPE_HALF = 1,        /* RoPE, Hugging Face rotate_half: dim d pairs with d + hs/2 */
+    LMF_POS_ROPE_INTERLEAVED = 2, /* RoPE on adjacent pairs (2i, 2i+1): llama.cpp's GGUF Q/K row order */
+} lmf_pos_kind;
+
+/* A 2-D weight: rows x cols elements of ggml type `type`, row r at data + r * row_bytes. rows == 0: absent. */
+typedef struct {
+    uint32_t type; /* lmf_ggml_type */
+    int rows, cols;
+    size_t row_bytes;
+    const void *data;
+} lmf_wtensor;
+
+typedef struct {
+    const float *attn_norm_w, *attn_norm_b; /* (C); _b NULL for RMSNorm */
+    lmf_wtensor wq, wk, wv, wo;             /* (C,C) (KV,C) (KV,C) (C,C), KV = n_kv_head * hs */
+    const float *bq, *bk, *bv, *bo;         /* NULL when the family has no biases */
+    const float *ffn_norm_w, *ffn_norm_b;
+    lmf_wtensor w_gate, w_up, w_down;       /* (F,C) (F,C) (C,F); w_gate absent unless SwiGLU */
+    const float *b_up, *b_down;
+} lmf_layer_weights;
+
+typedef struct lmf_weights {
+    lmf_model_config cfg;    /* arch is the closest training family; family below is the truth */
+    char family[16];         /* "llama", "gpt2", "opt" */
+    lmf_norm_kind norm;
+    lmf_act_kind act;
+    lmf_pos_kind pos;
+    int pos_offset;          /* OPT's learned positions start at row 2 */
+    lmf_wtensor tok_emb;     /* (V,C) */
+    lmf_wtensor pos_emb;     /* (max_seq_len + pos_offset, C) for LMF_POS_LEARNED */
+    lmf_wtensor lm_head;     /* (V,C); a copy of tok_emb's descriptor when tied */
+    const float *out_norm_w, *out_norm_b;
+    lmf_layer_weights *layers; /* [n_layer] */
+
+    /* what the model file says about its tokenizer and chat format (NULL / -1 when absent) */
+    lmf_tokenizer *tok;
+    char *chat_template;     /* tokenizer.chat_template (Jinja text), owned */
+    int32_t bos_id, eos_id, eot_id; /* eot: an extra end-of-turn token (e.g. <|im_end|>, <|eot_id|>) */
+    int add_bos;             /* prepend BOS when encoding a prompt */
+
+    /* storage: whatever the tensors point into; freed by lmf_weights_free */
+    void *gguf;              /* lmf_gguf * */
+    void **mapped;           /* lmf_safetensors * (n_mapped) */
+    int n_mapped;
+    void **owned;            /* malloc'd / lmf_alloc_big'd buffers (n_owned), freed with owned_free[i] */
+    size_t *owned_bytes;
+    int n_owned;
+    char source[32];         /* "gguf", "safetensors", "checkpoint" */
+    size_t file_bytes;       /* size of the model file(s) on disk */
+} lmf_weights;
+
+/* Empty weights (family and knobs zeroed, ids -1). */
+lmf_weights *lmf_weights_new(void);
+void lmf_weights_free(lmf_weights *w);
+/* A zeroed buffer of `bytes` owned by w (freed with it). Big buffers come from lmf_alloc_big. */
+void *lmf_weights_alloc(lmf_weights *w, size_t bytes);
+/* An fp32 copy of n elements of ggml type `type` at src, owned by w (norm weights, biases). */
+lmf_status lmf_weights_f32_copy(lmf_weights *w, uint32_t type, const void *src, size_t n, const char *what,
+                                const float **out);
+/* Fills t for rows x cols of `type` at data (row_bytes from the type's block size). */
+void lmf_wtensor_set(lmf_wtensor *t, uint32_t type, int rows, int cols, const void *data);
+/* Bytes of all weight tensors (each counted once; a tied head is not counted twice). */
+size_t lmf_weights_bytes(const lmf_weights *w);
+/* Checks every tensor's shape against cfg and that every type is one the executor can run; names the tensor. */
+lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin);
+
+/* Loaders. Each fills a new lmf_weights or fails naming the file, tensor or field. */
+lmf_status lmf_weights_load_gguf(const char *path, lmf_weights **out);
+lmf_status lmf_weights_load_hf(const char *dir, lmf_weights **out);         /* config.json + *.safetensors */
+lmf_status lmf_weights_load_checkpoint(const char *path, lmf_weights **out); /* an lmforge training checkpoint */
+
+#endif

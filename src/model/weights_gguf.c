@@ -1,0 +1,174 @@
+/* weights_gguf.c — a GGUF file as inference weights (weights.h), tensors used in place from the mapping.
+ *
+ * Architectures (general.architecture) and llama.cpp's tensor names, GGUF dims in ggml order (ne0 = in-features):
+ *   llama: token_embd, output (absent: tied), output_norm, blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output,
+ *          ffn_norm, ffn_gate, ffn_up, ffn_down}. Q/K rows are in llama.cpp's interleaved-pair order, so RoPE runs
+ *          in that order too (LMF_POS_ROPE_INTERLEAVED): attention scores do not depend on the order of dimensions
+ *          inside a head as long as q and k agree, so the rows need no un-permuting.
+ *   gpt2:  token_embd, position_embd, output (absent: tied), output_norm(.bias), blk.N.{attn_norm, attn_qkv (fused
+ *          q|k|v rows), attn_output, ffn_norm, ffn_up, ffn_down} each with .weight and .bias. */
+#include "core/alloc.h"
+#include "core/status.h"
+#include "io/gguf.h"
+#include "model/load_gguf.h"
+#include "model/weights.h"
+#include "tokenizer/tokenizer.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static lmf_status get_dim(const lmf_gguf *g, const char *key, int *out) {
+    uint32_t u = 0;
+    LMF_TRY(lmf_gguf_get_u32(g, key, &u));
+    if (u == 0 || u > (1u << 30)) return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %u is out of range", g->path, key, u);
+    *out = (int)u;
+    return LMF_OK;
+}
+
+/* Tensor `name` with ggml dims (cols) or (cols, rows); anything else is an error naming the expected shape. */
+static lmf_status tensor(const lmf_gguf *g, const char *name, int rows, int cols, int vector,
+                         const lmf_gguf_tensor **out) {
+    const lmf_gguf_tensor *t = lmf_gguf_find_tensor(g, name);
+    if (!t) return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s is missing", g->path, name);
+    int ok = vector ? (t->n_dims == 1 && t->ne[0] == cols) : (t->n_dims == 2 && t->ne[0] == cols && t->ne[1] == rows);
+    if (!ok) {
+        if (vector)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s has %d dims [%lld, %lld], expected [%d]", g->path, name,
+                            t->n_dims, (long long)t->ne[0], (long long)t->ne[1], cols);
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s has %d dims [%lld, %lld], expected [%d, %d] (ggml order: in, "
+                        "out)", g->path, name, t->n_dims, (long long)t->ne[0], (long long)t->ne[1], cols, rows);
+    }
+    *out = t;
+    return LMF_OK;
+}
+
+static lmf_status matrix(const lmf_gguf *g, const char *name, int rows, int cols, lmf_wtensor *w) {
+    const lmf_gguf_tensor *t = NULL;
+    LMF_TRY(tensor(g, name, rows, cols, 0, &t));
+    uint32_t bs = 0, bb = 0;
+    if (!lmf_ggml_type_block(t->type, &bs, &bb) || cols % (int)bs)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s: type %u with rows of %d elements", g->path, name, t->type, cols);
+    lmf_wtensor_set(w, t->type, rows, cols, t->data);
+    return LMF_OK;
+}
+
+static lmf_status vec(lmf_weights *w, const lmf_gguf *g, const char *name, int n, const float **out) {
+    const lmf_gguf_tensor *t = NULL;
+    LMF_TRY(tensor(g, name, 1, n, 1, &t));
+    char what[160];
+    snprintf(what, sizeof what, "%s: tensor %s", g->path, name);
+    return lmf_weights_f32_copy(w, t->type, t->data, (size_t)n, what, out);
+}
+
+static lmf_status gpt2_config(const lmf_gguf *g, lmf_model_config *cfg) {
+    *cfg = lmf_model_config_default(LMF_ARCH_GPT2);
+    LMF_TRY(get_dim(g, "gpt2.block_count", &cfg->n_layer));
+    LMF_TRY(get_dim(g, "gpt2.embedding_length", &cfg->n_embd));
+    LMF_TRY(get_dim(g, "gpt2.feed_forward_length", &cfg->ffn_dim));
+    LMF_TRY(get_dim(g, "gpt2.attention.head_count", &cfg->n_head));
+    LMF_TRY(get_dim(g, "gpt2.context_length", &cfg->max_seq_len));
+    LMF_TRY(lmf_gguf_get_f32(g, "gpt2.attention.layer_norm_epsilon", &cfg->norm_eps));
+    cfg->n_kv_head = cfg->n_head;
+    const lmf_gguf_tensor *emb = lmf_gguf_find_tensor(g, "token_embd.weight");
+    if (!emb || emb->n_dims != 2 || emb->ne[0] != cfg->n_embd || emb->ne[1] <= 0 || emb->ne[1] > (1 << 30))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor token_embd.weight is missing or not [%d, vocab]", g->path,
+                        cfg->n_embd);
+    cfg->vocab_size = (int)emb->ne[1];
+    cfg->tied_embeddings = lmf_gguf_find_tensor(g, "output.weight") == NULL;
+    if (lmf_model_config_validate(cfg) != LMF_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", lmf_last_error());
+        return lmf_fail(LMF_ERR_FORMAT, "%s: hyperparameters do not make a valid gpt2 config: %s", g->path, msg);
+    }
+    return LMF_OK;
+}
+
+static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
+    const char *arch;
+    LMF_TRY(lmf_gguf_get_str(g, "general.architecture", &arch));
+    int gpt2 = !strcmp(arch, "gpt2");
+    if (!gpt2 && strcmp(arch, "llama") != 0)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: general.architecture is \"%s\"; lmforge runs \"llama\" and \"gpt2\" "
+                        "GGUFs", g->path, arch);
+    lmf_model_config *c = &w->cfg;
+    if (gpt2) {
+        LMF_TRY(gpt2_config(g, c));
+        snprintf(w->family, sizeof w->family, "gpt2");
+        w->norm = LMF_NORM_LAYER, w->act = LMF_ACT_GELU_TANH, w->pos = LMF_POS_LEARNED;
+    } else {
+        LMF_TRY(lmf_gguf_llama_config(g, c));
+        snprintf(w->family, sizeof w->family, "llama");
+        w->norm = LMF_NORM_RMS, w->act = LMF_ACT_SWIGLU, w->pos = LMF_POS_ROPE_INTERLEAVED;
+    }
+    int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
+    LMF_TRY(matrix(g, "token_embd.weight", V, C, &w->tok_emb));
+    if (c->tied_embeddings) w->lm_head = w->tok_emb;
+    else LMF_TRY(matrix(g, "output.weight", V, C, &w->lm_head));
+    if (gpt2) LMF_TRY(matrix(g, "position_embd.weight", c->max_seq_len, C, &w->pos_emb));
+    LMF_TRY(vec(w, g, "output_norm.weight", C, &w->out_norm_w));
+    if (gpt2) LMF_TRY(vec(w, g, "output_norm.bias", C, &w->out_norm_b));
+    w->layers = lmf_xcalloc((size_t)c->n_layer, sizeof *w->layers);
+    char name[96];
+#define NAME(suffix) (snprintf(name, sizeof name, "blk.%d.%s", l, suffix), name)
+    for (int l = 0; l < c->n_layer; l++) {
+        lmf_layer_weights *L = &w->layers[l];
+        LMF_TRY(vec(w, g, NAME("attn_norm.weight"), C, &L->attn_norm_w));
+        LMF_TRY(vec(w, g, NAME("ffn_norm.weight"), C, &L->ffn_norm_w));
+        LMF_TRY(matrix(g, NAME("attn_output.weight"), C, C, &L->wo));
+        LMF_TRY(matrix(g, NAME("ffn_up.weight"), F, C, &L->w_up));
+        LMF_TRY(matrix(g, NAME("ffn_down.weight"), C, F, &L->w_down));
+        if (gpt2) {
+            lmf_wtensor qkv;
+            const float *b;
+            LMF_TRY(matrix(g, NAME("attn_qkv.weight"), 3 * C, C, &qkv));
+            L->wq = L->wk = L->wv = qkv;
+            L->wq.rows = L->wk.rows = L->wv.rows = C;
+            L->wk.data = (const char *)qkv.data + (size_t)C * qkv.row_bytes;
+            L->wv.data = (const char *)qkv.data + (size_t)2 * C * qkv.row_bytes;
+            LMF_TRY(vec(w, g, NAME("attn_qkv.bias"), 3 * C, &b));
+            L->bq = b, L->bk = b + C, L->bv = b + 2 * C;
+            LMF_TRY(vec(w, g, NAME("attn_norm.bias"), C, &L->attn_norm_b));
+            LMF_TRY(vec(w, g, NAME("ffn_norm.bias"), C, &L->ffn_norm_b));
+            LMF_TRY(vec(w, g, NAME("attn_output.bias"), C, &L->bo));
+            LMF_TRY(vec(w, g, NAME("ffn_up.bias"), F, &L->b_up));
+            LMF_TRY(vec(w, g, NAME("ffn_down.bias"), C, &L->b_down));
+        } else {
+            LMF_TRY(matrix(g, NAME("attn_q.weight"), C, C, &L->wq));
+            LMF_TRY(matrix(g, NAME("attn_k.weight"), KV, C, &L->wk));
+            LMF_TRY(matrix(g, NAME("attn_v.weight"), KV, C, &L->wv));
+            LMF_TRY(matrix(g, NAME("ffn_gate.weight"), F, C, &L->w_gate));
+        }
+    }
+#undef NAME
+    /* the vocabulary and its special tokens, when the file carries them */
+    if (lmf_gguf_find(g, "tokenizer.ggml.tokens")) {
+        LMF_TRY(lmf_tokenizer_from_gguf(g, &w->tok));
+        if (lmf_tokenizer_vocab_size(w->tok) > V)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: the vocabulary has %d tokens but token_embd.weight only %d rows",
+                            g->path, lmf_tokenizer_vocab_size(w->tok), V);
+        lmf_gguf_specials sp;
+        LMF_TRY(lmf_tokenizer_gguf_specials(g, &sp));
+        w->bos_id = sp.bos, w->eos_id = sp.eos, w->eot_id = sp.eot;
+        w->add_bos = sp.add_bos == 1;
+        const lmf_gguf_kv *tmpl = lmf_gguf_find(g, "tokenizer.chat_template");
+        if (tmpl && tmpl->type == LMF_GGUF_STRING) w->chat_template = strdup(tmpl->str);
+    }
+    return lmf_weights_validate(w, g->path);
+}
+
+lmf_status lmf_weights_load_gguf(const char *path, lmf_weights **out) {
+    *out = NULL;
+    lmf_gguf *g;
+    LMF_TRY(lmf_gguf_open(path, &g));
+    lmf_weights *w = lmf_weights_new();
+    w->gguf = g;
+    w->file_bytes = g->size;
+    snprintf(w->source, sizeof w->source, "gguf");
+    lmf_status st = load(w, g);
+    if (st != LMF_OK) {
+        lmf_weights_free(w);
+        return st;
+    }
+    *out = w;
+    return LMF_OK;
+}
