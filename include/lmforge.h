@@ -234,6 +234,7 @@ void lmf_session_free(lmf_session *s);
  * valid until the next call. LMF_ERR_ARG when a token is outside the vocabulary or the context would overflow. */
 lmf_status lmf_session_eval(lmf_session *s, const int32_t *tokens, int n, int all_logits, const float **logits);
 int lmf_session_pos(const lmf_session *s);
+int lmf_session_n_ctx(const lmf_session *s); /* the context length (after capping) */
 /* Forgets every token from position pos on (0 clears the session): a chat reuses its common prefix. */
 void lmf_session_rewind(lmf_session *s, int pos);
 
@@ -255,6 +256,34 @@ typedef struct lmf_sampler lmf_sampler;
 lmf_status lmf_sampler_create(const lmf_sampler_params *p, int n_vocab, lmf_sampler **out);
 void lmf_sampler_free(lmf_sampler *s);
 int32_t lmf_sampler_sample(lmf_sampler *s, float *logits, const int32_t *history, int n_history);
+
+/* ---- chat ------------------------------------------------------------------------------------------------------
+ * Chat templates recognised from a model's tokenizer.chat_template (Jinja) and rendered in C. */
+typedef enum { LMF_CHAT_CHATML = 0, LMF_CHAT_LLAMA2 = 1, LMF_CHAT_LLAMA3 = 2 } lmf_chat_format;
+typedef struct {
+    lmf_chat_format format;
+    char *default_system; /* system message the template adds when the chat has none (owned), or NULL */
+} lmf_chat_template;
+typedef struct {
+    const char *role; /* "system" (first only), "user", "assistant" */
+    const char *content;
+} lmf_chat_message;
+/* jinja NULL or empty: ChatML. Unrecognised templates fail with LMF_ERR_FORMAT quoting the template's start. */
+lmf_status lmf_chat_template_parse(const char *jinja, lmf_chat_template *out);
+void lmf_chat_template_free(lmf_chat_template *t);
+const char *lmf_chat_format_name(lmf_chat_format f);
+lmf_status lmf_chat_format_parse(const char *name, lmf_chat_format *out);
+/* Appends the prompt text for msgs (special tokens as text: encode it with LMF_ENCODE_ALLOW_SPECIAL), ending with
+ * the assistant's header when add_generation_prompt. */
+lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *msgs, int n, int add_generation_prompt,
+                           lmf_text *out);
+/* The model's chat template text (tokenizer.chat_template), or NULL. */
+const char *lmf_weights_chat_template(const lmf_weights *w);
+/* Token ids that end a reply: eos and, where the model has one, the end-of-turn token (<|im_end|>, <|eot_id|>);
+ * returns how many were written to ids (at most 4). */
+int lmf_weights_stop_tokens(const lmf_weights *w, int32_t ids[4]);
+/* Whether prompts should start with BOS (tokenizer.ggml.add_bos_token), and BOS's id (-1: none). */
+int32_t lmf_weights_bos(const lmf_weights *w, int *add_bos);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,9 @@ static const command commands[] = {
     {"data", "prepare corpora: `data shard` turns text files into token shards for training", cmd_data},
     {"tokenize", "text -> token ids (JSON) through a tokenizer, or back with --decode", cmd_tokenize},
     {"tokenizer", "`tokenizer train` learns a byte-level BPE and saves a Hugging Face tokenizer.json", cmd_tokenizer},
+    {"generate", "continue a prompt with a model (GGUF, HF folder, checkpoint), streaming tokens", cmd_generate},
+    {"chat", "chat with a model through its chat template (interactive, or one turn with -p)", cmd_chat},
+    {"perplexity", "perplexity of a model over a text file, in context windows", cmd_perplexity},
     {"info", "what a GGUF model file holds: architecture, hyperparameters, tokenizer, metadata, tensors", cmd_info},
 };
 
@@ -26,7 +29,7 @@ static void usage(FILE *f) {
     fprintf(f, "lmforge %s — the large-language-model lifecycle in C\n\nusage: lmforge <command> [flags]\n\ncommands:\n",
             LMF_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n`lmforge <command> --help` documents each command's flags.\n");
 }
 

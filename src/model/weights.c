@@ -126,3 +126,24 @@ lmf_status lmf_weights_load(const char *path, lmf_weights **out) {
 const lmf_model_config *lmf_weights_config(const lmf_weights *w) { return &w->cfg; }
 const char *lmf_weights_family(const lmf_weights *w) { return w->family; }
 const lmf_tokenizer *lmf_weights_tokenizer(const lmf_weights *w) { return w->tok; }
+const char *lmf_weights_chat_template(const lmf_weights *w) { return w->chat_template; }
+
+int32_t lmf_weights_bos(const lmf_weights *w, int *add_bos) {
+    if (add_bos) *add_bos = w->add_bos && w->bos_id >= 0;
+    return w->bos_id;
+}
+
+int lmf_weights_stop_tokens(const lmf_weights *w, int32_t ids[4]) {
+    int n = 0;
+    if (w->eos_id >= 0) ids[n++] = w->eos_id;
+    if (w->eot_id >= 0 && w->eot_id != w->eos_id) ids[n++] = w->eot_id;
+    /* chat models whose files do not name their end-of-turn token */
+    static const char *const eot_texts[] = {"<|im_end|>", "<|eot_id|>", "<|end|>"};
+    for (int i = 0; i < 3 && w->tok && n < 4; i++) {
+        int32_t id = lmf_tokenizer_token_id(w->tok, eot_texts[i]);
+        int dup = 0;
+        for (int j = 0; j < n; j++) dup |= ids[j] == id;
+        if (id >= 0 && !dup) ids[n++] = id;
+    }
+    return n;
+}

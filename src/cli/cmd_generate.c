@@ -1,0 +1,390 @@
+/* cmd_generate.c — `lmforge generate` (continue a prompt, streaming) and `lmforge chat` (a conversation through
+ * the model's chat template, interactive or one turn with -p). Both share the model/sampling flags below. */
+#include "cli/cli.h"
+#include "core/progress.h"
+#include "core/status.h"
+#include "tokenizer/tokenizer.h"
+
+#include <errno.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *model, *prompt, *system, *chat_format;
+    const char *stops[8];
+    int n_stops, n_predict, n_ctx, threads, verbose;
+    lmf_sampler_params sp;
+} gen_opts;
+
+static const char *GEN_FLAGS =
+    "  -m, --model PATH       GGUF file, Hugging Face folder (config.json + safetensors) or lmforge checkpoint\n"
+    "  -p, --prompt TEXT      the prompt (generate: required; chat: answer this one turn and exit)\n"
+    "  -n, --n-predict N      tokens to generate at most [generate 128, chat 512]\n"
+    "  -c, --ctx N            context length in tokens (KV cache size) [2048, capped at the model's]\n"
+    "  -t, --threads N        threads [OMP_NUM_THREADS or all cores]\n"
+    "      --temp T           temperature; 0 = greedy and deterministic [0.8]\n"
+    "      --top-k K          keep the K most likely tokens; 0 = off [40]\n"
+    "      --top-p P          keep the smallest set with probability >= P; 1 = off [0.95]\n"
+    "      --min-p P          drop tokens below P x the top probability; 0 = off [0.05]\n"
+    "      --repeat-penalty R penalise the last --repeat-last-n tokens; 1 = off [1.0]\n"
+    "      --repeat-last-n N  [64]\n"
+    "      --seed S           random seed [0]\n"
+    "      --stop STR         stop when the output contains STR (repeatable, up to 8)\n"
+    "  -v, --verbose          print timings (prompt and generation tokens/s) to stderr\n";
+
+static int parse_int(const char *flag, const char *v, int lo, int *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > 1 << 30) {
+        fprintf(stderr, "lmforge: %s expects an integer >= %d, got '%s'\n", flag, lo, v);
+        return 0;
+    }
+    *out = (int)x;
+    return 1;
+}
+
+static int parse_float(const char *flag, const char *v, float *out) {
+    char *end;
+    errno = 0;
+    float x = strtof(v, &end);
+    if (errno || *end || end == v) {
+        fprintf(stderr, "lmforge: %s expects a number, got '%s'\n", flag, v);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+/* Returns 1 on success, 0 on a bad flag (message printed), -1 for --help. */
+static int parse_gen(int argc, char **argv, gen_opts *o) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return -1;
+        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            o->verbose = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "lmforge: %s needs a value (or unknown flag)\n", a);
+            return 0;
+        }
+        const char *v = argv[++i];
+        int ok = 1, seed;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
+        else if (!strcmp(a, "--system")) o->system = v;
+        else if (!strcmp(a, "--chat-format")) o->chat_format = v;
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) ok = parse_int(a, v, 0, &o->n_predict);
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) ok = parse_int(a, v, 1, &o->n_ctx);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = parse_int(a, v, 1, &o->threads);
+        else if (!strcmp(a, "--temp")) ok = parse_float(a, v, &o->sp.temperature);
+        else if (!strcmp(a, "--top-k")) ok = parse_int(a, v, 0, &o->sp.top_k);
+        else if (!strcmp(a, "--top-p")) ok = parse_float(a, v, &o->sp.top_p);
+        else if (!strcmp(a, "--min-p")) ok = parse_float(a, v, &o->sp.min_p);
+        else if (!strcmp(a, "--repeat-penalty")) ok = parse_float(a, v, &o->sp.repeat_penalty);
+        else if (!strcmp(a, "--repeat-last-n")) ok = parse_int(a, v, 0, &o->sp.repeat_last_n);
+        else if (!strcmp(a, "--seed")) ok = parse_int(a, v, 0, &seed), o->sp.seed = (uint64_t)seed;
+        else if (!strcmp(a, "--stop")) {
+            if (o->n_stops == 8 || !*v) {
+                fprintf(stderr, "lmforge: --stop takes a non-empty string, at most 8 times\n");
+                return 0;
+            }
+            o->stops[o->n_stops++] = v;
+        } else {
+            fprintf(stderr, "lmforge: unknown flag %s\n", a);
+            return 0;
+        }
+        if (!ok) return 0;
+    }
+    if (!o->model) {
+        fprintf(stderr, "lmforge: -m MODEL is required\n");
+        return 0;
+    }
+    return 1;
+}
+
+/* Streams generated text to stdout, holding back any tail that could still grow into a stop string. */
+typedef struct {
+    lmf_text all;     /* everything generated in this reply */
+    size_t printed;   /* bytes of `all` already written */
+    const char *const *stops;
+    int n_stops;
+    FILE *out;
+} streamer;
+
+/* Adds text; returns 1 when a stop string has appeared (output is cut just before it). */
+static int stream_push(streamer *st, const char *s, size_t n) {
+    lmf_text_push(&st->all, s, n);
+    size_t len = st->all.len, safe = len;
+    for (int k = 0; k < st->n_stops; k++) {
+        /* a stop string can only end in the unprinted tail, so it starts at most strlen(stop) - 1 before it */
+        size_t sl = strlen(st->stops[k]), from = st->printed >= sl ? st->printed - sl + 1 : 0;
+        const char *hit = strstr(st->all.data + from, st->stops[k]);
+        if (hit) {
+            size_t at = (size_t)(hit - st->all.data);
+            if (at > st->printed) fwrite(st->all.data + st->printed, 1, at - st->printed, st->out);
+            st->printed = at;
+            st->all.len = at;
+            st->all.data[at] = 0;
+            fflush(st->out);
+            return 1;
+        }
+        /* longest suffix of the text that is a proper prefix of this stop string */
+        for (size_t m = sl - 1; m > 0; m--)
+            if (m <= len && !memcmp(st->all.data + len - m, st->stops[k], m)) {
+                if (len - m < safe) safe = len - m;
+                break;
+            }
+    }
+    if (safe > st->printed) {
+        fwrite(st->all.data + st->printed, 1, safe - st->printed, st->out);
+        st->printed = safe;
+        fflush(st->out);
+    }
+    return 0;
+}
+
+static void stream_flush(streamer *st) {
+    if (st->all.len > st->printed) fwrite(st->all.data + st->printed, 1, st->all.len - st->printed, st->out);
+    st->printed = st->all.len;
+    fflush(st->out);
+}
+
+typedef struct {
+    double prompt_s, gen_s;
+    int prompt_tokens, gen_tokens;
+} timings;
+
+/* Evaluates prompt ids (may be 0 new tokens when the session already holds them: then `logits` must be given),
+ * then samples up to n_predict tokens, streaming text; stops at a stop token or string. The reply's text is left
+ * in st->all. */
+static lmf_status reply(lmf_session *s, const lmf_weights *w, lmf_sampler *smp, const gen_opts *o, lmf_ids *hist,
+                        size_t n_new, streamer *st, timings *tm) {
+    const lmf_tokenizer *tok = lmf_weights_tokenizer(w);
+    int32_t stop_ids[4];
+    int n_stop_ids = lmf_weights_stop_tokens(w, stop_ids);
+    const float *lg = NULL;
+    double t0 = lmf_now();
+    if (n_new > 0) LMF_TRY(lmf_session_eval(s, hist->data + hist->len - n_new, (int)n_new, 0, &lg));
+    double t1 = lmf_now();
+    tm->prompt_s += t1 - t0, tm->prompt_tokens += (int)n_new;
+    int V = lmf_weights_config(w)->vocab_size;
+    float *logits = malloc(sizeof(float) * (size_t)V);
+    lmf_tokenizer_decoder *dec = lmf_tokenizer_decoder_create(tok, LMF_DECODE_SKIP_SPECIAL);
+    lmf_text piece = {0};
+    lmf_status stt = LMF_OK;
+    int produced = 0;
+    for (; produced < o->n_predict; produced++) {
+        memcpy(logits, lg, sizeof(float) * (size_t)V);
+        int32_t next = lmf_sampler_sample(smp, logits, hist->data, (int)hist->len);
+        int is_stop = 0;
+        for (int k = 0; k < n_stop_ids; k++) is_stop |= next == stop_ids[k];
+        if (is_stop) break;
+        if (hist->len == hist->cap) {
+            hist->cap = hist->cap ? 2 * hist->cap : 256;
+            hist->data = realloc(hist->data, hist->cap * sizeof *hist->data);
+        }
+        hist->data[hist->len++] = next;
+        piece.len = 0;
+        lmf_tokenizer_decoder_feed(dec, &next, 1, &piece);
+        /* stop at a stop string, at n_predict, or when the context is full (not an error: the reply ends) */
+        if ((piece.len && stream_push(st, piece.data, piece.len)) || produced + 1 == o->n_predict ||
+            lmf_session_pos(s) == lmf_session_n_ctx(s)) {
+            produced++;
+            break;
+        }
+        stt = lmf_session_eval(s, &next, 1, 0, &lg);
+        if (stt != LMF_OK) break;
+    }
+    piece.len = 0;
+    lmf_tokenizer_decoder_finish(dec, &piece);
+    if (piece.len) stream_push(st, piece.data, piece.len);
+    stream_flush(st);
+    tm->gen_s += lmf_now() - t1, tm->gen_tokens += produced;
+    lmf_tokenizer_decoder_free(dec);
+    free(piece.data);
+    free(logits);
+    return stt;
+}
+
+static void print_timings(const timings *tm) {
+    fprintf(stderr, "\n[prompt: %d tokens in %.3f s, %.1f tok/s | generation: %d tokens in %.3f s, %.1f tok/s]\n",
+            tm->prompt_tokens, tm->prompt_s, tm->prompt_s > 0 ? tm->prompt_tokens / tm->prompt_s : 0.0,
+            tm->gen_tokens, tm->gen_s, tm->gen_s > 0 ? tm->gen_tokens / tm->gen_s : 0.0);
+}
+
+/* Loads the model (with a tokenizer), a session and a sampler. */
+static lmf_status open_model(const gen_opts *o, lmf_weights **w, lmf_session **s, lmf_sampler **smp) {
+    if (o->threads > 0) omp_set_num_threads(o->threads);
+    LMF_TRY(lmf_weights_load(o->model, w));
+    if (!lmf_weights_tokenizer(*w))
+        return lmf_fail(LMF_ERR_ARG, "%s: the model carries no tokenizer (add tokenizer.json to the folder)",
+                        o->model);
+    LMF_TRY(lmf_session_create(*w, o->n_ctx, s));
+    return lmf_sampler_create(&o->sp, lmf_weights_config(*w)->vocab_size, smp);
+}
+
+static void push_id(lmf_ids *ids, int32_t id) {
+    if (ids->len == ids->cap) {
+        ids->cap = ids->cap ? 2 * ids->cap : 256;
+        ids->data = realloc(ids->data, ids->cap * sizeof *ids->data);
+    }
+    ids->data[ids->len++] = id;
+}
+
+int cmd_generate(int argc, char **argv) {
+    gen_opts o = {.n_predict = 128, .n_ctx = 2048, .sp = lmf_sampler_defaults()};
+    int r = parse_gen(argc, argv, &o);
+    if (r <= 0 || !o.prompt) {
+        FILE *f = r < 0 ? stdout : stderr;
+        if (r > 0) fprintf(stderr, "lmforge generate: -p PROMPT is required\n");
+        fprintf(f, "usage: lmforge generate -m MODEL -p PROMPT [flags]\n\nContinues PROMPT, streaming tokens to "
+                "stdout as they are produced.\n\n%s", GEN_FLAGS);
+        return r < 0 ? 0 : 2;
+    }
+    lmf_weights *w = NULL;
+    lmf_session *s = NULL;
+    lmf_sampler *smp = NULL;
+    lmf_status st = open_model(&o, &w, &s, &smp);
+    int rc = 0;
+    if (st == LMF_OK) {
+        lmf_ids hist = {0};
+        int add_bos;
+        int32_t bos = lmf_weights_bos(w, &add_bos);
+        if (add_bos) push_id(&hist, bos);
+        lmf_tokenizer_encode(lmf_weights_tokenizer(w), o.prompt, strlen(o.prompt), 0, &hist);
+        if (hist.len == 0) {
+            st = lmf_fail(LMF_ERR_ARG, "the prompt is empty");
+        } else {
+            streamer sm = {.stops = o.stops, .n_stops = o.n_stops, .out = stdout};
+            timings tm = {0};
+            fputs(o.prompt, stdout);
+            fflush(stdout);
+            st = reply(s, w, smp, &o, &hist, hist.len, &sm, &tm);
+            fputc('\n', stdout);
+            if (o.verbose) print_timings(&tm);
+            free(sm.all.data);
+        }
+        free(hist.data);
+    }
+    if (st != LMF_OK) rc = cli_fail("generate", st);
+    lmf_sampler_free(smp);
+    lmf_session_free(s);
+    lmf_weights_free(w);
+    return rc;
+}
+
+/* Reads one line from stdin into *line (without the newline); 0 at end of input. */
+static int read_line(char **line, size_t *cap) {
+    ssize_t n = getline(line, cap, stdin);
+    if (n < 0) return 0;
+    while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r')) (*line)[--n] = 0;
+    return 1;
+}
+
+int cmd_chat(int argc, char **argv) {
+    gen_opts o = {.n_predict = 512, .n_ctx = 2048, .sp = lmf_sampler_defaults()};
+    int r = parse_gen(argc, argv, &o);
+    if (r <= 0) {
+        fprintf(r < 0 ? stdout : stderr,
+                "usage: lmforge chat -m MODEL [-p MESSAGE] [flags]\n\nChats through the model's chat template "
+                "(from its tokenizer.chat_template: ChatML, Llama-2, Llama-3). Interactive: type a message and Enter; "
+                "an empty line or end of input quits, /reset clears the history. With -p: answers one message and "
+                "exits.\n\n%s      --system TEXT      system message\n      --chat-format F    force chatml, llama2 "
+                "or llama3\n", GEN_FLAGS);
+        return r < 0 ? 0 : 2;
+    }
+    lmf_weights *w = NULL;
+    lmf_session *s = NULL;
+    lmf_sampler *smp = NULL;
+    lmf_chat_template tmpl = {0};
+    lmf_status st = open_model(&o, &w, &s, &smp);
+    if (st == LMF_OK) st = lmf_chat_template_parse(lmf_weights_chat_template(w), &tmpl);
+    if (st == LMF_OK && o.chat_format) st = lmf_chat_format_parse(o.chat_format, &tmpl.format);
+    if (st != LMF_OK) {
+        int rc = cli_fail("chat", st);
+        lmf_sampler_free(smp), lmf_session_free(s), lmf_weights_free(w);
+        return rc;
+    }
+    int interactive = o.prompt == NULL;
+    if (interactive)
+        fprintf(stderr, "lmforge chat: %s (%s template). Empty line or Ctrl-D quits, /reset clears the history.\n",
+                o.model, lmf_chat_format_name(tmpl.format));
+    lmf_chat_message msgs[256];
+    char *owned[256];
+    int n = 0, n_owned = 0;
+    if (o.system) msgs[n++] = (lmf_chat_message){"system", o.system};
+    int first = n;
+    lmf_ids hist = {0}; /* token ids the session holds */
+    timings tm = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    for (;;) {
+        const char *user;
+        if (interactive) {
+            fprintf(stderr, "\n> ");
+            if (!read_line(&line, &cap) || !line[0]) break;
+            if (!strcmp(line, "/reset")) {
+                for (int i = 0; i < n_owned; i++) free(owned[i]);
+                n = first, n_owned = 0;
+                continue;
+            }
+            user = owned[n_owned++] = strdup(line);
+        } else {
+            user = o.prompt;
+        }
+        if (n + 2 > 256 || n_owned + 2 > 256) {
+            st = lmf_fail(LMF_ERR_ARG, "the conversation is too long (256 messages); /reset to start over");
+            break;
+        }
+        msgs[n++] = (lmf_chat_message){"user", user};
+        /* render the whole conversation; the session keeps the longest common token prefix, so only the new
+         * turn is evaluated */
+        lmf_text prompt = {0};
+        lmf_ids ids = {0};
+        st = lmf_chat_render(&tmpl, msgs, n, 1, &prompt);
+        if (st != LMF_OK) break;
+        int add_bos;
+        int32_t bos = lmf_weights_bos(w, &add_bos);
+        if (add_bos && tmpl.format != LMF_CHAT_LLAMA3) push_id(&ids, bos);
+        lmf_tokenizer_encode(lmf_weights_tokenizer(w), prompt.data, prompt.len, LMF_ENCODE_ALLOW_SPECIAL, &ids);
+        free(prompt.data);
+        size_t common = 0;
+        while (common < ids.len && common < hist.len && ids.data[common] == hist.data[common]) common++;
+        if (common == ids.len) common--; /* re-evaluate the last token to get fresh logits */
+        if (ids.len + (size_t)o.n_predict > (size_t)o.n_ctx) {
+            free(ids.data);
+            st = lmf_fail(LMF_ERR_ARG, "the conversation (%zu tokens) plus a reply (%d) exceeds the context (%d): "
+                          "/reset or raise -c", ids.len, o.n_predict, o.n_ctx);
+            if (!interactive) break;
+            fprintf(stderr, "%s\n", lmf_last_error());
+            n--;
+            continue;
+        }
+        lmf_session_rewind(s, (int)common);
+        free(hist.data);
+        hist = ids;
+        streamer sm = {.stops = o.stops, .n_stops = o.n_stops, .out = stdout};
+        st = reply(s, w, smp, &o, &hist, hist.len - common, &sm, &tm);
+        fputc('\n', stdout);
+        fflush(stdout);
+        /* the session holds every sampled token but the last; keep hist in step with it */
+        hist.len = (size_t)lmf_session_pos(s) < hist.len ? (size_t)lmf_session_pos(s) : hist.len;
+        owned[n_owned++] = sm.all.data ? sm.all.data : strdup("");
+        msgs[n++] = (lmf_chat_message){"assistant", owned[n_owned - 1]};
+        if (st != LMF_OK || !interactive) break;
+    }
+    if (o.verbose) print_timings(&tm);
+    int rc = st == LMF_OK ? 0 : cli_fail("chat", st);
+    for (int i = 0; i < n_owned; i++) free(owned[i]);
+    free(line);
+    free(hist.data);
+    lmf_chat_template_free(&tmpl);
+    lmf_sampler_free(smp);
+    lmf_session_free(s);
+    lmf_weights_free(w);
+    return rc;
+}

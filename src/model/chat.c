@@ -1,0 +1,146 @@
+/* chat.c — chat templates: turning a conversation into the prompt text a chat model was trained on.
+ *
+ * Models ship their template as Jinja (tokenizer.chat_template). Rather than embed a Jinja interpreter we
+ * recognise the families by their markers and render them in C, exactly as the Jinja would:
+ *   ChatML  (SmolLM2, Qwen, ...):  <|im_start|>{role}\n{content}<|im_end|>\n ... <|im_start|>assistant\n
+ *   Llama-3:  <|begin_of_text|><|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|> ...
+ *             <|start_header_id|>assistant<|end_header_id|>\n\n
+ *   Llama-2:  <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] {user} [/INST]
+ * A ChatML template that inserts a default system message when the conversation has none (SmolLM2's "You are a
+ * helpful AI assistant named SmolLM, ...") has that message extracted from the template text and applied. */
+#include "core/alloc.h"
+#include "core/status.h"
+#include "tokenizer/tokenizer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Copies the text between `start` and `end` found after `from` in t (NULL if absent). Caller frees. */
+static char *between(const char *t, const char *from, const char *start, const char *end) {
+    const char *p = strstr(t, from);
+    if (!p) return NULL;
+    p = strstr(p, start);
+    if (!p) return NULL;
+    p += strlen(start);
+    const char *q = strstr(p, end);
+    if (!q) return NULL;
+    char *s = lmf_xmalloc((size_t)(q - p) + 1);
+    memcpy(s, p, (size_t)(q - p));
+    s[q - p] = 0;
+    return s;
+}
+
+lmf_status lmf_chat_template_parse(const char *jinja, lmf_chat_template *out) {
+    memset(out, 0, sizeof *out);
+    if (!jinja || !*jinja) {
+        out->format = LMF_CHAT_CHATML; /* the common default, as llama.cpp falls back to */
+        return LMF_OK;
+    }
+    if (strstr(jinja, "<|im_start|>")) {
+        out->format = LMF_CHAT_CHATML;
+        /* "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n...<|im_end|>\n' }}" */
+        if (strstr(jinja, "!= 'system'") || strstr(jinja, "!= \"system\""))
+            out->default_system = between(jinja, "system", "<|im_start|>system\n", "<|im_end|>");
+    } else if (strstr(jinja, "<|start_header_id|>")) {
+        out->format = LMF_CHAT_LLAMA3;
+    } else if (strstr(jinja, "[INST]")) {
+        out->format = LMF_CHAT_LLAMA2;
+    } else {
+        return lmf_fail(LMF_ERR_FORMAT, "unrecognised chat template (known: ChatML, Llama-2, Llama-3): %.120s",
+                        jinja);
+    }
+    return LMF_OK;
+}
+
+void lmf_chat_template_free(lmf_chat_template *t) {
+    free(t->default_system);
+    t->default_system = NULL;
+}
+
+const char *lmf_chat_format_name(lmf_chat_format f) {
+    switch (f) {
+    case LMF_CHAT_CHATML: return "chatml";
+    case LMF_CHAT_LLAMA2: return "llama2";
+    case LMF_CHAT_LLAMA3: return "llama3";
+    }
+    return "?";
+}
+
+lmf_status lmf_chat_format_parse(const char *name, lmf_chat_format *out) {
+    if (!strcmp(name, "chatml")) *out = LMF_CHAT_CHATML;
+    else if (!strcmp(name, "llama2")) *out = LMF_CHAT_LLAMA2;
+    else if (!strcmp(name, "llama3")) *out = LMF_CHAT_LLAMA3;
+    else return lmf_fail(LMF_ERR_ARG, "unknown chat format '%s' (chatml, llama2, llama3)", name);
+    return LMF_OK;
+}
+
+static void put(lmf_text *o, const char *s) { lmf_text_push(o, s, strlen(s)); }
+
+lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *msgs, int n, int add_generation_prompt,
+                           lmf_text *out) {
+    for (int i = 0; i < n; i++) {
+        const char *r = msgs[i].role;
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant"))
+            return lmf_fail(LMF_ERR_ARG, "message %d: role '%s' (expected system, user or assistant)", i, r);
+        if (!strcmp(r, "system") && i > 0)
+            return lmf_fail(LMF_ERR_ARG, "message %d: a system message may only come first", i);
+    }
+    int has_system = n > 0 && !strcmp(msgs[0].role, "system");
+    switch (t->format) {
+    case LMF_CHAT_CHATML:
+        if (!has_system && t->default_system && n > 0) {
+            put(out, "<|im_start|>system\n");
+            put(out, t->default_system);
+            put(out, "<|im_end|>\n");
+        }
+        for (int i = 0; i < n; i++) {
+            put(out, "<|im_start|>");
+            put(out, msgs[i].role);
+            put(out, "\n");
+            put(out, msgs[i].content);
+            put(out, "<|im_end|>\n");
+        }
+        if (add_generation_prompt) put(out, "<|im_start|>assistant\n");
+        break;
+    case LMF_CHAT_LLAMA3:
+        put(out, "<|begin_of_text|>");
+        for (int i = 0; i < n; i++) {
+            put(out, "<|start_header_id|>");
+            put(out, msgs[i].role);
+            put(out, "<|end_header_id|>\n\n");
+            put(out, msgs[i].content);
+            put(out, "<|eot_id|>");
+        }
+        if (add_generation_prompt) put(out, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+        break;
+    case LMF_CHAT_LLAMA2: {
+        /* Meta's format: the system prompt folds into the first user turn; each exchange is one <s>...</s> */
+        int i = has_system ? 1 : 0;
+        for (int turn = 0; i < n; turn++) {
+            if (strcmp(msgs[i].role, "user"))
+                return lmf_fail(LMF_ERR_ARG, "message %d: llama2 chats alternate user and assistant, starting with "
+                                "user", i);
+            put(out, "<s>[INST] ");
+            if (turn == 0 && has_system) {
+                put(out, "<<SYS>>\n");
+                put(out, msgs[0].content);
+                put(out, "\n<</SYS>>\n\n");
+            }
+            put(out, msgs[i].content);
+            put(out, " [/INST]");
+            i++;
+            if (i < n) {
+                if (strcmp(msgs[i].role, "assistant"))
+                    return lmf_fail(LMF_ERR_ARG, "message %d: expected an assistant reply", i);
+                put(out, " ");
+                put(out, msgs[i].content);
+                put(out, " </s>");
+                i++;
+            }
+        }
+        break;
+    }
+    }
+    if (!out->data) lmf_text_push(out, "", 0);
+    return LMF_OK;
+}
