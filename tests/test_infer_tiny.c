@@ -1,0 +1,114 @@
+/* test_infer_tiny.c — the inference executor on tiny GGUF models written by gguf-py, one llama and one gpt2, whose
+ * tensors cover every weight type (Q8_0, Q4_0, Q4_1, F16, BF16, F32), against an independent NumPy float64
+ * forward over gguf-py's dequantization (tests/reference/tiny_gguf_models.py -> fixtures/tiny_*.gguf and
+ * tiny_gguf_logits.json). Runs everywhere (no big model needed):
+ *  - prefill: the whole sequence in one call, every position's logits (fp32 path: dequantize + SGEMM);
+ *  - decode: one token at a time through the KV cache (int8 activations for quantized weights), every position;
+ *  - mixed: a prefix in one call, the rest token by token;
+ *  - refusals: a vocabulary-only GGUF (no hyperparameters), a truncated model. */
+#include "test_util.h"
+
+#include "lmforge.h"
+
+#include <cjson/cJSON.h>
+#include <string.h>
+
+#define FIX LMF_SOURCE_DIR "/tests/reference/fixtures/"
+#define TOL_PREFILL 1e-4
+#define TOL_DECODE 1e-2
+
+static cJSON *FX;
+static int32_t TOK[64];
+static int T, V;
+
+static int setup(void **state) {
+    char *json = slurp(FIX "tiny_gguf_logits.json", NULL);
+    if (!json) return -1;
+    FX = cJSON_Parse(json);
+    free(json);
+    T = 0;
+    for (const cJSON *t = cJSON_GetObjectItem(FX, "tokens")->child; t; t = t->next) TOK[T++] = t->valueint;
+    V = cJSON_GetObjectItem(FX, "vocab")->valueint;
+    return 0;
+}
+
+static int teardown(void **state) {
+    cJSON_Delete(FX);
+    return 0;
+}
+
+static float *reference(const char *model) {
+    float *ref = malloc(sizeof(float) * (size_t)T * V);
+    int i = 0;
+    for (const cJSON *x = cJSON_GetObjectItem(FX, model)->child; x; x = x->next) ref[i++] = (float)x->valuedouble;
+    assert_int_equal(i, T * V);
+    return ref;
+}
+
+static void check_model(const char *name, const char *path) {
+    lmf_weights *w;
+    if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(lmf_weights_config(w)->vocab_size, V);
+    float *ref = reference(name);
+    lmf_session *s;
+    assert_int_equal(lmf_session_create(w, 32, &s), LMF_OK);
+    const float *lg;
+
+    assert_int_equal(lmf_session_eval(s, TOK, T, 1, &lg), LMF_OK);
+    double e = rel_err(lg, ref, (long)T * V);
+    printf("%s prefill, all %d positions: rel err %.3g\n", name, T, e);
+    assert_true(e <= TOL_PREFILL);
+
+    lmf_session_rewind(s, 0);
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        assert_int_equal(lmf_session_eval(s, TOK + t, 1, 0, &lg), LMF_OK);
+        double et = rel_err(lg, ref + (size_t)t * V, V);
+        if (et > worst) worst = et;
+    }
+    printf("%s decode, token by token: worst rel err %.3g\n", name, worst);
+    assert_true(worst <= TOL_DECODE);
+
+    /* a prefix in one call, then the rest one at a time, last logits only */
+    lmf_session_rewind(s, 0);
+    assert_int_equal(lmf_session_eval(s, TOK, T / 2, 0, &lg), LMF_OK);
+    assert_true(rel_err(lg, ref + (size_t)(T / 2 - 1) * V, V) <= TOL_PREFILL);
+    for (int t = T / 2; t < T; t++) assert_int_equal(lmf_session_eval(s, TOK + t, 1, 0, &lg), LMF_OK);
+    assert_true(rel_err(lg, ref + (size_t)(T - 1) * V, V) <= TOL_DECODE);
+
+    free(ref);
+    lmf_session_free(s);
+    lmf_weights_free(w);
+}
+
+static void test_tiny_llama(void **state) { check_model("llama", FIX "tiny_llama.gguf"); }
+static void test_tiny_gpt2(void **state) { check_model("gpt2", FIX "tiny_gpt2.gguf"); }
+
+static void test_refusals(void **state) {
+    lmf_weights *w;
+    assert_int_equal(lmf_weights_load(FIX "tiny_vocab.gguf", &w), LMF_ERR_FORMAT);
+    assert_null(w);
+    assert_non_null(strstr(lmf_last_error(), "tiny_vocab.gguf: metadata key 'llama.embedding_length' is missing"));
+    /* the llama model cut in the middle of its tensor data */
+    size_t n;
+    char *bytes = slurp(FIX "tiny_llama.gguf", &n);
+    char path[256];
+    snprintf(path, sizeof path, "%s/tiny_llama_truncated.gguf", LMF_BINARY_DIR);
+    FILE *f = fopen(path, "wb");
+    fwrite(bytes, 1, n - 1000, f);
+    fclose(f);
+    assert_int_equal(lmf_weights_load(path, &w), LMF_ERR_FORMAT);
+    assert_null(w);
+    printf("truncated: %s\n", lmf_last_error());
+    remove(path);
+    free(bytes);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiny_llama),
+        cmocka_unit_test(test_tiny_gpt2),
+        cmocka_unit_test(test_refusals),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
