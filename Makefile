@@ -51,7 +51,7 @@ demo: deps build
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMF_FUZZ=ON
-	cmake --build build-fuzz -j$(JOBS) --target fuzz_shard fuzz_checkpoint fuzz_safetensors fuzz_gguf fuzz_config fuzz_tokenizer_json fuzz_encode
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_shard fuzz_checkpoint fuzz_safetensors fuzz_gguf fuzz_model fuzz_config fuzz_tokenizer_json fuzz_encode
 	for t in fuzz_shard fuzz_checkpoint fuzz_config; do build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; done
 	mkdir -p build-fuzz/corpus-safetensors && cp tests/reference/fixtures/*.safetensors build-fuzz/corpus-safetensors/
 	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=400000 build-fuzz/corpus-safetensors
@@ -60,6 +60,8 @@ fuzz: deps
 	build-fuzz/fuzz_tokenizer_json -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-tokjson
 	@mkdir -p build-fuzz/corpus-gguf && cp tests/reference/fixtures/tiny_vocab.gguf build-fuzz/corpus-gguf/
 	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=16384 build-fuzz/corpus-gguf
+	mkdir -p build-fuzz/corpus-model && cp tests/reference/fixtures/tiny_llama.gguf tests/reference/fixtures/tiny_gpt2.gguf build-fuzz/corpus-model/
+	build-fuzz/fuzz_model -max_total_time=$(FUZZ_SECONDS) -max_len=300000 build-fuzz/corpus-model
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

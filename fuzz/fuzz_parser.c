@@ -1,5 +1,5 @@
 /* fuzz_parser.c — libFuzzer harness over tests/fuzz_targets.h; LMF_FUZZ_TARGET selects the parser
- * (fuzz_shard, fuzz_checkpoint, fuzz_safetensors, fuzz_gguf, fuzz_config, fuzz_tokenizer_json,
+ * (fuzz_shard, fuzz_checkpoint, fuzz_safetensors, fuzz_gguf, fuzz_model, fuzz_config, fuzz_tokenizer_json,
  * fuzz_encode). Built and run by `make fuzz`. */
 #include "fuzz_targets.h"
 

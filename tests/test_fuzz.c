@@ -148,6 +148,20 @@ static int setup(void **s) {
     return mkdtemp(tmp) ? 0 : -1;
 }
 
+/* Whole models: mutations of the tiny llama (every weight type) and gpt2 GGUFs. Fewer iterations: each accepted
+ * mutant also runs a short inference. */
+static void test_fuzz_model(void **s) {
+    const char *files[] = {"tiny_llama.gguf", "tiny_gpt2.gguf"};
+    for (int i = 0; i < 2; i++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/tests/reference/fixtures/%s", LMF_SOURCE_DIR, files[i]);
+        size_t n;
+        uint8_t *seed = read_all(p, &n);
+        mutate_loop(fuzz_model, seed, n, 300);
+        free(seed);
+    }
+}
+
 static int teardown(void **s) {
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s /tmp/lmf_fuzz_%d.bin", tmp, (int)getpid());
@@ -160,6 +174,7 @@ int main(void) {
         cmocka_unit_test(test_fuzz_checkpoint),
         cmocka_unit_test(test_fuzz_safetensors),
         cmocka_unit_test(test_fuzz_gguf),
+        cmocka_unit_test(test_fuzz_model),
         cmocka_unit_test(test_fuzz_config),
         cmocka_unit_test(test_fuzz_tokenizer_json),
         cmocka_unit_test(test_fuzz_encode),

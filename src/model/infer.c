@@ -48,7 +48,8 @@ struct lmf_session {
     float *x, *xn, *q, *k, *v, *att, *h1, *h2; /* (NB, C|KV|F) */
     void *qin;                  /* converted input rows: NB x qin_stride */
     size_t qin_stride;
-    float *dq;                  /* dequantized weight slab */
+    float *dq;                  /* dequantized weight slab: dq_floats */
+    size_t dq_floats;
     float *scores;              /* nthreads x QBLK x n_ctx */
     float *logits;              /* (logits_rows, V) */
     int logits_rows;
@@ -79,7 +80,7 @@ static void linear(lmf_session *s, float *out, int ldo, const float *in, int ldi
     } else if (W->type == LMF_GGML_F32) {
         lmf_sgemm(0, 1, N, O, K, in, ldi, W->data, K, 0.0f, out, ldo);
     } else {
-        int slab = (int)(DQ_BYTES / ((size_t)K * sizeof(float)));
+        int slab = (int)(s->dq_floats / (size_t)K);
         if (slab < 1) slab = 1;
         for (int r0 = 0; r0 < O; r0 += slab) {
             int nr = O - r0 < slab ? O - r0 : slab;
@@ -249,23 +250,29 @@ lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out
     s->w = w;
     s->n_ctx = n_ctx;
     s->nthreads = omp_get_max_threads();
+    /* the largest converted input row any weight asks for, and the largest matrix (the dequantization slab
+     * never needs to be bigger) */
     size_t qb = 0;
-    for (int l = 0; l < L; l++) { /* the largest converted row any layer's weights ask for */
-        const lmf_layer_weights *Lw = &w->layers[l];
+    s->dq_floats = 0;
+    for (int l = -1; l < L; l++) {
+        const lmf_layer_weights *Lw = &w->layers[l < 0 ? 0 : l];
         const lmf_wtensor *ts[] = {&Lw->wq, &Lw->wk, &Lw->wv, &Lw->wo, &Lw->w_gate, &Lw->w_up, &Lw->w_down};
-        for (int t = 0; t < 7; t++)
-            if (ts[t]->rows && lmf_qmatvec_supported(ts[t]->type)) {
-                size_t b = lmf_qinput_bytes(ts[t]->type, ts[t]->cols);
-                if (b > qb) qb = b;
-            }
+        int n = 7;
+        if (l < 0) ts[0] = &w->lm_head, n = 1;
+        for (int t = 0; t < n; t++) {
+            if (!ts[t]->rows) continue;
+            if (lmf_qmatvec_supported(ts[t]->type) && lmf_qinput_bytes(ts[t]->type, ts[t]->cols) > qb)
+                qb = lmf_qinput_bytes(ts[t]->type, ts[t]->cols);
+            if ((size_t)ts[t]->rows * ts[t]->cols > s->dq_floats) s->dq_floats = (size_t)ts[t]->rows * ts[t]->cols;
+        }
     }
-    if (lmf_qmatvec_supported(w->lm_head.type) && lmf_qinput_bytes(w->lm_head.type, C) > qb)
-        qb = lmf_qinput_bytes(w->lm_head.type, C);
     s->qin_stride = (qb + 63) & ~(size_t)63;
+    if (s->dq_floats > DQ_BYTES / sizeof(float)) s->dq_floats = DQ_BYTES / sizeof(float);
+    if (s->dq_floats < (size_t)(C > F ? C : F)) s->dq_floats = (size_t)(C > F ? C : F);
     size_t kv = (size_t)L * n_ctx * KV, half = (size_t)hs / 2;
     size_t floats[] = {kv, kv, 2 * (size_t)n_ctx * half, (size_t)NB * C, (size_t)NB * C, (size_t)NB * C,
                        (size_t)NB * KV, (size_t)NB * KV, (size_t)NB * C, (size_t)NB * F, (size_t)NB * F,
-                       DQ_BYTES / sizeof(float), (size_t)s->nthreads * QBLK * n_ctx, (size_t)c->vocab_size,
+                       s->dq_floats, (size_t)s->nthreads * QBLK * n_ctx, (size_t)c->vocab_size,
                        (QMV_MAX * s->qin_stride + 3) / 4};
     float **dst[] = {&s->kcache, &s->vcache, &s->rope, &s->x, &s->xn, &s->q, &s->k, &s->v, &s->att, &s->h1, &s->h2,
                      &s->dq, &s->scores, &s->logits, (float **)&s->qin};
