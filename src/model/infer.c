@@ -59,44 +59,79 @@ struct lmf_session {
 
 /* ---- linear layers ------------------------------------------------------------------------------------------ */
 
-/* out[i, :] = in[i, :] W^T + bias for i < N; out rows ldo apart, in rows ldi apart. */
-static void linear(lmf_session *s, float *out, int ldo, const float *in, int ldi, int N, const lmf_wtensor *W,
-                   const float *bias) {
-    int O = W->rows, K = W->cols;
-    if (N <= QMV_MAX && lmf_qmatvec_supported(W->type)) {
-        size_t qb = lmf_qinput_bytes(W->type, K);
-        for (int i = 0; i < N; i++) lmf_qinput_convert(W->type, in + (size_t)i * ldi, K, (char *)s->qin + i * qb);
+/* One linear layer of a group that reads the same input: out[i, :] = in[i, :] W^T + bias, out rows ldo apart. */
+typedef struct {
+    const lmf_wtensor *W;
+    const float *bias;
+    float *out;
+    int ldo;
+} lin;
+
+/* Runs n <= 3 linear layers over the same N input rows (ldi apart): q, k, v or gate, up share one pass. */
+static void linear_n(lmf_session *s, const float *in, int ldi, int N, const lin *o, int n) {
+    int decode = N <= QMV_MAX;
+    for (int j = 0; j < n; j++) decode &= lmf_qmatvec_supported(o[j].W->type);
+    if (decode) {
+        /* convert the input once per weight type, then one parallel region in which every thread streams its
+         * contiguous share (whole 16-row groups) of each matrix */
+        size_t qb[3];
+        const char *qin[3];
+        for (int j = 0; j < n; j++) {
+            int K = o[j].W->cols, same = -1;
+            qb[j] = lmf_qinput_bytes(o[j].W->type, K);
+            for (int p = 0; p < j; p++)
+                if (o[p].W->type == o[j].W->type && o[p].W->cols == K) same = p;
+            if (same >= 0) {
+                qin[j] = qin[same];
+                continue;
+            }
+            char *dst = (char *)s->qin + (size_t)j * QMV_MAX * s->qin_stride;
+            for (int i = 0; i < N; i++) lmf_qinput_convert(o[j].W->type, in + (size_t)i * ldi, K, dst + i * qb[j]);
+            qin[j] = dst;
+        }
 #pragma omp parallel
-        {
-            /* contiguous shares in multiples of 16 rows: each thread streams its own stretch of the weights */
-            long n16 = (O + 15) / 16, lo, hi;
+        for (int j = 0; j < n; j++) {
+            const lmf_wtensor *W = o[j].W;
+            long n16 = (W->rows + 15) / 16, lo, hi;
             lmf_omp_range(n16, &lo, &hi);
             lo *= 16, hi *= 16;
-            if (hi > O) hi = O;
+            if (hi > W->rows) hi = W->rows;
             if (hi > lo)
-                lmf_qmatvec(W->type, K, (int)(hi - lo), (const char *)W->data + lo * W->row_bytes, W->row_bytes, N,
-                            s->qin, qb, out + lo, ldo);
+                lmf_qmatvec(W->type, W->cols, (int)(hi - lo), (const char *)W->data + lo * W->row_bytes, W->row_bytes,
+                            N, qin[j], qb[j], o[j].out + lo, o[j].ldo);
         }
-    } else if (W->type == LMF_GGML_F32) {
-        lmf_sgemm(0, 1, N, O, K, in, ldi, W->data, K, 0.0f, out, ldo);
     } else {
-        int slab = (int)(s->dq_floats / (size_t)K);
-        if (slab < 1) slab = 1;
-        for (int r0 = 0; r0 < O; r0 += slab) {
-            int nr = O - r0 < slab ? O - r0 : slab;
-            const char *src = (const char *)W->data + (size_t)r0 * W->row_bytes;
+        for (int j = 0; j < n; j++) {
+            const lmf_wtensor *W = o[j].W;
+            int O = W->rows, K = W->cols;
+            if (W->type == LMF_GGML_F32) {
+                lmf_sgemm(0, 1, N, O, K, in, ldi, W->data, K, 0.0f, o[j].out, o[j].ldo);
+                continue;
+            }
+            int slab = (int)(s->dq_floats / (size_t)K);
+            for (int r0 = 0; r0 < O; r0 += slab) {
+                int nr = O - r0 < slab ? O - r0 : slab;
+                const char *src = (const char *)W->data + (size_t)r0 * W->row_bytes;
 #pragma omp parallel for schedule(static)
-            for (int r = 0; r < nr; r++)
-                lmf_dequant_fast(W->type, src + (size_t)r * W->row_bytes, s->dq + (size_t)r * K, (size_t)K);
-            lmf_sgemm(0, 1, N, nr, K, in, ldi, s->dq, K, 0.0f, out + r0, ldo);
+                for (int r = 0; r < nr; r++)
+                    lmf_dequant_fast(W->type, src + (size_t)r * W->row_bytes, s->dq + (size_t)r * K, (size_t)K);
+                lmf_sgemm(0, 1, N, nr, K, in, ldi, s->dq, K, 0.0f, o[j].out + r0, o[j].ldo);
+            }
         }
     }
-    if (bias) {
+    for (int j = 0; j < n; j++) {
+        if (!o[j].bias) continue;
         for (int i = 0; i < N; i++) {
-            float *o = out + (size_t)i * ldo;
-            for (int j = 0; j < O; j++) o[j] += bias[j];
+            float *y = o[j].out + (size_t)i * o[j].ldo;
+            for (int c = 0; c < o[j].W->rows; c++) y[c] += o[j].bias[c];
         }
     }
+}
+
+static void linear(lmf_session *s, float *out, int ldo, const float *in, int ldi, int N, const lmf_wtensor *W,
+                   const float *bias) {
+    lin o = {W, bias, out, ldo};
+    linear_n(s, in, ldi, N, &o, 1);
 }
 
 /* ---- per-position pieces ------------------------------------------------------------------------------------ */
@@ -192,9 +227,8 @@ static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *lo
     for (int l = 0; l < c->n_layer; l++) {
         const lmf_layer_weights *L = &w->layers[l];
         norm_rows(w, s->xn, s->x, N, L->attn_norm_w, L->attn_norm_b);
-        linear(s, s->q, C, s->xn, C, N, &L->wq, L->bq);
-        linear(s, s->k, KV, s->xn, C, N, &L->wk, L->bk);
-        linear(s, s->v, KV, s->xn, C, N, &L->wv, L->bv);
+        lin qkv[3] = {{&L->wq, L->bq, s->q, C}, {&L->wk, L->bk, s->k, KV}, {&L->wv, L->bv, s->v, KV}};
+        linear_n(s, s->xn, C, N, qkv, 3);
         float *kc = s->kcache + ((size_t)l * s->n_ctx + p0) * KV, *vc = s->vcache + ((size_t)l * s->n_ctx + p0) * KV;
         for (int i = 0; i < N; i++) {
             if (w->pos != LMF_POS_LEARNED) {
@@ -209,9 +243,9 @@ static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *lo
         for (size_t j = 0; j < (size_t)N * C; j++) s->x[j] += s->xn[j];
 
         norm_rows(w, s->xn, s->x, N, L->ffn_norm_w, L->ffn_norm_b);
-        linear(s, s->h1, F, s->xn, C, N, &L->w_up, L->b_up);
+        lin ffn[2] = {{&L->w_up, L->b_up, s->h1, F}, {&L->w_gate, NULL, s->h2, F}};
+        linear_n(s, s->xn, C, N, ffn, w->act == LMF_ACT_SWIGLU ? 2 : 1);
         if (w->act == LMF_ACT_SWIGLU) {
-            linear(s, s->h2, F, s->xn, C, N, &L->w_gate, NULL);
             for (int i = 0; i < N; i++) V->swiglu(s->h1 + (size_t)i * F, s->h2 + (size_t)i * F, s->h1 + (size_t)i * F, F);
         } else if (w->act == LMF_ACT_GELU_TANH) {
             V->gelu(s->h1, s->h1, (long)N * F);
@@ -273,7 +307,7 @@ lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out
     size_t floats[] = {kv, kv, 2 * (size_t)n_ctx * half, (size_t)NB * C, (size_t)NB * C, (size_t)NB * C,
                        (size_t)NB * KV, (size_t)NB * KV, (size_t)NB * C, (size_t)NB * F, (size_t)NB * F,
                        s->dq_floats, (size_t)s->nthreads * QBLK * n_ctx, (size_t)c->vocab_size,
-                       (QMV_MAX * s->qin_stride + 3) / 4};
+                       (3 * QMV_MAX * s->qin_stride + 3) / 4};
     float **dst[] = {&s->kcache, &s->vcache, &s->rope, &s->x, &s->xn, &s->q, &s->k, &s->v, &s->att, &s->h1, &s->h2,
                      &s->dq, &s->scores, &s->logits, (float **)&s->qin};
     size_t total = 0;
