@@ -35,7 +35,7 @@ static void lmf_qmatvec(uint32_t type, int n, int nrows, const void *W, size_t r
 #include <stdlib.h>
 #include <string.h>
 
-#define NB 256                  /* positions per micro-batch */
+#define NB 512                  /* positions per micro-batch */
 #define QMV_MAX 8               /* up to this many rows take the decode (matrix-vector) path */
 #define QBLK 64                 /* queries per prefill attention block */
 #define DQ_BYTES (8u << 20)     /* largest fp32 slab of dequantized weights */
