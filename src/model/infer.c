@@ -172,7 +172,7 @@ static void attention(lmf_session *s, int layer, float *out, const float *q, int
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *V = lmf_vec();
     int nblk = (N + QBLK - 1) / QBLK;
-#pragma omp parallel for schedule(dynamic, 1) collapse(2)
+#pragma omp parallel for schedule(dynamic, 1) collapse(2) num_threads(s->nthreads) /* scores: one slab per thread */
     for (int h = 0; h < NH; h++) {
         for (int b = 0; b < nblk; b++) {
             int i0 = b * QBLK, nq = N - i0 < QBLK ? N - i0 : QBLK, nk = p0 + i0 + nq;
