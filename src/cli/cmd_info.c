@@ -1,8 +1,11 @@
-/* cmd_info.c — `lmforge info MODEL`: what a GGUF model file holds: format, architecture and hyperparameters,
- * tokenizer, every metadata key (long values summarised) and every tensor with its type and shape. */
+/* cmd_info.c — `lmforge info MODEL`: what a model holds. A GGUF file is shown as stored: format, architecture and
+ * hyperparameters, tokenizer, every metadata key (long values summarised) and every tensor with its type and shape.
+ * Any other model (Hugging Face folder, lmforge checkpoint) is shown as loaded for inference: family,
+ * hyperparameters, tokenizer and every weight tensor with its type and shape. */
 #include "cli/cli.h"
 #include "core/status.h"
 #include "io/gguf.h"
+#include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
 #include <stdio.h>
@@ -11,11 +14,15 @@
 typedef unsigned long long ull;
 
 static void info_help(FILE *f) {
-    fprintf(f, "usage: lmforge info MODEL.gguf\n\n"
-               "Prints what a GGUF model file holds: version, alignment and size; the architecture and its\n"
+    fprintf(f, "usage: lmforge info MODEL\n\n"
+               "MODEL is a GGUF file, a Hugging Face folder or an lmforge checkpoint. For a GGUF file it prints\n"
+               "what the file holds: version, alignment and size; the architecture and its\n"
+
                "hyperparameters (general.architecture and the <arch>.* keys); the tokenizer (model, pre-tokenizer,\n"
                "vocabulary size, special token ids); every metadata key with its type and value (long strings and\n"
-               "arrays summarised); every tensor with its ggml type, shape (ggml order: innermost first) and bytes.\n");
+               "arrays summarised); every tensor with its ggml type, shape (ggml order: innermost first) and bytes.\n"
+               "For other models: the family, hyperparameters, tokenizer and every weight tensor as loaded for\n"
+               "inference (shape as (out, in) rows x columns).\n");
 }
 
 /* A string, escaped and cut to at most max bytes of input. */
@@ -145,6 +152,63 @@ static void fmt_bytes(uint64_t n, char *out, size_t cap) {
     else snprintf(out, cap, "%llu B", (ull)n);
 }
 
+static void print_wtensor(const char *name, const lmf_wtensor *t, uint64_t *params, uint64_t *bytes) {
+    if (!t->rows) return;
+    char size[32], shape[48];
+    size_t b = (size_t)t->rows * t->row_bytes;
+    fmt_bytes(b, size, sizeof size);
+    snprintf(shape, sizeof shape, "[%d, %d]", t->rows, t->cols);
+    printf("  %-36s %-7s %-22s %10s\n", name, lmf_ggml_type_name(t->type), shape, size);
+    *params += (uint64_t)t->rows * t->cols, *bytes += b;
+}
+
+/* A model that is not a GGUF file, through the inference loader. */
+static int info_loaded(const char *path) {
+    lmf_weights *w;
+    lmf_status s = lmf_weights_load(path, &w);
+    if (s != LMF_OK) return cli_fail("info", s);
+    const lmf_model_config *c = &w->cfg;
+    char size[32];
+    fmt_bytes(w->file_bytes, size, sizeof size);
+    printf("%s: %s, %s on disk\n\nfamily: %s\n", path, w->source, size, w->family);
+    printf("  %-28s %d\n  %-28s %d\n  %-28s %d\n  %-28s %d\n  %-28s %d\n  %-28s %d\n  %-28s %d\n",
+           "vocab_size", c->vocab_size, "max_seq_len", c->max_seq_len, "n_layer", c->n_layer, "n_embd", c->n_embd,
+           "n_head", c->n_head, "n_kv_head", c->n_kv_head, "ffn_dim", c->ffn_dim);
+    printf("  %-28s %.9g\n  %-28s %s\n  %-28s %s\n  %-28s %s\n  %-28s %s\n", "norm_eps", c->norm_eps, "norm",
+           w->norm == LMF_NORM_RMS ? "rmsnorm" : "layernorm", "activation",
+           w->act == LMF_ACT_SWIGLU ? "swiglu" : w->act == LMF_ACT_RELU ? "relu" : "gelu_tanh", "positions",
+           w->pos == LMF_POS_LEARNED ? "learned" : w->pos == LMF_POS_ROPE_HALF ? "rope (rotate_half)"
+                                                                            : "rope (interleaved pairs)",
+           "output head", c->tied_embeddings ? "tied to the token embedding" : "separate");
+    if (w->pos != LMF_POS_LEARNED) printf("  %-28s %.9g\n", "rope_theta", c->rope_theta);
+    if (w->tok)
+        printf("\ntokenizer: %d tokens, pre-tokenizer %s; bos %d eos %d%s\n", lmf_tokenizer_vocab_size(w->tok),
+               lmf_pretok_name(lmf_tokenizer_pretok(w->tok)), w->bos_id, w->eos_id,
+               w->chat_template ? "; chat template present" : "");
+    else
+        printf("\ntokenizer: none\n");
+    uint64_t params = 0, bytes = 0;
+    printf("\ntensors (as loaded; shape (out, in)):\n");
+    print_wtensor("token_embedding", &w->tok_emb, &params, &bytes);
+    print_wtensor("position_embedding", &w->pos_emb, &params, &bytes);
+    char name[64];
+    for (int l = 0; l < c->n_layer; l++) {
+        const lmf_layer_weights *L = &w->layers[l];
+        const lmf_wtensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        const char *names[] = {"attn.q", "attn.k", "attn.v", "attn.out", "ffn.gate", "ffn.up", "ffn.down"};
+        for (int i = 0; i < 7; i++) {
+            snprintf(name, sizeof name, "layers.%d.%s", l, names[i]);
+            print_wtensor(name, ts[i], &params, &bytes);
+        }
+    }
+    if (!c->tied_embeddings) print_wtensor("output_head", &w->lm_head, &params, &bytes);
+    fmt_bytes(bytes, size, sizeof size);
+    printf("\n%llu parameters in matrices, %s\n", (ull)params, size);
+    lmf_weights_free(w);
+    if (fflush(stdout) != 0) return cli_fail("info", lmf_fail(LMF_ERR_IO, "stdout: write error"));
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
@@ -159,9 +223,10 @@ int cmd_info(int argc, char **argv) {
         path = argv[i];
     }
     if (!path) {
-        fprintf(stderr, "lmforge info: need a MODEL.gguf (see --help)\n");
+        fprintf(stderr, "lmforge info: need a MODEL (see --help)\n");
         return 2;
     }
+    if (!lmf_gguf_sniff(path)) return info_loaded(path);
     lmf_gguf *g;
     lmf_status s = lmf_gguf_open(path, &g);
     if (s != LMF_OK) return cli_fail("info", s);
