@@ -12,6 +12,7 @@ int cmd_info(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* Prints "lmforge <cmd>: <status>: <message>" to stderr and returns the process exit code for s. */
 int cli_fail(const char *cmd, lmf_status s);

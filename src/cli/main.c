@@ -17,6 +17,7 @@ static const command commands[] = {
     {"generate", "continue a prompt with a model (GGUF, HF folder, checkpoint), streaming tokens", cmd_generate},
     {"chat", "chat with a model through its chat template (interactive, or one turn with -p)", cmd_chat},
     {"perplexity", "perplexity of a model over a text file, in context windows", cmd_perplexity},
+    {"export", "write a checkpoint or model as GGUF (llama.cpp) or a Hugging Face folder (transformers)", cmd_export},
     {"info", "what a GGUF model file holds: architecture, hyperparameters, tokenizer, metadata, tensors", cmd_info},
 };
 

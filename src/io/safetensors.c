@@ -2,6 +2,7 @@
 #include "io/safetensors.h"
 #include "core/alloc.h"
 #include "core/status.h"
+#include "io/shard.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -154,4 +155,53 @@ const char *lmf_safetensors_meta(const lmf_safetensors *st, const char *key) {
     for (int i = 0; i < st->n_meta; i++)
         if (!strcmp(st->meta_keys[i], key)) return st->meta_values[i];
     return NULL;
+}
+
+const char *lmf_dtype_name(lmf_dtype dt) {
+    static const char *const names[] = {"F32", "F16", "BF16", "I32", "I64", "U8"};
+    return dt >= LMF_DT_F32 && dt <= LMF_DT_U8 ? names[dt] : "?";
+}
+
+lmf_status lmf_safetensors_write(const char *path, const lmf_st_out *t, int n, const char *const *meta, int n_meta) {
+    cJSON *root = cJSON_CreateObject();
+    if (n_meta > 0) {
+        cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
+        for (int i = 0; i < n_meta; i++) cJSON_AddStringToObject(m, meta[2 * i], meta[2 * i + 1]);
+    }
+    size_t off = 0;
+    size_t *sizes = lmf_xcalloc((size_t)n + 2, sizeof *sizes);
+    const void **parts = lmf_xcalloc((size_t)n + 2, sizeof *parts);
+    for (int i = 0; i < n; i++) {
+        LMF_CHECK(lmf_dtype_size(t[i].dtype) && t[i].ndim >= 0 && t[i].ndim <= 8);
+        LMF_CHECK(!cJSON_GetObjectItemCaseSensitive(root, t[i].name));
+        size_t bytes = lmf_dtype_size(t[i].dtype);
+        cJSON *e = cJSON_AddObjectToObject(root, t[i].name), *shape = cJSON_AddArrayToObject(e, "shape");
+        cJSON_AddStringToObject(e, "dtype", lmf_dtype_name(t[i].dtype));
+        for (int d = 0; d < t[i].ndim; d++) {
+            bytes *= (size_t)t[i].shape[d];
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t[i].shape[d]));
+        }
+        cJSON *offs = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + bytes)));
+        off += bytes;
+        parts[i + 2] = t[i].data;
+        sizes[i + 2] = bytes;
+    }
+    char *json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    LMF_CHECK(json);
+    size_t jl = strlen(json), padded = (jl + 7) / 8 * 8;
+    char *header = lmf_xmalloc(padded);
+    memcpy(header, json, jl);
+    memset(header + jl, ' ', padded - jl);
+    free(json);
+    uint64_t hlen = padded; /* little-endian hosts only, like the reader */
+    parts[0] = &hlen, sizes[0] = 8;
+    parts[1] = header, sizes[1] = padded;
+    lmf_status s = lmf_write_file_atomic(path, parts, sizes, n + 2);
+    free(header);
+    free(parts);
+    free(sizes);
+    return s;
 }

@@ -38,5 +38,22 @@ void lmf_safetensors_close(lmf_safetensors *st);
 const lmf_st_tensor *lmf_safetensors_find(const lmf_safetensors *st, const char *name);
 const char *lmf_safetensors_meta(const lmf_safetensors *st, const char *key);
 size_t lmf_dtype_size(lmf_dtype dt);
+const char *lmf_dtype_name(lmf_dtype dt); /* "F32", "BF16", ...; "?" for LMF_DT_OTHER */
+
+/* ---- writer ------------------------------------------------------------------------------------------------------
+ * One tensor to write: data (nbytes = product of shape x dtype size) is referenced, not copied. */
+typedef struct {
+    const char *name;
+    lmf_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+    const void *data;
+} lmf_st_out;
+
+/* Writes a safetensors file atomically (temporary file, fsync, rename): the header lists the tensors in the given
+ * order with consecutive data_offsets, "__metadata__" holds the n_meta pairs meta[2i] -> meta[2i+1] (e.g.
+ * "format" -> "pt", which transformers expects), and is padded with spaces to a multiple of 8 bytes so every
+ * tensor stays 8-byte aligned when the data sizes are. Names given twice or an unknown dtype are bugs (assert). */
+lmf_status lmf_safetensors_write(const char *path, const lmf_st_out *t, int n, const char *const *meta, int n_meta);
 
 #endif

@@ -7,8 +7,10 @@
 #include "io/safetensors.h"
 #include "model/dequant.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define BIG_BYTES (1u << 20) /* buffers from here up are pre-touched, huge-page backed */
 
@@ -117,10 +119,21 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
 
 /* ---- public entry points ------------------------------------------------------------------------------------ */
 
+/* A folder with config.json is Hugging Face's; other folders and non-GGUF files are lmforge checkpoints. */
 lmf_status lmf_weights_load(const char *path, lmf_weights **out) {
     *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return lmf_fail(LMF_ERR_IO, "%s: no such file or folder", path);
+    if (S_ISDIR(sb.st_mode)) {
+        size_t n = strlen(path) + 16;
+        char *cfg = lmf_xmalloc(n);
+        snprintf(cfg, n, "%s/config.json", path);
+        int hf = stat(cfg, &sb) == 0;
+        free(cfg);
+        return hf ? lmf_weights_load_hf(path, out) : lmf_weights_load_checkpoint(path, out);
+    }
     if (lmf_gguf_sniff(path)) return lmf_weights_load_gguf(path, out);
-    return lmf_fail(LMF_ERR_FORMAT, "%s: not a GGUF file", path);
+    return lmf_weights_load_checkpoint(path, out);
 }
 
 const lmf_model_config *lmf_weights_config(const lmf_weights *w) { return &w->cfg; }

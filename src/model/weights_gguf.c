@@ -74,7 +74,7 @@ static lmf_status gpt2_config(const lmf_gguf *g, lmf_model_config *cfg) {
         return lmf_fail(LMF_ERR_FORMAT, "%s: tensor token_embd.weight is missing or not [%d, vocab]", g->path,
                         cfg->n_embd);
     cfg->vocab_size = (int)emb->ne[1];
-    cfg->tied_embeddings = lmf_gguf_find_tensor(g, "output.weight") == NULL;
+    cfg->tied_embeddings = 1; /* GPT-2 ties its head; llama.cpp gpt2 GGUFs still carry a copy as output.weight */
     if (lmf_model_config_validate(cfg) != LMF_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", lmf_last_error());
@@ -102,8 +102,8 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
     }
     int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
     LMF_TRY(matrix(g, "token_embd.weight", V, C, &w->tok_emb));
-    if (c->tied_embeddings) w->lm_head = w->tok_emb;
-    else LMF_TRY(matrix(g, "output.weight", V, C, &w->lm_head));
+    if (lmf_gguf_find_tensor(g, "output.weight")) LMF_TRY(matrix(g, "output.weight", V, C, &w->lm_head));
+    else w->lm_head = w->tok_emb;
     if (gpt2) LMF_TRY(matrix(g, "position_embd.weight", c->max_seq_len, C, &w->pos_emb));
     LMF_TRY(vec(w, g, "output_norm.weight", C, &w->out_norm_w));
     if (gpt2) LMF_TRY(vec(w, g, "output_norm.bias", C, &w->out_norm_b));

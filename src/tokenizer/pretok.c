@@ -24,7 +24,7 @@ static const struct {
     {"gpt2", LMF_PRETOK_GPT2},     {"llama3", LMF_PRETOK_LLAMA3},   {"smollm", LMF_PRETOK_SMOLLM},
     {"custom", LMF_PRETOK_CUSTOM}, /* GGUF tokenizer.ggml.pre aliases (llama.cpp's names for the same splits) */
     {"default", LMF_PRETOK_GPT2},  {"llama-bpe", LMF_PRETOK_LLAMA3}, {"llama-v3", LMF_PRETOK_LLAMA3},
-    {"starcoder", LMF_PRETOK_SMOLLM}, {"refact", LMF_PRETOK_SMOLLM},
+    {"starcoder", LMF_PRETOK_SMOLLM}, {"refact", LMF_PRETOK_SMOLLM}, {"gpt-2", LMF_PRETOK_GPT2},
 };
 
 lmf_status lmf_pretok_parse(const char *name, lmf_pretok *out) {

@@ -1,0 +1,530 @@
+/* export.c — a loaded model (lmf_weights) written as GGUF or as a Hugging Face folder; see export.h.
+ *
+ * RoPE layouts: llama.cpp's converter permutes each Q/K head's rows from Hugging Face's rotate_half order (dim d
+ * pairs with d + hs/2) to interleaved pairs (2i, 2i+1): GGUF row 2i + j of a head is HF row j * hs/2 + i. Weights
+ * whose RoPE is rotate_half (checkpoints, HF folders) are permuted that way for GGUF; weights read from a GGUF
+ * (interleaved) are permuted back for HF; otherwise rows are copied as they are.
+ *
+ * Memory: each tensor is converted into a buffer of its own (kept until the file is written), so an export needs
+ * about the exported file's size in memory on top of the model. */
+#include "model/export.h"
+
+#include "core/alloc.h"
+#include "core/status.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "io/shard.h"
+#include "model/dequant.h"
+#include "model/weights.h"
+#include "tokenizer/bytelevel.h"
+#include "tokenizer/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+lmf_status lmf_export_format_parse(const char *name, lmf_export_format *out) {
+    if (!strcmp(name, "gguf")) *out = LMF_EXPORT_GGUF;
+    else if (!strcmp(name, "safetensors") || !strcmp(name, "hf")) *out = LMF_EXPORT_SAFETENSORS;
+    else return lmf_fail(LMF_ERR_ARG, "--to %s: expected gguf or safetensors", name);
+    return LMF_OK;
+}
+
+lmf_status lmf_export_type_parse(const char *name, uint32_t *out) {
+    if (!strcmp(name, "f32")) *out = LMF_GGML_F32;
+    else if (!strcmp(name, "f16")) *out = LMF_GGML_F16;
+    else if (!strcmp(name, "bf16")) *out = LMF_GGML_BF16;
+    else return lmf_fail(LMF_ERR_ARG, "--type %s: expected f32, f16 or bf16", name);
+    return LMF_OK;
+}
+
+/* ---- element conversion ------------------------------------------------------------------------------------- */
+
+static uint16_t f32_to_f16(float f) { /* round to nearest even; overflow -> inf, NaN kept */
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0));
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 rounds to inf */
+    if (ax < 0x38800000u) {                                    /* subnormal half (or zero) */
+        float a;
+        memcpy(&a, &ax, 4);
+        return (uint16_t)(sign | (uint32_t)lrintf(a * 16777216.0f)); /* a / 2^-24, ties to even */
+    }
+    uint32_t mant = ax & 0x7fffffu, exp = (ax >> 23) - 112;
+    uint32_t h = (exp << 10) | (mant >> 13), rest = mant & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+static uint16_t f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
+}
+
+static size_t type_size(uint32_t type) { return type == LMF_GGML_F32 ? 4 : 2; }
+
+static void store(void *dst, uint32_t type, size_t i, float v) {
+    if (type == LMF_GGML_F32) ((float *)dst)[i] = v;
+    else if (type == LMF_GGML_F16) ((uint16_t *)dst)[i] = f32_to_f16(v);
+    else ((uint16_t *)dst)[i] = f32_to_bf16(v);
+}
+
+/* Buffers made during an export, freed at its end. */
+typedef struct {
+    void **p;
+    int n;
+} pool;
+
+static void *pool_alloc(pool *P, size_t bytes) {
+    P->p = lmf_xrealloc(P->p, (size_t)(P->n + 1) * sizeof *P->p);
+    return P->p[P->n++] = lmf_xcalloc(1, bytes ? bytes : 1);
+}
+
+static void pool_free(pool *P) {
+    for (int i = 0; i < P->n; i++) free(P->p[i]);
+    free(P->p);
+}
+
+/* Converts weight t into dst as `type`: output row r is t's row perm[r] (perm NULL: r). Without transpose the
+ * rows are written row-major (row r at r * cols); with transpose element (r, c) goes to dst[c * ld + r] (the
+ * (in, out) layout of GPT-2's Conv1D, ld = total out-features, dst already offset to this tensor's columns). */
+static void convert(void *dst, uint32_t type, const lmf_wtensor *t, const int *perm, int transpose, size_t ld,
+                    size_t col0) {
+    float *row = lmf_xmalloc((size_t)t->cols * sizeof(float));
+    for (int r = 0; r < t->rows; r++) {
+        int src = perm ? perm[r] : r;
+        lmf_status s = lmf_dequant_row(t->type, (const char *)t->data + (size_t)src * t->row_bytes, row,
+                                       (size_t)t->cols, "export");
+        LMF_CHECK(s == LMF_OK); /* lmf_weights_validate admitted only types the executor (and dequant) runs */
+        for (int c = 0; c < t->cols; c++) {
+            if (transpose) store(dst, type, (size_t)c * ld + col0 + (size_t)r, row[c]);
+            else store(dst, type, (size_t)r * t->cols + c, row[c]);
+        }
+    }
+    free(row);
+}
+
+static void *matrix(pool *P, const lmf_wtensor *t, uint32_t type, const int *perm) {
+    void *d = pool_alloc(P, (size_t)t->rows * t->cols * type_size(type));
+    convert(d, type, t, perm, 0, 0, 0);
+    return d;
+}
+
+static void *vector(pool *P, const float *const *parts, const int *lens, int n, uint32_t type) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += (size_t)lens[i];
+    void *d = pool_alloc(P, total * type_size(type));
+    size_t k = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < lens[i]; j++) store(d, type, k++, parts[i][j]);
+    return d;
+}
+
+static void *vec1(pool *P, const float *x, int n, uint32_t type) { return vector(P, &x, &n, 1, type); }
+
+/* Row order for Q/K of n_heads heads of size hs: to_gguf from rotate_half, else from interleaved to rotate_half. */
+static int *rope_perm(pool *P, int n_heads, int hs, int to_gguf) {
+    int *p = pool_alloc(P, (size_t)n_heads * hs * sizeof(int)), half = hs / 2;
+    for (int h = 0; h < n_heads; h++)
+        for (int k = 0; k < hs; k++)
+            p[h * hs + k] = to_gguf ? h * hs + (k % 2) * half + k / 2 : h * hs + 2 * (k % half) + k / half;
+    return p;
+}
+
+/* ---- GGUF ---------------------------------------------------------------------------------------------------- */
+
+static void add2(lmf_gguf_writer *g, const char *name, uint32_t type, int rows, int cols, const void *data) {
+    int64_t ne[2] = {cols, rows};
+    lmf_gguf_writer_add_tensor(g, name, (lmf_ggml_type)type, 2, ne, data);
+}
+
+static void add1(pool *P, lmf_gguf_writer *g, const char *name, const float *x, int n) {
+    int64_t ne[1] = {n};
+    lmf_gguf_writer_add_tensor(g, name, LMF_GGML_F32, 1, ne, vec1(P, x, n, LMF_GGML_F32));
+}
+
+/* The vocabulary as llama.cpp's tokenizer.ggml.* keys, padded to the model's vocab_size with [PAD<i>] tokens of
+ * type UNUSED (llama.cpp requires one token per embedding row). */
+static void gguf_vocab(pool *P, lmf_gguf_writer *g, const lmf_weights *w) {
+    const lmf_tokenizer *tok = w->tok;
+    const lmf_bpe *m = &tok->bpe;
+    int V = w->cfg.vocab_size;
+    char **texts = pool_alloc(P, (size_t)V * sizeof *texts);
+    int32_t *types = pool_alloc(P, (size_t)V * sizeof *types);
+    for (int i = 0; i < V; i++) {
+        int hole = i >= m->n_vocab || m->type[i] == LMF_TOKEN_UNUSED;
+        if (hole) {
+            texts[i] = pool_alloc(P, 24);
+            snprintf(texts[i], 24, "[PAD%d]", i);
+            types[i] = 5; /* UNUSED */
+            continue;
+        }
+        size_t n = m->off[i + 1] - m->off[i];
+        texts[i] = pool_alloc(P, 2 * n + 1);
+        if (m->type[i] == LMF_TOKEN_NORMAL) lmf_bytelevel_encode(m->bytes + m->off[i], n, texts[i]);
+        else memcpy(texts[i], m->bytes + m->off[i], n);
+        types[i] = m->type[i] == LMF_TOKEN_NORMAL ? 1 : m->type[i] == LMF_TOKEN_CONTROL ? 3 : 4;
+    }
+    char **merges = pool_alloc(P, (size_t)(m->n_merges ? m->n_merges : 1) * sizeof *merges);
+    for (int r = 0; r < m->n_merges; r++) {
+        const char *a = texts[m->merges[2 * r]], *b = texts[m->merges[2 * r + 1]];
+        size_t la = strlen(a), lb = strlen(b);
+        merges[r] = pool_alloc(P, la + lb + 2);
+        memcpy(merges[r], a, la);
+        merges[r][la] = ' ';
+        memcpy(merges[r] + la + 1, b, lb + 1);
+    }
+    /* llama.cpp's names for the pre-tokenizers (lmforge's reader knows them as aliases) */
+    const char *pre = tok->pre.kind == LMF_PRETOK_LLAMA3 ? "llama-bpe"
+                      : tok->pre.kind == LMF_PRETOK_SMOLLM ? "smollm" : "gpt-2";
+    lmf_gguf_writer_set_str(g, "tokenizer.ggml.model", "gpt2");
+    lmf_gguf_writer_set_str(g, "tokenizer.ggml.pre", pre);
+    lmf_gguf_writer_set_arr_str(g, "tokenizer.ggml.tokens", (const char *const *)texts, (uint64_t)V);
+    lmf_gguf_writer_set_arr(g, "tokenizer.ggml.token_type", LMF_GGUF_I32, types, (uint64_t)V);
+    lmf_gguf_writer_set_arr_str(g, "tokenizer.ggml.merges", (const char *const *)merges, (uint64_t)m->n_merges);
+    if (w->bos_id >= 0) lmf_gguf_writer_set_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)w->bos_id);
+    if (w->eos_id >= 0) lmf_gguf_writer_set_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)w->eos_id);
+    if (w->eot_id >= 0) lmf_gguf_writer_set_u32(g, "tokenizer.ggml.eot_token_id", (uint32_t)w->eot_id);
+    lmf_gguf_writer_set_bool(g, "tokenizer.ggml.add_bos_token", w->add_bos && w->bos_id >= 0);
+    if (w->chat_template) lmf_gguf_writer_set_str(g, "tokenizer.chat_template", w->chat_template);
+}
+
+lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type, const char *name) {
+    const lmf_model_config *c = &w->cfg;
+    int gpt2 = !strcmp(w->family, "gpt2"), llama = !strcmp(w->family, "llama");
+    if (!gpt2 && !llama)
+        return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama and gpt2 "
+                        "architectures only); export it with --to safetensors", path, w->family);
+    if (type != LMF_GGML_F32 && type != LMF_GGML_F16)
+        return lmf_fail(LMF_ERR_ARG, "%s: GGUF export writes f32 or f16 matrices", path);
+    int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
+    pool P = {0};
+    lmf_gguf_writer *g = lmf_gguf_writer_create(0);
+    const char *arch = gpt2 ? "gpt2" : "llama";
+    char key[128], nm[96];
+#define KEY(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
+    lmf_gguf_writer_set_str(g, "general.architecture", arch);
+    snprintf(nm, sizeof nm, "lmforge-%s", w->family);
+    lmf_gguf_writer_set_str(g, "general.name", name ? name : nm);
+    lmf_gguf_writer_set_u32(g, "general.file_type", type == LMF_GGML_F32 ? 0 : 1);
+    lmf_gguf_writer_set_u32(g, KEY("context_length"), (uint32_t)c->max_seq_len);
+    lmf_gguf_writer_set_u32(g, KEY("embedding_length"), (uint32_t)C);
+    lmf_gguf_writer_set_u32(g, KEY("block_count"), (uint32_t)c->n_layer);
+    lmf_gguf_writer_set_u32(g, KEY("feed_forward_length"), (uint32_t)F);
+    lmf_gguf_writer_set_u32(g, KEY("attention.head_count"), (uint32_t)c->n_head);
+    if (llama) {
+        lmf_gguf_writer_set_u32(g, KEY("attention.head_count_kv"), (uint32_t)c->n_kv_head);
+        lmf_gguf_writer_set_f32(g, KEY("attention.layer_norm_rms_epsilon"), c->norm_eps);
+        lmf_gguf_writer_set_f32(g, KEY("rope.freq_base"), c->rope_theta);
+        lmf_gguf_writer_set_u32(g, KEY("rope.dimension_count"), (uint32_t)hs);
+        lmf_gguf_writer_set_u32(g, KEY("vocab_size"), (uint32_t)V);
+    } else {
+        lmf_gguf_writer_set_f32(g, KEY("attention.layer_norm_epsilon"), c->norm_eps);
+    }
+#undef KEY
+    if (w->tok) gguf_vocab(&P, g, w);
+
+    /* Q/K rows: rotate_half sources are permuted to llama.cpp's order; GGUF sources already are in it */
+    int *pq = NULL, *pk = NULL;
+    if (llama && w->pos == LMF_POS_ROPE_HALF) pq = rope_perm(&P, c->n_head, hs, 1), pk = rope_perm(&P, c->n_kv_head, hs, 1);
+    add2(g, "token_embd.weight", type, V, C, matrix(&P, &w->tok_emb, type, NULL));
+    if (gpt2) add2(g, "position_embd.weight", type, w->pos_emb.rows, C,
+                   matrix(&P, &w->pos_emb, type, NULL));
+    add1(&P, g, "output_norm.weight", w->out_norm_w, C);
+    if (gpt2) add1(&P, g, "output_norm.bias", w->out_norm_b, C);
+    /* llama.cpp requires output.weight for gpt2 even though GPT-2 ties it (its converter writes a copy) */
+    if (!c->tied_embeddings || gpt2) add2(g, "output.weight", type, V, C, matrix(&P, &w->lm_head, type, NULL));
+    for (int l = 0; l < c->n_layer; l++) {
+        const lmf_layer_weights *L = &w->layers[l];
+#define N(s) (snprintf(nm, sizeof nm, "blk.%d.%s", l, s), nm)
+        add1(&P, g, N("attn_norm.weight"), L->attn_norm_w, C);
+        add1(&P, g, N("ffn_norm.weight"), L->ffn_norm_w, C);
+        if (gpt2) {
+            uint8_t *qkv = pool_alloc(&P, (size_t)3 * C * C * type_size(type));
+            convert(qkv, type, &L->wq, NULL, 0, 0, 0);
+            convert(qkv + (size_t)C * C * type_size(type), type, &L->wk, NULL, 0, 0, 0);
+            convert(qkv + (size_t)2 * C * C * type_size(type), type, &L->wv, NULL, 0, 0, 0);
+            add2(g, N("attn_qkv.weight"), type, 3 * C, C, qkv);
+            const float *bp[3] = {L->bq, L->bk, L->bv};
+            int bl[3] = {C, C, C};
+            int64_t ne = 3 * C;
+            lmf_gguf_writer_add_tensor(g, N("attn_qkv.bias"), LMF_GGML_F32, 1, &ne, vector(&P, bp, bl, 3, LMF_GGML_F32));
+            add1(&P, g, N("attn_norm.bias"), L->attn_norm_b, C);
+            add1(&P, g, N("ffn_norm.bias"), L->ffn_norm_b, C);
+            add1(&P, g, N("attn_output.bias"), L->bo, C);
+            add1(&P, g, N("ffn_up.bias"), L->b_up, F);
+            add1(&P, g, N("ffn_down.bias"), L->b_down, C);
+        } else {
+            add2(g, N("attn_q.weight"), type, C, C, matrix(&P, &L->wq, type, pq));
+            add2(g, N("attn_k.weight"), type, KV, C, matrix(&P, &L->wk, type, pk));
+            add2(g, N("attn_v.weight"), type, KV, C, matrix(&P, &L->wv, type, NULL));
+            add2(g, N("ffn_gate.weight"), type, F, C, matrix(&P, &L->w_gate, type, NULL));
+        }
+        add2(g, N("attn_output.weight"), type, C, C, matrix(&P, &L->wo, type, NULL));
+        add2(g, N("ffn_up.weight"), type, F, C, matrix(&P, &L->w_up, type, NULL));
+        add2(g, N("ffn_down.weight"), type, C, F, matrix(&P, &L->w_down, type, NULL));
+#undef N
+    }
+    lmf_status s = lmf_gguf_writer_write(g, path);
+    lmf_gguf_writer_free(g);
+    pool_free(&P);
+    return s;
+}
+
+/* ---- Hugging Face folder ------------------------------------------------------------------------------------- */
+
+typedef struct {
+    pool P;
+    lmf_st_out *t;
+    int n, cap;
+    uint32_t type;
+} st_list;
+
+static lmf_dtype dtype_of(uint32_t type) {
+    return type == LMF_GGML_F32 ? LMF_DT_F32 : type == LMF_GGML_F16 ? LMF_DT_F16 : LMF_DT_BF16;
+}
+
+static void put(st_list *s, const char *name, int rows, int cols, const void *data) {
+    if (s->n == s->cap) s->cap = s->cap ? 2 * s->cap : 64, s->t = lmf_xrealloc(s->t, (size_t)s->cap * sizeof *s->t);
+    char *nm = pool_alloc(&s->P, strlen(name) + 1);
+    strcpy(nm, name);
+    lmf_st_out *o = &s->t[s->n++];
+    memset(o, 0, sizeof *o);
+    o->name = nm, o->dtype = dtype_of(s->type), o->data = data;
+    o->ndim = cols ? 2 : 1;
+    o->shape[0] = rows, o->shape[1] = cols;
+}
+
+static void put_m(st_list *s, const char *name, const lmf_wtensor *t, const int *perm) {
+    put(s, name, t->rows, t->cols, matrix(&s->P, t, s->type, perm));
+}
+
+static void put_v(st_list *s, const char *name, const float *x, int n) { put(s, name, n, 0, vec1(&s->P, x, n, s->type)); }
+
+/* A Conv1D weight: (in, out) = transpose of t. */
+static void put_t(st_list *s, const char *name, const lmf_wtensor *t) {
+    void *d = pool_alloc(&s->P, (size_t)t->rows * t->cols * type_size(s->type));
+    convert(d, s->type, t, NULL, 1, (size_t)t->rows, 0);
+    put(s, name, t->cols, t->rows, d);
+}
+
+static lmf_status write_json(const char *dir, const char *file, cJSON *j) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    LMF_CHECK(text);
+    const void *parts[] = {text, "\n"};
+    size_t sizes[] = {strlen(text), 1};
+    lmf_status s = lmf_write_file_atomic(p, parts, sizes, 2);
+    free(text);
+    return s;
+}
+
+static void num(cJSON *o, const char *k, double v) { cJSON_AddNumberToObject(o, k, v); }
+
+static void special_ids(cJSON *o, const lmf_weights *w) {
+    if (w->bos_id >= 0) num(o, "bos_token_id", w->bos_id);
+    else cJSON_AddNullToObject(o, "bos_token_id");
+    if (w->eos_id >= 0) num(o, "eos_token_id", w->eos_id);
+    else cJSON_AddNullToObject(o, "eos_token_id");
+}
+
+static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
+    const lmf_model_config *c = &w->cfg;
+    cJSON *j = cJSON_CreateObject(), *arch = cJSON_AddArrayToObject(j, "architectures");
+    const char *dt = type == LMF_GGML_F32 ? "float32" : type == LMF_GGML_F16 ? "float16" : "bfloat16";
+    if (!strcmp(w->family, "llama")) {
+        cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
+        cJSON_AddStringToObject(j, "model_type", "llama");
+        num(j, "hidden_size", c->n_embd);
+        num(j, "intermediate_size", c->ffn_dim);
+        num(j, "num_attention_heads", c->n_head);
+        num(j, "num_key_value_heads", c->n_kv_head);
+        num(j, "num_hidden_layers", c->n_layer);
+        num(j, "head_dim", c->n_embd / c->n_head);
+        num(j, "max_position_embeddings", c->max_seq_len);
+        num(j, "rms_norm_eps", c->norm_eps);
+        num(j, "rope_theta", c->rope_theta);
+        cJSON_AddNullToObject(j, "rope_scaling");
+        cJSON_AddStringToObject(j, "hidden_act", "silu");
+        cJSON_AddBoolToObject(j, "attention_bias", 0);
+        cJSON_AddBoolToObject(j, "mlp_bias", 0);
+        cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_embeddings);
+    } else if (!strcmp(w->family, "gpt2")) {
+        cJSON_AddItemToArray(arch, cJSON_CreateString("GPT2LMHeadModel"));
+        cJSON_AddStringToObject(j, "model_type", "gpt2");
+        num(j, "n_embd", c->n_embd);
+        num(j, "n_layer", c->n_layer);
+        num(j, "n_head", c->n_head);
+        num(j, "n_positions", c->max_seq_len);
+        num(j, "n_ctx", c->max_seq_len);
+        num(j, "n_inner", c->ffn_dim);
+        num(j, "layer_norm_epsilon", c->norm_eps);
+        cJSON_AddStringToObject(j, "activation_function", "gelu_new");
+        cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
+    } else {
+        cJSON_AddItemToArray(arch, cJSON_CreateString("OPTForCausalLM"));
+        cJSON_AddStringToObject(j, "model_type", "opt");
+        num(j, "hidden_size", c->n_embd);
+        num(j, "word_embed_proj_dim", c->n_embd);
+        num(j, "ffn_dim", c->ffn_dim);
+        num(j, "num_attention_heads", c->n_head);
+        num(j, "num_hidden_layers", c->n_layer);
+        num(j, "max_position_embeddings", c->max_seq_len);
+        cJSON_AddBoolToObject(j, "do_layer_norm_before", 1);
+        cJSON_AddStringToObject(j, "activation_function", "relu");
+        cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
+    }
+    num(j, "vocab_size", c->vocab_size);
+    special_ids(j, w);
+    cJSON_AddStringToObject(j, "torch_dtype", dt);
+    cJSON_AddStringToObject(j, "dtype", dt);
+    return j;
+}
+
+static void hf_tensors(st_list *s, const lmf_weights *w) {
+    const lmf_model_config *c = &w->cfg;
+    int C = c->n_embd, hs = C / c->n_head, F = c->ffn_dim;
+    char nm[160];
+#define N(...) (snprintf(nm, sizeof nm, __VA_ARGS__), nm)
+    if (!strcmp(w->family, "llama")) {
+        int *pq = NULL, *pk = NULL;
+        if (w->pos == LMF_POS_ROPE_INTERLEAVED)
+            pq = rope_perm(&s->P, c->n_head, hs, 0), pk = rope_perm(&s->P, c->n_kv_head, hs, 0);
+        put_m(s, "model.embed_tokens.weight", &w->tok_emb, NULL);
+        put_v(s, "model.norm.weight", w->out_norm_w, C);
+        if (!c->tied_embeddings) put_m(s, "lm_head.weight", &w->lm_head, NULL);
+        for (int l = 0; l < c->n_layer; l++) {
+            const lmf_layer_weights *L = &w->layers[l];
+            put_v(s, N("model.layers.%d.input_layernorm.weight", l), L->attn_norm_w, C);
+            put_v(s, N("model.layers.%d.post_attention_layernorm.weight", l), L->ffn_norm_w, C);
+            put_m(s, N("model.layers.%d.self_attn.q_proj.weight", l), &L->wq, pq);
+            put_m(s, N("model.layers.%d.self_attn.k_proj.weight", l), &L->wk, pk);
+            put_m(s, N("model.layers.%d.self_attn.v_proj.weight", l), &L->wv, NULL);
+            put_m(s, N("model.layers.%d.self_attn.o_proj.weight", l), &L->wo, NULL);
+            put_m(s, N("model.layers.%d.mlp.gate_proj.weight", l), &L->w_gate, NULL);
+            put_m(s, N("model.layers.%d.mlp.up_proj.weight", l), &L->w_up, NULL);
+            put_m(s, N("model.layers.%d.mlp.down_proj.weight", l), &L->w_down, NULL);
+        }
+    } else if (!strcmp(w->family, "gpt2")) {
+        put_m(s, "transformer.wte.weight", &w->tok_emb, NULL);
+        put_m(s, "transformer.wpe.weight", &w->pos_emb, NULL);
+        put_v(s, "transformer.ln_f.weight", w->out_norm_w, C);
+        put_v(s, "transformer.ln_f.bias", w->out_norm_b, C);
+        for (int l = 0; l < c->n_layer; l++) {
+            const lmf_layer_weights *L = &w->layers[l];
+            put_v(s, N("transformer.h.%d.ln_1.weight", l), L->attn_norm_w, C);
+            put_v(s, N("transformer.h.%d.ln_1.bias", l), L->attn_norm_b, C);
+            put_v(s, N("transformer.h.%d.ln_2.weight", l), L->ffn_norm_w, C);
+            put_v(s, N("transformer.h.%d.ln_2.bias", l), L->ffn_norm_b, C);
+            size_t es = type_size(s->type);
+            uint8_t *qkv = pool_alloc(&s->P, (size_t)3 * C * C * es); /* (C, 3C): columns q | k | v */
+            convert(qkv, s->type, &L->wq, NULL, 1, (size_t)3 * C, 0);
+            convert(qkv, s->type, &L->wk, NULL, 1, (size_t)3 * C, (size_t)C);
+            convert(qkv, s->type, &L->wv, NULL, 1, (size_t)3 * C, (size_t)2 * C);
+            put(s, N("transformer.h.%d.attn.c_attn.weight", l), C, 3 * C, qkv);
+            const float *bp[3] = {L->bq, L->bk, L->bv};
+            int bl[3] = {C, C, C};
+            put(s, N("transformer.h.%d.attn.c_attn.bias", l), 3 * C, 0, vector(&s->P, bp, bl, 3, s->type));
+            put_t(s, N("transformer.h.%d.attn.c_proj.weight", l), &L->wo);
+            put_v(s, N("transformer.h.%d.attn.c_proj.bias", l), L->bo, C);
+            put_t(s, N("transformer.h.%d.mlp.c_fc.weight", l), &L->w_up);
+            put_v(s, N("transformer.h.%d.mlp.c_fc.bias", l), L->b_up, F);
+            put_t(s, N("transformer.h.%d.mlp.c_proj.weight", l), &L->w_down);
+            put_v(s, N("transformer.h.%d.mlp.c_proj.bias", l), L->b_down, C);
+        }
+    } else { /* opt */
+        put_m(s, "model.decoder.embed_tokens.weight", &w->tok_emb, NULL);
+        put_m(s, "model.decoder.embed_positions.weight", &w->pos_emb, NULL);
+        put_v(s, "model.decoder.final_layer_norm.weight", w->out_norm_w, C);
+        put_v(s, "model.decoder.final_layer_norm.bias", w->out_norm_b, C);
+        for (int l = 0; l < c->n_layer; l++) {
+            const lmf_layer_weights *L = &w->layers[l];
+            const char *p = "model.decoder.layers";
+            put_v(s, N("%s.%d.self_attn_layer_norm.weight", p, l), L->attn_norm_w, C);
+            put_v(s, N("%s.%d.self_attn_layer_norm.bias", p, l), L->attn_norm_b, C);
+            put_v(s, N("%s.%d.final_layer_norm.weight", p, l), L->ffn_norm_w, C);
+            put_v(s, N("%s.%d.final_layer_norm.bias", p, l), L->ffn_norm_b, C);
+            static const char *const qkvo[4] = {"q", "k", "v", "out"};
+            const lmf_wtensor *mw[4] = {&L->wq, &L->wk, &L->wv, &L->wo};
+            const float *mb[4] = {L->bq, L->bk, L->bv, L->bo};
+            for (int i = 0; i < 4; i++) {
+                put_m(s, N("%s.%d.self_attn.%s_proj.weight", p, l, qkvo[i]), mw[i], NULL);
+                put_v(s, N("%s.%d.self_attn.%s_proj.bias", p, l, qkvo[i]), mb[i], C);
+            }
+            put_m(s, N("%s.%d.fc1.weight", p, l), &L->w_up, NULL);
+            put_v(s, N("%s.%d.fc1.bias", p, l), L->b_up, F);
+            put_m(s, N("%s.%d.fc2.weight", p, l), &L->w_down, NULL);
+            put_v(s, N("%s.%d.fc2.bias", p, l), L->b_down, C);
+        }
+    }
+#undef N
+}
+
+/* Text of token id as tokenizer_config.json names it (literal for special tokens), or NULL. */
+static char *token_text(const lmf_tokenizer *tok, int32_t id) {
+    size_t n;
+    const char *b = id >= 0 ? lmf_tokenizer_token_bytes(tok, id, &n) : NULL;
+    if (!b) return NULL;
+    char *t = lmf_xmalloc(2 * n + 1);
+    if (lmf_tokenizer_token_type(tok, id) == LMF_TOKEN_NORMAL) n = lmf_bytelevel_encode((const uint8_t *)b, n, t);
+    else memcpy(t, b, n);
+    t[n] = 0;
+    return t;
+}
+
+static lmf_status hf_tokenizer(const lmf_weights *w, const char *dir) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    LMF_TRY(lmf_tokenizer_save(w->tok, p));
+    cJSON *tc = cJSON_CreateObject();
+    cJSON_AddStringToObject(tc, "tokenizer_class", "PreTrainedTokenizerFast");
+    const char *keys[2] = {"bos_token", "eos_token"};
+    int32_t ids[2] = {w->bos_id, w->eos_id};
+    for (int i = 0; i < 2; i++) {
+        char *t = token_text(w->tok, ids[i]);
+        if (t) cJSON_AddStringToObject(tc, keys[i], t);
+        else cJSON_AddNullToObject(tc, keys[i]);
+        free(t);
+    }
+    cJSON_AddBoolToObject(tc, "add_bos_token", w->add_bos && w->bos_id >= 0);
+    cJSON_AddBoolToObject(tc, "add_eos_token", 0);
+    if (w->chat_template) cJSON_AddStringToObject(tc, "chat_template", w->chat_template);
+    num(tc, "model_max_length", w->cfg.max_seq_len);
+    LMF_TRY(write_json(dir, "tokenizer_config.json", tc));
+    cJSON *gc = cJSON_CreateObject();
+    special_ids(gc, w);
+    return write_json(dir, "generation_config.json", gc);
+}
+
+lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_t type) {
+    if (strcmp(w->family, "llama") && strcmp(w->family, "gpt2") && strcmp(w->family, "opt"))
+        return lmf_fail(LMF_ERR_ARG, "%s: cannot export family '%s'", dir, w->family);
+    if (type != LMF_GGML_F32 && type != LMF_GGML_F16 && type != LMF_GGML_BF16)
+        return lmf_fail(LMF_ERR_ARG, "%s: safetensors export writes f32, f16 or bf16", dir);
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        if (mkdir(dir, 0755) != 0) return lmf_fail(LMF_ERR_IO, "%s: cannot create folder: %s", dir, strerror(errno));
+    } else if (!S_ISDIR(sb.st_mode)) {
+        return lmf_fail(LMF_ERR_IO, "%s: exists and is not a folder (a Hugging Face export is a folder)", dir);
+    }
+    st_list s = {.type = type};
+    hf_tensors(&s, w);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    static const char *const meta[] = {"format", "pt"};
+    lmf_status st = lmf_safetensors_write(p, s.t, s.n, meta, 1);
+    free(s.t);
+    pool_free(&s.P);
+    if (st == LMF_OK && w->tok) st = hf_tokenizer(w, dir);
+    if (st == LMF_OK) st = write_json(dir, "config.json", hf_config(w, type)); /* last: the folder is complete */
+    return st;
+}

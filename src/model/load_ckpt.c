@@ -1,0 +1,144 @@
+/* load_ckpt.c — an lmforge training checkpoint (train/checkpoint.h) as inference weights (weights.h).
+ *
+ * The checkpoint's config text (train/train_config.h) gives the model config; its parameters are the 17-tensor
+ * flat fp32 layout of model/model.h. Only the parameters are kept (one owned copy; the AdamW moments are dropped),
+ * and every weight is an F32 view into them: wq/wk/wv are row ranges of the fused qkv_w (rows q | k | v), llama's
+ * w_gate/w_up the two halves of fc_w (rows gate | up). Our training RoPE is rotate_half (LMF_POS_ROPE_HALF); gpt2
+ * uses learned positions. The tokenizer is the config's `tokenizer` path when it is set and loads (tried as given,
+ * then relative to the checkpoint's folder and its parent); otherwise the model has none, without an error. */
+#include "core/alloc.h"
+#include "core/status.h"
+#include "io/gguf.h"
+#include "model/model.h"
+#include "model/weights.h"
+#include "train/checkpoint.h"
+#include "train/train_config.h"
+
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void try_tokenizer(lmf_weights *w, const char *tok_path, const char *ckpt_path) {
+    if (!*tok_path) return;
+    char cands[3][4096];
+    char *copy = strdup(ckpt_path), *dir = dirname(copy);
+    snprintf(cands[0], sizeof cands[0], "%s", tok_path);
+    snprintf(cands[1], sizeof cands[1], "%s/%s", dir, tok_path);
+    snprintf(cands[2], sizeof cands[2], "%s/../%s", dir, tok_path);
+    free(copy);
+    for (int i = 0; i < (tok_path[0] == '/' ? 1 : 3); i++) {
+        struct stat sb;
+        if (stat(cands[i], &sb) != 0) continue;
+        lmf_tokenizer *tok;
+        if (lmf_tokenizer_load(cands[i], &tok) != LMF_OK) continue;
+        if (lmf_tokenizer_vocab_size(tok) > w->cfg.vocab_size) {
+            lmf_tokenizer_free(tok);
+            continue;
+        }
+        w->tok = tok;
+        lmf_clear_error();
+        return;
+    }
+    lmf_clear_error();
+}
+
+static lmf_status load(lmf_weights *w, const char *path) {
+    lmf_checkpoint ck;
+    LMF_TRY(lmf_checkpoint_load(path, &ck));
+    lmf_train_config tc;
+    lmf_train_config_default(&tc);
+    char source[4200];
+    snprintf(source, sizeof source, "%s (config text)", path);
+    lmf_status s = lmf_train_config_parse(&tc, ck.config_text, source);
+    if (s == LMF_OK && lmf_model_config_validate(&tc.model) != LMF_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", lmf_last_error());
+        s = lmf_fail(LMF_ERR_FORMAT, "%s: the model config in the checkpoint is invalid: %s", path, msg);
+    }
+    size_t sizes[LMF_NUM_PARAM_TENSORS], off[LMF_NUM_PARAM_TENSORS], total = 0;
+    if (s == LMF_OK) {
+        lmf_param_sizes(&tc.model, sizes);
+        for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) off[i] = total, total += sizes[i];
+        if (total != ck.num_params)
+            s = lmf_fail(LMF_ERR_FORMAT, "%s: holds %llu parameters but its model config needs %zu", path,
+                         (unsigned long long)ck.num_params, total);
+    }
+    if (s != LMF_OK) {
+        lmf_checkpoint_free(&ck);
+        return s;
+    }
+    float *p = lmf_weights_alloc(w, total * sizeof(float));
+    memcpy(p, ck.params, total * sizeof(float));
+    lmf_checkpoint_free(&ck);
+
+    lmf_model_config *c = &w->cfg;
+    *c = tc.model;
+    int gpt2 = c->arch == LMF_ARCH_GPT2;
+    snprintf(w->family, sizeof w->family, "%s", gpt2 ? "gpt2" : "llama");
+    w->norm = gpt2 ? LMF_NORM_LAYER : LMF_NORM_RMS;
+    w->act = gpt2 ? LMF_ACT_GELU_TANH : LMF_ACT_SWIGLU;
+    w->pos = gpt2 ? LMF_POS_LEARNED : LMF_POS_ROPE_HALF;
+    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), F = c->ffn_dim, V = c->vocab_size, S = C + 2 * KV;
+    int FF = gpt2 ? F : 2 * F;
+#define T(i) (p + off[i])
+    lmf_wtensor_set(&w->tok_emb, LMF_GGML_F32, V, C, T(LMF_P_WTE));
+    if (c->tied_embeddings) w->lm_head = w->tok_emb;
+    else lmf_wtensor_set(&w->lm_head, LMF_GGML_F32, V, C, T(LMF_P_LMHEAD));
+    if (gpt2) lmf_wtensor_set(&w->pos_emb, LMF_GGML_F32, c->max_seq_len, C, T(LMF_P_WPE));
+    w->out_norm_w = T(LMF_P_LNFW);
+    w->out_norm_b = gpt2 ? T(LMF_P_LNFB) : NULL;
+    w->layers = lmf_xcalloc((size_t)c->n_layer, sizeof *w->layers);
+    for (int l = 0; l < c->n_layer; l++) {
+        lmf_layer_weights *L = &w->layers[l];
+        const float *qkv = T(LMF_P_QKVW) + (size_t)l * S * C, *fc = T(LMF_P_FCW) + (size_t)l * FF * C;
+        L->attn_norm_w = T(LMF_P_LN1W) + (size_t)l * C;
+        L->ffn_norm_w = T(LMF_P_LN2W) + (size_t)l * C;
+        lmf_wtensor_set(&L->wq, LMF_GGML_F32, C, C, qkv);
+        lmf_wtensor_set(&L->wk, LMF_GGML_F32, KV, C, qkv + (size_t)C * C);
+        lmf_wtensor_set(&L->wv, LMF_GGML_F32, KV, C, qkv + (size_t)(C + KV) * C);
+        lmf_wtensor_set(&L->wo, LMF_GGML_F32, C, C, T(LMF_P_ATTPROJW) + (size_t)l * C * C);
+        lmf_wtensor_set(&L->w_down, LMF_GGML_F32, C, F, T(LMF_P_FCPROJW) + (size_t)l * C * F);
+        if (gpt2) {
+            lmf_wtensor_set(&L->w_up, LMF_GGML_F32, F, C, fc);
+            const float *b = T(LMF_P_QKVB) + (size_t)l * S;
+            L->bq = b, L->bk = b + C, L->bv = b + C + KV;
+            L->attn_norm_b = T(LMF_P_LN1B) + (size_t)l * C;
+            L->ffn_norm_b = T(LMF_P_LN2B) + (size_t)l * C;
+            L->bo = T(LMF_P_ATTPROJB) + (size_t)l * C;
+            L->b_up = T(LMF_P_FCB) + (size_t)l * F;
+            L->b_down = T(LMF_P_FCPROJB) + (size_t)l * C;
+        } else {
+            lmf_wtensor_set(&L->w_gate, LMF_GGML_F32, F, C, fc);
+            lmf_wtensor_set(&L->w_up, LMF_GGML_F32, F, C, fc + (size_t)F * C);
+        }
+    }
+#undef T
+    try_tokenizer(w, tc.tokenizer, path);
+    if (w->tok) {
+        int32_t eot = lmf_tokenizer_token_id(w->tok, "<|endoftext|>");
+        if (eot >= 0) w->eos_id = w->bos_id = eot;
+    }
+    return lmf_weights_validate(w, path);
+}
+
+lmf_status lmf_weights_load_checkpoint(const char *path, lmf_weights **out) {
+    *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return lmf_fail(LMF_ERR_IO, "%s: no such file or folder", path);
+    char *file = NULL;
+    if (S_ISDIR(sb.st_mode)) LMF_TRY(lmf_checkpoint_latest(path, &file));
+    else file = strdup(path);
+    lmf_weights *w = lmf_weights_new();
+    snprintf(w->source, sizeof w->source, "checkpoint");
+    if (stat(file, &sb) == 0) w->file_bytes = (size_t)sb.st_size;
+    lmf_status s = load(w, file);
+    free(file);
+    if (s != LMF_OK) {
+        lmf_weights_free(w);
+        return s;
+    }
+    *out = w;
+    return LMF_OK;
+}

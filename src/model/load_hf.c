@@ -1,0 +1,610 @@
+/* load_hf.c — a Hugging Face model folder as inference weights (weights.h).
+ *
+ * A folder holds config.json and either model.safetensors or shards model-0000i-of-0000n.safetensors listed in
+ * model.safetensors.index.json ({"weight_map": {tensor name: shard file}}); model.safetensors wins when both
+ * exist, as in transformers. F32, F16 and BF16 tensors are used in place from the mapping; only GPT-2's Conv1D
+ * weights, stored (in, out), are transposed into owned buffers (and 1-D tensors become owned fp32 copies).
+ *
+ * Families (config.json "model_type") and their tensor names (weights (out, in) unless noted):
+ *   llama: model.embed_tokens, model.norm, lm_head (absent when tie_word_embeddings), model.layers.N.
+ *          {input_layernorm, post_attention_layernorm, self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj}.weight.
+ *          Q/K rows are in rotate_half order, so RoPE runs as LMF_POS_ROPE_HALF. Refused: rope_scaling, attention
+ *          or MLP biases, hidden_act other than silu, head_dim != hidden_size / num_attention_heads.
+ *   gpt2:  [transformer.]{wte, wpe, ln_f, h.N.{ln_1, attn.c_attn (fused q|k|v along out), attn.c_proj, ln_2,
+ *          mlp.c_fc, mlp.c_proj}}.{weight,bias}; Conv1D weights stored (in, out); head tied to wte.
+ *   opt:   [model.]decoder.{embed_tokens, embed_positions (max_position_embeddings + 2 rows: positions start at
+ *          row 2), final_layer_norm, layers.N.{self_attn.{q,k,v,out}_proj, self_attn_layer_norm, fc1, fc2,
+ *          final_layer_norm}}.{weight,bias}; ReLU; head tied to embed_tokens. Refused: word_embed_proj_dim !=
+ *          hidden_size (opt-350m's projections) and do_layer_norm_before false (post-norm).
+ * Tokenizer: tokenizer.json (or GPT-2's encoder.json + vocab.bpe) in the folder; special ids from config.json,
+ * then generation_config.json, then tokenizer_config.json's token texts; chat_template from tokenizer_config.json.
+ * Every failure names the file and the field or tensor. */
+#include "core/alloc.h"
+#include "core/status.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "model/weights.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct {
+    const char *dir;
+    char cfg_path[4096];
+    lmf_weights *w;
+    cJSON *cfg;
+    cJSON *index;             /* model.safetensors.index.json, or NULL */
+    const cJSON *weight_map;  /* its weight_map */
+    char index_path[4096];
+    char prefix[24];          /* "transformer." / "model." / "" */
+} hf;
+
+static int file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* Parses a JSON file; *out NULL (and LMF_OK) when it does not exist and !required. */
+static lmf_status read_json(const char *path, int required, cJSON **out) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (!required) return LMF_OK;
+        return lmf_fail(LMF_ERR_IO, "%s: cannot open (a Hugging Face model folder needs config.json)", path);
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n < 0 || n > (64L << 20)) {
+        fclose(f);
+        return lmf_fail(LMF_ERR_FORMAT, "%s: %ld bytes is not a plausible JSON file size", path, n);
+    }
+    char *buf = lmf_xmalloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    fclose(f);
+    buf[got] = 0;
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithOpts(buf, &end, 0);
+    if (!j) {
+        long at = end ? (long)(end - buf) : cJSON_GetErrorPtr() ? (long)(cJSON_GetErrorPtr() - buf) : -1;
+        free(buf);
+        return lmf_fail(LMF_ERR_FORMAT, "%s: not valid JSON (error near byte %ld)", path, at);
+    }
+    free(buf);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return lmf_fail(LMF_ERR_FORMAT, "%s: expected a JSON object at the top level", path);
+    }
+    *out = j;
+    return LMF_OK;
+}
+
+/* ---- config.json fields ------------------------------------------------------------------------------------- */
+
+static const cJSON *field(const hf *h, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(h->cfg, key);
+    return cJSON_IsNull(v) ? NULL : v;
+}
+
+/* A positive integer field; def < 0: required. */
+static lmf_status get_int(const hf *h, const char *key, int def, int *out) {
+    const cJSON *v = field(h, key);
+    if (!v) {
+        if (def < 0) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" is missing", h->cfg_path, key);
+        *out = def;
+        return LMF_OK;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valuedouble <= 0 ||
+        v->valuedouble > (double)(1 << 30))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" must be a positive integer", h->cfg_path, key);
+    *out = (int)v->valuedouble;
+    return LMF_OK;
+}
+
+static lmf_status get_float(const hf *h, const char *key, float def, float *out) {
+    const cJSON *v = field(h, key);
+    if (!v) {
+        *out = def;
+        return LMF_OK;
+    }
+    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" must be a positive number", h->cfg_path, key);
+    *out = (float)v->valuedouble;
+    return LMF_OK;
+}
+
+static lmf_status get_bool(const hf *h, const char *key, int def, int *out) {
+    const cJSON *v = field(h, key);
+    if (!v) {
+        *out = def;
+        return LMF_OK;
+    }
+    if (!cJSON_IsBool(v)) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" must be true or false", h->cfg_path, key);
+    *out = cJSON_IsTrue(v);
+    return LMF_OK;
+}
+
+/* A string field that, when present, must be one of the accepted values (NULL-terminated list). */
+static lmf_status want_str(const hf *h, const char *key, const char *const *ok, const char *why) {
+    const cJSON *v = field(h, key);
+    if (!v) return LMF_OK;
+    if (cJSON_IsString(v))
+        for (int i = 0; ok[i]; i++)
+            if (!strcmp(v->valuestring, ok[i])) return LMF_OK;
+    return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" is %s%s%s; lmforge supports \"%s\" (%s)", h->cfg_path, key,
+                    cJSON_IsString(v) ? "\"" : "", cJSON_IsString(v) ? v->valuestring : "not a string",
+                    cJSON_IsString(v) ? "\"" : "", ok[0], why);
+}
+
+/* ---- tensors ------------------------------------------------------------------------------------------------ */
+
+/* Opens one safetensors file and hands it to w (freed with it). */
+static lmf_status open_shard(hf *h, const char *file, lmf_safetensors **out) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", h->dir, file);
+    for (int i = 0; i < h->w->n_mapped; i++) {
+        lmf_safetensors *st = h->w->mapped[i];
+        if (!strcmp(st->path, p)) {
+            *out = st;
+            return LMF_OK;
+        }
+    }
+    lmf_safetensors *st;
+    lmf_status s = lmf_safetensors_open(p, &st);
+    if (s != LMF_OK) {
+        if (h->index && s == LMF_ERR_IO) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", lmf_last_error());
+            return lmf_fail(s, "%s: weight_map names shard \"%s\", which cannot be read: %s", h->index_path, file,
+                            msg);
+        }
+        return s;
+    }
+    lmf_weights *w = h->w;
+    w->mapped = lmf_xrealloc(w->mapped, (size_t)(w->n_mapped + 1) * sizeof *w->mapped);
+    w->mapped[w->n_mapped++] = st;
+    w->file_bytes += st->map_size;
+    *out = st;
+    return LMF_OK;
+}
+
+/* Tensor `name` (prefix applied) or NULL; *where gets the file it lives in (for messages). */
+static lmf_status find(hf *h, const char *name, const lmf_st_tensor **out, const char **where) {
+    *out = NULL;
+    *where = h->index ? h->index_path : h->w->n_mapped ? ((lmf_safetensors *)h->w->mapped[0])->path : h->dir;
+    if (h->index) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(h->weight_map, name);
+        if (!f) return LMF_OK;
+        if (!cJSON_IsString(f) || !*f->valuestring || strchr(f->valuestring, '/') || !strcmp(f->valuestring, "..") ||
+            !strcmp(f->valuestring, "."))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: weight_map[\"%s\"] must be a file name in the folder", h->index_path,
+                            name);
+        lmf_safetensors *st;
+        LMF_TRY(open_shard(h, f->valuestring, &st));
+        *where = st->path;
+        *out = lmf_safetensors_find(st, name);
+        if (!*out)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s is missing (%s says it is in this shard)", st->path, name,
+                            h->index_path);
+        return LMF_OK;
+    }
+    *out = lmf_safetensors_find(h->w->mapped[0], name);
+    return LMF_OK;
+}
+
+static uint32_t ggml_type_of(lmf_dtype dt) {
+    return dt == LMF_DT_F32 ? LMF_GGML_F32 : dt == LMF_DT_F16 ? LMF_GGML_F16 : dt == LMF_DT_BF16 ? LMF_GGML_BF16
+                                                                                                  : UINT32_MAX;
+}
+
+/* Tensor prefix+name with shape (d0) when d1 == 0, else (d0, d1), of a float dtype. */
+static lmf_status tensor(hf *h, const char *name, int64_t d0, int64_t d1, const lmf_st_tensor **out,
+                         uint32_t *type) {
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", h->prefix, name);
+    const char *where;
+    LMF_TRY(find(h, full, out, &where));
+    const lmf_st_tensor *t = *out;
+    if (!t) return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s is missing", where, full);
+    int ok = d1 ? (t->ndim == 2 && t->shape[0] == d0 && t->shape[1] == d1) : (t->ndim == 1 && t->shape[0] == d0);
+    if (!ok) {
+        char got[128] = "";
+        int k = 0;
+        for (int d = 0; d < t->ndim && k < 100; d++)
+            k += snprintf(got + k, sizeof got - (size_t)k, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+        if (d1)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s has shape [%s], expected [%lld, %lld]", where, full, got,
+                            (long long)d0, (long long)d1);
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s has shape [%s], expected [%lld]", where, full, got,
+                        (long long)d0);
+    }
+    *type = ggml_type_of(t->dtype);
+    if (*type == UINT32_MAX)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s has an integer or unknown dtype; lmforge reads F32, F16 and "
+                        "BF16 weights", where, full);
+    return LMF_OK;
+}
+
+/* An (out, in) weight used in place (copied only if an F32 tensor is not 4-byte aligned in the file). */
+static lmf_status matrix(hf *h, const char *name, int rows, int cols, lmf_wtensor *out) {
+    const lmf_st_tensor *t;
+    uint32_t type;
+    LMF_TRY(tensor(h, name, rows, cols, &t, &type));
+    const void *data = t->data;
+    if ((uintptr_t)data % lmf_dtype_size(t->dtype)) {
+        void *copy = lmf_weights_alloc(h->w, t->nbytes);
+        memcpy(copy, data, t->nbytes);
+        data = copy;
+    }
+    lmf_wtensor_set(out, type, rows, cols, data);
+    return LMF_OK;
+}
+
+/* A Conv1D weight stored (in, out): transposed into an owned (out, in) buffer of the same dtype. */
+static lmf_status matrix_t(hf *h, const char *name, int rows, int cols, lmf_wtensor *out) {
+    const lmf_st_tensor *t;
+    uint32_t type;
+    LMF_TRY(tensor(h, name, cols, rows, &t, &type));
+    size_t es = lmf_dtype_size(t->dtype);
+    uint8_t *dst = lmf_weights_alloc(h->w, t->nbytes);
+    const uint8_t *src = t->data;
+    for (int i = 0; i < cols; i++)     /* source row i: in-feature i, rows (out) elements */
+        for (int o = 0; o < rows; o++) memcpy(dst + ((size_t)o * cols + i) * es, src + ((size_t)i * rows + o) * es, es);
+    lmf_wtensor_set(out, type, rows, cols, dst);
+    return LMF_OK;
+}
+
+static lmf_status vec(hf *h, const char *name, int n, const float **out) {
+    const lmf_st_tensor *t;
+    uint32_t type;
+    LMF_TRY(tensor(h, name, n, 0, &t, &type));
+    const void *src = t->data;
+    void *tmp = NULL;
+    if ((uintptr_t)src % lmf_dtype_size(t->dtype)) src = tmp = memcpy(lmf_xmalloc(t->nbytes), src, t->nbytes);
+    char what[320];
+    snprintf(what, sizeof what, "%s: tensor %s%s", h->dir, h->prefix, name);
+    lmf_status s = lmf_weights_f32_copy(h->w, type, src, (size_t)n, what, out);
+    free(tmp);
+    return s;
+}
+
+static int has_tensor(hf *h, const char *full) {
+    if (h->index) return cJSON_GetObjectItemCaseSensitive(h->weight_map, full) != NULL;
+    return lmf_safetensors_find(h->w->mapped[0], full) != NULL;
+}
+
+/* ---- families ----------------------------------------------------------------------------------------------- */
+
+static lmf_status check_config(hf *h, const char *family) {
+    if (lmf_model_config_validate(&h->w->cfg) != LMF_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", lmf_last_error());
+        return lmf_fail(LMF_ERR_FORMAT, "%s: the hyperparameters do not make a valid %s model: %s", h->cfg_path,
+                        family, msg);
+    }
+    return LMF_OK;
+}
+
+#define NAME(...) (snprintf(name, sizeof name, __VA_ARGS__), name)
+
+static lmf_status load_llama(hf *h) {
+    lmf_weights *w = h->w;
+    lmf_model_config *c = &w->cfg;
+    *c = lmf_model_config_default(LMF_ARCH_LLAMA);
+    LMF_TRY(get_int(h, "hidden_size", -1, &c->n_embd));
+    LMF_TRY(get_int(h, "intermediate_size", -1, &c->ffn_dim));
+    LMF_TRY(get_int(h, "num_attention_heads", -1, &c->n_head));
+    LMF_TRY(get_int(h, "num_hidden_layers", -1, &c->n_layer));
+    LMF_TRY(get_int(h, "num_key_value_heads", c->n_head, &c->n_kv_head));
+    LMF_TRY(get_int(h, "vocab_size", -1, &c->vocab_size));
+    LMF_TRY(get_int(h, "max_position_embeddings", 2048, &c->max_seq_len));
+    LMF_TRY(get_float(h, "rms_norm_eps", 1e-6f, &c->norm_eps));
+    LMF_TRY(get_float(h, "rope_theta", 10000.0f, &c->rope_theta));
+    LMF_TRY(get_bool(h, "tie_word_embeddings", 0, &c->tied_embeddings));
+    /* RoPE: transformers 4 writes rope_theta and rope_scaling (null for plain RoPE); transformers 5 writes
+     * rope_parameters {"rope_theta", "rope_type"}. Only plain ("default") RoPE is supported. */
+    static const char *const rope_keys[] = {"rope_scaling", "rope_parameters"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *r = field(h, rope_keys[i]);
+        if (!r) continue;
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(r, "rope_type");
+        if (!type) type = cJSON_GetObjectItemCaseSensitive(r, "type");
+        if (!cJSON_IsObject(r) || (type && !(cJSON_IsString(type) && !strcmp(type->valuestring, "default"))) ||
+            (!type && i == 0))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" asks for scaled RoPE (%s); lmforge runs plain RoPE only",
+                            h->cfg_path, rope_keys[i], cJSON_IsString(type) ? type->valuestring : "unknown type");
+        const cJSON *theta = cJSON_GetObjectItemCaseSensitive(r, "rope_theta");
+        if (theta && !(cJSON_IsNumber(theta) && theta->valuedouble > 0))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s.rope_theta\" must be a positive number", h->cfg_path,
+                            rope_keys[i]);
+        if (theta) c->rope_theta = (float)theta->valuedouble;
+    }
+    int bias;
+    LMF_TRY(get_bool(h, "attention_bias", 0, &bias));
+    if (bias) return lmf_fail(LMF_ERR_FORMAT, "%s: \"attention_bias\": true is not supported (llama has no attention "
+                              "biases in lmforge)", h->cfg_path);
+    LMF_TRY(get_bool(h, "mlp_bias", 0, &bias));
+    if (bias) return lmf_fail(LMF_ERR_FORMAT, "%s: \"mlp_bias\": true is not supported", h->cfg_path);
+    static const char *const silu[] = {"silu", NULL};
+    LMF_TRY(want_str(h, "hidden_act", silu, "SwiGLU"));
+    int head_dim;
+    LMF_TRY(get_int(h, "head_dim", c->n_embd / (c->n_head ? c->n_head : 1), &head_dim));
+    if (head_dim * c->n_head != c->n_embd)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: \"head_dim\" %d x num_attention_heads %d != hidden_size %d is not "
+                        "supported", h->cfg_path, head_dim, c->n_head, c->n_embd);
+    LMF_TRY(check_config(h, "llama"));
+    snprintf(w->family, sizeof w->family, "llama");
+    w->norm = LMF_NORM_RMS, w->act = LMF_ACT_SWIGLU, w->pos = LMF_POS_ROPE_HALF;
+
+    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), F = c->ffn_dim, V = c->vocab_size;
+    char name[160];
+    LMF_TRY(matrix(h, "model.embed_tokens.weight", V, C, &w->tok_emb));
+    if (c->tied_embeddings) w->lm_head = w->tok_emb;
+    else LMF_TRY(matrix(h, "lm_head.weight", V, C, &w->lm_head));
+    LMF_TRY(vec(h, "model.norm.weight", C, &w->out_norm_w));
+    w->layers = lmf_xcalloc((size_t)c->n_layer, sizeof *w->layers);
+    for (int l = 0; l < c->n_layer; l++) {
+        lmf_layer_weights *L = &w->layers[l];
+        LMF_TRY(vec(h, NAME("model.layers.%d.input_layernorm.weight", l), C, &L->attn_norm_w));
+        LMF_TRY(vec(h, NAME("model.layers.%d.post_attention_layernorm.weight", l), C, &L->ffn_norm_w));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.q_proj.weight", l), C, C, &L->wq));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.k_proj.weight", l), KV, C, &L->wk));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.v_proj.weight", l), KV, C, &L->wv));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.o_proj.weight", l), C, C, &L->wo));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.gate_proj.weight", l), F, C, &L->w_gate));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.up_proj.weight", l), F, C, &L->w_up));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.down_proj.weight", l), C, F, &L->w_down));
+    }
+    return LMF_OK;
+}
+
+static lmf_status load_gpt2(hf *h) {
+    lmf_weights *w = h->w;
+    lmf_model_config *c = &w->cfg;
+    *c = lmf_model_config_default(LMF_ARCH_GPT2);
+    LMF_TRY(get_int(h, "n_embd", -1, &c->n_embd));
+    LMF_TRY(get_int(h, "n_layer", -1, &c->n_layer));
+    LMF_TRY(get_int(h, "n_head", -1, &c->n_head));
+    LMF_TRY(get_int(h, "n_positions", 1024, &c->max_seq_len));
+    LMF_TRY(get_int(h, "vocab_size", -1, &c->vocab_size));
+    LMF_TRY(get_int(h, "n_inner", 4 * c->n_embd, &c->ffn_dim));
+    LMF_TRY(get_float(h, "layer_norm_epsilon", 1e-5f, &c->norm_eps));
+    c->n_kv_head = c->n_head;
+    c->tied_embeddings = 1;
+    static const char *const gelu[] = {"gelu_new", "gelu_pytorch_tanh", NULL};
+    LMF_TRY(want_str(h, "activation_function", gelu, "GELU, tanh approximation"));
+    int flag = 1;
+    LMF_TRY(get_bool(h, "scale_attn_weights", 1, &flag));
+    if (!flag) return lmf_fail(LMF_ERR_FORMAT, "%s: \"scale_attn_weights\": false is not supported", h->cfg_path);
+    LMF_TRY(get_bool(h, "scale_attn_by_inverse_layer_idx", 0, &flag));
+    if (flag) return lmf_fail(LMF_ERR_FORMAT, "%s: \"scale_attn_by_inverse_layer_idx\": true is not supported",
+                              h->cfg_path);
+    LMF_TRY(check_config(h, "gpt2"));
+    snprintf(w->family, sizeof w->family, "gpt2");
+    w->norm = LMF_NORM_LAYER, w->act = LMF_ACT_GELU_TANH, w->pos = LMF_POS_LEARNED;
+    snprintf(h->prefix, sizeof h->prefix, "%s", has_tensor(h, "transformer.wte.weight") ? "transformer." : "");
+
+    int C = c->n_embd, F = c->ffn_dim, V = c->vocab_size;
+    char name[160];
+    LMF_TRY(matrix(h, "wte.weight", V, C, &w->tok_emb));
+    w->lm_head = w->tok_emb;
+    LMF_TRY(matrix(h, "wpe.weight", c->max_seq_len, C, &w->pos_emb));
+    LMF_TRY(vec(h, "ln_f.weight", C, &w->out_norm_w));
+    LMF_TRY(vec(h, "ln_f.bias", C, &w->out_norm_b));
+    w->layers = lmf_xcalloc((size_t)c->n_layer, sizeof *w->layers);
+    for (int l = 0; l < c->n_layer; l++) {
+        lmf_layer_weights *L = &w->layers[l];
+        LMF_TRY(vec(h, NAME("h.%d.ln_1.weight", l), C, &L->attn_norm_w));
+        LMF_TRY(vec(h, NAME("h.%d.ln_1.bias", l), C, &L->attn_norm_b));
+        LMF_TRY(vec(h, NAME("h.%d.ln_2.weight", l), C, &L->ffn_norm_w));
+        LMF_TRY(vec(h, NAME("h.%d.ln_2.bias", l), C, &L->ffn_norm_b));
+        lmf_wtensor qkv;
+        const float *b;
+        LMF_TRY(matrix_t(h, NAME("h.%d.attn.c_attn.weight", l), 3 * C, C, &qkv));
+        L->wq = L->wk = L->wv = qkv;
+        L->wq.rows = L->wk.rows = L->wv.rows = C;
+        L->wk.data = (const char *)qkv.data + (size_t)C * qkv.row_bytes;
+        L->wv.data = (const char *)qkv.data + (size_t)2 * C * qkv.row_bytes;
+        LMF_TRY(vec(h, NAME("h.%d.attn.c_attn.bias", l), 3 * C, &b));
+        L->bq = b, L->bk = b + C, L->bv = b + 2 * C;
+        LMF_TRY(matrix_t(h, NAME("h.%d.attn.c_proj.weight", l), C, C, &L->wo));
+        LMF_TRY(vec(h, NAME("h.%d.attn.c_proj.bias", l), C, &L->bo));
+        LMF_TRY(matrix_t(h, NAME("h.%d.mlp.c_fc.weight", l), F, C, &L->w_up));
+        LMF_TRY(vec(h, NAME("h.%d.mlp.c_fc.bias", l), F, &L->b_up));
+        LMF_TRY(matrix_t(h, NAME("h.%d.mlp.c_proj.weight", l), C, F, &L->w_down));
+        LMF_TRY(vec(h, NAME("h.%d.mlp.c_proj.bias", l), C, &L->b_down));
+    }
+    return LMF_OK;
+}
+
+static lmf_status load_opt(hf *h) {
+    lmf_weights *w = h->w;
+    lmf_model_config *c = &w->cfg;
+    *c = lmf_model_config_default(LMF_ARCH_GPT2);
+    LMF_TRY(get_int(h, "hidden_size", -1, &c->n_embd));
+    LMF_TRY(get_int(h, "ffn_dim", -1, &c->ffn_dim));
+    LMF_TRY(get_int(h, "num_attention_heads", -1, &c->n_head));
+    LMF_TRY(get_int(h, "num_hidden_layers", -1, &c->n_layer));
+    LMF_TRY(get_int(h, "max_position_embeddings", -1, &c->max_seq_len));
+    LMF_TRY(get_int(h, "vocab_size", -1, &c->vocab_size));
+    c->n_kv_head = c->n_head;
+    c->norm_eps = 1e-5f; /* OPT's nn.LayerNorm default */
+    int proj, flag = 1;
+    LMF_TRY(get_int(h, "word_embed_proj_dim", c->n_embd, &proj));
+    if (proj != c->n_embd)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: \"word_embed_proj_dim\" %d != hidden_size %d (opt-350m's project_in/"
+                        "project_out) is not supported", h->cfg_path, proj, c->n_embd);
+    LMF_TRY(get_bool(h, "do_layer_norm_before", 1, &flag));
+    if (!flag) return lmf_fail(LMF_ERR_FORMAT, "%s: \"do_layer_norm_before\": false (post-norm OPT, e.g. opt-350m) is "
+                               "not supported", h->cfg_path);
+    LMF_TRY(get_bool(h, "enable_bias", 1, &flag));
+    if (!flag) return lmf_fail(LMF_ERR_FORMAT, "%s: \"enable_bias\": false is not supported", h->cfg_path);
+    LMF_TRY(get_bool(h, "layer_norm_elementwise_affine", 1, &flag));
+    if (!flag) return lmf_fail(LMF_ERR_FORMAT, "%s: \"layer_norm_elementwise_affine\": false is not supported",
+                               h->cfg_path);
+    LMF_TRY(get_bool(h, "tie_word_embeddings", 1, &flag));
+    if (!flag) return lmf_fail(LMF_ERR_FORMAT, "%s: \"tie_word_embeddings\": false is not supported for opt",
+                               h->cfg_path);
+    c->tied_embeddings = 1;
+    static const char *const relu[] = {"relu", NULL};
+    LMF_TRY(want_str(h, "activation_function", relu, "ReLU"));
+    LMF_TRY(check_config(h, "opt"));
+    snprintf(w->family, sizeof w->family, "opt");
+    w->norm = LMF_NORM_LAYER, w->act = LMF_ACT_RELU, w->pos = LMF_POS_LEARNED, w->pos_offset = 2;
+    snprintf(h->prefix, sizeof h->prefix, "%s",
+             has_tensor(h, "model.decoder.embed_tokens.weight") ? "model.decoder." : "decoder.");
+
+    int C = c->n_embd, F = c->ffn_dim, V = c->vocab_size;
+    char name[160];
+    LMF_TRY(matrix(h, "embed_tokens.weight", V, C, &w->tok_emb));
+    w->lm_head = w->tok_emb;
+    LMF_TRY(matrix(h, "embed_positions.weight", c->max_seq_len + 2, C, &w->pos_emb));
+    LMF_TRY(vec(h, "final_layer_norm.weight", C, &w->out_norm_w));
+    LMF_TRY(vec(h, "final_layer_norm.bias", C, &w->out_norm_b));
+    w->layers = lmf_xcalloc((size_t)c->n_layer, sizeof *w->layers);
+    for (int l = 0; l < c->n_layer; l++) {
+        lmf_layer_weights *L = &w->layers[l];
+        LMF_TRY(vec(h, NAME("layers.%d.self_attn_layer_norm.weight", l), C, &L->attn_norm_w));
+        LMF_TRY(vec(h, NAME("layers.%d.self_attn_layer_norm.bias", l), C, &L->attn_norm_b));
+        LMF_TRY(vec(h, NAME("layers.%d.final_layer_norm.weight", l), C, &L->ffn_norm_w));
+        LMF_TRY(vec(h, NAME("layers.%d.final_layer_norm.bias", l), C, &L->ffn_norm_b));
+        static const char *const qkvo[4] = {"q", "k", "v", "out"};
+        lmf_wtensor *mw[4] = {&L->wq, &L->wk, &L->wv, &L->wo};
+        const float **mb[4] = {&L->bq, &L->bk, &L->bv, &L->bo};
+        for (int i = 0; i < 4; i++) {
+            LMF_TRY(matrix(h, NAME("layers.%d.self_attn.%s_proj.weight", l, qkvo[i]), C, C, mw[i]));
+            LMF_TRY(vec(h, NAME("layers.%d.self_attn.%s_proj.bias", l, qkvo[i]), C, mb[i]));
+        }
+        LMF_TRY(matrix(h, NAME("layers.%d.fc1.weight", l), F, C, &L->w_up));
+        LMF_TRY(vec(h, NAME("layers.%d.fc1.bias", l), F, &L->b_up));
+        LMF_TRY(matrix(h, NAME("layers.%d.fc2.weight", l), C, F, &L->w_down));
+        LMF_TRY(vec(h, NAME("layers.%d.fc2.bias", l), C, &L->b_down));
+    }
+    return LMF_OK;
+}
+
+#undef NAME
+
+/* ---- tokenizer and special tokens --------------------------------------------------------------------------- */
+
+/* An id field: an integer, or a list of them (first taken; the second, if any, becomes *second). */
+static void special_id(const cJSON *obj, const char *key, int32_t *id, int32_t *second) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (cJSON_IsArray(v)) {
+        const cJSON *a = cJSON_GetArrayItem(v, 0), *b = cJSON_GetArrayItem(v, 1);
+        if (cJSON_IsNumber(b) && second && b->valuedouble >= 0) *second = (int32_t)b->valuedouble;
+        v = a;
+    }
+    if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 2147483647.0) *id = (int32_t)v->valuedouble;
+}
+
+/* A token named in tokenizer_config.json: "text" or {"content": "text", ...}. */
+static int32_t token_by_text(const lmf_tokenizer *tok, const cJSON *tc, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(tc, key);
+    if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
+    if (!tok || !cJSON_IsString(v)) return -1;
+    return lmf_tokenizer_token_id(tok, v->valuestring);
+}
+
+static lmf_status load_tokenizer(hf *h) {
+    lmf_weights *w = h->w;
+    char p[4096], q[4096];
+    snprintf(p, sizeof p, "%s/tokenizer.json", h->dir);
+    snprintf(q, sizeof q, "%s/encoder.json", h->dir);
+    if (file_exists(p) || file_exists(q)) {
+        LMF_TRY(lmf_tokenizer_load(h->dir, &w->tok));
+        if (lmf_tokenizer_vocab_size(w->tok) > w->cfg.vocab_size)
+            return lmf_fail(LMF_ERR_MISMATCH, "%s: the tokenizer has %d tokens but the model's vocab_size is %d",
+                            h->dir, lmf_tokenizer_vocab_size(w->tok), w->cfg.vocab_size);
+    }
+    int32_t eot = -1;
+    special_id(h->cfg, "bos_token_id", &w->bos_id, NULL);
+    special_id(h->cfg, "eos_token_id", &w->eos_id, &eot);
+    cJSON *gen = NULL, *tc = NULL;
+    snprintf(p, sizeof p, "%s/generation_config.json", h->dir);
+    LMF_TRY(read_json(p, 0, &gen));
+    if (gen) {
+        special_id(gen, "bos_token_id", &w->bos_id, NULL);
+        special_id(gen, "eos_token_id", &w->eos_id, &eot);
+        cJSON_Delete(gen);
+    }
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", h->dir);
+    LMF_TRY(read_json(p, 0, &tc));
+    w->add_bos = !strcmp(w->family, "opt"); /* OPT's tokenizer starts every text with </s> */
+    if (tc) {
+        int32_t id;
+        if (w->bos_id < 0 && (id = token_by_text(w->tok, tc, "bos_token")) >= 0) w->bos_id = id;
+        if ((id = token_by_text(w->tok, tc, "eos_token")) >= 0) {
+            if (w->eos_id < 0) w->eos_id = id;
+            else if (id != w->eos_id && eot < 0) eot = id; /* a chat model's end-of-turn (<|im_end|>) */
+        }
+        const cJSON *ab = cJSON_GetObjectItemCaseSensitive(tc, "add_bos_token");
+        if (cJSON_IsBool(ab)) w->add_bos = cJSON_IsTrue(ab);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(tc, "chat_template");
+        if (cJSON_IsArray(t)) { /* [{"name": "default", "template": ...}, ...] */
+            const cJSON *it, *pick = NULL;
+            cJSON_ArrayForEach(it, t) {
+                const cJSON *n = cJSON_GetObjectItemCaseSensitive(it, "name");
+                if (!pick || (cJSON_IsString(n) && !strcmp(n->valuestring, "default"))) pick = it;
+            }
+            t = pick ? cJSON_GetObjectItemCaseSensitive(pick, "template") : NULL;
+        }
+        if (cJSON_IsString(t)) w->chat_template = strdup(t->valuestring);
+        cJSON_Delete(tc);
+    }
+    w->eot_id = eot;
+    int32_t *ids[3] = {&w->bos_id, &w->eos_id, &w->eot_id};
+    for (int i = 0; i < 3; i++)
+        if (*ids[i] >= w->cfg.vocab_size) *ids[i] = -1; /* an id outside the vocabulary names no token */
+    return LMF_OK;
+}
+
+/* ---- entry point -------------------------------------------------------------------------------------------- */
+
+static lmf_status load(hf *h) {
+    snprintf(h->cfg_path, sizeof h->cfg_path, "%s/config.json", h->dir);
+    LMF_TRY(read_json(h->cfg_path, 1, &h->cfg));
+    char single[4096];
+    snprintf(single, sizeof single, "%s/model.safetensors", h->dir);
+    snprintf(h->index_path, sizeof h->index_path, "%s/model.safetensors.index.json", h->dir);
+    if (file_exists(single)) {
+        lmf_safetensors *st;
+        LMF_TRY(open_shard(h, "model.safetensors", &st));
+    } else if (file_exists(h->index_path)) {
+        LMF_TRY(read_json(h->index_path, 1, &h->index));
+        h->weight_map = cJSON_GetObjectItemCaseSensitive(h->index, "weight_map");
+        if (!cJSON_IsObject(h->weight_map))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"weight_map\" is missing or not an object", h->index_path);
+    } else {
+        return lmf_fail(LMF_ERR_IO, "%s: no model.safetensors and no model.safetensors.index.json (lmforge reads "
+                        "safetensors weights, not pytorch_model.bin)", h->dir);
+    }
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(h->cfg, "model_type");
+    if (!cJSON_IsString(mt)) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"model_type\" is missing", h->cfg_path);
+    if (!strcmp(mt->valuestring, "llama")) LMF_TRY(load_llama(h));
+    else if (!strcmp(mt->valuestring, "gpt2")) LMF_TRY(load_gpt2(h));
+    else if (!strcmp(mt->valuestring, "opt")) LMF_TRY(load_opt(h));
+    else
+        return lmf_fail(LMF_ERR_FORMAT, "%s: model_type \"%s\" is not supported (lmforge loads llama, gpt2 and opt)",
+                        h->cfg_path, mt->valuestring);
+    LMF_TRY(load_tokenizer(h));
+    return lmf_weights_validate(h->w, h->dir);
+}
+
+lmf_status lmf_weights_load_hf(const char *dir, lmf_weights **out) {
+    *out = NULL;
+    hf h = {.dir = dir, .w = lmf_weights_new()};
+    snprintf(h.w->source, sizeof h.w->source, "safetensors");
+    lmf_status s = load(&h);
+    cJSON_Delete(h.cfg);
+    cJSON_Delete(h.index);
+    if (s != LMF_OK) {
+        lmf_weights_free(h.w);
+        return s;
+    }
+    *out = h.w;
+    return LMF_OK;
+}

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Tiny Hugging Face model folders and their transformers logits, for tests/test_load_hf.c.
+
+Usage (needs torch + transformers; e.g. a venv with PyPI torch 2.x and `pip install transformers safetensors`):
+
+    python3 tests/reference/hf_fixtures.py
+
+Writes tests/reference/fixtures/hf/<name>/ (config.json + safetensors exactly as save_pretrained writes them) and
+tests/reference/fixtures/hf/logits.json: for each folder the token ids and the float64 logits transformers'
+AutoModelForCausalLM computes from the saved weights (every position, T x V, row-major). Folders:
+
+  llama        LlamaForCausalLM, GQA (4 heads, 2 KV heads), untied head, F32, one model.safetensors
+  llama_shard  LlamaForCausalLM, 1 KV head, tied head, rope_theta 5e5, BF16, sharded with an index
+  gpt2         GPT2LMHeadModel (Conv1D weights), F32, with a tiny byte-level BPE tokenizer.json (V = 260)
+  opt          OPTForCausalLM (learned positions at offset 2, ReLU), F16
+
+Weights are random (seeded) and larger than HF's 0.02 init so logits differ visibly between positions and tokens.
+Everything is small (about 200 KB in all) so the folders are committed.
+"""
+
+import json
+import os
+import shutil
+
+import torch
+import transformers
+from transformers import (AutoModelForCausalLM, GPT2Config, LlamaConfig, OPTConfig)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "fixtures", "hf")
+TEXT = "In the beginning God created the heaven and the earth."
+PROMPT = "God created the earth."  # what the gpt2 fixture encodes and runs
+
+
+def randomize(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or "ln_" in name:
+                if name.endswith("weight"):
+                    p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+                else:
+                    p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.2 * torch.randn(p.shape, generator=g))
+
+
+def tiny_tokenizer(path):
+    """A byte-level BPE with 256 byte tokens, <|endoftext|> and 3 merges (V = 260), trained by HF tokenizers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tr = trainers.BpeTrainer(vocab_size=260, special_tokens=["<|endoftext|>"],
+                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([TEXT] * 4, trainer=tr)
+    assert tok.get_vocab_size() == 260, tok.get_vocab_size()
+    tok.save(os.path.join(path, "tokenizer.json"))
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "add_bos_token": False,
+                   "tokenizer_class": "PreTrainedTokenizerFast",
+                   "chat_template": "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+                                    "<|im_end|>\n{% endfor %}"}, f, indent=1)
+    return tok
+
+
+def build(name, cfg, seed, dtype, shard=None, tokenizer=False):
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager")
+    randomize(model, seed)
+    path = os.path.join(OUT, name)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    model.to(dtype)
+    kw = {"max_shard_size": shard} if shard else {}
+    model.save_pretrained(path, safe_serialization=True, **kw)
+    for extra in ("generation_config.json",):
+        p = os.path.join(path, extra)
+        if os.path.exists(p) and name != "llama":
+            os.remove(p)  # keep one generation_config.json (llama) to exercise reading it
+    tok = tiny_tokenizer(path) if tokenizer else None
+    # the reference: the saved weights, read back by transformers and run in float64
+    ref = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float64, attn_implementation="eager")
+    ref.eval()
+    V = cfg.vocab_size
+    if tok is not None:
+        ids = tok.encode(PROMPT).ids
+    else:
+        g = torch.Generator().manual_seed(seed + 1)
+        ids = torch.randint(0, V, (9,), generator=g).tolist()
+    with torch.no_grad():
+        logits = ref(torch.tensor([ids])).logits[0]
+    entry = {"tokens": ids, "vocab": V, "logits": [float("%.9g" % x) for x in logits.reshape(-1).tolist()]}
+    if tok is not None:
+        entry["text"] = PROMPT
+    return entry
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    out = {"transformers": transformers.__version__, "torch": torch.__version__}
+    out["llama"] = build("llama", LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, rope_theta=10000.0,
+        tie_word_embeddings=False, bos_token_id=1, eos_token_id=2), 11, torch.float32)
+    out["llama_shard"] = build("llama_shard", LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=1, max_position_embeddings=32, rms_norm_eps=1e-6, rope_theta=500000.0,
+        tie_word_embeddings=True, bos_token_id=0, eos_token_id=0), 22, torch.bfloat16, shard="12KB")
+    out["gpt2"] = build("gpt2", GPT2Config(
+        vocab_size=260, n_embd=16, n_layer=2, n_head=4, n_positions=64, layer_norm_epsilon=1e-5,
+        bos_token_id=259, eos_token_id=259), 33, torch.float32, tokenizer=True)
+    out["opt"] = build("opt", OPTConfig(
+        vocab_size=64, hidden_size=16, ffn_dim=48, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=32, word_embed_proj_dim=16, do_layer_norm_before=True, pad_token_id=1,
+        bos_token_id=2, eos_token_id=2), 44, torch.float16)
+    with open(os.path.join(OUT, "logits.json"), "w") as f:
+        json.dump(out, f, separators=(",", ":"))
+        f.write("\n")
+    total = sum(os.path.getsize(os.path.join(d, x)) for d, _, fs in os.walk(OUT) for x in fs)
+    print("wrote", OUT, total, "bytes")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+/* test_load_hf.c — Hugging Face folders (config.json + safetensors) as inference weights, against transformers.
+ *
+ * The folders under tests/reference/fixtures/hf/ are tiny random models written by transformers' save_pretrained
+ * (tests/reference/hf_fixtures.py), with the float64 logits transformers computes from the saved weights:
+ *   llama (F32, GQA, untied), llama_shard (BF16, tied, 3 shards + index), gpt2 (F32, Conv1D, tokenizer.json),
+ *   opt (F16, learned positions at offset 2, ReLU).
+ * For each: lmf_session_eval's logits at every position (one prefill, then token by token through the KV cache)
+ * equal transformers' within 1e-4 relative to the logits' scale (fp32 arithmetic on the same weights; the f16 and
+ * bf16 weights are exact in fp32). Then bad folders: a missing tensor, a wrong shape, a bad dtype, invalid or
+ * unsupported config.json, a truncated safetensors file, an index naming a missing shard — each refused with a
+ * message naming the file and the tensor or field. */
+#include "test_util.h"
+
+#include "io/safetensors.h"
+#include "lmforge.h"
+#include "model/weights.h"
+
+#include <cjson/cJSON.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define HF LMF_SOURCE_DIR "/tests/reference/fixtures/hf/"
+#define TOL 1e-4
+
+static cJSON *FX;
+
+static int setup(void **state) {
+    char *json = slurp(HF "logits.json", NULL);
+    if (!json) return -1;
+    FX = cJSON_Parse(json);
+    free(json);
+    return FX ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    cJSON_Delete(FX);
+    return 0;
+}
+
+static int fixture_tokens(const char *name, int32_t *tok, float **ref, int *V) {
+    const cJSON *e = cJSON_GetObjectItem(FX, name);
+    assert_non_null(e);
+    int T = 0;
+    for (const cJSON *t = cJSON_GetObjectItem(e, "tokens")->child; t; t = t->next) tok[T++] = t->valueint;
+    *V = cJSON_GetObjectItem(e, "vocab")->valueint;
+    *ref = malloc(sizeof(float) * (size_t)T * *V);
+    int i = 0;
+    for (const cJSON *x = cJSON_GetObjectItem(e, "logits")->child; x; x = x->next) (*ref)[i++] = (float)x->valuedouble;
+    assert_int_equal(i, T * *V);
+    return T;
+}
+
+static lmf_weights *load_ok(const char *dir) {
+    lmf_weights *w;
+    if (lmf_weights_load_hf(dir, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    return w;
+}
+
+static void check_logits(const char *name, const char *family) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, HF "%s", name);
+    lmf_weights *w = load_ok(dir);
+    assert_string_equal(lmf_weights_family(w), family);
+    int32_t tok[64];
+    float *ref;
+    int V, T = fixture_tokens(name, tok, &ref, &V);
+    assert_int_equal(lmf_weights_config(w)->vocab_size, V);
+    lmf_session *s;
+    assert_int_equal(lmf_session_create(w, 64, &s), LMF_OK);
+    const float *lg;
+    assert_int_equal(lmf_session_eval(s, tok, T, 1, &lg), LMF_OK);
+    double e = rel_err(lg, ref, (long)T * V);
+    printf("%-12s prefill of %d tokens: rel err %.3g\n", name, T, e);
+    assert_true(e <= TOL);
+    lmf_session_rewind(s, 0);
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        assert_int_equal(lmf_session_eval(s, tok + t, 1, 0, &lg), LMF_OK);
+        double et = rel_err(lg, ref + (size_t)t * V, V);
+        if (et > worst) worst = et;
+    }
+    printf("%-12s decode token by token: worst rel err %.3g\n", name, worst);
+    assert_true(worst <= TOL);
+    lmf_session_free(s);
+    free(ref);
+    lmf_weights_free(w);
+}
+
+static void test_llama(void **state) { check_logits("llama", "llama"); }
+static void test_llama_sharded_bf16(void **state) { check_logits("llama_shard", "llama"); }
+static void test_gpt2(void **state) { check_logits("gpt2", "gpt2"); }
+static void test_opt(void **state) { check_logits("opt", "opt"); }
+
+/* What the folders say besides the weights: config, knobs, tokenizer, special ids, chat template. */
+static void test_metadata(void **state) {
+    lmf_weights *w = load_ok(HF "llama");
+    const lmf_model_config *c = lmf_weights_config(w);
+    assert_int_equal(c->arch, LMF_ARCH_LLAMA);
+    assert_int_equal(c->n_kv_head, 2);
+    assert_false(c->tied_embeddings);
+    assert_int_equal(w->pos, LMF_POS_ROPE_HALF);
+    assert_int_equal(w->tok_emb.type, 0 /* F32 */);
+    assert_int_equal(w->bos_id, 1);
+    assert_int_equal(w->eos_id, 2);
+    assert_null(lmf_weights_tokenizer(w));
+    assert_string_equal(w->source, "safetensors");
+    lmf_weights_free(w);
+
+    w = load_ok(HF "llama_shard");
+    assert_int_equal(w->n_mapped, 3);
+    assert_true(lmf_weights_config(w)->tied_embeddings);
+    assert_true(w->lm_head.data == w->tok_emb.data);
+    assert_int_equal(w->tok_emb.type, 30 /* BF16, used in place */);
+    assert_true(fabsf(lmf_weights_config(w)->rope_theta - 500000.0f) < 1);
+    lmf_weights_free(w);
+
+    w = load_ok(HF "opt");
+    assert_int_equal(lmf_weights_config(w)->arch, LMF_ARCH_GPT2);
+    assert_int_equal(w->pos_offset, 2);
+    assert_int_equal(w->act, LMF_ACT_RELU);
+    assert_int_equal(w->pos_emb.rows, 34);
+    assert_int_equal(w->tok_emb.type, 1 /* F16 */);
+    lmf_weights_free(w);
+
+    w = load_ok(HF "gpt2");
+    const lmf_tokenizer *tok = lmf_weights_tokenizer(w);
+    assert_non_null(tok);
+    const cJSON *e = cJSON_GetObjectItem(FX, "gpt2");
+    const char *text = cJSON_GetObjectItem(e, "text")->valuestring;
+    lmf_ids ids = {0};
+    lmf_tokenizer_encode(tok, text, strlen(text), 0, &ids);
+    const cJSON *want = cJSON_GetObjectItem(e, "tokens");
+    assert_int_equal((int)ids.len, cJSON_GetArraySize(want));
+    int i = 0;
+    for (const cJSON *t = want->child; t; t = t->next, i++) assert_int_equal(ids.data[i], t->valueint);
+    free(ids.data);
+    assert_int_equal(w->eos_id, 259);
+    assert_int_equal(w->bos_id, 259);
+    assert_non_null(lmf_weights_chat_template(w));
+    assert_non_null(strstr(lmf_weights_chat_template(w), "<|im_start|>"));
+    lmf_weights_free(w);
+}
+
+/* ---- bad folders ---------------------------------------------------------------------------------------------- */
+
+static char TMP[256];
+
+static void make_tmp(void) {
+    snprintf(TMP, sizeof TMP, "%s/test_load_hf_tmp_%d", LMF_BINARY_DIR, (int)getpid());
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", TMP, TMP);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void rm_tmp(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", TMP);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A copy of fixture folder `name` in TMP. */
+static void copy_fixture(const char *name) {
+    make_tmp();
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp -r " HF "%s/. '%s/'", name, TMP);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void write_text(const char *file, const char *text) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", TMP, file);
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Loading TMP fails with `st` and a message holding every one of the NULL-terminated strings. */
+static void expect_fail(lmf_status st, ...) {
+    lmf_weights *w = NULL;
+    lmf_status got = lmf_weights_load_hf(TMP, &w);
+    const char *msg = lmf_last_error();
+    printf("  refused: %s\n", msg);
+    assert_null(w);
+    assert_int_equal(got, st);
+    va_list ap;
+    va_start(ap, st);
+    for (const char *s; (s = va_arg(ap, const char *));)
+        if (!strstr(msg, s)) fail_msg("message lacks \"%s\": %s", s, msg);
+    va_end(ap);
+}
+
+/* Rewrites TMP/model.safetensors from the fixture's, dropping tensor `drop` and giving tensor `reshape` the shape
+ * of tensor `like` (and its data) or dtype I32 when like is "I32". */
+static void rewrite(const char *src_name, const char *drop, const char *reshape, const char *like) {
+    char src[512], dst[512];
+    snprintf(src, sizeof src, HF "%s/model.safetensors", src_name);
+    snprintf(dst, sizeof dst, "%s/model.safetensors", TMP);
+    lmf_safetensors *st;
+    assert_int_equal(lmf_safetensors_open(src, &st), LMF_OK);
+    lmf_st_out *o = calloc((size_t)st->n_tensors, sizeof *o);
+    int n = 0;
+    for (int i = 0; i < st->n_tensors; i++) {
+        const lmf_st_tensor *t = &st->tensors[i];
+        if (drop && !strcmp(t->name, drop)) continue;
+        o[n] = (lmf_st_out){.name = t->name, .dtype = t->dtype, .ndim = t->ndim, .data = t->data};
+        memcpy(o[n].shape, t->shape, sizeof t->shape);
+        if (reshape && !strcmp(t->name, reshape)) {
+            if (!strcmp(like, "I32")) o[n].dtype = LMF_DT_I32;
+            else {
+                const lmf_st_tensor *l = lmf_safetensors_find(st, like);
+                o[n].ndim = l->ndim, o[n].data = l->data;
+                memcpy(o[n].shape, l->shape, sizeof l->shape);
+            }
+        }
+        n++;
+    }
+    static const char *const meta[] = {"format", "pt"};
+    assert_int_equal(lmf_safetensors_write(dst, o, n, meta, 1), LMF_OK);
+    free(o);
+    lmf_safetensors_close(st);
+}
+
+static void test_bad_tensors(void **state) {
+    /* the writer round-trips: an unchanged rewrite still loads */
+    copy_fixture("llama");
+    rewrite("llama", NULL, NULL, NULL);
+    lmf_weights_free(load_ok(TMP));
+
+    rewrite("llama", "model.layers.1.mlp.up_proj.weight", NULL, NULL);
+    expect_fail(LMF_ERR_FORMAT, "model.safetensors", "tensor model.layers.1.mlp.up_proj.weight is missing", NULL);
+    rewrite("llama", NULL, "model.layers.0.self_attn.k_proj.weight", "model.layers.0.self_attn.q_proj.weight");
+    expect_fail(LMF_ERR_FORMAT, "model.layers.0.self_attn.k_proj.weight has shape [16, 16], expected [8, 16]", NULL);
+    rewrite("llama", NULL, "model.norm.weight", "I32");
+    expect_fail(LMF_ERR_FORMAT, "model.norm.weight", "dtype", NULL);
+    rewrite("llama", "lm_head.weight", NULL, NULL);
+    expect_fail(LMF_ERR_FORMAT, "lm_head.weight is missing", NULL);
+
+    /* gpt2: the Conv1D layout (in, out) is what the loader expects; a transposed c_fc is refused */
+    copy_fixture("gpt2");
+    rewrite("gpt2", NULL, "transformer.h.0.mlp.c_fc.weight", "transformer.h.0.mlp.c_proj.weight");
+    expect_fail(LMF_ERR_FORMAT, "transformer.h.0.mlp.c_fc.weight has shape [64, 16], expected [16, 64]", NULL);
+
+    /* truncated file */
+    copy_fixture("llama");
+    char p[512];
+    snprintf(p, sizeof p, "%s/model.safetensors", TMP);
+    assert_int_equal(truncate(p, 20000), 0);
+    expect_fail(LMF_ERR_FORMAT, "model.safetensors", "data_offsets", NULL);
+    assert_int_equal(truncate(p, 4), 0);
+    expect_fail(LMF_ERR_FORMAT, "model.safetensors", "too small", NULL);
+    unlink(p);
+    expect_fail(LMF_ERR_IO, "no model.safetensors", NULL);
+    rm_tmp();
+}
+
+static void test_bad_shards(void **state) {
+    copy_fixture("llama_shard");
+    char p[512];
+    snprintf(p, sizeof p, "%s/model-00002-of-00003.safetensors", TMP);
+    unlink(p);
+    expect_fail(LMF_ERR_IO, "model.safetensors.index.json", "model-00002-of-00003.safetensors", NULL);
+    write_text("model.safetensors.index.json", "{\"weight_map\": {\"model.embed_tokens.weight\": \"../../etc/passwd\"}}");
+    expect_fail(LMF_ERR_FORMAT, "model.safetensors.index.json", "weight_map[\"model.embed_tokens.weight\"]", NULL);
+    write_text("model.safetensors.index.json", "{\"weight_map\": {\"model.norm.weight\": \"model-00001-of-00003.safe"
+                                               "tensors\"}}");
+    expect_fail(LMF_ERR_FORMAT, "tensor model.embed_tokens.weight is missing", NULL);
+    write_text("model.safetensors.index.json", "{\"metadata\": {}}");
+    expect_fail(LMF_ERR_FORMAT, "model.safetensors.index.json", "weight_map", NULL);
+    write_text("model.safetensors.index.json", "{\"weight_map\": ");
+    expect_fail(LMF_ERR_FORMAT, "model.safetensors.index.json", "not valid JSON", NULL);
+    rm_tmp();
+}
+
+/* config.json of the fixture with `from` replaced by `to` (the first occurrence). */
+static void edit_config(const char *name, const char *from, const char *to) {
+    char src[512];
+    snprintf(src, sizeof src, HF "%s/config.json", name);
+    char *text = slurp(src, NULL);
+    assert_non_null(text);
+    char *at = strstr(text, from);
+    if (!at) fail_msg("config.json of %s has no \"%s\"", name, from);
+    size_t n = strlen(text) + strlen(to) + 1;
+    char *out = malloc(n);
+    snprintf(out, n, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    write_text("config.json", out);
+    free(out);
+    free(text);
+}
+
+static void test_bad_config(void **state) {
+    copy_fixture("llama");
+    write_text("config.json", "{\"model_type\": \"llama\", ");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "not valid JSON", NULL);
+    write_text("config.json", "[1, 2]");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "object", NULL);
+    edit_config("llama", "\"model_type\": \"llama\"", "\"model_type\": \"bert\"");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "model_type \"bert\"", NULL);
+    edit_config("llama", "\"hidden_size\": 16", "\"hidden_size\": -16");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "\"hidden_size\"", NULL);
+    edit_config("llama", "\"num_hidden_layers\": 2", "\"num_hidden_layerz\": 2");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "\"num_hidden_layers\" is missing", NULL);
+    edit_config("llama", "\"pad_token_id\": null", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "rope_scaling", "linear", NULL);
+    edit_config("llama", "\"rope_type\": \"default\"", "\"rope_type\": \"llama3\"");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "rope_parameters", "llama3", NULL);
+    edit_config("llama", "\"attention_bias\": false", "\"attention_bias\": true");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "attention_bias", NULL);
+    edit_config("llama", "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "n_kv_head", NULL);
+    edit_config("llama", "\"vocab_size\": 64", "\"vocab_size\": 65");
+    expect_fail(LMF_ERR_FORMAT, "model.embed_tokens.weight has shape [64, 16], expected [65, 16]", NULL);
+    char p[512];
+    snprintf(p, sizeof p, "%s/config.json", TMP);
+    unlink(p);
+    expect_fail(LMF_ERR_IO, "config.json", NULL);
+
+    copy_fixture("opt");
+    edit_config("opt", "\"word_embed_proj_dim\": 16", "\"word_embed_proj_dim\": 8");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "word_embed_proj_dim", NULL);
+    edit_config("opt", "\"do_layer_norm_before\": true", "\"do_layer_norm_before\": false");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "do_layer_norm_before", NULL);
+    edit_config("opt", "\"activation_function\": \"relu\"", "\"activation_function\": \"gelu\"");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "activation_function", NULL);
+
+    copy_fixture("gpt2");
+    write_text("tokenizer.json", "{\"model\": 3}");
+    expect_fail(LMF_ERR_FORMAT, "tokenizer.json", NULL);
+    rm_tmp();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_llama),       cmocka_unit_test(test_llama_sharded_bf16), cmocka_unit_test(test_gpt2),
+        cmocka_unit_test(test_opt),         cmocka_unit_test(test_metadata),          cmocka_unit_test(test_bad_tensors),
+        cmocka_unit_test(test_bad_shards),  cmocka_unit_test(test_bad_config),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
