@@ -257,6 +257,20 @@ lmf_status lmf_sampler_create(const lmf_sampler_params *p, int n_vocab, lmf_samp
 void lmf_sampler_free(lmf_sampler *s);
 int32_t lmf_sampler_sample(lmf_sampler *s, float *logits, const int32_t *history, int n_history);
 
+/* Perplexity of a model over a text, llama.cpp's llama-perplexity method (see docs/inference.md): the text is
+ * tokenized once (BOS first when the model adds one) and cut into consecutive windows of ctx tokens; each window
+ * is evaluated from an empty cache (first token replaced by BOS when the model uses one) and its second half
+ * scored (every position with all_positions). max_windows > 0 stops early. Shows a progress bar on stderr when
+ * progress is set. LMF_ERR_ARG when the text is shorter than one window or ctx exceeds the model's. */
+typedef struct {
+    double ppl, se;        /* exp(mean NLL) and its standard error (delta method) */
+    long tokens, scored;   /* tokens in the text, positions scored */
+    long windows;
+    double tokens_per_s;   /* evaluation speed */
+} lmf_ppl_result;
+lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, int ctx, int max_windows,
+                          int all_positions, int progress, lmf_ppl_result *out);
+
 /* ---- chat ------------------------------------------------------------------------------------------------------
  * Chat templates recognised from a model's tokenizer.chat_template (Jinja) and rendered in C. */
 typedef enum { LMF_CHAT_CHATML = 0, LMF_CHAT_LLAMA2 = 1, LMF_CHAT_LLAMA3 = 2 } lmf_chat_format;

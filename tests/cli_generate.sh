@@ -48,6 +48,17 @@ grep -q "Paris" "$dir/c.txt" || { cat "$dir/c.txt"; fail "chat answer"; }
 printf 'Hello!\nWhat is the capital of France?\n' | "$LMF" chat -m "$SMOL" -n 30 --temp 0 -v > "$dir/ci.txt" 2> "$dir/cv.txt" || fail "chat interactive"
 [ "$(grep -c . "$dir/ci.txt")" -ge 2 ] || { cat "$dir/ci.txt"; fail "two chat replies"; }
 
+# quantize: the real Q4_1 to Q8_0 and Q4_0 (llama.cpp's layout), sizes printed, the greedy answer unchanged
+"$LMF" quantize "$SMOL" "$dir/q8.gguf" --type q8_0 > "$dir/q.txt" || { cat "$dir/q.txt"; fail "quantize q8_0"; }
+grep -q "matrices in Q8_0" "$dir/q.txt" && grep -q "8.50 bits/weight" "$dir/q.txt" || { cat "$dir/q.txt"; fail "quantize report"; }
+# (outputs go to files first: with pipefail, `grep -q` closing the pipe early would fail the pipeline)
+"$LMF" info "$dir/q8.gguf" > "$dir/i8.txt" && grep -q "blk.0.attn_q.weight *Q8_0" "$dir/i8.txt" || fail "q8_0 tensors"
+"$LMF" generate -m "$dir/q8.gguf" -p "The capital of France is" -n 3 --temp 0 > "$dir/g8.txt" || fail "generate q8_0"
+grep -q "^The capital of France is Paris" "$dir/g8.txt" || { cat "$dir/g8.txt"; fail "q8_0 model"; }
+"$LMF" quantize "$SMOL" "$dir/q4.gguf" --type q4_0 > /dev/null || fail "quantize q4_0"
+"$LMF" info "$dir/q4.gguf" > "$dir/i4.txt" && grep -q "token_embd.weight *Q8_0" "$dir/i4.txt" || fail "q4_0 keeps the embedding at 8 bits"
+"$LMF" quantize "$SMOL" "$dir/x.gguf" --type q3 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "q3" "$dir/err.txt" || fail "bad --type"
+
 # perplexity on a stretch of the King James Bible
 if command -v bible > /dev/null; then
   bible rev1:1-rev5:14 > "$dir/rev.txt"

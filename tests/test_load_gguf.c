@@ -67,11 +67,12 @@ static void test_dequant_blocks(void **state) {
     assert_int_equal(lmf_dequant_row(LMF_GGML_F32, f, out, 3, "f32"), LMF_OK);
     assert_memory_equal(out, f, sizeof f);
     /* unsupported type, and a row that is not whole blocks */
-    assert_int_equal(lmf_dequant_row(LMF_GGML_Q4_K, q4, out, 256, "blk.0.attn_q.weight"), LMF_ERR_FORMAT);
+    assert_int_equal(lmf_dequant_row(LMF_GGML_IQ2_XXS, q4, out, 256, "blk.0.attn_q.weight"), LMF_ERR_FORMAT);
     assert_non_null(strstr(lmf_last_error(), "blk.0.attn_q.weight"));
-    assert_non_null(strstr(lmf_last_error(), "Q4_K"));
+    assert_non_null(strstr(lmf_last_error(), "IQ2_XXS"));
     assert_int_equal(lmf_dequant_row(LMF_GGML_Q8_0, q8, out, 33, "t"), LMF_ERR_FORMAT);
-    assert_int_equal(lmf_dequant_supported(LMF_GGML_Q5_0), 0);
+    assert_int_equal(lmf_dequant_supported(LMF_GGML_IQ2_XXS), 0);
+    assert_int_equal(lmf_dequant_supported(LMF_GGML_Q5_0), 1);
 }
 
 static void test_load_refuses_other_arch(void **state) {

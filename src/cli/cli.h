@@ -12,7 +12,11 @@ int cmd_info(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+
+/* Reads a whole file ("-" = stdin) into a NUL-terminated malloc'd buffer; errors name the file. */
+lmf_status cli_read_all(const char *path, char **out, size_t *len);
 
 /* Prints "lmforge <cmd>: <status>: <message>" to stderr and returns the process exit code for s. */
 int cli_fail(const char *cmd, lmf_status s);

@@ -16,37 +16,6 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Reads a whole stream (or file; "-" = stdin) into a NUL-terminated buffer. */
-static lmf_status read_all(const char *path, char **out, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) return lmf_fail(LMF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (n + 1 >= cap) {
-            cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                fprintf(stderr, "lmforge: out of memory reading %s (%zu bytes)\n", path, cap);
-                abort();
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int err = ferror(f);
-    if (f != stdin) fclose(f);
-    if (err) {
-        free(buf);
-        return lmf_fail(LMF_ERR_IO, "%s: read error", path);
-    }
-    buf[n] = 0;
-    *out = buf, *len = n;
-    return LMF_OK;
-}
-
 /* Parses a JSON array of integers ("[1, 2, 3]") into ids; errors give the byte offset. */
 static lmf_status parse_ids(const char *s, size_t n, lmf_ids *ids) {
     size_t i = 0;
@@ -141,7 +110,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (s != LMF_OK) return cli_fail("tokenize", s);
     char *in;
     size_t n;
-    if ((s = read_all("-", &in, &n)) != LMF_OK) {
+    if ((s = cli_read_all("-", &in, &n)) != LMF_OK) {
         lmf_tokenizer_free(tok);
         return cli_fail("tokenize", s);
     }
@@ -239,7 +208,7 @@ static int train(int argc, char **argv) {
     for (int i = 0; i < n_files; i++) {
         char *text;
         size_t n;
-        if ((s = read_all(files[i], &text, &n)) != LMF_OK) break;
+        if ((s = cli_read_all(files[i], &text, &n)) != LMF_OK) break;
         lmf_bpe_trainer_feed(tr, text, n);
         total += n;
         free(text);

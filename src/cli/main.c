@@ -18,6 +18,7 @@ static const command commands[] = {
     {"chat", "chat with a model through its chat template (interactive, or one turn with -p)", cmd_chat},
     {"perplexity", "perplexity of a model over a text file, in context windows", cmd_perplexity},
     {"export", "write a checkpoint or model as GGUF (llama.cpp) or a Hugging Face folder (transformers)", cmd_export},
+    {"quantize", "convert a model to a GGUF with q8_0/q4_0/q4_1/q5_x/f16/bf16/f32 matrices; sizes and perplexity", cmd_quantize},
     {"info", "what a GGUF model file holds: architecture, hyperparameters, tokenizer, metadata, tensors", cmd_info},
 };
 

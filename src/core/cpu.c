@@ -11,25 +11,69 @@ static unsigned long long xgetbv0(void) {
     return ((unsigned long long)edx << 32) | eax;
 }
 
-lmf_isa lmf_cpu_best_isa(void) {
-    static int cached = -1;
-    if (cached >= 0) return (lmf_isa)cached;
+/* Bit set of lmf_cpu_feature, probed once. */
+static unsigned features(void) {
+    static int done;
+    static unsigned f;
+    if (done) return f;
     unsigned a, b, c, d;
-    int isa = LMF_ISA_REF;
+    unsigned out = 0;
     if (__get_cpuid(1, &a, &b, &c, &d)) {
-        int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, avx = (c >> 28) & 1;
-        if (osxsave && avx && fma) {
+        int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+        if (osxsave && avx) {
             unsigned long long xcr0 = xgetbv0();
             int ymm_ok = (xcr0 & 0x6) == 0x6, zmm_ok = (xcr0 & 0xe6) == 0xe6;
-            if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
-                int avx2 = (b >> 5) & 1;
-                int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1,
-                    avx512vl = (b >> 31) & 1;
-                if (ymm_ok && avx2) isa = LMF_ISA_AVX2;
-                if (zmm_ok && avx2 && avx512f && avx512dq && avx512bw && avx512vl) isa = LMF_ISA_AVX512;
+            int amx_ok = ((xcr0 >> 17) & 3) == 3; /* XTILECFG + XTILEDATA */
+            if (ymm_ok) {
+                if (fma) out |= 1u << LMF_CPU_FMA;
+                if (f16c) out |= 1u << LMF_CPU_F16C;
+            }
+            unsigned max_leaf = __get_cpuid_max(0, NULL);
+            if (max_leaf >= 7 && __get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+                unsigned l7b = b, l7c = c, l7d = d;
+                if (ymm_ok && ((l7b >> 5) & 1)) out |= 1u << LMF_CPU_AVX2;
+                if (zmm_ok) {
+                    if ((l7b >> 16) & 1) out |= 1u << LMF_CPU_AVX512F;
+                    if ((l7b >> 17) & 1) out |= 1u << LMF_CPU_AVX512DQ;
+                    if ((l7b >> 30) & 1) out |= 1u << LMF_CPU_AVX512BW;
+                    if ((l7b >> 31) & 1) out |= 1u << LMF_CPU_AVX512VL;
+                    if ((l7c >> 11) & 1) out |= 1u << LMF_CPU_AVX512VNNI;
+                    if ((l7d >> 23) & 1) out |= 1u << LMF_CPU_AVX512FP16;
+                }
+                if (amx_ok) {
+                    if ((l7d >> 22) & 1) out |= 1u << LMF_CPU_AMX_BF16;
+                    if ((l7d >> 25) & 1) out |= 1u << LMF_CPU_AMX_INT8;
+                }
+                /* leaf 7 subleaf 1: AVX-VNNI (eax bit 4), AVX512_BF16 (eax bit 5) */
+                if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
+                    if (ymm_ok && ((a >> 4) & 1)) out |= 1u << LMF_CPU_AVXVNNI;
+                    if (zmm_ok && ((a >> 5) & 1)) out |= 1u << LMF_CPU_AVX512BF16;
+                }
             }
         }
     }
+    f = out;
+    done = 1;
+    return f;
+}
+
+int lmf_cpu_has(lmf_cpu_feature f) { return f >= 0 && f < LMF_CPU_FEATURE_COUNT && ((features() >> f) & 1u); }
+
+const char *lmf_cpu_feature_name(lmf_cpu_feature f) {
+    static const char *const names[LMF_CPU_FEATURE_COUNT] = {
+        "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni",
+        "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16"};
+    return f >= 0 && f < LMF_CPU_FEATURE_COUNT ? names[f] : "?";
+}
+
+lmf_isa lmf_cpu_best_isa(void) {
+    static int cached = -1;
+    if (cached >= 0) return (lmf_isa)cached;
+    int isa = LMF_ISA_REF;
+    if (lmf_cpu_has(LMF_CPU_AVX2) && lmf_cpu_has(LMF_CPU_FMA)) isa = LMF_ISA_AVX2;
+    if (isa == LMF_ISA_AVX2 && lmf_cpu_has(LMF_CPU_AVX512F) && lmf_cpu_has(LMF_CPU_AVX512DQ) &&
+        lmf_cpu_has(LMF_CPU_AVX512BW) && lmf_cpu_has(LMF_CPU_AVX512VL))
+        isa = LMF_ISA_AVX512;
     cached = isa;
     return (lmf_isa)isa;
 }

@@ -14,6 +14,7 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io/shard.h"
+#include "kernels/quant.h"
 #include "model/dequant.h"
 #include "model/weights.h"
 #include "tokenizer/bytelevel.h"
@@ -38,42 +39,23 @@ lmf_status lmf_export_type_parse(const char *name, uint32_t *out) {
     if (!strcmp(name, "f32")) *out = LMF_GGML_F32;
     else if (!strcmp(name, "f16")) *out = LMF_GGML_F16;
     else if (!strcmp(name, "bf16")) *out = LMF_GGML_BF16;
-    else return lmf_fail(LMF_ERR_ARG, "--type %s: expected f32, f16 or bf16", name);
+    else if (!strcmp(name, "q8_0")) *out = LMF_GGML_Q8_0;
+    else if (!strcmp(name, "q4_0")) *out = LMF_GGML_Q4_0;
+    else if (!strcmp(name, "q4_1")) *out = LMF_GGML_Q4_1;
+    else if (!strcmp(name, "q5_0")) *out = LMF_GGML_Q5_0;
+    else if (!strcmp(name, "q5_1")) *out = LMF_GGML_Q5_1;
+    else return lmf_fail(LMF_ERR_ARG, "--type %s: expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1", name);
     return LMF_OK;
 }
 
 /* ---- element conversion ------------------------------------------------------------------------------------- */
 
-static uint16_t f32_to_f16(float f) { /* round to nearest even; overflow -> inf, NaN kept */
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0));
-    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 rounds to inf */
-    if (ax < 0x38800000u) {                                    /* subnormal half (or zero) */
-        float a;
-        memcpy(&a, &ax, 4);
-        return (uint16_t)(sign | (uint32_t)lrintf(a * 16777216.0f)); /* a / 2^-24, ties to even */
-    }
-    uint32_t mant = ax & 0x7fffffu, exp = (ax >> 23) - 112;
-    uint32_t h = (exp << 10) | (mant >> 13), rest = mant & 0x1fffu;
-    if (rest > 0x1000u || (rest == 0x1000u && (h & 1))) h++;
-    return (uint16_t)(sign | h);
-}
-
-static uint16_t f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
-    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
-}
-
 static size_t type_size(uint32_t type) { return type == LMF_GGML_F32 ? 4 : 2; }
 
 static void store(void *dst, uint32_t type, size_t i, float v) {
     if (type == LMF_GGML_F32) ((float *)dst)[i] = v;
-    else if (type == LMF_GGML_F16) ((uint16_t *)dst)[i] = f32_to_f16(v);
-    else ((uint16_t *)dst)[i] = f32_to_bf16(v);
+    else if (type == LMF_GGML_F16) ((uint16_t *)dst)[i] = lmf_f32_to_f16(v);
+    else ((uint16_t *)dst)[i] = lmf_f32_to_bf16(v);
 }
 
 /* Buffers made during an export, freed at its end. */
@@ -111,10 +93,57 @@ static void convert(void *dst, uint32_t type, const lmf_wtensor *t, const int *p
     free(row);
 }
 
+/* Bytes of one row of n elements of `type`. */
+static size_t row_bytes(uint32_t type, int n) {
+    uint32_t bs = 1, bb = 4;
+    lmf_ggml_type_block(type, &bs, &bb);
+    return (size_t)n / bs * bb;
+}
+
+/* t's rows (output row r = t's row perm[r]) converted to `type` (any lmf_quantize_supported type, ggml's
+ * rounding), written row after row at dst. */
+static void rows_into(void *dst, uint32_t type, const lmf_wtensor *t, const int *perm) {
+    float *row = lmf_xmalloc((size_t)t->cols * sizeof(float));
+    size_t rb = row_bytes(type, t->cols);
+    for (int r = 0; r < t->rows; r++) {
+        int src = perm ? perm[r] : r;
+        lmf_dequant_fast(t->type, (const char *)t->data + (size_t)src * t->row_bytes, row, (size_t)t->cols);
+        lmf_quantize_row(type, row, (char *)dst + (size_t)r * rb, (size_t)t->cols);
+    }
+    free(row);
+}
+
 static void *matrix(pool *P, const lmf_wtensor *t, uint32_t type, const int *perm) {
-    void *d = pool_alloc(P, (size_t)t->rows * t->cols * type_size(type));
-    convert(d, type, t, perm, 0, 0, 0);
+    void *d = pool_alloc(P, (size_t)t->rows * row_bytes(type, t->cols));
+    rows_into(d, type, t, perm);
     return d;
+}
+
+/* The type a GGUF tensor gets for the requested `type`, as llama.cpp's quantizer chooses: embeddings and the
+ * output head stay at 8 bits when the rest goes to 4 or 5 (they matter most per byte), and a row that is not a
+ * whole number of blocks falls back to F16. */
+static uint32_t tensor_type(uint32_t type, int embedding, int cols) {
+    uint32_t bs = 1, bb = 0;
+    if (embedding && (type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1 || type == LMF_GGML_Q5_0 ||
+                      type == LMF_GGML_Q5_1))
+        type = LMF_GGML_Q8_0;
+    lmf_ggml_type_block(type, &bs, &bb);
+    return cols % (int)bs ? LMF_GGML_F16 : type;
+}
+
+/* llama.cpp's general.file_type (enum llama_ftype) for the requested type. */
+static uint32_t file_type(uint32_t type) {
+    switch (type) {
+    case LMF_GGML_F32: return 0;
+    case LMF_GGML_F16: return 1;
+    case LMF_GGML_Q4_0: return 2;
+    case LMF_GGML_Q4_1: return 3;
+    case LMF_GGML_Q8_0: return 7;
+    case LMF_GGML_Q5_0: return 8;
+    case LMF_GGML_Q5_1: return 9;
+    case LMF_GGML_BF16: return 32;
+    }
+    return 0;
 }
 
 static void *vector(pool *P, const float *const *parts, const int *lens, int n, uint32_t type) {
@@ -202,8 +231,8 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
     if (!gpt2 && !llama)
         return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama and gpt2 "
                         "architectures only); export it with --to safetensors", path, w->family);
-    if (type != LMF_GGML_F32 && type != LMF_GGML_F16)
-        return lmf_fail(LMF_ERR_ARG, "%s: GGUF export writes f32 or f16 matrices", path);
+    if (!lmf_quantize_supported(type))
+        return lmf_fail(LMF_ERR_ARG, "%s: GGUF export cannot write %s matrices", path, lmf_ggml_type_name(type));
     int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
     pool P = {0};
     lmf_gguf_writer *g = lmf_gguf_writer_create(0);
@@ -213,7 +242,7 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
     lmf_gguf_writer_set_str(g, "general.architecture", arch);
     snprintf(nm, sizeof nm, "lmforge-%s", w->family);
     lmf_gguf_writer_set_str(g, "general.name", name ? name : nm);
-    lmf_gguf_writer_set_u32(g, "general.file_type", type == LMF_GGML_F32 ? 0 : 1);
+    lmf_gguf_writer_set_u32(g, "general.file_type", file_type(type));
     lmf_gguf_writer_set_u32(g, KEY("context_length"), (uint32_t)c->max_seq_len);
     lmf_gguf_writer_set_u32(g, KEY("embedding_length"), (uint32_t)C);
     lmf_gguf_writer_set_u32(g, KEY("block_count"), (uint32_t)c->n_layer);
@@ -234,24 +263,26 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
     /* Q/K rows: rotate_half sources are permuted to llama.cpp's order; GGUF sources already are in it */
     int *pq = NULL, *pk = NULL;
     if (llama && w->pos == LMF_POS_ROPE_HALF) pq = rope_perm(&P, c->n_head, hs, 1), pk = rope_perm(&P, c->n_kv_head, hs, 1);
-    add2(g, "token_embd.weight", type, V, C, matrix(&P, &w->tok_emb, type, NULL));
-    if (gpt2) add2(g, "position_embd.weight", type, w->pos_emb.rows, C,
-                   matrix(&P, &w->pos_emb, type, NULL));
+    uint32_t te = tensor_type(type, 1, C);
+    add2(g, "token_embd.weight", te, V, C, matrix(&P, &w->tok_emb, te, NULL));
+    if (gpt2) add2(g, "position_embd.weight", te, w->pos_emb.rows, C, matrix(&P, &w->pos_emb, te, NULL));
     add1(&P, g, "output_norm.weight", w->out_norm_w, C);
     if (gpt2) add1(&P, g, "output_norm.bias", w->out_norm_b, C);
     /* llama.cpp requires output.weight for gpt2 even though GPT-2 ties it (its converter writes a copy) */
-    if (!c->tied_embeddings || gpt2) add2(g, "output.weight", type, V, C, matrix(&P, &w->lm_head, type, NULL));
+    if (!c->tied_embeddings || gpt2) add2(g, "output.weight", te, V, C, matrix(&P, &w->lm_head, te, NULL));
+    uint32_t tc = tensor_type(type, 0, C), tf = tensor_type(type, 0, F); /* rows of C or of F elements */
     for (int l = 0; l < c->n_layer; l++) {
         const lmf_layer_weights *L = &w->layers[l];
 #define N(s) (snprintf(nm, sizeof nm, "blk.%d.%s", l, s), nm)
         add1(&P, g, N("attn_norm.weight"), L->attn_norm_w, C);
         add1(&P, g, N("ffn_norm.weight"), L->ffn_norm_w, C);
         if (gpt2) {
-            uint8_t *qkv = pool_alloc(&P, (size_t)3 * C * C * type_size(type));
-            convert(qkv, type, &L->wq, NULL, 0, 0, 0);
-            convert(qkv + (size_t)C * C * type_size(type), type, &L->wk, NULL, 0, 0, 0);
-            convert(qkv + (size_t)2 * C * C * type_size(type), type, &L->wv, NULL, 0, 0, 0);
-            add2(g, N("attn_qkv.weight"), type, 3 * C, C, qkv);
+            size_t part = (size_t)C * row_bytes(tc, C);
+            uint8_t *qkv = pool_alloc(&P, 3 * part);
+            rows_into(qkv, tc, &L->wq, NULL);
+            rows_into(qkv + part, tc, &L->wk, NULL);
+            rows_into(qkv + 2 * part, tc, &L->wv, NULL);
+            add2(g, N("attn_qkv.weight"), tc, 3 * C, C, qkv);
             const float *bp[3] = {L->bq, L->bk, L->bv};
             int bl[3] = {C, C, C};
             int64_t ne = 3 * C;
@@ -262,14 +293,14 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
             add1(&P, g, N("ffn_up.bias"), L->b_up, F);
             add1(&P, g, N("ffn_down.bias"), L->b_down, C);
         } else {
-            add2(g, N("attn_q.weight"), type, C, C, matrix(&P, &L->wq, type, pq));
-            add2(g, N("attn_k.weight"), type, KV, C, matrix(&P, &L->wk, type, pk));
-            add2(g, N("attn_v.weight"), type, KV, C, matrix(&P, &L->wv, type, NULL));
-            add2(g, N("ffn_gate.weight"), type, F, C, matrix(&P, &L->w_gate, type, NULL));
+            add2(g, N("attn_q.weight"), tc, C, C, matrix(&P, &L->wq, tc, pq));
+            add2(g, N("attn_k.weight"), tc, KV, C, matrix(&P, &L->wk, tc, pk));
+            add2(g, N("attn_v.weight"), tc, KV, C, matrix(&P, &L->wv, tc, NULL));
+            add2(g, N("ffn_gate.weight"), tc, F, C, matrix(&P, &L->w_gate, tc, NULL));
         }
-        add2(g, N("attn_output.weight"), type, C, C, matrix(&P, &L->wo, type, NULL));
-        add2(g, N("ffn_up.weight"), type, F, C, matrix(&P, &L->w_up, type, NULL));
-        add2(g, N("ffn_down.weight"), type, C, F, matrix(&P, &L->w_down, type, NULL));
+        add2(g, N("attn_output.weight"), tc, C, C, matrix(&P, &L->wo, tc, NULL));
+        add2(g, N("ffn_up.weight"), tc, F, C, matrix(&P, &L->w_up, tc, NULL));
+        add2(g, N("ffn_down.weight"), tf, C, F, matrix(&P, &L->w_down, tf, NULL));
 #undef N
     }
     lmf_status s = lmf_gguf_writer_write(g, path);

@@ -1,0 +1,117 @@
+/* quant.c — picks the quantized-kernel table for this CPU once and routes the public entry points (see quant.h).
+ *
+ * Types without a kernel of their own (Q5_0, Q5_1, the K-quants) take the generic path: each row is dequantized one
+ * super-block (256 elements) at a time into a stack buffer by the table's dequantizer and multiplied with the fp32
+ * columns by the table's F32 kernel. */
+#include "kernels/quant.h"
+
+#include "core/status.h"
+#include "io/gguf.h"
+
+#include <string.h>
+
+const lmf_quant_ops *lmf_quant_variant(lmf_isa isa) {
+    lmf_isa best = lmf_cpu_best_isa();
+    switch (isa) {
+    case LMF_ISA_REF:
+        return &lmf_quant_ref;
+    case LMF_ISA_AVX2:
+        /* compiled with -mavx2 -mfma -mf16c */
+        if (best >= LMF_ISA_AVX2 && lmf_cpu_has(LMF_CPU_F16C) && lmf_quant_avx2.name) return &lmf_quant_avx2;
+        return NULL;
+    case LMF_ISA_AVX512:
+        /* compiled with AVX-512 F/DQ/BW/VL + VNNI (+ F16C, which AVX-512F machines have) */
+        if (best >= LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512VNNI) && lmf_cpu_has(LMF_CPU_F16C) &&
+            lmf_quant_avx512.name)
+            return &lmf_quant_avx512;
+        return NULL;
+    }
+    return NULL;
+}
+
+const lmf_quant_ops *lmf_quant(void) {
+    static const lmf_quant_ops *ops;
+    if (!ops) {
+        const lmf_quant_ops *o = NULL;
+        for (int isa = (int)lmf_cpu_isa(); !o && isa >= 0; isa--) o = lmf_quant_variant((lmf_isa)isa);
+        ops = o ? o : &lmf_quant_ref;
+    }
+    return ops;
+}
+
+static int is_q8a_type(uint32_t type) {
+    return type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1;
+}
+
+int lmf_qmatvec_supported(uint32_t type) { return lmf_dequant_ref_supported(type); }
+
+size_t lmf_qinput_bytes(uint32_t type, int n) {
+    if (is_q8a_type(type)) return (size_t)(n / LMF_QK) * sizeof(lmf_block_q8a);
+    return (size_t)n * sizeof(float);
+}
+
+void lmf_qinput_convert_ops(const lmf_quant_ops *ops, uint32_t type, const float *x, int n, void *out) {
+    if (is_q8a_type(type)) {
+        LMF_CHECK(n % LMF_QK == 0);
+        ops->quantize_q8a(x, n, out);
+    } else {
+        memcpy(out, x, (size_t)n * sizeof(float));
+    }
+}
+
+void lmf_qinput_convert(uint32_t type, const float *x, int n, void *out) {
+    lmf_qinput_convert_ops(lmf_quant(), type, x, n, out);
+}
+
+/* dequantize a super-block at a time, then the fp32 kernel; partial sums added in chunk order */
+static void qmatvec_generic(const lmf_quant_ops *ops, uint32_t type, int n, int nrows, const void *W, size_t rb,
+                            int ncols, const void *x, size_t xb, float *y, int ldy) {
+    enum { CH = LMF_QK_K, CB = 16 };
+    uint32_t bs = 1, bb = 0;
+    LMF_CHECK(lmf_ggml_type_block(type, &bs, &bb) && n % (int)bs == 0 && CH % bs == 0);
+    float buf[CH], part[CB], acc[CB];
+    for (int r = 0; r < nrows; r++) {
+        const char *w = (const char *)W + (size_t)r * rb;
+        for (int c0 = 0; c0 < ncols; c0 += CB) {
+            int nc = ncols - c0 < CB ? ncols - c0 : CB;
+            for (int c = 0; c < nc; c++) acc[c] = 0.0f;
+            for (int k = 0; k < n; k += CH) {
+                int len = n - k < CH ? n - k : CH;
+                ops->dequant(type, w + (size_t)(k / (int)bs) * bb, buf, (size_t)len);
+                ops->f32(len, 1, buf, 0, nc, (const char *)x + (size_t)c0 * xb + (size_t)k * sizeof(float), xb, part,
+                         1);
+                for (int c = 0; c < nc; c++) acc[c] += part[c];
+            }
+            for (int c = 0; c < nc; c++) y[(size_t)(c0 + c) * ldy + r] = acc[c];
+        }
+    }
+}
+
+void lmf_qmatvec_ops(const lmf_quant_ops *ops, uint32_t type, int n, int nrows, const void *W, size_t w_row_bytes,
+                     int ncols, const void *x, size_t x_col_bytes, float *y, int ldy) {
+    if (nrows <= 0 || ncols <= 0) return;
+    lmf_qmatvec_fn f = NULL;
+    switch (type) {
+    case LMF_GGML_Q8_0: f = ops->q8_0; break;
+    case LMF_GGML_Q4_0: f = ops->q4_0; break;
+    case LMF_GGML_Q4_1: f = ops->q4_1; break;
+    case LMF_GGML_F32: f = ops->f32; break;
+    case LMF_GGML_F16: f = ops->f16; break;
+    case LMF_GGML_BF16: f = ops->bf16; break;
+    default: break;
+    }
+    if (f) {
+        LMF_CHECK(!is_q8a_type(type) || n % LMF_QK == 0);
+        f(n, nrows, W, w_row_bytes, ncols, x, x_col_bytes, y, ldy);
+        return;
+    }
+    LMF_CHECK(lmf_dequant_ref_supported(type));
+    qmatvec_generic(ops, type, n, nrows, W, w_row_bytes, ncols, x, x_col_bytes, y, ldy);
+}
+
+void lmf_qmatvec(uint32_t type, int n, int nrows, const void *W, size_t w_row_bytes, int ncols, const void *x,
+                 size_t x_col_bytes, float *y, int ldy) {
+    lmf_qmatvec_ops(lmf_quant(), type, n, nrows, W, w_row_bytes, ncols, x, x_col_bytes, y, ldy);
+}
+
+void lmf_dequant_fast(uint32_t type, const void *src, float *dst, size_t n) { lmf_quant()->dequant(type, src, dst, n); }

@@ -1,0 +1,127 @@
+/* quant.h — quantized weights: matrix-vector products for decode, SIMD dequantization for prefill, and the
+ * quantizers `lmforge quantize` writes files with.
+ *
+ * Block formats (ggml's, bit for bit, so GGUF tensors are used in place from the file mapping; little-endian, a
+ * row of n elements is n / block_size consecutive blocks, scales are IEEE half unless noted):
+ *   Q8_0  34 B / 32:  d, int8 q[32]                          x = d q
+ *   Q4_0  18 B / 32:  d, 16 B nibbles                        x = d (q - 8)
+ *   Q4_1  20 B / 32:  d, m, 16 B nibbles                     x = d q + m
+ *   Q5_0  22 B / 32:  d, 4 B fifth bits, 16 B nibbles        x = d (q - 16)
+ *   Q5_1  24 B / 32:  d, m, 4 B fifth bits, 16 B nibbles     x = d q + m
+ *   Q2_K .. Q6_K: super-blocks of 256 with 6- or 8-bit sub-block scales (see quant_ref.c for each layout)
+ * In the 32-element 4/5-bit formats byte j of the nibbles holds element j (low nibble) and j + 16 (high nibble).
+ *
+ * Why the activations are quantized too (lmf_block_q8a): decode reads every weight once per token, so it is bound
+ * by memory bandwidth, and the cheapest way to consume a 4- or 8-bit weight is an integer dot product
+ * (vpdpbusd / maddubs: 32 or 64 multiply-adds per instruction) against an int8 copy of the activation, made once
+ * per row and reused by every weight row. Per 32-element block the integer sum is exact; one float multiply by
+ * d_w d_x (and for Q4_1 the min term m_w s_x, s_x = d_x sum q_x) turns it into the block's contribution. The
+ * activation scale stays fp32 (ggml rounds it to half; we need not, nothing is stored). Float weight types
+ * (F32/F16/BF16) read the fp32 activation directly; K-quants go through a per-super-block dequantize + fp32 dot
+ * (correct everywhere, fast kernels for them are future work).
+ *
+ * Why the kernel shapes: one call computes a block of rows for up to ~16 input columns. The caller splits rows
+ * over threads, so the kernels are single-threaded and allocation-free. With one column every weight byte is used
+ * once: the loop streams the row with several independent accumulators and a few row streams at once so the
+ * loads stay in flight; with several columns each weight block, once unpacked into registers, is multiplied with
+ * every column before the next block is loaded (the weights are the expensive operand, the activations sit in L1).
+ *
+ * Variants (like vec.h): quant_ref.c is the scalar definition (compiled without auto-vectorisation), quant_avx2.c
+ * needs AVX2 + FMA + F16C, quant_avx512.c needs AVX-512 F/BW/VL/DQ + AVX512_VNNI. lmf_quant() picks the best
+ * table the CPU can run (and LMF_ISA allows) once; lmf_quant_variant() gives tests and benchmarks any runnable
+ * one. SIMD results equal the reference up to float rounding of the summation order (integer parts are exact);
+ * lmf_dequant_fast is bit-exact with the reference. */
+#ifndef LMF_KERNELS_QUANT_H
+#define LMF_KERNELS_QUANT_H
+
+#include "core/cpu.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LMF_QK 32     /* elements per block of the 32-element formats */
+#define LMF_QK_K 256  /* elements per K-quant super-block */
+
+/* activation block for integer dot products: 32 int8 values (never -128), scale d, and s = d * sum(qs) (Q4_1's min
+ * term). x ~= d * qs, d = max|x| / 127; a block whose max|x| is below LMF_Q8A_MIN_AMAX (or NaN) is stored as zeros
+ * (its 1/d would overflow). */
+#define LMF_Q8A_MIN_AMAX 1e-30f
+typedef struct {
+    float d;
+    float s;
+    int8_t qs[32];
+} lmf_block_q8a;
+
+typedef struct { uint16_t d; int8_t qs[32]; } lmf_block_q8_0;
+typedef struct { uint16_t d; uint8_t qs[16]; } lmf_block_q4_0;
+typedef struct { uint16_t d, m; uint8_t qs[16]; } lmf_block_q4_1;
+
+_Static_assert(sizeof(lmf_block_q8a) == 40, "lmf_block_q8a is 40 bytes");
+_Static_assert(sizeof(lmf_block_q8_0) == 34, "ggml block_q8_0 is 34 bytes");
+_Static_assert(sizeof(lmf_block_q4_0) == 18, "ggml block_q4_0 is 18 bytes");
+_Static_assert(sizeof(lmf_block_q4_1) == 20, "ggml block_q4_1 is 20 bytes");
+
+/* ---- the public entry points (dispatching to the table of lmf_quant()) ------------------------------------- */
+
+/* 1 if lmf_qmatvec has a kernel for ggml type `type`: F32, F16, BF16, Q8_0, Q4_0, Q4_1 (fast), and the other types
+ * lmf_dequant_ref_supported() lists (Q5_0, Q5_1, Q2_K..Q6_K) through dequantize + fp32 dot. */
+int lmf_qmatvec_supported(uint32_t type);
+/* bytes of one converted input column of n elements for weights of `type` (n/32 q8a blocks for Q8_0/Q4_0/Q4_1,
+ * n floats otherwise). */
+size_t lmf_qinput_bytes(uint32_t type, int n);
+/* converts the fp32 activation row x (n elements; n % 32 == 0 for Q8_0/Q4_0/Q4_1) to what the type's kernel reads
+ * (out: lmf_qinput_bytes(type, n) bytes). */
+void lmf_qinput_convert(uint32_t type, const float *x, int n, void *out);
+/* y[c * ldy + r] = dot(W row r, input column c) for r < nrows, c < ncols. Row r starts at (char *)W + r * w_row_bytes
+ * and holds n elements of `type` (n a whole number of blocks); column c starts at (char *)x + c * x_col_bytes and
+ * was made by lmf_qinput_convert(type, ., n, .). Single-threaded; writes nothing else. */
+void lmf_qmatvec(uint32_t type, int n, int nrows, const void *W, size_t w_row_bytes, int ncols, const void *x,
+                 size_t x_col_bytes, float *y, int ldy);
+/* n elements (whole blocks, from a block start) of `type` to fp32; bit-exact with lmf_dequant_ref. Every type of
+ * lmf_dequant_ref_supported(). */
+void lmf_dequant_fast(uint32_t type, const void *src, float *dst, size_t n);
+/* quantizes n floats (whole blocks) to `type` exactly as ggml's reference code does (quantize_row_q8_0_ref,
+ * q4_0_ref, q4_1_ref, q5_0_ref, q5_1_ref; f16 round-to-nearest-even with NaN -> 0x7e00 like ggml's
+ * ggml_compute_fp32_to_fp16; bf16 like ggml_compute_fp32_to_bf16, NaN made quiet). Types: F32, F16, BF16, Q8_0,
+ * Q4_0, Q4_1, Q5_0, Q5_1 (lmf_quantize_supported); any other type is a bug (asserts). */
+void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n);
+int lmf_quantize_supported(uint32_t type);
+
+/* ---- scalar format helpers (quant_ref.c) -------------------------------------------------------------------- */
+
+float lmf_f16_to_f32(uint16_t h);
+float lmf_bf16_to_f32(uint16_t h);
+uint16_t lmf_f32_to_f16(float f);   /* round to nearest even; NaN -> sign | 0x7e00 (ggml) */
+uint16_t lmf_f32_to_bf16(float f);  /* round to nearest even; NaN -> quiet (ggml) */
+/* the types lmf_dequant_ref / lmf_dequant_fast handle: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
+ * Q4_K, Q5_K, Q6_K */
+int lmf_dequant_ref_supported(uint32_t type);
+/* the scalar definition of each format; n whole blocks; an unsupported type is a bug (asserts) */
+void lmf_dequant_ref(uint32_t type, const void *src, float *dst, size_t n);
+
+/* ---- the variant tables ------------------------------------------------------------------------------------ */
+
+/* one weight format's matrix-vector kernel, same contract as lmf_qmatvec */
+typedef void (*lmf_qmatvec_fn)(int n, int nrows, const void *W, size_t w_row_bytes, int ncols, const void *x,
+                               size_t x_col_bytes, float *y, int ldy);
+
+typedef struct {
+    const char *name;
+    lmf_qmatvec_fn q8_0, q4_0, q4_1;  /* against lmf_block_q8a columns */
+    lmf_qmatvec_fn f32, f16, bf16;    /* against fp32 columns */
+    /* fp32 row (n % 32 == 0) -> n / 32 activation blocks; bit-exact with the reference */
+    void (*quantize_q8a)(const float *x, int n, lmf_block_q8a *out);
+    /* dequantization of whole blocks; types the variant does not accelerate go to lmf_dequant_ref */
+    void (*dequant)(uint32_t type, const void *src, float *dst, size_t n);
+} lmf_quant_ops;
+
+const lmf_quant_ops *lmf_quant(void);              /* the table for this CPU and LMF_ISA, chosen once */
+const lmf_quant_ops *lmf_quant_variant(lmf_isa isa); /* that level's table, NULL if this CPU cannot run it */
+extern const lmf_quant_ops lmf_quant_ref, lmf_quant_avx2, lmf_quant_avx512;
+
+/* lmf_qmatvec through a given table (tests and benchmarks compare variants with it) */
+void lmf_qmatvec_ops(const lmf_quant_ops *ops, uint32_t type, int n, int nrows, const void *W, size_t w_row_bytes,
+                     int ncols, const void *x, size_t x_col_bytes, float *y, int ldy);
+void lmf_qinput_convert_ops(const lmf_quant_ops *ops, uint32_t type, const float *x, int n, void *out);
+
+#endif

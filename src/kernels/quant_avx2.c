@@ -1,0 +1,365 @@
+/* quant_avx2.c — AVX2 + FMA + F16C quantized kernels (see quant.h for the contract, quant_ref.c for the
+ * definitions). The same tiling as quant_avx512.c, with the integer dot product done by vpmaddubsw (u8 x s8 pairs
+ * to int16) + vpmaddwd (pairs to int32) instead of VNNI, which constrains the operands: the int16 pair sums
+ * saturate at 32767, so
+ *  - Q8_0 (s8 x s8) uses the sign trick: |w| (u8, at most 128) against x carrying w's sign (|x| <= 127, never
+ *    -128): 2 * 128 * 127 < 32767;
+ *  - Q4 nibbles are shifted down properly (q <= 15), and Q4_0's "- 8" is an int16 correction 8 * (x_i + x_i+1)
+ *    per activation block, computed once per tile and subtracted before vpmaddwd.
+ * Scales are taken 8 blocks at a time (one gather of the half scales per row), stored to a small stack array and
+ * broadcast from it by the FMA. Float weights: 8 elements per ymm, four rows or up to four columns per pass. */
+#include "kernels/quant.h"
+
+#include "io/gguf.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#define AI static inline __attribute__((always_inline))
+
+enum { K_Q8_0, K_Q4_0, K_Q4_1 };
+
+AI float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* the int32 at byte offsets base + stride * k (k < cnt; zero beyond) */
+AI __m256i gather_u32(const void *base, int stride, int cnt) {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i idx = _mm256_mullo_epi32(iota, _mm256_set1_epi32(stride));
+    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), iota);
+    return _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)base, idx, m, 1);
+}
+/* the low (or high) 16 bits of each lane as halves -> floats */
+AI __m256 half_lo(__m256i g) {
+    __m256i h = _mm256_and_si256(g, _mm256_set1_epi32(0xffff));
+    h = _mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0x08);
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+}
+AI __m256 half_hi(__m256i g) { return half_lo(_mm256_srli_epi32(g, 16)); }
+
+AI void qtile(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
+              const lmf_block_q8a *const *xc, float *y, int ldy) {
+    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20, qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : 4;
+    __m256 acc[4][4], macc[4][4];
+    float sc[4][4][8] __attribute__((aligned(32)));
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps(), macc[r][c] = _mm256_setzero_ps();
+    const __m256i low4 = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1), eight = _mm256_set1_epi8(8);
+    for (int b0 = 0; b0 < nb; b0 += 8) {
+        int cnt = nb - b0 < 8 ? nb - b0 : 8;
+        __m256 dx[4], sx[4];
+        /* Q4_1: one gather brings a row's 8 scales and mins; Q8_0 / Q4_0 (one half each) measured faster with
+         * scalar conversions than with a gather */
+        const int gather = K == K_Q4_1;
+        for (int r = 0; r < RB && !gather; r++) {
+            const uint8_t *wr = W + (size_t)r * rb + (size_t)b0 * bsz;
+            for (int k = 0; k < cnt; k++) {
+                uint16_t h;
+                memcpy(&h, wr + (size_t)k * bsz, 2);
+                float dw = _cvtsh_ss(h);
+                for (int c = 0; c < CB; c++) sc[r][c][k] = dw * xc[c][b0 + k].d;
+            }
+        }
+        for (int c = 0; c < CB && gather; c++) {
+            dx[c] = _mm256_castsi256_ps(gather_u32(&xc[c][b0].d, (int)sizeof(lmf_block_q8a), cnt));
+            if (K == K_Q4_1) sx[c] = _mm256_castsi256_ps(gather_u32(&xc[c][b0].s, (int)sizeof(lmf_block_q8a), cnt));
+        }
+        for (int r = 0; r < RB && gather; r++) {
+            __m256i g = gather_u32(W + (size_t)r * rb + (size_t)b0 * bsz, bsz, cnt);
+            __m256 d = half_lo(g);
+            for (int c = 0; c < CB; c++) _mm256_store_ps(sc[r][c], _mm256_mul_ps(d, dx[c]));
+            if (K == K_Q4_1) {
+                __m256 m = half_hi(g);
+                for (int c = 0; c < CB; c++) macc[r][c] = _mm256_fmadd_ps(m, sx[c], macc[r][c]);
+            }
+        }
+        for (int k = 0; k < cnt; k++) {
+            __m256i xv[4], corr[4];
+            for (int c = 0; c < CB; c++) {
+                xv[c] = _mm256_loadu_si256((const __m256i *)xc[c][b0 + k].qs);
+                if (K == K_Q4_0) corr[c] = _mm256_maddubs_epi16(eight, xv[c]);
+            }
+            for (int r = 0; r < RB; r++) {
+                const uint8_t *q = W + (size_t)r * rb + (size_t)(b0 + k) * bsz + qoff;
+                __m256i wq;
+                if (K == K_Q8_0) {
+                    wq = _mm256_loadu_si256((const __m256i *)q);
+                } else {
+                    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q));
+                    wq = _mm256_and_si256(_mm256_blend_epi32(b, _mm256_srli_epi16(b, 4), 0xf0), low4);
+                }
+                __m256i aw = K == K_Q8_0 ? _mm256_sign_epi8(wq, wq) : wq;
+                for (int c = 0; c < CB; c++) {
+                    __m256i p16 = _mm256_maddubs_epi16(aw, K == K_Q8_0 ? _mm256_sign_epi8(xv[c], wq) : xv[c]);
+                    if (K == K_Q4_0) p16 = _mm256_sub_epi16(p16, corr[c]);
+                    __m256i dp = _mm256_madd_epi16(p16, ones16);
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(sc[r][c][k]), acc[r][c]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) {
+            float s = hsum256(acc[r][c]);
+            if (K == K_Q4_1) s += hsum256(macc[r][c]);
+            y[(size_t)c * ldy + r] = s;
+        }
+}
+
+typedef void (*qtile_fn)(int nb, const uint8_t *W, size_t rb, const lmf_block_q8a *const *xc, float *y, int ldy);
+#define QTILE_FN(name, K, RB, CB)                                                                                  \
+    static void name(int nb, const uint8_t *W, size_t rb, const lmf_block_q8a *const *xc, float *y, int ldy) {     \
+        qtile(K, RB, CB, nb, W, rb, xc, y, ldy);                                                                   \
+    }
+#define QTILES(t, K)                                                                                               \
+    QTILE_FN(t##_4x1, K, 4, 1)                                                                                     \
+    QTILE_FN(t##_1x1, K, 1, 1)                                                                                     \
+    QTILE_FN(t##_1x2, K, 1, 2)                                                                                     \
+    QTILE_FN(t##_1x3, K, 1, 3)                                                                                     \
+    QTILE_FN(t##_1x4, K, 1, 4)                                                                                     \
+    static const qtile_fn t##_tiles[5] = {t##_1x1, t##_1x1, t##_1x2, t##_1x3, t##_1x4};
+QTILES(q8_0, K_Q8_0)
+QTILES(q4_0, K_Q4_0)
+QTILES(q4_1, K_Q4_1)
+
+static void qmatvec(qtile_fn t4x1, const qtile_fn *tiles, int n, int nrows, const void *W, size_t rb, int ncols,
+                    const void *x, size_t xb, float *y, int ldy) {
+    int nb = n / 32;
+    const uint8_t *w = W;
+    if (ncols == 1) {
+        const lmf_block_q8a *xc[1] = {x};
+        int r = 0;
+        for (; r + 4 <= nrows; r += 4) t4x1(nb, w + (size_t)r * rb, rb, xc, y + r, ldy);
+        for (; r < nrows; r++) tiles[1](nb, w + (size_t)r * rb, rb, xc, y + r, ldy);
+        return;
+    }
+    for (int r = 0; r < nrows; r++)
+        for (int c0 = 0; c0 < ncols; c0 += 4) {
+            int cb = ncols - c0 < 4 ? ncols - c0 : 4;
+            const lmf_block_q8a *xc[4];
+            for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q8a *)((const char *)x + (size_t)(c0 + c) * xb);
+            tiles[cb](nb, w + (size_t)r * rb, rb, xc, y + (size_t)c0 * ldy + r, ldy);
+        }
+}
+
+static void q8_0_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, int ldy) {
+    qmatvec(q8_0_4x1, q8_0_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+static void q4_0_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, int ldy) {
+    qmatvec(q4_0_4x1, q4_0_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+static void q4_1_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, int ldy) {
+    qmatvec(q4_1_4x1, q4_1_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+
+/* ---- float weights ------------------------------------------------------------------------------------------ */
+
+enum { F_F32, F_F16, F_BF16 };
+
+/* 8 weights from element i of a row; the tail (cnt < 8) goes through a zeroed copy, never reading past the row */
+AI __m256 wload(const int F, const void *row, int i) {
+    if (F == F_F32) return _mm256_loadu_ps((const float *)row + i);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + i));
+    if (F == F_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+AI __m256 wload_tail(const int F, const void *row, int i, int cnt) {
+    uint8_t buf[32] = {0};
+    memcpy(buf, (const char *)row + (size_t)i * (F == F_F32 ? 4 : 2), (size_t)cnt * (F == F_F32 ? 4 : 2));
+    return wload(F, buf, 0);
+}
+AI __m256 xload_tail(const float *x, int cnt) {
+    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_maskload_ps(x, m);
+}
+
+AI void ftile(const int F, const int RB, const int CB, int n, const uint8_t *W, size_t rb, const float *const *xc,
+              float *y, int ldy) {
+    __m256 acc[4][4];
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv[4];
+        for (int c = 0; c < CB; c++) xv[c] = _mm256_loadu_ps(xc[c] + i);
+        for (int r = 0; r < RB; r++) {
+            __m256 w = wload(F, W + (size_t)r * rb, i);
+            for (int c = 0; c < CB; c++) acc[r][c] = _mm256_fmadd_ps(w, xv[c], acc[r][c]);
+        }
+    }
+    if (i < n) {
+        __m256 xv[4];
+        for (int c = 0; c < CB; c++) xv[c] = xload_tail(xc[c] + i, n - i);
+        for (int r = 0; r < RB; r++) {
+            __m256 w = wload_tail(F, W + (size_t)r * rb, i, n - i);
+            for (int c = 0; c < CB; c++) acc[r][c] = _mm256_fmadd_ps(w, xv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = hsum256(acc[r][c]);
+}
+
+AI void frow1(const int F, int n, const uint8_t *W, const float *x, float *y) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(wload(F, W, i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(wload(F, W, i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(wload(F, W, i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(wload(F, W, i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(wload(F, W, i), _mm256_loadu_ps(x + i), a0);
+    if (i < n) a1 = _mm256_fmadd_ps(wload_tail(F, W, i, n - i), xload_tail(x + i, n - i), a1);
+    *y = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+
+#define FKERNEL(name, F)                                                                                           \
+    static void name##_4x1(int n, const uint8_t *W, size_t rb, const float *const *xc, float *y, int ldy) {        \
+        ftile(F, 4, 1, n, W, rb, xc, y, ldy);                                                                      \
+    }                                                                                                              \
+    static void name##_1x2(int n, const uint8_t *W, size_t rb, const float *const *xc, float *y, int ldy) {        \
+        ftile(F, 1, 2, n, W, rb, xc, y, ldy);                                                                      \
+    }                                                                                                              \
+    static void name##_1x3(int n, const uint8_t *W, size_t rb, const float *const *xc, float *y, int ldy) {        \
+        ftile(F, 1, 3, n, W, rb, xc, y, ldy);                                                                      \
+    }                                                                                                              \
+    static void name##_1x4(int n, const uint8_t *W, size_t rb, const float *const *xc, float *y, int ldy) {        \
+        ftile(F, 1, 4, n, W, rb, xc, y, ldy);                                                                      \
+    }                                                                                                              \
+    static void name(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,   \
+                     int ldy) {                                                                                    \
+        const uint8_t *w = W;                                                                                      \
+        if (ncols == 1) {                                                                                          \
+            const float *xc[1] = {x};                                                                              \
+            int r = 0;                                                                                             \
+            if (n >= 128)                                                                                          \
+                for (; r + 4 <= nrows; r += 4) name##_4x1(n, w + (size_t)r * rb, rb, xc, y + r, ldy);              \
+            for (; r < nrows; r++) frow1(F, n, w + (size_t)r * rb, x, y + r);                                      \
+            return;                                                                                                \
+        }                                                                                                          \
+        for (int r = 0; r < nrows; r++)                                                                            \
+            for (int c0 = 0; c0 < ncols; c0 += 4) {                                                                \
+                int cb = ncols - c0 < 4 ? ncols - c0 : 4;                                                          \
+                const float *xc[4];                                                                                \
+                for (int c = 0; c < cb; c++) xc[c] = (const float *)((const char *)x + (size_t)(c0 + c) * xb);     \
+                float *yy = y + (size_t)c0 * ldy + r;                                                              \
+                const uint8_t *wr = w + (size_t)r * rb;                                                            \
+                if (cb == 4) name##_1x4(n, wr, rb, xc, yy, ldy);                                                   \
+                else if (cb == 3) name##_1x3(n, wr, rb, xc, yy, ldy);                                              \
+                else if (cb == 2) name##_1x2(n, wr, rb, xc, yy, ldy);                                              \
+                else frow1(F, n, wr, xc[0], yy);                                                                   \
+            }                                                                                                      \
+    }
+FKERNEL(f32_mv, F_F32)
+FKERNEL(f16_mv, F_F16)
+FKERNEL(bf16_mv, F_BF16)
+
+/* ---- activation quantization (bit-exact with quant_ref.c) --------------------------------------------------- */
+
+AI __m256 abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+/* roundf (half away from zero) exactly: floor(a) + floor(2 (a - floor(a))) with the sign put back */
+AI __m256 roundf8(__m256 v) {
+    __m256 a = abs8(v), f = _mm256_floor_ps(a), fr = _mm256_sub_ps(a, f);
+    __m256 b = _mm256_add_ps(f, _mm256_floor_ps(_mm256_add_ps(fr, fr)));
+    return _mm256_or_ps(b, _mm256_and_ps(v, _mm256_set1_ps(-0.0f)));
+}
+
+static void quantize_q8a(const float *x, int n, lmf_block_q8a *out) {
+    for (int b = 0; b < n / 32; b++, x += 32, out++) {
+        __m256 v[4];
+        for (int j = 0; j < 4; j++) v[j] = _mm256_loadu_ps(x + 8 * j);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(abs8(v[0]), abs8(v[1])), _mm256_max_ps(abs8(v[2]), abs8(v[3])));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        if (!(amax >= LMF_Q8A_MIN_AMAX)) amax = 0.0f; /* 1/d would overflow: the block is zero */
+        float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int j = 0; j < 4; j++) q[j] = _mm256_cvtps_epi32(roundf8(_mm256_mul_ps(v[j], vid)));
+        /* pack 32 int32 (all in [-127, 127]) to int8 in element order */
+        __m256i p16a = _mm256_packs_epi32(q[0], q[1]), p16b = _mm256_packs_epi32(q[2], q[3]);
+        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)out->qs, p8);
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        out->d = d;
+        out->s = d * (float)_mm_cvtsi128_si32(s4);
+    }
+}
+
+/* ---- dequantization (bit-exact with quant_ref.c) ------------------------------------------------------------ */
+
+AI __m256 rounded(__m256 v) {
+    __asm__("" : "+x"(v));
+    return v;
+}
+
+static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
+    const uint8_t *p = src;
+    switch (type) {
+    case LMF_GGML_F16: {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
+        for (; i < n; i++) dst[i] = lmf_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        return;
+    }
+    case LMF_GGML_BF16: {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(
+                                          _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + 2 * i))), 16)));
+        for (; i < n; i++) dst[i] = lmf_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        return;
+    }
+    case LMF_GGML_Q8_0:
+        for (size_t b = 0; b < n / 32; b++, p += 34, dst += 32) {
+            __m256 d = _mm256_set1_ps(_cvtsh_ss((uint16_t)(p[0] | p[1] << 8)));
+            for (int j = 0; j < 4; j++) {
+                __m128i q = _mm_loadl_epi64((const __m128i *)(p + 2 + 8 * j));
+                _mm256_storeu_ps(dst + 8 * j, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d));
+            }
+        }
+        return;
+    case LMF_GGML_Q4_0:
+    case LMF_GGML_Q4_1: {
+        int q41 = type == LMF_GGML_Q4_1, bs = q41 ? 20 : 18;
+        for (size_t b = 0; b < n / 32; b++, p += bs, dst += 32) {
+            __m256 d = _mm256_set1_ps(_cvtsh_ss((uint16_t)(p[0] | p[1] << 8)));
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + (q41 ? 4 : 2)));
+            __m128i lo = _mm_and_si128(v, _mm_set1_epi8(0x0f)), hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f));
+            __m256i q[4] = {_mm256_cvtepu8_epi32(lo), _mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)),
+                            _mm256_cvtepu8_epi32(hi), _mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))};
+            __m256 m = _mm256_set1_ps(q41 ? _cvtsh_ss((uint16_t)(p[2] | p[3] << 8)) : 0.0f);
+            for (int j = 0; j < 4; j++) {
+                if (q41)
+                    _mm256_storeu_ps(dst + 8 * j, _mm256_add_ps(rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q[j]), d)), m));
+                else
+                    _mm256_storeu_ps(dst + 8 * j,
+                                     _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q[j], _mm256_set1_epi32(8))), d));
+            }
+        }
+        return;
+    }
+    default:
+        lmf_dequant_ref(type, src, dst, n);
+    }
+}
+
+const lmf_quant_ops lmf_quant_avx2 = {
+    .name = "avx2",
+    .q8_0 = q8_0_mv, .q4_0 = q4_0_mv, .q4_1 = q4_1_mv,
+    .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
+    .quantize_q8a = quantize_q8a,
+    .dequant = dequant,
+};

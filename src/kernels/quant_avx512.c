@@ -1,0 +1,384 @@
+/* quant_avx512.c — AVX-512 + VNNI quantized kernels (see quant.h for the contract, quant_ref.c for the definitions).
+ * Needs AVX-512 F/BW/VL/DQ, AVX512_VNNI and F16C; lmf_quant_variant() dispatches it only where all are present.
+ *
+ * Integer blocks (Q8_0, Q4_0, Q4_1 against lmf_block_q8a). One 32-element block is one ymm of bytes and one
+ * vpdpbusd (u8 x s8, four products per int32 lane) gives its eight partial sums exactly. Per block and row the
+ * work is kept to ~4 vector uops, because at ~36 GB/s one core must retire a Q4 block every ~1.7 cycles:
+ *  - Q4: vbroadcasti128 puts the 16 nibble bytes in both halves (a pure load) and one AND keeps the low nibbles in
+ *    the low half and the high nibbles, unshifted, in the high half. The high half's sums are thus 16x too large,
+ *    consistently over the whole row, so the accumulator's high four lanes are divided by 16 once at the end
+ *    (exact: a power of two). The activation needs no rearranging: q8a's qs[0..15] pair with the low nibbles.
+ *  - Q8_0 is s8 x s8: the weight is made unsigned by XOR 0x80 (w + 128) and the surplus 128 * sum(x) is removed by
+ *    starting vpdpbusd's accumulator at -128 * sum(x) lanes, computed once per activation block and shared by all
+ *    rows of the tile. Q4_0's "- 8" is removed the same way (-8 sum(x) low, -128 sum(x) high).
+ *  - Scales are handled 16 blocks at a time: the products d_w d_x are formed first and stored to a small stack
+ *    array, and each block's FMA takes its scale by an embedded broadcast from that array (a load, not a shuffle).
+ *    Q4_1 fetches a row's 16 scales and mins with one gather (its min term m_w s_x is then one FMA per 16 blocks);
+ *    Q8_0 / Q4_0 convert their one half per block with scalar F16C, which measured faster than the (microcoded)
+ *    gather. Each group prefetches the weights two groups ahead, for matrices that come from memory.
+ * Tiles: with one column four rows are streamed together (their accumulators are independent, so the FMA latency
+ * is hidden, and the activation block and its correction are loaded once for four rows); with more columns one row
+ * meets up to four columns per weight block.
+ *
+ * Float weights (F32/F16/BF16 against fp32 columns): 16 elements per zmm, four rows or four columns per pass, a
+ * masked tail; F16 widens with vcvtph2ps, BF16 with a zero-extend and a 16-bit shift. */
+#include "kernels/quant.h"
+
+#include "io/gguf.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define AI static inline __attribute__((always_inline))
+
+enum { K_Q8_0, K_Q4_0, K_Q4_1 };
+
+AI float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* the int32 at byte offsets base + stride * k (k < cnt; zero beyond) */
+AI __m512i gather_u32(const void *base, int stride, int cnt) {
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512i idx = _mm512_mullo_epi32(iota, _mm512_set1_epi32(stride));
+    __mmask16 m = cnt >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cnt) - 1u);
+    return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base, 1);
+}
+AI __m512 half_lo(__m512i g) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)); }
+AI __m512 half_hi(__m512i g) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))); }
+
+/* One tile: RB rows x CB columns over the whole row. K: the weight kind. */
+AI void qtile(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
+              const lmf_block_q8a *const *xc, float *y, int ldy) {
+    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20, qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : 4;
+    __m256 acc[4][4];
+    __m512 macc[4][4];
+    float sc[4][4][16] __attribute__((aligned(64)));
+    float mscal[4][4] = {{0}};
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps(), macc[r][c] = _mm512_setzero_ps();
+    const __m256i nib = _mm256_setr_epi64x(0x0f0f0f0f0f0f0f0fll, 0x0f0f0f0f0f0f0f0fll, (long long)0xf0f0f0f0f0f0f0f0ull,
+                                           (long long)0xf0f0f0f0f0f0f0f0ull);
+    const __m256i corrw = K == K_Q8_0 ? _mm256_set1_epi8((char)128)
+                                      : _mm256_setr_epi64x(0x0808080808080808ll, 0x0808080808080808ll,
+                                                           (long long)0x8080808080808080ull,
+                                                           (long long)0x8080808080808080ull);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (int b0 = 0; b0 < nb; b0 += 16) {
+        int cnt = nb - b0 < 16 ? nb - b0 : 16;
+        __m512 dx[4], sx[4];
+        /* Q4_1: one gather brings a row's 16 scales and mins; Q8_0 / Q4_0 (one half each) measured faster with
+         * scalar conversions than with a gather (gathers are microcoded on recent Intel parts) */
+        const int gather = K == K_Q4_1;
+        for (int c = 0; c < CB && gather; c++) {
+            dx[c] = _mm512_castsi512_ps(gather_u32(&xc[c][b0].d, (int)sizeof(lmf_block_q8a), cnt));
+            if (K == K_Q4_1) sx[c] = _mm512_castsi512_ps(gather_u32(&xc[c][b0].s, (int)sizeof(lmf_block_q8a), cnt));
+        }
+        for (int r = 0; r < RB && !gather; r++) {
+            const uint8_t *wr = W + (size_t)r * rb + (size_t)b0 * bsz;
+            for (int k = 0; k < cnt; k++) {
+                uint16_t h; memcpy(&h, wr + (size_t)k * bsz, 2);
+                float dw = _cvtsh_ss(h);
+                for (int c = 0; c < CB; c++) sc[r][c][k] = dw * xc[c][b0 + k].d;
+                if (K == K_Q4_1) {
+                    memcpy(&h, wr + (size_t)k * bsz + 2, 2);
+                    float mw = _cvtsh_ss(h);
+                    for (int c = 0; c < CB; c++) mscal[r][c] += mw * xc[c][b0 + k].s;
+                }
+            }
+        }
+        for (int r = 0; r < RB && gather; r++) {
+            __m512i g = gather_u32(W + (size_t)r * rb + (size_t)b0 * bsz, bsz, cnt);
+            __m512 d = half_lo(g);
+            for (int c = 0; c < CB; c++) _mm512_store_ps(sc[r][c], _mm512_mul_ps(d, dx[c]));
+            if (K == K_Q4_1) {
+                __m512 m = half_hi(g);
+                for (int c = 0; c < CB; c++) macc[r][c] = _mm512_fmadd_ps(m, sx[c], macc[r][c]);
+            }
+        }
+        /* software prefetch two groups ahead: four interleaved row streams with short strides defeat the hardware
+         * prefetcher's distance on the weights that come from memory */
+        if (b0 + 48 <= nb)
+            for (int r = 0; r < RB; r++)
+                for (int l = 0; l < 16 * bsz; l += 64) _mm_prefetch((const char *)W + (size_t)r * rb + (size_t)(b0 + 32) * bsz + l, _MM_HINT_T0);
+        for (int k = 0; k < cnt; k++) {
+            __m256i xv[4], nc[4];
+            for (int c = 0; c < CB; c++) {
+                xv[c] = _mm256_loadu_si256((const __m256i *)xc[c][b0 + k].qs);
+                if (K != K_Q4_1)
+                    nc[c] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                             _mm256_dpbusd_epi32(_mm256_setzero_si256(), corrw, xv[c]));
+            }
+            for (int r = 0; r < RB; r++) {
+                const uint8_t *q = W + (size_t)r * rb + (size_t)(b0 + k) * bsz + qoff;
+                __m256i wq;
+                if (K == K_Q8_0)
+                    wq = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)q), flip);
+                else
+                    wq = _mm256_and_si256(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q)), nib);
+                for (int c = 0; c < CB; c++) {
+                    __m256i dp = _mm256_dpbusd_epi32(K == K_Q4_1 ? _mm256_setzero_si256() : nc[c], wq, xv[c]);
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(sc[r][c][k]), acc[r][c]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) {
+            float s;
+            if (K == K_Q8_0) {
+                s = hsum256(acc[r][c]);
+            } else {
+                __m128 lo = _mm256_castps256_ps128(acc[r][c]), hi = _mm256_extractf128_ps(acc[r][c], 1);
+                hi = _mm_mul_ps(hi, _mm_set1_ps(1.0f / 16));
+                s = hsum256(_mm256_set_m128(hi, lo));
+            }
+            if (K == K_Q4_1) s += _mm512_reduce_add_ps(macc[r][c]) + mscal[r][c];
+            y[(size_t)c * ldy + r] = s;
+        }
+}
+
+#define QTILE_FN(name, K, RB, CB)                                                                                  \
+    static void name(int nb, const uint8_t *W, size_t rb, const lmf_block_q8a *const *xc, float *y, int ldy) {     \
+        qtile(K, RB, CB, nb, W, rb, xc, y, ldy);                                                                   \
+    }
+#define QTILES(t, K)                                                                                               \
+    QTILE_FN(t##_4x1, K, 4, 1)                                                                                     \
+    QTILE_FN(t##_1x1, K, 1, 1)                                                                                     \
+    QTILE_FN(t##_1x2, K, 1, 2)                                                                                     \
+    QTILE_FN(t##_1x3, K, 1, 3)                                                                                     \
+    QTILE_FN(t##_1x4, K, 1, 4)                                                                                     \
+    static const qtile_fn t##_tiles[5] = {t##_1x1, t##_1x1, t##_1x2, t##_1x3, t##_1x4};
+
+typedef void (*qtile_fn)(int nb, const uint8_t *W, size_t rb, const lmf_block_q8a *const *xc, float *y, int ldy);
+QTILES(q8_0, K_Q8_0)
+QTILES(q4_0, K_Q4_0)
+QTILES(q4_1, K_Q4_1)
+
+/* rows in tiles of four when there is one column; otherwise row by row, columns four at a time */
+static void qmatvec(qtile_fn t4x1, const qtile_fn *tiles, int n, int nrows, const void *W, size_t rb, int ncols,
+                    const void *x, size_t xb, float *y, int ldy) {
+    int nb = n / 32;
+    const uint8_t *w = W;
+    if (ncols == 1) {
+        const lmf_block_q8a *xc[1] = {x};
+        int r = 0;
+        for (; r + 4 <= nrows; r += 4) t4x1(nb, w + (size_t)r * rb, rb, xc, y + r, ldy);
+        for (; r < nrows; r++) tiles[1](nb, w + (size_t)r * rb, rb, xc, y + r, ldy);
+        return;
+    }
+    for (int r = 0; r < nrows; r++)
+        for (int c0 = 0; c0 < ncols; c0 += 4) {
+            int cb = ncols - c0 < 4 ? ncols - c0 : 4;
+            const lmf_block_q8a *xc[4];
+            for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q8a *)((const char *)x + (size_t)(c0 + c) * xb);
+            tiles[cb](nb, w + (size_t)r * rb, rb, xc, y + (size_t)c0 * ldy + r, ldy);
+        }
+}
+
+static void q8_0_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, int ldy) {
+    qmatvec(q8_0_4x1, q8_0_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+static void q4_0_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, int ldy) {
+    qmatvec(q4_0_4x1, q4_0_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+static void q4_1_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, int ldy) {
+    qmatvec(q4_1_4x1, q4_1_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+
+/* ---- float weights ------------------------------------------------------------------------------------------ */
+
+enum { F_F32, F_F16, F_BF16 };
+
+/* 16 weights from element i of a row (mask m: the valid ones) as floats */
+AI __m512 wload(const int F, const void *row, int i, __mmask16 m) {
+    if (F == F_F32) return _mm512_maskz_loadu_ps(m, (const float *)row + i);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i);
+    if (F == F_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+AI void ftile(const int F, const int RB, const int CB, int n, const uint8_t *W, size_t rb, const float *const *xc,
+              float *y, int ldy) {
+    __m512 acc[4][4];
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv[4];
+        for (int c = 0; c < CB; c++) xv[c] = _mm512_loadu_ps(xc[c] + i);
+        for (int r = 0; r < RB; r++) {
+            __m512 w = wload(F, W + (size_t)r * rb, i, 0xffff);
+            for (int c = 0; c < CB; c++) acc[r][c] = _mm512_fmadd_ps(w, xv[c], acc[r][c]);
+        }
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        __m512 xv[4];
+        for (int c = 0; c < CB; c++) xv[c] = _mm512_maskz_loadu_ps(m, xc[c] + i);
+        for (int r = 0; r < RB; r++) {
+            __m512 w = wload(F, W + (size_t)r * rb, i, m);
+            for (int c = 0; c < CB; c++) acc[r][c] = _mm512_fmadd_ps(w, xv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+/* one row with one column: four accumulators so consecutive FMAs do not wait on each other */
+AI void frow1(const int F, int n, const uint8_t *W, const float *x, float *y) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(wload(F, W, i, 0xffff), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(wload(F, W, i + 16, 0xffff), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(wload(F, W, i + 32, 0xffff), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(wload(F, W, i + 48, 0xffff), _mm512_loadu_ps(x + i + 48), a3);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        a0 = _mm512_fmadd_ps(wload(F, W, i, m), _mm512_maskz_loadu_ps(m, x + i), a0);
+    }
+    *y = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+#define FKERNEL(name, F)                                                                                           \
+    static void name##_4x1(int n, const uint8_t *W, size_t rb, const float *const *xc, float *y, int ldy) {        \
+        ftile(F, 4, 1, n, W, rb, xc, y, ldy);                                                                      \
+    }                                                                                                              \
+    static void name##_1x2(int n, const uint8_t *W, size_t rb, const float *const *xc, float *y, int ldy) {        \
+        ftile(F, 1, 2, n, W, rb, xc, y, ldy);                                                                      \
+    }                                                                                                              \
+    static void name##_1x3(int n, const uint8_t *W, size_t rb, const float *const *xc, float *y, int ldy) {        \
+        ftile(F, 1, 3, n, W, rb, xc, y, ldy);                                                                      \
+    }                                                                                                              \
+    static void name##_1x4(int n, const uint8_t *W, size_t rb, const float *const *xc, float *y, int ldy) {        \
+        ftile(F, 1, 4, n, W, rb, xc, y, ldy);                                                                      \
+    }                                                                                                              \
+    static void name(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,   \
+                     int ldy) {                                                                                    \
+        const uint8_t *w = W;                                                                                      \
+        if (ncols == 1) {                                                                                          \
+            const float *xc[1] = {x};                                                                              \
+            int r = 0;                                                                                             \
+            if (n >= 256)                                                                                          \
+                for (; r + 4 <= nrows; r += 4) name##_4x1(n, w + (size_t)r * rb, rb, xc, y + r, ldy);              \
+            for (; r < nrows; r++) frow1(F, n, w + (size_t)r * rb, x, y + r);                                      \
+            return;                                                                                                \
+        }                                                                                                          \
+        for (int r = 0; r < nrows; r++)                                                                            \
+            for (int c0 = 0; c0 < ncols; c0 += 4) {                                                                \
+                int cb = ncols - c0 < 4 ? ncols - c0 : 4;                                                          \
+                const float *xc[4];                                                                                \
+                for (int c = 0; c < cb; c++) xc[c] = (const float *)((const char *)x + (size_t)(c0 + c) * xb);     \
+                float *yy = y + (size_t)c0 * ldy + r;                                                              \
+                const uint8_t *wr = w + (size_t)r * rb;                                                            \
+                if (cb == 4) name##_1x4(n, wr, rb, xc, yy, ldy);                                                   \
+                else if (cb == 3) name##_1x3(n, wr, rb, xc, yy, ldy);                                              \
+                else if (cb == 2) name##_1x2(n, wr, rb, xc, yy, ldy);                                              \
+                else frow1(F, n, wr, xc[0], yy);                                                                   \
+            }                                                                                                      \
+    }
+FKERNEL(f32_mv, F_F32)
+FKERNEL(f16_mv, F_F16)
+FKERNEL(bf16_mv, F_BF16)
+
+/* ---- activation quantization (bit-exact with quant_ref.c) --------------------------------------------------- */
+
+/* roundf (half away from zero) of |v| exactly: floor(a) + floor(2 (a - floor(a))); every step is exact */
+AI __m512 round16(__m512 v) {
+    __m512 a = _mm512_abs_ps(v);
+    __m512 f = _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 fr = _mm512_sub_ps(a, f);
+    __m512 b = _mm512_add_ps(f, _mm512_roundscale_ps(_mm512_add_ps(fr, fr), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(b),
+                                               _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000))));
+}
+
+static void quantize_q8a(const float *x, int n, lmf_block_q8a *out) {
+    for (int b = 0; b < n / 32; b++, x += 32, out++) {
+        __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        if (!(amax >= LMF_Q8A_MIN_AMAX)) amax = 0.0f; /* 1/d would overflow: the block is zero */
+        float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvtps_epi32(round16(_mm512_mul_ps(v0, vid)));
+        __m512i q1 = _mm512_cvtps_epi32(round16(_mm512_mul_ps(v1, vid)));
+        _mm_storeu_si128((__m128i *)out->qs, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(out->qs + 16), _mm512_cvtepi32_epi8(q1));
+        out->d = d;
+        out->s = d * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+
+/* ---- dequantization (bit-exact with quant_ref.c) ------------------------------------------------------------ */
+
+/* keeps the compiler from fusing a rounded product into the following add (the reference rounds both) */
+AI __m512 rounded(__m512 v) {
+    __asm__("" : "+v"(v));
+    return v;
+}
+
+static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
+    const uint8_t *p = src;
+    switch (type) {
+    case LMF_GGML_F16: {
+        size_t i = 0;
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * i))));
+        for (; i < n; i++) dst[i] = lmf_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        return;
+    }
+    case LMF_GGML_BF16: {
+        size_t i = 0;
+        for (; i + 16 <= n; i += 16)
+            _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(
+                                          _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p + 2 * i))), 16)));
+        for (; i < n; i++) dst[i] = lmf_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        return;
+    }
+    case LMF_GGML_Q8_0:
+        for (size_t b = 0; b < n / 32; b++, p += 34, dst += 32) {
+            __m512 d = _mm512_set1_ps(_cvtsh_ss((uint16_t)(p[0] | p[1] << 8)));
+            __m256i q = _mm256_loadu_si256((const __m256i *)(p + 2));
+            _mm512_storeu_ps(dst, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q))), d));
+            _mm512_storeu_ps(dst + 16,
+                             _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1))), d));
+        }
+        return;
+    case LMF_GGML_Q4_0:
+    case LMF_GGML_Q4_1: {
+        int q41 = type == LMF_GGML_Q4_1, bs = q41 ? 20 : 18;
+        for (size_t b = 0; b < n / 32; b++, p += bs, dst += 32) {
+            __m512 d = _mm512_set1_ps(_cvtsh_ss((uint16_t)(p[0] | p[1] << 8)));
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + (q41 ? 4 : 2)));
+            __m512i lo = _mm512_cvtepu8_epi32(_mm_and_si128(v, _mm_set1_epi8(0x0f)));
+            __m512i hi = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f)));
+            if (q41) {
+                __m512 m = _mm512_set1_ps(_cvtsh_ss((uint16_t)(p[2] | p[3] << 8)));
+                _mm512_storeu_ps(dst, _mm512_add_ps(rounded(_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d)), m));
+                _mm512_storeu_ps(dst + 16, _mm512_add_ps(rounded(_mm512_mul_ps(_mm512_cvtepi32_ps(hi), d)), m));
+            } else {
+                __m512i eight = _mm512_set1_epi32(8);
+                _mm512_storeu_ps(dst, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(lo, eight)), d));
+                _mm512_storeu_ps(dst + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(hi, eight)), d));
+            }
+        }
+        return;
+    }
+    default:
+        lmf_dequant_ref(type, src, dst, n);
+    }
+}
+
+const lmf_quant_ops lmf_quant_avx512 = {
+    .name = "avx512",
+    .q8_0 = q8_0_mv, .q4_0 = q4_0_mv, .q4_1 = q4_1_mv,
+    .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
+    .quantize_q8a = quantize_q8a,
+    .dequant = dequant,
+};

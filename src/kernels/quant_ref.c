@@ -1,0 +1,461 @@
+/* quant_ref.c — the scalar definition of every weight format (see quant.h): half/bfloat16 conversions, dequantization
+ * (ggml's dequantize_row_* arithmetic, operation for operation, so results are bit-exact with ggml and gguf-py),
+ * ggml's reference quantizers, the activation quantizer and the reference matrix-vector kernels every SIMD variant
+ * is held to. Compiled with -fno-tree-vectorize and without FMA, so each float operation rounds as written.
+ *
+ * The formats live here, in the kernels layer, rather than in model/: the SIMD kernels and the model loader both
+ * need them and kernels may not include model/ (model/dequant_ref.c wraps these with input checks). */
+#include "kernels/quant.h"
+
+#include "core/status.h"
+#include "io/gguf.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+/* ---- half and bfloat16 ------------------------------------------------------------------------------------- */
+
+float lmf_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) & 1u, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    float v;
+    if (exp == 0) v = ldexpf((float)man, -24);                      /* zero / subnormal: man * 2^-24 */
+    else if (exp == 31) v = man ? NAN : INFINITY;
+    else v = ldexpf((float)(man | 0x400u), (int)exp - 25);          /* (1024 + man) * 2^(exp - 15 - 10) */
+    return sign ? -v : v;
+}
+
+float lmf_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+uint16_t lmf_f32_to_f16(float f) {
+    uint32_t x = f2u(f), sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);        /* NaN */
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);       /* >= 65520 rounds to inf */
+    if (ax >= 0x38800000u) {                                         /* normal half: >= 2^-14 */
+        uint32_t r = ax - 0x38000000u, h = r >> 13, rem = r & 0x1fffu; /* rebias 127 -> 15 */
+        if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;     /* a carry into the exponent is right */
+        return (uint16_t)(sign | h);
+    }
+    if (ax <= 0x33000000u) return (uint16_t)sign;                   /* <= 2^-25: ties to even 0 */
+    uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;        /* subnormal half, units of 2^-24 */
+    int shift = 126 - (int)e;                                        /* 14..24 */
+    uint32_t h = m >> shift, rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1u))) h++;
+    return (uint16_t)(sign | h);
+}
+
+uint16_t lmf_f32_to_bf16(float f) {
+    uint32_t u = f2u(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 64u); /* NaN: force quiet */
+    return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);
+}
+
+/* ---- dequantization ---------------------------------------------------------------------------------------- */
+
+int lmf_dequant_ref_supported(uint32_t type) {
+    switch (type) {
+    case LMF_GGML_F32: case LMF_GGML_F16: case LMF_GGML_BF16: case LMF_GGML_Q8_0: case LMF_GGML_Q4_0:
+    case LMF_GGML_Q4_1: case LMF_GGML_Q5_0: case LMF_GGML_Q5_1: case LMF_GGML_Q2_K: case LMF_GGML_Q3_K:
+    case LMF_GGML_Q4_K: case LMF_GGML_Q5_K: case LMF_GGML_Q6_K: return 1;
+    default: return 0;
+    }
+}
+
+/* Q4_K / Q5_K: 12 bytes hold eight 6-bit scales and eight 6-bit mins: bytes 0-3 the low 6 bits of scales 0-3,
+ * bytes 4-7 those of mins 0-3, bytes 8-11 the low nibbles of scales 4-7 (low half) and mins 4-7 (high half),
+ * whose top two bits are the top bits of bytes 0-3 (scales) and 4-7 (mins). */
+static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63, *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* Q2_K, 84 B: scales[16] (low nibble scale, high nibble min of each 16-element sub-block), qs[64] (2-bit quants:
+ * byte l of each 32-byte half holds elements l, l+32, l+64, l+96 of that 128 at shifts 0, 2, 4, 6), d, dmin.
+ * x = d * sc * q - dmin * m */
+static void dq_q2_k(const uint8_t *p, float *y) {
+    const uint8_t *sc = p, *q = p + 16;
+    float d = lmf_f16_to_f32(rd16(p + 80)), min = lmf_f16_to_f32(rd16(p + 82));
+    int is = 0;
+    for (int n = 0; n < 256; n += 128, q += 32)
+        for (int shift = 0; shift < 8; shift += 2)
+            for (int half = 0; half < 2; half++) {
+                uint8_t s = sc[is++];
+                float dl = d * (float)(s & 0xf), ml = min * (float)(s >> 4);
+                for (int l = 0; l < 16; l++) *y++ = dl * (float)((q[l + 16 * half] >> shift) & 3) - ml;
+            }
+}
+
+/* Q3_K, 110 B: hmask[32] (the high bit, inverted: set means +0, clear means -4; bit k of byte l is element
+ * 32k + l), qs[64] (low 2 bits, laid out like Q2_K), scales[12] (sixteen 6-bit scales biased by 32: low nibbles
+ * in bytes 0-7, high 2 bits in bytes 8-11), d. x = d * (sc - 32) * q */
+static void dq_q3_k(const uint8_t *p, float *y) {
+    const uint8_t *hm = p, *q = p + 32, *s = p + 96;
+    float d = lmf_f16_to_f32(rd16(p + 108));
+    int8_t sc[16];
+    for (int j = 0; j < 16; j++) {
+        int lo = j < 8 ? s[j] & 0xf : s[j - 8] >> 4;
+        int hi = (s[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
+        sc[j] = (int8_t)((lo | (hi << 4)) - 32);
+    }
+    int is = 0;
+    uint8_t m = 1;
+    for (int n = 0; n < 256; n += 128, q += 32)
+        for (int shift = 0; shift < 8; shift += 2, m <<= 1)
+            for (int half = 0; half < 2; half++) {
+                float dl = d * (float)sc[is++];
+                for (int l = 16 * half; l < 16 * half + 16; l++)
+                    *y++ = dl * (float)(((q[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4));
+            }
+}
+
+/* Q4_K, 144 B: d, dmin, scales[12] (scale_min_k4), qs[128] (each 64 elements: 32 bytes, low nibbles the first 32,
+ * high nibbles the next 32). x = d * sc * q - dmin * m */
+static void dq_q4_k(const uint8_t *p, float *y) {
+    float d = lmf_f16_to_f32(rd16(p)), min = lmf_f16_to_f32(rd16(p + 2));
+    const uint8_t *s = p + 4, *q = p + 16;
+    for (int j = 0; j < 8; j += 2, q += 32) {
+        uint8_t sc, m;
+        scale_min_k4(j, s, &sc, &m);
+        float d1 = d * (float)sc, m1 = min * (float)m;
+        scale_min_k4(j + 1, s, &sc, &m);
+        float d2 = d * (float)sc, m2 = min * (float)m;
+        for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xf) - m1;
+        for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+    }
+}
+
+/* Q5_K, 176 B: d, dmin, scales[12], qh[32] (fifth bits: bit k of byte l is element 32k + l), qs[128] as Q4_K. */
+static void dq_q5_k(const uint8_t *p, float *y) {
+    float d = lmf_f16_to_f32(rd16(p)), min = lmf_f16_to_f32(rd16(p + 2));
+    const uint8_t *s = p + 4, *qh = p + 16, *q = p + 48;
+    uint8_t u1 = 1, u2 = 2;
+    for (int j = 0; j < 8; j += 2, q += 32, u1 <<= 2, u2 <<= 2) {
+        uint8_t sc, m;
+        scale_min_k4(j, s, &sc, &m);
+        float d1 = d * (float)sc, m1 = min * (float)m;
+        scale_min_k4(j + 1, s, &sc, &m);
+        float d2 = d * (float)sc, m2 = min * (float)m;
+        for (int l = 0; l < 32; l++) *y++ = d1 * (float)((q[l] & 0xf) + (qh[l] & u1 ? 16 : 0)) - m1;
+        for (int l = 0; l < 32; l++) *y++ = d2 * (float)((q[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+    }
+}
+
+/* Q6_K, 210 B: ql[128] (low nibbles), qh[64] (top 2 bits), int8 scales[16] (one per 16 elements), d. Each 128
+ * elements use 64 ql bytes and 32 qh bytes: element l + 32k (l < 32) takes ql[l + 32 (k & 1)] nibble k >> 1 and
+ * qh[l] bits 2k..2k+1. x = d * sc * (q - 32) */
+static void dq_q6_k(const uint8_t *p, float *y) {
+    const uint8_t *ql = p, *qh = p + 128;
+    const int8_t *sc = (const int8_t *)(p + 192);
+    float d = lmf_f16_to_f32(rd16(p + 208));
+    for (int n = 0; n < 256; n += 128, y += 128, ql += 64, qh += 32, sc += 8)
+        for (int l = 0; l < 32; l++) {
+            int is = l / 16;
+            int q1 = ((ql[l] & 0xf) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            int q2 = ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            y[l] = d * (float)sc[is] * (float)q1;
+            y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+            y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+            y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+        }
+}
+
+void lmf_dequant_ref(uint32_t type, const void *src, float *dst, size_t n) {
+    const uint8_t *p = src;
+    uint32_t bs = 1, bb = 0;
+    LMF_CHECK(lmf_dequant_ref_supported(type) && lmf_ggml_type_block(type, &bs, &bb) && n % bs == 0);
+    size_t nb = n / bs;
+    switch (type) {
+    case LMF_GGML_F32:
+        memcpy(dst, p, n * sizeof(float));
+        break;
+    case LMF_GGML_F16:
+        for (size_t i = 0; i < n; i++) dst[i] = lmf_f16_to_f32(rd16(p + 2 * i));
+        break;
+    case LMF_GGML_BF16:
+        for (size_t i = 0; i < n; i++) dst[i] = lmf_bf16_to_f32(rd16(p + 2 * i));
+        break;
+    case LMF_GGML_Q8_0:
+        for (size_t b = 0; b < nb; b++, p += 34, dst += 32) {
+            float d = lmf_f16_to_f32(rd16(p));
+            for (int j = 0; j < 32; j++) dst[j] = (float)(int8_t)p[2 + j] * d;
+        }
+        break;
+    case LMF_GGML_Q4_0:
+        for (size_t b = 0; b < nb; b++, p += 18, dst += 32) {
+            float d = lmf_f16_to_f32(rd16(p));
+            for (int j = 0; j < 16; j++) {
+                dst[j] = (float)((p[2 + j] & 0x0f) - 8) * d;
+                dst[j + 16] = (float)((p[2 + j] >> 4) - 8) * d;
+            }
+        }
+        break;
+    case LMF_GGML_Q4_1:
+        for (size_t b = 0; b < nb; b++, p += 20, dst += 32) {
+            float d = lmf_f16_to_f32(rd16(p)), m = lmf_f16_to_f32(rd16(p + 2));
+            for (int j = 0; j < 16; j++) {
+                dst[j] = (float)(p[4 + j] & 0x0f) * d + m;
+                dst[j + 16] = (float)(p[4 + j] >> 4) * d + m;
+            }
+        }
+        break;
+    case LMF_GGML_Q5_0:
+        for (size_t b = 0; b < nb; b++, p += 22, dst += 32) {
+            float d = lmf_f16_to_f32(rd16(p));
+            uint32_t qh = (uint32_t)p[2] | (uint32_t)p[3] << 8 | (uint32_t)p[4] << 16 | (uint32_t)p[5] << 24;
+            for (int j = 0; j < 16; j++) {
+                int x0 = ((p[6 + j] & 0x0f) | (((qh >> j) << 4) & 0x10)) - 16;
+                int x1 = ((p[6 + j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16;
+                dst[j] = (float)x0 * d;
+                dst[j + 16] = (float)x1 * d;
+            }
+        }
+        break;
+    case LMF_GGML_Q5_1:
+        for (size_t b = 0; b < nb; b++, p += 24, dst += 32) {
+            float d = lmf_f16_to_f32(rd16(p)), m = lmf_f16_to_f32(rd16(p + 2));
+            uint32_t qh = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+            for (int j = 0; j < 16; j++) {
+                int x0 = (p[8 + j] & 0x0f) | (((qh >> j) << 4) & 0x10);
+                int x1 = (p[8 + j] >> 4) | ((qh >> (j + 12)) & 0x10);
+                dst[j] = (float)x0 * d + m;
+                dst[j + 16] = (float)x1 * d + m;
+            }
+        }
+        break;
+    case LMF_GGML_Q2_K:
+        for (size_t b = 0; b < nb; b++) dq_q2_k(p + b * 84, dst + b * 256);
+        break;
+    case LMF_GGML_Q3_K:
+        for (size_t b = 0; b < nb; b++) dq_q3_k(p + b * 110, dst + b * 256);
+        break;
+    case LMF_GGML_Q4_K:
+        for (size_t b = 0; b < nb; b++) dq_q4_k(p + b * 144, dst + b * 256);
+        break;
+    case LMF_GGML_Q5_K:
+        for (size_t b = 0; b < nb; b++) dq_q5_k(p + b * 176, dst + b * 256);
+        break;
+    case LMF_GGML_Q6_K:
+        for (size_t b = 0; b < nb; b++) dq_q6_k(p + b * 210, dst + b * 256);
+        break;
+    }
+}
+
+/* ---- quantization (ggml's *_ref quantizers) ----------------------------------------------------------------- */
+
+int lmf_quantize_supported(uint32_t type) {
+    switch (type) {
+    case LMF_GGML_F32: case LMF_GGML_F16: case LMF_GGML_BF16: case LMF_GGML_Q8_0: case LMF_GGML_Q4_0:
+    case LMF_GGML_Q4_1: case LMF_GGML_Q5_0: case LMF_GGML_Q5_1: return 1;
+    default: return 0;
+    }
+}
+
+/* d = the element of largest magnitude (the first of equals) / -div, so that element maps to -div exactly */
+static float absmax_signed(const float *x, int n) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; j++)
+        if (amax < fabsf(x[j])) amax = fabsf(x[j]), max = x[j];
+    return max;
+}
+
+static void minmax(const float *x, int n, float *mn, float *mx) {
+    float lo = FLT_MAX, hi = -FLT_MAX;
+    for (int j = 0; j < n; j++) {
+        if (x[j] < lo) lo = x[j];
+        if (x[j] > hi) hi = x[j];
+    }
+    *mn = lo, *mx = hi;
+}
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+
+void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n) {
+    uint8_t *o = out;
+    uint32_t bs = 1, bb = 0;
+    LMF_CHECK(lmf_quantize_supported(type) && lmf_ggml_type_block(type, &bs, &bb) && n % bs == 0);
+    size_t nb = n / bs;
+    switch (type) {
+    case LMF_GGML_F32:
+        memcpy(o, x, n * sizeof(float));
+        break;
+    case LMF_GGML_F16:
+        for (size_t i = 0; i < n; i++) wr16(o + 2 * i, lmf_f32_to_f16(x[i]));
+        break;
+    case LMF_GGML_BF16:
+        for (size_t i = 0; i < n; i++) wr16(o + 2 * i, lmf_f32_to_bf16(x[i]));
+        break;
+    case LMF_GGML_Q8_0:
+        for (size_t b = 0; b < nb; b++, x += 32, o += 34) {
+            float amax = 0.0f;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+            float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+            wr16(o, lmf_f32_to_f16(d));
+            for (int j = 0; j < 32; j++) o[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+        }
+        break;
+    case LMF_GGML_Q4_0:
+    case LMF_GGML_Q5_0: {
+        int q5 = type == LMF_GGML_Q5_0, half = q5 ? 16 : 8, qmax = q5 ? 31 : 15;
+        for (size_t b = 0; b < nb; b++, x += 32, o += q5 ? 22 : 18) {
+            float d = absmax_signed(x, 32) / (float)-half, id = d ? 1.0f / d : 0.0f;
+            float off = (float)half + 0.5f;
+            wr16(o, lmf_f32_to_f16(d));
+            uint8_t *qs = o + (q5 ? 6 : 2);
+            uint32_t qh = 0;
+            for (int j = 0; j < 16; j++) {
+                uint8_t x0 = (uint8_t)imin(qmax, (int8_t)(x[j] * id + off));
+                uint8_t x1 = (uint8_t)imin(qmax, (int8_t)(x[16 + j] * id + off));
+                qs[j] = (uint8_t)((x0 & 0x0f) | (x1 << 4));
+                qh |= (uint32_t)((x0 & 0x10u) >> 4) << j;
+                qh |= (uint32_t)((x1 & 0x10u) >> 4) << (j + 16);
+            }
+            if (q5) o[2] = (uint8_t)qh, o[3] = (uint8_t)(qh >> 8), o[4] = (uint8_t)(qh >> 16), o[5] = (uint8_t)(qh >> 24);
+        }
+        break;
+    }
+    case LMF_GGML_Q4_1:
+    case LMF_GGML_Q5_1: {
+        int q5 = type == LMF_GGML_Q5_1;
+        for (size_t b = 0; b < nb; b++, x += 32, o += q5 ? 24 : 20) {
+            float mn, mx;
+            minmax(x, 32, &mn, &mx);
+            float d = (mx - mn) / (float)(q5 ? 31 : 15), id = d ? 1.0f / d : 0.0f;
+            wr16(o, lmf_f32_to_f16(d));
+            wr16(o + 2, lmf_f32_to_f16(mn));
+            uint8_t *qs = o + (q5 ? 8 : 4);
+            uint32_t qh = 0;
+            for (int j = 0; j < 16; j++) {
+                /* ggml: Q4_1 clamps to 15 through int8_t, Q5_1 converts to uint8_t directly (never above 31) */
+                uint8_t x0, x1;
+                if (q5) {
+                    x0 = (uint8_t)((x[j] - mn) * id + 0.5f), x1 = (uint8_t)((x[16 + j] - mn) * id + 0.5f);
+                } else {
+                    x0 = (uint8_t)imin(15, (int8_t)((x[j] - mn) * id + 0.5f));
+                    x1 = (uint8_t)imin(15, (int8_t)((x[16 + j] - mn) * id + 0.5f));
+                }
+                qs[j] = (uint8_t)((x0 & 0x0f) | (x1 << 4));
+                qh |= (uint32_t)((x0 & 0x10u) >> 4) << j;
+                qh |= (uint32_t)((x1 & 0x10u) >> 4) << (j + 16);
+            }
+            if (q5) o[4] = (uint8_t)qh, o[5] = (uint8_t)(qh >> 8), o[6] = (uint8_t)(qh >> 16), o[7] = (uint8_t)(qh >> 24);
+        }
+        break;
+    }
+    }
+}
+
+/* ---- activation quantization and the reference kernels ------------------------------------------------------ */
+
+/* d = max|x| / 127, q = roundf(x / d) (half away from zero) in [-127, 127], s = d * sum(q) */
+static void quantize_q8a_ref(const float *x, int n, lmf_block_q8a *out) {
+    for (int b = 0; b < n / 32; b++, x += 32, out++) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        if (!(amax >= LMF_Q8A_MIN_AMAX)) amax = 0.0f; /* 1/d would overflow: the block is zero */
+        float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = (int)roundf(x[j] * id);
+            out->qs[j] = (int8_t)q;
+            sum += q;
+        }
+        out->d = d;
+        out->s = d * (float)sum;
+    }
+}
+
+/* sum over blocks of (d_w d_x) * sum(q_w q_x), in block order */
+static void q8_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q8a *a = (const lmf_block_q8a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            const uint8_t *w = (const uint8_t *)W + (size_t)r * rb;
+            float sum = 0.0f;
+            for (int b = 0; b < n / 32; b++, w += 34) {
+                int isum = 0;
+                for (int j = 0; j < 32; j++) isum += (int8_t)w[2 + j] * a[b].qs[j];
+                sum += (lmf_f16_to_f32(rd16(w)) * a[b].d) * (float)isum;
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+
+/* sum over blocks of (d_w d_x) * sum((q_w - 8) q_x) */
+static void q4_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q8a *a = (const lmf_block_q8a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            const uint8_t *w = (const uint8_t *)W + (size_t)r * rb;
+            float sum = 0.0f;
+            for (int b = 0; b < n / 32; b++, w += 18) {
+                int isum = 0;
+                for (int j = 0; j < 16; j++)
+                    isum += ((w[2 + j] & 0xf) - 8) * a[b].qs[j] + ((w[2 + j] >> 4) - 8) * a[b].qs[j + 16];
+                sum += (lmf_f16_to_f32(rd16(w)) * a[b].d) * (float)isum;
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+
+/* sum over blocks of (d_w d_x) * sum(q_w q_x) + m_w s_x */
+static void q4_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q8a *a = (const lmf_block_q8a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            const uint8_t *w = (const uint8_t *)W + (size_t)r * rb;
+            float sum = 0.0f;
+            for (int b = 0; b < n / 32; b++, w += 20) {
+                int isum = 0;
+                for (int j = 0; j < 16; j++) isum += (w[4 + j] & 0xf) * a[b].qs[j] + (w[4 + j] >> 4) * a[b].qs[j + 16];
+                sum += (lmf_f16_to_f32(rd16(w)) * a[b].d) * (float)isum + lmf_f16_to_f32(rd16(w + 2)) * a[b].s;
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+
+#define FLOAT_REF(name, wtype, conv)                                                                               \
+    static void name(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,   \
+                     int ldy) {                                                                                    \
+        for (int c = 0; c < ncols; c++) {                                                                          \
+            const float *a = (const float *)((const char *)x + (size_t)c * xb);                                    \
+            for (int r = 0; r < nrows; r++) {                                                                      \
+                const wtype *w = (const wtype *)((const char *)W + (size_t)r * rb);                                \
+                float sum = 0.0f;                                                                                  \
+                for (int i = 0; i < n; i++) sum += conv(w[i]) * a[i];                                              \
+                y[(size_t)c * ldy + r] = sum;                                                                      \
+            }                                                                                                      \
+        }                                                                                                          \
+    }
+#define IDENT(v) (v)
+FLOAT_REF(f32_ref, float, IDENT)
+FLOAT_REF(f16_ref, uint16_t, lmf_f16_to_f32)
+FLOAT_REF(bf16_ref, uint16_t, lmf_bf16_to_f32)
+
+const lmf_quant_ops lmf_quant_ref = {
+    .name = "ref",
+    .q8_0 = q8_0_ref, .q4_0 = q4_0_ref, .q4_1 = q4_1_ref,
+    .f32 = f32_ref, .f16 = f16_ref, .bf16 = bf16_ref,
+    .quantize_q8a = quantize_q8a_ref,
+    .dequant = lmf_dequant_ref,
+};

@@ -1,0 +1,94 @@
+/* perplexity.c — lmf_perplexity (see lmforge.h): llama.cpp's windowed method, so the numbers compare directly. */
+#include "core/progress.h"
+#include "core/status.h"
+#include "lmforge.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SLICE 128 /* positions evaluated per call: all logits of a window at once would be ctx x V floats */
+
+static double log_softmax_at(const float *x, int n, int k) {
+    double m = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > m) m = x[i];
+    double s = 0;
+    for (int i = 0; i < n; i++) s += exp((double)x[i] - m);
+    return (double)x[k] - m - log(s);
+}
+
+lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, int ctx, int max_windows,
+                          int all_positions, int progress, lmf_ppl_result *out) {
+    memset(out, 0, sizeof *out);
+    const lmf_model_config *c = lmf_weights_config(w);
+    const lmf_tokenizer *tok = lmf_weights_tokenizer(w);
+    if (!tok) return lmf_fail(LMF_ERR_ARG, "perplexity: the model carries no tokenizer");
+    if (ctx < 4 || ctx > c->max_seq_len)
+        return lmf_fail(LMF_ERR_ARG, "perplexity: context %d must be in [4, %d] (the model's context length)", ctx,
+                        c->max_seq_len);
+    int add_bos;
+    int32_t bos = lmf_weights_bos(w, &add_bos);
+    lmf_ids ids = {0};
+    if (add_bos) {
+        ids.data = malloc(sizeof(int32_t)), ids.cap = 1;
+        ids.data[ids.len++] = bos;
+    }
+    lmf_tokenizer_encode(tok, text, len, 0, &ids);
+    long n_windows = (long)(ids.len / (size_t)ctx);
+    if (max_windows > 0 && n_windows > max_windows) n_windows = max_windows;
+    out->tokens = (long)ids.len;
+    if (n_windows == 0) {
+        free(ids.data);
+        return lmf_fail(LMF_ERR_ARG, "perplexity: the text has %zu tokens, less than one window of %d", ids.len, ctx);
+    }
+    lmf_session *s;
+    lmf_status st = lmf_session_create(w, ctx, &s);
+    if (st != LMF_OK) {
+        free(ids.data);
+        return st;
+    }
+    int V = c->vocab_size, first = all_positions ? 0 : ctx / 2;
+    double nll = 0, nll2 = 0;
+    long count = 0;
+    int32_t *win = malloc(sizeof(int32_t) * (size_t)ctx);
+    lmf_progress bar;
+    if (progress) lmf_progress_start(&bar, 0, n_windows, "windows");
+    double t0 = lmf_now();
+    for (long k = 0; k < n_windows && st == LMF_OK; k++) {
+        const int32_t *src = ids.data + (size_t)k * ctx;
+        memcpy(win, src, sizeof(int32_t) * (size_t)ctx);
+        if (add_bos) win[0] = bos;
+        lmf_session_rewind(s, 0);
+        for (int i0 = 0; i0 < ctx && st == LMF_OK; i0 += SLICE) {
+            int n = ctx - i0 < SLICE ? ctx - i0 : SLICE, scored = i0 + n > first;
+            const float *lg;
+            st = lmf_session_eval(s, win + i0, n, scored, &lg);
+            if (st != LMF_OK || !scored) continue;
+            for (int i = i0 > first ? i0 : first; i < i0 + n && i < ctx - 1; i++) {
+                double lp = log_softmax_at(lg + (size_t)(i - i0) * V, V, src[i + 1]);
+                nll -= lp, nll2 += lp * lp, count++;
+            }
+        }
+        if (progress) {
+            char status[48];
+            snprintf(status, sizeof status, "ppl %.4f", exp(nll / (double)count));
+            lmf_progress_update(&bar, k + 1, status);
+        }
+    }
+    if (progress) lmf_progress_finish(&bar);
+    double secs = lmf_now() - t0;
+    if (st == LMF_OK) {
+        double mean = nll / (double)count, var = nll2 / (double)count - mean * mean;
+        out->ppl = exp(mean);
+        out->se = out->ppl * sqrt(var > 0 ? var / (double)count : 0);
+        out->scored = count;
+        out->windows = n_windows;
+        out->tokens_per_s = (double)n_windows * ctx / secs;
+    }
+    free(win);
+    free(ids.data);
+    lmf_session_free(s);
+    return st;
+}

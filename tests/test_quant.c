@@ -1,0 +1,439 @@
+/* test_quant.c — the quantized kernels (kernels/quant.h): every variant against the scalar reference, the
+ * reference against gguf-py, and the kernels against a real model.
+ *
+ *  - lmf_qmatvec: for each variant this CPU runs (ref, AVX2, AVX-512+VNNI) and each type (Q8_0, Q4_0, Q4_1, F32,
+ *    F16, BF16 and the dequantize path of Q5_0/Q5_1/Q2_K..Q6_K), odd row and column counts, row lengths from one
+ *    block to 4096, rows with padding between them (w_row_bytes > the row, at odd alignments), padded input
+ *    columns, and y with ldy > nrows whose gaps and tail hold sentinels that must survive. Each y is compared with
+ *    the reference's y relative to the dot product's absolute scale sum|w_i x_i| (the only scale summation in any
+ *    order is accurate to; 1e-5), and the reference itself is checked the same way against a float64 dot of the
+ *    dequantized operands.
+ *  - lmf_qinput_convert and lmf_dequant_fast are bit-exact across variants.
+ *  - Quantize -> dequantize error bounds per type.
+ *  - Bit-exact agreement with gguf-py: tests/reference/fixtures/quant_fixtures.bin (quant_fixtures.py) holds
+ *    gguf-py's quantized bytes for given floats and its dequantized floats for given bytes, including Q4_K/Q6_K.
+ *  - SmolLM2-135M (Q4_1, skipped when absent): lmf_qmatvec on real tensors against a float64 dot of the rows
+ *    dequantized by the reference. */
+#include "test_util.h"
+
+#include "core/cpu.h"
+#include "io/gguf.h"
+#include "kernels/quant.h"
+#include "model/dequant.h"
+
+#define SENTINEL -7777.25f
+#define TOL 1e-5
+
+static const lmf_quant_ops *variants[3];
+static int n_variants;
+
+/* ---- helpers ------------------------------------------------------------------------------------------------ */
+
+static size_t row_bytes(uint32_t type, int n) {
+    uint32_t bs, bb;
+    assert_true(lmf_ggml_type_block(type, &bs, &bb));
+    return (size_t)(n / (int)bs) * bb;
+}
+
+static int is_q8a(uint32_t t) { return t == LMF_GGML_Q8_0 || t == LMF_GGML_Q4_0 || t == LMF_GGML_Q4_1; }
+
+static uint32_t rng_state = 12345;
+static uint32_t rnd(void) {
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return rng_state >> 8;
+}
+
+/* n elements of `type` in one row: quantized from normal floats when we can quantize it, else random bytes with
+ * finite half scales (the K-quants) */
+static void make_row(uint32_t type, int n, uint8_t *out, unsigned seed) {
+    if (lmf_quantize_supported(type)) {
+        float *x = malloc(sizeof(float) * (size_t)n);
+        fill_normal(x, n, seed, 1.0f);
+        for (int i = (int)(seed % 37); i < n; i += 37) x[i] *= 6.0f; /* outliers */
+        lmf_quantize_row(type, x, out, (size_t)n);
+        free(x);
+        return;
+    }
+    size_t nb = row_bytes(type, n);
+    for (size_t i = 0; i < nb; i++) out[i] = (uint8_t)rnd();
+    uint32_t bs, bb;
+    lmf_ggml_type_block(type, &bs, &bb);
+    for (size_t b = 0; b < nb / bb; b++) {
+        uint8_t *p = out + b * bb;
+        float s = 0.01f + 0.02f * (float)(rnd() % 1000) / 1000.0f;
+        uint16_t h1 = lmf_f32_to_f16(s), h2 = lmf_f32_to_f16(s * 0.5f);
+        switch (type) {
+        case LMF_GGML_Q2_K: memcpy(p + 80, &h1, 2), memcpy(p + 82, &h2, 2); break;
+        case LMF_GGML_Q3_K: memcpy(p + 108, &h1, 2); break;
+        case LMF_GGML_Q4_K: case LMF_GGML_Q5_K: memcpy(p, &h1, 2), memcpy(p + 2, &h2, 2); break;
+        case LMF_GGML_Q6_K: memcpy(p + 208, &h1, 2); break;
+        default: fail_msg("make_row: type %u", type);
+        }
+    }
+}
+
+/* the input column as the kernels see it, dequantized (for the float64 check) */
+static void input_values(uint32_t type, const void *xin, int n, float *out) {
+    if (is_q8a(type)) {
+        const lmf_block_q8a *a = xin;
+        for (int b = 0; b < n / 32; b++)
+            for (int j = 0; j < 32; j++) out[b * 32 + j] = a[b].d * (float)a[b].qs[j];
+    } else {
+        memcpy(out, xin, sizeof(float) * (size_t)n);
+    }
+}
+
+/* ---- lmf_qmatvec: every variant against the reference -------------------------------------------------------- */
+
+static const uint32_t mv_types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_F32, LMF_GGML_F16,
+                                    LMF_GGML_BF16, LMF_GGML_Q5_0, LMF_GGML_Q5_1, LMF_GGML_Q2_K, LMF_GGML_Q3_K,
+                                    LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
+static double worst[3][LMF_GGML_TYPE_COUNT];
+
+static void check_qmatvec(uint32_t type, int n, int nrows, int ncols, int pad) {
+    uint32_t bs, bb;
+    lmf_ggml_type_block(type, &bs, &bb);
+    size_t rbytes = row_bytes(type, n), rb = rbytes + (size_t)pad;
+    uint8_t *W = malloc(rb * (size_t)nrows + 64);
+    memset(W, 0xA5, rb * (size_t)nrows + 64);
+    uint8_t *Wo = W + (pad & 7); /* odd start too */
+    for (int r = 0; r < nrows; r++) make_row(type, n, Wo + (size_t)r * rb, (unsigned)(1000 * n + 17 * r + type));
+    /* columns: fp32 inputs, converted by each variant (checked bit-exact with the reference's conversion) */
+    size_t xb = lmf_qinput_bytes(type, n) + 40; /* padded columns */
+    float *xf = malloc(sizeof(float) * (size_t)n * ncols);
+    fill_normal(xf, (long)n * ncols, (unsigned)(n + ncols + type), 1.0f);
+    uint8_t *xref = calloc((size_t)ncols, xb), *xv = calloc((size_t)ncols, xb);
+    for (int c = 0; c < ncols; c++) lmf_qinput_convert_ops(&lmf_quant_ref, type, xf + (size_t)c * n, n, xref + c * xb);
+    int ldy = nrows + 3;
+    size_t ny = (size_t)ldy * ncols + 8;
+    float *yref = malloc(sizeof(float) * ny), *y = malloc(sizeof(float) * ny);
+    lmf_qmatvec_ops(&lmf_quant_ref, type, n, nrows, Wo, rb, ncols, xref, xb, yref, ldy);
+    /* scale of each output: sum |w_i x_i|, and the reference against float64 */
+    float *wrow = malloc(sizeof(float) * (size_t)n), *xcol = malloc(sizeof(float) * (size_t)n);
+    double *scale = malloc(sizeof(double) * (size_t)nrows * ncols);
+    for (int c = 0; c < ncols; c++) {
+        input_values(type, xref + c * xb, n, xcol);
+        for (int r = 0; r < nrows; r++) {
+            lmf_dequant_ref(type, Wo + (size_t)r * rb, wrow, (size_t)n);
+            double s = 0, a = 0;
+            for (int i = 0; i < n; i++) s += (double)wrow[i] * xcol[i], a += fabs((double)wrow[i] * xcol[i]);
+            scale[c * nrows + r] = a > 0 ? a : 1e-30;
+            double e = fabs(yref[(size_t)c * ldy + r] - s) / scale[c * nrows + r];
+            if (!(e <= TOL))
+                fail_msg("ref %s n=%d r=%d c=%d: %.9g vs float64 %.9g (rel %.3g)", lmf_ggml_type_name(type), n, r, c,
+                         yref[(size_t)c * ldy + r], s, e);
+        }
+    }
+    for (int v = 0; v < n_variants; v++) {
+        const lmf_quant_ops *ops = variants[v];
+        memset(xv, 0, (size_t)ncols * xb);
+        for (int c = 0; c < ncols; c++) lmf_qinput_convert_ops(ops, type, xf + (size_t)c * n, n, xv + c * xb);
+        if (memcmp(xv, xref, (size_t)ncols * xb))
+            fail_msg("%s: lmf_qinput_convert(%s, n=%d) differs from the reference", ops->name,
+                     lmf_ggml_type_name(type), n);
+        for (size_t i = 0; i < ny; i++) y[i] = SENTINEL;
+        lmf_qmatvec_ops(ops, type, n, nrows, Wo, rb, ncols, xv, xb, y, ldy);
+        for (int c = 0; c < ncols; c++) {
+            for (int r = 0; r < nrows; r++) {
+                double e = fabs((double)y[(size_t)c * ldy + r] - yref[(size_t)c * ldy + r]) / scale[c * nrows + r];
+                if (!(e <= worst[v][type])) worst[v][type] = e;
+                if (!(e <= TOL))
+                    fail_msg("%s %s n=%d nrows=%d ncols=%d pad=%d: y[%d,%d] = %.9g, ref %.9g (rel %.3g)", ops->name,
+                             lmf_ggml_type_name(type), n, nrows, ncols, pad, c, r, y[(size_t)c * ldy + r],
+                             yref[(size_t)c * ldy + r], e);
+            }
+            for (int r = nrows; r < ldy && (size_t)c * ldy + r < ny; r++)
+                if (y[(size_t)c * ldy + r] != SENTINEL)
+                    fail_msg("%s %s n=%d: wrote y[%d, %d] outside the rows", ops->name, lmf_ggml_type_name(type), n, c, r);
+        }
+        for (size_t i = (size_t)ldy * ncols; i < ny; i++)
+            if (y[i] != SENTINEL) fail_msg("%s %s n=%d: wrote past y", ops->name, lmf_ggml_type_name(type), n);
+    }
+    free(W), free(xf), free(xref), free(xv), free(yref), free(y), free(wrow), free(xcol), free(scale);
+}
+
+static void test_qmatvec(void **state) {
+    (void)state;
+    static const int ns32[] = {32, 64, 96, 224, 576, 1536, 4096};
+    static const int nsK[] = {256, 512, 1536};
+    static const int nsF[] = {1, 7, 16, 33, 100, 576};
+    static const int rows[] = {1, 3, 4, 5, 9, 17};
+    static const int cols[] = {1, 2, 3, 4, 5, 8, 13};
+    for (size_t t = 0; t < sizeof mv_types / sizeof mv_types[0]; t++) {
+        uint32_t type = mv_types[t], bs, bb;
+        lmf_ggml_type_block(type, &bs, &bb);
+        assert_true(lmf_qmatvec_supported(type));
+        const int *ns = bs == 256 ? nsK : bs == 1 ? nsF : ns32;
+        int nn = bs == 256 ? 3 : bs == 1 ? 6 : 7;
+        for (int i = 0; i < nn; i++)
+            for (int ri = 0; ri < 6; ri++)
+                for (int ci = 0; ci < 7; ci++) {
+                    if (ns[i] >= 1536 && (ri % 2 || ci % 3)) continue; /* keep the long rows few */
+                    check_qmatvec(type, ns[i], rows[ri], cols[ci], (ri + ci) % 3 == 0 ? 0 : 2 * ri + ci);
+                }
+    }
+    for (int v = 0; v < n_variants; v++) {
+        printf("  %-7s worst rel err:", variants[v]->name);
+        for (size_t t = 0; t < 6; t++) printf(" %s %.2g", lmf_ggml_type_name(mv_types[t]), worst[v][mv_types[t]]);
+        printf("\n");
+    }
+}
+
+/* ---- activation conversion and dequantization are bit-exact across variants ---------------------------------- */
+
+static void test_convert_exact(void **state) {
+    (void)state;
+    int n = 32 * 40;
+    float *x = malloc(sizeof(float) * (size_t)n);
+    fill_normal(x, n, 7, 2.0f);
+    for (int j = 0; j < 32; j++) x[j] = 0.0f;                           /* zero block */
+    for (int j = 0; j < 32; j++) x[32 + j] = (float)(j - 16) + 0.5f;    /* ties: amax 15.5 */
+    for (int j = 0; j < 32; j++) x[64 + j] = (float)(j - 15) * 127.0f / 16.0f; /* d = 1 ... */
+    x[64 + 31] = 127.0f, x[64 + 3] = -2.5f, x[64 + 4] = 2.5f, x[64 + 5] = -0.5f;
+    for (int j = 0; j < 32; j++) x[96 + j] = 1e-38f * (float)(j - 7);  /* subnormal scale */
+    lmf_block_q8a *ref = malloc(sizeof(lmf_block_q8a) * (size_t)n / 32), *got = malloc(sizeof(lmf_block_q8a) * (size_t)n / 32);
+    lmf_quant_ref.quantize_q8a(x, n, ref);
+    /* the reference's definition, spot-checked: ties round away from zero */
+    assert_int_equal(ref[2].qs[3], -3);
+    assert_int_equal(ref[2].qs[4], 3);
+    assert_int_equal(ref[2].qs[5], -1);
+    assert_true(ref[0].d == 0.0f && ref[0].s == 0.0f);
+    assert_true(ref[3].d == 0.0f && ref[3].qs[0] == 0 && ref[3].qs[31] == 0); /* below LMF_Q8A_MIN_AMAX: zeros */
+    for (int v = 0; v < n_variants; v++) {
+        memset(got, 0x55, sizeof(lmf_block_q8a) * (size_t)n / 32);
+        variants[v]->quantize_q8a(x, n, got);
+        for (int b = 0; b < n / 32; b++)
+            if (memcmp(&got[b], &ref[b], sizeof got[b]))
+                fail_msg("%s: q8a block %d differs from the reference (d %g vs %g)", variants[v]->name, b, got[b].d,
+                         ref[b].d);
+    }
+    free(x), free(ref), free(got);
+}
+
+static void test_dequant_fast_exact(void **state) {
+    (void)state;
+    static const uint32_t types[] = {LMF_GGML_F32, LMF_GGML_F16, LMF_GGML_BF16, LMF_GGML_Q8_0, LMF_GGML_Q4_0,
+                                     LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1, LMF_GGML_Q2_K, LMF_GGML_Q3_K,
+                                     LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        uint32_t type = types[t], bs, bb;
+        lmf_ggml_type_block(type, &bs, &bb);
+        int n = bs == 1 ? 1000 + 13 : (int)bs * 7;
+        uint8_t *src = malloc(row_bytes(type, n));
+        make_row(type, n, src, 99 + type);
+        float *ref = malloc(sizeof(float) * (size_t)(n + 8)), *got = malloc(sizeof(float) * (size_t)(n + 8));
+        lmf_dequant_ref(type, src, ref, (size_t)n);
+        for (int v = 0; v < n_variants; v++) {
+            for (int i = 0; i < n + 8; i++) got[i] = SENTINEL;
+            variants[v]->dequant(type, src, got, (size_t)n);
+            if (memcmp(got, ref, sizeof(float) * (size_t)n))
+                fail_msg("%s: dequant %s differs from the reference", variants[v]->name, lmf_ggml_type_name(type));
+            for (int i = n; i < n + 8; i++)
+                if (got[i] != SENTINEL) fail_msg("%s: dequant %s wrote past n", variants[v]->name, lmf_ggml_type_name(type));
+        }
+        free(src), free(ref), free(got);
+    }
+}
+
+/* ---- quantize -> dequantize error bounds --------------------------------------------------------------------- */
+
+static void test_roundtrip(void **state) {
+    (void)state;
+    static const uint32_t types[] = {LMF_GGML_F16, LMF_GGML_BF16, LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1,
+                                     LMF_GGML_Q5_0, LMF_GGML_Q5_1};
+    int n = 32 * 64;
+    float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+    uint8_t *q = malloc((size_t)n * 4);
+    fill_normal(x, n, 3, 1.0f);
+    for (int i = 5; i < n; i += 41) x[i] *= 8.0f;
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        uint32_t type = types[t];
+        lmf_quantize_row(type, x, q, (size_t)n);
+        lmf_dequant_ref(type, q, y, (size_t)n);
+        double worst_ratio = 0;
+        for (int b = 0; b < n / 32; b++) {
+            const float *xb = x + 32 * b, *yb = y + 32 * b;
+            float mn = xb[0], mx = xb[0], amax = 0;
+            for (int j = 0; j < 32; j++) mn = fminf(mn, xb[j]), mx = fmaxf(mx, xb[j]), amax = fmaxf(amax, fabsf(xb[j]));
+            for (int j = 0; j < 32; j++) {
+                double err = fabs((double)xb[j] - yb[j]), bound;
+                switch (type) {
+                case LMF_GGML_F16: bound = fabs(xb[j]) * 0x1p-11 + 0x1p-25; break;
+                case LMF_GGML_BF16: bound = fabs(xb[j]) * 0x1p-8; break;
+                case LMF_GGML_Q8_0: bound = 0.5 * amax / 127 * (1 + 127 * 0x1p-10); break;
+                /* the element of largest magnitude maps to -8 (resp. -16) exactly; its mirror clamps to 7 (15):
+                 * an error of one step d */
+                case LMF_GGML_Q4_0: bound = amax / 8 * (1 + 16 * 0x1p-10); break;
+                case LMF_GGML_Q5_0: bound = amax / 16 * (1 + 32 * 0x1p-10); break;
+                case LMF_GGML_Q4_1: bound = 0.5 * (mx - mn) / 15 + (fabs(mn) + (mx - mn)) * 0x1p-10; break;
+                default: bound = 0.5 * (mx - mn) / 31 + (fabs(mn) + (mx - mn)) * 0x1p-10; break;
+                }
+                if (!(err <= bound))
+                    fail_msg("%s round trip: x=%.9g -> %.9g (err %.3g > bound %.3g)", lmf_ggml_type_name(type), xb[j],
+                             yb[j], err, bound);
+                if (bound > 0 && err / bound > worst_ratio) worst_ratio = err / bound;
+            }
+        }
+        printf("  round trip %-5s worst err / bound = %.2f\n", lmf_ggml_type_name(type), worst_ratio);
+    }
+    /* half conversion corner cases */
+    assert_int_equal(lmf_f32_to_f16(65504.0f), 0x7bff);
+    assert_int_equal(lmf_f32_to_f16(65519.996f), 0x7bff);
+    assert_int_equal(lmf_f32_to_f16(65520.0f), 0x7c00);
+    assert_int_equal(lmf_f32_to_f16(-INFINITY), 0xfc00);
+    assert_int_equal(lmf_f32_to_f16(NAN) & 0x7fff, 0x7e00);
+    assert_int_equal(lmf_f32_to_f16(0x1p-24f), 0x0001);
+    assert_int_equal(lmf_f32_to_f16(0x1p-25f), 0x0000);        /* tie to even: 0 */
+    assert_int_equal(lmf_f32_to_f16(0x1.8p-24f), 0x0002);      /* tie to even: 2 */
+    assert_int_equal(lmf_f32_to_f16(0x1.ffcp-15f), 0x0400);    /* rounds up into the normals */
+    for (uint32_t h = 0; h < 0x10000; h++) {                    /* every finite half round-trips */
+        if ((h & 0x7c00) == 0x7c00) continue;
+        if (lmf_f32_to_f16(lmf_f16_to_f32((uint16_t)h)) != h) fail_msg("half 0x%04x does not round-trip", h);
+    }
+    assert_int_equal(lmf_f32_to_bf16(NAN) & 0x7fc0, 0x7fc0);
+    free(x), free(y), free(q);
+}
+
+/* ---- gguf-py fixtures --------------------------------------------------------------------------------------- */
+
+static void test_gguf_py_fixtures(void **state) {
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/reference/fixtures/quant_fixtures.bin", LMF_SOURCE_DIR);
+    size_t len;
+    uint8_t *f = (uint8_t *)slurp(path, &len);
+    if (!f) fail_msg("cannot read %s (made by tests/reference/quant_fixtures.py)", path);
+    assert_true(len >= 12 && !memcmp(f, "LMFQFX01", 8));
+    uint32_t nrec;
+    memcpy(&nrec, f + 8, 4);
+    size_t off = 12;
+    int nq = 0, nd = 0;
+    for (uint32_t i = 0; i < nrec; i++) {
+        uint32_t h[4];
+        assert_true(off + 16 <= len);
+        memcpy(h, f + off, 16);
+        off += 16;
+        uint32_t kind = h[0], type = h[1], n = h[2], nb = h[3];
+        assert_true(off + (size_t)n * 4 + nb <= len);
+        const char *tn = lmf_ggml_type_name(type);
+        if (kind == 0) {
+            float *x = malloc((size_t)n * 4);
+            uint8_t *q = malloc(nb + 16);
+            memcpy(x, f + off, (size_t)n * 4);
+            assert_true(lmf_quantize_supported(type));
+            assert_int_equal(row_bytes(type, (int)n), nb);
+            lmf_quantize_row(type, x, q, n);
+            for (uint32_t j = 0; j < nb; j++)
+                if (q[j] != f[off + (size_t)n * 4 + j])
+                    fail_msg("quantize %s: byte %u is 0x%02x, gguf-py 0x%02x", tn, j, q[j], f[off + (size_t)n * 4 + j]);
+            free(x), free(q), nq++;
+            off += (size_t)n * 4 + nb;
+        } else {
+            float *want = malloc((size_t)n * 4), *got = malloc((size_t)n * 4);
+            memcpy(want, f + off + nb, (size_t)n * 4);
+            assert_true(lmf_dequant_supported(type));
+            assert_int_equal(lmf_dequant_row(type, f + off, got, n, tn), LMF_OK);
+            for (uint32_t j = 0; j < n; j++)
+                if (memcmp(&got[j], &want[j], 4))
+                    fail_msg("dequantize %s: element %u is %.9g, gguf-py %.9g", tn, j, got[j], want[j]);
+            for (int v = 0; v < n_variants; v++) {
+                variants[v]->dequant(type, f + off, got, n);
+                if (memcmp(got, want, (size_t)n * 4)) fail_msg("%s dequant %s differs from gguf-py", variants[v]->name, tn);
+            }
+            free(want), free(got), nd++;
+            off += nb + (size_t)n * 4;
+        }
+    }
+    assert_int_equal(off, len);
+    printf("  gguf-py: %d quantize and %d dequantize records bit-exact\n", nq, nd);
+    free(f);
+}
+
+/* ---- the real model ----------------------------------------------------------------------------------------- */
+
+static void test_smollm2_tensors(void **state) {
+    (void)state;
+    const char *path = smollm2_path();
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        printf("  %s absent (scripts/fetch-smollm2.sh): skipped\n", path);
+        skip();
+    }
+    fclose(fp);
+    lmf_gguf *g = NULL;
+    assert_int_equal(lmf_gguf_open(path, &g), LMF_OK);
+    static const char *names[] = {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.3.ffn_down.weight",
+                                  "blk.29.ffn_gate.weight", "token_embd.weight"};
+    int tested = 0;
+    for (size_t t = 0; t < sizeof names / sizeof names[0]; t++) {
+        const lmf_gguf_tensor *T = lmf_gguf_find_tensor(g, names[t]);
+        if (!T) continue;
+        int n = (int)T->ne[0], rows = (int)(T->ne[1] < 64 ? T->ne[1] : 64);
+        size_t rb = row_bytes(T->type, n);
+        assert_true(lmf_qmatvec_supported(T->type));
+        float *x = malloc(sizeof(float) * (size_t)n * 2), *w = malloc(sizeof(float) * (size_t)n), *xv = malloc(sizeof(float) * (size_t)n);
+        fill_normal(x, 2L * n, 11 + (unsigned)t, 1.0f);
+        size_t xb = lmf_qinput_bytes(T->type, n);
+        uint8_t *xin = malloc(2 * xb);
+        float y[2 * 64];
+        for (int v = 0; v < n_variants; v++) {
+            for (int c = 0; c < 2; c++) lmf_qinput_convert_ops(variants[v], T->type, x + (size_t)c * n, n, xin + c * xb);
+            lmf_qmatvec_ops(variants[v], T->type, n, rows, T->data, rb, 2, xin, xb, y, 64);
+            for (int c = 0; c < 2; c++) {
+                input_values(T->type, xin + c * xb, n, xv);
+                for (int r = 0; r < rows; r++) {
+                    assert_int_equal(lmf_dequant_row(T->type, (const uint8_t *)T->data + (size_t)r * rb, w, (size_t)n, names[t]), LMF_OK);
+                    double s = 0, a = 0;
+                    for (int i = 0; i < n; i++) s += (double)w[i] * xv[i], a += fabs((double)w[i] * xv[i]);
+                    double e = fabs(y[c * 64 + r] - s) / a;
+                    if (!(e <= TOL))
+                        fail_msg("%s %s (%s) row %d col %d: %.9g vs float64 %.9g (rel %.3g)", variants[v]->name, names[t],
+                                 lmf_ggml_type_name(T->type), r, c, y[c * 64 + r], s, e);
+                }
+            }
+        }
+        printf("  %s (%s, %d x %d): %d rows x 2 columns match float64 in every variant\n", names[t],
+               lmf_ggml_type_name(T->type), (int)T->ne[1], n, rows);
+        free(x), free(w), free(xv), free(xin);
+        tested++;
+    }
+    assert_true(tested >= 3);
+    lmf_gguf_close(g);
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------------------------- */
+
+static void test_dispatch(void **state) {
+    (void)state;
+    printf("  cpu:");
+    for (int f = 0; f < LMF_CPU_FEATURE_COUNT; f++)
+        if (lmf_cpu_has((lmf_cpu_feature)f)) printf(" %s", lmf_cpu_feature_name((lmf_cpu_feature)f));
+    printf("\n  variants:");
+    for (int v = 0; v < n_variants; v++) printf(" %s", variants[v]->name);
+    printf("; lmf_quant() = %s\n", lmf_quant()->name);
+    /* the best runnable table is the one dispatched (LMF_ISA is unset by main) */
+    assert_ptr_equal(lmf_quant(), variants[n_variants - 1]);
+    if (lmf_quant_variant(LMF_ISA_AVX512)) assert_true(lmf_cpu_has(LMF_CPU_AVX512VNNI) && lmf_cpu_has(LMF_CPU_AVX512BW));
+    if (lmf_quant_variant(LMF_ISA_AVX2)) assert_true(lmf_cpu_has(LMF_CPU_AVX2) && lmf_cpu_has(LMF_CPU_F16C));
+    assert_true(lmf_qmatvec_supported(LMF_GGML_Q4_K) && lmf_qmatvec_supported(LMF_GGML_Q6_K));
+    assert_false(lmf_qmatvec_supported(LMF_GGML_IQ2_XXS));
+    assert_int_equal(lmf_qinput_bytes(LMF_GGML_Q4_1, 576), 18 * 40);
+    assert_int_equal(lmf_qinput_bytes(LMF_GGML_F16, 576), 576 * 4);
+}
+
+int main(void) {
+    unsetenv("LMF_ISA");
+    variants[n_variants++] = &lmf_quant_ref;
+    if (lmf_quant_variant(LMF_ISA_AVX2)) variants[n_variants++] = lmf_quant_variant(LMF_ISA_AVX2);
+    if (lmf_quant_variant(LMF_ISA_AVX512)) variants[n_variants++] = lmf_quant_variant(LMF_ISA_AVX512);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_convert_exact),
+        cmocka_unit_test(test_dequant_fast_exact),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_gguf_py_fixtures),
+        cmocka_unit_test(test_qmatvec),
+        cmocka_unit_test(test_smollm2_tensors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
