@@ -9,6 +9,7 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io/shard.h"
+#include "model/weights.h"
 #include "train/checkpoint.h"
 #include "tokenizer/tokenizer.h"
 #include "train/train_config.h"
@@ -47,6 +48,9 @@ static int fuzz_checkpoint(const uint8_t *data, size_t n) {
     lmf_train_config_default(&c);
     lmf_train_config_parse(&c, ck.config_text, "fuzz");
     lmf_checkpoint_free(&ck);
+    /* the same bytes as an inference model: config text -> model shape -> views into the parameters */
+    lmf_weights *w;
+    if (lmf_weights_load_checkpoint(fuzz_file(data, n), &w) == LMF_OK) lmf_weights_free(w);
     return 1;
 }
 
@@ -175,6 +179,25 @@ static int fuzz_model(const uint8_t *data, size_t n) {
         lmf_session_free(s);
     }
     lmf_weights_free(w);
+    return 1;
+}
+
+/* A data-pipeline config (TOML subset, src/io/toml.h): parse, then apply onto the pipeline's option table, then
+ * write it back. Bytes go straight to the parser (no file). */
+#include "data/pipeline.h"
+static int fuzz_toml(const uint8_t *data, size_t n) {
+    lmf_toml *t;
+    if (lmf_toml_parse((const char *)data, n, "fuzz.toml", &t) != LMF_OK) return 0;
+    lmf_pipeline_config c;
+    lmf_pipeline_config_default(&c);
+    lmf_pipeline_config_apply(&c, t); /* may refuse the values: the parser accepted the bytes */
+    FILE *f = fopen("/dev/null", "w");
+    if (f) {
+        lmf_pipeline_config_write(&c, f);
+        fclose(f);
+    }
+    lmf_pipeline_config_free(&c);
+    lmf_toml_free(t);
     return 1;
 }
 

@@ -143,6 +143,13 @@ static void test_fuzz_config(void **s) {
     free(text);
 }
 
+static void test_fuzz_toml(void **s) {
+    const char *seed = "[input]\npaths = [\"corpus/\", 'x.jsonl.zst']\nsplit = \"separator\"\n[run]\nthreads = 2\n"
+                       "[gopher_quality]\nmin_avg_word_length = 3.5e0\nstop_words = [\"the\"]\n[gopher_repetition]\n"
+                       "top_n_grams = [[2, 0.2], [3, 0.18]]\n[minhash]\nenabled = false # off\nseed = 0x10\n";
+    mutate_loop(fuzz_toml, (const uint8_t *)seed, strlen(seed), 5000);
+}
+
 static int setup(void **s) {
     snprintf(tmp, sizeof tmp, "/tmp/lmf_fuzz_XXXXXX");
     return mkdtemp(tmp) ? 0 : -1;
@@ -178,6 +185,7 @@ int main(void) {
         cmocka_unit_test(test_fuzz_config),
         cmocka_unit_test(test_fuzz_tokenizer_json),
         cmocka_unit_test(test_fuzz_encode),
+        cmocka_unit_test(test_fuzz_toml),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
