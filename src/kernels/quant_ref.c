@@ -438,11 +438,17 @@ static void q4_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, cons
     static void name(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,   \
                      int ldy) {                                                                                    \
         for (int c = 0; c < ncols; c++) {                                                                          \
-            const float *a = (const float *)((const char *)x + (size_t)c * xb);                                    \
+            const char *a = (const char *)x + (size_t)c * xb;                                                      \
             for (int r = 0; r < nrows; r++) {                                                                      \
-                const wtype *w = (const wtype *)((const char *)W + (size_t)r * rb);                                \
+                const char *w = (const char *)W + (size_t)r * rb;                                                  \
                 float sum = 0.0f;                                                                                  \
-                for (int i = 0; i < n; i++) sum += conv(w[i]) * a[i];                                              \
+                for (int i = 0; i < n; i++) { /* memcpy: rows of a mapped file need not be aligned */              \
+                    wtype wi;                                                                                      \
+                    float ai;                                                                                      \
+                    memcpy(&wi, w + (size_t)i * sizeof(wtype), sizeof wi);                                         \
+                    memcpy(&ai, a + (size_t)i * sizeof(float), sizeof ai);                                         \
+                    sum += conv(wi) * ai;                                                                          \
+                }                                                                                                  \
                 y[(size_t)c * ldy + r] = sum;                                                                      \
             }                                                                                                      \
         }                                                                                                          \
