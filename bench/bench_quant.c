@@ -5,7 +5,8 @@
  * Three tables:
  *  1. plain read bandwidth of one core (lmf_vec()->sum over a buffer in L2, in L3 and in DRAM), the yardstick;
  *  2. lmf_qmatvec with one column on SmolLM2-135M's shapes (n=576 -> 576, 192, 1536 rows; n=1536 -> 576; lm_head
- *     49152 x 576) for F32, F16, BF16, Q8_0, Q4_0, Q4_1: ns per call and GB/s of weight bytes. Every call reads a
+ *     49152 x 576) for F32, F16, BF16, Q8_0, Q4_0, Q4_1 (the integer types with int16 activations, the default, and
+ *     int8 ones, LMF_QACT=int8: rows "/i16" and "/i8"): ns per call and GB/s of weight bytes. Every call reads a
  *     different copy of the matrix from a 1 GiB pool, so weights come from memory, not from a cache that already
  *     holds them (this host's L3 is large enough to hold a whole small model: the "cold" case is the honest one
  *     for decode). The conversion of the input (lmf_qinput_convert) is timed separately and included in the model
@@ -13,7 +14,8 @@
  *  3. a whole SmolLM2-135M decode step's linear layers (30 layers x q, k, v, o, gate, up, down + lm_head, four input
  *     conversions per layer + one), all weights distinct in memory: ms per token and tokens/s, the upper bound the
  *     matrix-vector kernels allow on one core.
- * Implementations are timed in rotation and each figure is the median over repetitions (the host is shared). */
+ * Implementations (variants and activation formats) are timed in rotation and each figure is the median over
+ * repetitions (the host is shared). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +86,14 @@ static double read_bw(size_t bytes, int reps) {
 
 static const uint32_t types[] = {LMF_GGML_F32, LMF_GGML_F16, LMF_GGML_BF16, LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1};
 #define NT (int)(sizeof types / sizeof types[0])
+static int is_int_type(uint32_t t) { return t == LMF_GGML_Q8_0 || t == LMF_GGML_Q4_0 || t == LMF_GGML_Q4_1; }
+/* a row label: the type, and for the integer types the activation format */
+static const char *label(uint32_t type, int act) {
+    static char buf[32];
+    if (!is_int_type(type)) return lmf_ggml_type_name(type);
+    snprintf(buf, sizeof buf, "%s/%s", lmf_ggml_type_name(type), act == LMF_QACT_INT8 ? "i8" : "i16");
+    return buf;
+}
 static const struct { int rows, n; const char *what; } shapes[] = {
     {576, 576, "q/o 576x576"}, {192, 576, "k/v 192x576"}, {1536, 576, "gate/up 1536x576"},
     {576, 1536, "down 576x1536"}, {49152, 576, "lm_head 49152x576"}};
@@ -125,60 +135,67 @@ int main(int argc, char **argv) {
     float *x = malloc(sizeof(float) * 1536), y[49152];
     fill(x, 1536, 2);
     static uint8_t xin[1536 * 4];
-    printf("%-6s %-18s %10s", "type", "shape", "MB");
+    printf("%-9s %-18s %10s", "type", "shape", "MB");
     for (int i = 0; i < nops; i++) printf(" %9s ns %7s GB/s", ops[i]->name, ops[i]->name);
     printf("\n");
-    double conv_ns[NT][2][3];
+    double conv_ns[NT][2][2][3];
     for (int t = 0; t < NT; t++) {
         uint32_t type = types[t];
+        int nacts = is_int_type(type) ? 2 : 1; /* int16 (the default), then int8 */
         for (int s = 0; s < NS; s++) {
             int rows = shapes[s].rows, n = shapes[s].n;
             size_t mb = row_bytes(type, n) * (size_t)rows;
             long copies = make_copies(type, rows, n);
             int reps = rows * n > 1000000 ? (quick ? 5 : 15) : (quick ? 21 : 101);
-            double tm[3][128];
+            double tm[2][3][128];
             long next = 0;
             for (int r = 0; r < reps; r++)
+                for (int a = 0; a < nacts; a++)
+                    for (int i = 0; i < nops; i++) {
+                        if (i == 0 && r >= (rows * n > 1000000 ? 3 : 11)) {
+                            tm[a][i][r] = tm[a][i][r - 1];
+                            continue;
+                        } /* the scalar reference is slow: fewer repetitions */
+                        lmf_qinput_convert_ops(ops[i], (lmf_qact)a, type, x, n, xin);
+                        const uint8_t *W = pool + (size_t)(next++ % copies) * mb;
+                        double t0 = lmf_now();
+                        lmf_qmatvec_ops(ops[i], (lmf_qact)a, type, n, rows, W, row_bytes(type, n), 1, xin, 0, y, rows);
+                        tm[a][i][r] = lmf_now() - t0;
+                        sink = y[0];
+                    }
+            for (int a = 0; a < nacts; a++) {
+                printf("%-9s %-18s %10.2f", label(type, a), shapes[s].what, mb / 1e6);
                 for (int i = 0; i < nops; i++) {
-                    if (i == 0 && r >= (rows * n > 1000000 ? 3 : 11)) {
-                        tm[i][r] = tm[i][r - 1];
-                        continue;
-                    } /* the scalar reference is slow: fewer repetitions */
-                    lmf_qinput_convert_ops(ops[i], type, x, n, xin);
-                    const uint8_t *W = pool + (size_t)(next++ % copies) * mb;
-                    double t0 = lmf_now();
-                    lmf_qmatvec_ops(ops[i], type, n, rows, W, row_bytes(type, n), 1, xin, 0, y, rows);
-                    tm[i][r] = lmf_now() - t0;
-                    sink = y[0];
+                    double sec = median(tm[a][i], reps);
+                    printf(" %12.0f %12.1f", sec * 1e9, mb / sec / 1e9);
                 }
-            printf("%-6s %-18s %10.2f", lmf_ggml_type_name(type), shapes[s].what, mb / 1e6);
-            for (int i = 0; i < nops; i++) {
-                double sec = median(tm[i], reps);
-                printf(" %12.0f %12.1f", sec * 1e9, mb / sec / 1e9);
+                printf("\n");
             }
-            printf("\n");
         }
         /* input conversion, n = 576 and 1536 */
-        for (int k = 0; k < 2; k++) {
-            int n = k ? 1536 : 576;
-            for (int i = 0; i < nops; i++) {
-                double tm[201];
-                for (int r = 0; r < 201; r++) {
-                    double t0 = lmf_now();
-                    for (int j = 0; j < 10; j++) lmf_qinput_convert_ops(ops[i], type, x, n, xin);
-                    tm[r] = (lmf_now() - t0) / 10;
+        for (int a = 0; a < nacts; a++)
+            for (int k = 0; k < 2; k++) {
+                int n = k ? 1536 : 576;
+                for (int i = 0; i < nops; i++) {
+                    double tm[201];
+                    for (int r = 0; r < 201; r++) {
+                        double t0 = lmf_now();
+                        for (int j = 0; j < 10; j++) lmf_qinput_convert_ops(ops[i], (lmf_qact)a, type, x, n, xin);
+                        tm[r] = (lmf_now() - t0) / 10;
+                    }
+                    conv_ns[t][a][k][i] = median(tm, 201) * 1e9;
                 }
-                conv_ns[t][k][i] = median(tm, 201) * 1e9;
             }
+        for (int a = 0; a < nacts; a++) {
+            printf("%-9s %-18s %10s", label(type, a), "input convert 576", "");
+            for (int i = 0; i < nops; i++) printf(" %12.0f %12s", conv_ns[t][a][0][i], "");
+            printf("\n");
         }
-        printf("%-6s %-18s %10s", "", "input convert 576", "");
-        for (int i = 0; i < nops; i++) printf(" %12.0f %12s", conv_ns[t][0][i], "");
-        printf("\n");
     }
 
     /* 3: a whole decode step's linear layers, every matrix distinct in memory */
     printf("\nSmolLM2-135M decode, linear layers only (30 x [q k v o gate up down] + lm_head 49152x576), one thread:\n");
-    printf("%-6s %10s", "type", "MB");
+    printf("%-9s %10s", "type", "MB");
     for (int i = 0; i < nops; i++) printf(" %9s ms/tok %6s tok/s %5s GB/s", ops[i]->name, "", "");
     printf("\n");
     static const int lay[7][2] = {{576, 576}, {192, 576}, {192, 576}, {576, 576}, {1536, 576}, {1536, 576}, {576, 1536}};
@@ -193,7 +210,7 @@ int main(int argc, char **argv) {
         off[210] = total;
         total += row_bytes(type, 576) * 49152;
         if (total > POOL) {
-            printf("%-6s %10.1f (does not fit the pool)\n", lmf_ggml_type_name(type), total / 1e6);
+            printf("%-9s %10.1f (does not fit the pool)\n", lmf_ggml_type_name(type), total / 1e6);
             continue;
         }
         for (int l = 0; l < 30; l++)
@@ -205,35 +222,41 @@ int main(int argc, char **argv) {
             }
         for (int r = 0; r < 49152; r++)
             lmf_quantize_row(type, src + (size_t)r * 576, pool + off[210] + (size_t)r * row_bytes(type, 576), 576);
-        int reps = quick ? 3 : 9;
-        double tm[3][16];
+        int reps = quick ? 3 : 9, nacts = is_int_type(type) ? 2 : 1;
+        double tm[2][3][16];
         float yy[1536];
         for (int r = 0; r < reps; r++)
-            for (int i = 0; i < nops; i++) {
-                if (i == 0 && r >= 3 && nops > 1) {
-                    tm[i][r] = tm[i][r - 1];
-                    continue;
-                }
-                double t0 = lmf_now();
-                for (int l = 0; l < 30; l++) {
-                    /* q, k, v share one conversion; o, gate+up, down one each */
-                    for (int m = 0; m < 7; m++) {
-                        if (m == 0 || m == 3 || m == 4 || m == 6) lmf_qinput_convert_ops(ops[i], type, x, lay[m][1], xin);
-                        lmf_qmatvec_ops(ops[i], type, lay[m][1], lay[m][0], pool + off[l * 7 + m],
-                                        row_bytes(type, lay[m][1]), 1, xin, 0, yy, lay[m][0]);
+            for (int a = 0; a < nacts; a++)
+                for (int i = 0; i < nops; i++) {
+                    if (i == 0 && r >= 3 && nops > 1) {
+                        tm[a][i][r] = tm[a][i][r - 1];
+                        continue;
                     }
+                    lmf_qact act = (lmf_qact)a;
+                    double t0 = lmf_now();
+                    for (int l = 0; l < 30; l++) {
+                        /* q, k, v share one conversion; o, gate+up, down one each */
+                        for (int m = 0; m < 7; m++) {
+                            if (m == 0 || m == 3 || m == 4 || m == 6)
+                                lmf_qinput_convert_ops(ops[i], act, type, x, lay[m][1], xin);
+                            lmf_qmatvec_ops(ops[i], act, type, lay[m][1], lay[m][0], pool + off[l * 7 + m],
+                                            row_bytes(type, lay[m][1]), 1, xin, 0, yy, lay[m][0]);
+                        }
+                    }
+                    lmf_qinput_convert_ops(ops[i], act, type, x, 576, xin);
+                    lmf_qmatvec_ops(ops[i], act, type, 576, 49152, pool + off[210], row_bytes(type, 576), 1, xin, 0, y,
+                                    49152);
+                    tm[a][i][r] = lmf_now() - t0;
+                    sink = y[0] + yy[0];
                 }
-                lmf_qinput_convert_ops(ops[i], type, x, 576, xin);
-                lmf_qmatvec_ops(ops[i], type, 576, 49152, pool + off[210], row_bytes(type, 576), 1, xin, 0, y, 49152);
-                tm[i][r] = lmf_now() - t0;
-                sink = y[0] + yy[0];
+        for (int a = 0; a < nacts; a++) {
+            printf("%-9s %10.1f", label(type, a), total / 1e6);
+            for (int i = 0; i < nops; i++) {
+                double sec = median(tm[a][i], reps);
+                printf(" %16.2f %12.1f %10.1f", sec * 1e3, 1 / sec, total / sec / 1e9);
             }
-        printf("%-6s %10.1f", lmf_ggml_type_name(type), total / 1e6);
-        for (int i = 0; i < nops; i++) {
-            double sec = median(tm[i], reps);
-            printf(" %16.2f %12.1f %10.1f", sec * 1e3, 1 / sec, total / sec / 1e9);
+            printf("\n");
         }
-        printf("\n");
     }
     free(src), free(x);
     return 0;

@@ -6,8 +6,8 @@
  *  - decode: prompt 0 one token at a time through the KV cache: same last-position logits;
  *  - greedy: prompt 0 continued for the reference's 64 tokens through the KV cache, identical ids;
  *  - sessions: rewind and re-evaluate gives the same logits; bad tokens and context overflow are refused.
- * Decode reads the weights with int8-quantized activations (as llama.cpp does), so its tolerance is wider than
- * prefill's fp32 path: the reference's smallest top-1/top-2 margin over the 64 greedy steps is 0.05. */
+ * Decode reads quantized weights with int16-quantized activations (measured ~2e-4; llama.cpp's int8 ones give 2-5%
+ * here and the greedy run diverges at step 5): the reference's smallest top-1/top-2 margin is 0.05. */
 #include "test_util.h"
 
 #include "lmforge.h"
@@ -18,7 +18,7 @@
 
 #define LOGITS_FIXTURE LMF_SOURCE_DIR "/tests/reference/smollm2_logits.json"
 #define TOL_PREFILL 1e-3
-#define TOL_DECODE 2e-2
+#define TOL_DECODE 2e-3
 
 static lmf_weights *W;
 static cJSON *FX;

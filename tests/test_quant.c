@@ -1,19 +1,22 @@
 /* test_quant.c — the quantized kernels (kernels/quant.h): every variant against the scalar reference, the
  * reference against gguf-py, and the kernels against a real model.
  *
- *  - lmf_qmatvec: for each variant this CPU runs (ref, AVX2, AVX-512+VNNI) and each type (Q8_0, Q4_0, Q4_1, F32,
- *    F16, BF16 and the dequantize path of Q5_0/Q5_1/Q2_K..Q6_K), odd row and column counts, row lengths from one
+ *  - lmf_qmatvec: for each variant this CPU runs (ref, AVX2, AVX-512+VNNI) and each type (Q8_0, Q4_0, Q4_1 with
+ *    int16 and with int8 activations, F32, F16, BF16 and the dequantize path of Q5_0/Q5_1/Q2_K..Q6_K), odd row and column counts, row lengths from one
  *    block to 4096, rows with padding between them (w_row_bytes > the row, at odd alignments), padded input
  *    columns, and y with ldy > nrows whose gaps and tail hold sentinels that must survive. Each y is compared with
  *    the reference's y relative to the dot product's absolute scale sum|w_i x_i| (the only scale summation in any
  *    order is accurate to; 1e-5), and the reference itself is checked the same way against a float64 dot of the
  *    dequantized operands.
- *  - lmf_qinput_convert and lmf_dequant_fast are bit-exact across variants.
+ *  - lmf_qinput_convert (both activation formats) and lmf_dequant_fast are bit-exact across variants.
+ *  - The activation quantization's own error: one matrix-vector product of int16 activations against a float64 dot
+ *    of the fp32 activations (same weights) is within 1e-5 of the dot's scale and of max|y| (4e-5 when outlier
+ *    channels 20-60x the rest widen their blocks' step); int8's error is printed beside it.
  *  - Quantize -> dequantize error bounds per type.
  *  - Bit-exact agreement with gguf-py: tests/reference/fixtures/quant_fixtures.bin (quant_fixtures.py) holds
  *    gguf-py's quantized bytes for given floats and its dequantized floats for given bytes, including Q4_K/Q6_K.
  *  - SmolLM2-135M (Q4_1, skipped when absent): lmf_qmatvec on real tensors against a float64 dot of the rows
- *    dequantized by the reference. */
+ *    dequantized by the reference, with the converted and with the fp32 activations. */
 #include "test_util.h"
 
 #include "core/cpu.h"
@@ -23,6 +26,10 @@
 
 #define SENTINEL -7777.25f
 #define TOL 1e-5
+/* int16 activation quantization, relative to sum |w_i x_i| and to max |y|: normal activations, and activations with
+ * outlier channels 20-60x the rest (their blocks' step grows with them) */
+#define TOL_ACT16 1e-5
+#define TOL_ACT16_OUTLIERS 4e-5
 
 static const lmf_quant_ops *variants[3];
 static int n_variants;
@@ -72,10 +79,16 @@ static void make_row(uint32_t type, int n, uint8_t *out, unsigned seed) {
     }
 }
 
+static const char *act_name(lmf_qact act) { return act == LMF_QACT_INT8 ? "int8" : "int16"; }
+
 /* the input column as the kernels see it, dequantized (for the float64 check) */
-static void input_values(uint32_t type, const void *xin, int n, float *out) {
-    if (is_q8a(type)) {
+static void input_values(lmf_qact act, uint32_t type, const void *xin, int n, float *out) {
+    if (is_q8a(type) && act == LMF_QACT_INT8) {
         const lmf_block_q8a *a = xin;
+        for (int b = 0; b < n / 32; b++)
+            for (int j = 0; j < 32; j++) out[b * 32 + j] = a[b].d * (float)a[b].qs[j];
+    } else if (is_q8a(type)) {
+        const lmf_block_q16a *a = xin;
         for (int b = 0; b < n / 32; b++)
             for (int j = 0; j < 32; j++) out[b * 32 + j] = a[b].d * (float)a[b].qs[j];
     } else {
@@ -88,9 +101,9 @@ static void input_values(uint32_t type, const void *xin, int n, float *out) {
 static const uint32_t mv_types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_F32, LMF_GGML_F16,
                                     LMF_GGML_BF16, LMF_GGML_Q5_0, LMF_GGML_Q5_1, LMF_GGML_Q2_K, LMF_GGML_Q3_K,
                                     LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
-static double worst[3][LMF_GGML_TYPE_COUNT];
+static double worst[2][3][LMF_GGML_TYPE_COUNT]; /* [act][variant][type] */
 
-static void check_qmatvec(uint32_t type, int n, int nrows, int ncols, int pad) {
+static void check_qmatvec(uint32_t type, lmf_qact act, int n, int nrows, int ncols, int pad) {
     uint32_t bs, bb;
     lmf_ggml_type_block(type, &bs, &bb);
     size_t rbytes = row_bytes(type, n), rb = rbytes + (size_t)pad;
@@ -99,20 +112,20 @@ static void check_qmatvec(uint32_t type, int n, int nrows, int ncols, int pad) {
     uint8_t *Wo = W + (pad & 7); /* odd start too */
     for (int r = 0; r < nrows; r++) make_row(type, n, Wo + (size_t)r * rb, (unsigned)(1000 * n + 17 * r + type));
     /* columns: fp32 inputs, converted by each variant (checked bit-exact with the reference's conversion) */
-    size_t xb = lmf_qinput_bytes(type, n) + 40; /* padded columns */
+    size_t xb = lmf_qinput_bytes_act(act, type, n) + 40; /* padded columns */
     float *xf = malloc(sizeof(float) * (size_t)n * ncols);
     fill_normal(xf, (long)n * ncols, (unsigned)(n + ncols + type), 1.0f);
     uint8_t *xref = calloc((size_t)ncols, xb), *xv = calloc((size_t)ncols, xb);
-    for (int c = 0; c < ncols; c++) lmf_qinput_convert_ops(&lmf_quant_ref, type, xf + (size_t)c * n, n, xref + c * xb);
+    for (int c = 0; c < ncols; c++) lmf_qinput_convert_ops(&lmf_quant_ref, act, type, xf + (size_t)c * n, n, xref + c * xb);
     int ldy = nrows + 3;
     size_t ny = (size_t)ldy * ncols + 8;
     float *yref = malloc(sizeof(float) * ny), *y = malloc(sizeof(float) * ny);
-    lmf_qmatvec_ops(&lmf_quant_ref, type, n, nrows, Wo, rb, ncols, xref, xb, yref, ldy);
+    lmf_qmatvec_ops(&lmf_quant_ref, act, type, n, nrows, Wo, rb, ncols, xref, xb, yref, ldy);
     /* scale of each output: sum |w_i x_i|, and the reference against float64 */
     float *wrow = malloc(sizeof(float) * (size_t)n), *xcol = malloc(sizeof(float) * (size_t)n);
     double *scale = malloc(sizeof(double) * (size_t)nrows * ncols);
     for (int c = 0; c < ncols; c++) {
-        input_values(type, xref + c * xb, n, xcol);
+        input_values(act, type, xref + c * xb, n, xcol);
         for (int r = 0; r < nrows; r++) {
             lmf_dequant_ref(type, Wo + (size_t)r * rb, wrow, (size_t)n);
             double s = 0, a = 0;
@@ -120,27 +133,27 @@ static void check_qmatvec(uint32_t type, int n, int nrows, int ncols, int pad) {
             scale[c * nrows + r] = a > 0 ? a : 1e-30;
             double e = fabs(yref[(size_t)c * ldy + r] - s) / scale[c * nrows + r];
             if (!(e <= TOL))
-                fail_msg("ref %s n=%d r=%d c=%d: %.9g vs float64 %.9g (rel %.3g)", lmf_ggml_type_name(type), n, r, c,
-                         yref[(size_t)c * ldy + r], s, e);
+                fail_msg("ref %s/%s n=%d r=%d c=%d: %.9g vs float64 %.9g (rel %.3g)", lmf_ggml_type_name(type),
+                         act_name(act), n, r, c, yref[(size_t)c * ldy + r], s, e);
         }
     }
     for (int v = 0; v < n_variants; v++) {
         const lmf_quant_ops *ops = variants[v];
         memset(xv, 0, (size_t)ncols * xb);
-        for (int c = 0; c < ncols; c++) lmf_qinput_convert_ops(ops, type, xf + (size_t)c * n, n, xv + c * xb);
+        for (int c = 0; c < ncols; c++) lmf_qinput_convert_ops(ops, act, type, xf + (size_t)c * n, n, xv + c * xb);
         if (memcmp(xv, xref, (size_t)ncols * xb))
-            fail_msg("%s: lmf_qinput_convert(%s, n=%d) differs from the reference", ops->name,
-                     lmf_ggml_type_name(type), n);
+            fail_msg("%s: lmf_qinput_convert(%s/%s, n=%d) differs from the reference", ops->name,
+                     lmf_ggml_type_name(type), act_name(act), n);
         for (size_t i = 0; i < ny; i++) y[i] = SENTINEL;
-        lmf_qmatvec_ops(ops, type, n, nrows, Wo, rb, ncols, xv, xb, y, ldy);
+        lmf_qmatvec_ops(ops, act, type, n, nrows, Wo, rb, ncols, xv, xb, y, ldy);
         for (int c = 0; c < ncols; c++) {
             for (int r = 0; r < nrows; r++) {
                 double e = fabs((double)y[(size_t)c * ldy + r] - yref[(size_t)c * ldy + r]) / scale[c * nrows + r];
-                if (!(e <= worst[v][type])) worst[v][type] = e;
+                if (!(e <= worst[act][v][type])) worst[act][v][type] = e;
                 if (!(e <= TOL))
-                    fail_msg("%s %s n=%d nrows=%d ncols=%d pad=%d: y[%d,%d] = %.9g, ref %.9g (rel %.3g)", ops->name,
-                             lmf_ggml_type_name(type), n, nrows, ncols, pad, c, r, y[(size_t)c * ldy + r],
-                             yref[(size_t)c * ldy + r], e);
+                    fail_msg("%s %s/%s n=%d nrows=%d ncols=%d pad=%d: y[%d,%d] = %.9g, ref %.9g (rel %.3g)", ops->name,
+                             lmf_ggml_type_name(type), act_name(act), n, nrows, ncols, pad, c, r,
+                             y[(size_t)c * ldy + r], yref[(size_t)c * ldy + r], e);
             }
             for (int r = nrows; r < ldy && (size_t)c * ldy + r < ny; r++)
                 if (y[(size_t)c * ldy + r] != SENTINEL)
@@ -169,12 +182,16 @@ static void test_qmatvec(void **state) {
             for (int ri = 0; ri < 6; ri++)
                 for (int ci = 0; ci < 7; ci++) {
                     if (ns[i] >= 1536 && (ri % 2 || ci % 3)) continue; /* keep the long rows few */
-                    check_qmatvec(type, ns[i], rows[ri], cols[ci], (ri + ci) % 3 == 0 ? 0 : 2 * ri + ci);
+                    int pad = (ri + ci) % 3 == 0 ? 0 : 2 * ri + ci;
+                    check_qmatvec(type, LMF_QACT_INT16, ns[i], rows[ri], cols[ci], pad);
+                    if (is_q8a(type)) check_qmatvec(type, LMF_QACT_INT8, ns[i], rows[ri], cols[ci], pad);
                 }
     }
     for (int v = 0; v < n_variants; v++) {
-        printf("  %-7s worst rel err:", variants[v]->name);
-        for (size_t t = 0; t < 6; t++) printf(" %s %.2g", lmf_ggml_type_name(mv_types[t]), worst[v][mv_types[t]]);
+        printf("  %-7s worst rel err vs ref:", variants[v]->name);
+        for (size_t t = 0; t < 3; t++) printf(" %s/int16 %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
+        for (size_t t = 0; t < 3; t++) printf(" %s/int8 %.2g", lmf_ggml_type_name(mv_types[t]), worst[1][v][mv_types[t]]);
+        for (size_t t = 3; t < 6; t++) printf(" %s %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
         printf("\n");
     }
 }
@@ -207,7 +224,98 @@ static void test_convert_exact(void **state) {
                 fail_msg("%s: q8a block %d differs from the reference (d %g vs %g)", variants[v]->name, b, got[b].d,
                          ref[b].d);
     }
-    free(x), free(ref), free(got);
+    /* int16: the same blocks scaled to a step of 1 (d = 1 where max|x| = 32767), plus a NaN and an infinity */
+    for (int j = 0; j < 32; j++) x[64 + j] = (float)(j - 15) * 32767.0f / 16.0f;
+    x[64 + 31] = 32767.0f, x[64 + 3] = -2.5f, x[64 + 4] = 2.5f, x[64 + 5] = -0.5f, x[64 + 6] = 32766.5f;
+    x[128 + 5] = NAN;
+    x[160 + 9] = -INFINITY;
+    x[192 + 2] = 3e38f, x[192 + 3] = -3e38f; /* largest finite magnitudes: d and 1/d still finite */
+    lmf_block_q16a *r16 = malloc(sizeof(lmf_block_q16a) * (size_t)n / 32), *g16 = malloc(sizeof(lmf_block_q16a) * (size_t)n / 32);
+    lmf_quant_ref.quantize_q16a(x, n, r16);
+    assert_true(r16[2].d == 1.0f);
+    assert_int_equal(r16[2].qs[3], -3);
+    assert_int_equal(r16[2].qs[4], 3);
+    assert_int_equal(r16[2].qs[5], -1);
+    assert_int_equal(r16[2].qs[6], 32767); /* 32766.5 rounds away from zero, no overflow */
+    assert_int_equal(r16[2].qs[31], 32767);
+    assert_true(r16[0].d == 0.0f && r16[0].s == 0.0f);
+    assert_true(r16[3].d == 0.0f && r16[3].qs[0] == 0 && r16[3].qs[31] == 0);
+    assert_true(r16[4].d == 0.0f && r16[4].qs[5] == 0 && r16[5].d == 0.0f && r16[5].qs[9] == 0); /* NaN, inf */
+    assert_int_equal(r16[6].qs[2], 32767);
+    assert_int_equal(r16[6].qs[3], -32767);
+    for (int b = 1; b < n / 32; b++) { /* the definition: |q| <= 32767, x ~= d q within d / 2, s = d sum(q) */
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            float xj = x[32 * b + j];
+            assert_true(r16[b].qs[j] >= -32767);
+            if (r16[b].d != 0.0f && !(fabs((double)r16[b].d * r16[b].qs[j] - xj) <= 0.5001 * r16[b].d))
+                fail_msg("q16a block %d element %d: %g -> %d * %g", b, j, xj, r16[b].qs[j], r16[b].d);
+            sum += r16[b].qs[j];
+        }
+        assert_true(r16[b].s == r16[b].d * (float)sum);
+    }
+    for (int v = 0; v < n_variants; v++) {
+        memset(g16, 0x55, sizeof(lmf_block_q16a) * (size_t)n / 32);
+        variants[v]->quantize_q16a(x, n, g16);
+        for (int b = 0; b < n / 32; b++)
+            if (memcmp(&g16[b], &r16[b], sizeof g16[b]))
+                fail_msg("%s: q16a block %d differs from the reference (d %g vs %g)", variants[v]->name, b, g16[b].d,
+                         r16[b].d);
+    }
+    free(x), free(ref), free(got), free(r16), free(g16);
+}
+
+/* ---- the activation quantization's own error --------------------------------------------------------------- */
+
+/* One matrix-vector product with converted activations against the float64 dot of the same (dequantized) weights
+ * with the fp32 activations: this is the error decode adds on top of the weights' quantization. Activations are
+ * normal with outlier channels (a few elements 20-60x the rest, as in real hidden states: they set their block's
+ * step). Errors relative to sum |w_i x_i| and to max |y|. */
+static void test_activation_error(void **state) {
+    (void)state;
+    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1};
+    enum { N = 1536, R = 64 };
+    float *x = malloc(sizeof(float) * N), *w = malloc(sizeof(float) * N);
+    fill_normal(x, N, 21, 1.0f);
+    uint8_t *W = malloc((size_t)R * N * 2), *xin = malloc(lmf_qinput_bytes_act(LMF_QACT_INT16, LMF_GGML_Q4_1, N) * 2);
+    float y[R];
+    for (size_t t = 0; t < 6; t++) {
+        uint32_t type = types[t % 3];
+        int outliers = t >= 3;
+        double bound = outliers ? TOL_ACT16_OUTLIERS : TOL_ACT16;
+        if (t == 3)
+            for (int i = 7; i < N; i += 97) x[i] *= 20.0f + (float)(i % 41);
+        size_t rb = row_bytes(type, N);
+        for (int r = 0; r < R; r++) make_row(type, N, W + (size_t)r * rb, 500u + (unsigned)(r + 100 * t));
+        double y64[R], scale[R], ymax = 0;
+        for (int r = 0; r < R; r++) {
+            lmf_dequant_ref(type, W + (size_t)r * rb, w, N);
+            double s = 0, a = 0;
+            for (int i = 0; i < N; i++) s += (double)w[i] * x[i], a += fabs((double)w[i] * x[i]);
+            y64[r] = s, scale[r] = a;
+            if (fabs(s) > ymax) ymax = fabs(s);
+        }
+        for (int act = LMF_QACT_INT16; act <= LMF_QACT_INT8; act++)
+            for (int v = 0; v < n_variants; v++) {
+                lmf_qinput_convert_ops(variants[v], (lmf_qact)act, type, x, N, xin);
+                lmf_qmatvec_ops(variants[v], (lmf_qact)act, type, N, R, W, rb, 1, xin, 0, y, R);
+                double es = 0, em = 0;
+                for (int r = 0; r < R; r++) {
+                    double e = fabs(y[r] - y64[r]);
+                    if (e / scale[r] > es) es = e / scale[r];
+                    if (e / ymax > em) em = e / ymax;
+                }
+                if (v == n_variants - 1)
+                    printf("  %s x %-5s activations%s (%s): error vs fp32 activations %.2g of sum|wx|, %.2g of max|y|\n",
+                           lmf_ggml_type_name(type), act_name((lmf_qact)act), outliers ? " with outliers" : "",
+                           variants[v]->name, es, em);
+                if (act == LMF_QACT_INT16 && !(es <= bound && em <= 4 * bound))
+                    fail_msg("%s %s int16%s: activation error %.3g of sum|wx| (bound %g), %.3g of max|y| (bound %g)",
+                             variants[v]->name, lmf_ggml_type_name(type), outliers ? " with outliers" : "", es, bound,
+                             em, 4 * bound);
+            }
+    }
+    free(x), free(w), free(W), free(xin);
 }
 
 static void test_dequant_fast_exact(void **state) {
@@ -373,27 +481,39 @@ static void test_smollm2_tensors(void **state) {
         assert_true(lmf_qmatvec_supported(T->type));
         float *x = malloc(sizeof(float) * (size_t)n * 2), *w = malloc(sizeof(float) * (size_t)n), *xv = malloc(sizeof(float) * (size_t)n);
         fill_normal(x, 2L * n, 11 + (unsigned)t, 1.0f);
-        size_t xb = lmf_qinput_bytes(T->type, n);
+        for (int i = 5; i < n; i += 61) x[i] *= 30.0f; /* outlier channels */
+        size_t xb = lmf_qinput_bytes_act(LMF_QACT_INT16, T->type, n);
         uint8_t *xin = malloc(2 * xb);
         float y[2 * 64];
-        for (int v = 0; v < n_variants; v++) {
-            for (int c = 0; c < 2; c++) lmf_qinput_convert_ops(variants[v], T->type, x + (size_t)c * n, n, xin + c * xb);
-            lmf_qmatvec_ops(variants[v], T->type, n, rows, T->data, rb, 2, xin, xb, y, 64);
-            for (int c = 0; c < 2; c++) {
-                input_values(T->type, xin + c * xb, n, xv);
-                for (int r = 0; r < rows; r++) {
-                    assert_int_equal(lmf_dequant_row(T->type, (const uint8_t *)T->data + (size_t)r * rb, w, (size_t)n, names[t]), LMF_OK);
-                    double s = 0, a = 0;
-                    for (int i = 0; i < n; i++) s += (double)w[i] * xv[i], a += fabs((double)w[i] * xv[i]);
-                    double e = fabs(y[c * 64 + r] - s) / a;
-                    if (!(e <= TOL))
-                        fail_msg("%s %s (%s) row %d col %d: %.9g vs float64 %.9g (rel %.3g)", variants[v]->name, names[t],
-                                 lmf_ggml_type_name(T->type), r, c, y[c * 64 + r], s, e);
+        double worst_act[2] = {0, 0};
+        for (int act = LMF_QACT_INT16; act <= LMF_QACT_INT8; act++)
+            for (int v = 0; v < n_variants; v++) {
+                for (int c = 0; c < 2; c++)
+                    lmf_qinput_convert_ops(variants[v], (lmf_qact)act, T->type, x + (size_t)c * n, n, xin + c * xb);
+                lmf_qmatvec_ops(variants[v], (lmf_qact)act, T->type, n, rows, T->data, rb, 2, xin, xb, y, 64);
+                for (int c = 0; c < 2; c++) {
+                    input_values((lmf_qact)act, T->type, xin + c * xb, n, xv);
+                    for (int r = 0; r < rows; r++) {
+                        assert_int_equal(lmf_dequant_row(T->type, (const uint8_t *)T->data + (size_t)r * rb, w, (size_t)n, names[t]), LMF_OK);
+                        double s = 0, a = 0, s32 = 0;
+                        for (int i = 0; i < n; i++)
+                            s += (double)w[i] * xv[i], a += fabs((double)w[i] * xv[i]),
+                                s32 += (double)w[i] * x[(size_t)c * n + i];
+                        double e = fabs(y[c * 64 + r] - s) / a, e32 = fabs(y[c * 64 + r] - s32) / a;
+                        if (!(e <= TOL))
+                            fail_msg("%s %s (%s/%s) row %d col %d: %.9g vs float64 %.9g (rel %.3g)", variants[v]->name,
+                                     names[t], lmf_ggml_type_name(T->type), act_name((lmf_qact)act), r, c,
+                                     y[c * 64 + r], s, e);
+                        if (e32 > worst_act[act]) worst_act[act] = e32;
+                        if (act == LMF_QACT_INT16 && is_q8a(T->type) && !(e32 <= TOL_ACT16_OUTLIERS))
+                            fail_msg("%s %s (%s) row %d col %d: int16 activations %.9g vs fp32 activations %.9g (rel %.3g)",
+                                     variants[v]->name, names[t], lmf_ggml_type_name(T->type), r, c, y[c * 64 + r], s32,
+                                     e32);
+                    }
                 }
             }
-        }
-        printf("  %s (%s, %d x %d): %d rows x 2 columns match float64 in every variant\n", names[t],
-               lmf_ggml_type_name(T->type), (int)T->ne[1], n, rows);
+        printf("  %s (%s, %d x %d): %d rows x 2 columns match float64 in every variant; vs fp32 activations: int16 %.2g, "
+               "int8 %.2g\n", names[t], lmf_ggml_type_name(T->type), (int)T->ne[1], n, rows, worst_act[0], worst_act[1]);
         free(x), free(w), free(xv), free(xin);
         tested++;
     }
@@ -417,18 +537,22 @@ static void test_dispatch(void **state) {
     if (lmf_quant_variant(LMF_ISA_AVX2)) assert_true(lmf_cpu_has(LMF_CPU_AVX2) && lmf_cpu_has(LMF_CPU_F16C));
     assert_true(lmf_qmatvec_supported(LMF_GGML_Q4_K) && lmf_qmatvec_supported(LMF_GGML_Q6_K));
     assert_false(lmf_qmatvec_supported(LMF_GGML_IQ2_XXS));
-    assert_int_equal(lmf_qinput_bytes(LMF_GGML_Q4_1, 576), 18 * 40);
+    assert_int_equal(lmf_qact_get(), LMF_QACT_INT16);
+    assert_int_equal(lmf_qinput_bytes(LMF_GGML_Q4_1, 576), 18 * 72);
+    assert_int_equal(lmf_qinput_bytes_act(LMF_QACT_INT8, LMF_GGML_Q4_1, 576), 18 * 40);
     assert_int_equal(lmf_qinput_bytes(LMF_GGML_F16, 576), 576 * 4);
 }
 
 int main(void) {
     unsetenv("LMF_ISA");
+    unsetenv("LMF_QACT");
     variants[n_variants++] = &lmf_quant_ref;
     if (lmf_quant_variant(LMF_ISA_AVX2)) variants[n_variants++] = lmf_quant_variant(LMF_ISA_AVX2);
     if (lmf_quant_variant(LMF_ISA_AVX512)) variants[n_variants++] = lmf_quant_variant(LMF_ISA_AVX512);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_convert_exact),
+        cmocka_unit_test(test_activation_error),
         cmocka_unit_test(test_dequant_fast_exact),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_gguf_py_fixtures),

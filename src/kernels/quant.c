@@ -1,5 +1,9 @@
 /* quant.c — picks the quantized-kernel table for this CPU once and routes the public entry points (see quant.h).
  *
+ * The activation format of the integer kernels (int16 by default, int8 with LMF_QACT=int8) is read once by
+ * lmf_qact_get(); lmf_qinput_bytes / lmf_qinput_convert / lmf_qmatvec all follow it, so a caller that uses the three
+ * together never sees it.
+ *
  * Types without a kernel of their own (Q5_0, Q5_1, the K-quants) take the generic path: each row is dequantized one
  * super-block (256 elements) at a time into a stack buffer by the table's dequantizer and multiplied with the fp32
  * columns by the table's F32 kernel. */
@@ -8,6 +12,8 @@
 #include "core/status.h"
 #include "io/gguf.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const lmf_quant_ops *lmf_quant_variant(lmf_isa isa) {
@@ -39,28 +45,45 @@ const lmf_quant_ops *lmf_quant(void) {
     return ops;
 }
 
-static int is_q8a_type(uint32_t type) {
+lmf_qact lmf_qact_get(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        const char *env = getenv("LMF_QACT");
+        int act = LMF_QACT_INT16;
+        if (env && !strcmp(env, "int8")) act = LMF_QACT_INT8;
+        else if (env && *env && strcmp(env, "int16"))
+            fprintf(stderr, "lmforge: LMF_QACT=%s: expected int16 or int8; using int16 (hint: unset it)\n", env);
+        cached = act;
+    }
+    return (lmf_qact)cached;
+}
+
+static int is_int_type(uint32_t type) {
     return type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1;
 }
 
 int lmf_qmatvec_supported(uint32_t type) { return lmf_dequant_ref_supported(type); }
 
-size_t lmf_qinput_bytes(uint32_t type, int n) {
-    if (is_q8a_type(type)) return (size_t)(n / LMF_QK) * sizeof(lmf_block_q8a);
+size_t lmf_qinput_bytes_act(lmf_qact act, uint32_t type, int n) {
+    if (is_int_type(type))
+        return (size_t)(n / LMF_QK) * (act == LMF_QACT_INT8 ? sizeof(lmf_block_q8a) : sizeof(lmf_block_q16a));
     return (size_t)n * sizeof(float);
 }
 
-void lmf_qinput_convert_ops(const lmf_quant_ops *ops, uint32_t type, const float *x, int n, void *out) {
-    if (is_q8a_type(type)) {
+size_t lmf_qinput_bytes(uint32_t type, int n) { return lmf_qinput_bytes_act(lmf_qact_get(), type, n); }
+
+void lmf_qinput_convert_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, const float *x, int n, void *out) {
+    if (is_int_type(type)) {
         LMF_CHECK(n % LMF_QK == 0);
-        ops->quantize_q8a(x, n, out);
+        if (act == LMF_QACT_INT8) ops->quantize_q8a(x, n, out);
+        else ops->quantize_q16a(x, n, out);
     } else {
         memcpy(out, x, (size_t)n * sizeof(float));
     }
 }
 
 void lmf_qinput_convert(uint32_t type, const float *x, int n, void *out) {
-    lmf_qinput_convert_ops(lmf_quant(), type, x, n, out);
+    lmf_qinput_convert_ops(lmf_quant(), lmf_qact_get(), type, x, n, out);
 }
 
 /* dequantize a super-block at a time, then the fp32 kernel; partial sums added in chunk order */
@@ -87,21 +110,22 @@ static void qmatvec_generic(const lmf_quant_ops *ops, uint32_t type, int n, int 
     }
 }
 
-void lmf_qmatvec_ops(const lmf_quant_ops *ops, uint32_t type, int n, int nrows, const void *W, size_t w_row_bytes,
-                     int ncols, const void *x, size_t x_col_bytes, float *y, int ldy) {
+void lmf_qmatvec_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, int n, int nrows, const void *W,
+                     size_t w_row_bytes, int ncols, const void *x, size_t x_col_bytes, float *y, int ldy) {
     if (nrows <= 0 || ncols <= 0) return;
     lmf_qmatvec_fn f = NULL;
+    int i8 = act == LMF_QACT_INT8;
     switch (type) {
-    case LMF_GGML_Q8_0: f = ops->q8_0; break;
-    case LMF_GGML_Q4_0: f = ops->q4_0; break;
-    case LMF_GGML_Q4_1: f = ops->q4_1; break;
+    case LMF_GGML_Q8_0: f = i8 ? ops->q8_0_i8 : ops->q8_0; break;
+    case LMF_GGML_Q4_0: f = i8 ? ops->q4_0_i8 : ops->q4_0; break;
+    case LMF_GGML_Q4_1: f = i8 ? ops->q4_1_i8 : ops->q4_1; break;
     case LMF_GGML_F32: f = ops->f32; break;
     case LMF_GGML_F16: f = ops->f16; break;
     case LMF_GGML_BF16: f = ops->bf16; break;
     default: break;
     }
     if (f) {
-        LMF_CHECK(!is_q8a_type(type) || n % LMF_QK == 0);
+        LMF_CHECK(!is_int_type(type) || n % LMF_QK == 0);
         f(n, nrows, W, w_row_bytes, ncols, x, x_col_bytes, y, ldy);
         return;
     }
@@ -111,7 +135,7 @@ void lmf_qmatvec_ops(const lmf_quant_ops *ops, uint32_t type, int n, int nrows, 
 
 void lmf_qmatvec(uint32_t type, int n, int nrows, const void *W, size_t w_row_bytes, int ncols, const void *x,
                  size_t x_col_bytes, float *y, int ldy) {
-    lmf_qmatvec_ops(lmf_quant(), type, n, nrows, W, w_row_bytes, ncols, x, x_col_bytes, y, ldy);
+    lmf_qmatvec_ops(lmf_quant(), lmf_qact_get(), type, n, nrows, W, w_row_bytes, ncols, x, x_col_bytes, y, ldy);
 }
 
 void lmf_dequant_fast(uint32_t type, const void *src, float *dst, size_t n) { lmf_quant()->dequant(type, src, dst, n); }

@@ -11,14 +11,28 @@
  *   Q2_K .. Q6_K: super-blocks of 256 with 6- or 8-bit sub-block scales (see quant_ref.c for each layout)
  * In the 32-element 4/5-bit formats byte j of the nibbles holds element j (low nibble) and j + 16 (high nibble).
  *
- * Why the activations are quantized too (lmf_block_q8a): decode reads every weight once per token, so it is bound
- * by memory bandwidth, and the cheapest way to consume a 4- or 8-bit weight is an integer dot product
- * (vpdpbusd / maddubs: 32 or 64 multiply-adds per instruction) against an int8 copy of the activation, made once
- * per row and reused by every weight row. Per 32-element block the integer sum is exact; one float multiply by
- * d_w d_x (and for Q4_1 the min term m_w s_x, s_x = d_x sum q_x) turns it into the block's contribution. The
- * activation scale stays fp32 (ggml rounds it to half; we need not, nothing is stored). Float weight types
- * (F32/F16/BF16) read the fp32 activation directly; K-quants go through a per-super-block dequantize + fp32 dot
- * (correct everywhere, fast kernels for them are future work).
+ * Why the activations are quantized too (lmf_block_q16a): decode reads every weight once per token, so it is bound
+ * by memory bandwidth, and the cheapest way to consume a 4- or 8-bit weight is an integer dot product against an
+ * integer copy of the activation, made once per row and reused by every weight row. Per 32-element block the
+ * integer sum is exact; one float multiply by d_w d_x (and for Q4_1 the min term m_w s_x, s_x = d_x sum q_x) turns
+ * it into the block's contribution. The activation scale stays fp32 (nothing is stored).
+ *
+ * Why int16 and not int8 (as ggml does): a block's int8 step is max|x| / 127, and transformer activations have
+ * outlier channels tens of times larger than the rest, so the other 31 elements of such a block keep two or three
+ * significant bits. On SmolLM2-135M int8 activations put 3-4% of the largest logit into the error and the greedy
+ * continuation leaves the reference at step 5; the int16 step max|x| / 32767 is 258 times finer (1e-5 relative,
+ * well below the weights' own quantization: logits within 3e-4 of the float64 reference, greedy identical). The
+ * bytes read from memory do not change (the weights are widened to int16 in registers; the activation copy grows
+ * from 40 to 72 bytes per block but sits in L1); the cost is compute: vpdpwssd / vpmaddwd take 32 / 16 pairs per
+ * instruction against vpdpbusd's 64 / 32, plus the widening (AVX-512 Q4 pairs two rows per zmm to claw some back).
+ * Measured on a shared Xeon (Emerald Rapids): SmolLM2 Q4_1 generation (bench_infer, 2 threads, weights resident in
+ * L3) 7-8% slower than int8; one thread's whole-model linear layers (bench_quant) 2-15% slower for Q4, ~4% for Q8_0.
+ * Logits that match the reference are a project requirement, so lmf_qinput_convert / lmf_qmatvec use int16
+ * (LMF_QACT_INT16); the int8 kernels stay behind LMF_QACT=int8 (read once, see lmf_qact_get), for comparison and
+ * for users who prefer that speed to the accuracy.
+ *
+ * Float weight types (F32/F16/BF16) read the fp32 activation directly; Q5_0, Q5_1 and the K-quants go through a
+ * per-super-block dequantize + fp32 dot (correct everywhere, fast kernels for them are future work).
  *
  * Why the kernel shapes: one call computes a block of rows for up to ~16 input columns. The caller splits rows
  * over threads, so the kernels are single-threaded and allocation-free. With one column every weight byte is used
@@ -30,7 +44,7 @@
  * needs AVX2 + FMA + F16C, quant_avx512.c needs AVX-512 F/BW/VL/DQ + AVX512_VNNI. lmf_quant() picks the best
  * table the CPU can run (and LMF_ISA allows) once; lmf_quant_variant() gives tests and benchmarks any runnable
  * one. SIMD results equal the reference up to float rounding of the summation order (integer parts are exact);
- * lmf_dequant_fast is bit-exact with the reference. */
+ * the activation conversions and lmf_dequant_fast are bit-exact with the reference. */
 #ifndef LMF_KERNELS_QUANT_H
 #define LMF_KERNELS_QUANT_H
 
@@ -42,20 +56,35 @@
 #define LMF_QK 32     /* elements per block of the 32-element formats */
 #define LMF_QK_K 256  /* elements per K-quant super-block */
 
-/* activation block for integer dot products: 32 int8 values (never -128), scale d, and s = d * sum(qs) (Q4_1's min
- * term). x ~= d * qs, d = max|x| / 127; a block whose max|x| is below LMF_Q8A_MIN_AMAX (or NaN) is stored as zeros
- * (its 1/d would overflow). */
+/* Activation blocks for the integer dot products, 32 elements each: scale d, s = d * sum(qs) (Q4_1's min term) and
+ * x ~= d * qs. A block whose max|x| is below LMF_Q8A_MIN_AMAX is stored as zeros (its 1/d would overflow);
+ * lmf_block_q16a also stores a block holding a NaN or an infinity as zeros (int8 leaves those to the int32
+ * conversion, whose result differs between variants).
+ *   lmf_block_q16a (the default): d = max|x| / 32767, qs = roundf(x / d) in [-32767, 32767];
+ *   lmf_block_q8a (LMF_QACT=int8): d = max|x| / 127, qs in [-127, 127] (never -128). */
 #define LMF_Q8A_MIN_AMAX 1e-30f
+typedef struct {
+    float d;
+    float s;
+    int16_t qs[32];
+} lmf_block_q16a;
 typedef struct {
     float d;
     float s;
     int8_t qs[32];
 } lmf_block_q8a;
 
+/* the activation format of Q8_0/Q4_0/Q4_1 weights */
+typedef enum { LMF_QACT_INT16 = 0, LMF_QACT_INT8 = 1 } lmf_qact;
+/* the format the public entry points use: int16, or int8 when the environment has LMF_QACT=int8 (read on the first
+ * call; "int16" or unset means int16; any other value is reported once on stderr and int16 is used) */
+lmf_qact lmf_qact_get(void);
+
 typedef struct { uint16_t d; int8_t qs[32]; } lmf_block_q8_0;
 typedef struct { uint16_t d; uint8_t qs[16]; } lmf_block_q4_0;
 typedef struct { uint16_t d, m; uint8_t qs[16]; } lmf_block_q4_1;
 
+_Static_assert(sizeof(lmf_block_q16a) == 72, "lmf_block_q16a is 72 bytes");
 _Static_assert(sizeof(lmf_block_q8a) == 40, "lmf_block_q8a is 40 bytes");
 _Static_assert(sizeof(lmf_block_q8_0) == 34, "ggml block_q8_0 is 34 bytes");
 _Static_assert(sizeof(lmf_block_q4_0) == 18, "ggml block_q4_0 is 18 bytes");
@@ -66,8 +95,8 @@ _Static_assert(sizeof(lmf_block_q4_1) == 20, "ggml block_q4_1 is 20 bytes");
 /* 1 if lmf_qmatvec has a kernel for ggml type `type`: F32, F16, BF16, Q8_0, Q4_0, Q4_1 (fast), and the other types
  * lmf_dequant_ref_supported() lists (Q5_0, Q5_1, Q2_K..Q6_K) through dequantize + fp32 dot. */
 int lmf_qmatvec_supported(uint32_t type);
-/* bytes of one converted input column of n elements for weights of `type` (n/32 q8a blocks for Q8_0/Q4_0/Q4_1,
- * n floats otherwise). */
+/* bytes of one converted input column of n elements for weights of `type` (n/32 activation blocks of the
+ * lmf_qact_get() format for Q8_0/Q4_0/Q4_1, n floats otherwise). */
 size_t lmf_qinput_bytes(uint32_t type, int n);
 /* converts the fp32 activation row x (n elements; n % 32 == 0 for Q8_0/Q4_0/Q4_1) to what the type's kernel reads
  * (out: lmf_qinput_bytes(type, n) bytes). */
@@ -107,9 +136,11 @@ typedef void (*lmf_qmatvec_fn)(int n, int nrows, const void *W, size_t w_row_byt
 
 typedef struct {
     const char *name;
-    lmf_qmatvec_fn q8_0, q4_0, q4_1;  /* against lmf_block_q8a columns */
-    lmf_qmatvec_fn f32, f16, bf16;    /* against fp32 columns */
+    lmf_qmatvec_fn q8_0, q4_0, q4_1;           /* against lmf_block_q16a columns (the default) */
+    lmf_qmatvec_fn q8_0_i8, q4_0_i8, q4_1_i8;  /* against lmf_block_q8a columns (LMF_QACT=int8) */
+    lmf_qmatvec_fn f32, f16, bf16;             /* against fp32 columns */
     /* fp32 row (n % 32 == 0) -> n / 32 activation blocks; bit-exact with the reference */
+    void (*quantize_q16a)(const float *x, int n, lmf_block_q16a *out);
     void (*quantize_q8a)(const float *x, int n, lmf_block_q8a *out);
     /* dequantization of whole blocks; types the variant does not accelerate go to lmf_dequant_ref */
     void (*dequant)(uint32_t type, const void *src, float *dst, size_t n);
@@ -119,9 +150,11 @@ const lmf_quant_ops *lmf_quant(void);              /* the table for this CPU and
 const lmf_quant_ops *lmf_quant_variant(lmf_isa isa); /* that level's table, NULL if this CPU cannot run it */
 extern const lmf_quant_ops lmf_quant_ref, lmf_quant_avx2, lmf_quant_avx512;
 
-/* lmf_qmatvec through a given table (tests and benchmarks compare variants with it) */
-void lmf_qmatvec_ops(const lmf_quant_ops *ops, uint32_t type, int n, int nrows, const void *W, size_t w_row_bytes,
-                     int ncols, const void *x, size_t x_col_bytes, float *y, int ldy);
-void lmf_qinput_convert_ops(const lmf_quant_ops *ops, uint32_t type, const float *x, int n, void *out);
+/* the entry points through a given table and activation format (tests and benchmarks compare variants and formats
+ * with them); act only matters for Q8_0/Q4_0/Q4_1 */
+size_t lmf_qinput_bytes_act(lmf_qact act, uint32_t type, int n);
+void lmf_qinput_convert_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, const float *x, int n, void *out);
+void lmf_qmatvec_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, int n, int nrows, const void *W,
+                     size_t w_row_bytes, int ncols, const void *x, size_t x_col_bytes, float *y, int ldy);
 
 #endif

@@ -1,5 +1,6 @@
 /* quant_avx2.c — AVX2 + FMA + F16C quantized kernels (see quant.h for the contract, quant_ref.c for the
- * definitions). The same tiling as quant_avx512.c, with the integer dot product done by vpmaddubsw (u8 x s8 pairs
+ * definitions). The same tiling as quant_avx512.c. Int16 activations (the default): see qtile16 below. Int8
+ * activations (LMF_QACT=int8): the integer dot product is done by vpmaddubsw (u8 x s8 pairs
  * to int16) + vpmaddwd (pairs to int32) instead of VNNI, which constrains the operands: the int16 pair sums
  * saturate at 32767, so
  *  - Q8_0 (s8 x s8) uses the sign trick: |w| (u8, at most 128) against x carrying w's sign (|x| <= 127, never
@@ -13,6 +14,7 @@
 #include "io/gguf.h"
 
 #include <immintrin.h>
+#include <float.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -111,51 +113,132 @@ AI void qtile(const int K, const int RB, const int CB, int nb, const uint8_t *W,
         }
 }
 
-typedef void (*qtile_fn)(int nb, const uint8_t *W, size_t rb, const lmf_block_q8a *const *xc, float *y, int ldy);
-#define QTILE_FN(name, K, RB, CB)                                                                                  \
-    static void name(int nb, const uint8_t *W, size_t rb, const lmf_block_q8a *const *xc, float *y, int ldy) {     \
-        qtile(K, RB, CB, nb, W, rb, xc, y, ldy);                                                                   \
+/* Int16 activations (lmf_block_q16a, the default): a block is two ymm of s16, vpmaddwd multiplies s16 pairs into
+ * int32 lanes exactly (|pair| <= 2 * 127 * 32767 < 2^24), one vpaddd joins the two halves. Weights are widened in
+ * registers: Q8_0 by two vpmovsxbw from memory; Q4 by one vpmovzxbw of the 16 nibble bytes, the low nibbles kept by
+ * an AND (elements 0..15) and the high ones by a 16-bit shift (elements 16..31: no byte crosses into its neighbour,
+ * each word is 0..255). Q4_0's "- 8" is subtracted as 8 * (x_2i + x_2i+1) lanes made once per activation block. */
+AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
+                const lmf_block_q16a *const *xc, float *y, int ldy) {
+    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20, qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : 4;
+    __m256 acc[4][4], macc[4][4];
+    float sc[4][4][8] __attribute__((aligned(32)));
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps(), macc[r][c] = _mm256_setzero_ps();
+    const __m256i low4 = _mm256_set1_epi16(0x0f), eight = _mm256_set1_epi16(8);
+    for (int b0 = 0; b0 < nb; b0 += 8) {
+        int cnt = nb - b0 < 8 ? nb - b0 : 8;
+        __m256 dx[4], sx[4];
+        const int gather = K == K_Q4_1;
+        for (int r = 0; r < RB && !gather; r++) {
+            const uint8_t *wr = W + (size_t)r * rb + (size_t)b0 * bsz;
+            for (int k = 0; k < cnt; k++) {
+                uint16_t h;
+                memcpy(&h, wr + (size_t)k * bsz, 2);
+                float dw = _cvtsh_ss(h);
+                for (int c = 0; c < CB; c++) sc[r][c][k] = dw * xc[c][b0 + k].d;
+            }
+        }
+        for (int c = 0; c < CB && gather; c++) {
+            dx[c] = _mm256_castsi256_ps(gather_u32(&xc[c][b0].d, (int)sizeof(lmf_block_q16a), cnt));
+            sx[c] = _mm256_castsi256_ps(gather_u32(&xc[c][b0].s, (int)sizeof(lmf_block_q16a), cnt));
+        }
+        for (int r = 0; r < RB && gather; r++) {
+            __m256i g = gather_u32(W + (size_t)r * rb + (size_t)b0 * bsz, bsz, cnt);
+            __m256 d = half_lo(g), m = half_hi(g);
+            for (int c = 0; c < CB; c++) {
+                _mm256_store_ps(sc[r][c], _mm256_mul_ps(d, dx[c]));
+                macc[r][c] = _mm256_fmadd_ps(m, sx[c], macc[r][c]);
+            }
+        }
+        for (int k = 0; k < cnt; k++) {
+            __m256i x0[4], x1[4], corr[4];
+            for (int c = 0; c < CB; c++) {
+                x0[c] = _mm256_loadu_si256((const __m256i *)xc[c][b0 + k].qs);
+                x1[c] = _mm256_loadu_si256((const __m256i *)(xc[c][b0 + k].qs + 16));
+                if (K == K_Q4_0)
+                    corr[c] = _mm256_add_epi32(_mm256_madd_epi16(eight, x0[c]), _mm256_madd_epi16(eight, x1[c]));
+            }
+            for (int r = 0; r < RB; r++) {
+                const uint8_t *q = W + (size_t)r * rb + (size_t)(b0 + k) * bsz + qoff;
+                __m256i w0, w1;
+                if (K == K_Q8_0) {
+                    w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q));
+                    w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + 16)));
+                } else {
+                    __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)q));
+                    w0 = _mm256_and_si256(v, low4), w1 = _mm256_srli_epi16(v, 4);
+                }
+                for (int c = 0; c < CB; c++) {
+                    __m256i dp = _mm256_add_epi32(_mm256_madd_epi16(w0, x0[c]), _mm256_madd_epi16(w1, x1[c]));
+                    if (K == K_Q4_0) dp = _mm256_sub_epi32(dp, corr[c]);
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(sc[r][c][k]), acc[r][c]);
+                }
+            }
+        }
     }
-#define QTILES(t, K)                                                                                               \
-    QTILE_FN(t##_4x1, K, 4, 1)                                                                                     \
-    QTILE_FN(t##_1x1, K, 1, 1)                                                                                     \
-    QTILE_FN(t##_1x2, K, 1, 2)                                                                                     \
-    QTILE_FN(t##_1x3, K, 1, 3)                                                                                     \
-    QTILE_FN(t##_1x4, K, 1, 4)                                                                                     \
-    static const qtile_fn t##_tiles[5] = {t##_1x1, t##_1x1, t##_1x2, t##_1x3, t##_1x4};
-QTILES(q8_0, K_Q8_0)
-QTILES(q4_0, K_Q4_0)
-QTILES(q4_1, K_Q4_1)
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) {
+            float s = hsum256(acc[r][c]);
+            if (K == K_Q4_1) s += hsum256(macc[r][c]);
+            y[(size_t)c * ldy + r] = s;
+        }
+}
 
-static void qmatvec(qtile_fn t4x1, const qtile_fn *tiles, int n, int nrows, const void *W, size_t rb, int ncols,
-                    const void *x, size_t xb, float *y, int ldy) {
+/* a tile over columns of either activation format (xc: CB column pointers) */
+typedef void (*qtile_fn)(int nb, const uint8_t *W, size_t rb, const void *const *xc, float *y, int ldy);
+#define QTILE_FN(name, body, xt, K, RB, CB)                                                                        \
+    static void name(int nb, const uint8_t *W, size_t rb, const void *const *xc, float *y, int ldy) {              \
+        body(K, RB, CB, nb, W, rb, (const xt *const *)xc, y, ldy);                                                 \
+    }
+#define QTILES(t, body, xt, K)                                                                                     \
+    QTILE_FN(t##_4x1, body, xt, K, 4, 1)                                                                           \
+    QTILE_FN(t##_1x1, body, xt, K, 1, 1)                                                                           \
+    QTILE_FN(t##_1x2, body, xt, K, 1, 2)                                                                           \
+    QTILE_FN(t##_1x3, body, xt, K, 1, 3)                                                                           \
+    QTILE_FN(t##_1x4, body, xt, K, 1, 4)                                                                           \
+    static const qtile_fn t##_tiles[5] = {t##_4x1, t##_1x1, t##_1x2, t##_1x3, t##_1x4};
+
+QTILES(q8_0_i8, qtile, lmf_block_q8a, K_Q8_0)
+QTILES(q4_0_i8, qtile, lmf_block_q8a, K_Q4_0)
+QTILES(q4_1_i8, qtile, lmf_block_q8a, K_Q4_1)
+QTILES(q8_0_i16, qtile16, lmf_block_q16a, K_Q8_0)
+QTILES(q4_0_i16, qtile16, lmf_block_q16a, K_Q4_0)
+QTILES(q4_1_i16, qtile16, lmf_block_q16a, K_Q4_1)
+
+/* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
+ * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
+static void qmatvec(const qtile_fn *tiles, int n, int nrows, const void *W, size_t rb, int ncols, const void *x,
+                    size_t xb, float *y, int ldy) {
     int nb = n / 32;
     const uint8_t *w = W;
     if (ncols == 1) {
-        const lmf_block_q8a *xc[1] = {x};
+        const void *xc[1] = {x};
         int r = 0;
-        for (; r + 4 <= nrows; r += 4) t4x1(nb, w + (size_t)r * rb, rb, xc, y + r, ldy);
+        for (; r + 4 <= nrows; r += 4) tiles[0](nb, w + (size_t)r * rb, rb, xc, y + r, ldy);
         for (; r < nrows; r++) tiles[1](nb, w + (size_t)r * rb, rb, xc, y + r, ldy);
         return;
     }
     for (int r = 0; r < nrows; r++)
         for (int c0 = 0; c0 < ncols; c0 += 4) {
             int cb = ncols - c0 < 4 ? ncols - c0 : 4;
-            const lmf_block_q8a *xc[4];
-            for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q8a *)((const char *)x + (size_t)(c0 + c) * xb);
+            const void *xc[4];
+            for (int c = 0; c < cb; c++) xc[c] = (const char *)x + (size_t)(c0 + c) * xb;
             tiles[cb](nb, w + (size_t)r * rb, rb, xc, y + (size_t)c0 * ldy + r, ldy);
         }
 }
 
-static void q8_0_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, int ldy) {
-    qmatvec(q8_0_4x1, q8_0_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-static void q4_0_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, int ldy) {
-    qmatvec(q4_0_4x1, q4_0_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-static void q4_1_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, int ldy) {
-    qmatvec(q4_1_4x1, q4_1_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
+#define QMV(t)                                                                                                     \
+    static void t##_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,  \
+                       int ldy) {                                                                                  \
+        qmatvec(t##_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);                                                 \
+    }
+QMV(q8_0_i8)
+QMV(q4_0_i8)
+QMV(q4_1_i8)
+QMV(q8_0_i16)
+QMV(q4_0_i16)
+QMV(q4_1_i16)
 
 /* ---- float weights ------------------------------------------------------------------------------------------ */
 
@@ -270,6 +353,43 @@ AI __m256 roundf8(__m256 v) {
     return _mm256_or_ps(b, _mm256_and_ps(v, _mm256_set1_ps(-0.0f)));
 }
 
+/* see quantize_q16a_ref */
+static void quantize_q16a(const float *x, int n, lmf_block_q16a *out) {
+    for (int b = 0; b < n / 32; b++, x += 32, out++) {
+        __m256 v[4];
+        for (int j = 0; j < 4; j++) v[j] = _mm256_loadu_ps(x + 8 * j);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(abs8(v[0]), abs8(v[1])), _mm256_max_ps(abs8(v[2]), abs8(v[3])));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        __m256 big = _mm256_set1_ps(FLT_MAX);
+        int finite = !_mm256_movemask_ps(_mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(abs8(v[0]), big, _CMP_NLE_UQ),
+                                                                   _mm256_cmp_ps(abs8(v[1]), big, _CMP_NLE_UQ)),
+                                                      _mm256_or_ps(_mm256_cmp_ps(abs8(v[2]), big, _CMP_NLE_UQ),
+                                                                   _mm256_cmp_ps(abs8(v[3]), big, _CMP_NLE_UQ))));
+        if (!(amax >= LMF_Q8A_MIN_AMAX) || !finite) { /* x * 0 would keep a NaN */
+            memset(out, 0, sizeof *out);
+            continue;
+        }
+        float d = amax / 32767, id = d ? 1.0f / d : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int j = 0; j < 4; j++) q[j] = _mm256_cvtps_epi32(roundf8(_mm256_mul_ps(v[j], vid)));
+        /* pack 32 int32 (all in [-32767, 32767]) to int16 in element order: packs works per 128-bit lane */
+        __m256i p0 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xd8);
+        __m256i p1 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[2], q[3]), 0xd8);
+        _mm256_storeu_si256((__m256i *)out->qs, p0);
+        _mm256_storeu_si256((__m256i *)(out->qs + 16), p1);
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        out->d = d;
+        out->s = d * (float)_mm_cvtsi128_si32(s4);
+    }
+}
+
 static void quantize_q8a(const float *x, int n, lmf_block_q8a *out) {
     for (int b = 0; b < n / 32; b++, x += 32, out++) {
         __m256 v[4];
@@ -358,8 +478,10 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
 
 const lmf_quant_ops lmf_quant_avx2 = {
     .name = "avx2",
-    .q8_0 = q8_0_mv, .q4_0 = q4_0_mv, .q4_1 = q4_1_mv,
+    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
+    .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
+    .quantize_q16a = quantize_q16a,
     .quantize_q8a = quantize_q8a,
     .dequant = dequant,
 };

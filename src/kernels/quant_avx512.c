@@ -1,8 +1,11 @@
 /* quant_avx512.c — AVX-512 + VNNI quantized kernels (see quant.h for the contract, quant_ref.c for the definitions).
  * Needs AVX-512 F/BW/VL/DQ, AVX512_VNNI and F16C; lmf_quant_variant() dispatches it only where all are present.
  *
- * Integer blocks (Q8_0, Q4_0, Q4_1 against lmf_block_q8a). One 32-element block is one ymm of bytes and one
- * vpdpbusd (u8 x s8, four products per int32 lane) gives its eight partial sums exactly. Per block and row the
+ * Integer blocks, int16 activations (the default): see qtile16 and qtile16_q4x4 below.
+ *
+ * Integer blocks, int8 activations (Q8_0, Q4_0, Q4_1 against lmf_block_q8a, LMF_QACT=int8). One 32-element block
+ * is one ymm of bytes and one vpdpbusd (u8 x s8, four products per int32 lane) gives its eight partial sums exactly.
+ * Per block and row the
  * work is kept to ~4 vector uops, because at ~36 GB/s one core must retire a Q4 block every ~1.7 cycles:
  *  - Q4: vbroadcasti128 puts the 16 nibble bytes in both halves (a pure load) and one AND keeps the low nibbles in
  *    the low half and the high nibbles, unshifted, in the high half. The high half's sums are thus 16x too large,
@@ -27,6 +30,7 @@
 #include "io/gguf.h"
 
 #include <immintrin.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -143,53 +147,212 @@ AI void qtile(const int K, const int RB, const int CB, int nb, const uint8_t *W,
         }
 }
 
-#define QTILE_FN(name, K, RB, CB)                                                                                  \
-    static void name(int nb, const uint8_t *W, size_t rb, const lmf_block_q8a *const *xc, float *y, int ldy) {     \
-        qtile(K, RB, CB, nb, W, rb, xc, y, ldy);                                                                   \
+/* Int16 activations (lmf_block_q16a, the default). One 32-element block is one zmm of s16 and one vpdpwssd (s16 x s16
+ * pairs into int32 lanes) gives its sixteen partial sums exactly: lane i holds elements 2i, 2i+1, |sum| <=
+ * 2 * 15 * 16 * 32767 < 2^24 (the largest case, Q4's high nibbles kept 16x, below), so even its float conversion is
+ * exact. The weights are widened in registers (the bytes read from memory are the int8 kernels'):
+ *  - Q8_0: vpmovsxbw straight from memory (s8 -> s16); signed x signed needs no correction.
+ *  - Q4: vbroadcasti128 puts the 16 nibble bytes in both halves, vpmovzxbw widens them, and one AND keeps the low
+ *    nibbles in the low 16 words (elements 0..15, matching qs[0..15]) and the high nibbles, unshifted (16x), in the
+ *    high 16 words; the high eight accumulator lanes are divided by 16 once at the end (exact). Q4_0's "- 8" is the
+ *    accumulator's starting value -(8 sum x_lo, 128 sum x_hi) lanes, made by one vpdpwssd per activation block and
+ *    shared by the tile's rows.
+ * Scales, gathers, prefetching and tiles as for int8. */
+AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
+                const lmf_block_q16a *const *xc, float *y, int ldy) {
+    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20, qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : 4;
+    __m512 acc[4][4], macc[4][4];
+    float sc[4][4][16] __attribute__((aligned(64)));
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm512_setzero_ps(), macc[r][c] = _mm512_setzero_ps();
+    const __m512i nib = _mm512_inserti64x4(_mm512_set1_epi16(0x0f), _mm256_set1_epi16(0xf0), 1);
+    const __m512i corrw = _mm512_inserti64x4(_mm512_set1_epi16(8), _mm256_set1_epi16(128), 1);
+    for (int b0 = 0; b0 < nb; b0 += 16) {
+        int cnt = nb - b0 < 16 ? nb - b0 : 16;
+        __m512 dx[4], sx[4];
+        const int gather = K == K_Q4_1;
+        for (int c = 0; c < CB && gather; c++) {
+            dx[c] = _mm512_castsi512_ps(gather_u32(&xc[c][b0].d, (int)sizeof(lmf_block_q16a), cnt));
+            sx[c] = _mm512_castsi512_ps(gather_u32(&xc[c][b0].s, (int)sizeof(lmf_block_q16a), cnt));
+        }
+        for (int r = 0; r < RB && !gather; r++) {
+            const uint8_t *wr = W + (size_t)r * rb + (size_t)b0 * bsz;
+            for (int k = 0; k < cnt; k++) {
+                uint16_t h; memcpy(&h, wr + (size_t)k * bsz, 2);
+                float dw = _cvtsh_ss(h);
+                for (int c = 0; c < CB; c++) sc[r][c][k] = dw * xc[c][b0 + k].d;
+            }
+        }
+        for (int r = 0; r < RB && gather; r++) {
+            __m512i g = gather_u32(W + (size_t)r * rb + (size_t)b0 * bsz, bsz, cnt);
+            __m512 d = half_lo(g), m = half_hi(g);
+            for (int c = 0; c < CB; c++) {
+                _mm512_store_ps(sc[r][c], _mm512_mul_ps(d, dx[c]));
+                macc[r][c] = _mm512_fmadd_ps(m, sx[c], macc[r][c]);
+            }
+        }
+        if (b0 + 48 <= nb)
+            for (int r = 0; r < RB; r++)
+                for (int l = 0; l < 16 * bsz; l += 64) _mm_prefetch((const char *)W + (size_t)r * rb + (size_t)(b0 + 32) * bsz + l, _MM_HINT_T0);
+        for (int k = 0; k < cnt; k++) {
+            __m512i xv[4], nc[4];
+            for (int c = 0; c < CB; c++) {
+                xv[c] = _mm512_loadu_si512(xc[c][b0 + k].qs);
+                if (K == K_Q4_0)
+                    nc[c] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                             _mm512_dpwssd_epi32(_mm512_setzero_si512(), corrw, xv[c]));
+            }
+            for (int r = 0; r < RB; r++) {
+                const uint8_t *q = W + (size_t)r * rb + (size_t)(b0 + k) * bsz + qoff;
+                __m512i wq;
+                if (K == K_Q8_0)
+                    wq = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)q));
+                else
+                    wq = _mm512_and_si512(
+                        _mm512_cvtepu8_epi16(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q))), nib);
+                for (int c = 0; c < CB; c++) {
+                    __m512i dp = _mm512_dpwssd_epi32(K == K_Q4_0 ? nc[c] : _mm512_setzero_si512(), wq, xv[c]);
+                    acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_set1_ps(sc[r][c][k]), acc[r][c]);
+                }
+            }
+        }
     }
-#define QTILES(t, K)                                                                                               \
-    QTILE_FN(t##_4x1, K, 4, 1)                                                                                     \
-    QTILE_FN(t##_1x1, K, 1, 1)                                                                                     \
-    QTILE_FN(t##_1x2, K, 1, 2)                                                                                     \
-    QTILE_FN(t##_1x3, K, 1, 3)                                                                                     \
-    QTILE_FN(t##_1x4, K, 1, 4)                                                                                     \
-    static const qtile_fn t##_tiles[5] = {t##_1x1, t##_1x1, t##_1x2, t##_1x3, t##_1x4};
+    const __m512 unhi = _mm512_insertf32x8(_mm512_set1_ps(1.0f), _mm256_set1_ps(1.0f / 16), 1);
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) {
+            __m512 a = K == K_Q8_0 ? acc[r][c] : _mm512_mul_ps(acc[r][c], unhi);
+            float s = _mm512_reduce_add_ps(a);
+            if (K == K_Q4_1) s += _mm512_reduce_add_ps(macc[r][c]);
+            y[(size_t)c * ldy + r] = s;
+        }
+}
 
-typedef void (*qtile_fn)(int nb, const uint8_t *W, size_t rb, const lmf_block_q8a *const *xc, float *y, int ldy);
-QTILES(q8_0, K_Q8_0)
-QTILES(q4_0, K_Q4_0)
-QTILES(q4_1, K_Q4_1)
+/* Q4 x int16, four rows and one column, two rows per zmm: the 16 nibble bytes of rows r and r + 1 are widened
+ * together (vpmovzxbw of [row r | row r + 1]), the low nibbles kept by an AND and the high ones by a 16-bit shift, and
+ * two chained vpdpwssd against the activation's halves broadcast to both 256-bit halves (pure loads) give row r's
+ * block in the low eight int32 lanes and row r + 1's in the high eight (four products each, |lane| <= 4 * 15 *
+ * 32767 < 2^24). One conversion and one FMA (scales [d_r x8 | d_r+1 x8]) then serve two rows: ~4.5 vector uops
+ * per block and row instead of qtile16's 5, which matters where the weights come from cache. */
+AI void qtile16_q4x4(const int K, int nb, const uint8_t *W, size_t rb, const lmf_block_q16a *x, float *y) {
+    const int bsz = K == K_Q4_0 ? 18 : 20, qoff = K == K_Q4_0 ? 2 : 4;
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}, macc[4];
+    float sc[4][16] __attribute__((aligned(64)));
+    for (int r = 0; r < 4; r++) macc[r] = _mm512_setzero_ps();
+    const __m512i low4 = _mm512_set1_epi16(0x0f), eight = _mm512_set1_epi16(8);
+    for (int b0 = 0; b0 < nb; b0 += 16) {
+        int cnt = nb - b0 < 16 ? nb - b0 : 16;
+        if (K == K_Q4_1) {
+            __m512 dx = _mm512_castsi512_ps(gather_u32(&x[b0].d, (int)sizeof(lmf_block_q16a), cnt));
+            __m512 sx = _mm512_castsi512_ps(gather_u32(&x[b0].s, (int)sizeof(lmf_block_q16a), cnt));
+            for (int r = 0; r < 4; r++) {
+                __m512i g = gather_u32(W + (size_t)r * rb + (size_t)b0 * bsz, bsz, cnt);
+                _mm512_store_ps(sc[r], _mm512_mul_ps(half_lo(g), dx));
+                macc[r] = _mm512_fmadd_ps(half_hi(g), sx, macc[r]);
+            }
+        } else {
+            for (int r = 0; r < 4; r++) {
+                const uint8_t *wr = W + (size_t)r * rb + (size_t)b0 * bsz;
+                for (int k = 0; k < cnt; k++) {
+                    uint16_t h;
+                    memcpy(&h, wr + (size_t)k * bsz, 2);
+                    sc[r][k] = _cvtsh_ss(h) * x[b0 + k].d;
+                }
+            }
+        }
+        if (b0 + 48 <= nb)
+            for (int r = 0; r < 4; r++)
+                for (int l = 0; l < 16 * bsz; l += 64) _mm_prefetch((const char *)W + (size_t)r * rb + (size_t)(b0 + 32) * bsz + l, _MM_HINT_T0);
+        for (int k = 0; k < cnt; k++) {
+            const int16_t *xq = x[b0 + k].qs;
+            __m512i xa = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xq));
+            __m512i xb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xq + 16)));
+            __m512i init = _mm512_setzero_si512();
+            if (K == K_Q4_0) /* - 8 (x_2j + x_2j+1 + x_16+2j + x_17+2j) per lane */
+                init = _mm512_sub_epi32(init, _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(init, eight, xa), eight, xb));
+            for (int p = 0; p < 2; p++) {
+                const uint8_t *q = W + (size_t)(2 * p) * rb + (size_t)(b0 + k) * bsz + qoff;
+                __m256i b2 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q)),
+                                                     _mm_loadu_si128((const __m128i *)(q + rb)), 1);
+                __m512i wb = _mm512_cvtepu8_epi16(b2);
+                __m512i dp = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(init, _mm512_and_si512(wb, low4), xa),
+                                                 _mm512_srli_epi16(wb, 4), xb);
+                __m512 S = _mm512_insertf32x8(_mm512_set1_ps(sc[2 * p][k]), _mm256_set1_ps(sc[2 * p + 1][k]), 1);
+                acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), S, acc[p]);
+            }
+        }
+    }
+    for (int p = 0; p < 2; p++) {
+        float s0 = hsum256(_mm512_castps512_ps256(acc[p])), s1 = hsum256(_mm512_extractf32x8_ps(acc[p], 1));
+        if (K == K_Q4_1) s0 += _mm512_reduce_add_ps(macc[2 * p]), s1 += _mm512_reduce_add_ps(macc[2 * p + 1]);
+        y[2 * p] = s0, y[2 * p + 1] = s1;
+    }
+}
 
-/* rows in tiles of four when there is one column; otherwise row by row, columns four at a time */
-static void qmatvec(qtile_fn t4x1, const qtile_fn *tiles, int n, int nrows, const void *W, size_t rb, int ncols,
-                    const void *x, size_t xb, float *y, int ldy) {
+/* a tile over columns of either activation format (xc: CB column pointers) */
+typedef void (*qtile_fn)(int nb, const uint8_t *W, size_t rb, const void *const *xc, float *y, int ldy);
+#define QTILE_FN(name, body, xt, K, RB, CB)                                                                        \
+    static void name(int nb, const uint8_t *W, size_t rb, const void *const *xc, float *y, int ldy) {              \
+        body(K, RB, CB, nb, W, rb, (const xt *const *)xc, y, ldy);                                                 \
+    }
+#define QTILES(t, body, xt, K)                                                                                     \
+    QTILE_FN(t##_4x1, body, xt, K, 4, 1)                                                                           \
+    QTILE_FN(t##_1x1, body, xt, K, 1, 1)                                                                           \
+    QTILE_FN(t##_1x2, body, xt, K, 1, 2)                                                                           \
+    QTILE_FN(t##_1x3, body, xt, K, 1, 3)                                                                           \
+    QTILE_FN(t##_1x4, body, xt, K, 1, 4)                                                                           \
+    static const qtile_fn t##_tiles[5] = {t##_4x1, t##_1x1, t##_1x2, t##_1x3, t##_1x4};
+
+QTILES(q8_0_i8, qtile, lmf_block_q8a, K_Q8_0)
+QTILES(q4_0_i8, qtile, lmf_block_q8a, K_Q4_0)
+QTILES(q4_1_i8, qtile, lmf_block_q8a, K_Q4_1)
+QTILES(q8_0_i16, qtile16, lmf_block_q16a, K_Q8_0)
+/* Q4 x int16: the 4-row tile pairs rows (qtile16_q4x4) */
+#define QTILES_Q4X4(t, K)                                                                                          \
+    static void t##_4x1(int nb, const uint8_t *W, size_t rb, const void *const *xc, float *y, int ldy) {           \
+        (void)ldy;                                                                                                 \
+        qtile16_q4x4(K, nb, W, rb, (const lmf_block_q16a *)xc[0], y);                                              \
+    }                                                                                                              \
+    QTILE_FN(t##_1x1, qtile16, lmf_block_q16a, K, 1, 1)                                                            \
+    QTILE_FN(t##_1x2, qtile16, lmf_block_q16a, K, 1, 2)                                                            \
+    QTILE_FN(t##_1x3, qtile16, lmf_block_q16a, K, 1, 3)                                                            \
+    QTILE_FN(t##_1x4, qtile16, lmf_block_q16a, K, 1, 4)                                                            \
+    static const qtile_fn t##_tiles[5] = {t##_4x1, t##_1x1, t##_1x2, t##_1x3, t##_1x4};
+QTILES_Q4X4(q4_0_i16, K_Q4_0)
+QTILES_Q4X4(q4_1_i16, K_Q4_1)
+
+/* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
+ * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
+static void qmatvec(const qtile_fn *tiles, int n, int nrows, const void *W, size_t rb, int ncols, const void *x,
+                    size_t xb, float *y, int ldy) {
     int nb = n / 32;
     const uint8_t *w = W;
     if (ncols == 1) {
-        const lmf_block_q8a *xc[1] = {x};
+        const void *xc[1] = {x};
         int r = 0;
-        for (; r + 4 <= nrows; r += 4) t4x1(nb, w + (size_t)r * rb, rb, xc, y + r, ldy);
+        for (; r + 4 <= nrows; r += 4) tiles[0](nb, w + (size_t)r * rb, rb, xc, y + r, ldy);
         for (; r < nrows; r++) tiles[1](nb, w + (size_t)r * rb, rb, xc, y + r, ldy);
         return;
     }
     for (int r = 0; r < nrows; r++)
         for (int c0 = 0; c0 < ncols; c0 += 4) {
             int cb = ncols - c0 < 4 ? ncols - c0 : 4;
-            const lmf_block_q8a *xc[4];
-            for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q8a *)((const char *)x + (size_t)(c0 + c) * xb);
+            const void *xc[4];
+            for (int c = 0; c < cb; c++) xc[c] = (const char *)x + (size_t)(c0 + c) * xb;
             tiles[cb](nb, w + (size_t)r * rb, rb, xc, y + (size_t)c0 * ldy + r, ldy);
         }
 }
 
-static void q8_0_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, int ldy) {
-    qmatvec(q8_0_4x1, q8_0_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-static void q4_0_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, int ldy) {
-    qmatvec(q4_0_4x1, q4_0_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-static void q4_1_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, int ldy) {
-    qmatvec(q4_1_4x1, q4_1_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
+#define QMV(t)                                                                                                     \
+    static void t##_mv(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,  \
+                       int ldy) {                                                                                  \
+        qmatvec(t##_tiles, n, nrows, W, rb, ncols, x, xb, y, ldy);                                                 \
+    }
+QMV(q8_0_i8)
+QMV(q4_0_i8)
+QMV(q4_1_i8)
+QMV(q8_0_i16)
+QMV(q4_0_i16)
+QMV(q4_1_i16)
 
 /* ---- float weights ------------------------------------------------------------------------------------------ */
 
@@ -300,6 +463,28 @@ AI __m512 round16(__m512 v) {
                                                _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000))));
 }
 
+/* see quantize_q16a_ref */
+static void quantize_q16a(const float *x, int n, lmf_block_q16a *out) {
+    for (int b = 0; b < n / 32; b++, x += 32, out++) {
+        __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1), big = _mm512_set1_ps(FLT_MAX);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+        int finite = !(_mm512_cmp_ps_mask(a0, big, _CMP_NLE_UQ) | _mm512_cmp_ps_mask(a1, big, _CMP_NLE_UQ));
+        if (!(amax >= LMF_Q8A_MIN_AMAX) || !finite) { /* x * 0 would keep a NaN */
+            memset(out, 0, sizeof *out);
+            continue;
+        }
+        float d = amax / 32767, id = d ? 1.0f / d : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvtps_epi32(round16(_mm512_mul_ps(v0, vid)));
+        __m512i q1 = _mm512_cvtps_epi32(round16(_mm512_mul_ps(v1, vid)));
+        _mm256_storeu_si256((__m256i *)out->qs, _mm512_cvtepi32_epi16(q0));
+        _mm256_storeu_si256((__m256i *)(out->qs + 16), _mm512_cvtepi32_epi16(q1));
+        out->d = d;
+        out->s = d * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+
 static void quantize_q8a(const float *x, int n, lmf_block_q8a *out) {
     for (int b = 0; b < n / 32; b++, x += 32, out++) {
         __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
@@ -377,8 +562,10 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
 
 const lmf_quant_ops lmf_quant_avx512 = {
     .name = "avx512",
-    .q8_0 = q8_0_mv, .q4_0 = q4_0_mv, .q4_1 = q4_1_mv,
+    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
+    .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
+    .quantize_q16a = quantize_q16a,
     .quantize_q8a = quantize_q8a,
     .dequant = dequant,
 };

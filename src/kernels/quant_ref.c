@@ -379,8 +379,92 @@ static void quantize_q8a_ref(const float *x, int n, lmf_block_q8a *out) {
     }
 }
 
+/* d = max|x| / 32767, q = roundf(x / d) (half away from zero) in [-32767, 32767], s = d * sum(q) (|sum| <= 2^20:
+ * exact in float); a block whose max|x| is below LMF_Q8A_MIN_AMAX, or that holds a NaN or an infinity, is zeros. x * (1 / d) of the
+ * largest element is 32767 within a few ulps, so it rounds to 32767 and no clamp is needed. */
+static void quantize_q16a_ref(const float *x, int n, lmf_block_q16a *out) {
+    for (int b = 0; b < n / 32; b++, x += 32, out++) {
+        float amax = 0.0f;
+        int finite = 1;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j])), finite &= fabsf(x[j]) <= FLT_MAX;
+        if (!(amax >= LMF_Q8A_MIN_AMAX) || !finite) { /* x * 0 would keep a NaN */
+            memset(out, 0, sizeof *out);
+            continue;
+        }
+        float d = amax / 32767, id = d ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = (int)roundf(x[j] * id);
+            out->qs[j] = (int16_t)q;
+            sum += q;
+        }
+        out->d = d;
+        out->s = d * (float)sum;
+    }
+}
+
+/* The int16 kernels. Overflow: per block |sum q_w q_x| <= 32 * 127 * 32767 < 2^27 (Q8_0; Q4_0 |q - 8| <= 8, Q4_1
+ * q <= 15 are smaller still), far inside int32; the SIMD kernels' partial sums are smaller than the block's. */
+
 /* sum over blocks of (d_w d_x) * sum(q_w q_x), in block order */
 static void q8_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q16a *a = (const lmf_block_q16a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            const uint8_t *w = (const uint8_t *)W + (size_t)r * rb;
+            float sum = 0.0f;
+            for (int b = 0; b < n / 32; b++, w += 34) {
+                int isum = 0;
+                for (int j = 0; j < 32; j++) isum += (int8_t)w[2 + j] * a[b].qs[j];
+                sum += (lmf_f16_to_f32(rd16(w)) * a[b].d) * (float)isum;
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+
+/* sum over blocks of (d_w d_x) * sum((q_w - 8) q_x) */
+static void q4_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q16a *a = (const lmf_block_q16a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            const uint8_t *w = (const uint8_t *)W + (size_t)r * rb;
+            float sum = 0.0f;
+            for (int b = 0; b < n / 32; b++, w += 18) {
+                int isum = 0;
+                for (int j = 0; j < 16; j++)
+                    isum += ((w[2 + j] & 0xf) - 8) * a[b].qs[j] + ((w[2 + j] >> 4) - 8) * a[b].qs[j + 16];
+                sum += (lmf_f16_to_f32(rd16(w)) * a[b].d) * (float)isum;
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+
+/* sum over blocks of (d_w d_x) * sum(q_w q_x) + m_w s_x */
+static void q4_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q16a *a = (const lmf_block_q16a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            const uint8_t *w = (const uint8_t *)W + (size_t)r * rb;
+            float sum = 0.0f;
+            for (int b = 0; b < n / 32; b++, w += 20) {
+                int isum = 0;
+                for (int j = 0; j < 16; j++) isum += (w[4 + j] & 0xf) * a[b].qs[j] + (w[4 + j] >> 4) * a[b].qs[j + 16];
+                sum += (lmf_f16_to_f32(rd16(w)) * a[b].d) * (float)isum + lmf_f16_to_f32(rd16(w + 2)) * a[b].s;
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+
+/* ---- the int8 activation path (LMF_QACT=int8), kept for comparison --------------------------------------------- */
+
+/* sum over blocks of (d_w d_x) * sum(q_w q_x), in block order */
+static void q8_0_i8(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                      int ldy) {
     for (int c = 0; c < ncols; c++) {
         const lmf_block_q8a *a = (const lmf_block_q8a *)((const char *)x + (size_t)c * xb);
@@ -398,7 +482,7 @@ static void q8_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, cons
 }
 
 /* sum over blocks of (d_w d_x) * sum((q_w - 8) q_x) */
-static void q4_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+static void q4_0_i8(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                      int ldy) {
     for (int c = 0; c < ncols; c++) {
         const lmf_block_q8a *a = (const lmf_block_q8a *)((const char *)x + (size_t)c * xb);
@@ -417,7 +501,7 @@ static void q4_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, cons
 }
 
 /* sum over blocks of (d_w d_x) * sum(q_w q_x) + m_w s_x */
-static void q4_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+static void q4_1_i8(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                      int ldy) {
     for (int c = 0; c < ncols; c++) {
         const lmf_block_q8a *a = (const lmf_block_q8a *)((const char *)x + (size_t)c * xb);
@@ -461,7 +545,9 @@ FLOAT_REF(bf16_ref, uint16_t, lmf_bf16_to_f32)
 const lmf_quant_ops lmf_quant_ref = {
     .name = "ref",
     .q8_0 = q8_0_ref, .q4_0 = q4_0_ref, .q4_1 = q4_1_ref,
+    .q8_0_i8 = q8_0_i8, .q4_0_i8 = q4_0_i8, .q4_1_i8 = q4_1_i8,
     .f32 = f32_ref, .f16 = f16_ref, .bf16 = bf16_ref,
+    .quantize_q16a = quantize_q16a_ref,
     .quantize_q8a = quantize_q8a_ref,
     .dequant = lmf_dequant_ref,
 };

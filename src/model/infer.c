@@ -1,7 +1,8 @@
 /* infer.c — the inference executor: a session is one sequence with its KV cache over an lmf_weights.
  *
  * Tokens go through the model in micro-batches of up to NB positions. Each linear layer picks one of two paths:
- *  - decode (a few rows): the input rows are converted once (int8 blocks for quantized weights, kernels/quant.h)
+ *  - decode (a few rows): the input rows are converted once (int16 blocks for quantized weights, kernels/quant.h:
+ *    int8 blocks as llama.cpp uses cost SmolLM2 2-5% of its logits; int16 keeps them within 3e-4)
  *    and every thread streams its contiguous share of the weight rows through lmf_qmatvec: decode is bound by
  *    memory bandwidth, so each weight byte is read once per token and nothing is dequantized to memory;
  *  - prefill (many rows): weights are dequantized to fp32 in slabs of at most DQ_BYTES and multiplied with the
@@ -61,11 +62,7 @@ typedef struct {
 /* Runs n <= 3 linear layers over the same N input rows (ldi apart): q, k, v or gate, up share one pass. */
 static void linear_n(lmf_session *s, const float *in, int ldi, int N, const lin *o, int n) {
     int decode = N <= QMV_MAX;
-    /* int8 activations cost Q8_0/Q4_x weights 2-5% of the logits on SmolLM2 (greedy diverges from the reference
-     * at step 5); until the int16-activation kernels land they take the fp32 path */
-    for (int j = 0; j < n; j++)
-        decode &= lmf_qmatvec_supported(o[j].W->type) && o[j].W->type != LMF_GGML_Q8_0 &&
-                  o[j].W->type != LMF_GGML_Q4_0 && o[j].W->type != LMF_GGML_Q4_1;
+    for (int j = 0; j < n; j++) decode &= lmf_qmatvec_supported(o[j].W->type);
     if (decode) {
         /* convert the input once per weight type, then one parallel region in which every thread streams its
          * contiguous share (whole 16-row groups) of each matrix */
