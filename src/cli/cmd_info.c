@@ -194,9 +194,10 @@ static int info_loaded(const char *path) {
     char name[64];
     for (int l = 0; l < c->n_layer; l++) {
         const lmf_layer_weights *L = &w->layers[l];
-        const lmf_wtensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        const lmf_wtensor *ts[LMF_LAYER_MATRICES];
+        lmf_layer_matrices(L, ts);
         const char *names[] = {"attn.q", "attn.k", "attn.v", "attn.out", "ffn.gate", "ffn.up", "ffn.down"};
-        for (int i = 0; i < 7; i++) {
+        for (int i = 0; i < LMF_LAYER_MATRICES; i++) {
             snprintf(name, sizeof name, "layers.%d.%s", l, names[i]);
             print_wtensor(name, ts[i], &params, &bytes);
         }

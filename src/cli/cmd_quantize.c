@@ -31,18 +31,6 @@ static void print_size(const char *what, const char *path, size_t file, size_t t
            tensors / 1048576.0, params ? 8.0 * tensors / params : 0.0);
 }
 
-static size_t matrix_params(const lmf_weights *w) {
-    const lmf_model_config *c = &w->cfg;
-    size_t n = (size_t)w->tok_emb.rows * w->tok_emb.cols + (size_t)w->pos_emb.rows * w->pos_emb.cols;
-    if (w->lm_head.data != w->tok_emb.data) n += (size_t)w->lm_head.rows * w->lm_head.cols;
-    for (int l = 0; l < c->n_layer; l++) {
-        const lmf_layer_weights *L = &w->layers[l];
-        const lmf_wtensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (int i = 0; i < 7; i++) n += (size_t)ts[i]->rows * ts[i]->cols;
-    }
-    return n;
-}
-
 int cmd_quantize(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *type_s = NULL, *ppl = NULL;
     int ctx = 512, chunks = 0, threads = 0;
@@ -106,7 +94,7 @@ int cmd_quantize(int argc, char **argv) {
     }
     if ((st = lmf_export_gguf(w, out, type, name)) != LMF_OK) goto done;
     if ((st = lmf_weights_load(out, &q)) != LMF_OK) goto done;
-    size_t params = matrix_params(w);
+    size_t params = lmf_weights_matrix_params(w);
     print_size("input", in, w->file_bytes, lmf_weights_bytes(w), params);
     print_size("output", out, file_size(out), lmf_weights_bytes(q), params);
     printf("weights: %.1f%% of the input's (%+.1f%%); matrices in %s\n",

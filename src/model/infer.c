@@ -282,8 +282,9 @@ lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out
     s->dq_floats = 0;
     for (int l = -1; l < L; l++) {
         const lmf_layer_weights *Lw = &w->layers[l < 0 ? 0 : l];
-        const lmf_wtensor *ts[] = {&Lw->wq, &Lw->wk, &Lw->wv, &Lw->wo, &Lw->w_gate, &Lw->w_up, &Lw->w_down};
-        int n = 7;
+        const lmf_wtensor *ts[LMF_LAYER_MATRICES];
+        lmf_layer_matrices(Lw, ts);
+        int n = LMF_LAYER_MATRICES;
         if (l < 0) ts[0] = &w->lm_head, n = 1;
         for (int t = 0; t < n; t++) {
             if (!ts[t]->rows) continue;

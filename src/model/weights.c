@@ -64,19 +64,32 @@ void lmf_wtensor_set(lmf_wtensor *t, uint32_t type, int rows, int cols, const vo
     t->data = data;
 }
 
-size_t lmf_weights_bytes(const lmf_weights *w) {
+void lmf_layer_matrices(const lmf_layer_weights *L, const lmf_wtensor *out[LMF_LAYER_MATRICES]) {
+    out[0] = &L->wq, out[1] = &L->wk, out[2] = &L->wv, out[3] = &L->wo;
+    out[4] = &L->w_gate, out[5] = &L->w_up, out[6] = &L->w_down;
+}
+
+/* Sum over every matrix of bytes (bytes = 1) or elements (bytes = 0). */
+static size_t matrix_total(const lmf_weights *w, int bytes) {
+    const lmf_wtensor *all[3 + LMF_LAYER_MATRICES];
     size_t total = 0;
-    const lmf_model_config *c = &w->cfg;
-#define TB(t) ((size_t)(t).rows * (t).row_bytes)
-    total += TB(w->tok_emb) + TB(w->pos_emb);
-    if (w->lm_head.data != w->tok_emb.data) total += TB(w->lm_head);
-    for (int l = 0; l < c->n_layer; l++) {
-        const lmf_layer_weights *L = &w->layers[l];
-        total += TB(L->wq) + TB(L->wk) + TB(L->wv) + TB(L->wo) + TB(L->w_gate) + TB(L->w_up) + TB(L->w_down);
+    for (int l = -1; l < w->cfg.n_layer; l++) {
+        int n = 0;
+        if (l < 0) {
+            all[n++] = &w->tok_emb, all[n++] = &w->pos_emb;
+            if (w->lm_head.data != w->tok_emb.data) all[n++] = &w->lm_head;
+        } else {
+            lmf_layer_matrices(&w->layers[l], all);
+            n = LMF_LAYER_MATRICES;
+        }
+        for (int i = 0; i < n; i++)
+            total += (size_t)all[i]->rows * (bytes ? all[i]->row_bytes : (size_t)all[i]->cols);
     }
-#undef TB
     return total;
 }
+
+size_t lmf_weights_bytes(const lmf_weights *w) { return matrix_total(w, 1); }
+size_t lmf_weights_matrix_params(const lmf_weights *w) { return matrix_total(w, 0); }
 
 static lmf_status check(const lmf_wtensor *t, int rows, int cols, const char *origin, const char *what, int l) {
     char name[64];

@@ -84,8 +84,12 @@ lmf_status lmf_weights_f32_copy(lmf_weights *w, uint32_t type, const void *src, 
                                 const float **out);
 /* Fills t for rows x cols of `type` at data (row_bytes from the type's block size). */
 void lmf_wtensor_set(lmf_wtensor *t, uint32_t type, int rows, int cols, const void *data);
-/* Bytes of all weight tensors (each counted once; a tied head is not counted twice). */
+/* A layer's weight matrices in a fixed order: q, k, v, o, gate, up, down (absent ones have rows == 0). */
+enum { LMF_LAYER_MATRICES = 7 };
+void lmf_layer_matrices(const lmf_layer_weights *L, const lmf_wtensor *out[LMF_LAYER_MATRICES]);
+/* Bytes, and elements, of all weight matrices (embeddings included; a tied head counted once). */
 size_t lmf_weights_bytes(const lmf_weights *w);
+size_t lmf_weights_matrix_params(const lmf_weights *w);
 /* Checks every tensor's shape against cfg and that every type is one the executor can run; names the tensor. */
 lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin);
 
