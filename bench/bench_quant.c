@@ -91,7 +91,7 @@ static int is_int_type(uint32_t t) { return t == LMF_GGML_Q8_0 || t == LMF_GGML_
 static const char *label(uint32_t type, int act) {
     static char buf[32];
     if (!is_int_type(type)) return lmf_ggml_type_name(type);
-    snprintf(buf, sizeof buf, "%s/%s", lmf_ggml_type_name(type), act == LMF_QACT_INT8 ? "i8" : "i16");
+    snprintf(buf, sizeof buf, "%s/%s", lmf_ggml_type_name(type), act == LMF_QACT_INT8 ? "i8" : act == 2 ? "r16" : "i16");
     return buf;
 }
 static const struct { int rows, n; const char *what; } shapes[] = {
@@ -209,7 +209,7 @@ int main(int argc, char **argv) {
             }
         off[210] = total;
         total += row_bytes(type, 576) * 49152;
-        if (total > POOL) {
+        if (2 * total > POOL) {
             printf("%-9s %10.1f (does not fit the pool)\n", lmf_ggml_type_name(type), total / 1e6);
             continue;
         }
@@ -222,8 +222,16 @@ int main(int argc, char **argv) {
             }
         for (int r = 0; r < 49152; r++)
             lmf_quantize_row(type, src + (size_t)r * 576, pool + off[210] + (size_t)r * row_bytes(type, 576), 576);
-        int reps = quick ? 3 : 9, nacts = is_int_type(type) ? 2 : 1;
-        double tm[2][3][16];
+        /* the R16 copy of every matrix (the layout the executor decodes from) in the pool's second half */
+        uint8_t *packed = pool + POOL / 2;
+        for (int m = 0; is_int_type(type) && m <= 210; m++) {
+            int rows = m < 210 ? lay[m % 7][0] : 49152, n = m < 210 ? lay[m % 7][1] : 576;
+            size_t rb = row_bytes(type, n);
+            for (int g = 0; g < rows / 16; g++)
+                lmf_r16_pack(type, n, pool + off[m] + (size_t)g * 16 * rb, rb, packed + off[m] + (size_t)g * 16 * rb);
+        }
+        int reps = quick ? 3 : 9, nacts = is_int_type(type) ? 3 : 1;
+        double tm[3][3][16];
         float yy[1536];
         for (int r = 0; r < reps; r++)
             for (int a = 0; a < nacts; a++)
@@ -232,20 +240,23 @@ int main(int argc, char **argv) {
                         tm[a][i][r] = tm[a][i][r - 1];
                         continue;
                     }
-                    lmf_qact act = (lmf_qact)a;
+                    int r16 = a == 2;
+                    lmf_qact act = r16 ? LMF_QACT_INT16 : (lmf_qact)a;
                     double t0 = lmf_now();
-                    for (int l = 0; l < 30; l++) {
-                        /* q, k, v share one conversion; o, gate+up, down one each */
-                        for (int m = 0; m < 7; m++) {
-                            if (m == 0 || m == 3 || m == 4 || m == 6)
-                                lmf_qinput_convert_ops(ops[i], act, type, x, lay[m][1], xin);
-                            lmf_qmatvec_ops(ops[i], act, type, lay[m][1], lay[m][0], pool + off[l * 7 + m],
-                                            row_bytes(type, lay[m][1]), 1, xin, 0, yy, lay[m][0]);
+                    for (int l = 0; l <= 30; l++) {
+                        /* q, k, v share one conversion; o, gate+up, down one each; l == 30: lm_head */
+                        for (int m = 0; m < (l < 30 ? 7 : 1); m++) {
+                            int rows = l < 30 ? lay[m][0] : 49152, n = l < 30 ? lay[m][1] : 576;
+                            float *out = l < 30 ? yy : y;
+                            if (m == 0 || m == 3 || m == 4 || m == 6) lmf_qinput_convert_ops(ops[i], act, type, x, n, xin);
+                            if (r16)
+                                lmf_qmatvec_r16_ops(ops[i], type, n, rows, packed + off[l * 7 + m], row_bytes(type, n), 1,
+                                                    xin, 0, out, rows);
+                            else
+                                lmf_qmatvec_ops(ops[i], act, type, n, rows, pool + off[l * 7 + m], row_bytes(type, n), 1,
+                                                xin, 0, out, rows);
                         }
                     }
-                    lmf_qinput_convert_ops(ops[i], act, type, x, 576, xin);
-                    lmf_qmatvec_ops(ops[i], act, type, 576, 49152, pool + off[210], row_bytes(type, 576), 1, xin, 0, y,
-                                    49152);
                     tm[a][i][r] = lmf_now() - t0;
                     sink = y[0] + yy[0];
                 }

@@ -8,6 +8,9 @@
  *    the reference's y relative to the dot product's absolute scale sum|w_i x_i| (the only scale summation in any
  *    order is accurate to; 1e-5), and the reference itself is checked the same way against a float64 dot of the
  *    dequantized operands.
+ *  - R16 groups (the decode layout): packing then reading back (by row and k-major) is bit-exact with the
+ *    reference's dequantization of the original rows, and every variant's R16 product equals the row-major
+ *    reference (odd column counts, several groups).
  *  - lmf_qinput_convert (both activation formats) and lmf_dequant_fast are bit-exact across variants.
  *  - The activation quantization's own error: one matrix-vector product of int16 activations against a float64 dot
  *    of the fp32 activations (same weights) is within 1e-5 of the dot's scale and of max|y| (4e-5 when outlier
@@ -194,6 +197,80 @@ static void test_qmatvec(void **state) {
         for (size_t t = 3; t < 6; t++) printf(" %s %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
         printf("\n");
     }
+}
+
+/* ---- R16 groups: packing is lossless, every variant's R16 kernel equals the row-major reference ---------------- */
+
+static void check_r16(uint32_t type, int n, int nrows, int ncols) {
+    size_t rb = row_bytes(type, n);
+    uint8_t *W = malloc(rb * (size_t)nrows), *P = malloc(rb * (size_t)nrows);
+    for (int r = 0; r < nrows; r++) make_row(type, n, W + (size_t)r * rb, (unsigned)(77 * n + 13 * r + type));
+    assert_true(lmf_r16_supported(type, nrows, n));
+    for (int g = 0; g < nrows / 16; g++) lmf_r16_pack(type, n, W + (size_t)g * 16 * rb, rb, P + (size_t)g * 16 * rb);
+    /* both readers give lmf_dequant_ref's floats bit for bit */
+    float *ref = malloc(sizeof(float) * (size_t)n), *got = malloc(sizeof(float) * (size_t)n);
+    float *t = malloc(sizeof(float) * (size_t)n * 19);
+    for (int g = 0; g < nrows / 16; g++) {
+        lmf_r16_dequant_t(type, n, P + (size_t)g * 16 * rb, t, 19);
+        for (int j = 0; j < 16; j++) {
+            lmf_dequant_ref(type, W + (size_t)(16 * g + j) * rb, ref, (size_t)n);
+            lmf_r16_dequant_row(type, n, P + (size_t)g * 16 * rb, j, got);
+            if (memcmp(ref, got, sizeof(float) * (size_t)n))
+                fail_msg("%s n=%d: lmf_r16_dequant_row(row %d) differs from lmf_dequant_ref", lmf_ggml_type_name(type),
+                         n, 16 * g + j);
+            for (int k = 0; k < n; k++)
+                if (memcmp(&t[(size_t)k * 19 + j], &ref[k], sizeof(float)))
+                    fail_msg("%s n=%d: lmf_r16_dequant_t row %d element %d: %g vs %g", lmf_ggml_type_name(type), n,
+                             16 * g + j, k, t[(size_t)k * 19 + j], ref[k]);
+        }
+    }
+    /* products: against the row-major reference on the original rows, relative to sum |w_i x_i| */
+    size_t xb = lmf_qinput_bytes_act(LMF_QACT_INT16, type, n) + 8;
+    float *xf = malloc(sizeof(float) * (size_t)n * ncols);
+    fill_normal(xf, (long)n * ncols, (unsigned)(n * 3 + ncols), 1.0f);
+    uint8_t *x = calloc((size_t)ncols, xb);
+    for (int c = 0; c < ncols; c++) lmf_qinput_convert_ops(&lmf_quant_ref, LMF_QACT_INT16, type, xf + (size_t)c * n, n, x + c * xb);
+    int ldy = nrows + 5;
+    size_t ny = (size_t)ldy * ncols;
+    float *yref = malloc(sizeof(float) * ny), *y = malloc(sizeof(float) * ny), *xcol = malloc(sizeof(float) * (size_t)n);
+    lmf_qmatvec_ops(&lmf_quant_ref, LMF_QACT_INT16, type, n, nrows, W, rb, ncols, x, xb, yref, ldy);
+    for (int v = 0; v < n_variants; v++) {
+        for (size_t i = 0; i < ny; i++) y[i] = SENTINEL;
+        lmf_qmatvec_r16_ops(variants[v], type, n, nrows, P, rb, ncols, x, xb, y, ldy);
+        for (int c = 0; c < ncols; c++) {
+            input_values(LMF_QACT_INT16, type, x + c * xb, n, xcol);
+            for (int r = 0; r < nrows; r++) {
+                lmf_dequant_ref(type, W + (size_t)r * rb, ref, (size_t)n);
+                double a = 1e-30;
+                for (int i = 0; i < n; i++) a += fabs((double)ref[i] * xcol[i]);
+                double e = fabs((double)y[(size_t)c * ldy + r] - yref[(size_t)c * ldy + r]) / a;
+                if (!(e <= TOL))
+                    fail_msg("%s R16 %s n=%d nrows=%d ncols=%d: y[%d,%d] = %.9g, row-major ref %.9g (rel %.3g)",
+                             variants[v]->name, lmf_ggml_type_name(type), n, nrows, ncols, c, r,
+                             y[(size_t)c * ldy + r], yref[(size_t)c * ldy + r], e);
+            }
+            for (int r = nrows; r < ldy; r++)
+                if (y[(size_t)c * ldy + r] != SENTINEL) fail_msg("%s R16: wrote outside the rows", variants[v]->name);
+        }
+    }
+    free(W), free(P), free(ref), free(got), free(t), free(xf), free(x), free(yref), free(y), free(xcol);
+}
+
+static void test_r16(void **state) {
+    (void)state;
+    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1};
+    static const int ns[] = {32, 96, 576, 1536};
+    static const int rows[] = {16, 48};
+    static const int cols[] = {1, 2, 3, 4, 5, 8, 9};
+    for (int t = 0; t < 3; t++)
+        for (int i = 0; i < 4; i++)
+            for (int ri = 0; ri < 2; ri++)
+                for (int ci = 0; ci < 7; ci++)
+                    if (ns[i] < 1536 || ci % 3 == 0) check_r16(types[t], ns[i], rows[ri], cols[ci]);
+    assert_false(lmf_r16_supported(LMF_GGML_Q4_1, 24, 576));
+    assert_false(lmf_r16_supported(LMF_GGML_Q4_1, 32, 48));
+    assert_false(lmf_r16_supported(LMF_GGML_F16, 32, 576));
+    assert_false(lmf_r16_supported(LMF_GGML_Q5_0, 32, 576));
 }
 
 /* ---- activation conversion and dequantization are bit-exact across variants ---------------------------------- */
@@ -557,6 +634,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_gguf_py_fixtures),
         cmocka_unit_test(test_qmatvec),
+        cmocka_unit_test(test_r16),
         cmocka_unit_test(test_smollm2_tensors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -116,6 +116,39 @@ void lmf_dequant_fast(uint32_t type, const void *src, float *dst, size_t n);
 void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n);
 int lmf_quantize_supported(uint32_t type);
 
+/* ---- R16: 16 weight rows interleaved, the decode layout ----------------------------------------------------
+ *
+ * Why: the row-major ggml layout makes a matrix-vector kernel reduce each row's vector of partial sums
+ * horizontally and fetch each block's scale alone, ~5 vector instructions per 32 weights. Interleaving 16 rows so
+ * that 32-bit lane j of every vector is row j turns the product into vertical work only: one vpdpwssd multiplies a
+ * pair of weights of all 16 rows by one broadcast activation pair, and the 16 rows' scales load as one vector. The
+ * same bytes as the ggml rows (a repacked matrix is exactly as large), made once when a session first runs the
+ * weights (model/weights.c), ~2x fewer instructions per weight in decode.
+ *
+ * A group is 16 rows of n elements (n % 32 == 0), stored as n / 32 block groups of 16 ggml blocks' bytes:
+ *   Q8_0 544 B: d[16] (fp16, d[j] = row j's scale), then 16 pair chunks of 32 B: byte 2j + e of chunk p is row j's
+ *               element 2p + e (int8);
+ *   Q4_0 288 B: d[16], then 4 nibble chunks of 64 B;
+ *   Q4_1 320 B: d[16], m[16], then 4 nibble chunks of 64 B.
+ * In nibble chunk c, little-endian 32-bit word j holds row j's elements 8c .. 8c + 7 (the raw 4-bit q): element
+ * 8c + e sits at bit 4 (e / 2) for even e and at bit 16 + 4 (e / 2) for odd e, so masking (w >> 4i) with 0x000F000F
+ * gives the 16-bit pairs (8c + 2i, 8c + 2i + 1) that vpdpwssd / vpmaddwd multiply with the activation's int16 pair
+ * 4c + i (lmf_block_q16a.qs is read as 16 such pairs). A matrix of rows % 16 == 0 is rows / 16 groups, one after
+ * the other (group g at 16 g row_bytes). */
+/* 1 if a rows x n matrix of `type` can be held in R16 groups (Q8_0/Q4_0/Q4_1, rows % 16 == 0, n % 32 == 0) */
+int lmf_r16_supported(uint32_t type, int rows, int n);
+/* 16 ggml rows of n elements (row_bytes apart) -> one group at dst (16 row_bytes bytes; dst != src) */
+void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void *dst);
+/* row j < 16 of a group back to fp32 (bit-exact with lmf_dequant_ref of the original row) */
+void lmf_r16_dequant_row(uint32_t type, int n, const void *group, int j, float *dst);
+/* a whole group to fp32, k-major: dst[k * ld + j] = element k of row j (k < n, j < 16); bit-exact as above */
+void lmf_r16_dequant_t(uint32_t type, int n, const void *group, float *dst, size_t ld);
+/* lmf_qmatvec over R16 groups (nrows % 16 == 0, W = the first group, row_bytes = the ggml row size of n elements)
+ * against int16 activation columns (lmf_block_q16a: lmf_qinput_convert's output unless LMF_QACT=int8, in which case
+ * the executor keeps the ggml layout) */
+void lmf_qmatvec_r16(uint32_t type, int n, int nrows, const void *W, size_t row_bytes, int ncols, const void *x,
+                     size_t x_col_bytes, float *y, int ldy);
+
 /* ---- scalar format helpers (quant_ref.c) -------------------------------------------------------------------- */
 
 float lmf_f16_to_f32(uint16_t h);
@@ -139,6 +172,7 @@ typedef struct {
     lmf_qmatvec_fn q8_0, q4_0, q4_1;           /* against lmf_block_q16a columns (the default) */
     lmf_qmatvec_fn q8_0_i8, q4_0_i8, q4_1_i8;  /* against lmf_block_q8a columns (LMF_QACT=int8) */
     lmf_qmatvec_fn f32, f16, bf16;             /* against fp32 columns */
+    lmf_qmatvec_fn q8_0_r16, q4_0_r16, q4_1_r16; /* R16 groups against lmf_block_q16a columns (lmf_qmatvec_r16) */
     /* fp32 row (n % 32 == 0) -> n / 32 activation blocks; bit-exact with the reference */
     void (*quantize_q16a)(const float *x, int n, lmf_block_q16a *out);
     void (*quantize_q8a)(const float *x, int n, lmf_block_q8a *out);
@@ -149,6 +183,13 @@ typedef struct {
 const lmf_quant_ops *lmf_quant(void);              /* the table for this CPU and LMF_ISA, chosen once */
 const lmf_quant_ops *lmf_quant_variant(lmf_isa isa); /* that level's table, NULL if this CPU cannot run it */
 extern const lmf_quant_ops lmf_quant_ref, lmf_quant_avx2, lmf_quant_avx512;
+/* the reference table's R16 kernels (quant_r16.c, next to the layout they define) */
+void lmf_r16_q8_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy);
+void lmf_r16_q4_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy);
+void lmf_r16_q4_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy);
 
 /* the entry points through a given table and activation format (tests and benchmarks compare variants and formats
  * with them); act only matters for Q8_0/Q4_0/Q4_1 */
@@ -156,5 +197,7 @@ size_t lmf_qinput_bytes_act(lmf_qact act, uint32_t type, int n);
 void lmf_qinput_convert_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, const float *x, int n, void *out);
 void lmf_qmatvec_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, int n, int nrows, const void *W,
                      size_t w_row_bytes, int ncols, const void *x, size_t x_col_bytes, float *y, int ldy);
+void lmf_qmatvec_r16_ops(const lmf_quant_ops *ops, uint32_t type, int n, int nrows, const void *W, size_t row_bytes,
+                         int ncols, const void *x, size_t x_col_bytes, float *y, int ldy);
 
 #endif

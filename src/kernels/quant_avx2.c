@@ -476,11 +476,95 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
     }
 }
 
+/* ---- R16 groups (quant.h) ------------------------------------------------------------------------------------
+ * As quant_avx512.c's r16_tile with eight lanes: each 8-row half of a group is one pass over the group's blocks
+ * (the group, at most a few tens of KB, is still in L1/L2 for the second half); vpmaddwd + vpaddd replace
+ * vpdpwssd. Up to two columns share each unpacked weight vector; the first pass prefetches as quant_avx512.c does. */
+#define R16_PREFETCH 4096
+AI void r16_half(const int K, const int CB, int nb, const uint8_t *G, int h, const lmf_block_q16a *const *xc,
+                 float *y, int ldy) {
+    const int gbs = 16 * (K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20), qoff = K == K_Q4_1 ? 64 : 32;
+    __m256 acc[2], acc2[2];
+    for (int c = 0; c < CB; c++) acc[c] = _mm256_setzero_ps(), acc2[c] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi32(0x000F000F);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *g = G + (size_t)b * gbs;
+        if (h == 0)
+            for (int l = 0; l < gbs; l += 64) _mm_prefetch((const char *)g + R16_PREFETCH + l, _MM_HINT_T0);
+        __m256i d0[2], d1[2];
+        for (int c = 0; c < CB; c++) d0[c] = _mm256_setzero_si256(), d1[c] = _mm256_setzero_si256();
+        if (K == K_Q8_0) {
+            for (int p = 0; p < 16; p += 2) {
+                __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 32 * p + 16 * h)));
+                __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 64 + 32 * p + 16 * h)));
+                for (int c = 0; c < CB; c++) {
+                    const int32_t *xp = (const int32_t *)xc[c][b].qs + p;
+                    d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])));
+                    d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
+                }
+            }
+        } else {
+            for (int ch = 0; ch < 4; ch++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(g + qoff + 64 * ch + 32 * h));
+                __m256i w0 = _mm256_and_si256(v, m4), w1 = _mm256_and_si256(_mm256_srli_epi32(v, 4), m4);
+                __m256i w2 = _mm256_and_si256(_mm256_srli_epi32(v, 8), m4), w3 = _mm256_srli_epi16(v, 12);
+                for (int c = 0; c < CB; c++) {
+                    const int32_t *xp = (const int32_t *)xc[c][b].qs + 4 * ch;
+                    d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])));
+                    d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
+                    d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w2, _mm256_set1_epi32(xp[2])));
+                    d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w3, _mm256_set1_epi32(xp[3])));
+                }
+            }
+        }
+        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
+        __m256 mw = K == K_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h))) : dw;
+        for (int c = 0; c < CB; c++) {
+            __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(d0[c], d1[c]));
+            acc[c] = _mm256_fmadd_ps(dot, _mm256_mul_ps(dw, _mm256_set1_ps(xc[c][b].d)), acc[c]);
+            if (K != K_Q8_0) acc2[c] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xc[c][b].s), acc2[c]);
+        }
+    }
+    for (int c = 0; c < CB; c++) {
+        __m256 r = K == K_Q4_1   ? _mm256_add_ps(acc[c], acc2[c])
+                   : K == K_Q4_0 ? _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), acc2[c], acc[c])
+                                 : acc[c];
+        _mm256_storeu_ps(y + (size_t)c * ldy + 8 * h, r);
+    }
+}
+
+AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+               int ldy) {
+    int nb = n / 32;
+    for (int r0 = 0; r0 < nrows; r0 += 16) {
+        const uint8_t *G = (const uint8_t *)W + (size_t)r0 * rb;
+        for (int c0 = 0; c0 < ncols; c0 += 2) {
+            int cb = ncols - c0 < 2 ? ncols - c0 : 2;
+            const lmf_block_q16a *xc[2];
+            for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + c) * xb);
+            for (int h = 0; h < 2; h++) {
+                if (cb == 1) r16_half(K, 1, nb, G, h, xc, y + (size_t)c0 * ldy + r0, ldy);
+                else r16_half(K, 2, nb, G, h, xc, y + (size_t)c0 * ldy + r0, ldy);
+            }
+        }
+    }
+}
+
+#define R16MV(t, K)                                                                                                \
+    static void t##_r16(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, \
+                        int ldy) {                                                                                 \
+        r16_mv(K, n, nrows, W, rb, ncols, x, xb, y, ldy);                                                          \
+    }
+R16MV(q8_0, K_Q8_0)
+R16MV(q4_0, K_Q4_0)
+R16MV(q4_1, K_Q4_1)
+
 const lmf_quant_ops lmf_quant_avx2 = {
     .name = "avx2",
     .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
+    .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,
     .quantize_q16a = quantize_q16a,
     .quantize_q8a = quantize_q8a,
     .dequant = dequant,

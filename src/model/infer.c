@@ -3,10 +3,12 @@
  * Tokens go through the model in micro-batches of up to NB positions. Each linear layer picks one of two paths:
  *  - decode (a few rows): the input rows are converted once (int16 blocks for quantized weights, kernels/quant.h:
  *    int8 blocks as llama.cpp uses cost SmolLM2 2-5% of its logits; int16 keeps them within 3e-4)
- *    and every thread streams its contiguous share of the weight rows through lmf_qmatvec: decode is bound by
- *    memory bandwidth, so each weight byte is read once per token and nothing is dequantized to memory;
- *  - prefill (many rows): weights are dequantized to fp32 in slabs of at most DQ_BYTES and multiplied with the
- *    fp32 SGEMM (compute-bound; a weight element is reused by every row of the batch).
+ *    and every thread streams its contiguous share of the weight rows (whole 16-row groups) through
+ *    lmf_qmatvec_r16 (Q8_0/Q4_0/Q4_1, repacked once by lmf_weights_prepare_decode) or lmf_qmatvec: each weight
+ *    byte is read once per token and nothing is dequantized to memory;
+ *  - prefill (many rows): weights are dequantized to fp32 in slabs of at most DQ_BYTES (R16 groups k-major, ggml
+ *    rows row-major) and multiplied with the fp32 SGEMM (compute-bound; a weight element is reused by every row of
+ *    the batch).
  * Attention keeps K and V in fp32 caches laid out (L, n_ctx, KV). Prefill computes scores for blocks of 64 queries
  * per head with SGEMM against all cached keys up to the block's last position, decode with dot products.
  *
@@ -88,7 +90,11 @@ static void linear_n(lmf_session *s, const float *in, int ldi, int N, const lin 
             lmf_omp_range(n16, &lo, &hi);
             lo *= 16, hi *= 16;
             if (hi > W->rows) hi = W->rows;
-            if (hi > lo)
+            if (hi <= lo) continue;
+            if (W->r16)
+                lmf_qmatvec_r16(W->type, W->cols, (int)(hi - lo), (const char *)W->r16 + lo * W->row_bytes,
+                                W->row_bytes, N, qin[j], qb[j], o[j].out + lo, o[j].ldo);
+            else
                 lmf_qmatvec(W->type, W->cols, (int)(hi - lo), (const char *)W->data + lo * W->row_bytes, W->row_bytes,
                             N, qin[j], qb[j], o[j].out + lo, o[j].ldo);
         }
@@ -101,6 +107,19 @@ static void linear_n(lmf_session *s, const float *in, int ldi, int N, const lin 
                 continue;
             }
             int slab = (int)(s->dq_floats / (size_t)K);
+            if (W->r16) {
+                /* R16 groups dequantize k-major (K x nr, whole groups), the SGEMM reads them untransposed */
+                slab = slab / 16 * 16;
+                for (int r0 = 0; r0 < O; r0 += slab) {
+                    int nr = O - r0 < slab ? O - r0 : slab;
+                    const char *src = (const char *)W->r16 + (size_t)r0 * W->row_bytes;
+#pragma omp parallel for schedule(static)
+                    for (int g = 0; g < nr / 16; g++)
+                        lmf_r16_dequant_t(W->type, K, src + (size_t)g * 16 * W->row_bytes, s->dq + (size_t)g * 16, (size_t)nr);
+                    lmf_sgemm(0, 0, N, nr, K, in, ldi, s->dq, nr, 0.0f, o[j].out + r0, o[j].ldo);
+                }
+                continue;
+            }
             for (int r0 = 0; r0 < O; r0 += slab) {
                 int nr = O - r0 < slab ? O - r0 : slab;
                 const char *src = (const char *)W->data + (size_t)r0 * W->row_bytes;
@@ -206,8 +225,12 @@ static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *lo
 
     for (int i = 0; i < N; i++) {
         float *x = s->x + (size_t)i * C;
-        lmf_dequant_fast(w->tok_emb.type, (const char *)w->tok_emb.data + (size_t)tok[i] * w->tok_emb.row_bytes, x,
-                         (size_t)C);
+        if (w->tok_emb.r16) /* a tied head repacked: row tok of its group */
+            lmf_r16_dequant_row(w->tok_emb.type, C, (const char *)w->tok_emb.r16 + (size_t)(tok[i] / 16) * 16 * w->tok_emb.row_bytes,
+                                tok[i] % 16, x);
+        else
+            lmf_dequant_fast(w->tok_emb.type, (const char *)w->tok_emb.data + (size_t)tok[i] * w->tok_emb.row_bytes, x,
+                             (size_t)C);
         if (w->pos == LMF_POS_LEARNED) {
             float *pe = s->xn; /* free until the first norm */
             lmf_dequant_fast(w->pos_emb.type,
@@ -272,6 +295,8 @@ lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out
     if (n_ctx <= 0) return lmf_fail(LMF_ERR_ARG, "context length %d must be positive", n_ctx);
     if (n_ctx > c->max_seq_len) n_ctx = c->max_seq_len;
     int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, L = c->n_layer;
+    /* the decode layout, made once per weights (a cache inside them: the model's values do not change) */
+    lmf_weights_prepare_decode((lmf_weights *)w);
     lmf_session *s = lmf_xcalloc(1, sizeof *s);
     s->w = w;
     s->n_ctx = n_ctx;
@@ -295,7 +320,7 @@ lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out
     }
     s->qin_stride = (qb + 63) & ~(size_t)63;
     if (s->dq_floats > DQ_BYTES / sizeof(float)) s->dq_floats = DQ_BYTES / sizeof(float);
-    if (s->dq_floats < (size_t)(C > F ? C : F)) s->dq_floats = (size_t)(C > F ? C : F);
+    if (s->dq_floats < 16 * (size_t)(C > F ? C : F)) s->dq_floats = 16 * (size_t)(C > F ? C : F); /* one R16 group */
     size_t kv = (size_t)L * n_ctx * KV, half = (size_t)hs / 2;
     size_t floats[] = {kv, kv, 2 * (size_t)n_ctx * half, (size_t)NB * C, (size_t)NB * C, (size_t)NB * C,
                        (size_t)NB * KV, (size_t)NB * KV, (size_t)NB * C, (size_t)NB * F, (size_t)NB * F,

@@ -62,6 +62,7 @@ void lmf_wtensor_set(lmf_wtensor *t, uint32_t type, int rows, int cols, const vo
     t->cols = cols;
     t->row_bytes = (size_t)cols / bs * bb;
     t->data = data;
+    t->r16 = NULL;
 }
 
 void lmf_layer_matrices(const lmf_layer_weights *L, const lmf_wtensor *out[LMF_LAYER_MATRICES]) {

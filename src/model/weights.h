@@ -27,12 +27,15 @@ typedef enum {
     LMF_POS_ROPE_INTERLEAVED = 2, /* RoPE on adjacent pairs (2i, 2i+1): llama.cpp's GGUF Q/K row order */
 } lmf_pos_kind;
 
-/* A 2-D weight: rows x cols elements of ggml type `type`, row r at data + r * row_bytes. rows == 0: absent. */
+/* A 2-D weight: rows x cols elements of ggml type `type`, row r at data + r * row_bytes. rows == 0: absent.
+ * r16: the same matrix in R16 groups (kernels/quant.h), which the executor reads instead of data once
+ * lmf_weights_prepare_decode made it; data stays valid for everything else (export, quantize, info). */
 typedef struct {
     uint32_t type; /* lmf_ggml_type */
     int rows, cols;
     size_t row_bytes;
     const void *data;
+    const void *r16;
 } lmf_wtensor;
 
 typedef struct {
@@ -92,6 +95,13 @@ size_t lmf_weights_bytes(const lmf_weights *w);
 size_t lmf_weights_matrix_params(const lmf_weights *w);
 /* Checks every tensor's shape against cfg and that every type is one the executor can run; names the tensor. */
 lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin);
+
+/* Repacks every Q8_0/Q4_0/Q4_1 matrix whose shape allows it into R16 groups (wtensor.r16; a tied head and token
+ * embedding share one copy), once: later calls return at once, concurrent ones wait for the first. Skipped with
+ * LMF_QACT=int8 (R16 kernels read int16 activations). The repacked copy is exactly as large as the original, and
+ * the original's pages are released from a file mapping (madvise; they are read back from the file if anything
+ * still reads data), so resident memory stays about one model. lmf_session_create calls it. */
+void lmf_weights_prepare_decode(lmf_weights *w);
 
 /* Loaders. Each fills a new lmf_weights or fails naming the file, tensor or field. */
 lmf_status lmf_weights_load_gguf(const char *path, lmf_weights **out);

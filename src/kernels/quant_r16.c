@@ -1,0 +1,180 @@
+/* quant_r16.c — the R16 decode layout (quant.h): packing 16 ggml rows into a group, reading a group back to fp32,
+ * and the dispatch of lmf_qmatvec_r16 to the variant tables' kernels.
+ *
+ * Packing runs once per model and the fp32 readers serve the prefill's dequantized slabs and the token-embedding
+ * lookup, so they are portable C (the k-major reader's inner loop over a group's 16 rows is what the compiler
+ * vectorises). Their results are bit-exact with lmf_dequant_ref of the original rows: the same float operations on
+ * the same values. */
+#include "kernels/quant.h"
+
+#include "core/status.h"
+#include "io/gguf.h"
+
+#include <string.h>
+
+static int r16_block_bytes(uint32_t type) {
+    switch (type) {
+    case LMF_GGML_Q8_0: return 34;
+    case LMF_GGML_Q4_0: return 18;
+    case LMF_GGML_Q4_1: return 20;
+    default: return 0;
+    }
+}
+
+int lmf_r16_supported(uint32_t type, int rows, int n) {
+    return r16_block_bytes(type) && rows > 0 && rows % 16 == 0 && n > 0 && n % LMF_QK == 0;
+}
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static void wr32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24); }
+
+/* bit position of element 8c + e inside nibble word j of chunk c */
+static int nib_shift(int e) { return (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1); }
+/* byte offset of the nibble chunks inside a block group */
+static int nib_offset(uint32_t type) { return type == LMF_GGML_Q4_1 ? 64 : 32; }
+
+void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void *dst) {
+    int bsz = r16_block_bytes(type), nb = n / LMF_QK;
+    LMF_CHECK(bsz && n % LMF_QK == 0);
+    const uint8_t *s = src;
+    uint8_t *g = dst;
+    for (int b = 0; b < nb; b++, g += 16 * bsz) {
+        memset(g, 0, (size_t)16 * bsz);
+        for (int j = 0; j < 16; j++) {
+            const uint8_t *blk = s + (size_t)j * row_bytes + (size_t)b * bsz;
+            memcpy(g + 2 * j, blk, 2); /* d */
+            if (type == LMF_GGML_Q8_0) {
+                for (int k = 0; k < 32; k++) g[32 + 32 * (k / 2) + 2 * j + (k & 1)] = blk[2 + k];
+                continue;
+            }
+            if (type == LMF_GGML_Q4_1) memcpy(g + 32 + 2 * j, blk + 2, 2); /* m */
+            const uint8_t *qs = blk + (type == LMF_GGML_Q4_1 ? 4 : 2);
+            for (int c = 0; c < 4; c++) {
+                uint32_t word = 0;
+                for (int e = 0; e < 8; e++) {
+                    int k = 8 * c + e;
+                    uint32_t q = k < 16 ? qs[k] & 0x0f : qs[k - 16] >> 4;
+                    word |= q << nib_shift(e);
+                }
+                wr32(g + nib_offset(type) + 64 * c + 4 * j, word);
+            }
+        }
+    }
+}
+
+/* element k of row j in block group g: the integer q (before ggml's "- 8" for Q4_0) */
+static int r16_q(uint32_t type, const uint8_t *g, int j, int k) {
+    if (type == LMF_GGML_Q8_0) return (int8_t)g[32 + 32 * (k / 2) + 2 * j + (k & 1)];
+    return (int)(rd32(g + nib_offset(type) + 64 * (k / 8) + 4 * j) >> nib_shift(k % 8)) & 0x0f;
+}
+
+/* one element exactly as lmf_dequant_ref computes it */
+static float r16_value(uint32_t type, int q, float d, float m) {
+    if (type == LMF_GGML_Q8_0) return (float)q * d;
+    if (type == LMF_GGML_Q4_0) return (float)(q - 8) * d;
+    float t = (float)q * d;
+    return t + m;
+}
+
+void lmf_r16_dequant_row(uint32_t type, int n, const void *group, int j, float *dst) {
+    int bsz = r16_block_bytes(type), nb = n / LMF_QK;
+    LMF_CHECK(bsz && j >= 0 && j < 16);
+    const uint8_t *g = group;
+    for (int b = 0; b < nb; b++, g += 16 * bsz, dst += 32) {
+        float d = lmf_f16_to_f32(rd16(g + 2 * j)), m = type == LMF_GGML_Q4_1 ? lmf_f16_to_f32(rd16(g + 32 + 2 * j)) : 0;
+        for (int k = 0; k < 32; k++) dst[k] = r16_value(type, r16_q(type, g, j, k), d, m);
+    }
+}
+
+void lmf_r16_dequant_t(uint32_t type, int n, const void *group, float *dst, size_t ld) {
+    int bsz = r16_block_bytes(type), nb = n / LMF_QK;
+    LMF_CHECK(bsz);
+    const uint8_t *g = group;
+    float d[16], m[16];
+    for (int b = 0; b < nb; b++, g += 16 * bsz) {
+        for (int j = 0; j < 16; j++) {
+            d[j] = lmf_f16_to_f32(rd16(g + 2 * j));
+            m[j] = type == LMF_GGML_Q4_1 ? lmf_f16_to_f32(rd16(g + 32 + 2 * j)) : 0.0f;
+        }
+        float *o = dst + (size_t)b * 32 * ld;
+        if (type == LMF_GGML_Q8_0) {
+            for (int k = 0; k < 32; k++) {
+                const int8_t *q = (const int8_t *)(g + 32 + 32 * (k / 2) + (k & 1));
+                for (int j = 0; j < 16; j++) o[(size_t)k * ld + j] = (float)q[2 * j] * d[j];
+            }
+            continue;
+        }
+        for (int c = 0; c < 4; c++) {
+            uint32_t w[16];
+            memcpy(w, g + nib_offset(type) + 64 * c, sizeof w); /* little-endian host (x86) */
+            for (int e = 0; e < 8; e++) {
+                int sh = nib_shift(e);
+                float *row = o + (size_t)(8 * c + e) * ld;
+                if (type == LMF_GGML_Q4_0)
+                    for (int j = 0; j < 16; j++) row[j] = (float)((int)((w[j] >> sh) & 0x0f) - 8) * d[j];
+                else
+                    for (int j = 0; j < 16; j++) {
+                        float t = (float)(int)((w[j] >> sh) & 0x0f) * d[j];
+                        row[j] = t + m[j];
+                    }
+            }
+        }
+    }
+}
+
+void lmf_qmatvec_r16_ops(const lmf_quant_ops *ops, uint32_t type, int n, int nrows, const void *W, size_t row_bytes,
+                         int ncols, const void *x, size_t x_col_bytes, float *y, int ldy) {
+    if (nrows <= 0 || ncols <= 0) return;
+    LMF_CHECK(lmf_r16_supported(type, nrows, n) && row_bytes == (size_t)(n / LMF_QK) * r16_block_bytes(type));
+    lmf_qmatvec_fn f = type == LMF_GGML_Q8_0 ? ops->q8_0_r16 : type == LMF_GGML_Q4_0 ? ops->q4_0_r16 : ops->q4_1_r16;
+    f(n, nrows, W, row_bytes, ncols, x, x_col_bytes, y, ldy);
+}
+
+void lmf_qmatvec_r16(uint32_t type, int n, int nrows, const void *W, size_t row_bytes, int ncols, const void *x,
+                     size_t x_col_bytes, float *y, int ldy) {
+    lmf_qmatvec_r16_ops(lmf_quant(), type, n, nrows, W, row_bytes, ncols, x, x_col_bytes, y, ldy);
+}
+
+/* The scalar definition of the R16 product (the reference table's kernels): per block, the exact integer dot of
+ * each row with the int16 column, then acc += dot * (d_w d_x) and the min / offset term m_w s_x (Q4_1) or
+ * d_w s_x (Q4_0, subtracted 8 times at the end: sum (q - 8) x = sum q x - 8 sum x). */
+static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb, int ncols, const void *x,
+                       size_t xb, float *y, int ldy) {
+    int bsz = r16_block_bytes(type), nb = n / LMF_QK;
+    for (int r0 = 0; r0 < nrows; r0 += 16) {
+        const uint8_t *G = (const uint8_t *)W + (size_t)r0 * rb;
+        for (int c = 0; c < ncols; c++) {
+            const lmf_block_q16a *xc = (const lmf_block_q16a *)((const char *)x + (size_t)c * xb);
+            float acc[16] = {0}, acc2[16] = {0};
+            for (int b = 0; b < nb; b++) {
+                const uint8_t *g = G + (size_t)b * 16 * bsz;
+                for (int j = 0; j < 16; j++) {
+                    int32_t dot = 0;
+                    for (int k = 0; k < 32; k++) dot += r16_q(type, g, j, k) * xc[b].qs[k];
+                    float dw = lmf_f16_to_f32(rd16(g + 2 * j));
+                    acc[j] += (float)dot * (dw * xc[b].d);
+                    if (type == LMF_GGML_Q4_1) acc2[j] += lmf_f16_to_f32(rd16(g + 32 + 2 * j)) * xc[b].s;
+                    if (type == LMF_GGML_Q4_0) acc2[j] += dw * xc[b].s;
+                }
+            }
+            for (int j = 0; j < 16; j++)
+                y[(size_t)c * ldy + r0 + j] = type == LMF_GGML_Q4_1   ? acc[j] + acc2[j]
+                                              : type == LMF_GGML_Q4_0 ? acc[j] - 8.0f * acc2[j]
+                                                                      : acc[j];
+        }
+    }
+}
+
+void lmf_r16_q8_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy) {
+    r16_mv_ref(LMF_GGML_Q8_0, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+void lmf_r16_q4_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy) {
+    r16_mv_ref(LMF_GGML_Q4_0, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+void lmf_r16_q4_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy) {
+    r16_mv_ref(LMF_GGML_Q4_1, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
