@@ -9,7 +9,7 @@
  *  - prefill (many rows): weights are dequantized to fp32 in slabs of at most DQ_BYTES (R16 groups k-major, ggml
  *    rows row-major) and multiplied with the fp32 SGEMM (compute-bound; a weight element is reused by every row of
  *    the batch).
- * Attention keeps K and V in fp32 caches laid out (L, n_ctx, KV). Prefill computes scores for blocks of 64 queries
+ * Attention keeps K and V in fp32 caches laid out (L, n_ctx, KV) and (L, KV, n_ctx). Prefill computes scores for blocks of 64 queries
  * per head with SGEMM against all cached keys up to the block's last position, decode with dot products.
  *
  * Memory: the KV cache (2 L n_ctx KV floats) plus scratch of about NB (4C + 2F) floats, DQ_BYTES, and per thread
@@ -37,7 +37,7 @@
 struct lmf_session {
     const lmf_weights *w;
     int n_ctx, pos, nthreads;
-    float *kcache, *vcache;     /* (L, n_ctx, KV) */
+    float *kcache, *vcache;     /* (L, n_ctx, KV) and, transposed, (L, KV, n_ctx) */
     float *rope;                /* (n_ctx, hs/2) cos then (n_ctx, hs/2) sin */
     float *x, *xn, *q, *k, *v, *att, *h1, *h2; /* (NB, C|KV|F) */
     void *qin;                  /* converted input rows: NB x qin_stride */
@@ -175,11 +175,13 @@ static void rope_row(const lmf_session *s, float *x, int n_heads, int hs, int p)
 }
 
 /* Causal attention of N new queries (positions p0..p0+N-1) over the layer's cache [0, p0+N). q (N,C) in, out
- * (N,C). Query head h reads KV head h / (NH / NKV). */
+ * (N,C). Query head h reads KV head h / (NH / NKV). The V cache is kept transposed, (KV, n_ctx) per layer, so that
+ * both of decode's products are matrix-vector products over contiguous rows (lmf_qmatvec's fp32 kernels): scores
+ * = K_h q (rows: cached positions), out = V_h^T p (rows: the head's dimensions, elements: positions). */
 static void attention(lmf_session *s, int layer, float *out, const float *q, int N, int p0) {
     const lmf_model_config *c = &s->w->cfg;
     int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
-    const float *kc = s->kcache + (size_t)layer * s->n_ctx * KV, *vc = s->vcache + (size_t)layer * s->n_ctx * KV;
+    const float *kc = s->kcache + (size_t)layer * s->n_ctx * KV, *vt = s->vcache + (size_t)layer * s->n_ctx * KV;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *V = lmf_vec();
     int nblk = (N + QBLK - 1) / QBLK;
@@ -188,18 +190,13 @@ static void attention(lmf_session *s, int layer, float *out, const float *q, int
         for (int b = 0; b < nblk; b++) {
             int i0 = b * QBLK, nq = N - i0 < QBLK ? N - i0 : QBLK, nk = p0 + i0 + nq;
             float *S = s->scores + (size_t)omp_get_thread_num() * QBLK * s->n_ctx;
-            const float *kh = kc + (size_t)(h / group) * hs, *vh = vc + (size_t)(h / group) * hs;
+            const float *kh = kc + (size_t)(h / group) * hs, *vh = vt + (size_t)(h / group) * hs * s->n_ctx;
             const float *qh = q + (size_t)i0 * C + (size_t)h * hs;
             float *oh = out + (size_t)i0 * C + (size_t)h * hs;
             if (nq == 1) {
-                for (int t = 0; t < nk; t++) S[t] = V->dot(qh, kh + (size_t)t * KV, hs);
+                lmf_qmatvec(LMF_GGML_F32, hs, nk, kh, (size_t)KV * sizeof(float), 1, qh, 0, S, nk);
                 V->softmax(S, nk, scale);
-                memset(oh, 0, (size_t)hs * sizeof(float));
-                for (int t = 0; t < nk; t++) {
-                    const float *vt = vh + (size_t)t * KV;
-                    float p = S[t];
-                    for (int d = 0; d < hs; d++) oh[d] += p * vt[d];
-                }
+                lmf_qmatvec(LMF_GGML_F32, nk, hs, vh, (size_t)s->n_ctx * sizeof(float), 1, S, 0, oh, hs);
                 continue;
             }
             lmf_sgemm(0, 1, nq, nk, hs, qh, C, kh, KV, 0.0f, S, nk);
@@ -209,7 +206,7 @@ static void attention(lmf_session *s, int layer, float *out, const float *q, int
                 V->softmax(row, valid, scale);
                 memset(row + valid, 0, (size_t)(nk - valid) * sizeof(float));
             }
-            lmf_sgemm(0, 0, nq, hs, nk, S, nk, vh, KV, 0.0f, oh, C);
+            lmf_sgemm(0, 1, nq, hs, nk, S, nk, vh, s->n_ctx, 0.0f, oh, C);
         }
     }
 }
@@ -244,7 +241,7 @@ static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *lo
         norm_rows(w, s->xn, s->x, N, L->attn_norm_w, L->attn_norm_b);
         lin qkv[3] = {{&L->wq, L->bq, s->q, C}, {&L->wk, L->bk, s->k, KV}, {&L->wv, L->bv, s->v, KV}};
         linear_n(s, s->xn, C, N, qkv, 3);
-        float *kc = s->kcache + ((size_t)l * s->n_ctx + p0) * KV, *vc = s->vcache + ((size_t)l * s->n_ctx + p0) * KV;
+        float *kc = s->kcache + ((size_t)l * s->n_ctx + p0) * KV, *vt = s->vcache + (size_t)l * s->n_ctx * KV + p0;
         for (int i = 0; i < N; i++) {
             if (w->pos != LMF_POS_LEARNED) {
                 rope_row(s, s->q + (size_t)i * C, c->n_head, hs, p0 + i);
@@ -252,7 +249,8 @@ static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *lo
             }
         }
         memcpy(kc, s->k, (size_t)N * KV * sizeof(float));
-        memcpy(vc, s->v, (size_t)N * KV * sizeof(float));
+        for (int i = 0; i < N; i++)
+            for (int d = 0; d < KV; d++) vt[(size_t)d * s->n_ctx + i] = s->v[(size_t)i * KV + d];
         attention(s, l, s->att, s->q, N, p0);
         linear(s, s->xn, C, s->att, C, N, &L->wo, L->bo);
         for (size_t j = 0; j < (size_t)N * C; j++) s->x[j] += s->xn[j];
