@@ -223,6 +223,18 @@ static void check_r16(uint32_t type, int n, int nrows, int ncols) {
                     fail_msg("%s n=%d: lmf_r16_dequant_t row %d element %d: %g vs %g", lmf_ggml_type_name(type), n,
                              16 * g + j, k, t[(size_t)k * 19 + j], ref[k]);
         }
+        for (int v = 0; v < n_variants; v++) { /* each table's k-major reader, the gaps of ld untouched */
+            float *tv = malloc(sizeof(float) * (size_t)n * 19);
+            for (size_t i = 0; i < (size_t)n * 19; i++) tv[i] = SENTINEL;
+            variants[v]->dequant_r16(type, n, P + (size_t)g * 16 * rb, tv, 19);
+            for (int k = 0; k < n; k++)
+                for (int j = 0; j < 19; j++)
+                    if (j < 16 ? memcmp(&tv[(size_t)k * 19 + j], &t[(size_t)k * 19 + j], sizeof(float))
+                               : tv[(size_t)k * 19 + j] != SENTINEL)
+                        fail_msg("%s %s n=%d: dequant_r16 [%d][%d] = %g, expected %g", variants[v]->name,
+                                 lmf_ggml_type_name(type), n, k, j, tv[(size_t)k * 19 + j], t[(size_t)k * 19 + j]);
+            free(tv);
+        }
     }
     /* products: against the row-major reference on the original rows, relative to sum |w_i x_i| */
     size_t xb = lmf_qinput_bytes_act(LMF_QACT_INT16, type, n) + 8;

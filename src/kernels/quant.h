@@ -178,12 +178,15 @@ typedef struct {
     void (*quantize_q8a)(const float *x, int n, lmf_block_q8a *out);
     /* dequantization of whole blocks; types the variant does not accelerate go to lmf_dequant_ref */
     void (*dequant)(uint32_t type, const void *src, float *dst, size_t n);
+    /* lmf_r16_dequant_t (Q8_0/Q4_0/Q4_1 groups, k-major), bit-exact with the reference */
+    void (*dequant_r16)(uint32_t type, int n, const void *group, float *dst, size_t ld);
 } lmf_quant_ops;
 
 const lmf_quant_ops *lmf_quant(void);              /* the table for this CPU and LMF_ISA, chosen once */
 const lmf_quant_ops *lmf_quant_variant(lmf_isa isa); /* that level's table, NULL if this CPU cannot run it */
 extern const lmf_quant_ops lmf_quant_ref, lmf_quant_avx2, lmf_quant_avx512;
 /* the reference table's R16 kernels (quant_r16.c, next to the layout they define) */
+void lmf_r16_dequant_t_ref(uint32_t type, int n, const void *group, float *dst, size_t ld);
 void lmf_r16_q8_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                       int ldy);
 void lmf_r16_q4_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,

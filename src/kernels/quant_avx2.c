@@ -559,12 +559,45 @@ R16MV(q8_0, K_Q8_0)
 R16MV(q4_0, K_Q4_0)
 R16MV(q4_1, K_Q4_1)
 
+/* k-major fp32 of a group, one 8-row half at a time (as quant_avx512.c's dequant_r16) */
+static void dequant_r16(uint32_t type, int n, const void *group, float *dst, size_t ld) {
+    const int K = type == LMF_GGML_Q8_0 ? K_Q8_0 : type == LMF_GGML_Q4_0 ? K_Q4_0 : K_Q4_1;
+    const int gbs = 16 * (K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20), qoff = K == K_Q4_1 ? 64 : 32;
+    const __m256i m4 = _mm256_set1_epi32(0x0f), eight = _mm256_set1_epi32(8);
+    for (int b = 0; b < n / 32; b++)
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *g = (const uint8_t *)group + (size_t)b * gbs;
+            float *o = dst + (size_t)b * 32 * ld + 8 * h;
+            __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
+            if (K == K_Q8_0) {
+                for (int p = 0; p < 16; p++) {
+                    __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 32 * p + 16 * h)));
+                    __m256i e0 = _mm256_srai_epi32(_mm256_slli_epi32(w, 16), 16), e1 = _mm256_srai_epi32(w, 16);
+                    _mm256_storeu_ps(o + (size_t)(2 * p) * ld, _mm256_mul_ps(_mm256_cvtepi32_ps(e0), d));
+                    _mm256_storeu_ps(o + (size_t)(2 * p + 1) * ld, _mm256_mul_ps(_mm256_cvtepi32_ps(e1), d));
+                }
+                continue;
+            }
+            __m256 m = K == K_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h))) : d;
+            for (int c = 0; c < 4; c++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(g + qoff + 64 * c + 32 * h));
+                for (int e = 0; e < 8; e++) {
+                    __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1)), m4);
+                    float *row = o + (size_t)(8 * c + e) * ld;
+                    if (K == K_Q4_0) _mm256_storeu_ps(row, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, eight)), d));
+                    else _mm256_storeu_ps(row, _mm256_add_ps(rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d)), m));
+                }
+            }
+        }
+}
+
 const lmf_quant_ops lmf_quant_avx2 = {
     .name = "avx2",
     .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,
+    .dequant_r16 = dequant_r16,
     .quantize_q16a = quantize_q16a,
     .quantize_q8a = quantize_q8a,
     .dequant = dequant,

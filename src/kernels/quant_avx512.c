@@ -444,6 +444,7 @@ R16MV(q8_0, K_Q8_0)
 R16MV(q4_0, K_Q4_0)
 R16MV(q4_1, K_Q4_1)
 
+
 /* ---- float weights ------------------------------------------------------------------------------------------ */
 
 enum { F_F32, F_F16, F_BF16 };
@@ -650,12 +651,46 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
     }
 }
 
+/* k-major fp32 of a group: each 16-lane vector of extracted q is one output row of 16 weight rows; multiply then
+ * add (never fused) as the reference does */
+static void dequant_r16(uint32_t type, int n, const void *group, float *dst, size_t ld) {
+    const int K = type == LMF_GGML_Q8_0 ? K_Q8_0 : type == LMF_GGML_Q4_0 ? K_Q4_0 : K_Q4_1;
+    const int gbs = 16 * (K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20), qoff = K == K_Q4_1 ? 64 : 32;
+    const __m512i m4 = _mm512_set1_epi32(0x0f), eight = _mm512_set1_epi32(8);
+    for (int b = 0; b < n / 32; b++) {
+        const uint8_t *g = (const uint8_t *)group + (size_t)b * gbs;
+        float *o = dst + (size_t)b * 32 * ld;
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        if (K == K_Q8_0) {
+            for (int p = 0; p < 16; p++) {
+                __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(g + 32 + 32 * p)));
+                __m512i e0 = _mm512_srai_epi32(_mm512_slli_epi32(w, 16), 16), e1 = _mm512_srai_epi32(w, 16);
+                _mm512_storeu_ps(o + (size_t)(2 * p) * ld, _mm512_mul_ps(_mm512_cvtepi32_ps(e0), d));
+                _mm512_storeu_ps(o + (size_t)(2 * p + 1) * ld, _mm512_mul_ps(_mm512_cvtepi32_ps(e1), d));
+            }
+            continue;
+        }
+        __m512 m = K == K_Q4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32))) : d;
+        for (int c = 0; c < 4; c++) {
+            __m512i v = _mm512_loadu_si512(g + qoff + 64 * c);
+            for (int e = 0; e < 8; e++) {
+                __m512i q = _mm512_and_si512(_mm512_srli_epi32(v, (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1)), m4);
+                float *row = o + (size_t)(8 * c + e) * ld;
+                if (K == K_Q4_0) _mm512_storeu_ps(row, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, eight)), d));
+                else _mm512_storeu_ps(row, _mm512_add_ps(rounded(_mm512_mul_ps(_mm512_cvtepi32_ps(q), d)), m));
+            }
+        }
+    }
+}
+
+
 const lmf_quant_ops lmf_quant_avx512 = {
     .name = "avx512",
     .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,
+    .dequant_r16 = dequant_r16,
     .quantize_q16a = quantize_q16a,
     .quantize_q8a = quantize_q8a,
     .dequant = dequant,

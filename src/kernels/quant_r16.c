@@ -1,10 +1,10 @@
 /* quant_r16.c — the R16 decode layout (quant.h): packing 16 ggml rows into a group, reading a group back to fp32,
  * and the dispatch of lmf_qmatvec_r16 to the variant tables' kernels.
  *
- * Packing runs once per model and the fp32 readers serve the prefill's dequantized slabs and the token-embedding
- * lookup, so they are portable C (the k-major reader's inner loop over a group's 16 rows is what the compiler
- * vectorises). Their results are bit-exact with lmf_dequant_ref of the original rows: the same float operations on
- * the same values. */
+ * Packing runs once per model and the row reader serves the token-embedding lookup, so they are portable C; the
+ * k-major reader (the prefill's dequantized slabs) is also the reference table's entry, which the SIMD tables
+ * replace. All readers are bit-exact with lmf_dequant_ref of the original rows: the same float operations on the
+ * same values. */
 #include "kernels/quant.h"
 
 #include "core/status.h"
@@ -87,7 +87,7 @@ void lmf_r16_dequant_row(uint32_t type, int n, const void *group, int j, float *
     }
 }
 
-void lmf_r16_dequant_t(uint32_t type, int n, const void *group, float *dst, size_t ld) {
+void lmf_r16_dequant_t_ref(uint32_t type, int n, const void *group, float *dst, size_t ld) {
     int bsz = r16_block_bytes(type), nb = n / LMF_QK;
     LMF_CHECK(bsz);
     const uint8_t *g = group;
@@ -121,6 +121,11 @@ void lmf_r16_dequant_t(uint32_t type, int n, const void *group, float *dst, size
             }
         }
     }
+}
+
+void lmf_r16_dequant_t(uint32_t type, int n, const void *group, float *dst, size_t ld) {
+    LMF_CHECK(r16_block_bytes(type) && n % LMF_QK == 0);
+    lmf_quant()->dequant_r16(type, n, group, dst, ld);
 }
 
 void lmf_qmatvec_r16_ops(const lmf_quant_ops *ops, uint32_t type, int n, int nrows, const void *W, size_t row_bytes,

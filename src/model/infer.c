@@ -108,14 +108,19 @@ static void linear_n(lmf_session *s, const float *in, int ldi, int N, const lin 
             }
             int slab = (int)(s->dq_floats / (size_t)K);
             if (W->r16) {
-                /* R16 groups dequantize k-major (K x nr, whole groups), the SGEMM reads them untransposed */
+                /* R16 groups dequantize k-major (K x nr, whole groups), the SGEMM reads them untransposed. Each
+                 * thread fills whole rows of 32 k (block b of every group, left to right): going group by group
+                 * instead writes K strided streams at once, which measured 2.5x slower than ggml rows. */
                 slab = slab / 16 * 16;
+                size_t gb = W->row_bytes / (size_t)(K / 32) * 16; /* bytes of one block of a group */
                 for (int r0 = 0; r0 < O; r0 += slab) {
                     int nr = O - r0 < slab ? O - r0 : slab;
                     const char *src = (const char *)W->r16 + (size_t)r0 * W->row_bytes;
 #pragma omp parallel for schedule(static)
-                    for (int g = 0; g < nr / 16; g++)
-                        lmf_r16_dequant_t(W->type, K, src + (size_t)g * 16 * W->row_bytes, s->dq + (size_t)g * 16, (size_t)nr);
+                    for (int b = 0; b < K / 32; b++)
+                        for (int g = 0; g < nr / 16; g++)
+                            lmf_r16_dequant_t(W->type, 32, src + (size_t)g * 16 * W->row_bytes + (size_t)b * gb,
+                                              s->dq + (size_t)b * 32 * nr + (size_t)g * 16, (size_t)nr);
                     lmf_sgemm(0, 0, N, nr, K, in, ldi, s->dq, nr, 0.0f, o[j].out + r0, o[j].ldo);
                 }
                 continue;
