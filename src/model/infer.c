@@ -40,7 +40,8 @@ struct lmf_session {
     float *kcache, *vcache;     /* (L, n_ctx, KV) and, transposed, (L, KV, n_ctx) */
     float *rope;                /* (n_ctx, hs/2) cos then (n_ctx, hs/2) sin */
     float *x, *xn, *q, *k, *v, *att, *h1, *h2; /* (NB, C|KV|F) */
-    void *qin;                  /* converted input rows: NB x qin_stride */
+    void *qin;                  /* converted input rows, per thread: 3 x QMV_MAX x qin_stride */
+    float *xnt;                 /* normalized input rows, per thread: QMV_MAX x max(C, F) */
     size_t qin_stride;
     float *dq;                  /* dequantized weight slab: dq_floats */
     size_t dq_floats;
@@ -61,78 +62,85 @@ typedef struct {
     int ldo;
 } lin;
 
-/* Runs n <= 3 linear layers over the same N input rows (ldi apart): q, k, v or gate, up share one pass. */
+/* Converts N input rows (ldi apart) once per distinct weight type and width among o[0..n) into buf (blocks of
+ * QMV_MAX rows, stride bytes per row); qin[j] / qb[j]: layer j's converted rows and their size. */
+static void convert_inputs(const float *in, int ldi, int N, const lin *o, int n, char *buf, size_t stride,
+                           const char *qin[3], size_t qb[3]) {
+    for (int j = 0; j < n; j++) {
+        int K = o[j].W->cols, same = -1;
+        qb[j] = lmf_qinput_bytes(o[j].W->type, K);
+        for (int p = 0; p < j; p++)
+            if (o[p].W->type == o[j].W->type && o[p].W->cols == K) same = p;
+        if (same >= 0) {
+            qin[j] = qin[same];
+            continue;
+        }
+        char *dst = buf + (size_t)j * QMV_MAX * stride;
+        for (int i = 0; i < N; i++) lmf_qinput_convert(o[j].W->type, in + (size_t)i * ldi, K, dst + i * qb[j]);
+        qin[j] = dst;
+    }
+}
+
+/* Thread tid's share of a matrix's rows out of nth: whole units of `unit` rows (16: an R16 group). */
+static void row_share(int rows, int unit, int tid, int nth, int *lo, int *hi) {
+    long nu = (rows + unit - 1) / unit;
+    *lo = (int)(nu * tid / nth * unit);
+    *hi = (int)(nu * (tid + 1) / nth * unit);
+    if (*hi > rows) *hi = rows;
+    if (*lo > rows) *lo = rows;
+}
+
+/* Rows [lo, hi) of layer o over its converted input rows, bias added. */
+static void linear_rows(const lin *o, int N, const char *qin, size_t qb, int lo, int hi) {
+    const lmf_wtensor *W = o->W;
+    if (hi <= lo) return;
+    if (W->r16)
+        lmf_qmatvec_r16(W->type, W->cols, hi - lo, (const char *)W->r16 + (size_t)lo * W->row_bytes, W->row_bytes, N,
+                        qin, qb, o->out + lo, o->ldo);
+    else
+        lmf_qmatvec(W->type, W->cols, hi - lo, (const char *)W->data + (size_t)lo * W->row_bytes, W->row_bytes, N,
+                    qin, qb, o->out + lo, o->ldo);
+    if (o->bias)
+        for (int i = 0; i < N; i++)
+            for (int r = lo; r < hi; r++) o->out[(size_t)i * o->ldo + r] += o->bias[r];
+}
+
+/* Prefill: n <= 3 linear layers over the same N > QMV_MAX input rows (ldi apart), through dequantized slabs and the
+ * SGEMM (which runs its own threads). */
 static void linear_n(lmf_session *s, const float *in, int ldi, int N, const lin *o, int n) {
-    int decode = N <= QMV_MAX;
-    for (int j = 0; j < n; j++) decode &= lmf_qmatvec_supported(o[j].W->type);
-    if (decode) {
-        /* convert the input once per weight type, then one parallel region in which every thread streams its
-         * contiguous share (whole 16-row groups) of each matrix */
-        size_t qb[3];
-        const char *qin[3];
-        for (int j = 0; j < n; j++) {
-            int K = o[j].W->cols, same = -1;
-            qb[j] = lmf_qinput_bytes(o[j].W->type, K);
-            for (int p = 0; p < j; p++)
-                if (o[p].W->type == o[j].W->type && o[p].W->cols == K) same = p;
-            if (same >= 0) {
-                qin[j] = qin[same];
-                continue;
-            }
-            char *dst = (char *)s->qin + (size_t)j * QMV_MAX * s->qin_stride;
-            for (int i = 0; i < N; i++) lmf_qinput_convert(o[j].W->type, in + (size_t)i * ldi, K, dst + i * qb[j]);
-            qin[j] = dst;
+    for (int j = 0; j < n; j++) {
+        const lmf_wtensor *W = o[j].W;
+        int O = W->rows, K = W->cols;
+        if (W->type == LMF_GGML_F32) {
+            lmf_sgemm(0, 1, N, O, K, in, ldi, W->data, K, 0.0f, o[j].out, o[j].ldo);
+            continue;
         }
-#pragma omp parallel
-        for (int j = 0; j < n; j++) {
-            const lmf_wtensor *W = o[j].W;
-            long n16 = (W->rows + 15) / 16, lo, hi;
-            lmf_omp_range(n16, &lo, &hi);
-            lo *= 16, hi *= 16;
-            if (hi > W->rows) hi = W->rows;
-            if (hi <= lo) continue;
-            if (W->r16)
-                lmf_qmatvec_r16(W->type, W->cols, (int)(hi - lo), (const char *)W->r16 + lo * W->row_bytes,
-                                W->row_bytes, N, qin[j], qb[j], o[j].out + lo, o[j].ldo);
-            else
-                lmf_qmatvec(W->type, W->cols, (int)(hi - lo), (const char *)W->data + lo * W->row_bytes, W->row_bytes,
-                            N, qin[j], qb[j], o[j].out + lo, o[j].ldo);
-        }
-    } else {
-        for (int j = 0; j < n; j++) {
-            const lmf_wtensor *W = o[j].W;
-            int O = W->rows, K = W->cols;
-            if (W->type == LMF_GGML_F32) {
-                lmf_sgemm(0, 1, N, O, K, in, ldi, W->data, K, 0.0f, o[j].out, o[j].ldo);
-                continue;
-            }
-            int slab = (int)(s->dq_floats / (size_t)K);
-            if (W->r16) {
-                /* R16 groups dequantize k-major (K x nr, whole groups), the SGEMM reads them untransposed. Each
-                 * thread fills whole rows of 32 k (block b of every group, left to right): going group by group
-                 * instead writes K strided streams at once, which measured 2.5x slower than ggml rows. */
-                slab = slab / 16 * 16;
-                size_t gb = W->row_bytes / (size_t)(K / 32) * 16; /* bytes of one block of a group */
-                for (int r0 = 0; r0 < O; r0 += slab) {
-                    int nr = O - r0 < slab ? O - r0 : slab;
-                    const char *src = (const char *)W->r16 + (size_t)r0 * W->row_bytes;
-#pragma omp parallel for schedule(static)
-                    for (int b = 0; b < K / 32; b++)
-                        for (int g = 0; g < nr / 16; g++)
-                            lmf_r16_dequant_t(W->type, 32, src + (size_t)g * 16 * W->row_bytes + (size_t)b * gb,
-                                              s->dq + (size_t)b * 32 * nr + (size_t)g * 16, (size_t)nr);
-                    lmf_sgemm(0, 0, N, nr, K, in, ldi, s->dq, nr, 0.0f, o[j].out + r0, o[j].ldo);
-                }
-                continue;
-            }
+        int slab = (int)(s->dq_floats / (size_t)K);
+        if (W->r16) {
+            /* R16 groups dequantize k-major (K x nr, whole groups), the SGEMM reads them untransposed. Each
+             * thread fills whole rows of 32 k (block b of every group, left to right): going group by group
+             * instead writes K strided streams at once, which measured 2.5x slower than ggml rows. */
+            slab = slab / 16 * 16;
+            size_t gb = W->row_bytes / (size_t)(K / 32) * 16; /* bytes of one block of a group */
             for (int r0 = 0; r0 < O; r0 += slab) {
                 int nr = O - r0 < slab ? O - r0 : slab;
-                const char *src = (const char *)W->data + (size_t)r0 * W->row_bytes;
+                const char *src = (const char *)W->r16 + (size_t)r0 * W->row_bytes;
 #pragma omp parallel for schedule(static)
-                for (int r = 0; r < nr; r++)
-                    lmf_dequant_fast(W->type, src + (size_t)r * W->row_bytes, s->dq + (size_t)r * K, (size_t)K);
-                lmf_sgemm(0, 1, N, nr, K, in, ldi, s->dq, K, 0.0f, o[j].out + r0, o[j].ldo);
+                for (int b = 0; b < K / 32; b++)
+                    for (int g = 0; g < nr / 16; g++)
+                        lmf_r16_dequant_t(W->type, 32, src + (size_t)g * 16 * W->row_bytes + (size_t)b * gb,
+                                          s->dq + (size_t)b * 32 * nr + (size_t)g * 16, (size_t)nr);
+                lmf_sgemm(0, 0, N, nr, K, in, ldi, s->dq, nr, 0.0f, o[j].out + r0, o[j].ldo);
             }
+            continue;
+        }
+        for (int r0 = 0; r0 < O; r0 += slab) {
+            int nr = O - r0 < slab ? O - r0 : slab;
+            const char *src = (const char *)W->data + (size_t)r0 * W->row_bytes;
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < nr; r++)
+                lmf_dequant_fast(W->type, src + (size_t)r * W->row_bytes, s->dq + (size_t)r * K, (size_t)K);
+            lmf_sgemm(0, 1, N, nr, K, in, ldi, s->dq, K, 0.0f, o[j].out + r0, o[j].ldo);
         }
     }
     for (int j = 0; j < n; j++) {
@@ -163,20 +171,29 @@ static void norm_rows(const lmf_weights *w, float *out, const float *x, int N, c
     }
 }
 
-/* Rotates the n_heads heads of size hs in row x for position p (pairs by the model's RoPE layout). */
-static void rope_row(const lmf_session *s, float *x, int n_heads, int hs, int p) {
-    int half = hs / 2;
+/* Rotates dimensions [d0, d1) of row x (heads of size hs, one after the other) for position p; the pairs of RoPE
+ * (adjacent dimensions, or d and d + hs/2 for ROPE_HALF) must not straddle d0 or d1. */
+static void rope_span(const lmf_session *s, float *x, int d0, int d1, int p) {
+    int hs = s->w->cfg.n_embd / s->w->cfg.n_head, half = hs / 2;
     const float *c = s->rope + (size_t)p * half, *sn = s->rope + (size_t)s->n_ctx * half + (size_t)p * half;
     int interleaved = s->w->pos == LMF_POS_ROPE_INTERLEAVED;
-    for (int h = 0; h < n_heads; h++) {
-        float *v = x + (size_t)h * hs;
-        for (int i = 0; i < half; i++) {
-            int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
-            float x0 = v[a], x1 = v[b];
-            v[a] = x0 * c[i] - x1 * sn[i];
-            v[b] = x0 * sn[i] + x1 * c[i];
-        }
+    for (int d = d0; d < d1; d++) {
+        int j = d % hs, i = interleaved ? j / 2 : j, b = interleaved ? d + 1 : d + half;
+        if (interleaved ? j % 2 : j >= half) continue;
+        float x0 = x[d], x1 = x[b];
+        x[d] = x0 * c[i] - x1 * sn[i];
+        x[b] = x0 * sn[i] + x1 * c[i];
     }
+}
+
+/* One query over nk cached positions of one head: scores into S, then out = V_h^T softmax(S). */
+static void attend(const lmf_session *s, const float *kh, const float *vh, const float *qh, float *oh, int nk,
+                   float *S) {
+    const lmf_model_config *c = &s->w->cfg;
+    int hs = c->n_embd / c->n_head, KV = c->n_kv_head * hs;
+    lmf_qmatvec(LMF_GGML_F32, hs, nk, kh, (size_t)KV * sizeof(float), 1, qh, 0, S, nk);
+    lmf_vec()->softmax(S, nk, 1.0f / sqrtf((float)hs));
+    lmf_qmatvec(LMF_GGML_F32, nk, hs, vh, (size_t)s->n_ctx * sizeof(float), 1, S, 0, oh, hs);
 }
 
 /* Causal attention of N new queries (positions p0..p0+N-1) over the layer's cache [0, p0+N). q (N,C) in, out
@@ -199,9 +216,7 @@ static void attention(lmf_session *s, int layer, float *out, const float *q, int
             const float *qh = q + (size_t)i0 * C + (size_t)h * hs;
             float *oh = out + (size_t)i0 * C + (size_t)h * hs;
             if (nq == 1) {
-                lmf_qmatvec(LMF_GGML_F32, hs, nk, kh, (size_t)KV * sizeof(float), 1, qh, 0, S, nk);
-                V->softmax(S, nk, scale);
-                lmf_qmatvec(LMF_GGML_F32, nk, hs, vh, (size_t)s->n_ctx * sizeof(float), 1, S, 0, oh, hs);
+                attend(s, kh, vh, qh, oh, nk, S);
                 continue;
             }
             lmf_sgemm(0, 1, nq, nk, hs, qh, C, kh, KV, 0.0f, S, nk);
@@ -218,13 +233,10 @@ static void attention(lmf_session *s, int layer, float *out, const float *q, int
 
 /* ---- the forward pass ---------------------------------------------------------------------------------------- */
 
-/* Runs N <= NB tokens at positions s->pos.. through the model; logits for rows [lo, N) into out (rows V apart). */
-static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *logits) {
+/* The input rows of N tokens at positions p0..: token embeddings (+ learned positions) into s->x. */
+static void embed(lmf_session *s, const int32_t *tok, int N, int p0) {
     const lmf_weights *w = s->w;
-    const lmf_model_config *c = &w->cfg;
-    int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, p0 = s->pos;
-    const lmf_vec_ops *V = lmf_vec();
-
+    int C = w->cfg.n_embd;
     for (int i = 0; i < N; i++) {
         float *x = s->x + (size_t)i * C;
         if (w->tok_emb.r16) /* a tied head repacked: row tok of its group */
@@ -241,6 +253,29 @@ static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *lo
             for (int j = 0; j < C; j++) x[j] += pe[j];
         }
     }
+}
+
+/* The FFN's activation on columns [lo, hi) of N rows (F apart): h1 = act(h1), or SwiGLU silu(h2) * h1. */
+static void ffn_act(const lmf_weights *w, float *h1, const float *h2, int N, int lo, int hi) {
+    const lmf_vec_ops *V = lmf_vec();
+    int F = w->cfg.ffn_dim;
+    for (int i = 0; i < N; i++) {
+        float *a = h1 + (size_t)i * F + lo;
+        if (w->act == LMF_ACT_SWIGLU) V->swiglu(a, h2 + (size_t)i * F + lo, a, hi - lo);
+        else if (w->act == LMF_ACT_GELU_TANH) V->gelu(a, a, hi - lo);
+        else
+            for (int j = 0; j < hi - lo; j++) a[j] = a[j] > 0 ? a[j] : 0;
+    }
+}
+
+/* Prefill: runs QMV_MAX < N <= NB tokens at positions s->pos.. through the model; logits for rows [lo, N) into
+ * logits (rows V apart). */
+static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *logits) {
+    const lmf_weights *w = s->w;
+    const lmf_model_config *c = &w->cfg;
+    int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, p0 = s->pos;
+
+    embed(s, tok, N, p0);
     for (int l = 0; l < c->n_layer; l++) {
         const lmf_layer_weights *L = &w->layers[l];
         norm_rows(w, s->xn, s->x, N, L->attn_norm_w, L->attn_norm_b);
@@ -249,8 +284,8 @@ static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *lo
         float *kc = s->kcache + ((size_t)l * s->n_ctx + p0) * KV, *vt = s->vcache + (size_t)l * s->n_ctx * KV + p0;
         for (int i = 0; i < N; i++) {
             if (w->pos != LMF_POS_LEARNED) {
-                rope_row(s, s->q + (size_t)i * C, c->n_head, hs, p0 + i);
-                rope_row(s, s->k + (size_t)i * KV, c->n_kv_head, hs, p0 + i);
+                rope_span(s, s->q + (size_t)i * C, 0, C, p0 + i);
+                rope_span(s, s->k + (size_t)i * KV, 0, KV, p0 + i);
             }
         }
         memcpy(kc, s->k, (size_t)N * KV * sizeof(float));
@@ -263,13 +298,7 @@ static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *lo
         norm_rows(w, s->xn, s->x, N, L->ffn_norm_w, L->ffn_norm_b);
         lin ffn[2] = {{&L->w_up, L->b_up, s->h1, F}, {&L->w_gate, NULL, s->h2, F}};
         linear_n(s, s->xn, C, N, ffn, w->act == LMF_ACT_SWIGLU ? 2 : 1);
-        if (w->act == LMF_ACT_SWIGLU) {
-            for (int i = 0; i < N; i++) V->swiglu(s->h1 + (size_t)i * F, s->h2 + (size_t)i * F, s->h1 + (size_t)i * F, F);
-        } else if (w->act == LMF_ACT_GELU_TANH) {
-            V->gelu(s->h1, s->h1, (long)N * F);
-        } else {
-            for (size_t j = 0; j < (size_t)N * F; j++) s->h1[j] = s->h1[j] > 0 ? s->h1[j] : 0;
-        }
+        ffn_act(w, s->h1, s->h2, N, 0, F);
         linear(s, s->xn, C, s->h1, F, N, &L->w_down, L->b_down);
         for (size_t j = 0; j < (size_t)N * C; j++) s->x[j] += s->xn[j];
     }
@@ -277,6 +306,88 @@ static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *lo
     if (lo >= N) return;
     norm_rows(w, s->xn, s->x + (size_t)lo * C, N - lo, w->out_norm_w, w->out_norm_b);
     linear(s, logits, c->vocab_size, s->xn, C, N - lo, &w->lm_head, NULL);
+}
+
+/* Decode: N <= QMV_MAX tokens, the whole step in one parallel region with five barriers per layer (one after each
+ * product whose output the next one reads in full). A fork/join per product cost ~150 region starts and ends per
+ * token; here the small serial steps are either done by every thread for itself (norm + conversion of an input
+ * row, into its own buffers: cheaper than a barrier) or by the thread that owns the rows (biases, RoPE, the KV
+ * cache writes, residual adds and the FFN activation follow the row split of the matrix that made them). */
+static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, float *logits) {
+    const lmf_weights *w = s->w;
+    const lmf_model_config *c = &w->cfg;
+    int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, F = c->ffn_dim, p0 = s->pos;
+    int group = NH / c->n_kv_head, swiglu = w->act == LMF_ACT_SWIGLU, rope = w->pos != LMF_POS_LEARNED;
+    /* Q and K rows in whole heads for ROPE_HALF (its pairs span half a head), else R16 groups */
+    int qk_unit = w->pos == LMF_POS_ROPE_HALF ? hs : 16;
+    embed(s, tok, N, p0);
+#pragma omp parallel num_threads(s->nthreads)
+    {
+        int tid = omp_get_thread_num(), nth = omp_get_num_threads(), rlo, rhi;
+        float *xn = s->xnt + (size_t)tid * QMV_MAX * (C > F ? C : F);
+        char *qbuf = (char *)s->qin + (size_t)tid * 3 * QMV_MAX * s->qin_stride;
+        float *S = s->scores + (size_t)tid * QBLK * s->n_ctx;
+        const char *qin[3];
+        size_t qb[3];
+        for (int l = 0; l < c->n_layer; l++) {
+            const lmf_layer_weights *L = &w->layers[l];
+            float *kc = s->kcache + (size_t)l * s->n_ctx * KV, *vt = s->vcache + (size_t)l * s->n_ctx * KV;
+            /* q, k, v: RoPE and the cache writes on the rows this thread made */
+            lin qkv[3] = {{&L->wq, L->bq, s->q, C}, {&L->wk, L->bk, s->k, KV}, {&L->wv, L->bv, s->v, KV}};
+            norm_rows(w, xn, s->x, N, L->attn_norm_w, L->attn_norm_b);
+            convert_inputs(xn, C, N, qkv, 3, qbuf, s->qin_stride, qin, qb);
+            for (int j = 0; j < 3; j++) {
+                row_share(qkv[j].W->rows, j < 2 ? qk_unit : 16, tid, nth, &rlo, &rhi);
+                linear_rows(&qkv[j], N, qin[j], qb[j], rlo, rhi);
+                for (int i = 0; i < N && rhi > rlo; i++) {
+                    float *row = qkv[j].out + (size_t)i * qkv[j].ldo;
+                    if (j < 2 && rope) rope_span(s, row, rlo, rhi, p0 + i);
+                    if (j == 1) memcpy(kc + (size_t)(p0 + i) * KV + rlo, row + rlo, (size_t)(rhi - rlo) * sizeof(float));
+                    if (j == 2)
+                        for (int d = rlo; d < rhi; d++) vt[(size_t)d * s->n_ctx + p0 + i] = row[d];
+                }
+            }
+#pragma omp barrier
+            for (int t = tid; t < NH * N; t += nth) { /* (head, query) pairs */
+                int h = t % NH, i = t / NH;
+                attend(s, kc + (size_t)(h / group) * hs, vt + (size_t)(h / group) * hs * s->n_ctx,
+                       s->q + (size_t)i * C + (size_t)h * hs, s->att + (size_t)i * C + (size_t)h * hs, p0 + i + 1, S);
+            }
+#pragma omp barrier
+            /* o: residual added by the row owner */
+            lin o = {&L->wo, L->bo, s->xn, C};
+            convert_inputs(s->att, C, N, &o, 1, qbuf, s->qin_stride, qin, qb);
+            row_share(C, 16, tid, nth, &rlo, &rhi);
+            linear_rows(&o, N, qin[0], qb[0], rlo, rhi);
+            for (int i = 0; i < N; i++)
+                for (int r = rlo; r < rhi; r++) s->x[(size_t)i * C + r] += s->xn[(size_t)i * C + r];
+#pragma omp barrier
+            /* up (and gate): the activation on the columns this thread made */
+            lin ffn[2] = {{&L->w_up, L->b_up, s->h1, F}, {&L->w_gate, NULL, s->h2, F}};
+            norm_rows(w, xn, s->x, N, L->ffn_norm_w, L->ffn_norm_b);
+            convert_inputs(xn, C, N, ffn, 1 + swiglu, qbuf, s->qin_stride, qin, qb);
+            row_share(F, 16, tid, nth, &rlo, &rhi);
+            for (int j = 0; j < 1 + swiglu; j++) linear_rows(&ffn[j], N, qin[j], qb[j], rlo, rhi);
+            if (rhi > rlo) ffn_act(w, s->h1, s->h2, N, rlo, rhi);
+#pragma omp barrier
+            /* down: residual added by the row owner */
+            lin down = {&L->w_down, L->b_down, s->xn, C};
+            convert_inputs(s->h1, F, N, &down, 1, qbuf, s->qin_stride, qin, qb);
+            row_share(C, 16, tid, nth, &rlo, &rhi);
+            linear_rows(&down, N, qin[0], qb[0], rlo, rhi);
+            for (int i = 0; i < N; i++)
+                for (int r = rlo; r < rhi; r++) s->x[(size_t)i * C + r] += s->xn[(size_t)i * C + r];
+#pragma omp barrier
+        }
+        if (lo < N) {
+            lin head = {&w->lm_head, NULL, logits, c->vocab_size};
+            norm_rows(w, xn, s->x + (size_t)lo * C, N - lo, w->out_norm_w, w->out_norm_b);
+            convert_inputs(xn, C, N - lo, &head, 1, qbuf, s->qin_stride, qin, qb);
+            row_share(c->vocab_size, 16, tid, nth, &rlo, &rhi);
+            linear_rows(&head, N - lo, qin[0], qb[0], rlo, rhi);
+        }
+    }
+    s->pos += N;
 }
 
 /* ---- sessions ----------------------------------------------------------------------------------------------- */
@@ -328,9 +439,10 @@ lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out
     size_t floats[] = {kv, kv, 2 * (size_t)n_ctx * half, (size_t)NB * C, (size_t)NB * C, (size_t)NB * C,
                        (size_t)NB * KV, (size_t)NB * KV, (size_t)NB * C, (size_t)NB * F, (size_t)NB * F,
                        s->dq_floats, (size_t)s->nthreads * QBLK * n_ctx, (size_t)c->vocab_size,
-                       (3 * QMV_MAX * s->qin_stride + 3) / 4};
+                       ((size_t)s->nthreads * 3 * QMV_MAX * s->qin_stride + 3) / 4,
+                       (size_t)s->nthreads * QMV_MAX * (size_t)(C > F ? C : F)};
     float **dst[] = {&s->kcache, &s->vcache, &s->rope, &s->x, &s->xn, &s->q, &s->k, &s->v, &s->att, &s->h1, &s->h2,
-                     &s->dq, &s->scores, &s->logits, (float **)&s->qin};
+                     &s->dq, &s->scores, &s->logits, (float **)&s->qin, &s->xnt};
     size_t total = 0;
     for (size_t i = 0; i < sizeof floats / sizeof *floats; i++) total += (floats[i] + 15) / 16 * 16;
     s->mem_bytes = total * sizeof(float);
@@ -382,7 +494,8 @@ lmf_status lmf_session_eval(lmf_session *s, const int32_t *tokens, int n, int al
         int nb = n - i0 < NB ? n - i0 : NB, last = i0 + nb == n;
         /* rows that need logits: all of them, or only the very last token */
         int lo = all_logits ? 0 : (last ? nb - 1 : nb);
-        forward(s, tokens + i0, nb, lo, all_logits ? s->logits + (size_t)i0 * V : s->logits);
+        if (nb <= QMV_MAX) forward_decode(s, tokens + i0, nb, lo, all_logits ? s->logits + (size_t)i0 * V : s->logits);
+        else forward(s, tokens + i0, nb, lo, all_logits ? s->logits + (size_t)i0 * V : s->logits);
     }
     if (logits) *logits = s->logits;
     return LMF_OK;
