@@ -5,6 +5,7 @@
  *  - prefill: the whole sequence in one call, every position's logits (fp32 path: dequantize + SGEMM);
  *  - decode: one token at a time through the KV cache (int16 activations for quantized weights), every position;
  *  - mixed: a prefix in one call, the rest token by token;
+ *  - small batches: 5 tokens per call through the decode step (several rows per matrix-vector product);
  *  - refusals: a vocabulary-only GGUF (no hyperparameters), a truncated model. */
 #include "test_util.h"
 
@@ -75,6 +76,18 @@ static void check_model(const char *name, const char *path) {
     assert_true(rel_err(lg, ref + (size_t)(T / 2 - 1) * V, V) <= TOL_PREFILL);
     for (int t = T / 2; t < T; t++) assert_int_equal(lmf_session_eval(s, TOK + t, 1, 0, &lg), LMF_OK);
     assert_true(rel_err(lg, ref + (size_t)(T - 1) * V, V) <= TOL_DECODE);
+
+    /* small batches (several rows through the decode step at once), every position's logits */
+    lmf_session_rewind(s, 0);
+    worst = 0;
+    for (int t0 = 0; t0 < T; t0 += 5) {
+        int n = T - t0 < 5 ? T - t0 : 5;
+        assert_int_equal(lmf_session_eval(s, TOK + t0, n, 1, &lg), LMF_OK);
+        double et = rel_err(lg, ref + (size_t)t0 * V, (long)n * V);
+        if (et > worst) worst = et;
+    }
+    printf("%s decode, batches of 5: worst rel err %.3g\n", name, worst);
+    assert_true(worst <= TOL_DECODE);
 
     free(ref);
     lmf_session_free(s);

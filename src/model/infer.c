@@ -318,8 +318,10 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
     const lmf_model_config *c = &w->cfg;
     int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, F = c->ffn_dim, p0 = s->pos;
     int group = NH / c->n_kv_head, swiglu = w->act == LMF_ACT_SWIGLU, rope = w->pos != LMF_POS_LEARNED;
-    /* Q and K rows in whole heads for ROPE_HALF (its pairs span half a head), else R16 groups */
-    int qk_unit = w->pos == LMF_POS_ROPE_HALF ? hs : 16;
+    /* Q and K rows in whole heads for ROPE_HALF (its pairs span half a head) and whole R16 groups */
+    int qk_unit = 16;
+    if (w->pos == LMF_POS_ROPE_HALF)
+        while (qk_unit % hs || qk_unit % 16) qk_unit += 16;
     embed(s, tok, N, p0);
 #pragma omp parallel num_threads(s->nthreads)
     {
