@@ -267,10 +267,14 @@ AI void ftile(const int F, const int RB, const int CB, int n, const uint8_t *W, 
     for (int r = 0; r < RB; r++)
         for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps();
     int i = 0;
+    const int es = F == F_F32 ? 4 : 2;
     for (; i + 8 <= n; i += 8) {
         __m256 xv[4];
         for (int c = 0; c < CB; c++) xv[c] = _mm256_loadu_ps(xc[c] + i);
         for (int r = 0; r < RB; r++) {
+            /* the next tile's row r, as in quant_avx512.c */
+            if (RB > 1 && (i * es) % 64 == 0)
+                _mm_prefetch((const char *)W + (size_t)(r + RB) * rb + (size_t)i * es, _MM_HINT_T0);
             __m256 w = wload(F, W + (size_t)r * rb, i);
             for (int c = 0; c < CB; c++) acc[r][c] = _mm256_fmadd_ps(w, xv[c], acc[r][c]);
         }

@@ -15,6 +15,7 @@
  * Memory: the KV cache (2 L n_ctx KV floats) plus scratch of about NB (4C + 2F) floats, DQ_BYTES, and per thread
  * 64 x n_ctx attention scores; the weights themselves stay where the loader put them (usually the file mapping). */
 #include "core/alloc.h"
+#include "core/barrier.h"
 #include "core/parallel.h"
 #include "core/status.h"
 #include "io/gguf.h"
@@ -42,6 +43,7 @@ struct lmf_session {
     float *x, *xn, *q, *k, *v, *att, *h1, *h2; /* (NB, C|KV|F) */
     void *qin;                  /* converted input rows, per thread: 3 x QMV_MAX x qin_stride */
     float *xnt;                 /* normalized input rows, per thread: QMV_MAX x max(C, F) */
+    lmf_barrier bar;            /* the decode step's barriers (core/barrier.h: why not omp barrier) */
     size_t qin_stride;
     float *dq;                  /* dequantized weight slab: dq_floats */
     size_t dq_floats;
@@ -309,7 +311,7 @@ static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *lo
 }
 
 /* Decode: N <= QMV_MAX tokens, the whole step in one parallel region with five barriers per layer (one after each
- * product whose output the next one reads in full). A fork/join per product cost ~150 region starts and ends per
+ * product whose output the next one reads in full; lmf_barrier, which sleeps when a partner is descheduled). A fork/join per product cost ~150 region starts and ends per
  * token; here the small serial steps are either done by every thread for itself (norm + conversion of an input
  * row, into its own buffers: cheaper than a barrier) or by the thread that owns the rows (biases, RoPE, the KV
  * cache writes, residual adds and the FFN activation follow the row split of the matrix that made them). */
@@ -323,6 +325,7 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
     if (w->pos == LMF_POS_ROPE_HALF)
         while (qk_unit % hs || qk_unit % 16) qk_unit += 16;
     embed(s, tok, N, p0);
+    lmf_barrier_init(&s->bar);
 #pragma omp parallel num_threads(s->nthreads)
     {
         int tid = omp_get_thread_num(), nth = omp_get_num_threads(), rlo, rhi;
@@ -349,13 +352,13 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
                         for (int d = rlo; d < rhi; d++) vt[(size_t)d * s->n_ctx + p0 + i] = row[d];
                 }
             }
-#pragma omp barrier
+            lmf_barrier_wait(&s->bar, nth);
             for (int t = tid; t < NH * N; t += nth) { /* (head, query) pairs */
                 int h = t % NH, i = t / NH;
                 attend(s, kc + (size_t)(h / group) * hs, vt + (size_t)(h / group) * hs * s->n_ctx,
                        s->q + (size_t)i * C + (size_t)h * hs, s->att + (size_t)i * C + (size_t)h * hs, p0 + i + 1, S);
             }
-#pragma omp barrier
+            lmf_barrier_wait(&s->bar, nth);
             /* o: residual added by the row owner */
             lin o = {&L->wo, L->bo, s->xn, C};
             convert_inputs(s->att, C, N, &o, 1, qbuf, s->qin_stride, qin, qb);
@@ -363,7 +366,7 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
             linear_rows(&o, N, qin[0], qb[0], rlo, rhi);
             for (int i = 0; i < N; i++)
                 for (int r = rlo; r < rhi; r++) s->x[(size_t)i * C + r] += s->xn[(size_t)i * C + r];
-#pragma omp barrier
+            lmf_barrier_wait(&s->bar, nth);
             /* up (and gate): the activation on the columns this thread made */
             lin ffn[2] = {{&L->w_up, L->b_up, s->h1, F}, {&L->w_gate, NULL, s->h2, F}};
             norm_rows(w, xn, s->x, N, L->ffn_norm_w, L->ffn_norm_b);
@@ -371,7 +374,7 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
             row_share(F, 16, tid, nth, &rlo, &rhi);
             for (int j = 0; j < 1 + swiglu; j++) linear_rows(&ffn[j], N, qin[j], qb[j], rlo, rhi);
             if (rhi > rlo) ffn_act(w, s->h1, s->h2, N, rlo, rhi);
-#pragma omp barrier
+            lmf_barrier_wait(&s->bar, nth);
             /* down: residual added by the row owner */
             lin down = {&L->w_down, L->b_down, s->xn, C};
             convert_inputs(s->h1, F, N, &down, 1, qbuf, s->qin_stride, qin, qb);
@@ -379,7 +382,7 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
             linear_rows(&down, N, qin[0], qb[0], rlo, rhi);
             for (int i = 0; i < N; i++)
                 for (int r = rlo; r < rhi; r++) s->x[(size_t)i * C + r] += s->xn[(size_t)i * C + r];
-#pragma omp barrier
+            lmf_barrier_wait(&s->bar, nth);
         }
         if (lo < N) {
             lin head = {&w->lm_head, NULL, logits, c->vocab_size};
