@@ -182,6 +182,45 @@ static int fuzz_model(const uint8_t *data, size_t n) {
     return 1;
 }
 
+/* A Hugging Face folder: the bytes are split into config.json and model.safetensors (a little-endian u32 at the
+ * start gives the config's length, clamped to what is there), written into a fresh folder and loaded like
+ * fuzz_model: so config fields and tensors disagree in every way the mutations find (shapes, dtypes, missing or
+ * extra tensors, tied heads, families). */
+#include <sys/stat.h>
+static int fuzz_hf(const uint8_t *data, size_t n) {
+    static char dir[64];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/lmf_fuzz_hf_%d", (int)getpid());
+        mkdir(dir, 0700);
+    }
+    uint32_t clen = 0;
+    if (n >= 4) memcpy(&clen, data, 4), data += 4, n -= 4;
+    if (clen > n) clen = (uint32_t)n;
+    char p[96];
+    const uint8_t *part[2] = {data, data + clen};
+    size_t len[2] = {clen, n - clen};
+    const char *name[2] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, name[i]);
+        FILE *f = fopen(p, "wb");
+        if (!f) abort();
+        if (len[i]) fwrite(part[i], 1, len[i], f);
+        fclose(f);
+    }
+    lmf_weights *w;
+    if (lmf_weights_load_hf(dir, &w) != LMF_OK) return 0;
+    lmf_session *s;
+    if (lmf_session_create(w, 4, &s) == LMF_OK) {
+        const float *lg;
+        int32_t tok[2] = {0, lmf_weights_config(w)->vocab_size - 1};
+        lmf_session_eval(s, tok, 2, 0, &lg);
+        lmf_session_eval(s, tok, 1, 0, &lg);
+        lmf_session_free(s);
+    }
+    lmf_weights_free(w);
+    return 1;
+}
+
 /* A data-pipeline config (TOML subset, src/io/toml.h): parse, then apply onto the pipeline's option table, then
  * write it back. Bytes go straight to the parser (no file). */
 #include "data/pipeline.h"

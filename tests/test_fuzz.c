@@ -169,9 +169,30 @@ static void test_fuzz_model(void **s) {
     }
 }
 
+/* HF folders: config.json + model.safetensors of the llama (tied and GQA) and gpt2 fixtures, as fuzz_hf's input */
+static void test_fuzz_hf(void **s) {
+    const char *dirs[] = {"llama", "gpt2"};
+    for (int i = 0; i < 2; i++) {
+        char p[512];
+        size_t nc, nt;
+        snprintf(p, sizeof p, "%s/tests/reference/fixtures/hf/%s/config.json", LMF_SOURCE_DIR, dirs[i]);
+        uint8_t *config = read_all(p, &nc);
+        snprintf(p, sizeof p, "%s/tests/reference/fixtures/hf/%s/model.safetensors", LMF_SOURCE_DIR, dirs[i]);
+        uint8_t *tensors = read_all(p, &nt);
+        uint8_t *seed = malloc(4 + nc + nt);
+        uint32_t c32 = (uint32_t)nc;
+        memcpy(seed, &c32, 4);
+        memcpy(seed + 4, config, nc);
+        memcpy(seed + 4 + nc, tensors, nt);
+        if (!fuzz_hf(seed, 4 + nc + nt)) fail_msg("the unmutated %s folder does not load: %s", dirs[i], lmf_last_error());
+        mutate_loop(fuzz_hf, seed, 4 + nc + nt, 300);
+        free(seed), free(config), free(tensors);
+    }
+}
+
 static int teardown(void **s) {
     char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s /tmp/lmf_fuzz_%d.bin", tmp, (int)getpid());
+    snprintf(cmd, sizeof cmd, "rm -rf %s /tmp/lmf_fuzz_%d.bin /tmp/lmf_fuzz_hf_%d", tmp, (int)getpid(), (int)getpid());
     return system(cmd);
 }
 
@@ -182,6 +203,7 @@ int main(void) {
         cmocka_unit_test(test_fuzz_safetensors),
         cmocka_unit_test(test_fuzz_gguf),
         cmocka_unit_test(test_fuzz_model),
+        cmocka_unit_test(test_fuzz_hf),
         cmocka_unit_test(test_fuzz_config),
         cmocka_unit_test(test_fuzz_tokenizer_json),
         cmocka_unit_test(test_fuzz_encode),

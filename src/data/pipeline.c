@@ -97,7 +97,8 @@ static const char *const format_names[] = {"auto", "text", "jsonl", NULL};
 static const char *const split_names[] = {"file", "blank_line", "line", "separator", NULL};
 
 #define OFF(f) offsetof(lmf_pipeline_config, f)
-#define EN(s) {stage_names[s], "enabled", O_BOOL, OFF(enabled[s]), 0, 0, 1, NULL, "run this stage"}
+/* the section name spelled out (an element of stage_names is not a constant expression in ISO C, clang refuses it) */
+#define EN(s, name) {name, "enabled", O_BOOL, OFF(enabled[s]), 0, 0, 1, NULL, "run this stage"}
 #define IMAX 2147483647.0
 static const opt opts[] = {
     {"input", "paths", O_LIST, OFF(inputs), OFF(n_inputs), 0, 0, NULL,
@@ -132,7 +133,7 @@ static const opt opts[] = {
     {"run", "tmp_dir", O_STR, OFF(tmp_dir), 0, 0, 0, NULL,
      "spill and deduplication temporary files (\"\": the output folder)"},
 
-    EN(LMF_STAGE_NORMALIZE),
+    EN(LMF_STAGE_NORMALIZE, "normalize"),
     {"normalize", "nfc", O_BOOL, OFF(normalize.nfc), 0, 0, 1, NULL, "Unicode NFC (invalid UTF-8 is always repaired)"},
     {"normalize", "remove_controls", O_BOOL, OFF(normalize.remove_controls), 0, 0, 1, NULL,
      "drop C0/C1 controls and DEL except \\n and \\t"},
@@ -144,12 +145,12 @@ static const opt opts[] = {
     {"normalize", "trim", O_BOOL, OFF(normalize.trim), 0, 0, 1, NULL,
      "remove blank lines and whitespace at the document's start and end"},
 
-    EN(LMF_STAGE_LENGTH),
+    EN(LMF_STAGE_LENGTH, "length"),
     {"length", "min_chars", O_SIZE, OFF(length.min_chars), 0, 0, 1e15, NULL,
      "fewer characters (code points): length_too_short (0: off)"},
     {"length", "max_chars", O_SIZE, OFF(length.max_chars), 0, 0, 1e15, NULL, "more: length_too_long (0: off)"},
 
-    EN(LMF_STAGE_GOPHER_QUALITY),
+    EN(LMF_STAGE_GOPHER_QUALITY, "gopher_quality"),
     {"gopher_quality", "min_doc_words", O_INT, OFF(gopher_quality.min_doc_words), 0, 0, IMAX, NULL,
      "fewer non-symbol words: gopher_short_doc (0: off, as every threshold here)"},
     {"gopher_quality", "max_doc_words", O_INT, OFF(gopher_quality.max_doc_words), 0, 0, IMAX, NULL, "gopher_long_doc"},
@@ -170,7 +171,7 @@ static const opt opts[] = {
     {"gopher_quality", "stop_words", O_LIST, OFF(stop_words), OFF(n_stop_words), 0, 0, NULL,
      "[]: the, be, to, of, and, that, have, with"},
 
-    EN(LMF_STAGE_GOPHER_REPETITION),
+    EN(LMF_STAGE_GOPHER_REPETITION, "gopher_repetition"),
     {"gopher_repetition", "dup_para_frac", O_F64, OFF(gopher_repetition.dup_para_frac), 0, 0, 1, NULL,
      "duplicated paragraphs / paragraphs"},
     {"gopher_repetition", "dup_para_char_frac", O_F64, OFF(gopher_repetition.dup_para_char_frac), 0, 0, 1, NULL,
@@ -184,7 +185,7 @@ static const opt opts[] = {
     {"gopher_repetition", "dup_n_grams", O_NGRAMS, OFF(gopher_repetition.dup), OFF(gopher_repetition.n_dup), 0, 16,
      NULL, "[n, fraction] pairs: characters in repeated n-grams (duplicated_N_n_grams)"},
 
-    EN(LMF_STAGE_C4),
+    EN(LMF_STAGE_C4, "c4"),
     {"c4", "remove_citations", O_BOOL, OFF(c4.remove_citations), 0, 0, 1, NULL, "remove [1], [edit], [citation needed]"},
     {"c4", "filter_no_terminal_punct", O_BOOL, OFF(c4.filter_no_terminal_punct), 0, 0, 1, NULL,
      "drop lines not ending in terminal punctuation"},
@@ -200,7 +201,7 @@ static const opt opts[] = {
     {"c4", "filter_policy", O_BOOL, OFF(c4.filter_policy), 0, 0, 1, NULL,
      "drop lines with terms-of-use / privacy / cookie phrases"},
 
-    EN(LMF_STAGE_FINEWEB),
+    EN(LMF_STAGE_FINEWEB, "fineweb"),
     {"fineweb", "line_punct_thr", O_F64, OFF(fineweb.line_punct_thr), 0, 0, 1, NULL,
      "share of lines ending in terminal punctuation below this: line_punct_ratio"},
     {"fineweb", "line_punct_exclude_zero", O_BOOL, OFF(fineweb.line_punct_exclude_zero), 0, 0, 1, NULL,
@@ -214,7 +215,7 @@ static const opt opts[] = {
     {"fineweb", "new_line_ratio", O_F64, OFF(fineweb.new_line_ratio), 0, 0, 1e9, NULL,
      "newlines per word above this: list_ratio"},
 
-    EN(LMF_STAGE_TOXICITY),
+    EN(LMF_STAGE_TOXICITY, "toxicity"),
     {"toxicity", "default_list", O_BOOL, OFF(toxicity_default_list), 0, 0, 1, NULL, "use the embedded English blocklist"},
     {"toxicity", "lists", O_LIST, OFF(blocklists), OFF(n_blocklists), 0, 0, NULL,
      "more blocklist files: one term per line, '#' comments"},
@@ -222,7 +223,7 @@ static const opt opts[] = {
      "drop (toxic_words) when matches / words exceeds this"},
     {"toxicity", "min_matches", O_INT, OFF(toxicity.min_matches), 0, 0, IMAX, NULL, "... and there are at least this many"},
 
-    EN(LMF_STAGE_PII),
+    EN(LMF_STAGE_PII, "pii"),
     {"pii", "emails", O_BOOL, OFF(pii.emails), 0, 0, 1, NULL, "mask e-mail addresses"},
     {"pii", "ipv4", O_BOOL, OFF(pii.ipv4), 0, 0, 1, NULL, "mask IPv4 addresses"},
     {"pii", "ipv6", O_BOOL, OFF(pii.ipv6), 0, 0, 1, NULL, "mask IPv6 addresses"},
@@ -236,14 +237,14 @@ static const opt opts[] = {
     {"pii", "ipv6_replacement", O_STR, OFF(ipv6_replacement), 0, 0, 0, NULL, "\"\": 2001:db8::1"},
     {"pii", "phone_replacement", O_STR, OFF(phone_replacement), 0, 0, 0, NULL, "\"\": 555-0100"},
 
-    EN(LMF_STAGE_EXACT_DEDUP),
+    EN(LMF_STAGE_EXACT_DEDUP, "exact_dedup"),
     {"exact_dedup", "lowercase", O_BOOL, OFF(exact.lowercase), 0, 0, 1, NULL, "hash the lowercased text"},
     {"exact_dedup", "collapse_whitespace", O_BOOL, OFF(exact.collapse_whitespace), 0, 0, 1, NULL,
      "hash with whitespace runs collapsed and trimmed"},
     {"exact_dedup", "mem_budget_mb", O_MIB, OFF(exact.mem_budget), 0, 1, 1 << 20, NULL,
      "hash records kept in RAM before spilling sorted runs to disk"},
 
-    EN(LMF_STAGE_MINHASH),
+    EN(LMF_STAGE_MINHASH, "minhash"),
     {"minhash", "n_grams", O_INT, OFF(minhash.n_grams), 0, 1, 64, NULL, "word n-gram shingles"},
     {"minhash", "num_buckets", O_INT, OFF(minhash.num_buckets), 0, 1, LMF_MINHASH_MAX_HASHES, NULL, "LSH bands"},
     {"minhash", "hashes_per_bucket", O_INT, OFF(minhash.hashes_per_bucket), 0, 1, LMF_MINHASH_MAX_HASHES, NULL,
@@ -258,7 +259,7 @@ static const opt opts[] = {
     {"minhash", "mem_budget_mb", O_MIB, OFF(minhash.mem_budget), 0, 1, 1 << 20, NULL,
      "band records kept in RAM before spilling sorted runs to disk"},
 
-    EN(LMF_STAGE_SHARD),
+    EN(LMF_STAGE_SHARD, "shard"),
     {"shard", "tokenizer", O_STR, OFF(tokenizer), 0, 0, 0, NULL,
      "tokenizer.json / GPT-2 folder / GGUF with <|endoftext|> (\"\": bytes, vocabulary 257)"},
     {"shard", "val_fraction", O_F64, OFF(val_fraction), 0, 0, 0.999999, NULL, "share of blocks for val.bin"},
