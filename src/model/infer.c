@@ -107,6 +107,19 @@ static void linear_rows(const lin *o, int N, const char *qin, size_t qb, int lo,
             for (int r = lo; r < hi; r++) o->out[(size_t)i * o->ldo + r] += o->bias[r];
 }
 
+/* Starts fetching the first PREFETCH_AHEAD bytes of this thread's share of W (from the layout linear_rows reads),
+ * so that a thread that reaches a barrier first spends the wait filling the start of its next stream instead of
+ * beginning it with demand misses. */
+#define PREFETCH_AHEAD 4096
+static void prefetch_share(const lmf_wtensor *W, int unit, int tid, int nth) {
+    int lo, hi;
+    if (!W->rows) return;
+    row_share(W->rows, unit, tid, nth, &lo, &hi);
+    const char *p = (const char *)(W->r16 ? W->r16 : W->data) + (size_t)lo * W->row_bytes;
+    size_t n = (size_t)(hi - lo) * W->row_bytes;
+    for (size_t b = 0; b < n && b < PREFETCH_AHEAD; b += 64) __builtin_prefetch(p + b, 0, 3);
+}
+
 /* Prefill: n <= 3 linear layers over the same N > QMV_MAX input rows (ldi apart), through dequantized slabs and the
  * SGEMM (which runs its own threads). */
 static void linear_n(lmf_session *s, const float *in, int ldi, int N, const lin *o, int n) {
@@ -352,6 +365,7 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
                         for (int d = rlo; d < rhi; d++) vt[(size_t)d * s->n_ctx + p0 + i] = row[d];
                 }
             }
+            prefetch_share(&L->wo, 16, tid, nth);
             lmf_barrier_wait(&s->bar, nth);
             for (int t = tid; t < NH * N; t += nth) { /* (head, query) pairs */
                 int h = t % NH, i = t / NH;
@@ -366,6 +380,8 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
             linear_rows(&o, N, qin[0], qb[0], rlo, rhi);
             for (int i = 0; i < N; i++)
                 for (int r = rlo; r < rhi; r++) s->x[(size_t)i * C + r] += s->xn[(size_t)i * C + r];
+            prefetch_share(&L->w_up, 16, tid, nth);
+            prefetch_share(&L->w_gate, 16, tid, nth);
             lmf_barrier_wait(&s->bar, nth);
             /* up (and gate): the activation on the columns this thread made */
             lin ffn[2] = {{&L->w_up, L->b_up, s->h1, F}, {&L->w_gate, NULL, s->h2, F}};
@@ -374,6 +390,7 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
             row_share(F, 16, tid, nth, &rlo, &rhi);
             for (int j = 0; j < 1 + swiglu; j++) linear_rows(&ffn[j], N, qin[j], qb[j], rlo, rhi);
             if (rhi > rlo) ffn_act(w, s->h1, s->h2, N, rlo, rhi);
+            prefetch_share(&L->w_down, 16, tid, nth);
             lmf_barrier_wait(&s->bar, nth);
             /* down: residual added by the row owner */
             lin down = {&L->w_down, L->b_down, s->xn, C};
@@ -382,6 +399,14 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
             linear_rows(&down, N, qin[0], qb[0], rlo, rhi);
             for (int i = 0; i < N; i++)
                 for (int r = rlo; r < rhi; r++) s->x[(size_t)i * C + r] += s->xn[(size_t)i * C + r];
+            if (l + 1 < c->n_layer) {
+                const lmf_layer_weights *Ln = &w->layers[l + 1];
+                prefetch_share(&Ln->wq, qk_unit, tid, nth);
+                prefetch_share(&Ln->wk, qk_unit, tid, nth);
+                prefetch_share(&Ln->wv, 16, tid, nth);
+            } else if (lo < N) {
+                prefetch_share(&w->lm_head, 16, tid, nth);
+            }
             lmf_barrier_wait(&s->bar, nth);
         }
         if (lo < N) {
