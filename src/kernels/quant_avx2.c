@@ -484,7 +484,7 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
  * As quant_avx512.c's r16_tile with eight lanes: each 8-row half of a group is one pass over the group's blocks
  * (the group, at most a few tens of KB, is still in L1/L2 for the second half); vpmaddwd + vpaddd replace
  * vpdpwssd. Up to two columns share each unpacked weight vector; the first pass prefetches as quant_avx512.c does. */
-#define R16_PREFETCH 4096
+#define R16_PREFETCH(K) ((K) == K_Q8_0 ? 8192 : 4096)
 AI void r16_half(const int K, const int CB, int nb, const uint8_t *G, int h, const lmf_block_q16a *const *xc,
                  float *y, int ldy) {
     const int gbs = 16 * (K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20), qoff = K == K_Q4_1 ? 64 : 32;
@@ -494,7 +494,7 @@ AI void r16_half(const int K, const int CB, int nb, const uint8_t *G, int h, con
     for (int b = 0; b < nb; b++) {
         const uint8_t *g = G + (size_t)b * gbs;
         if (h == 0)
-            for (int l = 0; l < gbs; l += 64) _mm_prefetch((const char *)g + R16_PREFETCH + l, _MM_HINT_T0);
+            for (int l = 0; l < gbs; l += 64) _mm_prefetch((const char *)g + R16_PREFETCH(K) + l, _MM_HINT_T0);
         __m256i d0[2], d1[2];
         for (int c = 0; c < CB; c++) d0[c] = _mm256_setzero_si256(), d1[c] = _mm256_setzero_si256();
         if (K == K_Q8_0) {

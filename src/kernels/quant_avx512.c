@@ -360,10 +360,12 @@ QMV(q4_1_i16)
  * an embedded broadcast. Then one conversion and one FMA with the 16 rows' scales (vcvtph2ps) times d_x, and for
  * Q4 one more FMA for the min / offset term: no horizontal sums, no gathers. Two dot chains per column so
  * consecutive vpdpwssd do not wait on each other. Columns share each unpacked weight vector (CB <= 4 at a time).
- * The weights are prefetched R16_PREFETCH bytes ahead: a group streams linearly, and without it the kernel waited on
- * memory between blocks instead of overlapping (SmolLM2's linear layers from memory, 2 threads: 144 tok/s without,
- * 300-400 with 4-8 KB; 1-2 KB gain little, 16 KB and more lose again). */
-#define R16_PREFETCH 4096
+ * The weights are prefetched R16_PREFETCH(K) bytes ahead: a group streams linearly, and without it the kernel waited
+ * on memory between blocks instead of overlapping (SmolLM2's linear layers from memory, 2 threads: 144 tok/s
+ * without, 300-400 with 4-8 KB; 1-2 KB gain little, 16 KB and more lose again). Paired runs put Q4 best at 4 KB
+ * (8 KB: -10% on one thread) and Q8_0, whose block groups are 1.7x larger, at 8 KB (+4-35% on two threads over
+ * 4 KB, equal on one). */
+#define R16_PREFETCH(K) ((K) == K_Q8_0 ? 8192 : 4096)
 AI void r16_tile(const int K, const int CB, int nb, const uint8_t *G, const lmf_block_q16a *const *xc, float *y,
                  int ldy) {
     const int gbs = 16 * (K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20), qoff = K == K_Q4_1 ? 64 : 32;
@@ -372,7 +374,7 @@ AI void r16_tile(const int K, const int CB, int nb, const uint8_t *G, const lmf_
     const __m512i m4 = _mm512_set1_epi32(0x000F000F);
     for (int b = 0; b < nb; b++) {
         const uint8_t *g = G + (size_t)b * gbs;
-        for (int l = 0; l < gbs; l += 64) _mm_prefetch((const char *)g + R16_PREFETCH + l, _MM_HINT_T0);
+        for (int l = 0; l < gbs; l += 64) _mm_prefetch((const char *)g + R16_PREFETCH(K) + l, _MM_HINT_T0);
         __m512i d0[4], d1[4];
         for (int c = 0; c < CB; c++) d0[c] = _mm512_setzero_si512(), d1[c] = _mm512_setzero_si512();
         if (K == K_Q8_0) {
