@@ -167,9 +167,7 @@ static int fuzz_config(const uint8_t *data, size_t n) {
 
 /* A whole model: load it for inference (every tensor's shape and type checked), then run two tokens through a
  * session, prefill and decode, touching every weight byte the executor reads. */
-static int fuzz_model(const uint8_t *data, size_t n) {
-    lmf_weights *w;
-    if (lmf_weights_load(fuzz_file(data, n), &w) != LMF_OK) return 0;
+static void fuzz_run_and_free(lmf_weights *w) {
     lmf_session *s;
     if (lmf_session_create(w, 4, &s) == LMF_OK) {
         const float *lg;
@@ -179,6 +177,12 @@ static int fuzz_model(const uint8_t *data, size_t n) {
         lmf_session_free(s);
     }
     lmf_weights_free(w);
+}
+
+static int fuzz_model(const uint8_t *data, size_t n) {
+    lmf_weights *w;
+    if (lmf_weights_load(fuzz_file(data, n), &w) != LMF_OK) return 0;
+    fuzz_run_and_free(w);
     return 1;
 }
 
@@ -209,15 +213,7 @@ static int fuzz_hf(const uint8_t *data, size_t n) {
     }
     lmf_weights *w;
     if (lmf_weights_load_hf(dir, &w) != LMF_OK) return 0;
-    lmf_session *s;
-    if (lmf_session_create(w, 4, &s) == LMF_OK) {
-        const float *lg;
-        int32_t tok[2] = {0, lmf_weights_config(w)->vocab_size - 1};
-        lmf_session_eval(s, tok, 2, 0, &lg);
-        lmf_session_eval(s, tok, 1, 0, &lg);
-        lmf_session_free(s);
-    }
-    lmf_weights_free(w);
+    fuzz_run_and_free(w);
     return 1;
 }
 

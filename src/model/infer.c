@@ -323,6 +323,21 @@ static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *lo
     linear(s, logits, c->vocab_size, s->xn, C, N - lo, &w->lm_head, NULL);
 }
 
+/* A decode product that feeds the residual stream (attention's o, the FFN's down): this thread's rows of in W^T +
+ * bias into s->xn, added to s->x by the same thread. */
+static void residual_rows(lmf_session *s, const lmf_wtensor *W, const float *bias, const float *in, int ldi, int N,
+                          char *qbuf, int tid, int nth) {
+    int C = s->w->cfg.n_embd, lo, hi;
+    lin o = {W, bias, s->xn, C};
+    const char *qin[3];
+    size_t qb[3];
+    convert_inputs(in, ldi, N, &o, 1, qbuf, s->qin_stride, qin, qb);
+    row_share(C, 16, tid, nth, &lo, &hi);
+    linear_rows(&o, N, qin[0], qb[0], lo, hi);
+    for (int i = 0; i < N; i++)
+        for (int r = lo; r < hi; r++) s->x[(size_t)i * C + r] += s->xn[(size_t)i * C + r];
+}
+
 /* Decode: N <= QMV_MAX tokens, the whole step in one parallel region with five barriers per layer (one after each
  * product whose output the next one reads in full; lmf_barrier, which sleeps when a partner is descheduled). A fork/join per product cost ~150 region starts and ends per
  * token; here the small serial steps are either done by every thread for itself (norm + conversion of an input
@@ -373,13 +388,7 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
                        s->q + (size_t)i * C + (size_t)h * hs, s->att + (size_t)i * C + (size_t)h * hs, p0 + i + 1, S);
             }
             lmf_barrier_wait(&s->bar, nth);
-            /* o: residual added by the row owner */
-            lin o = {&L->wo, L->bo, s->xn, C};
-            convert_inputs(s->att, C, N, &o, 1, qbuf, s->qin_stride, qin, qb);
-            row_share(C, 16, tid, nth, &rlo, &rhi);
-            linear_rows(&o, N, qin[0], qb[0], rlo, rhi);
-            for (int i = 0; i < N; i++)
-                for (int r = rlo; r < rhi; r++) s->x[(size_t)i * C + r] += s->xn[(size_t)i * C + r];
+            residual_rows(s, &L->wo, L->bo, s->att, C, N, qbuf, tid, nth);
             prefetch_share(&L->w_up, 16, tid, nth);
             prefetch_share(&L->w_gate, 16, tid, nth);
             lmf_barrier_wait(&s->bar, nth);
@@ -392,13 +401,7 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
             if (rhi > rlo) ffn_act(w, s->h1, s->h2, N, rlo, rhi);
             prefetch_share(&L->w_down, 16, tid, nth);
             lmf_barrier_wait(&s->bar, nth);
-            /* down: residual added by the row owner */
-            lin down = {&L->w_down, L->b_down, s->xn, C};
-            convert_inputs(s->h1, F, N, &down, 1, qbuf, s->qin_stride, qin, qb);
-            row_share(C, 16, tid, nth, &rlo, &rhi);
-            linear_rows(&down, N, qin[0], qb[0], rlo, rhi);
-            for (int i = 0; i < N; i++)
-                for (int r = rlo; r < rhi; r++) s->x[(size_t)i * C + r] += s->xn[(size_t)i * C + r];
+            residual_rows(s, &L->w_down, L->b_down, s->h1, F, N, qbuf, tid, nth);
             if (l + 1 < c->n_layer) {
                 const lmf_layer_weights *Ln = &w->layers[l + 1];
                 prefetch_share(&Ln->wq, qk_unit, tid, nth);
