@@ -9,11 +9,13 @@
  *  - prefill (many rows): weights are dequantized to fp32 in slabs of at most DQ_BYTES (R16 groups k-major, ggml
  *    rows row-major) and multiplied with the fp32 SGEMM (compute-bound; a weight element is reused by every row of
  *    the batch).
- * Attention keeps K and V in fp32 caches laid out (L, n_ctx, KV) and (L, KV, n_ctx). Prefill computes scores for blocks of 64 queries
- * per head with SGEMM against all cached keys up to the block's last position, decode with dot products.
+ * Attention keeps K and V in fp32 caches laid out (L, n_ctx, KV) and (L, KV, n_ctx). Prefill computes scores for
+ * blocks of 64 queries per head with SGEMM against all cached keys up to the block's last position, decode with
+ * fp32 matrix-vector products over the cache rows.
  *
  * Memory: the KV cache (2 L n_ctx KV floats) plus scratch of about NB (4C + 2F) floats, DQ_BYTES, and per thread
- * 64 x n_ctx attention scores; the weights themselves stay where the loader put them (usually the file mapping). */
+ * 64 x n_ctx attention scores; the weights stay where the loader put them (usually the file mapping), except
+ * the quantized matrices' R16 copy, which replaces the mapping's pages (lmf_weights_prepare_decode). */
 #include "core/alloc.h"
 #include "core/barrier.h"
 #include "core/parallel.h"
@@ -255,7 +257,8 @@ static void embed(lmf_session *s, const int32_t *tok, int N, int p0) {
     for (int i = 0; i < N; i++) {
         float *x = s->x + (size_t)i * C;
         if (w->tok_emb.r16) /* a tied head repacked: row tok of its group */
-            lmf_r16_dequant_row(w->tok_emb.type, C, (const char *)w->tok_emb.r16 + (size_t)(tok[i] / 16) * 16 * w->tok_emb.row_bytes,
+            lmf_r16_dequant_row(w->tok_emb.type, C,
+                                (const char *)w->tok_emb.r16 + (size_t)(tok[i] / 16) * 16 * w->tok_emb.row_bytes,
                                 tok[i] % 16, x);
         else
             lmf_dequant_fast(w->tok_emb.type, (const char *)w->tok_emb.data + (size_t)tok[i] * w->tok_emb.row_bytes, x,
@@ -339,8 +342,8 @@ static void residual_rows(lmf_session *s, const lmf_wtensor *W, const float *bia
 }
 
 /* Decode: N <= QMV_MAX tokens, the whole step in one parallel region with five barriers per layer (one after each
- * product whose output the next one reads in full; lmf_barrier, which sleeps when a partner is descheduled). A fork/join per product cost ~150 region starts and ends per
- * token; here the small serial steps are either done by every thread for itself (norm + conversion of an input
+ * product whose output the next one reads in full; lmf_barrier, which sleeps when a partner is descheduled). A
+ * fork/join per product cost ~150 region starts and ends per token; here the small serial steps are either done by every thread for itself (norm + conversion of an input
  * row, into its own buffers: cheaper than a barrier) or by the thread that owns the rows (biases, RoPE, the KV
  * cache writes, residual adds and the FFN activation follow the row split of the matrix that made them). */
 static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, float *logits) {
