@@ -18,7 +18,6 @@
  * the quantized matrices' R16 copy, which replaces the mapping's pages (lmf_weights_prepare_decode). */
 #include "core/alloc.h"
 #include "core/barrier.h"
-#include "core/parallel.h"
 #include "core/status.h"
 #include "io/gguf.h"
 #include "kernels/gemm.h"
@@ -44,7 +43,7 @@ struct lmf_session {
     float *rope;                /* (n_ctx, hs/2) cos then (n_ctx, hs/2) sin */
     float *x, *xn, *q, *k, *v, *att, *h1, *h2; /* (NB, C|KV|F) */
     void *qin;                  /* converted input rows, per thread: 3 x QMV_MAX x qin_stride */
-    float *xnt;                 /* normalized input rows, per thread: QMV_MAX x max(C, F) */
+    float *xnt;                 /* normalized input rows, per thread: QMV_MAX x C */
     lmf_barrier bar;            /* the decode step's barriers (core/barrier.h: why not omp barrier) */
     size_t qin_stride;
     float *dq;                  /* dequantized weight slab: dq_floats */
@@ -360,7 +359,7 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
 #pragma omp parallel num_threads(s->nthreads)
     {
         int tid = omp_get_thread_num(), nth = omp_get_num_threads(), rlo, rhi;
-        float *xn = s->xnt + (size_t)tid * QMV_MAX * (C > F ? C : F);
+        float *xn = s->xnt + (size_t)tid * QMV_MAX * C;
         char *qbuf = (char *)s->qin + (size_t)tid * 3 * QMV_MAX * s->qin_stride;
         float *S = s->scores + (size_t)tid * QBLK * s->n_ctx;
         const char *qin[3];
@@ -476,7 +475,7 @@ lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out
                        (size_t)NB * KV, (size_t)NB * KV, (size_t)NB * C, (size_t)NB * F, (size_t)NB * F,
                        s->dq_floats, (size_t)s->nthreads * QBLK * n_ctx, (size_t)c->vocab_size,
                        ((size_t)s->nthreads * 3 * QMV_MAX * s->qin_stride + 3) / 4,
-                       (size_t)s->nthreads * QMV_MAX * (size_t)(C > F ? C : F)};
+                       (size_t)s->nthreads * QMV_MAX * (size_t)C};
     float **dst[] = {&s->kcache, &s->vcache, &s->rope, &s->x, &s->xn, &s->q, &s->k, &s->v, &s->att, &s->h1, &s->h2,
                      &s->dq, &s->scores, &s->logits, (float **)&s->qin, &s->xnt};
     size_t total = 0;
