@@ -272,11 +272,12 @@ static void test_r16(void **state) {
     (void)state;
     static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1};
     static const int ns[] = {32, 96, 576, 1536};
-    static const int rows[] = {16, 48};
+    /* 1, 2, 3 and 7 groups: the kernels' streams (quant.h) get runs of equal, unequal and no length */
+    static const int rows[] = {16, 32, 48, 112};
     static const int cols[] = {1, 2, 3, 4, 5, 8, 9};
     for (int t = 0; t < 3; t++)
         for (int i = 0; i < 4; i++)
-            for (int ri = 0; ri < 2; ri++)
+            for (int ri = 0; ri < 4; ri++)
                 for (int ci = 0; ci < 7; ci++)
                     if (ns[i] < 1536 || ci % 3 == 0) check_r16(types[t], ns[i], rows[ri], cols[ci]);
     assert_false(lmf_r16_supported(LMF_GGML_Q4_1, 24, 576));

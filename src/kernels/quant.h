@@ -143,6 +143,21 @@ void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void 
 void lmf_r16_dequant_row(uint32_t type, int n, const void *group, int j, float *dst);
 /* a whole group to fp32, k-major: dst[k * ld + j] = element k of row j (k < n, j < 16); bit-exact as above */
 void lmf_r16_dequant_t(uint32_t type, int n, const void *group, float *dst, size_t ld);
+/* How the SIMD R16 kernels read memory. One thread's rows are read as LMF_R16_STREAMS concurrent streams (its
+ * groups split into that many contiguous runs, the kernel stepping through one block group of each in turn) with
+ * software prefetch LMF_R16_PREFETCH bytes ahead in each. Why: one core's reads of one linear stream stop at ~13-16
+ * GB/s on these machines (the hardware prefetcher keeps a bounded number of lines in flight per stream); with two
+ * to four streams a plain read reaches 15-20 GB/s on one core and 40-45 GB/s on two instead of 26-33, and whole-
+ * model decode gained 10-30% (docs/benchmarks.md). */
+#define LMF_R16_STREAMS 3
+#define LMF_R16_PREFETCH 4096
+/* groups [0, ngroups) as s <= LMF_R16_STREAMS runs (some empty when s > ngroups): run k is [start[k], start[k + 1]);
+ * returns the longest run */
+static inline int lmf_r16_streams(int ngroups, int s, int start[]) {
+    int len = (ngroups + s - 1) / s;
+    for (int k = 0; k <= s; k++) start[k] = k * len < ngroups ? k * len : ngroups;
+    return len;
+}
 /* lmf_qmatvec over R16 groups (nrows % 16 == 0, W = the first group, row_bytes = the ggml row size of n elements)
  * against int16 activation columns (lmf_block_q16a: lmf_qinput_convert's output unless LMF_QACT=int8, in which case
  * the executor keeps the ggml layout) */

@@ -483,72 +483,85 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
 /* ---- R16 groups (quant.h) ------------------------------------------------------------------------------------
  * As quant_avx512.c's r16_tile with eight lanes: each 8-row half of a group is one pass over the group's blocks
  * (the group, at most a few tens of KB, is still in L1/L2 for the second half); vpmaddwd + vpaddd replace
- * vpdpwssd. Up to two columns share each unpacked weight vector; the first pass prefetches as quant_avx512.c does. */
-#define R16_PREFETCH(K) ((K) == K_Q8_0 ? 8192 : 4096)
-AI void r16_half(const int K, const int CB, int nb, const uint8_t *G, int h, const lmf_block_q16a *const *xc,
-                 float *y, int ldy) {
+ * vpdpwssd. Up to two columns share each unpacked weight vector; with one column two groups from different streams
+ * (quant.h) go side by side, block group by block group (16 ymm registers hold no more accumulators); the first
+ * pass prefetches as quant_avx512.c does. */
+AI void r16_half(const int K, const int NG, const int CB, int nb, const uint8_t *const *G, int h,
+                 const lmf_block_q16a *const *xc, float *const *y, int ldy) {
     const int gbs = 16 * (K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20), qoff = K == K_Q4_1 ? 64 : 32;
     __m256 acc[2], acc2[2];
-    for (int c = 0; c < CB; c++) acc[c] = _mm256_setzero_ps(), acc2[c] = _mm256_setzero_ps();
+    for (int i = 0; i < NG * CB; i++) acc[i] = _mm256_setzero_ps(), acc2[i] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi32(0x000F000F);
-    for (int b = 0; b < nb; b++) {
-        const uint8_t *g = G + (size_t)b * gbs;
-        if (h == 0)
-            for (int l = 0; l < gbs; l += 64) _mm_prefetch((const char *)g + R16_PREFETCH(K) + l, _MM_HINT_T0);
-        __m256i d0[2], d1[2];
-        for (int c = 0; c < CB; c++) d0[c] = _mm256_setzero_si256(), d1[c] = _mm256_setzero_si256();
-        if (K == K_Q8_0) {
-            for (int p = 0; p < 16; p += 2) {
-                __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 32 * p + 16 * h)));
-                __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 64 + 32 * p + 16 * h)));
-                for (int c = 0; c < CB; c++) {
-                    const int32_t *xp = (const int32_t *)xc[c][b].qs + p;
-                    d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])));
-                    d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
+    for (int b = 0; b < nb; b++)
+        for (int s = 0; s < NG; s++) {
+            const uint8_t *g = G[s] + (size_t)b * gbs;
+            if (h == 0)
+                for (int l = 0; l < gbs; l += 64) _mm_prefetch((const char *)g + LMF_R16_PREFETCH + l, _MM_HINT_T0);
+            __m256i d0[2], d1[2];
+            for (int c = 0; c < CB; c++) d0[c] = _mm256_setzero_si256(), d1[c] = _mm256_setzero_si256();
+            if (K == K_Q8_0) {
+                for (int p = 0; p < 16; p += 2) {
+                    __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 32 * p + 16 * h)));
+                    __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 64 + 32 * p + 16 * h)));
+                    for (int c = 0; c < CB; c++) {
+                        const int32_t *xp = (const int32_t *)xc[c][b].qs + p;
+                        d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])));
+                        d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
+                    }
+                }
+            } else {
+                for (int ch = 0; ch < 4; ch++) {
+                    __m256i v = _mm256_loadu_si256((const __m256i *)(g + qoff + 64 * ch + 32 * h));
+                    __m256i w0 = _mm256_and_si256(v, m4), w1 = _mm256_and_si256(_mm256_srli_epi32(v, 4), m4);
+                    __m256i w2 = _mm256_and_si256(_mm256_srli_epi32(v, 8), m4), w3 = _mm256_srli_epi16(v, 12);
+                    for (int c = 0; c < CB; c++) {
+                        const int32_t *xp = (const int32_t *)xc[c][b].qs + 4 * ch;
+                        d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])));
+                        d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
+                        d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w2, _mm256_set1_epi32(xp[2])));
+                        d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w3, _mm256_set1_epi32(xp[3])));
+                    }
                 }
             }
-        } else {
-            for (int ch = 0; ch < 4; ch++) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(g + qoff + 64 * ch + 32 * h));
-                __m256i w0 = _mm256_and_si256(v, m4), w1 = _mm256_and_si256(_mm256_srli_epi32(v, 4), m4);
-                __m256i w2 = _mm256_and_si256(_mm256_srli_epi32(v, 8), m4), w3 = _mm256_srli_epi16(v, 12);
-                for (int c = 0; c < CB; c++) {
-                    const int32_t *xp = (const int32_t *)xc[c][b].qs + 4 * ch;
-                    d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])));
-                    d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
-                    d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w2, _mm256_set1_epi32(xp[2])));
-                    d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w3, _mm256_set1_epi32(xp[3])));
-                }
+            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
+            __m256 mw = K == K_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h))) : dw;
+            for (int c = 0; c < CB; c++) {
+                __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(d0[c], d1[c]));
+                acc[s * CB + c] = _mm256_fmadd_ps(dot, _mm256_mul_ps(dw, _mm256_set1_ps(xc[c][b].d)), acc[s * CB + c]);
+                if (K != K_Q8_0) acc2[s * CB + c] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xc[c][b].s), acc2[s * CB + c]);
             }
         }
-        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
-        __m256 mw = K == K_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h))) : dw;
+    for (int s = 0; s < NG; s++)
         for (int c = 0; c < CB; c++) {
-            __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(d0[c], d1[c]));
-            acc[c] = _mm256_fmadd_ps(dot, _mm256_mul_ps(dw, _mm256_set1_ps(xc[c][b].d)), acc[c]);
-            if (K != K_Q8_0) acc2[c] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xc[c][b].s), acc2[c]);
+            __m256 a = acc[s * CB + c], a2 = acc2[s * CB + c];
+            __m256 r = K == K_Q4_1   ? _mm256_add_ps(a, a2)
+                       : K == K_Q4_0 ? _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), a2, a)
+                                     : a;
+            _mm256_storeu_ps(y[s] + (size_t)c * ldy + 8 * h, r);
         }
-    }
-    for (int c = 0; c < CB; c++) {
-        __m256 r = K == K_Q4_1   ? _mm256_add_ps(acc[c], acc2[c])
-                   : K == K_Q4_0 ? _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), acc2[c], acc[c])
-                                 : acc[c];
-        _mm256_storeu_ps(y + (size_t)c * ldy + 8 * h, r);
-    }
 }
 
 AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                int ldy) {
-    int nb = n / 32;
-    for (int r0 = 0; r0 < nrows; r0 += 16) {
-        const uint8_t *G = (const uint8_t *)W + (size_t)r0 * rb;
-        for (int c0 = 0; c0 < ncols; c0 += 2) {
-            int cb = ncols - c0 < 2 ? ncols - c0 : 2;
-            const lmf_block_q16a *xc[2];
-            for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + c) * xb);
+    int nb = n / 32, ngroups = nrows / 16;
+    for (int c0 = 0; c0 < ncols; c0 += 2) {
+        int cb = ncols - c0 < 2 ? ncols - c0 : 2;
+        const lmf_block_q16a *xc[2];
+        for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + c) * xb);
+        int start[3], S = cb == 1 ? 2 : 1, len = lmf_r16_streams(ngroups, S, start);
+        for (int i = 0; i < len; i++) {
+            const uint8_t *G[2];
+            float *yo[2];
+            int ng = 0;
+            for (int s = 0; s < S; s++)
+                if (start[s] + i < start[s + 1]) {
+                    int g = start[s] + i;
+                    G[ng] = (const uint8_t *)W + (size_t)g * 16 * rb, yo[ng++] = y + (size_t)c0 * ldy + 16 * g;
+                }
             for (int h = 0; h < 2; h++) {
-                if (cb == 1) r16_half(K, 1, nb, G, h, xc, y + (size_t)c0 * ldy + r0, ldy);
-                else r16_half(K, 2, nb, G, h, xc, y + (size_t)c0 * ldy + r0, ldy);
+                if (ng == 2) r16_half(K, 2, 1, nb, G, h, xc, yo, ldy);
+                else if (cb == 1) r16_half(K, 1, 1, nb, G, h, xc, yo, ldy);
+                else r16_half(K, 1, 2, nb, G, h, xc, yo, ldy);
             }
         }
     }

@@ -360,79 +360,93 @@ QMV(q4_1_i16)
  * an embedded broadcast. Then one conversion and one FMA with the 16 rows' scales (vcvtph2ps) times d_x, and for
  * Q4 one more FMA for the min / offset term: no horizontal sums, no gathers. Two dot chains per column so
  * consecutive vpdpwssd do not wait on each other. Columns share each unpacked weight vector (CB <= 4 at a time).
- * The weights are prefetched R16_PREFETCH(K) bytes ahead: a group streams linearly, and without it the kernel waited
- * on memory between blocks instead of overlapping (SmolLM2's linear layers from memory, 2 threads: 144 tok/s
- * without, 300-400 with 4-8 KB; 1-2 KB gain little, 16 KB and more lose again). Paired runs put Q4 best at 4 KB
- * (8 KB: -10% on one thread) and Q8_0, whose block groups are 1.7x larger, at 8 KB (+4-35% on two threads over
- * 4 KB, equal on one). */
-#define R16_PREFETCH(K) ((K) == K_Q8_0 ? 8192 : 4096)
-AI void r16_tile(const int K, const int CB, int nb, const uint8_t *G, const lmf_block_q16a *const *xc, float *y,
-                 int ldy) {
+ * NG groups from different streams (quant.h, LMF_R16_STREAMS) are worked block group by block group, each with
+ * its own prefetch LMF_R16_PREFETCH bytes ahead: without the prefetch the kernel waited on memory between blocks
+ * (SmolLM2's linear layers from memory, 2 threads: 144 tok/s without, 300-400 with 4-8 KB, one stream); with
+ * several streams 4 KB each did as well as 8 KB for Q8_0 and Q4. NG * CB <= 4: the accumulators stay in
+ * registers. */
+AI void r16_tile(const int K, const int NG, const int CB, int nb, const uint8_t *const *G,
+                 const lmf_block_q16a *const *xc, float *const *y, int ldy) {
     const int gbs = 16 * (K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20), qoff = K == K_Q4_1 ? 64 : 32;
     __m512 acc[4], acc2[4];
-    for (int c = 0; c < CB; c++) acc[c] = _mm512_setzero_ps(), acc2[c] = _mm512_setzero_ps();
+    for (int i = 0; i < NG * CB; i++) acc[i] = _mm512_setzero_ps(), acc2[i] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi32(0x000F000F);
-    for (int b = 0; b < nb; b++) {
-        const uint8_t *g = G + (size_t)b * gbs;
-        for (int l = 0; l < gbs; l += 64) _mm_prefetch((const char *)g + R16_PREFETCH(K) + l, _MM_HINT_T0);
-        __m512i d0[4], d1[4];
-        for (int c = 0; c < CB; c++) d0[c] = _mm512_setzero_si512(), d1[c] = _mm512_setzero_si512();
-        if (K == K_Q8_0) {
-            for (int p = 0; p < 16; p += 2) {
-                __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(g + 32 + 32 * p)));
-                __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(g + 64 + 32 * p)));
-                for (int c = 0; c < CB; c++) {
-                    const int32_t *xp = (const int32_t *)xc[c][b].qs + p;
-                    d0[c] = _mm512_dpwssd_epi32(d0[c], w0, _mm512_set1_epi32(xp[0]));
-                    d1[c] = _mm512_dpwssd_epi32(d1[c], w1, _mm512_set1_epi32(xp[1]));
+    for (int b = 0; b < nb; b++)
+        for (int s = 0; s < NG; s++) {
+            const uint8_t *g = G[s] + (size_t)b * gbs;
+            for (int l = 0; l < gbs; l += 64) _mm_prefetch((const char *)g + LMF_R16_PREFETCH + l, _MM_HINT_T0);
+            __m512i d0[4], d1[4];
+            for (int c = 0; c < CB; c++) d0[c] = _mm512_setzero_si512(), d1[c] = _mm512_setzero_si512();
+            if (K == K_Q8_0) {
+                for (int p = 0; p < 16; p += 2) {
+                    __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(g + 32 + 32 * p)));
+                    __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(g + 64 + 32 * p)));
+                    for (int c = 0; c < CB; c++) {
+                        const int32_t *xp = (const int32_t *)xc[c][b].qs + p;
+                        d0[c] = _mm512_dpwssd_epi32(d0[c], w0, _mm512_set1_epi32(xp[0]));
+                        d1[c] = _mm512_dpwssd_epi32(d1[c], w1, _mm512_set1_epi32(xp[1]));
+                    }
+                }
+            } else {
+                for (int ch = 0; ch < 4; ch++) {
+                    __m512i v = _mm512_loadu_si512(g + qoff + 64 * ch);
+                    __m512i w0 = _mm512_and_si512(v, m4), w1 = _mm512_and_si512(_mm512_srli_epi32(v, 4), m4);
+                    __m512i w2 = _mm512_and_si512(_mm512_srli_epi32(v, 8), m4), w3 = _mm512_srli_epi16(v, 12);
+                    for (int c = 0; c < CB; c++) {
+                        const int32_t *xp = (const int32_t *)xc[c][b].qs + 4 * ch;
+                        d0[c] = _mm512_dpwssd_epi32(d0[c], w0, _mm512_set1_epi32(xp[0]));
+                        d1[c] = _mm512_dpwssd_epi32(d1[c], w1, _mm512_set1_epi32(xp[1]));
+                        d0[c] = _mm512_dpwssd_epi32(d0[c], w2, _mm512_set1_epi32(xp[2]));
+                        d1[c] = _mm512_dpwssd_epi32(d1[c], w3, _mm512_set1_epi32(xp[3]));
+                    }
                 }
             }
-        } else {
-            for (int ch = 0; ch < 4; ch++) {
-                __m512i v = _mm512_loadu_si512(g + qoff + 64 * ch);
-                __m512i w0 = _mm512_and_si512(v, m4), w1 = _mm512_and_si512(_mm512_srli_epi32(v, 4), m4);
-                __m512i w2 = _mm512_and_si512(_mm512_srli_epi32(v, 8), m4), w3 = _mm512_srli_epi16(v, 12);
-                for (int c = 0; c < CB; c++) {
-                    const int32_t *xp = (const int32_t *)xc[c][b].qs + 4 * ch;
-                    d0[c] = _mm512_dpwssd_epi32(d0[c], w0, _mm512_set1_epi32(xp[0]));
-                    d1[c] = _mm512_dpwssd_epi32(d1[c], w1, _mm512_set1_epi32(xp[1]));
-                    d0[c] = _mm512_dpwssd_epi32(d0[c], w2, _mm512_set1_epi32(xp[2]));
-                    d1[c] = _mm512_dpwssd_epi32(d1[c], w3, _mm512_set1_epi32(xp[3]));
-                }
+            __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+            __m512 mw = K == K_Q4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32))) : dw;
+            for (int c = 0; c < CB; c++) {
+                __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(d0[c], d1[c]));
+                acc[s * CB + c] = _mm512_fmadd_ps(dot, _mm512_mul_ps(dw, _mm512_set1_ps(xc[c][b].d)), acc[s * CB + c]);
+                if (K != K_Q8_0) acc2[s * CB + c] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xc[c][b].s), acc2[s * CB + c]);
             }
         }
-        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
-        __m512 mw = K == K_Q4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32))) : dw;
+    for (int s = 0; s < NG; s++)
         for (int c = 0; c < CB; c++) {
-            __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(d0[c], d1[c]));
-            acc[c] = _mm512_fmadd_ps(dot, _mm512_mul_ps(dw, _mm512_set1_ps(xc[c][b].d)), acc[c]);
-            if (K != K_Q8_0) acc2[c] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xc[c][b].s), acc2[c]);
+            __m512 a = acc[s * CB + c], a2 = acc2[s * CB + c];
+            __m512 r = K == K_Q4_1   ? _mm512_add_ps(a, a2)
+                       : K == K_Q4_0 ? _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), a2, a)
+                                     : a;
+            _mm512_storeu_ps(y[s] + (size_t)c * ldy, r);
         }
-    }
-    for (int c = 0; c < CB; c++) {
-        __m512 r = K == K_Q4_1   ? _mm512_add_ps(acc[c], acc2[c])
-                   : K == K_Q4_0 ? _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), acc2[c], acc[c])
-                                 : acc[c];
-        _mm512_storeu_ps(y + (size_t)c * ldy, r);
-    }
 }
 
 AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                int ldy) {
-    int nb = n / 32;
-    for (int r0 = 0; r0 < nrows; r0 += 16) {
-        const uint8_t *G = (const uint8_t *)W + (size_t)r0 * rb;
-        for (int c0 = 0; c0 < ncols; c0 += 4) {
-            int cb = ncols - c0 < 4 ? ncols - c0 : 4;
-            const lmf_block_q16a *xc[4];
-            for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + c) * xb);
-            float *yo = y + (size_t)c0 * ldy + r0;
-            switch (cb) {
-            case 1: r16_tile(K, 1, nb, G, xc, yo, ldy); break;
-            case 2: r16_tile(K, 2, nb, G, xc, yo, ldy); break;
-            case 3: r16_tile(K, 3, nb, G, xc, yo, ldy); break;
-            default: r16_tile(K, 4, nb, G, xc, yo, ldy); break;
-            }
+    int nb = n / 32, ngroups = nrows / 16;
+    for (int c0 = 0; c0 < ncols; c0 += 4) {
+        int cb = ncols - c0 < 4 ? ncols - c0 : 4;
+        const lmf_block_q16a *xc[4];
+        for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + c) * xb);
+        int start[LMF_R16_STREAMS + 1], S = cb == 1 ? LMF_R16_STREAMS : cb == 2 ? 2 : 1;
+        int len = lmf_r16_streams(ngroups, S, start);
+        for (int i = 0; i < len; i++) {
+            const uint8_t *G[LMF_R16_STREAMS];
+            float *yo[LMF_R16_STREAMS];
+            int ng = 0;
+            for (int s = 0; s < S; s++)
+                if (start[s] + i < start[s + 1]) {
+                    int g = start[s] + i;
+                    G[ng] = (const uint8_t *)W + (size_t)g * 16 * rb, yo[ng++] = y + (size_t)c0 * ldy + 16 * g;
+                }
+            if (cb == 1 && ng == 3) r16_tile(K, 3, 1, nb, G, xc, yo, ldy);
+            else if (cb == 1 && ng == 2) r16_tile(K, 2, 1, nb, G, xc, yo, ldy);
+            else if (cb == 2 && ng == 2) r16_tile(K, 2, 2, nb, G, xc, yo, ldy);
+            else
+                for (int s = 0; s < ng; s++) switch (cb) {
+                    case 1: r16_tile(K, 1, 1, nb, G + s, xc, yo + s, ldy); break;
+                    case 2: r16_tile(K, 1, 2, nb, G + s, xc, yo + s, ldy); break;
+                    case 3: r16_tile(K, 1, 3, nb, G + s, xc, yo + s, ldy); break;
+                    default: r16_tile(K, 1, 4, nb, G + s, xc, yo + s, ldy); break;
+                    }
         }
     }
 }
