@@ -473,8 +473,10 @@ AI __m512 wload(const int F, const void *row, int i, __mmask16 m) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-AI void ftile(const int F, const int RB, const int CB, int n, const uint8_t *W, size_t rb, const float *const *xc,
-              float *y, int ldy) {
+/* RB rows (wr[r]) x CB columns; y for row r, column c at yr[r] + c ldy. pf: prefetch that far ahead of each row's
+ * reads (0: none) */
+AI void ftile(const int F, const int RB, const int CB, int n, const uint8_t *const *wr, size_t pf,
+              const float *const *xc, float *const *yr, int ldy) {
     __m512 acc[4][4];
     for (int r = 0; r < RB; r++)
         for (int c = 0; c < CB; c++) acc[r][c] = _mm512_setzero_ps();
@@ -484,10 +486,8 @@ AI void ftile(const int F, const int RB, const int CB, int n, const uint8_t *W, 
         __m512 xv[4];
         for (int c = 0; c < CB; c++) xv[c] = _mm512_loadu_ps(xc[c] + i);
         for (int r = 0; r < RB; r++) {
-            /* the same place RB rows on (the next tile's row r): without it the rows came from memory at a third
-             * of the bandwidth one core reaches (bench_quant, F16 SmolLM2 7 -> 12 GB/s) */
-            if (RB > 1) _mm_prefetch((const char *)W + (size_t)(r + RB) * rb + (size_t)i * es, _MM_HINT_T0);
-            __m512 w = wload(F, W + (size_t)r * rb, i, 0xffff);
+            if (pf) _mm_prefetch((const char *)wr[r] + pf + (size_t)i * es, _MM_HINT_T0);
+            __m512 w = wload(F, wr[r], i, 0xffff);
             for (int c = 0; c < CB; c++) acc[r][c] = _mm512_fmadd_ps(w, xv[c], acc[r][c]);
         }
     }
@@ -496,12 +496,12 @@ AI void ftile(const int F, const int RB, const int CB, int n, const uint8_t *W, 
         __m512 xv[4];
         for (int c = 0; c < CB; c++) xv[c] = _mm512_maskz_loadu_ps(m, xc[c] + i);
         for (int r = 0; r < RB; r++) {
-            __m512 w = wload(F, W + (size_t)r * rb, i, m);
+            __m512 w = wload(F, wr[r], i, m);
             for (int c = 0; c < CB; c++) acc[r][c] = _mm512_fmadd_ps(w, xv[c], acc[r][c]);
         }
     }
     for (int r = 0; r < RB; r++)
-        for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
+        for (int c = 0; c < CB; c++) yr[r][(size_t)c * ldy] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
 /* one row with one column: four accumulators so consecutive FMAs do not wait on each other */
@@ -521,42 +521,47 @@ AI void frow1(const int F, int n, const uint8_t *W, const float *x, float *y) {
     *y = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
+/* One column: rows of n >= 256 four at a time, one from each of four streams (the rows split into four runs, as the
+ * R16 kernels split groups: quant.h), each prefetched four rows ahead in its run (without the prefetch the rows came
+ * from memory at a third of the bandwidth one core reaches: bench_quant, F16 SmolLM2 7 -> 12 GB/s). Short rows
+ * (attention's K cache, n = head_dim) one at a time. More columns: one row meets up to four columns. */
+AI void fmatvec(const int F, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb,
+                float *y, int ldy) {
+    const uint8_t *w = W;
+    if (ncols == 1) {
+        const float *xc[1] = {x};
+        int start[5], len = n >= 256 ? lmf_r16_streams(nrows, 4, start) : 0;
+        for (int i = 0; i < len; i++) {
+            const uint8_t *wr[4];
+            float *yr[4];
+            int k = 0;
+            for (int s = 0; s < 4; s++)
+                if (start[s] + i < start[s + 1]) wr[k] = w + (size_t)(start[s] + i) * rb, yr[k++] = y + start[s] + i;
+            if (k == 4) ftile(F, 4, 1, n, wr, 4 * rb, xc, yr, ldy);
+            else
+                for (int r = 0; r < k; r++) frow1(F, n, wr[r], x, yr[r]);
+        }
+        for (int r = len ? nrows : 0; r < nrows; r++) frow1(F, n, w + (size_t)r * rb, x, y + r);
+        return;
+    }
+    for (int r = 0; r < nrows; r++)
+        for (int c0 = 0; c0 < ncols; c0 += 4) {
+            int cb = ncols - c0 < 4 ? ncols - c0 : 4;
+            const float *xc[4];
+            for (int c = 0; c < cb; c++) xc[c] = (const float *)((const char *)x + (size_t)(c0 + c) * xb);
+            const uint8_t *wr[1] = {w + (size_t)r * rb};
+            float *yr[1] = {y + (size_t)c0 * ldy + r};
+            if (cb == 4) ftile(F, 1, 4, n, wr, 0, xc, yr, ldy);
+            else if (cb == 3) ftile(F, 1, 3, n, wr, 0, xc, yr, ldy);
+            else if (cb == 2) ftile(F, 1, 2, n, wr, 0, xc, yr, ldy);
+            else frow1(F, n, wr[0], xc[0], yr[0]);
+        }
+}
+
 #define FKERNEL(name, F)                                                                                           \
-    static void name##_4x1(int n, const uint8_t *W, size_t rb, const float *const *xc, float *y, int ldy) {        \
-        ftile(F, 4, 1, n, W, rb, xc, y, ldy);                                                                      \
-    }                                                                                                              \
-    static void name##_1x2(int n, const uint8_t *W, size_t rb, const float *const *xc, float *y, int ldy) {        \
-        ftile(F, 1, 2, n, W, rb, xc, y, ldy);                                                                      \
-    }                                                                                                              \
-    static void name##_1x3(int n, const uint8_t *W, size_t rb, const float *const *xc, float *y, int ldy) {        \
-        ftile(F, 1, 3, n, W, rb, xc, y, ldy);                                                                      \
-    }                                                                                                              \
-    static void name##_1x4(int n, const uint8_t *W, size_t rb, const float *const *xc, float *y, int ldy) {        \
-        ftile(F, 1, 4, n, W, rb, xc, y, ldy);                                                                      \
-    }                                                                                                              \
     static void name(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,   \
                      int ldy) {                                                                                    \
-        const uint8_t *w = W;                                                                                      \
-        if (ncols == 1) {                                                                                          \
-            const float *xc[1] = {x};                                                                              \
-            int r = 0;                                                                                             \
-            if (n >= 256)                                                                                          \
-                for (; r + 4 <= nrows; r += 4) name##_4x1(n, w + (size_t)r * rb, rb, xc, y + r, ldy);              \
-            for (; r < nrows; r++) frow1(F, n, w + (size_t)r * rb, x, y + r);                                      \
-            return;                                                                                                \
-        }                                                                                                          \
-        for (int r = 0; r < nrows; r++)                                                                            \
-            for (int c0 = 0; c0 < ncols; c0 += 4) {                                                                \
-                int cb = ncols - c0 < 4 ? ncols - c0 : 4;                                                          \
-                const float *xc[4];                                                                                \
-                for (int c = 0; c < cb; c++) xc[c] = (const float *)((const char *)x + (size_t)(c0 + c) * xb);     \
-                float *yy = y + (size_t)c0 * ldy + r;                                                              \
-                const uint8_t *wr = w + (size_t)r * rb;                                                            \
-                if (cb == 4) name##_1x4(n, wr, rb, xc, yy, ldy);                                                   \
-                else if (cb == 3) name##_1x3(n, wr, rb, xc, yy, ldy);                                              \
-                else if (cb == 2) name##_1x2(n, wr, rb, xc, yy, ldy);                                              \
-                else frow1(F, n, wr, xc[0], yy);                                                                   \
-            }                                                                                                      \
+        fmatvec(F, n, nrows, W, rb, ncols, x, xb, y, ldy);                                                         \
     }
 FKERNEL(f32_mv, F_F32)
 FKERNEL(f16_mv, F_F16)
