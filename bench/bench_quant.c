@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <immintrin.h>
+#include <omp.h>
 
 #include "core/cpu.h"
 #include "core/progress.h"
@@ -84,6 +86,32 @@ static double read_bw(size_t bytes, int reps) {
     return (double)bytes / median(t, reps) / 1e9;
 }
 
+/* 1b. the most one or two cores can read: S streams per thread (the thread's half of the pool in S runs), read 256 B
+ * of each in turn; the decode kernels' streams (kernels/quant.h) come from this measurement */
+__attribute__((target("avx512f"))) static float read_streams_avx512(const uint8_t *p, size_t len, int S) {
+    __m512 a[8];
+    for (int s = 0; s < 8; s++) a[s] = _mm512_setzero_ps();
+    for (size_t i = 0; i < len; i += 256)
+        for (int s = 0; s < S; s++) {
+            const float *q = (const float *)(p + (size_t)s * len + i);
+            a[s] = _mm512_add_ps(a[s], _mm512_add_ps(_mm512_load_ps(q), _mm512_load_ps(q + 16)));
+            a[s] = _mm512_add_ps(a[s], _mm512_add_ps(_mm512_load_ps(q + 32), _mm512_load_ps(q + 48)));
+        }
+    for (int s = 1; s < 8; s++) a[0] = _mm512_add_ps(a[0], a[s]);
+    return _mm512_reduce_add_ps(a[0]);
+}
+static double read_streams(size_t bytes, int threads, int S, int reps) {
+    double t[16];
+    size_t per = bytes / (size_t)threads, len = per / (size_t)S & ~(size_t)255;
+    for (int r = 0; r < reps; r++) {
+        double t0 = lmf_now();
+#pragma omp parallel num_threads(threads)
+        sink += read_streams_avx512(pool + (size_t)omp_get_thread_num() * per, len, S);
+        t[r] = lmf_now() - t0;
+    }
+    return (double)len * S * threads / median(t, reps) / 1e9;
+}
+
 static const uint32_t types[] = {LMF_GGML_F32, LMF_GGML_F16, LMF_GGML_BF16, LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1};
 #define NT (int)(sizeof types / sizeof types[0])
 static int is_int_type(uint32_t t) { return t == LMF_GGML_Q8_0 || t == LMF_GGML_Q4_0 || t == LMF_GGML_Q4_1; }
@@ -130,6 +158,17 @@ int main(int argc, char **argv) {
     double bw_l2 = read_bw(1u << 20, 41), bw_l3 = read_bw(32u << 20, 21), bw_mem = read_bw(POOL, quick ? 3 : 7);
     printf("read bandwidth (%s sum): 1 MiB (L2) %.1f GB/s, 32 MiB (L3) %.1f GB/s, 1 GiB (DRAM) %.1f GB/s\n\n",
            lmf_vec()->name, bw_l2, bw_l3, bw_mem);
+    if (lmf_cpu_has(LMF_CPU_AVX512F)) {
+        /* 144 MiB: a Q8_0 SmolLM2-135M, which this host's large L3 may partly hold between tokens, as in decode */
+        for (int big = 1; big >= 0; big--) {
+            printf("read bandwidth, %s, S streams per thread read 256 B at a time (GB/s):", big ? "1 GiB" : "144 MiB");
+            for (int th = 1; th <= 2; th++)
+                for (int S = 1; S <= 8; S *= 2)
+                    printf(" %dt/S=%d %.1f", th, S, read_streams(big ? POOL : 144u << 20, th, S, quick ? 5 : 15));
+            printf("\n");
+        }
+        printf("\n");
+    }
 
     /* 2 */
     float *x = malloc(sizeof(float) * 1536), y[49152];
