@@ -304,39 +304,9 @@ AI void frow1(const int F, int n, const uint8_t *W, const float *x, float *y) {
     *y = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
-/* as quant_avx512.c's fmatvec (four streams of rows with one column), from rows of 128 */
-AI void fmatvec(const int F, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb,
-                float *y, int ldy) {
-    const uint8_t *w = W;
-    if (ncols == 1) {
-        const float *xc[1] = {x};
-        int start[5], len = n >= 128 ? lmf_r16_streams(nrows, 4, start) : 0;
-        for (int i = 0; i < len; i++) {
-            const uint8_t *wr[4];
-            float *yr[4];
-            int k = 0;
-            for (int s = 0; s < 4; s++)
-                if (start[s] + i < start[s + 1]) wr[k] = w + (size_t)(start[s] + i) * rb, yr[k++] = y + start[s] + i;
-            if (k == 4) ftile(F, 4, 1, n, wr, 4 * rb, xc, yr, ldy);
-            else
-                for (int r = 0; r < k; r++) frow1(F, n, wr[r], x, yr[r]);
-        }
-        for (int r = len ? nrows : 0; r < nrows; r++) frow1(F, n, w + (size_t)r * rb, x, y + r);
-        return;
-    }
-    for (int r = 0; r < nrows; r++)
-        for (int c0 = 0; c0 < ncols; c0 += 4) {
-            int cb = ncols - c0 < 4 ? ncols - c0 : 4;
-            const float *xc[4];
-            for (int c = 0; c < cb; c++) xc[c] = (const float *)((const char *)x + (size_t)(c0 + c) * xb);
-            const uint8_t *wr[1] = {w + (size_t)r * rb};
-            float *yr[1] = {y + (size_t)c0 * ldy + r};
-            if (cb == 4) ftile(F, 1, 4, n, wr, 0, xc, yr, ldy);
-            else if (cb == 3) ftile(F, 1, 3, n, wr, 0, xc, yr, ldy);
-            else if (cb == 2) ftile(F, 1, 2, n, wr, 0, xc, yr, ldy);
-            else frow1(F, n, wr[0], xc[0], yr[0]);
-        }
-}
+/* one column: four rows at a time from rows of 128 elements (quant_fmatvec.inc) */
+#define FMV_TILE_MIN_N 128
+#include "kernels/quant_fmatvec.inc"
 
 #define FKERNEL(name, F)                                                                                           \
     static void name(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,   \
