@@ -145,10 +145,10 @@ void lmf_r16_dequant_row(uint32_t type, int n, const void *group, int j, float *
 void lmf_r16_dequant_t(uint32_t type, int n, const void *group, float *dst, size_t ld);
 /* How the SIMD R16 kernels read memory. One thread's rows are read as LMF_R16_STREAMS concurrent streams (its
  * groups split into that many contiguous runs, the kernel stepping through one block group of each in turn) with
- * software prefetch LMF_R16_PREFETCH bytes ahead in each. Why: one core's reads of one linear stream stop at ~13-16
+ * software prefetch LMF_R16_PREFETCH bytes ahead in each. Why: one core's reads of one linear stream stop at ~13
  * GB/s on these machines (the hardware prefetcher keeps a bounded number of lines in flight per stream); with two
- * to four streams a plain read reaches 15-20 GB/s on one core and 40-45 GB/s on two instead of 26-33, and whole-
- * model decode gained 10-30% (docs/benchmarks.md). */
+ * to eight streams a plain read of a model-sized buffer reaches 15-18 GB/s on one core and 34-39 on two instead of
+ * 27 (bench_quant), and whole-model decode gained 10-30% (docs/benchmarks.md). */
 #define LMF_R16_STREAMS 3
 #define LMF_R16_PREFETCH 4096
 /* groups [0, ngroups) as s <= LMF_R16_STREAMS runs (some empty when s > ngroups): run k is [start[k], start[k + 1]);

@@ -512,23 +512,24 @@ AI void r16_half(const int K, const int NG, const int CB, int nb, const uint8_t 
         }
 }
 
+/* groups outermost (as quant_avx512.c); two streams with one column */
 AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                int ldy) {
-    int nb = n / 32, ngroups = nrows / 16;
-    for (int c0 = 0; c0 < ncols; c0 += 2) {
-        int cb = ncols - c0 < 2 ? ncols - c0 : 2;
-        const lmf_block_q16a *xc[2];
-        for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + c) * xb);
-        int start[3], S = cb == 1 ? 2 : 1, len = lmf_r16_streams(ngroups, S, start);
-        for (int i = 0; i < len; i++) {
-            const uint8_t *G[2];
+    int nb = n / 32, start[3], S = ncols == 1 ? 2 : 1, len = lmf_r16_streams(nrows / 16, S, start);
+    for (int i = 0; i < len; i++) {
+        const uint8_t *G[2];
+        int g[2], ng = 0;
+        for (int s = 0; s < S; s++)
+            if (start[s] + i < start[s + 1]) {
+                g[ng] = start[s] + i;
+                G[ng] = (const uint8_t *)W + (size_t)g[ng] * 16 * rb, ng++;
+            }
+        for (int c0 = 0; c0 < ncols; c0 += 2) {
+            int cb = ncols - c0 < 2 ? ncols - c0 : 2;
+            const lmf_block_q16a *xc[2];
             float *yo[2];
-            int ng = 0;
-            for (int s = 0; s < S; s++)
-                if (start[s] + i < start[s + 1]) {
-                    int g = start[s] + i;
-                    G[ng] = (const uint8_t *)W + (size_t)g * 16 * rb, yo[ng++] = y + (size_t)c0 * ldy + 16 * g;
-                }
+            for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + c) * xb);
+            for (int k = 0; k < ng; k++) yo[k] = y + (size_t)c0 * ldy + 16 * g[k];
             for (int h = 0; h < 2; h++) {
                 if (ng == 2) r16_half(K, 2, 1, nb, G, h, xc, yo, ldy);
                 else if (cb == 1) r16_half(K, 1, 1, nb, G, h, xc, yo, ldy);

@@ -419,33 +419,35 @@ AI void r16_tile(const int K, const int NG, const int CB, int nb, const uint8_t 
         }
 }
 
+/* Groups outermost, so that with more than four columns a group is still in cache for the next four. Streams: three
+ * with one column, two with two (NG * CB <= 4), one from three columns on. */
 AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                int ldy) {
-    int nb = n / 32, ngroups = nrows / 16;
-    for (int c0 = 0; c0 < ncols; c0 += 4) {
-        int cb = ncols - c0 < 4 ? ncols - c0 : 4;
-        const lmf_block_q16a *xc[4];
-        for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + c) * xb);
-        int start[LMF_R16_STREAMS + 1], S = cb == 1 ? LMF_R16_STREAMS : cb == 2 ? 2 : 1;
-        int len = lmf_r16_streams(ngroups, S, start);
-        for (int i = 0; i < len; i++) {
-            const uint8_t *G[LMF_R16_STREAMS];
+    int nb = n / 32, start[LMF_R16_STREAMS + 1], S = ncols == 1 ? LMF_R16_STREAMS : ncols == 2 ? 2 : 1;
+    int len = lmf_r16_streams(nrows / 16, S, start);
+    for (int i = 0; i < len; i++) {
+        const uint8_t *G[LMF_R16_STREAMS];
+        int g[LMF_R16_STREAMS], ng = 0;
+        for (int s = 0; s < S; s++)
+            if (start[s] + i < start[s + 1]) {
+                g[ng] = start[s] + i;
+                G[ng] = (const uint8_t *)W + (size_t)g[ng] * 16 * rb, ng++;
+            }
+        for (int c0 = 0; c0 < ncols; c0 += 4) {
+            int cb = ncols - c0 < 4 ? ncols - c0 : 4;
+            const lmf_block_q16a *xc[4];
             float *yo[LMF_R16_STREAMS];
-            int ng = 0;
-            for (int s = 0; s < S; s++)
-                if (start[s] + i < start[s + 1]) {
-                    int g = start[s] + i;
-                    G[ng] = (const uint8_t *)W + (size_t)g * 16 * rb, yo[ng++] = y + (size_t)c0 * ldy + 16 * g;
-                }
+            for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + c) * xb);
+            for (int k = 0; k < ng; k++) yo[k] = y + (size_t)c0 * ldy + 16 * g[k];
             if (cb == 1 && ng == 3) r16_tile(K, 3, 1, nb, G, xc, yo, ldy);
             else if (cb == 1 && ng == 2) r16_tile(K, 2, 1, nb, G, xc, yo, ldy);
             else if (cb == 2 && ng == 2) r16_tile(K, 2, 2, nb, G, xc, yo, ldy);
             else
-                for (int s = 0; s < ng; s++) switch (cb) {
-                    case 1: r16_tile(K, 1, 1, nb, G + s, xc, yo + s, ldy); break;
-                    case 2: r16_tile(K, 1, 2, nb, G + s, xc, yo + s, ldy); break;
-                    case 3: r16_tile(K, 1, 3, nb, G + s, xc, yo + s, ldy); break;
-                    default: r16_tile(K, 1, 4, nb, G + s, xc, yo + s, ldy); break;
+                for (int k = 0; k < ng; k++) switch (cb) {
+                    case 1: r16_tile(K, 1, 1, nb, G + k, xc, yo + k, ldy); break;
+                    case 2: r16_tile(K, 1, 2, nb, G + k, xc, yo + k, ldy); break;
+                    case 3: r16_tile(K, 1, 3, nb, G + k, xc, yo + k, ldy); break;
+                    default: r16_tile(K, 1, 4, nb, G + k, xc, yo + k, ldy); break;
                     }
         }
     }
