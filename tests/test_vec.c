@@ -28,11 +28,11 @@ static const int lengths[] = {1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100
 
 enum { F_SUM, F_DOT, F_LAYERNORM, F_LAYERNORM_BWD, F_NORM_PARAM_GRAD, F_RMSNORM, F_RMSNORM_BWD, F_SOFTMAX,
        F_SOFTMAX_BWD, F_LOGSUMEXP, F_EXP_SHIFT_SCALE, F_GELU, F_GELU_BWD, F_SWIGLU, F_SWIGLU_BWD, F_ADAMW, F_EXP,
-       N_FUNCS };
+       F_ROWS_BY_MATRIX, N_FUNCS };
 static const char *func_names[N_FUNCS] = {
     "sum", "dot", "layernorm", "layernorm_backward", "norm_param_grad", "rmsnorm", "rmsnorm_backward", "softmax",
     "softmax_backward", "logsumexp", "exp_shift_scale", "gelu", "gelu_backward", "swiglu", "swiglu_backward",
-    "adamw", "exp (vs double)"};
+    "adamw", "exp (vs double)", "rows_by_matrix"};
 
 static const lmf_vec_ops *variants[2];
 static int n_variants;
@@ -272,6 +272,40 @@ static void test_logsumexp_exp_shift_scale(void **state) {
     }
 }
 
+/* m rows times a k x n matrix with row stride ldw > n: every variant against the reference, relative to
+ * sum |x w|; the gaps of out (ldo > n) untouched */
+static void test_rows_by_matrix(void **state) {
+    static const int ns[] = {1, 7, 8, 15, 16, 17, 63, 64, 65, 100, 1000};
+    static const int ks[] = {1, 5, 64};
+    FOR_VARIANTS(v) {
+        const lmf_vec_ops *V = variants[v];
+        for (int ni = 0; ni < (int)(sizeof ns / sizeof *ns); ni++)
+            for (int ki = 0; ki < 3; ki++)
+                for (int m = 1; m <= 4; m++) {
+                    int n = ns[ni], k = ks[ki];
+                    long ldw = n + 5, ldx = k + 3, ldo = n + 2;
+                    float *w = row((long)k * ldw), *x = row((long)m * ldx), *o1 = row(m * ldo), *o2 = row(m * ldo);
+                    fill(w, (long)k * ldw, 700 + n + k, 1.0f, 0);
+                    fill(x, (long)m * ldx, 800 + m, 1.0f, 0);
+                    for (long i = 0; i < m * ldo; i++) o1[i] = o2[i] = SENTINEL;
+                    lmf_vec_ref.rows_by_matrix(o1, ldo, x, ldx, m, w, ldw, k, n);
+                    V->rows_by_matrix(o2, ldo, x, ldx, m, w, ldw, k, n);
+                    for (int j = 0; j < m; j++)
+                        for (long p = 0; p < ldo; p++) {
+                            if (p >= n) {
+                                if (o2[j * ldo + p] != SENTINEL) fail_msg("%s rows_by_matrix: wrote a gap", V->name);
+                                continue;
+                            }
+                            double a = 1e-30;
+                            for (int d = 0; d < k; d++) a += fabs((double)x[j * ldx + d] * w[d * ldw + p]);
+                            expect(v, F_ROWS_BY_MATRIX, fabs((double)o2[j * ldo + p] - o1[j * ldo + p]) / a, n, "out");
+                        }
+                    check_sentinels(o2, m * ldo, "rows_by_matrix", V->name);
+                    free(w), free(x), free(o1), free(o2);
+                }
+    }
+}
+
 /* a row with -inf entries: exactly 0 there, finite rest equal to the reference, sum 1 */
 static void test_softmax_special(void **state) {
     FOR_VARIANTS(v) {
@@ -486,6 +520,7 @@ int main(void) {
         cmocka_unit_test(test_logsumexp_exp_shift_scale), cmocka_unit_test(test_softmax_special),
         cmocka_unit_test(test_exp),            cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_swiglu),         cmocka_unit_test(test_adamw),
+        cmocka_unit_test(test_rows_by_matrix),
         cmocka_unit_test(test_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

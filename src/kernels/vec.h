@@ -42,6 +42,11 @@ typedef struct {
     void (*swiglu)(float *out, const float *g, const float *u, int n);
     /* dg += dout * u * silu'(g); du += dout * silu(g) */
     void (*swiglu_backward)(float *dg, float *du, const float *dout, const float *g, const float *u, int n);
+    /* out[j * ldo + p] = sum over d < k of x[j * ldx + d] * w[d * ldw + p], for j < m (1 <= m <= 4) and p < n: a few
+     * rows times a row-major k x n matrix, accumulated down the matrix's rows (no horizontal sums). Decode attention's
+     * scores against the transposed K cache (w: one head's dimensions x the cached positions). */
+    void (*rows_by_matrix)(float *out, long ldo, const float *x, long ldx, int m, const float *w, long ldw, int k,
+                           int n);
     /* AdamW, torch formulation: g' = g * grad_scale; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
      * p = p * decay - step * m / (sqrt(v) / bc2_sqrt + eps), with decay = 1 - lr*wd, step = lr / (1 - b1^t),
      * bc2_sqrt = sqrt(1 - b2^t) */

@@ -457,10 +457,50 @@ static void adamw(float *p, const float *g, float *m, float *v, long n, float be
     }
 }
 
+/* as vec_avx512.c's rbm_block with V vectors of 8 columns (V <= 2: 16 registers), the last one masked by mk */
+static inline __attribute__((always_inline)) void rbm_block(const int M, const int V, float *out, long ldo,
+                                                            const float *x, long ldx, const float *w, long ldw, int k,
+                                                            int p0, __m256i mk) {
+    __m256 acc[4][2];
+    const __m256i full = _mm256_set1_epi32(-1);
+    for (int j = 0; j < M; j++)
+        for (int v = 0; v < V; v++) acc[j][v] = _mm256_setzero_ps();
+    for (int d = 0; d < k; d++) {
+        const float *wr = w + d * ldw + p0;
+        if (V == 2) _mm_prefetch((const char *)(wr + 64), _MM_HINT_T0);
+        __m256 wv[2];
+        for (int v = 0; v < V; v++) wv[v] = V == 2 && v == 0 ? ld(wr) : ldm(wr + 8 * v, mk);
+        for (int j = 0; j < M; j++) {
+            __m256 xb = set1(x[j * ldx + d]);
+            for (int v = 0; v < V; v++) acc[j][v] = _mm256_fmadd_ps(xb, wv[v], acc[j][v]);
+        }
+    }
+    for (int j = 0; j < M; j++)
+        for (int v = 0; v < V; v++)
+            _mm256_maskstore_ps(out + j * ldo + p0 + 8 * v, V == 2 && v == 0 ? full : mk, acc[j][v]);
+}
+
+static inline __attribute__((always_inline)) void rbm(const int M, float *out, long ldo, const float *x, long ldx,
+                                                      const float *w, long ldw, int k, int n) {
+    int p = 0;
+    for (; p + 16 <= n; p += 16) rbm_block(M, 2, out, ldo, x, ldx, w, ldw, k, p, _mm256_set1_epi32(-1));
+    for (; p < n; p += 8) rbm_block(M, 1, out, ldo, x, ldx, w, ldw, k, p, tail_mask(n - p < 8 ? n - p : 8));
+}
+
+static void rows_by_matrix(float *out, long ldo, const float *x, long ldx, int m, const float *w, long ldw, int k,
+                           int n) {
+    switch (m) {
+    case 1: rbm(1, out, ldo, x, ldx, w, ldw, k, n); break;
+    case 2: rbm(2, out, ldo, x, ldx, w, ldw, k, n); break;
+    case 3: rbm(3, out, ldo, x, ldx, w, ldw, k, n); break;
+    default: rbm(4, out, ldo, x, ldx, w, ldw, k, n); break;
+    }
+}
+
 const lmf_vec_ops lmf_vec_avx2 = {
     .name = "avx2", .sum = sum, .dot = dot, .sumsq = sumsq, .layernorm = layernorm, .layernorm_backward = layernorm_backward,
     .norm_param_grad = norm_param_grad, .rmsnorm = rmsnorm, .rmsnorm_backward = rmsnorm_backward,
     .softmax = softmax, .softmax_backward = softmax_backward, .logsumexp = logsumexp,
     .exp_shift_scale = exp_shift_scale, .gelu = gelu, .gelu_backward = gelu_backward, .swiglu = swiglu,
-    .swiglu_backward = swiglu_backward, .adamw = adamw,
+    .swiglu_backward = swiglu_backward, .adamw = adamw, .rows_by_matrix = rows_by_matrix,
 };

@@ -402,10 +402,50 @@ static void adamw(float *p, const float *g, float *m, float *v, long n, float be
     }
 }
 
+/* M rows of x against V vectors of 16 columns of w (p0 on), the last one masked by mk: M x V accumulators in
+ * registers over the k rows of w, each row's next 64 columns prefetched (w's rows are separate streams) */
+static inline __attribute__((always_inline)) void rbm_block(const int M, const int V, float *out, long ldo,
+                                                            const float *x, long ldx, const float *w, long ldw, int k,
+                                                            int p0, __mmask16 mk) {
+    __m512 acc[4][4];
+    for (int j = 0; j < M; j++)
+        for (int v = 0; v < V; v++) acc[j][v] = _mm512_setzero_ps();
+    for (int d = 0; d < k; d++) {
+        const float *wr = w + d * ldw + p0;
+        _mm_prefetch((const char *)(wr + 64 * V), _MM_HINT_T0);
+        __m512 wv[4];
+        for (int v = 0; v < V; v++) wv[v] = _mm512_maskz_loadu_ps(v == V - 1 ? mk : (__mmask16)0xffff, wr + 16 * v);
+        for (int j = 0; j < M; j++) {
+            __m512 xb = set1(x[j * ldx + d]);
+            for (int v = 0; v < V; v++) acc[j][v] = _mm512_fmadd_ps(xb, wv[v], acc[j][v]);
+        }
+    }
+    for (int j = 0; j < M; j++)
+        for (int v = 0; v < V; v++)
+            _mm512_mask_storeu_ps(out + j * ldo + p0 + 16 * v, v == V - 1 ? mk : (__mmask16)0xffff, acc[j][v]);
+}
+
+static inline __attribute__((always_inline)) void rbm(const int M, float *out, long ldo, const float *x, long ldx,
+                                                      const float *w, long ldw, int k, int n) {
+    int p = 0;
+    for (; p + 64 <= n; p += 64) rbm_block(M, 4, out, ldo, x, ldx, w, ldw, k, p, 0xffff);
+    for (; p < n; p += 16) rbm_block(M, 1, out, ldo, x, ldx, w, ldw, k, p, tail_mask(n - p < 16 ? n - p : 16));
+}
+
+static void rows_by_matrix(float *out, long ldo, const float *x, long ldx, int m, const float *w, long ldw, int k,
+                           int n) {
+    switch (m) {
+    case 1: rbm(1, out, ldo, x, ldx, w, ldw, k, n); break;
+    case 2: rbm(2, out, ldo, x, ldx, w, ldw, k, n); break;
+    case 3: rbm(3, out, ldo, x, ldx, w, ldw, k, n); break;
+    default: rbm(4, out, ldo, x, ldx, w, ldw, k, n); break;
+    }
+}
+
 const lmf_vec_ops lmf_vec_avx512 = {
     .name = "avx512", .sum = sum, .dot = dot, .sumsq = sumsq, .layernorm = layernorm, .layernorm_backward = layernorm_backward,
     .norm_param_grad = norm_param_grad, .rmsnorm = rmsnorm, .rmsnorm_backward = rmsnorm_backward,
     .softmax = softmax, .softmax_backward = softmax_backward, .logsumexp = logsumexp,
     .exp_shift_scale = exp_shift_scale, .gelu = gelu, .gelu_backward = gelu_backward, .swiglu = swiglu,
-    .swiglu_backward = swiglu_backward, .adamw = adamw,
+    .swiglu_backward = swiglu_backward, .adamw = adamw, .rows_by_matrix = rows_by_matrix,
 };

@@ -124,10 +124,20 @@ static void adamw(float *p, const float *g, float *m, float *v, long n, float be
     }
 }
 
+static void rows_by_matrix(float *out, long ldo, const float *x, long ldx, int m, const float *w, long ldw, int k,
+                           int n) {
+    for (int j = 0; j < m; j++)
+        for (int p = 0; p < n; p++) {
+            float s = 0.0f;
+            for (int d = 0; d < k; d++) s += x[j * ldx + d] * w[d * ldw + p];
+            out[j * ldo + p] = s;
+        }
+}
+
 const lmf_vec_ops lmf_vec_ref = {
     .name = "ref", .sum = sum, .dot = dot, .sumsq = sumsq, .layernorm = layernorm, .layernorm_backward = layernorm_backward,
     .norm_param_grad = norm_param_grad, .rmsnorm = rmsnorm, .rmsnorm_backward = rmsnorm_backward,
     .softmax = softmax, .softmax_backward = softmax_backward, .logsumexp = logsumexp,
     .exp_shift_scale = exp_shift_scale, .gelu = gelu, .gelu_backward = gelu_backward, .swiglu = swiglu,
-    .swiglu_backward = swiglu_backward, .adamw = adamw,
+    .swiglu_backward = swiglu_backward, .adamw = adamw, .rows_by_matrix = rows_by_matrix,
 };

@@ -9,9 +9,9 @@
  *  - prefill (many rows): weights are dequantized to fp32 in slabs of at most DQ_BYTES (R16 groups k-major, ggml
  *    rows row-major) and multiplied with the fp32 SGEMM (compute-bound; a weight element is reused by every row of
  *    the batch).
- * Attention keeps K and V in fp32 caches laid out (L, n_ctx, KV) and (L, KV, n_ctx). Prefill computes scores for
- * blocks of 64 queries per head with SGEMM against all cached keys up to the block's last position, decode with
- * fp32 matrix-vector products over the cache rows.
+ * Attention keeps K and V in fp32 caches, both transposed: (L, KV, n_ctx). Prefill computes scores for blocks of
+ * 64 queries per head with SGEMM against all cached keys up to the block's last position, decode splits the cached
+ * positions between the threads (attend_share).
  *
  * Memory: the KV cache (2 L n_ctx KV floats) plus scratch of about NB (4C + 2F) floats, DQ_BYTES, and per thread
  * 64 x n_ctx attention scores; the weights stay where the loader put them (usually the file mapping), except
@@ -39,7 +39,7 @@
 struct lmf_session {
     const lmf_weights *w;
     int n_ctx, pos, nthreads;
-    float *kcache, *vcache;     /* (L, n_ctx, KV) and, transposed, (L, KV, n_ctx) */
+    float *kcache, *vcache;     /* both transposed: (L, KV, n_ctx), a row per K / V dimension over the positions */
     float *rope;                /* (n_ctx, hs/2) cos then (n_ctx, hs/2) sin */
     float *x, *xn, *q, *k, *v, *att, *h1, *h2; /* (NB, C|KV|F) */
     void *qin;                  /* converted input rows, per thread: 3 x QMV_MAX x qin_stride */
@@ -49,6 +49,7 @@ struct lmf_session {
     float *dq;                  /* dequantized weight slab: dq_floats */
     size_t dq_floats;
     float *scores;              /* nthreads x QBLK x n_ctx */
+    float *part;                /* decode attention's per-thread stretches: nthreads x QMV_MAX x (C + NH) */
     float *logits;              /* (logits_rows, V) */
     int logits_rows;
     void *mem;
@@ -206,10 +207,70 @@ static void rope_span(const lmf_session *s, float *x, int d0, int d1, int p) {
 static void attend(const lmf_session *s, const float *kh, const float *vh, const float *qh, float *oh, int nk,
                    float *S) {
     const lmf_model_config *c = &s->w->cfg;
-    int hs = c->n_embd / c->n_head, KV = c->n_kv_head * hs;
-    lmf_qmatvec(LMF_GGML_F32, hs, nk, kh, (size_t)KV * sizeof(float), 1, qh, 0, S, nk);
+    int hs = c->n_embd / c->n_head;
+    lmf_vec()->rows_by_matrix(S, nk, qh, hs, 1, kh, s->n_ctx, hs, nk);
     lmf_vec()->softmax(S, nk, 1.0f / sqrtf((float)hs));
     lmf_qmatvec(LMF_GGML_F32, nk, hs, vh, (size_t)s->n_ctx * sizeof(float), 1, S, 0, oh, hs);
+}
+
+/* Decode attention split by positions (flash-decoding): this thread's stretch [a, a + n) of each query's cached
+ * positions, for every head. The query heads that share a KV head go through one product together, so every cached
+ * K and V element is read once per token (GQA), not once per query head. Scores come from the transposed K cache
+ * by rows_by_matrix (accumulated down the head's dimensions: no horizontal sum per position), the output from V^T
+ * by the fp32 matrix-vector kernels; the stretch's output, softmax-normalized over the stretch, and its
+ * log-sum-exp per head go to part, and attend_merge weighs the threads' stretches together. Splitting by heads
+ * (each head's K rows of 64 floats through a dot product) left SmolLM2's 3 KV heads unevenly on 2 threads, read
+ * each 3 times and cost a horizontal sum per position and head. qs: C floats. */
+static void attend_share(lmf_session *s, int layer, int N, int p0, int tid, int nth, float *S, float *qs) {
+    const lmf_model_config *c = &s->w->cfg;
+    int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
+    const float *kt = s->kcache + (size_t)layer * s->n_ctx * KV, *vt = s->vcache + (size_t)layer * s->n_ctx * KV;
+    const lmf_vec_ops *V = lmf_vec();
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int i = 0; i < N; i++) {
+        int nk = p0 + i + 1, chunk = ((nk + nth - 1) / nth + 15) & ~15; /* whole 64-byte lines of V rows */
+        int a = tid * chunk, n = nk - a < chunk ? nk - a : chunk;      /* thread 0's stretch is never empty */
+        float *po = s->part + ((size_t)tid * QMV_MAX + i) * (C + NH), *pl = po + C;
+        if (n <= 0) {
+            for (int h = 0; h < NH; h++) pl[h] = -INFINITY;
+            continue;
+        }
+        for (int g = 0; g < c->n_kv_head; g++)
+            for (int h0 = 0; h0 < group; h0 += 4) { /* rows_by_matrix takes up to four query heads */
+                int nq = group - h0 < 4 ? group - h0 : 4, h = g * group + h0;
+                const float *q = s->q + (size_t)i * C + (size_t)h * hs;
+                for (int j = 0; j < nq * hs; j++) qs[j] = q[j] * scale;
+                V->rows_by_matrix(S, n, qs, hs, nq, kt + (size_t)g * hs * s->n_ctx + a, s->n_ctx, hs, n);
+                for (int j = 0; j < nq; j++) {
+                    pl[h + j] = V->logsumexp(S + (size_t)j * n, n);
+                    V->exp_shift_scale(S + (size_t)j * n, n, pl[h + j], 1.0f);
+                }
+                lmf_qmatvec(LMF_GGML_F32, n, hs, vt + (size_t)g * hs * s->n_ctx + a, (size_t)s->n_ctx * sizeof(float),
+                            nq, S, (size_t)n * sizeof(float), po + (size_t)h * hs, hs);
+            }
+    }
+}
+
+/* Every thread's attend_share stretches of N queries merged into out (N, C): per head, weights exp(lse_t - max). */
+static void attend_merge(const lmf_session *s, int N, int nth, float *out) {
+    int C = s->w->cfg.n_embd, NH = s->w->cfg.n_head, hs = C / NH;
+    for (int i = 0; i < N; i++)
+        for (int h = 0; h < NH; h++) {
+            const float *part = s->part + (size_t)i * (C + NH);
+            size_t stride = (size_t)QMV_MAX * (C + NH); /* thread to thread */
+            float m = -INFINITY, sum = 0, *o = out + (size_t)i * C + (size_t)h * hs;
+            for (int t = 0; t < nth; t++)
+                if (part[t * stride + C + h] > m) m = part[t * stride + C + h];
+            memset(o, 0, (size_t)hs * sizeof(float));
+            for (int t = 0; t < nth; t++) {
+                float wt = expf(part[t * stride + C + h] - m);
+                const float *po = part + t * stride + (size_t)h * hs;
+                if (wt > 0)
+                    for (int d = 0; d < hs; d++) o[d] += wt * po[d];
+                sum += wt;
+            }
+            for (int d = 0; d < hs; d++) o[d] /= sum;
+        }
 }
 
 /* Causal attention of N new queries (positions p0..p0+N-1) over the layer's cache [0, p0+N). q (N,C) in, out
@@ -219,7 +280,7 @@ static void attend(const lmf_session *s, const float *kh, const float *vh, const
 static void attention(lmf_session *s, int layer, float *out, const float *q, int N, int p0) {
     const lmf_model_config *c = &s->w->cfg;
     int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
-    const float *kc = s->kcache + (size_t)layer * s->n_ctx * KV, *vt = s->vcache + (size_t)layer * s->n_ctx * KV;
+    const float *kt = s->kcache + (size_t)layer * s->n_ctx * KV, *vt = s->vcache + (size_t)layer * s->n_ctx * KV;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *V = lmf_vec();
     int nblk = (N + QBLK - 1) / QBLK;
@@ -228,14 +289,14 @@ static void attention(lmf_session *s, int layer, float *out, const float *q, int
         for (int b = 0; b < nblk; b++) {
             int i0 = b * QBLK, nq = N - i0 < QBLK ? N - i0 : QBLK, nk = p0 + i0 + nq;
             float *S = s->scores + (size_t)omp_get_thread_num() * QBLK * s->n_ctx;
-            const float *kh = kc + (size_t)(h / group) * hs, *vh = vt + (size_t)(h / group) * hs * s->n_ctx;
+            const float *kh = kt + (size_t)(h / group) * hs * s->n_ctx, *vh = vt + (size_t)(h / group) * hs * s->n_ctx;
             const float *qh = q + (size_t)i0 * C + (size_t)h * hs;
             float *oh = out + (size_t)i0 * C + (size_t)h * hs;
             if (nq == 1) {
                 attend(s, kh, vh, qh, oh, nk, S);
                 continue;
             }
-            lmf_sgemm(0, 1, nq, nk, hs, qh, C, kh, KV, 0.0f, S, nk);
+            lmf_sgemm(0, 0, nq, nk, hs, qh, C, kh, s->n_ctx, 0.0f, S, nk);
             for (int r = 0; r < nq; r++) {
                 float *row = S + (size_t)r * nk;
                 int valid = p0 + i0 + r + 1;
@@ -298,16 +359,18 @@ static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *lo
         norm_rows(w, s->xn, s->x, N, L->attn_norm_w, L->attn_norm_b);
         lin qkv[3] = {{&L->wq, L->bq, s->q, C}, {&L->wk, L->bk, s->k, KV}, {&L->wv, L->bv, s->v, KV}};
         linear_n(s, s->xn, C, N, qkv, 3);
-        float *kc = s->kcache + ((size_t)l * s->n_ctx + p0) * KV, *vt = s->vcache + (size_t)l * s->n_ctx * KV + p0;
+        float *kt = s->kcache + (size_t)l * s->n_ctx * KV + p0, *vt = s->vcache + (size_t)l * s->n_ctx * KV + p0;
         for (int i = 0; i < N; i++) {
             if (w->pos != LMF_POS_LEARNED) {
                 rope_span(s, s->q + (size_t)i * C, 0, C, p0 + i);
                 rope_span(s, s->k + (size_t)i * KV, 0, KV, p0 + i);
             }
         }
-        memcpy(kc, s->k, (size_t)N * KV * sizeof(float));
         for (int i = 0; i < N; i++)
-            for (int d = 0; d < KV; d++) vt[(size_t)d * s->n_ctx + i] = s->v[(size_t)i * KV + d];
+            for (int d = 0; d < KV; d++) {
+                kt[(size_t)d * s->n_ctx + i] = s->k[(size_t)i * KV + d];
+                vt[(size_t)d * s->n_ctx + i] = s->v[(size_t)i * KV + d];
+            }
         attention(s, l, s->att, s->q, N, p0);
         linear(s, s->xn, C, s->att, C, N, &L->wo, L->bo);
         for (size_t j = 0; j < (size_t)N * C; j++) s->x[j] += s->xn[j];
@@ -349,7 +412,7 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
     const lmf_weights *w = s->w;
     const lmf_model_config *c = &w->cfg;
     int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, F = c->ffn_dim, p0 = s->pos;
-    int group = NH / c->n_kv_head, swiglu = w->act == LMF_ACT_SWIGLU, rope = w->pos != LMF_POS_LEARNED;
+    int swiglu = w->act == LMF_ACT_SWIGLU, rope = w->pos != LMF_POS_LEARNED;
     /* Q and K rows in whole heads for ROPE_HALF (its pairs span half a head) and whole R16 groups */
     int qk_unit = 16;
     if (w->pos == LMF_POS_ROPE_HALF)
@@ -366,7 +429,7 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
         size_t qb[3];
         for (int l = 0; l < c->n_layer; l++) {
             const lmf_layer_weights *L = &w->layers[l];
-            float *kc = s->kcache + (size_t)l * s->n_ctx * KV, *vt = s->vcache + (size_t)l * s->n_ctx * KV;
+            float *kt = s->kcache + (size_t)l * s->n_ctx * KV, *vt = s->vcache + (size_t)l * s->n_ctx * KV;
             /* q, k, v: RoPE and the cache writes on the rows this thread made */
             lin qkv[3] = {{&L->wq, L->bq, s->q, C}, {&L->wk, L->bk, s->k, KV}, {&L->wv, L->bv, s->v, KV}};
             norm_rows(w, xn, s->x, N, L->attn_norm_w, L->attn_norm_b);
@@ -377,20 +440,16 @@ static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, fl
                 for (int i = 0; i < N && rhi > rlo; i++) {
                     float *row = qkv[j].out + (size_t)i * qkv[j].ldo;
                     if (j < 2 && rope) rope_span(s, row, rlo, rhi, p0 + i);
-                    if (j == 1) memcpy(kc + (size_t)(p0 + i) * KV + rlo, row + rlo, (size_t)(rhi - rlo) * sizeof(float));
-                    if (j == 2)
-                        for (int d = rlo; d < rhi; d++) vt[(size_t)d * s->n_ctx + p0 + i] = row[d];
+                    float *cache = j == 1 ? kt : j == 2 ? vt : NULL;
+                    for (int d = rlo; cache && d < rhi; d++) cache[(size_t)d * s->n_ctx + p0 + i] = row[d];
                 }
             }
             prefetch_share(&L->wo, 16, tid, nth);
             lmf_barrier_wait(&s->bar, nth);
-            for (int t = tid; t < NH * N; t += nth) { /* (head, query) pairs */
-                int h = t % NH, i = t / NH;
-                attend(s, kc + (size_t)(h / group) * hs, vt + (size_t)(h / group) * hs * s->n_ctx,
-                       s->q + (size_t)i * C + (size_t)h * hs, s->att + (size_t)i * C + (size_t)h * hs, p0 + i + 1, S);
-            }
+            attend_share(s, l, N, p0, tid, nth, S, xn);
             lmf_barrier_wait(&s->bar, nth);
-            residual_rows(s, &L->wo, L->bo, s->att, C, N, qbuf, tid, nth);
+            attend_merge(s, N, nth, xn); /* every thread merges for itself: cheaper than another barrier */
+            residual_rows(s, &L->wo, L->bo, xn, C, N, qbuf, tid, nth);
             prefetch_share(&L->w_up, 16, tid, nth);
             prefetch_share(&L->w_gate, 16, tid, nth);
             lmf_barrier_wait(&s->bar, nth);
@@ -475,9 +534,10 @@ lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out
                        (size_t)NB * KV, (size_t)NB * KV, (size_t)NB * C, (size_t)NB * F, (size_t)NB * F,
                        s->dq_floats, (size_t)s->nthreads * QBLK * n_ctx, (size_t)c->vocab_size,
                        ((size_t)s->nthreads * 3 * QMV_MAX * s->qin_stride + 3) / 4,
-                       (size_t)s->nthreads * QMV_MAX * (size_t)C};
+                       (size_t)s->nthreads * QMV_MAX * (size_t)C,
+                       (size_t)s->nthreads * QMV_MAX * (size_t)(C + c->n_head)};
     float **dst[] = {&s->kcache, &s->vcache, &s->rope, &s->x, &s->xn, &s->q, &s->k, &s->v, &s->att, &s->h1, &s->h2,
-                     &s->dq, &s->scores, &s->logits, (float **)&s->qin, &s->xnt};
+                     &s->dq, &s->scores, &s->logits, (float **)&s->qin, &s->xnt, &s->part};
     size_t total = 0;
     for (size_t i = 0; i < sizeof floats / sizeof *floats; i++) total += (floats[i] + 15) / 16 * 16;
     s->mem_bytes = total * sizeof(float);
