@@ -7,7 +7,7 @@
  *   checkpoint -> export safetensors f32 -> lmf_weights_load_hf -> same logits (GPT-2 Conv1D transposed)
  *   GGUF-loaded weights -> export safetensors (rows permuted back to rotate_half) -> same logits
  *   f16 exports: logits within f16 rounding
- * all within 1e-5 of the logits' scale for f32; the tokenizer travels along and encodes the same ids. Refusals:
+ * each both in one batch and token by token (decode), all within 1e-5 of the logits' scale for f32; the tokenizer travels along and encodes the same ids. Refusals:
  * opt to GGUF, a corrupt checkpoint, an unknown --to / --type. */
 #include "test_util.h"
 
@@ -74,9 +74,18 @@ static lmf_weights *check(const char *what, lmf_status (*loader)(const char *, l
     lmf_session *s;
     const float *lg = eval_all(w, tok, &s);
     double e = rel_err(lg, ref, (long)T_TOK * V);
-    printf("  %-34s rel err %.3g\n", what, e);
-    assert_true(e <= tol);
     lmf_session_free(s);
+    /* and token by token (the decode executor: attention split by positions, query heads grouped per KV head) */
+    assert_int_equal(lmf_session_create(w, 32, &s), LMF_OK);
+    double ed = 0;
+    for (int i = 0; i < T_TOK; i++) {
+        if (lmf_session_eval(s, tok + i, 1, 0, &lg) != LMF_OK) fail_msg("%s", lmf_last_error());
+        double ei = rel_err(lg, ref + (size_t)i * V, V);
+        if (!(ei <= ed)) ed = ei;
+    }
+    lmf_session_free(s);
+    printf("  %-34s rel err %.3g, decode %.3g\n", what, e, ed);
+    assert_true(e <= tol && ed <= tol);
     return w;
 }
 
@@ -175,7 +184,7 @@ static void test_gpt2(void **state) { roundtrip(small(LMF_ARCH_GPT2), "gpt2"); }
 static void test_llama(void **state) { roundtrip(small(LMF_ARCH_LLAMA), "llama (GQA, untied)"); }
 static void test_llama_tied(void **state) {
     lmf_model_config c = small(LMF_ARCH_LLAMA);
-    c.tied_embeddings = 1, c.n_kv_head = 1, c.rope_theta = 500000.0f;
+    c.tied_embeddings = 1, c.n_head = 8, c.n_kv_head = 1, c.rope_theta = 500000.0f; /* 8 query heads per KV head */
     roundtrip(c, "llama (MQA, tied, theta 5e5)");
 }
 
