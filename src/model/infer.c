@@ -273,10 +273,10 @@ static void attend_merge(const lmf_session *s, int N, int nth, float *out) {
         }
 }
 
-/* Causal attention of N new queries (positions p0..p0+N-1) over the layer's cache [0, p0+N). q (N,C) in, out
- * (N,C). Query head h reads KV head h / (NH / NKV). The V cache is kept transposed, (KV, n_ctx) per layer, so that
- * both of decode's products are matrix-vector products over contiguous rows (lmf_qmatvec's fp32 kernels): scores
- * = K_h q (rows: cached positions), out = V_h^T p (rows: the head's dimensions, elements: positions). */
+/* Causal attention of N new queries (positions p0..p0+N-1) over the layer's cache [0, p0+N), the prefill path:
+ * q (N,C) in, out (N,C). Query head h reads KV head h / (NH / NKV). Per head and block of up to 64 queries: scores
+ * = Q K_h^T by SGEMM on the transposed K cache (an untransposed operand), causal softmax, out = P V_h by SGEMM on
+ * the transposed V cache. */
 static void attention(lmf_session *s, int layer, float *out, const float *q, int N, int p0) {
     const lmf_model_config *c = &s->w->cfg;
     int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
