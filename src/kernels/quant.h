@@ -151,11 +151,11 @@ void lmf_r16_dequant_t(uint32_t type, int n, const void *group, float *dst, size
  * 27 (bench_quant), and whole-model decode gained 10-30% (docs/benchmarks.md). */
 #define LMF_R16_STREAMS 3
 #define LMF_R16_PREFETCH 4096
-/* groups [0, ngroups) as s <= LMF_R16_STREAMS runs (some empty when s > ngroups): run k is [start[k], start[k + 1]);
- * returns the longest run */
-static inline int lmf_r16_streams(int ngroups, int s, int start[]) {
-    int len = (ngroups + s - 1) / s;
-    for (int k = 0; k <= s; k++) start[k] = k * len < ngroups ? k * len : ngroups;
+/* units [0, n) (R16 groups, or rows for the float kernels) as s contiguous runs, one per stream (some empty when
+ * s > n): run k is [start[k], start[k + 1]); returns the longest run */
+static inline int lmf_stream_runs(int n, int s, int start[]) {
+    int len = (n + s - 1) / s;
+    for (int k = 0; k <= s; k++) start[k] = k * len < n ? k * len : n;
     return len;
 }
 /* lmf_qmatvec over R16 groups (nrows % 16 == 0, W = the first group, row_bytes = the ggml row size of n elements)

@@ -424,7 +424,7 @@ AI void r16_tile(const int K, const int NG, const int CB, int nb, const uint8_t 
 AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                int ldy) {
     int nb = n / 32, start[LMF_R16_STREAMS + 1], S = ncols == 1 ? LMF_R16_STREAMS : ncols == 2 ? 2 : 1;
-    int len = lmf_r16_streams(nrows / 16, S, start);
+    int len = lmf_stream_runs(nrows / 16, S, start);
     for (int i = 0; i < len; i++) {
         const uint8_t *G[LMF_R16_STREAMS];
         int g[LMF_R16_STREAMS], ng = 0;
