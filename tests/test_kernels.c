@@ -59,16 +59,16 @@ typedef struct {
 } norm_ctx;
 static void norm_fwd(void *p) {
     norm_ctx *c = p;
-    if (c->rms) rmsnorm_forward(c->out, c->rstd, c->x, c->w, c->N, c->C, 1e-5f);
-    else layernorm_forward(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C, 1e-5f);
+    if (c->rms) lmf_rmsnorm_forward(c->out, c->rstd, c->x, c->w, c->N, c->C, 1e-5f);
+    else lmf_layernorm_forward(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C, 1e-5f);
 }
 static void run_norm(int rms) {
     int N = 7, C = 37;
     norm_ctx c = {zeros(N * C), zeros(N), zeros(N), rnd(N * C, 1, 1.5f), rnd(C, 2, 1.0f), rnd(C, 3, 0.5f), N, C, rms};
     float *R = rnd(N * C, 4, 1.0f), *dx = zeros(N * C), *dw = zeros(C), *db = zeros(C);
     norm_fwd(&c);
-    if (rms) rmsnorm_backward(dx, dw, R, c.x, c.w, c.rstd, N, C);
-    else layernorm_backward(dx, dw, db, R, c.x, c.w, c.mean, c.rstd, N, C);
+    if (rms) lmf_rmsnorm_backward(dx, dw, R, c.x, c.w, c.rstd, N, C);
+    else lmf_layernorm_backward(dx, dw, db, R, c.x, c.w, c.mean, c.rstd, N, C);
     objective o = {norm_fwd, c.out, N * C, R, &c};
     check_grad(rms ? "rmsnorm dx" : "layernorm dx", &o, c.x, dx, N * C, 1e-2f);
     check_grad(rms ? "rmsnorm dw" : "layernorm dw", &o, c.w, dw, C, 1e-2f);
@@ -85,14 +85,14 @@ typedef struct {
 } mm_ctx;
 static void mm_fwd(void *p) {
     mm_ctx *c = p;
-    matmul_forward(c->out, c->x, c->W, c->b, c->N, c->IC, c->OC);
+    lmf_matmul_forward(c->out, c->x, c->W, c->b, c->N, c->IC, c->OC);
 }
 static void test_matmul(void **s) {
     int N = 9, IC = 19, OC = 23;
     mm_ctx c = {zeros(N * OC), rnd(N * IC, 5, 1.0f), rnd(OC * IC, 6, 0.3f), rnd(OC, 7, 0.1f), N, IC, OC};
     float *R = rnd(N * OC, 8, 1.0f), *dx = zeros(N * IC), *dW = zeros(OC * IC), *db = zeros(OC);
     mm_fwd(&c);
-    matmul_backward(dx, dW, db, R, c.x, c.W, N, IC, OC);
+    lmf_matmul_backward(dx, dW, db, R, c.x, c.W, N, IC, OC);
     objective o = {mm_fwd, c.out, N * OC, R, &c};
     check_grad("matmul dx", &o, c.x, dx, N * IC, 1e-2f);
     check_grad("matmul dW", &o, c.W, dW, OC * IC, 1e-2f);
@@ -109,19 +109,19 @@ static void attn_fwd(void *p) {
     attn_ctx *c = p;
     long n = (long)c->B * c->T * (c->NH + 2 * c->NKV) * c->hs;
     memcpy(c->work, c->qkv, sizeof(float) * n);
-    if (c->rope) rope_forward(c->work, c->freqs, c->B, c->T, c->NH, c->NKV, c->hs);
-    attention_forward(c->out, c->att, c->work, c->B, c->T, c->NH, c->NKV, c->hs);
+    if (c->rope) lmf_rope_forward(c->work, c->freqs, c->B, c->T, c->NH, c->NKV, c->hs);
+    lmf_attention_forward(c->out, c->att, c->work, c->B, c->T, c->NH, c->NKV, c->hs);
 }
 static void run_attention(int rope, int NH, int NKV) {
     int B = 2, T = 7, hs = 8, C = NH * hs, S = C + 2 * NKV * hs;
     long nq = (long)B * T * S;
     attn_ctx c = {zeros(B * T * C), zeros(B * NH * T * T), rnd(nq, 9, 1.0f), zeros(nq), zeros(T * hs),
                   B, T, NH, NKV, hs, rope};
-    rope_table(c.freqs, T, hs, 10000.0f);
+    lmf_rope_table(c.freqs, T, hs, 10000.0f);
     float *R = rnd(B * T * C, 10, 1.0f), *dqkv = zeros(nq), *scratch = zeros((long)omp_get_max_threads() * T * T);
     attn_fwd(&c);
-    attention_backward(dqkv, scratch, R, c.work, c.att, B, T, NH, NKV, hs);
-    if (rope) rope_backward(dqkv, c.freqs, B, T, NH, NKV, hs);
+    lmf_attention_backward(dqkv, scratch, R, c.work, c.att, B, T, NH, NKV, hs);
+    if (rope) lmf_rope_backward(dqkv, c.freqs, B, T, NH, NKV, hs);
     objective o = {attn_fwd, c.out, B * T * C, R, &c};
     check_grad(rope ? "rope+attention dqkv" : "attention dqkv", &o, c.qkv, dqkv, nq, 1e-2f);
     free(c.out), free(c.att), free(c.qkv), free(c.work), free(c.freqs), free(R), free(dqkv), free(scratch);
@@ -136,16 +136,16 @@ typedef struct {
 } act_ctx;
 static void act_fwd(void *p) {
     act_ctx *c = p;
-    if (c->swiglu) swiglu_forward(c->out, c->x, c->N, c->F);
-    else gelu_forward(c->out, c->x, (long)c->N * c->F);
+    if (c->swiglu) lmf_swiglu_forward(c->out, c->x, c->N, c->F);
+    else lmf_gelu_forward(c->out, c->x, (long)c->N * c->F);
 }
 static void run_act(int swiglu) {
     int N = 5, F = 29;
     act_ctx c = {zeros(N * F), rnd(N * F * (swiglu ? 2 : 1), 11, 2.0f), N, F, swiglu};
     float *R = rnd(N * F, 12, 1.0f), *dx = zeros(N * F * (swiglu ? 2 : 1));
     act_fwd(&c);
-    if (swiglu) swiglu_backward(dx, R, c.x, N, F);
-    else gelu_backward(dx, c.x, R, (long)N * F);
+    if (swiglu) lmf_swiglu_backward(dx, R, c.x, N, F);
+    else lmf_gelu_backward(dx, c.x, R, (long)N * F);
     objective o = {act_fwd, c.out, N * F, R, &c};
     check_grad(swiglu ? "swiglu d(gate|up)" : "gelu dx", &o, c.x, dx, N * F * (swiglu ? 2 : 1), 1e-2f);
     free(c.out), free(c.x), free(R), free(dx);
@@ -162,7 +162,7 @@ typedef struct {
 static void ce_fwd(void *p) {
     ce_ctx *c = p;
     float *losses = malloc(sizeof(float) * c->N);
-    int count = crossentropy_forward(losses, c->logits, c->targets, c->N, c->V);
+    int count = lmf_crossentropy_forward(losses, c->logits, c->targets, c->N, c->V);
     double s = 0;
     for (int i = 0; i < c->N; i++) s += losses[i];
     c->loss[0] = (float)(s / count);
@@ -175,7 +175,7 @@ static void test_crossentropy(void **s) {
     ce_ctx c = {&loss, rnd(N * V, 13, 3.0f), targets, N, V};
     float *grad = malloc(sizeof(float) * N * V);
     memcpy(grad, c.logits, sizeof(float) * N * V);
-    crossentropy_backward_inplace(grad, targets, N, V, 1.0f / 4); /* 4 non-ignored rows */
+    lmf_crossentropy_backward_inplace(grad, targets, N, V, 1.0f / 4); /* 4 non-ignored rows */
     objective o = {ce_fwd, &loss, 1, &one, &c};
     check_grad("crossentropy dlogits", &o, c.logits, grad, N * V, 1e-2f);
     for (int v = 0; v < V; v++) assert_true(grad[1 * V + v] == 0.0f); /* ignored rows get no gradient */
@@ -188,10 +188,10 @@ static void test_encoder(void **s) {
     int32_t tok[6] = {1, 3, 1, 1, 0, 2};
     float *wte = rnd(V * C, 14, 1.0f), *wpe = rnd(T * C, 15, 1.0f), *out = zeros(B * T * C);
     float *dout = rnd(B * T * C, 16, 1.0f), *dwte = zeros(V * C), *dwpe = zeros(T * C);
-    encoder_forward(out, tok, wte, wpe, B, T, C);
+    lmf_encoder_forward(out, tok, wte, wpe, B, T, C);
     for (int i = 0; i < B * T; i++)
         for (int c = 0; c < C; c++) assert_float_equal(out[i * C + c], wte[tok[i] * C + c] + wpe[(i % T) * C + c], 0);
-    encoder_backward(dwte, dwpe, dout, tok, B, T, C);
+    lmf_encoder_backward(dwte, dwpe, dout, tok, B, T, C);
     for (int c = 0; c < C; c++) {
         float want = dout[0 * C + c] + dout[2 * C + c] + dout[3 * C + c]; /* token 1 at positions 0, 2, 3 */
         assert_float_equal(dwte[1 * C + c], want, 1e-6);
@@ -208,7 +208,7 @@ static void test_adamw(void **s) {
     for (long i = 0; i < n; i++) pr[i] = p[i];
     float lr = 1e-2f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f, gs = 0.5f;
     for (int t = 1; t <= 3; t++) {
-        adamw_update(p, g, m, v, n, lr, b1, b2, eps, wd, gs, t);
+        lmf_adamw_update(p, g, m, v, n, lr, b1, b2, eps, wd, gs, t);
         for (long i = 0; i < n; i++) {
             double gi = (double)g[i] * gs;
             pr[i] *= 1 - (double)lr * wd;

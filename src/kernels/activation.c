@@ -3,7 +3,7 @@
 #include "kernels/vec.h"
 #include "core/parallel.h"
 
-void gelu_forward(float *out, const float *inp, long n) {
+void lmf_gelu_forward(float *out, const float *inp, long n) {
     const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel
     {
@@ -13,7 +13,7 @@ void gelu_forward(float *out, const float *inp, long n) {
     }
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
+void lmf_gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
     const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel
     {
@@ -23,13 +23,13 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
     }
 }
 
-void swiglu_forward(float *out, const float *gu, int N, int F) {
+void lmf_swiglu_forward(float *out, const float *gu, int N, int F) {
     const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) v->swiglu(out + (long)n * F, gu + (long)n * 2 * F, gu + (long)n * 2 * F + F, F);
 }
 
-void swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int F) {
+void lmf_swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int F) {
     const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -39,7 +39,7 @@ void swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int 
     }
 }
 
-void residual_forward(float *out, const float *a, const float *b, long n) {
+void lmf_residual_forward(float *out, const float *a, const float *b, long n) {
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < n; i++) out[i] = a[i] + b[i];
 }

@@ -6,8 +6,8 @@
 
 #include <math.h>
 
-void adamw_update(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2,
-                  float eps, float weight_decay, float grad_scale, int t) {
+void lmf_adamw_update(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2,
+                      float eps, float weight_decay, float grad_scale, int t) {
     const lmf_vec_ops *ops = lmf_vec();
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
     float step = lr / bc1, bc2_sqrt = sqrtf(bc2), decay = 1.0f - lr * weight_decay;
@@ -20,7 +20,7 @@ void adamw_update(float *p, const float *g, float *m, float *v, long n, float lr
     }
 }
 
-double sum_squares(const float *x, long n) {
+double lmf_sum_squares(const float *x, long n) {
     /* Fixed-order combination of per-thread partial sums (an OpenMP reduction combines in arrival order), so the
      * gradient norm, and hence clipping, is bit-for-bit repeatable for a given thread count. */
     double partial[256] = {0};

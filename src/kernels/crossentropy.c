@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-int crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int N, int V) {
+int lmf_crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int N, int V) {
     const lmf_vec_ops *v = lmf_vec();
     int count = 0;
 #pragma omp parallel for schedule(static) reduction(+ : count)
@@ -22,7 +22,7 @@ int crossentropy_forward(float *losses, const float *logits, const int32_t *targ
     return count;
 }
 
-void crossentropy_backward_inplace(float *logits, const int32_t *targets, int N, int V, float scale) {
+void lmf_crossentropy_backward_inplace(float *logits, const int32_t *targets, int N, int V, float scale) {
     const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {

@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-void encoder_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B, int T, int C) {
+void lmf_encoder_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B, int T, int C) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
@@ -20,7 +20,7 @@ void encoder_forward(float *out, const int32_t *tok, const float *wte, const flo
     }
 }
 
-void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B, int T, int C) {
+void lmf_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B, int T, int C) {
     /* Tokens repeat, so rows of dwte collide: split the channel dimension across threads instead of the rows. */
 #pragma omp parallel
     {

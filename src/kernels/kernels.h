@@ -10,63 +10,63 @@
 #include <stdint.h>
 
 /* ---- embeddings: out (B,T,C) = wte[tok] (+ wpe[t] when wpe != NULL) ---- */
-void encoder_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B, int T, int C);
+void lmf_encoder_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B, int T, int C);
 /* dwte, dwpe (may be NULL) += scatter of dout (B,T,C). */
-void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B, int T, int C);
+void lmf_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B, int T, int C);
 
 /* ---- LayerNorm over the last dim: out = (x - mean) * rstd * w + b; mean, rstd (N) saved for backward ---- */
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int N,
-                       int C, float eps);
-void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
-                        const float *mean, const float *rstd, int N, int C);
+void lmf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                           int N, int C, float eps);
+void lmf_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                            const float *mean, const float *rstd, int N, int C);
 
 /* ---- RMSNorm: out = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps) ---- */
-void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
-void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, const float *rstd,
-                      int N, int C);
+void lmf_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
+void lmf_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                          const float *rstd, int N, int C);
 
 /* ---- linear layer: out (N,OC) = inp (N,IC) W^T (+ bias); W is (OC,IC) ---- */
-void matmul_forward(float *out, const float *inp, const float *W, const float *bias, int N, int IC, int OC);
+void lmf_matmul_forward(float *out, const float *inp, const float *W, const float *bias, int N, int IC, int OC);
 /* dinp (N,IC) += dout W;  dW (OC,IC) += dout^T inp;  dbias (OC) += sum over rows of dout. dbias may be NULL. */
-void matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp, const float *W, int N,
-                     int IC, int OC);
+void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
+                         const float *W, int N, int IC, int OC);
 
 /* ---- causal multi-head attention with grouped-query heads ----
  * qkv (B,T,C+2*KVC) holds q (NH heads), k and v (NKV heads each) per token; out (B,T,C); att (B,NH,T,T) keeps the
  * softmax probabilities for backward (entries above the diagonal are zero). scratch: T*T floats per thread. */
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int NKV, int hs);
+void lmf_attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int NKV, int hs);
 /* dqkv += d/dqkv; reads dout (B,T,C). scratch holds omp_get_max_threads() * T*T floats. */
-void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B,
-                        int T, int NH, int NKV, int hs);
+void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B,
+                            int T, int NH, int NKV, int hs);
 
 /* ---- rotary position embedding (HF rotate_half layout) on the q and k parts of qkv, in place ----
- * freqs: (T, hs): per position hs/2 cosines then hs/2 sines, from rope_table; T may exceed the batch's T. */
-void rope_table(float *freqs, int T, int hs, float theta);
-void rope_forward(float *qkv, const float *freqs, int B, int T, int NH, int NKV, int hs);
+ * freqs: (T, hs): per position hs/2 cosines then hs/2 sines, from lmf_rope_table; T may exceed the batch's T. */
+void lmf_rope_table(float *freqs, int T, int hs, float theta);
+void lmf_rope_forward(float *qkv, const float *freqs, int B, int T, int NH, int NKV, int hs);
 /* The rotation is orthogonal: backward rotates dq, dk by the inverse angle, in place. */
-void rope_backward(float *dqkv, const float *freqs, int B, int T, int NH, int NKV, int hs);
+void lmf_rope_backward(float *dqkv, const float *freqs, int B, int T, int NH, int NKV, int hs);
 
 /* ---- activations ---- */
-void gelu_forward(float *out, const float *inp, long n); /* tanh approximation */
-void gelu_backward(float *dinp, const float *inp, const float *dout, long n);
+void lmf_gelu_forward(float *out, const float *inp, long n); /* tanh approximation */
+void lmf_gelu_backward(float *dinp, const float *inp, const float *dout, long n);
 /* gu (N, 2F): gate in columns [0,F), up in [F,2F); out (N,F) = silu(gate) * up. */
-void swiglu_forward(float *out, const float *gu, int N, int F);
-void swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int F);
+void lmf_swiglu_forward(float *out, const float *gu, int N, int F);
+void lmf_swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int F);
 
 /* ---- residual: out = a + b ---- */
-void residual_forward(float *out, const float *a, const float *b, long n);
+void lmf_residual_forward(float *out, const float *a, const float *b, long n);
 
 /* ---- softmax cross-entropy with ignore index -1 ----
  * losses (N) gets -log p(target) (0 for ignored rows); returns the number of non-ignored rows. */
-int crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int N, int V);
+int lmf_crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int N, int V);
 /* Overwrites logits (N,V) with d(mean loss)/d(logits) = (softmax - onehot) * scale, ignored rows zero. */
-void crossentropy_backward_inplace(float *logits, const int32_t *targets, int N, int V, float scale);
+void lmf_crossentropy_backward_inplace(float *logits, const int32_t *targets, int N, int V, float scale);
 
 /* ---- AdamW on a flat range, as torch.optim.AdamW: decoupled weight decay p *= 1 - lr*wd, bias-corrected
  * moments; t is the 1-based step. The gradient is used as g * grad_scale (global-norm clipping folded in). ---- */
-void adamw_update(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2,
-                  float eps, float weight_decay, float grad_scale, int t);
+void lmf_adamw_update(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2,
+                      float eps, float weight_decay, float grad_scale, int t);
 /* sum of squares of x (n), accumulated in double */
-double sum_squares(const float *x, long n);
+double lmf_sum_squares(const float *x, long n);
 
 #endif

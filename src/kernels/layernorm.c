@@ -3,15 +3,15 @@
 #include "kernels/vec.h"
 #include "core/parallel.h"
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int N,
-                       int C, float eps) {
+void lmf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                           int N, int C, float eps) {
     const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) v->layernorm(out + (long)n * C, &mean[n], &rstd[n], inp + (long)n * C, w, b, C, eps);
 }
 
-void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
-                        const float *mean, const float *rstd, int N, int C) {
+void lmf_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                            const float *mean, const float *rstd, int N, int C) {
     const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel
     {

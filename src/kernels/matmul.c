@@ -3,7 +3,7 @@
 #include "kernels/gemm.h"
 #include "core/parallel.h"
 
-void matmul_forward(float *out, const float *inp, const float *W, const float *bias, int N, int IC, int OC) {
+void lmf_matmul_forward(float *out, const float *inp, const float *W, const float *bias, int N, int IC, int OC) {
     lmf_sgemm(0, 1, N, OC, IC, inp, IC, W, IC, 0.0f, out, OC);
     if (bias) {
 #pragma omp parallel for schedule(static)
@@ -14,8 +14,8 @@ void matmul_forward(float *out, const float *inp, const float *W, const float *b
     }
 }
 
-void matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp, const float *W, int N,
-                     int IC, int OC) {
+void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
+                         const float *W, int N, int IC, int OC) {
     lmf_sgemm(0, 0, N, IC, OC, dout, OC, W, IC, 1.0f, dinp, IC);
     lmf_sgemm(1, 0, OC, IC, N, dout, OC, inp, IC, 1.0f, dW, IC);
     if (dbias) {

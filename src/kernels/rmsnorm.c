@@ -5,14 +5,14 @@
 
 #include <stddef.h>
 
-void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
+void lmf_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
     const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) v->rmsnorm(out + (long)n * C, &rstd[n], inp + (long)n * C, w, C, eps);
 }
 
-void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, const float *rstd,
-                      int N, int C) {
+void lmf_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                          const float *rstd, int N, int C) {
     const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel
     {

@@ -3,7 +3,7 @@
 
 #include <math.h>
 
-void rope_table(float *freqs, int T, int hs, float theta) {
+void lmf_rope_table(float *freqs, int T, int hs, float theta) {
     int half = hs / 2;
     for (int t = 0; t < T; t++) {
         for (int d = 0; d < half; d++) {
@@ -36,10 +36,10 @@ static void rotate(float *qkv, const float *freqs, int B, int T, int NH, int NKV
     }
 }
 
-void rope_forward(float *qkv, const float *freqs, int B, int T, int NH, int NKV, int hs) {
+void lmf_rope_forward(float *qkv, const float *freqs, int B, int T, int NH, int NKV, int hs) {
     rotate(qkv, freqs, B, T, NH, NKV, hs, 1.0f);
 }
 
-void rope_backward(float *dqkv, const float *freqs, int B, int T, int NH, int NKV, int hs) {
+void lmf_rope_backward(float *dqkv, const float *freqs, int B, int T, int NH, int NKV, int hs) {
     rotate(dqkv, freqs, B, T, NH, NKV, hs, -1.0f);
 }

@@ -78,7 +78,7 @@ lmf_model *lmf_model_create(const lmf_model_config *cfg, int max_batch, int max_
     }
     if (cfg->arch == LMF_ARCH_LLAMA) {
         m->rope = lmf_xmalloc(sizeof(float) * (size_t)cfg->max_seq_len * d.hs);
-        rope_table(m->rope, cfg->max_seq_len, d.hs, cfg->rope_theta);
+        lmf_rope_table(m->rope, cfg->max_seq_len, d.hs, cfg->rope_theta);
     }
     m->tokens = lmf_xmalloc(sizeof(int32_t) * N);
     m->targets = lmf_xmalloc(sizeof(int32_t) * N);
@@ -141,14 +141,14 @@ void lmf_model_zero_grad(lmf_model *m) {
 
 static void norm_forward(const lmf_model *m, float *out, float *mean, float *rstd, const float *inp, const float *w,
                          const float *b, int N, int C) {
-    if (m->cfg.arch == LMF_ARCH_GPT2) layernorm_forward(out, mean, rstd, inp, w, b, N, C, m->cfg.norm_eps);
-    else rmsnorm_forward(out, rstd, inp, w, N, C, m->cfg.norm_eps);
+    if (m->cfg.arch == LMF_ARCH_GPT2) lmf_layernorm_forward(out, mean, rstd, inp, w, b, N, C, m->cfg.norm_eps);
+    else lmf_rmsnorm_forward(out, rstd, inp, w, N, C, m->cfg.norm_eps);
 }
 
 static void norm_backward(const lmf_model *m, float *dinp, float *dw, float *db, const float *dout,
                           const float *inp, const float *w, const float *mean, const float *rstd, int N, int C) {
-    if (m->cfg.arch == LMF_ARCH_GPT2) layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
-    else rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C);
+    if (m->cfg.arch == LMF_ARCH_GPT2) lmf_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+    else lmf_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C);
 }
 
 float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
@@ -164,7 +164,7 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
     lmf_acts *a = &m->acts;
     size_t snc = m->layer_stride_nc, sn = (size_t)m->max_batch * m->max_seq;
     size_t C = d.C, S = d.S, F = d.F, FF = d.FF;
-    encoder_forward(a->encoded, tokens, m->ptr[LMF_P_WTE], gpt2 ? m->ptr[LMF_P_WPE] : NULL, B, T, d.C);
+    lmf_encoder_forward(a->encoded, tokens, m->ptr[LMF_P_WTE], gpt2 ? m->ptr[LMF_P_WPE] : NULL, B, T, d.C);
     for (int l = 0; l < d.L; l++) {
         const float *resid = l == 0 ? a->encoded : a->res3 + (l - 1) * snc;
         float *ln1 = a->ln1 + l * snc, *ln1_mean = a->ln1_mean ? a->ln1_mean + l * sn : NULL;
@@ -174,24 +174,24 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
         float *fch = a->fch + l * sn * FF, *fcact = a->fcact + l * sn * F, *res3 = a->res3 + l * snc;
 
         norm_forward(m, ln1, ln1_mean, ln1_rstd, resid, LW(m, LMF_P_LN1W, l, C), LW(m, LMF_P_LN1B, l, C), d.N, d.C);
-        matmul_forward(qkv, ln1, LW(m, LMF_P_QKVW, l, S * C), LW(m, LMF_P_QKVB, l, S), d.N, d.C, d.S);
-        if (!gpt2) rope_forward(qkv, m->rope, B, T, d.NH, d.NKV, d.hs);
-        attention_forward(atty, att, qkv, B, T, d.NH, d.NKV, d.hs);
-        matmul_forward(res2, atty, LW(m, LMF_P_ATTPROJW, l, C * C), LW(m, LMF_P_ATTPROJB, l, C), d.N, d.C, d.C);
-        residual_forward(res2, res2, resid, (long)d.N * d.C);
+        lmf_matmul_forward(qkv, ln1, LW(m, LMF_P_QKVW, l, S * C), LW(m, LMF_P_QKVB, l, S), d.N, d.C, d.S);
+        if (!gpt2) lmf_rope_forward(qkv, m->rope, B, T, d.NH, d.NKV, d.hs);
+        lmf_attention_forward(atty, att, qkv, B, T, d.NH, d.NKV, d.hs);
+        lmf_matmul_forward(res2, atty, LW(m, LMF_P_ATTPROJW, l, C * C), LW(m, LMF_P_ATTPROJB, l, C), d.N, d.C, d.C);
+        lmf_residual_forward(res2, res2, resid, (long)d.N * d.C);
         norm_forward(m, ln2, ln2_mean, ln2_rstd, res2, LW(m, LMF_P_LN2W, l, C), LW(m, LMF_P_LN2B, l, C), d.N, d.C);
-        matmul_forward(fch, ln2, LW(m, LMF_P_FCW, l, FF * C), LW(m, LMF_P_FCB, l, F), d.N, d.C, d.FF);
-        if (gpt2) gelu_forward(fcact, fch, (long)d.N * d.F);
-        else swiglu_forward(fcact, fch, d.N, d.F);
-        matmul_forward(res3, fcact, LW(m, LMF_P_FCPROJW, l, C * F), LW(m, LMF_P_FCPROJB, l, C), d.N, d.F, d.C);
-        residual_forward(res3, res3, res2, (long)d.N * d.C);
+        lmf_matmul_forward(fch, ln2, LW(m, LMF_P_FCW, l, FF * C), LW(m, LMF_P_FCB, l, F), d.N, d.C, d.FF);
+        if (gpt2) lmf_gelu_forward(fcact, fch, (long)d.N * d.F);
+        else lmf_swiglu_forward(fcact, fch, d.N, d.F);
+        lmf_matmul_forward(res3, fcact, LW(m, LMF_P_FCPROJW, l, C * F), LW(m, LMF_P_FCPROJB, l, C), d.N, d.F, d.C);
+        lmf_residual_forward(res3, res3, res2, (long)d.N * d.C);
     }
     const float *last = a->res3 + (d.L - 1) * snc;
     norm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd, last, m->ptr[LMF_P_LNFW], m->ptr[LMF_P_LNFB], d.N, d.C);
     const float *head = m->cfg.tied_embeddings ? m->ptr[LMF_P_WTE] : m->ptr[LMF_P_LMHEAD];
-    matmul_forward(a->logits, a->lnf, head, NULL, d.N, d.C, d.V);
+    lmf_matmul_forward(a->logits, a->lnf, head, NULL, d.N, d.C, d.V);
     if (!targets) return 0.0f;
-    m->num_targets = crossentropy_forward(a->losses, a->logits, targets, d.N, d.V);
+    m->num_targets = lmf_crossentropy_forward(a->losses, a->logits, targets, d.N, d.V);
     double sum = 0.0;
     for (int i = 0; i < d.N; i++) sum += a->losses[i];
     return m->num_targets ? (float)(sum / m->num_targets) : 0.0f;
@@ -208,11 +208,11 @@ void lmf_model_backward(lmf_model *m, float loss_scale) {
 
     /* loss -> logits -> final norm */
     float scale = m->num_targets ? loss_scale / m->num_targets : 0.0f;
-    crossentropy_backward_inplace(a->logits, m->targets, d.N, d.V, scale);
+    lmf_crossentropy_backward_inplace(a->logits, m->targets, d.N, d.V, scale);
     float *dhead = m->cfg.tied_embeddings ? m->gptr[LMF_P_WTE] : m->gptr[LMF_P_LMHEAD];
     const float *head = m->cfg.tied_embeddings ? m->ptr[LMF_P_WTE] : m->ptr[LMF_P_LMHEAD];
     memset(g->dbuf, 0, NC * sizeof(float));
-    matmul_backward(g->dbuf, dhead, NULL, a->logits, a->lnf, head, d.N, d.C, d.V);
+    lmf_matmul_backward(g->dbuf, dhead, NULL, a->logits, a->lnf, head, d.N, d.C, d.V);
     memset(g->dres, 0, NC * sizeof(float));
     norm_backward(m, g->dres, m->gptr[LMF_P_LNFW], m->gptr[LMF_P_LNFB], g->dbuf, a->res3 + (d.L - 1) * snc,
                   m->ptr[LMF_P_LNFW], a->lnf_mean, a->lnf_rstd, d.N, d.C);
@@ -227,30 +227,30 @@ void lmf_model_backward(lmf_model *m, float loss_scale) {
 
         /* MLP: res3 = res2 + proj(act(fc(norm2(res2)))); g->dres holds d(res3) and becomes d(res2) */
         memset(g->dfcact, 0, (size_t)d.N * F * sizeof(float));
-        matmul_backward(g->dfcact, LG(m, LMF_P_FCPROJW, l, C * F), LG(m, LMF_P_FCPROJB, l, C), g->dres, fcact,
+        lmf_matmul_backward(g->dfcact, LG(m, LMF_P_FCPROJW, l, C * F), LG(m, LMF_P_FCPROJB, l, C), g->dres, fcact,
                         LW(m, LMF_P_FCPROJW, l, C * F), d.N, d.F, d.C);
         memset(g->dfch, 0, (size_t)d.N * FF * sizeof(float));
-        if (gpt2) gelu_backward(g->dfch, fch, g->dfcact, (long)d.N * d.F);
-        else swiglu_backward(g->dfch, g->dfcact, fch, d.N, d.F);
+        if (gpt2) lmf_gelu_backward(g->dfch, fch, g->dfcact, (long)d.N * d.F);
+        else lmf_swiglu_backward(g->dfch, g->dfcact, fch, d.N, d.F);
         memset(g->dbuf, 0, NC * sizeof(float));
-        matmul_backward(g->dbuf, LG(m, LMF_P_FCW, l, FF * C), LG(m, LMF_P_FCB, l, F), g->dfch, ln2,
+        lmf_matmul_backward(g->dbuf, LG(m, LMF_P_FCW, l, FF * C), LG(m, LMF_P_FCB, l, F), g->dfch, ln2,
                         LW(m, LMF_P_FCW, l, FF * C), d.N, d.C, d.FF);
         norm_backward(m, g->dres, LG(m, LMF_P_LN2W, l, C), LG(m, LMF_P_LN2B, l, C), g->dbuf, res2,
                       LW(m, LMF_P_LN2W, l, C), ln2_mean, ln2_rstd, d.N, d.C);
 
         /* attention: res2 = resid + proj(attn(qkv(norm1(resid)))); g->dres becomes d(resid) */
         memset(g->dbuf, 0, NC * sizeof(float));
-        matmul_backward(g->dbuf, LG(m, LMF_P_ATTPROJW, l, C * C), LG(m, LMF_P_ATTPROJB, l, C), g->dres, atty,
+        lmf_matmul_backward(g->dbuf, LG(m, LMF_P_ATTPROJW, l, C * C), LG(m, LMF_P_ATTPROJB, l, C), g->dres, atty,
                         LW(m, LMF_P_ATTPROJW, l, C * C), d.N, d.C, d.C);
         memset(g->dqkv, 0, (size_t)d.N * S * sizeof(float));
-        attention_backward(g->dqkv, g->datt, g->dbuf, qkv, att, B, T, d.NH, d.NKV, d.hs);
-        if (!gpt2) rope_backward(g->dqkv, m->rope, B, T, d.NH, d.NKV, d.hs);
+        lmf_attention_backward(g->dqkv, g->datt, g->dbuf, qkv, att, B, T, d.NH, d.NKV, d.hs);
+        if (!gpt2) lmf_rope_backward(g->dqkv, m->rope, B, T, d.NH, d.NKV, d.hs);
         memset(g->dbuf, 0, NC * sizeof(float));
-        matmul_backward(g->dbuf, LG(m, LMF_P_QKVW, l, S * C), LG(m, LMF_P_QKVB, l, S), g->dqkv, ln1,
+        lmf_matmul_backward(g->dbuf, LG(m, LMF_P_QKVW, l, S * C), LG(m, LMF_P_QKVB, l, S), g->dqkv, ln1,
                         LW(m, LMF_P_QKVW, l, S * C), d.N, d.C, d.S);
         norm_backward(m, g->dres, LG(m, LMF_P_LN1W, l, C), LG(m, LMF_P_LN1B, l, C), g->dbuf, resid,
                       LW(m, LMF_P_LN1W, l, C), ln1_mean, ln1_rstd, d.N, d.C);
     }
-    encoder_backward(m->gptr[LMF_P_WTE], gpt2 ? m->gptr[LMF_P_WPE] : NULL, g->dres, m->tokens, B, T, d.C);
+    lmf_encoder_backward(m->gptr[LMF_P_WTE], gpt2 ? m->gptr[LMF_P_WPE] : NULL, g->dres, m->tokens, B, T, d.C);
     m->has_targets = 0; /* logits now hold gradients: a second backward would be wrong */
 }

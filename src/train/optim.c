@@ -26,7 +26,7 @@ void lmf_adamw_free(lmf_adamw *opt) {
     opt->m = opt->v = NULL;
 }
 
-float lmf_grad_norm(const lmf_model *m) { return (float)sqrt(sum_squares(m->grads, (long)m->num_params)); }
+float lmf_grad_norm(const lmf_model *m) { return (float)sqrt(lmf_sum_squares(m->grads, (long)m->num_params)); }
 
 float lmf_adamw_step(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, int step, float grad_norm) {
     float lr = lmf_lr_at(step, hp->lr, hp->min_lr, hp->warmup_steps, hp->max_steps);
@@ -39,7 +39,7 @@ float lmf_adamw_step(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, 
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
         size_t off = m->param_offsets[i], n = m->param_sizes[i];
         if (!n) continue;
-        adamw_update(m->params + off, m->grads + off, opt->m + off, opt->v + off, (long)n, lr, hp->beta1, hp->beta2,
+        lmf_adamw_update(m->params + off, m->grads + off, opt->m + off, opt->v + off, (long)n, lr, hp->beta1, hp->beta2,
                      hp->eps, lmf_param_decays(i) ? hp->weight_decay : 0.0f, scale, opt->t);
     }
     return lr;
