@@ -33,28 +33,46 @@ const char *lmf_status_name(lmf_status s);
 
 /* ---- model ---------------------------------------------------------------------------------------------------- */
 
-typedef enum { LMF_ARCH_GPT2 = 0, LMF_ARCH_LLAMA = 1 } lmf_arch;
+typedef enum { LMF_ARCH_GPT2 = 0, LMF_ARCH_LLAMA = 1, LMF_ARCH_OPT = 2 } lmf_arch;
+typedef enum { LMF_NORM_LAYER = 0, LMF_NORM_RMS = 1 } lmf_norm_kind;
+typedef enum { LMF_ACT_GELU_TANH = 0, LMF_ACT_SWIGLU = 1, LMF_ACT_RELU = 2 } lmf_act_kind;
+typedef enum {
+    LMF_POS_LEARNED = 0,          /* position table row (position + pos_offset) added to the token embedding */
+    LMF_POS_ROPE_HALF = 1,        /* RoPE, Hugging Face rotate_half: dimension d pairs with d + hs/2 */
+    LMF_POS_ROPE_INTERLEAVED = 2, /* RoPE on adjacent pairs (2i, 2i+1): llama.cpp's GGUF Q/K row order */
+} lmf_pos_kind;
 
-/* One configurable pre-norm transformer, two families:
+/* The one description of a model: every architectural choice, for training and inference alike. A pre-norm
+ * transformer; the family names the usual settings of the knobs below (lmf_model_config_default /
+ * lmf_model_config_set_arch fill them):
  *  gpt2:  token + learned position embeddings, LayerNorm, attention and MLP with biases, GELU (tanh), tied head.
  *  llama: RoPE (rope_theta), RMSNorm, grouped-query attention (n_kv_head divides n_head), SwiGLU, no biases,
- *         tied or untied output head. */
+ *         tied or untied output head.
+ *  opt:   as gpt2 but ReLU and learned positions starting at row 2 (inference; training takes gpt2 and llama). */
 typedef struct {
     lmf_arch arch;
     int vocab_size;      /* V */
-    int max_seq_len;     /* longest sequence T the model accepts (gpt2: rows of the position table) */
+    int max_seq_len;     /* longest sequence T the model accepts (learned positions: rows of the table) */
     int n_layer;         /* L */
     int n_embd;          /* C; head size is C / n_head */
     int n_head;
-    int n_kv_head;       /* gpt2: must equal n_head */
+    int n_kv_head;       /* learned positions (gpt2, opt): must equal n_head */
     int ffn_dim;         /* hidden size of the MLP (gpt2: usually 4C) */
     float norm_eps;
-    float rope_theta;    /* llama only */
+    float rope_theta;    /* RoPE only */
     int tied_embeddings; /* output head shares the token embedding (gpt2: always) */
+    /* the knobs (set by the family) */
+    lmf_norm_kind norm;
+    lmf_act_kind act;
+    lmf_pos_kind pos;
+    int pos_offset;      /* learned positions start at this row (OPT: 2) */
+    int bias;            /* the linear layers carry biases (LayerNorm always has its own) */
 } lmf_model_config;
 
 /* Defaults for a family (GPT-2 124M shape, or a small llama); callers then override fields. */
 lmf_model_config lmf_model_config_default(lmf_arch arch);
+/* Sets the family and its knobs (norm, act, pos, pos_offset, bias), leaving the sizes as they are. */
+void lmf_model_config_set_arch(lmf_model_config *cfg, lmf_arch arch);
 /* Checks every field and the relations between them; names the first bad field. */
 lmf_status lmf_model_config_validate(const lmf_model_config *cfg);
 const char *lmf_arch_name(lmf_arch arch);

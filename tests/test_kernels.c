@@ -109,7 +109,9 @@ static void attn_fwd(void *p) {
     attn_ctx *c = p;
     long n = (long)c->B * c->T * (c->NH + 2 * c->NKV) * c->hs;
     memcpy(c->work, c->qkv, sizeof(float) * n);
-    if (c->rope) lmf_rope_forward(c->work, c->freqs, c->B, c->T, c->NH, c->NKV, c->hs);
+    if (c->rope)
+        lmf_rope_rows(c->work, (c->NH + 2 * c->NKV) * c->hs, c->B * c->T, c->T, 0, c->freqs, c->NH + c->NKV, c->hs,
+                      c->rope == 2, 1.0f);
     lmf_attention_forward(c->out, c->att, c->work, c->B, c->T, c->NH, c->NKV, c->hs);
 }
 static void run_attention(int rope, int NH, int NKV) {
@@ -121,13 +123,15 @@ static void run_attention(int rope, int NH, int NKV) {
     float *R = rnd(B * T * C, 10, 1.0f), *dqkv = zeros(nq), *scratch = zeros((long)omp_get_max_threads() * T * T);
     attn_fwd(&c);
     lmf_attention_backward(dqkv, scratch, R, c.work, c.att, B, T, NH, NKV, hs);
-    if (rope) lmf_rope_backward(dqkv, c.freqs, B, T, NH, NKV, hs);
+    if (rope) lmf_rope_rows(dqkv, (NH + 2 * NKV) * hs, B * T, T, 0, c.freqs, NH + NKV, hs, rope == 2, -1.0f);
     objective o = {attn_fwd, c.out, B * T * C, R, &c};
-    check_grad(rope ? "rope+attention dqkv" : "attention dqkv", &o, c.qkv, dqkv, nq, 1e-2f);
+    const char *what = rope == 2 ? "interleaved rope+attention dqkv" : rope ? "rope+attention dqkv" : "attention dqkv";
+    check_grad(what, &o, c.qkv, dqkv, nq, 1e-2f);
     free(c.out), free(c.att), free(c.qkv), free(c.work), free(c.freqs), free(R), free(dqkv), free(scratch);
 }
 static void test_attention_mha(void **s) { run_attention(0, 3, 3); }
 static void test_attention_gqa_rope(void **s) { run_attention(1, 6, 2); }
+static void test_attention_gqa_rope_interleaved(void **s) { run_attention(2, 6, 2); }
 
 /* ---- activations ---- */
 typedef struct {
@@ -136,22 +140,26 @@ typedef struct {
 } act_ctx;
 static void act_fwd(void *p) {
     act_ctx *c = p;
-    if (c->swiglu) lmf_swiglu_forward(c->out, c->x, c->N, c->F);
+    if (c->swiglu == 1) lmf_swiglu_forward(c->out, c->x, c->N, c->F);
+    else if (c->swiglu == 2) lmf_relu_forward(c->out, c->x, (long)c->N * c->F);
     else lmf_gelu_forward(c->out, c->x, (long)c->N * c->F);
 }
 static void run_act(int swiglu) {
     int N = 5, F = 29;
-    act_ctx c = {zeros(N * F), rnd(N * F * (swiglu ? 2 : 1), 11, 2.0f), N, F, swiglu};
-    float *R = rnd(N * F, 12, 1.0f), *dx = zeros(N * F * (swiglu ? 2 : 1));
+    int nx = N * F * (swiglu == 1 ? 2 : 1);
+    act_ctx c = {zeros(N * F), rnd(nx, 11, 2.0f), N, F, swiglu};
+    float *R = rnd(N * F, 12, 1.0f), *dx = zeros(nx);
     act_fwd(&c);
-    if (swiglu) lmf_swiglu_backward(dx, R, c.x, N, F);
+    if (swiglu == 1) lmf_swiglu_backward(dx, R, c.x, N, F);
+    else if (swiglu == 2) lmf_relu_backward(dx, c.x, R, (long)N * F);
     else lmf_gelu_backward(dx, c.x, R, (long)N * F);
     objective o = {act_fwd, c.out, N * F, R, &c};
-    check_grad(swiglu ? "swiglu d(gate|up)" : "gelu dx", &o, c.x, dx, N * F * (swiglu ? 2 : 1), 1e-2f);
+    check_grad(swiglu == 1 ? "swiglu d(gate|up)" : swiglu == 2 ? "relu dx" : "gelu dx", &o, c.x, dx, nx, 1e-2f);
     free(c.out), free(c.x), free(R), free(dx);
 }
 static void test_gelu(void **s) { run_act(0); }
 static void test_swiglu(void **s) { run_act(1); }
+static void test_relu(void **s) { run_act(2); }
 
 /* ---- cross-entropy (mean over non-ignored targets) ---- */
 typedef struct {
@@ -226,7 +234,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layernorm),    cmocka_unit_test(test_rmsnorm),     cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_attention_mha), cmocka_unit_test(test_attention_gqa_rope),
-        cmocka_unit_test(test_gelu),         cmocka_unit_test(test_swiglu),      cmocka_unit_test(test_crossentropy),
+        cmocka_unit_test(test_attention_gqa_rope_interleaved),
+        cmocka_unit_test(test_gelu),         cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_relu),         cmocka_unit_test(test_crossentropy),
         cmocka_unit_test(test_encoder),      cmocka_unit_test(test_adamw),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

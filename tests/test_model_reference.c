@@ -37,8 +37,9 @@ static void run_fixture(const char *file) {
     lmf_safetensors *st;
     if (lmf_safetensors_open(path, &st) != LMF_OK) fail_msg("%s", lmf_last_error());
 
-    lmf_model_config c;
-    assert_int_equal(lmf_arch_parse(meta(st, "arch"), &c.arch), LMF_OK);
+    lmf_arch arch;
+    assert_int_equal(lmf_arch_parse(meta(st, "arch"), &arch), LMF_OK);
+    lmf_model_config c = lmf_model_config_default(arch); /* the family's knobs; the sizes follow */
     c.vocab_size = atoi(meta(st, "vocab_size")), c.max_seq_len = atoi(meta(st, "max_seq_len"));
     c.n_layer = atoi(meta(st, "n_layer")), c.n_embd = atoi(meta(st, "n_embd")), c.n_head = atoi(meta(st, "n_head"));
     c.n_kv_head = atoi(meta(st, "n_kv_head")), c.ffn_dim = atoi(meta(st, "ffn_dim"));

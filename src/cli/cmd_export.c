@@ -66,7 +66,7 @@ int cmd_export(int argc, char **argv) {
     if (s == LMF_OK) {
         const lmf_model_config *c = lmf_weights_config(w);
         fprintf(stderr, "lmforge export: %s %s (L=%d C=%d heads=%d/%d V=%d, %s) -> %s %s (%s)\n", w->source,
-                w->family, c->n_layer, c->n_embd, c->n_head, c->n_kv_head, c->vocab_size,
+                lmf_arch_name(w->cfg.arch), c->n_layer, c->n_embd, c->n_head, c->n_kv_head, c->vocab_size,
                 w->tok ? "with tokenizer" : "no tokenizer", fmt == LMF_EXPORT_GGUF ? "GGUF" : "Hugging Face folder",
                 out, type_s);
     }

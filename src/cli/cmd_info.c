@@ -170,17 +170,17 @@ static int info_loaded(const char *path) {
     const lmf_model_config *c = &w->cfg;
     char size[32];
     fmt_bytes(w->file_bytes, size, sizeof size);
-    printf("%s: %s, %s on disk\n\nfamily: %s\n", path, w->source, size, w->family);
+    printf("%s: %s, %s on disk\n\nfamily: %s\n", path, w->source, size, lmf_arch_name(w->cfg.arch));
     printf("  %-28s %d\n  %-28s %d\n  %-28s %d\n  %-28s %d\n  %-28s %d\n  %-28s %d\n  %-28s %d\n",
            "vocab_size", c->vocab_size, "max_seq_len", c->max_seq_len, "n_layer", c->n_layer, "n_embd", c->n_embd,
            "n_head", c->n_head, "n_kv_head", c->n_kv_head, "ffn_dim", c->ffn_dim);
     printf("  %-28s %.9g\n  %-28s %s\n  %-28s %s\n  %-28s %s\n  %-28s %s\n", "norm_eps", c->norm_eps, "norm",
-           w->norm == LMF_NORM_RMS ? "rmsnorm" : "layernorm", "activation",
-           w->act == LMF_ACT_SWIGLU ? "swiglu" : w->act == LMF_ACT_RELU ? "relu" : "gelu_tanh", "positions",
-           w->pos == LMF_POS_LEARNED ? "learned" : w->pos == LMF_POS_ROPE_HALF ? "rope (rotate_half)"
+           w->cfg.norm == LMF_NORM_RMS ? "rmsnorm" : "layernorm", "activation",
+           w->cfg.act == LMF_ACT_SWIGLU ? "swiglu" : w->cfg.act == LMF_ACT_RELU ? "relu" : "gelu_tanh", "positions",
+           w->cfg.pos == LMF_POS_LEARNED ? "learned" : w->cfg.pos == LMF_POS_ROPE_HALF ? "rope (rotate_half)"
                                                                             : "rope (interleaved pairs)",
            "output head", c->tied_embeddings ? "tied to the token embedding" : "separate");
-    if (w->pos != LMF_POS_LEARNED) printf("  %-28s %.9g\n", "rope_theta", c->rope_theta);
+    if (w->cfg.pos != LMF_POS_LEARNED) printf("  %-28s %.9g\n", "rope_theta", c->rope_theta);
     if (w->tok)
         printf("\ntokenizer: %d tokens, pre-tokenizer %s; bos %d eos %d%s\n", lmf_tokenizer_vocab_size(w->tok),
                lmf_pretok_name(lmf_tokenizer_pretok(w->tok)), w->bos_id, w->eos_id,

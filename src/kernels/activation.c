@@ -39,6 +39,16 @@ void lmf_swiglu_backward(float *dgu, const float *dout, const float *gu, int N, 
     }
 }
 
+void lmf_relu_forward(float *out, const float *inp, long n) {
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) out[i] = inp[i] > 0 ? inp[i] : 0;
+}
+
+void lmf_relu_backward(float *dinp, const float *inp, const float *dout, long n) {
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) dinp[i] += inp[i] > 0 ? dout[i] : 0;
+}
+
 void lmf_residual_forward(float *out, const float *a, const float *b, long n) {
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < n; i++) out[i] = a[i] + b[i];

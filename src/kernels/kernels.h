@@ -39,12 +39,17 @@ void lmf_attention_forward(float *out, float *att, const float *qkv, int B, int 
 void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B,
                             int T, int NH, int NKV, int hs);
 
-/* ---- rotary position embedding (HF rotate_half layout) on the q and k parts of qkv, in place ----
- * freqs: (T, hs): per position hs/2 cosines then hs/2 sines, from lmf_rope_table; T may exceed the batch's T. */
+/* ---- rotary position embedding, in place ----
+ * freqs: (T, hs): per position hs/2 cosines then hs/2 sines, from lmf_rope_table; T may exceed the batch's T.
+ * interleaved: pair i is dimensions (2i, 2i+1) of a head (llama.cpp's GGUF rows), else (i, i + hs/2) (HF
+ * rotate_half). sign -1 rotates back: the rotation is orthogonal, so that is the backward. */
 void lmf_rope_table(float *freqs, int T, int hs, float theta);
-void lmf_rope_forward(float *qkv, const float *freqs, int B, int T, int NH, int NKV, int hs);
-/* The rotation is orthogonal: backward rotates dq, dk by the inverse angle, in place. */
-void lmf_rope_backward(float *dqkv, const float *freqs, int B, int T, int NH, int NKV, int hs);
+/* Dimensions [d0, d1) of row x (heads of hs one after the other) for one position, cs = freqs + position * hs.
+ * Pairs must not straddle d0 or d1 (rotate_half: whole heads). */
+void lmf_rope_rotate(float *x, int d0, int d1, const float *cs, int hs, int interleaved, float sign);
+/* N rows (ld floats apart), row i at position p0 + i % T: the first nheads heads of each (q then k in a qkv row). */
+void lmf_rope_rows(float *x, int ld, int N, int T, int p0, const float *freqs, int nheads, int hs, int interleaved,
+                   float sign);
 
 /* ---- activations ---- */
 void lmf_gelu_forward(float *out, const float *inp, long n); /* tanh approximation */
@@ -52,6 +57,8 @@ void lmf_gelu_backward(float *dinp, const float *inp, const float *dout, long n)
 /* gu (N, 2F): gate in columns [0,F), up in [F,2F); out (N,F) = silu(gate) * up. */
 void lmf_swiglu_forward(float *out, const float *gu, int N, int F);
 void lmf_swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int F);
+void lmf_relu_forward(float *out, const float *inp, long n);
+void lmf_relu_backward(float *dinp, const float *inp, const float *dout, long n); /* dinp += dout where inp > 0 */
 
 /* ---- residual: out = a + b ---- */
 void lmf_residual_forward(float *out, const float *a, const float *b, long n);

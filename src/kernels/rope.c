@@ -1,4 +1,8 @@
-/* rope.c — rotary position embedding in the HF "rotate_half" layout: dimension d pairs with d + hs/2. */
+/* rope.c — rotary position embedding, one kernel for both layouts of a head's rotated pairs:
+ *  - rotate_half (Hugging Face): dimension d pairs with d + hs/2;
+ *  - interleaved (llama.cpp's GGUF Q/K rows, Meta's original): dimensions 2i and 2i + 1 pair.
+ * Pair i turns by position * theta^(-2i/hs) in both. Training (forward and backward), prefill and decode all
+ * rotate through lmf_rope_rotate. */
 #include "kernels/kernels.h"
 
 #include <math.h>
@@ -15,31 +19,32 @@ void lmf_rope_table(float *freqs, int T, int hs, float theta) {
     }
 }
 
-/* sign = +1 rotates by +angle (forward), -1 by -angle (backward: the transpose of a rotation is its inverse). */
-static void rotate(float *qkv, const float *freqs, int B, int T, int NH, int NKV, int hs, float sign) {
-    int half = hs / 2, C = NH * hs, S = C + 2 * NKV * hs, nheads = NH + NKV;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++) {
-        for (int t = 0; t < T; t++) {
-            float *row = qkv + ((long)b * T + t) * S;
-            const float *c = freqs + (long)t * hs, *s = c + half;
-            /* q heads then k heads are contiguous at the start of the row */
-            for (int h = 0; h < nheads; h++) {
-                float *x = row + (long)h * hs;
-                for (int d = 0; d < half; d++) {
-                    float x1 = x[d], x2 = x[d + half], si = sign * s[d];
-                    x[d] = x1 * c[d] - x2 * si;
-                    x[d + half] = x2 * c[d] + x1 * si;
-                }
+void lmf_rope_rotate(float *x, int d0, int d1, const float *cs, int hs, int interleaved, float sign) {
+    int half = hs / 2;
+    const float *c = cs, *s = cs + half;
+    for (int h0 = d0 - d0 % hs; h0 < d1; h0 += hs) {
+        float *xh = x + h0;
+        int lo = d0 > h0 ? d0 - h0 : 0, hi = d1 - h0 < hs ? d1 - h0 : hs; /* this head's dimensions in range */
+        if (interleaved) {
+            for (int j = lo; j < hi; j += 2) {
+                int i = j / 2;
+                float x1 = xh[j], x2 = xh[j + 1], si = sign * s[i];
+                xh[j] = x1 * c[i] - x2 * si;
+                xh[j + 1] = x2 * c[i] + x1 * si;
+            }
+        } else {
+            for (int d = lo; d < (hi < half ? hi : half); d++) {
+                float x1 = xh[d], x2 = xh[d + half], si = sign * s[d];
+                xh[d] = x1 * c[d] - x2 * si;
+                xh[d + half] = x2 * c[d] + x1 * si;
             }
         }
     }
 }
 
-void lmf_rope_forward(float *qkv, const float *freqs, int B, int T, int NH, int NKV, int hs) {
-    rotate(qkv, freqs, B, T, NH, NKV, hs, 1.0f);
-}
-
-void lmf_rope_backward(float *dqkv, const float *freqs, int B, int T, int NH, int NKV, int hs) {
-    rotate(dqkv, freqs, B, T, NH, NKV, hs, -1.0f);
+void lmf_rope_rows(float *x, int ld, int N, int T, int p0, const float *freqs, int nheads, int hs, int interleaved,
+                   float sign) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++)
+        lmf_rope_rotate(x + (long)i * ld, 0, nheads * hs, freqs + (long)(p0 + i % T) * hs, hs, interleaved, sign);
 }

@@ -227,10 +227,10 @@ static void gguf_vocab(pool *P, lmf_gguf_writer *g, const lmf_weights *w) {
 
 lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type, const char *name) {
     const lmf_model_config *c = &w->cfg;
-    int gpt2 = !strcmp(w->family, "gpt2"), llama = !strcmp(w->family, "llama");
+    int gpt2 = !strcmp(lmf_arch_name(w->cfg.arch), "gpt2"), llama = !strcmp(lmf_arch_name(w->cfg.arch), "llama");
     if (!gpt2 && !llama)
         return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama and gpt2 "
-                        "architectures only); export it with --to safetensors", path, w->family);
+                        "architectures only); export it with --to safetensors", path, lmf_arch_name(w->cfg.arch));
     if (!lmf_quantize_supported(type))
         return lmf_fail(LMF_ERR_ARG, "%s: GGUF export cannot write %s matrices", path, lmf_ggml_type_name(type));
     int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
@@ -240,7 +240,7 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
     char key[128], nm[96];
 #define KEY(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
     lmf_gguf_writer_set_str(g, "general.architecture", arch);
-    snprintf(nm, sizeof nm, "lmforge-%s", w->family);
+    snprintf(nm, sizeof nm, "lmforge-%s", lmf_arch_name(w->cfg.arch));
     lmf_gguf_writer_set_str(g, "general.name", name ? name : nm);
     lmf_gguf_writer_set_u32(g, "general.file_type", file_type(type));
     lmf_gguf_writer_set_u32(g, KEY("context_length"), (uint32_t)c->max_seq_len);
@@ -262,7 +262,7 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
 
     /* Q/K rows: rotate_half sources are permuted to llama.cpp's order; GGUF sources already are in it */
     int *pq = NULL, *pk = NULL;
-    if (llama && w->pos == LMF_POS_ROPE_HALF) pq = rope_perm(&P, c->n_head, hs, 1), pk = rope_perm(&P, c->n_kv_head, hs, 1);
+    if (llama && w->cfg.pos == LMF_POS_ROPE_HALF) pq = rope_perm(&P, c->n_head, hs, 1), pk = rope_perm(&P, c->n_kv_head, hs, 1);
     uint32_t te = tensor_type(type, 1, C);
     add2(g, "token_embd.weight", te, V, C, matrix(&P, &w->tok_emb, te, NULL));
     if (gpt2) add2(g, "position_embd.weight", te, w->pos_emb.rows, C, matrix(&P, &w->pos_emb, te, NULL));
@@ -372,7 +372,7 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
     const lmf_model_config *c = &w->cfg;
     cJSON *j = cJSON_CreateObject(), *arch = cJSON_AddArrayToObject(j, "architectures");
     const char *dt = type == LMF_GGML_F32 ? "float32" : type == LMF_GGML_F16 ? "float16" : "bfloat16";
-    if (!strcmp(w->family, "llama")) {
+    if (!strcmp(lmf_arch_name(w->cfg.arch), "llama")) {
         cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
         cJSON_AddStringToObject(j, "model_type", "llama");
         num(j, "hidden_size", c->n_embd);
@@ -389,7 +389,7 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
         cJSON_AddBoolToObject(j, "attention_bias", 0);
         cJSON_AddBoolToObject(j, "mlp_bias", 0);
         cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_embeddings);
-    } else if (!strcmp(w->family, "gpt2")) {
+    } else if (!strcmp(lmf_arch_name(w->cfg.arch), "gpt2")) {
         cJSON_AddItemToArray(arch, cJSON_CreateString("GPT2LMHeadModel"));
         cJSON_AddStringToObject(j, "model_type", "gpt2");
         num(j, "n_embd", c->n_embd);
@@ -426,9 +426,9 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
     int C = c->n_embd, hs = C / c->n_head, F = c->ffn_dim;
     char nm[160];
 #define N(...) (snprintf(nm, sizeof nm, __VA_ARGS__), nm)
-    if (!strcmp(w->family, "llama")) {
+    if (!strcmp(lmf_arch_name(w->cfg.arch), "llama")) {
         int *pq = NULL, *pk = NULL;
-        if (w->pos == LMF_POS_ROPE_INTERLEAVED)
+        if (w->cfg.pos == LMF_POS_ROPE_INTERLEAVED)
             pq = rope_perm(&s->P, c->n_head, hs, 0), pk = rope_perm(&s->P, c->n_kv_head, hs, 0);
         put_m(s, "model.embed_tokens.weight", &w->tok_emb, NULL);
         put_v(s, "model.norm.weight", w->out_norm_w, C);
@@ -445,7 +445,7 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
             put_m(s, N("model.layers.%d.mlp.up_proj.weight", l), &L->w_up, NULL);
             put_m(s, N("model.layers.%d.mlp.down_proj.weight", l), &L->w_down, NULL);
         }
-    } else if (!strcmp(w->family, "gpt2")) {
+    } else if (!strcmp(lmf_arch_name(w->cfg.arch), "gpt2")) {
         put_m(s, "transformer.wte.weight", &w->tok_emb, NULL);
         put_m(s, "transformer.wpe.weight", &w->pos_emb, NULL);
         put_v(s, "transformer.ln_f.weight", w->out_norm_w, C);
@@ -537,8 +537,8 @@ static lmf_status hf_tokenizer(const lmf_weights *w, const char *dir) {
 }
 
 lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_t type) {
-    if (strcmp(w->family, "llama") && strcmp(w->family, "gpt2") && strcmp(w->family, "opt"))
-        return lmf_fail(LMF_ERR_ARG, "%s: cannot export family '%s'", dir, w->family);
+    if (strcmp(lmf_arch_name(w->cfg.arch), "llama") && strcmp(lmf_arch_name(w->cfg.arch), "gpt2") && strcmp(lmf_arch_name(w->cfg.arch), "opt"))
+        return lmf_fail(LMF_ERR_ARG, "%s: cannot export family '%s'", dir, lmf_arch_name(w->cfg.arch));
     if (type != LMF_GGML_F32 && type != LMF_GGML_F16 && type != LMF_GGML_BF16)
         return lmf_fail(LMF_ERR_ARG, "%s: safetensors export writes f32, f16 or bf16", dir);
     struct stat sb;

@@ -2,10 +2,9 @@
  *
  * The checkpoint's config text (train/train_config.h) gives the model config; its parameters are the 17-tensor
  * flat fp32 layout of model/model.h. Only the parameters are kept (one owned copy; the AdamW moments are dropped),
- * and every weight is an F32 view into them: wq/wk/wv are row ranges of the fused qkv_w (rows q | k | v), llama's
- * w_gate/w_up the two halves of fc_w (rows gate | up). Our training RoPE is rotate_half (LMF_POS_ROPE_HALF); gpt2
- * uses learned positions. The tokenizer is the config's `tokenizer` path when it is set and loads (tried as given,
- * then relative to the checkpoint's folder and its parent); otherwise the model has none, without an error. */
+ * and every weight is an F32 view into them (lmf_params_view, the same views the training model runs). The
+ * tokenizer is the config's `tokenizer` path when it is set and loads (tried as given, then relative to the
+ * checkpoint's folder and its parent); otherwise the model has none, without an error. */
 #include "core/alloc.h"
 #include "core/status.h"
 #include "io/gguf.h"
@@ -57,10 +56,10 @@ static lmf_status load(lmf_weights *w, const char *path) {
         snprintf(msg, sizeof msg, "%s", lmf_last_error());
         s = lmf_fail(LMF_ERR_FORMAT, "%s: the model config in the checkpoint is invalid: %s", path, msg);
     }
-    size_t sizes[LMF_NUM_PARAM_TENSORS], off[LMF_NUM_PARAM_TENSORS], total = 0;
+    size_t sizes[LMF_NUM_PARAM_TENSORS], total = 0;
     if (s == LMF_OK) {
         lmf_param_sizes(&tc.model, sizes);
-        for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) off[i] = total, total += sizes[i];
+        for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) total += sizes[i];
         if (total != ck.num_params)
             s = lmf_fail(LMF_ERR_FORMAT, "%s: holds %llu parameters but its model config needs %zu", path,
                          (unsigned long long)ck.num_params, total);
@@ -73,48 +72,7 @@ static lmf_status load(lmf_weights *w, const char *path) {
     memcpy(p, ck.params, total * sizeof(float));
     lmf_checkpoint_free(&ck);
 
-    lmf_model_config *c = &w->cfg;
-    *c = tc.model;
-    int gpt2 = c->arch == LMF_ARCH_GPT2;
-    snprintf(w->family, sizeof w->family, "%s", gpt2 ? "gpt2" : "llama");
-    w->norm = gpt2 ? LMF_NORM_LAYER : LMF_NORM_RMS;
-    w->act = gpt2 ? LMF_ACT_GELU_TANH : LMF_ACT_SWIGLU;
-    w->pos = gpt2 ? LMF_POS_LEARNED : LMF_POS_ROPE_HALF;
-    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), F = c->ffn_dim, V = c->vocab_size, S = C + 2 * KV;
-    int FF = gpt2 ? F : 2 * F;
-#define T(i) (p + off[i])
-    lmf_wtensor_set(&w->tok_emb, LMF_GGML_F32, V, C, T(LMF_P_WTE));
-    if (c->tied_embeddings) w->lm_head = w->tok_emb;
-    else lmf_wtensor_set(&w->lm_head, LMF_GGML_F32, V, C, T(LMF_P_LMHEAD));
-    if (gpt2) lmf_wtensor_set(&w->pos_emb, LMF_GGML_F32, c->max_seq_len, C, T(LMF_P_WPE));
-    w->out_norm_w = T(LMF_P_LNFW);
-    w->out_norm_b = gpt2 ? T(LMF_P_LNFB) : NULL;
-    w->layers = lmf_xcalloc((size_t)c->n_layer, sizeof *w->layers);
-    for (int l = 0; l < c->n_layer; l++) {
-        lmf_layer_weights *L = &w->layers[l];
-        const float *qkv = T(LMF_P_QKVW) + (size_t)l * S * C, *fc = T(LMF_P_FCW) + (size_t)l * FF * C;
-        L->attn_norm_w = T(LMF_P_LN1W) + (size_t)l * C;
-        L->ffn_norm_w = T(LMF_P_LN2W) + (size_t)l * C;
-        lmf_wtensor_set(&L->wq, LMF_GGML_F32, C, C, qkv);
-        lmf_wtensor_set(&L->wk, LMF_GGML_F32, KV, C, qkv + (size_t)C * C);
-        lmf_wtensor_set(&L->wv, LMF_GGML_F32, KV, C, qkv + (size_t)(C + KV) * C);
-        lmf_wtensor_set(&L->wo, LMF_GGML_F32, C, C, T(LMF_P_ATTPROJW) + (size_t)l * C * C);
-        lmf_wtensor_set(&L->w_down, LMF_GGML_F32, C, F, T(LMF_P_FCPROJW) + (size_t)l * C * F);
-        if (gpt2) {
-            lmf_wtensor_set(&L->w_up, LMF_GGML_F32, F, C, fc);
-            const float *b = T(LMF_P_QKVB) + (size_t)l * S;
-            L->bq = b, L->bk = b + C, L->bv = b + C + KV;
-            L->attn_norm_b = T(LMF_P_LN1B) + (size_t)l * C;
-            L->ffn_norm_b = T(LMF_P_LN2B) + (size_t)l * C;
-            L->bo = T(LMF_P_ATTPROJB) + (size_t)l * C;
-            L->b_up = T(LMF_P_FCB) + (size_t)l * F;
-            L->b_down = T(LMF_P_FCPROJB) + (size_t)l * C;
-        } else {
-            lmf_wtensor_set(&L->w_gate, LMF_GGML_F32, F, C, fc);
-            lmf_wtensor_set(&L->w_up, LMF_GGML_F32, F, C, fc + (size_t)F * C);
-        }
-    }
-#undef T
+    lmf_params_view(w, &tc.model, p);
     try_tokenizer(w, tc.tokenizer, path);
     if (w->tok) {
         int32_t eot = lmf_tokenizer_token_id(w->tok, "<|endoftext|>");

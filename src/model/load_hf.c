@@ -336,8 +336,6 @@ static lmf_status load_llama(hf *h) {
         return lmf_fail(LMF_ERR_FORMAT, "%s: \"head_dim\" %d x num_attention_heads %d != hidden_size %d is not "
                         "supported", h->cfg_path, head_dim, c->n_head, c->n_embd);
     LMF_TRY(check_config(h, "llama"));
-    snprintf(w->family, sizeof w->family, "llama");
-    w->norm = LMF_NORM_RMS, w->act = LMF_ACT_SWIGLU, w->pos = LMF_POS_ROPE_HALF;
 
     int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), F = c->ffn_dim, V = c->vocab_size;
     char name[160];
@@ -383,8 +381,6 @@ static lmf_status load_gpt2(hf *h) {
     if (flag) return lmf_fail(LMF_ERR_FORMAT, "%s: \"scale_attn_by_inverse_layer_idx\": true is not supported",
                               h->cfg_path);
     LMF_TRY(check_config(h, "gpt2"));
-    snprintf(w->family, sizeof w->family, "gpt2");
-    w->norm = LMF_NORM_LAYER, w->act = LMF_ACT_GELU_TANH, w->pos = LMF_POS_LEARNED;
     snprintf(h->prefix, sizeof h->prefix, "%s", has_tensor(h, "transformer.wte.weight") ? "transformer." : "");
 
     int C = c->n_embd, F = c->ffn_dim, V = c->vocab_size;
@@ -423,7 +419,7 @@ static lmf_status load_gpt2(hf *h) {
 static lmf_status load_opt(hf *h) {
     lmf_weights *w = h->w;
     lmf_model_config *c = &w->cfg;
-    *c = lmf_model_config_default(LMF_ARCH_GPT2);
+    *c = lmf_model_config_default(LMF_ARCH_OPT);
     LMF_TRY(get_int(h, "hidden_size", -1, &c->n_embd));
     LMF_TRY(get_int(h, "ffn_dim", -1, &c->ffn_dim));
     LMF_TRY(get_int(h, "num_attention_heads", -1, &c->n_head));
@@ -452,8 +448,6 @@ static lmf_status load_opt(hf *h) {
     static const char *const relu[] = {"relu", NULL};
     LMF_TRY(want_str(h, "activation_function", relu, "ReLU"));
     LMF_TRY(check_config(h, "opt"));
-    snprintf(w->family, sizeof w->family, "opt");
-    w->norm = LMF_NORM_LAYER, w->act = LMF_ACT_RELU, w->pos = LMF_POS_LEARNED, w->pos_offset = 2;
     snprintf(h->prefix, sizeof h->prefix, "%s",
              has_tensor(h, "model.decoder.embed_tokens.weight") ? "model.decoder." : "decoder.");
 
@@ -533,7 +527,7 @@ static lmf_status load_tokenizer(hf *h) {
     }
     snprintf(p, sizeof p, "%s/tokenizer_config.json", h->dir);
     LMF_TRY(read_json(p, 0, &tc));
-    w->add_bos = !strcmp(w->family, "opt"); /* OPT's tokenizer starts every text with </s> */
+    w->add_bos = !strcmp(lmf_arch_name(w->cfg.arch), "opt"); /* OPT's tokenizer starts every text with </s> */
     if (tc) {
         int32_t id;
         if (w->bos_id < 0 && (id = token_by_text(w->tok, tc, "bos_token")) >= 0) w->bos_id = id;

@@ -1,6 +1,8 @@
-/* model.c — the trainable transformer: allocation, initialisation, forward and backward (see model.h). */
+/* model.c — the trainable transformer: allocation, initialisation, and the training forward and backward, which run
+ * the block library (block.h) layer by layer over F32 views of the flat buffers (see model.h). */
 #include "model/model.h"
 #include "core/alloc.h"
+#include "model/block.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "core/status.h"
@@ -18,7 +20,7 @@ static dims dims_of(const lmf_model_config *c, int B, int T) {
     dims d;
     d.B = B, d.T = T, d.N = B * T, d.C = c->n_embd, d.L = c->n_layer, d.V = c->vocab_size;
     d.NH = c->n_head, d.NKV = c->n_kv_head, d.hs = d.C / d.NH, d.S = d.C + 2 * d.NKV * d.hs;
-    d.F = c->ffn_dim, d.FF = c->arch == LMF_ARCH_GPT2 ? d.F : 2 * d.F;
+    d.F = c->ffn_dim, d.FF = c->act == LMF_ACT_SWIGLU ? 2 * d.F : d.F;
     return d;
 }
 
@@ -59,16 +61,16 @@ lmf_model *lmf_model_create(const lmf_model_config *cfg, int max_batch, int max_
 
     m->max_batch = max_batch, m->max_seq = max_seq;
     dims d = dims_of(cfg, max_batch, max_seq);
-    size_t N = d.N, L = d.L, gpt2 = cfg->arch == LMF_ARCH_GPT2;
+    size_t N = d.N, L = d.L, ln = cfg->norm == LMF_NORM_LAYER;
     m->layer_stride_nc = N * d.C;
     m->layer_stride_att = (size_t)d.B * d.NH * d.T * d.T;
     lmf_acts *a = &m->acts;
     float **ap[] = {&a->encoded, &a->ln1,  &a->ln1_mean, &a->ln1_rstd, &a->qkv,  &a->att,      &a->atty,
                     &a->res2,    &a->ln2,  &a->ln2_mean, &a->ln2_rstd, &a->fch,  &a->fcact,    &a->res3,
                     &a->lnf,     &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->losses};
-    size_t as[] = {N * d.C, L * N * d.C, gpt2 ? L * N : 0, L * N, L * N * d.S, L * m->layer_stride_att,
-                   L * N * d.C, L * N * d.C, L * N * d.C, gpt2 ? L * N : 0, L * N, L * N * d.FF, L * N * d.F,
-                   L * N * d.C, N * d.C, gpt2 ? N : 0, N, N * d.V, N};
+    size_t as[] = {N * d.C, L * N * d.C, ln ? L * N : 0, L * N, L * N * d.S, L * m->layer_stride_att,
+                   L * N * d.C, L * N * d.C, L * N * d.C, ln ? L * N : 0, L * N, L * N * d.FF, L * N * d.F,
+                   L * N * d.C, N * d.C, ln ? N : 0, N, N * d.V, N};
     m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]));
     if (training) {
         lmf_grad_scratch *g = &m->gs;
@@ -76,9 +78,16 @@ lmf_model *lmf_model_create(const lmf_model_config *cfg, int max_batch, int max_
         size_t gsz[] = {N * d.C, N * d.C, N * d.S, N * d.FF, N * d.F, (size_t)omp_get_max_threads() * d.T * d.T};
         m->gs_memory = carve(gp, gsz, 6);
     }
-    if (cfg->arch == LMF_ARCH_LLAMA) {
+    if (cfg->pos != LMF_POS_LEARNED) {
         m->rope = lmf_xmalloc(sizeof(float) * (size_t)cfg->max_seq_len * d.hs);
         lmf_rope_table(m->rope, cfg->max_seq_len, d.hs, cfg->rope_theta);
+    }
+    m->w = lmf_weights_new();
+    lmf_params_view(m->w, cfg, m->params);
+    snprintf(m->w->source, sizeof m->w->source, "training");
+    if (training) {
+        m->gw = lmf_weights_new();
+        lmf_params_view(m->gw, cfg, m->grads);
     }
     m->tokens = lmf_xmalloc(sizeof(int32_t) * N);
     m->targets = lmf_xmalloc(sizeof(int32_t) * N);
@@ -92,6 +101,8 @@ void lmf_model_free(lmf_model *m) {
     lmf_free_big(m->acts_memory);
     lmf_free_big(m->gs_memory);
     free(m->rope);
+    lmf_weights_free(m->w);
+    lmf_weights_free(m->gw);
     free(m->tokens);
     free(m->targets);
     free(m);
@@ -102,6 +113,7 @@ const lmf_model_config *lmf_model_get_config(const lmf_model *m) { return &m->cf
 float *lmf_model_params(lmf_model *m) { return m->params; }
 float *lmf_model_grads(lmf_model *m) { return m->grads; }
 const float *lmf_model_logits(const lmf_model *m) { return m->acts.logits; }
+const lmf_weights *lmf_model_weights(const lmf_model *m) { return m->w; }
 
 void lmf_model_init_weights(lmf_model *m, uint64_t seed) {
     float resid_std = 0.02f / sqrtf(2.0f * m->cfg.n_layer);
@@ -135,26 +147,24 @@ void lmf_model_zero_grad(lmf_model *m) {
     }
 }
 
-/* Per-layer views of the parameters. */
-#define LW(m, i, l, per) ((m)->ptr[i] ? (m)->ptr[i] + (size_t)(l) * (per) : NULL)
-#define LG(m, i, l, per) ((m)->gptr[i] ? (m)->gptr[i] + (size_t)(l) * (per) : NULL)
-
-static void norm_forward(const lmf_model *m, float *out, float *mean, float *rstd, const float *inp, const float *w,
-                         const float *b, int N, int C) {
-    if (m->cfg.arch == LMF_ARCH_GPT2) lmf_layernorm_forward(out, mean, rstd, inp, w, b, N, C, m->cfg.norm_eps);
-    else lmf_rmsnorm_forward(out, rstd, inp, w, N, C, m->cfg.norm_eps);
-}
-
-static void norm_backward(const lmf_model *m, float *dinp, float *dw, float *db, const float *dout,
-                          const float *inp, const float *w, const float *mean, const float *rstd, int N, int C) {
-    if (m->cfg.arch == LMF_ARCH_GPT2) lmf_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
-    else lmf_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C);
+/* Layer l's slice of the kept activations; x (the layer's input) is the previous layer's res3 or the embeddings. */
+static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
+    const lmf_acts *a = &m->acts;
+    size_t snc = m->layer_stride_nc, sn = (size_t)m->max_batch * m->max_seq;
+    dims d = dims_of(&m->cfg, 1, 1);
+    size_t S = (size_t)d.S;
+    lmf_block_rows r = {
+        a->ln1 + l * snc, a->ln1_mean ? a->ln1_mean + l * sn : NULL, a->ln1_rstd + l * sn, a->qkv + l * sn * S,
+        a->att + l * m->layer_stride_att, a->atty + l * snc, a->res2 + l * snc, a->ln2 + l * snc,
+        a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn, a->fch + l * sn * d.FF,
+        a->fcact + l * sn * d.F, a->res3 + l * snc, NULL};
+    *x = l == 0 ? a->encoded : a->res3 + (l - 1) * snc;
+    return r;
 }
 
 float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
     LMF_CHECK(B > 0 && T > 0 && B <= m->max_batch && T <= m->max_seq);
     dims d = dims_of(&m->cfg, B, T);
-    int gpt2 = m->cfg.arch == LMF_ARCH_GPT2;
     for (int i = 0; i < d.N; i++) LMF_CHECK(tokens[i] >= 0 && tokens[i] < d.V);
     m->B = B, m->T = T;
     memcpy(m->tokens, tokens, sizeof(int32_t) * d.N);
@@ -162,34 +172,18 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
     if (targets) memcpy(m->targets, targets, sizeof(int32_t) * d.N);
 
     lmf_acts *a = &m->acts;
-    size_t snc = m->layer_stride_nc, sn = (size_t)m->max_batch * m->max_seq;
-    size_t C = d.C, S = d.S, F = d.F, FF = d.FF;
-    lmf_encoder_forward(a->encoded, tokens, m->ptr[LMF_P_WTE], gpt2 ? m->ptr[LMF_P_WPE] : NULL, B, T, d.C);
+    const lmf_weights *w = m->w;
+    lmf_block_ctx ctx = {&m->cfg, m->rope, NULL, 0, B, T, 0, {NULL, NULL, 0}, NULL, 0};
+    lmf_block_embed(w, a->encoded, tokens, d.N, T, 0);
+    const float *x = NULL;
     for (int l = 0; l < d.L; l++) {
-        const float *resid = l == 0 ? a->encoded : a->res3 + (l - 1) * snc;
-        float *ln1 = a->ln1 + l * snc, *ln1_mean = a->ln1_mean ? a->ln1_mean + l * sn : NULL;
-        float *ln1_rstd = a->ln1_rstd + l * sn, *qkv = a->qkv + l * sn * S, *att = a->att + l * m->layer_stride_att;
-        float *atty = a->atty + l * snc, *res2 = a->res2 + l * snc, *ln2 = a->ln2 + l * snc;
-        float *ln2_mean = a->ln2_mean ? a->ln2_mean + l * sn : NULL, *ln2_rstd = a->ln2_rstd + l * sn;
-        float *fch = a->fch + l * sn * FF, *fcact = a->fcact + l * sn * F, *res3 = a->res3 + l * snc;
-
-        norm_forward(m, ln1, ln1_mean, ln1_rstd, resid, LW(m, LMF_P_LN1W, l, C), LW(m, LMF_P_LN1B, l, C), d.N, d.C);
-        lmf_matmul_forward(qkv, ln1, LW(m, LMF_P_QKVW, l, S * C), LW(m, LMF_P_QKVB, l, S), d.N, d.C, d.S);
-        if (!gpt2) lmf_rope_forward(qkv, m->rope, B, T, d.NH, d.NKV, d.hs);
-        lmf_attention_forward(atty, att, qkv, B, T, d.NH, d.NKV, d.hs);
-        lmf_matmul_forward(res2, atty, LW(m, LMF_P_ATTPROJW, l, C * C), LW(m, LMF_P_ATTPROJB, l, C), d.N, d.C, d.C);
-        lmf_residual_forward(res2, res2, resid, (long)d.N * d.C);
-        norm_forward(m, ln2, ln2_mean, ln2_rstd, res2, LW(m, LMF_P_LN2W, l, C), LW(m, LMF_P_LN2B, l, C), d.N, d.C);
-        lmf_matmul_forward(fch, ln2, LW(m, LMF_P_FCW, l, FF * C), LW(m, LMF_P_FCB, l, F), d.N, d.C, d.FF);
-        if (gpt2) lmf_gelu_forward(fcact, fch, (long)d.N * d.F);
-        else lmf_swiglu_forward(fcact, fch, d.N, d.F);
-        lmf_matmul_forward(res3, fcact, LW(m, LMF_P_FCPROJW, l, C * F), LW(m, LMF_P_FCPROJB, l, C), d.N, d.F, d.C);
-        lmf_residual_forward(res3, res3, res2, (long)d.N * d.C);
+        lmf_block_rows r = layer_rows(m, l, &x);
+        lmf_block_forward(&ctx, &w->layers[l], l, x, &r);
     }
-    const float *last = a->res3 + (d.L - 1) * snc;
-    norm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd, last, m->ptr[LMF_P_LNFW], m->ptr[LMF_P_LNFB], d.N, d.C);
-    const float *head = m->cfg.tied_embeddings ? m->ptr[LMF_P_WTE] : m->ptr[LMF_P_LMHEAD];
-    lmf_matmul_forward(a->logits, a->lnf, head, NULL, d.N, d.C, d.V);
+    const float *last = a->res3 + (d.L - 1) * m->layer_stride_nc;
+    lmf_block_norm_par(&m->cfg, a->lnf, a->lnf_mean, a->lnf_rstd, last, w->out_norm_w, w->out_norm_b, d.N);
+    lmf_lin head = {&w->lm_head, NULL, a->logits, d.V};
+    lmf_block_linear(&head, 1, a->lnf, d.C, d.N, NULL, 0);
     if (!targets) return 0.0f;
     m->num_targets = lmf_crossentropy_forward(a->losses, a->logits, targets, d.N, d.V);
     double sum = 0.0;
@@ -200,11 +194,10 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
 void lmf_model_backward(lmf_model *m, float loss_scale) {
     LMF_CHECK(m->grads && m->has_targets);
     dims d = dims_of(&m->cfg, m->B, m->T);
-    int gpt2 = m->cfg.arch == LMF_ARCH_GPT2, B = m->B, T = m->T;
+    int B = m->B, T = m->T;
     lmf_acts *a = &m->acts;
     lmf_grad_scratch *g = &m->gs;
-    size_t snc = m->layer_stride_nc, sn = (size_t)m->max_batch * m->max_seq;
-    size_t C = d.C, S = d.S, F = d.F, FF = d.FF, NC = (size_t)d.N * d.C;
+    size_t NC = (size_t)d.N * d.C;
 
     /* loss -> logits -> final norm */
     float scale = m->num_targets ? loss_scale / m->num_targets : 0.0f;
@@ -214,43 +207,21 @@ void lmf_model_backward(lmf_model *m, float loss_scale) {
     memset(g->dbuf, 0, NC * sizeof(float));
     lmf_matmul_backward(g->dbuf, dhead, NULL, a->logits, a->lnf, head, d.N, d.C, d.V);
     memset(g->dres, 0, NC * sizeof(float));
-    norm_backward(m, g->dres, m->gptr[LMF_P_LNFW], m->gptr[LMF_P_LNFB], g->dbuf, a->res3 + (d.L - 1) * snc,
-                  m->ptr[LMF_P_LNFW], a->lnf_mean, a->lnf_rstd, d.N, d.C);
+    const float *last = a->res3 + (d.L - 1) * m->layer_stride_nc;
+    if (m->cfg.norm == LMF_NORM_LAYER)
+        lmf_layernorm_backward(g->dres, m->gptr[LMF_P_LNFW], m->gptr[LMF_P_LNFB], g->dbuf, last, m->ptr[LMF_P_LNFW],
+                               a->lnf_mean, a->lnf_rstd, d.N, d.C);
+    else
+        lmf_rmsnorm_backward(g->dres, m->gptr[LMF_P_LNFW], g->dbuf, last, m->ptr[LMF_P_LNFW], a->lnf_rstd, d.N, d.C);
 
+    lmf_block_ctx ctx = {&m->cfg, m->rope, NULL, 0, B, T, 0, {NULL, NULL, 0}, NULL, 0};
+    lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->datt};
     for (int l = d.L - 1; l >= 0; l--) {
-        const float *resid = l == 0 ? a->encoded : a->res3 + (l - 1) * snc;
-        float *ln1 = a->ln1 + l * snc, *ln1_mean = a->ln1_mean ? a->ln1_mean + l * sn : NULL;
-        float *ln1_rstd = a->ln1_rstd + l * sn, *qkv = a->qkv + l * sn * S, *att = a->att + l * m->layer_stride_att;
-        float *atty = a->atty + l * snc, *res2 = a->res2 + l * snc, *ln2 = a->ln2 + l * snc;
-        float *ln2_mean = a->ln2_mean ? a->ln2_mean + l * sn : NULL, *ln2_rstd = a->ln2_rstd + l * sn;
-        float *fch = a->fch + l * sn * FF, *fcact = a->fcact + l * sn * F;
-
-        /* MLP: res3 = res2 + proj(act(fc(norm2(res2)))); g->dres holds d(res3) and becomes d(res2) */
-        memset(g->dfcact, 0, (size_t)d.N * F * sizeof(float));
-        lmf_matmul_backward(g->dfcact, LG(m, LMF_P_FCPROJW, l, C * F), LG(m, LMF_P_FCPROJB, l, C), g->dres, fcact,
-                        LW(m, LMF_P_FCPROJW, l, C * F), d.N, d.F, d.C);
-        memset(g->dfch, 0, (size_t)d.N * FF * sizeof(float));
-        if (gpt2) lmf_gelu_backward(g->dfch, fch, g->dfcact, (long)d.N * d.F);
-        else lmf_swiglu_backward(g->dfch, g->dfcact, fch, d.N, d.F);
-        memset(g->dbuf, 0, NC * sizeof(float));
-        lmf_matmul_backward(g->dbuf, LG(m, LMF_P_FCW, l, FF * C), LG(m, LMF_P_FCB, l, F), g->dfch, ln2,
-                        LW(m, LMF_P_FCW, l, FF * C), d.N, d.C, d.FF);
-        norm_backward(m, g->dres, LG(m, LMF_P_LN2W, l, C), LG(m, LMF_P_LN2B, l, C), g->dbuf, res2,
-                      LW(m, LMF_P_LN2W, l, C), ln2_mean, ln2_rstd, d.N, d.C);
-
-        /* attention: res2 = resid + proj(attn(qkv(norm1(resid)))); g->dres becomes d(resid) */
-        memset(g->dbuf, 0, NC * sizeof(float));
-        lmf_matmul_backward(g->dbuf, LG(m, LMF_P_ATTPROJW, l, C * C), LG(m, LMF_P_ATTPROJB, l, C), g->dres, atty,
-                        LW(m, LMF_P_ATTPROJW, l, C * C), d.N, d.C, d.C);
-        memset(g->dqkv, 0, (size_t)d.N * S * sizeof(float));
-        lmf_attention_backward(g->dqkv, g->datt, g->dbuf, qkv, att, B, T, d.NH, d.NKV, d.hs);
-        if (!gpt2) lmf_rope_backward(g->dqkv, m->rope, B, T, d.NH, d.NKV, d.hs);
-        memset(g->dbuf, 0, NC * sizeof(float));
-        lmf_matmul_backward(g->dbuf, LG(m, LMF_P_QKVW, l, S * C), LG(m, LMF_P_QKVB, l, S), g->dqkv, ln1,
-                        LW(m, LMF_P_QKVW, l, S * C), d.N, d.C, d.S);
-        norm_backward(m, g->dres, LG(m, LMF_P_LN1W, l, C), LG(m, LMF_P_LN1B, l, C), g->dbuf, resid,
-                      LW(m, LMF_P_LN1W, l, C), ln1_mean, ln1_rstd, d.N, d.C);
+        const float *x;
+        lmf_block_rows r = layer_rows(m, l, &x);
+        lmf_block_backward(&ctx, &m->w->layers[l], &m->gw->layers[l], x, &r, &bg);
     }
-    lmf_encoder_backward(m->gptr[LMF_P_WTE], gpt2 ? m->gptr[LMF_P_WPE] : NULL, g->dres, m->tokens, B, T, d.C);
+    float *dwpe = m->gptr[LMF_P_WPE] ? m->gptr[LMF_P_WPE] + (size_t)m->cfg.pos_offset * d.C : NULL;
+    lmf_encoder_backward(m->gptr[LMF_P_WTE], dwpe, g->dres, m->tokens, B, T, d.C);
     m->has_targets = 0; /* logits now hold gradients: a second backward would be wrong */
 }

@@ -8,12 +8,18 @@
  *   attn_proj_b (L,C)  ln2_w/ln2_b (L,C)  fc_w (L,F,C) gpt2 | (L,2F,C) llama: gate rows then up rows
  *   fc_b (L,F)  fc_proj_w (L,C,F)  fc_proj_b (L,C)  lnf_w/lnf_b (C)  lm_head (V,C) only when untied
  *
- * gpt2 uses all but lm_head; llama has no wpe and no biases (ln*_w are RMSNorm weights). Linear weights are
- * (out, in) as in torch.nn.Linear: y = x W^T. */
+ * Which tensors exist follows the config's knobs: wpe with learned positions (max_seq_len + pos_offset rows), ln*_b
+ * with LayerNorm, the linear biases with cfg.bias, fc_w's gate rows with SwiGLU; absent ones have size 0. gpt2 uses
+ * all but lm_head; llama has no wpe and no biases (ln*_w are RMSNorm weights). Linear weights are (out, in) as in
+ * torch.nn.Linear: y = x W^T.
+ *
+ * The forward and backward are the block library's (block.h) over F32 views of these buffers (lmf_params_view):
+ * the same lmf_weights the inference executor runs, so a session can sample from the live training parameters. */
 #ifndef LMF_MODEL_MODEL_H
 #define LMF_MODEL_MODEL_H
 
 #include "lmforge.h"
+#include "model/weights.h"
 
 #include <stddef.h>
 
@@ -69,7 +75,9 @@ struct lmf_model {
     float *acts_memory;
     lmf_grad_scratch gs;
     float *gs_memory;
-    float *rope; /* (maxT, hs/2) cos, then sin; llama only */
+    float *rope; /* (max_seq_len, hs): lmf_rope_table rows; RoPE models only */
+    lmf_weights *w;  /* F32 views of params (lmf_params_view) */
+    lmf_weights *gw; /* the same views of grads; NULL unless training */
 
     int B, T;          /* shape of the last forward */
     int32_t *tokens;   /* (maxB*maxT) copies of the last forward's inputs */
@@ -82,6 +90,15 @@ struct lmf_model {
 void lmf_param_sizes(const lmf_model_config *cfg, size_t sizes[LMF_NUM_PARAM_TENSORS]);
 /* Writes the shape of tensor i (up to 3 dims) and returns its rank (0 if the tensor is absent). */
 int lmf_param_shape(const lmf_model_config *cfg, int i, int shape[3]);
+/* Fills w's config and tensors with F32 views into params, a flat buffer laid out by the table above (w->layers is
+ * allocated when NULL). q|k|v are row ranges of qkv_w, gate|up of fc_w: the block library runs each as one product. */
+void lmf_params_view(lmf_weights *w, const lmf_model_config *cfg, const float *params);
+/* The model's parameters as inference weights (views: they change as training updates the parameters). */
+const lmf_weights *lmf_model_weights(const lmf_model *m);
+/* A model (training model layout, fp32) holding w's weights, any dtype dequantized; Q/K rows in llama.cpp's
+ * interleaved order go back to rotate_half order (pos becomes LMF_POS_ROPE_HALF). max_seq is capped at the model's
+ * max_seq_len. LMF_ERR_MISMATCH / LMF_ERR_FORMAT name the tensor at fault. */
+lmf_status lmf_model_from_weights(const lmf_weights *w, int max_batch, int max_seq, int training, lmf_model **out);
 /* Whether AdamW's weight decay applies to tensor i by default: matrices yes; embeddings, norms, biases no. */
 int lmf_param_decays(int i);
 

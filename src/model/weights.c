@@ -111,9 +111,9 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
     int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
     LMF_TRY(check(&w->tok_emb, V, C, origin, "token embedding", -1));
     LMF_TRY(check(&w->lm_head, V, C, origin, "output head", -1));
-    if (w->pos == LMF_POS_LEARNED) LMF_TRY(check(&w->pos_emb, c->max_seq_len + w->pos_offset, C, origin,
+    if (w->cfg.pos == LMF_POS_LEARNED) LMF_TRY(check(&w->pos_emb, c->max_seq_len + w->cfg.pos_offset, C, origin,
                                                  "position embedding", -1));
-    if (!w->out_norm_w || (w->norm == LMF_NORM_LAYER && !w->out_norm_b))
+    if (!w->out_norm_w || (w->cfg.norm == LMF_NORM_LAYER && !w->out_norm_b))
         return lmf_fail(LMF_ERR_FORMAT, "%s: the final norm's weights are missing", origin);
     for (int l = 0; l < c->n_layer; l++) {
         const lmf_layer_weights *L = &w->layers[l];
@@ -121,11 +121,11 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
         LMF_TRY(check(&L->wk, KV, C, origin, "attention k", l));
         LMF_TRY(check(&L->wv, KV, C, origin, "attention v", l));
         LMF_TRY(check(&L->wo, C, C, origin, "attention output", l));
-        if (w->act == LMF_ACT_SWIGLU) LMF_TRY(check(&L->w_gate, F, C, origin, "ffn gate", l));
+        if (w->cfg.act == LMF_ACT_SWIGLU) LMF_TRY(check(&L->w_gate, F, C, origin, "ffn gate", l));
         LMF_TRY(check(&L->w_up, F, C, origin, "ffn up", l));
         LMF_TRY(check(&L->w_down, C, F, origin, "ffn down", l));
         if (!L->attn_norm_w || !L->ffn_norm_w ||
-            (w->norm == LMF_NORM_LAYER && (!L->attn_norm_b || !L->ffn_norm_b)))
+            (w->cfg.norm == LMF_NORM_LAYER && (!L->attn_norm_b || !L->ffn_norm_b)))
             return lmf_fail(LMF_ERR_FORMAT, "%s: layer %d: norm weights are missing", origin, l);
     }
     return LMF_OK;
@@ -151,7 +151,7 @@ lmf_status lmf_weights_load(const char *path, lmf_weights **out) {
 }
 
 const lmf_model_config *lmf_weights_config(const lmf_weights *w) { return &w->cfg; }
-const char *lmf_weights_family(const lmf_weights *w) { return w->family; }
+const char *lmf_weights_family(const lmf_weights *w) { return lmf_arch_name(w->cfg.arch); }
 const lmf_tokenizer *lmf_weights_tokenizer(const lmf_weights *w) { return w->tok; }
 const char *lmf_weights_chat_template(const lmf_weights *w) { return w->chat_template; }
 

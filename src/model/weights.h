@@ -3,7 +3,7 @@
  * The inference executor (infer.c) runs any weight dtype the quantized kernels read (kernels/quant.h: F32, F16,
  * BF16, Q8_0, Q4_0, Q4_1, ...) straight from where the weights live: a memory-mapped GGUF, a memory-mapped
  * safetensors file, or buffers the loader owns (converted or transposed tensors, an lmforge checkpoint's fp32
- * parameters). Loaders (load_gguf.c, load_hf.c, load_ckpt.c) fill an lmf_weights; the executor never cares which.
+ * parameters). Loaders (weights_gguf.c, load_hf.c, load_ckpt.c) fill an lmf_weights; the executor never cares which.
  *
  * One transformer covers the three families through a few knobs:
  *   llama: RMSNorm, RoPE, no biases, SwiGLU (gate, up, down), GQA, tied or untied head
@@ -18,14 +18,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-typedef enum { LMF_NORM_LAYER = 0, LMF_NORM_RMS = 1 } lmf_norm_kind;
-typedef enum { LMF_ACT_GELU_TANH = 0, LMF_ACT_SWIGLU = 1, LMF_ACT_RELU = 2 } lmf_act_kind;
-typedef enum {
-    LMF_POS_LEARNED = 0,          /* pos_emb row (position + pos_offset) added to the token embedding */
-    LMF_POS_ROPE_HALF = 1,        /* RoPE, Hugging Face rotate_half: dim d pairs with d + hs/2 */
-    LMF_POS_ROPE_INTERLEAVED = 2, /* RoPE on adjacent pairs (2i, 2i+1): llama.cpp's GGUF Q/K row order */
-} lmf_pos_kind;
 
 /* A 2-D weight: rows x cols elements of ggml type `type`, row r at data + r * row_bytes. rows == 0: absent.
  * r16: the same matrix in R16 groups (kernels/quant.h), which the executor reads instead of data once
@@ -48,12 +40,7 @@ typedef struct {
 } lmf_layer_weights;
 
 typedef struct lmf_weights {
-    lmf_model_config cfg;    /* arch is the closest training family; family below is the truth */
-    char family[16];         /* "llama", "gpt2", "opt" */
-    lmf_norm_kind norm;
-    lmf_act_kind act;
-    lmf_pos_kind pos;
-    int pos_offset;          /* OPT's learned positions start at row 2 */
+    lmf_model_config cfg;    /* the architecture: family, sizes and knobs */
     lmf_wtensor tok_emb;     /* (V,C) */
     lmf_wtensor pos_emb;     /* (max_seq_len + pos_offset, C) for LMF_POS_LEARNED */
     lmf_wtensor lm_head;     /* (V,C); a copy of tok_emb's descriptor when tied */

@@ -10,7 +10,6 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "io/gguf.h"
-#include "model/load_gguf.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
@@ -22,6 +21,63 @@ static lmf_status get_dim(const lmf_gguf *g, const char *key, int *out) {
     LMF_TRY(lmf_gguf_get_u32(g, key, &u));
     if (u == 0 || u > (1u << 30)) return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %u is out of range", g->path, key, u);
     *out = (int)u;
+    return LMF_OK;
+}
+
+/* The config of a llama GGUF (llama.* keys, vocab from token_embd.weight, tied when output.weight is absent;
+ * max_seq_len = llama.context_length), refusing what the model cannot represent (RoPE scaling, partial rotary
+ * heads). */
+static lmf_status llama_config(const lmf_gguf *g, lmf_model_config *out) {
+    const char *path = g->path;
+    const char *arch;
+    LMF_TRY(lmf_gguf_get_str(g, "general.architecture", &arch));
+    if (strcmp(arch, "llama") != 0)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: general.architecture is \"%s\"; only \"llama\" GGUFs can be loaded",
+                        path, arch);
+    lmf_model_config cfg = lmf_model_config_default(LMF_ARCH_LLAMA);
+    int ctx_len = 0;
+    LMF_TRY(get_dim(g, "llama.block_count", &cfg.n_layer));
+    LMF_TRY(get_dim(g, "llama.embedding_length", &cfg.n_embd));
+    LMF_TRY(get_dim(g, "llama.feed_forward_length", &cfg.ffn_dim));
+    LMF_TRY(get_dim(g, "llama.attention.head_count", &cfg.n_head));
+    cfg.n_kv_head = cfg.n_head;
+    if (lmf_gguf_find(g, "llama.attention.head_count_kv"))
+        LMF_TRY(get_dim(g, "llama.attention.head_count_kv", &cfg.n_kv_head));
+    LMF_TRY(get_dim(g, "llama.context_length", &ctx_len));
+    LMF_TRY(lmf_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &cfg.norm_eps));
+    cfg.rope_theta = 10000.0f; /* llama.cpp's default when the key is absent */
+    if (lmf_gguf_find(g, "llama.rope.freq_base")) LMF_TRY(lmf_gguf_get_f32(g, "llama.rope.freq_base", &cfg.rope_theta));
+    if (cfg.n_embd % cfg.n_head)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: llama.embedding_length %d is not a multiple of head_count %d", path,
+                        cfg.n_embd, cfg.n_head);
+    int hs = cfg.n_embd / cfg.n_head;
+    const char *hs_keys[] = {"llama.rope.dimension_count", "llama.attention.key_length",
+                             "llama.attention.value_length"};
+    for (int k = 0; k < 3; k++) {
+        int v = 0;
+        if (!lmf_gguf_find(g, hs_keys[k])) continue;
+        LMF_TRY(get_dim(g, hs_keys[k], &v));
+        if (v != hs)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %d but the head size is %d; only full-rotary heads of size "
+                            "embedding_length / head_count are supported", path, hs_keys[k], v, hs);
+    }
+    if (lmf_gguf_find(g, "llama.rope.scaling.type") || lmf_gguf_find_tensor(g, "rope_freqs.weight"))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: RoPE scaling (llama.rope.scaling.* / rope_freqs.weight) is not "
+                        "supported", path);
+    const lmf_gguf_tensor *emb = lmf_gguf_find_tensor(g, "token_embd.weight");
+    if (!emb) return lmf_fail(LMF_ERR_FORMAT, "%s: tensor token_embd.weight is missing", path);
+    if (emb->n_dims != 2 || emb->ne[0] != cfg.n_embd || emb->ne[1] <= 0 || emb->ne[1] > (1 << 30))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor token_embd.weight has %d dims [%lld, %lld], expected [%d, vocab]",
+                        path, emb->n_dims, (long long)emb->ne[0], (long long)emb->ne[1], cfg.n_embd);
+    cfg.vocab_size = (int)emb->ne[1];
+    cfg.tied_embeddings = lmf_gguf_find_tensor(g, "output.weight") == NULL;
+    cfg.max_seq_len = ctx_len;
+    if (lmf_model_config_validate(&cfg) != LMF_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", lmf_last_error());
+        return lmf_fail(LMF_ERR_FORMAT, "%s: hyperparameters do not make a valid llama config: %s", path, msg);
+    }
+    *out = cfg;
     return LMF_OK;
 }
 
@@ -93,12 +149,9 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
     lmf_model_config *c = &w->cfg;
     if (gpt2) {
         LMF_TRY(gpt2_config(g, c));
-        snprintf(w->family, sizeof w->family, "gpt2");
-        w->norm = LMF_NORM_LAYER, w->act = LMF_ACT_GELU_TANH, w->pos = LMF_POS_LEARNED;
     } else {
-        LMF_TRY(lmf_gguf_llama_config(g, c));
-        snprintf(w->family, sizeof w->family, "llama");
-        w->norm = LMF_NORM_RMS, w->act = LMF_ACT_SWIGLU, w->pos = LMF_POS_ROPE_INTERLEAVED;
+        LMF_TRY(llama_config(g, c));
+        c->pos = LMF_POS_ROPE_INTERLEAVED; /* llama.cpp stores Q and K rows permuted for adjacent-pair RoPE */
     }
     int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
     LMF_TRY(matrix(g, "token_embd.weight", V, C, &w->tok_emb));

@@ -19,7 +19,7 @@ const lmf_opt lmf_train_opts[] = {
       "tokenizer.json (or GPT-2 folder) of BPE shards, to encode the sample prompt and decode the sample"),
     O("out_dir", LMF_OPT_STR, out_dir, "data", "directory for checkpoints, metrics and samples"),
     O("metrics", LMF_OPT_STR, metrics, "data", "metrics JSONL file (default OUT_DIR/metrics.jsonl)"),
-    O("arch", LMF_OPT_ARCH, model.arch, "model", "model family: gpt2 or llama"),
+    O("arch", LMF_OPT_ARCH, model.arch, "model", "model family: gpt2 or llama (sets norm, activation, positions, biases)"),
     O("vocab_size", LMF_OPT_INT, model.vocab_size, "model", "vocabulary size (0: the training shard's)"),
     O("max_seq_len", LMF_OPT_INT, model.max_seq_len, "model", "longest sequence the model accepts (0: seq_len)"),
     O("n_layer", LMF_OPT_INT, model.n_layer, "model", "transformer blocks"),
@@ -118,7 +118,7 @@ lmf_status lmf_train_opt_set(lmf_train_config *c, const lmf_opt *o, const char *
         lmf_arch a;
         if (lmf_arch_parse(v, &a) != LMF_OK)
             return lmf_fail(LMF_ERR_ARG, "%s: arch: unknown model family '%s' (gpt2 or llama)", where, v);
-        *(lmf_arch *)p = a;
+        lmf_model_config_set_arch(&c->model, a); /* the family's knobs (norm, act, positions, biases) */
         return LMF_OK;
     }
     case LMF_OPT_STR:

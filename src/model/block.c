@@ -1,0 +1,525 @@
+/* block.c — the transformer block for training, prefill and decode (see block.h).
+ *
+ * Linear layers pick one of two paths by the number of rows:
+ *  - many rows (training, prefill): weights other than F32 are dequantized to fp32 in slabs (R16 groups k-major, ggml
+ *    rows row-major) and multiplied with the fp32 SGEMM (compute-bound; a weight element is reused by every row);
+ *  - a few rows (decode): the input rows are converted once (int16 blocks for quantized weights, kernels/quant.h:
+ *    int8 blocks as llama.cpp uses cost SmolLM2 2-5% of its logits; int16 keeps them within 3e-4) and every thread
+ *    streams its contiguous share of the weight rows (whole 16-row groups) through lmf_qmatvec_r16 (Q8_0/Q4_0/Q4_1,
+ *    repacked once by lmf_weights_prepare_decode) or lmf_qmatvec: each weight byte is read once per token and
+ *    nothing is dequantized to memory.
+ * Attention: training over the batch's own keys (kernels/attention.c, probabilities kept); prefill per head and
+ * block of 64 queries by SGEMM against the transposed K cache; decode split by cached positions (attend_share). */
+#include "model/block.h"
+
+#include "core/status.h"
+#include "io/gguf.h"
+#include "kernels/gemm.h"
+#include "kernels/kernels.h"
+#include "kernels/quant.h"
+#include "kernels/vec.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QMV_MAX LMF_BLOCK_QMV_MAX
+#define QBLK LMF_BLOCK_QBLK
+
+typedef lmf_lin lin;
+
+static int qkv_width(const lmf_model_config *c) { return c->n_embd + 2 * c->n_kv_head * (c->n_embd / c->n_head); }
+static int ffn_width(const lmf_model_config *c) { return c->act == LMF_ACT_SWIGLU ? 2 * c->ffn_dim : c->ffn_dim; }
+
+/* ---- pieces every mode uses --------------------------------------------------------------------------------- */
+
+void lmf_rope_table_make(float *tab, int rows, int hs, float theta) { lmf_rope_table(tab, rows, hs, theta); }
+
+void lmf_block_norm(const lmf_model_config *cfg, float *out, float *mean, float *rstd, const float *x,
+                    const float *g, const float *b, int N) {
+    const lmf_vec_ops *V = lmf_vec();
+    int C = cfg->n_embd;
+    for (int i = 0; i < N; i++) {
+        if (cfg->norm == LMF_NORM_RMS) V->rmsnorm(out + (size_t)i * C, &rstd[i], x + (size_t)i * C, g, C, cfg->norm_eps);
+        else V->layernorm(out + (size_t)i * C, &mean[i], &rstd[i], x + (size_t)i * C, g, b, C, cfg->norm_eps);
+    }
+}
+
+void lmf_block_norm_par(const lmf_model_config *cfg, float *out, float *mean, float *rstd, const float *x,
+                        const float *g, const float *b, int N) {
+    if (cfg->norm == LMF_NORM_RMS) lmf_rmsnorm_forward(out, rstd, x, g, N, cfg->n_embd, cfg->norm_eps);
+    else lmf_layernorm_forward(out, mean, rstd, x, g, b, N, cfg->n_embd, cfg->norm_eps);
+}
+
+void lmf_block_ffn_act(const lmf_model_config *cfg, float *fcact, const float *fch, int N, int lo, int hi) {
+    const lmf_vec_ops *V = lmf_vec();
+    int F = cfg->ffn_dim, FF = ffn_width(cfg);
+    for (int i = 0; i < N; i++) {
+        float *a = fcact + (size_t)i * F + lo;
+        const float *h = fch + (size_t)i * FF + lo;
+        if (cfg->act == LMF_ACT_SWIGLU) V->swiglu(a, h, h + F, hi - lo);
+        else if (cfg->act == LMF_ACT_GELU_TANH) V->gelu(a, h, hi - lo);
+        else
+            for (int j = 0; j < hi - lo; j++) a[j] = h[j] > 0 ? h[j] : 0;
+    }
+}
+
+/* The same activation over all of N rows, spread over the threads. */
+static void ffn_act_par(const lmf_model_config *cfg, float *fcact, const float *fch, int N) {
+    int F = cfg->ffn_dim;
+    if (cfg->act == LMF_ACT_SWIGLU) lmf_swiglu_forward(fcact, fch, N, F);
+    else if (cfg->act == LMF_ACT_GELU_TANH) lmf_gelu_forward(fcact, fch, (long)N * F);
+    else lmf_relu_forward(fcact, fch, (long)N * F);
+}
+
+void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int ld, int N, int T, int p0,
+                    int nheads, float sign) {
+    if (cfg->pos == LMF_POS_LEARNED) return;
+    lmf_rope_rows(x, ld, N, T, p0, tab, nheads, cfg->n_embd / cfg->n_head, cfg->pos == LMF_POS_ROPE_INTERLEAVED, sign);
+}
+
+void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0) {
+    const lmf_wtensor *te = &w->tok_emb, *pe = &w->pos_emb;
+    int C = w->cfg.n_embd, learned = w->cfg.pos == LMF_POS_LEARNED;
+#pragma omp parallel if (N > LMF_BLOCK_QMV_MAX)
+    {
+        float *prow = learned && pe->type != LMF_GGML_F32 ? malloc((size_t)C * sizeof(float)) : NULL;
+#pragma omp for schedule(static)
+        for (int i = 0; i < N; i++) {
+            float *xi = x + (size_t)i * C;
+            if (te->r16) /* a tied head repacked: row tok of its group */
+                lmf_r16_dequant_row(te->type, C, (const char *)te->r16 + (size_t)(tok[i] / 16) * 16 * te->row_bytes,
+                                    tok[i] % 16, xi);
+            else
+                lmf_dequant_fast(te->type, (const char *)te->data + (size_t)tok[i] * te->row_bytes, xi, (size_t)C);
+            if (!learned) continue;
+            const char *prow_src = (const char *)pe->data + (size_t)(p0 + i % T + w->cfg.pos_offset) * pe->row_bytes;
+            const float *p = (const float *)prow_src;
+            if (prow) lmf_dequant_fast(pe->type, prow_src, prow, (size_t)C), p = prow;
+            for (int j = 0; j < C; j++) xi[j] += p[j];
+        }
+        free(prow);
+    }
+}
+
+/* out (n floats) = a + b, where out may be either input. */
+static void residual(float *out, const float *a, const float *b, long n) { lmf_residual_forward(out, a, b, n); }
+
+/* ---- linear layers, many rows --------------------------------------------------------------------------------- */
+
+/* Whether layers j and j + 1 are one fp32 matrix cut in two: adjacent weight rows, biases and outputs. */
+static int adjacent(const lin *a, const lin *b) {
+    const lmf_wtensor *A = a->W, *B = b->W;
+    return A->type == LMF_GGML_F32 && B->type == LMF_GGML_F32 && A->cols == B->cols && a->ldo == b->ldo &&
+           (const char *)A->data + (size_t)A->rows * A->row_bytes == B->data && a->out + A->rows == b->out &&
+           ((!a->bias && !b->bias) || (a->bias && b->bias && a->bias + A->rows == b->bias));
+}
+
+static void add_bias(float *out, int ldo, const float *bias, int N, int rows) {
+#pragma omp parallel for schedule(static) if (N >= 64)
+    for (int i = 0; i < N; i++) {
+        float *y = out + (size_t)i * ldo;
+        for (int c = 0; c < rows; c++) y[c] += bias[c];
+    }
+}
+
+void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats) {
+    for (int j = 0; j < n; j++) {
+        const lmf_wtensor *W = o[j].W;
+        int O = W->rows, K = W->cols, j0 = j;
+        if (W->type == LMF_GGML_F32) {
+            while (j + 1 < n && adjacent(&o[j], &o[j + 1])) O += o[++j].W->rows;
+            lmf_sgemm(0, 1, N, O, K, in, ldi, W->data, K, 0.0f, o[j0].out, o[j0].ldo);
+            if (o[j0].bias) add_bias(o[j0].out, o[j0].ldo, o[j0].bias, N, O);
+            continue;
+        }
+        int slab = (int)(dq_floats / (size_t)K);
+        if (W->r16) {
+            /* R16 groups dequantize k-major (K x nr, whole groups), the SGEMM reads them untransposed. Each
+             * thread fills whole rows of 32 k (block b of every group, left to right): going group by group
+             * instead writes K strided streams at once, which measured 2.5x slower than ggml rows. */
+            slab = slab / 16 * 16;
+            size_t gb = W->row_bytes / (size_t)(K / 32) * 16; /* bytes of one block of a group */
+            for (int r0 = 0; r0 < O; r0 += slab) {
+                int nr = O - r0 < slab ? O - r0 : slab;
+                const char *src = (const char *)W->r16 + (size_t)r0 * W->row_bytes;
+#pragma omp parallel for schedule(static)
+                for (int b = 0; b < K / 32; b++)
+                    for (int g = 0; g < nr / 16; g++)
+                        lmf_r16_dequant_t(W->type, 32, src + (size_t)g * 16 * W->row_bytes + (size_t)b * gb,
+                                          dq + (size_t)b * 32 * nr + (size_t)g * 16, (size_t)nr);
+                lmf_sgemm(0, 0, N, nr, K, in, ldi, dq, nr, 0.0f, o[j].out + r0, o[j].ldo);
+            }
+        } else {
+            for (int r0 = 0; r0 < O; r0 += slab) {
+                int nr = O - r0 < slab ? O - r0 : slab;
+                const char *src = (const char *)W->data + (size_t)r0 * W->row_bytes;
+#pragma omp parallel for schedule(static)
+                for (int r = 0; r < nr; r++)
+                    lmf_dequant_fast(W->type, src + (size_t)r * W->row_bytes, dq + (size_t)r * K, (size_t)K);
+                lmf_sgemm(0, 1, N, nr, K, in, ldi, dq, K, 0.0f, o[j].out + r0, o[j].ldo);
+            }
+        }
+        if (o[j].bias) add_bias(o[j].out, o[j].ldo, o[j].bias, N, O);
+    }
+}
+
+/* ---- linear layers, a few rows (decode) ------------------------------------------------------------------------ */
+/* Converts N input rows (ldi apart) once per distinct weight type and width among o[0..n) into buf (blocks of
+ * QMV_MAX rows, stride bytes per row); qin[j] / qb[j]: layer j's converted rows and their size. */
+static void convert_inputs(const float *in, int ldi, int N, const lin *o, int n, char *buf, size_t stride,
+                           const char *qin[3], size_t qb[3]) {
+    for (int j = 0; j < n; j++) {
+        int K = o[j].W->cols, same = -1;
+        qb[j] = lmf_qinput_bytes(o[j].W->type, K);
+        for (int p = 0; p < j; p++)
+            if (o[p].W->type == o[j].W->type && o[p].W->cols == K) same = p;
+        if (same >= 0) {
+            qin[j] = qin[same];
+            continue;
+        }
+        char *dst = buf + (size_t)j * QMV_MAX * stride;
+        for (int i = 0; i < N; i++) lmf_qinput_convert(o[j].W->type, in + (size_t)i * ldi, K, dst + i * qb[j]);
+        qin[j] = dst;
+    }
+}
+
+/* Thread tid's share of a matrix's rows out of nth: whole units of `unit` rows (16: an R16 group). */
+static void row_share(int rows, int unit, int tid, int nth, int *lo, int *hi) {
+    long nu = (rows + unit - 1) / unit;
+    *lo = (int)(nu * tid / nth * unit);
+    *hi = (int)(nu * (tid + 1) / nth * unit);
+    if (*hi > rows) *hi = rows;
+    if (*lo > rows) *lo = rows;
+}
+
+/* Rows [lo, hi) of layer o over its converted input rows, bias added. */
+static void linear_rows(const lin *o, int N, const char *qin, size_t qb, int lo, int hi) {
+    const lmf_wtensor *W = o->W;
+    if (hi <= lo) return;
+    if (W->r16)
+        lmf_qmatvec_r16(W->type, W->cols, hi - lo, (const char *)W->r16 + (size_t)lo * W->row_bytes, W->row_bytes, N,
+                        qin, qb, o->out + lo, o->ldo);
+    else
+        lmf_qmatvec(W->type, W->cols, hi - lo, (const char *)W->data + (size_t)lo * W->row_bytes, W->row_bytes, N,
+                    qin, qb, o->out + lo, o->ldo);
+    if (o->bias)
+        for (int i = 0; i < N; i++)
+            for (int r = lo; r < hi; r++) o->out[(size_t)i * o->ldo + r] += o->bias[r];
+}
+
+/* Starts fetching the first PREFETCH_AHEAD bytes of this thread's share of W (from the layout linear_rows reads),
+ * so that a thread that reaches a barrier first spends the wait filling the start of its next stream instead of
+ * beginning it with demand misses. */
+#define PREFETCH_AHEAD 4096
+void lmf_block_prefetch_share(const lmf_wtensor *W, int unit, int tid, int nth) {
+    int lo, hi;
+    if (!W->rows) return;
+    row_share(W->rows, unit, tid, nth, &lo, &hi);
+    const char *p = (const char *)(W->r16 ? W->r16 : W->data) + (size_t)lo * W->row_bytes;
+    size_t n = (size_t)(hi - lo) * W->row_bytes;
+    for (size_t b = 0; b < n && b < PREFETCH_AHEAD; b += 64) __builtin_prefetch(p + b, 0, 3);
+}
+
+
+/* ---- attention ------------------------------------------------------------------------------------------------ */
+
+/* One query over nk cached positions of one head: scores into S, then out = V_h^T softmax(S). */
+static void attend(const lmf_kv_view *kv, int hs, const float *kh, const float *vh, const float *qh, float *oh,
+                   int nk, float *S) {
+    lmf_vec()->rows_by_matrix(S, nk, qh, hs, 1, kh, kv->n_ctx, hs, nk);
+    lmf_vec()->softmax(S, nk, 1.0f / sqrtf((float)hs));
+    lmf_qmatvec(LMF_GGML_F32, nk, hs, vh, (size_t)kv->n_ctx * sizeof(float), 1, S, 0, oh, hs);
+}
+
+/* Causal attention of N new queries (positions p0..p0+N-1) over the layer's cache [0, p0+N), the prefill path:
+ * q rows (N, ld S) in, out (N,C). Query head h reads KV head h / (NH / NKV). Per head and block of up to 64 queries:
+ * scores = Q K_h^T by SGEMM on the transposed K cache (an untransposed operand), causal softmax, out = P V_h by
+ * SGEMM on the transposed V cache. */
+static void attention_cached(const lmf_block_ctx *ctx, int layer, float *out, const float *q, int N) {
+    const lmf_model_config *c = ctx->cfg;
+    const lmf_kv_view *kv = &ctx->kv;
+    int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
+    int S = qkv_width(c), p0 = ctx->p0, n_ctx = kv->n_ctx;
+    const float *kt = kv->k + (size_t)layer * n_ctx * KV, *vt = kv->v + (size_t)layer * n_ctx * KV;
+    float scale = 1.0f / sqrtf((float)hs);
+    const lmf_vec_ops *V = lmf_vec();
+    int nblk = (N + QBLK - 1) / QBLK;
+#pragma omp parallel for schedule(dynamic, 1) collapse(2) num_threads(ctx->nthreads) /* scores: a slab per thread */
+    for (int h = 0; h < NH; h++) {
+        for (int b = 0; b < nblk; b++) {
+            int i0 = b * QBLK, nq = N - i0 < QBLK ? N - i0 : QBLK, nk = p0 + i0 + nq;
+            float *Sc = ctx->scores + (size_t)omp_get_thread_num() * QBLK * n_ctx;
+            const float *kh = kt + (size_t)(h / group) * hs * n_ctx, *vh = vt + (size_t)(h / group) * hs * n_ctx;
+            const float *qh = q + (size_t)i0 * S + (size_t)h * hs;
+            float *oh = out + (size_t)i0 * C + (size_t)h * hs;
+            if (nq == 1) {
+                attend(kv, hs, kh, vh, qh, oh, nk, Sc);
+                continue;
+            }
+            lmf_sgemm(0, 0, nq, nk, hs, qh, S, kh, n_ctx, 0.0f, Sc, nk);
+            for (int r = 0; r < nq; r++) {
+                float *row = Sc + (size_t)r * nk;
+                int valid = p0 + i0 + r + 1;
+                V->softmax(row, valid, scale);
+                memset(row + valid, 0, (size_t)(nk - valid) * sizeof(float));
+            }
+            lmf_sgemm(0, 1, nq, hs, nk, Sc, nk, vh, n_ctx, 0.0f, oh, C);
+        }
+    }
+}
+
+/* Writes the K and V parts of N qkv rows (positions p0..) into the layer's transposed caches. */
+static void cache_write(const lmf_kv_view *kv, const lmf_model_config *c, int layer, const float *qkv, int N,
+                        int p0) {
+    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), S = qkv_width(c);
+    float *kt = kv->k + (size_t)layer * kv->n_ctx * KV + p0, *vt = kv->v + (size_t)layer * kv->n_ctx * KV + p0;
+    for (int i = 0; i < N; i++)
+        for (int d = 0; d < KV; d++) {
+            kt[(size_t)d * kv->n_ctx + i] = qkv[(size_t)i * S + C + d];
+            vt[(size_t)d * kv->n_ctx + i] = qkv[(size_t)i * S + C + KV + d];
+        }
+}
+
+/* ---- training and prefill ------------------------------------------------------------------------------------- */
+
+void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
+                       lmf_block_rows *r) {
+    const lmf_model_config *c = ctx->cfg;
+    int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, F = c->ffn_dim, S = qkv_width(c);
+    int FF = ffn_width(c), N = ctx->B * ctx->T, swiglu = c->act == LMF_ACT_SWIGLU;
+    long NC = (long)N * C;
+
+    lmf_block_norm_par(c, r->ln1, r->ln1_mean, r->ln1_rstd, x, L->attn_norm_w, L->attn_norm_b, N);
+    lin qkv[3] = {{&L->wq, L->bq, r->qkv, S}, {&L->wk, L->bk, r->qkv + C, S}, {&L->wv, L->bv, r->qkv + C + KV, S}};
+    lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats);
+    lmf_block_rope(c, ctx->rope, r->qkv, S, N, ctx->T, ctx->p0, NH + c->n_kv_head, 1.0f);
+    if (ctx->kv.k) {
+        cache_write(&ctx->kv, c, layer, r->qkv, N, ctx->p0);
+        attention_cached(ctx, layer, r->atty, r->qkv, N);
+    } else {
+        lmf_attention_forward(r->atty, r->att, r->qkv, ctx->B, ctx->T, NH, c->n_kv_head, hs);
+    }
+    float *o = r->res2 == x ? r->proj : r->res2;
+    lin proj = {&L->wo, L->bo, o, C};
+    lmf_block_linear(&proj, 1, r->atty, C, N, ctx->dq, ctx->dq_floats);
+    residual(r->res2, o, x, NC);
+
+    lmf_block_norm_par(c, r->ln2, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
+    lin ffn[2] = {{&L->w_gate, NULL, r->fch, FF}, {&L->w_up, L->b_up, r->fch + (swiglu ? F : 0), FF}};
+    lmf_block_linear(ffn + !swiglu, 1 + swiglu, r->ln2, C, N, ctx->dq, ctx->dq_floats);
+    ffn_act_par(c, r->fcact, r->fch, N);
+    o = r->res3 == r->res2 ? r->proj : r->res3;
+    lin down = {&L->w_down, L->b_down, o, C};
+    lmf_block_linear(&down, 1, r->fcact, F, N, ctx->dq, ctx->dq_floats);
+    residual(r->res3, o, r->res2, NC);
+}
+
+/* ---- training backward ---------------------------------------------------------------------------------------- */
+
+#define F32(t) ((const float *)(t).data)
+#define GRAD(t) ((float *)(t).data) /* gradient views point into the writable gradient buffer */
+
+static void norm_backward(const lmf_model_config *c, float *dinp, float *dw, float *db, const float *dout,
+                          const float *inp, const float *w, const float *mean, const float *rstd, int N) {
+    if (c->norm == LMF_NORM_LAYER) lmf_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, c->n_embd);
+    else lmf_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, c->n_embd);
+}
+
+void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G,
+                        const float *x, const lmf_block_rows *r, lmf_block_grads *g) {
+    const lmf_model_config *c = ctx->cfg;
+    int C = c->n_embd, NH = c->n_head, hs = C / NH, F = c->ffn_dim, S = qkv_width(c), FF = ffn_width(c);
+    int N = ctx->B * ctx->T, swiglu = c->act == LMF_ACT_SWIGLU;
+    size_t NC = (size_t)N * C;
+    /* training keeps q|k|v and gate|up as single matrices cut into views (model.c): one product each */
+    const lmf_wtensor *fc = swiglu ? &L->w_gate : &L->w_up, *gfc = swiglu ? &G->w_gate : &G->w_up;
+    LMF_CHECK(L->wq.type == LMF_GGML_F32 && F32(L->wk) == F32(L->wq) + (size_t)C * C);
+
+    /* MLP: res3 = res2 + down(act(fc(norm2(res2)))); dres holds d(res3) and becomes d(res2) */
+    memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
+    lmf_matmul_backward(g->dfcact, GRAD(G->w_down), (float *)G->b_down, g->dres, r->fcact, F32(L->w_down), N, F, C);
+    memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
+    if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
+    else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
+    else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
+    memset(g->dbuf, 0, NC * sizeof(float));
+    lmf_matmul_backward(g->dbuf, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C, FF);
+    norm_backward(c, g->dres, (float *)G->ffn_norm_w, (float *)G->ffn_norm_b, g->dbuf, r->res2, L->ffn_norm_w,
+                  r->ln2_mean, r->ln2_rstd, N);
+
+    /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */
+    memset(g->dbuf, 0, NC * sizeof(float));
+    lmf_matmul_backward(g->dbuf, GRAD(G->wo), (float *)G->bo, g->dres, r->atty, F32(L->wo), N, C, C);
+    memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
+    lmf_attention_backward(g->dqkv, g->datt, g->dbuf, r->qkv, r->att, ctx->B, ctx->T, NH, c->n_kv_head, hs);
+    lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, ctx->p0, NH + c->n_kv_head, -1.0f);
+    memset(g->dbuf, 0, NC * sizeof(float));
+    lmf_matmul_backward(g->dbuf, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C, S);
+    norm_backward(c, g->dres, (float *)G->attn_norm_w, (float *)G->attn_norm_b, g->dbuf, x, L->attn_norm_w,
+                  r->ln1_mean, r->ln1_rstd, N);
+}
+
+/* ---- decode ----------------------------------------------------------------------------------------------------- */
+
+/* Decode attention split by positions (flash-decoding): this thread's stretch [a, a + n) of each query's cached
+ * positions, for every head. The query heads that share a KV head go through one product together, so every cached
+ * K and V element is read once per token (GQA), not once per query head. Scores come from the transposed K cache
+ * by rows_by_matrix (accumulated down the head's dimensions: no horizontal sum per position), the output from V^T
+ * by the fp32 matrix-vector kernels; the stretch's output, softmax-normalized over the stretch, and its
+ * log-sum-exp per head go to part, and attend_merge weighs the threads' stretches together. Splitting by heads
+ * (each head's K rows of 64 floats through a dot product) left SmolLM2's 3 KV heads unevenly on 2 threads, read
+ * each 3 times and cost a horizontal sum per position and head. qs: C floats. */
+static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int p0, int tid, int nth, float *S,
+                         float *qs) {
+    const lmf_model_config *c = d->cfg;
+    int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
+    int n_ctx = d->kv.n_ctx, W = qkv_width(c);
+    const float *kt = d->kv.k + (size_t)layer * n_ctx * KV, *vt = d->kv.v + (size_t)layer * n_ctx * KV;
+    const lmf_vec_ops *V = lmf_vec();
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int i = 0; i < N; i++) {
+        int nk = p0 + i + 1, chunk = ((nk + nth - 1) / nth + 15) & ~15; /* whole 64-byte lines of V rows */
+        int a = tid * chunk, n = nk - a < chunk ? nk - a : chunk;      /* thread 0's stretch is never empty */
+        float *po = d->part + ((size_t)tid * QMV_MAX + i) * (C + NH), *pl = po + C;
+        if (n <= 0) {
+            for (int h = 0; h < NH; h++) pl[h] = -INFINITY;
+            continue;
+        }
+        for (int g = 0; g < c->n_kv_head; g++)
+            for (int h0 = 0; h0 < group; h0 += 4) { /* rows_by_matrix takes up to four query heads */
+                int nq = group - h0 < 4 ? group - h0 : 4, h = g * group + h0;
+                const float *q = d->qkv + (size_t)i * W + (size_t)h * hs;
+                for (int j = 0; j < nq * hs; j++) qs[j] = q[j] * scale;
+                V->rows_by_matrix(S, n, qs, hs, nq, kt + (size_t)g * hs * n_ctx + a, n_ctx, hs, n);
+                for (int j = 0; j < nq; j++) {
+                    pl[h + j] = V->logsumexp(S + (size_t)j * n, n);
+                    V->exp_shift_scale(S + (size_t)j * n, n, pl[h + j], 1.0f);
+                }
+                lmf_qmatvec(LMF_GGML_F32, n, hs, vt + (size_t)g * hs * n_ctx + a, (size_t)n_ctx * sizeof(float), nq,
+                            S, (size_t)n * sizeof(float), po + (size_t)h * hs, hs);
+            }
+    }
+}
+
+/* Every thread's attend_share stretches of N queries merged into out (N, C): per head, weights exp(lse_t - max). */
+static void attend_merge(const lmf_block_decode_ctx *d, int N, int nth, float *out) {
+    int C = d->cfg->n_embd, NH = d->cfg->n_head, hs = C / NH;
+    for (int i = 0; i < N; i++)
+        for (int h = 0; h < NH; h++) {
+            const float *part = d->part + (size_t)i * (C + NH);
+            size_t stride = (size_t)QMV_MAX * (C + NH); /* thread to thread */
+            float m = -INFINITY, sum = 0, *o = out + (size_t)i * C + (size_t)h * hs;
+            for (int t = 0; t < nth; t++)
+                if (part[t * stride + C + h] > m) m = part[t * stride + C + h];
+            memset(o, 0, (size_t)hs * sizeof(float));
+            for (int t = 0; t < nth; t++) {
+                float wt = expf(part[t * stride + C + h] - m);
+                const float *po = part + t * stride + (size_t)h * hs;
+                if (wt > 0)
+                    for (int e = 0; e < hs; e++) o[e] += wt * po[e];
+                sum += wt;
+            }
+            for (int e = 0; e < hs; e++) o[e] /= sum;
+        }
+}
+
+/* A decode product that feeds the residual stream (attention's o, the FFN's down): this thread's rows of in W^T +
+ * bias into d->proj, added to d->x by the same thread. */
+static void residual_rows(const lmf_block_decode_ctx *d, const lmf_wtensor *W, const float *bias, const float *in,
+                          int ldi, int N, char *qbuf, int tid, int nth) {
+    int C = d->cfg->n_embd, lo, hi;
+    lin o = {W, bias, d->proj, C};
+    const char *qin[3];
+    size_t qb[3];
+    convert_inputs(in, ldi, N, &o, 1, qbuf, d->qin_stride, qin, qb);
+    row_share(C, 16, tid, nth, &lo, &hi);
+    linear_rows(&o, N, qin[0], qb[0], lo, hi);
+    for (int i = 0; i < N; i++)
+        for (int r = lo; r < hi; r++) d->x[(size_t)i * C + r] += d->proj[(size_t)i * C + r];
+}
+
+/* Q and K rows go to threads in whole heads for ROPE_HALF (its pairs span half a head) and whole R16 groups. */
+static int qk_unit(const lmf_model_config *c) {
+    int hs = c->n_embd / c->n_head, unit = 16;
+    if (c->pos == LMF_POS_ROPE_HALF)
+        while (unit % hs || unit % 16) unit += 16;
+    return unit;
+}
+
+/* Five barriers per layer, one after each product whose output the next one reads in full (lmf_barrier sleeps when
+ * a partner is descheduled). The small serial steps are either done by every thread for itself (norm + conversion
+ * of an input row, into its own buffers: cheaper than a barrier) or by the thread that owns the rows (biases, RoPE,
+ * the KV cache writes, residual adds and the FFN activation follow the row split of the matrix that made them). */
+void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, const lmf_layer_weights *next,
+                      const lmf_wtensor *head, int layer, int N, int p0, int tid, int nth) {
+    const lmf_model_config *c = d->cfg;
+    int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, F = c->ffn_dim, S = qkv_width(c);
+    int FF = ffn_width(c), swiglu = c->act == LMF_ACT_SWIGLU, rope = c->pos != LMF_POS_LEARNED, unit = qk_unit(c);
+    int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, n_ctx = d->kv.n_ctx, rlo, rhi;
+    float *xn = d->xnt + (size_t)tid * QMV_MAX * C, mean[QMV_MAX], rstd[QMV_MAX];
+    char *qbuf = (char *)d->qin + (size_t)tid * 3 * QMV_MAX * d->qin_stride;
+    float *Sc = d->scores + (size_t)tid * QBLK * n_ctx;
+    float *kt = d->kv.k + (size_t)layer * n_ctx * KV, *vt = d->kv.v + (size_t)layer * n_ctx * KV;
+    const char *qin[3];
+    size_t qb[3];
+
+    /* q, k, v: RoPE and the cache writes on the rows this thread made */
+    lin qkv[3] = {{&L->wq, L->bq, d->qkv, S}, {&L->wk, L->bk, d->qkv + C, S}, {&L->wv, L->bv, d->qkv + C + KV, S}};
+    lmf_block_norm(c, xn, mean, rstd, d->x, L->attn_norm_w, L->attn_norm_b, N);
+    convert_inputs(xn, C, N, qkv, 3, qbuf, d->qin_stride, qin, qb);
+    for (int j = 0; j < 3; j++) {
+        row_share(qkv[j].W->rows, j < 2 ? unit : 16, tid, nth, &rlo, &rhi);
+        linear_rows(&qkv[j], N, qin[j], qb[j], rlo, rhi);
+        for (int i = 0; i < N && rhi > rlo; i++) {
+            float *row = qkv[j].out + (size_t)i * S;
+            if (j < 2 && rope) lmf_rope_rotate(row, rlo, rhi, d->rope + (size_t)(p0 + i) * hs, hs, interleaved, 1.0f);
+            float *cache = j == 1 ? kt : j == 2 ? vt : NULL;
+            for (int e = rlo; cache && e < rhi; e++) cache[(size_t)e * n_ctx + p0 + i] = row[e];
+        }
+    }
+    lmf_block_prefetch_share(&L->wo, 16, tid, nth);
+    lmf_barrier_wait(d->bar, nth);
+    attend_share(d, layer, N, p0, tid, nth, Sc, xn);
+    lmf_barrier_wait(d->bar, nth);
+    attend_merge(d, N, nth, xn); /* every thread merges for itself: cheaper than another barrier */
+    residual_rows(d, &L->wo, L->bo, xn, C, N, qbuf, tid, nth);
+    lmf_block_prefetch_share(&L->w_up, 16, tid, nth);
+    lmf_block_prefetch_share(&L->w_gate, 16, tid, nth);
+    lmf_barrier_wait(d->bar, nth);
+
+    /* up (and gate): the activation on the columns this thread made */
+    lin ffn[2] = {{&L->w_up, L->b_up, d->fch + (swiglu ? F : 0), FF}, {&L->w_gate, NULL, d->fch, FF}};
+    lmf_block_norm(c, xn, mean, rstd, d->x, L->ffn_norm_w, L->ffn_norm_b, N);
+    convert_inputs(xn, C, N, ffn, 1 + swiglu, qbuf, d->qin_stride, qin, qb);
+    row_share(F, 16, tid, nth, &rlo, &rhi);
+    for (int j = 0; j < 1 + swiglu; j++) linear_rows(&ffn[j], N, qin[j], qb[j], rlo, rhi);
+    if (rhi > rlo) lmf_block_ffn_act(c, d->fcact, d->fch, N, rlo, rhi);
+    lmf_block_prefetch_share(&L->w_down, 16, tid, nth);
+    lmf_barrier_wait(d->bar, nth);
+    residual_rows(d, &L->w_down, L->b_down, d->fcact, F, N, qbuf, tid, nth);
+    if (next) {
+        lmf_block_prefetch_share(&next->wq, unit, tid, nth);
+        lmf_block_prefetch_share(&next->wk, unit, tid, nth);
+        lmf_block_prefetch_share(&next->wv, 16, tid, nth);
+    } else if (head) {
+        lmf_block_prefetch_share(head, 16, tid, nth);
+    }
+    lmf_barrier_wait(d->bar, nth);
+}
+
+void lmf_block_decode_head(const lmf_block_decode_ctx *d, const lmf_weights *w, int N, int lo, float *logits, int tid,
+                           int nth) {
+    const lmf_model_config *c = d->cfg;
+    int C = c->n_embd, rlo, rhi;
+    float *xn = d->xnt + (size_t)tid * QMV_MAX * C, mean[QMV_MAX], rstd[QMV_MAX];
+    char *qbuf = (char *)d->qin + (size_t)tid * 3 * QMV_MAX * d->qin_stride;
+    const char *qin[3];
+    size_t qb[3];
+    lin head = {&w->lm_head, NULL, logits, c->vocab_size};
+    lmf_block_norm(c, xn, mean, rstd, d->x + (size_t)lo * C, w->out_norm_w, w->out_norm_b, N - lo);
+    convert_inputs(xn, C, N - lo, &head, 1, qbuf, d->qin_stride, qin, qb);
+    row_share(c->vocab_size, 16, tid, nth, &rlo, &rhi);
+    linear_rows(&head, N - lo, qin[0], qb[0], rlo, rhi);
+}

@@ -1,0 +1,142 @@
+/* block.h — the transformer block, written once for the three executors that run it.
+ *
+ * One pre-norm layer, as lmf_model_config describes it (weights.h: lmf_layer_weights, any weight dtype):
+ *
+ *   res2 = x + o(attention(rope(q, k), v))      q, k, v = linear(norm1(x))
+ *   res3 = res2 + down(act(gate/up(norm2(res2))))
+ *
+ * Three modes share the pieces below (norm, linear, RoPE, FFN activation, residual add):
+ *  - training forward (model.c): B sequences of T positions; every intermediate is kept per layer for the backward
+ *    (lmf_block_backward), attention over the batch's own keys (kernels/attention.c);
+ *  - prefill (infer.c): N positions of one sequence; intermediates in reused scratch rows, K and V written to the
+ *    session's cache and attention over everything cached so far;
+ *  - decode (infer.c): a few positions, the whole step inside one parallel region; each thread makes its share of
+ *    every product's rows (lmf_block_decode).
+ * Training and prefill are the same function (lmf_block_forward); what differs is where the rows go (kept or
+ * scratch) and which attention runs (ctx->kv set: the cache). LoRA (an adapter on any linear), mixture-of-experts
+ * (the FFN) and tensor parallelism (row/column shares of the linears) plug in here, once. */
+#ifndef LMF_MODEL_BLOCK_H
+#define LMF_MODEL_BLOCK_H
+
+#include "core/barrier.h"
+#include "model/weights.h"
+
+#include <stddef.h>
+
+/* Positions per prefill micro-batch, rows that take the decode (matrix-vector) path, queries per prefill attention
+ * block. */
+#define LMF_BLOCK_NB 512
+#define LMF_BLOCK_QMV_MAX 8
+#define LMF_BLOCK_QBLK 64
+
+/* One linear layer of a group that reads the same input: out[i, :] = in[i, :] W^T + bias, out rows ldo apart. */
+typedef struct {
+    const lmf_wtensor *W;
+    const float *bias;
+    float *out;
+    int ldo;
+} lmf_lin;
+
+/* A RoPE table for positions [0, rows): per position hs/2 cosines then hs/2 sines (double-precision angles). */
+void lmf_rope_table_make(float *tab, int rows, int hs, float theta);
+
+/* The input rows: token embeddings (+ the learned position rows) of N tokens, token i at position p0 + i % T,
+ * into x (N, C); any weight dtype. */
+void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0);
+
+/* Row norm (LayerNorm or RMSNorm by cfg->norm) of rows x (N, C) into out; mean (LayerNorm only) and rstd get the
+ * per-row statistics the backward needs. Serial; lmf_block_norm_par spreads the rows over the OpenMP threads. */
+void lmf_block_norm(const lmf_model_config *cfg, float *out, float *mean, float *rstd, const float *x,
+                    const float *g, const float *b, int N);
+void lmf_block_norm_par(const lmf_model_config *cfg, float *out, float *mean, float *rstd, const float *x,
+                        const float *g, const float *b, int N);
+
+/* The FFN's activation on hidden columns [lo, hi) of N rows: fch (N, FF) holds gate | up for SwiGLU (FF = 2F) or
+ * the pre-activation (FF = F); fcact (N, F) = silu(gate) * up, gelu_tanh(h) or relu(h). */
+void lmf_block_ffn_act(const lmf_model_config *cfg, float *fcact, const float *fch, int N, int lo, int hi);
+
+/* RoPE on rows: row i (ld floats apart) sits at position p0 + i % T; its first nheads heads of hs dimensions are
+ * rotated (sign +1; -1 rotates back: the backward). */
+void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int ld, int N, int T, int p0,
+                    int nheads, float sign);
+
+/* Linear layers over N input rows (ldi apart): the fp32 SGEMM on F32 weights, on anything else through fp32 slabs
+ * of at most dq_floats dequantized elements (R16 groups k-major, ggml rows row-major). Consecutive layers whose
+ * F32 weights, biases and outputs are adjacent (a fused qkv or gate|up matrix cut into views) run as one product. */
+void lmf_block_linear(const lmf_lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats);
+
+/* The KV cache of one sequence as prefill and decode see it: per layer K and V transposed, (KV, n_ctx) each. */
+typedef struct {
+    float *k, *v; /* (L, KV, n_ctx) */
+    int n_ctx;
+} lmf_kv_view;
+
+/* Where lmf_block_forward puts one layer's rows. Training points each at that layer's kept slice; prefill at
+ * scratch. res2 and res3 may be the layer input itself (added in place; proj then holds the product). */
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N) */
+    float *qkv;                       /* (N,S), S = C + 2 KV: q | k | v, q and k after RoPE */
+    float *att;                       /* training: (B,NH,T,T) softmax probabilities */
+    float *atty;                      /* (N,C) attention output before its projection */
+    float *res2;                      /* (N,C) */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fch;                       /* (N,FF) */
+    float *fcact;                     /* (N,F) */
+    float *res3;                      /* (N,C) */
+    float *proj;                      /* (N,C) scratch, used when res2 or res3 is the input */
+} lmf_block_rows;
+
+typedef struct {
+    const lmf_model_config *cfg;
+    const float *rope;   /* lmf_rope_table_make rows (RoPE models) */
+    float *dq;           /* dequantization slab for non-F32 weights: dq_floats */
+    size_t dq_floats;
+    int B, T, p0;        /* rows are B sequences of T positions starting at p0 */
+    /* prefill: the cache, and per-thread score slabs of QBLK x n_ctx; NULL kv.k = training attention */
+    lmf_kv_view kv;
+    float *scores;
+    int nthreads;
+} lmf_block_ctx;
+
+/* One layer forward over ctx->B x ctx->T rows from x (N, C). */
+void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
+                       lmf_block_rows *r);
+
+/* Training backward of one layer (F32 weights): dres (N,C) holds d(res3) and becomes d(x); gradients are added
+ * into G (views of the gradient buffer laid out like L). Scratch: dbuf (N,C), dqkv (N,S), dfch (N,FF),
+ * dfcact (N,F), datt (threads x T x T). */
+typedef struct {
+    float *dres, *dbuf, *dqkv, *dfch, *dfcact, *datt;
+} lmf_block_grads;
+void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G,
+                        const float *x, const lmf_block_rows *r, lmf_block_grads *g);
+
+/* Decode: per-thread state of a step inside one parallel region (infer.c forward_decode). */
+typedef struct {
+    const lmf_model_config *cfg;
+    const float *rope;
+    lmf_kv_view kv;
+    float *x;            /* (N,C) the residual stream, shared */
+    float *proj;         /* (N,C) products feeding the residual, shared */
+    float *qkv;          /* (N,S) shared */
+    float *fch, *fcact;  /* (N,FF), (N,F) shared */
+    float *part;         /* attention stretches: nthreads x QMV_MAX x (C + NH) */
+    void *qin;           /* converted input rows, per thread: 3 x QMV_MAX x qin_stride bytes */
+    size_t qin_stride;
+    float *xnt;          /* per thread: QMV_MAX x C normalized rows */
+    float *scores;       /* per thread: QBLK x n_ctx */
+    lmf_barrier *bar;
+} lmf_block_decode_ctx;
+
+/* Layer `layer` for N <= QMV_MAX rows at positions p0..: thread tid of nth makes its rows of every product. The
+ * start of the next layer's first weights (or, after the last layer, of head when not NULL) is prefetched before
+ * the barrier the layer ends with. */
+void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, const lmf_layer_weights *next,
+                      const lmf_wtensor *head, int layer, int N, int p0, int tid, int nth);
+/* The output head for rows [lo, N) of the final residual stream: norm, then this thread's rows of the logits. */
+void lmf_block_decode_head(const lmf_block_decode_ctx *d, const lmf_weights *w, int N, int lo, float *logits, int tid,
+                           int nth);
+/* Prefetches the start of this thread's share of W (the layout the decode kernels read). */
+void lmf_block_prefetch_share(const lmf_wtensor *W, int unit, int tid, int nth);
+
+#endif

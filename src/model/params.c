@@ -1,0 +1,152 @@
+/* params.c — the flat parameter table of model.h: shapes, sizes, and typed views of a flat buffer as weights. */
+#include "model/model.h"
+
+#include "core/alloc.h"
+#include "core/status.h"
+#include "io/gguf.h"
+#include "model/dequant.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *const lmf_param_names[LMF_NUM_PARAM_TENSORS] = {
+    "wte",  "wpe",  "ln1_w",     "ln1_b",     "qkv_w", "qkv_b", "attn_proj_w", "attn_proj_b", "ln2_w",
+    "ln2_b", "fc_w", "fc_b", "fc_proj_w", "fc_proj_b", "lnf_w", "lnf_b", "lm_head"};
+
+static int shape_of(int s[3], int a, int b, int c) {
+    s[0] = a, s[1] = b, s[2] = c;
+    return c ? 3 : b ? 2 : 1;
+}
+
+int lmf_param_shape(const lmf_model_config *c, int i, int s[3]) {
+    int V = c->vocab_size, C = c->n_embd, L = c->n_layer, F = c->ffn_dim;
+    int hs = C / c->n_head, S = C + 2 * c->n_kv_head * hs, FF = c->act == LMF_ACT_SWIGLU ? 2 * F : F;
+    int ln = c->norm == LMF_NORM_LAYER, b = c->bias;
+    s[0] = s[1] = s[2] = 0;
+    switch (i) {
+    case LMF_P_WTE: return shape_of(s, V, C, 0);
+    case LMF_P_WPE: return c->pos == LMF_POS_LEARNED ? shape_of(s, c->max_seq_len + c->pos_offset, C, 0) : 0;
+    case LMF_P_LN1W: case LMF_P_LN2W: return shape_of(s, L, C, 0);
+    case LMF_P_LN1B: case LMF_P_LN2B: return ln ? shape_of(s, L, C, 0) : 0;
+    case LMF_P_ATTPROJB: case LMF_P_FCPROJB: return b ? shape_of(s, L, C, 0) : 0;
+    case LMF_P_QKVW: return shape_of(s, L, S, C);
+    case LMF_P_QKVB: return b ? shape_of(s, L, S, 0) : 0;
+    case LMF_P_ATTPROJW: return shape_of(s, L, C, C);
+    case LMF_P_FCW: return shape_of(s, L, FF, C);
+    case LMF_P_FCB: return b ? shape_of(s, L, FF, 0) : 0;
+    case LMF_P_FCPROJW: return shape_of(s, L, C, F);
+    case LMF_P_LNFW: return shape_of(s, C, 0, 0);
+    case LMF_P_LNFB: return ln ? shape_of(s, C, 0, 0) : 0;
+    case LMF_P_LMHEAD: return c->tied_embeddings ? 0 : shape_of(s, V, C, 0);
+    }
+    return 0;
+}
+
+void lmf_param_sizes(const lmf_model_config *c, size_t sizes[LMF_NUM_PARAM_TENSORS]) {
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
+        int s[3], r = lmf_param_shape(c, i, s);
+        size_t n = r ? 1 : 0;
+        for (int d = 0; d < r; d++) n *= (size_t)s[d];
+        sizes[i] = n;
+    }
+}
+
+int lmf_param_decays(int i) {
+    return i == LMF_P_QKVW || i == LMF_P_ATTPROJW || i == LMF_P_FCW || i == LMF_P_FCPROJW || i == LMF_P_LMHEAD;
+}
+
+void lmf_params_view(lmf_weights *w, const lmf_model_config *c, const float *params) {
+    size_t sizes[LMF_NUM_PARAM_TENSORS], off[LMF_NUM_PARAM_TENSORS], total = 0;
+    lmf_param_sizes(c, sizes);
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) off[i] = total, total += sizes[i];
+    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), F = c->ffn_dim, V = c->vocab_size, S = C + 2 * KV;
+    int swiglu = c->act == LMF_ACT_SWIGLU, FF = swiglu ? 2 * F : F;
+#define T(i) (sizes[i] ? params + off[i] : NULL)
+#define LT(i, l, per) (sizes[i] ? params + off[i] + (size_t)(l) * (per) : NULL)
+    w->cfg = *c;
+    lmf_wtensor_set(&w->tok_emb, LMF_GGML_F32, V, C, T(LMF_P_WTE));
+    if (c->tied_embeddings) w->lm_head = w->tok_emb;
+    else lmf_wtensor_set(&w->lm_head, LMF_GGML_F32, V, C, T(LMF_P_LMHEAD));
+    if (sizes[LMF_P_WPE]) lmf_wtensor_set(&w->pos_emb, LMF_GGML_F32, c->max_seq_len + c->pos_offset, C, T(LMF_P_WPE));
+    w->out_norm_w = T(LMF_P_LNFW);
+    w->out_norm_b = T(LMF_P_LNFB);
+    if (!w->layers) w->layers = lmf_xcalloc((size_t)c->n_layer, sizeof *w->layers);
+    for (int l = 0; l < c->n_layer; l++) {
+        lmf_layer_weights *L = &w->layers[l];
+        const float *qkv = LT(LMF_P_QKVW, l, S * C), *fc = LT(LMF_P_FCW, l, FF * C), *qb = LT(LMF_P_QKVB, l, S);
+        memset(L, 0, sizeof *L);
+        L->attn_norm_w = LT(LMF_P_LN1W, l, C), L->attn_norm_b = LT(LMF_P_LN1B, l, C);
+        L->ffn_norm_w = LT(LMF_P_LN2W, l, C), L->ffn_norm_b = LT(LMF_P_LN2B, l, C);
+        lmf_wtensor_set(&L->wq, LMF_GGML_F32, C, C, qkv);
+        lmf_wtensor_set(&L->wk, LMF_GGML_F32, KV, C, qkv + (size_t)C * C);
+        lmf_wtensor_set(&L->wv, LMF_GGML_F32, KV, C, qkv + (size_t)(C + KV) * C);
+        if (qb) L->bq = qb, L->bk = qb + C, L->bv = qb + C + KV;
+        lmf_wtensor_set(&L->wo, LMF_GGML_F32, C, C, LT(LMF_P_ATTPROJW, l, C * C));
+        L->bo = LT(LMF_P_ATTPROJB, l, C);
+        if (swiglu) lmf_wtensor_set(&L->w_gate, LMF_GGML_F32, F, C, fc);
+        lmf_wtensor_set(&L->w_up, LMF_GGML_F32, F, C, fc + (swiglu ? (size_t)F * C : 0));
+        L->b_up = LT(LMF_P_FCB, l, F);
+        lmf_wtensor_set(&L->w_down, LMF_GGML_F32, C, F, LT(LMF_P_FCPROJW, l, C * F));
+        L->b_down = LT(LMF_P_FCPROJB, l, C);
+    }
+#undef T
+#undef LT
+}
+
+/* Dequantizes all of src (rows x cols of its type) into dst, whose rows may be reordered: dst row r <- src row
+ * perm(r). Heads of hs rows whose pairs are interleaved (llama.cpp's Q/K order) go back to rotate_half order when
+ * unpermute is set: our row h*hs + j*hs/2 + i <- GGUF row h*hs + 2i + j. */
+static lmf_status copy_matrix(const lmf_wtensor *src, const lmf_wtensor *dst, int hs, int unpermute,
+                              const char *what) {
+    if (!src->rows) return LMF_OK;
+    if (src->rows != dst->rows || src->cols != dst->cols)
+        return lmf_fail(LMF_ERR_MISMATCH, "%s: %d x %d, the model needs %d x %d", what, src->rows, src->cols,
+                        dst->rows, dst->cols);
+    for (int r = 0; r < dst->rows; r++) {
+        int k = r % hs, sr = unpermute ? r - k + 2 * (k % (hs / 2)) + k / (hs / 2) : r;
+        LMF_TRY(lmf_dequant_row(src->type, (const char *)src->data + (size_t)sr * src->row_bytes,
+                                (float *)dst->data + (size_t)r * dst->cols, (size_t)dst->cols, what));
+    }
+    return LMF_OK;
+}
+
+static void copy_vec(const float *src, const float *dst, int n) {
+    if (src && dst) memcpy((float *)dst, src, (size_t)n * sizeof(float));
+}
+
+lmf_status lmf_model_from_weights(const lmf_weights *w, int max_batch, int max_seq, int training, lmf_model **out) {
+    *out = NULL;
+    lmf_model_config c = w->cfg;
+    int unpermute = c.pos == LMF_POS_ROPE_INTERLEAVED;
+    if (unpermute) c.pos = LMF_POS_ROPE_HALF; /* the training model keeps HF's order, as its exports expect */
+    if (max_seq > c.max_seq_len) max_seq = c.max_seq_len;
+    lmf_model *m = lmf_model_create(&c, max_batch, max_seq, training);
+    if (!m) return LMF_ERR_ARG; /* lmf_model_create named the field */
+    const lmf_weights *d = m->w;
+    int C = c.n_embd, hs = C / c.n_head, F = c.ffn_dim;
+    lmf_status s = copy_matrix(&w->tok_emb, &d->tok_emb, hs, 0, "token embedding");
+    if (s == LMF_OK && c.pos == LMF_POS_LEARNED) s = copy_matrix(&w->pos_emb, &d->pos_emb, hs, 0, "position embedding");
+    if (s == LMF_OK && !c.tied_embeddings) s = copy_matrix(&w->lm_head, &d->lm_head, hs, 0, "output head");
+    copy_vec(w->out_norm_w, d->out_norm_w, C), copy_vec(w->out_norm_b, d->out_norm_b, C);
+    for (int l = 0; s == LMF_OK && l < c.n_layer; l++) {
+        const lmf_layer_weights *a = &w->layers[l], *b = &d->layers[l];
+        const lmf_wtensor *ma[LMF_LAYER_MATRICES], *mb[LMF_LAYER_MATRICES];
+        lmf_layer_matrices(a, ma);
+        lmf_layer_matrices(b, mb);
+        for (int i = 0; s == LMF_OK && i < LMF_LAYER_MATRICES; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "layer %d matrix %d", l, i);
+            s = copy_matrix(ma[i], mb[i], hs, unpermute && i < 2, what);
+        }
+        copy_vec(a->attn_norm_w, b->attn_norm_w, C), copy_vec(a->attn_norm_b, b->attn_norm_b, C);
+        copy_vec(a->ffn_norm_w, b->ffn_norm_w, C), copy_vec(a->ffn_norm_b, b->ffn_norm_b, C);
+        copy_vec(a->bq, b->bq, C), copy_vec(a->bk, b->bk, b->wk.rows), copy_vec(a->bv, b->bv, b->wv.rows);
+        copy_vec(a->bo, b->bo, C), copy_vec(a->b_up, b->b_up, F), copy_vec(a->b_down, b->b_down, C);
+    }
+    if (s != LMF_OK) {
+        lmf_model_free(m);
+        return s;
+    }
+    *out = m;
+    return LMF_OK;
+}
