@@ -1,8 +1,8 @@
 /* checkpoint.c — see checkpoint.h. */
 #include "train/checkpoint.h"
 #include "core/alloc.h"
+#include "core/fs.h"
 #include "core/status.h"
-#include "io/shard.h"
 
 #include <dirent.h>
 #include <errno.h>
