@@ -11,12 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const stage_names[LMF_N_STAGES] = {
-    "normalize", "length", "gopher_quality", "gopher_repetition", "c4", "fineweb", "toxicity", "pii",
-    "exact_dedup", "minhash", "shard"};
-
-const char *lmf_stage_name(lmf_stage_id s) { return s < LMF_N_STAGES ? stage_names[s] : "?"; }
-
 void lmf_strlist_push(char ***list, size_t *n, const char *s) {
     char **l = realloc(*list, (*n + 1) * sizeof *l);
     if (!l) abort();

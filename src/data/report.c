@@ -1,14 +1,21 @@
 /* report.c — the data pipeline's report: per-stage counts, reasons with examples, malformed input; written as
- * report.json and printed as a table (see pipeline.h). */
-#include "data/pipeline.h"
+ * report.json and printed as a table (see report.h). */
+#include "data/report.h"
 
 #include "core/alloc.h"
 #include "core/fs.h"
 #include "core/status.h"
+#include "data/text.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const char *const stage_names[LMF_N_STAGES] = {
+    "normalize", "length", "gopher_quality", "gopher_repetition", "c4", "fineweb", "toxicity", "pii",
+    "exact_dedup", "minhash", "shard"};
+
+const char *lmf_stage_name(lmf_stage_id s) { return s < LMF_N_STAGES ? stage_names[s] : "?"; }
 
 static char *dupn(const char *s, size_t n) {
     char *d = lmf_xrealloc(NULL, n + 1);
