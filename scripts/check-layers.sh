@@ -37,5 +37,6 @@ while IFS= read -r line; do
         echo "layering: $file includes $hdr ($to is not below $from)" >&2
         bad=1
     fi
-done < <(grep -rn --include='*.c' --include='*.h' --include='*.inc' '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' .  | sed 's|^\./||')
+done < <(grep -rn --include='*.c' --include='*.h' --include='*.inc' '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' . |
+    sed 's|^\./||')
 exit $bad

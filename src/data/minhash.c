@@ -6,7 +6,8 @@
  * blank English tokenizer (lmf_text_words of text.c, the splitter datatrove assigns to English), hash every run of
  * n_grams words joined by spaces with xxh64, take the minimum of each of the H = buckets * rows universal hashes
  * over the shingles, and hash each band (rows consecutive minima) to a 64-bit key. Under the lock: append (key,
- * doc_id) per band to an external sorter and, when verification is on, store the signature (low 32 bits of each minimum: 4H bytes) by doc id.
+ * doc_id) per band to an external sorter and, when verification is on, store the signature (low 32 bits of each
+ * minimum: 4H bytes) by doc id.
  *
  * finish: read the band records in key order; documents that share a key in the same band are candidates and are
  * linked in a union-find (without verification every candidate links, as datatrove does; with it, only pairs whose

@@ -943,7 +943,8 @@ static void on_malformed(void *ctx, const char *kind, const char *path, uint64_t
         lmf_report_reason_add(R->rep, &R->rep->malformed, &R->rep->n_malformed, kind, 0, NULL, 0, src, NULL, 0, msg);
         return;
     }
-    if (b->n_mal == b->cap_mal) b->mal = lmf_xrealloc(b->mal, (b->cap_mal = b->cap_mal ? 2 * b->cap_mal : 8) * sizeof *b->mal);
+    if (b->n_mal == b->cap_mal)
+        b->mal = lmf_xrealloc(b->mal, (b->cap_mal = b->cap_mal ? 2 * b->cap_mal : 8) * sizeof *b->mal);
     b->mal[b->n_mal++] = (mal_event){kind, strdup(path), strdup(msg), line};
 }
 
