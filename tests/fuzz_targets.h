@@ -10,7 +10,7 @@
 #include "io/safetensors.h"
 #include "io/shard.h"
 #include "model/weights.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 #include "tokenizer/tokenizer.h"
 #include "train/train_config.h"
 

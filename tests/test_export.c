@@ -16,7 +16,7 @@
 #include "model/export.h"
 #include "model/model.h"
 #include "model/weights.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 #include "train/train_config.h"
 
 #include <unistd.h>

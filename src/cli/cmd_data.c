@@ -1,6 +1,7 @@
 /* cmd_data.c — `lmforge data`: `run PIPELINE.toml` (the data pipeline: src/data/pipeline.h), its stage groups as
  * commands (`clean`, `dedup`), and `shard` (text files -> train/validation token shards). */
 #include "cli/cli.h"
+#include "core/fs.h"
 #include "core/status.h"
 #include "data/pipeline.h"
 #include "io/shard.h"
@@ -103,12 +104,9 @@ static int shard(int argc, char **argv) {
                         "--block > 0 (see --help)\n");
         return 2;
     }
-    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "lmforge data shard: %s: cannot create: %s\n", out, strerror(errno));
-        return 1;
-    }
     lmf_tokenizer *tok = NULL;
     lmf_status s;
+    if ((s = lmf_mkdir_p(out)) != LMF_OK) return cli_fail("data shard", s);
     if (tok_path && (s = lmf_tokenizer_load(tok_path, &tok)) != LMF_OK) return cli_fail("data shard", s);
     lmf_shard_splitter sp;
     if ((s = lmf_shard_splitter_open(&sp, out, tok, frac, (size_t)block, (uint64_t)seed)) != LMF_OK) {

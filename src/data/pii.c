@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "data/filters.h"
+#include "data/text.h"
 
 static const char *const default_emails[] = {"email@example.com", "firstname.lastname@example.org"};
 static const char *const default_ips[] = {"22.214.171.124", "126.96.36.199", "188.8.131.52",
@@ -31,24 +32,11 @@ static const char PHONE_RE[] =
 static pcre2_code *re_email, *re_ipv4, *re_ipv6, *re_phone;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-static pcre2_code *compile(const char *pat) {
-    int err;
-    PCRE2_SIZE off;
-    pcre2_code *c = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &off, NULL);
-    if (!c) {
-        fprintf(stderr, "%s:%d: BUG: PII regex does not compile at %zu (error %d)\n", __FILE__, __LINE__, (size_t)off,
-                err);
-        abort();
-    }
-    pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
-    return c;
-}
-
 static void init(void) {
-    re_email = compile(EMAIL_RE);
-    re_ipv4 = compile(IPV4_RE);
-    re_ipv6 = compile(IPV6_RE);
-    re_phone = compile(PHONE_RE);
+    re_email = lmf_regex_builtin(EMAIL_RE);
+    re_ipv4 = lmf_regex_builtin(IPV4_RE);
+    re_ipv6 = lmf_regex_builtin(IPV6_RE);
+    re_phone = lmf_regex_builtin(PHONE_RE);
 }
 
 void lmf_pii_defaults(lmf_pii_cfg *c) {

@@ -2,17 +2,14 @@
  * stages' config structs), the shard splitter shared with `data shard`, the threaded batch engine and the run. */
 #include "data/pipeline.h"
 
+#include "core/alloc.h"
+#include "core/fs.h"
+#include "core/json.h"
 #include "core/status.h"
 
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *const stage_names[LMF_N_STAGES] = {
-    "normalize", "length", "gopher_quality", "gopher_repetition", "c4", "fineweb", "toxicity", "pii",
-    "exact_dedup", "minhash", "shard"};
-
-const char *lmf_stage_name(lmf_stage_id s) { return s < LMF_N_STAGES ? stage_names[s] : "?"; }
 
 void lmf_strlist_push(char ***list, size_t *n, const char *s) {
     char **l = realloc(*list, (*n + 1) * sizeof *l);
@@ -429,18 +426,6 @@ lmf_status lmf_pipeline_config_set(lmf_pipeline_config *c, const char *a) {
     return LMF_OK;
 }
 
-static void write_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; s && *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch == '\n') fputs("\\n", f);
-        else if (ch == '\t') fputs("\\t", f);
-        else if (ch < 0x20 || ch == 0x7f) fprintf(f, "\\u%04X", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
 
 void lmf_pipeline_config_write(const lmf_pipeline_config *c, FILE *f) {
     const char *table = "";
@@ -469,7 +454,7 @@ void lmf_pipeline_config_write(const lmf_pipeline_config *c, FILE *f) {
             else fprintf(m, "%.17g", d);
             break;
         }
-        case O_STR: write_str(m, *(char *const *)p ? *(char *const *)p : ""); break;
+        case O_STR: lmf_json_write_string(m, *(char *const *)p); break; /* TOML basic strings take JSON's escapes */
         case O_ENUM: fprintf(m, "\"%s\"", o->names[*(const int *)p]); break;
         case O_LIST: {
             char *const *l = *(char *const *const *)p;
@@ -477,7 +462,7 @@ void lmf_pipeline_config_write(const lmf_pipeline_config *c, FILE *f) {
             fputc('[', m);
             for (size_t k = 0; k < n; k++) {
                 if (k) fputs(", ", m);
-                write_str(m, l[k]);
+                lmf_json_write_string(m, l[k]);
             }
             fputc(']', m);
             break;
@@ -527,15 +512,6 @@ static double cpu_now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "lmforge: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return q;
-}
-
 lmf_status lmf_shard_splitter_open(lmf_shard_splitter *sp, const char *dir, const lmf_tokenizer *tok,
                                    double val_fraction, size_t block, uint64_t seed) {
     memset(sp, 0, sizeof *sp);
@@ -553,7 +529,7 @@ lmf_status lmf_shard_splitter_open(lmf_shard_splitter *sp, const char *dir, cons
     }
     lmf_rng_seed(&sp->rng, seed, 0xda7a);
     size_t n = strlen(dir) + 16;
-    char *tp = xrealloc(NULL, n), *vp = xrealloc(NULL, n);
+    char *tp = lmf_xrealloc(NULL, n), *vp = lmf_xrealloc(NULL, n);
     snprintf(tp, n, "%s/train.bin", dir);
     snprintf(vp, n, "%s/val.bin", dir);
     lmf_status s = lmf_shard_writer_open(&sp->train, tp, sp->vocab, (int32_t)sp->eot, sp->kind);
@@ -562,7 +538,7 @@ lmf_status lmf_shard_splitter_open(lmf_shard_splitter *sp, const char *dir, cons
     free(tp);
     free(vp);
     if (s != LMF_OK) return s;
-    sp->block = xrealloc(NULL, sizeof(uint32_t) * sp->cap);
+    sp->block = lmf_xrealloc(NULL, sizeof(uint32_t) * sp->cap);
     sp->open = 1;
     return LMF_OK;
 }
@@ -620,8 +596,7 @@ void lmf_shard_splitter_abort(lmf_shard_splitter *sp) {
 /* ================================================================ output files (kept.jsonl[.zst], removed.jsonl) */
 
 typedef struct {
-    FILE *f;
-    char *path, *tmp;
+    lmf_atomic_file a; /* a.f is NULL when the file is not written */
     ZSTD_CCtx *z;
     char *zbuf;
     size_t zcap;
@@ -630,41 +605,36 @@ typedef struct {
 
 static lmf_status out_open(out_file *o, const char *dir, const char *name, int compress, int level) {
     memset(o, 0, sizeof *o);
-    size_t n = strlen(dir) + strlen(name) + 16;
-    o->path = xrealloc(NULL, n);
-    o->tmp = xrealloc(NULL, n);
-    snprintf(o->path, n, "%s/%s", dir, name);
-    snprintf(o->tmp, n, "%s/%s.tmp", dir, name);
-    o->f = fopen(o->tmp, "wb");
-    if (!o->f) {
-        lmf_status s = lmf_fail(LMF_ERR_IO, "%s: cannot create: %s", o->tmp, strerror(errno));
-        free(o->path), free(o->tmp);
-        memset(o, 0, sizeof *o);
-        return s;
-    }
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *path = lmf_xmalloc(n);
+    snprintf(path, n, "%s/%s", dir, name);
+    lmf_status s = lmf_atomic_open(&o->a, path);
+    free(path);
+    if (s != LMF_OK) return s;
     if (compress) {
         o->z = ZSTD_createCCtx();
         ZSTD_CCtx_setParameter(o->z, ZSTD_c_compressionLevel, level);
         o->zcap = ZSTD_CStreamOutSize();
-        o->zbuf = xrealloc(NULL, o->zcap);
+        o->zbuf = lmf_xmalloc(o->zcap);
     }
     return LMF_OK;
 }
 
 static lmf_status out_write(out_file *o, const char *data, size_t n, int end) {
-    if (!o->f) return LMF_OK;
+    if (!o->a.f) return LMF_OK;
     o->bytes += n;
     if (!o->z) {
-        if (n && fwrite(data, 1, n, o->f) != n) return lmf_fail(LMF_ERR_IO, "%s: write failed: %s", o->tmp, strerror(errno));
+        if (n && fwrite(data, 1, n, o->a.f) != n)
+            return lmf_fail(LMF_ERR_IO, "%s: write failed: %s", o->a.tmp, strerror(errno));
         return LMF_OK;
     }
     ZSTD_inBuffer in = {data, n, 0};
     for (;;) {
         ZSTD_outBuffer ob = {o->zbuf, o->zcap, 0};
         size_t r = ZSTD_compressStream2(o->z, &ob, &in, end ? ZSTD_e_end : ZSTD_e_continue);
-        if (ZSTD_isError(r)) return lmf_fail(LMF_ERR_IO, "%s: zstd: %s", o->tmp, ZSTD_getErrorName(r));
-        if (ob.pos && fwrite(o->zbuf, 1, ob.pos, o->f) != ob.pos)
-            return lmf_fail(LMF_ERR_IO, "%s: write failed: %s", o->tmp, strerror(errno));
+        if (ZSTD_isError(r)) return lmf_fail(LMF_ERR_IO, "%s: zstd: %s", o->a.tmp, ZSTD_getErrorName(r));
+        if (ob.pos && fwrite(o->zbuf, 1, ob.pos, o->a.f) != ob.pos)
+            return lmf_fail(LMF_ERR_IO, "%s: write failed: %s", o->a.tmp, strerror(errno));
         if (end ? r == 0 : in.pos == in.size) break;
     }
     return LMF_OK;
@@ -673,55 +643,31 @@ static lmf_status out_write(out_file *o, const char *data, size_t n, int end) {
 static void out_free(out_file *o) {
     ZSTD_freeCCtx(o->z);
     free(o->zbuf);
-    free(o->path);
-    free(o->tmp);
     memset(o, 0, sizeof *o);
 }
 
 static void out_abort(out_file *o) {
-    if (o->f) {
-        fclose(o->f);
-        unlink(o->tmp);
-    }
+    lmf_atomic_abort(&o->a);
     out_free(o);
 }
 
 static lmf_status out_close(out_file *o) {
-    if (!o->f) return LMF_OK;
+    if (!o->a.f) return LMF_OK;
     lmf_status s = out_write(o, "", 0, 1);
-    if (s == LMF_OK && (fflush(o->f) != 0 || fsync(fileno(o->f)) != 0))
-        s = lmf_fail(LMF_ERR_IO, "%s: write failed: %s", o->tmp, strerror(errno));
     if (s != LMF_OK) {
         out_abort(o);
         return s;
     }
-    fclose(o->f);
-    o->f = NULL;
-    if (rename(o->tmp, o->path) != 0) s = lmf_fail(LMF_ERR_IO, "%s: cannot rename: %s", o->path, strerror(errno));
+    s = lmf_atomic_commit(&o->a);
     out_free(o);
     return s;
 }
 
-/* JSON string body of n bytes (valid UTF-8 is passed through; controls escaped). */
+/* JSON string body of n bytes (valid UTF-8 is passed through; controls escaped), appended to b. */
 static void json_escape(lmf_textbuf *b, const char *s, size_t n) {
-    lmf_textbuf_reserve(b, b->len + n * 6 / 5 + 16);
-    size_t a = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\' && ch != 0x7f) continue;
-        lmf_textbuf_append(b, s + a, i - a);
-        char e[8];
-        switch (ch) {
-        case '"': lmf_textbuf_append(b, "\\\"", 2); break;
-        case '\\': lmf_textbuf_append(b, "\\\\", 2); break;
-        case '\n': lmf_textbuf_append(b, "\\n", 2); break;
-        case '\t': lmf_textbuf_append(b, "\\t", 2); break;
-        case '\r': lmf_textbuf_append(b, "\\r", 2); break;
-        default: snprintf(e, sizeof e, "\\u%04x", ch), lmf_textbuf_append(b, e, 6);
-        }
-        a = i + 1;
-    }
-    lmf_textbuf_append(b, s + a, n - a);
+    lmf_textbuf_reserve(b, b->len + lmf_json_escape(NULL, s, n));
+    b->len += lmf_json_escape(b->data + b->len, s, n);
+    b->data[b->len] = 0;
 }
 
 /* ================================================================ documents, batches, the engine */
@@ -972,7 +918,7 @@ static lmf_status engine_run(run *R, int n_workers, worker *ws, int (*fill)(run 
 static doc *batch_push(batch *b) {
     if (b->n == b->cap) {
         size_t nc = b->cap ? 2 * b->cap : 256;
-        b->docs = xrealloc(b->docs, nc * sizeof *b->docs);
+        b->docs = lmf_xrealloc(b->docs, nc * sizeof *b->docs);
         memset(b->docs + b->cap, 0, (nc - b->cap) * sizeof *b->docs);
         b->cap = nc;
     }
@@ -997,7 +943,8 @@ static void on_malformed(void *ctx, const char *kind, const char *path, uint64_t
         lmf_report_reason_add(R->rep, &R->rep->malformed, &R->rep->n_malformed, kind, 0, NULL, 0, src, NULL, 0, msg);
         return;
     }
-    if (b->n_mal == b->cap_mal) b->mal = xrealloc(b->mal, (b->cap_mal = b->cap_mal ? 2 * b->cap_mal : 8) * sizeof *b->mal);
+    if (b->n_mal == b->cap_mal)
+        b->mal = lmf_xrealloc(b->mal, (b->cap_mal = b->cap_mal ? 2 * b->cap_mal : 8) * sizeof *b->mal);
     b->mal[b->n_mal++] = (mal_event){kind, strdup(path), strdup(msg), line};
 }
 
@@ -1136,7 +1083,7 @@ static const char *doc_source(run *R, const doc *d, char *buf, size_t n) {
 
 static lmf_status write_removed(run *R, const doc *d, const char *arena, const char *src, const char *stage,
                                 const char *reason, const char *detail) {
-    if (!R->removed.f) return LMF_OK;
+    if (!R->removed.a.f) return LMF_OK;
     lmf_textbuf *l = &R->line;
     l->len = 0;
     lmf_textbuf_append(l, "{\"source\":\"", 11);
@@ -1164,7 +1111,7 @@ static lmf_status emit(run *R, const doc *d, const char *arena, const char *src)
     lmf_report *rep = R->rep;
     rep->docs_out++;
     rep->bytes_out += d->final_len;
-    if (R->kept.f) {
+    if (R->kept.a.f) {
         lmf_textbuf *l = &R->line;
         l->len = 0;
         lmf_textbuf_append(l, "{\"source\":\"", 11);
@@ -1293,7 +1240,7 @@ static int fill_spill(run *R, batch *b) {
             return 0;
         }
         size_t need = b->alen + h.text_len + h.id_len + 1;
-        if (need > b->acap) b->arena = xrealloc(b->arena, b->acap = need * 2);
+        if (need > b->acap) b->arena = lmf_xrealloc(b->arena, b->acap = need * 2);
         if (fread(b->arena + b->alen, 1, h.text_len + h.id_len, R->spill) != h.text_len + h.id_len) {
             set_error(R, lmf_fail(LMF_ERR_IO, "%s: the spill file is truncated", R->c->out_dir));
             return 0;
@@ -1368,7 +1315,7 @@ static lmf_status consume_dedup(run *R, batch *b) {
             for (size_t k = 0; k < st->n_reasons; k++)
                 if (!strcmp(st->reasons[k].reason, reason)) rs = &st->reasons[k];
             if (rs->n_ex > n_before && kept != UINT64_MAX) { /* an example: its kept twin is named after the run */
-                R->dups = xrealloc(R->dups, (R->n_dups + 1) * sizeof *R->dups);
+                R->dups = lmf_xrealloc(R->dups, (R->n_dups + 1) * sizeof *R->dups);
                 R->dups[R->n_dups++] = (dup_example){s, rs->n_ex - 1, (size_t)(rs - st->reasons), kept};
             }
             LMF_TRY(write_removed(R, d, b->arena, src, st->name, reason, d->detail));
@@ -1407,19 +1354,6 @@ static void resolve_dup_examples(run *R) {
 
 /* ================================================================ the run */
 
-static lmf_status mkdirs(const char *dir) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return lmf_fail(LMF_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return lmf_fail(LMF_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    return LMF_OK;
-}
-
 static void run_cleanup(run *R, int ok) {
     if (!ok) {
         out_abort(&R->kept);
@@ -1455,15 +1389,15 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
     memset(R, 0, sizeof *R);
     pthread_mutex_init(&R->err_mu, NULL);
     R->c = c, R->rep = rep, R->stop = stop;
-    lmf_status s = mkdirs(c->out_dir);
+    lmf_status s = lmf_mkdir_p(c->out_dir);
     const char *tmp_dir = c->tmp_dir && *c->tmp_dir ? c->tmp_dir : c->out_dir;
     int threads = c->threads > 0 ? c->threads : omp_get_max_threads();
     if (threads < 1) threads = 1;
     rep->threads = threads;
     /* the stage resources */
     if (s == LMF_OK && c->enabled[LMF_STAGE_TOXICITY]) {
-        R->bl = xrealloc(NULL, (c->n_blocklists + 1) * sizeof *R->bl);
-        R->bl_owned = xrealloc(NULL, (c->n_blocklists + 1) * sizeof *R->bl_owned);
+        R->bl = lmf_xrealloc(NULL, (c->n_blocklists + 1) * sizeof *R->bl);
+        R->bl_owned = lmf_xrealloc(NULL, (c->n_blocklists + 1) * sizeof *R->bl_owned);
         if (c->toxicity_default_list) R->bl[R->n_bl++] = lmf_blocklist_default();
         for (size_t i = 0; i < c->n_blocklists && s == LMF_OK; i++) {
             lmf_blocklist *b;
@@ -1494,7 +1428,7 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
     if (s == LMF_OK && c->write_removed) s = out_open(&R->removed, c->out_dir, "removed.jsonl", 0, 0);
     if (s == LMF_OK && R->dedup) {
         /* the spill: an unlinked temporary file, so nothing is left behind whatever happens */
-        char *p = xrealloc(NULL, strlen(tmp_dir) + 32);
+        char *p = lmf_xrealloc(NULL, strlen(tmp_dir) + 32);
         sprintf(p, "%s/.lmf-spill-XXXXXX", tmp_dir);
         int fd = mkstemp(p);
         if (fd < 0) s = lmf_fail(LMF_ERR_IO, "%s: cannot create the spill file: %s", p, strerror(errno));
@@ -1573,7 +1507,7 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
     rep->wall_seconds = lmf_now() - t_start;
     rep->cpu_seconds = process_cpu() - cpu_start;
     if (s == LMF_OK) {
-        char *p = xrealloc(NULL, strlen(c->out_dir) + 16);
+        char *p = lmf_xrealloc(NULL, strlen(c->out_dir) + 16);
         sprintf(p, "%s/report.json", c->out_dir);
         s = lmf_report_write_json(rep, p);
         free(p);

@@ -1,6 +1,7 @@
 /* reader.c — documents from files, folders and JSONL, plain or zstd (see reader.h). */
 #include "data/reader.h"
 
+#include "core/alloc.h"
 #include "core/status.h"
 
 #include <cjson/cJSON.h>
@@ -44,15 +45,6 @@ struct lmf_reader {
     uint64_t lineno;
 };
 
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "lmforge: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return q;
-}
-
 static void malformed(lmf_reader *r, const char *kind, const char *path, uint64_t line, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 static void malformed(lmf_reader *r, const char *kind, const char *path, uint64_t line, const char *fmt, ...) {
@@ -68,8 +60,8 @@ static void malformed(lmf_reader *r, const char *kind, const char *path, uint64_
 static void add_file(lmf_reader *r, const char *path, uint64_t size) {
     if (r->n_files == r->cap_files) {
         r->cap_files = r->cap_files ? 2 * r->cap_files : 16;
-        r->files = xrealloc(r->files, r->cap_files * sizeof *r->files);
-        r->sizes = xrealloc(r->sizes, r->cap_files * sizeof *r->sizes);
+        r->files = lmf_xrealloc(r->files, r->cap_files * sizeof *r->files);
+        r->sizes = lmf_xrealloc(r->sizes, r->cap_files * sizeof *r->sizes);
     }
     r->files[r->n_files] = strdup(path);
     r->sizes[r->n_files++] = size;
@@ -113,14 +105,14 @@ static void walk(lmf_reader *r, const char *path, int depth, int top) {
         struct dirent *e;
         while ((e = readdir(d))) {
             if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            if (n == cap) names = xrealloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names);
+            if (n == cap) names = lmf_xrealloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names);
             names[n++] = strdup(e->d_name);
         }
         closedir(d);
         qsort(names, n, sizeof *names, cmp_str);
         size_t pl = strlen(path);
         for (size_t i = 0; i < n; i++) {
-            char *child = xrealloc(NULL, pl + strlen(names[i]) + 2);
+            char *child = lmf_xrealloc(NULL, pl + strlen(names[i]) + 2);
             sprintf(child, "%s%s%s", path, pl && path[pl - 1] == '/' ? "" : "/", names[i]);
             struct stat cs;
             int is_dir = stat(child, &cs) == 0 && S_ISDIR(cs.st_mode);
@@ -140,13 +132,13 @@ lmf_status lmf_reader_open(const lmf_reader_config *cfg, lmf_reader **out) {
     if (cfg->split == LMF_SPLIT_SEPARATOR && (!cfg->separator || !*cfg->separator))
         return lmf_fail(LMF_ERR_ARG, "input: split = \"separator\" needs a non-empty separator");
     if (!cfg->text_field || !*cfg->text_field) return lmf_fail(LMF_ERR_ARG, "input: text_field must not be empty");
-    lmf_reader *r = xrealloc(NULL, sizeof *r);
+    lmf_reader *r = lmf_xrealloc(NULL, sizeof *r);
     memset(r, 0, sizeof *r);
     r->cfg = *cfg;
     if (!r->cfg.max_doc_bytes) r->cfg.max_doc_bytes = (size_t)64 << 20;
     for (size_t i = 0; i < cfg->n_paths; i++) walk(r, cfg->paths[i], 0, 1);
-    r->in = xrealloc(NULL, IN_CHUNK);
-    r->ob = xrealloc(NULL, OUT_CHUNK);
+    r->in = lmf_xrealloc(NULL, IN_CHUNK);
+    r->ob = lmf_xrealloc(NULL, OUT_CHUNK);
     *out = r;
     return LMF_OK;
 }
@@ -309,7 +301,7 @@ static int read_line(lmf_reader *r) {
         if (keep < n) r->line_long = 1;
         if (r->line_len + keep + 1 > r->line_cap) {
             r->line_cap = (r->line_len + keep + 1) * 2;
-            r->line = xrealloc(r->line, r->line_cap);
+            r->line = lmf_xrealloc(r->line, r->line_cap);
         }
         memcpy(r->line + r->line_len, a, keep);
         r->line_len += keep;
@@ -325,7 +317,7 @@ static int read_line(lmf_reader *r) {
 static void append(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
     if (*len + n + 1 > *cap) {
         *cap = (*len + n + 1) * 2 > 4096 ? (*len + n + 1) * 2 : 4096;
-        *buf = xrealloc(*buf, *cap);
+        *buf = lmf_xrealloc(*buf, *cap);
     }
     memcpy(*buf + *len, s, n);
     *len += n;

@@ -1,24 +1,24 @@
 /* report.c — the data pipeline's report: per-stage counts, reasons with examples, malformed input; written as
- * report.json and printed as a table (see pipeline.h). */
-#include "data/pipeline.h"
+ * report.json and printed as a table (see report.h). */
+#include "data/report.h"
 
+#include "core/alloc.h"
+#include "core/fs.h"
 #include "core/status.h"
+#include "data/text.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "lmforge: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return q;
-}
+static const char *const stage_names[LMF_N_STAGES] = {
+    "normalize", "length", "gopher_quality", "gopher_repetition", "c4", "fineweb", "toxicity", "pii",
+    "exact_dedup", "minhash", "shard"};
+
+const char *lmf_stage_name(lmf_stage_id s) { return s < LMF_N_STAGES ? stage_names[s] : "?"; }
 
 static char *dupn(const char *s, size_t n) {
-    char *d = xrealloc(NULL, n + 1);
+    char *d = lmf_xrealloc(NULL, n + 1);
     memcpy(d, s, n);
     d[n] = 0;
     return d;
@@ -60,7 +60,7 @@ void lmf_report_free(lmf_report *r) {
 /* The first max_chars code points of text as valid UTF-8: invalid bytes become U+FFFD, so the JSON stays valid
  * whatever the input held; control characters other than \n and \t are shown as U+FFFD too. */
 static char *snippet(const char *text, size_t len, int max_chars) {
-    char *o = xrealloc(NULL, (size_t)max_chars * 4 + 4);
+    char *o = lmf_xrealloc(NULL, (size_t)max_chars * 4 + 4);
     size_t n = 0;
     size_t i = 0;
     for (int c = 0; c < max_chars && i < len; c++) {
@@ -80,7 +80,7 @@ void lmf_report_reason_add(lmf_report *r, lmf_report_reason **list, size_t *n, c
     for (size_t i = 0; i < *n; i++)
         if (!strcmp((*list)[i].reason, reason)) rs = &(*list)[i];
     if (!rs) {
-        *list = xrealloc(*list, (*n + 1) * sizeof **list);
+        *list = lmf_xrealloc(*list, (*n + 1) * sizeof **list);
         rs = &(*list)[(*n)++];
         memset(rs, 0, sizeof *rs);
         rs->reason = strdup(reason);
@@ -88,7 +88,7 @@ void lmf_report_reason_add(lmf_report *r, lmf_report_reason **list, size_t *n, c
     rs->docs++;
     rs->bytes += bytes;
     if (rs->n_ex >= r->examples) return;
-    rs->ex = xrealloc(rs->ex, (size_t)(rs->n_ex + 1) * sizeof *rs->ex);
+    rs->ex = lmf_xrealloc(rs->ex, (size_t)(rs->n_ex + 1) * sizeof *rs->ex);
     lmf_report_example *e = &rs->ex[rs->n_ex++];
     e->id = id ? snippet(id, id_len, 256) : NULL;
     e->source = source ? strdup(source) : NULL;
@@ -102,7 +102,7 @@ void lmf_report_counter_add(lmf_report_stage *st, const char *name, uint64_t v) 
             st->counters[i].value += v;
             return;
         }
-    st->counters = xrealloc(st->counters, (st->n_counters + 1) * sizeof *st->counters);
+    st->counters = lmf_xrealloc(st->counters, (st->n_counters + 1) * sizeof *st->counters);
     st->counters[st->n_counters].name = dupn(name, strlen(name));
     st->counters[st->n_counters++].value = v;
 }

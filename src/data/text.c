@@ -136,15 +136,15 @@ static struct {
 } T;
 static pthread_once_t T_once = PTHREAD_ONCE_INIT;
 
-static pcre2_code *compile(const char *pat) {
+void *lmf_regex_builtin(const char *pat) {
     int err;
     PCRE2_SIZE off;
     pcre2_code *c = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &off, NULL);
     if (!c) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
-        fprintf(stderr, "%s:%d: BUG: tokenizer regex does not compile at %zu: %s\n", __FILE__, __LINE__,
-                (size_t)off, (char *)msg);
+        fprintf(stderr, "%s:%d: BUG: built-in regex does not compile at %zu: %s\n  %s\n", __FILE__, __LINE__,
+                (size_t)off, (char *)msg, pat);
         abort();
     }
     pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
@@ -155,10 +155,10 @@ static void set_bit(uint8_t *bm, int32_t c) { bm[c >> 3] |= (uint8_t)(1u << (c &
 static int get_bit(const uint8_t *bm, int32_t c) { return c >= 0 && c < 0x110000 && (bm[c >> 3] >> (c & 7)) & 1; }
 
 static void tables_init(void) {
-    T.prefix = compile(EN_PREFIX_RE);
-    T.suffix = compile(EN_SUFFIX_RE);
-    T.infix = compile(EN_INFIX_RE);
-    T.url = compile(EN_URL_RE);
+    T.prefix = lmf_regex_builtin(EN_PREFIX_RE);
+    T.suffix = lmf_regex_builtin(EN_SUFFIX_RE);
+    T.infix = lmf_regex_builtin(EN_INFIX_RE);
+    T.url = lmf_regex_builtin(EN_URL_RE);
     for (size_t i = 0; i < sizeof EN_SPECIALS / sizeof EN_SPECIALS[0]; i++) {
         const char *k = EN_SPECIALS[i][0];
         size_t kl = strlen(k);

@@ -94,6 +94,9 @@ lmf_hset *lmf_scratch_hset(lmf_scratch *s, int slot, size_t expected); /* slot 0
 size_t lmf_hset_add(lmf_hset *h, uint64_t key, int *isnew);
 
 uint64_t lmf_hash_bytes(const char *s, size_t n); /* xxh3 64 */
+/* Compiles one of the stages' built-in regexes (a pcre2_code *: UTF, UCP, JIT-compiled). The patterns are constants
+ * of this code, so one that does not compile is a bug: it aborts with file:line and PCRE2's message. */
+void *lmf_regex_builtin(const char *pat);
 /* The scratch's pcre2_match_data (16 pairs), for stages with their own regexes. */
 void *lmf_scratch_match_data(lmf_scratch *s);
 

@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include "core/alloc.h"
+#include "core/fs.h"
 #include "core/status.h"
 #include "data/filters.h"
 
@@ -150,21 +151,9 @@ lmf_blocklist *lmf_blocklist_from_text(const char *text, size_t len) {
 
 lmf_status lmf_blocklist_load(const char *path, lmf_blocklist **out) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return lmf_fail(LMF_ERR_IO, "%s: cannot open blocklist (hint: one term per line, '#' comments)", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = lmf_xmalloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) buf = lmf_xrealloc(buf, cap *= 2);
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        return lmf_fail(LMF_ERR_IO, "%s: read error", path);
-    }
+    char *buf;
+    size_t n;
+    LMF_TRY(lmf_read_file_max(path, (size_t)-1, "blocklist (hint: one term per line, '#' comments)", &buf, &n));
     lmf_blocklist *b = lmf_blocklist_from_text(buf, n);
     free(buf);
     if (b->n == 0) {

@@ -16,36 +16,6 @@
 
 /* ---- type tables ------------------------------------------------------------------------------------------------ */
 
-static const struct {
-    const char *name;
-    uint32_t blck, bytes; /* elements and bytes per block (ggml-common.h's block structs) */
-} ggml_types[LMF_GGML_TYPE_COUNT] = {
-    [LMF_GGML_F32] = {"F32", 1, 4},          [LMF_GGML_F16] = {"F16", 1, 2},
-    [LMF_GGML_Q4_0] = {"Q4_0", 32, 18},      [LMF_GGML_Q4_1] = {"Q4_1", 32, 20},
-    [LMF_GGML_Q5_0] = {"Q5_0", 32, 22},      [LMF_GGML_Q5_1] = {"Q5_1", 32, 24},
-    [LMF_GGML_Q8_0] = {"Q8_0", 32, 34},      [LMF_GGML_Q8_1] = {"Q8_1", 32, 36},
-    [LMF_GGML_Q2_K] = {"Q2_K", 256, 84},     [LMF_GGML_Q3_K] = {"Q3_K", 256, 110},
-    [LMF_GGML_Q4_K] = {"Q4_K", 256, 144},    [LMF_GGML_Q5_K] = {"Q5_K", 256, 176},
-    [LMF_GGML_Q6_K] = {"Q6_K", 256, 210},    [LMF_GGML_Q8_K] = {"Q8_K", 256, 292},
-    [LMF_GGML_IQ2_XXS] = {"IQ2_XXS", 256, 66}, [LMF_GGML_IQ2_XS] = {"IQ2_XS", 256, 74},
-    [LMF_GGML_IQ3_XXS] = {"IQ3_XXS", 256, 98}, [LMF_GGML_IQ1_S] = {"IQ1_S", 256, 50},
-    [LMF_GGML_IQ4_NL] = {"IQ4_NL", 32, 18},  [LMF_GGML_IQ3_S] = {"IQ3_S", 256, 110},
-    [LMF_GGML_IQ2_S] = {"IQ2_S", 256, 82},   [LMF_GGML_IQ4_XS] = {"IQ4_XS", 256, 136},
-    [LMF_GGML_I8] = {"I8", 1, 1},            [LMF_GGML_I16] = {"I16", 1, 2},
-    [LMF_GGML_I32] = {"I32", 1, 4},          [LMF_GGML_I64] = {"I64", 1, 8},
-    [LMF_GGML_F64] = {"F64", 1, 8},          [LMF_GGML_IQ1_M] = {"IQ1_M", 256, 56},
-    [LMF_GGML_BF16] = {"BF16", 1, 2},        [LMF_GGML_TQ1_0] = {"TQ1_0", 256, 54},
-    [LMF_GGML_TQ2_0] = {"TQ2_0", 256, 66},   [LMF_GGML_MXFP4] = {"MXFP4", 32, 17},
-};
-
-const char *lmf_ggml_type_name(uint32_t type) { return type < LMF_GGML_TYPE_COUNT ? ggml_types[type].name : NULL; }
-
-int lmf_ggml_type_block(uint32_t type, uint32_t *blck_size, uint32_t *blck_bytes) {
-    if (!lmf_ggml_type_name(type)) return 0;
-    *blck_size = ggml_types[type].blck, *blck_bytes = ggml_types[type].bytes;
-    return 1;
-}
-
 static const char *const gguf_type_names[LMF_GGUF_TYPE_COUNT] = {
     "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"};
 static const uint8_t gguf_scalar_size[LMF_GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
@@ -233,9 +203,11 @@ static lmf_status parse_kvs(cursor *c) {
 
 /* bytes of a tensor: (ne0 / blck) * blck_bytes * ne1 * ne2 * ne3, or UINT64_MAX on overflow */
 static uint64_t tensor_bytes(const lmf_gguf_tensor *t) {
-    uint64_t n = (uint64_t)t->ne[0] / ggml_types[t->type].blck;
-    if (n && ggml_types[t->type].bytes > UINT64_MAX / n) return UINT64_MAX;
-    n *= ggml_types[t->type].bytes;
+    uint32_t blck, bytes;
+    lmf_ggml_type_block(t->type, &blck, &bytes); /* the type was checked when the info was read */
+    uint64_t n = (uint64_t)t->ne[0] / blck;
+    if (n && bytes > UINT64_MAX / n) return UINT64_MAX;
+    n *= bytes;
     for (int d = 1; d < 4; d++) {
         if (t->ne[d] && n > UINT64_MAX / (uint64_t)t->ne[d]) return UINT64_MAX;
         n *= (uint64_t)t->ne[d];
@@ -281,10 +253,12 @@ static lmf_status parse_tensor_infos(cursor *c) {
             return lmf_fail(LMF_ERR_FORMAT, "%s: offset %llu: %s: unknown ggml type %u (hint: a quantization newer "
                             "than this reader; known: F32 F16 BF16 F64 I8..I64 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q2_K..Q8_K "
                             "IQ* TQ1_0 TQ2_0 MXFP4)", g->path, (ull)at, c->what, t->type);
-        if ((uint64_t)t->ne[0] % ggml_types[t->type].blck)
+        uint32_t blck, bytes;
+        lmf_ggml_type_block(t->type, &blck, &bytes);
+        if ((uint64_t)t->ne[0] % blck)
             return lmf_fail(LMF_ERR_FORMAT, "%s: offset %llu: %s: row length %lld is not a multiple of %s's block of "
                             "%u elements", g->path, (ull)t->info_offset, c->what, (long long)t->ne[0],
-                            ggml_types[t->type].name, ggml_types[t->type].blck);
+                            lmf_ggml_type_name(t->type), blck);
         LMF_TRY(rd_u64(c, &t->offset, "data offset"));
     }
     g->tensor_mask = pow2_at_least((uint64_t)g->n_tensors * 2) - 1;
@@ -346,7 +320,7 @@ static lmf_status place_tensors(lmf_gguf *g, uint64_t infos_end) {
         if (t->offset > data_size || t->nbytes > data_size - t->offset)
             return lmf_fail(LMF_ERR_FORMAT, "%s: offset %llu: tensor '%s' (%s, %llu bytes) at data offset %llu "
                             "(file offset %llu) runs past the end of the file (size %zu; the data section starts at "
-                            "%llu; truncated?)", g->path, (ull)t->info_offset, t->name, ggml_types[t->type].name,
+                            "%llu; truncated?)", g->path, (ull)t->info_offset, t->name, lmf_ggml_type_name(t->type),
                             (ull)t->nbytes, (ull)t->offset, (ull)(g->data_offset + t->offset), g->size,
                             (ull)g->data_offset);
         t->data = g->map + g->data_offset + t->offset;

@@ -1,9 +1,9 @@
 /* gguf_write.c — the GGUF writer of gguf.h: metadata is serialized as it is set, tensor infos and padding when the
  * file is produced; tensor data is referenced and streamed out, never copied. */
 #include "core/alloc.h"
+#include "core/fs.h"
 #include "core/status.h"
 #include "io/gguf.h"
-#include "io/shard.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,8 +1,8 @@
 /* safetensors.c — see safetensors.h. Treats the file as hostile: every error names the file and the field. */
 #include "io/safetensors.h"
 #include "core/alloc.h"
+#include "core/fs.h"
 #include "core/status.h"
-#include "io/shard.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -19,6 +19,7 @@
 #define LMF_IO_SHARD_H
 
 #include "lmforge.h"
+#include "core/fs.h" /* lmf_atomic_file; and lmf_write_file_atomic, which lived here before */
 
 #include <stdint.h>
 #include <stdio.h>
@@ -44,8 +45,7 @@ static inline uint32_t lmf_shard_token(const lmf_shard *s, uint64_t i) {
 }
 
 typedef struct {
-    FILE *f;
-    char *path, *tmp_path;
+    lmf_atomic_file out; /* the temporary file beside the shard's path, renamed into place on close */
     int token_size;
     uint64_t n_tokens;
     uint32_t vocab_size, tokenizer;
@@ -58,8 +58,5 @@ lmf_status lmf_shard_writer_put(lmf_shard_writer *w, const uint32_t *tokens, siz
 /* Writes the header, fsyncs and renames into place. */
 lmf_status lmf_shard_writer_close(lmf_shard_writer *w);
 void lmf_shard_writer_abort(lmf_shard_writer *w);
-
-/* Writes data to a temporary file beside path, fsyncs it and renames it over path (atomic replace). */
-lmf_status lmf_write_file_atomic(const char *path, const void *const *parts, const size_t *sizes, int n_parts);
 
 #endif

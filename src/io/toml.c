@@ -1,6 +1,8 @@
 /* toml.c — the TOML-subset parser of toml.h: a recursive-descent reader over a bounds-checked cursor. */
 #include "io/toml.h"
 
+#include "core/alloc.h"
+#include "core/fs.h"
 #include "core/status.h"
 
 #include <errno.h>
@@ -30,17 +32,8 @@ static lmf_status perr_at(const cursor *c, const char *p, const char *fmt, ...) 
     return lmf_fail(LMF_ERR_FORMAT, "%s:%d:%d: %s", c->origin, c->line, col_of(c, p), msg);
 }
 
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "lmforge: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return q;
-}
-
 static char *xstrndup(const char *s, size_t n) {
-    char *d = xrealloc(NULL, n + 1);
+    char *d = lmf_xrealloc(NULL, n + 1);
     memcpy(d, s, n);
     d[n] = 0;
     return d;
@@ -126,7 +119,7 @@ static lmf_status parse_string(cursor *c, char **out, size_t *out_len) {
     if (c->s + 2 < c->end && c->s[1] == q && c->s[2] == q)
         return PERR(c, start, "multi-line strings (%c%c%c) are not supported", q, q, q);
     c->s++;
-    char *buf = xrealloc(NULL, (size_t)(c->end - c->s) + 1);
+    char *buf = lmf_xrealloc(NULL, (size_t)(c->end - c->s) + 1);
     size_t n = 0;
     for (;;) {
         if (c->s >= c->end || *c->s == '\n' || *c->s == '\r') {
@@ -363,7 +356,7 @@ static lmf_status parse_value(cursor *c, lmf_toml_value *v, int depth) {
             }
             if (v->u.arr.n == cap) {
                 cap = cap ? 2 * cap : 4;
-                v->u.arr.items = xrealloc(v->u.arr.items, cap * sizeof *v->u.arr.items);
+                v->u.arr.items = lmf_xrealloc(v->u.arr.items, cap * sizeof *v->u.arr.items);
             }
             lmf_toml_value *it = &v->u.arr.items[v->u.arr.n];
             lmf_status s = parse_value(c, it, depth + 1);
@@ -401,7 +394,7 @@ static lmf_status parse_value(cursor *c, lmf_toml_value *v, int depth) {
 static lmf_toml_table *add_table(lmf_toml *d, char *name, int line, int col) {
     if (d->n == d->cap) {
         d->cap = d->cap ? 2 * d->cap : 8;
-        d->tables = xrealloc(d->tables, d->cap * sizeof *d->tables);
+        d->tables = lmf_xrealloc(d->tables, d->cap * sizeof *d->tables);
     }
     lmf_toml_table *t = &d->tables[d->n++];
     memset(t, 0, sizeof *t);
@@ -435,7 +428,7 @@ static lmf_status parse_doc(cursor *c) {
                     return s;
                 }
                 size_t pl = strlen(part);
-                name = xrealloc(name, nl + pl + 2);
+                name = lmf_xrealloc(name, nl + pl + 2);
                 if (nl) name[nl++] = '.';
                 memcpy(name + nl, part, pl + 1);
                 nl += pl;
@@ -485,7 +478,7 @@ static lmf_status parse_doc(cursor *c) {
             skip_ws(c);
             if (cur->n == cur->cap) {
                 cur->cap = cur->cap ? 2 * cur->cap : 8;
-                cur->kv = xrealloc(cur->kv, cur->cap * sizeof *cur->kv);
+                cur->kv = lmf_xrealloc(cur->kv, cur->cap * sizeof *cur->kv);
             }
             lmf_toml_kv *kv = &cur->kv[cur->n];
             memset(kv, 0, sizeof *kv);
@@ -506,7 +499,7 @@ static lmf_status parse_doc(cursor *c) {
 
 lmf_status lmf_toml_parse(const char *text, size_t len, const char *origin, lmf_toml **out) {
     *out = NULL;
-    lmf_toml *d = xrealloc(NULL, sizeof *d);
+    lmf_toml *d = lmf_xrealloc(NULL, sizeof *d);
     memset(d, 0, sizeof *d);
     d->origin = xstrndup(origin ? origin : "<toml>", strlen(origin ? origin : "<toml>"));
     cursor c = {.s = text, .end = text + len, .line_start = text, .line = 1, .origin = d->origin, .doc = d};
@@ -521,29 +514,9 @@ lmf_status lmf_toml_parse(const char *text, size_t len, const char *origin, lmf_
 
 lmf_status lmf_toml_load(const char *path, lmf_toml **out) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return lmf_fail(LMF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0, max = 16u << 20;
-    char *buf = xrealloc(NULL, cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) {
-            if (cap >= max) {
-                free(buf);
-                fclose(f);
-                return lmf_fail(LMF_ERR_FORMAT, "%s: larger than %zu MiB: not a config file?", path, max >> 20);
-            }
-            cap *= 2;
-            buf = xrealloc(buf, cap);
-        }
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        return lmf_fail(LMF_ERR_IO, "%s: read error", path);
-    }
+    char *buf;
+    size_t n;
+    LMF_TRY(lmf_read_file_max(path, 16u << 20, "a config file (max 16 MiB)", &buf, &n));
     lmf_status s = lmf_toml_parse(buf, n, path, out);
     free(buf);
     return s;

@@ -9,8 +9,8 @@
  * columns by the table's F32 kernel. */
 #include "kernels/quant.h"
 
+#include "core/dtype.h"
 #include "core/status.h"
-#include "io/gguf.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,7 +11,7 @@
  * broadcast from it by the FMA. Float weights: 8 elements per ymm, four rows or up to four columns per pass. */
 #include "kernels/quant.h"
 
-#include "io/gguf.h"
+#include "core/dtype.h"
 
 #include <immintrin.h>
 #include <float.h>

@@ -27,7 +27,7 @@
  * masked tail; F16 widens with vcvtph2ps, BF16 with a zero-extend and a 16-bit shift. */
 #include "kernels/quant.h"
 
-#include "io/gguf.h"
+#include "core/dtype.h"
 
 #include <immintrin.h>
 #include <float.h>

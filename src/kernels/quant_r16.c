@@ -7,8 +7,8 @@
  * same values. */
 #include "kernels/quant.h"
 
+#include "core/dtype.h"
 #include "core/status.h"
-#include "io/gguf.h"
 
 #include <string.h>
 

@@ -7,8 +7,8 @@
  * need them and kernels may not include model/ (model/dequant_ref.c wraps these with input checks). */
 #include "kernels/quant.h"
 
+#include "core/dtype.h"
 #include "core/status.h"
-#include "io/gguf.h"
 
 #include <float.h>
 #include <math.h>

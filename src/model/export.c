@@ -10,10 +10,10 @@
 #include "model/export.h"
 
 #include "core/alloc.h"
+#include "core/fs.h"
 #include "core/status.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
-#include "io/shard.h"
 #include "kernels/quant.h"
 #include "model/dequant.h"
 #include "model/weights.h"

@@ -10,7 +10,7 @@
 #include "io/gguf.h"
 #include "model/model.h"
 #include "model/weights.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 #include "train/train_config.h"
 
 #include <libgen.h>

@@ -20,6 +20,7 @@
  * then generation_config.json, then tokenizer_config.json's token texts; chat_template from tokenizer_config.json.
  * Every failure names the file and the field or tensor. */
 #include "core/alloc.h"
+#include "core/fs.h"
 #include "core/status.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
@@ -30,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     const char *dir;
@@ -50,22 +52,10 @@ static int file_exists(const char *path) {
 /* Parses a JSON file; *out NULL (and LMF_OK) when it does not exist and !required. */
 static lmf_status read_json(const char *path, int required, cJSON **out) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (!required) return LMF_OK;
-        return lmf_fail(LMF_ERR_IO, "%s: cannot open (a Hugging Face model folder needs config.json)", path);
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (n < 0 || n > (64L << 20)) {
-        fclose(f);
-        return lmf_fail(LMF_ERR_FORMAT, "%s: %ld bytes is not a plausible JSON file size", path, n);
-    }
-    char *buf = lmf_xmalloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    buf[got] = 0;
+    if (!required && access(path, F_OK) != 0) return LMF_OK;
+    char *buf;
+    size_t n;
+    LMF_TRY(lmf_read_file_max(path, 64u << 20, "a JSON file of a Hugging Face model folder", &buf, &n));
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithOpts(buf, &end, 0);
     if (!j) {

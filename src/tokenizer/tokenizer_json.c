@@ -13,9 +13,9 @@
  *
  * Every file is hostile input: size-capped, each field type-checked, errors name the file and the field. */
 #include "core/alloc.h"
+#include "core/fs.h"
 #include "core/status.h"
 #include "io/gguf.h"
-#include "io/shard.h"
 #include "tokenizer/bytelevel.h"
 #include "tokenizer/tokenizer.h"
 
@@ -30,30 +30,7 @@
 #define MAX_VOCAB (1 << 24)
 
 static lmf_status read_file(const char *path, char **out, size_t *len) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return lmf_fail(LMF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return lmf_fail(LMF_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((unsigned long long)sb.st_size > MAX_FILE_BYTES) {
-        fclose(f);
-        return lmf_fail(LMF_ERR_FORMAT, "%s: %lld bytes is too large for a tokenizer file (max 2 GiB)", path,
-                        (long long)sb.st_size);
-    }
-    size_t n = (size_t)sb.st_size;
-    char *buf = lmf_xmalloc(n + 1);
-    if (fread(buf, 1, n, f) != n) {
-        fclose(f);
-        free(buf);
-        return lmf_fail(LMF_ERR_IO, "%s: read error", path);
-    }
-    fclose(f);
-    buf[n] = 0;
-    *out = buf, *len = n;
-    return LMF_OK;
+    return lmf_read_file_max(path, MAX_FILE_BYTES, "a tokenizer file (max 2 GiB)", out, len);
 }
 
 static lmf_status parse_json(const char *path, const char *buf, size_t len, cJSON **out) {

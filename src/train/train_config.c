@@ -1,6 +1,7 @@
 /* train_config.c — see train_config.h. */
 #include "train/train_config.h"
 #include "core/alloc.h"
+#include "core/fs.h"
 #include "core/status.h"
 
 #include <ctype.h>
@@ -171,19 +172,9 @@ lmf_status lmf_train_config_parse(lmf_train_config *c, const char *text, const c
 }
 
 lmf_status lmf_train_config_load(lmf_train_config *c, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lmf_fail(LMF_ERR_IO, "%s: cannot open config: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (n < 0 || n > (1 << 20)) {
-        fclose(f);
-        return lmf_fail(LMF_ERR_ARG, "%s: config file too large (%ld bytes)", path, n);
-    }
-    char *buf = lmf_xmalloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    buf[got] = 0;
+    char *buf;
+    size_t n;
+    LMF_TRY(lmf_read_file_max(path, 1 << 20, "config (a training config file, max 1 MiB)", &buf, &n));
     lmf_status s = lmf_train_config_parse(c, buf, path);
     free(buf);
     return s;

@@ -2,6 +2,7 @@
 #include "train/trainer.h"
 #include "core/alloc.h"
 #include "core/cpu.h"
+#include "core/fs.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "core/status.h"
@@ -19,19 +20,6 @@
 static volatile sig_atomic_t stop_flag;
 void lmf_request_stop(void) { stop_flag = 1; }
 int lmf_stop_requested(void) { return stop_flag != 0; }
-
-static lmf_status mkdir_p(const char *dir) {
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return lmf_fail(LMF_ERR_IO, "%s: mkdir: %s", tmp, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return lmf_fail(LMF_ERR_IO, "%s: mkdir: %s", tmp, strerror(errno));
-    return LMF_OK;
-}
 
 /* Fields that define the parameter layout must agree between a checkpoint and the run resuming it. */
 static lmf_status same_model(const lmf_model_config *a, const lmf_model_config *b) {
@@ -150,7 +138,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
                      lmf_tokenizer_vocab_size(tok), c.model.vocab_size);
         goto done;
     }
-    if ((s = mkdir_p(c.out_dir)) != LMF_OK) goto done;
+    if ((s = lmf_mkdir_p(c.out_dir)) != LMF_OK) goto done;
     if (!c.metrics[0]) snprintf(c.metrics, sizeof c.metrics, "%s/metrics.jsonl", c.out_dir);
 
     int B = c.batch_size, T = c.seq_len;

@@ -3,7 +3,7 @@
 #ifndef LMF_TRAIN_TRAINER_H
 #define LMF_TRAIN_TRAINER_H
 
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 #include "train/train_config.h"
 
 /* Runs training to cfg->opt.max_steps. With ck (a loaded checkpoint whose config text the caller has already

@@ -1,8 +1,8 @@
 /* checkpoint.c — see checkpoint.h. */
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 #include "core/alloc.h"
+#include "core/fs.h"
 #include "core/status.h"
-#include "io/shard.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -11,39 +11,22 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define HEADER 80
 static const char MAGIC[8] = {'L', 'M', 'F', 'C', 'K', 'P', 'T', '1'};
 
-/* Four independent multiply-rotate lanes over 8-byte words: fast enough to hash gigabytes at memory speed, and
- * any flipped bit changes the result (it guards against torn or corrupted files, not adversaries). */
-uint64_t lmf_hash64(const void *data, size_t n, uint64_t seed) {
-    const uint64_t P1 = 0x9E3779B185EBCA87ULL, P2 = 0xC2B2AE3D27D4EB4FULL;
-    uint64_t h[4] = {seed + P1, seed ^ P2, seed - P1, ~seed};
-    const uint8_t *p = data;
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        for (int k = 0; k < 4; k++) {
-            uint64_t w;
-            memcpy(&w, p + i + 8 * k, 8);
-            h[k] += w * P2;
-            h[k] = (h[k] << 31) | (h[k] >> 33);
-            h[k] *= P1;
-        }
-    }
-    uint64_t acc = (uint64_t)n * P1;
-    for (int k = 0; k < 4; k++) acc = (acc ^ h[k]) * P2 + (uint64_t)k;
-    for (; i < n; i++) acc = (acc ^ p[i]) * P1;
-    acc ^= acc >> 29, acc *= P2, acc ^= acc >> 32;
-    return acc;
-}
+#define VERSION 2 /* 2: XXH3-64 checksum (version 1 had an in-house 64-bit hash) */
 
-/* Hash of the config text and the three float arrays, chained in file order. */
-static uint64_t payload_hash(const void *payload, uint64_t clen, uint64_t P) {
-    const uint8_t *p = payload;
-    size_t fb = P * sizeof(float);
-    uint64_t h = lmf_hash64(p, clen, 1);
-    for (int k = 0; k < 3; k++) h = lmf_hash64(p + clen + k * fb, fb, h);
+/* The checksum guards against torn or corrupted files, not adversaries: XXH3 hashes at memory speed. The parts are
+ * hashed as one stream, in file order, so the sum equals XXH3-64 of the bytes after the header. */
+static uint64_t payload_hash(const void *const *parts, const size_t *sizes, int n) {
+    XXH3_state_t *st = XXH3_createState();
+    LMF_CHECK(st != NULL);
+    XXH3_64bits_reset(st);
+    for (int i = 0; i < n; i++) XXH3_64bits_update(st, parts[i], sizes[i]);
+    uint64_t h = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
     return h;
 }
 
@@ -58,14 +41,13 @@ lmf_status lmf_checkpoint_save(const char *path, const char *config_text, uint64
     memcpy(text, config_text, tlen);
     memset(text + tlen, '\n', clen - tlen);
     uint64_t fields[6] = {clen, num_params, step, epoch, index, adam_t};
-    uint32_t version = 1;
+    uint32_t version = VERSION;
     memcpy(h, MAGIC, 8), memcpy(h + 8, &version, 4), memcpy(h + 16, fields, sizeof fields);
     size_t fb = num_params * sizeof(float);
-    uint64_t sum = lmf_hash64(text, clen, 1);
-    sum = lmf_hash64(params, fb, sum), sum = lmf_hash64(m, fb, sum), sum = lmf_hash64(v, fb, sum); /* = payload_hash */
-    memcpy(h + 64, &sum, 8);
     const void *parts[] = {h, text, params, m, v};
     size_t sizes[] = {HEADER, clen, fb, fb, fb};
+    uint64_t sum = payload_hash(parts + 1, sizes + 1, 4);
+    memcpy(h + 64, &sum, 8);
     lmf_status s = lmf_write_file_atomic(path, parts, sizes, 5);
     free(text);
     return s;
@@ -99,13 +81,15 @@ lmf_status lmf_checkpoint_load(const char *path, lmf_checkpoint *ck) {
     if (got != size) s = lmf_fail(LMF_ERR_IO, "%s: short read (%zu of %zu bytes)", path, got, size);
     else if (memcmp(buf, MAGIC, 8))
         s = lmf_fail(LMF_ERR_FORMAT, "%s: bad magic: not an lmforge checkpoint", path);
-    else if (version != 1)
-        s = lmf_fail(LMF_ERR_FORMAT, "%s: checkpoint version %u, this build reads version 1", path, version);
+    else if (version != VERSION)
+        s = lmf_fail(LMF_ERR_FORMAT,
+                     "%s: checkpoint version %u, this build reads version %d only (version 1 used an older checksum: "
+                     "resume it with the lmforge that wrote it, or start the run again)", path, version, VERSION);
     else if (clen > size || clen % 8 || P > size / 12 || HEADER + clen + 3 * P * sizeof(float) != size)
         s = lmf_fail(LMF_ERR_FORMAT,
                      "%s: header says %llu config bytes and %llu parameters, which does not match the file size %zu "
                      "(truncated or corrupt)", path, (unsigned long long)clen, (unsigned long long)P, size);
-    else if (payload_hash(buf + HEADER, clen, P) != sum)
+    else if (payload_hash((const void *const[]){buf + HEADER}, (const size_t[]){size - HEADER}, 1) != sum)
         s = lmf_fail(LMF_ERR_FORMAT, "%s: checksum mismatch: the checkpoint is corrupt", path);
     if (s != LMF_OK) {
         lmf_free_big(buf);

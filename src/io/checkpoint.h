@@ -3,7 +3,7 @@
  * File OUT_DIR/ckpt-<step>.lmfc (step zero-padded to 8 digits):
  *   offset size field
  *        0    8 magic "LMFCKPT1"
- *        8    4 version (1)
+ *        8    4 version (2; version 1 files, with an older in-house checksum, are refused naming both versions)
  *       12    4 reserved (0)
  *       16    8 config_len: bytes of config text that follow the header
  *       24    8 num_params P
@@ -11,13 +11,13 @@
  *       40    8 data epoch
  *       48    8 data index
  *       56    8 adam t
- *       64    8 checksum: 64-bit hash of everything after the 80-byte header
+ *       64    8 checksum: XXH3-64 (libxxhash, seed 0) of everything after the 80-byte header
  *       72    8 reserved (0)
  *       80      config text (`name = value` lines, lmf_train_config_to_text), then params, m, v (P floats each)
  * The data order is a pure function of (seed, epoch, index), so with these fields a resumed run continues bit for
  * bit. Files are written to a .tmp name, fsynced, then renamed: a crash leaves the previous checkpoint intact. */
-#ifndef LMF_TRAIN_CHECKPOINT_H
-#define LMF_TRAIN_CHECKPOINT_H
+#ifndef LMF_IO_CHECKPOINT_H
+#define LMF_IO_CHECKPOINT_H
 
 #include "lmforge.h"
 
@@ -41,6 +41,5 @@ void lmf_checkpoint_free(lmf_checkpoint *ck);
 lmf_status lmf_checkpoint_latest(const char *dir, char **path);
 /* Deletes all but the newest `keep` checkpoints in dir. */
 void lmf_checkpoint_prune(const char *dir, int keep);
-uint64_t lmf_hash64(const void *data, size_t n, uint64_t seed);
 
 #endif
