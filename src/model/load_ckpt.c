@@ -1,4 +1,4 @@
-/* load_ckpt.c — an lmforge training checkpoint (train/checkpoint.h) as inference weights (weights.h).
+/* load_ckpt.c — an lmforge training checkpoint (io/checkpoint.h) as inference weights (weights.h).
  *
  * The checkpoint's config text (train/train_config.h) gives the model config; its parameters are the 17-tensor
  * flat fp32 layout of model/model.h. Only the parameters are kept (one owned copy; the AdamW moments are dropped),
