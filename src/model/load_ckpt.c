@@ -11,8 +11,8 @@
 #include "io/gguf.h"
 #include "model/model.h"
 #include "model/weights.h"
+#include "model/config_text.h"
 #include "train/checkpoint.h"
-#include "train/train_config.h"
 
 #include <libgen.h>
 #include <stdio.h>
@@ -47,19 +47,19 @@ static void try_tokenizer(lmf_weights *w, const char *tok_path, const char *ckpt
 static lmf_status load(lmf_weights *w, const char *path) {
     lmf_checkpoint ck;
     LMF_TRY(lmf_checkpoint_load(path, &ck));
-    lmf_train_config tc;
-    lmf_train_config_default(&tc);
-    char source[4200];
+    lmf_model_config mc = lmf_model_config_default(LMF_ARCH_GPT2); /* the text names every field */
+    char source[4200], tokenizer[1024] = "";
     snprintf(source, sizeof source, "%s (config text)", path);
-    lmf_status s = lmf_train_config_parse(&tc, ck.config_text, source);
-    if (s == LMF_OK && lmf_model_config_validate(&tc.model) != LMF_OK) {
+    lmf_status s = lmf_model_config_from_text(ck.config_text, source, &mc);
+    lmf_kv_text_get(ck.config_text, "tokenizer", tokenizer, sizeof tokenizer);
+    if (s == LMF_OK && lmf_model_config_validate(&mc) != LMF_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", lmf_last_error());
         s = lmf_fail(LMF_ERR_FORMAT, "%s: the model config in the checkpoint is invalid: %s", path, msg);
     }
     size_t sizes[LMF_NUM_PARAM_TENSORS], off[LMF_NUM_PARAM_TENSORS], total = 0;
     if (s == LMF_OK) {
-        lmf_param_sizes(&tc.model, sizes);
+        lmf_param_sizes(&mc, sizes);
         for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) off[i] = total, total += sizes[i];
         if (total != ck.num_params)
             s = lmf_fail(LMF_ERR_FORMAT, "%s: holds %llu parameters but its model config needs %zu", path,
@@ -74,7 +74,7 @@ static lmf_status load(lmf_weights *w, const char *path) {
     lmf_checkpoint_free(&ck);
 
     lmf_model_config *c = &w->cfg;
-    *c = tc.model;
+    *c = mc;
     int gpt2 = c->arch == LMF_ARCH_GPT2;
     snprintf(w->family, sizeof w->family, "%s", gpt2 ? "gpt2" : "llama");
     w->norm = gpt2 ? LMF_NORM_LAYER : LMF_NORM_RMS;
@@ -115,7 +115,7 @@ static lmf_status load(lmf_weights *w, const char *path) {
         }
     }
 #undef T
-    try_tokenizer(w, tc.tokenizer, path);
+    try_tokenizer(w, tokenizer, path);
     if (w->tok) {
         int32_t eot = lmf_tokenizer_token_id(w->tok, "<|endoftext|>");
         if (eot >= 0) w->eos_id = w->bos_id = eot;
