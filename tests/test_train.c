@@ -79,11 +79,11 @@ static void load_ckpt(const char *out, int step, lmf_checkpoint *ck) {
 static void test_resume_is_exact(void **state) {
     lmf_train_config a, b;
     tiny_config(&a, "full");
-    assert_int_equal(lmf_train_run(&a, NULL), LMF_OK);
+    assert_int_equal(lmf_train_run(&a, NULL, NULL), LMF_OK);
 
     tiny_config(&b, "split");
     b.stop_at = 4;
-    assert_int_equal(lmf_train_run(&b, NULL), LMF_ERR_INTERRUPTED);
+    assert_int_equal(lmf_train_run(&b, NULL, NULL), LMF_ERR_INTERRUPTED);
     lmf_checkpoint ck;
     load_ckpt("split", 4, &ck);
     assert_int_equal(ck.step, 4);
@@ -91,7 +91,7 @@ static void test_resume_is_exact(void **state) {
     lmf_train_config_default(&r);
     assert_int_equal(lmf_train_config_parse(&r, ck.config_text, "ckpt"), LMF_OK);
     r.stop_at = 0;
-    assert_int_equal(lmf_train_run(&r, &ck), LMF_OK);
+    assert_int_equal(lmf_train_run(&r, &ck, NULL), LMF_OK);
     lmf_checkpoint_free(&ck);
 
     char la[16][32], lb[16][32], p[512];
@@ -140,7 +140,7 @@ static void test_corrupt_checkpoint(void **state) {
     lmf_train_config c;
     tiny_config(&c, "corrupt");
     c.opt.max_steps = 2;
-    assert_int_equal(lmf_train_run(&c, NULL), LMF_OK);
+    assert_int_equal(lmf_train_run(&c, NULL, NULL), LMF_OK);
     char src[600], dst[600];
     snprintf(src, sizeof src, "%s/corrupt/ckpt-00000002.lmfc", tmpdir);
     path_in(dst, sizeof dst, "bad.lmfc");
@@ -162,12 +162,12 @@ static void test_mismatched_checkpoint(void **state) {
     lmf_train_config c;
     tiny_config(&c, "mismatch");
     c.opt.max_steps = 2;
-    assert_int_equal(lmf_train_run(&c, NULL), LMF_OK);
+    assert_int_equal(lmf_train_run(&c, NULL, NULL), LMF_OK);
     lmf_checkpoint ck;
     load_ckpt("mismatch", 2, &ck);
     c.model.n_layer = 3;
     c.opt.max_steps = 4;
-    assert_int_equal(lmf_train_run(&c, &ck), LMF_ERR_MISMATCH);
+    assert_int_equal(lmf_train_run(&c, &ck, NULL), LMF_ERR_MISMATCH);
     assert_non_null(strstr(lmf_last_error(), "n_layer"));
     lmf_checkpoint_free(&ck);
 }
