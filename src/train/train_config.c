@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define O(name, type, field, group, help) {name, type, offsetof(lmf_train_config, field), sizeof(((lmf_train_config *)0)->field), group, help}
+#define O(name, type, field, group, help)                                                                          \
+    {name, type, offsetof(lmf_train_config, field), sizeof(((lmf_train_config *)0)->field), group, help}
 #define MODEL_OPT(name, type, field, help) O(name, type, model.field, "model", help),
 
 const lmf_opt lmf_train_opts[] = {
