@@ -40,13 +40,13 @@ test-asan: deps
 	cd $(ASAN_BUILD) && LMF_SMOLLM2_GGUF=/nonexistent/SmolLM2.gguf ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
 
 # The lifecycle on the King James Bible: learn a BPE tokenizer, shard the text with it, pretrain the small gpt2 of
-# configs/demo.conf (progress bar, validation, checkpoints, metrics), and print a text sample.
+# configs/demo.toml (progress bar, validation, checkpoints, metrics), and print a text sample.
 demo: deps build
 	@mkdir -p $(DEMO_DIR)
 	bible gen1:1-rev22:21 > $(DEMO_DIR)/kjv.txt
 	$(BUILD)/lmforge tokenizer train --vocab-size 4096 --special "<|endoftext|>" -o $(DEMO_DIR)/tokenizer.json $(DEMO_DIR)/kjv.txt
 	$(BUILD)/lmforge data shard --tokenizer $(DEMO_DIR)/tokenizer.json --out $(DEMO_DIR)/data $(DEMO_DIR)/kjv.txt
-	$(BUILD)/lmforge train --config configs/demo.conf --tokenizer $(DEMO_DIR)/tokenizer.json \
+	$(BUILD)/lmforge train --config configs/demo.toml --tokenizer $(DEMO_DIR)/tokenizer.json \
 	  --train-data $(DEMO_DIR)/data/train.bin --val-data $(DEMO_DIR)/data/val.bin --out-dir $(DEMO_DIR)/run
 
 # libFuzzer (clang) on every parser of untrusted input, FUZZ_SECONDS each; crashes are saved as crash-* files.

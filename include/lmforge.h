@@ -104,11 +104,6 @@ void lmf_model_backward(lmf_model *m, float loss_scale);
 /* Learning rate at 0-based step: linear warmup over warmup_steps to lr, then cosine decay to min_lr at max_steps. */
 float lmf_lr_at(int step, float lr, float min_lr, int warmup_steps, int max_steps);
 
-/* Asks a running job (training) to stop at its next safe point, checkpoint and return LMF_ERR_INTERRUPTED.
- * Async-signal-safe: meant to be called from a SIGINT/SIGTERM handler. */
-void lmf_request_stop(void);
-int lmf_stop_requested(void);
-
 /* ---- tokenizer ------------------------------------------------------------------------------------------------ */
 
 /* Byte-level BPE (GPT-2 family: GPT-2, Llama-3, SmolLM2, ...). Any byte string encodes, and decode(encode(x)) == x

@@ -52,6 +52,13 @@ expect_error "n_layer expects an integer" "$LMF" train "${common[@]}" --n-layer 
 expect_error "no training shard" "$LMF" train
 echo "lr = oops" > "$dir/bad.conf"
 expect_error "bad.conf:1" "$LMF" train --config "$dir/bad.conf"
+printf '[optimizer]\nlr = "oops"\n' > "$dir/bad.toml"
+expect_error "bad.toml:2:1: lr expects a number" "$LMF" train --config "$dir/bad.toml"
+printf 'seed = 99\n[optimizer]\nweight_decay = 0.05\n' > "$dir/ok.toml"
+"$LMF" train --config "$dir/ok.toml" "${common[@]}" --max-steps 2 --out-dir "$dir/toml" 2> "$dir/toml.txt" \
+  || { cat "$dir/toml.txt"; fail "train --config ok.toml"; }
+grep -q '^weight_decay = 0.0500000007$' "$dir/toml/train.conf" || fail "TOML config not applied"
+grep -q '^seed = 99$' "$dir/toml/train.conf" || fail "TOML config not applied (seed)"
 head -c 100 "$dir/data/train.bin" > "$dir/trunc.bin"
 expect_error "trunc.bin" "$LMF" train "${common[@]}" --train-data "$dir/trunc.bin" --out-dir "$dir/x"
 expect_error "bad magic" "$LMF" train "${common[@]}" --train-data "$dir/text.txt" --out-dir "$dir/x"

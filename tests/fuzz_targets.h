@@ -161,6 +161,13 @@ static int fuzz_config(const uint8_t *data, size_t n) {
         free(back);
         lmf_train_config_validate(&c);
     }
+    /* the same bytes as a TOML config, and as a checkpoint's text read for its model fields */
+    lmf_train_config_default(&c);
+    lmf_train_config_parse_toml(&c, (const char *)data, n, "fuzz.toml");
+    lmf_model_config mc = c.model;
+    lmf_model_config_from_text(text, "fuzz", &mc);
+    char tok[64];
+    lmf_kv_text_get(text, "tokenizer", tok, sizeof tok);
     free(text);
     return ok;
 }

@@ -1,5 +1,6 @@
 /* cmd_train.c — `lmforge train [CONFIG] [--option value ...] [--resume DIR]`. */
 #include "cli/cli.h"
+#include "core/progress.h"
 #include "core/status.h"
 #include "train/trainer.h"
 
@@ -10,7 +11,9 @@
 static void help(FILE *f) {
     fprintf(f, "usage: lmforge train [--config FILE] [--resume DIR] [--OPTION VALUE ...]\n\n"
                "Pretrains a transformer on token shards. Options come from the built-in defaults, then the config\n"
-               "file (lines `option = value`, # comments), then flags, later ones winning. With --resume DIR the run\n"
+               "file, then flags, later ones winning. A config FILE.toml is TOML (`option = value` with typed values,\n"
+               "flat or under [data] [model] [batch] [optimizer] [schedule]); any other name is read as lines\n"
+               "`option = value` (# comments), the older .conf format. With --resume DIR the run\n"
                "continues from the newest checkpoint in DIR, bit for bit; its saved options are the base and flags\n"
                "may change schedule options (e.g. --max-steps), not the model's shape. Ctrl-C writes a checkpoint\n"
                "and exits (status 130). Metrics go to OUT_DIR/metrics.jsonl.\n\n"
@@ -20,9 +23,37 @@ static void help(FILE *f) {
     lmf_train_opts_help(f);
 }
 
+/* This command's one job; the handler only raises its flag, which the trainer polls between steps. */
+static volatile sig_atomic_t stop_requested;
+
 static void on_signal(int sig) {
     (void)sig;
-    lmf_request_stop();
+    stop_requested = 1;
+}
+
+/* The terminal sink: the same lines, bar and sample on stderr / stdout as before the trainer stopped printing. */
+typedef struct {
+    lmf_progress bar;
+    int bar_on;
+} term;
+
+static void term_log(void *ctx, lmf_log_level level, const char *line) {
+    term *t = ctx;
+    if (t->bar_on) lmf_progress_log(&t->bar, line); /* above the bar, without garbling it */
+    else fprintf(stderr, "%s\n", line);
+}
+
+static void term_progress(void *ctx, lmf_progress_event ev, long done, long total, const char *unit,
+                          const char *status) {
+    term *t = ctx;
+    if (ev == LMF_PROGRESS_BEGIN) lmf_progress_start(&t->bar, done, total, unit), t->bar_on = 1;
+    else if (ev == LMF_PROGRESS_UPDATE) lmf_progress_update(&t->bar, done, status);
+    else if (t->bar_on) lmf_progress_finish(&t->bar), t->bar_on = 0;
+}
+
+static void term_text(void *ctx, const char *data, size_t len) {
+    fwrite(data, 1, len, stdout);
+    fflush(stdout); /* the sample appears token by token */
 }
 
 int cmd_train(int argc, char **argv) {
@@ -78,9 +109,12 @@ int cmd_train(int argc, char **argv) {
         if ((s = lmf_train_opt_set(&cfg, o, argv[i + 1], where)) != LMF_OK) goto out;
         i++;
     }
+    term t = {0};
+    lmf_sink sink = {term_log, term_progress, term_text, &t};
+    lmf_train_options opts = {.stop = &stop_requested, .sink = &sink};
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    s = lmf_train_run(&cfg, ckp);
+    s = lmf_train_run(&cfg, ckp, &opts);
 out:
     if (ckp) lmf_checkpoint_free(ckp);
     return s == LMF_OK ? 0 : cli_fail("train", s);

@@ -11,7 +11,7 @@
 #include "model/model.h"
 #include "model/weights.h"
 #include "io/checkpoint.h"
-#include "train/train_config.h"
+#include "model/config_text.h"
 
 #include <libgen.h>
 #include <stdio.h>
@@ -46,19 +46,19 @@ static void try_tokenizer(lmf_weights *w, const char *tok_path, const char *ckpt
 static lmf_status load(lmf_weights *w, const char *path) {
     lmf_checkpoint ck;
     LMF_TRY(lmf_checkpoint_load(path, &ck));
-    lmf_train_config tc;
-    lmf_train_config_default(&tc);
-    char source[4200];
+    lmf_model_config mc = lmf_model_config_default(LMF_ARCH_GPT2); /* the text names every field */
+    char source[4200], tokenizer[1024] = "";
     snprintf(source, sizeof source, "%s (config text)", path);
-    lmf_status s = lmf_train_config_parse(&tc, ck.config_text, source);
-    if (s == LMF_OK && lmf_model_config_validate(&tc.model) != LMF_OK) {
+    lmf_status s = lmf_model_config_from_text(ck.config_text, source, &mc);
+    lmf_kv_text_get(ck.config_text, "tokenizer", tokenizer, sizeof tokenizer);
+    if (s == LMF_OK && lmf_model_config_validate(&mc) != LMF_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", lmf_last_error());
         s = lmf_fail(LMF_ERR_FORMAT, "%s: the model config in the checkpoint is invalid: %s", path, msg);
     }
     size_t sizes[LMF_NUM_PARAM_TENSORS], total = 0;
     if (s == LMF_OK) {
-        lmf_param_sizes(&tc.model, sizes);
+        lmf_param_sizes(&mc, sizes);
         for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) total += sizes[i];
         if (total != ck.num_params)
             s = lmf_fail(LMF_ERR_FORMAT, "%s: holds %llu parameters but its model config needs %zu", path,
@@ -72,8 +72,8 @@ static lmf_status load(lmf_weights *w, const char *path) {
     memcpy(p, ck.params, total * sizeof(float));
     lmf_checkpoint_free(&ck);
 
-    lmf_params_view(w, &tc.model, p);
-    try_tokenizer(w, tc.tokenizer, path);
+    lmf_params_view(w, &mc, p);
+    try_tokenizer(w, tokenizer, path);
     if (w->tok) {
         int32_t eot = lmf_tokenizer_token_id(w->tok, "<|endoftext|>");
         if (eot >= 0) w->eos_id = w->bos_id = eot;

@@ -30,6 +30,11 @@ float lmf_grad_norm(const lmf_model *m) { return (float)sqrt(lmf_sum_squares(m->
 
 float lmf_adamw_step(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, int step, float grad_norm) {
     float lr = lmf_lr_at(step, hp->lr, hp->min_lr, hp->warmup_steps, hp->max_steps);
+    lmf_adamw_apply(opt, m, hp, lr, grad_norm);
+    return lr;
+}
+
+void lmf_adamw_apply(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, float lr, float grad_norm) {
     float scale = 1.0f;
     if (hp->grad_clip > 0.0f) {
         float coef = hp->grad_clip / (grad_norm + 1e-6f);
@@ -42,5 +47,4 @@ float lmf_adamw_step(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, 
         lmf_adamw_update(m->params + off, m->grads + off, opt->m + off, opt->v + off, (long)n, lr, hp->beta1, hp->beta2,
                      hp->eps, lmf_param_decays(i) ? hp->weight_decay : 0.0f, scale, opt->t);
     }
-    return lr;
 }

@@ -25,5 +25,8 @@ float lmf_grad_norm(const lmf_model *m);
 /* One update at 0-based `step`: clips (coef = clip / (norm + 1e-6), as torch.nn.utils.clip_grad_norm_), then
  * AdamW at lmf_lr_at(step). Returns the lr used. */
 float lmf_adamw_step(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, int step, float grad_norm);
+/* The same update at a learning rate the caller chose (its own schedule); hp->lr, min_lr, warmup_steps and
+ * max_steps are not read. lmf_adamw_step(step) == lmf_adamw_apply(lmf_lr_at(step, ...)). */
+void lmf_adamw_apply(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, float lr, float grad_norm);
 
 #endif

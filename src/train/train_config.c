@@ -3,15 +3,16 @@
 #include "core/alloc.h"
 #include "core/fs.h"
 #include "core/status.h"
+#include "io/toml.h"
 
-#include <ctype.h>
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define O(name, type, field, group, help) {name, type, offsetof(lmf_train_config, field), sizeof(((lmf_train_config *)0)->field), group, help}
+#define O(name, type, field, group, help)                                                                          \
+    {name, type, offsetof(lmf_train_config, field), sizeof(((lmf_train_config *)0)->field), group, help}
+#define MODEL_OPT(name, type, field, help) O(name, type, model.field, "model", help),
 
 const lmf_opt lmf_train_opts[] = {
     O("train_data", LMF_OPT_STR, train_data, "data", "training token shard (from `lmforge data shard`)"),
@@ -20,17 +21,7 @@ const lmf_opt lmf_train_opts[] = {
       "tokenizer.json (or GPT-2 folder) of BPE shards, to encode the sample prompt and decode the sample"),
     O("out_dir", LMF_OPT_STR, out_dir, "data", "directory for checkpoints, metrics and samples"),
     O("metrics", LMF_OPT_STR, metrics, "data", "metrics JSONL file (default OUT_DIR/metrics.jsonl)"),
-    O("arch", LMF_OPT_ARCH, model.arch, "model", "model family: gpt2 or llama (sets norm, activation, positions, biases)"),
-    O("vocab_size", LMF_OPT_INT, model.vocab_size, "model", "vocabulary size (0: the training shard's)"),
-    O("max_seq_len", LMF_OPT_INT, model.max_seq_len, "model", "longest sequence the model accepts (0: seq_len)"),
-    O("n_layer", LMF_OPT_INT, model.n_layer, "model", "transformer blocks"),
-    O("n_embd", LMF_OPT_INT, model.n_embd, "model", "model width C"),
-    O("n_head", LMF_OPT_INT, model.n_head, "model", "attention heads"),
-    O("n_kv_head", LMF_OPT_INT, model.n_kv_head, "model", "key/value heads (llama GQA; gpt2: = n_head)"),
-    O("ffn_dim", LMF_OPT_INT, model.ffn_dim, "model", "MLP hidden size"),
-    O("norm_eps", LMF_OPT_FLOAT, model.norm_eps, "model", "LayerNorm / RMSNorm epsilon"),
-    O("rope_theta", LMF_OPT_FLOAT, model.rope_theta, "model", "RoPE base (llama)"),
-    O("tied_embeddings", LMF_OPT_BOOL, model.tied_embeddings, "model", "share the output head with wte (llama)"),
+    LMF_MODEL_OPTS(MODEL_OPT)
     O("batch_size", LMF_OPT_INT, batch_size, "batch", "sequences per micro-batch B"),
     O("seq_len", LMF_OPT_INT, seq_len, "batch", "tokens per sequence T"),
     O("grad_accum", LMF_OPT_INT, grad_accum, "batch", "micro-batches per optimizer step"),
@@ -74,108 +65,102 @@ void lmf_train_config_default(lmf_train_config *c) {
     c->seed = 1337;
 }
 
-const lmf_opt *lmf_train_opt_find(const char *name) {
-    char norm[64];
-    size_t n = strlen(name);
-    if (n >= sizeof norm) return NULL;
-    for (size_t i = 0; i <= n; i++) norm[i] = name[i] == '-' ? '_' : name[i];
-    for (int i = 0; i < lmf_train_n_opts; i++)
-        if (!strcmp(lmf_train_opts[i].name, norm)) return &lmf_train_opts[i];
-    return NULL;
-}
+const lmf_opt *lmf_train_opt_find(const char *name) { return lmf_opt_find(lmf_train_opts, lmf_train_n_opts, name); }
 
 lmf_status lmf_train_opt_set(lmf_train_config *c, const lmf_opt *o, const char *v, const char *where) {
-    void *p = (char *)c + o->offset;
-    char *end;
-    errno = 0;
-    switch (o->type) {
-    case LMF_OPT_INT: {
-        long x = strtol(v, &end, 10);
-        if (end == v || *end || errno || x < INT_MIN || x > INT_MAX)
-            return lmf_fail(LMF_ERR_ARG, "%s: %s expects an integer, got '%s'", where, o->name, v);
-        *(int *)p = (int)x;
-        return LMF_OK;
-    }
-    case LMF_OPT_I64: {
-        long long x = strtoll(v, &end, 10);
-        if (end == v || *end || errno)
-            return lmf_fail(LMF_ERR_ARG, "%s: %s expects an integer, got '%s'", where, o->name, v);
-        *(long long *)p = x;
-        return LMF_OK;
-    }
-    case LMF_OPT_FLOAT: {
-        float x = strtof(v, &end);
-        if (end == v || *end || errno || !isfinite(x))
-            return lmf_fail(LMF_ERR_ARG, "%s: %s expects a number, got '%s'", where, o->name, v);
-        *(float *)p = x;
-        return LMF_OK;
-    }
-    case LMF_OPT_BOOL:
-        if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes")) *(int *)p = 1;
-        else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no")) *(int *)p = 0;
-        else return lmf_fail(LMF_ERR_ARG, "%s: %s expects true or false, got '%s'", where, o->name, v);
-        return LMF_OK;
-    case LMF_OPT_ARCH: {
-        lmf_arch a;
-        if (lmf_arch_parse(v, &a) != LMF_OK)
-            return lmf_fail(LMF_ERR_ARG, "%s: arch: unknown model family '%s' (gpt2 or llama)", where, v);
-        lmf_model_config_set_arch(&c->model, a); /* the family's knobs (norm, act, positions, biases) */
-        return LMF_OK;
-    }
-    case LMF_OPT_STR:
-        if (strlen(v) >= o->size)
-            return lmf_fail(LMF_ERR_ARG, "%s: %s is longer than %zu characters", where, o->name, o->size - 1);
-        strcpy((char *)p, v);
-        return LMF_OK;
-    }
-    return lmf_fail(LMF_ERR_ARG, "%s: %s: unhandled option type", where, o->name);
+    return lmf_opt_set(c, o, v, where);
 }
 
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s)) s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
-    return s;
+static lmf_status set_train_option(void *ctx, const char *key, const char *val, const char *where) {
+    const lmf_opt *o = lmf_train_opt_find(key);
+    if (!o) return lmf_fail(LMF_ERR_ARG, "%s: unknown option '%s' (see `lmforge train --help`)", where, key);
+    return lmf_opt_set(ctx, o, val, where);
 }
 
 lmf_status lmf_train_config_parse(lmf_train_config *c, const char *text, const char *source) {
-    char *copy = strdup(text), *save = NULL, where[1200];
-    int lineno = 0;
+    return lmf_kv_text_parse(text, source, set_train_option, c);
+}
+
+/* One TOML value into option o. Integers, booleans, strings and arch go through the text setter (after the type
+ * check), so their range checks and messages are the .conf ones; floats are converted here from the double. */
+static lmf_status set_toml(lmf_train_config *c, const lmf_opt *o, const lmf_toml_value *v, const char *where) {
+    lmf_toml_type want = o->type == LMF_OPT_FLOAT  ? LMF_TOML_FLOAT
+                         : o->type == LMF_OPT_BOOL ? LMF_TOML_BOOL
+                         : o->type == LMF_OPT_STR || o->type == LMF_OPT_ARCH ? LMF_TOML_STRING
+                                                                               : LMF_TOML_INT;
+    int ok = v->type == want || (want == LMF_TOML_FLOAT && v->type == LMF_TOML_INT);
+    if (!ok)
+        return lmf_fail(LMF_ERR_ARG, "%s: %s expects %s, got %s", where, o->name,
+                        want == LMF_TOML_FLOAT ? "a number" : want == LMF_TOML_BOOL ? "true or false"
+                                                            : want == LMF_TOML_STRING ? "a \"string\"" : "an integer",
+                        lmf_toml_type_name(v->type));
+    char text[32];
+    switch (v->type) {
+    case LMF_TOML_INT:
+        if (o->type == LMF_OPT_FLOAT) {
+            *(float *)((char *)c + o->offset) = (float)v->u.i;
+            return LMF_OK;
+        }
+        snprintf(text, sizeof text, "%lld", (long long)v->u.i);
+        return lmf_opt_set(c, o, text, where);
+    case LMF_TOML_FLOAT: {
+        double x = v->u.f;
+        if (!isfinite(x) || fabs(x) > 3.4028234663852886e38)
+            return lmf_fail(LMF_ERR_ARG, "%s: %s expects a finite number, got %g", where, o->name, x);
+        *(float *)((char *)c + o->offset) = (float)x;
+        return LMF_OK;
+    }
+    case LMF_TOML_BOOL: return lmf_opt_set(c, o, v->u.b ? "true" : "false", where);
+    case LMF_TOML_STRING:
+        if (strlen(v->u.str.s) != v->u.str.len)
+            return lmf_fail(LMF_ERR_ARG, "%s: %s must not contain NUL characters", where, o->name);
+        return lmf_opt_set(c, o, v->u.str.s, where);
+    default: return lmf_fail(LMF_ERR_ARG, "%s: %s: unexpected value type", where, o->name);
+    }
+}
+
+lmf_status lmf_train_config_parse_toml(lmf_train_config *c, const char *text, size_t len, const char *source) {
+    lmf_toml *doc;
+    LMF_TRY(lmf_toml_parse(text, len, source, &doc));
     lmf_status s = LMF_OK;
-    /* strtok_r would skip empty lines and so miscount line numbers: split by hand. */
-    for (char *line = copy; line && s == LMF_OK; line = save) {
-        save = strchr(line, '\n');
-        if (save) *save++ = 0;
-        lineno++;
-        snprintf(where, sizeof where, "%s:%d", source, lineno);
-        char *l = trim(line);
-        if (!*l || *l == '#') continue;
-        char *eq = strchr(l, '=');
-        if (!eq) {
-            s = lmf_fail(LMF_ERR_ARG, "%s: expected `name = value`, got '%s'", where, l);
+    char set_at[sizeof lmf_train_opts / sizeof lmf_train_opts[0]][48] = {{0}}; /* where each option was set */
+    char where[1200];
+    for (size_t t = 0; t < doc->n && s == LMF_OK; t++) {
+        const lmf_toml_table *tb = &doc->tables[t];
+        int known = !tb->name[0];
+        for (int i = 0; i < lmf_train_n_opts && !known; i++) known = !strcmp(tb->name, lmf_train_opts[i].group);
+        if (!known) {
+            s = lmf_fail(LMF_ERR_ARG, "%s:%d:%d: unknown table [%s] (options go at the top level or in [data], "
+                         "[model], [batch], [optimizer] or [schedule])", doc->origin, tb->line, tb->col, tb->name);
             break;
         }
-        *eq = 0;
-        char *key = trim(l), *val = trim(eq + 1);
-        size_t vl = strlen(val);
-        if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') val[vl - 1] = 0, val++;
-        else {
-            char *hash = strchr(val, '#'); /* trailing comment on an unquoted value */
-            if (hash) *hash = 0, val = trim(val);
+        for (size_t k = 0; k < tb->n && s == LMF_OK; k++) {
+            const lmf_toml_kv *kv = &tb->kv[k];
+            snprintf(where, sizeof where, "%s:%d:%d", doc->origin, kv->line, kv->col);
+            const lmf_opt *o = lmf_train_opt_find(kv->key);
+            if (!o) s = lmf_fail(LMF_ERR_ARG, "%s: unknown option '%s' (see `lmforge train --help`)", where, kv->key);
+            else if (tb->name[0] && strcmp(tb->name, o->group))
+                s = lmf_fail(LMF_ERR_ARG, "%s: %s belongs in [%s] (or at the top level), not in [%s]", where, o->name,
+                             o->group, tb->name);
+            else if (set_at[o - lmf_train_opts][0])
+                s = lmf_fail(LMF_ERR_ARG, "%s: %s is already set at %s", where, o->name, set_at[o - lmf_train_opts]);
+            else {
+                snprintf(set_at[o - lmf_train_opts], sizeof set_at[0], "line %d", kv->line);
+                s = set_toml(c, o, &kv->val, where);
+            }
         }
-        const lmf_opt *o = lmf_train_opt_find(key);
-        if (!o) s = lmf_fail(LMF_ERR_ARG, "%s: unknown option '%s' (see `lmforge train --help`)", where, key);
-        else s = lmf_train_opt_set(c, o, val, where);
     }
-    free(copy);
+    lmf_toml_free(doc);
     return s;
 }
 
 lmf_status lmf_train_config_load(lmf_train_config *c, const char *path) {
     char *buf;
-    size_t n;
-    LMF_TRY(lmf_read_file_max(path, 1 << 20, "config (a training config file, max 1 MiB)", &buf, &n));
-    lmf_status s = lmf_train_config_parse(c, buf, path);
+    size_t got;
+    LMF_TRY(lmf_read_file_max(path, 1 << 20, "config (a training config file, max 1 MiB)", &buf, &got));
+    size_t len = strlen(path);
+    lmf_status s = len > 5 && !strcmp(path + len - 5, ".toml") ? lmf_train_config_parse_toml(c, buf, got, path)
+                                                                : lmf_train_config_parse(c, buf, path);
     free(buf);
     return s;
 }
@@ -185,15 +170,8 @@ char *lmf_train_config_to_text(const lmf_train_config *c) {
     char *out = lmf_xmalloc(cap);
     for (int i = 0; i < lmf_train_n_opts; i++) {
         const lmf_opt *o = &lmf_train_opts[i];
-        const void *p = (const char *)c + o->offset;
         char val[1100];
-        switch (o->type) {
-        case LMF_OPT_INT: case LMF_OPT_BOOL: snprintf(val, sizeof val, "%d", *(const int *)p); break;
-        case LMF_OPT_I64: snprintf(val, sizeof val, "%lld", *(const long long *)p); break;
-        case LMF_OPT_FLOAT: snprintf(val, sizeof val, "%.9g", *(const float *)p); break;
-        case LMF_OPT_ARCH: snprintf(val, sizeof val, "%s", lmf_arch_name(*(const lmf_arch *)p)); break;
-        case LMF_OPT_STR: snprintf(val, sizeof val, "\"%s\"", (const char *)p); break;
-        }
+        lmf_opt_format(c, o, val, sizeof val);
         size_t need = strlen(o->name) + strlen(val) + 8;
         while (len + need >= cap) out = lmf_xrealloc(out, cap *= 2);
         len += (size_t)sprintf(out + len, "%s = %s\n", o->name, val);

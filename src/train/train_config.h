@@ -1,12 +1,17 @@
 /* train_config.h — everything `lmforge train` can be told, in one table.
  *
- * Each option has one name used three ways: as a line `name = value` in a config file, as a flag `--name value`
- * (dashes and underscores are interchangeable), and as a line in the text a checkpoint stores, so a resumed run
- * knows exactly how it was configured. The table also generates `lmforge train --help`. */
+ * Each option has one name used four ways: as a key in a TOML config file (`name = 3e-4`, typed values, flat or
+ * inside a table named after the option's group: [data] [model] [batch] [optimizer] [schedule]), as a line
+ * `name = value` in a .conf file (the older format, still read), as a flag `--name value` (dashes and underscores
+ * are interchangeable), and as a line in the text a checkpoint stores (the .conf format, unchanged, so every
+ * checkpoint ever written resumes), so a resumed run knows exactly how it was configured. The table also generates
+ * `lmforge train --help`. The model fields come from model/config_text.h (LMF_MODEL_OPTS), which also reads them
+ * back from a checkpoint's text for readers below the training layer. */
 #ifndef LMF_TRAIN_TRAIN_CONFIG_H
 #define LMF_TRAIN_TRAIN_CONFIG_H
 
 #include "lmforge.h"
+#include "model/config_text.h"
 #include "train/optim.h"
 
 #include <stddef.h>
@@ -22,15 +27,6 @@ typedef struct {
     long long seed;
 } lmf_train_config;
 
-typedef enum { LMF_OPT_INT, LMF_OPT_I64, LMF_OPT_FLOAT, LMF_OPT_STR, LMF_OPT_BOOL, LMF_OPT_ARCH } lmf_opt_type;
-
-typedef struct {
-    const char *name;
-    lmf_opt_type type;
-    size_t offset, size; /* size: buffer size for strings */
-    const char *group, *help;
-} lmf_opt;
-
 extern const lmf_opt lmf_train_opts[];
 extern const int lmf_train_n_opts;
 
@@ -38,8 +34,14 @@ void lmf_train_config_default(lmf_train_config *c);
 const lmf_opt *lmf_train_opt_find(const char *name); /* accepts dashes for underscores */
 /* Sets one option from text; `where` names the source for the error ("flag --lr", "config.conf:12"). */
 lmf_status lmf_train_opt_set(lmf_train_config *c, const lmf_opt *o, const char *value, const char *where);
-/* Reads `name = value` lines (# comments, blank lines; values may be "quoted"). */
+/* Reads `name = value` lines (# comments, blank lines; values may be "quoted"): the .conf format and the text a
+ * checkpoint stores. */
 lmf_status lmf_train_config_parse(lmf_train_config *c, const char *text, const char *source);
+/* Reads a TOML document (io/toml.h): option keys at the top level or in the table of their group; values typed
+ * (integers for integer options, numbers for float ones, booleans, strings for paths, prompt and arch). A key that
+ * is unknown, set twice, of the wrong type or in the wrong table is LMF_ERR_ARG naming source:line:col. */
+lmf_status lmf_train_config_parse_toml(lmf_train_config *c, const char *text, size_t len, const char *source);
+/* Reads a config file: TOML when the name ends in ".toml", else the `name = value` format. */
 lmf_status lmf_train_config_load(lmf_train_config *c, const char *path);
 /* Writes every option as `name = value`; the result parses back to the same config. Caller frees. */
 char *lmf_train_config_to_text(const lmf_train_config *c);

@@ -9,17 +9,13 @@
 #include "io/shard.h"
 #include "model/model.h"
 #include "train/loader.h"
+#include "train/step.h"
 
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static volatile sig_atomic_t stop_flag;
-void lmf_request_stop(void) { stop_flag = 1; }
-int lmf_stop_requested(void) { return stop_flag != 0; }
 
 /* Fields that define the parameter layout must agree between a checkpoint and the run resuming it. */
 static lmf_status same_model(const lmf_model_config *a, const lmf_model_config *b) {
@@ -44,23 +40,25 @@ static float evaluate(lmf_model *m, lmf_loader *val, int batches, int32_t *in, i
     return batches ? (float)(sum / batches) : NAN;
 }
 
-/* Writes the text of token `id` to stdout and `save`: raw bytes for a byte-level model, else through the
+/* Writes the text of token `id` to the sink's text and `save`: raw bytes for a byte-level model, else through the
  * streaming decoder (which holds back incomplete UTF-8 characters). */
-static void emit(lmf_tokenizer_decoder *dec, int32_t id, FILE *save) {
+static void emit(const lmf_sink *out, lmf_tokenizer_decoder *dec, int32_t id, FILE *save) {
     if (!dec) {
-        if (id < 256) fputc(id, stdout), fputc(id, save);
+        char ch = (char)id;
+        if (id < 256) lmf_sink_text(out, &ch, 1), fputc(id, save);
         return;
     }
     lmf_text t = {0};
     if (id >= 0) lmf_tokenizer_decoder_feed(dec, &id, 1, &t);
     else lmf_tokenizer_decoder_finish(dec, &t);
-    if (t.len) fwrite(t.data, 1, t.len, stdout), fwrite(t.data, 1, t.len, save);
+    if (t.len) lmf_sink_text(out, t.data, t.len), fwrite(t.data, 1, t.len, save);
     free(t.data);
 }
 
 /* Samples text after training: the context is the last T tokens, one full forward per new token (the training
  * executor has no KV cache; fine for a short sample). tok == NULL means the byte-level tokenizer. */
-static void sample_text(lmf_model *m, const lmf_train_config *c, int eot, const lmf_tokenizer *tok, FILE *save) {
+static void sample_text(lmf_model *m, const lmf_train_config *c, int eot, const lmf_tokenizer *tok, FILE *save,
+                        const lmf_sink *out) {
     lmf_ids prompt = {0};
     if (tok) lmf_tokenizer_encode(tok, c->sample_prompt, strlen(c->sample_prompt), 0, &prompt);
     size_t np = tok ? prompt.len : strlen(c->sample_prompt);
@@ -69,7 +67,7 @@ static void sample_text(lmf_model *m, const lmf_train_config *c, int eot, const 
     for (size_t i = 0; i < np; i++) ctx[n++] = tok ? prompt.data[i] : (unsigned char)c->sample_prompt[i];
     free(prompt.data);
     if (n == 0) ctx[n++] = eot >= 0 ? eot : '\n';
-    else fputs(c->sample_prompt, stdout), fputs(c->sample_prompt, save);
+    else lmf_sink_text(out, c->sample_prompt, strlen(c->sample_prompt)), fputs(c->sample_prompt, save);
     lmf_tokenizer_decoder *dec = tok ? lmf_tokenizer_decoder_create(tok, LMF_DECODE_SKIP_SPECIAL) : NULL;
     lmf_rng r;
     lmf_rng_seed(&r, (uint64_t)c->seed, 0xcafe);
@@ -92,17 +90,24 @@ static void sample_text(lmf_model *m, const lmf_train_config *c, int eot, const 
         }
         if (next == eot) break;
         ctx[n++] = next;
-        emit(dec, next, save);
-        fflush(stdout);
+        emit(out, dec, next, save);
     }
-    emit(dec, -1, save);
-    fputc('\n', stdout), fputc('\n', save);
+    emit(out, dec, -1, save);
+    lmf_sink_text(out, "\n", 1), fputc('\n', save);
     lmf_tokenizer_decoder_free(dec);
     free(probs);
     free(ctx);
 }
 
-lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *ck) {
+static lmf_status loader_source(void *ctx, int32_t *inputs, int32_t *targets) {
+    lmf_loader_next(ctx, inputs, targets);
+    return LMF_OK;
+}
+
+lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *ck, const lmf_train_options *opts) {
+    lmf_train_options o = opts ? *opts : (lmf_train_options){0};
+    const lmf_sink *out = o.sink;
+    lmf_comm *comm = o.comm ? o.comm : lmf_comm_self();
     lmf_train_config c = *cfg_in;
     LMF_TRY(lmf_train_config_validate(&c));
     if (c.threads > 0) omp_set_num_threads(c.threads);
@@ -155,10 +160,11 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
 
     int step = 0;
     if (ck) {
-        lmf_train_config saved;
-        lmf_train_config_default(&saved);
-        if ((s = lmf_train_config_parse(&saved, ck->config_text, "checkpoint config")) != LMF_OK) goto done;
-        if ((s = same_model(&c.model, &saved.model)) != LMF_OK) goto done;
+        lmf_train_config defaults;
+        lmf_train_config_default(&defaults);
+        lmf_model_config saved = defaults.model;
+        if ((s = lmf_model_config_from_text(ck->config_text, "checkpoint config", &saved)) != LMF_OK) goto done;
+        if ((s = same_model(&c.model, &saved)) != LMF_OK) goto done;
         if (ck->num_params != m->num_params) {
             s = lmf_fail(LMF_ERR_MISMATCH, "checkpoint holds %llu parameters, the model has %zu",
                          (unsigned long long)ck->num_params, m->num_params);
@@ -188,36 +194,32 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         s = lmf_fail(LMF_ERR_IO, "%s: cannot open metrics file: %s", c.metrics, strerror(errno));
         goto done;
     }
-    fprintf(stderr, "lmforge train: %s, %zu parameters (%.2fM), L%d C%d H%d/%d F%d V%d, B%d T%d x%d accum, "
-                    "%d threads, %s kernels%s\n",
+    lmf_sink_logf(out, LMF_LOG_INFO, "lmforge train: %s, %zu parameters (%.2fM), L%d C%d H%d/%d F%d V%d, B%d T%d x%d "
+                  "accum, %d threads, %s kernels%s",
             lmf_arch_name(c.model.arch), m->num_params, m->num_params / 1e6, c.model.n_layer, c.model.n_embd,
             c.model.n_head, c.model.n_kv_head, c.model.ffn_dim, c.model.vocab_size, B, T, c.grad_accum,
             omp_get_max_threads(), lmf_isa_name(lmf_cpu_isa()), ck ? "; resuming" : "");
     if (ck) fprintf(metrics, "{\"event\":\"resume\",\"step\":%d}\n", step);
 
-    lmf_progress bar;
-    lmf_progress_start(&bar, step, c.opt.max_steps, "steps");
+    lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .batch_size = B, .seq_len = T,
+                       .grad_accum = c.grad_accum, .inputs = in, .targets = tg};
+    lmf_batch_source src = {loader_source, &tl};
+    lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, c.opt.max_steps, "steps", NULL);
     float last_val = NAN;
     char line[512];
     for (; step < c.opt.max_steps; step++) {
-        if (lmf_stop_requested() || (c.stop_at > 0 && step >= c.stop_at)) break;
+        if ((o.stop && *o.stop) || (c.stop_at > 0 && step >= c.stop_at)) break;
         if (valid && c.eval_every > 0 && step % c.eval_every == 0) {
             last_val = evaluate(m, &vl, c.eval_batches, in, tg);
             fprintf(metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val);
-            snprintf(line, sizeof line, "step %d: val loss %.4f", step, last_val);
-            lmf_progress_log(&bar, line);
+            lmf_sink_logf(out, LMF_LOG_INFO, "step %d: val loss %.4f", step, last_val);
         }
         double t0 = lmf_now();
-        lmf_model_zero_grad(m);
-        double loss = 0.0;
-        for (int a = 0; a < c.grad_accum; a++) {
-            lmf_loader_next(&tl, in, tg);
-            loss += lmf_model_forward(m, in, tg, B, T);
-            lmf_model_backward(m, 1.0f / c.grad_accum);
-        }
-        loss /= c.grad_accum;
-        float gnorm = lmf_grad_norm(m);
-        float lr = lmf_adamw_step(&opt, m, &c.opt, step, gnorm);
+        float lr = lmf_lr_at(step, c.opt.lr, c.opt.min_lr, c.opt.warmup_steps, c.opt.max_steps);
+        lmf_step_result r;
+        if ((s = lmf_train_step(&sc, &src, lr, &r)) != LMF_OK) break;
+        double loss = r.loss;
+        float gnorm = r.grad_norm;
         double dt = lmf_now() - t0, tps = (double)B * T * c.grad_accum / dt;
         if (!isfinite(loss)) {
             s = lmf_fail(LMF_ERR_ARG, "step %d: loss is %f; lower lr (now %g) or check the data", step, loss, lr);
@@ -227,7 +229,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
                 step, loss, lr, gnorm, dt * 1e3, tps);
         fflush(metrics);
         snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", loss, lr, gnorm, tps);
-        lmf_progress_update(&bar, step + 1, line);
+        lmf_sink_progress(out, LMF_PROGRESS_UPDATE, step + 1, c.opt.max_steps, "steps", line);
         int last = step + 1 == c.opt.max_steps;
         if (!last && c.checkpoint_every > 0 && (step + 1) % c.checkpoint_every == 0) {
             snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c.out_dir, step + 1);
@@ -237,14 +239,14 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             lmf_checkpoint_prune(c.out_dir, c.keep_checkpoints);
         }
     }
-    lmf_progress_finish(&bar);
+    lmf_sink_progress(out, LMF_PROGRESS_END, step, c.opt.max_steps, "steps", NULL);
     if (s == LMF_OK) {
         /* final (or interrupted) state */
         snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c.out_dir, step);
         s = lmf_checkpoint_save(path, text, (uint64_t)step, tl.epoch, tl.index, (uint64_t)opt.t, m->params, opt.m,
                                 opt.v, m->num_params);
         if (s == LMF_OK) lmf_checkpoint_prune(c.out_dir, c.keep_checkpoints);
-        if (s == LMF_OK) fprintf(stderr, "checkpoint: %s\n", path);
+        if (s == LMF_OK) lmf_sink_logf(out, LMF_LOG_INFO, "checkpoint: %s", path);
     }
     free(text);
     if (s == LMF_OK && step < c.opt.max_steps) {
@@ -255,17 +257,18 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     if (valid) {
         last_val = evaluate(m, &vl, c.eval_batches, in, tg);
         fprintf(metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val);
-        fprintf(stderr, "final val loss %.4f (ppl %.2f)\n", last_val, exp(last_val));
+        lmf_sink_logf(out, LMF_LOG_INFO, "final val loss %.4f (ppl %.2f)", last_val, exp(last_val));
     }
     if (c.sample_tokens > 0) {
         if (train->tokenizer != LMF_TOKENIZER_BYTES && !tok) {
-            fprintf(stderr, "no sample: the shards are BPE; pass --tokenizer FILE to decode one\n");
+            lmf_sink_logf(out, LMF_LOG_WARN, "no sample: the shards are BPE; pass --tokenizer FILE to decode one");
         } else {
             snprintf(path, sizeof path, "%s/sample.txt", c.out_dir);
             FILE *f = fopen(path, "w");
             if (f) {
-                fprintf(stderr, "sample (%d tokens, temperature %.2f):\n", c.sample_tokens, c.sample_temperature);
-                sample_text(m, &c, train->eot, tok, f);
+                lmf_sink_logf(out, LMF_LOG_INFO, "sample (%d tokens, temperature %.2f):", c.sample_tokens,
+                              c.sample_temperature);
+                sample_text(m, &c, train->eot, tok, f, out);
                 fclose(f);
             }
         }

@@ -1,14 +1,35 @@
-/* trainer.h — the pretraining loop: data -> forward/backward (with gradient accumulation) -> clip -> AdamW,
- * with validation, atomic checkpoints, exact resume, metrics JSONL, a progress bar and a final text sample. */
+/* trainer.h — the pretraining run: the learning-rate schedule, batches from token shards, validation, atomic
+ * checkpoints, exact resume, metrics JSONL, progress and a final text sample, around the training step of
+ * train/step.h (forward/backward with gradient accumulation -> all-reduce -> clip -> AdamW).
+ *
+ * The run belongs to its caller: it prints nothing (lines, progress and the sample go to the caller's sink,
+ * core/log.h), stops when the caller's flag says so (e.g. set by a signal handler), and exchanges gradients
+ * through the caller's communicator (dist/comm.h). Several runs can live in one process, each with its own. */
 #ifndef LMF_TRAIN_TRAINER_H
 #define LMF_TRAIN_TRAINER_H
 
+#include "core/log.h"
+#include "dist/comm.h"
 #include "io/checkpoint.h"
 #include "train/train_config.h"
 
+#include <signal.h>
+
+/* How one run talks to its caller; every field may be NULL (a NULL options pointer means all NULL). */
+typedef struct {
+    /* Stop request for this run only: once *stop != 0 (async-signal-safe to set from a SIGINT/SIGTERM handler) the
+     * run stops before its next step, writes a checkpoint and returns LMF_ERR_INTERRUPTED. NULL: never asked. */
+    volatile sig_atomic_t *stop;
+    /* Where the run reports: a banner, validation and checkpoint lines (log), step progress (progress, unit
+     * "steps", status "loss .. lr .. gnorm .. tok/s"), and the final sample's text (text). NULL: silent. */
+    const lmf_sink *sink;
+    /* The job's communicator; NULL: lmf_comm_self() (one process). */
+    lmf_comm *comm;
+} lmf_train_options;
+
 /* Runs training to cfg->opt.max_steps. With ck (a loaded checkpoint whose config text the caller has already
  * merged into cfg), continues from it exactly. Returns LMF_ERR_INTERRUPTED after writing a checkpoint when
- * lmf_request_stop() was called. */
-lmf_status lmf_train_run(const lmf_train_config *cfg, const lmf_checkpoint *ck);
+ * opts->stop was raised or the step reached cfg->stop_at. */
+lmf_status lmf_train_run(const lmf_train_config *cfg, const lmf_checkpoint *ck, const lmf_train_options *opts);
 
 #endif

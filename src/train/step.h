@@ -1,0 +1,48 @@
+/* step.h — one optimizer step of training, apart from the run around it.
+ *
+ *   zero the gradients
+ *   grad_accum times: next micro-batch (B x T) -> forward -> backward with loss scale 1/grad_accum (gradients add)
+ *   all-reduce the gradients (and the loss) over the job's ranks through dist/comm.h; with size > 1 they are then
+ *     divided by the size, so every rank holds the mean over size * grad_accum micro-batches
+ *   global gradient norm -> clipping coefficient -> AdamW over the flat parameter / gradient buffers
+ *
+ * The run (trainer.c) owns everything else: the learning-rate schedule (it passes the lr in), where batches come
+ * from, evaluation, checkpoints, resume, metrics and progress. Fine-tuning and data-parallel runs reuse this step
+ * with their own batch source and communicator; each rank's source must yield that rank's own micro-batches.
+ *
+ * With the single-process communicator the floating-point operations are exactly those of the loop this replaced
+ * (same order, same accumulation in double), so runs are bit-identical to before and resume bit for bit. Nothing
+ * here allocates: scratch buffers come from the caller. */
+#ifndef LMF_TRAIN_STEP_H
+#define LMF_TRAIN_STEP_H
+
+#include "dist/comm.h"
+#include "train/optim.h"
+
+#include <stdint.h>
+
+/* Where micro-batches come from: next() fills inputs and targets, B x T row-major each (targets -1: ignored). */
+typedef struct {
+    lmf_status (*next)(void *ctx, int32_t *inputs, int32_t *targets);
+    void *ctx;
+} lmf_batch_source;
+
+typedef struct {
+    lmf_model *model;            /* created for training, max_batch >= batch_size, max_seq >= seq_len */
+    lmf_adamw *opt;              /* moments sized for the model's parameters */
+    const lmf_adamw_hparams *hp; /* beta1, beta2, eps, weight_decay, grad_clip (the lr is passed per step) */
+    lmf_comm *comm;              /* lmf_comm_self() for one process */
+    int batch_size, seq_len, grad_accum;
+    int32_t *inputs, *targets; /* caller-owned scratch, batch_size * seq_len each */
+} lmf_step_ctx;
+
+typedef struct {
+    double loss;     /* mean training loss over the step's micro-batches (all ranks) */
+    float grad_norm; /* global L2 norm of the averaged gradients, before clipping */
+} lmf_step_result;
+
+/* One optimizer step at learning rate lr. Errors come from the batch source or the communicator; the loss is
+ * returned as computed, and judging it (e.g. not finite) is the caller's business. */
+lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, float lr, lmf_step_result *out);
+
+#endif

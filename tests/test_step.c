@@ -1,0 +1,218 @@
+/* test_step.c — the training step (train/step.h) and the communication interface it uses (dist/comm.h):
+ * the step computes bit for bit what the trainer's inline loop computed before it was split out; k accumulated
+ * micro-batches give the gradients of one batch k times as large; the all-reduce is where data parallelism plugs in
+ * (a fake two-rank communicator of identical ranks leaves the result unchanged); the single-process communicator
+ * is a no-op; batch-source errors come back as the step's status. */
+#include "test_util.h"
+
+#include "core/status.h"
+#include "dist/comm.h"
+#include "model/model.h"
+#include "train/step.h"
+
+static lmf_model_config tiny_model(void) {
+    lmf_model_config c = lmf_model_config_default(LMF_ARCH_GPT2);
+    c.vocab_size = 50, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 32, c.n_head = 4, c.n_kv_head = 4;
+    c.ffn_dim = 64;
+    return c;
+}
+
+static const lmf_adamw_hparams HP = {.lr = 1e-2f, .min_lr = 1e-3f, .warmup_steps = 2, .max_steps = 10, .beta1 = 0.9f,
+                                     .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f, .grad_clip = 1.0f};
+
+/* A deterministic token stream: every next() call hands out the next B x T window of it. */
+typedef struct {
+    int B, T, calls, fail_at;
+    unsigned pos;
+} stream;
+
+static lmf_status stream_next(void *ctx, int32_t *in, int32_t *tg) {
+    stream *s = ctx;
+    if (s->fail_at && ++s->calls == s->fail_at) return lmf_fail(LMF_ERR_IO, "stream: fake read error");
+    for (int i = 0; i < s->B * s->T; i++, s->pos++) {
+        in[i] = (int32_t)((s->pos * 7u + s->pos / 5u) % 50u);
+        tg[i] = (int32_t)(((s->pos + 1) * 7u + (s->pos + 1) / 5u) % 50u);
+    }
+    return LMF_OK;
+}
+
+typedef struct {
+    lmf_model *m;
+    lmf_adamw opt;
+    int32_t *in, *tg;
+    lmf_step_ctx ctx;
+} rig;
+
+static void rig_init(rig *r, int B, int T, int accum, lmf_comm *comm) {
+    lmf_model_config c = tiny_model();
+    r->m = lmf_model_create(&c, B, T, 1);
+    assert_non_null(r->m);
+    lmf_model_init_weights(r->m, 42);
+    lmf_adamw_init(&r->opt, r->m->num_params);
+    r->in = malloc(sizeof(int32_t) * B * T);
+    r->tg = malloc(sizeof(int32_t) * B * T);
+    r->ctx = (lmf_step_ctx){.model = r->m, .opt = &r->opt, .hp = &HP, .comm = comm, .batch_size = B, .seq_len = T,
+                            .grad_accum = accum, .inputs = r->in, .targets = r->tg};
+}
+
+static void rig_free(rig *r) {
+    lmf_adamw_free(&r->opt);
+    lmf_model_free(r->m);
+    free(r->in), free(r->tg);
+}
+
+/* The loop trainer.c ran before the step existed, verbatim: the step must match it bit for bit. */
+static void test_step_matches_inline_loop(void **state) {
+    int B = 2, T = 8, K = 3;
+    rig a, b;
+    rig_init(&a, B, T, K, lmf_comm_self());
+    rig_init(&b, B, T, K, lmf_comm_self());
+    stream sa = {B, T, 0, 0, 0}, sb = {B, T, 0, 0, 0};
+    lmf_batch_source src = {stream_next, &sa};
+    for (int step = 0; step < 4; step++) {
+        lmf_step_result r;
+        float lr = lmf_lr_at(step, HP.lr, HP.min_lr, HP.warmup_steps, HP.max_steps);
+        assert_int_equal(lmf_train_step(&a.ctx, &src, lr, &r), LMF_OK);
+
+        lmf_model_zero_grad(b.m);
+        double loss = 0.0;
+        for (int k = 0; k < K; k++) {
+            stream_next(&sb, b.in, b.tg);
+            loss += lmf_model_forward(b.m, b.in, b.tg, B, T);
+            lmf_model_backward(b.m, 1.0f / K);
+        }
+        loss /= K;
+        float gnorm = lmf_grad_norm(b.m);
+        float lr_b = lmf_adamw_step(&b.opt, b.m, &HP, step, gnorm);
+        assert_true(lr == lr_b);
+        assert_memory_equal(&r.loss, &loss, sizeof loss);
+        assert_memory_equal(&r.grad_norm, &gnorm, sizeof gnorm);
+        assert_memory_equal(a.m->params, b.m->params, a.m->num_params * sizeof(float));
+        assert_memory_equal(a.opt.m, b.opt.m, a.m->num_params * sizeof(float));
+        assert_memory_equal(a.opt.v, b.opt.v, a.m->num_params * sizeof(float));
+    }
+    assert_int_equal(a.opt.t, 4);
+    rig_free(&a), rig_free(&b);
+}
+
+/* k micro-batches of B sequences accumulate to the gradients of one batch of k*B (mean loss, mean gradient). */
+static void test_accumulation_equals_big_batch(void **state) {
+    int B = 2, T = 8, K = 3;
+    rig small, big;
+    rig_init(&small, B, T, K, lmf_comm_self());
+    rig_init(&big, B * K, T, 1, lmf_comm_self());
+    stream ss = {B, T, 0, 0, 0}, sb = {B * K, T, 0, 0, 0}; /* the same tokens, cut differently */
+    lmf_batch_source src_s = {stream_next, &ss}, src_b = {stream_next, &sb};
+    lmf_step_result rs, rb;
+    /* lr 0: compare the gradients the step leaves behind, not Adam's sign-like first update */
+    assert_int_equal(lmf_train_step(&small.ctx, &src_s, 0.0f, &rs), LMF_OK);
+    assert_int_equal(lmf_train_step(&big.ctx, &src_b, 0.0f, &rb), LMF_OK);
+    if (fabs(rs.loss - rb.loss) > 1e-5 * fabs(rb.loss)) fail_msg("loss %.8f accumulated vs %.8f", rs.loss, rb.loss);
+    if (fabsf(rs.grad_norm - rb.grad_norm) > 1e-4f * rb.grad_norm)
+        fail_msg("grad norm %.8f accumulated vs %.8f", rs.grad_norm, rb.grad_norm);
+    double e = rel_err(small.m->grads, big.m->grads, (long)small.m->num_params);
+    if (e > 1e-4) fail_msg("gradients differ by %.3g of their scale", e);
+    rig_free(&small), rig_free(&big);
+}
+
+/* A fake communicator of two ranks that happen to hold identical gradients: the all-reduce sums (doubles) them
+ * and the step divides by the size, so the update equals the single-process one exactly (x2 then /2 is exact). */
+typedef struct {
+    int f32_calls, f64_calls;
+    size_t f32_n;
+} twin_state;
+
+static lmf_status twin_f32(lmf_comm *c, float *buf, size_t n) {
+    twin_state *s = c->state;
+    s->f32_calls++, s->f32_n = n;
+    for (size_t i = 0; i < n; i++) buf[i] += buf[i];
+    return LMF_OK;
+}
+static lmf_status twin_f64(lmf_comm *c, double *buf, size_t n) {
+    ((twin_state *)c->state)->f64_calls++;
+    for (size_t i = 0; i < n; i++) buf[i] += buf[i];
+    return LMF_OK;
+}
+static lmf_status twin_bcast(lmf_comm *c, void *buf, size_t bytes, int root) { return LMF_OK; }
+static lmf_status twin_barrier(lmf_comm *c) { return LMF_OK; }
+static void twin_close(lmf_comm *c) {}
+
+static void test_allreduce_is_the_data_parallel_hook(void **state) {
+    static const lmf_comm_ops ops = {"twin", twin_f32, twin_f64, twin_bcast, twin_barrier, twin_close};
+    twin_state ts = {0};
+    lmf_comm twin = {.ops = &ops, .rank = 0, .size = 2, .state = &ts};
+    int B = 2, T = 8, K = 2;
+    rig one, two;
+    rig_init(&one, B, T, K, lmf_comm_self());
+    rig_init(&two, B, T, K, &twin);
+    stream s1 = {B, T, 0, 0, 0}, s2 = {B, T, 0, 0, 0};
+    lmf_batch_source src1 = {stream_next, &s1}, src2 = {stream_next, &s2};
+    for (int step = 0; step < 3; step++) {
+        lmf_step_result r1, r2;
+        assert_int_equal(lmf_train_step(&one.ctx, &src1, 1e-2f, &r1), LMF_OK);
+        assert_int_equal(lmf_train_step(&two.ctx, &src2, 1e-2f, &r2), LMF_OK);
+        assert_true(r1.loss == r2.loss);
+        assert_true(r1.grad_norm == r2.grad_norm);
+        assert_memory_equal(one.m->params, two.m->params, one.m->num_params * sizeof(float));
+    }
+    assert_int_equal(ts.f32_calls, 3);
+    assert_int_equal(ts.f64_calls, 3);
+    assert_int_equal(ts.f32_n, two.m->num_params);
+    rig_free(&one), rig_free(&two);
+}
+
+static void test_batch_source_error(void **state) {
+    rig r;
+    rig_init(&r, 2, 8, 3, lmf_comm_self());
+    stream s = {2, 8, 0, 2, 0}; /* the second micro-batch fails */
+    lmf_batch_source src = {stream_next, &s};
+    lmf_step_result res;
+    assert_int_equal(lmf_train_step(&r.ctx, &src, 1e-2f, &res), LMF_ERR_IO);
+    assert_non_null(strstr(lmf_last_error(), "fake read error"));
+    assert_int_equal(r.opt.t, 0); /* no update was applied */
+    rig_free(&r);
+}
+
+static void test_comm_self(void **state) {
+    lmf_comm *c = lmf_comm_self();
+    assert_int_equal(lmf_comm_rank(c), 0);
+    assert_int_equal(lmf_comm_size(c), 1);
+    assert_string_equal(c->ops->name, "self");
+    float f[5] = {1, -2, 3.5f, 0, 1e30f}, f0[5];
+    double d[2] = {0.1, -7}, d0[2];
+    memcpy(f0, f, sizeof f), memcpy(d0, d, sizeof d);
+    assert_int_equal(lmf_comm_allreduce_sum(c, f, 5), LMF_OK);
+    assert_int_equal(lmf_comm_allreduce_sum_f64(c, d, 2), LMF_OK);
+    assert_memory_equal(f, f0, sizeof f);
+    assert_memory_equal(d, d0, sizeof d);
+    char msg[8] = "abc";
+    assert_int_equal(lmf_comm_broadcast(c, msg, sizeof msg, 0), LMF_OK);
+    assert_string_equal(msg, "abc");
+    assert_int_equal(lmf_comm_broadcast(c, msg, sizeof msg, 1), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "rank 1"));
+    assert_int_equal(lmf_comm_barrier(c), LMF_OK);
+    lmf_comm_close(c); /* the static handle: closing is harmless */
+    assert_int_equal(lmf_comm_size(lmf_comm_self()), 1);
+
+    lmf_comm *o;
+    assert_int_equal(lmf_comm_open("self", &o), LMF_OK);
+    assert_int_equal(lmf_comm_size(o), 1);
+    assert_int_equal(lmf_comm_allreduce_sum(o, f, 5), LMF_OK);
+    assert_memory_equal(f, f0, sizeof f);
+    lmf_comm_close(o);
+    lmf_comm_close(NULL);
+    assert_int_equal(lmf_comm_open("carrier-pigeon", &o), LMF_ERR_ARG);
+    assert_null(o);
+    assert_non_null(strstr(lmf_last_error(), "carrier-pigeon"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_comm_self),
+        cmocka_unit_test(test_step_matches_inline_loop),
+        cmocka_unit_test(test_accumulation_equals_big_batch),
+        cmocka_unit_test(test_allreduce_is_the_data_parallel_hook),
+        cmocka_unit_test(test_batch_source_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
