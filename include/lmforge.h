@@ -239,7 +239,8 @@ const char *lmf_weights_family(const lmf_weights *w);     /* "llama", "gpt2", "o
 const lmf_tokenizer *lmf_weights_tokenizer(const lmf_weights *w); /* NULL when the model carries none */
 
 typedef struct lmf_session lmf_session;
-/* A sequence of up to n_ctx tokens (capped at the model's max_seq_len); the KV cache is allocated up front. */
+/* A sequence of up to n_ctx tokens (capped at the model's max_seq_len), with a KV pool of its own allocated up front
+ * (lmf_kv_pool below). */
 lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out);
 void lmf_session_free(lmf_session *s);
 /* Appends n tokens at the current position and runs them through the model (one batched prefill when n > 1).
@@ -250,6 +251,27 @@ int lmf_session_pos(const lmf_session *s);
 int lmf_session_n_ctx(const lmf_session *s); /* the context length (after capping) */
 /* Forgets every token from position pos on (0 clears the session): a chat reuses its common prefix. */
 void lmf_session_rewind(lmf_session *s, int pos);
+
+/* Serving many sequences: a KV pool owns the cache memory of the sessions made in it, as fixed-size blocks of
+ * block_size positions (paged: a session takes blocks as it grows and gives them back on rewind and free), and the
+ * scratch of one step, so a pooled session costs only its block table. Room for n_positions positions in all;
+ * max_ctx caps one session's context (0: the model's max_seq_len); block_size 0 picks 256. A pool and its sessions
+ * belong to one thread at a time. The weights must outlive the pool, the pool its sessions. */
+typedef struct lmf_kv_pool lmf_kv_pool;
+lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_size, int max_ctx, lmf_kv_pool **out);
+void lmf_kv_pool_free(lmf_kv_pool *p);
+int lmf_kv_pool_blocks(const lmf_kv_pool *p);      /* blocks in all */
+int lmf_kv_pool_blocks_free(const lmf_kv_pool *p); /* blocks no session holds */
+int lmf_kv_pool_block_size(const lmf_kv_pool *p);
+/* A session whose cache lives in pool (n_ctx capped at the pool's max_ctx); nothing is reserved until it evaluates. */
+lmf_status lmf_session_create_pooled(lmf_kv_pool *pool, int n_ctx, lmf_session **out);
+/* One step for count sessions of one pool: session i appends the n[i] tokens at tokens[i] (at most 512 tokens in
+ * all). Each weight matrix is read once for all of them, whatever their positions, and every session gets the same
+ * logits as evaluating its tokens alone would (up to float rounding across steps). The last token's logits of
+ * session i go to logits + i x V when logits is not NULL, and to the session's own buffer as lmf_session_eval leaves
+ * them. Fails before changing anything when a session's context or the pool's blocks would overflow (LMF_ERR_ARG). */
+lmf_status lmf_session_eval_batch(lmf_session *const *s, const int32_t *const *tokens, const int *n, int count,
+                                  float *logits);
 
 /* Sampling the next token from logits (modified in place). temperature 0 is greedy (argmax, ties to the lowest
  * id) and ignores the rest. Otherwise, in llama.cpp's order: repetition penalty over the last repeat_last_n tokens

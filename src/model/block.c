@@ -225,24 +225,21 @@ void lmf_block_prefetch_share(const lmf_wtensor *W, int unit, int tid, int nth) 
 
 /* ---- attention ------------------------------------------------------------------------------------------------ */
 
-/* One query over nk cached positions of one head: scores into S, then out = V_h^T softmax(S). */
-static void attend(const lmf_kv_view *kv, int hs, const float *kh, const float *vh, const float *qh, float *oh,
-                   int nk, float *S) {
-    lmf_vec()->rows_by_matrix(S, nk, qh, hs, 1, kh, kv->n_ctx, hs, nk);
-    lmf_vec()->softmax(S, nk, 1.0f / sqrtf((float)hs));
-    lmf_qmatvec(LMF_GGML_F32, nk, hs, vh, (size_t)kv->n_ctx * sizeof(float), 1, S, 0, oh, hs);
+/* Position p's slot of layer `layer` in a sequence's cache: the address of dimension 0; dimension d is d * bs on. */
+static float *kv_slot(const lmf_kv_view *kv, float *base, int layers_kv, int layer_kv, int p) {
+    return base + ((size_t)kv->blocks[p / kv->bs] * layers_kv + layer_kv) * kv->bs + p % kv->bs;
 }
 
-/* Causal attention of N new queries (positions p0..p0+N-1) over the layer's cache [0, p0+N), the prefill path:
- * q rows (N, ld S) in, out (N,C). Query head h reads KV head h / (NH / NKV). Per head and block of up to 64 queries:
- * scores = Q K_h^T by SGEMM on the transposed K cache (an untransposed operand), causal softmax, out = P V_h by
- * SGEMM on the transposed V cache. */
-static void attention_cached(const lmf_block_ctx *ctx, int layer, float *out, const float *q, int N) {
+/* Causal attention of the n new queries of one sequence (positions p0..p0+n-1) over its cache [0, p0+n), the
+ * prefill path: q rows (n, ld S) in, out (n, C). Query head h reads KV head h / (NH / NKV). Per head and block of
+ * up to 64 queries: scores = Q K_h^T by SGEMM on each cache block's transposed K (an untransposed operand), causal
+ * softmax, out = P V_h by SGEMM on the transposed V, accumulated over the cache blocks. */
+static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, int layer, float *out,
+                             const float *q) {
     const lmf_model_config *c = ctx->cfg;
-    const lmf_kv_view *kv = &ctx->kv;
+    const lmf_kv_view *kv = &sq->kv;
     int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
-    int S = qkv_width(c), p0 = ctx->p0, n_ctx = kv->n_ctx;
-    const float *kt = kv->k + (size_t)layer * n_ctx * KV, *vt = kv->v + (size_t)layer * n_ctx * KV;
+    int S = qkv_width(c), p0 = sq->p0, N = sq->n, bs = kv->bs, LKV = c->n_layer * KV;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *V = lmf_vec();
     int nblk = (N + QBLK - 1) / QBLK;
@@ -250,36 +247,40 @@ static void attention_cached(const lmf_block_ctx *ctx, int layer, float *out, co
     for (int h = 0; h < NH; h++) {
         for (int b = 0; b < nblk; b++) {
             int i0 = b * QBLK, nq = N - i0 < QBLK ? N - i0 : QBLK, nk = p0 + i0 + nq;
-            float *Sc = ctx->scores + (size_t)omp_get_thread_num() * QBLK * n_ctx;
-            const float *kh = kt + (size_t)(h / group) * hs * n_ctx, *vh = vt + (size_t)(h / group) * hs * n_ctx;
+            float *Sc = ctx->scores + (size_t)omp_get_thread_num() * ctx->scores_stride;
             const float *qh = q + (size_t)i0 * S + (size_t)h * hs;
             float *oh = out + (size_t)i0 * C + (size_t)h * hs;
-            if (nq == 1) {
-                attend(kv, hs, kh, vh, qh, oh, nk, Sc);
-                continue;
+            int dim0 = layer * KV + (h / group) * hs; /* the head's first K / V row in a block */
+            for (int p = 0; p < nk; p += bs) {
+                int m = nk - p < bs ? nk - p : bs;
+                lmf_sgemm(0, 0, nq, m, hs, qh, S, kv_slot(kv, kv->k, LKV, dim0, p), bs, 0.0f, Sc + p, nk);
             }
-            lmf_sgemm(0, 0, nq, nk, hs, qh, S, kh, n_ctx, 0.0f, Sc, nk);
             for (int r = 0; r < nq; r++) {
                 float *row = Sc + (size_t)r * nk;
                 int valid = p0 + i0 + r + 1;
                 V->softmax(row, valid, scale);
                 memset(row + valid, 0, (size_t)(nk - valid) * sizeof(float));
             }
-            lmf_sgemm(0, 1, nq, hs, nk, Sc, nk, vh, n_ctx, 0.0f, oh, C);
+            for (int p = 0; p < nk; p += bs) {
+                int m = nk - p < bs ? nk - p : bs;
+                lmf_sgemm(0, 1, nq, hs, m, Sc + p, nk, kv_slot(kv, kv->v, LKV, dim0, p), bs, p ? 1.0f : 0.0f, oh, C);
+            }
         }
     }
 }
 
-/* Writes the K and V parts of N qkv rows (positions p0..) into the layer's transposed caches. */
-static void cache_write(const lmf_kv_view *kv, const lmf_model_config *c, int layer, const float *qkv, int N,
-                        int p0) {
-    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), S = qkv_width(c);
-    float *kt = kv->k + (size_t)layer * kv->n_ctx * KV + p0, *vt = kv->v + (size_t)layer * kv->n_ctx * KV + p0;
-    for (int i = 0; i < N; i++)
+/* Writes the K and V parts of one sequence's n qkv rows (positions p0..) into its cache. */
+static void cache_write(const lmf_block_seq *sq, const lmf_model_config *c, int layer, const float *qkv) {
+    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), S = qkv_width(c), LKV = c->n_layer * KV;
+    const lmf_kv_view *kv = &sq->kv;
+    for (int i = 0; i < sq->n; i++) {
+        float *kt = kv_slot(kv, kv->k, LKV, layer * KV, sq->p0 + i);
+        float *vt = kv_slot(kv, kv->v, LKV, layer * KV, sq->p0 + i);
         for (int d = 0; d < KV; d++) {
-            kt[(size_t)d * kv->n_ctx + i] = qkv[(size_t)i * S + C + d];
-            vt[(size_t)d * kv->n_ctx + i] = qkv[(size_t)i * S + C + KV + d];
+            kt[(size_t)d * kv->bs] = qkv[(size_t)i * S + C + d];
+            vt[(size_t)d * kv->bs] = qkv[(size_t)i * S + C + KV + d];
         }
+    }
 }
 
 /* ---- training and prefill ------------------------------------------------------------------------------------- */
@@ -294,11 +295,16 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lmf_block_norm_par(c, r->ln1, r->ln1_mean, r->ln1_rstd, x, L->attn_norm_w, L->attn_norm_b, N);
     lin qkv[3] = {{&L->wq, L->bq, r->qkv, S}, {&L->wk, L->bk, r->qkv + C, S}, {&L->wv, L->bv, r->qkv + C + KV, S}};
     lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats);
-    lmf_block_rope(c, ctx->rope, r->qkv, S, N, ctx->T, ctx->p0, NH + c->n_kv_head, 1.0f);
-    if (ctx->kv.k) {
-        cache_write(&ctx->kv, c, layer, r->qkv, N, ctx->p0);
-        attention_cached(ctx, layer, r->atty, r->qkv, N);
+    if (ctx->seqs) {
+        for (int j = 0, row = 0; j < ctx->n_seqs; row += ctx->seqs[j++].n) {
+            const lmf_block_seq *sq = &ctx->seqs[j];
+            float *q = r->qkv + (size_t)row * S;
+            lmf_block_rope(c, ctx->rope, q, S, sq->n, sq->n, sq->p0, NH + c->n_kv_head, 1.0f);
+            cache_write(sq, c, layer, q);
+            attention_cached(ctx, sq, layer, r->atty + (size_t)row * C, q);
+        }
     } else {
+        lmf_block_rope(c, ctx->rope, r->qkv, S, N, ctx->T, 0, NH + c->n_kv_head, 1.0f);
         lmf_attention_forward(r->atty, r->att, r->qkv, ctx->B, ctx->T, NH, c->n_kv_head, hs);
     }
     float *o = r->res2 == x ? r->proj : r->res2;
@@ -354,7 +360,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     lmf_matmul_backward(g->dbuf, GRAD(G->wo), (float *)G->bo, g->dres, r->atty, F32(L->wo), N, C, C);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, g->datt, g->dbuf, r->qkv, r->att, ctx->B, ctx->T, NH, c->n_kv_head, hs);
-    lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, ctx->p0, NH + c->n_kv_head, -1.0f);
+    lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, NH + c->n_kv_head, -1.0f);
     memset(g->dbuf, 0, NC * sizeof(float));
     lmf_matmul_backward(g->dbuf, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C, S);
     norm_backward(c, g->dres, (float *)G->attn_norm_w, (float *)G->attn_norm_b, g->dbuf, x, L->attn_norm_w,
@@ -371,17 +377,16 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
  * log-sum-exp per head go to part, and attend_merge weighs the threads' stretches together. Splitting by heads
  * (each head's K rows of 64 floats through a dot product) left SmolLM2's 3 KV heads unevenly on 2 threads, read
  * each 3 times and cost a horizontal sum per position and head. qs: C floats. */
-static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int p0, int tid, int nth, float *S,
-                         float *qs) {
+static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int tid, int nth, float *S, float *qs) {
     const lmf_model_config *c = d->cfg;
     int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
-    int n_ctx = d->kv.n_ctx, W = qkv_width(c);
-    const float *kt = d->kv.k + (size_t)layer * n_ctx * KV, *vt = d->kv.v + (size_t)layer * n_ctx * KV;
+    int W = qkv_width(c), LKV = c->n_layer * KV;
     const lmf_vec_ops *V = lmf_vec();
-    float scale = 1.0f / sqrtf((float)hs);
+    float scale = 1.0f / sqrtf((float)hs), *pv = d->pv + (size_t)tid * 4 * hs;
     for (int i = 0; i < N; i++) {
-        int nk = p0 + i + 1, chunk = ((nk + nth - 1) / nth + 15) & ~15; /* whole 64-byte lines of V rows */
-        int a = tid * chunk, n = nk - a < chunk ? nk - a : chunk;      /* thread 0's stretch is never empty */
+        const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
+        int nk = d->row_pos[i] + 1, chunk = ((nk + nth - 1) / nth + 15) & ~15; /* whole 64-byte lines of V rows */
+        int a = tid * chunk, n = nk - a < chunk ? nk - a : chunk;               /* thread 0's stretch is never empty */
         float *po = d->part + ((size_t)tid * QMV_MAX + i) * (C + NH), *pl = po + C;
         if (n <= 0) {
             for (int h = 0; h < NH; h++) pl[h] = -INFINITY;
@@ -389,16 +394,27 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int p0
         }
         for (int g = 0; g < c->n_kv_head; g++)
             for (int h0 = 0; h0 < group; h0 += 4) { /* rows_by_matrix takes up to four query heads */
-                int nq = group - h0 < 4 ? group - h0 : 4, h = g * group + h0;
+                int nq = group - h0 < 4 ? group - h0 : 4, h = g * group + h0, dim0 = layer * KV + g * hs;
                 const float *q = d->qkv + (size_t)i * W + (size_t)h * hs;
                 for (int j = 0; j < nq * hs; j++) qs[j] = q[j] * scale;
-                V->rows_by_matrix(S, n, qs, hs, nq, kt + (size_t)g * hs * n_ctx + a, n_ctx, hs, n);
+                for (int p = a; p < a + n;) { /* the stretch's pieces, one cache block each */
+                    int m = kv->bs - p % kv->bs < a + n - p ? kv->bs - p % kv->bs : a + n - p;
+                    V->rows_by_matrix(S + (p - a), n, qs, hs, nq, kv_slot(kv, kv->k, LKV, dim0, p), kv->bs, hs, m);
+                    p += m;
+                }
                 for (int j = 0; j < nq; j++) {
                     pl[h + j] = V->logsumexp(S + (size_t)j * n, n);
                     V->exp_shift_scale(S + (size_t)j * n, n, pl[h + j], 1.0f);
                 }
-                lmf_qmatvec(LMF_GGML_F32, n, hs, vt + (size_t)g * hs * n_ctx + a, (size_t)n_ctx * sizeof(float), nq,
-                            S, (size_t)n * sizeof(float), po + (size_t)h * hs, hs);
+                for (int p = a; p < a + n;) {
+                    int m = kv->bs - p % kv->bs < a + n - p ? kv->bs - p % kv->bs : a + n - p;
+                    float *o = p == a ? po + (size_t)h * hs : pv; /* later pieces add to the first */
+                    lmf_qmatvec(LMF_GGML_F32, m, hs, kv_slot(kv, kv->v, LKV, dim0, p), (size_t)kv->bs * sizeof(float),
+                                nq, S + (p - a), (size_t)n * sizeof(float), o, hs);
+                    if (p != a)
+                        for (int j = 0; j < nq * hs; j++) po[(size_t)h * hs + j] += pv[j];
+                    p += m;
+                }
             }
     }
 }
@@ -452,16 +468,20 @@ static int qk_unit(const lmf_model_config *c) {
  * a partner is descheduled). The small serial steps are either done by every thread for itself (norm + conversion
  * of an input row, into its own buffers: cheaper than a barrier) or by the thread that owns the rows (biases, RoPE,
  * the KV cache writes, residual adds and the FFN activation follow the row split of the matrix that made them). */
+void lmf_block_decode_rows(lmf_block_decode_ctx *d) {
+    for (int j = 0, row = 0; j < d->n_seqs; j++)
+        for (int i = 0; i < d->seqs[j].n; i++, row++) d->row_seq[row] = j, d->row_pos[row] = d->seqs[j].p0 + i;
+}
+
 void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, const lmf_layer_weights *next,
-                      const lmf_wtensor *head, int layer, int N, int p0, int tid, int nth) {
+                      const lmf_wtensor *head, int layer, int N, int tid, int nth) {
     const lmf_model_config *c = d->cfg;
     int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, F = c->ffn_dim, S = qkv_width(c);
     int FF = ffn_width(c), swiglu = c->act == LMF_ACT_SWIGLU, rope = c->pos != LMF_POS_LEARNED, unit = qk_unit(c);
-    int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, n_ctx = d->kv.n_ctx, rlo, rhi;
+    int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, LKV = c->n_layer * KV, rlo, rhi;
     float *xn = d->xnt + (size_t)tid * QMV_MAX * C, mean[QMV_MAX], rstd[QMV_MAX];
     char *qbuf = (char *)d->qin + (size_t)tid * 3 * QMV_MAX * d->qin_stride;
-    float *Sc = d->scores + (size_t)tid * QBLK * n_ctx;
-    float *kt = d->kv.k + (size_t)layer * n_ctx * KV, *vt = d->kv.v + (size_t)layer * n_ctx * KV;
+    float *Sc = d->scores + (size_t)tid * d->scores_stride;
     const char *qin[3];
     size_t qb[3];
 
@@ -474,14 +494,16 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
         linear_rows(&qkv[j], N, qin[j], qb[j], rlo, rhi);
         for (int i = 0; i < N && rhi > rlo; i++) {
             float *row = qkv[j].out + (size_t)i * S;
-            if (j < 2 && rope) lmf_rope_rotate(row, rlo, rhi, d->rope + (size_t)(p0 + i) * hs, hs, interleaved, 1.0f);
-            float *cache = j == 1 ? kt : j == 2 ? vt : NULL;
-            for (int e = rlo; cache && e < rhi; e++) cache[(size_t)e * n_ctx + p0 + i] = row[e];
+            const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
+            if (j < 2 && rope) lmf_rope_rotate(row, rlo, rhi, d->rope + (size_t)d->row_pos[i] * hs, hs, interleaved, 1.0f);
+            float *cache = j == 1 ? kv_slot(kv, kv->k, LKV, layer * KV, d->row_pos[i])
+                         : j == 2 ? kv_slot(kv, kv->v, LKV, layer * KV, d->row_pos[i]) : NULL;
+            for (int e = rlo; cache && e < rhi; e++) cache[(size_t)e * kv->bs] = row[e];
         }
     }
     lmf_block_prefetch_share(&L->wo, 16, tid, nth);
     lmf_barrier_wait(d->bar, nth);
-    attend_share(d, layer, N, p0, tid, nth, Sc, xn);
+    attend_share(d, layer, N, tid, nth, Sc, xn);
     lmf_barrier_wait(d->bar, nth);
     attend_merge(d, N, nth, xn); /* every thread merges for itself: cheaper than another barrier */
     residual_rows(d, &L->wo, L->bo, xn, C, N, qbuf, tid, nth);
@@ -509,17 +531,18 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
     lmf_barrier_wait(d->bar, nth);
 }
 
-void lmf_block_decode_head(const lmf_block_decode_ctx *d, const lmf_weights *w, int N, int lo, float *logits, int tid,
-                           int nth) {
+void lmf_block_decode_head(const lmf_block_decode_ctx *d, const lmf_weights *w, const int *rows, int nr,
+                           float *logits, int tid, int nth) {
     const lmf_model_config *c = d->cfg;
     int C = c->n_embd, rlo, rhi;
-    float *xn = d->xnt + (size_t)tid * QMV_MAX * C, mean[QMV_MAX], rstd[QMV_MAX];
+    float *xn = d->xnt + (size_t)tid * QMV_MAX * C, mean, rstd;
     char *qbuf = (char *)d->qin + (size_t)tid * 3 * QMV_MAX * d->qin_stride;
     const char *qin[3];
     size_t qb[3];
     lin head = {&w->lm_head, NULL, logits, c->vocab_size};
-    lmf_block_norm(c, xn, mean, rstd, d->x + (size_t)lo * C, w->out_norm_w, w->out_norm_b, N - lo);
-    convert_inputs(xn, C, N - lo, &head, 1, qbuf, d->qin_stride, qin, qb);
+    for (int r = 0; r < nr; r++)
+        lmf_block_norm(c, xn + (size_t)r * C, &mean, &rstd, d->x + (size_t)rows[r] * C, w->out_norm_w, w->out_norm_b, 1);
+    convert_inputs(xn, C, nr, &head, 1, qbuf, d->qin_stride, qin, qb);
     row_share(c->vocab_size, 16, tid, nth, &rlo, &rhi);
-    linear_rows(&head, N - lo, qin[0], qb[0], rlo, rhi);
+    linear_rows(&head, nr, qin[0], qb[0], rlo, rhi);
 }

@@ -65,11 +65,21 @@ void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int
  * F32 weights, biases and outputs are adjacent (a fused qkv or gate|up matrix cut into views) run as one product. */
 void lmf_block_linear(const lmf_lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats);
 
-/* The KV cache of one sequence as prefill and decode see it: per layer K and V transposed, (KV, n_ctx) each. */
+/* The KV cache of one sequence as prefill and decode see it: fixed-size blocks of a pool (paged), listed in the
+ * sequence's block table. A block holds bs positions of every layer, transposed: (L, KV, bs) floats of K and the
+ * same of V; so position p of layer l, dimension d is at block blocks[p / bs], ((l * KV + d) * bs + p % bs). */
 typedef struct {
-    float *k, *v; /* (L, KV, n_ctx) */
-    int n_ctx;
+    float *k, *v;       /* the pool's blocks */
+    const int *blocks;  /* the sequence's block table */
+    int bs;             /* positions per block */
 } lmf_kv_view;
+
+/* The rows of a step that belong to one sequence: n rows at positions p0.. with that sequence's cache. A step's
+ * rows are its sequences' rows one sequence after the other. */
+typedef struct {
+    lmf_kv_view kv;
+    int p0, n;
+} lmf_block_seq;
 
 /* Where lmf_block_forward puts one layer's rows. Training points each at that layer's kept slice; prefill at
  * scratch. res2 and res3 may be the layer input itself (added in place; proj then holds the product). */
@@ -91,14 +101,17 @@ typedef struct {
     const float *rope;   /* lmf_rope_table_make rows (RoPE models) */
     float *dq;           /* dequantization slab for non-F32 weights: dq_floats */
     size_t dq_floats;
-    int B, T, p0;        /* rows are B sequences of T positions starting at p0 */
-    /* prefill: the cache, and per-thread score slabs of QBLK x n_ctx; NULL kv.k = training attention */
-    lmf_kv_view kv;
+    int B, T;            /* training: rows are B sequences of T positions from 0 (B x T = N) */
+    /* prefill: the sequences the N = B x T rows belong to (NULL: training attention over the batch's own keys),
+     * and per-thread score slabs of QBLK x the longest context */
+    const lmf_block_seq *seqs;
+    int n_seqs;
     float *scores;
+    size_t scores_stride;
     int nthreads;
 } lmf_block_ctx;
 
-/* One layer forward over ctx->B x ctx->T rows from x (N, C). */
+/* One layer forward over the N = ctx->B x ctx->T rows of x (N, C). */
 void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
                        lmf_block_rows *r);
 
@@ -115,7 +128,9 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
 typedef struct {
     const lmf_model_config *cfg;
     const float *rope;
-    lmf_kv_view kv;
+    const lmf_block_seq *seqs; /* the sequences of the step's rows (as lmf_block_ctx) */
+    int n_seqs;
+    int row_seq[LMF_BLOCK_QMV_MAX], row_pos[LMF_BLOCK_QMV_MAX]; /* each row's sequence and position */
     float *x;            /* (N,C) the residual stream, shared */
     float *proj;         /* (N,C) products feeding the residual, shared */
     float *qkv;          /* (N,S) shared */
@@ -124,18 +139,24 @@ typedef struct {
     void *qin;           /* converted input rows, per thread: 3 x QMV_MAX x qin_stride bytes */
     size_t qin_stride;
     float *xnt;          /* per thread: QMV_MAX x C normalized rows */
-    float *scores;       /* per thread: QBLK x n_ctx */
+    float *scores;       /* per thread: QBLK x the longest context */
+    size_t scores_stride;
+    float *pv;           /* per thread: 4 x hs floats (a stretch's P.V over one block) */
     lmf_barrier *bar;
 } lmf_block_decode_ctx;
 
-/* Layer `layer` for N <= QMV_MAX rows at positions p0..: thread tid of nth makes its rows of every product. The
- * start of the next layer's first weights (or, after the last layer, of head when not NULL) is prefetched before
- * the barrier the layer ends with. */
+/* Fills row_seq / row_pos from seqs (N rows in all). */
+void lmf_block_decode_rows(lmf_block_decode_ctx *d);
+
+/* Layer `layer` for N <= QMV_MAX rows (each at its own sequence and position): thread tid of nth makes its rows of
+ * every product. The start of the next layer's first weights (or, after the last layer, of head when not NULL) is
+ * prefetched before the barrier the layer ends with. */
 void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, const lmf_layer_weights *next,
-                      const lmf_wtensor *head, int layer, int N, int p0, int tid, int nth);
-/* The output head for rows [lo, N) of the final residual stream: norm, then this thread's rows of the logits. */
-void lmf_block_decode_head(const lmf_block_decode_ctx *d, const lmf_weights *w, int N, int lo, float *logits, int tid,
-                           int nth);
+                      const lmf_wtensor *head, int layer, int N, int tid, int nth);
+/* The output head for the nr rows listed in rows of the final residual stream: norm, then this thread's rows of the
+ * logits (out row r = rows[r], V floats apart). */
+void lmf_block_decode_head(const lmf_block_decode_ctx *d, const lmf_weights *w, const int *rows, int nr,
+                           float *logits, int tid, int nth);
 /* Prefetches the start of this thread's share of W (the layout the decode kernels read). */
 void lmf_block_prefetch_share(const lmf_wtensor *W, int unit, int tid, int nth);
 

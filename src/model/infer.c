@@ -1,13 +1,19 @@
-/* infer.c — the inference executor: a session is one sequence with its KV cache over an lmf_weights.
+/* infer.c — the inference executor: KV pools, sessions (one sequence each) and the step that runs several of them.
  *
- * Tokens go through the model in micro-batches of up to NB positions: more than QMV_MAX of them take the prefill
- * path (lmf_block_forward over scratch rows, writing the cache), fewer the decode step (lmf_block_decode for every
- * layer inside one parallel region). The block itself, both linear paths and the three attentions are in block.c.
- * Attention keeps K and V in fp32 caches, both transposed: (L, KV, n_ctx).
+ * A pool (lmf_kv_pool) owns the memory of the sequences it serves: KV blocks of bs positions (every layer's K and V,
+ * transposed: block code in block.h), handed out to sessions as they grow and taken back on rewind / free, and the
+ * scratch of one step (rows, dequantization slab, attention scores), so a session itself is only its block table,
+ * its position and its logits. lmf_session_create makes a session with a pool of its own.
  *
- * Memory: the KV cache (2 L n_ctx KV floats) plus scratch of about NB (5C + 2KV + 3F) floats, DQ_BYTES, and per thread
- * 64 x n_ctx attention scores; the weights stay where the loader put them (usually the file mapping), except
- * the quantized matrices' R16 copy, which replaces the mapping's pages (lmf_weights_prepare_decode). */
+ * A step takes up to NB rows from one or more sessions of a pool (lmf_session_eval_batch; lmf_session_eval is a step
+ * of one): more than QMV_MAX rows take the prefill path (lmf_block_forward over scratch rows, writing the caches),
+ * fewer the decode step (lmf_block_decode for every layer inside one parallel region). Either way each weight matrix
+ * is read once per step for all the rows, whichever sequence they belong to. The block itself, both linear paths
+ * and the attentions are in block.c.
+ *
+ * Memory: the pool's blocks (2 L bs KV floats each) plus scratch of about NB (5C + 2KV + 3F) floats, DQ_BYTES, and
+ * per thread 64 x max_ctx attention scores; the weights stay where the loader put them (usually the file mapping),
+ * the quantized matrices repacked to R16 at load time (lmf_weights_prepare_decode). */
 #include "core/alloc.h"
 #include "core/barrier.h"
 #include "core/status.h"
@@ -24,11 +30,15 @@
 #define QBLK LMF_BLOCK_QBLK
 #define DQ_BYTES (8u << 20)     /* largest fp32 slab of dequantized weights */
 
-struct lmf_session {
+#define KV_BLOCK 256             /* positions per pool block unless the caller asks otherwise */
+
+struct lmf_kv_pool {
     const lmf_weights *w;
-    int n_ctx, pos, nthreads;
-    float *kcache, *vcache;     /* both transposed: (L, KV, n_ctx), a row per K / V dimension over the positions */
-    float *rope;                /* (n_ctx, hs): per position hs/2 cosines then hs/2 sines */
+    int bs, n_blocks, max_ctx, nthreads;
+    float *k, *v;               /* n_blocks x (L, KV, bs) each */
+    int *free_ids, n_free;      /* a stack of free block ids */
+    /* the scratch of one step */
+    float *rope;                /* (max_ctx, hs): per position hs/2 cosines then hs/2 sines */
     float *x, *xn, *qkv, *att, *fch, *fcact; /* (NB, C|C|S|C|FF|F), S = C + 2 KV, FF = 2F (SwiGLU) or F */
     float *mean, *rstd;         /* (NB) norm statistics */
     void *qin;                  /* converted input rows, per thread: 3 x QMV_MAX x qin_stride */
@@ -37,115 +47,186 @@ struct lmf_session {
     size_t qin_stride;
     float *dq;                  /* dequantized weight slab: dq_floats */
     size_t dq_floats;
-    float *scores;              /* nthreads x QBLK x n_ctx */
+    float *scores;              /* nthreads x QBLK x max_ctx */
     float *part;                /* decode attention's per-thread stretches: nthreads x QMV_MAX x (C + NH) */
-    float *logits;              /* (logits_rows, V) */
-    int logits_rows;
-    void *mem;
-    size_t mem_bytes;
+    float *pv;                  /* nthreads x 4 x hs */
+    float *head_logits;         /* (NB, V): logits of the rows a step asks for, before they go to their sessions */
+    void *kv_mem, *mem;
+    size_t kv_bytes, mem_bytes;
 };
 
-/* Prefill: runs QMV_MAX < N <= NB tokens at positions s->pos.. through the model; logits for rows [lo, N) into
- * logits (rows V apart). The norms' outputs and the products added to the residual share s->xn. */
-static void forward(lmf_session *s, const int32_t *tok, int N, int lo, float *logits) {
-    const lmf_weights *w = s->w;
+struct lmf_session {
+    lmf_kv_pool *pool;
+    int own_pool;
+    int n_ctx, pos;
+    int *blocks, n_blocks;      /* block table: positions [i bs, (i + 1) bs) live in block blocks[i] */
+    float *logits;              /* (logits_rows, V) */
+    int logits_rows;
+};
+
+/* One step over the rows of n sequences (N = sum of seqs[j].n <= NB rows, tokens in that order): the logits of the
+ * nr rows listed in rows go to the pool's head_logits. */
+static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t *tok, int N, const int *rows,
+                 int nr) {
+    const lmf_weights *w = p->w;
     const lmf_model_config *c = &w->cfg;
     int C = c->n_embd;
-    lmf_block_ctx ctx = {c, s->rope, s->dq, s->dq_floats, 1, N, s->pos, {s->kcache, s->vcache, s->n_ctx}, s->scores,
-                         s->nthreads};
-    lmf_block_rows r = {s->xn, s->mean, s->rstd, s->qkv, NULL, s->att, s->x, s->xn, s->mean, s->rstd, s->fch,
-                        s->fcact, s->x, s->xn};
-    lmf_block_embed(w, s->x, tok, N, N, s->pos);
-    for (int l = 0; l < c->n_layer; l++) lmf_block_forward(&ctx, &w->layers[l], l, s->x, &r);
-    s->pos += N;
-    if (lo >= N) return;
-    lmf_block_norm_par(c, s->xn, s->mean, s->rstd, s->x + (size_t)lo * C, w->out_norm_w, w->out_norm_b, N - lo);
-    lmf_lin head = {&w->lm_head, NULL, logits, c->vocab_size};
-    lmf_block_linear(&head, 1, s->xn, C, N - lo, s->dq, s->dq_floats);
-}
-
-/* Decode: N <= QMV_MAX tokens, the whole step in one parallel region (lmf_block_decode: five barriers per layer).
- * A fork/join per product cost ~150 region starts and ends per token. */
-static void forward_decode(lmf_session *s, const int32_t *tok, int N, int lo, float *logits) {
-    const lmf_weights *w = s->w;
-    const lmf_model_config *c = &w->cfg;
-    lmf_block_decode_ctx d = {c,      s->rope,    {s->kcache, s->vcache, s->n_ctx}, s->x,      s->xn, s->qkv,
-                              s->fch, s->fcact,   s->part,   s->qin,   s->qin_stride, s->xnt, s->scores, &s->bar};
-    lmf_block_embed(w, s->x, tok, N, N, s->pos);
-    lmf_barrier_init(&s->bar);
-#pragma omp parallel num_threads(s->nthreads)
+    for (int j = 0, row = 0; j < n; row += seqs[j++].n)
+        lmf_block_embed(w, p->x + (size_t)row * C, tok + row, seqs[j].n, seqs[j].n, seqs[j].p0);
+    if (N > QMV_MAX) {
+        lmf_block_ctx ctx = {.cfg = c, .rope = p->rope, .dq = p->dq, .dq_floats = p->dq_floats, .B = 1, .T = N,
+                             .seqs = seqs, .n_seqs = n, .scores = p->scores,
+                             .scores_stride = (size_t)QBLK * p->max_ctx, .nthreads = p->nthreads};
+        /* the norms' outputs and the products added to the residual share p->xn */
+        lmf_block_rows r = {p->xn, p->mean, p->rstd, p->qkv, NULL, p->att, p->x, p->xn, p->mean, p->rstd, p->fch,
+                            p->fcact, p->x, p->xn};
+        for (int l = 0; l < c->n_layer; l++) lmf_block_forward(&ctx, &w->layers[l], l, p->x, &r);
+        if (!nr) return;
+        for (int i = 0; i < nr; i++)
+            lmf_block_norm(c, p->xn + (size_t)i * C, p->mean, p->rstd, p->x + (size_t)rows[i] * C, w->out_norm_w,
+                           w->out_norm_b, 1);
+        lmf_lin head = {&w->lm_head, NULL, p->head_logits, c->vocab_size};
+        lmf_block_linear(&head, 1, p->xn, C, nr, p->dq, p->dq_floats);
+        return;
+    }
+    /* decode: the whole step in one parallel region (lmf_block_decode: five barriers per layer); a fork/join per
+     * product cost ~150 region starts and ends per token */
+    lmf_block_decode_ctx d = {.cfg = c, .rope = p->rope, .seqs = seqs, .n_seqs = n, .x = p->x, .proj = p->xn,
+                              .qkv = p->qkv, .fch = p->fch, .fcact = p->fcact, .part = p->part, .qin = p->qin,
+                              .qin_stride = p->qin_stride, .xnt = p->xnt, .scores = p->scores,
+                              .scores_stride = (size_t)QBLK * p->max_ctx, .pv = p->pv, .bar = &p->bar};
+    lmf_block_decode_rows(&d);
+    lmf_barrier_init(&p->bar);
+#pragma omp parallel num_threads(p->nthreads)
     {
         int tid = omp_get_thread_num(), nth = omp_get_num_threads();
         for (int l = 0; l < c->n_layer; l++)
             lmf_block_decode(&d, &w->layers[l], l + 1 < c->n_layer ? &w->layers[l + 1] : NULL,
-                             lo < N ? &w->lm_head : NULL, l, N, s->pos, tid, nth);
-        if (lo < N) lmf_block_decode_head(&d, w, N, lo, logits, tid, nth);
+                             nr ? &w->lm_head : NULL, l, N, tid, nth);
+        if (nr) lmf_block_decode_head(&d, w, rows, nr, p->head_logits, tid, nth);
     }
-    s->pos += N;
 }
 
-/* ---- sessions ----------------------------------------------------------------------------------------------- */
+/* ---- pools -------------------------------------------------------------------------------------------------- */
 
-lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out) {
+lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_size, int max_ctx, lmf_kv_pool **out) {
     *out = NULL;
     const lmf_model_config *c = &w->cfg;
-    if (n_ctx <= 0) return lmf_fail(LMF_ERR_ARG, "context length %d must be positive", n_ctx);
-    if (n_ctx > c->max_seq_len) n_ctx = c->max_seq_len;
+    if (block_size <= 0) block_size = KV_BLOCK;
+    if (max_ctx <= 0 || max_ctx > c->max_seq_len) max_ctx = c->max_seq_len;
+    if (n_positions <= 0) return lmf_fail(LMF_ERR_ARG, "KV pool: %d positions must be positive", n_positions);
+    if (max_ctx > n_positions) max_ctx = n_positions;
     int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, L = c->n_layer;
-    /* the decode layout, made once per weights (a cache inside them: the model's values do not change) */
-    lmf_weights_prepare_decode((lmf_weights *)w);
-    lmf_session *s = lmf_xcalloc(1, sizeof *s);
-    s->w = w;
-    s->n_ctx = n_ctx;
-    s->nthreads = omp_get_max_threads();
-    /* the largest converted input row any weight asks for, and the largest matrix (the dequantization slab
-     * never needs to be bigger) */
+    lmf_kv_pool *p = lmf_xcalloc(1, sizeof *p);
+    p->w = w;
+    p->bs = block_size;
+    p->n_blocks = (n_positions + block_size - 1) / block_size;
+    p->max_ctx = max_ctx;
+    p->nthreads = omp_get_max_threads();
+    size_t block_floats = (size_t)L * KV * block_size;
+    p->kv_bytes = 2 * (size_t)p->n_blocks * block_floats * sizeof(float);
+    p->kv_mem = lmf_alloc_big(p->kv_bytes);
+    p->k = p->kv_mem, p->v = p->k + (size_t)p->n_blocks * block_floats;
+    p->free_ids = lmf_xmalloc((size_t)p->n_blocks * sizeof(int));
+    for (int i = 0; i < p->n_blocks; i++) p->free_ids[i] = p->n_blocks - 1 - i; /* block 0 handed out first */
+    p->n_free = p->n_blocks;
+
+    /* the largest converted input row any weight asks for, and the largest matrix (the dequantization slab never
+     * needs to be bigger) */
     size_t qb = 0;
-    s->dq_floats = 0;
     for (int l = -1; l < L; l++) {
-        const lmf_layer_weights *Lw = &w->layers[l < 0 ? 0 : l];
         const lmf_wtensor *ts[LMF_LAYER_MATRICES];
-        lmf_layer_matrices(Lw, ts);
+        lmf_layer_matrices(&w->layers[l < 0 ? 0 : l], ts);
         int n = LMF_LAYER_MATRICES;
         if (l < 0) ts[0] = &w->lm_head, n = 1;
         for (int t = 0; t < n; t++) {
             if (!ts[t]->rows) continue;
             if (lmf_qmatvec_supported(ts[t]->type) && lmf_qinput_bytes(ts[t]->type, ts[t]->cols) > qb)
                 qb = lmf_qinput_bytes(ts[t]->type, ts[t]->cols);
-            if ((size_t)ts[t]->rows * ts[t]->cols > s->dq_floats) s->dq_floats = (size_t)ts[t]->rows * ts[t]->cols;
+            if ((size_t)ts[t]->rows * ts[t]->cols > p->dq_floats) p->dq_floats = (size_t)ts[t]->rows * ts[t]->cols;
         }
     }
-    s->qin_stride = (qb + 63) & ~(size_t)63;
-    if (s->dq_floats > DQ_BYTES / sizeof(float)) s->dq_floats = DQ_BYTES / sizeof(float);
-    if (s->dq_floats < 16 * (size_t)(C > F ? C : F)) s->dq_floats = 16 * (size_t)(C > F ? C : F); /* one R16 group */
-    size_t kv = (size_t)L * n_ctx * KV, FF = c->act == LMF_ACT_SWIGLU ? 2 * (size_t)F : (size_t)F;
-    size_t floats[] = {kv, kv, (size_t)n_ctx * hs, (size_t)NB * C, (size_t)NB * C, (size_t)NB * (C + 2 * KV),
-                       (size_t)NB * C, (size_t)NB * FF, (size_t)NB * F, NB, NB,
-                       s->dq_floats, (size_t)s->nthreads * QBLK * n_ctx, (size_t)c->vocab_size,
-                       ((size_t)s->nthreads * 3 * QMV_MAX * s->qin_stride + 3) / 4,
-                       (size_t)s->nthreads * QMV_MAX * (size_t)C,
-                       (size_t)s->nthreads * QMV_MAX * (size_t)(C + c->n_head)};
-    float **dst[] = {&s->kcache, &s->vcache, &s->rope, &s->x, &s->xn, &s->qkv, &s->att, &s->fch, &s->fcact,
-                     &s->mean, &s->rstd, &s->dq, &s->scores, &s->logits, (float **)&s->qin, &s->xnt, &s->part};
+    p->qin_stride = (qb + 63) & ~(size_t)63;
+    if (p->dq_floats > DQ_BYTES / sizeof(float)) p->dq_floats = DQ_BYTES / sizeof(float);
+    if (p->dq_floats < 16 * (size_t)(C > F ? C : F)) p->dq_floats = 16 * (size_t)(C > F ? C : F); /* an R16 group */
+    size_t FF = c->act == LMF_ACT_SWIGLU ? 2 * (size_t)F : (size_t)F, T = (size_t)p->nthreads;
+    size_t floats[] = {(size_t)max_ctx * hs, (size_t)NB * C, (size_t)NB * C, (size_t)NB * (C + 2 * KV),
+                       (size_t)NB * C, (size_t)NB * FF, (size_t)NB * F, NB, NB, p->dq_floats, T * QBLK * max_ctx,
+                       (T * 3 * QMV_MAX * p->qin_stride + 3) / 4, T * QMV_MAX * (size_t)C,
+                       T * QMV_MAX * (size_t)(C + c->n_head), T * 4 * (size_t)hs, (size_t)NB * c->vocab_size};
+    float **dst[] = {&p->rope, &p->x, &p->xn, &p->qkv, &p->att, &p->fch, &p->fcact, &p->mean, &p->rstd, &p->dq,
+                     &p->scores, (float **)&p->qin, &p->xnt, &p->part, &p->pv, &p->head_logits};
     size_t total = 0;
     for (size_t i = 0; i < sizeof floats / sizeof *floats; i++) total += (floats[i] + 15) / 16 * 16;
-    s->mem_bytes = total * sizeof(float);
-    s->mem = lmf_alloc_big(s->mem_bytes);
-    float *p = s->mem;
+    p->mem_bytes = total * sizeof(float);
+    p->mem = lmf_alloc_big(p->mem_bytes);
+    float *q = p->mem;
     for (size_t i = 0; i < sizeof floats / sizeof *floats; i++) {
-        *dst[i] = p;
-        p += (floats[i] + 15) / 16 * 16;
+        *dst[i] = q;
+        q += (floats[i] + 15) / 16 * 16;
     }
+    if (c->pos != LMF_POS_LEARNED) lmf_rope_table_make(p->rope, max_ctx, hs, c->rope_theta);
+    *out = p;
+    return LMF_OK;
+}
+
+void lmf_kv_pool_free(lmf_kv_pool *p) {
+    if (!p) return;
+    lmf_free_big(p->kv_mem);
+    lmf_free_big(p->mem);
+    free(p->free_ids);
+    free(p);
+}
+
+int lmf_kv_pool_blocks(const lmf_kv_pool *p) { return p->n_blocks; }
+int lmf_kv_pool_blocks_free(const lmf_kv_pool *p) { return p->n_free; }
+int lmf_kv_pool_block_size(const lmf_kv_pool *p) { return p->bs; }
+
+/* ---- sessions ----------------------------------------------------------------------------------------------- */
+
+lmf_status lmf_session_create_pooled(lmf_kv_pool *pool, int n_ctx, lmf_session **out) {
+    *out = NULL;
+    if (n_ctx <= 0) return lmf_fail(LMF_ERR_ARG, "context length %d must be positive", n_ctx);
+    if (n_ctx > pool->max_ctx) n_ctx = pool->max_ctx;
+    lmf_session *s = lmf_xcalloc(1, sizeof *s);
+    s->pool = pool;
+    s->n_ctx = n_ctx;
+    s->blocks = lmf_xmalloc((size_t)((n_ctx + pool->bs - 1) / pool->bs) * sizeof(int));
+    s->logits = lmf_xmalloc((size_t)pool->w->cfg.vocab_size * sizeof(float));
     s->logits_rows = 1;
-    if (w->cfg.pos != LMF_POS_LEARNED) lmf_rope_table_make(s->rope, n_ctx, hs, c->rope_theta);
     *out = s;
     return LMF_OK;
 }
 
+lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out) {
+    *out = NULL;
+    if (n_ctx <= 0) return lmf_fail(LMF_ERR_ARG, "context length %d must be positive", n_ctx);
+    if (n_ctx > w->cfg.max_seq_len) n_ctx = w->cfg.max_seq_len;
+    lmf_kv_pool *p;
+    /* a pool of its own, of whole blocks: one block when the context fits one (the cache is then contiguous) */
+    int bs = n_ctx <= KV_BLOCK ? n_ctx : KV_BLOCK;
+    LMF_TRY(lmf_kv_pool_create(w, n_ctx, bs, n_ctx, &p));
+    lmf_status st = lmf_session_create_pooled(p, n_ctx, out);
+    if (st != LMF_OK) {
+        lmf_kv_pool_free(p);
+        return st;
+    }
+    (*out)->own_pool = 1;
+    return LMF_OK;
+}
+
+/* Gives back the blocks that hold no position below pos. */
+static void release_blocks(lmf_session *s, int pos) {
+    int keep = (pos + s->pool->bs - 1) / s->pool->bs;
+    while (s->n_blocks > keep) s->pool->free_ids[s->pool->n_free++] = s->blocks[--s->n_blocks];
+}
+
 void lmf_session_free(lmf_session *s) {
     if (!s) return;
-    lmf_free_big(s->mem);
-    if (s->logits_rows > 1) free(s->logits);
+    release_blocks(s, 0);
+    if (s->own_pool) lmf_kv_pool_free(s->pool);
+    free(s->blocks);
+    free(s->logits);
     free(s);
 }
 
@@ -155,31 +236,92 @@ int lmf_session_n_ctx(const lmf_session *s) { return s->n_ctx; }
 void lmf_session_rewind(lmf_session *s, int pos) {
     if (pos < 0) pos = 0;
     if (pos < s->pos) s->pos = pos;
+    release_blocks(s, s->pos);
 }
 
-lmf_status lmf_session_eval(lmf_session *s, const int32_t *tokens, int n, int all_logits, const float **logits) {
-    const lmf_model_config *c = &s->w->cfg;
-    if (logits) *logits = NULL;
-    if (n <= 0) return lmf_fail(LMF_ERR_ARG, "lmf_session_eval: %d tokens", n);
+/* Checks n new tokens of session s (the i-th of a step) and reserves the cache blocks they need. */
+static lmf_status admit(lmf_session *s, int i, const int32_t *tokens, int n) {
+    const lmf_model_config *c = &s->pool->w->cfg;
+    if (n <= 0) return lmf_fail(LMF_ERR_ARG, "session %d: %d tokens to evaluate", i, n);
     if (s->pos + n > s->n_ctx)
         return lmf_fail(LMF_ERR_ARG, "the context is full: %d tokens + %d new exceed the context length %d", s->pos,
                         n, s->n_ctx);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-            return lmf_fail(LMF_ERR_ARG, "token %d (at %d) is outside the vocabulary [0, %d)", tokens[i], i,
+    for (int k = 0; k < n; k++)
+        if (tokens[k] < 0 || tokens[k] >= c->vocab_size)
+            return lmf_fail(LMF_ERR_ARG, "token %d (at %d) is outside the vocabulary [0, %d)", tokens[k], k,
                             c->vocab_size);
-    size_t V = (size_t)c->vocab_size;
+    return LMF_OK;
+}
+
+static lmf_status reserve(lmf_session *s, int pos_end) {
+    lmf_kv_pool *p = s->pool;
+    int need = (pos_end + p->bs - 1) / p->bs - s->n_blocks;
+    if (need > p->n_free)
+        return lmf_fail(LMF_ERR_ARG, "the KV pool is exhausted: %d more blocks of %d positions needed, %d free", need,
+                        p->bs, p->n_free);
+    while (s->n_blocks * p->bs < pos_end) s->blocks[s->n_blocks++] = p->free_ids[--p->n_free];
+    return LMF_OK;
+}
+
+lmf_status lmf_session_eval_batch(lmf_session *const *ss, const int32_t *const *tokens, const int *n, int count,
+                                  float *logits) {
+    if (count <= 0) return lmf_fail(LMF_ERR_ARG, "lmf_session_eval_batch: %d sessions", count);
+    lmf_kv_pool *p = ss[0]->pool;
+    int total = 0, blocks = 0;
+    for (int i = 0; i < count; i++) {
+        if (ss[i]->pool != p) return lmf_fail(LMF_ERR_ARG, "session %d is not in the pool of session 0", i);
+        for (int j = 0; j < i; j++)
+            if (ss[j] == ss[i]) return lmf_fail(LMF_ERR_ARG, "session %d appears twice in the batch", i);
+        LMF_TRY(admit(ss[i], i, tokens[i], n[i]));
+        total += n[i];
+        blocks += (ss[i]->pos + n[i] + p->bs - 1) / p->bs - ss[i]->n_blocks;
+    }
+    if (total > NB) return lmf_fail(LMF_ERR_ARG, "a step takes at most %d tokens, got %d", NB, total);
+    if (blocks > p->n_free)
+        return lmf_fail(LMF_ERR_ARG, "the KV pool is exhausted: %d more blocks of %d positions needed, %d free",
+                        blocks, p->bs, p->n_free);
+    lmf_block_seq seqs[NB];
+    int32_t tok[NB];
+    int rows[NB];
+    for (int i = 0, row = 0; i < count; row += n[i++]) {
+        reserve(ss[i], ss[i]->pos + n[i]);
+        seqs[i] = (lmf_block_seq){{p->k, p->v, ss[i]->blocks, p->bs}, ss[i]->pos, n[i]};
+        memcpy(tok + row, tokens[i], (size_t)n[i] * sizeof(int32_t));
+        rows[i] = row + n[i] - 1;
+    }
+    step(p, seqs, count, tok, total, rows, count);
+    size_t V = (size_t)p->w->cfg.vocab_size;
+    for (int i = 0; i < count; i++) {
+        ss[i]->pos += n[i];
+        memcpy(ss[i]->logits, p->head_logits + i * V, V * sizeof(float));
+        if (logits) memcpy(logits + i * V, p->head_logits + i * V, V * sizeof(float));
+    }
+    return LMF_OK;
+}
+
+lmf_status lmf_session_eval(lmf_session *s, const int32_t *tokens, int n, int all_logits, const float **logits) {
+    if (logits) *logits = NULL;
+    LMF_TRY(admit(s, 0, tokens, n));
+    LMF_TRY(reserve(s, s->pos + n));
+    lmf_kv_pool *p = s->pool;
+    size_t V = (size_t)p->w->cfg.vocab_size;
     if (all_logits && n > s->logits_rows) {
-        if (s->logits_rows > 1) free(s->logits);
+        free(s->logits);
         s->logits = lmf_xmalloc((size_t)n * V * sizeof(float));
         s->logits_rows = n;
     }
+    int rows[NB];
     for (int i0 = 0; i0 < n; i0 += NB) {
-        int nb = n - i0 < NB ? n - i0 : NB, last = i0 + nb == n;
+        int nb = n - i0 < NB ? n - i0 : NB, last = i0 + nb == n, nr = 0;
         /* rows that need logits: all of them, or only the very last token */
-        int lo = all_logits ? 0 : (last ? nb - 1 : nb);
-        if (nb <= QMV_MAX) forward_decode(s, tokens + i0, nb, lo, all_logits ? s->logits + (size_t)i0 * V : s->logits);
-        else forward(s, tokens + i0, nb, lo, all_logits ? s->logits + (size_t)i0 * V : s->logits);
+        if (all_logits)
+            for (int i = 0; i < nb; i++) rows[nr++] = i;
+        else if (last)
+            rows[nr++] = nb - 1;
+        lmf_block_seq sq = {{p->k, p->v, s->blocks, p->bs}, s->pos, nb};
+        step(p, &sq, 1, tokens + i0, nb, rows, nr);
+        s->pos += nb;
+        if (nr) memcpy(s->logits + (all_logits ? (size_t)i0 * V : 0), p->head_logits, (size_t)nr * V * sizeof(float));
     }
     if (logits) *logits = s->logits;
     return LMF_OK;

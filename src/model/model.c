@@ -173,7 +173,7 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
 
     lmf_acts *a = &m->acts;
     const lmf_weights *w = m->w;
-    lmf_block_ctx ctx = {&m->cfg, m->rope, NULL, 0, B, T, 0, {NULL, NULL, 0}, NULL, 0};
+    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .B = B, .T = T};
     lmf_block_embed(w, a->encoded, tokens, d.N, T, 0);
     const float *x = NULL;
     for (int l = 0; l < d.L; l++) {
@@ -214,7 +214,7 @@ void lmf_model_backward(lmf_model *m, float loss_scale) {
     else
         lmf_rmsnorm_backward(g->dres, m->gptr[LMF_P_LNFW], g->dbuf, last, m->ptr[LMF_P_LNFW], a->lnf_rstd, d.N, d.C);
 
-    lmf_block_ctx ctx = {&m->cfg, m->rope, NULL, 0, B, T, 0, {NULL, NULL, 0}, NULL, 0};
+    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .B = B, .T = T};
     lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->datt};
     for (int l = d.L - 1; l >= 0; l--) {
         const float *x;

@@ -134,8 +134,7 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
 /* ---- public entry points ------------------------------------------------------------------------------------ */
 
 /* A folder with config.json is Hugging Face's; other folders and non-GGUF files are lmforge checkpoints. */
-lmf_status lmf_weights_load(const char *path, lmf_weights **out) {
-    *out = NULL;
+static lmf_status load_any(const char *path, lmf_weights **out) {
     struct stat sb;
     if (stat(path, &sb) != 0) return lmf_fail(LMF_ERR_IO, "%s: no such file or folder", path);
     if (S_ISDIR(sb.st_mode)) {
@@ -148,6 +147,15 @@ lmf_status lmf_weights_load(const char *path, lmf_weights **out) {
     }
     if (lmf_gguf_sniff(path)) return lmf_weights_load_gguf(path, out);
     return lmf_weights_load_checkpoint(path, out);
+}
+
+lmf_status lmf_weights_load(const char *path, lmf_weights **out) {
+    *out = NULL;
+    LMF_TRY(load_any(path, out));
+    /* the decode layout, made here once: from now on the weights never change, and every session, pool and thread
+     * reads them as they are */
+    lmf_weights_prepare_decode(*out);
+    return LMF_OK;
 }
 
 const lmf_model_config *lmf_weights_config(const lmf_weights *w) { return &w->cfg; }

@@ -87,7 +87,8 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin);
  * embedding share one copy), once: later calls return at once, concurrent ones wait for the first. Skipped with
  * LMF_QACT=int8 (R16 kernels read int16 activations). The repacked copy is exactly as large as the original, and
  * the original's pages are released from a file mapping (madvise; they are read back from the file if anything
- * still reads data), so resident memory stays about one model. lmf_session_create calls it. */
+ * still reads data), so resident memory stays about one model. lmf_weights_load calls it: loaded weights are
+ * immutable, shared by every session and pool (weights from the format loaders below run without R16). */
 void lmf_weights_prepare_decode(lmf_weights *w);
 
 /* Loaders. Each fills a new lmf_weights or fails naming the file, tensor or field. */
