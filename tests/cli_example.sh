@@ -22,7 +22,8 @@ flags=$(pkg-config --cflags --libs lmforge) || fail "pkg-config finds no lmforge
 ${CC:-cc} -std=c11 -Wall -Wextra -Werror -o "$dir/generate" "$ROOT/examples/generate.c" $flags 2> "$dir/cc.txt" \
   || { cat "$dir/cc.txt"; fail "examples/generate.c does not build against the installed library"; }
 export LD_LIBRARY_PATH="$dir/prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-ldd "$dir/generate" | grep -q "$dir/prefix/lib/liblmforge.so" || fail "not linked to the installed .so"
+libs=$(ldd "$dir/generate") # not piped into grep -q: ldd would die of SIGPIPE, failing the pipe (pipefail)
+grep -q "$dir/prefix/lib/liblmforge.so" <<< "$libs" || { echo "$libs"; fail "not linked to the installed .so"; }
 
 "$dir/generate" "$MODEL" "Hello, world" 12 > "$dir/out.txt" 2> "$dir/err.txt"; rc=$?
 [ $rc = 0 ] || { cat "$dir/err.txt"; fail "generate exited $rc"; }
