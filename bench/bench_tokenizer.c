@@ -3,7 +3,7 @@
  * --train N, BPE training time for an N-token vocabulary on all the files. The comparison with tiktoken and
  * Hugging Face `tokenizers` on the same texts is bench/bench_tokenizer.py, which calls the same library.
  *
- *   build/bench_tokenizer [-t TOKENIZER] [--runs R] [--train N] FILE...   (TOKENIZER default ../shared/data/gpt2) */
+ *   build/bench_tokenizer [-t TOKENIZER] [--runs R] [--train N] FILE...   (TOKENIZER default tests/data/gpt2) */
 #include "lmforge.h"
 
 #include <stdio.h>
@@ -38,7 +38,7 @@ static int cmp_d(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    const char *tpath = "../shared/data/gpt2";
+    const char *tpath = "tests/data/gpt2";
     int runs = 5, train_vocab = 0, first = argc;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) tpath = argv[++i];

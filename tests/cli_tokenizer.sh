@@ -3,7 +3,7 @@
 # and refuse bad input with messages that name the problem. Usage: cli_tokenizer.sh path/to/lmforge
 set -uo pipefail
 LMF=$1
-GPT2="$(cd "$(dirname "$0")/../.." && pwd)/shared/data/gpt2"
+GPT2="$(cd "$(dirname "$0")" && pwd)/data/gpt2"
 dir=$(mktemp -d /tmp/lmf_cli_tok_XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }

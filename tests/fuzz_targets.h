@@ -136,7 +136,7 @@ static int fuzz_tokenizer_json(const uint8_t *data, size_t n) {
 /* Encoding arbitrary bytes with the real GPT-2 vocabulary: decode(encode(x)) must give x back exactly. */
 static int fuzz_encode(const uint8_t *data, size_t n) {
     static lmf_tokenizer *gpt2;
-    if (!gpt2 && lmf_tokenizer_load(LMF_SOURCE_DIR "/../shared/data/gpt2", &gpt2) != LMF_OK) abort();
+    if (!gpt2 && lmf_tokenizer_load(LMF_SOURCE_DIR "/tests/data/gpt2", &gpt2) != LMF_OK) abort();
     for (unsigned flags = 0; flags <= LMF_ENCODE_ALLOW_SPECIAL; flags++) {
         lmf_ids ids = {0};
         lmf_tokenizer_encode(gpt2, (const char *)data, n, flags, &ids);

@@ -1,5 +1,5 @@
 /* test_tokenizer.c — the byte-level BPE tokenizer's promises:
- *  - GPT-2: the ids of the original encoder (../shared/data/gpt2/reference_cases.json) and of tiktoken on a
+ *  - GPT-2: the ids of the original encoder (tests/data/gpt2/reference_cases.json) and of tiktoken on a
  *    committed sample of the real corpus (tests/reference/tokenizer/gpt2_corpus_sample.json, made by
  *    check_tiktoken.py, which checks the whole corpus);
  *  - the Llama-3 and SmolLM pre-tokenizers and the trainer equal Hugging Face `tokenizers` (hf_fixture.json, made
@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define GPT2_DIR LMF_SOURCE_DIR "/../shared/data/gpt2"
+#define GPT2_DIR LMF_SOURCE_DIR "/tests/data/gpt2"
 #define REF_DIR LMF_SOURCE_DIR "/tests/reference/tokenizer"
 
 static char tmpdir[256];

@@ -31,7 +31,7 @@ TRICKY = ["I'LL DON'T we'Re", "1234567 89 0", "٣٤٥ ²³ ½ Ⅻ x²", "\r\n\r\
 
 
 def hf_from_gpt2(pre, ignore_merges=False):
-    bpe = models.BPE.from_file(os.path.join(lmf.SHARED, "encoder.json"), os.path.join(lmf.SHARED, "vocab.bpe"),
+    bpe = models.BPE.from_file(os.path.join(lmf.GPT2, "encoder.json"), os.path.join(lmf.GPT2, "vocab.bpe"),
                                ignore_merges=ignore_merges)
     t = Tokenizer(bpe)
     if pre == "gpt2":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """check_tiktoken.py — lmforge's GPT-2 tokenizer against the original GPT-2 ids and against tiktoken.
 
-1. Every case of ../shared/data/gpt2/reference_cases.json (ids from the original GPT-2 encoder) encodes exactly.
+1. Every case of tests/data/gpt2/reference_cases.json (ids from the original GPT-2 encoder) encodes exactly.
 2. tiktoken's GPT-2 Encoding, built from the same local encoder.json (no download), and lmforge give the same ids
    over the whole real corpus (King James Bible + every fortunes file) and the mixed multilingual/code sample:
    each document whole, then cut into chunks of random length (1..4096 characters, cut anywhere), then chunks with
@@ -37,7 +37,7 @@ def byte_decoder():
 
 
 def tiktoken_gpt2():
-    enc = json.load(open(os.path.join(lmf.SHARED, "encoder.json"), encoding="utf-8"))
+    enc = json.load(open(os.path.join(lmf.GPT2, "encoder.json"), encoding="utf-8"))
     dec = byte_decoder()
     ranks = {bytes(dec[ch] for ch in tok): i for tok, i in enc.items() if tok != "<|endoftext|>"}
     return tiktoken.Encoding("gpt2-local", pat_str=r50k_pat_str, mergeable_ranks=ranks,
@@ -54,10 +54,10 @@ def chunks(text, rng, max_len=4096):
 
 def main():
     write_fixture = "--write-fixture" in sys.argv
-    ours = lmf.Tokenizer(lmf.SHARED)
+    ours = lmf.Tokenizer(lmf.GPT2)
     tk = tiktoken_gpt2()
 
-    cases = json.load(open(os.path.join(lmf.SHARED, "reference_cases.json"), encoding="utf-8"))
+    cases = json.load(open(os.path.join(lmf.GPT2, "reference_cases.json"), encoding="utf-8"))
     bad = sum(ours.encode(c["text"]) != c["ids"] for c in cases)
     tk_bad = sum(tk.encode(c["text"]) != c["ids"] for c in cases)
     print(f"reference_cases.json: {len(cases)} cases, {bad} mismatches (tiktoken itself: {tk_bad})")

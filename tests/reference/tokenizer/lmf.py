@@ -4,7 +4,7 @@ import ctypes as C
 import os
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared", "data", "gpt2"))
+GPT2 = os.path.join(ROOT, "tests", "data", "gpt2")  # GPT-2 encoder.json + vocab.bpe (tests/data/gpt2/README.md)
 
 
 class _Ids(C.Structure):
