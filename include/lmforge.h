@@ -305,7 +305,8 @@ typedef struct {
  * asks to stop (res->stop_reason says which). The last sampled token is not evaluated: on return the session holds
  * hist but its last generated id. Decoded text (special tokens skipped; ids the tokenizer lacks decode to nothing)
  * is streamed through on_text, holding back any tail that could still become a stop string, and the same bytes are
- * appended to *reply: the pieces on_text received, concatenated, equal what was appended. res may be NULL.
+ * appended to *reply: the pieces on_text received, concatenated, equal what was appended. reply and res may be
+ * NULL.
  * LMF_ERR_ARG when the session and hist disagree, the prompt overflows the context, or an id is outside the
  * vocabulary; what was generated until an error stays in hist and *reply. */
 lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t n_new, const lmf_generate_params *p,

@@ -144,7 +144,7 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
         if (last >= 0) reason = last;
         release(&st, st.hb.all.len);
     }
-    lmf_text_push(reply, st.hb.all.data ? st.hb.all.data : "", st.hb.released);
+    if (reply) lmf_text_push(reply, st.hb.all.data ? st.hb.all.data : "", st.hb.released);
     r.gen_s = lmf_now() - t1;
     r.stop_reason = reason < 0 ? LMF_STOP_LENGTH : (lmf_stop_reason)reason;
     if (res) *res = r;
