@@ -302,11 +302,11 @@ typedef struct {
  * batched prefill), or with n_new == 0 (the session holds all of hist) the last one is evaluated again for its
  * logits. Then up to n_predict tokens are sampled (smp sees hist as history for its repetition penalty), each
  * appended to hist and evaluated in turn, until a stop token, a stop string, n_predict, a full context or on_text
- * asks to stop (res->stop_reason says which). The last sampled token is not evaluated: on return the session holds
- * hist but its last generated id. Decoded text (special tokens skipped; ids the tokenizer lacks decode to nothing)
- * is streamed through on_text, holding back any tail that could still become a stop string, and the same bytes are
- * appended to *reply: the pieces on_text received, concatenated, equal what was appended. reply and res may be
- * NULL.
+ * asks to stop (res->stop_reason says which). The id appended last is evaluated only when a stop token followed
+ * it: lmf_session_pos(s) says how much of hist the session holds on return (chat trims hist to it). Decoded text
+ * (special tokens skipped; ids the tokenizer lacks decode to nothing) is streamed through on_text, holding back any
+ * tail that could still become a stop string, and the same bytes are appended to *reply: the pieces on_text
+ * received, concatenated, equal what was appended. reply and res may be NULL.
  * LMF_ERR_ARG when the session and hist disagree, the prompt overflows the context, or an id is outside the
  * vocabulary; what was generated until an error stays in hist and *reply. */
 lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t n_new, const lmf_generate_params *p,
