@@ -297,6 +297,48 @@ lmf_status lmf_sampler_create(const lmf_sampler_params *p, int n_vocab, lmf_samp
 void lmf_sampler_free(lmf_sampler *s);
 int32_t lmf_sampler_sample(lmf_sampler *s, float *logits, const int32_t *history, int n_history);
 
+/* Generation: the loop that `lmforge generate`, `lmforge chat`, the trainer's sample and the server share. */
+/* The weights a session runs (not owned by the session). */
+const lmf_weights *lmf_session_weights(const lmf_session *s);
+/* Receives generated text as it becomes final: whole UTF-8 characters (bytes that can never form one pass through
+ * as they are), never any part of a stop string. Return non-zero to stop the generation. */
+typedef int (*lmf_text_cb)(void *ctx, const char *text, size_t len);
+typedef enum {
+    LMF_STOP_TOKEN = 0,    /* the model sampled a stop token (not appended, not decoded) */
+    LMF_STOP_STRING = 1,   /* a stop string appeared: the text ends just before it */
+    LMF_STOP_LENGTH = 2,   /* n_predict tokens were generated */
+    LMF_STOP_CONTEXT = 3,  /* the session's context is full */
+    LMF_STOP_CALLBACK = 4, /* on_text returned non-zero */
+} lmf_stop_reason;
+typedef struct {
+    int n_predict;               /* tokens to generate at most (>= 0) */
+    const char *const *stops;    /* stop strings (empty ones are ignored) */
+    int n_stops;
+    const int32_t *stop_ids;     /* stop tokens besides the model's (lmf_weights_stop_tokens), e.g. a shard's eot */
+    int n_stop_ids;
+    lmf_text_cb on_text;         /* NULL: nothing is streamed (the text still goes to *reply) */
+    void *ctx;                   /* on_text's first argument */
+    const lmf_tokenizer *tok;    /* decodes the ids; NULL: the weights' own (LMF_ERR_ARG when they carry none) */
+} lmf_generate_params;
+typedef struct {
+    int prompt_tokens, gen_tokens; /* evaluated before sampling; sampled and appended to hist */
+    double prompt_s, gen_s;        /* wall seconds of the prompt's evaluation and of the generation */
+    lmf_stop_reason stop_reason;
+} lmf_generate_result;
+/* Continues hist. The session must hold hist's first hist->len - n_new ids; the last n_new are evaluated (one
+ * batched prefill), or with n_new == 0 (the session holds all of hist) the last one is evaluated again for its
+ * logits. Then up to n_predict tokens are sampled (smp sees hist as history for its repetition penalty), each
+ * appended to hist and evaluated in turn, until a stop token, a stop string, n_predict, a full context or on_text
+ * asks to stop (res->stop_reason says which). The id appended last is evaluated only when a stop token followed
+ * it: lmf_session_pos(s) says how much of hist the session holds on return (chat trims hist to it). Decoded text
+ * (special tokens skipped; ids the tokenizer lacks decode to nothing) is streamed through on_text, holding back any
+ * tail that could still become a stop string, and the same bytes are appended to *reply: the pieces on_text
+ * received, concatenated, equal what was appended. reply and res may be NULL.
+ * LMF_ERR_ARG when the session and hist disagree, the prompt overflows the context, or an id is outside the
+ * vocabulary; what was generated until an error stays in hist and *reply. */
+lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t n_new, const lmf_generate_params *p,
+                        lmf_text *reply, lmf_generate_result *res);
+
 /* Perplexity of a model over a text, llama.cpp's llama-perplexity method (see docs/inference.md): the text is
  * tokenized once (BOS first when the model adds one) and cut into consecutive windows of ctx tokens; each window
  * is evaluated from an empty cache (first token replaced by BOS when the model uses one) and its second half

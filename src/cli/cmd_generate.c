@@ -1,9 +1,7 @@
 /* cmd_generate.c — `lmforge generate` (continue a prompt, streaming) and `lmforge chat` (a conversation through
  * the model's chat template, interactive or one turn with -p). Both share the model/sampling flags below. */
 #include "cli/cli.h"
-#include "core/progress.h"
 #include "core/status.h"
-#include "tokenizer/tokenizer.h"
 
 #include <errno.h>
 #include <omp.h>
@@ -106,51 +104,11 @@ static int parse_gen(int argc, char **argv, gen_opts *o) {
     return 1;
 }
 
-/* Streams generated text to stdout, holding back any tail that could still grow into a stop string. */
-typedef struct {
-    lmf_text all;     /* everything generated in this reply */
-    size_t printed;   /* bytes of `all` already written */
-    const char *const *stops;
-    int n_stops;
-    FILE *out;
-} streamer;
-
-/* Adds text; returns 1 when a stop string has appeared (output is cut just before it). */
-static int stream_push(streamer *st, const char *s, size_t n) {
-    lmf_text_push(&st->all, s, n);
-    size_t len = st->all.len, safe = len;
-    for (int k = 0; k < st->n_stops; k++) {
-        /* a stop string can only end in the unprinted tail, so it starts at most strlen(stop) - 1 before it */
-        size_t sl = strlen(st->stops[k]), from = st->printed >= sl ? st->printed - sl + 1 : 0;
-        const char *hit = strstr(st->all.data + from, st->stops[k]);
-        if (hit) {
-            size_t at = (size_t)(hit - st->all.data);
-            if (at > st->printed) fwrite(st->all.data + st->printed, 1, at - st->printed, st->out);
-            st->printed = at;
-            st->all.len = at;
-            st->all.data[at] = 0;
-            fflush(st->out);
-            return 1;
-        }
-        /* longest suffix of the text that is a proper prefix of this stop string */
-        for (size_t m = sl - 1; m > 0; m--)
-            if (m <= len && !memcmp(st->all.data + len - m, st->stops[k], m)) {
-                if (len - m < safe) safe = len - m;
-                break;
-            }
-    }
-    if (safe > st->printed) {
-        fwrite(st->all.data + st->printed, 1, safe - st->printed, st->out);
-        st->printed = safe;
-        fflush(st->out);
-    }
+/* lmf_generate's text callback: generated text straight to stdout, flushed so it streams. */
+static int write_out(void *ctx, const char *text, size_t len) {
+    fwrite(text, 1, len, ctx);
+    fflush(ctx);
     return 0;
-}
-
-static void stream_flush(streamer *st) {
-    if (st->all.len > st->printed) fwrite(st->all.data + st->printed, 1, st->all.len - st->printed, st->out);
-    st->printed = st->all.len;
-    fflush(st->out);
 }
 
 typedef struct {
@@ -158,56 +116,17 @@ typedef struct {
     int prompt_tokens, gen_tokens;
 } timings;
 
-/* Evaluates prompt ids (may be 0 new tokens when the session already holds them: then `logits` must be given),
- * then samples up to n_predict tokens, streaming text; stops at a stop token or string. The reply's text is left
- * in st->all. */
-static lmf_status reply(lmf_session *s, const lmf_weights *w, lmf_sampler *smp, const gen_opts *o, lmf_ids *hist,
-                        size_t n_new, streamer *st, timings *tm) {
-    const lmf_tokenizer *tok = lmf_weights_tokenizer(w);
-    int32_t stop_ids[4];
-    int n_stop_ids = lmf_weights_stop_tokens(w, stop_ids);
-    const float *lg = NULL;
-    double t0 = lmf_now();
-    if (n_new > 0) LMF_TRY(lmf_session_eval(s, hist->data + hist->len - n_new, (int)n_new, 0, &lg));
-    double t1 = lmf_now();
-    tm->prompt_s += t1 - t0, tm->prompt_tokens += (int)n_new;
-    int V = lmf_weights_config(w)->vocab_size;
-    float *logits = malloc(sizeof(float) * (size_t)V);
-    lmf_tokenizer_decoder *dec = lmf_tokenizer_decoder_create(tok, LMF_DECODE_SKIP_SPECIAL);
-    lmf_text piece = {0};
-    lmf_status stt = LMF_OK;
-    int produced = 0;
-    for (; produced < o->n_predict; produced++) {
-        memcpy(logits, lg, sizeof(float) * (size_t)V);
-        int32_t next = lmf_sampler_sample(smp, logits, hist->data, (int)hist->len);
-        int is_stop = 0;
-        for (int k = 0; k < n_stop_ids; k++) is_stop |= next == stop_ids[k];
-        if (is_stop) break;
-        if (hist->len == hist->cap) {
-            hist->cap = hist->cap ? 2 * hist->cap : 256;
-            hist->data = realloc(hist->data, hist->cap * sizeof *hist->data);
-        }
-        hist->data[hist->len++] = next;
-        piece.len = 0;
-        lmf_tokenizer_decoder_feed(dec, &next, 1, &piece);
-        /* stop at a stop string, at n_predict, or when the context is full (not an error: the reply ends) */
-        if ((piece.len && stream_push(st, piece.data, piece.len)) || produced + 1 == o->n_predict ||
-            lmf_session_pos(s) == lmf_session_n_ctx(s)) {
-            produced++;
-            break;
-        }
-        stt = lmf_session_eval(s, &next, 1, 0, &lg);
-        if (stt != LMF_OK) break;
-    }
-    piece.len = 0;
-    lmf_tokenizer_decoder_finish(dec, &piece);
-    if (piece.len) stream_push(st, piece.data, piece.len);
-    stream_flush(st);
-    tm->gen_s += lmf_now() - t1, tm->gen_tokens += produced;
-    lmf_tokenizer_decoder_free(dec);
-    free(piece.data);
-    free(logits);
-    return stt;
+/* One reply through lmf_generate: evaluates the last n_new ids of hist, streams the generated text to stdout and
+ * appends it to *text; adds the timings to *tm (chat sums them over the turns). */
+static lmf_status reply(lmf_session *s, lmf_sampler *smp, const gen_opts *o, lmf_ids *hist, size_t n_new,
+                        lmf_text *text, timings *tm) {
+    lmf_generate_params p = {.n_predict = o->n_predict, .stops = o->stops, .n_stops = o->n_stops,
+                             .on_text = write_out, .ctx = stdout};
+    lmf_generate_result r;
+    lmf_status st = lmf_generate(s, smp, hist, n_new, &p, text, &r);
+    tm->prompt_s += r.prompt_s, tm->prompt_tokens += r.prompt_tokens;
+    tm->gen_s += r.gen_s, tm->gen_tokens += r.gen_tokens;
+    return st;
 }
 
 static void print_timings(const timings *tm) {
@@ -259,14 +178,14 @@ int cmd_generate(int argc, char **argv) {
         if (hist.len == 0) {
             st = lmf_fail(LMF_ERR_ARG, "the prompt is empty");
         } else {
-            streamer sm = {.stops = o.stops, .n_stops = o.n_stops, .out = stdout};
+            lmf_text text = {0};
             timings tm = {0};
             fputs(o.prompt, stdout);
             fflush(stdout);
-            st = reply(s, w, smp, &o, &hist, hist.len, &sm, &tm);
+            st = reply(s, smp, &o, &hist, hist.len, &text, &tm);
             fputc('\n', stdout);
             if (o.verbose) print_timings(&tm);
-            free(sm.all.data);
+            free(text.data);
         }
         free(hist.data);
     }
@@ -367,13 +286,13 @@ int cmd_chat(int argc, char **argv) {
         lmf_session_rewind(s, (int)common);
         free(hist.data);
         hist = ids;
-        streamer sm = {.stops = o.stops, .n_stops = o.n_stops, .out = stdout};
-        st = reply(s, w, smp, &o, &hist, hist.len - common, &sm, &tm);
+        lmf_text text = {0};
+        st = reply(s, smp, &o, &hist, hist.len - common, &text, &tm);
         fputc('\n', stdout);
         fflush(stdout);
         /* the session holds every sampled token but the last; keep hist in step with it */
         hist.len = (size_t)lmf_session_pos(s) < hist.len ? (size_t)lmf_session_pos(s) : hist.len;
-        owned[n_owned++] = sm.all.data ? sm.all.data : strdup("");
+        owned[n_owned++] = text.data ? text.data : strdup("");
         msgs[n++] = (lmf_chat_message){"assistant", owned[n_owned - 1]};
         if (st != LMF_OK || !interactive) break;
     }

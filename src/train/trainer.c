@@ -4,10 +4,11 @@
 #include "core/cpu.h"
 #include "core/fs.h"
 #include "core/progress.h"
-#include "core/rng.h"
 #include "core/status.h"
 #include "io/shard.h"
 #include "model/model.h"
+#include "tokenizer/bytelevel.h"
+#include "tokenizer/tokenizer.h"
 #include "train/loader.h"
 #include "train/step.h"
 
@@ -40,63 +41,90 @@ static float evaluate(lmf_model *m, lmf_loader *val, int batches, int32_t *in, i
     return batches ? (float)(sum / batches) : NAN;
 }
 
-/* Writes the text of token `id` to the sink's text and `save`: raw bytes for a byte-level model, else through the
- * streaming decoder (which holds back incomplete UTF-8 characters). */
-static void emit(const lmf_sink *out, lmf_tokenizer_decoder *dec, int32_t id, FILE *save) {
-    if (!dec) {
-        char ch = (char)id;
-        if (id < 256) lmf_sink_text(out, &ch, 1), fputc(id, save);
-        return;
+/* The tokenizer of byte-level shards: ids < 256 are the raw bytes (GPT-2's byte-level forms, no merges); the rest
+ * of the model's vocabulary (the shard's eot, unused rows) are holes that decode to nothing. */
+static lmf_status byte_tokenizer(int vocab, lmf_tokenizer **out) {
+    int n = vocab > 256 ? vocab : 256;
+    char(*text)[4] = lmf_xcalloc(256, sizeof *text);
+    const char **tokens = lmf_xcalloc((size_t)n, sizeof *tokens);
+    for (int b = 0; b < 256; b++) {
+        uint8_t byte = (uint8_t)b;
+        lmf_bytelevel_encode(&byte, 1, text[b]);
+        tokens[b] = text[b];
     }
-    lmf_text t = {0};
-    if (id >= 0) lmf_tokenizer_decoder_feed(dec, &id, 1, &t);
-    else lmf_tokenizer_decoder_finish(dec, &t);
-    if (t.len) lmf_sink_text(out, t.data, t.len), fwrite(t.data, 1, t.len, save);
-    free(t.data);
+    lmf_tokenizer_def def = {.n_vocab = n, .tokens = tokens};
+    lmf_status s = lmf_tokenizer_build(&def, "byte-level tokens", out);
+    free(tokens);
+    free(text);
+    return s;
 }
 
-/* Samples text after training: the context is the last T tokens, one full forward per new token (the training
- * executor has no KV cache; fine for a short sample). tok == NULL means the byte-level tokenizer. */
-static void sample_text(lmf_model *m, const lmf_train_config *c, int eot, const lmf_tokenizer *tok, FILE *save,
-                        const lmf_sink *out) {
-    lmf_ids prompt = {0};
-    if (tok) lmf_tokenizer_encode(tok, c->sample_prompt, strlen(c->sample_prompt), 0, &prompt);
-    size_t np = tok ? prompt.len : strlen(c->sample_prompt);
-    int T = m->max_seq, n = 0, V = m->cfg.vocab_size;
-    int32_t *ctx = lmf_xmalloc(sizeof(int32_t) * (np + (size_t)c->sample_tokens + 1));
-    for (size_t i = 0; i < np; i++) ctx[n++] = tok ? prompt.data[i] : (unsigned char)c->sample_prompt[i];
-    free(prompt.data);
-    if (n == 0) ctx[n++] = eot >= 0 ? eot : '\n';
-    else lmf_sink_text(out, c->sample_prompt, strlen(c->sample_prompt)), fputs(c->sample_prompt, save);
-    lmf_tokenizer_decoder *dec = tok ? lmf_tokenizer_decoder_create(tok, LMF_DECODE_SKIP_SPECIAL) : NULL;
-    lmf_rng r;
-    lmf_rng_seed(&r, (uint64_t)c->seed, 0xcafe);
-    float *probs = lmf_xmalloc(sizeof(float) * (size_t)V);
-    for (int i = 0; i < c->sample_tokens; i++) {
-        int len = n < T ? n : T;
-        lmf_model_forward(m, ctx + n - len, NULL, 1, len);
-        const float *l = lmf_model_logits(m) + (size_t)(len - 1) * V;
-        int next = 0;
-        if (c->sample_temperature == 0.0f) {
-            for (int v = 1; v < V; v++) next = l[v] > l[next] ? v : next;
-        } else {
-            float mx = l[0];
-            for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
-            double sum = 0;
-            for (int v = 0; v < V; v++) sum += probs[v] = expf((l[v] - mx) / c->sample_temperature);
-            double u = lmf_rng_uniform(&r) * sum, acc = 0;
-            for (next = 0; next < V - 1; next++)
-                if ((acc += probs[next]) > u) break;
+typedef struct {
+    const lmf_sink *out;
+    FILE *save;
+} sample_dest;
+
+static int sample_write(void *ctx, const char *text, size_t len) {
+    const sample_dest *d = ctx;
+    lmf_sink_text(d->out, text, len);
+    fwrite(text, 1, len, d->save);
+    return 0;
+}
+
+/* Samples text after training through the inference path: a session over the live parameters (F32 views), plain
+ * temperature sampling (0: greedy), stopping at the shard's eot. When the context fills before sample_tokens, the
+ * last half of it is evaluated afresh and sampling goes on. tok == NULL means byte-level shards. */
+static lmf_status sample_text(lmf_model *m, const lmf_train_config *c, int eot, const lmf_tokenizer *tok, FILE *save,
+                              const lmf_sink *out) {
+    const lmf_weights *w = lmf_model_weights(m);
+    lmf_tokenizer *bytes = NULL;
+    lmf_session *s = NULL;
+    lmf_sampler *smp = NULL;
+    lmf_ids hist = {0}, win = {0};
+    lmf_sampler_params sp = {.temperature = c->sample_temperature, .top_k = 0, .top_p = 1, .min_p = 0,
+                             .repeat_penalty = 1, .repeat_last_n = 0, .seed = (uint64_t)c->seed};
+    lmf_status st;
+    if (!tok && (st = byte_tokenizer(m->cfg.vocab_size, &bytes)) != LMF_OK) goto done;
+    if ((st = lmf_session_create(w, m->max_seq, &s)) != LMF_OK) goto done;
+    if ((st = lmf_sampler_create(&sp, m->cfg.vocab_size, &smp)) != LMF_OK) goto done;
+    size_t np = strlen(c->sample_prompt);
+    if (tok) lmf_tokenizer_encode(tok, c->sample_prompt, np, 0, &hist);
+    else
+        for (size_t i = 0; i < np; i++) {
+            int32_t id = (unsigned char)c->sample_prompt[i];
+            lmf_ids_push(&hist, &id, 1);
         }
-        if (next == eot) break;
-        ctx[n++] = next;
-        emit(out, dec, next, save);
+    if (hist.len == 0) {
+        int32_t first = eot >= 0 ? eot : '\n';
+        lmf_ids_push(&hist, &first, 1);
+    } else {
+        lmf_sink_text(out, c->sample_prompt, np), fputs(c->sample_prompt, save);
     }
-    emit(out, dec, -1, save);
+    sample_dest dest = {out, save};
+    int32_t stop = eot;
+    lmf_generate_params p = {.stop_ids = &stop, .n_stop_ids = eot >= 0, .on_text = sample_write, .ctx = &dest,
+                             .tok = tok ? tok : bytes};
+    int n_ctx = lmf_session_n_ctx(s), left = c->sample_tokens;
+    lmf_generate_result r = {.stop_reason = LMF_STOP_CONTEXT};
+    while (left > 0 && r.stop_reason == LMF_STOP_CONTEXT) {
+        /* the window: the whole history at first, then its last half context (a long prompt: its end) */
+        size_t keep = win.len == 0 && hist.len <= (size_t)n_ctx ? hist.len : (size_t)(n_ctx + 1) / 2;
+        if (keep > hist.len) keep = hist.len;
+        win.len = 0;
+        lmf_ids_push(&win, hist.data + hist.len - keep, keep);
+        lmf_session_rewind(s, 0);
+        p.n_predict = left;
+        if ((st = lmf_generate(s, smp, &win, win.len, &p, NULL, &r)) != LMF_OK) break;
+        lmf_ids_push(&hist, win.data + keep, win.len - keep);
+        left -= r.gen_tokens;
+    }
     lmf_sink_text(out, "\n", 1), fputc('\n', save);
-    lmf_tokenizer_decoder_free(dec);
-    free(probs);
-    free(ctx);
+done:
+    lmf_sampler_free(smp);
+    lmf_session_free(s);
+    lmf_tokenizer_free(bytes);
+    free(hist.data), free(win.data);
+    return st;
 }
 
 static lmf_status loader_source(void *ctx, int32_t *inputs, int32_t *targets) {
@@ -268,7 +296,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             if (f) {
                 lmf_sink_logf(out, LMF_LOG_INFO, "sample (%d tokens, temperature %.2f):", c.sample_tokens,
                               c.sample_temperature);
-                sample_text(m, &c, train->eot, tok, f, out);
+                if (sample_text(m, &c, train->eot, tok, f, out) != LMF_OK)
+                    lmf_sink_logf(out, LMF_LOG_WARN, "sample: %s", lmf_last_error());
                 fclose(f);
             }
         }
