@@ -232,7 +232,7 @@ void lmf_session_free(lmf_session *s) {
 
 int lmf_session_pos(const lmf_session *s) { return s->pos; }
 int lmf_session_n_ctx(const lmf_session *s) { return s->n_ctx; }
-const lmf_weights *lmf_session_weights(const lmf_session *s) { return s->w; }
+const lmf_weights *lmf_session_weights(const lmf_session *s) { return s->pool->w; }
 
 void lmf_session_rewind(lmf_session *s, int pos) {
     if (pos < 0) pos = 0;
