@@ -34,8 +34,6 @@ static int ffn_width(const lmf_model_config *c) { return c->act == LMF_ACT_SWIGL
 
 /* ---- pieces every mode uses --------------------------------------------------------------------------------- */
 
-void lmf_rope_table_make(float *tab, int rows, int hs, float theta) { lmf_rope_table(tab, rows, hs, theta); }
-
 void lmf_block_norm(const lmf_model_config *cfg, float *out, float *mean, float *rstd, const float *x,
                     const float *g, const float *b, int N) {
     const lmf_vec_ops *V = lmf_vec();
@@ -102,9 +100,6 @@ void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, 
         free(prow);
     }
 }
-
-/* out (n floats) = a + b, where out may be either input. */
-static void residual(float *out, const float *a, const float *b, long n) { lmf_residual_forward(out, a, b, n); }
 
 /* ---- linear layers, many rows --------------------------------------------------------------------------------- */
 
@@ -310,7 +305,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     float *o = r->res2 == x ? r->proj : r->res2;
     lin proj = {&L->wo, L->bo, o, C};
     lmf_block_linear(&proj, 1, r->atty, C, N, ctx->dq, ctx->dq_floats);
-    residual(r->res2, o, x, NC);
+    lmf_residual_forward(r->res2, o, x, NC);
 
     lmf_block_norm_par(c, r->ln2, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
     lin ffn[2] = {{&L->w_gate, NULL, r->fch, FF}, {&L->w_up, L->b_up, r->fch + (swiglu ? F : 0), FF}};
@@ -319,7 +314,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     o = r->res3 == r->res2 ? r->proj : r->res3;
     lin down = {&L->w_down, L->b_down, o, C};
     lmf_block_linear(&down, 1, r->fcact, F, N, ctx->dq, ctx->dq_floats);
-    residual(r->res3, o, r->res2, NC);
+    lmf_residual_forward(r->res3, o, r->res2, NC);
 }
 
 /* ---- training backward ---------------------------------------------------------------------------------------- */

@@ -37,9 +37,6 @@ typedef struct {
     int ldo;
 } lmf_lin;
 
-/* A RoPE table for positions [0, rows): per position hs/2 cosines then hs/2 sines (double-precision angles). */
-void lmf_rope_table_make(float *tab, int rows, int hs, float theta);
-
 /* The input rows: token embeddings (+ the learned position rows) of N tokens, token i at position p0 + i % T,
  * into x (N, C); any weight dtype. */
 void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0);
@@ -98,7 +95,7 @@ typedef struct {
 
 typedef struct {
     const lmf_model_config *cfg;
-    const float *rope;   /* lmf_rope_table_make rows (RoPE models) */
+    const float *rope;   /* kernels' lmf_rope_table rows (RoPE models) */
     float *dq;           /* dequantization slab for non-F32 weights: dq_floats */
     size_t dq_floats;
     int B, T;            /* training: rows are B sequences of T positions from 0 (B x T = N) */

@@ -17,6 +17,7 @@
 #include "core/alloc.h"
 #include "core/barrier.h"
 #include "core/status.h"
+#include "kernels/kernels.h"
 #include "kernels/quant.h"
 #include "model/block.h"
 #include "model/weights.h"
@@ -165,7 +166,7 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
         *dst[i] = q;
         q += (floats[i] + 15) / 16 * 16;
     }
-    if (c->pos != LMF_POS_LEARNED) lmf_rope_table_make(p->rope, max_ctx, hs, c->rope_theta);
+    if (c->pos != LMF_POS_LEARNED) lmf_rope_table(p->rope, max_ctx, hs, c->rope_theta);
     *out = p;
     return LMF_OK;
 }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Speed of one build against another (a change against its parent), measured in interleaved rounds: each round
+# runs every row with build A then build B back to back, and the table gives the median over rounds of the per-round
+# ratio B/A (these hosts drift up to 1.5x within minutes; a ratio of neighbours does not). Rows: training steps
+# (bench_train: ms/step of gpt2 and llama shapes) and inference (bench_infer: pp512 and tg128 of SmolLM2 files).
+#
+# usage: bench/ab_builds.sh BUILD_A BUILD_B [ROUNDS=5]
+#   e.g. git worktree add /tmp/base HEAD~1 && cmake -S /tmp/base -B /tmp/base/build -DCMAKE_BUILD_TYPE=Release &&
+#        cmake --build /tmp/base/build -j && bench/ab_builds.sh /tmp/base/build build
+# env:   MODELS_DIR=build/models (the SmolLM2 files of bench/infer_bench.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A=$1 B=$2 ROUNDS=${3:-5}
+MODELS_DIR=${MODELS_DIR:-build/models}
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
+field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<< "$2"; }
+
+TRAIN_ROWS=("gpt2 12 768 12 12 3072 50257 4 64 2 4" "gpt2 6 384 6 6 1536 8192 8 256 2 4"
+            "llama 6 384 6 2 1024 8192 8 256 2 4")
+INFER_ROWS=("Q4_1 1" "Q4_1 2" "Q8_0 2" "F32 2")
+declare -A ratios
+for ((r = 1; r <= ROUNDS; r++)); do
+  for row in "${TRAIN_ROWS[@]}"; do
+    a=$("$A/bench_train" $row) b=$("$B/bench_train" $row)
+    key="train $(cut -d' ' -f1-3 <<< "$row") B$(cut -d' ' -f8 <<< "$row") T$(cut -d' ' -f9 <<< "$row") t$(cut -d' ' -f10 <<< "$row")"
+    ratios[$key]+=" $(awk -v a="$(field tok_per_s "$a")" -v b="$(field tok_per_s "$b")" 'BEGIN{print b/a}')"
+  done
+  for row in "${INFER_ROWS[@]}"; do
+    set -- $row
+    f="$MODELS_DIR/SmolLM2-135M-Instruct.$1.gguf"
+    a=$("$A/bench_infer" "$f" "$2" 512 128 2) b=$("$B/bench_infer" "$f" "$2" 512 128 2)
+    ratios["pp512 $1 t$2"]+=" $(awk -v a="$(field pp_tok_s "$a")" -v b="$(field pp_tok_s "$b")" 'BEGIN{print b/a}')"
+    ratios["tg128 $1 t$2"]+=" $(awk -v a="$(field tg_tok_s "$a")" -v b="$(field tg_tok_s "$b")" 'BEGIN{print b/a}')"
+  done
+  echo "round $r of $ROUNDS done" >&2
+done
+echo "| row | B/A per round | median B/A |"
+echo "|---|---|---|"
+for key in "${!ratios[@]}"; do
+  med=$(tr ' ' '\n' <<< "${ratios[$key]}" | sed '/^$/d' | sort -g | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}')
+  echo "| $key |$(printf ' %.3f' ${ratios[$key]}) | $(printf '%.3f' "$med") |"
+done | sort
+echo
+echo "CPU: $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p'), model $(lscpu | sed -n 's/^Model: *//p')), $(nproc) cores"
