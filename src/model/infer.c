@@ -51,7 +51,9 @@ struct lmf_kv_pool {
     float *scores;              /* nthreads x QBLK x max_ctx */
     float *part;                /* decode attention's per-thread stretches: nthreads x QMV_MAX x (C + NH) */
     float *pv;                  /* nthreads x 4 x hs */
-    float *head_logits;         /* (NB, V): logits of the rows a step asks for, before they go to their sessions */
+    float *head_logits;         /* (head_rows, V), grown on demand: a batch step's logits before they go to their
+                                   sessions, when the caller gave no buffer */
+    int head_rows;
     void *kv_mem, *mem;
     size_t kv_bytes, mem_bytes;
 };
@@ -66,9 +68,9 @@ struct lmf_session {
 };
 
 /* One step over the rows of n sequences (N = sum of seqs[j].n <= NB rows, tokens in that order): the logits of the
- * nr rows listed in rows go to the pool's head_logits. */
+ * nr rows listed in rows go to out (nr x V). */
 static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t *tok, int N, const int *rows,
-                 int nr) {
+                 int nr, float *out) {
     const lmf_weights *w = p->w;
     const lmf_model_config *c = &w->cfg;
     int C = c->n_embd;
@@ -86,7 +88,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
         for (int i = 0; i < nr; i++)
             lmf_block_norm(c, p->xn + (size_t)i * C, p->mean, p->rstd, p->x + (size_t)rows[i] * C, w->out_norm_w,
                            w->out_norm_b, 1);
-        lmf_lin head = {&w->lm_head, NULL, p->head_logits, c->vocab_size};
+        lmf_lin head = {&w->lm_head, NULL, out, c->vocab_size};
         lmf_block_linear(&head, 1, p->xn, C, nr, p->dq, p->dq_floats);
         return;
     }
@@ -104,7 +106,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
         for (int l = 0; l < c->n_layer; l++)
             lmf_block_decode(&d, &w->layers[l], l + 1 < c->n_layer ? &w->layers[l + 1] : NULL,
                              nr ? &w->lm_head : NULL, l, N, tid, nth);
-        if (nr) lmf_block_decode_head(&d, w, rows, nr, p->head_logits, tid, nth);
+        if (nr) lmf_block_decode_head(&d, w, rows, nr, out, tid, nth);
     }
 }
 
@@ -154,9 +156,9 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
     size_t floats[] = {(size_t)max_ctx * hs, (size_t)NB * C, (size_t)NB * C, (size_t)NB * (C + 2 * KV),
                        (size_t)NB * C, (size_t)NB * FF, (size_t)NB * F, NB, NB, p->dq_floats, T * QBLK * max_ctx,
                        (T * 3 * QMV_MAX * p->qin_stride + 3) / 4, T * QMV_MAX * (size_t)C,
-                       T * QMV_MAX * (size_t)(C + c->n_head), T * 4 * (size_t)hs, (size_t)NB * c->vocab_size};
+                       T * QMV_MAX * (size_t)(C + c->n_head), T * 4 * (size_t)hs};
     float **dst[] = {&p->rope, &p->x, &p->xn, &p->qkv, &p->att, &p->fch, &p->fcact, &p->mean, &p->rstd, &p->dq,
-                     &p->scores, (float **)&p->qin, &p->xnt, &p->part, &p->pv, &p->head_logits};
+                     &p->scores, (float **)&p->qin, &p->xnt, &p->part, &p->pv};
     size_t total = 0;
     for (size_t i = 0; i < sizeof floats / sizeof *floats; i++) total += (floats[i] + 15) / 16 * 16;
     p->mem_bytes = total * sizeof(float);
@@ -175,6 +177,7 @@ void lmf_kv_pool_free(lmf_kv_pool *p) {
     if (!p) return;
     lmf_free_big(p->kv_mem);
     lmf_free_big(p->mem);
+    free(p->head_logits);
     free(p->free_ids);
     free(p);
 }
@@ -291,12 +294,17 @@ lmf_status lmf_session_eval_batch(lmf_session *const *ss, const int32_t *const *
         memcpy(tok + row, tokens[i], (size_t)n[i] * sizeof(int32_t));
         rows[i] = row + n[i] - 1;
     }
-    step(p, seqs, count, tok, total, rows, count);
     size_t V = (size_t)p->w->cfg.vocab_size;
+    if (!logits && count > p->head_rows) {
+        free(p->head_logits);
+        p->head_logits = lmf_xmalloc((size_t)count * V * sizeof(float));
+        p->head_rows = count;
+    }
+    float *out = logits ? logits : p->head_logits;
+    step(p, seqs, count, tok, total, rows, count, out);
     for (int i = 0; i < count; i++) {
         ss[i]->pos += n[i];
-        memcpy(ss[i]->logits, p->head_logits + i * V, V * sizeof(float));
-        if (logits) memcpy(logits + i * V, p->head_logits + i * V, V * sizeof(float));
+        memcpy(ss[i]->logits, out + i * V, V * sizeof(float));
     }
     return LMF_OK;
 }
@@ -321,9 +329,8 @@ lmf_status lmf_session_eval(lmf_session *s, const int32_t *tokens, int n, int al
         else if (last)
             rows[nr++] = nb - 1;
         lmf_block_seq sq = {{p->k, p->v, s->blocks, p->bs}, s->pos, nb};
-        step(p, &sq, 1, tokens + i0, nb, rows, nr);
+        step(p, &sq, 1, tokens + i0, nb, rows, nr, s->logits + (all_logits ? (size_t)i0 * V : 0));
         s->pos += nb;
-        if (nr) memcpy(s->logits + (all_logits ? (size_t)i0 * V : 0), p->head_logits, (size_t)nr * V * sizeof(float));
     }
     if (logits) *logits = s->logits;
     return LMF_OK;
