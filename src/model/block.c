@@ -39,8 +39,9 @@ void lmf_block_norm(const lmf_model_config *cfg, float *out, float *mean, float 
     const lmf_vec_ops *V = lmf_vec();
     int C = cfg->n_embd;
     for (int i = 0; i < N; i++) {
-        if (cfg->norm == LMF_NORM_RMS) V->rmsnorm(out + (size_t)i * C, &rstd[i], x + (size_t)i * C, g, C, cfg->norm_eps);
-        else V->layernorm(out + (size_t)i * C, &mean[i], &rstd[i], x + (size_t)i * C, g, b, C, cfg->norm_eps);
+        float *o = out + (size_t)i * C;
+        if (cfg->norm == LMF_NORM_RMS) V->rmsnorm(o, &rstd[i], x + (size_t)i * C, g, C, cfg->norm_eps);
+        else V->layernorm(o, &mean[i], &rstd[i], x + (size_t)i * C, g, b, C, cfg->norm_eps);
     }
 }
 
@@ -490,7 +491,8 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
         for (int i = 0; i < N && rhi > rlo; i++) {
             float *row = qkv[j].out + (size_t)i * S;
             const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
-            if (j < 2 && rope) lmf_rope_rotate(row, rlo, rhi, d->rope + (size_t)d->row_pos[i] * hs, hs, interleaved, 1.0f);
+            if (j < 2 && rope)
+                lmf_rope_rotate(row, rlo, rhi, d->rope + (size_t)d->row_pos[i] * hs, hs, interleaved, 1.0f);
             float *cache = j == 1 ? kv_slot(kv, kv->k, LKV, layer * KV, d->row_pos[i])
                          : j == 2 ? kv_slot(kv, kv->v, LKV, layer * KV, d->row_pos[i]) : NULL;
             for (int e = rlo; cache && e < rhi; e++) cache[(size_t)e * kv->bs] = row[e];
@@ -536,7 +538,8 @@ void lmf_block_decode_head(const lmf_block_decode_ctx *d, const lmf_weights *w, 
     size_t qb[3];
     lin head = {&w->lm_head, NULL, logits, c->vocab_size};
     for (int r = 0; r < nr; r++)
-        lmf_block_norm(c, xn + (size_t)r * C, &mean, &rstd, d->x + (size_t)rows[r] * C, w->out_norm_w, w->out_norm_b, 1);
+        lmf_block_norm(c, xn + (size_t)r * C, &mean, &rstd, d->x + (size_t)rows[r] * C, w->out_norm_w, w->out_norm_b,
+                       1);
     convert_inputs(xn, C, nr, &head, 1, qbuf, d->qin_stride, qin, qb);
     row_share(c->vocab_size, 16, tid, nth, &rlo, &rhi);
     linear_rows(&head, nr, qin[0], qb[0], rlo, rhi);

@@ -227,7 +227,7 @@ static void gguf_vocab(pool *P, lmf_gguf_writer *g, const lmf_weights *w) {
 
 lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type, const char *name) {
     const lmf_model_config *c = &w->cfg;
-    int gpt2 = !strcmp(lmf_arch_name(w->cfg.arch), "gpt2"), llama = !strcmp(lmf_arch_name(w->cfg.arch), "llama");
+    int gpt2 = w->cfg.arch == LMF_ARCH_GPT2, llama = w->cfg.arch == LMF_ARCH_LLAMA;
     if (!gpt2 && !llama)
         return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama and gpt2 "
                         "architectures only); export it with --to safetensors", path, lmf_arch_name(w->cfg.arch));
@@ -262,7 +262,8 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
 
     /* Q/K rows: rotate_half sources are permuted to llama.cpp's order; GGUF sources already are in it */
     int *pq = NULL, *pk = NULL;
-    if (llama && w->cfg.pos == LMF_POS_ROPE_HALF) pq = rope_perm(&P, c->n_head, hs, 1), pk = rope_perm(&P, c->n_kv_head, hs, 1);
+    if (llama && w->cfg.pos == LMF_POS_ROPE_HALF)
+        pq = rope_perm(&P, c->n_head, hs, 1), pk = rope_perm(&P, c->n_kv_head, hs, 1);
     uint32_t te = tensor_type(type, 1, C);
     add2(g, "token_embd.weight", te, V, C, matrix(&P, &w->tok_emb, te, NULL));
     if (gpt2) add2(g, "position_embd.weight", te, w->pos_emb.rows, C, matrix(&P, &w->pos_emb, te, NULL));
@@ -372,7 +373,7 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
     const lmf_model_config *c = &w->cfg;
     cJSON *j = cJSON_CreateObject(), *arch = cJSON_AddArrayToObject(j, "architectures");
     const char *dt = type == LMF_GGML_F32 ? "float32" : type == LMF_GGML_F16 ? "float16" : "bfloat16";
-    if (!strcmp(lmf_arch_name(w->cfg.arch), "llama")) {
+    if (w->cfg.arch == LMF_ARCH_LLAMA) {
         cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
         cJSON_AddStringToObject(j, "model_type", "llama");
         num(j, "hidden_size", c->n_embd);
@@ -389,7 +390,7 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
         cJSON_AddBoolToObject(j, "attention_bias", 0);
         cJSON_AddBoolToObject(j, "mlp_bias", 0);
         cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_embeddings);
-    } else if (!strcmp(lmf_arch_name(w->cfg.arch), "gpt2")) {
+    } else if (w->cfg.arch == LMF_ARCH_GPT2) {
         cJSON_AddItemToArray(arch, cJSON_CreateString("GPT2LMHeadModel"));
         cJSON_AddStringToObject(j, "model_type", "gpt2");
         num(j, "n_embd", c->n_embd);
@@ -426,7 +427,7 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
     int C = c->n_embd, hs = C / c->n_head, F = c->ffn_dim;
     char nm[160];
 #define N(...) (snprintf(nm, sizeof nm, __VA_ARGS__), nm)
-    if (!strcmp(lmf_arch_name(w->cfg.arch), "llama")) {
+    if (w->cfg.arch == LMF_ARCH_LLAMA) {
         int *pq = NULL, *pk = NULL;
         if (w->cfg.pos == LMF_POS_ROPE_INTERLEAVED)
             pq = rope_perm(&s->P, c->n_head, hs, 0), pk = rope_perm(&s->P, c->n_kv_head, hs, 0);
@@ -445,7 +446,7 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
             put_m(s, N("model.layers.%d.mlp.up_proj.weight", l), &L->w_up, NULL);
             put_m(s, N("model.layers.%d.mlp.down_proj.weight", l), &L->w_down, NULL);
         }
-    } else if (!strcmp(lmf_arch_name(w->cfg.arch), "gpt2")) {
+    } else if (w->cfg.arch == LMF_ARCH_GPT2) {
         put_m(s, "transformer.wte.weight", &w->tok_emb, NULL);
         put_m(s, "transformer.wpe.weight", &w->pos_emb, NULL);
         put_v(s, "transformer.ln_f.weight", w->out_norm_w, C);
@@ -537,7 +538,7 @@ static lmf_status hf_tokenizer(const lmf_weights *w, const char *dir) {
 }
 
 lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_t type) {
-    if (strcmp(lmf_arch_name(w->cfg.arch), "llama") && strcmp(lmf_arch_name(w->cfg.arch), "gpt2") && strcmp(lmf_arch_name(w->cfg.arch), "opt"))
+    if (w->cfg.arch != LMF_ARCH_LLAMA && w->cfg.arch != LMF_ARCH_GPT2 && w->cfg.arch != LMF_ARCH_OPT)
         return lmf_fail(LMF_ERR_ARG, "%s: cannot export family '%s'", dir, lmf_arch_name(w->cfg.arch));
     if (type != LMF_GGML_F32 && type != LMF_GGML_F16 && type != LMF_GGML_BF16)
         return lmf_fail(LMF_ERR_ARG, "%s: safetensors export writes f32, f16 or bf16", dir);
