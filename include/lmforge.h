@@ -36,6 +36,36 @@ typedef enum {
 const char *lmf_last_error(void);
 const char *lmf_status_name(lmf_status s);
 
+/* ---- reporting -------------------------------------------------------------------------------------------------
+ * The library never writes to stdout or stderr. A long job (training, the data pipeline, perplexity) takes an
+ * lmf_sink and sends it
+ *   log lines   one finished line of text, no trailing newline ("checkpoint: out/ckpt-00000500.lmfc");
+ *   progress    BEGIN (done = where the job starts, total, unit), UPDATE (done so far, a status such as
+ *               "loss 2.31 lr 1e-3"), END; the caller draws a bar or ignores it;
+ *   text        raw bytes of generated output as they come (a text sample), not line-based.
+ * Any callback may be NULL and a NULL sink drops everything, so a job runs silently by default. Callbacks run on
+ * the job's calling thread, between its steps, and must not call back into the job. */
+typedef enum { LMF_LOG_INFO = 0, LMF_LOG_WARN = 1 } lmf_log_level;
+typedef enum { LMF_PROGRESS_BEGIN = 0, LMF_PROGRESS_UPDATE = 1, LMF_PROGRESS_END = 2 } lmf_progress_event;
+
+typedef struct {
+    void (*log)(void *ctx, lmf_log_level level, const char *line);
+    void (*progress)(void *ctx, lmf_progress_event ev, long done, long total, const char *unit, const char *status);
+    void (*text)(void *ctx, const char *data, size_t len);
+    void *ctx;
+} lmf_sink;
+
+/* Helpers for jobs (the library's and a caller's own): each does nothing for a NULL sink or callback.
+ * lmf_sink_logf formats a printf-style line (at most 2047 bytes) only when there is a log callback. */
+void lmf_sink_logf(const lmf_sink *s, lmf_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void lmf_sink_progress(const lmf_sink *s, lmf_progress_event ev, long done, long total, const char *unit,
+                       const char *status);
+void lmf_sink_text(const lmf_sink *s, const char *data, size_t len);
+
 /* ---- model ---------------------------------------------------------------------------------------------------- */
 
 typedef enum { LMF_ARCH_GPT2 = 0, LMF_ARCH_LLAMA = 1, LMF_ARCH_OPT = 2 } lmf_arch;
