@@ -372,8 +372,9 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
 /* Perplexity of a model over a text, llama.cpp's llama-perplexity method (see docs/inference.md): the text is
  * tokenized once (BOS first when the model adds one) and cut into consecutive windows of ctx tokens; each window
  * is evaluated from an empty cache (first token replaced by BOS when the model uses one) and its second half
- * scored (every position with all_positions). max_windows > 0 stops early. Shows a progress bar on stderr when
- * progress is set. LMF_ERR_ARG when the text is shorter than one window or ctx exceeds the model's. */
+ * scored (every position with all_positions). max_windows > 0 stops early. Reports progress to sink (NULL:
+ * silent): BEGIN, UPDATE after each window (unit "windows", status "ppl 12.3456"), END. LMF_ERR_ARG when the
+ * text is shorter than one window or ctx exceeds the model's. */
 typedef struct {
     double ppl, se;        /* exp(mean NLL) and its standard error (delta method) */
     long tokens, scored;   /* tokens in the text, positions scored */
@@ -381,7 +382,7 @@ typedef struct {
     double tokens_per_s;   /* evaluation speed */
 } lmf_ppl_result;
 lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, int ctx, int max_windows,
-                          int all_positions, int progress, lmf_ppl_result *out);
+                          int all_positions, const lmf_sink *sink, lmf_ppl_result *out);
 
 /* ---- chat ------------------------------------------------------------------------------------------------------
  * Chat templates recognised from a model's tokenizer.chat_template (Jinja) and rendered in C. */

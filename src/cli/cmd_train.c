@@ -1,6 +1,5 @@
 /* cmd_train.c — `lmforge train [CONFIG] [--option value ...] [--resume DIR]`. */
 #include "cli/cli.h"
-#include "core/progress.h"
 #include "core/status.h"
 #include "train/trainer.h"
 
@@ -29,31 +28,6 @@ static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) {
     (void)sig;
     stop_requested = 1;
-}
-
-/* The terminal sink: the same lines, bar and sample on stderr / stdout as before the trainer stopped printing. */
-typedef struct {
-    lmf_progress bar;
-    int bar_on;
-} term;
-
-static void term_log(void *ctx, lmf_log_level level, const char *line) {
-    term *t = ctx;
-    if (t->bar_on) lmf_progress_log(&t->bar, line); /* above the bar, without garbling it */
-    else fprintf(stderr, "%s\n", line);
-}
-
-static void term_progress(void *ctx, lmf_progress_event ev, long done, long total, const char *unit,
-                          const char *status) {
-    term *t = ctx;
-    if (ev == LMF_PROGRESS_BEGIN) lmf_progress_start(&t->bar, done, total, unit), t->bar_on = 1;
-    else if (ev == LMF_PROGRESS_UPDATE) lmf_progress_update(&t->bar, done, status);
-    else if (t->bar_on) lmf_progress_finish(&t->bar), t->bar_on = 0;
-}
-
-static void term_text(void *ctx, const char *data, size_t len) {
-    fwrite(data, 1, len, stdout);
-    fflush(stdout); /* the sample appears token by token */
 }
 
 int cmd_train(int argc, char **argv) {
@@ -109,9 +83,8 @@ int cmd_train(int argc, char **argv) {
         if ((s = lmf_train_opt_set(&cfg, o, argv[i + 1], where)) != LMF_OK) goto out;
         i++;
     }
-    term t = {0};
-    lmf_sink sink = {term_log, term_progress, term_text, &t};
-    lmf_train_options opts = {.stop = &stop_requested, .sink = &sink};
+    cli_term t = {0};
+    lmf_train_options opts = {.stop = &stop_requested, .sink = cli_term_sink(&t)};
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     s = lmf_train_run(&cfg, ckp, &opts);
