@@ -9,6 +9,7 @@
 #ifndef LMFORGE_H
 #define LMFORGE_H
 
+#include <signal.h> /* sig_atomic_t: a training job's stop flag */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -138,6 +139,34 @@ void lmf_model_backward(lmf_model *m, float loss_scale);
 
 /* Learning rate at 0-based step: linear warmup over warmup_steps to lr, then cosine decay to min_lr at max_steps. */
 float lmf_lr_at(int step, float lr, float min_lr, int warmup_steps, int max_steps);
+
+/* A pretraining run on token shards, configured by option names (docs/training.md): the options of the config file
+ * and of `lmforge train --help` ("lr", "max_steps", "train_data", ...), the same defaults, checks and messages.
+ * Typical use: create; resume (optional, first); load_config and/or set; run; free. A job runs once. */
+typedef struct lmf_train_job lmf_train_job;
+
+/* A job holding the default options. */
+lmf_status lmf_train_job_create(lmf_train_job **out);
+/* Sets one option from text. option is a name ("max_steps"; dashes and underscores are interchangeable) or a flag
+ * ("--max-steps"), and errors name it that way. LMF_ERR_ARG for an unknown option, a NULL value ("needs a value")
+ * or a value of the wrong type or range. */
+lmf_status lmf_train_job_set(lmf_train_job *j, const char *option, const char *value);
+/* Applies a config file: TOML when the name ends in ".toml", else `name = value` lines (.conf). Errors name
+ * file:line. */
+lmf_status lmf_train_job_load_config(lmf_train_job *j, const char *path);
+/* Continues the run whose checkpoints are in dir, from the newest dir/ckpt-*.lmfc, bit for bit: its saved options
+ * replace every option set so far (so call it first), out_dir becomes dir and stop_at is cleared; later calls may
+ * change schedule options (max_steps), not the model's shape (run then fails with LMF_ERR_MISMATCH). checkpoint
+ * (optional) receives the file's path, owned by the job; step (optional) the step it holds. LMF_ERR_IO when dir has
+ * no checkpoint, LMF_ERR_FORMAT for a corrupt one; the job is unchanged on failure. */
+lmf_status lmf_train_job_resume(lmf_train_job *j, const char *dir, const char **checkpoint, uint64_t *step);
+/* Trains to max_steps, writing checkpoints, metrics and a sample into out_dir. Once *stop != 0 (stop may be NULL;
+ * setting it is async-signal-safe, e.g. from a SIGINT handler) the run stops before its next step, writes a
+ * checkpoint and returns LMF_ERR_INTERRUPTED, as it does at stop_at. Reports to sink (NULL: silent): a banner,
+ * validation and checkpoint lines (log), steps (progress, unit "steps", status "loss .. lr .."), the final
+ * sample's text (text). Prints nothing. */
+lmf_status lmf_train_job_run(lmf_train_job *j, volatile sig_atomic_t *stop, const lmf_sink *sink);
+void lmf_train_job_free(lmf_train_job *j);
 
 /* ---- tokenizer ------------------------------------------------------------------------------------------------ */
 
