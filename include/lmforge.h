@@ -9,6 +9,7 @@
 #ifndef LMFORGE_H
 #define LMFORGE_H
 
+#include <signal.h> /* sig_atomic_t: a training job's stop flag */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,36 @@ typedef enum {
 /* Message describing the last failure on this thread ("" if none). */
 const char *lmf_last_error(void);
 const char *lmf_status_name(lmf_status s);
+
+/* ---- reporting -------------------------------------------------------------------------------------------------
+ * The library never writes to stdout or stderr. A long job (training, the data pipeline, perplexity) takes an
+ * lmf_sink and sends it
+ *   log lines   one finished line of text, no trailing newline ("checkpoint: out/ckpt-00000500.lmfc");
+ *   progress    BEGIN (done = where the job starts, total, unit), UPDATE (done so far, a status such as
+ *               "loss 2.31 lr 1e-3"), END; the caller draws a bar or ignores it;
+ *   text        raw bytes of generated output as they come (a text sample), not line-based.
+ * Any callback may be NULL and a NULL sink drops everything, so a job runs silently by default. Callbacks run on
+ * the job's calling thread, between its steps, and must not call back into the job. */
+typedef enum { LMF_LOG_INFO = 0, LMF_LOG_WARN = 1 } lmf_log_level;
+typedef enum { LMF_PROGRESS_BEGIN = 0, LMF_PROGRESS_UPDATE = 1, LMF_PROGRESS_END = 2 } lmf_progress_event;
+
+typedef struct {
+    void (*log)(void *ctx, lmf_log_level level, const char *line);
+    void (*progress)(void *ctx, lmf_progress_event ev, long done, long total, const char *unit, const char *status);
+    void (*text)(void *ctx, const char *data, size_t len);
+    void *ctx;
+} lmf_sink;
+
+/* Helpers for jobs (the library's and a caller's own): each does nothing for a NULL sink or callback.
+ * lmf_sink_logf formats a printf-style line (at most 2047 bytes) only when there is a log callback. */
+void lmf_sink_logf(const lmf_sink *s, lmf_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void lmf_sink_progress(const lmf_sink *s, lmf_progress_event ev, long done, long total, const char *unit,
+                       const char *status);
+void lmf_sink_text(const lmf_sink *s, const char *data, size_t len);
 
 /* ---- model ---------------------------------------------------------------------------------------------------- */
 
@@ -108,6 +139,34 @@ void lmf_model_backward(lmf_model *m, float loss_scale);
 
 /* Learning rate at 0-based step: linear warmup over warmup_steps to lr, then cosine decay to min_lr at max_steps. */
 float lmf_lr_at(int step, float lr, float min_lr, int warmup_steps, int max_steps);
+
+/* A pretraining run on token shards, configured by option names (docs/training.md): the options of the config file
+ * and of `lmforge train --help` ("lr", "max_steps", "train_data", ...), the same defaults, checks and messages.
+ * Typical use: create; resume (optional, first); load_config and/or set; run; free. A job runs once. */
+typedef struct lmf_train_job lmf_train_job;
+
+/* A job holding the default options. */
+lmf_status lmf_train_job_create(lmf_train_job **out);
+/* Sets one option from text. option is a name ("max_steps"; dashes and underscores are interchangeable) or a flag
+ * ("--max-steps"), and errors name it that way. LMF_ERR_ARG for an unknown option, a NULL value ("needs a value")
+ * or a value of the wrong type or range. */
+lmf_status lmf_train_job_set(lmf_train_job *j, const char *option, const char *value);
+/* Applies a config file: TOML when the name ends in ".toml", else `name = value` lines (.conf). Errors name
+ * file:line. */
+lmf_status lmf_train_job_load_config(lmf_train_job *j, const char *path);
+/* Continues the run whose checkpoints are in dir, from the newest dir/ckpt-*.lmfc, bit for bit: its saved options
+ * replace every option set so far (so call it first), out_dir becomes dir and stop_at is cleared; later calls may
+ * change schedule options (max_steps), not the model's shape (run then fails with LMF_ERR_MISMATCH). checkpoint
+ * (optional) receives the file's path, owned by the job; step (optional) the step it holds. LMF_ERR_IO when dir has
+ * no checkpoint, LMF_ERR_FORMAT for a corrupt one; the job is unchanged on failure. */
+lmf_status lmf_train_job_resume(lmf_train_job *j, const char *dir, const char **checkpoint, uint64_t *step);
+/* Trains to max_steps, writing checkpoints, metrics and a sample into out_dir. Once *stop != 0 (stop may be NULL;
+ * setting it is async-signal-safe, e.g. from a SIGINT handler) the run stops before its next step, writes a
+ * checkpoint and returns LMF_ERR_INTERRUPTED, as it does at stop_at. Reports to sink (NULL: silent): a banner,
+ * validation and checkpoint lines (log), steps (progress, unit "steps", status "loss .. lr .."), the final
+ * sample's text (text). Prints nothing. */
+lmf_status lmf_train_job_run(lmf_train_job *j, volatile sig_atomic_t *stop, const lmf_sink *sink);
+void lmf_train_job_free(lmf_train_job *j);
 
 /* ---- tokenizer ------------------------------------------------------------------------------------------------ */
 
@@ -342,8 +401,9 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
 /* Perplexity of a model over a text, llama.cpp's llama-perplexity method (see docs/inference.md): the text is
  * tokenized once (BOS first when the model adds one) and cut into consecutive windows of ctx tokens; each window
  * is evaluated from an empty cache (first token replaced by BOS when the model uses one) and its second half
- * scored (every position with all_positions). max_windows > 0 stops early. Shows a progress bar on stderr when
- * progress is set. LMF_ERR_ARG when the text is shorter than one window or ctx exceeds the model's. */
+ * scored (every position with all_positions). max_windows > 0 stops early. Reports progress to sink (NULL:
+ * silent): BEGIN, UPDATE after each window (unit "windows", status "ppl 12.3456"), END. LMF_ERR_ARG when the
+ * text is shorter than one window or ctx exceeds the model's. */
 typedef struct {
     double ppl, se;        /* exp(mean NLL) and its standard error (delta method) */
     long tokens, scored;   /* tokens in the text, positions scored */
@@ -351,7 +411,7 @@ typedef struct {
     double tokens_per_s;   /* evaluation speed */
 } lmf_ppl_result;
 lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, int ctx, int max_windows,
-                          int all_positions, int progress, lmf_ppl_result *out);
+                          int all_positions, const lmf_sink *sink, lmf_ppl_result *out);
 
 /* ---- chat ------------------------------------------------------------------------------------------------------
  * Chat templates recognised from a model's tokenizer.chat_template (Jinja) and rendered in C. */

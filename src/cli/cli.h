@@ -2,6 +2,7 @@
 #ifndef LMF_CLI_CLI_H
 #define LMF_CLI_CLI_H
 
+#include "core/progress.h"
 #include "lmforge.h"
 
 int cmd_train(int argc, char **argv);
@@ -20,5 +21,16 @@ lmf_status cli_read_all(const char *path, char **out, size_t *len);
 
 /* Prints "lmforge <cmd>: <status>: <message>" to stderr and returns the process exit code for s. */
 int cli_fail(const char *cmd, lmf_status s);
+
+/* The terminal sink every long command passes to the library: log lines on stderr (above the progress bar while
+ * one is drawn, without garbling it), progress as core/progress's bar on stderr, text on stdout flushed as it
+ * comes. So the commands print exactly what they printed when the library drew its own bar. Zero a cli_term,
+ * then pass cli_term_sink(&t); t outlives the job. */
+typedef struct {
+    lmf_progress bar;
+    int bar_on;
+    lmf_sink sink;
+} cli_term;
+const lmf_sink *cli_term_sink(cli_term *t);
 
 #endif

@@ -321,6 +321,8 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     lmf_report *rep = NULL;
+    cli_term term = {0};
+    c.sink = cli_term_sink(&term);
     s = lmf_pipeline_run(&c, &g_stop, &rep);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);

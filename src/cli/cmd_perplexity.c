@@ -66,9 +66,10 @@ int cmd_perplexity(int argc, char **argv) {
     char *text = NULL;
     size_t len = 0;
     lmf_ppl_result r;
+    cli_term term = {0};
     lmf_status st = lmf_weights_load(model, &w);
     if (st == LMF_OK) st = cli_read_all(file, &text, &len);
-    if (st == LMF_OK) st = lmf_perplexity(w, text, len, ctx, max_chunks, all, 1, &r);
+    if (st == LMF_OK) st = lmf_perplexity(w, text, len, ctx, max_chunks, all, cli_term_sink(&term), &r);
     int rc = 0;
     if (st == LMF_OK)
         printf("perplexity: %.4f +/- %.4f over %ld scored tokens (%ld windows of %d of the text's %ld tokens, %s; "

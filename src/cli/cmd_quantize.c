@@ -103,8 +103,9 @@ int cmd_quantize(int argc, char **argv) {
            lmf_ggml_type_name(type));
     if (ppl) {
         lmf_ppl_result a, b;
-        if ((st = lmf_perplexity(w, text, len, ctx, chunks, 0, 1, &a)) != LMF_OK) goto done;
-        if ((st = lmf_perplexity(q, text, len, ctx, chunks, 0, 1, &b)) != LMF_OK) goto done;
+        cli_term term = {0};
+        if ((st = lmf_perplexity(w, text, len, ctx, chunks, 0, cli_term_sink(&term), &a)) != LMF_OK) goto done;
+        if ((st = lmf_perplexity(q, text, len, ctx, chunks, 0, cli_term_sink(&term), &b)) != LMF_OK) goto done;
         printf("perplexity on %s (%ld windows of %d, %ld scored tokens): input %.4f +/- %.4f, output %.4f +/- %.4f "
                "(%+.2f%%)\n", ppl, a.windows, ctx, a.scored, a.ppl, a.se, b.ppl, b.se, 100.0 * (b.ppl - a.ppl) / a.ppl);
     }

@@ -1,8 +1,6 @@
 /* cmd_train.c — `lmforge train [CONFIG] [--option value ...] [--resume DIR]`. */
 #include "cli/cli.h"
-#include "core/progress.h"
-#include "core/status.h"
-#include "train/trainer.h"
+#include "train/train_config.h" /* lmf_train_opts_help, for --help */
 
 #include <signal.h>
 #include <stdio.h>
@@ -31,31 +29,6 @@ static void on_signal(int sig) {
     stop_requested = 1;
 }
 
-/* The terminal sink: the same lines, bar and sample on stderr / stdout as before the trainer stopped printing. */
-typedef struct {
-    lmf_progress bar;
-    int bar_on;
-} term;
-
-static void term_log(void *ctx, lmf_log_level level, const char *line) {
-    term *t = ctx;
-    if (t->bar_on) lmf_progress_log(&t->bar, line); /* above the bar, without garbling it */
-    else fprintf(stderr, "%s\n", line);
-}
-
-static void term_progress(void *ctx, lmf_progress_event ev, long done, long total, const char *unit,
-                          const char *status) {
-    term *t = ctx;
-    if (ev == LMF_PROGRESS_BEGIN) lmf_progress_start(&t->bar, done, total, unit), t->bar_on = 1;
-    else if (ev == LMF_PROGRESS_UPDATE) lmf_progress_update(&t->bar, done, status);
-    else if (t->bar_on) lmf_progress_finish(&t->bar), t->bar_on = 0;
-}
-
-static void term_text(void *ctx, const char *data, size_t len) {
-    fwrite(data, 1, len, stdout);
-    fflush(stdout); /* the sample appears token by token */
-}
-
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *resume = NULL;
     for (int i = 1; i < argc; i++) {
@@ -70,52 +43,36 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(argv[i], "--config")) config = argv[++i];
         else if (!strcmp(argv[i], "--resume")) resume = argv[++i];
     }
-    lmf_train_config cfg;
-    lmf_train_config_default(&cfg);
-    lmf_checkpoint ck, *ckp = NULL;
-    lmf_status s;
-    if (resume) {
-        char *path;
-        if ((s = lmf_checkpoint_latest(resume, &path)) != LMF_OK) return cli_fail("train", s);
-        s = lmf_checkpoint_load(path, &ck);
-        if (s != LMF_OK) {
-            free(path);
-            return cli_fail("train", s);
-        }
-        fprintf(stderr, "lmforge train: resuming from %s (step %llu)\n", path, (unsigned long long)ck.step);
-        free(path);
-        ckp = &ck;
-        if ((s = lmf_train_config_parse(&cfg, ck.config_text, "checkpoint config")) != LMF_OK) goto out;
-        snprintf(cfg.out_dir, sizeof cfg.out_dir, "%s", resume);
-        cfg.stop_at = 0; /* a deliberate stop applies to the run that asked for it, not to its continuation */
+    /* Options in the order of --help: defaults, the checkpoint's (resume), the config file, then the flags. */
+    lmf_train_job *job;
+    lmf_status s = lmf_train_job_create(&job);
+    if (s == LMF_OK && resume) {
+        const char *path;
+        uint64_t step;
+        if ((s = lmf_train_job_resume(job, resume, &path, &step)) == LMF_OK)
+            fprintf(stderr, "lmforge train: resuming from %s (step %llu)\n", path, (unsigned long long)step);
     }
-    if (config && (s = lmf_train_config_load(&cfg, config)) != LMF_OK) goto out;
-    for (int i = 1; i < argc; i++) {
+    if (s == LMF_OK && config) s = lmf_train_job_load_config(job, config);
+    for (int i = 1; i < argc && s == LMF_OK; i++) {
         if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--resume")) {
             i++;
             continue;
         }
-        const lmf_opt *o = strncmp(argv[i], "--", 2) ? NULL : lmf_train_opt_find(argv[i] + 2);
-        if (!o) {
-            s = lmf_fail(LMF_ERR_ARG, "unknown flag '%s' (see `lmforge train --help`)", argv[i]);
-            goto out;
+        if (strncmp(argv[i], "--", 2)) { /* the job would take a bare name as an option; a command line does not */
+            fprintf(stderr, "lmforge train: %s: unknown flag '%s' (see `lmforge train --help`)\n",
+                    lmf_status_name(LMF_ERR_ARG), argv[i]);
+            lmf_train_job_free(job);
+            return 2;
         }
-        if (i + 1 >= argc) {
-            s = lmf_fail(LMF_ERR_ARG, "flag %s needs a value", argv[i]);
-            goto out;
-        }
-        char where[96];
-        snprintf(where, sizeof where, "flag %s", argv[i]);
-        if ((s = lmf_train_opt_set(&cfg, o, argv[i + 1], where)) != LMF_OK) goto out;
+        s = lmf_train_job_set(job, argv[i], i + 1 < argc ? argv[i + 1] : NULL);
         i++;
     }
-    term t = {0};
-    lmf_sink sink = {term_log, term_progress, term_text, &t};
-    lmf_train_options opts = {.stop = &stop_requested, .sink = &sink};
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    s = lmf_train_run(&cfg, ckp, &opts);
-out:
-    if (ckp) lmf_checkpoint_free(ckp);
+    if (s == LMF_OK) {
+        cli_term t = {0};
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+        s = lmf_train_job_run(job, &stop_requested, cli_term_sink(&t));
+    }
+    lmf_train_job_free(job);
     return s == LMF_OK ? 0 : cli_fail("train", s);
 }

@@ -1,5 +1,6 @@
 /* main.c — `lmforge <command> [flags]`: dispatch to the commands in this folder. */
 #include "cli/cli.h"
+#include "kernels/quant.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +45,9 @@ int main(int argc, char **argv) {
         printf("lmforge %s\n", LMF_VERSION);
         return 0;
     }
+    /* The kernels ignore a bad LMF_QACT silently (they cannot print); the warning they once printed is ours. */
+    const char *qact = lmf_qact_env_rejected();
+    if (qact) fprintf(stderr, "lmforge: LMF_QACT=%s: expected int16 or int8; using int16 (hint: unset it)\n", qact);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "lmforge: unknown command '%s'\n\n", argv[1]);

@@ -14,3 +14,27 @@ lmf_status cli_read_all(const char *path, char **out, size_t *len) {
     return lmf_read_stream(stdin, path, (size_t)-1, NULL, out, len);
 }
 
+
+static void term_log(void *ctx, lmf_log_level level, const char *line) {
+    cli_term *t = ctx;
+    if (t->bar_on) lmf_progress_log(&t->bar, line); /* above the bar, without garbling it */
+    else fprintf(stderr, "%s\n", line);
+}
+
+static void term_progress(void *ctx, lmf_progress_event ev, long done, long total, const char *unit,
+                          const char *status) {
+    cli_term *t = ctx;
+    if (ev == LMF_PROGRESS_BEGIN) lmf_progress_start(&t->bar, done, total, unit), t->bar_on = 1;
+    else if (ev == LMF_PROGRESS_UPDATE && t->bar_on) lmf_progress_update(&t->bar, done, status);
+    else if (ev == LMF_PROGRESS_END && t->bar_on) lmf_progress_finish(&t->bar), t->bar_on = 0;
+}
+
+static void term_text(void *ctx, const char *data, size_t len) {
+    fwrite(data, 1, len, stdout);
+    fflush(stdout); /* a sample appears token by token */
+}
+
+const lmf_sink *cli_term_sink(cli_term *t) {
+    t->sink = (lmf_sink){term_log, term_progress, term_text, t};
+    return &t->sink;
+}

@@ -1,4 +1,4 @@
-/* log.c — see log.h. */
+/* log.c — the lmf_sink helpers (declared in lmforge.h, reporting section; see core/log.h). */
 #include "core/log.h"
 
 #include <stdarg.h>

@@ -486,7 +486,8 @@ void lmf_pipeline_config_write(const lmf_pipeline_config *c, FILE *f) {
 
 /* ================================================================ the shard splitter */
 
-#include "core/progress.h"
+#include "core/log.h"
+#include "core/progress.h" /* lmf_now */
 #include "core/rng.h"
 
 #include <errno.h>
@@ -764,7 +765,7 @@ struct run {
     lmf_status err;
     char errmsg[1024];
     volatile int *stop;
-    lmf_progress prog;
+    long prog_total; /* kB of the current phase's input, for the sink's progress events */
     int phase;
     uint64_t ex_doc, ex_kept, mh_doc, mh_kept; /* the dedup iterators' next removed (UINT64_MAX: none) */
     dup_example *dups;
@@ -772,6 +773,11 @@ struct run {
     double stage_sec[LMF_N_STAGES];
     engine *E;
 };
+
+/* Progress goes to the caller's sink (kB of input read, per phase) when the config's [run] progress is on. */
+static void progress(run *R, lmf_progress_event ev, long done, const char *status) {
+    if (R->c->progress) lmf_sink_progress(R->c->sink, ev, done, R->prog_total, "kB", status);
+}
 
 static void set_error(run *R, lmf_status s) {
     pthread_mutex_lock(&R->err_mu);
@@ -1218,11 +1224,11 @@ static lmf_status consume_filter(run *R, batch *b) {
             LMF_TRY(emit(R, d, b->arena, src));
         }
     }
-    if (c->progress) {
+    if (c->progress && c->sink && c->sink->progress) {
         char st[128];
         snprintf(st, sizeof st, "%llu docs, %llu kept", (unsigned long long)rep->docs_read,
                  (unsigned long long)(R->dedup ? rep->stages[LMF_STAGE_PII].docs_kept : rep->docs_out));
-        lmf_progress_update(&R->prog, (long)(lmf_reader_bytes_done(R->reader) / 1000), st);
+        progress(R, LMF_PROGRESS_UPDATE, (long)(lmf_reader_bytes_done(R->reader) / 1000), st);
     }
     return LMF_OK;
 }
@@ -1323,10 +1329,10 @@ static lmf_status consume_dedup(run *R, batch *b) {
         }
         if (!removed) LMF_TRY(emit(R, d, b->arena, src));
     }
-    if (R->c->progress) {
+    if (R->c->progress && R->c->sink && R->c->sink->progress) {
         char st[128];
         snprintf(st, sizeof st, "dedup + write: %llu docs out", (unsigned long long)rep->docs_out);
-        lmf_progress_update(&R->prog, (long)(R->spill_read / 1000), st);
+        progress(R, LMF_PROGRESS_UPDATE, (long)(R->spill_read / 1000), st);
     }
     return LMF_OK;
 }
@@ -1452,10 +1458,11 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
     if (s == LMF_OK) {
         rep->files = lmf_reader_n_sources(R->reader);
         rep->bytes_on_disk = lmf_reader_total_bytes(R->reader);
-        if (c->progress) lmf_progress_start(&R->prog, 0, (long)(rep->bytes_on_disk / 1000), "kB");
+        R->prog_total = (long)(rep->bytes_on_disk / 1000);
+        progress(R, LMF_PROGRESS_BEGIN, 0, NULL);
         s = engine_run(R, threads, ws, fill_read, work_filter, consume_filter);
         R->filling = NULL;
-        if (c->progress) lmf_progress_finish(&R->prog);
+        progress(R, LMF_PROGRESS_END, R->prog_total, NULL);
     }
     rep->phase1_seconds = lmf_now() - t_start;
     if (s == LMF_OK && R->dedup) {
@@ -1472,9 +1479,10 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
             s = lmf_fail(LMF_ERR_IO, "the spill file: %s", strerror(errno));
         if (s == LMF_OK) {
             rep->spill_bytes = R->spill_bytes;
-            if (c->progress) lmf_progress_start(&R->prog, 0, (long)(R->spill_bytes / 1000), "kB");
+            R->prog_total = (long)(R->spill_bytes / 1000);
+            progress(R, LMF_PROGRESS_BEGIN, 0, NULL);
             s = engine_run(R, threads, ws, fill_spill, work_dedup, consume_dedup);
-            if (c->progress) lmf_progress_finish(&R->prog);
+            progress(R, LMF_PROGRESS_END, R->prog_total, NULL);
         }
         if (s == LMF_OK) resolve_dup_examples(R);
         if (R->exact) lmf_report_counter_add(&rep->stages[LMF_STAGE_EXACT_DEDUP], "spilled_runs", lmf_exact_dedup_n_spills(R->exact));

@@ -81,7 +81,7 @@ typedef struct {
     /* [run] */
     int threads;        /* 0: all cores */
     size_t batch_bytes;
-    int progress;       /* progress bar on stderr */
+    int progress;       /* report progress to sink (the CLI draws it as a bar on stderr) */
     int examples;       /* removed-document examples kept per reason */
     int example_chars;  /* characters of each example */
     char *tmp_dir;      /* spill + dedup temporary files; NULL: the output folder */
@@ -109,6 +109,9 @@ typedef struct {
     double val_fraction;
     size_t block;
     uint64_t seed;
+    /* Not from the TOML and not owned: where the run reports (progress events, unit "kB" of input per phase,
+     * when progress is on). The library never prints; NULL (the default) runs silently. */
+    const lmf_sink *sink;
 } lmf_pipeline_config;
 
 /* Defaults: every stage on (shard with the byte tokenizer), datatrove's thresholds (each stage's _defaults()). */

@@ -12,7 +12,6 @@
 #include "core/dtype.h"
 #include "core/status.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,15 +44,16 @@ const lmf_quant_ops *lmf_quant(void) {
     return ops;
 }
 
+const char *lmf_qact_env_rejected(void) {
+    const char *env = getenv("LMF_QACT");
+    return env && *env && strcmp(env, "int8") && strcmp(env, "int16") ? env : NULL;
+}
+
 lmf_qact lmf_qact_get(void) {
     static int cached = -1;
     if (cached < 0) {
         const char *env = getenv("LMF_QACT");
-        int act = LMF_QACT_INT16;
-        if (env && !strcmp(env, "int8")) act = LMF_QACT_INT8;
-        else if (env && *env && strcmp(env, "int16"))
-            fprintf(stderr, "lmforge: LMF_QACT=%s: expected int16 or int8; using int16 (hint: unset it)\n", env);
-        cached = act;
+        cached = env && !strcmp(env, "int8") ? LMF_QACT_INT8 : LMF_QACT_INT16; /* invalid: see lmf_qact_env_rejected */
     }
     return (lmf_qact)cached;
 }

@@ -77,8 +77,11 @@ typedef struct {
 /* the activation format of Q8_0/Q4_0/Q4_1 weights */
 typedef enum { LMF_QACT_INT16 = 0, LMF_QACT_INT8 = 1 } lmf_qact;
 /* the format the public entry points use: int16, or int8 when the environment has LMF_QACT=int8 (read on the first
- * call; "int16" or unset means int16; any other value is reported once on stderr and int16 is used) */
+ * call; "int16" or unset means int16; any other value means int16 too). The kernels have no sink to warn through,
+ * so they stay silent and lmf_qact_env_rejected tells a program (the CLI) what to warn about. */
 lmf_qact lmf_qact_get(void);
+/* The LMF_QACT value lmf_qact_get ignored (neither int16 nor int8), or NULL when it was valid or unset. */
+const char *lmf_qact_env_rejected(void);
 
 typedef struct { uint16_t d; int8_t qs[32]; } lmf_block_q8_0;
 typedef struct { uint16_t d; uint8_t qs[16]; } lmf_block_q4_0;

@@ -1,5 +1,6 @@
 /* perplexity.c — lmf_perplexity (see lmforge.h): llama.cpp's windowed method, so the numbers compare directly. */
-#include "core/progress.h"
+#include "core/log.h"
+#include "core/progress.h" /* lmf_now */
 #include "core/status.h"
 #include "lmforge.h"
 
@@ -20,7 +21,7 @@ static double log_softmax_at(const float *x, int n, int k) {
 }
 
 lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, int ctx, int max_windows,
-                          int all_positions, int progress, lmf_ppl_result *out) {
+                          int all_positions, const lmf_sink *sink, lmf_ppl_result *out) {
     memset(out, 0, sizeof *out);
     const lmf_model_config *c = lmf_weights_config(w);
     const lmf_tokenizer *tok = lmf_weights_tokenizer(w);
@@ -53,8 +54,7 @@ lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, in
     double nll = 0, nll2 = 0;
     long count = 0;
     int32_t *win = malloc(sizeof(int32_t) * (size_t)ctx);
-    lmf_progress bar;
-    if (progress) lmf_progress_start(&bar, 0, n_windows, "windows");
+    lmf_sink_progress(sink, LMF_PROGRESS_BEGIN, 0, n_windows, "windows", NULL);
     double t0 = lmf_now();
     for (long k = 0; k < n_windows && st == LMF_OK; k++) {
         const int32_t *src = ids.data + (size_t)k * ctx;
@@ -71,13 +71,13 @@ lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, in
                 nll -= lp, nll2 += lp * lp, count++;
             }
         }
-        if (progress) {
+        if (sink && sink->progress && st == LMF_OK) {
             char status[48];
             snprintf(status, sizeof status, "ppl %.4f", exp(nll / (double)count));
-            lmf_progress_update(&bar, k + 1, status);
+            lmf_sink_progress(sink, LMF_PROGRESS_UPDATE, k + 1, n_windows, "windows", status);
         }
     }
-    if (progress) lmf_progress_finish(&bar);
+    lmf_sink_progress(sink, LMF_PROGRESS_END, n_windows, n_windows, "windows", NULL);
     double secs = lmf_now() - t0;
     if (st == LMF_OK) {
         double mean = nll / (double)count, var = nll2 / (double)count - mean * mean;
