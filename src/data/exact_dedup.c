@@ -201,8 +201,6 @@ void lmf_exact_dedup_free(lmf_exact_dedup *d) {
     if (!d) return;
     lmf_extsort_free(d->recs);
     lmf_extsort_free(d->removed);
-    free(d->bitmap);
-    free(d->tmp_dir);
     pthread_mutex_destroy(&d->mu);
-    free(d);
+    LMF_FREE_ALL(d->bitmap, d->tmp_dir, d);
 }

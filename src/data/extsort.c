@@ -297,10 +297,5 @@ size_t lmf_extsort_spills(const lmf_extsort *s) { return s->spills; }
 void lmf_extsort_free(lmf_extsort *s) {
     if (!s) return;
     if (s->fd >= 0) close(s->fd);
-    free(s->buf);
-    free(s->runs);
-    free(s->rd);
-    free(s->heap);
-    free(s->tmp_dir);
-    free(s);
+    LMF_FREE_ALL(s->buf, s->runs, s->rd, s->heap, s->tmp_dir, s);
 }

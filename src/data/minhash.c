@@ -731,12 +731,6 @@ void lmf_minhash_free(lmf_minhash *m) {
     if (!m) return;
     lmf_extsort_free(m->bands);
     if (m->sig_fd >= 0) close(m->sig_fd);
-    free(m->sig);
-    free(m->a);
-    free(m->b);
-    free(m->bitmap);
-    free(m->removed);
-    free(m->tmp_dir);
     pthread_mutex_destroy(&m->mu);
-    free(m);
+    LMF_FREE_ALL(m->sig, m->a, m->b, m->bitmap, m->removed, m->tmp_dir, m);
 }
