@@ -450,15 +450,9 @@ static void bottom_k(scratch *sc, size_t ns, int k, uint32_t *out) {
 /* ---- the deduplicator ---- */
 
 void lmf_minhash_config_default(lmf_minhash_config *cfg) {
-    cfg->n_grams = 5;
-    cfg->num_buckets = 14;
-    cfg->hashes_per_bucket = 8;
-    cfg->seed = 1;
-    cfg->verify_threshold = 0.8;
-    cfg->verify_window = 16;
-    cfg->verify_sketch = 256;
-    cfg->mem_budget = (size_t)256 << 20;
-    cfg->tmp_dir = NULL;
+    *cfg = (lmf_minhash_config){.n_grams = 5, .num_buckets = 14, .hashes_per_bucket = 8, .seed = 1,
+                                .verify_threshold = 0.8, .verify_window = 16, .verify_sketch = 256,
+                                .mem_budget = (size_t)256 << 20, .tmp_dir = NULL};
 }
 
 lmf_status lmf_minhash_create(const lmf_minhash_config *cfg, lmf_minhash **out) {
