@@ -40,10 +40,7 @@ lmf_status lmf_arch_parse(const char *name, lmf_arch *out) {
     return LMF_OK;
 }
 
-#define REQUIRE(cond, ...)                                                                                         \
-    do {                                                                                                           \
-        if (!(cond)) return lmf_fail(LMF_ERR_ARG, __VA_ARGS__);                                                    \
-    } while (0)
+#define REQUIRE LMF_REQUIRE_ARG
 
 lmf_status lmf_model_config_validate(const lmf_model_config *c) {
     REQUIRE(c->arch == LMF_ARCH_GPT2 || c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_OPT,
