@@ -34,4 +34,7 @@ void lmf_clear_error(void);
         if (!(cond)) return lmf_fail(LMF_ERR_ARG, __VA_ARGS__);                                                    \
     } while (0)
 
+/* For parsers of enum names: the position of name in names[0..n), or -1 (the caller words the error). */
+int lmf_name_index(const char *name, const char *const *names, int n);
+
 #endif

@@ -57,20 +57,16 @@ void lmf_chat_template_free(lmf_chat_template *t) {
     t->default_system = NULL;
 }
 
+static const char *const chat_format_names[] = {"chatml", "llama2", "llama3"}; /* by lmf_chat_format */
+
 const char *lmf_chat_format_name(lmf_chat_format f) {
-    switch (f) {
-    case LMF_CHAT_CHATML: return "chatml";
-    case LMF_CHAT_LLAMA2: return "llama2";
-    case LMF_CHAT_LLAMA3: return "llama3";
-    }
-    return "?";
+    return (unsigned)f < sizeof chat_format_names / sizeof *chat_format_names ? chat_format_names[f] : "?";
 }
 
 lmf_status lmf_chat_format_parse(const char *name, lmf_chat_format *out) {
-    if (!strcmp(name, "chatml")) *out = LMF_CHAT_CHATML;
-    else if (!strcmp(name, "llama2")) *out = LMF_CHAT_LLAMA2;
-    else if (!strcmp(name, "llama3")) *out = LMF_CHAT_LLAMA3;
-    else return lmf_fail(LMF_ERR_ARG, "unknown chat format '%s' (chatml, llama2, llama3)", name);
+    int i = lmf_name_index(name, chat_format_names, (int)(sizeof chat_format_names / sizeof *chat_format_names));
+    if (i < 0) return lmf_fail(LMF_ERR_ARG, "unknown chat format '%s' (chatml, llama2, llama3)", name);
+    *out = (lmf_chat_format)i;
     return LMF_OK;
 }
 
