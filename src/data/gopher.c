@@ -177,21 +177,16 @@ static void find_duplicates(lmf_scratch *s, const char *text, const lmf_span *el
 
 #define HB 0x100000001B3ull /* odd multiplier of the byte-polynomial hash of "".join(n-gram) */
 
-/* NULL, or the reason the document is dropped (lmf_verdict). */
-static const char *gopher_repetition_reason(const lmf_gopher_repetition_cfg *c, const char *text, size_t len,
-                                            lmf_scratch *s) {
-    if (len == 0) return "empty";
-    double nchars = (double)lmf_utf8_nchars(text, len);
-
-    /* paragraphs: re.split(r"\n{2,}", text.strip()) */
-    size_t a = 0, b = len;
-    lmf_strip(text, &a, &b);
+/* text[a..b) split at every run of min_run (1 or 2) or more newlines, as re.split("\n+") or re.split(r"\n{2,}"):
+ * the pieces (in scratch buffer 1) and their count *n_out. */
+static lmf_span *split_on_newlines(lmf_scratch *s, const char *text, size_t a, size_t b, int min_run,
+                                   size_t *n_out) {
     size_t cap = 16;
     for (size_t i = a; i < b; i++) cap += text[i] == '\n';
     lmf_span *el = lmf_scratch_buf(s, 1, (cap + 1) * sizeof *el);
     size_t n = 0, st = a;
     for (size_t i = a; i < b;) {
-        if (text[i] == '\n' && i + 1 < b && text[i + 1] == '\n') {
+        if (text[i] == '\n' && (min_run == 1 || (i + 1 < b && text[i + 1] == '\n'))) {
             size_t j = i;
             while (j < b && text[j] == '\n') j++;
             el[n++] = (lmf_span){(uint32_t)st, (uint32_t)(i - st), (uint32_t)lmf_utf8_nchars(text + st, i - st)};
@@ -201,28 +196,27 @@ static const char *gopher_repetition_reason(const lmf_gopher_repetition_cfg *c, 
         }
     }
     el[n++] = (lmf_span){(uint32_t)st, (uint32_t)(b - st), (uint32_t)lmf_utf8_nchars(text + st, b - st)};
-    size_t de, dc;
+    *n_out = n;
+    return el;
+}
+
+/* NULL, or the reason the document is dropped (lmf_verdict). */
+static const char *gopher_repetition_reason(const lmf_gopher_repetition_cfg *c, const char *text, size_t len,
+                                            lmf_scratch *s) {
+    if (len == 0) return "empty";
+    double nchars = (double)lmf_utf8_nchars(text, len);
+
+    /* paragraphs: re.split(r"\n{2,}", text.strip()) */
+    size_t a = 0, b = len;
+    lmf_strip(text, &a, &b);
+    size_t de, dc, n;
+    lmf_span *el = split_on_newlines(s, text, a, b, 2, &n);
     find_duplicates(s, text, el, n, &de, &dc);
     if (c->dup_para_frac && (double)de / (double)n > c->dup_para_frac) return "dup_para_frac";
     if (c->dup_para_char_frac && (double)dc / nchars > c->dup_para_char_frac) return "dup_para_char_frac";
 
     /* lines: re.split("\n+", text) (empty first/last pieces when the text starts/ends with newlines) */
-    cap = 16;
-    for (size_t i = 0; i < len; i++) cap += text[i] == '\n';
-    el = lmf_scratch_buf(s, 1, (cap + 1) * sizeof *el);
-    n = 0;
-    st = 0;
-    for (size_t i = 0; i < len;) {
-        if (text[i] == '\n') {
-            size_t j = i;
-            while (j < len && text[j] == '\n') j++;
-            el[n++] = (lmf_span){(uint32_t)st, (uint32_t)(i - st), (uint32_t)lmf_utf8_nchars(text + st, i - st)};
-            st = i = j;
-        } else {
-            i++;
-        }
-    }
-    el[n++] = (lmf_span){(uint32_t)st, (uint32_t)(len - st), (uint32_t)lmf_utf8_nchars(text + st, len - st)};
+    el = split_on_newlines(s, text, 0, len, 1, &n);
     find_duplicates(s, text, el, n, &de, &dc);
     if (c->dup_line_frac && (double)de / (double)n > c->dup_line_frac) return "dup_line_frac";
     if (c->dup_line_char_frac && (double)dc / nchars > c->dup_line_char_frac) return "dup_line_char_frac";
