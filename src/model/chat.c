@@ -72,6 +72,18 @@ lmf_status lmf_chat_format_parse(const char *name, lmf_chat_format *out) {
 
 static void put(lmf_text *o, const char *s) { lmf_text_push(o, s, strlen(s)); }
 
+/* Each message as open + role + mid + content + close (ChatML and Llama-3 differ only in these markers). */
+static void put_turns(lmf_text *o, const lmf_chat_message *msgs, int n, const char *open, const char *mid,
+                      const char *close) {
+    for (int i = 0; i < n; i++) {
+        put(o, open);
+        put(o, msgs[i].role);
+        put(o, mid);
+        put(o, msgs[i].content);
+        put(o, close);
+    }
+}
+
 lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *msgs, int n, int add_generation_prompt,
                            lmf_text *out) {
     for (int i = 0; i < n; i++) {
@@ -89,24 +101,12 @@ lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *m
             put(out, t->default_system);
             put(out, "<|im_end|>\n");
         }
-        for (int i = 0; i < n; i++) {
-            put(out, "<|im_start|>");
-            put(out, msgs[i].role);
-            put(out, "\n");
-            put(out, msgs[i].content);
-            put(out, "<|im_end|>\n");
-        }
+        put_turns(out, msgs, n, "<|im_start|>", "\n", "<|im_end|>\n");
         if (add_generation_prompt) put(out, "<|im_start|>assistant\n");
         break;
     case LMF_CHAT_LLAMA3:
         put(out, "<|begin_of_text|>");
-        for (int i = 0; i < n; i++) {
-            put(out, "<|start_header_id|>");
-            put(out, msgs[i].role);
-            put(out, "<|end_header_id|>\n\n");
-            put(out, msgs[i].content);
-            put(out, "<|eot_id|>");
-        }
+        put_turns(out, msgs, n, "<|start_header_id|>", "<|end_header_id|>\n\n", "<|eot_id|>");
         if (add_generation_prompt) put(out, "<|start_header_id|>assistant<|end_header_id|>\n\n");
         break;
     case LMF_CHAT_LLAMA2: {
