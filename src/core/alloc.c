@@ -47,6 +47,10 @@ void *lmf_xrealloc(void *p, size_t bytes) {
     return q;
 }
 
+void lmf_free_each(void *const *ptrs, size_t n) {
+    for (size_t i = 0; i < n; i++) free(ptrs[i]);
+}
+
 void *lmf_xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) oom(n * size);

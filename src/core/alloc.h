@@ -19,5 +19,11 @@ void *lmf_thread_scratch(size_t bytes);
 void *lmf_xmalloc(size_t bytes);
 void *lmf_xcalloc(size_t n, size_t size);
 void *lmf_xrealloc(void *p, size_t bytes);
+/* free() on each of the n pointers, in order (NULL ones are skipped, as free does). For the tail of a _free
+ * function; LMF_FREE_ALL(a, b, c) counts its arguments: every argument is read before the first is freed, so the
+ * owning struct itself may come last. */
+void lmf_free_each(void *const *ptrs, size_t n);
+#define LMF_FREE_ALL(...) \
+    lmf_free_each((void *const[]){__VA_ARGS__}, sizeof((void *const[]){__VA_ARGS__}) / sizeof(void *))
 
 #endif

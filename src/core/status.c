@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char last_error[1024];
 
@@ -28,4 +29,10 @@ const char *lmf_status_name(lmf_status s) {
     case LMF_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown status";
+}
+
+int lmf_name_index(const char *name, const char *const *names, int n) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
 }

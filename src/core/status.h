@@ -28,4 +28,13 @@ void lmf_clear_error(void);
         if (s_ != LMF_OK) return s_;                                                                               \
     } while (0)
 
+/* For validators of arguments and configs: returns lmf_fail(LMF_ERR_ARG, fmt, ...) when cond is false. */
+#define LMF_REQUIRE_ARG(cond, ...)                                                                                 \
+    do {                                                                                                           \
+        if (!(cond)) return lmf_fail(LMF_ERR_ARG, __VA_ARGS__);                                                    \
+    } while (0)
+
+/* For parsers of enum names: the position of name in names[0..n), or -1 (the caller words the error). */
+int lmf_name_index(const char *name, const char *const *names, int n);
+
 #endif

@@ -8,15 +8,9 @@
 #include "data/filters.h"
 
 void lmf_c4_defaults(lmf_c4_cfg *c) {
-    c->remove_citations = 1;
-    c->filter_no_terminal_punct = 1;
-    c->min_num_sentences = 5;
-    c->min_words_per_line = 3;
-    c->max_word_length = 1000;
-    c->filter_lorem_ipsum = 1;
-    c->filter_javascript = 1;
-    c->filter_curly_bracket = 1;
-    c->filter_policy = 1;
+    *c = (lmf_c4_cfg){.remove_citations = 1, .filter_no_terminal_punct = 1, .min_num_sentences = 5,
+                      .min_words_per_line = 3, .max_word_length = 1000, .filter_lorem_ipsum = 1,
+                      .filter_javascript = 1, .filter_curly_bracket = 1, .filter_policy = 1};
 }
 
 static const char *const policy[] = {"terms of use", "privacy policy", "cookie policy", "uses cookies",

@@ -31,10 +31,8 @@ struct lmf_exact_dedup {
 };
 
 void lmf_exact_dedup_config_default(lmf_exact_dedup_config *cfg) {
-    cfg->lowercase = 1;
-    cfg->collapse_whitespace = 1;
-    cfg->mem_budget = (size_t)256 << 20;
-    cfg->tmp_dir = NULL;
+    *cfg = (lmf_exact_dedup_config){.lowercase = 1, .collapse_whitespace = 1, .mem_budget = (size_t)256 << 20,
+                                    .tmp_dir = NULL};
 }
 
 /* Python's str.isspace(): the characters `\s` matches in a str regex (Unicode White_Space plus U+001C..U+001F). */
@@ -201,8 +199,6 @@ void lmf_exact_dedup_free(lmf_exact_dedup *d) {
     if (!d) return;
     lmf_extsort_free(d->recs);
     lmf_extsort_free(d->removed);
-    free(d->bitmap);
-    free(d->tmp_dir);
     pthread_mutex_destroy(&d->mu);
-    free(d);
+    LMF_FREE_ALL(d->bitmap, d->tmp_dir, d);
 }

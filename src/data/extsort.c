@@ -66,29 +66,24 @@ int lmf_dedup_tmpfile(const char *dir) {
     return fd;
 }
 
-static lmf_status write_all(int fd, const void *p, size_t n, off_t off) {
-    const char *c = p;
+/* All n bytes at off, written (writing = 1) or read, retrying short transfers and EINTR. */
+static lmf_status transfer_all(int fd, int writing, void *p, size_t n, off_t off) {
+    char *c = p;
     while (n) {
-        ssize_t w = pwrite(fd, c, n, off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return lmf_fail(LMF_ERR_IO, "dedup spill file: write of %zu bytes at %lld failed: %s", n,
-                                    (long long)off, w < 0 ? strerror(errno) : "no space");
-        c += w, n -= (size_t)w, off += w;
+        ssize_t k = writing ? pwrite(fd, c, n, off) : pread(fd, c, n, off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return lmf_fail(LMF_ERR_IO, "dedup spill file: %s of %zu bytes at %lld failed: %s",
+                                    writing ? "write" : "read", n, (long long)off,
+                                    k < 0 ? strerror(errno) : writing ? "no space" : "unexpected end of file");
+        c += k, n -= (size_t)k, off += k;
     }
     return LMF_OK;
 }
 
-static lmf_status read_all(int fd, void *p, size_t n, off_t off) {
-    char *c = p;
-    while (n) {
-        ssize_t r = pread(fd, c, n, off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return lmf_fail(LMF_ERR_IO, "dedup spill file: read of %zu bytes at %lld failed: %s", n,
-                                    (long long)off, r < 0 ? strerror(errno) : "unexpected end of file");
-        c += r, n -= (size_t)r, off += r;
-    }
-    return LMF_OK;
+static lmf_status write_all(int fd, const void *p, size_t n, off_t off) {
+    return transfer_all(fd, 1, (void *)p, n, off); /* pwrite does not write through it */
 }
+static lmf_status read_all(int fd, void *p, size_t n, off_t off) { return transfer_all(fd, 0, p, n, off); }
 
 lmf_status lmf_extsort_create(int nw, size_t mem_budget, const char *tmp_dir, lmf_extsort **out) {
     *out = NULL;
@@ -297,10 +292,5 @@ size_t lmf_extsort_spills(const lmf_extsort *s) { return s->spills; }
 void lmf_extsort_free(lmf_extsort *s) {
     if (!s) return;
     if (s->fd >= 0) close(s->fd);
-    free(s->buf);
-    free(s->runs);
-    free(s->rd);
-    free(s->heap);
-    free(s->tmp_dir);
-    free(s);
+    LMF_FREE_ALL(s->buf, s->runs, s->rd, s->heap, s->tmp_dir, s);
 }

@@ -31,6 +31,18 @@ typedef struct {
     const char *reason;
 } lmf_verdict;
 
+/* Sets v from a filter's finding: reason NULL keeps the document, else it is dropped for that reason. */
+static inline void lmf_verdict_set(lmf_verdict *v, const char *reason) {
+    v->keep = !reason;
+    v->reason = reason;
+}
+
+/* Marks v dropped for reason (a static string); the filter returns right after. */
+static inline void lmf_verdict_drop(lmf_verdict *v, const char *reason) {
+    v->keep = 0;
+    v->reason = reason;
+}
+
 lmf_scratch *lmf_scratch_new(void);
 void lmf_scratch_free(lmf_scratch *s);
 

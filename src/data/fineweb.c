@@ -5,21 +5,9 @@
 #include "data/filters.h"
 
 void lmf_fineweb_defaults(lmf_fineweb_cfg *c) {
-    memset(c, 0, sizeof *c);
-    c->line_punct_thr = 0.12;
-    c->line_punct_exclude_zero = 0;
-    c->short_line_thr = 0.67;
-    c->short_line_length = 30;
-    c->char_duplicates_ratio = 0.01;
-    c->new_line_ratio = 0.3;
+    *c = (lmf_fineweb_cfg){.line_punct_thr = 0.12, .line_punct_exclude_zero = 0, .short_line_thr = 0.67,
+                           .short_line_length = 30, .char_duplicates_ratio = 0.01, .new_line_ratio = 0.3};
 }
-
-#define DROP(r)                                                                                                    \
-    do {                                                                                                           \
-        v->keep = 0;                                                                                               \
-        v->reason = (r);                                                                                           \
-        return;                                                                                                    \
-    } while (0)
 
 /* Last code point of s[0..n) (n > 0). */
 static int32_t last_cp(const char *s, size_t n) {
@@ -30,9 +18,8 @@ static int32_t last_cp(const char *s, size_t n) {
     return i == n ? c : -1;
 }
 
-void lmf_fineweb_quality(const lmf_fineweb_cfg *c, const char *text, size_t len, lmf_scratch *s, lmf_verdict *v) {
-    v->keep = 1;
-    v->reason = NULL;
+/* NULL, or the reason the document is dropped (lmf_verdict). */
+static const char *fineweb_reason(const lmf_fineweb_cfg *c, const char *text, size_t len, lmf_scratch *s) {
     size_t nlines_all = 1;
     for (size_t i = 0; i < len; i++) nlines_all += text[i] == '\n';
     lmf_span *ln = lmf_scratch_buf(s, 1, nlines_all * sizeof *ln);
@@ -45,7 +32,7 @@ void lmf_fineweb_quality(const lmf_fineweb_cfg *c, const char *text, size_t len,
             st = i + 1;
         }
     }
-    if (n == 0) DROP("empty");
+    if (n == 0) return "empty";
 
     size_t punct = 0, shorts = 0;
     for (size_t i = 0; i < n; i++) {
@@ -60,8 +47,8 @@ void lmf_fineweb_quality(const lmf_fineweb_cfg *c, const char *text, size_t len,
         shorts += ln[i].nchars <= (uint32_t)c->short_line_length;
     }
     double ratio = (double)punct / (double)n;
-    if (ratio < c->line_punct_thr && !(ratio == 0 && c->line_punct_exclude_zero)) DROP("line_punct_ratio");
-    if ((double)shorts / (double)n > c->short_line_thr) DROP("short_line_ratio");
+    if (ratio < c->line_punct_thr && !(ratio == 0 && c->line_punct_exclude_zero)) return "line_punct_ratio";
+    if ((double)shorts / (double)n > c->short_line_thr) return "short_line_ratio";
 
     lmf_hset *h = lmf_scratch_hset(s, 0, n);
     size_t dup_chars = 0;
@@ -71,9 +58,14 @@ void lmf_fineweb_quality(const lmf_fineweb_cfg *c, const char *text, size_t len,
         if (!isnew) dup_chars += ln[i].nchars;
     }
     size_t nonnl = lmf_utf8_nchars(text, len) - newlines;
-    if ((double)dup_chars / (double)nonnl > c->char_duplicates_ratio) DROP("char_dup_ratio");
+    if ((double)dup_chars / (double)nonnl > c->char_duplicates_ratio) return "char_dup_ratio";
 
     size_t nw;
     lmf_text_words(s, text, len, &nw);
-    if (nw && (double)newlines / (double)nw > c->new_line_ratio) DROP("list_ratio");
+    if (nw && (double)newlines / (double)nw > c->new_line_ratio) return "list_ratio";
+    return NULL;
+}
+
+void lmf_fineweb_quality(const lmf_fineweb_cfg *c, const char *text, size_t len, lmf_scratch *s, lmf_verdict *v) {
+    lmf_verdict_set(v, fineweb_reason(c, text, len, s));
 }

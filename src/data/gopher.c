@@ -12,16 +12,10 @@
 static const char *const default_stop_words[] = {"the", "be", "to", "of", "and", "that", "have", "with"};
 
 void lmf_gopher_quality_defaults(lmf_gopher_quality_cfg *c) {
-    memset(c, 0, sizeof *c);
-    c->min_doc_words = 50;
-    c->max_doc_words = 100000;
-    c->min_avg_word_length = 3;
-    c->max_avg_word_length = 10;
-    c->max_symbol_word_ratio = 0.1;
-    c->max_bullet_lines_ratio = 0.9;
-    c->max_ellipsis_lines_ratio = 0.3;
-    c->max_non_alpha_words_ratio = 0.8;
-    c->min_stop_words = 2;
+    *c = (lmf_gopher_quality_cfg){.min_doc_words = 50, .max_doc_words = 100000, .min_avg_word_length = 3,
+                                  .max_avg_word_length = 10, .max_symbol_word_ratio = 0.1,
+                                  .max_bullet_lines_ratio = 0.9, .max_ellipsis_lines_ratio = 0.3,
+                                  .max_non_alpha_words_ratio = 0.8, .min_stop_words = 2};
 }
 
 /* Non-overlapping occurrences of pat (str.count). */
@@ -46,17 +40,9 @@ static int ends_with(const char *s, size_t n, const char *pat) {
     return n >= m && memcmp(s + n - m, pat, m) == 0;
 }
 
-#define DROP(r)                                                                                                    \
-    do {                                                                                                           \
-        v->keep = 0;                                                                                               \
-        v->reason = (r);                                                                                           \
-        return;                                                                                                    \
-    } while (0)
-
-void lmf_gopher_quality(const lmf_gopher_quality_cfg *c, const char *text, size_t len, lmf_scratch *s,
-                        lmf_verdict *v) {
-    v->keep = 1;
-    v->reason = NULL;
+/* NULL, or the reason the document is dropped (lmf_verdict). */
+static const char *gopher_quality_reason(const lmf_gopher_quality_cfg *c, const char *text, size_t len,
+                                         lmf_scratch *s) {
     size_t nw;
     const lmf_span *w = lmf_text_words(s, text, len, &nw);
 
@@ -76,18 +62,19 @@ void lmf_gopher_quality(const lmf_gopher_quality_cfg *c, const char *text, size_
         }
         n_alpha += (size_t)alpha;
     }
-    if (c->min_doc_words && n_ns < (size_t)c->min_doc_words) DROP("gopher_short_doc");
-    if (c->max_doc_words && n_ns > (size_t)c->max_doc_words) DROP("gopher_long_doc");
+    if (c->min_doc_words && n_ns < (size_t)c->min_doc_words) return "gopher_short_doc";
+    if (c->max_doc_words && n_ns > (size_t)c->max_doc_words) return "gopher_long_doc";
 
     double avg = n_ns ? (double)ns_chars / (double)n_ns : NAN; /* np.mean of [] is nan: no comparison holds */
-    if (c->min_avg_word_length && avg < c->min_avg_word_length) DROP("gopher_below_avg_threshold");
-    if (c->max_avg_word_length && avg > c->max_avg_word_length) DROP("gopher_above_avg_threshold");
+    if (c->min_avg_word_length && avg < c->min_avg_word_length) return "gopher_below_avg_threshold";
+    if (c->max_avg_word_length && avg > c->max_avg_word_length) return "gopher_above_avg_threshold";
 
     /* datatrove divides by the word count; a document without words would raise there: we skip the ratio */
     if (c->max_symbol_word_ratio && nw) {
-        if ((double)count_sub(text, len, "#", 1) / (double)nw > c->max_symbol_word_ratio) DROP("gopher_too_many_hashes");
+        if ((double)count_sub(text, len, "#", 1) / (double)nw > c->max_symbol_word_ratio)
+            return "gopher_too_many_hashes";
         size_t ell = count_sub(text, len, "...", 3) + count_sub(text, len, "\xE2\x80\xA6", 3);
-        if ((double)ell / (double)nw > c->max_symbol_word_ratio) DROP("gopher_too_many_ellipsis");
+        if ((double)ell / (double)nw > c->max_symbol_word_ratio) return "gopher_too_many_ellipsis";
     }
 
     if (c->max_bullet_lines_ratio || c->max_ellipsis_lines_ratio) {
@@ -105,14 +92,14 @@ void lmf_gopher_quality(const lmf_gopher_quality_cfg *c, const char *text, size_
         }
         if (nl) {
             if (c->max_bullet_lines_ratio && (double)bullets / (double)nl > c->max_bullet_lines_ratio)
-                DROP("gopher_too_many_bullets");
+                return "gopher_too_many_bullets";
             if (c->max_ellipsis_lines_ratio && (double)ell / (double)nl > c->max_ellipsis_lines_ratio)
-                DROP("gopher_too_many_end_ellipsis");
+                return "gopher_too_many_end_ellipsis";
         }
     }
 
     if (c->max_non_alpha_words_ratio && nw && (double)n_alpha / (double)nw < c->max_non_alpha_words_ratio)
-        DROP("gopher_below_alpha_threshold");
+        return "gopher_below_alpha_threshold";
 
     if (c->min_stop_words) {
         const char *const *sw = c->stop_words ? c->stop_words : default_stop_words;
@@ -134,8 +121,13 @@ void lmf_gopher_quality(const lmf_gopher_quality_cfg *c, const char *text, size_
                 }
             }
         }
-        if (found < (size_t)c->min_stop_words) DROP("gopher_enough_stop_words");
+        if (found < (size_t)c->min_stop_words) return "gopher_enough_stop_words";
     }
+    return NULL;
+}
+
+void lmf_gopher_quality(const lmf_gopher_quality_cfg *c, const char *text, size_t len, lmf_scratch *s, lmf_verdict *v) {
+    lmf_verdict_set(v, gopher_quality_reason(c, text, len, s));
 }
 
 /* ---------------------------------------------------------------- Gopher repetition */
@@ -185,22 +177,16 @@ static void find_duplicates(lmf_scratch *s, const char *text, const lmf_span *el
 
 #define HB 0x100000001B3ull /* odd multiplier of the byte-polynomial hash of "".join(n-gram) */
 
-void lmf_gopher_repetition(const lmf_gopher_repetition_cfg *c, const char *text, size_t len, lmf_scratch *s,
-                           lmf_verdict *v) {
-    v->keep = 1;
-    v->reason = NULL;
-    if (len == 0) DROP("empty");
-    double nchars = (double)lmf_utf8_nchars(text, len);
-
-    /* paragraphs: re.split(r"\n{2,}", text.strip()) */
-    size_t a = 0, b = len;
-    lmf_strip(text, &a, &b);
+/* text[a..b) split at every run of min_run (1 or 2) or more newlines, as re.split("\n+") or re.split(r"\n{2,}"):
+ * the pieces (in scratch buffer 1) and their count *n_out. */
+static lmf_span *split_on_newlines(lmf_scratch *s, const char *text, size_t a, size_t b, int min_run,
+                                   size_t *n_out) {
     size_t cap = 16;
     for (size_t i = a; i < b; i++) cap += text[i] == '\n';
     lmf_span *el = lmf_scratch_buf(s, 1, (cap + 1) * sizeof *el);
     size_t n = 0, st = a;
     for (size_t i = a; i < b;) {
-        if (text[i] == '\n' && i + 1 < b && text[i + 1] == '\n') {
+        if (text[i] == '\n' && (min_run == 1 || (i + 1 < b && text[i + 1] == '\n'))) {
             size_t j = i;
             while (j < b && text[j] == '\n') j++;
             el[n++] = (lmf_span){(uint32_t)st, (uint32_t)(i - st), (uint32_t)lmf_utf8_nchars(text + st, i - st)};
@@ -210,35 +196,34 @@ void lmf_gopher_repetition(const lmf_gopher_repetition_cfg *c, const char *text,
         }
     }
     el[n++] = (lmf_span){(uint32_t)st, (uint32_t)(b - st), (uint32_t)lmf_utf8_nchars(text + st, b - st)};
-    size_t de, dc;
+    *n_out = n;
+    return el;
+}
+
+/* NULL, or the reason the document is dropped (lmf_verdict). */
+static const char *gopher_repetition_reason(const lmf_gopher_repetition_cfg *c, const char *text, size_t len,
+                                            lmf_scratch *s) {
+    if (len == 0) return "empty";
+    double nchars = (double)lmf_utf8_nchars(text, len);
+
+    /* paragraphs: re.split(r"\n{2,}", text.strip()) */
+    size_t a = 0, b = len;
+    lmf_strip(text, &a, &b);
+    size_t de, dc, n;
+    lmf_span *el = split_on_newlines(s, text, a, b, 2, &n);
     find_duplicates(s, text, el, n, &de, &dc);
-    if (c->dup_para_frac && (double)de / (double)n > c->dup_para_frac) DROP("dup_para_frac");
-    if (c->dup_para_char_frac && (double)dc / nchars > c->dup_para_char_frac) DROP("dup_para_char_frac");
+    if (c->dup_para_frac && (double)de / (double)n > c->dup_para_frac) return "dup_para_frac";
+    if (c->dup_para_char_frac && (double)dc / nchars > c->dup_para_char_frac) return "dup_para_char_frac";
 
     /* lines: re.split("\n+", text) (empty first/last pieces when the text starts/ends with newlines) */
-    cap = 16;
-    for (size_t i = 0; i < len; i++) cap += text[i] == '\n';
-    el = lmf_scratch_buf(s, 1, (cap + 1) * sizeof *el);
-    n = 0;
-    st = 0;
-    for (size_t i = 0; i < len;) {
-        if (text[i] == '\n') {
-            size_t j = i;
-            while (j < len && text[j] == '\n') j++;
-            el[n++] = (lmf_span){(uint32_t)st, (uint32_t)(i - st), (uint32_t)lmf_utf8_nchars(text + st, i - st)};
-            st = i = j;
-        } else {
-            i++;
-        }
-    }
-    el[n++] = (lmf_span){(uint32_t)st, (uint32_t)(len - st), (uint32_t)lmf_utf8_nchars(text + st, len - st)};
+    el = split_on_newlines(s, text, 0, len, 1, &n);
     find_duplicates(s, text, el, n, &de, &dc);
-    if (c->dup_line_frac && (double)de / (double)n > c->dup_line_frac) DROP("dup_line_frac");
-    if (c->dup_line_char_frac && (double)dc / nchars > c->dup_line_char_frac) DROP("dup_line_char_frac");
+    if (c->dup_line_frac && (double)de / (double)n > c->dup_line_frac) return "dup_line_frac";
+    if (c->dup_line_char_frac && (double)dc / nchars > c->dup_line_char_frac) return "dup_line_char_frac";
 
     size_t nw;
     const lmf_span *w = lmf_text_words(s, text, len, &nw);
-    if (nw == 0) return;
+    if (nw == 0) return NULL;
     /* per word: xxh3 (sequence keys), byte-polynomial hash and HB^bytes (concatenation keys) */
     uint64_t *wh = lmf_scratch_buf(s, 2, nw * 3 * sizeof *wh);
     uint64_t *ph = wh + nw, *pp = wh + 2 * nw;
@@ -283,7 +268,7 @@ void lmf_gopher_repetition(const lmf_gopher_repetition_cfg *c, const char *text,
         (void)best_slot;
         size_t i0 = first_pos[best_first], chars = (size_t)ng - 1;
         for (int k = 0; k < ng; k++) chars += w[i0 + (size_t)k].nchars;
-        if ((double)(chars * best_count) / nchars > c->top[t].frac) DROP(top_reason[ng <= 16 ? ng : 0]);
+        if ((double)(chars * best_count) / nchars > c->top[t].frac) return top_reason[ng <= 16 ? ng : 0];
     }
 
     for (int t = 0; t < c->n_dup; t++) {
@@ -308,6 +293,12 @@ void lmf_gopher_repetition(const lmf_gopher_repetition_cfg *c, const char *text,
                 idx++;
             }
         }
-        if ((double)repeated / nchars > c->dup[t].frac) DROP(dup_reason[ng <= 16 ? ng : 0]);
+        if ((double)repeated / nchars > c->dup[t].frac) return dup_reason[ng <= 16 ? ng : 0];
     }
+    return NULL;
+}
+
+void lmf_gopher_repetition(const lmf_gopher_repetition_cfg *c, const char *text, size_t len, lmf_scratch *s,
+                           lmf_verdict *v) {
+    lmf_verdict_set(v, gopher_repetition_reason(c, text, len, s));
 }

@@ -450,15 +450,9 @@ static void bottom_k(scratch *sc, size_t ns, int k, uint32_t *out) {
 /* ---- the deduplicator ---- */
 
 void lmf_minhash_config_default(lmf_minhash_config *cfg) {
-    cfg->n_grams = 5;
-    cfg->num_buckets = 14;
-    cfg->hashes_per_bucket = 8;
-    cfg->seed = 1;
-    cfg->verify_threshold = 0.8;
-    cfg->verify_window = 16;
-    cfg->verify_sketch = 256;
-    cfg->mem_budget = (size_t)256 << 20;
-    cfg->tmp_dir = NULL;
+    *cfg = (lmf_minhash_config){.n_grams = 5, .num_buckets = 14, .hashes_per_bucket = 8, .seed = 1,
+                                .verify_threshold = 0.8, .verify_window = 16, .verify_sketch = 256,
+                                .mem_budget = (size_t)256 << 20, .tmp_dir = NULL};
 }
 
 lmf_status lmf_minhash_create(const lmf_minhash_config *cfg, lmf_minhash **out) {
@@ -731,12 +725,6 @@ void lmf_minhash_free(lmf_minhash *m) {
     if (!m) return;
     lmf_extsort_free(m->bands);
     if (m->sig_fd >= 0) close(m->sig_fd);
-    free(m->sig);
-    free(m->a);
-    free(m->b);
-    free(m->bitmap);
-    free(m->removed);
-    free(m->tmp_dir);
     pthread_mutex_destroy(&m->mu);
-    free(m);
+    LMF_FREE_ALL(m->sig, m->a, m->b, m->bitmap, m->removed, m->tmp_dir, m);
 }

@@ -12,13 +12,8 @@
 #include "data/filters.h"
 
 void lmf_normalize_defaults(lmf_normalize_cfg *c) {
-    c->repair_utf8 = 1;
-    c->nfc = 1;
-    c->remove_controls = 1;
-    c->fix_line_endings = 1;
-    c->strip_trailing = 1;
-    c->max_blank_lines = 2;
-    c->trim = 1;
+    *c = (lmf_normalize_cfg){.repair_utf8 = 1, .nfc = 1, .remove_controls = 1, .fix_line_endings = 1,
+                             .strip_trailing = 1, .max_blank_lines = 2, .trim = 1};
 }
 
 static int is_control(int32_t c) { return (c < 0x20 && c != '\n' && c != '\t') || (c >= 0x7F && c <= 0x9F); }

@@ -66,14 +66,8 @@ void lmf_pipeline_config_free(lmf_pipeline_config *c) {
     lmf_strlist_free(&c->blocklists, &c->n_blocklists);
     lmf_strlist_free(&c->email_replacements, &c->n_email_replacements);
     lmf_strlist_free(&c->ip_replacements, &c->n_ip_replacements);
-    free(c->text_field);
-    free(c->id_field);
-    free(c->separator);
-    free(c->out_dir);
-    free(c->tmp_dir);
-    free(c->ipv6_replacement);
-    free(c->phone_replacement);
-    free(c->tokenizer);
+    LMF_FREE_ALL(c->text_field, c->id_field, c->separator, c->out_dir, c->tmp_dir, c->ipv6_replacement,
+                 c->phone_replacement, c->tokenizer);
     memset(c, 0, sizeof *c);
 }
 
@@ -1368,14 +1362,12 @@ static void run_cleanup(run *R, int ok) {
     }
     if (R->spill) fclose(R->spill);
     for (size_t i = 0; i < R->n_bl_owned; i++) lmf_blocklist_free(R->bl_owned[i]);
-    free(R->bl_owned);
-    free(R->bl);
     lmf_tokenizer_free(R->tok);
     lmf_exact_dedup_free(R->exact);
     lmf_minhash_free(R->mh);
     lmf_reader_free(R->reader);
     lmf_textbuf_free(&R->line);
-    free(R->dups);
+    LMF_FREE_ALL(R->bl_owned, R->bl, R->dups);
     pthread_mutex_destroy(&R->err_mu);
 }
 

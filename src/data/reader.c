@@ -154,12 +154,7 @@ void lmf_reader_free(lmf_reader *r) {
     if (r->f && r->f != stdin) fclose(r->f);
     ZSTD_freeDCtx(r->z);
     for (size_t i = 0; i < r->n_files; i++) free(r->files[i]);
-    free(r->files);
-    free(r->sizes);
-    free(r->in);
-    free(r->ob);
-    free(r->line);
-    free(r);
+    LMF_FREE_ALL(r->files, r->sizes, r->in, r->ob, r->line, r);
 }
 
 static int ends_with(const char *s, const char *suf) {

@@ -330,22 +330,11 @@ void lmf_scratch_free(lmf_scratch *s) {
     pcre2_match_data_free(s->md);
     for (int k = 0; k < 2; k++) {
         tokset *t = k ? &s->alt : &s->ts;
-        free(t->tok);
-        free(t->tok_space);
-        free(t->words);
+        LMF_FREE_ALL(t->tok, t->tok_space, t->words);
     }
-    free(s->cache);
-    free(s->pool);
-    free(s->pre);
-    free(s->suf);
-    free(s->pieces);
     for (int i = 0; i < 8; i++) free(s->buf[i]);
-    for (int i = 0; i < 2; i++) {
-        free(s->hs[i].keys);
-        free(s->hs[i].vals);
-        free(s->hs[i].first);
-    }
-    free(s);
+    for (int i = 0; i < 2; i++) LMF_FREE_ALL(s->hs[i].keys, s->hs[i].vals, s->hs[i].first);
+    LMF_FREE_ALL(s->cache, s->pool, s->pre, s->suf, s->pieces, s);
 }
 
 void *lmf_scratch_buf(lmf_scratch *s, int slot, size_t bytes) {

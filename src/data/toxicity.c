@@ -167,11 +167,7 @@ lmf_status lmf_blocklist_load(const char *path, lmf_blocklist **out) {
 void lmf_blocklist_free(lmf_blocklist *b) {
     if (!b) return;
     for (size_t i = 0; i < b->n; i++) free(b->terms[i]);
-    free(b->terms);
-    free(b->keys);
-    free(b->idx);
-    free(b->first);
-    free(b);
+    LMF_FREE_ALL(b->terms, b->keys, b->idx, b->first, b);
 }
 
 size_t lmf_blocklist_size(const lmf_blocklist *b) { return b->n; }

@@ -115,10 +115,5 @@ uint64_t lmf_unionfind_id(const lmf_unionfind *u, size_t i) {
 
 void lmf_unionfind_free(lmf_unionfind *u) {
     if (!u) return;
-    free(u->ids);
-    free(u->minid);
-    free(u->parent);
-    free(u->size);
-    free(u->slots);
-    free(u);
+    LMF_FREE_ALL(u->ids, u->minid, u->parent, u->size, u->slots, u);
 }

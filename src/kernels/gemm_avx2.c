@@ -46,6 +46,7 @@ static void pack_trans(float *restrict dst, const float *restrict src, long ld, 
     }
 }
 
+/* As gemm_avx512.c's pack_a with this file's MR: each ISA file is compiled alone, with its own tile sizes. */
 static void pack_a(float *ap, int transA, const float *A, long lda, int i0, int p0, int w, int kc) {
     if (transA) pack_cont(ap, A + (long)p0 * lda + i0, lda, w, MR, kc);
     else pack_trans(ap, A + (long)i0 * lda + p0, lda, w, MR, kc);

@@ -208,6 +208,7 @@ QTILES(q4_1_i16, qtile16, lmf_block_q16a, K_Q4_1)
 
 /* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
  * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
+/* The same steps as quant_avx512.c's qmatvec in 16-lane intrinsics: each ISA file is compiled alone. */
 static void qmatvec(const qtile_fn *tiles, int n, int nrows, const void *W, size_t rb, int ncols, const void *x,
                     size_t xb, float *y, int ldy) {
     int nb = n / 32;

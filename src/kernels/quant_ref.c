@@ -464,6 +464,7 @@ static void q4_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, cons
 /* ---- the int8 activation path (LMF_QACT=int8), kept for comparison --------------------------------------------- */
 
 /* sum over blocks of (d_w d_x) * sum(q_w q_x), in block order */
+/* The _i8 loops repeat the _ref ones above on int8 activations: the reference keeps one plain loop per format. */
 static void q8_0_i8(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                      int ldy) {
     for (int c = 0; c < ncols; c++) {

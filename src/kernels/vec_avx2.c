@@ -480,6 +480,7 @@ static inline __attribute__((always_inline)) void rbm_block(const int M, const i
             _mm256_maskstore_ps(out + j * ldo + p0 + 8 * v, V == 2 && v == 0 ? full : mk, acc[j][v]);
 }
 
+/* The same steps as vec_avx512.c's rbm in 16-lane intrinsics: each ISA file is compiled alone. */
 static inline __attribute__((always_inline)) void rbm(const int M, float *out, long ldo, const float *x, long ldx,
                                                       const float *w, long ldw, int k, int n) {
     int p = 0;

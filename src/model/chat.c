@@ -57,24 +57,32 @@ void lmf_chat_template_free(lmf_chat_template *t) {
     t->default_system = NULL;
 }
 
+static const char *const chat_format_names[] = {"chatml", "llama2", "llama3"}; /* by lmf_chat_format */
+
 const char *lmf_chat_format_name(lmf_chat_format f) {
-    switch (f) {
-    case LMF_CHAT_CHATML: return "chatml";
-    case LMF_CHAT_LLAMA2: return "llama2";
-    case LMF_CHAT_LLAMA3: return "llama3";
-    }
-    return "?";
+    return (unsigned)f < sizeof chat_format_names / sizeof *chat_format_names ? chat_format_names[f] : "?";
 }
 
 lmf_status lmf_chat_format_parse(const char *name, lmf_chat_format *out) {
-    if (!strcmp(name, "chatml")) *out = LMF_CHAT_CHATML;
-    else if (!strcmp(name, "llama2")) *out = LMF_CHAT_LLAMA2;
-    else if (!strcmp(name, "llama3")) *out = LMF_CHAT_LLAMA3;
-    else return lmf_fail(LMF_ERR_ARG, "unknown chat format '%s' (chatml, llama2, llama3)", name);
+    int i = lmf_name_index(name, chat_format_names, (int)(sizeof chat_format_names / sizeof *chat_format_names));
+    if (i < 0) return lmf_fail(LMF_ERR_ARG, "unknown chat format '%s' (chatml, llama2, llama3)", name);
+    *out = (lmf_chat_format)i;
     return LMF_OK;
 }
 
 static void put(lmf_text *o, const char *s) { lmf_text_push(o, s, strlen(s)); }
+
+/* Each message as open + role + mid + content + close (ChatML and Llama-3 differ only in these markers). */
+static void put_turns(lmf_text *o, const lmf_chat_message *msgs, int n, const char *open, const char *mid,
+                      const char *close) {
+    for (int i = 0; i < n; i++) {
+        put(o, open);
+        put(o, msgs[i].role);
+        put(o, mid);
+        put(o, msgs[i].content);
+        put(o, close);
+    }
+}
 
 lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *msgs, int n, int add_generation_prompt,
                            lmf_text *out) {
@@ -93,24 +101,12 @@ lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *m
             put(out, t->default_system);
             put(out, "<|im_end|>\n");
         }
-        for (int i = 0; i < n; i++) {
-            put(out, "<|im_start|>");
-            put(out, msgs[i].role);
-            put(out, "\n");
-            put(out, msgs[i].content);
-            put(out, "<|im_end|>\n");
-        }
+        put_turns(out, msgs, n, "<|im_start|>", "\n", "<|im_end|>\n");
         if (add_generation_prompt) put(out, "<|im_start|>assistant\n");
         break;
     case LMF_CHAT_LLAMA3:
         put(out, "<|begin_of_text|>");
-        for (int i = 0; i < n; i++) {
-            put(out, "<|start_header_id|>");
-            put(out, msgs[i].role);
-            put(out, "<|end_header_id|>\n\n");
-            put(out, msgs[i].content);
-            put(out, "<|eot_id|>");
-        }
+        put_turns(out, msgs, n, "<|start_header_id|>", "<|end_header_id|>\n\n", "<|eot_id|>");
         if (add_generation_prompt) put(out, "<|start_header_id|>assistant<|end_header_id|>\n\n");
         break;
     case LMF_CHAT_LLAMA2: {

@@ -33,17 +33,14 @@ const char *lmf_arch_name(lmf_arch arch) {
 }
 
 lmf_status lmf_arch_parse(const char *name, lmf_arch *out) {
-    if (!strcmp(name, "gpt2")) *out = LMF_ARCH_GPT2;
-    else if (!strcmp(name, "llama")) *out = LMF_ARCH_LLAMA;
-    else if (!strcmp(name, "opt")) *out = LMF_ARCH_OPT;
-    else return lmf_fail(LMF_ERR_ARG, "arch: unknown model family '%s' (expected gpt2, llama or opt)", name);
+    static const char *const names[] = {"gpt2", "llama", "opt"}; /* by lmf_arch */
+    int i = lmf_name_index(name, names, 3);
+    if (i < 0) return lmf_fail(LMF_ERR_ARG, "arch: unknown model family '%s' (expected gpt2, llama or opt)", name);
+    *out = (lmf_arch)i;
     return LMF_OK;
 }
 
-#define REQUIRE(cond, ...)                                                                                         \
-    do {                                                                                                           \
-        if (!(cond)) return lmf_fail(LMF_ERR_ARG, __VA_ARGS__);                                                    \
-    } while (0)
+#define REQUIRE LMF_REQUIRE_ARG
 
 lmf_status lmf_model_config_validate(const lmf_model_config *c) {
     REQUIRE(c->arch == LMF_ARCH_GPT2 || c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_OPT,

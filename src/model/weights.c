@@ -26,15 +26,10 @@ void lmf_weights_free(lmf_weights *w) {
         if (w->owned_bytes[i] >= BIG_BYTES) lmf_free_big(w->owned[i]);
         else free(w->owned[i]);
     }
-    free(w->owned);
-    free(w->owned_bytes);
     for (int i = 0; i < w->n_mapped; i++) lmf_safetensors_close(w->mapped[i]);
-    free(w->mapped);
     lmf_gguf_close(w->gguf);
     lmf_tokenizer_free(w->tok);
-    free(w->chat_template);
-    free(w->layers);
-    free(w);
+    LMF_FREE_ALL(w->owned, w->owned_bytes, w->mapped, w->chat_template, w->layers, w);
 }
 
 void *lmf_weights_alloc(lmf_weights *w, size_t bytes) {

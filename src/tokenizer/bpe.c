@@ -193,22 +193,12 @@ fail:
 }
 
 void lmf_bpe_destroy(lmf_bpe *m) {
-    free(m->off);
-    free(m->bytes);
-    free(m->type);
-    free(m->mslots);
-    free(m->merges);
-    free(m->vslots);
+    LMF_FREE_ALL(m->off, m->bytes, m->type, m->mslots, m->merges, m->vslots);
     memset(m, 0, sizeof *m);
 }
 
 void lmf_bpe_scratch_destroy(lmf_bpe_scratch *sc) {
-    free(sc->sym);
-    free(sc->next);
-    free(sc->prev);
-    free(sc->rank);
-    free(sc->heap);
-    free(sc->kept);
+    LMF_FREE_ALL(sc->sym, sc->next, sc->prev, sc->rank, sc->heap, sc->kept);
     memset(sc, 0, sizeof *sc);
 }
 

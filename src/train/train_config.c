@@ -179,10 +179,7 @@ char *lmf_train_config_to_text(const lmf_train_config *c) {
     return out;
 }
 
-#define REQUIRE(cond, ...)                                                                                         \
-    do {                                                                                                           \
-        if (!(cond)) return lmf_fail(LMF_ERR_ARG, __VA_ARGS__);                                                    \
-    } while (0)
+#define REQUIRE LMF_REQUIRE_ARG
 
 lmf_status lmf_train_config_validate(const lmf_train_config *c) {
     REQUIRE(c->train_data[0], "train_data: no training shard given (--train-data FILE or `train_data =` in a config)");
