@@ -35,6 +35,8 @@ void lmf_attention_forward(float *out, float *att, const float *qkv, int B, int 
     }
 }
 
+/* Same per-head operand setup as the forward (Q, K, V of one head in the qkv rows): the backward walks kv heads,
+ * the forward query heads, so the two loops stay apart. */
 void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B,
                             int T, int NH, int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;

@@ -158,6 +158,9 @@ AI void qtile(const int K, const int RB, const int CB, int nb, const uint8_t *W,
  *    accumulator's starting value -(8 sum x_lo, 128 sum x_hi) lanes, made by one vpdpwssd per activation block and
  *    shared by the tile's rows.
  * Scales, gathers, prefetching and tiles as for int8. */
+/* Its accumulator set-up and block loop repeat qtile8's on purpose: the two differ inside the loop (nibbles widened
+ * to int16 words here, bytes there), and one shared always-inline body with a mode switch measured no faster and
+ * read worse. */
 AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
                 const lmf_block_q16a *const *xc, float *y, int ldy) {
     const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20, qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : 4;

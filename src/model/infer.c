@@ -177,9 +177,7 @@ void lmf_kv_pool_free(lmf_kv_pool *p) {
     if (!p) return;
     lmf_free_big(p->kv_mem);
     lmf_free_big(p->mem);
-    free(p->head_logits);
-    free(p->free_ids);
-    free(p);
+    LMF_FREE_ALL(p->head_logits, p->free_ids, p);
 }
 
 int lmf_kv_pool_blocks(const lmf_kv_pool *p) { return p->n_blocks; }

@@ -100,12 +100,9 @@ void lmf_model_free(lmf_model *m) {
     lmf_free_big(m->grads);
     lmf_free_big(m->acts_memory);
     lmf_free_big(m->gs_memory);
-    free(m->rope);
     lmf_weights_free(m->w);
     lmf_weights_free(m->gw);
-    free(m->tokens);
-    free(m->targets);
-    free(m);
+    LMF_FREE_ALL(m->rope, m->tokens, m->targets, m);
 }
 
 size_t lmf_model_num_params(const lmf_model *m) { return m->num_params; }

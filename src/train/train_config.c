@@ -14,6 +14,7 @@
     {name, type, offsetof(lmf_train_config, field), sizeof(((lmf_train_config *)0)->field), group, help}
 #define MODEL_OPT(name, type, field, help) O(name, type, model.field, "model", help),
 
+/* One row per option: the rows look alike because they are table data (name, type, field, group, help). */
 const lmf_opt lmf_train_opts[] = {
     O("train_data", LMF_OPT_STR, train_data, "data", "training token shard (from `lmforge data shard`)"),
     O("val_data", LMF_OPT_STR, val_data, "data", "validation token shard (optional)"),
