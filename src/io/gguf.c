@@ -3,6 +3,7 @@
  * was expected there. */
 #include "io/gguf.h"
 #include "core/alloc.h"
+#include "core/sort.h"
 #include "core/status.h"
 
 #include <errno.h>
@@ -291,16 +292,6 @@ static lmf_status parse_alignment(lmf_gguf *g) {
     return LMF_OK;
 }
 
-typedef struct {
-    uint64_t offset;
-    int64_t index;
-} placed;
-
-static int by_offset(const void *a, const void *b) {
-    const placed *x = a, *y = b;
-    return x->offset < y->offset ? -1 : x->offset > y->offset;
-}
-
 /* Places every tensor in the data section: aligned, inside the file, no two overlapping. */
 static lmf_status place_tensors(lmf_gguf *g, uint64_t infos_end) {
     uint64_t a = g->alignment;
@@ -325,9 +316,9 @@ static lmf_status place_tensors(lmf_gguf *g, uint64_t infos_end) {
         t->data = g->map + g->data_offset + t->offset;
     }
     if (g->n_tensors < 2) return LMF_OK;
-    placed *order = lmf_xmalloc((size_t)g->n_tensors * sizeof *order);
-    for (int64_t i = 0; i < g->n_tensors; i++) order[i] = (placed){g->tensors[i].offset, i};
-    qsort(order, (size_t)g->n_tensors, sizeof *order, by_offset);
+    lmf_keyed *order = lmf_xmalloc((size_t)g->n_tensors * sizeof *order);
+    for (int64_t i = 0; i < g->n_tensors; i++) order[i] = (lmf_keyed){g->tensors[i].offset, i};
+    qsort(order, (size_t)g->n_tensors, sizeof *order, lmf_by_key);
     lmf_status s = LMF_OK;
     const lmf_gguf_tensor *prev = NULL;
     for (int64_t k = 0; k < g->n_tensors && s == LMF_OK; k++) {
