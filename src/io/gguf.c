@@ -3,10 +3,12 @@
  * was expected there. */
 #include "io/gguf.h"
 #include "core/alloc.h"
+#include "core/sort.h"
 #include "core/status.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,20 +90,32 @@ static uint64_t pow2_at_least(uint64_t n) {
     return p;
 }
 
-/* Inserts index i (whose name is names(i)) into slots; returns the index already holding that name, or -1. */
-#define HASH_INSERT(slots, mask, i, NAME_OF)                                                                       \
-    do {                                                                                                           \
-        uint64_t h_ = hash_str(NAME_OF(i)) & (mask);                                                               \
-        dup = -1;                                                                                                  \
-        while ((slots)[h_] >= 0) {                                                                                 \
-            if (!strcmp(NAME_OF((slots)[h_]), NAME_OF(i))) {                                                       \
-                dup = (slots)[h_];                                                                                 \
-                break;                                                                                             \
-            }                                                                                                      \
-            h_ = (h_ + 1) & (mask);                                                                                \
-        }                                                                                                          \
-        if (dup < 0) (slots)[h_] = (i);                                                                            \
-    } while (0)
+/* The name of item j of an array of structs: a char * at byte name_off of each stride-byte item. */
+static const char *name_at(const void *items, size_t stride, size_t name_off, int64_t j) {
+    const char *p;
+    memcpy(&p, (const char *)items + (size_t)j * stride + name_off, sizeof p);
+    return p;
+}
+
+/* Builds the open-addressing name index (*slots, *mask) of n items. Returns -1, or the first item whose name an
+ * earlier one already has (*dup: that earlier one). */
+static int64_t build_index(const void *items, size_t stride, size_t name_off, int64_t n, int64_t **slots,
+                           uint64_t *mask, int64_t *dup) {
+    *mask = pow2_at_least((uint64_t)n * 2) - 1;
+    *slots = lmf_xmalloc((*mask + 1) * sizeof **slots);
+    memset(*slots, 0xff, (*mask + 1) * sizeof **slots);
+    for (int64_t i = 0; i < n; i++) {
+        const char *name = name_at(items, stride, name_off, i);
+        uint64_t h = hash_str(name) & *mask;
+        for (; (*slots)[h] >= 0; h = (h + 1) & *mask)
+            if (!strcmp(name_at(items, stride, name_off, (*slots)[h]), name)) {
+                *dup = (*slots)[h];
+                return i;
+            }
+        (*slots)[h] = i;
+    }
+    return -1;
+}
 
 static lmf_status parse_value(cursor *c, lmf_gguf_kv *kv) {
     lmf_gguf *g = c->g;
@@ -186,18 +200,11 @@ static lmf_status parse_kvs(cursor *c) {
         kv->type = (lmf_gguf_type)t;
         LMF_TRY(parse_value(c, kv));
     }
-    g->kv_mask = pow2_at_least((uint64_t)g->n_kv * 2) - 1;
-    g->kv_slots = lmf_xmalloc((g->kv_mask + 1) * sizeof *g->kv_slots);
-    memset(g->kv_slots, 0xff, (g->kv_mask + 1) * sizeof *g->kv_slots);
-    for (int64_t i = 0; i < g->n_kv; i++) {
-        int64_t dup;
-#define KV_NAME(j) g->kv[j].key
-        HASH_INSERT(g->kv_slots, g->kv_mask, i, KV_NAME);
-#undef KV_NAME
-        if (dup >= 0)
-            return lmf_fail(LMF_ERR_FORMAT, "%s: offset %llu: metadata key '%.120s' appears twice (entries %lld and "
-                            "%lld)", g->path, (ull)g->kv[i].offset, g->kv[i].key, (long long)dup, (long long)i);
-    }
+    int64_t dup, i = build_index(g->kv, sizeof *g->kv, offsetof(lmf_gguf_kv, key), g->n_kv, &g->kv_slots,
+                                 &g->kv_mask, &dup);
+    if (i >= 0)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: offset %llu: metadata key '%.120s' appears twice (entries %lld and "
+                        "%lld)", g->path, (ull)g->kv[i].offset, g->kv[i].key, (long long)dup, (long long)i);
     return LMF_OK;
 }
 
@@ -261,18 +268,11 @@ static lmf_status parse_tensor_infos(cursor *c) {
                             lmf_ggml_type_name(t->type), blck);
         LMF_TRY(rd_u64(c, &t->offset, "data offset"));
     }
-    g->tensor_mask = pow2_at_least((uint64_t)g->n_tensors * 2) - 1;
-    g->tensor_slots = lmf_xmalloc((g->tensor_mask + 1) * sizeof *g->tensor_slots);
-    memset(g->tensor_slots, 0xff, (g->tensor_mask + 1) * sizeof *g->tensor_slots);
-    for (int64_t i = 0; i < g->n_tensors; i++) {
-        int64_t dup;
-#define T_NAME(j) g->tensors[j].name
-        HASH_INSERT(g->tensor_slots, g->tensor_mask, i, T_NAME);
-#undef T_NAME
-        if (dup >= 0)
-            return lmf_fail(LMF_ERR_FORMAT, "%s: offset %llu: tensor name '%s' appears twice (tensors %lld and %lld)",
-                            g->path, (ull)g->tensors[i].info_offset, g->tensors[i].name, (long long)dup, (long long)i);
-    }
+    int64_t dup, i = build_index(g->tensors, sizeof *g->tensors, offsetof(lmf_gguf_tensor, name), g->n_tensors,
+                                 &g->tensor_slots, &g->tensor_mask, &dup);
+    if (i >= 0)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: offset %llu: tensor name '%s' appears twice (tensors %lld and %lld)",
+                        g->path, (ull)g->tensors[i].info_offset, g->tensors[i].name, (long long)dup, (long long)i);
     return LMF_OK;
 }
 
@@ -290,16 +290,6 @@ static lmf_status parse_alignment(lmf_gguf *g) {
                         (ull)kv->offset, a);
     g->alignment = a;
     return LMF_OK;
-}
-
-typedef struct {
-    uint64_t offset;
-    int64_t index;
-} placed;
-
-static int by_offset(const void *a, const void *b) {
-    const placed *x = a, *y = b;
-    return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
 /* Places every tensor in the data section: aligned, inside the file, no two overlapping. */
@@ -326,9 +316,9 @@ static lmf_status place_tensors(lmf_gguf *g, uint64_t infos_end) {
         t->data = g->map + g->data_offset + t->offset;
     }
     if (g->n_tensors < 2) return LMF_OK;
-    placed *order = lmf_xmalloc((size_t)g->n_tensors * sizeof *order);
-    for (int64_t i = 0; i < g->n_tensors; i++) order[i] = (placed){g->tensors[i].offset, i};
-    qsort(order, (size_t)g->n_tensors, sizeof *order, by_offset);
+    lmf_keyed *order = lmf_xmalloc((size_t)g->n_tensors * sizeof *order);
+    for (int64_t i = 0; i < g->n_tensors; i++) order[i] = (lmf_keyed){g->tensors[i].offset, i};
+    qsort(order, (size_t)g->n_tensors, sizeof *order, lmf_by_key);
     lmf_status s = LMF_OK;
     const lmf_gguf_tensor *prev = NULL;
     for (int64_t k = 0; k < g->n_tensors && s == LMF_OK; k++) {

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -538,22 +539,29 @@ void lmf_toml_free(lmf_toml *d) {
     free(d);
 }
 
-lmf_toml_table *lmf_toml_table_get(lmf_toml *t, const char *name) {
-    for (size_t i = 0; t && i < t->n; i++)
-        if (!strcmp(t->tables[i].name, name)) {
-            t->tables[i].used = 1;
-            return &t->tables[i];
+/* The first of n items (stride bytes each) whose char * at name_off is `name`, its int at used_off set to 1; or NULL. */
+static void *find_named(void *items, size_t n, size_t stride, size_t name_off, size_t used_off, const char *name) {
+    for (size_t i = 0; i < n; i++) {
+        char *item = (char *)items + i * stride;
+        const char *nm;
+        memcpy(&nm, item + name_off, sizeof nm);
+        if (!strcmp(nm, name)) {
+            *(int *)(void *)(item + used_off) = 1;
+            return item;
         }
+    }
     return NULL;
 }
 
+lmf_toml_table *lmf_toml_table_get(lmf_toml *t, const char *name) {
+    if (!t) return NULL;
+    return find_named(t->tables, t->n, sizeof *t->tables, offsetof(lmf_toml_table, name),
+                      offsetof(lmf_toml_table, used), name);
+}
+
 lmf_toml_kv *lmf_toml_kv_get(lmf_toml_table *tb, const char *key) {
-    for (size_t i = 0; tb && i < tb->n; i++)
-        if (!strcmp(tb->kv[i].key, key)) {
-            tb->kv[i].used = 1;
-            return &tb->kv[i];
-        }
-    return NULL;
+    if (!tb) return NULL;
+    return find_named(tb->kv, tb->n, sizeof *tb->kv, offsetof(lmf_toml_kv, key), offsetof(lmf_toml_kv, used), key);
 }
 
 const char *lmf_toml_type_name(lmf_toml_type ty) {

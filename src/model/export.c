@@ -369,48 +369,47 @@ static void special_ids(cJSON *o, const lmf_weights *w) {
     else cJSON_AddNullToObject(o, "eos_token_id");
 }
 
+typedef struct {
+    const char *key;
+    double v;
+} num_field;
+
+/* The head of one family's config.json: its class in "architectures", its model_type, then its numbers in order. */
+static void hf_family(cJSON *j, cJSON *arch, const char *cls, const char *type, const num_field *f, size_t n) {
+    cJSON_AddItemToArray(arch, cJSON_CreateString(cls));
+    cJSON_AddStringToObject(j, "model_type", type);
+    for (size_t i = 0; i < n; i++) num(j, f[i].key, f[i].v);
+}
+
 static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
     const lmf_model_config *c = &w->cfg;
     cJSON *j = cJSON_CreateObject(), *arch = cJSON_AddArrayToObject(j, "architectures");
     const char *dt = type == LMF_GGML_F32 ? "float32" : type == LMF_GGML_F16 ? "float16" : "bfloat16";
     if (w->cfg.arch == LMF_ARCH_LLAMA) {
-        cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
-        cJSON_AddStringToObject(j, "model_type", "llama");
-        num(j, "hidden_size", c->n_embd);
-        num(j, "intermediate_size", c->ffn_dim);
-        num(j, "num_attention_heads", c->n_head);
-        num(j, "num_key_value_heads", c->n_kv_head);
-        num(j, "num_hidden_layers", c->n_layer);
-        num(j, "head_dim", c->n_embd / c->n_head);
-        num(j, "max_position_embeddings", c->max_seq_len);
-        num(j, "rms_norm_eps", c->norm_eps);
-        num(j, "rope_theta", c->rope_theta);
+        const num_field f[] = {
+            {"hidden_size", c->n_embd}, {"intermediate_size", c->ffn_dim}, {"num_attention_heads", c->n_head},
+            {"num_key_value_heads", c->n_kv_head}, {"num_hidden_layers", c->n_layer},
+            {"head_dim", c->n_embd / c->n_head}, {"max_position_embeddings", c->max_seq_len},
+            {"rms_norm_eps", c->norm_eps}, {"rope_theta", c->rope_theta}};
+        hf_family(j, arch, "LlamaForCausalLM", "llama", f, sizeof f / sizeof *f);
         cJSON_AddNullToObject(j, "rope_scaling");
         cJSON_AddStringToObject(j, "hidden_act", "silu");
         cJSON_AddBoolToObject(j, "attention_bias", 0);
         cJSON_AddBoolToObject(j, "mlp_bias", 0);
         cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_embeddings);
     } else if (w->cfg.arch == LMF_ARCH_GPT2) {
-        cJSON_AddItemToArray(arch, cJSON_CreateString("GPT2LMHeadModel"));
-        cJSON_AddStringToObject(j, "model_type", "gpt2");
-        num(j, "n_embd", c->n_embd);
-        num(j, "n_layer", c->n_layer);
-        num(j, "n_head", c->n_head);
-        num(j, "n_positions", c->max_seq_len);
-        num(j, "n_ctx", c->max_seq_len);
-        num(j, "n_inner", c->ffn_dim);
-        num(j, "layer_norm_epsilon", c->norm_eps);
+        const num_field f[] = {{"n_embd", c->n_embd},         {"n_layer", c->n_layer},   {"n_head", c->n_head},
+                               {"n_positions", c->max_seq_len}, {"n_ctx", c->max_seq_len}, {"n_inner", c->ffn_dim},
+                               {"layer_norm_epsilon", c->norm_eps}};
+        hf_family(j, arch, "GPT2LMHeadModel", "gpt2", f, sizeof f / sizeof *f);
         cJSON_AddStringToObject(j, "activation_function", "gelu_new");
         cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
     } else {
-        cJSON_AddItemToArray(arch, cJSON_CreateString("OPTForCausalLM"));
-        cJSON_AddStringToObject(j, "model_type", "opt");
-        num(j, "hidden_size", c->n_embd);
-        num(j, "word_embed_proj_dim", c->n_embd);
-        num(j, "ffn_dim", c->ffn_dim);
-        num(j, "num_attention_heads", c->n_head);
-        num(j, "num_hidden_layers", c->n_layer);
-        num(j, "max_position_embeddings", c->max_seq_len);
+        const num_field f[] = {
+            {"hidden_size", c->n_embd}, {"word_embed_proj_dim", c->n_embd}, {"ffn_dim", c->ffn_dim},
+            {"num_attention_heads", c->n_head}, {"num_hidden_layers", c->n_layer},
+            {"max_position_embeddings", c->max_seq_len}};
+        hf_family(j, arch, "OPTForCausalLM", "opt", f, sizeof f / sizeof *f);
         cJSON_AddBoolToObject(j, "do_layer_norm_before", 1);
         cJSON_AddStringToObject(j, "activation_function", "relu");
         cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);

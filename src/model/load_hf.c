@@ -27,6 +27,7 @@
 #include "model/weights.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,41 +80,46 @@ static const cJSON *field(const hf *h, const char *key) {
     return cJSON_IsNull(v) ? NULL : v;
 }
 
-/* A positive integer field; def < 0: required. */
-static lmf_status get_int(const hf *h, const char *key, int def, int *out) {
+typedef enum { FIELD_INT, FIELD_FLOAT, FIELD_BOOL } field_kind;
+
+/* One config.json field: missing, def (NAN: required); present, checked against its kind (a positive integer up to
+ * 2^30, a positive number, or true/false). */
+static lmf_status get_field(const hf *h, const char *key, field_kind kind, double def, double *out) {
+    static const char *const want[] = {"a positive integer", "a positive number", "true or false"};
     const cJSON *v = field(h, key);
     if (!v) {
-        if (def < 0) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" is missing", h->cfg_path, key);
+        if (isnan(def)) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" is missing", h->cfg_path, key);
         *out = def;
         return LMF_OK;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valuedouble <= 0 ||
-        v->valuedouble > (double)(1 << 30))
-        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" must be a positive integer", h->cfg_path, key);
-    *out = (int)v->valuedouble;
+    double d = v->valuedouble;
+    int ok = kind == FIELD_BOOL ? cJSON_IsBool(v)
+             : kind == FIELD_FLOAT ? cJSON_IsNumber(v) && d > 0
+                                   : cJSON_IsNumber(v) && d > 0 && d <= (double)(1 << 30) && d == (double)(int)d;
+    if (!ok) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" must be %s", h->cfg_path, key, want[kind]);
+    *out = kind == FIELD_BOOL ? cJSON_IsTrue(v) : d;
+    return LMF_OK;
+}
+
+/* A positive integer field; def < 0: required. */
+static lmf_status get_int(const hf *h, const char *key, int def, int *out) {
+    double d = 0;
+    LMF_TRY(get_field(h, key, FIELD_INT, def < 0 ? NAN : def, &d));
+    *out = (int)d;
     return LMF_OK;
 }
 
 static lmf_status get_float(const hf *h, const char *key, float def, float *out) {
-    const cJSON *v = field(h, key);
-    if (!v) {
-        *out = def;
-        return LMF_OK;
-    }
-    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0))
-        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" must be a positive number", h->cfg_path, key);
-    *out = (float)v->valuedouble;
+    double d = 0;
+    LMF_TRY(get_field(h, key, FIELD_FLOAT, def, &d));
+    *out = (float)d;
     return LMF_OK;
 }
 
 static lmf_status get_bool(const hf *h, const char *key, int def, int *out) {
-    const cJSON *v = field(h, key);
-    if (!v) {
-        *out = def;
-        return LMF_OK;
-    }
-    if (!cJSON_IsBool(v)) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" must be true or false", h->cfg_path, key);
-    *out = cJSON_IsTrue(v);
+    double d = 0;
+    LMF_TRY(get_field(h, key, FIELD_BOOL, def, &d));
+    *out = (int)d;
     return LMF_OK;
 }
 

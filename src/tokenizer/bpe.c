@@ -3,6 +3,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "tokenizer/bytelevel.h"
+#include "tokenizer/heap.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -251,30 +252,13 @@ static inline int cand_less(const cand *a, const cand *b) {
     return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
 }
 
-static void heap_push(cand *h, size_t *n, cand c) {
-    size_t i = (*n)++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!cand_less(&c, &h[p])) break;
-        h[i] = h[p];
-        i = p;
-    }
-    h[i] = c;
-}
+static int cand_before(const void *a, const void *b) { return cand_less(a, b); }
+
+static void heap_push(cand *h, size_t *n, cand c) { lmf_heap_push(h, n, sizeof c, &c, cand_before); }
 
 static cand heap_pop(cand *h, size_t *n) {
-    cand top = h[0], last = h[--*n];
-    size_t i = 0, len = *n;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const cand *best = &last;
-        if (l < len && cand_less(&h[l], best)) m = l, best = &h[l];
-        if (r < len && cand_less(&h[r], best)) m = r;
-        if (m == i) break;
-        h[i] = h[m];
-        i = m;
-    }
-    if (len) h[i] = last;
+    cand top;
+    lmf_heap_pop(h, n, sizeof top, &top, cand_before);
     return top;
 }
 

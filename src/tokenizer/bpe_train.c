@@ -16,6 +16,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "tokenizer/bytelevel.h"
+#include "tokenizer/heap.h"
 #include "tokenizer/tokenizer.h"
 
 #include <stdlib.h>
@@ -217,34 +218,19 @@ static inline int entry_before(const entry *x, const entry *y) {
     return x->a != y->a ? x->a < y->a : x->b < y->b;
 }
 
+static int entry_before_v(const void *a, const void *b) { return entry_before(a, b); }
+
 static void heap_push(pair_table *pt, entry e) {
     if (pt->n_heap == pt->cap_heap) {
         pt->cap_heap = pt->cap_heap ? 2 * pt->cap_heap : 1 << 16;
         pt->heap = lmf_xrealloc(pt->heap, pt->cap_heap * sizeof *pt->heap);
     }
-    size_t i = pt->n_heap++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!entry_before(&e, &pt->heap[p])) break;
-        pt->heap[i] = pt->heap[p];
-        i = p;
-    }
-    pt->heap[i] = e;
+    lmf_heap_push(pt->heap, &pt->n_heap, sizeof e, &e, entry_before_v);
 }
 
 static entry heap_pop(pair_table *pt) {
-    entry *h = pt->heap, top = h[0], last = h[--pt->n_heap];
-    size_t i = 0, n = pt->n_heap;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const entry *best = &last;
-        if (l < n && entry_before(&h[l], best)) m = l, best = &h[l];
-        if (r < n && entry_before(&h[r], best)) m = r;
-        if (m == i) break;
-        h[i] = h[m];
-        i = m;
-    }
-    if (n) h[i] = last;
+    entry top;
+    lmf_heap_pop(pt->heap, &pt->n_heap, sizeof top, &top, entry_before_v);
     return top;
 }
 

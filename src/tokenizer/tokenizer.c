@@ -2,6 +2,7 @@
  * decoding, and the streaming encoder and decoder. See tokenizer.h and docs/tokenizer.md. */
 #include "tokenizer/tokenizer.h"
 #include "core/alloc.h"
+#include "core/sort.h"
 #include "core/status.h"
 #include "tokenizer/bytelevel.h"
 
@@ -213,17 +214,6 @@ static int specials_active(const lmf_tokenizer *tok, unsigned flags) {
 
 /* ---- build / free / queries ------------------------------------------------------------------------------------ */
 
-/* Special tokens are kept longest text first (so the first hit at a position is the longest), ties by id. */
-typedef struct {
-    uint32_t len;
-    int32_t id;
-} special_key;
-
-static int by_length_desc(const void *a, const void *b) {
-    const special_key *x = a, *y = b;
-    return x->len != y->len ? (x->len > y->len ? -1 : 1) : (x->id > y->id) - (x->id < y->id);
-}
-
 lmf_status lmf_tokenizer_build(const lmf_tokenizer_def *def, const char *origin, lmf_tokenizer **out) {
     *out = NULL;
     if (!origin) origin = "tokenizer";
@@ -252,13 +242,14 @@ lmf_status lmf_tokenizer_build(const lmf_tokenizer_def *def, const char *origin,
             tok->has_user = 1;
         }
     }
-    special_key *keys = lmf_xmalloc(sizeof *keys * ((size_t)tok->n_special + 1));
+    /* special tokens are kept longest text first (so the first hit at a position is the longest), ties by id */
+    lmf_keyed *keys = lmf_xmalloc(sizeof *keys * ((size_t)tok->n_special + 1));
     for (int k = 0; k < tok->n_special; k++) {
         int32_t t = tok->special[k];
-        keys[k] = (special_key){m->off[t + 1] - m->off[t], t};
+        keys[k] = (lmf_keyed){~(uint64_t)(m->off[t + 1] - m->off[t]), t};
     }
-    qsort(keys, (size_t)tok->n_special, sizeof *keys, by_length_desc);
-    for (int k = 0; k < tok->n_special; k++) tok->special[k] = keys[k].id;
+    qsort(keys, (size_t)tok->n_special, sizeof *keys, lmf_by_key);
+    for (int k = 0; k < tok->n_special; k++) tok->special[k] = (int32_t)keys[k].index;
     free(keys);
     for (int k = 1; k < tok->n_special; k++) {
         int32_t a = tok->special[k - 1], b = tok->special[k];

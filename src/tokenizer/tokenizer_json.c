@@ -142,6 +142,33 @@ static void store_free(def_store *d) {
     free(d->merges);
 }
 
+/* The ids of a {token: id} object: each an integer in [0, MAX_VOCAB); *n_vocab is raised to the largest + 1. `what`
+ * names the object in messages ("model.vocab"; "" for a file that is the object). */
+static lmf_status vocab_ids(const char *path, const char *what, const cJSON *obj, long *n_vocab) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        long id = json_id(it);
+        if (id < 0)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: %s%s\"%.60s\"%s: id must be an integer in [0, %d)", path, what,
+                            *what ? "[" : "", it->string, *what ? "]" : "", MAX_VOCAB);
+        if (id + 1 > *n_vocab) *n_vocab = id + 1;
+    }
+    return LMF_OK;
+}
+
+/* Puts the tokens of an object vocab_ids accepted into d->tokens; two tokens with one id are an error. */
+static lmf_status vocab_fill(const char *path, const char *what, const cJSON *obj, def_store *d) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        long id = json_id(it);
+        if (d->tokens[id])
+            return lmf_fail(LMF_ERR_FORMAT, "%s: %s%sid %ld is used by both \"%.60s\" and \"%.60s\"", path, what,
+                            *what ? ": " : "", id, d->tokens[id], it->string);
+        d->tokens[id] = it->string;
+    }
+    return LMF_OK;
+}
+
 static lmf_status check_model(const cJSON *model, const char *path) {
     if (!cJSON_IsObject(model)) return lmf_fail(LMF_ERR_FORMAT, "%s: missing \"model\" object", path);
     const char *type = json_type(model);
@@ -211,15 +238,7 @@ static lmf_status load_json(const char *path, lmf_tokenizer **out) {
     /* size the vocabulary: the largest id + 1 over vocab and added tokens */
     long n_vocab = 0;
     const cJSON *it;
-    cJSON_ArrayForEach(it, vocab) {
-        long id = json_id(it);
-        if (id < 0) {
-            s = lmf_fail(LMF_ERR_FORMAT, "%s: model.vocab[\"%.60s\"]: id must be an integer in [0, %d)", path,
-                         it->string, MAX_VOCAB);
-            goto done;
-        }
-        if (id + 1 > n_vocab) n_vocab = id + 1;
-    }
+    if ((s = vocab_ids(path, "model.vocab", vocab, &n_vocab)) != LMF_OK) goto done;
     int ai = 0;
     if (cJSON_IsArray(added)) cJSON_ArrayForEach(it, added) {
         long id = json_id(cJSON_GetObjectItemCaseSensitive(it, "id"));
@@ -234,15 +253,7 @@ static lmf_status load_json(const char *path, lmf_tokenizer **out) {
     }
     d.tokens = lmf_xcalloc((size_t)n_vocab + 1, sizeof *d.tokens);
     d.types = lmf_xcalloc((size_t)n_vocab + 1, 1);
-    cJSON_ArrayForEach(it, vocab) {
-        long id = json_id(it);
-        if (d.tokens[id]) {
-            s = lmf_fail(LMF_ERR_FORMAT, "%s: model.vocab: id %ld is used by both \"%.60s\" and \"%.60s\"", path, id,
-                         d.tokens[id], it->string);
-            goto done;
-        }
-        d.tokens[id] = it->string;
-    }
+    if ((s = vocab_fill(path, "model.vocab", vocab, &d)) != LMF_OK) goto done;
     ai = 0;
     if (cJSON_IsArray(added)) cJSON_ArrayForEach(it, added) {
         long id = json_id(cJSON_GetObjectItemCaseSensitive(it, "id"));
@@ -335,28 +346,15 @@ static lmf_status load_gpt2_dir(const char *dir, lmf_tokenizer **out) {
         goto done;
     }
     long n_vocab = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, enc) {
-        long id = json_id(it);
-        if (id < 0) {
-            s = lmf_fail(LMF_ERR_FORMAT, "%s: \"%.60s\": id must be an integer in [0, %d)", enc_path, it->string, MAX_VOCAB);
-            goto done;
-        }
-        if (id + 1 > n_vocab) n_vocab = id + 1;
-    }
+    if ((s = vocab_ids(enc_path, "", enc, &n_vocab)) != LMF_OK) goto done;
     d.tokens = lmf_xcalloc((size_t)n_vocab + 1, sizeof *d.tokens);
     d.types = lmf_xcalloc((size_t)n_vocab + 1, 1);
-    cJSON_ArrayForEach(it, enc) {
-        long id = json_id(it);
-        if (d.tokens[id]) {
-            s = lmf_fail(LMF_ERR_FORMAT, "%s: id %ld is used by both \"%.60s\" and \"%.60s\"", enc_path, id,
-                         d.tokens[id], it->string);
-            goto done;
-        }
-        d.tokens[id] = it->string;
-        /* GPT-2's files carry no token types: <|endoftext|> and its kin are the special ones */
-        size_t l = strlen(it->string);
-        if (l >= 5 && !strncmp(it->string, "<|", 2) && !strcmp(it->string + l - 2, "|>")) d.types[id] = LMF_TOKEN_CONTROL;
+    if ((s = vocab_fill(enc_path, "", enc, &d)) != LMF_OK) goto done;
+    /* GPT-2's files carry no token types: <|endoftext|> and its kin are the special ones */
+    for (long id = 0; id < n_vocab; id++) {
+        const char *t = d.tokens[id];
+        size_t l = t ? strlen(t) : 0;
+        if (l >= 5 && !strncmp(t, "<|", 2) && !strcmp(t + l - 2, "|>")) d.types[id] = LMF_TOKEN_CONTROL;
     }
     /* vocab.bpe: "#version: 0.2" then one "a b" merge per line */
     size_t n_lines = 1;
