@@ -500,6 +500,15 @@ static int64_t signed_of(int neg, uint64_t mag) {
     return neg ? (mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag) : (int64_t)mag;
 }
 
+/* A signed integer value of at most max (and at least -max - 1), as int64. */
+static lmf_status get_signed(const lmf_gguf *g, const char *key, const char *want, uint64_t max, int64_t *out) {
+    int neg = 0;
+    uint64_t mag = 0;
+    LMF_TRY(get_int(g, key, want, max + 1, max, &neg, &mag));
+    *out = signed_of(neg, mag);
+    return LMF_OK;
+}
+
 lmf_status lmf_gguf_get_u32(const lmf_gguf *g, const char *key, uint32_t *out) {
     int neg = 0;
     uint64_t mag = 0;
@@ -509,11 +518,9 @@ lmf_status lmf_gguf_get_u32(const lmf_gguf *g, const char *key, uint32_t *out) {
 }
 
 lmf_status lmf_gguf_get_i32(const lmf_gguf *g, const char *key, int32_t *out) {
-    int neg = 0;
-    uint64_t mag = 0;
-    LMF_TRY(get_int(g, key, "i32", (uint64_t)INT32_MAX + 1, INT32_MAX, &neg, &mag));
-    *out = (int32_t)signed_of(neg, mag);
-    return LMF_OK;
+    int64_t v;
+    LMF_TRY(get_signed(g, key, "i32", INT32_MAX, &v));
+    return *out = (int32_t)v, LMF_OK;
 }
 
 lmf_status lmf_gguf_get_u64(const lmf_gguf *g, const char *key, uint64_t *out) {
@@ -522,11 +529,7 @@ lmf_status lmf_gguf_get_u64(const lmf_gguf *g, const char *key, uint64_t *out) {
 }
 
 lmf_status lmf_gguf_get_i64(const lmf_gguf *g, const char *key, int64_t *out) {
-    int neg = 0;
-    uint64_t mag = 0;
-    LMF_TRY(get_int(g, key, "i64", (uint64_t)INT64_MAX + 1, INT64_MAX, &neg, &mag));
-    *out = signed_of(neg, mag);
-    return LMF_OK;
+    return get_signed(g, key, "i64", INT64_MAX, out);
 }
 
 lmf_status lmf_gguf_get_f64(const lmf_gguf *g, const char *key, double *out) {

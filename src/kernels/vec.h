@@ -57,4 +57,13 @@ typedef struct {
 const lmf_vec_ops *lmf_vec(void);
 extern const lmf_vec_ops lmf_vec_ref, lmf_vec_avx2, lmf_vec_avx512;
 
+/* The table of one variant file (vec_ref.c, vec_avx2.c, vec_avx512.c): each defines its kernels as statics under
+ * these same names, so the three tables are this one list. */
+#define LMF_VEC_OPS_TABLE(isa)                                                                                     \
+    {.name = isa, .sum = sum, .dot = dot, .sumsq = sumsq, .layernorm = layernorm,                                  \
+     .layernorm_backward = layernorm_backward, .norm_param_grad = norm_param_grad, .rmsnorm = rmsnorm,             \
+     .rmsnorm_backward = rmsnorm_backward, .softmax = softmax, .softmax_backward = softmax_backward,               \
+     .logsumexp = logsumexp, .exp_shift_scale = exp_shift_scale, .gelu = gelu, .gelu_backward = gelu_backward,    \
+     .swiglu = swiglu, .swiglu_backward = swiglu_backward, .adamw = adamw, .rows_by_matrix = rows_by_matrix}
+
 #endif

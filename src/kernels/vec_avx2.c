@@ -498,10 +498,4 @@ static void rows_by_matrix(float *out, long ldo, const float *x, long ldx, int m
     }
 }
 
-const lmf_vec_ops lmf_vec_avx2 = {
-    .name = "avx2", .sum = sum, .dot = dot, .sumsq = sumsq, .layernorm = layernorm, .layernorm_backward = layernorm_backward,
-    .norm_param_grad = norm_param_grad, .rmsnorm = rmsnorm, .rmsnorm_backward = rmsnorm_backward,
-    .softmax = softmax, .softmax_backward = softmax_backward, .logsumexp = logsumexp,
-    .exp_shift_scale = exp_shift_scale, .gelu = gelu, .gelu_backward = gelu_backward, .swiglu = swiglu,
-    .swiglu_backward = swiglu_backward, .adamw = adamw, .rows_by_matrix = rows_by_matrix,
-};
+const lmf_vec_ops lmf_vec_avx2 = LMF_VEC_OPS_TABLE("avx2");
