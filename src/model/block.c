@@ -161,6 +161,41 @@ void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, floa
     }
 }
 
+void lmf_block_linear_dinput(const lin *o, int n, float *din, int ldi, int N, float *dq, size_t dq_floats) {
+    for (int j = 0; j < n; j++) {
+        const lmf_wtensor *W = o[j].W;
+        int O = W->rows, K = W->cols;
+        if (W->type == LMF_GGML_F32) {
+            lmf_sgemm(0, 0, N, K, O, o[j].out, o[j].ldo, W->data, K, 1.0f, din, ldi);
+            continue;
+        }
+        int slab = (int)(dq_floats / (size_t)K);
+        if (W->r16) { /* k-major groups: din += dout dq^T with dq (K x nr) */
+            slab = slab / 16 * 16;
+            size_t gb = W->row_bytes / (size_t)(K / 32) * 16;
+            for (int r0 = 0; r0 < O; r0 += slab) {
+                int nr = O - r0 < slab ? O - r0 : slab;
+                const char *src = (const char *)W->r16 + (size_t)r0 * W->row_bytes;
+#pragma omp parallel for schedule(static)
+                for (int b = 0; b < K / 32; b++)
+                    for (int g = 0; g < nr / 16; g++)
+                        lmf_r16_dequant_t(W->type, 32, src + (size_t)g * 16 * W->row_bytes + (size_t)b * gb,
+                                          dq + (size_t)b * 32 * nr + (size_t)g * 16, (size_t)nr);
+                lmf_sgemm(0, 1, N, K, nr, o[j].out + r0, o[j].ldo, dq, nr, 1.0f, din, ldi);
+            }
+            continue;
+        }
+        for (int r0 = 0; r0 < O; r0 += slab) {
+            int nr = O - r0 < slab ? O - r0 : slab;
+            const char *src = (const char *)W->data + (size_t)r0 * W->row_bytes;
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < nr; r++)
+                lmf_dequant_fast(W->type, src + (size_t)r * W->row_bytes, dq + (size_t)r * K, (size_t)K);
+            lmf_sgemm(0, 0, N, K, nr, o[j].out + r0, o[j].ldo, dq, K, 1.0f, din, ldi);
+        }
+    }
+}
+
 /* ---- linear layers, a few rows (decode) ------------------------------------------------------------------------ */
 /* Converts N input rows (ldi apart) once per distinct weight type and width among o[0..n) into buf (blocks of
  * QMV_MAX rows, stride bytes per row); qin[j] / qb[j]: layer j's converted rows and their size. */
@@ -281,6 +316,13 @@ static void cache_write(const lmf_block_seq *sq, const lmf_model_config *c, int 
 
 /* ---- training and prefill ------------------------------------------------------------------------------------- */
 
+/* The LoRA adapters of matrices [m0, m1) after their base product (a no-op without adapters). */
+static void adapt(const lmf_block_ctx *ctx, const lmf_block_rows *r, int layer, int m0, int m1, const float *in,
+                  int ldi, float *out, int ldo, int N) {
+    if (ctx->lora)
+        lmf_lora_forward(ctx->lora, layer, m0, m1, in, ldi, out, ldo, N, ctx->training, r->lora_t, ctx->lora_x);
+}
+
 void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
                        lmf_block_rows *r) {
     const lmf_model_config *c = ctx->cfg;
@@ -291,6 +333,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lmf_block_norm_par(c, r->ln1, r->ln1_mean, r->ln1_rstd, x, L->attn_norm_w, L->attn_norm_b, N);
     lin qkv[3] = {{&L->wq, L->bq, r->qkv, S}, {&L->wk, L->bk, r->qkv + C, S}, {&L->wv, L->bv, r->qkv + C + KV, S}};
     lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats);
+    adapt(ctx, r, layer, 0, 3, r->ln1, C, r->qkv, S, N);
     if (ctx->seqs) {
         for (int j = 0, row = 0; j < ctx->n_seqs; row += ctx->seqs[j++].n) {
             const lmf_block_seq *sq = &ctx->seqs[j];
@@ -306,15 +349,18 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     float *o = r->res2 == x ? r->proj : r->res2;
     lin proj = {&L->wo, L->bo, o, C};
     lmf_block_linear(&proj, 1, r->atty, C, N, ctx->dq, ctx->dq_floats);
+    adapt(ctx, r, layer, 3, 4, r->atty, C, o, C, N);
     lmf_residual_forward(r->res2, o, x, NC);
 
     lmf_block_norm_par(c, r->ln2, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
     lin ffn[2] = {{&L->w_gate, NULL, r->fch, FF}, {&L->w_up, L->b_up, r->fch + (swiglu ? F : 0), FF}};
     lmf_block_linear(ffn + !swiglu, 1 + swiglu, r->ln2, C, N, ctx->dq, ctx->dq_floats);
+    adapt(ctx, r, layer, swiglu ? 4 : 5, 6, r->ln2, C, r->fch, FF, N);
     ffn_act_par(c, r->fcact, r->fch, N);
     o = r->res3 == r->res2 ? r->proj : r->res3;
     lin down = {&L->w_down, L->b_down, o, C};
     lmf_block_linear(&down, 1, r->fcact, F, N, ctx->dq, ctx->dq_floats);
+    adapt(ctx, r, layer, 6, 7, r->fcact, F, o, C, N);
     lmf_residual_forward(r->res3, o, r->res2, NC);
 }
 
@@ -329,12 +375,57 @@ static void norm_backward(const lmf_model_config *c, float *dinp, float *dw, flo
     else lmf_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, c->n_embd);
 }
 
-void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G,
+/* lmf_block_backward with the base frozen: input gradients through weights of any type, adapters' gradients. */
+static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
+                            const lmf_block_rows *r, lmf_block_grads *g) {
+    const lmf_model_config *c = ctx->cfg;
+    int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, F = c->ffn_dim, S = qkv_width(c);
+    int FF = ffn_width(c), N = ctx->B * ctx->T, swiglu = c->act == LMF_ACT_SWIGLU;
+    size_t NC = (size_t)N * C;
+    lmf_lora *lo = ctx->lora;
+    float *dq = ctx->dq, *dn = g->dnorm;
+    size_t dqf = ctx->dq_floats;
+
+    /* MLP: res3 = res2 + down(act(fc(norm2(res2)))); dres holds d(res3) and becomes d(res2) */
+    memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
+    lin down = {&L->w_down, NULL, g->dres, C};
+    lmf_block_linear_dinput(&down, 1, g->dfcact, F, N, dq, dqf);
+    if (lo) lmf_lora_backward(lo, layer, 6, 7, r->fcact, F, g->dres, C, r->lora_t, g->dfcact, N, ctx->lora_x);
+    memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
+    if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
+    else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
+    else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
+    memset(g->dbuf, 0, NC * sizeof(float));
+    lin ffn[2] = {{&L->w_gate, NULL, g->dfch, FF}, {&L->w_up, NULL, g->dfch + (swiglu ? F : 0), FF}};
+    lmf_block_linear_dinput(ffn + !swiglu, 1 + swiglu, g->dbuf, C, N, dq, dqf);
+    if (lo) lmf_lora_backward(lo, layer, swiglu ? 4 : 5, 6, r->ln2, C, g->dfch, FF, r->lora_t, g->dbuf, N, ctx->lora_x);
+    norm_backward(c, g->dres, dn, dn + C, g->dbuf, r->res2, L->ffn_norm_w, r->ln2_mean, r->ln2_rstd, N);
+
+    /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */
+    memset(g->dbuf, 0, NC * sizeof(float));
+    lin proj = {&L->wo, NULL, g->dres, C};
+    lmf_block_linear_dinput(&proj, 1, g->dbuf, C, N, dq, dqf);
+    if (lo) lmf_lora_backward(lo, layer, 3, 4, r->atty, C, g->dres, C, r->lora_t, g->dbuf, N, ctx->lora_x);
+    memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
+    lmf_attention_backward(g->dqkv, g->datt, g->dbuf, r->qkv, r->att, ctx->B, ctx->T, NH, c->n_kv_head, hs);
+    lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, NH + c->n_kv_head, -1.0f);
+    memset(g->dbuf, 0, NC * sizeof(float));
+    lin qkv[3] = {{&L->wq, NULL, g->dqkv, S}, {&L->wk, NULL, g->dqkv + C, S}, {&L->wv, NULL, g->dqkv + C + KV, S}};
+    lmf_block_linear_dinput(qkv, 3, g->dbuf, C, N, dq, dqf);
+    if (lo) lmf_lora_backward(lo, layer, 0, 3, r->ln1, C, g->dqkv, S, r->lora_t, g->dbuf, N, ctx->lora_x);
+    norm_backward(c, g->dres, dn, dn + C, g->dbuf, x, L->attn_norm_w, r->ln1_mean, r->ln1_rstd, N);
+}
+
+void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G, int layer,
                         const float *x, const lmf_block_rows *r, lmf_block_grads *g) {
     const lmf_model_config *c = ctx->cfg;
     int C = c->n_embd, NH = c->n_head, hs = C / NH, F = c->ffn_dim, S = qkv_width(c), FF = ffn_width(c);
     int N = ctx->B * ctx->T, swiglu = c->act == LMF_ACT_SWIGLU;
     size_t NC = (size_t)N * C;
+    if (!G) {
+        frozen_backward(ctx, L, layer, x, r, g);
+        return;
+    }
     /* training keeps q|k|v and gate|up as single matrices cut into views (model.c): one product each */
     const lmf_wtensor *fc = swiglu ? &L->w_gate : &L->w_up, *gfc = swiglu ? &G->w_gate : &G->w_up;
     LMF_CHECK(L->wq.type == LMF_GGML_F32 && F32(L->wk) == F32(L->wq) + (size_t)C * C);

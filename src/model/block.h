@@ -19,6 +19,7 @@
 #define LMF_MODEL_BLOCK_H
 
 #include "core/barrier.h"
+#include "model/lora.h"
 #include "model/weights.h"
 
 #include <stddef.h>
@@ -61,6 +62,9 @@ void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int
  * of at most dq_floats dequantized elements (R16 groups k-major, ggml rows row-major). Consecutive layers whose
  * F32 weights, biases and outputs are adjacent (a fused qkv or gate|up matrix cut into views) run as one product. */
 void lmf_block_linear(const lmf_lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats);
+/* The input gradient of the same layers: din (N, ldi apart) += sum over j of dout_j W_j, where o[j].out points at
+ * d(out_j) (o[j].ldo apart) instead of the output; weights of any type (the same slabs). */
+void lmf_block_linear_dinput(const lmf_lin *o, int n, float *din, int ldi, int N, float *dq, size_t dq_floats);
 
 /* The KV cache of one sequence as prefill and decode see it: fixed-size blocks of a pool (paged), listed in the
  * sequence's block table. A block holds bs positions of every layer, transposed: (L, KV, bs) floats of K and the
@@ -91,6 +95,7 @@ typedef struct {
     float *fcact;                     /* (N,F) */
     float *res3;                      /* (N,C) */
     float *proj;                      /* (N,C) scratch, used when res2 or res3 is the input */
+    float *lora_t;                    /* LoRA: the layer's saved adapter values (lmf_lora_t_floats) */
 } lmf_block_rows;
 
 typedef struct {
@@ -106,19 +111,26 @@ typedef struct {
     float *scores;
     size_t scores_stride;
     int nthreads;
+    /* LoRA adapters on the layer's linears (NULL: none); training: dropout on, values saved in rows.lora_t;
+     * lora_x: N x (r + the widest layer input) floats of scratch */
+    struct lmf_lora *lora;
+    int training;
+    float *lora_x;
 } lmf_block_ctx;
 
 /* One layer forward over the N = ctx->B x ctx->T rows of x (N, C). */
 void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
                        lmf_block_rows *r);
 
-/* Training backward of one layer (F32 weights): dres (N,C) holds d(res3) and becomes d(x); gradients are added
- * into G (views of the gradient buffer laid out like L). Scratch: dbuf (N,C), dqkv (N,S), dfch (N,FF),
- * dfcact (N,F), datt (threads x T x T). */
+/* Training backward of one layer: dres (N,C) holds d(res3) and becomes d(x). With G (views of the gradient buffer
+ * laid out like L; F32 weights with fused q|k|v and gate|up, the training model's own) every weight's gradient is
+ * added into G. Without G the base is frozen (fine-tuning adapters): only the input gradients flow, through weights
+ * of any type (dequantized slabs), and the adapters of ctx->lora get theirs. Scratch: dbuf (N,C), dqkv (N,S),
+ * dfch (N,FF), dfcact (N,F), datt (threads x T x T), dnorm (2C: a frozen norm's unused parameter gradients). */
 typedef struct {
-    float *dres, *dbuf, *dqkv, *dfch, *dfcact, *datt;
+    float *dres, *dbuf, *dqkv, *dfch, *dfcact, *datt, *dnorm;
 } lmf_block_grads;
-void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G,
+void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G, int layer,
                         const float *x, const lmf_block_rows *r, lmf_block_grads *g);
 
 /* Decode: per-thread state of a step inside one parallel region (infer.c forward_decode). */

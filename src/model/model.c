@@ -36,7 +36,9 @@ static float *carve(float **ptrs[], const size_t *sizes, int count) {
     return mem;
 }
 
-lmf_model *lmf_model_create(const lmf_model_config *cfg, int max_batch, int max_seq, int training) {
+/* A model over base weights (borrowed, frozen: the LoRA case) or, base NULL, over parameters of its own. */
+static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, int max_batch, int max_seq,
+                         int training) {
     if (lmf_model_config_validate(cfg) != LMF_OK) return NULL;
     if (max_batch <= 0 || max_seq <= 0 || max_seq > cfg->max_seq_len) {
         lmf_fail(LMF_ERR_ARG, "sequence length %d must be in [1, max_seq_len=%d] and batch %d positive", max_seq,
@@ -51,9 +53,9 @@ lmf_model *lmf_model_create(const lmf_model_config *cfg, int max_batch, int max_
         m->param_offsets[i] = off;
         off += m->param_sizes[i];
     }
-    m->num_params = off;
-    m->params = lmf_alloc_big(off * sizeof(float));
-    if (training) m->grads = lmf_alloc_big(off * sizeof(float));
+    m->num_params = base ? 0 : off;
+    if (!base) m->params = lmf_alloc_big(off * sizeof(float));
+    if (training && !base) m->grads = lmf_alloc_big(off * sizeof(float));
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
         m->ptr[i] = m->param_sizes[i] ? m->params + m->param_offsets[i] : NULL;
         m->gptr[i] = m->grads && m->param_sizes[i] ? m->grads + m->param_offsets[i] : NULL;
@@ -74,13 +76,20 @@ lmf_model *lmf_model_create(const lmf_model_config *cfg, int max_batch, int max_
     m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]));
     if (training) {
         lmf_grad_scratch *g = &m->gs;
-        float **gp[] = {&g->dres, &g->dbuf, &g->dqkv, &g->dfch, &g->dfcact, &g->datt};
-        size_t gsz[] = {N * d.C, N * d.C, N * d.S, N * d.FF, N * d.F, (size_t)omp_get_max_threads() * d.T * d.T};
-        m->gs_memory = carve(gp, gsz, 6);
+        float **gp[] = {&g->dres, &g->dbuf, &g->dqkv, &g->dfch, &g->dfcact, &g->datt, &g->dnorm};
+        size_t gsz[] = {N * d.C, N * d.C, N * d.S, N * d.FF, N * d.F, (size_t)omp_get_max_threads() * d.T * d.T,
+                        2 * (size_t)d.C};
+        m->gs_memory = carve(gp, gsz, 7);
     }
     if (cfg->pos != LMF_POS_LEARNED) {
         m->rope = lmf_xmalloc(sizeof(float) * (size_t)cfg->max_seq_len * d.hs);
         lmf_rope_table(m->rope, cfg->max_seq_len, d.hs, cfg->rope_theta);
+    }
+    if (base) {
+        m->w = (lmf_weights *)base; /* borrowed: never written, never freed */
+        m->tokens = lmf_xmalloc(sizeof(int32_t) * N);
+        m->targets = lmf_xmalloc(sizeof(int32_t) * N);
+        return m;
     }
     m->w = lmf_weights_new();
     lmf_params_view(m->w, cfg, m->params);
@@ -94,8 +103,43 @@ lmf_model *lmf_model_create(const lmf_model_config *cfg, int max_batch, int max_
     return m;
 }
 
+lmf_model *lmf_model_create(const lmf_model_config *cfg, int max_batch, int max_seq, int training) {
+    return create(cfg, NULL, max_batch, max_seq, training);
+}
+
+lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int max_batch, int max_seq,
+                                 lmf_model **out) {
+    *out = NULL;
+    if (max_seq > base->cfg.max_seq_len) max_seq = base->cfg.max_seq_len;
+    lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1);
+    if (!m) return LMF_ERR_ARG; /* create named the field */
+    m->lora = lora;
+    lmf_lora_enable_grads(lora);
+    dims d = dims_of(&m->cfg, max_batch, max_seq);
+    size_t N = (size_t)d.N, widest = (size_t)(d.C > d.F ? d.C : d.F), biggest = 0;
+    m->lora_t = lmf_alloc_big(sizeof(float) * (d.L * lmf_lora_t_floats(lora, d.N) + 1));
+    m->lora_x = lmf_alloc_big(sizeof(float) * N * ((size_t)lora->r + widest));
+    /* the dequantization slab of a base in any type (the block library's products read it through fp32 slabs) */
+    for (int l = -1; l < d.L; l++) {
+        const lmf_wtensor *ts[LMF_LAYER_MATRICES];
+        lmf_layer_matrices(&base->layers[l < 0 ? 0 : l], ts);
+        if (l < 0) ts[0] = &base->lm_head;
+        for (int t = 0; t < (l < 0 ? 1 : LMF_LAYER_MATRICES); t++)
+            if ((size_t)ts[t]->rows * ts[t]->cols > biggest) biggest = (size_t)ts[t]->rows * ts[t]->cols;
+    }
+    m->dq_floats = biggest < (2u << 20) ? biggest : (2u << 20); /* 8 MiB at most */
+    if (m->dq_floats < 16 * widest) m->dq_floats = 16 * widest;  /* one R16 group */
+    m->dq = lmf_alloc_big(m->dq_floats * sizeof(float));
+    *out = m;
+    return LMF_OK;
+}
+
 void lmf_model_free(lmf_model *m) {
     if (!m) return;
+    if (m->lora) {
+        lmf_free_big(m->lora_t), lmf_free_big(m->lora_x), lmf_free_big(m->dq);
+        m->w = NULL; /* borrowed */
+    }
     lmf_free_big(m->params);
     lmf_free_big(m->grads);
     lmf_free_big(m->acts_memory);
@@ -154,7 +198,8 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
         a->ln1 + l * snc, a->ln1_mean ? a->ln1_mean + l * sn : NULL, a->ln1_rstd + l * sn, a->qkv + l * sn * S,
         a->att + l * m->layer_stride_att, a->atty + l * snc, a->res2 + l * snc, a->ln2 + l * snc,
         a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn, a->fch + l * sn * d.FF,
-        a->fcact + l * sn * d.F, a->res3 + l * snc, NULL};
+        a->fcact + l * sn * d.F, a->res3 + l * snc, NULL,
+        m->lora ? m->lora_t + (size_t)l * lmf_lora_t_floats(m->lora, m->max_batch * m->max_seq) : NULL};
     *x = l == 0 ? a->encoded : a->res3 + (l - 1) * snc;
     return r;
 }
@@ -170,7 +215,8 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
 
     lmf_acts *a = &m->acts;
     const lmf_weights *w = m->w;
-    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .B = B, .T = T};
+    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
+                         .lora = m->lora, .training = 1, .lora_x = m->lora_x};
     lmf_block_embed(w, a->encoded, tokens, d.N, T, 0);
     const float *x = NULL;
     for (int l = 0; l < d.L; l++) {
@@ -180,7 +226,7 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
     const float *last = a->res3 + (d.L - 1) * m->layer_stride_nc;
     lmf_block_norm_par(&m->cfg, a->lnf, a->lnf_mean, a->lnf_rstd, last, w->out_norm_w, w->out_norm_b, d.N);
     lmf_lin head = {&w->lm_head, NULL, a->logits, d.V};
-    lmf_block_linear(&head, 1, a->lnf, d.C, d.N, NULL, 0);
+    lmf_block_linear(&head, 1, a->lnf, d.C, d.N, m->dq, m->dq_floats);
     if (!targets) return 0.0f;
     m->num_targets = lmf_crossentropy_forward(a->losses, a->logits, targets, d.N, d.V);
     double sum = 0.0;
@@ -189,7 +235,7 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
 }
 
 void lmf_model_backward(lmf_model *m, float loss_scale) {
-    LMF_CHECK(m->grads && m->has_targets);
+    LMF_CHECK((m->grads || m->lora) && m->has_targets);
     dims d = dims_of(&m->cfg, m->B, m->T);
     int B = m->B, T = m->T;
     lmf_acts *a = &m->acts;
@@ -199,24 +245,36 @@ void lmf_model_backward(lmf_model *m, float loss_scale) {
     /* loss -> logits -> final norm */
     float scale = m->num_targets ? loss_scale / m->num_targets : 0.0f;
     lmf_crossentropy_backward_inplace(a->logits, m->targets, d.N, d.V, scale);
-    float *dhead = m->cfg.tied_embeddings ? m->gptr[LMF_P_WTE] : m->gptr[LMF_P_LMHEAD];
-    const float *head = m->cfg.tied_embeddings ? m->ptr[LMF_P_WTE] : m->ptr[LMF_P_LMHEAD];
+    const lmf_weights *w = m->w;
+    int frozen = m->lora != NULL; /* adapters train, the base only passes gradients on */
+    float *dnw = frozen ? g->dnorm : m->gptr[LMF_P_LNFW], *dnb = frozen ? g->dnorm + d.C : m->gptr[LMF_P_LNFB];
     memset(g->dbuf, 0, NC * sizeof(float));
-    lmf_matmul_backward(g->dbuf, dhead, NULL, a->logits, a->lnf, head, d.N, d.C, d.V);
+    if (frozen) {
+        lmf_lin head = {&w->lm_head, NULL, a->logits, d.V};
+        lmf_block_linear_dinput(&head, 1, g->dbuf, d.C, d.N, m->dq, m->dq_floats);
+    } else {
+        float *dhead = m->cfg.tied_embeddings ? m->gptr[LMF_P_WTE] : m->gptr[LMF_P_LMHEAD];
+        const float *head = m->cfg.tied_embeddings ? m->ptr[LMF_P_WTE] : m->ptr[LMF_P_LMHEAD];
+        lmf_matmul_backward(g->dbuf, dhead, NULL, a->logits, a->lnf, head, d.N, d.C, d.V);
+    }
     memset(g->dres, 0, NC * sizeof(float));
     const float *last = a->res3 + (d.L - 1) * m->layer_stride_nc;
     if (m->cfg.norm == LMF_NORM_LAYER)
-        lmf_layernorm_backward(g->dres, m->gptr[LMF_P_LNFW], m->gptr[LMF_P_LNFB], g->dbuf, last, m->ptr[LMF_P_LNFW],
-                               a->lnf_mean, a->lnf_rstd, d.N, d.C);
+        lmf_layernorm_backward(g->dres, dnw, dnb, g->dbuf, last, w->out_norm_w, a->lnf_mean, a->lnf_rstd, d.N, d.C);
     else
-        lmf_rmsnorm_backward(g->dres, m->gptr[LMF_P_LNFW], g->dbuf, last, m->ptr[LMF_P_LNFW], a->lnf_rstd, d.N, d.C);
+        lmf_rmsnorm_backward(g->dres, dnw, g->dbuf, last, w->out_norm_w, a->lnf_rstd, d.N, d.C);
 
-    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .B = B, .T = T};
-    lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->datt};
+    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
+                         .lora = m->lora, .training = 1, .lora_x = m->lora_x};
+    lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->datt, g->dnorm};
     for (int l = d.L - 1; l >= 0; l--) {
         const float *x;
         lmf_block_rows r = layer_rows(m, l, &x);
-        lmf_block_backward(&ctx, &m->w->layers[l], &m->gw->layers[l], x, &r, &bg);
+        lmf_block_backward(&ctx, &w->layers[l], frozen ? NULL : &m->gw->layers[l], l, x, &r, &bg);
+    }
+    if (frozen) {
+        m->has_targets = 0;
+        return;
     }
     float *dwpe = m->gptr[LMF_P_WPE] ? m->gptr[LMF_P_WPE] + (size_t)m->cfg.pos_offset * d.C : NULL;
     lmf_encoder_backward(m->gptr[LMF_P_WTE], dwpe, g->dres, m->tokens, B, T, d.C);

@@ -57,6 +57,7 @@ typedef struct {
     float *dfch;   /* (N,FF) */
     float *dfcact; /* (N,F) */
     float *datt;   /* threads x T x T */
+    float *dnorm;  /* (2C) parameter gradients of a frozen norm, discarded */
 } lmf_grad_scratch;
 
 struct lmf_model {
@@ -78,6 +79,13 @@ struct lmf_model {
     float *rope; /* (max_seq_len, hs): lmf_rope_table rows; RoPE models only */
     lmf_weights *w;  /* F32 views of params (lmf_params_view) */
     lmf_weights *gw; /* the same views of grads; NULL unless training */
+    /* LoRA (lmf_model_create_lora): w is the frozen base (borrowed, any weight type), params/grads are NULL and
+     * the adapters hold what trains */
+    struct lmf_lora *lora;
+    float *lora_t;   /* (L, maxB x maxT x r x modules) the adapters' saved values */
+    float *lora_x;   /* maxB x maxT x (r + max(C, F)) adapter scratch */
+    float *dq;       /* the base's dequantization slab: dq_floats */
+    size_t dq_floats;
 
     int B, T;          /* shape of the last forward */
     int32_t *tokens;   /* (maxB*maxT) copies of the last forward's inputs */
@@ -99,6 +107,11 @@ const lmf_weights *lmf_model_weights(const lmf_model *m);
  * interleaved order go back to rotate_half order (pos becomes LMF_POS_ROPE_HALF). max_seq is capped at the model's
  * max_seq_len. LMF_ERR_MISMATCH / LMF_ERR_FORMAT name the tensor at fault. */
 lmf_status lmf_model_from_weights(const lmf_weights *w, int max_batch, int max_seq, int training, lmf_model **out);
+/* A model that trains LoRA adapters on a frozen base of any weight type (QLoRA when it is quantized: the base's
+ * products run through fp32 slabs of at most 8 MiB, never an fp32 copy). base and lora must outlive the model;
+ * forward and backward as for any model, the gradients go to lora->grads (enabled here). */
+lmf_status lmf_model_create_lora(const lmf_weights *base, struct lmf_lora *lora, int max_batch, int max_seq,
+                                 lmf_model **out);
 /* Whether AdamW's weight decay applies to tensor i by default: matrices yes; embeddings, norms, biases no. */
 int lmf_param_decays(int i);
 

@@ -1,0 +1,208 @@
+/* lora.c — LoRA adapters (see lora.h). */
+#include "model/lora.h"
+
+#include "core/alloc.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "kernels/gemm.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name, *match; /* match: the name a target list uses (gpt2's two c_proj answer to "c_proj") */
+    int m0, m1;
+} module_def;
+
+/* PEFT's module names per family, in lmf_layer_matrices order (q, k, v, o, gate, up, down). */
+static const module_def LLAMA[] = {{"q_proj", "q_proj", 0, 1},    {"k_proj", "k_proj", 1, 2},
+                                   {"v_proj", "v_proj", 2, 3},    {"o_proj", "o_proj", 3, 4},
+                                   {"gate_proj", "gate_proj", 4, 5}, {"up_proj", "up_proj", 5, 6},
+                                   {"down_proj", "down_proj", 6, 7}};
+static const module_def GPT2[] = {{"c_attn", "c_attn", 0, 3}, {"attn.c_proj", "c_proj", 3, 4},
+                                  {"c_fc", "c_fc", 5, 6},     {"mlp.c_proj", "c_proj", 6, 7}};
+static const module_def OPT[] = {{"q_proj", "q_proj", 0, 1},   {"k_proj", "k_proj", 1, 2}, {"v_proj", "v_proj", 2, 3},
+                                 {"out_proj", "out_proj", 3, 4}, {"fc1", "fc1", 5, 6},     {"fc2", "fc2", 6, 7}};
+
+static const module_def *family(const lmf_model_config *c, int *n) {
+    if (c->arch == LMF_ARCH_LLAMA) return *n = 7, LLAMA;
+    if (c->arch == LMF_ARCH_OPT) return *n = 6, OPT;
+    return *n = 4, GPT2;
+}
+
+const char *lmf_lora_module_names(const lmf_model_config *cfg) {
+    return cfg->arch == LMF_ARCH_LLAMA ? "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+           : cfg->arch == LMF_ARCH_OPT ? "q_proj,k_proj,v_proj,out_proj,fc1,fc2"
+                                       : "c_attn,c_proj,c_fc";
+}
+
+/* Rows and input width of matrix m of a layer of cfg. */
+static void matrix_shape(const lmf_model_config *c, int m, int *rows, int *cols) {
+    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), F = c->ffn_dim;
+    static const int kind[LMF_LAYER_MATRICES] = {0, 1, 1, 0, 2, 2, 3}; /* C x C, KV x C, F x C, C x F */
+    *rows = kind[m] == 1 ? KV : kind[m] == 2 ? F : C;
+    *cols = kind[m] == 3 ? F : C;
+}
+
+lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int r, float alpha, float dropout,
+                           int rslora, lmf_lora **out) {
+    *out = NULL;
+    if (r <= 0 || r > 4096) return lmf_fail(LMF_ERR_ARG, "lora rank r = %d must be in [1, 4096]", r);
+    if (!(alpha > 0)) return lmf_fail(LMF_ERR_ARG, "lora alpha = %g must be positive", alpha);
+    if (!(dropout >= 0 && dropout < 1)) return lmf_fail(LMF_ERR_ARG, "lora dropout = %g must be in [0, 1)", dropout);
+    int nd;
+    const module_def *defs = family(cfg, &nd);
+    int want[LMF_LAYER_MATRICES] = {0}, all = !strcmp(targets, "all-linear");
+    if (!all) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", targets);
+        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+            int hit = 0;
+            for (int i = 0; i < nd; i++)
+                if (!strcmp(tok, defs[i].match) || !strcmp(tok, defs[i].name)) want[i] = hit = 1;
+            if (!hit)
+                return lmf_fail(LMF_ERR_ARG, "lora target '%s' is not a module of a %s model (valid: %s, all-linear)",
+                                tok, lmf_arch_name(cfg->arch), lmf_lora_module_names(cfg));
+        }
+    }
+    lmf_lora *l = lmf_xcalloc(1, sizeof *l);
+    l->r = r, l->alpha = alpha, l->dropout = dropout, l->rslora = rslora;
+    l->scale = rslora ? alpha / sqrtf((float)r) : alpha / (float)r;
+    l->n_layer = cfg->n_layer;
+    for (int q = 0; q < LMF_LAYER_MATRICES; q++) {
+        int cols = 0;
+        matrix_shape(cfg, q, &l->rows[q], &cols);
+    }
+    for (int i = 0; i < nd; i++) {
+        if (!all && !want[i]) continue;
+        if (cfg->act != LMF_ACT_SWIGLU && defs[i].m0 == 4) continue; /* no gate matrix outside SwiGLU */
+        lmf_lora_module *m = &l->mod[l->n_mod++];
+        snprintf(m->name, sizeof m->name, "%s", defs[i].name);
+        m->m0 = defs[i].m0, m->m1 = defs[i].m1;
+        int rows, cols = 0;
+        m->out = 0;
+        for (int k = m->m0; k < m->m1; k++) matrix_shape(cfg, k, &rows, &cols), m->out += rows;
+        m->in = cols;
+    }
+    l->off = lmf_xmalloc(sizeof(size_t) * (size_t)l->n_layer * l->n_mod + 1);
+    size_t off = 0;
+    for (int L = 0; L < l->n_layer; L++)
+        for (int k = 0; k < l->n_mod; k++) {
+            l->off[L * l->n_mod + k] = off;
+            off += (size_t)r * (l->mod[k].in + l->mod[k].out);
+        }
+    l->n_params = off;
+    l->params = lmf_alloc_big(off * sizeof(float));
+    *out = l;
+    return LMF_OK;
+}
+
+void lmf_lora_free(lmf_lora *l) {
+    if (!l) return;
+    lmf_free_big(l->params);
+    lmf_free_big(l->grads);
+    free(l->off);
+    free(l);
+}
+
+void lmf_lora_init(lmf_lora *l, uint64_t seed) {
+    for (int L = 0; L < l->n_layer; L++)
+        for (int k = 0; k < l->n_mod; k++) {
+            const lmf_lora_module *m = &l->mod[k];
+            float *A = lmf_lora_A(l, L, k), bound = 1.0f / sqrtf((float)m->in);
+            lmf_rng g;
+            lmf_rng_seed(&g, seed, (uint64_t)(L * l->n_mod + k) + 1);
+            for (size_t i = 0; i < (size_t)l->r * m->in; i++) A[i] = bound * (2.0f * lmf_rng_uniform(&g) - 1.0f);
+            memset(lmf_lora_B(l, L, k), 0, sizeof(float) * (size_t)m->out * l->r);
+        }
+}
+
+void lmf_lora_enable_grads(lmf_lora *l) {
+    if (!l->grads) l->grads = lmf_alloc_big(l->n_params * sizeof(float));
+}
+
+float *lmf_lora_A(const lmf_lora *l, int layer, int mod) { return l->params + l->off[layer * l->n_mod + mod]; }
+float *lmf_lora_B(const lmf_lora *l, int layer, int mod) {
+    return lmf_lora_A(l, layer, mod) + (size_t)l->r * l->mod[mod].in;
+}
+float *lmf_lora_dA(const lmf_lora *l, int layer, int mod) { return l->grads + l->off[layer * l->n_mod + mod]; }
+float *lmf_lora_dB(const lmf_lora *l, int layer, int mod) {
+    return lmf_lora_dA(l, layer, mod) + (size_t)l->r * l->mod[mod].in;
+}
+
+size_t lmf_lora_t_floats(const lmf_lora *l, int N) { return (size_t)N * l->r * l->n_mod; }
+
+/* Dropout's keep decision for element e of module (layer, mod) at the current step: a counter-based hash, so the
+ * backward draws the same mask without storing it. */
+static int keep(const lmf_lora *l, int layer, int mod, size_t e) {
+    uint64_t z = l->seed ^ (l->step * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(layer * 64 + mod) << 48) ^ e;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1.0p-53 >= l->dropout;
+}
+
+/* drop(in) of module (layer, mod) into xd (N, in), or in itself when there is no dropout. */
+static const float *dropped(const lmf_lora *l, int layer, int mod, const float *in, int ldi, int N, int training,
+                            float *xd, int *ld) {
+    int K = l->mod[mod].in;
+    if (!training || l->dropout == 0.0f) return *ld = ldi, in;
+    float s = 1.0f / (1.0f - l->dropout);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < K; j++)
+            xd[(size_t)i * K + j] = keep(l, layer, mod, (size_t)i * K + j) ? in[(size_t)i * ldi + j] * s : 0.0f;
+    return *ld = K, xd;
+}
+
+/* Where module k's outputs start in a row of the outputs of matrices [m0, ...): after the rows of the matrices
+ * before it. */
+static int out_col(const lmf_lora *l, int k, int m0) {
+    int col = 0;
+    for (int q = m0; q < l->mod[k].m0; q++) col += l->rows[q];
+    return col;
+}
+
+void lmf_lora_forward(const lmf_lora *l, int layer, int m0, int m1, const float *in, int ldi, float *out, int ldo,
+                      int N, int training, float *t, float *xd) {
+    int r = l->r;
+    float *tmp = t ? NULL : lmf_xmalloc(sizeof(float) * (size_t)N * r);
+    for (int k = 0; k < l->n_mod; k++) {
+        const lmf_lora_module *m = &l->mod[k];
+        if (m->m0 < m0 || m->m1 > m1) continue;
+        float *tk = t ? t + (size_t)k * N * r : tmp;
+        int ld;
+        const float *x = dropped(l, layer, k, in, ldi, N, training, xd, &ld);
+        lmf_sgemm(0, 1, N, r, m->in, x, ld, lmf_lora_A(l, layer, k), m->in, 0.0f, tk, r);
+        for (size_t i = 0; i < (size_t)N * r; i++) tk[i] *= l->scale;
+        lmf_sgemm(0, 1, N, m->out, r, tk, r, lmf_lora_B(l, layer, k), r, 1.0f, out + out_col(l, k, m0), ldo);
+    }
+    free(tmp);
+}
+
+void lmf_lora_backward(lmf_lora *l, int layer, int m0, int m1, const float *in, int ldi, const float *dout, int ldo,
+                       const float *t, float *din, int N, float *scratch) {
+    int r = l->r;
+    for (int k = 0; k < l->n_mod; k++) {
+        const lmf_lora_module *m = &l->mod[k];
+        if (m->m0 < m0 || m->m1 > m1) continue;
+        const float *tk = t + (size_t)k * N * r, *dk = dout + out_col(l, k, m0);
+        float *dt = scratch, *dx = scratch + (size_t)N * r;
+        /* out += tk B^T, tk = scale A x': dB += dout^T tk; dt = scale dout B; dA += dt^T x'; dx' = dt A */
+        lmf_sgemm(1, 0, m->out, r, N, dk, ldo, tk, r, 1.0f, lmf_lora_dB(l, layer, k), r);
+        lmf_sgemm(0, 0, N, r, m->out, dk, ldo, lmf_lora_B(l, layer, k), r, 0.0f, dt, r);
+        for (size_t i = 0; i < (size_t)N * r; i++) dt[i] *= l->scale;
+        int ld;
+        const float *x = dropped(l, layer, k, in, ldi, N, 1, dx, &ld);
+        lmf_sgemm(1, 0, r, m->in, N, dt, r, x, ld, 1.0f, lmf_lora_dA(l, layer, k), m->in);
+        if (l->dropout == 0.0f) {
+            lmf_sgemm(0, 0, N, m->in, r, dt, r, lmf_lora_A(l, layer, k), m->in, 1.0f, din, ldi);
+            continue;
+        }
+        lmf_sgemm(0, 0, N, m->in, r, dt, r, lmf_lora_A(l, layer, k), m->in, 0.0f, dx, m->in);
+        float s = 1.0f / (1.0f - l->dropout);
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < m->in; j++)
+                if (keep(l, layer, k, (size_t)i * m->in + j)) din[(size_t)i * ldi + j] += s * dx[(size_t)i * m->in + j];
+    }
+}

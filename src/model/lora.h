@@ -1,0 +1,70 @@
+/* lora.h — LoRA adapters on the linear layers of a transformer, as Hugging Face PEFT defines them.
+ *
+ * A module (PEFT's name for a linear layer: q_proj, v_proj, c_attn, ...) gets y += scale B A dropout(x): A is
+ * (r, in), B (out, r), scale = alpha / r (alpha / sqrt r with rsLoRA). A module covers one or more consecutive
+ * matrices of a layer in lmf_layer_matrices order (q, k, v, o, gate, up, down): gpt2's c_attn is q | k | v, which the
+ * block library keeps adjacent in one qkv row, so its B's 3C outputs land on them directly. Init as PEFT's: A
+ * kaiming-uniform with a = sqrt 5 (uniform in +-1/sqrt(in)), B zero, so a fresh adapter leaves the model unchanged.
+ *
+ * Parameters and gradients are each one flat fp32 buffer (layer-major, then module: A then B), so AdamW, clipping
+ * and checkpoints work on them as on the model's own. Dropout draws its mask from a counter-based hash of (seed,
+ * step, layer, module, element): the backward regenerates it instead of storing the dropped inputs. */
+#ifndef LMF_MODEL_LORA_H
+#define LMF_MODEL_LORA_H
+
+#include "lmforge.h"
+#include "model/weights.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char name[16];  /* PEFT's module name ("q_proj"; gpt2's two c_proj are "attn.c_proj" and "mlp.c_proj") */
+    int m0, m1;     /* the layer matrices [m0, m1) it adds to */
+    int in, out;    /* A is (r, in), B (out, r) */
+} lmf_lora_module;
+
+typedef struct lmf_lora {
+    int r;
+    float alpha, dropout, scale;
+    int rslora;
+    int n_layer, n_mod;
+    lmf_lora_module mod[LMF_LAYER_MATRICES];
+    int rows[LMF_LAYER_MATRICES]; /* output rows of each layer matrix (q, k, v, o, gate, up, down) */
+    size_t n_params;
+    float *params, *grads; /* grads NULL until lmf_lora_enable_grads */
+    size_t *off;           /* [n_layer * n_mod]: where A starts; B follows at + r * in */
+    uint64_t seed;         /* dropout masks: (seed, step) */
+    uint64_t step;
+} lmf_lora;
+
+/* The PEFT module names a model of cfg's family offers, comma-separated ("q_proj,k_proj,..."). */
+const char *lmf_lora_module_names(const lmf_model_config *cfg);
+/* Adapters on the modules named in targets (comma-separated PEFT names, or "all-linear": every linear but the output
+ * head). LMF_ERR_ARG names an unknown target and lists the valid ones for the family. */
+lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int r, float alpha, float dropout,
+                           int rslora, lmf_lora **out);
+void lmf_lora_free(lmf_lora *l);
+/* PEFT's initialisation: A kaiming-uniform (a = sqrt 5), B zero; one random stream per tensor. */
+void lmf_lora_init(lmf_lora *l, uint64_t seed);
+void lmf_lora_enable_grads(lmf_lora *l);
+float *lmf_lora_A(const lmf_lora *l, int layer, int mod);
+float *lmf_lora_B(const lmf_lora *l, int layer, int mod);
+/* The gradient buffers of the same (grads must be enabled). */
+float *lmf_lora_dA(const lmf_lora *l, int layer, int mod);
+float *lmf_lora_dB(const lmf_lora *l, int layer, int mod);
+
+/* The block library's side (block.c). Forward: for every module of `layer` inside matrices [m0, m1) — in (N rows,
+ * ldi apart) being their input, out the output of matrix m0 (ldo apart; the covered matrices' outputs adjacent in a
+ * row) — out += scale B A drop(in). t: the layer's saved values (lmf_lora_t_floats), each module's scale A drop(in)
+ * (N, r) for the backward; NULL when nothing is saved. Dropout only when training. xd: N x in scratch. */
+void lmf_lora_forward(const lmf_lora *l, int layer, int m0, int m1, const float *in, int ldi, float *out, int ldo,
+                      int N, int training, float *t, float *xd);
+/* Backward of the same modules: dout is d(out) (laid out as out), t the forward's saved values; dA, dB += their
+ * gradients; din (ldi apart) += the input gradient. scratch: N x (r + max in) floats. */
+void lmf_lora_backward(lmf_lora *l, int layer, int m0, int m1, const float *in, int ldi, const float *dout, int ldo,
+                       const float *t, float *din, int N, float *scratch);
+/* Floats of saved values one layer needs for N rows (r per module and row). */
+size_t lmf_lora_t_floats(const lmf_lora *l, int N);
+
+#endif

@@ -1,0 +1,165 @@
+/* test_lora.c — LoRA adapters in the block library (model/lora.h): a fresh adapter leaves the model unchanged; the
+ * gradients of every A and B equal central finite differences of the loss (llama all-linear, gpt2's fused c_attn and
+ * its two c_proj, a quantized GGUF base: the frozen base's input gradients through dequantized slabs); dropout draws
+ * the same mask in forward and backward; target names are checked against the family's. */
+#include "test_util.h"
+
+#include "core/rng.h"
+#include "core/status.h"
+#include "model/lora.h"
+#include "model/model.h"
+
+#include <math.h>
+#include <string.h>
+
+#define FIX LMF_SOURCE_DIR "/tests/reference/fixtures/"
+enum { B = 2, T = 7 };
+
+static void data(int V, int32_t *tok, int32_t *tg) {
+    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)((i * 37 + 11) % V), tg[i] = (int32_t)((i * 53 + 3) % V);
+    tg[0] = tg[1] = tg[T] = -1; /* prompt positions carry no loss */
+}
+
+/* Loss of model m on the fixed batch (the adapters as they are). */
+static double loss_of(lmf_model *m) {
+    int32_t tok[B * T], tg[B * T];
+    data(m->cfg.vocab_size, tok, tg);
+    return lmf_model_forward(m, tok, tg, B, T);
+}
+
+/* B random (a fresh adapter's zero B gives A no gradient), then analytic gradients against central differences at
+ * up to 60 entries spread over A and B. */
+static void check_grads(const char *what, lmf_model *m, lmf_lora *lo) {
+    lmf_rng r;
+    lmf_rng_seed(&r, 99, 1);
+    for (int L = 0; L < lo->n_layer; L++)
+        for (int k = 0; k < lo->n_mod; k++) {
+            float *Bm = lmf_lora_B(lo, L, k);
+            for (size_t i = 0; i < (size_t)lo->mod[k].out * lo->r; i++) Bm[i] = 0.2f * (2 * lmf_rng_uniform(&r) - 1);
+        }
+    memset(lo->grads, 0, lo->n_params * sizeof(float));
+    int32_t tok[B * T], tg[B * T];
+    data(m->cfg.vocab_size, tok, tg);
+    lmf_model_forward(m, tok, tg, B, T);
+    lmf_model_backward(m, 1.0f);
+    double maxg = 0;
+    for (size_t i = 0; i < lo->n_params; i++) maxg = fmax(maxg, fabs(lo->grads[i]));
+    assert_true(maxg > 0);
+    size_t stride = lo->n_params / 60 + 1;
+    double worst = 0;
+    for (size_t i = 0; i < lo->n_params; i += stride) {
+        float p0 = lo->params[i], h = 1e-2f;
+        lo->params[i] = p0 + h;
+        double lp = loss_of(m);
+        lo->params[i] = p0 - h;
+        double lm = loss_of(m);
+        lo->params[i] = p0;
+        double fd = (lp - lm) / (2.0 * h), e = fabs(fd - lo->grads[i]) / maxg;
+        if (e > worst) worst = e;
+        if (e > 2e-2) fail_msg("%s: parameter %zu: analytic %.6g, finite difference %.6g (max |grad| %.3g)", what, i,
+                               lo->grads[i], fd, maxg);
+    }
+    printf("%s: %zu adapter parameters, gradients vs finite differences within %.2g of the largest\n", what,
+           lo->n_params, worst);
+}
+
+static void run_family(lmf_arch arch, const char *targets, int n_mod) {
+    lmf_model_config c = lmf_model_config_default(arch);
+    c.vocab_size = 61, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 24, c.n_head = 4, c.ffn_dim = 40;
+    c.n_kv_head = arch == LMF_ARCH_LLAMA ? 2 : 4, c.tied_embeddings = arch != LMF_ARCH_LLAMA;
+    lmf_model *full = lmf_model_create(&c, B, T, 0);
+    assert_non_null(full);
+    lmf_model_init_weights(full, 5);
+    lmf_lora *lo;
+    if (lmf_lora_create(&c, targets, 3, 6.0f, 0.0f, 0, &lo) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(lo->n_mod, n_mod);
+    lmf_lora_init(lo, 7);
+    lmf_model *m;
+    assert_int_equal(lmf_model_create_lora(lmf_model_weights(full), lo, B, T, &m), LMF_OK);
+    /* B = 0: exactly the base model */
+    int32_t tok[B * T], tg[B * T];
+    data(c.vocab_size, tok, tg);
+    lmf_model_forward(full, tok, tg, B, T);
+    lmf_model_forward(m, tok, tg, B, T);
+    assert_memory_equal(lmf_model_logits(m), lmf_model_logits(full), sizeof(float) * B * T * c.vocab_size);
+    check_grads(lmf_arch_name(arch), m, lo);
+    lmf_model_free(m);
+    lmf_lora_free(lo);
+    lmf_model_free(full);
+}
+
+static void test_llama_all_linear(void **s) { run_family(LMF_ARCH_LLAMA, "all-linear", 7); }
+static void test_llama_qv(void **s) { run_family(LMF_ARCH_LLAMA, "q_proj,v_proj", 2); }
+static void test_gpt2(void **s) { run_family(LMF_ARCH_GPT2, "c_attn,c_proj,c_fc", 4); }
+
+static void test_quantized_base(void **s) {
+    lmf_weights *w;
+    if (lmf_weights_load(FIX "tiny_llama.gguf", &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_lora *lo;
+    assert_int_equal(lmf_lora_create(&w->cfg, "all-linear", 2, 4.0f, 0.0f, 1, &lo), LMF_OK);
+    assert_true(fabsf(lo->scale - 4.0f / sqrtf(2.0f)) < 1e-6f); /* rsLoRA */
+    lmf_lora_init(lo, 3);
+    lmf_model *m, *ref;
+    assert_int_equal(lmf_model_create_lora(w, lo, B, T, &m), LMF_OK);
+    assert_int_equal(lmf_model_from_weights(w, B, T, 0, &ref), LMF_OK);
+    int32_t tok[B * T], tg[B * T];
+    data(w->cfg.vocab_size, tok, tg);
+    lmf_model_forward(m, tok, tg, B, T);
+    lmf_model_forward(ref, tok, tg, B, T);
+    double e = rel_err(lmf_model_logits(m), lmf_model_logits(ref), (long)B * T * w->cfg.vocab_size);
+    printf("quantized base in place vs its fp32 copy: logits within %.2g\n", e);
+    assert_true(e < 1e-5);
+    check_grads("tiny llama GGUF (Q8_0/Q4_x/F16/BF16 base)", m, lo);
+    lmf_model_free(ref);
+    lmf_model_free(m);
+    lmf_lora_free(lo);
+    lmf_weights_free(w);
+}
+
+static void test_dropout(void **s) {
+    lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
+    c.vocab_size = 61, c.max_seq_len = 16, c.n_layer = 1, c.n_embd = 24, c.n_head = 4, c.n_kv_head = 2;
+    c.ffn_dim = 40;
+    lmf_model *full = lmf_model_create(&c, B, T, 0);
+    lmf_model_init_weights(full, 5);
+    lmf_lora *lo;
+    assert_int_equal(lmf_lora_create(&c, "q_proj,v_proj", 3, 6.0f, 0.3f, 0, &lo), LMF_OK);
+    lmf_lora_init(lo, 7);
+    lmf_model *m;
+    assert_int_equal(lmf_model_create_lora(lmf_model_weights(full), lo, B, T, &m), LMF_OK);
+    lo->step = 4;
+    check_grads("dropout 0.3 (one step's mask)", m, lo);
+    double a = loss_of(m);
+    lo->step = 5;
+    double b = loss_of(m);
+    assert_true(a != b); /* another step, another mask */
+    lo->step = 4;
+    assert_true(loss_of(m) == a);
+    lmf_model_free(m);
+    lmf_lora_free(lo);
+    lmf_model_free(full);
+}
+
+static void test_targets(void **s) {
+    lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
+    lmf_lora *lo;
+    assert_int_equal(lmf_lora_create(&c, "q_proj,c_attn", 4, 8, 0, 0, &lo), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "'c_attn'"));
+    assert_non_null(strstr(lmf_last_error(), "gate_proj"));
+    c = lmf_model_config_default(LMF_ARCH_GPT2);
+    c.n_layer = 1;
+    assert_int_equal(lmf_lora_create(&c, "c_proj", 4, 8, 0, 0, &lo), LMF_OK);
+    assert_int_equal(lo->n_mod, 2); /* attn.c_proj and mlp.c_proj, as PEFT's suffix match */
+    assert_true(lo->scale == 2.0f);
+    lmf_lora_free(lo);
+    assert_int_equal(lmf_lora_create(&c, "c_attn", 0, 8, 0, 0, &lo), LMF_ERR_ARG);
+    assert_int_equal(lmf_lora_create(&c, "c_attn", 4, 8, 1.0f, 0, &lo), LMF_ERR_ARG);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_qv), cmocka_unit_test(test_gpt2),
+        cmocka_unit_test(test_quantized_base),   cmocka_unit_test(test_dropout),  cmocka_unit_test(test_targets),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
