@@ -8,6 +8,7 @@
 #include "core/status.h"
 #include "model/lora.h"
 #include "model/model.h"
+#include "train/optim.h"
 
 #include <math.h>
 #include <string.h>
@@ -140,6 +141,45 @@ static void test_dropout(void **s) {
     lmf_model_free(full);
 }
 
+/* AdamW through the model's params/grads (the adapters'): the loss falls, the frozen base does not move. */
+static void test_adamw_trains_adapters_only(void **s) {
+    lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
+    c.vocab_size = 61, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 24, c.n_head = 4, c.n_kv_head = 2;
+    c.ffn_dim = 40;
+    lmf_model *full = lmf_model_create(&c, B, T, 0);
+    lmf_model_init_weights(full, 5);
+    size_t np = lmf_model_num_params(full);
+    float *before = malloc(np * sizeof(float));
+    memcpy(before, lmf_model_params(full), np * sizeof(float));
+    lmf_lora *lo;
+    assert_int_equal(lmf_lora_create(&c, "all-linear", 4, 8.0f, 0.0f, 0, &lo), LMF_OK);
+    lmf_lora_init(lo, 7);
+    lmf_model *m;
+    assert_int_equal(lmf_model_create_lora(lmf_model_weights(full), lo, B, T, &m), LMF_OK);
+    assert_true(lmf_model_params(m) == lo->params && lmf_model_num_params(m) == lo->n_params);
+    lmf_adamw opt;
+    lmf_adamw_init(&opt, lmf_model_num_params(m));
+    lmf_adamw_hparams hp = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f, .grad_clip = 1.0f};
+    int32_t tok[B * T], tg[B * T];
+    data(c.vocab_size, tok, tg);
+    double first = 0, last = 0;
+    for (int step = 0; step < 20; step++) {
+        lmf_model_zero_grad(m);
+        last = lmf_model_forward(m, tok, tg, B, T);
+        if (!step) first = last;
+        lmf_model_backward(m, 1.0f);
+        lmf_adamw_apply(&opt, m, &hp, 1e-2f, lmf_grad_norm(m));
+    }
+    printf("20 AdamW steps on the adapters alone: loss %.4f -> %.4f\n", first, last);
+    assert_true(last < first - 0.1);
+    assert_memory_equal(lmf_model_params(full), before, np * sizeof(float));
+    lmf_adamw_free(&opt);
+    free(before);
+    lmf_model_free(m);
+    lmf_lora_free(lo);
+    lmf_model_free(full);
+}
+
 static void test_targets(void **s) {
     lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
     lmf_lora *lo;
@@ -160,6 +200,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_qv), cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_quantized_base),   cmocka_unit_test(test_dropout),  cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_adamw_trains_adapters_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

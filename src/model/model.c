@@ -47,7 +47,7 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     }
     lmf_model *m = lmf_xcalloc(1, sizeof *m);
     m->cfg = *cfg;
-    lmf_param_sizes(cfg, m->param_sizes);
+    if (!base) lmf_param_sizes(cfg, m->param_sizes); /* a frozen base has none of its own (all sizes 0) */
     size_t off = 0;
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
         m->param_offsets[i] = off;
@@ -115,6 +115,8 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int ma
     if (!m) return LMF_ERR_ARG; /* create named the field */
     m->lora = lora;
     lmf_lora_enable_grads(lora);
+    /* what trains is the adapters: the optimizer, clipping, gradient exchange and checkpoints see their buffers */
+    m->params = lora->params, m->grads = lora->grads, m->num_params = lora->n_params;
     dims d = dims_of(&m->cfg, max_batch, max_seq);
     size_t N = (size_t)d.N, widest = (size_t)(d.C > d.F ? d.C : d.F), biggest = 0;
     m->lora_t = lmf_alloc_big(sizeof(float) * (d.L * lmf_lora_t_floats(lora, d.N) + 1));
@@ -138,7 +140,7 @@ void lmf_model_free(lmf_model *m) {
     if (!m) return;
     if (m->lora) {
         lmf_free_big(m->lora_t), lmf_free_big(m->lora_x), lmf_free_big(m->dq);
-        m->w = NULL; /* borrowed */
+        m->w = NULL, m->params = m->grads = NULL; /* borrowed: the base's and the adapters' */
     }
     lmf_free_big(m->params);
     lmf_free_big(m->grads);

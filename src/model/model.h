@@ -109,7 +109,8 @@ const lmf_weights *lmf_model_weights(const lmf_model *m);
 lmf_status lmf_model_from_weights(const lmf_weights *w, int max_batch, int max_seq, int training, lmf_model **out);
 /* A model that trains LoRA adapters on a frozen base of any weight type (QLoRA when it is quantized: the base's
  * products run through fp32 slabs of at most 8 MiB, never an fp32 copy). base and lora must outlive the model;
- * forward and backward as for any model, the gradients go to lora->grads (enabled here). */
+ * forward and backward as for any model; the model's params / grads / num_params are the adapters' (enabled here),
+ * so AdamW (train/optim.h), the training step and checkpoints train them and nothing else. */
 lmf_status lmf_model_create_lora(const lmf_weights *base, struct lmf_lora *lora, int max_batch, int max_seq,
                                  lmf_model **out);
 /* Whether AdamW's weight decay applies to tensor i by default: matrices yes; embeddings, norms, biases no. */

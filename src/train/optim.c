@@ -41,6 +41,11 @@ void lmf_adamw_apply(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, 
         if (coef < 1.0f) scale = coef;
     }
     opt->t++;
+    if (m->lora) { /* adapters: one flat buffer, decayed alike (as torch's AdamW over PEFT's parameters) */
+        lmf_adamw_update(m->params, m->grads, opt->m, opt->v, (long)m->num_params, lr, hp->beta1, hp->beta2, hp->eps,
+                         hp->weight_decay, scale, opt->t);
+        return;
+    }
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
         size_t off = m->param_offsets[i], n = m->param_sizes[i];
         if (!n) continue;
