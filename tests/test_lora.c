@@ -180,6 +180,46 @@ static void test_adamw_trains_adapters_only(void **s) {
     lmf_model_free(full);
 }
 
+/* Inference with an unmerged adapter (prefill and decode steps) gives the training model's logits with it. */
+static void test_inference_unmerged(void **s) {
+    lmf_weights *w;
+    if (lmf_weights_load(FIX "tiny_llama.gguf", &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_lora *lo;
+    assert_int_equal(lmf_lora_create(&w->cfg, "all-linear", 4, 8.0f, 0.0f, 0, &lo), LMF_OK);
+    lmf_lora_init(lo, 3);
+    lmf_model *m;
+    assert_int_equal(lmf_model_create_lora(w, lo, B, 12, &m), LMF_OK);
+    check_grads("(setting B)", m, lo); /* fills B with non-zero values */
+    int32_t tok[12];
+    for (int i = 0; i < 12; i++) tok[i] = (int32_t)((i * 29 + 5) % w->cfg.vocab_size);
+    lmf_model_forward(m, tok, NULL, 1, 12);
+    const float *ref = lmf_model_logits(m);
+    int V = w->cfg.vocab_size;
+    lmf_session *se;
+    assert_int_equal(lmf_session_create(w, 16, &se), LMF_OK);
+    lmf_session_set_lora(se, lo);
+    const float *lg;
+    assert_int_equal(lmf_session_eval(se, tok, 12, 1, &lg), LMF_OK); /* prefill path */
+    double ep = rel_err(lg, ref, 12L * V), ed = 0;
+    lmf_session_rewind(se, 0);
+    for (int t = 0; t < 12; t++) { /* decode path */
+        assert_int_equal(lmf_session_eval(se, tok + t, 1, 0, &lg), LMF_OK);
+        double e = rel_err(lg, ref + (size_t)t * V, V);
+        ed = e > ed ? e : ed;
+    }
+    printf("unmerged adapter in sessions vs the training model: prefill %.2g, decode %.2g\n", ep, ed);
+    assert_true(ep < 1e-4);
+    assert_true(ed < 2e-3); /* decode's int16 activations, as test_infer_tiny's tolerance */
+    lmf_session_set_lora(se, NULL);
+    lmf_session_rewind(se, 0);
+    assert_int_equal(lmf_session_eval(se, tok, 12, 0, &lg), LMF_OK);
+    assert_true(rel_err(lg, ref + 11L * V, V) > 1e-3); /* without it, other logits */
+    lmf_session_free(se);
+    lmf_model_free(m);
+    lmf_lora_free(lo);
+    lmf_weights_free(w);
+}
+
 static void test_targets(void **s) {
     lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
     lmf_lora *lo;
@@ -200,7 +240,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_qv), cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_quantized_base),   cmocka_unit_test(test_dropout),  cmocka_unit_test(test_targets),
-        cmocka_unit_test(test_adamw_trains_adapters_only),
+        cmocka_unit_test(test_adamw_trains_adapters_only), cmocka_unit_test(test_inference_unmerged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -530,8 +530,8 @@ static void attend_merge(const lmf_block_decode_ctx *d, int N, int nth, float *o
 
 /* A decode product that feeds the residual stream (attention's o, the FFN's down): this thread's rows of in W^T +
  * bias into d->proj, added to d->x by the same thread. */
-static void residual_rows(const lmf_block_decode_ctx *d, const lmf_wtensor *W, const float *bias, const float *in,
-                          int ldi, int N, char *qbuf, int tid, int nth) {
+static void residual_rows(const lmf_block_decode_ctx *d, int layer, int mat, const lmf_wtensor *W, const float *bias,
+                          const float *in, int ldi, int N, char *qbuf, int tid, int nth) {
     int C = d->cfg->n_embd, lo, hi;
     lin o = {W, bias, d->proj, C};
     const char *qin[3];
@@ -539,6 +539,7 @@ static void residual_rows(const lmf_block_decode_ctx *d, const lmf_wtensor *W, c
     convert_inputs(in, ldi, N, &o, 1, qbuf, d->qin_stride, qin, qb);
     row_share(C, 16, tid, nth, &lo, &hi);
     linear_rows(&o, N, qin[0], qb[0], lo, hi);
+    if (d->lora) lmf_lora_decode_rows(d->lora, layer, mat, in, ldi, N, d->proj, C, lo, hi);
     for (int i = 0; i < N; i++)
         for (int r = lo; r < hi; r++) d->x[(size_t)i * C + r] += d->proj[(size_t)i * C + r];
 }
@@ -579,6 +580,7 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
     for (int j = 0; j < 3; j++) {
         row_share(qkv[j].W->rows, j < 2 ? unit : 16, tid, nth, &rlo, &rhi);
         linear_rows(&qkv[j], N, qin[j], qb[j], rlo, rhi);
+        if (d->lora) lmf_lora_decode_rows(d->lora, layer, j, xn, C, N, qkv[j].out, S, rlo, rhi);
         for (int i = 0; i < N && rhi > rlo; i++) {
             float *row = qkv[j].out + (size_t)i * S;
             const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
@@ -594,7 +596,7 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
     attend_share(d, layer, N, tid, nth, Sc, xn);
     lmf_barrier_wait(d->bar, nth);
     attend_merge(d, N, nth, xn); /* every thread merges for itself: cheaper than another barrier */
-    residual_rows(d, &L->wo, L->bo, xn, C, N, qbuf, tid, nth);
+    residual_rows(d, layer, 3, &L->wo, L->bo, xn, C, N, qbuf, tid, nth);
     lmf_block_prefetch_share(&L->w_up, 16, tid, nth);
     lmf_block_prefetch_share(&L->w_gate, 16, tid, nth);
     lmf_barrier_wait(d->bar, nth);
@@ -604,11 +606,14 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
     lmf_block_norm(c, xn, mean, rstd, d->x, L->ffn_norm_w, L->ffn_norm_b, N);
     convert_inputs(xn, C, N, ffn, 1 + swiglu, qbuf, d->qin_stride, qin, qb);
     row_share(F, 16, tid, nth, &rlo, &rhi);
-    for (int j = 0; j < 1 + swiglu; j++) linear_rows(&ffn[j], N, qin[j], qb[j], rlo, rhi);
+    for (int j = 0; j < 1 + swiglu; j++) {
+        linear_rows(&ffn[j], N, qin[j], qb[j], rlo, rhi);
+        if (d->lora) lmf_lora_decode_rows(d->lora, layer, 5 - j, xn, C, N, ffn[j].out, FF, rlo, rhi);
+    }
     if (rhi > rlo) lmf_block_ffn_act(c, d->fcact, d->fch, N, rlo, rhi);
     lmf_block_prefetch_share(&L->w_down, 16, tid, nth);
     lmf_barrier_wait(d->bar, nth);
-    residual_rows(d, &L->w_down, L->b_down, d->fcact, F, N, qbuf, tid, nth);
+    residual_rows(d, layer, 6, &L->w_down, L->b_down, d->fcact, F, N, qbuf, tid, nth);
     if (next) {
         lmf_block_prefetch_share(&next->wq, unit, tid, nth);
         lmf_block_prefetch_share(&next->wk, unit, tid, nth);

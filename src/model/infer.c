@@ -20,6 +20,7 @@
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 #include "model/block.h"
+#include "model/lora.h"
 #include "model/weights.h"
 
 #include <omp.h>
@@ -51,6 +52,7 @@ struct lmf_kv_pool {
     float *scores;              /* nthreads x QBLK x max_ctx */
     float *part;                /* decode attention's per-thread stretches: nthreads x QMV_MAX x (C + NH) */
     float *pv;                  /* nthreads x 4 x hs */
+    const lmf_lora *lora;       /* adapters every step applies without merging (lmf_session_set_lora), or NULL */
     float *head_logits;         /* (head_rows, V), grown on demand: a batch step's logits before they go to their
                                    sessions, when the caller gave no buffer */
     int head_rows;
@@ -79,7 +81,8 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
     if (N > QMV_MAX) {
         lmf_block_ctx ctx = {.cfg = c, .rope = p->rope, .dq = p->dq, .dq_floats = p->dq_floats, .B = 1, .T = N,
                              .seqs = seqs, .n_seqs = n, .scores = p->scores,
-                             .scores_stride = (size_t)QBLK * p->max_ctx, .nthreads = p->nthreads};
+                             .scores_stride = (size_t)QBLK * p->max_ctx, .nthreads = p->nthreads,
+                             .lora = (lmf_lora *)p->lora};
         /* the norms' outputs and the products added to the residual share p->xn */
         lmf_block_rows r = {p->xn, p->mean, p->rstd, p->qkv, NULL, p->att, p->x, p->xn, p->mean, p->rstd, p->fch,
                             p->fcact, p->x, p->xn, NULL};
@@ -97,7 +100,8 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
     lmf_block_decode_ctx d = {.cfg = c, .rope = p->rope, .seqs = seqs, .n_seqs = n, .x = p->x, .proj = p->xn,
                               .qkv = p->qkv, .fch = p->fch, .fcact = p->fcact, .part = p->part, .qin = p->qin,
                               .qin_stride = p->qin_stride, .xnt = p->xnt, .scores = p->scores,
-                              .scores_stride = (size_t)QBLK * p->max_ctx, .pv = p->pv, .bar = &p->bar};
+                              .scores_stride = (size_t)QBLK * p->max_ctx, .pv = p->pv, .lora = p->lora,
+                              .bar = &p->bar};
     lmf_block_decode_rows(&d);
     lmf_barrier_init(&p->bar);
 #pragma omp parallel num_threads(p->nthreads)
@@ -181,6 +185,7 @@ void lmf_kv_pool_free(lmf_kv_pool *p) {
 }
 
 int lmf_kv_pool_blocks(const lmf_kv_pool *p) { return p->n_blocks; }
+void lmf_session_set_lora(lmf_session *s, const lmf_lora *l) { s->pool->lora = l; }
 int lmf_kv_pool_blocks_free(const lmf_kv_pool *p) { return p->n_free; }
 int lmf_kv_pool_block_size(const lmf_kv_pool *p) { return p->bs; }
 

@@ -48,7 +48,7 @@ static void matrix_shape(const lmf_model_config *c, int m, int *rows, int *cols)
 lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int r, float alpha, float dropout,
                            int rslora, lmf_lora **out) {
     *out = NULL;
-    if (r <= 0 || r > 4096) return lmf_fail(LMF_ERR_ARG, "lora rank r = %d must be in [1, 4096]", r);
+    if (r <= 0 || r > 256) return lmf_fail(LMF_ERR_ARG, "lora rank r = %d must be in [1, 256]", r);
     if (!(alpha > 0)) return lmf_fail(LMF_ERR_ARG, "lora alpha = %g must be positive", alpha);
     if (!(dropout >= 0 && dropout < 1)) return lmf_fail(LMF_ERR_ARG, "lora dropout = %g must be in [0, 1)", dropout);
     int nd;
@@ -204,5 +204,32 @@ void lmf_lora_backward(lmf_lora *l, int layer, int m0, int m1, const float *in, 
         for (int i = 0; i < N; i++)
             for (int j = 0; j < m->in; j++)
                 if (keep(l, layer, k, (size_t)i * m->in + j)) din[(size_t)i * ldi + j] += s * dx[(size_t)i * m->in + j];
+    }
+}
+
+void lmf_lora_decode_rows(const lmf_lora *l, int layer, int mat, const float *in, int ldi, int N, float *out, int ldo,
+                          int lo, int hi) {
+    int r = l->r;
+    for (int k = 0; k < l->n_mod; k++) {
+        const lmf_lora_module *m = &l->mod[k];
+        if (mat < m->m0 || mat >= m->m1 || hi <= lo) continue;
+        int off = 0;
+        for (int q = m->m0; q < mat; q++) off += l->rows[q]; /* matrix mat's first row in the module's B */
+        const float *A = lmf_lora_A(l, layer, k), *Bm = lmf_lora_B(l, layer, k) + (size_t)off * r;
+        for (int i = 0; i < N; i++) {
+            float t[256];
+            const float *x = in + (size_t)i * ldi;
+            for (int j = 0; j < r; j++) {
+                float s = 0.0f;
+                for (int e = 0; e < m->in; e++) s += A[(size_t)j * m->in + e] * x[e];
+                t[j] = l->scale * s;
+            }
+            float *y = out + (size_t)i * ldo;
+            for (int row = lo; row < hi; row++) {
+                float s = 0.0f;
+                for (int j = 0; j < r; j++) s += t[j] * Bm[(size_t)row * r + j];
+                y[row] += s;
+            }
+        }
     }
 }

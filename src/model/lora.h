@@ -64,6 +64,15 @@ void lmf_lora_forward(const lmf_lora *l, int layer, int m0, int m1, const float 
  * gradients; din (ldi apart) += the input gradient. scratch: N x (r + max in) floats. */
 void lmf_lora_backward(lmf_lora *l, int layer, int m0, int m1, const float *in, int ldi, const float *dout, int ldo,
                        const float *t, float *din, int N, float *scratch);
+/* Decode: rows [lo, hi) of layer matrix mat (q, k, v, o, gate, up, down) for N input rows: out (matrix mat's output
+ * row, ldo apart) += its share of scale B A in, for every module covering mat. Each thread calls it for the rows it
+ * made (A in is recomputed by each: r x in multiply-adds a row, next to the matrix's rows x in). r <= 256. */
+void lmf_lora_decode_rows(const lmf_lora *l, int layer, int mat, const float *in, int ldi, int N, float *out, int ldo,
+                          int lo, int hi);
+/* Inference with adapters, unmerged: every step of s's pool (s and the sessions sharing its pool) adds l's products
+ * (prefill and decode); NULL removes them. l must outlive their use. */
+struct lmf_session;
+void lmf_session_set_lora(struct lmf_session *s, const lmf_lora *l);
 /* Floats of saved values one layer needs for N rows (r per module and row). */
 size_t lmf_lora_t_floats(const lmf_lora *l, int N);
 
