@@ -51,8 +51,8 @@ static void test_tiny_conversation(void **s) {
     lmf_sft_vocab v = tiny_vocab();
     lmf_sft_data d = {0};
     const char *jl = "{\"messages\": [{\"role\": \"system\", \"content\": \"sys\"}, {\"role\": \"user\", \"content\": "
-                     "\"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}, {\"role\": \"user\", \"content\": \"q\"},"
-                     " {\"role\": \"assistant\", \"content\": \"ok\"}]}\n";
+                     "\"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}, {\"role\": \"user\", "
+                     "\"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"ok\"}]}\n";
     if (parse(&d, jl, &v, 256) != LMF_OK) fail_msg("%s", lmf_last_error());
     int32_t ids[128];
     uint8_t loss[128] = {0};

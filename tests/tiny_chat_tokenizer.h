@@ -6,7 +6,6 @@
 #define LMF_TESTS_TINY_CHAT_TOKENIZER_H
 
 #include "lmforge.h"
-#include "tokenizer/bytelevel.h"
 
 enum { TINY_BC = 256, TINY_EOT = 257, TINY_IM_START = 258, TINY_IM_END = 259, TINY_VOCAB = 260 };
 
@@ -15,8 +14,14 @@ static inline lmf_tokenizer *tiny_chat_tokenizer(void) {
     static char text[256][4];
     const char *tokens[TINY_VOCAB];
     uint8_t types[TINY_VOCAB] = {0};
-    for (int b = 0; b < 256; b++) {
-        text[b][lmf_utf8_put(lmf_bytelevel_cp((uint8_t)b), text[b])] = 0;
+    /* GPT-2's byte-to-unicode map (tokenizer/bytelevel.h's lmf_bytelevel_cp, not included: its lmf_utf8_put clashes
+     * with data/text.h's, which fuzz_targets.h includes): printable bytes map to themselves, the other 68 to
+     * U+0100.. in byte order; all below U+0800, so two UTF-8 bytes at most */
+    for (int b = 0, extra = 0; b < 256; b++) {
+        int same = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+        unsigned cp = same ? (unsigned)b : 256u + (unsigned)extra++;
+        if (cp < 0x80) text[b][0] = (char)cp, text[b][1] = 0;
+        else text[b][0] = (char)(0xC0 | cp >> 6), text[b][1] = (char)(0x80 | (cp & 0x3F)), text[b][2] = 0;
         tokens[b] = text[b];
     }
     tokens[TINY_BC] = "bc";

@@ -256,7 +256,10 @@ static lmf_status parse_line(lmf_sft_data *d, example *e, const char *line, size
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
     const cJSON *completion = cJSON_GetObjectItemCaseSensitive(j, "completion");
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
-    int shape = messages ? LMF_SFT_MESSAGES : prompt || completion ? LMF_SFT_PROMPT_COMPLETION : text ? LMF_SFT_TEXT : -1;
+    int shape = messages               ? LMF_SFT_MESSAGES
+                : prompt || completion ? LMF_SFT_PROMPT_COMPLETION
+                : text                 ? LMF_SFT_TEXT
+                                       : -1;
     if (shape == LMF_SFT_MESSAGES) st = from_messages(e, messages);
     else if (shape == LMF_SFT_PROMPT_COMPLETION) st = from_prompt(e, prompt, completion);
     else if (shape == LMF_SFT_TEXT) st = from_text(e, text);
