@@ -94,8 +94,8 @@ lmf_status lmf_sft_load(lmf_sft_data *d, const char *path, const lmf_sft_vocab *
 void lmf_sft_free(lmf_sft_data *d);
 
 /* Moves round(val_fraction x n) examples, chosen by a shuffle seeded with seed, from *d into *val (start zeroed),
- * both keeping their file order. LMF_ERR_ARG unless 0 < val_fraction < 1 and both sides get an example. (A
- * separate validation file is simply a second lmf_sft_load.) */
+ * both keeping their file order. d keeps its load counters; val's stats count its tokens only. LMF_ERR_ARG unless
+ * 0 < val_fraction < 1 and both sides get an example. (A separate validation file is simply a second lmf_sft_load.) */
 lmf_status lmf_sft_split(lmf_sft_data *d, double val_fraction, uint64_t seed, lmf_sft_data *val);
 
 /* Fills one (B, T) batch: row b holds example rows[b] (SIZE_MAX: an all-padding row), truncated to T and right-padded
