@@ -429,6 +429,17 @@ static void test_smollm2_chat(void **s) {
         assert_int_equal(tok[t], (size_t)t < d.start[1] ? d.ids[t] : v.pad);
     }
     free(tok), free(tgt);
+    lmf_sft_free(&d);
+
+    /* the one unclean case: an assistant message starting with "\n\n" (or two spaces) merges with the header's "\n";
+     * the straddling token is trained, and counted */
+    const char *ws = "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", "
+                     "\"content\": \"\\n\\nParis\"}]}";
+    assert_int_equal(lmf_sft_parse(&d, ws, strlen(ws), "ws.jsonl", &v, &o), LMF_OK);
+    assert_int_equal(d.stats.n_boundary_shifts, 1);
+    runs.len = 0;
+    masked_runs(&d, 0, v.tok, &runs);
+    assert_string_equal(runs.data, "\n\n\nParis<|im_end|>|");
     free(runs.data), free(text.data), free(by_hand.data), free(chat.data);
     lmf_sft_free(&d);
     lmf_sft_vocab_free(&v);

@@ -17,7 +17,8 @@
  * (a completion starting with a space, say); then the longest common prefix is used, so the straddling token is
  * trained, and the example is counted in stats.n_boundary_shifts. ChatML's boundaries are special tokens, which the
  * tokenizer splits on, so SmolLM2's conversations have clean boundaries (test_sft checks it) unless an assistant
- * message begins with whitespace. train_on_prompt puts every token in the loss.
+ * message begins with two whitespace characters ("\n\n", "  "), which merge with the header's "\n" (one space,
+ * newline or tab stays clean). train_on_prompt puts every token in the loss.
  *
  * Batches: one example per row, right-padded with the pad id; targets[b][t] = tokens[b][t+1] where that token is in
  * the loss, else -1 (prompt tokens, padding, and the row's last position, which has no next token). Padding rather
