@@ -433,6 +433,17 @@ lmf_status lmf_chat_format_parse(const char *name, lmf_chat_format *out);
  * the assistant's header when add_generation_prompt. */
 lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *msgs, int n, int add_generation_prompt,
                            lmf_text *out);
+/* The token ids of a rendered chat, exactly as `lmforge chat` feeds them to the model: bos first when bos >= 0 (pass
+ * lmf_weights_bos's id when it says add_bos, else -1) except for Llama-3, whose text starts with <|begin_of_text|>;
+ * then the text encoded with LMF_ENCODE_ALLOW_SPECIAL. Appends to *out. lmf_chat_encode renders msgs first (its
+ * errors are lmf_chat_render's); lmf_chat_encode_text takes text already rendered (a prefix of a render, say). */
+lmf_status lmf_chat_encode(const lmf_tokenizer *tok, const lmf_chat_template *t, int32_t bos,
+                           const lmf_chat_message *msgs, int n, int add_generation_prompt, lmf_ids *out);
+void lmf_chat_encode_text(const lmf_tokenizer *tok, const lmf_chat_template *t, int32_t bos, const char *text,
+                          size_t len, lmf_ids *out);
+/* The text of the token that closes a turn in format f: "<|im_end|>" (ChatML), "<|eot_id|>" (Llama-3), "</s>"
+ * (Llama-2, after an assistant reply). */
+const char *lmf_chat_end_of_turn(lmf_chat_format f);
 /* The model's chat template text (tokenizer.chat_template), or NULL. */
 const char *lmf_weights_chat_template(const lmf_weights *w);
 /* Token ids that end a reply: eos and, where the model has one, the end-of-turn token (<|im_end|>, <|eot_id|>);

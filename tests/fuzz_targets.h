@@ -243,4 +243,31 @@ static int fuzz_toml(const uint8_t *data, size_t n) {
     return 1;
 }
 
+/* Fine-tuning JSONL (src/train/sft.h), tokenized with the tiny ChatML tokenizer (tests/tiny_chat_tokenizer.h)
+ * under a template with a default system message; every accepted example is batched (a wrong offset would read out
+ * of bounds). Bytes go straight to the parser (no file). */
+#include "tiny_chat_tokenizer.h"
+#include "train/sft.h"
+static int fuzz_sft(const uint8_t *data, size_t n) {
+    static lmf_tokenizer *tok; /* built once; still reachable at exit */
+    if (!tok && !(tok = tiny_chat_tokenizer())) abort();
+    lmf_sft_vocab v = {.tok = tok, .bos = n % 3 ? -1 : TINY_IM_START, .eos = TINY_EOT, .pad = TINY_EOT};
+    if (lmf_chat_template_parse("{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n"
+                                "Be kind.<|im_end|>\n' }}{% endif %}", &v.tmpl) != LMF_OK)
+        abort();
+    lmf_sft_options o = {.max_tokens = 48, .train_on_prompt = n % 2, .refuse_long = n % 5 == 0};
+    lmf_sft_data d = {0};
+    int ok = lmf_sft_parse(&d, (const char *)data, n, "fuzz.jsonl", &v, &o) == LMF_OK;
+    if (ok) {
+        int32_t tokens[2 * 48], targets[2 * 48];
+        for (size_t i = 0; i < d.n; i++) {
+            size_t rows[2] = {i, SIZE_MAX};
+            lmf_sft_batch(&d, rows, 2, 48, tokens, targets);
+        }
+    }
+    lmf_sft_free(&d);
+    lmf_sft_vocab_free(&v);
+    return ok;
+}
+
 #endif

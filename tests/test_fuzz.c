@@ -150,6 +150,18 @@ static void test_fuzz_toml(void **s) {
     mutate_loop(fuzz_toml, (const uint8_t *)seed, strlen(seed), 5000);
 }
 
+static void test_fuzz_sft(void **s) {
+    const char *seed =
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"s\"}, {\"role\": \"user\", \"content\": \"hi\"}, "
+        "{\"role\": \"assistant\", \"content\": \"abc\"}]}\n"
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"q\\u00e9<|im_end|>\"}, {\"role\": \"assistant\", "
+        "\"content\": \" bc\"}, {\"role\": \"user\", \"content\": \"x\"}, {\"role\": \"assistant\", "
+        "\"content\": \"\"}]}\n"
+        "\n{\"prompt\": \"ab\", \"completion\": \"c\"}\r\n"
+        "{\"text\": \"a long text that will not fit in 48 tokens, not by a long way, so it is truncated\"}\n";
+    mutate_loop(fuzz_sft, (const uint8_t *)seed, strlen(seed), 4000);
+}
+
 static int setup(void **s) {
     snprintf(tmp, sizeof tmp, "/tmp/lmf_fuzz_XXXXXX");
     return mkdtemp(tmp) ? 0 : -1;
@@ -208,6 +220,7 @@ int main(void) {
         cmocka_unit_test(test_fuzz_tokenizer_json),
         cmocka_unit_test(test_fuzz_encode),
         cmocka_unit_test(test_fuzz_toml),
+        cmocka_unit_test(test_fuzz_sft),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -262,15 +262,14 @@ int cmd_chat(int argc, char **argv) {
         msgs[n++] = (lmf_chat_message){"user", user};
         /* render the whole conversation; the session keeps the longest common token prefix, so only the new
          * turn is evaluated */
-        lmf_text prompt = {0};
         lmf_ids ids = {0};
-        st = lmf_chat_render(&tmpl, msgs, n, 1, &prompt);
-        if (st != LMF_OK) break;
         int add_bos;
         int32_t bos = lmf_weights_bos(w, &add_bos);
-        if (add_bos && tmpl.format != LMF_CHAT_LLAMA3) push_id(&ids, bos);
-        lmf_tokenizer_encode(lmf_weights_tokenizer(w), prompt.data, prompt.len, LMF_ENCODE_ALLOW_SPECIAL, &ids);
-        free(prompt.data);
+        st = lmf_chat_encode(lmf_weights_tokenizer(w), &tmpl, add_bos ? bos : -1, msgs, n, 1, &ids);
+        if (st != LMF_OK) {
+            free(ids.data);
+            break;
+        }
         size_t common = 0;
         while (common < ids.len && common < hist.len && ids.data[common] == hist.data[common]) common++;
         if (common == ids.len) common--; /* re-evaluate the last token to get fresh logits */

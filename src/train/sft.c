@@ -1,0 +1,423 @@
+/* sft.c — supervised fine-tuning data: JSONL parsing, tokenizing with the loss mask, split, batches (see sft.h). */
+#include "train/sft.h"
+
+#include "core/alloc.h"
+#include "core/fs.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "model/weights.h"
+#include "tokenizer/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+lmf_status lmf_sft_vocab_from_weights(const lmf_weights *w, lmf_sft_vocab *out) {
+    memset(out, 0, sizeof *out);
+    if (!w->tok) return lmf_fail(LMF_ERR_ARG, "the model carries no tokenizer: fine-tuning data needs one");
+    LMF_TRY(lmf_chat_template_parse(w->chat_template, &out->tmpl));
+    int add_bos;
+    int32_t bos = lmf_weights_bos(w, &add_bos);
+    out->tok = w->tok;
+    out->bos = add_bos ? bos : -1;
+    out->eos = w->eos_id;
+    out->pad = w->eos_id >= 0 ? w->eos_id : 0;
+    return LMF_OK;
+}
+
+void lmf_sft_vocab_free(lmf_sft_vocab *v) { lmf_chat_template_free(&v->tmpl); }
+
+/* One example being built: its ids and loss flags, and where it came from (for messages). */
+typedef struct {
+    const char *origin;
+    size_t line;
+    const lmf_sft_vocab *v;
+    const lmf_sft_options *o;
+    lmf_sft_stats *stats;
+    lmf_ids ids;
+    uint8_t *mask; /* [ids.len] once the ids are final */
+} example;
+
+/* Fails with "ORIGIN:LINE: <message>". */
+static lmf_status bad(const example *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static lmf_status bad(const example *e, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return lmf_fail(LMF_ERR_FORMAT, "%s:%zu: %s", e->origin, e->line, msg);
+}
+
+static size_t common_prefix(const lmf_ids *a, const lmf_ids *b) {
+    size_t i = 0;
+    while (i < a->len && i < b->len && a->data[i] == b->data[i]) i++;
+    return i;
+}
+
+/* Where the prefix whose ids are p ends in the example's ids: p's length when p is a prefix of them, else the
+ * longest common prefix (a token merged across the boundary), counted. */
+static size_t boundary(example *e, const lmf_ids *p) {
+    size_t c = common_prefix(p, &e->ids);
+    if (c != p->len) e->stats->n_boundary_shifts++;
+    return c;
+}
+
+static void mark(example *e, size_t from, size_t to) {
+    if (to > from) memset(e->mask + from, 1, to - from);
+}
+
+static void alloc_mask(example *e) {
+    e->mask = lmf_xcalloc(e->ids.len ? e->ids.len : 1, 1);
+    if (e->o->train_on_prompt) mark(e, 0, e->ids.len);
+}
+
+/* Renders msgs[0..n) into *out, the chat template's error prefixed with ORIGIN:LINE. */
+static lmf_status render(const example *e, const lmf_chat_message *msgs, int n, int gen, lmf_text *out) {
+    out->len = 0;
+    if (lmf_chat_render(&e->v->tmpl, msgs, n, gen, out) == LMF_OK) return LMF_OK;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", lmf_last_error());
+    return bad(e, "%s", msg);
+}
+
+static const char *const ROLES[] = {"system", "user", "assistant"};
+
+/* {"messages": [...]}: the conversation's ids as `lmforge chat` makes them; in the loss, each assistant turn from
+ * the end of its header to its end-of-turn token, both found by rendering the conversation up to there. */
+static lmf_status from_messages(example *e, const cJSON *arr) {
+    if (!cJSON_IsArray(arr)) return bad(e, "\"messages\" is not an array");
+    int n = cJSON_GetArraySize(arr), n_assistant = 0, i = 0;
+    if (n == 0) return bad(e, "\"messages\" is empty: a conversation needs an assistant turn");
+    lmf_chat_message *msgs = lmf_xmalloc((size_t)n * sizeof *msgs);
+    lmf_text full = {0}, part = {0};
+    lmf_ids p = {0};
+    lmf_status st = LMF_OK;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, arr) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsObject(m)) st = bad(e, "message %d is not an object", i);
+        else if (!cJSON_IsString(role)) st = bad(e, "message %d: \"role\" is missing or not a string", i);
+        else if (lmf_name_index(role->valuestring, ROLES, 3) < 0)
+            st = bad(e, "message %d: unknown role '%.40s' (expected system, user or assistant)", i, role->valuestring);
+        else if (!cJSON_IsString(content))
+            st = bad(e, "message %d: \"content\" is %s, not a string", i, content ? "of another type" : "missing");
+        if (st != LMF_OK) goto done;
+        msgs[i] = (lmf_chat_message){role->valuestring, content->valuestring};
+        n_assistant += !strcmp(role->valuestring, "assistant");
+        i++;
+    }
+    if (!n_assistant) {
+        st = bad(e, "the conversation has no assistant turn (nothing to learn)");
+        goto done;
+    }
+    if ((st = render(e, msgs, n, 0, &full)) != LMF_OK) goto done;
+    lmf_chat_encode_text(e->v->tok, &e->v->tmpl, e->v->bos, full.data, full.len, &e->ids);
+    alloc_mask(e);
+    if (e->o->train_on_prompt) goto done;
+    const char *eot = lmf_chat_end_of_turn(e->v->tmpl.format);
+    for (i = 0; i < n; i++) {
+        if (strcmp(msgs[i].role, "assistant")) continue;
+        /* start: the conversation before this turn plus the assistant header */
+        if ((st = render(e, msgs, i, 1, &part)) != LMF_OK) goto done;
+        if (part.len > full.len || memcmp(part.data, full.data, part.len)) {
+            st = bad(e, "message %d: the chat template does not render the conversation before this assistant turn "
+                     "as a prefix of the whole, so its loss cannot be masked (an assistant turn first?)", i);
+            goto done;
+        }
+        p.len = 0;
+        lmf_chat_encode_text(e->v->tok, &e->v->tmpl, e->v->bos, part.data, part.len, &p);
+        size_t from = boundary(e, &p), header = part.len;
+        /* end: through this turn's end-of-turn token (the template's text after it, ChatML's "\n", stays out) */
+        if ((st = render(e, msgs, i + 1, 0, &part)) != LMF_OK) goto done;
+        size_t cut = part.len;
+        for (size_t k = part.len; k-- > header;)
+            if (!strncmp(part.data + k, eot, strlen(eot))) {
+                cut = k + strlen(eot);
+                break;
+            }
+        if (part.len > full.len || memcmp(part.data, full.data, part.len)) {
+            st = bad(e, "message %d: the chat template does not render the conversation through this assistant turn "
+                     "as a prefix of the whole, so its loss cannot be masked", i);
+            goto done;
+        }
+        p.len = 0;
+        lmf_chat_encode_text(e->v->tok, &e->v->tmpl, e->v->bos, part.data, cut, &p);
+        mark(e, from, boundary(e, &p));
+    }
+done:
+    free(msgs);
+    free(full.data);
+    free(part.data);
+    free(p.data);
+    return st;
+}
+
+/* BOS (when the model wants it) + text encoded as `lmforge generate` encodes a prompt. */
+static void encode_plain(const lmf_sft_vocab *v, const char *text, size_t len, lmf_ids *out) {
+    if (v->bos >= 0) lmf_ids_push(out, &v->bos, 1);
+    lmf_tokenizer_encode(v->tok, text, len, 0, out);
+}
+
+/* {"prompt", "completion"}: the ids of prompt + completion (one text, as TRL tokenizes it) and EOS; in the loss,
+ * from where the prompt's own ids end. */
+static lmf_status from_prompt(example *e, const cJSON *prompt, const cJSON *completion) {
+    if (!prompt) return bad(e, "\"completion\" without \"prompt\"");
+    if (!completion) return bad(e, "\"prompt\" without \"completion\"");
+    if (!cJSON_IsString(prompt) || !cJSON_IsString(completion))
+        return bad(e, "\"%s\" is not a string (conversational prompt/completion is not supported: use \"messages\")",
+                   cJSON_IsString(prompt) ? "completion" : "prompt");
+    size_t np = strlen(prompt->valuestring), nc = strlen(completion->valuestring);
+    char *both = lmf_xmalloc(np + nc + 1);
+    memcpy(both, prompt->valuestring, np);
+    memcpy(both + np, completion->valuestring, nc + 1);
+    encode_plain(e->v, both, np + nc, &e->ids);
+    free(both);
+    if (e->v->eos >= 0) lmf_ids_push(&e->ids, &e->v->eos, 1);
+    lmf_ids p = {0};
+    encode_plain(e->v, prompt->valuestring, np, &p);
+    alloc_mask(e);
+    mark(e, boundary(e, &p), e->ids.len);
+    free(p.data);
+    return LMF_OK;
+}
+
+/* {"text"}: BOS + text + EOS, all in the loss. */
+static lmf_status from_text(example *e, const cJSON *text) {
+    if (!cJSON_IsString(text)) return bad(e, "\"text\" is not a string");
+    encode_plain(e->v, text->valuestring, strlen(text->valuestring), &e->ids);
+    if (e->v->eos >= 0) lmf_ids_push(&e->ids, &e->v->eos, 1);
+    alloc_mask(e);
+    mark(e, 0, e->ids.len);
+    return LMF_OK;
+}
+
+/* Appends one example of len tokens to d, counting its tokens and learned tokens. */
+static void append(lmf_sft_data *d, const int32_t *ids, const uint8_t *loss, size_t len) {
+    if (d->n + 2 > d->cap_n) {
+        d->cap_n = d->cap_n ? 2 * d->cap_n : 64;
+        d->start = lmf_xrealloc(d->start, d->cap_n * sizeof *d->start);
+    }
+    if (d->n == 0) d->start[0] = 0;
+    size_t at = d->start[d->n];
+    if (at + len > d->cap_tokens) {
+        d->cap_tokens = (at + len) * 2;
+        d->ids = lmf_xrealloc(d->ids, d->cap_tokens * sizeof *d->ids);
+        d->loss = lmf_xrealloc(d->loss, d->cap_tokens);
+    }
+    memcpy(d->ids + at, ids, len * sizeof *d->ids);
+    memcpy(d->loss + at, loss, len);
+    d->start[++d->n] = at + len;
+    d->stats.n_tokens += len;
+    for (size_t k = 1; k < len; k++) d->stats.n_loss_tokens += loss[k];
+}
+
+/* Appends the finished example to d: truncated to max_tokens (or refused), dropped when nothing is left to learn. */
+static lmf_status keep(lmf_sft_data *d, example *e) {
+    size_t len = e->ids.len, T = (size_t)e->o->max_tokens;
+    if (len > T) {
+        if (e->o->refuse_long)
+            return bad(e, "the example has %zu tokens, more than max_tokens %zu (truncation is off)", len, T);
+        len = T;
+        d->stats.n_truncated++;
+    }
+    size_t learned = 0;
+    for (size_t i = 1; i < len; i++) learned += e->mask[i];
+    if (!learned) {
+        d->stats.n_dropped++;
+        return LMF_OK;
+    }
+    append(d, e->ids.data, e->mask, len);
+    return LMF_OK;
+}
+
+/* One non-blank line: JSON, the shape, the example. */
+static lmf_status parse_line(lmf_sft_data *d, example *e, const char *line, size_t len) {
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+    if (!j) {
+        size_t col = end && end >= line && end <= line + len ? (size_t)(end - line) + 1 : 1;
+        return bad(e, "not valid JSON (at column %zu)", col);
+    }
+    lmf_status st = LMF_OK;
+    while (end < line + len && strchr(" \t\r", *end) && *end) end++;
+    if (end < line + len) {
+        st = bad(e, "more after the JSON value (at column %zu): one example per line", (size_t)(end - line) + 1);
+        goto done;
+    }
+    if (!cJSON_IsObject(j)) {
+        st = bad(e, "not a JSON object");
+        goto done;
+    }
+    const cJSON *messages = cJSON_GetObjectItemCaseSensitive(j, "messages");
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+    const cJSON *completion = cJSON_GetObjectItemCaseSensitive(j, "completion");
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
+    int shape = messages               ? LMF_SFT_MESSAGES
+                : prompt || completion ? LMF_SFT_PROMPT_COMPLETION
+                : text                 ? LMF_SFT_TEXT
+                                       : -1;
+    if (shape == LMF_SFT_MESSAGES) st = from_messages(e, messages);
+    else if (shape == LMF_SFT_PROMPT_COMPLETION) st = from_prompt(e, prompt, completion);
+    else if (shape == LMF_SFT_TEXT) st = from_text(e, text);
+    else st = bad(e, "none of the fine-tuning shapes: expected a \"messages\" list, \"prompt\" and \"completion\", "
+                  "or \"text\"");
+    if (st == LMF_OK) {
+        d->stats.n_shape[shape]++;
+        st = keep(d, e);
+    }
+done:
+    cJSON_Delete(j);
+    return st;
+}
+
+lmf_status lmf_sft_parse(lmf_sft_data *d, const char *text, size_t len, const char *origin, const lmf_sft_vocab *v,
+                         const lmf_sft_options *o) {
+    LMF_REQUIRE_ARG(v && v->tok, "fine-tuning data: no tokenizer");
+    LMF_REQUIRE_ARG(o->max_tokens >= 2, "fine-tuning data: max_tokens must be >= 2, got %d", o->max_tokens);
+    size_t n0 = d->n;
+    lmf_sft_stats saved = d->stats;
+    d->pad = v->pad;
+    example e = {.origin = origin, .v = v, .o = o, .stats = &d->stats};
+    lmf_status st = LMF_OK;
+    size_t lines = 0, kept0 = d->n;
+    for (const char *p = text, *stop = text + len; p < stop && st == LMF_OK;) {
+        const char *nl = memchr(p, '\n', (size_t)(stop - p)), *le = nl ? nl : stop;
+        e.line++;
+        const char *q = p;
+        while (q < le && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+        if (q < le) {
+            lines++;
+            e.ids.len = 0;
+            st = parse_line(d, &e, p, (size_t)(le - p));
+            free(e.mask);
+            e.mask = NULL;
+        }
+        p = nl ? nl + 1 : stop;
+    }
+    free(e.ids.data);
+    if (st == LMF_OK && lines == 0) st = lmf_fail(LMF_ERR_FORMAT, "%s: no examples (the file is empty)", origin);
+    else if (st == LMF_OK && d->n == kept0)
+        st = lmf_fail(LMF_ERR_FORMAT, "%s: none of its %zu examples has a token to learn within max_tokens %d",
+                      origin, lines, o->max_tokens);
+    if (st != LMF_OK) {
+        d->n = n0;
+        d->stats = saved;
+        return st;
+    }
+    d->stats.n_lines += lines;
+    return LMF_OK;
+}
+
+lmf_status lmf_sft_load(lmf_sft_data *d, const char *path, const lmf_sft_vocab *v, const lmf_sft_options *o) {
+    char *text;
+    size_t len;
+    LMF_TRY(lmf_read_file(path, &text, &len));
+    lmf_status st = lmf_sft_parse(d, text, len, path, v, o);
+    free(text);
+    return st;
+}
+
+void lmf_sft_free(lmf_sft_data *d) {
+    free(d->ids);
+    free(d->loss);
+    free(d->start);
+    memset(d, 0, sizeof *d);
+}
+
+/* Fisher-Yates over 0..n-1 from (seed, stream). */
+static void permutation(size_t *order, size_t n, uint64_t seed, uint64_t stream, int shuffle) {
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    if (!shuffle) return;
+    lmf_rng r;
+    lmf_rng_seed(&r, seed, stream);
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)lmf_rng_below(&r, i), t = order[i - 1];
+        order[i - 1] = order[j], order[j] = t;
+    }
+}
+
+/* Appends example i of src to dst (no truncation: it was done on load). */
+static void copy_example(lmf_sft_data *dst, const lmf_sft_data *src, size_t i) {
+    append(dst, src->ids + src->start[i], src->loss + src->start[i], src->start[i + 1] - src->start[i]);
+}
+
+lmf_status lmf_sft_split(lmf_sft_data *d, double val_fraction, uint64_t seed, lmf_sft_data *val) {
+    LMF_REQUIRE_ARG(val_fraction > 0 && val_fraction < 1, "validation fraction must be in (0, 1), got %g",
+                    val_fraction);
+    size_t n_val = (size_t)(val_fraction * (double)d->n + 0.5);
+    LMF_REQUIRE_ARG(n_val >= 1 && n_val < d->n, "validation fraction %g of %zu examples leaves %zu for validation "
+                    "and %zu for training: both need at least one", val_fraction, d->n, n_val, d->n - n_val);
+    size_t *order = lmf_xmalloc(d->n * sizeof *order);
+    uint8_t *is_val = lmf_xcalloc(d->n, 1);
+    permutation(order, d->n, seed, 0x5f11u, 1);
+    for (size_t i = 0; i < n_val; i++) is_val[order[i]] = 1;
+    lmf_sft_data train = {.pad = d->pad, .stats = d->stats};
+    train.stats.n_tokens = train.stats.n_loss_tokens = 0;
+    memset(val, 0, sizeof *val);
+    val->pad = d->pad;
+    for (size_t i = 0; i < d->n; i++) copy_example(is_val[i] ? val : &train, d, i);
+    free(order);
+    free(is_val);
+    lmf_sft_free(d);
+    *d = train;
+    return LMF_OK;
+}
+
+size_t lmf_sft_batch(const lmf_sft_data *d, const size_t *rows, int B, int T, int32_t *tokens, int32_t *targets) {
+    size_t n_targets = 0;
+    for (int b = 0; b < B; b++) {
+        int32_t *tk = tokens + (size_t)b * T, *tg = targets + (size_t)b * T;
+        const int32_t *ids = NULL;
+        const uint8_t *loss = NULL;
+        size_t len = 0;
+        if (rows[b] != SIZE_MAX) {
+            LMF_CHECK(rows[b] < d->n);
+            ids = d->ids + d->start[rows[b]];
+            loss = d->loss + d->start[rows[b]];
+            len = d->start[rows[b] + 1] - d->start[rows[b]];
+            if (len > (size_t)T) len = (size_t)T;
+        }
+        for (size_t t = 0; t < (size_t)T; t++) {
+            tk[t] = t < len ? ids[t] : d->pad;
+            tg[t] = t + 1 < len && loss[t + 1] ? ids[t + 1] : -1;
+            n_targets += tg[t] >= 0;
+        }
+    }
+    return n_targets;
+}
+
+lmf_status lmf_sft_loader_init(lmf_sft_loader *l, const lmf_sft_data *d, int B, int T, uint64_t seed, int shuffle) {
+    memset(l, 0, sizeof *l);
+    LMF_REQUIRE_ARG(B >= 1 && T >= 2, "fine-tuning batches: need batch_size >= 1 and seq_len >= 2, got %d and %d",
+                    B, T);
+    LMF_REQUIRE_ARG(d->n > 0, "fine-tuning batches: no examples");
+    *l = (lmf_sft_loader){.d = d, .B = B, .T = T, .shuffle = shuffle, .seed = seed};
+    l->order = lmf_xmalloc(d->n * sizeof *l->order);
+    l->rows = lmf_xmalloc((size_t)B * sizeof *l->rows);
+    permutation(l->order, d->n, seed, 0, shuffle);
+    return LMF_OK;
+}
+
+lmf_status lmf_sft_loader_next(void *loader, int32_t *tokens, int32_t *targets) {
+    lmf_sft_loader *l = loader;
+    for (int b = 0; b < l->B; b++) {
+        if (l->pos == l->d->n) {
+            l->epoch++;
+            l->pos = 0;
+            permutation(l->order, l->d->n, l->seed, (uint64_t)l->epoch, l->shuffle);
+        }
+        l->rows[b] = l->order[l->pos++];
+    }
+    lmf_sft_batch(l->d, l->rows, l->B, l->T, tokens, targets);
+    return LMF_OK;
+}
+
+void lmf_sft_loader_free(lmf_sft_loader *l) {
+    free(l->order);
+    free(l->rows);
+    memset(l, 0, sizeof *l);
+}

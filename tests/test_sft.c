@@ -1,0 +1,459 @@
+/* test_sft.c — supervised fine-tuning data (src/train/sft.c).
+ *  - on a hand-built tokenizer (tiny_chat_tokenizer.h, ChatML specials): the three shapes' ids and loss masks, a
+ *    boundary merged by BPE, truncation (counted or refused), dropping, the (B, T) batch layout, split and loader
+ *    order, and every error message naming FILE:LINE;
+ *  - on SmolLM2-135M-Instruct (skipped without build/models or $LMF_SMOLLM2_GGUF): a conversation's ids are the
+ *    ids `lmforge chat` feeds the model (lmf_chat_encode, which cmd_generate.c calls), the mask is exactly each
+ *    assistant content + <|im_end|>, the boundaries are clean, and completions and texts end with EOS. */
+#include "test_util.h"
+
+#include "tiny_chat_tokenizer.h"
+#include "tokenizer/tokenizer.h"
+#include "train/sft.h"
+
+#include <sys/stat.h>
+
+static lmf_sft_vocab tiny_vocab(void) {
+    lmf_sft_vocab v = {.tok = tiny_chat_tokenizer(), .bos = -1, .eos = TINY_EOT, .pad = TINY_EOT};
+    if (!v.tok) fail_msg("%s", lmf_last_error());
+    assert_int_equal(lmf_chat_template_parse(NULL, &v.tmpl), LMF_OK); /* ChatML, no default system */
+    return v;
+}
+
+static void free_vocab(lmf_sft_vocab *v) {
+    lmf_tokenizer_free((lmf_tokenizer *)v->tok);
+    lmf_sft_vocab_free(v);
+}
+
+static lmf_status parse(lmf_sft_data *d, const char *text, const lmf_sft_vocab *v, int T) {
+    lmf_sft_options o = {.max_tokens = T};
+    return lmf_sft_parse(d, text, strlen(text), "f.jsonl", v, &o);
+}
+
+/* ids of s, byte by byte (the tiny tokenizer's ids for text without "bc" or specials) */
+static size_t push_bytes(int32_t *out, const char *s) {
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n; i++) out[i] = (uint8_t)s[i];
+    return n;
+}
+
+static void expect_example(const lmf_sft_data *d, size_t i, const int32_t *ids, const uint8_t *loss, size_t n) {
+    assert_true(i < d->n);
+    assert_int_equal(d->start[i + 1] - d->start[i], n);
+    for (size_t k = 0; k < n; k++) {
+        if (d->ids[d->start[i] + k] != ids[k] || d->loss[d->start[i] + k] != loss[k])
+            fail_msg("example %zu token %zu: id %d loss %d, expected %d %d", i, k, d->ids[d->start[i] + k],
+                     d->loss[d->start[i] + k], ids[k], loss[k]);
+    }
+}
+
+static void test_tiny_conversation(void **s) {
+    lmf_sft_vocab v = tiny_vocab();
+    lmf_sft_data d = {0};
+    const char *jl = "{\"messages\": [{\"role\": \"system\", \"content\": \"sys\"}, {\"role\": \"user\", \"content\": "
+                     "\"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}, {\"role\": \"user\", "
+                     "\"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"ok\"}]}\n";
+    if (parse(&d, jl, &v, 256) != LMF_OK) fail_msg("%s", lmf_last_error());
+    int32_t ids[128];
+    uint8_t loss[128] = {0};
+    size_t n = 0;
+    const char *turns[][2] = {{"system", "sys"}, {"user", "hi"}, {"assistant", "yo"}, {"user", "q"},
+                              {"assistant", "ok"}};
+    for (int t = 0; t < 5; t++) {
+        ids[n++] = TINY_IM_START;
+        n += push_bytes(ids + n, turns[t][0]);
+        n += push_bytes(ids + n, "\n");
+        size_t c = n;
+        n += push_bytes(ids + n, turns[t][1]);
+        ids[n++] = TINY_IM_END;
+        if (t == 2 || t == 4) memset(loss + c, 1, n - c); /* content + <|im_end|>, not the header nor the "\n" */
+        n += push_bytes(ids + n, "\n");
+    }
+    expect_example(&d, 0, ids, loss, n);
+    /* the same ids as lmforge chat's tokenization */
+    lmf_chat_message msgs[5];
+    for (int t = 0; t < 5; t++) msgs[t] = (lmf_chat_message){turns[t][0], turns[t][1]};
+    lmf_ids chat = {0};
+    assert_int_equal(lmf_chat_encode(v.tok, &v.tmpl, v.bos, msgs, 5, 0, &chat), LMF_OK);
+    assert_int_equal(chat.len, n);
+    assert_memory_equal(chat.data, ids, n * sizeof *ids);
+    free(chat.data);
+    assert_int_equal(d.stats.n_shape[LMF_SFT_MESSAGES], 1);
+    assert_int_equal(d.stats.n_boundary_shifts, 0);
+    assert_int_equal(d.stats.n_loss_tokens, 6);
+    lmf_sft_free(&d);
+    /* train_on_prompt: every token */
+    lmf_sft_options o = {.max_tokens = 256, .train_on_prompt = 1};
+    assert_int_equal(lmf_sft_parse(&d, jl, strlen(jl), "f.jsonl", &v, &o), LMF_OK);
+    memset(loss, 1, n);
+    expect_example(&d, 0, ids, loss, n);
+    lmf_sft_free(&d);
+    free_vocab(&v);
+}
+
+static void test_tiny_prompt_completion_text(void **s) {
+    lmf_sft_vocab v = tiny_vocab();
+    lmf_sft_data d = {0};
+    const char *jl = "{\"prompt\": \"xa\", \"completion\": \"bc\"}\n"
+                     "\n  \r\n"  /* blank lines are skipped */
+                     "{\"prompt\": \"ab\", \"completion\": \"c\", \"extra\": 1}\r\n"
+                     "{\"text\": \"hey\"}";
+    if (parse(&d, jl, &v, 256) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(d.n, 3);
+    {
+        int32_t ids[] = {'x', 'a', TINY_BC, TINY_EOT};
+        uint8_t loss[] = {0, 0, 1, 1};
+        expect_example(&d, 0, ids, loss, 4);
+    }
+    { /* "ab" + "c": b and c merge across the boundary; the merged token is trained, and counted */
+        int32_t ids[] = {'a', TINY_BC, TINY_EOT};
+        uint8_t loss[] = {0, 1, 1};
+        expect_example(&d, 1, ids, loss, 3);
+        assert_int_equal(d.stats.n_boundary_shifts, 1);
+    }
+    {
+        int32_t ids[] = {'h', 'e', 'y', TINY_EOT};
+        uint8_t loss[] = {1, 1, 1, 1};
+        expect_example(&d, 2, ids, loss, 4);
+    }
+    assert_int_equal(d.stats.n_lines, 3);
+    assert_int_equal(d.stats.n_shape[LMF_SFT_PROMPT_COMPLETION], 2);
+    assert_int_equal(d.stats.n_shape[LMF_SFT_TEXT], 1);
+    assert_int_equal(d.stats.n_tokens, 11);
+    assert_int_equal(d.stats.n_loss_tokens, 2 + 2 + 3);
+    lmf_sft_free(&d);
+    /* BOS when the model asks for it (here <|im_start|>, for the test's sake), before prompts and texts */
+    v.bos = TINY_IM_START;
+    assert_int_equal(parse(&d, "{\"text\": \"a\"}", &v, 256), LMF_OK);
+    int32_t ids[] = {TINY_IM_START, 'a', TINY_EOT};
+    uint8_t loss[] = {1, 1, 1};
+    expect_example(&d, 0, ids, loss, 3);
+    lmf_sft_free(&d);
+    free_vocab(&v);
+}
+
+static void test_tiny_truncation_and_batches(void **s) {
+    lmf_sft_vocab v = tiny_vocab();
+    lmf_sft_data d = {0};
+    const char *jl = "{\"text\": \"abcdefghij\"}\n"             /* 10 + EOS > 6: truncated */
+                     "{\"prompt\": \"0123456\", \"completion\": \"z\"}\n" /* the prompt fills T: dropped */
+                     "{\"prompt\": \"pq\", \"completion\": \"r\"}\n"
+                     "{\"text\": \"\"}\n";                       /* EOS alone: nothing to predict, dropped */
+    if (parse(&d, jl, &v, 6) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(d.n, 2);
+    assert_int_equal(d.stats.n_lines, 4);
+    assert_int_equal(d.stats.n_truncated, 2);
+    assert_int_equal(d.stats.n_dropped, 2);
+    /* refused instead, naming the line */
+    lmf_sft_data d2 = {0};
+    lmf_sft_options o = {.max_tokens = 6, .refuse_long = 1};
+    assert_int_equal(lmf_sft_parse(&d2, jl, strlen(jl), "f.jsonl", &v, &o), LMF_ERR_FORMAT);
+    assert_non_null(strstr(lmf_last_error(), "f.jsonl:1: "));
+    assert_int_equal(d2.n, 0);
+    lmf_sft_free(&d2);
+
+    /* batch (B=3, T=8): row 0 the truncated text, row 1 prompt/completion, row 2 padding */
+    int32_t tok[3 * 8], tgt[3 * 8];
+    size_t rows[3] = {0, 1, SIZE_MAX};
+    size_t n_t = lmf_sft_batch(&d, rows, 3, 8, tok, tgt);
+    const int32_t P = TINY_EOT;
+    /* row 0: "abcdefghij" tokenizes a, bc, d, ..., cut to 6 tokens */
+    const int32_t *ids0 = d.ids + d.start[0];
+    size_t len0 = d.start[1] - d.start[0];
+    assert_int_equal(len0, 6);
+    assert_int_equal(ids0[0], 'a');
+    assert_int_equal(ids0[1], TINY_BC);
+    for (int t = 0; t < 8; t++) {
+        assert_int_equal(tok[t], t < 6 ? ids0[t] : P);
+        assert_int_equal(tgt[t], t < 5 ? ids0[t + 1] : -1); /* the row's last token has no target */
+    }
+    const int32_t t1[16] = {'p', 'q', 'r', TINY_EOT, P, P, P, P, P, P, P, P, P, P, P, P};
+    assert_memory_equal(tok + 8, t1, sizeof t1);
+    const int32_t g1[8] = {-1, 'r', TINY_EOT, -1, -1, -1, -1, -1};
+    assert_memory_equal(tgt + 8, g1, sizeof g1);
+    for (int t = 16; t < 24; t++) assert_int_equal(tgt[t], -1);
+    assert_int_equal(n_t, 5 + 2);
+    /* a shorter T truncates rows too */
+    n_t = lmf_sft_batch(&d, rows, 1, 3, tok, tgt);
+    assert_int_equal(n_t, 2);
+    assert_int_equal(tgt[2], -1);
+    lmf_sft_free(&d);
+    free_vocab(&v);
+}
+
+static void test_tiny_split_and_loader(void **s) {
+    lmf_sft_vocab v = tiny_vocab();
+    lmf_text jl = {0};
+    for (int i = 0; i < 20; i++) {
+        char line[64];
+        int n = snprintf(line, sizeof line, "{\"text\": \"%c%c\"}\n", 'A' + i, 'a' + i);
+        lmf_text_push(&jl, line, (size_t)n);
+    }
+    lmf_sft_data d = {0}, val = {0};
+    assert_int_equal(parse(&d, jl.data, &v, 16), LMF_OK);
+    assert_int_equal(d.n, 20);
+    assert_int_equal(lmf_sft_split(&d, 1.5, 1, &val), LMF_ERR_ARG);
+    assert_int_equal(lmf_sft_split(&d, 0.25, 7, &val), LMF_OK);
+    assert_int_equal(d.n, 15);
+    assert_int_equal(val.n, 5);
+    int seen[20] = {0};
+    for (size_t i = 0; i < d.n; i++) seen[d.ids[d.start[i]] - 'A']++;
+    for (size_t i = 0; i < val.n; i++) seen[val.ids[val.start[i]] - 'A'] += 10;
+    int n_val = 0;
+    for (int i = 0; i < 20; i++) {
+        assert_true(seen[i] == 1 || seen[i] == 10);
+        n_val += seen[i] == 10;
+    }
+    assert_int_equal(n_val, 5);
+    assert_int_equal(d.stats.n_tokens + val.stats.n_tokens, 60);
+    /* the same seed splits the same way */
+    lmf_sft_data d2 = {0}, val2 = {0};
+    assert_int_equal(parse(&d2, jl.data, &v, 16), LMF_OK);
+    assert_int_equal(lmf_sft_split(&d2, 0.25, 7, &val2), LMF_OK);
+    assert_memory_equal(val.ids, val2.ids, val.start[val.n] * sizeof *val.ids);
+
+    /* loader: B = 4 over 15 examples; each epoch visits each example once; same seed, same order */
+    lmf_sft_loader l, l2;
+    assert_int_equal(lmf_sft_loader_init(&l, &d, 4, 4, 3, 1), LMF_OK);
+    assert_int_equal(lmf_sft_loader_init(&l2, &d, 4, 4, 3, 1), LMF_OK);
+    int32_t tok[16], tgt[16], tok2[16], tgt2[16];
+    int count[2][26] = {{0}};
+    size_t first_epoch_order[15];
+    for (int step = 0; step < 15; step++) { /* 60 rows = 4 epochs */
+        assert_int_equal(lmf_sft_loader_next(&l, tok, tgt), LMF_OK);
+        assert_int_equal(lmf_sft_loader_next(&l2, tok2, tgt2), LMF_OK);
+        assert_memory_equal(tok, tok2, sizeof tok);
+        assert_memory_equal(tgt, tgt2, sizeof tgt);
+        for (int b = 0; b < 4; b++) {
+            int row = step * 4 + b;
+            if (row < 30) count[row / 15][tok[b * 4] - 'A']++;
+            if (row < 15) first_epoch_order[row] = (size_t)(tok[b * 4] - 'A');
+        }
+    }
+    assert_int_equal(l.epoch, 3);
+    for (int e = 0; e < 2; e++)
+        for (int i = 0; i < 20; i++) assert_int_equal(count[e][i], seen[i] == 1 ? 1 : 0);
+    /* shuffled: not file order */
+    int in_order = 1;
+    for (int i = 1; i < 15; i++) in_order &= first_epoch_order[i] > first_epoch_order[i - 1];
+    assert_false(in_order);
+    lmf_sft_loader_free(&l);
+    lmf_sft_loader_free(&l2);
+    assert_int_equal(lmf_sft_loader_init(&l, &val, 0, 4, 3, 1), LMF_ERR_ARG);
+    lmf_sft_free(&d), lmf_sft_free(&val), lmf_sft_free(&d2), lmf_sft_free(&val2);
+    free(jl.data);
+    free_vocab(&v);
+}
+
+static void test_tiny_errors(void **s) {
+    lmf_sft_vocab v = tiny_vocab();
+    const char *good = "{\"text\": \"ok\"}\n\n"; /* lines 1 and 2: the bad line below is line 3 */
+    const struct {
+        const char *line, *says;
+    } cases[] = {
+        {"{\"text\": \"unterminated}", "not valid JSON"},
+        {"[1, 2]", "not a JSON object"},
+        {"{\"text\": \"a\"} {\"text\": \"b\"}", "more after the JSON value"},
+        {"{\"txt\": \"a\"}", "none of the fine-tuning shapes"},
+        {"{\"text\": 3}", "\"text\" is not a string"},
+        {"{\"prompt\": \"a\"}", "without \"completion\""},
+        {"{\"completion\": \"a\"}", "without \"prompt\""},
+        {"{\"prompt\": [], \"completion\": \"a\"}", "\"prompt\" is not a string"},
+        {"{\"messages\": {}}", "not an array"},
+        {"{\"messages\": []}", "empty"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", "no assistant turn"},
+        {"{\"messages\": [{\"role\": \"tool\", \"content\": \"x\"}, {\"role\": \"assistant\", \"content\": \"y\"}]}",
+         "message 0: unknown role 'tool'"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": [\"x\"]}, {\"role\": \"assistant\", \"content\": \"y\"}]}",
+         "message 0: \"content\" is of another type"},
+        {"{\"messages\": [{\"role\": \"user\"}, {\"role\": \"assistant\", \"content\": \"y\"}]}",
+         "\"content\" is missing"},
+        {"{\"messages\": [{\"content\": \"x\"}, {\"role\": \"assistant\", \"content\": \"y\"}]}",
+         "\"role\" is missing"},
+        {"{\"messages\": [\"hi\"]}", "message 0 is not an object"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}, {\"role\": \"system\", \"content\": \"s\"}, "
+         "{\"role\": \"assistant\", \"content\": \"y\"}]}", "system message may only come first"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "%s%s\n%s", good, cases[i].line, good);
+        lmf_sft_data d = {0};
+        lmf_status st = parse(&d, text, &v, 64);
+        if (st != LMF_ERR_FORMAT) fail_msg("case %zu (%s): status %d", i, cases[i].line, st);
+        if (strncmp(lmf_last_error(), "f.jsonl:3: ", 11) || !strstr(lmf_last_error(), cases[i].says))
+            fail_msg("case %zu: message '%s', expected f.jsonl:3: ... %s", i, lmf_last_error(), cases[i].says);
+        assert_int_equal(d.n, 0); /* nothing kept from a failed parse */
+        lmf_sft_free(&d);
+    }
+    lmf_sft_data d = {0};
+    assert_int_equal(parse(&d, "", &v, 64), LMF_ERR_FORMAT);
+    assert_non_null(strstr(lmf_last_error(), "f.jsonl: no examples"));
+    assert_int_equal(parse(&d, "\n \n\t\n", &v, 64), LMF_ERR_FORMAT);
+    assert_non_null(strstr(lmf_last_error(), "f.jsonl: no examples"));
+    assert_int_equal(parse(&d, "{\"text\": \"ok\"}", &v, 1), LMF_ERR_ARG);
+    /* an earlier file's examples survive a later file's failure */
+    assert_int_equal(parse(&d, good, &v, 64), LMF_OK);
+    assert_int_equal(parse(&d, "{\"text\": \"a\"}\n{", &v, 64), LMF_ERR_FORMAT);
+    assert_non_null(strstr(lmf_last_error(), "f.jsonl:2: "));
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.stats.n_lines, 1);
+    assert_int_equal(parse(&d, "{\"text\": \"more\"}", &v, 64), LMF_OK);
+    assert_int_equal(d.n, 2);
+    assert_int_equal(d.start[2] - d.start[1], 5);
+    lmf_sft_free(&d);
+    assert_int_equal(lmf_sft_load(&d, "/nonexistent/sft.jsonl", &v, &(lmf_sft_options){.max_tokens = 8}),
+                     LMF_ERR_IO);
+    free_vocab(&v);
+}
+
+/* ---- the real model ---------------------------------------------------------------------------------------- */
+
+static lmf_weights *smollm2(void) {
+    struct stat sb;
+    if (stat(smollm2_path(), &sb) != 0) {
+        printf("[  SKIP    ] test_sft: %s not found; run scripts/fetch-smollm2.sh (or set LMF_SMOLLM2_GGUF)\n",
+               smollm2_path());
+        return NULL;
+    }
+    lmf_weights *w;
+    if (lmf_weights_load(smollm2_path(), &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    return w;
+}
+
+/* The masked runs of example i decoded, each followed by '|'. */
+static void masked_runs(const lmf_sft_data *d, size_t i, const lmf_tokenizer *tok, lmf_text *out) {
+    size_t a = d->start[i], b = d->start[i + 1];
+    for (size_t k = a; k < b;) {
+        if (!d->loss[k]) {
+            k++;
+            continue;
+        }
+        size_t e = k;
+        while (e < b && d->loss[e]) e++;
+        assert_int_equal(lmf_tokenizer_decode(tok, d->ids + k, e - k, 0, out), LMF_OK);
+        lmf_text_push(out, "|", 1);
+        k = e;
+    }
+}
+
+static void test_smollm2_chat(void **s) {
+    lmf_weights *w = smollm2();
+    if (!w) skip();
+    lmf_sft_vocab v;
+    assert_int_equal(lmf_sft_vocab_from_weights(w, &v), LMF_OK);
+    assert_int_equal(v.tmpl.format, LMF_CHAT_CHATML);
+    assert_non_null(v.tmpl.default_system);
+    int32_t im_end = lmf_tokenizer_token_id(v.tok, "<|im_end|>");
+    assert_true(im_end >= 0);
+    lmf_sft_data d = {0};
+    const char *jl =
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"What is the capital of France?\"}, "
+        "{\"role\": \"assistant\", \"content\": \"Paris is the capital of France.\"}, "
+        "{\"role\": \"user\", \"content\": \"And of Italy?\"}, {\"role\": \"assistant\", \"content\": \"Rome.\"}]}\n"
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": "
+        "\"2+2?\"}, {\"role\": \"assistant\", \"content\": \"4\\n\\nIt is four: caf\\u00e9 \\ud83d\\ude00.\"}]}\n"
+        "{\"prompt\": \"The capital of France is\", \"completion\": \" Paris.\"}\n"
+        "{\"text\": \"Hello world\"}\n";
+    lmf_sft_options o = {.max_tokens = 512};
+    if (lmf_sft_parse(&d, jl, strlen(jl), "smol.jsonl", &v, &o) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(d.n, 4);
+    assert_int_equal(d.stats.n_truncated, 0);
+
+    /* example 0: the ids lmforge chat feeds the model (cmd_generate.c's chat path calls lmf_chat_encode) */
+    lmf_chat_message msgs[] = {{"user", "What is the capital of France?"},
+                               {"assistant", "Paris is the capital of France."},
+                               {"user", "And of Italy?"},
+                               {"assistant", "Rome."}};
+    int add_bos;
+    int32_t bos = lmf_weights_bos(w, &add_bos);
+    lmf_ids chat = {0};
+    assert_int_equal(lmf_chat_encode(v.tok, &v.tmpl, add_bos ? bos : -1, msgs, 4, 0, &chat), LMF_OK);
+    assert_int_equal(chat.len, d.start[1]);
+    assert_memory_equal(chat.data, d.ids, chat.len * sizeof *chat.data);
+    /* and the ids of the rendered text, tokenized by hand, as a check on lmf_chat_encode itself */
+    lmf_text text = {0};
+    assert_int_equal(lmf_chat_render(&v.tmpl, msgs, 4, 0, &text), LMF_OK);
+    assert_non_null(strstr(text.data, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM"));
+    lmf_ids by_hand = {0};
+    if (add_bos) lmf_ids_push(&by_hand, &bos, 1);
+    lmf_tokenizer_encode(v.tok, text.data, text.len, LMF_ENCODE_ALLOW_SPECIAL, &by_hand);
+    assert_int_equal(by_hand.len, chat.len);
+    assert_memory_equal(by_hand.data, chat.data, chat.len * sizeof *chat.data);
+
+    /* the mask: exactly each assistant content + <|im_end|> */
+    lmf_text runs = {0};
+    masked_runs(&d, 0, v.tok, &runs);
+    assert_string_equal(runs.data, "Paris is the capital of France.<|im_end|>|Rome.<|im_end|>|");
+    runs.len = 0;
+    masked_runs(&d, 1, v.tok, &runs);
+    assert_string_equal(runs.data, "4\n\nIt is four: caf\xc3\xa9 \xf0\x9f\x98\x80.<|im_end|>|");
+    /* the token before a run is the header's "\n", and the one after <|im_end|> is the template's "\n" */
+    for (size_t k = 1; k < d.start[1]; k++)
+        if (d.loss[k] && !d.loss[k - 1]) {
+            size_t n;
+            const char *b = lmf_tokenizer_token_bytes(v.tok, d.ids[k - 1], &n);
+            assert_true(n == 1 && b[0] == '\n');
+            b = lmf_tokenizer_token_bytes(v.tok, d.ids[k - 2], &n);
+            assert_true(n >= 4 && !memcmp(b + n - 4, "tant", 4)); /* "assistant" (as one or more tokens) */
+        }
+    assert_int_equal(d.stats.n_boundary_shifts, 0); /* ChatML's special tokens split the text: clean boundaries */
+
+    /* prompt/completion: completion + EOS in the loss; text: everything */
+    runs.len = 0;
+    masked_runs(&d, 2, v.tok, &runs);
+    size_t nb;
+    const char *eos_text = lmf_tokenizer_token_bytes(v.tok, v.eos, &nb);
+    char expect[128];
+    snprintf(expect, sizeof expect, " Paris.%.*s|", (int)nb, eos_text);
+    assert_string_equal(runs.data, expect);
+    assert_int_equal(d.ids[d.start[3] - 1], v.eos);
+    assert_int_equal(d.ids[d.start[4] - 1], v.eos);
+    runs.len = 0;
+    masked_runs(&d, 3, v.tok, &runs);
+    snprintf(expect, sizeof expect, "Hello world%.*s|", (int)nb, eos_text);
+    assert_false(add_bos); /* SmolLM2 adds no BOS */
+    assert_string_equal(runs.data, expect);
+
+    /* batch targets of the first conversation: the first target is the first content token */
+    int T = (int)(d.start[1] - d.start[0]) + 3;
+    int32_t *tok = malloc((size_t)T * sizeof *tok), *tgt = malloc((size_t)T * sizeof *tgt);
+    size_t row = 0;
+    size_t n_t = lmf_sft_batch(&d, &row, 1, T, tok, tgt);
+    size_t learned = 0;
+    for (size_t k = 1; k < d.start[1]; k++) learned += d.loss[k];
+    assert_int_equal(n_t, learned);
+    for (int t = 0; t < T; t++) {
+        size_t k = (size_t)t + 1;
+        int32_t want = k < d.start[1] && d.loss[k] ? d.ids[k] : -1;
+        assert_int_equal(tgt[t], want);
+        assert_int_equal(tok[t], (size_t)t < d.start[1] ? d.ids[t] : v.pad);
+    }
+    free(tok), free(tgt);
+    lmf_sft_free(&d);
+
+    /* the one unclean case: an assistant message starting with "\n\n" (or two spaces) merges with the header's "\n";
+     * the straddling token is trained, and counted */
+    const char *ws = "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", "
+                     "\"content\": \"\\n\\nParis\"}]}";
+    assert_int_equal(lmf_sft_parse(&d, ws, strlen(ws), "ws.jsonl", &v, &o), LMF_OK);
+    assert_int_equal(d.stats.n_boundary_shifts, 1);
+    runs.len = 0;
+    masked_runs(&d, 0, v.tok, &runs);
+    assert_string_equal(runs.data, "\n\n\nParis<|im_end|>|");
+    free(runs.data), free(text.data), free(by_hand.data), free(chat.data);
+    lmf_sft_free(&d);
+    lmf_sft_vocab_free(&v);
+    lmf_weights_free(w);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiny_conversation),
+        cmocka_unit_test(test_tiny_prompt_completion_text),
+        cmocka_unit_test(test_tiny_truncation_and_batches),
+        cmocka_unit_test(test_tiny_split_and_loader),
+        cmocka_unit_test(test_tiny_errors),
+        cmocka_unit_test(test_smollm2_chat),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
