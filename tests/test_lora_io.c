@@ -10,6 +10,7 @@
 #include "io/safetensors.h"
 #include "kernels/quant.h"
 #include "model/lora_io.h"
+#include "model/weights.h"
 
 #include <cjson/cJSON.h>
 #include <unistd.h>
@@ -354,6 +355,31 @@ static void test_peft_refusals(void **s) {
     edit_config(dir, "target_modules", cJSON_CreateString("all-linear"));
     assert_int_equal(lmf_lora_load_peft(dir, &c, &out), LMF_OK);
     lmf_lora_free(out);
+    /* PEFT's matching: full paths (how PEFT 0.21 saves "all-linear") and dotted suffixes; every layer or none */
+    {
+        static const char *const mods[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                           "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj", "mlp.down_proj"};
+        char full[14][64];
+        const char *fp[14];
+        for (int i = 0; i < 14; i++)
+            snprintf(full[i], sizeof full[i], "model.layers.%d.%s", i / 7, mods[i % 7]), fp[i] = full[i];
+        edit_config(dir, "target_modules", cJSON_CreateStringArray(fp, 14));
+        if (lmf_lora_load_peft(dir, &c, &out) != LMF_OK) fail_msg("%s", lmf_last_error());
+        assert_int_equal(out->n_mod, 7);
+        lmf_lora_free(out);
+        fp[7] = "layers.1.self_attn.q_proj"; /* layer 1's path as a suffix: layer 1's q_proj twice, still whole */
+        edit_config(dir, "target_modules", cJSON_CreateStringArray(fp, 14));
+        assert_int_equal(lmf_lora_load_peft(dir, &c, &out), LMF_OK);
+        lmf_lora_free(out);
+        edit_config(dir, "target_modules", cJSON_CreateStringArray(fp, 13)); /* layer 1's down_proj left out */
+        expect_fail(lmf_lora_load_peft(dir, &c, &out), CF, "target_modules", "down_proj in 1 of the 2 layers");
+        fp[0] = "model.layers.2.self_attn.q_proj";
+        edit_config(dir, "target_modules", cJSON_CreateStringArray(fp, 1));
+        expect_fail(lmf_lora_load_peft(dir, &c, &out), CF, "target_modules", "'model.layers.2.self_attn.q_proj'");
+        fp[0] = "elf_attn.q_proj"; /* a suffix only after a dot */
+        edit_config(dir, "target_modules", cJSON_CreateStringArray(fp, 1));
+        expect_fail(lmf_lora_load_peft(dir, &c, &out), CF, "target_modules", "'elf_attn.q_proj'");
+    }
     edit_config(dir, "target_modules", cJSON_CreateStringArray(names, 1)); /* q_proj only: the rest unexpected */
     expect_fail(lmf_lora_load_peft(dir, &c, &out), ST, "unexpected tensor", "k_proj");
     edit_config(dir, "target_modules", cJSON_CreateString("all-linear"));
@@ -426,13 +452,57 @@ static void test_gguf_refusals(void **s) {
     lmf_lora_free(l);
 }
 
-/* Adapters saved by PEFT itself (tests/reference/fixtures/lora/, when present): keys and shapes load. */
+/* Adapters saved by PEFT itself (tests/reference/fixtures/lora/, make_lora_fixtures.py, when present): each loads
+ * into its base model (the hf/ fixture's config) with PEFT's values; saved again, it has exactly PEFT's keys and
+ * shapes. PEFT 0.21 writes "all-linear" as every module's full path ("model.layers.0.mlp.down_proj"). */
 static void test_peft_fixture(void **s) {
     (void)s;
-    const char *dir = LMF_SOURCE_DIR "/tests/reference/fixtures/lora";
-    if (access(dir, F_OK) != 0) {
-        printf("  %s absent: PEFT-saved fixtures not checked\n", dir);
+    const char *root = LMF_SOURCE_DIR "/tests/reference/fixtures/lora";
+    if (access(root, F_OK) != 0) {
+        printf("  %s absent: PEFT-saved fixtures not checked\n", root);
         skip();
+    }
+    static const struct {
+        const char *name;
+        int n_mod, rslora;
+    } fx[] = {{"llama_attn", 2, 0}, {"llama_attn_rslora", 2, 1}, {"llama_all_linear", 7, 0},
+              {"gpt2_attn", 1, 0},  {"gpt2_attn_rslora", 1, 1},  {"gpt2_all_linear", 4, 0}};
+    for (size_t i = 0; i < sizeof fx / sizeof fx[0]; i++) {
+        char dir[512], p[600];
+        snprintf(dir, sizeof dir, "%s/%s", root, fx[i].name);
+        snprintf(p, sizeof p, LMF_SOURCE_DIR "/tests/reference/fixtures/hf/%s",
+                 fx[i].name[0] == 'l' ? "llama" : "gpt2");
+        lmf_weights *w;
+        if (lmf_weights_load_hf(p, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+        lmf_model_config c = *lmf_weights_config(w);
+        lmf_weights_free(w);
+        lmf_lora *l, *back;
+        if (lmf_lora_load_peft(dir, &c, &l) != LMF_OK) fail_msg("%s: %s", fx[i].name, lmf_last_error());
+        assert_int_equal(l->n_mod, fx[i].n_mod);
+        assert_int_equal(l->rslora, fx[i].rslora);
+        assert_true(l->scale == (fx[i].rslora ? l->alpha / sqrtf((float)l->r) : l->alpha / (float)l->r));
+        /* values as in PEFT's file, and PEFT's keys and shapes when saved again */
+        lmf_safetensors *ref, *ours;
+        snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+        assert_int_equal(lmf_safetensors_open(p, &ref), LMF_OK);
+        assert_int_equal(lmf_lora_save_peft(l, &c, "x", tmp_path("fx")), LMF_OK);
+        assert_int_equal(lmf_safetensors_open(tmp_path("fx/adapter_model.safetensors"), &ours), LMF_OK);
+        assert_int_equal(ref->n_tensors, ours->n_tensors);
+        for (int t = 0; t < ref->n_tensors; t++) {
+            const lmf_st_tensor *a = &ref->tensors[t], *b = lmf_safetensors_find(ours, a->name);
+            if (!b) fail_msg("%s: PEFT's tensor %s is not among ours", fx[i].name, a->name);
+            assert_true(a->dtype == LMF_DT_F32 && a->ndim == 2 && b->ndim == 2);
+            assert_true(a->shape[0] == b->shape[0] && a->shape[1] == b->shape[1]);
+            assert_memory_equal(a->data, b->data, a->nbytes);
+        }
+        lmf_safetensors_close(ours);
+        lmf_safetensors_close(ref);
+        assert_int_equal(lmf_lora_load_peft(tmp_path("fx"), &c, &back), LMF_OK);
+        same_lora(l, back, 1);
+        printf("  %s: %d modules x %d layers, r = %d, alpha = %g%s: PEFT's keys, shapes and values\n", fx[i].name,
+               l->n_mod, l->n_layer, l->r, l->alpha, l->rslora ? ", rsLoRA" : "");
+        lmf_lora_free(back);
+        lmf_lora_free(l);
     }
 }
 

@@ -14,22 +14,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { KEY_LEN = 192, TARGETS_LEN = 256 };
+enum { PATH_LEN = 128, KEY_LEN = 192, TARGETS_LEN = 256 };
 
 /* ---- names and row orders ------------------------------------------------------------------------------------ */
 
-/* PEFT's key of module m's lora_A or lora_B (ab "A" / "B") in layer L. */
-static void peft_key(const lmf_model_config *c, const lmf_lora_module *m, int L, const char *ab, char *buf) {
+/* The path of module m of layer L in the Hugging Face model ("model.layers.0.self_attn.q_proj"): what PEFT's
+ * target_modules match and, after "base_model.model.", its tensor keys begin with. */
+static void module_path(const lmf_model_config *c, const lmf_lora_module *m, int L, char *buf) {
     const char *pre, *sub;
     if (c->arch == LMF_ARCH_LLAMA) {
-        pre = "base_model.model.model.layers", sub = m->m0 < 4 ? "self_attn." : "mlp.";
+        pre = "model.layers", sub = m->m0 < 4 ? "self_attn." : "mlp.";
     } else if (c->arch == LMF_ARCH_OPT) {
-        pre = "base_model.model.model.decoder.layers", sub = m->m0 < 4 ? "self_attn." : "";
+        pre = "model.decoder.layers", sub = m->m0 < 4 ? "self_attn." : "";
     } else { /* gpt2: the two c_proj already carry their parent */
-        pre = "base_model.model.transformer.h";
+        pre = "transformer.h";
         sub = !strcmp(m->name, "c_attn") ? "attn." : !strcmp(m->name, "c_fc") ? "mlp." : "";
     }
-    snprintf(buf, KEY_LEN, "%s.%d.%s%s.lora_%s.weight", pre, L, sub, m->name, ab);
+    snprintf(buf, PATH_LEN, "%s.%d.%s%s", pre, L, sub, m->name);
+}
+
+/* PEFT's key of module m's lora_A or lora_B (ab "A" / "B") in layer L. */
+static void peft_key(const lmf_model_config *c, const lmf_lora_module *m, int L, const char *ab, char *buf) {
+    char path[PATH_LEN];
+    module_path(c, m, L, path);
+    snprintf(buf, KEY_LEN, "base_model.model.%s.lora_%s.weight", path, ab);
 }
 
 /* llama.cpp's name of the base tensor module m adds to (llama and gpt2; gpt2's c_attn is the fused attn_qkv). */
@@ -195,13 +203,14 @@ static const char *shown(const cJSON *v, char *buf, size_t n) {
 typedef struct {
     int r, rslora;
     float alpha, dropout;
-    char targets[TARGETS_LEN];
+    char *targets; /* target_modules as written, comma-separated (malloc'd) */
 } peft_params;
 
 /* adapter_config.json's fields lmforge uses, and refusals of those it cannot represent. */
 static lmf_status parse_peft_config(const char *path, peft_params *p) {
     char *buf, show[96];
     size_t len;
+    p->targets = NULL;
     LMF_TRY(lmf_read_file_max(path, 1u << 20, "a PEFT adapter_config.json", &buf, &len));
     cJSON *j = cJSON_ParseWithLength(buf, len);
     free(buf);
@@ -255,23 +264,31 @@ static lmf_status parse_peft_config(const char *path, peft_params *p) {
             BAD("%s: field %s is %s: per-module ranks and alphas are not supported", path, patterns[i],
                 shown(v, show, sizeof show));
     }
+    static const char *const unsupported[] = {"exclude_modules", "target_parameters", "trainable_token_indices",
+                                              "layer_replication"};
+    for (int i = 0; i < 4; i++) {
+        v = FIELD(unsupported[i]);
+        if (v && !cJSON_IsNull(v) && !((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child))
+            BAD("%s: field %s is %s: not supported (null expected)", path, unsupported[i], shown(v, show, sizeof show));
+    }
     v = FIELD("target_modules");
-    p->targets[0] = 0;
     if (cJSON_IsString(v)) {
         if (strcmp(v->valuestring, "all-linear"))
             BAD("%s: field target_modules is %s: a regular expression is not supported (list the module names or "
                 "use \"all-linear\")", path, shown(v, show, sizeof show));
-        snprintf(p->targets, sizeof p->targets, "all-linear");
+        p->targets = lmf_xmalloc(sizeof "all-linear");
+        memcpy(p->targets, "all-linear", sizeof "all-linear");
     } else if (cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0) {
         const cJSON *e;
         size_t n = 0;
         cJSON_ArrayForEach(e, v) {
             if (!cJSON_IsString(e) || !e->valuestring[0] || strchr(e->valuestring, ','))
                 BAD("%s: field target_modules: element %s is not a module name", path, shown(e, show, sizeof show));
-            size_t k = strlen(e->valuestring);
-            if (n + k + 2 > sizeof p->targets) BAD("%s: field target_modules: too many names", path);
-            n += (size_t)snprintf(p->targets + n, sizeof p->targets - n, "%s%s", n ? "," : "", e->valuestring);
+            n += strlen(e->valuestring) + 1;
         }
+        p->targets = lmf_xmalloc(n + 1);
+        n = 0;
+        cJSON_ArrayForEach(e, v) n += (size_t)sprintf(p->targets + n, "%s%s", n ? "," : "", e->valuestring);
     } else {
         BAD("%s: field target_modules is %s, expected a list of module names or \"all-linear\"", path,
             shown(v, show, sizeof show));
@@ -280,6 +297,7 @@ static lmf_status parse_peft_config(const char *path, peft_params *p) {
 #undef BAD
 done:
     cJSON_Delete(j);
+    if (s != LMF_OK) free(p->targets), p->targets = NULL;
     return s;
 }
 
@@ -310,25 +328,74 @@ static lmf_status bad_shape(const char *path, const char *key, const char *order
                     m->name, m->in, m->out, lmf_arch_name(c->arch));
 }
 
+/* PEFT's rule: a target names a module when it is the module's path or a suffix of it after a dot ("q_proj",
+ * "self_attn.q_proj", "model.layers.0.self_attn.q_proj"; PEFT >= 0.20 saves "all-linear" as the full paths). */
+static int peft_matches(const char *path, const char *t) {
+    size_t np = strlen(path), nt = strlen(t);
+    return !strcmp(path, t) || (np > nt && path[np - nt - 1] == '.' && !strcmp(path + np - nt, t));
+}
+
+/* target_modules (comma-separated, as written) to the names of the family's modules they cover in every layer
+ * (names, for lmf_lora_create); refuses a target that names no module of the model and a module adapted in some
+ * layers only. */
+static lmf_status resolve_targets(const char *path, const char *list, const lmf_model_config *cfg, char *names) {
+    if (!strcmp(list, "all-linear")) return snprintf(names, TARGETS_LEN, "all-linear"), LMF_OK;
+    lmf_lora *probe;
+    LMF_TRY(lmf_lora_create(cfg, "all-linear", 1, 1.0f, 0.0f, 0, &probe));
+    lmf_status s = LMF_OK;
+    char mp[PATH_LEN], *copy = lmf_xmalloc(strlen(list) + 1), *save = NULL;
+    size_t n = 0;
+    names[0] = 0;
+    strcpy(copy, list);
+    for (char *t = strtok_r(copy, ",", &save); t && s == LMF_OK; t = strtok_r(NULL, ",", &save)) {
+        int hit = 0;
+        for (int k = 0; k < probe->n_mod; k++)
+            for (int L = 0; L < probe->n_layer; L++)
+                module_path(cfg, &probe->mod[k], L, mp), hit |= peft_matches(mp, t);
+        if (!hit)
+            s = lmf_fail(LMF_ERR_MISMATCH, "%s: field target_modules: '%s' is not a module of this %s model (%d "
+                         "layers; modules: %s, all-linear)", path, t, lmf_arch_name(cfg->arch), cfg->n_layer,
+                         lmf_lora_module_names(cfg));
+    }
+    for (int k = 0; k < probe->n_mod && s == LMF_OK; k++) {
+        int layers = 0;
+        for (int L = 0; L < probe->n_layer; L++) {
+            module_path(cfg, &probe->mod[k], L, mp);
+            strcpy(copy, list);
+            int any = 0;
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) any |= peft_matches(mp, t);
+            layers += any;
+        }
+        if (layers && layers < probe->n_layer)
+            s = lmf_fail(LMF_ERR_MISMATCH, "%s: field target_modules adapts %s in %d of the %d layers: lmforge's "
+                         "adapters cover every layer", path, probe->mod[k].name, layers, probe->n_layer);
+        else if (layers)
+            n += (size_t)snprintf(names + n, TARGETS_LEN - n, "%s%s", n ? "," : "", probe->mod[k].name);
+    }
+    free(copy);
+    lmf_lora_free(probe);
+    return s;
+}
+
 lmf_status lmf_lora_load_peft_files(const char *config_path, const char *tensors_path, const lmf_model_config *cfg,
                                     lmf_lora **out) {
     *out = NULL;
-    peft_params pp;
+    peft_params pp = {0};
+    char targets[TARGETS_LEN];
     LMF_TRY(parse_peft_config(config_path, &pp));
+    lmf_status s = resolve_targets(config_path, pp.targets, cfg, targets);
+    free(pp.targets);
+    LMF_TRY(s);
     lmf_lora *l;
-    if (lmf_lora_create(cfg, pp.targets, pp.r, pp.alpha, pp.dropout, pp.rslora, &l) != LMF_OK) {
-        char why[512];
-        snprintf(why, sizeof why, "%s", lmf_last_error());
-        return lmf_fail(LMF_ERR_MISMATCH, "%s: field target_modules: %s", config_path, why);
-    }
+    LMF_TRY(lmf_lora_create(cfg, targets, pp.r, pp.alpha, pp.dropout, pp.rslora, &l));
     lmf_safetensors *st;
-    lmf_status s = lmf_safetensors_open(tensors_path, &st);
+    s = lmf_safetensors_open(tensors_path, &st);
     if (s != LMF_OK) return lmf_lora_free(l), s;
     for (int i = 0; i < st->n_tensors; i++)
         if (!expected_name(l, cfg, 0, st->tensors[i].name)) {
             s = lmf_fail(LMF_ERR_MISMATCH, "%s: unexpected tensor %s: not a lora_A / lora_B of the %d layers and the "
                          "target modules (%s) of this %s model", tensors_path, st->tensors[i].name, l->n_layer,
-                         pp.targets, lmf_arch_name(cfg->arch));
+                         targets, lmf_arch_name(cfg->arch));
             goto done;
         }
     for (int L = 0; L < l->n_layer; L++)
@@ -340,7 +407,7 @@ lmf_status lmf_lora_load_peft_files(const char *config_path, const char *tensors
                 const lmf_st_tensor *t = lmf_safetensors_find(st, key);
                 if (!t) {
                     s = lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s is missing (%s targets %s)", tensors_path, key,
-                                 config_path, pp.targets);
+                                 config_path, targets);
                     goto done;
                 }
                 int kind = st_kind(t->dtype), e0 = b ? m->out : l->r, e1 = b ? l->r : m->in;

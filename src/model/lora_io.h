@@ -21,6 +21,10 @@
  * Q/K row order: PEFT adapters live in Hugging Face's rotate_half order, GGUF ones in llama.cpp's interleaved order;
  * an lmf_lora is in its model's order (cfg->pos). q and k B rows are permuted per head wherever the two differ.
  *
+ * target_modules follow PEFT's matching: a name matches a module whose path in the Hugging Face model
+ * ("model.layers.0.self_attn.q_proj") it equals or ends with after a dot; "all-linear" (PEFT >= 0.20 saves it as
+ * every module's full path). A module must be targeted in every layer or in none.
+ *
  * Loaders check every tensor against the model (r, in, out), accept F32, F16 and BF16, and refuse a missing
  * tensor, an unexpected one (a layer beyond the model, a module not in the targets) and what lmforge cannot
  * represent (DoRA, bias training, layers_to_transform, modules_to_save, per-module ranks), each error naming the
