@@ -53,7 +53,7 @@ demo: deps build
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMF_FUZZ=ON
-	cmake --build build-fuzz -j$(JOBS) --target fuzz_shard fuzz_checkpoint fuzz_safetensors fuzz_gguf fuzz_model fuzz_hf fuzz_config fuzz_tokenizer_json fuzz_encode fuzz_toml fuzz_sft
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_shard fuzz_checkpoint fuzz_safetensors fuzz_gguf fuzz_model fuzz_hf fuzz_lora fuzz_config fuzz_tokenizer_json fuzz_encode fuzz_toml fuzz_sft
 	for t in fuzz_shard fuzz_checkpoint fuzz_config fuzz_toml fuzz_sft; do build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; done
 	mkdir -p build-fuzz/corpus-safetensors && cp tests/reference/fixtures/*.safetensors build-fuzz/corpus-safetensors/
 	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=400000 build-fuzz/corpus-safetensors
@@ -66,6 +66,7 @@ fuzz: deps
 	build-fuzz/fuzz_model -max_total_time=$(FUZZ_SECONDS) -max_len=300000 build-fuzz/corpus-model
 	@mkdir -p build-fuzz/corpus-hf && for m in llama gpt2; do python3 -c "import struct, sys; d = 'tests/reference/fixtures/hf/$$m/'; c = open(d + 'config.json', 'rb').read(); sys.stdout.buffer.write(struct.pack('<I', len(c)) + c + open(d + 'model.safetensors', 'rb').read())" > build-fuzz/corpus-hf/$$m.bin; done
 	build-fuzz/fuzz_hf -max_total_time=$(FUZZ_SECONDS) -max_len=100000 build-fuzz/corpus-hf
+	build-fuzz/fuzz_lora -max_total_time=$(FUZZ_SECONDS) -max_len=65536
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

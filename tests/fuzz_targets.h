@@ -224,6 +224,52 @@ static int fuzz_hf(const uint8_t *data, size_t n) {
     return 1;
 }
 
+/* A LoRA adapter (model/lora_io.h): the bytes split as fuzz_hf's into adapter_config.json and
+ * adapter_model.safetensors, loaded as a PEFT folder into a small llama (GQA, interleaved RoPE: the q/k row
+ * permutation runs) and a small gpt2 (fused c_attn); the second part also as a GGUF adapter into both. */
+#include "model/lora_io.h"
+static lmf_model_config fuzz_lora_model(int gpt2) {
+    lmf_model_config c = lmf_model_config_default(gpt2 ? LMF_ARCH_GPT2 : LMF_ARCH_LLAMA);
+    c.vocab_size = 61, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 24, c.n_head = 4, c.ffn_dim = 40;
+    c.n_kv_head = gpt2 ? 4 : 2;
+    if (!gpt2) c.pos = LMF_POS_ROPE_INTERLEAVED;
+    return c;
+}
+static int fuzz_lora(const uint8_t *data, size_t n) {
+    static char dir[64];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/lmf_fuzz_lora_%d", (int)getpid());
+        mkdir(dir, 0700);
+    }
+    uint32_t clen = 0;
+    if (n >= 4) memcpy(&clen, data, 4), data += 4, n -= 4;
+    if (clen > n) clen = (uint32_t)n;
+    char p[2][96];
+    const uint8_t *part[2] = {data, data + clen};
+    size_t len[2] = {clen, n - clen};
+    const char *name[2] = {"adapter_config.json", "adapter_model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p[i], sizeof p[i], "%s/%s", dir, name[i]);
+        FILE *f = fopen(p[i], "wb");
+        if (!f) abort();
+        if (len[i]) fwrite(part[i], 1, len[i], f);
+        fclose(f);
+    }
+    int ok = 0;
+    for (int gpt2 = 0; gpt2 < 2; gpt2++) {
+        lmf_model_config c = fuzz_lora_model(gpt2);
+        lmf_lora *l;
+        for (int gguf = 0; gguf < 2; gguf++) {
+            if ((gguf ? lmf_lora_load_gguf(p[1], &c, &l) : lmf_lora_load_peft(dir, &c, &l)) != LMF_OK) continue;
+            volatile float x = 0; /* touch every parameter */
+            for (size_t i = 0; i < l->n_params; i++) x += l->params[i];
+            lmf_lora_free(l);
+            ok = 1;
+        }
+    }
+    return ok;
+}
+
 /* A data-pipeline config (TOML subset, src/io/toml.h): parse, then apply onto the pipeline's option table, then
  * write it back. Bytes go straight to the parser (no file). */
 #include "data/pipeline.h"

@@ -1,5 +1,6 @@
 /* test_fuzz.c — deterministic mutation fuzzing of every parser of untrusted input (shards, checkpoints,
- * safetensors, GGUF, configs): valid seeds are bit-flipped, truncated, extended and overwritten with boundary values;
+ * safetensors, GGUF, configs, LoRA adapters):
+ * valid seeds are bit-flipped, truncated, extended and overwritten with boundary values;
  * nothing may crash (the ASan build checks memory too). Deeper, coverage-guided runs: `make fuzz`. */
 #include "test_util.h"
 
@@ -202,9 +203,47 @@ static void test_fuzz_hf(void **s) {
     }
 }
 
+/* LoRA adapters: a PEFT folder of the llama model fuzz_lora loads into, and a GGUF adapter of its gpt2 */
+static void test_fuzz_lora(void **s) {
+    char dir[256], p[320];
+    size_t nc, nt;
+    lmf_model_config c = fuzz_lora_model(0), g = fuzz_lora_model(1);
+    lmf_lora *l;
+    assert_int_equal(lmf_lora_create(&c, "q_proj,k_proj,down_proj", 2, 4.0f, 0.0f, 0, &l), LMF_OK);
+    lmf_lora_init(l, 3);
+    snprintf(dir, sizeof dir, "%s/lora_peft", tmp);
+    assert_int_equal(lmf_lora_save_peft(l, &c, "fuzz", dir), LMF_OK);
+    lmf_lora_free(l);
+    snprintf(p, sizeof p, "%s/adapter_config.json", dir);
+    uint8_t *config = read_all(p, &nc);
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+    uint8_t *tensors = read_all(p, &nt);
+    uint8_t *seed = malloc(4 + nc + nt);
+    uint32_t c32 = (uint32_t)nc;
+    memcpy(seed, &c32, 4);
+    memcpy(seed + 4, config, nc);
+    memcpy(seed + 4 + nc, tensors, nt);
+    mutate_loop(fuzz_lora, seed, 4 + nc + nt, 300);
+    free(seed), free(config), free(tensors);
+    assert_int_equal(lmf_lora_create(&g, "c_attn,mlp.c_proj", 2, 4.0f, 0.0f, 0, &l), LMF_OK);
+    lmf_lora_init(l, 4);
+    snprintf(p, sizeof p, "%s/lora.gguf", tmp);
+    assert_int_equal(lmf_lora_save_gguf(l, &g, p), LMF_OK);
+    lmf_lora_free(l);
+    tensors = read_all(p, &nt);
+    seed = malloc(4 + nt);
+    c32 = 0;
+    memcpy(seed, &c32, 4);
+    memcpy(seed + 4, tensors, nt);
+    mutate_loop(fuzz_lora, seed, 4 + nt, 300);
+    free(seed), free(tensors);
+}
+
 static int teardown(void **s) {
     char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s /tmp/lmf_fuzz_%d.bin /tmp/lmf_fuzz_hf_%d", tmp, (int)getpid(), (int)getpid());
+    int pid = (int)getpid();
+    snprintf(cmd, sizeof cmd, "rm -rf %s /tmp/lmf_fuzz_%d.bin /tmp/lmf_fuzz_hf_%d /tmp/lmf_fuzz_lora_%d", tmp, pid, pid,
+             pid);
     return system(cmd);
 }
 
@@ -216,6 +255,7 @@ int main(void) {
         cmocka_unit_test(test_fuzz_gguf),
         cmocka_unit_test(test_fuzz_model),
         cmocka_unit_test(test_fuzz_hf),
+        cmocka_unit_test(test_fuzz_lora),
         cmocka_unit_test(test_fuzz_config),
         cmocka_unit_test(test_fuzz_tokenizer_json),
         cmocka_unit_test(test_fuzz_encode),
