@@ -12,6 +12,7 @@ typedef struct {
 
 static const command commands[] = {
     {"train", "pretrain a transformer (gpt2 or llama family) on token shards; --resume continues a run", cmd_train},
+    {"finetune", "fine-tune a pretrained model on JSONL chats / completions: LoRA (default) or --full", cmd_finetune},
     {"data", "prepare corpora: `data shard` turns text files into token shards for training", cmd_data},
     {"tokenize", "text -> token ids (JSON) through a tokenizer, or back with --decode", cmd_tokenize},
     {"tokenizer", "`tokenizer train` learns a byte-level BPE and saves a Hugging Face tokenizer.json", cmd_tokenizer},

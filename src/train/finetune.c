@@ -1,0 +1,235 @@
+/* finetune.c — see finetune.h. */
+#include "train/finetune.h"
+
+#include "core/alloc.h"
+#include "core/fs.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/status.h"
+#include "io/gguf.h"
+#include "io/checkpoint.h"
+#include "model/export.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "train/optim.h"
+#include "train/sft.h"
+#include "train/step.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void lmf_finetune_defaults(lmf_finetune_config *c) {
+    memset(c, 0, sizeof *c);
+    c->val_fraction = 0.1;
+    c->lora_r = 16, c->lora_alpha = 32.0f, c->lora_dropout = 0.1f, c->lora_targets = "q_proj,v_proj";
+    c->batch_size = 4, c->seq_len = 512, c->grad_accum = 1, c->epochs = 1;
+    c->warmup_steps = 10, c->eval_every = 50, c->eval_batches = 0, c->checkpoint_every = 0;
+    c->lr = 2e-4f, c->min_lr = 2e-5f, c->weight_decay = 0.0f, c->grad_clip = 1.0f;
+    c->seed = 1337;
+}
+
+/* The options that fix the trainable parameters' layout and the data order: a checkpoint must match them. */
+static char *config_text(const lmf_finetune_config *c) {
+    char *t = lmf_xmalloc(2048);
+    snprintf(t, 2048,
+             "finetune = 1\nmodel = %s\nfull = %d\nlora_r = %d\nlora_alpha = %.9g\nlora_dropout = %.9g\n"
+             "use_rslora = %d\nlora_targets = %s\nbatch_size = %d\nseq_len = %d\ngrad_accum = %d\nseed = %llu\n",
+             c->model, c->full, c->lora_r, c->lora_alpha, c->lora_dropout, c->use_rslora,
+             c->full ? "" : c->lora_targets, c->batch_size, c->seq_len, c->grad_accum, (unsigned long long)c->seed);
+    return t;
+}
+
+/* Whether a checkpoint's config text (padded with newlines to 8 bytes) is ours. */
+static int same_text(const char *saved, const char *ours) {
+    size_t n = strlen(ours);
+    if (strncmp(saved, ours, n)) return 0;
+    while (saved[n] == '\n') n++;
+    return saved[n] == 0;
+}
+
+/* The training batches: the SFT loader, and each micro-batch advances the adapters' dropout step. */
+typedef struct {
+    lmf_sft_loader *ld;
+    lmf_lora *lora;
+} source;
+
+static lmf_status next_batch(void *ctx, int32_t *tok, int32_t *tg) {
+    source *s = ctx;
+    if (s->lora) s->lora->step++;
+    return lmf_sft_loader_next(s->ld, tok, tg);
+}
+
+/* Mean loss over the validation set (every example once, in order, no dropout). */
+static double evaluate(lmf_model *m, lmf_lora *lora, const lmf_sft_data *val, int B, int T, int max_batches,
+                       int32_t *tok, int32_t *tg) {
+    size_t *rows = lmf_xmalloc(sizeof(size_t) * (size_t)B);
+    double sum = 0;
+    size_t count = 0;
+    float dropout = lora ? lora->dropout : 0.0f;
+    if (lora) lora->dropout = 0.0f;
+    for (size_t i = 0, nb = 0; i < val->n && (max_batches <= 0 || (int)nb < max_batches); i += (size_t)B, nb++) {
+        for (int b = 0; b < B; b++) rows[b] = i + (size_t)b < val->n ? i + (size_t)b : SIZE_MAX;
+        size_t n = lmf_sft_batch(val, rows, B, T, tok, tg);
+        if (!n) continue;
+        sum += (double)lmf_model_forward(m, tok, tg, B, T) * (double)n;
+        count += n;
+    }
+    if (lora) lora->dropout = dropout;
+    free(rows);
+    return count ? sum / (double)count : NAN;
+}
+
+lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t *stop, const lmf_sink *out) {
+    lmf_status s = LMF_OK;
+    lmf_weights *w = NULL;
+    lmf_sft_vocab voc = {0};
+    lmf_sft_data train = {0}, val = {0};
+    lmf_sft_loader ld = {0};
+    lmf_lora *lora = NULL;
+    lmf_model *m = NULL;
+    lmf_adamw opt = {0};
+    FILE *metrics = NULL;
+    char *text = config_text(c), path[1200];
+    int32_t *tok = NULL, *tg = NULL;
+    int B = c->batch_size, T = c->seq_len, step = 0;
+    if (B < 1 || T < 2 || c->grad_accum < 1 || !(c->lr > 0))
+        return free(text), lmf_fail(LMF_ERR_ARG, "finetune: batch_size, seq_len >= 2, grad_accum and lr must be "
+                                                 "positive (got %d, %d, %d, %g)", B, T, c->grad_accum, c->lr);
+    if ((s = lmf_mkdir_p(c->out_dir)) != LMF_OK) goto done;
+    if ((s = lmf_weights_load(c->model, &w)) != LMF_OK) goto done;
+    if (T > w->cfg.max_seq_len) T = w->cfg.max_seq_len;
+    if ((s = lmf_sft_vocab_from_weights(w, &voc)) != LMF_OK) goto done;
+    lmf_sft_options so = {.max_tokens = T, .refuse_long = c->refuse_long, .train_on_prompt = c->train_on_prompt};
+    if ((s = lmf_sft_load(&train, c->data, &voc, &so)) != LMF_OK) goto done;
+    if (c->val_data) s = lmf_sft_load(&val, c->val_data, &voc, &so);
+    else if (c->val_fraction > 0) s = lmf_sft_split(&train, c->val_fraction, c->seed, &val);
+    if (s != LMF_OK) goto done;
+    lmf_sink_logf(out, LMF_LOG_INFO, "finetune: %zu training examples (%zu tokens, %zu in the loss; %zu truncated, "
+                  "%zu dropped), %zu validation", train.n, train.stats.n_tokens, train.stats.n_loss_tokens,
+                  train.stats.n_truncated, train.stats.n_dropped, val.n);
+
+    if (c->full) {
+        s = lmf_model_from_weights(w, B, T, 1, &m);
+    } else {
+        s = lmf_lora_create(&w->cfg, c->lora_targets, c->lora_r, c->lora_alpha, c->lora_dropout, c->use_rslora,
+                            &lora);
+        if (s == LMF_OK) {
+            lmf_lora_init(lora, c->seed);
+            lora->seed = c->seed;
+            s = lmf_model_create_lora(w, lora, B, T, &m);
+        }
+    }
+    if (s != LMF_OK) goto done;
+    int steps_per_epoch = (int)((train.n + (size_t)B * c->grad_accum - 1) / ((size_t)B * c->grad_accum));
+    int max_steps = c->max_steps > 0 ? c->max_steps : c->epochs * steps_per_epoch;
+    lmf_adamw_init(&opt, m->num_params);
+    lmf_adamw_hparams hp = {.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup_steps,
+                            .max_steps = max_steps, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                            .weight_decay = c->weight_decay, .grad_clip = c->grad_clip};
+    if ((s = lmf_sft_loader_init(&ld, &train, B, T, c->seed, 1)) != LMF_OK) goto done;
+    tok = lmf_xmalloc(sizeof(int32_t) * (size_t)B * T), tg = lmf_xmalloc(sizeof(int32_t) * (size_t)B * T);
+    source src_ctx = {&ld, lora};
+
+    if (c->resume) { /* the newest checkpoint: parameters, moments, and the data / dropout position it reached */
+        char *ckp = NULL;
+        lmf_checkpoint ck;
+        if ((s = lmf_checkpoint_latest(c->out_dir, &ckp)) != LMF_OK) goto done;
+        s = lmf_checkpoint_load(ckp, &ck);
+        if (s == LMF_OK && (!same_text(ck.config_text, text) || ck.num_params != m->num_params))
+            s = lmf_fail(LMF_ERR_MISMATCH, "%s: written by a fine-tuning run with other options (model, LoRA shape, "
+                         "batch or seed) than this one", ckp);
+        if (s == LMF_OK) {
+            memcpy(m->params, ck.params, m->num_params * sizeof(float));
+            memcpy(opt.m, ck.m, m->num_params * sizeof(float));
+            memcpy(opt.v, ck.v, m->num_params * sizeof(float));
+            opt.t = (int)ck.adam_t, step = (int)ck.step;
+            for (long k = 0; k < (long)step * c->grad_accum && s == LMF_OK; k++) s = next_batch(&src_ctx, tok, tg);
+            lmf_sink_logf(out, LMF_LOG_INFO, "finetune: resuming from %s (step %d)", ckp, step);
+        }
+        if (ckp) lmf_checkpoint_free(&ck);
+        free(ckp);
+        if (s != LMF_OK) goto done;
+    }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
+    if (!(metrics = fopen(path, c->resume ? "a" : "w"))) {
+        s = lmf_fail(LMF_ERR_IO, "%s: cannot open for writing", path);
+        goto done;
+    }
+    lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &hp, .comm = lmf_comm_self(), .batch_size = B, .seq_len = T,
+                       .grad_accum = c->grad_accum, .inputs = tok, .targets = tg};
+    lmf_batch_source src = {next_batch, &src_ctx};
+    double val_loss = NAN;
+    if (val.n && step == 0) {
+        val_loss = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg);
+        fprintf(metrics, "{\"step\":0,\"val_loss\":%.9g}\n", val_loss);
+        lmf_sink_logf(out, LMF_LOG_INFO, "validation loss before fine-tuning: %.4f", val_loss);
+    }
+    lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, max_steps, "steps", NULL);
+    for (; step < max_steps; step++) {
+        if (stop && *stop) break;
+        double t0 = lmf_now();
+        float lr = lmf_lr_at(step, c->lr, c->min_lr, c->warmup_steps, max_steps);
+        lmf_step_result r;
+        if ((s = lmf_train_step(&sc, &src, lr, &r)) != LMF_OK) break;
+        if (!isfinite(r.loss)) {
+            s = lmf_fail(LMF_ERR_ARG, "step %d: loss is %f; lower lr (now %g) or check the data", step, r.loss, lr);
+            break;
+        }
+        double dt = lmf_now() - t0;
+        fprintf(metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f}\n", step + 1, r.loss,
+                lr, r.grad_norm, dt * 1e3);
+        char line[160];
+        snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", r.loss, lr, r.grad_norm,
+                 (double)B * T * c->grad_accum / dt);
+        lmf_sink_progress(out, LMF_PROGRESS_UPDATE, step + 1, max_steps, "steps", line);
+        if (val.n && c->eval_every > 0 && (step + 1) % c->eval_every == 0 && step + 1 < max_steps) {
+            val_loss = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg);
+            fprintf(metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step + 1, val_loss);
+        }
+        if (c->checkpoint_every > 0 && (step + 1) % c->checkpoint_every == 0 && step + 1 < max_steps) {
+            snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c->out_dir, step + 1);
+            if ((s = lmf_checkpoint_save(path, text, (uint64_t)step + 1, 0, 0, (uint64_t)opt.t, m->params, opt.m,
+                                         opt.v, m->num_params)) != LMF_OK)
+                break;
+        }
+        fflush(metrics);
+    }
+    lmf_sink_progress(out, LMF_PROGRESS_END, step, max_steps, "steps", NULL);
+    if (s != LMF_OK) goto done;
+    snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c->out_dir, step);
+    if ((s = lmf_checkpoint_save(path, text, (uint64_t)step, 0, 0, (uint64_t)opt.t, m->params, opt.m, opt.v,
+                                 m->num_params)) != LMF_OK)
+        goto done;
+    lmf_sink_logf(out, LMF_LOG_INFO, "checkpoint: %s", path);
+    if (step < max_steps) {
+        s = lmf_fail(LMF_ERR_INTERRUPTED, "stopped at step %d; resume with --resume", step);
+        goto done;
+    }
+    if (val.n) {
+        val_loss = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg);
+        fprintf(metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, val_loss);
+        lmf_sink_logf(out, LMF_LOG_INFO, "validation loss after fine-tuning: %.4f", val_loss);
+    }
+    if (c->full) { /* the model, with the base's tokenizer, as a GGUF llama.cpp and lmforge run */
+        snprintf(path, sizeof path, "%s/model.gguf", c->out_dir);
+        lmf_weights *mw = (lmf_weights *)lmf_model_weights(m);
+        mw->tok = w->tok, mw->chat_template = w->chat_template, mw->bos_id = w->bos_id, mw->eos_id = w->eos_id;
+        mw->eot_id = w->eot_id, mw->add_bos = w->add_bos;
+        s = lmf_export_gguf(mw, path, LMF_GGML_F32, NULL);
+        mw->tok = NULL, mw->chat_template = NULL; /* borrowed from w */
+        if (s == LMF_OK) lmf_sink_logf(out, LMF_LOG_INFO, "model: %s", path);
+    }
+done:
+    if (metrics) fclose(metrics);
+    free(tok), free(tg), free(text);
+    lmf_adamw_free(&opt);
+    lmf_model_free(m);
+    lmf_lora_free(lora);
+    lmf_sft_loader_free(&ld);
+    lmf_sft_free(&train), lmf_sft_free(&val);
+    lmf_sft_vocab_free(&voc);
+    lmf_weights_free(w);
+    return s;
+}

@@ -1,0 +1,40 @@
+/* finetune.h — fine-tuning a pretrained model on supervised data: full (every weight, fp32 master weights and AdamW
+ * as in pretraining) or LoRA (adapters over the frozen base in its stored type; model/lora.h).
+ *
+ * The run: load the model (any format lmf_weights_load reads), tokenize the JSONL data (train/sft.h: chat
+ * template, assistant-only loss, padding), split a validation set off (or read a file), then steps of the training
+ * step (train/step.h) with warmup + cosine decay, validation loss every eval_every steps, metrics.jsonl, progress
+ * through the sink, checkpoints (the trainable parameters and AdamW's moments) every checkpoint_every steps and at the
+ * end, exact resume from the newest checkpoint in out_dir. The result: out_dir/adapter.lmfa (LoRA: the adapters'
+ * parameters as a checkpoint; PEFT and GGUF adapter files are written by lmforge finetune when the adapter writers
+ * are present) or out_dir/model.gguf (full). */
+#ifndef LMF_TRAIN_FINETUNE_H
+#define LMF_TRAIN_FINETUNE_H
+
+#include "lmforge.h"
+
+typedef struct {
+    const char *model, *data, *val_data, *out_dir;
+    double val_fraction;        /* used when val_data is NULL: this share of data, split by a seeded shuffle */
+    int full;                   /* every weight trains (else LoRA) */
+    int lora_r;
+    float lora_alpha, lora_dropout;
+    int use_rslora;
+    const char *lora_targets;   /* PEFT module names, comma-separated, or "all-linear" */
+    int batch_size, seq_len, grad_accum;
+    int max_steps;              /* 0: epochs x the steps of one pass over the data */
+    int epochs;
+    int warmup_steps, eval_every, eval_batches, checkpoint_every;
+    float lr, min_lr, weight_decay, grad_clip;
+    int train_on_prompt, refuse_long, resume;
+    uint64_t seed;
+} lmf_finetune_config;
+
+/* Defaults: LoRA r 16, alpha 32, dropout 0.1 on q_proj,v_proj (the fine-tuning issue's recipe), B 4, T 512, lr 2e-4,
+ * 1 epoch, warmup 10, eval every 50 steps, val 10%. */
+void lmf_finetune_defaults(lmf_finetune_config *c);
+/* Runs to the end; with resume, continues from out_dir's newest checkpoint bit for bit. *stop != 0: checkpoint and
+ * LMF_ERR_INTERRUPTED. Reports to sink. Writes nothing half: every file is atomic. */
+lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t *stop, const lmf_sink *sink);
+
+#endif
