@@ -1,11 +1,12 @@
 /* test_lora_peft.c — LoRA against its PyTorch + Hugging Face PEFT twin (float64; fixtures from
  * tests/reference/make_lora_fixtures.py, see tests/reference/README.md).
  *
- * For the tiny HF llama (GQA) and gpt2 folders and three adapters each — q,v / c_attn; all-linear; q,v with rsLoRA —
- * PEFT's own adapter_model.safetensors is read into an lmf_lora over the base, then: logits, the prompt-masked loss
- * (labels -100 on the first 3 positions, HF's shift), the gradient of every lora_A / lora_B, and 10 AdamW steps on the
- * adapters (torch.optim.AdamW, lr 1e-2, betas 0.9 / 0.999, no clipping): every loss and the final A and B. fp32 here
- * against float64 there: within 1e-4 of each tensor's largest value (a float32 PEFT run lands within 2e-6). */
+ * For the tiny HF llama (GQA) and gpt2 folders and three adapters each (q,v / c_attn; all-linear; q,v with
+ * rsLoRA), PEFT's own adapter_model.safetensors is read into an lmf_lora over the base, then: logits, the
+ * prompt-masked loss (labels -100 on the first 3 positions, HF's shift), the gradient of every lora_A / lora_B, and
+ * 10 AdamW steps on the adapters (torch.optim.AdamW, lr 1e-2, betas 0.9 / 0.999, no clipping): every loss and the
+ * final A and B. fp32 here against float64 there: within 1e-4 of each tensor's largest value (a float32 PEFT run
+ * lands within 2e-6). */
 #include "test_util.h"
 
 #include "io/safetensors.h"

@@ -1,6 +1,8 @@
 /* cmd_generate.c — `lmforge generate` (continue a prompt, streaming) and `lmforge chat` (a conversation through
  * the model's chat template, interactive or one turn with -p). Both share the model/sampling flags below. */
 #include "cli/cli.h"
+#include "model/lora.h"
+#include "model/lora_io.h"
 #include "core/status.h"
 
 #include <errno.h>
@@ -8,9 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct {
-    const char *model, *prompt, *system, *chat_format;
+    const char *model, *prompt, *system, *chat_format, *lora;
+    float lora_scale;
     const char *stops[8];
     int n_stops, n_predict, n_ctx, threads, verbose;
     lmf_sampler_params sp;
@@ -18,6 +22,8 @@ typedef struct {
 
 static const char *GEN_FLAGS =
     "  -m, --model PATH       GGUF file, Hugging Face folder (config.json + safetensors) or lmforge checkpoint\n"
+    "      --lora PATH        apply a LoRA adapter without merging: a PEFT folder or a GGUF adapter\n"
+    "      --lora-scale S     multiply the adapter's scale by S [1]\n"
     "  -p, --prompt TEXT      the prompt (generate: required; chat: answer this one turn and exit)\n"
     "  -n, --n-predict N      tokens to generate at most [generate 128, chat 512]\n"
     "  -c, --ctx N            context length in tokens (KV cache size) [2048, capped at the model's]\n"
@@ -75,6 +81,8 @@ static int parse_gen(int argc, char **argv, gen_opts *o) {
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
         else if (!strcmp(a, "--system")) o->system = v;
         else if (!strcmp(a, "--chat-format")) o->chat_format = v;
+        else if (!strcmp(a, "--lora")) o->lora = v;
+        else if (!strcmp(a, "--lora-scale")) ok = parse_float(a, v, &o->lora_scale);
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) ok = parse_int(a, v, 0, &o->n_predict);
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) ok = parse_int(a, v, 1, &o->n_ctx);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = parse_int(a, v, 1, &o->threads);
@@ -135,14 +143,27 @@ static void print_timings(const timings *tm) {
             tm->gen_tokens, tm->gen_s, tm->gen_s > 0 ? tm->gen_tokens / tm->gen_s : 0.0);
 }
 
-/* Loads the model (with a tokenizer), a session and a sampler. */
-static lmf_status open_model(const gen_opts *o, lmf_weights **w, lmf_session **s, lmf_sampler **smp) {
+/* The adapter at path for the model: a PEFT folder, or a GGUF adapter file. */
+static lmf_status open_lora(const char *path, const lmf_weights *w, float scale, lmf_lora **out) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return lmf_fail(LMF_ERR_IO, "%s: no such adapter file or folder", path);
+    LMF_TRY(S_ISDIR(sb.st_mode) ? lmf_lora_load_peft(path, lmf_weights_config(w), out)
+                                : lmf_lora_load_gguf(path, lmf_weights_config(w), out));
+    (*out)->scale *= scale;
+    return LMF_OK;
+}
+
+/* Loads the model (with a tokenizer), its adapter when asked, a session and a sampler. */
+static lmf_status open_model(const gen_opts *o, lmf_weights **w, lmf_lora **lora, lmf_session **s,
+                             lmf_sampler **smp) {
     if (o->threads > 0) omp_set_num_threads(o->threads);
     LMF_TRY(lmf_weights_load(o->model, w));
     if (!lmf_weights_tokenizer(*w))
         return lmf_fail(LMF_ERR_ARG, "%s: the model carries no tokenizer (add tokenizer.json to the folder)",
                         o->model);
+    if (o->lora) LMF_TRY(open_lora(o->lora, *w, o->lora_scale, lora));
     LMF_TRY(lmf_session_create(*w, o->n_ctx, s));
+    if (*lora) lmf_session_set_lora(*s, *lora);
     return lmf_sampler_create(&o->sp, lmf_weights_config(*w)->vocab_size, smp);
 }
 
@@ -155,7 +176,7 @@ static void push_id(lmf_ids *ids, int32_t id) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    gen_opts o = {.n_predict = 128, .n_ctx = 2048, .sp = lmf_sampler_defaults()};
+    gen_opts o = {.n_predict = 128, .n_ctx = 2048, .lora_scale = 1.0f, .sp = lmf_sampler_defaults()};
     int r = parse_gen(argc, argv, &o);
     if (r <= 0 || !o.prompt) {
         FILE *f = r < 0 ? stdout : stderr;
@@ -167,7 +188,8 @@ int cmd_generate(int argc, char **argv) {
     lmf_weights *w = NULL;
     lmf_session *s = NULL;
     lmf_sampler *smp = NULL;
-    lmf_status st = open_model(&o, &w, &s, &smp);
+    lmf_lora *lora = NULL;
+    lmf_status st = open_model(&o, &w, &lora, &s, &smp);
     int rc = 0;
     if (st == LMF_OK) {
         lmf_ids hist = {0};
@@ -192,6 +214,7 @@ int cmd_generate(int argc, char **argv) {
     if (st != LMF_OK) rc = cli_fail("generate", st);
     lmf_sampler_free(smp);
     lmf_session_free(s);
+    lmf_lora_free(lora);
     lmf_weights_free(w);
     return rc;
 }
@@ -205,7 +228,7 @@ static int read_line(char **line, size_t *cap) {
 }
 
 int cmd_chat(int argc, char **argv) {
-    gen_opts o = {.n_predict = 512, .n_ctx = 2048, .sp = lmf_sampler_defaults()};
+    gen_opts o = {.n_predict = 512, .n_ctx = 2048, .lora_scale = 1.0f, .sp = lmf_sampler_defaults()};
     int r = parse_gen(argc, argv, &o);
     if (r <= 0) {
         fprintf(r < 0 ? stdout : stderr,
@@ -220,12 +243,13 @@ int cmd_chat(int argc, char **argv) {
     lmf_session *s = NULL;
     lmf_sampler *smp = NULL;
     lmf_chat_template tmpl = {0};
-    lmf_status st = open_model(&o, &w, &s, &smp);
+    lmf_lora *lora = NULL;
+    lmf_status st = open_model(&o, &w, &lora, &s, &smp);
     if (st == LMF_OK) st = lmf_chat_template_parse(lmf_weights_chat_template(w), &tmpl);
     if (st == LMF_OK && o.chat_format) st = lmf_chat_format_parse(o.chat_format, &tmpl.format);
     if (st != LMF_OK) {
         int rc = cli_fail("chat", st);
-        lmf_sampler_free(smp), lmf_session_free(s), lmf_weights_free(w);
+        lmf_sampler_free(smp), lmf_session_free(s), lmf_lora_free(lora), lmf_weights_free(w);
         return rc;
     }
     int interactive = o.prompt == NULL;
@@ -303,6 +327,7 @@ int cmd_chat(int argc, char **argv) {
     lmf_chat_template_free(&tmpl);
     lmf_sampler_free(smp);
     lmf_session_free(s);
+    lmf_lora_free(lora);
     lmf_weights_free(w);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include "io/checkpoint.h"
 #include "model/export.h"
 #include "model/lora.h"
+#include "model/lora_io.h"
 #include "model/model.h"
 #include "train/optim.h"
 #include "train/sft.h"
@@ -211,6 +212,16 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         val_loss = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg);
         fprintf(metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, val_loss);
         lmf_sink_logf(out, LMF_LOG_INFO, "validation loss after fine-tuning: %.4f", val_loss);
+    }
+    if (!c->full) { /* the adapters as PEFT loads them, and as llama.cpp's --lora loads them */
+        snprintf(path, sizeof path, "%s/adapter", c->out_dir);
+        if ((s = lmf_lora_save_peft(lora, &w->cfg, c->model, path)) != LMF_OK) goto done;
+        lmf_sink_logf(out, LMF_LOG_INFO, "adapter (PEFT): %s", path);
+        if (w->cfg.arch != LMF_ARCH_OPT) {
+            snprintf(path, sizeof path, "%s/adapter.gguf", c->out_dir);
+            if ((s = lmf_lora_save_gguf(lora, &w->cfg, path)) != LMF_OK) goto done;
+            lmf_sink_logf(out, LMF_LOG_INFO, "adapter (GGUF): %s", path);
+        }
     }
     if (c->full) { /* the model, with the base's tokenizer, as a GGUF llama.cpp and lmforge run */
         snprintf(path, sizeof path, "%s/model.gguf", c->out_dir);

@@ -5,9 +5,9 @@
  * template, assistant-only loss, padding), split a validation set off (or read a file), then steps of the training
  * step (train/step.h) with warmup + cosine decay, validation loss every eval_every steps, metrics.jsonl, progress
  * through the sink, checkpoints (the trainable parameters and AdamW's moments) every checkpoint_every steps and at the
- * end, exact resume from the newest checkpoint in out_dir. The result: out_dir/adapter.lmfa (LoRA: the adapters'
- * parameters as a checkpoint; PEFT and GGUF adapter files are written by lmforge finetune when the adapter writers
- * are present) or out_dir/model.gguf (full). */
+ * end, exact resume from the newest checkpoint in out_dir. The result: LoRA, out_dir/adapter/ (a PEFT folder:
+ * adapter_config.json + adapter_model.safetensors) and out_dir/adapter.gguf (llama.cpp's --lora); full,
+ * out_dir/model.gguf with the base's tokenizer. */
 #ifndef LMF_TRAIN_FINETUNE_H
 #define LMF_TRAIN_FINETUNE_H
 
