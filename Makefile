@@ -5,7 +5,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc)
 DEMO_DIR   ?= out/demo
 
-.PHONY: all deps build models test test-asan test-fast demo install bench fuzz clean
+.PHONY: all deps build models test test-asan test-fast demo demo-finetune install bench fuzz clean
 
 all: build
 
@@ -48,6 +48,23 @@ demo: deps build
 	$(BUILD)/lmforge data shard --tokenizer $(DEMO_DIR)/tokenizer.json --out $(DEMO_DIR)/data $(DEMO_DIR)/kjv.txt
 	$(BUILD)/lmforge train --config configs/demo.toml --tokenizer $(DEMO_DIR)/tokenizer.json \
 	  --train-data $(DEMO_DIR)/data/train.bin --val-data $(DEMO_DIR)/data/val.bin --out-dir $(DEMO_DIR)/run
+
+# Fine-tuning on the embedded defaults: SmolLM2-135M-Instruct (Q4_1, frozen in its stored type) learns to define
+# words as Ambrose Bierce's Devil's Dictionary (Debian dict-devil) does, with LoRA r 16 on q_proj,v_proj; 90/10 split
+# by entry; validation loss before/after and two held-out answers before/after. A few minutes on 2 cores.
+FT_DIR ?= out/finetune
+FT_STEPS ?= 120
+SMOLLM2 = $(BUILD)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+demo-finetune: deps build models
+	@mkdir -p $(FT_DIR)
+	python3 scripts/devil-sft.py $(FT_DIR)
+	@for w in abdication freedom; do echo "--- before: $$w"; $(BUILD)/lmforge chat -m $(SMOLLM2) --temp 0 -n 60 \
+	  -p "Define '$$w' the way Ambrose Bierce's Devil's Dictionary would."; done
+	$(BUILD)/lmforge finetune -m $(SMOLLM2) --data $(FT_DIR)/train.jsonl --val-data $(FT_DIR)/val.jsonl \
+	  --out-dir $(FT_DIR)/run --batch-size 4 --seq-len 128 --max-steps $(FT_STEPS) --eval-every 40 --lr 1e-3 \
+	  --warmup-steps 5
+	@for w in abdication freedom; do echo "--- after: $$w"; $(BUILD)/lmforge chat -m $(SMOLLM2) --temp 0 -n 60 \
+	  --lora $(FT_DIR)/run/adapter -p "Define '$$w' the way Ambrose Bierce's Devil's Dictionary would."; done
 
 # libFuzzer (clang) on every parser of untrusted input, FUZZ_SECONDS each; crashes are saved as crash-* files.
 FUZZ_SECONDS ?= 60
