@@ -120,6 +120,35 @@ static void add_bias(float *out, int ldo, const float *bias, int N, int rows) {
     }
 }
 
+/* Rows of W per fp32 slab of at most dq_floats (whole R16 groups). */
+static int slab_rows(const lmf_wtensor *W, size_t dq_floats) {
+    int slab = (int)(dq_floats / (size_t)W->cols);
+    return W->r16 ? slab / 16 * 16 : slab;
+}
+
+/* Dequantizes rows [r0, r0 + nr) of W into dq; returns 1 when dq is k-major (K x nr: R16 groups), 0 when row-major
+ * (nr x K: ggml rows). R16 groups go k-major because each thread then fills whole rows of 32 k (block b of every
+ * group, left to right): going group by group instead writes K strided streams at once, which measured 2.5x slower
+ * than ggml rows; the SGEMM reads the k-major slab untransposed. */
+static int dequant_slab(const lmf_wtensor *W, int r0, int nr, float *dq) {
+    int K = W->cols;
+    if (W->r16) {
+        size_t gb = W->row_bytes / (size_t)(K / 32) * 16; /* bytes of one block of a group */
+        const char *src = (const char *)W->r16 + (size_t)r0 * W->row_bytes;
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < K / 32; b++)
+            for (int g = 0; g < nr / 16; g++)
+                lmf_r16_dequant_t(W->type, 32, src + (size_t)g * 16 * W->row_bytes + (size_t)b * gb,
+                                  dq + (size_t)b * 32 * nr + (size_t)g * 16, (size_t)nr);
+        return 1;
+    }
+    const char *src = (const char *)W->data + (size_t)r0 * W->row_bytes;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < nr; r++)
+        lmf_dequant_fast(W->type, src + (size_t)r * W->row_bytes, dq + (size_t)r * K, (size_t)K);
+    return 0;
+}
+
 void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats) {
     for (int j = 0; j < n; j++) {
         const lmf_wtensor *W = o[j].W;
@@ -130,32 +159,10 @@ void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, floa
             if (o[j0].bias) add_bias(o[j0].out, o[j0].ldo, o[j0].bias, N, O);
             continue;
         }
-        int slab = (int)(dq_floats / (size_t)K);
-        if (W->r16) {
-            /* R16 groups dequantize k-major (K x nr, whole groups), the SGEMM reads them untransposed. Each
-             * thread fills whole rows of 32 k (block b of every group, left to right): going group by group
-             * instead writes K strided streams at once, which measured 2.5x slower than ggml rows. */
-            slab = slab / 16 * 16;
-            size_t gb = W->row_bytes / (size_t)(K / 32) * 16; /* bytes of one block of a group */
-            for (int r0 = 0; r0 < O; r0 += slab) {
-                int nr = O - r0 < slab ? O - r0 : slab;
-                const char *src = (const char *)W->r16 + (size_t)r0 * W->row_bytes;
-#pragma omp parallel for schedule(static)
-                for (int b = 0; b < K / 32; b++)
-                    for (int g = 0; g < nr / 16; g++)
-                        lmf_r16_dequant_t(W->type, 32, src + (size_t)g * 16 * W->row_bytes + (size_t)b * gb,
-                                          dq + (size_t)b * 32 * nr + (size_t)g * 16, (size_t)nr);
-                lmf_sgemm(0, 0, N, nr, K, in, ldi, dq, nr, 0.0f, o[j].out + r0, o[j].ldo);
-            }
-        } else {
-            for (int r0 = 0; r0 < O; r0 += slab) {
-                int nr = O - r0 < slab ? O - r0 : slab;
-                const char *src = (const char *)W->data + (size_t)r0 * W->row_bytes;
-#pragma omp parallel for schedule(static)
-                for (int r = 0; r < nr; r++)
-                    lmf_dequant_fast(W->type, src + (size_t)r * W->row_bytes, dq + (size_t)r * K, (size_t)K);
-                lmf_sgemm(0, 1, N, nr, K, in, ldi, dq, K, 0.0f, o[j].out + r0, o[j].ldo);
-            }
+        int slab = slab_rows(W, dq_floats);
+        for (int r0 = 0; r0 < O; r0 += slab) {
+            int nr = O - r0 < slab ? O - r0 : slab, kmajor = dequant_slab(W, r0, nr, dq);
+            lmf_sgemm(0, !kmajor, N, nr, K, in, ldi, dq, kmajor ? nr : K, 0.0f, o[j].out + r0, o[j].ldo);
         }
         if (o[j].bias) add_bias(o[j].out, o[j].ldo, o[j].bias, N, O);
     }
@@ -169,29 +176,10 @@ void lmf_block_linear_dinput(const lin *o, int n, float *din, int ldi, int N, fl
             lmf_sgemm(0, 0, N, K, O, o[j].out, o[j].ldo, W->data, K, 1.0f, din, ldi);
             continue;
         }
-        int slab = (int)(dq_floats / (size_t)K);
-        if (W->r16) { /* k-major groups: din += dout dq^T with dq (K x nr) */
-            slab = slab / 16 * 16;
-            size_t gb = W->row_bytes / (size_t)(K / 32) * 16;
-            for (int r0 = 0; r0 < O; r0 += slab) {
-                int nr = O - r0 < slab ? O - r0 : slab;
-                const char *src = (const char *)W->r16 + (size_t)r0 * W->row_bytes;
-#pragma omp parallel for schedule(static)
-                for (int b = 0; b < K / 32; b++)
-                    for (int g = 0; g < nr / 16; g++)
-                        lmf_r16_dequant_t(W->type, 32, src + (size_t)g * 16 * W->row_bytes + (size_t)b * gb,
-                                          dq + (size_t)b * 32 * nr + (size_t)g * 16, (size_t)nr);
-                lmf_sgemm(0, 1, N, K, nr, o[j].out + r0, o[j].ldo, dq, nr, 1.0f, din, ldi);
-            }
-            continue;
-        }
-        for (int r0 = 0; r0 < O; r0 += slab) {
-            int nr = O - r0 < slab ? O - r0 : slab;
-            const char *src = (const char *)W->data + (size_t)r0 * W->row_bytes;
-#pragma omp parallel for schedule(static)
-            for (int r = 0; r < nr; r++)
-                lmf_dequant_fast(W->type, src + (size_t)r * W->row_bytes, dq + (size_t)r * K, (size_t)K);
-            lmf_sgemm(0, 0, N, K, nr, o[j].out + r0, o[j].ldo, dq, K, 1.0f, din, ldi);
+        int slab = slab_rows(W, dq_floats);
+        for (int r0 = 0; r0 < O; r0 += slab) { /* din += dout_slab dq, dq read transposed when k-major */
+            int nr = O - r0 < slab ? O - r0 : slab, kmajor = dequant_slab(W, r0, nr, dq);
+            lmf_sgemm(0, kmajor, N, K, nr, o[j].out + r0, o[j].ldo, dq, kmajor ? nr : K, 1.0f, din, ldi);
         }
     }
 }

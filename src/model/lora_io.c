@@ -328,6 +328,66 @@ static lmf_status bad_shape(const char *path, const char *key, const char *order
                     m->name, m->in, m->out, lmf_arch_name(c->arch));
 }
 
+/* The end of a load: the adapter to *out, or freed when it failed. */
+static lmf_status hand_over(lmf_lora *l, lmf_status s, lmf_lora **out) {
+    if (s != LMF_OK) lmf_lora_free(l);
+    else *out = l;
+    return s;
+}
+
+/* An adapter tensor as either file format describes it. */
+typedef struct {
+    int kind;              /* to_f32's kind; < 0: not F32 / F16 / BF16 */
+    const char *type_name; /* the file's name for its element type */
+    int ndim;
+    int64_t d0, d1;        /* safetensors shape, or ggml ne */
+    const void *data;
+} found_tensor;
+
+static int find_st(const void *src, const char *key, found_tensor *f) {
+    const lmf_st_tensor *t = lmf_safetensors_find(src, key);
+    if (!t) return 0;
+    *f = (found_tensor){st_kind(t->dtype), lmf_dtype_name(t->dtype), t->ndim, t->shape[0],
+                        t->ndim > 1 ? t->shape[1] : 1, t->data};
+    return 1;
+}
+
+static int find_gguf(const void *src, const char *key, found_tensor *f) {
+    const lmf_gguf_tensor *t = lmf_gguf_find_tensor(src, key);
+    if (!t) return 0;
+    *f = (found_tensor){gguf_kind(t->type), lmf_ggml_type_name(t->type), t->n_dims, t->ne[0], t->ne[1], t->data};
+    return 1;
+}
+
+/* Every A and B of l from a file (gguf: llama.cpp's names and ne order, else PEFT's), checked and converted to fp32;
+ * errors name path, the tensor and, for a missing one, hint. */
+static lmf_status read_tensors(lmf_lora *l, const lmf_model_config *cfg, int gguf,
+                               int (*find)(const void *, const char *, found_tensor *), const void *src,
+                               const char *path, const char *hint) {
+    for (int L = 0; L < l->n_layer; L++)
+        for (int k = 0; k < l->n_mod; k++)
+            for (int b = 0; b < 2; b++) {
+                const lmf_lora_module *m = &l->mod[k];
+                char key[KEY_LEN];
+                if (gguf) gguf_key(m, L, b ? "b" : "a", key);
+                else peft_key(cfg, m, L, b ? "B" : "A", key);
+                found_tensor t;
+                if (!find(src, key, &t))
+                    return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s is missing (%s)", path, key, hint);
+                int rows = b ? m->out : l->r, cols = b ? l->r : m->in; /* ggml lists cols first */
+                int e0 = gguf ? cols : rows, e1 = gguf ? rows : cols;
+                if (t.kind < 0)
+                    return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s has %s %s; expected F32, F16 or BF16", path, key,
+                                    gguf ? "ggml type" : "dtype", t.type_name);
+                if (t.ndim != 2 || t.d0 != e0 || t.d1 != e1)
+                    return bad_shape(path, key, gguf ? "ne" : "shape", t.d0, t.d1, e0, e1, l, m, cfg);
+                to_f32(b ? lmf_lora_B(l, L, k) : lmf_lora_A(l, L, k), t.data, (size_t)e0 * e1, t.kind);
+            }
+    /* q / k rows from the file's order into the model's */
+    reorder_in_place(l, cfg, gguf ? gguf_permutes(cfg) : peft_permutes(cfg), !gguf);
+    return LMF_OK;
+}
+
 /* PEFT's rule: a target names a module when it is the module's path or a suffix of it after a dot ("q_proj",
  * "self_attn.q_proj", "model.layers.0.self_attn.q_proj"; PEFT >= 0.20 saves "all-linear" as the full paths). */
 static int peft_matches(const char *path, const char *t) {
@@ -398,37 +458,12 @@ lmf_status lmf_lora_load_peft_files(const char *config_path, const char *tensors
                          targets, lmf_arch_name(cfg->arch));
             goto done;
         }
-    for (int L = 0; L < l->n_layer; L++)
-        for (int k = 0; k < l->n_mod; k++)
-            for (int b = 0; b < 2; b++) {
-                const lmf_lora_module *m = &l->mod[k];
-                char key[KEY_LEN];
-                peft_key(cfg, m, L, b ? "B" : "A", key);
-                const lmf_st_tensor *t = lmf_safetensors_find(st, key);
-                if (!t) {
-                    s = lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s is missing (%s targets %s)", tensors_path, key,
-                                 config_path, targets);
-                    goto done;
-                }
-                int kind = st_kind(t->dtype), e0 = b ? m->out : l->r, e1 = b ? l->r : m->in;
-                if (kind < 0) {
-                    s = lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s has dtype %s; expected F32, F16 or BF16", tensors_path,
-                                 key, lmf_dtype_name(t->dtype));
-                    goto done;
-                }
-                if (t->ndim != 2 || t->shape[0] != e0 || t->shape[1] != e1) {
-                    s = bad_shape(tensors_path, key, "shape", t->shape[0], t->ndim > 1 ? t->shape[1] : 1, e0, e1,
-                                  l, m, cfg);
-                    goto done;
-                }
-                to_f32(b ? lmf_lora_B(l, L, k) : lmf_lora_A(l, L, k), t->data, (size_t)e0 * e1, kind);
-            }
-    reorder_in_place(l, cfg, peft_permutes(cfg), 1);
+    char hint[4400];
+    snprintf(hint, sizeof hint, "%s targets %s", config_path, targets);
+    s = read_tensors(l, cfg, 0, find_st, st, tensors_path, hint);
 done:
     lmf_safetensors_close(st);
-    if (s != LMF_OK) lmf_lora_free(l);
-    else *out = l;
-    return s;
+    return hand_over(l, s, out);
 }
 
 lmf_status lmf_lora_load_peft(const char *dir, const lmf_model_config *cfg, lmf_lora **out) {
@@ -538,33 +573,10 @@ lmf_status lmf_lora_load_gguf(const char *path, const lmf_model_config *cfg, lmf
                          lmf_arch_name(cfg->arch));
             goto done;
         }
-    for (int L = 0; L < l->n_layer; L++)
-        for (int k = 0; k < l->n_mod; k++)
-            for (int b = 0; b < 2; b++) {
-                const lmf_lora_module *m = &l->mod[k];
-                char key[KEY_LEN];
-                gguf_key(m, L, b ? "b" : "a", key);
-                const lmf_gguf_tensor *t = lmf_gguf_find_tensor(g, key);
-                if (!t) {
-                    s = lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s is missing (layer 0 adapts %s)", path, key, targets);
-                    goto done;
-                }
-                int kind = gguf_kind(t->type), e0 = b ? l->r : m->in, e1 = b ? m->out : l->r; /* ggml ne order */
-                if (kind < 0) {
-                    s = lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s has ggml type %s; expected F32, F16 or BF16", path,
-                                 key, lmf_ggml_type_name(t->type));
-                    goto done;
-                }
-                if (t->n_dims != 2 || t->ne[0] != e0 || t->ne[1] != e1) {
-                    s = bad_shape(path, key, "ne", t->ne[0], t->ne[1], e0, e1, l, m, cfg);
-                    goto done;
-                }
-                to_f32(b ? lmf_lora_B(l, L, k) : lmf_lora_A(l, L, k), t->data, (size_t)e0 * e1, kind);
-            }
-    reorder_in_place(l, cfg, gguf_permutes(cfg), 0);
+    char hint[320];
+    snprintf(hint, sizeof hint, "layer 0 adapts %s", targets);
+    s = read_tensors(l, cfg, 1, find_gguf, g, path, hint);
 done:
     lmf_gguf_close(g);
-    if (s != LMF_OK) lmf_lora_free(l);
-    else *out = l;
-    return s;
+    return hand_over(l, s, out);
 }
