@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# LoRA fine-tuning step speed: `lmforge finetune` (GGUF base, F32 and Q8_0) against Hugging Face PEFT + PyTorch
+# (F32 base) on SmolLM2-135M-Instruct, in one run: batch 4 x 512 tokens of {"text"} examples (every position in the
+# loss), LoRA r=16 alpha=32 dropout=0.1 on q_proj,v_proj, AdamW, threads 1 and 2. Prints a markdown table: ms/step
+# (median; a whole step, optimizer included), tokens/s, peak RSS of the process, lmforge/PEFT tokens/s ratio.
+#
+# usage: bench/finetune_bench.sh [THREADS...]          (default: 1 2)
+# env:   BUILD=build  MODELS=$BUILD/models  PYTHON=/work/venv-peft/bin/python if it exists, else python3
+#        (with torch, transformers, peft)  WORK=/tmp/lmforge-finetune-bench  STEPS=6 (lmforge: median of 2..STEPS;
+#        PEFT: 1 warm-up + STEPS-1 timed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+MODELS=${MODELS:-$BUILD/models}
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x /work/venv-peft/bin/python ]; then PYTHON=/work/venv-peft/bin/python; else PYTHON=python3; fi
+fi
+WORK=${WORK:-/tmp/lmforge-finetune-bench}
+STEPS=${STEPS:-6}
+THREADS=("$@")
+[ ${#THREADS[@]} -gt 0 ] || THREADS=(1 2)
+B=4 T=512 R=16 ALPHA=32 DROP=0.1
+F32=$MODELS/SmolLM2-135M-Instruct.F32.gguf
+Q8=$MODELS/SmolLM2-135M-Instruct.Q8_0.gguf
+for f in "$F32" "$Q8"; do [ -f "$f" ] || { echo "missing $f" >&2; exit 2; }; done
+"$PYTHON" -c "import torch, transformers, peft" || { echo "$PYTHON lacks torch / transformers / peft" >&2; exit 2; }
+cmake --build "$BUILD" -j"$(nproc)" --target lmforge > /dev/null
+mkdir -p "$WORK"
+
+# The PEFT side's Hugging Face folder, written by lmforge from the same F32 GGUF.
+[ -f "$WORK/hf/model.safetensors" ] || "$BUILD/lmforge" export "$F32" --to safetensors -o "$WORK/hf" > /dev/null
+# Data: 48 chunks of ~4000 characters (> 512 tokens each) of the King James Bible (Debian bible-kjv), else of
+# this repository's docs.
+DATA=$WORK/data.jsonl
+if [ ! -s "$DATA" ]; then
+  if command -v bible > /dev/null; then bible gen1:1-rev22:21 > "$WORK/text.txt"; else cat docs/*.md > "$WORK/text.txt"; fi
+  "$PYTHON" - "$WORK/text.txt" "$DATA" << 'EOF'
+import json, sys
+words = open(sys.argv[1], encoding="utf-8", errors="replace").read().split()
+out, cur = [], []
+for w in words:
+    cur.append(w)
+    if sum(len(x) + 1 for x in cur) >= 4000:
+        out.append(" ".join(cur)); cur = []
+    if len(out) == 48:
+        break
+with open(sys.argv[2], "w") as f:
+    for t in out:
+        f.write(json.dumps({"text": t}) + "\n")
+EOF
+fi
+
+field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<< "$2"; }
+lmforge_row() { # model threads -> "ms tok_s rss_mib"
+  local dir
+  dir=$WORK/run-$(basename "$1" .gguf)-t$2
+  rm -rf "$dir"
+  /usr/bin/time -f %M -o "$WORK/rss" "$BUILD/lmforge" finetune -m "$1" --data "$DATA" --out-dir "$dir" \
+    --batch-size $B --seq-len $T --max-steps "$STEPS" --eval-every 0 --val-fraction 0 --lora-r $R \
+    --lora-alpha $ALPHA --lora-dropout $DROP --lora-targets q_proj,v_proj --threads "$2" > "$WORK/log" 2>&1 ||
+    { cat "$WORK/log" >&2; exit 1; }
+  local ms
+  ms=$(sed -n 's/.*"step":\([0-9]*\),.*"ms":\([0-9.]*\).*/\1 \2/p' "$dir/metrics.jsonl" |
+       awk '$1 >= 2 {print $2}' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  echo "$ms $(awk -v m="$ms" -v n=$((B * T)) 'BEGIN{printf "%.0f", n*1000/m}') $(( $(cat "$WORK/rss") / 1024 ))"
+}
+
+CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+echo "| impl | base | threads | ms/step | tokens/s | peak RSS MiB | lmforge/PEFT tokens/s |"
+echo "|---|---|---|---|---|---|---|"
+for th in "${THREADS[@]}"; do
+  pt=$("$PYTHON" bench/peft_finetune.py "$WORK/hf" "$DATA" "$th" $B $T $((STEPS - 1)) $R $ALPHA $DROP)
+  pms=$(field ms_per_step "$pt") ptps=$(field tok_per_s "$pt") prss=$(field peak_rss_mib "$pt")
+  vers="torch $(field torch "$pt"), transformers $(field transformers "$pt"), peft $(field peft "$pt"), attn $(field attn "$pt")"
+  for base in F32 Q8_0; do
+    m=$F32; [ $base = Q8_0 ] && m=$Q8
+    read -r ms tps rss <<< "$(lmforge_row "$m" "$th")"
+    echo "| lmforge | $base | $th | $ms | $tps | $rss | $(awk -v a="$tps" -v b="$ptps" 'BEGIN{printf "%.2fx", a/b}') |"
+  done
+  echo "| PEFT + PyTorch | F32 | $th | $pms | ${ptps%.*} | $prss | 1.00x |"
+done
+echo
+echo "CPU: $CPU ($(nproc) cores). B=$B T=$T, LoRA r=$R alpha=$ALPHA dropout=$DROP on q_proj,v_proj; $vers;"
+echo "lmforge $(git rev-parse --short HEAD). lmforge: median of steps 2..$STEPS from metrics.jsonl, peak RSS by"
+echo "/usr/bin/time; PEFT: 1 warm-up + $((STEPS - 1)) timed steps, median, ru_maxrss."
