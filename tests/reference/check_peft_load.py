@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""A LoRA adapter lmforge wrote loads in Hugging Face PEFT and gives lmforge's logits.
+
+For the tiny gpt2 fixture (it carries a tokenizer): `lmforge finetune` trains a LoRA on c_attn,c_proj for 10 steps
+on a generated prompt/completion JSONL; transformers + peft.PeftModel.from_pretrained (float64) then compute the
+logits of a fixed token sequence, and lmforge computes them with the same adapter (tests/reference/peft_logits.c,
+compiled here against build/liblmforge.a). The llama fixture carries no tokenizer, so `lmforge finetune` refuses it;
+there the helper writes an adapter with random A and B on every linear (q/k exercise the rotate_half row order)
+through the same writer, lmf_lora_save_peft. Passes when max |diff| / max |logit| < 1e-4 for both.
+
+Usage: check_peft_load.py --lmforge build/lmforge [--lib build/liblmforge.a] (run with a Python that has torch,
+transformers and peft; not part of ctest)."""
+import argparse, json, os, subprocess, sys, tempfile
+
+import torch
+import transformers, peft
+from transformers import AutoModelForCausalLM
+from peft import PeftModel
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+FIX = os.path.join(HERE, "fixtures", "hf")
+LIBS = ["-lm", "-lpcre2-8", "-lutf8proc", "-lcjson", "-lxxhash", "-lzstd"]
+
+
+def build_helper(lib, out):
+    subprocess.run(["cc", "-O2", "-fopenmp", "-I" + os.path.join(ROOT, "include"), "-I" + os.path.join(ROOT, "src"),
+                    os.path.join(HERE, "peft_logits.c"), lib, *LIBS, "-o", out], check=True)
+
+
+def lmforge_logits(helper, base, adapter, tokens):
+    r = subprocess.run([helper, "logits", base, adapter, *map(str, tokens)], check=True, capture_output=True, text=True)
+    return torch.tensor(json.loads(r.stdout)["logits"], dtype=torch.float64)
+
+
+def peft_logits(base, adapter, tokens):
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float64)
+    model = PeftModel.from_pretrained(model, adapter, dtype=torch.float64).to(torch.float64)
+    model.eval()
+    with torch.no_grad():
+        with_lora = model(torch.tensor([tokens])).logits[0]
+        with model.disable_adapter():
+            without = model(torch.tensor([tokens])).logits[0]
+    return with_lora, without
+
+
+def compare(name, base, adapter, tokens, helper):
+    ours = lmforge_logits(helper, base, adapter, tokens)
+    theirs, plain = peft_logits(base, adapter, tokens)
+    scale = theirs.abs().max().item()
+    rel = (ours - theirs).abs().max().item() / scale
+    effect = (theirs - plain).abs().max().item() / scale
+    ok = rel < 1e-4 and effect > 1e-3  # the adapter must matter, or agreement proves nothing
+    print(f"{name}: {len(tokens)} tokens x {theirs.shape[1]} logits, max |logit| {scale:.4g}, "
+          f"max rel diff lmforge vs PEFT {rel:.3e}, adapter effect {effect:.3e} -> {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lmforge", default=os.path.join(ROOT, "build", "lmforge"))
+    ap.add_argument("--lib", default=os.path.join(ROOT, "build", "liblmforge.a"))
+    a = ap.parse_args()
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}")
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        helper = os.path.join(tmp, "peft_logits")
+        build_helper(a.lib, helper)
+
+        data = os.path.join(tmp, "data.jsonl")
+        with open(data, "w") as f:
+            for i in range(12):
+                f.write(json.dumps({"prompt": f"Question {i}: what is {i} plus {i}?", "completion": f" It is {2 * i}."}) + "\n")
+        gpt2 = os.path.join(FIX, "gpt2")
+        out = os.path.join(tmp, "ft")
+        subprocess.run([a.lmforge, "finetune", "-m", gpt2, "--data", data, "--out-dir", out, "--batch-size", "2",
+                        "--seq-len", "32", "--max-steps", "10", "--lr", "5e-3", "--lora-dropout", "0",
+                        "--lora-targets", "c_attn,c_proj", "--val-fraction", "0", "--threads", "2"],
+                       check=True, stderr=subprocess.DEVNULL)
+        tok = transformers.AutoTokenizer.from_pretrained(gpt2)
+        tokens = tok("Question 3: what is 3 plus 3? It is")["input_ids"]
+        ok &= compare("gpt2 (lmforge finetune, c_attn,c_proj)", gpt2, os.path.join(out, "adapter"), tokens, helper)
+
+        llama = os.path.join(FIX, "llama")
+        lla = os.path.join(tmp, "llama_adapter")
+        subprocess.run([helper, "mkadapter", llama, "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", lla],
+                       check=True)
+        tokens = [1, 5, 9, 17, 33, 2, 40, 63, 0, 12, 7, 21]
+        ok &= compare("llama (random adapter, all linear)", llama, lla, tokens, helper)
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
