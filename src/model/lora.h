@@ -76,4 +76,11 @@ void lmf_session_set_lora(struct lmf_session *s, const lmf_lora *l);
 /* Floats of saved values one layer needs for N rows (r per module and row). */
 size_t lmf_lora_t_floats(const lmf_lora *l, int N);
 
+/* The adapter folded into its base (what PEFT's merge_and_unload does, for export): new weights whose adapted
+ * matrices are fp32 copies of the base's (any type the dequantizers read) plus scale B A, and whose other tensors,
+ * tokenizer and metadata are the base's, shared: the base must outlive them. Free with lmf_lora_merged_free. */
+lmf_status lmf_lora_merge(const lmf_weights *base, const lmf_lora *l, lmf_weights **out);
+/* Frees what lmf_lora_merge made, leaving the base's tokenizer and chat template to the base. */
+void lmf_lora_merged_free(lmf_weights *m);
+
 #endif
