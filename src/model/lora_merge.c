@@ -49,8 +49,8 @@ lmf_status lmf_lora_merge(const lmf_weights *base, const lmf_lora *l, lmf_weight
                 int rows = src->rows, cols = src->cols;
                 if (rows != l->rows[q] || cols != mod->in) {
                     lmf_lora_merged_free(m);
-                    return lmf_fail(LMF_ERR_ARG, "merge: layer %d %s: the model's matrix is %d x %d, the adapter's %d x %d",
-                                    layer, mod->name, rows, cols, l->rows[q], mod->in);
+                    return lmf_fail(LMF_ERR_ARG, "merge: layer %d %s: the model's matrix is %d x %d, the adapter's "
+                                    "%d x %d", layer, mod->name, rows, cols, l->rows[q], mod->in);
                 }
                 float *dst = lmf_weights_alloc(m, (size_t)rows * cols * sizeof(float));
                 for (int i = 0; i < rows; i++) {
