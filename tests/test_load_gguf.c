@@ -5,6 +5,7 @@
  *    interleaved pairs as llama.cpp's converter does, loads back bit-identical (so the un-permute inverts it);
  *  - errors: another architecture, a tensor of the wrong shape, a missing tensor. */
 #include "test_util.h"
+#include "gguf_model.h"
 
 #include "core/status.h"
 
@@ -14,16 +15,6 @@
 
 #include <string.h>
 #include <unistd.h>
-
-/* A GGUF file into the training model: the inference loader, then the fp32 copy (Q/K rows back to rotate_half). */
-static lmf_status load_model(const char *path, int max_batch, int max_seq, lmf_model **out) {
-    lmf_weights *w;
-    *out = NULL;
-    LMF_TRY(lmf_weights_load_gguf(path, &w));
-    lmf_status s = lmf_model_from_weights(w, max_batch, max_seq, 0, out);
-    lmf_weights_free(w);
-    return s;
-}
 
 static uint16_t f2h_exact(float f) { /* only for values exactly representable as normal halves (tests) */
     uint32_t u;

@@ -6,6 +6,7 @@
  *    position, and a 16-token greedy continuation. The reference applies RoPE to the GGUF's q/k rows as stored
  *    (interleaved pairs), so a wrong un-permute in the loader shows up here. */
 #include "test_util.h"
+#include "gguf_model.h"
 
 #include "model/model.h"
 
@@ -16,16 +17,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-
-/* A GGUF file into the training model: the inference loader, then the fp32 copy (Q/K rows back to rotate_half). */
-static lmf_status load_model(const char *path, int max_batch, int max_seq, lmf_model **out) {
-    lmf_weights *w;
-    *out = NULL;
-    LMF_TRY(lmf_weights_load_gguf(path, &w));
-    lmf_status s = lmf_model_from_weights(w, max_batch, max_seq, 0, out);
-    lmf_weights_free(w);
-    return s;
-}
 
 #define LOGITS_FIXTURE LMF_SOURCE_DIR "/tests/reference/smollm2_logits.json"
 #define TOL 1e-3

@@ -2,6 +2,8 @@
  * config parsing with clear errors (.conf and TOML), shard validation, the data loader's determinism, a per-run
  * stop flag, and a library run that prints nothing (its caller's sink gets every line). */
 #include "test_util.h"
+#define TRAIN_FIXTURE_NAME "lmf_test_train"
+#include "train_fixture.h"
 
 #include "io/shard.h"
 #include "io/checkpoint.h"
@@ -13,39 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static char tmpdir[256];
-
-static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", tmpdir, name); }
-
-/* A small shard of structured pseudo-text, so the loss moves. */
-static void write_shard(const char *path, int n, unsigned seed) {
-    lmf_shard_writer w;
-    assert_int_equal(lmf_shard_writer_open(&w, path, 64, 63, LMF_TOKENIZER_BYTES), LMF_OK);
-    srand(seed);
-    for (int i = 0; i < n; i++) {
-        uint32_t t = (uint32_t)((i * 7 + (rand() % 3)) % 60);
-        assert_int_equal(lmf_shard_writer_put(&w, &t, 1), LMF_OK);
-    }
-    assert_int_equal(lmf_shard_writer_close(&w), LMF_OK);
-}
-
-static int setup(void **state) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/lmf_test_train_XXXXXX");
-    if (!mkdtemp(tmpdir)) return -1;
-    char p[512];
-    path_in(p, sizeof p, "train.bin");
-    write_shard(p, 20000, 1);
-    path_in(p, sizeof p, "val.bin");
-    write_shard(p, 3000, 2);
-    return 0;
-}
-
-static int teardown(void **state) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd);
-}
 
 static void tiny_config(lmf_train_config *c, const char *out) {
     lmf_train_config_default(c);

@@ -3,6 +3,8 @@
  * through a capturing sink, the stop flag (set before the run: LMF_ERR_INTERRUPTED and a checkpoint), and resume
  * continuing that checkpoint to the same weights as an uninterrupted run. */
 #include "test_util.h"
+#define TRAIN_FIXTURE_NAME "lmf_test_train_job"
+#include "train_fixture.h"
 
 #include "io/checkpoint.h" /* to compare the weights of two runs */
 #include "io/shard.h"      /* to write the tiny shards */
@@ -12,39 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static char tmpdir[256];
-
-static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", tmpdir, name); }
-
-/* A small byte shard of structured pseudo-text (as test_train.c's), so the loss moves. */
-static void write_shard(const char *path, int n, unsigned seed) {
-    lmf_shard_writer w;
-    assert_int_equal(lmf_shard_writer_open(&w, path, 64, 63, LMF_TOKENIZER_BYTES), LMF_OK);
-    srand(seed);
-    for (int i = 0; i < n; i++) {
-        uint32_t t = (uint32_t)((i * 7 + (rand() % 3)) % 60);
-        assert_int_equal(lmf_shard_writer_put(&w, &t, 1), LMF_OK);
-    }
-    assert_int_equal(lmf_shard_writer_close(&w), LMF_OK);
-}
-
-static int setup(void **state) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/lmf_test_train_job_XXXXXX");
-    if (!mkdtemp(tmpdir)) return -1;
-    char p[512];
-    path_in(p, sizeof p, "train.bin");
-    write_shard(p, 20000, 1);
-    path_in(p, sizeof p, "val.bin");
-    write_shard(p, 3000, 2);
-    return 0;
-}
-
-static int teardown(void **state) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd);
-}
 
 static void set(lmf_train_job *j, const char *option, const char *value) {
     if (lmf_train_job_set(j, option, value) != LMF_OK) fail_msg("set %s = %s: %s", option, value, lmf_last_error());

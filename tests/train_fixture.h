@@ -1,0 +1,48 @@
+/* train_fixture.h — the tiny byte shards the training tests run on: a temp folder holding train.bin (20000
+ * tokens) and val.bin (3000) of structured pseudo-text, so the loss moves. setup/teardown are cmocka group hooks;
+ * the including test names its folder with TRAIN_FIXTURE_NAME. */
+#ifndef LMF_TESTS_TRAIN_FIXTURE_H
+#define LMF_TESTS_TRAIN_FIXTURE_H
+
+#include "test_util.h"
+
+#include "io/shard.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+
+static char tmpdir[256];
+
+static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", tmpdir, name); }
+
+static void write_shard(const char *path, int n, unsigned seed) {
+    lmf_shard_writer w;
+    assert_int_equal(lmf_shard_writer_open(&w, path, 64, 63, LMF_TOKENIZER_BYTES), LMF_OK);
+    srand(seed);
+    for (int i = 0; i < n; i++) {
+        uint32_t t = (uint32_t)((i * 7 + (rand() % 3)) % 60);
+        assert_int_equal(lmf_shard_writer_put(&w, &t, 1), LMF_OK);
+    }
+    assert_int_equal(lmf_shard_writer_close(&w), LMF_OK);
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/%s_XXXXXX", TRAIN_FIXTURE_NAME);
+    if (!mkdtemp(tmpdir)) return -1;
+    char p[512];
+    path_in(p, sizeof p, "train.bin");
+    write_shard(p, 20000, 1);
+    path_in(p, sizeof p, "val.bin");
+    write_shard(p, 3000, 2);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd);
+}
+
+#endif
