@@ -53,6 +53,7 @@ struct lmf_kv_pool {
     float *part;                /* decode attention's per-thread stretches: nthreads x QMV_MAX x (C + NH) */
     float *pv;                  /* nthreads x 4 x hs */
     const lmf_lora *lora;       /* adapters every step applies without merging (lmf_session_set_lora), or NULL */
+    float *lora_t;              /* the adapters' A x rows of a prefill step: lmf_lora_t_floats(lora, NB) */
     float *head_logits;         /* (head_rows, V), grown on demand: a batch step's logits before they go to their
                                    sessions, when the caller gave no buffer */
     int head_rows;
@@ -85,7 +86,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
                              .lora = (lmf_lora *)p->lora};
         /* the norms' outputs and the products added to the residual share p->xn */
         lmf_block_rows r = {p->xn, p->mean, p->rstd, p->qkv, NULL, p->att, p->x, p->xn, p->mean, p->rstd, p->fch,
-                            p->fcact, p->x, p->xn, NULL};
+                            p->fcact, p->x, p->xn, p->lora_t};
         for (int l = 0; l < c->n_layer; l++) lmf_block_forward(&ctx, &w->layers[l], l, p->x, &r);
         if (!nr) return;
         for (int i = 0; i < nr; i++)
@@ -181,11 +182,16 @@ void lmf_kv_pool_free(lmf_kv_pool *p) {
     if (!p) return;
     lmf_free_big(p->kv_mem);
     lmf_free_big(p->mem);
-    LMF_FREE_ALL(p->head_logits, p->free_ids, p);
+    LMF_FREE_ALL(p->head_logits, p->lora_t, p->free_ids, p);
 }
 
 int lmf_kv_pool_blocks(const lmf_kv_pool *p) { return p->n_blocks; }
-void lmf_session_set_lora(lmf_session *s, const lmf_lora *l) { s->pool->lora = l; }
+void lmf_session_set_lora(lmf_session *s, const lmf_lora *l) {
+    lmf_kv_pool *p = s->pool;
+    free(p->lora_t); /* scratch sized for this adapter, made here rather than in every step */
+    p->lora_t = l ? lmf_xmalloc(sizeof(float) * lmf_lora_t_floats(l, NB)) : NULL;
+    p->lora = l;
+}
 int lmf_kv_pool_blocks_free(const lmf_kv_pool *p) { return p->n_free; }
 int lmf_kv_pool_block_size(const lmf_kv_pool *p) { return p->bs; }
 
