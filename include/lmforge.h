@@ -31,6 +31,7 @@ typedef enum {
     LMF_ERR_ARG,         /* a flag, config value or function argument is invalid */
     LMF_ERR_MISMATCH,    /* two valid things do not fit together (checkpoint vs config, data vs vocab) */
     LMF_ERR_INTERRUPTED, /* the job was asked to stop (SIGINT/SIGTERM) and stopped cleanly */
+    LMF_ERR_BUSY,        /* a bounded queue or pool is full right now: try again later (the server's 429 / 503) */
 } lmf_status;
 
 /* Message describing the last failure on this thread ("" if none). */

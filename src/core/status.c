@@ -27,6 +27,7 @@ const char *lmf_status_name(lmf_status s) {
     case LMF_ERR_ARG: return "invalid argument";
     case LMF_ERR_MISMATCH: return "mismatch";
     case LMF_ERR_INTERRUPTED: return "interrupted";
+    case LMF_ERR_BUSY: return "busy";
     }
     return "unknown status";
 }
