@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# `lmforge serve` end to end: refusals of bad flags (no model needed), then a server on a free port with the real
+# SmolLM2-135M-Instruct (skipped, exit 0 with a note, when the model has not been fetched) exercised by
+# tests/serve_openai_test.py through the official `openai` Python client (installed from PyPI into build/pyenv on
+# first use) and raw sockets: chat and completions, streaming or not, usage, stops, seeds, logprobs, errors, 429,
+# metrics, and hostile clients (broken JSON, a 100 MB body, a header flood, a stalled and a vanished stream, 500 idle
+# connections). Finally SIGTERM with a stream in flight: the server ends it and exits 0.
+# Usage: cli_serve.sh path/to/lmforge
+set -uo pipefail
+LMF=$1
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="$(cd "$(dirname "$LMF")" && pwd)"
+SMOL="${LMF_SMOLLM2_GGUF:-$ROOT/build/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
+dir=$(mktemp -d /tmp/lmf_cli_serve_XXXXXX)
+pid=""
+cleanup() {
+  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; [ -f "$dir/server.log" ] && tail -20 "$dir/server.log"; exit 1; }
+
+# refusals need no model
+"$LMF" serve --help | grep -q "usage: lmforge serve" || fail "serve --help"
+"$LMF" serve 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "\-m MODEL is required" "$dir/err.txt" || fail "serve without -m"
+"$LMF" serve -m x --port 70000 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "\-\-port" "$dir/err.txt" || fail "bad --port"
+"$LMF" serve -m x --bogus 1 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "unknown flag --bogus" "$dir/err.txt" || fail "unknown flag"
+env -u LMF_API_KEY "$LMF" serve -m x --host 0.0.0.0 2> "$dir/err.txt"; rc=$?
+[ $rc = 2 ] && grep -q "no API key is set" "$dir/err.txt" || { cat "$dir/err.txt"; fail "open non-loopback bind (rc $rc)"; }
+"$LMF" serve -m x --api-key k --no-auth 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "contradict" "$dir/err.txt" || fail "--no-auth with a key"
+"$LMF" serve -m "$dir/none.gguf" --port 0 2> "$dir/err.txt"; rc=$?
+[ $rc = 1 ] && grep -q "none.gguf" "$dir/err.txt" || { cat "$dir/err.txt"; fail "missing model file (rc $rc)"; }
+
+if [ ! -f "$SMOL" ]; then
+  echo "SKIP: $SMOL not found (scripts/fetch-smollm2.sh); only the refusals were checked"
+  exit 0
+fi
+
+# the official client, in a venv of the build (python3-venv; PyPI)
+PY="$BUILD/pyenv/bin/python"
+if ! "$PY" -c "import openai" 2>/dev/null; then
+  python3 -m venv "$BUILD/pyenv" > "$dir/venv.log" 2>&1 || { cat "$dir/venv.log"; fail "python3 -m venv (Debian: python3-venv)"; }
+  "$BUILD/pyenv/bin/pip" install -q --disable-pip-version-check openai > "$dir/pip.log" 2>&1 ||
+    { tail -5 "$dir/pip.log"; fail "pip install openai"; }
+fi
+
+# a key from a file; 2 sequences at once and a queue of 2, so 12 concurrent requests must meet a 429
+KEY="lmf-test-$RANDOM$RANDOM"
+echo "$KEY" > "$dir/key"
+"$LMF" serve -m "$SMOL" --port 0 --api-key-file "$dir/key" --parallel 2 --max-queue 2 --max-connections 600 \
+  --timeout 5 -c 1024 2> "$dir/server.log" &
+pid=$!
+port=""
+for _ in $(seq 1 300); do
+  grep -q "ready in" "$dir/server.log" && break
+  kill -0 "$pid" 2>/dev/null || fail "the server exited while starting"
+  sleep 0.1
+done
+port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$dir/server.log")
+grep -q "ready in" "$dir/server.log" && [ -n "$port" ] || fail "the server did not become ready"
+
+LMF_URL="http://127.0.0.1:$port" LMF_KEY="$KEY" LMF_BIN="$LMF" LMF_MODEL="$SMOL" LMF_PID="$pid" \
+  timeout 120 "$PY" "$ROOT/tests/serve_openai_test.py" || fail "serve_openai_test.py"
+
+# SIGTERM with a stream in flight: the client sees the stream end, the server exits 0 promptly
+curl -sN "http://127.0.0.1:$port/v1/completions" -H "Authorization: Bearer $KEY" \
+  -d '{"prompt": "Once upon a time", "max_tokens": 900, "stream": true}' > "$dir/stream.txt" &
+cpid=$!
+sleep 1
+kill -TERM "$pid"
+t0=$(date +%s)
+wait "$pid"; rc=$?
+pid=""
+wait "$cpid"
+[ $rc = 0 ] || fail "the server exited with $rc on SIGTERM"
+[ $(( $(date +%s) - t0 )) -le 5 ] || fail "the server took more than 5 s to stop"
+grep -q "SIGTERM: stopping" "$dir/server.log" || fail "no stop message"
+grep -q "^data: " "$dir/stream.txt" || { head -c 300 "$dir/stream.txt"; fail "the in-flight stream got nothing"; }
+echo "cli_serve: ok"
