@@ -405,11 +405,14 @@ def test_header_flood():
 def test_stalled_stream():
     """A client that stops reading mid-stream blocks nobody; once the server's socket buffer is full and nothing moves
     for --timeout seconds, the connection is closed and the request cancelled, though the client never closed."""
-    # 20 alternatives per token make each event ~2 KB, so the stream fills the socket buffers within a few hundred
+    # 20 alternatives per token make each event ~1 KB, so the stream fills the socket buffers (the server bounds its
+    # send buffer) within a few hundred tokens
     body = json.dumps({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 900, "temperature": 0.8,
                        "seed": 1, "logprobs": 20, "stream": True}).encode()
-    s = socket.create_connection((HOST, PORT), timeout=30)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting, so the window stays small
+    s.settimeout(30)
+    s.connect((HOST, PORT))
     s.sendall(head("/v1/completions", len(body)) + body)
     assert s.recv(64).startswith(b"HTTP/1.1 200")
     time.sleep(1.0)  # not reading from here on

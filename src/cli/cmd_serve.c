@@ -211,12 +211,13 @@ int cmd_serve(int argc, char **argv) {
     lmf_sink sink = {.log = log_stderr};
     o.hcfg.sink = &sink;
 
-    /* Every thread started from here on (HTTP, engine) inherits this mask: the signals reach sigwait below only. */
+    /* The HTTP and engine threads start with SIGINT / SIGTERM blocked (they inherit the mask), so the signals reach
+     * this thread only: while the model loads they end the process as usual (nothing to clean up yet, and a load
+     * can take long); once serving, sigwait turns them into an orderly stop. */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     lmf_http *h = NULL;
@@ -226,7 +227,10 @@ int cmd_serve(int argc, char **argv) {
     lmf_chat_template tmpl = {0};
     char idbuf[512];
     lmf_openai_model m = {.id = model_id(&o, idbuf, sizeof idbuf)};
-    if ((st = lmf_http_start(&o.hcfg, &h)) != LMF_OK) goto done;
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    st = lmf_http_start(&o.hcfg, &h);
+    pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
+    if (st != LMF_OK) goto done;
     fprintf(stderr, "lmforge serve: listening on http://%s:%d%s (loading %s)\n", o.hcfg.host, lmf_http_port(h),
             key ? ", API key required" : "", o.model);
 
@@ -244,6 +248,7 @@ int cmd_serve(int argc, char **argv) {
     }
     if (o.lora && (st = cli_open_lora(o.lora, w, o.lora_scale, &lora)) != LMF_OK) goto done;
     if (o.kv_size && (st = kv_positions(o.kv_size, lmf_weights_config(w), &o.ecfg.kv_tokens)) != LMF_OK) goto done;
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     if ((st = lmf_engine_create(w, lora, &o.ecfg, &e)) != LMF_OK) goto done;
     lmf_engine_stats es;
     lmf_engine_get_stats(e, &es);

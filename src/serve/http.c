@@ -46,6 +46,7 @@ struct lmf_http {
     lmf_engine *engine;
     const lmf_openai_model *model;
     atomic_int state;
+    atomic_int starting; /* inside MHD_start_daemon: MHD's messages are logged */
     atomic_int suspended; /* connections suspended now: stop waits for none before MHD_stop_daemon */
     atomic_uint_fast64_t counter;
     uint64_t salt; /* random at start: ids and default seeds differ between runs */
@@ -559,9 +560,24 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
     req_release(r);
 }
 
+/* MHD's own messages: while starting (why a bind failed) only. Once serving, what it reports is clients breaking
+ * off or misbehaving, which every hostile or flaky client would otherwise turn into a log line of ours. */
+/* The kernel's send buffer of a connection, bounded: by default it grows to 4 MiB (tcp_wmem), so a client that stops
+ * reading would hold megabytes of kernel memory per connection and, an SSE stream being small, never make a write
+ * block, so --timeout would never see it stall. 128 KiB (the kernel doubles it) holds hundreds of stream events. */
+#define SEND_BUFFER (128 << 10)
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code) {
+    if (code != MHD_CONNECTION_NOTIFY_STARTED) return;
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int size = SEND_BUFFER;
+    if (info) setsockopt(info->connect_fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+}
+
 static void on_mhd_error(void *cls, const char *fmt, va_list ap) {
     lmf_http *h = cls;
-    if (!h->cfg.sink || !h->cfg.sink->log) return;
+    if (!h->starting || !h->cfg.sink || !h->cfg.sink->log) return;
     char line[512];
     int n = vsnprintf(line, sizeof line, fmt, ap);
     while (n > 0 && n < (int)sizeof line && line[n - 1] == '\n') line[--n] = 0; /* MHD ends its messages in \n */
@@ -615,6 +631,7 @@ lmf_status lmf_http_start(const lmf_http_config *cfg, lmf_http **out) {
     h->started = (long)time(NULL);
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (res->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    h->starting = 1;
     h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, h, /* first, so that it catches everything */
                             MHD_OPTION_SOCK_ADDR, res->ai_addr,
@@ -623,8 +640,10 @@ lmf_status lmf_http_start(const lmf_http_config *cfg, lmf_http **out) {
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
                             MHD_OPTION_END);
+    h->starting = 0;
     freeaddrinfo(res);
     if (!h->d) {
         lmf_http_stop(h);
