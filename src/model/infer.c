@@ -233,6 +233,7 @@ lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out
 }
 
 void lmf_kv_pool_ref(lmf_kv_pool *p, int block) { p->refs[block]++; }
+int lmf_kv_pool_block_refs(const lmf_kv_pool *p, int block) { return p->refs[block]; }
 
 void lmf_kv_pool_unref(lmf_kv_pool *p, int block) {
     if (--p->refs[block] == 0) p->free_ids[p->n_free++] = block;

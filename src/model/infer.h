@@ -36,5 +36,6 @@ lmf_status lmf_session_adopt(lmf_session *s, const int *blocks, int n);
 /* Takes / drops a reference on a block; the last drop frees it. */
 void lmf_kv_pool_ref(lmf_kv_pool *p, int block);
 void lmf_kv_pool_unref(lmf_kv_pool *p, int block);
+int lmf_kv_pool_block_refs(const lmf_kv_pool *p, int block);
 
 #endif
