@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 static const char *USAGE =
     "usage: lmforge serve -m MODEL [flags]\n\n"
@@ -157,21 +156,6 @@ static void log_stderr(void *ctx, lmf_log_level level, const char *line) {
     fprintf(stderr, "[%s] %s%s\n", ts, level == LMF_LOG_WARN ? "warning: " : "", line);
 }
 
-/* -t N: OpenMP's thread count is per thread, and the engine's steps run on a thread of its own that does not
- * inherit omp_set_num_threads from this one; only OMP_NUM_THREADS, read when the OpenMP runtime starts, reaches it.
- * So with -t the process re-executes itself once with OMP_NUM_THREADS=N. argv is main's (the command at argv[1]). */
-static void apply_threads(int n, char **argv) {
-    char want[16];
-    snprintf(want, sizeof want, "%d", n);
-    const char *have = getenv("OMP_NUM_THREADS");
-    omp_set_num_threads(n);
-    if (have && !strcmp(have, want)) return;
-    setenv("OMP_NUM_THREADS", want, 1);
-    execv("/proc/self/exe", argv);
-    fprintf(stderr, "lmforge serve: warning: could not re-execute with OMP_NUM_THREADS=%d (%s); -t applies to the "
-            "HTTP side only\n", n, strerror(errno));
-}
-
 /* The id the model goes by: --model-name, else the path's last component. */
 static const char *model_id(const serve_opts *o, char *buf, size_t cap) {
     if (o->model_name) return o->model_name;
@@ -190,7 +174,8 @@ int cmd_serve(int argc, char **argv) {
         fputs(USAGE, r < 0 ? stdout : stderr);
         return r < 0 ? 0 : 2;
     }
-    if (o.threads > 0) apply_threads(o.threads, argv - 1);
+    /* the engine thread takes the creating thread's setting (lmf_engine_create reads omp_get_max_threads) */
+    if (o.threads > 0) omp_set_num_threads(o.threads);
 
     lmf_status st;
     const char *key;
