@@ -31,17 +31,18 @@ env -u LMF_API_KEY "$LMF" serve -m x --host 0.0.0.0 2> "$dir/err.txt"; rc=$?
 "$LMF" serve -m "$dir/none.gguf" --port 0 2> "$dir/err.txt"; rc=$?
 [ $rc = 1 ] && grep -q "none.gguf" "$dir/err.txt" || { cat "$dir/err.txt"; fail "missing model file (rc $rc)"; }
 
-# while the model loads (here: a FIFO nobody writes, so the load blocks) the port answers: /health 503 "loading",
-# the API 503; a signal ends the process
+# while the model loads (here: a FIFO nobody writes, so the load blocks) the port answers: /health 503 "loading"
+# (open), the API 401 without the key ($LMF_API_KEY here) and 503 with it; a signal ends the process
 mkfifo "$dir/slow.gguf"
-"$LMF" serve -m "$dir/slow.gguf" --port 0 2> "$dir/load.log" &
+LMF_API_KEY=envkey "$LMF" serve -m "$dir/slow.gguf" --port 0 2> "$dir/load.log" &
 pid=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$dir/load.log" && break; sleep 0.05; done
 port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$dir/load.log")
 [ -n "$port" ] || { cat "$dir/load.log"; fail "no listening line while loading"; }
 [ "$(curl -s -o "$dir/h.json" -w '%{http_code}' "http://127.0.0.1:$port/health")" = 503 ] &&
   grep -q '"status":"loading"' "$dir/h.json" || fail "/health while loading"
-[ "$(curl -s -o "$dir/m.json" -w '%{http_code}' "http://127.0.0.1:$port/v1/models")" = 503 ] &&
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/models")" = 401 ] || fail "no key while loading"
+[ "$(curl -s -o "$dir/m.json" -w '%{http_code}' -H "Authorization: Bearer envkey" "http://127.0.0.1:$port/v1/models")" = 503 ] &&
   grep -q '"code":"model_loading"' "$dir/m.json" || fail "/v1/models while loading"
 kill -TERM "$pid"
 for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
