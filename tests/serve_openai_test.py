@@ -441,6 +441,24 @@ def test_vanished_stream():
     assert metric("lmforge_generation_tokens_total") - before < 900  # cancelled requests add nothing
 
 
+def test_vanished_waiter():
+    """A client that closes while its whole (non-streaming) reply is generated: the request is cancelled at the next
+    token, not run to max_tokens."""
+    before = metric("lmforge_generation_tokens_total")
+    body = json.dumps({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 900, "temperature": 0.8,
+                       "seed": 3}).encode()
+    s = socket.create_connection((HOST, PORT), timeout=10)
+    s.sendall(head("/v1/completions", len(body)) + body)
+    time.sleep(0.5)
+    s.close()
+    deadline = time.time() + 15
+    while time.time() < deadline and metric("lmforge_requests_running") > 0:
+        time.sleep(0.2)
+    assert metric("lmforge_requests_running") == 0
+    assert metric("lmforge_generation_tokens_total") - before < 900
+    assert metric('lmforge_http_requests_total{code="499"}') >= 1
+
+
 def test_idle_connections():
     rss0 = rss_kib(PID)
     socks = []
@@ -463,7 +481,7 @@ def test_idle_connections():
 
 TESTS = [test_models_and_health, test_auth, test_chat, test_completion, test_stop_strings, test_seed, test_logprobs,
          test_bad_requests, test_tokenize_detokenize, test_busy, test_metrics, test_broken_json, test_huge_body,
-         test_header_flood, test_stalled_stream, test_vanished_stream, test_idle_connections]
+         test_header_flood, test_stalled_stream, test_vanished_stream, test_vanished_waiter, test_idle_connections]
 
 if __name__ == "__main__":
     only = sys.argv[1:]

@@ -10,7 +10,8 @@
  * engine's last event; a stream's content reader suspends when it has nothing to send and is resumed by the next
  * event. The decision to suspend and the engine's check whether to resume both happen under the request's mutex, so
  * no wake-up is lost. MHD does not time out or notice disconnects of suspended connections: a stream is resumed at
- * every token, so a vanished client is found within one token; a non-streaming one only when its reply is ready. */
+ * every token, so a vanished client is found within one token (its write fails); for a whole reply the engine's
+ * callback peeks at the socket at every token (peer_closed). */
 #include "serve/http.h"
 
 #include "core/status.h"
@@ -22,6 +23,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -115,6 +117,7 @@ typedef struct {
     lmf_openai_reply reply;
     uint64_t id;
     int submitted, waiting, ended, client_left;
+    int fd; /* the connection's socket: the engine thread peeks at it while the connection is suspended */
     lmf_openai_error error; /* the engine's ERROR, once drained */
     int failed;
     lmf_engine_event done; /* DONE's numbers, for the log */
@@ -127,6 +130,7 @@ typedef struct {
     int finished;  /* the engine sent its last event (DONE or ERROR) */
     int gone;      /* the client left: the callback asks the engine to cancel */
     int suspended; /* the connection is suspended and waits for the engine */
+    int hung_up;   /* the client closed while its whole reply was being generated */
 } req;
 
 static void log_line(lmf_http *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -150,6 +154,8 @@ static req *req_new(lmf_http *h, struct MHD_Connection *mc, const char *method, 
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->url, sizeof r->url, "%s", url);
     pthread_mutex_init(&r->mu, NULL);
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    r->fd = info ? info->connect_fd : -1;
     return r;
 }
 
@@ -195,10 +201,27 @@ static void req_release(req *r) {
 
 /* ---- the engine's side: runs on the engine thread, copies and wakes ---------------------------------------------- */
 
+/* Whether the peer has closed its end (or reset): a zero-timeout poll, cheap next to a decode step. MHD watches no
+ * suspended connection, so a client waiting for a whole reply would otherwise be found gone only after it. As Go's
+ * net/http does, a half-close counts as leaving; HTTP clients do not half-close while they wait for a reply. */
+static int peer_closed(int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static int on_event(void *ctx, const lmf_engine_event *ev) {
     req *r = ctx;
     pthread_mutex_lock(&r->mu);
     if (r->gone) {
+        pthread_mutex_unlock(&r->mu);
+        return 1;
+    }
+    /* suspended: MHD keeps the socket open until the connection is resumed, so the fd is still this client's */
+    if (!r->q.stream && r->suspended && ev->kind == LMF_ENGINE_TOKEN && peer_closed(r->fd)) {
+        r->hung_up = r->gone = r->finished = 1; /* no event follows: the engine cancels on our non-zero return */
+        r->suspended = 0;
+        atomic_fetch_sub(&r->h->suspended, 1);
+        MHD_resume_connection(r->mc);
         pthread_mutex_unlock(&r->mu);
         return 1;
     }
@@ -354,6 +377,8 @@ static enum MHD_Result not_ready(req *r) {
 
 /* A whole reply once the engine is done with it. */
 static enum MHD_Result finish_waiting(req *r) {
+    if (r->hung_up) /* nobody will read it; nginx's code for it, for the log and the metrics */
+        return fail(r, 499, NULL, "client_closed", "the client closed the connection before the reply was ready");
     drain(r);
     if (r->failed) return respond_error(r, &r->error);
     return respond_json(r, 200, lmf_openai_reply_json(&r->reply));

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const int CODES[LMF_METRICS_CODES] = {200, 400, 401, 404, 405, 413, 429, 431, 500, 503, 0, 0};
+static const int CODES[LMF_METRICS_CODES] = {200, 400, 401, 404, 405, 413, 429, 499, 500, 503, 0, 0};
 
 /* Latencies of a small model on a CPU span ~1 ms per token to tens of seconds to a first token under load. */
 static const double BOUNDS[LMF_METRICS_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
