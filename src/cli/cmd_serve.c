@@ -12,11 +12,14 @@
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *USAGE =
     "usage: lmforge serve -m MODEL [flags]\n\n"
@@ -156,6 +159,24 @@ static void log_stderr(void *ctx, lmf_log_level level, const char *line) {
     fprintf(stderr, "[%s] %s%s\n", ts, level == LMF_LOG_WARN ? "warning: " : "", line);
 }
 
+/* Signals: SIGINT / SIGTERM are blocked in every thread (set before any starts, so the HTTP, engine and OpenMP
+ * threads all inherit it) and taken by this thread alone. While the model loads a signal ends the process at once
+ * (nothing to clean up, and a load can take long); once serving it wakes the main thread for an orderly stop. */
+static sem_t stop_sem;
+static atomic_int serving, stop_signal;
+
+static void *signal_thread(void *arg) {
+    int sig = 0;
+    sigwait(arg, &sig);
+    if (!atomic_load(&serving)) {
+        fprintf(stderr, "lmforge serve: %s while loading: exiting\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        _exit(128 + sig);
+    }
+    atomic_store(&stop_signal, sig);
+    sem_post(&stop_sem);
+    return NULL;
+}
+
 /* The id the model goes by: --model-name, else the path's last component. */
 static const char *model_id(const serve_opts *o, char *buf, size_t cap) {
     if (o->model_name) return o->model_name;
@@ -196,14 +217,16 @@ int cmd_serve(int argc, char **argv) {
     lmf_sink sink = {.log = log_stderr};
     o.hcfg.sink = &sink;
 
-    /* The HTTP and engine threads start with SIGINT / SIGTERM blocked (they inherit the mask), so the signals reach
-     * this thread only: while the model loads they end the process as usual (nothing to clean up yet, and a load
-     * can take long); once serving, sigwait turns them into an orderly stop. */
-    sigset_t sigs;
+    static sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    sem_init(&stop_sem, 0, 0);
+    pthread_t sig_th;
+    pthread_create(&sig_th, NULL, signal_thread, &sigs);
+    pthread_detach(sig_th);
 
     lmf_http *h = NULL;
     lmf_weights *w = NULL;
@@ -212,10 +235,7 @@ int cmd_serve(int argc, char **argv) {
     lmf_chat_template tmpl = {0};
     char idbuf[512];
     lmf_openai_model m = {.id = model_id(&o, idbuf, sizeof idbuf)};
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    st = lmf_http_start(&o.hcfg, &h);
-    pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
-    if (st != LMF_OK) goto done;
+    if ((st = lmf_http_start(&o.hcfg, &h)) != LMF_OK) goto done;
     fprintf(stderr, "lmforge serve: listening on http://%s:%d%s (loading %s)\n", o.hcfg.host, lmf_http_port(h),
             key ? ", API key required" : "", o.model);
 
@@ -233,7 +253,6 @@ int cmd_serve(int argc, char **argv) {
     }
     if (o.lora && (st = cli_open_lora(o.lora, w, o.lora_scale, &lora)) != LMF_OK) goto done;
     if (o.kv_size && (st = kv_positions(o.kv_size, lmf_weights_config(w), &o.ecfg.kv_tokens)) != LMF_OK) goto done;
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     if ((st = lmf_engine_create(w, lora, &o.ecfg, &e)) != LMF_OK) goto done;
     lmf_engine_stats es;
     lmf_engine_get_stats(e, &es);
@@ -245,15 +264,15 @@ int cmd_serve(int argc, char **argv) {
     m.n_ctx = es.n_ctx;
     lmf_http_set_model(h, e, &m);
     e = NULL; /* the server owns it now */
+    atomic_store(&serving, 1);
     clock_gettime(CLOCK_MONOTONIC, &ts1);
     fprintf(stderr, "lmforge serve: ready in %.1f s: model '%s' (%s template%s), context %d, %d sequences at once, "
             "KV cache %d blocks of %d positions\n", (double)(ts1.tv_sec - ts0.tv_sec) + 1e-9 * (ts1.tv_nsec - ts0.tv_nsec),
             m.id, lmf_chat_format_name(tmpl.format), lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks,
             es.kv_block_size);
 
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    fprintf(stderr, "lmforge serve: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    while (sem_wait(&stop_sem) != 0) continue; /* EINTR */
+    fprintf(stderr, "lmforge serve: %s: stopping\n", atomic_load(&stop_signal) == SIGINT ? "SIGINT" : "SIGTERM");
 done:
     lmf_http_stop(h); /* and the engine it owns */
     if (e) lmf_engine_free(e);
