@@ -147,6 +147,8 @@ def test_chat():
     assert text == c.message.content, (text, c.message.content)
     assert chunks[-2].choices[0].finish_reason == c.finish_reason
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == r.usage.completion_tokens
+    # the second time, the prompt's whole KV blocks come from the prefix cache
+    assert chunks[-1].usage.prompt_tokens_details.cached_tokens > 0, chunks[-1].usage
     assert all(ch.usage is None for ch in chunks[:-1]) and all(ch.id == chunks[0].id for ch in chunks)
     # content as a list of text parts reads as the string
     parts = [{"role": "system", "content": SYSTEM},
@@ -201,6 +203,26 @@ def test_seed():
     ref = generate_cli("Once upon a time", "-n", "20", "--temp", "0.9", "--seed", "7")
     if a != ref:
         print(f"  note: seeded sample differs from lmforge generate: {a!r} vs {ref!r}")
+
+
+def test_concurrent_invariance():
+    """A request gives the same tokens and logprobs alone as beside another one running (batch invariance, through
+    the HTTP layer: events are neither lost nor mixed between requests)."""
+    kw = dict(model=MODEL, prompt="Once upon a time", max_tokens=24, temperature=0.9, seed=11, logprobs=2)
+    alone = client.completions.create(**kw).choices[0]
+    results = {}
+
+    def run(name, **extra):
+        results[name] = client.completions.create(**dict(kw, **extra)).choices[0]
+    threads = [threading.Thread(target=run, args=("a",)),
+               threading.Thread(target=run, args=("b",), kwargs={"prompt": "The capital of France is", "seed": 5})]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results["a"].text == alone.text, (results["a"].text, alone.text)
+    assert results["a"].logprobs.token_logprobs == alone.logprobs.token_logprobs
+    assert results["b"].text != alone.text
 
 
 def test_logprobs():
@@ -479,7 +501,8 @@ def test_idle_connections():
     assert rss1 - rss0 < 64 * 1024, f"RSS grew by {rss1 - rss0} KiB with 500 idle connections"
 
 
-TESTS = [test_models_and_health, test_auth, test_chat, test_completion, test_stop_strings, test_seed, test_logprobs,
+TESTS = [test_models_and_health, test_auth, test_chat, test_completion, test_stop_strings, test_seed, test_concurrent_invariance,
+         test_logprobs,
          test_bad_requests, test_tokenize_detokenize, test_busy, test_metrics, test_broken_json, test_huge_body,
          test_header_flood, test_stalled_stream, test_vanished_stream, test_vanished_waiter, test_idle_connections]
 
