@@ -266,9 +266,9 @@ int cmd_serve(int argc, char **argv) {
     e = NULL; /* the server owns it now */
     atomic_store(&serving, 1);
     clock_gettime(CLOCK_MONOTONIC, &ts1);
+    double load_s = (double)(ts1.tv_sec - ts0.tv_sec) + 1e-9 * (double)(ts1.tv_nsec - ts0.tv_nsec);
     fprintf(stderr, "lmforge serve: ready in %.1f s: model '%s' (%s template%s), context %d, %d sequences at once, "
-            "KV cache %d blocks of %d positions\n", (double)(ts1.tv_sec - ts0.tv_sec) + 1e-9 * (ts1.tv_nsec - ts0.tv_nsec),
-            m.id, lmf_chat_format_name(tmpl.format), lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks,
+            "KV cache %d blocks of %d positions\n", load_s, m.id, lmf_chat_format_name(tmpl.format), lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks,
             es.kv_block_size);
 
     while (sem_wait(&stop_sem) != 0) continue; /* EINTR */

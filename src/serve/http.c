@@ -633,7 +633,7 @@ int lmf_http_host_is_loopback(const char *host) {
 
 lmf_status lmf_http_start(const lmf_http_config *cfg, lmf_http **out) {
     *out = NULL;
-    if (cfg->port < 0 || cfg->port > 65535) return lmf_fail(LMF_ERR_ARG, "--port: %d is not a port (0..65535)", cfg->port);
+    LMF_REQUIRE_ARG(cfg->port >= 0 && cfg->port <= 65535, "--port: %d is not a port (0..65535)", cfg->port);
     LMF_REQUIRE_ARG(cfg->max_body > 0, "--max-body: must be at least 1 byte");
     LMF_REQUIRE_ARG(cfg->max_header >= 1024, "--max-header: must be at least 1024 bytes, got %zu", cfg->max_header);
     LMF_REQUIRE_ARG(cfg->max_connections >= 1, "--max-connections: must be at least 1, got %d", cfg->max_connections);

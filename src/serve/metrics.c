@@ -74,7 +74,8 @@ static void metric(lmf_text *out, const char *name, const char *type, const char
 
 static void hist_render(lmf_text *out, const char *name, const char *help, const lmf_histogram *h) {
     metric(out, name, "histogram", help);
-    for (int i = 0; i < LMF_METRICS_BUCKETS; i++) put(out, "%s_bucket{le=\"%g\"} %ld\n", name, h->bounds[i], h->counts[i]);
+    for (int i = 0; i < LMF_METRICS_BUCKETS; i++)
+        put(out, "%s_bucket{le=\"%g\"} %ld\n", name, h->bounds[i], h->counts[i]);
     put(out, "%s_bucket{le=\"+Inf\"} %ld\n%s_sum %.6f\n%s_count %ld\n", name, h->count, name, h->sum, name, h->count);
 }
 

@@ -109,8 +109,8 @@ static cJSON *parse_object(const char *body, size_t len, lmf_openai_error *err) 
     for (const char *p = end; p < body + len; p++)
         if (!strchr(" \t\r\n", *p)) {
             cJSON_Delete(j);
-            lmf_openai_error_set(err, 400, NULL, "invalid_json", "the body has bytes after its JSON value (at byte %zu)",
-                                 (size_t)(p - body));
+            lmf_openai_error_set(err, 400, NULL, "invalid_json",
+                                 "the body has bytes after its JSON value (at byte %zu)", (size_t)(p - body));
             return NULL;
         }
     if (!cJSON_IsObject(j)) {
@@ -165,8 +165,8 @@ static int want_int(const cJSON *j, const char *name, double lo, double hi, doub
                                     cJSON_IsNumber(j) ? "a fraction" : type_name(j));
     double x = j->valuedouble;
     if (x < lo || x > hi)
-        return lmf_openai_error_set(err, 400, name, "invalid_value", "%s: expected an integer in [%.0f, %.0f], got %.0f",
-                                    name, lo, hi, x);
+        return lmf_openai_error_set(err, 400, name, "invalid_value",
+                                    "%s: expected an integer in [%.0f, %.0f], got %.0f", name, lo, hi, x);
     *out = x;
     return 0;
 }
@@ -416,8 +416,8 @@ static int parse_common(const cJSON *root, lmf_openai_kind kind, lmf_openai_requ
     if ((j = field(root, "n"))) {
         if (want_int(j, "n", 1, 1 << 30, &x, err)) return 400;
         if (x != 1)
-            return lmf_openai_error_set(err, 400, "n", "invalid_value", "n: lmforge returns one choice (n = 1), got %.0f",
-                                        x);
+            return lmf_openai_error_set(err, 400, "n", "invalid_value",
+                                        "n: lmforge returns one choice (n = 1), got %.0f", x);
     }
     if ((j = field(root, "stream")) && want_bool(j, "stream", &r->stream, err)) return 400;
     if ((j = field(root, "stream_options"))) {
@@ -467,9 +467,11 @@ int lmf_openai_parse(const lmf_openai_model *m, lmf_openai_kind kind, const char
     if (!rc) rc = parse_common(root, kind, out, err);
     if (!rc) {
         const char *name = kind == LMF_OPENAI_CHAT ? "messages" : "prompt";
-        if (!(j = field(root, name))) rc = lmf_openai_error_set(err, 400, name, "missing_field", "%s is required", name);
-        else rc = kind == LMF_OPENAI_CHAT ? parse_messages(m, j, &out->prompt, err)
-                                          : parse_prompt(m, j, &out->prompt, err);
+        if (!(j = field(root, name)))
+            rc = lmf_openai_error_set(err, 400, name, "missing_field", "%s is required", name);
+        else
+            rc = kind == LMF_OPENAI_CHAT ? parse_messages(m, j, &out->prompt, err)
+                                         : parse_prompt(m, j, &out->prompt, err);
     }
     cJSON_Delete(root);
     if (rc) return rc;
@@ -712,7 +714,8 @@ static void stream_piece(lmf_openai_reply *r, const char *text, size_t len, cons
         cJSON_AddItemToObject(choice, "text", utf8_string(text, len));
         if (lp) {
             cJSON *l = cJSON_AddObjectToObject(choice, "logprobs"), *tokens = cJSON_AddArrayToObject(l, "tokens");
-            cJSON *values = cJSON_AddArrayToObject(l, "token_logprobs"), *tops = cJSON_AddArrayToObject(l, "top_logprobs");
+            cJSON *values = cJSON_AddArrayToObject(l, "token_logprobs");
+            cJSON *tops = cJSON_AddArrayToObject(l, "top_logprobs");
             completion_logprob(r, tok, tokens, values, tops, cJSON_AddArrayToObject(l, "text_offset"));
         } else {
             cJSON_AddNullToObject(choice, "logprobs");
