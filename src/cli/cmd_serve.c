@@ -37,7 +37,7 @@ static const char *USAGE =
     "      --parallel N        sequences running at once [16]\n"
     "      --kv-size N[MiB]    KV cache: positions in all, or its size in MiB [parallel x 2048]\n"
     "  -c, --ctx-size N        one sequence (prompt + reply) at most [the model's context, capped by the KV cache]\n"
-    "      --max-queue N       requests waiting for a slot at most; more get 429 [64]\n"
+    "      --max-queue N       requests waiting for a slot at most (0: none); more get 429 [64]\n"
     "      --chunk N           prompt tokens per prefill step [256]\n"
     "http\n"
     "      --host ADDR         address to bind [127.0.0.1]\n"
