@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `lmforge serve` end to end: refusals of bad flags (no model needed), then a server on a free port with the real
+# `lmforge serve` end to end: refusals of bad flags, /health while the model loads, a LoRA adapter served unmerged
+# (on the tiny gpt2 fixture), then a server on a free port with the real
 # SmolLM2-135M-Instruct (skipped, exit 0 with a note, when the model has not been fetched) exercised by
 # tests/serve_openai_test.py through the official `openai` Python client (installed from PyPI into build/pyenv on
 # first use) and raw sockets: chat and completions, streaming or not, usage, stops, seeds, logprobs, errors, 429,
@@ -48,6 +49,33 @@ kill -TERM "$pid"
 for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$pid" 2>/dev/null && fail "SIGTERM did not end a server that is loading"
 wait "$pid"; pid=""
+
+# --lora: an adapter trained for a few steps on the tiny Hugging Face gpt2 fixture (it carries a tokenizer), served
+# unmerged; the greedy completion equals `generate --lora`'s and differs from the base model's
+FIX="$ROOT/tests/reference/fixtures/hf/gpt2"
+for i in $(seq 0 7); do printf '{"prompt": "Q%d: %d plus %d?", "completion": " It is %d."}\n' $i $i $i $((2 * i)); done > "$dir/ft.jsonl"
+"$LMF" finetune -m "$FIX" --data "$dir/ft.jsonl" --batch-size 2 --seq-len 32 --max-steps 8 --lr 1e-2 \
+  --lora-targets c_attn,c_fc --threads 2 --out-dir "$dir/ft" > "$dir/ft.log" 2>&1 || { tail "$dir/ft.log"; fail "finetune"; }
+prompt="Q3: 3 plus 3?"
+"$LMF" generate -m "$FIX" -p "$prompt" -n 8 --temp 0 --lora "$dir/ft/adapter" > "$dir/ref.txt" 2>/dev/null || fail "generate --lora"
+"$LMF" generate -m "$FIX" -p "$prompt" -n 8 --temp 0 > "$dir/base.txt" 2>/dev/null || fail "generate"
+"$LMF" serve -m "$FIX" --lora "$dir/ft/adapter" --port 0 --parallel 1 -c 64 2> "$dir/lora.log" &
+pid=$!
+for _ in $(seq 1 100); do grep -q "ready in" "$dir/lora.log" && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+grep -q "ready in" "$dir/lora.log" && grep -q "LoRA" "$dir/lora.log" || { cat "$dir/lora.log"; fail "serve --lora"; }
+port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$dir/lora.log")
+curl -s "http://127.0.0.1:$port/v1/completions" -d "{\"prompt\": \"$prompt\", \"max_tokens\": 8, \"temperature\": 0}" \
+  > "$dir/lora.json" || fail "completion with --lora"
+python3 - "$dir" "$prompt" <<'PY' || fail "the served adapter's completion differs from generate --lora's"
+import json, sys
+d, prompt = sys.argv[1], sys.argv[2]
+text = json.load(open(d + "/lora.json"))["choices"][0]["text"]
+ref = open(d + "/ref.txt", "rb").read().decode("utf-8", "replace")[len(prompt):-1]  # generate: prompt, text, "\n"
+base = open(d + "/base.txt", "rb").read().decode("utf-8", "replace")[len(prompt):-1]
+print(repr(text), repr(ref), repr(base))
+sys.exit(0 if text == ref and text != base else 1)
+PY
+kill -TERM "$pid"; wait "$pid"; pid=""
 
 if [ ! -f "$SMOL" ]; then
   echo "SKIP: $SMOL not found (scripts/fetch-smollm2.sh); only the refusals were checked"

@@ -478,6 +478,9 @@ def test_vanished_waiter():
         time.sleep(0.2)
     assert metric("lmforge_requests_running") == 0
     assert metric("lmforge_generation_tokens_total") - before < 900
+    deadline = time.time() + 5  # counted once the HTTP thread has closed the connection
+    while time.time() < deadline and metric('lmforge_http_requests_total{code="499"}') < 1:
+        time.sleep(0.1)
     assert metric('lmforge_http_requests_total{code="499"}') >= 1
 
 

@@ -418,10 +418,21 @@ static void test_error_json_and_utf8(void **state) {
     assert_string_equal(json, "{\"error\":{\"message\":\"no key\",\"type\":\"authentication_error\",\"param\":null,"
                               "\"code\":\"invalid_api_key\"}}");
     free(json);
-    lmf_text t = {0};
-    lmf_openai_put_utf8(&t, "a\xC3\xA9\xFF" "b\xE2\x82", 7);
-    assert_string_equal(t.data, "a\xC3\xA9\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD");
-    free(t.data);
+    /* one U+FFFD per maximal subpart, as Python's bytes.decode("utf-8", "replace") */
+    struct {
+        const char *in, *out;
+    } cases[] = {{"a\xC3\xA9\xFF" "b\xE2\x82", "a\xC3\xA9\xEF\xBF\xBD" "b\xEF\xBF\xBD"},
+                 {"\x80\x80", "\xEF\xBF\xBD\xEF\xBF\xBD"},
+                 {"\xE0\x80\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* overlong: E0 takes A0..BF only */
+                 {"\xF0\x9F\x99x", "\xEF\xBF\xBDx"},
+                 {"\xED\xA0\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* a surrogate */
+                 {"\xF0\x9F\x99\x82", "\xF0\x9F\x99\x82"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lmf_text t = {0};
+        lmf_openai_put_utf8(&t, cases[i].in, strlen(cases[i].in));
+        assert_string_equal(t.data, cases[i].out);
+        free(t.data);
+    }
 }
 
 int main(void) {

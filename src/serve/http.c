@@ -183,6 +183,10 @@ static void req_release(req *r) {
         pthread_mutex_lock(&r->mu);
         pthread_mutex_unlock(&r->mu);
     }
+    if (r->hung_up && !r->responded) { /* MHD saw the close itself on resuming, before our handler could answer */
+        r->responded = 1, r->status = 499;
+        lmf_metrics_count(&h->metrics, 499);
+    }
     double dt = now_s() - r->t0;
     if (r->submitted && r->done.kind == LMF_ENGINE_DONE)
         log_line(h, "%s %s %d %.3fs prompt %d (cached %d) gen %d, ttft %.3fs, %.1f tokens/s%s", r->method, r->url,

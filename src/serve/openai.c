@@ -38,6 +38,23 @@ int lmf_openai_error_set(lmf_openai_error *e, int status, const char *param, con
     return status;
 }
 
+/* Bytes at s (not a valid character) that one U+FFFD replaces: the maximal subpart of a character, as Unicode
+ * recommends and Python's and browsers' decoders do (a lead byte and the continuation bytes it may take, so "\xE2\x82"
+ * cut short is one replacement, a stray continuation byte one each). */
+static size_t invalid_run(const uint8_t *s, size_t n) {
+    uint8_t c = s[0];
+    size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 1;
+    uint8_t lo = 0x80, hi = 0xBF; /* the second byte's range after this lead */
+    if (c == 0xE0) lo = 0xA0;
+    else if (c == 0xED) hi = 0x9F;
+    else if (c == 0xF0) lo = 0x90;
+    else if (c == 0xF4) hi = 0x8F;
+    size_t k = 1;
+    if (need > 1 && k < n && s[k] >= lo && s[k] <= hi)
+        for (k = 2; k < need && k < n && (s[k] & 0xC0) == 0x80; k++) continue;
+    return k;
+}
+
 void lmf_openai_put_utf8(lmf_text *out, const char *s, size_t n) {
     size_t i = 0, run = 0; /* run: start of the valid bytes not yet copied */
     while (i < n) {
@@ -49,7 +66,8 @@ void lmf_openai_put_utf8(lmf_text *out, const char *s, size_t n) {
         }
         lmf_text_push(out, s + run, i - run);
         lmf_text_push(out, "\xEF\xBF\xBD", 3);
-        run = ++i;
+        i += invalid_run((const uint8_t *)s + i, n - i);
+        run = i;
     }
     lmf_text_push(out, s + run, n - run);
 }
