@@ -3,7 +3,7 @@
 llama-server), for bench/serve_bench.sh. Python standard library only: asyncio, raw HTTP/1.1 over asyncio streams,
 server-sent events parsed by hand.
 
-For each concurrency level C it sends N requests (default max(4 C, 16)) to POST /v1/completions with
+For each concurrency level C it sends N requests (default max(2 C, 16)) to POST /v1/completions with
 "stream": true and "stream_options": {"include_usage": true}, keeping exactly C in flight (a new one starts when one
 ends: closed loop, all C start at once), and prints one markdown table row. Metrics follow vLLM's
 benchmarks/benchmark_serving.py (async_request_openai_completions and calculate_metrics):
@@ -49,6 +49,15 @@ EXTRA = {
 }
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 STRIDE = 1009  # words between the starts of two requests' passages
+
+
+def cpu_pressure_total():
+    """Microseconds in which some runnable task waited for a CPU (PSI), or None without /proc/pressure."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return int(f.readline().rsplit("total=", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def percentile(xs, q):
@@ -199,7 +208,7 @@ async def one_request(http, payload):
 
 
 async def run_level(http, args, model, words, conc):
-    n = args.requests or max(4 * conc, 16)
+    n = args.requests or max(2 * conc, 16)
     payloads = []
     for i in range(n):
         p = {"model": model, "prompt": make_prompt(words, i, args.prompt_words), "max_tokens": args.max_tokens,
@@ -220,10 +229,16 @@ async def run_level(http, args, model, words, conc):
             nxt += 1
             results[i] = await one_request(http, payloads[i])
 
-    t0 = time.perf_counter()
+    p0, t0 = cpu_pressure_total(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(conc)))
-    wall = time.perf_counter() - t0
-    return summarize(args, conc, n, results, wall)
+    wall, p1 = time.perf_counter() - t0, cpu_pressure_total()
+    s = summarize(args, conc, n, results, wall)
+    # share of the level's wall time in which some task waited for a core: the server's threads, this client and
+    # whatever else runs on the host compete for them (llama-server's threads also spin between batches)
+    s["cpu_pressure_pct"] = 100.0 * (p1 - p0) / 1e6 / wall if p0 is not None and p1 is not None and wall > 0 else -1
+    with open("/proc/loadavg") as f:
+        s["loadavg1"] = float(f.read().split()[0])
+    return s
 
 
 def summarize(args, conc, n, results, wall):
@@ -248,29 +263,33 @@ def summarize(args, conc, n, results, wall):
 
 
 HEADER = ("| server | conc | requests | ok | short | prompt tok | out tok | wall s | out tok/s | TTFT p50 ms | "
-          "TTFT p99 ms | TPOT p50 ms | TPOT p99 ms | ITL p99 ms |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "TTFT p99 ms | TPOT p50 ms | TPOT p99 ms | ITL p99 ms | CPU pressure % | load |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def row(s):
     return (f"| {s['label']} | {s['conc']} | {s['requests']} | {s['ok']} | {s['short']} | "
             f"{s['prompt_tokens_mean']:.0f} | {s['output_tokens']} | {s['wall_s']:.1f} | {s['out_tok_s']:.1f} | "
             f"{s['ttft_p50_ms']:.0f} | {s['ttft_p99_ms']:.0f} | {s['tpot_p50_ms']:.1f} | {s['tpot_p99_ms']:.1f} | "
-            f"{s['itl_p99_ms']:.1f} |")
+            f"{s['itl_p99_ms']:.1f} | {s.get('cpu_pressure_pct', -1):.0f} | {s.get('loadavg1', -1):.1f} |")
 
 
 def report(path):
     """Side by side: for each model and concurrency the llama-server row and the lmforge row of a --json file
-    (the last of each when a level was run more than once), with lmforge / llama-server ratios."""
+    (the one with the least CPU pressure when a level was run more than once), with lmforge / llama-server
+    ratios."""
     rows = {}
     for line in open(path):
         s = json.loads(line)
-        rows[(s.get("file", s.get("model", "?")), s["conc"], s["server"])] = s
+        k = (s.get("file", s.get("model", "?")), s["conc"], s["server"])
+        if k not in rows or s.get("cpu_pressure_pct", 0) <= rows[k].get("cpu_pressure_pct", 0):
+            rows[k] = s
     keys = sorted({(m, c) for (m, c, _) in rows}, key=lambda k: (k[0], k[1]))
     print("| model | conc | llama-server out tok/s | lmforge out tok/s | throughput ratio | "
           "llama TTFT p50 / p99 ms | lmforge TTFT p50 / p99 ms | TTFT p99 ratio | "
-          "llama TPOT p50 / p99 ms | lmforge TPOT p50 / p99 ms | short or failed (llama, lmforge) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "llama TPOT p50 / p99 ms | lmforge TPOT p50 / p99 ms | short or failed (llama, lmforge) | "
+          "CPU pressure % (llama, lmforge) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for m, c in keys:
         a, b = rows.get((m, c, "llama")), rows.get((m, c, "lmforge"))
 
@@ -280,10 +299,11 @@ def report(path):
         ratio = f"{b['out_tok_s'] / a['out_tok_s']:.2f}x" if a and b and a["out_tok_s"] > 0 else "pending"
         tratio = f"{b['ttft_p99_ms'] / a['ttft_p99_ms']:.2f}x" if a and b and a["ttft_p99_ms"] > 0 else "pending"
         bad = lambda s: f"{s['short']}+{s['failed']}" if s else "-"  # noqa: E731
+        psi = lambda s: f"{s.get('cpu_pressure_pct', -1):.0f}" if s else "-"  # noqa: E731
         print(f"| {m} | {c} | {f(a, '{:.1f}', 'out_tok_s')} | {f(b, '{:.1f}', 'out_tok_s')} | {ratio} | "
               f"{f(a, '{:.0f}', 'ttft_p50_ms', 'ttft_p99_ms')} | {f(b, '{:.0f}', 'ttft_p50_ms', 'ttft_p99_ms')} | "
               f"{tratio} | {f(a, '{:.1f}', 'tpot_p50_ms', 'tpot_p99_ms')} | "
-              f"{f(b, '{:.1f}', 'tpot_p50_ms', 'tpot_p99_ms')} | {bad(a)}, {bad(b)} |")
+              f"{f(b, '{:.1f}', 'tpot_p50_ms', 'tpot_p99_ms')} | {bad(a)}, {bad(b)} | {psi(a)}, {psi(b)} |")
 
 
 async def main_async(args):
@@ -328,7 +348,7 @@ def main():
                     help="which extra request fields to send (llama: ignore_eos) [lmforge]")
     ap.add_argument("--extra", type=json.loads, default={}, help="JSON object of request fields to add/override")
     ap.add_argument("--conc", default="1 4 8 16 32", help="concurrency levels [\"1 4 8 16 32\"]")
-    ap.add_argument("--requests", type=int, default=0, help="requests per level [max(4 x conc, 16)]")
+    ap.add_argument("--requests", type=int, default=0, help="requests per level [max(2 x conc, 16)]")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--prompt-words", type=int, default=80, help="words per prompt [80: ~100 SmolLM2 tokens]")
     ap.add_argument("--text", help="prompt source text [`bible gen1:1-rev22:21`]")
