@@ -215,7 +215,7 @@ async def run_level(http, args, model, words, conc):
              "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}}
         p.update(EXTRA[args.server_kind])
         p.update(args.extra)
-        payloads.append(p)
+        payloads.append({k: v for k, v in p.items() if v is not None})  # --extra '{"field": null}' drops a field
     # warm-up (not counted): one short request, so the first timed one does not pay for page faults
     w = dict(payloads[0], max_tokens=4, prompt="In the beginning")
     await one_request(http, w)
@@ -346,7 +346,7 @@ def main():
     ap.add_argument("--port", type=int)
     ap.add_argument("--server-kind", choices=sorted(EXTRA), default="lmforge",
                     help="which extra request fields to send (llama: ignore_eos) [lmforge]")
-    ap.add_argument("--extra", type=json.loads, default={}, help="JSON object of request fields to add/override")
+    ap.add_argument("--extra", type=json.loads, default={}, help="JSON object of request fields to add or override; null drops one, e.g. {\"stream_options\": null}")
     ap.add_argument("--conc", default="1 4 8 16 32", help="concurrency levels [\"1 4 8 16 32\"]")
     ap.add_argument("--requests", type=int, default=0, help="requests per level [max(2 x conc, 16)]")
     ap.add_argument("--max-tokens", type=int, default=128)

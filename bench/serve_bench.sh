@@ -73,7 +73,8 @@ stop_server() {
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 
-# start_server KIND FILE C PORT LOG: starts it in the background and waits (120 s at most) for GET /health -> 200
+# start_server KIND FILE C PORT LOG: starts it in the background and waits (120 s at most) for GET /health (or
+# /v1/models) -> 200
 start_server() {
   local kind=$1 file=$2 c=$3 port=$4 log=$5
   if [ "$kind" = llama ]; then
@@ -89,7 +90,9 @@ start_server() {
     if ! kill -0 "$SRV_PID" 2> /dev/null; then
       echo "serve_bench: $kind server exited at start:" >&2; tail -5 "$log" >&2; SRV_PID=; return 1
     fi
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health" 2> /dev/null)" = 200 ] && return 0
+    for ep in health v1/models; do  # /v1/models for a server without /health
+      [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/$ep" 2> /dev/null)" = 200 ] && return 0
+    done
     sleep 0.1
   done
   echo "serve_bench: $kind server not healthy after 120 s:" >&2; tail -5 "$log" >&2; stop_server; return 1
