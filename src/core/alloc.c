@@ -16,7 +16,7 @@ static void oom(size_t bytes) {
     abort();
 }
 
-void *lmf_alloc_big(size_t bytes) {
+static void *map_big(size_t bytes, int touch) {
     size_t len = bytes + HDR;
     void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) oom(bytes);
@@ -24,10 +24,13 @@ void *lmf_alloc_big(size_t bytes) {
     if (len >= (2u << 20)) madvise(base, len, MADV_HUGEPAGE);
 #endif
     /* Pre-touch: the mapping is zero-filled already, writing one byte per page commits it now. */
-    for (size_t off = 0; off < len; off += 4096) ((volatile char *)base)[off] = 0;
+    for (size_t off = 0; touch && off < len; off += 4096) ((volatile char *)base)[off] = 0;
     *(size_t *)base = len;
     return (char *)base + HDR;
 }
+
+void *lmf_alloc_big(size_t bytes) { return map_big(bytes, 1); }
+void *lmf_alloc_big_lazy(size_t bytes) { return map_big(bytes, 0); }
 
 void lmf_free_big(void *p) {
     if (!p) return;

@@ -10,6 +10,9 @@
 
 /* 64-byte aligned, zero-filled, pre-touched. Free with lmf_free_big. */
 void *lmf_alloc_big(size_t bytes);
+/* The same without the pre-touch: pages are committed when first written (a server's KV pool, sized for the worst
+ * case, costs memory only as far as sequences have grown into it). Freed with lmf_free_big. */
+void *lmf_alloc_big_lazy(size_t bytes);
 void lmf_free_big(void *p);
 /* A per-thread scratch buffer of at least `bytes` (2 MiB-aligned, huge-page backed, pre-touched), kept for the
  * thread's lifetime and grown when a larger size is asked for; freed at thread exit. For kernels' packing

@@ -136,7 +136,7 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
     p->nthreads = omp_get_max_threads();
     size_t block_floats = (size_t)L * KV * block_size;
     p->kv_bytes = 2 * (size_t)p->n_blocks * block_floats * sizeof(float);
-    p->kv_mem = lmf_alloc_big(p->kv_bytes);
+    p->kv_mem = lmf_alloc_big_lazy(p->kv_bytes); /* committed as blocks are first used */
     p->k = p->kv_mem, p->v = p->k + (size_t)p->n_blocks * block_floats;
     p->free_ids = lmf_xmalloc((size_t)p->n_blocks * sizeof(int));
     p->refs = lmf_xcalloc((size_t)p->n_blocks, sizeof(int));

@@ -100,10 +100,14 @@ typedef struct {
     void *ctx;
 } lmf_engine_request;
 
-/* Loads nothing: w (and lora, NULL for none, applied unmerged) must outlive the engine. Starts the engine thread. */
+/* Loads nothing: w (and lora, NULL for none, applied unmerged) must outlive the engine. Starts the engine thread,
+ * which runs its steps on as many OpenMP threads as omp_get_max_threads() gives the caller here (a new thread would
+ * otherwise start from OMP_NUM_THREADS). The KV pool's memory is reserved, not committed: it is paid for as
+ * sequences grow into it. */
 lmf_status lmf_engine_create(const lmf_weights *w, const lmf_lora *lora, const lmf_engine_config *cfg,
                              lmf_engine **out);
-/* Stops the thread; requests still waiting or running get an ERROR event ("the server is shutting down"). */
+/* Stops the thread; requests still waiting or running get an ERROR event ("the server is shutting down"). NULL is
+ * ignored. */
 void lmf_engine_free(lmf_engine *e);
 
 /* Queues a request; *id names it in events and for cancel. LMF_ERR_ARG when the prompt is empty, has an id outside
