@@ -151,6 +151,7 @@ def run(url, shot, api_key, timeout):
             text, meta, data = p.reply()
             check(data.get("error") == "1" and meta.startswith("error: "), "no error shown without the key: %r" % meta)
             check("HTTP" not in meta or "401" in meta, "error line %r" % meta)
+            check(p.el("#input").get_attribute("value") == "hello", "the failed message is not back in the input box")
             print("without the API key the page shows: %s" % meta)
             p.set_field("#api-key", api_key)
             p.wait(lambda: "unavailable" not in p.model_text(), "GET /v1/models with the key")
