@@ -21,6 +21,11 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; [ -f "$dir/server.log" ] && tail -20 "$dir/server.log"; exit 1; }
 
+# the page stays one small file that loads nothing from elsewhere (checked even where serve cannot run)
+page="$ROOT/src/serve/webui.html"
+[ "$(wc -c < "$page")" -lt 20480 ] || fail "webui.html is over 20 KB"
+grep -nE '(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/|<(link|img|iframe)\b|<script [^>]*src=|@import|url\(' "$page" && fail "webui.html refers to an external asset"
+
 if ! "$LMF" serve --help > "$dir/help.txt" 2>&1; then
   grep -q "unknown command" "$dir/help.txt" && { echo "SKIP: this lmforge has no serve command yet"; exit 0; }
   cat "$dir/help.txt"; fail "serve --help"
