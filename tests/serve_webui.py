@@ -16,6 +16,8 @@ import os
 import shutil
 import sys
 import time
+import urllib.error
+import urllib.request
 
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
@@ -26,8 +28,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 SYSTEM = "You are a helpful assistant. Answer briefly."
 TURN1 = "What is the capital of France?"
-TURN2 = ("Name a big river there.", "<b>Briefly</b> & plainly.")  # joined by Shift+Enter: a newline
+TURN2 = ("Name a famous museum there.", "Keep it short.")  # joined by Shift+Enter: a newline
 LONG = "Write a very long story about a dragon who learns to bake bread."
+LAST = "Thanks! <b>That</b> & <i>more"  # must show as typed, not as HTML
 
 # Records the text length of the newest assistant message at every batch of DOM changes the page makes.
 RECORD_LENGTHS = """
@@ -134,6 +137,21 @@ class Page:
         return time.monotonic() - t0
 
 
+def server_gauge(url, api_key, name):
+    """A gauge's value from the server's Prometheus /metrics, None when there is no such endpoint or gauge."""
+    req = urllib.request.Request(url.rstrip("/") + "/metrics")
+    if api_key:
+        req.add_header("Authorization", "Bearer " + api_key)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as res:
+            for line in res.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+    except (urllib.error.URLError, OSError, ValueError):
+        pass
+    return None
+
+
 def run(url, shot, api_key, timeout):
     t_start = time.monotonic()
     driver = start_browser()
@@ -183,12 +201,10 @@ def run(url, shot, api_key, timeout):
         check("tokens" in meta, "no token count under the reply: %r" % meta)
         check(p.el("#send").is_enabled() and not p.el("#stop").is_enabled(), "buttons after the reply")
 
-        # turn 2: Shift+Enter makes a newline, the Send button sends, the whole conversation goes along, and text
-        # that looks like HTML stays text
+        # turn 2: Shift+Enter makes a newline, the Send button sends, the whole conversation goes along
         p.send(TURN2, key_enter=False)
         user = p.js("return [...document.querySelectorAll('#messages .msg.user .text')].pop().textContent")
         check(user == "\n".join(TURN2), "user message shown as %r" % user)
-        check(not p.js("return document.querySelector('#messages b')"), "message text was parsed as HTML")
         req = p.js("return window.lmfChat.lastRequest")
         roles = [m["role"] for m in req["messages"]]
         check(roles == ["system", "user", "assistant", "user"], "turn 2 sent roles %r" % roles)
@@ -224,10 +240,20 @@ def run(url, shot, api_key, timeout):
         check(p.reply()[0] == text3, "the reply grew after Stop")
         check(p.el("#send").is_enabled() and not p.el("#stop").is_enabled(), "buttons after Stop")
         print("stop: ended %.2f s after the click, at %s chunks: %r" % (stop_s, data3.get("chunks"), text3[:60]))
+        # the server's side of Stop: the closed connection cancels the generation (when /metrics tells)
+        running = lambda: server_gauge(url, api_key, "lmforge_requests_running")
+        if running() is None:
+            print("stop: the server has no lmforge_requests_running gauge at /metrics; its side not checked")
+        else:
+            p.wait(lambda: running() == 0, "the server to cancel the stopped request (lmforge_requests_running 0)", 3)
 
-        # the server still answers after the client went away mid-reply; the stopped text is part of the history
+        # the server still answers after the client went away mid-reply; the stopped text is part of the history;
+        # text that looks like HTML stays text
         p.set_field("#max-tokens", "16")
-        p.send("Thanks!")
+        p.send(LAST)
+        user = p.js("return [...document.querySelectorAll('#messages .msg.user .text')].pop().textContent")
+        check(user == LAST, "user message shown as %r" % user)
+        check(not p.js("return document.querySelector('#messages b, #messages i')"), "message text parsed as HTML")
         secs = p.wait_done()
         text4, meta4, data4 = p.reply()
         req = p.js("return window.lmfChat.lastRequest")
