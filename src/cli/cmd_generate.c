@@ -2,15 +2,12 @@
  * the model's chat template, interactive or one turn with -p). Both share the model/sampling flags below. */
 #include "cli/cli.h"
 #include "model/lora.h"
-#include "model/lora_io.h"
 #include "core/status.h"
 
-#include <errno.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 typedef struct {
     const char *model, *prompt, *system, *chat_format, *lora;
@@ -38,30 +35,6 @@ static const char *GEN_FLAGS =
     "      --stop STR         stop when the output contains STR (repeatable, up to 8)\n"
     "  -v, --verbose          print timings (prompt and generation tokens/s) to stderr\n";
 
-static int parse_int(const char *flag, const char *v, int lo, int *out) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < lo || x > 1 << 30) {
-        fprintf(stderr, "lmforge: %s expects an integer >= %d, got '%s'\n", flag, lo, v);
-        return 0;
-    }
-    *out = (int)x;
-    return 1;
-}
-
-static int parse_float(const char *flag, const char *v, float *out) {
-    char *end;
-    errno = 0;
-    float x = strtof(v, &end);
-    if (errno || *end || end == v) {
-        fprintf(stderr, "lmforge: %s expects a number, got '%s'\n", flag, v);
-        return 0;
-    }
-    *out = x;
-    return 1;
-}
-
 /* Returns 1 on success, 0 on a bad flag (message printed), -1 for --help. */
 static int parse_gen(int argc, char **argv, gen_opts *o) {
     for (int i = 1; i < argc; i++) {
@@ -82,17 +55,17 @@ static int parse_gen(int argc, char **argv, gen_opts *o) {
         else if (!strcmp(a, "--system")) o->system = v;
         else if (!strcmp(a, "--chat-format")) o->chat_format = v;
         else if (!strcmp(a, "--lora")) o->lora = v;
-        else if (!strcmp(a, "--lora-scale")) ok = parse_float(a, v, &o->lora_scale);
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) ok = parse_int(a, v, 0, &o->n_predict);
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) ok = parse_int(a, v, 1, &o->n_ctx);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = parse_int(a, v, 1, &o->threads);
-        else if (!strcmp(a, "--temp")) ok = parse_float(a, v, &o->sp.temperature);
-        else if (!strcmp(a, "--top-k")) ok = parse_int(a, v, 0, &o->sp.top_k);
-        else if (!strcmp(a, "--top-p")) ok = parse_float(a, v, &o->sp.top_p);
-        else if (!strcmp(a, "--min-p")) ok = parse_float(a, v, &o->sp.min_p);
-        else if (!strcmp(a, "--repeat-penalty")) ok = parse_float(a, v, &o->sp.repeat_penalty);
-        else if (!strcmp(a, "--repeat-last-n")) ok = parse_int(a, v, 0, &o->sp.repeat_last_n);
-        else if (!strcmp(a, "--seed")) ok = parse_int(a, v, 0, &seed), o->sp.seed = (uint64_t)seed;
+        else if (!strcmp(a, "--lora-scale")) ok = cli_parse_float(a, v, &o->lora_scale);
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) ok = cli_parse_int(a, v, 0, &o->n_predict);
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) ok = cli_parse_int(a, v, 1, &o->n_ctx);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_int(a, v, 1, &o->threads);
+        else if (!strcmp(a, "--temp")) ok = cli_parse_float(a, v, &o->sp.temperature);
+        else if (!strcmp(a, "--top-k")) ok = cli_parse_int(a, v, 0, &o->sp.top_k);
+        else if (!strcmp(a, "--top-p")) ok = cli_parse_float(a, v, &o->sp.top_p);
+        else if (!strcmp(a, "--min-p")) ok = cli_parse_float(a, v, &o->sp.min_p);
+        else if (!strcmp(a, "--repeat-penalty")) ok = cli_parse_float(a, v, &o->sp.repeat_penalty);
+        else if (!strcmp(a, "--repeat-last-n")) ok = cli_parse_int(a, v, 0, &o->sp.repeat_last_n);
+        else if (!strcmp(a, "--seed")) ok = cli_parse_int(a, v, 0, &seed), o->sp.seed = (uint64_t)seed;
         else if (!strcmp(a, "--stop")) {
             if (o->n_stops == 8 || !*v) {
                 fprintf(stderr, "lmforge: --stop takes a non-empty string, at most 8 times\n");
@@ -143,16 +116,6 @@ static void print_timings(const timings *tm) {
             tm->gen_tokens, tm->gen_s, tm->gen_s > 0 ? tm->gen_tokens / tm->gen_s : 0.0);
 }
 
-/* The adapter at path for the model: a PEFT folder, or a GGUF adapter file. */
-static lmf_status open_lora(const char *path, const lmf_weights *w, float scale, lmf_lora **out) {
-    struct stat sb;
-    if (stat(path, &sb) != 0) return lmf_fail(LMF_ERR_IO, "%s: no such adapter file or folder", path);
-    LMF_TRY(S_ISDIR(sb.st_mode) ? lmf_lora_load_peft(path, lmf_weights_config(w), out)
-                                : lmf_lora_load_gguf(path, lmf_weights_config(w), out));
-    (*out)->scale *= scale;
-    return LMF_OK;
-}
-
 /* Loads the model (with a tokenizer), its adapter when asked, a session and a sampler. */
 static lmf_status open_model(const gen_opts *o, lmf_weights **w, lmf_lora **lora, lmf_session **s,
                              lmf_sampler **smp) {
@@ -161,7 +124,7 @@ static lmf_status open_model(const gen_opts *o, lmf_weights **w, lmf_lora **lora
     if (!lmf_weights_tokenizer(*w))
         return lmf_fail(LMF_ERR_ARG, "%s: the model carries no tokenizer (add tokenizer.json to the folder)",
                         o->model);
-    if (o->lora) LMF_TRY(open_lora(o->lora, *w, o->lora_scale, lora));
+    if (o->lora) LMF_TRY(cli_open_lora(o->lora, *w, o->lora_scale, lora));
     LMF_TRY(lmf_session_create(*w, o->n_ctx, s));
     if (*lora) lmf_session_set_lora(*s, *lora);
     return lmf_sampler_create(&o->sp, lmf_weights_config(*w)->vocab_size, smp);

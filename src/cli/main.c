@@ -18,6 +18,7 @@ static const command commands[] = {
     {"tokenizer", "`tokenizer train` learns a byte-level BPE and saves a Hugging Face tokenizer.json", cmd_tokenizer},
     {"generate", "continue a prompt with a model (GGUF, HF folder, checkpoint), streaming tokens", cmd_generate},
     {"chat", "chat with a model through its chat template (interactive, or one turn with -p)", cmd_chat},
+    {"serve", "serve a model over HTTP: the OpenAI API (chat, completions, streaming), metrics, a web page", cmd_serve},
     {"perplexity", "perplexity of a model over a text file, in context windows", cmd_perplexity},
     {"export", "write a checkpoint or model as GGUF (llama.cpp) or a Hugging Face folder (transformers)", cmd_export},
     {"quantize", "convert a model to a GGUF with q8_0/q4_0/q4_1/q5_x/f16/bf16/f32 matrices; sizes and perplexity", cmd_quantize},

@@ -294,20 +294,6 @@ AI void ftile(const int F, const int RB, const int CB, int n, const uint8_t *con
         for (int c = 0; c < CB; c++) yr[r][(size_t)c * ldy] = hsum256(acc[r][c]);
 }
 
-AI void frow1(const int F, int n, const uint8_t *W, const float *x, float *y) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(wload(F, W, i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(wload(F, W, i + 8), _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(wload(F, W, i + 16), _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(wload(F, W, i + 24), _mm256_loadu_ps(x + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(wload(F, W, i), _mm256_loadu_ps(x + i), a0);
-    if (i < n) a1 = _mm256_fmadd_ps(wload_tail(F, W, i, n - i), xload_tail(x + i, n - i), a1);
-    *y = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-}
-
 /* one column: four rows at a time from rows of 128 elements (quant_fmatvec.inc) */
 #define FMV_TILE_MIN_N 128
 #include "kernels/quant_fmatvec.inc"

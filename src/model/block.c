@@ -81,7 +81,7 @@ void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int
 void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0) {
     const lmf_wtensor *te = &w->tok_emb, *pe = &w->pos_emb;
     int C = w->cfg.n_embd, learned = w->cfg.pos == LMF_POS_LEARNED;
-#pragma omp parallel if (N > LMF_BLOCK_QMV_MAX)
+#pragma omp parallel if (N > LMF_BLOCK_QMV_AUTO)
     {
         float *prow = learned && pe->type != LMF_GGML_F32 ? malloc((size_t)C * sizeof(float)) : NULL;
 #pragma omp for schedule(static)

@@ -24,10 +24,12 @@
 
 #include <stddef.h>
 
-/* Positions per prefill micro-batch, rows that take the decode (matrix-vector) path, queries per prefill attention
- * block. */
+/* Positions per prefill micro-batch; rows the decode (matrix-vector) path takes at most (the server's batch of
+ * decoding sequences) and the rows up to which a step picks it by itself (above, SGEMM over dequantized slabs is
+ * faster: measured in bench_infer's prefill); queries per prefill attention block. */
 #define LMF_BLOCK_NB 512
-#define LMF_BLOCK_QMV_MAX 8
+#define LMF_BLOCK_QMV_MAX 32
+#define LMF_BLOCK_QMV_AUTO 8
 #define LMF_BLOCK_QBLK 64
 
 /* One linear layer of a group that reads the same input: out[i, :] = in[i, :] W^T + bias, out rows ldo apart. */

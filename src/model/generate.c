@@ -53,28 +53,66 @@ void lmf_holdback_free(lmf_holdback *h) {
     h->all = (lmf_text){0};
 }
 
+void lmf_detok_init(lmf_detok *d, const lmf_tokenizer *tok, const char *const *stops, int n_stops) {
+    *d = (lmf_detok){.hb = {.stops = stops, .n_stops = n_stops}};
+    d->dec = lmf_tokenizer_decoder_create(tok, LMF_DECODE_SKIP_SPECIAL);
+}
+
+/* Pushes d->piece through the holdback and hands out what became final. */
+static int detok_release(lmf_detok *d, const char **text, size_t *len) {
+    size_t from = d->hb.released, safe = from;
+    int hit = d->piece.len ? lmf_holdback_push(&d->hb, d->piece.data, d->piece.len, &safe) : 0;
+    *text = d->hb.all.data ? d->hb.all.data + from : "";
+    *len = safe - from;
+    d->hb.released = safe;
+    if (hit) d->done = 1;
+    return hit;
+}
+
+int lmf_detok_push(lmf_detok *d, int32_t id, const char **text, size_t *len) {
+    *text = "", *len = 0;
+    if (d->done) return d->hb.hit;
+    d->piece.len = 0;
+    /* an id the tokenizer lacks (a model vocabulary larger than it) decodes to nothing */
+    (void)lmf_tokenizer_decoder_feed(d->dec, &id, 1, &d->piece);
+    return detok_release(d, text, len);
+}
+
+int lmf_detok_finish(lmf_detok *d, const char **text, size_t *len) {
+    *text = "", *len = 0;
+    if (d->done) return d->hb.hit;
+    d->piece.len = 0;
+    lmf_tokenizer_decoder_finish(d->dec, &d->piece);
+    size_t from = d->hb.released;
+    int hit = detok_release(d, text, len);
+    /* the end: the tail kept back for a stop string that can no longer come is final too */
+    *text = d->hb.all.data ? d->hb.all.data + from : "";
+    *len = d->hb.all.len - from;
+    d->hb.released = d->hb.all.len;
+    d->done = 1;
+    return hit;
+}
+
+void lmf_detok_free(lmf_detok *d) {
+    lmf_tokenizer_decoder_free(d->dec);
+    lmf_holdback_free(&d->hb);
+    free(d->piece.data);
+    *d = (lmf_detok){0};
+}
+
 /* ---- generation ----------------------------------------------------------------------------------------------- */
 
 typedef struct {
-    lmf_holdback hb;
     lmf_text_cb cb;
     void *ctx;
+    lmf_text *reply;
     int cb_stop; /* the callback asked to stop: nothing more is released */
-} streamer;
+} emitter;
 
-/* Releases hb.all[released, upto) through the callback. */
-static void release(streamer *st, size_t upto) {
-    if (st->cb_stop || upto <= st->hb.released) return;
-    if (st->cb && st->cb(st->ctx, st->hb.all.data + st->hb.released, upto - st->hb.released)) st->cb_stop = 1;
-    st->hb.released = upto;
-}
-
-/* Adds decoded text; returns LMF_STOP_STRING or LMF_STOP_CALLBACK when the generation must end, else -1. */
-static int stream(streamer *st, const char *s, size_t n) {
-    size_t safe;
-    int hit = lmf_holdback_push(&st->hb, s, n, &safe);
-    release(st, safe);
-    return st->cb_stop ? (int)LMF_STOP_CALLBACK : hit ? (int)LMF_STOP_STRING : -1;
+static void emit(emitter *e, const char *text, size_t len) {
+    if (e->cb_stop || !len) return;
+    if (e->reply) lmf_text_push(e->reply, text, len);
+    if (e->cb && e->cb(e->ctx, text, len)) e->cb_stop = 1;
 }
 
 lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t n_new, const lmf_generate_params *p,
@@ -110,9 +148,11 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
     }
     int V = lmf_weights_config(w)->vocab_size;
     float *logits = lmf_xmalloc(sizeof(float) * (size_t)V);
-    lmf_tokenizer_decoder *dec = lmf_tokenizer_decoder_create(tok, LMF_DECODE_SKIP_SPECIAL);
-    streamer st = {.hb = {.stops = p->stops, .n_stops = p->n_stops}, .cb = p->on_text, .ctx = p->ctx};
-    lmf_text piece = {0};
+    lmf_detok dt;
+    lmf_detok_init(&dt, tok, p->stops, p->n_stops);
+    emitter em = {p->on_text, p->ctx, reply, 0};
+    const char *text;
+    size_t len;
     int reason = p->n_predict == 0 ? (int)LMF_STOP_LENGTH : -1;
     while (reason < 0) {
         memcpy(logits, lg, sizeof(float) * (size_t)V); /* the sampler works in place; lg is the session's */
@@ -126,31 +166,27 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
         }
         lmf_ids_push(hist, &next, 1);
         r.gen_tokens++;
-        piece.len = 0;
-        /* an id the tokenizer lacks (a model vocabulary larger than it) decodes to nothing */
-        (void)lmf_tokenizer_decoder_feed(dec, &next, 1, &piece);
-        if (piece.len) reason = stream(&st, piece.data, piece.len);
+        int hit = lmf_detok_push(&dt, next, &text, &len);
+        emit(&em, text, len);
+        if (em.cb_stop) reason = LMF_STOP_CALLBACK;
+        else if (hit) reason = LMF_STOP_STRING;
         if (reason >= 0) break;
         /* n_predict and a full context end the reply; neither is an error */
         if (r.gen_tokens == p->n_predict) reason = LMF_STOP_LENGTH;
         else if (lmf_session_pos(s) == lmf_session_n_ctx(s)) reason = LMF_STOP_CONTEXT;
         else if ((stt = lmf_session_eval(s, &next, 1, 0, &lg)) != LMF_OK) break;
     }
-    if (!st.hb.hit && !st.cb_stop) {
+    if (!em.cb_stop) {
         /* what the decoder still holds (an incomplete UTF-8 character) may complete a stop string */
-        piece.len = 0;
-        lmf_tokenizer_decoder_finish(dec, &piece);
-        int last = piece.len ? stream(&st, piece.data, piece.len) : -1;
-        if (last >= 0) reason = last;
-        release(&st, st.hb.all.len);
+        int hit = lmf_detok_finish(&dt, &text, &len);
+        emit(&em, text, len);
+        if (em.cb_stop) reason = LMF_STOP_CALLBACK;
+        else if (hit) reason = LMF_STOP_STRING;
     }
-    if (reply) lmf_text_push(reply, st.hb.all.data ? st.hb.all.data : "", st.hb.released);
     r.gen_s = lmf_now() - t1;
     r.stop_reason = reason < 0 ? LMF_STOP_LENGTH : (lmf_stop_reason)reason;
     if (res) *res = r;
-    lmf_tokenizer_decoder_free(dec);
-    lmf_holdback_free(&st.hb);
-    free(piece.data);
+    lmf_detok_free(&dt);
     free(logits);
     return stt;
 }

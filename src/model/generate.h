@@ -22,4 +22,21 @@ typedef struct {
 int lmf_holdback_push(lmf_holdback *h, const char *s, size_t n, size_t *safe);
 void lmf_holdback_free(lmf_holdback *h);
 
+/* Generated ids to final text: the streaming decoder (special tokens skipped) followed by the holdback. One per
+ * sequence; lmf_generate and the server's engine both stream through it. */
+typedef struct {
+    lmf_holdback hb;
+    lmf_tokenizer_decoder *dec;
+    lmf_text piece;
+    int done; /* a stop string appeared, or finish ran: nothing more is released */
+} lmf_detok;
+void lmf_detok_init(lmf_detok *d, const lmf_tokenizer *tok, const char *const *stops, int n_stops);
+/* Adds one id. *text / *len receive the bytes that became final (valid until the next call). Returns 1 when a stop
+ * string appeared (the released text ends just before it). */
+int lmf_detok_push(lmf_detok *d, int32_t id, const char **text, size_t *len);
+/* The end of the sequence: what the decoder and the holdback still keep (an incomplete UTF-8 character may complete
+ * a stop string: returns 1 then, as push does). */
+int lmf_detok_finish(lmf_detok *d, const char **text, size_t *len);
+void lmf_detok_free(lmf_detok *d);
+
 #endif

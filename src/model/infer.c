@@ -6,8 +6,9 @@
  * its position and its logits. lmf_session_create makes a session with a pool of its own.
  *
  * A step takes up to NB rows from one or more sessions of a pool (lmf_session_eval_batch; lmf_session_eval is a step
- * of one): more than QMV_MAX rows take the prefill path (lmf_block_forward over scratch rows, writing the caches),
- * fewer the decode step (lmf_block_decode for every layer inside one parallel region). Either way each weight matrix
+ * of one): more than QMV_AUTO rows take the prefill path (lmf_block_forward over scratch rows, writing the caches),
+ * fewer the decode step (lmf_block_decode for every layer inside one parallel region); the server picks the path
+ * itself (lmf_session_step, model/infer.h), so that a row's path never depends on the rows beside it. Either way each weight matrix
  * is read once per step for all the rows, whichever sequence they belong to. The block itself, both linear paths
  * and the attentions are in block.c.
  *
@@ -19,6 +20,7 @@
 #include "core/status.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
+#include "model/infer.h"
 #include "model/block.h"
 #include "model/lora.h"
 #include "model/weights.h"
@@ -39,6 +41,7 @@ struct lmf_kv_pool {
     int bs, n_blocks, max_ctx, nthreads;
     float *k, *v;               /* n_blocks x (L, KV, bs) each */
     int *free_ids, n_free;      /* a stack of free block ids */
+    int *refs;                  /* per block: the sessions (and prefix-cache entries) holding it; free at 0 */
     /* the scratch of one step */
     float *rope;                /* (max_ctx, hs): per position hs/2 cosines then hs/2 sines */
     float *x, *xn, *qkv, *att, *fch, *fcact; /* (NB, C|C|S|C|FF|F), S = C + 2 KV, FF = 2F (SwiGLU) or F */
@@ -73,13 +76,13 @@ struct lmf_session {
 /* One step over the rows of n sequences (N = sum of seqs[j].n <= NB rows, tokens in that order): the logits of the
  * nr rows listed in rows go to out (nr x V). */
 static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t *tok, int N, const int *rows,
-                 int nr, float *out) {
+                 int nr, float *out, int prefill) {
     const lmf_weights *w = p->w;
     const lmf_model_config *c = &w->cfg;
     int C = c->n_embd;
     for (int j = 0, row = 0; j < n; row += seqs[j++].n)
         lmf_block_embed(w, p->x + (size_t)row * C, tok + row, seqs[j].n, seqs[j].n, seqs[j].p0);
-    if (N > QMV_MAX) {
+    if (prefill) {
         lmf_block_ctx ctx = {.cfg = c, .rope = p->rope, .dq = p->dq, .dq_floats = p->dq_floats, .B = 1, .T = N,
                              .seqs = seqs, .n_seqs = n, .scores = p->scores,
                              .scores_stride = (size_t)QBLK * p->max_ctx, .nthreads = p->nthreads,
@@ -136,6 +139,7 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
     p->kv_mem = lmf_alloc_big(p->kv_bytes);
     p->k = p->kv_mem, p->v = p->k + (size_t)p->n_blocks * block_floats;
     p->free_ids = lmf_xmalloc((size_t)p->n_blocks * sizeof(int));
+    p->refs = lmf_xcalloc((size_t)p->n_blocks, sizeof(int));
     for (int i = 0; i < p->n_blocks; i++) p->free_ids[i] = p->n_blocks - 1 - i; /* block 0 handed out first */
     p->n_free = p->n_blocks;
 
@@ -182,7 +186,7 @@ void lmf_kv_pool_free(lmf_kv_pool *p) {
     if (!p) return;
     lmf_free_big(p->kv_mem);
     lmf_free_big(p->mem);
-    LMF_FREE_ALL(p->head_logits, p->lora_t, p->free_ids, p);
+    LMF_FREE_ALL(p->head_logits, p->lora_t, p->free_ids, p->refs, p);
 }
 
 int lmf_kv_pool_blocks(const lmf_kv_pool *p) { return p->n_blocks; }
@@ -228,10 +232,42 @@ lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out
     return LMF_OK;
 }
 
-/* Gives back the blocks that hold no position below pos. */
+void lmf_kv_pool_ref(lmf_kv_pool *p, int block) { p->refs[block]++; }
+int lmf_kv_pool_block_refs(const lmf_kv_pool *p, int block) { return p->refs[block]; }
+
+void lmf_kv_pool_unref(lmf_kv_pool *p, int block) {
+    if (--p->refs[block] == 0) p->free_ids[p->n_free++] = block;
+}
+
+/* Gives back the blocks that hold no position below pos (a block shared with others stays theirs). */
 static void release_blocks(lmf_session *s, int pos) {
     int keep = (pos + s->pool->bs - 1) / s->pool->bs;
-    while (s->n_blocks > keep) s->pool->free_ids[s->pool->n_free++] = s->blocks[--s->n_blocks];
+    while (s->n_blocks > keep) lmf_kv_pool_unref(s->pool, s->blocks[--s->n_blocks]);
+}
+
+int lmf_session_block_table(const lmf_session *s, const int **blocks) {
+    *blocks = s->blocks;
+    return s->n_blocks;
+}
+
+lmf_kv_pool *lmf_session_pool(const lmf_session *s) { return s->pool; }
+
+lmf_status lmf_session_adopt(lmf_session *s, const int *blocks, int n) {
+    if (s->pos || s->n_blocks)
+        return lmf_fail(LMF_ERR_ARG, "a session adopts cached blocks only when empty (it holds %d tokens)", s->pos);
+    if ((long)n * s->pool->bs > s->n_ctx)
+        return lmf_fail(LMF_ERR_ARG, "%d blocks of %d positions exceed the context length %d", n, s->pool->bs,
+                        s->n_ctx);
+    for (int i = 0; i < n; i++) {
+        lmf_kv_pool_ref(s->pool, blocks[i]);
+        s->blocks[s->n_blocks++] = blocks[i];
+    }
+    s->pos = n * s->pool->bs;
+    return LMF_OK;
+}
+
+int lmf_session_blocks_needed(const lmf_session *s, int n) {
+    return (s->pos + n + s->pool->bs - 1) / s->pool->bs - s->n_blocks;
 }
 
 void lmf_session_free(lmf_session *s) {
@@ -273,12 +309,21 @@ static lmf_status reserve(lmf_session *s, int pos_end) {
     if (need > p->n_free)
         return lmf_fail(LMF_ERR_ARG, "the KV pool is exhausted: %d more blocks of %d positions needed, %d free", need,
                         p->bs, p->n_free);
-    while (s->n_blocks * p->bs < pos_end) s->blocks[s->n_blocks++] = p->free_ids[--p->n_free];
+    while (s->n_blocks * p->bs < pos_end) {
+        int b = p->free_ids[--p->n_free];
+        p->refs[b] = 1;
+        s->blocks[s->n_blocks++] = b;
+    }
     return LMF_OK;
 }
 
 lmf_status lmf_session_eval_batch(lmf_session *const *ss, const int32_t *const *tokens, const int *n, int count,
                                   float *logits) {
+    return lmf_session_step(ss, tokens, n, count, logits, LMF_STEP_AUTO);
+}
+
+lmf_status lmf_session_step(lmf_session *const *ss, const int32_t *const *tokens, const int *n, int count,
+                            float *logits, lmf_step_path path) {
     if (count <= 0) return lmf_fail(LMF_ERR_ARG, "lmf_session_eval_batch: %d sessions", count);
     lmf_kv_pool *p = ss[0]->pool;
     int total = 0, blocks = 0;
@@ -291,6 +336,9 @@ lmf_status lmf_session_eval_batch(lmf_session *const *ss, const int32_t *const *
         blocks += (ss[i]->pos + n[i] + p->bs - 1) / p->bs - ss[i]->n_blocks;
     }
     if (total > NB) return lmf_fail(LMF_ERR_ARG, "a step takes at most %d tokens, got %d", NB, total);
+    if (path == LMF_STEP_DECODE && total > QMV_MAX)
+        return lmf_fail(LMF_ERR_ARG, "a decode step takes at most %d rows, got %d", QMV_MAX, total);
+    int prefill = path == LMF_STEP_PREFILL || (path == LMF_STEP_AUTO && total > LMF_BLOCK_QMV_AUTO);
     if (blocks > p->n_free)
         return lmf_fail(LMF_ERR_ARG, "the KV pool is exhausted: %d more blocks of %d positions needed, %d free",
                         blocks, p->bs, p->n_free);
@@ -310,7 +358,7 @@ lmf_status lmf_session_eval_batch(lmf_session *const *ss, const int32_t *const *
         p->head_rows = count;
     }
     float *out = logits ? logits : p->head_logits;
-    step(p, seqs, count, tok, total, rows, count, out);
+    step(p, seqs, count, tok, total, rows, count, out, prefill);
     for (int i = 0; i < count; i++) {
         ss[i]->pos += n[i];
         memcpy(ss[i]->logits, out + i * V, V * sizeof(float));
@@ -338,7 +386,8 @@ lmf_status lmf_session_eval(lmf_session *s, const int32_t *tokens, int n, int al
         else if (last)
             rows[nr++] = nb - 1;
         lmf_block_seq sq = {{p->k, p->v, s->blocks, p->bs}, s->pos, nb};
-        step(p, &sq, 1, tokens + i0, nb, rows, nr, s->logits + (all_logits ? (size_t)i0 * V : 0));
+        step(p, &sq, 1, tokens + i0, nb, rows, nr, s->logits + (all_logits ? (size_t)i0 * V : 0),
+             nb > LMF_BLOCK_QMV_AUTO);
         s->pos += nb;
     }
     if (logits) *logits = s->logits;

@@ -1,0 +1,284 @@
+/* cmd_serve.c — `lmforge serve`: a model behind the OpenAI API over HTTP (docs/serving.md). Parses the flags, binds
+ * the port first (so /health answers "loading" while the model maps), loads the model, adapter and chat template,
+ * starts the engine, and serves until SIGINT / SIGTERM. */
+#include "cli/cli.h"
+#include "core/status.h"
+#include "model/lora.h"
+#include "serve/engine.h"
+#include "serve/http.h"
+#include "serve/openai.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *USAGE =
+    "usage: lmforge serve -m MODEL [flags]\n\n"
+    "Serves MODEL over HTTP with the OpenAI API: POST /v1/chat/completions and /v1/completions (streaming or not),\n"
+    "GET /v1/models, GET /health, GET /metrics (Prometheus), POST /tokenize and /detokenize, and a chat page at /.\n"
+    "Requests run together in one continuous batch. Ctrl-C (SIGINT) or SIGTERM stops it. See docs/serving.md.\n\n"
+    "model\n"
+    "  -m, --model PATH        GGUF file, Hugging Face folder or lmforge checkpoint (with a tokenizer)\n"
+    "      --model-name NAME   the model's id in /v1/models and replies [the file's basename]\n"
+    "      --lora PATH         apply a LoRA adapter without merging: a PEFT folder or a GGUF adapter\n"
+    "      --lora-scale S      multiply the adapter's scale by S [1]\n"
+    "      --chat-format F     chatml, llama2 or llama3 instead of the model's template\n"
+    "  -t, --threads N         compute threads [OMP_NUM_THREADS or all cores]\n"
+    "engine\n"
+    "      --parallel N        sequences running at once [16]\n"
+    "      --kv-size N[MiB]    KV cache: positions in all, or its size in MiB [parallel x 2048]\n"
+    "  -c, --ctx-size N        one sequence (prompt + reply) at most [the model's context, capped by the KV cache]\n"
+    "      --max-queue N       requests waiting for a slot at most (0: none); more get 429 [64]\n"
+    "      --chunk N           prompt tokens per prefill step [256]\n"
+    "http\n"
+    "      --host ADDR         address to bind [127.0.0.1]\n"
+    "      --port N            port; 0 picks a free one [8080]\n"
+    "      --api-key KEY       require \"Authorization: Bearer KEY\" (else --api-key-file, else $LMF_API_KEY)\n"
+    "      --api-key-file F    the key is F's first line\n"
+    "      --no-auth           allow a non-loopback --host without a key\n"
+    "      --max-body N        request body bytes at most; more is a 413 [1048576]\n"
+    "      --max-header N      request line + headers bytes at most per connection [32768]\n"
+    "      --max-connections N open connections at most [512]\n"
+    "      --timeout S         close a connection idle for S seconds [60]\n"
+    "      --http-threads N    HTTP threads [2]\n";
+
+typedef struct {
+    const char *model, *model_name, *lora, *chat_format, *kv_size;
+    const char *api_key, *api_key_file;
+    float lora_scale;
+    int threads, no_auth;
+    lmf_engine_config ecfg;
+    lmf_http_config hcfg;
+    int max_body, max_header;
+} serve_opts;
+
+/* Returns 1 on success, 0 on a bad flag (message printed), -1 for --help. */
+static int parse(int argc, char **argv, serve_opts *o) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return -1;
+        if (!strcmp(a, "--no-auth")) {
+            o->no_auth = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "lmforge serve: %s needs a value (or unknown flag)\n", a);
+            return 0;
+        }
+        const char *v = argv[++i];
+        int ok = 1;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--model-name")) o->model_name = v;
+        else if (!strcmp(a, "--lora")) o->lora = v;
+        else if (!strcmp(a, "--lora-scale")) ok = cli_parse_float(a, v, &o->lora_scale);
+        else if (!strcmp(a, "--chat-format")) o->chat_format = v;
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_int(a, v, 1, &o->threads);
+        else if (!strcmp(a, "--parallel")) ok = cli_parse_int(a, v, 1, &o->ecfg.parallel);
+        else if (!strcmp(a, "--kv-size")) o->kv_size = v;
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) ok = cli_parse_int(a, v, 1, &o->ecfg.n_ctx);
+        else if (!strcmp(a, "--max-queue")) ok = cli_parse_int(a, v, 0, &o->ecfg.max_queue);
+        else if (!strcmp(a, "--chunk")) ok = cli_parse_int(a, v, 1, &o->ecfg.chunk);
+        else if (!strcmp(a, "--host")) o->hcfg.host = v;
+        else if (!strcmp(a, "--port")) ok = cli_parse_int(a, v, 0, &o->hcfg.port);
+        else if (!strcmp(a, "--api-key")) o->api_key = v;
+        else if (!strcmp(a, "--api-key-file")) o->api_key_file = v;
+        else if (!strcmp(a, "--max-body")) ok = cli_parse_int(a, v, 1, &o->max_body);
+        else if (!strcmp(a, "--max-header")) ok = cli_parse_int(a, v, 1024, &o->max_header);
+        else if (!strcmp(a, "--max-connections")) ok = cli_parse_int(a, v, 1, &o->hcfg.max_connections);
+        else if (!strcmp(a, "--timeout")) ok = cli_parse_int(a, v, 1, &o->hcfg.timeout_s);
+        else if (!strcmp(a, "--http-threads")) ok = cli_parse_int(a, v, 1, &o->hcfg.threads);
+        else {
+            fprintf(stderr, "lmforge serve: unknown flag %s\n", a);
+            return 0;
+        }
+        if (!ok) return 0;
+    }
+    if (!o->model) {
+        fprintf(stderr, "lmforge serve: -m MODEL is required\n");
+        return 0;
+    }
+    if (o->hcfg.port > 65535) {
+        fprintf(stderr, "lmforge serve: --port expects 0..65535, got %d\n", o->hcfg.port);
+        return 0;
+    }
+    o->hcfg.max_body = (size_t)o->max_body, o->hcfg.max_header = (size_t)o->max_header;
+    return 1;
+}
+
+/* The API key: --api-key, else the first line of --api-key-file, else $LMF_API_KEY; NULL for none. *owned is what
+ * the caller frees. */
+static lmf_status api_key(const serve_opts *o, const char **key, char **owned) {
+    *key = NULL, *owned = NULL;
+    if (o->api_key) {
+        *key = o->api_key;
+    } else if (o->api_key_file) {
+        size_t len;
+        LMF_TRY(cli_read_all(o->api_key_file, owned, &len));
+        (*owned)[strcspn(*owned, "\r\n")] = 0;
+        if (!**owned) return lmf_fail(LMF_ERR_ARG, "--api-key-file %s: the first line is empty", o->api_key_file);
+        *key = *owned;
+    } else if (getenv("LMF_API_KEY") && *getenv("LMF_API_KEY")) {
+        *key = getenv("LMF_API_KEY");
+    }
+    return LMF_OK;
+}
+
+/* --kv-size: positions ("8192"), or bytes of cache in MiB ("512MiB"), converted with the model's per-position KV
+ * size (K and V, fp32, every layer: 2 x n_layer x n_kv_head x head_dim x 4 bytes). */
+static lmf_status kv_positions(const char *v, const lmf_model_config *c, int *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || !(x > 0))
+        return lmf_fail(LMF_ERR_ARG, "--kv-size: expected positions (8192) or MiB (512MiB), got '%s'", v);
+    double per = 2.0 * c->n_layer * c->n_kv_head * (c->n_embd / c->n_head) * 4.0;
+    if (!strcmp(end, "MiB")) x = floor(x * 1048576.0 / per);
+    else if (!strcmp(end, "GiB")) x = floor(x * 1073741824.0 / per);
+    else if (*end || x != floor(x))
+        return lmf_fail(LMF_ERR_ARG, "--kv-size: expected positions (8192) or MiB (512MiB), got '%s'", v);
+    if (x < 1 || x > 1 << 30)
+        return lmf_fail(LMF_ERR_ARG, "--kv-size %s: %.0f positions (%.0f bytes each) is out of range", v, x, per);
+    *out = (int)x;
+    return LMF_OK;
+}
+
+static void log_stderr(void *ctx, lmf_log_level level, const char *line) {
+    char ts[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
+    fprintf(stderr, "[%s] %s%s\n", ts, level == LMF_LOG_WARN ? "warning: " : "", line);
+}
+
+/* Signals: SIGINT / SIGTERM are blocked in every thread (set before any starts, so the HTTP, engine and OpenMP
+ * threads all inherit it) and taken by this thread alone. While the model loads a signal ends the process at once
+ * (nothing to clean up, and a load can take long); once serving it wakes the main thread for an orderly stop. */
+static sem_t stop_sem;
+static atomic_int serving, stop_signal;
+
+static void *signal_thread(void *arg) {
+    int sig = 0;
+    sigwait(arg, &sig);
+    if (!atomic_load(&serving)) {
+        fprintf(stderr, "lmforge serve: %s while loading: exiting\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        _exit(128 + sig);
+    }
+    atomic_store(&stop_signal, sig);
+    sem_post(&stop_sem);
+    return NULL;
+}
+
+/* The id the model goes by: --model-name, else the path's last component. */
+static const char *model_id(const serve_opts *o, char *buf, size_t cap) {
+    if (o->model_name) return o->model_name;
+    snprintf(buf, cap, "%s", o->model);
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/') buf[--n] = 0;
+    const char *slash = strrchr(buf, '/');
+    return slash ? slash + 1 : buf;
+}
+
+int cmd_serve(int argc, char **argv) {
+    serve_opts o = {.lora_scale = 1.0f, .ecfg = lmf_engine_defaults(), .hcfg = lmf_http_defaults()};
+    o.max_body = (int)o.hcfg.max_body, o.max_header = (int)o.hcfg.max_header;
+    int r = parse(argc, argv, &o);
+    if (r <= 0) {
+        fputs(USAGE, r < 0 ? stdout : stderr);
+        return r < 0 ? 0 : 2;
+    }
+    /* the engine thread takes the creating thread's setting (lmf_engine_create reads omp_get_max_threads) */
+    if (o.threads > 0) omp_set_num_threads(o.threads);
+
+    lmf_status st;
+    const char *key;
+    char *key_owned = NULL;
+    if ((st = api_key(&o, &key, &key_owned)) != LMF_OK) return cli_fail("serve", st);
+    if (key && o.no_auth) {
+        free(key_owned);
+        fprintf(stderr, "lmforge serve: --no-auth and an API key (--api-key, --api-key-file or LMF_API_KEY) "
+                "contradict each other: pick one\n");
+        return 2;
+    }
+    if (!key && !o.no_auth && !lmf_http_host_is_loopback(o.hcfg.host)) {
+        fprintf(stderr, "lmforge serve: --host %s is reachable from other machines and no API key is set: give "
+                "--api-key / --api-key-file / LMF_API_KEY, or --no-auth to serve it open\n", o.hcfg.host);
+        return 2;
+    }
+    o.hcfg.api_key = key;
+    lmf_sink sink = {.log = log_stderr};
+    o.hcfg.sink = &sink;
+
+    static sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sem_init(&stop_sem, 0, 0);
+    pthread_t sig_th;
+    pthread_create(&sig_th, NULL, signal_thread, &sigs);
+    pthread_detach(sig_th);
+
+    lmf_http *h = NULL;
+    lmf_weights *w = NULL;
+    lmf_lora *lora = NULL;
+    lmf_engine *e = NULL;
+    lmf_chat_template tmpl = {0};
+    char idbuf[512];
+    lmf_openai_model m = {.id = model_id(&o, idbuf, sizeof idbuf)};
+    if ((st = lmf_http_start(&o.hcfg, &h)) != LMF_OK) goto done;
+    fprintf(stderr, "lmforge serve: listening on http://%s:%d%s (loading %s)\n", o.hcfg.host, lmf_http_port(h),
+            key ? ", API key required" : "", o.model);
+
+    struct timespec ts0, ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    if ((st = lmf_weights_load(o.model, &w)) != LMF_OK) goto done;
+    if (!lmf_weights_tokenizer(w)) {
+        st = lmf_fail(LMF_ERR_ARG, "%s: the model carries no tokenizer (add tokenizer.json to the folder)", o.model);
+        goto done;
+    }
+    if (o.chat_format) {
+        if ((st = lmf_chat_format_parse(o.chat_format, &tmpl.format)) != LMF_OK) goto done;
+    } else if ((st = lmf_chat_template_parse(lmf_weights_chat_template(w), &tmpl)) != LMF_OK) {
+        goto done; /* the message quotes the template; --chat-format overrides it */
+    }
+    if (o.lora && (st = cli_open_lora(o.lora, w, o.lora_scale, &lora)) != LMF_OK) goto done;
+    if (o.kv_size && (st = kv_positions(o.kv_size, lmf_weights_config(w), &o.ecfg.kv_tokens)) != LMF_OK) goto done;
+    if ((st = lmf_engine_create(w, lora, &o.ecfg, &e)) != LMF_OK) goto done;
+    lmf_engine_stats es;
+    lmf_engine_get_stats(e, &es);
+    int add_bos;
+    int32_t bos = lmf_weights_bos(w, &add_bos);
+    m.tok = lmf_weights_tokenizer(w);
+    m.tmpl = &tmpl;
+    m.bos = add_bos ? bos : -1;
+    m.n_ctx = es.n_ctx;
+    lmf_http_set_model(h, e, &m);
+    e = NULL; /* the server owns it now */
+    atomic_store(&serving, 1);
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    double load_s = (double)(ts1.tv_sec - ts0.tv_sec) + 1e-9 * (double)(ts1.tv_nsec - ts0.tv_nsec);
+    fprintf(stderr, "lmforge serve: ready in %.1f s: model '%s' (%s template%s), context %d, %d sequences at once, "
+            "KV cache %d blocks of %d positions\n", load_s, m.id, lmf_chat_format_name(tmpl.format), lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks,
+            es.kv_block_size);
+
+    while (sem_wait(&stop_sem) != 0) continue; /* EINTR */
+    fprintf(stderr, "lmforge serve: %s: stopping\n", atomic_load(&stop_signal) == SIGINT ? "SIGINT" : "SIGTERM");
+done:
+    lmf_http_stop(h); /* and the engine it owns */
+    if (e) lmf_engine_free(e);
+    lmf_lora_free(lora);
+    lmf_chat_template_free(&tmpl);
+    lmf_weights_free(w);
+    free(key_owned);
+    return st == LMF_OK ? 0 : cli_fail("serve", st);
+}

@@ -1,0 +1,41 @@
+/* infer.h — what the server's engine needs from the executor beyond lmforge.h: the path of a step chosen by the
+ * caller, and KV blocks shared between sessions (the prefix cache).
+ *
+ * Why the caller picks the path: the decode path (matrix-vector kernels on int16 activations) and the prefill path
+ * (SGEMM over dequantized fp32 slabs) round differently, and lmf_session_eval_batch picks by the number of rows in
+ * the step. A server that let the batch decide would give a request other logits, and at temperature 0 other
+ * tokens, depending on how many others ran beside it. Each path on its own computes every row alone (a row's sums
+ * run in an order fixed by the weights, whatever rows sit beside it), so fixing the path per row (prompt rows:
+ * prefill, generated rows: decode) makes results independent of the batch.
+ *
+ * Shared blocks: a block is held by reference (the sessions whose tables list it, plus whoever else took a
+ * reference, e.g. a prefix-cache entry) and returns to the free list when the last reference goes. Only full blocks
+ * are shared, and a session only writes at positions past its shared prefix, so shared blocks are read-only. */
+#ifndef LMF_MODEL_INFER_H
+#define LMF_MODEL_INFER_H
+
+#include "lmforge.h"
+
+typedef enum {
+    LMF_STEP_AUTO = 0,    /* lmf_session_eval_batch's choice: decode up to LMF_BLOCK_QMV_AUTO rows */
+    LMF_STEP_PREFILL = 1, /* SGEMM over dequantized slabs, any number of rows (<= LMF_BLOCK_NB) */
+    LMF_STEP_DECODE = 2,  /* matrix-vector kernels, at most LMF_BLOCK_QMV_MAX rows */
+} lmf_step_path;
+
+/* lmf_session_eval_batch on the given path. */
+lmf_status lmf_session_step(lmf_session *const *s, const int32_t *const *tokens, const int *n, int count,
+                            float *logits, lmf_step_path path);
+
+lmf_kv_pool *lmf_session_pool(const lmf_session *s);
+/* The session's block table: block i holds positions [i bs, (i + 1) bs). Returns the number of blocks. */
+int lmf_session_block_table(const lmf_session *s, const int **blocks);
+/* Blocks the session must take from the pool to append n tokens. */
+int lmf_session_blocks_needed(const lmf_session *s, int n);
+/* An empty session starts with n full blocks of another's (a reference each): its position becomes n x bs. */
+lmf_status lmf_session_adopt(lmf_session *s, const int *blocks, int n);
+/* Takes / drops a reference on a block; the last drop frees it. */
+void lmf_kv_pool_ref(lmf_kv_pool *p, int block);
+void lmf_kv_pool_unref(lmf_kv_pool *p, int block);
+int lmf_kv_pool_block_refs(const lmf_kv_pool *p, int block);
+
+#endif

@@ -1,0 +1,838 @@
+/* openai.c — OpenAI's request and response JSON (see openai.h). */
+#include "serve/openai.h"
+
+#include "tokenizer/bytelevel.h"
+#include "tokenizer/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- errors ---------------------------------------------------------------------------------------------------- */
+
+static const char *error_type(int status) {
+    switch (status) {
+    case 400: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 404: return "not_found_error";
+    case 405: return "invalid_request_error";
+    case 413: return "invalid_request_error";
+    case 429: return "rate_limit_error";
+    case 503: return "unavailable_error";
+    default: return "server_error";
+    }
+}
+
+int lmf_openai_error_set(lmf_openai_error *e, int status, const char *param, const char *code, const char *fmt, ...) {
+    e->status = status;
+    e->type = error_type(status);
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    snprintf(e->code, sizeof e->code, "%s", code ? code : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+/* Bytes at s (not a valid character) that one U+FFFD replaces: the maximal subpart of a character, as Unicode
+ * recommends and Python's and browsers' decoders do (a lead byte and the continuation bytes it may take, so "\xE2\x82"
+ * cut short is one replacement, a stray continuation byte one each). */
+static size_t invalid_run(const uint8_t *s, size_t n) {
+    uint8_t c = s[0];
+    size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 1;
+    uint8_t lo = 0x80, hi = 0xBF; /* the second byte's range after this lead */
+    if (c == 0xE0) lo = 0xA0;
+    else if (c == 0xED) hi = 0x9F;
+    else if (c == 0xF0) lo = 0x90;
+    else if (c == 0xF4) hi = 0x8F;
+    size_t k = 1;
+    if (need > 1 && k < n && s[k] >= lo && s[k] <= hi)
+        for (k = 2; k < need && k < n && (s[k] & 0xC0) == 0x80; k++) continue;
+    return k;
+}
+
+void lmf_openai_put_utf8(lmf_text *out, const char *s, size_t n) {
+    size_t i = 0, run = 0; /* run: start of the valid bytes not yet copied */
+    while (i < n) {
+        uint32_t cp;
+        int l = lmf_utf8_next((const uint8_t *)s + i, n - i, &cp);
+        if (l > 0) {
+            i += (size_t)l;
+            continue;
+        }
+        lmf_text_push(out, s + run, i - run);
+        lmf_text_push(out, "\xEF\xBF\xBD", 3);
+        i += invalid_run((const uint8_t *)s + i, n - i);
+        run = i;
+    }
+    lmf_text_push(out, s + run, n - run);
+}
+
+/* A cJSON string of n bytes made valid UTF-8. */
+static cJSON *utf8_string(const char *s, size_t n) {
+    lmf_text t = {0};
+    lmf_openai_put_utf8(&t, s, n);
+    cJSON *j = cJSON_CreateString(t.data ? t.data : "");
+    free(t.data);
+    return j;
+}
+
+static char *print(cJSON *j) {
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!s) {
+        fprintf(stderr, "lmforge: out of memory printing JSON\n");
+        abort();
+    }
+    return s;
+}
+
+char *lmf_openai_error_json(const lmf_openai_error *e) {
+    cJSON *root = cJSON_CreateObject(), *o = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddItemToObject(o, "message", utf8_string(e->message, strlen(e->message)));
+    cJSON_AddStringToObject(o, "type", e->type ? e->type : error_type(e->status));
+    if (e->param[0]) cJSON_AddItemToObject(o, "param", utf8_string(e->param, strlen(e->param)));
+    else cJSON_AddNullToObject(o, "param");
+    if (e->code[0]) cJSON_AddStringToObject(o, "code", e->code);
+    else cJSON_AddNullToObject(o, "code");
+    return print(root);
+}
+
+/* ---- parsing helpers ------------------------------------------------------------------------------------------- */
+
+static const char *type_name(const cJSON *j) {
+    if (cJSON_IsString(j)) return "a string";
+    if (cJSON_IsNumber(j)) return "a number";
+    if (cJSON_IsBool(j)) return "a boolean";
+    if (cJSON_IsNull(j)) return "null";
+    if (cJSON_IsArray(j)) return "an array";
+    if (cJSON_IsObject(j)) return "an object";
+    return "an invalid value";
+}
+
+/* The body as a JSON object: whole (nothing but whitespace after it), else a 400. */
+static cJSON *parse_object(const char *body, size_t len, lmf_openai_error *err) {
+    const char *end = NULL;
+    cJSON *j = len ? cJSON_ParseWithLengthOpts(body, len, &end, 0) : NULL;
+    if (!j) {
+        size_t at = end && end >= body && end <= body + len ? (size_t)(end - body) : 0;
+        lmf_openai_error_set(err, 400, NULL, "invalid_json", "the body is not valid JSON (error near byte %zu of %zu)",
+                             at, len);
+        return NULL;
+    }
+    for (const char *p = end; p < body + len; p++)
+        if (!strchr(" \t\r\n", *p)) {
+            cJSON_Delete(j);
+            lmf_openai_error_set(err, 400, NULL, "invalid_json",
+                                 "the body has bytes after its JSON value (at byte %zu)", (size_t)(p - body));
+            return NULL;
+        }
+    if (!cJSON_IsObject(j)) {
+        lmf_openai_error_set(err, 400, NULL, "invalid_json", "the body must be a JSON object, got %s", type_name(j));
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* Checks obj's keys against names[0..n): an unknown or repeated key is a 400 naming it (prefix + key). Returns 0 when
+ * all are fine. Stops at the first unknown key, so a hostile object with many keys costs at most n compares each. */
+static int check_keys(const cJSON *obj, const char *const *names, int n, const char *prefix, lmf_openai_error *err) {
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        const char *k = it->string ? it->string : "";
+        int known = 0;
+        for (int i = 0; i < n && !known; i++) known = !strcmp(k, names[i]);
+        char param[96];
+        snprintf(param, sizeof param, "%s%s", prefix, k);
+        if (!known)
+            return lmf_openai_error_set(err, 400, param, "unknown_field",
+                                        "unknown field '%s%.64s': lmforge does not support it", prefix, k);
+        for (const cJSON *p = obj->child; p != it; p = p->next)
+            if (!strcmp(p->string, k))
+                return lmf_openai_error_set(err, 400, param, NULL, "field '%s%.64s' appears twice", prefix, k);
+    }
+    return 0;
+}
+
+/* The field's value, NULL when absent or null (null means "unset" for every optional field). */
+static const cJSON *field(const cJSON *obj, const char *name) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return j && !cJSON_IsNull(j) ? j : NULL;
+}
+
+static int want_number(const cJSON *j, const char *name, double lo, double hi, int lo_open, double *out,
+                       lmf_openai_error *err) {
+    if (!cJSON_IsNumber(j))
+        return lmf_openai_error_set(err, 400, name, "invalid_type", "%s: expected a number, got %s", name,
+                                    type_name(j));
+    double x = j->valuedouble;
+    if (!(lo_open ? x > lo : x >= lo) || !(x <= hi))
+        return lmf_openai_error_set(err, 400, name, "invalid_value", "%s: expected a number in %c%g, %g], got %g",
+                                    name, lo_open ? '(' : '[', lo, hi, x);
+    *out = x;
+    return 0;
+}
+
+static int want_int(const cJSON *j, const char *name, double lo, double hi, double *out, lmf_openai_error *err) {
+    if (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble))
+        return lmf_openai_error_set(err, 400, name, "invalid_type", "%s: expected an integer, got %s", name,
+                                    cJSON_IsNumber(j) ? "a fraction" : type_name(j));
+    double x = j->valuedouble;
+    if (x < lo || x > hi)
+        return lmf_openai_error_set(err, 400, name, "invalid_value",
+                                    "%s: expected an integer in [%.0f, %.0f], got %.0f", name, lo, hi, x);
+    *out = x;
+    return 0;
+}
+
+static int want_bool(const cJSON *j, const char *name, int *out, lmf_openai_error *err) {
+    if (!cJSON_IsBool(j))
+        return lmf_openai_error_set(err, 400, name, "invalid_type", "%s: expected true or false, got %s", name,
+                                    type_name(j));
+    *out = cJSON_IsTrue(j);
+    return 0;
+}
+
+static int want_string(const cJSON *j, const char *name, lmf_openai_error *err) {
+    if (!cJSON_IsString(j))
+        return lmf_openai_error_set(err, 400, name, "invalid_type", "%s: expected a string, got %s", name,
+                                    type_name(j));
+    return 0;
+}
+
+/* ---- requests -------------------------------------------------------------------------------------------------- */
+
+static const char *const CHAT_FIELDS[] = {
+    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "seed",
+    "stop", "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs", "top_logprobs", "n", "stream",
+    "stream_options", "user"};
+static const char *const COMPLETION_FIELDS[] = {
+    "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
+    "frequency_penalty", "repetition_penalty", "logprobs", "n", "stream", "stream_options", "user"};
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* messages: [{"role": "system" | "user" | "assistant", "content": str | [{"type": "text", "text": str}, ...]}]
+ * rendered through the model's chat template and encoded as `lmforge chat` does. Text parts are joined with "\n". */
+static int parse_messages(const lmf_openai_model *m, const cJSON *msgs, lmf_ids *out, lmf_openai_error *err) {
+    static const char *const MSG_FIELDS[] = {"role", "content"};
+    static const char *const PART_FIELDS[] = {"type", "text"};
+    if (!cJSON_IsArray(msgs))
+        return lmf_openai_error_set(err, 400, "messages", "invalid_type", "messages: expected an array, got %s",
+                                    type_name(msgs));
+    int n = cJSON_GetArraySize(msgs);
+    if (n == 0) return lmf_openai_error_set(err, 400, "messages", "invalid_value", "messages: the array is empty");
+    lmf_chat_message *cm = calloc((size_t)n, sizeof *cm);
+    char **owned = calloc((size_t)n, sizeof *owned);
+    int i = 0, rc = 0;
+    char param[96];
+    for (const cJSON *msg = msgs->child; msg && !rc; msg = msg->next, i++) {
+        snprintf(param, sizeof param, "messages[%d]", i);
+        if (!cJSON_IsObject(msg)) {
+            rc = lmf_openai_error_set(err, 400, param, "invalid_type", "%s: expected an object, got %s", param,
+                                      type_name(msg));
+            break;
+        }
+        char prefix[96];
+        snprintf(prefix, sizeof prefix, "messages[%d].", i);
+        if ((rc = check_keys(msg, MSG_FIELDS, COUNT(MSG_FIELDS), prefix, err))) break;
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+        snprintf(param, sizeof param, "messages[%d].role", i);
+        if (!role) {
+            rc = lmf_openai_error_set(err, 400, param, "missing_field", "%s is required", param);
+            break;
+        }
+        if ((rc = want_string(role, param, err))) break;
+        if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
+            strcmp(role->valuestring, "assistant")) {
+            rc = lmf_openai_error_set(err, 400, param, "invalid_value",
+                                      "%s: '%.32s' is not a role lmforge knows (system, user, assistant)", param,
+                                      role->valuestring);
+            break;
+        }
+        if (!strcmp(role->valuestring, "system") && i > 0) {
+            rc = lmf_openai_error_set(err, 400, param, "invalid_value", "%s: a system message may only come first",
+                                      param);
+            break;
+        }
+        cm[i].role = role->valuestring;
+        snprintf(param, sizeof param, "messages[%d].content", i);
+        if (!content || cJSON_IsNull(content)) {
+            rc = lmf_openai_error_set(err, 400, param, "missing_field", "%s is required", param);
+            break;
+        }
+        if (cJSON_IsString(content)) {
+            cm[i].content = content->valuestring;
+            continue;
+        }
+        if (!cJSON_IsArray(content)) {
+            rc = lmf_openai_error_set(err, 400, param, "invalid_type",
+                                      "%s: expected a string or an array of text parts, got %s", param,
+                                      type_name(content));
+            break;
+        }
+        lmf_text joined = {0};
+        lmf_text_push(&joined, "", 0);
+        int j = 0;
+        for (const cJSON *part = content->child; part && !rc; part = part->next, j++) {
+            snprintf(param, sizeof param, "messages[%d].content[%d]", i, j);
+            if (!cJSON_IsObject(part)) {
+                rc = lmf_openai_error_set(err, 400, param, "invalid_type", "%s: expected an object, got %s", param,
+                                          type_name(part));
+                break;
+            }
+            snprintf(prefix, sizeof prefix, "messages[%d].content[%d].", i, j);
+            if ((rc = check_keys(part, PART_FIELDS, COUNT(PART_FIELDS), prefix, err))) break;
+            const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+            const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+            snprintf(param, sizeof param, "messages[%d].content[%d].type", i, j);
+            if (!type || !cJSON_IsString(type) || strcmp(type->valuestring, "text")) {
+                rc = lmf_openai_error_set(err, 400, param, "invalid_value",
+                                          "%s: lmforge takes text parts only (\"type\": \"text\")", param);
+                break;
+            }
+            snprintf(param, sizeof param, "messages[%d].content[%d].text", i, j);
+            if (!text) rc = lmf_openai_error_set(err, 400, param, "missing_field", "%s is required", param);
+            else if (!(rc = want_string(text, param, err))) {
+                if (j > 0) lmf_text_push(&joined, "\n", 1);
+                lmf_text_push(&joined, text->valuestring, strlen(text->valuestring));
+            }
+        }
+        cm[i].content = owned[i] = joined.data;
+    }
+    if (!rc) {
+        lmf_status st = lmf_chat_encode(m->tok, m->tmpl, m->bos, cm, n, 1, out);
+        if (st != LMF_OK)
+            rc = lmf_openai_error_set(err, 400, "messages", "invalid_value", "messages: %s", lmf_last_error());
+    }
+    for (int k = 0; k < n; k++) free(owned[k]);
+    free(owned);
+    free(cm);
+    return rc;
+}
+
+/* prompt: a string (BOS first when the model adds one, then the text encoded with special tokens as plain text,
+ * as `lmforge generate` does) or an array of token ids (used as they are). */
+static int parse_prompt(const lmf_openai_model *m, const cJSON *p, lmf_ids *out, lmf_openai_error *err) {
+    if (cJSON_IsString(p)) {
+        if (m->bos >= 0) lmf_ids_push(out, &m->bos, 1);
+        lmf_tokenizer_encode(m->tok, p->valuestring, strlen(p->valuestring), 0, out);
+        if (out->len == 0) return lmf_openai_error_set(err, 400, "prompt", "invalid_value", "prompt: it is empty");
+        return 0;
+    }
+    if (!cJSON_IsArray(p))
+        return lmf_openai_error_set(err, 400, "prompt", "invalid_type",
+                                    "prompt: expected a string or an array of token ids, got %s", type_name(p));
+    int vocab = lmf_tokenizer_vocab_size(m->tok), i = 0;
+    for (const cJSON *t = p->child; t; t = t->next, i++) {
+        char param[32];
+        snprintf(param, sizeof param, "prompt[%d]", i);
+        if (!cJSON_IsNumber(t) || t->valuedouble != floor(t->valuedouble))
+            return lmf_openai_error_set(err, 400, param, "invalid_type",
+                                        "%s: expected a token id (an integer), got %s (one prompt per request: a "
+                                        "string or a list of ids)", param, type_name(t));
+        if (t->valuedouble < 0 || t->valuedouble >= vocab)
+            return lmf_openai_error_set(err, 400, param, "invalid_value",
+                                        "%s: token id %.0f is outside the vocabulary [0, %d)", param, t->valuedouble,
+                                        vocab);
+        int32_t id = (int32_t)t->valuedouble;
+        lmf_ids_push(out, &id, 1);
+    }
+    if (out->len == 0) return lmf_openai_error_set(err, 400, "prompt", "invalid_value", "prompt: it is empty");
+    return 0;
+}
+
+static int parse_stop(const cJSON *s, lmf_openai_request *r, lmf_openai_error *err) {
+    const cJSON *one = cJSON_IsString(s) ? s : NULL;
+    if (!one && !cJSON_IsArray(s))
+        return lmf_openai_error_set(err, 400, "stop", "invalid_type",
+                                    "stop: expected a string or an array of up to %d strings, got %s",
+                                    LMF_OPENAI_MAX_STOPS, type_name(s));
+    int n = one ? 1 : cJSON_GetArraySize(s);
+    if (n > LMF_OPENAI_MAX_STOPS)
+        return lmf_openai_error_set(err, 400, "stop", "invalid_value", "stop: at most %d strings, got %d",
+                                    LMF_OPENAI_MAX_STOPS, n);
+    const cJSON *it = one ? one : s->child;
+    for (int i = 0; i < n; i++, it = it->next) {
+        char param[16];
+        snprintf(param, sizeof param, one ? "stop" : "stop[%d]", i);
+        if (want_string(it, param, err)) return 400;
+        if (!it->valuestring[0])
+            return lmf_openai_error_set(err, 400, param, "invalid_value", "%s: a stop string must not be empty", param);
+        r->stops[r->req.n_stops++] = strdup(it->valuestring);
+    }
+    r->req.stops = (const char *const *)r->stops;
+    return 0;
+}
+
+static int parse_stream_options(const cJSON *so, lmf_openai_request *r, lmf_openai_error *err) {
+    static const char *const SO_FIELDS[] = {"include_usage"};
+    if (!cJSON_IsObject(so))
+        return lmf_openai_error_set(err, 400, "stream_options", "invalid_type",
+                                    "stream_options: expected an object, got %s", type_name(so));
+    if (check_keys(so, SO_FIELDS, COUNT(SO_FIELDS), "stream_options.", err)) return 400;
+    const cJSON *u = field(so, "include_usage");
+    return u ? want_bool(u, "stream_options.include_usage", &r->include_usage, err) : 0;
+}
+
+/* The sampling and length fields both kinds share. */
+static int parse_common(const cJSON *root, lmf_openai_kind kind, lmf_openai_request *r, lmf_openai_error *err) {
+    lmf_engine_request *q = &r->req;
+    const cJSON *j;
+    double x;
+    if ((j = field(root, "max_tokens"))) {
+        if (want_int(j, "max_tokens", 1, 1 << 30, &x, err)) return 400;
+        q->max_tokens = (int)x;
+    }
+    if (kind == LMF_OPENAI_CHAT && (j = field(root, "max_completion_tokens"))) {
+        if (want_int(j, "max_completion_tokens", 1, 1 << 30, &x, err)) return 400;
+        if (field(root, "max_tokens") && q->max_tokens != (int)x)
+            return lmf_openai_error_set(err, 400, "max_completion_tokens", "invalid_value",
+                                        "max_completion_tokens (%d) and max_tokens (%d) disagree: give one", (int)x,
+                                        q->max_tokens);
+        q->max_tokens = (int)x;
+    }
+    if ((j = field(root, "temperature"))) {
+        if (want_number(j, "temperature", 0, 2, 0, &x, err)) return 400;
+        q->sampling.temperature = (float)x;
+    }
+    if ((j = field(root, "top_p"))) {
+        if (want_number(j, "top_p", 0, 1, 1, &x, err)) return 400;
+        q->sampling.top_p = (float)x;
+    }
+    if ((j = field(root, "top_k"))) {
+        if (want_int(j, "top_k", 0, 1 << 30, &x, err)) return 400;
+        q->sampling.top_k = (int)x;
+    }
+    if ((j = field(root, "min_p"))) {
+        if (want_number(j, "min_p", 0, 1, 0, &x, err)) return 400;
+        q->sampling.min_p = (float)x;
+    }
+    if ((j = field(root, "seed"))) {
+        /* any integer a double holds exactly; negative seeds wrap as two's complement, as OpenAI's int64 does */
+        if (want_int(j, "seed", -9007199254740992.0, 9007199254740992.0, &x, err)) return 400;
+        q->sampling.seed = (uint64_t)(int64_t)x;
+        r->seeded = 1;
+    }
+    if ((j = field(root, "presence_penalty"))) {
+        if (want_number(j, "presence_penalty", -2, 2, 0, &x, err)) return 400;
+        q->presence_penalty = (float)x;
+    }
+    if ((j = field(root, "frequency_penalty"))) {
+        if (want_number(j, "frequency_penalty", -2, 2, 0, &x, err)) return 400;
+        q->frequency_penalty = (float)x;
+    }
+    if ((j = field(root, "repetition_penalty"))) {
+        if (want_number(j, "repetition_penalty", 0, 10, 1, &x, err)) return 400;
+        q->sampling.repeat_penalty = (float)x;
+    }
+    if ((j = field(root, "stop")) && parse_stop(j, r, err)) return 400;
+    if ((j = field(root, "n"))) {
+        if (want_int(j, "n", 1, 1 << 30, &x, err)) return 400;
+        if (x != 1)
+            return lmf_openai_error_set(err, 400, "n", "invalid_value",
+                                        "n: lmforge returns one choice (n = 1), got %.0f", x);
+    }
+    if ((j = field(root, "stream")) && want_bool(j, "stream", &r->stream, err)) return 400;
+    if ((j = field(root, "stream_options"))) {
+        if (!r->stream)
+            return lmf_openai_error_set(err, 400, "stream_options", "invalid_value",
+                                        "stream_options: only allowed with \"stream\": true");
+        if (parse_stream_options(j, r, err)) return 400;
+    }
+    if ((j = field(root, "user")) && want_string(j, "user", err)) return 400;
+    if (kind == LMF_OPENAI_CHAT) {
+        int lp = 0;
+        if ((j = field(root, "logprobs")) && want_bool(j, "logprobs", &lp, err)) return 400;
+        q->logprobs = lp;
+        if ((j = field(root, "top_logprobs"))) {
+            if (want_int(j, "top_logprobs", 0, LMF_ENGINE_TOP_MAX, &x, err)) return 400;
+            if (!lp)
+                return lmf_openai_error_set(err, 400, "top_logprobs", "invalid_value",
+                                            "top_logprobs: needs \"logprobs\": true");
+            q->top_logprobs = (int)x;
+        }
+    } else if ((j = field(root, "logprobs"))) {
+        /* completions: logprobs is the number of alternatives per token (0: the sampled token's only) */
+        if (want_int(j, "logprobs", 0, LMF_ENGINE_TOP_MAX, &x, err)) return 400;
+        q->logprobs = 1;
+        q->top_logprobs = (int)x;
+    }
+    return 0;
+}
+
+int lmf_openai_parse(const lmf_openai_model *m, lmf_openai_kind kind, const char *body, size_t len,
+                     lmf_openai_request *out, lmf_openai_error *err) {
+    memset(out, 0, sizeof *out);
+    out->kind = kind;
+    out->req.sampling = lmf_sampler_defaults();
+    out->req.max_tokens = kind == LMF_OPENAI_CHAT ? 0 : 16; /* OpenAI's defaults: until the context / 16 */
+    cJSON *root = parse_object(body, len, err);
+    if (!root) return 400;
+    int rc = kind == LMF_OPENAI_CHAT ? check_keys(root, CHAT_FIELDS, COUNT(CHAT_FIELDS), "", err)
+                                     : check_keys(root, COMPLETION_FIELDS, COUNT(COMPLETION_FIELDS), "", err);
+    const cJSON *j;
+    if (!rc && (j = field(root, "model"))) {
+        if (!(rc = want_string(j, "model", err)) && strcmp(j->valuestring, m->id))
+            rc = lmf_openai_error_set(err, 404, "model", "model_not_found",
+                                      "the model '%.128s' does not exist: this server serves '%s'", j->valuestring,
+                                      m->id);
+    }
+    if (!rc) rc = parse_common(root, kind, out, err);
+    if (!rc) {
+        const char *name = kind == LMF_OPENAI_CHAT ? "messages" : "prompt";
+        if (!(j = field(root, name)))
+            rc = lmf_openai_error_set(err, 400, name, "missing_field", "%s is required", name);
+        else
+            rc = kind == LMF_OPENAI_CHAT ? parse_messages(m, j, &out->prompt, err)
+                                         : parse_prompt(m, j, &out->prompt, err);
+    }
+    cJSON_Delete(root);
+    if (rc) return rc;
+    const char *pname = kind == LMF_OPENAI_CHAT ? "messages" : "prompt";
+    if (m->n_ctx > 0 && out->prompt.len >= (size_t)m->n_ctx)
+        return lmf_openai_error_set(err, 400, pname, "context_length_exceeded",
+                                    "the prompt has %zu tokens, and the context holds %d (prompt and reply together): "
+                                    "shorten the %s", out->prompt.len, m->n_ctx, pname);
+    if (m->n_ctx > 0 && out->req.max_tokens > 0 && out->prompt.len + (size_t)out->req.max_tokens > (size_t)m->n_ctx)
+        return lmf_openai_error_set(err, 400, "max_tokens", "context_length_exceeded",
+                                    "the context holds %d tokens, and %zu (prompt) + %d (max_tokens) were asked for: "
+                                    "lower max_tokens or shorten the %s", m->n_ctx, out->prompt.len,
+                                    out->req.max_tokens, pname);
+    out->req.prompt = out->prompt.data;
+    out->req.n_prompt = (int)out->prompt.len;
+    return 0;
+}
+
+void lmf_openai_request_free(lmf_openai_request *r) {
+    if (!r) return;
+    free(r->prompt.data);
+    for (int i = 0; i < LMF_OPENAI_MAX_STOPS; i++) free(r->stops[i]);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- tokenize / detokenize / models ----------------------------------------------------------------------------- */
+
+int lmf_openai_tokenize(const lmf_openai_model *m, const char *body, size_t len, char **json, lmf_openai_error *err) {
+    static const char *const FIELDS[] = {"content", "add_special", "parse_special"};
+    cJSON *root = parse_object(body, len, err);
+    if (!root) return 400;
+    int rc = check_keys(root, FIELDS, COUNT(FIELDS), "", err), add_special = 0, parse_special = 1;
+    const cJSON *content = field(root, "content"), *j;
+    if (!rc && !content) rc = lmf_openai_error_set(err, 400, "content", "missing_field", "content is required");
+    if (!rc) rc = want_string(content, "content", err);
+    if (!rc && (j = field(root, "add_special"))) rc = want_bool(j, "add_special", &add_special, err);
+    if (!rc && (j = field(root, "parse_special"))) rc = want_bool(j, "parse_special", &parse_special, err);
+    if (!rc) {
+        lmf_ids ids = {0};
+        if (add_special && m->bos >= 0) lmf_ids_push(&ids, &m->bos, 1);
+        lmf_tokenizer_encode(m->tok, content->valuestring, strlen(content->valuestring),
+                             parse_special ? LMF_ENCODE_ALLOW_SPECIAL : 0, &ids);
+        cJSON *out = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(out, "tokens");
+        for (size_t i = 0; i < ids.len; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids.data[i]));
+        free(ids.data);
+        *json = print(out);
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+int lmf_openai_detokenize(const lmf_openai_model *m, const char *body, size_t len, char **json,
+                          lmf_openai_error *err) {
+    static const char *const FIELDS[] = {"tokens"};
+    cJSON *root = parse_object(body, len, err);
+    if (!root) return 400;
+    int rc = check_keys(root, FIELDS, COUNT(FIELDS), "", err), vocab = lmf_tokenizer_vocab_size(m->tok), i = 0;
+    const cJSON *toks = field(root, "tokens");
+    if (!rc && !toks) rc = lmf_openai_error_set(err, 400, "tokens", "missing_field", "tokens is required");
+    if (!rc && !cJSON_IsArray(toks))
+        rc = lmf_openai_error_set(err, 400, "tokens", "invalid_type", "tokens: expected an array of token ids, got %s",
+                                  type_name(toks));
+    lmf_ids ids = {0};
+    for (const cJSON *t = rc ? NULL : toks->child; t && !rc; t = t->next, i++) {
+        char param[32];
+        snprintf(param, sizeof param, "tokens[%d]", i);
+        double x = 0;
+        if (!(rc = want_int(t, param, 0, vocab - 1, &x, err))) {
+            int32_t id = (int32_t)x;
+            lmf_ids_push(&ids, &id, 1);
+        }
+    }
+    if (!rc) {
+        lmf_text text = {0};
+        lmf_tokenizer_decode(m->tok, ids.data, ids.len, 0, &text); /* ids checked above: cannot fail */
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddItemToObject(out, "content", utf8_string(text.data ? text.data : "", text.len));
+        free(text.data);
+        *json = print(out);
+    }
+    free(ids.data);
+    cJSON_Delete(root);
+    return rc;
+}
+
+static cJSON *model_object(const lmf_openai_model *m, long created) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", m->id);
+    cJSON_AddStringToObject(o, "object", "model");
+    cJSON_AddNumberToObject(o, "created", (double)created);
+    cJSON_AddStringToObject(o, "owned_by", "lmforge");
+    return o;
+}
+
+char *lmf_openai_models_json(const lmf_openai_model *m, long created) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "object", "list");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "data"), model_object(m, created));
+    return print(root);
+}
+
+char *lmf_openai_model_json(const lmf_openai_model *m, long created) { return print(model_object(m, created)); }
+
+/* ---- replies --------------------------------------------------------------------------------------------------- */
+
+#define FINGERPRINT "lmforge-" LMF_VERSION
+
+const char *lmf_openai_finish_reason(lmf_stop_reason reason) {
+    return reason == LMF_STOP_LENGTH || reason == LMF_STOP_CONTEXT ? "length" : "stop";
+}
+
+void lmf_openai_reply_init(lmf_openai_reply *r, const lmf_openai_model *m, const lmf_openai_request *q,
+                           const char *id_suffix, long created) {
+    memset(r, 0, sizeof *r);
+    r->kind = q->kind;
+    r->stream = q->stream, r->include_usage = q->include_usage;
+    r->logprobs = q->req.logprobs, r->top_logprobs = q->req.top_logprobs;
+    snprintf(r->id, sizeof r->id, "%s%s", q->kind == LMF_OPENAI_CHAT ? "chatcmpl-" : "cmpl-", id_suffix);
+    r->created = created;
+    r->m = m;
+    if (r->logprobs && !r->stream) {
+        if (r->kind == LMF_OPENAI_CHAT) r->lp = cJSON_CreateArray();
+        else r->lp_tokens = cJSON_CreateArray(), r->lp_values = cJSON_CreateArray(), r->lp_top = cJSON_CreateArray(),
+             r->lp_offsets = cJSON_CreateArray();
+    }
+}
+
+void lmf_openai_reply_free(lmf_openai_reply *r) {
+    if (!r) return;
+    free(r->text.data);
+    cJSON_Delete(r->lp), cJSON_Delete(r->lp_tokens), cJSON_Delete(r->lp_values), cJSON_Delete(r->lp_top);
+    cJSON_Delete(r->lp_offsets);
+    memset(r, 0, sizeof *r);
+}
+
+/* The token's text decoded alone (special tokens as their text), raw bytes in *t. */
+static void token_bytes(const lmf_openai_model *m, int32_t id, lmf_text *t) {
+    t->len = 0;
+    if (lmf_tokenizer_decode(m->tok, &id, 1, 0, t) != LMF_OK) t->len = 0;
+}
+
+static cJSON *bytes_array(const lmf_text *t) {
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < t->len; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((unsigned char)t->data[i]));
+    return a;
+}
+
+/* Chat: {"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]} for a TOKEN event. */
+static cJSON *chat_logprob(const lmf_openai_reply *r, const lmf_engine_event *ev) {
+    lmf_text t = {0};
+    cJSON *o = cJSON_CreateObject(), *top = cJSON_CreateArray();
+    token_bytes(r->m, ev->token, &t);
+    cJSON_AddItemToObject(o, "token", utf8_string(t.data ? t.data : "", t.len));
+    cJSON_AddNumberToObject(o, "logprob", ev->logprob);
+    cJSON_AddItemToObject(o, "bytes", bytes_array(&t));
+    for (int i = 0; i < ev->n_top && i < r->top_logprobs; i++) {
+        cJSON *a = cJSON_CreateObject();
+        token_bytes(r->m, ev->top[i].id, &t);
+        cJSON_AddItemToObject(a, "token", utf8_string(t.data ? t.data : "", t.len));
+        cJSON_AddNumberToObject(a, "logprob", ev->top[i].logprob);
+        cJSON_AddItemToObject(a, "bytes", bytes_array(&t));
+        cJSON_AddItemToArray(top, a);
+    }
+    cJSON_AddItemToObject(o, "top_logprobs", top);
+    free(t.data);
+    return o;
+}
+
+/* Completions: the token's four entries appended to the four arrays. */
+static void completion_logprob(lmf_openai_reply *r, const lmf_engine_event *ev, cJSON *tokens, cJSON *values,
+                               cJSON *tops, cJSON *offsets) {
+    lmf_text t = {0};
+    token_bytes(r->m, ev->token, &t);
+    cJSON_AddItemToArray(tokens, utf8_string(t.data ? t.data : "", t.len));
+    cJSON_AddItemToArray(values, cJSON_CreateNumber(ev->logprob));
+    cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)r->text_bytes));
+    r->text_bytes += t.len; /* offsets count the tokens' own bytes: the text as the tokens spell it */
+    cJSON *top = cJSON_CreateObject();
+    for (int i = 0; i < ev->n_top && i < r->top_logprobs; i++) {
+        token_bytes(r->m, ev->top[i].id, &t);
+        lmf_text key = {0};
+        lmf_openai_put_utf8(&key, t.data ? t.data : "", t.len);
+        /* two ids can read alike once invalid bytes are replaced: keep the likelier one */
+        if (!cJSON_GetObjectItemCaseSensitive(top, key.data ? key.data : ""))
+            cJSON_AddNumberToObject(top, key.data ? key.data : "", ev->top[i].logprob);
+        free(key.data);
+    }
+    cJSON_AddItemToArray(tops, top);
+    free(t.data);
+}
+
+static cJSON *usage_object(const lmf_openai_reply *r) {
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", r->prompt_tokens);
+    cJSON_AddNumberToObject(u, "completion_tokens", r->gen_tokens);
+    cJSON_AddNumberToObject(u, "total_tokens", r->prompt_tokens + r->gen_tokens);
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "prompt_tokens_details"), "cached_tokens", r->cached_tokens);
+    return u;
+}
+
+/* A chunk's envelope; *choice receives its one choice (NULL: a usage chunk with "choices": []). */
+static cJSON *chunk(const lmf_openai_reply *r, cJSON **choice) {
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "id", r->id);
+    cJSON_AddStringToObject(c, "object", r->kind == LMF_OPENAI_CHAT ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddNumberToObject(c, "created", (double)r->created);
+    cJSON_AddStringToObject(c, "model", r->m->id);
+    cJSON_AddStringToObject(c, "system_fingerprint", FINGERPRINT);
+    cJSON *choices = cJSON_AddArrayToObject(c, "choices");
+    if (choice) {
+        *choice = cJSON_CreateObject();
+        cJSON_AddNumberToObject(*choice, "index", 0);
+        cJSON_AddItemToArray(choices, *choice);
+    }
+    /* with include_usage every chunk carries "usage": null but the last, which carries the numbers */
+    if (r->include_usage && choice) cJSON_AddNullToObject(c, "usage");
+    return c;
+}
+
+static void sse(lmf_text *out, cJSON *j) {
+    char *s = print(j);
+    lmf_text_push(out, "data: ", 6);
+    lmf_text_push(out, s, strlen(s));
+    lmf_text_push(out, "\n\n", 2);
+    free(s);
+}
+
+/* A content chunk: text (may be empty) and, for a TOKEN event with logprobs, the token's entry. */
+static void stream_piece(lmf_openai_reply *r, const char *text, size_t len, const lmf_engine_event *tok,
+                         lmf_text *out) {
+    cJSON *choice, *c = chunk(r, &choice);
+    int lp = tok && r->logprobs;
+    if (r->kind == LMF_OPENAI_CHAT) {
+        cJSON *delta = cJSON_AddObjectToObject(choice, "delta");
+        cJSON_AddItemToObject(delta, "content", utf8_string(text, len));
+        if (lp) cJSON_AddItemToArray(cJSON_AddArrayToObject(cJSON_AddObjectToObject(choice, "logprobs"), "content"),
+                                     chat_logprob(r, tok));
+        else cJSON_AddNullToObject(choice, "logprobs");
+    } else {
+        cJSON_AddItemToObject(choice, "text", utf8_string(text, len));
+        if (lp) {
+            cJSON *l = cJSON_AddObjectToObject(choice, "logprobs"), *tokens = cJSON_AddArrayToObject(l, "tokens");
+            cJSON *values = cJSON_AddArrayToObject(l, "token_logprobs");
+            cJSON *tops = cJSON_AddArrayToObject(l, "top_logprobs");
+            completion_logprob(r, tok, tokens, values, tops, cJSON_AddArrayToObject(l, "text_offset"));
+        } else {
+            cJSON_AddNullToObject(choice, "logprobs");
+        }
+    }
+    cJSON_AddNullToObject(choice, "finish_reason");
+    sse(out, c);
+}
+
+/* Streaming chat opens with the assistant's role and empty content, as OpenAI's first chunk does. */
+static void stream_start(lmf_openai_reply *r, lmf_text *out) {
+    if (r->started) return;
+    r->started = 1;
+    if (r->kind != LMF_OPENAI_CHAT) return;
+    cJSON *choice, *c = chunk(r, &choice), *delta = cJSON_AddObjectToObject(choice, "delta");
+    cJSON_AddStringToObject(delta, "role", "assistant");
+    cJSON_AddStringToObject(delta, "content", "");
+    cJSON_AddNullToObject(choice, "logprobs");
+    cJSON_AddNullToObject(choice, "finish_reason");
+    sse(out, c);
+}
+
+static void stream_done(lmf_openai_reply *r, lmf_text *out) {
+    cJSON *choice, *c = chunk(r, &choice);
+    if (r->kind == LMF_OPENAI_CHAT) cJSON_AddObjectToObject(choice, "delta");
+    else cJSON_AddStringToObject(choice, "text", "");
+    cJSON_AddNullToObject(choice, "logprobs");
+    cJSON_AddStringToObject(choice, "finish_reason", lmf_openai_finish_reason(r->reason));
+    sse(out, c);
+    if (r->include_usage) {
+        c = chunk(r, NULL);
+        cJSON_AddItemToObject(c, "usage", usage_object(r));
+        sse(out, c);
+    }
+    lmf_text_push(out, "data: [DONE]\n\n", 14);
+}
+
+void lmf_openai_reply_event(lmf_openai_reply *r, const lmf_engine_event *ev, lmf_text *out) {
+    if (r->done) return;
+    if (ev->kind == LMF_ENGINE_DONE) {
+        r->done = 1;
+        r->reason = ev->reason;
+        r->prompt_tokens = ev->prompt_tokens, r->cached_tokens = ev->cached_tokens, r->gen_tokens = ev->gen_tokens;
+    }
+    if (r->stream) {
+        stream_start(r, out);
+        int tok = ev->kind == LMF_ENGINE_TOKEN;
+        if (ev->len > 0 || (tok && r->logprobs)) stream_piece(r, ev->text ? ev->text : "", ev->len, tok ? ev : NULL,
+                                                              out);
+        if (r->done) stream_done(r, out);
+        return;
+    }
+    if (ev->len) lmf_text_push(&r->text, ev->text, ev->len);
+    if (ev->kind == LMF_ENGINE_TOKEN && r->logprobs) {
+        if (r->kind == LMF_OPENAI_CHAT) cJSON_AddItemToArray(r->lp, chat_logprob(r, ev));
+        else completion_logprob(r, ev, r->lp_tokens, r->lp_values, r->lp_top, r->lp_offsets);
+    }
+}
+
+void lmf_openai_reply_error(lmf_openai_reply *r, const lmf_openai_error *e, lmf_text *out) {
+    char *s = lmf_openai_error_json(e);
+    lmf_text_push(out, "data: ", 6);
+    lmf_text_push(out, s, strlen(s));
+    lmf_text_push(out, "\n\n", 2);
+    free(s);
+    r->done = 1;
+}
+
+char *lmf_openai_reply_json(const lmf_openai_reply *r) {
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "id", r->id);
+    cJSON_AddStringToObject(c, "object", r->kind == LMF_OPENAI_CHAT ? "chat.completion" : "text_completion");
+    cJSON_AddNumberToObject(c, "created", (double)r->created);
+    cJSON_AddStringToObject(c, "model", r->m->id);
+    cJSON_AddStringToObject(c, "system_fingerprint", FINGERPRINT);
+    cJSON *choice = cJSON_CreateObject();
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "choices"), choice);
+    cJSON_AddNumberToObject(choice, "index", 0);
+    cJSON *text = utf8_string(r->text.data ? r->text.data : "", r->text.len);
+    if (r->kind == LMF_OPENAI_CHAT) {
+        cJSON *msg = cJSON_AddObjectToObject(choice, "message");
+        cJSON_AddStringToObject(msg, "role", "assistant");
+        cJSON_AddItemToObject(msg, "content", text);
+        if (r->lp) cJSON_AddItemToObject(cJSON_AddObjectToObject(choice, "logprobs"), "content",
+                                         cJSON_Duplicate(r->lp, 1));
+        else cJSON_AddNullToObject(choice, "logprobs");
+    } else {
+        cJSON_AddItemToObject(choice, "text", text);
+        if (r->lp_tokens) {
+            cJSON *l = cJSON_AddObjectToObject(choice, "logprobs");
+            cJSON_AddItemToObject(l, "tokens", cJSON_Duplicate(r->lp_tokens, 1));
+            cJSON_AddItemToObject(l, "token_logprobs", cJSON_Duplicate(r->lp_values, 1));
+            cJSON_AddItemToObject(l, "top_logprobs", cJSON_Duplicate(r->lp_top, 1));
+            cJSON_AddItemToObject(l, "text_offset", cJSON_Duplicate(r->lp_offsets, 1));
+        } else {
+            cJSON_AddNullToObject(choice, "logprobs");
+        }
+    }
+    cJSON_AddStringToObject(choice, "finish_reason", lmf_openai_finish_reason(r->reason));
+    cJSON_AddItemToObject(c, "usage", usage_object(r));
+    return print(c);
+}

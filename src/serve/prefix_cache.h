@@ -1,0 +1,30 @@
+/* prefix_cache.h — KV blocks of earlier prompts, found again by their tokens.
+ *
+ * Requests that share a prefix (the same system prompt, the earlier turns of a chat) need not compute its KV
+ * twice. After a prompt has been read, every full block of it is entered here under a key that hashes the block's
+ * tokens together with the key of the block before it, so a key stands for the whole prefix up to the block's end;
+ * the entry holds a reference on the block (model/infer.h). A new prompt walks its blocks from the start and adopts
+ * those found. Entries nobody else holds are evicted least recently used first (deepest first on ties, so a chain is
+ * cut from its end) when the pool needs blocks. */
+#ifndef LMF_SERVE_PREFIX_CACHE_H
+#define LMF_SERVE_PREFIX_CACHE_H
+
+#include "model/infer.h"
+
+typedef struct lmf_prefix_cache lmf_prefix_cache;
+
+lmf_prefix_cache *lmf_prefix_cache_create(lmf_kv_pool *pool);
+/* Drops every entry's reference. */
+void lmf_prefix_cache_free(lmf_prefix_cache *c);
+/* The blocks holding tokens[0, max_blocks x bs) as far as the cache has them, in order, into blocks; returns how
+ * many. Found entries become the most recently used. */
+int lmf_prefix_cache_match(lmf_prefix_cache *c, const int32_t *tokens, int max_blocks, int *blocks);
+/* Enters the first n blocks of a sequence (blocks[i] holds tokens[i bs, (i + 1) bs)); known prefixes are skipped. */
+void lmf_prefix_cache_insert(lmf_prefix_cache *c, const int32_t *tokens, int n, const int *blocks);
+/* Entries whose block only the cache holds (what eviction can free). */
+int lmf_prefix_cache_reclaimable(const lmf_prefix_cache *c);
+/* Evicts up to n such entries; returns how many blocks went back to the pool. */
+int lmf_prefix_cache_evict(lmf_prefix_cache *c, int n);
+int lmf_prefix_cache_size(const lmf_prefix_cache *c);
+
+#endif
