@@ -2,7 +2,8 @@
 # Installs the Debian packages lmforge needs to build, test and run its demo, if any are missing.
 # Usage: scripts/install-deps.sh [extra-package ...]
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libcjson-dev libcmocka-dev libpcre2-dev libutf8proc-dev libxxhash-dev libzstd-dev libmicrohttpd-dev python3-venv curl bible-kjv fortunes dict-devil "$@")
+pkgs=(build-essential cmake pkg-config libcjson-dev libcmocka-dev libpcre2-dev libutf8proc-dev libxxhash-dev libzstd-dev libmicrohttpd-dev python3-venv curl bible-kjv fortunes dict-devil
+      chromium chromium-driver python3-selenium "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
