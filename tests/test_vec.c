@@ -28,11 +28,11 @@ static const int lengths[] = {1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100
 
 enum { F_SUM, F_DOT, F_LAYERNORM, F_LAYERNORM_BWD, F_NORM_PARAM_GRAD, F_RMSNORM, F_RMSNORM_BWD, F_SOFTMAX,
        F_SOFTMAX_BWD, F_LOGSUMEXP, F_EXP_SHIFT_SCALE, F_GELU, F_GELU_BWD, F_SWIGLU, F_SWIGLU_BWD, F_ADAMW, F_EXP,
-       F_ROWS_BY_MATRIX, N_FUNCS };
+       F_ROWS_BY_MATRIX, F_ROWS_BY_PIECES_T, N_FUNCS };
 static const char *func_names[N_FUNCS] = {
     "sum", "dot", "layernorm", "layernorm_backward", "norm_param_grad", "rmsnorm", "rmsnorm_backward", "softmax",
     "softmax_backward", "logsumexp", "exp_shift_scale", "gelu", "gelu_backward", "swiglu", "swiglu_backward",
-    "adamw", "exp (vs double)", "rows_by_matrix"};
+    "adamw", "exp (vs double)", "rows_by_matrix", "rows_by_pieces_t"};
 
 static const lmf_vec_ops *variants[2];
 static int n_variants;
@@ -306,6 +306,49 @@ static void test_rows_by_matrix(void **state) {
     }
 }
 
+/* m rows times k x len[b] pieces (row stride ldw) accumulated into out: every variant against the reference,
+ * relative to sum |x w|, pieces of block sizes 16 and 5 (ragged: lanes start anywhere), first and last piece short
+ * as a stretch cut by threads leaves them; the gaps of out (ldo > k) untouched, the += kept */
+static void test_rows_by_pieces_t(void **state) {
+    static const int totals[] = {1, 7, 16, 17, 40, 100, 300};
+    static const int bss[] = {16, 5, 64};
+    FOR_VARIANTS(v) {
+        const lmf_vec_ops *V = variants[v];
+        for (int ti = 0; ti < 7; ti++)
+            for (int bi = 0; bi < 3; bi++)
+                for (int m = 1; m <= 4; m++) {
+                    int n = totals[ti], bs = bss[bi], k = 64 + (m == 3), ldo = k + 2;
+                    long ldw = bs, ldx = n + 3;
+                    int nb = 0, len[64], start = bs / 3; /* the stretch begins inside its first block */
+                    const float *wp[64];
+                    float *w = row((long)k * ldw * 64), *x = row((long)m * ldx), *o1 = row(m * ldo), *o2 = row(m * ldo);
+                    fill(w, (long)k * ldw * 64, 900 + n + bs, 1.0f, 0);
+                    fill(x, (long)m * ldx, 950 + m, 1.0f, 0);
+                    for (int p = 0; p < n; nb++) {
+                        int off = nb ? 0 : start, l = bs - off < n - p ? bs - off : n - p;
+                        wp[nb] = w + (long)nb * k * ldw + off, len[nb] = l;
+                        p += l;
+                    }
+                    for (long i = 0; i < m * ldo; i++) o1[i] = o2[i] = (i % ldo) < k ? 0.5f : SENTINEL;
+                    lmf_vec_ref.rows_by_pieces_t(o1, ldo, x, ldx, m, wp, len, nb, ldw, k);
+                    V->rows_by_pieces_t(o2, ldo, x, ldx, m, wp, len, nb, ldw, k);
+                    for (int j = 0; j < m; j++)
+                        for (int r = 0; r < ldo; r++) {
+                            if (r >= k) {
+                                if (o2[j * ldo + r] != SENTINEL) fail_msg("%s rows_by_pieces_t: wrote a gap", V->name);
+                                continue;
+                            }
+                            double a = 1.0; /* the 0.5 already there */
+                            for (int b = 0, off = 0; b < nb; off += len[b++])
+                                for (int p = 0; p < len[b]; p++) a += fabs((double)x[j * ldx + off + p] * wp[b][r * ldw + p]);
+                            expect(v, F_ROWS_BY_PIECES_T, fabs((double)o2[j * ldo + r] - o1[j * ldo + r]) / a, n, "out");
+                        }
+                    check_sentinels(o2, m * ldo, "rows_by_pieces_t", V->name);
+                    free(w), free(x), free(o1), free(o2);
+                }
+    }
+}
+
 /* a row with -inf entries: exactly 0 there, finite rest equal to the reference, sum 1 */
 static void test_softmax_special(void **state) {
     FOR_VARIANTS(v) {
@@ -521,6 +564,7 @@ int main(void) {
         cmocka_unit_test(test_exp),            cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_swiglu),         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_rows_by_matrix),
+        cmocka_unit_test(test_rows_by_pieces_t),
         cmocka_unit_test(test_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,6 +47,14 @@ typedef struct {
      * scores against the transposed K cache (w: one head's dimensions x the cached positions). */
     void (*rows_by_matrix)(float *out, long ldo, const float *x, long ldx, int m, const float *w, long ldw, int k,
                            int n);
+    /* out[j * ldo + r] += sum over pieces b < nb and p < len[b] of x[j * ldx + off_b + p] * w[b][r * ldw + p], for
+     * j < m (1 <= m <= 4) and r < k, off_b = len[0] + ... + len[b - 1]: a few rows times a matrix held transposed in
+     * pieces (decode attention's P.V against the paged, transposed V cache: a piece is one block's stretch of
+     * positions for the head's k dimensions). Each sum runs down the positions in vector lanes across all the pieces
+     * and is reduced once at the end: per-piece dot products with horizontal sums cost more than the products once
+     * blocks are 16 positions. */
+    void (*rows_by_pieces_t)(float *out, long ldo, const float *x, long ldx, int m, const float *const *w,
+                             const int *len, int nb, long ldw, int k);
     /* AdamW, torch formulation: g' = g * grad_scale; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
      * p = p * decay - step * m / (sqrt(v) / bc2_sqrt + eps), with decay = 1 - lr*wd, step = lr / (1 - b1^t),
      * bc2_sqrt = sqrt(1 - b2^t) */
@@ -64,6 +72,7 @@ extern const lmf_vec_ops lmf_vec_ref, lmf_vec_avx2, lmf_vec_avx512;
      .layernorm_backward = layernorm_backward, .norm_param_grad = norm_param_grad, .rmsnorm = rmsnorm,             \
      .rmsnorm_backward = rmsnorm_backward, .softmax = softmax, .softmax_backward = softmax_backward,               \
      .logsumexp = logsumexp, .exp_shift_scale = exp_shift_scale, .gelu = gelu, .gelu_backward = gelu_backward,    \
-     .swiglu = swiglu, .swiglu_backward = swiglu_backward, .adamw = adamw, .rows_by_matrix = rows_by_matrix}
+     .swiglu = swiglu, .swiglu_backward = swiglu_backward, .adamw = adamw, .rows_by_matrix = rows_by_matrix,   \
+     .rows_by_pieces_t = rows_by_pieces_t}
 
 #endif

@@ -442,4 +442,43 @@ static void rows_by_matrix(float *out, long ldo, const float *x, long ldx, int m
     }
 }
 
+/* M rows of x against R rows of every piece: M x R accumulators of 16 positions each, reduced once. */
+static inline __attribute__((always_inline)) void rbp(const int M, const int R, float *out, long ldo, const float *x,
+                                                      long ldx, const float *const *w, const int *len, int nb,
+                                                      long ldw, int r0) {
+    __m512 acc[4][4];
+    for (int j = 0; j < M; j++)
+        for (int r = 0; r < R; r++) acc[j][r] = _mm512_setzero_ps();
+    for (int b = 0, off = 0; b < nb; off += len[b++])
+        for (int p = 0; p < len[b]; p += 16) {
+            __mmask16 mk = len[b] - p >= 16 ? (__mmask16)0xffff : tail_mask(len[b] - p);
+            __m512 xv[4];
+            for (int j = 0; j < M; j++) xv[j] = _mm512_maskz_loadu_ps(mk, x + j * ldx + off + p);
+            for (int r = 0; r < R; r++) {
+                __m512 wv = _mm512_maskz_loadu_ps(mk, w[b] + (r0 + r) * ldw + p);
+                for (int j = 0; j < M; j++) acc[j][r] = _mm512_fmadd_ps(xv[j], wv, acc[j][r]);
+            }
+        }
+    for (int j = 0; j < M; j++)
+        for (int r = 0; r < R; r++) out[j * ldo + r0 + r] += _mm512_reduce_add_ps(acc[j][r]);
+}
+
+static inline __attribute__((always_inline)) void rbp_all(const int M, float *out, long ldo, const float *x, long ldx,
+                                                          const float *const *w, const int *len, int nb, long ldw,
+                                                          int k) {
+    int r = 0;
+    for (; r + 4 <= k; r += 4) rbp(M, 4, out, ldo, x, ldx, w, len, nb, ldw, r);
+    for (; r < k; r++) rbp(M, 1, out, ldo, x, ldx, w, len, nb, ldw, r);
+}
+
+static void rows_by_pieces_t(float *out, long ldo, const float *x, long ldx, int m, const float *const *w,
+                             const int *len, int nb, long ldw, int k) {
+    switch (m) {
+    case 1: rbp_all(1, out, ldo, x, ldx, w, len, nb, ldw, k); break;
+    case 2: rbp_all(2, out, ldo, x, ldx, w, len, nb, ldw, k); break;
+    case 3: rbp_all(3, out, ldo, x, ldx, w, len, nb, ldw, k); break;
+    default: rbp_all(4, out, ldo, x, ldx, w, len, nb, ldw, k); break;
+    }
+}
+
 const lmf_vec_ops lmf_vec_avx512 = LMF_VEC_OPS_TABLE("avx512");

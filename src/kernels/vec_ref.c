@@ -134,4 +134,15 @@ static void rows_by_matrix(float *out, long ldo, const float *x, long ldx, int m
         }
 }
 
+static void rows_by_pieces_t(float *out, long ldo, const float *x, long ldx, int m, const float *const *w,
+                             const int *len, int nb, long ldw, int k) {
+    for (int j = 0; j < m; j++)
+        for (int r = 0; r < k; r++) {
+            float s = 0.0f;
+            for (int b = 0, off = 0; b < nb; off += len[b++])
+                for (int p = 0; p < len[b]; p++) s += x[j * ldx + off + p] * w[b][r * ldw + p];
+            out[j * ldo + r] += s;
+        }
+}
+
 const lmf_vec_ops lmf_vec_ref = LMF_VEC_OPS_TABLE("ref");

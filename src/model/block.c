@@ -448,16 +448,20 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
  * positions, for every head. The query heads that share a KV head go through one product together, so every cached
  * K and V element is read once per token (GQA), not once per query head. Scores come from the transposed K cache
  * by rows_by_matrix (accumulated down the head's dimensions: no horizontal sum per position), the output from V^T
- * by the fp32 matrix-vector kernels; the stretch's output, softmax-normalized over the stretch, and its
+ * by rows_by_pieces_t (summed down the positions in lanes across the stretch's blocks, one horizontal sum per
+ * dimension: per-block matrix-vector products spent more on their sums than on the products with 16-position
+ * blocks); the stretch's output, softmax-normalized over the stretch, and its
  * log-sum-exp per head go to part, and attend_merge weighs the threads' stretches together. Splitting by heads
  * (each head's K rows of 64 floats through a dot product) left SmolLM2's 3 KV heads unevenly on 2 threads, read
  * each 3 times and cost a horizontal sum per position and head. qs: C floats. */
+#define PV_PIECES 64 /* cache blocks per rows_by_pieces_t call */
+
 static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int tid, int nth, float *S, float *qs) {
     const lmf_model_config *c = d->cfg;
     int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
     int W = qkv_width(c), LKV = c->n_layer * KV;
     const lmf_vec_ops *V = lmf_vec();
-    float scale = 1.0f / sqrtf((float)hs), *pv = d->pv + (size_t)tid * 4 * hs;
+    float scale = 1.0f / sqrtf((float)hs);
     for (int i = 0; i < N; i++) {
         const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
         int nk = d->row_pos[i] + 1, chunk = ((nk + nth - 1) / nth + 15) & ~15; /* whole 64-byte lines of V rows */
@@ -481,14 +485,17 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
                     pl[h + j] = V->logsumexp(S + (size_t)j * n, n);
                     V->exp_shift_scale(S + (size_t)j * n, n, pl[h + j], 1.0f);
                 }
+                /* P.V over the stretch's pieces, PV_PIECES blocks per call (each call sums in lanes, reduces once) */
+                memset(po + (size_t)h * hs, 0, sizeof(float) * (size_t)(nq * hs));
                 for (int p = a; p < a + n;) {
-                    int m = kv->bs - p % kv->bs < a + n - p ? kv->bs - p % kv->bs : a + n - p;
-                    float *o = p == a ? po + (size_t)h * hs : pv; /* later pieces add to the first */
-                    lmf_qmatvec(LMF_GGML_F32, m, hs, kv_slot(kv, kv->v, LKV, dim0, p), (size_t)kv->bs * sizeof(float),
-                                nq, S + (p - a), (size_t)n * sizeof(float), o, hs);
-                    if (p != a)
-                        for (int j = 0; j < nq * hs; j++) po[(size_t)h * hs + j] += pv[j];
-                    p += m;
+                    const float *vp[PV_PIECES];
+                    int len[PV_PIECES], np = 0, p0 = p;
+                    for (; p < a + n && np < PV_PIECES; np++) {
+                        int m = kv->bs - p % kv->bs < a + n - p ? kv->bs - p % kv->bs : a + n - p;
+                        vp[np] = kv_slot(kv, kv->v, LKV, dim0, p), len[np] = m;
+                        p += m;
+                    }
+                    V->rows_by_pieces_t(po + (size_t)h * hs, hs, S + (p0 - a), n, nq, vp, len, np, kv->bs, hs);
                 }
             }
     }

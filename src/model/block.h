@@ -152,7 +152,6 @@ typedef struct {
     float *xnt;          /* per thread: QMV_MAX x C normalized rows */
     float *scores;       /* per thread: QBLK x the longest context */
     size_t scores_stride;
-    float *pv;           /* per thread: 4 x hs floats (a stretch's P.V over one block) */
     const struct lmf_lora *lora; /* adapters applied without merging (NULL: none) */
     lmf_barrier *bar;
 } lmf_block_decode_ctx;

@@ -54,7 +54,6 @@ struct lmf_kv_pool {
     size_t dq_floats;
     float *scores;              /* nthreads x QBLK x max_ctx */
     float *part;                /* decode attention's per-thread stretches: nthreads x QMV_MAX x (C + NH) */
-    float *pv;                  /* nthreads x 4 x hs */
     const lmf_lora *lora;       /* adapters every step applies without merging (lmf_session_set_lora), or NULL */
     float *lora_t;              /* the adapters' A x rows of a prefill step: lmf_lora_t_floats(lora, NB) */
     float *head_logits;         /* (head_rows, V), grown on demand: a batch step's logits before they go to their
@@ -104,7 +103,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
     lmf_block_decode_ctx d = {.cfg = c, .rope = p->rope, .seqs = seqs, .n_seqs = n, .x = p->x, .proj = p->xn,
                               .qkv = p->qkv, .fch = p->fch, .fcact = p->fcact, .part = p->part, .qin = p->qin,
                               .qin_stride = p->qin_stride, .xnt = p->xnt, .scores = p->scores,
-                              .scores_stride = (size_t)QBLK * p->max_ctx, .pv = p->pv, .lora = p->lora,
+                              .scores_stride = (size_t)QBLK * p->max_ctx, .lora = p->lora,
                               .bar = &p->bar};
     lmf_block_decode_rows(&d);
     lmf_barrier_init(&p->bar);
@@ -165,9 +164,9 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
     size_t floats[] = {(size_t)max_ctx * hs, (size_t)NB * C, (size_t)NB * C, (size_t)NB * (C + 2 * KV),
                        (size_t)NB * C, (size_t)NB * FF, (size_t)NB * F, NB, NB, p->dq_floats, T * QBLK * max_ctx,
                        (T * 3 * QMV_MAX * p->qin_stride + 3) / 4, T * QMV_MAX * (size_t)C,
-                       T * QMV_MAX * (size_t)(C + c->n_head), T * 4 * (size_t)hs};
+                       T * QMV_MAX * (size_t)(C + c->n_head)};
     float **dst[] = {&p->rope, &p->x, &p->xn, &p->qkv, &p->att, &p->fch, &p->fcact, &p->mean, &p->rstd, &p->dq,
-                     &p->scores, (float **)&p->qin, &p->xnt, &p->part, &p->pv};
+                     &p->scores, (float **)&p->qin, &p->xnt, &p->part};
     size_t total = 0;
     for (size_t i = 0; i < sizeof floats / sizeof *floats; i++) total += (floats[i] + 15) / 16 * 16;
     p->mem_bytes = total * sizeof(float);
