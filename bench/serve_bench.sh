@@ -159,7 +159,8 @@ if [ $have_lmf = 1 ]; then
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 r = [x for x in rows if x.get("file") == sys.argv[2] and x["server"] == "lmforge" and x["conc"] == 1]
-print(f"{1000 / r[-1][\"tpot_p50_ms\"]:.1f}" if r and r[-1]["tpot_p50_ms"] > 0 else "nan")' "$RES" "$name")
+tpot = r[-1]["tpot_p50_ms"] if r else 0
+print("%.1f" % (1000 / tpot) if tpot > 0 else "nan")' "$RES" "$name")
     printf '| %s | %s | %s | %s |\n' "$name" "$gm" "$sv" \
       "$(awk -v a="$sv" -v b="$gm" 'BEGIN { if (b > 0 && a == a + 0) printf "%.2f", a / b; else print "n/a" }')"
   done

@@ -388,6 +388,21 @@ static void test_preemption(void **state) {
     assert_true(st.preempted > 0);
     assert_int_equal(st.kv_blocks_used, 0);
     lmf_engine_free(e);
+
+    /* a prompt that fills the whole pool but one position: admitted, one token, then the context is full */
+    cfg.parallel = 1, cfg.kv_tokens = 64;
+    assert_int_equal(lmf_engine_create(w, NULL, &cfg, &e), LMF_OK);
+    int32_t full[63];
+    make_prompt(full, 63, 7, 260);
+    result f = {0};
+    lmf_engine_request q = greedy(full, 63, 0, &f);
+    submit(e, &q, &id);
+    wait_done(&f, 1);
+    assert_false(f.error);
+    assert_int_equal(f.reason, LMF_STOP_CONTEXT);
+    assert_int_equal(f.gen_tokens, 1);
+    free(f.text.data);
+    lmf_engine_free(e);
     lmf_weights_free(w);
 }
 

@@ -200,7 +200,7 @@ static void admit(lmf_engine *e) {
         /* the prompt's last token is always computed: its logits give the first token */
         if (e->cache && q->prompt_path == LMF_STEP_PREFILL && !q->resumed)
             matched = lmf_prefix_cache_match(e->cache, q->toks, (q->n_feed - 1) / b, blocks);
-        /* the matched blocks are held by the cache and in use by nobody else only if reclaimable: take them first */
+        /* adopting takes a reference: the cache can no longer evict these, so the check below counts only the rest */
         lmf_session *s = NULL;
         if (lmf_session_create_pooled(e->pool, e->cfg.n_ctx, &s) != LMF_OK ||
             lmf_session_adopt(s, blocks, matched) != LMF_OK) {
@@ -209,7 +209,9 @@ static void admit(lmf_engine *e) {
             return; /* cannot happen with validated requests; leave it waiting */
         }
         free(blocks);
-        if (blocks_available(e) < nb - matched + 1) {
+        /* room for the prompt and the first generated token (a prompt that fills the context needs no more) */
+        int upto = q->n_feed + 1 < e->cfg.n_ctx ? q->n_feed + 1 : e->cfg.n_ctx;
+        if (blocks_available(e) < (upto + b - 1) / b - matched) {
             lmf_session_free(s); /* not now: the adopted blocks go back to the cache's sole hold */
             return;
         }

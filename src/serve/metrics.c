@@ -100,24 +100,25 @@ void lmf_metrics_render(lmf_metrics *m, const lmf_engine_stats *st, lmf_text *ou
     hist_render(out, "lmforge_request_duration_seconds", "Time from submission to the request's end.", &m->e2e);
     pthread_mutex_unlock(&m->mu);
     if (!st) return;
-    metric(out, "lmforge_requests_waiting", "gauge", "Requests queued for a slot.");
-    put(out, "lmforge_requests_waiting %d\n", st->waiting);
-    metric(out, "lmforge_requests_running", "gauge", "Sequences running in the engine.");
-    put(out, "lmforge_requests_running %d\n", st->running);
-    metric(out, "lmforge_parallel", "gauge", "Sequences the engine runs at most.");
-    put(out, "lmforge_parallel %d\n", st->parallel);
-    metric(out, "lmforge_kv_blocks_used", "gauge", "KV blocks held by sequences or the prefix cache.");
-    put(out, "lmforge_kv_blocks_used %d\n", st->kv_blocks_used);
-    metric(out, "lmforge_kv_blocks_cached", "gauge", "KV blocks held by the prefix cache alone (reclaimable).");
-    put(out, "lmforge_kv_blocks_cached %d\n", st->kv_blocks_cached);
-    metric(out, "lmforge_kv_blocks_total", "gauge", "KV blocks in the pool.");
-    put(out, "lmforge_kv_blocks_total %d\n", st->kv_blocks);
-    metric(out, "lmforge_kv_block_size_tokens", "gauge", "Positions per KV block.");
-    put(out, "lmforge_kv_block_size_tokens %d\n", st->kv_block_size);
-    metric(out, "lmforge_batch_size", "gauge", "Rows of the engine's last step (decode rows + prefill tokens).");
-    put(out, "lmforge_batch_size %d\n", st->last_batch);
-    metric(out, "lmforge_engine_steps_total", "counter", "Engine steps run.");
-    put(out, "lmforge_engine_steps_total %ld\n", st->steps);
-    metric(out, "lmforge_preempted_total", "counter", "Sequences sent back to the queue to free KV blocks.");
-    put(out, "lmforge_preempted_total %ld\n", st->preempted);
+    const struct {
+        const char *name, *type, *help;
+        long value;
+    } engine[] = {
+        {"lmforge_requests_waiting", "gauge", "Requests queued for a slot.", st->waiting},
+        {"lmforge_requests_running", "gauge", "Sequences running in the engine.", st->running},
+        {"lmforge_parallel", "gauge", "Sequences the engine runs at most.", st->parallel},
+        {"lmforge_kv_blocks_used", "gauge", "KV blocks held by sequences or the prefix cache.", st->kv_blocks_used},
+        {"lmforge_kv_blocks_cached", "gauge", "KV blocks held by the prefix cache alone (reclaimable).",
+         st->kv_blocks_cached},
+        {"lmforge_kv_blocks_total", "gauge", "KV blocks in the pool.", st->kv_blocks},
+        {"lmforge_kv_block_size_tokens", "gauge", "Positions per KV block.", st->kv_block_size},
+        {"lmforge_batch_size", "gauge", "Rows of the engine's last step (decode rows + prefill tokens).",
+         st->last_batch},
+        {"lmforge_engine_steps_total", "counter", "Engine steps run.", st->steps},
+        {"lmforge_preempted_total", "counter", "Sequences sent back to the queue to free KV blocks.", st->preempted},
+    };
+    for (size_t i = 0; i < sizeof engine / sizeof *engine; i++) {
+        metric(out, engine[i].name, engine[i].type, engine[i].help);
+        put(out, "%s %ld\n", engine[i].name, engine[i].value);
+    }
 }

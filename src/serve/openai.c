@@ -690,14 +690,20 @@ static cJSON *usage_object(const lmf_openai_reply *r) {
     return u;
 }
 
-/* A chunk's envelope; *choice receives its one choice (NULL: a usage chunk with "choices": []). */
-static cJSON *chunk(const lmf_openai_reply *r, cJSON **choice) {
+/* The fields every reply and chunk begins with. */
+static cJSON *envelope(const lmf_openai_reply *r, const char *object) {
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "id", r->id);
-    cJSON_AddStringToObject(c, "object", r->kind == LMF_OPENAI_CHAT ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddStringToObject(c, "object", object);
     cJSON_AddNumberToObject(c, "created", (double)r->created);
     cJSON_AddStringToObject(c, "model", r->m->id);
     cJSON_AddStringToObject(c, "system_fingerprint", FINGERPRINT);
+    return c;
+}
+
+/* A chunk's envelope; *choice receives its one choice (NULL: a usage chunk with "choices": []). */
+static cJSON *chunk(const lmf_openai_reply *r, cJSON **choice) {
+    cJSON *c = envelope(r, r->kind == LMF_OPENAI_CHAT ? "chat.completion.chunk" : "text_completion");
     cJSON *choices = cJSON_AddArrayToObject(c, "choices");
     if (choice) {
         *choice = cJSON_CreateObject();
@@ -803,12 +809,7 @@ void lmf_openai_reply_error(lmf_openai_reply *r, const lmf_openai_error *e, lmf_
 }
 
 char *lmf_openai_reply_json(const lmf_openai_reply *r) {
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddStringToObject(c, "id", r->id);
-    cJSON_AddStringToObject(c, "object", r->kind == LMF_OPENAI_CHAT ? "chat.completion" : "text_completion");
-    cJSON_AddNumberToObject(c, "created", (double)r->created);
-    cJSON_AddStringToObject(c, "model", r->m->id);
-    cJSON_AddStringToObject(c, "system_fingerprint", FINGERPRINT);
+    cJSON *c = envelope(r, r->kind == LMF_OPENAI_CHAT ? "chat.completion" : "text_completion");
     cJSON *choice = cJSON_CreateObject();
     cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "choices"), choice);
     cJSON_AddNumberToObject(choice, "index", 0);
