@@ -117,6 +117,44 @@ static void test_quantized_base(void **s) {
     lmf_weights_free(w);
 }
 
+/* Dropout statistically: over 2^20 elements the kept share is 1 - p within 5 standard deviations, for p = 0.1, 0.3,
+ * 0.5; keeping an element is independent of keeping it at the next step, in the next module and of keeping its
+ * neighbour (joint rates (1 - p)^2 within 5 sd); and the kept elements, scaled by 1 / (1 - p), preserve the mean of
+ * a constant input (the forward of a module with A = identity-like rows would see the same). */
+static void test_dropout_rates(void **s) {
+    (void)s;
+    lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
+    c.n_layer = 2, c.n_embd = 32, c.n_head = 4, c.n_kv_head = 2, c.ffn_dim = 40, c.vocab_size = 61;
+    const float ps[] = {0.1f, 0.3f, 0.5f};
+    const size_t n = (size_t)1 << 20;
+    for (int k = 0; k < 3; k++) {
+        lmf_lora *lo;
+        assert_int_equal(lmf_lora_create(&c, "q_proj,v_proj", 4, 8.0f, ps[k], 0, &lo), LMF_OK);
+        lmf_lora_init(lo, 11 + k);
+        double p = ps[k], q = 1 - p;
+        long kept = 0, both_step = 0, both_mod = 0, both_next = 0;
+        for (size_t e = 0; e < n; e++) {
+            lo->step = 3;
+            int a = lmf_lora_keep(lo, 1, 0, e), nb = lmf_lora_keep(lo, 1, 0, e + 1), m = lmf_lora_keep(lo, 1, 1, e);
+            lo->step = 4;
+            int st = lmf_lora_keep(lo, 1, 0, e);
+            kept += a, both_next += a && nb, both_mod += a && m, both_step += a && st;
+        }
+        double sd1 = sqrt(q * (1 - q) / (double)n), sd2 = sqrt(q * q * (1 - q * q) / (double)n);
+        double r = (double)kept / (double)n, rs = (double)both_step / (double)n, rm = (double)both_mod / (double)n;
+        double rn = (double)both_next / (double)n;
+        printf("dropout %.1f: kept %.5f (want %.5f), joint next step %.5f, next module %.5f, neighbour %.5f (want "
+               "%.5f)\n", p, r, q, rs, rm, rn, q * q);
+        assert_true(fabs(r - q) < 5 * sd1);
+        assert_true(fabs(rs - q * q) < 5 * sd2);
+        assert_true(fabs(rm - q * q) < 5 * sd2);
+        assert_true(fabs(rn - q * q) < 5 * sd2);
+        /* the expectation: kept / (1 - p) averages 1 */
+        assert_true(fabs(r / q - 1.0) < 5 * sd1 / q);
+        lmf_lora_free(lo);
+    }
+}
+
 static void test_dropout(void **s) {
     lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
     c.vocab_size = 61, c.max_seq_len = 16, c.n_layer = 1, c.n_embd = 24, c.n_head = 4, c.n_kv_head = 2;
@@ -239,7 +277,7 @@ static void test_targets(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_qv), cmocka_unit_test(test_gpt2),
-        cmocka_unit_test(test_quantized_base),   cmocka_unit_test(test_dropout),  cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_quantized_base),   cmocka_unit_test(test_dropout), cmocka_unit_test(test_dropout_rates),  cmocka_unit_test(test_targets),
         cmocka_unit_test(test_adamw_trains_adapters_only), cmocka_unit_test(test_inference_unmerged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -133,9 +133,8 @@ float *lmf_lora_dB(const lmf_lora *l, int layer, int mod) {
 
 size_t lmf_lora_t_floats(const lmf_lora *l, int N) { return (size_t)N * l->r * l->n_mod; }
 
-/* Dropout's keep decision for element e of module (layer, mod) at the current step: a counter-based hash, so the
- * backward draws the same mask without storing it. */
-static int keep(const lmf_lora *l, int layer, int mod, size_t e) {
+/* a counter-based hash (splitmix64's finalizer) of everything that names the element */
+int lmf_lora_keep(const lmf_lora *l, int layer, int mod, size_t e) {
     uint64_t z = l->seed ^ (l->step * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(layer * 64 + mod) << 48) ^ e;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -151,7 +150,7 @@ static const float *dropped(const lmf_lora *l, int layer, int mod, const float *
     float s = 1.0f / (1.0f - l->dropout);
     for (int i = 0; i < N; i++)
         for (int j = 0; j < K; j++)
-            xd[(size_t)i * K + j] = keep(l, layer, mod, (size_t)i * K + j) ? in[(size_t)i * ldi + j] * s : 0.0f;
+            xd[(size_t)i * K + j] = lmf_lora_keep(l, layer, mod, (size_t)i * K + j) ? in[(size_t)i * ldi + j] * s : 0.0f;
     return *ld = K, xd;
 }
 
@@ -203,7 +202,7 @@ void lmf_lora_backward(lmf_lora *l, int layer, int m0, int m1, const float *in, 
         float s = 1.0f / (1.0f - l->dropout);
         for (int i = 0; i < N; i++)
             for (int j = 0; j < m->in; j++)
-                if (keep(l, layer, k, (size_t)i * m->in + j)) din[(size_t)i * ldi + j] += s * dx[(size_t)i * m->in + j];
+                if (lmf_lora_keep(l, layer, k, (size_t)i * m->in + j)) din[(size_t)i * ldi + j] += s * dx[(size_t)i * m->in + j];
     }
 }
 

@@ -75,6 +75,11 @@ struct lmf_session;
 void lmf_session_set_lora(struct lmf_session *s, const lmf_lora *l);
 /* Floats of saved values one layer needs for N rows (r per module and row). */
 size_t lmf_lora_t_floats(const lmf_lora *l, int N);
+/* Dropout's decision for input element e (row-major over the step's rows) of module (layer, mod) at step l->step: 1
+ * keeps it (scaled by 1 / (1 - dropout)). A hash of (seed, step, layer, module, e), so forward and backward draw the
+ * same mask without storing it; kept with probability 1 - dropout, independently across elements, steps and modules
+ * (test_lora checks the rates). */
+int lmf_lora_keep(const lmf_lora *l, int layer, int mod, size_t e);
 
 /* The adapter folded into its base (what PEFT's merge_and_unload does, for export): new weights whose adapted
  * matrices are fp32 copies of the base's (any type the dequantizers read) plus scale B A, and whose other tensors,
