@@ -97,6 +97,36 @@ static void check_model(const char *name, const char *path) {
 static void test_tiny_llama(void **state) { check_model("llama", FIX "tiny_llama.gguf"); }
 static void test_tiny_gpt2(void **state) { check_model("gpt2", FIX "tiny_gpt2.gguf"); }
 
+/* A hostile layer count (the libFuzzer find: block_count 134217729, and 2^30): refused by name before the layer
+ * table is allocated, not an abort on a 48 GB / 386 GB allocation. */
+static void test_hostile_block_count(void **state) {
+    size_t n;
+    char *bytes = slurp(FIX "tiny_gpt2.gguf", &n);
+    const char key[] = "gpt2.block_count";
+    char *at = memmem(bytes, n, key, sizeof key - 1);
+    assert_non_null(at);
+    uint32_t type;
+    memcpy(&type, at + sizeof key - 1, 4);
+    assert_int_equal(type, 4); /* GGUF_TYPE_UINT32: the value follows */
+    const uint32_t counts[] = {134217729u, 1u << 30};
+    for (int i = 0; i < 2; i++) {
+        memcpy(at + sizeof key - 1 + 4, &counts[i], 4);
+        char path[256];
+        snprintf(path, sizeof path, "%s/tiny_gpt2_layers.gguf", LMF_BINARY_DIR);
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(bytes, 1, n, f), n);
+        fclose(f);
+        lmf_weights *w;
+        assert_int_equal(lmf_weights_load(path, &w), LMF_ERR_FORMAT);
+        assert_null(w);
+        assert_non_null(strstr(lmf_last_error(), "tiny_gpt2_layers.gguf: gpt2.block_count ="));
+        assert_non_null(strstr(lmf_last_error(), "tensors; the file has"));
+        remove(path);
+    }
+    free(bytes);
+}
+
 static void test_refusals(void **state) {
     lmf_weights *w;
     assert_int_equal(lmf_weights_load(FIX "tiny_vocab.gguf", &w), LMF_ERR_FORMAT);
@@ -122,6 +152,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_llama),
         cmocka_unit_test(test_tiny_gpt2),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_hostile_block_count),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

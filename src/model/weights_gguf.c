@@ -160,6 +160,11 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
     if (gpt2) LMF_TRY(matrix(g, "position_embd.weight", c->max_seq_len, C, &w->pos_emb));
     LMF_TRY(vec(w, g, "output_norm.weight", C, &w->out_norm_w));
     if (gpt2) LMF_TRY(vec(w, g, "output_norm.bias", C, &w->out_norm_b));
+    /* the layer table is sized by a number from the file: bound it by what the file holds before allocating (every
+     * layer has at least its two norms and four matrices), so a hostile block_count is an error, not an abort */
+    if ((int64_t)c->n_layer > g->n_tensors / 6)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: %s.block_count = %d layers need at least %lld tensors; the file has %lld",
+                        g->path, arch, c->n_layer, 6LL * c->n_layer, (long long)g->n_tensors);
     w->layers = lmf_xcalloc((size_t)c->n_layer, sizeof *w->layers);
     char name[96];
 #define NAME(suffix) (snprintf(name, sizeof name, "blk.%d.%s", l, suffix), name)
