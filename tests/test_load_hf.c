@@ -306,6 +306,9 @@ static void test_bad_config(void **state) {
     expect_fail(LMF_ERR_FORMAT, "config.json", "rope_parameters", "llama3", NULL);
     edit_config("llama", "\"attention_bias\": false", "\"attention_bias\": true");
     expect_fail(LMF_ERR_FORMAT, "config.json", "attention_bias", NULL);
+    /* a hostile layer count: refused by name before a table of 2^30 layers is allocated (issue 18) */
+    edit_config("llama", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1073741824");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "\"num_hidden_layers\" = 1073741824 layers need at least", NULL);
     edit_config("llama", "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3");
     expect_fail(LMF_ERR_FORMAT, "config.json", "n_kv_head", NULL);
     edit_config("llama", "\"vocab_size\": 64", "\"vocab_size\": 65");
@@ -323,6 +326,9 @@ static void test_bad_config(void **state) {
     edit_config("opt", "\"activation_function\": \"relu\"", "\"activation_function\": \"gelu\"");
     expect_fail(LMF_ERR_FORMAT, "config.json", "activation_function", NULL);
 
+    copy_fixture("gpt2");
+    edit_config("gpt2", "\"n_layer\": 2", "\"n_layer\": 134217729");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "\"n_layer\" = 134217729 layers", "model.safetensors has", NULL);
     copy_fixture("gpt2");
     write_text("tokenizer.json", "{\"model\": 3}");
     expect_fail(LMF_ERR_FORMAT, "tokenizer.json", NULL);

@@ -286,6 +286,19 @@ static lmf_status check_config(hf *h, const char *family) {
 
 #define NAME(...) (snprintf(name, sizeof name, __VA_ARGS__), name)
 
+/* The layer table, once the number of layers from config.json (field key) is known to fit the tensors the folder
+ * holds (every layer of every family has at least its two norms and four matrices): a hostile count is an error
+ * naming the field, not an abort on a table of 2^30 entries. */
+static lmf_status alloc_layers(hf *h, const char *key) {
+    int n = h->w->cfg.n_layer;
+    long have = h->index ? (long)cJSON_GetArraySize(h->weight_map) : (long)((lmf_safetensors *)h->w->mapped[0])->n_tensors;
+    if ((long)n > have / 6)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: \"%s\" = %d layers need at least %ld tensors; %s has %ld", h->cfg_path,
+                        key, n, 6L * n, h->index ? h->index_path : ((lmf_safetensors *)h->w->mapped[0])->path, have);
+    h->w->layers = lmf_xcalloc((size_t)n, sizeof *h->w->layers);
+    return LMF_OK;
+}
+
 static lmf_status load_llama(hf *h) {
     lmf_weights *w = h->w;
     lmf_model_config *c = &w->cfg;
@@ -339,7 +352,7 @@ static lmf_status load_llama(hf *h) {
     if (c->tied_embeddings) w->lm_head = w->tok_emb;
     else LMF_TRY(matrix(h, "lm_head.weight", V, C, &w->lm_head));
     LMF_TRY(vec(h, "model.norm.weight", C, &w->out_norm_w));
-    w->layers = lmf_xcalloc((size_t)c->n_layer, sizeof *w->layers);
+    LMF_TRY(alloc_layers(h, "num_hidden_layers"));
     for (int l = 0; l < c->n_layer; l++) {
         lmf_layer_weights *L = &w->layers[l];
         LMF_TRY(vec(h, NAME("model.layers.%d.input_layernorm.weight", l), C, &L->attn_norm_w));
@@ -386,7 +399,7 @@ static lmf_status load_gpt2(hf *h) {
     LMF_TRY(matrix(h, "wpe.weight", c->max_seq_len, C, &w->pos_emb));
     LMF_TRY(vec(h, "ln_f.weight", C, &w->out_norm_w));
     LMF_TRY(vec(h, "ln_f.bias", C, &w->out_norm_b));
-    w->layers = lmf_xcalloc((size_t)c->n_layer, sizeof *w->layers);
+    LMF_TRY(alloc_layers(h, "n_layer"));
     for (int l = 0; l < c->n_layer; l++) {
         lmf_layer_weights *L = &w->layers[l];
         LMF_TRY(vec(h, NAME("h.%d.ln_1.weight", l), C, &L->attn_norm_w));
@@ -454,7 +467,7 @@ static lmf_status load_opt(hf *h) {
     LMF_TRY(matrix(h, "embed_positions.weight", c->max_seq_len + 2, C, &w->pos_emb));
     LMF_TRY(vec(h, "final_layer_norm.weight", C, &w->out_norm_w));
     LMF_TRY(vec(h, "final_layer_norm.bias", C, &w->out_norm_b));
-    w->layers = lmf_xcalloc((size_t)c->n_layer, sizeof *w->layers);
+    LMF_TRY(alloc_layers(h, "num_hidden_layers"));
     for (int l = 0; l < c->n_layer; l++) {
         lmf_layer_weights *L = &w->layers[l];
         LMF_TRY(vec(h, NAME("layers.%d.self_attn_layer_norm.weight", l), C, &L->attn_norm_w));
