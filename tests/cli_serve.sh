@@ -20,6 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; [ -f "$dir/server.log" ] && tail -20 "$dir/server.log"; exit 1; }
+. "$ROOT/tests/serve_util.sh"
 
 # refusals need no model
 "$LMF" serve --help | grep -q "usage: lmforge serve" || fail "serve --help"
@@ -61,9 +62,7 @@ prompt="Q3: 3 plus 3?"
 "$LMF" generate -m "$FIX" -p "$prompt" -n 8 --temp 0 > "$dir/base.txt" 2>/dev/null || fail "generate"
 "$LMF" serve -m "$FIX" --lora "$dir/ft/adapter" --port 0 --parallel 1 -c 64 2> "$dir/lora.log" &
 pid=$!
-for _ in $(seq 1 100); do grep -q "ready in" "$dir/lora.log" && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-grep -q "ready in" "$dir/lora.log" && grep -q "LoRA" "$dir/lora.log" || { cat "$dir/lora.log"; fail "serve --lora"; }
-port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$dir/lora.log")
+serve_ready "$dir/lora.log" 100 && grep -q "LoRA" "$dir/lora.log" || { cat "$dir/lora.log"; fail "serve --lora"; }
 curl -s "http://127.0.0.1:$port/v1/completions" -d "{\"prompt\": \"$prompt\", \"max_tokens\": 8, \"temperature\": 0}" \
   > "$dir/lora.json" || fail "completion with --lora"
 python3 - "$dir" "$prompt" <<'PY' || fail "the served adapter's completion differs from generate --lora's"
@@ -96,14 +95,7 @@ echo "$KEY" > "$dir/key"
 "$LMF" serve -m "$SMOL" --port 0 --api-key-file "$dir/key" --parallel 2 --max-queue 2 --max-connections 600 \
   --timeout 5 -c 1024 2> "$dir/server.log" &
 pid=$!
-port=""
-for _ in $(seq 1 300); do
-  grep -q "ready in" "$dir/server.log" && break
-  kill -0 "$pid" 2>/dev/null || fail "the server exited while starting"
-  sleep 0.1
-done
-port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$dir/server.log")
-grep -q "ready in" "$dir/server.log" && [ -n "$port" ] || fail "the server did not become ready"
+serve_ready "$dir/server.log" 300 || fail "the server exited or did not become ready"
 
 LMF_URL="http://127.0.0.1:$port" LMF_KEY="$KEY" LMF_BIN="$LMF" LMF_MODEL="$SMOL" LMF_PID="$pid" \
   timeout 120 "$PY" "$ROOT/tests/serve_openai_test.py" || fail "serve_openai_test.py"

@@ -18,18 +18,13 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; [ -f "$dir/server.log" ] && tail -20 "$dir/server.log"; exit 1; }
+. "$ROOT/tests/serve_util.sh"
 
 # starts a server (flags in "$@"), sets pid and port
 start() {
   "$LMF" serve --port 0 --max-connections 600 --max-queue 256 "$@" 2> "$dir/server.log" &
   pid=$!
-  for _ in $(seq 1 600); do
-    grep -q "ready in" "$dir/server.log" && break
-    kill -0 "$pid" 2>/dev/null || fail "the server exited while starting"
-    sleep 0.1
-  done
-  port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$dir/server.log")
-  grep -q "ready in" "$dir/server.log" && [ -n "$port" ] || fail "the server did not become ready"
+  serve_ready "$dir/server.log" 600 || fail "the server exited or did not become ready"
 }
 
 stop() {

@@ -239,8 +239,7 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "lmforge serve: listening on http://%s:%d%s (loading %s)\n", o.hcfg.host, lmf_http_port(h),
             key ? ", API key required" : "", o.model);
 
-    struct timespec ts0, ts1;
-    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    double t0 = lmf_now();
     if ((st = lmf_weights_load(o.model, &w)) != LMF_OK) goto done;
     if (!lmf_weights_tokenizer(w)) {
         st = lmf_fail(LMF_ERR_ARG, "%s: the model carries no tokenizer (add tokenizer.json to the folder)", o.model);
@@ -265,8 +264,7 @@ int cmd_serve(int argc, char **argv) {
     lmf_http_set_model(h, e, &m);
     e = NULL; /* the server owns it now */
     atomic_store(&serving, 1);
-    clock_gettime(CLOCK_MONOTONIC, &ts1);
-    double load_s = (double)(ts1.tv_sec - ts0.tv_sec) + 1e-9 * (double)(ts1.tv_nsec - ts0.tv_nsec);
+    double load_s = lmf_now() - t0;
     fprintf(stderr, "lmforge serve: ready in %.1f s: model '%s' (%s template%s), context %d, %d sequences at once, "
             "KV cache %d blocks of %d positions\n", load_s, m.id, lmf_chat_format_name(tmpl.format), lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks,
             es.kv_block_size);

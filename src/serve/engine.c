@@ -200,8 +200,16 @@ static void admit(lmf_engine *e) {
         /* the prompt's last token is always computed: its logits give the first token */
         if (e->cache && q->prompt_path == LMF_STEP_PREFILL && !q->resumed)
             matched = lmf_prefix_cache_match(e->cache, q->toks, (q->n_feed - 1) / b, blocks);
-        /* adopting takes a reference: the cache can no longer evict these, so the check below counts only the rest */
+        /* room for the prompt and the first generated token (a prompt that fills the context needs no more),
+         * checked before anything is made: the head may wait many iterations. Matched blocks only the cache holds
+         * count as reclaimable now but will be pinned by the adoption. */
+        int upto = q->n_feed + 1 < e->cfg.n_ctx ? q->n_feed + 1 : e->cfg.n_ctx, pinned = 0;
+        for (int i = 0; i < matched; i++) pinned += lmf_kv_pool_block_refs(e->pool, blocks[i]) == 1;
         lmf_session *s = NULL;
+        if (blocks_available(e) - pinned < (upto + b - 1) / b - matched) {
+            free(blocks);
+            return; /* not now */
+        }
         if (lmf_session_create_pooled(e->pool, e->cfg.n_ctx, &s) != LMF_OK ||
             lmf_session_adopt(s, blocks, matched) != LMF_OK) {
             free(blocks);
@@ -209,12 +217,6 @@ static void admit(lmf_engine *e) {
             return; /* cannot happen with validated requests; leave it waiting */
         }
         free(blocks);
-        /* room for the prompt and the first generated token (a prompt that fills the context needs no more) */
-        int upto = q->n_feed + 1 < e->cfg.n_ctx ? q->n_feed + 1 : e->cfg.n_ctx;
-        if (blocks_available(e) < (upto + b - 1) / b - matched) {
-            lmf_session_free(s); /* not now: the adopted blocks go back to the cache's sole hold */
-            return;
-        }
         if (e->lora && !e->lora_set) lmf_session_set_lora(s, e->lora), e->lora_set = 1;
         e->waiting = q->next, e->n_waiting--;
         q->s = s;

@@ -14,6 +14,7 @@
  * callback peeks at the socket at every token (peer_closed). */
 #include "serve/http.h"
 
+#include "core/progress.h"
 #include "core/status.h"
 #include "serve/metrics.h"
 #include "serve/webui.h"
@@ -59,12 +60,6 @@ struct lmf_http {
 lmf_http_config lmf_http_defaults(void) {
     return (lmf_http_config){.host = "127.0.0.1", .port = 8080, .max_body = 1 << 20, .max_header = 32 << 10,
                              .max_connections = 512, .timeout_s = 60, .threads = 2};
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* splitmix64: request ids and default seeds from a counter and the start-up salt */
@@ -150,7 +145,7 @@ static req *req_new(lmf_http *h, struct MHD_Connection *mc, const char *method, 
         fprintf(stderr, "lmforge: out of memory (%zu bytes)\n", sizeof *r);
         abort();
     }
-    r->h = h, r->mc = mc, r->refs = 1, r->t0 = now_s();
+    r->h = h, r->mc = mc, r->refs = 1, r->t0 = lmf_now();
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->url, sizeof r->url, "%s", url);
     pthread_mutex_init(&r->mu, NULL);
@@ -187,7 +182,7 @@ static void req_release(req *r) {
         r->responded = 1, r->status = 499;
         lmf_metrics_count(&h->metrics, 499);
     }
-    double dt = now_s() - r->t0;
+    double dt = lmf_now() - r->t0;
     if (r->submitted && r->done.kind == LMF_ENGINE_DONE)
         log_line(h, "%s %s %d %.3fs prompt %d (cached %d) gen %d, ttft %.3fs, %.1f tokens/s%s", r->method, r->url,
                  r->status, dt, r->done.prompt_tokens, r->done.cached_tokens, r->done.gen_tokens, r->done.ttft_s,
