@@ -102,7 +102,7 @@ static void test_matmul(void **s) {
 
 /* ---- attention (+ RoPE in front, as the llama layer uses it) ---- */
 typedef struct {
-    float *out, *att, *qkv, *work, *freqs;
+    float *out, *scratch, *qkv, *work, *freqs;
     int B, T, NH, NKV, hs, rope;
 } attn_ctx;
 static void attn_fwd(void *p) {
@@ -112,26 +112,57 @@ static void attn_fwd(void *p) {
     if (c->rope)
         lmf_rope_rows(c->work, (c->NH + 2 * c->NKV) * c->hs, c->B * c->T, c->T, 0, c->freqs, c->NH + c->NKV, c->hs,
                       c->rope == 2, 1.0f);
-    lmf_attention_forward(c->out, c->att, c->work, c->B, c->T, c->NH, c->NKV, c->hs);
+    lmf_attention_forward(c->out, c->scratch, c->work, c->B, c->T, c->NH, c->NKV, c->hs);
 }
-static void run_attention(int rope, int NH, int NKV) {
-    int B = 2, T = 7, hs = 8, C = NH * hs, S = C + 2 * NKV * hs;
+/* The textbook causal softmax(q k / sqrt(hs)) v in double, one query at a time: the blocked kernel's forward must
+ * equal it whatever its blocking (T spans several query blocks and a partial one). */
+static void attn_naive_check(const attn_ctx *c) {
+    int C = c->NH * c->hs, KVC = c->NKV * c->hs, S = C + 2 * KVC, G = c->NH / c->NKV;
+    double *p = malloc(sizeof(double) * (size_t)c->T), worst = 0.0;
+    for (int b = 0; b < c->B; b++)
+        for (int h = 0; h < c->NH; h++)
+            for (int i = 0; i < c->T; i++) {
+                const float *q = c->work + ((long)b * c->T + i) * S + (long)h * c->hs;
+                double mx = -1e300, sum = 0.0;
+                for (int j = 0; j <= i; j++) {
+                    const float *k = c->work + ((long)b * c->T + j) * S + C + (long)(h / G) * c->hs;
+                    double dot = 0.0;
+                    for (int e = 0; e < c->hs; e++) dot += (double)q[e] * k[e];
+                    p[j] = dot / sqrt((double)c->hs);
+                    mx = fmax(mx, p[j]);
+                }
+                for (int j = 0; j <= i; j++) sum += p[j] = exp(p[j] - mx);
+                for (int e = 0; e < c->hs; e++) {
+                    double o = 0.0;
+                    for (int j = 0; j <= i; j++)
+                        o += p[j] / sum * c->work[((long)b * c->T + j) * S + C + KVC + (long)(h / G) * c->hs + e];
+                    worst = fmax(worst, fabs(o - c->out[((long)b * c->T + i) * C + (long)h * c->hs + e]));
+                }
+            }
+    free(p);
+    assert_true(worst < 1e-5);
+}
+static void run_attention(int rope, int NH, int NKV, int T) {
+    int B = 2, hs = 8, C = NH * hs, S = C + 2 * NKV * hs;
     long nq = (long)B * T * S;
-    attn_ctx c = {zeros(B * T * C), zeros(B * NH * T * T), rnd(nq, 9, 1.0f), zeros(nq), zeros(T * hs),
-                  B, T, NH, NKV, hs, rope};
+    attn_ctx c = {zeros(B * T * C), zeros((long)lmf_attention_scratch_floats(T, omp_get_max_threads())),
+                  rnd(nq, 9, 1.0f), zeros(nq), zeros(T * hs), B, T, NH, NKV, hs, rope};
     lmf_rope_table(c.freqs, T, hs, 10000.0f);
-    float *R = rnd(B * T * C, 10, 1.0f), *dqkv = zeros(nq), *scratch = zeros((long)omp_get_max_threads() * T * T);
+    float *R = rnd(B * T * C, 10, 1.0f), *dqkv = zeros(nq);
     attn_fwd(&c);
-    lmf_attention_backward(dqkv, scratch, R, c.work, c.att, B, T, NH, NKV, hs);
+    attn_naive_check(&c);
+    lmf_attention_backward(dqkv, c.scratch, R, c.work, B, T, NH, NKV, hs);
     if (rope) lmf_rope_rows(dqkv, (NH + 2 * NKV) * hs, B * T, T, 0, c.freqs, NH + NKV, hs, rope == 2, -1.0f);
     objective o = {attn_fwd, c.out, B * T * C, R, &c};
     const char *what = rope == 2 ? "interleaved rope+attention dqkv" : rope ? "rope+attention dqkv" : "attention dqkv";
     check_grad(what, &o, c.qkv, dqkv, nq, 1e-2f);
-    free(c.out), free(c.att), free(c.qkv), free(c.work), free(c.freqs), free(R), free(dqkv), free(scratch);
+    free(c.out), free(c.scratch), free(c.qkv), free(c.work), free(c.freqs), free(R), free(dqkv);
 }
-static void test_attention_mha(void **s) { run_attention(0, 3, 3); }
-static void test_attention_gqa_rope(void **s) { run_attention(1, 6, 2); }
-static void test_attention_gqa_rope_interleaved(void **s) { run_attention(2, 6, 2); }
+static void test_attention_mha(void **s) { run_attention(0, 3, 3, 7); }
+static void test_attention_gqa_rope(void **s) { run_attention(1, 6, 2, 7); }
+static void test_attention_gqa_rope_interleaved(void **s) { run_attention(2, 6, 2, 7); }
+/* longer than the kernel's query blocks: the causal skipping and the backward's recomputation across blocks */
+static void test_attention_long(void **s) { run_attention(1, 4, 2, 150); }
 
 /* ---- activations ---- */
 typedef struct {
@@ -234,7 +265,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layernorm),    cmocka_unit_test(test_rmsnorm),     cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_attention_mha), cmocka_unit_test(test_attention_gqa_rope),
-        cmocka_unit_test(test_attention_gqa_rope_interleaved),
+        cmocka_unit_test(test_attention_gqa_rope_interleaved), cmocka_unit_test(test_attention_long),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_relu),         cmocka_unit_test(test_crossentropy),
         cmocka_unit_test(test_encoder),      cmocka_unit_test(test_adamw),

@@ -7,6 +7,7 @@
 #ifndef LMF_KERNELS_KERNELS_H
 #define LMF_KERNELS_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* ---- embeddings: out (B,T,C) = wte[tok] (+ wpe[t] when wpe != NULL) ---- */
@@ -32,12 +33,14 @@ void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout
                          const float *W, int N, int IC, int OC);
 
 /* ---- causal multi-head attention with grouped-query heads ----
- * qkv (B,T,C+2*KVC) holds q (NH heads), k and v (NKV heads each) per token; out (B,T,C); att (B,NH,T,T) keeps the
- * softmax probabilities for backward (entries above the diagonal are zero). scratch: T*T floats per thread. */
-void lmf_attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int NKV, int hs);
-/* dqkv += d/dqkv; reads dout (B,T,C). scratch holds omp_get_max_threads() * T*T floats. */
-void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B,
-                            int T, int NH, int NKV, int hs);
+ * qkv (B,T,C+2*KVC) holds q (NH heads), k and v (NKV heads each) per token; out (B,T,C). Nothing is kept for the
+ * backward, which recomputes the probabilities from qkv. scratch: lmf_attention_scratch_floats(T, threads) floats
+ * (the threads of the parallel region that runs them: omp_get_max_threads()). */
+size_t lmf_attention_scratch_floats(int T, int nthreads);
+void lmf_attention_forward(float *out, float *scratch, const float *qkv, int B, int T, int NH, int NKV, int hs);
+/* dqkv += d/dqkv; reads dout (B,T,C) and the forward's qkv. */
+void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, int B, int T, int NH,
+                            int NKV, int hs);
 
 /* ---- rotary position embedding, in place ----
  * freqs: (T, hs): per position hs/2 cosines then hs/2 sines, from lmf_rope_table; T may exceed the batch's T.

@@ -395,7 +395,7 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     lmf_block_linear_dinput(&proj, 1, g->dbuf, C, N, dq, dqf);
     if (lo) lmf_lora_backward(lo, layer, 3, 4, r->atty, C, g->dres, C, r->lora_t, g->dbuf, N, ctx->lora_x);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
-    lmf_attention_backward(g->dqkv, g->datt, g->dbuf, r->qkv, r->att, ctx->B, ctx->T, NH, c->n_kv_head, hs);
+    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->B, ctx->T, NH, c->n_kv_head, hs);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, NH + c->n_kv_head, -1.0f);
     memset(g->dbuf, 0, NC * sizeof(float));
     lin qkv[3] = {{&L->wq, NULL, g->dqkv, S}, {&L->wk, NULL, g->dqkv + C, S}, {&L->wv, NULL, g->dqkv + C + KV, S}};
@@ -434,7 +434,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     memset(g->dbuf, 0, NC * sizeof(float));
     lmf_matmul_backward(g->dbuf, GRAD(G->wo), (float *)G->bo, g->dres, r->atty, F32(L->wo), N, C, C);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
-    lmf_attention_backward(g->dqkv, g->datt, g->dbuf, r->qkv, r->att, ctx->B, ctx->T, NH, c->n_kv_head, hs);
+    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->B, ctx->T, NH, c->n_kv_head, hs);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, NH + c->n_kv_head, -1.0f);
     memset(g->dbuf, 0, NC * sizeof(float));
     lmf_matmul_backward(g->dbuf, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C, S);

@@ -89,7 +89,7 @@ typedef struct {
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N) */
     float *qkv;                       /* (N,S), S = C + 2 KV: q | k | v, q and k after RoPE */
-    float *att;                       /* training: (B,NH,T,T) softmax probabilities */
+    float *att;                       /* training: attention scratch (lmf_attention_scratch_floats) */
     float *atty;                      /* (N,C) attention output before its projection */
     float *res2;                      /* (N,C) */
     float *ln2, *ln2_mean, *ln2_rstd;
@@ -128,9 +128,9 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
  * laid out like L; F32 weights with fused q|k|v and gate|up, the training model's own) every weight's gradient is
  * added into G. Without G the base is frozen (fine-tuning adapters): only the input gradients flow, through weights
  * of any type (dequantized slabs), and the adapters of ctx->lora get theirs. Scratch: dbuf (N,C), dqkv (N,S),
- * dfch (N,FF), dfcact (N,F), datt (threads x T x T), dnorm (2C: a frozen norm's unused parameter gradients). */
+ * dfch (N,FF), dfcact (N,F), dnorm (2C: a frozen norm's unused parameter gradients). */
 typedef struct {
-    float *dres, *dbuf, *dqkv, *dfch, *dfcact, *datt, *dnorm;
+    float *dres, *dbuf, *dqkv, *dfch, *dfcact, *dnorm;
 } lmf_block_grads;
 void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G, int layer,
                         const float *x, const lmf_block_rows *r, lmf_block_grads *g);

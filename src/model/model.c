@@ -65,21 +65,20 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     dims d = dims_of(cfg, max_batch, max_seq);
     size_t N = d.N, L = d.L, ln = cfg->norm == LMF_NORM_LAYER;
     m->layer_stride_nc = N * d.C;
-    m->layer_stride_att = (size_t)d.B * d.NH * d.T * d.T;
     lmf_acts *a = &m->acts;
     float **ap[] = {&a->encoded, &a->ln1,  &a->ln1_mean, &a->ln1_rstd, &a->qkv,  &a->att,      &a->atty,
                     &a->res2,    &a->ln2,  &a->ln2_mean, &a->ln2_rstd, &a->fch,  &a->fcact,    &a->res3,
                     &a->lnf,     &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->losses};
-    size_t as[] = {N * d.C, L * N * d.C, ln ? L * N : 0, L * N, L * N * d.S, L * m->layer_stride_att,
+    size_t as[] = {N * d.C, L * N * d.C, ln ? L * N : 0, L * N, L * N * d.S,
+                   lmf_attention_scratch_floats(d.T, omp_get_max_threads()),
                    L * N * d.C, L * N * d.C, L * N * d.C, ln ? L * N : 0, L * N, L * N * d.FF, L * N * d.F,
                    L * N * d.C, N * d.C, ln ? N : 0, N, N * d.V, N};
     m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]));
     if (training) {
         lmf_grad_scratch *g = &m->gs;
-        float **gp[] = {&g->dres, &g->dbuf, &g->dqkv, &g->dfch, &g->dfcact, &g->datt, &g->dnorm};
-        size_t gsz[] = {N * d.C, N * d.C, N * d.S, N * d.FF, N * d.F, (size_t)omp_get_max_threads() * d.T * d.T,
-                        2 * (size_t)d.C};
-        m->gs_memory = carve(gp, gsz, 7);
+        float **gp[] = {&g->dres, &g->dbuf, &g->dqkv, &g->dfch, &g->dfcact, &g->dnorm};
+        size_t gsz[] = {N * d.C, N * d.C, N * d.S, N * d.FF, N * d.F, 2 * (size_t)d.C};
+        m->gs_memory = carve(gp, gsz, 6);
     }
     if (cfg->pos != LMF_POS_LEARNED) {
         m->rope = lmf_xmalloc(sizeof(float) * (size_t)cfg->max_seq_len * d.hs);
@@ -198,7 +197,7 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
     size_t S = (size_t)d.S;
     lmf_block_rows r = {
         a->ln1 + l * snc, a->ln1_mean ? a->ln1_mean + l * sn : NULL, a->ln1_rstd + l * sn, a->qkv + l * sn * S,
-        a->att + l * m->layer_stride_att, a->atty + l * snc, a->res2 + l * snc, a->ln2 + l * snc,
+        a->att, a->atty + l * snc, a->res2 + l * snc, a->ln2 + l * snc,
         a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn, a->fch + l * sn * d.FF,
         a->fcact + l * sn * d.F, a->res3 + l * snc, NULL,
         m->lora ? m->lora_t + (size_t)l * lmf_lora_t_floats(m->lora, m->max_batch * m->max_seq) : NULL};
@@ -268,7 +267,7 @@ void lmf_model_backward(lmf_model *m, float loss_scale) {
 
     lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
                          .lora = m->lora, .training = 1, .lora_x = m->lora_x};
-    lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->datt, g->dnorm};
+    lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->dnorm};
     for (int l = d.L - 1; l >= 0; l--) {
         const float *x;
         lmf_block_rows r = layer_rows(m, l, &x);

@@ -37,7 +37,7 @@ typedef struct {
     float *encoded;                    /* (N,C) embeddings = input of layer 0 */
     float *ln1, *ln1_mean, *ln1_rstd;  /* (L,N,C), (L,N), (L,N) */
     float *qkv;                        /* (L,N,S) S = C + 2 KVC, q and k after RoPE */
-    float *att;                        /* (L,B,NH,T,T) softmax probabilities */
+    float *att;                        /* attention scratch, shared by the layers (lmf_attention_scratch_floats) */
     float *atty;                       /* (L,N,C) attention output before the projection */
     float *res2;                       /* (L,N,C) residual stream after attention */
     float *ln2, *ln2_mean, *ln2_rstd;  /* (L,N,C), (L,N), (L,N) */
@@ -56,7 +56,6 @@ typedef struct {
     float *dqkv;   /* (N,S) */
     float *dfch;   /* (N,FF) */
     float *dfcact; /* (N,F) */
-    float *datt;   /* threads x T x T */
     float *dnorm;  /* (2C) parameter gradients of a frozen norm, discarded */
 } lmf_grad_scratch;
 
@@ -71,7 +70,7 @@ struct lmf_model {
     float *gptr[LMF_NUM_PARAM_TENSORS]; /* views into grads */
 
     int max_batch, max_seq;
-    size_t layer_stride_nc, layer_stride_att; /* per-layer strides of the stacked activations */
+    size_t layer_stride_nc; /* per-layer stride of the stacked activations */
     lmf_acts acts;
     float *acts_memory;
     lmf_grad_scratch gs;
