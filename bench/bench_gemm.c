@@ -1,4 +1,5 @@
-/* bench_gemm.c — GFLOP/s of lmf_sgemm (each ISA this CPU has) against OpenBLAS on transformer training shapes.
+/* bench_gemm.c — GFLOP/s of lmf_sgemm (each ISA this CPU has) against OpenBLAS on transformer training shapes, and
+ * of the mixed-precision lmf_sgemm_bf16 (bf16 inputs, fp32 sums) where the CPU has AVX512_BF16.
  *
  *   bench_gemm [--quick]        (OpenMP thread counts 1 and 2; OPENBLAS_CORETYPE is taken from the environment)
  *
@@ -39,7 +40,7 @@ typedef struct {
     int single; /* attention head product: run with 1 thread only */
 } bench_case;
 
-enum { IMPL_OPENBLAS = 0, IMPL_REF = 1 }; /* impl i >= 1 is lmf_sgemm with ISA i - 1 */
+enum { IMPL_OPENBLAS = 0, IMPL_REF = 1, IMPL_BF16 = 16 }; /* impl 1..3 is lmf_sgemm with ISA impl - 1 */
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -58,7 +59,7 @@ static double measure(const bench_case *c, int impl, int threads, double budget_
         set_threads_fn set = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
         if (!cblas) return -1.0;
         if (set) set(threads);
-    } else {
+    } else if (impl != IMPL_BF16) {
         setenv("LMF_ISA", lmf_isa_name((lmf_isa)(impl - 1)), 1);
     }
     omp_set_num_threads(threads);
@@ -70,6 +71,8 @@ static double measure(const bench_case *c, int impl, int threads, double budget_
         if (cblas)
             cblas(CblasRowMajor, c->tA ? CblasTrans : CblasNoTrans, c->tB ? CblasTrans : CblasNoTrans, c->M, c->N,
                   c->K, 1.0f, A_buf, c->lda, B_buf, c->ldb, c->beta, C_buf, c->ldc);
+        else if (impl == IMPL_BF16)
+            lmf_sgemm_bf16(c->tA, c->tB, c->M, c->N, c->K, A_buf, c->lda, B_buf, c->ldb, c->beta, C_buf, c->ldc);
         else
             lmf_sgemm(c->tA, c->tB, c->M, c->N, c->K, A_buf, c->lda, B_buf, c->ldb, c->beta, C_buf, c->ldc);
         double dt = lmf_now() - t0;
@@ -149,15 +152,22 @@ int main(int argc, char **argv) {
     int have_blas = measure_forked(&probe, IMPL_OPENBLAS, 1, 0.0, result) > 0.0;
     if (!have_blas) printf("OpenBLAS: dlopen(libopenblas.so.0) failed; column skipped\n");
     const char *ct = getenv("OPENBLAS_CORETYPE");
-    printf("SGEMM GFLOP/s, median of timed calls; best ISA %s; OPENBLAS_CORETYPE=%s\n\n",
+    printf("SGEMM GFLOP/s, median of timed calls; best ISA %s; OPENBLAS_CORETYPE=%s\n",
            lmf_isa_name((lmf_isa)best), ct ? ct : "(unset)");
+    if (lmf_sgemm_bf16_rate() > 0.0)
+        printf("vdpbf16ps products per second / FP32 FMA: %.2f (lmf_sgemm_bf16_rate; bf16 pays at >= 1.3)\n",
+               lmf_sgemm_bf16_rate());
+    printf("\n");
 
     printf("| %-10s | %-8s | %5s | %5s | %5s | thr |", "shape", "case", "M", "N", "K");
     for (int isa = best; isa >= LMF_ISA_AVX2; isa--) printf(" %7s |", lmf_isa_name((lmf_isa)isa));
     if (have_blas) printf(" OpenBLAS | %s/BLAS |", lmf_isa_name((lmf_isa)best));
+    int bf16 = lmf_sgemm_bf16_rate() > 0.0;
+    if (bf16) printf("    bf16 | bf16/%s |", lmf_isa_name((lmf_isa)best));
     printf("\n|------------|----------|-------|-------|-------|-----|");
     for (int isa = best; isa >= LMF_ISA_AVX2; isa--) printf("---------|");
     if (have_blas) printf("----------|-------------|");
+    if (bf16) printf("---------|-------------|");
     printf("\n");
 
     for (int i = 0; i < nc; i++) {
@@ -172,6 +182,10 @@ int main(int argc, char **argv) {
             printf("| %-10s | %-8s | %5d | %5d | %5d | %3d |", c->name, kind, c->M, c->N, c->K, threads);
             for (int isa = best; isa >= LMF_ISA_AVX2; isa--) printf(" %7.1f |", gf[isa]);
             if (have_blas) printf(" %8.1f | %11.2f |", blas, gf[best] / blas);
+            if (bf16) {
+                double b = measure_forked(c, IMPL_BF16, threads, budget, result);
+                printf(" %7.1f | %11.2f |", b, b / gf[best]);
+            }
             printf("\n");
         }
     }

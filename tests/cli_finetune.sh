@@ -43,6 +43,19 @@ cmp "$dir/a/ckpt-00000020.lmfc" "$dir/b/ckpt-00000020.lmfc" || fail "resumed run
 "$LMF" finetune "${common[@]}" --lora-r 8 --out-dir "$dir/b" --resume 2> "$dir/c.log" && fail "mismatched resume"
 grep -q "other options" "$dir/c.log" || fail "mismatched resume message"
 
+# 3b. bf16 products for the frozen base (forced: auto picks them only where they are faster): a resumed run keeps
+# them without being told, bit for bit; asking for fp32 on it is a mismatch
+"$LMF" finetune "${common[@]}" --precision bf16 --out-dir "$dir/h" 2> "$dir/h.log" || { cat "$dir/h.log"; fail "bf16"; }
+grep -q "frozen base products in bf16" "$dir/h.log" || fail "bf16 not reported"
+mkdir "$dir/h2" && cp "$dir/h/ckpt-00000010.lmfc" "$dir/h2/"
+"$LMF" finetune "${common[@]}" --out-dir "$dir/h2" --resume 2> "$dir/h2.log" || { cat "$dir/h2.log"; fail "bf16 resume"; }
+grep -q "frozen base products in bf16" "$dir/h2.log" || fail "resumed run did not keep bf16"
+cmp "$dir/h/ckpt-00000020.lmfc" "$dir/h2/ckpt-00000020.lmfc" || fail "resumed bf16 run differs"
+"$LMF" finetune "${common[@]}" --precision fp32 --out-dir "$dir/h2" --resume 2> "$dir/h3.log" && fail "fp32 on bf16"
+grep -q "other options" "$dir/h3.log" || fail "precision mismatch message"
+"$LMF" finetune "${common[@]}" --precision half --out-dir "$dir/x" 2> "$dir/h4.log" && fail "--precision half"
+grep -q "not auto, bf16 or fp32" "$dir/h4.log" || fail "--precision message"
+
 # 4. full fine-tuning writes a model that runs
 "$LMF" finetune -m "$M" --data "$dir/data.jsonl" --batch-size 2 --seq-len 64 --max-steps 3 --full \
   --out-dir "$dir/full" 2> "$dir/full.log" || { cat "$dir/full.log"; fail "full"; }

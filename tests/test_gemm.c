@@ -66,7 +66,7 @@ static int check(const char *what, int tA, int tB, int M, int N, int K, const fl
 }
 
 /* One case: fn vs ref with strides row length + extra. Returns the number of mismatches. */
-static int run_case(sgemm_fn fn, const char *what, int tA, int tB, int M, int N, int K, int extra, float beta) {
+static int run_case(sgemm_fn fn, sgemm_fn ref, const char *what, int tA, int tB, int M, int N, int K, int extra, float beta) {
     int ar = tA ? K : M, ac = tA ? M : K; /* stored A is ar x ac */
     int br = tB ? N : K, bc = tB ? K : N;
     int lda = ac + extra, ldb = bc + extra * 2, ldc = N + extra;
@@ -82,7 +82,7 @@ static int run_case(sgemm_fn fn, const char *what, int tA, int tB, int M, int N,
     float *C = Cb + PAD;
     memcpy(C, C0, cn * sizeof(float));
     memcpy(R, C0, cn * sizeof(float));
-    lmf_sgemm_ref(tA, tB, M, N, K, A, lda, B, ldb, beta, R, ldc);
+    ref(tA, tB, M, N, K, A, lda, B, ldb, beta, R, ldc);
     fn(tA, tB, M, N, K, A, lda, B, ldb, beta, C, ldc);
     int bad = check(what, tA, tB, M, N, K, A, lda, B, ldb, beta, C0, C, R, ldc);
     for (int i = 0; i < PAD; i++)
@@ -98,14 +98,14 @@ static const int shapes[][3] = {
     {45, 17, 770}, {2, 1000, 20}, {70, 970, 12}, {1, 70, 40},   {64, 1, 64},  {40, 30, 1153}, {1030, 20, 30},
 };
 
-static void run_variant(sgemm_fn fn, const char *what) {
+static void run_variant(sgemm_fn fn, sgemm_fn ref, const char *what) {
     int bad = 0, n = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++)
             for (int b = 0; b < 3; b++) {
                 float beta = b == 0 ? 0.0f : b == 1 ? 1.0f : 0.5f;
                 int extra = (s + t + b) % 3 == 0 ? 0 : (int)(s % 5) * 3 + 1;
-                bad += run_case(fn, what, t >> 1, t & 1, shapes[s][0], shapes[s][1], shapes[s][2], extra, beta);
+                bad += run_case(fn, ref, what, t >> 1, t & 1, shapes[s][0], shapes[s][1], shapes[s][2], extra, beta);
                 n++;
             }
     if (bad) fprintf(stderr, "%s: %d mismatches over %d cases\n", what, bad, n);
@@ -131,14 +131,14 @@ static void test_avx2(void **state) {
     (void)state;
     if (lmf_cpu_best_isa() < LMF_ISA_AVX2) skip();
     run_k0(lmf_sgemm_avx2);
-    run_variant(lmf_sgemm_avx2, "avx2");
+    run_variant(lmf_sgemm_avx2, lmf_sgemm_ref, "avx2");
 }
 
 static void test_avx512(void **state) {
     (void)state;
     if (lmf_cpu_best_isa() < LMF_ISA_AVX512) skip();
     run_k0(lmf_sgemm_avx512);
-    run_variant(lmf_sgemm_avx512, "avx512");
+    run_variant(lmf_sgemm_avx512, lmf_sgemm_ref, "avx512");
 }
 
 /* The dispatcher, threaded: shapes big enough to be split across threads, including odd ones. */
@@ -149,10 +149,27 @@ static void test_threaded(void **state) {
     int bad = 0;
     for (size_t s = 0; s < sizeof big / sizeof big[0]; s++)
         for (int t = 0; t < 4; t++)
-            bad += run_case(lmf_sgemm, "threaded", t >> 1, t & 1, big[s][0], big[s][1], big[s][2], (int)s,
+            bad += run_case(lmf_sgemm, lmf_sgemm_ref, "threaded", t >> 1, t & 1, big[s][0], big[s][1], big[s][2], (int)s,
                             t & 1 ? 1.0f : 0.0f);
     assert_int_equal(bad, 0);
     run_k0(lmf_sgemm);
+}
+
+/* bf16 products against the reference that rounds the inputs and sums in fp32: the 1e-5 tolerance is far below
+ * bf16's 2^-9 rounding, so an unrounded (fp32) product fails it as surely as a wrong one. */
+static void test_bf16_avx512(void **state) {
+    (void)state;
+    if (lmf_cpu_best_isa() < LMF_ISA_AVX512 || !lmf_cpu_has(LMF_CPU_AVX512BF16)) skip();
+    run_k0(lmf_sgemm_bf16_avx512);
+    run_variant(lmf_sgemm_bf16_avx512, lmf_sgemm_bf16_ref, "bf16 avx512");
+    assert_int_equal(run_case(lmf_sgemm_bf16_avx512, lmf_sgemm_ref, "bf16 vs fp32 (must differ)", 0, 1, 20, 40, 300,
+                              0, 0.0f) > 0, 1);
+    omp_set_num_threads(2);
+    int bad = 0;
+    for (int t = 0; t < 4; t++)
+        bad += run_case(lmf_sgemm_bf16, lmf_sgemm_bf16_ref, "bf16 threaded", t >> 1, t & 1, 300, 1001, 77, 1,
+                        t & 1 ? 1.0f : 0.0f);
+    assert_int_equal(bad, 0);
 }
 
 /* Per-head attention products called from inside a parallel region: Q/K/V interleaved in one (T, 3C) buffer,
@@ -193,7 +210,7 @@ int main(void) {
             lmf_isa_name(lmf_cpu_isa()));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ref_k0),   cmocka_unit_test(test_avx2),        cmocka_unit_test(test_avx512),
-        cmocka_unit_test(test_threaded), cmocka_unit_test(test_in_parallel),
+        cmocka_unit_test(test_threaded), cmocka_unit_test(test_in_parallel), cmocka_unit_test(test_bf16_avx512),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,6 +34,8 @@ static void help(FILE *f) {
             "  --lora-dropout P       LoRA dropout [0.1]\n"
             "  --lora-targets LIST    PEFT module names (q_proj,v_proj; c_attn; ...) or all-linear [q_proj,v_proj]\n"
             "  --use-rslora           scale alpha / sqrt(r) instead of alpha / r\n"
+            "  --precision P          LoRA's frozen-base products: auto, bf16 or fp32 [auto: bf16 where this CPU runs\n"
+            "                         bf16 products faster than fp32; a resumed run keeps its own]\n"
             "  --batch-size B [4]  --seq-len T [512]  --grad-accum K [1]\n"
             "  --epochs E [1]  --max-steps N (overrides epochs)  --warmup-steps N [10]\n"
             "  --lr LR [2e-4]  --min-lr LR [2e-5]  --weight-decay W [0]  --grad-clip G [1]\n"
@@ -68,6 +70,15 @@ int cmd_finetune(int argc, char **argv) {
         else if (!strcmp(a, "--val-data")) c.val_data = v;
         else if (!strcmp(a, "--out-dir")) c.out_dir = v;
         else if (!strcmp(a, "--lora-targets")) c.lora_targets = v;
+        else if (!strcmp(a, "--precision")) {
+            if (!strcmp(v, "auto")) c.precision = LMF_PRECISION_AUTO;
+            else if (!strcmp(v, "fp32")) c.precision = LMF_PRECISION_FP32;
+            else if (!strcmp(v, "bf16")) c.precision = LMF_PRECISION_BF16;
+            else {
+                fprintf(stderr, "lmforge finetune: --precision: '%s' is not auto, bf16 or fp32\n", v);
+                return 2;
+            }
+        }
         else if (!num) {
             fprintf(stderr, "lmforge finetune: %s: unknown flag, or '%s' is not a number (see --help)\n", a, v);
             return 2;

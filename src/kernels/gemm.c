@@ -27,12 +27,8 @@ static const variant variants[] = {
 /* Below this many flops per thread, waking the other threads costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 4000000.0
 
-void lmf_sgemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-               float beta, float *C, int ldc) {
-    static int isa = -1; /* racing first calls all store the same value */
-    int i = __atomic_load_n(&isa, __ATOMIC_RELAXED);
-    if (i < 0) __atomic_store_n(&isa, i = (int)lmf_cpu_isa(), __ATOMIC_RELAXED);
-    const variant v = variants[i];
+static void run(variant v, int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
 
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
@@ -73,4 +69,32 @@ void lmf_sgemm(int transA, int transB, int M, int N, int K, const float *A, int 
             v.fn(transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
         }
     }
+}
+
+static int isa(void) {
+    static int isa = -1; /* racing first calls all store the same value */
+    int i = __atomic_load_n(&isa, __ATOMIC_RELAXED);
+    if (i < 0) __atomic_store_n(&isa, i = (int)lmf_cpu_isa(), __ATOMIC_RELAXED);
+    return i;
+}
+
+void lmf_sgemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+               float beta, float *C, int ldc) {
+    run(variants[isa()], transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+static int bf16_hw(void) { return isa() == LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16); }
+
+double lmf_sgemm_bf16_rate(void) {
+    static double rate = -1.0; /* racing first calls measure alike */
+    if (rate < 0.0) rate = bf16_hw() ? lmf_bf16_rate_avx512() : 0.0;
+    return rate;
+}
+
+int lmf_sgemm_bf16_pays(void) { return lmf_sgemm_bf16_rate() >= 1.3; }
+
+void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                    float beta, float *C, int ldc) {
+    static const variant fast = {lmf_sgemm_bf16_avx512, 14, 32}, ref = {lmf_sgemm_bf16_ref, 1, 1};
+    run(bf16_hw() ? fast : ref, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }

@@ -18,11 +18,21 @@
  * The SIMD variants pack into per-thread buffers (2 MB for AVX2, 4 MB for AVX-512), allocated on a thread's first
  * call and freed when the thread exits; no call allocates afterwards. Any M, N >= 1, K >= 0 (K == 0 gives
  * C = beta C), any beta, and row strides at least the row lengths are supported. */
+/* lmf_sgemm_bf16 is the mixed-precision product: the same call, with op(A) and op(B) rounded to bfloat16 (round to
+ * nearest even) and the products summed in fp32 (AVX-512 BF16's vdpbf16ps). Where the CPU lacks AVX512_BF16 (or
+ * LMF_ISA asks for less than avx512) it runs the scalar reference: correct, slow. Whether it is faster than
+ * lmf_sgemm depends on the core, not the feature flag: lmf_sgemm_bf16_rate() measures vdpbf16ps products per
+ * second against FP32 FMAs once (~1 ms; 0 without the hardware), and lmf_sgemm_bf16_pays() is that rate >= 1.3. */
 #ifndef LMF_KERNELS_GEMM_H
 #define LMF_KERNELS_GEMM_H
 
 void lmf_sgemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                float beta, float *C, int ldc);
+
+void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                    float beta, float *C, int ldc);
+double lmf_sgemm_bf16_rate(void);
+int lmf_sgemm_bf16_pays(void);
 
 void lmf_sgemm_ref(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                    float beta, float *C, int ldc);
@@ -30,5 +40,10 @@ void lmf_sgemm_avx2(int transA, int transB, int M, int N, int K, const float *A,
                     float beta, float *C, int ldc);
 void lmf_sgemm_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                       int ldb, float beta, float *C, int ldc);
+void lmf_sgemm_bf16_ref(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                        int ldb, float beta, float *C, int ldc);
+void lmf_sgemm_bf16_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                           int ldb, float beta, float *C, int ldc);
+double lmf_bf16_rate_avx512(void);
 
 #endif

@@ -20,6 +20,7 @@
  * where the kernel allows) and freed at thread exit: never a malloc per call. */
 #include "kernels/gemm.h"
 #include "core/alloc.h"
+#include "core/progress.h"
 
 #include <immintrin.h>
 #include <stdlib.h>
@@ -42,7 +43,7 @@
 
 /* ---- per-thread pack buffers -------------------------------------------------------------------------------- */
 
-#define BUF_FLOATS ((size_t)KC * NB + (size_t)KC * MC + 64)
+#define BUF_FLOATS ((size_t)KC * NB + (size_t)KC * MC + (size_t)KC * NR + 64) /* B block, A block, bf16 staging */
 
 static float *buf_get(void) { return lmf_thread_scratch(BUF_FLOATS * sizeof(float)); }
 
@@ -146,61 +147,85 @@ static void pack_b(float *bp, int transB, const float *B, long ldb, int n0, int 
     }
 }
 
+/* A kc x W panel of floats as ceil(kc/2) x W bf16 pairs, rounded to nearest even: dst[p*W + r] holds the values
+ * of k = 2p in its low half and k = 2p + 1 (0 past kc) in its high half, the operand layout of vdpbf16ps. */
+__attribute__((target("avx512bf16"))) static void to_pairs(float *dst, const float *src, int W, int kc) {
+    __m256i zero = (__m256i)_mm512_cvtneps_pbh(_mm512_setzero_ps());
+    for (int p = 0; 2 * p < kc; p++) {
+        const float *lo = src + (long)2 * p * W, *hi = lo + W;
+        for (int r = 0; r < W; r += 16) {
+            __mmask16 m = lanes(W - r);
+            __m256i l = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, lo + r));
+            __m256i h = 2 * p + 1 < kc ? (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, hi + r)) : zero;
+            __m512i v = _mm512_or_si512(_mm512_cvtepu16_epi32(l), _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+            _mm512_mask_storeu_epi32(dst + (long)p * W + r, m, v);
+        }
+    }
+}
+
 /* ---- micro-kernel ------------------------------------------------------------------------------------------- */
 
 /* The k loop, in inline assembly because compilers spill some of the 28 accumulators (zmm0-27). Per k: two
  * loads of b (zmm28-29), then for each of the 14 rows one broadcast of a (alternating zmm30/31) and two FMAs:
- * 16 loads per 28 FMAs. The finished tile goes to t[14][32] (64-byte aligned), merged into C by the caller. */
-#define KROW(i, r0, r1, bc)                                                                                        \
-    "vbroadcastss " #i "*4(%[a]), %%zmm" #bc "\n\t"                                                                \
-    "vfmadd231ps %%zmm28, %%zmm" #bc ", %%zmm" #r0 "\n\t"                                                          \
-    "vfmadd231ps %%zmm29, %%zmm" #bc ", %%zmm" #r1 "\n\t"
+ * 16 loads per 28 FMAs. The finished tile goes to t[14][32] (64-byte aligned), merged into C by the caller.
+ * The bf16 loop is the same with a pair of k per step: a 32-bit broadcast of a row's two bf16 values and
+ * vdpbf16ps (each lane adds two products, twice the work of an FMA), over panels of the same byte layout. */
+#define KROW_OP(bcast, op, i, r0, r1, bc)                                                                          \
+    bcast " " #i "*4(%[a]), %%zmm" #bc "\n\t"                                                                      \
+    op " %%zmm28, %%zmm" #bc ", %%zmm" #r0 "\n\t"                                                                  \
+    op " %%zmm29, %%zmm" #bc ", %%zmm" #r1 "\n\t"
 #define KSTORE(i, r0, r1) "vmovaps %%zmm" #r0 ", " #i "*128(%[t])\n\t" "vmovaps %%zmm" #r1 ", " #i "*128+64(%[t])\n\t"
-
-static void kernel_loop(long kc, const float *a, const float *b, float *t) {
-    __asm__ volatile(
-        "vpxord %%zmm0, %%zmm0, %%zmm0\n\t"
-        "vmovaps %%zmm0, %%zmm1\n\t" "vmovaps %%zmm0, %%zmm2\n\t" "vmovaps %%zmm0, %%zmm3\n\t"
-        "vmovaps %%zmm0, %%zmm4\n\t" "vmovaps %%zmm0, %%zmm5\n\t" "vmovaps %%zmm0, %%zmm6\n\t"
-        "vmovaps %%zmm0, %%zmm7\n\t" "vmovaps %%zmm0, %%zmm8\n\t" "vmovaps %%zmm0, %%zmm9\n\t"
-        "vmovaps %%zmm0, %%zmm10\n\t" "vmovaps %%zmm0, %%zmm11\n\t" "vmovaps %%zmm0, %%zmm12\n\t"
-        "vmovaps %%zmm0, %%zmm13\n\t" "vmovaps %%zmm0, %%zmm14\n\t" "vmovaps %%zmm0, %%zmm15\n\t"
-        "vmovaps %%zmm0, %%zmm16\n\t" "vmovaps %%zmm0, %%zmm17\n\t" "vmovaps %%zmm0, %%zmm18\n\t"
-        "vmovaps %%zmm0, %%zmm19\n\t" "vmovaps %%zmm0, %%zmm20\n\t" "vmovaps %%zmm0, %%zmm21\n\t"
-        "vmovaps %%zmm0, %%zmm22\n\t" "vmovaps %%zmm0, %%zmm23\n\t" "vmovaps %%zmm0, %%zmm24\n\t"
-        "vmovaps %%zmm0, %%zmm25\n\t" "vmovaps %%zmm0, %%zmm26\n\t" "vmovaps %%zmm0, %%zmm27\n\t"
-        "1:\n\t"
-        "vmovaps (%[b]), %%zmm28\n\t"
-        "vmovaps 64(%[b]), %%zmm29\n\t"
-        PF_INSN
-        KROW(0, 0, 1, 30) KROW(1, 2, 3, 31) KROW(2, 4, 5, 30) KROW(3, 6, 7, 31) KROW(4, 8, 9, 30)
-        KROW(5, 10, 11, 31) KROW(6, 12, 13, 30) KROW(7, 14, 15, 31) KROW(8, 16, 17, 30) KROW(9, 18, 19, 31)
-        KROW(10, 20, 21, 30) KROW(11, 22, 23, 31) KROW(12, 24, 25, 30) KROW(13, 26, 27, 31)
-        "add $56, %[a]\n\t"
-        "add $128, %[b]\n\t"
-        "dec %[k]\n\t"
-        "jnz 1b\n\t"
-        KSTORE(0, 0, 1) KSTORE(1, 2, 3) KSTORE(2, 4, 5) KSTORE(3, 6, 7) KSTORE(4, 8, 9) KSTORE(5, 10, 11)
-        KSTORE(6, 12, 13) KSTORE(7, 14, 15) KSTORE(8, 16, 17) KSTORE(9, 18, 19) KSTORE(10, 20, 21)
-        KSTORE(11, 22, 23) KSTORE(12, 24, 25) KSTORE(13, 26, 27)
-        : [a] "+r"(a), [b] "+r"(b), [k] "+r"(kc)
-        : [t] "r"(t)
-        : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
-          "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21",
-          "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
+#define KERNEL_LOOP(name, BC, OP)                                                                                  \
+    static void name(long kc, const void *a, const void *b, float *t) {                                        \
+    __asm__ volatile( \
+        "vpxord %%zmm0, %%zmm0, %%zmm0\n\t" \
+        "vmovaps %%zmm0, %%zmm1\n\t" "vmovaps %%zmm0, %%zmm2\n\t" "vmovaps %%zmm0, %%zmm3\n\t" \
+        "vmovaps %%zmm0, %%zmm4\n\t" "vmovaps %%zmm0, %%zmm5\n\t" "vmovaps %%zmm0, %%zmm6\n\t" \
+        "vmovaps %%zmm0, %%zmm7\n\t" "vmovaps %%zmm0, %%zmm8\n\t" "vmovaps %%zmm0, %%zmm9\n\t" \
+        "vmovaps %%zmm0, %%zmm10\n\t" "vmovaps %%zmm0, %%zmm11\n\t" "vmovaps %%zmm0, %%zmm12\n\t" \
+        "vmovaps %%zmm0, %%zmm13\n\t" "vmovaps %%zmm0, %%zmm14\n\t" "vmovaps %%zmm0, %%zmm15\n\t" \
+        "vmovaps %%zmm0, %%zmm16\n\t" "vmovaps %%zmm0, %%zmm17\n\t" "vmovaps %%zmm0, %%zmm18\n\t" \
+        "vmovaps %%zmm0, %%zmm19\n\t" "vmovaps %%zmm0, %%zmm20\n\t" "vmovaps %%zmm0, %%zmm21\n\t" \
+        "vmovaps %%zmm0, %%zmm22\n\t" "vmovaps %%zmm0, %%zmm23\n\t" "vmovaps %%zmm0, %%zmm24\n\t" \
+        "vmovaps %%zmm0, %%zmm25\n\t" "vmovaps %%zmm0, %%zmm26\n\t" "vmovaps %%zmm0, %%zmm27\n\t" \
+        "1:\n\t" \
+        "vmovaps (%[b]), %%zmm28\n\t" \
+        "vmovaps 64(%[b]), %%zmm29\n\t" \
+        PF_INSN \
+        KROW_OP(BC, OP, 0, 0, 1, 30) KROW_OP(BC, OP, 1, 2, 3, 31) KROW_OP(BC, OP, 2, 4, 5, 30) \
+        KROW_OP(BC, OP, 3, 6, 7, 31) KROW_OP(BC, OP, 4, 8, 9, 30) KROW_OP(BC, OP, 5, 10, 11, 31) \
+        KROW_OP(BC, OP, 6, 12, 13, 30) KROW_OP(BC, OP, 7, 14, 15, 31) KROW_OP(BC, OP, 8, 16, 17, 30) \
+        KROW_OP(BC, OP, 9, 18, 19, 31) KROW_OP(BC, OP, 10, 20, 21, 30) KROW_OP(BC, OP, 11, 22, 23, 31) \
+        KROW_OP(BC, OP, 12, 24, 25, 30) KROW_OP(BC, OP, 13, 26, 27, 31) \
+        "add $56, %[a]\n\t" \
+        "add $128, %[b]\n\t" \
+        "dec %[k]\n\t" \
+        "jnz 1b\n\t" \
+        KSTORE(0, 0, 1) KSTORE(1, 2, 3) KSTORE(2, 4, 5) KSTORE(3, 6, 7) KSTORE(4, 8, 9) KSTORE(5, 10, 11) \
+        KSTORE(6, 12, 13) KSTORE(7, 14, 15) KSTORE(8, 16, 17) KSTORE(9, 18, 19) KSTORE(10, 20, 21) \
+        KSTORE(11, 22, 23) KSTORE(12, 24, 25) KSTORE(13, 26, 27) \
+        : [a] "+r"(a), [b] "+r"(b), [k] "+r"(kc) \
+        : [t] "r"(t) \
+        : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
+          "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", \
+          "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31"); \
 }
-#undef KROW
+KERNEL_LOOP(kernel_loop, "vbroadcastss", "vfmadd231ps")
+KERNEL_LOOP(kernel_loop_bf16, "vpbroadcastd", "vdpbf16ps")
+#undef KROW_OP
 #undef KSTORE
+#undef KERNEL_LOOP
 
 /* C[0:mr, 0:nr] = beta * C + a * b, where a is a kc x 14 panel and b a kc x 32 panel (kc >= 1; beta == 0: C is
- * not read). */
+ * not read); bf16: kc pairs of k in panels of bf16 pairs (to_pairs). */
 static void kernel_14x32(int kc, const float *restrict a, const float *restrict b, float *restrict c, long ldc,
-                         float beta, int mr, int nr) {
+                         float beta, int mr, int nr, int bf16) {
     _Alignas(64) float t[MR * NR];
     /* the next tile to the right: fetch its C rows while this one computes (prefetches never fault) */
     for (int i = 0; i < mr; i++) _mm_prefetch((const char *)(c + i * ldc + NR), _MM_HINT_T0),
                                  _mm_prefetch((const char *)(c + i * ldc + NR + 31), _MM_HINT_T0);
-    kernel_loop(kc, a, b, t);
+    if (bf16) kernel_loop_bf16(kc, a, b, t);
+    else kernel_loop(kc, a, b, t);
     __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
     if (beta == 0.0f) {
         for (int i = 0; i < mr; i++) {
@@ -232,36 +257,90 @@ static void scale_c(int M, int N, float beta, float *C, long ldc) {
         for (int j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
 }
 
-void lmf_sgemm_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
-                      int ldb, float beta, float *C, int ldc) {
+/* bf16: op(A) and op(B) rounded to bf16 as they are packed (staged as fp32 panels, then paired), products summed in
+ * fp32 by vdpbf16ps; the blocking is the fp32 one, a panel holding kc / 2 pairs. */
+static void gemm(int bf16, int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    float *bp = buf_get(), *ap = bp + (size_t)KC * NB;
+    float *bp = buf_get(), *ap = bp + (size_t)KC * NB, *stage = ap + (size_t)KC * MC;
     int nk = (K + KC - 1) / KC;
     int kcb = (K + nk - 1) / nk; /* even depth blocks: K = 400 gives 200 + 200, not 384 + 16 */
+    if (bf16 && nk > 1) kcb += kcb & 1; /* whole pairs in every block but the last */
     /* even row blocks (M = 1024 gives one block, not 1008 + 16): every row block repacks all of op(B) */
     int nmb = (M + MC - 1) / MC, mcb = ((M + nmb - 1) / nmb + MR - 1) / MR * MR;
     for (int m0 = 0; m0 < M; m0 += mcb) {
         int mb = M - m0 < mcb ? M - m0 : mcb;
         for (int p0 = 0; p0 < K; p0 += kcb) {
-            int kc = K - p0 < kcb ? K - p0 : kcb;
+            int kc = K - p0 < kcb ? K - p0 : kcb, kk = bf16 ? (kc + 1) / 2 : kc; /* panel depth in 4-byte units */
             float bt = p0 == 0 ? beta : 1.0f;
-            for (int i = 0; i < mb; i += MR) /* op(A) block packed once, used by every column block */
-                pack_a(ap + (long)i * kc, transA, A, lda, m0 + i, p0, mb - i < MR ? mb - i : MR, kc);
+            for (int i = 0; i < mb; i += MR) { /* op(A) block packed once, used by every column block */
+                float *dst = ap + (long)i * kk;
+                pack_a(bf16 ? stage : dst, transA, A, lda, m0 + i, p0, mb - i < MR ? mb - i : MR, kc);
+                if (bf16) to_pairs(dst, stage, MR, kc);
+            }
             for (int n0 = 0; n0 < N; n0 += NB) {
                 int nb = N - n0 < NB ? N - n0 : NB;
-                pack_b(bp, transB, B, ldb, n0, p0, nb, kc);
+                if (!bf16) pack_b(bp, transB, B, ldb, n0, p0, nb, kc);
+                else
+                    for (int j = 0; j < nb; j += NR) {
+                        pack_b(stage, transB, B, ldb, n0 + j, p0, nb - j < NR ? nb - j : NR, kc);
+                        to_pairs(bp + (long)j * kk, stage, NR, kc);
+                    }
                 for (int i = 0; i < mb; i += MR) {
                     int mr = mb - i < MR ? mb - i : MR;
                     float *c = C + (long)(m0 + i) * ldc + n0;
-                    const float *a = ap + (long)i * kc;
+                    const float *a = ap + (long)i * kk;
                     for (int j = 0; j < nb; j += NR)
-                        kernel_14x32(kc, a, bp + (long)j * kc, c + j, ldc, bt, mr, nb - j < NR ? nb - j : NR);
+                        kernel_14x32(kk, a, bp + (long)j * kk, c + j, ldc, bt, mr, nb - j < NR ? nb - j : NR, bf16);
                 }
             }
         }
     }
 }
+
+void lmf_sgemm_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                      int ldb, float beta, float *C, int ldc) {
+    gemm(0, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+void lmf_sgemm_bf16_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                           int ldb, float beta, float *C, int ldc) {
+    gemm(1, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* Products per second of vdpbf16ps against vfmadd231ps on this core, from two short loops of 12 independent
+ * accumulators (~1 ms together; the best of three tries each). AVX512_BF16 doubles the FP32 rate on some cores
+ * (AMD Zen 4 / 5) and halves it on others (Intel Xeon family 6 model 207 runs vdpbf16ps at a quarter of the FMA
+ * instruction rate): only a measurement tells. */
+#define RATE_LOOP(OP)                                                                                              \
+    __asm__ volatile("mov $20000, %%rcx\n\t"                                                                       \
+                     "1:\n\t" OP " %%zmm28, %%zmm29, %%zmm0\n\t" OP " %%zmm28, %%zmm29, %%zmm1\n\t"              \
+                     OP " %%zmm28, %%zmm29, %%zmm2\n\t" OP " %%zmm28, %%zmm29, %%zmm3\n\t"                         \
+                     OP " %%zmm28, %%zmm29, %%zmm4\n\t" OP " %%zmm28, %%zmm29, %%zmm5\n\t"                         \
+                     OP " %%zmm28, %%zmm29, %%zmm6\n\t" OP " %%zmm28, %%zmm29, %%zmm7\n\t"                         \
+                     OP " %%zmm28, %%zmm29, %%zmm8\n\t" OP " %%zmm28, %%zmm29, %%zmm9\n\t"                         \
+                     OP " %%zmm28, %%zmm29, %%zmm10\n\t" OP " %%zmm28, %%zmm29, %%zmm11\n\t"                       \
+                     "dec %%rcx\n\t"                                                                              \
+                     "jnz 1b\n\t"                                                                                 \
+                     :                                                                                            \
+                     :                                                                                            \
+                     : "rcx", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", \
+                       "xmm10", "xmm11")
+double lmf_bf16_rate_avx512(void) {
+    double fma = 1e30, dp = 1e30;
+    __asm__ volatile("vpxord %%zmm28, %%zmm28, %%zmm28\n\tvpxord %%zmm29, %%zmm29, %%zmm29" ::: "xmm28", "xmm29");
+    for (int r = 0; r < 3; r++) {
+        double t0 = lmf_now();
+        RATE_LOOP("vfmadd231ps");
+        double t1 = lmf_now();
+        RATE_LOOP("vdpbf16ps");
+        double t2 = lmf_now();
+        fma = t1 - t0 < fma ? t1 - t0 : fma, dp = t2 - t1 < dp ? t2 - t1 : dp;
+    }
+    return 2.0 * fma / dp; /* a vdpbf16ps does two products per lane, an FMA one */
+}
+#undef RATE_LOOP

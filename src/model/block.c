@@ -149,37 +149,42 @@ static int dequant_slab(const lmf_wtensor *W, int r0, int nr, float *dq) {
     return 0;
 }
 
-void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats) {
+void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats, int bf16) {
+    void (*gemm)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int) =
+        bf16 ? lmf_sgemm_bf16 : lmf_sgemm;
     for (int j = 0; j < n; j++) {
         const lmf_wtensor *W = o[j].W;
         int O = W->rows, K = W->cols, j0 = j;
         if (W->type == LMF_GGML_F32) {
             while (j + 1 < n && adjacent(&o[j], &o[j + 1])) O += o[++j].W->rows;
-            lmf_sgemm(0, 1, N, O, K, in, ldi, W->data, K, 0.0f, o[j0].out, o[j0].ldo);
+            gemm(0, 1, N, O, K, in, ldi, W->data, K, 0.0f, o[j0].out, o[j0].ldo);
             if (o[j0].bias) add_bias(o[j0].out, o[j0].ldo, o[j0].bias, N, O);
             continue;
         }
         int slab = slab_rows(W, dq_floats);
         for (int r0 = 0; r0 < O; r0 += slab) {
             int nr = O - r0 < slab ? O - r0 : slab, kmajor = dequant_slab(W, r0, nr, dq);
-            lmf_sgemm(0, !kmajor, N, nr, K, in, ldi, dq, kmajor ? nr : K, 0.0f, o[j].out + r0, o[j].ldo);
+            gemm(0, !kmajor, N, nr, K, in, ldi, dq, kmajor ? nr : K, 0.0f, o[j].out + r0, o[j].ldo);
         }
         if (o[j].bias) add_bias(o[j].out, o[j].ldo, o[j].bias, N, O);
     }
 }
 
-void lmf_block_linear_dinput(const lin *o, int n, float *din, int ldi, int N, float *dq, size_t dq_floats) {
+void lmf_block_linear_dinput(const lin *o, int n, float *din, int ldi, int N, float *dq, size_t dq_floats,
+                             int bf16) {
+    void (*gemm)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int) =
+        bf16 ? lmf_sgemm_bf16 : lmf_sgemm;
     for (int j = 0; j < n; j++) {
         const lmf_wtensor *W = o[j].W;
         int O = W->rows, K = W->cols;
         if (W->type == LMF_GGML_F32) {
-            lmf_sgemm(0, 0, N, K, O, o[j].out, o[j].ldo, W->data, K, 1.0f, din, ldi);
+            gemm(0, 0, N, K, O, o[j].out, o[j].ldo, W->data, K, 1.0f, din, ldi);
             continue;
         }
         int slab = slab_rows(W, dq_floats);
         for (int r0 = 0; r0 < O; r0 += slab) { /* din += dout_slab dq, dq read transposed when k-major */
             int nr = O - r0 < slab ? O - r0 : slab, kmajor = dequant_slab(W, r0, nr, dq);
-            lmf_sgemm(0, kmajor, N, K, nr, o[j].out + r0, o[j].ldo, dq, kmajor ? nr : K, 1.0f, din, ldi);
+            gemm(0, kmajor, N, K, nr, o[j].out + r0, o[j].ldo, dq, kmajor ? nr : K, 1.0f, din, ldi);
         }
     }
 }
@@ -320,7 +325,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
 
     lmf_block_norm_par(c, r->ln1, r->ln1_mean, r->ln1_rstd, x, L->attn_norm_w, L->attn_norm_b, N);
     lin qkv[3] = {{&L->wq, L->bq, r->qkv, S}, {&L->wk, L->bk, r->qkv + C, S}, {&L->wv, L->bv, r->qkv + C + KV, S}};
-    lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats);
+    lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     adapt(ctx, r, layer, 0, 3, r->ln1, C, r->qkv, S, N);
     if (ctx->seqs) {
         for (int j = 0, row = 0; j < ctx->n_seqs; row += ctx->seqs[j++].n) {
@@ -336,18 +341,18 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     }
     float *o = r->res2 == x ? r->proj : r->res2;
     lin proj = {&L->wo, L->bo, o, C};
-    lmf_block_linear(&proj, 1, r->atty, C, N, ctx->dq, ctx->dq_floats);
+    lmf_block_linear(&proj, 1, r->atty, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     adapt(ctx, r, layer, 3, 4, r->atty, C, o, C, N);
     lmf_residual_forward(r->res2, o, x, NC);
 
     lmf_block_norm_par(c, r->ln2, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
     lin ffn[2] = {{&L->w_gate, NULL, r->fch, FF}, {&L->w_up, L->b_up, r->fch + (swiglu ? F : 0), FF}};
-    lmf_block_linear(ffn + !swiglu, 1 + swiglu, r->ln2, C, N, ctx->dq, ctx->dq_floats);
+    lmf_block_linear(ffn + !swiglu, 1 + swiglu, r->ln2, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     adapt(ctx, r, layer, swiglu ? 4 : 5, 6, r->ln2, C, r->fch, FF, N);
     ffn_act_par(c, r->fcact, r->fch, N);
     o = r->res3 == r->res2 ? r->proj : r->res3;
     lin down = {&L->w_down, L->b_down, o, C};
-    lmf_block_linear(&down, 1, r->fcact, F, N, ctx->dq, ctx->dq_floats);
+    lmf_block_linear(&down, 1, r->fcact, F, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     adapt(ctx, r, layer, 6, 7, r->fcact, F, o, C, N);
     lmf_residual_forward(r->res3, o, r->res2, NC);
 }
@@ -377,7 +382,7 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     /* MLP: res3 = res2 + down(act(fc(norm2(res2)))); dres holds d(res3) and becomes d(res2) */
     memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
     lin down = {&L->w_down, NULL, g->dres, C};
-    lmf_block_linear_dinput(&down, 1, g->dfcact, F, N, dq, dqf);
+    lmf_block_linear_dinput(&down, 1, g->dfcact, F, N, dq, dqf, ctx->bf16);
     if (lo) lmf_lora_backward(lo, layer, 6, 7, r->fcact, F, g->dres, C, r->lora_t, g->dfcact, N, ctx->lora_x);
     memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
     if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
@@ -385,21 +390,21 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
     memset(g->dbuf, 0, NC * sizeof(float));
     lin ffn[2] = {{&L->w_gate, NULL, g->dfch, FF}, {&L->w_up, NULL, g->dfch + (swiglu ? F : 0), FF}};
-    lmf_block_linear_dinput(ffn + !swiglu, 1 + swiglu, g->dbuf, C, N, dq, dqf);
+    lmf_block_linear_dinput(ffn + !swiglu, 1 + swiglu, g->dbuf, C, N, dq, dqf, ctx->bf16);
     if (lo) lmf_lora_backward(lo, layer, swiglu ? 4 : 5, 6, r->ln2, C, g->dfch, FF, r->lora_t, g->dbuf, N, ctx->lora_x);
     norm_backward(c, g->dres, dn, dn + C, g->dbuf, r->res2, L->ffn_norm_w, r->ln2_mean, r->ln2_rstd, N);
 
     /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */
     memset(g->dbuf, 0, NC * sizeof(float));
     lin proj = {&L->wo, NULL, g->dres, C};
-    lmf_block_linear_dinput(&proj, 1, g->dbuf, C, N, dq, dqf);
+    lmf_block_linear_dinput(&proj, 1, g->dbuf, C, N, dq, dqf, ctx->bf16);
     if (lo) lmf_lora_backward(lo, layer, 3, 4, r->atty, C, g->dres, C, r->lora_t, g->dbuf, N, ctx->lora_x);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->B, ctx->T, NH, c->n_kv_head, hs);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, NH + c->n_kv_head, -1.0f);
     memset(g->dbuf, 0, NC * sizeof(float));
     lin qkv[3] = {{&L->wq, NULL, g->dqkv, S}, {&L->wk, NULL, g->dqkv + C, S}, {&L->wv, NULL, g->dqkv + C + KV, S}};
-    lmf_block_linear_dinput(qkv, 3, g->dbuf, C, N, dq, dqf);
+    lmf_block_linear_dinput(qkv, 3, g->dbuf, C, N, dq, dqf, ctx->bf16);
     if (lo) lmf_lora_backward(lo, layer, 0, 3, r->ln1, C, g->dqkv, S, r->lora_t, g->dbuf, N, ctx->lora_x);
     norm_backward(c, g->dres, dn, dn + C, g->dbuf, x, L->attn_norm_w, r->ln1_mean, r->ln1_rstd, N);
 }

@@ -62,11 +62,14 @@ void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int
 
 /* Linear layers over N input rows (ldi apart): the fp32 SGEMM on F32 weights, on anything else through fp32 slabs
  * of at most dq_floats dequantized elements (R16 groups k-major, ggml rows row-major). Consecutive layers whose
- * F32 weights, biases and outputs are adjacent (a fused qkv or gate|up matrix cut into views) run as one product. */
-void lmf_block_linear(const lmf_lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats);
+ * F32 weights, biases and outputs are adjacent (a fused qkv or gate|up matrix cut into views) run as one product.
+ * bf16: the products through lmf_sgemm_bf16 (inputs rounded to bf16, fp32 sums). */
+void lmf_block_linear(const lmf_lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats,
+                      int bf16);
 /* The input gradient of the same layers: din (N, ldi apart) += sum over j of dout_j W_j, where o[j].out points at
  * d(out_j) (o[j].ldo apart) instead of the output; weights of any type (the same slabs). */
-void lmf_block_linear_dinput(const lmf_lin *o, int n, float *din, int ldi, int N, float *dq, size_t dq_floats);
+void lmf_block_linear_dinput(const lmf_lin *o, int n, float *din, int ldi, int N, float *dq, size_t dq_floats,
+                             int bf16);
 
 /* The KV cache of one sequence as prefill and decode see it: fixed-size blocks of a pool (paged), listed in the
  * sequence's block table. A block holds bs positions of every layer, transposed: (L, KV, bs) floats of K and the
@@ -118,6 +121,7 @@ typedef struct {
     struct lmf_lora *lora;
     int training;
     float *lora_x;
+    int bf16; /* the linear layers' products in bf16 (lmf_sgemm_bf16): a frozen base's, when fine-tuning asks */
 } lmf_block_ctx;
 
 /* One layer forward over the N = ctx->B x ctx->T rows of x (N, C). */

@@ -217,7 +217,7 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
     lmf_acts *a = &m->acts;
     const lmf_weights *w = m->w;
     lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
-                         .lora = m->lora, .training = 1, .lora_x = m->lora_x};
+                         .bf16 = m->bf16, .lora = m->lora, .training = 1, .lora_x = m->lora_x};
     lmf_block_embed(w, a->encoded, tokens, d.N, T, 0);
     const float *x = NULL;
     for (int l = 0; l < d.L; l++) {
@@ -227,7 +227,7 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
     const float *last = a->res3 + (d.L - 1) * m->layer_stride_nc;
     lmf_block_norm_par(&m->cfg, a->lnf, a->lnf_mean, a->lnf_rstd, last, w->out_norm_w, w->out_norm_b, d.N);
     lmf_lin head = {&w->lm_head, NULL, a->logits, d.V};
-    lmf_block_linear(&head, 1, a->lnf, d.C, d.N, m->dq, m->dq_floats);
+    lmf_block_linear(&head, 1, a->lnf, d.C, d.N, m->dq, m->dq_floats, m->bf16);
     if (!targets) return 0.0f;
     m->num_targets = lmf_crossentropy_forward(a->losses, a->logits, targets, d.N, d.V);
     double sum = 0.0;
@@ -252,7 +252,7 @@ void lmf_model_backward(lmf_model *m, float loss_scale) {
     memset(g->dbuf, 0, NC * sizeof(float));
     if (frozen) {
         lmf_lin head = {&w->lm_head, NULL, a->logits, d.V};
-        lmf_block_linear_dinput(&head, 1, g->dbuf, d.C, d.N, m->dq, m->dq_floats);
+        lmf_block_linear_dinput(&head, 1, g->dbuf, d.C, d.N, m->dq, m->dq_floats, m->bf16);
     } else {
         float *dhead = m->cfg.tied_embeddings ? m->gptr[LMF_P_WTE] : m->gptr[LMF_P_LMHEAD];
         const float *head = m->cfg.tied_embeddings ? m->ptr[LMF_P_WTE] : m->ptr[LMF_P_LMHEAD];
@@ -266,7 +266,7 @@ void lmf_model_backward(lmf_model *m, float loss_scale) {
         lmf_rmsnorm_backward(g->dres, dnw, g->dbuf, last, w->out_norm_w, a->lnf_rstd, d.N, d.C);
 
     lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
-                         .lora = m->lora, .training = 1, .lora_x = m->lora_x};
+                         .bf16 = m->bf16, .lora = m->lora, .training = 1, .lora_x = m->lora_x};
     lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->dnorm};
     for (int l = d.L - 1; l >= 0; l--) {
         const float *x;

@@ -8,6 +8,7 @@
 #include "core/status.h"
 #include "io/gguf.h"
 #include "io/checkpoint.h"
+#include "kernels/gemm.h"
 #include "model/export.h"
 #include "model/lora.h"
 #include "model/lora_io.h"
@@ -31,14 +32,16 @@ void lmf_finetune_defaults(lmf_finetune_config *c) {
     c->seed = 1337;
 }
 
-/* The options that fix the trainable parameters' layout and the data order: a checkpoint must match them. */
-static char *config_text(const lmf_finetune_config *c) {
+/* The options that fix the trainable parameters' layout, the data order and the arithmetic: a checkpoint must match
+ * them. (bf16 adds a line, so fp32 runs read the checkpoints written before it existed.) */
+static char *config_text(const lmf_finetune_config *c, int bf16) {
     char *t = lmf_xmalloc(2048);
-    snprintf(t, 2048,
+    int n = snprintf(t, 2048,
              "finetune = 1\nmodel = %s\nfull = %d\nlora_r = %d\nlora_alpha = %.9g\nlora_dropout = %.9g\n"
              "use_rslora = %d\nlora_targets = %s\nbatch_size = %d\nseq_len = %d\ngrad_accum = %d\nseed = %llu\n",
              c->model, c->full, c->lora_r, c->lora_alpha, c->lora_dropout, c->use_rslora,
              c->full ? "" : c->lora_targets, c->batch_size, c->seq_len, c->grad_accum, (unsigned long long)c->seed);
+    if (bf16 && n > 0 && n < 2000) snprintf(t + n, 2048 - (size_t)n, "precision = bf16\n");
     return t;
 }
 
@@ -92,9 +95,15 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     lmf_model *m = NULL;
     lmf_adamw opt = {0};
     FILE *metrics = NULL;
-    char *text = config_text(c), path[1200];
+    /* bf16 products for the frozen base where they are faster (measured: lmf_sgemm_bf16_rate), or when asked */
+    int bf16 = !c->full && (c->precision == LMF_PRECISION_BF16 ||
+                            (c->precision == LMF_PRECISION_AUTO && lmf_sgemm_bf16_pays()));
+    char *text = config_text(c, bf16), path[1200];
     int32_t *tok = NULL, *tg = NULL;
     int B = c->batch_size, T = c->seq_len, step = 0;
+    if (c->full && c->precision == LMF_PRECISION_BF16)
+        return free(text), lmf_fail(LMF_ERR_ARG, "finetune: --precision bf16 applies to LoRA's frozen base; full "
+                                                 "fine-tuning trains in fp32");
     if (B < 1 || T < 2 || c->grad_accum < 1 || !(c->lr > 0))
         return free(text), lmf_fail(LMF_ERR_ARG, "finetune: batch_size, seq_len >= 2, grad_accum and lr must be "
                                                  "positive (got %d, %d, %d, %g)", B, T, c->grad_accum, c->lr);
@@ -138,6 +147,11 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         lmf_checkpoint ck;
         if ((s = lmf_checkpoint_latest(c->out_dir, &ckp)) != LMF_OK) goto done;
         s = lmf_checkpoint_load(ckp, &ck);
+        if (s == LMF_OK && !same_text(ck.config_text, text) && c->precision == LMF_PRECISION_AUTO && !c->full) {
+            char *other = config_text(c, !bf16); /* a resumed run keeps the precision it started with */
+            if (same_text(ck.config_text, other)) free(text), text = other, other = NULL, bf16 = !bf16;
+            free(other);
+        }
         if (s == LMF_OK && (!same_text(ck.config_text, text) || ck.num_params != m->num_params))
             s = lmf_fail(LMF_ERR_MISMATCH, "%s: written by a fine-tuning run with other options (model, LoRA shape, "
                          "batch or seed) than this one", ckp);
@@ -152,6 +166,12 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         if (ckp) lmf_checkpoint_free(&ck);
         free(ckp);
         if (s != LMF_OK) goto done;
+    }
+    m->bf16 = bf16;
+    if (!c->full) {
+        double rate = lmf_sgemm_bf16_rate();
+        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: frozen base products in %s (bf16 products run at %.2fx the fp32 "
+                      "rate on this CPU%s)", bf16 ? "bf16" : "fp32", rate, rate > 0 ? "" : ": no AVX512_BF16");
     }
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
     if (!(metrics = fopen(path, c->resume ? "a" : "w"))) {

@@ -27,8 +27,13 @@ typedef struct {
     int warmup_steps, eval_every, eval_batches, checkpoint_every;
     float lr, min_lr, weight_decay, grad_clip;
     int train_on_prompt, refuse_long, resume;
+    int precision;              /* LoRA's frozen-base products: LMF_PRECISION_* */
     uint64_t seed;
 } lmf_finetune_config;
+
+/* AUTO: bf16 where this CPU runs bf16 products faster than fp32 (lmf_sgemm_bf16_pays), else fp32; a resumed run
+ * keeps the precision it started with. */
+enum { LMF_PRECISION_AUTO = 0, LMF_PRECISION_FP32 = 1, LMF_PRECISION_BF16 = 2 };
 
 /* Defaults: LoRA r 16, alpha 32, dropout 0.1 on q_proj,v_proj (the fine-tuning issue's recipe), B 4, T 512, lr 2e-4,
  * 1 epoch, warmup 10, eval every 50 steps, val 10%. */
