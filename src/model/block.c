@@ -8,8 +8,9 @@
  *    streams its contiguous share of the weight rows (whole 16-row groups) through lmf_qmatvec_r16 (Q8_0/Q4_0/Q4_1,
  *    repacked once by lmf_weights_prepare_decode) or lmf_qmatvec: each weight byte is read once per token and
  *    nothing is dequantized to memory.
- * Attention: training over the batch's own keys (kernels/attention.c, probabilities kept); prefill per head and
- * block of 64 queries by SGEMM against the transposed K cache; decode split by cached positions (attend_share). */
+ * Attention: training over the batch's own keys (kernels/attention.c: probabilities recomputed in backward); prefill
+ * per head and block of 64 queries by SGEMM against the transposed K cache; decode split by cached positions
+ * (attend_share). */
 #include "model/block.h"
 
 #include "core/status.h"
