@@ -2,7 +2,8 @@
 # LoRA fine-tuning step speed: `lmforge finetune` (GGUF base, F32 and Q8_0) against Hugging Face PEFT + PyTorch
 # (F32 base) on SmolLM2-135M-Instruct, in one run: batch 4 x 512 tokens of {"text"} examples (every position in the
 # loss), LoRA r=16 alpha=32 dropout=0.1 on q_proj,v_proj, AdamW, threads 1 and 2. Prints a markdown table: ms/step
-# (median; a whole step, optimizer included), tokens/s, peak RSS of the process, lmforge/PEFT tokens/s ratio.
+# (median; a whole step, optimizer included), tokens/s, peak RSS of the process, lmforge's memory bound (base file +
+# adapters + AdamW + activations + 64 MiB, from its log), lmforge/PEFT tokens/s ratio.
 #
 # usage: bench/finetune_bench.sh [THREADS...]          (default: 1 2)
 # env:   BUILD=build  MODELS=$BUILD/models  PYTHON=/work/venv-peft/bin/python if it exists, else python3
@@ -62,24 +63,26 @@ lmforge_row() { # model threads -> "ms tok_s rss_mib"
   local ms
   ms=$(sed -n 's/.*"step":\([0-9]*\),.*"ms":\([0-9.]*\).*/\1 \2/p' "$dir/metrics.jsonl" |
        awk '$1 >= 2 {print $2}' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "$ms $(awk -v m="$ms" -v n=$((B * T)) 'BEGIN{printf "%.0f", n*1000/m}') $(( $(cat "$WORK/rss") / 1024 ))"
+  echo "$ms $(awk -v m="$ms" -v n=$((B * T)) 'BEGIN{printf "%.0f", n*1000/m}') $(( $(cat "$WORK/rss") / 1024 ))" \
+    "$(sed -n 's/.*bound \([0-9]*\) MiB.*/\1/p' "$WORK/log")"
 }
 
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-echo "| impl | base | threads | ms/step | tokens/s | peak RSS MiB | lmforge/PEFT tokens/s |"
-echo "|---|---|---|---|---|---|---|"
+echo "| impl | base | threads | ms/step | tokens/s | peak RSS MiB | RSS bound MiB | lmforge/PEFT tokens/s |"
+echo "|---|---|---|---|---|---|---|---|"
 for th in "${THREADS[@]}"; do
   pt=$("$PYTHON" bench/peft_finetune.py "$WORK/hf" "$DATA" "$th" $B $T $((STEPS - 1)) $R $ALPHA $DROP)
   pms=$(field ms_per_step "$pt") ptps=$(field tok_per_s "$pt") prss=$(field peak_rss_mib "$pt")
   vers="torch $(field torch "$pt"), transformers $(field transformers "$pt"), peft $(field peft "$pt"), attn $(field attn "$pt")"
   for base in F32 Q8_0; do
     m=$F32; [ $base = Q8_0 ] && m=$Q8
-    read -r ms tps rss <<< "$(lmforge_row "$m" "$th")"
-    echo "| lmforge | $base | $th | $ms | $tps | $rss | $(awk -v a="$tps" -v b="$ptps" 'BEGIN{printf "%.2fx", a/b}') |"
+    read -r ms tps rss bound <<< "$(lmforge_row "$m" "$th")"
+    echo "| lmforge | $base | $th | $ms | $tps | $rss | $bound | $(awk -v a="$tps" -v b="$ptps" 'BEGIN{printf "%.2fx", a/b}') |"
   done
-  echo "| PEFT + PyTorch | F32 | $th | $pms | ${ptps%.*} | $prss | 1.00x |"
+  echo "| PEFT + PyTorch | F32 | $th | $pms | ${ptps%.*} | $prss | | 1.00x |"
 done
 echo
 echo "CPU: $CPU ($(nproc) cores). B=$B T=$T, LoRA r=$R alpha=$ALPHA dropout=$DROP on q_proj,v_proj; $vers;"
 echo "lmforge $(git rev-parse --short HEAD). lmforge: median of steps 2..$STEPS from metrics.jsonl, peak RSS by"
-echo "/usr/bin/time; PEFT: 1 warm-up + $((STEPS - 1)) timed steps, median, ru_maxrss."
+echo "/usr/bin/time; PEFT: 1 warm-up + $((STEPS - 1)) timed steps, median, ru_maxrss. RSS bound: the fine-tuning"
+echo "issue's base file + adapters + AdamW + activations + 64 MiB, as lmforge finetune reports it."

@@ -24,11 +24,12 @@ static dims dims_of(const lmf_model_config *c, int B, int T) {
     return d;
 }
 
-/* Carves `count` buffers of the given float counts out of one allocation; returns it. */
-static float *carve(float **ptrs[], const size_t *sizes, int count) {
+/* Carves `count` buffers of the given float counts out of one allocation; returns it; adds its size to *bytes. */
+static float *carve(float **ptrs[], const size_t *sizes, int count, size_t *bytes) {
     size_t total = 0;
     for (int i = 0; i < count; i++) total += (sizes[i] + 15) & ~(size_t)15; /* keep each buffer 64-byte aligned */
     float *mem = lmf_alloc_big(total * sizeof(float)), *p = mem;
+    *bytes += total * sizeof(float);
     for (int i = 0; i < count; i++) {
         *ptrs[i] = sizes[i] ? p : NULL;
         p += (sizes[i] + 15) & ~(size_t)15;
@@ -73,15 +74,16 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
                    lmf_attention_scratch_floats(d.T, omp_get_max_threads()),
                    L * N * d.C, L * N * d.C, L * N * d.C, ln ? L * N : 0, L * N, L * N * d.FF, L * N * d.F,
                    L * N * d.C, N * d.C, ln ? N : 0, N, N * d.V, N};
-    m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]));
+    m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]), &m->work_bytes);
     if (training) {
         lmf_grad_scratch *g = &m->gs;
         float **gp[] = {&g->dres, &g->dbuf, &g->dqkv, &g->dfch, &g->dfcact, &g->dnorm};
         size_t gsz[] = {N * d.C, N * d.C, N * d.S, N * d.FF, N * d.F, 2 * (size_t)d.C};
-        m->gs_memory = carve(gp, gsz, 6);
+        m->gs_memory = carve(gp, gsz, 6, &m->work_bytes);
     }
     if (cfg->pos != LMF_POS_LEARNED) {
         m->rope = lmf_xmalloc(sizeof(float) * (size_t)cfg->max_seq_len * d.hs);
+        m->work_bytes += sizeof(float) * (size_t)cfg->max_seq_len * d.hs;
         lmf_rope_table(m->rope, cfg->max_seq_len, d.hs, cfg->rope_theta);
     }
     if (base) {
@@ -131,6 +133,8 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int ma
     m->dq_floats = biggest < (2u << 20) ? biggest : (2u << 20); /* 8 MiB at most */
     if (m->dq_floats < 16 * widest) m->dq_floats = 16 * widest;  /* one R16 group */
     m->dq = lmf_alloc_big(m->dq_floats * sizeof(float));
+    m->work_bytes += sizeof(float) * (d.L * lmf_lora_t_floats(lora, d.N) + 1 + N * ((size_t)lora->r + widest) +
+                                      m->dq_floats);
     *out = m;
     return LMF_OK;
 }

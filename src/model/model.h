@@ -77,6 +77,7 @@ struct lmf_model {
     float *gs_memory;
     float *rope; /* (max_seq_len, hs): lmf_rope_table rows; RoPE models only */
     lmf_weights *w;  /* F32 views of params (lmf_params_view) */
+    size_t work_bytes; /* activations and scratch allocated for forward / backward (not params, grads or base) */
     int bf16;        /* a frozen base's products in bf16 (lmf_model_create_lora's models only; fine-tuning sets it) */
     lmf_weights *gw; /* the same views of grads; NULL unless training */
     /* LoRA (lmf_model_create_lora): w is the frozen base (borrowed, any weight type), params/grads are NULL and

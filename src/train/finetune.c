@@ -168,6 +168,13 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         if (s != LMF_OK) goto done;
     }
     m->bf16 = bf16;
+    { /* what the run holds, the bound on peak memory (the base file is mapped; full runs also copy it) */
+        double mib = 1.0 / (1 << 20), params = 2.0 * sizeof(float) * m->num_params * mib; /* values + gradients */
+        double base = (double)w->file_bytes * mib, adam = params, acts = (double)m->work_bytes * mib;
+        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: memory: base file %.0f MiB, %s %.1f MiB, AdamW %.1f MiB, "
+                      "activations %.0f MiB (+ 64 MiB: bound %.0f MiB)", base, c->full ? "parameters + gradients" :
+                      "adapters + gradients", params, adam, acts, base + params + adam + acts + 64);
+    }
     if (!c->full) {
         double rate = lmf_sgemm_bf16_rate();
         lmf_sink_logf(out, LMF_LOG_INFO, "finetune: frozen base products in %s (bf16 products run at %.2fx the fp32 "
