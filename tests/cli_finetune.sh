@@ -56,6 +56,15 @@ grep -q "other options" "$dir/h3.log" || fail "precision mismatch message"
 "$LMF" finetune "${common[@]}" --precision half --out-dir "$dir/x" 2> "$dir/h4.log" && fail "--precision half"
 grep -q "not auto, bf16 or fp32" "$dir/h4.log" || fail "--precision message"
 
+# 3c. packed rows: fewer rows than examples, and a resumed packed run ends bit for bit where the whole one does
+"$LMF" finetune "${common[@]}" --packing --out-dir "$dir/p" 2> "$dir/p.log" || { cat "$dir/p.log"; fail "packing"; }
+grep -q "packing [0-9]* examples into [0-9]* rows" "$dir/p.log" || fail "packing not reported"
+mkdir "$dir/p2" && cp "$dir/p/ckpt-00000010.lmfc" "$dir/p2/"
+"$LMF" finetune "${common[@]}" --packing --out-dir "$dir/p2" --resume 2> "$dir/p2.log" || { cat "$dir/p2.log"; fail "packed resume"; }
+cmp "$dir/p/ckpt-00000020.lmfc" "$dir/p2/ckpt-00000020.lmfc" || fail "resumed packed run differs"
+"$LMF" finetune "${common[@]}" --out-dir "$dir/p2" --resume 2> "$dir/p3.log" && fail "unpacked resume of a packed run"
+grep -q "other options" "$dir/p3.log" || fail "packing mismatch message"
+
 # 4. full fine-tuning writes a model that runs
 "$LMF" finetune -m "$M" --data "$dir/data.jsonl" --batch-size 2 --seq-len 64 --max-steps 3 --full \
   --out-dir "$dir/full" 2> "$dir/full.log" || { cat "$dir/full.log"; fail "full"; }

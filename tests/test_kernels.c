@@ -110,9 +110,9 @@ static void attn_fwd(void *p) {
     long n = (long)c->B * c->T * (c->NH + 2 * c->NKV) * c->hs;
     memcpy(c->work, c->qkv, sizeof(float) * n);
     if (c->rope)
-        lmf_rope_rows(c->work, (c->NH + 2 * c->NKV) * c->hs, c->B * c->T, c->T, 0, c->freqs, c->NH + c->NKV, c->hs,
+        lmf_rope_rows(c->work, (c->NH + 2 * c->NKV) * c->hs, c->B * c->T, c->T, 0, NULL, c->freqs, c->NH + c->NKV, c->hs,
                       c->rope == 2, 1.0f);
-    lmf_attention_forward(c->out, c->scratch, c->work, c->B, c->T, c->NH, c->NKV, c->hs);
+    lmf_attention_forward(c->out, c->scratch, c->work, NULL, c->B, c->T, c->NH, c->NKV, c->hs);
 }
 /* The textbook causal softmax(q k / sqrt(hs)) v in double, one query at a time: the blocked kernel's forward must
  * equal it whatever its blocking (T spans several query blocks and a partial one). */
@@ -151,8 +151,8 @@ static void run_attention(int rope, int NH, int NKV, int T) {
     float *R = rnd(B * T * C, 10, 1.0f), *dqkv = zeros(nq);
     attn_fwd(&c);
     attn_naive_check(&c);
-    lmf_attention_backward(dqkv, c.scratch, R, c.work, B, T, NH, NKV, hs);
-    if (rope) lmf_rope_rows(dqkv, (NH + 2 * NKV) * hs, B * T, T, 0, c.freqs, NH + NKV, hs, rope == 2, -1.0f);
+    lmf_attention_backward(dqkv, c.scratch, R, c.work, NULL, B, T, NH, NKV, hs);
+    if (rope) lmf_rope_rows(dqkv, (NH + 2 * NKV) * hs, B * T, T, 0, NULL, c.freqs, NH + NKV, hs, rope == 2, -1.0f);
     objective o = {attn_fwd, c.out, B * T * C, R, &c};
     const char *what = rope == 2 ? "interleaved rope+attention dqkv" : rope ? "rope+attention dqkv" : "attention dqkv";
     check_grad(what, &o, c.qkv, dqkv, nq, 1e-2f);
@@ -163,6 +163,35 @@ static void test_attention_gqa_rope(void **s) { run_attention(1, 6, 2, 7); }
 static void test_attention_gqa_rope_interleaved(void **s) { run_attention(2, 6, 2, 7); }
 /* longer than the kernel's query blocks: the causal skipping and the backward's recomputation across blocks */
 static void test_attention_long(void **s) { run_attention(1, 4, 2, 150); }
+
+/* Packed rows: examples of 40, 70 and 40 tokens in row 0 and one of 150 in row 1 (positions restart at each
+ * example) give, forward and backward, exactly what each example gives alone (to float rounding: the blocks cut the
+ * products differently). */
+static void test_attention_packed(void **s) {
+    enum { B = 2, T = 150, NH = 4, NKV = 2, hs = 8, C = NH * hs, S = C + 2 * NKV * hs };
+    static const int segs[][3] = {{0, 0, 40}, {0, 40, 110}, {0, 110, 150}, {1, 0, 150}}; /* row, from, to */
+    int32_t pos[B * T];
+    for (int k = 0; k < 4; k++)
+        for (int t = segs[k][1]; t < segs[k][2]; t++) pos[segs[k][0] * T + t] = t - segs[k][1];
+    float *qkv = rnd((long)B * T * S, 21, 1.0f), *R = rnd((long)B * T * C, 22, 1.0f), *out = zeros((long)B * T * C),
+          *dqkv = zeros((long)B * T * S), *one = zeros((long)T * C), *done = zeros((long)T * S),
+          *scratch = zeros((long)lmf_attention_scratch_floats(T, omp_get_max_threads()));
+    lmf_attention_forward(out, scratch, qkv, pos, B, T, NH, NKV, hs);
+    lmf_attention_backward(dqkv, scratch, R, qkv, pos, B, T, NH, NKV, hs);
+    double worst = 0;
+    for (int k = 0; k < 4; k++) {
+        int b = segs[k][0], t0 = segs[k][1], n = segs[k][2] - t0;
+        const float *q = qkv + ((long)b * T + t0) * S;
+        memset(done, 0, sizeof(float) * (size_t)n * S);
+        lmf_attention_forward(one, scratch, q, NULL, 1, n, NH, NKV, hs);
+        lmf_attention_backward(done, scratch, R + ((long)b * T + t0) * C, q, NULL, 1, n, NH, NKV, hs);
+        worst = fmax(worst, rel_err(out + ((long)b * T + t0) * C, one, (long)n * C));
+        worst = fmax(worst, rel_err(dqkv + ((long)b * T + t0) * S, done, (long)n * S));
+    }
+    printf("packed attention vs each example alone: within %.2g\n", worst);
+    assert_true(worst < 1e-5);
+    free(qkv), free(R), free(out), free(dqkv), free(one), free(done), free(scratch);
+}
 
 /* ---- activations ---- */
 typedef struct {
@@ -230,7 +259,7 @@ static void test_encoder(void **s) {
     lmf_encoder_forward(out, tok, wte, wpe, B, T, C);
     for (int i = 0; i < B * T; i++)
         for (int c = 0; c < C; c++) assert_float_equal(out[i * C + c], wte[tok[i] * C + c] + wpe[(i % T) * C + c], 0);
-    lmf_encoder_backward(dwte, dwpe, dout, tok, B, T, C);
+    lmf_encoder_backward(dwte, dwpe, dout, tok, NULL, B, T, C);
     for (int c = 0; c < C; c++) {
         float want = dout[0 * C + c] + dout[2 * C + c] + dout[3 * C + c]; /* token 1 at positions 0, 2, 3 */
         assert_float_equal(dwte[1 * C + c], want, 1e-6);
@@ -265,7 +294,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layernorm),    cmocka_unit_test(test_rmsnorm),     cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_attention_mha), cmocka_unit_test(test_attention_gqa_rope),
-        cmocka_unit_test(test_attention_gqa_rope_interleaved), cmocka_unit_test(test_attention_long),
+        cmocka_unit_test(test_attention_gqa_rope_interleaved), cmocka_unit_test(test_attention_long), cmocka_unit_test(test_attention_packed),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_relu),         cmocka_unit_test(test_crossentropy),
         cmocka_unit_test(test_encoder),      cmocka_unit_test(test_adamw),

@@ -162,6 +162,68 @@ static void test_bf16_base(void **s) {
     lmf_model_free(full);
 }
 
+/* Packed rows (finetune --packing): examples of 5, 7 and 4 tokens in one row of 16, positions restarting at each,
+ * give every token the loss it gets when its example runs alone, and the adapters the same gradient (the packed
+ * mean's gradient times its target count = the sum of each example's mean gradient times its count); llama (RoPE)
+ * and gpt2 (learned positions, whose rows the positions pick). */
+static void run_packed(lmf_arch arch) {
+    enum { PT = 16 };
+    static const int len[3] = {5, 7, 4};
+    lmf_model_config c = lmf_model_config_default(arch);
+    c.vocab_size = 61, c.max_seq_len = PT, c.n_layer = 2, c.n_embd = 24, c.n_head = 4, c.ffn_dim = 40;
+    c.n_kv_head = arch == LMF_ARCH_LLAMA ? 2 : 4, c.tied_embeddings = arch != LMF_ARCH_LLAMA;
+    lmf_model *full = lmf_model_create(&c, 1, PT, 0);
+    lmf_model_init_weights(full, 5);
+    lmf_lora *lo;
+    assert_int_equal(lmf_lora_create(&c, "all-linear", 3, 6.0f, 0.0f, 0, &lo), LMF_OK);
+    lmf_lora_init(lo, 7);
+    for (size_t i = 0; i < lo->n_params; i++) lo->params[i] += 0.05f * (float)((i * 31) % 17) / 17.0f;
+    lmf_model *m;
+    assert_int_equal(lmf_model_create_lora(lmf_model_weights(full), lo, 1, PT, &m), LMF_OK);
+    int32_t tok[PT], tg[PT], pos[PT];
+    int n_all = 0;
+    for (int e = 0, t = 0; e < 3; t += len[e++])
+        for (int i = 0; i < len[e]; i++) {
+            tok[t + i] = (int32_t)((t * 13 + i * 7 + 3) % 61), pos[t + i] = i;
+            tg[t + i] = i + 1 < len[e] && i > 0 ? (int32_t)((t * 5 + i * 11) % 61) : -1; /* first: a "prompt" */
+            n_all += tg[t + i] >= 0;
+        }
+    memset(lo->grads, 0, lo->n_params * sizeof(float));
+    lmf_model_set_positions(m, pos, 1, PT);
+    lmf_model_forward(m, tok, tg, 1, PT);
+    float losses[PT];
+    memcpy(losses, m->acts.losses, sizeof losses);
+    lmf_model_backward(m, 1.0f);
+    lmf_model_set_positions(m, NULL, 0, 0);
+    double *want = calloc(lo->n_params, sizeof(double)), worst_loss = 0;
+    for (size_t i = 0; i < lo->n_params; i++) want[i] = (double)lo->grads[i] * n_all;
+    for (int e = 0, t = 0; e < 3; t += len[e++]) {
+        int n_e = 0;
+        for (int i = 0; i < len[e]; i++) n_e += tg[t + i] >= 0;
+        memset(lo->grads, 0, lo->n_params * sizeof(float));
+        lmf_model_forward(m, tok + t, tg + t, 1, len[e]);
+        for (int i = 0; i < len[e]; i++)
+            if (tg[t + i] >= 0) worst_loss = fmax(worst_loss, fabs(m->acts.losses[i] - losses[t + i]));
+        lmf_model_backward(m, 1.0f);
+        for (size_t i = 0; i < lo->n_params; i++) want[i] -= (double)lo->grads[i] * n_e;
+    }
+    double worst = 0, maxg = 0;
+    for (size_t i = 0; i < lo->n_params; i++) worst = fmax(worst, fabs(want[i]));
+    memset(lo->grads, 0, lo->n_params * sizeof(float));
+    lmf_model_forward(m, tok, tg, 1, len[0]);
+    lmf_model_backward(m, 1.0f);
+    for (size_t i = 0; i < lo->n_params; i++) maxg = fmax(maxg, fabs(lo->grads[i]));
+    printf("%s packed row vs examples alone: token losses within %.2g, adapter gradients within %.2g (largest %.3g)\n",
+           lmf_arch_name(arch), worst_loss, worst, maxg);
+    assert_true(worst_loss < 1e-5 && maxg > 0 && worst < 1e-4 * maxg * n_all);
+    free(want);
+    lmf_model_free(m);
+    lmf_lora_free(lo);
+    lmf_model_free(full);
+}
+static void test_packed_llama(void **s) { run_packed(LMF_ARCH_LLAMA); }
+static void test_packed_gpt2(void **s) { run_packed(LMF_ARCH_GPT2); }
+
 /* Dropout statistically: over 2^20 elements the kept share is 1 - p within 5 standard deviations, for p = 0.1, 0.3,
  * 0.5; keeping an element is independent of keeping it at the next step, in the next module and of keeping its
  * neighbour (joint rates (1 - p)^2 within 5 sd); and the kept elements, scaled by 1 / (1 - p), preserve the mean of
@@ -322,7 +384,7 @@ static void test_targets(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_qv), cmocka_unit_test(test_gpt2),
-        cmocka_unit_test(test_quantized_base),   cmocka_unit_test(test_bf16_base),   cmocka_unit_test(test_dropout), cmocka_unit_test(test_dropout_rates),  cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_quantized_base),   cmocka_unit_test(test_bf16_base), cmocka_unit_test(test_packed_llama), cmocka_unit_test(test_packed_gpt2),   cmocka_unit_test(test_dropout), cmocka_unit_test(test_dropout_rates),  cmocka_unit_test(test_targets),
         cmocka_unit_test(test_adamw_trains_adapters_only), cmocka_unit_test(test_inference_unmerged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

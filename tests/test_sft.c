@@ -239,6 +239,37 @@ static void test_tiny_split_and_loader(void **s) {
     assert_false(in_order);
     lmf_sft_loader_free(&l);
     lmf_sft_loader_free(&l2);
+
+    /* packed: rows of 10 take whole examples while they fit, positions restart at each, no target crosses one, and
+     * the first 15 examples placed are one epoch, each once */
+    assert_int_equal(lmf_sft_loader_init(&l, &d, 2, 10, 3, 1), LMF_OK);
+    lmf_sft_loader_pack(&l);
+    size_t rows_per_epoch = lmf_sft_loader_epoch_rows(&l);
+    assert_true(rows_per_epoch < d.n);
+    int placed[26] = {0}, n_placed = 0;
+    int32_t ptok[20], ptg[20];
+    for (int step = 0; n_placed < 15; step++) {
+        assert_true(step < 15);
+        assert_int_equal(lmf_sft_loader_next(&l, ptok, ptg), LMF_OK);
+        for (int b = 0; b < 2; b++) {
+            const int32_t *ps = l.positions + b * 10;
+            assert_int_equal(ps[0], 0);
+            for (int t = 0; t < 10; t++) {
+                if (t > 0) assert_true(ps[t] == 0 || ps[t] == ps[t - 1] + 1);
+                int last = t == 9 || ps[t + 1] == 0;
+                if (last) assert_int_equal(ptg[b * 10 + t], -1); /* nothing predicts the next example */
+                if (ps[t] == 0 && ptok[b * 10 + t] != d.pad && n_placed < 15) {
+                    placed[ptok[b * 10 + t] - 'A']++, n_placed++;
+                    size_t e = 0; /* the example it is: the one starting with this token */
+                    while (d.ids[d.start[e]] != ptok[b * 10 + t]) e++;
+                    size_t len = d.start[e + 1] - d.start[e];
+                    for (size_t i = 0; i < len; i++) assert_int_equal(ptok[b * 10 + t + i], d.ids[d.start[e] + i]);
+                }
+            }
+        }
+    }
+    for (int i = 0; i < 20; i++) assert_int_equal(placed[i], seen[i] == 1 ? 1 : 0);
+    lmf_sft_loader_free(&l);
     assert_int_equal(lmf_sft_loader_init(&l, &val, 0, 4, 3, 1), LMF_ERR_ARG);
     lmf_sft_free(&d), lmf_sft_free(&val), lmf_sft_free(&d2), lmf_sft_free(&val2);
     free(jl.data);

@@ -42,6 +42,8 @@ static void help(FILE *f) {
             "  --eval-every N [50]  --eval-batches N [all]  --checkpoint-every N [end only]\n"
             "  --train-on-prompt      loss on every token\n"
             "  --refuse-long          fail on an example longer than --seq-len instead of truncating it\n"
+            "  --packing              pack several examples into each row (attention stays inside each example;\n"
+            "                         positions restart); default: one example per row, padded\n"
             "  --seed S [1337]  --threads N  --resume\n");
 }
 
@@ -57,6 +59,7 @@ int cmd_finetune(int argc, char **argv) {
         if (!strcmp(a, "--train-on-prompt")) { c.train_on_prompt = 1; continue; }
         if (!strcmp(a, "--refuse-long")) { c.refuse_long = 1; continue; }
         if (!strcmp(a, "--resume")) { c.resume = 1; continue; }
+        if (!strcmp(a, "--packing")) { c.packing = 1; continue; }
         if (i + 1 >= argc) {
             fprintf(stderr, "lmforge finetune: %s needs a value (see --help)\n", a);
             return 2;

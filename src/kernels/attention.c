@@ -7,7 +7,11 @@
  *
  * Nothing T x T is kept between forward and backward: the backward recomputes each block's probabilities with the
  * forward's own code (bit-identical P) from Q and K, which costs one Q K^T product and its softmax per head again
- * and saves B x NH x T x T floats per layer (1.1 GB for SmolLM2 at batch 4 x 512). */
+ * and saves B x NH x T x T floats per layer (1.1 GB for SmolLM2 at batch 4 x 512).
+ *
+ * Packed rows (pos != NULL) hold several examples: a query attends from its example's first token (t - pos[t]) to
+ * itself. Starts never decrease along a row, so a query block's keys begin at its first query's start (c0) and the
+ * block-diagonal mask costs nothing but the zeros left of each row's start within the block. */
 #include "kernels/kernels.h"
 #include "kernels/gemm.h"
 #include "kernels/vec.h"
@@ -20,18 +24,25 @@
 
 size_t lmf_attention_scratch_floats(int T, int nthreads) { return (size_t)nthreads * 2 * ATT_RB * (size_t)T; }
 
-/* Probabilities of query rows i0..i1-1 over keys 0..i1-1 into P (row stride i1); entries above the diagonal zero. */
-static void probs(float *P, const float *Q, const float *K, int S, int i0, int i1, int hs, float scale,
-                  const lmf_vec_ops *v) {
-    lmf_sgemm(0, 1, i1 - i0, i1, hs, Q + (long)i0 * S, S, K, S, 0.0f, P, i1);
+/* Probabilities of query rows i0..i1-1 over keys c0..i1-1 into P (row stride i1 - c0); row i's keys run from its
+ * start st(i) (0, or i - pos[i] in a packed row; c0 = st(i0)) to i, the rest of its row zero. */
+static inline int start_of(const int32_t *pos, int i) { return pos ? i - pos[i] : 0; }
+
+static void probs(float *P, const float *Q, const float *K, int S, const int32_t *pos, int i0, int i1, int hs,
+                  float scale, const lmf_vec_ops *v) {
+    int c0 = start_of(pos, i0), w = i1 - c0;
+    lmf_sgemm(0, 1, i1 - i0, w, hs, Q + (long)i0 * S, S, K + (long)c0 * S, S, 0.0f, P, w);
     for (int i = i0; i < i1; i++) {
-        float *row = P + (long)(i - i0) * i1;
-        v->softmax(row, i + 1, scale);
-        memset(row + i + 1, 0, sizeof(float) * (size_t)(i1 - i - 1));
+        float *row = P + (long)(i - i0) * w;
+        int st = start_of(pos, i) - c0;
+        memset(row, 0, sizeof(float) * (size_t)st);
+        v->softmax(row + st, i + 1 - c0 - st, scale);
+        memset(row + i + 1 - c0, 0, sizeof(float) * (size_t)(i1 - i - 1));
     }
 }
 
-void lmf_attention_forward(float *out, float *scratch, const float *qkv, int B, int T, int NH, int NKV, int hs) {
+void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int B, int T, int NH,
+                           int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *v = lmf_vec();
@@ -43,17 +54,18 @@ void lmf_attention_forward(float *out, float *scratch, const float *qkv, int B, 
             const float *K = qkv + (long)b * T * S + C + (long)(h / G) * hs;
             const float *V = K + KVC;
             float *O = out + (long)b * T * C + (long)h * hs;
+            const int32_t *ps = pos ? pos + (long)b * T : NULL;
             for (int i0 = 0; i0 < T; i0 += ATT_RB) {
-                int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T;
-                probs(P, Q, K, S, i0, i1, hs, scale, v);
-                lmf_sgemm(0, 0, i1 - i0, hs, i1, P, i1, V, S, 0.0f, O + (long)i0 * C, C);
+                int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, c0 = start_of(ps, i0);
+                probs(P, Q, K, S, ps, i0, i1, hs, scale, v);
+                lmf_sgemm(0, 0, i1 - i0, hs, i1 - c0, P, i1 - c0, V + (long)c0 * S, S, 0.0f, O + (long)i0 * C, C);
             }
         }
     }
 }
 
-void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, int B, int T, int NH,
-                            int NKV, int hs) {
+void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos, int B,
+                            int T, int NH, int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *v = lmf_vec();
@@ -70,18 +82,22 @@ void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, cons
                 const float *Q = qkv + (long)b * T * S + (long)h * hs;
                 float *dQ = dqkv + (long)b * T * S + (long)h * hs;
                 const float *dO = dout + (long)b * T * C + (long)h * hs;
+                const int32_t *ps = pos ? pos + (long)b * T : NULL;
                 for (int i0 = 0; i0 < T; i0 += ATT_RB) {
-                    int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, m = i1 - i0;
-                    probs(P, Q, K, S, i0, i1, hs, scale, v);
-                    lmf_sgemm(0, 1, m, i1, hs, dO + (long)i0 * C, C, V, S, 0.0f, dP, i1); /* dP = dO V^T  */
-                    lmf_sgemm(1, 0, i1, hs, m, P, i1, dO + (long)i0 * C, C, 1.0f, dV, S); /* dV += P^T dO */
-                    for (int i = i0; i < i1; i++) {                                    /* softmax backward */
-                        float *d = dP + (long)(i - i0) * i1;
-                        v->softmax_backward(d, P + (long)(i - i0) * i1, i + 1, scale);
-                        memset(d + i + 1, 0, sizeof(float) * (size_t)(i1 - i - 1));
+                    int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, m = i1 - i0, c0 = start_of(ps, i0), w = i1 - c0;
+                    const float *Kc = K + (long)c0 * S, *Vc = V + (long)c0 * S;
+                    probs(P, Q, K, S, ps, i0, i1, hs, scale, v);
+                    lmf_sgemm(0, 1, m, w, hs, dO + (long)i0 * C, C, Vc, S, 0.0f, dP, w);          /* dP = dO V^T  */
+                    lmf_sgemm(1, 0, w, hs, m, P, w, dO + (long)i0 * C, C, 1.0f, dV + (long)c0 * S, S); /* dV += P^T dO */
+                    for (int i = i0; i < i1; i++) { /* softmax backward over the row's keys, zero elsewhere */
+                        float *d = dP + (long)(i - i0) * w;
+                        int st = start_of(ps, i) - c0;
+                        memset(d, 0, sizeof(float) * (size_t)st);
+                        v->softmax_backward(d + st, P + (long)(i - i0) * w + st, i + 1 - c0 - st, scale);
+                        memset(d + i + 1 - c0, 0, sizeof(float) * (size_t)(i1 - i - 1));
                     }
-                    lmf_sgemm(0, 0, m, hs, i1, dP, i1, K, S, 1.0f, dQ + (long)i0 * S, S); /* dQ += dS K   */
-                    lmf_sgemm(1, 0, i1, hs, m, dP, i1, Q + (long)i0 * S, S, 1.0f, dK, S); /* dK += dS^T Q */
+                    lmf_sgemm(0, 0, m, hs, w, dP, w, Kc, S, 1.0f, dQ + (long)i0 * S, S);          /* dQ += dS K   */
+                    lmf_sgemm(1, 0, w, hs, m, dP, w, Q + (long)i0 * S, S, 1.0f, dK + (long)c0 * S, S); /* dK += dS^T Q */
                 }
             }
         }

@@ -20,7 +20,8 @@ void lmf_encoder_forward(float *out, const int32_t *tok, const float *wte, const
     }
 }
 
-void lmf_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B, int T, int C) {
+void lmf_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, const int32_t *pos, int B,
+                          int T, int C) {
     /* Tokens repeat, so rows of dwte collide: split the channel dimension across threads instead of the rows. */
 #pragma omp parallel
     {
@@ -32,7 +33,7 @@ void lmf_encoder_backward(float *dwte, float *dwpe, const float *dout, const int
                 float *e = dwte + (long)tok[b * T + t] * C;
                 for (long c = c0; c < c1; c++) e[c] += d[c];
                 if (dwpe) {
-                    float *p = dwpe + (long)t * C;
+                    float *p = dwpe + (long)(pos ? pos[b * T + t] : t) * C;
                     for (long c = c0; c < c1; c++) p[c] += d[c];
                 }
             }

@@ -12,8 +12,9 @@
 
 /* ---- embeddings: out (B,T,C) = wte[tok] (+ wpe[t] when wpe != NULL) ---- */
 void lmf_encoder_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B, int T, int C);
-/* dwte, dwpe (may be NULL) += scatter of dout (B,T,C). */
-void lmf_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B, int T, int C);
+/* dwte, dwpe (may be NULL) += scatter of dout (B,T,C); token t of row b sits at position pos[b*T+t] (pos NULL: t). */
+void lmf_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, const int32_t *pos, int B,
+                          int T, int C);
 
 /* ---- LayerNorm over the last dim: out = (x - mean) * rstd * w + b; mean, rstd (N) saved for backward ---- */
 void lmf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
@@ -35,12 +36,15 @@ void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout
 /* ---- causal multi-head attention with grouped-query heads ----
  * qkv (B,T,C+2*KVC) holds q (NH heads), k and v (NKV heads each) per token; out (B,T,C). Nothing is kept for the
  * backward, which recomputes the probabilities from qkv. scratch: lmf_attention_scratch_floats(T, threads) floats
- * (the threads of the parallel region that runs them: omp_get_max_threads()). */
+ * (the threads of the parallel region that runs them: omp_get_max_threads()).
+ * pos (B,T) or NULL: each token's position in its own example when a row packs several (0 where one starts, then
+ * +1 a token): token t of a row attends to t - pos[t] .. t only, so examples never see each other. */
 size_t lmf_attention_scratch_floats(int T, int nthreads);
-void lmf_attention_forward(float *out, float *scratch, const float *qkv, int B, int T, int NH, int NKV, int hs);
+void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int B, int T, int NH,
+                           int NKV, int hs);
 /* dqkv += d/dqkv; reads dout (B,T,C) and the forward's qkv. */
-void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, int B, int T, int NH,
-                            int NKV, int hs);
+void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos, int B,
+                            int T, int NH, int NKV, int hs);
 
 /* ---- rotary position embedding, in place ----
  * freqs: (T, hs): per position hs/2 cosines then hs/2 sines, from lmf_rope_table; T may exceed the batch's T.
@@ -50,9 +54,10 @@ void lmf_rope_table(float *freqs, int T, int hs, float theta);
 /* Dimensions [d0, d1) of row x (heads of hs one after the other) for one position, cs = freqs + position * hs.
  * Pairs must not straddle d0 or d1 (rotate_half: whole heads). */
 void lmf_rope_rotate(float *x, int d0, int d1, const float *cs, int hs, int interleaved, float sign);
-/* N rows (ld floats apart), row i at position p0 + i % T: the first nheads heads of each (q then k in a qkv row). */
-void lmf_rope_rows(float *x, int ld, int N, int T, int p0, const float *freqs, int nheads, int hs, int interleaved,
-                   float sign);
+/* N rows (ld floats apart), row i at position pos[i] (pos NULL: p0 + i % T): the first nheads heads of each (q then
+ * k in a qkv row). */
+void lmf_rope_rows(float *x, int ld, int N, int T, int p0, const int32_t *pos, const float *freqs, int nheads, int hs,
+                   int interleaved, float sign);
 
 /* ---- activations ---- */
 void lmf_gelu_forward(float *out, const float *inp, long n); /* tanh approximation */

@@ -42,9 +42,10 @@ void lmf_rope_rotate(float *x, int d0, int d1, const float *cs, int hs, int inte
     }
 }
 
-void lmf_rope_rows(float *x, int ld, int N, int T, int p0, const float *freqs, int nheads, int hs, int interleaved,
-                   float sign) {
+void lmf_rope_rows(float *x, int ld, int N, int T, int p0, const int32_t *pos, const float *freqs, int nheads, int hs,
+                   int interleaved, float sign) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++)
-        lmf_rope_rotate(x + (long)i * ld, 0, nheads * hs, freqs + (long)(p0 + i % T) * hs, hs, interleaved, sign);
+        lmf_rope_rotate(x + (long)i * ld, 0, nheads * hs, freqs + (long)(pos ? pos[i] : p0 + i % T) * hs, hs,
+                        interleaved, sign);
 }

@@ -74,12 +74,13 @@ static void ffn_act_par(const lmf_model_config *cfg, float *fcact, const float *
 }
 
 void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int ld, int N, int T, int p0,
-                    int nheads, float sign) {
+                    const int32_t *pos, int nheads, float sign) {
     if (cfg->pos == LMF_POS_LEARNED) return;
-    lmf_rope_rows(x, ld, N, T, p0, tab, nheads, cfg->n_embd / cfg->n_head, cfg->pos == LMF_POS_ROPE_INTERLEAVED, sign);
+    lmf_rope_rows(x, ld, N, T, p0, pos, tab, nheads, cfg->n_embd / cfg->n_head, cfg->pos == LMF_POS_ROPE_INTERLEAVED,
+                  sign);
 }
 
-void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0) {
+void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0, const int32_t *pos) {
     const lmf_wtensor *te = &w->tok_emb, *pe = &w->pos_emb;
     int C = w->cfg.n_embd, learned = w->cfg.pos == LMF_POS_LEARNED;
 #pragma omp parallel if (N > LMF_BLOCK_QMV_AUTO)
@@ -94,7 +95,7 @@ void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, 
             else
                 lmf_dequant_fast(te->type, (const char *)te->data + (size_t)tok[i] * te->row_bytes, xi, (size_t)C);
             if (!learned) continue;
-            const char *prow_src = (const char *)pe->data + (size_t)(p0 + i % T + w->cfg.pos_offset) * pe->row_bytes;
+            const char *prow_src = (const char *)pe->data + (size_t)((pos ? pos[i] : p0 + i % T) + w->cfg.pos_offset) * pe->row_bytes;
             const float *p = (const float *)prow_src;
             if (prow) lmf_dequant_fast(pe->type, prow_src, prow, (size_t)C), p = prow;
             for (int j = 0; j < C; j++) xi[j] += p[j];
@@ -332,13 +333,13 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
         for (int j = 0, row = 0; j < ctx->n_seqs; row += ctx->seqs[j++].n) {
             const lmf_block_seq *sq = &ctx->seqs[j];
             float *q = r->qkv + (size_t)row * S;
-            lmf_block_rope(c, ctx->rope, q, S, sq->n, sq->n, sq->p0, NH + c->n_kv_head, 1.0f);
+            lmf_block_rope(c, ctx->rope, q, S, sq->n, sq->n, sq->p0, NULL, NH + c->n_kv_head, 1.0f);
             cache_write(sq, c, layer, q);
             attention_cached(ctx, sq, layer, r->atty + (size_t)row * C, q);
         }
     } else {
-        lmf_block_rope(c, ctx->rope, r->qkv, S, N, ctx->T, 0, NH + c->n_kv_head, 1.0f);
-        lmf_attention_forward(r->atty, r->att, r->qkv, ctx->B, ctx->T, NH, c->n_kv_head, hs);
+        lmf_block_rope(c, ctx->rope, r->qkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, 1.0f);
+        lmf_attention_forward(r->atty, r->att, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
     }
     float *o = r->res2 == x ? r->proj : r->res2;
     lin proj = {&L->wo, L->bo, o, C};
@@ -401,8 +402,8 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     lmf_block_linear_dinput(&proj, 1, g->dbuf, C, N, dq, dqf, ctx->bf16);
     if (lo) lmf_lora_backward(lo, layer, 3, 4, r->atty, C, g->dres, C, r->lora_t, g->dbuf, N, ctx->lora_x);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
-    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->B, ctx->T, NH, c->n_kv_head, hs);
-    lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, NH + c->n_kv_head, -1.0f);
+    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
+    lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
     memset(g->dbuf, 0, NC * sizeof(float));
     lin qkv[3] = {{&L->wq, NULL, g->dqkv, S}, {&L->wk, NULL, g->dqkv + C, S}, {&L->wv, NULL, g->dqkv + C + KV, S}};
     lmf_block_linear_dinput(qkv, 3, g->dbuf, C, N, dq, dqf, ctx->bf16);
@@ -440,8 +441,8 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     memset(g->dbuf, 0, NC * sizeof(float));
     lmf_matmul_backward(g->dbuf, GRAD(G->wo), (float *)G->bo, g->dres, r->atty, F32(L->wo), N, C, C);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
-    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->B, ctx->T, NH, c->n_kv_head, hs);
-    lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, NH + c->n_kv_head, -1.0f);
+    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
+    lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
     memset(g->dbuf, 0, NC * sizeof(float));
     lmf_matmul_backward(g->dbuf, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C, S);
     norm_backward(c, g->dres, (float *)G->attn_norm_w, (float *)G->attn_norm_b, g->dbuf, x, L->attn_norm_w,

@@ -40,9 +40,9 @@ typedef struct {
     int ldo;
 } lmf_lin;
 
-/* The input rows: token embeddings (+ the learned position rows) of N tokens, token i at position p0 + i % T,
- * into x (N, C); any weight dtype. */
-void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0);
+/* The input rows: token embeddings (+ the learned position rows) of N tokens, token i at position pos[i] (pos NULL:
+ * p0 + i % T), into x (N, C); any weight dtype. */
+void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0, const int32_t *pos);
 
 /* Row norm (LayerNorm or RMSNorm by cfg->norm) of rows x (N, C) into out; mean (LayerNorm only) and rstd get the
  * per-row statistics the backward needs. Serial; lmf_block_norm_par spreads the rows over the OpenMP threads. */
@@ -55,10 +55,10 @@ void lmf_block_norm_par(const lmf_model_config *cfg, float *out, float *mean, fl
  * the pre-activation (FF = F); fcact (N, F) = silu(gate) * up, gelu_tanh(h) or relu(h). */
 void lmf_block_ffn_act(const lmf_model_config *cfg, float *fcact, const float *fch, int N, int lo, int hi);
 
-/* RoPE on rows: row i (ld floats apart) sits at position p0 + i % T; its first nheads heads of hs dimensions are
- * rotated (sign +1; -1 rotates back: the backward). */
+/* RoPE on rows: row i (ld floats apart) sits at position pos[i] (pos NULL: p0 + i % T); its first nheads heads of hs
+ * dimensions are rotated (sign +1; -1 rotates back: the backward). */
 void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int ld, int N, int T, int p0,
-                    int nheads, float sign);
+                    const int32_t *pos, int nheads, float sign);
 
 /* Linear layers over N input rows (ldi apart): the fp32 SGEMM on F32 weights, on anything else through fp32 slabs
  * of at most dq_floats dequantized elements (R16 groups k-major, ggml rows row-major). Consecutive layers whose
@@ -109,6 +109,7 @@ typedef struct {
     float *dq;           /* dequantization slab for non-F32 weights: dq_floats */
     size_t dq_floats;
     int B, T;            /* training: rows are B sequences of T positions from 0 (B x T = N) */
+    const int32_t *pos;  /* training, packed rows: each token's position in its example (NULL: 0 .. T-1 per row) */
     /* prefill: the sequences the N = B x T rows belong to (NULL: training attention over the batch's own keys),
      * and per-thread score slabs of QBLK x the longest context */
     const lmf_block_seq *seqs;

@@ -80,7 +80,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
     const lmf_model_config *c = &w->cfg;
     int C = c->n_embd;
     for (int j = 0, row = 0; j < n; row += seqs[j++].n)
-        lmf_block_embed(w, p->x + (size_t)row * C, tok + row, seqs[j].n, seqs[j].n, seqs[j].p0);
+        lmf_block_embed(w, p->x + (size_t)row * C, tok + row, seqs[j].n, seqs[j].n, seqs[j].p0, NULL);
     if (prefill) {
         lmf_block_ctx ctx = {.cfg = c, .rope = p->rope, .dq = p->dq, .dq_floats = p->dq_floats, .B = 1, .T = N,
                              .seqs = seqs, .n_seqs = n, .scores = p->scores,

@@ -90,6 +90,7 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
         m->w = (lmf_weights *)base; /* borrowed: never written, never freed */
         m->tokens = lmf_xmalloc(sizeof(int32_t) * N);
         m->targets = lmf_xmalloc(sizeof(int32_t) * N);
+        m->pos = lmf_xmalloc(sizeof(int32_t) * N);
         return m;
     }
     m->w = lmf_weights_new();
@@ -101,6 +102,7 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     }
     m->tokens = lmf_xmalloc(sizeof(int32_t) * N);
     m->targets = lmf_xmalloc(sizeof(int32_t) * N);
+    m->pos = lmf_xmalloc(sizeof(int32_t) * N);
     return m;
 }
 
@@ -151,7 +153,7 @@ void lmf_model_free(lmf_model *m) {
     lmf_free_big(m->gs_memory);
     lmf_weights_free(m->w);
     lmf_weights_free(m->gw);
-    LMF_FREE_ALL(m->rope, m->tokens, m->targets, m);
+    LMF_FREE_ALL(m->rope, m->tokens, m->targets, m->pos, m);
 }
 
 size_t lmf_model_num_params(const lmf_model *m) { return m->num_params; }
@@ -160,6 +162,15 @@ float *lmf_model_params(lmf_model *m) { return m->params; }
 float *lmf_model_grads(lmf_model *m) { return m->grads; }
 const float *lmf_model_logits(const lmf_model *m) { return m->acts.logits; }
 const lmf_weights *lmf_model_weights(const lmf_model *m) { return m->w; }
+
+void lmf_model_set_positions(lmf_model *m, const int32_t *pos, int B, int T) {
+    m->use_pos = pos != NULL;
+    if (!pos) return;
+    LMF_CHECK(B > 0 && T > 0 && B <= m->max_batch && T <= m->max_seq);
+    for (int i = 0; i < B * T; i++) /* rows start an example; inside one, positions count up by one */
+        LMF_CHECK(i % T == 0 ? pos[i] == 0 : pos[i] == 0 || pos[i] == pos[i - 1] + 1);
+    memcpy(m->pos, pos, sizeof(int32_t) * (size_t)B * T);
+}
 
 void lmf_model_init_weights(lmf_model *m, uint64_t seed) {
     float resid_std = 0.02f / sqrtf(2.0f * m->cfg.n_layer);
@@ -221,8 +232,8 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
     lmf_acts *a = &m->acts;
     const lmf_weights *w = m->w;
     lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
-                         .bf16 = m->bf16, .lora = m->lora, .training = 1, .lora_x = m->lora_x};
-    lmf_block_embed(w, a->encoded, tokens, d.N, T, 0);
+                         .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x};
+    lmf_block_embed(w, a->encoded, tokens, d.N, T, 0, m->use_pos ? m->pos : NULL);
     const float *x = NULL;
     for (int l = 0; l < d.L; l++) {
         lmf_block_rows r = layer_rows(m, l, &x);
@@ -270,7 +281,7 @@ void lmf_model_backward(lmf_model *m, float loss_scale) {
         lmf_rmsnorm_backward(g->dres, dnw, g->dbuf, last, w->out_norm_w, a->lnf_rstd, d.N, d.C);
 
     lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
-                         .bf16 = m->bf16, .lora = m->lora, .training = 1, .lora_x = m->lora_x};
+                         .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x};
     lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->dnorm};
     for (int l = d.L - 1; l >= 0; l--) {
         const float *x;
@@ -282,6 +293,6 @@ void lmf_model_backward(lmf_model *m, float loss_scale) {
         return;
     }
     float *dwpe = m->gptr[LMF_P_WPE] ? m->gptr[LMF_P_WPE] + (size_t)m->cfg.pos_offset * d.C : NULL;
-    lmf_encoder_backward(m->gptr[LMF_P_WTE], dwpe, g->dres, m->tokens, B, T, d.C);
+    lmf_encoder_backward(m->gptr[LMF_P_WTE], dwpe, g->dres, m->tokens, m->use_pos ? m->pos : NULL, B, T, d.C);
     m->has_targets = 0; /* logits now hold gradients: a second backward would be wrong */
 }

@@ -77,6 +77,8 @@ struct lmf_model {
     float *gs_memory;
     float *rope; /* (max_seq_len, hs): lmf_rope_table rows; RoPE models only */
     lmf_weights *w;  /* F32 views of params (lmf_params_view) */
+    int32_t *pos;      /* (N) lmf_model_set_positions's copy, used while use_pos */
+    int use_pos;
     size_t work_bytes; /* activations and scratch allocated for forward / backward (not params, grads or base) */
     int bf16;        /* a frozen base's products in bf16 (lmf_model_create_lora's models only; fine-tuning sets it) */
     lmf_weights *gw; /* the same views of grads; NULL unless training */
@@ -103,6 +105,9 @@ int lmf_param_shape(const lmf_model_config *cfg, int i, int shape[3]);
  * allocated when NULL). q|k|v are row ranges of qkv_w, gate|up of fc_w: the block library runs each as one product. */
 void lmf_params_view(lmf_weights *w, const lmf_model_config *cfg, const float *params);
 /* The model's parameters as inference weights (views: they change as training updates the parameters). */
+/* Packed rows: the next forward and backward (until called with NULL) see token t of row b at position pos[b*T+t]
+ * of its own example (0 where an example starts, then +1 a token) and attending only inside it. */
+void lmf_model_set_positions(lmf_model *m, const int32_t *pos, int B, int T);
 const lmf_weights *lmf_model_weights(const lmf_model *m);
 /* A model (training model layout, fp32) holding w's weights, any dtype dequantized; Q/K rows in llama.cpp's
  * interleaved order go back to rotate_half order (pos becomes LMF_POS_ROPE_HALF). max_seq is capped at the model's

@@ -41,7 +41,8 @@ static char *config_text(const lmf_finetune_config *c, int bf16) {
              "use_rslora = %d\nlora_targets = %s\nbatch_size = %d\nseq_len = %d\ngrad_accum = %d\nseed = %llu\n",
              c->model, c->full, c->lora_r, c->lora_alpha, c->lora_dropout, c->use_rslora,
              c->full ? "" : c->lora_targets, c->batch_size, c->seq_len, c->grad_accum, (unsigned long long)c->seed);
-    if (bf16 && n > 0 && n < 2000) snprintf(t + n, 2048 - (size_t)n, "precision = bf16\n");
+    if (bf16 && n > 0 && n < 2000) n += snprintf(t + n, 2048 - (size_t)n, "precision = bf16\n");
+    if (c->packing && n > 0 && n < 2000) snprintf(t + n, 2048 - (size_t)n, "packing = 1\n");
     return t;
 }
 
@@ -53,16 +54,20 @@ static int same_text(const char *saved, const char *ours) {
     return saved[n] == 0;
 }
 
-/* The training batches: the SFT loader, and each micro-batch advances the adapters' dropout step. */
+/* The training batches: the SFT loader, and each micro-batch advances the adapters' dropout step; packed rows hand
+ * the model their positions for the forward and backward that follow. */
 typedef struct {
     lmf_sft_loader *ld;
     lmf_lora *lora;
+    lmf_model *m;
 } source;
 
 static lmf_status next_batch(void *ctx, int32_t *tok, int32_t *tg) {
     source *s = ctx;
     if (s->lora) s->lora->step++;
-    return lmf_sft_loader_next(s->ld, tok, tg);
+    lmf_status st = lmf_sft_loader_next(s->ld, tok, tg);
+    if (st == LMF_OK && s->ld->pack) lmf_model_set_positions(s->m, s->ld->positions, s->ld->B, s->ld->T);
+    return st;
 }
 
 /* Mean loss over the validation set (every example once, in order, no dropout). */
@@ -73,6 +78,7 @@ static double evaluate(lmf_model *m, lmf_lora *lora, const lmf_sft_data *val, in
     size_t count = 0;
     float dropout = lora ? lora->dropout : 0.0f;
     if (lora) lora->dropout = 0.0f;
+    lmf_model_set_positions(m, NULL, 0, 0); /* validation rows hold one example each */
     for (size_t i = 0, nb = 0; i < val->n && (max_batches <= 0 || (int)nb < max_batches); i += (size_t)B, nb++) {
         for (int b = 0; b < B; b++) rows[b] = i + (size_t)b < val->n ? i + (size_t)b : SIZE_MAX;
         size_t n = lmf_sft_batch(val, rows, B, T, tok, tg);
@@ -132,15 +138,21 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         }
     }
     if (s != LMF_OK) goto done;
-    int steps_per_epoch = (int)((train.n + (size_t)B * c->grad_accum - 1) / ((size_t)B * c->grad_accum));
+    if ((s = lmf_sft_loader_init(&ld, &train, B, T, c->seed, 1)) != LMF_OK) goto done;
+    if (c->packing) lmf_sft_loader_pack(&ld);
+    size_t epoch_rows = lmf_sft_loader_epoch_rows(&ld);
+    int steps_per_epoch = (int)((epoch_rows + (size_t)B * c->grad_accum - 1) / ((size_t)B * c->grad_accum));
     int max_steps = c->max_steps > 0 ? c->max_steps : c->epochs * steps_per_epoch;
+    if (c->packing)
+        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: packing %zu examples into %zu rows of %d tokens a pass (%.0f%% "
+                      "of the rows padding would use)", train.n, epoch_rows, T, 100.0 * (double)epoch_rows /
+                      (double)train.n);
     lmf_adamw_init(&opt, m->num_params);
     lmf_adamw_hparams hp = {.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup_steps,
                             .max_steps = max_steps, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
                             .weight_decay = c->weight_decay, .grad_clip = c->grad_clip};
-    if ((s = lmf_sft_loader_init(&ld, &train, B, T, c->seed, 1)) != LMF_OK) goto done;
     tok = lmf_xmalloc(sizeof(int32_t) * (size_t)B * T), tg = lmf_xmalloc(sizeof(int32_t) * (size_t)B * T);
-    source src_ctx = {&ld, lora};
+    source src_ctx = {&ld, lora, m};
 
     if (c->resume) { /* the newest checkpoint: parameters, moments, and the data / dropout position it reached */
         char *ckp = NULL;

@@ -28,6 +28,7 @@ typedef struct {
     float lr, min_lr, weight_decay, grad_clip;
     int train_on_prompt, refuse_long, resume;
     int precision;              /* LoRA's frozen-base products: LMF_PRECISION_* */
+    int packing;                /* several examples per row (attention kept inside each), else one per row, padded */
     uint64_t seed;
 } lmf_finetune_config;
 

@@ -367,26 +367,32 @@ lmf_status lmf_sft_split(lmf_sft_data *d, double val_fraction, uint64_t seed, lm
     return LMF_OK;
 }
 
+static size_t example_len(const lmf_sft_data *d, size_t e, int T) {
+    size_t len = d->start[e + 1] - d->start[e];
+    return len < (size_t)T ? len : (size_t)T;
+}
+
+/* Example e (SIZE_MAX: none) into the n slots of tk / tg, padded after it; returns its targets. */
+static size_t place(const lmf_sft_data *d, size_t e, int32_t *tk, int32_t *tg, size_t n) {
+    const int32_t *ids = NULL;
+    const uint8_t *loss = NULL;
+    size_t len = 0, n_targets = 0;
+    if (e != SIZE_MAX) {
+        LMF_CHECK(e < d->n);
+        ids = d->ids + d->start[e], loss = d->loss + d->start[e], len = example_len(d, e, (int)n);
+    }
+    for (size_t t = 0; t < n; t++) {
+        tk[t] = t < len ? ids[t] : d->pad;
+        tg[t] = t + 1 < len && loss[t + 1] ? ids[t + 1] : -1;
+        n_targets += tg[t] >= 0;
+    }
+    return n_targets;
+}
+
 size_t lmf_sft_batch(const lmf_sft_data *d, const size_t *rows, int B, int T, int32_t *tokens, int32_t *targets) {
     size_t n_targets = 0;
-    for (int b = 0; b < B; b++) {
-        int32_t *tk = tokens + (size_t)b * T, *tg = targets + (size_t)b * T;
-        const int32_t *ids = NULL;
-        const uint8_t *loss = NULL;
-        size_t len = 0;
-        if (rows[b] != SIZE_MAX) {
-            LMF_CHECK(rows[b] < d->n);
-            ids = d->ids + d->start[rows[b]];
-            loss = d->loss + d->start[rows[b]];
-            len = d->start[rows[b] + 1] - d->start[rows[b]];
-            if (len > (size_t)T) len = (size_t)T;
-        }
-        for (size_t t = 0; t < (size_t)T; t++) {
-            tk[t] = t < len ? ids[t] : d->pad;
-            tg[t] = t + 1 < len && loss[t + 1] ? ids[t + 1] : -1;
-            n_targets += tg[t] >= 0;
-        }
-    }
+    for (int b = 0; b < B; b++)
+        n_targets += place(d, rows[b], tokens + (size_t)b * T, targets + (size_t)b * T, (size_t)T);
     return n_targets;
 }
 
@@ -402,22 +408,57 @@ lmf_status lmf_sft_loader_init(lmf_sft_loader *l, const lmf_sft_data *d, int B, 
     return LMF_OK;
 }
 
+void lmf_sft_loader_pack(lmf_sft_loader *l) {
+    l->pack = 1;
+    if (!l->positions) l->positions = lmf_xmalloc(sizeof(int32_t) * (size_t)l->B * l->T);
+}
+
+size_t lmf_sft_loader_epoch_rows(const lmf_sft_loader *l) {
+    if (!l->pack) return l->d->n;
+    size_t rows = 1, t = 0;
+    for (size_t i = 0; i < l->d->n; i++) {
+        size_t len = example_len(l->d, l->order[i], l->T);
+        if (t > 0 && t + len > (size_t)l->T) rows++, t = 0;
+        t += len;
+    }
+    return rows;
+}
+
+/* The example at the loader's place in its order, starting the next epoch when this one is done. */
+static size_t peek(lmf_sft_loader *l) {
+    if (l->pos == l->d->n) {
+        l->epoch++;
+        l->pos = 0;
+        permutation(l->order, l->d->n, l->seed, (uint64_t)l->epoch, l->shuffle);
+    }
+    return l->order[l->pos];
+}
+
 lmf_status lmf_sft_loader_next(void *loader, int32_t *tokens, int32_t *targets) {
     lmf_sft_loader *l = loader;
-    for (int b = 0; b < l->B; b++) {
-        if (l->pos == l->d->n) {
-            l->epoch++;
-            l->pos = 0;
-            permutation(l->order, l->d->n, l->seed, (uint64_t)l->epoch, l->shuffle);
-        }
-        l->rows[b] = l->order[l->pos++];
+    if (!l->pack) {
+        for (int b = 0; b < l->B; b++) l->rows[b] = peek(l), l->pos++;
+        lmf_sft_batch(l->d, l->rows, l->B, l->T, tokens, targets);
+        return LMF_OK;
     }
-    lmf_sft_batch(l->d, l->rows, l->B, l->T, tokens, targets);
+    for (int b = 0; b < l->B; b++) {
+        size_t T = (size_t)l->T, t = 0, row = (size_t)b * T;
+        while (t < T) {
+            size_t e = peek(l), len = example_len(l->d, e, l->T);
+            if (t > 0 && t + len > T) break;
+            place(l->d, e, tokens + row + t, targets + row + t, len);
+            for (size_t i = 0; i < len; i++) l->positions[row + t + i] = (int32_t)i;
+            l->pos++, t += len;
+        }
+        if (t < T) place(l->d, SIZE_MAX, tokens + row + t, targets + row + t, T - t);
+        for (size_t i = t; i < T; i++) l->positions[row + i] = (int32_t)(i - t);
+    }
     return LMF_OK;
 }
 
 void lmf_sft_loader_free(lmf_sft_loader *l) {
     free(l->order);
     free(l->rows);
+    free(l->positions);
     memset(l, 0, sizeof *l);
 }

@@ -105,10 +105,14 @@ lmf_status lmf_sft_split(lmf_sft_data *d, double val_fraction, uint64_t seed, lm
 size_t lmf_sft_batch(const lmf_sft_data *d, const size_t *rows, int B, int T, int32_t *tokens, int32_t *targets);
 
 /* Examples in a deterministic order, epoch after epoch: a permutation seeded by (seed, epoch) when shuffle, else
- * file order. A batch that runs past the end of an epoch continues with the next one. */
+ * file order. A batch that runs past the end of an epoch continues with the next one.
+ * Packed (lmf_sft_loader_pack): a row takes examples in that order while the next one fits whole (the first always
+ * does: examples are at most T), the rest padding; `positions` (B, T) then gives each token's position in its own
+ * example (the padding tail counts as one more), for lmf_model_set_positions, and no target crosses an example. */
 typedef struct {
     const lmf_sft_data *d;
-    int B, T, shuffle;
+    int B, T, shuffle, pack;
+    int32_t *positions; /* [B * T] when packed */
     uint64_t seed;
     size_t *order; /* [d->n], this epoch's */
     size_t pos;    /* next index into order */
@@ -118,6 +122,10 @@ typedef struct {
 
 /* LMF_ERR_ARG for B < 1, T < 2 or empty data. */
 lmf_status lmf_sft_loader_init(lmf_sft_loader *l, const lmf_sft_data *d, int B, int T, uint64_t seed, int shuffle);
+/* Switches the loader to packed rows (before the first batch). */
+void lmf_sft_loader_pack(lmf_sft_loader *l);
+/* Rows one pass over the examples fills, in the current epoch's order: n, or fewer when packed. */
+size_t lmf_sft_loader_epoch_rows(const lmf_sft_loader *l);
 /* The next batch; its signature is lmf_batch_source's next (train/step.h), with the loader as ctx. */
 lmf_status lmf_sft_loader_next(void *loader, int32_t *tokens, int32_t *targets);
 void lmf_sft_loader_free(lmf_sft_loader *l);
