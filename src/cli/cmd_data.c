@@ -16,9 +16,6 @@
 #include <sys/stat.h>
 
 
-static int shard_files(const char *out, const char *tok_path, double frac, int block, uint64_t seed,
-                       const char **files, int n_files);
-
 static lmf_status put_ids(lmf_shard_splitter *sp, lmf_ids *ids) {
     lmf_status s = lmf_shard_splitter_put(sp, (const uint32_t *)ids->data, ids->len);
     ids->len = 0;
@@ -59,6 +56,42 @@ static lmf_status shard_file(lmf_shard_splitter *sp, const char *path) {
     return s == LMF_OK ? lmf_shard_splitter_put(sp, &sp->eot, 1) : s;
 }
 
+/* Writes DIR/train.bin and DIR/val.bin from the files (each one document, then eot). */
+static int shard_files(const char *out, const char *tok_path, double frac, int block, uint64_t seed,
+                       const char **files, int n_files) {
+    lmf_tokenizer *tok = NULL;
+    lmf_status s;
+    if ((s = lmf_mkdir_p(out)) != LMF_OK) return cli_fail("data shard", s);
+    if (tok_path && (s = lmf_tokenizer_load(tok_path, &tok)) != LMF_OK) return cli_fail("data shard", s);
+    lmf_shard_splitter sp;
+    if ((s = lmf_shard_splitter_open(&sp, out, tok, frac, (size_t)block, (uint64_t)seed)) != LMF_OK) {
+        lmf_tokenizer_free(tok);
+        if (s == LMF_ERR_ARG && tok) {
+            fprintf(stderr, "lmforge data shard: %s: %s\n", tok_path, lmf_last_error());
+            return 1;
+        }
+        return cli_fail("data shard", s);
+    }
+    for (int i = 0; i < n_files && s == LMF_OK; i++) s = shard_file(&sp, files[i]);
+    uint64_t nt, nv;
+    uint32_t vocab = sp.vocab;
+    char tp[1100], vp[1100];
+    snprintf(tp, sizeof tp, "%s/train.bin", out);
+    snprintf(vp, sizeof vp, "%s/val.bin", out);
+    if (s != LMF_OK) {
+        lmf_shard_splitter_abort(&sp);
+        lmf_tokenizer_free(tok);
+        return cli_fail("data shard", s);
+    }
+    s = lmf_shard_splitter_close(&sp);
+    nt = sp.n_train, nv = sp.n_val;
+    lmf_tokenizer_free(tok);
+    if (s != LMF_OK) return cli_fail("data shard", s);
+    fprintf(stderr, "lmforge data shard: %s: %llu tokens, %s: %llu tokens (%s tokenizer, vocab %u)\n", tp,
+            (unsigned long long)nt, vp, (unsigned long long)nv, tok_path ? tok_path : "bytes", vocab);
+    return 0;
+}
+
 static int shard(int argc, char **argv) {
     const char *out = NULL, *tok_path = NULL;
     double frac = 0.05;
@@ -95,41 +128,6 @@ static int shard(int argc, char **argv) {
     int rc = shard_files(out, tok_path, frac, block, seed, files, n_files);
     free(files);
     return rc;
-}
-
-static int shard_files(const char *out, const char *tok_path, double frac, int block, uint64_t seed,
-                       const char **files, int n_files) {
-    lmf_tokenizer *tok = NULL;
-    lmf_status s;
-    if ((s = lmf_mkdir_p(out)) != LMF_OK) return cli_fail("data shard", s);
-    if (tok_path && (s = lmf_tokenizer_load(tok_path, &tok)) != LMF_OK) return cli_fail("data shard", s);
-    lmf_shard_splitter sp;
-    if ((s = lmf_shard_splitter_open(&sp, out, tok, frac, (size_t)block, (uint64_t)seed)) != LMF_OK) {
-        lmf_tokenizer_free(tok);
-        if (s == LMF_ERR_ARG && tok) {
-            fprintf(stderr, "lmforge data shard: %s: %s\n", tok_path, lmf_last_error());
-            return 1;
-        }
-        return cli_fail("data shard", s);
-    }
-    for (int i = 0; i < n_files && s == LMF_OK; i++) s = shard_file(&sp, files[i]);
-    uint64_t nt, nv;
-    uint32_t vocab = sp.vocab;
-    char tp[1100], vp[1100];
-    snprintf(tp, sizeof tp, "%s/train.bin", out);
-    snprintf(vp, sizeof vp, "%s/val.bin", out);
-    if (s != LMF_OK) {
-        lmf_shard_splitter_abort(&sp);
-        lmf_tokenizer_free(tok);
-        return cli_fail("data shard", s);
-    }
-    s = lmf_shard_splitter_close(&sp);
-    nt = sp.n_train, nv = sp.n_val;
-    lmf_tokenizer_free(tok);
-    if (s != LMF_OK) return cli_fail("data shard", s);
-    fprintf(stderr, "lmforge data shard: %s: %llu tokens, %s: %llu tokens (%s tokenizer, vocab %u)\n", tp,
-            (unsigned long long)nt, vp, (unsigned long long)nv, tok_path ? tok_path : "bytes", vocab);
-    return 0;
 }
 
 /* ---------------------------------------------------------------- run / clean / dedup */

@@ -30,36 +30,54 @@ static void gen_defaults(gen_opts *o, int n_predict) {
 /* The flags generate and chat share, then each one's own; returns how many were written to t. */
 static int gen_table(gen_opts *o, int chat, cli_opt *t) {
     int n = 0;
-    t[n++] = (cli_opt)CLI_OPT("-m", "--model", CLI_STR, &o->model, "PATH", "GGUF file, Hugging Face folder (config.json + safetensors) or lmforge checkpoint");
-    t[n++] = (cli_opt)CLI_OPT(NULL, "--lora", CLI_STR, &o->lora, "PATH", "apply a LoRA adapter without merging: a PEFT folder or a GGUF adapter");
-    t[n++] = (cli_opt)CLI_OPT(NULL, "--lora-scale", CLI_FLOAT, &o->lora_scale, "S", "multiply the adapter's scale by S");
+    t[n++] = (cli_opt)CLI_OPT("-m", "--model", CLI_STR, &o->model, "PATH",
+                              "GGUF file, Hugging Face folder (config.json + safetensors) or lmforge checkpoint");
+    t[n++] = (cli_opt)CLI_OPT(NULL, "--lora", CLI_STR, &o->lora, "PATH",
+                              "apply a LoRA adapter without merging: a PEFT folder or a GGUF adapter");
+    t[n++] = (cli_opt)CLI_OPT(NULL, "--lora-scale", CLI_FLOAT, &o->lora_scale, "S",
+                              "multiply the adapter's scale by S");
     if (chat) {
         t[n++] = (cli_opt)CLI_OPT("-p", "--prompt", CLI_STR, &o->prompt, "TEXT", "answer this one message and exit");
-        t[n++] = (cli_opt)CLI_OPT(NULL, "--messages", CLI_STR, &o->messages, "FILE", "answer the last user turn of a conversation: a JSON list of {\"role\", \"content\"} "
-                           "(OpenAI's messages, or a body holding them; - = stdin)");
-        t[n++] = (cli_opt)CLI_OPT(NULL, "--system", CLI_STR, &o->system, "TEXT", "system message", .def = "the template's own, if any");
-        t[n++] = (cli_opt)CLI_OPT(NULL, "--chat-format", CLI_STR, &o->chat_format, "F", "chatml, llama2 or llama3 instead of the model's template", .def = "from the model");
+        t[n++] = (cli_opt)CLI_OPT(NULL, "--messages", CLI_STR, &o->messages, "FILE",
+                                  "answer the last user turn of a conversation: a JSON list of {\"role\", "
+                                  "\"content\"} (OpenAI's messages, or a body holding them; - = stdin)");
+        t[n++] = (cli_opt)CLI_OPT(NULL, "--system", CLI_STR, &o->system, "TEXT", "system message",
+                                  .def = "the template's own, if any");
+        t[n++] = (cli_opt)CLI_OPT(NULL, "--chat-format", CLI_STR, &o->chat_format, "F",
+                                  "chatml, llama2 or llama3 instead of the model's template", .def = "from the model");
     } else {
         t[n++] = (cli_opt)CLI_OPT("-p", "--prompt", CLI_STR, &o->prompt, "TEXT", "the prompt (required)");
-        t[n++] = (cli_opt)CLI_OPT(NULL, "--no-special", CLI_BOOL, &o->no_special, NULL, "read special-token text in the prompt (<|im_start|>) as plain text; by default it is "
-                           "the special token, as in `lmforge tokenize`");
+        t[n++] = (cli_opt)CLI_OPT(NULL, "--no-special", CLI_BOOL, &o->no_special, NULL,
+                                  "read special-token text in the prompt (<|im_start|>) as plain text; by default "
+                                  "it is the special token, as in `lmforge tokenize`");
     }
     t[n++] = (cli_opt)CLI_OPT("-n", "--n-predict", CLI_INT, &o->n_predict, "N", "tokens to generate at most");
-    t[n++] = (cli_opt)CLI_OPT("-c", "--ctx", CLI_INT, &o->n_ctx, "N", "context length in tokens (KV cache size; capped at the model's)", .lo = 1);
-    t[n++] = (cli_opt)CLI_OPT("-t", "--threads", CLI_INT, &o->threads, "N", "threads", .def = "OMP_NUM_THREADS or all cores", .lo = 1);
-    t[n++] = (cli_opt)CLI_OPT(NULL, "--temp", CLI_FLOAT, &o->sp.temperature, "T", "temperature; 0 = greedy, deterministic");
+    t[n++] = (cli_opt)CLI_OPT("-c", "--ctx", CLI_INT, &o->n_ctx, "N",
+                              "context length in tokens (KV cache size; capped at the model's)", .lo = 1);
+    t[n++] = (cli_opt)CLI_OPT("-t", "--threads", CLI_INT, &o->threads, "N", "threads",
+                              .def = "OMP_NUM_THREADS or all cores", .lo = 1);
+    t[n++] = (cli_opt)CLI_OPT(NULL, "--temp", CLI_FLOAT, &o->sp.temperature, "T",
+                              "temperature; 0 = greedy, deterministic");
     t[n++] = (cli_opt)CLI_OPT(NULL, "--top-k", CLI_INT, &o->sp.top_k, "K", "keep the K most likely tokens; 0 = off");
-    t[n++] = (cli_opt)CLI_OPT(NULL, "--top-p", CLI_FLOAT, &o->sp.top_p, "P", "keep the smallest set with probability >= P; 1 = off");
-    t[n++] = (cli_opt)CLI_OPT(NULL, "--min-p", CLI_FLOAT, &o->sp.min_p, "P", "drop tokens below P x the top probability; 0 = off");
-    t[n++] = (cli_opt)CLI_OPT(NULL, "--repeat-penalty", CLI_FLOAT, &o->sp.repeat_penalty, "R", "penalise the last --repeat-last-n tokens; 1 = off");
-    t[n++] = (cli_opt)CLI_OPT(NULL, "--repeat-last-n", CLI_INT, &o->sp.repeat_last_n, "N", "tokens --repeat-penalty looks at");
+    t[n++] = (cli_opt)CLI_OPT(NULL, "--top-p", CLI_FLOAT, &o->sp.top_p, "P",
+                              "keep the smallest set with probability >= P; 1 = off");
+    t[n++] = (cli_opt)CLI_OPT(NULL, "--min-p", CLI_FLOAT, &o->sp.min_p, "P",
+                              "drop tokens below P x the top probability; 0 = off");
+    t[n++] = (cli_opt)CLI_OPT(NULL, "--repeat-penalty", CLI_FLOAT, &o->sp.repeat_penalty, "R",
+                              "penalise the last --repeat-last-n tokens; 1 = off");
+    t[n++] = (cli_opt)CLI_OPT(NULL, "--repeat-last-n", CLI_INT, &o->sp.repeat_last_n, "N",
+                              "tokens --repeat-penalty looks at");
     t[n++] = (cli_opt)CLI_OPT(NULL, "--seed", CLI_U64, &o->sp.seed, "S", "random seed");
-    t[n++] = (cli_opt)CLI_OPT(NULL, "--stop", CLI_LIST, &o->stops, "STR", "stop when the output contains STR (repeatable, up to 8)", .def = "");
-    t[n++] = (cli_opt)CLI_OPT(NULL, "--verbose-prompt", CLI_BOOL, &o->verbose_prompt, NULL, "print the prompt as the model sees it (rendered text, then each token id and its text) to "
-                       "stderr");
-    t[n++] = (cli_opt)CLI_OPT(NULL, "--logprobs", CLI_INT, &o->logprobs, "N", "after the reply, print each generated token's id, text and log-probability with the N most "
-                       "likely alternatives (0..20) to stderr", .def = "off");
-    t[n++] = (cli_opt)CLI_OPT("-v", "--verbose", CLI_BOOL, &o->verbose, NULL, "print timings (prompt and generation tokens/s) to stderr");
+    t[n++] = (cli_opt)CLI_OPT(NULL, "--stop", CLI_LIST, &o->stops, "STR",
+                              "stop when the output contains STR (repeatable, up to 8)", .def = "");
+    t[n++] = (cli_opt)CLI_OPT(NULL, "--verbose-prompt", CLI_BOOL, &o->verbose_prompt, NULL,
+                              "print the prompt as the model sees it (rendered text, then each token id and its "
+                              "text) to stderr");
+    t[n++] = (cli_opt)CLI_OPT(NULL, "--logprobs", CLI_INT, &o->logprobs, "N",
+                              "after the reply, print each generated token's id, text and log-probability with the "
+                              "N most likely alternatives (0..20) to stderr", .def = "off");
+    t[n++] = (cli_opt)CLI_OPT("-v", "--verbose", CLI_BOOL, &o->verbose, NULL,
+                              "print timings (prompt and generation tokens/s) to stderr");
     return n;
 }
 
@@ -196,11 +214,11 @@ static lmf_status open_model(const gen_opts *o, lmf_weights **w, lmf_lora **lora
 
 /* The prompt must leave room for one generated token. */
 static lmf_status check_fits(const lmf_session *s, size_t n_prompt) {
-    int n_ctx = lmf_session_n_ctx(s);
+    int n_ctx = lmf_session_n_ctx(s), max = lmf_weights_config(lmf_session_weights(s))->max_seq_len;
     if (n_prompt >= (size_t)n_ctx)
         return lmf_fail(LMF_ERR_ARG, "the prompt has %zu tokens, which leaves no room in the context of %d (-c %d)%s",
-                        n_prompt, n_ctx, n_ctx, n_prompt >= (size_t)lmf_weights_config(lmf_session_weights(s))->max_seq_len
-                        ? ": it exceeds the model's context length" : ": raise -c");
+                        n_prompt, n_ctx, n_ctx,
+                        n_prompt >= (size_t)max ? ": it exceeds the model's context length" : ": raise -c");
     return LMF_OK;
 }
 
@@ -278,8 +296,8 @@ static lmf_status read_messages(const char *path, lmf_chat_message *msgs, char *
     }
     if (cJSON_IsObject(root)) list = cJSON_GetObjectItemCaseSensitive(root, "messages");
     if (!cJSON_IsArray(list)) {
-        st = lmf_fail(LMF_ERR_ARG, "%s: expected a JSON list of messages ([{\"role\": \"user\", \"content\": \"...\"}]) "
-                      "or an object with \"messages\"", path);
+        st = lmf_fail(LMF_ERR_ARG, "%s: expected a JSON list of messages ([{\"role\": \"user\", \"content\": "
+                      "\"...\"}]) or an object with \"messages\"", path);
         goto done;
     }
     int i = 0;
@@ -316,8 +334,8 @@ done:
 int cmd_chat(int argc, char **argv) {
     gen_opts o;
     gen_defaults(&o, 512);
-    int r = parse_gen("chat", "usage: lmforge chat -m MODEL [-p MESSAGE | --messages FILE] [flags]\n\nChats through the "
-                      "model's chat template (from its tokenizer.chat_template: ChatML, Llama-2, Llama-3).\n"
+    int r = parse_gen("chat", "usage: lmforge chat -m MODEL [-p MESSAGE | --messages FILE] [flags]\n\nChats "
+                      "through the model's chat template (from its tokenizer.chat_template: ChatML, Llama-2, Llama-3).\n"
                       "Interactive: type a message and Enter; an empty line or end of input quits, /reset clears the "
                       "history.\nWith -p: answers one message and exits. With --messages: answers the last user turn "
                       "of a\nconversation and exits (no terminal needed).\n", 1, argc, argv, &o);

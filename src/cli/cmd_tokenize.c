@@ -170,7 +170,8 @@ static int train(int argc, char **argv) {
                           "Hugging Face's BpeTrainer does.\n"};
     int r = cli_parse(&c, argc, argv);
     if (r > 0 && (!out || !n_files || cfg.vocab_size <= 0)) {
-        fprintf(stderr, "lmforge tokenizer train: need --vocab-size N, -o OUT.json and at least one FILE (see --help)\n");
+        fprintf(stderr,
+                "lmforge tokenizer train: need --vocab-size N, -o OUT.json and at least one FILE (see --help)\n");
         r = 0;
     }
     if (r <= 0) {
