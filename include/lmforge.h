@@ -370,6 +370,31 @@ typedef enum {
     LMF_STOP_CONTEXT = 3,  /* the session's context is full */
     LMF_STOP_CALLBACK = 4, /* on_text returned non-zero */
 } lmf_stop_reason;
+/* The name of a stop reason as a message says it: "stop token", "stop string", "length", "context full",
+ * "callback". */
+const char *lmf_stop_reason_name(lmf_stop_reason r);
+
+/* Log-probabilities: the log-softmax of a model's raw logits (before penalties, temperature and truncation), what
+ * --logprobs and the server's logprobs report. */
+#define LMF_LOGPROBS_MAX 20 /* alternatives per token at most (OpenAI's top_logprobs limit) */
+typedef struct {
+    int32_t id;
+    float logprob;
+} lmf_token_logprob;
+/* Returns id's log-probability under logits (V floats) and writes the k most likely tokens to top (most likely
+ * first, ties to the lower id; k <= V). */
+float lmf_logprobs(const float *logits, int V, int32_t id, int k, lmf_token_logprob *top);
+/* One sampled token, as lmf_generate's on_token receives it: id, its log-probability, and the n_top alternatives
+ * (lmf_generate_params.n_logprobs) from lmf_logprobs. top is valid during the call only. */
+typedef struct {
+    int32_t id;
+    float logprob;
+    const lmf_token_logprob *top;
+    int n_top;
+} lmf_token_info;
+/* Return non-zero to stop the generation (stop reason LMF_STOP_CALLBACK). */
+typedef int (*lmf_token_cb)(void *ctx, const lmf_token_info *t);
+
 typedef struct {
     int n_predict;               /* tokens to generate at most (>= 0) */
     const char *const *stops;    /* stop strings (empty ones are ignored) */
@@ -379,6 +404,9 @@ typedef struct {
     lmf_text_cb on_text;         /* NULL: nothing is streamed (the text still goes to *reply) */
     void *ctx;                   /* on_text's first argument */
     const lmf_tokenizer *tok;    /* decodes the ids; NULL: the weights' own (LMF_ERR_ARG when they carry none) */
+    lmf_token_cb on_token;       /* NULL: none; else called with each sampled token appended to hist (never a stop
+                                    token), before its text goes to on_text; its first argument is ctx */
+    int n_logprobs;              /* alternatives on_token receives per token, 0..LMF_LOGPROBS_MAX */
 } lmf_generate_params;
 typedef struct {
     int prompt_tokens, gen_tokens; /* evaluated before sampling; sampled and appended to hist */

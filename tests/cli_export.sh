@@ -43,7 +43,7 @@ expect_error() { # expect_error WANT CMD...: CMD fails and its stderr contains W
 expect_error "expected gguf or safetensors" "$LMF" export "$dir/run_llama" --to onnx -o "$dir/x"
 expect_error "expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1" "$LMF" export "$dir/run_llama" --to gguf --type q3 -o "$dir/x"
 expect_error "no such file" "$LMF" export "$dir/nothing" --to gguf -o "$dir/x"
-expect_error "usage" "$LMF" export "$dir/run_llama" --to gguf
+expect_error "need MODEL, --to FORMAT and -o OUT" "$LMF" export "$dir/run_llama" --to gguf
 head -c 1000 "$dir/hf_llama/model.safetensors" > "$dir/trunc.safetensors"
 mkdir -p "$dir/bad_hf" && cp "$dir/hf_llama/config.json" "$dir/bad_hf/" && cp "$dir/trunc.safetensors" "$dir/bad_hf/model.safetensors"
 expect_error "bad_hf/model.safetensors" "$LMF" export "$dir/bad_hf" --to gguf -o "$dir/x.gguf"

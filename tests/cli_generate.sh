@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end through the CLI with the real SmolLM2-135M-Instruct (skipped, exit 0 with a note, when the model has
 # not been fetched): `generate` greedy determinism, --stop, sampling with a seed, `chat -p` answering through the
-# ChatML template, `perplexity` on a KJV stretch, and clear refusals of bad flags and files.
+# ChatML template, `perplexity` on a KJV stretch, and clear refusals of bad flags and files; issue 17's inference
+# items: --verbose-prompt / --logprobs, special tokens parsed alike by generate and tokenize (--no-special), a full
+# context reported, messages that name the command once, `info` on a non-model, chat --messages, and progress
+# lines off a terminal.
 # Usage: cli_generate.sh path/to/lmforge
 set -uo pipefail
 LMF=$1
@@ -48,6 +51,71 @@ grep -q "Paris" "$dir/c.txt" || { cat "$dir/c.txt"; fail "chat answer"; }
 printf 'Hello!\nWhat is the capital of France?\n' | "$LMF" chat -m "$SMOL" -n 30 --temp 0 -v > "$dir/ci.txt" 2> "$dir/cv.txt" || fail "chat interactive"
 [ "$(grep -c . "$dir/ci.txt")" -ge 2 ] || { cat "$dir/ci.txt"; fail "two chat replies"; }
 
+# --verbose-prompt: the prompt's ids, one a line, on stderr; --logprobs N: a row per generated token with its id,
+# logprob and N alternatives (greedy: the token is the top alternative, so its logprob is printed twice)
+"$LMF" generate -m "$SMOL" -p "The capital of France is" -n 3 --temp 0 --verbose-prompt --logprobs 2 \
+  > "$dir/lp.txt" 2> "$dir/lp_err.txt" || { cat "$dir/lp_err.txt"; fail "--verbose-prompt --logprobs"; }
+grep -q "^prompt: 5 tokens" "$dir/lp_err.txt" && grep -q '^ *4649 -> " France"' "$dir/lp_err.txt" \
+  || { cat "$dir/lp_err.txt"; fail "--verbose-prompt ids"; }
+rows=$(grep -cE '^ +[0-9]+ +[0-9]+ +-?[0-9]+\.[0-9]{4}  "' "$dir/lp_err.txt")
+[ "$rows" = 3 ] || { cat "$dir/lp_err.txt"; fail "--logprobs: $rows rows, expected 3"; }
+grep -qE '^ +1 +7042 +(-[0-9.]+)  " Paris"  \| " Paris" \1 ' "$dir/lp_err.txt" || { cat "$dir/lp_err.txt"; fail "--logprobs row"; }
+grep -q "logprob\|->" "$dir/lp.txt" && fail "--logprobs / --verbose-prompt wrote to stdout"
+
+# special tokens: generate -p and tokenize agree (parsed by default), and --no-special reads the text plainly
+chatml=$'<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n'
+printf '%s' "$chatml" | "$LMF" tokenize -t "$SMOL" > "$dir/tok.txt" || fail "tokenize"
+"$LMF" generate -m "$SMOL" -p "$chatml" -n 0 --verbose-prompt > /dev/null 2> "$dir/vp.txt" || fail "generate -n 0"
+echo "[$(sed -n 's/^ *\([0-9]*\) -> .*/\1/p' "$dir/vp.txt" | paste -sd, | sed 's/,/, /g')]" > "$dir/gen_ids.txt"
+cmp -s "$dir/tok.txt" "$dir/gen_ids.txt" || { cat "$dir/tok.txt" "$dir/gen_ids.txt"; fail "generate and tokenize disagree"; }
+grep -q "^\[1, 4093" "$dir/tok.txt" || { cat "$dir/tok.txt"; fail "<|im_start|> is not one special token"; }
+printf '%s' "$chatml" | "$LMF" tokenize -t "$SMOL" --no-special > "$dir/tok_plain.txt" || fail "tokenize --no-special"
+"$LMF" generate -m "$SMOL" -p "$chatml" -n 0 --no-special --verbose-prompt > /dev/null 2> "$dir/vp2.txt" || fail "--no-special"
+echo "[$(sed -n 's/^ *\([0-9]*\) -> .*/\1/p' "$dir/vp2.txt" | paste -sd, | sed 's/,/, /g')]" > "$dir/gen_plain.txt"
+cmp -s "$dir/tok_plain.txt" "$dir/gen_plain.txt" && ! cmp -s "$dir/tok.txt" "$dir/tok_plain.txt" \
+  || { cat "$dir/tok_plain.txt" "$dir/gen_plain.txt"; fail "--no-special"; }
+# the chat-format prompt pasted into generate now gets a chat answer
+"$LMF" generate -m "$SMOL" -p $'<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n' \
+  -n 20 --temp 0 > "$dir/gc.txt" || fail "generate with a ChatML prompt"
+grep -q "Paris" "$dir/gc.txt" || { cat "$dir/gc.txt"; fail "ChatML prompt through generate"; }
+
+# a full context stops the reply and says so; a prompt that leaves no room is an error naming -c
+"$LMF" generate -m "$SMOL" -p "The capital of France is" -c 8 -n 50 --temp 0 > "$dir/c8.txt" 2> "$dir/c8_err.txt" || fail "-c 8"
+grep -q "the context is full (8 tokens): stopped after 4 generated tokens of 50" "$dir/c8_err.txt" \
+  || { cat "$dir/c8_err.txt"; fail "context full not reported"; }
+"$LMF" generate -m "$SMOL" -p "The capital of France is" -c 3 2> "$dir/err.txt"; [ $? = 2 ] \
+  && grep -q "the prompt has 5 tokens, which leaves no room in the context of 3 (-c 3)" "$dir/err.txt" || { cat "$dir/err.txt"; fail "-c 3"; }
+
+# messages name the command once; info on a file that is not a model says what it tried
+"$LMF" perplexity -m "$SMOL" -f "$dir/g1.txt" -c 100000 2> "$dir/err.txt"
+grep -qx "lmforge perplexity: invalid argument: context 100000 must be in \[4, 8192\] (the model's context length)" "$dir/err.txt" \
+  || { cat "$dir/err.txt"; fail "perplexity message"; }
+printf 'just some text\n' > "$dir/notes.txt"
+"$LMF" info "$dir/notes.txt" 2> "$dir/err.txt"; [ $? = 1 ] || fail "info on text"
+grep -q 'not a model lmforge reads; tried: GGUF (the file starts with "just", not the magic "GGUF"), a Hugging Face folder' "$dir/err.txt" \
+  && grep -q "an lmforge checkpoint (15 bytes, shorter than" "$dir/err.txt" || { cat "$dir/err.txt"; fail "info on a text file"; }
+mkdir -p "$dir/empty"
+"$LMF" info "$dir/empty" 2> "$dir/err.txt"; [ $? = 1 ] && grep -q "it has no config.json" "$dir/err.txt" || { cat "$dir/err.txt"; fail "info on a folder"; }
+
+# chat --messages: the last user turn of a conversation answered without a terminal (stdin is /dev/null)
+cat > "$dir/conv.json" << 'JSON'
+[{"role": "system", "content": "You are a helpful assistant."},
+ {"role": "user", "content": "My name is Ada."},
+ {"role": "assistant", "content": "Nice to meet you, Ada!"},
+ {"role": "user", "content": "What is my name?"}]
+JSON
+"$LMF" chat -m "$SMOL" --messages "$dir/conv.json" -n 20 --temp 0 --verbose-prompt < /dev/null > "$dir/cm.txt" 2> "$dir/cm_err.txt" \
+  || { cat "$dir/cm_err.txt"; fail "chat --messages"; }
+grep -q "Ada" "$dir/cm.txt" || { cat "$dir/cm.txt"; fail "chat --messages answer"; }
+grep -q "Nice to meet you, Ada!<|im_end|>" "$dir/cm_err.txt" || { cat "$dir/cm_err.txt"; fail "the rendered conversation"; }
+[ "$(grep -c . "$dir/cm.txt")" = 1 ] || { cat "$dir/cm.txt"; fail "chat --messages prints one reply"; }
+echo '{"messages": [{"role": "assistant", "content": "hi"}]}' > "$dir/bad.json"
+"$LMF" chat -m "$SMOL" --messages "$dir/bad.json" 2> "$dir/err.txt"; [ $? = 2 ] \
+  && grep -q "bad.json: the last message must be the user's turn" "$dir/err.txt" || { cat "$dir/err.txt"; fail "--messages ending with the assistant"; }
+echo '[{"role": "robot", "content": "hi"}]' > "$dir/bad.json"
+"$LMF" chat -m "$SMOL" --messages "$dir/bad.json" 2> "$dir/err.txt"; [ $? = 2 ] \
+  && grep -q "bad.json: messages\[0\].role: 'robot'" "$dir/err.txt" || { cat "$dir/err.txt"; fail "--messages bad role"; }
+
 # quantize: the real Q4_1 to Q8_0 and Q4_0 (llama.cpp's layout), sizes printed, the greedy answer unchanged
 "$LMF" quantize "$SMOL" "$dir/q8.gguf" --type q8_0 > "$dir/q.txt" || { cat "$dir/q.txt"; fail "quantize q8_0"; }
 grep -q "matrices in Q8_0" "$dir/q.txt" && grep -q "8.50 bits/weight" "$dir/q.txt" || { cat "$dir/q.txt"; fail "quantize report"; }
@@ -66,5 +134,12 @@ if command -v bible > /dev/null; then
   ppl=$(sed -n 's/^perplexity: \([0-9.]*\).*/\1/p' "$dir/p.txt")
   awk -v p="$ppl" 'BEGIN { exit !(p > 2 && p < 60) }' || { cat "$dir/p.txt"; fail "perplexity $ppl out of the plausible range"; }
   "$LMF" perplexity -m "$SMOL" -f "$dir/rev.txt" -c 100000 2> "$dir/err.txt"; [ $? = 2 ] || fail "--ctx over the model's"
+  # progress off a terminal: at most a line every 5 s plus the final one (it printed one per window)
+  t0=$(date +%s)
+  "$LMF" perplexity -m "$SMOL" -f "$dir/rev.txt" -c 64 --chunks 12 > /dev/null 2> "$dir/pp_err.txt" || fail "perplexity -c 64"
+  t1=$(date +%s)
+  lines=$(grep -c "windows/s" "$dir/pp_err.txt")
+  [ "$lines" -ge 1 ] && [ "$lines" -le $(( 1 + (t1 - t0) / 5 )) ] && grep -q "12/12 100%" "$dir/pp_err.txt" \
+    || { cat "$dir/pp_err.txt"; fail "$lines progress lines in $((t1 - t0)) s"; }
 fi
 echo "cli_generate: ok"

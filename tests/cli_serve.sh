@@ -26,7 +26,7 @@ fail() { echo "FAIL: $*"; [ -f "$dir/server.log" ] && tail -20 "$dir/server.log"
 "$LMF" serve --help | grep -q "usage: lmforge serve" || fail "serve --help"
 "$LMF" serve 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "\-m MODEL is required" "$dir/err.txt" || fail "serve without -m"
 "$LMF" serve -m x --port 70000 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "\-\-port" "$dir/err.txt" || fail "bad --port"
-"$LMF" serve -m x --bogus 1 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "unknown flag --bogus" "$dir/err.txt" || fail "unknown flag"
+"$LMF" serve -m x --bogus 1 2> "$dir/err.txt"; [ $? = 2 ] && grep -qx "lmforge serve: unknown option --bogus" "$dir/err.txt" || fail "unknown flag"
 env -u LMF_API_KEY "$LMF" serve -m x --host 0.0.0.0 2> "$dir/err.txt"; rc=$?
 [ $rc = 2 ] && grep -q "no API key is set" "$dir/err.txt" || { cat "$dir/err.txt"; fail "open non-loopback bind (rc $rc)"; }
 "$LMF" serve -m x --api-key k --no-auth 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "contradict" "$dir/err.txt" || fail "--no-auth with a key"

@@ -11,7 +11,8 @@ fail() { echo "FAIL: $*"; exit 1; }
 # 1. GPT-2 ids, decode, specials
 [ "$(printf 'Hello, world!' | "$LMF" tokenize -t "$GPT2")" = "[15496, 11, 995, 0]" ] || fail "GPT-2 ids of 'Hello, world!'"
 [ "$(printf 'a<|endoftext|>' | "$LMF" tokenize -t "$GPT2" --allow-special)" = "[64, 50256]" ] || fail "--allow-special"
-[ "$(printf 'a<|endoftext|>' | "$LMF" tokenize -t "$GPT2")" != "[64, 50256]" ] || fail "special matched without --allow-special"
+[ "$(printf 'a<|endoftext|>' | "$LMF" tokenize -t "$GPT2")" = "[64, 50256]" ] || fail "special tokens are matched by default"
+[ "$(printf 'a<|endoftext|>' | "$LMF" tokenize -t "$GPT2" --no-special)" != "[64, 50256]" ] || fail "special matched with --no-special"
 [ "$(echo '[15496, 11, 995, 0]' | "$LMF" tokenize -t "$GPT2" --decode)" = "Hello, world!" ] || fail "decode"
 printf 'Ünïcödé — 数据 🙂\n\t x' > "$dir/u.txt"
 "$LMF" tokenize -t "$GPT2" < "$dir/u.txt" | "$LMF" tokenize -t "$GPT2" --decode > "$dir/u2.txt" || fail "round trip"

@@ -47,7 +47,7 @@ expect_error() { # expected-substring command...
   "$@" > "$dir/e.out" 2> "$dir/e.err" && fail "expected failure: $*"
   grep -q -- "$want" "$dir/e.err" || { cat "$dir/e.err"; fail "error for '$*' lacks '$want'"; }
 }
-expect_error "unknown flag '--bogus'" "$LMF" train "${common[@]}" --bogus 1
+expect_error "unknown option --bogus" "$LMF" train "${common[@]}" --bogus 1
 expect_error "n_layer expects an integer" "$LMF" train "${common[@]}" --n-layer x
 expect_error "no training shard" "$LMF" train
 echo "lr = oops" > "$dir/bad.conf"

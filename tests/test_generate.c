@@ -8,6 +8,8 @@
  *  - the stop-string holdback alone: a stop split across pieces, a prefix that turns out not to be one. */
 #include "test_util.h"
 
+#include <math.h>
+
 #include "lmforge.h"
 #include "model/generate.h"
 #include "tokenizer/bytelevel.h"
@@ -101,6 +103,23 @@ static int greedy_by_hand(fixture *f, int n, int32_t *out) {
         if (k + 1 < n) assert_int_equal(lmf_session_eval(f->s, &best, 1, 0, &lg), LMF_OK);
     }
     return k;
+}
+
+/* on_token's view: every token with its logprobs, stopping after stop_after tokens (0: never). */
+typedef struct {
+    int n, stop_after;
+    int32_t ids[64];
+    float lp[64];
+    lmf_token_logprob top[64][3];
+    int n_top;
+} token_log;
+
+static int log_token(void *ctx, const lmf_token_info *t) {
+    token_log *l = ctx;
+    l->ids[l->n] = t->id, l->lp[l->n] = t->logprob, l->n_top = t->n_top;
+    memcpy(l->top[l->n], t->top, sizeof(lmf_token_logprob) * (size_t)t->n_top);
+    l->n++;
+    return l->stop_after && l->n == l->stop_after;
 }
 
 static void check_model(const char *path) {
@@ -211,6 +230,51 @@ static void check_model(const char *path) {
     /* no tokenizer anywhere: refused */
     p.tok = NULL;
     assert_int_equal(lmf_generate(f.s, f.smp, &hist, hist.len, &p, &reply, &r), LMF_ERR_ARG);
+
+    /* on_token sees each sampled token with its log-probability under the raw logits: greedy takes the most likely,
+     * so its logprob is the top alternative's; the alternatives are sorted and are probabilities (sum <= 1) */
+    token_log tl = {0};
+    lmf_ids h2 = {0};
+    prompt(&h2);
+    lmf_session_rewind(f.s, 0);
+    p = (lmf_generate_params){.n_predict = N, .tok = f.tok, .on_token = log_token, .ctx = &tl, .n_logprobs = 3};
+    assert_int_equal(lmf_generate(f.s, f.smp, &h2, h2.len, &p, NULL, &r), LMF_OK);
+    assert_int_equal(tl.n, N);
+    assert_int_equal(tl.n_top, 3);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(tl.ids[i], ref[i]);
+        assert_int_equal(tl.top[i][0].id, ref[i]);
+        assert_float_equal(tl.lp[i], tl.top[i][0].logprob, 1e-6);
+        assert_true(tl.lp[i] <= 0);
+        assert_true(tl.top[i][0].logprob >= tl.top[i][1].logprob && tl.top[i][1].logprob >= tl.top[i][2].logprob);
+        assert_true(expf(tl.top[i][0].logprob) + expf(tl.top[i][1].logprob) + expf(tl.top[i][2].logprob) <= 1.0001f);
+    }
+    /* the first token's logprob is the log-softmax of the prompt's last logits, computed here by hand */
+    {
+        const float *lg;
+        lmf_session_rewind(f.s, 0);
+        assert_int_equal(lmf_session_eval(f.s, h2.data, NP, 0, &lg), LMF_OK);
+        int V = lmf_weights_config(f.w)->vocab_size;
+        double mx = lg[0], sum = 0;
+        for (int v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
+        for (int v = 0; v < V; v++) sum += exp(lg[v] - mx);
+        assert_float_equal(tl.lp[0], lg[ref[0]] - mx - log(sum), 1e-4);
+    }
+    /* a non-zero return stops after that token, whose text is still released */
+    tl = (token_log){.stop_after = 3};
+    prompt(&h2);
+    lmf_session_rewind(f.s, 0);
+    lmf_text r3 = {0};
+    assert_int_equal(lmf_generate(f.s, f.smp, &h2, h2.len, &p, &r3, &r), LMF_OK);
+    assert_int_equal(r.stop_reason, LMF_STOP_CALLBACK);
+    assert_int_equal(r.gen_tokens, 3);
+    assert_int_equal(r3.len, 3);
+    assert_memory_equal(r3.data, ref_text, 3);
+    p.n_logprobs = LMF_LOGPROBS_MAX + 1;
+    assert_int_equal(lmf_generate(f.s, f.smp, &h2, 0, &p, NULL, &r), LMF_ERR_ARG);
+    free(r3.data);
+    free(h2.data);
+    assert_string_equal(lmf_stop_reason_name(LMF_STOP_CONTEXT), "context full");
 
     /* a full context ends the reply: a 12-token session, 8 prompt tokens, then 5 sampled (the fifth is sampled
      * from the logits of position 11 and cannot be evaluated) */

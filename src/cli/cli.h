@@ -21,11 +21,6 @@ int cmd_serve(int argc, char **argv);
 /* Reads a whole file ("-" = stdin) into a NUL-terminated malloc'd buffer; errors name the file. */
 lmf_status cli_read_all(const char *path, char **out, size_t *len);
 
-/* Flag values: 1 and *out set when v is an integer >= lo (at most 2^30) / a number, else 0 with a message naming
- * the flag printed to stderr. */
-int cli_parse_int(const char *flag, const char *v, int lo, int *out);
-int cli_parse_float(const char *flag, const char *v, float *out);
-
 /* The LoRA adapter at path for the model's weights: a PEFT folder or a GGUF adapter file; its scale multiplied by
  * scale (--lora-scale). */
 struct lmf_lora;

@@ -1,6 +1,7 @@
 /* cmd_data.c — `lmforge data`: `run PIPELINE.toml` (the data pipeline: src/data/pipeline.h), its stage groups as
  * commands (`clean`, `dedup`), and `shard` (text files -> train/validation token shards). */
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/fs.h"
 #include "core/status.h"
 #include "data/pipeline.h"
@@ -14,20 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-
-static void help(FILE *f) {
-    fprintf(f, "usage: lmforge data shard --out DIR [--val-fraction F] [--block N] [--seed S] FILE... (- = stdin)\n\n"
-               "Tokenizes text files into DIR/train.bin and DIR/val.bin (lmforge token shards). Each file is one\n"
-               "document, followed by the end-of-text token. The token stream is cut into blocks of N tokens and\n"
-               "each block goes to validation with probability F (seeded, so reruns give the same split).\n"
-               "Tokenizer: bytes (ids 0-255 are bytes, 256 is <|endoftext|>, vocabulary 257) unless --tokenizer\n"
-               "names a BPE tokenizer (tokenizer.json or GPT-2 folder; it must have <|endoftext|>).\n\n"
-               "  --out DIR             output directory (created if missing)\n"
-               "  --val-fraction F      share of blocks for validation [default: 0.05]\n"
-               "  --block N             block size in tokens for the split [default: 16384]\n"
-               "  --seed S              seed of the split [default: 1337]\n"
-               "  --tokenizer PATH      BPE tokenizer to encode with [default: bytes]\n");
-}
 
 static lmf_status put_ids(lmf_shard_splitter *sp, lmf_ids *ids) {
     lmf_status s = lmf_shard_splitter_put(sp, (const uint32_t *)ids->data, ids->len);
@@ -69,41 +56,9 @@ static lmf_status shard_file(lmf_shard_splitter *sp, const char *path) {
     return s == LMF_OK ? lmf_shard_splitter_put(sp, &sp->eot, 1) : s;
 }
 
-static int shard(int argc, char **argv) {
-    const char *out = NULL, *tok_path = NULL;
-    double frac = 0.05;
-    long block = 16384;
-    long long seed = 1337;
-    int first_file = argc;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            help(stdout);
-            return 0;
-        }
-        int has = i + 1 < argc;
-        char *end = NULL;
-        if (!strcmp(argv[i], "--out") && has) out = argv[++i];
-        else if (!strcmp(argv[i], "--val-fraction") && has) frac = strtod(argv[++i], &end);
-        else if (!strcmp(argv[i], "--block") && has) block = strtol(argv[++i], &end, 10);
-        else if (!strcmp(argv[i], "--seed") && has) seed = strtoll(argv[++i], &end, 10);
-        else if (!strcmp(argv[i], "--tokenizer") && has) tok_path = argv[++i];
-        else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "lmforge data shard: unknown flag or missing value: %s\n", argv[i]);
-            return 2;
-        } else {
-            first_file = i;
-            break;
-        }
-        if (end && *end) {
-            fprintf(stderr, "lmforge data shard: %s: not a number: '%s'\n", argv[i - 1], argv[i]);
-            return 2;
-        }
-    }
-    if (!out || first_file >= argc || !(frac >= 0 && frac < 1) || block <= 0) {
-        fprintf(stderr, "lmforge data shard: need --out DIR and at least one FILE; 0 <= --val-fraction < 1; "
-                        "--block > 0 (see --help)\n");
-        return 2;
-    }
+/* Writes DIR/train.bin and DIR/val.bin from the files (each one document, then eot). */
+static int shard_files(const char *out, const char *tok_path, double frac, int block, uint64_t seed,
+                       const char **files, int n_files) {
     lmf_tokenizer *tok = NULL;
     lmf_status s;
     if ((s = lmf_mkdir_p(out)) != LMF_OK) return cli_fail("data shard", s);
@@ -117,7 +72,7 @@ static int shard(int argc, char **argv) {
         }
         return cli_fail("data shard", s);
     }
-    for (int i = first_file; i < argc && s == LMF_OK; i++) s = shard_file(&sp, argv[i]);
+    for (int i = 0; i < n_files && s == LMF_OK; i++) s = shard_file(&sp, files[i]);
     uint64_t nt, nv;
     uint32_t vocab = sp.vocab;
     char tp[1100], vp[1100];
@@ -137,6 +92,44 @@ static int shard(int argc, char **argv) {
     return 0;
 }
 
+static int shard(int argc, char **argv) {
+    const char *out = NULL, *tok_path = NULL;
+    double frac = 0.05;
+    int block = 16384, n_files = 0;
+    uint64_t seed = 1337;
+    const char **files = calloc((size_t)argc + 1, sizeof *files);
+    const cli_opt opts[] = {
+        CLI_OPT(NULL, "--out", CLI_STR, &out, "DIR", "output directory, created if missing (required)"),
+        CLI_OPT(NULL, "--val-fraction", CLI_DOUBLE, &frac, "F", "share of blocks for validation, in [0, 1)"),
+        CLI_OPT(NULL, "--block", CLI_INT, &block, "N", "block size in tokens for the split", .lo = 1),
+        CLI_OPT(NULL, "--seed", CLI_U64, &seed, "S", "seed of the split"),
+        CLI_OPT(NULL, "--tokenizer", CLI_STR, &tok_path, "PATH",
+                "BPE tokenizer to encode with (tokenizer.json or GPT-2 folder; it must have <|endoftext|>)",
+                .def = "bytes"),
+    };
+    cli_cmd c = {.cmd = "data shard", .opts = opts, .n_opts = (int)(sizeof opts / sizeof opts[0]), .pos = files,
+                 .max_pos = argc, .n_pos = &n_files,
+                 .usage = "usage: lmforge data shard --out DIR [flags] FILE... (- = stdin)\n\n"
+                          "Tokenizes text files into DIR/train.bin and DIR/val.bin (lmforge token shards). Each file "
+                          "is one\ndocument, followed by the end-of-text token. The token stream is cut into blocks "
+                          "of N tokens and\neach block goes to validation with probability F (seeded, so reruns give "
+                          "the same split).\nTokenizer: bytes (ids 0-255 are bytes, 256 is <|endoftext|>, vocabulary "
+                          "257) unless --tokenizer\nnames a BPE tokenizer.\n"};
+    int r = cli_parse(&c, argc, argv);
+    if (r > 0 && (!out || !n_files || !(frac >= 0 && frac < 1))) {
+        fprintf(stderr, "lmforge data shard: need --out DIR and at least one FILE; 0 <= --val-fraction < 1 (see "
+                        "--help)\n");
+        r = 0;
+    }
+    if (r <= 0) {
+        free(files);
+        return r < 0 ? 0 : 2;
+    }
+    int rc = shard_files(out, tok_path, frac, block, seed, files, n_files);
+    free(files);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- run / clean / dedup */
 
 static volatile int g_stop;
@@ -145,40 +138,22 @@ static void on_signal(int sig) {
     g_stop = 1;
 }
 
-static void pipeline_help(FILE *f, const char *cmd) {
+static const char *pipeline_usage(const char *cmd) {
     if (!strcmp(cmd, "run"))
-        fprintf(f, "usage: lmforge data run PIPELINE.toml [flags] [INPUT...]\n\n"
-                   "Streams documents through the stages configured in PIPELINE.toml (see configs/pipeline.toml for\n"
-                   "every option with its default, docs/data-pipeline.md for the stages): normalize, length, gopher_quality,\n"
-                   "gopher_repetition, c4, fineweb, toxicity, pii, exact_dedup, minhash, shard. Writes DIR/kept.jsonl[.zst],\n"
-                   "DIR/report.json, DIR/train.bin + DIR/val.bin, and prints the report. INPUTs replace input.paths.\n\n");
-    else if (!strcmp(cmd, "clean"))
-        fprintf(f, "usage: lmforge data clean --out DIR [flags] INPUT...\n\n"
-                   "The per-document stages only: normalize, length, gopher_quality, gopher_repetition, c4, fineweb,\n"
-                   "toxicity, pii (each with its defaults; --no-STAGE drops one, --set changes a threshold). Writes\n"
-                   "DIR/kept.jsonl and DIR/report.json.\n\n");
-    else
-        fprintf(f, "usage: lmforge data dedup --out DIR [flags] INPUT...\n\n"
-                   "Deduplication only: exact_dedup then minhash (the text is not normalized: invalid UTF-8 documents\n"
-                   "are reported as malformed). Writes DIR/kept.jsonl and DIR/report.json.\n\n");
-    fprintf(f, "  --config FILE          TOML pipeline to start from (run: the positional PIPELINE.toml)\n"
-               "  --out DIR              output folder (output.dir)\n"
-               "  --threads N            worker threads, 0 = all cores (run.threads)\n"
-               "  --set TABLE.KEY=VALUE  any option of the TOML file, e.g. --set gopher_quality.min_doc_words=20\n"
-               "  --STAGE / --no-STAGE   enable / disable a stage (e.g. --no-c4, --minhash, --shard)\n"
-               "  --format F             auto | text | jsonl (input.format)\n"
-               "  --text-field NAME      JSONL field holding the text (input.text_field)\n"
-               "  --id-field NAME        JSONL field naming the document (input.id_field)\n"
-               "  --split MODE           file | blank_line | line | separator (input.split)\n"
-               "  --separator S          line that ends a document with --split separator (input.separator)\n"
-               "  --include GLOB         only files whose name matches (repeatable; input.include)\n"
-               "  --exclude GLOB         skip files whose name matches (repeatable; input.exclude)\n"
-               "  --tokenizer PATH       tokenize kept documents into train.bin / val.bin (enables shard)\n"
-               "  --compress             write kept.jsonl.zst\n"
-               "  --removed              also write removed.jsonl (every removed document and why)\n"
-               "  --no-progress          no progress bar\n"
-               "  --quiet                do not print the report table (report.json is still written)\n"
-               "  --print-config         print the resulting configuration as TOML and exit\n");
+        return "usage: lmforge data run PIPELINE.toml [flags] [INPUT...]\n\n"
+               "Streams documents through the stages configured in PIPELINE.toml (see configs/pipeline.toml for\n"
+               "every option with its default, docs/data-pipeline.md for the stages): normalize, length, "
+               "gopher_quality,\ngopher_repetition, c4, fineweb, toxicity, pii, exact_dedup, minhash, shard. Writes "
+               "DIR/kept.jsonl[.zst],\nDIR/report.json, DIR/train.bin + DIR/val.bin, and prints the report. INPUTs "
+               "replace input.paths.\n";
+    if (!strcmp(cmd, "clean"))
+        return "usage: lmforge data clean --out DIR [flags] INPUT...\n\n"
+               "The per-document stages only: normalize, length, gopher_quality, gopher_repetition, c4, fineweb,\n"
+               "toxicity, pii (each with its defaults; --no-STAGE drops one, --set changes a threshold). Writes\n"
+               "DIR/kept.jsonl and DIR/report.json.\n";
+    return "usage: lmforge data dedup --out DIR [flags] INPUT...\n\n"
+           "Deduplication only: exact_dedup then minhash (the text is not normalized: invalid UTF-8 documents\n"
+           "are reported as malformed). Writes DIR/kept.jsonl and DIR/report.json.\n";
 }
 
 static void replace_str(char **dst, const char *v) {
@@ -192,12 +167,122 @@ static int is_stage(const char *name) {
     return -1;
 }
 
+/* The flags that change the configuration are collected in command-line order and applied once the configuration
+ * file (--config, or run's PIPELINE.toml) has been read, so they override it wherever they stand. */
+typedef struct {
+    const char **flag, **value;
+    int n;
+} pending;
+
+static lmf_status record(void *dst, const char *flag, const char *value) {
+    pending *p = dst;
+    p->flag[p->n] = flag, p->value[p->n] = value, p->n++;
+    return LMF_OK;
+}
+
+static lmf_status apply(lmf_pipeline_config *c, const char *a, const char *v) {
+    char set[4200];
+    set[0] = 0;
+    if (!strcmp(a, "--set")) return lmf_pipeline_config_set(c, v);
+    if (!strcmp(a, "--out")) replace_str(&c->out_dir, v);
+    else if (!strcmp(a, "--threads")) snprintf(set, sizeof set, "run.threads=%s", v);
+    else if (!strcmp(a, "--format")) snprintf(set, sizeof set, "input.format=%s", v);
+    else if (!strcmp(a, "--text-field")) replace_str(&c->text_field, v);
+    else if (!strcmp(a, "--id-field")) replace_str(&c->id_field, v);
+    else if (!strcmp(a, "--split")) snprintf(set, sizeof set, "input.split=%s", v);
+    else if (!strcmp(a, "--separator")) replace_str(&c->separator, v);
+    else if (!strcmp(a, "--include")) lmf_strlist_push(&c->include, &c->n_include, v);
+    else if (!strcmp(a, "--exclude")) lmf_strlist_push(&c->exclude, &c->n_exclude, v);
+    else if (!strcmp(a, "--tokenizer")) {
+        free(c->tokenizer);
+        c->tokenizer = strdup(v);
+        c->enabled[LMF_STAGE_SHARD] = 1;
+    } else { /* --STAGE / --no-STAGE */
+        int off = !strncmp(a, "--no-", 5);
+        char name[64];
+        snprintf(name, sizeof name, "%s", a + (off ? 5 : 2));
+        for (char *p = name; *p; p++)
+            if (*p == '-') *p = '_';
+        int st = is_stage(name);
+        LMF_CHECK(st >= 0); /* the table lists stages only */
+        c->enabled[st] = !off;
+    }
+    return set[0] ? lmf_pipeline_config_set(c, set) : LMF_OK;
+}
+
 static int pipeline_cmd(const char *cmd, int argc, char **argv) {
     char label[32];
     snprintf(label, sizeof label, "data %s", cmd);
+    int is_run = !strcmp(cmd, "run");
+    const char *config = NULL;
+    int quiet = 0, print_config = 0, compress = 0, removed = 0, no_progress = 0, n_pos = 0;
+    const char **pos = calloc((size_t)argc + 1, sizeof *pos);
+    pending pend = {calloc((size_t)argc + 1, sizeof(char *)), calloc((size_t)argc + 1, sizeof(char *)), 0};
+    char stage_names[2 * LMF_N_STAGES][48];
+    cli_opt opts[32 + 2 * LMF_N_STAGES];
+    int n = 0;
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--config", CLI_STR, &config, "FILE",
+                                 "TOML pipeline to start from (run: the positional PIPELINE.toml)");
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--out", CLI_FN, &pend, "DIR", "output folder (output.dir)", .fn = record);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--threads", CLI_FN, &pend, "N", "worker threads, 0 = all cores (run.threads)",
+                                 .fn = record);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--set", CLI_FN, &pend, "TABLE.KEY=VALUE",
+                                 "any option of the TOML file, e.g. --set gopher_quality.min_doc_words=20",
+                                 .fn = record);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--format", CLI_FN, &pend, "F", "auto | text | jsonl (input.format)",
+                                 .fn = record);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--text-field", CLI_FN, &pend, "NAME",
+                                 "JSONL field holding the text (input.text_field)", .fn = record);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--id-field", CLI_FN, &pend, "NAME",
+                                 "JSONL field naming the document (input.id_field)", .fn = record);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--split", CLI_FN, &pend, "MODE",
+                                 "file | blank_line | line | separator (input.split)", .fn = record);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--separator", CLI_FN, &pend, "S",
+                                 "line that ends a document with --split separator (input.separator)", .fn = record);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--include", CLI_FN, &pend, "GLOB",
+                                 "only files whose name matches (repeatable; input.include)", .fn = record);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--exclude", CLI_FN, &pend, "GLOB",
+                                 "skip files whose name matches (repeatable; input.exclude)", .fn = record);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--tokenizer", CLI_FN, &pend, "PATH",
+                                 "tokenize kept documents into train.bin / val.bin (enables shard)", .fn = record);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--compress", CLI_BOOL, &compress, NULL, "write kept.jsonl.zst");
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--removed", CLI_BOOL, &removed, NULL,
+                                 "also write removed.jsonl (every removed document and why)");
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--no-progress", CLI_BOOL, &no_progress, NULL, "no progress bar");
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--quiet", CLI_BOOL, &quiet, NULL,
+                                 "do not print the report table (report.json is still written)");
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--print-config", CLI_BOOL, &print_config, NULL,
+                                 "print the resulting configuration as TOML and exit");
+    opts[n++] = (cli_opt)CLI_HEADING("\nstages (each enables or disables one):");
+    for (int i = 0; i < LMF_N_STAGES; i++) {
+        char *on = stage_names[2 * i], *off = stage_names[2 * i + 1];
+        snprintf(on, 48, "--%s", lmf_stage_name((lmf_stage_id)i));
+        for (char *p = on; *p; p++)
+            if (*p == '_') *p = '-';
+        snprintf(off, 48, "--no-%s", on + 2);
+        opts[n++] = (cli_opt)CLI_OPT(NULL, on, CLI_FN0, &pend, NULL, "enable the stage", .fn = record);
+        opts[n++] = (cli_opt)CLI_OPT(NULL, off, CLI_FN0, &pend, NULL, "disable it", .fn = record);
+    }
+    cli_cmd cc = {.cmd = label, .usage = pipeline_usage(cmd), .opts = opts, .n_opts = n, .pos = pos,
+                  .max_pos = argc, .n_pos = &n_pos};
+    int r = cli_parse(&cc, argc, argv);
+    int first_input = 0;
+    if (r > 0 && is_run) {
+        if (!n_pos) {
+            fprintf(stderr, "lmforge data run: the pipeline file PIPELINE.toml is required (see --help)\n");
+            r = 0;
+        } else if (!config) {
+            config = pos[0];
+        }
+        first_input = 1;
+    }
     lmf_pipeline_config c;
     lmf_pipeline_config_default(&c);
-    int is_run = !strcmp(cmd, "run");
+    if (r <= 0) {
+        free(pos), free(pend.flag), free(pend.value);
+        lmf_pipeline_config_free(&c);
+        return r < 0 ? 0 : 2;
+    }
     if (!is_run) { /* clean / dedup: a subset of the stages, no shard unless --tokenizer or --shard */
         int dedup = !strcmp(cmd, "dedup");
         for (int i = 0; i < LMF_N_STAGES; i++) {
@@ -205,27 +290,7 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
             c.enabled[i] = i != LMF_STAGE_SHARD && (dedup ? is_dedup : !is_dedup);
         }
     }
-    const char *config = NULL;
-    int quiet = 0, print_config = 0, first_input = argc;
     lmf_status s = LMF_OK;
-    int i = 1;
-    if (is_run) {
-        if (argc < 2 || argv[1][0] == '-') {
-            if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-                pipeline_help(stdout, cmd);
-                lmf_pipeline_config_free(&c);
-                return 0;
-            }
-            fprintf(stderr, "lmforge data run: the first argument must be the pipeline file (see --help)\n");
-            lmf_pipeline_config_free(&c);
-            return 2;
-        }
-        config = argv[1];
-        i = 2;
-    }
-    /* the config file first, whatever the flag order, so flags override it */
-    for (int k = i; k < argc - 1; k++)
-        if (!strcmp(argv[k], "--config")) config = argv[k + 1];
     if (config) {
         lmf_toml *t;
         s = lmf_toml_load(config, &t);
@@ -233,78 +298,20 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
             s = lmf_pipeline_config_apply(&c, t);
             lmf_toml_free(t);
         }
-        if (s != LMF_OK) {
-            lmf_pipeline_config_free(&c);
-            return cli_fail(label, s == LMF_ERR_FORMAT ? LMF_ERR_ARG : s);
-        }
+        if (s == LMF_ERR_FORMAT) s = LMF_ERR_ARG;
     }
-    char set[4200];
-    for (; i < argc && s == LMF_OK; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            pipeline_help(stdout, cmd);
-            lmf_pipeline_config_free(&c);
-            return 0;
-        }
-        set[0] = 0;
-        if (!strcmp(a, "--config") && has) i++;
-        else if (!strcmp(a, "--set") && has) s = lmf_pipeline_config_set(&c, argv[++i]);
-        else if (!strcmp(a, "--out") && has) replace_str(&c.out_dir, argv[++i]);
-        else if (!strcmp(a, "--threads") && has) snprintf(set, sizeof set, "run.threads=%s", argv[++i]);
-        else if (!strcmp(a, "--format") && has) snprintf(set, sizeof set, "input.format=%s", argv[++i]);
-        else if (!strcmp(a, "--text-field") && has) replace_str(&c.text_field, argv[++i]);
-        else if (!strcmp(a, "--id-field") && has) replace_str(&c.id_field, argv[++i]);
-        else if (!strcmp(a, "--split") && has) snprintf(set, sizeof set, "input.split=%s", argv[++i]);
-        else if (!strcmp(a, "--separator") && has) replace_str(&c.separator, argv[++i]);
-        else if ((!strcmp(a, "--include") || !strcmp(a, "--exclude")) && has)
-            lmf_strlist_push(a[2] == 'i' ? &c.include : &c.exclude, a[2] == 'i' ? &c.n_include : &c.n_exclude, argv[++i]);
-        else if (!strcmp(a, "--tokenizer") && has) {
-            free(c.tokenizer);
-            c.tokenizer = strdup(argv[++i]);
-            c.enabled[LMF_STAGE_SHARD] = 1;
-        } else if (!strcmp(a, "--compress")) c.compress_kept = 1;
-        else if (!strcmp(a, "--removed")) c.write_removed = 1;
-        else if (!strcmp(a, "--no-progress")) c.progress = 0;
-        else if (!strcmp(a, "--quiet")) quiet = 1;
-        else if (!strcmp(a, "--print-config")) print_config = 1;
-        else if (a[0] == '-' && a[1] == '-' && a[2]) {
-            int off = !strncmp(a, "--no-", 5);
-            char name[64];
-            snprintf(name, sizeof name, "%s", a + (off ? 5 : 2));
-            for (char *p = name; *p; p++)
-                if (*p == '-') *p = '_';
-            int st = is_stage(name);
-            if (st < 0) {
-                fprintf(stderr, "lmforge %s: unknown flag or missing value: %s (see --help)\n", label, a);
-                lmf_pipeline_config_free(&c);
-                return 2;
-            }
-            c.enabled[st] = !off;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "lmforge %s: unknown flag or missing value: %s (see --help)\n", label, a);
-            lmf_pipeline_config_free(&c);
-            return 2;
-        } else {
-            first_input = i;
-            break;
-        }
-        if (set[0]) s = lmf_pipeline_config_set(&c, set);
+    for (int k = 0; k < pend.n && s == LMF_OK; k++) s = apply(&c, pend.flag[k], pend.value[k]);
+    if (compress) c.compress_kept = 1;
+    if (removed) c.write_removed = 1;
+    if (no_progress) c.progress = 0;
+    if (s == LMF_OK && first_input < n_pos) {
+        lmf_strlist_free(&c.inputs, &c.n_inputs);
+        for (int k = first_input; k < n_pos; k++) lmf_strlist_push(&c.inputs, &c.n_inputs, pos[k]);
     }
+    free(pos), free(pend.flag), free(pend.value);
     if (s != LMF_OK) {
         lmf_pipeline_config_free(&c);
         return cli_fail(label, s);
-    }
-    if (first_input < argc) {
-        lmf_strlist_free(&c.inputs, &c.n_inputs);
-        for (int k = first_input; k < argc; k++) {
-            if (argv[k][0] == '-' && argv[k][1]) {
-                fprintf(stderr, "lmforge %s: flags must come before the inputs: %s\n", label, argv[k]);
-                lmf_pipeline_config_free(&c);
-                return 2;
-            }
-            lmf_strlist_push(&c.inputs, &c.n_inputs, argv[k]);
-        }
     }
     if (print_config) {
         lmf_pipeline_config_write(&c, stdout);

@@ -3,6 +3,7 @@
  * optionally with a LoRA adapter merged in (W += scale B A), so that llama.cpp (GGUF) or Hugging Face transformers
  * (a folder with config.json + model.safetensors + tokenizer files) loads it. */
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/status.h"
 #include "io/gguf.h"
 #include "model/export.h"
@@ -14,56 +15,35 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void export_help(FILE *f) {
-    fprintf(f, "usage: lmforge export MODEL --to gguf|safetensors -o OUT [--type f32|f16|bf16] [--name NAME]\n"
-               "                      [--merge-lora ADAPTER]\n\n"
-               "MODEL: an lmforge checkpoint (ckpt-*.lmfc, or a run folder: its newest checkpoint), a Hugging Face\n"
-               "folder (config.json + safetensors) or a GGUF file.\n"
-               "  --to gguf          one GGUF file in llama.cpp's conventions (llama or gpt2 architecture, the\n"
-               "                     tokenizer as tokenizer.ggml.*); --type f32 (default) or f16\n"
-               "  --to safetensors   a Hugging Face folder OUT: config.json, model.safetensors and, with a\n"
-               "                     tokenizer, tokenizer.json, tokenizer_config.json, generation_config.json;\n"
-               "                     --type f32 (default), f16 or bf16\n"
-               "  -o, --output OUT   the file (gguf) or folder (safetensors) to write; files are written atomically\n"
-               "  --name NAME        general.name in the GGUF (default lmforge-<family>)\n"
-               "  --merge-lora ADAPTER  merge a LoRA adapter into the weights before writing (W += scale B A, as\n"
-               "                     PEFT's merge_and_unload): a PEFT folder (adapter_config.json +\n"
-               "                     adapter_model.safetensors) or a GGUF adapter file; the adapted matrices are\n"
-               "                     merged in fp32, then written in --type like the rest\n");
-}
-
 /* Any model lmforge reads, by what the path is. */
 int cmd_export(int argc, char **argv) {
-    const char *model = NULL, *to = NULL, *out = NULL, *type_s = "f32", *name = NULL, *lora_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            export_help(stdout);
-            return 0;
-        }
-        const char **dst = !strcmp(a, "--to") ? &to : (!strcmp(a, "-o") || !strcmp(a, "--output")) ? &out
-                         : !strcmp(a, "--type") ? &type_s : !strcmp(a, "--name") ? &name
-                         : !strcmp(a, "--merge-lora") ? &lora_path : NULL;
-        if (dst) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "lmforge export: %s needs a value\n", a);
-                return 2;
-            }
-            *dst = argv[++i];
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "lmforge export: unknown flag %s (see lmforge export --help)\n", a);
-            return 2;
-        } else if (!model) {
-            model = a;
-        } else {
-            fprintf(stderr, "lmforge export: one MODEL only (got %s and %s)\n", model, a);
-            return 2;
-        }
+    const char *to = NULL, *out = NULL, *type_s = "f32", *name = NULL, *lora_path = NULL, *pos[1];
+    int n_pos = 0;
+    const cli_opt opts[] = {
+        CLI_OPT(NULL, "--to", CLI_STR, &to, "FORMAT",
+                "gguf: one GGUF file in llama.cpp's conventions (llama or gpt2 architecture, the tokenizer as "
+                "tokenizer.ggml.*); safetensors: a Hugging Face folder (config.json, model.safetensors and, with a "
+                "tokenizer, tokenizer.json, tokenizer_config.json, generation_config.json) (required)"),
+        CLI_OPT("-o", "--output", CLI_STR, &out, "OUT",
+                "the file (gguf) or folder (safetensors) to write, atomically (required)"),
+        CLI_OPT(NULL, "--type", CLI_STR, &type_s, "TYPE", "f32 or f16 (gguf); f32, f16 or bf16 (safetensors)"),
+        CLI_OPT(NULL, "--name", CLI_STR, &name, "NAME", "general.name in the GGUF", .def = "lmforge-<family>"),
+        CLI_OPT(NULL, "--merge-lora", CLI_STR, &lora_path, "ADAPTER",
+                "merge a LoRA adapter into the weights before writing (W += scale B A, as PEFT's "
+                "merge_and_unload): a PEFT folder or a GGUF adapter file; merged in fp32, then written in --type"),
+    };
+    cli_cmd c = {.cmd = "export", .opts = opts, .n_opts = (int)(sizeof opts / sizeof opts[0]), .pos = pos,
+                 .max_pos = 1, .n_pos = &n_pos,
+                 .usage = "usage: lmforge export MODEL --to gguf|safetensors -o OUT [flags]\n\n"
+                          "MODEL: an lmforge checkpoint (ckpt-*.lmfc, or a run folder: its newest checkpoint), a "
+                          "Hugging Face\nfolder (config.json + safetensors) or a GGUF file.\n"};
+    int r = cli_parse(&c, argc, argv);
+    if (r > 0 && (!n_pos || !to || !out)) {
+        fprintf(stderr, "lmforge export: need MODEL, --to FORMAT and -o OUT (see --help)\n");
+        r = 0;
     }
-    if (!model || !to || !out) {
-        export_help(stderr);
-        return 2;
-    }
+    if (r <= 0) return r < 0 ? 0 : 2;
+    const char *model = pos[0];
     lmf_export_format fmt;
     uint32_t type;
     lmf_status s = lmf_export_format_parse(to, &fmt);

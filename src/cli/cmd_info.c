@@ -3,6 +3,7 @@
  * Any other model (Hugging Face folder, lmforge checkpoint) is shown as loaded for inference: family,
  * hyperparameters, tokenizer and every weight tensor with its type and shape. */
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/status.h"
 #include "io/gguf.h"
 #include "model/weights.h"
@@ -12,18 +13,6 @@
 #include <string.h>
 
 typedef unsigned long long ull;
-
-static void info_help(FILE *f) {
-    fprintf(f, "usage: lmforge info MODEL\n\n"
-               "MODEL is a GGUF file, a Hugging Face folder or an lmforge checkpoint. For a GGUF file it prints\n"
-               "what the file holds: version, alignment and size; the architecture and its\n"
-
-               "hyperparameters (general.architecture and the <arch>.* keys); the tokenizer (model, pre-tokenizer,\n"
-               "vocabulary size, special token ids); every metadata key with its type and value (long strings and\n"
-               "arrays summarised); every tensor with its ggml type, shape (ggml order: innermost first) and bytes.\n"
-               "For other models: the family, hyperparameters, tokenizer and every weight tensor as loaded for\n"
-               "inference (shape as (out, in) rows x columns).\n");
-}
 
 /* A string, escaped and cut to at most max bytes of input. */
 static void print_str(const char *s, size_t len, size_t max) {
@@ -211,22 +200,24 @@ static int info_loaded(const char *path) {
 }
 
 int cmd_info(int argc, char **argv) {
-    const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            info_help(stdout);
-            return 0;
-        }
-        if (argv[i][0] == '-' || path) {
-            fprintf(stderr, "lmforge info: unexpected argument: %s (see --help)\n", argv[i]);
-            return 2;
-        }
-        path = argv[i];
-    }
-    if (!path) {
+    const char *pos[1];
+    int n_pos = 0;
+    cli_cmd c = {.cmd = "info", .pos = pos, .max_pos = 1, .n_pos = &n_pos,
+                 .usage = "usage: lmforge info MODEL\n\n"
+                          "MODEL is a GGUF file, a Hugging Face folder or an lmforge checkpoint. For a GGUF file it "
+                          "prints\nwhat the file holds: version, alignment and size; the architecture and its "
+                          "hyperparameters\n(general.architecture and the <arch>.* keys); the tokenizer (model, "
+                          "pre-tokenizer, vocabulary size,\nspecial token ids); every metadata key with its type and "
+                          "value (long strings and arrays summarised);\nevery tensor with its ggml type, shape (ggml "
+                          "order: innermost first) and bytes. For other models: the\nfamily, hyperparameters, "
+                          "tokenizer and every weight tensor as loaded for inference (shape as (out, in)).\n"};
+    int r = cli_parse(&c, argc, argv);
+    if (r > 0 && !n_pos) {
         fprintf(stderr, "lmforge info: need a MODEL (see --help)\n");
-        return 2;
+        r = 0;
     }
+    if (r <= 0) return r < 0 ? 0 : 2;
+    const char *path = pos[0];
     if (!lmf_gguf_sniff(path)) return info_loaded(path);
     lmf_gguf *g;
     lmf_status s = lmf_gguf_open(path, &g);

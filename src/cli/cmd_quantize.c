@@ -2,6 +2,7 @@
  * (norms and biases stay F32, embeddings and the output head stay 8-bit under 4/5-bit types, as llama.cpp does),
  * with the sizes before and after and, with --ppl FILE, the perplexity of both models on a held-out text. */
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "io/gguf.h"
 #include "model/export.h"
 #include "model/weights.h"
@@ -11,15 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static void usage(FILE *f) {
-    fprintf(f, "usage: lmforge quantize IN OUT --type TYPE [--ppl TEXT] [--ppl-ctx N] [--ppl-chunks N] [-t N]\n\n"
-               "Writes the model IN (GGUF, Hugging Face folder or lmforge checkpoint; llama or gpt2) as the GGUF file\n"
-               "OUT with its matrices in TYPE: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (ggml's rounding, so\n"
-               "llama.cpp reads the same values). Norms and biases stay F32; under 4- and 5-bit types the token\n"
-               "embedding and output head are Q8_0. Prints the sizes before and after; with --ppl TEXT also the\n"
-               "perplexity of IN and OUT on TEXT (windows of --ppl-ctx tokens [512], at most --ppl-chunks [all]).\n");
-}
 
 static size_t file_size(const char *path) {
     struct stat sb;
@@ -32,52 +24,31 @@ static void print_size(const char *what, const char *path, size_t file, size_t t
 }
 
 int cmd_quantize(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *type_s = NULL, *ppl = NULL;
-    int ctx = 512, chunks = 0, threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (a[0] == '-') {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "lmforge quantize: %s needs a value (or unknown flag)\n", a);
-                return 2;
-            }
-            const char *v = argv[++i];
-            int *num = NULL;
-            if (!strcmp(a, "--type")) type_s = v;
-            else if (!strcmp(a, "--ppl")) ppl = v;
-            else if (!strcmp(a, "--ppl-ctx")) num = &ctx;
-            else if (!strcmp(a, "--ppl-chunks")) num = &chunks;
-            else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) num = &threads;
-            else {
-                fprintf(stderr, "lmforge quantize: unknown flag %s\n", a);
-                return 2;
-            }
-            if (num) {
-                char *end;
-                long x = strtol(v, &end, 10);
-                if (*end || end == v || x < 0 || x > 1 << 20) {
-                    fprintf(stderr, "lmforge quantize: %s expects a non-negative integer, got '%s'\n", a, v);
-                    return 2;
-                }
-                *num = (int)x;
-            }
-        } else if (!in) {
-            in = a;
-        } else if (!out) {
-            out = a;
-        } else {
-            fprintf(stderr, "lmforge quantize: unexpected argument %s\n", a);
-            return 2;
-        }
+    const char *type_s = NULL, *ppl = NULL, *pos[2];
+    int ctx = 512, chunks = 0, threads = 0, n_pos = 0;
+    const cli_opt opts[] = {
+        CLI_OPT(NULL, "--type", CLI_STR, &type_s, "TYPE",
+                "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (ggml's rounding, so llama.cpp reads the same values) "
+                "(required)"),
+        CLI_OPT(NULL, "--ppl", CLI_STR, &ppl, "TEXT", "also the perplexity of IN and OUT on the text file TEXT"),
+        CLI_OPT(NULL, "--ppl-ctx", CLI_INT, &ctx, "N", "perplexity window in tokens", .lo = 4),
+        CLI_OPT(NULL, "--ppl-chunks", CLI_INT, &chunks, "N", "perplexity windows at most", .def = "all", .lo = 1),
+        CLI_OPT("-t", "--threads", CLI_INT, &threads, "N", "threads", .def = "OMP_NUM_THREADS or all cores", .lo = 1),
+    };
+    cli_cmd c = {.cmd = "quantize", .opts = opts, .n_opts = (int)(sizeof opts / sizeof opts[0]), .pos = pos,
+                 .max_pos = 2, .n_pos = &n_pos,
+                 .usage = "usage: lmforge quantize IN OUT --type TYPE [flags]\n\n"
+                          "Writes the model IN (GGUF, Hugging Face folder or lmforge checkpoint; llama or gpt2) as "
+                          "the GGUF file\nOUT with its matrices in TYPE. Norms and biases stay F32; under 4- and "
+                          "5-bit types the token\nembedding and output head are Q8_0. Prints the sizes before and "
+                          "after.\n"};
+    int r = cli_parse(&c, argc, argv);
+    if (r > 0 && (n_pos < 2 || !type_s)) {
+        fprintf(stderr, "lmforge quantize: need IN, OUT and --type TYPE (see --help)\n");
+        r = 0;
     }
-    if (!in || !out || !type_s) {
-        usage(stderr);
-        return 2;
-    }
+    if (r <= 0) return r < 0 ? 0 : 2;
+    const char *in = pos[0], *out = pos[1];
     uint32_t type;
     lmf_status st = lmf_export_type_parse(type_s, &type);
     if (st != LMF_OK) return cli_fail("quantize", st);

@@ -2,6 +2,7 @@
  * the port first (so /health answers "loading" while the model maps), loads the model, adapter and chat template,
  * starts the engine, and serves until SIGINT / SIGTERM. */
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/status.h"
 #include "model/lora.h"
 #include "serve/engine.h"
@@ -21,36 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *USAGE =
-    "usage: lmforge serve -m MODEL [flags]\n\n"
-    "Serves MODEL over HTTP with the OpenAI API: POST /v1/chat/completions and /v1/completions (streaming or not),\n"
-    "GET /v1/models, GET /health, GET /metrics (Prometheus), POST /tokenize and /detokenize, and a chat page at /.\n"
-    "Requests run together in one continuous batch. Ctrl-C (SIGINT) or SIGTERM stops it. See docs/serving.md.\n\n"
-    "model\n"
-    "  -m, --model PATH        GGUF file, Hugging Face folder or lmforge checkpoint (with a tokenizer)\n"
-    "      --model-name NAME   the model's id in /v1/models and replies [the file's basename]\n"
-    "      --lora PATH         apply a LoRA adapter without merging: a PEFT folder or a GGUF adapter\n"
-    "      --lora-scale S      multiply the adapter's scale by S [1]\n"
-    "      --chat-format F     chatml, llama2 or llama3 instead of the model's template\n"
-    "  -t, --threads N         compute threads [OMP_NUM_THREADS or all cores]\n"
-    "engine\n"
-    "      --parallel N        sequences running at once [16]\n"
-    "      --kv-size N[MiB]    KV cache: positions in all, or its size in MiB [parallel x 2048]\n"
-    "  -c, --ctx-size N        one sequence (prompt + reply) at most [the model's context, capped by the KV cache]\n"
-    "      --max-queue N       requests waiting for a slot at most (0: none); more get 429 [64]\n"
-    "      --chunk N           prompt tokens per prefill step [256]\n"
-    "http\n"
-    "      --host ADDR         address to bind [127.0.0.1]\n"
-    "      --port N            port; 0 picks a free one [8080]\n"
-    "      --api-key KEY       require \"Authorization: Bearer KEY\" (else --api-key-file, else $LMF_API_KEY)\n"
-    "      --api-key-file F    the key is F's first line\n"
-    "      --no-auth           allow a non-loopback --host without a key\n"
-    "      --max-body N        request body bytes at most; more is a 413 [1048576]\n"
-    "      --max-header N      request line + headers bytes at most per connection [32768]\n"
-    "      --max-connections N open connections at most [512]\n"
-    "      --timeout S         close a connection idle for S seconds [60]\n"
-    "      --http-threads N    HTTP threads [2]\n";
-
 typedef struct {
     const char *model, *model_name, *lora, *chat_format, *kv_size;
     const char *api_key, *api_key_file;
@@ -63,47 +34,53 @@ typedef struct {
 
 /* Returns 1 on success, 0 on a bad flag (message printed), -1 for --help. */
 static int parse(int argc, char **argv, serve_opts *o) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return -1;
-        if (!strcmp(a, "--no-auth")) {
-            o->no_auth = 1;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "lmforge serve: %s needs a value (or unknown flag)\n", a);
-            return 0;
-        }
-        const char *v = argv[++i];
-        int ok = 1;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
-        else if (!strcmp(a, "--model-name")) o->model_name = v;
-        else if (!strcmp(a, "--lora")) o->lora = v;
-        else if (!strcmp(a, "--lora-scale")) ok = cli_parse_float(a, v, &o->lora_scale);
-        else if (!strcmp(a, "--chat-format")) o->chat_format = v;
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_int(a, v, 1, &o->threads);
-        else if (!strcmp(a, "--parallel")) ok = cli_parse_int(a, v, 1, &o->ecfg.parallel);
-        else if (!strcmp(a, "--kv-size")) o->kv_size = v;
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) ok = cli_parse_int(a, v, 1, &o->ecfg.n_ctx);
-        else if (!strcmp(a, "--max-queue")) ok = cli_parse_int(a, v, 0, &o->ecfg.max_queue);
-        else if (!strcmp(a, "--chunk")) ok = cli_parse_int(a, v, 1, &o->ecfg.chunk);
-        else if (!strcmp(a, "--host")) o->hcfg.host = v;
-        else if (!strcmp(a, "--port")) ok = cli_parse_int(a, v, 0, &o->hcfg.port);
-        else if (!strcmp(a, "--api-key")) o->api_key = v;
-        else if (!strcmp(a, "--api-key-file")) o->api_key_file = v;
-        else if (!strcmp(a, "--max-body")) ok = cli_parse_int(a, v, 1, &o->max_body);
-        else if (!strcmp(a, "--max-header")) ok = cli_parse_int(a, v, 1024, &o->max_header);
-        else if (!strcmp(a, "--max-connections")) ok = cli_parse_int(a, v, 1, &o->hcfg.max_connections);
-        else if (!strcmp(a, "--timeout")) ok = cli_parse_int(a, v, 1, &o->hcfg.timeout_s);
-        else if (!strcmp(a, "--http-threads")) ok = cli_parse_int(a, v, 1, &o->hcfg.threads);
-        else {
-            fprintf(stderr, "lmforge serve: unknown flag %s\n", a);
-            return 0;
-        }
-        if (!ok) return 0;
-    }
+    const cli_opt opts[] = {
+        CLI_HEADING("model"),
+        CLI_OPT("-m", "--model", CLI_STR, &o->model, "PATH",
+                "GGUF file, Hugging Face folder or lmforge checkpoint (with a tokenizer)"),
+        CLI_OPT(NULL, "--model-name", CLI_STR, &o->model_name, "NAME", "the model's id in /v1/models and replies",
+                .def = "the file's basename"),
+        CLI_OPT(NULL, "--lora", CLI_STR, &o->lora, "PATH",
+                "apply a LoRA adapter without merging: a PEFT folder or a GGUF adapter"),
+        CLI_OPT(NULL, "--lora-scale", CLI_FLOAT, &o->lora_scale, "S", "multiply the adapter's scale by S"),
+        CLI_OPT(NULL, "--chat-format", CLI_STR, &o->chat_format, "F",
+                "chatml, llama2 or llama3 instead of the model's template", .def = "from the model"),
+        CLI_OPT("-t", "--threads", CLI_INT, &o->threads, "N", "compute threads", .def = "OMP_NUM_THREADS or all cores",
+                .lo = 1),
+        CLI_HEADING("engine"),
+        CLI_OPT(NULL, "--parallel", CLI_INT, &o->ecfg.parallel, "N", "sequences running at once", .lo = 1),
+        CLI_OPT(NULL, "--kv-size", CLI_STR, &o->kv_size, "N[MiB]", "KV cache: positions in all, or its size in MiB",
+                .def = "parallel x 2048"),
+        CLI_OPT("-c", "--ctx-size", CLI_INT, &o->ecfg.n_ctx, "N", "one sequence (prompt + reply) at most",
+                .def = "the model's context, capped by the KV cache", .lo = 1),
+        CLI_OPT(NULL, "--max-queue", CLI_INT, &o->ecfg.max_queue, "N",
+                "requests waiting for a slot at most (0: none); more get 429"),
+        CLI_OPT(NULL, "--chunk", CLI_INT, &o->ecfg.chunk, "N", "prompt tokens per prefill step", .lo = 1),
+        CLI_HEADING("http"),
+        CLI_OPT(NULL, "--host", CLI_STR, &o->hcfg.host, "ADDR", "address to bind"),
+        CLI_OPT(NULL, "--port", CLI_INT, &o->hcfg.port, "N", "port; 0 picks a free one"),
+        CLI_OPT(NULL, "--api-key", CLI_STR, &o->api_key, "KEY",
+                "require \"Authorization: Bearer KEY\" (else --api-key-file, else $LMF_API_KEY)", .def = "none"),
+        CLI_OPT(NULL, "--api-key-file", CLI_STR, &o->api_key_file, "F", "the key is F's first line"),
+        CLI_OPT(NULL, "--no-auth", CLI_BOOL, &o->no_auth, NULL, "allow a non-loopback --host without a key"),
+        CLI_OPT(NULL, "--max-body", CLI_INT, &o->max_body, "N", "request body bytes at most; more is a 413", .lo = 1),
+        CLI_OPT(NULL, "--max-header", CLI_INT, &o->max_header, "N",
+                "request line + headers bytes at most per connection", .lo = 1024),
+        CLI_OPT(NULL, "--max-connections", CLI_INT, &o->hcfg.max_connections, "N", "open connections at most",
+                .lo = 1),
+        CLI_OPT(NULL, "--timeout", CLI_INT, &o->hcfg.timeout_s, "S", "close a connection idle for S seconds", .lo = 1),
+        CLI_OPT(NULL, "--http-threads", CLI_INT, &o->hcfg.threads, "N", "HTTP threads", .lo = 1),
+    };
+    cli_cmd c = {.cmd = "serve", .opts = opts, .n_opts = (int)(sizeof opts / sizeof opts[0]),
+                 .usage = "usage: lmforge serve -m MODEL [flags]\n\n"
+                          "Serves MODEL over HTTP with the OpenAI API: POST /v1/chat/completions and /v1/completions "
+                          "(streaming or not),\nGET /v1/models, GET /health, GET /metrics (Prometheus), POST "
+                          "/tokenize and /detokenize, and a chat page at /.\nRequests run together in one continuous "
+                          "batch. Ctrl-C (SIGINT) or SIGTERM stops it. See docs/serving.md.\n"};
+    int r = cli_parse(&c, argc, argv);
+    if (r <= 0) return r;
     if (!o->model) {
-        fprintf(stderr, "lmforge serve: -m MODEL is required\n");
+        fprintf(stderr, "lmforge serve: -m MODEL is required (see --help)\n");
         return 0;
     }
     if (o->hcfg.port > 65535) {
@@ -191,10 +168,7 @@ int cmd_serve(int argc, char **argv) {
     serve_opts o = {.lora_scale = 1.0f, .ecfg = lmf_engine_defaults(), .hcfg = lmf_http_defaults()};
     o.max_body = (int)o.hcfg.max_body, o.max_header = (int)o.hcfg.max_header;
     int r = parse(argc, argv, &o);
-    if (r <= 0) {
-        fputs(USAGE, r < 0 ? stdout : stderr);
-        return r < 0 ? 0 : 2;
-    }
+    if (r <= 0) return r < 0 ? 0 : 2;
     /* the engine thread takes the creating thread's setting (lmf_engine_create reads omp_get_max_threads) */
     if (o.threads > 0) omp_set_num_threads(o.threads);
 

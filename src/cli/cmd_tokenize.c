@@ -1,6 +1,7 @@
 /* cmd_tokenize.c — `lmforge tokenize` (text <-> ids through a tokenizer) and `lmforge tokenizer train` (learn a
  * byte-level BPE from text files and save it as a Hugging Face tokenizer.json). */
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/alloc.h"
 #include "core/status.h"
 
@@ -69,42 +70,37 @@ static void print_ids(const lmf_ids *ids) {
     fwrite(buf, 1, k, stdout);
 }
 
-static void tokenize_help(FILE *f) {
-    fprintf(f, "usage: lmforge tokenize -t TOKENIZER [--decode] [--stats] [--allow-special] [--skip-special]\n\n"
-               "Encodes UTF-8 text from stdin and prints the token ids as a JSON array; with --decode reads a JSON\n"
-               "array of ids from stdin and prints the text. TOKENIZER is a Hugging Face tokenizer.json or a folder\n"
-               "holding one, GPT-2's encoder.json + vocab.bpe, or a GGUF model file (its embedded vocabulary).\n\n"
-               "  -t, --tokenizer PATH   the tokenizer\n"
-               "  --decode               ids -> text\n"
-               "  --stats                print bytes, tokens, tokens per byte and encode throughput instead of ids\n"
-               "  --allow-special        match special tokens (<|endoftext|>) in the text as one id each;\n"
-               "                         without it their text is encoded as ordinary text\n"
-               "  --skip-special         with --decode: leave special tokens out of the text\n");
-}
-
 int cmd_tokenize(int argc, char **argv) {
     const char *path = NULL;
-    int decode = 0, stats = 0;
-    unsigned eflags = 0, dflags = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            tokenize_help(stdout);
-            return 0;
-        }
-        if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--tokenizer")) && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--decode")) decode = 1;
-        else if (!strcmp(argv[i], "--stats")) stats = 1;
-        else if (!strcmp(argv[i], "--allow-special")) eflags |= LMF_ENCODE_ALLOW_SPECIAL;
-        else if (!strcmp(argv[i], "--skip-special")) dflags |= LMF_DECODE_SKIP_SPECIAL;
-        else {
-            fprintf(stderr, "lmforge tokenize: unknown flag or missing value: %s (see --help)\n", argv[i]);
-            return 2;
-        }
+    int decode = 0, stats = 0, no_special = 0, allow_special = 0, skip_special = 0;
+    const cli_opt opts[] = {
+        CLI_OPT("-t", "--tokenizer", CLI_STR, &path, "PATH",
+                "tokenizer.json (or a folder holding one), GPT-2's encoder.json + vocab.bpe folder, or a GGUF model"),
+        CLI_OPT(NULL, "--decode", CLI_BOOL, &decode, NULL, "ids -> text"),
+        CLI_OPT(NULL, "--stats", CLI_BOOL, &stats, NULL,
+                "print bytes, tokens, tokens per byte and encode throughput instead of ids"),
+        CLI_OPT(NULL, "--no-special", CLI_BOOL, &no_special, NULL,
+                "encode special-token text (<|endoftext|>) as ordinary text; by default it is the special token's "
+                "id, as in `lmforge generate -p`"),
+        CLI_OPT(NULL, "--allow-special", CLI_BOOL, &allow_special, NULL,
+                "match special tokens (the default; kept for older scripts)"),
+        CLI_OPT(NULL, "--skip-special", CLI_BOOL, &skip_special, NULL, "with --decode: leave special tokens out"),
+    };
+    cli_cmd c = {.cmd = "tokenize", .opts = opts, .n_opts = (int)(sizeof opts / sizeof opts[0]),
+                 .usage = "usage: lmforge tokenize -t TOKENIZER [flags] < TEXT\n\n"
+                          "Encodes UTF-8 text from stdin and prints the token ids as a JSON array; with --decode "
+                          "reads a JSON\narray of ids from stdin and prints the text.\n"};
+    int r = cli_parse(&c, argc, argv);
+    if (r > 0 && !path) {
+        fprintf(stderr, "lmforge tokenize: -t TOKENIZER is required (see --help)\n");
+        r = 0;
     }
-    if (!path) {
-        fprintf(stderr, "lmforge tokenize: need -t TOKENIZER (see --help)\n");
-        return 2;
+    if (r > 0 && no_special && allow_special) {
+        fprintf(stderr, "lmforge tokenize: --no-special and --allow-special exclude each other\n");
+        r = 0;
     }
+    if (r <= 0) return r < 0 ? 0 : 2;
+    unsigned eflags = no_special ? 0 : LMF_ENCODE_ALLOW_SPECIAL, dflags = skip_special ? LMF_DECODE_SKIP_SPECIAL : 0;
     lmf_tokenizer *tok;
     lmf_status s = lmf_tokenizer_load(path, &tok);
     if (s != LMF_OK) return cli_fail("tokenize", s);
@@ -140,17 +136,11 @@ int cmd_tokenize(int argc, char **argv) {
 
 /* ---- tokenizer train ------------------------------------------------------------------------------------------- */
 
-static void train_help(FILE *f) {
-    fprintf(f, "usage: lmforge tokenizer train --vocab-size N [--special TEXT]... [--pretok NAME] [--min-frequency F]\n"
-               "                               -o OUT.json FILE... (- = stdin)\n\n"
-               "Learns a byte-level BPE (GPT-2 style) from text files, each file one document, and saves a Hugging\n"
-               "Face tokenizer.json. Ids: special tokens first, then the 256 bytes, then one per merge. Each step\n"
-               "merges the most frequent adjacent pair (ties: smallest ids), as Hugging Face's BpeTrainer does.\n\n"
-               "  --vocab-size N         final vocabulary size, special tokens and the 256 bytes included\n"
-               "  --special TEXT         a special token (repeatable), e.g. \"<|endoftext|>\"\n"
-               "  --pretok NAME          pre-tokenizer: gpt2, llama3 or smollm [default: gpt2]\n"
-               "  --min-frequency F      stop when the best pair occurs fewer than F times [default: 0]\n"
-               "  -o, --out PATH         where to write tokenizer.json\n");
+static lmf_status set_pretok(void *dst, const char *flag, const char *v) {
+    lmf_pretok *p = dst;
+    if (lmf_pretok_parse(v, p) != LMF_OK || *p == LMF_PRETOK_CUSTOM)
+        return lmf_fail(LMF_ERR_ARG, "%s: expected gpt2, llama3 or smollm, got '%s'", flag, v);
+    return LMF_OK;
 }
 
 static int train(int argc, char **argv) {
@@ -159,43 +149,37 @@ static int train(int argc, char **argv) {
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     int n_files = 0, rc = 0;
     const char *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        char *end = NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            train_help(stdout);
-            goto done;
-        }
-        if (!strcmp(a, "--vocab-size") && has) cfg.vocab_size = (int)strtol(argv[++i], &end, 10);
-        else if (!strcmp(a, "--special") && has) specials[cfg.n_special++] = argv[++i];
-        else if (!strcmp(a, "--min-frequency") && has) cfg.min_frequency = strtoll(argv[++i], &end, 10);
-        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has) out = argv[++i];
-        else if (!strcmp(a, "--pretok") && has) {
-            lmf_status s = lmf_pretok_parse(argv[++i], &cfg.pretok);
-            if (s != LMF_OK || cfg.pretok == LMF_PRETOK_CUSTOM) {
-                fprintf(stderr, "lmforge tokenizer train: --pretok: expected gpt2, llama3 or smollm\n");
-                rc = 2;
-                goto done;
-            }
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "lmforge tokenizer train: unknown flag or missing value: %s (see --help)\n", a);
-            rc = 2;
-            goto done;
-        } else {
-            files[n_files++] = a;
-        }
-        if (end && (*end || end == argv[i])) {
-            fprintf(stderr, "lmforge tokenizer train: %s: not a number: '%s'\n", a, argv[i]);
-            rc = 2;
-            goto done;
-        }
+    uint64_t min_freq = 0;
+    cli_list sp = {specials, 0, argc};
+    const cli_opt opts[] = {
+        CLI_OPT(NULL, "--vocab-size", CLI_INT, &cfg.vocab_size, "N",
+                "final vocabulary size, special tokens and the 256 bytes included (required)", .def = "", .lo = 1),
+        CLI_OPT(NULL, "--special", CLI_LIST, &sp, "TEXT", "a special token (repeatable), e.g. \"<|endoftext|>\"",
+                .def = ""),
+        CLI_OPT(NULL, "--pretok", CLI_FN, &cfg.pretok, "NAME", "pre-tokenizer: gpt2, llama3 or smollm", .def = "gpt2",
+                .fn = set_pretok),
+        CLI_OPT(NULL, "--min-frequency", CLI_U64, &min_freq, "F", "stop when the best pair occurs fewer than F times"),
+        CLI_OPT("-o", "--out", CLI_STR, &out, "PATH", "where to write tokenizer.json (required)"),
+    };
+    cli_cmd c = {.cmd = "tokenizer train", .opts = opts, .n_opts = (int)(sizeof opts / sizeof opts[0]),
+                 .pos = files, .max_pos = argc, .n_pos = &n_files,
+                 .usage = "usage: lmforge tokenizer train --vocab-size N -o OUT.json [flags] FILE... (- = stdin)\n\n"
+                          "Learns a byte-level BPE (GPT-2 style) from text files, each file one document, and saves "
+                          "a Hugging\nFace tokenizer.json. Ids: special tokens first, then the 256 bytes, then one "
+                          "per merge. Each step\nmerges the most frequent adjacent pair (ties: smallest ids), as "
+                          "Hugging Face's BpeTrainer does.\n"};
+    int r = cli_parse(&c, argc, argv);
+    if (r > 0 && (!out || !n_files || cfg.vocab_size <= 0)) {
+        fprintf(stderr,
+                "lmforge tokenizer train: need --vocab-size N, -o OUT.json and at least one FILE (see --help)\n");
+        r = 0;
     }
-    if (!out || !n_files || cfg.vocab_size <= 0) {
-        fprintf(stderr, "lmforge tokenizer train: need --vocab-size N, -o OUT.json and at least one FILE (see --help)\n");
-        rc = 2;
+    if (r <= 0) {
+        rc = r < 0 ? 0 : 2;
         goto done;
     }
+    cfg.n_special = sp.n;
+    cfg.min_frequency = (int64_t)min_freq;
     cfg.special_tokens = specials;
     lmf_bpe_trainer *tr;
     lmf_status s = lmf_bpe_trainer_create(&cfg, &tr);

@@ -1,24 +1,34 @@
 /* cmd_train.c — `lmforge train [CONFIG] [--option value ...] [--resume DIR]`. */
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "train/train_config.h" /* lmf_train_opts_help, for --help */
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-static void help(FILE *f) {
-    fprintf(f, "usage: lmforge train [--config FILE] [--resume DIR] [--OPTION VALUE ...]\n\n"
-               "Pretrains a transformer on token shards. Options come from the built-in defaults, then the config\n"
-               "file, then flags, later ones winning. A config FILE.toml is TOML (`option = value` with typed values,\n"
-               "flat or under [data] [model] [batch] [optimizer] [schedule]); any other name is read as lines\n"
-               "`option = value` (# comments), the older .conf format. With --resume DIR the run\n"
-               "continues from the newest checkpoint in DIR, bit for bit; its saved options are the base and flags\n"
-               "may change schedule options (e.g. --max-steps), not the model's shape. Ctrl-C writes a checkpoint\n"
-               "and exits (status 130). Metrics go to OUT_DIR/metrics.jsonl.\n\n"
-               "  --config FILE          read options from FILE\n"
-               "  --resume DIR           continue from the newest DIR/ckpt-*.lmfc (out_dir defaults to DIR)\n"
-               "  --help                 this text\n");
-    lmf_train_opts_help(f);
+static const char *USAGE =
+    "usage: lmforge train [--config FILE] [--resume DIR] [--OPTION VALUE ...]\n\n"
+    "Pretrains a transformer on token shards. Options come from the built-in defaults, then the config\n"
+    "file, then flags, later ones winning. A config FILE.toml is TOML (`option = value` with typed values,\n"
+    "flat or under [data] [model] [batch] [optimizer] [schedule]); any other name is read as lines\n"
+    "`option = value` (# comments), the older .conf format. With --resume DIR the run\n"
+    "continues from the newest checkpoint in DIR, bit for bit; its saved options are the base and flags\n"
+    "may change schedule options (e.g. --max-steps), not the model's shape. Ctrl-C writes a checkpoint\n"
+    "and exits (status 130). Metrics go to OUT_DIR/metrics.jsonl.\n";
+
+/* The training options' flags, collected in command-line order and applied after the checkpoint and the config
+ * file (the job checks each value). */
+typedef struct {
+    const char **flag, **value;
+    int n;
+} pending;
+
+static lmf_status record(void *dst, const char *flag, const char *value) {
+    pending *p = dst;
+    p->flag[p->n] = flag, p->value[p->n] = value, p->n++;
+    return LMF_OK;
 }
 
 /* This command's one job; the handler only raises its flag, which the trainer polls between steps. */
@@ -31,42 +41,59 @@ static void on_signal(int sig) {
 
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *resume = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            help(stdout);
-            return 0;
+    /* the table: --config, --resume, then every option of train_config's table under its group's heading, with
+     * the default the table's own text gives it */
+    int n_max = 2 * lmf_train_n_opts + 4, n = 0;
+    cli_opt *opts = calloc((size_t)n_max, sizeof *opts);
+    char **names = calloc((size_t)lmf_train_n_opts * 3, sizeof *names);
+    pending pend = {calloc((size_t)argc + 1, sizeof(char *)), calloc((size_t)argc + 1, sizeof(char *)), 0};
+    lmf_train_config d;
+    lmf_train_config_default(&d);
+    char *defaults = lmf_train_config_to_text(&d), *line = defaults;
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--config", CLI_STR, &config, "FILE", "read options from FILE (.toml or .conf)");
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--resume", CLI_STR, &resume, "DIR",
+                                 "continue from the newest DIR/ckpt-*.lmfc (out_dir defaults to DIR)");
+    const char *group = "";
+    for (int k = 0; k < lmf_train_n_opts; k++) {
+        const lmf_opt *o = &lmf_train_opts[k];
+        char *nl = strchr(line, '\n');
+        *nl = 0;
+        if (strcmp(group, o->group)) {
+            names[3 * k] = malloc(strlen(o->group) + 3);
+            sprintf(names[3 * k], "\n%s:", o->group);
+            opts[n++] = (cli_opt)CLI_HEADING(names[3 * k]);
+            group = o->group;
         }
-        if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "--resume")) && i + 1 >= argc) {
-            fprintf(stderr, "lmforge train: %s needs a value\n", argv[i]);
-            return 2;
-        }
-        if (!strcmp(argv[i], "--config")) config = argv[++i];
-        else if (!strcmp(argv[i], "--resume")) resume = argv[++i];
+        char *flag = names[3 * k + 1] = malloc(strlen(o->name) + 3);
+        sprintf(flag, "--%s", o->name);
+        for (char *q = flag + 2; *q; q++)
+            if (*q == '_') *q = '-';
+        const char *def = strchr(line, '=') + 2;
+        names[3 * k + 2] = strdup(strcmp(def, "\"\"") ? def : ""); /* an empty string: no default shown */
+        opts[n++] = (cli_opt)CLI_OPT(NULL, flag, CLI_FN, &pend, "VALUE", o->help, .def = names[3 * k + 2],
+                                     .fn = record);
+        line = nl + 1;
     }
-    /* Options in the order of --help: defaults, the checkpoint's (resume), the config file, then the flags. */
-    lmf_train_job *job;
-    lmf_status s = lmf_train_job_create(&job);
-    if (s == LMF_OK && resume) {
-        const char *path;
-        uint64_t step;
-        if ((s = lmf_train_job_resume(job, resume, &path, &step)) == LMF_OK)
-            fprintf(stderr, "lmforge train: resuming from %s (step %llu)\n", path, (unsigned long long)step);
-    }
-    if (s == LMF_OK && config) s = lmf_train_job_load_config(job, config);
-    for (int i = 1; i < argc && s == LMF_OK; i++) {
-        if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--resume")) {
-            i++;
-            continue;
+    free(defaults);
+    cli_cmd c = {.cmd = "train", .usage = USAGE, .opts = opts, .n_opts = n};
+    int r = cli_parse(&c, argc, argv);
+    lmf_status s = LMF_OK;
+    lmf_train_job *job = NULL;
+    if (r > 0) {
+        /* options in the order of --help: defaults, the checkpoint's (resume), the config file, then the flags */
+        s = lmf_train_job_create(&job);
+        if (s == LMF_OK && resume) {
+            const char *path;
+            uint64_t step;
+            if ((s = lmf_train_job_resume(job, resume, &path, &step)) == LMF_OK)
+                fprintf(stderr, "lmforge train: resuming from %s (step %llu)\n", path, (unsigned long long)step);
         }
-        if (strncmp(argv[i], "--", 2)) { /* the job would take a bare name as an option; a command line does not */
-            fprintf(stderr, "lmforge train: %s: unknown flag '%s' (see `lmforge train --help`)\n",
-                    lmf_status_name(LMF_ERR_ARG), argv[i]);
-            lmf_train_job_free(job);
-            return 2;
-        }
-        s = lmf_train_job_set(job, argv[i], i + 1 < argc ? argv[i + 1] : NULL);
-        i++;
+        if (s == LMF_OK && config) s = lmf_train_job_load_config(job, config);
+        for (int k = 0; k < pend.n && s == LMF_OK; k++) s = lmf_train_job_set(job, pend.flag[k], pend.value[k]);
     }
+    for (int k = 0; k < 3 * lmf_train_n_opts; k++) free(names[k]);
+    free(names), free(opts), free(pend.flag), free(pend.value);
+    if (r <= 0) return r < 0 ? 0 : 2;
     if (s == LMF_OK) {
         cli_term t = {0};
         signal(SIGINT, on_signal);

@@ -26,7 +26,12 @@ static const command commands[] = {
 };
 
 int cli_fail(const char *cmd, lmf_status s) {
-    fprintf(stderr, "lmforge %s: %s: %s\n", cmd, lmf_status_name(s), lmf_last_error());
+    /* library messages that name their function ("perplexity: ...") would read "lmforge perplexity: ...:
+     * perplexity: ..."; the command's name is said once */
+    const char *msg = lmf_last_error();
+    size_t n = strlen(cmd);
+    if (!strncmp(msg, cmd, n) && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
+    fprintf(stderr, "lmforge %s: %s: %s\n", cmd, lmf_status_name(s), msg);
     return s == LMF_ERR_INTERRUPTED ? 130 : s == LMF_ERR_ARG ? 2 : 1;
 }
 

@@ -41,30 +41,6 @@ const lmf_sink *cli_term_sink(cli_term *t) {
     return &t->sink;
 }
 
-int cli_parse_int(const char *flag, const char *v, int lo, int *out) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < lo || x > 1 << 30) {
-        fprintf(stderr, "lmforge: %s expects an integer >= %d, got '%s'\n", flag, lo, v);
-        return 0;
-    }
-    *out = (int)x;
-    return 1;
-}
-
-int cli_parse_float(const char *flag, const char *v, float *out) {
-    char *end;
-    errno = 0;
-    float x = strtof(v, &end);
-    if (errno || *end || end == v) {
-        fprintf(stderr, "lmforge: %s expects a number, got '%s'\n", flag, v);
-        return 0;
-    }
-    *out = x;
-    return 1;
-}
-
 lmf_status cli_open_lora(const char *path, const lmf_weights *w, float scale, lmf_lora **out) {
     struct stat sb;
     if (stat(path, &sb) != 0) return lmf_fail(LMF_ERR_IO, "%s: no such adapter file or folder", path);

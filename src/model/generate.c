@@ -48,6 +48,11 @@ int lmf_holdback_push(lmf_holdback *h, const char *s, size_t n, size_t *safe) {
     return 0;
 }
 
+const char *lmf_stop_reason_name(lmf_stop_reason r) {
+    static const char *const names[] = {"stop token", "stop string", "length", "context full", "callback"};
+    return (unsigned)r < sizeof names / sizeof names[0] ? names[r] : "unknown";
+}
+
 void lmf_holdback_free(lmf_holdback *h) {
     free(h->all.data);
     h->all = (lmf_text){0};
@@ -123,6 +128,8 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
     const lmf_tokenizer *tok = p->tok ? p->tok : lmf_weights_tokenizer(w);
     if (!tok) return lmf_fail(LMF_ERR_ARG, "lmf_generate: no tokenizer (the model carries none; pass params.tok)");
     if (p->n_predict < 0) return lmf_fail(LMF_ERR_ARG, "lmf_generate: n_predict %d must be >= 0", p->n_predict);
+    if (p->n_logprobs < 0 || p->n_logprobs > LMF_LOGPROBS_MAX)
+        return lmf_fail(LMF_ERR_ARG, "lmf_generate: n_logprobs %d must be in [0, %d]", p->n_logprobs, LMF_LOGPROBS_MAX);
     if (p->n_stops < 0 || p->n_stop_ids < 0 || (p->n_stops && !p->stops) || (p->n_stop_ids && !p->stop_ids))
         return lmf_fail(LMF_ERR_ARG, "lmf_generate: bad stop lists (%d strings, %d ids)", p->n_stops, p->n_stop_ids);
     size_t pos = (size_t)lmf_session_pos(s);
@@ -153,7 +160,7 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
     emitter em = {p->on_text, p->ctx, reply, 0};
     const char *text;
     size_t len;
-    int reason = p->n_predict == 0 ? (int)LMF_STOP_LENGTH : -1;
+    int reason = p->n_predict == 0 ? (int)LMF_STOP_LENGTH : -1, tok_stop = 0;
     while (reason < 0) {
         memcpy(logits, lg, sizeof(float) * (size_t)V); /* the sampler works in place; lg is the session's */
         int32_t next = lmf_sampler_sample(smp, logits, hist->data, (int)hist->len);
@@ -166,10 +173,17 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
         }
         lmf_ids_push(hist, &next, 1);
         r.gen_tokens++;
+        if (p->on_token) {
+            lmf_token_logprob top[LMF_LOGPROBS_MAX];
+            int k = p->n_logprobs < V ? p->n_logprobs : V;
+            lmf_token_info ti = {next, lmf_logprobs(lg, V, next, k, top), top, k};
+            tok_stop = p->on_token(p->ctx, &ti) != 0; /* after this token: its text is still released */
+        }
         int hit = lmf_detok_push(&dt, next, &text, &len);
         emit(&em, text, len);
         if (em.cb_stop) reason = LMF_STOP_CALLBACK;
         else if (hit) reason = LMF_STOP_STRING;
+        else if (tok_stop) reason = LMF_STOP_CALLBACK;
         if (reason >= 0) break;
         /* n_predict and a full context end the reply; neither is an error */
         if (r.gen_tokens == p->n_predict) reason = LMF_STOP_LENGTH;

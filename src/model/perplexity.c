@@ -25,9 +25,9 @@ lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, in
     memset(out, 0, sizeof *out);
     const lmf_model_config *c = lmf_weights_config(w);
     const lmf_tokenizer *tok = lmf_weights_tokenizer(w);
-    if (!tok) return lmf_fail(LMF_ERR_ARG, "perplexity: the model carries no tokenizer");
+    if (!tok) return lmf_fail(LMF_ERR_ARG, "the model carries no tokenizer (perplexity needs one)");
     if (ctx < 4 || ctx > c->max_seq_len)
-        return lmf_fail(LMF_ERR_ARG, "perplexity: context %d must be in [4, %d] (the model's context length)", ctx,
+        return lmf_fail(LMF_ERR_ARG, "context %d must be in [4, %d] (the model's context length)", ctx,
                         c->max_seq_len);
     int add_bos;
     int32_t bos = lmf_weights_bos(w, &add_bos);
@@ -42,7 +42,7 @@ lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, in
     out->tokens = (long)ids.len;
     if (n_windows == 0) {
         free(ids.data);
-        return lmf_fail(LMF_ERR_ARG, "perplexity: the text has %zu tokens, less than one window of %d", ids.len, ctx);
+        return lmf_fail(LMF_ERR_ARG, "the text has %zu tokens, less than one window of %d", ids.len, ctx);
     }
     lmf_session *s;
     lmf_status st = lmf_session_create(w, ctx, &s);

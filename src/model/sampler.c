@@ -81,6 +81,23 @@ static void top_k(cand *c, int n, int k) {
     qsort(c, (size_t)k, sizeof *c, by_logit_desc);
 }
 
+float lmf_logprobs(const float *lg, int V, int32_t id, int k, lmf_token_logprob *top) {
+    float mx = lg[0];
+    for (int i = 1; i < V; i++) mx = lg[i] > mx ? lg[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += exp((double)lg[i] - mx);
+    float lse = mx + (float)log(sum);
+    int n = 0; /* insertion into a sorted list of k: ties keep the lower id first */
+    for (int i = 0; i < V && k > 0; i++) {
+        if (n == k && lg[i] <= top[n - 1].logprob) continue;
+        int j = n < k ? n++ : k - 1;
+        while (j > 0 && top[j - 1].logprob < lg[i]) top[j] = top[j - 1], j--;
+        top[j] = (lmf_token_logprob){i, lg[i]};
+    }
+    for (int j = 0; j < n; j++) top[j].logprob -= lse;
+    return id >= 0 && id < V ? lg[id] - lse : -INFINITY;
+}
+
 int32_t lmf_sampler_sample(lmf_sampler *s, float *logits, const int32_t *history, int n_history) {
     const lmf_sampler_params *p = &s->p;
     int V = s->n_vocab;

@@ -128,20 +128,59 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
 
 /* ---- public entry points ------------------------------------------------------------------------------------ */
 
+/* A path that is none of the formats: the message says what each expected, so the user sees why (a text file, a
+ * truncated download, the wrong folder). why is the checkpoint loader's own reason. */
+static lmf_status not_a_model(const char *path, int is_dir, const char *why) {
+    char magic[9] = {0}, shown[40] = "";
+    if (!is_dir) {
+        FILE *f = fopen(path, "rb");
+        size_t n = f ? fread(magic, 1, 8, f) : 0;
+        if (f) fclose(f);
+        int k = 0;
+        for (size_t i = 0; i < n && i < 4; i++) {
+            unsigned char c = (unsigned char)magic[i];
+            k += snprintf(shown + k, sizeof shown - (size_t)k, c >= 0x20 && c < 0x7f ? "%c" : "\\x%02x", c);
+        }
+    }
+    /* the checkpoint loader names the path first; it is said once, at the start */
+    size_t pl = strlen(path);
+    if (!strncmp(why, path, pl) && why[pl] == ':') why += pl + 1 + (why[pl + 1] == ' ');
+    char reason[512];
+    snprintf(reason, sizeof reason, "%s", why);
+    if (is_dir)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: not a model lmforge reads; tried: a Hugging Face folder (it has no "
+                        "config.json), an lmforge run folder (%s); a GGUF or checkpoint file is not a folder", path,
+                        reason);
+    return lmf_fail(LMF_ERR_FORMAT, "%s: not a model lmforge reads; tried: GGUF (the file starts with \"%s\", not the "
+                    "magic \"GGUF\"), a Hugging Face folder (this is a file; a model is a folder with config.json and "
+                    "safetensors), an lmforge checkpoint (%s)", path, shown, reason);
+}
+
 /* A folder with config.json is Hugging Face's; other folders and non-GGUF files are lmforge checkpoints. */
 static lmf_status load_any(const char *path, lmf_weights **out) {
     struct stat sb;
     if (stat(path, &sb) != 0) return lmf_fail(LMF_ERR_IO, "%s: no such file or folder", path);
+    lmf_status s;
     if (S_ISDIR(sb.st_mode)) {
         size_t n = strlen(path) + 16;
         char *cfg = lmf_xmalloc(n);
         snprintf(cfg, n, "%s/config.json", path);
         int hf = stat(cfg, &sb) == 0;
         free(cfg);
-        return hf ? lmf_weights_load_hf(path, out) : lmf_weights_load_checkpoint(path, out);
+        if (hf) return lmf_weights_load_hf(path, out);
+        s = lmf_weights_load_checkpoint(path, out);
+        /* a folder with no checkpoint in it: none of the folder formats */
+        return s == LMF_ERR_IO ? not_a_model(path, 1, lmf_last_error()) : s;
     }
     if (lmf_gguf_sniff(path)) return lmf_weights_load_gguf(path, out);
-    return lmf_weights_load_checkpoint(path, out);
+    s = lmf_weights_load_checkpoint(path, out);
+    /* a file that is no checkpoint either (bad magic, shorter than a header): say what each format expected; a
+     * damaged checkpoint (right magic, bad checksum or sizes) keeps the checkpoint loader's own message */
+    if (s == LMF_ERR_FORMAT && !lmf_gguf_sniff(path)) {
+        const char *why = lmf_last_error();
+        if (strstr(why, "magic") || strstr(why, "shorter than")) return not_a_model(path, 0, why);
+    }
+    return s;
 }
 
 lmf_status lmf_weights_load(const char *path, lmf_weights **out) {

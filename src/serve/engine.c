@@ -109,24 +109,6 @@ static void fail_req(req *q, const char *msg) {
 
 /* ---- the step's results ------------------------------------------------------------------------------------- */
 
-/* log-softmax of the raw logits: the sampled token's and the top k alternatives. */
-static void logprobs(const float *lg, int V, int32_t tok, int k, float *lp, lmf_engine_logprob *top) {
-    float mx = lg[0];
-    for (int i = 1; i < V; i++) mx = lg[i] > mx ? lg[i] : mx;
-    double sum = 0;
-    for (int i = 0; i < V; i++) sum += exp((double)lg[i] - mx);
-    float lse = mx + (float)log(sum);
-    *lp = lg[tok] - lse;
-    int n = 0; /* insertion into a sorted list of k: ties keep the lower id first */
-    for (int i = 0; i < V && k > 0; i++) {
-        if (n == k && lg[i] <= top[n - 1].logprob) continue;
-        int j = n < k ? n++ : k - 1;
-        while (j > 0 && top[j - 1].logprob < lg[i]) top[j] = top[j - 1], j--;
-        top[j] = (lmf_engine_logprob){i, lg[i]};
-    }
-    for (int j = 0; j < n; j++) top[j].logprob -= lse;
-}
-
 static void finish(lmf_engine *e, req *q, lmf_stop_reason reason, double now) {
     const char *text = "";
     size_t len = 0;
@@ -164,7 +146,7 @@ static void sample(lmf_engine *e, req *q, const float *row) {
     lmf_engine_logprob top[LMF_ENGINE_TOP_MAX];
     lmf_engine_event ev = {.kind = LMF_ENGINE_TOKEN, .token = tok};
     if (q->r.logprobs) {
-        logprobs(row, V, tok, q->r.top_logprobs, &ev.logprob, top);
+        ev.logprob = lmf_logprobs(row, V, tok, q->r.top_logprobs, top);
         ev.top = top, ev.n_top = q->r.top_logprobs;
     }
     int hit = lmf_detok_push(&q->dt, tok, &ev.text, &ev.len);

@@ -42,12 +42,9 @@ typedef struct {
 } lmf_engine_config;
 lmf_engine_config lmf_engine_defaults(void);
 
-#define LMF_ENGINE_TOP_MAX 20 /* alternatives per token at most (OpenAI's top_logprobs limit) */
+#define LMF_ENGINE_TOP_MAX LMF_LOGPROBS_MAX /* alternatives per token at most (OpenAI's top_logprobs limit) */
 
-typedef struct {
-    int32_t id;
-    float logprob;
-} lmf_engine_logprob;
+typedef lmf_token_logprob lmf_engine_logprob; /* lmf_logprobs fills them */
 
 typedef enum {
     LMF_ENGINE_TOKEN = 0, /* one generated token (never a stop token) */

@@ -316,7 +316,7 @@ static int parse_messages(const lmf_openai_model *m, const cJSON *msgs, lmf_ids 
 }
 
 /* prompt: a string (BOS first when the model adds one, then the text encoded with special tokens as plain text,
- * as `lmforge generate` does) or an array of token ids (used as they are). */
+ * as `lmforge generate --no-special` does) or an array of token ids (used as they are). */
 static int parse_prompt(const lmf_openai_model *m, const cJSON *p, lmf_ids *out, lmf_openai_error *err) {
     if (cJSON_IsString(p)) {
         if (m->bos >= 0) lmf_ids_push(out, &m->bos, 1);
