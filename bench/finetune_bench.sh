@@ -5,6 +5,9 @@
 # (median; a whole step, optimizer included), tokens/s, peak RSS of the process, lmforge's memory bound (base file +
 # adapters + AdamW + activations + 64 MiB, from its log), lmforge/PEFT tokens/s ratio.
 #
+# Then full fine-tuning (every weight trains; FULL=0 skips it): `lmforge finetune --full` against plain PyTorch, the
+# same batches, AdamW, clipping.
+#
 # usage: bench/finetune_bench.sh [THREADS...]          (default: 1 2)
 # env:   BUILD=build  MODELS=$BUILD/models  PYTHON=/work/venv-peft/bin/python if it exists, else python3
 #        (with torch, transformers, peft)  WORK=/tmp/lmforge-finetune-bench  STEPS=6 (lmforge: median of 2..STEPS;
@@ -52,13 +55,14 @@ EOF
 fi
 
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<< "$2"; }
-lmforge_row() { # model threads -> "ms tok_s rss_mib"
-  local dir
-  dir=$WORK/run-$(basename "$1" .gguf)-t$2
+lmforge_row() { # model threads [finetune flags...] -> "ms tok_s rss_mib bound_mib"
+  local dir m=$1 th=$2
+  shift 2
+  dir=$WORK/run-$(basename "$m" .gguf)-t$th
   rm -rf "$dir"
-  /usr/bin/time -f %M -o "$WORK/rss" "$BUILD/lmforge" finetune -m "$1" --data "$DATA" --out-dir "$dir" \
-    --batch-size $B --seq-len $T --max-steps "$STEPS" --eval-every 0 --val-fraction 0 --lora-r $R \
-    --lora-alpha $ALPHA --lora-dropout $DROP --lora-targets q_proj,v_proj --threads "$2" > "$WORK/log" 2>&1 ||
+  /usr/bin/time -f %M -o "$WORK/rss" "$BUILD/lmforge" finetune -m "$m" --data "$DATA" --out-dir "$dir" \
+    --batch-size $B --seq-len $T --max-steps "$STEPS" --eval-every 0 --val-fraction 0 --threads "$th" "$@" \
+    > "$WORK/log" 2>&1 ||
     { cat "$WORK/log" >&2; exit 1; }
   local ms
   ms=$(sed -n 's/.*"step":\([0-9]*\),.*"ms":\([0-9.]*\).*/\1 \2/p' "$dir/metrics.jsonl" |
@@ -76,7 +80,8 @@ for th in "${THREADS[@]}"; do
   vers="torch $(field torch "$pt"), transformers $(field transformers "$pt"), peft $(field peft "$pt"), attn $(field attn "$pt")"
   for base in F32 Q8_0; do
     m=$F32; [ $base = Q8_0 ] && m=$Q8
-    read -r ms tps rss bound <<< "$(lmforge_row "$m" "$th")"
+    read -r ms tps rss bound <<< "$(lmforge_row "$m" "$th" --lora-r $R --lora-alpha $ALPHA --lora-dropout $DROP \
+                                    --lora-targets q_proj,v_proj)"
     echo "| lmforge | $base | $th | $ms | $tps | $rss | $bound | $(awk -v a="$tps" -v b="$ptps" 'BEGIN{printf "%.2fx", a/b}') |"
   done
   echo "| PEFT + PyTorch | F32 | $th | $pms | ${ptps%.*} | $prss | | 1.00x |"
@@ -86,3 +91,17 @@ echo "CPU: $CPU ($(nproc) cores). B=$B T=$T, LoRA r=$R alpha=$ALPHA dropout=$DRO
 echo "lmforge $(git rev-parse --short HEAD). lmforge: median of steps 2..$STEPS from metrics.jsonl, peak RSS by"
 echo "/usr/bin/time; PEFT: 1 warm-up + $((STEPS - 1)) timed steps, median, ru_maxrss. RSS bound: the fine-tuning"
 echo "issue's base file + adapters + AdamW + activations + 64 MiB, as lmforge finetune reports it."
+
+# Full fine-tuning (every weight, fp32, AdamW; FULL=0 skips): lmforge finetune --full against plain PyTorch
+if [ "${FULL:-1}" != 0 ]; then
+  echo
+  echo "| full fine-tuning | threads | ms/step | tokens/s | peak RSS MiB | lmforge/PyTorch tokens/s |"
+  echo "|---|---|---|---|---|---|"
+  for th in "${THREADS[@]}"; do
+    pt=$("$PYTHON" bench/peft_finetune.py "$WORK/hf" "$DATA" "$th" $B $T $((STEPS - 1)) 0)
+    pms=$(field ms_per_step "$pt") ptps=$(field tok_per_s "$pt") prss=$(field peak_rss_mib "$pt")
+    read -r ms tps rss bound <<< "$(lmforge_row "$F32" "$th" --full)"
+    echo "| lmforge (F32) | $th | $ms | $tps | $rss | $(awk -v a="$tps" -v b="$ptps" 'BEGIN{printf "%.2fx", a/b}') |"
+    echo "| PyTorch | $th | $pms | ${ptps%.*} | $prss | 1.00x |"
+  done
+fi

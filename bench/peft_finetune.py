@@ -5,6 +5,7 @@ the same {"text"} JSONL with the model's own tokenizer (BOS when the tokenizer w
 every position in the loss, labels = input_ids). 1 warm-up step, then STEPS timed; prints the median like bench_train.
 
 usage: peft_finetune.py HF_DIR DATA.jsonl THREADS [B=4] [T=512] [STEPS=5] [R=16] [ALPHA=32] [DROPOUT=0.1]
+R = 0: full fine-tuning instead (plain PyTorch: every weight trains, no PEFT), the twin of `lmforge finetune --full`.
 """
 import json, resource, sys, time
 
@@ -41,9 +42,10 @@ def main():
     batches = [torch.tensor(rows[i * B:(i + 1) * B], dtype=torch.long) for i in range(steps + 1)]
 
     model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32)
-    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=["q_proj", "v_proj"],
-                     task_type="CAUSAL_LM")
-    model = get_peft_model(model, cfg)
+    if r > 0:
+        cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=["q_proj", "v_proj"],
+                         task_type="CAUSAL_LM")
+        model = get_peft_model(model, cfg)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     n_train = sum(p.numel() for p in params)
@@ -66,7 +68,7 @@ def main():
     med = times[len(times) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     attn = getattr(model.config, "_attn_implementation", "?")
-    print(f"peft ms_per_step={med*1e3:.1f} tok_per_s={B*T/med:.1f} peak_rss_mib={rss:.0f} trainable={n_train} "
+    print(f"{'peft' if r > 0 else 'torch-full'} ms_per_step={med*1e3:.1f} tok_per_s={B*T/med:.1f} peak_rss_mib={rss:.0f} trainable={n_train} "
           f"loss0={losses[0]:.4f} lossN={losses[-1]:.4f} attn={attn} torch={torch.__version__.split('+')[0]} "
           f"transformers={transformers.__version__} peft={peft.__version__}")
 
