@@ -31,6 +31,7 @@ static void die(const char *what) {
 }
 
 int main(int argc, char **argv) {
+    lmf_bound_omp_spin(argv);
     if (argc < 3) {
         fprintf(stderr, "usage: bench_infer MODEL THREADS [PP=512] [TG=128] [REPS=3] [DEPTH=0]\n");
         return 2;

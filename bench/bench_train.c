@@ -21,6 +21,7 @@ static int cmp(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+    lmf_bound_omp_spin(argv);
     if (argc != 12) {
         fprintf(stderr, "usage: bench_train ARCH L C H KVH F V B T THREADS STEPS\n");
         return 2;

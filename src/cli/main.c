@@ -44,6 +44,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    lmf_bound_omp_spin(argv); /* first: it may start the process again */
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return argc < 2 ? 2 : 0;
