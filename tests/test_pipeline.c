@@ -469,6 +469,44 @@ static void test_config(void **st) {
     }
 }
 
+/* configs/pipeline.toml says it lists every option with its default: its tables, from [input] on, are exactly what
+ * the built-in defaults write (the example's input paths and output folder aside), so no value can drift from the
+ * default it documents (issue 17: it once set minhash.verify_threshold = 0.0 against the default 0.8). */
+static void test_example_config_is_the_defaults(void **st) {
+    size_t n = 0;
+    char *file = slurp(LMF_SOURCE_DIR "/configs/pipeline.toml", &n);
+    assert_non_null(file);
+    lmf_toml *t;
+    assert_int_equal(lmf_toml_parse(file, n, "configs/pipeline.toml", &t), LMF_OK);
+    lmf_pipeline_config ex, def;
+    lmf_pipeline_config_default(&ex);
+    assert_int_equal(lmf_pipeline_config_apply(&ex, t), LMF_OK);
+    lmf_toml_free(t);
+    lmf_pipeline_config_default(&def);
+    assert_true(ex.n_inputs > 0 && ex.out_dir); /* the example's own values, carried over */
+    for (size_t i = 0; i < ex.n_inputs; i++) lmf_strlist_push(&def.inputs, &def.n_inputs, ex.inputs[i]);
+    def.out_dir = strdup(ex.out_dir);
+    char *w = NULL;
+    size_t wn = 0;
+    FILE *f = open_memstream(&w, &wn);
+    lmf_pipeline_config_write(&def, f);
+    fclose(f);
+    const char *body = strstr(file, "\n[input]\n");
+    assert_non_null(body);
+    body++;
+    if (strcmp(body, w)) { /* name the first line that differs */
+        const char *a = body, *b = w;
+        while (*a && *a == *b) a++, b++;
+        while (a > body && a[-1] != '\n') a--, b--;
+        fail_msg("configs/pipeline.toml differs from the defaults at\n  file:    %.*s\n  default: %.*s",
+                 (int)strcspn(a, "\n"), a, (int)strcspn(b, "\n"), b);
+    }
+    free(w);
+    free(file);
+    lmf_pipeline_config_free(&ex);
+    lmf_pipeline_config_free(&def);
+}
+
 static void test_shard_splitter_matches_data_shard(void **st) {
     /* the splitter cuts blocks and sends each to val with probability val_fraction, seeded: reproducible */
     lmf_shard_splitter a, b;
@@ -498,6 +536,7 @@ int main(void) {
         cmocka_unit_test(test_invalid_utf8_without_normalize),
         cmocka_unit_test(test_threads_and_spill),
         cmocka_unit_test(test_config),
+        cmocka_unit_test(test_example_config_is_the_defaults),
         cmocka_unit_test(test_shard_splitter_matches_data_shard),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

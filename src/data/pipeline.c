@@ -444,8 +444,17 @@ void lmf_pipeline_config_write(const lmf_pipeline_config *c, FILE *f) {
         case O_MIB: fprintf(m, "%zu", *(const size_t *)p >> 20); break;
         case O_F64: {
             double d = *(const double *)p;
-            if (d == (double)(long long)d && d < 1e15 && d > -1e15) fprintf(m, "%.1f", d);
-            else fprintf(m, "%.17g", d);
+            if (d == (double)(long long)d && d < 1e15 && d > -1e15) {
+                fprintf(m, "%.1f", d);
+                break;
+            }
+            /* the shortest form that reads back to the same double: 0.8, not 0.80000000000000004 */
+            char g[40];
+            for (int prec = 15; prec <= 17; prec++) {
+                snprintf(g, sizeof g, "%.*g", prec, d);
+                if (strtod(g, NULL) == d) break;
+            }
+            fputs(g, m);
             break;
         }
         case O_STR: lmf_json_write_string(m, *(char *const *)p); break; /* TOML basic strings take JSON's escapes */
