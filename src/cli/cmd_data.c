@@ -155,12 +155,15 @@ static void pipeline_help(FILE *f, const char *cmd) {
     else if (!strcmp(cmd, "clean"))
         fprintf(f, "usage: lmforge data clean --out DIR [flags] INPUT...\n\n"
                    "The per-document stages only: normalize, length, gopher_quality, gopher_repetition, c4, fineweb,\n"
-                   "toxicity, pii (each with its defaults; --no-STAGE drops one, --set changes a threshold). Writes\n"
-                   "DIR/kept.jsonl and DIR/report.json.\n\n");
+                   "toxicity, pii (each with its defaults; --no-STAGE drops one, --set changes a threshold). A --config\n"
+                   "file gives options and may switch these stages off, never others on. Writes DIR/kept.jsonl and\n"
+                   "DIR/report.json (and the shards with --tokenizer or --shard).\n\n");
     else
         fprintf(f, "usage: lmforge data dedup --out DIR [flags] INPUT...\n\n"
                    "Deduplication only: exact_dedup then minhash (the text is not normalized: invalid UTF-8 documents\n"
-                   "are reported as malformed). Writes DIR/kept.jsonl and DIR/report.json.\n\n");
+                   "are reported as malformed). A --config file gives options and may switch one of the two off,\n"
+                   "never another stage on. Writes DIR/kept.jsonl and DIR/report.json (and the shards with --tokenizer\n"
+                   "or --shard).\n\n");
     fprintf(f, "  --config FILE          TOML pipeline to start from (run: the positional PIPELINE.toml)\n"
                "  --out DIR              output folder (output.dir)\n"
                "  --threads N            worker threads, 0 = all cores (run.threads)\n"
@@ -198,12 +201,12 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
     lmf_pipeline_config c;
     lmf_pipeline_config_default(&c);
     int is_run = !strcmp(cmd, "run");
-    if (!is_run) { /* clean / dedup: a subset of the stages, no shard unless --tokenizer or --shard */
-        int dedup = !strcmp(cmd, "dedup");
-        for (int i = 0; i < LMF_N_STAGES; i++) {
-            int is_dedup = i == LMF_STAGE_EXACT_DEDUP || i == LMF_STAGE_MINHASH;
-            c.enabled[i] = i != LMF_STAGE_SHARD && (dedup ? is_dedup : !is_dedup);
-        }
+    /* clean / dedup run their group of stages only, whatever a --config file enables: the file gives thresholds,
+     * inputs and outputs, and may switch a stage of the group off; shard only with --tokenizer or --shard */
+    int group[LMF_N_STAGES], cli_on[LMF_N_STAGES] = {0};
+    for (int i = 0; i < LMF_N_STAGES; i++) {
+        int is_dedup = i == LMF_STAGE_EXACT_DEDUP || i == LMF_STAGE_MINHASH;
+        group[i] = is_run || (i != LMF_STAGE_SHARD && (!strcmp(cmd, "dedup") ? is_dedup : !is_dedup));
     }
     const char *config = NULL;
     int quiet = 0, print_config = 0, first_input = argc;
@@ -263,6 +266,7 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
             free(c.tokenizer);
             c.tokenizer = strdup(argv[++i]);
             c.enabled[LMF_STAGE_SHARD] = 1;
+            cli_on[LMF_STAGE_SHARD] = 1;
         } else if (!strcmp(a, "--compress")) c.compress_kept = 1;
         else if (!strcmp(a, "--removed")) c.write_removed = 1;
         else if (!strcmp(a, "--no-progress")) c.progress = 0;
@@ -280,7 +284,14 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
                 lmf_pipeline_config_free(&c);
                 return 2;
             }
+            if (!off && !group[st] && st != LMF_STAGE_SHARD) {
+                fprintf(stderr, "lmforge %s: %s is not one of this command's stages (see --help; `lmforge data run` "
+                                "runs any)\n", label, a);
+                lmf_pipeline_config_free(&c);
+                return 2;
+            }
             c.enabled[st] = !off;
+            cli_on[st] = !off;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "lmforge %s: unknown flag or missing value: %s (see --help)\n", label, a);
             lmf_pipeline_config_free(&c);
@@ -295,6 +306,8 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
         lmf_pipeline_config_free(&c);
         return cli_fail(label, s);
     }
+    for (int k = 0; k < LMF_N_STAGES; k++)
+        if (!group[k] && !cli_on[k]) c.enabled[k] = 0;
     if (first_input < argc) {
         lmf_strlist_free(&c.inputs, &c.n_inputs);
         for (int k = first_input; k < argc; k++) {
