@@ -288,6 +288,84 @@ static void test_exact_dedup_and_reasons(void **st) {
     lmf_pipeline_config_free(&c);
 }
 
+static uint64_t counter(const lmf_report_stage *st, const char *name) {
+    for (size_t i = 0; i < st->n_counters; i++)
+        if (!strcmp(st->counters[i].name, name)) return st->counters[i].value;
+    return UINT64_MAX;
+}
+
+/* A text of n words of letters only (digits would all simplify to "0" for MinHash), different for each seed. */
+static char *words_text(unsigned seed, int n) {
+    char *t = malloc((size_t)n * 8 + 1);
+    size_t o = 0;
+    for (int i = 0; i < n; i++) {
+        unsigned x = (unsigned)i * 2654435761u ^ seed * 40503u;
+        if (i) t[o++] = ' ';
+        for (int k = 0; k < 5; k++, x /= 26) t[o++] = (char)('a' + x % 26);
+    }
+    t[o] = 0;
+    return t;
+}
+
+/* Duplicates name their kept twin by place (and id), never by the run's internal number (issue 17 item 11), and
+ * MinHash counts only what exact dedup let through (item 12): a text, its exact copy, a near copy and another
+ * text give exact_dedup 4 in / 1 removed, minhash 3 in / 3 signed / 1 cluster / 1 removed. */
+static void test_dedup_twins_named_and_counted(void **st) {
+    char *t = words_text(1, 150), *u = words_text(2, 150), *near = strdup(t);
+    memcpy(near + strlen(near) - 5, "zzzzz", 5);
+    write_text("dn/a.txt", t);
+    write_text("dn/b.txt", t);
+    write_text("dn/c.txt", near);
+    write_text("dn/d.txt", u);
+    char *jl = malloc(4 * strlen(t) + 400);
+    sprintf(jl, "{\"id\": \"first\", \"text\": \"%s\"}\n{\"id\": \"copy\", \"text\": \"%s\"}\n"
+                "{\"id\": \"near\", \"text\": \"%s\"}\n{\"id\": \"other\", \"text\": \"%s\"}\n", t, t, near, u);
+    write_text("dnj/x.jsonl", jl);
+    for (int v = 0; v < 2; v++) {
+        lmf_pipeline_config c;
+        base_config(&c, v ? "dnj_out" : "dn_out", v ? "dnj" : "dn");
+        for (int s = LMF_STAGE_LENGTH; s <= LMF_STAGE_PII; s++) c.enabled[s] = 0;
+        c.write_removed = 1;
+        if (v) c.id_field = strdup("id");
+        lmf_report *r;
+        assert_int_equal(lmf_pipeline_run(&c, NULL, &r), LMF_OK);
+        const lmf_report_stage *ex = &r->stages[LMF_STAGE_EXACT_DEDUP], *mh = &r->stages[LMF_STAGE_MINHASH];
+        assert_int_equal(ex->docs_in, 4);
+        assert_int_equal(ex->docs_removed, 1);
+        assert_int_equal(mh->docs_in, 3);
+        assert_int_equal(mh->docs_removed, 1);
+        assert_int_equal(counter(mh, "signed_docs"), 3); /* not 4: the exact copy is not MinHash's to sign */
+        assert_int_equal(counter(mh, "clusters"), 1);
+        assert_int_equal(counter(mh, "candidate_pairs"), 1);
+        assert_int_equal(r->docs_out, 2);
+        const char *twin = v ? "dnj/x.jsonl:1 (id first)" : "dn/a.txt:1";
+        for (int k = 0; k < 2; k++) {
+            const lmf_report_reason *rs = find_reason(k ? mh : ex, k ? "near_duplicate" : "exact_duplicate");
+            assert_non_null(rs);
+            if (!strstr(rs->ex[0].detail, twin) || strchr(rs->ex[0].detail, '#'))
+                fail_msg("report example detail '%s' should name %s", rs->ex[0].detail, twin);
+        }
+        char *removed = slurp_out(v ? "dnj_out" : "dn_out", "removed.jsonl");
+        assert_non_null(removed);
+        int n = 0;
+        for (char *line = strtok(removed, "\n"); line; line = strtok(NULL, "\n"), n++) {
+            cJSON *j = cJSON_Parse(line);
+            assert_non_null(j);
+            const char *why = cJSON_GetObjectItem(j, "why")->valuestring;
+            char want[300];
+            snprintf(want, sizeof want, "duplicate of %s/%s", g_dir, twin);
+            if (strcmp(why, want)) fail_msg("removed.jsonl why '%s', expected '%s'", why, want);
+            cJSON_Delete(j);
+        }
+        assert_int_equal(n, 2);
+        free(removed);
+        lmf_report_free(r);
+        free(r);
+        lmf_pipeline_config_free(&c);
+    }
+    free(t), free(u), free(near), free(jl);
+}
+
 static void test_invalid_utf8_without_normalize(void **st) {
     write_text("u8/a.jsonl", "{\"text\": \"fine text\"}\n{\"text\": \"bad \xC3\x28 text\"}\n");
     lmf_pipeline_config c;
@@ -533,6 +611,7 @@ int main(void) {
         cmocka_unit_test(test_reader_text_modes),
         cmocka_unit_test(test_reader_jsonl_zstd),
         cmocka_unit_test(test_exact_dedup_and_reasons),
+        cmocka_unit_test(test_dedup_twins_named_and_counted),
         cmocka_unit_test(test_invalid_utf8_without_normalize),
         cmocka_unit_test(test_threads_and_spill),
         cmocka_unit_test(test_config),
