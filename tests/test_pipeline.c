@@ -76,6 +76,8 @@ static void log_mal(void *ctx, const char *kind, const char *path, uint64_t line
     m->n++;
 }
 
+static size_t g_read_len; /* length of read_all's last result (documents may hold NUL bytes) */
+
 /* Reads every document of paths; returns them joined as "[source-base:line]text|" for easy comparison. */
 static char *read_all(lmf_reader_config *rc, mal_log *m) {
     rc->on_malformed = log_mal, rc->ctx = m;
@@ -101,6 +103,7 @@ static char *read_all(lmf_reader_config *rc, mal_log *m) {
     }
     lmf_reader_free(r);
     free(buf);
+    g_read_len = olen;
     return out;
 }
 
@@ -366,6 +369,90 @@ static void test_dedup_twins_named_and_counted(void **st) {
     free(t), free(u), free(near), free(jl);
 }
 
+/* A NUL byte is text like any other (issue 18, defect 2): "\u0000" and a raw NUL byte in a JSONL text field, and a
+ * raw NUL in text files, keep the whole document (cJSON's value ends at the first NUL; the reader decodes such a
+ * field itself, length-aware: escapes, surrogate pairs, the top-level key only, the first of duplicate keys). */
+static void test_reader_nul_bytes(void **st) {
+    static const char jl[] = "{\"text\": \"before \\u0000 after\"}\n"
+                             "{\"text\": \"raw \0 byte\", \"id\": \"r\"}\n"
+                             "{\"meta\": {\"text\": \"nested \\u0000 no\", \"n\": [1, {\"a\": \"}\"}]}, \"x\": null, "
+                             "\"text\": \"a\\u0000\\ud83d\\ude00\\\"q\\\\\\/\\t\", \"text\": \"second\\u0000 no\"}\n"
+                             "{\"text\": \"no nul here\"}\n";
+    write_file("nul/a.jsonl", jl, sizeof jl - 1);
+    static const char tx[] = "line one \0 with nul\n\nblock \0 two\n";
+    write_file("nul/b.txt", tx, sizeof tx - 1);
+    const char *paths[] = {path_of("nul")};
+    mal_log m = {0};
+    lmf_reader_config rc = {.paths = paths, .n_paths = 1, .id_field = "id", .split = LMF_SPLIT_BLANK_LINE};
+    char *s = read_all(&rc, &m);
+    static const char want[] = "[a.jsonl:1]before \0 after|[a.jsonl:2 id=r]raw \0 byte|"
+                               "[a.jsonl:3]a\0\xF0\x9F\x98\x80\"q\\/\t|[a.jsonl:4]no nul here|"
+                               "[b.txt:1]line one \0 with nul|[b.txt:3]block \0 two|";
+    assert_int_equal(m.n, 0);
+    assert_int_equal(g_read_len, sizeof want - 1);
+    assert_memory_equal(s, want, sizeof want - 1);
+    free(s);
+    rc.split = LMF_SPLIT_LINE;
+    const char *bp[] = {path_of("nul/b.txt")};
+    rc.paths = bp;
+    s = read_all(&rc, &m);
+    static const char want2[] = "[b.txt:1]line one \0 with nul|[b.txt:3]block \0 two|";
+    assert_int_equal(g_read_len, sizeof want2 - 1);
+    assert_memory_equal(s, want2, sizeof want2 - 1);
+    free(s);
+}
+
+/* Downstream of the reader NUL bytes are counted, not cut: without normalize the stages see the whole text (two
+ * documents equal up to their NUL are not duplicates, the length filter counts every character, kept.jsonl writes
+ * \u0000); with normalize the NUL is removed as a control character, counted and the document marked modified. */
+static void test_pipeline_nul_bytes(void **st) {
+    char *p = words_text(7, 150), *a = words_text(8, 150), *b = words_text(9, 150);
+    size_t n = strlen(p) + strlen(a) + 64;
+    char *d1 = malloc(n), *d2 = malloc(n);
+    int n1 = snprintf(d1, n, "%s \\u0000 %s", p, a), n2 = snprintf(d2, n, "%s \\u0000 %s", p, b);
+    char *jl = malloc(3 * n + 64);
+    int nj = sprintf(jl, "{\"text\": \"%s\"}\n{\"text\": \"%s\"}\n{\"text\": \"%s\"}\n", d1, d2, d1);
+    write_file("pn/in.jsonl", jl, (size_t)nj);
+    for (int norm = 0; norm < 2; norm++) {
+        lmf_pipeline_config c;
+        base_config(&c, norm ? "pn_out1" : "pn_out0", "pn");
+        for (int s = LMF_STAGE_NORMALIZE; s <= LMF_STAGE_PII; s++) c.enabled[s] = 0;
+        c.enabled[LMF_STAGE_NORMALIZE] = norm;
+        c.enabled[LMF_STAGE_LENGTH] = 1;
+        c.length.min_chars = strlen(p) + 10; /* more than the text before the NUL */
+        lmf_report *r;
+        assert_int_equal(lmf_pipeline_run(&c, NULL, &r), LMF_OK);
+        assert_int_equal(r->stages[LMF_STAGE_LENGTH].docs_removed, 0);
+        assert_int_equal(r->stages[LMF_STAGE_EXACT_DEDUP].docs_removed, 1); /* the third is the first again */
+        assert_int_equal(r->stages[LMF_STAGE_MINHASH].docs_removed, 0);
+        assert_int_equal(r->docs_out, 2);
+        if (norm) {
+            assert_int_equal(counter(&r->stages[LMF_STAGE_NORMALIZE], "controls_removed"), 3);
+            assert_int_equal(r->stages[LMF_STAGE_NORMALIZE].docs_modified, 3);
+        }
+        char *kept = slurp_out(norm ? "pn_out1" : "pn_out0", "kept.jsonl");
+        assert_non_null(kept);
+        char *nl = strchr(kept, '\n');
+        assert_non_null(nl);
+        *nl = 0;
+        cJSON *j = cJSON_Parse(kept);
+        assert_non_null(j);
+        const char *t = cJSON_GetObjectItem(j, "text")->valuestring;
+        assert_non_null(strstr(kept, norm ? "\"text\":\"" : "\\u0000")); /* written as an escape */
+        if (norm) assert_null(strstr(kept, "\\u0000"));
+        /* cJSON's value stops at a NUL; the prefix before it is the whole line's first part either way */
+        assert_true(!strncmp(t, p, strlen(p)));
+        assert_true(strlen(kept) > strlen(p) + strlen(a)); /* the text after the NUL is in the output */
+        cJSON_Delete(j);
+        free(kept);
+        lmf_report_free(r);
+        free(r);
+        lmf_pipeline_config_free(&c);
+    }
+    (void)n1, (void)n2;
+    free(p), free(a), free(b), free(d1), free(d2), free(jl);
+}
+
 static void test_invalid_utf8_without_normalize(void **st) {
     write_text("u8/a.jsonl", "{\"text\": \"fine text\"}\n{\"text\": \"bad \xC3\x28 text\"}\n");
     lmf_pipeline_config c;
@@ -610,8 +697,10 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reader_text_modes),
         cmocka_unit_test(test_reader_jsonl_zstd),
+        cmocka_unit_test(test_reader_nul_bytes),
         cmocka_unit_test(test_exact_dedup_and_reasons),
         cmocka_unit_test(test_dedup_twins_named_and_counted),
+        cmocka_unit_test(test_pipeline_nul_bytes),
         cmocka_unit_test(test_invalid_utf8_without_normalize),
         cmocka_unit_test(test_threads_and_spill),
         cmocka_unit_test(test_config),
