@@ -2,6 +2,8 @@
  * stages' config structs), the shard splitter shared with `data shard`, the threaded batch engine and the run. */
 #include "data/pipeline.h"
 
+#include "data/output_set.h"
+
 #include "core/alloc.h"
 #include "core/fs.h"
 #include "core/json.h"
@@ -802,6 +804,7 @@ struct run {
     int phase;
     uint64_t ex_doc, ex_kept, mh_doc, mh_kept; /* the dedup iterators' next removed (UINT64_MAX: none) */
     twin_places twins;
+    lmf_output_set set; /* the outputs are written into set.staging and committed together */
     double stage_sec[LMF_N_STAGES];
     engine *E;
 };
@@ -1406,8 +1409,9 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
     memset(R, 0, sizeof *R);
     pthread_mutex_init(&R->err_mu, NULL);
     R->c = c, R->rep = rep, R->stop = stop;
-    lmf_status s = lmf_mkdir_p(c->out_dir);
-    const char *tmp_dir = c->tmp_dir && *c->tmp_dir ? c->tmp_dir : c->out_dir;
+    lmf_status s = lmf_output_set_begin(&R->set, c->out_dir);
+    const char *od = R->set.staging ? R->set.staging : c->out_dir; /* where this run's files go */
+    const char *tmp_dir = c->tmp_dir && *c->tmp_dir ? c->tmp_dir : od;
     int threads = c->threads > 0 ? c->threads : omp_get_max_threads();
     if (threads < 1) threads = 1;
     rep->threads = threads;
@@ -1427,7 +1431,7 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
     }
     R->shard = c->enabled[LMF_STAGE_SHARD];
     if (s == LMF_OK && R->shard && c->tokenizer) s = lmf_tokenizer_load(c->tokenizer, &R->tok);
-    if (s == LMF_OK && R->shard) s = lmf_shard_splitter_open(&R->sp, c->out_dir, R->tok, c->val_fraction, c->block, c->seed);
+    if (s == LMF_OK && R->shard) s = lmf_shard_splitter_open(&R->sp, od, R->tok, c->val_fraction, c->block, c->seed);
     if (s == LMF_OK && c->enabled[LMF_STAGE_EXACT_DEDUP]) {
         lmf_exact_dedup_config e = c->exact;
         e.tmp_dir = tmp_dir;
@@ -1440,9 +1444,9 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
     }
     R->dedup = R->exact || R->mh;
     if (s == LMF_OK && c->write_kept)
-        s = out_open(&R->kept, c->out_dir, c->compress_kept ? "kept.jsonl.zst" : "kept.jsonl", c->compress_kept,
+        s = out_open(&R->kept, od, c->compress_kept ? "kept.jsonl.zst" : "kept.jsonl", c->compress_kept,
                      c->zstd_level);
-    if (s == LMF_OK && c->write_removed) s = out_open(&R->removed, c->out_dir, "removed.jsonl", 0, 0);
+    if (s == LMF_OK && c->write_removed) s = out_open(&R->removed, od, "removed.jsonl", 0, 0);
     if (s == LMF_OK && R->dedup) {
         /* the spill: an unlinked temporary file, so nothing is left behind whatever happens */
         char *p = lmf_xrealloc(NULL, strlen(tmp_dir) + 32);
@@ -1527,12 +1531,15 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
     rep->wall_seconds = lmf_now() - t_start;
     rep->cpu_seconds = process_cpu() - cpu_start;
     if (s == LMF_OK) {
-        char *p = lmf_xrealloc(NULL, strlen(c->out_dir) + 16);
-        sprintf(p, "%s/report.json", c->out_dir);
+        char *p = lmf_xrealloc(NULL, strlen(od) + 16);
+        sprintf(p, "%s/report.json", od);
         s = lmf_report_write_json(rep, p);
         free(p);
     }
     run_cleanup(R, s == LMF_OK);
+    /* the whole set replaces the previous run's at once; a failed or interrupted run leaves the folder as it was */
+    if (s == LMF_OK) s = lmf_output_set_commit(&R->set);
+    else lmf_output_set_abort(&R->set);
     if (s != LMF_OK || !report) {
         lmf_report_free(rep);
         free(rep);
