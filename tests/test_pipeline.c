@@ -377,7 +377,8 @@ static void test_reader_nul_bytes(void **st) {
                              "{\"text\": \"raw \0 byte\", \"id\": \"r\"}\n"
                              "{\"meta\": {\"text\": \"nested \\u0000 no\", \"n\": [1, {\"a\": \"}\"}]}, \"x\": null, "
                              "\"text\": \"a\\u0000\\ud83d\\ude00\\\"q\\\\\\/\\t\", \"text\": \"second\\u0000 no\"}\n"
-                             "{\"text\": \"no nul here\"}\n";
+                             "{\"text\": \"no nul here\"}\n"
+                             "\xEF\xBB\xBF {\"text\": \"bom\\u0000\"}\n";
     write_file("nul/a.jsonl", jl, sizeof jl - 1);
     static const char tx[] = "line one \0 with nul\n\nblock \0 two\n";
     write_file("nul/b.txt", tx, sizeof tx - 1);
@@ -386,7 +387,7 @@ static void test_reader_nul_bytes(void **st) {
     lmf_reader_config rc = {.paths = paths, .n_paths = 1, .id_field = "id", .split = LMF_SPLIT_BLANK_LINE};
     char *s = read_all(&rc, &m);
     static const char want[] = "[a.jsonl:1]before \0 after|[a.jsonl:2 id=r]raw \0 byte|"
-                               "[a.jsonl:3]a\0\xF0\x9F\x98\x80\"q\\/\t|[a.jsonl:4]no nul here|"
+                               "[a.jsonl:3]a\0\xF0\x9F\x98\x80\"q\\/\t|[a.jsonl:4]no nul here|[a.jsonl:5]bom\0|"
                                "[b.txt:1]line one \0 with nul|[b.txt:3]block \0 two|";
     assert_int_equal(m.n, 0);
     assert_int_equal(g_read_len, sizeof want - 1);

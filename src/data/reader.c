@@ -439,7 +439,8 @@ static size_t json_skip(const char *s, size_t n, size_t i) {
 /* The first member named key of the object in s[0..n), when it is a string: decoded into *buf (grown), its length
  * in *len. 1 = found, 0 = not found or not a string or malformed. */
 static int json_field(const char *s, size_t n, const char *key, char **buf, size_t *cap, size_t *len) {
-    size_t kl = strlen(key), i = skip_ws(s, n, 0);
+    size_t kl = strlen(key), i = n >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3) ? 3 : 0; /* a BOM, as cJSON skips it */
+    i = skip_ws(s, n, i);
     if (i >= n || s[i] != '{') return 0;
     i = skip_ws(s, n, i + 1);
     if (n + 1 > *cap) *buf = lmf_xrealloc(*buf, *cap = n + 1);
