@@ -2,7 +2,10 @@
  * chapters, fortunes, dict-devil entries: tests/corpus_util.h), against datatrove running the same stage on the
  * same documents in the same run (bench/datatrove_filters_bench.py, when a Python with datatrove is given).
  *
- *   bench_data_filters [--python /work/venv-dt/bin/python] [--repeat N] [--stride K]
+ *   bench_data_filters [--python /work/venv-dt/bin/python] [--repeat N] [--stride K] [--corpus-dir DIR]
+ *
+ * --corpus-dir: one document per file under DIR instead of the real corpora (bench/mixed_corpus.py builds a mixed
+ * held-out-like one: man pages in five languages, Python docs, changelogs, info pages).
  *
  * One thread; each stage loops over every document (every K-th with --stride; median of N runs, default 5, datatrove
  * best of min(N, 3)); the scratch is reused across documents as a pipeline worker does. Times are process CPU
@@ -26,28 +29,68 @@ enum { S_NORMALIZE, S_WORDS, S_GQ, S_GR, S_C4, S_FW, S_TOX, S_PII, S_ALL, NS };
 static const char *sname[NS] = {"normalize", "words", "gopher_quality", "gopher_repetition", "c4",
                                 "fineweb", "toxicity", "pii", "all_filters"};
 
+/* --corpus-dir: every file under dir (recursively) is one document; files in byte order of their paths, as
+ * datatrove_filters_bench.py --corpus-dir reads them. */
+static void list_files(const char *dir, char ***paths, size_t *n) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *p = malloc(strlen(dir) + strlen(e->d_name) + 2);
+        sprintf(p, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+            list_files(p, paths, n);
+            free(p);
+        } else {
+            *paths = realloc(*paths, (*n + 1) * sizeof **paths);
+            (*paths)[(*n)++] = p;
+        }
+    }
+    closedir(d);
+}
+
+static int load_dir(const char *dir, corpus_docs *c) {
+    char **paths = NULL;
+    size_t n = 0;
+    list_files(dir, &paths, &n);
+    qsort(paths, n, sizeof *paths, corpus_cmp);
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        char *t = corpus_read_file(paths[i], &len);
+        if (t) corpus_add(c, 'm', paths[i] + strlen(dir), t, len);
+        free(t);
+        free(paths[i]);
+    }
+    free(paths);
+    return c->n > 0;
+}
+
 static int cmpd(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv) {
-    const char *py = NULL;
+    const char *py = NULL, *corpus_dir = NULL;
     int repeat = 5, stride = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--python") && i + 1 < argc) py = argv[++i];
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--stride") && i + 1 < argc) stride = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--corpus-dir") && i + 1 < argc) corpus_dir = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--python PY] [--repeat N] [--stride K]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--python PY] [--repeat N] [--stride K] [--corpus-dir DIR]\n", argv[0]);
             return 2;
         }
     }
     if (repeat < 1) repeat = 1;
     if (stride < 1) stride = 1;
-    corpus_docs all, c = {0};
-    if (!corpus_load_all(&all)) {
-        fprintf(stderr, "corpora missing: install bible-kjv, fortunes, dict-devil (scripts/install-deps.sh)\n");
+    corpus_docs all = {0}, c = {0};
+    if (corpus_dir ? !load_dir(corpus_dir, &all) : !corpus_load_all(&all)) {
+        fprintf(stderr, corpus_dir ? "no documents under --corpus-dir\n"
+                                   : "corpora missing: install bible-kjv, fortunes, dict-devil (scripts/install-deps.sh)\n");
         return 1;
     }
     for (size_t i = 0; i < all.n; i += (size_t)stride)
@@ -66,8 +109,8 @@ int main(int argc, char **argv) {
         if (slash) *slash = 0;
         else snprintf(dir, sizeof dir, "bench");
         char cmd[2048];
-        snprintf(cmd, sizeof cmd, "%s %s/datatrove_filters_bench.py --repeat %d --stride %d", py, dir,
-                 repeat > 3 ? 3 : repeat, stride);
+        snprintf(cmd, sizeof cmd, "%s %s/datatrove_filters_bench.py --repeat %d --stride %d%s%s", py, dir,
+                 repeat > 3 ? 3 : repeat, stride, corpus_dir ? " --corpus-dir " : "", corpus_dir ? corpus_dir : "");
         FILE *f = popen(cmd, "r");
         char line[256];
         while (f && fgets(line, sizeof line, f)) {
@@ -145,9 +188,8 @@ int main(int argc, char **argv) {
         qsort(runs, (size_t)repeat, sizeof *runs, cmpd);
         ours[k] = runs[repeat / 2];
     }
-    printf("corpus: %zu documents (every %d-th), %.2f MB (bible-kjv chapters, fortunes, dict-devil entries); "
-           "1 thread; CPU time, median of %d\n\n",
-           c.n, stride, mb, repeat);
+    printf("corpus: %zu documents (every %d-th), %.2f MB (%s); 1 thread; CPU time, median of %d\n\n", c.n, stride, mb,
+           corpus_dir ? corpus_dir : "bible-kjv chapters, fortunes, dict-devil entries", repeat);
     printf("| stage | lmforge MB/s per core | datatrove MB/s per core | speed-up |\n|---|---:|---:|---:|\n");
     for (int k = 0; k < NS; k++) {
         double o = mb / ours[k];

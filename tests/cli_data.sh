@@ -121,6 +121,26 @@ assert st == ['normalize','length','gopher_quality','gopher_repetition','c4','fi
   || { cat "$dir/e.txt"; fail "data dedup on the pipeline's own JSONL output"; }
 [ -s "$dir/dedupz/kept.jsonl.zst" ] && [ -s "$dir/dedupz/train.bin" ] || fail "data dedup --compress --tokenizer outputs"
 
+# a --config file gives clean / dedup their options, never other stages (issue 17 item 10): the pipeline file
+# enables every stage and a tokenizer, yet dedup runs the two dedup stages and clean the eight per-document ones
+stages_of() { python3 -c "import json,sys; print(' '.join(s['stage'] for s in json.load(open(sys.argv[1]))['stages']))" "$1"; }
+"$LMF" data dedup --config "$dir/pipeline.toml" --out "$dir/dedupcfg" --no-progress --quiet 2> "$dir/e.txt" \
+  || { cat "$dir/e.txt"; fail "data dedup --config"; }
+[ "$(stages_of "$dir/dedupcfg/report.json")" = "exact_dedup minhash" ] || fail "data dedup --config ran: $(stages_of "$dir/dedupcfg/report.json")"
+[ ! -e "$dir/dedupcfg/train.bin" ] || fail "data dedup --config wrote shards without --tokenizer/--shard"
+"$LMF" data clean --config "$dir/pipeline.toml" --out "$dir/cleancfg" --no-progress --quiet --no-c4 2> "$dir/e.txt" \
+  || { cat "$dir/e.txt"; fail "data clean --config"; }
+[ "$(stages_of "$dir/cleancfg/report.json")" = "normalize length gopher_quality gopher_repetition fineweb toxicity pii" ] \
+  || fail "data clean --config --no-c4 ran: $(stages_of "$dir/cleancfg/report.json")"
+printf '[exact_dedup]\nenabled = false\n[c4]\nenabled = true\n' > "$dir/exact_off.toml"
+"$LMF" data dedup --config "$dir/exact_off.toml" --out "$dir/dedupmh" --no-progress --quiet "$dir/corpus/kjv" 2> "$dir/e.txt" \
+  || { cat "$dir/e.txt"; fail "data dedup with exact_dedup off"; }
+[ "$(stages_of "$dir/dedupmh/report.json")" = "minhash" ] || fail "data dedup, exact off in the file, ran: $(stages_of "$dir/dedupmh/report.json")"
+"$LMF" data dedup --config "$dir/pipeline.toml" --out "$dir/dedupsh" --shard --no-progress --quiet 2> "$dir/e.txt" \
+  || { cat "$dir/e.txt"; fail "data dedup --config --shard"; }
+[ "$(stages_of "$dir/dedupsh/report.json")" = "exact_dedup minhash shard" ] && [ -s "$dir/dedupsh/train.bin" ] \
+  || fail "data dedup --shard should add the shard stage (the file's tokenizer)"
+
 # errors: name the file, line and column; exit 2; nothing half-written
 expect_error() { # expected-substring command...
   local want=$1; shift
@@ -135,6 +155,7 @@ printf '[c4]\nenabled = tru\n' > "$dir/bad3.toml"
 expect_error "bad3.toml:2:11" "$LMF" data run "$dir/bad3.toml"
 expect_error "no_such.toml: cannot open" "$LMF" data run "$dir/no_such.toml"
 expect_error "unknown option --no-such-stage" "$LMF" data clean --out "$dir/x" --no-such-stage "$dir/corpus"
+expect_error "--c4 is not one of this command's stages" "$LMF" data dedup --out "$dir/x" --c4 "$dir/corpus"
 expect_error "need an output folder" "$LMF" data clean "$dir/corpus"
 expect_error "tok_missing.json: cannot open" "$LMF" data dedup --out "$dir/x" --no-progress --tokenizer "$dir/tok_missing.json" "$dir/corpus"
 [ "$("$LMF" data run "$dir/pipeline.toml" --print-config | grep -c '^\[')" = 14 ] || fail "--print-config should print 14 tables"

@@ -52,8 +52,12 @@ static void exact_run(const lmf_exact_dedup_config *cfg, const char **docs, int 
     }
     assert_int_equal(g, 0);
     assert_int_equal(nrem, lmf_exact_dedup_n_removed(d));
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         assert_int_equal(lmf_exact_dedup_is_duplicate(d, (uint64_t)i), kept_of[i] != UINT64_MAX);
+        int twin = 0; /* has_duplicates: exactly the ids some removed document names as kept */
+        for (int k = 0; k < n; k++) twin |= kept_of[k] == (uint64_t)i;
+        assert_int_equal(lmf_exact_dedup_has_duplicates(d, (uint64_t)i), twin);
+    }
     assert_int_equal(lmf_exact_dedup_is_duplicate(d, 1u << 30), 0);
     if (spills) *spills = lmf_exact_dedup_n_spills(d);
     lmf_exact_dedup_free(d);
@@ -470,6 +474,78 @@ static void test_minhash_clusters_and_spill(void **state) {
     for (size_t i = 0; i < n; i++) free(docs[i]);
 }
 
+/* finish_skipping (issue 17 item 12): documents an earlier stage removed count as never added. The corpus with an
+ * exact copy inserted after every third document, the copies skipped, gives the clusters (mapped back to the
+ * original ids) and every counter of the corpus without the copies; has_duplicates marks each cluster's kept id. */
+static int skip_marked(const void *ctx, uint64_t id) { return ((const char *)ctx)[id]; }
+
+static void test_minhash_skipping(void **state) {
+    (void)state;
+    enum { NB = 120, WORDS = 120 };
+    char *base[NB * 3], *with[NB * 5];
+    size_t nb = 0, nw = 0, orig_of[NB * 5];
+    char copy[NB * 5] = {0};
+    uint64_t s = 11;
+    for (int i = 0; i < NB; i++) {
+        char *a = rand_text(&s, WORDS);
+        base[nb++] = a;
+        if (i % 4 == 0) { /* a near copy: the last word changed */
+            char *b = strdup(a);
+            char *sp = strrchr(b, ' ');
+            memset(sp + 1, 'q', strlen(sp + 1));
+            base[nb++] = b;
+        }
+    }
+    base[nb++] = strdup("too short"); /* no shingle: unsigned */
+    for (size_t i = 0; i < nb; i++) {
+        orig_of[nw] = i, with[nw++] = base[i];
+        if (i % 3 == 0) orig_of[nw] = i, copy[nw] = 1, with[nw++] = base[i];
+    }
+    lmf_minhash_config cfg;
+    lmf_minhash_config_default(&cfg);
+    for (int v = 0; v < 2; v++) {
+        cfg.verify_threshold = v ? 0.8 : 0;
+        lmf_minhash *a, *b;
+        assert_int_equal(lmf_minhash_create(&cfg, &a), LMF_OK);
+        assert_int_equal(lmf_minhash_create(&cfg, &b), LMF_OK);
+        for (size_t i = 0; i < nb; i++) assert_int_equal(lmf_minhash_add(a, i, base[i], strlen(base[i])), LMF_OK);
+        for (size_t i = 0; i < nw; i++) assert_int_equal(lmf_minhash_add(b, i, with[i], strlen(with[i])), LMF_OK);
+        assert_int_equal(lmf_minhash_finish(a), LMF_OK);
+        assert_int_equal(lmf_minhash_finish_skipping(b, skip_marked, copy), LMF_OK);
+        lmf_minhash_stats sa, sb;
+        lmf_minhash_get_stats(a, &sa);
+        lmf_minhash_get_stats(b, &sb);
+        assert_int_equal(sb.n_docs, nb);
+        assert_int_equal(sb.n_signed, nb - 1);
+        assert_int_equal(sb.n_signed, sa.n_signed);
+        assert_int_equal(sb.n_candidates, sa.n_candidates);
+        assert_int_equal(sb.n_verify_failed, sa.n_verify_failed);
+        assert_int_equal(sb.n_clusters, sa.n_clusters);
+        assert_int_equal(sb.n_removed, sa.n_removed);
+        assert_true(sa.n_removed >= NB / 4 - 2); /* the near copies were found */
+        size_t twins = 0;
+        for (size_t i = 0; i < nw; i++) {
+            if (copy[i]) { /* a skipped document is neither removed nor anyone's twin */
+                assert_false(lmf_minhash_is_duplicate(b, i));
+                assert_false(lmf_minhash_has_duplicates(b, i));
+                continue;
+            }
+            assert_int_equal(lmf_minhash_is_duplicate(b, i), lmf_minhash_is_duplicate(a, orig_of[i]));
+            assert_int_equal(lmf_minhash_has_duplicates(b, i), lmf_minhash_has_duplicates(a, orig_of[i]));
+            twins += (size_t)lmf_minhash_has_duplicates(a, orig_of[i]);
+        }
+        assert_int_equal(twins, sa.n_clusters);
+        uint64_t d, k;
+        while (lmf_minhash_next_removed(b, &d, &k) == 1) {
+            assert_false(copy[d] || copy[k]);
+            assert_true(lmf_minhash_has_duplicates(b, k));
+        }
+        lmf_minhash_free(a);
+        lmf_minhash_free(b);
+    }
+    for (size_t i = 0; i < nb; i++) free(base[i]);
+}
+
 /* Arbitrary bytes (invalid UTF-8, control characters, symbols, combining marks, digits next to units) go through
  * both deduplicators without a crash (run under ASan/UBSan by `make test-asan`), and identical inputs still agree. */
 static void test_hostile_bytes(void **state) {
@@ -682,6 +758,7 @@ int main(void) {
         cmocka_unit_test(test_minhash_kernel_variants),
         cmocka_unit_test(test_minhash_signature_properties),
         cmocka_unit_test(test_minhash_clusters_and_spill),
+        cmocka_unit_test(test_minhash_skipping),
         cmocka_unit_test(test_hostile_bytes),
         cmocka_unit_test(test_acceptance_bible),
     };

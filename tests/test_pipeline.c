@@ -76,6 +76,8 @@ static void log_mal(void *ctx, const char *kind, const char *path, uint64_t line
     m->n++;
 }
 
+static size_t g_read_len; /* length of read_all's last result (documents may hold NUL bytes) */
+
 /* Reads every document of paths; returns them joined as "[source-base:line]text|" for easy comparison. */
 static char *read_all(lmf_reader_config *rc, mal_log *m) {
     rc->on_malformed = log_mal, rc->ctx = m;
@@ -101,6 +103,7 @@ static char *read_all(lmf_reader_config *rc, mal_log *m) {
     }
     lmf_reader_free(r);
     free(buf);
+    g_read_len = olen;
     return out;
 }
 
@@ -288,6 +291,169 @@ static void test_exact_dedup_and_reasons(void **st) {
     lmf_pipeline_config_free(&c);
 }
 
+static uint64_t counter(const lmf_report_stage *st, const char *name) {
+    for (size_t i = 0; i < st->n_counters; i++)
+        if (!strcmp(st->counters[i].name, name)) return st->counters[i].value;
+    return UINT64_MAX;
+}
+
+/* A text of n words of letters only (digits would all simplify to "0" for MinHash), different for each seed. */
+static char *words_text(unsigned seed, int n) {
+    char *t = malloc((size_t)n * 8 + 1);
+    size_t o = 0;
+    for (int i = 0; i < n; i++) {
+        unsigned x = (unsigned)i * 2654435761u ^ seed * 40503u;
+        if (i) t[o++] = ' ';
+        for (int k = 0; k < 5; k++, x /= 26) t[o++] = (char)('a' + x % 26);
+    }
+    t[o] = 0;
+    return t;
+}
+
+/* Duplicates name their kept twin by place (and id), never by the run's internal number (issue 17 item 11), and
+ * MinHash counts only what exact dedup let through (item 12): a text, its exact copy, a near copy and another
+ * text give exact_dedup 4 in / 1 removed, minhash 3 in / 3 signed / 1 cluster / 1 removed. */
+static void test_dedup_twins_named_and_counted(void **st) {
+    char *t = words_text(1, 150), *u = words_text(2, 150), *near = strdup(t);
+    memcpy(near + strlen(near) - 5, "zzzzz", 5);
+    write_text("dn/a.txt", t);
+    write_text("dn/b.txt", t);
+    write_text("dn/c.txt", near);
+    write_text("dn/d.txt", u);
+    char *jl = malloc(4 * strlen(t) + 400);
+    sprintf(jl, "{\"id\": \"first\", \"text\": \"%s\"}\n{\"id\": \"copy\", \"text\": \"%s\"}\n"
+                "{\"id\": \"near\", \"text\": \"%s\"}\n{\"id\": \"other\", \"text\": \"%s\"}\n", t, t, near, u);
+    write_text("dnj/x.jsonl", jl);
+    for (int v = 0; v < 2; v++) {
+        lmf_pipeline_config c;
+        base_config(&c, v ? "dnj_out" : "dn_out", v ? "dnj" : "dn");
+        for (int s = LMF_STAGE_LENGTH; s <= LMF_STAGE_PII; s++) c.enabled[s] = 0;
+        c.write_removed = 1;
+        if (v) c.id_field = strdup("id");
+        lmf_report *r;
+        assert_int_equal(lmf_pipeline_run(&c, NULL, &r), LMF_OK);
+        const lmf_report_stage *ex = &r->stages[LMF_STAGE_EXACT_DEDUP], *mh = &r->stages[LMF_STAGE_MINHASH];
+        assert_int_equal(ex->docs_in, 4);
+        assert_int_equal(ex->docs_removed, 1);
+        assert_int_equal(mh->docs_in, 3);
+        assert_int_equal(mh->docs_removed, 1);
+        assert_int_equal(counter(mh, "signed_docs"), 3); /* not 4: the exact copy is not MinHash's to sign */
+        assert_int_equal(counter(mh, "clusters"), 1);
+        assert_int_equal(counter(mh, "candidate_pairs"), 1);
+        assert_int_equal(r->docs_out, 2);
+        const char *twin = v ? "dnj/x.jsonl:1 (id first)" : "dn/a.txt:1";
+        for (int k = 0; k < 2; k++) {
+            const lmf_report_reason *rs = find_reason(k ? mh : ex, k ? "near_duplicate" : "exact_duplicate");
+            assert_non_null(rs);
+            if (!strstr(rs->ex[0].detail, twin) || strchr(rs->ex[0].detail, '#'))
+                fail_msg("report example detail '%s' should name %s", rs->ex[0].detail, twin);
+        }
+        char *removed = slurp_out(v ? "dnj_out" : "dn_out", "removed.jsonl");
+        assert_non_null(removed);
+        int n = 0;
+        for (char *line = strtok(removed, "\n"); line; line = strtok(NULL, "\n"), n++) {
+            cJSON *j = cJSON_Parse(line);
+            assert_non_null(j);
+            const char *why = cJSON_GetObjectItem(j, "why")->valuestring;
+            char want[300];
+            snprintf(want, sizeof want, "duplicate of %s/%s", g_dir, twin);
+            if (strcmp(why, want)) fail_msg("removed.jsonl why '%s', expected '%s'", why, want);
+            cJSON_Delete(j);
+        }
+        assert_int_equal(n, 2);
+        free(removed);
+        lmf_report_free(r);
+        free(r);
+        lmf_pipeline_config_free(&c);
+    }
+    free(t), free(u), free(near), free(jl);
+}
+
+/* A NUL byte is text like any other (issue 18, defect 2): "\u0000" and a raw NUL byte in a JSONL text field, and a
+ * raw NUL in text files, keep the whole document (cJSON's value ends at the first NUL; the reader decodes such a
+ * field itself, length-aware: escapes, surrogate pairs, the top-level key only, the first of duplicate keys). */
+static void test_reader_nul_bytes(void **st) {
+    static const char jl[] = "{\"text\": \"before \\u0000 after\"}\n"
+                             "{\"text\": \"raw \0 byte\", \"id\": \"r\"}\n"
+                             "{\"meta\": {\"text\": \"nested \\u0000 no\", \"n\": [1, {\"a\": \"}\"}]}, \"x\": null, "
+                             "\"text\": \"a\\u0000\\ud83d\\ude00\\\"q\\\\\\/\\t\", \"text\": \"second\\u0000 no\"}\n"
+                             "{\"text\": \"no nul here\"}\n"
+                             "\xEF\xBB\xBF {\"text\": \"bom\\u0000\"}\n";
+    write_file("nul/a.jsonl", jl, sizeof jl - 1);
+    static const char tx[] = "line one \0 with nul\n\nblock \0 two\n";
+    write_file("nul/b.txt", tx, sizeof tx - 1);
+    const char *paths[] = {path_of("nul")};
+    mal_log m = {0};
+    lmf_reader_config rc = {.paths = paths, .n_paths = 1, .id_field = "id", .split = LMF_SPLIT_BLANK_LINE};
+    char *s = read_all(&rc, &m);
+    static const char want[] = "[a.jsonl:1]before \0 after|[a.jsonl:2 id=r]raw \0 byte|"
+                               "[a.jsonl:3]a\0\xF0\x9F\x98\x80\"q\\/\t|[a.jsonl:4]no nul here|[a.jsonl:5]bom\0|"
+                               "[b.txt:1]line one \0 with nul|[b.txt:3]block \0 two|";
+    assert_int_equal(m.n, 0);
+    assert_int_equal(g_read_len, sizeof want - 1);
+    assert_memory_equal(s, want, sizeof want - 1);
+    free(s);
+    rc.split = LMF_SPLIT_LINE;
+    const char *bp[] = {path_of("nul/b.txt")};
+    rc.paths = bp;
+    s = read_all(&rc, &m);
+    static const char want2[] = "[b.txt:1]line one \0 with nul|[b.txt:3]block \0 two|";
+    assert_int_equal(g_read_len, sizeof want2 - 1);
+    assert_memory_equal(s, want2, sizeof want2 - 1);
+    free(s);
+}
+
+/* Downstream of the reader NUL bytes are counted, not cut: without normalize the stages see the whole text (two
+ * documents equal up to their NUL are not duplicates, the length filter counts every character, kept.jsonl writes
+ * \u0000); with normalize the NUL is removed as a control character, counted and the document marked modified. */
+static void test_pipeline_nul_bytes(void **st) {
+    char *p = words_text(7, 150), *a = words_text(8, 150), *b = words_text(9, 150);
+    size_t n = strlen(p) + strlen(a) + 64;
+    char *d1 = malloc(n), *d2 = malloc(n);
+    int n1 = snprintf(d1, n, "%s \\u0000 %s", p, a), n2 = snprintf(d2, n, "%s \\u0000 %s", p, b);
+    char *jl = malloc(3 * n + 64);
+    int nj = sprintf(jl, "{\"text\": \"%s\"}\n{\"text\": \"%s\"}\n{\"text\": \"%s\"}\n", d1, d2, d1);
+    write_file("pn/in.jsonl", jl, (size_t)nj);
+    for (int norm = 0; norm < 2; norm++) {
+        lmf_pipeline_config c;
+        base_config(&c, norm ? "pn_out1" : "pn_out0", "pn");
+        for (int s = LMF_STAGE_NORMALIZE; s <= LMF_STAGE_PII; s++) c.enabled[s] = 0;
+        c.enabled[LMF_STAGE_NORMALIZE] = norm;
+        c.enabled[LMF_STAGE_LENGTH] = 1;
+        c.length.min_chars = strlen(p) + 10; /* more than the text before the NUL */
+        lmf_report *r;
+        assert_int_equal(lmf_pipeline_run(&c, NULL, &r), LMF_OK);
+        assert_int_equal(r->stages[LMF_STAGE_LENGTH].docs_removed, 0);
+        assert_int_equal(r->stages[LMF_STAGE_EXACT_DEDUP].docs_removed, 1); /* the third is the first again */
+        assert_int_equal(r->stages[LMF_STAGE_MINHASH].docs_removed, 0);
+        assert_int_equal(r->docs_out, 2);
+        if (norm) {
+            assert_int_equal(counter(&r->stages[LMF_STAGE_NORMALIZE], "controls_removed"), 3);
+            assert_int_equal(r->stages[LMF_STAGE_NORMALIZE].docs_modified, 3);
+        }
+        char *kept = slurp_out(norm ? "pn_out1" : "pn_out0", "kept.jsonl");
+        assert_non_null(kept);
+        char *nl = strchr(kept, '\n');
+        assert_non_null(nl);
+        *nl = 0;
+        cJSON *j = cJSON_Parse(kept);
+        assert_non_null(j);
+        const char *t = cJSON_GetObjectItem(j, "text")->valuestring;
+        assert_non_null(strstr(kept, norm ? "\"text\":\"" : "\\u0000")); /* written as an escape */
+        if (norm) assert_null(strstr(kept, "\\u0000"));
+        /* cJSON's value stops at a NUL; the prefix before it is the whole line's first part either way */
+        assert_true(!strncmp(t, p, strlen(p)));
+        assert_true(strlen(kept) > strlen(p) + strlen(a)); /* the text after the NUL is in the output */
+        cJSON_Delete(j);
+        free(kept);
+        lmf_report_free(r);
+        free(r);
+        lmf_pipeline_config_free(&c);
+    }
+    (void)n1, (void)n2;
+    free(p), free(a), free(b), free(d1), free(d2), free(jl);
+}
+
 static void test_invalid_utf8_without_normalize(void **st) {
     write_text("u8/a.jsonl", "{\"text\": \"fine text\"}\n{\"text\": \"bad \xC3\x28 text\"}\n");
     lmf_pipeline_config c;
@@ -469,6 +635,44 @@ static void test_config(void **st) {
     }
 }
 
+/* configs/pipeline.toml says it lists every option with its default: its tables, from [input] on, are exactly what
+ * the built-in defaults write (the example's input paths and output folder aside), so no value can drift from the
+ * default it documents (issue 17: it once set minhash.verify_threshold = 0.0 against the default 0.8). */
+static void test_example_config_is_the_defaults(void **st) {
+    size_t n = 0;
+    char *file = slurp(LMF_SOURCE_DIR "/configs/pipeline.toml", &n);
+    assert_non_null(file);
+    lmf_toml *t;
+    assert_int_equal(lmf_toml_parse(file, n, "configs/pipeline.toml", &t), LMF_OK);
+    lmf_pipeline_config ex, def;
+    lmf_pipeline_config_default(&ex);
+    assert_int_equal(lmf_pipeline_config_apply(&ex, t), LMF_OK);
+    lmf_toml_free(t);
+    lmf_pipeline_config_default(&def);
+    assert_true(ex.n_inputs > 0 && ex.out_dir); /* the example's own values, carried over */
+    for (size_t i = 0; i < ex.n_inputs; i++) lmf_strlist_push(&def.inputs, &def.n_inputs, ex.inputs[i]);
+    def.out_dir = strdup(ex.out_dir);
+    char *w = NULL;
+    size_t wn = 0;
+    FILE *f = open_memstream(&w, &wn);
+    lmf_pipeline_config_write(&def, f);
+    fclose(f);
+    const char *body = strstr(file, "\n[input]\n");
+    assert_non_null(body);
+    body++;
+    if (strcmp(body, w)) { /* name the first line that differs */
+        const char *a = body, *b = w;
+        while (*a && *a == *b) a++, b++;
+        while (a > body && a[-1] != '\n') a--, b--;
+        fail_msg("configs/pipeline.toml differs from the defaults at\n  file:    %.*s\n  default: %.*s",
+                 (int)strcspn(a, "\n"), a, (int)strcspn(b, "\n"), b);
+    }
+    free(w);
+    free(file);
+    lmf_pipeline_config_free(&ex);
+    lmf_pipeline_config_free(&def);
+}
+
 static void test_shard_splitter_matches_data_shard(void **st) {
     /* the splitter cuts blocks and sends each to val with probability val_fraction, seeded: reproducible */
     lmf_shard_splitter a, b;
@@ -494,10 +698,14 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reader_text_modes),
         cmocka_unit_test(test_reader_jsonl_zstd),
+        cmocka_unit_test(test_reader_nul_bytes),
         cmocka_unit_test(test_exact_dedup_and_reasons),
+        cmocka_unit_test(test_dedup_twins_named_and_counted),
+        cmocka_unit_test(test_pipeline_nul_bytes),
         cmocka_unit_test(test_invalid_utf8_without_normalize),
         cmocka_unit_test(test_threads_and_spill),
         cmocka_unit_test(test_config),
+        cmocka_unit_test(test_example_config_is_the_defaults),
         cmocka_unit_test(test_shard_splitter_matches_data_shard),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

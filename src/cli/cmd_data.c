@@ -149,11 +149,14 @@ static const char *pipeline_usage(const char *cmd) {
     if (!strcmp(cmd, "clean"))
         return "usage: lmforge data clean --out DIR [flags] INPUT...\n\n"
                "The per-document stages only: normalize, length, gopher_quality, gopher_repetition, c4, fineweb,\n"
-               "toxicity, pii (each with its defaults; --no-STAGE drops one, --set changes a threshold). Writes\n"
-               "DIR/kept.jsonl and DIR/report.json.\n";
+               "toxicity, pii (each with its defaults; --no-STAGE drops one, --set changes a threshold). A --config\n"
+               "file gives options and may switch these stages off, never others on. Writes DIR/kept.jsonl and\n"
+               "DIR/report.json (and the shards with --tokenizer or --shard).\n";
     return "usage: lmforge data dedup --out DIR [flags] INPUT...\n\n"
            "Deduplication only: exact_dedup then minhash (the text is not normalized: invalid UTF-8 documents\n"
-           "are reported as malformed). Writes DIR/kept.jsonl and DIR/report.json.\n";
+           "are reported as malformed). A --config file gives options and may switch one of the two off,\n"
+           "never another stage on. Writes DIR/kept.jsonl and DIR/report.json (and the shards with --tokenizer\n"
+           "or --shard).\n";
 }
 
 static void replace_str(char **dst, const char *v) {
@@ -180,7 +183,14 @@ static lmf_status record(void *dst, const char *flag, const char *value) {
     return LMF_OK;
 }
 
-static lmf_status apply(lmf_pipeline_config *c, const char *a, const char *v) {
+/* The stages a subcommand runs (group) and those its flags switched on (cli_on): clean / dedup run their group only,
+ * whatever a --config file enables; the file gives thresholds, inputs and outputs, and may switch one of the group
+ * off; shard only with --tokenizer or --shard. */
+typedef struct {
+    int group[LMF_N_STAGES], cli_on[LMF_N_STAGES];
+} stage_set;
+
+static lmf_status apply(lmf_pipeline_config *c, stage_set *g, const char *a, const char *v) {
     char set[4200];
     set[0] = 0;
     if (!strcmp(a, "--set")) return lmf_pipeline_config_set(c, v);
@@ -197,6 +207,7 @@ static lmf_status apply(lmf_pipeline_config *c, const char *a, const char *v) {
         free(c->tokenizer);
         c->tokenizer = strdup(v);
         c->enabled[LMF_STAGE_SHARD] = 1;
+        g->cli_on[LMF_STAGE_SHARD] = 1;
     } else { /* --STAGE / --no-STAGE */
         int off = !strncmp(a, "--no-", 5);
         char name[64];
@@ -205,7 +216,11 @@ static lmf_status apply(lmf_pipeline_config *c, const char *a, const char *v) {
             if (*p == '-') *p = '_';
         int st = is_stage(name);
         LMF_CHECK(st >= 0); /* the table lists stages only */
+        if (!off && !g->group[st] && st != LMF_STAGE_SHARD)
+            return lmf_fail(LMF_ERR_ARG, "%s is not one of this command's stages (see --help; `lmforge data run` runs "
+                            "any)", a);
         c->enabled[st] = !off;
+        g->cli_on[st] = !off;
     }
     return set[0] ? lmf_pipeline_config_set(c, set) : LMF_OK;
 }
@@ -283,12 +298,10 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
         lmf_pipeline_config_free(&c);
         return r < 0 ? 0 : 2;
     }
-    if (!is_run) { /* clean / dedup: a subset of the stages, no shard unless --tokenizer or --shard */
-        int dedup = !strcmp(cmd, "dedup");
-        for (int i = 0; i < LMF_N_STAGES; i++) {
-            int is_dedup = i == LMF_STAGE_EXACT_DEDUP || i == LMF_STAGE_MINHASH;
-            c.enabled[i] = i != LMF_STAGE_SHARD && (dedup ? is_dedup : !is_dedup);
-        }
+    stage_set g = {{0}, {0}};
+    for (int i = 0; i < LMF_N_STAGES; i++) {
+        int is_dedup = i == LMF_STAGE_EXACT_DEDUP || i == LMF_STAGE_MINHASH;
+        g.group[i] = is_run || (i != LMF_STAGE_SHARD && (!strcmp(cmd, "dedup") ? is_dedup : !is_dedup));
     }
     lmf_status s = LMF_OK;
     if (config) {
@@ -300,7 +313,9 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
         }
         if (s == LMF_ERR_FORMAT) s = LMF_ERR_ARG;
     }
-    for (int k = 0; k < pend.n && s == LMF_OK; k++) s = apply(&c, pend.flag[k], pend.value[k]);
+    for (int k = 0; k < pend.n && s == LMF_OK; k++) s = apply(&c, &g, pend.flag[k], pend.value[k]);
+    for (int k = 0; k < LMF_N_STAGES; k++)
+        if (!g.group[k] && !g.cli_on[k]) c.enabled[k] = 0;
     if (compress) c.compress_kept = 1;
     if (removed) c.write_removed = 1;
     if (no_progress) c.progress = 0;

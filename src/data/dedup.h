@@ -57,6 +57,9 @@ lmf_status lmf_exact_dedup_add(lmf_exact_dedup *d, uint64_t doc_id, const char *
 lmf_status lmf_exact_dedup_finish(lmf_exact_dedup *d);
 /* After finish: 1 if doc_id is a duplicate to remove, 0 if kept or never added. */
 int lmf_exact_dedup_is_duplicate(const lmf_exact_dedup *d, uint64_t doc_id);
+/* After finish: 1 if doc_id is the kept document of a group from which others were removed (their "twin"): a caller
+ * that names twins in its output records the place of these documents only. */
+int lmf_exact_dedup_has_duplicates(const lmf_exact_dedup *d, uint64_t doc_id);
 /* After finish: the next removed document (increasing id) and the id it duplicates. 1 = got one, 0 = end,
  * -1 = I/O error (message in lmf_last_error()). Not thread-safe (one iterator per deduplicator). */
 int lmf_exact_dedup_next_removed(lmf_exact_dedup *d, uint64_t *doc_id, uint64_t *kept_id);
@@ -110,12 +113,18 @@ lmf_status lmf_minhash_create(const lmf_minhash_config *cfg, lmf_minhash **out);
 /* Thread-safe: the signature is computed without a lock, only the records are appended under one. */
 lmf_status lmf_minhash_add(lmf_minhash *m, uint64_t doc_id, const char *text, size_t len);
 lmf_status lmf_minhash_finish(lmf_minhash *m);
+/* finish() behind another deduplicator: documents for which skip(ctx, id) is 1 (the exact duplicates a stage before
+ * this one removed) count as never added: they join no cluster and no counter, so the clusters and the stats are
+ * those of the documents this stage actually has to judge. skip may be 1 only for ids that were added. */
+lmf_status lmf_minhash_finish_skipping(lmf_minhash *m, int (*skip)(const void *ctx, uint64_t doc_id), const void *ctx);
 int lmf_minhash_is_duplicate(const lmf_minhash *m, uint64_t doc_id);
+/* As lmf_exact_dedup_has_duplicates: doc_id is the kept (lowest) id of a cluster with removed members. */
+int lmf_minhash_has_duplicates(const lmf_minhash *m, uint64_t doc_id);
 /* Same contract as lmf_exact_dedup_next_removed; kept_id is the lowest id of doc_id's cluster. */
 int lmf_minhash_next_removed(lmf_minhash *m, uint64_t *doc_id, uint64_t *kept_id);
 
 typedef struct {
-    uint64_t n_docs;          /* documents added */
+    uint64_t n_docs;          /* documents added (less those finish_skipping skipped) */
     uint64_t n_signed;        /* of which with at least one shingle (the others cannot be duplicates) */
     uint64_t n_candidates;    /* band-collision pairs looked at in finish() */
     uint64_t n_verify_failed; /* candidate pairs rejected by verification */

@@ -25,7 +25,8 @@ struct lmf_exact_dedup {
     lmf_extsort *recs, *removed;
     uint64_t n_docs, n_removed, max_id;
     size_t spills_seen; /* spills of the record sorter, freed after finish */
-    uint64_t *bitmap;
+    uint64_t *bitmap;   /* removed documents */
+    uint64_t *twins;    /* kept documents that have a removed duplicate (same size as bitmap) */
     size_t bitmap_words;
     int finished;
 };
@@ -152,6 +153,7 @@ lmf_status lmf_exact_dedup_finish(lmf_exact_dedup *d) {
     LMF_TRY(lmf_extsort_create(2, d->cfg.mem_budget, d->tmp_dir, &d->removed));
     d->bitmap_words = d->n_docs ? (size_t)(d->max_id / 64 + 1) : 0;
     d->bitmap = lmf_xcalloc(d->bitmap_words ? d->bitmap_words : 1, sizeof *d->bitmap);
+    d->twins = lmf_xcalloc(d->bitmap_words ? d->bitmap_words : 1, sizeof *d->twins);
     uint64_t rec[3], head[3];
     int have = 0, g;
     while ((g = lmf_extsort_next(d->recs, rec)) == 1) {
@@ -160,6 +162,7 @@ lmf_status lmf_exact_dedup_finish(lmf_exact_dedup *d) {
             LMF_CHECK(rec[2] != head[2]); /* the same id added twice: a caller bug */
             LMF_TRY(lmf_extsort_push(d->removed, pair));
             d->bitmap[rec[2] / 64] |= 1ULL << (rec[2] % 64);
+            d->twins[head[2] / 64] |= 1ULL << (head[2] % 64);
             d->n_removed++;
         } else {
             memcpy(head, rec, sizeof head);
@@ -178,6 +181,12 @@ int lmf_exact_dedup_is_duplicate(const lmf_exact_dedup *d, uint64_t doc_id) {
     LMF_CHECK(d->finished);
     if (doc_id / 64 >= d->bitmap_words) return 0;
     return (int)((d->bitmap[doc_id / 64] >> (doc_id % 64)) & 1);
+}
+
+int lmf_exact_dedup_has_duplicates(const lmf_exact_dedup *d, uint64_t doc_id) {
+    LMF_CHECK(d->finished);
+    if (doc_id / 64 >= d->bitmap_words) return 0;
+    return (int)((d->twins[doc_id / 64] >> (doc_id % 64)) & 1);
 }
 
 int lmf_exact_dedup_next_removed(lmf_exact_dedup *d, uint64_t *doc_id, uint64_t *kept_id) {
@@ -200,5 +209,5 @@ void lmf_exact_dedup_free(lmf_exact_dedup *d) {
     lmf_extsort_free(d->recs);
     lmf_extsort_free(d->removed);
     pthread_mutex_destroy(&d->mu);
-    LMF_FREE_ALL(d->bitmap, d->tmp_dir, d);
+    LMF_FREE_ALL(d->bitmap, d->twins, d->tmp_dir, d);
 }

@@ -364,7 +364,8 @@ struct lmf_minhash {
     /* results */
     int finished;
     uint64_t max_id;
-    uint64_t *bitmap;
+    uint64_t *bitmap;   /* removed documents */
+    uint64_t *twins;    /* kept documents that have a removed near-duplicate (same size as bitmap) */
     size_t bitmap_words;
     uint64_t *removed; /* (doc, kept) pairs sorted by doc */
     size_t n_removed, removed_pos;
@@ -625,7 +626,10 @@ static int cmp_pair(const void *a, const void *b) {
     return (x[0] > y[0]) - (x[0] < y[0]);
 }
 
-lmf_status lmf_minhash_finish(lmf_minhash *m) {
+lmf_status lmf_minhash_finish(lmf_minhash *m) { return lmf_minhash_finish_skipping(m, NULL, NULL); }
+
+lmf_status lmf_minhash_finish_skipping(lmf_minhash *m, int (*skip)(const void *ctx, uint64_t doc_id),
+                                       const void *ctx) {
     LMF_CHECK(!m->finished);
     m->finished = 1;
     m->st.n_spills = lmf_extsort_spills(m->bands);
@@ -638,8 +642,15 @@ lmf_status lmf_minhash_finish(lmf_minhash *m) {
     int nreps = 0;
     uint64_t rec[2], key = 0;
     int have = 0, g;
+    uint64_t skipped_recs = 0;
     lmf_status s = LMF_OK;
     while ((g = lmf_extsort_next(m->bands, rec)) == 1) {
+        /* a skipped document's records are passed over as if never pushed: the buckets, the verification window
+         * and every counter are then exactly those of a run without it */
+        if (skip && skip(ctx, rec[1])) {
+            skipped_recs++;
+            continue;
+        }
         if (!have || rec[0] != key) { /* a new bucket: this document opens it */
             key = rec[0], have = 1;
             reps[0] = rec[1], nreps = 1;
@@ -674,6 +685,7 @@ lmf_status lmf_minhash_finish(lmf_minhash *m) {
     m->removed = lmf_xmalloc((nu ? nu : 1) * 2 * sizeof(uint64_t));
     m->bitmap_words = m->n_docs ? (size_t)(m->max_id / 64 + 1) : 0;
     m->bitmap = lmf_xcalloc(m->bitmap_words ? m->bitmap_words : 1, sizeof *m->bitmap);
+    m->twins = lmf_xcalloc(m->bitmap_words ? m->bitmap_words : 1, sizeof *m->twins);
     for (size_t i = 0; i < nu; i++) {
         uint64_t id = lmf_unionfind_id(uf, i), keep = lmf_unionfind_min(uf, id);
         if (id == keep) {
@@ -684,6 +696,13 @@ lmf_status lmf_minhash_finish(lmf_minhash *m) {
         m->removed[2 * m->n_removed + 1] = keep;
         m->n_removed++;
         m->bitmap[id / 64] |= 1ULL << (id % 64);
+        m->twins[keep / 64] |= 1ULL << (keep % 64);
+    }
+    if (skip) { /* each signed document pushed one record per band; unsigned ones are found by asking skip */
+        m->n_signed -= skipped_recs / (uint64_t)m->B;
+        uint64_t n_skipped = 0;
+        for (uint64_t id = 0; m->n_docs && id <= m->max_id; id++) n_skipped += skip(ctx, id) != 0;
+        m->n_docs -= n_skipped;
     }
     qsort(m->removed, m->n_removed, 2 * sizeof(uint64_t), cmp_pair);
     m->st.n_removed = m->n_removed;
@@ -703,6 +722,12 @@ int lmf_minhash_is_duplicate(const lmf_minhash *m, uint64_t doc_id) {
     LMF_CHECK(m->finished);
     if (doc_id / 64 >= m->bitmap_words) return 0;
     return (int)((m->bitmap[doc_id / 64] >> (doc_id % 64)) & 1);
+}
+
+int lmf_minhash_has_duplicates(const lmf_minhash *m, uint64_t doc_id) {
+    LMF_CHECK(m->finished);
+    if (doc_id / 64 >= m->bitmap_words) return 0;
+    return (int)((m->twins[doc_id / 64] >> (doc_id % 64)) & 1);
 }
 
 int lmf_minhash_next_removed(lmf_minhash *m, uint64_t *doc_id, uint64_t *kept_id) {
@@ -726,5 +751,5 @@ void lmf_minhash_free(lmf_minhash *m) {
     lmf_extsort_free(m->bands);
     if (m->sig_fd >= 0) close(m->sig_fd);
     pthread_mutex_destroy(&m->mu);
-    LMF_FREE_ALL(m->sig, m->a, m->b, m->bitmap, m->removed, m->tmp_dir, m);
+    LMF_FREE_ALL(m->sig, m->a, m->b, m->bitmap, m->twins, m->removed, m->tmp_dir, m);
 }

@@ -2,6 +2,8 @@
  * stages' config structs), the shard splitter shared with `data shard`, the threaded batch engine and the run. */
 #include "data/pipeline.h"
 
+#include "data/output_set.h"
+
 #include "core/alloc.h"
 #include "core/fs.h"
 #include "core/json.h"
@@ -444,8 +446,17 @@ void lmf_pipeline_config_write(const lmf_pipeline_config *c, FILE *f) {
         case O_MIB: fprintf(m, "%zu", *(const size_t *)p >> 20); break;
         case O_F64: {
             double d = *(const double *)p;
-            if (d == (double)(long long)d && d < 1e15 && d > -1e15) fprintf(m, "%.1f", d);
-            else fprintf(m, "%.17g", d);
+            if (d == (double)(long long)d && d < 1e15 && d > -1e15) {
+                fprintf(m, "%.1f", d);
+                break;
+            }
+            /* the shortest form that reads back to the same double: 0.8, not 0.80000000000000004 */
+            char g[40];
+            for (int prec = 15; prec <= 17; prec++) {
+                snprintf(g, sizeof g, "%.*g", prec, d);
+                if (strtod(g, NULL) == d) break;
+            }
+            fputs(g, m);
             break;
         }
         case O_STR: lmf_json_write_string(m, *(char *const *)p); break; /* TOML basic strings take JSON's escapes */
@@ -731,11 +742,41 @@ typedef struct engine {
     lmf_status (*consume)(run *R, batch *b);
 } engine;
 
+/* The places ("file:line", with " (id X)" when the input names documents) of kept documents that have removed
+ * duplicates, so removed.jsonl and the report can name a duplicate's kept twin. Phase 2 consumes documents in
+ * input order and a twin is always the lowest id of its group, so entries arrive in increasing seq and a lookup
+ * is a binary search. One entry per such kept document, for the run (as the deduplicators' own bitmaps). */
 typedef struct {
-    int stage, ex;
-    size_t reason;
-    uint64_t kept_seq;
-} dup_example; /* a duplicate example whose kept twin is named after phase 2 */
+    uint64_t *seq;
+    size_t *off;
+    size_t n, cap;
+    char *text;
+    size_t len, tcap;
+} twin_places;
+
+static void twins_put(twin_places *t, uint64_t seq, const char *place) {
+    LMF_CHECK(!t->n || seq > t->seq[t->n - 1]);
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 256;
+        t->seq = lmf_xrealloc(t->seq, t->cap * sizeof *t->seq);
+        t->off = lmf_xrealloc(t->off, t->cap * sizeof *t->off);
+    }
+    size_t n = strlen(place) + 1;
+    if (t->len + n > t->tcap) t->text = lmf_xrealloc(t->text, t->tcap = (t->len + n) * 2 + 4096);
+    memcpy(t->text + t->len, place, n);
+    t->seq[t->n] = seq, t->off[t->n++] = t->len;
+    t->len += n;
+}
+
+static const char *twins_get(const twin_places *t, uint64_t seq) {
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->seq[mid] < seq) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < t->n && t->seq[lo] == seq ? t->text + t->off[lo] : NULL;
+}
 
 struct run {
     const lmf_pipeline_config *c;
@@ -762,8 +803,8 @@ struct run {
     long prog_total; /* kB of the current phase's input, for the sink's progress events */
     int phase;
     uint64_t ex_doc, ex_kept, mh_doc, mh_kept; /* the dedup iterators' next removed (UINT64_MAX: none) */
-    dup_example *dups;
-    size_t n_dups;
+    twin_places twins;
+    lmf_output_set set; /* the outputs are written into set.staging and committed together */
     double stage_sec[LMF_N_STAGES];
     engine *E;
 };
@@ -1288,6 +1329,13 @@ static lmf_status consume_dedup(run *R, batch *b) {
     for (size_t i = 0; i < b->n; i++) {
         doc *d = &b->docs[i];
         doc_source(R, d, src, sizeof src);
+        if ((R->exact && lmf_exact_dedup_has_duplicates(R->exact, d->seq)) ||
+            (R->mh && lmf_minhash_has_duplicates(R->mh, d->seq))) {
+            char place[4600];
+            snprintf(place, sizeof place, "%s%s%.*s%s", src, d->id_len ? " (id " : "", (int)d->id_len,
+                     b->arena + d->id_off, d->id_len ? ")" : "");
+            twins_put(&R->twins, d->seq, place);
+        }
         int removed = 0;
         for (int s = LMF_STAGE_EXACT_DEDUP; s <= LMF_STAGE_MINHASH && !removed; s++) {
             if (!R->c->enabled[s]) continue;
@@ -1301,24 +1349,17 @@ static lmf_status consume_dedup(run *R, batch *b) {
             }
             uint64_t kept = UINT64_MAX;
             next_removed(R, s == LMF_STAGE_EXACT_DEDUP, d->seq, &kept);
-            snprintf(d->detail, sizeof d->detail, "duplicate of document #%llu", (unsigned long long)kept);
+            /* the kept twin came earlier in input order, so its place is already known */
+            const char *twin = kept != UINT64_MAX ? twins_get(&R->twins, kept) : NULL;
+            char detail[4700];
+            snprintf(detail, sizeof detail, "duplicate of %s", twin ? twin : "an earlier document");
             const char *reason = s == LMF_STAGE_EXACT_DEDUP ? "exact_duplicate" : "near_duplicate";
             st->docs_removed++;
             st->bytes_removed += d->final_len;
-            lmf_report_reason *rs = NULL;
-            for (size_t k = 0; k < st->n_reasons; k++)
-                if (!strcmp(st->reasons[k].reason, reason)) rs = &st->reasons[k];
-            int n_before = rs ? rs->n_ex : 0;
             lmf_report_reason_add(rep, &st->reasons, &st->n_reasons, reason, d->final_len,
                                   d->id_len ? b->arena + d->id_off : NULL, d->id_len, src, d->final, d->final_len,
-                                  d->detail);
-            for (size_t k = 0; k < st->n_reasons; k++)
-                if (!strcmp(st->reasons[k].reason, reason)) rs = &st->reasons[k];
-            if (rs->n_ex > n_before && kept != UINT64_MAX) { /* an example: its kept twin is named after the run */
-                R->dups = lmf_xrealloc(R->dups, (R->n_dups + 1) * sizeof *R->dups);
-                R->dups[R->n_dups++] = (dup_example){s, rs->n_ex - 1, (size_t)(rs - st->reasons), kept};
-            }
-            LMF_TRY(write_removed(R, d, b->arena, src, st->name, reason, d->detail));
+                                  detail);
+            LMF_TRY(write_removed(R, d, b->arena, src, st->name, reason, detail));
             removed = 1;
         }
         if (!removed) LMF_TRY(emit(R, d, b->arena, src));
@@ -1331,28 +1372,9 @@ static lmf_status consume_dedup(run *R, batch *b) {
     return LMF_OK;
 }
 
-/* Names the kept twin of each duplicate example ("duplicate of file:line") by scanning the spill's headers. */
-static void resolve_dup_examples(run *R) {
-    if (!R->n_dups || fseeko(R->spill, 0, SEEK_SET) != 0) return;
-    spill_hdr h;
-    size_t left = R->n_dups;
-    while (left && fread(&h, sizeof h, 1, R->spill) == 1) {
-        for (size_t i = 0; i < R->n_dups; i++) {
-            if (R->dups[i].kept_seq != h.seq) continue;
-            lmf_report_stage *st = &R->rep->stages[R->dups[i].stage];
-            lmf_report_example *e = &st->reasons[R->dups[i].reason].ex[R->dups[i].ex];
-            char buf[4400];
-            snprintf(buf, sizeof buf, "duplicate of %s:%llu (document #%llu, kept)", lmf_reader_source(R->reader, h.source),
-                     (unsigned long long)h.line, (unsigned long long)h.seq);
-            free(e->detail);
-            e->detail = strdup(buf);
-            left--;
-        }
-        if (fseeko(R->spill, (off_t)(h.text_len + h.id_len), SEEK_CUR) != 0) break;
-    }
-}
-
 /* ================================================================ the run */
+
+static int exact_removed(const void *exact, uint64_t seq) { return lmf_exact_dedup_is_duplicate(exact, seq); }
 
 static void run_cleanup(run *R, int ok) {
     if (!ok) {
@@ -1367,7 +1389,7 @@ static void run_cleanup(run *R, int ok) {
     lmf_minhash_free(R->mh);
     lmf_reader_free(R->reader);
     lmf_textbuf_free(&R->line);
-    LMF_FREE_ALL(R->bl_owned, R->bl, R->dups);
+    LMF_FREE_ALL(R->bl_owned, R->bl, R->twins.seq, R->twins.off, R->twins.text);
     pthread_mutex_destroy(&R->err_mu);
 }
 
@@ -1387,8 +1409,9 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
     memset(R, 0, sizeof *R);
     pthread_mutex_init(&R->err_mu, NULL);
     R->c = c, R->rep = rep, R->stop = stop;
-    lmf_status s = lmf_mkdir_p(c->out_dir);
-    const char *tmp_dir = c->tmp_dir && *c->tmp_dir ? c->tmp_dir : c->out_dir;
+    lmf_status s = lmf_output_set_begin(&R->set, c->out_dir);
+    const char *od = R->set.staging ? R->set.staging : c->out_dir; /* where this run's files go */
+    const char *tmp_dir = c->tmp_dir && *c->tmp_dir ? c->tmp_dir : od;
     int threads = c->threads > 0 ? c->threads : omp_get_max_threads();
     if (threads < 1) threads = 1;
     rep->threads = threads;
@@ -1408,7 +1431,7 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
     }
     R->shard = c->enabled[LMF_STAGE_SHARD];
     if (s == LMF_OK && R->shard && c->tokenizer) s = lmf_tokenizer_load(c->tokenizer, &R->tok);
-    if (s == LMF_OK && R->shard) s = lmf_shard_splitter_open(&R->sp, c->out_dir, R->tok, c->val_fraction, c->block, c->seed);
+    if (s == LMF_OK && R->shard) s = lmf_shard_splitter_open(&R->sp, od, R->tok, c->val_fraction, c->block, c->seed);
     if (s == LMF_OK && c->enabled[LMF_STAGE_EXACT_DEDUP]) {
         lmf_exact_dedup_config e = c->exact;
         e.tmp_dir = tmp_dir;
@@ -1421,9 +1444,9 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
     }
     R->dedup = R->exact || R->mh;
     if (s == LMF_OK && c->write_kept)
-        s = out_open(&R->kept, c->out_dir, c->compress_kept ? "kept.jsonl.zst" : "kept.jsonl", c->compress_kept,
+        s = out_open(&R->kept, od, c->compress_kept ? "kept.jsonl.zst" : "kept.jsonl", c->compress_kept,
                      c->zstd_level);
-    if (s == LMF_OK && c->write_removed) s = out_open(&R->removed, c->out_dir, "removed.jsonl", 0, 0);
+    if (s == LMF_OK && c->write_removed) s = out_open(&R->removed, od, "removed.jsonl", 0, 0);
     if (s == LMF_OK && R->dedup) {
         /* the spill: an unlinked temporary file, so nothing is left behind whatever happens */
         char *p = lmf_xrealloc(NULL, strlen(tmp_dir) + 32);
@@ -1460,7 +1483,9 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
     if (s == LMF_OK && R->dedup) {
         double t0 = lmf_now();
         if (R->exact) s = lmf_exact_dedup_finish(R->exact);
-        if (s == LMF_OK && R->mh) s = lmf_minhash_finish(R->mh);
+        /* MinHash judges what exact dedup kept: its clusters and counters leave the exact duplicates out */
+        if (s == LMF_OK && R->mh) s = R->exact ? lmf_minhash_finish_skipping(R->mh, exact_removed, R->exact)
+                                               : lmf_minhash_finish(R->mh);
         /* the iterators over removed documents, positioned on their first */
         R->ex_doc = R->mh_doc = UINT64_MAX;
         if (s == LMF_OK && R->exact && lmf_exact_dedup_next_removed(R->exact, &R->ex_doc, &R->ex_kept) != 1)
@@ -1476,7 +1501,6 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
             s = engine_run(R, threads, ws, fill_spill, work_dedup, consume_dedup);
             progress(R, LMF_PROGRESS_END, R->prog_total, NULL);
         }
-        if (s == LMF_OK) resolve_dup_examples(R);
         if (R->exact) lmf_report_counter_add(&rep->stages[LMF_STAGE_EXACT_DEDUP], "spilled_runs", lmf_exact_dedup_n_spills(R->exact));
         if (R->mh) {
             lmf_minhash_stats ms;
@@ -1507,12 +1531,15 @@ lmf_status lmf_pipeline_run(const lmf_pipeline_config *cin, volatile int *stop, 
     rep->wall_seconds = lmf_now() - t_start;
     rep->cpu_seconds = process_cpu() - cpu_start;
     if (s == LMF_OK) {
-        char *p = lmf_xrealloc(NULL, strlen(c->out_dir) + 16);
-        sprintf(p, "%s/report.json", c->out_dir);
+        char *p = lmf_xrealloc(NULL, strlen(od) + 16);
+        sprintf(p, "%s/report.json", od);
         s = lmf_report_write_json(rep, p);
         free(p);
     }
     run_cleanup(R, s == LMF_OK);
+    /* the whole set replaces the previous run's at once; a failed or interrupted run leaves the folder as it was */
+    if (s == LMF_OK) s = lmf_output_set_commit(&R->set);
+    else lmf_output_set_abort(&R->set);
     if (s != LMF_OK || !report) {
         lmf_report_free(rep);
         free(rep);

@@ -131,7 +131,9 @@ void lmf_strlist_free(char ***list, size_t *n);
 /* ---------------------------------------------------------------- running */
 
 /* Runs the pipeline of c; *report (optional) receives the report (free with lmf_report_free + free). Writes
- * out_dir/{kept.jsonl[.zst], report.json, train.bin, val.bin} as enabled. An error in the input data is never
+ * out_dir/{kept.jsonl[.zst], removed.jsonl, report.json, train.bin, val.bin} as enabled, committed as one set
+ * (data/output_set.h: out_dir holds the previous run's set until this one is whole; an out_dir holding other files
+ * is LMF_ERR_ARG). An error in the input data is never
  * fatal (see reader.h); LMF_ERR_IO for outputs that cannot be written, LMF_ERR_ARG for a bad config,
  * LMF_ERR_INTERRUPTED when *stop became non-zero (SIGINT). */
 lmf_status lmf_pipeline_run(const lmf_pipeline_config *c, volatile int *stop, lmf_report **report);

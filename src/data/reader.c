@@ -42,6 +42,8 @@ struct lmf_reader {
     char *line;                   /* the current line, with its '\n' when it had one */
     size_t line_len, line_cap;
     int line_long;                /* the line exceeded max_doc_bytes (its text was cut) */
+    char *field;                  /* a text field with NUL bytes, decoded with its length */
+    size_t field_cap;
     uint64_t lineno;
 };
 
@@ -154,7 +156,7 @@ void lmf_reader_free(lmf_reader *r) {
     if (r->f && r->f != stdin) fclose(r->f);
     ZSTD_freeDCtx(r->z);
     for (size_t i = 0; i < r->n_files; i++) free(r->files[i]);
-    LMF_FREE_ALL(r->files, r->sizes, r->in, r->ob, r->line, r);
+    LMF_FREE_ALL(r->files, r->sizes, r->in, r->ob, r->line, r->field, r);
 }
 
 static int ends_with(const char *s, const char *suf) {
@@ -332,6 +334,132 @@ static size_t chomp(const char *s, size_t n) {
     return n;
 }
 
+/* ---- the text field with its length: cJSON ends a string at its first NUL byte ----
+ * A document may hold "\u0000" or a raw NUL byte; cJSON decodes both but keeps no length, so strlen() on its value
+ * would cut the document there without a word. When a line has either, the field is decoded again here, length-
+ * aware, from the raw line (which cJSON has already accepted as a JSON object, so this scanner can stay small; it
+ * still checks every bound). */
+
+static size_t skip_ws(const char *s, size_t n, size_t i) {
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+    return i;
+}
+
+static int hex4(const char *s, size_t n, size_t i, uint32_t *v) {
+    if (i + 4 > n) return 0;
+    *v = 0;
+    for (int k = 0; k < 4; k++) {
+        char c = s[i + k];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return 0;
+        *v = *v << 4 | (uint32_t)d;
+    }
+    return 1;
+}
+
+/* Decodes the JSON string whose opening quote is at s[i] into out (when out is not NULL; room for the raw length is
+ * enough: no escape decodes longer than it is written); returns the index after the closing quote, 0 if malformed. */
+static size_t json_string(const char *s, size_t n, size_t i, char *out, size_t *out_len) {
+    size_t o = 0;
+    if (i >= n || s[i] != '"') return 0;
+    for (i++; i < n && s[i] != '"'; i++) {
+        if (s[i] != '\\') {
+            if (out) out[o] = s[i];
+            o++;
+            continue;
+        }
+        if (++i >= n) return 0;
+        char c = s[i];
+        uint32_t cp;
+        switch (c) {
+        case '"': case '\\': case '/': cp = (uint32_t)c; break;
+        case 'b': cp = 8; break;
+        case 'f': cp = 12; break;
+        case 'n': cp = 10; break;
+        case 'r': cp = 13; break;
+        case 't': cp = 9; break;
+        case 'u': {
+            if (!hex4(s, n, i + 1, &cp)) return 0;
+            i += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) { /* a surrogate pair, as cJSON requires */
+                uint32_t lo;
+                if (i + 2 >= n || s[i + 1] != '\\' || s[i + 2] != 'u' || !hex4(s, n, i + 3, &lo) || lo < 0xDC00 ||
+                    lo > 0xDFFF)
+                    return 0;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                i += 6;
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return 0;
+            }
+            break;
+        }
+        default: return 0;
+        }
+        unsigned char u[4];
+        size_t k = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+        if (k == 1) u[0] = (unsigned char)cp;
+        else if (k == 2) u[0] = (unsigned char)(0xC0 | cp >> 6), u[1] = (unsigned char)(0x80 | (cp & 63));
+        else if (k == 3)
+            u[0] = (unsigned char)(0xE0 | cp >> 12), u[1] = (unsigned char)(0x80 | (cp >> 6 & 63)),
+            u[2] = (unsigned char)(0x80 | (cp & 63));
+        else
+            u[0] = (unsigned char)(0xF0 | cp >> 18), u[1] = (unsigned char)(0x80 | (cp >> 12 & 63)),
+            u[2] = (unsigned char)(0x80 | (cp >> 6 & 63)), u[3] = (unsigned char)(0x80 | (cp & 63));
+        if (out) memcpy(out + o, u, k);
+        o += k;
+    }
+    if (i >= n) return 0;
+    if (out_len) *out_len = o;
+    return i + 1;
+}
+
+/* Skips one JSON value at s[i]; returns the index after it, 0 if malformed. */
+static size_t json_skip(const char *s, size_t n, size_t i) {
+    if (i >= n) return 0;
+    if (s[i] == '"') return json_string(s, n, i, NULL, NULL);
+    if (s[i] == '{' || s[i] == '[') {
+        int depth = 0;
+        while (i < n) {
+            if (s[i] == '"') {
+                if (!(i = json_string(s, n, i, NULL, NULL))) return 0;
+                continue;
+            }
+            if (s[i] == '{' || s[i] == '[') depth++;
+            else if ((s[i] == '}' || s[i] == ']') && --depth == 0) return i + 1;
+            i++;
+        }
+        return 0;
+    }
+    while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' && s[i] != '\t' && s[i] != '\r' &&
+           s[i] != '\n')
+        i++;
+    return i;
+}
+
+/* The first member named key of the object in s[0..n), when it is a string: decoded into *buf (grown), its length
+ * in *len. 1 = found, 0 = not found or not a string or malformed. */
+static int json_field(const char *s, size_t n, const char *key, char **buf, size_t *cap, size_t *len) {
+    size_t kl = strlen(key), i = n >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3) ? 3 : 0; /* a BOM, as cJSON skips it */
+    i = skip_ws(s, n, i);
+    if (i >= n || s[i] != '{') return 0;
+    i = skip_ws(s, n, i + 1);
+    if (n + 1 > *cap) *buf = lmf_xrealloc(*buf, *cap = n + 1);
+    while (i < n && s[i] == '"') {
+        size_t klen, after = json_string(s, n, i, *buf, &klen);
+        if (!after) return 0;
+        int match = klen == kl && !memcmp(*buf, key, kl);
+        i = skip_ws(s, n, after);
+        if (i >= n || s[i] != ':') return 0;
+        i = skip_ws(s, n, i + 1);
+        if (match) return i < n && s[i] == '"' && json_string(s, n, i, *buf, len) != 0;
+        if (!(i = json_skip(s, n, i))) return 0;
+        i = skip_ws(s, n, i);
+        if (i >= n || s[i] != ',') return 0;
+        i = skip_ws(s, n, i + 1);
+    }
+    return 0;
+}
+
 /* JSONL: one line -> 1 document, or 0 (skipped: blank or malformed, reported). */
 static int json_doc(lmf_reader *r, char **buf, size_t *len, size_t *cap, lmf_reader_doc *d) {
     const char *path = r->files[r->cur];
@@ -361,7 +489,11 @@ static int json_doc(lmf_reader *r, char **buf, size_t *len, size_t *cap, lmf_rea
     }
     d->text_off = *len;
     d->text_len = strlen(t->valuestring);
-    append(buf, len, cap, t->valuestring, d->text_len);
+    if ((memchr(r->line, 0, n) || memmem(r->line, n, "\\u0000", 6)) &&
+        json_field(r->line, n, r->cfg.text_field, &r->field, &r->field_cap, &d->text_len))
+        append(buf, len, cap, r->field, d->text_len);
+    else
+        append(buf, len, cap, t->valuestring, d->text_len);
     d->id_off = *len, d->id_len = 0;
     if (r->cfg.id_field && *r->cfg.id_field) {
         cJSON *id = cJSON_GetObjectItemCaseSensitive(j, r->cfg.id_field);
