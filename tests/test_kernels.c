@@ -110,7 +110,8 @@ static void attn_fwd(void *p) {
     long n = (long)c->B * c->T * (c->NH + 2 * c->NKV) * c->hs;
     memcpy(c->work, c->qkv, sizeof(float) * n);
     if (c->rope)
-        lmf_rope_rows(c->work, (c->NH + 2 * c->NKV) * c->hs, c->B * c->T, c->T, 0, NULL, c->freqs, c->NH + c->NKV, c->hs,
+        lmf_rope_rows(c->work, (c->NH + 2 * c->NKV) * c->hs, c->B * c->T, c->T, 0, NULL, c->freqs, c->NH + c->NKV,
+                      c->hs,
                       c->rope == 2, 1.0f);
     lmf_attention_forward(c->out, c->scratch, c->work, NULL, c->B, c->T, c->NH, c->NKV, c->hs);
 }
@@ -294,7 +295,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layernorm),    cmocka_unit_test(test_rmsnorm),     cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_attention_mha), cmocka_unit_test(test_attention_gqa_rope),
-        cmocka_unit_test(test_attention_gqa_rope_interleaved), cmocka_unit_test(test_attention_long), cmocka_unit_test(test_attention_packed),
+        cmocka_unit_test(test_attention_gqa_rope_interleaved), cmocka_unit_test(test_attention_long),
+        cmocka_unit_test(test_attention_packed),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_relu),         cmocka_unit_test(test_crossentropy),
         cmocka_unit_test(test_encoder),      cmocka_unit_test(test_adamw),

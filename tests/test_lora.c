@@ -134,7 +134,8 @@ static void test_bf16_base(void **s) {
     for (int L = 0; L < lo->n_layer; L++)
         for (int k = 0; k < lo->n_mod; k++) {
             float *Bm = lmf_lora_B(lo, L, k);
-            for (size_t i = 0; i < (size_t)lo->mod[k].out * lo->r; i++) Bm[i] = 0.01f * (float)((i * 7 + k) % 13) - 0.06f;
+            for (size_t i = 0; i < (size_t)lo->mod[k].out * lo->r; i++)
+                Bm[i] = 0.01f * (float)((i * 7 + k) % 13) - 0.06f;
         }
     lmf_model *m;
     assert_int_equal(lmf_model_create_lora(w, lo, B, T, &m), LMF_OK);
@@ -384,7 +385,10 @@ static void test_targets(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_qv), cmocka_unit_test(test_gpt2),
-        cmocka_unit_test(test_quantized_base),   cmocka_unit_test(test_bf16_base), cmocka_unit_test(test_packed_llama), cmocka_unit_test(test_packed_gpt2),   cmocka_unit_test(test_dropout), cmocka_unit_test(test_dropout_rates),  cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_quantized_base), cmocka_unit_test(test_bf16_base),
+        cmocka_unit_test(test_packed_llama),   cmocka_unit_test(test_packed_gpt2),
+        cmocka_unit_test(test_dropout),        cmocka_unit_test(test_dropout_rates),
+        cmocka_unit_test(test_targets),
         cmocka_unit_test(test_adamw_trains_adapters_only), cmocka_unit_test(test_inference_unmerged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -170,19 +170,6 @@ static int is_stage(const char *name) {
     return -1;
 }
 
-/* The flags that change the configuration are collected in command-line order and applied once the configuration
- * file (--config, or run's PIPELINE.toml) has been read, so they override it wherever they stand. */
-typedef struct {
-    const char **flag, **value;
-    int n;
-} pending;
-
-static lmf_status record(void *dst, const char *flag, const char *value) {
-    pending *p = dst;
-    p->flag[p->n] = flag, p->value[p->n] = value, p->n++;
-    return LMF_OK;
-}
-
 /* The stages a subcommand runs (group) and those its flags switched on (cli_on): clean / dedup run their group only,
  * whatever a --config file enables; the file gives thresholds, inputs and outputs, and may switch one of the group
  * off; shard only with --tokenizer or --shard. */
@@ -232,34 +219,35 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
     const char *config = NULL;
     int quiet = 0, print_config = 0, compress = 0, removed = 0, no_progress = 0, n_pos = 0;
     const char **pos = calloc((size_t)argc + 1, sizeof *pos);
-    pending pend = {calloc((size_t)argc + 1, sizeof(char *)), calloc((size_t)argc + 1, sizeof(char *)), 0};
+    cli_pending pend = cli_pending_new(argc); /* configuration flags, applied after the file is read */
     char stage_names[2 * LMF_N_STAGES][48];
     cli_opt opts[32 + 2 * LMF_N_STAGES];
     int n = 0;
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--config", CLI_STR, &config, "FILE",
                                  "TOML pipeline to start from (run: the positional PIPELINE.toml)");
-    opts[n++] = (cli_opt)CLI_OPT(NULL, "--out", CLI_FN, &pend, "DIR", "output folder (output.dir)", .fn = record);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--out", CLI_FN, &pend, "DIR", "output folder (output.dir)", .fn = cli_record);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--threads", CLI_FN, &pend, "N", "worker threads, 0 = all cores (run.threads)",
-                                 .fn = record);
+                                 .fn = cli_record);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--set", CLI_FN, &pend, "TABLE.KEY=VALUE",
                                  "any option of the TOML file, e.g. --set gopher_quality.min_doc_words=20",
-                                 .fn = record);
+                                 .fn = cli_record);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--format", CLI_FN, &pend, "F", "auto | text | jsonl (input.format)",
-                                 .fn = record);
+                                 .fn = cli_record);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--text-field", CLI_FN, &pend, "NAME",
-                                 "JSONL field holding the text (input.text_field)", .fn = record);
+                                 "JSONL field holding the text (input.text_field)", .fn = cli_record);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--id-field", CLI_FN, &pend, "NAME",
-                                 "JSONL field naming the document (input.id_field)", .fn = record);
+                                 "JSONL field naming the document (input.id_field)", .fn = cli_record);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--split", CLI_FN, &pend, "MODE",
-                                 "file | blank_line | line | separator (input.split)", .fn = record);
+                                 "file | blank_line | line | separator (input.split)", .fn = cli_record);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--separator", CLI_FN, &pend, "S",
-                                 "line that ends a document with --split separator (input.separator)", .fn = record);
+                                 "line that ends a document with --split separator (input.separator)",
+                                 .fn = cli_record);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--include", CLI_FN, &pend, "GLOB",
-                                 "only files whose name matches (repeatable; input.include)", .fn = record);
+                                 "only files whose name matches (repeatable; input.include)", .fn = cli_record);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--exclude", CLI_FN, &pend, "GLOB",
-                                 "skip files whose name matches (repeatable; input.exclude)", .fn = record);
+                                 "skip files whose name matches (repeatable; input.exclude)", .fn = cli_record);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--tokenizer", CLI_FN, &pend, "PATH",
-                                 "tokenize kept documents into train.bin / val.bin (enables shard)", .fn = record);
+                                 "tokenize kept documents into train.bin / val.bin (enables shard)", .fn = cli_record);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--compress", CLI_BOOL, &compress, NULL, "write kept.jsonl.zst");
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--removed", CLI_BOOL, &removed, NULL,
                                  "also write removed.jsonl (every removed document and why)");
@@ -275,8 +263,8 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
         for (char *p = on; *p; p++)
             if (*p == '_') *p = '-';
         snprintf(off, 48, "--no-%s", on + 2);
-        opts[n++] = (cli_opt)CLI_OPT(NULL, on, CLI_FN0, &pend, NULL, "enable the stage", .fn = record);
-        opts[n++] = (cli_opt)CLI_OPT(NULL, off, CLI_FN0, &pend, NULL, "disable it", .fn = record);
+        opts[n++] = (cli_opt)CLI_OPT(NULL, on, CLI_FN0, &pend, NULL, "enable the stage", .fn = cli_record);
+        opts[n++] = (cli_opt)CLI_OPT(NULL, off, CLI_FN0, &pend, NULL, "disable it", .fn = cli_record);
     }
     cli_cmd cc = {.cmd = label, .usage = pipeline_usage(cmd), .opts = opts, .n_opts = n, .pos = pos,
                   .max_pos = argc, .n_pos = &n_pos};
@@ -294,7 +282,7 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
     lmf_pipeline_config c;
     lmf_pipeline_config_default(&c);
     if (r <= 0) {
-        free(pos), free(pend.flag), free(pend.value);
+        free(pos), cli_pending_free(&pend);
         lmf_pipeline_config_free(&c);
         return r < 0 ? 0 : 2;
     }
@@ -323,7 +311,7 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
         lmf_strlist_free(&c.inputs, &c.n_inputs);
         for (int k = first_input; k < n_pos; k++) lmf_strlist_push(&c.inputs, &c.n_inputs, pos[k]);
     }
-    free(pos), free(pend.flag), free(pend.value);
+    free(pos), cli_pending_free(&pend);
     if (s != LMF_OK) {
         lmf_pipeline_config_free(&c);
         return cli_fail(label, s);

@@ -18,19 +18,6 @@ static const char *USAGE =
     "may change schedule options (e.g. --max-steps), not the model's shape. Ctrl-C writes a checkpoint\n"
     "and exits (status 130). Metrics go to OUT_DIR/metrics.jsonl.\n";
 
-/* The training options' flags, collected in command-line order and applied after the checkpoint and the config
- * file (the job checks each value). */
-typedef struct {
-    const char **flag, **value;
-    int n;
-} pending;
-
-static lmf_status record(void *dst, const char *flag, const char *value) {
-    pending *p = dst;
-    p->flag[p->n] = flag, p->value[p->n] = value, p->n++;
-    return LMF_OK;
-}
-
 /* This command's one job; the handler only raises its flag, which the trainer polls between steps. */
 static volatile sig_atomic_t stop_requested;
 
@@ -46,7 +33,7 @@ int cmd_train(int argc, char **argv) {
     int n_max = 2 * lmf_train_n_opts + 4, n = 0;
     cli_opt *opts = calloc((size_t)n_max, sizeof *opts);
     char **names = calloc((size_t)lmf_train_n_opts * 3, sizeof *names);
-    pending pend = {calloc((size_t)argc + 1, sizeof(char *)), calloc((size_t)argc + 1, sizeof(char *)), 0};
+    cli_pending pend = cli_pending_new(argc); /* configuration flags, applied after the file is read */
     lmf_train_config d;
     lmf_train_config_default(&d);
     char *defaults = lmf_train_config_to_text(&d), *line = defaults;
@@ -71,7 +58,7 @@ int cmd_train(int argc, char **argv) {
         const char *def = strchr(line, '=') + 2;
         names[3 * k + 2] = strdup(strcmp(def, "\"\"") ? def : ""); /* an empty string: no default shown */
         opts[n++] = (cli_opt)CLI_OPT(NULL, flag, CLI_FN, &pend, "VALUE", o->help, .def = names[3 * k + 2],
-                                     .fn = record);
+                                     .fn = cli_record);
         line = nl + 1;
     }
     free(defaults);
@@ -92,7 +79,7 @@ int cmd_train(int argc, char **argv) {
         for (int k = 0; k < pend.n && s == LMF_OK; k++) s = lmf_train_job_set(job, pend.flag[k], pend.value[k]);
     }
     for (int k = 0; k < 3 * lmf_train_n_opts; k++) free(names[k]);
-    free(names), free(opts), free(pend.flag), free(pend.value);
+    free(names), free(opts), cli_pending_free(&pend);
     if (r <= 0) return r < 0 ? 0 : 2;
     if (s == LMF_OK) {
         cli_term t = {0};

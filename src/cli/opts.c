@@ -222,3 +222,18 @@ int cli_parse(const cli_cmd *c, int argc, char **argv) {
     }
     return 1;
 }
+
+cli_pending cli_pending_new(int argc) {
+    return (cli_pending){calloc((size_t)argc + 1, sizeof(char *)), calloc((size_t)argc + 1, sizeof(char *)), 0};
+}
+
+void cli_pending_free(cli_pending *p) {
+    free(p->flag), free(p->value);
+    p->flag = p->value = NULL, p->n = 0;
+}
+
+lmf_status cli_record(void *dst, const char *flag, const char *value) {
+    cli_pending *p = dst;
+    p->flag[p->n] = flag, p->value[p->n] = value, p->n++;
+    return LMF_OK;
+}

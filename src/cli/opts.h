@@ -63,6 +63,17 @@ typedef struct {
     const char *footer;  /* printed after the flags in --help, or NULL */
 } cli_cmd;
 
+/* Flags whose effect must wait (until a configuration file or checkpoint is read): a CLI_FN / CLI_FN0 entry with
+ * dst = a cli_pending and fn = cli_record collects them in command-line order; the command applies them later.
+ * cli_pending_new sizes it for argc flags; cli_pending_free releases it. */
+typedef struct {
+    const char **flag, **value;
+    int n;
+} cli_pending;
+cli_pending cli_pending_new(int argc);
+void cli_pending_free(cli_pending *p);
+lmf_status cli_record(void *dst, const char *flag, const char *value);
+
 /* Parses argv[1..argc). Returns 1 when the command should run, 0 when a flag or argument was refused (the message
  * is printed; exit 2), -1 when --help (or the option listing) was printed to stdout (exit 0). */
 int cli_parse(const cli_cmd *c, int argc, char **argv);

@@ -88,7 +88,8 @@ void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, cons
                     const float *Kc = K + (long)c0 * S, *Vc = V + (long)c0 * S;
                     probs(P, Q, K, S, ps, i0, i1, hs, scale, v);
                     lmf_sgemm(0, 1, m, w, hs, dO + (long)i0 * C, C, Vc, S, 0.0f, dP, w);          /* dP = dO V^T  */
-                    lmf_sgemm(1, 0, w, hs, m, P, w, dO + (long)i0 * C, C, 1.0f, dV + (long)c0 * S, S); /* dV += P^T dO */
+                    /* dV += P^T dO */
+                    lmf_sgemm(1, 0, w, hs, m, P, w, dO + (long)i0 * C, C, 1.0f, dV + (long)c0 * S, S);
                     for (int i = i0; i < i1; i++) { /* softmax backward over the row's keys, zero elsewhere */
                         float *d = dP + (long)(i - i0) * w;
                         int st = start_of(ps, i) - c0;
@@ -97,7 +98,8 @@ void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, cons
                         memset(d + i + 1 - c0, 0, sizeof(float) * (size_t)(i1 - i - 1));
                     }
                     lmf_sgemm(0, 0, m, hs, w, dP, w, Kc, S, 1.0f, dQ + (long)i0 * S, S);          /* dQ += dS K   */
-                    lmf_sgemm(1, 0, w, hs, m, dP, w, Q + (long)i0 * S, S, 1.0f, dK + (long)c0 * S, S); /* dK += dS^T Q */
+                    /* dK += dS^T Q */
+                    lmf_sgemm(1, 0, w, hs, m, dP, w, Q + (long)i0 * S, S, 1.0f, dK + (long)c0 * S, S);
                 }
             }
         }
