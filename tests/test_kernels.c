@@ -111,8 +111,7 @@ static void attn_fwd(void *p) {
     memcpy(c->work, c->qkv, sizeof(float) * n);
     if (c->rope)
         lmf_rope_rows(c->work, (c->NH + 2 * c->NKV) * c->hs, c->B * c->T, c->T, 0, NULL, c->freqs, c->NH + c->NKV,
-                      c->hs,
-                      c->rope == 2, 1.0f);
+                      c->hs, c->rope == 2, 1.0f);
     lmf_attention_forward(c->out, c->scratch, c->work, NULL, c->B, c->T, c->NH, c->NKV, c->hs);
 }
 /* The textbook causal softmax(q k / sqrt(hs)) v in double, one query at a time: the blocked kernel's forward must
