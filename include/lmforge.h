@@ -158,8 +158,10 @@ lmf_status lmf_train_job_load_config(lmf_train_job *j, const char *path);
 /* Continues the run whose checkpoints are in dir, from the newest dir/ckpt-*.lmfc, bit for bit: its saved options
  * replace every option set so far (so call it first), out_dir becomes dir and stop_at is cleared; later calls may
  * change schedule options (max_steps), not the model's shape (run then fails with LMF_ERR_MISMATCH). checkpoint
- * (optional) receives the file's path, owned by the job; step (optional) the step it holds. LMF_ERR_IO when dir has
- * no checkpoint, LMF_ERR_FORMAT for a corrupt one; the job is unchanged on failure. */
+ * (optional) receives the file's path, owned by the job; step (optional) the step it holds. A damaged newest
+ * checkpoint is renamed to <name>.corrupt and the previous one resumes (the run's sink is told at its start).
+ * Paths saved inside dir are taken relative to dir, so a copied or moved run folder resumes from anywhere.
+ * LMF_ERR_IO when dir has no checkpoint, LMF_ERR_FORMAT when none loads; the job is unchanged on failure. */
 lmf_status lmf_train_job_resume(lmf_train_job *j, const char *dir, const char **checkpoint, uint64_t *step);
 /* Trains to max_steps, writing checkpoints, metrics and a sample into out_dir. Once *stop != 0 (stop may be NULL;
  * setting it is async-signal-safe, e.g. from a SIGINT handler) the run stops before its next step, writes a

@@ -89,6 +89,28 @@ lmf_status lmf_mkdir_p(const char *dir) {
 }
 
 /* The rename is only durable once the folder's entry is on disk too. Best effort: some file systems refuse it. */
+void lmf_path_anchor(const char *path, const char *dir, char *out, size_t n) {
+    snprintf(out, n, "%s", path);
+    if (!path[0]) return;
+    char *copy = strdup(path), *slash = strrchr(copy, '/');
+    const char *base = slash ? slash + 1 : copy;
+    if (slash) *slash = 0;
+    char *parent = realpath(slash ? (copy[0] ? copy : "/") : ".", NULL), *root = realpath(dir, NULL);
+    if (parent && root && base[0]) {
+        size_t rl = strlen(root);
+        int inside = !strncmp(parent, root, rl) && (parent[rl] == 0 || parent[rl] == '/');
+        if (inside && parent[rl]) snprintf(out, n, "%s/%s", parent + rl + 1, base);
+        else if (inside) snprintf(out, n, "%s", base);
+        else snprintf(out, n, "%s%s%s", parent, strcmp(parent, "/") ? "/" : "", base);
+    }
+    free(parent), free(root), free(copy);
+}
+
+void lmf_path_resolve(const char *stored, const char *dir, char *out, size_t n) {
+    if (!stored[0] || stored[0] == '/') snprintf(out, n, "%s", stored);
+    else snprintf(out, n, "%s/%s", dir, stored);
+}
+
 static void fsync_dir_of(const char *path) {
     char *copy = strdup(path);
     if (!copy) return;

@@ -36,6 +36,31 @@ static float *carve(float **ptrs[], const size_t *sizes, int count) {
     return mem;
 }
 
+double lmf_param_count(const lmf_model_config *c) {
+    double total = 0;
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
+        int s[3], r = lmf_param_shape(c, i, s);
+        double n = r ? 1 : 0;
+        for (int d = 0; d < r; d++) n *= s[d];
+        total += n;
+    }
+    return total;
+}
+
+/* The same sums as create() below, in doubles so that no product of hostile sizes can wrap. Keep the two in step. */
+double lmf_model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int training) {
+    dims d = dims_of(cfg, max_batch, max_seq);
+    double P = lmf_param_count(cfg), N = (double)max_batch * max_seq, L = d.L, C = d.C, ln = cfg->norm == LMF_NORM_LAYER;
+    double att = (double)max_batch * d.NH * (double)max_seq * max_seq;
+    double acts = N * C + L * N * C * 5 + L * N * (2 + 2 * ln) + L * N * d.S + L * att + L * N * (d.FF + d.F) +
+                  N * C + N * (1 + ln) + N * d.V + N;
+    double floats = P * (training ? 2 : 1) + acts;
+    if (training) floats += N * C * 2 + N * d.S + N * (d.FF + d.F) + (double)omp_get_max_threads() * max_seq * max_seq +
+                            2.0 * C;
+    if (cfg->pos != LMF_POS_LEARNED) floats += (double)cfg->max_seq_len * d.hs;
+    return floats * sizeof(float) + N * 2 * sizeof(int32_t);
+}
+
 /* A model over base weights (borrowed, frozen: the LoRA case) or, base NULL, over parameters of its own. */
 static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, int max_batch, int max_seq,
                          int training) {
