@@ -5,6 +5,7 @@
 #include "core/status.h"
 
 #include <omp.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,9 +88,7 @@ static int parse_gen(int argc, char **argv, gen_opts *o) {
 
 /* lmf_generate's text callback: generated text straight to stdout, flushed so it streams. */
 static int write_out(void *ctx, const char *text, size_t len) {
-    fwrite(text, 1, len, ctx);
-    fflush(ctx);
-    return 0;
+    return fwrite(text, 1, len, ctx) == len && fflush(ctx) == 0 ? 0 : -1; /* a failed write stops generating */
 }
 
 typedef struct {
@@ -105,6 +104,8 @@ static lmf_status reply(lmf_session *s, lmf_sampler *smp, const gen_opts *o, lmf
                              .on_text = write_out, .ctx = stdout};
     lmf_generate_result r;
     lmf_status st = lmf_generate(s, smp, hist, n_new, &p, text, &r);
+    if (st == LMF_OK && r.stop_reason == LMF_STOP_CALLBACK)
+        st = lmf_fail(LMF_ERR_IO, "standard output: write failed: %s", strerror(errno ? errno : EIO));
     tm->prompt_s += r.prompt_s, tm->prompt_tokens += r.prompt_tokens;
     tm->gen_s += r.gen_s, tm->gen_tokens += r.gen_tokens;
     return st;

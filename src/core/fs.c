@@ -4,6 +4,7 @@
 #include "core/status.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdlib.h>
@@ -197,4 +198,30 @@ void lmf_atomic_abort(lmf_atomic_file *a) {
     if (a->tmp) unlink(a->tmp);
     free(a->path), free(a->tmp);
     a->f = NULL, a->path = a->tmp = NULL;
+}
+
+lmf_status lmf_line_log_open(lmf_line_log *l, const char *path, int append) {
+    if (path != l->path) snprintf(l->path, sizeof l->path, "%s", path);
+    l->f = fopen(l->path, append ? "a" : "w");
+    if (!l->f) return lmf_fail(LMF_ERR_IO, "%s: cannot open for writing: %s", l->path, strerror(errno));
+    return LMF_OK;
+}
+
+lmf_status lmf_line_log_printf(lmf_line_log *l, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vfprintf(l->f, fmt, ap);
+    va_end(ap);
+    if (r < 0 || fflush(l->f) != 0 || ferror(l->f))
+        return lmf_fail(LMF_ERR_IO, "%s: write failed: %s", l->path, strerror(errno));
+    return LMF_OK;
+}
+
+lmf_status lmf_line_log_close(lmf_line_log *l) {
+    if (!l->f) return LMF_OK;
+    errno = 0;
+    int bad = fflush(l->f) != 0 || ferror(l->f), e = errno;
+    if (fclose(l->f) != 0 && !bad) bad = 1, e = errno;
+    l->f = NULL;
+    return bad ? lmf_fail(LMF_ERR_IO, "%s: write failed: %s", l->path, strerror(e ? e : EIO)) : LMF_OK;
 }

@@ -48,4 +48,19 @@ lmf_status lmf_atomic_open(lmf_atomic_file *a, const char *path);
 lmf_status lmf_atomic_commit(lmf_atomic_file *a);
 void lmf_atomic_abort(lmf_atomic_file *a);
 
+/* A log of lines (metrics JSONL) that fails loudly: every line is written, flushed and checked, so a full disk or a
+ * failing device stops the job with an error naming the file (LMF_ERR_IO) instead of the record going silently
+ * missing. close reports a failure of the last flush; a log whose f is NULL is closed (or never opened). */
+typedef struct {
+    FILE *f;
+    char path[1200];
+} lmf_line_log;
+lmf_status lmf_line_log_open(lmf_line_log *l, const char *path, int append);
+lmf_status lmf_line_log_printf(lmf_line_log *l, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+lmf_status lmf_line_log_close(lmf_line_log *l);
+
 #endif

@@ -13,7 +13,6 @@
 #include "train/step.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -127,34 +126,6 @@ done:
     return st;
 }
 
-/* The metrics file: every line is flushed and checked, so a full disk or a failing device stops the run with an
- * error naming the file instead of training on with the record silently lost. */
-typedef struct {
-    FILE *f;
-    char path[1200];
-} metrics_file;
-
-static lmf_status metrics_line(metrics_file *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static lmf_status metrics_line(metrics_file *m, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int r = vfprintf(m->f, fmt, ap);
-    va_end(ap);
-    if (r < 0 || fflush(m->f) != 0 || ferror(m->f))
-        return lmf_fail(LMF_ERR_IO, "%s: cannot write metrics: %s", m->path, strerror(errno));
-    return LMF_OK;
-}
-
-static lmf_status metrics_close(metrics_file *m) {
-    if (!m->f) return LMF_OK;
-    int bad = fflush(m->f) != 0 || ferror(m->f);
-    int e = errno;
-    bad |= fclose(m->f) != 0;
-    m->f = NULL;
-    if (!bad) return LMF_OK;
-    return lmf_fail(LMF_ERR_IO, "%s: cannot write metrics: %s", m->path, strerror(e ? e : errno));
-}
-
 /* Refuses a run that cannot fit in this machine's memory before anything is allocated: parameters, gradients,
  * AdamW's two moments, activations and the data order, against physical RAM. Better a message with the numbers
  * now than an OOM kill after minutes of page faults. */
@@ -188,7 +159,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     lmf_tokenizer *tok = NULL;
     lmf_loader tl = {0}, vl = {0};
     lmf_adamw opt = {0};
-    metrics_file metrics = {0};
+    lmf_line_log metrics = {0};
     int32_t *in = NULL, *tg = NULL;
     char *text = NULL;
     const char *ck_name = ck && ck->path ? ck->path : "checkpoint";
@@ -282,17 +253,13 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     const void *parts[] = {text};
     size_t sizes[] = {strlen(text)};
     if ((s = lmf_write_file_atomic(path, parts, sizes, 1)) != LMF_OK) goto done;
-    metrics.f = fopen(metrics.path, ck ? "a" : "w");
-    if (!metrics.f) {
-        s = lmf_fail(LMF_ERR_IO, "%s: cannot open metrics file: %s", metrics.path, strerror(errno));
-        goto done;
-    }
+    if ((s = lmf_line_log_open(&metrics, metrics.path, ck != NULL)) != LMF_OK) goto done;
     lmf_sink_logf(out, LMF_LOG_INFO, "lmforge train: %s, %zu parameters (%.2fM), L%d C%d H%d/%d F%d V%d, B%d T%d x%d "
                   "accum, %d threads, %s kernels%s",
             lmf_arch_name(c.model.arch), m->num_params, m->num_params / 1e6, c.model.n_layer, c.model.n_embd,
             c.model.n_head, c.model.n_kv_head, c.model.ffn_dim, c.model.vocab_size, B, T, c.grad_accum,
             omp_get_max_threads(), lmf_isa_name(lmf_cpu_isa()), ck ? "; resuming" : "");
-    if (ck && (s = metrics_line(&metrics, "{\"event\":\"resume\",\"step\":%d}\n", step)) != LMF_OK) goto done;
+    if (ck && (s = lmf_line_log_printf(&metrics, "{\"event\":\"resume\",\"step\":%d}\n", step)) != LMF_OK) goto done;
 
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .batch_size = B, .seq_len = T,
                        .grad_accum = c.grad_accum, .inputs = in, .targets = tg};
@@ -304,7 +271,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         if ((o.stop && *o.stop) || (c.stop_at > 0 && step >= c.stop_at)) break;
         if (valid && c.eval_every > 0 && step % c.eval_every == 0) {
             last_val = evaluate(m, &vl, c.eval_batches, in, tg);
-            if ((s = metrics_line(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val)) != LMF_OK) break;
+            if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val)) != LMF_OK) break;
             lmf_sink_logf(out, LMF_LOG_INFO, "step %d: val loss %.4f", step, last_val);
         }
         double t0 = lmf_now();
@@ -318,7 +285,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             s = lmf_fail(LMF_ERR_ARG, "step %d: loss is %f; lower lr (now %g) or check the data", step, loss, lr);
             break;
         }
-        if ((s = metrics_line(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f,"
+        if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f,"
                               "\"tok_per_s\":%.1f}\n", step, loss, lr, gnorm, dt * 1e3, tps)) != LMF_OK)
             break;
         snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", loss, lr, gnorm, tps);
@@ -342,17 +309,17 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         if (s == LMF_OK) lmf_sink_logf(out, LMF_LOG_INFO, "checkpoint: %s", path);
     }
     if (s == LMF_OK && step < c.opt.max_steps) {
-        if ((s = metrics_close(&metrics)) == LMF_OK)
+        if ((s = lmf_line_log_close(&metrics)) == LMF_OK)
             s = lmf_fail(LMF_ERR_INTERRUPTED, "stopped at step %d; resume with --resume %s", step, c.out_dir);
         goto done;
     }
     if (s != LMF_OK) goto done;
     if (valid) {
         last_val = evaluate(m, &vl, c.eval_batches, in, tg);
-        if ((s = metrics_line(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val)) != LMF_OK) goto done;
+        if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val)) != LMF_OK) goto done;
         lmf_sink_logf(out, LMF_LOG_INFO, "final val loss %.4f (ppl %.2f)", last_val, exp(last_val));
     }
-    if ((s = metrics_close(&metrics)) != LMF_OK) goto done;
+    if ((s = lmf_line_log_close(&metrics)) != LMF_OK) goto done;
     if (c.sample_tokens > 0) {
         if (train->tokenizer != LMF_TOKENIZER_BYTES && !tok) {
             lmf_sink_logf(out, LMF_LOG_WARN, "no sample: the shards are BPE; pass --tokenizer FILE to decode one");
@@ -370,10 +337,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     }
 done:
     if (metrics.f) {
-        lmf_status cs = LMF_OK;
-        if (s == LMF_OK) cs = metrics_close(&metrics);
-        else fclose(metrics.f); /* the run's own error comes first */
-        if (s == LMF_OK) s = cs;
+        lmf_status cs = lmf_line_log_close(&metrics);
+        if (s == LMF_OK) s = cs; /* else the run's own error comes first */
     }
     free(text);
     free(in), free(tg);
