@@ -238,10 +238,8 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         if (s == LMF_OK) lmf_sink_logf(out, LMF_LOG_INFO, "model: %s", path);
     }
 done:
-    if (metrics.f) {
-        lmf_status cs = lmf_line_log_close(&metrics);
-        if (s == LMF_OK) s = cs; /* else the run's own error comes first */
-    }
+    if (metrics.f && s == LMF_OK) s = lmf_line_log_close(&metrics);
+    else if (metrics.f) fclose(metrics.f); /* the run's own error (and its message) comes first */
     free(tok), free(tg), free(text);
     lmf_adamw_free(&opt);
     lmf_model_free(m);

@@ -336,10 +336,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         }
     }
 done:
-    if (metrics.f) {
-        lmf_status cs = lmf_line_log_close(&metrics);
-        if (s == LMF_OK) s = cs; /* else the run's own error comes first */
-    }
+    if (metrics.f && s == LMF_OK) s = lmf_line_log_close(&metrics);
+    else if (metrics.f) fclose(metrics.f); /* the run's own error (and its message) comes first */
     free(text);
     free(in), free(tg);
     lmf_loader_free(&tl), lmf_loader_free(&vl);
