@@ -160,10 +160,9 @@ int cmd_generate(int argc, char **argv) {
         int add_bos;
         int32_t bos = lmf_weights_bos(w, &add_bos);
         if (add_bos) push_id(&hist, bos);
-        lmf_tokenizer_encode(lmf_weights_tokenizer(w), o.prompt, strlen(o.prompt), 0, &hist);
-        if (hist.len == 0) {
-            st = lmf_fail(LMF_ERR_ARG, "the prompt is empty");
-        } else {
+        st = lmf_tokenizer_encode(lmf_weights_tokenizer(w), o.prompt, strlen(o.prompt), 0, &hist);
+        if (st == LMF_OK && hist.len == 0) st = lmf_fail(LMF_ERR_ARG, "the prompt is empty");
+        if (st == LMF_OK) {
             lmf_text text = {0};
             timings tm = {0};
             fputs(o.prompt, stdout);

@@ -87,8 +87,8 @@ static lmf_status sample_text(lmf_model *m, const lmf_train_config *c, int eot, 
     if ((st = lmf_session_create(w, m->max_seq, &s)) != LMF_OK) goto done;
     if ((st = lmf_sampler_create(&sp, m->cfg.vocab_size, &smp)) != LMF_OK) goto done;
     size_t np = strlen(c->sample_prompt);
-    if (tok) lmf_tokenizer_encode(tok, c->sample_prompt, np, 0, &hist);
-    else
+    if (tok && (st = lmf_tokenizer_encode(tok, c->sample_prompt, np, 0, &hist)) != LMF_OK) goto done;
+    if (!tok)
         for (size_t i = 0; i < np; i++) {
             int32_t id = (unsigned char)c->sample_prompt[i];
             lmf_ids_push(&hist, &id, 1);
