@@ -29,7 +29,7 @@
 #define LMF_PRETOK_MAX_STAGES 4
 #define LMF_PRETOK_MATCH_LIMIT 10000000u
 #define LMF_PRETOK_DEPTH_LIMIT 10000000u
-#define LMF_PRETOK_HEAP_LIMIT 20000000u /* KiB */
+#define LMF_PRETOK_HEAP_LIMIT 262144u /* KiB: 256 MiB of backtracking frames (PCRE2 would allow 20 GB) */
 
 extern const char *const lmf_pretok_gpt2_pattern;
 extern const char *const lmf_pretok_llama3_pattern;
