@@ -6,6 +6,7 @@
  * one, and only the second half of each window is scored (every scored token then has at least ctx/2 tokens of
  * context). PPL = exp(mean negative log-likelihood of the scored tokens). --all scores every position instead. */
 #include "cli/cli.h"
+#include "core/status.h"
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +70,12 @@ int cmd_perplexity(int argc, char **argv) {
     cli_term term = {0};
     lmf_status st = lmf_weights_load(model, &w);
     if (st == LMF_OK) st = cli_read_all(file, &text, &len);
-    if (st == LMF_OK) st = lmf_perplexity(w, text, len, ctx, max_chunks, all, cli_term_sink(&term), &r);
+    if (st == LMF_OK && (st = lmf_perplexity(w, text, len, ctx, max_chunks, all, cli_term_sink(&term), &r)) != LMF_OK) {
+        /* its errors are about this model and this text (a context longer than the model's, say): name them */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", lmf_last_error());
+        st = lmf_fail(st, "%s on %s: %s", model, file, msg);
+    }
     int rc = 0;
     if (st == LMF_OK)
         printf("perplexity: %.4f +/- %.4f over %ld scored tokens (%ld windows of %d of the text's %ld tokens, %s; "
