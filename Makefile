@@ -77,7 +77,7 @@ fuzz: deps
 	mkdir -p build-fuzz/corpus-ckpt && head -c 30000 README.md > build-fuzz/ckpt-seed.txt
 	build/lmforge data shard --out build-fuzz/ckpt-seed build-fuzz/ckpt-seed.txt > /dev/null
 	build/lmforge train --train-data build-fuzz/ckpt-seed/train.bin --n-layer 1 --n-embd 8 --n-head 2 --n-kv-head 2 \
-	  --ffn-dim 8 --seq-len 8 --batch-size 1 --max-steps 1 --eval-every 0 --sample-tokens 0 \
+	  --ffn-dim 8 --seq-len 8 --batch-size 1 --max-steps 1 --warmup-steps 0 --eval-every 0 --sample-tokens 0 \
 	  --out-dir build-fuzz/ckpt-seed/run 2> /dev/null && cp build-fuzz/ckpt-seed/run/ckpt-00000001.lmfc build-fuzz/corpus-ckpt/
 	build-fuzz/fuzz_checkpoint -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-ckpt
 	mkdir -p build-fuzz/corpus-safetensors && cp tests/reference/fixtures/*.safetensors build-fuzz/corpus-safetensors/
