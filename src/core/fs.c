@@ -4,9 +4,9 @@
 #include "core/status.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -89,7 +89,6 @@ lmf_status lmf_mkdir_p(const char *dir) {
     return s;
 }
 
-/* The rename is only durable once the folder's entry is on disk too. Best effort: some file systems refuse it. */
 void lmf_path_anchor(const char *path, const char *dir, char *out, size_t n) {
     snprintf(out, n, "%s", path);
     if (!path[0]) return;
@@ -112,6 +111,7 @@ void lmf_path_resolve(const char *stored, const char *dir, char *out, size_t n) 
     else snprintf(out, n, "%s/%s", dir, stored);
 }
 
+/* The rename is only durable once the folder's entry is on disk too. Best effort: some file systems refuse it. */
 static void fsync_dir_of(const char *path) {
     char *copy = strdup(path);
     if (!copy) return;

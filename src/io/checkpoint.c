@@ -21,7 +21,6 @@ static const char MAGIC[8] = {'L', 'M', 'F', 'C', 'K', 'P', 'T', '1'};
 #define VERSION 3
 #define SUM_AT 64
 
-
 /* The checksum guards against torn or corrupted files, not adversaries: XXH3 hashes at memory speed. The parts are
  * hashed as one stream, in file order; in version 3 the header's checksum field counts as zero. */
 static uint64_t payload_hash(const void *const *parts, const size_t *sizes, int n) {
