@@ -71,7 +71,15 @@ FUZZ_SECONDS ?= 60
 fuzz: deps
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMF_FUZZ=ON
 	cmake --build build-fuzz -j$(JOBS) --target fuzz_shard fuzz_checkpoint fuzz_safetensors fuzz_gguf fuzz_model fuzz_hf fuzz_lora fuzz_config fuzz_tokenizer_json fuzz_encode fuzz_toml fuzz_sft
-	for t in fuzz_shard fuzz_checkpoint fuzz_config fuzz_toml fuzz_sft; do build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; done
+	for t in fuzz_shard fuzz_config fuzz_toml fuzz_sft; do build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; done
+	# checkpoints: a real one (a 1-layer model, 1 step) as the seed; the target also tries each input with its checksum
+	# made right, so the header fields and the config behind the checksum are what gets fuzzed
+	mkdir -p build-fuzz/corpus-ckpt && head -c 30000 README.md > build-fuzz/ckpt-seed.txt
+	build/lmforge data shard --out build-fuzz/ckpt-seed build-fuzz/ckpt-seed.txt > /dev/null
+	build/lmforge train --train-data build-fuzz/ckpt-seed/train.bin --n-layer 1 --n-embd 8 --n-head 2 --n-kv-head 2 \
+	  --ffn-dim 8 --seq-len 8 --batch-size 1 --max-steps 1 --warmup-steps 0 --eval-every 0 --sample-tokens 0 \
+	  --out-dir build-fuzz/ckpt-seed/run 2> /dev/null && cp build-fuzz/ckpt-seed/run/ckpt-00000001.lmfc build-fuzz/corpus-ckpt/
+	build-fuzz/fuzz_checkpoint -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-ckpt
 	mkdir -p build-fuzz/corpus-safetensors && cp tests/reference/fixtures/*.safetensors build-fuzz/corpus-safetensors/
 	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=400000 build-fuzz/corpus-safetensors
 	build-fuzz/fuzz_encode -max_total_time=$(FUZZ_SECONDS) -max_len=4096

@@ -165,8 +165,10 @@ lmf_status lmf_train_job_load_config(lmf_train_job *j, const char *path);
 /* Continues the run whose checkpoints are in dir, from the newest dir/ckpt-*.lmfc, bit for bit: its saved options
  * replace every option set so far (so call it first), out_dir becomes dir and stop_at is cleared; later calls may
  * change schedule options (max_steps), not the model's shape (run then fails with LMF_ERR_MISMATCH). checkpoint
- * (optional) receives the file's path, owned by the job; step (optional) the step it holds. LMF_ERR_IO when dir has
- * no checkpoint, LMF_ERR_FORMAT for a corrupt one; the job is unchanged on failure. */
+ * (optional) receives the file's path, owned by the job; step (optional) the step it holds. A damaged newest
+ * checkpoint is renamed to <name>.corrupt and the previous one resumes (the run's sink is told at its start).
+ * Paths saved inside dir are taken relative to dir, so a copied or moved run folder resumes from anywhere.
+ * LMF_ERR_IO when dir has no checkpoint, LMF_ERR_FORMAT when none loads; the job is unchanged on failure. */
 lmf_status lmf_train_job_resume(lmf_train_job *j, const char *dir, const char **checkpoint, uint64_t *step);
 /* Trains to max_steps, writing checkpoints, metrics and a sample into out_dir. Once *stop != 0 (stop may be NULL;
  * setting it is async-signal-safe, e.g. from a SIGINT handler) the run stops before its next step, writes a
@@ -254,8 +256,12 @@ enum { LMF_ENCODE_ALLOW_SPECIAL = 1 };
 /* Decode flags. */
 enum { LMF_DECODE_SKIP_SPECIAL = 1 };
 
-/* Appends the ids of `len` bytes of text to *out. Never fails on text (any bytes are valid input). */
-void lmf_tokenizer_encode(const lmf_tokenizer *tok, const char *text, size_t len, unsigned flags, lmf_ids *out);
+/* Appends the ids of `len` bytes of text to *out. Any bytes are valid input; the one failure is a pre-tokenizer
+ * regex from the tokenizer file that exceeds PCRE2's match limits on this text (catastrophic backtracking):
+ * LMF_ERR_FORMAT naming the file and the pattern, *out then holding a partial result to discard. The built-in
+ * GPT-2 / Llama-3 / SmolLM patterns never fail. */
+lmf_status lmf_tokenizer_encode(const lmf_tokenizer *tok, const char *text, size_t len, unsigned flags,
+                                lmf_ids *out);
 /* Appends the bytes of ids to *out; LMF_ERR_ARG names the first id outside the vocabulary (nothing appended). */
 lmf_status lmf_tokenizer_decode(const lmf_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags, lmf_text *out);
 
@@ -264,8 +270,9 @@ lmf_status lmf_tokenizer_decode(const lmf_tokenizer *tok, const int32_t *ids, si
  * concatenated text. The encoder refers to tok, which must outlive it. */
 typedef struct lmf_tokenizer_encoder lmf_tokenizer_encoder;
 lmf_tokenizer_encoder *lmf_tokenizer_encoder_create(const lmf_tokenizer *tok, unsigned flags);
-void lmf_tokenizer_encoder_feed(lmf_tokenizer_encoder *enc, const char *text, size_t len, lmf_ids *out);
-void lmf_tokenizer_encoder_finish(lmf_tokenizer_encoder *enc, lmf_ids *out); /* also resets it for reuse */
+/* Both fail as lmf_tokenizer_encode does; the text buffered so far is then dropped. */
+lmf_status lmf_tokenizer_encoder_feed(lmf_tokenizer_encoder *enc, const char *text, size_t len, lmf_ids *out);
+lmf_status lmf_tokenizer_encoder_finish(lmf_tokenizer_encoder *enc, lmf_ids *out); /* also resets it for reuse */
 void lmf_tokenizer_encoder_free(lmf_tokenizer_encoder *enc);
 
 /* Streaming decoder (generation, server): feed appends only complete UTF-8 characters, holding back the start of
@@ -475,8 +482,8 @@ lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *m
  * errors are lmf_chat_render's); lmf_chat_encode_text takes text already rendered (a prefix of a render, say). */
 lmf_status lmf_chat_encode(const lmf_tokenizer *tok, const lmf_chat_template *t, int32_t bos,
                            const lmf_chat_message *msgs, int n, int add_generation_prompt, lmf_ids *out);
-void lmf_chat_encode_text(const lmf_tokenizer *tok, const lmf_chat_template *t, int32_t bos, const char *text,
-                          size_t len, lmf_ids *out);
+lmf_status lmf_chat_encode_text(const lmf_tokenizer *tok, const lmf_chat_template *t, int32_t bos, const char *text,
+                                size_t len, lmf_ids *out);
 /* The text of the token that closes a turn in format f: "<|im_end|>" (ChatML), "<|eot_id|>" (Llama-3), "</s>"
  * (Llama-2, after an assistant reply). */
 const char *lmf_chat_end_of_turn(lmf_chat_format f);

@@ -64,7 +64,14 @@ expect_error "trunc.bin" "$LMF" train "${common[@]}" --train-data "$dir/trunc.bi
 expect_error "bad magic" "$LMF" train "${common[@]}" --train-data "$dir/text.txt" --out-dir "$dir/x"
 ck=$(ls "$dir/run"/ckpt-*.lmfc | tail -1)
 printf 'garbage' | dd of="$ck" bs=1 seek=5000 conv=notrunc 2>/dev/null
+# a damaged newest checkpoint is set aside and the previous one resumes, saying so
+"$LMF" train --resume "$dir/run" --sample-tokens 0 2> "$dir/fb.txt" || { cat "$dir/fb.txt"; fail "resume past a damaged checkpoint"; }
+grep -q "skipped damaged checkpoint: .*checksum mismatch" "$dir/fb.txt" || { cat "$dir/fb.txt"; fail "fallback not reported"; }
+[ -f "$ck.corrupt" ] && [ -f "$ck" ] || fail "damaged checkpoint not set aside, or the run not finished"
+# with no good one left, the error names the file and what to do
+for f in "$dir/run"/ckpt-*.lmfc; do printf 'garbage' | dd of="$f" bs=1 seek=5000 conv=notrunc 2>/dev/null; done
 expect_error "checksum mismatch" "$LMF" train --resume "$dir/run"
+grep -q "remove" "$dir/e.err" || fail "no advice when every checkpoint is damaged"
 expect_error "no checkpoint" "$LMF" train --resume "$dir/empty"
 expect_error "n_layer" "$LMF" train --resume "$dir/int" --n-layer 3 --max-steps 200000
 "$LMF" train --help | grep -q -- "--warmup-steps" || fail "train --help lacks flags"

@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include "fuzz_targets.h"
+#include "model/model.h"
 
 #include <sys/stat.h>
 
@@ -68,9 +69,21 @@ static void test_fuzz_shard(void **s) {
 static void test_fuzz_checkpoint(void **s) {
     char p[256];
     snprintf(p, sizeof p, "%s/seed.lmfc", tmp);
-    float params[30], m[30], v[30];
-    for (int i = 0; i < 30; i++) params[i] = i * 0.5f, m[i] = -i, v[i] = i * i;
-    assert_int_equal(lmf_checkpoint_save(p, "n_layer = 2\nlr = 0.001\n", 7, 1, 3, 7, params, m, v, 30), LMF_OK);
+    /* a whole tiny model (its config matches its parameters), so mutations that keep the checksum right (the target
+     * tries each input that way too) reach the config text and the inference loader */
+    lmf_train_config c;
+    lmf_train_config_default(&c);
+    c.model.vocab_size = 12, c.model.max_seq_len = 4, c.model.n_layer = 1, c.model.n_embd = 4, c.model.n_head = 1;
+    c.model.n_kv_head = 1, c.model.ffn_dim = 4;
+    size_t P = (size_t)lmf_param_count(&c.model);
+    float *params = calloc(3 * P, sizeof(float)), *m = params + P, *v = m + P;
+    for (size_t i = 0; i < P; i++) params[i] = (float)i * 0.01f, m[i] = -(float)i, v[i] = (float)(i * i);
+    char *text = lmf_train_config_to_text(&c);
+    assert_int_equal(lmf_checkpoint_save(p, text, 7, 1, 3, 7, params, m, v, P), LMF_OK);
+    free(text), free(params);
+    lmf_weights *w;
+    if (lmf_weights_load_checkpoint(p, &w) != LMF_OK) fail_msg("seed: %s", lmf_last_error());
+    lmf_weights_free(w);
     size_t n;
     uint8_t *seed = read_all(p, &n);
     mutate_loop(fuzz_checkpoint, seed, n, 3000);

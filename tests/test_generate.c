@@ -14,7 +14,10 @@
 #include "model/generate.h"
 #include "tokenizer/bytelevel.h"
 
+#include "io/gguf.h"
+
 #include <string.h>
+#include <unistd.h>
 
 #define FIX LMF_SOURCE_DIR "/tests/reference/fixtures/"
 
@@ -306,6 +309,48 @@ static void check_model(const char *path) {
 static void test_generate_llama(void **state) { check_model(FIX "tiny_llama.gguf"); }
 static void test_generate_gpt2(void **state) { check_model(FIX "tiny_gpt2.gguf"); }
 
+/* NaN weights (issue 18): generation stops with an error that says the logits are not finite, instead of sampling
+ * from NaN and returning an empty reply with success. In a copy of the fixture, the scale of the output matrix's
+ * first Q4_1 block becomes an f16 NaN: logit 0 is NaN. (A NaN in an f32 norm can vanish into the int16
+ * activation quantization as finite garbage, which no check on the logits can see.) */
+static void test_nonfinite_logits(void **state) {
+    (void)state;
+    char path[] = "/tmp/lmf_test_generate_nan_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t n;
+    char *bytes = slurp(FIX "tiny_llama.gguf", &n);
+    lmf_gguf *g;
+    assert_int_equal(lmf_gguf_open(FIX "tiny_llama.gguf", &g), LMF_OK);
+    int found = 0;
+    for (int64_t i = 0; i < g->n_tensors; i++) {
+        const lmf_gguf_tensor *t = &g->tensors[i];
+        if (strcmp(t->name, "output.weight")) continue;
+        assert_int_equal(t->type, LMF_GGML_Q4_1);
+        uint16_t nan16 = 0x7E00;
+        memcpy(bytes + g->data_offset + t->offset, &nan16, 2);
+        found = 1;
+    }
+    lmf_gguf_close(g);
+    assert_true(found);
+    assert_int_equal(write(fd, bytes, n), (ssize_t)n);
+    close(fd);
+    free(bytes);
+    fixture f = {0};
+    open_fixture(&f, path, 64);
+    lmf_ids hist = {0};
+    prompt(&hist);
+    lmf_text reply = {0};
+    lmf_generate_params p = {.n_predict = 8, .tok = f.tok};
+    lmf_generate_result r;
+    assert_int_equal(lmf_generate(f.s, f.smp, &hist, hist.len, &p, &reply, &r), LMF_ERR_FORMAT);
+    if (!strstr(lmf_last_error(), "logits are not finite")) fail_msg("%s", lmf_last_error());
+    assert_int_equal(r.gen_tokens, 0);
+    free(hist.data), free(reply.data);
+    close_fixture(&f);
+    unlink(path);
+}
+
 static void test_holdback(void **state) {
     const char *stops[] = {"abc", "", "cd"};
     lmf_holdback h = {.stops = stops, .n_stops = 3};
@@ -340,6 +385,7 @@ static void test_holdback(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_holdback),
+        cmocka_unit_test(test_nonfinite_logits),
         cmocka_unit_test(test_generate_llama),
         cmocka_unit_test(test_generate_gpt2),
     };

@@ -254,6 +254,25 @@ static void test_bad_tensors(void **state) {
     rm_tmp();
 }
 
+/* Issue 18: a shape whose byte count wraps 2^64 ([2^40, 2^23] F16 = 2^64 bytes, "0" in 64 bits) with no data is
+ * refused, not accepted as an empty tensor. */
+static void test_shape_overflow(void **state) {
+    (void)state;
+    const char *hdr = "{\"t\":{\"dtype\":\"F16\",\"shape\":[1099511627776,8388608],\"data_offsets\":[0,0]}}";
+    char p[512];
+    make_tmp();
+    snprintf(p, sizeof p, "%s/overflow.safetensors", TMP);
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    uint64_t n = strlen(hdr);
+    fwrite(&n, 8, 1, f), fwrite(hdr, 1, n, f);
+    fclose(f);
+    lmf_safetensors *st;
+    assert_int_equal(lmf_safetensors_open(p, &st), LMF_ERR_FORMAT);
+    if (!strstr(lmf_last_error(), "overflows") || !strstr(lmf_last_error(), p)) fail_msg("%s", lmf_last_error());
+    rm_tmp();
+}
+
 static void test_bad_shards(void **state) {
     copy_fixture("llama_shard");
     char p[512];
@@ -339,7 +358,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama),       cmocka_unit_test(test_llama_sharded_bf16), cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_opt),         cmocka_unit_test(test_metadata),          cmocka_unit_test(test_bad_tensors),
-        cmocka_unit_test(test_bad_shards),  cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_bad_shards),  cmocka_unit_test(test_bad_config),        cmocka_unit_test(test_shape_overflow),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -8,6 +8,7 @@
  *  - the heap merge of long pieces equals the naive algorithm; tokenizer.json save -> load is lossless;
  *  - malformed files are refused with a message naming the file and the fault; mutated files never crash. */
 #include "test_util.h"
+#include "core/progress.h"
 
 #include "tokenizer/bpe.h"
 #include "tokenizer/bytelevel.h"
@@ -329,6 +330,51 @@ static char *byte_vocab(int skip) {
     return v;
 }
 
+/* Issue 18, defect 6: a tokenizer.json whose Split regex backtracks catastrophically, `(a+)+$` on 'a' x 5000 + 'b'
+ * (minutes at ~17 ms per byte before), fails fast with an error naming the file and the pattern, for the one-shot
+ * and the streaming encoder; the tokenizer still encodes ordinary text afterwards. */
+static void test_catastrophic_regex_fails_fast(void **state) {
+    (void)state;
+    char *esc = byte_vocab(-1);
+    char *json = malloc(strlen(esc) + 4096);
+    sprintf(json, "{\"model\":{\"type\":\"BPE\",\"vocab\":{%s},\"merges\":[]},\"pre_tokenizer\":{\"type\":\"Sequence\","
+                  "\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a+)+$\"},\"behavior\":\"Isolated\"},"
+                  "{\"type\":\"ByteLevel\",\"use_regex\":false}]}}", esc);
+    char p[512];
+    snprintf(p, sizeof p, "%s/redos.json", tmpdir);
+    write_file(p, json, strlen(json));
+    free(json), free(esc);
+    lmf_tokenizer *t;
+    if (lmf_tokenizer_load(p, &t) != LMF_OK) fail_msg("%s", lmf_last_error());
+    enum { N = 5001 };
+    char *text = malloc(N);
+    memset(text, 'a', N - 1);
+    text[N - 1] = 'b';
+    lmf_ids ids = {0};
+    double t0 = lmf_now();
+    assert_int_equal(lmf_tokenizer_encode(t, text, N, 0, &ids), LMF_ERR_FORMAT);
+    double dt = lmf_now() - t0;
+    if (!strstr(lmf_last_error(), p) || !strstr(lmf_last_error(), "'(a+)+$'") ||
+        !strstr(lmf_last_error(), "match limit"))
+        fail_msg("the error should name the file, the pattern and the limit: %s", lmf_last_error());
+    if (dt > 2.0) fail_msg("took %.2f s to fail", dt);
+    lmf_tokenizer_encoder *enc = lmf_tokenizer_encoder_create(t, 0);
+    ids.len = 0;
+    lmf_status s = lmf_tokenizer_encoder_feed(enc, text, N, &ids);
+    if (s == LMF_OK) s = lmf_tokenizer_encoder_finish(enc, &ids);
+    assert_int_equal(s, LMF_ERR_FORMAT);
+    ids.len = 0; /* after the error the encoder starts afresh */
+    assert_int_equal(lmf_tokenizer_encoder_feed(enc, "aab", 3, &ids), LMF_OK);
+    assert_int_equal(lmf_tokenizer_encoder_finish(enc, &ids), LMF_OK);
+    assert_int_equal(ids.len, 3);
+    lmf_tokenizer_encoder_free(enc);
+    ids.len = 0;
+    assert_int_equal(lmf_tokenizer_encode(t, "aaab", 4, 0, &ids), LMF_OK);
+    assert_int_equal(ids.len, 4);
+    free(ids.data), free(text);
+    lmf_tokenizer_free(t);
+}
+
 static void test_malformed_files_are_refused(void **state) {
     char *esc = byte_vocab(-1);
     char *json = malloc(strlen(esc) + 4096);
@@ -588,6 +634,7 @@ int main(void) {
         cmocka_unit_test(test_long_pieces_heap_equals_naive),
         cmocka_unit_test(test_save_load_roundtrip),
         cmocka_unit_test(test_malformed_files_are_refused),
+        cmocka_unit_test(test_catastrophic_regex_fails_fast),
         cmocka_unit_test(test_mutated_tokenizer_json_never_crashes),
         cmocka_unit_test(test_llama3_and_smollm_pretokenizers_equal_hf),
         cmocka_unit_test(test_training_equals_hf),

@@ -34,8 +34,8 @@ static lmf_status shard_file(lmf_shard_splitter *sp, const char *path) {
     lmf_ids ids = {0};
     while (s == LMF_OK && (n = fread(buf, 1, sizeof buf, f)) > 0) {
         if (enc) {
-            lmf_tokenizer_encoder_feed(enc, (const char *)buf, n, &ids);
-            s = put_ids(sp, &ids);
+            s = lmf_tokenizer_encoder_feed(enc, (const char *)buf, n, &ids);
+            if (s == LMF_OK) s = put_ids(sp, &ids);
         } else {
             uint32_t t[4096];
             for (size_t i = 0; i < n && s == LMF_OK;) {
@@ -47,7 +47,8 @@ static lmf_status shard_file(lmf_shard_splitter *sp, const char *path) {
     }
     if (s == LMF_OK && ferror(f)) s = lmf_fail(LMF_ERR_IO, "%s: read error", path);
     if (enc) {
-        lmf_tokenizer_encoder_finish(enc, &ids);
+        lmf_status fs = lmf_tokenizer_encoder_finish(enc, &ids);
+        if (s == LMF_OK) s = fs;
         if (s == LMF_OK) s = put_ids(sp, &ids);
         lmf_tokenizer_encoder_free(enc);
         free(ids.data);

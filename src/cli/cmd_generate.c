@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 #include <omp.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,10 +140,8 @@ typedef struct {
 } gen_out;
 
 static int write_out(void *ctx, const char *text, size_t len) {
-    (void)ctx;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout); /* it streams */
-    return 0;
+    (void)ctx; /* it streams; a failed write stops generating */
+    return fwrite(text, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : -1;
 }
 
 static int on_token(void *ctx, const lmf_token_info *t) {
@@ -178,6 +177,8 @@ static lmf_status reply(const char *cmd, lmf_session *s, lmf_sampler *smp, const
                              .n_logprobs = o->logprobs > 0 ? o->logprobs : 0};
     lmf_generate_result r;
     lmf_status st = lmf_generate(s, smp, hist, n_new, &p, text, &r);
+    if (st == LMF_OK && r.stop_reason == LMF_STOP_CALLBACK)
+        st = lmf_fail(LMF_ERR_IO, "standard output: write failed: %s", strerror(errno ? errno : EIO));
     tm->prompt_s += r.prompt_s, tm->prompt_tokens += r.prompt_tokens;
     tm->gen_s += r.gen_s, tm->gen_tokens += r.gen_tokens;
     if (st == LMF_OK && r.stop_reason == LMF_STOP_CONTEXT)
@@ -245,11 +246,11 @@ int cmd_generate(int argc, char **argv) {
         int add_bos;
         int32_t bos = lmf_weights_bos(w, &add_bos);
         if (add_bos) lmf_ids_push(&hist, &bos, 1);
-        lmf_tokenizer_encode(lmf_weights_tokenizer(w), o.prompt, strlen(o.prompt),
-                             o.no_special ? 0 : LMF_ENCODE_ALLOW_SPECIAL, &hist);
-        if (o.verbose_prompt) print_prompt(lmf_weights_tokenizer(w), o.prompt, &hist);
-        if (hist.len == 0) st = lmf_fail(LMF_ERR_ARG, "the prompt is empty");
-        else st = check_fits(s, hist.len);
+        st = lmf_tokenizer_encode(lmf_weights_tokenizer(w), o.prompt, strlen(o.prompt),
+                                  o.no_special ? 0 : LMF_ENCODE_ALLOW_SPECIAL, &hist);
+        if (st == LMF_OK && o.verbose_prompt) print_prompt(lmf_weights_tokenizer(w), o.prompt, &hist);
+        if (st == LMF_OK && hist.len == 0) st = lmf_fail(LMF_ERR_ARG, "the prompt is empty");
+        else if (st == LMF_OK) st = check_fits(s, hist.len);
         if (st == LMF_OK) {
             lmf_text text = {0};
             timings tm = {0};

@@ -7,6 +7,7 @@
  * context). PPL = exp(mean negative log-likelihood of the scored tokens). --all scores every position instead. */
 #include "cli/cli.h"
 #include "cli/opts.h"
+#include "core/status.h"
 #include "tokenizer/tokenizer.h"
 
 #include <omp.h>
@@ -78,7 +79,12 @@ int cmd_perplexity(int argc, char **argv) {
     lmf_status st = lmf_weights_load(model, &w);
     if (st == LMF_OK) st = cli_read_all(file, &text, &len);
     if (st == LMF_OK && verbose_prompt) print_first_window(w, text, len, ctx);
-    if (st == LMF_OK) st = lmf_perplexity(w, text, len, ctx, max_chunks, all, cli_term_sink(&term), &r);
+    if (st == LMF_OK && (st = lmf_perplexity(w, text, len, ctx, max_chunks, all, cli_term_sink(&term), &r)) != LMF_OK) {
+        /* its errors are about this model and this text (a context longer than the model's, say): name them */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", lmf_last_error());
+        st = lmf_fail(st, "%s on %s: %s", model, file, msg);
+    }
     int rc = 0;
     if (st == LMF_OK)
         printf("perplexity: %.4f +/- %.4f over %ld scored tokens (%ld windows of %d of the text's %ld tokens, %s; "

@@ -118,19 +118,19 @@ int cmd_tokenize(int argc, char **argv) {
         if (s == LMF_OK) fwrite(text.data ? text.data : "", 1, text.len, stdout);
     } else {
         double t0 = now_s();
-        lmf_tokenizer_encode(tok, in, n, eflags, &ids);
+        s = lmf_tokenizer_encode(tok, in, n, eflags, &ids);
         double dt = now_s() - t0;
-        if (stats)
+        if (s == LMF_OK && stats)
             printf("bytes %zu  tokens %zu  tokens/byte %.4f  bytes/token %.3f  encode %.3f s  %.2f MB/s\n", n, ids.len,
                    n ? (double)ids.len / n : 0.0, ids.len ? (double)n / ids.len : 0.0, dt, dt > 0 ? n / dt / 1e6 : 0.0);
-        else
+        else if (s == LMF_OK)
             print_ids(&ids);
     }
     free(in);
     free(ids.data);
     free(text.data);
     lmf_tokenizer_free(tok);
-    if (fflush(stdout) != 0) s = lmf_fail(LMF_ERR_IO, "stdout: write error");
+    if ((fflush(stdout) != 0 || ferror(stdout)) && s == LMF_OK) s = lmf_fail(LMF_ERR_IO, "stdout: write error");
     return s == LMF_OK ? 0 : cli_fail("tokenize", s);
 }
 

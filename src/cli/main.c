@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "kernels/quant.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,6 +44,18 @@ static void usage(FILE *f) {
     fprintf(f, "\n`lmforge <command> --help` documents each command's flags.\n");
 }
 
+/* What a command printed to stdout (generated text, token ids, reports) is output like any file: a full disk or a
+ * closed pipe reader is an error with a non-zero exit, not a silently short result. */
+static int finish(const char *cmd, int rc) {
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "lmforge %s: %s: standard output: write failed: %s\n", cmd, lmf_status_name(LMF_ERR_IO),
+                strerror(errno ? errno : EIO));
+        return rc ? rc : 1;
+    }
+    return rc;
+}
+
 int main(int argc, char **argv) {
     lmf_bound_omp_spin(argv); /* first: it may start the process again */
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -57,7 +70,7 @@ int main(int argc, char **argv) {
     const char *qact = lmf_qact_env_rejected();
     if (qact) fprintf(stderr, "lmforge: LMF_QACT=%s: expected int16 or int8; using int16 (hint: unset it)\n", qact);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) return finish(argv[1], commands[i].run(argc - 1, argv + 1));
     fprintf(stderr, "lmforge: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

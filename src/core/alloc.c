@@ -8,6 +8,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define HDR 64 /* keeps the user pointer 64-byte aligned */
 
@@ -36,6 +37,11 @@ void lmf_free_big(void *p) {
     if (!p) return;
     char *base = (char *)p - HDR;
     munmap(base, *(size_t *)base);
+}
+
+double lmf_mem_physical(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (double)pages * (double)page : 0;
 }
 
 void *lmf_xmalloc(size_t bytes) {

@@ -18,6 +18,9 @@ void lmf_free_big(void *p);
  * thread's lifetime and grown when a larger size is asked for; freed at thread exit. For kernels' packing
  * buffers: the first call on a thread allocates, later calls cost a compare. Contents are not preserved. */
 void *lmf_thread_scratch(size_t bytes);
+/* This machine's physical memory in bytes (sysconf), or 0 when it cannot be told: for refusing a job that cannot
+ * fit before it allocates, rather than being OOM-killed after it has. */
+double lmf_mem_physical(void);
 /* Small allocations that abort with the size on failure. */
 void *lmf_xmalloc(size_t bytes);
 void *lmf_xcalloc(size_t n, size_t size);

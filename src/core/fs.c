@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -86,6 +87,28 @@ lmf_status lmf_mkdir_p(const char *dir) {
     if (s == LMF_OK) s = mkdir_one(tmp);
     free(tmp);
     return s;
+}
+
+void lmf_path_anchor(const char *path, const char *dir, char *out, size_t n) {
+    snprintf(out, n, "%s", path);
+    if (!path[0]) return;
+    char *copy = strdup(path), *slash = strrchr(copy, '/');
+    const char *base = slash ? slash + 1 : copy;
+    if (slash) *slash = 0;
+    char *parent = realpath(slash ? (copy[0] ? copy : "/") : ".", NULL), *root = realpath(dir, NULL);
+    if (parent && root && base[0]) {
+        size_t rl = strlen(root);
+        int inside = !strncmp(parent, root, rl) && (parent[rl] == 0 || parent[rl] == '/');
+        if (inside && parent[rl]) snprintf(out, n, "%s/%s", parent + rl + 1, base);
+        else if (inside) snprintf(out, n, "%s", base);
+        else snprintf(out, n, "%s%s%s", parent, strcmp(parent, "/") ? "/" : "", base);
+    }
+    free(parent), free(root), free(copy);
+}
+
+void lmf_path_resolve(const char *stored, const char *dir, char *out, size_t n) {
+    if (!stored[0] || stored[0] == '/') snprintf(out, n, "%s", stored);
+    else snprintf(out, n, "%s/%s", dir, stored);
 }
 
 /* The rename is only durable once the folder's entry is on disk too. Best effort: some file systems refuse it. */
@@ -175,4 +198,30 @@ void lmf_atomic_abort(lmf_atomic_file *a) {
     if (a->tmp) unlink(a->tmp);
     free(a->path), free(a->tmp);
     a->f = NULL, a->path = a->tmp = NULL;
+}
+
+lmf_status lmf_line_log_open(lmf_line_log *l, const char *path, int append) {
+    if (path != l->path) snprintf(l->path, sizeof l->path, "%s", path);
+    l->f = fopen(l->path, append ? "a" : "w");
+    if (!l->f) return lmf_fail(LMF_ERR_IO, "%s: cannot open for writing: %s", l->path, strerror(errno));
+    return LMF_OK;
+}
+
+lmf_status lmf_line_log_printf(lmf_line_log *l, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vfprintf(l->f, fmt, ap);
+    va_end(ap);
+    if (r < 0 || fflush(l->f) != 0 || ferror(l->f))
+        return lmf_fail(LMF_ERR_IO, "%s: write failed: %s", l->path, strerror(errno));
+    return LMF_OK;
+}
+
+lmf_status lmf_line_log_close(lmf_line_log *l) {
+    if (!l->f) return LMF_OK;
+    errno = 0;
+    int bad = fflush(l->f) != 0 || ferror(l->f), e = errno;
+    if (fclose(l->f) != 0 && !bad) bad = 1, e = errno;
+    l->f = NULL;
+    return bad ? lmf_fail(LMF_ERR_IO, "%s: write failed: %s", l->path, strerror(e ? e : EIO)) : LMF_OK;
 }

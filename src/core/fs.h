@@ -25,6 +25,14 @@ lmf_status lmf_read_stream(FILE *f, const char *name, size_t max_bytes, const ch
  * the first component that cannot be created, or dir itself when it exists and is not a folder. */
 lmf_status lmf_mkdir_p(const char *dir);
 
+/* How a path is written into a run folder's own files (checkpoints, train.conf), so that the folder can be copied
+ * or moved and resumed from any working directory: relative to dir when it lies inside dir, else absolute. Its
+ * folder is resolved (realpath); the last component is kept as given (a symlink in the run folder stays one).
+ * When the folder cannot be resolved the path is written as given. */
+void lmf_path_anchor(const char *path, const char *dir, char *out, size_t n);
+/* The reverse: a relative stored path joined to dir; absolute and empty ones unchanged. */
+void lmf_path_resolve(const char *stored, const char *dir, char *out, size_t n);
+
 /* Writes the concatenation of n_parts buffers to "<path>.tmp", fsyncs it and renames it over path (atomic
  * replace). On failure the temporary file is removed and path is untouched. */
 lmf_status lmf_write_file_atomic(const char *path, const void *const *parts, const size_t *sizes, int n_parts);
@@ -39,5 +47,20 @@ typedef struct {
 lmf_status lmf_atomic_open(lmf_atomic_file *a, const char *path);
 lmf_status lmf_atomic_commit(lmf_atomic_file *a);
 void lmf_atomic_abort(lmf_atomic_file *a);
+
+/* A log of lines (metrics JSONL) that fails loudly: every line is written, flushed and checked, so a full disk or a
+ * failing device stops the job with an error naming the file (LMF_ERR_IO) instead of the record going silently
+ * missing. close reports a failure of the last flush; a log whose f is NULL is closed (or never opened). */
+typedef struct {
+    FILE *f;
+    char path[1200];
+} lmf_line_log;
+lmf_status lmf_line_log_open(lmf_line_log *l, const char *path, int append);
+lmf_status lmf_line_log_printf(lmf_line_log *l, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+lmf_status lmf_line_log_close(lmf_line_log *l);
 
 #endif

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -62,6 +63,10 @@ static lmf_status parse_tensor(lmf_safetensors *st, const cJSON *item, const uin
     t->nbytes = (size_t)e - (size_t)b;
     t->data = data + (size_t)b;
     size_t es = lmf_dtype_size(t->dtype);
+    /* count x element size can wrap ([2^40, 2^23] F16 is 2^64 bytes, "0"): compare without multiplying first */
+    if (es && count > (uint64_t)SIZE_MAX / es)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor '%s': shape of %llu elements x %zu bytes overflows (data_offsets "
+                        "span %zu bytes)", path, name, (unsigned long long)count, es, t->nbytes);
     if (es && count * es != t->nbytes)
         return lmf_fail(LMF_ERR_FORMAT, "%s: tensor '%s': shape needs %llu bytes but data_offsets span %zu", path,
                         name, (unsigned long long)(count * es), t->nbytes);

@@ -141,17 +141,17 @@ lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *m
     return LMF_OK;
 }
 
-void lmf_chat_encode_text(const lmf_tokenizer *tok, const lmf_chat_template *t, int32_t bos, const char *text,
-                          size_t len, lmf_ids *out) {
+lmf_status lmf_chat_encode_text(const lmf_tokenizer *tok, const lmf_chat_template *t, int32_t bos, const char *text,
+                                size_t len, lmf_ids *out) {
     if (bos >= 0 && t->format != LMF_CHAT_LLAMA3) lmf_ids_push(out, &bos, 1); /* Llama-3's text carries its BOS */
-    lmf_tokenizer_encode(tok, text, len, LMF_ENCODE_ALLOW_SPECIAL, out);
+    return lmf_tokenizer_encode(tok, text, len, LMF_ENCODE_ALLOW_SPECIAL, out);
 }
 
 lmf_status lmf_chat_encode(const lmf_tokenizer *tok, const lmf_chat_template *t, int32_t bos,
                            const lmf_chat_message *msgs, int n, int add_generation_prompt, lmf_ids *out) {
     lmf_text text = {0};
     lmf_status st = lmf_chat_render(t, msgs, n, add_generation_prompt, &text);
-    if (st == LMF_OK) lmf_chat_encode_text(tok, t, bos, text.data, text.len, out);
+    if (st == LMF_OK) st = lmf_chat_encode_text(tok, t, bos, text.data, text.len, out);
     free(text.data);
     return st;
 }

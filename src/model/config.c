@@ -70,6 +70,11 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
         REQUIRE(c->rope_theta > 0.0f, "rope_theta: must be positive, got %g", c->rope_theta);
     }
     REQUIRE(!(c->bias && c->act == LMF_ACT_SWIGLU), "bias: linear biases with SwiGLU are not supported");
+    /* Shapes go through int dims (2 x ffn_dim for SwiGLU, max_seq_len + pos_offset rows): values from a file or a
+     * flag stay far enough below 2^31 that no such sum or double overflows. */
+    REQUIRE(c->ffn_dim <= (1 << 30), "ffn_dim: %d is too large (at most 2^30)", c->ffn_dim);
+    REQUIRE(c->max_seq_len <= (1 << 30), "max_seq_len: %d is too large (at most 2^30)", c->max_seq_len);
+    REQUIRE(c->n_layer <= (1 << 30), "n_layer: %d is too large (at most 2^30)", c->n_layer);
     /* Buffers are indexed with long, but shapes go through int dims: keep every single tensor under 2^31. */
     REQUIRE((long long)c->vocab_size * c->n_embd < (1LL << 31), "vocab_size x n_embd too large");
     return LMF_OK;

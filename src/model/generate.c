@@ -7,9 +7,11 @@
 #include "core/alloc.h"
 #include "core/progress.h"
 #include "core/status.h"
+#include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 /* ---- the stop-string holdback ------------------------------------------------------------------------------- */
@@ -162,6 +164,17 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
     size_t len;
     int reason = p->n_predict == 0 ? (int)LMF_STOP_LENGTH : -1, tok_stop = 0;
     while (reason < 0) {
+        /* NaN or Inf logits (weights holding them, or overflowing float) would sample garbage or nothing at all: an
+         * error, not an empty reply. A pass over V floats per token is noise next to the forward. */
+        int bad = -1;
+        for (int i = 0; i < V && bad < 0; i++)
+            if (!isfinite(lg[i])) bad = i;
+        if (bad >= 0) {
+            stt = lmf_fail(LMF_ERR_FORMAT, "the %s model's logits are not finite (logit %d is %g after %zu tokens): its "
+                           "weights hold NaN or Inf, or overflow float; check the model file", w->source, bad,
+                           (double)lg[bad], hist->len);
+            break;
+        }
         memcpy(logits, lg, sizeof(float) * (size_t)V); /* the sampler works in place; lg is the session's */
         int32_t next = lmf_sampler_sample(smp, logits, hist->data, (int)hist->len);
         int is_stop = 0;

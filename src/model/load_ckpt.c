@@ -19,12 +19,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void try_tokenizer(lmf_weights *w, const char *tok_path, const char *ckpt_path) {
+static void try_tokenizer(lmf_weights *w, const char *tok_path, const char *ckpt_path, uint32_t version) {
     if (!*tok_path) return;
     char cands[3][4096];
     char *copy = strdup(ckpt_path), *dir = dirname(copy);
-    snprintf(cands[0], sizeof cands[0], "%s", tok_path);
-    snprintf(cands[1], sizeof cands[1], "%s/%s", dir, tok_path);
+    /* version 3 writes paths inside the run folder relative to it: that reading comes first */
+    int first = version >= 3 && tok_path[0] != '/';
+    snprintf(cands[first], sizeof cands[0], "%s", tok_path);
+    snprintf(cands[!first], sizeof cands[1], "%s/%s", dir, tok_path);
     snprintf(cands[2], sizeof cands[2], "%s/../%s", dir, tok_path);
     free(copy);
     for (int i = 0; i < (tok_path[0] == '/' ? 1 : 3); i++) {
@@ -57,6 +59,11 @@ static lmf_status load(lmf_weights *w, const char *path) {
         s = lmf_fail(LMF_ERR_FORMAT, "%s: the model config in the checkpoint is invalid: %s", path, msg);
     }
     size_t sizes[LMF_NUM_PARAM_TENSORS], total = 0;
+    /* the count in floating point first: the file bounds num_params, and a hostile shape must not wrap size_t */
+    if (s == LMF_OK && lmf_param_count(&mc) != (double)ck.num_params)
+        s = lmf_fail(LMF_ERR_FORMAT, "%s: holds %llu parameters but its model config (n_layer %d, n_embd %d, "
+                     "vocab_size %d, ...) needs %.0f", path, (unsigned long long)ck.num_params, mc.n_layer, mc.n_embd,
+                     mc.vocab_size, lmf_param_count(&mc));
     if (s == LMF_OK) {
         lmf_param_sizes(&mc, sizes);
         for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) total += sizes[i];
@@ -70,10 +77,11 @@ static lmf_status load(lmf_weights *w, const char *path) {
     }
     float *p = lmf_weights_alloc(w, total * sizeof(float));
     memcpy(p, ck.params, total * sizeof(float));
+    uint32_t version = ck.version;
     lmf_checkpoint_free(&ck);
 
     lmf_params_view(w, &mc, p);
-    try_tokenizer(w, tokenizer, path);
+    try_tokenizer(w, tokenizer, path, version);
     if (w->tok) {
         int32_t eot = lmf_tokenizer_token_id(w->tok, "<|endoftext|>");
         if (eot >= 0) w->eos_id = w->bos_id = eot;

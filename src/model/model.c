@@ -37,6 +37,32 @@ static float *carve(float **ptrs[], const size_t *sizes, int count, size_t *byte
     return mem;
 }
 
+double lmf_param_count(const lmf_model_config *c) {
+    double total = 0;
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
+        int s[3], r = lmf_param_shape(c, i, s);
+        double n = r ? 1 : 0;
+        for (int d = 0; d < r; d++) n *= s[d];
+        total += n;
+    }
+    return total;
+}
+
+/* The same sums as create() below, in doubles so that no product of hostile sizes can wrap. Keep the two in step. */
+double lmf_model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int training) {
+    /* dims_of's int products could overflow for the sizes this is meant to refuse: doubles throughout */
+    double P = lmf_param_count(cfg), N = (double)max_batch * max_seq, L = cfg->n_layer, C = cfg->n_embd;
+    double ln = cfg->norm == LMF_NORM_LAYER, hs = C / cfg->n_head, S = C + 2.0 * cfg->n_kv_head * hs;
+    double F = cfg->ffn_dim, FF = cfg->act == LMF_ACT_SWIGLU ? 2 * F : F, V = cfg->vocab_size;
+    double att = (double)max_batch * cfg->n_head * (double)max_seq * max_seq;
+    double acts = N * C + L * N * C * 5 + L * N * (2 + 2 * ln) + L * N * S + L * att + L * N * (FF + F) + N * C +
+                  N * (1 + ln) + N * V + N;
+    double floats = P * (training ? 2 : 1) + acts;
+    if (training) floats += N * C * 2 + N * S + N * (FF + F) + (double)omp_get_max_threads() * max_seq * max_seq + 2 * C;
+    if (cfg->pos != LMF_POS_LEARNED) floats += (double)cfg->max_seq_len * hs;
+    return floats * sizeof(float) + N * 2 * sizeof(int32_t);
+}
+
 /* A model over base weights (borrowed, frozen: the LoRA case) or, base NULL, over parameters of its own. */
 static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, int max_batch, int max_seq,
                          int training) {

@@ -97,6 +97,12 @@ struct lmf_model {
     int num_targets;   /* non-ignored targets in the last forward */
 };
 
+/* The number of parameters of cfg, and the bytes lmf_model_create(cfg, max_batch, max_seq, training) allocates
+ * (parameters, gradients, activations, scratch), computed in floating point so that hostile sizes cannot wrap:
+ * for checking a config from a file or flags against what a file holds or what the machine has, before
+ * allocating. cfg must have passed lmf_model_config_validate. */
+double lmf_param_count(const lmf_model_config *cfg);
+double lmf_model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int training);
 /* Sizes of the 17 parameter tensors for cfg (0 for unused ones), and their shapes for printing/serialising. */
 void lmf_param_sizes(const lmf_model_config *cfg, size_t sizes[LMF_NUM_PARAM_TENSORS]);
 /* Writes the shape of tensor i (up to 3 dims) and returns its rank (0 if the tensor is absent). */

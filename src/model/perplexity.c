@@ -36,7 +36,11 @@ lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, in
         ids.data = malloc(sizeof(int32_t)), ids.cap = 1;
         ids.data[ids.len++] = bos;
     }
-    lmf_tokenizer_encode(tok, text, len, 0, &ids);
+    lmf_status es = lmf_tokenizer_encode(tok, text, len, 0, &ids);
+    if (es != LMF_OK) {
+        free(ids.data);
+        return es;
+    }
     long n_windows = (long)(ids.len / (size_t)ctx);
     if (max_windows > 0 && n_windows > max_windows) n_windows = max_windows;
     out->tokens = (long)ids.len;

@@ -320,7 +320,8 @@ static int parse_messages(const lmf_openai_model *m, const cJSON *msgs, lmf_ids 
 static int parse_prompt(const lmf_openai_model *m, const cJSON *p, lmf_ids *out, lmf_openai_error *err) {
     if (cJSON_IsString(p)) {
         if (m->bos >= 0) lmf_ids_push(out, &m->bos, 1);
-        lmf_tokenizer_encode(m->tok, p->valuestring, strlen(p->valuestring), 0, out);
+        if (lmf_tokenizer_encode(m->tok, p->valuestring, strlen(p->valuestring), 0, out) != LMF_OK)
+            return lmf_openai_error_set(err, 400, "prompt", "invalid_value", "prompt: %s", lmf_last_error());
         if (out->len == 0) return lmf_openai_error_set(err, 400, "prompt", "invalid_value", "prompt: it is empty");
         return 0;
     }
@@ -530,12 +531,15 @@ int lmf_openai_tokenize(const lmf_openai_model *m, const char *body, size_t len,
     if (!rc) {
         lmf_ids ids = {0};
         if (add_special && m->bos >= 0) lmf_ids_push(&ids, &m->bos, 1);
-        lmf_tokenizer_encode(m->tok, content->valuestring, strlen(content->valuestring),
-                             parse_special ? LMF_ENCODE_ALLOW_SPECIAL : 0, &ids);
-        cJSON *out = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(out, "tokens");
-        for (size_t i = 0; i < ids.len; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids.data[i]));
+        if (lmf_tokenizer_encode(m->tok, content->valuestring, strlen(content->valuestring),
+                                 parse_special ? LMF_ENCODE_ALLOW_SPECIAL : 0, &ids) != LMF_OK) {
+            rc = lmf_openai_error_set(err, 400, "content", "invalid_value", "content: %s", lmf_last_error());
+        } else {
+            cJSON *out = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(out, "tokens");
+            for (size_t i = 0; i < ids.len; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids.data[i]));
+            *json = print(out);
+        }
         free(ids.data);
-        *json = print(out);
     }
     cJSON_Delete(root);
     return rc;

@@ -139,7 +139,8 @@ static void count_piece(void *ctx, const uint8_t *text, size_t s, size_t e, size
 }
 
 void lmf_bpe_trainer_feed(lmf_bpe_trainer *tr, const char *text, size_t len) {
-    lmf_pretok_split(&tr->pre, &tr->sc, (const uint8_t *)text, len, count_piece, tr);
+    /* training uses the built-in patterns only (linear per match): a limit here is a bug, not bad input */
+    LMF_CHECK(lmf_pretok_split(&tr->pre, &tr->sc, (const uint8_t *)text, len, count_piece, tr) == LMF_OK);
 }
 
 /* ---- the merge loop -------------------------------------------------------------------------------------------- */

@@ -68,6 +68,7 @@ lmf_status lmf_pretok_init(lmf_pretokenizer *p, lmf_pretok kind, const char *con
                            const char *origin) {
     memset(p, 0, sizeof *p);
     p->kind = kind;
+    p->origin = strdup(origin ? origin : "tokenizer");
     lmf_status s = LMF_OK;
     switch (kind) {
     case LMF_PRETOK_GPT2: s = compile_stage(p, lmf_pretok_gpt2_pattern, origin); break;
@@ -98,6 +99,7 @@ void lmf_pretok_destroy(lmf_pretokenizer *p) {
         pcre2_code_free(p->code[i]);
         free(p->pattern[i]);
     }
+    free(p->origin);
     memset(p, 0, sizeof *p);
 }
 
@@ -111,6 +113,9 @@ void lmf_pretok_scratch_init(lmf_pretok_scratch *sc) {
         abort();
     }
     pcre2_jit_stack_assign(sc->mc, NULL, sc->js);
+    pcre2_set_match_limit(sc->mc, LMF_PRETOK_MATCH_LIMIT);
+    pcre2_set_depth_limit(sc->mc, LMF_PRETOK_DEPTH_LIMIT);
+    pcre2_set_heap_limit(sc->mc, LMF_PRETOK_HEAP_LIMIT);
 }
 
 void lmf_pretok_scratch_destroy(lmf_pretok_scratch *sc) {
@@ -127,11 +132,11 @@ static size_t char_len(const uint8_t *s, size_t n) {
     return l ? (size_t)l : 1;
 }
 
-static void split_stage(const lmf_pretokenizer *p, lmf_pretok_scratch *sc, int stage, const uint8_t *text,
-                        size_t s0, size_t e0, size_t top, lmf_piece_fn fn, void *ctx) {
+static lmf_status split_stage(const lmf_pretokenizer *p, lmf_pretok_scratch *sc, int stage, const uint8_t *text,
+                              size_t s0, size_t e0, size_t top, lmf_piece_fn fn, void *ctx) {
     if (stage >= p->n_stages || stage >= LMF_PRETOK_MAX_STAGES) {
         fn(ctx, text, s0, e0, top);
-        return;
+        return LMF_OK;
     }
     const uint8_t *sub = text + s0;
     size_t n = e0 - s0, pos = 0, search = 0;
@@ -149,21 +154,30 @@ static void split_stage(const lmf_pretokenizer *p, lmf_pretok_scratch *sc, int s
         } else if (rc == PCRE2_ERROR_NOMATCH) {
             ms = me = n;
         } else {
-            /* A resource limit (a pathological run): let this character stand alone and go on. */
-            ms = search, me = search + char_len(sub + search, n - search);
+            /* A resource limit (catastrophic backtracking) or another matching error: splitting differently from
+             * the reference would silently change the ids, and going on would cost the limit again per byte. */
+            PCRE2_UCHAR msg[160];
+            if (pcre2_get_error_message(rc, msg, sizeof msg) < 0) snprintf((char *)msg, sizeof msg, "error %d", rc);
+            return lmf_fail(LMF_ERR_FORMAT, "%s: pre-tokenizer regex '%.200s'%s: %s (at byte %zu of a %zu-byte piece); "
+                            "the pattern backtracks without bound on this text: fix the pattern in the tokenizer",
+                            p->origin ? p->origin : "tokenizer", p->pattern[stage],
+                            strlen(p->pattern[stage]) > 200 ? "..." : "", (const char *)msg, search, n);
         }
         if (ms == me && ms < n) {
             /* an empty match: it joins the gap; search again one character later */
             search = ms + char_len(sub + ms, n - ms);
             continue;
         }
-        if (ms > pos) split_stage(p, sc, stage + 1, text, s0 + pos, s0 + ms, stage == 0 ? s0 + pos : top, fn, ctx);
-        if (me > ms) split_stage(p, sc, stage + 1, text, s0 + ms, s0 + me, stage == 0 ? s0 + ms : top, fn, ctx);
+        if (ms > pos)
+            LMF_TRY(split_stage(p, sc, stage + 1, text, s0 + pos, s0 + ms, stage == 0 ? s0 + pos : top, fn, ctx));
+        if (me > ms)
+            LMF_TRY(split_stage(p, sc, stage + 1, text, s0 + ms, s0 + me, stage == 0 ? s0 + ms : top, fn, ctx));
         pos = search = me;
     }
+    return LMF_OK;
 }
 
-void lmf_pretok_split(const lmf_pretokenizer *p, lmf_pretok_scratch *sc, const uint8_t *text, size_t n,
-                      lmf_piece_fn fn, void *ctx) {
-    if (n) split_stage(p, sc, 0, text, 0, n, 0, fn, ctx);
+lmf_status lmf_pretok_split(const lmf_pretokenizer *p, lmf_pretok_scratch *sc, const uint8_t *text, size_t n,
+                            lmf_piece_fn fn, void *ctx) {
+    return n ? split_stage(p, sc, 0, text, 0, n, 0, fn, ctx) : LMF_OK;
 }

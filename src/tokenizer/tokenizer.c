@@ -79,6 +79,7 @@ struct lmf_enc_state {
     /* streaming: pieces of the last segment, collected before any is encoded */
     size_t (*pieces)[3];
     size_t n_pieces, pieces_cap;
+    lmf_status err; /* the first failed split (a pattern over its match limit): the rest of the text is skipped */
 };
 
 static lmf_enc_state *state_new(const lmf_tokenizer *tok) {
@@ -306,7 +307,7 @@ int32_t lmf_tokenizer_token_id(const lmf_tokenizer *tok, const char *text) {
 /* ---- encode ---------------------------------------------------------------------------------------------------- */
 
 static void encode_plain(lmf_enc_state *st, const uint8_t *text, size_t n) {
-    lmf_pretok_split(&st->tok->pre, &st->pre, text, n, on_piece, st);
+    if (st->err == LMF_OK) st->err = lmf_pretok_split(&st->tok->pre, &st->pre, text, n, on_piece, st);
 }
 
 /* Encodes text[0, n); specials per flags. */
@@ -319,21 +320,24 @@ static void encode_with_specials(lmf_enc_state *st, const uint8_t *text, size_t 
     int allow = (flags & LMF_ENCODE_ALLOW_SPECIAL) != 0;
     size_t pos = 0;
     while (pos < n) {
-        int32_t id;
-        size_t len, p = find_special(tok, text, pos, n, n, allow, &id, &len);
+        int32_t id = -1;
+        size_t len = 0, p = find_special(tok, text, pos, n, n, allow, &id, &len);
         encode_plain(st, text + pos, p - pos);
-        if (p == n) break;
+        if (p == n || st->err != LMF_OK) break;
         lmf_ids_push(st->out, &id, 1);
         pos = p + len;
     }
 }
 
-void lmf_tokenizer_encode(const lmf_tokenizer *tok, const char *text, size_t len, unsigned flags, lmf_ids *out) {
+lmf_status lmf_tokenizer_encode(const lmf_tokenizer *tok, const char *text, size_t len, unsigned flags,
+                                lmf_ids *out) {
     lmf_enc_state *st = state_acquire(tok);
-    st->out = out;
+    st->out = out, st->err = LMF_OK;
     encode_with_specials(st, (const uint8_t *)text, len, flags);
-    st->out = NULL;
+    lmf_status s = st->err;
+    st->out = NULL, st->err = LMF_OK;
     state_release(tok, st);
+    return s;
 }
 
 /* ---- decode ---------------------------------------------------------------------------------------------------- */
@@ -399,10 +403,10 @@ void lmf_tokenizer_encoder_free(lmf_tokenizer_encoder *e) {
 
 /* Encodes what is final in buf and drops it. Not final: an unfinished UTF-8 character or special token at the
  * end, and the last first-stage piece of the trailing text (more text may extend it: "hel" + "lo"). */
-static void encoder_run(lmf_tokenizer_encoder *e, lmf_ids *out, int final) {
+static lmf_status encoder_run(lmf_tokenizer_encoder *e, lmf_ids *out, int final) {
     lmf_enc_state *st = e->st;
     const lmf_tokenizer *tok = e->tok;
-    st->out = out;
+    st->out = out, st->err = LMF_OK;
     int active = specials_active(tok, e->flags), allow = (e->flags & LMF_ENCODE_ALLOW_SPECIAL) != 0;
     size_t n = e->n, limit = n;
     if (!final) {
@@ -428,8 +432,11 @@ static void encoder_run(lmf_tokenizer_encoder *e, lmf_ids *out, int final) {
             break;
         }
         st->n_pieces = 0;
-        lmf_pretok_split(&tok->pre, &st->pre, e->buf + pos, limit - pos, on_piece_collect, st);
-        if (st->n_pieces) {
+        if (st->err == LMF_OK)
+            st->err = lmf_pretok_split(&tok->pre, &st->pre, e->buf + pos, limit - pos, on_piece_collect, st);
+        if (st->err != LMF_OK) {
+            consumed = n;
+        } else if (st->n_pieces) {
             size_t last_top = st->pieces[st->n_pieces - 1][2];
             for (size_t i = 0; i < st->n_pieces && st->pieces[i][2] < last_top; i++)
                 encode_piece(st, e->buf + pos + st->pieces[i][0], st->pieces[i][1] - st->pieces[i][0]);
@@ -439,12 +446,15 @@ static void encoder_run(lmf_tokenizer_encoder *e, lmf_ids *out, int final) {
         }
         break;
     }
+    lmf_status s = st->err;
+    if (s != LMF_OK) consumed = n; /* the text that failed is dropped with the error: the next feed starts afresh */
     memmove(e->buf, e->buf + consumed, n - consumed);
     e->n = n - consumed;
-    st->out = NULL;
+    st->out = NULL, st->err = LMF_OK;
+    return s;
 }
 
-void lmf_tokenizer_encoder_feed(lmf_tokenizer_encoder *e, const char *text, size_t len, lmf_ids *out) {
+lmf_status lmf_tokenizer_encoder_feed(lmf_tokenizer_encoder *e, const char *text, size_t len, lmf_ids *out) {
     if (e->n + len > e->cap) {
         size_t c = e->cap ? e->cap : 256;
         while (c < e->n + len) c *= 2;
@@ -453,12 +463,13 @@ void lmf_tokenizer_encoder_feed(lmf_tokenizer_encoder *e, const char *text, size
     }
     memcpy(e->buf + e->n, text, len);
     e->n += len;
-    encoder_run(e, out, 0);
+    return encoder_run(e, out, 0);
 }
 
-void lmf_tokenizer_encoder_finish(lmf_tokenizer_encoder *e, lmf_ids *out) {
-    encoder_run(e, out, 1);
+lmf_status lmf_tokenizer_encoder_finish(lmf_tokenizer_encoder *e, lmf_ids *out) {
+    lmf_status s = encoder_run(e, out, 1);
     e->n = 0;
+    return s;
 }
 
 /* ---- streaming decoder ----------------------------------------------------------------------------------------- */

@@ -100,7 +100,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     lmf_lora *lora = NULL;
     lmf_model *m = NULL;
     lmf_adamw opt = {0};
-    FILE *metrics = NULL;
+    lmf_line_log metrics = {0};
     /* bf16 products for the frozen base where they are faster (measured: lmf_sgemm_bf16_rate), or when asked */
     int bf16 = !c->full && (c->precision == LMF_PRECISION_BF16 ||
                             (c->precision == LMF_PRECISION_AUTO && lmf_sgemm_bf16_pays()));
@@ -155,18 +155,22 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     source src_ctx = {&ld, lora, m};
 
     if (c->resume) { /* the newest checkpoint: parameters, moments, and the data / dropout position it reached */
-        char *ckp = NULL;
         lmf_checkpoint ck;
-        if ((s = lmf_checkpoint_latest(c->out_dir, &ckp)) != LMF_OK) goto done;
-        s = lmf_checkpoint_load(ckp, &ck);
-        if (s == LMF_OK && !same_text(ck.config_text, text) && c->precision == LMF_PRECISION_AUTO && !c->full) {
+        char note[2048];
+        if ((s = lmf_checkpoint_load_latest(c->out_dir, 1, &ck, note, sizeof note)) != LMF_OK) goto done;
+        const char *ckp = ck.path;
+        if (note[0]) lmf_sink_logf(out, LMF_LOG_WARN, "skipped damaged checkpoint: %s; resuming from %s", note, ckp);
+        if (!same_text(ck.config_text, text) && c->precision == LMF_PRECISION_AUTO && !c->full) {
             char *other = config_text(c, !bf16); /* a resumed run keeps the precision it started with */
             if (same_text(ck.config_text, other)) free(text), text = other, other = NULL, bf16 = !bf16;
             free(other);
         }
-        if (s == LMF_OK && (!same_text(ck.config_text, text) || ck.num_params != m->num_params))
+        if (!same_text(ck.config_text, text) || ck.num_params != m->num_params)
             s = lmf_fail(LMF_ERR_MISMATCH, "%s: written by a fine-tuning run with other options (model, LoRA shape, "
                          "batch or seed) than this one", ckp);
+        else if (ck.step > (uint64_t)max_steps) /* the data position is replayed batch by batch: bound it first */
+            s = lmf_fail(LMF_ERR_MISMATCH, "%s: header field step = %llu is past this run's %d steps", ckp,
+                         (unsigned long long)ck.step, max_steps);
         if (s == LMF_OK) {
             memcpy(m->params, ck.params, m->num_params * sizeof(float));
             memcpy(opt.m, ck.m, m->num_params * sizeof(float));
@@ -175,8 +179,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
             for (long k = 0; k < (long)step * c->grad_accum && s == LMF_OK; k++) s = next_batch(&src_ctx, tok, tg);
             lmf_sink_logf(out, LMF_LOG_INFO, "finetune: resuming from %s (step %d)", ckp, step);
         }
-        if (ckp) lmf_checkpoint_free(&ck);
-        free(ckp);
+        lmf_checkpoint_free(&ck);
         if (s != LMF_OK) goto done;
     }
     m->bf16 = bf16;
@@ -192,18 +195,19 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         lmf_sink_logf(out, LMF_LOG_INFO, "finetune: frozen base products in %s (bf16 products run at %.2fx the fp32 "
                       "rate on this CPU%s)", bf16 ? "bf16" : "fp32", rate, rate > 0 ? "" : ": no AVX512_BF16");
     }
+    int stale = lmf_checkpoint_remove_stale(c->out_dir);
+    if (stale)
+        lmf_sink_logf(out, LMF_LOG_WARN, "%s: removed %d unfinished checkpoint file%s (*.lmfc.tmp) of an interrupted "
+                      "save", c->out_dir, stale, stale > 1 ? "s" : "");
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
-    if (!(metrics = fopen(path, c->resume ? "a" : "w"))) {
-        s = lmf_fail(LMF_ERR_IO, "%s: cannot open for writing", path);
-        goto done;
-    }
+    if ((s = lmf_line_log_open(&metrics, path, c->resume)) != LMF_OK) goto done;
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &hp, .comm = lmf_comm_self(), .batch_size = B, .seq_len = T,
                        .grad_accum = c->grad_accum, .inputs = tok, .targets = tg};
     lmf_batch_source src = {next_batch, &src_ctx};
     double val_loss = NAN;
     if (val.n && step == 0) {
         val_loss = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg);
-        fprintf(metrics, "{\"step\":0,\"val_loss\":%.9g}\n", val_loss);
+        if ((s = lmf_line_log_printf(&metrics, "{\"step\":0,\"val_loss\":%.9g}\n", val_loss)) != LMF_OK) goto done;
         lmf_sink_logf(out, LMF_LOG_INFO, "validation loss before fine-tuning: %.4f", val_loss);
     }
     lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, max_steps, "steps", NULL);
@@ -218,15 +222,17 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
             break;
         }
         double dt = lmf_now() - t0;
-        fprintf(metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f}\n", step + 1, r.loss,
-                lr, r.grad_norm, dt * 1e3);
+        if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f}\n",
+                                     step + 1, r.loss, lr, r.grad_norm, dt * 1e3)) != LMF_OK)
+            break;
         char line[160];
         snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", r.loss, lr, r.grad_norm,
                  (double)B * T * c->grad_accum / dt);
         lmf_sink_progress(out, LMF_PROGRESS_UPDATE, step + 1, max_steps, "steps", line);
         if (val.n && c->eval_every > 0 && (step + 1) % c->eval_every == 0 && step + 1 < max_steps) {
             val_loss = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg);
-            fprintf(metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step + 1, val_loss);
+            if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step + 1, val_loss)) != LMF_OK)
+                break;
         }
         if (c->checkpoint_every > 0 && (step + 1) % c->checkpoint_every == 0 && step + 1 < max_steps) {
             snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c->out_dir, step + 1);
@@ -234,7 +240,6 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                                          opt.v, m->num_params)) != LMF_OK)
                 break;
         }
-        fflush(metrics);
     }
     lmf_sink_progress(out, LMF_PROGRESS_END, step, max_steps, "steps", NULL);
     if (s != LMF_OK) goto done;
@@ -249,7 +254,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     }
     if (val.n) {
         val_loss = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg);
-        fprintf(metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, val_loss);
+        if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, val_loss)) != LMF_OK) goto done;
         lmf_sink_logf(out, LMF_LOG_INFO, "validation loss after fine-tuning: %.4f", val_loss);
     }
     if (!c->full) { /* the adapters as PEFT loads them, and as llama.cpp's --lora loads them */
@@ -272,7 +277,8 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         if (s == LMF_OK) lmf_sink_logf(out, LMF_LOG_INFO, "model: %s", path);
     }
 done:
-    if (metrics) fclose(metrics);
+    if (metrics.f && s == LMF_OK) s = lmf_line_log_close(&metrics);
+    else if (metrics.f) fclose(metrics.f); /* the run's own error (and its message) comes first */
     free(tok), free(tg), free(text);
     lmf_adamw_free(&opt);
     lmf_model_free(m);

@@ -14,6 +14,7 @@ struct lmf_train_job {
     lmf_checkpoint ck; /* valid when has_ck */
     int has_ck, ran;
     char *ck_path;     /* the checkpoint resumed from (malloc'd) */
+    char note[2048];   /* damaged newer checkpoints that resume stepped over, told to the run's sink */
 };
 
 lmf_status lmf_train_job_create(lmf_train_job **out) {
@@ -28,6 +29,7 @@ static void drop_checkpoint(lmf_train_job *j) {
     j->has_ck = 0;
     free(j->ck_path);
     j->ck_path = NULL;
+    j->note[0] = 0;
 }
 
 void lmf_train_job_free(lmf_train_job *j) {
@@ -53,27 +55,25 @@ lmf_status lmf_train_job_load_config(lmf_train_job *j, const char *path) {
 }
 
 lmf_status lmf_train_job_resume(lmf_train_job *j, const char *dir, const char **checkpoint, uint64_t *step) {
-    char *path;
-    LMF_TRY(lmf_checkpoint_latest(dir, &path));
     lmf_checkpoint ck;
-    lmf_status s = lmf_checkpoint_load(path, &ck);
-    if (s != LMF_OK) {
-        free(path);
-        return s;
-    }
+    char note[sizeof j->note];
+    /* the run writes into dir again: a damaged newest checkpoint is set aside, and the previous one resumes */
+    LMF_TRY(lmf_checkpoint_load_latest(dir, 1, &ck, note, sizeof note));
     /* The checkpoint's options replace every option set so far (its text holds them all); parsed into a copy so
      * that a failure leaves the job as it was. */
     lmf_train_config cfg;
     lmf_train_config_default(&cfg);
-    if ((s = lmf_train_config_parse(&cfg, ck.config_text, "checkpoint config")) != LMF_OK) {
+    lmf_status s = lmf_train_config_parse(&cfg, ck.config_text, ck.path);
+    if (s == LMF_OK) s = lmf_train_config_resolve_paths(&cfg, dir, (int)ck.version);
+    if (s != LMF_OK) {
         lmf_checkpoint_free(&ck);
-        free(path);
         return s;
     }
     snprintf(cfg.out_dir, sizeof cfg.out_dir, "%s", dir);
     cfg.stop_at = 0; /* a deliberate stop applies to the run that asked for it, not to its continuation */
     drop_checkpoint(j);
-    j->cfg = cfg, j->ck = ck, j->has_ck = 1, j->ck_path = path;
+    j->cfg = cfg, j->ck = ck, j->has_ck = 1, j->ck_path = strdup(ck.path);
+    snprintf(j->note, sizeof j->note, "%s", note);
     if (checkpoint) *checkpoint = j->ck_path;
     if (step) *step = j->ck.step;
     return LMF_OK;
@@ -84,6 +84,8 @@ lmf_status lmf_train_job_run(lmf_train_job *j, volatile sig_atomic_t *stop, cons
         return lmf_fail(LMF_ERR_ARG, "lmf_train_job_run: this job has run already (a new job with "
                                      "lmf_train_job_resume continues it)");
     j->ran = 1;
+    if (j->note[0])
+        lmf_sink_logf(sink, LMF_LOG_WARN, "skipped damaged checkpoint: %s; resuming from %s", j->note, j->ck_path);
     lmf_train_options opts = {.stop = stop, .sink = sink};
     return lmf_train_run(&j->cfg, j->has_ck ? &j->ck : NULL, &opts);
 }

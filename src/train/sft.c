@@ -115,7 +115,8 @@ static lmf_status from_messages(example *e, const cJSON *arr) {
         goto done;
     }
     if ((st = render(e, msgs, n, 0, &full)) != LMF_OK) goto done;
-    lmf_chat_encode_text(e->v->tok, &e->v->tmpl, e->v->bos, full.data, full.len, &e->ids);
+    if ((st = lmf_chat_encode_text(e->v->tok, &e->v->tmpl, e->v->bos, full.data, full.len, &e->ids)) != LMF_OK)
+        goto done;
     alloc_mask(e);
     if (e->o->train_on_prompt) goto done;
     const char *eot = lmf_chat_end_of_turn(e->v->tmpl.format);
@@ -129,7 +130,8 @@ static lmf_status from_messages(example *e, const cJSON *arr) {
             goto done;
         }
         p.len = 0;
-        lmf_chat_encode_text(e->v->tok, &e->v->tmpl, e->v->bos, part.data, part.len, &p);
+        if ((st = lmf_chat_encode_text(e->v->tok, &e->v->tmpl, e->v->bos, part.data, part.len, &p)) != LMF_OK)
+            goto done;
         size_t from = boundary(e, &p), header = part.len;
         /* end: through this turn's end-of-turn token (the template's text after it, ChatML's "\n", stays out) */
         if ((st = render(e, msgs, i + 1, 0, &part)) != LMF_OK) goto done;
@@ -145,7 +147,7 @@ static lmf_status from_messages(example *e, const cJSON *arr) {
             goto done;
         }
         p.len = 0;
-        lmf_chat_encode_text(e->v->tok, &e->v->tmpl, e->v->bos, part.data, cut, &p);
+        if ((st = lmf_chat_encode_text(e->v->tok, &e->v->tmpl, e->v->bos, part.data, cut, &p)) != LMF_OK) goto done;
         mark(e, from, boundary(e, &p));
     }
 done:
@@ -157,9 +159,9 @@ done:
 }
 
 /* BOS (when the model wants it) + text encoded as `lmforge generate` encodes a prompt. */
-static void encode_plain(const lmf_sft_vocab *v, const char *text, size_t len, lmf_ids *out) {
+static lmf_status encode_plain(const lmf_sft_vocab *v, const char *text, size_t len, lmf_ids *out) {
     if (v->bos >= 0) lmf_ids_push(out, &v->bos, 1);
-    lmf_tokenizer_encode(v->tok, text, len, 0, out);
+    return lmf_tokenizer_encode(v->tok, text, len, 0, out);
 }
 
 /* {"prompt", "completion"}: the ids of prompt + completion (one text, as TRL tokenizes it) and EOS; in the loss,
@@ -174,11 +176,15 @@ static lmf_status from_prompt(example *e, const cJSON *prompt, const cJSON *comp
     char *both = lmf_xmalloc(np + nc + 1);
     memcpy(both, prompt->valuestring, np);
     memcpy(both + np, completion->valuestring, nc + 1);
-    encode_plain(e->v, both, np + nc, &e->ids);
+    lmf_status st = encode_plain(e->v, both, np + nc, &e->ids);
     free(both);
     if (e->v->eos >= 0) lmf_ids_push(&e->ids, &e->v->eos, 1);
     lmf_ids p = {0};
-    encode_plain(e->v, prompt->valuestring, np, &p);
+    if (st == LMF_OK) st = encode_plain(e->v, prompt->valuestring, np, &p);
+    if (st != LMF_OK) {
+        free(p.data);
+        return st;
+    }
     alloc_mask(e);
     mark(e, boundary(e, &p), e->ids.len);
     free(p.data);
@@ -188,7 +194,7 @@ static lmf_status from_prompt(example *e, const cJSON *prompt, const cJSON *comp
 /* {"text"}: BOS + text + EOS, all in the loss. */
 static lmf_status from_text(example *e, const cJSON *text) {
     if (!cJSON_IsString(text)) return bad(e, "\"text\" is not a string");
-    encode_plain(e->v, text->valuestring, strlen(text->valuestring), &e->ids);
+    LMF_TRY(encode_plain(e->v, text->valuestring, strlen(text->valuestring), &e->ids));
     if (e->v->eos >= 0) lmf_ids_push(&e->ids, &e->v->eos, 1);
     alloc_mask(e);
     mark(e, 0, e->ids.len);

@@ -45,6 +45,12 @@ lmf_status lmf_train_config_parse_toml(lmf_train_config *c, const char *text, si
 lmf_status lmf_train_config_load(lmf_train_config *c, const char *path);
 /* Writes every option as `name = value`; the result parses back to the same config. Caller frees. */
 char *lmf_train_config_to_text(const lmf_train_config *c);
+/* Paths as a run folder's saved config holds them (version 3 checkpoints, train.conf): train_data, val_data,
+ * tokenizer and metrics relative to run_dir when inside it, absolute otherwise; out_dir absolute. resolve is the
+ * reverse for a config read from a checkpoint of `version` in run_dir (version 2 kept paths as given; only its
+ * spelled-out default metrics path is reset to the default). */
+lmf_status lmf_train_config_anchor_paths(lmf_train_config *c, const char *run_dir);
+lmf_status lmf_train_config_resolve_paths(lmf_train_config *c, const char *run_dir, int version);
 lmf_status lmf_train_config_validate(const lmf_train_config *c);
 void lmf_train_opts_help(FILE *f);
 

@@ -67,8 +67,7 @@ typedef struct {
 static int sample_write(void *ctx, const char *text, size_t len) {
     const sample_dest *d = ctx;
     lmf_sink_text(d->out, text, len);
-    fwrite(text, 1, len, d->save);
-    return 0;
+    return fwrite(text, 1, len, d->save) == len ? 0 : -1; /* a full disk stops the sample (checked at commit) */
 }
 
 /* Samples text after training through the inference path: a session over the live parameters (F32 views), plain
@@ -88,8 +87,8 @@ static lmf_status sample_text(lmf_model *m, const lmf_train_config *c, int eot, 
     if ((st = lmf_session_create(w, m->max_seq, &s)) != LMF_OK) goto done;
     if ((st = lmf_sampler_create(&sp, m->cfg.vocab_size, &smp)) != LMF_OK) goto done;
     size_t np = strlen(c->sample_prompt);
-    if (tok) lmf_tokenizer_encode(tok, c->sample_prompt, np, 0, &hist);
-    else
+    if (tok && (st = lmf_tokenizer_encode(tok, c->sample_prompt, np, 0, &hist)) != LMF_OK) goto done;
+    if (!tok)
         for (size_t i = 0; i < np; i++) {
             int32_t id = (unsigned char)c->sample_prompt[i];
             lmf_ids_push(&hist, &id, 1);
@@ -127,6 +126,22 @@ done:
     return st;
 }
 
+/* Refuses a run that cannot fit in this machine's memory before anything is allocated: parameters, gradients,
+ * AdamW's two moments, activations and the data order, against physical RAM. Better a message with the numbers
+ * now than an OOM kill after minutes of page faults. */
+static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train) {
+    double P = lmf_param_count(&c->model), need = lmf_model_bytes(&c->model, c->batch_size, c->seq_len, 1) +
+                                                  2 * P * sizeof(float) + (double)train->n_tokens / c->seq_len * 4;
+    double have = lmf_mem_physical();
+    if (have > 0 && need > have)
+        return lmf_fail(LMF_ERR_ARG, "this run needs %.1f GiB of memory (%.3g parameters: L%d C%d F%d V%d, with "
+                        "gradients, AdamW moments and activations at batch %d x seq %d) but the machine has %.1f GiB: "
+                        "reduce n_layer, n_embd, ffn_dim, batch_size or seq_len", need / 1073741824.0, P,
+                        c->model.n_layer, c->model.n_embd, c->model.ffn_dim, c->model.vocab_size, c->batch_size,
+                        c->seq_len, have / 1073741824.0);
+    return LMF_OK;
+}
+
 static lmf_status loader_source(void *ctx, int32_t *inputs, int32_t *targets) {
     lmf_loader_next(ctx, inputs, targets);
     return LMF_OK;
@@ -144,8 +159,10 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     lmf_tokenizer *tok = NULL;
     lmf_loader tl = {0}, vl = {0};
     lmf_adamw opt = {0};
-    FILE *metrics = NULL;
+    lmf_line_log metrics = {0};
     int32_t *in = NULL, *tg = NULL;
+    char *text = NULL;
+    const char *ck_name = ck && ck->path ? ck->path : "checkpoint";
     lmf_status s;
 
     if ((s = lmf_shard_open(c.train_data, &train)) != LMF_OK) goto done;
@@ -164,6 +181,22 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         goto done;
     }
     if ((s = lmf_model_config_validate(&c.model)) != LMF_OK) goto done;
+    if (ck) {
+        /* The checkpoint's sizes are bounded by its file; the model it implies must match them before the model is
+         * allocated (a hostile n_layer in a checksummed file must not reach the allocator). */
+        lmf_train_config defaults;
+        lmf_train_config_default(&defaults);
+        lmf_model_config saved = defaults.model;
+        if ((s = lmf_model_config_from_text(ck->config_text, ck_name, &saved)) != LMF_OK) goto done;
+        if ((s = same_model(&c.model, &saved)) != LMF_OK) goto done;
+        double need = lmf_param_count(&c.model);
+        if (need != (double)ck->num_params) {
+            s = lmf_fail(LMF_ERR_MISMATCH, "%s: holds %llu parameters, the model of its config has %.0f", ck_name,
+                         (unsigned long long)ck->num_params, need);
+            goto done;
+        }
+    }
+    if ((s = check_memory(&c, train)) != LMF_OK) goto done;
     /* the tokenizer only serves the final sample, but a bad path should fail now, not after hours of training */
     if (c.tokenizer[0] && (s = lmf_tokenizer_load(c.tokenizer, &tok)) != LMF_OK) goto done;
     if (tok && lmf_tokenizer_vocab_size(tok) > c.model.vocab_size) {
@@ -172,7 +205,14 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         goto done;
     }
     if ((s = lmf_mkdir_p(c.out_dir)) != LMF_OK) goto done;
-    if (!c.metrics[0]) snprintf(c.metrics, sizeof c.metrics, "%s/metrics.jsonl", c.out_dir);
+    int stale = lmf_checkpoint_remove_stale(c.out_dir);
+    if (stale)
+        lmf_sink_logf(out, LMF_LOG_WARN, "%s: removed %d unfinished checkpoint file%s (*.lmfc.tmp) of an interrupted "
+                      "save", c.out_dir, stale, stale > 1 ? "s" : "");
+    /* metrics: OUT_DIR/metrics.jsonl unless set; the saved config keeps it unset, so a copied run folder writes
+     * its own */
+    if (c.metrics[0]) snprintf(metrics.path, sizeof metrics.path, "%s", c.metrics);
+    else snprintf(metrics.path, sizeof metrics.path, "%s/metrics.jsonl", c.out_dir);
 
     int B = c.batch_size, T = c.seq_len;
     m = lmf_model_create(&c.model, B, T, 1);
@@ -188,46 +228,38 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
 
     int step = 0;
     if (ck) {
-        lmf_train_config defaults;
-        lmf_train_config_default(&defaults);
-        lmf_model_config saved = defaults.model;
-        if ((s = lmf_model_config_from_text(ck->config_text, "checkpoint config", &saved)) != LMF_OK) goto done;
-        if ((s = same_model(&c.model, &saved)) != LMF_OK) goto done;
-        if (ck->num_params != m->num_params) {
-            s = lmf_fail(LMF_ERR_MISMATCH, "checkpoint holds %llu parameters, the model has %zu",
-                         (unsigned long long)ck->num_params, m->num_params);
-            goto done;
-        }
         memcpy(m->params, ck->params, m->num_params * sizeof(float));
         memcpy(opt.m, ck->m, m->num_params * sizeof(float));
         memcpy(opt.v, ck->v, m->num_params * sizeof(float));
-        opt.t = (int)ck->adam_t, step = (int)ck->step;
-        if ((s = lmf_loader_seek(&tl, ck->epoch, ck->index)) != LMF_OK) goto done;
+        opt.t = (int)ck->adam_t, step = (int)ck->step; /* both <= 2^31 - 1: lmf_checkpoint_load checked */
+        if (lmf_loader_seek(&tl, ck->epoch, ck->index) != LMF_OK) {
+            char msg[1200];
+            snprintf(msg, sizeof msg, "%s", lmf_last_error());
+            s = lmf_fail(LMF_ERR_MISMATCH, "%s: header field data index: %s", ck_name, msg);
+            goto done;
+        }
     } else {
         lmf_model_init_weights(m, (uint64_t)c.seed);
     }
-    char *text = lmf_train_config_to_text(&c);
+    /* The saved config (train.conf and every checkpoint) holds paths as the run folder sees them: relative inside
+     * it, absolute outside, so a copied or moved folder resumes from any working directory. */
+    {
+        lmf_train_config stored = c;
+        if ((s = lmf_train_config_anchor_paths(&stored, c.out_dir)) != LMF_OK) goto done;
+        text = lmf_train_config_to_text(&stored);
+    }
     char path[1200];
     snprintf(path, sizeof path, "%s/train.conf", c.out_dir);
     const void *parts[] = {text};
     size_t sizes[] = {strlen(text)};
-    s = lmf_write_file_atomic(path, parts, sizes, 1);
-    if (s != LMF_OK) {
-        free(text);
-        goto done;
-    }
-    metrics = fopen(c.metrics, ck ? "a" : "w");
-    if (!metrics) {
-        free(text);
-        s = lmf_fail(LMF_ERR_IO, "%s: cannot open metrics file: %s", c.metrics, strerror(errno));
-        goto done;
-    }
+    if ((s = lmf_write_file_atomic(path, parts, sizes, 1)) != LMF_OK) goto done;
+    if ((s = lmf_line_log_open(&metrics, metrics.path, ck != NULL)) != LMF_OK) goto done;
     lmf_sink_logf(out, LMF_LOG_INFO, "lmforge train: %s, %zu parameters (%.2fM), L%d C%d H%d/%d F%d V%d, B%d T%d x%d "
                   "accum, %d threads, %s kernels%s",
             lmf_arch_name(c.model.arch), m->num_params, m->num_params / 1e6, c.model.n_layer, c.model.n_embd,
             c.model.n_head, c.model.n_kv_head, c.model.ffn_dim, c.model.vocab_size, B, T, c.grad_accum,
             omp_get_max_threads(), lmf_isa_name(lmf_cpu_isa()), ck ? "; resuming" : "");
-    if (ck) fprintf(metrics, "{\"event\":\"resume\",\"step\":%d}\n", step);
+    if (ck && (s = lmf_line_log_printf(&metrics, "{\"event\":\"resume\",\"step\":%d}\n", step)) != LMF_OK) goto done;
 
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .batch_size = B, .seq_len = T,
                        .grad_accum = c.grad_accum, .inputs = in, .targets = tg};
@@ -239,7 +271,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         if ((o.stop && *o.stop) || (c.stop_at > 0 && step >= c.stop_at)) break;
         if (valid && c.eval_every > 0 && step % c.eval_every == 0) {
             last_val = evaluate(m, &vl, c.eval_batches, in, tg);
-            fprintf(metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val);
+            if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val)) != LMF_OK) break;
             lmf_sink_logf(out, LMF_LOG_INFO, "step %d: val loss %.4f", step, last_val);
         }
         double t0 = lmf_now();
@@ -253,9 +285,9 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             s = lmf_fail(LMF_ERR_ARG, "step %d: loss is %f; lower lr (now %g) or check the data", step, loss, lr);
             break;
         }
-        fprintf(metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f,\"tok_per_s\":%.1f}\n",
-                step, loss, lr, gnorm, dt * 1e3, tps);
-        fflush(metrics);
+        if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f,"
+                              "\"tok_per_s\":%.1f}\n", step, loss, lr, gnorm, dt * 1e3, tps)) != LMF_OK)
+            break;
         snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", loss, lr, gnorm, tps);
         lmf_sink_progress(out, LMF_PROGRESS_UPDATE, step + 1, c.opt.max_steps, "steps", line);
         int last = step + 1 == c.opt.max_steps;
@@ -276,34 +308,37 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         if (s == LMF_OK) lmf_checkpoint_prune(c.out_dir, c.keep_checkpoints);
         if (s == LMF_OK) lmf_sink_logf(out, LMF_LOG_INFO, "checkpoint: %s", path);
     }
-    free(text);
     if (s == LMF_OK && step < c.opt.max_steps) {
-        s = lmf_fail(LMF_ERR_INTERRUPTED, "stopped at step %d; resume with --resume %s", step, c.out_dir);
+        if ((s = lmf_line_log_close(&metrics)) == LMF_OK)
+            s = lmf_fail(LMF_ERR_INTERRUPTED, "stopped at step %d; resume with --resume %s", step, c.out_dir);
         goto done;
     }
     if (s != LMF_OK) goto done;
     if (valid) {
         last_val = evaluate(m, &vl, c.eval_batches, in, tg);
-        fprintf(metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val);
+        if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val)) != LMF_OK) goto done;
         lmf_sink_logf(out, LMF_LOG_INFO, "final val loss %.4f (ppl %.2f)", last_val, exp(last_val));
     }
+    if ((s = lmf_line_log_close(&metrics)) != LMF_OK) goto done;
     if (c.sample_tokens > 0) {
         if (train->tokenizer != LMF_TOKENIZER_BYTES && !tok) {
             lmf_sink_logf(out, LMF_LOG_WARN, "no sample: the shards are BPE; pass --tokenizer FILE to decode one");
         } else {
+            /* written whole or not at all: sample.txt is an output like the checkpoint */
             snprintf(path, sizeof path, "%s/sample.txt", c.out_dir);
-            FILE *f = fopen(path, "w");
-            if (f) {
-                lmf_sink_logf(out, LMF_LOG_INFO, "sample (%d tokens, temperature %.2f):", c.sample_tokens,
-                              c.sample_temperature);
-                if (sample_text(m, &c, train->eot, tok, f, out) != LMF_OK)
-                    lmf_sink_logf(out, LMF_LOG_WARN, "sample: %s", lmf_last_error());
-                fclose(f);
-            }
+            lmf_atomic_file af;
+            if ((s = lmf_atomic_open(&af, path)) != LMF_OK) goto done;
+            lmf_sink_logf(out, LMF_LOG_INFO, "sample (%d tokens, temperature %.2f):", c.sample_tokens,
+                          c.sample_temperature);
+            if (sample_text(m, &c, train->eot, tok, af.f, out) != LMF_OK && !ferror(af.f))
+                lmf_sink_logf(out, LMF_LOG_WARN, "sample: %s", lmf_last_error());
+            s = lmf_atomic_commit(&af);
         }
     }
 done:
-    if (metrics) fclose(metrics);
+    if (metrics.f && s == LMF_OK) s = lmf_line_log_close(&metrics);
+    else if (metrics.f) fclose(metrics.f); /* the run's own error (and its message) comes first */
+    free(text);
     free(in), free(tg);
     lmf_loader_free(&tl), lmf_loader_free(&vl);
     lmf_adamw_free(&opt);
