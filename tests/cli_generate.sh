@@ -88,7 +88,7 @@ grep -q "the context is full (8 tokens): stopped after 4 generated tokens of 50"
 
 # messages name the command once; info on a file that is not a model says what it tried
 "$LMF" perplexity -m "$SMOL" -f "$dir/g1.txt" -c 100000 2> "$dir/err.txt"
-grep -qx "lmforge perplexity: invalid argument: context 100000 must be in \[4, 8192\] (the model's context length)" "$dir/err.txt" \
+grep -qx "lmforge perplexity: invalid argument: $SMOL on $dir/g1.txt: context 100000 must be in \[4, 8192\] (the model's context length)" "$dir/err.txt" \
   || { cat "$dir/err.txt"; fail "perplexity message"; }
 printf 'just some text\n' > "$dir/notes.txt"
 "$LMF" info "$dir/notes.txt" 2> "$dir/err.txt"; [ $? = 1 ] || fail "info on text"

@@ -138,10 +138,10 @@ static void test_hostile_sizes(void **state) {
     expect_error(lmf_train_job_run(job, NULL, NULL), LMF_ERR_MISMATCH, "holds 1000 parameters", p);
     lmf_train_job_free(job);
 
-    /* sizes consistent with the file, but activations of seq_len 2^20 (T x T attention): refused with numbers */
+    /* sizes consistent with the file, but activations of 2^12 x 2^20 tokens: refused with numbers */
     c.model.n_layer = 2, c.model.arch = LMF_ARCH_LLAMA, c.model.pos = LMF_POS_ROPE_HALF, c.model.norm = LMF_NORM_RMS;
     c.model.act = LMF_ACT_SWIGLU, c.model.bias = 0, c.model.tied_embeddings = 1;
-    c.model.max_seq_len = c.seq_len = 1 << 20;
+    c.model.max_seq_len = c.seq_len = 1 << 20, c.batch_size = 1 << 12;
     write_hostile(p, &c, (size_t)lmf_param_count(&c.model));
     assert_int_equal(lmf_train_job_create(&job), LMF_OK);
     assert_int_equal(lmf_train_job_resume(job, dir, NULL, NULL), LMF_OK);

@@ -54,11 +54,11 @@ double lmf_model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, 
     double P = lmf_param_count(cfg), N = (double)max_batch * max_seq, L = cfg->n_layer, C = cfg->n_embd;
     double ln = cfg->norm == LMF_NORM_LAYER, hs = C / cfg->n_head, S = C + 2.0 * cfg->n_kv_head * hs;
     double F = cfg->ffn_dim, FF = cfg->act == LMF_ACT_SWIGLU ? 2 * F : F, V = cfg->vocab_size;
-    double att = (double)max_batch * cfg->n_head * (double)max_seq * max_seq;
-    double acts = N * C + L * N * C * 5 + L * N * (2 + 2 * ln) + L * N * S + L * att + L * N * (FF + F) + N * C +
+    double att = (double)lmf_attention_scratch_floats(max_seq, omp_get_max_threads()); /* shared by the layers */
+    double acts = N * C + L * N * C * 5 + L * N * (2 + 2 * ln) + L * N * S + att + L * N * (FF + F) + N * C +
                   N * (1 + ln) + N * V + N;
     double floats = P * (training ? 2 : 1) + acts;
-    if (training) floats += N * C * 2 + N * S + N * (FF + F) + (double)omp_get_max_threads() * max_seq * max_seq + 2 * C;
+    if (training) floats += N * C * 2 + N * S + N * (FF + F) + 2 * C;
     if (cfg->pos != LMF_POS_LEARNED) floats += (double)cfg->max_seq_len * hs;
     return floats * sizeof(float) + N * 2 * sizeof(int32_t);
 }
