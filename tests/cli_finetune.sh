@@ -76,4 +76,6 @@ printf '{"prompt": "a", "completion": "b"}\n{"prompt": oops}\n' > "$dir/bad.json
 grep -q "bad.jsonl:2" "$dir/e1" || { cat "$dir/e1"; fail "bad JSONL not named by file:line"; }
 "$LMF" finetune -m "$M" --data "$dir/data.jsonl" --lora-targets q_proj --out-dir "$dir/x" 2> "$dir/e2" && fail "q_proj"
 grep -q "c_attn" "$dir/e2" || { cat "$dir/e2"; fail "unknown target without the valid names"; }
+"$LMF" finetune -m "$M" --data "$dir/data.jsonl" --batch-size 1000000 --out-dir "$dir/x" 2> "$dir/e3" && fail "huge batch"
+grep -q "GiB of memory .* but the machine has" "$dir/e3" || { cat "$dir/e3"; fail "huge batch not refused up front"; }
 echo "cli_finetune: ok (val loss $before -> $after)"

@@ -126,6 +126,17 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                   "%zu dropped), %zu validation", train.n, train.stats.n_tokens, train.stats.n_loss_tokens,
                   train.stats.n_truncated, train.stats.n_dropped, val.n);
 
+    { /* refuse what cannot fit before allocating it (a LoRA model holds no parameters of its own: an over-count) */
+        double P = lmf_param_count(&w->cfg), have = lmf_mem_physical();
+        double need = lmf_model_bytes(&w->cfg, B, T, c->full) + (c->full ? 2.0 * P * sizeof(float) : 0.0);
+        if (have > 0 && need > have) {
+            s = lmf_fail(LMF_ERR_ARG, "finetune: this run needs about %.1f GiB of memory (%s at batch %d x seq %d) but "
+                         "the machine has %.1f GiB: reduce --batch-size or --seq-len", need / 1073741824.0,
+                         c->full ? "weights, gradients, AdamW moments and activations" : "activations", B, T,
+                         have / 1073741824.0);
+            goto done;
+        }
+    }
     if (c->full) {
         s = lmf_model_from_weights(w, B, T, 1, &m);
     } else {
