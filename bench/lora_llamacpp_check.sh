@@ -7,14 +7,15 @@
 # ids) to /completion with temperature 0, N tokens, return_tokens and the top-2 probabilities. lmforge runs the
 # same prompt with `generate` (plain text) or `chat` (one user turn: the ChatML string SmolLM2's template renders,
 # with its default system message), `--temp 0 -n N --lora ADAPTER [--lora-scale SCALE]`. The continuations must be
-# the same text, and must differ from the base's (or the check proves nothing). A mismatch prints the first token
-# where they part and llama.cpp's top-2 probabilities there.
+# the same tokens, up to near-ties (two candidates within TIE nats in llama.cpp's top-2, where float rounding decides:
+# then llama.cpp is resumed from lmforge's choice, see compare.py below), and the adapter must change them (or the
+# check proves nothing). A difference prints the token where they part and llama.cpp's top-2 log-probabilities.
 #
 # usage: bench/lora_llamacpp_check.sh [ADAPTER.gguf]
 #   without ADAPTER: a 40-step LoRA fine-tune (the demo's data and flags) on BASE makes one in $WORK/run.
 # env:   BUILD=build  MODELS=$BUILD/models  BASE=$MODELS/SmolLM2-135M-Instruct.F32.gguf  (Q8_0 works too)
 #        LLAMA_CPP_DIR=/work/ref/llama.cpp/build/bin (holds llama-server)  WORK=/tmp/lmforge-lora-llamacpp
-#        PORT=18093  N=32  SCALE=0.5  THREADS=2  DICT=/usr/share/dictd/devil.dict.dz
+#        PORT=18093  N=32  SCALE=0.5  THREADS=2  TIE=0.01 (nats)  DICT=/usr/share/dictd/devil.dict.dz
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -72,37 +73,13 @@ start_server() {
   echo "llama-server not healthy after 120 s:" >&2; tail -5 "$log" >&2; exit 1
 }
 
-# llama_complete IDS_JSON OUT_JSON: greedy /completion of the token ids
-llama_complete() {
-  python3 - "$PORT" "$N" "$1" > "$2" << 'EOF'
-import json, sys, urllib.request
-port, n, ids = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-body = {"prompt": ids, "n_predict": n, "temperature": 0, "top_k": 1, "return_tokens": True, "n_probs": 2,
-        "cache_prompt": False, "seed": 0}
-req = urllib.request.Request(f"http://127.0.0.1:{port}/completion", json.dumps(body).encode(),
-                             {"Content-Type": "application/json"})
-print(urllib.request.urlopen(req, timeout=300).read().decode())
-EOF
-}
-
 Q="Define 'abdication' the way Ambrose Bierce's Devil's Dictionary would."
 PLAIN="The Devil's Dictionary defines a politician as"
 CHAT=$'<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n'"$Q"$'<|im_end|>\n<|im_start|>assistant\n'
 printf %s "$PLAIN" | "$LMF" tokenize -t "$BASE" > "$WORK/plain.ids"
 printf %s "$CHAT" | "$LMF" tokenize -t "$BASE" --allow-special > "$WORK/chat.ids"
 
-# llama.cpp: three servers (no adapter, --lora, --lora-scaled), two prompts each
-for mode in base lora scaled; do
-  case $mode in
-    base) start_server "$WORK/server-$mode.log" ;;
-    lora) start_server "$WORK/server-$mode.log" --lora "$ADAPTER" ;;
-    scaled) start_server "$WORK/server-$mode.log" --lora-scaled "$ADAPTER:$SCALE" ;;
-  esac
-  for p in plain chat; do llama_complete "$(cat "$WORK/$p.ids")" "$WORK/llama-$mode-$p.json"; done
-  stop_server
-done
-
-# lmforge: the same six
+# lmforge: no adapter, --lora, --lora-scale; both prompts
 for mode in base lora scaled; do
   flags=()
   [ $mode = lora ] && flags=(--lora "$ADAPTER")
@@ -111,64 +88,96 @@ for mode in base lora scaled; do
   "$LMF" chat -m "$BASE" "${flags[@]}" --temp 0 -n "$N" -t "$THREADS" -p "$Q" > "$WORK/lmforge-$mode-chat.txt" 2> /dev/null
 done
 
-python3 - "$WORK" "$LMF" "$BASE" "$ADAPTER" "$SCALE" "$N" << 'EOF'
-import json, subprocess, sys
-work, lmf, base, adapter, scale, n = sys.argv[1:7]
+# The comparison, run while llama-server is up: llama.cpp continues the prompt ids greedily and its tokens' bytes
+# must spell lmforge's continuation. Where they part, llama.cpp's top-2 log-probabilities at that token say whether
+# it is a near-tie (its runner-up spells lmforge's text and is within TIE nats of its choice): then llama.cpp is
+# resumed with the runner-up appended (at most 4 times); any other difference fails. So "same" means the same text
+# token by token, but for near-ties that float rounding may flip. (Token ids are compared through their bytes:
+# `lmforge generate` prints text, and re-tokenizing a generated text need not give the generated ids.)
+cat > "$WORK/compare.py" << 'EOF'
+import json, sys, urllib.request
+work, port, n, plain, mode, tie = sys.argv[1:7]
+n, tie = int(n), float(tie)
 
 
-def decode(ids):
-    return subprocess.run([lmf, "tokenize", "-t", base, "--decode"], input=json.dumps(ids), capture_output=True,
-                          text=True, check=True).stdout
+def complete(ids, n_predict):
+    body = {"prompt": ids, "n_predict": n_predict, "temperature": 0, "top_k": 1, "return_tokens": True,
+            "n_probs": 2, "cache_prompt": False, "seed": 0}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/completion", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req, timeout=600).read().decode())
 
 
-def encode(text):
-    return json.loads(subprocess.run([lmf, "tokenize", "-t", base, "--allow-special"], input=text,
-                                     capture_output=True, text=True, check=True).stdout)
+EOT = 2  # SmolLM2's <|im_end|>: ends the chat turn on both sides (lmforge does not print it)
+for p in ("plain", "chat"):
+    prompt = json.load(open(f"{work}/{p}.ids"))
+    text = open(f"{work}/lmforge-{mode}-{p}.txt").read()
+    if p == "plain" and text.startswith(plain):  # generate echoes the prompt
+        text = text[len(plain):]
+    if text.endswith("\n"):  # and both end their output with a newline
+        text = text[:-1]
+    want = text.encode()
+    forced, fbytes, ties, verdict = [], b"", [], None
+    while True:
+        r = complete(prompt + forced, n - len(forced))
+        pos, ntok, resumed = len(fbytes), len(forced), False
+        for k, c in enumerate(r["completion_probabilities"]):
+            if c["id"] == EOT:
+                break
+            tb = bytes(c["bytes"])
+            if want[pos : pos + len(tb)] == tb:
+                pos, ntok = pos + len(tb), ntok + 1
+                continue
+            top = c.get("top_logprobs", c.get("top_probs"))
+            alt = [t for t in top if t["id"] != c["id"] and want[pos:].startswith(bytes(t["bytes"]))]
+            if alt and c["logprob"] - alt[0]["logprob"] < tie and len(ties) < 4:
+                ties.append({"token": ntok, "llama": [c["id"], c["token"]], "lmforge": [alt[0]["id"], alt[0]["token"]],
+                             "gap": c["logprob"] - alt[0]["logprob"]})
+                forced = forced + [x["id"] for x in r["completion_probabilities"][:k]] + [alt[0]["id"]]
+                fbytes, resumed = want[: pos + len(bytes(alt[0]["bytes"]))], True
+            else:
+                verdict = (f"DIFFERENT at token {ntok}: llama.cpp {c['token']!r} (top-2 "
+                           f"{[(t['token'], round(t['logprob'], 4)) for t in top]}), lmforge continues "
+                           f"{want[pos:pos + 12]!r}")
+            break
+        if resumed:
+            continue
+        if verdict is None:
+            verdict = "same" if pos == len(want) else f"DIFFERENT: llama.cpp ends after {pos} of {len(want)} bytes"
+        break
+    if verdict == "same" and ties:
+        verdict = "same but for near-ties"
+    row = {"mode": mode, "prompt": p, "tokens": ntok, "verdict": verdict, "ties": ties, "text": text}
+    with open(f"{work}/rows.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+EOF
+: > "$WORK/rows.jsonl"
+for mode in base lora scaled; do
+  case $mode in
+    base) start_server "$WORK/server-$mode.log" ;;
+    lora) start_server "$WORK/server-$mode.log" --lora "$ADAPTER" ;;
+    scaled) start_server "$WORK/server-$mode.log" --lora-scaled "$ADAPTER:$SCALE" ;;
+  esac
+  python3 "$WORK/compare.py" "$WORK" "$PORT" "$N" "$PLAIN" "$mode" "${TIE:-0.01}"
+  stop_server
+done
 
-
-ok = True
-rows = []
-outs = {}
-for mode in ("base", "lora", "scaled"):
-    for p in ("plain", "chat"):
-        ll = json.load(open(f"{work}/llama-{mode}-{p}.json"))
-        ids = ll["tokens"]
-        ltext = decode(ids)
-        mtext = open(f"{work}/lmforge-{mode}-{p}.txt").read()
-        # lmforge prints the continuation and a final newline; chat stops at <|im_end|> without printing it
-        mtext_c = mtext[:-1] if mtext.endswith("\n") else mtext
-        ltext_c = ltext.replace("<|im_end|>", "")
-        same = ltext_c == mtext_c or ltext_c.rstrip("\n") == mtext_c.rstrip("\n")
-        outs[(mode, p)] = ltext_c
-        where = ""
-        if not same:
-            k = next((i for i, (a, b) in enumerate(zip(ltext_c, mtext_c)) if a != b), min(len(ltext_c), len(mtext_c)))
-            # the llama.cpp token that covers character k, and its top-2 probabilities
-            acc, tk = 0, None
-            for j, t in enumerate(ids):
-                acc += len(decode([t]))
-                if acc > k:
-                    tk = j
-                    break
-            probs = ll.get("completion_probabilities", [])
-            top = probs[tk]["top_probs"] if tk is not None and tk < len(probs) else None
-            where = f"; first difference at char {k}, llama.cpp token {tk}, top-2 {top}"
-        if mode != "base":
-            ok &= same
-        rows.append((mode, p, len(ids), same, mtext_c, ltext_c, where))
-for mode in ("lora", "scaled"):
-    for p in ("plain", "chat"):
-        if outs[(mode, p)] == outs[("base", p)]:
-            print(f"note: {mode} {p}: the adapter does not change llama.cpp's continuation")
-changed = any(outs[(m, p)] != outs[("base", p)] for m in ("lora", "scaled") for p in ("plain", "chat"))
-ok &= changed
-print(f"| adapter | prompt | llama.cpp tokens | same text as lmforge | continuation (lmforge) |")
+python3 - "$WORK" "$ADAPTER" "$BASE" "$SCALE" "$N" << 'EOF'
+import json, sys
+work, adapter, base, scale, n = sys.argv[1:6]
+rows = [json.loads(l) for l in open(f"{work}/rows.jsonl")]
+text = {(r["mode"], r["prompt"]): r["text"] for r in rows}
+print("| adapter | prompt | tokens | llama.cpp vs lmforge | lmforge's greedy continuation |")
 print("|---|---|---|---|---|")
-for mode, p, nt, same, mt, lt, where in rows:
-    label = {"base": "none", "lora": "--lora", "scaled": f"--lora-scaled {scale}"}[mode]
-    print(f"| {label} | {p} | {nt} | {'yes' if same else 'NO'} | {json.dumps(mt)[:90]} |")
-    if not same:
-        print(f"|   | llama.cpp | | | {json.dumps(lt)[:90]}{where} |")
-print(f"\nadapter {adapter} on {base}; greedy, {n} tokens; result={'PASS' if ok else 'FAIL'}")
-sys.exit(0 if ok else 1)
+ok = True
+for r in rows:
+    label = {"base": "none", "lora": "`--lora`", "scaled": f"`--lora-scaled` {scale}"}[r["mode"]]
+    ties = "".join(f"; near-tie at token {t['token']}: llama.cpp {t['llama'][1]!r} vs lmforge {t['lmforge'][1]!r}, "
+                   f"{t['gap']:.1e} nats apart" for t in r["ties"])
+    print(f"| {label} | {r['prompt']} | {r['tokens']} | {r['verdict']}{ties} | {json.dumps(r['text'])[:100]} |")
+    ok &= r["verdict"].startswith("same")
+effect = [k for k in text if k[0] != "base" and text[k] != text[("base", k[1])]]
+print(f"\nadapter {adapter} on {base}; greedy, at most {n} tokens; the adapter changes {len(effect)} of 4 "
+      f"continuations; result={'PASS' if ok and effect else 'FAIL'}")
+sys.exit(0 if ok and effect else 1)
 EOF
