@@ -304,7 +304,7 @@ def main():
     print(f"| run | val loss before | val loss after | train loss, mean of last {tail} steps | after vs lmforge |")
     print("|---|---|---|---|---|")
     print(f"| lmforge finetune (metrics.jsonl) | {lmf_before:.4f} | {lmf_after:.4f} | {lmf_tail:.4f} | |")
-    print(f"| lmforge's adapter, this evaluator | {before:.4f} | {lmf_after_here:.4f} | | "
+    print(f"| lmforge's adapter, this evaluator (vs lmforge's own) | {before:.4f} | {lmf_after_here:.4f} | | "
           f"{(lmf_after_here - lmf_after) / lmf_after:+.3%} |")
     worst = 0.0
     for r in runs:
@@ -320,7 +320,7 @@ def main():
     print(f"before: lmforge {lmf_before:.6f}, here {before:.6f} (rel {(before - lmf_before) / lmf_before:+.2e}); "
           f"lmforge's adapter after: lmforge {lmf_after:.6f}, here {lmf_after_here:.6f}; TRL's learning rate ({n_lr} optimizer "
           f"steps) differs from lmforge's schedule by at most {lr_dev:.1e} of lr; TRL {trl_secs} for "
-          f"{a.steps} steps at {a.threads} threads.")
+          f"{a.steps} steps on {a.threads} thread(s).")
     first = ", ".join(f"{r['losses'][0]:.4f}" for r in runs)
     print(f"Step 1 training loss (B = 0, so the base's loss on the first batch: equal iff the batches are): lmforge "
           f"{lmf_steps[1]:.4f}, TRL {first}.")
@@ -330,7 +330,7 @@ def main():
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, "
           f"trl {trl.__version__}")
     ok = worst <= a.bar
-    print(f"result=({'PASS' if ok else 'FAIL'}) worst_rel={worst:.4f} bar={a.bar}")
+    print(f"result={'PASS' if ok else 'FAIL'} worst_rel={worst:.4f} bar={a.bar}")
     return 0 if ok else 1
 
 
