@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The demo fine-tune (make demo-finetune) against Hugging Face TRL + PEFT on the same data, weights,
 # hyperparameters, steps, data order and loss masks (issue 12: final validation loss within 2% of lmforge's).
-# Outside CI: it needs torch, transformers, peft and trl (+ datasets), and takes ~10 minutes on 2 idle cores (70 on
-# the shared, loaded host of docs/benchmarks.md).
+# Outside CI: it needs torch, transformers, peft and trl (+ datasets), and takes ~10 minutes on 2 idle cores
+# (estimated from the LoRA step times in docs/benchmarks.md; it took 70 on the loaded, shared host recorded there).
 #
 #  1. data: scripts/devil-sft.py, exactly as make demo-finetune makes it (Debian dict-devil, 90/10 by entry);
 #  2. base: the F32 GGUF for lmforge (the demo itself uses Q4_1) and its `lmforge export` HF folder for PEFT;
