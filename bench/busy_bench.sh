@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Speed on a busy machine (issue 17 item 8): prompt processing (pp512), generation (tg128) and a training step, each
-# with libgomp's default spinning (LMF_OMP_RESTARTED=1 keeps lmf_bound_omp_spin from acting) and with the bounded
-# spin lmforge sets itself, on an idle machine and with a busy loop pinned to one core (taskset -c 0). Rounds
-# alternate the two settings, so host drift hits both alike; the table gives medians and bounded/default ratios.
+# with libgomp's default spinning (LMF_OMP_RESTARTED=1 keeps lmf_bound_omp_spin from acting) and as lmforge runs by
+# itself (lmf_bound_omp_spin bounds the spin when it sees other work running at start-up), on an idle machine and
+# with a busy loop pinned to one core (taskset -c 0). Rounds alternate the two settings, so host drift hits both
+# alike; the table gives medians and lmforge/default ratios.
 #
 # usage: bench/busy_bench.sh [ROUNDS=3]
 # env:   BUILD=build  MODEL=$BUILD/models/SmolLM2-135M-Instruct.Q8_0.gguf  THREADS=2
@@ -36,7 +37,7 @@ done
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 FAM=$(lscpu | sed -n 's/^CPU family: *//p' | head -1) MOD=$(lscpu | sed -n 's/^Model: *//p' | head -1)
-echo "| load | row | default spin | bounded spin | bounded/default speed |"
+echo "| load | row | libgomp default spin | lmforge (spin bounded when busy) | lmforge/default speed |"
 echo "|---|---|---|---|---|"
 for load in idle busy; do
   for row in pp tg train; do

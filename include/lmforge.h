@@ -68,11 +68,12 @@ void lmf_sink_progress(const lmf_sink *s, lmf_progress_event ev, long done, long
                        const char *status);
 void lmf_sink_text(const lmf_sink *s, const char *data, size_t len);
 
-/* Call first thing in main, before any OpenMP use: bounds how long libgomp's idle threads spin before sleeping
- * (GOMP_SPINCOUNT 1000 instead of 300,000 pause iterations), which keeps prefill, perplexity and training from
- * crawling when another process is busy on the machine, at no cost on an idle one. libgomp reads the setting only
- * when it loads, so this sets it and execs /proc/self/exe with the same argv (once; an exec failure is ignored).
- * Does nothing when OMP_WAIT_POLICY or GOMP_SPINCOUNT is set. The lmforge CLI and benchmarks call it. */
+/* Call first thing in main, before any OpenMP use: when other processes are running on the machine at start-up,
+ * bounds how long libgomp's idle threads spin before sleeping (GOMP_SPINCOUNT 1000 instead of 300,000 pause
+ * iterations), which keeps prefill, perplexity and training from crawling beside the other work; on an idle machine
+ * it does nothing (the long spin is faster there). libgomp reads the setting only when it loads, so this sets it and
+ * execs /proc/self/exe with the same argv (once; an exec failure is ignored). Does nothing when OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT is set; LMF_OMP_BUSY=1 / 0 overrides the busy test. The lmforge CLI and benchmarks call it. */
 void lmf_bound_omp_spin(char **argv);
 
 /* ---- model ---------------------------------------------------------------------------------------------------- */
