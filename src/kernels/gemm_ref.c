@@ -1,16 +1,19 @@
-/* gemm_ref.c — the scalar reference SGEMM (see gemm.h); every SIMD variant is tested against it. */
+/* gemm_ref.c — the scalar reference SGEMM (see gemm.h); every SIMD variant is tested against it. The bf16 reference
+ * rounds each input to bfloat16 (round to nearest even) and sums the products, exact in fp32, in fp32. */
 #include "kernels/gemm.h"
 #include "kernels/quant.h"
 
-void lmf_sgemm_ref(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                   float beta, float *C, int ldc) {
+static float bf16(float x) { return lmf_bf16_to_f32(lmf_f32_to_bf16(x)); }
+
+static void gemm(int round, int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc) {
     for (int i = 0; i < M; i++) {
         for (int j = 0; j < N; j++) {
             float acc = 0.0f;
             for (int k = 0; k < K; k++) {
                 float a = transA ? A[(long)k * lda + i] : A[(long)i * lda + k];
                 float b = transB ? B[(long)j * ldb + k] : B[(long)k * ldb + j];
-                acc += a * b;
+                acc += round ? bf16(a) * bf16(b) : a * b;
             }
             float *c = &C[(long)i * ldc + j];
             *c = beta == 0.0f ? acc : beta * *c + acc;
@@ -18,20 +21,12 @@ void lmf_sgemm_ref(int transA, int transB, int M, int N, int K, const float *A, 
     }
 }
 
-static float bf16(float x) { return lmf_bf16_to_f32(lmf_f32_to_bf16(x)); }
+void lmf_sgemm_ref(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                   float beta, float *C, int ldc) {
+    gemm(0, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
 
 void lmf_sgemm_bf16_ref(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                         int ldb, float beta, float *C, int ldc) {
-    for (int i = 0; i < M; i++) {
-        for (int j = 0; j < N; j++) {
-            float acc = 0.0f;
-            for (int k = 0; k < K; k++) {
-                float a = transA ? A[(long)k * lda + i] : A[(long)i * lda + k];
-                float b = transB ? B[(long)j * ldb + k] : B[(long)k * ldb + j];
-                acc += bf16(a) * bf16(b); /* exact: two 8-bit significands */
-            }
-            float *c = &C[(long)i * ldc + j];
-            *c = beta == 0.0f ? acc : beta * *c + acc;
-        }
-    }
+    gemm(1, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
