@@ -178,7 +178,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         }
         if (!same_text(ck.config_text, text) || ck.num_params != m->num_params)
             s = lmf_fail(LMF_ERR_MISMATCH, "%s: written by a fine-tuning run with other options (model, LoRA shape, "
-                         "batch or seed) than this one", ckp);
+                         "batch, seed, precision or packing) than this one", ckp);
         else if (ck.step > (uint64_t)max_steps) /* the data position is replayed batch by batch: bound it first */
             s = lmf_fail(LMF_ERR_MISMATCH, "%s: header field step = %llu is past this run's %d steps", ckp,
                          (unsigned long long)ck.step, max_steps);
