@@ -45,18 +45,7 @@ if [ -z "$ADAPTER" ]; then
 fi
 [ -f "$ADAPTER" ] || { echo "no such adapter: $ADAPTER" >&2; exit 2; }
 
-SRV_PID=
-stop_server() {
-  if [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2> /dev/null; then
-    kill "$SRV_PID" 2> /dev/null || true
-    for _ in $(seq 50); do kill -0 "$SRV_PID" 2> /dev/null || break; sleep 0.1; done
-    kill -9 "$SRV_PID" 2> /dev/null || true
-    wait "$SRV_PID" 2> /dev/null || true
-  fi
-  SRV_PID=
-}
-trap stop_server EXIT
-trap 'stop_server; exit 130' INT TERM
+. bench/server_util.sh # SRV_PID, stop_server on exit
 
 # start_server LOG [llama-server adapter flags...]: waits (120 s at most) for GET /health -> 200
 start_server() {

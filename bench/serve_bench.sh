@@ -60,18 +60,7 @@ fi
 mkdir -p "$OUT"
 RES="$OUT/results.jsonl"
 : > "$RES"
-SRV_PID=
-stop_server() {
-  if [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2> /dev/null; then
-    kill "$SRV_PID" 2> /dev/null || true
-    for _ in $(seq 50); do kill -0 "$SRV_PID" 2> /dev/null || break; sleep 0.1; done
-    kill -9 "$SRV_PID" 2> /dev/null || true
-    wait "$SRV_PID" 2> /dev/null || true
-  fi
-  SRV_PID=
-}
-trap stop_server EXIT
-trap 'stop_server; exit 130' INT TERM
+. bench/server_util.sh # SRV_PID, stop_server on exit
 
 # start_server KIND FILE C PORT LOG: starts it in the background and waits (120 s at most) for GET /health (or
 # /v1/models) -> 200

@@ -13,14 +13,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="$(cd "$(dirname "$LMF")" && pwd)"
 SMOL="${LMF_SMOLLM2_GGUF:-$ROOT/build/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 dir=$(mktemp -d /tmp/lmf_cli_serve_XXXXXX)
-pid=""
-cleanup() {
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; [ -f "$dir/server.log" ] && tail -20 "$dir/server.log"; exit 1; }
-. "$ROOT/tests/serve_util.sh"
+. "$ROOT/tests/serve_util.sh" # pid, cleanup on exit, fail
 
 # refusals need no model
 "$LMF" serve --help | grep -q "usage: lmforge serve" || fail "serve --help"

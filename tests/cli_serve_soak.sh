@@ -11,14 +11,7 @@ LMF=$1
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SMOL="${LMF_SMOLLM2_GGUF:-$ROOT/build/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 dir=$(mktemp -d /tmp/lmf_cli_soak_XXXXXX)
-pid=""
-cleanup() {
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; [ -f "$dir/server.log" ] && tail -20 "$dir/server.log"; exit 1; }
-. "$ROOT/tests/serve_util.sh"
+. "$ROOT/tests/serve_util.sh" # pid, cleanup on exit, fail
 
 # starts a server (flags in "$@"), sets pid and port
 start() {
