@@ -6,7 +6,7 @@
  * (bench/busy_bench.sh). On a machine where another process keeps a core busy, the same spins take the time the
  * working threads need: prefill ran 1.7x and a training step 1.4x faster with the spin bounded, a 12-token prompt
  * 4.1 s instead of 0.17 s in the issue's report. So the spin is bounded only when other work is running when the
- * program starts: /proc/stat's procs_running, sampled a few times over ~4 ms, counts runnable tasks besides this
+ * program starts: /proc/stat's procs_running, sampled five times over ~1 ms, counts runnable tasks besides this
  * one (no OpenMP thread exists yet). libgomp reads its spin limit once, when it loads, before main runs, so bounding
  * it means setting GOMP_SPINCOUNT and starting the program again. LMF_OMP_SPIN iterations is about the 50 us the
  * decode barriers (core/barrier.c) spin before they sleep. LMF_OMP_BUSY=1 / 0 overrides the detection. */
@@ -38,7 +38,7 @@ static int machine_busy(void) {
     int busy = 0;
     for (int i = 0; i < 5; i++) { /* most samples must see another runnable task: a daemon's blip is not load */
         busy += others_running() > 0;
-        nanosleep(&(struct timespec){0, 1000000}, NULL);
+        nanosleep(&(struct timespec){0, 250000}, NULL);
     }
     return busy >= 3;
 }
