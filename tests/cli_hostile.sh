@@ -70,16 +70,34 @@ cs, n = bs[:], 0
 for b in range(256):
     if b not in bs: bs.append(b); cs.append(256 + n); n += 1
 vocab = {chr(c): b for b, c in zip(bs, cs)}
+vocab["<|endoftext|>"] = 256  # the data pipeline's shards separate documents with it
+eot = [{"id": 256, "content": "<|endoftext|>", "special": True}]
 pre = {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "(a+)+$"}, "behavior": "Isolated"},
                                               {"type": "ByteLevel", "use_regex": False}]}
-json.dump({"model": {"type": "BPE", "vocab": vocab, "merges": []}, "pre_tokenizer": pre}, open("redos.json", "w"))
+json.dump({"model": {"type": "BPE", "vocab": vocab, "merges": []}, "pre_tokenizer": pre, "added_tokens": eot},
+          open("redos.json", "w"))
 open("redos.txt", "w").write("a" * 5000 + "b")
+with open("redos.jsonl", "w") as f:
+    f.write(json.dumps({"id": "bad", "text": "a" * 5000 + "b"}) + "\n")
+    f.write(json.dumps({"id": "good", "text": "an ordinary document"}) + "\n")
 EOF
 start=$(date +%s)
 "$LMF" tokenize -t redos.json < redos.txt > /dev/null 2> re.err && fail "catastrophic regex: tokenize exited 0"
 grep -q "redos.json: pre-tokenizer regex '(a+)+\$': match limit exceeded" re.err || { cat re.err; fail "regex error"; }
 [ $(( $(date +%s) - start )) -le 5 ] || fail "the catastrophic regex was not refused fast"
 echo "aab" | "$LMF" tokenize -t redos.json > /dev/null || fail "ordinary text through the same tokenizer"
+# ... and in the data pipeline (both tokenizing paths: after the filters, and after dedup) the refused document is
+# removed by the shard stage with the tokenizer's message, never kept without its tokens
+for cmd in clean dedup; do
+  flags=; [ $cmd = clean ] && flags="--no-length --no-gopher-quality --no-gopher-repetition --no-c4 --no-fineweb"
+  "$LMF" data $cmd $flags --out re_$cmd --no-progress --quiet --removed --tokenizer redos.json redos.jsonl 2> re.err \
+    || { cat re.err; fail "data $cmd with a refused document"; }
+  grep -c . re_$cmd/kept.jsonl | grep -qx 1 && grep -q 'an ordinary document' re_$cmd/kept.jsonl || fail "data $cmd: kept.jsonl"
+  grep -q '"source":"redos.jsonl:1".*"stage":"shard","reason":"tokenize_failed".*match limit exceeded' re_$cmd/removed.jsonl \
+    || { cat re_$cmd/removed.jsonl; fail "data $cmd: removed.jsonl lacks the refused document"; }
+  python3 -c "import json,sys; sh=[x for x in json.load(open(sys.argv[1]))['stages'] if x['stage']=='shard'][0]; assert sh['docs_removed']==1 and sh['docs_kept']==1, sh" \
+    re_$cmd/report.json || fail "data $cmd: report.json shard counts"
+done
 
 # NaN weights: generate says the logits are not finite and exits non-zero. The model needs a tokenizer: SmolLM2
 # (LMF_SMOLLM2_GGUF or build/models), its output matrix's first block scale (f16, Q8_0 / Q4_1) set to NaN.

@@ -696,6 +696,7 @@ typedef struct {
     /* results */
     const char *malformed; /* "invalid_utf8" */
     int dropped;           /* stage that removed it; -1 kept */
+    int tok_failed;        /* the tokenizer refused it (detail holds why): removed by the shard stage */
     const char *reason;
     char detail[192];
     uint32_t modified;     /* bit per stage */
@@ -1033,9 +1034,15 @@ static void toxicity(run *R, worker *W, const char *text, size_t n, doc *d, lmf_
     }
 }
 
+/* A document the tokenizer refuses (a pre-tokenizer regex over its match limit) is removed by the shard stage with
+ * the tokenizer's message, never written as a kept document with no tokens. */
 static void tokenize(run *R, doc *d) {
     d->ids.len = 0;
-    if (R->shard && R->tok) lmf_tokenizer_encode(R->tok, d->final, d->final_len, 0, &d->ids);
+    d->tok_failed = 0;
+    if (R->shard && R->tok && lmf_tokenizer_encode(R->tok, d->final, d->final_len, 0, &d->ids) != LMF_OK) {
+        d->tok_failed = 1;
+        snprintf(d->detail, sizeof d->detail, "%s", lmf_last_error());
+    }
 }
 
 static void work_filter(run *R, worker *W, doc *d, batch *b) {
@@ -1150,6 +1157,13 @@ static lmf_status write_removed(run *R, const doc *d, const char *arena, const c
 /* A kept document: kept.jsonl and the shards. */
 static lmf_status emit(run *R, const doc *d, const char *arena, const char *src) {
     lmf_report *rep = R->rep;
+    if (d->tok_failed) {
+        lmf_report_stage *st = &rep->stages[LMF_STAGE_SHARD];
+        st->docs_in++, st->bytes_in += d->final_len, st->docs_removed++, st->bytes_removed += d->final_len;
+        lmf_report_reason_add(rep, &st->reasons, &st->n_reasons, "tokenize_failed", d->final_len,
+                              d->id_len ? arena + d->id_off : NULL, d->id_len, src, d->final, d->final_len, d->detail);
+        return write_removed(R, d, arena, src, st->name, "tokenize_failed", d->detail);
+    }
     rep->docs_out++;
     rep->bytes_out += d->final_len;
     if (R->kept.a.f) {
