@@ -103,7 +103,10 @@ done
 # (LMF_SMOLLM2_GGUF or build/models), its output matrix's first block scale (f16, Q8_0 / Q4_1) set to NaN.
 smol=${LMF_SMOLLM2_GGUF:-$(dirname "$LMF")/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 if [ -f "$smol" ]; then
-python3 - "$smol" <<'EOF' || fail "writing nan.gguf"
+# Then a NaN in a norm weight (F32), which the int16 activation blocks of the decode path once turned into zeros:
+# a short prompt (decode path) must end the same way.
+for tensor in output.weight blk.0.attn_norm.weight; do
+python3 - "$smol" "$tensor" <<'EOF' || fail "writing nan.gguf"
 import struct, sys
 b = bytearray(open(sys.argv[1], "rb").read())
 n_t, n_kv = struct.unpack_from("<QQ", b, 8)
@@ -128,13 +131,19 @@ for _ in range(n_t):
     (nd,) = struct.unpack_from("<I", b, p); p += 4 + 8 * nd
     infos[name] = struct.unpack_from("<IQ", b, p); p += 12
 data = (p + align - 1) // align * align
-ty, off = infos.get("output.weight", infos["token_embd.weight"])
-assert ty in (3, 8), ty  # Q4_1 / Q8_0: each block starts with its f16 scale
-struct.pack_into("<H", b, data + off, 0x7E00)
+if sys.argv[2] == "output.weight":
+    ty, off = infos.get("output.weight", infos["token_embd.weight"])
+    assert ty in (3, 8), ty  # Q4_1 / Q8_0: each block starts with its f16 scale
+    struct.pack_into("<H", b, data + off, 0x7E00)
+else:
+    ty, off = infos[sys.argv[2]]
+    assert ty == 0, ty  # F32
+    struct.pack_into("<I", b, data + off + 4 * 7, 0x7FC00000)
 open("nan.gguf", "wb").write(b)
 EOF
 expect_error "logits are not finite" "$LMF" generate -m nan.gguf -p "hello" -n 4 --temp 0
 rm -f nan.gguf
+done
 else
   echo "SKIP: no SmolLM2 GGUF ($smol): the NaN-weights case did not run (test_generate covers the library)"
 fi

@@ -330,10 +330,12 @@ static void test_convert_exact(void **state) {
     assert_int_equal(r16[2].qs[31], 32767);
     assert_true(r16[0].d == 0.0f && r16[0].s == 0.0f);
     assert_true(r16[3].d == 0.0f && r16[3].qs[0] == 0 && r16[3].qs[31] == 0);
-    assert_true(r16[4].d == 0.0f && r16[4].qs[5] == 0 && r16[5].d == 0.0f && r16[5].qs[9] == 0); /* NaN, inf */
+    assert_true(isnan(r16[4].d) && isnan(r16[4].s) && r16[4].qs[5] == 0 && r16[4].qs[0] == 0); /* NaN */
+    assert_true(isnan(r16[5].d) && r16[5].qs[9] == 0);                                               /* inf */
     assert_int_equal(r16[6].qs[2], 32767);
     assert_int_equal(r16[6].qs[3], -32767);
     for (int b = 1; b < n / 32; b++) { /* the definition: |q| <= 32767, x ~= d q within d / 2, s = d sum(q) */
+        if (b == 4 || b == 5) continue; /* the non-finite blocks, checked above */
         int sum = 0;
         for (int j = 0; j < 32; j++) {
             float xj = x[32 * b + j];

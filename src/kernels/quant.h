@@ -58,8 +58,10 @@
 
 /* Activation blocks for the integer dot products, 32 elements each: scale d, s = d * sum(qs) (Q4_1's min term) and
  * x ~= d * qs. A block whose max|x| is below LMF_Q8A_MIN_AMAX is stored as zeros (its 1/d would overflow);
- * lmf_block_q16a also stores a block holding a NaN or an infinity as zeros (int8 leaves those to the int32
- * conversion, whose result differs between variants).
+ * lmf_block_q16a stores a block holding a NaN or an infinity as zeros with d = s = NaN, so that every product
+ * with it is NaN and a non-finite activation (a NaN norm weight, an overflow) reaches the logits, where generation
+ * reports it, instead of vanishing in the integer conversion (int8 leaves those to the int32 conversion, whose
+ * result differs between variants).
  *   lmf_block_q16a (the default): d = max|x| / 32767, qs = roundf(x / d) in [-32767, 32767];
  *   lmf_block_q8a (LMF_QACT=int8): d = max|x| / 127, qs in [-127, 127] (never -128). */
 #define LMF_Q8A_MIN_AMAX 1e-30f

@@ -15,6 +15,7 @@
 
 #include <immintrin.h>
 #include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -335,6 +336,7 @@ static void quantize_q16a(const float *x, int n, lmf_block_q16a *out) {
                                                                    _mm256_cmp_ps(abs8(v[3]), big, _CMP_NLE_UQ))));
         if (!(amax >= LMF_Q8A_MIN_AMAX) || !finite) { /* x * 0 would keep a NaN */
             memset(out, 0, sizeof *out);
+            if (!finite) out->d = out->s = NAN; /* every product with the block is NaN: a NaN never vanishes */
             continue;
         }
         float d = amax / 32767, id = d ? 1.0f / d : 0.0f;

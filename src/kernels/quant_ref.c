@@ -380,7 +380,7 @@ static void quantize_q8a_ref(const float *x, int n, lmf_block_q8a *out) {
 }
 
 /* d = max|x| / 32767, q = roundf(x / d) (half away from zero) in [-32767, 32767], s = d * sum(q) (|sum| <= 2^20:
- * exact in float); a block whose max|x| is below LMF_Q8A_MIN_AMAX, or that holds a NaN or an infinity, is zeros. x * (1 / d) of the
+ * exact in float); a block whose max|x| is below LMF_Q8A_MIN_AMAX, or that holds a NaN or an infinity (then d = s = NaN), is zeros. x * (1 / d) of the
  * largest element is 32767 within a few ulps, so it rounds to 32767 and no clamp is needed. */
 static void quantize_q16a_ref(const float *x, int n, lmf_block_q16a *out) {
     for (int b = 0; b < n / 32; b++, x += 32, out++) {
@@ -389,6 +389,7 @@ static void quantize_q16a_ref(const float *x, int n, lmf_block_q16a *out) {
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j])), finite &= fabsf(x[j]) <= FLT_MAX;
         if (!(amax >= LMF_Q8A_MIN_AMAX) || !finite) { /* x * 0 would keep a NaN */
             memset(out, 0, sizeof *out);
+            if (!finite) out->d = out->s = NAN; /* every product with the block is NaN: a NaN never vanishes */
             continue;
         }
         float d = amax / 32767, id = d ? 1.0f / d : 0.0f;
