@@ -24,7 +24,10 @@ static void print_first_window(const lmf_weights *w, const char *text, size_t le
     int32_t bos = lmf_weights_bos(w, &add_bos);
     lmf_ids ids = {0};
     if (add_bos) lmf_ids_push(&ids, &bos, 1);
-    lmf_tokenizer_encode(tok, text, len, 0, &ids);
+    if (lmf_tokenizer_encode(tok, text, len, 0, &ids) != LMF_OK) { /* lmf_perplexity reports it next */
+        free(ids.data);
+        return;
+    }
     size_t n = ids.len < (size_t)ctx ? ids.len : (size_t)ctx;
     if (add_bos && n) ids.data[0] = bos;
     fprintf(stderr, "text: %zu tokens; the first window (%zu tokens) as the model sees it:\n", ids.len, n);
