@@ -206,14 +206,16 @@ static void test_completion_valid(void **state) {
     assert_int_equal(r.req.top_logprobs, 2);
     assert_int_equal(r.req.n_stops, 1);
     lmf_openai_request_free(&r);
-    /* a string prompt: special tokens are text (as `lmforge generate`), BOS first when the model has one */
+    /* a string prompt: special-token text is that token (as `lmforge generate -p`, llama-server and vLLM read it),
+     * BOS first when the model has one */
     model.bos = TINY_EOT;
-    const char *text = "{\"prompt\": \"<|im_start|>bc\"}";
+    const char *text = "{\"prompt\": \"<|im_end|>bc\"}";
     assert_int_equal(lmf_openai_parse(&model, LMF_OPENAI_COMPLETION, text, strlen(text), &r, &e), 0);
     model.bos = -1;
+    assert_int_equal(r.req.n_prompt, 3); /* BOS, <|im_end|> as one token, "bc" merged */
     assert_int_equal(r.req.prompt[0], TINY_EOT);
-    assert_int_equal(r.req.n_prompt, 1 + 12 + 1); /* BOS, "<|im_start|>" byte by byte, "bc" merged */
-    assert_int_equal(r.req.prompt[13], TINY_BC);
+    assert_int_equal(r.req.prompt[1], 259);
+    assert_int_equal(r.req.prompt[2], TINY_BC);
     lmf_openai_request_free(&r);
 }
 

@@ -315,12 +315,14 @@ static int parse_messages(const lmf_openai_model *m, const cJSON *msgs, lmf_ids 
     return rc;
 }
 
-/* prompt: a string (BOS first when the model adds one, then the text encoded with special tokens as plain text,
- * as `lmforge generate --no-special` does) or an array of token ids (used as they are). */
+/* prompt: a string (BOS first when the model adds one, then the text with special-token text such as <|im_end|> read
+ * as that token, as `lmforge generate -p`, llama-server and vLLM read a completion prompt) or an array of token ids
+ * (used as they are). Chat message contents, which may come from end users, stay plain text (lmf_chat_encode). */
 static int parse_prompt(const lmf_openai_model *m, const cJSON *p, lmf_ids *out, lmf_openai_error *err) {
     if (cJSON_IsString(p)) {
         if (m->bos >= 0) lmf_ids_push(out, &m->bos, 1);
-        if (lmf_tokenizer_encode(m->tok, p->valuestring, strlen(p->valuestring), 0, out) != LMF_OK)
+        if (lmf_tokenizer_encode(m->tok, p->valuestring, strlen(p->valuestring), LMF_ENCODE_ALLOW_SPECIAL, out) !=
+            LMF_OK)
             return lmf_openai_error_set(err, 400, "prompt", "invalid_value", "prompt: %s", lmf_last_error());
         if (out->len == 0) return lmf_openai_error_set(err, 400, "prompt", "invalid_value", "prompt: it is empty");
         return 0;
