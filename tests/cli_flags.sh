@@ -57,6 +57,11 @@ for f in --system --chat-format --messages; do
   "$LMF" generate -m x -p hi "$f" y 2> "$dir/err.txt"; [ $? = 2 ] && grep -qx "lmforge generate: unknown option $f" "$dir/err.txt" \
     || fail "generate $f"
 done
+# the commands with sub-commands name what they did not know before their usage
+for c in "data --bogus:lmforge data: unknown option --bogus" "data bogus:lmforge data: unknown command 'bogus'" \
+         "tokenizer --bogus:lmforge tokenizer: unknown option --bogus" "tokenizer bogus:lmforge tokenizer: unknown command 'bogus'"; do
+  "$LMF" ${c%%:*} 2> "$dir/err.txt"; [ $? = 2 ] && grep -qx "${c#*:}" "$dir/err.txt" || { cat "$dir/err.txt"; fail "${c%%:*}"; }
+done
 # bad values name the flag; --name=value is the same as --name value
 "$LMF" generate -m x -p hi --ctx=abc 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "ctx expects an integer >= 1, got 'abc'" "$dir/err.txt" || fail "--ctx=abc"
 "$LMF" generate -m x -p hi --logprobs 21 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "logprobs expects 0..20" "$dir/err.txt" || fail "--logprobs 21"

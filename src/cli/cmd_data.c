@@ -350,6 +350,9 @@ int cmd_data(int argc, char **argv) {
     if (argc >= 2 && (!strcmp(argv[1], "run") || !strcmp(argv[1], "clean") || !strcmp(argv[1], "dedup")))
         return pipeline_cmd(argv[1], argc - 1, argv + 1);
     FILE *f = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? stdout : stderr;
+    if (argc >= 2 && f == stderr)
+        fprintf(f, "lmforge data: unknown %s%s%s\n\n", argv[1][0] == '-' ? "option " : "command '", argv[1],
+                argv[1][0] == '-' ? "" : "'");
     fprintf(f, "usage: lmforge data <run|clean|dedup|shard> ...\n\n"
                "  run PIPELINE.toml [INPUT...]   the whole pipeline as configured (configs/pipeline.toml)\n"
                "  clean --out DIR INPUT...       normalize, quality filters, toxicity, PII masking\n"

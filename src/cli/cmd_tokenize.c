@@ -216,7 +216,11 @@ done:
 
 int cmd_tokenizer(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "train")) return train(argc - 1, argv + 1);
-    fprintf(stderr, "usage: lmforge tokenizer train --vocab-size N -o OUT.json FILE...   (see `lmforge tokenizer train "
+    int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+    if (argc >= 2 && !help)
+        fprintf(stderr, "lmforge tokenizer: unknown %s%s%s\n", argv[1][0] == '-' ? "option " : "command '", argv[1],
+                argv[1][0] == '-' ? "" : "'");
+    fprintf(help ? stdout : stderr, "usage: lmforge tokenizer train --vocab-size N -o OUT.json FILE...   (see `lmforge tokenizer train "
                     "--help`)\n");
-    return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
+    return help ? 0 : 2;
 }
