@@ -322,6 +322,13 @@ typedef struct lmf_session lmf_session;
 /* A sequence of up to n_ctx tokens (capped at the model's max_seq_len), with a KV pool of its own allocated up front
  * (lmf_kv_pool below). */
 lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out);
+/* The KV cache's element type: fp32 (exact), or IEEE half (f16: half the memory and the bytes decode attention
+ * reads; K and V rounded to nearest even when stored, as llama.cpp's default cache type). */
+typedef enum { LMF_KV_F32 = 0, LMF_KV_F16 = 1 } lmf_kv_type;
+size_t lmf_kv_type_bytes(lmf_kv_type type);               /* 4 or 2 */
+lmf_status lmf_kv_type_parse(const char *name, lmf_kv_type *out); /* "f32" / "f16"; else LMF_ERR_ARG naming both */
+/* lmf_session_create with the cache in `type`. */
+lmf_status lmf_session_create_kv(const lmf_weights *w, int n_ctx, lmf_kv_type type, lmf_session **out);
 void lmf_session_free(lmf_session *s);
 /* Appends n tokens at the current position and runs them through the model (one batched prefill when n > 1).
  * *logits receives the logits of the last token (V floats), or with all_logits of every token (n x V); they stay
@@ -332,13 +339,15 @@ int lmf_session_n_ctx(const lmf_session *s); /* the context length (after cappin
 /* Forgets every token from position pos on (0 clears the session): a chat reuses its common prefix. */
 void lmf_session_rewind(lmf_session *s, int pos);
 
-/* Serving many sequences: a KV pool owns the cache memory of the sessions made in it, as fixed-size blocks of
- * block_size positions (paged: a session takes blocks as it grows and gives them back on rewind and free), and the
- * scratch of one step, so a pooled session costs only its block table. Room for n_positions positions in all;
+/* Serving many sequences: a KV pool owns the cache memory of the sessions made in it (elements of `type`), as
+ * fixed-size blocks of block_size positions (paged: a session takes blocks as it grows and gives them back on rewind
+ * and free), and the scratch of one step, so a pooled session costs only its block table. Room for n_positions
+ * positions in all;
  * max_ctx caps one session's context (0: the model's max_seq_len); block_size 0 picks 256. A pool and its sessions
  * belong to one thread at a time. The weights must outlive the pool, the pool its sessions. */
 typedef struct lmf_kv_pool lmf_kv_pool;
-lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_size, int max_ctx, lmf_kv_pool **out);
+lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_size, int max_ctx, lmf_kv_type type,
+                               lmf_kv_pool **out);
 void lmf_kv_pool_free(lmf_kv_pool *p);
 int lmf_kv_pool_blocks(const lmf_kv_pool *p);      /* blocks in all */
 int lmf_kv_pool_blocks_free(const lmf_kv_pool *p); /* blocks no session holds */

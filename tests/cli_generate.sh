@@ -19,6 +19,8 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$LMF" generate -m "$dir/none.gguf" -p hi 2> "$dir/err.txt"; rc=$?
 [ $rc = 1 ] && grep -q "none.gguf" "$dir/err.txt" || { cat "$dir/err.txt"; fail "missing model file (rc $rc)"; }
 "$LMF" generate -m x -p hi --temp abc 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "\-\-temp expects a number" "$dir/err.txt" || fail "bad --temp"
+"$LMF" generate -m x -p hi --cache-type q8 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "cache-type.*'q8': expected f32 or f16" "$dir/err.txt" \
+  || { cat "$dir/err.txt"; fail "bad --cache-type"; }
 "$LMF" generate --help | grep -q "usage: lmforge generate" || fail "generate --help"
 "$LMF" chat --help | grep -q "usage: lmforge chat" || fail "chat --help"
 "$LMF" perplexity --help | grep -q "usage: lmforge perplexity" || fail "perplexity --help"
@@ -33,6 +35,11 @@ fi
 "$LMF" generate -m "$SMOL" -p "The capital of France is" -n 12 --temp 0 -t 1 > "$dir/g2.txt" || fail "generate -t 1"
 cmp -s "$dir/g1.txt" "$dir/g2.txt" || { cat "$dir/g1.txt" "$dir/g2.txt"; fail "greedy output differs between runs / thread counts"; }
 grep -q "^The capital of France is Paris" "$dir/g1.txt" || { cat "$dir/g1.txt"; fail "greedy continuation"; }
+
+# an f16 KV cache (the prompt is long enough for the prefill path, then decode) answers alike here
+"$LMF" generate -m "$SMOL" -p "The capital of France is a city that many people visit, and its name is" -n 4 --temp 0 \
+  --cache-type f16 > "$dir/h.txt" || fail "generate --cache-type f16"
+grep -q "Paris" "$dir/h.txt" || { cat "$dir/h.txt"; fail "--cache-type f16 continuation"; }
 
 # --stop cuts the output before the stop string
 "$LMF" generate -m "$SMOL" -p "The capital of France is" -n 40 --temp 0 --stop "." > "$dir/s.txt" || fail "generate --stop"

@@ -11,7 +11,8 @@
  * decode), and more than 8 rows in all (the prefill path, several sequences through one pass over the weights).
  * Equal to the bit: on either path each row's sums run in an order the weights fix, not the rows beside it (the
  * SGEMM's depth blocks follow K only; the matrix-vector tiles sum a (row, column) pair the same way for any number
- * of columns). The server's batch invariance (serve/engine.h) rests on this. */
+ * of columns). The server's batch invariance (serve/engine.h) rests on this. All of it twice: with an fp32 and with
+ * an f16 KV cache; and the f16 cache's logits against the fp32 cache's (check_f16_cache). */
 #include "test_util.h"
 
 #include "lmforge.h"
@@ -35,20 +36,20 @@ static const int STEPS[][NSEQ] = {
     {1, 1, 1},
 };
 
-static void check_model(const char *path) {
+static void check_model(const char *path, lmf_kv_type kvt) {
     lmf_weights *w;
     if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
     int V = lmf_weights_config(w)->vocab_size, ctx = 64;
     double worst = 0, worst_prefill = 0;
     lmf_kv_pool *pool;
-    assert_int_equal(lmf_kv_pool_create(w, NSEQ * ctx, 16, ctx, &pool), LMF_OK);
+    assert_int_equal(lmf_kv_pool_create(w, NSEQ * ctx, 16, ctx, kvt, &pool), LMF_OK);
     assert_int_equal(lmf_kv_pool_block_size(pool), 16);
     assert_int_equal(lmf_kv_pool_blocks_free(pool), lmf_kv_pool_blocks(pool));
     lmf_session *batch[NSEQ], *alone[NSEQ];
     lmf_kv_pool *own[NSEQ];
     for (int q = 0; q < NSEQ; q++) {
         assert_int_equal(lmf_session_create_pooled(pool, ctx, &batch[q]), LMF_OK);
-        assert_int_equal(lmf_kv_pool_create(w, ctx, 16, ctx, &own[q]), LMF_OK);
+        assert_int_equal(lmf_kv_pool_create(w, ctx, 16, ctx, kvt, &own[q]), LMF_OK);
         assert_int_equal(lmf_session_create_pooled(own[q], ctx, &alone[q]), LMF_OK);
     }
     float *got = malloc(sizeof(float) * NSEQ * (size_t)V);
@@ -77,13 +78,14 @@ static void check_model(const char *path) {
             double *w_ = rows > 8 ? &worst_prefill : &worst;
             if (e > *w_) *w_ = e;
             if (!(e <= tol))
-                fail_msg("%s: step %zu (%d rows), sequence %d at position %d: relative error %.3g > %.3g against the "
-                         "sequence evaluated alone", path, st, rows, q, pos[q], e, tol);
+                fail_msg("%s (%s cache): step %zu (%d rows), sequence %d at position %d: relative error %.3g > %.3g "
+                         "against the sequence evaluated alone", path, kvt == LMF_KV_F16 ? "f16" : "f32", st, rows, q,
+                         pos[q], e, tol);
             k++;
         }
     }
-    printf("%s: %zu steps of %d sequences vs alone: prefill steps within %.2g, decode steps within %.2g\n", path,
-           sizeof STEPS / sizeof STEPS[0], NSEQ, worst_prefill, worst);
+    printf("%s (%s cache): %zu steps of %d sequences vs alone: prefill steps within %.2g, decode steps within %.2g\n",
+           path, kvt == LMF_KV_F16 ? "f16" : "f32", sizeof STEPS / sizeof STEPS[0], NSEQ, worst_prefill, worst);
 
     /* blocks come back on rewind and free; a step that would overflow the pool fails before changing anything */
     int held = lmf_kv_pool_blocks(pool) - lmf_kv_pool_blocks_free(pool);
@@ -118,11 +120,46 @@ static void check_model(const char *path) {
     lmf_weights_free(w);
 }
 
-static void test_tiny_llama(void **state) { check_model(FIX "tiny_llama.gguf"); }
-static void test_tiny_gpt2(void **state) { check_model(FIX "tiny_gpt2.gguf"); }
-static void test_hf_llama(void **state) { check_model(FIX "hf/llama"); }
-static void test_hf_gpt2(void **state) { check_model(FIX "hf/gpt2"); }
-static void test_hf_opt(void **state) { check_model(FIX "hf/opt"); }
+/* An f16 cache against the fp32 one: the same tokens (a 40-token prompt through the prefill path, 24 where the
+ * context is 32, then 8 decode steps) give logits within tol of max |logit|; the halves' rounding of K and V (2^-11
+ * relative) is all that differs. Measured: SmolLM2 4.2e-4, the HF fixtures 1.8e-4 - 6e-4, the tiny random llama
+ * 2.3e-3 (random weights make sharper attention than trained ones). */
+static void check_f16_cache(const char *path, double tol) {
+    lmf_weights *w;
+    if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    int V = lmf_weights_config(w)->vocab_size;
+    lmf_session *s32, *s16;
+    assert_int_equal(lmf_session_create_kv(w, 64, LMF_KV_F32, &s32), LMF_OK);
+    assert_int_equal(lmf_session_create_kv(w, 64, LMF_KV_F16, &s16), LMF_OK);
+    int32_t tok[48];
+    int np = lmf_weights_config(w)->max_seq_len >= 48 ? 40 : 24;
+    for (int i = 0; i < 48; i++) tok[i] = token(1, i, V);
+    double worst = 0;
+    for (int at = 0; at < np + 8; at += at ? 1 : np) {
+        int n = at ? 1 : np;
+        const float *a, *b;
+        if (lmf_session_eval(s32, tok + at, n, 0, &a) != LMF_OK || lmf_session_eval(s16, tok + at, n, 0, &b) != LMF_OK)
+            fail_msg("%s", lmf_last_error());
+        double e = rel_err(b, a, V);
+        if (e > worst) worst = e;
+        if (!(e <= tol)) fail_msg("%s: f16 cache at position %d: relative error %.3g > %.3g", path, at + n, e, tol);
+    }
+    printf("%s: f16 cache vs f32 over %d positions: within %.2g\n", path, np + 8, worst);
+    lmf_session_free(s32), lmf_session_free(s16);
+    lmf_weights_free(w);
+}
+
+static void check_both(const char *path) {
+    check_model(path, LMF_KV_F32);
+    check_model(path, LMF_KV_F16);
+    check_f16_cache(path, 5e-3);
+}
+
+static void test_tiny_llama(void **state) { check_both(FIX "tiny_llama.gguf"); }
+static void test_tiny_gpt2(void **state) { check_both(FIX "tiny_gpt2.gguf"); }
+static void test_hf_llama(void **state) { check_both(FIX "hf/llama"); }
+static void test_hf_gpt2(void **state) { check_both(FIX "hf/gpt2"); }
+static void test_hf_opt(void **state) { check_both(FIX "hf/opt"); }
 
 static void test_smollm2(void **state) {
     const char *path = getenv("LMF_SMOLLM2_GGUF");
@@ -130,7 +167,7 @@ static void test_smollm2(void **state) {
     FILE *f = fopen(path, "rb");
     if (!f) skip();
     fclose(f);
-    check_model(path);
+    check_both(path);
 }
 
 int main(void) {

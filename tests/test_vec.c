@@ -15,6 +15,7 @@
 #include "test_util.h"
 
 #include "core/cpu.h"
+#include "kernels/quant.h"
 #include "kernels/vec.h"
 
 #include <string.h>
@@ -272,6 +273,15 @@ static void test_logsumexp_exp_shift_scale(void **state) {
     }
 }
 
+/* With half: w rounded to halves in place (so the error bounds below use the values the kernels read) and their
+ * IEEE half copy, which the caller frees; else NULL. */
+static uint16_t *halves(float *w, long n, int half) {
+    if (!half) return NULL;
+    uint16_t *h = malloc((size_t)n * sizeof *h);
+    for (long i = 0; i < n; i++) h[i] = lmf_f32_to_f16(w[i]), w[i] = lmf_f16_to_f32(h[i]);
+    return h;
+}
+
 /* m rows times a k x n matrix with row stride ldw > n: every variant against the reference, relative to
  * sum |x w|; the gaps of out (ldo > n) untouched */
 static void test_rows_by_matrix(void **state) {
@@ -281,15 +291,18 @@ static void test_rows_by_matrix(void **state) {
         const lmf_vec_ops *V = variants[v];
         for (int ni = 0; ni < (int)(sizeof ns / sizeof *ns); ni++)
             for (int ki = 0; ki < 3; ki++)
-                for (int m = 1; m <= 4; m++) {
+                for (int m = 1; m <= 4; m++)
+                for (int half = 0; half < 2; half++) { /* fp32, and halves (an f16 KV cache) */
                     int n = ns[ni], k = ks[ki];
                     long ldw = n + 5, ldx = k + 3, ldo = n + 2;
                     float *w = row((long)k * ldw), *x = row((long)m * ldx), *o1 = row(m * ldo), *o2 = row(m * ldo);
                     fill(w, (long)k * ldw, 700 + n + k, 1.0f, 0);
                     fill(x, (long)m * ldx, 800 + m, 1.0f, 0);
+                    uint16_t *wh = halves(w, (long)k * ldw, half);
+                    const void *wa = half ? (const void *)wh : w;
                     for (long i = 0; i < m * ldo; i++) o1[i] = o2[i] = SENTINEL;
-                    lmf_vec_ref.rows_by_matrix(o1, ldo, x, ldx, m, w, ldw, k, n);
-                    V->rows_by_matrix(o2, ldo, x, ldx, m, w, ldw, k, n);
+                    lmf_vec_ref.rows_by_matrix(o1, ldo, x, ldx, m, wa, half, ldw, k, n);
+                    V->rows_by_matrix(o2, ldo, x, ldx, m, wa, half, ldw, k, n);
                     for (int j = 0; j < m; j++)
                         for (long p = 0; p < ldo; p++) {
                             if (p >= n) {
@@ -301,7 +314,7 @@ static void test_rows_by_matrix(void **state) {
                             expect(v, F_ROWS_BY_MATRIX, fabs((double)o2[j * ldo + p] - o1[j * ldo + p]) / a, n, "out");
                         }
                     check_sentinels(o2, m * ldo, "rows_by_matrix", V->name);
-                    free(w), free(x), free(o1), free(o2);
+                    free(w), free(wh), free(x), free(o1), free(o2);
                 }
     }
 }
@@ -316,22 +329,26 @@ static void test_rows_by_pieces_t(void **state) {
         const lmf_vec_ops *V = variants[v];
         for (int ti = 0; ti < 7; ti++)
             for (int bi = 0; bi < 3; bi++)
-                for (int m = 1; m <= 4; m++) {
+                for (int m = 1; m <= 4; m++)
+                for (int half = 0; half < 2; half++) { /* fp32, and halves (an f16 KV cache) */
                     int n = totals[ti], bs = bss[bi], k = 64 + (m == 3), ldo = k + 2;
                     long ldw = bs, ldx = n + 3;
                     int nb = 0, len[64], start = bs / 3; /* the stretch begins inside its first block */
                     const float *wp[64];
+                    const void *wa[64];
                     float *w = row((long)k * ldw * 64), *x = row((long)m * ldx), *o1 = row(m * ldo), *o2 = row(m * ldo);
                     fill(w, (long)k * ldw * 64, 900 + n + bs, 1.0f, 0);
                     fill(x, (long)m * ldx, 950 + m, 1.0f, 0);
+                    uint16_t *wh = halves(w, (long)k * ldw * 64, half);
                     for (int p = 0; p < n; nb++) {
                         int off = nb ? 0 : start, l = bs - off < n - p ? bs - off : n - p;
-                        wp[nb] = w + (long)nb * k * ldw + off, len[nb] = l;
+                        long at = (long)nb * k * ldw + off;
+                        wp[nb] = w + at, wa[nb] = half ? (const void *)(wh + at) : (const void *)(w + at), len[nb] = l;
                         p += l;
                     }
                     for (long i = 0; i < m * ldo; i++) o1[i] = o2[i] = (i % ldo) < k ? 0.5f : SENTINEL;
-                    lmf_vec_ref.rows_by_pieces_t(o1, ldo, x, ldx, m, wp, len, nb, ldw, k);
-                    V->rows_by_pieces_t(o2, ldo, x, ldx, m, wp, len, nb, ldw, k);
+                    lmf_vec_ref.rows_by_pieces_t(o1, ldo, x, ldx, m, wa, half, len, nb, ldw, k);
+                    V->rows_by_pieces_t(o2, ldo, x, ldx, m, wa, half, len, nb, ldw, k);
                     for (int j = 0; j < m; j++)
                         for (int r = 0; r < ldo; r++) {
                             if (r >= k) {
@@ -344,7 +361,7 @@ static void test_rows_by_pieces_t(void **state) {
                             expect(v, F_ROWS_BY_PIECES_T, fabs((double)o2[j * ldo + r] - o1[j * ldo + r]) / a, n, "out");
                         }
                     check_sentinels(o2, m * ldo, "rows_by_pieces_t", V->name);
-                    free(w), free(x), free(o1), free(o2);
+                    free(w), free(wh), free(x), free(o1), free(o2);
                 }
     }
 }

@@ -26,6 +26,10 @@ lmf_status cli_read_all(const char *path, char **out, size_t *len);
 struct lmf_lora;
 lmf_status cli_open_lora(const char *path, const lmf_weights *w, float scale, struct lmf_lora **out);
 
+/* --cache-type f32|f16, a CLI_FN entry whose dst is an lmf_kv_type. */
+#define CLI_CACHE_TYPE_HELP "KV cache elements: f32, or f16 (half the memory and attention reads; llama.cpp's default)"
+lmf_status cli_kv_type(void *dst, const char *flag, const char *value);
+
 /* Prints "lmforge <cmd>: <status>: <message>" to stderr and returns the process exit code for s. */
 int cli_fail(const char *cmd, lmf_status s);
 

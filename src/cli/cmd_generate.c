@@ -19,6 +19,7 @@ typedef struct {
     const char *stop_v[8];
     cli_list stops;
     int n_predict, n_ctx, threads, verbose, verbose_prompt, logprobs, no_special;
+    lmf_kv_type cache_type;
     lmf_sampler_params sp;
 } gen_opts;
 
@@ -55,6 +56,8 @@ static int gen_table(gen_opts *o, int chat, cli_opt *t) {
     t[n++] = (cli_opt)CLI_OPT("-n", "--n-predict", CLI_INT, &o->n_predict, "N", "tokens to generate at most");
     t[n++] = (cli_opt)CLI_OPT("-c", "--ctx", CLI_INT, &o->n_ctx, "N",
                               "context length in tokens (KV cache size; capped at the model's)", .lo = 1);
+    t[n++] = (cli_opt)CLI_OPT(NULL, "--cache-type", CLI_FN, &o->cache_type, "T", CLI_CACHE_TYPE_HELP, .def = "f32",
+                              .fn = cli_kv_type);
     t[n++] = (cli_opt)CLI_OPT("-t", "--threads", CLI_INT, &o->threads, "N", "threads",
                               .def = "OMP_NUM_THREADS or all cores", .lo = 1);
     t[n++] = (cli_opt)CLI_OPT(NULL, "--temp", CLI_FLOAT, &o->sp.temperature, "T",
@@ -208,7 +211,7 @@ static lmf_status open_model(const gen_opts *o, lmf_weights **w, lmf_lora **lora
         return lmf_fail(LMF_ERR_ARG, "%s: the model carries no tokenizer (add tokenizer.json to the folder)",
                         o->model);
     if (o->lora) LMF_TRY(cli_open_lora(o->lora, *w, o->lora_scale, lora));
-    LMF_TRY(lmf_session_create(*w, o->n_ctx, s));
+    LMF_TRY(lmf_session_create_kv(*w, o->n_ctx, o->cache_type, s));
     if (*lora) lmf_session_set_lora(*s, *lora);
     return lmf_sampler_create(&o->sp, lmf_weights_config(*w)->vocab_size, smp);
 }

@@ -51,6 +51,8 @@ static int parse(int argc, char **argv, serve_opts *o) {
         CLI_OPT(NULL, "--parallel", CLI_INT, &o->ecfg.parallel, "N", "sequences running at once", .lo = 1),
         CLI_OPT(NULL, "--kv-size", CLI_STR, &o->kv_size, "N[MiB]", "KV cache: positions in all, or its size in MiB",
                 .def = "parallel x 2048"),
+        CLI_OPT(NULL, "--cache-type", CLI_FN, &o->ecfg.kv_type, "T", CLI_CACHE_TYPE_HELP, .def = "f32",
+                .fn = cli_kv_type),
         CLI_OPT("-c", "--ctx-size", CLI_INT, &o->ecfg.n_ctx, "N", "one sequence (prompt + reply) at most",
                 .def = "the model's context, capped by the KV cache", .lo = 1),
         CLI_OPT(NULL, "--max-queue", CLI_INT, &o->ecfg.max_queue, "N",
@@ -110,14 +112,14 @@ static lmf_status api_key(const serve_opts *o, const char **key, char **owned) {
 }
 
 /* --kv-size: positions ("8192"), or bytes of cache in MiB ("512MiB"), converted with the model's per-position KV
- * size (K and V, fp32, every layer: 2 x n_layer x n_kv_head x head_dim x 4 bytes). */
-static lmf_status kv_positions(const char *v, const lmf_model_config *c, int *out) {
+ * size (K and V, every layer: 2 x n_layer x n_kv_head x head_dim x 4 bytes, 2 with --cache-type f16). */
+static lmf_status kv_positions(const char *v, const lmf_model_config *c, lmf_kv_type type, int *out) {
     char *end;
     errno = 0;
     double x = strtod(v, &end);
     if (errno || end == v || !(x > 0))
         return lmf_fail(LMF_ERR_ARG, "--kv-size: expected positions (8192) or MiB (512MiB), got '%s'", v);
-    double per = 2.0 * c->n_layer * c->n_kv_head * (c->n_embd / c->n_head) * 4.0;
+    double per = 2.0 * c->n_layer * c->n_kv_head * (c->n_embd / c->n_head) * (double)lmf_kv_type_bytes(type);
     if (!strcmp(end, "MiB")) x = floor(x * 1048576.0 / per);
     else if (!strcmp(end, "GiB")) x = floor(x * 1073741824.0 / per);
     else if (*end || x != floor(x))
@@ -225,7 +227,7 @@ int cmd_serve(int argc, char **argv) {
         goto done; /* the message quotes the template; --chat-format overrides it */
     }
     if (o.lora && (st = cli_open_lora(o.lora, w, o.lora_scale, &lora)) != LMF_OK) goto done;
-    if (o.kv_size && (st = kv_positions(o.kv_size, lmf_weights_config(w), &o.ecfg.kv_tokens)) != LMF_OK) goto done;
+    if (o.kv_size && (st = kv_positions(o.kv_size, lmf_weights_config(w), o.ecfg.kv_type, &o.ecfg.kv_tokens)) != LMF_OK) goto done;
     if ((st = lmf_engine_create(w, lora, &o.ecfg, &e)) != LMF_OK) goto done;
     lmf_engine_stats es;
     lmf_engine_get_stats(e, &es);

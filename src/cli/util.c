@@ -41,6 +41,11 @@ const lmf_sink *cli_term_sink(cli_term *t) {
     return &t->sink;
 }
 
+lmf_status cli_kv_type(void *dst, const char *flag, const char *value) {
+    if (lmf_kv_type_parse(value, dst) == LMF_OK) return LMF_OK;
+    return lmf_fail(LMF_ERR_ARG, "%s '%s': expected f32 or f16", flag, value);
+}
+
 lmf_status cli_open_lora(const char *path, const lmf_weights *w, float scale, lmf_lora **out) {
     struct stat sb;
     if (stat(path, &sb) != 0) return lmf_fail(LMF_ERR_IO, "%s: no such adapter file or folder", path);

@@ -7,6 +7,8 @@ const lmf_vec_ops *lmf_vec(void) {
     if (!ops) {
         lmf_isa isa = lmf_cpu_isa();
         ops = isa == LMF_ISA_AVX512 ? &lmf_vec_avx512 : isa == LMF_ISA_AVX2 ? &lmf_vec_avx2 : &lmf_vec_ref;
+        /* the AVX2 table widens f16 KV caches with F16C (every AVX2 CPU made has it; a VM may hide it) */
+        if (ops == &lmf_vec_avx2 && !lmf_cpu_has(LMF_CPU_F16C)) ops = &lmf_vec_ref;
         if (!ops->name) ops = &lmf_vec_ref; /* variant not built in */
     }
     return ops;

@@ -44,16 +44,17 @@ typedef struct {
     void (*swiglu_backward)(float *dg, float *du, const float *dout, const float *g, const float *u, int n);
     /* out[j * ldo + p] = sum over d < k of x[j * ldx + d] * w[d * ldw + p], for j < m (1 <= m <= 4) and p < n: a few
      * rows times a row-major k x n matrix, accumulated down the matrix's rows (no horizontal sums). Decode attention's
-     * scores against the transposed K cache (w: one head's dimensions x the cached positions). */
-    void (*rows_by_matrix)(float *out, long ldo, const float *x, long ldx, int m, const float *w, long ldw, int k,
-                           int n);
+     * scores against the transposed K cache (w: one head's dimensions x the cached positions). w holds fp32, or
+     * IEEE halves when half is set (an f16 KV cache: widened in registers, so the cache is read at 2 bytes). */
+    void (*rows_by_matrix)(float *out, long ldo, const float *x, long ldx, int m, const void *w, int half, long ldw,
+                           int k, int n);
     /* out[j * ldo + r] += sum over pieces b < nb and p < len[b] of x[j * ldx + off_b + p] * w[b][r * ldw + p], for
      * j < m (1 <= m <= 4) and r < k, off_b = len[0] + ... + len[b - 1]: a few rows times a matrix held transposed in
      * pieces (decode attention's P.V against the paged, transposed V cache: a piece is one block's stretch of
      * positions for the head's k dimensions). Each sum runs down the positions in vector lanes across all the pieces
      * and is reduced once at the end: per-piece dot products with horizontal sums cost more than the products once
-     * blocks are 16 positions. */
-    void (*rows_by_pieces_t)(float *out, long ldo, const float *x, long ldx, int m, const float *const *w,
+     * blocks are 16 positions. Pieces of halves when half is set, as rows_by_matrix. */
+    void (*rows_by_pieces_t)(float *out, long ldo, const float *x, long ldx, int m, const void *const *w, int half,
                              const int *len, int nb, long ldw, int k);
     /* AdamW, torch formulation: g' = g * grad_scale; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
      * p = p * decay - step * m / (sqrt(v) / bc2_sqrt + eps), with decay = 1 - lr*wd, step = lr / (1 - b1^t),

@@ -17,6 +17,8 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_C 0.044715f
@@ -457,19 +459,30 @@ static void adamw(float *p, const float *g, float *m, float *v, long n, float be
     }
 }
 
-/* as vec_avx512.c's rbm_block with V vectors of 8 columns (V <= 2: 16 registers), the last one masked by mk */
-static inline __attribute__((always_inline)) void rbm_block(const int M, const int V, float *out, long ldo,
-                                                            const float *x, long ldx, const float *w, long ldw, int k,
-                                                            int p0, __m256i mk) {
+/* the n <= 8 elements of w from element i on (mk masks the first n lanes): fp32, or halves (H) widened to fp32;
+ * AVX2 has no masked 16-bit load, so a short tail of halves goes through a zeroed copy */
+static inline __attribute__((always_inline)) __m256 load_w(const int H, const void *w, long i, __m256i mk, int n) {
+    if (!H) return n == 8 ? ld((const float *)w + i) : ldm((const float *)w + i, mk);
+    if (n == 8) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
+    uint16_t t[8] = {0};
+    memcpy(t, (const uint16_t *)w + i, (size_t)n * sizeof *t);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)t));
+}
+
+/* as vec_avx512.c's rbm_block with V vectors of 8 columns (V <= 2: 16 registers), the last one holding n lanes
+ * (masked by mk) */
+static inline __attribute__((always_inline)) void rbm_block(const int M, const int V, const int H, float *out,
+                                                            long ldo, const float *x, long ldx, const void *w,
+                                                            long ldw, int k, int p0, __m256i mk, int n) {
     __m256 acc[4][2];
     const __m256i full = _mm256_set1_epi32(-1);
     for (int j = 0; j < M; j++)
         for (int v = 0; v < V; v++) acc[j][v] = _mm256_setzero_ps();
     for (int d = 0; d < k; d++) {
-        const float *wr = w + d * ldw + p0;
-        if (V == 2) _mm_prefetch((const char *)(wr + 64), _MM_HINT_T0);
+        long wr = d * ldw + p0;
+        if (V == 2) _mm_prefetch((const char *)w + (wr + 64) * (H ? 2 : 4), _MM_HINT_T0);
         __m256 wv[2];
-        for (int v = 0; v < V; v++) wv[v] = V == 2 && v == 0 ? ld(wr) : ldm(wr + 8 * v, mk);
+        for (int v = 0; v < V; v++) wv[v] = load_w(H, w, wr + 8 * v, v == V - 1 ? mk : full, v == V - 1 ? n : 8);
         for (int j = 0; j < M; j++) {
             __m256 xb = set1(x[j * ldx + d]);
             for (int v = 0; v < V; v++) acc[j][v] = _mm256_fmadd_ps(xb, wv[v], acc[j][v]);
@@ -481,37 +494,43 @@ static inline __attribute__((always_inline)) void rbm_block(const int M, const i
 }
 
 /* The same steps as vec_avx512.c's rbm in 16-lane intrinsics: each ISA file is compiled alone. */
-static inline __attribute__((always_inline)) void rbm(const int M, float *out, long ldo, const float *x, long ldx,
-                                                      const float *w, long ldw, int k, int n) {
+static inline __attribute__((always_inline)) void rbm(const int M, const int H, float *out, long ldo, const float *x,
+                                                      long ldx, const void *w, long ldw, int k, int n) {
     int p = 0;
-    for (; p + 16 <= n; p += 16) rbm_block(M, 2, out, ldo, x, ldx, w, ldw, k, p, _mm256_set1_epi32(-1));
-    for (; p < n; p += 8) rbm_block(M, 1, out, ldo, x, ldx, w, ldw, k, p, tail_mask(n - p < 8 ? n - p : 8));
-}
-
-static void rows_by_matrix(float *out, long ldo, const float *x, long ldx, int m, const float *w, long ldw, int k,
-                           int n) {
-    switch (m) {
-    case 1: rbm(1, out, ldo, x, ldx, w, ldw, k, n); break;
-    case 2: rbm(2, out, ldo, x, ldx, w, ldw, k, n); break;
-    case 3: rbm(3, out, ldo, x, ldx, w, ldw, k, n); break;
-    default: rbm(4, out, ldo, x, ldx, w, ldw, k, n); break;
+    for (; p + 16 <= n; p += 16) rbm_block(M, 2, H, out, ldo, x, ldx, w, ldw, k, p, _mm256_set1_epi32(-1), 8);
+    for (; p < n; p += 8) {
+        int t = n - p < 8 ? n - p : 8;
+        rbm_block(M, 1, H, out, ldo, x, ldx, w, ldw, k, p, tail_mask(t), t);
     }
 }
 
+static void rows_by_matrix(float *out, long ldo, const float *x, long ldx, int m, const void *w, int half, long ldw,
+                           int k, int n) {
+#define RBM(M) half ? rbm(M, 1, out, ldo, x, ldx, w, ldw, k, n) : rbm(M, 0, out, ldo, x, ldx, w, ldw, k, n)
+    switch (m) {
+    case 1: RBM(1); break;
+    case 2: RBM(2); break;
+    case 3: RBM(3); break;
+    default: RBM(4); break;
+    }
+#undef RBM
+}
+
 /* vec_avx512.c's rbp in 8 lanes. */
-static inline __attribute__((always_inline)) void rbp(const int M, const int R, float *out, long ldo, const float *x,
-                                                      long ldx, const float *const *w, const int *len, int nb,
-                                                      long ldw, int r0) {
+static inline __attribute__((always_inline)) void rbp(const int M, const int R, const int H, float *out, long ldo,
+                                                      const float *x, long ldx, const void *const *w, const int *len,
+                                                      int nb, long ldw, int r0) {
     __m256 acc[4][4];
     for (int j = 0; j < M; j++)
         for (int r = 0; r < R; r++) acc[j][r] = _mm256_setzero_ps();
     for (int b = 0, off = 0; b < nb; off += len[b++])
         for (int p = 0; p < len[b]; p += 8) {
-            __m256i mk = tail_mask(len[b] - p < 8 ? len[b] - p : 8);
+            int t = len[b] - p < 8 ? len[b] - p : 8;
+            __m256i mk = tail_mask(t);
             __m256 xv[4];
             for (int j = 0; j < M; j++) xv[j] = ldm(x + j * ldx + off + p, mk);
             for (int r = 0; r < R; r++) {
-                __m256 wv = ldm(w[b] + (r0 + r) * ldw + p, mk);
+                __m256 wv = load_w(H, w[b], (r0 + r) * ldw + p, mk, t);
                 for (int j = 0; j < M; j++) acc[j][r] = _mm256_fmadd_ps(xv[j], wv, acc[j][r]);
             }
         }
@@ -519,22 +538,24 @@ static inline __attribute__((always_inline)) void rbp(const int M, const int R, 
         for (int r = 0; r < R; r++) out[j * ldo + r0 + r] += hsum(acc[j][r]);
 }
 
-static inline __attribute__((always_inline)) void rbp_all(const int M, float *out, long ldo, const float *x, long ldx,
-                                                          const float *const *w, const int *len, int nb, long ldw,
-                                                          int k) {
+static inline __attribute__((always_inline)) void rbp_all(const int M, const int H, float *out, long ldo,
+                                                          const float *x, long ldx, const void *const *w,
+                                                          const int *len, int nb, long ldw, int k) {
     int r = 0;
-    for (; r + 4 <= k; r += 4) rbp(M, 4, out, ldo, x, ldx, w, len, nb, ldw, r);
-    for (; r < k; r++) rbp(M, 1, out, ldo, x, ldx, w, len, nb, ldw, r);
+    for (; r + 4 <= k; r += 4) rbp(M, 4, H, out, ldo, x, ldx, w, len, nb, ldw, r);
+    for (; r < k; r++) rbp(M, 1, H, out, ldo, x, ldx, w, len, nb, ldw, r);
 }
 
-static void rows_by_pieces_t(float *out, long ldo, const float *x, long ldx, int m, const float *const *w,
+static void rows_by_pieces_t(float *out, long ldo, const float *x, long ldx, int m, const void *const *w, int half,
                              const int *len, int nb, long ldw, int k) {
+#define RBP(M) half ? rbp_all(M, 1, out, ldo, x, ldx, w, len, nb, ldw, k) : rbp_all(M, 0, out, ldo, x, ldx, w, len, nb, ldw, k)
     switch (m) {
-    case 1: rbp_all(1, out, ldo, x, ldx, w, len, nb, ldw, k); break;
-    case 2: rbp_all(2, out, ldo, x, ldx, w, len, nb, ldw, k); break;
-    case 3: rbp_all(3, out, ldo, x, ldx, w, len, nb, ldw, k); break;
-    default: rbp_all(4, out, ldo, x, ldx, w, len, nb, ldw, k); break;
+    case 1: RBP(1); break;
+    case 2: RBP(2); break;
+    case 3: RBP(3); break;
+    default: RBP(4); break;
     }
+#undef RBP
 }
 
 const lmf_vec_ops lmf_vec_avx2 = LMF_VEC_OPS_TABLE("avx2");

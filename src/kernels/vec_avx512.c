@@ -17,6 +17,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_C 0.044715f
@@ -402,19 +403,25 @@ static void adamw(float *p, const float *g, float *m, float *v, long n, float be
     }
 }
 
+/* 16 elements of w from element i on, masked by mk: fp32, or halves (H) widened to fp32 */
+static inline __attribute__((always_inline)) __m512 load_w(const int H, const void *w, long i, __mmask16 mk) {
+    return H ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, (const uint16_t *)w + i))
+             : _mm512_maskz_loadu_ps(mk, (const float *)w + i);
+}
+
 /* M rows of x against V vectors of 16 columns of w (p0 on), the last one masked by mk: M x V accumulators in
  * registers over the k rows of w, each row's next 64 columns prefetched (w's rows are separate streams) */
-static inline __attribute__((always_inline)) void rbm_block(const int M, const int V, float *out, long ldo,
-                                                            const float *x, long ldx, const float *w, long ldw, int k,
-                                                            int p0, __mmask16 mk) {
+static inline __attribute__((always_inline)) void rbm_block(const int M, const int V, const int H, float *out,
+                                                            long ldo, const float *x, long ldx, const void *w,
+                                                            long ldw, int k, int p0, __mmask16 mk) {
     __m512 acc[4][4];
     for (int j = 0; j < M; j++)
         for (int v = 0; v < V; v++) acc[j][v] = _mm512_setzero_ps();
     for (int d = 0; d < k; d++) {
-        const float *wr = w + d * ldw + p0;
-        _mm_prefetch((const char *)(wr + 64 * V), _MM_HINT_T0);
+        long wr = d * ldw + p0;
+        _mm_prefetch((const char *)w + (wr + 64 * V) * (H ? 2 : 4), _MM_HINT_T0);
         __m512 wv[4];
-        for (int v = 0; v < V; v++) wv[v] = _mm512_maskz_loadu_ps(v == V - 1 ? mk : (__mmask16)0xffff, wr + 16 * v);
+        for (int v = 0; v < V; v++) wv[v] = load_w(H, w, wr + 16 * v, v == V - 1 ? mk : (__mmask16)0xffff);
         for (int j = 0; j < M; j++) {
             __m512 xb = set1(x[j * ldx + d]);
             for (int v = 0; v < V; v++) acc[j][v] = _mm512_fmadd_ps(xb, wv[v], acc[j][v]);
@@ -425,27 +432,29 @@ static inline __attribute__((always_inline)) void rbm_block(const int M, const i
             _mm512_mask_storeu_ps(out + j * ldo + p0 + 16 * v, v == V - 1 ? mk : (__mmask16)0xffff, acc[j][v]);
 }
 
-static inline __attribute__((always_inline)) void rbm(const int M, float *out, long ldo, const float *x, long ldx,
-                                                      const float *w, long ldw, int k, int n) {
+static inline __attribute__((always_inline)) void rbm(const int M, const int H, float *out, long ldo, const float *x,
+                                                      long ldx, const void *w, long ldw, int k, int n) {
     int p = 0;
-    for (; p + 64 <= n; p += 64) rbm_block(M, 4, out, ldo, x, ldx, w, ldw, k, p, 0xffff);
-    for (; p < n; p += 16) rbm_block(M, 1, out, ldo, x, ldx, w, ldw, k, p, tail_mask(n - p < 16 ? n - p : 16));
+    for (; p + 64 <= n; p += 64) rbm_block(M, 4, H, out, ldo, x, ldx, w, ldw, k, p, 0xffff);
+    for (; p < n; p += 16) rbm_block(M, 1, H, out, ldo, x, ldx, w, ldw, k, p, tail_mask(n - p < 16 ? n - p : 16));
 }
 
-static void rows_by_matrix(float *out, long ldo, const float *x, long ldx, int m, const float *w, long ldw, int k,
-                           int n) {
+static void rows_by_matrix(float *out, long ldo, const float *x, long ldx, int m, const void *w, int half, long ldw,
+                           int k, int n) {
+#define RBM(M) half ? rbm(M, 1, out, ldo, x, ldx, w, ldw, k, n) : rbm(M, 0, out, ldo, x, ldx, w, ldw, k, n)
     switch (m) {
-    case 1: rbm(1, out, ldo, x, ldx, w, ldw, k, n); break;
-    case 2: rbm(2, out, ldo, x, ldx, w, ldw, k, n); break;
-    case 3: rbm(3, out, ldo, x, ldx, w, ldw, k, n); break;
-    default: rbm(4, out, ldo, x, ldx, w, ldw, k, n); break;
+    case 1: RBM(1); break;
+    case 2: RBM(2); break;
+    case 3: RBM(3); break;
+    default: RBM(4); break;
     }
+#undef RBM
 }
 
 /* M rows of x against R rows of every piece: M x R accumulators of 16 positions each, reduced once. */
-static inline __attribute__((always_inline)) void rbp(const int M, const int R, float *out, long ldo, const float *x,
-                                                      long ldx, const float *const *w, const int *len, int nb,
-                                                      long ldw, int r0) {
+static inline __attribute__((always_inline)) void rbp(const int M, const int R, const int H, float *out, long ldo,
+                                                      const float *x, long ldx, const void *const *w, const int *len,
+                                                      int nb, long ldw, int r0) {
     __m512 acc[4][4];
     for (int j = 0; j < M; j++)
         for (int r = 0; r < R; r++) acc[j][r] = _mm512_setzero_ps();
@@ -455,7 +464,7 @@ static inline __attribute__((always_inline)) void rbp(const int M, const int R, 
             __m512 xv[4];
             for (int j = 0; j < M; j++) xv[j] = _mm512_maskz_loadu_ps(mk, x + j * ldx + off + p);
             for (int r = 0; r < R; r++) {
-                __m512 wv = _mm512_maskz_loadu_ps(mk, w[b] + (r0 + r) * ldw + p);
+                __m512 wv = load_w(H, w[b], (r0 + r) * ldw + p, mk);
                 for (int j = 0; j < M; j++) acc[j][r] = _mm512_fmadd_ps(xv[j], wv, acc[j][r]);
             }
         }
@@ -463,22 +472,24 @@ static inline __attribute__((always_inline)) void rbp(const int M, const int R, 
         for (int r = 0; r < R; r++) out[j * ldo + r0 + r] += _mm512_reduce_add_ps(acc[j][r]);
 }
 
-static inline __attribute__((always_inline)) void rbp_all(const int M, float *out, long ldo, const float *x, long ldx,
-                                                          const float *const *w, const int *len, int nb, long ldw,
-                                                          int k) {
+static inline __attribute__((always_inline)) void rbp_all(const int M, const int H, float *out, long ldo,
+                                                          const float *x, long ldx, const void *const *w,
+                                                          const int *len, int nb, long ldw, int k) {
     int r = 0;
-    for (; r + 4 <= k; r += 4) rbp(M, 4, out, ldo, x, ldx, w, len, nb, ldw, r);
-    for (; r < k; r++) rbp(M, 1, out, ldo, x, ldx, w, len, nb, ldw, r);
+    for (; r + 4 <= k; r += 4) rbp(M, 4, H, out, ldo, x, ldx, w, len, nb, ldw, r);
+    for (; r < k; r++) rbp(M, 1, H, out, ldo, x, ldx, w, len, nb, ldw, r);
 }
 
-static void rows_by_pieces_t(float *out, long ldo, const float *x, long ldx, int m, const float *const *w,
+static void rows_by_pieces_t(float *out, long ldo, const float *x, long ldx, int m, const void *const *w, int half,
                              const int *len, int nb, long ldw, int k) {
+#define RBP(M) half ? rbp_all(M, 1, out, ldo, x, ldx, w, len, nb, ldw, k) : rbp_all(M, 0, out, ldo, x, ldx, w, len, nb, ldw, k)
     switch (m) {
-    case 1: rbp_all(1, out, ldo, x, ldx, w, len, nb, ldw, k); break;
-    case 2: rbp_all(2, out, ldo, x, ldx, w, len, nb, ldw, k); break;
-    case 3: rbp_all(3, out, ldo, x, ldx, w, len, nb, ldw, k); break;
-    default: rbp_all(4, out, ldo, x, ldx, w, len, nb, ldw, k); break;
+    case 1: RBP(1); break;
+    case 2: RBP(2); break;
+    case 3: RBP(3); break;
+    default: RBP(4); break;
     }
+#undef RBP
 }
 
 const lmf_vec_ops lmf_vec_avx512 = LMF_VEC_OPS_TABLE("avx512");

@@ -1,6 +1,8 @@
 /* vec_ref.c — scalar reference of the row kernels (see vec.h): the definition the SIMD variants are held to. */
 #include "kernels/vec.h"
 
+#include "kernels/quant.h"
+
 #include <math.h>
 #include <stddef.h>
 
@@ -124,23 +126,28 @@ static void adamw(float *p, const float *g, float *m, float *v, long n, float be
     }
 }
 
-static void rows_by_matrix(float *out, long ldo, const float *x, long ldx, int m, const float *w, long ldw, int k,
-                           int n) {
+/* element i of w: fp32, or a half widened to fp32 */
+static float w_at(const void *w, int half, long i) {
+    return half ? lmf_f16_to_f32(((const uint16_t *)w)[i]) : ((const float *)w)[i];
+}
+
+static void rows_by_matrix(float *out, long ldo, const float *x, long ldx, int m, const void *w, int half, long ldw,
+                           int k, int n) {
     for (int j = 0; j < m; j++)
         for (int p = 0; p < n; p++) {
             float s = 0.0f;
-            for (int d = 0; d < k; d++) s += x[j * ldx + d] * w[d * ldw + p];
+            for (int d = 0; d < k; d++) s += x[j * ldx + d] * w_at(w, half, d * ldw + p);
             out[j * ldo + p] = s;
         }
 }
 
-static void rows_by_pieces_t(float *out, long ldo, const float *x, long ldx, int m, const float *const *w,
+static void rows_by_pieces_t(float *out, long ldo, const float *x, long ldx, int m, const void *const *w, int half,
                              const int *len, int nb, long ldw, int k) {
     for (int j = 0; j < m; j++)
         for (int r = 0; r < k; r++) {
             float s = 0.0f;
             for (int b = 0, off = 0; b < nb; off += len[b++])
-                for (int p = 0; p < len[b]; p++) s += x[j * ldx + off + p] * w[b][r * ldw + p];
+                for (int p = 0; p < len[b]; p++) s += x[j * ldx + off + p] * w_at(w[b], half, r * ldw + p);
             out[j * ldo + r] += s;
         }
 }

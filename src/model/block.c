@@ -251,9 +251,29 @@ void lmf_block_prefetch_share(const lmf_wtensor *W, int unit, int tid, int nth) 
 
 /* ---- attention ------------------------------------------------------------------------------------------------ */
 
-/* Position p's slot of layer `layer` in a sequence's cache: the address of dimension 0; dimension d is d * bs on. */
-static float *kv_slot(const lmf_kv_view *kv, float *base, int layers_kv, int layer_kv, int p) {
-    return base + ((size_t)kv->blocks[p / kv->bs] * layers_kv + layer_kv) * kv->bs + p % kv->bs;
+/* Position p's slot of layer `layer` in a sequence's cache: the element index of dimension 0 in base (k or v);
+ * dimension d is d * bs on. */
+static size_t kv_index(const lmf_kv_view *kv, int layers_kv, int layer_kv, int p) {
+    return ((size_t)kv->blocks[p / kv->bs] * layers_kv + layer_kv) * kv->bs + p % kv->bs;
+}
+static const void *kv_slot(const lmf_kv_view *kv, const void *base, int layers_kv, int layer_kv, int p) {
+    size_t i = kv_index(kv, layers_kv, layer_kv, p);
+    return kv->f16 ? (const void *)((const uint16_t *)base + i) : (const void *)((const float *)base + i);
+}
+/* Writes x to element i of base (k or v). */
+static inline void kv_put(const lmf_kv_view *kv, void *base, size_t i, float x) {
+    if (kv->f16) ((uint16_t *)base)[i] = lmf_f32_to_f16(x);
+    else ((float *)base)[i] = x;
+}
+/* Dimensions [dim0, dim0 + hs) of m positions from p on (within one block) as an fp32 operand of row stride bs: the
+ * cache itself, or (f16) its halves widened into tmp (hs x bs floats). */
+static const float *kv_rows(const lmf_kv_view *kv, const void *base, int layers_kv, int dim0, int p, int m, int hs,
+                            float *tmp) {
+    const void *at = kv_slot(kv, base, layers_kv, dim0, p);
+    if (!kv->f16) return at;
+    for (int d = 0; d < hs; d++)
+        lmf_dequant_fast(LMF_GGML_F16, (const uint16_t *)at + (size_t)d * kv->bs, tmp + (size_t)d * kv->bs, (size_t)m);
+    return tmp;
 }
 
 /* Causal attention of the n new queries of one sequence (positions p0..p0+n-1) over its cache [0, p0+n), the
@@ -274,12 +294,13 @@ static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, 
         for (int b = 0; b < nblk; b++) {
             int i0 = b * QBLK, nq = N - i0 < QBLK ? N - i0 : QBLK, nk = p0 + i0 + nq;
             float *Sc = ctx->scores + (size_t)omp_get_thread_num() * ctx->scores_stride;
+            float *kt = kv->f16 ? ctx->kvbuf + (size_t)omp_get_thread_num() * ctx->kvbuf_stride : NULL;
             const float *qh = q + (size_t)i0 * S + (size_t)h * hs;
             float *oh = out + (size_t)i0 * C + (size_t)h * hs;
             int dim0 = layer * KV + (h / group) * hs; /* the head's first K / V row in a block */
             for (int p = 0; p < nk; p += bs) {
                 int m = nk - p < bs ? nk - p : bs;
-                lmf_sgemm(0, 0, nq, m, hs, qh, S, kv_slot(kv, kv->k, LKV, dim0, p), bs, 0.0f, Sc + p, nk);
+                lmf_sgemm(0, 0, nq, m, hs, qh, S, kv_rows(kv, kv->k, LKV, dim0, p, m, hs, kt), bs, 0.0f, Sc + p, nk);
             }
             for (int r = 0; r < nq; r++) {
                 float *row = Sc + (size_t)r * nk;
@@ -289,7 +310,8 @@ static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, 
             }
             for (int p = 0; p < nk; p += bs) {
                 int m = nk - p < bs ? nk - p : bs;
-                lmf_sgemm(0, 1, nq, hs, m, Sc + p, nk, kv_slot(kv, kv->v, LKV, dim0, p), bs, p ? 1.0f : 0.0f, oh, C);
+                lmf_sgemm(0, 1, nq, hs, m, Sc + p, nk, kv_rows(kv, kv->v, LKV, dim0, p, m, hs, kt), bs,
+                          p ? 1.0f : 0.0f, oh, C);
             }
         }
     }
@@ -300,11 +322,10 @@ static void cache_write(const lmf_block_seq *sq, const lmf_model_config *c, int 
     int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), S = qkv_width(c), LKV = c->n_layer * KV;
     const lmf_kv_view *kv = &sq->kv;
     for (int i = 0; i < sq->n; i++) {
-        float *kt = kv_slot(kv, kv->k, LKV, layer * KV, sq->p0 + i);
-        float *vt = kv_slot(kv, kv->v, LKV, layer * KV, sq->p0 + i);
+        size_t at = kv_index(kv, LKV, layer * KV, sq->p0 + i);
         for (int d = 0; d < KV; d++) {
-            kt[(size_t)d * kv->bs] = qkv[(size_t)i * S + C + d];
-            vt[(size_t)d * kv->bs] = qkv[(size_t)i * S + C + KV + d];
+            kv_put(kv, kv->k, at + (size_t)d * kv->bs, qkv[(size_t)i * S + C + d]);
+            kv_put(kv, kv->v, at + (size_t)d * kv->bs, qkv[(size_t)i * S + C + KV + d]);
         }
     }
 }
@@ -485,7 +506,8 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
                 for (int j = 0; j < nq * hs; j++) qs[j] = q[j] * scale;
                 for (int p = a; p < a + n;) { /* the stretch's pieces, one cache block each */
                     int m = kv->bs - p % kv->bs < a + n - p ? kv->bs - p % kv->bs : a + n - p;
-                    V->rows_by_matrix(S + (p - a), n, qs, hs, nq, kv_slot(kv, kv->k, LKV, dim0, p), kv->bs, hs, m);
+                    V->rows_by_matrix(S + (p - a), n, qs, hs, nq, kv_slot(kv, kv->k, LKV, dim0, p), kv->f16, kv->bs,
+                                      hs, m);
                     p += m;
                 }
                 for (int j = 0; j < nq; j++) {
@@ -495,14 +517,15 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
                 /* P.V over the stretch's pieces, PV_PIECES blocks per call (each call sums in lanes, reduces once) */
                 memset(po + (size_t)h * hs, 0, sizeof(float) * (size_t)(nq * hs));
                 for (int p = a; p < a + n;) {
-                    const float *vp[PV_PIECES];
+                    const void *vp[PV_PIECES];
                     int len[PV_PIECES], np = 0, p0 = p;
                     for (; p < a + n && np < PV_PIECES; np++) {
                         int m = kv->bs - p % kv->bs < a + n - p ? kv->bs - p % kv->bs : a + n - p;
                         vp[np] = kv_slot(kv, kv->v, LKV, dim0, p), len[np] = m;
                         p += m;
                     }
-                    V->rows_by_pieces_t(po + (size_t)h * hs, hs, S + (p0 - a), n, nq, vp, len, np, kv->bs, hs);
+                    V->rows_by_pieces_t(po + (size_t)h * hs, hs, S + (p0 - a), n, nq, vp, kv->f16, len, np, kv->bs,
+                                        hs);
                 }
             }
     }
@@ -588,9 +611,9 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
             const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
             if (j < 2 && rope)
                 lmf_rope_rotate(row, rlo, rhi, d->rope + (size_t)d->row_pos[i] * hs, hs, interleaved, 1.0f);
-            float *cache = j == 1 ? kv_slot(kv, kv->k, LKV, layer * KV, d->row_pos[i])
-                         : j == 2 ? kv_slot(kv, kv->v, LKV, layer * KV, d->row_pos[i]) : NULL;
-            for (int e = rlo; cache && e < rhi; e++) cache[(size_t)e * kv->bs] = row[e];
+            void *cache = j == 1 ? kv->k : j == 2 ? kv->v : NULL;
+            size_t at = cache ? kv_index(kv, LKV, layer * KV, d->row_pos[i]) : 0;
+            for (int e = rlo; cache && e < rhi; e++) kv_put(kv, cache, at + (size_t)e * kv->bs, row[e]);
         }
     }
     lmf_block_prefetch_share(&L->wo, 16, tid, nth);

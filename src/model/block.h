@@ -72,12 +72,14 @@ void lmf_block_linear_dinput(const lmf_lin *o, int n, float *din, int ldi, int N
                              int bf16);
 
 /* The KV cache of one sequence as prefill and decode see it: fixed-size blocks of a pool (paged), listed in the
- * sequence's block table. A block holds bs positions of every layer, transposed: (L, KV, bs) floats of K and the
- * same of V; so position p of layer l, dimension d is at block blocks[p / bs], ((l * KV + d) * bs + p % bs). */
+ * sequence's block table. A block holds bs positions of every layer, transposed: (L, KV, bs) elements of K and the
+ * same of V; so position p of layer l, dimension d is at block blocks[p / bs], ((l * KV + d) * bs + p % bs). The
+ * elements are fp32, or IEEE halves (f16: rounded to nearest even when written, widened to fp32 when read). */
 typedef struct {
-    float *k, *v;       /* the pool's blocks */
+    void *k, *v;        /* the pool's blocks */
     const int *blocks;  /* the sequence's block table */
     int bs;             /* positions per block */
+    int f16;            /* elements are halves */
 } lmf_kv_view;
 
 /* The rows of a step that belong to one sequence: n rows at positions p0.. with that sequence's cache. A step's
@@ -116,6 +118,8 @@ typedef struct {
     int n_seqs;
     float *scores;
     size_t scores_stride;
+    float *kvbuf;        /* f16 caches: per-thread slabs of head_size x block floats (a block's K or V widened) */
+    size_t kvbuf_stride;
     int nthreads;
     /* LoRA adapters on the layer's linears (NULL: none); training: dropout on, values saved in rows.lora_t;
      * lora_x: N x (r + the widest layer input) floats of scratch */

@@ -39,7 +39,9 @@
 struct lmf_kv_pool {
     const lmf_weights *w;
     int bs, n_blocks, max_ctx, nthreads;
-    float *k, *v;               /* n_blocks x (L, KV, bs) each */
+    lmf_kv_type kv_type;
+    void *k, *v;                /* n_blocks x (L, KV, bs) each: floats, or halves (LMF_KV_F16) */
+    float *kvbuf;               /* f16 prefill: per thread, a block's K or V of one head widened (hs x bs) */
     int *free_ids, n_free;      /* a stack of free block ids */
     int *refs;                  /* per block: the sessions (and prefix-cache entries) holding it; free at 0 */
     /* the scratch of one step */
@@ -84,7 +86,8 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
     if (prefill) {
         lmf_block_ctx ctx = {.cfg = c, .rope = p->rope, .dq = p->dq, .dq_floats = p->dq_floats, .B = 1, .T = N,
                              .seqs = seqs, .n_seqs = n, .scores = p->scores,
-                             .scores_stride = (size_t)QBLK * p->max_ctx, .nthreads = p->nthreads,
+                             .scores_stride = (size_t)QBLK * p->max_ctx, .kvbuf = p->kvbuf,
+                             .kvbuf_stride = (size_t)(c->n_embd / c->n_head) * p->bs, .nthreads = p->nthreads,
                              .lora = (lmf_lora *)p->lora};
         /* the norms' outputs and the products added to the residual share p->xn */
         lmf_block_rows r = {p->xn, p->mean, p->rstd, p->qkv, NULL, p->att, p->x, p->xn, p->mean, p->rstd, p->fch,
@@ -119,8 +122,10 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
 
 /* ---- pools -------------------------------------------------------------------------------------------------- */
 
-lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_size, int max_ctx, lmf_kv_pool **out) {
+lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_size, int max_ctx, lmf_kv_type type,
+                               lmf_kv_pool **out) {
     *out = NULL;
+    if (type != LMF_KV_F32 && type != LMF_KV_F16) return lmf_fail(LMF_ERR_ARG, "KV pool: unknown cache type %d", type);
     const lmf_model_config *c = &w->cfg;
     if (block_size <= 0) block_size = KV_BLOCK;
     if (max_ctx <= 0 || max_ctx > c->max_seq_len) max_ctx = c->max_seq_len;
@@ -130,13 +135,15 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
     lmf_kv_pool *p = lmf_xcalloc(1, sizeof *p);
     p->w = w;
     p->bs = block_size;
+    p->kv_type = type;
     p->n_blocks = (n_positions + block_size - 1) / block_size;
     p->max_ctx = max_ctx;
     p->nthreads = omp_get_max_threads();
     size_t block_floats = (size_t)L * KV * block_size;
-    p->kv_bytes = 2 * (size_t)p->n_blocks * block_floats * sizeof(float);
+    size_t esize = lmf_kv_type_bytes(type);
+    p->kv_bytes = 2 * (size_t)p->n_blocks * block_floats * esize;
     p->kv_mem = lmf_alloc_big_lazy(p->kv_bytes); /* committed as blocks are first used */
-    p->k = p->kv_mem, p->v = p->k + (size_t)p->n_blocks * block_floats;
+    p->k = p->kv_mem, p->v = (char *)p->kv_mem + (size_t)p->n_blocks * block_floats * esize;
     p->free_ids = lmf_xmalloc((size_t)p->n_blocks * sizeof(int));
     p->refs = lmf_xcalloc((size_t)p->n_blocks, sizeof(int));
     for (int i = 0; i < p->n_blocks; i++) p->free_ids[i] = p->n_blocks - 1 - i; /* block 0 handed out first */
@@ -164,9 +171,9 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
     size_t floats[] = {(size_t)max_ctx * hs, (size_t)NB * C, (size_t)NB * C, (size_t)NB * (C + 2 * KV),
                        (size_t)NB * C, (size_t)NB * FF, (size_t)NB * F, NB, NB, p->dq_floats, T * QBLK * max_ctx,
                        (T * 3 * QMV_MAX * p->qin_stride + 3) / 4, T * QMV_MAX * (size_t)C,
-                       T * QMV_MAX * (size_t)(C + c->n_head)};
+                       T * QMV_MAX * (size_t)(C + c->n_head), type == LMF_KV_F16 ? T * hs * block_size : 0};
     float **dst[] = {&p->rope, &p->x, &p->xn, &p->qkv, &p->att, &p->fch, &p->fcact, &p->mean, &p->rstd, &p->dq,
-                     &p->scores, (float **)&p->qin, &p->xnt, &p->part};
+                     &p->scores, (float **)&p->qin, &p->xnt, &p->part, &p->kvbuf};
     size_t total = 0;
     for (size_t i = 0; i < sizeof floats / sizeof *floats; i++) total += (floats[i] + 15) / 16 * 16;
     p->mem_bytes = total * sizeof(float);
@@ -214,14 +221,27 @@ lmf_status lmf_session_create_pooled(lmf_kv_pool *pool, int n_ctx, lmf_session *
     return LMF_OK;
 }
 
+size_t lmf_kv_type_bytes(lmf_kv_type type) { return type == LMF_KV_F16 ? 2 : 4; }
+
+lmf_status lmf_kv_type_parse(const char *name, lmf_kv_type *out) {
+    if (!strcmp(name, "f32")) *out = LMF_KV_F32;
+    else if (!strcmp(name, "f16")) *out = LMF_KV_F16;
+    else return lmf_fail(LMF_ERR_ARG, "KV cache type '%s': expected f32 or f16", name);
+    return LMF_OK;
+}
+
 lmf_status lmf_session_create(const lmf_weights *w, int n_ctx, lmf_session **out) {
+    return lmf_session_create_kv(w, n_ctx, LMF_KV_F32, out);
+}
+
+lmf_status lmf_session_create_kv(const lmf_weights *w, int n_ctx, lmf_kv_type type, lmf_session **out) {
     *out = NULL;
     if (n_ctx <= 0) return lmf_fail(LMF_ERR_ARG, "context length %d must be positive", n_ctx);
     if (n_ctx > w->cfg.max_seq_len) n_ctx = w->cfg.max_seq_len;
     lmf_kv_pool *p;
     /* a pool of its own, of whole blocks: one block when the context fits one (the cache is then contiguous) */
     int bs = n_ctx <= KV_BLOCK ? n_ctx : KV_BLOCK;
-    LMF_TRY(lmf_kv_pool_create(w, n_ctx, bs, n_ctx, &p));
+    LMF_TRY(lmf_kv_pool_create(w, n_ctx, bs, n_ctx, type, &p));
     lmf_status st = lmf_session_create_pooled(p, n_ctx, out);
     if (st != LMF_OK) {
         lmf_kv_pool_free(p);
@@ -346,7 +366,7 @@ lmf_status lmf_session_step(lmf_session *const *ss, const int32_t *const *tokens
     int rows[NB];
     for (int i = 0, row = 0; i < count; row += n[i++]) {
         reserve(ss[i], ss[i]->pos + n[i]);
-        seqs[i] = (lmf_block_seq){{p->k, p->v, ss[i]->blocks, p->bs}, ss[i]->pos, n[i]};
+        seqs[i] = (lmf_block_seq){{p->k, p->v, ss[i]->blocks, p->bs, p->kv_type == LMF_KV_F16}, ss[i]->pos, n[i]};
         memcpy(tok + row, tokens[i], (size_t)n[i] * sizeof(int32_t));
         rows[i] = row + n[i] - 1;
     }
@@ -384,7 +404,7 @@ lmf_status lmf_session_eval(lmf_session *s, const int32_t *tokens, int n, int al
             for (int i = 0; i < nb; i++) rows[nr++] = i;
         else if (last)
             rows[nr++] = nb - 1;
-        lmf_block_seq sq = {{p->k, p->v, s->blocks, p->bs}, s->pos, nb};
+        lmf_block_seq sq = {{p->k, p->v, s->blocks, p->bs, p->kv_type == LMF_KV_F16}, s->pos, nb};
         step(p, &sq, 1, tokens + i0, nb, rows, nr, s->logits + (all_logits ? (size_t)i0 * V : 0),
              nb > LMF_BLOCK_QMV_AUTO);
         s->pos += nb;

@@ -387,7 +387,7 @@ lmf_status lmf_engine_create(const lmf_weights *w, const lmf_lora *lora, const l
     e->V = mc->vocab_size;
     e->nthreads = omp_get_max_threads();
     e->n_model_stops = lmf_weights_stop_tokens(w, e->model_stops);
-    lmf_status st = lmf_kv_pool_create(w, c.kv_tokens, c.block_size, c.n_ctx, &e->pool);
+    lmf_status st = lmf_kv_pool_create(w, c.kv_tokens, c.block_size, c.n_ctx, c.kv_type, &e->pool);
     if (st != LMF_OK) {
         free(e);
         return st;

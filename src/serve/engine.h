@@ -39,6 +39,7 @@ typedef struct {
     int chunk;        /* prompt tokens per prefill step, all prompts together [256] */
     int block_size;   /* positions per KV block [16]; the prefix cache shares whole blocks */
     int prefix_cache; /* reuse the blocks of earlier prompts that share a prefix [1] */
+    lmf_kv_type kv_type; /* the cache's element type [LMF_KV_F32] */
 } lmf_engine_config;
 lmf_engine_config lmf_engine_defaults(void);
 
