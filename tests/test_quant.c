@@ -286,6 +286,40 @@ static void test_r16(void **state) {
     assert_false(lmf_r16_supported(LMF_GGML_Q5_0, 32, 576));
 }
 
+/* ---- the read streams (lmf_decode_streams: per vendor) change how rows are read, never a result's bits -------- */
+
+static void test_decode_streams(void **state) {
+    (void)state;
+    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_1, LMF_GGML_F16, LMF_GGML_F32};
+    int n = 576, nrows = 112; /* 7 R16 groups: runs of unequal length for 2, 3 and 4 streams */
+    for (int t = 0; t < 4; t++) {
+        uint32_t type = types[t];
+        int r16 = type != LMF_GGML_F16 && type != LMF_GGML_F32;
+        size_t rb = row_bytes(type, n), xb = lmf_qinput_bytes_act(LMF_QACT_INT16, type, n);
+        uint8_t *W = malloc(rb * (size_t)nrows), *P = malloc(rb * (size_t)nrows), *x = malloc(xb);
+        for (int r = 0; r < nrows; r++) make_row(type, n, W + (size_t)r * rb, (unsigned)(31 * r + type));
+        if (r16)
+            for (int g = 0; g < nrows / 16; g++) lmf_r16_pack(type, n, W + (size_t)g * 16 * rb, rb, P + (size_t)g * 16 * rb);
+        float *xf = malloc(sizeof(float) * (size_t)n), *y1 = malloc(sizeof(float) * (size_t)nrows);
+        float *y = malloc(sizeof(float) * (size_t)nrows);
+        fill_normal(xf, n, 99, 1.0f);
+        lmf_qinput_convert_ops(&lmf_quant_ref, LMF_QACT_INT16, type, xf, n, x);
+        for (int v = 0; v < n_variants; v++)
+            for (int s = 1; s <= 4; s++) {
+                lmf_decode_streams_set(s);
+                float *out = s == 1 ? y1 : y;
+                if (r16) lmf_qmatvec_r16_ops(variants[v], type, n, nrows, P, rb, 1, x, xb, out, nrows);
+                else lmf_qmatvec_ops(variants[v], LMF_QACT_INT16, type, n, nrows, W, rb, 1, x, xb, out, nrows);
+                if (s > 1 && memcmp(y, y1, sizeof(float) * (size_t)nrows))
+                    fail_msg("%s %s: %d read streams give other bits than one", variants[v]->name,
+                             lmf_ggml_type_name(type), s);
+            }
+        lmf_decode_streams_set(0);
+        free(W), free(P), free(x), free(xf), free(y1), free(y);
+    }
+    assert_true(lmf_decode_streams() >= 1 && lmf_decode_streams() <= 4);
+}
+
 /* ---- activation conversion and dequantization are bit-exact across variants ---------------------------------- */
 
 static void test_convert_exact(void **state) {
@@ -650,6 +684,7 @@ int main(void) {
         cmocka_unit_test(test_gguf_py_fixtures),
         cmocka_unit_test(test_qmatvec),
         cmocka_unit_test(test_r16),
+        cmocka_unit_test(test_decode_streams),
         cmocka_unit_test(test_smollm2_tensors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -57,6 +57,15 @@ static unsigned features(void) {
     return f;
 }
 
+lmf_cpu_vendor lmf_cpu_vendor_get(void) {
+    unsigned a, b, c, d;
+    char id[13] = {0};
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return LMF_VENDOR_OTHER;
+    memcpy(id, &b, 4), memcpy(id + 4, &d, 4), memcpy(id + 8, &c, 4);
+    return !strcmp(id, "GenuineIntel") ? LMF_VENDOR_INTEL : !strcmp(id, "AuthenticAMD") ? LMF_VENDOR_AMD
+                                                                                         : LMF_VENDOR_OTHER;
+}
+
 int lmf_cpu_has(lmf_cpu_feature f) { return f >= 0 && f < LMF_CPU_FEATURE_COUNT && ((features() >> f) & 1u); }
 
 const char *lmf_cpu_feature_name(lmf_cpu_feature f) {

@@ -38,6 +38,10 @@ typedef enum {
 } lmf_cpu_feature;
 
 int lmf_cpu_has(lmf_cpu_feature f);          /* 1 if usable here, else 0 */
+/* "GenuineIntel" / "AuthenticAMD" from cpuid leaf 0: the memory systems differ enough that some kernels choose how
+ * they read by vendor (kernels/quant.h: lmf_decode_streams). */
+typedef enum { LMF_VENDOR_OTHER = 0, LMF_VENDOR_INTEL = 1, LMF_VENDOR_AMD = 2 } lmf_cpu_vendor;
+lmf_cpu_vendor lmf_cpu_vendor_get(void);
 const char *lmf_cpu_feature_name(lmf_cpu_feature f);
 
 #endif

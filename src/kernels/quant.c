@@ -9,6 +9,7 @@
  * columns by the table's F32 kernel. */
 #include "kernels/quant.h"
 
+#include "core/cpu.h"
 #include "core/dtype.h"
 #include "core/status.h"
 
@@ -57,6 +58,20 @@ lmf_qact lmf_qact_get(void) {
     }
     return (lmf_qact)cached;
 }
+
+static int decode_streams; /* 0: not chosen yet */
+
+int lmf_decode_streams(void) {
+    int s = __atomic_load_n(&decode_streams, __ATOMIC_RELAXED);
+    if (s) return s;
+    const char *env = getenv("LMF_DECODE_STREAMS");
+    s = env && env[0] >= '1' && env[0] <= '4' && !env[1] ? env[0] - '0'
+                                                         : lmf_cpu_vendor_get() == LMF_VENDOR_AMD ? 1 : 4;
+    __atomic_store_n(&decode_streams, s, __ATOMIC_RELAXED); /* every thread computes the same value */
+    return s;
+}
+
+void lmf_decode_streams_set(int n) { __atomic_store_n(&decode_streams, n >= 1 && n <= 4 ? n : 0, __ATOMIC_RELAXED); }
 
 static int is_int_type(uint32_t type) {
     return type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1;

@@ -156,6 +156,14 @@ void lmf_r16_dequant_t(uint32_t type, int n, const void *group, float *dst, size
  * 27 (bench_quant), and whole-model decode gained 10-30% (docs/benchmarks.md). */
 #define LMF_R16_STREAMS 3
 #define LMF_R16_PREFETCH 4096
+/* The most read streams a thread's one-column decode products use (R16 groups: LMF_R16_STREAMS at most, 2 on AVX2;
+ * float rows: 4 at most): 4 (no cap), or 1 on AMD. On the Intel machines several streams read faster than one
+ * (above), while on an AMD EPYC Zen 4 one stream per thread read ~24 GB/s and two or more only ~15-16 (bench_quant
+ * --quick). LMF_DECODE_STREAMS=1..4 in the environment overrides the vendor's choice (read once), as does
+ * lmf_decode_streams_set(n) (0: back to the vendor's). Results do not depend on it: a row's sums run in the same
+ * order for any number of streams (test_quant). */
+int lmf_decode_streams(void);
+void lmf_decode_streams_set(int n);
 /* units [0, n) (R16 groups, or rows for the float kernels) as s contiguous runs, one per stream (some empty when
  * s > n): run k is [start[k], start[k + 1]); returns the longest run */
 static inline int lmf_stream_runs(int n, int s, int start[]) {

@@ -507,7 +507,8 @@ AI void r16_half(const int K, const int NG, const int CB, int nb, const uint8_t 
 /* groups outermost (as quant_avx512.c); two streams with one column */
 AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                int ldy) {
-    int nb = n / 32, start[3], S = ncols == 1 ? 2 : 1, len = lmf_stream_runs(nrows / 16, S, start);
+    int nb = n / 32, start[3], S = ncols == 1 && lmf_decode_streams() >= 2 ? 2 : 1;
+    int len = lmf_stream_runs(nrows / 16, S, start);
     for (int i = 0; i < len; i++) {
         const uint8_t *G[2];
         int g[2], ng = 0;
