@@ -71,7 +71,8 @@ lmf_comm *lmf_comm_self(void);
 /* Whether this build has the MPI backend. */
 int lmf_comm_have_mpi(void);
 /* The number of ranks an MPI launcher (mpirun, srun) started this process among, from its environment
- * (OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_SIZE...); 0 when there is none. *rank gets this process's rank (may be NULL). */
+ * (OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_SIZE...); 0 when there is none. *rank gets this process's rank (rank may be
+ * NULL). */
 int lmf_comm_launched_size(int *rank);
 /* Backend openers (one per backend file). */
 lmf_status lmf_comm_self_open(lmf_comm **out);

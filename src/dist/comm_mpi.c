@@ -72,7 +72,8 @@ static lmf_status mpi_reduce_scatter(lmf_comm *c, const float *send, float *recv
         const float *s = send;
         if (len != n) { /* a chunk of every block, packed: block q's elements [off, off + len) */
             float *packed = got + (size_t)P * len;
-            for (int q = 0; q < P; q++) memcpy(packed + (size_t)q * len, send + (size_t)q * n + off, len * sizeof(float));
+            for (int q = 0; q < P; q++)
+                memcpy(packed + (size_t)q * len, send + (size_t)q * n + off, len * sizeof(float));
             s = packed;
         }
         MPI_TRY(c, "MPI_Alltoall (reduce-scatter)",
@@ -226,7 +227,8 @@ lmf_status lmf_comm_mpi_open(lmf_comm **out) {
     *out = NULL;
     int inited = 0, provided = 0;
     MPI_Initialized(&inited);
-    if (inited) return lmf_fail(LMF_ERR_ARG, "comm mpi: MPI is initialised already (one world communicator per process)");
+    if (inited)
+        return lmf_fail(LMF_ERR_ARG, "comm mpi: MPI is initialised already (one world communicator per process)");
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return lmf_fail(LMF_ERR_IO, "comm mpi: MPI_Init_thread failed (launch with mpirun; see docs/distributed.md)");
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);

@@ -146,7 +146,8 @@ static lmf_status verify_shard(const lmf_checkpoint *ck, int r) {
         ssize_t n = read(fd, buf, want - got < cap ? want - got : cap);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
-        if (got < SHARD_HEADER) memcpy(head + got, buf, (size_t)n < SHARD_HEADER - got ? (size_t)n : SHARD_HEADER - got);
+        if (got < SHARD_HEADER)
+            memcpy(head + got, buf, (size_t)n < SHARD_HEADER - got ? (size_t)n : SHARD_HEADER - got);
         XXH3_64bits_update(st, buf, (size_t)n);
         got += (uint64_t)n;
     }
@@ -184,7 +185,8 @@ lmf_status lmf_checkpoint_read_moments(const lmf_checkpoint *ck, uint64_t lo, ui
         return LMF_OK;
     }
     for (uint32_t r = 0; r < ck->n_shards; r++) {
-        uint64_t a = ck->shard_lo[r] > lo ? ck->shard_lo[r] : lo, b = ck->shard_hi[r] < lo + n ? ck->shard_hi[r] : lo + n;
+        uint64_t a = ck->shard_lo[r] > lo ? ck->shard_lo[r] : lo;
+        uint64_t b = ck->shard_hi[r] < lo + n ? ck->shard_hi[r] : lo + n;
         if (a >= b) continue;
         char *path = lmf_checkpoint_shard_path(ck->path, (int)r, (int)ck->n_shards);
         int fd = open(path, O_RDONLY);
@@ -260,7 +262,8 @@ lmf_status lmf_checkpoint_load(const char *path, lmf_checkpoint *ck) {
         s = lmf_fail(LMF_ERR_FORMAT, "%s: header field shards (offset 12) = %u, a set has 2..%d", path, reserved,
                      MAX_SHARDS);
     else if (clen > size || clen % 8 || P > size / 4 ||
-             HEADER + clen + (version == 4 ? P * sizeof(float) + 24 * (uint64_t)reserved : 3 * P * sizeof(float)) != size)
+             HEADER + clen + (version == 4 ? P * sizeof(float) + 24 * (uint64_t)reserved : 3 * P * sizeof(float)) !=
+                 size)
         s = lmf_fail(LMF_ERR_FORMAT,
                      "%s: header says %llu config bytes and %llu parameters, which does not match the file size %zu "
                      "(truncated or corrupt)", path, (unsigned long long)clen, (unsigned long long)P, size);

@@ -1,5 +1,6 @@
 /* step.c — see step.h. */
 #include "train/step.h"
+#include "core/progress.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
 
@@ -17,16 +18,24 @@ lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, f
         lmf_model_backward(m, 1.0f / total);
     }
     float gnorm;
+    out->comm_s = 0;
     if (st->zero) {
         lmf_zero *z = st->zero;
+        /* comm_s counts the waits too (a fast rank's for a slow one): communication as the step sees it */
+        double t = lmf_now();
         LMF_TRY(lmf_zero_reduce_scatter(z, m->grads));
+        out->comm_s += lmf_now() - t;
         /* the shards' squared norms add up to the global one; one small reduction carries it and the loss */
         double sums[2] = {loss, lmf_sum_squares(m->grads + z->lo, (long)(z->hi - z->lo))};
+        t = lmf_now();
         LMF_TRY(lmf_comm_allreduce_sum_f64(st->comm, sums, 2));
+        out->comm_s += lmf_now() - t;
         loss = sums[0] / total;
         gnorm = (float)sqrt(sums[1]);
         lmf_adamw_apply_range(st->opt, m, st->hp, lr, gnorm);
+        t = lmf_now();
         LMF_TRY(lmf_zero_allgather(z, m->params));
+        out->comm_s += lmf_now() - t;
     } else {
         /* one rank: both reductions leave their buffers alone, so the step is bit-identical to the loop it replaced */
         LMF_TRY(lmf_comm_allreduce_sum(st->comm, m->grads, m->num_params));

@@ -46,6 +46,7 @@ typedef struct {
 typedef struct {
     double loss;     /* mean training loss over the step's micro-batches (all ranks) */
     float grad_norm; /* global L2 norm of the averaged gradients, before clipping */
+    double comm_s;   /* seconds spent in the communicator's calls (0 for one process: they return at once) */
 } lmf_step_result;
 
 /* One optimizer step at learning rate lr. Errors come from the batch source or the communicator; the loss is

@@ -379,8 +379,10 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             s = lmf_fail(LMF_ERR_ARG, "step %d: loss is %f; lower lr (now %g) or check the data", step, loss, lr);
             break;
         }
+        char comm_ms[40] = "";
+        if (D > 1) snprintf(comm_ms, sizeof comm_ms, ",\"comm_ms\":%.1f", r.comm_s * 1e3);
         if (lead && (s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f,"
-                              "\"tok_per_s\":%.1f}\n", step, loss, lr, gnorm, dt * 1e3, tps)) != LMF_OK)
+                              "\"tok_per_s\":%.1f%s}\n", step, loss, lr, gnorm, dt * 1e3, tps, comm_ms)) != LMF_OK)
             break;
         snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", loss, lr, gnorm, tps);
         lmf_sink_progress(out, LMF_PROGRESS_UPDATE, step + 1, c.opt.max_steps, "steps", line);
