@@ -4,7 +4,7 @@
 #     and final weights within 1e-5 (ZeRO-1: reduce-scatter, sharded AdamW, all-gather);
 #  2. checkpoint + resume in the middle: bit-identical to the uninterrupted DP2 run; the checkpoint is a set
 #     (manifest + one optimizer shard per rank);
-#  3. the data-parallel size changes on resume (1 -> 2 and 2 -> 1: the moments are re-sharded);
+#  3. the data-parallel size changes on resume (1 -> 2, 2 -> 1, 3 -> 4: the moments are re-sharded);
 #  4. sizes that do not fit, tensor / pipeline parallel (not yet) and grad_accum not divisible: clear errors;
 #  5. SIGKILL of rank 1 mid-step: the job ends non-zero within a bounded time naming the rank, the last checkpoint
 #     set is intact and resumes; shards without a manifest (a save cut short) are removed at the next start;
@@ -86,7 +86,13 @@ mpi 2 "$LMF" train "${common[@]}" --stop-at 10 --out-dir "$dir/down" > /dev/null
 "$LMF" train --resume "$dir/down" 2> "$dir/down.txt" || { cat "$dir/down.txt"; fail "resume 2 -> 1 rank"; }
 same_losses "$dir/down" "$dir/gpt2-1" 1e-5 || fail "2 -> 1 rank: losses"
 python3 "$here/ckpt_params.py" "$(last "$dir/down")" "$(last "$dir/gpt2-1")" 1e-5 || fail "2 -> 1 rank: weights"
-echo "ok: resume on a different data-parallel size"
+# 3 -> 4 ranks: uneven shards (P is no multiple of 3), each new shard read from two old ones
+mpi 3 "$LMF" train "${common[@]}" --grad-accum 12 --stop-at 10 --out-dir "$dir/three" > /dev/null 2>&1; [ $? = 130 ] || fail "stop_at (3 ranks)"
+mpi 4 "$LMF" train --resume "$dir/three" > "$dir/three.txt" 2>&1 || { cat "$dir/three.txt"; fail "resume 3 -> 4 ranks"; }
+"$LMF" train "${common[@]}" --grad-accum 12 --out-dir "$dir/twelve" 2> /dev/null || fail "grad_accum 12, one process"
+same_losses "$dir/three" "$dir/twelve" 1e-5 || fail "3 -> 4 ranks: losses"
+python3 "$here/ckpt_params.py" "$(last "$dir/three")" "$(last "$dir/twelve")" 1e-5 || fail "3 -> 4 ranks: weights"
+echo "ok: resume on a different data-parallel size (1 -> 2, 2 -> 1, 3 -> 4)"
 
 # 4. clear errors
 expect_error() { # expected-substring command...

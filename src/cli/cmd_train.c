@@ -103,7 +103,9 @@ int cmd_train(int argc, char **argv) {
         s = lmf_train_job_run(job, &stop_requested, rank == 0 ? cli_term_sink(&t) : NULL);
     }
     int rc = 0;
-    if (s != LMF_OK) {
+    if (s == LMF_ERR_INTERRUPTED && rank != 0) {
+        rc = 130; /* every rank stopped at the same step; rank 0 says so for the job */
+    } else if (s != LMF_OK) {
         char cmd[64] = "train";
         if (size > 1) snprintf(cmd, sizeof cmd, "train (rank %d of %d)", rank, size);
         rc = cli_fail(cmd, s);
