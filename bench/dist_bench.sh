@@ -2,7 +2,8 @@
 # Data-parallel scaling on this machine: the same global batch (B x T x grad_accum tokens a step) trained by
 #   1 rank x 1 thread, 1 rank x N threads, N ranks x 1 thread (shared memory), and 2 ranks x 1 thread in two
 #   network namespaces joined by a veth pair (Open MPI TCP; needs root),
-# and prints a markdown table: median ms/step over the measured steps, the median communication ms (the step's
+# then the collectives alone (build/bench_comm: ZeRO-1's reduce-scatter + all-gather pair by buffer size) on one
+# host and between the namespaces. The step table: median ms/step over the measured steps, the median communication ms (the step's
 # reduce-scatter + all-reduce + all-gather, waits included), the data-parallel efficiency against 1 rank x 1 thread
 # (t1 / (N tN): the issue's comparison, not against 1 rank x N threads) and the collective bandwidth the ranks saw
 # (each rank sends and receives (N-1)/N of the parameters twice a step: bytes / comm time).
@@ -34,6 +35,8 @@ row() { # label ranks dir
   bw=$(awk -v p="$P" -v n="$2" -v c="$comm" 'BEGIN { if (c > 0) printf "%.2f GB/s", 2 * (n - 1) / n * p * 4 / (c / 1e3) / 1e9; else print "-" }')
   echo "| $1 | $ms | $comm | $(awk -v m="$ms" -v c="$comm" 'BEGIN { printf "%.0f", m - c }') | $eff | $bw |"
 }
+cmake --build "$BUILD" --target bench_comm > /dev/null
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (2 vCPUs; a shared host skews every row)"
 "$LMF" train "${args[@]}" --threads 1 --out-dir "$dir/r1" 2> /dev/null
 t1=$(median "$dir/r1" ms)
 "$LMF" train "${args[@]}" --threads "$N" --out-dir "$dir/rt" 2> /dev/null
@@ -58,3 +61,16 @@ if [ "$(id -u)" = 0 ] && command -v ip > /dev/null; then
     "$LMF" train "${args[@]}" --threads 1 --out-dir "$dir/rns" > /dev/null 2>&1
   row "2 ranks x 1 thread, two namespaces (TCP over veth)" 2 "$dir/rns"
 fi
+echo
+echo "Collectives alone, 2 ranks, one host (shared memory):"
+echo
+mpirun -np 2 --oversubscribe -x GLIBC_TUNABLES "$BUILD/bench_comm" $((16 << 20)) 9
+if [ -f "$dir/nsrsh" ]; then
+  echo
+  echo "Collectives alone, 2 ranks in two namespaces (TCP over veth):"
+  echo
+  ip netns exec ${ns}a mpirun -np 2 --host 10.231.9.1:1,10.231.9.2:1 --mca plm_rsh_agent "$dir/nsrsh" \
+    --mca btl self,tcp --mca btl_tcp_if_include 10.231.9.0/24 --mca oob_tcp_if_include 10.231.9.0/24 \
+    -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM -x GLIBC_TUNABLES "$BUILD/bench_comm" $((16 << 20)) 9
+fi
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
