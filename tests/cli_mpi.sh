@@ -135,6 +135,7 @@ touch "$dir/kill/ckpt-99999999.opt-0-of-2" "$dir/kill/ckpt-99999999.opt-1-of-2.t
 step=$(basename "$good" .lmfc); step=$((10#${step#ckpt-}))
 mpi 2 "$LMF" train --resume "$dir/kill" --max-steps $((step + 2)) > "$dir/kres.txt" 2>&1 || { cat "$dir/kres.txt"; fail "resume after the kill"; }
 grep -q "resuming from $good" "$dir/kres.txt" || { cat "$dir/kres.txt"; fail "did not resume from the last good set $good"; }
+grep -q "removed [0-9]* unfinished checkpoint files" "$dir/kres.txt" || { cat "$dir/kres.txt"; fail "leftovers not reported"; }
 [ -f "$dir/kill/ckpt-$(printf %08d $((step + 2))).lmfc" ] || fail "resumed run did not finish"
 ls "$dir/kill"/ckpt-99999999.* 2>/dev/null && fail "orphan shards were not removed"
 # a damaged shard makes its set unusable: the previous set resumes instead

@@ -284,8 +284,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     int stale = lead ? lmf_checkpoint_remove_stale(c.out_dir) : 0;
     if (D > 1 && (s = lmf_comm_barrier(comm)) != LMF_OK) goto done;
     if (stale)
-        lmf_sink_logf(out, LMF_LOG_WARN, "%s: removed %d unfinished checkpoint file%s (*.lmfc.tmp) of an interrupted "
-                      "save", c.out_dir, stale, stale > 1 ? "s" : "");
+        lmf_sink_logf(out, LMF_LOG_WARN, "%s: removed %d unfinished checkpoint file%s (*.tmp, or optimizer shards "
+                      "without their manifest) of an interrupted save", c.out_dir, stale, stale > 1 ? "s" : "");
     /* metrics: OUT_DIR/metrics.jsonl unless set; the saved config keeps it unset, so a copied run folder writes
      * its own */
     if (c.metrics[0]) snprintf(metrics.path, sizeof metrics.path, "%s", c.metrics);
