@@ -66,6 +66,10 @@ for arch in gpt2 llama; do
   for r in 0 1; do [ -f "$dir/$arch-2/ckpt-00000020.opt-$r-of-2" ] || fail "$arch: optimizer shard $r missing"; done
 done
 echo "ok: DP2 equals the single-process run (gpt2, llama)"
+# threads 0 (the default): the host's ranks share its cores instead of each taking all of them
+want=$(( $(nproc) / 2 )); [ $want -ge 1 ] || want=1
+mpi 2 "$LMF" train "${common[@]}" --threads 0 --max-steps 1 --warmup-steps 0 --out-dir "$dir/thr" > "$dir/thr.txt" 2>&1 || { cat "$dir/thr.txt"; fail "threads 0"; }
+grep -q ", $want threads," "$dir/thr.txt" || { cat "$dir/thr.txt"; fail "2 ranks on $(nproc) cores should run $want threads each"; }
 
 # 2. checkpoint + resume in the middle, same grid: bit for bit
 mpi 2 "$LMF" train "${common[@]}" --stop-at 10 --out-dir "$dir/res" > "$dir/res.txt" 2>&1

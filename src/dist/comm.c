@@ -43,8 +43,8 @@ void lmf_comm_close(lmf_comm *c) {
 
 /* The launchers' variables, most specific first: Open MPI's mpirun, then PMI-2 / PMIx (MPICH's hydra, Slurm). */
 int lmf_comm_launched_size(int *rank) {
-    static const char *const sizes[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"};
-    static const char *const ranks[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "MPI_LOCALRANKID"};
+    static const char *const sizes[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
+    static const char *const ranks[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         const char *s = getenv(sizes[i]);
         if (!s || atoi(s) <= 0) continue;
@@ -54,4 +54,13 @@ int lmf_comm_launched_size(int *rank) {
     }
     if (rank) *rank = 0;
     return 0;
+}
+
+int lmf_comm_local_size(void) {
+    static const char *const names[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *s = getenv(names[i]);
+        if (s && atoi(s) > 0) return atoi(s);
+    }
+    return 1;
 }

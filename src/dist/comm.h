@@ -74,6 +74,9 @@ int lmf_comm_have_mpi(void);
  * (OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_SIZE...); 0 when there is none. *rank gets this process's rank (rank may be
  * NULL). */
 int lmf_comm_launched_size(int *rank);
+/* The number of ranks the launcher started on this host (OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS, ...); 1 when
+ * it does not say. */
+int lmf_comm_local_size(void);
 /* Backend openers (one per backend file). */
 lmf_status lmf_comm_self_open(lmf_comm **out);
 lmf_status lmf_comm_mpi_open(lmf_comm **out);

@@ -221,7 +221,13 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     const lmf_sink *out = lead ? o.sink : NULL;
     lmf_train_config c = *cfg_in;
     LMF_TRY(lmf_train_config_validate(&c));
-    if (c.threads > 0) omp_set_num_threads(c.threads);
+    if (c.threads > 0) {
+        omp_set_num_threads(c.threads);
+    } else if (D > 1) {
+        /* threads 0 means the cores: this host's ranks share them rather than each start one thread per core */
+        int per = omp_get_num_procs() / lmf_comm_local_size();
+        omp_set_num_threads(per > 1 ? per : 1);
+    }
     lmf_shard *train = NULL, *valid = NULL;
     lmf_model *m = NULL;
     lmf_tokenizer *tok = NULL;
