@@ -177,6 +177,19 @@ lmf_status lmf_train_job_resume(lmf_train_job *j, const char *dir, const char **
  * validation and checkpoint lines (log), steps (progress, unit "steps", status "loss .. lr .."), the final
  * sample's text (text). Prints nothing. */
 lmf_status lmf_train_job_run(lmf_train_job *j, volatile sig_atomic_t *stop, const lmf_sink *sink);
+/* Makes the job one rank of a distributed job (docs/distributed.md); call it before resume. comm: "self", "mpi" (a
+ * process started by mpirun among others) or "auto" (mpi when an MPI launcher started this process among several);
+ * dp x tp x pp must equal the number of ranks (dp 0: the ranks / (tp x pp)). Data parallel runs with ZeRO-1;
+ * tp and pp above 1 are LMF_ERR_ARG ("not implemented yet"). A rank's sink should be NULL except on rank 0
+ * (lmf_train_job_rank), which reports for the job. LMF_ERR_ARG names a size that does not fit or a backend this
+ * build lacks. Without this call a job is one process. MPI is initialised here and finalised by
+ * lmf_train_job_free, so a process holds one parallel job in its life. */
+lmf_status lmf_train_job_set_parallel(lmf_train_job *j, const char *comm, int dp, int tp, int pp);
+/* This process's rank in the job (0 without lmf_train_job_set_parallel) and the number of ranks. */
+int lmf_train_job_rank(const lmf_train_job *j, int *size);
+/* Frees the job. When its run failed in a job of several ranks (any error but LMF_ERR_INTERRUPTED, which every rank
+ * agrees on), this ends every rank of the job with exit status 1 rather than leave them waiting for this one in a
+ * collective: print the error first. */
 void lmf_train_job_free(lmf_train_job *j);
 
 /* ---- tokenizer ------------------------------------------------------------------------------------------------ */

@@ -2,7 +2,7 @@
 # Installs the Debian packages lmforge needs to build, test and run its demo, if any are missing.
 # Usage: scripts/install-deps.sh [extra-package ...]
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libcjson-dev libcmocka-dev libpcre2-dev libutf8proc-dev libxxhash-dev libzstd-dev libmicrohttpd-dev python3-venv curl bible-kjv fortunes dict-devil
+pkgs=(build-essential cmake pkg-config libcjson-dev libcmocka-dev libpcre2-dev libutf8proc-dev libxxhash-dev libzstd-dev libmicrohttpd-dev python3-venv curl openmpi-bin libopenmpi-dev bible-kjv fortunes dict-devil
       chromium chromium-driver python3-selenium "$@")
 missing=()
 for p in "${pkgs[@]}"; do

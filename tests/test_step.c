@@ -115,8 +115,9 @@ static void test_accumulation_equals_big_batch(void **state) {
     rig_free(&small), rig_free(&big);
 }
 
-/* A fake communicator of two ranks that happen to hold identical gradients: the all-reduce sums (doubles) them
- * and the step divides by the size, so the update equals the single-process one exactly (x2 then /2 is exact). */
+/* A fake communicator of two ranks that happen to hold identical gradients: each rank scales its gradients by
+ * 1 / (2 x grad_accum) and the all-reduce sums (doubles) them, so the update equals the single-process one exactly
+ * (/2 then x2 is exact). */
 typedef struct {
     int f32_calls, f64_calls;
     size_t f32_n;
@@ -138,7 +139,8 @@ static lmf_status twin_barrier(lmf_comm *c) { return LMF_OK; }
 static void twin_close(lmf_comm *c) {}
 
 static void test_allreduce_is_the_data_parallel_hook(void **state) {
-    static const lmf_comm_ops ops = {"twin", twin_f32, twin_f64, twin_bcast, twin_barrier, twin_close};
+    static const lmf_comm_ops ops = {.name = "twin", .allreduce_sum_f32 = twin_f32, .allreduce_sum_f64 = twin_f64,
+                                     .broadcast = twin_bcast, .barrier = twin_barrier, .close = twin_close};
     twin_state ts = {0};
     lmf_comm twin = {.ops = &ops, .rank = 0, .size = 2, .state = &ts};
     int B = 2, T = 8, K = 2;

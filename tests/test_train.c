@@ -125,7 +125,7 @@ static void test_corrupt_checkpoint(void **state) {
     corrupt_and_expect(src, dst, 20, -1, "does not match the file size");
     corrupt_and_expect(src, dst, -1, 10, "shorter than");
     /* a version-1 file (the older checksum) is refused, naming the file and both versions */
-    corrupt_and_expect(src, dst, 8, -1, "checkpoint version 19, this build reads versions 2 and 3");
+    corrupt_and_expect(src, dst, 8, -1, "checkpoint version 19, this build reads versions 2, 3 and 4");
     corrupt_and_expect(src, dst, 9, -1, "version 1 used an older checksum");
     /* no temporary file is left behind by successful saves */
     char tmp[700];

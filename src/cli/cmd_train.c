@@ -16,7 +16,9 @@ static const char *USAGE =
     "`option = value` (# comments), the older .conf format. With --resume DIR the run\n"
     "continues from the newest checkpoint in DIR, bit for bit; its saved options are the base and flags\n"
     "may change schedule options (e.g. --max-steps), not the model's shape. Ctrl-C writes a checkpoint\n"
-    "and exits (status 130). Metrics go to OUT_DIR/metrics.jsonl.\n";
+    "and exits (status 130). Metrics go to OUT_DIR/metrics.jsonl.\n\n"
+    "Distributed: `mpirun -np N lmforge train --dp N ...` trains data parallel with ZeRO-1 (docs/distributed.md);\n"
+    "grad_accum stays the step's total, so N ranks compute the single-process run's steps.\n";
 
 /* This command's one job; the handler only raises its flag, which the trainer polls between steps. */
 static volatile sig_atomic_t stop_requested;
@@ -27,10 +29,11 @@ static void on_signal(int sig) {
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *config = NULL, *resume = NULL;
+    const char *config = NULL, *resume = NULL, *comm = "auto";
+    int dp = 0, tp = 1, pp = 1;
     /* the table: --config, --resume, then every option of train_config's table under its group's heading, with
      * the default the table's own text gives it */
-    int n_max = 2 * lmf_train_n_opts + 4, n = 0;
+    int n_max = 2 * lmf_train_n_opts + 9, n = 0;
     cli_opt *opts = calloc((size_t)n_max, sizeof *opts);
     char **names = calloc((size_t)lmf_train_n_opts * 3, sizeof *names);
     cli_pending pend = cli_pending_new(argc); /* configuration flags, applied after the file is read */
@@ -40,6 +43,15 @@ int cmd_train(int argc, char **argv) {
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--config", CLI_STR, &config, "FILE", "read options from FILE (.toml or .conf)");
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--resume", CLI_STR, &resume, "DIR",
                                  "continue from the newest DIR/ckpt-*.lmfc (out_dir defaults to DIR)");
+    opts[n++] = (cli_opt)CLI_HEADING("\ndistributed (a launch option: not saved in checkpoints):");
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--comm", CLI_STR, &comm, "NAME",
+                                 "self, mpi, or auto: mpi when mpirun started this process among several", .def = "auto");
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--dp", CLI_INT, &dp, "N", "data-parallel ranks (0: all ranks / (tp x pp))",
+                                 .def = "0", .lo = 0);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--tp", CLI_INT, &tp, "N", "tensor-parallel ranks (not implemented yet: 1)",
+                                 .def = "1", .lo = 1);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--pp", CLI_INT, &pp, "N", "pipeline stages (not implemented yet: 1)",
+                                 .def = "1", .lo = 1);
     const char *group = "";
     for (int k = 0; k < lmf_train_n_opts; k++) {
         const lmf_opt *o = &lmf_train_opts[k];
@@ -69,10 +81,11 @@ int cmd_train(int argc, char **argv) {
     if (r > 0) {
         /* options in the order of --help: defaults, the checkpoint's (resume), the config file, then the flags */
         s = lmf_train_job_create(&job);
+        if (s == LMF_OK) s = lmf_train_job_set_parallel(job, comm, dp, tp, pp);
         if (s == LMF_OK && resume) {
             const char *path;
             uint64_t step;
-            if ((s = lmf_train_job_resume(job, resume, &path, &step)) == LMF_OK)
+            if ((s = lmf_train_job_resume(job, resume, &path, &step)) == LMF_OK && lmf_train_job_rank(job, NULL) == 0)
                 fprintf(stderr, "lmforge train: resuming from %s (step %llu)\n", path, (unsigned long long)step);
         }
         if (s == LMF_OK && config) s = lmf_train_job_load_config(job, config);
@@ -81,12 +94,22 @@ int cmd_train(int argc, char **argv) {
     for (int k = 0; k < 3 * lmf_train_n_opts; k++) free(names[k]);
     free(names), free(opts), cli_pending_free(&pend);
     if (r <= 0) return r < 0 ? 0 : 2;
+    int size = 1, rank = job ? lmf_train_job_rank(job, &size) : 0;
     if (s == LMF_OK) {
         cli_term t = {0};
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
-        s = lmf_train_job_run(job, &stop_requested, cli_term_sink(&t));
+        /* rank 0 reports for the job; the others speak only of their own errors */
+        s = lmf_train_job_run(job, &stop_requested, rank == 0 ? cli_term_sink(&t) : NULL);
     }
-    lmf_train_job_free(job);
-    return s == LMF_OK ? 0 : cli_fail("train", s);
+    int rc = 0;
+    if (s == LMF_ERR_INTERRUPTED && rank != 0) {
+        rc = 130; /* every rank stopped at the same step; rank 0 says so for the job */
+    } else if (s != LMF_OK) {
+        char cmd[64] = "train";
+        if (size > 1) snprintf(cmd, sizeof cmd, "train (rank %d of %d)", rank, size);
+        rc = cli_fail(cmd, s);
+    }
+    lmf_train_job_free(job); /* a failed rank of several ends the job here (MPI_Abort) */
+    return rc;
 }

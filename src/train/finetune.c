@@ -184,6 +184,12 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                          (unsigned long long)ck.step, max_steps);
         if (s == LMF_OK) {
             memcpy(m->params, ck.params, m->num_params * sizeof(float));
+            if (!ck.m) { /* a data-parallel pretraining set: its moments are in shards finetune does not read */
+                s = lmf_fail(LMF_ERR_MISMATCH, "%s: a data-parallel checkpoint set of `lmforge train`, not a "
+                             "fine-tuning checkpoint", ck.path);
+                lmf_checkpoint_free(&ck);
+                goto done;
+            }
             memcpy(opt.m, ck.m, m->num_params * sizeof(float));
             memcpy(opt.v, ck.v, m->num_params * sizeof(float));
             opt.t = (int)ck.adam_t, step = (int)ck.step;

@@ -60,3 +60,15 @@ void lmf_loader_next(lmf_loader *l, int32_t *inputs, int32_t *targets) {
         }
     }
 }
+
+void lmf_loader_skip(lmf_loader *l, uint64_t n) {
+    while (n) {
+        /* the same lazy turn-over as next(): a new epoch starts when a window is wanted, not when one runs out */
+        if (l->index >= l->n_windows) {
+            l->epoch++, l->index = 0;
+            if (l->shuffle) shuffle_epoch(l);
+        }
+        uint64_t take = l->n_windows - l->index < n ? l->n_windows - l->index : n;
+        l->index += take, n -= take;
+    }
+}

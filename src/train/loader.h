@@ -23,5 +23,8 @@ void lmf_loader_free(lmf_loader *l);
 lmf_status lmf_loader_seek(lmf_loader *l, uint64_t epoch, uint64_t index);
 /* Fills inputs and targets (B x T each). */
 void lmf_loader_next(lmf_loader *l, int32_t *inputs, int32_t *targets);
+/* Moves past n windows as n / B calls of next() would (epochs turn over the same way), reading nothing: a
+ * data-parallel rank passes over the other ranks' micro-batches of the global batch. */
+void lmf_loader_skip(lmf_loader *l, uint64_t n);
 
 #endif

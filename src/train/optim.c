@@ -13,10 +13,13 @@ float lmf_lr_at(int step, float lr, float min_lr, int warmup_steps, int max_step
     return (float)(min_lr + coeff * (lr - min_lr));
 }
 
-void lmf_adamw_init(lmf_adamw *opt, size_t n) {
-    opt->m = lmf_alloc_big(n * sizeof(float));
-    opt->v = lmf_alloc_big(n * sizeof(float));
-    opt->n = n;
+void lmf_adamw_init(lmf_adamw *opt, size_t n) { lmf_adamw_init_shard(opt, 0, n); }
+
+void lmf_adamw_init_shard(lmf_adamw *opt, size_t lo, size_t n) {
+    /* at least one float: an empty shard (more ranks than parameters) still has valid pointers */
+    opt->m = lmf_alloc_big((n ? n : 1) * sizeof(float));
+    opt->v = lmf_alloc_big((n ? n : 1) * sizeof(float));
+    opt->n = n, opt->lo = lo;
     opt->t = 0;
 }
 
@@ -34,22 +37,36 @@ float lmf_adamw_step(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, 
     return lr;
 }
 
-void lmf_adamw_apply(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, float lr, float grad_norm) {
+static float clip_scale(const lmf_adamw_hparams *hp, float grad_norm) {
     float scale = 1.0f;
     if (hp->grad_clip > 0.0f) {
         float coef = hp->grad_clip / (grad_norm + 1e-6f);
         if (coef < 1.0f) scale = coef;
     }
-    opt->t++;
+    return scale;
+}
+
+void lmf_adamw_apply(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, float lr, float grad_norm) {
     if (m->lora) { /* adapters: one flat buffer, decayed alike (as torch's AdamW over PEFT's parameters) */
+        opt->t++;
         lmf_adamw_update(m->params, m->grads, opt->m, opt->v, (long)m->num_params, lr, hp->beta1, hp->beta2, hp->eps,
-                         hp->weight_decay, scale, opt->t);
+                         hp->weight_decay, clip_scale(hp, grad_norm), opt->t);
         return;
     }
+    lmf_adamw_apply_range(opt, m, hp, lr, grad_norm);
+}
+
+void lmf_adamw_apply_range(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, float lr, float grad_norm) {
+    float scale = clip_scale(hp, grad_norm);
+    opt->t++;
+    size_t lo = opt->lo, hi = opt->lo + opt->n;
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
-        size_t off = m->param_offsets[i], n = m->param_sizes[i];
-        if (!n) continue;
-        lmf_adamw_update(m->params + off, m->grads + off, opt->m + off, opt->v + off, (long)n, lr, hp->beta1, hp->beta2,
-                     hp->eps, lmf_param_decays(i) ? hp->weight_decay : 0.0f, scale, opt->t);
+        /* the piece of tensor i inside [lo, hi) */
+        size_t a = m->param_offsets[i], b = a + m->param_sizes[i];
+        if (a < lo) a = lo;
+        if (b > hi) b = hi;
+        if (a >= b) continue;
+        lmf_adamw_update(m->params + a, m->grads + a, opt->m + (a - lo), opt->v + (a - lo), (long)(b - a), lr,
+                         hp->beta1, hp->beta2, hp->eps, lmf_param_decays(i) ? hp->weight_decay : 0.0f, scale, opt->t);
     }
 }

@@ -13,8 +13,8 @@ typedef struct {
 } lmf_adamw_hparams;
 
 typedef struct {
-    float *m, *v; /* first and second moments, one float per parameter */
-    size_t n;
+    float *m, *v; /* first and second moments, one float per parameter of [lo, lo + n) */
+    size_t n, lo; /* lo > 0 or n < num_params: a ZeRO-1 shard (dist/zero.h) */
     int t;        /* updates applied so far */
 } lmf_adamw;
 
@@ -28,5 +28,10 @@ float lmf_adamw_step(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, 
 /* The same update at a learning rate the caller chose (its own schedule); hp->lr, min_lr, warmup_steps and
  * max_steps are not read. lmf_adamw_step(step) == lmf_adamw_apply(lmf_lr_at(step, ...)). */
 void lmf_adamw_apply(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, float lr, float grad_norm);
+/* The moments of parameters [lo, lo + n) only (ZeRO-1: this rank's shard). */
+void lmf_adamw_init_shard(lmf_adamw *opt, size_t lo, size_t n);
+/* The update of opt's range [opt->lo, opt->lo + opt->n) of the model's parameters, each tensor's piece with its own
+ * weight decay; the other parameters are not touched. Over the whole buffer it is lmf_adamw_apply exactly. */
+void lmf_adamw_apply_range(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, float lr, float grad_norm);
 
 #endif

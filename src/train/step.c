@@ -1,29 +1,49 @@
 /* step.c — see step.h. */
 #include "train/step.h"
+#include "core/progress.h"
 #include "core/status.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
 
 lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, float lr, lmf_step_result *out) {
     lmf_model *m = st->model;
     int B = st->batch_size, T = st->seq_len, k = st->grad_accum;
+    int total = k * lmf_comm_size(st->comm); /* micro-batches of the step over all ranks */
     lmf_model_zero_grad(m);
     double loss = 0.0;
     for (int a = 0; a < k; a++) {
         LMF_TRY(src->next(src->ctx, st->inputs, st->targets));
         loss += lmf_model_forward(m, st->inputs, st->targets, B, T);
-        lmf_model_backward(m, 1.0f / k);
+        lmf_model_backward(m, 1.0f / total);
     }
-    loss /= k;
-    /* data parallel: sum over ranks, then the mean. Skipped arithmetic for one rank keeps it bit-identical. */
-    LMF_TRY(lmf_comm_allreduce_sum(st->comm, m->grads, m->num_params));
-    LMF_TRY(lmf_comm_allreduce_sum_f64(st->comm, &loss, 1));
-    int size = lmf_comm_size(st->comm);
-    if (size > 1) {
-        float inv = 1.0f / (float)size;
-        for (size_t i = 0; i < m->num_params; i++) m->grads[i] *= inv;
-        loss /= size;
+    float gnorm;
+    out->comm_s = 0;
+    if (st->zero) {
+        lmf_zero *z = st->zero;
+        /* comm_s counts the waits too (a fast rank's for a slow one): communication as the step sees it */
+        double t = lmf_now();
+        LMF_TRY(lmf_zero_reduce_scatter(z, m->grads));
+        out->comm_s += lmf_now() - t;
+        /* the shards' squared norms add up to the global one; one small reduction carries it and the loss */
+        double sums[2] = {loss, lmf_sum_squares(m->grads + z->lo, (long)(z->hi - z->lo))};
+        t = lmf_now();
+        LMF_TRY(lmf_comm_allreduce_sum_f64(st->comm, sums, 2));
+        out->comm_s += lmf_now() - t;
+        loss = sums[0] / total;
+        gnorm = (float)sqrt(sums[1]);
+        lmf_adamw_apply_range(st->opt, m, st->hp, lr, gnorm);
+        t = lmf_now();
+        LMF_TRY(lmf_zero_allgather(z, m->params));
+        out->comm_s += lmf_now() - t;
+    } else {
+        /* one rank: both reductions leave their buffers alone, so the step is bit-identical to the loop it replaced */
+        LMF_TRY(lmf_comm_allreduce_sum(st->comm, m->grads, m->num_params));
+        LMF_TRY(lmf_comm_allreduce_sum_f64(st->comm, &loss, 1));
+        loss /= total;
+        gnorm = lmf_grad_norm(m);
+        lmf_adamw_apply(st->opt, m, st->hp, lr, gnorm);
     }
-    float gnorm = lmf_grad_norm(m);
-    lmf_adamw_apply(st->opt, m, st->hp, lr, gnorm);
     out->loss = loss;
     out->grad_norm = gnorm;
     return LMF_OK;

@@ -1,22 +1,28 @@
 /* step.h — one optimizer step of training, apart from the run around it.
  *
  *   zero the gradients
- *   grad_accum times: next micro-batch (B x T) -> forward -> backward with loss scale 1/grad_accum (gradients add)
- *   all-reduce the gradients (and the loss) over the job's ranks through dist/comm.h; with size > 1 they are then
- *     divided by the size, so every rank holds the mean over size * grad_accum micro-batches
- *   global gradient norm -> clipping coefficient -> AdamW over the flat parameter / gradient buffers
+ *   grad_accum times: next micro-batch (B x T) -> forward -> backward with loss scale 1/(size x grad_accum), size
+ *     the communicator's ranks (gradients add), so the sum over ranks is the mean over the step's micro-batches
+ *   without ZeRO: all-reduce the gradients and the loss; global gradient norm -> clipping -> AdamW over the flat
+ *     parameter / gradient buffers
+ *   with ZeRO-1 (zero != NULL, dist/zero.h): reduce-scatter the gradients so this rank holds the sum of its shard;
+ *     the squared norms of the shards and the losses summed over ranks -> global norm -> clipping -> AdamW over
+ *     the shard with the shard's moments (opt sized by lmf_adamw_init_shard) -> all-gather the parameters
  *
  * The run (trainer.c) owns everything else: the learning-rate schedule (it passes the lr in), where batches come
  * from, evaluation, checkpoints, resume, metrics and progress. Fine-tuning and data-parallel runs reuse this step
  * with their own batch source and communicator; each rank's source must yield that rank's own micro-batches.
  *
  * With the single-process communicator the floating-point operations are exactly those of the loop this replaced
- * (same order, same accumulation in double), so runs are bit-identical to before and resume bit for bit. Nothing
+ * (same order, same accumulation in double), so runs are bit-identical to before and resume bit for bit. With size
+ * ranks each taking grad_accum micro-batches, a step sees the micro-batches of a single-process step with
+ * grad_accum x size, each gradient scaled by the same factor: only the order of the additions differs. Nothing
  * here allocates: scratch buffers come from the caller. */
 #ifndef LMF_TRAIN_STEP_H
 #define LMF_TRAIN_STEP_H
 
 #include "dist/comm.h"
+#include "dist/zero.h"
 #include "train/optim.h"
 
 #include <stdint.h>
@@ -31,14 +37,16 @@ typedef struct {
     lmf_model *model;            /* created for training, max_batch >= batch_size, max_seq >= seq_len */
     lmf_adamw *opt;              /* moments sized for the model's parameters */
     const lmf_adamw_hparams *hp; /* beta1, beta2, eps, weight_decay, grad_clip (the lr is passed per step) */
-    lmf_comm *comm;              /* lmf_comm_self() for one process */
-    int batch_size, seq_len, grad_accum;
+    lmf_comm *comm;              /* lmf_comm_self() for one process; the data-parallel communicator */
+    lmf_zero *zero;              /* NULL: every rank updates every parameter; else ZeRO-1 over comm */
+    int batch_size, seq_len, grad_accum; /* grad_accum: this rank's micro-batches per step */
     int32_t *inputs, *targets; /* caller-owned scratch, batch_size * seq_len each */
 } lmf_step_ctx;
 
 typedef struct {
     double loss;     /* mean training loss over the step's micro-batches (all ranks) */
     float grad_norm; /* global L2 norm of the averaged gradients, before clipping */
+    double comm_s;   /* seconds spent in the communicator's calls (0 for one process: they return at once) */
 } lmf_step_result;
 
 /* One optimizer step at learning rate lr. Errors come from the batch source or the communicator; the loss is

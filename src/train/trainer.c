@@ -147,24 +147,105 @@ static lmf_status loader_source(void *ctx, int32_t *inputs, int32_t *targets) {
     return LMF_OK;
 }
 
+/* A data-parallel rank's share of every global batch: of the step's grad_accum x dp micro-batches in loader order,
+ * rank r takes the r-th run of grad_accum consecutive ones and passes over the others' windows, so every rank's
+ * loader ends each step where the single-process loader would (and a checkpoint's data position means the same). */
+typedef struct {
+    lmf_loader *l;
+    int rank, dp, accum, taken; /* accum: this rank's micro-batches per step; taken: of them, this step */
+} dp_share;
+
+static lmf_status dp_source(void *ctx, int32_t *inputs, int32_t *targets) {
+    dp_share *d = ctx;
+    uint64_t per_rank = (uint64_t)d->accum * (uint64_t)d->l->B;
+    if (d->taken == 0) lmf_loader_skip(d->l, (uint64_t)d->rank * per_rank);
+    lmf_loader_next(d->l, inputs, targets);
+    if (++d->taken == d->accum) {
+        lmf_loader_skip(d->l, (uint64_t)(d->dp - 1 - d->rank) * per_rank);
+        d->taken = 0;
+    }
+    return LMF_OK;
+}
+
+/* Floats per rank in each ZeRO bucket (dist/zero.h): 8 MiB, large enough that a bucket's latency is small against
+ * its transfer, small enough that the staging buffer (dp x this) stays modest. */
+#define ZERO_BUCKET ((size_t)2 << 20)
+
+/* One checkpoint of the job. One rank: a single file (version 3). ZeRO over dp ranks: a set, each rank its optimizer
+ * shard, then rank 0 the manifest once every shard is on disk (io/checkpoint.h); every rank learns whether the set
+ * was completed, so all of them go on or stop together. */
+static lmf_status save_checkpoint(lmf_comm *comm, const char *path, const char *text, int step, const lmf_loader *tl,
+                                  const lmf_adamw *opt, const lmf_model *m) {
+    int D = lmf_comm_size(comm), r = lmf_comm_rank(comm);
+    if (D == 1)
+        return lmf_checkpoint_save(path, text, (uint64_t)step, tl->epoch, tl->index, (uint64_t)opt->t, m->params,
+                                   opt->m, opt->v, m->num_params);
+    uint64_t mine[4] = {0, opt->lo, opt->lo + opt->n, 0}; /* failed, lo, hi, checksum */
+    char err[600] = "";
+    if (lmf_checkpoint_save_shard(path, r, D, (uint64_t)step, opt->lo, opt->lo + opt->n, opt->m, opt->v, &mine[3]) !=
+        LMF_OK) {
+        mine[0] = 1;
+        snprintf(err, sizeof err, "%s", lmf_last_error());
+    }
+    uint64_t *all = lmf_xmalloc((size_t)D * sizeof mine), *lo = lmf_xmalloc((size_t)D * 3 * sizeof(uint64_t));
+    uint64_t *hi = lo + D, *sum = hi + D;
+    lmf_status s = lmf_comm_allgather(comm, mine, all, sizeof mine);
+    int failed = -1;
+    for (int q = 0; q < D && s == LMF_OK; q++) {
+        if (all[4 * q] && failed < 0) failed = q;
+        lo[q] = all[4 * q + 1], hi[q] = all[4 * q + 2], sum[q] = all[4 * q + 3];
+    }
+    double ok = 1;
+    if (s == LMF_OK && failed < 0 && r == 0)
+        ok = lmf_checkpoint_save_manifest(path, text, (uint64_t)step, tl->epoch, tl->index, (uint64_t)opt->t,
+                                          m->params, m->num_params, D, lo, hi, sum) == LMF_OK;
+    if (s == LMF_OK && r == 0 && !ok) snprintf(err, sizeof err, "%s", lmf_last_error());
+    if (s == LMF_OK) s = lmf_comm_broadcast(comm, &ok, sizeof ok, 0);
+    free(all), free(lo);
+    if (s != LMF_OK) return s;
+    if (failed >= 0)
+        return err[0] ? lmf_fail(LMF_ERR_IO, "%s", err)
+                      : lmf_fail(LMF_ERR_IO, "checkpoint %s: rank %d could not write its optimizer shard (its own "
+                                 "message says why); the previous checkpoint stays the newest", path, failed);
+    if (!ok)
+        return r == 0 ? lmf_fail(LMF_ERR_IO, "%s", err)
+                      : lmf_fail(LMF_ERR_IO, "checkpoint %s: rank 0 could not write the manifest", path);
+    return LMF_OK;
+}
+
 lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *ck, const lmf_train_options *opts) {
     lmf_train_options o = opts ? *opts : (lmf_train_options){0};
-    const lmf_sink *out = o.sink;
     lmf_comm *comm = o.comm ? o.comm : lmf_comm_self();
+    /* data parallel: every rank trains, rank 0 alone reports, validates, writes metrics and samples */
+    int D = lmf_comm_size(comm), rank = lmf_comm_rank(comm), lead = rank == 0;
+    const lmf_sink *out = lead ? o.sink : NULL;
     lmf_train_config c = *cfg_in;
     LMF_TRY(lmf_train_config_validate(&c));
-    if (c.threads > 0) omp_set_num_threads(c.threads);
+    if (c.threads > 0) {
+        omp_set_num_threads(c.threads);
+    } else if (D > 1) {
+        /* threads 0 means the cores: this host's ranks share them rather than each start one thread per core */
+        int per = omp_get_num_procs() / lmf_comm_local_size();
+        omp_set_num_threads(per > 1 ? per : 1);
+    }
     lmf_shard *train = NULL, *valid = NULL;
     lmf_model *m = NULL;
     lmf_tokenizer *tok = NULL;
     lmf_loader tl = {0}, vl = {0};
     lmf_adamw opt = {0};
+    lmf_zero zero = {0};
     lmf_line_log metrics = {0};
     int32_t *in = NULL, *tg = NULL;
     char *text = NULL;
     const char *ck_name = ck && ck->path ? ck->path : "checkpoint";
     lmf_status s;
 
+    if (c.grad_accum % D) {
+        s = lmf_fail(LMF_ERR_ARG, "grad_accum %d is not a multiple of the %d data-parallel ranks: each rank takes "
+                     "grad_accum / dp micro-batches of every step (grad_accum is the step's total, as in a "
+                     "single-process run)", c.grad_accum, D);
+        goto done;
+    }
     if ((s = lmf_shard_open(c.train_data, &train)) != LMF_OK) goto done;
     if (c.val_data[0] && (s = lmf_shard_open(c.val_data, &valid)) != LMF_OK) goto done;
     if (c.model.vocab_size == 0) c.model.vocab_size = (int)train->vocab_size;
@@ -205,10 +286,12 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         goto done;
     }
     if ((s = lmf_mkdir_p(c.out_dir)) != LMF_OK) goto done;
-    int stale = lmf_checkpoint_remove_stale(c.out_dir);
+    /* rank 0 clears what an interrupted save left before any rank writes (a rank's new shard is no leftover) */
+    int stale = lead ? lmf_checkpoint_remove_stale(c.out_dir) : 0;
+    if (D > 1 && (s = lmf_comm_barrier(comm)) != LMF_OK) goto done;
     if (stale)
-        lmf_sink_logf(out, LMF_LOG_WARN, "%s: removed %d unfinished checkpoint file%s (*.lmfc.tmp) of an interrupted "
-                      "save", c.out_dir, stale, stale > 1 ? "s" : "");
+        lmf_sink_logf(out, LMF_LOG_WARN, "%s: removed %d unfinished checkpoint file%s (*.tmp, or optimizer shards "
+                      "without their manifest) of an interrupted save", c.out_dir, stale, stale > 1 ? "s" : "");
     /* metrics: OUT_DIR/metrics.jsonl unless set; the saved config keeps it unset, so a copied run folder writes
      * its own */
     if (c.metrics[0]) snprintf(metrics.path, sizeof metrics.path, "%s", c.metrics);
@@ -220,7 +303,12 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         s = LMF_ERR_ARG;
         goto done;
     }
-    lmf_adamw_init(&opt, m->num_params);
+    if (D > 1) {
+        lmf_zero_init(&zero, comm, m->num_params, ZERO_BUCKET);
+        lmf_adamw_init_shard(&opt, zero.lo, zero.hi - zero.lo);
+    } else {
+        lmf_adamw_init(&opt, m->num_params);
+    }
     if ((s = lmf_loader_init(&tl, train, B, T, (uint64_t)c.seed, 1)) != LMF_OK) goto done;
     if (valid && (s = lmf_loader_init(&vl, valid, B, T, (uint64_t)c.seed, 0)) != LMF_OK) goto done;
     in = lmf_xmalloc(sizeof(int32_t) * (size_t)B * T);
@@ -229,8 +317,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     int step = 0;
     if (ck) {
         memcpy(m->params, ck->params, m->num_params * sizeof(float));
-        memcpy(opt.m, ck->m, m->num_params * sizeof(float));
-        memcpy(opt.v, ck->v, m->num_params * sizeof(float));
+        /* this rank's range of the moments, from a single file or a set of any number of shards (re-sharding) */
+        if ((s = lmf_checkpoint_read_moments(ck, opt.lo, opt.n, opt.m, opt.v)) != LMF_OK) goto done;
         opt.t = (int)ck->adam_t, step = (int)ck->step; /* both <= 2^31 - 1: lmf_checkpoint_load checked */
         if (lmf_loader_seek(&tl, ck->epoch, ck->index) != LMF_OK) {
             char msg[1200];
@@ -240,6 +328,9 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         }
     } else {
         lmf_model_init_weights(m, (uint64_t)c.seed);
+        /* the same seed gives every rank the same weights; rank 0's are sent anyway, so ranks on hosts whose
+         * kernels round differently still start equal */
+        if (D > 1 && (s = lmf_comm_broadcast(comm, m->params, m->num_params * sizeof(float), 0)) != LMF_OK) goto done;
     }
     /* The saved config (train.conf and every checkpoint) holds paths as the run folder sees them: relative inside
      * it, absolute outside, so a copied or moved folder resumes from any working directory. */
@@ -252,24 +343,33 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     snprintf(path, sizeof path, "%s/train.conf", c.out_dir);
     const void *parts[] = {text};
     size_t sizes[] = {strlen(text)};
-    if ((s = lmf_write_file_atomic(path, parts, sizes, 1)) != LMF_OK) goto done;
-    if ((s = lmf_line_log_open(&metrics, metrics.path, ck != NULL)) != LMF_OK) goto done;
+    if (lead && (s = lmf_write_file_atomic(path, parts, sizes, 1)) != LMF_OK) goto done;
+    if (lead && (s = lmf_line_log_open(&metrics, metrics.path, ck != NULL)) != LMF_OK) goto done;
+    char dp_note[96] = "";
+    if (D > 1)
+        snprintf(dp_note, sizeof dp_note, "; data parallel over %d ranks (ZeRO-1, %d micro-batches each per step)", D,
+                 c.grad_accum / D);
     lmf_sink_logf(out, LMF_LOG_INFO, "lmforge train: %s, %zu parameters (%.2fM), L%d C%d H%d/%d F%d V%d, B%d T%d x%d "
-                  "accum, %d threads, %s kernels%s",
+                  "accum, %d threads, %s kernels%s%s",
             lmf_arch_name(c.model.arch), m->num_params, m->num_params / 1e6, c.model.n_layer, c.model.n_embd,
             c.model.n_head, c.model.n_kv_head, c.model.ffn_dim, c.model.vocab_size, B, T, c.grad_accum,
-            omp_get_max_threads(), lmf_isa_name(lmf_cpu_isa()), ck ? "; resuming" : "");
-    if (ck && (s = lmf_line_log_printf(&metrics, "{\"event\":\"resume\",\"step\":%d}\n", step)) != LMF_OK) goto done;
+            omp_get_max_threads(), lmf_isa_name(lmf_cpu_isa()), ck ? "; resuming" : "", dp_note);
+    if (lead && ck && (s = lmf_line_log_printf(&metrics, "{\"event\":\"resume\",\"step\":%d}\n", step)) != LMF_OK) goto done;
 
-    lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .batch_size = B, .seq_len = T,
-                       .grad_accum = c.grad_accum, .inputs = in, .targets = tg};
-    lmf_batch_source src = {loader_source, &tl};
+    lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .zero = D > 1 ? &zero : NULL,
+                       .batch_size = B, .seq_len = T, .grad_accum = c.grad_accum / D, .inputs = in, .targets = tg};
+    dp_share share = {.l = &tl, .rank = rank, .dp = D, .accum = c.grad_accum / D};
+    lmf_batch_source src = D > 1 ? (lmf_batch_source){dp_source, &share} : (lmf_batch_source){loader_source, &tl};
     lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, c.opt.max_steps, "steps", NULL);
     float last_val = NAN;
     char line[512];
     for (; step < c.opt.max_steps; step++) {
-        if ((o.stop && *o.stop) || (c.stop_at > 0 && step >= c.stop_at)) break;
-        if (valid && c.eval_every > 0 && step % c.eval_every == 0) {
+        if (c.stop_at > 0 && step >= c.stop_at) break;
+        double stop = o.stop && *o.stop;
+        /* a signal may reach one rank only (mpirun forwards few): the ranks stop together when any was asked */
+        if (D > 1 && (s = lmf_comm_allreduce_sum_f64(comm, &stop, 1)) != LMF_OK) break;
+        if (stop) break;
+        if (lead && valid && c.eval_every > 0 && step % c.eval_every == 0) {
             last_val = evaluate(m, &vl, c.eval_batches, in, tg);
             if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val)) != LMF_OK) break;
             lmf_sink_logf(out, LMF_LOG_INFO, "step %d: val loss %.4f", step, last_val);
@@ -285,35 +385,34 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             s = lmf_fail(LMF_ERR_ARG, "step %d: loss is %f; lower lr (now %g) or check the data", step, loss, lr);
             break;
         }
-        if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f,"
-                              "\"tok_per_s\":%.1f}\n", step, loss, lr, gnorm, dt * 1e3, tps)) != LMF_OK)
+        char comm_ms[40] = "";
+        if (D > 1) snprintf(comm_ms, sizeof comm_ms, ",\"comm_ms\":%.1f", r.comm_s * 1e3);
+        if (lead && (s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f,"
+                              "\"tok_per_s\":%.1f%s}\n", step, loss, lr, gnorm, dt * 1e3, tps, comm_ms)) != LMF_OK)
             break;
         snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", loss, lr, gnorm, tps);
         lmf_sink_progress(out, LMF_PROGRESS_UPDATE, step + 1, c.opt.max_steps, "steps", line);
         int last = step + 1 == c.opt.max_steps;
         if (!last && c.checkpoint_every > 0 && (step + 1) % c.checkpoint_every == 0) {
             snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c.out_dir, step + 1);
-            if ((s = lmf_checkpoint_save(path, text, (uint64_t)step + 1, tl.epoch, tl.index, (uint64_t)opt.t,
-                                         m->params, opt.m, opt.v, m->num_params)) != LMF_OK)
-                break;
-            lmf_checkpoint_prune(c.out_dir, c.keep_checkpoints);
+            if ((s = save_checkpoint(comm, path, text, step + 1, &tl, &opt, m)) != LMF_OK) break;
+            if (lead) lmf_checkpoint_prune(c.out_dir, c.keep_checkpoints);
         }
     }
     lmf_sink_progress(out, LMF_PROGRESS_END, step, c.opt.max_steps, "steps", NULL);
     if (s == LMF_OK) {
         /* final (or interrupted) state */
         snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c.out_dir, step);
-        s = lmf_checkpoint_save(path, text, (uint64_t)step, tl.epoch, tl.index, (uint64_t)opt.t, m->params, opt.m,
-                                opt.v, m->num_params);
-        if (s == LMF_OK) lmf_checkpoint_prune(c.out_dir, c.keep_checkpoints);
+        s = save_checkpoint(comm, path, text, step, &tl, &opt, m);
+        if (s == LMF_OK && lead) lmf_checkpoint_prune(c.out_dir, c.keep_checkpoints);
         if (s == LMF_OK) lmf_sink_logf(out, LMF_LOG_INFO, "checkpoint: %s", path);
     }
     if (s == LMF_OK && step < c.opt.max_steps) {
-        if ((s = lmf_line_log_close(&metrics)) == LMF_OK)
+        if (!lead || (s = lmf_line_log_close(&metrics)) == LMF_OK)
             s = lmf_fail(LMF_ERR_INTERRUPTED, "stopped at step %d; resume with --resume %s", step, c.out_dir);
         goto done;
     }
-    if (s != LMF_OK) goto done;
+    if (s != LMF_OK || !lead) goto done; /* the rest is rank 0's: validation, metrics, the sample */
     if (valid) {
         last_val = evaluate(m, &vl, c.eval_batches, in, tg);
         if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val)) != LMF_OK) goto done;
@@ -342,6 +441,7 @@ done:
     free(in), free(tg);
     lmf_loader_free(&tl), lmf_loader_free(&vl);
     lmf_adamw_free(&opt);
+    lmf_zero_free(&zero);
     lmf_model_free(m);
     lmf_shard_close(train), lmf_shard_close(valid);
     lmf_tokenizer_free(tok);

@@ -23,7 +23,10 @@ typedef struct {
     /* Where the run reports: a banner, validation and checkpoint lines (log), step progress (progress, unit
      * "steps", status "loss .. lr .. gnorm .. tok/s"), and the final sample's text (text). NULL: silent. */
     const lmf_sink *sink;
-    /* The job's communicator; NULL: lmf_comm_self() (one process). */
+    /* The job's data-parallel communicator; NULL: lmf_comm_self() (one process). With N > 1 ranks each rank takes
+     * grad_accum / N of every step's micro-batches (grad_accum must divide), the optimizer state is sharded
+     * (ZeRO-1, dist/zero.h), checkpoints are sets (io/checkpoint.h), and rank 0 alone reports, validates, writes
+     * metrics and samples; every rank must call lmf_train_run with the same config (docs/distributed.md). */
     lmf_comm *comm;
 } lmf_train_options;
 

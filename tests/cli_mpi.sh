@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Data-parallel training over MPI (docs/distributed.md), end to end through the CLI on 2 ranks (oversubscribed):
+#  1. DP2 on small gpt2 and llama configs: 20 steps whose losses equal the single-process run's within 1e-5 relative
+#     and final weights within 1e-5 (ZeRO-1: reduce-scatter, sharded AdamW, all-gather);
+#  2. checkpoint + resume in the middle: bit-identical to the uninterrupted DP2 run; the checkpoint is a set
+#     (manifest + one optimizer shard per rank);
+#  3. the data-parallel size changes on resume (1 -> 2, 2 -> 1, 3 -> 4: the moments are re-sharded);
+#  4. sizes that do not fit, tensor / pipeline parallel (not yet) and grad_accum not divisible: clear errors;
+#  5. SIGKILL of rank 1 mid-step: the job ends non-zero within a bounded time naming the rank, the last checkpoint
+#     set is intact and resumes; shards without a manifest (a save cut short) are removed at the next start;
+#  6. two network namespaces joined by a veth pair, one rank in each, Open MPI's TCP transport between them: the same
+#     losses as the one-machine run (root and iproute2 needed; CI runs as root).
+# Skips (exit 77) only when mpirun is missing. Usage: cli_mpi.sh path/to/lmforge
+set -uo pipefail
+LMF=$1
+here=$(cd "$(dirname "$0")" && pwd)
+dir=$(mktemp -d /tmp/lmf_mpi_XXXXXX)
+ns=lmf$$
+cleanup() {
+  ip netns del "${ns}a" 2>/dev/null; ip netns del "${ns}b" 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+common=(--n-layer 2 --n-embd 64 --n-head 4 --ffn-dim 128 --batch-size 2 --seq-len 32 --grad-accum 2
+        --warmup-steps 3 --max-steps 20 --eval-every 0 --sample-tokens 0 --checkpoint-every 0 --threads 1 --lr 3e-3)
+if command -v bible >/dev/null; then bible gen1:1-gen20:18 > "$dir/text.txt"; else cat "$here"/../src/*/*.c > "$dir/text.txt"; fi
+"$LMF" data shard --out "$dir/data" --val-fraction 0.1 --block 4096 "$dir/text.txt" > /dev/null 2>&1 || fail "data shard"
+common+=(--train-data "$dir/data/train.bin")
+
+if ! command -v mpirun > /dev/null; then
+  echo "SKIPPED: mpirun not found (apt-get install openmpi-bin libopenmpi-dev, or scripts/install-deps.sh)"
+  exit 77
+fi
+# a build without MPI must say so rather than train N separate copies
+if "$LMF" train "${common[@]}" --comm mpi --max-steps 1 --out-dir "$dir/probe" 2>&1 | grep -q "built without MPI"; then
+  echo "this lmforge has no MPI backend: checking its message only"
+  OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=0 "$LMF" train "${common[@]}" --out-dir "$dir/x" 2> "$dir/e.txt" && fail "ran under a fake mpirun without MPI"
+  grep -q "launched by an MPI launcher as rank 0 of 2, but this lmforge was built without MPI" "$dir/e.txt" || { cat "$dir/e.txt"; fail "no clear message"; }
+  echo "1 passed, 0 failed"; exit 0
+fi
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# page faults make large transfers slow on these VMs without it (docs/distributed.md)
+export GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295
+mpi() { timeout 300 mpirun -np "$1" --oversubscribe --mca btl self,tcp -x GLIBC_TUNABLES "${@:2}"; }
+losses() { grep -o '"loss":[-0-9.e+]*' "$1/metrics.jsonl" | cut -d: -f2; }
+# same_losses A B TOL: every step's loss within TOL relative (0: identical text)
+same_losses() {
+  paste <(losses "$1") <(losses "$2") | awk -v tol="$3" -v a="$1" -v b="$2" '
+    { n++; d = $1 - $2; if (d < 0) d = -d; r = d / ($2 < 0 ? -$2 : $2); if (tol == 0 ? $1 != $2 : r > tol) { bad++; print "step " n-1 ": " $1 " vs " $2 } }
+    END { if (n != 20 || bad) { print a " vs " b ": " n " steps, " bad+0 " differ"; exit 1 } }'
+}
+last() { ls "$1"/ckpt-*.lmfc | tail -1; }
+
+# 1. DP2 == single process, gpt2 and llama
+for arch in gpt2 llama; do
+  extra=(--arch "$arch" --n-kv-head 4); [ "$arch" = llama ] && extra=(--arch llama --n-kv-head 2)
+  "$LMF" train "${common[@]}" "${extra[@]}" --out-dir "$dir/$arch-1" 2> "$dir/$arch-1.txt" || { cat "$dir/$arch-1.txt"; fail "$arch single process"; }
+  mpi 2 "$LMF" train "${common[@]}" "${extra[@]}" --dp 2 --out-dir "$dir/$arch-2" > "$dir/$arch-2.txt" 2>&1 || { cat "$dir/$arch-2.txt"; fail "$arch DP2"; }
+  grep -q "data parallel over 2 ranks (ZeRO-1, 1 micro-batches each" "$dir/$arch-2.txt" || { cat "$dir/$arch-2.txt"; fail "$arch: no DP banner"; }
+  [ "$(grep -c 'lmforge train:' "$dir/$arch-2.txt")" = 1 ] || fail "$arch: more than rank 0 reported"
+  same_losses "$dir/$arch-2" "$dir/$arch-1" 1e-5 || fail "$arch: DP2 losses differ from the single-process run"
+  python3 "$here/ckpt_params.py" "$(last "$dir/$arch-2")" "$(last "$dir/$arch-1")" 1e-5 || fail "$arch: DP2 weights differ"
+  for r in 0 1; do [ -f "$dir/$arch-2/ckpt-00000020.opt-$r-of-2" ] || fail "$arch: optimizer shard $r missing"; done
+done
+echo "ok: DP2 equals the single-process run (gpt2, llama)"
+# threads 0 (the default): the host's ranks share its cores instead of each taking all of them
+want=$(( $(nproc) / 2 )); [ $want -ge 1 ] || want=1
+mpi 2 "$LMF" train "${common[@]}" --threads 0 --max-steps 1 --warmup-steps 0 --out-dir "$dir/thr" > "$dir/thr.txt" 2>&1 || { cat "$dir/thr.txt"; fail "threads 0"; }
+grep -q ", $want threads," "$dir/thr.txt" || { cat "$dir/thr.txt"; fail "2 ranks on $(nproc) cores should run $want threads each"; }
+
+# 2. checkpoint + resume in the middle, same grid: bit for bit
+mpi 2 "$LMF" train "${common[@]}" --stop-at 10 --out-dir "$dir/res" > "$dir/res.txt" 2>&1
+[ $? = 130 ] || { cat "$dir/res.txt"; fail "stop_at 10 under DP2 should exit 130"; }
+[ -f "$dir/res/ckpt-00000010.lmfc" ] || fail "no checkpoint set at step 10"
+mpi 2 "$LMF" train --resume "$dir/res" > "$dir/res2.txt" 2>&1 || { cat "$dir/res2.txt"; fail "DP2 resume"; }
+grep -q "resuming from" "$dir/res2.txt" || fail "resume not announced"
+same_losses "$dir/res" "$dir/gpt2-2" 0 || fail "resumed DP2 losses are not bit-identical to the uninterrupted run"
+python3 "$here/ckpt_params.py" "$(last "$dir/res")" "$(last "$dir/gpt2-2")" 0 || fail "resumed DP2 weights not bit-identical"
+echo "ok: DP2 resume is bit-exact"
+
+# 3. the data-parallel size changes on resume: 1 -> 2 and 2 -> 1
+"$LMF" train "${common[@]}" --stop-at 10 --out-dir "$dir/up" 2> /dev/null; [ $? = 130 ] || fail "stop_at (1 rank)"
+mpi 2 "$LMF" train --resume "$dir/up" > "$dir/up.txt" 2>&1 || { cat "$dir/up.txt"; fail "resume 1 -> 2 ranks"; }
+same_losses "$dir/up" "$dir/gpt2-1" 1e-5 || fail "1 -> 2 ranks: losses"
+python3 "$here/ckpt_params.py" "$(last "$dir/up")" "$(last "$dir/gpt2-1")" 1e-5 || fail "1 -> 2 ranks: weights"
+mpi 2 "$LMF" train "${common[@]}" --stop-at 10 --out-dir "$dir/down" > /dev/null 2>&1; [ $? = 130 ] || fail "stop_at (2 ranks)"
+"$LMF" train --resume "$dir/down" 2> "$dir/down.txt" || { cat "$dir/down.txt"; fail "resume 2 -> 1 rank"; }
+same_losses "$dir/down" "$dir/gpt2-1" 1e-5 || fail "2 -> 1 rank: losses"
+python3 "$here/ckpt_params.py" "$(last "$dir/down")" "$(last "$dir/gpt2-1")" 1e-5 || fail "2 -> 1 rank: weights"
+# 3 -> 4 ranks: uneven shards (P is no multiple of 3), each new shard read from two old ones
+mpi 3 "$LMF" train "${common[@]}" --grad-accum 12 --stop-at 10 --out-dir "$dir/three" > /dev/null 2>&1; [ $? = 130 ] || fail "stop_at (3 ranks)"
+mpi 4 "$LMF" train --resume "$dir/three" > "$dir/three.txt" 2>&1 || { cat "$dir/three.txt"; fail "resume 3 -> 4 ranks"; }
+"$LMF" train "${common[@]}" --grad-accum 12 --out-dir "$dir/twelve" 2> /dev/null || fail "grad_accum 12, one process"
+same_losses "$dir/three" "$dir/twelve" 1e-5 || fail "3 -> 4 ranks: losses"
+python3 "$here/ckpt_params.py" "$(last "$dir/three")" "$(last "$dir/twelve")" 1e-5 || fail "3 -> 4 ranks: weights"
+echo "ok: resume on a different data-parallel size (1 -> 2, 2 -> 1, 3 -> 4)"
+
+# 4. clear errors
+expect_error() { # expected-substring command...
+  local want=$1; shift
+  "$@" > "$dir/e.txt" 2>&1 && fail "expected failure: $*"
+  grep -q -- "$want" "$dir/e.txt" || { cat "$dir/e.txt"; fail "error for '$*' lacks '$want'"; }
+}
+expect_error "dp 3 x --tp 1 x --pp 1 = 3 ranks, but the job has 2" mpi 2 "$LMF" train "${common[@]}" --dp 3 --out-dir "$dir/x"
+expect_error "tensor parallel (--tp 2) is not implemented yet" mpi 2 "$LMF" train "${common[@]}" --tp 2 --out-dir "$dir/x"
+expect_error "pipeline parallel (--pp 2) is not implemented yet" "$LMF" train "${common[@]}" --pp 2 --out-dir "$dir/x"
+expect_error "grad_accum 3 is not a multiple of the 2 data-parallel ranks" mpi 2 "$LMF" train "${common[@]}" --grad-accum 3 --out-dir "$dir/x"
+expect_error "--comm self, but an MPI launcher started this process as rank" mpi 2 "$LMF" train "${common[@]}" --comm self --out-dir "$dir/x"
+expect_error "unknown backend 'carrier-pigeon'" "$LMF" train "${common[@]}" --comm carrier-pigeon --out-dir "$dir/x"
+echo "ok: errors"
+
+# 5. SIGKILL of rank 1 mid-step
+big=(--n-layer 2 --n-embd 128 --n-head 4 --n-kv-head 4 --ffn-dim 512 --batch-size 8 --seq-len 64 --grad-accum 2
+     --warmup-steps 2 --max-steps 100000 --eval-every 0 --sample-tokens 0 --checkpoint-every 4 --threads 1
+     --train-data "$dir/data/train.bin")
+mpirun -np 2 --oversubscribe --mca btl self,tcp -x GLIBC_TUNABLES "$LMF" train "${big[@]}" --out-dir "$dir/kill" > "$dir/kill.txt" 2>&1 &
+job=$!
+for _ in $(seq 600); do [ -f "$dir/kill/ckpt-00000008.lmfc" ] && break; sleep 0.1; done
+[ -f "$dir/kill/ckpt-00000008.lmfc" ] || { kill -9 $job; cat "$dir/kill.txt"; fail "no checkpoint at step 8"; }
+victim=
+for p in $(pgrep -P $job); do grep -qz '^OMPI_COMM_WORLD_RANK=1$' /proc/$p/environ 2>/dev/null && victim=$p; done
+[ -n "$victim" ] || { kill -9 $job; fail "rank 1 not found among mpirun's children"; }
+sleep 0.3 # past the checkpoint, into a step
+t0=$(date +%s)
+kill -KILL "$victim"
+for _ in $(seq 300); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+if kill -0 $job 2>/dev/null; then kill -9 $job; fail "the job still runs 30 s after rank 1 died"; fi
+wait $job
+rc=$?
+[ $rc != 0 ] || fail "the job exited 0 after rank 1 was killed"
+grep -q "rank 1 .*signal 9\|rank 1 .*Killed" "$dir/kill.txt" || { cat "$dir/kill.txt"; fail "no message naming rank 1"; }
+echo "ok: SIGKILL of rank 1 ended the job in $(( $(date +%s) - t0 )) s with status $rc"
+# a cut-short save: shards of a step whose manifest never came (and their temporaries) are removed at the next start
+good=$(last "$dir/kill")
+touch "$dir/kill/ckpt-99999999.opt-0-of-2" "$dir/kill/ckpt-99999999.opt-1-of-2.tmp"
+step=$(basename "$good" .lmfc); step=$((10#${step#ckpt-}))
+mpi 2 "$LMF" train --resume "$dir/kill" --max-steps $((step + 2)) > "$dir/kres.txt" 2>&1 || { cat "$dir/kres.txt"; fail "resume after the kill"; }
+grep -q "resuming from $good" "$dir/kres.txt" || { cat "$dir/kres.txt"; fail "did not resume from the last good set $good"; }
+grep -q "removed [0-9]* unfinished checkpoint files" "$dir/kres.txt" || { cat "$dir/kres.txt"; fail "leftovers not reported"; }
+[ -f "$dir/kill/ckpt-$(printf %08d $((step + 2))).lmfc" ] || fail "resumed run did not finish"
+ls "$dir/kill"/ckpt-99999999.* 2>/dev/null && fail "orphan shards were not removed"
+# a damaged shard makes its set unusable: the previous set resumes instead
+newest=$(last "$dir/kill"); shard=${newest%.lmfc}.opt-1-of-2
+printf 'garbage' | dd of="$shard" bs=1 seek=100 conv=notrunc 2>/dev/null
+mpi 2 "$LMF" train --resume "$dir/kill" --max-steps $((step + 3)) > "$dir/kdam.txt" 2>&1 || { cat "$dir/kdam.txt"; fail "resume past a damaged shard"; }
+grep -q "skipped damaged checkpoint: .*opt-1-of-2: checksum mismatch" "$dir/kdam.txt" || { cat "$dir/kdam.txt"; fail "damaged shard not reported"; }
+echo "ok: the last good checkpoint set resumes"
+
+# 6. two network namespaces, one rank in each, TCP between them
+if [ "$(id -u)" != 0 ] || ! command -v ip > /dev/null; then
+  echo "SKIPPED part 6: network namespaces need root and iproute2"; echo "1 passed, 0 failed"; exit 0
+fi
+ip netns add "${ns}a" && ip netns add "${ns}b" || fail "ip netns add"
+ip link add "${ns}va" type veth peer name "${ns}vb" || fail "veth"
+ip link set "${ns}va" netns "${ns}a" && ip link set "${ns}vb" netns "${ns}b" || fail "veth into namespaces"
+ip -n "${ns}a" addr add 10.231.7.1/24 dev "${ns}va" && ip -n "${ns}b" addr add 10.231.7.2/24 dev "${ns}vb" || fail "addresses"
+for s in a b; do ip -n "${ns}$s" link set "${ns}v$s" up && ip -n "${ns}$s" link set lo up || fail "links up"; done
+# mpirun starts remote ranks through an rsh agent: this one "logs in" by entering the host's namespace
+cat > "$dir/nsrsh" << AGENT
+#!/bin/bash
+host=\$1; shift
+case \$host in 10.231.7.1) n=${ns}a ;; 10.231.7.2) n=${ns}b ;; *) echo "nsrsh: unknown host \$host" >&2; exit 1 ;; esac
+exec ip netns exec "\$n" /bin/sh -c "\$*"
+AGENT
+chmod +x "$dir/nsrsh"
+tx0=$(ip -n "${ns}a" -s -j link show "${ns}va" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["bytes"])')
+timeout 300 ip netns exec "${ns}a" mpirun -np 2 --host 10.231.7.1:1,10.231.7.2:1 --mca plm_rsh_agent "$dir/nsrsh" \
+  --mca btl self,tcp --mca btl_tcp_if_include 10.231.7.0/24 --mca oob_tcp_if_include 10.231.7.0/24 \
+  -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM -x GLIBC_TUNABLES \
+  "$LMF" train "${common[@]}" --out-dir "$dir/netns" > "$dir/netns.txt" 2>&1 || { cat "$dir/netns.txt"; fail "training across namespaces"; }
+tx=$(( $(ip -n "${ns}a" -s -j link show "${ns}va" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["bytes"])') - tx0 ))
+# each of 20 steps sends rank 1's half of the gradients (reduce-scatter) and rank 0's half of the parameters
+# (all-gather) across the veth: 2 x 42,784 floats = 342 KB a step from each side, 6.8 MB in all
+[ $tx -gt 6000000 ] || fail "only $tx bytes crossed the veth pair: the ranks did not talk over it"
+same_losses "$dir/netns" "$dir/gpt2-2" 0 || fail "losses across namespaces differ from the one-machine DP2 run"
+echo "ok: two namespaces over TCP ($tx bytes sent over the veth pair), losses identical to the one-machine run"
+echo "1 passed, 0 failed"
