@@ -48,12 +48,13 @@ members of different rings, which then split the link. --host-bw-gbps caps what 
 host's copy cost, measured over veth where no wire limits it).
 
 Memory per rank (to keep the grids sensible): parameters and gradients 8 bytes each for the rank's part of the
-model, AdamW moments 8 bytes each for its 1/dp share of that part, and the activations of min(p, m) micro-batches in
-flight, using lmforge's own sizes (src/model/model.c lmf_model_bytes: nothing T x T is kept). Grids that do not fit
-in --mem-gb are left out of "best" and marked.
+model, AdamW moments 8 bytes each for its 1/dp share of that part, and activations by lmforge's own sizes
+(src/model/model.c lmf_model_bytes: nothing T x T is kept) for the larger of the first stage's min(p, m)
+micro-batches in flight and the last stage's one with its logits. Grids that do not fit in --mem-gb are left out
+of "best" and marked.
 
 usage: bench/scaling_model.py                 # calibration, then the prediction tables (markdown)
-       bench/scaling_model.py --model gpt2-1.3b --bw-gbps 25 --ranks 64 256 --flops 80 --latency-us 30
+       bench/scaling_model.py --model gpt2-1.3b --bw-gbps 25 --ranks 64 256 --flops 97 --latency-us 30
        bench/scaling_model.py --selftest      # the formulas against closed-form values
 """
 import argparse
@@ -66,18 +67,25 @@ import sys
 # shape (L12 C768 T1024 V50257, batch 1; 8.51 s of user CPU a step for 830 GFLOP). CPU seconds rather than wall
 # time, since the host was shared (load 5-7 on 2 vCPUs): what one core does while it runs. Wall time gave 58.
 MEASURED_GFLOPS = 97.0
-# build/bench_comm, 2 ranks: (floats, ms for reduce-scatter + all-gather), one host and two namespaces (TCP, veth);
-# bench/dist_bench.sh 12 at 16:06 UTC, load 4.1 before and 6.3 after.
-BENCH_COMM_SHM = [(65536, 0.09), (262144, 0.47), (1048576, 23.41), (4194304, 55.12), (16777216, 626.60)]
-BENCH_COMM_VETH = [(65536, 24.02), (262144, 25.90), (1048576, 28.77), (4194304, 86.31), (16777216, 509.10)]
-# The same run's training steps (bench shape L4 C256 F1024 V257, 16 x 128 tokens a step, medians of steps 3-12).
-MEASURED_RUNS = {"t1_ms": 752.55, "t2_shm_ms": 821.3, "comm2_shm_ms": 97.05, "t2_veth_ms": 783.1,
-                 "comm2_veth_ms": 101.6, "load": "4.1 before, 6.3 after"}
+# bench/dist_bench.sh on the bench shape (L4 C256 F1024 V257, micro-batches of 8 x 128), twice: grad_accum 2 and 8.
+# Step times are medians of the measured steps (ms); "comm" the step's time in collectives, waits included;
+# bench_comm's rows are (floats, ms for its reduce-scatter + all-gather pair) on one host and between two network
+# namespaces (Open MPI TCP over veth), measured in the same run.
+CALIBRATION_RUNS = [
+    {"accum": 2, "load": "4.1 before, 6.3 after", "t1": 752.55, "t2_shm": 821.3, "comm_shm": 97.05,
+     "t2_veth": 783.1, "comm_veth": 101.6,
+     "rows_shm": [(65536, 0.09), (262144, 0.47), (1048576, 23.41), (4194304, 55.12), (16777216, 626.60)],
+     "rows_veth": [(65536, 24.02), (262144, 25.90), (1048576, 28.77), (4194304, 86.31), (16777216, 509.10)]},
+    {"accum": 8, "load": "8.2 before, 8.2 after", "t1": 7843.9, "t2_shm": 4205.65, "comm_shm": 86.05,
+     "t2_veth": 4557.4, "comm_veth": 131.7,
+     "rows_shm": [(65536, 0.09), (262144, 0.70), (1048576, 28.58), (4194304, 74.59), (16777216, 319.70)],
+     "rows_veth": [(65536, 47.93), (262144, 48.28), (1048576, 57.70), (4194304, 134.00), (16777216, 600.57)]},
+]
 # Between ranks of one host, for the cluster predictions: bench_comm's best rate (0.26 MB, 3.06 GB/s a rank); its
 # smallest size took 0.09 ms, an upper bound on two latencies. (Loaded, the large sizes fell to 0.1-0.3 GB/s.)
 SHM_BW_GBPS = 3.06 * 8
 SHM_LATENCY_US = 45.0
-# Link latency between hosts: a TCP message in one data centre. Our veth floor (~12 ms a message) is the wait for a
+# Link latency between hosts: a TCP message in one data centre. Our veth fits (5-16 ms a message) are the wait for a
 # descheduled peer on a loaded host, not a network's latency, so it is not the default; --latency-us sets it.
 DEFAULT_LATENCY_US = 30.0
 BUCKET_FLOATS_PER_RANK = 1 << 21
@@ -221,8 +229,9 @@ def predict(shape, net, dp, tp, pp, B, b, flops, overlap=0.0, mem_gb=None):
     t_small = 2 * small_allreduce_s(N, net.alpha if N > net.rph else net.shm_alpha)
     step = (m + pp - 1) * slot + (t_dp - hidden) + t_small
     t1 = B * shape.T * shape.train_flops_per_token() / flops
-    inflight = min(pp, m)
-    mem = 8 * p_rank + 8 * p_rank / dp + 4 * inflight * shape.act_floats(b, Ls, True) / tp
+    # 1F1B: the first stage keeps min(p, m) micro-batches' activations, the last one (with the logits) one
+    acts = max(min(pp, m) * shape.act_floats(b, Ls, pp == 1), shape.act_floats(b, Ls, True))
+    mem = 8 * p_rank + 8 * p_rank / dp + 4 * acts / tp
     return {
         "dp": dp, "tp": tp, "pp": pp, "N": N, "m": m, "b": b,
         "compute": m * t_mb, "tp_comm": m * t_tp_mb, "pp_comm": m * t_p2p_mb, "bubble": (pp - 1) * slot,
@@ -306,28 +315,31 @@ def fit_alpha_beta(rows, n):
 
 
 def calibration(flops):
-    """The model's prediction for the configuration bench/dist_bench.sh measured, beside the measurement."""
-    s, M = PRESETS["bench"], MEASURED_RUNS
-    B, b = DEFAULT_BATCH["bench"], 8
-    F = B * s.T * s.train_flops_per_token()
-    rate_wall = F / (M["t1_ms"] / 1e3)
-    out = [f"Measured 1 rank x 1 thread: {M['t1_ms']:.1f} ms a step (wall; load {M['load']}) for {F / 1e9:.1f} GFLOP"
-           f" = {rate_wall / 1e9:.1f} GFLOP/s; the cluster tables use {flops / 1e9:.0f} GFLOP/s (CPU time).", "",
-           "| 2 ranks x 1 thread, bench shape | collective fit (alpha, beta) | predicted, rate from wall t1 |"
-           " predicted, CPU-time rate | measured |", "|---|---|---|---|---|"]
-    for label, rows, t2, c2 in (("one host (shared memory)", BENCH_COMM_SHM, M["t2_shm_ms"], M["comm2_shm_ms"]),
-                                ("two namespaces (TCP over veth)", BENCH_COMM_VETH, M["t2_veth_ms"],
-                                 M["comm2_veth_ms"])):
-        alpha, beta = fit_alpha_beta(rows, s.params())
-        net = Net(beta * 8 / 1e9, alpha * 1e6, None, beta * 8 / 1e9, alpha * 1e6, 1)  # every group over this path
-        cells = []
-        for rate in (rate_wall, flops):
-            r = predict(s, net, 2, 1, 1, B, b, rate)
-            comm = r["dp_comm"] + r["small"]
-            cells.append(f"{r['step'] * 1e3:.0f} ms (compute {r['compute'] * 1e3:.0f}, comm {comm * 1e3:.0f}), "
-                         f"eff {100 * r['eff']:.0f}%")
-        meas = f"{t2:.0f} ms (compute {t2 - c2:.0f}, comm {c2:.0f}), eff {100 * M['t1_ms'] / (2 * t2):.0f}%"
-        out.append(f"| {label} | {alpha * 1e3:.1f} ms, {beta / 1e9:.2f} GB/s | {cells[0]} | {cells[1]} | {meas} |")
+    """The model's prediction for the runs bench/dist_bench.sh measured, beside the measurements: compute from the
+    run's own 1-rank step (its wall-time FLOP rate) and from --flops, communication from the run's bench_comm."""
+    s = PRESETS["bench"]
+    out = [f"Cluster tables: {flops / 1e9:.0f} GFLOP/s a rank (--flops, CPU time). Bench shape "
+           f"({s.params():,} parameters), 2 ranks x 1 thread against 1 rank x 1 thread:", "",
+           "| run | collective fit (alpha, beta) | predicted, rate from the run's t1 | predicted, --flops rate |"
+           " measured |", "|---|---|---|---|---|"]
+    for run in CALIBRATION_RUNS:
+        B, b = 8 * run["accum"], 8
+        F = B * s.T * s.train_flops_per_token()
+        rate_wall = F / (run["t1"] / 1e3)
+        for path, rows, t2, c2 in (("one host", run["rows_shm"], run["t2_shm"], run["comm_shm"]),
+                                   ("two namespaces, TCP", run["rows_veth"], run["t2_veth"], run["comm_veth"])):
+            alpha, beta = fit_alpha_beta(rows, s.params())
+            net = Net(beta * 8 / 1e9, alpha * 1e6, None, beta * 8 / 1e9, alpha * 1e6, 1)  # every group on this path
+            cells = []
+            for rate in (rate_wall, flops):
+                r = predict(s, net, 2, 1, 1, B, b, rate)
+                comm = r["dp_comm"] + r["small"]
+                cells.append(f"{r['step'] * 1e3:.0f} ms (compute {r['compute'] * 1e3:.0f}, comm {comm * 1e3:.0f}), "
+                             f"eff {100 * r['eff']:.0f}%")
+            meas = f"{t2:.0f} ms (compute {t2 - c2:.0f}, comm {c2:.0f}), eff {100 * run['t1'] / (2 * t2):.0f}%"
+            label = (f"accum {run['accum']} ({B} x 128 tokens), {path}; t1 {run['t1']:.0f} ms = "
+                     f"{rate_wall / 1e9:.1f} GFLOP/s, load {run['load']}")
+            out.append(f"| {label} | {alpha * 1e3:.1f} ms, {beta / 1e9:.2f} GB/s | {cells[0]} | {cells[1]} | {meas} |")
     return "\n".join(out)
 
 
