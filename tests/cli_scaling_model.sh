@@ -33,8 +33,8 @@ got=$(python3 "$model" --model custom --shape 2,64,4,257,32,96 --ranks 2 --bw-gb
 # 3. the default tables
 python3 "$model" > "$dir/out.md" 2>&1 || { cat "$dir/out.md"; fail "default run"; }
 grep -q "^## Calibration" "$dir/out.md" || fail "no calibration section"
-[ "$(grep -c "^| accum [0-9]* .* | [0-9.]* ms, [0-9.]* GB/s | [0-9]* ms (compute .*), eff [0-9]*% | .*, eff [0-9]*% |$" \
-      "$dir/out.md")" = 4 ] ||
+calib="^| accum [0-9]* .* | [0-9.]* ms, [0-9.]* GB/s | [0-9]* ms (compute .*), eff [0-9]*% | .*, eff [0-9]*% |$"
+[ "$(grep -c "$calib" "$dir/out.md")" = 4 ] ||
   fail "not 4 calibration rows (2 runs x 2 paths)"
 for m in "GPT-2 124M (124,439,808 parameters" "GPT-2 1.3B"; do
   for l in "25 Gb/s" "100 Gb/s"; do
