@@ -241,19 +241,23 @@ def predict(shape, net, dp, tp, pp, B, b, flops, overlap=0.0, mem_gb=None):
 
 
 def grids(N, shape):
-    for tp in (1, 2, 4, 8, 16):
-        for pp in (1, 2, 4, 8, 16, 32):
+    """dp x tp x pp = N with tp dividing the heads (at most 16) and pp the layers."""
+    for tp in range(1, 17):
+        for pp in range(1, shape.L + 1):
             if N % (tp * pp) == 0 and shape.heads % tp == 0 and shape.L % pp == 0:
                 yield N // (tp * pp), tp, pp
 
 
 def best(shape, net, N, B, b, flops, overlap, mem_gb):
-    """The fastest grid that fits in memory (the search a user would do by hand)."""
+    """The fastest grid and micro-batch (powers of two up to b) that fit in memory: the search a user would do."""
     out = None
     for dp, tp, pp in grids(N, shape):
-        r = predict(shape, net, dp, tp, pp, B, b, flops, overlap, mem_gb)
-        if r and r["fits"] and (out is None or r["step"] < out["step"]):
-            out = r
+        mb = 1
+        while mb <= b:
+            r = predict(shape, net, dp, tp, pp, B, mb, flops, overlap, mem_gb)
+            if r and r["fits"] and (out is None or r["step"] < out["step"]):
+                out = r
+            mb *= 2
     return out
 
 
