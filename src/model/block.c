@@ -19,6 +19,7 @@
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 #include "kernels/vec.h"
+#include "model/moe.h"
 
 #include <math.h>
 #include <omp.h>
@@ -348,6 +349,12 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lmf_residual_forward(r->res2, o, x, NC);
 
     lmf_block_norm_par(c, r->ln2, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
+    if (c->n_expert) {
+        o = r->res3 == r->res2 ? r->proj : r->res3;
+        lmf_moe_forward(ctx, L, r->ln2, o, r->moe, r->moe_scratch, N);
+        lmf_residual_forward(r->res3, o, r->res2, NC);
+        return;
+    }
     lin ffn[2] = {{&L->w_gate, NULL, r->fch, FF}, {&L->w_up, L->b_up, r->fch + (swiglu ? F : 0), FF}};
     lmf_block_linear(ffn + !swiglu, 1 + swiglu, r->ln2, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     adapt(ctx, r, layer, swiglu ? 4 : 5, 6, r->ln2, C, r->fch, FF, N);
@@ -426,14 +433,20 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     LMF_CHECK(L->wq.type == LMF_GGML_F32 && F32(L->wk) == F32(L->wq) + (size_t)C * C);
 
     /* MLP: res3 = res2 + down(act(fc(norm2(res2)))); dres holds d(res3) and becomes d(res2) */
-    memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
-    lmf_matmul_backward(g->dfcact, GRAD(G->w_down), (float *)G->b_down, g->dres, r->fcact, F32(L->w_down), N, F, C);
-    memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
-    if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
-    else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
-    else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
-    memset(g->dbuf, 0, NC * sizeof(float));
-    lmf_matmul_backward(g->dbuf, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C, FF);
+    if (c->n_expert) {
+        memset(g->dbuf, 0, NC * sizeof(float));
+        lmf_moe_backward(ctx, L, G, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, N);
+    } else {
+        memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
+        lmf_matmul_backward(g->dfcact, GRAD(G->w_down), (float *)G->b_down, g->dres, r->fcact, F32(L->w_down), N, F,
+                            C);
+        memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
+        if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
+        else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
+        else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
+        memset(g->dbuf, 0, NC * sizeof(float));
+        lmf_matmul_backward(g->dbuf, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C, FF);
+    }
     norm_backward(c, g->dres, (float *)G->ffn_norm_w, (float *)G->ffn_norm_b, g->dbuf, r->res2, L->ffn_norm_w,
                   r->ln2_mean, r->ln2_rstd, N);
 

@@ -14,7 +14,8 @@
  *    every product's rows (lmf_block_decode).
  * Training and prefill are the same function (lmf_block_forward); what differs is where the rows go (kept or
  * scratch) and which attention runs (ctx->kv set: the cache). LoRA (an adapter on any linear), mixture-of-experts
- * (the FFN) and tensor parallelism (row/column shares of the linears) plug in here, once. */
+ * (the FFN: moe.h, when cfg->n_expert > 0) and tensor parallelism (row/column shares of the linears) plug in here,
+ * once. */
 #ifndef LMF_MODEL_BLOCK_H
 #define LMF_MODEL_BLOCK_H
 
@@ -101,6 +102,7 @@ typedef struct {
     float *res3;                      /* (N,C) */
     float *proj;                      /* (N,C) scratch, used when res2 or res3 is the input */
     float *lora_t;                    /* LoRA: the layer's saved adapter values (lmf_lora_t_floats) */
+    float *moe, *moe_scratch;         /* mixture of experts (moe.h): the layer's kept rows, shared scratch */
 } lmf_block_rows;
 
 typedef struct {
@@ -123,6 +125,7 @@ typedef struct {
     int training;
     float *lora_x;
     int bf16; /* the linear layers' products in bf16 (lmf_sgemm_bf16): a frozen base's, when fine-tuning asks */
+    const struct lmf_moe_grad *moe_grad; /* training backward of MoE layers: the router losses' gradients */
 } lmf_block_ctx;
 
 /* One layer forward over the N = ctx->B x ctx->T rows of x (N, C). */

@@ -22,6 +22,7 @@
 #include "kernels/quant.h"
 #include "model/infer.h"
 #include "model/block.h"
+#include "model/moe.h"
 #include "model/lora.h"
 #include "model/weights.h"
 
@@ -56,6 +57,7 @@ struct lmf_kv_pool {
     float *part;                /* decode attention's per-thread stretches: nthreads x QMV_MAX x (C + NH) */
     const lmf_lora *lora;       /* adapters every step applies without merging (lmf_session_set_lora), or NULL */
     float *lora_t;              /* the adapters' A x rows of a prefill step: lmf_lora_t_floats(lora, NB) */
+    float *moe, *moe_scratch;   /* mixture of experts: one layer's routing and expert rows for NB rows, scratch */
     float *head_logits;         /* (head_rows, V), grown on demand: a batch step's logits before they go to their
                                    sessions, when the caller gave no buffer */
     int head_rows;
@@ -79,6 +81,8 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
     const lmf_weights *w = p->w;
     const lmf_model_config *c = &w->cfg;
     int C = c->n_embd;
+    /* mixture of experts: the prefill path at every size for now (it too reads only the chosen experts' weights) */
+    if (c->n_expert) prefill = 1;
     for (int j = 0, row = 0; j < n; row += seqs[j++].n)
         lmf_block_embed(w, p->x + (size_t)row * C, tok + row, seqs[j].n, seqs[j].n, seqs[j].p0, NULL);
     if (prefill) {
@@ -88,7 +92,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
                              .lora = (lmf_lora *)p->lora};
         /* the norms' outputs and the products added to the residual share p->xn */
         lmf_block_rows r = {p->xn, p->mean, p->rstd, p->qkv, NULL, p->att, p->x, p->xn, p->mean, p->rstd, p->fch,
-                            p->fcact, p->x, p->xn, p->lora_t};
+                            p->fcact, p->x, p->xn, p->lora_t, p->moe, p->moe_scratch};
         for (int l = 0; l < c->n_layer; l++) lmf_block_forward(&ctx, &w->layers[l], l, p->x, &r);
         if (!nr) return;
         for (int i = 0; i < nr; i++)
@@ -177,6 +181,10 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
         q += (floats[i] + 15) / 16 * 16;
     }
     if (c->pos != LMF_POS_LEARNED) lmf_rope_table(p->rope, max_ctx, hs, c->rope_theta);
+    if (c->n_expert) {
+        p->moe = lmf_xmalloc(sizeof(float) * lmf_moe_layer_floats(c, NB));
+        p->moe_scratch = lmf_xmalloc(sizeof(float) * lmf_moe_scratch_floats(c, NB, 0));
+    }
     *out = p;
     return LMF_OK;
 }
@@ -185,7 +193,7 @@ void lmf_kv_pool_free(lmf_kv_pool *p) {
     if (!p) return;
     lmf_free_big(p->kv_mem);
     lmf_free_big(p->mem);
-    LMF_FREE_ALL(p->head_logits, p->lora_t, p->free_ids, p->refs, p);
+    LMF_FREE_ALL(p->head_logits, p->lora_t, p->moe, p->moe_scratch, p->free_ids, p->refs, p);
 }
 
 int lmf_kv_pool_blocks(const lmf_kv_pool *p) { return p->n_blocks; }

@@ -1,0 +1,213 @@
+/* test_moe.c — mixture of experts (src/model/moe.h) against its float64 PyTorch twin (fixtures from
+ * tests/reference/make_moe_fixtures.py, checked there against transformers' Mixtral; see tests/reference/README.md).
+ *
+ * Training, two cases of a tiny llama-family MoE (4 experts, top-2): Mixtral's routing (renormalised, dropless) and
+ * un-renormalised top-2 with a capacity factor of 1 (slots dropped) and a shared expert. Each: logits, the
+ * cross-entropy, the load-balancing and z losses, every expert's kept slots, the gradient of every parameter tensor
+ * (router, experts, shared expert, attention, norms, embeddings) of ce + 0.1 aux + 0.01 z, and 10 AdamW steps (every
+ * loss, every final parameter). fp32 here against float64 there: within 1e-4 of each tensor's largest value.
+ * Inference: the prefill executor on the same weights gives the training forward's logits; config validation names
+ * the bad field. */
+#include "test_util.h"
+
+#include "io/safetensors.h"
+#include "model/infer.h"
+#include "model/model.h"
+#include "model/moe.h"
+#include "train/optim.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FIX LMF_SOURCE_DIR "/tests/reference/fixtures/moe/"
+#define TOL 1e-4
+
+static const lmf_st_tensor *need(const lmf_safetensors *st, const char *name) {
+    const lmf_st_tensor *t = lmf_safetensors_find(st, name);
+    if (!t) fail_msg("%s: no tensor %s", st->path, name);
+    return t;
+}
+
+static double meta(const lmf_safetensors *st, const char *key) {
+    const char *v = lmf_safetensors_meta(st, key);
+    if (!v) fail_msg("%s: no metadata %s", st->path, key);
+    return atof(v);
+}
+
+/* The twin's model: the fixture's metadata over the llama family. */
+static lmf_model_config config_of(const lmf_safetensors *st) {
+    lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
+    c.vocab_size = (int)meta(st, "V"), c.n_embd = (int)meta(st, "C"), c.n_layer = (int)meta(st, "L");
+    c.n_head = (int)meta(st, "n_head"), c.n_kv_head = (int)meta(st, "n_kv_head"), c.ffn_dim = (int)meta(st, "ffn_dim");
+    c.max_seq_len = 16, c.norm_eps = (float)meta(st, "norm_eps"), c.rope_theta = (float)meta(st, "rope_theta");
+    c.tied_embeddings = 0;
+    c.n_expert = (int)meta(st, "n_expert"), c.n_expert_used = (int)meta(st, "n_expert_used");
+    c.shared_ffn_dim = (int)meta(st, "shared_ffn_dim"), c.norm_topk_prob = (int)meta(st, "norm_topk_prob");
+    c.capacity_factor = (float)meta(st, "capacity_factor");
+    c.router_aux_coef = (float)meta(st, "router_aux_coef"), c.router_z_coef = (float)meta(st, "router_z_coef");
+    return c;
+}
+
+/* Every tensor of the table (flat buffer buf) against prefix.<name>; each of the fixture's prefix tensors is one. */
+static double compare_table(const lmf_model *m, const float *buf, const lmf_safetensors *st, const char *prefix) {
+    double worst = 0;
+    int n = 0, want_n = 0;
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
+        if (!m->param_sizes[i]) continue;
+        char key[64];
+        snprintf(key, sizeof key, "%s.%s", prefix, lmf_param_names[i]);
+        const lmf_st_tensor *t = need(st, key);
+        assert_int_equal(t->nbytes, m->param_sizes[i] * sizeof(float));
+        double e = rel_err(buf + m->param_offsets[i], (const float *)t->data, (long)m->param_sizes[i]);
+        if (!(e <= TOL)) fail_msg("%s: relative error %.3g > %g", key, e, TOL);
+        if (e > worst) worst = e;
+        n++;
+    }
+    for (int i = 0; i < st->n_tensors; i++) want_n += !strncmp(st->tensors[i].name, prefix, strlen(prefix));
+    assert_int_equal(n, want_n);
+    return worst;
+}
+
+static void near(double got, double want, const char *what) {
+    if (!(fabs(got - want) <= TOL * fabs(want))) fail_msg("%s: %.7g, PyTorch %.7g", what, got, want);
+}
+
+static lmf_model *model_of(const lmf_safetensors *st, int training) {
+    lmf_model_config c = config_of(st);
+    lmf_model *m = lmf_model_create(&c, 2, 8, training);
+    if (!m) fail_msg("%s", lmf_last_error());
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
+        if (!m->param_sizes[i]) continue;
+        char key[64];
+        snprintf(key, sizeof key, "params.%s", lmf_param_names[i]);
+        const lmf_st_tensor *t = need(st, key);
+        assert_int_equal(t->nbytes, m->param_sizes[i] * sizeof(float));
+        memcpy(m->ptr[i], t->data, t->nbytes);
+    }
+    return m;
+}
+
+static void run(const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, FIX "%s.safetensors", name);
+    lmf_safetensors *st;
+    if (lmf_safetensors_open(path, &st) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_model *m = model_of(st, 1);
+    const lmf_model_config *c = &m->cfg;
+    int B = 2, T = 8, E = c->n_expert;
+    const int32_t *tok = need(st, "tokens")->data, *tg = need(st, "targets")->data;
+
+    lmf_model_zero_grad(m);
+    float ce = lmf_model_forward(m, tok, tg, B, T);
+    double e = rel_err(lmf_model_logits(m), need(st, "logits")->data, (long)B * T * c->vocab_size);
+    if (!(e <= TOL)) fail_msg("%s logits: relative error %.3g", name, e);
+    const lmf_moe_stats *ms = lmf_model_moe_stats(m);
+    near(ce, ((const float *)need(st, "ce")->data)[0], "cross-entropy");
+    near(ms->aux, ((const float *)need(st, "aux")->data)[0], "load-balancing loss");
+    near(ms->z, ((const float *)need(st, "z")->data)[0], "z-loss");
+    const float *kept = need(st, "kept")->data;
+    double dropped = 0;
+    for (int l = 0; l < c->n_layer; l++) {
+        lmf_moe_stats_view v = lmf_moe_stats_of(c, B * T, m->moe + l * m->moe_stride);
+        for (int x = 0; x < E; x++) {
+            if (v.kept[x] != kept[l * E + x])
+                fail_msg("%s layer %d expert %d ran %g slots, PyTorch %g", name, l, x, v.kept[x], kept[l * E + x]);
+            dropped += v.chosen[x] - v.kept[x];
+        }
+    }
+    assert_true(dropped == ms->dropped && dropped == meta(st, "dropped"));
+    double load = 0;
+    for (int x = 0; x < E; x++) load += ms->load[x];
+    assert_true(fabs(load - 1.0) < 1e-9);
+
+    lmf_model_backward(m, 1.0f);
+    double eg = compare_table(m, m->grads, st, "grad");
+
+    const float *losses = need(st, "train.losses")->data;
+    lmf_adamw opt;
+    lmf_adamw_init(&opt, lmf_model_num_params(m));
+    lmf_adamw_hparams hp = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.1f, .grad_clip = 0.0f};
+    for (int step = 0; step < 10; step++) {
+        lmf_model_zero_grad(m);
+        double ls = lmf_model_forward(m, tok, tg, B, T);
+        ls += c->router_aux_coef * ms->aux + c->router_z_coef * ms->z;
+        char what[64];
+        snprintf(what, sizeof what, "%s step %d loss", name, step);
+        near(ls, losses[step], what);
+        lmf_model_backward(m, 1.0f);
+        lmf_adamw_apply(&opt, m, &hp, 1e-2f, lmf_grad_norm(m));
+    }
+    double ef = compare_table(m, m->params, st, "final");
+    printf("%s: logits %.2g, ce / aux / z, %g dropped, every gradient %.2g, 10 AdamW steps %.2g of PyTorch's\n", name,
+           e, dropped, eg, ef);
+    lmf_adamw_free(&opt);
+    lmf_model_free(m);
+    lmf_safetensors_close(st);
+}
+
+static void test_dropless(void **s) { run("dropless"); }
+static void test_capacity(void **s) { run("capacity"); }
+
+/* The inference executor (prefill over the KV cache) on the model's own weights: the training forward's logits. */
+static void test_prefill_matches_training(void **s) {
+    lmf_safetensors *st;
+    if (lmf_safetensors_open(FIX "capacity.safetensors", &st) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_model *m = model_of(st, 0);
+    m->cfg.capacity_factor = 0.0f; /* inference never drops: compare with a dropless training forward */
+    m->w->cfg.capacity_factor = 0.0f;
+    const int32_t *tok = need(st, "tokens")->data;
+    int T = 8, V = m->cfg.vocab_size;
+    lmf_model_forward(m, tok, NULL, 1, T);
+    lmf_session *ss;
+    assert_int_equal(lmf_session_create(lmf_model_weights(m), 16, &ss), LMF_OK);
+    const float *out;
+    /* the first 5 tokens as one prefill, then the rest one by one (decode-sized steps) */
+    assert_int_equal(lmf_session_eval(ss, tok, 5, 1, &out), LMF_OK);
+    assert_close(out, lmf_model_logits(m), 5 * V, 1e-5, "prefill logits");
+    for (int t = 5; t < T; t++) {
+        assert_int_equal(lmf_session_eval(ss, tok + t, 1, 0, &out), LMF_OK);
+        assert_close(out, lmf_model_logits(m) + (size_t)t * V, V, 1e-5, "decode logits");
+    }
+    lmf_session_free(ss);
+    lmf_model_free(m);
+    lmf_safetensors_close(st);
+}
+
+static void test_config_errors(void **s) {
+    lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
+    c.n_expert = 8, c.n_expert_used = 9;
+    assert_int_equal(lmf_model_config_validate(&c), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "n_expert_used"));
+    c.n_expert_used = 2, c.capacity_factor = -1.0f;
+    assert_int_equal(lmf_model_config_validate(&c), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "capacity_factor"));
+    c.capacity_factor = 1.25f;
+    assert_int_equal(lmf_model_config_validate(&c), LMF_OK);
+    c.n_expert = LMF_MAX_EXPERT + 1;
+    assert_int_equal(lmf_model_config_validate(&c), LMF_ERR_ARG);
+    lmf_model_config g = lmf_model_config_default(LMF_ARCH_GPT2);
+    g.n_expert = 4, g.n_expert_used = 2;
+    assert_int_equal(lmf_model_config_validate(&g), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "llama"));
+    g.n_expert = 0; /* a dense model with a top-k: a mistake, said so */
+    assert_int_equal(lmf_model_config_validate(&g), LMF_ERR_ARG);
+    /* a dense model's table is unchanged by the MoE tensors (old checkpoints keep loading) */
+    lmf_model_config d = lmf_model_config_default(LMF_ARCH_LLAMA);
+    size_t sizes[LMF_NUM_PARAM_TENSORS];
+    lmf_param_sizes(&d, sizes);
+    for (int i = LMF_P_ROUTER; i < LMF_NUM_PARAM_TENSORS; i++) assert_true(sizes[i] == 0);
+    /* a MoE model counts every expert: E x 3 C F per layer + the router, no dense FFN */
+    lmf_model_config mc = d;
+    mc.n_expert = 8, mc.n_expert_used = 2;
+    double dense = lmf_param_count(&d), moe = lmf_param_count(&mc);
+    double L = d.n_layer, C = d.n_embd, F = d.ffn_dim;
+    assert_true(fabs(moe - (dense + L * (7 * 3 * C * F + 8 * C))) < 0.5);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dropless), cmocka_unit_test(test_capacity),
+        cmocka_unit_test(test_prefill_matches_training), cmocka_unit_test(test_config_errors)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
