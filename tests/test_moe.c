@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define FIX LMF_SOURCE_DIR "/tests/reference/fixtures/moe/"
 #define TOL 1e-4
@@ -174,6 +176,81 @@ static void test_prefill_matches_training(void **s) {
     lmf_safetensors_close(st);
 }
 
+/* Logits of the model in folder dir (the fixture's tokens, one prefill per row) against transformers' fp32 ones. */
+static void hf_logits(const char *dir, const lmf_safetensors *st, double tol) {
+    lmf_weights *w;
+    if (lmf_weights_load(dir, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(w->cfg.n_expert, 4);
+    assert_int_equal(w->cfg.n_expert_used, 2);
+    assert_true(w->cfg.norm_topk_prob);
+    const int32_t *tok = need(st, "tokens")->data;
+    const float *want = need(st, "mixtral_logits")->data;
+    int T = 8, V = w->cfg.vocab_size;
+    for (int b = 0; b < 2; b++) {
+        lmf_session *ss;
+        const float *out;
+        assert_int_equal(lmf_session_create(w, 16, &ss), LMF_OK);
+        assert_int_equal(lmf_session_eval(ss, tok + b * T, T, 1, &out), LMF_OK);
+        assert_close(out, want + (size_t)b * T * V, T * V, tol, dir);
+        lmf_session_free(ss);
+    }
+    lmf_weights_free(w);
+}
+
+/* transformers' MixtralForCausalLM saved by its save_pretrained (block_sparse_moe.experts.N.w1/w2/w3), and the same
+ * weights rewritten in transformers 5's fused layout (mlp.experts.gate_up_proj / down_proj, mlp.gate): the logits
+ * transformers computes from that folder in fp32. */
+static void test_hf_mixtral(void **s) {
+    lmf_safetensors *st, *src;
+    if (lmf_safetensors_open(FIX "dropless.safetensors", &st) != LMF_OK) fail_msg("%s", lmf_last_error());
+    hf_logits(FIX "mixtral", st, 1e-5);
+
+    if (lmf_safetensors_open(FIX "mixtral/model.safetensors", &src) != LMF_OK) fail_msg("%s", lmf_last_error());
+    char dir[128], path[256], names[6][96];
+    snprintf(dir, sizeof dir, "/tmp/lmf_moe_fused_%d", (int)getpid());
+    assert_int_equal(mkdir(dir, 0755), 0);
+    int E = 4, F = 16, C = 32, n = 0;
+    lmf_st_out out[64];
+    float *fused[2][2];
+    for (int i = 0; i < src->n_tensors; i++) { /* everything but the MoE tensors as it is */
+        const lmf_st_tensor *t = &src->tensors[i];
+        if (strstr(t->name, "block_sparse_moe")) continue;
+        out[n] = (lmf_st_out){t->name, t->dtype, t->ndim, {t->shape[0], t->shape[1]}, t->data};
+        n++;
+    }
+    for (int l = 0; l < 2; l++) {
+        char key[128];
+        fused[l][0] = malloc(sizeof(float) * (size_t)E * 2 * F * C);
+        fused[l][1] = malloc(sizeof(float) * (size_t)E * C * F);
+        for (int e = 0; e < E; e++)
+            for (int k = 0; k < 3; k++) { /* w1 gate, w3 up -> gate_up_proj[e]; w2 down -> down_proj[e] */
+                static const char *const wn[3] = {"w1", "w3", "w2"};
+                snprintf(key, sizeof key, "model.layers.%d.block_sparse_moe.experts.%d.%s.weight", l, e, wn[k]);
+                const lmf_st_tensor *t = need(src, key);
+                float *dst = k < 2 ? fused[l][0] + ((size_t)e * 2 + k) * F * C : fused[l][1] + (size_t)e * C * F;
+                memcpy(dst, t->data, t->nbytes);
+            }
+        snprintf(names[3 * l], 96, "model.layers.%d.mlp.experts.gate_up_proj", l);
+        snprintf(names[3 * l + 1], 96, "model.layers.%d.mlp.experts.down_proj", l);
+        snprintf(names[3 * l + 2], 96, "model.layers.%d.mlp.gate.weight", l);
+        snprintf(key, sizeof key, "model.layers.%d.block_sparse_moe.gate.weight", l);
+        out[n++] = (lmf_st_out){names[3 * l], LMF_DT_F32, 3, {E, 2 * F, C}, fused[l][0]};
+        out[n++] = (lmf_st_out){names[3 * l + 1], LMF_DT_F32, 3, {E, C, F}, fused[l][1]};
+        out[n++] = (lmf_st_out){names[3 * l + 2], LMF_DT_F32, 2, {E, C}, need(src, key)->data};
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    assert_int_equal(lmf_safetensors_write(path, out, n, NULL, 0), LMF_OK);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cp %s/config.json %s/", FIX "mixtral", dir);
+    assert_int_equal(system(cmd), 0);
+    hf_logits(dir, st, 1e-5);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    for (int l = 0; l < 2; l++) free(fused[l][0]), free(fused[l][1]);
+    lmf_safetensors_close(src);
+    lmf_safetensors_close(st);
+}
+
 static void test_config_errors(void **s) {
     lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
     c.n_expert = 8, c.n_expert_used = 9;
@@ -208,6 +285,7 @@ static void test_config_errors(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dropless), cmocka_unit_test(test_capacity),
-        cmocka_unit_test(test_prefill_matches_training), cmocka_unit_test(test_config_errors)};
+        cmocka_unit_test(test_prefill_matches_training), cmocka_unit_test(test_hf_mixtral),
+        cmocka_unit_test(test_config_errors)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
