@@ -10,7 +10,9 @@
  * the bad field. */
 #include "test_util.h"
 
+#include "io/gguf.h"
 #include "io/safetensors.h"
+#include "model/export.h"
 #include "model/infer.h"
 #include "model/model.h"
 #include "model/moe.h"
@@ -251,6 +253,101 @@ static void test_hf_mixtral(void **s) {
     lmf_safetensors_close(st);
 }
 
+/* Every row's logits of w on the fixture's tokens (2 rows of T = 8) into out (2 x 8 x V). */
+static void logits_of(const lmf_weights *w, const int32_t *tok, float *out) {
+    int T = 8, V = w->cfg.vocab_size;
+    for (int b = 0; b < 2; b++) {
+        lmf_session *ss;
+        const float *lg;
+        assert_int_equal(lmf_session_create(w, 16, &ss), LMF_OK);
+        assert_int_equal(lmf_session_eval(ss, tok + b * T, T, 1, &lg), LMF_OK);
+        memcpy(out + (size_t)b * T * V, lg, sizeof(float) * (size_t)T * V);
+        lmf_session_free(ss);
+    }
+}
+
+/* w written by the GGUF exporter as `type` and read back: its logits against ref; returns the relative error. */
+static double gguf_roundtrip(const lmf_weights *w, uint32_t type, const int32_t *tok, const float *ref) {
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/lmf_moe_%d.gguf", (int)getpid());
+    if (lmf_export_gguf(w, path, type, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_weights *g;
+    if (lmf_weights_load(path, &g) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(g->cfg.n_expert, w->cfg.n_expert);
+    assert_int_equal(g->cfg.n_expert_used, w->cfg.n_expert_used);
+    assert_int_equal(g->cfg.shared_ffn_dim, w->cfg.shared_ffn_dim);
+    assert_int_equal(g->cfg.norm_topk_prob, w->cfg.norm_topk_prob);
+    if (g->cfg.n_expert) {
+        assert_int_equal(g->layers[0].experts[0].type, type);     /* the experts are quantized */
+        assert_int_equal(g->layers[0].router.type, LMF_GGML_F32); /* the router is not (llama.cpp's choice) */
+    }
+    size_t n = (size_t)2 * 8 * w->cfg.vocab_size;
+    float *lg = malloc(sizeof(float) * n);
+    logits_of(g, tok, lg);
+    double e = rel_err(lg, ref, (long)n);
+    free(lg);
+    lmf_weights_free(g);
+    unlink(path);
+    return e;
+}
+
+/* The Mixtral folder through our GGUF exporter (F32: transformers' logits; Q8_0: within twice the error Q8_0 gives
+ * the dense model of the same shape and values) and our HF exporter; the twin's capacity model (shared expert, top-k weights not
+ * renormalised) through GGUF, which keeps both, while the HF exporter refuses them (Mixtral cannot say them). */
+static void test_export_roundtrip(void **s) {
+    lmf_safetensors *st;
+    if (lmf_safetensors_open(FIX "dropless.safetensors", &st) != LMF_OK) fail_msg("%s", lmf_last_error());
+    const int32_t *tok = need(st, "tokens")->data;
+    const float *want = need(st, "mixtral_logits")->data;
+    lmf_weights *w;
+    if (lmf_weights_load(FIX "mixtral", &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    double ef = gguf_roundtrip(w, LMF_GGML_F32, tok, want), eq = gguf_roundtrip(w, LMF_GGML_Q8_0, tok, want);
+    if (!(ef <= 1e-5)) fail_msg("GGUF F32 export: logits off by %.3g", ef);
+    /* the dense model of the same shape and values (each layer's FFN = its expert 0), through the same Q8_0 export:
+     * the error Q8_0 brings to these weights anyway */
+    lmf_weights *d = lmf_weights_new();
+    d->cfg = w->cfg, d->cfg.n_expert = d->cfg.n_expert_used = d->cfg.norm_topk_prob = 0;
+    d->tok_emb = w->tok_emb, d->lm_head = w->lm_head, d->out_norm_w = w->out_norm_w;
+    d->layers = calloc((size_t)w->cfg.n_layer, sizeof *d->layers);
+    for (int l = 0; l < w->cfg.n_layer; l++) {
+        d->layers[l] = w->layers[l];
+        d->layers[l].w_gate = w->layers[l].experts[0], d->layers[l].w_up = w->layers[l].experts[1];
+        d->layers[l].w_down = w->layers[l].experts[2], d->layers[l].experts = NULL;
+    }
+    size_t nv = (size_t)2 * 8 * w->cfg.vocab_size;
+    float *dref = malloc(sizeof(float) * nv);
+    logits_of(d, tok, dref);
+    double edq = gguf_roundtrip(d, LMF_GGML_Q8_0, tok, dref);
+    free(dref);
+    lmf_weights_free(d);
+    if (!(eq <= 2 * edq)) fail_msg("GGUF Q8_0 export: logits off by %.3g, the dense model's by %.3g", eq, edq);
+    char dir[128];
+    snprintf(dir, sizeof dir, "/tmp/lmf_moe_hf_%d", (int)getpid());
+    if (lmf_export_safetensors(w, dir, LMF_GGML_F32) != LMF_OK) fail_msg("%s", lmf_last_error());
+    hf_logits(dir, st, 1e-5);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    lmf_weights_free(w);
+    lmf_safetensors_close(st);
+
+    if (lmf_safetensors_open(FIX "capacity.safetensors", &st) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_model *m = model_of(st, 0);
+    m->cfg.capacity_factor = m->w->cfg.capacity_factor = 0.0f; /* inference never drops */
+    size_t n = (size_t)2 * 8 * m->cfg.vocab_size;
+    float *ref = malloc(sizeof(float) * n);
+    logits_of(m->w, need(st, "tokens")->data, ref);
+    double ec = gguf_roundtrip(m->w, LMF_GGML_F32, need(st, "tokens")->data, ref);
+    if (!(ec <= 1e-5)) fail_msg("GGUF export of a shared expert: logits off by %.3g", ec);
+    assert_int_equal(lmf_export_safetensors(m->w, dir, LMF_GGML_F32), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "shared expert"));
+    printf("exports: GGUF F32 %.2g, Q8_0 %.2g of transformers' logits (the dense model's Q8_0: %.2g); shared expert "
+           "through GGUF %.2g\n", ef, eq, edq, ec);
+    free(ref);
+    lmf_model_free(m);
+    lmf_safetensors_close(st);
+}
+
 static void test_config_errors(void **s) {
     lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
     c.n_expert = 8, c.n_expert_used = 9;
@@ -286,6 +383,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dropless), cmocka_unit_test(test_capacity),
         cmocka_unit_test(test_prefill_matches_training), cmocka_unit_test(test_hf_mixtral),
+        cmocka_unit_test(test_export_roundtrip),
         cmocka_unit_test(test_config_errors)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
