@@ -348,6 +348,47 @@ static void test_export_roundtrip(void **s) {
     lmf_safetensors_close(st);
 }
 
+/* The server's batch step: two sequences decoding side by side (two rows of one decode step, an expert chosen by both
+ * read once) give the training forward's logits of each, on F32 and on Q8_0 weights (against F32: Q8_0's error). */
+static void batch_decode(const lmf_weights *w, lmf_model *m, const int32_t *tok, double tol) {
+    int T = 8, V = m->cfg.vocab_size;
+    lmf_kv_pool *pool;
+    assert_int_equal(lmf_kv_pool_create(w, 64, 16, 16, &pool), LMF_OK);
+    lmf_session *ss[2];
+    for (int b = 0; b < 2; b++) assert_int_equal(lmf_session_create_pooled(pool, 16, &ss[b]), LMF_OK);
+    float out[2 * 48];
+    assert_true(V <= 48);
+    for (int t = 0; t < T; t++) {
+        const int32_t *tk[2] = {tok + t, tok + T + t};
+        int n[2] = {1, 1};
+        assert_int_equal(lmf_session_eval_batch(ss, tk, n, 2, out), LMF_OK);
+        for (int b = 0; b < 2; b++)
+            assert_close(out + b * V, lmf_model_logits(m) + ((size_t)b * T + t) * V, V, tol, "batch decode");
+    }
+    for (int b = 0; b < 2; b++) lmf_session_free(ss[b]);
+    lmf_kv_pool_free(pool);
+}
+
+static void test_batch_decode(void **s) {
+    lmf_safetensors *st;
+    if (lmf_safetensors_open(FIX "capacity.safetensors", &st) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_model *m = model_of(st, 0);
+    m->cfg.capacity_factor = m->w->cfg.capacity_factor = 0.0f;
+    const int32_t *tok = need(st, "tokens")->data;
+    lmf_model_forward(m, tok, NULL, 2, 8);
+    batch_decode(m->w, m, tok, 1e-5);
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/lmf_moe_bd_%d.gguf", (int)getpid());
+    if (lmf_export_gguf(m->w, path, LMF_GGML_Q8_0, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_weights *q;
+    if (lmf_weights_load(path, &q) != LMF_OK) fail_msg("%s", lmf_last_error());
+    batch_decode(q, m, tok, 5e-2);
+    lmf_weights_free(q);
+    unlink(path);
+    lmf_model_free(m);
+    lmf_safetensors_close(st);
+}
+
 static void test_config_errors(void **s) {
     lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
     c.n_expert = 8, c.n_expert_used = 9;
@@ -383,7 +424,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dropless), cmocka_unit_test(test_capacity),
         cmocka_unit_test(test_prefill_matches_training), cmocka_unit_test(test_hf_mixtral),
-        cmocka_unit_test(test_export_roundtrip),
+        cmocka_unit_test(test_export_roundtrip), cmocka_unit_test(test_batch_decode),
         cmocka_unit_test(test_config_errors)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

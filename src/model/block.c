@@ -236,6 +236,18 @@ static void linear_rows(const lin *o, int N, const char *qin, size_t qb, int lo,
             for (int r = lo; r < hi; r++) o->out[(size_t)i * o->ldo + r] += o->bias[r];
 }
 
+void lmf_block_row_share(int rows, int unit, int tid, int nth, int *lo, int *hi) {
+    row_share(rows, unit, tid, nth, lo, hi);
+}
+
+void lmf_block_linear_qrows(const lin *o, const int32_t *rows, int N, const float *in, int ldi, char *qbuf, int lo,
+                            int hi) {
+    int K = o->W->cols;
+    size_t qb = lmf_qinput_bytes(o->W->type, K);
+    for (int i = 0; i < N; i++) lmf_qinput_convert(o->W->type, in + (size_t)(rows ? rows[i] : i) * ldi, K, qbuf + i * qb);
+    linear_rows(o, N, qbuf, qb, lo, hi);
+}
+
 /* Starts fetching the first PREFETCH_AHEAD bytes of this thread's share of W (from the layout linear_rows reads),
  * so that a thread that reaches a barrier first spends the wait filling the start of its next stream instead of
  * beginning it with demand misses. */
@@ -616,6 +628,16 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
     lmf_block_prefetch_share(&L->w_gate, 16, tid, nth);
     lmf_barrier_wait(d->bar, nth);
 
+    if (c->n_expert) { /* mixture of experts (moe.c): its own barriers, the residual added by row owners */
+        lmf_block_norm(c, xn, mean, rstd, d->x, L->ffn_norm_w, L->ffn_norm_b, N);
+        lmf_moe_decode(d, L, xn, N, qbuf, tid, nth);
+        if (next) {
+            lmf_block_prefetch_share(&next->wq, unit, tid, nth);
+            lmf_block_prefetch_share(&next->wk, unit, tid, nth);
+        }
+        lmf_barrier_wait(d->bar, nth);
+        return;
+    }
     /* up (and gate): the activation on the columns this thread made */
     lin ffn[2] = {{&L->w_up, L->b_up, d->fch + (swiglu ? F : 0), FF}, {&L->w_gate, NULL, d->fch, FF}};
     lmf_block_norm(c, xn, mean, rstd, d->x, L->ffn_norm_w, L->ffn_norm_b, N);

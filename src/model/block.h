@@ -162,6 +162,7 @@ typedef struct {
     size_t scores_stride;
     const struct lmf_lora *lora; /* adapters applied without merging (NULL: none) */
     lmf_barrier *bar;
+    float *moe;          /* mixture of experts: a layer's routing and expert rows (lmf_moe_layer_floats, QMV_MAX) */
 } lmf_block_decode_ctx;
 
 /* Fills row_seq / row_pos from seqs (N rows in all). */
@@ -176,6 +177,12 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
  * logits (out row r = rows[r], V floats apart). */
 void lmf_block_decode_head(const lmf_block_decode_ctx *d, const lmf_weights *w, const int *rows, int nr,
                            float *logits, int tid, int nth);
+/* Decode pieces for other FFN kinds (moe.c): thread tid's share [lo, hi) of rows in whole units; rows [lo, hi) of
+ * o over N input rows (row i is in[rows[i]], rows NULL: in[i]; ldi apart), converted into qbuf (N x
+ * lmf_qinput_bytes of o's type and width), bias added. */
+void lmf_block_row_share(int rows, int unit, int tid, int nth, int *lo, int *hi);
+void lmf_block_linear_qrows(const lmf_lin *o, const int32_t *rows, int N, const float *in, int ldi, char *qbuf,
+                            int lo, int hi);
 /* Prefetches the start of this thread's share of W (the layout the decode kernels read). */
 void lmf_block_prefetch_share(const lmf_wtensor *W, int unit, int tid, int nth);
 

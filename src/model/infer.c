@@ -81,8 +81,9 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
     const lmf_weights *w = p->w;
     const lmf_model_config *c = &w->cfg;
     int C = c->n_embd;
-    /* mixture of experts: the prefill path at every size for now (it too reads only the chosen experts' weights) */
-    if (c->n_expert) prefill = 1;
+    /* mixture of experts: decode-sized steps with more than 16 experts per token take the prefill path (the decode
+     * step's slot buffers hold 16 per row) */
+    if (c->n_expert_used > 16) prefill = 1;
     for (int j = 0, row = 0; j < n; row += seqs[j++].n)
         lmf_block_embed(w, p->x + (size_t)row * C, tok + row, seqs[j].n, seqs[j].n, seqs[j].p0, NULL);
     if (prefill) {
@@ -108,7 +109,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
                               .qkv = p->qkv, .fch = p->fch, .fcact = p->fcact, .part = p->part, .qin = p->qin,
                               .qin_stride = p->qin_stride, .xnt = p->xnt, .scores = p->scores,
                               .scores_stride = (size_t)QBLK * p->max_ctx, .lora = p->lora,
-                              .bar = &p->bar};
+                              .bar = &p->bar, .moe = p->moe};
     lmf_block_decode_rows(&d);
     lmf_barrier_init(&p->bar);
 #pragma omp parallel num_threads(p->nthreads)
@@ -150,10 +151,11 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
      * needs to be bigger) */
     size_t qb = 0;
     for (int l = -1; l < L; l++) {
-        const lmf_wtensor *ts[LMF_LAYER_MATRICES];
+        const lmf_wtensor *ts[LMF_LAYER_MATRICES + LMF_MOE_MATRICES(LMF_MAX_EXPERT)];
         lmf_layer_matrices(&w->layers[l < 0 ? 0 : l], ts);
         int n = LMF_LAYER_MATRICES;
         if (l < 0) ts[0] = &w->lm_head, n = 1;
+        if (l >= 0) n += lmf_layer_moe_matrices(&w->layers[l], c->n_expert, ts + n); /* experts: same widths */
         for (int t = 0; t < n; t++) {
             if (!ts[t]->rows) continue;
             if (lmf_qmatvec_supported(ts[t]->type) && lmf_qinput_bytes(ts[t]->type, ts[t]->cols) > qb)

@@ -4,6 +4,7 @@
 #include "core/status.h"
 #include "io/gguf.h"
 #include "kernels/kernels.h"
+#include "kernels/vec.h"
 
 #include <math.h>
 #include <string.h>
@@ -175,7 +176,9 @@ void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const
 
     lmf_lin router = {&L->router, NULL, r.logits, E};
     lmf_block_linear(&router, 1, x, C, N, ctx->dq, ctx->dq_floats, 0); /* the router stays fp32 */
-    route(c, N, &r);
+    lmf_model_config ci = *c;
+    if (!ctx->training) ci.capacity_factor = 0.0f; /* inference never drops */
+    route(&ci, N, &r);
 
     for (int e = 0; e < E; e++) {
         int o = r.off[e], n = r.off[e + 1] - o;
@@ -207,6 +210,76 @@ void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const
             const float *y = r.y + (size_t)p * C;
             float w = r.wt[i * k + j];
             for (int d = 0; d < C; d++) oi[d] += w * y[d];
+        }
+    }
+}
+
+/* ---- decode --------------------------------------------------------------------------------------------------- */
+
+void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, const float *xn, int N, char *qbuf,
+                    int tid, int nth) {
+    const lmf_model_config *c = d->cfg;
+    int E = c->n_expert, k = c->n_expert_used, F = c->ffn_dim, C = c->n_embd, Fs = c->shared_ffn_dim, lo, hi;
+    const lmf_vec_ops *V = lmf_vec();
+    rows_t r = carve_rows(c, N, d->moe, NULL);
+    size_t region = (size_t)LMF_BLOCK_QMV_MAX * d->qin_stride; /* qbuf holds three regions of QMV_MAX rows */
+    char *q1 = qbuf + region, *q2 = qbuf + 2 * region;
+    if (tid == 0) {
+        lmf_model_config ci = *c;
+        ci.capacity_factor = 0.0f; /* inference never drops */
+        lmf_lin router = {&L->router, NULL, r.logits, E};
+        lmf_block_linear_qrows(&router, NULL, N, xn, C, q1, 0, E);
+        route(&ci, N, &r);
+    }
+    lmf_barrier_wait(d->bar, nth);
+
+    /* gate and up: this thread's F rows of every chosen expert, over the rows that chose it */
+    lmf_block_row_share(F, 16, tid, nth, &lo, &hi);
+    int32_t tok[LMF_BLOCK_QMV_MAX];
+    for (int e = 0; e < E && hi > lo; e++) {
+        int o = r.off[e], n = r.off[e + 1] - o;
+        if (!n) continue;
+        for (int q = 0; q < n; q++) tok[q] = r.order[o + q] / k;
+        float *h = r.h + (size_t)o * 2 * F;
+        lmf_lin g = {&L->experts[3 * e], NULL, h, 2 * F}, u = {&L->experts[3 * e + 1], NULL, h + F, 2 * F};
+        lmf_block_linear_qrows(&g, tok, n, xn, C, q1, lo, hi);
+        lmf_block_linear_qrows(&u, tok, n, xn, C, q2, lo, hi);
+        for (int q = 0; q < n; q++)
+            V->swiglu(r.a + (size_t)(o + q) * F + lo, h + (size_t)q * 2 * F + lo, h + (size_t)q * 2 * F + F + lo,
+                      hi - lo);
+    }
+    if (Fs) {
+        lmf_block_row_share(Fs, 16, tid, nth, &lo, &hi);
+        lmf_lin g = {&L->sh_gate, NULL, r.sh_h, 2 * Fs}, u = {&L->sh_up, NULL, r.sh_h + Fs, 2 * Fs};
+        if (hi > lo) {
+            lmf_block_linear_qrows(&g, NULL, N, xn, C, q1, lo, hi);
+            lmf_block_linear_qrows(&u, NULL, N, xn, C, q2, lo, hi);
+            for (int i = 0; i < N; i++)
+                V->swiglu(r.sh_a + (size_t)i * Fs + lo, r.sh_h + (size_t)i * 2 * Fs + lo,
+                          r.sh_h + (size_t)i * 2 * Fs + Fs + lo, hi - lo);
+        }
+    }
+    lmf_barrier_wait(d->bar, nth);
+
+    /* downs: this thread's C rows, then the weighted sum into the residual stream for those columns */
+    lmf_block_row_share(C, 16, tid, nth, &lo, &hi);
+    if (hi <= lo) return;
+    for (int e = 0; e < E; e++) {
+        int o = r.off[e], n = r.off[e + 1] - o;
+        if (!n) continue;
+        lmf_lin dn = {&L->experts[3 * e + 2], NULL, r.y + (size_t)o * C, C};
+        lmf_block_linear_qrows(&dn, NULL, n, r.a + (size_t)o * F, F, q1, lo, hi);
+    }
+    if (Fs) {
+        lmf_lin dn = {&L->sh_down, NULL, d->proj, C};
+        lmf_block_linear_qrows(&dn, NULL, N, r.sh_a, Fs, q1, lo, hi);
+    }
+    for (int i = 0; i < N; i++) {
+        float *x = d->x + (size_t)i * C;
+        for (int col = lo; col < hi; col++) {
+            float v = Fs ? d->proj[(size_t)i * C + col] : 0.0f;
+            for (int j = 0; j < k; j++) v += r.wt[i * k + j] * r.y[(size_t)r.pos[i * k + j] * C + col];
+            x[col] += v;
         }
     }
 }
