@@ -206,6 +206,15 @@ static void test_hf_mixtral(void **s) {
     lmf_safetensors *st, *src;
     if (lmf_safetensors_open(FIX "dropless.safetensors", &st) != LMF_OK) fail_msg("%s", lmf_last_error());
     hf_logits(FIX "mixtral", st, 1e-5);
+    /* the folder as a training model (lmf_model_from_weights: what full fine-tuning starts from): the same logits */
+    lmf_weights *w;
+    lmf_model *m;
+    if (lmf_weights_load(FIX "mixtral", &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    if (lmf_model_from_weights(w, 2, 8, 0, &m) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_model_forward(m, need(st, "tokens")->data, NULL, 2, 8);
+    assert_close(lmf_model_logits(m), need(st, "mixtral_logits")->data, 2 * 8 * 48, 1e-5, "training model");
+    lmf_model_free(m);
+    lmf_weights_free(w);
 
     if (lmf_safetensors_open(FIX "mixtral/model.safetensors", &src) != LMF_OK) fail_msg("%s", lmf_last_error());
     char dir[128], path[256], names[6][96];

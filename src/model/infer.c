@@ -81,9 +81,6 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
     const lmf_weights *w = p->w;
     const lmf_model_config *c = &w->cfg;
     int C = c->n_embd;
-    /* mixture of experts: decode-sized steps with more than 16 experts per token take the prefill path (the decode
-     * step's slot buffers hold 16 per row) */
-    if (c->n_expert_used > 16) prefill = 1;
     for (int j = 0, row = 0; j < n; row += seqs[j++].n)
         lmf_block_embed(w, p->x + (size_t)row * C, tok + row, seqs[j].n, seqs[j].n, seqs[j].p0, NULL);
     if (prefill) {

@@ -74,7 +74,9 @@ static lmf_status llama_config(const lmf_gguf *g, lmf_model_config *out) {
                         path, emb->n_dims, (long long)emb->ne[0], (long long)emb->ne[1], cfg.n_embd);
     cfg.vocab_size = (int)emb->ne[1];
     cfg.tied_embeddings = lmf_gguf_find_tensor(g, "output.weight") == NULL;
-    if (lmf_gguf_find(g, "llama.expert_count")) { /* Mixtral-style: renormalised top-k unless the file says not */
+    uint32_t n_expert = 0; /* some writers put expert_count = 0 in dense files */
+    if (lmf_gguf_find(g, "llama.expert_count")) LMF_TRY(lmf_gguf_get_u32(g, "llama.expert_count", &n_expert));
+    if (n_expert) { /* Mixtral-style: renormalised top-k unless the file says not */
         LMF_TRY(get_dim(g, "llama.expert_count", &cfg.n_expert));
         LMF_TRY(get_dim(g, "llama.expert_used_count", &cfg.n_expert_used));
         cfg.norm_topk_prob = 1;
