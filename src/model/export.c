@@ -294,6 +294,7 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
     }
 #undef KEY
     if (w->tok) gguf_vocab(&P, g, w);
+    else lmf_gguf_writer_set_str(g, "tokenizer.ggml.model", "none"); /* llama.cpp then loads it without a vocabulary */
 
     /* Q/K rows: rotate_half sources are permuted to llama.cpp's order; GGUF sources already are in it */
     int *pq = NULL, *pk = NULL;
