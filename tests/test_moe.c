@@ -301,8 +301,9 @@ static double gguf_roundtrip(const lmf_weights *w, uint32_t type, const int32_t 
 }
 
 /* The Mixtral folder through our GGUF exporter (F32: transformers' logits; Q8_0: within twice the error Q8_0 gives
- * the dense model of the same shape and values) and our HF exporter; the twin's capacity model (shared expert, top-k weights not
- * renormalised) through GGUF, which keeps both, while the HF exporter refuses them (Mixtral cannot say them). */
+ * the dense model of the same shape and values) and our HF exporter; the twin's capacity model (shared expert, top-k
+ * weights not renormalised) through GGUF, which keeps both, while the HF exporter refuses them (Mixtral cannot say
+ * them). */
 static void test_export_roundtrip(void **s) {
     lmf_safetensors *st;
     if (lmf_safetensors_open(FIX "dropless.safetensors", &st) != LMF_OK) fail_msg("%s", lmf_last_error());
@@ -398,6 +399,24 @@ static void test_batch_decode(void **s) {
     lmf_safetensors_close(st);
 }
 
+/* lmf_model_bytes (what memory checks use before allocating) counts the MoE rows a model allocates. */
+static void test_model_bytes(void **s) {
+    lmf_safetensors *st;
+    if (lmf_safetensors_open(FIX "capacity.safetensors", &st) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_model_config c = config_of(st);
+    for (int training = 0; training < 2; training++) {
+        lmf_model *m = lmf_model_create(&c, 2, 8, training);
+        assert_non_null(m);
+        double have = (double)m->num_params * sizeof(float) * (training ? 2 : 1) + (double)m->work_bytes +
+                      2.0 * 16 * sizeof(int32_t), want = lmf_model_bytes(&c, 2, 8, training);
+        if (!(fabs(want - have) <= 0.05 * have))
+            fail_msg("training %d: estimate %.0f, allocated %.0f", training, want, have);
+        printf("training %d: lmf_model_bytes %.0f, allocated %.0f\n", training, want, have);
+        lmf_model_free(m);
+    }
+    lmf_safetensors_close(st);
+}
+
 static void test_config_errors(void **s) {
     lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
     c.n_expert = 8, c.n_expert_used = 9;
@@ -433,7 +452,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dropless), cmocka_unit_test(test_capacity),
         cmocka_unit_test(test_prefill_matches_training), cmocka_unit_test(test_hf_mixtral),
-        cmocka_unit_test(test_export_roundtrip), cmocka_unit_test(test_batch_decode),
+        cmocka_unit_test(test_export_roundtrip), cmocka_unit_test(test_batch_decode), cmocka_unit_test(test_model_bytes),
         cmocka_unit_test(test_config_errors)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

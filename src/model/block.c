@@ -244,7 +244,8 @@ void lmf_block_linear_qrows(const lin *o, const int32_t *rows, int N, const floa
                             int hi) {
     int K = o->W->cols;
     size_t qb = lmf_qinput_bytes(o->W->type, K);
-    for (int i = 0; i < N; i++) lmf_qinput_convert(o->W->type, in + (size_t)(rows ? rows[i] : i) * ldi, K, qbuf + i * qb);
+    for (int i = 0; i < N; i++)
+        lmf_qinput_convert(o->W->type, in + (size_t)(rows ? rows[i] : i) * ldi, K, qbuf + i * qb);
     linear_rows(o, N, qbuf, qb, lo, hi);
 }
 

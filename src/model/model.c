@@ -57,9 +57,9 @@ double lmf_model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, 
     double F = cfg->ffn_dim, FF = cfg->act == LMF_ACT_SWIGLU ? 2 * F : F, V = cfg->vocab_size;
     double att = (double)lmf_attention_scratch_floats(max_seq, omp_get_max_threads()); /* shared by the layers */
     double ffn = cfg->n_expert ? 0 : FF + F, moe = 0; /* MoE layers keep their own rows instead of fch / fcact */
-    if (cfg->n_expert) { /* per row: (N x k)-sized pieces, as lmf_moe_layer_floats carves them for a 1-row batch */
+    if (cfg->n_expert) { /* lmf_moe_layer_floats per layer and lmf_moe_scratch_floats, with their 16-float padding */
         double k = cfg->n_expert_used, E = cfg->n_expert, Fs = cfg->shared_ffn_dim;
-        moe = L * N * (2 * E + 3 * k + k * (3 * F + C) + 3 * Fs) + N * k * C + 64 * (L + 1) +
+        moe = L * N * (2 * E + 4 * k + k * (3 * F + C) + 3 * Fs) + L * (4 * E + 2 + 256) + N * k * C + 256 +
               (training ? N * (k * (2 * C + 3 * F + 1) + E + 3 * Fs) : 0);
     }
     double acts = N * C + L * N * C * 5 + L * N * (2 + 2 * ln) + L * N * S + att + L * N * ffn + N * C +

@@ -73,7 +73,8 @@ static scratch_t carve_scratch(const lmf_model_config *c, int N, int training, f
         if (floats) *floats = p;
         return s;
     }
-    s.dy = take(mem, &p, Nk * C), s.dh = take(mem, &p, Nk * 2 * F), s.da = take(mem, &p, Nk * F), s.dxg = take(mem, &p, Nk * C);
+    s.dy = take(mem, &p, Nk * C), s.dh = take(mem, &p, Nk * 2 * F), s.da = take(mem, &p, Nk * F);
+    s.dxg = take(mem, &p, Nk * C);
     s.dp = take(mem, &p, N * E), s.dw = take(mem, &p, Nk), s.dsh_h = take(mem, &p, N * 2 * Fs);
     s.dsh_a = take(mem, &p, N * Fs);
     if (floats) *floats = p;

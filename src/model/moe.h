@@ -1,4 +1,4 @@
-/* moe.h — the mixture-of-experts feed-forward of the block library (block.h), for training and prefill.
+/* moe.h — the mixture-of-experts feed-forward of the block library (block.h): training, prefill and decode.
  *
  * One layer, over the N normalised rows x = norm2(res2) (N, C):
  *
@@ -62,11 +62,12 @@ void lmf_moe_losses(const lmf_model_config *c, int N, const float *kept, size_t 
 void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const float *x, float *out, float *kept,
                      float *scratch, int N);
 
-/* Decode (inside lmf_block_decode's parallel region, thread tid of nth, N <= LMF_BLOCK_QMV_MAX rows): xn (N, C) this thread's copy of the normalised rows. Thread 0 routes (router by the quantized kernels, a
- * barrier); each thread makes its share of the F rows of the gate and up of every chosen expert over the rows that
- * chose it (read once per step however many rows chose it), a barrier, then its share of the C rows of the downs
- * and the shared expert, and adds the weighted sum into d->x for its columns. Never drops. Ends without a final
- * barrier (the caller's). */
+/* Decode (inside lmf_block_decode's parallel region, thread tid of nth, N <= LMF_BLOCK_QMV_MAX rows): xn (N, C)
+ * this thread's copy of the normalised rows. Thread 0 routes (the router by the quantized kernels), a barrier; each
+ * thread makes its share of the F rows of the gate and up of every chosen expert over the rows that chose it (read
+ * once per step however many rows chose it), a barrier, then its share of the C rows of the downs and the shared
+ * expert, and adds the weighted sum into d->x for its columns. Never drops. Ends without a final barrier (the
+ * caller's). */
 void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, const float *xn, int N, char *qbuf,
                     int tid, int nth);
 

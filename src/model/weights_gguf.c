@@ -132,7 +132,8 @@ static lmf_status stack3(const lmf_gguf *g, const char *name, int E, int rows, i
                         (long long)t->ne[1], (long long)(t->n_dims > 2 ? t->ne[2] : 1), cols, rows, E);
     uint32_t bs = 0, bb = 0;
     if (!lmf_ggml_type_block(t->type, &bs, &bb) || cols % (int)bs)
-        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s: type %u with rows of %d elements", g->path, name, t->type, cols);
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s: type %u with rows of %d elements", g->path, name, t->type,
+                        cols);
     for (int e = 0; e < E; e++) {
         lmf_wtensor_set(&out[3 * e + k], t->type, rows, cols, NULL);
         out[3 * e + k].data = (const char *)t->data + (size_t)e * rows * out[3 * e + k].row_bytes;
