@@ -6,8 +6,9 @@
  * cross-entropy, the load-balancing and z losses, every expert's kept slots, the gradient of every parameter tensor
  * (router, experts, shared expert, attention, norms, embeddings) of ce + 0.1 aux + 0.01 z, and 10 AdamW steps (every
  * loss, every final parameter). fp32 here against float64 there: within 1e-4 of each tensor's largest value.
- * Inference: the prefill executor on the same weights gives the training forward's logits; config validation names
- * the bad field. */
+ * Inference: the prefill and decode executors (one sequence, two side by side) on the same weights give the training
+ * forward's logits. Formats: transformers' Mixtral folders (both layouts) give its logits; GGUF and HF export round
+ * trips; hostile folders and files, bad configs refused by name; lmf_model_bytes counts the MoE rows. */
 #include "test_util.h"
 
 #include "io/gguf.h"
@@ -399,6 +400,64 @@ static void test_batch_decode(void **s) {
     lmf_safetensors_close(st);
 }
 
+/* Writes FIX mixtral's config.json with `from` replaced by `to` into dir (holding the fixture's weights). */
+static void edited_folder(const char *dir, const char *from, const char *to) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/model.safetensors %s/ && sed 's/%s/%s/' "
+             "%s/config.json > %s/config.json", dir, dir, FIX "mixtral", dir, from, to, FIX "mixtral", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Hostile MoE folders and files are refused by name, never a crash. */
+static void test_bad_files(void **s) {
+    static const struct {
+        const char *from, *to, *want;
+    } cases[] = {
+        {"\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": 5", "n_expert_used"},
+        {"\"num_local_experts\": 4", "\"num_local_experts\": 300", "n_expert"},
+        {"\"num_local_experts\": 4", "\"num_local_experts\": 5", "gate.weight has shape [4, 32], expected [5, 32]"},
+        {"\"intermediate_size\": 16", "\"intermediate_size\": 32", "w1.weight has shape"},
+        {"\"sliding_window\": null", "\"sliding_window\": 16", "sliding_window"},
+        {"\"router_aux_loss_coef\": 0.001", "\"router_aux_loss_coef\": -1", "router_aux_loss_coef"},
+    };
+    char dir[128];
+    snprintf(dir, sizeof dir, "/tmp/lmf_moe_bad_%d", (int)getpid());
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        edited_folder(dir, cases[i].from, cases[i].to);
+        lmf_weights *w = NULL;
+        assert_int_equal(lmf_weights_load(dir, &w), LMF_ERR_FORMAT);
+        if (!strstr(lmf_last_error(), cases[i].want))
+            fail_msg("case %zu: expected '%s' in: %s", i, cases[i].want, lmf_last_error());
+        assert_null(w);
+    }
+    /* a GGUF whose expert_count (patched in the file: 4 -> 5) disagrees with its tensors */
+    lmf_weights *w;
+    if (lmf_weights_load(FIX "mixtral", &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    char path[160];
+    snprintf(path, sizeof path, "%s.gguf", dir);
+    assert_int_equal(lmf_export_gguf(w, path, LMF_GGML_F32, NULL), LMF_OK);
+    lmf_weights_free(w);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    const char *key = "llama.expert_count";
+    char *at = memmem(buf, n, key, strlen(key));
+    assert_non_null(at);
+    uint32_t type, five = 5;
+    memcpy(&type, at + strlen(key), 4);
+    assert_int_equal(type, LMF_GGUF_U32);
+    assert_int_equal(fseek(f, (long)(at + strlen(key) + 4 - buf), SEEK_SET), 0);
+    assert_int_equal(fwrite(&five, 4, 1, f), 1);
+    fclose(f);
+    lmf_weights *g = NULL;
+    assert_int_equal(lmf_weights_load(path, &g), LMF_ERR_FORMAT);
+    assert_non_null(strstr(lmf_last_error(), "ffn_gate_inp"));
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, path);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* lmf_model_bytes (what memory checks use before allocating) counts the MoE rows a model allocates. */
 static void test_model_bytes(void **s) {
     lmf_safetensors *st;
@@ -452,7 +511,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dropless), cmocka_unit_test(test_capacity),
         cmocka_unit_test(test_prefill_matches_training), cmocka_unit_test(test_hf_mixtral),
-        cmocka_unit_test(test_export_roundtrip), cmocka_unit_test(test_batch_decode), cmocka_unit_test(test_model_bytes),
+        cmocka_unit_test(test_export_roundtrip), cmocka_unit_test(test_batch_decode),
+        cmocka_unit_test(test_model_bytes), cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_config_errors)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
