@@ -94,6 +94,8 @@ typedef enum {
  *  llama: RoPE (rope_theta), RMSNorm, grouped-query attention (n_kv_head divides n_head), SwiGLU, no biases,
  *         tied or untied output head.
  *  opt:   as gpt2 but ReLU and learned positions starting at row 2 (inference; training takes gpt2 and llama). */
+#define LMF_MAX_EXPERT 256 /* experts per layer lmforge accepts */
+
 typedef struct {
     lmf_arch arch;
     int vocab_size;      /* V */
@@ -112,6 +114,16 @@ typedef struct {
     lmf_pos_kind pos;
     int pos_offset;      /* learned positions start at this row (OPT: 2) */
     int bias;            /* the linear layers carry biases (LayerNorm always has its own) */
+    /* mixture of experts (llama family; docs/moe.md). n_expert 0: a dense FFN. Otherwise each layer's FFN is a
+     * router (C -> n_expert) choosing n_expert_used SwiGLU experts of hidden size ffn_dim per token (Mixtral's
+     * intermediate_size), plus a shared expert of hidden size shared_ffn_dim on every token when it is > 0. */
+    int n_expert;
+    int n_expert_used;     /* top-k */
+    int shared_ffn_dim;    /* 0: no shared expert */
+    int norm_topk_prob;    /* renormalise the chosen experts' probabilities to sum to 1 (Mixtral: yes) */
+    float router_aux_coef; /* training: weight of the load-balancing loss (transformers' router_aux_loss_coef) */
+    float router_z_coef;   /* training: weight of the router z-loss (ST-MoE) */
+    float capacity_factor; /* training: expert capacity ceil(factor x tokens x k / E), slots over it dropped; 0: none */
 } lmf_model_config;
 
 /* Defaults for a family (GPT-2 124M shape, or a small llama); callers then override fields. */

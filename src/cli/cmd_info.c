@@ -170,6 +170,11 @@ static int info_loaded(const char *path) {
                                                                             : "rope (interleaved pairs)",
            "output head", c->tied_embeddings ? "tied to the token embedding" : "separate");
     if (w->cfg.pos != LMF_POS_LEARNED) printf("  %-28s %.9g\n", "rope_theta", c->rope_theta);
+    if (c->n_expert)
+        printf("  %-28s %d (ffn_dim each)\n  %-28s %d\n  %-28s %d\n  %-28s %s\n  %-28s %.9g\n  %-28s %.9g\n"
+               "  %-28s %.9g\n", "n_expert", c->n_expert, "n_expert_used", c->n_expert_used, "shared_ffn_dim",
+               c->shared_ffn_dim, "norm_topk_prob", c->norm_topk_prob ? "true" : "false", "router_aux_coef",
+               c->router_aux_coef, "router_z_coef", c->router_z_coef, "capacity_factor", c->capacity_factor);
     if (w->tok)
         printf("\ntokenizer: %d tokens, pre-tokenizer %s; bos %d eos %d%s\n", lmf_tokenizer_vocab_size(w->tok),
                lmf_pretok_name(lmf_tokenizer_pretok(w->tok)), w->bos_id, w->eos_id,
@@ -189,6 +194,19 @@ static int info_loaded(const char *path) {
         for (int i = 0; i < LMF_LAYER_MATRICES; i++) {
             snprintf(name, sizeof name, "layers.%d.%s", l, names[i]);
             print_wtensor(name, ts[i], &params, &bytes);
+        }
+        if (!c->n_expert) continue;
+        snprintf(name, sizeof name, "layers.%d.router", l);
+        print_wtensor(name, &L->router, &params, &bytes);
+        static const char *const en[] = {"gate", "up", "down"};
+        for (int e = 0; e < 3 * c->n_expert; e++) {
+            snprintf(name, sizeof name, "layers.%d.experts.%d.%s", l, e / 3, en[e % 3]);
+            print_wtensor(name, &L->experts[e], &params, &bytes);
+        }
+        const lmf_wtensor *sh[] = {&L->sh_gate, &L->sh_up, &L->sh_down};
+        for (int i = 0; i < 3; i++) {
+            snprintf(name, sizeof name, "layers.%d.shared.%s", l, en[i]);
+            print_wtensor(name, sh[i], &params, &bytes);
         }
     }
     if (!c->tied_embeddings) print_wtensor("output_head", &w->lm_head, &params, &bytes);

@@ -19,6 +19,7 @@
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 #include "kernels/vec.h"
+#include "model/moe.h"
 
 #include <math.h>
 #include <omp.h>
@@ -235,6 +236,19 @@ static void linear_rows(const lin *o, int N, const char *qin, size_t qb, int lo,
             for (int r = lo; r < hi; r++) o->out[(size_t)i * o->ldo + r] += o->bias[r];
 }
 
+void lmf_block_row_share(int rows, int unit, int tid, int nth, int *lo, int *hi) {
+    row_share(rows, unit, tid, nth, lo, hi);
+}
+
+void lmf_block_linear_qrows(const lin *o, const int32_t *rows, int N, const float *in, int ldi, char *qbuf, int lo,
+                            int hi) {
+    int K = o->W->cols;
+    size_t qb = lmf_qinput_bytes(o->W->type, K);
+    for (int i = 0; i < N; i++)
+        lmf_qinput_convert(o->W->type, in + (size_t)(rows ? rows[i] : i) * ldi, K, qbuf + i * qb);
+    linear_rows(o, N, qbuf, qb, lo, hi);
+}
+
 /* Starts fetching the first PREFETCH_AHEAD bytes of this thread's share of W (from the layout linear_rows reads),
  * so that a thread that reaches a barrier first spends the wait filling the start of its next stream instead of
  * beginning it with demand misses. */
@@ -369,6 +383,12 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lmf_residual_forward(r->res2, o, x, NC);
 
     lmf_block_norm_par(c, r->ln2, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
+    if (c->n_expert) {
+        o = r->res3 == r->res2 ? r->proj : r->res3;
+        lmf_moe_forward(ctx, L, r->ln2, o, r->moe, r->moe_scratch, N);
+        lmf_residual_forward(r->res3, o, r->res2, NC);
+        return;
+    }
     lin ffn[2] = {{&L->w_gate, NULL, r->fch, FF}, {&L->w_up, L->b_up, r->fch + (swiglu ? F : 0), FF}};
     lmf_block_linear(ffn + !swiglu, 1 + swiglu, r->ln2, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     adapt(ctx, r, layer, swiglu ? 4 : 5, 6, r->ln2, C, r->fch, FF, N);
@@ -447,14 +467,20 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     LMF_CHECK(L->wq.type == LMF_GGML_F32 && F32(L->wk) == F32(L->wq) + (size_t)C * C);
 
     /* MLP: res3 = res2 + down(act(fc(norm2(res2)))); dres holds d(res3) and becomes d(res2) */
-    memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
-    lmf_matmul_backward(g->dfcact, GRAD(G->w_down), (float *)G->b_down, g->dres, r->fcact, F32(L->w_down), N, F, C);
-    memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
-    if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
-    else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
-    else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
-    memset(g->dbuf, 0, NC * sizeof(float));
-    lmf_matmul_backward(g->dbuf, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C, FF);
+    if (c->n_expert) {
+        memset(g->dbuf, 0, NC * sizeof(float));
+        lmf_moe_backward(ctx, L, G, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, N);
+    } else {
+        memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
+        lmf_matmul_backward(g->dfcact, GRAD(G->w_down), (float *)G->b_down, g->dres, r->fcact, F32(L->w_down), N, F,
+                            C);
+        memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
+        if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
+        else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
+        else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
+        memset(g->dbuf, 0, NC * sizeof(float));
+        lmf_matmul_backward(g->dbuf, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C, FF);
+    }
     norm_backward(c, g->dres, (float *)G->ffn_norm_w, (float *)G->ffn_norm_b, g->dbuf, r->res2, L->ffn_norm_w,
                   r->ln2_mean, r->ln2_rstd, N);
 
@@ -626,6 +652,16 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
     lmf_block_prefetch_share(&L->w_gate, 16, tid, nth);
     lmf_barrier_wait(d->bar, nth);
 
+    if (c->n_expert) { /* mixture of experts (moe.c): its own barriers, the residual added by row owners */
+        lmf_block_norm(c, xn, mean, rstd, d->x, L->ffn_norm_w, L->ffn_norm_b, N);
+        lmf_moe_decode(d, L, xn, N, qbuf, tid, nth);
+        if (next) {
+            lmf_block_prefetch_share(&next->wq, unit, tid, nth);
+            lmf_block_prefetch_share(&next->wk, unit, tid, nth);
+        }
+        lmf_barrier_wait(d->bar, nth);
+        return;
+    }
     /* up (and gate): the activation on the columns this thread made */
     lin ffn[2] = {{&L->w_up, L->b_up, d->fch + (swiglu ? F : 0), FF}, {&L->w_gate, NULL, d->fch, FF}};
     lmf_block_norm(c, xn, mean, rstd, d->x, L->ffn_norm_w, L->ffn_norm_b, N);

@@ -14,7 +14,8 @@
  *    every product's rows (lmf_block_decode).
  * Training and prefill are the same function (lmf_block_forward); what differs is where the rows go (kept or
  * scratch) and which attention runs (ctx->kv set: the cache). LoRA (an adapter on any linear), mixture-of-experts
- * (the FFN) and tensor parallelism (row/column shares of the linears) plug in here, once. */
+ * (the FFN: moe.h, when cfg->n_expert > 0) and tensor parallelism (row/column shares of the linears) plug in here,
+ * once. */
 #ifndef LMF_MODEL_BLOCK_H
 #define LMF_MODEL_BLOCK_H
 
@@ -103,6 +104,7 @@ typedef struct {
     float *res3;                      /* (N,C) */
     float *proj;                      /* (N,C) scratch, used when res2 or res3 is the input */
     float *lora_t;                    /* LoRA: the layer's saved adapter values (lmf_lora_t_floats) */
+    float *moe, *moe_scratch;         /* mixture of experts (moe.h): the layer's kept rows, shared scratch */
 } lmf_block_rows;
 
 typedef struct {
@@ -127,6 +129,7 @@ typedef struct {
     int training;
     float *lora_x;
     int bf16; /* the linear layers' products in bf16 (lmf_sgemm_bf16): a frozen base's, when fine-tuning asks */
+    const struct lmf_moe_grad *moe_grad; /* training backward of MoE layers: the router losses' gradients */
 } lmf_block_ctx;
 
 /* One layer forward over the N = ctx->B x ctx->T rows of x (N, C). */
@@ -163,6 +166,7 @@ typedef struct {
     size_t scores_stride;
     const struct lmf_lora *lora; /* adapters applied without merging (NULL: none) */
     lmf_barrier *bar;
+    float *moe;          /* mixture of experts: a layer's routing and expert rows (lmf_moe_layer_floats, QMV_MAX) */
 } lmf_block_decode_ctx;
 
 /* Fills row_seq / row_pos from seqs (N rows in all). */
@@ -177,6 +181,12 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
  * logits (out row r = rows[r], V floats apart). */
 void lmf_block_decode_head(const lmf_block_decode_ctx *d, const lmf_weights *w, const int *rows, int nr,
                            float *logits, int tid, int nth);
+/* Decode pieces for other FFN kinds (moe.c): thread tid's share [lo, hi) of rows in whole units; rows [lo, hi) of
+ * o over N input rows (row i is in[rows[i]], rows NULL: in[i]; ldi apart), converted into qbuf (N x
+ * lmf_qinput_bytes of o's type and width), bias added. */
+void lmf_block_row_share(int rows, int unit, int tid, int nth, int *lo, int *hi);
+void lmf_block_linear_qrows(const lmf_lin *o, const int32_t *rows, int N, const float *in, int ldi, char *qbuf,
+                            int lo, int hi);
 /* Prefetches the start of this thread's share of W (the layout the decode kernels read). */
 void lmf_block_prefetch_share(const lmf_wtensor *W, int unit, int tid, int nth);
 

@@ -70,6 +70,29 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
         REQUIRE(c->rope_theta > 0.0f, "rope_theta: must be positive, got %g", c->rope_theta);
     }
     REQUIRE(!(c->bias && c->act == LMF_ACT_SWIGLU), "bias: linear biases with SwiGLU are not supported");
+    REQUIRE(c->n_expert >= 0 && c->n_expert <= LMF_MAX_EXPERT, "n_expert: %d outside [0, %d] (0: a dense FFN)",
+            c->n_expert, LMF_MAX_EXPERT);
+    if (c->n_expert) {
+        REQUIRE(c->act == LMF_ACT_SWIGLU && !c->bias,
+                "n_expert: mixture of experts needs the llama family (SwiGLU experts without biases), not %s",
+                lmf_arch_name(c->arch));
+        REQUIRE(c->n_expert_used >= 1 && c->n_expert_used <= c->n_expert,
+                "n_expert_used: %d outside [1, n_expert=%d]", c->n_expert_used, c->n_expert);
+        REQUIRE(c->shared_ffn_dim >= 0 && c->shared_ffn_dim <= (1 << 30),
+                "shared_ffn_dim: %d outside [0, 2^30]", c->shared_ffn_dim);
+        REQUIRE(c->router_aux_coef >= 0.0f && c->router_z_coef >= 0.0f,
+                "router_aux_coef (%g) and router_z_coef (%g) must not be negative", c->router_aux_coef,
+                c->router_z_coef);
+        REQUIRE(c->capacity_factor == 0.0f || (c->capacity_factor > 0.0f && c->capacity_factor <= 1024.0f),
+                "capacity_factor: %g outside (0, 1024] (0: dropless)", c->capacity_factor);
+        /* every expert's stack of gate|up rows is one int dimension of the parameter table */
+        REQUIRE((long long)c->n_expert * 2 * c->ffn_dim < (1LL << 31) &&
+                    (long long)c->n_expert * c->n_embd < (1LL << 31),
+                "n_expert x ffn_dim (%d x %d) too large", c->n_expert, c->ffn_dim);
+    } else {
+        REQUIRE(c->n_expert_used == 0 && c->shared_ffn_dim == 0,
+                "n_expert_used (%d) and shared_ffn_dim (%d) need n_expert > 0", c->n_expert_used, c->shared_ffn_dim);
+    }
     /* Shapes go through int dims (2 x ffn_dim for SwiGLU, max_seq_len + pos_offset rows): values from a file or a
      * flag stay far enough below 2^31 that no such sum or double overflows. */
     REQUIRE(c->ffn_dim <= (1 << 30), "ffn_dim: %d is too large (at most 2^30)", c->ffn_dim);

@@ -42,7 +42,14 @@ typedef struct {
     X("ffn_dim", LMF_OPT_INT, ffn_dim, "MLP hidden size")                                                         \
     X("norm_eps", LMF_OPT_FLOAT, norm_eps, "LayerNorm / RMSNorm epsilon")                                         \
     X("rope_theta", LMF_OPT_FLOAT, rope_theta, "RoPE base (llama)")                                               \
-    X("tied_embeddings", LMF_OPT_BOOL, tied_embeddings, "share the output head with wte (llama)")
+    X("tied_embeddings", LMF_OPT_BOOL, tied_embeddings, "share the output head with wte (llama)")                    \
+    X("n_expert", LMF_OPT_INT, n_expert, "mixture of experts: experts per layer (0: dense FFN; llama)")             \
+    X("n_expert_used", LMF_OPT_INT, n_expert_used, "experts each token is routed to (top-k)")                     \
+    X("shared_ffn_dim", LMF_OPT_INT, shared_ffn_dim, "hidden size of a shared expert on every token (0: none)")  \
+    X("norm_topk_prob", LMF_OPT_BOOL, norm_topk_prob, "renormalise the top-k router probabilities (Mixtral)")     \
+    X("router_aux_coef", LMF_OPT_FLOAT, router_aux_coef, "weight of the load-balancing loss (MoE training)")      \
+    X("router_z_coef", LMF_OPT_FLOAT, router_z_coef, "weight of the router z-loss (MoE training)")               \
+    X("capacity_factor", LMF_OPT_FLOAT, capacity_factor, "expert capacity factor (0: dropless)")
 
 extern const lmf_opt lmf_model_opts[];
 extern const int lmf_model_n_opts;

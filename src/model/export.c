@@ -225,6 +225,34 @@ static void gguf_vocab(pool *P, lmf_gguf_writer *g, const lmf_weights *w) {
     if (w->chat_template) lmf_gguf_writer_set_str(g, "tokenizer.chat_template", w->chat_template);
 }
 
+/* Layer l's mixture of experts in llama.cpp's names: the router ffn_gate_inp (F32, as llama.cpp's quantizer leaves
+ * it), the experts stacked into 3-D ffn_{gate,up,down}_exps (ggml dims in, out, expert) and the shared expert's
+ * ffn_{gate,up,down}_shexp; tc / tf: the type of rows of C / F elements. */
+static void gguf_moe_layer(pool *P, lmf_gguf_writer *g, const lmf_model_config *c, const lmf_layer_weights *L, int l,
+                           uint32_t tc, uint32_t tf) {
+    int C = c->n_embd, F = c->ffn_dim, E = c->n_expert, Fs = c->shared_ffn_dim;
+    char nm[96];
+#define N(s) (snprintf(nm, sizeof nm, "blk.%d.%s", l, s), nm)
+    add2(g, N("ffn_gate_inp.weight"), LMF_GGML_F32, E, C, matrix(P, &L->router, LMF_GGML_F32, NULL));
+    static const char *const names[3] = {"ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"};
+    for (int k = 0; k < 3; k++) {
+        uint32_t t = k < 2 ? tc : tf;
+        int rows = k < 2 ? F : C, cols = k < 2 ? C : F;
+        size_t per = (size_t)rows * row_bytes(t, cols);
+        uint8_t *d = pool_alloc(P, per * (size_t)E);
+        for (int e = 0; e < E; e++) rows_into(d + (size_t)e * per, t, &L->experts[3 * e + k], NULL);
+        int64_t ne[3] = {cols, rows, E};
+        lmf_gguf_writer_add_tensor(g, N(names[k]), (lmf_ggml_type)t, 3, ne, d);
+    }
+    if (Fs) {
+        uint32_t ts = tensor_type(tc, 0, Fs);
+        add2(g, N("ffn_gate_shexp.weight"), tc, Fs, C, matrix(P, &L->sh_gate, tc, NULL));
+        add2(g, N("ffn_up_shexp.weight"), tc, Fs, C, matrix(P, &L->sh_up, tc, NULL));
+        add2(g, N("ffn_down_shexp.weight"), ts, C, Fs, matrix(P, &L->sh_down, ts, NULL));
+    }
+#undef N
+}
+
 lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type, const char *name) {
     const lmf_model_config *c = &w->cfg;
     int gpt2 = w->cfg.arch == LMF_ARCH_GPT2, llama = w->cfg.arch == LMF_ARCH_LLAMA;
@@ -254,11 +282,19 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
         lmf_gguf_writer_set_f32(g, KEY("rope.freq_base"), c->rope_theta);
         lmf_gguf_writer_set_u32(g, KEY("rope.dimension_count"), (uint32_t)hs);
         lmf_gguf_writer_set_u32(g, KEY("vocab_size"), (uint32_t)V);
+        if (c->n_expert) {
+            lmf_gguf_writer_set_u32(g, KEY("expert_count"), (uint32_t)c->n_expert);
+            lmf_gguf_writer_set_u32(g, KEY("expert_used_count"), (uint32_t)c->n_expert_used);
+            lmf_gguf_writer_set_bool(g, KEY("expert_weights_norm"), c->norm_topk_prob != 0);
+            if (c->shared_ffn_dim)
+                lmf_gguf_writer_set_u32(g, KEY("expert_shared_feed_forward_length"), (uint32_t)c->shared_ffn_dim);
+        }
     } else {
         lmf_gguf_writer_set_f32(g, KEY("attention.layer_norm_epsilon"), c->norm_eps);
     }
 #undef KEY
     if (w->tok) gguf_vocab(&P, g, w);
+    else lmf_gguf_writer_set_str(g, "tokenizer.ggml.model", "none"); /* llama.cpp then loads it without a vocabulary */
 
     /* Q/K rows: rotate_half sources are permuted to llama.cpp's order; GGUF sources already are in it */
     int *pq = NULL, *pk = NULL;
@@ -297,9 +333,13 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
             add2(g, N("attn_q.weight"), tc, C, C, matrix(&P, &L->wq, tc, pq));
             add2(g, N("attn_k.weight"), tc, KV, C, matrix(&P, &L->wk, tc, pk));
             add2(g, N("attn_v.weight"), tc, KV, C, matrix(&P, &L->wv, tc, NULL));
-            add2(g, N("ffn_gate.weight"), tc, F, C, matrix(&P, &L->w_gate, tc, NULL));
+            if (!c->n_expert) add2(g, N("ffn_gate.weight"), tc, F, C, matrix(&P, &L->w_gate, tc, NULL));
         }
         add2(g, N("attn_output.weight"), tc, C, C, matrix(&P, &L->wo, tc, NULL));
+        if (c->n_expert) {
+            gguf_moe_layer(&P, g, c, L, l, tc, tf);
+            continue;
+        }
         add2(g, N("ffn_up.weight"), tc, F, C, matrix(&P, &L->w_up, tc, NULL));
         add2(g, N("ffn_down.weight"), tf, C, F, matrix(&P, &L->w_down, tf, NULL));
 #undef N
@@ -391,7 +431,15 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
             {"num_key_value_heads", c->n_kv_head}, {"num_hidden_layers", c->n_layer},
             {"head_dim", c->n_embd / c->n_head}, {"max_position_embeddings", c->max_seq_len},
             {"rms_norm_eps", c->norm_eps}, {"rope_theta", c->rope_theta}};
-        hf_family(j, arch, "LlamaForCausalLM", "llama", f, sizeof f / sizeof *f);
+        if (c->n_expert) hf_family(j, arch, "MixtralForCausalLM", "mixtral", f, sizeof f / sizeof *f);
+        else hf_family(j, arch, "LlamaForCausalLM", "llama", f, sizeof f / sizeof *f);
+        if (c->n_expert) {
+            num(j, "num_local_experts", c->n_expert);
+            num(j, "num_experts_per_tok", c->n_expert_used);
+            num(j, "router_aux_loss_coef", c->router_aux_coef);
+            cJSON_AddBoolToObject(j, "output_router_logits", 0);
+            cJSON_AddNullToObject(j, "sliding_window");
+        }
         cJSON_AddNullToObject(j, "rope_scaling");
         cJSON_AddStringToObject(j, "hidden_act", "silu");
         cJSON_AddBoolToObject(j, "attention_bias", 0);
@@ -441,6 +489,15 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
             put_m(s, N("model.layers.%d.self_attn.k_proj.weight", l), &L->wk, pk);
             put_m(s, N("model.layers.%d.self_attn.v_proj.weight", l), &L->wv, NULL);
             put_m(s, N("model.layers.%d.self_attn.o_proj.weight", l), &L->wo, NULL);
+            if (c->n_expert) { /* Mixtral's names, as transformers 5.24's save_pretrained writes them */
+                put_m(s, N("model.layers.%d.block_sparse_moe.gate.weight", l), &L->router, NULL);
+                static const char *const wn[3] = {"w1", "w3", "w2"}; /* gate, up, down */
+                for (int e = 0; e < c->n_expert; e++)
+                    for (int k = 0; k < 3; k++)
+                        put_m(s, N("model.layers.%d.block_sparse_moe.experts.%d.%s.weight", l, e, wn[k]),
+                              &L->experts[3 * e + k], NULL);
+                continue;
+            }
             put_m(s, N("model.layers.%d.mlp.gate_proj.weight", l), &L->w_gate, NULL);
             put_m(s, N("model.layers.%d.mlp.up_proj.weight", l), &L->w_up, NULL);
             put_m(s, N("model.layers.%d.mlp.down_proj.weight", l), &L->w_down, NULL);
@@ -541,6 +598,10 @@ lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_
         return lmf_fail(LMF_ERR_ARG, "%s: cannot export family '%s'", dir, lmf_arch_name(w->cfg.arch));
     if (type != LMF_GGML_F32 && type != LMF_GGML_F16 && type != LMF_GGML_BF16)
         return lmf_fail(LMF_ERR_ARG, "%s: safetensors export writes f32, f16 or bf16", dir);
+    if (w->cfg.n_expert && (w->cfg.shared_ffn_dim || !w->cfg.norm_topk_prob))
+        return lmf_fail(LMF_ERR_ARG, "%s: this mixture of experts has %s, which transformers' Mixtral cannot "
+                        "express; export it with --to gguf", dir,
+                        w->cfg.shared_ffn_dim ? "a shared expert" : "top-k weights that are not renormalised");
     struct stat sb;
     if (stat(dir, &sb) != 0) {
         if (mkdir(dir, 0755) != 0) return lmf_fail(LMF_ERR_IO, "%s: cannot create folder: %s", dir, strerror(errno));

@@ -22,6 +22,7 @@
 #include "kernels/quant.h"
 #include "model/infer.h"
 #include "model/block.h"
+#include "model/moe.h"
 #include "model/lora.h"
 #include "model/weights.h"
 
@@ -58,6 +59,7 @@ struct lmf_kv_pool {
     float *part;                /* decode attention's per-thread stretches: nthreads x QMV_MAX x (C + NH) */
     const lmf_lora *lora;       /* adapters every step applies without merging (lmf_session_set_lora), or NULL */
     float *lora_t;              /* the adapters' A x rows of a prefill step: lmf_lora_t_floats(lora, NB) */
+    float *moe, *moe_scratch;   /* mixture of experts: one layer's routing and expert rows for NB rows, scratch */
     float *head_logits;         /* (head_rows, V), grown on demand: a batch step's logits before they go to their
                                    sessions, when the caller gave no buffer */
     int head_rows;
@@ -91,7 +93,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
                              .lora = (lmf_lora *)p->lora};
         /* the norms' outputs and the products added to the residual share p->xn */
         lmf_block_rows r = {p->xn, p->mean, p->rstd, p->qkv, NULL, p->att, p->x, p->xn, p->mean, p->rstd, p->fch,
-                            p->fcact, p->x, p->xn, p->lora_t};
+                            p->fcact, p->x, p->xn, p->lora_t, p->moe, p->moe_scratch};
         for (int l = 0; l < c->n_layer; l++) lmf_block_forward(&ctx, &w->layers[l], l, p->x, &r);
         if (!nr) return;
         for (int i = 0; i < nr; i++)
@@ -107,7 +109,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
                               .qkv = p->qkv, .fch = p->fch, .fcact = p->fcact, .part = p->part, .qin = p->qin,
                               .qin_stride = p->qin_stride, .xnt = p->xnt, .scores = p->scores,
                               .scores_stride = (size_t)QBLK * p->max_ctx, .lora = p->lora,
-                              .bar = &p->bar};
+                              .bar = &p->bar, .moe = p->moe};
     lmf_block_decode_rows(&d);
     lmf_barrier_init(&p->bar);
 #pragma omp parallel num_threads(p->nthreads)
@@ -153,10 +155,11 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
      * needs to be bigger) */
     size_t qb = 0;
     for (int l = -1; l < L; l++) {
-        const lmf_wtensor *ts[LMF_LAYER_MATRICES];
+        const lmf_wtensor *ts[LMF_LAYER_MATRICES + LMF_MOE_MATRICES(LMF_MAX_EXPERT)];
         lmf_layer_matrices(&w->layers[l < 0 ? 0 : l], ts);
         int n = LMF_LAYER_MATRICES;
         if (l < 0) ts[0] = &w->lm_head, n = 1;
+        if (l >= 0) n += lmf_layer_moe_matrices(&w->layers[l], c->n_expert, ts + n); /* experts: same widths */
         for (int t = 0; t < n; t++) {
             if (!ts[t]->rows) continue;
             if (lmf_qmatvec_supported(ts[t]->type) && lmf_qinput_bytes(ts[t]->type, ts[t]->cols) > qb)
@@ -184,6 +187,10 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
         q += (floats[i] + 15) / 16 * 16;
     }
     if (c->pos != LMF_POS_LEARNED) lmf_rope_table(p->rope, max_ctx, hs, c->rope_theta);
+    if (c->n_expert) {
+        p->moe = lmf_xmalloc(sizeof(float) * lmf_moe_layer_floats(c, NB));
+        p->moe_scratch = lmf_xmalloc(sizeof(float) * lmf_moe_scratch_floats(c, NB, 0));
+    }
     *out = p;
     return LMF_OK;
 }
@@ -192,7 +199,7 @@ void lmf_kv_pool_free(lmf_kv_pool *p) {
     if (!p) return;
     lmf_free_big(p->kv_mem);
     lmf_free_big(p->mem);
-    LMF_FREE_ALL(p->head_logits, p->lora_t, p->free_ids, p->refs, p);
+    LMF_FREE_ALL(p->head_logits, p->lora_t, p->moe, p->moe_scratch, p->free_ids, p->refs, p);
 }
 
 int lmf_kv_pool_blocks(const lmf_kv_pool *p) { return p->n_blocks; }

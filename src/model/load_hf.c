@@ -10,6 +10,10 @@
  *          {input_layernorm, post_attention_layernorm, self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj}.weight.
  *          Q/K rows are in rotate_half order, so RoPE runs as LMF_POS_ROPE_HALF. Refused: rope_scaling, attention
  *          or MLP biases, hidden_act other than silu, head_dim != hidden_size / num_attention_heads.
+ *   mixtral: llama's names, the FFN a mixture of experts (moe.h): num_local_experts, num_experts_per_tok,
+ *          router_aux_loss_coef; model.layers.N.block_sparse_moe.{gate, experts.E.{w1 gate, w3 up, w2 down}}.weight
+ *          (what transformers 5.24 saves) or mlp.gate.weight + mlp.experts.{gate_up_proj (E, 2F, C), down_proj
+ *          (E, C, F)} (transformers 5's fused layout). Refused: a sliding_window shorter than the context.
  *   gpt2:  [transformer.]{wte, wpe, ln_f, h.N.{ln_1, attn.c_attn (fused q|k|v along out), attn.c_proj, ln_2,
  *          mlp.c_fc, mlp.c_proj}}.{weight,bias}; Conv1D weights stored (in, out); head tied to wte.
  *   opt:   [model.]decoder.{embed_tokens, embed_positions (max_position_embeddings + 2 rows: positions start at
@@ -299,6 +303,87 @@ static lmf_status alloc_layers(hf *h, const char *key) {
     return LMF_OK;
 }
 
+/* ---- mixture of experts (Mixtral) ------------------------------------------------------------------------------ */
+
+/* Mixtral's config.json: num_local_experts, num_experts_per_tok, router_aux_loss_coef; its router always
+ * renormalises the top-k. A llama config without num_local_experts stays dense. */
+static lmf_status moe_config(hf *h) {
+    lmf_model_config *c = &h->w->cfg;
+    if (!field(h, "num_local_experts")) return LMF_OK;
+    LMF_TRY(get_int(h, "num_local_experts", -1, &c->n_expert));
+    LMF_TRY(get_int(h, "num_experts_per_tok", 2, &c->n_expert_used));
+    c->norm_topk_prob = 1;
+    const cJSON *coef = field(h, "router_aux_loss_coef");
+    if (coef && !(cJSON_IsNumber(coef) && coef->valuedouble >= 0))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"router_aux_loss_coef\" must be a number >= 0", h->cfg_path);
+    c->router_aux_coef = coef ? (float)coef->valuedouble : 0.001f;
+    const cJSON *sw = field(h, "sliding_window");
+    if (sw && !(cJSON_IsNumber(sw) && sw->valuedouble >= c->max_seq_len))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"sliding_window\" limits attention to fewer positions than "
+                        "max_position_embeddings (%d); lmforge attends to the whole context", h->cfg_path,
+                        c->max_seq_len);
+    return LMF_OK;
+}
+
+/* A 3-D tensor prefix+name of shape (E, rows, cols) of a float dtype (an F32 one 4-byte aligned, copied if not):
+ * transformers 5's fused experts. */
+static lmf_status stack3(hf *h, const char *name, int E, int rows, int cols, const char **data, uint32_t *type,
+                         size_t *expert_bytes) {
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", h->prefix, name);
+    const char *where;
+    const lmf_st_tensor *t;
+    LMF_TRY(find(h, full, &t, &where));
+    if (!t) return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s is missing", where, full);
+    if (t->ndim != 3 || t->shape[0] != E || t->shape[1] != rows || t->shape[2] != cols)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s is not of shape [%d, %d, %d] (experts, out, in)", where, full,
+                        E, rows, cols);
+    *type = ggml_type_of(t->dtype);
+    if (*type == UINT32_MAX)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s has an integer or unknown dtype; lmforge reads F32, F16 and "
+                        "BF16 weights", where, full);
+    *data = t->data;
+    if ((uintptr_t)*data % lmf_dtype_size(t->dtype))
+        *data = memcpy(lmf_weights_alloc(h->w, t->nbytes), t->data, t->nbytes);
+    *expert_bytes = t->nbytes / (size_t)E;
+    return LMF_OK;
+}
+
+/* Layer l's router and experts, as transformers 5.24's save_pretrained writes them (block_sparse_moe.gate and
+ * block_sparse_moe.experts.N.{w1 gate, w3 up, w2 down}) or as its model holds them in memory (mlp.gate,
+ * mlp.experts.gate_up_proj (E, 2F, C): each expert's gate rows then its up rows, mlp.experts.down_proj (E, C, F)). */
+static lmf_status moe_layer(hf *h, int l, lmf_layer_weights *L) {
+    const lmf_model_config *c = &h->w->cfg;
+    int E = c->n_expert, C = c->n_embd, F = c->ffn_dim;
+    char name[160], full[200];
+    L->experts = lmf_weights_alloc(h->w, sizeof(lmf_wtensor) * 3 * (size_t)E);
+    snprintf(full, sizeof full, "%smodel.layers.%d.mlp.experts.gate_up_proj", h->prefix, l);
+    if (has_tensor(h, full)) {
+        LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.gate.weight", l), E, C, &L->router));
+        const char *gu, *dn;
+        uint32_t tg, td;
+        size_t bg, bd;
+        LMF_TRY(stack3(h, NAME("model.layers.%d.mlp.experts.gate_up_proj", l), E, 2 * F, C, &gu, &tg, &bg));
+        LMF_TRY(stack3(h, NAME("model.layers.%d.mlp.experts.down_proj", l), E, C, F, &dn, &td, &bd));
+        for (int e = 0; e < E; e++) {
+            lmf_wtensor_set(&L->experts[3 * e], tg, F, C, gu + (size_t)e * bg);
+            lmf_wtensor_set(&L->experts[3 * e + 1], tg, F, C, gu + (size_t)e * bg + bg / 2);
+            lmf_wtensor_set(&L->experts[3 * e + 2], td, C, F, dn + (size_t)e * bd);
+        }
+        return LMF_OK;
+    }
+    LMF_TRY(matrix(h, NAME("model.layers.%d.block_sparse_moe.gate.weight", l), E, C, &L->router));
+    for (int e = 0; e < E; e++) {
+        LMF_TRY(matrix(h, NAME("model.layers.%d.block_sparse_moe.experts.%d.w1.weight", l, e), F, C,
+                       &L->experts[3 * e]));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.block_sparse_moe.experts.%d.w3.weight", l, e), F, C,
+                       &L->experts[3 * e + 1]));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.block_sparse_moe.experts.%d.w2.weight", l, e), C, F,
+                       &L->experts[3 * e + 2]));
+    }
+    return LMF_OK;
+}
+
 static lmf_status load_llama(hf *h) {
     lmf_weights *w = h->w;
     lmf_model_config *c = &w->cfg;
@@ -344,7 +429,8 @@ static lmf_status load_llama(hf *h) {
     if (head_dim * c->n_head != c->n_embd)
         return lmf_fail(LMF_ERR_FORMAT, "%s: \"head_dim\" %d x num_attention_heads %d != hidden_size %d is not "
                         "supported", h->cfg_path, head_dim, c->n_head, c->n_embd);
-    LMF_TRY(check_config(h, "llama"));
+    LMF_TRY(moe_config(h));
+    LMF_TRY(check_config(h, c->n_expert ? "mixtral" : "llama"));
 
     int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), F = c->ffn_dim, V = c->vocab_size;
     char name[160];
@@ -361,6 +447,10 @@ static lmf_status load_llama(hf *h) {
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.k_proj.weight", l), KV, C, &L->wk));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.v_proj.weight", l), KV, C, &L->wv));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.o_proj.weight", l), C, C, &L->wo));
+        if (c->n_expert) {
+            LMF_TRY(moe_layer(h, l, L));
+            continue;
+        }
         LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.gate_proj.weight", l), F, C, &L->w_gate));
         LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.up_proj.weight", l), F, C, &L->w_up));
         LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.down_proj.weight", l), C, F, &L->w_down));
@@ -587,11 +677,12 @@ static lmf_status load(hf *h) {
     }
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(h->cfg, "model_type");
     if (!cJSON_IsString(mt)) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"model_type\" is missing", h->cfg_path);
-    if (!strcmp(mt->valuestring, "llama")) LMF_TRY(load_llama(h));
+    if (!strcmp(mt->valuestring, "llama") || !strcmp(mt->valuestring, "mixtral")) LMF_TRY(load_llama(h));
     else if (!strcmp(mt->valuestring, "gpt2")) LMF_TRY(load_gpt2(h));
     else if (!strcmp(mt->valuestring, "opt")) LMF_TRY(load_opt(h));
     else
-        return lmf_fail(LMF_ERR_FORMAT, "%s: model_type \"%s\" is not supported (lmforge loads llama, gpt2 and opt)",
+        return lmf_fail(LMF_ERR_FORMAT,
+                        "%s: model_type \"%s\" is not supported (lmforge loads llama, mixtral, gpt2 and opt)",
                         h->cfg_path, mt->valuestring);
     LMF_TRY(load_tokenizer(h));
     return lmf_weights_validate(h->w, h->dir);

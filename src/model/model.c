@@ -3,6 +3,7 @@
 #include "model/model.h"
 #include "core/alloc.h"
 #include "model/block.h"
+#include "model/moe.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "core/status.h"
@@ -55,10 +56,16 @@ double lmf_model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, 
     double ln = cfg->norm == LMF_NORM_LAYER, hs = C / cfg->n_head, S = C + 2.0 * cfg->n_kv_head * hs;
     double F = cfg->ffn_dim, FF = cfg->act == LMF_ACT_SWIGLU ? 2 * F : F, V = cfg->vocab_size;
     double att = (double)lmf_attention_scratch_floats(max_seq, omp_get_max_threads()); /* shared by the layers */
-    double acts = N * C + L * N * C * 5 + L * N * (2 + 2 * ln) + L * N * S + att + L * N * (FF + F) + N * C +
-                  N * (1 + ln) + N * V + N;
+    double ffn = cfg->n_expert ? 0 : FF + F, moe = 0; /* MoE layers keep their own rows instead of fch / fcact */
+    if (cfg->n_expert) { /* lmf_moe_layer_floats per layer and lmf_moe_scratch_floats, with their 16-float padding */
+        double k = cfg->n_expert_used, E = cfg->n_expert, Fs = cfg->shared_ffn_dim;
+        moe = L * N * (2 * E + 4 * k + k * (3 * F + C) + 3 * Fs) + L * (4 * E + 2 + 256) + N * k * C + 256 +
+              (training ? N * (k * (2 * C + 3 * F + 1) + E + 3 * Fs) : 0);
+    }
+    double acts = N * C + L * N * C * 5 + L * N * (2 + 2 * ln) + L * N * S + att + L * N * ffn + N * C +
+                  N * (1 + ln) + N * V + N + moe;
     double floats = P * (training ? 2 : 1) + acts;
-    if (training) floats += N * C * 2 + N * S + N * (FF + F) + 2 * C;
+    if (training) floats += N * C * 2 + N * S + N * ffn + 2 * C;
     if (cfg->pos != LMF_POS_LEARNED) floats += (double)cfg->max_seq_len * hs;
     return floats * sizeof(float) + N * 2 * sizeof(int32_t);
 }
@@ -90,7 +97,7 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
 
     m->max_batch = max_batch, m->max_seq = max_seq;
     dims d = dims_of(cfg, max_batch, max_seq);
-    size_t N = d.N, L = d.L, ln = cfg->norm == LMF_NORM_LAYER;
+    size_t N = d.N, L = d.L, ln = cfg->norm == LMF_NORM_LAYER, ffn = cfg->n_expert ? 0 : 1;
     m->layer_stride_nc = N * d.C;
     lmf_acts *a = &m->acts;
     float **ap[] = {&a->encoded, &a->ln1,  &a->ln1_mean, &a->ln1_rstd, &a->qkv,  &a->att,      &a->atty,
@@ -98,14 +105,21 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
                     &a->lnf,     &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->losses};
     size_t as[] = {N * d.C, L * N * d.C, ln ? L * N : 0, L * N, L * N * d.S,
                    lmf_attention_scratch_floats(d.T, omp_get_max_threads()),
-                   L * N * d.C, L * N * d.C, L * N * d.C, ln ? L * N : 0, L * N, L * N * d.FF, L * N * d.F,
+                   L * N * d.C, L * N * d.C, L * N * d.C, ln ? L * N : 0, L * N, ffn * L * N * d.FF,
+                   ffn * L * N * d.F,
                    L * N * d.C, N * d.C, ln ? N : 0, N, N * d.V, N};
     m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]), &m->work_bytes);
     if (training) {
         lmf_grad_scratch *g = &m->gs;
         float **gp[] = {&g->dres, &g->dbuf, &g->dqkv, &g->dfch, &g->dfcact, &g->dnorm};
-        size_t gsz[] = {N * d.C, N * d.C, N * d.S, N * d.FF, N * d.F, 2 * (size_t)d.C};
+        size_t gsz[] = {N * d.C, N * d.C, N * d.S, ffn * N * d.FF, ffn * N * d.F, 2 * (size_t)d.C};
         m->gs_memory = carve(gp, gsz, 6, &m->work_bytes);
+    }
+    if (cfg->n_expert) {
+        float **mp[] = {&m->moe, &m->moe_scratch};
+        m->moe_stride = (lmf_moe_layer_floats(cfg, (int)N) + 15) & ~(size_t)15;
+        size_t msz[] = {L * m->moe_stride, lmf_moe_scratch_floats(cfg, (int)N, training)};
+        m->moe_mem = carve(mp, msz, 2, &m->work_bytes);
     }
     if (cfg->pos != LMF_POS_LEARNED) {
         m->rope = lmf_xmalloc(sizeof(float) * (size_t)cfg->max_seq_len * d.hs);
@@ -140,6 +154,9 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int ma
                                  lmf_model **out) {
     *out = NULL;
     if (max_seq > base->cfg.max_seq_len) max_seq = base->cfg.max_seq_len;
+    if (base->cfg.n_expert)
+        return lmf_fail(LMF_ERR_ARG, "LoRA on a mixture-of-experts model is not supported yet (n_expert = %d)",
+                        base->cfg.n_expert);
     lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1);
     if (!m) return LMF_ERR_ARG; /* create named the field */
     m->lora = lora;
@@ -177,6 +194,7 @@ void lmf_model_free(lmf_model *m) {
     lmf_free_big(m->grads);
     lmf_free_big(m->acts_memory);
     lmf_free_big(m->gs_memory);
+    lmf_free_big(m->moe_mem);
     lmf_weights_free(m->w);
     lmf_weights_free(m->gw);
     LMF_FREE_ALL(m->rope, m->tokens, m->targets, m->pos, m);
@@ -188,6 +206,7 @@ float *lmf_model_params(lmf_model *m) { return m->params; }
 float *lmf_model_grads(lmf_model *m) { return m->grads; }
 const float *lmf_model_logits(const lmf_model *m) { return m->acts.logits; }
 const lmf_weights *lmf_model_weights(const lmf_model *m) { return m->w; }
+const lmf_moe_stats *lmf_model_moe_stats(const lmf_model *m) { return &m->moe_stats; }
 
 void lmf_model_set_positions(lmf_model *m, const int32_t *pos, int B, int T) {
     m->use_pos = pos != NULL;
@@ -239,9 +258,10 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
     lmf_block_rows r = {
         a->ln1 + l * snc, a->ln1_mean ? a->ln1_mean + l * sn : NULL, a->ln1_rstd + l * sn, a->qkv + l * sn * S,
         a->att, a->atty + l * snc, a->res2 + l * snc, a->ln2 + l * snc,
-        a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn, a->fch + l * sn * d.FF,
-        a->fcact + l * sn * d.F, a->res3 + l * snc, NULL,
-        m->lora ? m->lora_t + (size_t)l * lmf_lora_t_floats(m->lora, m->max_batch * m->max_seq) : NULL};
+        a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn, a->fch ? a->fch + l * sn * d.FF : NULL,
+        a->fcact ? a->fcact + l * sn * d.F : NULL, a->res3 + l * snc, NULL,
+        m->lora ? m->lora_t + (size_t)l * lmf_lora_t_floats(m->lora, m->max_batch * m->max_seq) : NULL,
+        m->moe ? m->moe + l * m->moe_stride : NULL, m->moe_scratch};
     *x = l == 0 ? a->encoded : a->res3 + (l - 1) * snc;
     return r;
 }
@@ -264,6 +284,10 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
     for (int l = 0; l < d.L; l++) {
         lmf_block_rows r = layer_rows(m, l, &x);
         lmf_block_forward(&ctx, &w->layers[l], l, x, &r);
+    }
+    if (m->cfg.n_expert) {
+        lmf_moe_stats *st = &m->moe_stats;
+        lmf_moe_losses(&m->cfg, d.N, m->moe, m->moe_stride, &st->aux, &st->z, st->load, &st->dropped, 0.0f, NULL);
     }
     const float *last = a->res3 + (d.L - 1) * m->layer_stride_nc;
     lmf_block_norm_par(&m->cfg, a->lnf, a->lnf_mean, a->lnf_rstd, last, w->out_norm_w, w->out_norm_b, d.N);
@@ -309,6 +333,12 @@ void lmf_model_backward(lmf_model *m, float loss_scale) {
     lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
                          .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x};
     lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->dnorm};
+    lmf_moe_grad mg;
+    if (m->cfg.n_expert) { /* the router losses' share of d(loss_scale x loss), from the whole forward's routing */
+        double aux, z;
+        lmf_moe_losses(&m->cfg, d.N, m->moe, m->moe_stride, &aux, &z, NULL, NULL, loss_scale, &mg);
+        ctx.moe_grad = &mg;
+    }
     for (int l = d.L - 1; l >= 0; l--) {
         const float *x;
         lmf_block_rows r = layer_rows(m, l, &x);

@@ -1,12 +1,16 @@
 /* model.h — the transformer's internals: parameter table, activation buffers, forward and backward.
  *
- * Parameters live in ONE flat fp32 buffer carved by a fixed table of 17 named tensors (layer tensors stacked over
+ * Parameters live in ONE flat fp32 buffer carved by a fixed table of 22 named tensors (layer tensors stacked over
  * layers, llm.c style), so AdamW, gradient clipping, checkpointing and later allreduce/ZeRO work on flat ranges.
  * Tensors a family does not use have size 0. Both families share the table:
  *
  *   wte (V,C)  wpe (maxT,C)  ln1_w/ln1_b (L,C)  qkv_w (L,C+2KVC,C)  qkv_b (L,C+2KVC)  attn_proj_w (L,C,C)
  *   attn_proj_b (L,C)  ln2_w/ln2_b (L,C)  fc_w (L,F,C) gpt2 | (L,2F,C) llama: gate rows then up rows
  *   fc_b (L,F)  fc_proj_w (L,C,F)  fc_proj_b (L,C)  lnf_w/lnf_b (C)  lm_head (V,C) only when untied
+ *   mixture of experts (n_expert E > 0; fc_w and fc_proj_w are then absent, F is each expert's hidden size):
+ *   router_w (L,E,C)  exp_fc_w (L,E*2F,C): per expert its gate rows then its up rows  exp_proj_w (L,E*C,F)
+ *   sh_fc_w (L,2Fs,C)  sh_proj_w (L,C,Fs): the shared expert (Fs = shared_ffn_dim)
+ * The MoE tensors come after the dense ones, so a dense model's layout (and its checkpoints) did not change.
  *
  * Which tensors exist follows the config's knobs: wpe with learned positions (max_seq_len + pos_offset rows), ln*_b
  * with LayerNorm, the linear biases with cfg.bias, fc_w's gate rows with SwiGLU; absent ones have size 0. gpt2 uses
@@ -26,7 +30,7 @@
 enum {
     LMF_P_WTE, LMF_P_WPE, LMF_P_LN1W, LMF_P_LN1B, LMF_P_QKVW, LMF_P_QKVB, LMF_P_ATTPROJW, LMF_P_ATTPROJB,
     LMF_P_LN2W, LMF_P_LN2B, LMF_P_FCW, LMF_P_FCB, LMF_P_FCPROJW, LMF_P_FCPROJB, LMF_P_LNFW, LMF_P_LNFB,
-    LMF_P_LMHEAD, LMF_NUM_PARAM_TENSORS
+    LMF_P_LMHEAD, LMF_P_ROUTER, LMF_P_EXPFC, LMF_P_EXPPROJ, LMF_P_SHFC, LMF_P_SHPROJ, LMF_NUM_PARAM_TENSORS
 };
 
 extern const char *const lmf_param_names[LMF_NUM_PARAM_TENSORS];
@@ -59,6 +63,13 @@ typedef struct {
     float *dnorm;  /* (2C) parameter gradients of a frozen norm, discarded */
 } lmf_grad_scratch;
 
+/* The router of the last forward of a mixture-of-experts model (moe.h), over all its layers: the two losses before
+ * their coefficients, each expert's share of the top-k choices and the slots dropped over capacity. */
+typedef struct {
+    double aux, z, dropped;
+    double load[LMF_MAX_EXPERT];
+} lmf_moe_stats;
+
 struct lmf_model {
     lmf_model_config cfg;
     size_t param_sizes[LMF_NUM_PARAM_TENSORS];
@@ -90,6 +101,11 @@ struct lmf_model {
     float *dq;       /* the base's dequantization slab: dq_floats */
     size_t dq_floats;
 
+    /* mixture of experts: per layer moe_stride kept floats (moe.h), scratch shared by the layers */
+    float *moe, *moe_scratch, *moe_mem;
+    size_t moe_stride;
+    lmf_moe_stats moe_stats;
+
     int B, T;          /* shape of the last forward */
     int32_t *tokens;   /* (maxB*maxT) copies of the last forward's inputs */
     int32_t *targets;
@@ -103,7 +119,7 @@ struct lmf_model {
  * allocating. cfg must have passed lmf_model_config_validate. */
 double lmf_param_count(const lmf_model_config *cfg);
 double lmf_model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int training);
-/* Sizes of the 17 parameter tensors for cfg (0 for unused ones), and their shapes for printing/serialising. */
+/* Sizes of the parameter tensors for cfg (0 for unused ones), and their shapes for printing/serialising. */
 void lmf_param_sizes(const lmf_model_config *cfg, size_t sizes[LMF_NUM_PARAM_TENSORS]);
 /* Writes the shape of tensor i (up to 3 dims) and returns its rank (0 if the tensor is absent). */
 int lmf_param_shape(const lmf_model_config *cfg, int i, int shape[3]);
@@ -125,6 +141,10 @@ lmf_status lmf_model_from_weights(const lmf_weights *w, int max_batch, int max_s
  * so AdamW (train/optim.h), the training step and checkpoints train them and nothing else. */
 lmf_status lmf_model_create_lora(const lmf_weights *base, struct lmf_lora *lora, int max_batch, int max_seq,
                                  lmf_model **out);
+/* The router statistics of the last forward (all zero for a dense model). The training loss of a MoE model is the
+ * forward's cross-entropy + router_aux_coef x aux + router_z_coef x z; the backward adds the gradients of all
+ * three. */
+const lmf_moe_stats *lmf_model_moe_stats(const lmf_model *m);
 /* Whether AdamW's weight decay applies to tensor i by default: matrices yes; embeddings, norms, biases no. */
 int lmf_param_decays(int i);
 

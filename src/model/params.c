@@ -11,7 +11,8 @@
 
 const char *const lmf_param_names[LMF_NUM_PARAM_TENSORS] = {
     "wte",  "wpe",  "ln1_w",     "ln1_b",     "qkv_w", "qkv_b", "attn_proj_w", "attn_proj_b", "ln2_w",
-    "ln2_b", "fc_w", "fc_b", "fc_proj_w", "fc_proj_b", "lnf_w", "lnf_b", "lm_head"};
+    "ln2_b", "fc_w", "fc_b", "fc_proj_w", "fc_proj_b", "lnf_w", "lnf_b", "lm_head", "router_w", "exp_fc_w",
+    "exp_proj_w", "sh_fc_w", "sh_proj_w"};
 
 static int shape_of(int s[3], int a, int b, int c) {
     s[0] = a, s[1] = b, s[2] = c;
@@ -21,7 +22,7 @@ static int shape_of(int s[3], int a, int b, int c) {
 int lmf_param_shape(const lmf_model_config *c, int i, int s[3]) {
     int V = c->vocab_size, C = c->n_embd, L = c->n_layer, F = c->ffn_dim;
     int hs = C / c->n_head, S = C + 2 * c->n_kv_head * hs, FF = c->act == LMF_ACT_SWIGLU ? 2 * F : F;
-    int ln = c->norm == LMF_NORM_LAYER, b = c->bias;
+    int ln = c->norm == LMF_NORM_LAYER, b = c->bias, E = c->n_expert, Fs = c->shared_ffn_dim;
     s[0] = s[1] = s[2] = 0;
     switch (i) {
     case LMF_P_WTE: return shape_of(s, V, C, 0);
@@ -32,9 +33,14 @@ int lmf_param_shape(const lmf_model_config *c, int i, int s[3]) {
     case LMF_P_QKVW: return shape_of(s, L, S, C);
     case LMF_P_QKVB: return b ? shape_of(s, L, S, 0) : 0;
     case LMF_P_ATTPROJW: return shape_of(s, L, C, C);
-    case LMF_P_FCW: return shape_of(s, L, FF, C);
+    case LMF_P_FCW: return E ? 0 : shape_of(s, L, FF, C);
     case LMF_P_FCB: return b ? shape_of(s, L, FF, 0) : 0;
-    case LMF_P_FCPROJW: return shape_of(s, L, C, F);
+    case LMF_P_FCPROJW: return E ? 0 : shape_of(s, L, C, F);
+    case LMF_P_ROUTER: return E ? shape_of(s, L, E, C) : 0;
+    case LMF_P_EXPFC: return E ? shape_of(s, L, E * 2 * F, C) : 0;
+    case LMF_P_EXPPROJ: return E ? shape_of(s, L, E * C, F) : 0;
+    case LMF_P_SHFC: return E && Fs ? shape_of(s, L, 2 * Fs, C) : 0;
+    case LMF_P_SHPROJ: return E && Fs ? shape_of(s, L, C, Fs) : 0;
     case LMF_P_LNFW: return shape_of(s, C, 0, 0);
     case LMF_P_LNFB: return ln ? shape_of(s, C, 0, 0) : 0;
     case LMF_P_LMHEAD: return c->tied_embeddings ? 0 : shape_of(s, V, C, 0);
@@ -52,7 +58,8 @@ void lmf_param_sizes(const lmf_model_config *c, size_t sizes[LMF_NUM_PARAM_TENSO
 }
 
 int lmf_param_decays(int i) {
-    return i == LMF_P_QKVW || i == LMF_P_ATTPROJW || i == LMF_P_FCW || i == LMF_P_FCPROJW || i == LMF_P_LMHEAD;
+    return i == LMF_P_QKVW || i == LMF_P_ATTPROJW || i == LMF_P_FCW || i == LMF_P_FCPROJW || i == LMF_P_LMHEAD ||
+           i == LMF_P_ROUTER || i == LMF_P_EXPFC || i == LMF_P_EXPPROJ || i == LMF_P_SHFC || i == LMF_P_SHPROJ;
 }
 
 void lmf_params_view(lmf_weights *w, const lmf_model_config *c, const float *params) {
@@ -74,7 +81,26 @@ void lmf_params_view(lmf_weights *w, const lmf_model_config *c, const float *par
     for (int l = 0; l < c->n_layer; l++) {
         lmf_layer_weights *L = &w->layers[l];
         const float *qkv = LT(LMF_P_QKVW, l, S * C), *fc = LT(LMF_P_FCW, l, FF * C), *qb = LT(LMF_P_QKVB, l, S);
+        lmf_wtensor *experts = L->experts; /* kept across calls: owned by w */
         memset(L, 0, sizeof *L);
+        if (c->n_expert) {
+            int E = c->n_expert, Fs = c->shared_ffn_dim;
+            if (!experts) experts = lmf_weights_alloc(w, sizeof(lmf_wtensor) * 3 * (size_t)E);
+            L->experts = experts;
+            lmf_wtensor_set(&L->router, LMF_GGML_F32, E, C, LT(LMF_P_ROUTER, l, E * C));
+            const float *efc = LT(LMF_P_EXPFC, l, (size_t)E * 2 * F * C), *ed = LT(LMF_P_EXPPROJ, l, (size_t)E * C * F);
+            for (int e = 0; e < E; e++) {
+                lmf_wtensor_set(&experts[3 * e], LMF_GGML_F32, F, C, efc + (size_t)e * 2 * F * C);
+                lmf_wtensor_set(&experts[3 * e + 1], LMF_GGML_F32, F, C, efc + ((size_t)e * 2 + 1) * F * C);
+                lmf_wtensor_set(&experts[3 * e + 2], LMF_GGML_F32, C, F, ed + (size_t)e * C * F);
+            }
+            if (Fs) {
+                const float *sfc = LT(LMF_P_SHFC, l, (size_t)2 * Fs * C);
+                lmf_wtensor_set(&L->sh_gate, LMF_GGML_F32, Fs, C, sfc);
+                lmf_wtensor_set(&L->sh_up, LMF_GGML_F32, Fs, C, sfc + (size_t)Fs * C);
+                lmf_wtensor_set(&L->sh_down, LMF_GGML_F32, C, Fs, LT(LMF_P_SHPROJ, l, (size_t)C * Fs));
+            }
+        }
         L->attn_norm_w = LT(LMF_P_LN1W, l, C), L->attn_norm_b = LT(LMF_P_LN1B, l, C);
         L->ffn_norm_w = LT(LMF_P_LN2W, l, C), L->ffn_norm_b = LT(LMF_P_LN2B, l, C);
         lmf_wtensor_set(&L->wq, LMF_GGML_F32, C, C, qkv);
@@ -83,11 +109,12 @@ void lmf_params_view(lmf_weights *w, const lmf_model_config *c, const float *par
         if (qb) L->bq = qb, L->bk = qb + C, L->bv = qb + C + KV;
         lmf_wtensor_set(&L->wo, LMF_GGML_F32, C, C, LT(LMF_P_ATTPROJW, l, C * C));
         L->bo = LT(LMF_P_ATTPROJB, l, C);
+        L->b_up = LT(LMF_P_FCB, l, F);
+        L->b_down = LT(LMF_P_FCPROJB, l, C);
+        if (c->n_expert) continue;
         if (swiglu) lmf_wtensor_set(&L->w_gate, LMF_GGML_F32, F, C, fc);
         lmf_wtensor_set(&L->w_up, LMF_GGML_F32, F, C, fc + (swiglu ? (size_t)F * C : 0));
-        L->b_up = LT(LMF_P_FCB, l, F);
         lmf_wtensor_set(&L->w_down, LMF_GGML_F32, C, F, LT(LMF_P_FCPROJW, l, C * F));
-        L->b_down = LT(LMF_P_FCPROJB, l, C);
     }
 #undef T
 #undef LT
@@ -137,6 +164,14 @@ lmf_status lmf_model_from_weights(const lmf_weights *w, int max_batch, int max_s
             char what[64];
             snprintf(what, sizeof what, "layer %d matrix %d", l, i);
             s = copy_matrix(ma[i], mb[i], hs, unpermute && i < 2, what);
+        }
+        const lmf_wtensor *ea[LMF_MOE_MATRICES(LMF_MAX_EXPERT)], *eb[LMF_MOE_MATRICES(LMF_MAX_EXPERT)];
+        int ne = lmf_layer_moe_matrices(a, c.n_expert, ea);
+        lmf_layer_moe_matrices(b, c.n_expert, eb);
+        for (int i = 0; s == LMF_OK && i < ne; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "layer %d mixture-of-experts matrix %d", l, i);
+            s = copy_matrix(ea[i], eb[i], hs, 0, what);
         }
         copy_vec(a->attn_norm_w, b->attn_norm_w, C), copy_vec(a->attn_norm_b, b->attn_norm_b, C);
         copy_vec(a->ffn_norm_w, b->ffn_norm_w, C), copy_vec(a->ffn_norm_b, b->ffn_norm_b, C);

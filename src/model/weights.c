@@ -65,9 +65,18 @@ void lmf_layer_matrices(const lmf_layer_weights *L, const lmf_wtensor *out[LMF_L
     out[4] = &L->w_gate, out[5] = &L->w_up, out[6] = &L->w_down;
 }
 
+int lmf_layer_moe_matrices(const lmf_layer_weights *L, int n_expert, const lmf_wtensor **out) {
+    if (!n_expert || !L->experts) return 0;
+    int n = 0;
+    out[n++] = &L->router;
+    for (int i = 0; i < 3 * n_expert; i++) out[n++] = &L->experts[i];
+    out[n++] = &L->sh_gate, out[n++] = &L->sh_up, out[n++] = &L->sh_down;
+    return n;
+}
+
 /* Sum over every matrix of bytes (bytes = 1) or elements (bytes = 0). */
 static size_t matrix_total(const lmf_weights *w, int bytes) {
-    const lmf_wtensor *all[3 + LMF_LAYER_MATRICES];
+    const lmf_wtensor *all[3 + LMF_LAYER_MATRICES + LMF_MOE_MATRICES(LMF_MAX_EXPERT)];
     size_t total = 0;
     for (int l = -1; l < w->cfg.n_layer; l++) {
         int n = 0;
@@ -77,6 +86,7 @@ static size_t matrix_total(const lmf_weights *w, int bytes) {
         } else {
             lmf_layer_matrices(&w->layers[l], all);
             n = LMF_LAYER_MATRICES;
+            n += lmf_layer_moe_matrices(&w->layers[l], w->cfg.n_expert, all + n);
         }
         for (int i = 0; i < n; i++)
             total += (size_t)all[i]->rows * (bytes ? all[i]->row_bytes : (size_t)all[i]->cols);
@@ -116,9 +126,28 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
         LMF_TRY(check(&L->wk, KV, C, origin, "attention k", l));
         LMF_TRY(check(&L->wv, KV, C, origin, "attention v", l));
         LMF_TRY(check(&L->wo, C, C, origin, "attention output", l));
-        if (w->cfg.act == LMF_ACT_SWIGLU) LMF_TRY(check(&L->w_gate, F, C, origin, "ffn gate", l));
-        LMF_TRY(check(&L->w_up, F, C, origin, "ffn up", l));
-        LMF_TRY(check(&L->w_down, C, F, origin, "ffn down", l));
+        if (c->n_expert) { /* the router, every expert, the shared one (names as in lmf_layer_moe_matrices) */
+            int Fs = c->shared_ffn_dim;
+            LMF_TRY(check(&L->router, c->n_expert, C, origin, "router", l));
+            for (int e = 0; e < c->n_expert; e++) {
+                char what[48];
+                snprintf(what, sizeof what, "expert %d gate", e);
+                LMF_TRY(check(&L->experts[3 * e], F, C, origin, what, l));
+                snprintf(what, sizeof what, "expert %d up", e);
+                LMF_TRY(check(&L->experts[3 * e + 1], F, C, origin, what, l));
+                snprintf(what, sizeof what, "expert %d down", e);
+                LMF_TRY(check(&L->experts[3 * e + 2], C, F, origin, what, l));
+            }
+            if (Fs) {
+                LMF_TRY(check(&L->sh_gate, Fs, C, origin, "shared expert gate", l));
+                LMF_TRY(check(&L->sh_up, Fs, C, origin, "shared expert up", l));
+                LMF_TRY(check(&L->sh_down, C, Fs, origin, "shared expert down", l));
+            }
+        } else {
+            if (w->cfg.act == LMF_ACT_SWIGLU) LMF_TRY(check(&L->w_gate, F, C, origin, "ffn gate", l));
+            LMF_TRY(check(&L->w_up, F, C, origin, "ffn up", l));
+            LMF_TRY(check(&L->w_down, C, F, origin, "ffn down", l));
+        }
         if (!L->attn_norm_w || !L->ffn_norm_w ||
             (w->cfg.norm == LMF_NORM_LAYER && (!L->attn_norm_b || !L->ffn_norm_b)))
             return lmf_fail(LMF_ERR_FORMAT, "%s: layer %d: norm weights are missing", origin, l);

@@ -35,8 +35,15 @@ typedef struct {
     lmf_wtensor wq, wk, wv, wo;             /* (C,C) (KV,C) (KV,C) (C,C), KV = n_kv_head * hs */
     const float *bq, *bk, *bv, *bo;         /* NULL when the family has no biases */
     const float *ffn_norm_w, *ffn_norm_b;
-    lmf_wtensor w_gate, w_up, w_down;       /* (F,C) (F,C) (C,F); w_gate absent unless SwiGLU */
+    lmf_wtensor w_gate, w_up, w_down;       /* (F,C) (F,C) (C,F); w_gate absent unless SwiGLU; absent with MoE */
     const float *b_up, *b_down;
+    /* mixture of experts (cfg.n_expert E > 0, docs/moe.md): the router, E experts of gate (F,C), up (F,C) and
+     * down (C,F) as experts[3e], [3e+1], [3e+2] (views of whatever holds them: per-expert tensors of a Hugging Face
+     * folder, row ranges of a GGUF's 3-D stacks or of the training table), and the shared expert (absent unless
+     * shared_ffn_dim Fs > 0) */
+    lmf_wtensor router;                     /* (E,C) */
+    lmf_wtensor *experts;                   /* [3E], owned by the lmf_weights */
+    lmf_wtensor sh_gate, sh_up, sh_down;    /* (Fs,C) (Fs,C) (C,Fs) */
 } lmf_layer_weights;
 
 typedef struct lmf_weights {
@@ -77,6 +84,11 @@ void lmf_wtensor_set(lmf_wtensor *t, uint32_t type, int rows, int cols, const vo
 /* A layer's weight matrices in a fixed order: q, k, v, o, gate, up, down (absent ones have rows == 0). */
 enum { LMF_LAYER_MATRICES = 7 };
 void lmf_layer_matrices(const lmf_layer_weights *L, const lmf_wtensor *out[LMF_LAYER_MATRICES]);
+/* A layer's mixture-of-experts matrices in a fixed order: router, the experts' gate, up, down one expert after
+ * the other, shared gate, up, down (absent ones have rows == 0); returns how many (0 for a dense layer). out must
+ * hold LMF_MOE_MATRICES(E). */
+#define LMF_MOE_MATRICES(E) (4 + 3 * (E))
+int lmf_layer_moe_matrices(const lmf_layer_weights *L, int n_expert, const lmf_wtensor **out);
 /* Bytes, and elements, of all weight matrices (embeddings included; a tied head counted once). */
 size_t lmf_weights_bytes(const lmf_weights *w);
 size_t lmf_weights_matrix_params(const lmf_weights *w);

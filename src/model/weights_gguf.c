@@ -5,6 +5,9 @@
  *          ffn_norm, ffn_gate, ffn_up, ffn_down}. Q/K rows are in llama.cpp's interleaved-pair order, so RoPE runs
  *          in that order too (LMF_POS_ROPE_INTERLEAVED): attention scores do not depend on the order of dimensions
  *          inside a head as long as q and k agree, so the rows need no un-permuting.
+ *          Mixture of experts (llama.expert_count, llama.expert_used_count; llama.expert_weights_norm, absent: true;
+ *          llama.expert_shared_feed_forward_length): blk.N.{ffn_gate_inp (router, [C, E]), ffn_gate_exps /
+ *          ffn_up_exps ([C, F, E]), ffn_down_exps ([F, C, E]), ffn_{gate,up,down}_shexp} instead of ffn_gate/up/down.
  *   gpt2:  token_embd, position_embd, output (absent: tied), output_norm(.bias), blk.N.{attn_norm, attn_qkv (fused
  *          q|k|v rows), attn_output, ffn_norm, ffn_up, ffn_down} each with .weight and .bias. */
 #include "core/alloc.h"
@@ -71,6 +74,17 @@ static lmf_status llama_config(const lmf_gguf *g, lmf_model_config *out) {
                         path, emb->n_dims, (long long)emb->ne[0], (long long)emb->ne[1], cfg.n_embd);
     cfg.vocab_size = (int)emb->ne[1];
     cfg.tied_embeddings = lmf_gguf_find_tensor(g, "output.weight") == NULL;
+    uint32_t n_expert = 0; /* some writers put expert_count = 0 in dense files */
+    if (lmf_gguf_find(g, "llama.expert_count")) LMF_TRY(lmf_gguf_get_u32(g, "llama.expert_count", &n_expert));
+    if (n_expert) { /* Mixtral-style: renormalised top-k unless the file says not */
+        LMF_TRY(get_dim(g, "llama.expert_count", &cfg.n_expert));
+        LMF_TRY(get_dim(g, "llama.expert_used_count", &cfg.n_expert_used));
+        cfg.norm_topk_prob = 1;
+        if (lmf_gguf_find(g, "llama.expert_weights_norm"))
+            LMF_TRY(lmf_gguf_get_bool(g, "llama.expert_weights_norm", &cfg.norm_topk_prob));
+        if (lmf_gguf_find(g, "llama.expert_shared_feed_forward_length"))
+            LMF_TRY(get_dim(g, "llama.expert_shared_feed_forward_length", &cfg.shared_ffn_dim));
+    }
     cfg.max_seq_len = ctx_len;
     if (lmf_model_config_validate(&cfg) != LMF_OK) {
         char msg[512];
@@ -105,6 +119,25 @@ static lmf_status matrix(const lmf_gguf *g, const char *name, int rows, int cols
     if (!lmf_ggml_type_block(t->type, &bs, &bb) || cols % (int)bs)
         return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s: type %u with rows of %d elements", g->path, name, t->type, cols);
     lmf_wtensor_set(w, t->type, rows, cols, t->data);
+    return LMF_OK;
+}
+
+/* A 3-D stack of E matrices rows x cols (ggml dims cols, rows, E: llama.cpp's *_exps) as E views in out[3e + k]. */
+static lmf_status stack3(const lmf_gguf *g, const char *name, int E, int rows, int cols, lmf_wtensor *out, int k) {
+    const lmf_gguf_tensor *t = lmf_gguf_find_tensor(g, name);
+    if (!t) return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s is missing", g->path, name);
+    if (t->n_dims != 3 || t->ne[0] != cols || t->ne[1] != rows || t->ne[2] != E)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s has %d dims [%lld, %lld, %lld], expected [%d, %d, %d] (ggml "
+                        "order: in, out, expert)", g->path, name, t->n_dims, (long long)t->ne[0],
+                        (long long)t->ne[1], (long long)(t->n_dims > 2 ? t->ne[2] : 1), cols, rows, E);
+    uint32_t bs = 0, bb = 0;
+    if (!lmf_ggml_type_block(t->type, &bs, &bb) || cols % (int)bs)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s: type %u with rows of %d elements", g->path, name, t->type,
+                        cols);
+    for (int e = 0; e < E; e++) {
+        lmf_wtensor_set(&out[3 * e + k], t->type, rows, cols, NULL);
+        out[3 * e + k].data = (const char *)t->data + (size_t)e * rows * out[3 * e + k].row_bytes;
+    }
     return LMF_OK;
 }
 
@@ -173,8 +206,22 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
         LMF_TRY(vec(w, g, NAME("attn_norm.weight"), C, &L->attn_norm_w));
         LMF_TRY(vec(w, g, NAME("ffn_norm.weight"), C, &L->ffn_norm_w));
         LMF_TRY(matrix(g, NAME("attn_output.weight"), C, C, &L->wo));
-        LMF_TRY(matrix(g, NAME("ffn_up.weight"), F, C, &L->w_up));
-        LMF_TRY(matrix(g, NAME("ffn_down.weight"), C, F, &L->w_down));
+        if (c->n_expert) {
+            int E = c->n_expert, Fs = c->shared_ffn_dim;
+            L->experts = lmf_weights_alloc(w, sizeof(lmf_wtensor) * 3 * (size_t)E);
+            LMF_TRY(matrix(g, NAME("ffn_gate_inp.weight"), E, C, &L->router));
+            LMF_TRY(stack3(g, NAME("ffn_gate_exps.weight"), E, F, C, L->experts, 0));
+            LMF_TRY(stack3(g, NAME("ffn_up_exps.weight"), E, F, C, L->experts, 1));
+            LMF_TRY(stack3(g, NAME("ffn_down_exps.weight"), E, C, F, L->experts, 2));
+            if (Fs) {
+                LMF_TRY(matrix(g, NAME("ffn_gate_shexp.weight"), Fs, C, &L->sh_gate));
+                LMF_TRY(matrix(g, NAME("ffn_up_shexp.weight"), Fs, C, &L->sh_up));
+                LMF_TRY(matrix(g, NAME("ffn_down_shexp.weight"), C, Fs, &L->sh_down));
+            }
+        } else {
+            LMF_TRY(matrix(g, NAME("ffn_up.weight"), F, C, &L->w_up));
+            LMF_TRY(matrix(g, NAME("ffn_down.weight"), C, F, &L->w_down));
+        }
         if (gpt2) {
             lmf_wtensor qkv;
             const float *b;
@@ -194,7 +241,7 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
             LMF_TRY(matrix(g, NAME("attn_q.weight"), C, C, &L->wq));
             LMF_TRY(matrix(g, NAME("attn_k.weight"), KV, C, &L->wk));
             LMF_TRY(matrix(g, NAME("attn_v.weight"), KV, C, &L->wv));
-            LMF_TRY(matrix(g, NAME("ffn_gate.weight"), F, C, &L->w_gate));
+            if (!c->n_expert) LMF_TRY(matrix(g, NAME("ffn_gate.weight"), F, C, &L->w_gate));
         }
     }
 #undef NAME

@@ -23,9 +23,25 @@ static lmf_status same_model(const lmf_model_config *a, const lmf_model_config *
 #define SAME(f)                                                                                                    \
     if (a->f != b->f) return lmf_fail(LMF_ERR_MISMATCH, "checkpoint has " #f " = %g but this run has %g", (double)b->f, (double)a->f)
     SAME(arch); SAME(vocab_size); SAME(max_seq_len); SAME(n_layer); SAME(n_embd); SAME(n_head); SAME(n_kv_head);
-    SAME(ffn_dim); SAME(tied_embeddings);
+    SAME(ffn_dim); SAME(tied_embeddings); SAME(n_expert); SAME(n_expert_used); SAME(shared_ffn_dim);
+    SAME(norm_topk_prob);
 #undef SAME
     return LMF_OK;
+}
+
+/* A mixture of experts' router after a step (its last micro-batch): a metrics line of its own beside the loss line
+ * ({"step", "aux_loss", "z_loss", "dropped", "expert_load": [share of the top-k choices per expert]}, both losses
+ * before their coefficients; "loss" stays the cross-entropy) and "aux .. z .. drop .." on the progress line. */
+static lmf_status moe_metrics(const lmf_model *m, int step, lmf_line_log *metrics, char *line, size_t cap) {
+    const lmf_moe_stats *ms = lmf_model_moe_stats(m);
+    char load[LMF_MAX_EXPERT * 16];
+    size_t k = 0;
+    for (int e = 0; e < m->cfg.n_expert && k < sizeof load; e++)
+        k += (size_t)snprintf(load + k, sizeof load - k, "%s%.4g", e ? "," : "", ms->load[e]);
+    size_t n = strlen(line);
+    snprintf(line + n, cap - n, " aux %.3f z %.2f drop %.0f", ms->aux, ms->z, ms->dropped);
+    return lmf_line_log_printf(metrics, "{\"step\":%d,\"aux_loss\":%.9g,\"z_loss\":%.9g,\"dropped\":%.0f,"
+                               "\"expert_load\":[%s]}\n", step, ms->aux, ms->z, ms->dropped, load);
 }
 
 static float evaluate(lmf_model *m, lmf_loader *val, int batches, int32_t *in, int32_t *tg) {
@@ -391,6 +407,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
                               "\"tok_per_s\":%.1f%s}\n", step, loss, lr, gnorm, dt * 1e3, tps, comm_ms)) != LMF_OK)
             break;
         snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", loss, lr, gnorm, tps);
+        if (m->cfg.n_expert && (s = moe_metrics(m, step, &metrics, line, sizeof line)) != LMF_OK) break;
         lmf_sink_progress(out, LMF_PROGRESS_UPDATE, step + 1, c.opt.max_steps, "steps", line);
         int last = step + 1 == c.opt.max_steps;
         if (!last && c.checkpoint_every > 0 && (step + 1) % c.checkpoint_every == 0) {

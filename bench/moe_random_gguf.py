@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""A random-weight mixture-of-experts GGUF (llama architecture, llama.cpp's MoE names) of a realistic small shape,
+for the inference speed check against llama-bench (bench/moe_infer_bench.sh). F32; make Q8_0 / Q4_1 copies with
+`lmforge quantize`, so both programs read byte-identical weights.
+
+usage: moe_random_gguf.py OUT.gguf [--layers 12] [--embd 1024] [--heads 16] [--kv-heads 4] [--ffn 1024]
+                          [--experts 8] [--used 2] [--vocab 32000]
+needs numpy and gguf-py (from a llama.cpp tree: LLAMA_CPP=/work/ref/llama.cpp by default).
+Weights: normal(0, 0.02), norms 1; no tokenizer (tokenizer.ggml.model "none": both programs bench random ids).
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.environ.get("LLAMA_CPP", "/work/ref/llama.cpp"), "gguf-py"))
+import gguf  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    for k, v in dict(layers=12, embd=1024, heads=16, kv_heads=4, ffn=1024, experts=8, used=2, vocab=32000).items():
+        ap.add_argument("--" + k.replace("_", "-"), type=int, default=v)
+    a = ap.parse_args()
+    C, L, E, F, V, hs = a.embd, a.layers, a.experts, a.ffn, a.vocab, a.embd // a.heads
+    KV = a.kv_heads * hs
+    w = gguf.GGUFWriter(a.out, "llama")
+    w.add_name("random-moe")
+    w.add_context_length(4096)
+    w.add_embedding_length(C)
+    w.add_block_count(L)
+    w.add_feed_forward_length(F)
+    w.add_head_count(a.heads)
+    w.add_head_count_kv(a.kv_heads)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    w.add_rope_dimension_count(hs)
+    w.add_expert_count(E)
+    w.add_expert_used_count(a.used)
+    w.add_vocab_size(V)
+    w.add_file_type(0)
+    w.add_tokenizer_model("none")
+    rng = np.random.default_rng(0)
+    total = 0
+
+    def t(name, *shape):  # numpy shape (outer..., rows, cols): gguf writes ggml dims reversed
+        nonlocal total
+        x = (rng.standard_normal(shape, dtype=np.float32) * 0.02) if len(shape) > 1 else np.ones(shape, np.float32)
+        total += x.size
+        w.add_tensor(name, x)
+
+    t("token_embd.weight", V, C)
+    t("output_norm.weight", C)
+    t("output.weight", V, C)
+    for i in range(L):
+        p = f"blk.{i}."
+        t(p + "attn_norm.weight", C)
+        t(p + "ffn_norm.weight", C)
+        t(p + "attn_q.weight", C, C)
+        t(p + "attn_k.weight", KV, C)
+        t(p + "attn_v.weight", KV, C)
+        t(p + "attn_output.weight", C, C)
+        t(p + "ffn_gate_inp.weight", E, C)
+        t(p + "ffn_gate_exps.weight", E, F, C)
+        t(p + "ffn_up_exps.weight", E, F, C)
+        t(p + "ffn_down_exps.weight", E, C, F)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print(f"{a.out}: {total / 1e6:.0f}M parameters ({E} experts, top-{a.used})")
+
+
+if __name__ == "__main__":
+    main()

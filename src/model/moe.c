@@ -1,0 +1,394 @@
+/* moe.c — the mixture-of-experts FFN: routing, grouped expert products, router losses and the backward (moe.h). */
+#include "model/moe.h"
+
+#include "core/status.h"
+#include "io/gguf.h"
+#include "kernels/kernels.h"
+#include "kernels/vec.h"
+
+#include <math.h>
+#include <string.h>
+
+#define ALIGN16(n) (((size_t)(n) + 15) & ~(size_t)15)
+
+/* One layer's kept rows carved out of a float slab (the int arrays are int32 in float-sized slots). */
+typedef struct {
+    float *logits, *probs; /* (N,E) */
+    int32_t *idx;          /* (N,k) chosen experts, most probable first */
+    float *wt;             /* (N,k) their weights */
+    int32_t *pos;          /* (N,k) the slot's row in h / a / y, -1 when dropped */
+    int32_t *order;        /* (N*k) kept slots (i*k + j) grouped by expert, rows in token order */
+    int32_t *off;          /* (E+1) expert e owns rows [off[e], off[e+1]) of order, h, a, y */
+    float *h, *a, *y;      /* (Nk, 2F) gate|up, (Nk, F) silu(gate)*up, (Nk, C) the expert's output, unweighted */
+    float *sh_h, *sh_a;    /* (N, 2Fs), (N, Fs) shared expert */
+    lmf_moe_stats_view st;
+} rows_t;
+
+typedef struct {
+    float *xg;                 /* (Nk, C) gathered input rows */
+    float *dy, *dh, *da, *dxg; /* (Nk, C) (Nk, 2F) (Nk, F) (Nk, C) */
+    float *dp;                 /* (N, E) d(p), then d(logits) */
+    float *dw;                 /* (N, k) */
+    float *dsh_h, *dsh_a;      /* (N, 2Fs), (N, Fs) */
+} scratch_t;
+
+/* The next n floats of base at *off (NULL when base is: carving NULL only counts). */
+static float *take(float *base, size_t *off, size_t n) {
+    float *r = base ? base + *off : NULL;
+    *off += ALIGN16(n);
+    return r;
+}
+
+static rows_t carve_rows(const lmf_model_config *c, int N, float *mem, size_t *floats) {
+    size_t E = (size_t)c->n_expert, k = (size_t)c->n_expert_used, F = (size_t)c->ffn_dim, C = (size_t)c->n_embd;
+    size_t Fs = (size_t)c->shared_ffn_dim, Nk = (size_t)N * k;
+    size_t p = 0;
+    rows_t r;
+    r.logits = take(mem, &p, N * E), r.probs = take(mem, &p, N * E);
+    r.idx = (int32_t *)take(mem, &p, Nk), r.wt = take(mem, &p, Nk), r.pos = (int32_t *)take(mem, &p, Nk);
+    r.order = (int32_t *)take(mem, &p, Nk), r.off = (int32_t *)take(mem, &p, E + 1);
+    r.h = take(mem, &p, Nk * 2 * F), r.a = take(mem, &p, Nk * F), r.y = take(mem, &p, Nk * C);
+    r.sh_h = take(mem, &p, N * 2 * Fs), r.sh_a = take(mem, &p, N * Fs);
+    r.st.chosen = take(mem, &p, E), r.st.kept = take(mem, &p, E), r.st.prob_sum = take(mem, &p, E);
+    r.st.z_sum = take(mem, &p, 1);
+    if (floats) *floats = p;
+    return r;
+}
+
+size_t lmf_moe_layer_floats(const lmf_model_config *c, int N) {
+    if (!c->n_expert) return 0;
+    size_t n;
+    carve_rows(c, N, NULL, &n);
+    return n;
+}
+
+static scratch_t carve_scratch(const lmf_model_config *c, int N, int training, float *mem, size_t *floats) {
+    size_t E = (size_t)c->n_expert, k = (size_t)c->n_expert_used, F = (size_t)c->ffn_dim, C = (size_t)c->n_embd;
+    size_t Fs = (size_t)c->shared_ffn_dim, Nk = (size_t)N * k;
+    size_t p = 0;
+    scratch_t s;
+    memset(&s, 0, sizeof s);
+    s.xg = take(mem, &p, Nk * C);
+    if (!training) {
+        if (floats) *floats = p;
+        return s;
+    }
+    s.dy = take(mem, &p, Nk * C), s.dh = take(mem, &p, Nk * 2 * F), s.da = take(mem, &p, Nk * F);
+    s.dxg = take(mem, &p, Nk * C);
+    s.dp = take(mem, &p, N * E), s.dw = take(mem, &p, Nk), s.dsh_h = take(mem, &p, N * 2 * Fs);
+    s.dsh_a = take(mem, &p, N * Fs);
+    if (floats) *floats = p;
+    return s;
+}
+
+size_t lmf_moe_scratch_floats(const lmf_model_config *c, int N, int training) {
+    if (!c->n_expert) return 0;
+    size_t n;
+    carve_scratch(c, N, training, NULL, &n);
+    return n;
+}
+
+lmf_moe_stats_view lmf_moe_stats_of(const lmf_model_config *c, int N, float *kept) {
+    return carve_rows(c, N, kept, NULL).st;
+}
+
+/* ---- routing -------------------------------------------------------------------------------------------------- */
+
+/* Row i: softmax of its logits in fp32 into p, the top-k and their weights; returns logsumexp(logits). Ties go to
+ * the lower expert index (strictly larger wins), a choice of ours: torch.topk promises no order among equals (on
+ * CPU, topk([.25, .25, .25, .25], 2) returns indices [2, 3]), so the twin's fixtures keep clear of ties. */
+static float route_row(const float *logit, float *p, int E, int k, int renorm, int32_t *idx, float *wt) {
+    float mx = logit[0];
+    for (int e = 1; e < E; e++) mx = logit[e] > mx ? logit[e] : mx;
+    double sum = 0.0;
+    for (int e = 0; e < E; e++) sum += (p[e] = expf(logit[e] - mx));
+    float inv = (float)(1.0 / sum);
+    for (int e = 0; e < E; e++) p[e] *= inv;
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int e = 0; e < E; e++) {
+            int taken = 0;
+            for (int q = 0; q < j; q++) taken |= idx[q] == e;
+            if (!taken && (best < 0 || p[e] > p[best])) best = e;
+        }
+        idx[j] = best, wt[j] = p[best];
+    }
+    if (renorm) {
+        float s = 0.0f;
+        for (int j = 0; j < k; j++) s += wt[j];
+        for (int j = 0; j < k; j++) wt[j] /= s;
+    }
+    return mx + (float)log(sum);
+}
+
+/* Routes the N rows from their logits: probabilities, choices, capacity, the grouping by expert, statistics. */
+static void route(const lmf_model_config *c, int N, rows_t *r) {
+    int E = c->n_expert, k = c->n_expert_used, Nk = N * k;
+    double z = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : z) if (N > 64)
+    for (int i = 0; i < N; i++) {
+        float lse = route_row(r->logits + (size_t)i * E, r->probs + (size_t)i * E, E, k, c->norm_topk_prob,
+                              r->idx + (size_t)i * k, r->wt + (size_t)i * k);
+        z += (double)lse * lse;
+    }
+    r->st.z_sum[0] = (float)z;
+    for (int e = 0; e < E; e++) {
+        double s = 0.0;
+        for (int i = 0; i < N; i++) s += r->probs[(size_t)i * E + e];
+        r->st.prob_sum[e] = (float)s;
+        r->st.chosen[e] = r->st.kept[e] = 0.0f;
+    }
+    /* capacity: first choices before second choices, tokens in order within a rank */
+    long cap = Nk;
+    if (c->capacity_factor > 0.0f) cap = (long)ceil((double)c->capacity_factor * Nk / E);
+    int count[LMF_MAX_EXPERT] = {0};
+    for (int j = 0; j < k; j++)
+        for (int i = 0; i < N; i++) {
+            int s = i * k + j, e = r->idx[s];
+            r->st.chosen[e] += 1.0f;
+            r->pos[s] = count[e] < cap ? count[e]++ : -1; /* the slot's rank inside its expert for now */
+        }
+    r->off[0] = 0;
+    for (int e = 0; e < E; e++) r->off[e + 1] = r->off[e] + count[e], r->st.kept[e] = (float)count[e];
+    /* rows of an expert in token order (a kept slot's rank is not its token order when ranks mixed) */
+    int fill[LMF_MAX_EXPERT];
+    for (int e = 0; e < E; e++) fill[e] = r->off[e];
+    for (int s = 0; s < Nk; s++) {
+        if (r->pos[s] < 0) continue;
+        int e = r->idx[s];
+        r->order[fill[e]] = s;
+        r->pos[s] = fill[e]++;
+    }
+}
+
+/* ---- forward -------------------------------------------------------------------------------------------------- */
+
+static void gather(float *dst, const float *src, const int32_t *order, int n, int k, int C) {
+#pragma omp parallel for schedule(static) if (n > 64)
+    for (int r = 0; r < n; r++) memcpy(dst + (size_t)r * C, src + (size_t)(order[r] / k) * C, sizeof(float) * C);
+}
+
+void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const float *x, float *out, float *kept,
+                     float *scratch, int N) {
+    const lmf_model_config *c = ctx->cfg;
+    int E = c->n_expert, k = c->n_expert_used, F = c->ffn_dim, C = c->n_embd, Fs = c->shared_ffn_dim;
+    rows_t r = carve_rows(c, N, kept, NULL);
+    scratch_t s = carve_scratch(c, N, 0, scratch, NULL);
+
+    lmf_lin router = {&L->router, NULL, r.logits, E};
+    lmf_block_linear(&router, 1, x, C, N, ctx->dq, ctx->dq_floats, 0); /* the router stays fp32 */
+    lmf_model_config ci = *c;
+    if (!ctx->training) ci.capacity_factor = 0.0f; /* inference never drops */
+    route(&ci, N, &r);
+
+    for (int e = 0; e < E; e++) {
+        int o = r.off[e], n = r.off[e + 1] - o;
+        if (!n) continue; /* an expert nobody chose is never read */
+        gather(s.xg, x, r.order + o, n, k, C);
+        float *h = r.h + (size_t)o * 2 * F, *a = r.a + (size_t)o * F;
+        lmf_lin gu[2] = {{&L->experts[3 * e], NULL, h, 2 * F}, {&L->experts[3 * e + 1], NULL, h + F, 2 * F}};
+        lmf_block_linear(gu, 2, s.xg, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
+        lmf_swiglu_forward(a, h, n, F);
+        lmf_lin down = {&L->experts[3 * e + 2], NULL, r.y + (size_t)o * C, C};
+        lmf_block_linear(&down, 1, a, F, n, ctx->dq, ctx->dq_floats, ctx->bf16);
+    }
+    if (Fs) {
+        lmf_lin gu[2] = {{&L->sh_gate, NULL, r.sh_h, 2 * Fs}, {&L->sh_up, NULL, r.sh_h + Fs, 2 * Fs}};
+        lmf_block_linear(gu, 2, x, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
+        lmf_swiglu_forward(r.sh_a, r.sh_h, N, Fs);
+        lmf_lin down = {&L->sh_down, NULL, out, C};
+        lmf_block_linear(&down, 1, r.sh_a, Fs, N, ctx->dq, ctx->dq_floats, ctx->bf16);
+    } else {
+        memset(out, 0, sizeof(float) * (size_t)N * C);
+    }
+    /* each token adds its own experts' rows: no two threads write one row */
+#pragma omp parallel for schedule(static) if (N > 64)
+    for (int i = 0; i < N; i++) {
+        float *oi = out + (size_t)i * C;
+        for (int j = 0; j < k; j++) {
+            int p = r.pos[i * k + j];
+            if (p < 0) continue;
+            const float *y = r.y + (size_t)p * C;
+            float w = r.wt[i * k + j];
+            for (int d = 0; d < C; d++) oi[d] += w * y[d];
+        }
+    }
+}
+
+/* ---- decode --------------------------------------------------------------------------------------------------- */
+
+void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, const float *xn, int N, char *qbuf,
+                    int tid, int nth) {
+    const lmf_model_config *c = d->cfg;
+    int E = c->n_expert, k = c->n_expert_used, F = c->ffn_dim, C = c->n_embd, Fs = c->shared_ffn_dim, lo, hi;
+    const lmf_vec_ops *V = lmf_vec();
+    rows_t r = carve_rows(c, N, d->moe, NULL);
+    size_t region = (size_t)LMF_BLOCK_QMV_MAX * d->qin_stride; /* qbuf holds three regions of QMV_MAX rows */
+    char *q1 = qbuf + region, *q2 = qbuf + 2 * region;
+    if (tid == 0) {
+        lmf_model_config ci = *c;
+        ci.capacity_factor = 0.0f; /* inference never drops */
+        lmf_lin router = {&L->router, NULL, r.logits, E};
+        lmf_block_linear_qrows(&router, NULL, N, xn, C, q1, 0, E);
+        route(&ci, N, &r);
+    }
+    lmf_barrier_wait(d->bar, nth);
+
+    /* gate and up: this thread's F rows of every chosen expert, over the rows that chose it */
+    lmf_block_row_share(F, 16, tid, nth, &lo, &hi);
+    int32_t tok[LMF_BLOCK_QMV_MAX];
+    for (int e = 0; e < E && hi > lo; e++) {
+        int o = r.off[e], n = r.off[e + 1] - o;
+        if (!n) continue;
+        for (int q = 0; q < n; q++) tok[q] = r.order[o + q] / k;
+        float *h = r.h + (size_t)o * 2 * F;
+        lmf_lin g = {&L->experts[3 * e], NULL, h, 2 * F}, u = {&L->experts[3 * e + 1], NULL, h + F, 2 * F};
+        lmf_block_linear_qrows(&g, tok, n, xn, C, q1, lo, hi);
+        lmf_block_linear_qrows(&u, tok, n, xn, C, q2, lo, hi);
+        for (int q = 0; q < n; q++)
+            V->swiglu(r.a + (size_t)(o + q) * F + lo, h + (size_t)q * 2 * F + lo, h + (size_t)q * 2 * F + F + lo,
+                      hi - lo);
+    }
+    if (Fs) {
+        lmf_block_row_share(Fs, 16, tid, nth, &lo, &hi);
+        lmf_lin g = {&L->sh_gate, NULL, r.sh_h, 2 * Fs}, u = {&L->sh_up, NULL, r.sh_h + Fs, 2 * Fs};
+        if (hi > lo) {
+            lmf_block_linear_qrows(&g, NULL, N, xn, C, q1, lo, hi);
+            lmf_block_linear_qrows(&u, NULL, N, xn, C, q2, lo, hi);
+            for (int i = 0; i < N; i++)
+                V->swiglu(r.sh_a + (size_t)i * Fs + lo, r.sh_h + (size_t)i * 2 * Fs + lo,
+                          r.sh_h + (size_t)i * 2 * Fs + Fs + lo, hi - lo);
+        }
+    }
+    lmf_barrier_wait(d->bar, nth);
+
+    /* downs: this thread's C rows, then the weighted sum into the residual stream for those columns */
+    lmf_block_row_share(C, 16, tid, nth, &lo, &hi);
+    if (hi <= lo) return;
+    for (int e = 0; e < E; e++) {
+        int o = r.off[e], n = r.off[e + 1] - o;
+        if (!n) continue;
+        lmf_lin dn = {&L->experts[3 * e + 2], NULL, r.y + (size_t)o * C, C};
+        lmf_block_linear_qrows(&dn, NULL, n, r.a + (size_t)o * F, F, q1, lo, hi);
+    }
+    if (Fs) {
+        lmf_lin dn = {&L->sh_down, NULL, d->proj, C};
+        lmf_block_linear_qrows(&dn, NULL, N, r.sh_a, Fs, q1, lo, hi);
+    }
+    for (int i = 0; i < N; i++) {
+        float *x = d->x + (size_t)i * C;
+        for (int col = lo; col < hi; col++) {
+            float v = Fs ? d->proj[(size_t)i * C + col] : 0.0f;
+            for (int j = 0; j < k; j++) v += r.wt[i * k + j] * r.y[(size_t)r.pos[i * k + j] * C + col];
+            x[col] += v;
+        }
+    }
+}
+
+/* ---- losses --------------------------------------------------------------------------------------------------- */
+
+void lmf_moe_losses(const lmf_model_config *c, int N, const float *kept, size_t layer_stride, double *aux, double *z,
+                    double *load, double *dropped, float loss_scale, lmf_moe_grad *g) {
+    int E = c->n_expert, k = c->n_expert_used;
+    double chosen[LMF_MAX_EXPERT] = {0}, prob[LMF_MAX_EXPERT] = {0}, zs = 0.0, drop = 0.0;
+    for (int l = 0; l < c->n_layer; l++) {
+        lmf_moe_stats_view st = lmf_moe_stats_of(c, N, (float *)kept + (size_t)l * layer_stride);
+        for (int e = 0; e < E; e++) {
+            chosen[e] += st.chosen[e], prob[e] += st.prob_sum[e];
+            drop += st.chosen[e] - st.kept[e];
+        }
+        zs += st.z_sum[0];
+    }
+    double LN = (double)c->n_layer * N, a = 0.0;
+    for (int e = 0; e < E; e++) a += (chosen[e] / LN) * (prob[e] / LN);
+    *aux = a * E;
+    *z = zs / LN;
+    if (dropped) *dropped = drop;
+    if (load)
+        for (int e = 0; e < E; e++) load[e] = chosen[e] / (LN * k);
+    if (!g) return;
+    for (int e = 0; e < E; e++) g->dprob[e] = (float)(loss_scale * c->router_aux_coef * E * chosen[e] / (LN * LN));
+    g->dz = (float)(loss_scale * c->router_z_coef * 2.0 / LN);
+}
+
+/* ---- backward ------------------------------------------------------------------------------------------------- */
+
+#define F32(t) ((const float *)(t).data)
+#define GRAD(t) ((float *)(t).data)
+
+void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G,
+                      const lmf_moe_grad *mg, const float *x, const float *dout, float *dx, const float *kept,
+                      float *scratch, int N) {
+    const lmf_model_config *c = ctx->cfg;
+    int E = c->n_expert, k = c->n_expert_used, F = c->ffn_dim, C = c->n_embd, Fs = c->shared_ffn_dim;
+    rows_t r = carve_rows(c, N, (float *)kept, NULL);
+    scratch_t s = carve_scratch(c, N, 1, scratch, NULL);
+    /* the training model's own weights: gate|up of an expert (and of the shared one) are one fused matrix */
+    LMF_CHECK(L->router.type == LMF_GGML_F32 && F32(L->experts[1]) == F32(L->experts[0]) + (size_t)F * C);
+
+    if (Fs) {
+        memset(s.dsh_a, 0, sizeof(float) * (size_t)N * Fs);
+        lmf_matmul_backward(s.dsh_a, GRAD(G->sh_down), NULL, dout, r.sh_a, F32(L->sh_down), N, Fs, C);
+        memset(s.dsh_h, 0, sizeof(float) * (size_t)N * 2 * Fs);
+        lmf_swiglu_backward(s.dsh_h, s.dsh_a, r.sh_h, N, Fs);
+        lmf_matmul_backward(dx, GRAD(G->sh_gate), NULL, s.dsh_h, x, F32(L->sh_gate), N, C, 2 * Fs);
+    }
+    /* d(w) of every kept slot: dout_i . y (a dropped slot's weight never reached the output) */
+#pragma omp parallel for schedule(static) if (N > 64)
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < k; j++) {
+            int p = r.pos[i * k + j];
+            double d = 0.0;
+            if (p >= 0)
+                for (int q = 0; q < C; q++) d += (double)dout[(size_t)i * C + q] * r.y[(size_t)p * C + q];
+            s.dw[i * k + j] = (float)d;
+        }
+    for (int e = 0; e < E; e++) {
+        int o = r.off[e], n = r.off[e + 1] - o;
+        if (!n) continue;
+        const int32_t *ord = r.order + o;
+#pragma omp parallel for schedule(static) if (n > 64)
+        for (int q = 0; q < n; q++) { /* d(y) rows: w * dout of the slot's token */
+            const float *d = dout + (size_t)(ord[q] / k) * C;
+            float w = r.wt[ord[q]], *dy = s.dy + (size_t)q * C;
+            for (int t = 0; t < C; t++) dy[t] = w * d[t];
+        }
+        float *h = r.h + (size_t)o * 2 * F, *a = r.a + (size_t)o * F;
+        memset(s.da, 0, sizeof(float) * (size_t)n * F);
+        lmf_matmul_backward(s.da, GRAD(G->experts[3 * e + 2]), NULL, s.dy, a, F32(L->experts[3 * e + 2]), n, F, C);
+        memset(s.dh, 0, sizeof(float) * (size_t)n * 2 * F);
+        lmf_swiglu_backward(s.dh, s.da, h, n, F);
+        gather(s.xg, x, ord, n, k, C);
+        memset(s.dxg, 0, sizeof(float) * (size_t)n * C);
+        lmf_matmul_backward(s.dxg, GRAD(G->experts[3 * e]), NULL, s.dh, s.xg, F32(L->experts[3 * e]), n, C, 2 * F);
+        /* a token picks an expert at most once: the rows of one expert are distinct tokens */
+#pragma omp parallel for schedule(static) if (n > 64)
+        for (int q = 0; q < n; q++) {
+            float *d = dx + (size_t)(ord[q] / k) * C;
+            const float *g = s.dxg + (size_t)q * C;
+            for (int t = 0; t < C; t++) d[t] += g[t];
+        }
+    }
+    /* router: d(p) from the weights (through the renormalisation) and the aux loss, then softmax and z-loss */
+#pragma omp parallel for schedule(static) if (N > 64)
+    for (int i = 0; i < N; i++) {
+        const float *p = r.probs + (size_t)i * E, *lg = r.logits + (size_t)i * E, *w = r.wt + (size_t)i * k;
+        const float *dw = s.dw + (size_t)i * k;
+        const int32_t *idx = r.idx + (size_t)i * k;
+        float *dp = s.dp + (size_t)i * E;
+        for (int e = 0; e < E; e++) dp[e] = mg->dprob[e];
+        if (c->norm_topk_prob) { /* w_j = p_j / S: d p_m = (dw_m - sum_j dw_j w_j) / S */
+            double S = 0.0, wd = 0.0;
+            for (int j = 0; j < k; j++) S += p[idx[j]], wd += (double)dw[j] * w[j];
+            for (int j = 0; j < k; j++) dp[idx[j]] += (float)((dw[j] - wd) / S);
+        } else {
+            for (int j = 0; j < k; j++) dp[idx[j]] += dw[j];
+        }
+        double dot = 0.0, mx = lg[0], sum = 0.0;
+        for (int e = 0; e < E; e++) dot += (double)dp[e] * p[e], mx = lg[e] > mx ? lg[e] : mx;
+        for (int e = 0; e < E; e++) sum += exp(lg[e] - mx);
+        float lse = (float)(mx + log(sum));
+        for (int e = 0; e < E; e++) dp[e] = p[e] * (float)(dp[e] - dot) + mg->dz * lse * p[e];
+    }
+    lmf_matmul_backward(dx, GRAD(G->router), NULL, s.dp, x, F32(L->router), N, C, E);
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Mixture of experts through the CLI: train a small MoE llama with the MoE flags (router losses, capacity) on a real
+# text with a BPE tokenizer, check its metrics lines, resume it, export it to GGUF, quantize it, read it with info and
+# generate from each form; bad MoE flags fail with messages naming the field. Usage: cli_moe.sh path/to/lmforge
+set -uo pipefail
+LMF=$1
+dir=$(mktemp -d /tmp/lmf_cli_moe_XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+if command -v bible >/dev/null; then bible gen1:1-gen20:18 > "$dir/text.txt"; else cat "$(dirname "$0")"/../src/*/*.c > "$dir/text.txt"; fi
+"$LMF" tokenizer train --vocab-size 400 --special "<|endoftext|>" -o "$dir/tok.json" "$dir/text.txt" > /dev/null 2>&1 ||
+    fail "tokenizer train"
+"$LMF" data shard --tokenizer "$dir/tok.json" --out "$dir/data" --val-fraction 0.1 --block 4096 "$dir/text.txt" \
+    > /dev/null 2>&1 || fail "data shard"
+
+moe=(--arch llama --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head 2 --ffn-dim 64 --n-expert 4 --n-expert-used 2
+     --norm-topk-prob true --shared-ffn-dim 32 --router-aux-coef 0.01 --router-z-coef 0.001 --capacity-factor 1.0)
+common=(--train-data "$dir/data/train.bin" --val-data "$dir/data/val.bin" --tokenizer "$dir/tok.json"
+        --batch-size 4 --seq-len 32 --warmup-steps 2 --eval-every 5 --eval-batches 2 --checkpoint-every 5
+        --sample-tokens 10)
+
+# 1. a short run: a router line per step in metrics.jsonl, the router on the progress line, the knobs saved
+"$LMF" train "${moe[@]}" "${common[@]}" --max-steps 8 --out-dir "$dir/run" > "$dir/out.txt" 2> "$dir/err.txt" ||
+    { cat "$dir/err.txt"; fail "train"; }
+[ "$(grep -c '"aux_loss"' "$dir/run/metrics.jsonl")" = 8 ] || fail "metrics should have 8 router lines"
+grep '"aux_loss"' "$dir/run/metrics.jsonl" | head -1 | grep -q '"expert_load":\[[0-9.e-]*,[0-9.e-]*,[0-9.e-]*,[0-9.e-]*\]' ||
+    fail "router line without 4 expert loads: $(grep -m1 aux_loss "$dir/run/metrics.jsonl")"
+grep -q 'aux [0-9.]* z [0-9.]* drop [0-9]*' "$dir/err.txt" || fail "progress line without the router"
+grep -q '^n_expert = 4' "$dir/run/train.conf" || fail "train.conf lacks n_expert"
+
+# 2. resume continues the MoE run
+"$LMF" train --resume "$dir/run" --max-steps 10 --sample-tokens 0 2> "$dir/res.txt" || { cat "$dir/res.txt"; fail "resume"; }
+[ -f "$dir/run/ckpt-00000010.lmfc" ] || fail "no checkpoint after resume"
+
+# 3. export to GGUF, quantize, info, generate from checkpoint, GGUF and Q8_0 GGUF
+"$LMF" export "$dir/run" --to gguf -o "$dir/moe.gguf" > /dev/null 2>&1 || fail "export gguf"
+"$LMF" quantize "$dir/moe.gguf" "$dir/moe_q8.gguf" --type q8_0 > /dev/null 2>&1 || fail "quantize"
+"$LMF" info "$dir/moe_q8.gguf" > "$dir/info.txt" || fail "info"
+grep -q 'blk.0.ffn_gate_exps.weight *Q8_0 *\[64, 64, 4\]' "$dir/info.txt" ||
+    fail "experts not quantized: $(grep exps "$dir/info.txt" | head -2)"
+"$LMF" info "$dir/run" > "$dir/info_ckpt.txt" || fail "info of the checkpoint"
+grep -q 'n_expert  *4' "$dir/info_ckpt.txt" || fail "info of the checkpoint does not show n_expert"
+grep -q 'layers.1.experts.3.down' "$dir/info_ckpt.txt" || fail "info of the checkpoint does not list the experts"
+for m in "$dir/run" "$dir/moe.gguf" "$dir/moe_q8.gguf"; do
+    "$LMF" generate -m "$m" -p "And God said" -n 8 --temp 0 > "$dir/gen.txt" 2> "$dir/gen_err.txt" ||
+        { cat "$dir/gen_err.txt"; fail "generate from $m"; }
+done
+# the shared expert has no Mixtral equivalent: the HF export says so
+"$LMF" export "$dir/run" --to safetensors -o "$dir/hf" > /dev/null 2> "$dir/hf_err.txt" && fail "HF export of a shared expert"
+grep -q "shared expert" "$dir/hf_err.txt" || fail "HF export refusal does not say why: $(cat "$dir/hf_err.txt")"
+
+# 4. bad MoE flags name the field
+expect_error() {
+    local want=$1; shift
+    "$@" > /dev/null 2> "$dir/e.txt" && fail "succeeded: $*"
+    grep -q "$want" "$dir/e.txt" || fail "expected '$want', got: $(cat "$dir/e.txt")"
+}
+expect_error "n_expert_used" "$LMF" train "${common[@]}" --arch llama --n-expert 4 --n-expert-used 5 --max-steps 2 \
+    --out-dir "$dir/bad"
+expect_error "llama" "$LMF" train "${common[@]}" --arch gpt2 --n-expert 4 --n-expert-used 2 --max-steps 2 --out-dir "$dir/bad"
+expect_error "capacity_factor" "$LMF" train "${common[@]}" "${moe[@]}" --capacity-factor -1 --max-steps 2 --out-dir "$dir/bad"
+echo "cli_moe: OK"
