@@ -364,7 +364,7 @@ static void test_export_roundtrip(void **s) {
 static void batch_decode(const lmf_weights *w, lmf_model *m, const int32_t *tok, double tol) {
     int T = 8, V = m->cfg.vocab_size;
     lmf_kv_pool *pool;
-    assert_int_equal(lmf_kv_pool_create(w, 64, 16, 16, &pool), LMF_OK);
+    assert_int_equal(lmf_kv_pool_create(w, 64, 16, 16, LMF_KV_F32, &pool), LMF_OK);
     lmf_session *ss[2];
     for (int b = 0; b < 2; b++) assert_int_equal(lmf_session_create_pooled(pool, 16, &ss[b]), LMF_OK);
     float out[2 * 48];
