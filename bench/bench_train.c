@@ -2,7 +2,9 @@
  *
  * usage: bench_train ARCH L C H KVH F V B T THREADS STEPS
  * Runs 2 warm-up steps then STEPS timed steps of forward + backward + clip + AdamW on random tokens and prints one
- * line: `lmforge ms_per_step=... tok_per_s=... peak_rss_mib=... params=... loss0=... lossN=...`. */
+ * line: `lmforge ms_per_step=... tok_per_s=... peak_rss_mib=... params=... loss0=... lossN=...`.
+ * LMF_BENCH_PRECISION=bf16 runs the linear products in bf16 (`train --precision bf16`; the line says
+ * precision=bf16). */
 #include "lmforge.h"
 #include "model/model.h"
 #include "train/optim.h"
@@ -39,6 +41,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_train: %s\n", lmf_last_error());
         return 1;
     }
+    const char *prec = getenv("LMF_BENCH_PRECISION");
+    m->bf16 = prec && !strcmp(prec, "bf16");
     lmf_model_init_weights(m, 42);
     lmf_adamw opt;
     lmf_adamw_init(&opt, m->num_params);
@@ -63,8 +67,8 @@ int main(int argc, char **argv) {
     double med = times[steps / 2];
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("lmforge ms_per_step=%.1f tok_per_s=%.1f peak_rss_mib=%.0f params=%zu loss0=%.4f lossN=%.4f\n", med * 1e3,
-           B * T / med, ru.ru_maxrss / 1024.0, m->num_params, loss0, loss);
+    printf("lmforge ms_per_step=%.1f tok_per_s=%.1f peak_rss_mib=%.0f params=%zu loss0=%.4f lossN=%.4f%s\n", med * 1e3,
+           B * T / med, ru.ru_maxrss / 1024.0, m->num_params, loss0, loss, m->bf16 ? " precision=bf16" : "");
     lmf_adamw_free(&opt);
     lmf_model_free(m);
     free(tok), free(times);

@@ -2,7 +2,7 @@
 # `lmforge finetune` end to end on the tiny Hugging Face gpt2 fixture (it carries a tokenizer): LoRA on supervised
 # prompt/completion JSONL lowers the validation loss and writes a PEFT folder and a GGUF adapter that `generate --lora`
 # applies identically; a run resumed from its middle checkpoint ends bit for bit where the uninterrupted run does;
-# --full writes a model.gguf that runs; bad input is refused naming the file:line or the valid module names.
+# --full writes a model.gguf that runs, in bf16 too; bad input is refused naming the file:line or the valid module names.
 # Usage: cli_finetune.sh path/to/lmforge
 set -uo pipefail
 LMF=$1
@@ -69,6 +69,16 @@ grep -q "other options" "$dir/p3.log" || fail "packing mismatch message"
 "$LMF" finetune -m "$M" --data "$dir/data.jsonl" --batch-size 2 --seq-len 64 --max-steps 3 --full \
   --out-dir "$dir/full" 2> "$dir/full.log" || { cat "$dir/full.log"; fail "full"; }
 "$LMF" generate -m "$dir/full/model.gguf" -p "$p" -n 4 --temp 0 > /dev/null 2>&1 || fail "full model does not run"
+# 4b. full fine-tuning in bf16 (mixed precision as `train --precision bf16`: every product, fp32 master weights):
+# it runs, says so, trains other numbers than fp32, and its resumed run keeps bf16 bit for bit
+ffull=(-m "$M" --data "$dir/data.jsonl" --batch-size 2 --seq-len 64 --max-steps 4 --full --checkpoint-every 2)
+"$LMF" finetune "${ffull[@]}" --precision bf16 --out-dir "$dir/fb" 2> "$dir/fb.log" || { cat "$dir/fb.log"; fail "full bf16"; }
+grep -q "linear products in bf16" "$dir/fb.log" || fail "full bf16 not reported"
+"$LMF" finetune "${ffull[@]}" --precision fp32 --out-dir "$dir/ff" 2> /dev/null || fail "full fp32"
+cmp -s "$dir/fb/ckpt-00000004.lmfc" "$dir/ff/ckpt-00000004.lmfc" && fail "full bf16 and fp32 runs are the same"
+mkdir "$dir/fb2" && cp "$dir/fb/ckpt-00000002.lmfc" "$dir/fb2/"
+"$LMF" finetune "${ffull[@]}" --out-dir "$dir/fb2" --resume 2> "$dir/fb2.log" || { cat "$dir/fb2.log"; fail "full bf16 resume"; }
+cmp "$dir/fb/ckpt-00000004.lmfc" "$dir/fb2/ckpt-00000004.lmfc" || fail "resumed full bf16 run differs"
 
 # 5. bad input
 printf '{"prompt": "a", "completion": "b"}\n{"prompt": oops}\n' > "$dir/bad.jsonl"

@@ -45,8 +45,9 @@ int cmd_finetune(int argc, char **argv) {
                 "PEFT module names (q_proj,v_proj; c_attn; ...) or all-linear"),
         CLI_OPT(NULL, "--use-rslora", CLI_BOOL, &c.use_rslora, NULL, "scale alpha / sqrt(r) instead of alpha / r"),
         CLI_OPT(NULL, "--precision", CLI_FN, &c.precision, "P",
-                "LoRA's frozen-base products: auto, bf16 or fp32 (auto: bf16 where this CPU runs them faster than "
-                "fp32; a resumed run keeps its own)", .def = "auto", .fn = parse_precision),
+                "products in auto, bf16 or fp32 (LoRA: the frozen base's; --full: every linear layer's, fp32 master "
+                "weights; auto: bf16 where this CPU runs them faster than fp32; a resumed run keeps its own)",
+                .def = "auto", .fn = parse_precision),
         CLI_OPT(NULL, "--packing", CLI_BOOL, &c.packing, NULL,
                 "several examples per row, attention kept inside each (default: one per row, padded)"),
         CLI_OPT(NULL, "--batch-size", CLI_INT, &c.batch_size, "B", "examples per micro-batch", .lo = 1),

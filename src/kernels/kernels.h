@@ -32,6 +32,10 @@ void lmf_matmul_forward(float *out, const float *inp, const float *W, const floa
 /* dinp (N,IC) += dout W;  dW (OC,IC) += dout^T inp;  dbias (OC) += sum over rows of dout. dbias may be NULL. */
 void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
                          const float *W, int N, int IC, int OC);
+/* The same with both products in bf16 (lmf_sgemm_bf16: dout, W and inp rounded to bf16, sums in fp32); dbias stays
+ * an fp32 sum of the fp32 dout. */
+void lmf_matmul_backward_bf16(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
+                              const float *W, int N, int IC, int OC);
 
 /* ---- causal multi-head attention with grouped-query heads ----
  * qkv (B,T,C+2*KVC) holds q (NH heads), k and v (NKV heads each) per token; out (B,T,C). Nothing is kept for the

@@ -1,4 +1,5 @@
-/* matmul.c — the linear layer y = x W^T + b and its backward, on top of lmf_sgemm. */
+/* matmul.c — the linear layer y = x W^T + b and its backward, on top of lmf_sgemm (or lmf_sgemm_bf16: mixed
+ * precision, the same products with bf16 inputs and fp32 sums). */
 #include "kernels/kernels.h"
 #include "kernels/gemm.h"
 #include "core/parallel.h"
@@ -14,10 +15,12 @@ void lmf_matmul_forward(float *out, const float *inp, const float *W, const floa
     }
 }
 
-void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
-                         const float *W, int N, int IC, int OC) {
-    lmf_sgemm(0, 0, N, IC, OC, dout, OC, W, IC, 1.0f, dinp, IC);
-    lmf_sgemm(1, 0, OC, IC, N, dout, OC, inp, IC, 1.0f, dW, IC);
+typedef void (*gemm_fn)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
+
+static void backward(gemm_fn gemm, float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
+                     const float *W, int N, int IC, int OC) {
+    gemm(0, 0, N, IC, OC, dout, OC, W, IC, 1.0f, dinp, IC);
+    gemm(1, 0, OC, IC, N, dout, OC, inp, IC, 1.0f, dW, IC);
     if (dbias) {
 #pragma omp parallel
         {
@@ -29,4 +32,14 @@ void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout
             }
         }
     }
+}
+
+void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
+                         const float *W, int N, int IC, int OC) {
+    backward(lmf_sgemm, dinp, dW, dbias, dout, inp, W, N, IC, OC);
+}
+
+void lmf_matmul_backward_bf16(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
+                              const float *W, int N, int IC, int OC) {
+    backward(lmf_sgemm_bf16, dinp, dW, dbias, dout, inp, W, N, IC, OC);
 }

@@ -192,6 +192,13 @@ void lmf_block_linear_dinput(const lin *o, int n, float *din, int ldi, int N, fl
     }
 }
 
+/* A trained F32 linear layer's backward (dinp += dout W, dW += dout^T inp, dbias += column sums): in bf16 when the
+ * run is mixed precision (the inputs of both products rounded as they are packed; see lmf_block_ctx.bf16). */
+static void linear_backward(const lmf_block_ctx *ctx, float *dinp, float *dW, float *dbias, const float *dout,
+                            const float *inp, const float *W, int N, int IC, int OC) {
+    (ctx->bf16 ? lmf_matmul_backward_bf16 : lmf_matmul_backward)(dinp, dW, dbias, dout, inp, W, N, IC, OC);
+}
+
 /* ---- linear layers, a few rows (decode) ------------------------------------------------------------------------ */
 /* Converts N input rows (ldi apart) once per distinct weight type and width among o[0..n) into buf (blocks of
  * QMV_MAX rows, stride bytes per row); qin[j] / qb[j]: layer j's converted rows and their size. */
@@ -472,26 +479,26 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         lmf_moe_backward(ctx, L, G, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, N);
     } else {
         memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
-        lmf_matmul_backward(g->dfcact, GRAD(G->w_down), (float *)G->b_down, g->dres, r->fcact, F32(L->w_down), N, F,
-                            C);
+        linear_backward(ctx, g->dfcact, GRAD(G->w_down), (float *)G->b_down, g->dres, r->fcact, F32(L->w_down), N, F,
+                        C);
         memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
         if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
         else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         memset(g->dbuf, 0, NC * sizeof(float));
-        lmf_matmul_backward(g->dbuf, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C, FF);
+        linear_backward(ctx, g->dbuf, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C, FF);
     }
     norm_backward(c, g->dres, (float *)G->ffn_norm_w, (float *)G->ffn_norm_b, g->dbuf, r->res2, L->ffn_norm_w,
                   r->ln2_mean, r->ln2_rstd, N);
 
     /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */
     memset(g->dbuf, 0, NC * sizeof(float));
-    lmf_matmul_backward(g->dbuf, GRAD(G->wo), (float *)G->bo, g->dres, r->atty, F32(L->wo), N, C, C);
+    linear_backward(ctx, g->dbuf, GRAD(G->wo), (float *)G->bo, g->dres, r->atty, F32(L->wo), N, C, C);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
     memset(g->dbuf, 0, NC * sizeof(float));
-    lmf_matmul_backward(g->dbuf, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C, S);
+    linear_backward(ctx, g->dbuf, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C, S);
     norm_backward(c, g->dres, (float *)G->attn_norm_w, (float *)G->attn_norm_b, g->dbuf, x, L->attn_norm_w,
                   r->ln1_mean, r->ln1_rstd, N);
 }

@@ -321,7 +321,8 @@ void lmf_model_backward(lmf_model *m, float loss_scale) {
     } else {
         float *dhead = m->cfg.tied_embeddings ? m->gptr[LMF_P_WTE] : m->gptr[LMF_P_LMHEAD];
         const float *head = m->cfg.tied_embeddings ? m->ptr[LMF_P_WTE] : m->ptr[LMF_P_LMHEAD];
-        lmf_matmul_backward(g->dbuf, dhead, NULL, a->logits, a->lnf, head, d.N, d.C, d.V);
+        (m->bf16 ? lmf_matmul_backward_bf16 : lmf_matmul_backward)(g->dbuf, dhead, NULL, a->logits, a->lnf, head,
+                                                                    d.N, d.C, d.V);
     }
     memset(g->dres, 0, NC * sizeof(float));
     const float *last = a->res3 + (d.L - 1) * m->layer_stride_nc;

@@ -91,7 +91,8 @@ struct lmf_model {
     int32_t *pos;      /* (N) lmf_model_set_positions's copy, used while use_pos */
     int use_pos;
     size_t work_bytes; /* activations and scratch allocated for forward / backward (not params, grads or base) */
-    int bf16;        /* a frozen base's products in bf16 (lmf_model_create_lora's models only; fine-tuning sets it) */
+    int bf16;        /* mixed precision: every linear product, the head's included, in bf16 (lmf_block_ctx.bf16);
+                      * the trainer and fine-tuning set it; params, grads, AdamW and activations stay fp32 */
     lmf_weights *gw; /* the same views of grads; NULL unless training */
     /* LoRA (lmf_model_create_lora): w is the frozen base (borrowed, any weight type), params/grads are NULL and
      * the adapters hold what trains */

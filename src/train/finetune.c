@@ -101,15 +101,12 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     lmf_model *m = NULL;
     lmf_adamw opt = {0};
     lmf_line_log metrics = {0};
-    /* bf16 products for the frozen base where they are faster (measured: lmf_sgemm_bf16_rate), or when asked */
-    int bf16 = !c->full && (c->precision == LMF_PRECISION_BF16 ||
-                            (c->precision == LMF_PRECISION_AUTO && lmf_sgemm_bf16_pays()));
+    /* bf16 products (LoRA: the frozen base's; full: every weight's, mixed precision as pretraining has it) where
+     * they are faster (measured: lmf_sgemm_bf16_rate), or when asked */
+    int bf16 = c->precision == LMF_PRECISION_BF16 || (c->precision == LMF_PRECISION_AUTO && lmf_sgemm_bf16_pays());
     char *text = config_text(c, bf16), path[1200];
     int32_t *tok = NULL, *tg = NULL;
     int B = c->batch_size, T = c->seq_len, step = 0;
-    if (c->full && c->precision == LMF_PRECISION_BF16)
-        return free(text), lmf_fail(LMF_ERR_ARG, "finetune: --precision bf16 applies to LoRA's frozen base; full "
-                                                 "fine-tuning trains in fp32");
     if (B < 1 || T < 2 || c->grad_accum < 1 || !(c->lr > 0))
         return free(text), lmf_fail(LMF_ERR_ARG, "finetune: batch_size, seq_len >= 2, grad_accum and lr must be "
                                                  "positive (got %d, %d, %d, %g)", B, T, c->grad_accum, c->lr);
@@ -171,7 +168,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         if ((s = lmf_checkpoint_load_latest(c->out_dir, 1, &ck, note, sizeof note)) != LMF_OK) goto done;
         const char *ckp = ck.path;
         if (note[0]) lmf_sink_logf(out, LMF_LOG_WARN, "skipped damaged checkpoint: %s; resuming from %s", note, ckp);
-        if (!same_text(ck.config_text, text) && c->precision == LMF_PRECISION_AUTO && !c->full) {
+        if (!same_text(ck.config_text, text) && c->precision == LMF_PRECISION_AUTO) {
             char *other = config_text(c, !bf16); /* a resumed run keeps the precision it started with */
             if (same_text(ck.config_text, other)) free(text), text = other, other = NULL, bf16 = !bf16;
             free(other);
@@ -207,10 +204,11 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                       "activations %.0f MiB (+ 64 MiB: bound %.0f MiB)", base, c->full ? "parameters + gradients" :
                       "adapters + gradients", params, adam, acts, base + params + adam + acts + 64);
     }
-    if (!c->full) {
+    {
         double rate = lmf_sgemm_bf16_rate();
-        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: frozen base products in %s (bf16 products run at %.2fx the fp32 "
-                      "rate on this CPU%s)", bf16 ? "bf16" : "fp32", rate, rate > 0 ? "" : ": no AVX512_BF16");
+        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: %s products in %s (bf16 products run at %.2fx the fp32 rate on "
+                      "this CPU%s)", c->full ? "linear" : "frozen base", bf16 ? "bf16" : "fp32", rate,
+                      rate > 0 ? "" : ": no AVX512_BF16");
     }
     int stale = lmf_checkpoint_remove_stale(c->out_dir);
     if (stale)

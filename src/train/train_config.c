@@ -47,6 +47,9 @@ const lmf_opt lmf_train_opts[] = {
     O("sample_temperature", LMF_OPT_FLOAT, sample_temperature, "schedule", "sampling temperature"),
     O("seed", LMF_OPT_I64, seed, "schedule", "seed for initialisation and data order"),
     O("threads", LMF_OPT_INT, threads, "schedule", "OpenMP threads (0: all cores)"),
+    O("precision", LMF_OPT_STR, precision, "schedule",
+      "linear products in bf16 (fp32 sums, fp32 master weights) or fp32; auto: bf16 where this CPU runs them "
+      "faster (a resumed run keeps its own)"),
 };
 const int lmf_train_n_opts = (int)(sizeof lmf_train_opts / sizeof lmf_train_opts[0]);
 
@@ -64,6 +67,7 @@ void lmf_train_config_default(lmf_train_config *c) {
     c->eval_every = 100, c->eval_batches = 16, c->checkpoint_every = 100, c->keep_checkpoints = 2;
     c->sample_tokens = 256, c->sample_temperature = 0.8f;
     c->seed = 1337;
+    strcpy(c->precision, "auto");
 }
 
 const lmf_opt *lmf_train_opt_find(const char *name) { return lmf_opt_find(lmf_train_opts, lmf_train_n_opts, name); }
@@ -240,6 +244,8 @@ lmf_status lmf_train_config_validate(const lmf_train_config *c) {
     REQUIRE(c->sample_tokens >= 0, "sample_tokens: must be >= 0, got %d", c->sample_tokens);
     REQUIRE(c->sample_temperature >= 0, "sample_temperature: must be >= 0, got %g", c->sample_temperature);
     REQUIRE(c->threads >= 0, "threads: must be >= 0, got %d", c->threads);
+    REQUIRE(!strcmp(c->precision, "auto") || !strcmp(c->precision, "bf16") || !strcmp(c->precision, "fp32"),
+            "precision: expected auto, bf16 or fp32, got '%s'", c->precision);
     return LMF_OK;
 }
 

@@ -25,6 +25,10 @@ typedef struct {
     int eval_every, eval_batches, checkpoint_every, keep_checkpoints, sample_tokens, threads, stop_at;
     float sample_temperature;
     long long seed;
+    /* "auto", "bf16" or "fp32": the linear products' arithmetic (bf16: mixed precision, model.h). auto is bf16 where
+     * lmf_sgemm_bf16_pays(), else fp32; lmf_train_run resolves it, stores the choice in the run's saved config and
+     * keeps a resumed run's (a checkpoint without the line is an fp32 run's) */
+    char precision[16];
 } lmf_train_config;
 
 extern const lmf_opt lmf_train_opts[];

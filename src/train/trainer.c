@@ -6,6 +6,7 @@
 #include "core/progress.h"
 #include "core/status.h"
 #include "io/shard.h"
+#include "kernels/gemm.h"
 #include "model/model.h"
 #include "tokenizer/bytelevel.h"
 #include "tokenizer/tokenizer.h"
@@ -158,6 +159,21 @@ static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train
     return LMF_OK;
 }
 
+/* Turns c->precision "auto" into "bf16" or "fp32": bf16 where this CPU runs bf16 products faster
+ * (lmf_sgemm_bf16_pays), else fp32. A resumed run keeps the checkpoint's precision (a checkpoint without the line
+ * was written before bf16 training existed: fp32), whatever auto would pick here, and refuses an explicit other one:
+ * the run would no longer be the one it continues. */
+static lmf_status resolve_precision(lmf_train_config *c, const lmf_checkpoint *ck, const char *ck_name) {
+    char saved[16] = "fp32";
+    if (ck) lmf_kv_text_get(ck->config_text, "precision", saved, sizeof saved);
+    if (ck && strcmp(c->precision, "auto") && strcmp(c->precision, saved))
+        return lmf_fail(LMF_ERR_MISMATCH, "%s: precision: the checkpoint was trained in %s but this run asks for %s "
+                        "(drop --precision or pass --precision %s to resume it)", ck_name, saved, c->precision, saved);
+    if (ck) snprintf(c->precision, sizeof c->precision, "%s", saved);
+    else if (!strcmp(c->precision, "auto")) strcpy(c->precision, lmf_sgemm_bf16_pays() ? "bf16" : "fp32");
+    return LMF_OK;
+}
+
 static lmf_status loader_source(void *ctx, int32_t *inputs, int32_t *targets) {
     lmf_loader_next(ctx, inputs, targets);
     return LMF_OK;
@@ -293,6 +309,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             goto done;
         }
     }
+    if ((s = resolve_precision(&c, ck, ck_name)) != LMF_OK) goto done;
     if ((s = check_memory(&c, train)) != LMF_OK) goto done;
     /* the tokenizer only serves the final sample, but a bad path should fail now, not after hours of training */
     if (c.tokenizer[0] && (s = lmf_tokenizer_load(c.tokenizer, &tok)) != LMF_OK) goto done;
@@ -319,6 +336,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         s = LMF_ERR_ARG;
         goto done;
     }
+    m->bf16 = !strcmp(c.precision, "bf16");
     if (D > 1) {
         lmf_zero_init(&zero, comm, m->num_params, ZERO_BUCKET);
         lmf_adamw_init_shard(&opt, zero.lo, zero.hi - zero.lo);
@@ -370,6 +388,12 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             lmf_arch_name(c.model.arch), m->num_params, m->num_params / 1e6, c.model.n_layer, c.model.n_embd,
             c.model.n_head, c.model.n_kv_head, c.model.ffn_dim, c.model.vocab_size, B, T, c.grad_accum,
             omp_get_max_threads(), lmf_isa_name(lmf_cpu_isa()), ck ? "; resuming" : "", dp_note);
+    {
+        double rate = lmf_sgemm_bf16_rate();
+        lmf_sink_logf(out, LMF_LOG_INFO, "precision %s%s: bf16 products run at %.2fx the fp32 rate on this CPU%s",
+                      c.precision, ck ? " (the checkpoint's)" : !strcmp(cfg_in->precision, "auto") ? " (auto)" : "",
+                      rate, rate > 0 ? "" : " (no AVX512_BF16: the scalar reference)");
+    }
     if (lead && ck && (s = lmf_line_log_printf(&metrics, "{\"event\":\"resume\",\"step\":%d}\n", step)) != LMF_OK) goto done;
 
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .zero = D > 1 ? &zero : NULL,
