@@ -29,6 +29,21 @@ grep '"aux_loss"' "$dir/run/metrics.jsonl" | head -1 | grep -q '"expert_load":\[
 grep -q 'aux [0-9.]* z [0-9.]* drop [0-9]*' "$dir/err.txt" || fail "progress line without the router"
 grep -q '^n_expert = 4' "$dir/run/train.conf" || fail "train.conf lacks n_expert"
 
+# 1b. mixed precision reaches the experts too (forward and backward products in bf16): 6 steps land near the fp32
+# run's losses without equalling them
+for prec in fp32 bf16; do
+  "$LMF" train "${moe[@]}" "${common[@]}" --max-steps 6 --precision $prec --sample-tokens 0 --out-dir "$dir/p_$prec" \
+    > /dev/null 2> "$dir/p_err.txt" || { cat "$dir/p_err.txt"; fail "train --precision $prec"; }
+done
+python3 - "$dir/p_fp32/metrics.jsonl" "$dir/p_bf16/metrics.jsonl" <<'EOF' || fail "bf16 MoE losses"
+import json, sys
+loss = lambda f: [json.loads(l)["loss"] for l in open(f) if '"loss"' in l and '"step"' in l and '"val' not in l]
+a, b = loss(sys.argv[1]), loss(sys.argv[2])
+assert len(a) == len(b) == 6, (a, b)
+assert a != b, "bf16 gave the fp32 losses: the products did not run in bf16"
+assert all(abs(x - y) <= 0.02 * x for x, y in zip(a, b)), (a, b)
+EOF
+
 # 2. resume continues the MoE run
 "$LMF" train --resume "$dir/run" --max-steps 10 --sample-tokens 0 2> "$dir/res.txt" || { cat "$dir/res.txt"; fail "resume"; }
 [ -f "$dir/run/ckpt-00000010.lmfc" ] || fail "no checkpoint after resume"

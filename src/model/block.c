@@ -96,7 +96,8 @@ void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, 
             else
                 lmf_dequant_fast(te->type, (const char *)te->data + (size_t)tok[i] * te->row_bytes, xi, (size_t)C);
             if (!learned) continue;
-            const char *prow_src = (const char *)pe->data + (size_t)((pos ? pos[i] : p0 + i % T) + w->cfg.pos_offset) * pe->row_bytes;
+            size_t prow_at = (size_t)((pos ? pos[i] : p0 + i % T) + w->cfg.pos_offset);
+            const char *prow_src = (const char *)pe->data + prow_at * pe->row_bytes;
             const float *p = (const float *)prow_src;
             if (prow) lmf_dequant_fast(pe->type, prow_src, prow, (size_t)C), p = prow;
             for (int j = 0; j < C; j++) xi[j] += p[j];
@@ -194,8 +195,8 @@ void lmf_block_linear_dinput(const lin *o, int n, float *din, int ldi, int N, fl
 
 /* A trained F32 linear layer's backward (dinp += dout W, dW += dout^T inp, dbias += column sums): in bf16 when the
  * run is mixed precision (the inputs of both products rounded as they are packed; see lmf_block_ctx.bf16). */
-static void linear_backward(const lmf_block_ctx *ctx, float *dinp, float *dW, float *dbias, const float *dout,
-                            const float *inp, const float *W, int N, int IC, int OC) {
+void lmf_block_linear_backward(const lmf_block_ctx *ctx, float *dinp, float *dW, float *dbias, const float *dout,
+                               const float *inp, const float *W, int N, int IC, int OC) {
     (ctx->bf16 ? lmf_matmul_backward_bf16 : lmf_matmul_backward)(dinp, dW, dbias, dout, inp, W, N, IC, OC);
 }
 
@@ -479,26 +480,26 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         lmf_moe_backward(ctx, L, G, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, N);
     } else {
         memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
-        linear_backward(ctx, g->dfcact, GRAD(G->w_down), (float *)G->b_down, g->dres, r->fcact, F32(L->w_down), N, F,
-                        C);
+        lmf_block_linear_backward(ctx, g->dfcact, GRAD(G->w_down), (float *)G->b_down, g->dres, r->fcact,
+                                  F32(L->w_down), N, F, C);
         memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
         if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
         else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         memset(g->dbuf, 0, NC * sizeof(float));
-        linear_backward(ctx, g->dbuf, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C, FF);
+        lmf_block_linear_backward(ctx, g->dbuf, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C, FF);
     }
     norm_backward(c, g->dres, (float *)G->ffn_norm_w, (float *)G->ffn_norm_b, g->dbuf, r->res2, L->ffn_norm_w,
                   r->ln2_mean, r->ln2_rstd, N);
 
     /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */
     memset(g->dbuf, 0, NC * sizeof(float));
-    linear_backward(ctx, g->dbuf, GRAD(G->wo), (float *)G->bo, g->dres, r->atty, F32(L->wo), N, C, C);
+    lmf_block_linear_backward(ctx, g->dbuf, GRAD(G->wo), (float *)G->bo, g->dres, r->atty, F32(L->wo), N, C, C);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
     memset(g->dbuf, 0, NC * sizeof(float));
-    linear_backward(ctx, g->dbuf, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C, S);
+    lmf_block_linear_backward(ctx, g->dbuf, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C, S);
     norm_backward(c, g->dres, (float *)G->attn_norm_w, (float *)G->attn_norm_b, g->dbuf, x, L->attn_norm_w,
                   r->ln1_mean, r->ln1_rstd, N);
 }

@@ -136,6 +136,11 @@ typedef struct {
     const struct lmf_moe_grad *moe_grad; /* training backward of MoE layers: the router losses' gradients */
 } lmf_block_ctx;
 
+/* A training linear layer's backward over F32 weights (dinp += dout W, dW += dout^T inp, dbias += column sums of
+ * dout), its products in bf16 when ctx->bf16 as the forward's: the dense layers' and the MoE experts'. */
+void lmf_block_linear_backward(const lmf_block_ctx *ctx, float *dinp, float *dW, float *dbias, const float *dout,
+                               const float *inp, const float *W, int N, int IC, int OC);
+
 /* One layer forward over the N = ctx->B x ctx->T rows of x (N, C). */
 void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
                        lmf_block_rows *r);

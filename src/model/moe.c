@@ -328,10 +328,10 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
 
     if (Fs) {
         memset(s.dsh_a, 0, sizeof(float) * (size_t)N * Fs);
-        lmf_matmul_backward(s.dsh_a, GRAD(G->sh_down), NULL, dout, r.sh_a, F32(L->sh_down), N, Fs, C);
+        lmf_block_linear_backward(ctx, s.dsh_a, GRAD(G->sh_down), NULL, dout, r.sh_a, F32(L->sh_down), N, Fs, C);
         memset(s.dsh_h, 0, sizeof(float) * (size_t)N * 2 * Fs);
         lmf_swiglu_backward(s.dsh_h, s.dsh_a, r.sh_h, N, Fs);
-        lmf_matmul_backward(dx, GRAD(G->sh_gate), NULL, s.dsh_h, x, F32(L->sh_gate), N, C, 2 * Fs);
+        lmf_block_linear_backward(ctx, dx, GRAD(G->sh_gate), NULL, s.dsh_h, x, F32(L->sh_gate), N, C, 2 * Fs);
     }
     /* d(w) of every kept slot: dout_i . y (a dropped slot's weight never reached the output) */
 #pragma omp parallel for schedule(static) if (N > 64)
@@ -355,12 +355,14 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
         }
         float *h = r.h + (size_t)o * 2 * F, *a = r.a + (size_t)o * F;
         memset(s.da, 0, sizeof(float) * (size_t)n * F);
-        lmf_matmul_backward(s.da, GRAD(G->experts[3 * e + 2]), NULL, s.dy, a, F32(L->experts[3 * e + 2]), n, F, C);
+        lmf_block_linear_backward(ctx, s.da, GRAD(G->experts[3 * e + 2]), NULL, s.dy, a, F32(L->experts[3 * e + 2]), n,
+                                  F, C);
         memset(s.dh, 0, sizeof(float) * (size_t)n * 2 * F);
         lmf_swiglu_backward(s.dh, s.da, h, n, F);
         gather(s.xg, x, ord, n, k, C);
         memset(s.dxg, 0, sizeof(float) * (size_t)n * C);
-        lmf_matmul_backward(s.dxg, GRAD(G->experts[3 * e]), NULL, s.dh, s.xg, F32(L->experts[3 * e]), n, C, 2 * F);
+        lmf_block_linear_backward(ctx, s.dxg, GRAD(G->experts[3 * e]), NULL, s.dh, s.xg, F32(L->experts[3 * e]), n, C,
+                                  2 * F);
         /* a token picks an expert at most once: the rows of one expert are distinct tokens */
 #pragma omp parallel for schedule(static) if (n > 64)
         for (int q = 0; q < n; q++) {
