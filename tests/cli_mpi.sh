@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Data-parallel training over MPI (docs/distributed.md), end to end through the CLI on 2 ranks (oversubscribed):
-#  1. DP2 on small gpt2 and llama configs: 20 steps whose losses equal the single-process run's within 1e-5 relative
+#  1. DP2 on small gpt2, llama and MoE llama configs: 20 steps whose losses equal the single-process run's within 1e-5 relative
 #     and final weights within 1e-5 (ZeRO-1: reduce-scatter, sharded AdamW, all-gather);
 #  2. checkpoint + resume in the middle: bit-identical to the uninterrupted DP2 run; the checkpoint is a set
 #     (manifest + one optimizer shard per rank);
@@ -54,9 +54,11 @@ same_losses() {
 }
 last() { ls "$1"/ckpt-*.lmfc | tail -1; }
 
-# 1. DP2 == single process, gpt2 and llama
-for arch in gpt2 llama; do
+# 1. DP2 == single process, gpt2, llama and a mixture-of-experts llama (router losses in the gradients)
+for arch in gpt2 llama moe; do
   extra=(--arch "$arch" --n-kv-head 4); [ "$arch" = llama ] && extra=(--arch llama --n-kv-head 2)
+  [ "$arch" = moe ] && extra=(--arch llama --n-kv-head 2 --n-expert 4 --n-expert-used 2 --router-aux-coef 0.01
+                              --router-z-coef 0.001)
   "$LMF" train "${common[@]}" "${extra[@]}" --out-dir "$dir/$arch-1" 2> "$dir/$arch-1.txt" || { cat "$dir/$arch-1.txt"; fail "$arch single process"; }
   mpi 2 "$LMF" train "${common[@]}" "${extra[@]}" --dp 2 --out-dir "$dir/$arch-2" > "$dir/$arch-2.txt" 2>&1 || { cat "$dir/$arch-2.txt"; fail "$arch DP2"; }
   grep -q "data parallel over 2 ranks (ZeRO-1, 1 micro-batches each" "$dir/$arch-2.txt" || { cat "$dir/$arch-2.txt"; fail "$arch: no DP banner"; }
@@ -65,7 +67,8 @@ for arch in gpt2 llama; do
   python3 "$here/ckpt_params.py" "$(last "$dir/$arch-2")" "$(last "$dir/$arch-1")" 1e-5 || fail "$arch: DP2 weights differ"
   for r in 0 1; do [ -f "$dir/$arch-2/ckpt-00000020.opt-$r-of-2" ] || fail "$arch: optimizer shard $r missing"; done
 done
-echo "ok: DP2 equals the single-process run (gpt2, llama)"
+[ "$(grep -c '"aux_loss"' "$dir/moe-2/metrics.jsonl")" = 20 ] || fail "moe: rank 0 should write one router line a step"
+echo "ok: DP2 equals the single-process run (gpt2, llama, MoE llama)"
 # threads 0 (the default): the host's ranks share its cores instead of each taking all of them
 want=$(( $(nproc) / 2 )); [ $want -ge 1 ] || want=1
 mpi 2 "$LMF" train "${common[@]}" --threads 0 --max-steps 1 --warmup-steps 0 --out-dir "$dir/thr" > "$dir/thr.txt" 2>&1 || { cat "$dir/thr.txt"; fail "threads 0"; }

@@ -30,7 +30,8 @@ static lmf_status same_model(const lmf_model_config *a, const lmf_model_config *
     return LMF_OK;
 }
 
-/* A mixture of experts' router after a step (its last micro-batch): a metrics line of its own beside the loss line
+/* A mixture of experts' router after a step (its last micro-batch; rank 0's last one in a data-parallel job): a
+ * metrics line of its own beside the loss line
  * ({"step", "aux_loss", "z_loss", "dropped", "expert_load": [share of the top-k choices per expert]}, both losses
  * before their coefficients; "loss" stays the cross-entropy) and "aux .. z .. drop .." on the progress line. */
 static lmf_status moe_metrics(const lmf_model *m, int step, lmf_line_log *metrics, char *line, size_t cap) {
@@ -431,7 +432,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
                               "\"tok_per_s\":%.1f%s}\n", step, loss, lr, gnorm, dt * 1e3, tps, comm_ms)) != LMF_OK)
             break;
         snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", loss, lr, gnorm, tps);
-        if (m->cfg.n_expert && (s = moe_metrics(m, step, &metrics, line, sizeof line)) != LMF_OK) break;
+        if (lead && m->cfg.n_expert && (s = moe_metrics(m, step, &metrics, line, sizeof line)) != LMF_OK) break;
         lmf_sink_progress(out, LMF_PROGRESS_UPDATE, step + 1, c.opt.max_steps, "steps", line);
         int last = step + 1 == c.opt.max_steps;
         if (!last && c.checkpoint_every > 0 && (step + 1) % c.checkpoint_every == 0) {
