@@ -311,6 +311,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         }
     }
     if ((s = resolve_precision(&c, ck, ck_name)) != LMF_OK) goto done;
+    /* auto decides by a rate each rank measures for itself: rank 0's choice holds for all, or ranks would differ */
+    if (D > 1 && (s = lmf_comm_broadcast(comm, c.precision, sizeof c.precision, 0)) != LMF_OK) goto done;
     if ((s = check_memory(&c, train)) != LMF_OK) goto done;
     /* the tokenizer only serves the final sample, but a bad path should fail now, not after hours of training */
     if (c.tokenizer[0] && (s = lmf_tokenizer_load(c.tokenizer, &tok)) != LMF_OK) goto done;
