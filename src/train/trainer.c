@@ -426,7 +426,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
                               "\"tok_per_s\":%.1f%s}\n", step, loss, lr, gnorm, dt * 1e3, tps, comm_ms)) != LMF_OK)
             break;
         snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", loss, lr, gnorm, tps);
-        if (m->cfg.n_expert && (s = moe_metrics(m, step, &metrics, line, sizeof line)) != LMF_OK) break;
+        /* rank 0 alone has the metrics file open (a second rank here wrote through a NULL FILE) */
+        if (lead && m->cfg.n_expert && (s = moe_metrics(m, step, &metrics, line, sizeof line)) != LMF_OK) break;
         lmf_sink_progress(out, LMF_PROGRESS_UPDATE, step + 1, c.opt.max_steps, "steps", line);
         int last = step + 1 == c.opt.max_steps;
         if (!last && c.checkpoint_every > 0 && (step + 1) % c.checkpoint_every == 0) {
