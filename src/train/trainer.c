@@ -146,9 +146,11 @@ done:
 /* Refuses a run that cannot fit in this machine's memory before anything is allocated: parameters, gradients,
  * AdamW's two moments, activations and the data order, against physical RAM. Better a message with the numbers
  * now than an OOM kill after minutes of page faults. */
-static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train) {
-    double P = lmf_param_count(&c->model), need = lmf_model_bytes(&c->model, c->batch_size, c->seq_len, 1) +
-                                                  2 * P * sizeof(float) + (double)train->n_tokens / c->seq_len * 4;
+static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train, int slots) {
+    double P = lmf_param_count(&c->model), model = lmf_model_bytes(&c->model, c->batch_size, c->seq_len, 1);
+    /* a pipeline stage's extra micro-batches in flight each have a model's activations (not its parameters) */
+    double need = model + (slots - 1) * (model - 2 * P * sizeof(float)) + 2 * P * sizeof(float) +
+                  (double)train->n_tokens / c->seq_len * 4;
     double have = lmf_mem_physical();
     if (have > 0 && need > have)
         return lmf_fail(LMF_ERR_ARG, "this run needs %.1f GiB of memory (%.3g parameters: L%d C%d F%d V%d, with "
@@ -298,7 +300,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             goto done;
         }
     }
-    if ((s = check_memory(&c, train)) != LMF_OK) goto done;
+    int slots = o.pipe ? lmf_pipe_in_flight(P, lmf_comm_rank(o.pipe), c.grad_accum / DP) : 1;
+    if ((s = check_memory(&c, train, slots)) != LMF_OK) goto done;
     /* the tokenizer only serves the final sample, but a bad path should fail now, not after hours of training */
     if (c.tokenizer[0] && (s = lmf_tokenizer_load(c.tokenizer, &tok)) != LMF_OK) goto done;
     if (tok && lmf_tokenizer_vocab_size(tok) > c.model.vocab_size) {
