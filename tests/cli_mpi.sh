@@ -6,8 +6,8 @@
 #     (manifest + one optimizer shard per rank);
 #  3. the data-parallel size changes on resume (1 -> 2, 2 -> 1, 3 -> 4: the moments are re-sharded);
 #  1b. pipeline parallel: PP2 and DP2xPP2 (4 ranks) on the same configs, and PP2 on a small mixture of experts (its
-#     router statistics too), equal the single-process run within 1e-5; PP2 resumes bit for bit with the same grid
-#     and within 1e-5 as one process (the checkpoint set is over all ranks);
+#     router statistics too), equal the single-process run within 1e-5; PP2 and DP2xPP2 resume bit for bit with the
+#     same grid, and PP2's checkpoint within 1e-5 on one process (the checkpoint set is over all ranks);
 #  4. sizes that do not fit, tensor parallel (not yet), more stages than layers and grad_accum not divisible: clear
 #     errors;
 #  5. SIGKILL of rank 1 mid-step: the job ends non-zero within a bounded time naming the rank, the last checkpoint
@@ -106,7 +106,12 @@ python3 "$here/ckpt_params.py" "$(last "$dir/ppres")" "$(last "$dir/gpt2-pp2")" 
 "$LMF" train --resume "$dir/ppres1" 2> "$dir/ppres1.txt" || { cat "$dir/ppres1.txt"; fail "PP2 checkpoint resumed by one process"; }
 same_losses "$dir/ppres1" "$dir/gpt2-1" 1e-5 || fail "PP2 -> 1 rank: losses"
 python3 "$here/ckpt_params.py" "$(last "$dir/ppres1")" "$(last "$dir/gpt2-1")" 1e-5 || fail "PP2 -> 1 rank: weights"
-echo "ok: PP2 and DP2xPP2 equal the single-process run (gpt2, llama, MoE); PP2 resume is bit-exact"
+mpi 4 "$LMF" train "${common[@]}" --grad-accum 4 --dp 2 --pp 2 --stop-at 10 --out-dir "$dir/dpppres" > /dev/null 2>&1
+[ $? = 130 ] || fail "stop_at 10 under DP2xPP2 should exit 130"
+mpi 4 "$LMF" train --resume "$dir/dpppres" --dp 2 --pp 2 > "$dir/dpppres.txt" 2>&1 || { cat "$dir/dpppres.txt"; fail "DP2xPP2 resume"; }
+same_losses "$dir/dpppres" "$dir/gpt2-dp2pp2" 0 || fail "resumed DP2xPP2 losses are not bit-identical to the uninterrupted run"
+python3 "$here/ckpt_params.py" "$(last "$dir/dpppres")" "$(last "$dir/gpt2-dp2pp2")" 0 || fail "resumed DP2xPP2 weights not bit-identical"
+echo "ok: PP2 and DP2xPP2 equal the single-process run (gpt2, llama, MoE); PP2 and DP2xPP2 resume bit-exact"
 # threads 0 (the default): the host's ranks share its cores instead of each taking all of them
 want=$(( $(nproc) / 2 )); [ $want -ge 1 ] || want=1
 mpi 2 "$LMF" train "${common[@]}" --threads 0 --max-steps 1 --warmup-steps 0 --out-dir "$dir/thr" > "$dir/thr.txt" 2>&1 || { cat "$dir/thr.txt"; fail "threads 0"; }
