@@ -280,7 +280,10 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
 float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_t *targets, int B, int T, int l0,
                                int l1, const float *x_in, lmf_moe_sums *sums) {
     LMF_CHECK(B > 0 && T > 0 && B <= m->max_batch && T <= m->max_seq);
-    LMF_CHECK(0 <= l0 && l0 < l1 && l1 <= m->cfg.n_layer && (l0 == 0 || (x_in && !m->lora)));
+    LMF_CHECK(0 <= l0 && l0 < l1 && l1 <= m->cfg.n_layer);
+    /* a stage past the first needs its input (and a MoE the sums so far); LoRA trains whole models only */
+    LMF_CHECK(l0 == 0 || (x_in && (sums || !m->cfg.n_expert)));
+    LMF_CHECK(!m->lora || (l0 == 0 && l1 == m->cfg.n_layer));
     dims d = dims_of(&m->cfg, B, T);
     for (int i = 0; i < d.N; i++) LMF_CHECK(tokens[i] >= 0 && tokens[i] < d.V);
     m->B = B, m->T = T;
