@@ -5,7 +5,11 @@
 #  2. checkpoint + resume in the middle: bit-identical to the uninterrupted DP2 run; the checkpoint is a set
 #     (manifest + one optimizer shard per rank);
 #  3. the data-parallel size changes on resume (1 -> 2, 2 -> 1, 3 -> 4: the moments are re-sharded);
-#  4. sizes that do not fit, tensor / pipeline parallel (not yet) and grad_accum not divisible: clear errors;
+#  1b. pipeline parallel: PP2 and DP2xPP2 (4 ranks) on the same configs, and PP2 on a small mixture of experts (its
+#     router statistics too), equal the single-process run within 1e-5; PP2 and DP2xPP2 resume bit for bit with the
+#     same grid, and PP2's checkpoint within 1e-5 on one process (the checkpoint set is over all ranks);
+#  4. sizes that do not fit, tensor parallel (not yet), more stages than layers and grad_accum not divisible: clear
+#     errors;
 #  5. SIGKILL of rank 1 mid-step: the job ends non-zero within a bounded time naming the rank, the last checkpoint
 #     set is intact and resumes; shards without a manifest (a save cut short) are removed at the next start;
 #  6. two network namespaces joined by a veth pair, one rank in each, Open MPI's TCP transport between them: the same
@@ -69,6 +73,53 @@ for arch in gpt2 llama moe; do
 done
 [ "$(grep -c '"aux_loss"' "$dir/moe-2/metrics.jsonl")" = 20 ] || fail "moe: rank 0 should write one router line a step"
 echo "ok: DP2 equals the single-process run (gpt2, llama, MoE llama)"
+
+# 1b. pipeline parallel: 2 stages of one layer each; grad_accum 2 per pipeline = 2 micro-batches through 1F1B
+for arch in gpt2 llama; do
+  extra=(--arch "$arch" --n-kv-head 4); [ "$arch" = llama ] && extra=(--arch llama --n-kv-head 2)
+  mpi 2 "$LMF" train "${common[@]}" "${extra[@]}" --pp 2 --out-dir "$dir/$arch-pp2" > "$dir/$arch-pp2.txt" 2>&1 || { cat "$dir/$arch-pp2.txt"; fail "$arch PP2"; }
+  grep -q "pipeline parallel over 2 stages (1F1B, 2 micro-batches, bubble (p-1)/m = 0.500; layers 0-0 1-1" "$dir/$arch-pp2.txt" || { cat "$dir/$arch-pp2.txt"; fail "$arch: no PP banner"; }
+  same_losses "$dir/$arch-pp2" "$dir/$arch-1" 1e-5 || fail "$arch: PP2 losses differ from the single-process run"
+  python3 "$here/ckpt_params.py" "$(last "$dir/$arch-pp2")" "$(last "$dir/$arch-1")" 1e-5 || fail "$arch: PP2 weights differ"
+  # DP2 x PP2: 4 ranks, each pipeline 2 of the step's 4 micro-batches
+  "$LMF" train "${common[@]}" "${extra[@]}" --grad-accum 4 --out-dir "$dir/$arch-acc4" 2> /dev/null || fail "$arch grad_accum 4"
+  mpi 4 "$LMF" train "${common[@]}" "${extra[@]}" --grad-accum 4 --dp 2 --pp 2 --out-dir "$dir/$arch-dp2pp2" > "$dir/$arch-dp2pp2.txt" 2>&1 || { cat "$dir/$arch-dp2pp2.txt"; fail "$arch DP2xPP2"; }
+  grep -q "data parallel over 2 ranks .*pipeline parallel over 2 stages (1F1B, 2 micro-batches" "$dir/$arch-dp2pp2.txt" || { cat "$dir/$arch-dp2pp2.txt"; fail "$arch: no DP2xPP2 banner"; }
+  same_losses "$dir/$arch-dp2pp2" "$dir/$arch-acc4" 1e-5 || fail "$arch: DP2xPP2 losses differ from the single-process run"
+  python3 "$here/ckpt_params.py" "$(last "$dir/$arch-dp2pp2")" "$(last "$dir/$arch-acc4")" 1e-5 || fail "$arch: DP2xPP2 weights differ"
+  for r in 0 1 2 3; do [ -f "$dir/$arch-dp2pp2/ckpt-00000020.opt-$r-of-4" ] || fail "$arch: optimizer shard $r of 4 missing"; done
+done
+# a mixture of experts: aux is a product of totals over all layers, so the stages pass the router's sums along
+moe=(--arch llama --n-kv-head 2 --ffn-dim 64 --n-expert 4 --n-expert-used 2 --shared-ffn-dim 32 --router-aux-coef 0.01
+     --router-z-coef 0.001)
+"$LMF" train "${common[@]}" "${moe[@]}" --out-dir "$dir/moes-1" 2> /dev/null || fail "MoE single process"
+mpi 2 "$LMF" train "${common[@]}" "${moe[@]}" --pp 2 --out-dir "$dir/moes-pp2" > "$dir/moes-pp2.txt" 2>&1 || { cat "$dir/moes-pp2.txt"; fail "MoE PP2"; }
+same_losses "$dir/moes-pp2" "$dir/moes-1" 1e-5 || fail "MoE: PP2 losses differ from the single-process run"
+python3 "$here/ckpt_params.py" "$(last "$dir/moes-pp2")" "$(last "$dir/moes-1")" 1e-5 || fail "MoE: PP2 weights differ"
+auxes() { grep -o '"aux_loss":[-0-9.e+]*,"z_loss":[-0-9.e+]*' "$1/metrics.jsonl" | tr -c '0-9.e+\n-' ' '; }
+paste <(auxes "$dir/moes-pp2") <(auxes "$dir/moes-1") | awk '{ n++; for (i = 1; i <= 2; i++) { d = $i - $(i+2); if (d < 0) d = -d; if (d > 1e-5 * $(i+2)) bad++ } }
+  END { if (n != 20 || bad) { print n " router lines, " bad+0 " differ"; exit 1 } }' || fail "MoE: PP2 router statistics differ"
+# bf16 products on every in-flight micro-batch of a stage (4 micro-batches: stage 0 keeps 2 activation sets)
+"$LMF" train "${common[@]}" --grad-accum 4 --precision bf16 --out-dir "$dir/bf-1" 2> /dev/null || fail "bf16 single process"
+mpi 2 "$LMF" train "${common[@]}" --grad-accum 4 --precision bf16 --pp 2 --out-dir "$dir/bf-pp2" > "$dir/bf-pp2.txt" 2>&1 \
+  || { cat "$dir/bf-pp2.txt"; fail "bf16 PP2"; }
+same_losses "$dir/bf-pp2" "$dir/bf-1" 1e-5 || fail "bf16: PP2 losses differ from the single-process run"
+# checkpoint + resume in the middle with the same grid: bit for bit; and on one process: within 1e-5
+mpi 2 "$LMF" train "${common[@]}" --pp 2 --stop-at 10 --out-dir "$dir/ppres" > "$dir/ppres.txt" 2>&1
+[ $? = 130 ] || { cat "$dir/ppres.txt"; fail "stop_at 10 under PP2 should exit 130"; }
+cp -r "$dir/ppres" "$dir/ppres1"
+mpi 2 "$LMF" train --resume "$dir/ppres" --pp 2 > "$dir/ppres2.txt" 2>&1 || { cat "$dir/ppres2.txt"; fail "PP2 resume"; }
+same_losses "$dir/ppres" "$dir/gpt2-pp2" 0 || fail "resumed PP2 losses are not bit-identical to the uninterrupted run"
+python3 "$here/ckpt_params.py" "$(last "$dir/ppres")" "$(last "$dir/gpt2-pp2")" 0 || fail "resumed PP2 weights not bit-identical"
+"$LMF" train --resume "$dir/ppres1" 2> "$dir/ppres1.txt" || { cat "$dir/ppres1.txt"; fail "PP2 checkpoint resumed by one process"; }
+same_losses "$dir/ppres1" "$dir/gpt2-1" 1e-5 || fail "PP2 -> 1 rank: losses"
+python3 "$here/ckpt_params.py" "$(last "$dir/ppres1")" "$(last "$dir/gpt2-1")" 1e-5 || fail "PP2 -> 1 rank: weights"
+mpi 4 "$LMF" train "${common[@]}" --grad-accum 4 --dp 2 --pp 2 --stop-at 10 --out-dir "$dir/dpppres" > /dev/null 2>&1
+[ $? = 130 ] || fail "stop_at 10 under DP2xPP2 should exit 130"
+mpi 4 "$LMF" train --resume "$dir/dpppres" --dp 2 --pp 2 > "$dir/dpppres.txt" 2>&1 || { cat "$dir/dpppres.txt"; fail "DP2xPP2 resume"; }
+same_losses "$dir/dpppres" "$dir/gpt2-dp2pp2" 0 || fail "resumed DP2xPP2 losses are not bit-identical to the uninterrupted run"
+python3 "$here/ckpt_params.py" "$(last "$dir/dpppres")" "$(last "$dir/gpt2-dp2pp2")" 0 || fail "resumed DP2xPP2 weights not bit-identical"
+echo "ok: PP2 and DP2xPP2 equal the single-process run (gpt2, llama, MoE); PP2 and DP2xPP2 resume bit-exact"
 # threads 0 (the default): the host's ranks share its cores instead of each taking all of them
 want=$(( $(nproc) / 2 )); [ $want -ge 1 ] || want=1
 mpi 2 "$LMF" train "${common[@]}" --threads 0 --max-steps 1 --warmup-steps 0 --out-dir "$dir/thr" > "$dir/thr.txt" 2>&1 || { cat "$dir/thr.txt"; fail "threads 0"; }
@@ -109,7 +160,7 @@ expect_error() { # expected-substring command...
 }
 expect_error "dp 3 x --tp 1 x --pp 1 = 3 ranks, but the job has 2" mpi 2 "$LMF" train "${common[@]}" --dp 3 --out-dir "$dir/x"
 expect_error "tensor parallel (--tp 2) is not implemented yet" mpi 2 "$LMF" train "${common[@]}" --tp 2 --out-dir "$dir/x"
-expect_error "pipeline parallel (--pp 2) is not implemented yet" "$LMF" train "${common[@]}" --pp 2 --out-dir "$dir/x"
+expect_error "pipeline parallel needs at least one layer per stage, and the model has n_layer = 2" mpi 3 "$LMF" train "${common[@]}" --pp 3 --grad-accum 3 --out-dir "$dir/x"
 expect_error "grad_accum 3 is not a multiple of the 2 data-parallel ranks" mpi 2 "$LMF" train "${common[@]}" --grad-accum 3 --out-dir "$dir/x"
 expect_error "--comm self, but an MPI launcher started this process as rank" mpi 2 "$LMF" train "${common[@]}" --comm self --out-dir "$dir/x"
 expect_error "unknown backend 'carrier-pigeon'" "$LMF" train "${common[@]}" --comm carrier-pigeon --out-dir "$dir/x"

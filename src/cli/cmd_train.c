@@ -50,7 +50,7 @@ int cmd_train(int argc, char **argv) {
                                  .def = "0", .lo = 0);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--tp", CLI_INT, &tp, "N", "tensor-parallel ranks (not implemented yet: 1)",
                                  .def = "1", .lo = 1);
-    opts[n++] = (cli_opt)CLI_OPT(NULL, "--pp", CLI_INT, &pp, "N", "pipeline stages (not implemented yet: 1)",
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--pp", CLI_INT, &pp, "N", "pipeline stages (1F1B; layers split evenly)",
                                  .def = "1", .lo = 1);
     const char *group = "";
     for (int k = 0; k < lmf_train_n_opts; k++) {

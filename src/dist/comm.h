@@ -7,7 +7,7 @@
  *   allreduce-sum of a float or double buffer, in place, on every rank;
  *   reduce-scatter-sum of float blocks (rank r receives the sum of every rank's block r: its gradient shard);
  *   all-gather of equal-sized byte blocks (every rank's updated parameter shard to every rank);
- *   broadcast of bytes from one rank; barrier; send / recv of bytes to / from one peer;
+ *   broadcast of bytes from one rank; barrier; send / recv of bytes to / from one peer, and both at once;
  *   split into sub-communicators (the dp x tp x pp grid of dist/grid.h); abort of the whole job.
  * Nonblocking variants are not part of it: see docs/distributed.md for why the step does not overlap its reduction
  * with the backward pass.
@@ -54,6 +54,11 @@ typedef struct {
      * waiting in a collective); a backend of one rank returns and lets the caller exit */
     void (*abort)(lmf_comm *c, int code);
     void (*close)(lmf_comm *c); /* frees backend state and the handle itself */
+    /* sends sbytes of sbuf to speer while receiving rbytes from rpeer into rbuf, both with tag: the pair exchange
+     * of pipeline stages (send an activation to the next stage while receiving its gradient), which blocking send
+     * then recv on both sides could deadlock. sbuf and rbuf must not overlap. */
+    lmf_status (*sendrecv)(lmf_comm *c, const void *sbuf, size_t sbytes, int speer, void *rbuf, size_t rbytes,
+                           int rpeer, int tag);
 } lmf_comm_ops;
 
 struct lmf_comm {
@@ -104,6 +109,10 @@ static inline lmf_status lmf_comm_send(lmf_comm *c, const void *buf, size_t byte
 }
 static inline lmf_status lmf_comm_recv(lmf_comm *c, void *buf, size_t bytes, int peer, int tag) {
     return c->ops->recv(c, buf, bytes, peer, tag);
+}
+static inline lmf_status lmf_comm_sendrecv(lmf_comm *c, const void *sbuf, size_t sbytes, int speer, void *rbuf,
+                                           size_t rbytes, int rpeer, int tag) {
+    return c->ops->sendrecv(c, sbuf, sbytes, speer, rbuf, rbytes, rpeer, tag);
 }
 static inline lmf_status lmf_comm_split(lmf_comm *c, int color, int key, lmf_comm **out) {
     return c->ops->split(c, color, key, out);

@@ -183,6 +183,24 @@ static lmf_status mpi_recv(lmf_comm *c, void *buf, size_t bytes, int peer, int t
     return LMF_OK;
 }
 
+static lmf_status mpi_sendrecv(lmf_comm *c, const void *sbuf, size_t sbytes, int speer, void *rbuf, size_t rbytes,
+                               int rpeer, int tag) {
+    LMF_TRY(check_peer(c, "send to", speer));
+    LMF_TRY(check_peer(c, "receive from", rpeer));
+    /* chunk by chunk on both sides: the peer's matching call walks the same offsets (its sizes are ours swapped) */
+    size_t most = sbytes > rbytes ? sbytes : rbytes;
+    for (size_t off = 0; off < most || off == 0; off += CHUNK_BYTES) {
+        size_t sl = off < sbytes ? (sbytes - off < CHUNK_BYTES ? sbytes - off : CHUNK_BYTES) : 0;
+        size_t rl = off < rbytes ? (rbytes - off < CHUNK_BYTES ? rbytes - off : CHUNK_BYTES) : 0;
+        MPI_TRY(c, "MPI_Sendrecv",
+                MPI_Sendrecv((const char *)sbuf + (sl ? off : 0), (int)sl, MPI_BYTE, speer, tag,
+                             (char *)rbuf + (rl ? off : 0), (int)rl, MPI_BYTE, rpeer, tag, comm_of(c),
+                             MPI_STATUS_IGNORE));
+        if (!most) break;
+    }
+    return LMF_OK;
+}
+
 static void mpi_abort(lmf_comm *c, int code) { MPI_Abort(comm_of(c), code); }
 
 static void mpi_close(lmf_comm *c) {
@@ -203,7 +221,7 @@ static lmf_status mpi_split(lmf_comm *c, int color, int key, lmf_comm **out);
 
 static const lmf_comm_ops mpi_ops = {"mpi", mpi_allreduce_f32, mpi_allreduce_f64, mpi_broadcast, mpi_barrier,
                                      mpi_reduce_scatter, mpi_allgather, mpi_send, mpi_recv, mpi_split, mpi_abort,
-                                     mpi_close};
+                                     mpi_close, mpi_sendrecv};
 
 static lmf_comm *wrap(MPI_Comm comm, int world) {
     lmf_comm *c = lmf_xmalloc(sizeof *c);

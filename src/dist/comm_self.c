@@ -38,6 +38,12 @@ static lmf_status self_recv(lmf_comm *c, void *buf, size_t bytes, int peer, int 
     return lmf_fail(LMF_ERR_ARG, "comm self: receive from rank %d, but the only rank is 0", peer);
 }
 
+static lmf_status self_sendrecv(lmf_comm *c, const void *sbuf, size_t sbytes, int speer, void *rbuf, size_t rbytes,
+                                int rpeer, int tag) {
+    return lmf_fail(LMF_ERR_ARG, "comm self: send to rank %d and receive from rank %d, but the only rank is 0", speer,
+                    rpeer);
+}
+
 static lmf_status self_split(lmf_comm *c, int color, int key, lmf_comm **out) { return lmf_comm_self_open(out); }
 static void self_abort(lmf_comm *c, int code) {}
 
@@ -46,7 +52,7 @@ static void self_close_static(lmf_comm *c) {}
 
 #define SELF_OPS(close)                                                                                            \
     {"self", self_allreduce_f32, self_allreduce_f64, self_broadcast, self_barrier, self_reduce_scatter,            \
-     self_allgather, self_send, self_recv, self_split, self_abort, close}
+     self_allgather, self_send, self_recv, self_split, self_abort, close, self_sendrecv}
 static const lmf_comm_ops self_ops = SELF_OPS(self_close);
 static const lmf_comm_ops self_static_ops = SELF_OPS(self_close_static);
 

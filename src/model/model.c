@@ -72,7 +72,7 @@ double lmf_model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, 
 
 /* A model over base weights (borrowed, frozen: the LoRA case) or, base NULL, over parameters of its own. */
 static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, int max_batch, int max_seq,
-                         int training) {
+                         int training, lmf_model *owner) {
     if (lmf_model_config_validate(cfg) != LMF_OK) return NULL;
     if (max_batch <= 0 || max_seq <= 0 || max_seq > cfg->max_seq_len) {
         lmf_fail(LMF_ERR_ARG, "sequence length %d must be in [1, max_seq_len=%d] and batch %d positive", max_seq,
@@ -88,8 +88,10 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
         off += m->param_sizes[i];
     }
     m->num_params = base ? 0 : off;
-    if (!base) m->params = lmf_alloc_big(off * sizeof(float));
-    if (training && !base) m->grads = lmf_alloc_big(off * sizeof(float));
+    m->shared = owner != NULL;
+    if (owner) m->bf16 = owner->bf16; /* a pipeline's in-flight sets compute as their owner does */
+    if (!base) m->params = owner ? owner->params : lmf_alloc_big(off * sizeof(float));
+    if (training && !base) m->grads = owner ? owner->grads : lmf_alloc_big(off * sizeof(float));
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
         m->ptr[i] = m->param_sizes[i] ? m->params + m->param_offsets[i] : NULL;
         m->gptr[i] = m->grads && m->param_sizes[i] ? m->grads + m->param_offsets[i] : NULL;
@@ -147,7 +149,12 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
 }
 
 lmf_model *lmf_model_create(const lmf_model_config *cfg, int max_batch, int max_seq, int training) {
-    return create(cfg, NULL, max_batch, max_seq, training);
+    return create(cfg, NULL, max_batch, max_seq, training, NULL);
+}
+
+lmf_model *lmf_model_create_shared(lmf_model *owner) {
+    LMF_CHECK(owner->grads && !owner->lora && !owner->shared);
+    return create(&owner->cfg, NULL, owner->max_batch, owner->max_seq, 1, owner);
 }
 
 lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int max_batch, int max_seq,
@@ -157,7 +164,7 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int ma
     if (base->cfg.n_expert)
         return lmf_fail(LMF_ERR_ARG, "LoRA on a mixture-of-experts model is not supported yet (n_expert = %d)",
                         base->cfg.n_expert);
-    lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1);
+    lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1, NULL);
     if (!m) return LMF_ERR_ARG; /* create named the field */
     m->lora = lora;
     lmf_lora_enable_grads(lora);
@@ -190,6 +197,7 @@ void lmf_model_free(lmf_model *m) {
         lmf_free_big(m->lora_t), lmf_free_big(m->lora_x), lmf_free_big(m->dq);
         m->w = NULL, m->params = m->grads = NULL; /* borrowed: the base's and the adapters' */
     }
+    if (m->shared) m->params = m->grads = NULL; /* the owner's */
     lmf_free_big(m->params);
     lmf_free_big(m->grads);
     lmf_free_big(m->acts_memory);
@@ -267,7 +275,16 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
 }
 
 float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
+    return lmf_model_forward_layers(m, tokens, targets, B, T, 0, m->cfg.n_layer, NULL, NULL);
+}
+
+float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_t *targets, int B, int T, int l0,
+                               int l1, const float *x_in, lmf_moe_sums *sums) {
     LMF_CHECK(B > 0 && T > 0 && B <= m->max_batch && T <= m->max_seq);
+    LMF_CHECK(0 <= l0 && l0 < l1 && l1 <= m->cfg.n_layer);
+    /* a stage past the first needs its input (and a MoE the sums so far); LoRA trains whole models only */
+    LMF_CHECK(l0 == 0 || (x_in && (sums || !m->cfg.n_expert)));
+    LMF_CHECK(!m->lora || (l0 == 0 && l1 == m->cfg.n_layer));
     dims d = dims_of(&m->cfg, B, T);
     for (int i = 0; i < d.N; i++) LMF_CHECK(tokens[i] >= 0 && tokens[i] < d.V);
     m->B = B, m->T = T;
@@ -279,16 +296,24 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
     const lmf_weights *w = m->w;
     lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
                          .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x};
-    lmf_block_embed(w, a->encoded, tokens, d.N, T, 0, m->use_pos ? m->pos : NULL);
+    if (l0 == 0) lmf_block_embed(w, a->encoded, tokens, d.N, T, 0, m->use_pos ? m->pos : NULL);
+    else memcpy(a->res3 + (size_t)(l0 - 1) * m->layer_stride_nc, x_in, sizeof(float) * d.N * d.C); /* l0's input */
     const float *x = NULL;
-    for (int l = 0; l < d.L; l++) {
+    for (int l = l0; l < l1; l++) {
         lmf_block_rows r = layer_rows(m, l, &x);
         lmf_block_forward(&ctx, &w->layers[l], l, x, &r);
     }
-    if (m->cfg.n_expert) {
+    if (m->cfg.n_expert) { /* the previous stages' sums (zero on the first) plus this range's layers */
+        if (l0 == 0) memset(&m->moe_sums, 0, sizeof m->moe_sums);
+        else m->moe_sums = *sums;
+        lmf_moe_sums_add(&m->cfg, d.N, m->moe, m->moe_stride, l0, l1, &m->moe_sums);
+        if (sums) *sums = m->moe_sums;
         lmf_moe_stats *st = &m->moe_stats;
-        lmf_moe_losses(&m->cfg, d.N, m->moe, m->moe_stride, &st->aux, &st->z, st->load, &st->dropped, 0.0f, NULL);
+        if (l1 == d.L)
+            lmf_moe_losses_of(&m->cfg, d.N, &m->moe_sums, &st->aux, &st->z, st->load, &st->dropped, 0.0f, NULL);
     }
+    m->l0 = l0, m->l1 = l1;
+    if (l1 < d.L) return 0.0f; /* a pipeline stage before the last: its output is layer l1 - 1's */
     const float *last = a->res3 + (d.L - 1) * m->layer_stride_nc;
     lmf_block_norm_par(&m->cfg, a->lnf, a->lnf_mean, a->lnf_rstd, last, w->out_norm_w, w->out_norm_b, d.N);
     lmf_lin head = {&w->lm_head, NULL, a->logits, d.V};
@@ -301,18 +326,29 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
 }
 
 void lmf_model_backward(lmf_model *m, float loss_scale) {
+    LMF_CHECK(m->l0 == 0 && m->l1 == m->cfg.n_layer);
+    lmf_model_backward_layers(m, loss_scale, NULL, NULL);
+}
+
+void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_out, const lmf_moe_sums *totals) {
     LMF_CHECK((m->grads || m->lora) && m->has_targets);
     dims d = dims_of(&m->cfg, m->B, m->T);
+    int l0 = m->l0, l1 = m->l1, last_stage = l1 == d.L;
+    LMF_CHECK(last_stage || (dx_out && (totals || !m->cfg.n_expert)));
     int B = m->B, T = m->T;
     lmf_acts *a = &m->acts;
     lmf_grad_scratch *g = &m->gs;
     size_t NC = (size_t)d.N * d.C;
 
-    /* loss -> logits -> final norm */
-    float scale = m->num_targets ? loss_scale / m->num_targets : 0.0f;
-    lmf_crossentropy_backward_inplace(a->logits, m->targets, d.N, d.V, scale);
     const lmf_weights *w = m->w;
     int frozen = m->lora != NULL; /* adapters train, the base only passes gradients on */
+    /* loss -> logits -> final norm (the last stage); before it, d(output) comes from the next stage */
+    if (!last_stage) {
+        memcpy(g->dres, dx_out, NC * sizeof(float));
+        goto layers;
+    }
+    float scale = m->num_targets ? loss_scale / m->num_targets : 0.0f;
+    lmf_crossentropy_backward_inplace(a->logits, m->targets, d.N, d.V, scale);
     float *dnw = frozen ? g->dnorm : m->gptr[LMF_P_LNFW], *dnb = frozen ? g->dnorm + d.C : m->gptr[LMF_P_LNFB];
     memset(g->dbuf, 0, NC * sizeof(float));
     if (frozen) {
@@ -331,21 +367,22 @@ void lmf_model_backward(lmf_model *m, float loss_scale) {
     else
         lmf_rmsnorm_backward(g->dres, dnw, g->dbuf, last, w->out_norm_w, a->lnf_rstd, d.N, d.C);
 
+layers:;
     lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
                          .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x};
     lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->dnorm};
     lmf_moe_grad mg;
     if (m->cfg.n_expert) { /* the router losses' share of d(loss_scale x loss), from the whole forward's routing */
         double aux, z;
-        lmf_moe_losses(&m->cfg, d.N, m->moe, m->moe_stride, &aux, &z, NULL, NULL, loss_scale, &mg);
+        lmf_moe_losses_of(&m->cfg, d.N, last_stage ? &m->moe_sums : totals, &aux, &z, NULL, NULL, loss_scale, &mg);
         ctx.moe_grad = &mg;
     }
-    for (int l = d.L - 1; l >= 0; l--) {
+    for (int l = l1 - 1; l >= l0; l--) {
         const float *x;
         lmf_block_rows r = layer_rows(m, l, &x);
         lmf_block_backward(&ctx, &w->layers[l], frozen ? NULL : &m->gw->layers[l], l, x, &r, &bg);
     }
-    if (frozen) {
+    if (frozen || l0 > 0) { /* l0 > 0: g->dres is now d(input of layer l0), for the previous stage */
         m->has_targets = 0;
         return;
     }

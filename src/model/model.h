@@ -23,6 +23,7 @@
 #define LMF_MODEL_MODEL_H
 
 #include "lmforge.h"
+#include "model/moe.h"
 #include "model/weights.h"
 
 #include <stddef.h>
@@ -106,6 +107,9 @@ struct lmf_model {
     float *moe, *moe_scratch, *moe_mem;
     size_t moe_stride;
     lmf_moe_stats moe_stats;
+    lmf_moe_sums moe_sums; /* the router statistics of the last forward, over layers [0, l1) */
+    int shared;            /* params and grads are another model's (lmf_model_create_shared) */
+    int l0, l1;            /* the layers of the last forward (lmf_model_forward_layers) */
 
     int B, T;          /* shape of the last forward */
     int32_t *tokens;   /* (maxB*maxT) copies of the last forward's inputs */
@@ -146,6 +150,27 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, struct lmf_lora *lora,
  * forward's cross-entropy + router_aux_coef x aux + router_z_coef x z; the backward adds the gradients of all
  * three. */
 const lmf_moe_stats *lmf_model_moe_stats(const lmf_model *m);
+/* Pipeline stages (train/pipeline.h). A model whose parameters and gradients are owner's (a training model of its
+ * own, not LoRA), with activations and scratch of its own: a stage keeps one per micro-batch in flight, all adding
+ * into owner's gradients, in owner's precision (bf16) as it is when called. Free it before owner. */
+lmf_model *lmf_model_create_shared(lmf_model *owner);
+/* The forward of layers [l0, l1) only. l0 == 0 embeds tokens; otherwise x_in (B x T x C) is the input of layer l0
+ * (the previous stage's output). l1 == n_layer runs the final norm, the head and (targets) the loss, returned as
+ * lmf_model_forward's; before it, returns 0 and the output is lmf_model_layer_output(m, l1 - 1). Mixture of experts:
+ * sums holds the router statistics of layers [0, l0) (the previous stage's; unused when l0 == 0) and gets those of
+ * [0, l1) (moe.h); NULL for dense models. lmf_model_forward is this over [0, n_layer). */
+float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_t *targets, int B, int T, int l0,
+                               int l1, const float *x_in, lmf_moe_sums *sums);
+/* The backward of the last lmf_model_forward_layers's range, adding into the gradients of its layers (the
+ * embeddings when it began at 0; the final norm and head when it ended at n_layer). Before the last layer, dx_out
+ * (B x T x C) is d(loss) / d(output) from the next stage and totals the router sums over all layers (MoE only);
+ * both are ignored on the last stage. After a range that began past 0, lmf_model_input_grad holds d(input). */
+void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_out, const lmf_moe_sums *totals);
+static inline const float *lmf_model_layer_output(const lmf_model *m, int l) {
+    return m->acts.res3 + (size_t)l * m->layer_stride_nc;
+}
+static inline const float *lmf_model_input_grad(const lmf_model *m) { return m->gs.dres; }
+
 /* Whether AdamW's weight decay applies to tensor i by default: matrices yes; embeddings, norms, biases no. */
 int lmf_param_decays(int i);
 

@@ -287,28 +287,39 @@ void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, c
 
 /* ---- losses --------------------------------------------------------------------------------------------------- */
 
+void lmf_moe_sums_add(const lmf_model_config *c, int N, const float *kept, size_t layer_stride, int l0, int l1,
+                      lmf_moe_sums *s) {
+    for (int l = l0; l < l1; l++) {
+        lmf_moe_stats_view st = lmf_moe_stats_of(c, N, (float *)kept + (size_t)l * layer_stride);
+        for (int e = 0; e < c->n_expert; e++) {
+            s->chosen[e] += st.chosen[e], s->prob[e] += st.prob_sum[e];
+            s->dropped += st.chosen[e] - st.kept[e];
+        }
+        s->z += st.z_sum[0];
+    }
+}
+
+void lmf_moe_losses_of(const lmf_model_config *c, int N, const lmf_moe_sums *s, double *aux, double *z, double *load,
+                       double *dropped, float loss_scale, lmf_moe_grad *g) {
+    int E = c->n_expert, k = c->n_expert_used;
+    double LN = (double)c->n_layer * N, a = 0.0;
+    for (int e = 0; e < E; e++) a += (s->chosen[e] / LN) * (s->prob[e] / LN);
+    *aux = a * E;
+    *z = s->z / LN;
+    if (dropped) *dropped = s->dropped;
+    if (load)
+        for (int e = 0; e < E; e++) load[e] = s->chosen[e] / (LN * k);
+    if (!g) return;
+    for (int e = 0; e < E; e++) g->dprob[e] = (float)(loss_scale * c->router_aux_coef * E * s->chosen[e] / (LN * LN));
+    g->dz = (float)(loss_scale * c->router_z_coef * 2.0 / LN);
+}
+
 void lmf_moe_losses(const lmf_model_config *c, int N, const float *kept, size_t layer_stride, double *aux, double *z,
                     double *load, double *dropped, float loss_scale, lmf_moe_grad *g) {
-    int E = c->n_expert, k = c->n_expert_used;
-    double chosen[LMF_MAX_EXPERT] = {0}, prob[LMF_MAX_EXPERT] = {0}, zs = 0.0, drop = 0.0;
-    for (int l = 0; l < c->n_layer; l++) {
-        lmf_moe_stats_view st = lmf_moe_stats_of(c, N, (float *)kept + (size_t)l * layer_stride);
-        for (int e = 0; e < E; e++) {
-            chosen[e] += st.chosen[e], prob[e] += st.prob_sum[e];
-            drop += st.chosen[e] - st.kept[e];
-        }
-        zs += st.z_sum[0];
-    }
-    double LN = (double)c->n_layer * N, a = 0.0;
-    for (int e = 0; e < E; e++) a += (chosen[e] / LN) * (prob[e] / LN);
-    *aux = a * E;
-    *z = zs / LN;
-    if (dropped) *dropped = drop;
-    if (load)
-        for (int e = 0; e < E; e++) load[e] = chosen[e] / (LN * k);
-    if (!g) return;
-    for (int e = 0; e < E; e++) g->dprob[e] = (float)(loss_scale * c->router_aux_coef * E * chosen[e] / (LN * LN));
-    g->dz = (float)(loss_scale * c->router_z_coef * 2.0 / LN);
+    lmf_moe_sums s;
+    memset(&s, 0, sizeof s);
+    lmf_moe_sums_add(c, N, kept, layer_stride, 0, c->n_layer, &s);
+    lmf_moe_losses_of(c, N, &s, aux, z, load, dropped, loss_scale, g);
 }
 
 /* ---- backward ------------------------------------------------------------------------------------------------- */

@@ -56,6 +56,21 @@ typedef struct lmf_moe_grad {
 void lmf_moe_losses(const lmf_model_config *c, int N, const float *kept, size_t layer_stride, double *aux, double *z,
                     double *load, double *dropped, float loss_scale, lmf_moe_grad *g);
 
+/* lmf_moe_losses in two pieces, for a pipeline whose stages each hold some of the layers: aux is not a sum of
+ * per-layer terms (it multiplies the choice and probability totals over all layers), so each stage adds its layers'
+ * statistics to the running sums the previous stage sent (zeroed on the first stage) and passes them on; the last
+ * stage's are the totals, from which every stage's backward needs the same gradient constants. Adding the layers
+ * in order from zeroed sums gives the same bits as lmf_moe_losses. */
+typedef struct {
+    double chosen[LMF_MAX_EXPERT], prob[LMF_MAX_EXPERT], z, dropped;
+} lmf_moe_sums;
+/* Adds layers [l0, l1) of kept (slab l at kept + l x layer_stride) to s. */
+void lmf_moe_sums_add(const lmf_model_config *c, int N, const float *kept, size_t layer_stride, int l0, int l1,
+                      lmf_moe_sums *s);
+/* lmf_moe_losses's outputs from the totals over all n_layer layers. */
+void lmf_moe_losses_of(const lmf_model_config *c, int N, const lmf_moe_sums *s, double *aux, double *z, double *load,
+                       double *dropped, float loss_scale, lmf_moe_grad *g);
+
 /* Forward of one layer's MoE FFN: x (N, C) normalised rows; out (N, C) gets the FFN's output (not the residual);
  * out may be x (prefill's scratch rows: every read of x comes before the first write of out).
  * kept: lmf_moe_layer_floats(c, N); scratch: lmf_moe_scratch_floats(c, N, 0) or more. Weights of any type. */

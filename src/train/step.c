@@ -1,5 +1,6 @@
 /* step.c — see step.h. */
 #include "train/step.h"
+#include "train/pipeline.h"
 #include "core/progress.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
@@ -9,16 +10,18 @@
 lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, float lr, lmf_step_result *out) {
     lmf_model *m = st->model;
     int B = st->batch_size, T = st->seq_len, k = st->grad_accum;
-    int total = k * lmf_comm_size(st->comm); /* micro-batches of the step over all ranks */
+    /* micro-batches of the step over all ranks (a pipeline's stages share theirs) */
+    int total = k * lmf_comm_size(st->comm) / (st->pipe ? st->pipe->p : 1);
     lmf_model_zero_grad(m);
-    double loss = 0.0;
-    for (int a = 0; a < k; a++) {
+    double loss = 0.0, pipe_s = 0.0;
+    if (st->pipe) LMF_TRY(lmf_pipeline_step(st->pipe, src, st->inputs, st->targets, 1.0f / total, &loss, &pipe_s));
+    for (int a = 0; a < k && !st->pipe; a++) {
         LMF_TRY(src->next(src->ctx, st->inputs, st->targets));
         loss += lmf_model_forward(m, st->inputs, st->targets, B, T);
         lmf_model_backward(m, 1.0f / total);
     }
     float gnorm;
-    out->comm_s = 0;
+    out->comm_s = pipe_s;
     if (st->zero) {
         lmf_zero *z = st->zero;
         /* comm_s counts the waits too (a fast rank's for a slow one): communication as the step sees it */

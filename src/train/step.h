@@ -9,6 +9,9 @@
  *     the squared norms of the shards and the losses summed over ranks -> global norm -> clipping -> AdamW over
  *     the shard with the shard's moments (opt sized by lmf_adamw_init_shard) -> all-gather the parameters
  *
+ * With a pipeline (pipe != NULL) the forward / backward loop is the pipeline's 1F1B schedule over the micro-batches
+ * instead, and the rest is the same.
+ *
  * The run (trainer.c) owns everything else: the learning-rate schedule (it passes the lr in), where batches come
  * from, evaluation, checkpoints, resume, metrics and progress. Fine-tuning and data-parallel runs reuse this step
  * with their own batch source and communicator; each rank's source must yield that rank's own micro-batches.
@@ -41,6 +44,10 @@ typedef struct {
     lmf_zero *zero;              /* NULL: every rank updates every parameter; else ZeRO-1 over comm */
     int batch_size, seq_len, grad_accum; /* grad_accum: this rank's micro-batches per step */
     int32_t *inputs, *targets; /* caller-owned scratch, batch_size * seq_len each */
+    /* pipeline parallel (train/pipeline.h), NULL: none. comm (and zero) then span the data x pipeline ranks: each
+     * stage's gradients fill only its own slots, so their sum over every rank is the whole gradient; grad_accum is
+     * one pipeline's micro-batches per step, and the step's total is grad_accum x size / stages. */
+    struct lmf_pipeline *pipe;
 } lmf_step_ctx;
 
 typedef struct {

@@ -11,6 +11,7 @@
 #include "tokenizer/bytelevel.h"
 #include "tokenizer/tokenizer.h"
 #include "train/loader.h"
+#include "train/pipeline.h"
 #include "train/step.h"
 
 #include <errno.h>
@@ -147,9 +148,11 @@ done:
 /* Refuses a run that cannot fit in this machine's memory before anything is allocated: parameters, gradients,
  * AdamW's two moments, activations and the data order, against physical RAM. Better a message with the numbers
  * now than an OOM kill after minutes of page faults. */
-static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train) {
-    double P = lmf_param_count(&c->model), need = lmf_model_bytes(&c->model, c->batch_size, c->seq_len, 1) +
-                                                  2 * P * sizeof(float) + (double)train->n_tokens / c->seq_len * 4;
+static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train, int slots) {
+    double P = lmf_param_count(&c->model), model = lmf_model_bytes(&c->model, c->batch_size, c->seq_len, 1);
+    /* a pipeline stage's extra micro-batches in flight each have a model's activations (not its parameters) */
+    double need = model + (slots - 1) * (model - 2 * P * sizeof(float)) + 2 * P * sizeof(float) +
+                  (double)train->n_tokens / c->seq_len * 4;
     double have = lmf_mem_physical();
     if (have > 0 && need > have)
         return lmf_fail(LMF_ERR_ARG, "this run needs %.1f GiB of memory (%.3g parameters: L%d C%d F%d V%d, with "
@@ -251,6 +254,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     lmf_comm *comm = o.comm ? o.comm : lmf_comm_self();
     /* data parallel: every rank trains, rank 0 alone reports, validates, writes metrics and samples */
     int D = lmf_comm_size(comm), rank = lmf_comm_rank(comm), lead = rank == 0;
+    /* data-parallel coordinates: a pipeline's stages share theirs (and its micro-batches) */
+    int P = o.pipe ? lmf_comm_size(o.pipe) : 1, DP = o.pipe ? o.dp_size : D, dp_rank = o.pipe ? o.dp_rank : rank;
     const lmf_sink *out = lead ? o.sink : NULL;
     lmf_train_config c = *cfg_in;
     LMF_TRY(lmf_train_config_validate(&c));
@@ -267,16 +272,18 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     lmf_loader tl = {0}, vl = {0};
     lmf_adamw opt = {0};
     lmf_zero zero = {0};
+    lmf_pipeline pipe = {0};
     lmf_line_log metrics = {0};
     int32_t *in = NULL, *tg = NULL;
     char *text = NULL;
     const char *ck_name = ck && ck->path ? ck->path : "checkpoint";
     lmf_status s;
 
-    if (c.grad_accum % D) {
+    LMF_CHECK(DP * P == D);
+    if (c.grad_accum % DP) {
         s = lmf_fail(LMF_ERR_ARG, "grad_accum %d is not a multiple of the %d data-parallel ranks: each rank takes "
                      "grad_accum / dp micro-batches of every step (grad_accum is the step's total, as in a "
-                     "single-process run)", c.grad_accum, D);
+                     "single-process run)", c.grad_accum, DP);
         goto done;
     }
     if ((s = lmf_shard_open(c.train_data, &train)) != LMF_OK) goto done;
@@ -313,7 +320,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     if ((s = resolve_precision(&c, ck, ck_name)) != LMF_OK) goto done;
     /* auto decides by a rate each rank measures for itself: rank 0's choice holds for all, or ranks would differ */
     if (D > 1 && (s = lmf_comm_broadcast(comm, c.precision, sizeof c.precision, 0)) != LMF_OK) goto done;
-    if ((s = check_memory(&c, train)) != LMF_OK) goto done;
+    int slots = o.pipe ? lmf_pipe_in_flight(P, lmf_comm_rank(o.pipe), c.grad_accum / DP) : 1;
+    if ((s = check_memory(&c, train, slots)) != LMF_OK) goto done;
     /* the tokenizer only serves the final sample, but a bad path should fail now, not after hours of training */
     if (c.tokenizer[0] && (s = lmf_tokenizer_load(c.tokenizer, &tok)) != LMF_OK) goto done;
     if (tok && lmf_tokenizer_vocab_size(tok) > c.model.vocab_size) {
@@ -340,6 +348,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         goto done;
     }
     m->bf16 = !strcmp(c.precision, "bf16");
+    if (o.pipe && (s = lmf_pipeline_init(&pipe, o.pipe, m, B, T, c.grad_accum / DP)) != LMF_OK) goto done;
     if (D > 1) {
         lmf_zero_init(&zero, comm, m->num_params, ZERO_BUCKET);
         lmf_adamw_init_shard(&opt, zero.lo, zero.hi - zero.lo);
@@ -382,10 +391,22 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     size_t sizes[] = {strlen(text)};
     if (lead && (s = lmf_write_file_atomic(path, parts, sizes, 1)) != LMF_OK) goto done;
     if (lead && (s = lmf_line_log_open(&metrics, metrics.path, ck != NULL)) != LMF_OK) goto done;
-    char dp_note[96] = "";
-    if (D > 1)
-        snprintf(dp_note, sizeof dp_note, "; data parallel over %d ranks (ZeRO-1, %d micro-batches each per step)", D,
-                 c.grad_accum / D);
+    char dp_note[320] = "";
+    if (DP > 1)
+        snprintf(dp_note, sizeof dp_note, "; data parallel over %d ranks (ZeRO-1, %d micro-batches each per step)", DP,
+                 c.grad_accum / DP);
+    if (P > 1) { /* each stage's layers, for the banner: rank 0 is stage 0, so the ranges are recomputed here */
+        size_t n = strlen(dp_note);
+        n += (size_t)snprintf(dp_note + n, sizeof dp_note - n, "; pipeline parallel over %d stages (1F1B, %d "
+                              "micro-batches, bubble (p-1)/m = %.3f; layers", P, c.grad_accum / DP,
+                              lmf_pipe_bubble(P, c.grad_accum / DP));
+        for (int q = 0; q < P && n < sizeof dp_note; q++) {
+            int a, b;
+            lmf_pipe_layers(c.model.n_layer, P, q, &a, &b);
+            n += (size_t)snprintf(dp_note + n, sizeof dp_note - n, " %d-%d", a, b - 1);
+        }
+        if (n < sizeof dp_note) snprintf(dp_note + n, sizeof dp_note - n, "; ZeRO-1 over all %d ranks)", D);
+    }
     lmf_sink_logf(out, LMF_LOG_INFO, "lmforge train: %s, %zu parameters (%.2fM), L%d C%d H%d/%d F%d V%d, B%d T%d x%d "
                   "accum, %d threads, %s kernels%s%s",
             lmf_arch_name(c.model.arch), m->num_params, m->num_params / 1e6, c.model.n_layer, c.model.n_embd,
@@ -400,9 +421,10 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     if (lead && ck && (s = lmf_line_log_printf(&metrics, "{\"event\":\"resume\",\"step\":%d}\n", step)) != LMF_OK) goto done;
 
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .zero = D > 1 ? &zero : NULL,
-                       .batch_size = B, .seq_len = T, .grad_accum = c.grad_accum / D, .inputs = in, .targets = tg};
-    dp_share share = {.l = &tl, .rank = rank, .dp = D, .accum = c.grad_accum / D};
-    lmf_batch_source src = D > 1 ? (lmf_batch_source){dp_source, &share} : (lmf_batch_source){loader_source, &tl};
+                       .batch_size = B, .seq_len = T, .grad_accum = c.grad_accum / DP, .inputs = in, .targets = tg,
+                       .pipe = o.pipe ? &pipe : NULL};
+    dp_share share = {.l = &tl, .rank = dp_rank, .dp = DP, .accum = c.grad_accum / DP};
+    lmf_batch_source src = DP > 1 ? (lmf_batch_source){dp_source, &share} : (lmf_batch_source){loader_source, &tl};
     lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, c.opt.max_steps, "steps", NULL);
     float last_val = NAN;
     char line[512];
@@ -434,6 +456,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
                               "\"tok_per_s\":%.1f%s}\n", step, loss, lr, gnorm, dt * 1e3, tps, comm_ms)) != LMF_OK)
             break;
         snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", loss, lr, gnorm, tps);
+        /* rank 0 alone has the metrics file open (a second rank here wrote through a NULL FILE) */
         if (lead && m->cfg.n_expert && (s = moe_metrics(m, step, &metrics, line, sizeof line)) != LMF_OK) break;
         lmf_sink_progress(out, LMF_PROGRESS_UPDATE, step + 1, c.opt.max_steps, "steps", line);
         int last = step + 1 == c.opt.max_steps;
@@ -486,6 +509,7 @@ done:
     lmf_loader_free(&tl), lmf_loader_free(&vl);
     lmf_adamw_free(&opt);
     lmf_zero_free(&zero);
+    lmf_pipeline_free(&pipe);
     lmf_model_free(m);
     lmf_shard_close(train), lmf_shard_close(valid);
     lmf_tokenizer_free(tok);

@@ -28,6 +28,12 @@ typedef struct {
      * (ZeRO-1, dist/zero.h), checkpoints are sets (io/checkpoint.h), and rank 0 alone reports, validates, writes
      * metrics and samples; every rank must call lmf_train_run with the same config (docs/distributed.md). */
     lmf_comm *comm;
+    /* Pipeline parallel: the job's pipeline communicator (rank = stage, train/pipeline.h); NULL: none. comm is then
+     * the whole job (data x pipeline ranks: ZeRO-1 and the checkpoint set span them all) and dp_rank / dp_size this
+     * rank's data-parallel coordinates: the stages of one pipeline read the same micro-batches, grad_accum / dp_size
+     * of every step. */
+    lmf_comm *pipe;
+    int dp_rank, dp_size;
 } lmf_train_options;
 
 /* Runs training to cfg->opt.max_steps. With ck (a loaded checkpoint whose config text the caller has already
