@@ -55,7 +55,7 @@ if [ "$(id -u)" = 0 ] && command -v ip > /dev/null; then
   for s in a b; do ip -n ${ns}$s link set ${ns}v$s up; ip -n ${ns}$s link set lo up; done
   printf '#!/bin/bash\nh=$1; shift\n[ "$h" = 10.231.9.1 ] && n=%sa || n=%sb\nexec ip netns exec $n /bin/sh -c "$*"\n' \
     "$ns" "$ns" > "$dir/nsrsh"; chmod +x "$dir/nsrsh"
-  ip netns exec ${ns}a mpirun -np 2 --host 10.231.9.1:1,10.231.9.2:1 --mca plm_rsh_agent "$dir/nsrsh" \
+  ip netns exec ${ns}a mpirun -np 2 --bind-to none --host 10.231.9.1:1,10.231.9.2:1 --mca plm_rsh_agent "$dir/nsrsh" \
     --mca btl self,tcp --mca btl_tcp_if_include 10.231.9.0/24 --mca oob_tcp_if_include 10.231.9.0/24 \
     -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM -x GLIBC_TUNABLES \
     "$LMF" train "${args[@]}" --threads 1 --out-dir "$dir/rns" > /dev/null 2>&1
@@ -69,7 +69,7 @@ if [ -f "$dir/nsrsh" ]; then
   echo
   echo "Collectives alone, 2 ranks in two namespaces (TCP over veth):"
   echo
-  ip netns exec ${ns}a mpirun -np 2 --host 10.231.9.1:1,10.231.9.2:1 --mca plm_rsh_agent "$dir/nsrsh" \
+  ip netns exec ${ns}a mpirun -np 2 --bind-to none --host 10.231.9.1:1,10.231.9.2:1 --mca plm_rsh_agent "$dir/nsrsh" \
     --mca btl self,tcp --mca btl_tcp_if_include 10.231.9.0/24 --mca oob_tcp_if_include 10.231.9.0/24 \
     -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM -x GLIBC_TUNABLES "$BUILD/bench_comm" $((16 << 20)) 9
 fi
