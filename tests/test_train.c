@@ -27,27 +27,6 @@ static void tiny_config(lmf_train_config *c, const char *out) {
     c->eval_every = 3, c->eval_batches = 2, c->checkpoint_every = 3, c->sample_tokens = 0;
 }
 
-/* Returns the "loss" fields of the step lines of a metrics file, in order, as strings (exact digits). */
-static int read_losses(const char *path, char losses[][32], int max) {
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char line[512];
-    int n = 0;
-    while (fgets(line, sizeof line, f) && n < max) {
-        char *p = strstr(line, "\"loss\":");
-        if (!p) continue;
-        sscanf(p + 7, "%31[^,]", losses[n++]);
-    }
-    fclose(f);
-    return n;
-}
-
-static void load_ckpt(const char *out, int step, lmf_checkpoint *ck) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/%s/ckpt-%08d.lmfc", tmpdir, out, step);
-    if (lmf_checkpoint_load(p, ck) != LMF_OK) fail_msg("%s", lmf_last_error());
-}
-
 static void test_resume_is_exact(void **state) {
     lmf_train_config a, b;
     tiny_config(&a, "full");
@@ -66,11 +45,9 @@ static void test_resume_is_exact(void **state) {
     assert_int_equal(lmf_train_run(&r, &ck, NULL), LMF_OK);
     lmf_checkpoint_free(&ck);
 
-    char la[16][32], lb[16][32], p[512];
-    snprintf(p, sizeof p, "%s/full/metrics.jsonl", tmpdir);
-    int na = read_losses(p, la, 16);
-    snprintf(p, sizeof p, "%s/split/metrics.jsonl", tmpdir);
-    int nb = read_losses(p, lb, 16);
+    char la[16][32], lb[16][32];
+    int na = read_losses("full", la, 16);
+    int nb = read_losses("split", lb, 16);
     assert_int_equal(na, 8);
     assert_int_equal(nb, 8);
     for (int i = 0; i < 8; i++)
@@ -78,15 +55,7 @@ static void test_resume_is_exact(void **state) {
     /* losses went down: the run trained */
     assert_true(atof(la[7]) < atof(la[0]));
 
-    lmf_checkpoint fa, fb;
-    load_ckpt("full", 8, &fa);
-    load_ckpt("split", 8, &fb);
-    assert_int_equal(fa.num_params, fb.num_params);
-    assert_memory_equal(fa.params, fb.params, fa.num_params * 3 * sizeof(float)); /* params, m, v */
-    assert_int_equal(fa.epoch, fb.epoch);
-    assert_int_equal(fa.index, fb.index);
-    lmf_checkpoint_free(&fa);
-    lmf_checkpoint_free(&fb);
+    assert_same_checkpoints("full", "split", 8);
 }
 
 static void corrupt_and_expect(const char *src, const char *dst, long offset, long truncate_to, const char *msg) {
@@ -347,13 +316,7 @@ static void test_stop_flag_is_per_run(void **state) {
     assert_int_equal(lmf_train_config_parse(&r, ck.config_text, "ckpt"), LMF_OK);
     assert_int_equal(lmf_train_run(&r, &ck, NULL), LMF_OK);
     lmf_checkpoint_free(&ck);
-    lmf_checkpoint fa, fb;
-    load_ckpt("stopfull", 8, &fa);
-    load_ckpt("stopped", 8, &fb);
-    assert_int_equal(fa.num_params, fb.num_params);
-    assert_memory_equal(fa.params, fb.params, fa.num_params * 3 * sizeof(float)); /* params, m, v */
-    lmf_checkpoint_free(&fa);
-    lmf_checkpoint_free(&fb);
+    assert_same_checkpoints("stopfull", "stopped", 8);
 }
 
 /* The library path of a run writes nothing to stdout or stderr: everything reaches the caller's sink. */

@@ -23,28 +23,6 @@ static void tiny_config(lmf_train_config *c, const char *out, const char *precis
     strcpy(c->precision, precision);
 }
 
-/* The "loss" fields of a metrics file's step lines, as written (every digit). */
-static int read_losses(const char *out, char losses[][32], int max) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s/metrics.jsonl", tmpdir, out);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char line[512];
-    int n = 0;
-    while (fgets(line, sizeof line, f) && n < max) {
-        char *p = strstr(line, "\"loss\":");
-        if (p) sscanf(p + 7, "%31[^,]", losses[n++]);
-    }
-    fclose(f);
-    return n;
-}
-
-static void load_ckpt(const char *out, int step, lmf_checkpoint *ck) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/%s/ckpt-%08d.lmfc", tmpdir, out, step);
-    if (lmf_checkpoint_load(p, ck) != LMF_OK) fail_msg("%s", lmf_last_error());
-}
-
 /* The config a resume starts from: the checkpoint's text, then `precision` as a flag would set it. */
 static lmf_status resume(lmf_checkpoint *ck, const char *precision) {
     lmf_train_config r;
@@ -89,15 +67,7 @@ static void test_bf16_resume_is_exact(void **state) {
     }
     if (differ < 7) fail_msg("bf16 and fp32 runs share %d of 8 losses: is bf16 running?", 8 - differ);
     assert_true(atof(la[7]) < atof(la[0])); /* it trained */
-    lmf_checkpoint fa, fb;
-    load_ckpt("bf16", 8, &fa);
-    load_ckpt("split", 8, &fb);
-    assert_int_equal(fa.num_params, fb.num_params);
-    assert_memory_equal(fa.params, fb.params, fa.num_params * 3 * sizeof(float)); /* params, m, v */
-    assert_int_equal(fa.epoch, fb.epoch);
-    assert_int_equal(fa.index, fb.index);
-    lmf_checkpoint_free(&fa);
-    lmf_checkpoint_free(&fb);
+    assert_same_checkpoints("bf16", "split", 8);
 }
 
 /* A checkpoint without a precision line was written by an fp32 run: auto resumes it in fp32 and records so; bf16

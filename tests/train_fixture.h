@@ -6,9 +6,11 @@
 
 #include "test_util.h"
 
+#include "io/checkpoint.h"
 #include "io/shard.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 static char tmpdir[256];
@@ -43,6 +45,41 @@ static int teardown(void **state) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     return system(cmd);
+}
+
+/* The "loss" fields of the step lines of run folder out's metrics.jsonl, in order, as written (every digit). */
+static inline int read_losses(const char *out, char losses[][32], int max) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s/metrics.jsonl", tmpdir, out);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < max) {
+        char *p = strstr(line, "\"loss\":");
+        if (p) sscanf(p + 7, "%31[^,]", losses[n++]);
+    }
+    fclose(f);
+    return n;
+}
+
+static inline void load_ckpt(const char *out, int step, lmf_checkpoint *ck) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s/ckpt-%08d.lmfc", tmpdir, out, step);
+    if (lmf_checkpoint_load(p, ck) != LMF_OK) fail_msg("%s", lmf_last_error());
+}
+
+/* Two runs' checkpoints of one step hold the same bits: parameters, both AdamW moments and the data position. */
+static inline void assert_same_checkpoints(const char *a, const char *b, int step) {
+    lmf_checkpoint fa, fb;
+    load_ckpt(a, step, &fa);
+    load_ckpt(b, step, &fb);
+    assert_int_equal(fa.num_params, fb.num_params);
+    assert_memory_equal(fa.params, fb.params, fa.num_params * 3 * sizeof(float)); /* params, m, v */
+    assert_int_equal(fa.epoch, fb.epoch);
+    assert_int_equal(fa.index, fb.index);
+    lmf_checkpoint_free(&fa);
+    lmf_checkpoint_free(&fb);
 }
 
 #endif
