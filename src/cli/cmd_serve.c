@@ -242,8 +242,9 @@ int cmd_serve(int argc, char **argv) {
     atomic_store(&serving, 1);
     double load_s = lmf_now() - t0;
     fprintf(stderr, "lmforge serve: ready in %.1f s: model '%s' (%s template%s), context %d, %d sequences at once, "
-            "KV cache %d blocks of %d positions\n", load_s, m.id, lmf_chat_format_name(tmpl.format), lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks,
-            es.kv_block_size);
+            "KV cache %d blocks of %d positions (%s)\n", load_s, m.id, lmf_chat_format_name(tmpl.format),
+            lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks, es.kv_block_size,
+            o.ecfg.kv_type == LMF_KV_F16 ? "f16" : "f32");
 
     while (sem_wait(&stop_sem) != 0) continue; /* EINTR */
     fprintf(stderr, "lmforge serve: %s: stopping\n", atomic_load(&stop_signal) == SIGINT ? "SIGINT" : "SIGTERM");
