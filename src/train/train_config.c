@@ -187,14 +187,21 @@ char *lmf_train_config_to_text(const lmf_train_config *c) {
 /* The path options, which the saved config writes relative to the run folder (lmf_path_anchor). */
 #define PATH_FIELDS(X) X(train_data) X(val_data) X(tokenizer) X(metrics)
 
-lmf_status lmf_train_config_anchor_paths(lmf_train_config *c, const char *run_dir) {
-    char buf[1200];
-#define ANCHOR(f)                                                                                                  \
-    lmf_path_anchor(c->f, run_dir, buf, sizeof buf);                                                               \
+/* Rewrites every path option through fn (lmf_path_anchor or lmf_path_resolve) against run_dir. */
+static lmf_status rewrite_paths(lmf_train_config *c, const char *run_dir,
+                                void (*fn)(const char *, const char *, char *, size_t)) {
+    char buf[2400];
+#define REWRITE(f)                                                                                                 \
+    fn(c->f, run_dir, buf, sizeof buf);                                                                            \
     if (strlen(buf) >= sizeof c->f) return lmf_fail(LMF_ERR_ARG, #f ": path %s is too long", buf);                 \
     strcpy(c->f, buf);
-    PATH_FIELDS(ANCHOR)
-#undef ANCHOR
+    PATH_FIELDS(REWRITE)
+#undef REWRITE
+    return LMF_OK;
+}
+
+lmf_status lmf_train_config_anchor_paths(lmf_train_config *c, const char *run_dir) {
+    LMF_TRY(rewrite_paths(c, run_dir, lmf_path_anchor));
     char *real = realpath(run_dir, NULL);
     if (real && strlen(real) < sizeof c->out_dir) strcpy(c->out_dir, real);
     free(real);
@@ -202,21 +209,15 @@ lmf_status lmf_train_config_anchor_paths(lmf_train_config *c, const char *run_di
 }
 
 lmf_status lmf_train_config_resolve_paths(lmf_train_config *c, const char *run_dir, int version) {
-    char buf[2400];
     if (version < 3) {
         /* Version 2 wrote paths as given (relative to the working directory of the run) and the default metrics
          * path spelled out: that one becomes the default again, so the resumed folder writes its own. */
+        char buf[2400];
         snprintf(buf, sizeof buf, "%s/metrics.jsonl", c->out_dir);
         if (!strcmp(buf, c->metrics)) c->metrics[0] = 0;
         return LMF_OK;
     }
-#define RESOLVE(f)                                                                                                 \
-    lmf_path_resolve(c->f, run_dir, buf, sizeof buf);                                                              \
-    if (strlen(buf) >= sizeof c->f) return lmf_fail(LMF_ERR_ARG, #f ": path %s is too long", buf);                 \
-    strcpy(c->f, buf);
-    PATH_FIELDS(RESOLVE)
-#undef RESOLVE
-    return LMF_OK;
+    return rewrite_paths(c, run_dir, lmf_path_resolve);
 }
 
 #define REQUIRE LMF_REQUIRE_ARG
