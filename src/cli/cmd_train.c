@@ -48,7 +48,7 @@ int cmd_train(int argc, char **argv) {
                                  "self, mpi, or auto: mpi when mpirun started this process among several", .def = "auto");
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--dp", CLI_INT, &dp, "N", "data-parallel ranks (0: all ranks / (tp x pp))",
                                  .def = "0", .lo = 0);
-    opts[n++] = (cli_opt)CLI_OPT(NULL, "--tp", CLI_INT, &tp, "N", "tensor-parallel ranks (not implemented yet: 1)",
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--tp", CLI_INT, &tp, "N", "tensor-parallel ranks (Megatron: heads and FFN columns split)",
                                  .def = "1", .lo = 1);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--pp", CLI_INT, &pp, "N", "pipeline stages (1F1B; layers split evenly)",
                                  .def = "1", .lo = 1);

@@ -36,6 +36,11 @@ void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout
  * an fp32 sum of the fp32 dout. */
 void lmf_matmul_backward_bf16(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
                               const float *W, int N, int IC, int OC);
+/* Either of the two over strided operands: dout rows ldo floats apart, inp and dinp rows ldi apart, W and dW rows
+ * ldw apart (a block of a wider matrix: a tensor-parallel rank's columns of a row-parallel layer, or its rows of a
+ * fused q|k|v whose products land in a narrower buffer). */
+void lmf_matmul_backward_ld(int bf16, float *dinp, float *dW, float *dbias, const float *dout, int ldo,
+                            const float *inp, int ldi, const float *W, int ldw, int N, int IC, int OC);
 
 /* ---- causal multi-head attention with grouped-query heads ----
  * qkv (B,T,C+2*KVC) holds q (NH heads), k and v (NKV heads each) per token; out (B,T,C). Nothing is kept for the

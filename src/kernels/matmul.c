@@ -17,17 +17,17 @@ void lmf_matmul_forward(float *out, const float *inp, const float *W, const floa
 
 typedef void (*gemm_fn)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
 
-static void backward(gemm_fn gemm, float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
-                     const float *W, int N, int IC, int OC) {
-    gemm(0, 0, N, IC, OC, dout, OC, W, IC, 1.0f, dinp, IC);
-    gemm(1, 0, OC, IC, N, dout, OC, inp, IC, 1.0f, dW, IC);
+static void backward(gemm_fn gemm, float *dinp, float *dW, float *dbias, const float *dout, int ldo,
+                     const float *inp, int ldi, const float *W, int ldw, int N, int IC, int OC) {
+    gemm(0, 0, N, IC, OC, dout, ldo, W, ldw, 1.0f, dinp, ldi);
+    gemm(1, 0, OC, IC, N, dout, ldo, inp, ldi, 1.0f, dW, ldw);
     if (dbias) {
 #pragma omp parallel
         {
             long c0, c1;
             lmf_omp_range(OC, &c0, &c1);
             for (int n = 0; n < N; n++) {
-                const float *d = dout + (long)n * OC;
+                const float *d = dout + (long)n * ldo;
                 for (long c = c0; c < c1; c++) dbias[c] += d[c];
             }
         }
@@ -36,10 +36,15 @@ static void backward(gemm_fn gemm, float *dinp, float *dW, float *dbias, const f
 
 void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
                          const float *W, int N, int IC, int OC) {
-    backward(lmf_sgemm, dinp, dW, dbias, dout, inp, W, N, IC, OC);
+    backward(lmf_sgemm, dinp, dW, dbias, dout, OC, inp, IC, W, IC, N, IC, OC);
 }
 
 void lmf_matmul_backward_bf16(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
                               const float *W, int N, int IC, int OC) {
-    backward(lmf_sgemm_bf16, dinp, dW, dbias, dout, inp, W, N, IC, OC);
+    backward(lmf_sgemm_bf16, dinp, dW, dbias, dout, OC, inp, IC, W, IC, N, IC, OC);
+}
+
+void lmf_matmul_backward_ld(int bf16, float *dinp, float *dW, float *dbias, const float *dout, int ldo,
+                            const float *inp, int ldi, const float *W, int ldw, int N, int IC, int OC) {
+    backward(bf16 ? lmf_sgemm_bf16 : lmf_sgemm, dinp, dW, dbias, dout, ldo, inp, ldi, W, ldw, N, IC, OC);
 }

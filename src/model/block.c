@@ -13,6 +13,7 @@
  * (attend_share). */
 #include "model/block.h"
 
+#include "core/progress.h"
 #include "core/status.h"
 #include "io/gguf.h"
 #include "kernels/gemm.h"
@@ -33,6 +34,55 @@ typedef lmf_lin lin;
 
 static int qkv_width(const lmf_model_config *c) { return c->n_embd + 2 * c->n_kv_head * (c->n_embd / c->n_head); }
 static int ffn_width(const lmf_model_config *c) { return c->act == LMF_ACT_SWIGLU ? 2 * c->ffn_dim : c->ffn_dim; }
+
+/* The widths of a training or prefill layer on this rank: the whole model's, or under tensor parallelism (ctx->tp)
+ * this rank's share of the heads and of the FFN's hidden columns. */
+typedef struct {
+    int C, hs;          /* the residual stream's width, a head's */
+    int nh, nkv;        /* this rank's query heads, KV heads */
+    int CA, KVA, S;     /* their widths (CA = nh hs, KVA = nkv hs) and the kept q|k|v row's (CA + 2 KVA) */
+    int F, FF;          /* this rank's FFN columns and its fch row's width (2F with SwiGLU: gate | up) */
+    int h0, g0, f0;     /* its first query head, KV head and FFN column */
+} widths;
+
+static widths widths_of(const lmf_block_ctx *ctx) {
+    const lmf_model_config *c = ctx->cfg;
+    int t = ctx->tp ? ctx->tp->size : 1, r = ctx->tp ? ctx->tp->rank : 0;
+    widths w;
+    w.C = c->n_embd, w.hs = w.C / c->n_head, w.nh = c->n_head / t, w.nkv = c->n_kv_head / t;
+    w.CA = w.nh * w.hs, w.KVA = w.nkv * w.hs, w.S = w.CA + 2 * w.KVA;
+    w.F = c->ffn_dim / t, w.FF = c->act == LMF_ACT_SWIGLU ? 2 * w.F : w.F;
+    w.h0 = r * w.nh, w.g0 = r * w.nkv, w.f0 = r * w.F;
+    return w;
+}
+
+/* Rows [r0, r0 + n) of a weight (any type: whole rows), and columns [c0, c0 + n) of an F32 one (rows keep their
+ * stride): a column-parallel layer's share, a row-parallel one's. The whole weight comes back as it is. */
+static lmf_wtensor rows_of(const lmf_wtensor *W, int r0, int n) {
+    lmf_wtensor v = *W;
+    if (W->data && r0) v.data = (const char *)W->data + (size_t)r0 * W->row_bytes;
+    v.rows = n;
+    return v;
+}
+static lmf_wtensor cols_of(const lmf_wtensor *W, int c0, int n) {
+    lmf_wtensor v = *W;
+    if (c0) {
+        LMF_CHECK(W->type == LMF_GGML_F32);
+        v.data = (const float *)W->data + c0;
+    }
+    v.cols = n;
+    return v;
+}
+static const float *offset(const float *bias, int at) { return bias ? bias + at : NULL; }
+
+/* Megatron's g (forward, after a row-parallel layer) and f (backward, before a column-parallel layer's input
+ * gradient reaches the norm): buf becomes its sum over the tensor-parallel ranks (lmf_block_tp). */
+static void tp_sum(const lmf_block_ctx *ctx, float *buf, size_t n) {
+    if (!ctx->tp) return;
+    double t = lmf_now();
+    ctx->tp->sum(ctx->tp, buf, n);
+    ctx->tp->wait_s += lmf_now() - t;
+}
 
 /* ---- pieces every mode uses --------------------------------------------------------------------------------- */
 
@@ -67,8 +117,7 @@ void lmf_block_ffn_act(const lmf_model_config *cfg, float *fcact, const float *f
 }
 
 /* The same activation over all of N rows, spread over the threads. */
-static void ffn_act_par(const lmf_model_config *cfg, float *fcact, const float *fch, int N) {
-    int F = cfg->ffn_dim;
+static void ffn_act_par(const lmf_model_config *cfg, float *fcact, const float *fch, int N, int F) {
     if (cfg->act == LMF_ACT_SWIGLU) lmf_swiglu_forward(fcact, fch, N, F);
     else if (cfg->act == LMF_ACT_GELU_TANH) lmf_gelu_forward(fcact, fch, (long)N * F);
     else lmf_relu_forward(fcact, fch, (long)N * F);
@@ -124,6 +173,10 @@ static void add_bias(float *out, int ldo, const float *bias, int N, int rows) {
     }
 }
 
+static void add_bias_opt(float *out, int ldo, const float *bias, int N, int rows) {
+    if (bias) add_bias(out, ldo, bias, N, rows);
+}
+
 /* Rows of W per fp32 slab of at most dq_floats (whole R16 groups). */
 static int slab_rows(const lmf_wtensor *W, size_t dq_floats) {
     int slab = (int)(dq_floats / (size_t)W->cols);
@@ -161,7 +214,7 @@ void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, floa
         int O = W->rows, K = W->cols, j0 = j;
         if (W->type == LMF_GGML_F32) {
             while (j + 1 < n && adjacent(&o[j], &o[j + 1])) O += o[++j].W->rows;
-            gemm(0, 1, N, O, K, in, ldi, W->data, K, 0.0f, o[j0].out, o[j0].ldo);
+            gemm(0, 1, N, O, K, in, ldi, W->data, (int)(W->row_bytes / sizeof(float)), 0.0f, o[j0].out, o[j0].ldo);
             if (o[j0].bias) add_bias(o[j0].out, o[j0].ldo, o[j0].bias, N, O);
             continue;
         }
@@ -182,7 +235,7 @@ void lmf_block_linear_dinput(const lin *o, int n, float *din, int ldi, int N, fl
         const lmf_wtensor *W = o[j].W;
         int O = W->rows, K = W->cols;
         if (W->type == LMF_GGML_F32) {
-            gemm(0, 0, N, K, O, o[j].out, o[j].ldo, W->data, K, 1.0f, din, ldi);
+            gemm(0, 0, N, K, O, o[j].out, o[j].ldo, W->data, (int)(W->row_bytes / sizeof(float)), 1.0f, din, ldi);
             continue;
         }
         int slab = slab_rows(W, dq_floats);
@@ -364,29 +417,37 @@ static void adapt(const lmf_block_ctx *ctx, const lmf_block_rows *r, int layer, 
 void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
                        lmf_block_rows *r) {
     const lmf_model_config *c = ctx->cfg;
-    int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, F = c->ffn_dim, S = qkv_width(c);
-    int FF = ffn_width(c), N = ctx->B * ctx->T, swiglu = c->act == LMF_ACT_SWIGLU;
+    widths w = widths_of(ctx);
+    int C = w.C, hs = w.hs, CA = w.CA, KVA = w.KVA, S = w.S, F = w.F, FF = w.FF, N = ctx->B * ctx->T;
+    int swiglu = c->act == LMF_ACT_SWIGLU;
     long NC = (long)N * C;
 
+    /* q, k, v: this rank's heads' rows (all of them without tensor parallelism: one fused product) */
     lmf_block_norm_par(c, r->ln1, r->ln1_mean, r->ln1_rstd, x, L->attn_norm_w, L->attn_norm_b, N);
-    lin qkv[3] = {{&L->wq, L->bq, r->qkv, S}, {&L->wk, L->bk, r->qkv + C, S}, {&L->wv, L->bv, r->qkv + C + KV, S}};
+    lmf_wtensor wq = rows_of(&L->wq, w.h0 * hs, CA), wk = rows_of(&L->wk, w.g0 * hs, KVA);
+    lmf_wtensor wv = rows_of(&L->wv, w.g0 * hs, KVA);
+    lin qkv[3] = {{&wq, offset(L->bq, w.h0 * hs), r->qkv, S}, {&wk, offset(L->bk, w.g0 * hs), r->qkv + CA, S},
+                  {&wv, offset(L->bv, w.g0 * hs), r->qkv + CA + KVA, S}};
     lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     adapt(ctx, r, layer, 0, 3, r->ln1, C, r->qkv, S, N);
     if (ctx->seqs) {
         for (int j = 0, row = 0; j < ctx->n_seqs; row += ctx->seqs[j++].n) {
             const lmf_block_seq *sq = &ctx->seqs[j];
             float *q = r->qkv + (size_t)row * S;
-            lmf_block_rope(c, ctx->rope, q, S, sq->n, sq->n, sq->p0, NULL, NH + c->n_kv_head, 1.0f);
+            lmf_block_rope(c, ctx->rope, q, S, sq->n, sq->n, sq->p0, NULL, w.nh + w.nkv, 1.0f);
             cache_write(sq, c, layer, q);
             attention_cached(ctx, sq, layer, r->atty + (size_t)row * C, q);
         }
     } else {
-        lmf_block_rope(c, ctx->rope, r->qkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, 1.0f);
-        lmf_attention_forward(r->atty, r->att, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
+        lmf_block_rope(c, ctx->rope, r->qkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, 1.0f);
+        lmf_attention_forward(r->atty, r->att, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
     }
+    /* o: row-parallel under tensor parallelism (this rank's columns, the partial sums added up, then the bias) */
     float *o = r->res2 == x ? r->proj : r->res2;
-    lin proj = {&L->wo, L->bo, o, C};
-    lmf_block_linear(&proj, 1, r->atty, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
+    lmf_wtensor wo = cols_of(&L->wo, w.h0 * hs, CA);
+    lin proj = {&wo, ctx->tp ? NULL : L->bo, o, C};
+    lmf_block_linear(&proj, 1, r->atty, CA, N, ctx->dq, ctx->dq_floats, ctx->bf16);
+    if (ctx->tp) tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->bo, N, C);
     adapt(ctx, r, layer, 3, 4, r->atty, C, o, C, N);
     lmf_residual_forward(r->res2, o, x, NC);
 
@@ -397,13 +458,16 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
         lmf_residual_forward(r->res3, o, r->res2, NC);
         return;
     }
-    lin ffn[2] = {{&L->w_gate, NULL, r->fch, FF}, {&L->w_up, L->b_up, r->fch + (swiglu ? F : 0), FF}};
+    /* gate | up column-parallel, down row-parallel, as q | k | v and o */
+    lmf_wtensor wg = rows_of(&L->w_gate, w.f0, F), wu = rows_of(&L->w_up, w.f0, F), wd = cols_of(&L->w_down, w.f0, F);
+    lin ffn[2] = {{&wg, NULL, r->fch, FF}, {&wu, offset(L->b_up, w.f0), r->fch + (swiglu ? F : 0), FF}};
     lmf_block_linear(ffn + !swiglu, 1 + swiglu, r->ln2, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     adapt(ctx, r, layer, swiglu ? 4 : 5, 6, r->ln2, C, r->fch, FF, N);
-    ffn_act_par(c, r->fcact, r->fch, N);
+    ffn_act_par(c, r->fcact, r->fch, N, F);
     o = r->res3 == r->res2 ? r->proj : r->res3;
-    lin down = {&L->w_down, L->b_down, o, C};
+    lin down = {&wd, ctx->tp ? NULL : L->b_down, o, C};
     lmf_block_linear(&down, 1, r->fcact, F, N, ctx->dq, ctx->dq_floats, ctx->bf16);
+    if (ctx->tp) tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->b_down, N, C);
     adapt(ctx, r, layer, 6, 7, r->fcact, F, o, C, N);
     lmf_residual_forward(r->res3, o, r->res2, NC);
 }
@@ -460,17 +524,30 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     norm_backward(c, g->dres, dn, dn + C, g->dbuf, x, L->attn_norm_w, r->ln1_mean, r->ln1_rstd, N);
 }
 
+/* The weight and input gradients of column-parallel layers that read the same input (q, k, v or gate, up) on this
+ * rank's rows: their outputs' gradients sit side by side in dout (ld floats a row), each n[j] columns; weight j's
+ * rows start at row r0[j] of W[j] (and of its gradient and bias gradient). */
+static void column_backward(const lmf_block_ctx *ctx, float *din, const float *in, int K, const float *dout, int ld,
+                            int m, const lmf_wtensor *const *W, const lmf_wtensor *const *G, float *const *gb,
+                            const int *r0, const int *n, int N) {
+    for (int j = 0, col = 0; j < m; col += n[j++])
+        lmf_matmul_backward_ld(ctx->bf16, din, GRAD(*G[j]) + (size_t)r0[j] * K, gb[j] ? gb[j] + r0[j] : NULL,
+                               dout + col, ld, in, K, F32(*W[j]) + (size_t)r0[j] * K, K, N, K, n[j]);
+}
+
 void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G, int layer,
                         const float *x, const lmf_block_rows *r, lmf_block_grads *g) {
     const lmf_model_config *c = ctx->cfg;
-    int C = c->n_embd, NH = c->n_head, hs = C / NH, F = c->ffn_dim, S = qkv_width(c), FF = ffn_width(c);
-    int N = ctx->B * ctx->T, swiglu = c->act == LMF_ACT_SWIGLU;
+    widths w = widths_of(ctx);
+    int C = w.C, hs = w.hs, CA = w.CA, KVA = w.KVA, S = w.S, F = w.F, FF = w.FF, N = ctx->B * ctx->T;
+    int swiglu = c->act == LMF_ACT_SWIGLU;
     size_t NC = (size_t)N * C;
     if (!G) {
         frozen_backward(ctx, L, layer, x, r, g);
         return;
     }
-    /* training keeps q|k|v and gate|up as single matrices cut into views (model.c): one product each */
+    /* training keeps q|k|v and gate|up as single matrices cut into views (model.c): one product each, unless tensor
+     * parallelism takes a share of each part */
     const lmf_wtensor *fc = swiglu ? &L->w_gate : &L->w_up, *gfc = swiglu ? &G->w_gate : &G->w_up;
     LMF_CHECK(L->wq.type == LMF_GGML_F32 && F32(L->wk) == F32(L->wq) + (size_t)C * C);
 
@@ -480,26 +557,44 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         lmf_moe_backward(ctx, L, G, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, N);
     } else {
         memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
-        lmf_block_linear_backward(ctx, g->dfcact, GRAD(G->w_down), (float *)G->b_down, g->dres, r->fcact,
-                                  F32(L->w_down), N, F, C);
+        lmf_matmul_backward_ld(ctx->bf16, g->dfcact, GRAD(G->w_down) + w.f0, (float *)G->b_down, g->dres, C, r->fcact,
+                               F, F32(L->w_down) + w.f0, c->ffn_dim, N, F, C);
         memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
         if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
         else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         memset(g->dbuf, 0, NC * sizeof(float));
-        lmf_block_linear_backward(ctx, g->dbuf, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C, FF);
+        if (!ctx->tp) {
+            lmf_block_linear_backward(ctx, g->dbuf, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C, FF);
+        } else {
+            const lmf_wtensor *Ws[2] = {&L->w_gate, &L->w_up}, *Gs[2] = {&G->w_gate, &G->w_up};
+            float *gb[2] = {NULL, (float *)G->b_up};
+            int r0[2] = {w.f0, w.f0}, n[2] = {F, F};
+            column_backward(ctx, g->dbuf, r->ln2, C, g->dfch, FF, 1 + swiglu, Ws + !swiglu, Gs + !swiglu, gb + !swiglu,
+                            r0, n, N);
+            tp_sum(ctx, g->dbuf, NC);
+        }
     }
     norm_backward(c, g->dres, (float *)G->ffn_norm_w, (float *)G->ffn_norm_b, g->dbuf, r->res2, L->ffn_norm_w,
                   r->ln2_mean, r->ln2_rstd, N);
 
     /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */
-    memset(g->dbuf, 0, NC * sizeof(float));
-    lmf_block_linear_backward(ctx, g->dbuf, GRAD(G->wo), (float *)G->bo, g->dres, r->atty, F32(L->wo), N, C, C);
+    memset(g->dbuf, 0, (size_t)N * CA * sizeof(float));
+    lmf_matmul_backward_ld(ctx->bf16, g->dbuf, GRAD(G->wo) + w.h0 * hs, (float *)G->bo, g->dres, C, r->atty, CA,
+                           F32(L->wo) + w.h0 * hs, C, N, CA, C);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
-    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
-    lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
+    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
+    lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, -1.0f);
     memset(g->dbuf, 0, NC * sizeof(float));
-    lmf_block_linear_backward(ctx, g->dbuf, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C, S);
+    if (!ctx->tp) {
+        lmf_block_linear_backward(ctx, g->dbuf, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C, S);
+    } else {
+        const lmf_wtensor *Ws[3] = {&L->wq, &L->wk, &L->wv}, *Gs[3] = {&G->wq, &G->wk, &G->wv};
+        float *gb[3] = {(float *)G->bq, (float *)G->bk, (float *)G->bv};
+        int r0[3] = {w.h0 * hs, w.g0 * hs, w.g0 * hs}, n[3] = {CA, KVA, KVA};
+        column_backward(ctx, g->dbuf, r->ln1, C, g->dqkv, S, 3, Ws, Gs, gb, r0, n, N);
+        tp_sum(ctx, g->dbuf, NC);
+    }
     norm_backward(c, g->dres, (float *)G->attn_norm_w, (float *)G->attn_norm_b, g->dbuf, x, L->attn_norm_w,
                   r->ln1_mean, r->ln1_rstd, N);
 }

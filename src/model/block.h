@@ -107,6 +107,18 @@ typedef struct {
     float *moe, *moe_scratch;         /* mixture of experts (moe.h): the layer's kept rows, shared scratch */
 } lmf_block_rows;
 
+/* A tensor-parallel group as the block library sees it (lmf_block_ctx.tp): this rank, the group's size, and the
+ * in-place sum of a float buffer over the group's ranks, which every rank gets bit-identical (a communicator's
+ * all-reduce in rank order: train/ fills this from dist/comm.h). sum does not return when the exchange fails: it
+ * ends the job, as a rank cannot go on alone while its partners wait in the same call. wait_s adds up the seconds
+ * spent in sum (the step reports them as communication). */
+typedef struct lmf_block_tp {
+    int rank, size;
+    void (*sum)(struct lmf_block_tp *tp, float *buf, size_t n);
+    void *comm;
+    double wait_s;
+} lmf_block_tp;
+
 typedef struct {
     const lmf_model_config *cfg;
     const float *rope;   /* kernels' lmf_rope_table rows (RoPE models) */
@@ -134,6 +146,15 @@ typedef struct {
      * trained model's (`--precision bf16`) */
     int bf16;
     const struct lmf_moe_grad *moe_grad; /* training backward of MoE layers: the router losses' gradients */
+    /* tensor parallelism (Megatron-LM), NULL: none; training of a dense model's F32 weights only. This rank of
+     * tp->size computes n_head / size query heads (n_kv_head / size KV heads) and ffn_dim / size FFN columns, rank r
+     * the r-th share of each: q|k|v and gate|up are column-parallel (its rows of them, biases included), o and down
+     * row-parallel (its columns), and their partial products are summed over the ranks before the bias and the
+     * residual (the paper's g); backward, the input gradients of the column-parallel layers are summed before the
+     * norm (f). Every rank keeps the whole residual stream, norms, embeddings and head (replicated: each computes
+     * their gradients in full), and only its share of qkv, atty, fch and fcact (narrower rows). Weight gradients land
+     * in this rank's slices of G; the rest of each tensor is left alone. */
+    struct lmf_block_tp *tp;
 } lmf_block_ctx;
 
 /* A training linear layer's backward over F32 weights (dinp += dout W, dW += dout^T inp, dbias += column sums of

@@ -89,7 +89,7 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     }
     m->num_params = base ? 0 : off;
     m->shared = owner != NULL;
-    if (owner) m->bf16 = owner->bf16; /* a pipeline's in-flight sets compute as their owner does */
+    if (owner) m->bf16 = owner->bf16, m->tp = owner->tp; /* a pipeline's in-flight sets compute as their owner */
     if (!base) m->params = owner ? owner->params : lmf_alloc_big(off * sizeof(float));
     if (training && !base) m->grads = owner ? owner->grads : lmf_alloc_big(off * sizeof(float));
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
@@ -246,6 +246,16 @@ void lmf_model_init_weights(lmf_model *m, uint64_t seed) {
     }
 }
 
+int lmf_param_tp_sharded(int i) {
+    return i == LMF_P_QKVW || i == LMF_P_QKVB || i == LMF_P_ATTPROJW || i == LMF_P_FCW || i == LMF_P_FCB ||
+           i == LMF_P_FCPROJW;
+}
+
+void lmf_model_zero_replicated_grads(lmf_model *m) {
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++)
+        if (m->gptr[i] && !lmf_param_tp_sharded(i)) memset(m->gptr[i], 0, m->param_sizes[i] * sizeof(float));
+}
+
 void lmf_model_zero_grad(lmf_model *m) {
     LMF_CHECK(m->grads);
     /* one memset per thread: a single thread cannot saturate the memory bus on hundreds of MB */
@@ -295,7 +305,8 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
     lmf_acts *a = &m->acts;
     const lmf_weights *w = m->w;
     lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
-                         .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x};
+                         .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x,
+                         .tp = m->tp};
     if (l0 == 0) lmf_block_embed(w, a->encoded, tokens, d.N, T, 0, m->use_pos ? m->pos : NULL);
     else memcpy(a->res3 + (size_t)(l0 - 1) * m->layer_stride_nc, x_in, sizeof(float) * d.N * d.C); /* l0's input */
     const float *x = NULL;
@@ -369,7 +380,8 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
 
 layers:;
     lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
-                         .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x};
+                         .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x,
+                         .tp = m->tp};
     lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->dnorm};
     lmf_moe_grad mg;
     if (m->cfg.n_expert) { /* the router losses' share of d(loss_scale x loss), from the whole forward's routing */

@@ -109,6 +109,9 @@ struct lmf_model {
     lmf_moe_stats moe_stats;
     lmf_moe_sums moe_sums; /* the router statistics of the last forward, over layers [0, l1) */
     int shared;            /* params and grads are another model's (lmf_model_create_shared) */
+    /* tensor parallelism (lmf_block_ctx.tp), NULL: none. Training sets it for its steps; a forward run by one rank
+     * alone (validation, the sample) clears it, as every rank holds all the parameters. */
+    struct lmf_block_tp *tp;
     int l0, l1;            /* the layers of the last forward (lmf_model_forward_layers) */
 
     int B, T;          /* shape of the last forward */
@@ -173,5 +176,12 @@ static inline const float *lmf_model_input_grad(const lmf_model *m) { return m->
 
 /* Whether AdamW's weight decay applies to tensor i by default: matrices yes; embeddings, norms, biases no. */
 int lmf_param_decays(int i);
+/* Tensor parallelism (lmf_block_ctx.tp): whether each rank of a tensor-parallel group computes only its share of
+ * tensor i's gradient (q|k|v and gate|up rows with their biases, o and down columns), or all of it (the rest: every
+ * rank of the group computes the same values). */
+int lmf_param_tp_sharded(int i);
+/* Zeroes the gradients of the tensors that are not tensor-parallel shares: on every rank of a tensor-parallel group
+ * but its first, before the job's gradient sum, which would otherwise count them once per rank. */
+void lmf_model_zero_replicated_grads(lmf_model *m);
 
 #endif

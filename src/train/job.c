@@ -45,10 +45,6 @@ void lmf_train_job_free(lmf_train_job *j) {
 
 lmf_status lmf_train_job_set_parallel(lmf_train_job *j, const char *comm, int dp, int tp, int pp) {
     if (j->grid) return lmf_fail(LMF_ERR_ARG, "lmf_train_job_set_parallel: this job is parallel already");
-    /* refused before MPI starts, on every rank alike */
-    if (tp > 1)
-        return lmf_fail(LMF_ERR_ARG, "tensor parallel (--tp %d) is not implemented yet: this lmforge trains data "
-                        "parallel (--dp, ZeRO-1) and pipeline parallel (--pp) only (docs/distributed.md)", tp);
     return lmf_grid_open(comm, dp, tp, pp, &j->grid);
 }
 
@@ -139,9 +135,12 @@ lmf_status lmf_train_job_run(lmf_train_job *j, volatile sig_atomic_t *stop, cons
     if (j->note[0])
         lmf_sink_logf(sink, LMF_LOG_WARN, "skipped damaged checkpoint: %s; resuming from %s", j->note, j->ck_path);
     lmf_train_options opts = {.stop = stop, .sink = sink, .comm = j->grid ? j->grid->dp : NULL};
-    if (j->grid && j->grid->pp_size > 1) /* the whole job reduces (each stage holds part of the gradient) */
-        opts.comm = j->grid->world, opts.pipe = j->grid->pp, opts.dp_rank = j->grid->dp_rank,
-        opts.dp_size = j->grid->dp_size;
+    if (j->grid && (j->grid->pp_size > 1 || j->grid->tp_size > 1)) { /* the whole job reduces: each stage and each
+                                                                       * tensor-parallel rank holds part of it */
+        opts.comm = j->grid->world, opts.dp_rank = j->grid->dp_rank, opts.dp_size = j->grid->dp_size;
+        if (j->grid->pp_size > 1) opts.pipe = j->grid->pp;
+        if (j->grid->tp_size > 1) opts.tp = j->grid->tp;
+    }
     lmf_status s = lmf_train_run(&j->cfg, j->has_ck ? &j->ck : NULL, &opts);
     if (s != LMF_OK && s != LMF_ERR_INTERRUPTED) j->failed = 1;
     return s;

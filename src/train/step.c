@@ -4,6 +4,7 @@
 #include "core/progress.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "model/block.h"
 
 #include <math.h>
 
@@ -11,17 +12,21 @@ lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, f
     lmf_model *m = st->model;
     int B = st->batch_size, T = st->seq_len, k = st->grad_accum;
     /* micro-batches of the step over all ranks (a pipeline's stages share theirs) */
-    int total = k * lmf_comm_size(st->comm) / (st->pipe ? st->pipe->p : 1);
+    int total = k * lmf_comm_size(st->comm) / (st->pipe ? st->pipe->p : 1) / (st->tp ? st->tp->size : 1);
     lmf_model_zero_grad(m);
-    double loss = 0.0, pipe_s = 0.0;
+    double loss = 0.0, pipe_s = 0.0, tp_s = st->tp ? st->tp->wait_s : 0.0;
     if (st->pipe) LMF_TRY(lmf_pipeline_step(st->pipe, src, st->inputs, st->targets, 1.0f / total, &loss, &pipe_s));
     for (int a = 0; a < k && !st->pipe; a++) {
         LMF_TRY(src->next(src->ctx, st->inputs, st->targets));
         loss += lmf_model_forward(m, st->inputs, st->targets, B, T);
         lmf_model_backward(m, 1.0f / total);
     }
+    if (st->tp && st->tp->rank > 0) { /* the group's first rank counts what every rank of it computed */
+        lmf_model_zero_replicated_grads(m);
+        loss = 0.0;
+    }
     float gnorm;
-    out->comm_s = pipe_s;
+    out->comm_s = pipe_s + (st->tp ? st->tp->wait_s - tp_s : 0.0);
     if (st->zero) {
         lmf_zero *z = st->zero;
         /* comm_s counts the waits too (a fast rank's for a slow one): communication as the step sees it */

@@ -48,6 +48,11 @@ typedef struct {
      * stage's gradients fill only its own slots, so their sum over every rank is the whole gradient; grad_accum is
      * one pipeline's micro-batches per step, and the step's total is grad_accum x size / stages. */
     struct lmf_pipeline *pipe;
+    /* tensor parallel (lmf_block_ctx.tp; the model's tp is this communicator), NULL: none. comm (and zero) span the
+     * whole job; the ranks of a tensor-parallel group take the same micro-batches and each computes its share of the
+     * sharded tensors' gradients; the replicated tensors' (lmf_param_tp_sharded) and the loss count on the group's
+     * first rank only. The step's total is grad_accum x size / (stages x tp size). */
+    struct lmf_block_tp *tp;
 } lmf_step_ctx;
 
 typedef struct {

@@ -7,6 +7,7 @@
 #include "core/status.h"
 #include "io/shard.h"
 #include "kernels/gemm.h"
+#include "model/block.h"
 #include "model/model.h"
 #include "tokenizer/bytelevel.h"
 #include "tokenizer/tokenizer.h"
@@ -47,7 +48,10 @@ static lmf_status moe_metrics(const lmf_model *m, int step, lmf_line_log *metric
                                "\"expert_load\":[%s]}\n", step, ms->aux, ms->z, ms->dropped, load);
 }
 
+/* Rank 0 alone validates: over all the parameters it holds, whatever share tensor parallelism gives it. */
 static float evaluate(lmf_model *m, lmf_loader *val, int batches, int32_t *in, int32_t *tg) {
+    lmf_block_tp *tp = m->tp;
+    m->tp = NULL;
     lmf_loader_seek(val, 0, 0);
     uint64_t avail = val->n_windows / (uint64_t)val->B;
     if (avail == 0) avail = 1;
@@ -57,6 +61,7 @@ static float evaluate(lmf_model *m, lmf_loader *val, int batches, int32_t *in, i
         lmf_loader_next(val, in, tg);
         sum += lmf_model_forward(m, in, tg, val->B, val->T);
     }
+    m->tp = tp;
     return batches ? (float)(sum / batches) : NAN;
 }
 
@@ -178,6 +183,16 @@ static lmf_status resolve_precision(lmf_train_config *c, const lmf_checkpoint *c
     return LMF_OK;
 }
 
+/* The tensor-parallel group's sum (model/block.h's lmf_block_tp) over its communicator. A failed exchange ends the
+ * job with the message that names the call and the rank. */
+static void tp_allreduce(lmf_block_tp *tp, float *buf, size_t n) {
+    lmf_comm *c = tp->comm;
+    if (lmf_comm_allreduce_sum(c, buf, n) == LMF_OK) return;
+    fprintf(stderr, "lmforge train (rank %d of the tensor-parallel group): %s\n", c->rank, lmf_last_error());
+    lmf_comm_abort(c, 1);
+    LMF_CHECK(!"lmf_comm_abort returned on a tensor-parallel communicator");
+}
+
 static lmf_status loader_source(void *ctx, int32_t *inputs, int32_t *targets) {
     lmf_loader_next(ctx, inputs, targets);
     return LMF_OK;
@@ -254,8 +269,9 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     lmf_comm *comm = o.comm ? o.comm : lmf_comm_self();
     /* data parallel: every rank trains, rank 0 alone reports, validates, writes metrics and samples */
     int D = lmf_comm_size(comm), rank = lmf_comm_rank(comm), lead = rank == 0;
-    /* data-parallel coordinates: a pipeline's stages share theirs (and its micro-batches) */
-    int P = o.pipe ? lmf_comm_size(o.pipe) : 1, DP = o.pipe ? o.dp_size : D, dp_rank = o.pipe ? o.dp_rank : rank;
+    /* data-parallel coordinates: a pipeline's stages and a tensor-parallel group share theirs (and the micro-batches) */
+    int P = o.pipe ? lmf_comm_size(o.pipe) : 1, TP = o.tp ? lmf_comm_size(o.tp) : 1, grid = o.pipe || o.tp;
+    int DP = grid ? o.dp_size : D, dp_rank = grid ? o.dp_rank : rank;
     const lmf_sink *out = lead ? o.sink : NULL;
     lmf_train_config c = *cfg_in;
     LMF_TRY(lmf_train_config_validate(&c));
@@ -279,7 +295,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     const char *ck_name = ck && ck->path ? ck->path : "checkpoint";
     lmf_status s;
 
-    LMF_CHECK(DP * P == D);
+    LMF_CHECK(DP * P * TP == D);
     if (c.grad_accum % DP) {
         s = lmf_fail(LMF_ERR_ARG, "grad_accum %d is not a multiple of the %d data-parallel ranks: each rank takes "
                      "grad_accum / dp micro-batches of every step (grad_accum is the step's total, as in a "
@@ -302,6 +318,17 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         goto done;
     }
     if ((s = lmf_model_config_validate(&c.model)) != LMF_OK) goto done;
+    if (TP > 1 && c.model.n_expert) {
+        s = lmf_fail(LMF_ERR_ARG, "--tp %d: tensor parallel of a mixture of experts is not supported yet (its experts "
+                     "are not split); train it with --dp and --pp", TP);
+        goto done;
+    }
+    if (TP > 1 && (c.model.n_head % TP || c.model.n_kv_head % TP || c.model.ffn_dim % TP)) {
+        s = lmf_fail(LMF_ERR_ARG, "--tp %d must divide n_head (%d), n_kv_head (%d) and ffn_dim (%d): each "
+                     "tensor-parallel rank computes an equal share of the heads and of the FFN columns", TP,
+                     c.model.n_head, c.model.n_kv_head, c.model.ffn_dim);
+        goto done;
+    }
     if (ck) {
         /* The checkpoint's sizes are bounded by its file; the model it implies must match them before the model is
          * allocated (a hostile n_layer in a checksummed file must not reach the allocator). */
@@ -348,6 +375,11 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         goto done;
     }
     m->bf16 = !strcmp(c.precision, "bf16");
+    lmf_block_tp tpg = {0};
+    if (o.tp) {
+        tpg = (lmf_block_tp){.rank = lmf_comm_rank(o.tp), .size = TP, .sum = tp_allreduce, .comm = o.tp};
+        m->tp = &tpg; /* before the pipeline's in-flight sets copy it */
+    }
     if (o.pipe && (s = lmf_pipeline_init(&pipe, o.pipe, m, B, T, c.grad_accum / DP)) != LMF_OK) goto done;
     if (D > 1) {
         lmf_zero_init(&zero, comm, m->num_params, ZERO_BUCKET);
@@ -391,10 +423,16 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     size_t sizes[] = {strlen(text)};
     if (lead && (s = lmf_write_file_atomic(path, parts, sizes, 1)) != LMF_OK) goto done;
     if (lead && (s = lmf_line_log_open(&metrics, metrics.path, ck != NULL)) != LMF_OK) goto done;
-    char dp_note[320] = "";
+    char dp_note[512] = "";
     if (DP > 1)
         snprintf(dp_note, sizeof dp_note, "; data parallel over %d ranks (ZeRO-1, %d micro-batches each per step)", DP,
                  c.grad_accum / DP);
+    if (TP > 1) {
+        size_t n = strlen(dp_note);
+        snprintf(dp_note + n, sizeof dp_note - n, "; tensor parallel over %d ranks (%d of %d heads, %d of %d KV heads "
+                 "and %d of %d FFN columns each)%s", TP, c.model.n_head / TP, c.model.n_head, c.model.n_kv_head / TP,
+                 c.model.n_kv_head, c.model.ffn_dim / TP, c.model.ffn_dim, P > 1 ? "" : "; ZeRO-1 over all ranks");
+    }
     if (P > 1) { /* each stage's layers, for the banner: rank 0 is stage 0, so the ranges are recomputed here */
         size_t n = strlen(dp_note);
         n += (size_t)snprintf(dp_note + n, sizeof dp_note - n, "; pipeline parallel over %d stages (1F1B, %d "
@@ -422,7 +460,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
 
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .zero = D > 1 ? &zero : NULL,
                        .batch_size = B, .seq_len = T, .grad_accum = c.grad_accum / DP, .inputs = in, .targets = tg,
-                       .pipe = o.pipe ? &pipe : NULL};
+                       .pipe = o.pipe ? &pipe : NULL, .tp = m->tp};
     dp_share share = {.l = &tl, .rank = dp_rank, .dp = DP, .accum = c.grad_accum / DP};
     lmf_batch_source src = DP > 1 ? (lmf_batch_source){dp_source, &share} : (lmf_batch_source){loader_source, &tl};
     lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, c.opt.max_steps, "steps", NULL);

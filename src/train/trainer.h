@@ -33,6 +33,10 @@ typedef struct {
      * rank's data-parallel coordinates: the stages of one pipeline read the same micro-batches, grad_accum / dp_size
      * of every step. */
     lmf_comm *pipe;
+    /* Tensor parallel (Megatron; model/block.h): the job's tensor-parallel communicator, NULL: none. As with pipe,
+     * comm is then the whole job and dp_rank / dp_size this rank's data-parallel coordinates: the ranks of a
+     * tensor-parallel group read the same micro-batches, each computing its share of every layer. */
+    lmf_comm *tp;
     int dp_rank, dp_size;
 } lmf_train_options;
 
