@@ -140,6 +140,12 @@ for arch in gpt2 llama; do
     for ((r = 0; r < np; r++)); do [ -f "$dir/$name/ckpt-00000020.opt-$r-of-$np" ] || fail "$arch $*: optimizer shard $r of $np missing"; done
   done
 done
+# an untied head (lm_head's vocabulary rows split, wte's lookups on the group's first rank)
+untied=(--arch llama --n-kv-head 2 --tied-embeddings 0)
+"$LMF" train "${common[@]}" "${untied[@]}" --out-dir "$dir/untied-1" 2> /dev/null || fail "untied llama, one process"
+mpi 2 "$LMF" train "${common[@]}" "${untied[@]}" --tp 2 --out-dir "$dir/untied-tp2" > "$dir/untied-tp2.txt" 2>&1 || { cat "$dir/untied-tp2.txt"; fail "untied llama TP2"; }
+same_losses "$dir/untied-tp2" "$dir/untied-1" 1e-5 || fail "untied llama: TP2 losses differ from the single-process run"
+python3 "$here/ckpt_params.py" "$(last "$dir/untied-tp2")" "$(last "$dir/untied-1")" 1e-5 || fail "untied llama: TP2 weights differ"
 # resume: TP2 and DP2xTP2xPP2 bit for bit with the same grid; TP2's checkpoint on one process within 1e-5
 mpi 2 "$LMF" train "${common[@]}" --tp 2 --stop-at 10 --out-dir "$dir/tpres" > "$dir/tpres.txt" 2>&1
 [ $? = 130 ] || { cat "$dir/tpres.txt"; fail "stop_at 10 under TP2 should exit 130"; }

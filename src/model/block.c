@@ -77,11 +77,13 @@ static const float *offset(const float *bias, int at) { return bias ? bias + at 
 
 /* Megatron's g (forward, after a row-parallel layer) and f (backward, before a column-parallel layer's input
  * gradient reaches the norm): buf becomes its sum over the tensor-parallel ranks (lmf_block_tp). */
-static void tp_sum(const lmf_block_ctx *ctx, float *buf, size_t n) {
-    if (!ctx->tp) return;
+void lmf_block_tp_sum(lmf_block_tp *tp, float *buf, size_t n) {
     double t = lmf_now();
-    ctx->tp->sum(ctx->tp, buf, n);
-    ctx->tp->wait_s += lmf_now() - t;
+    tp->sum(tp, buf, n);
+    tp->wait_s += lmf_now() - t;
+}
+static void tp_sum(const lmf_block_ctx *ctx, float *buf, size_t n) {
+    if (ctx->tp) lmf_block_tp_sum(ctx->tp, buf, n);
 }
 
 /* ---- pieces every mode uses --------------------------------------------------------------------------------- */

@@ -119,6 +119,9 @@ typedef struct lmf_block_tp {
     double wait_s;
 } lmf_block_tp;
 
+/* tp->sum, its seconds counted in tp->wait_s. */
+void lmf_block_tp_sum(lmf_block_tp *tp, float *buf, size_t n);
+
 typedef struct {
     const lmf_model_config *cfg;
     const float *rope;   /* kernels' lmf_rope_table rows (RoPE models) */

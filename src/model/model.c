@@ -8,9 +8,11 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "kernels/vec.h"
 
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -205,7 +207,7 @@ void lmf_model_free(lmf_model *m) {
     lmf_free_big(m->moe_mem);
     lmf_weights_free(m->w);
     lmf_weights_free(m->gw);
-    LMF_FREE_ALL(m->rope, m->tokens, m->targets, m->pos, m);
+    LMF_FREE_ALL(m->rope, m->tokens, m->targets, m->pos, m->tp_buf, m);
 }
 
 size_t lmf_model_num_params(const lmf_model *m) { return m->num_params; }
@@ -248,7 +250,68 @@ void lmf_model_init_weights(lmf_model *m, uint64_t seed) {
 
 int lmf_param_tp_sharded(int i) {
     return i == LMF_P_QKVW || i == LMF_P_QKVB || i == LMF_P_ATTPROJW || i == LMF_P_FCW || i == LMF_P_FCB ||
-           i == LMF_P_FCPROJW;
+           i == LMF_P_FCPROJW || i == LMF_P_WTE || i == LMF_P_WPE || i == LMF_P_LMHEAD;
+}
+
+/* Tensor parallelism's vocabulary-parallel head (Megatron): rank r of t makes the logits of vocabulary rows
+ * [V r / t, V (r + 1) / t) only, nv a row; the cross-entropy's log-sum-exp combines the ranks' partial ones and the
+ * target's logit comes from the rank that holds it, so no rank ever holds a whole row of logits. Measured against
+ * every rank making all V (docs/distributed.md): it pays as soon as the head is a sizeable share of the step. */
+static void vocab_share(const lmf_model *m, int *v0, int *nv) {
+    long V = m->cfg.vocab_size, t = m->tp->size, r = m->tp->rank;
+    *v0 = (int)(V * r / t);
+    *nv = (int)(V * (r + 1) / t) - *v0;
+}
+
+/* The losses of the last forward's rows from this rank's logits (N x nv); returns the number of targets. */
+static int tp_crossentropy_forward(lmf_model *m, const int32_t *targets, int N) {
+    int t = m->tp->size, r = m->tp->rank, v0, nv;
+    vocab_share(m, &v0, &nv);
+    size_t need = (size_t)N * (t + 2);
+    if (m->tp_cap < need) {
+        free(m->tp_buf);
+        m->tp_buf = lmf_xmalloc(need * sizeof(float)), m->tp_cap = need;
+    }
+    float *part = m->tp_buf, *tlogit = part + (size_t)t * N, *lse = tlogit + N, *logits = m->acts.logits;
+    const lmf_vec_ops *v = lmf_vec();
+    memset(part, 0, sizeof(float) * (size_t)N * (t + 1)); /* rank q's log-sum-exps in block q; the target logits */
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *l = logits + (size_t)n * nv;
+        part[(size_t)r * N + n] = nv ? v->logsumexp(l, nv) : -INFINITY;
+        if (targets[n] >= v0 && targets[n] < v0 + nv) tlogit[n] = l[targets[n] - v0];
+    }
+    lmf_block_tp_sum(m->tp, part, (size_t)N * (t + 1));
+    int count = 0;
+    for (int n = 0; n < N; n++) {
+        float mx = -INFINITY;
+        for (int q = 0; q < t; q++) mx = fmaxf(mx, part[(size_t)q * N + n]);
+        double s = 0;
+        for (int q = 0; q < t; q++) s += exp((double)part[(size_t)q * N + n] - mx);
+        lse[n] = mx + (float)log(s);
+        m->acts.losses[n] = targets[n] < 0 ? 0.0f : lse[n] - tlogit[n];
+        count += targets[n] >= 0;
+    }
+    return count;
+}
+
+/* d(scale x loss) / d(logits) over this rank's logits, in place (lmf_crossentropy_backward_inplace's share). */
+static void tp_crossentropy_backward(lmf_model *m, int N, float scale) {
+    int t = m->tp->size, v0, nv;
+    vocab_share(m, &v0, &nv);
+    const float *lse = m->tp_buf + (size_t)N * (t + 1);
+    const lmf_vec_ops *v = lmf_vec();
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *l = m->acts.logits + (size_t)n * nv;
+        int tg = m->targets[n];
+        if (tg < 0) {
+            memset(l, 0, sizeof(float) * (size_t)nv);
+            continue;
+        }
+        v->exp_shift_scale(l, nv, lse[n], scale);
+        if (tg >= v0 && tg < v0 + nv) l[tg - v0] -= scale;
+    }
 }
 
 void lmf_model_zero_replicated_grads(lmf_model *m) {
@@ -327,10 +390,17 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
     if (l1 < d.L) return 0.0f; /* a pipeline stage before the last: its output is layer l1 - 1's */
     const float *last = a->res3 + (d.L - 1) * m->layer_stride_nc;
     lmf_block_norm_par(&m->cfg, a->lnf, a->lnf_mean, a->lnf_rstd, last, w->out_norm_w, w->out_norm_b, d.N);
-    lmf_lin head = {&w->lm_head, NULL, a->logits, d.V};
+    lmf_wtensor hw = w->lm_head;
+    int v0 = 0, nv = d.V;
+    if (m->tp) { /* vocabulary-parallel: this rank's rows of the head */
+        vocab_share(m, &v0, &nv);
+        hw.data = (const char *)hw.data + (size_t)v0 * hw.row_bytes, hw.rows = nv;
+    }
+    lmf_lin head = {&hw, NULL, a->logits, nv};
     lmf_block_linear(&head, 1, a->lnf, d.C, d.N, m->dq, m->dq_floats, m->bf16);
     if (!targets) return 0.0f;
-    m->num_targets = lmf_crossentropy_forward(a->losses, a->logits, targets, d.N, d.V);
+    m->num_targets = m->tp ? tp_crossentropy_forward(m, targets, d.N)
+                           : lmf_crossentropy_forward(a->losses, a->logits, targets, d.N, d.V);
     double sum = 0.0;
     for (int i = 0; i < d.N; i++) sum += a->losses[i];
     return m->num_targets ? (float)(sum / m->num_targets) : 0.0f;
@@ -359,7 +429,8 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
         goto layers;
     }
     float scale = m->num_targets ? loss_scale / m->num_targets : 0.0f;
-    lmf_crossentropy_backward_inplace(a->logits, m->targets, d.N, d.V, scale);
+    if (m->tp) tp_crossentropy_backward(m, d.N, scale);
+    else lmf_crossentropy_backward_inplace(a->logits, m->targets, d.N, d.V, scale);
     float *dnw = frozen ? g->dnorm : m->gptr[LMF_P_LNFW], *dnb = frozen ? g->dnorm + d.C : m->gptr[LMF_P_LNFB];
     memset(g->dbuf, 0, NC * sizeof(float));
     if (frozen) {
@@ -368,8 +439,11 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
     } else {
         float *dhead = m->cfg.tied_embeddings ? m->gptr[LMF_P_WTE] : m->gptr[LMF_P_LMHEAD];
         const float *head = m->cfg.tied_embeddings ? m->ptr[LMF_P_WTE] : m->ptr[LMF_P_LMHEAD];
-        (m->bf16 ? lmf_matmul_backward_bf16 : lmf_matmul_backward)(g->dbuf, dhead, NULL, a->logits, a->lnf, head,
-                                                                    d.N, d.C, d.V);
+        int v0 = 0, nv = d.V;
+        if (m->tp) vocab_share(m, &v0, &nv);
+        lmf_matmul_backward_ld(m->bf16, g->dbuf, dhead + (size_t)v0 * d.C, NULL, a->logits, nv, a->lnf, d.C,
+                               head + (size_t)v0 * d.C, d.C, d.N, d.C, nv);
+        if (m->tp) lmf_block_tp_sum(m->tp, g->dbuf, NC); /* the ranks' shares of d(lnf) */
     }
     memset(g->dres, 0, NC * sizeof(float));
     const float *last = a->res3 + (d.L - 1) * m->layer_stride_nc;
@@ -399,6 +473,9 @@ layers:;
         return;
     }
     float *dwpe = m->gptr[LMF_P_WPE] ? m->gptr[LMF_P_WPE] + (size_t)m->cfg.pos_offset * d.C : NULL;
-    lmf_encoder_backward(m->gptr[LMF_P_WTE], dwpe, g->dres, m->tokens, m->use_pos ? m->pos : NULL, B, T, d.C);
+    /* tensor parallel: every rank of the group has the same d(embeddings); the first adds them, as the head's rows
+     * of a tied wte are each rank's own */
+    if (!m->tp || m->tp->rank == 0)
+        lmf_encoder_backward(m->gptr[LMF_P_WTE], dwpe, g->dres, m->tokens, m->use_pos ? m->pos : NULL, B, T, d.C);
     m->has_targets = 0; /* logits now hold gradients: a second backward would be wrong */
 }

@@ -112,6 +112,9 @@ struct lmf_model {
     /* tensor parallelism (lmf_block_ctx.tp), NULL: none. Training sets it for its steps; a forward run by one rank
      * alone (validation, the sample) clears it, as every rank holds all the parameters. */
     struct lmf_block_tp *tp;
+    float *tp_buf;         /* the vocabulary-parallel cross-entropy's exchange (N x (tp size + 1)) and its rows'
+                            * log-sum-exp kept for the backward (N), allocated at the first such forward */
+    size_t tp_cap;
     int l0, l1;            /* the layers of the last forward (lmf_model_forward_layers) */
 
     int B, T;          /* shape of the last forward */
@@ -177,8 +180,9 @@ static inline const float *lmf_model_input_grad(const lmf_model *m) { return m->
 /* Whether AdamW's weight decay applies to tensor i by default: matrices yes; embeddings, norms, biases no. */
 int lmf_param_decays(int i);
 /* Tensor parallelism (lmf_block_ctx.tp): whether each rank of a tensor-parallel group computes only its share of
- * tensor i's gradient (q|k|v and gate|up rows with their biases, o and down columns), or all of it (the rest: every
- * rank of the group computes the same values). */
+ * tensor i's gradient (q|k|v and gate|up rows with their biases, o and down columns, the head's vocabulary rows; the
+ * embeddings' lookups on the group's first rank alone), or all of it (the rest: norms and the row-parallel layers'
+ * biases, the same values on every rank of the group). */
 int lmf_param_tp_sharded(int i);
 /* Zeroes the gradients of the tensors that are not tensor-parallel shares: on every rank of a tensor-parallel group
  * but its first, before the job's gradient sum, which would otherwise count them once per rank. */
