@@ -8,10 +8,11 @@
 #  1b. pipeline parallel: PP2 and DP2xPP2 (4 ranks) on the same configs, and PP2 on a small mixture of experts (its
 #     router statistics too), equal the single-process run within 1e-5; PP2 and DP2xPP2 resume bit for bit with the
 #     same grid, and PP2's checkpoint within 1e-5 on one process (the checkpoint set is over all ranks);
-#  1c. tensor parallel: TP2, DP2xTP2, TP2xPP2 and DP2xTP2xPP2 (8 ranks) on the gpt2 and llama configs equal the
-#     single-process run within 1e-5; TP2 and DP2xTP2xPP2 resume bit for bit, TP2's checkpoint on one process;
-#  4. sizes that do not fit, a tensor-parallel size that does not divide the heads, a tensor-parallel MoE, more
-#     stages than layers and grad_accum not divisible: clear errors;
+#  1c. tensor parallel: TP2, DP2xTP2, TP2xPP2 and DP2xTP2xPP2 (8 ranks) on the gpt2 and llama configs, an untied
+#     llama, bf16 (1e-4) and a MoE (TP2, TP2xPP2) equal the single-process run within 1e-5; TP2 and DP2xTP2xPP2
+#     resume bit for bit, TP2's checkpoint on one process;
+#  4. sizes that do not fit, a tensor-parallel size that does not divide the heads or the FFN, more stages than
+#     layers and grad_accum not divisible: clear errors;
 #  5. SIGKILL of rank 1 mid-step: the job ends non-zero within a bounded time naming the rank, the last checkpoint
 #     set is intact and resumes; shards without a manifest (a save cut short) are removed at the next start;
 #  6. two network namespaces joined by a veth pair, one rank in each, Open MPI's TCP transport between them: the same
@@ -146,6 +147,14 @@ untied=(--arch llama --n-kv-head 2 --tied-embeddings 0)
 mpi 2 "$LMF" train "${common[@]}" "${untied[@]}" --tp 2 --out-dir "$dir/untied-tp2" > "$dir/untied-tp2.txt" 2>&1 || { cat "$dir/untied-tp2.txt"; fail "untied llama TP2"; }
 same_losses "$dir/untied-tp2" "$dir/untied-1" 1e-5 || fail "untied llama: TP2 losses differ from the single-process run"
 python3 "$here/ckpt_params.py" "$(last "$dir/untied-tp2")" "$(last "$dir/untied-1")" 1e-5 || fail "untied llama: TP2 weights differ"
+# a mixture of experts: every expert's columns split (and the shared expert's), the router on every rank; with PP
+mpi 2 "$LMF" train "${common[@]}" "${moe[@]}" --tp 2 --out-dir "$dir/moes-tp2" > "$dir/moes-tp2.txt" 2>&1 || { cat "$dir/moes-tp2.txt"; fail "MoE TP2"; }
+grep -q "tensor parallel over 2 ranks (2 of 4 heads, 1 of 2 KV heads and 32 of 64 FFN columns of every expert each)" "$dir/moes-tp2.txt" || { cat "$dir/moes-tp2.txt"; fail "MoE: no TP banner"; }
+same_losses "$dir/moes-tp2" "$dir/moes-1" 1e-5 || fail "MoE: TP2 losses differ from the single-process run"
+python3 "$here/ckpt_params.py" "$(last "$dir/moes-tp2")" "$(last "$dir/moes-1")" 1e-5 || fail "MoE: TP2 weights differ"
+mpi 4 "$LMF" train "${common[@]}" "${moe[@]}" --tp 2 --pp 2 --out-dir "$dir/moes-tp2pp2" > "$dir/moes-tp2pp2.txt" 2>&1 || { cat "$dir/moes-tp2pp2.txt"; fail "MoE TP2xPP2"; }
+same_losses "$dir/moes-tp2pp2" "$dir/moes-1" 1e-5 || fail "MoE: TP2xPP2 losses differ from the single-process run"
+python3 "$here/ckpt_params.py" "$(last "$dir/moes-tp2pp2")" "$(last "$dir/moes-1")" 1e-5 || fail "MoE: TP2xPP2 weights differ"
 # resume: TP2 and DP2xTP2xPP2 bit for bit with the same grid; TP2's checkpoint on one process within 1e-5
 mpi 2 "$LMF" train "${common[@]}" --tp 2 --stop-at 10 --out-dir "$dir/tpres" > "$dir/tpres.txt" 2>&1
 [ $? = 130 ] || { cat "$dir/tpres.txt"; fail "stop_at 10 under TP2 should exit 130"; }
@@ -204,8 +213,8 @@ expect_error() { # expected-substring command...
   grep -q -- "$want" "$dir/e.txt" || { cat "$dir/e.txt"; fail "error for '$*' lacks '$want'"; }
 }
 expect_error "dp 3 x --tp 1 x --pp 1 = 3 ranks, but the job has 2" mpi 2 "$LMF" train "${common[@]}" --dp 3 --out-dir "$dir/x"
-expect_error "--tp 4 must divide n_head (4), n_kv_head (2) and ffn_dim (128)" mpi 4 "$LMF" train "${common[@]}" --arch llama --n-kv-head 2 --tp 4 --out-dir "$dir/x"
-expect_error "--tp 2: tensor parallel of a mixture of experts is not supported yet" mpi 2 "$LMF" train "${common[@]}" "${moe[@]}" --tp 2 --out-dir "$dir/x"
+expect_error "--tp 4 must divide n_head (4), n_kv_head (2), ffn_dim (128) and shared_ffn_dim (0)" mpi 4 "$LMF" train "${common[@]}" --arch llama --n-kv-head 2 --tp 4 --out-dir "$dir/x"
+expect_error "--tp 2 must divide n_head (4), n_kv_head (2), ffn_dim (64) and shared_ffn_dim (33)" mpi 2 "$LMF" train "${common[@]}" "${moe[@]}" --shared-ffn-dim 33 --tp 2 --out-dir "$dir/x"
 expect_error "pipeline parallel needs at least one layer per stage, and the model has n_layer = 2" mpi 3 "$LMF" train "${common[@]}" --pp 3 --grad-accum 3 --out-dir "$dir/x"
 expect_error "grad_accum 3 is not a multiple of the 2 data-parallel ranks" mpi 2 "$LMF" train "${common[@]}" --grad-accum 3 --out-dir "$dir/x"
 expect_error "--comm self, but an MPI launcher started this process as rank" mpi 2 "$LMF" train "${common[@]}" --comm self --out-dir "$dir/x"

@@ -7,8 +7,8 @@
  * p - s micro-batches in flight) and the model's layer ranges (stages run one after the other, passing activations
  * and gradients by hand: the same loss and gradients as the whole model, bit for bit, dense and MoE); tensor
  * parallel's split of every layer and of the head (t threads as the ranks of one group, summing through a
- * barrier: the group's gradients add up to one process's within 1e-5, gpt2 and llama, tied and untied heads, t = 2
- * and 4). The multi-process behaviour is tests/cli_mpi.sh's. */
+ * barrier: the group's gradients add up to one process's within 1e-5, gpt2 and llama, tied and untied heads, a
+ * mixture of experts with a shared expert and capacity drops, t = 2 and 4). The multi-process behaviour is tests/cli_mpi.sh's. */
 #include "test_util.h"
 
 #include "core/alloc.h"
@@ -436,10 +436,13 @@ static void *tp_rank_run(void *arg) {
 }
 
 static void test_model_tensor_parallel(void **state) {
-    for (int variant = 0; variant < 3; variant++) { /* gpt2; llama tied with GQA; llama untied */
+    for (int variant = 0; variant < 4; variant++) { /* gpt2; llama tied with GQA; llama untied; a MoE llama */
         lmf_model_config c = lmf_model_config_default(variant ? LMF_ARCH_LLAMA : LMF_ARCH_GPT2);
         c.vocab_size = 50, c.n_embd = 32, c.n_head = 4, c.n_kv_head = variant == 1 ? 2 : 4, c.ffn_dim = 48;
-        c.max_seq_len = 16, c.n_layer = 2, c.tied_embeddings = variant != 2;
+        c.max_seq_len = 16, c.n_layer = 2, c.tied_embeddings = variant < 2;
+        if (variant == 3) /* every expert's columns split, the shared expert's too; capacity drops some slots */
+            c.n_expert = 4, c.n_expert_used = 2, c.ffn_dim = 16, c.shared_ffn_dim = 8, c.router_aux_coef = 0.1f,
+            c.router_z_coef = 0.01f, c.capacity_factor = 1.0f;
         int B = 2, T = 8;
         int32_t in[16], tg[16];
         for (int i = 0; i < B * T; i++) in[i] = (i * 7 + 3) % c.vocab_size, tg[i] = i == 5 ? -1 : (i * 5 + 1) % 50;
@@ -468,6 +471,9 @@ static void test_model_tensor_parallel(void **state) {
             double worst = 0, gmax = 0;
             for (int r = 0; r < t; r++) {
                 assert_true(rk[r].loss == rk[0].loss); /* the group's exchanges leave every rank the same bits */
+                if (c.n_expert) /* the same routing as one process (the router's inputs differ by rounding) */
+                    assert_true(fabs(rk[r].m->moe_stats.aux - ref->moe_stats.aux) <= 1e-6 * ref->moe_stats.aux &&
+                                rk[r].m->moe_stats.dropped > 0 && rk[r].m->moe_stats.dropped == ref->moe_stats.dropped);
                 assert_true(fabsf(rk[r].loss - loss) <= 1e-6f * loss);
                 for (size_t i = 0; i < ref->num_params; i++) sum[i] += rk[r].m->grads[i];
             }

@@ -56,15 +56,13 @@ static widths widths_of(const lmf_block_ctx *ctx) {
     return w;
 }
 
-/* Rows [r0, r0 + n) of a weight (any type: whole rows), and columns [c0, c0 + n) of an F32 one (rows keep their
- * stride): a column-parallel layer's share, a row-parallel one's. The whole weight comes back as it is. */
-static lmf_wtensor rows_of(const lmf_wtensor *W, int r0, int n) {
+lmf_wtensor lmf_wtensor_rows(const lmf_wtensor *W, int r0, int n) {
     lmf_wtensor v = *W;
     if (W->data && r0) v.data = (const char *)W->data + (size_t)r0 * W->row_bytes;
     v.rows = n;
     return v;
 }
-static lmf_wtensor cols_of(const lmf_wtensor *W, int c0, int n) {
+lmf_wtensor lmf_wtensor_cols(const lmf_wtensor *W, int c0, int n) {
     lmf_wtensor v = *W;
     if (c0) {
         LMF_CHECK(W->type == LMF_GGML_F32);
@@ -82,7 +80,7 @@ void lmf_block_tp_sum(lmf_block_tp *tp, float *buf, size_t n) {
     tp->sum(tp, buf, n);
     tp->wait_s += lmf_now() - t;
 }
-static void tp_sum(const lmf_block_ctx *ctx, float *buf, size_t n) {
+void lmf_block_ctx_tp_sum(const lmf_block_ctx *ctx, float *buf, size_t n) {
     if (ctx->tp) lmf_block_tp_sum(ctx->tp, buf, n);
 }
 
@@ -426,8 +424,8 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
 
     /* q, k, v: this rank's heads' rows (all of them without tensor parallelism: one fused product) */
     lmf_block_norm_par(c, r->ln1, r->ln1_mean, r->ln1_rstd, x, L->attn_norm_w, L->attn_norm_b, N);
-    lmf_wtensor wq = rows_of(&L->wq, w.h0 * hs, CA), wk = rows_of(&L->wk, w.g0 * hs, KVA);
-    lmf_wtensor wv = rows_of(&L->wv, w.g0 * hs, KVA);
+    lmf_wtensor wq = lmf_wtensor_rows(&L->wq, w.h0 * hs, CA), wk = lmf_wtensor_rows(&L->wk, w.g0 * hs, KVA);
+    lmf_wtensor wv = lmf_wtensor_rows(&L->wv, w.g0 * hs, KVA);
     lin qkv[3] = {{&wq, offset(L->bq, w.h0 * hs), r->qkv, S}, {&wk, offset(L->bk, w.g0 * hs), r->qkv + CA, S},
                   {&wv, offset(L->bv, w.g0 * hs), r->qkv + CA + KVA, S}};
     lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
@@ -446,10 +444,10 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     }
     /* o: row-parallel under tensor parallelism (this rank's columns, the partial sums added up, then the bias) */
     float *o = r->res2 == x ? r->proj : r->res2;
-    lmf_wtensor wo = cols_of(&L->wo, w.h0 * hs, CA);
+    lmf_wtensor wo = lmf_wtensor_cols(&L->wo, w.h0 * hs, CA);
     lin proj = {&wo, ctx->tp ? NULL : L->bo, o, C};
     lmf_block_linear(&proj, 1, r->atty, CA, N, ctx->dq, ctx->dq_floats, ctx->bf16);
-    if (ctx->tp) tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->bo, N, C);
+    if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->bo, N, C);
     adapt(ctx, r, layer, 3, 4, r->atty, C, o, C, N);
     lmf_residual_forward(r->res2, o, x, NC);
 
@@ -461,7 +459,8 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
         return;
     }
     /* gate | up column-parallel, down row-parallel, as q | k | v and o */
-    lmf_wtensor wg = rows_of(&L->w_gate, w.f0, F), wu = rows_of(&L->w_up, w.f0, F), wd = cols_of(&L->w_down, w.f0, F);
+    lmf_wtensor wg = lmf_wtensor_rows(&L->w_gate, w.f0, F), wu = lmf_wtensor_rows(&L->w_up, w.f0, F);
+    lmf_wtensor wd = lmf_wtensor_cols(&L->w_down, w.f0, F);
     lin ffn[2] = {{&wg, NULL, r->fch, FF}, {&wu, offset(L->b_up, w.f0), r->fch + (swiglu ? F : 0), FF}};
     lmf_block_linear(ffn + !swiglu, 1 + swiglu, r->ln2, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     adapt(ctx, r, layer, swiglu ? 4 : 5, 6, r->ln2, C, r->fch, FF, N);
@@ -469,7 +468,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     o = r->res3 == r->res2 ? r->proj : r->res3;
     lin down = {&wd, ctx->tp ? NULL : L->b_down, o, C};
     lmf_block_linear(&down, 1, r->fcact, F, N, ctx->dq, ctx->dq_floats, ctx->bf16);
-    if (ctx->tp) tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->b_down, N, C);
+    if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->b_down, N, C);
     adapt(ctx, r, layer, 6, 7, r->fcact, F, o, C, N);
     lmf_residual_forward(r->res3, o, r->res2, NC);
 }
@@ -574,7 +573,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
             int r0[2] = {w.f0, w.f0}, n[2] = {F, F};
             column_backward(ctx, g->dbuf, r->ln2, C, g->dfch, FF, 1 + swiglu, Ws + !swiglu, Gs + !swiglu, gb + !swiglu,
                             r0, n, N);
-            tp_sum(ctx, g->dbuf, NC);
+            lmf_block_ctx_tp_sum(ctx, g->dbuf, NC);
         }
     }
     norm_backward(c, g->dres, (float *)G->ffn_norm_w, (float *)G->ffn_norm_b, g->dbuf, r->res2, L->ffn_norm_w,
@@ -595,7 +594,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         float *gb[3] = {(float *)G->bq, (float *)G->bk, (float *)G->bv};
         int r0[3] = {w.h0 * hs, w.g0 * hs, w.g0 * hs}, n[3] = {CA, KVA, KVA};
         column_backward(ctx, g->dbuf, r->ln1, C, g->dqkv, S, 3, Ws, Gs, gb, r0, n, N);
-        tp_sum(ctx, g->dbuf, NC);
+        lmf_block_ctx_tp_sum(ctx, g->dbuf, NC);
     }
     norm_backward(c, g->dres, (float *)G->attn_norm_w, (float *)G->attn_norm_b, g->dbuf, x, L->attn_norm_w,
                   r->ln1_mean, r->ln1_rstd, N);

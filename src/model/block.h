@@ -121,6 +121,10 @@ typedef struct lmf_block_tp {
 
 /* tp->sum, its seconds counted in tp->wait_s. */
 void lmf_block_tp_sum(lmf_block_tp *tp, float *buf, size_t n);
+/* Rows [r0, r0 + n) of a weight (any type: whole rows), and columns [c0, c0 + n) of an F32 one (rows keep their
+ * stride): a column-parallel layer's share, a row-parallel one's. The whole weight comes back as it is. */
+lmf_wtensor lmf_wtensor_rows(const lmf_wtensor *W, int r0, int n);
+lmf_wtensor lmf_wtensor_cols(const lmf_wtensor *W, int c0, int n);
 
 typedef struct {
     const lmf_model_config *cfg;
@@ -159,6 +163,9 @@ typedef struct {
      * in this rank's slices of G; the rest of each tensor is left alone. */
     struct lmf_block_tp *tp;
 } lmf_block_ctx;
+
+/* buf becomes its sum over ctx->tp's group (nothing without tensor parallelism). */
+void lmf_block_ctx_tp_sum(const lmf_block_ctx *ctx, float *buf, size_t n);
 
 /* A training linear layer's backward over F32 weights (dinp += dout W, dW += dout^T inp, dbias += column sums of
  * dout), its products in bf16 when ctx->bf16 as the forward's: the dense layers' and the MoE experts'. */

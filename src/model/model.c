@@ -250,7 +250,8 @@ void lmf_model_init_weights(lmf_model *m, uint64_t seed) {
 
 int lmf_param_tp_sharded(int i) {
     return i == LMF_P_QKVW || i == LMF_P_QKVB || i == LMF_P_ATTPROJW || i == LMF_P_FCW || i == LMF_P_FCB ||
-           i == LMF_P_FCPROJW || i == LMF_P_WTE || i == LMF_P_WPE || i == LMF_P_LMHEAD;
+           i == LMF_P_FCPROJW || i == LMF_P_WTE || i == LMF_P_WPE || i == LMF_P_LMHEAD || i == LMF_P_EXPFC ||
+           i == LMF_P_EXPPROJ || i == LMF_P_SHFC || i == LMF_P_SHPROJ;
 }
 
 /* Tensor parallelism's vocabulary-parallel head (Megatron): rank r of t makes the logits of vocabulary rows

@@ -180,9 +180,10 @@ static inline const float *lmf_model_input_grad(const lmf_model *m) { return m->
 /* Whether AdamW's weight decay applies to tensor i by default: matrices yes; embeddings, norms, biases no. */
 int lmf_param_decays(int i);
 /* Tensor parallelism (lmf_block_ctx.tp): whether each rank of a tensor-parallel group computes only its share of
- * tensor i's gradient (q|k|v and gate|up rows with their biases, o and down columns, the head's vocabulary rows; the
- * embeddings' lookups on the group's first rank alone), or all of it (the rest: norms and the row-parallel layers'
- * biases, the same values on every rank of the group). */
+ * tensor i's gradient (q|k|v and gate|up rows with their biases, o and down columns, the same of every expert and
+ * of the shared expert, the head's vocabulary rows; the embeddings' lookups on the group's first rank alone), or all
+ * of it (the rest: norms, the row-parallel layers' biases and the router, the same values on every rank of the
+ * group). */
 int lmf_param_tp_sharded(int i);
 /* Zeroes the gradients of the tensors that are not tensor-parallel shares: on every rank of a tensor-parallel group
  * but its first, before the job's gradient sum, which would otherwise count them once per rank. */

@@ -168,10 +168,39 @@ static void gather(float *dst, const float *src, const int32_t *order, int n, in
     for (int r = 0; r < n; r++) memcpy(dst + (size_t)r * C, src + (size_t)(order[r] / k) * C, sizeof(float) * C);
 }
 
+/* Tensor parallelism (lmf_block_ctx.tp): rank r of t computes hidden columns [r F / t, (r + 1) F / t) of every
+ * expert and of the shared one (gate and up rows, down columns, as the dense FFN's), so each rank's expert outputs
+ * are partial sums; the router and the routing are every rank's own (the same bits: same inputs, same weights). */
+typedef struct {
+    int F, f0, Fs, s0; /* this rank's columns of an expert and of the shared expert, and where they start */
+} moe_share;
+
+static moe_share share_of(const lmf_block_ctx *ctx) {
+    const lmf_model_config *c = ctx->cfg;
+    int t = ctx->tp ? ctx->tp->size : 1, r = ctx->tp ? ctx->tp->rank : 0;
+    moe_share s = {c->ffn_dim / t, 0, c->shared_ffn_dim / t, 0};
+    s.f0 = r * s.F, s.s0 = r * s.Fs;
+    return s;
+}
+
+/* One expert's (or the shared expert's) forward over n rows of in (C wide): h (n, 2F) = gate | up over this rank's
+ * F columns, a = silu(gate) up, y (n, C) = a down (a partial sum under tensor parallelism). */
+static void expert_forward(const lmf_block_ctx *ctx, const lmf_wtensor *gate, const lmf_wtensor *up,
+                           const lmf_wtensor *down, const float *in, int n, int C, int F, int f0, float *h, float *a,
+                           float *y) {
+    lmf_wtensor wg = lmf_wtensor_rows(gate, f0, F), wu = lmf_wtensor_rows(up, f0, F), wd = lmf_wtensor_cols(down, f0, F);
+    lmf_lin gu[2] = {{&wg, NULL, h, 2 * F}, {&wu, NULL, h + F, 2 * F}};
+    lmf_block_linear(gu, 2, in, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
+    lmf_swiglu_forward(a, h, n, F);
+    lmf_lin dn = {&wd, NULL, y, C};
+    lmf_block_linear(&dn, 1, a, F, n, ctx->dq, ctx->dq_floats, ctx->bf16);
+}
+
 void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const float *x, float *out, float *kept,
                      float *scratch, int N) {
     const lmf_model_config *c = ctx->cfg;
-    int E = c->n_expert, k = c->n_expert_used, F = c->ffn_dim, C = c->n_embd, Fs = c->shared_ffn_dim;
+    moe_share sh = share_of(ctx);
+    int E = c->n_expert, k = c->n_expert_used, F = sh.F, C = c->n_embd, Fs = sh.Fs;
     rows_t r = carve_rows(c, N, kept, NULL);
     scratch_t s = carve_scratch(c, N, 0, scratch, NULL);
 
@@ -185,19 +214,11 @@ void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const
         int o = r.off[e], n = r.off[e + 1] - o;
         if (!n) continue; /* an expert nobody chose is never read */
         gather(s.xg, x, r.order + o, n, k, C);
-        float *h = r.h + (size_t)o * 2 * F, *a = r.a + (size_t)o * F;
-        lmf_lin gu[2] = {{&L->experts[3 * e], NULL, h, 2 * F}, {&L->experts[3 * e + 1], NULL, h + F, 2 * F}};
-        lmf_block_linear(gu, 2, s.xg, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
-        lmf_swiglu_forward(a, h, n, F);
-        lmf_lin down = {&L->experts[3 * e + 2], NULL, r.y + (size_t)o * C, C};
-        lmf_block_linear(&down, 1, a, F, n, ctx->dq, ctx->dq_floats, ctx->bf16);
+        expert_forward(ctx, &L->experts[3 * e], &L->experts[3 * e + 1], &L->experts[3 * e + 2], s.xg, n, C, F, sh.f0,
+                       r.h + (size_t)o * 2 * F, r.a + (size_t)o * F, r.y + (size_t)o * C);
     }
     if (Fs) {
-        lmf_lin gu[2] = {{&L->sh_gate, NULL, r.sh_h, 2 * Fs}, {&L->sh_up, NULL, r.sh_h + Fs, 2 * Fs}};
-        lmf_block_linear(gu, 2, x, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
-        lmf_swiglu_forward(r.sh_a, r.sh_h, N, Fs);
-        lmf_lin down = {&L->sh_down, NULL, out, C};
-        lmf_block_linear(&down, 1, r.sh_a, Fs, N, ctx->dq, ctx->dq_floats, ctx->bf16);
+        expert_forward(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, out);
     } else {
         memset(out, 0, sizeof(float) * (size_t)N * C);
     }
@@ -213,6 +234,7 @@ void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const
             for (int d = 0; d < C; d++) oi[d] += w * y[d];
         }
     }
+    lmf_block_ctx_tp_sum(ctx, out, (size_t)N * C); /* the ranks' partial expert outputs (Megatron's g) */
 }
 
 /* ---- decode --------------------------------------------------------------------------------------------------- */
@@ -327,22 +349,40 @@ void lmf_moe_losses(const lmf_model_config *c, int N, const float *kept, size_t 
 #define F32(t) ((const float *)(t).data)
 #define GRAD(t) ((float *)(t).data)
 
+/* One expert's backward over its n rows (this rank's F columns from f0 of its full width Ffull): dh (n, 2F) and da
+ * (n, F) are scratch; din (n, C) += the input gradient (partial under tensor parallelism); the weights' gradients
+ * go to G's views. The training model keeps gate|up as one fused matrix: one product without tensor parallelism. */
+static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, const lmf_wtensor *GW, const float *in,
+                            const float *h, const float *a, const float *dy, float *din, float *dh, float *da, int n,
+                            int C, int F, int f0, int Ffull) {
+    memset(da, 0, sizeof(float) * (size_t)n * F);
+    lmf_matmul_backward_ld(ctx->bf16, da, GRAD(GW[2]) + f0, NULL, dy, C, a, F, F32(W[2]) + f0, Ffull, n, F, C);
+    memset(dh, 0, sizeof(float) * (size_t)n * 2 * F);
+    lmf_swiglu_backward(dh, da, h, n, F);
+    if (!ctx->tp) {
+        lmf_block_linear_backward(ctx, din, GRAD(GW[0]), NULL, dh, in, F32(W[0]), n, C, 2 * F);
+        return;
+    }
+    for (int j = 0; j < 2; j++) /* gate rows, then up rows */
+        lmf_matmul_backward_ld(ctx->bf16, din, GRAD(GW[j]) + (size_t)f0 * C, NULL, dh + j * F, 2 * F, in, C,
+                               F32(W[j]) + (size_t)f0 * C, C, n, C, F);
+}
+
 void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G,
                       const lmf_moe_grad *mg, const float *x, const float *dout, float *dx, const float *kept,
                       float *scratch, int N) {
     const lmf_model_config *c = ctx->cfg;
-    int E = c->n_expert, k = c->n_expert_used, F = c->ffn_dim, C = c->n_embd, Fs = c->shared_ffn_dim;
+    moe_share sh = share_of(ctx);
+    int E = c->n_expert, k = c->n_expert_used, F = sh.F, C = c->n_embd, Fs = sh.Fs;
     rows_t r = carve_rows(c, N, (float *)kept, NULL);
     scratch_t s = carve_scratch(c, N, 1, scratch, NULL);
     /* the training model's own weights: gate|up of an expert (and of the shared one) are one fused matrix */
-    LMF_CHECK(L->router.type == LMF_GGML_F32 && F32(L->experts[1]) == F32(L->experts[0]) + (size_t)F * C);
+    LMF_CHECK(L->router.type == LMF_GGML_F32 && F32(L->experts[1]) == F32(L->experts[0]) + (size_t)c->ffn_dim * C);
 
     if (Fs) {
-        memset(s.dsh_a, 0, sizeof(float) * (size_t)N * Fs);
-        lmf_block_linear_backward(ctx, s.dsh_a, GRAD(G->sh_down), NULL, dout, r.sh_a, F32(L->sh_down), N, Fs, C);
-        memset(s.dsh_h, 0, sizeof(float) * (size_t)N * 2 * Fs);
-        lmf_swiglu_backward(s.dsh_h, s.dsh_a, r.sh_h, N, Fs);
-        lmf_block_linear_backward(ctx, dx, GRAD(G->sh_gate), NULL, s.dsh_h, x, F32(L->sh_gate), N, C, 2 * Fs);
+        const lmf_wtensor W[3] = {L->sh_gate, L->sh_up, L->sh_down}, GW[3] = {G->sh_gate, G->sh_up, G->sh_down};
+        expert_backward(ctx, W, GW, x, r.sh_h, r.sh_a, dout, dx, s.dsh_h, s.dsh_a, N, C, Fs, sh.s0,
+                        c->shared_ffn_dim);
     }
     /* d(w) of every kept slot: dout_i . y (a dropped slot's weight never reached the output) */
 #pragma omp parallel for schedule(static) if (N > 64)
@@ -354,6 +394,7 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
                 for (int q = 0; q < C; q++) d += (double)dout[(size_t)i * C + q] * r.y[(size_t)p * C + q];
             s.dw[i * k + j] = (float)d;
         }
+    lmf_block_ctx_tp_sum(ctx, s.dw, (size_t)N * k); /* each rank's y is its columns' share: so is each dot */
     for (int e = 0; e < E; e++) {
         int o = r.off[e], n = r.off[e + 1] - o;
         if (!n) continue;
@@ -364,16 +405,10 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
             float w = r.wt[ord[q]], *dy = s.dy + (size_t)q * C;
             for (int t = 0; t < C; t++) dy[t] = w * d[t];
         }
-        float *h = r.h + (size_t)o * 2 * F, *a = r.a + (size_t)o * F;
-        memset(s.da, 0, sizeof(float) * (size_t)n * F);
-        lmf_block_linear_backward(ctx, s.da, GRAD(G->experts[3 * e + 2]), NULL, s.dy, a, F32(L->experts[3 * e + 2]), n,
-                                  F, C);
-        memset(s.dh, 0, sizeof(float) * (size_t)n * 2 * F);
-        lmf_swiglu_backward(s.dh, s.da, h, n, F);
         gather(s.xg, x, ord, n, k, C);
         memset(s.dxg, 0, sizeof(float) * (size_t)n * C);
-        lmf_block_linear_backward(ctx, s.dxg, GRAD(G->experts[3 * e]), NULL, s.dh, s.xg, F32(L->experts[3 * e]), n, C,
-                                  2 * F);
+        expert_backward(ctx, L->experts + 3 * e, G->experts + 3 * e, s.xg, r.h + (size_t)o * 2 * F,
+                        r.a + (size_t)o * F, s.dy, s.dxg, s.dh, s.da, n, C, F, sh.f0, c->ffn_dim);
         /* a token picks an expert at most once: the rows of one expert are distinct tokens */
 #pragma omp parallel for schedule(static) if (n > 64)
         for (int q = 0; q < n; q++) {
@@ -382,6 +417,7 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
             for (int t = 0; t < C; t++) d[t] += g[t];
         }
     }
+    lmf_block_ctx_tp_sum(ctx, dx, (size_t)N * C); /* the experts' input gradients (f); the router's is every rank's */
     /* router: d(p) from the weights (through the renormalisation) and the aux loss, then softmax and z-loss */
 #pragma omp parallel for schedule(static) if (N > 64)
     for (int i = 0; i < N; i++) {

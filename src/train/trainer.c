@@ -318,15 +318,11 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         goto done;
     }
     if ((s = lmf_model_config_validate(&c.model)) != LMF_OK) goto done;
-    if (TP > 1 && c.model.n_expert) {
-        s = lmf_fail(LMF_ERR_ARG, "--tp %d: tensor parallel of a mixture of experts is not supported yet (its experts "
-                     "are not split); train it with --dp and --pp", TP);
-        goto done;
-    }
-    if (TP > 1 && (c.model.n_head % TP || c.model.n_kv_head % TP || c.model.ffn_dim % TP)) {
-        s = lmf_fail(LMF_ERR_ARG, "--tp %d must divide n_head (%d), n_kv_head (%d) and ffn_dim (%d): each "
-                     "tensor-parallel rank computes an equal share of the heads and of the FFN columns", TP,
-                     c.model.n_head, c.model.n_kv_head, c.model.ffn_dim);
+    if (TP > 1 && (c.model.n_head % TP || c.model.n_kv_head % TP || c.model.ffn_dim % TP ||
+                   c.model.shared_ffn_dim % TP)) {
+        s = lmf_fail(LMF_ERR_ARG, "--tp %d must divide n_head (%d), n_kv_head (%d), ffn_dim (%d) and shared_ffn_dim "
+                     "(%d): each tensor-parallel rank computes an equal share of the heads and of the FFN columns (of "
+                     "every expert)", TP, c.model.n_head, c.model.n_kv_head, c.model.ffn_dim, c.model.shared_ffn_dim);
         goto done;
     }
     if (ck) {
@@ -430,8 +426,9 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     if (TP > 1) {
         size_t n = strlen(dp_note);
         snprintf(dp_note + n, sizeof dp_note - n, "; tensor parallel over %d ranks (%d of %d heads, %d of %d KV heads "
-                 "and %d of %d FFN columns each)%s", TP, c.model.n_head / TP, c.model.n_head, c.model.n_kv_head / TP,
-                 c.model.n_kv_head, c.model.ffn_dim / TP, c.model.ffn_dim, P > 1 ? "" : "; ZeRO-1 over all ranks");
+                 "and %d of %d FFN columns%s each)%s", TP, c.model.n_head / TP, c.model.n_head, c.model.n_kv_head / TP,
+                 c.model.n_kv_head, c.model.ffn_dim / TP, c.model.ffn_dim, c.model.n_expert ? " of every expert" : "",
+                 P > 1 ? "" : "; ZeRO-1 over all ranks");
     }
     if (P > 1) { /* each stage's layers, for the banner: rank 0 is stage 0, so the ranges are recomputed here */
         size_t n = strlen(dp_note);
