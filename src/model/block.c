@@ -495,19 +495,26 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     float *dq = ctx->dq, *dn = g->dnorm;
     size_t dqf = ctx->dq_floats;
 
-    /* MLP: res3 = res2 + down(act(fc(norm2(res2)))); dres holds d(res3) and becomes d(res2) */
-    memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
-    lin down = {&L->w_down, NULL, g->dres, C};
-    lmf_block_linear_dinput(&down, 1, g->dfcact, F, N, dq, dqf, ctx->bf16);
-    if (lo) lmf_lora_backward(lo, layer, 6, 7, r->fcact, F, g->dres, C, r->lora_t, g->dfcact, N, ctx->lora_x);
-    memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
-    if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
-    else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
-    else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
-    memset(g->dbuf, 0, NC * sizeof(float));
-    lin ffn[2] = {{&L->w_gate, NULL, g->dfch, FF}, {&L->w_up, NULL, g->dfch + (swiglu ? F : 0), FF}};
-    lmf_block_linear_dinput(ffn + !swiglu, 1 + swiglu, g->dbuf, C, N, dq, dqf, ctx->bf16);
-    if (lo) lmf_lora_backward(lo, layer, swiglu ? 4 : 5, 6, r->ln2, C, g->dfch, FF, r->lora_t, g->dbuf, N, ctx->lora_x);
+    /* MLP: res3 = res2 + down(act(fc(norm2(res2)))); dres holds d(res3) and becomes d(res2). A mixture of experts'
+     * FFN carries no adapters (PEFT over transformers' fused experts has no Linear there to wrap) */
+    if (c->n_expert) {
+        memset(g->dbuf, 0, NC * sizeof(float));
+        lmf_moe_backward(ctx, L, NULL, NULL, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, N);
+    } else {
+        memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
+        lin down = {&L->w_down, NULL, g->dres, C};
+        lmf_block_linear_dinput(&down, 1, g->dfcact, F, N, dq, dqf, ctx->bf16);
+        if (lo) lmf_lora_backward(lo, layer, 6, 7, r->fcact, F, g->dres, C, r->lora_t, g->dfcact, N, ctx->lora_x);
+        memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
+        if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
+        else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
+        else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
+        memset(g->dbuf, 0, NC * sizeof(float));
+        lin ffn[2] = {{&L->w_gate, NULL, g->dfch, FF}, {&L->w_up, NULL, g->dfch + (swiglu ? F : 0), FF}};
+        lmf_block_linear_dinput(ffn + !swiglu, 1 + swiglu, g->dbuf, C, N, dq, dqf, ctx->bf16);
+        if (lo)
+            lmf_lora_backward(lo, layer, swiglu ? 4 : 5, 6, r->ln2, C, g->dfch, FF, r->lora_t, g->dbuf, N, ctx->lora_x);
+    }
     norm_backward(c, g->dres, dn, dn + C, g->dbuf, r->res2, L->ffn_norm_w, r->ln2_mean, r->ln2_rstd, N);
 
     /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */

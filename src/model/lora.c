@@ -25,14 +25,17 @@ static const module_def GPT2[] = {{"c_attn", "c_attn", 0, 3}, {"attn.c_proj", "c
 static const module_def OPT[] = {{"q_proj", "q_proj", 0, 1},   {"k_proj", "k_proj", 1, 2}, {"v_proj", "v_proj", 2, 3},
                                  {"out_proj", "out_proj", 3, 4}, {"fc1", "fc1", 5, 6},     {"fc2", "fc2", 6, 7}};
 
+/* A mixture of experts offers its attention projections only: transformers keeps a Mixtral's experts as fused 3-D
+ * parameters and its router as a bare weight, so PEFT finds no Linear there to wrap (its all-linear is q k v o). */
 static const module_def *family(const lmf_model_config *c, int *n) {
-    if (c->arch == LMF_ARCH_LLAMA) return *n = 7, LLAMA;
+    if (c->arch == LMF_ARCH_LLAMA) return *n = c->n_expert ? 4 : 7, LLAMA;
     if (c->arch == LMF_ARCH_OPT) return *n = 6, OPT;
     return *n = 4, GPT2;
 }
 
 const char *lmf_lora_module_names(const lmf_model_config *cfg) {
-    return cfg->arch == LMF_ARCH_LLAMA ? "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    return cfg->arch == LMF_ARCH_LLAMA ? (cfg->n_expert ? "q_proj,k_proj,v_proj,o_proj"
+                                                        : "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
            : cfg->arch == LMF_ARCH_OPT ? "q_proj,k_proj,v_proj,out_proj,fc1,fc2"
                                        : "c_attn,c_proj,c_fc";
 }
@@ -62,8 +65,9 @@ lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int
             for (int i = 0; i < nd; i++)
                 if (!strcmp(tok, defs[i].match) || !strcmp(tok, defs[i].name)) want[i] = hit = 1;
             if (!hit)
-                return lmf_fail(LMF_ERR_ARG, "lora target '%s' is not a module of a %s model (valid: %s, all-linear)",
-                                tok, lmf_arch_name(cfg->arch), lmf_lora_module_names(cfg));
+                return lmf_fail(LMF_ERR_ARG, "lora target '%s' is not a module of a %s%s model (valid: %s, all-linear)",
+                                tok, lmf_arch_name(cfg->arch), cfg->n_expert ? " mixture-of-experts" : "",
+                                lmf_lora_module_names(cfg));
         }
     }
     lmf_lora *l = lmf_xcalloc(1, sizeof *l);

@@ -163,9 +163,6 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int ma
                                  lmf_model **out) {
     *out = NULL;
     if (max_seq > base->cfg.max_seq_len) max_seq = base->cfg.max_seq_len;
-    if (base->cfg.n_expert)
-        return lmf_fail(LMF_ERR_ARG, "LoRA on a mixture-of-experts model is not supported yet (n_expert = %d)",
-                        base->cfg.n_expert);
     lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1, NULL);
     if (!m) return LMF_ERR_ARG; /* create named the field */
     m->lora = lora;
@@ -178,10 +175,12 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int ma
     m->lora_x = lmf_alloc_big(sizeof(float) * N * ((size_t)lora->r + widest));
     /* the dequantization slab of a base in any type (the block library's products read it through fp32 slabs) */
     for (int l = -1; l < d.L; l++) {
-        const lmf_wtensor *ts[LMF_LAYER_MATRICES];
+        const lmf_wtensor *ts[LMF_LAYER_MATRICES + LMF_MOE_MATRICES(LMF_MAX_EXPERT)];
+        int n = LMF_LAYER_MATRICES;
         lmf_layer_matrices(&base->layers[l < 0 ? 0 : l], ts);
-        if (l < 0) ts[0] = &base->lm_head;
-        for (int t = 0; t < (l < 0 ? 1 : LMF_LAYER_MATRICES); t++)
+        if (l >= 0) n += lmf_layer_moe_matrices(&base->layers[l], base->cfg.n_expert, ts + n);
+        if (l < 0) ts[0] = &base->lm_head, n = 1;
+        for (int t = 0; t < n; t++)
             if ((size_t)ts[t]->rows * ts[t]->cols > biggest) biggest = (size_t)ts[t]->rows * ts[t]->cols;
     }
     m->dq_floats = biggest < (2u << 20) ? biggest : (2u << 20); /* 8 MiB at most */

@@ -356,9 +356,19 @@ static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, cons
                             const float *h, const float *a, const float *dy, float *din, float *dh, float *da, int n,
                             int C, int F, int f0, int Ffull) {
     memset(da, 0, sizeof(float) * (size_t)n * F);
-    lmf_matmul_backward_ld(ctx->bf16, da, GRAD(GW[2]) + f0, NULL, dy, C, a, F, F32(W[2]) + f0, Ffull, n, F, C);
+    if (!GW) { /* a frozen base of any type: input gradients only (the whole expert: no tensor parallelism here) */
+        lmf_lin dn = {&W[2], NULL, (float *)dy, C};
+        lmf_block_linear_dinput(&dn, 1, da, F, n, ctx->dq, ctx->dq_floats, ctx->bf16);
+    } else {
+        lmf_matmul_backward_ld(ctx->bf16, da, GRAD(GW[2]) + f0, NULL, dy, C, a, F, F32(W[2]) + f0, Ffull, n, F, C);
+    }
     memset(dh, 0, sizeof(float) * (size_t)n * 2 * F);
     lmf_swiglu_backward(dh, da, h, n, F);
+    if (!GW) {
+        lmf_lin gu[2] = {{&W[0], NULL, dh, 2 * F}, {&W[1], NULL, dh + F, 2 * F}};
+        lmf_block_linear_dinput(gu, 2, din, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
+        return;
+    }
     if (!ctx->tp) {
         lmf_block_linear_backward(ctx, din, GRAD(GW[0]), NULL, dh, in, F32(W[0]), n, C, 2 * F);
         return;
@@ -377,11 +387,14 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
     rows_t r = carve_rows(c, N, (float *)kept, NULL);
     scratch_t s = carve_scratch(c, N, 1, scratch, NULL);
     /* the training model's own weights: gate|up of an expert (and of the shared one) are one fused matrix */
-    LMF_CHECK(L->router.type == LMF_GGML_F32 && F32(L->experts[1]) == F32(L->experts[0]) + (size_t)c->ffn_dim * C);
+    LMF_CHECK(!G || (L->router.type == LMF_GGML_F32 &&
+                     F32(L->experts[1]) == F32(L->experts[0]) + (size_t)c->ffn_dim * C));
+    LMF_CHECK(G || (!mg && !ctx->tp));
 
     if (Fs) {
-        const lmf_wtensor W[3] = {L->sh_gate, L->sh_up, L->sh_down}, GW[3] = {G->sh_gate, G->sh_up, G->sh_down};
-        expert_backward(ctx, W, GW, x, r.sh_h, r.sh_a, dout, dx, s.dsh_h, s.dsh_a, N, C, Fs, sh.s0,
+        const lmf_wtensor W[3] = {L->sh_gate, L->sh_up, L->sh_down};
+        const lmf_wtensor GW[3] = {G ? G->sh_gate : W[0], G ? G->sh_up : W[1], G ? G->sh_down : W[2]};
+        expert_backward(ctx, W, G ? GW : NULL, x, r.sh_h, r.sh_a, dout, dx, s.dsh_h, s.dsh_a, N, C, Fs, sh.s0,
                         c->shared_ffn_dim);
     }
     /* d(w) of every kept slot: dout_i . y (a dropped slot's weight never reached the output) */
@@ -407,7 +420,7 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
         }
         gather(s.xg, x, ord, n, k, C);
         memset(s.dxg, 0, sizeof(float) * (size_t)n * C);
-        expert_backward(ctx, L->experts + 3 * e, G->experts + 3 * e, s.xg, r.h + (size_t)o * 2 * F,
+        expert_backward(ctx, L->experts + 3 * e, G ? G->experts + 3 * e : NULL, s.xg, r.h + (size_t)o * 2 * F,
                         r.a + (size_t)o * F, s.dy, s.dxg, s.dh, s.da, n, C, F, sh.f0, c->ffn_dim);
         /* a token picks an expert at most once: the rows of one expert are distinct tokens */
 #pragma omp parallel for schedule(static) if (n > 64)
@@ -425,7 +438,7 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
         const float *dw = s.dw + (size_t)i * k;
         const int32_t *idx = r.idx + (size_t)i * k;
         float *dp = s.dp + (size_t)i * E;
-        for (int e = 0; e < E; e++) dp[e] = mg->dprob[e];
+        for (int e = 0; e < E; e++) dp[e] = mg ? mg->dprob[e] : 0.0f;
         if (c->norm_topk_prob) { /* w_j = p_j / S: d p_m = (dw_m - sum_j dw_j w_j) / S */
             double S = 0.0, wd = 0.0;
             for (int j = 0; j < k; j++) S += p[idx[j]], wd += (double)dw[j] * w[j];
@@ -437,7 +450,12 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
         for (int e = 0; e < E; e++) dot += (double)dp[e] * p[e], mx = lg[e] > mx ? lg[e] : mx;
         for (int e = 0; e < E; e++) sum += exp(lg[e] - mx);
         float lse = (float)(mx + log(sum));
-        for (int e = 0; e < E; e++) dp[e] = p[e] * (float)(dp[e] - dot) + mg->dz * lse * p[e];
+        for (int e = 0; e < E; e++) dp[e] = p[e] * (float)(dp[e] - dot) + (mg ? mg->dz : 0.0f) * lse * p[e];
     }
-    lmf_matmul_backward(dx, GRAD(G->router), NULL, s.dp, x, F32(L->router), N, C, E);
+    if (G) {
+        lmf_matmul_backward(dx, GRAD(G->router), NULL, s.dp, x, F32(L->router), N, C, E);
+    } else { /* the router's own weights may be of any type in a loaded model */
+        lmf_lin router = {&L->router, NULL, s.dp, E};
+        lmf_block_linear_dinput(&router, 1, dx, C, N, ctx->dq, ctx->dq_floats, 0);
+    }
 }

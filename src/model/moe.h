@@ -87,7 +87,11 @@ void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, c
                     int tid, int nth);
 
 /* Training backward: dout (N, C) = d(out); dx (N, C) += d(x); parameter gradients added into G (views of the
- * gradient buffer laid out as the training model's own F32 weights: fused gate|up per expert and shared). */
+ * gradient buffer laid out as the training model's own F32 weights: fused gate|up per expert and shared), the
+ * router losses' through mg. G NULL: the base is frozen (LoRA fine-tuning, weights of any type through dequantized
+ * slabs): only d(x) flows, through the experts and through the routing weights into the router, and mg must be
+ * NULL: the router losses train the router, which is frozen (transformers' Mixtral leaves them out by default too,
+ * output_router_logits = False). */
 void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G,
                       const lmf_moe_grad *mg, const float *x, const float *dout, float *dx, const float *kept,
                       float *scratch, int N);
