@@ -35,7 +35,8 @@ of every row and the target's logit) and one of b T C (the ranks' shares of d(ln
   T_tp_loss = m * (T_ar(4 b T (tp+1), tp) + T_ar(4 b T C, tp)).
 With the whole head on every rank (vocab_parallel=False) the head is not split and there is no loss exchange.
 The norms, residual adds and embedding lookups stay replicated on every rank of a group; they are not FLOPs here, so
-their cost (folded into the measured rate R) is divided by tp as if it split: the model's TP compute is a lower bound.
+their cost (folded into the measured rate R) is divided by tp as if it split (the bench shape's TP2 ranks computed 6%
+longer than the model's half: docs/distributed.md "Calibration").
 
 Pipeline parallel, 1F1B: a micro-batch crosses every stage forward and back before the pipeline is full, then the
 slowest stage sets the pace: step = sum over stages of one slot + (m - 1) slots of the slowest stage. The last stage
@@ -65,8 +66,9 @@ host's copy cost, measured over veth where no wire limits it).
 Memory per rank (to keep the grids sensible): parameters and gradients 8 bytes each for the rank's part of the
 model, AdamW moments 8 bytes each for its 1/dp share of that part, and activations by lmforge's own sizes
 (src/model/model.c lmf_model_bytes: nothing T x T is kept) for the larger of the first stage's min(p, m)
-micro-batches in flight and the last stage's one with its logits. Grids that do not fit in --mem-gb are left out
-of "best" and marked.
+micro-batches in flight and the last stage's one with its logits. As built: 8 bytes per parameter of the whole
+model, 8 per parameter of its 1/N moment shard, and the whole model's activations (with the logits) for min(p, m)
+micro-batches. Grids that do not fit in --mem-gb are left out of "best" and marked.
 
 usage: bench/scaling_model.py                 # calibration, then the prediction tables (markdown)
        bench/scaling_model.py --model gpt2-1.3b --bw-gbps 25 --ranks 64 256 --flops 97 --latency-us 30
