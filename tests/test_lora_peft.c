@@ -2,7 +2,7 @@
  * tests/reference/make_lora_fixtures.py, see tests/reference/README.md).
  *
  * For the tiny HF llama (GQA) and gpt2 folders and three adapters each (q,v / c_attn; all-linear; q,v with
- * rsLoRA), PEFT's own adapter_model.safetensors is read into an lmf_lora over the base, then: logits, the
+ * rsLoRA), and the tiny Mixtral (a mixture of experts: q,v; q,k,v,o; q,v with rsLoRA), PEFT's own adapter_model.safetensors is read into an lmf_lora over the base, then: logits, the
  * prompt-masked loss (labels -100 on the first 3 positions, HF's shift), the gradient of every lora_A / lora_B, and
  * 10 AdamW steps on the adapters (torch.optim.AdamW, lr 1e-2, betas 0.9 / 0.999, no clipping): every loss and the
  * final A and B. fp32 here against float64 there: within 1e-4 of each tensor's largest value (a float32 PEFT run
@@ -53,7 +53,8 @@ static void check(const char *what, const float *got, const float *want, size_t 
 
 static void run(const char *model, const char *variant, const char *targets, int rslora) {
     char path[512];
-    snprintf(path, sizeof path, FIX "hf/%s", model);
+    snprintf(path, sizeof path, FIX "%s", strcmp(model, "mixtral") ? model : "moe/mixtral");
+    if (strcmp(model, "mixtral")) snprintf(path, sizeof path, FIX "hf/%s", model);
     lmf_weights *w;
     if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
     int llama = w->cfg.arch == LMF_ARCH_LLAMA, V = w->cfg.vocab_size;
@@ -140,11 +141,16 @@ static void test_llama_rslora(void **s) { run("llama", "attn_rslora", "q_proj,v_
 static void test_gpt2_attn(void **s) { run("gpt2", "attn", "c_attn", 0); }
 static void test_gpt2_all_linear(void **s) { run("gpt2", "all_linear", "all-linear", 0); }
 static void test_gpt2_rslora(void **s) { run("gpt2", "attn_rslora", "c_attn", 1); }
+/* a mixture of experts: the adapters' gradients flow back through the frozen experts and the routing weights */
+static void test_mixtral_attn(void **s) { run("mixtral", "attn", "q_proj,v_proj", 0); }
+static void test_mixtral_qkvo(void **s) { run("mixtral", "qkvo", "q_proj,k_proj,v_proj,o_proj", 0); }
+static void test_mixtral_rslora(void **s) { run("mixtral", "attn_rslora", "q_proj,v_proj", 1); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_attn), cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_rslora),
         cmocka_unit_test(test_gpt2_attn),  cmocka_unit_test(test_gpt2_all_linear),  cmocka_unit_test(test_gpt2_rslora),
+        cmocka_unit_test(test_mixtral_attn), cmocka_unit_test(test_mixtral_qkvo), cmocka_unit_test(test_mixtral_rslora),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

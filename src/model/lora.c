@@ -57,6 +57,10 @@ lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int
     int nd;
     const module_def *defs = family(cfg, &nd);
     int want[LMF_LAYER_MATRICES] = {0}, all = !strcmp(targets, "all-linear");
+    if (all && cfg->n_expert)
+        return lmf_fail(LMF_ERR_ARG, "lora target all-linear on a mixture-of-experts model: PEFT's all-linear also "
+                        "adapts the experts and the router (as target_parameters), which lmforge does not; name the "
+                        "modules instead (valid: %s)", lmf_lora_module_names(cfg));
     if (!all) {
         char buf[256];
         snprintf(buf, sizeof buf, "%s", targets);
@@ -65,9 +69,9 @@ lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int
             for (int i = 0; i < nd; i++)
                 if (!strcmp(tok, defs[i].match) || !strcmp(tok, defs[i].name)) want[i] = hit = 1;
             if (!hit)
-                return lmf_fail(LMF_ERR_ARG, "lora target '%s' is not a module of a %s%s model (valid: %s, all-linear)",
-                                tok, lmf_arch_name(cfg->arch), cfg->n_expert ? " mixture-of-experts" : "",
-                                lmf_lora_module_names(cfg));
+                return lmf_fail(LMF_ERR_ARG, "lora target '%s' is not a module of a %s%s model (valid: %s%s)", tok,
+                                lmf_arch_name(cfg->arch), cfg->n_expert ? " mixture-of-experts" : "",
+                                lmf_lora_module_names(cfg), cfg->n_expert ? "" : ", all-linear");
         }
     }
     lmf_lora *l = lmf_xcalloc(1, sizeof *l);

@@ -401,7 +401,7 @@ static int peft_matches(const char *path, const char *t) {
 static lmf_status resolve_targets(const char *path, const char *list, const lmf_model_config *cfg, char *names) {
     if (!strcmp(list, "all-linear")) return snprintf(names, TARGETS_LEN, "all-linear"), LMF_OK;
     lmf_lora *probe;
-    LMF_TRY(lmf_lora_create(cfg, "all-linear", 1, 1.0f, 0.0f, 0, &probe));
+    LMF_TRY(lmf_lora_create(cfg, lmf_lora_module_names(cfg), 1, 1.0f, 0.0f, 0, &probe)); /* every module */
     lmf_status s = LMF_OK;
     char mp[PATH_LEN], *copy = lmf_xmalloc(strlen(list) + 1), *save = NULL;
     size_t n = 0;
@@ -511,7 +511,7 @@ lmf_status lmf_lora_save_gguf(const lmf_lora *l, const lmf_model_config *cfg, co
 /* The modules of cfg's family whose layer-0 lora_a is in g, comma-separated into targets; r from the first. */
 static lmf_status gguf_targets(const lmf_gguf *g, const lmf_model_config *cfg, char *targets, int *r) {
     lmf_lora *probe;
-    LMF_TRY(lmf_lora_create(cfg, "all-linear", 1, 1.0f, 0.0f, 0, &probe));
+    LMF_TRY(lmf_lora_create(cfg, lmf_lora_module_names(cfg), 1, 1.0f, 0.0f, 0, &probe)); /* every module */
     size_t n = 0;
     *r = 0;
     targets[0] = 0;

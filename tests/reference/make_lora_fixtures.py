@@ -25,6 +25,13 @@ Writes tests/reference/fixtures/lora/<model>_<variant>/ for model in {llama, gpt
                not the output head: llama q k v o gate up down, gpt2 attn.c_attn attn.c_proj mlp.c_fc mlp.c_proj
   attn_rslora  as attn with use_rslora=True
 
+and for model mixtral (the mixture of experts tests/reference/fixtures/moe/mixtral: MixtralForCausalLM V=48,
+hidden 32, 2 layers, 4 heads, 2 KV heads, 4 experts of 16, top-2, untied head; loaded with
+experts_implementation="eager" so that the experts run in float64) in attn, attn_rslora and qkvo (target_modules
+[k_proj, o_proj, q_proj, v_proj]). Its router's aux loss is not in the loss (output_router_logits is false, the
+default), and no all_linear: PEFT 0.21's all-linear also adapts Mixtral's fused experts and router weight as
+target_parameters, which lmforge does not.
+
 all with task_type CAUSAL_LM, bias "none", lora_dropout 0.0 (and fan_in_fan_out=True for gpt2, which PEFT would
 set itself for Conv1D). Each folder holds:
 
@@ -121,11 +128,17 @@ MODELS = {
     "llama": dict(base="tests/reference/fixtures/hf/llama", attn=["q_proj", "v_proj"], fan_in_fan_out=False,
                   seed=101),
     "gpt2": dict(base="tests/reference/fixtures/hf/gpt2", attn=["c_attn"], fan_in_fan_out=True, seed=202),
+    # a mixture of experts (make_moe_fixtures.py's MixtralForCausalLM): the attention projections as modules. Its
+    # experts are fused 3-D parameters and its router a bare weight, which PEFT 0.21's all-linear adapts as
+    # target_parameters (one LoRA over all experts of a layer); lmforge does not, so no all_linear variant here
+    "mixtral": dict(base="tests/reference/fixtures/moe/mixtral", attn=["q_proj", "v_proj"], fan_in_fan_out=False,
+                    seed=303, variants=["attn", "attn_rslora", "qkvo"]),
 }
 VARIANTS = {  # name -> (targets ("attn" = the model's attn list), use_rslora, adapter seed offset)
     "attn": ("attn", False, 1),
     "all_linear": ("all-linear", False, 2),
     "attn_rslora": ("attn", True, 1),  # same A, B as attn: only the scaling differs
+    "qkvo": (["k_proj", "o_proj", "q_proj", "v_proj"], False, 3),  # every attention projection (mixtral only)
 }
 
 
@@ -162,9 +175,36 @@ def exact_float64():
     ml.LlamaRotaryEmbedding.forward = rope_forward
     ml.eager_attention_forward = eager_attention
 
+    # Mixtral has its own copies of the three, and its router takes the softmax of router_logits.float()
+    from transformers.models.mixtral import modeling_mixtral as mx
+
+    def router_forward(self, hidden_states):
+        hidden_states = hidden_states.reshape(-1, self.hidden_dim)
+        router_logits = F.linear(hidden_states, self.weight)
+        router_probs = torch.softmax(router_logits, dim=-1)
+        top_value, top_index = torch.topk(router_probs, self.top_k, dim=-1)
+        top_value = top_value / top_value.sum(dim=-1, keepdim=True)
+        return router_logits, top_value, top_index
+
+    def mixtral_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+        key_states = mx.repeat_kv(key, module.num_key_value_groups)
+        value_states = mx.repeat_kv(value, module.num_key_value_groups)
+        w = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+        if attention_mask is not None:
+            w = w + attention_mask
+        w = torch.softmax(w, dim=-1)
+        w = torch.nn.functional.dropout(w, p=dropout, training=module.training)
+        return torch.matmul(w, value_states).transpose(1, 2).contiguous(), w
+
+    mx.MixtralRMSNorm.forward = rms_forward
+    mx.MixtralRotaryEmbedding.forward = rope_forward
+    mx.MixtralTopKRouter.forward = router_forward
+    mx.eager_attention_forward = mixtral_attention
+
 
 def load_base(path, dtype):
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="eager").eval()
+    kw = {"experts_implementation": "eager"} if "moe" in path else {}  # Mixtral: the loop over experts, any dtype
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="eager", **kw).eval()
 
 
 def peft_key(name):
@@ -388,9 +428,15 @@ def main():
         after = load_base(MODELS["llama"]["base"], torch.float64)(input_ids=ids).logits
     d = (before - after).abs().max().item() / after.abs().max().item()
     assert 0 < d < 1e-5, d
+    mix = MODELS["mixtral"]["base"]  # the patches were applied above: compare against a float32 run instead
+    with torch.no_grad():
+        f32 = load_base(mix, torch.float32)(input_ids=ids % 48).logits.double()
+        f64 = load_base(mix, torch.float64)(input_ids=ids % 48).logits
+    d = (f32 - f64).abs().max().item() / f64.abs().max().item()
+    assert 0 < d < 1e-5, d
     shutil.rmtree(OUT_REL, ignore_errors=True)
     for m in MODELS:
-        for v in VARIANTS:
+        for v in MODELS[m].get("variants", ["attn", "all_linear", "attn_rslora"]):
             make(m, v)
     total = sum(os.path.getsize(os.path.join(d, x)) for d, _, fs in os.walk(OUT_REL) for x in fs)
     print("wrote", OUT_REL, total, "bytes")
