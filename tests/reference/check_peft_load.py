@@ -6,7 +6,7 @@ on a generated prompt/completion JSONL; transformers + peft.PeftModel.from_pretr
 logits of a fixed token sequence, and lmforge computes them with the same adapter (tests/reference/peft_logits.c,
 compiled here against build/liblmforge.a). The llama fixture carries no tokenizer, so `lmforge finetune` refuses it;
 there the helper writes an adapter with random A and B on every linear (q/k exercise the rotate_half row order)
-through the same writer, lmf_lora_save_peft. Passes when max |diff| / max |logit| < 1e-4 for both.
+through the same writer, lmf_lora_save_peft; the same for the tiny Mixtral (a mixture of experts) on q, k, v, o. Passes when max |diff| / max |logit| < 1e-4 for both.
 
 Usage: check_peft_load.py --lmforge build/lmforge [--lib build/liblmforge.a] (run with a Python that has torch,
 transformers and peft; not part of ctest)."""
@@ -34,7 +34,8 @@ def lmforge_logits(helper, base, adapter, tokens):
 
 
 def peft_logits(base, adapter, tokens):
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float64)
+    kw = {"experts_implementation": "eager"} if "moe" in base else {}  # Mixtral's experts in float64
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float64, **kw)
     model = PeftModel.from_pretrained(model, adapter, dtype=torch.float64).to(torch.float64)
     model.eval()
     with torch.no_grad():
@@ -87,6 +88,12 @@ def main():
                        check=True)
         tokens = [1, 5, 9, 17, 33, 2, 40, 63, 0, 12, 7, 21]
         ok &= compare("llama (random adapter, all linear)", llama, lla, tokens, helper)
+
+        mixtral = os.path.join(HERE, "fixtures", "moe", "mixtral")
+        mxa = os.path.join(tmp, "mixtral_adapter")
+        subprocess.run([helper, "mkadapter", mixtral, "q_proj,k_proj,v_proj,o_proj", mxa], check=True)
+        tokens = [1, 5, 9, 17, 33, 2, 40, 47, 0, 12, 7, 21]
+        ok &= compare("mixtral (random adapter, q k v o)", mixtral, mxa, tokens, helper)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
