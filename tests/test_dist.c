@@ -351,7 +351,7 @@ static float staged(lmf_model *m, int p, const int32_t *in, const int32_t *tg, i
     for (int s = 0; s < p; s++) {
         int l0, l1;
         lmf_pipe_layers(m->cfg.n_layer, p, s, &l0, &l1);
-        st[s] = s ? lmf_model_create_shared(m) : m;
+        st[s] = s ? lmf_model_create_shared(m, l0, l1) : m; /* a stage's activations only, as the pipeline's */
         loss = lmf_model_forward_layers(st[s], in, tg, B, T, l0, l1, x, m->cfg.n_expert ? &sums : NULL);
         if (s < p - 1) memcpy(x, lmf_model_layer_output(st[s], l1 - 1), NC * sizeof(float));
     }

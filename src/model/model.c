@@ -51,10 +51,13 @@ double lmf_param_count(const lmf_model_config *c) {
     return total;
 }
 
-/* The same sums as create() below, in doubles so that no product of hostile sizes can wrap. Keep the two in step. */
-double lmf_model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int training) {
+/* The same sums as create() below, in doubles so that no product of hostile sizes can wrap. Keep the two in step.
+ * Activations of layers [l0, l1) only (the head's when l1 is the last), parameters and gradients when own. */
+static double model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int training, int l0, int l1,
+                          int own) {
     /* dims_of's int products could overflow for the sizes this is meant to refuse: doubles throughout */
-    double P = lmf_param_count(cfg), N = (double)max_batch * max_seq, L = cfg->n_layer, C = cfg->n_embd;
+    double P = own ? lmf_param_count(cfg) : 0, N = (double)max_batch * max_seq, L = l1 - l0, C = cfg->n_embd;
+    double head = l1 == cfg->n_layer;
     double ln = cfg->norm == LMF_NORM_LAYER, hs = C / cfg->n_head, S = C + 2.0 * cfg->n_kv_head * hs;
     double F = cfg->ffn_dim, FF = cfg->act == LMF_ACT_SWIGLU ? 2 * F : F, V = cfg->vocab_size;
     double att = (double)lmf_attention_scratch_floats(max_seq, omp_get_max_threads()); /* shared by the layers */
@@ -64,17 +67,25 @@ double lmf_model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, 
         moe = L * N * (2 * E + 4 * k + k * (3 * F + C) + 3 * Fs) + L * (4 * E + 2 + 256) + N * k * C + 256 +
               (training ? N * (k * (2 * C + 3 * F + 1) + E + 3 * Fs) : 0);
     }
-    double acts = N * C + L * N * C * 5 + L * N * (2 + 2 * ln) + L * N * S + att + L * N * ffn + N * C +
-                  N * (1 + ln) + N * V + N + moe;
+    double acts = N * C + L * N * C * 5 + L * N * (2 + 2 * ln) + L * N * S + att + L * N * ffn +
+                  head * (N * C + N * (1 + ln) + N * V + N) + moe;
     double floats = P * (training ? 2 : 1) + acts;
     if (training) floats += N * C * 2 + N * S + N * ffn + 2 * C;
     if (cfg->pos != LMF_POS_LEARNED) floats += (double)cfg->max_seq_len * hs;
     return floats * sizeof(float) + N * 2 * sizeof(int32_t);
 }
 
+double lmf_model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int training) {
+    return model_bytes(cfg, max_batch, max_seq, training, 0, cfg->n_layer, 1);
+}
+
+double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1) {
+    return model_bytes(cfg, max_batch, max_seq, 1, l0, l1, 0);
+}
+
 /* A model over base weights (borrowed, frozen: the LoRA case) or, base NULL, over parameters of its own. */
 static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, int max_batch, int max_seq,
-                         int training, lmf_model *owner) {
+                         int training, lmf_model *owner, int l0, int l1) {
     if (lmf_model_config_validate(cfg) != LMF_OK) return NULL;
     if (max_batch <= 0 || max_seq <= 0 || max_seq > cfg->max_seq_len) {
         lmf_fail(LMF_ERR_ARG, "sequence length %d must be in [1, max_seq_len=%d] and batch %d positive", max_seq,
@@ -100,8 +111,11 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     }
 
     m->max_batch = max_batch, m->max_seq = max_seq;
+    m->act_l0 = l0, m->act_l1 = l1;
     dims d = dims_of(cfg, max_batch, max_seq);
-    size_t N = d.N, L = d.L, ln = cfg->norm == LMF_NORM_LAYER, ffn = cfg->n_expert ? 0 : 1;
+    /* L: the layers whose activations are kept; the final norm's, the logits and the losses with the last layer's */
+    size_t N = d.N, L = (size_t)(l1 - l0), ln = cfg->norm == LMF_NORM_LAYER, ffn = cfg->n_expert ? 0 : 1;
+    size_t head = l1 == d.L;
     m->layer_stride_nc = N * d.C;
     lmf_acts *a = &m->acts;
     float **ap[] = {&a->encoded, &a->ln1,  &a->ln1_mean, &a->ln1_rstd, &a->qkv,  &a->att,      &a->atty,
@@ -111,7 +125,7 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
                    lmf_attention_scratch_floats(d.T, omp_get_max_threads()),
                    L * N * d.C, L * N * d.C, L * N * d.C, ln ? L * N : 0, L * N, ffn * L * N * d.FF,
                    ffn * L * N * d.F,
-                   L * N * d.C, N * d.C, ln ? N : 0, N, N * d.V, N};
+                   L * N * d.C, head * N * d.C, head && ln ? N : 0, head * N, head * N * d.V, head * N};
     m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]), &m->work_bytes);
     if (training) {
         lmf_grad_scratch *g = &m->gs;
@@ -151,19 +165,24 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
 }
 
 lmf_model *lmf_model_create(const lmf_model_config *cfg, int max_batch, int max_seq, int training) {
-    return create(cfg, NULL, max_batch, max_seq, training, NULL);
+    return create(cfg, NULL, max_batch, max_seq, training, NULL, 0, cfg->n_layer);
 }
 
-lmf_model *lmf_model_create_shared(lmf_model *owner) {
-    LMF_CHECK(owner->grads && !owner->lora && !owner->shared);
-    return create(&owner->cfg, NULL, owner->max_batch, owner->max_seq, 1, owner);
+lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1) {
+    LMF_CHECK(0 <= l0 && l0 < l1 && l1 <= cfg->n_layer);
+    return create(cfg, NULL, max_batch, max_seq, 1, NULL, l0, l1);
+}
+
+lmf_model *lmf_model_create_shared(lmf_model *owner, int l0, int l1) {
+    LMF_CHECK(owner->grads && !owner->lora && !owner->shared && 0 <= l0 && l0 < l1 && l1 <= owner->cfg.n_layer);
+    return create(&owner->cfg, NULL, owner->max_batch, owner->max_seq, 1, owner, l0, l1);
 }
 
 lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int max_batch, int max_seq,
                                  lmf_model **out) {
     *out = NULL;
     if (max_seq > base->cfg.max_seq_len) max_seq = base->cfg.max_seq_len;
-    lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1, NULL);
+    lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1, NULL, 0, base->cfg.n_layer);
     if (!m) return LMF_ERR_ARG; /* create named the field */
     m->lora = lora;
     lmf_lora_enable_grads(lora);
@@ -330,9 +349,12 @@ void lmf_model_zero_grad(lmf_model *m) {
     }
 }
 
-/* Layer l's slice of the kept activations; x (the layer's input) is the previous layer's res3 or the embeddings. */
+/* Layer l's slice of the kept activations; x (the layer's input) is the previous layer's res3, or the embeddings
+ * (the first kept layer's input: a pipeline stage's from the previous stage). */
 static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
     const lmf_acts *a = &m->acts;
+    LMF_CHECK(m->act_l0 <= l && l < m->act_l1);
+    l -= m->act_l0; /* the layers before are not kept here */
     size_t snc = m->layer_stride_nc, sn = (size_t)m->max_batch * m->max_seq;
     dims d = dims_of(&m->cfg, 1, 1);
     size_t S = (size_t)d.S;
@@ -354,7 +376,7 @@ float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targ
 float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_t *targets, int B, int T, int l0,
                                int l1, const float *x_in, lmf_moe_sums *sums) {
     LMF_CHECK(B > 0 && T > 0 && B <= m->max_batch && T <= m->max_seq);
-    LMF_CHECK(0 <= l0 && l0 < l1 && l1 <= m->cfg.n_layer);
+    LMF_CHECK(m->act_l0 <= l0 && l0 < l1 && l1 <= m->act_l1); /* layers whose activations this model keeps */
     /* a stage past the first needs its input (and a MoE the sums so far); LoRA trains whole models only */
     LMF_CHECK(l0 == 0 || (x_in && (sums || !m->cfg.n_expert)));
     LMF_CHECK(!m->lora || (l0 == 0 && l1 == m->cfg.n_layer));
@@ -371,7 +393,8 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
                          .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x,
                          .tp = m->tp};
     if (l0 == 0) lmf_block_embed(w, a->encoded, tokens, d.N, T, 0, m->use_pos ? m->pos : NULL);
-    else memcpy(a->res3 + (size_t)(l0 - 1) * m->layer_stride_nc, x_in, sizeof(float) * d.N * d.C); /* l0's input */
+    else memcpy(l0 == m->act_l0 ? a->encoded : (float *)lmf_model_layer_output(m, l0 - 1), x_in,
+                sizeof(float) * d.N * d.C); /* l0's input */
     const float *x = NULL;
     for (int l = l0; l < l1; l++) {
         lmf_block_rows r = layer_rows(m, l, &x);
@@ -380,7 +403,7 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
     if (m->cfg.n_expert) { /* the previous stages' sums (zero on the first) plus this range's layers */
         if (l0 == 0) memset(&m->moe_sums, 0, sizeof m->moe_sums);
         else m->moe_sums = *sums;
-        lmf_moe_sums_add(&m->cfg, d.N, m->moe, m->moe_stride, l0, l1, &m->moe_sums);
+        lmf_moe_sums_add(&m->cfg, d.N, m->moe, m->moe_stride, l0 - m->act_l0, l1 - m->act_l0, &m->moe_sums);
         if (sums) *sums = m->moe_sums;
         lmf_moe_stats *st = &m->moe_stats;
         if (l1 == d.L)
@@ -388,7 +411,7 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
     }
     m->l0 = l0, m->l1 = l1;
     if (l1 < d.L) return 0.0f; /* a pipeline stage before the last: its output is layer l1 - 1's */
-    const float *last = a->res3 + (d.L - 1) * m->layer_stride_nc;
+    const float *last = lmf_model_layer_output(m, d.L - 1);
     lmf_block_norm_par(&m->cfg, a->lnf, a->lnf_mean, a->lnf_rstd, last, w->out_norm_w, w->out_norm_b, d.N);
     lmf_wtensor hw = w->lm_head;
     int v0 = 0, nv = d.V;
@@ -446,7 +469,7 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
         if (m->tp) lmf_block_tp_sum(m->tp, g->dbuf, NC); /* the ranks' shares of d(lnf) */
     }
     memset(g->dres, 0, NC * sizeof(float));
-    const float *last = a->res3 + (d.L - 1) * m->layer_stride_nc;
+    const float *last = lmf_model_layer_output(m, d.L - 1);
     if (m->cfg.norm == LMF_NORM_LAYER)
         lmf_layernorm_backward(g->dres, dnw, dnb, g->dbuf, last, w->out_norm_w, a->lnf_mean, a->lnf_rstd, d.N, d.C);
     else

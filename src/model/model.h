@@ -116,6 +116,7 @@ struct lmf_model {
                             * log-sum-exp kept for the backward (N), allocated at the first such forward */
     size_t tp_cap;
     int l0, l1;            /* the layers of the last forward (lmf_model_forward_layers) */
+    int act_l0, act_l1;    /* the layers whose activations it keeps: all, or a pipeline stage's (create_shared) */
 
     int B, T;          /* shape of the last forward */
     int32_t *tokens;   /* (maxB*maxT) copies of the last forward's inputs */
@@ -157,9 +158,15 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, struct lmf_lora *lora,
  * three. */
 const lmf_moe_stats *lmf_model_moe_stats(const lmf_model *m);
 /* Pipeline stages (train/pipeline.h). A model whose parameters and gradients are owner's (a training model of its
- * own, not LoRA), with activations and scratch of its own: a stage keeps one per micro-batch in flight, all adding
- * into owner's gradients, in owner's precision (bf16) as it is when called. Free it before owner. */
-lmf_model *lmf_model_create_shared(lmf_model *owner);
+ * own, not LoRA), with activations and scratch of its own for layers [l0, l1) only (the stage's: the final norm's,
+ * the logits and the losses when l1 is the last layer; its forwards must stay inside the range): a stage keeps one
+ * per micro-batch in flight, all adding into owner's gradients, in owner's precision (bf16) and tensor parallelism
+ * as they are when called. Free it before owner. lmf_model_shared_bytes is what one allocates (as lmf_model_bytes). */
+lmf_model *lmf_model_create_shared(lmf_model *owner, int l0, int l1);
+/* A training model (parameters and gradients of its own, all of them) keeping activations for layers [l0, l1)
+ * only, as create_shared: a pipeline stage's own model on a rank that never runs the whole model. */
+lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1);
+double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1);
 /* The forward of layers [l0, l1) only. l0 == 0 embeds tokens; otherwise x_in (B x T x C) is the input of layer l0
  * (the previous stage's output). l1 == n_layer runs the final norm, the head and (targets) the loss, returned as
  * lmf_model_forward's; before it, returns 0 and the output is lmf_model_layer_output(m, l1 - 1). Mixture of experts:
@@ -173,7 +180,7 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
  * both are ignored on the last stage. After a range that began past 0, lmf_model_input_grad holds d(input). */
 void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_out, const lmf_moe_sums *totals);
 static inline const float *lmf_model_layer_output(const lmf_model *m, int l) {
-    return m->acts.res3 + (size_t)l * m->layer_stride_nc;
+    return m->acts.res3 + (size_t)(l - m->act_l0) * m->layer_stride_nc;
 }
 static inline const float *lmf_model_input_grad(const lmf_model *m) { return m->gs.dres; }
 

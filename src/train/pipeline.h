@@ -8,8 +8,8 @@
  *     gradient buffer zero, so the step's reduction over all ranks (ZeRO-1 over data x pipeline ranks) sums each
  *     stage's part into the full gradient; tied embeddings (the first stage's wte and the last stage's head) need no
  *     special case. Memory is therefore not partitioned yet.
- *   - a stage keeps one model's activations per micro-batch in flight (lmf_model_create_shared: at most
- *     min(p - s, M)), each a whole model's activation buffers of which it fills its own layers' slabs.
+ *   - a stage keeps one set of activations per micro-batch in flight (at most min(p - s, M)): the training
+ *     model's own, and lmf_model_create_shared's for the stage's layers only.
  *   - a message is the B x T x C activations (or their gradient), followed for a mixture of experts by the router's
  *     running sums (moe.h's lmf_moe_sums): forward, each stage adds its layers' statistics; backward, the totals
  *     come back with the gradient so every stage's router gradients use the whole model's routing, as in one process.

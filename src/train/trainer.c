@@ -153,11 +153,12 @@ done:
 /* Refuses a run that cannot fit in this machine's memory before anything is allocated: parameters, gradients,
  * AdamW's two moments, activations and the data order, against physical RAM. Better a message with the numbers
  * now than an OOM kill after minutes of page faults. */
-static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train, int slots) {
+static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train, int slots, int l0, int l1) {
     double P = lmf_param_count(&c->model), model = lmf_model_bytes(&c->model, c->batch_size, c->seq_len, 1);
-    /* a pipeline stage's extra micro-batches in flight each have a model's activations (not its parameters) */
-    double need = model + (slots - 1) * (model - 2 * P * sizeof(float)) + 2 * P * sizeof(float) +
-                  (double)train->n_tokens / c->seq_len * 4;
+    /* (rank 0's model keeps the whole model's activations, the others' their stage's: counted as rank 0's) */
+    /* a pipeline stage's extra micro-batches in flight each have the stage's activations (not its parameters) */
+    double need = model + (slots - 1) * lmf_model_shared_bytes(&c->model, c->batch_size, c->seq_len, l0, l1) +
+                  2 * P * sizeof(float) + (double)train->n_tokens / c->seq_len * 4;
     double have = lmf_mem_physical();
     if (have > 0 && need > have)
         return lmf_fail(LMF_ERR_ARG, "this run needs %.1f GiB of memory (%.3g parameters: L%d C%d F%d V%d, with "
@@ -343,8 +344,10 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     if ((s = resolve_precision(&c, ck, ck_name)) != LMF_OK) goto done;
     /* auto decides by a rate each rank measures for itself: rank 0's choice holds for all, or ranks would differ */
     if (D > 1 && (s = lmf_comm_broadcast(comm, c.precision, sizeof c.precision, 0)) != LMF_OK) goto done;
-    int slots = o.pipe ? lmf_pipe_in_flight(P, lmf_comm_rank(o.pipe), c.grad_accum / DP) : 1;
-    if ((s = check_memory(&c, train, slots)) != LMF_OK) goto done;
+    int slots = o.pipe ? lmf_pipe_in_flight(P, lmf_comm_rank(o.pipe), c.grad_accum / DP) : 1, sl0 = 0, sl1 = 1;
+    if (o.pipe && P <= c.model.n_layer) /* more stages than layers: lmf_pipeline_init says so below */
+        lmf_pipe_layers(c.model.n_layer, P, lmf_comm_rank(o.pipe), &sl0, &sl1);
+    if ((s = check_memory(&c, train, slots, sl0, sl1)) != LMF_OK) goto done;
     /* the tokenizer only serves the final sample, but a bad path should fail now, not after hours of training */
     if (c.tokenizer[0] && (s = lmf_tokenizer_load(c.tokenizer, &tok)) != LMF_OK) goto done;
     if (tok && lmf_tokenizer_vocab_size(tok) > c.model.vocab_size) {
@@ -365,7 +368,10 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     else snprintf(metrics.path, sizeof metrics.path, "%s/metrics.jsonl", c.out_dir);
 
     int B = c.batch_size, T = c.seq_len;
-    m = lmf_model_create(&c.model, B, T, 1);
+    /* a pipeline rank other than 0 never runs the whole model (rank 0 validates and samples): its stage's
+     * activations are all it keeps */
+    m = o.pipe && !lead && P <= c.model.n_layer ? lmf_model_create_stage(&c.model, B, T, sl0, sl1)
+                                                : lmf_model_create(&c.model, B, T, 1);
     if (!m) {
         s = LMF_ERR_ARG;
         goto done;
