@@ -17,6 +17,7 @@
 #include "model/infer.h"
 #include "model/model.h"
 #include "model/moe.h"
+#include "kernels/quant.h"
 #include "train/optim.h"
 
 #include <stdio.h>
@@ -394,6 +395,8 @@ static void test_batch_decode(void **s) {
     lmf_weights *q;
     if (lmf_weights_load(path, &q) != LMF_OK) fail_msg("%s", lmf_last_error());
     batch_decode(q, m, tok, 5e-2);
+    /* the experts' gate rows (16 x 32) were read in the R16 decode layout, repacked once as the dense matrices are */
+    assert_true(lmf_r16_supported(q->layers[0].experts[0].type, 16, 32) && q->layers[0].experts[0].r16);
     lmf_weights_free(q);
     unlink(path);
     lmf_model_free(m);

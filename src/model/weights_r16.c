@@ -44,9 +44,12 @@ void lmf_weights_prepare_decode(lmf_weights *w) {
     if (lmf_qact_get() != LMF_QACT_INT16) return;
     pthread_mutex_lock(&prepare_lock);
     for (int l = 0; l < w->cfg.n_layer; l++) {
-        const lmf_wtensor *m[LMF_LAYER_MATRICES];
+        const lmf_wtensor *m[LMF_LAYER_MATRICES + LMF_MOE_MATRICES(LMF_MAX_EXPERT)];
         lmf_layer_matrices(&w->layers[l], m);
-        for (int i = 0; i < LMF_LAYER_MATRICES; i++) pack(w, (lmf_wtensor *)m[i]); /* w's own tensors */
+        /* a mixture of experts' experts too (each a row range of its stack: whole R16 groups when F and C are
+         * multiples of 16), read by the decode step as any matrix is */
+        int n = LMF_LAYER_MATRICES + lmf_layer_moe_matrices(&w->layers[l], w->cfg.n_expert, m + LMF_LAYER_MATRICES);
+        for (int i = 0; i < n; i++) pack(w, (lmf_wtensor *)m[i]); /* w's own tensors */
     }
     pack(w, &w->lm_head);
     /* a tied head: the token embedding reads its rows from the same copy */
