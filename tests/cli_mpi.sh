@@ -63,6 +63,22 @@ same_losses() {
     END { if (n != 20 || bad) { print a " vs " b ": " n " steps, " bad+0 " differ"; exit 1 } }'
 }
 last() { ls "$1"/ckpt-*.lmfc | tail -1; }
+# resume_check NAME NP REF ONE "GRID" [FLAGS...]: trained with FLAGS and GRID on NP ranks, stopped at step 10 and
+# resumed with GRID, the run equals REF (uninterrupted, the same flags) bit for bit; ONE (a single-process run of
+# the same global batch, or "" to skip) within 1e-5 when the stopped checkpoint is resumed by one process
+resume_check() {
+  local name=$1 np=$2 ref=$3 one=$4 grid=($5); shift 5
+  mpi "$np" "$LMF" train "${common[@]}" "$@" "${grid[@]}" --stop-at 10 --out-dir "$dir/$name" > "$dir/$name.txt" 2>&1
+  [ $? = 130 ] || { cat "$dir/$name.txt"; fail "stop_at 10 under ${grid[*]} should exit 130"; }
+  cp -r "$dir/$name" "$dir/$name-1"
+  mpi "$np" "$LMF" train --resume "$dir/$name" "${grid[@]}" > "$dir/$name-2.txt" 2>&1 || { cat "$dir/$name-2.txt"; fail "${grid[*]} resume"; }
+  same_losses "$dir/$name" "$dir/$ref" 0 || fail "resumed ${grid[*]} losses are not bit-identical to the uninterrupted run"
+  python3 "$here/ckpt_params.py" "$(last "$dir/$name")" "$(last "$dir/$ref")" 0 || fail "resumed ${grid[*]} weights not bit-identical"
+  [ -n "$one" ] || return 0
+  "$LMF" train --resume "$dir/$name-1" 2> "$dir/$name-1.txt" || { cat "$dir/$name-1.txt"; fail "${grid[*]} checkpoint resumed by one process"; }
+  same_losses "$dir/$name-1" "$dir/$one" 1e-5 || fail "${grid[*]} -> 1 rank: losses"
+  python3 "$here/ckpt_params.py" "$(last "$dir/$name-1")" "$(last "$dir/$one")" 1e-5 || fail "${grid[*]} -> 1 rank: weights"
+}
 
 # 1. DP2 == single process, gpt2, llama and a mixture-of-experts llama (router losses in the gradients)
 for arch in gpt2 llama moe; do
@@ -111,20 +127,8 @@ mpi 2 "$LMF" train "${common[@]}" --grad-accum 4 --precision bf16 --pp 2 --out-d
   || { cat "$dir/bf-pp2.txt"; fail "bf16 PP2"; }
 same_losses "$dir/bf-pp2" "$dir/bf-1" 1e-5 || fail "bf16: PP2 losses differ from the single-process run"
 # checkpoint + resume in the middle with the same grid: bit for bit; and on one process: within 1e-5
-mpi 2 "$LMF" train "${common[@]}" --pp 2 --stop-at 10 --out-dir "$dir/ppres" > "$dir/ppres.txt" 2>&1
-[ $? = 130 ] || { cat "$dir/ppres.txt"; fail "stop_at 10 under PP2 should exit 130"; }
-cp -r "$dir/ppres" "$dir/ppres1"
-mpi 2 "$LMF" train --resume "$dir/ppres" --pp 2 > "$dir/ppres2.txt" 2>&1 || { cat "$dir/ppres2.txt"; fail "PP2 resume"; }
-same_losses "$dir/ppres" "$dir/gpt2-pp2" 0 || fail "resumed PP2 losses are not bit-identical to the uninterrupted run"
-python3 "$here/ckpt_params.py" "$(last "$dir/ppres")" "$(last "$dir/gpt2-pp2")" 0 || fail "resumed PP2 weights not bit-identical"
-"$LMF" train --resume "$dir/ppres1" 2> "$dir/ppres1.txt" || { cat "$dir/ppres1.txt"; fail "PP2 checkpoint resumed by one process"; }
-same_losses "$dir/ppres1" "$dir/gpt2-1" 1e-5 || fail "PP2 -> 1 rank: losses"
-python3 "$here/ckpt_params.py" "$(last "$dir/ppres1")" "$(last "$dir/gpt2-1")" 1e-5 || fail "PP2 -> 1 rank: weights"
-mpi 4 "$LMF" train "${common[@]}" --grad-accum 4 --dp 2 --pp 2 --stop-at 10 --out-dir "$dir/dpppres" > /dev/null 2>&1
-[ $? = 130 ] || fail "stop_at 10 under DP2xPP2 should exit 130"
-mpi 4 "$LMF" train --resume "$dir/dpppres" --dp 2 --pp 2 > "$dir/dpppres.txt" 2>&1 || { cat "$dir/dpppres.txt"; fail "DP2xPP2 resume"; }
-same_losses "$dir/dpppres" "$dir/gpt2-dp2pp2" 0 || fail "resumed DP2xPP2 losses are not bit-identical to the uninterrupted run"
-python3 "$here/ckpt_params.py" "$(last "$dir/dpppres")" "$(last "$dir/gpt2-dp2pp2")" 0 || fail "resumed DP2xPP2 weights not bit-identical"
+resume_check ppres 2 gpt2-pp2 gpt2-1 "--pp 2"
+resume_check dpppres 4 gpt2-dp2pp2 "" "--dp 2 --pp 2" --grad-accum 4
 echo "ok: PP2 and DP2xPP2 equal the single-process run (gpt2, llama, MoE); PP2 and DP2xPP2 resume bit-exact"
 
 # 1c. tensor parallel (Megatron): each rank 2 of the 4 heads and half the FFN columns, alone and with DP and PP;
@@ -156,19 +160,8 @@ mpi 4 "$LMF" train "${common[@]}" "${moe[@]}" --tp 2 --pp 2 --out-dir "$dir/moes
 same_losses "$dir/moes-tp2pp2" "$dir/moes-1" 1e-5 || fail "MoE: TP2xPP2 losses differ from the single-process run"
 python3 "$here/ckpt_params.py" "$(last "$dir/moes-tp2pp2")" "$(last "$dir/moes-1")" 1e-5 || fail "MoE: TP2xPP2 weights differ"
 # resume: TP2 and DP2xTP2xPP2 bit for bit with the same grid; TP2's checkpoint on one process within 1e-5
-mpi 2 "$LMF" train "${common[@]}" --tp 2 --stop-at 10 --out-dir "$dir/tpres" > "$dir/tpres.txt" 2>&1
-[ $? = 130 ] || { cat "$dir/tpres.txt"; fail "stop_at 10 under TP2 should exit 130"; }
-cp -r "$dir/tpres" "$dir/tpres1"
-mpi 2 "$LMF" train --resume "$dir/tpres" --tp 2 > "$dir/tpres2.txt" 2>&1 || { cat "$dir/tpres2.txt"; fail "TP2 resume"; }
-same_losses "$dir/tpres" "$dir/gpt2-tp2" 0 || fail "resumed TP2 losses are not bit-identical to the uninterrupted run"
-python3 "$here/ckpt_params.py" "$(last "$dir/tpres")" "$(last "$dir/gpt2-tp2")" 0 || fail "resumed TP2 weights not bit-identical"
-"$LMF" train --resume "$dir/tpres1" 2> "$dir/tpres1.txt" || { cat "$dir/tpres1.txt"; fail "TP2 checkpoint resumed by one process"; }
-same_losses "$dir/tpres1" "$dir/gpt2-1" 1e-5 || fail "TP2 -> 1 rank: losses"
-mpi 8 "$LMF" train "${common[@]}" --grad-accum 4 --dp 2 --tp 2 --pp 2 --stop-at 10 --out-dir "$dir/d3res" > "$dir/d3res.txt" 2>&1
-[ $? = 130 ] || { cat "$dir/d3res.txt"; fail "stop_at 10 under DP2xTP2xPP2 should exit 130"; }
-mpi 8 "$LMF" train --resume "$dir/d3res" --dp 2 --tp 2 --pp 2 > "$dir/d3res2.txt" 2>&1 || { cat "$dir/d3res2.txt"; fail "DP2xTP2xPP2 resume"; }
-same_losses "$dir/d3res" "$dir/gpt2-dp2tp2pp2" 0 || fail "resumed DP2xTP2xPP2 losses are not bit-identical to the uninterrupted run"
-python3 "$here/ckpt_params.py" "$(last "$dir/d3res")" "$(last "$dir/gpt2-dp2tp2pp2")" 0 || fail "resumed DP2xTP2xPP2 weights not bit-identical"
+resume_check tpres 2 gpt2-tp2 gpt2-1 "--tp 2"
+resume_check d3res 8 gpt2-dp2tp2pp2 "" "--dp 2 --tp 2 --pp 2" --grad-accum 4
 # bf16: the products' inputs round to bf16 as in one process, but a split sum can round a later input to the other
 # bf16 neighbour, so the runs agree less closely than in fp32 (measured 1.1e-5)
 mpi 2 "$LMF" train "${common[@]}" --grad-accum 4 --precision bf16 --tp 2 --out-dir "$dir/bf-tp2" > "$dir/bf-tp2.txt" 2>&1 || { cat "$dir/bf-tp2.txt"; fail "bf16 TP2"; }

@@ -175,7 +175,8 @@ def exact_float64():
     ml.LlamaRotaryEmbedding.forward = rope_forward
     ml.eager_attention_forward = eager_attention
 
-    # Mixtral has its own copies of the three, and its router takes the softmax of router_logits.float()
+    # Mixtral has its own copies of the three (the same replacements serve), and its router takes the softmax of
+    # router_logits.float()
     from transformers.models.mixtral import modeling_mixtral as mx
 
     def router_forward(self, hidden_states):
@@ -186,20 +187,10 @@ def exact_float64():
         top_value = top_value / top_value.sum(dim=-1, keepdim=True)
         return router_logits, top_value, top_index
 
-    def mixtral_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-        key_states = mx.repeat_kv(key, module.num_key_value_groups)
-        value_states = mx.repeat_kv(value, module.num_key_value_groups)
-        w = torch.matmul(query, key_states.transpose(2, 3)) * scaling
-        if attention_mask is not None:
-            w = w + attention_mask
-        w = torch.softmax(w, dim=-1)
-        w = torch.nn.functional.dropout(w, p=dropout, training=module.training)
-        return torch.matmul(w, value_states).transpose(1, 2).contiguous(), w
-
     mx.MixtralRMSNorm.forward = rms_forward
     mx.MixtralRotaryEmbedding.forward = rope_forward
     mx.MixtralTopKRouter.forward = router_forward
-    mx.eager_attention_forward = mixtral_attention
+    mx.eager_attention_forward = eager_attention  # the same math (repeat_kv is the same in both modules)
 
 
 def load_base(path, dtype):
