@@ -155,8 +155,8 @@ done:
  * now than an OOM kill after minutes of page faults. */
 static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train, int slots, int l0, int l1) {
     double P = lmf_param_count(&c->model), model = lmf_model_bytes(&c->model, c->batch_size, c->seq_len, 1);
-    /* (rank 0's model keeps the whole model's activations, the others' their stage's: counted as rank 0's) */
-    /* a pipeline stage's extra micro-batches in flight each have the stage's activations (not its parameters) */
+    /* rank 0's model keeps the whole model's activations (it validates), a pipeline's other ranks their stage's:
+     * counted as rank 0's; a stage's extra micro-batches in flight each keep the stage's activations only */
     double need = model + (slots - 1) * lmf_model_shared_bytes(&c->model, c->batch_size, c->seq_len, l0, l1) +
                   2 * P * sizeof(float) + (double)train->n_tokens / c->seq_len * 4;
     double have = lmf_mem_physical();
