@@ -88,6 +88,13 @@ fuzz: deps
 	@mkdir -p build-fuzz/corpus-gguf && cp tests/reference/fixtures/tiny_vocab.gguf build-fuzz/corpus-gguf/
 	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=16384 build-fuzz/corpus-gguf
 	mkdir -p build-fuzz/corpus-model && cp tests/reference/fixtures/tiny_llama.gguf tests/reference/fixtures/tiny_gpt2.gguf build-fuzz/corpus-model/
+	# and a mixture of experts (1 layer, 4 experts of 32 and a shared one) as Q8_0 and Q4_1: the MoE loader, the
+	# experts' R16 repack and the MoE decode step
+	build/lmforge train --train-data build-fuzz/ckpt-seed/train.bin --arch llama --n-layer 1 --n-embd 32 --n-head 2 \
+	  --n-kv-head 1 --ffn-dim 32 --n-expert 4 --n-expert-used 2 --shared-ffn-dim 32 --seq-len 16 --batch-size 2 \
+	  --max-steps 1 --warmup-steps 0 --eval-every 0 --sample-tokens 0 --out-dir build-fuzz/moe-seed 2> /dev/null
+	build/lmforge export build-fuzz/moe-seed --to gguf -o build-fuzz/moe-seed.gguf > /dev/null 2>&1
+	for t in q8_0 q4_1; do build/lmforge quantize build-fuzz/moe-seed.gguf build-fuzz/corpus-model/moe_$$t.gguf --type $$t > /dev/null 2>&1 || exit 1; done
 	build-fuzz/fuzz_model -max_total_time=$(FUZZ_SECONDS) -max_len=300000 build-fuzz/corpus-model
 	@mkdir -p build-fuzz/corpus-hf && for m in llama gpt2; do python3 -c "import struct, sys; d = 'tests/reference/fixtures/hf/$$m/'; c = open(d + 'config.json', 'rb').read(); sys.stdout.buffer.write(struct.pack('<I', len(c)) + c + open(d + 'model.safetensors', 'rb').read())" > build-fuzz/corpus-hf/$$m.bin; done
 	build-fuzz/fuzz_hf -max_total_time=$(FUZZ_SECONDS) -max_len=100000 build-fuzz/corpus-hf
