@@ -85,7 +85,7 @@ double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int ma
 
 /* A model over base weights (borrowed, frozen: the LoRA case) or, base NULL, over parameters of its own. */
 static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, int max_batch, int max_seq,
-                         int training, lmf_model *owner, int l0, int l1) {
+                         int training, lmf_model *owner, int l0, int l1, int tp) {
     if (lmf_model_config_validate(cfg) != LMF_OK) return NULL;
     if (max_batch <= 0 || max_seq <= 0 || max_seq > cfg->max_seq_len) {
         lmf_fail(LMF_ERR_ARG, "sequence length %d must be in [1, max_seq_len=%d] and batch %d positive", max_seq,
@@ -111,26 +111,28 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     }
 
     m->max_batch = max_batch, m->max_seq = max_seq;
-    m->act_l0 = l0, m->act_l1 = l1;
+    m->act_l0 = l0, m->act_l1 = l1, m->act_tp = tp;
     dims d = dims_of(cfg, max_batch, max_seq);
-    /* L: the layers whose activations are kept; the final norm's, the logits and the losses with the last layer's */
+    /* L: the layers whose activations are kept; the final norm's, the logits and the losses with the last layer's.
+     * A tensor-parallel share (tp > 1) keeps q|k|v, attention, FFN rows and logits of its width only. */
     size_t N = d.N, L = (size_t)(l1 - l0), ln = cfg->norm == LMF_NORM_LAYER, ffn = cfg->n_expert ? 0 : 1;
-    size_t head = l1 == d.L;
+    size_t head = l1 == d.L, S = (size_t)d.S / tp, A = (size_t)d.C / tp, FF = (size_t)d.FF / tp;
+    size_t F = (size_t)d.F / tp, V = ((size_t)d.V + tp - 1) / tp;
     m->layer_stride_nc = N * d.C;
     lmf_acts *a = &m->acts;
     float **ap[] = {&a->encoded, &a->ln1,  &a->ln1_mean, &a->ln1_rstd, &a->qkv,  &a->att,      &a->atty,
                     &a->res2,    &a->ln2,  &a->ln2_mean, &a->ln2_rstd, &a->fch,  &a->fcact,    &a->res3,
                     &a->lnf,     &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->losses};
-    size_t as[] = {N * d.C, L * N * d.C, ln ? L * N : 0, L * N, L * N * d.S,
+    size_t as[] = {N * d.C, L * N * d.C, ln ? L * N : 0, L * N, L * N * S,
                    lmf_attention_scratch_floats(d.T, omp_get_max_threads()),
-                   L * N * d.C, L * N * d.C, L * N * d.C, ln ? L * N : 0, L * N, ffn * L * N * d.FF,
-                   ffn * L * N * d.F,
-                   L * N * d.C, head * N * d.C, head && ln ? N : 0, head * N, head * N * d.V, head * N};
+                   L * N * A, L * N * d.C, L * N * d.C, ln ? L * N : 0, L * N, ffn * L * N * FF,
+                   ffn * L * N * F,
+                   L * N * d.C, head * N * d.C, head && ln ? N : 0, head * N, head * N * V, head * N};
     m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]), &m->work_bytes);
     if (training) {
         lmf_grad_scratch *g = &m->gs;
         float **gp[] = {&g->dres, &g->dbuf, &g->dqkv, &g->dfch, &g->dfcact, &g->dnorm};
-        size_t gsz[] = {N * d.C, N * d.C, N * d.S, ffn * N * d.FF, ffn * N * d.F, 2 * (size_t)d.C};
+        size_t gsz[] = {N * d.C, N * d.C, N * S, ffn * N * FF, ffn * N * F, 2 * (size_t)d.C};
         m->gs_memory = carve(gp, gsz, 6, &m->work_bytes);
     }
     if (cfg->n_expert) {
@@ -165,24 +167,27 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
 }
 
 lmf_model *lmf_model_create(const lmf_model_config *cfg, int max_batch, int max_seq, int training) {
-    return create(cfg, NULL, max_batch, max_seq, training, NULL, 0, cfg->n_layer);
+    return create(cfg, NULL, max_batch, max_seq, training, NULL, 0, cfg->n_layer, 1);
 }
 
-lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1) {
-    LMF_CHECK(0 <= l0 && l0 < l1 && l1 <= cfg->n_layer);
-    return create(cfg, NULL, max_batch, max_seq, 1, NULL, l0, l1);
+lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1, int tp) {
+    LMF_CHECK(0 <= l0 && l0 < l1 && l1 <= cfg->n_layer && tp >= 1);
+    if (tp > 1) /* the trainer refuses these sizes first, with a message */
+        LMF_CHECK(cfg->n_head % tp == 0 && cfg->n_kv_head % tp == 0 && cfg->ffn_dim % tp == 0);
+    return create(cfg, NULL, max_batch, max_seq, 1, NULL, l0, l1, tp);
 }
 
 lmf_model *lmf_model_create_shared(lmf_model *owner, int l0, int l1) {
     LMF_CHECK(owner->grads && !owner->lora && !owner->shared && 0 <= l0 && l0 < l1 && l1 <= owner->cfg.n_layer);
-    return create(&owner->cfg, NULL, owner->max_batch, owner->max_seq, 1, owner, l0, l1);
+    return create(&owner->cfg, NULL, owner->max_batch, owner->max_seq, 1, owner, l0, l1,
+                  owner->tp ? owner->tp->size : 1); /* in-flight sets never run the whole model */
 }
 
 lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int max_batch, int max_seq,
                                  lmf_model **out) {
     *out = NULL;
     if (max_seq > base->cfg.max_seq_len) max_seq = base->cfg.max_seq_len;
-    lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1, NULL, 0, base->cfg.n_layer);
+    lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1, NULL, 0, base->cfg.n_layer, 1);
     if (!m) return LMF_ERR_ARG; /* create named the field */
     m->lora = lora;
     lmf_lora_enable_grads(lora);
@@ -355,14 +360,15 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
     const lmf_acts *a = &m->acts;
     LMF_CHECK(m->act_l0 <= l && l < m->act_l1);
     l -= m->act_l0; /* the layers before are not kept here */
+    int t = m->act_tp; /* a tensor-parallel share's rows are narrower */
     size_t snc = m->layer_stride_nc, sn = (size_t)m->max_batch * m->max_seq;
     dims d = dims_of(&m->cfg, 1, 1);
-    size_t S = (size_t)d.S;
+    size_t S = (size_t)d.S / t, A = (size_t)d.C / t * sn, FF = (size_t)d.FF / t, F = (size_t)d.F / t;
     lmf_block_rows r = {
         a->ln1 + l * snc, a->ln1_mean ? a->ln1_mean + l * sn : NULL, a->ln1_rstd + l * sn, a->qkv + l * sn * S,
-        a->att, a->atty + l * snc, a->res2 + l * snc, a->ln2 + l * snc,
-        a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn, a->fch ? a->fch + l * sn * d.FF : NULL,
-        a->fcact ? a->fcact + l * sn * d.F : NULL, a->res3 + l * snc, NULL,
+        a->att, a->atty + l * A, a->res2 + l * snc, a->ln2 + l * snc,
+        a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn, a->fch ? a->fch + l * sn * FF : NULL,
+        a->fcact ? a->fcact + l * sn * F : NULL, a->res3 + l * snc, NULL,
         m->lora ? m->lora_t + (size_t)l * lmf_lora_t_floats(m->lora, m->max_batch * m->max_seq) : NULL,
         m->moe ? m->moe + l * m->moe_stride : NULL, m->moe_scratch};
     *x = l == 0 ? a->encoded : a->res3 + (l - 1) * snc;
@@ -377,6 +383,7 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
                                int l1, const float *x_in, lmf_moe_sums *sums) {
     LMF_CHECK(B > 0 && T > 0 && B <= m->max_batch && T <= m->max_seq);
     LMF_CHECK(m->act_l0 <= l0 && l0 < l1 && l1 <= m->act_l1); /* layers whose activations this model keeps */
+    LMF_CHECK(m->act_tp == 1 || (m->tp && m->tp->size == m->act_tp)); /* a share's rows: its group's forward only */
     /* a stage past the first needs its input (and a MoE the sums so far); LoRA trains whole models only */
     LMF_CHECK(l0 == 0 || (x_in && (sums || !m->cfg.n_expert)));
     LMF_CHECK(!m->lora || (l0 == 0 && l1 == m->cfg.n_layer));

@@ -117,6 +117,7 @@ struct lmf_model {
     size_t tp_cap;
     int l0, l1;            /* the layers of the last forward (lmf_model_forward_layers) */
     int act_l0, act_l1;    /* the layers whose activations it keeps: all, or a pipeline stage's (create_shared) */
+    int act_tp;            /* 1, or the tensor-parallel group size whose share of each layer's rows it keeps */
 
     int B, T;          /* shape of the last forward */
     int32_t *tokens;   /* (maxB*maxT) copies of the last forward's inputs */
@@ -159,13 +160,15 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, struct lmf_lora *lora,
 const lmf_moe_stats *lmf_model_moe_stats(const lmf_model *m);
 /* Pipeline stages (train/pipeline.h). A model whose parameters and gradients are owner's (a training model of its
  * own, not LoRA), with activations and scratch of its own for layers [l0, l1) only (the stage's: the final norm's,
- * the logits and the losses when l1 is the last layer; its forwards must stay inside the range): a stage keeps one
- * per micro-batch in flight, all adding into owner's gradients, in owner's precision (bf16) and tensor parallelism
- * as they are when called. Free it before owner. lmf_model_shared_bytes is what one allocates (as lmf_model_bytes). */
+ * the logits and the losses when l1 is the last layer; its forwards must stay inside the range) and for owner's
+ * tensor-parallel share: a stage keeps one per micro-batch in flight, all adding into owner's gradients, in owner's
+ * precision (bf16) and tensor parallelism as they are when called. Free it before owner. lmf_model_shared_bytes is what one allocates (as lmf_model_bytes). */
 lmf_model *lmf_model_create_shared(lmf_model *owner, int l0, int l1);
 /* A training model (parameters and gradients of its own, all of them) keeping activations for layers [l0, l1)
- * only, as create_shared: a pipeline stage's own model on a rank that never runs the whole model. */
-lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1);
+ * only, as create_shared, and with tp > 1 a tensor-parallel rank's share of each layer's q|k|v, attention and FFN
+ * rows and of the logits (its forwards then need the group: m->tp of that size): the model of a rank that never
+ * runs the whole model alone. */
+lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1, int tp);
 double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1);
 /* The forward of layers [l0, l1) only. l0 == 0 embeds tokens; otherwise x_in (B x T x C) is the input of layer l0
  * (the previous stage's output). l1 == n_layer runs the final norm, the head and (targets) the loss, returned as

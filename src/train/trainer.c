@@ -344,7 +344,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     if ((s = resolve_precision(&c, ck, ck_name)) != LMF_OK) goto done;
     /* auto decides by a rate each rank measures for itself: rank 0's choice holds for all, or ranks would differ */
     if (D > 1 && (s = lmf_comm_broadcast(comm, c.precision, sizeof c.precision, 0)) != LMF_OK) goto done;
-    int slots = o.pipe ? lmf_pipe_in_flight(P, lmf_comm_rank(o.pipe), c.grad_accum / DP) : 1, sl0 = 0, sl1 = 1;
+    int slots = o.pipe ? lmf_pipe_in_flight(P, lmf_comm_rank(o.pipe), c.grad_accum / DP) : 1, sl0 = 0;
+    int sl1 = c.model.n_layer;
     if (o.pipe && P <= c.model.n_layer) /* more stages than layers: lmf_pipeline_init says so below */
         lmf_pipe_layers(c.model.n_layer, P, lmf_comm_rank(o.pipe), &sl0, &sl1);
     if ((s = check_memory(&c, train, slots, sl0, sl1)) != LMF_OK) goto done;
@@ -368,10 +369,11 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     else snprintf(metrics.path, sizeof metrics.path, "%s/metrics.jsonl", c.out_dir);
 
     int B = c.batch_size, T = c.seq_len;
-    /* a pipeline rank other than 0 never runs the whole model (rank 0 validates and samples): its stage's
-     * activations are all it keeps */
-    m = o.pipe && !lead && P <= c.model.n_layer ? lmf_model_create_stage(&c.model, B, T, sl0, sl1)
-                                                : lmf_model_create(&c.model, B, T, 1);
+    /* a rank other than 0 never runs the whole model alone (rank 0 validates and samples): its stage's layers and
+     * its tensor-parallel share of their rows are all the activations it keeps */
+    m = !lead && (o.pipe || o.tp) && P <= c.model.n_layer
+            ? lmf_model_create_stage(&c.model, B, T, sl0, sl1, TP)
+            : lmf_model_create(&c.model, B, T, 1);
     if (!m) {
         s = LMF_ERR_ARG;
         goto done;
