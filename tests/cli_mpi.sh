@@ -9,8 +9,8 @@
 #     router statistics too), equal the single-process run within 1e-5; PP2 and DP2xPP2 resume bit for bit with the
 #     same grid, and PP2's checkpoint within 1e-5 on one process (the checkpoint set is over all ranks);
 #  1c. tensor parallel: TP2, DP2xTP2, TP2xPP2 and DP2xTP2xPP2 (8 ranks) on the gpt2 and llama configs, an untied
-#     llama, bf16 (1e-4) and a MoE (TP2, TP2xPP2) equal the single-process run within 1e-5; TP2 and DP2xTP2xPP2
-#     resume bit for bit, TP2's checkpoint on one process;
+#     llama, bf16 (1e-4) and a MoE (TP2, TP2xPP2) equal the single-process run within 1e-5; TP2 (gpt2 and llama),
+#     DP2xTP2, TP2xPP2 and DP2xTP2xPP2 resume bit for bit, and their checkpoints on one process within 1e-5;
 #  4. sizes that do not fit, a tensor-parallel size that does not divide the heads or the FFN, more stages than
 #     layers and grad_accum not divisible: clear errors;
 #  5. SIGKILL of rank 1 mid-step: the job ends non-zero within a bounded time naming the rank, the last checkpoint
@@ -161,6 +161,9 @@ same_losses "$dir/moes-tp2pp2" "$dir/moes-1" 1e-5 || fail "MoE: TP2xPP2 losses d
 python3 "$here/ckpt_params.py" "$(last "$dir/moes-tp2pp2")" "$(last "$dir/moes-1")" 1e-5 || fail "MoE: TP2xPP2 weights differ"
 # resume: TP2 and DP2xTP2xPP2 bit for bit with the same grid; TP2's checkpoint on one process within 1e-5
 resume_check tpres 2 gpt2-tp2 gpt2-1 "--tp 2"
+resume_check dtres 4 gpt2-dp2tp2 gpt2-1 "--dp 2 --tp 2"
+resume_check tppres 4 gpt2-tp2pp2 gpt2-1 "--tp 2 --pp 2"
+resume_check ltres 2 llama-tp2 llama-1 "--tp 2" --arch llama --n-kv-head 2
 resume_check d3res 8 gpt2-dp2tp2pp2 "" "--dp 2 --tp 2 --pp 2" --grad-accum 4
 # bf16: the products' inputs round to bf16 as in one process, but a split sum can round a later input to the other
 # bf16 neighbour, so the runs agree less closely than in fp32 (measured 1.1e-5)
