@@ -413,6 +413,38 @@ static void test_lora(void **s) {
     lora_fd("qwen2_moe", "q_proj,k_proj,v_proj,o_proj", 4);
 }
 
+/* q/k/v biases are optional in llama.cpp's qwen2 (a Qwen2-MoE may say qkv_bias false): a qwen2 model without them
+ * goes through our GGUF and back with its logits, and the reader takes their absence from the file. */
+static void test_gguf_without_biases(void **s) {
+    lmf_safetensors *st = open_fixture();
+    lmf_weights *w;
+    assert_int_equal(lmf_weights_load(FIX "qwen2_moe", &w), LMF_OK);
+    w->cfg.qkv_bias = 0;
+    for (int l = 0; l < w->cfg.n_layer; l++) w->layers[l].bq = w->layers[l].bk = w->layers[l].bv = NULL;
+    const int32_t *tok = need(st, "tokens")->data;
+    size_t n = (size_t)2 * 8 * w->cfg.vocab_size;
+    float *ref = malloc(sizeof(float) * n), *got = malloc(sizeof(float) * n);
+    logits_of(w, tok, ref);
+    assert_true(rel_err(ref, need(st, "qwen2_moe_logits")->data, (long)n) > 1e-3); /* the biases mattered */
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/lmf_qwen2_nobias_%d.gguf", (int)getpid());
+    if (lmf_export_gguf(w, path, LMF_GGML_F32, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_weights *g;
+    if (lmf_weights_load(path, &g) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_true(g->cfg.arch == LMF_ARCH_QWEN2 && !g->cfg.qkv_bias && !g->layers[0].bq);
+    logits_of(g, tok, got);
+    assert_close(got, ref, (long)n, 1e-5, "qwen2moe GGUF without q/k/v biases");
+    /* arch llama cannot carry them into llama.cpp's llama architecture */
+    w->cfg.arch = LMF_ARCH_LLAMA, w->cfg.qkv_bias = 1, w->cfg.shared_gate = 0, w->cfg.shared_ffn_dim = 0;
+    assert_int_equal(lmf_export_gguf(w, path, LMF_GGML_F32, NULL), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "arch = qwen2"));
+    free(ref), free(got);
+    lmf_weights_free(g);
+    lmf_weights_free(w);
+    unlink(path);
+    lmf_safetensors_close(st);
+}
+
 static void test_config(void **s) {
     lmf_model_config c = lmf_model_config_default(LMF_ARCH_QWEN2);
     assert_int_equal(lmf_model_config_validate(&c), LMF_OK);
@@ -441,6 +473,7 @@ int main(void) {
         cmocka_unit_test(test_config),          cmocka_unit_test(test_train_twin),
         cmocka_unit_test(test_inference_paths), cmocka_unit_test(test_hf_qwen2),
         cmocka_unit_test(test_hf_qwen2_moe),    cmocka_unit_test(test_export_qwen2),
-        cmocka_unit_test(test_export_qwen2_moe), cmocka_unit_test(test_refused), cmocka_unit_test(test_lora)};
+        cmocka_unit_test(test_export_qwen2_moe), cmocka_unit_test(test_refused), cmocka_unit_test(test_lora),
+        cmocka_unit_test(test_gguf_without_biases)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -260,10 +260,9 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
     if (!gpt2 && !llama)
         return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama, qwen2, qwen2moe "
                         "and gpt2 architectures only); export it with --to safetensors", path, lmf_arch_name(c->arch));
-    if (llama && c->qkv_bias != qwen)
-        return lmf_fail(LMF_ERR_ARG, "%s: a %s model %s q/k/v biases, which llama.cpp's %s architecture %s", path,
-                        lmf_arch_name(c->arch), qwen ? "without" : "with", qwen ? "qwen2" : "llama",
-                        qwen ? "requires" : "does not have");
+    if (c->arch == LMF_ARCH_LLAMA && c->qkv_bias)
+        return lmf_fail(LMF_ERR_ARG, "%s: a llama model with q/k/v biases cannot be written as llama.cpp's llama "
+                        "architecture; set arch = qwen2", path);
     /* llama.cpp's qwen2moe: a shared expert and its gate on every layer, top-k weights never renormalised */
     if (qwen && c->n_expert && (!c->shared_gate || c->norm_topk_prob))
         return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's qwen2moe needs a gated shared expert (shared_gate) and top-k "
@@ -348,7 +347,7 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
             add2(g, N("attn_q.weight"), tc, C, C, matrix(&P, &L->wq, tc, pq));
             add2(g, N("attn_k.weight"), tc, KV, C, matrix(&P, &L->wk, tc, pk));
             add2(g, N("attn_v.weight"), tc, KV, C, matrix(&P, &L->wv, tc, NULL));
-            if (qwen) { /* the biases follow the rows of their matrix: Q's and K's permuted with them */
+            if (qwen && c->qkv_bias) { /* the biases follow the rows of their matrix: Q's and K's with them */
                 const float *bq = L->bq, *bk = L->bk;
                 if (pq) {
                     float *q = pool_alloc(&P, sizeof(float) * (size_t)C), *k = pool_alloc(&P, sizeof(float) * KV);

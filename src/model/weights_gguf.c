@@ -8,7 +8,8 @@
  *          Mixture of experts (llama.expert_count, llama.expert_used_count; llama.expert_weights_norm, absent: true;
  *          llama.expert_shared_feed_forward_length): blk.N.{ffn_gate_inp (router, [C, E]), ffn_gate_exps /
  *          ffn_up_exps ([C, F, E]), ffn_down_exps ([F, C, E]), ffn_{gate,up,down}_shexp} instead of ffn_gate/up/down.
- *   qwen2: llama's tensors (no MoE) plus blk.N.attn_{q,k,v}.bias; Q/K rows in Hugging Face's rotate_half order
+ *   qwen2: llama's tensors (no MoE) plus blk.N.attn_{q,k,v}.bias (optional, as in llama.cpp: all layers or none);
+ *          Q/K rows in Hugging Face's rotate_half order
  *          (llama.cpp's converter does not permute them for qwen2, whose RoPE is NEOX-style: LMF_POS_ROPE_HALF).
  *   qwen2moe: qwen2 with every layer a mixture of experts (qwen2moe.expert_count, expert_used_count,
  *          expert_feed_forward_length: each expert's F; expert_shared_feed_forward_length; the top-k weights are not
@@ -34,8 +35,8 @@ static lmf_status get_dim(const lmf_gguf *g, const char *key, int *out) {
 }
 
 /* The config of a llama, qwen2 or qwen2moe GGUF (arch.* keys, vocab from token_embd.weight, tied when
- * output.weight is absent; max_seq_len = arch.context_length), refusing what the model cannot represent (RoPE
- * scaling, partial rotary heads). */
+ * output.weight is absent, q/k/v biases when blk.0 has them; max_seq_len = arch.context_length), refusing what the
+ * model cannot represent (RoPE scaling, partial rotary heads). */
 static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_config *out) {
     const char *path = g->path;
     int qwen = strcmp(arch, "llama") != 0, qmoe = !strcmp(arch, "qwen2moe");
@@ -72,6 +73,13 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
                         "supported", path, arch);
     if (lmf_gguf_find_tensor(g, "output.bias"))
         return lmf_fail(LMF_ERR_FORMAT, "%s: tensor output.bias (a biased output head) is not supported", path);
+    /* q/k/v biases are optional in llama.cpp's qwen2 (Qwen2 has them; a Qwen2-MoE with qkv_bias false does not):
+     * the first layer says, every layer must agree. llama's would need un-permuting with their rows: refused. */
+    int has_bias = lmf_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+    if (has_bias && !qwen)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor blk.0.attn_q.bias: attention biases in a llama GGUF are not "
+                        "supported (a qwen2 GGUF's are)", path);
+    cfg.qkv_bias = has_bias;
     const lmf_gguf_tensor *emb = lmf_gguf_find_tensor(g, "token_embd.weight");
     if (!emb) return lmf_fail(LMF_ERR_FORMAT, "%s: tensor token_embd.weight is missing", path);
     if (emb->n_dims != 2 || emb->ne[0] != cfg.n_embd || emb->ne[1] <= 0 || emb->ne[1] > (1 << 30))
