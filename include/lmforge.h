@@ -78,7 +78,7 @@ void lmf_bound_omp_spin(char **argv);
 
 /* ---- model ---------------------------------------------------------------------------------------------------- */
 
-typedef enum { LMF_ARCH_GPT2 = 0, LMF_ARCH_LLAMA = 1, LMF_ARCH_OPT = 2 } lmf_arch;
+typedef enum { LMF_ARCH_GPT2 = 0, LMF_ARCH_LLAMA = 1, LMF_ARCH_OPT = 2, LMF_ARCH_QWEN2 = 3 } lmf_arch;
 typedef enum { LMF_NORM_LAYER = 0, LMF_NORM_RMS = 1 } lmf_norm_kind;
 typedef enum { LMF_ACT_GELU_TANH = 0, LMF_ACT_SWIGLU = 1, LMF_ACT_RELU = 2 } lmf_act_kind;
 typedef enum {
@@ -93,7 +93,9 @@ typedef enum {
  *  gpt2:  token + learned position embeddings, LayerNorm, attention and MLP with biases, GELU (tanh), tied head.
  *  llama: RoPE (rope_theta), RMSNorm, grouped-query attention (n_kv_head divides n_head), SwiGLU, no biases,
  *         tied or untied output head.
- *  opt:   as gpt2 but ReLU and learned positions starting at row 2 (inference; training takes gpt2 and llama). */
+ *  opt:   as gpt2 but ReLU and learned positions starting at row 2 (inference; training takes gpt2 and llama).
+ *  qwen2: llama's knobs plus biases on q, k and v (qkv_bias; o and the FFN have none): Qwen2 / Qwen2.5, and with
+ *         n_expert > 0 Qwen2-MoE (whose shared expert is gated: shared_gate). */
 #define LMF_MAX_EXPERT 256 /* experts per layer lmforge accepts */
 
 typedef struct {
@@ -114,6 +116,7 @@ typedef struct {
     lmf_pos_kind pos;
     int pos_offset;      /* learned positions start at this row (OPT: 2) */
     int bias;            /* the linear layers carry biases (LayerNorm always has its own) */
+    int qkv_bias;        /* q, k and v carry biases even without `bias` (qwen2); o and the FFN do not */
     /* mixture of experts (llama family; docs/moe.md). n_expert 0: a dense FFN. Otherwise each layer's FFN is a
      * router (C -> n_expert) choosing n_expert_used SwiGLU experts of hidden size ffn_dim per token (Mixtral's
      * intermediate_size), plus a shared expert of hidden size shared_ffn_dim on every token when it is > 0. */
@@ -124,11 +127,13 @@ typedef struct {
     float router_aux_coef; /* training: weight of the load-balancing loss (transformers' router_aux_loss_coef) */
     float router_z_coef;   /* training: weight of the router z-loss (ST-MoE) */
     float capacity_factor; /* training: expert capacity ceil(factor x tokens x k / E), slots over it dropped; 0: none */
+    int shared_gate;       /* the shared expert's output is scaled by sigmoid(x . w) per token, w a (C) vector of
+                            * each layer (Qwen2-MoE's shared_expert_gate); needs shared_ffn_dim > 0 */
 } lmf_model_config;
 
 /* Defaults for a family (GPT-2 124M shape, or a small llama); callers then override fields. */
 lmf_model_config lmf_model_config_default(lmf_arch arch);
-/* Sets the family and its knobs (norm, act, pos, pos_offset, bias), leaving the sizes as they are. */
+/* Sets the family and its knobs (norm, act, pos, pos_offset, bias, qkv_bias), leaving the sizes as they are. */
 void lmf_model_config_set_arch(lmf_model_config *cfg, lmf_arch arch);
 /* Checks every field and the relations between them; names the first bad field. */
 lmf_status lmf_model_config_validate(const lmf_model_config *cfg);

@@ -2,7 +2,7 @@
 # Mixture of experts through the CLI: train a small MoE llama with the MoE flags (router losses, capacity) on a real
 # text with a BPE tokenizer, check its metrics lines, resume it, export it to GGUF, quantize it, read it with info and
 # generate from each form, fine-tune LoRA adapters on the Q8_0 file; bad MoE flags fail with messages naming the
-# field. Usage: cli_moe.sh path/to/lmforge
+# field; a Qwen2-MoE (arch qwen2, gated shared expert) from train to GGUF and HF folder. Usage: cli_moe.sh lmforge
 set -uo pipefail
 LMF=$1
 dir=$(mktemp -d /tmp/lmf_cli_moe_XXXXXX)
@@ -103,4 +103,26 @@ expect_error "n_expert_used" "$LMF" train "${common[@]}" --arch llama --n-expert
     --out-dir "$dir/bad"
 expect_error "llama" "$LMF" train "${common[@]}" --arch gpt2 --n-expert 4 --n-expert-used 2 --max-steps 2 --out-dir "$dir/bad"
 expect_error "capacity_factor" "$LMF" train "${common[@]}" "${moe[@]}" --capacity-factor -1 --max-steps 2 --out-dir "$dir/bad"
+expect_error "shared_gate" "$LMF" train "${common[@]}" --arch qwen2 --shared-gate true --max-steps 2 --out-dir "$dir/bad"
+
+# 5. a Qwen2-MoE (q/k/v biases, a gated shared expert) from the flags: its knobs saved and checked on resume, the
+# same greedy text from the checkpoint, its qwen2moe GGUF and its Qwen2MoeForCausalLM folder read back
+qwen=(--arch qwen2 --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head 2 --ffn-dim 64 --n-expert 4 --n-expert-used 2
+      --shared-ffn-dim 32 --shared-gate true --router-aux-coef 0.01)
+"$LMF" train "${qwen[@]}" "${common[@]}" --max-steps 6 --sample-tokens 0 --out-dir "$dir/qw" > /dev/null 2> "$dir/err.txt" ||
+    { cat "$dir/err.txt"; fail "train qwen2 MoE"; }
+grep -q '^arch = qwen2' "$dir/qw/train.conf" && grep -q '^qkv_bias = 1' "$dir/qw/train.conf" &&
+    grep -q '^shared_gate = 1' "$dir/qw/train.conf" || fail "train.conf lacks the qwen2 knobs"
+expect_error "shared_gate" "$LMF" train --resume "$dir/qw" --shared-gate false --max-steps 8
+"$LMF" export "$dir/qw" --to gguf -o "$dir/qw.gguf" > /dev/null 2>&1 || fail "export qwen2moe gguf"
+"$LMF" info "$dir/qw.gguf" > "$dir/info.txt" || fail "info qwen2moe"
+grep -q 'architecture: qwen2moe' "$dir/info.txt" && grep -q 'blk.1.ffn_gate_inp_shexp.weight' "$dir/info.txt" &&
+    grep -q 'blk.1.attn_v.bias' "$dir/info.txt" || fail "qwen2moe GGUF: $(head -3 "$dir/info.txt")"
+"$LMF" export "$dir/qw.gguf" --to safetensors -o "$dir/qw_hf" > /dev/null 2>&1 || fail "export Qwen2-MoE folder"
+grep -q '"model_type":[[:space:]]*"qwen2_moe"' "$dir/qw_hf/config.json" || fail "HF export is not qwen2_moe"
+ref=$("$LMF" generate -m "$dir/qw" -p "And God said" -n 8 --temp 0 2> /dev/null)
+for m in "$dir/qw.gguf" "$dir/qw_hf"; do
+    got=$("$LMF" generate -m "$m" -p "And God said" -n 8 --temp 0 2> /dev/null)
+    [ -n "$ref" ] && [ "$got" = "$ref" ] || fail "generate from $m: '$got', the checkpoint: '$ref'"
+done
 echo "cli_moe: OK"

@@ -435,19 +435,27 @@ static void *tp_rank_run(void *arg) {
     return NULL;
 }
 
+/* Non-zero q/k/v biases (initialisation leaves them 0, which would not test their forward shares). */
+static void qkv_bias_values(lmf_model *m) {
+    for (size_t i = 0; i < m->param_sizes[LMF_P_QKVB]; i++) m->ptr[LMF_P_QKVB][i] = 0.05f * sinf((float)i);
+}
+
 static void test_model_tensor_parallel(void **state) {
-    for (int variant = 0; variant < 4; variant++) { /* gpt2; llama tied with GQA; llama untied; a MoE llama */
-        lmf_model_config c = lmf_model_config_default(variant ? LMF_ARCH_LLAMA : LMF_ARCH_GPT2);
+    /* gpt2; llama tied with GQA; llama untied; a MoE llama; a Qwen2-MoE (q/k/v biases, gated shared expert) */
+    for (int variant = 0; variant < 5; variant++) {
+        lmf_model_config c = lmf_model_config_default(!variant ? LMF_ARCH_GPT2 : variant == 4 ? LMF_ARCH_QWEN2
+                                                                                                : LMF_ARCH_LLAMA);
         c.vocab_size = 50, c.n_embd = 32, c.n_head = 4, c.n_kv_head = variant == 1 ? 2 : 4, c.ffn_dim = 48;
         c.max_seq_len = 16, c.n_layer = 2, c.tied_embeddings = variant < 2;
-        if (variant == 3) /* every expert's columns split, the shared expert's too; capacity drops some slots */
+        if (variant >= 3) /* every expert's columns split, the shared expert's too; capacity drops some slots */
             c.n_expert = 4, c.n_expert_used = 2, c.ffn_dim = 16, c.shared_ffn_dim = 8, c.router_aux_coef = 0.1f,
-            c.router_z_coef = 0.01f, c.capacity_factor = 1.0f;
+            c.router_z_coef = 0.01f, c.capacity_factor = 1.0f, c.shared_gate = variant == 4;
         int B = 2, T = 8;
         int32_t in[16], tg[16];
         for (int i = 0; i < B * T; i++) in[i] = (i * 7 + 3) % c.vocab_size, tg[i] = i == 5 ? -1 : (i * 5 + 1) % 50;
         lmf_model *ref = lmf_model_create(&c, B, T, 1);
         lmf_model_init_weights(ref, 11);
+        qkv_bias_values(ref);
         lmf_model_zero_grad(ref);
         float loss = lmf_model_forward(ref, in, tg, B, T);
         lmf_model_backward(ref, 0.5f);
@@ -466,6 +474,7 @@ static void test_model_tensor_parallel(void **state) {
                 lmf_model *m = r ? lmf_model_create_stage(&c, B, T, 0, c.n_layer, t) : lmf_model_create(&c, B, T, 1);
                 rk[r] = (tp_rank){.m = m, .in = in, .tg = tg, .B = B, .T = T};
                 lmf_model_init_weights(rk[r].m, 11);
+                qkv_bias_values(rk[r].m);
                 rk[r].m->tp = &tp[r];
             }
             for (int r = 0; r < t; r++) assert_int_equal(pthread_create(&th[r], NULL, tp_rank_run, &rk[r]), 0);

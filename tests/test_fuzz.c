@@ -195,15 +195,16 @@ static void test_fuzz_model(void **s) {
     }
 }
 
-/* HF folders: config.json + model.safetensors of the llama (tied and GQA) and gpt2 fixtures, as fuzz_hf's input */
+/* HF folders: config.json + model.safetensors of the llama (tied and GQA), gpt2, Qwen2 and Qwen2-MoE fixtures, as
+ * fuzz_hf's input */
 static void test_fuzz_hf(void **s) {
-    const char *dirs[] = {"llama", "gpt2"};
-    for (int i = 0; i < 2; i++) {
+    const char *dirs[] = {"hf/llama", "hf/gpt2", "qwen2/qwen2", "qwen2/qwen2_moe"};
+    for (int i = 0; i < 4; i++) {
         char p[512];
         size_t nc, nt;
-        snprintf(p, sizeof p, "%s/tests/reference/fixtures/hf/%s/config.json", LMF_SOURCE_DIR, dirs[i]);
+        snprintf(p, sizeof p, "%s/tests/reference/fixtures/%s/config.json", LMF_SOURCE_DIR, dirs[i]);
         uint8_t *config = read_all(p, &nc);
-        snprintf(p, sizeof p, "%s/tests/reference/fixtures/hf/%s/model.safetensors", LMF_SOURCE_DIR, dirs[i]);
+        snprintf(p, sizeof p, "%s/tests/reference/fixtures/%s/model.safetensors", LMF_SOURCE_DIR, dirs[i]);
         uint8_t *tensors = read_all(p, &nt);
         uint8_t *seed = malloc(4 + nc + nt);
         uint32_t c32 = (uint32_t)nc;

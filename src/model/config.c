@@ -4,21 +4,25 @@
 
 #include <string.h>
 
+/* qwen2 is llama with biases on q, k and v: everything that holds for llama's knobs holds for it. */
+static int llama_like(lmf_arch arch) { return arch == LMF_ARCH_LLAMA || arch == LMF_ARCH_QWEN2; }
+
 void lmf_model_config_set_arch(lmf_model_config *c, lmf_arch arch) {
-    int learned = arch != LMF_ARCH_LLAMA;
+    int learned = !llama_like(arch);
     c->arch = arch;
     c->norm = learned ? LMF_NORM_LAYER : LMF_NORM_RMS;
-    c->act = arch == LMF_ARCH_LLAMA ? LMF_ACT_SWIGLU : arch == LMF_ARCH_OPT ? LMF_ACT_RELU : LMF_ACT_GELU_TANH;
+    c->act = !learned ? LMF_ACT_SWIGLU : arch == LMF_ARCH_OPT ? LMF_ACT_RELU : LMF_ACT_GELU_TANH;
     c->pos = learned ? LMF_POS_LEARNED : LMF_POS_ROPE_HALF;
     c->pos_offset = arch == LMF_ARCH_OPT ? 2 : 0;
     c->bias = learned;
+    c->qkv_bias = arch == LMF_ARCH_QWEN2;
 }
 
 lmf_model_config lmf_model_config_default(lmf_arch arch) {
     lmf_model_config c;
     memset(&c, 0, sizeof c);
     lmf_model_config_set_arch(&c, arch);
-    if (arch != LMF_ARCH_LLAMA) { /* GPT-2 124M (OPT-125m has the same shape) */
+    if (!llama_like(arch)) { /* GPT-2 124M (OPT-125m has the same shape) */
         c.vocab_size = 50257, c.max_seq_len = 1024, c.n_layer = 12, c.n_embd = 768, c.n_head = 12;
         c.n_kv_head = 12, c.ffn_dim = 3072, c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.tied_embeddings = 1;
     } else { /* the SmolLM2-135M shape */
@@ -29,13 +33,14 @@ lmf_model_config lmf_model_config_default(lmf_arch arch) {
 }
 
 const char *lmf_arch_name(lmf_arch arch) {
-    return arch == LMF_ARCH_LLAMA ? "llama" : arch == LMF_ARCH_OPT ? "opt" : "gpt2";
+    return arch == LMF_ARCH_LLAMA ? "llama" : arch == LMF_ARCH_OPT ? "opt" : arch == LMF_ARCH_QWEN2 ? "qwen2" : "gpt2";
 }
 
 lmf_status lmf_arch_parse(const char *name, lmf_arch *out) {
-    static const char *const names[] = {"gpt2", "llama", "opt"}; /* by lmf_arch */
-    int i = lmf_name_index(name, names, 3);
-    if (i < 0) return lmf_fail(LMF_ERR_ARG, "arch: unknown model family '%s' (expected gpt2, llama or opt)", name);
+    static const char *const names[] = {"gpt2", "llama", "opt", "qwen2"}; /* by lmf_arch */
+    int i = lmf_name_index(name, names, 4);
+    if (i < 0)
+        return lmf_fail(LMF_ERR_ARG, "arch: unknown model family '%s' (expected gpt2, llama, opt or qwen2)", name);
     *out = (lmf_arch)i;
     return LMF_OK;
 }
@@ -43,8 +48,8 @@ lmf_status lmf_arch_parse(const char *name, lmf_arch *out) {
 #define REQUIRE LMF_REQUIRE_ARG
 
 lmf_status lmf_model_config_validate(const lmf_model_config *c) {
-    REQUIRE(c->arch == LMF_ARCH_GPT2 || c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_OPT,
-            "arch: invalid value %d", (int)c->arch);
+    REQUIRE(c->arch == LMF_ARCH_GPT2 || llama_like(c->arch) || c->arch == LMF_ARCH_OPT, "arch: invalid value %d",
+            (int)c->arch);
     REQUIRE(c->norm == LMF_NORM_LAYER || c->norm == LMF_NORM_RMS, "norm: invalid value %d", (int)c->norm);
     REQUIRE(c->act >= LMF_ACT_GELU_TANH && c->act <= LMF_ACT_RELU, "act: invalid value %d", (int)c->act);
     REQUIRE(c->pos >= LMF_POS_LEARNED && c->pos <= LMF_POS_ROPE_INTERLEAVED, "pos: invalid value %d", (int)c->pos);
@@ -59,7 +64,7 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
             "n_kv_head (%d) must be positive and divide n_head (%d)", c->n_kv_head, c->n_head);
     REQUIRE(c->ffn_dim > 0, "ffn_dim: must be positive, got %d", c->ffn_dim);
     REQUIRE(c->norm_eps > 0.0f, "norm_eps: must be positive, got %g", c->norm_eps);
-    if (c->arch != LMF_ARCH_LLAMA) {
+    if (!llama_like(c->arch)) {
         REQUIRE(c->n_kv_head == c->n_head, "n_kv_head (%d) must equal n_head (%d) for %s", c->n_kv_head,
                 c->n_head, lmf_arch_name(c->arch));
         REQUIRE(c->tied_embeddings, "tied_embeddings: %s always ties its output head to wte", lmf_arch_name(c->arch));
@@ -70,6 +75,10 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
         REQUIRE(c->rope_theta > 0.0f, "rope_theta: must be positive, got %g", c->rope_theta);
     }
     REQUIRE(!(c->bias && c->act == LMF_ACT_SWIGLU), "bias: linear biases with SwiGLU are not supported");
+    REQUIRE(c->qkv_bias == 0 || c->qkv_bias == 1, "qkv_bias: %d is not 0 or 1", c->qkv_bias);
+    REQUIRE(c->shared_gate == 0 || (c->shared_gate == 1 && c->n_expert > 0 && c->shared_ffn_dim > 0),
+            "shared_gate: %d needs a mixture of experts with a shared expert (n_expert %d, shared_ffn_dim %d)",
+            c->shared_gate, c->n_expert, c->shared_ffn_dim);
     REQUIRE(c->n_expert >= 0 && c->n_expert <= LMF_MAX_EXPERT, "n_expert: %d outside [0, %d] (0: a dense FFN)",
             c->n_expert, LMF_MAX_EXPERT);
     if (c->n_expert) {

@@ -32,24 +32,26 @@ typedef struct {
 
 /* X(name, type, field of lmf_model_config, help), in the order options are written and listed. */
 #define LMF_MODEL_OPTS(X)                                                                                          \
-    X("arch", LMF_OPT_ARCH, arch, "model family: gpt2, llama or opt")                                             \
+    X("arch", LMF_OPT_ARCH, arch, "model family: gpt2, llama, opt or qwen2")                                       \
     X("vocab_size", LMF_OPT_INT, vocab_size, "vocabulary size (0: the training shard's)")                          \
-    X("max_seq_len", LMF_OPT_INT, max_seq_len, "longest sequence the model accepts (0: seq_len)")                 \
-    X("n_layer", LMF_OPT_INT, n_layer, "transformer blocks")                                                      \
-    X("n_embd", LMF_OPT_INT, n_embd, "model width C")                                                             \
-    X("n_head", LMF_OPT_INT, n_head, "attention heads")                                                           \
-    X("n_kv_head", LMF_OPT_INT, n_kv_head, "key/value heads (llama GQA; gpt2: = n_head)")                         \
-    X("ffn_dim", LMF_OPT_INT, ffn_dim, "MLP hidden size")                                                         \
-    X("norm_eps", LMF_OPT_FLOAT, norm_eps, "LayerNorm / RMSNorm epsilon")                                         \
-    X("rope_theta", LMF_OPT_FLOAT, rope_theta, "RoPE base (llama)")                                               \
-    X("tied_embeddings", LMF_OPT_BOOL, tied_embeddings, "share the output head with wte (llama)")                    \
-    X("n_expert", LMF_OPT_INT, n_expert, "mixture of experts: experts per layer (0: dense FFN; llama)")             \
-    X("n_expert_used", LMF_OPT_INT, n_expert_used, "experts each token is routed to (top-k)")                     \
-    X("shared_ffn_dim", LMF_OPT_INT, shared_ffn_dim, "hidden size of a shared expert on every token (0: none)")  \
-    X("norm_topk_prob", LMF_OPT_BOOL, norm_topk_prob, "renormalise the top-k router probabilities (Mixtral)")     \
-    X("router_aux_coef", LMF_OPT_FLOAT, router_aux_coef, "weight of the load-balancing loss (MoE training)")      \
-    X("router_z_coef", LMF_OPT_FLOAT, router_z_coef, "weight of the router z-loss (MoE training)")               \
-    X("capacity_factor", LMF_OPT_FLOAT, capacity_factor, "expert capacity factor (0: dropless)")
+    X("max_seq_len", LMF_OPT_INT, max_seq_len, "longest sequence the model accepts (0: seq_len)")                  \
+    X("n_layer", LMF_OPT_INT, n_layer, "transformer blocks")                                                       \
+    X("n_embd", LMF_OPT_INT, n_embd, "model width C")                                                              \
+    X("n_head", LMF_OPT_INT, n_head, "attention heads")                                                            \
+    X("n_kv_head", LMF_OPT_INT, n_kv_head, "key/value heads (llama GQA; gpt2: = n_head)")                          \
+    X("ffn_dim", LMF_OPT_INT, ffn_dim, "MLP hidden size")                                                          \
+    X("norm_eps", LMF_OPT_FLOAT, norm_eps, "LayerNorm / RMSNorm epsilon")                                          \
+    X("rope_theta", LMF_OPT_FLOAT, rope_theta, "RoPE base (llama)")                                                \
+    X("tied_embeddings", LMF_OPT_BOOL, tied_embeddings, "share the output head with wte (llama)")                  \
+    X("n_expert", LMF_OPT_INT, n_expert, "mixture of experts: experts per layer (0: dense FFN; llama)")            \
+    X("n_expert_used", LMF_OPT_INT, n_expert_used, "experts each token is routed to (top-k)")                      \
+    X("shared_ffn_dim", LMF_OPT_INT, shared_ffn_dim, "hidden size of a shared expert on every token (0: none)")    \
+    X("norm_topk_prob", LMF_OPT_BOOL, norm_topk_prob, "renormalise the top-k router probabilities (Mixtral)")      \
+    X("router_aux_coef", LMF_OPT_FLOAT, router_aux_coef, "weight of the load-balancing loss (MoE training)")       \
+    X("router_z_coef", LMF_OPT_FLOAT, router_z_coef, "weight of the router z-loss (MoE training)")                 \
+    X("capacity_factor", LMF_OPT_FLOAT, capacity_factor, "expert capacity factor (0: dropless)")                   \
+    X("qkv_bias", LMF_OPT_BOOL, qkv_bias, "biases on q, k and v only (qwen2: set by arch)")                        \
+    X("shared_gate", LMF_OPT_BOOL, shared_gate, "sigmoid gate on the shared expert's output (Qwen2-MoE)")
 
 extern const lmf_opt lmf_model_opts[];
 extern const int lmf_model_n_opts;

@@ -249,22 +249,33 @@ static void gguf_moe_layer(pool *P, lmf_gguf_writer *g, const lmf_model_config *
         add2(g, N("ffn_gate_shexp.weight"), tc, Fs, C, matrix(P, &L->sh_gate, tc, NULL));
         add2(g, N("ffn_up_shexp.weight"), tc, Fs, C, matrix(P, &L->sh_up, tc, NULL));
         add2(g, N("ffn_down_shexp.weight"), ts, C, Fs, matrix(P, &L->sh_down, ts, NULL));
+        if (c->shared_gate) add1(P, g, N("ffn_gate_inp_shexp.weight"), L->sh_gate_inp, C); /* F32, as the router */
     }
 #undef N
 }
 
 lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type, const char *name) {
     const lmf_model_config *c = &w->cfg;
-    int gpt2 = w->cfg.arch == LMF_ARCH_GPT2, llama = w->cfg.arch == LMF_ARCH_LLAMA;
+    int gpt2 = c->arch == LMF_ARCH_GPT2, qwen = c->arch == LMF_ARCH_QWEN2, llama = c->arch == LMF_ARCH_LLAMA || qwen;
     if (!gpt2 && !llama)
-        return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama and gpt2 "
-                        "architectures only); export it with --to safetensors", path, lmf_arch_name(w->cfg.arch));
+        return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama, qwen2, qwen2moe "
+                        "and gpt2 architectures only); export it with --to safetensors", path, lmf_arch_name(c->arch));
+    if (c->arch == LMF_ARCH_LLAMA && c->qkv_bias)
+        return lmf_fail(LMF_ERR_ARG, "%s: a llama model with q/k/v biases cannot be written as llama.cpp's llama "
+                        "architecture; set arch = qwen2", path);
+    /* llama.cpp's qwen2moe: a shared expert and its gate on every layer, top-k weights never renormalised */
+    if (qwen && c->n_expert && (!c->shared_gate || c->norm_topk_prob))
+        return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's qwen2moe needs a gated shared expert (shared_gate) and top-k "
+                        "weights that are not renormalised (norm_topk_prob false); this model has %s", path,
+                        c->norm_topk_prob ? "norm_topk_prob true" : "no shared expert gate");
+    if (!qwen && c->shared_gate)
+        return lmf_fail(LMF_ERR_ARG, "%s: a gated shared expert is written as qwen2moe, which needs arch qwen2", path);
     if (!lmf_quantize_supported(type))
         return lmf_fail(LMF_ERR_ARG, "%s: GGUF export cannot write %s matrices", path, lmf_ggml_type_name(type));
     int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
     pool P = {0};
     lmf_gguf_writer *g = lmf_gguf_writer_create(0);
-    const char *arch = gpt2 ? "gpt2" : "llama";
+    const char *arch = gpt2 ? "gpt2" : qwen ? (c->n_expert ? "qwen2moe" : "qwen2") : "llama";
     char key[128], nm[96];
 #define KEY(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
     lmf_gguf_writer_set_str(g, "general.architecture", arch);
@@ -286,6 +297,7 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
             lmf_gguf_writer_set_u32(g, KEY("expert_count"), (uint32_t)c->n_expert);
             lmf_gguf_writer_set_u32(g, KEY("expert_used_count"), (uint32_t)c->n_expert_used);
             lmf_gguf_writer_set_bool(g, KEY("expert_weights_norm"), c->norm_topk_prob != 0);
+            if (qwen) lmf_gguf_writer_set_u32(g, KEY("expert_feed_forward_length"), (uint32_t)F);
             if (c->shared_ffn_dim)
                 lmf_gguf_writer_set_u32(g, KEY("expert_shared_feed_forward_length"), (uint32_t)c->shared_ffn_dim);
         }
@@ -296,17 +308,19 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
     if (w->tok) gguf_vocab(&P, g, w);
     else lmf_gguf_writer_set_str(g, "tokenizer.ggml.model", "none"); /* llama.cpp then loads it without a vocabulary */
 
-    /* Q/K rows: rotate_half sources are permuted to llama.cpp's order; GGUF sources already are in it */
+    /* Q/K rows: llama's rotate_half sources are permuted to llama.cpp's order, its GGUF sources already are in it;
+     * qwen2 keeps Hugging Face's order (llama.cpp runs it with NEOX RoPE), so interleaved sources go back to it */
     int *pq = NULL, *pk = NULL;
-    if (llama && w->cfg.pos == LMF_POS_ROPE_HALF)
-        pq = rope_perm(&P, c->n_head, hs, 1), pk = rope_perm(&P, c->n_kv_head, hs, 1);
+    if (llama && (w->cfg.pos == LMF_POS_ROPE_HALF) != qwen)
+        pq = rope_perm(&P, c->n_head, hs, !qwen), pk = rope_perm(&P, c->n_kv_head, hs, !qwen);
     uint32_t te = tensor_type(type, 1, C);
     add2(g, "token_embd.weight", te, V, C, matrix(&P, &w->tok_emb, te, NULL));
     if (gpt2) add2(g, "position_embd.weight", te, w->pos_emb.rows, C, matrix(&P, &w->pos_emb, te, NULL));
     add1(&P, g, "output_norm.weight", w->out_norm_w, C);
     if (gpt2) add1(&P, g, "output_norm.bias", w->out_norm_b, C);
-    /* llama.cpp requires output.weight for gpt2 even though GPT-2 ties it (its converter writes a copy) */
-    if (!c->tied_embeddings || gpt2) add2(g, "output.weight", te, V, C, matrix(&P, &w->lm_head, te, NULL));
+    /* llama.cpp requires output.weight for gpt2 even though GPT-2 ties it (its converter writes a copy); so does its
+     * qwen2moe */
+    if (!c->tied_embeddings || gpt2 || (qwen && c->n_expert)) add2(g, "output.weight", te, V, C, matrix(&P, &w->lm_head, te, NULL));
     uint32_t tc = tensor_type(type, 0, C), tf = tensor_type(type, 0, F); /* rows of C or of F elements */
     for (int l = 0; l < c->n_layer; l++) {
         const lmf_layer_weights *L = &w->layers[l];
@@ -333,6 +347,18 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
             add2(g, N("attn_q.weight"), tc, C, C, matrix(&P, &L->wq, tc, pq));
             add2(g, N("attn_k.weight"), tc, KV, C, matrix(&P, &L->wk, tc, pk));
             add2(g, N("attn_v.weight"), tc, KV, C, matrix(&P, &L->wv, tc, NULL));
+            if (qwen && c->qkv_bias) { /* the biases follow the rows of their matrix: Q's and K's with them */
+                const float *bq = L->bq, *bk = L->bk;
+                if (pq) {
+                    float *q = pool_alloc(&P, sizeof(float) * (size_t)C), *k = pool_alloc(&P, sizeof(float) * KV);
+                    for (int r = 0; r < C; r++) q[r] = L->bq[pq[r]];
+                    for (int r = 0; r < KV; r++) k[r] = L->bk[pk[r]];
+                    bq = q, bk = k;
+                }
+                add1(&P, g, N("attn_q.bias"), bq, C);
+                add1(&P, g, N("attn_k.bias"), bk, KV);
+                add1(&P, g, N("attn_v.bias"), L->bv, KV);
+            }
             if (!c->n_expert) add2(g, N("ffn_gate.weight"), tc, F, C, matrix(&P, &L->w_gate, tc, NULL));
         }
         add2(g, N("attn_output.weight"), tc, C, C, matrix(&P, &L->wo, tc, NULL));
@@ -402,6 +428,15 @@ static lmf_status write_json(const char *dir, const char *file, cJSON *j) {
 
 static void num(cJSON *o, const char *k, double v) { cJSON_AddNumberToObject(o, k, v); }
 
+/* A float field written with a decimal point: cJSON prints 10000.0 as 10000, and transformers' strict config
+ * classes (Qwen2-MoE's) refuse an int where they declare a float. */
+static void numf(cJSON *o, const char *k, double v) {
+    char t[64];
+    snprintf(t, sizeof t, "%.9g", v);
+    if (!strpbrk(t, ".eEn")) strcat(t, ".0");
+    cJSON_AddRawToObject(o, k, t);
+}
+
 static void special_ids(cJSON *o, const lmf_weights *w) {
     if (w->bos_id >= 0) num(o, "bos_token_id", w->bos_id);
     else cJSON_AddNullToObject(o, "bos_token_id");
@@ -425,7 +460,33 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
     const lmf_model_config *c = &w->cfg;
     cJSON *j = cJSON_CreateObject(), *arch = cJSON_AddArrayToObject(j, "architectures");
     const char *dt = type == LMF_GGML_F32 ? "float32" : type == LMF_GGML_F16 ? "float16" : "bfloat16";
-    if (w->cfg.arch == LMF_ARCH_LLAMA) {
+    if (w->cfg.arch == LMF_ARCH_QWEN2) {
+        const num_field f[] = {
+            {"hidden_size", c->n_embd}, {"intermediate_size", c->ffn_dim}, {"num_attention_heads", c->n_head},
+            {"num_key_value_heads", c->n_kv_head}, {"num_hidden_layers", c->n_layer},
+            {"max_position_embeddings", c->max_seq_len}};
+        if (c->n_expert) hf_family(j, arch, "Qwen2MoeForCausalLM", "qwen2_moe", f, sizeof f / sizeof *f);
+        else hf_family(j, arch, "Qwen2ForCausalLM", "qwen2", f, sizeof f / sizeof *f);
+        numf(j, "rms_norm_eps", c->norm_eps);
+        cJSON *rope = cJSON_AddObjectToObject(j, "rope_parameters"); /* transformers 5's form */
+        cJSON_AddStringToObject(rope, "rope_type", "default");
+        numf(rope, "rope_theta", c->rope_theta);
+        if (c->n_expert) { /* every layer sparse (decoder_sparse_step 1, no mlp_only_layers) */
+            num(j, "num_experts", c->n_expert);
+            num(j, "num_experts_per_tok", c->n_expert_used);
+            num(j, "moe_intermediate_size", c->ffn_dim);
+            num(j, "shared_expert_intermediate_size", c->shared_ffn_dim);
+            cJSON_AddBoolToObject(j, "norm_topk_prob", c->norm_topk_prob);
+            num(j, "decoder_sparse_step", 1);
+            cJSON_AddArrayToObject(j, "mlp_only_layers");
+            numf(j, "router_aux_loss_coef", c->router_aux_coef);
+            cJSON_AddBoolToObject(j, "output_router_logits", 0);
+            cJSON_AddBoolToObject(j, "qkv_bias", c->qkv_bias);
+        }
+        cJSON_AddBoolToObject(j, "use_sliding_window", 0);
+        cJSON_AddStringToObject(j, "hidden_act", "silu");
+        cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_embeddings);
+    } else if (w->cfg.arch == LMF_ARCH_LLAMA) {
         const num_field f[] = {
             {"hidden_size", c->n_embd}, {"intermediate_size", c->ffn_dim}, {"num_attention_heads", c->n_head},
             {"num_key_value_heads", c->n_kv_head}, {"num_hidden_layers", c->n_layer},
@@ -474,8 +535,8 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
     int C = c->n_embd, hs = C / c->n_head, F = c->ffn_dim;
     char nm[160];
 #define N(...) (snprintf(nm, sizeof nm, __VA_ARGS__), nm)
-    if (w->cfg.arch == LMF_ARCH_LLAMA) {
-        int *pq = NULL, *pk = NULL;
+    if (w->cfg.arch == LMF_ARCH_LLAMA || w->cfg.arch == LMF_ARCH_QWEN2) {
+        int *pq = NULL, *pk = NULL, qwen = w->cfg.arch == LMF_ARCH_QWEN2, KV = c->n_kv_head * hs;
         if (w->cfg.pos == LMF_POS_ROPE_INTERLEAVED)
             pq = rope_perm(&s->P, c->n_head, hs, 0), pk = rope_perm(&s->P, c->n_kv_head, hs, 0);
         put_m(s, "model.embed_tokens.weight", &w->tok_emb, NULL);
@@ -489,6 +550,30 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
             put_m(s, N("model.layers.%d.self_attn.k_proj.weight", l), &L->wk, pk);
             put_m(s, N("model.layers.%d.self_attn.v_proj.weight", l), &L->wv, NULL);
             put_m(s, N("model.layers.%d.self_attn.o_proj.weight", l), &L->wo, NULL);
+            if (c->qkv_bias) { /* qwen2's (the exporter refuses llama with them); Q's and K's follow their rows */
+                const float *b[3] = {L->bq, L->bk, L->bv};
+                const int *perm[3] = {pq, pk, NULL}, n[3] = {C, KV, KV};
+                static const char *const qkv[3] = {"q", "k", "v"};
+                for (int i = 0; i < 3; i++) {
+                    float *v = pool_alloc(&s->P, sizeof(float) * (size_t)n[i]);
+                    for (int r = 0; r < n[i]; r++) v[r] = b[i][perm[i] ? perm[i][r] : r];
+                    put_v(s, N("model.layers.%d.self_attn.%s_proj.bias", l, qkv[i]), v, n[i]);
+                }
+            }
+            if (c->n_expert && qwen) { /* Qwen2-MoE's names, one tensor per expert (what its checkpoints hold) */
+                put_m(s, N("model.layers.%d.mlp.gate.weight", l), &L->router, NULL);
+                static const char *const wn[3] = {"gate_proj", "up_proj", "down_proj"};
+                for (int e = 0; e < c->n_expert; e++)
+                    for (int k = 0; k < 3; k++)
+                        put_m(s, N("model.layers.%d.mlp.experts.%d.%s.weight", l, e, wn[k]), &L->experts[3 * e + k],
+                              NULL);
+                const lmf_wtensor *sh[3] = {&L->sh_gate, &L->sh_up, &L->sh_down};
+                for (int k = 0; k < 3; k++)
+                    put_m(s, N("model.layers.%d.mlp.shared_expert.%s.weight", l, wn[k]), sh[k], NULL);
+                put(s, N("model.layers.%d.mlp.shared_expert_gate.weight", l), 1, C, vec1(&s->P, L->sh_gate_inp, C,
+                                                                                         s->type));
+                continue;
+            }
             if (c->n_expert) { /* Mixtral's names, as transformers 5.24's save_pretrained writes them */
                 put_m(s, N("model.layers.%d.block_sparse_moe.gate.weight", l), &L->router, NULL);
                 static const char *const wn[3] = {"w1", "w3", "w2"}; /* gate, up, down */
@@ -594,11 +679,21 @@ static lmf_status hf_tokenizer(const lmf_weights *w, const char *dir) {
 }
 
 lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_t type) {
-    if (w->cfg.arch != LMF_ARCH_LLAMA && w->cfg.arch != LMF_ARCH_GPT2 && w->cfg.arch != LMF_ARCH_OPT)
-        return lmf_fail(LMF_ERR_ARG, "%s: cannot export family '%s'", dir, lmf_arch_name(w->cfg.arch));
+    const lmf_model_config *c = &w->cfg;
+    if (c->arch != LMF_ARCH_LLAMA && c->arch != LMF_ARCH_GPT2 && c->arch != LMF_ARCH_OPT && c->arch != LMF_ARCH_QWEN2)
+        return lmf_fail(LMF_ERR_ARG, "%s: cannot export family '%s'", dir, lmf_arch_name(c->arch));
     if (type != LMF_GGML_F32 && type != LMF_GGML_F16 && type != LMF_GGML_BF16)
         return lmf_fail(LMF_ERR_ARG, "%s: safetensors export writes f32, f16 or bf16", dir);
-    if (w->cfg.n_expert && (w->cfg.shared_ffn_dim || !w->cfg.norm_topk_prob))
+    if (c->arch == LMF_ARCH_LLAMA && (c->qkv_bias || c->shared_gate))
+        return lmf_fail(LMF_ERR_ARG, "%s: a llama model with %s cannot be written as transformers' Llama or Mixtral; "
+                        "set arch = qwen2", dir, c->qkv_bias ? "q/k/v biases" : "a gated shared expert");
+    if (c->arch == LMF_ARCH_QWEN2 && c->n_expert && !c->shared_gate)
+        return lmf_fail(LMF_ERR_ARG, "%s: transformers' Qwen2-MoE has a gated shared expert on every layer; this "
+                        "model has %s", dir, c->shared_ffn_dim ? "an ungated shared expert" : "no shared expert");
+    if (c->arch == LMF_ARCH_QWEN2 && !c->n_expert && !c->qkv_bias)
+        return lmf_fail(LMF_ERR_ARG, "%s: transformers' Qwen2 always has q/k/v biases; this model has none (export "
+                        "it as arch llama)", dir);
+    if (c->arch == LMF_ARCH_LLAMA && c->n_expert && (c->shared_ffn_dim || !c->norm_topk_prob))
         return lmf_fail(LMF_ERR_ARG, "%s: this mixture of experts has %s, which transformers' Mixtral cannot "
                         "express; export it with --to gguf", dir,
                         w->cfg.shared_ffn_dim ? "a shared expert" : "top-k weights that are not renormalised");

@@ -14,6 +14,13 @@
  *          router_aux_loss_coef; model.layers.N.block_sparse_moe.{gate, experts.E.{w1 gate, w3 up, w2 down}}.weight
  *          (what transformers 5.24 saves) or mlp.gate.weight + mlp.experts.{gate_up_proj (E, 2F, C), down_proj
  *          (E, C, F)} (transformers 5's fused layout). Refused: a sliding_window shorter than the context.
+ *   qwen2: llama's names plus model.layers.N.self_attn.{q,k,v}_proj.bias (o_proj has none). Refused: sliding-window
+ *          attention (use_sliding_window true, or a layer_types entry other than "full_attention").
+ *   qwen2_moe: qwen2's, every layer's FFN a mixture of experts (num_experts, num_experts_per_tok,
+ *          moe_intermediate_size: each expert's F, norm_topk_prob, router_aux_loss_coef, qkv_bias) with a gated shared
+ *          expert (shared_expert_intermediate_size): model.layers.N.mlp.{gate, experts.E.{gate,up,down}_proj,
+ *          shared_expert.{gate,up,down}_proj, shared_expert_gate (1, C)}.weight, or the fused mlp.experts.gate_up_proj
+ *          / down_proj. Refused: dense layers among the sparse ones (decoder_sparse_step != 1, mlp_only_layers).
  *   gpt2:  [transformer.]{wte, wpe, ln_f, h.N.{ln_1, attn.c_attn (fused q|k|v along out), attn.c_proj, ln_2,
  *          mlp.c_fc, mlp.c_proj}}.{weight,bias}; Conv1D weights stored (in, out); head tied to wte.
  *   opt:   [model.]decoder.{embed_tokens, embed_positions (max_position_embeddings + 2 rows: positions start at
@@ -372,6 +379,15 @@ static lmf_status moe_layer(hf *h, int l, lmf_layer_weights *L) {
         }
         return LMF_OK;
     }
+    if (c->arch == LMF_ARCH_QWEN2) { /* Qwen2-MoE's checkpoints: one tensor per expert under mlp */
+        static const char *const wn[3] = {"gate_proj", "up_proj", "down_proj"};
+        LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.gate.weight", l), E, C, &L->router));
+        for (int e = 0; e < E; e++)
+            for (int k = 0; k < 3; k++)
+                LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.experts.%d.%s.weight", l, e, wn[k]), k < 2 ? F : C,
+                               k < 2 ? C : F, &L->experts[3 * e + k]));
+        return LMF_OK;
+    }
     LMF_TRY(matrix(h, NAME("model.layers.%d.block_sparse_moe.gate.weight", l), E, C, &L->router));
     for (int e = 0; e < E; e++) {
         LMF_TRY(matrix(h, NAME("model.layers.%d.block_sparse_moe.experts.%d.w1.weight", l, e), F, C,
@@ -384,10 +400,57 @@ static lmf_status moe_layer(hf *h, int l, lmf_layer_weights *L) {
     return LMF_OK;
 }
 
-static lmf_status load_llama(hf *h) {
+/* Qwen2-MoE's config.json: every layer sparse (refusing the layouts with dense layers among them, by field), a
+ * gated shared expert, the top-k renormalised or not (norm_topk_prob), q/k/v biases unless qkv_bias is false. */
+static lmf_status qwen2_moe_config(hf *h) {
+    lmf_model_config *c = &h->w->cfg;
+    LMF_TRY(get_int(h, "num_experts", -1, &c->n_expert));
+    LMF_TRY(get_int(h, "num_experts_per_tok", -1, &c->n_expert_used));
+    LMF_TRY(get_int(h, "moe_intermediate_size", -1, &c->ffn_dim));
+    LMF_TRY(get_int(h, "shared_expert_intermediate_size", -1, &c->shared_ffn_dim));
+    LMF_TRY(get_bool(h, "norm_topk_prob", 0, &c->norm_topk_prob));
+    LMF_TRY(get_bool(h, "qkv_bias", 1, &c->qkv_bias));
+    c->shared_gate = 1;
+    int step;
+    LMF_TRY(get_int(h, "decoder_sparse_step", 1, &step));
+    if (step != 1)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"decoder_sparse_step\" is %d: lmforge runs Qwen2-MoE models whose "
+                        "every layer is sparse (decoder_sparse_step 1)", h->cfg_path, step);
+    const cJSON *only = field(h, "mlp_only_layers");
+    if (only && !(cJSON_IsArray(only) && cJSON_GetArraySize(only) == 0))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"mlp_only_layers\" lists dense layers: lmforge runs Qwen2-MoE "
+                        "models whose every layer is sparse (mlp_only_layers [])", h->cfg_path);
+    const cJSON *coef = field(h, "router_aux_loss_coef");
+    if (coef && !(cJSON_IsNumber(coef) && coef->valuedouble >= 0))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"router_aux_loss_coef\" must be a number >= 0", h->cfg_path);
+    c->router_aux_coef = coef ? (float)coef->valuedouble : 0.001f;
+    return LMF_OK;
+}
+
+/* Qwen2's sliding-window attention (on some layers): refused, as lmforge attends to the whole context. */
+static lmf_status qwen2_full_attention(hf *h) {
+    int sw = 0;
+    LMF_TRY(get_bool(h, "use_sliding_window", 0, &sw));
+    if (sw)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"use_sliding_window\" is true; lmforge attends to the whole "
+                        "context", h->cfg_path);
+    const cJSON *lt = field(h, "layer_types"), *it;
+    if (lt && !cJSON_IsArray(lt))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"layer_types\" must be a list", h->cfg_path);
+    cJSON_ArrayForEach(it, lt) {
+        if (!cJSON_IsString(it) || strcmp(it->valuestring, "full_attention"))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"layer_types\" has an entry other than \"full_attention\" "
+                            "(sliding-window layers); lmforge attends to the whole context", h->cfg_path);
+    }
+    return LMF_OK;
+}
+
+/* llama, mixtral, qwen2 and qwen2_moe (model_type): one layout of names, a few fields apart. */
+static lmf_status load_llama(hf *h, const char *type) {
     lmf_weights *w = h->w;
     lmf_model_config *c = &w->cfg;
-    *c = lmf_model_config_default(LMF_ARCH_LLAMA);
+    int qwen = !strncmp(type, "qwen2", 5), qmoe = !strcmp(type, "qwen2_moe");
+    *c = lmf_model_config_default(qwen ? LMF_ARCH_QWEN2 : LMF_ARCH_LLAMA);
     LMF_TRY(get_int(h, "hidden_size", -1, &c->n_embd));
     LMF_TRY(get_int(h, "intermediate_size", -1, &c->ffn_dim));
     LMF_TRY(get_int(h, "num_attention_heads", -1, &c->n_head));
@@ -418,7 +481,7 @@ static lmf_status load_llama(hf *h) {
     }
     int bias;
     LMF_TRY(get_bool(h, "attention_bias", 0, &bias));
-    if (bias) return lmf_fail(LMF_ERR_FORMAT, "%s: \"attention_bias\": true is not supported (llama has no attention "
+    if (bias && !qwen) return lmf_fail(LMF_ERR_FORMAT, "%s: \"attention_bias\": true is not supported (llama has no attention "
                               "biases in lmforge)", h->cfg_path);
     LMF_TRY(get_bool(h, "mlp_bias", 0, &bias));
     if (bias) return lmf_fail(LMF_ERR_FORMAT, "%s: \"mlp_bias\": true is not supported", h->cfg_path);
@@ -429,8 +492,10 @@ static lmf_status load_llama(hf *h) {
     if (head_dim * c->n_head != c->n_embd)
         return lmf_fail(LMF_ERR_FORMAT, "%s: \"head_dim\" %d x num_attention_heads %d != hidden_size %d is not "
                         "supported", h->cfg_path, head_dim, c->n_head, c->n_embd);
-    LMF_TRY(moe_config(h));
-    LMF_TRY(check_config(h, c->n_expert ? "mixtral" : "llama"));
+    if (qwen) LMF_TRY(qwen2_full_attention(h));
+    if (qmoe) LMF_TRY(qwen2_moe_config(h));
+    else if (!qwen) LMF_TRY(moe_config(h));
+    LMF_TRY(check_config(h, type));
 
     int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), F = c->ffn_dim, V = c->vocab_size;
     char name[160];
@@ -447,8 +512,27 @@ static lmf_status load_llama(hf *h) {
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.k_proj.weight", l), KV, C, &L->wk));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.v_proj.weight", l), KV, C, &L->wv));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.o_proj.weight", l), C, C, &L->wo));
+        if (c->qkv_bias) {
+            LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.q_proj.bias", l), C, &L->bq));
+            LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.k_proj.bias", l), KV, &L->bk));
+            LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.v_proj.bias", l), KV, &L->bv));
+        }
         if (c->n_expert) {
             LMF_TRY(moe_layer(h, l, L));
+            if (!qmoe) continue;
+            int Fs = c->shared_ffn_dim;
+            LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.shared_expert.gate_proj.weight", l), Fs, C, &L->sh_gate));
+            LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.shared_expert.up_proj.weight", l), Fs, C, &L->sh_up));
+            LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.shared_expert.down_proj.weight", l), C, Fs, &L->sh_down));
+            const lmf_st_tensor *t;
+            uint32_t type;
+            LMF_TRY(tensor(h, NAME("model.layers.%d.mlp.shared_expert_gate.weight", l), 1, C, &t, &type));
+            const void *src = t->data;
+            void *tmp = NULL; /* a (1, C) Linear: its C weights as an owned fp32 vector */
+            if ((uintptr_t)src % lmf_dtype_size(t->dtype)) src = tmp = memcpy(lmf_xmalloc(t->nbytes), src, t->nbytes);
+            lmf_status s = lmf_weights_f32_copy(w, type, src, (size_t)C, name, &L->sh_gate_inp);
+            free(tmp);
+            LMF_TRY(s);
             continue;
         }
         LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.gate_proj.weight", l), F, C, &L->w_gate));
@@ -677,12 +761,15 @@ static lmf_status load(hf *h) {
     }
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(h->cfg, "model_type");
     if (!cJSON_IsString(mt)) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"model_type\" is missing", h->cfg_path);
-    if (!strcmp(mt->valuestring, "llama") || !strcmp(mt->valuestring, "mixtral")) LMF_TRY(load_llama(h));
+    if (!strcmp(mt->valuestring, "llama") || !strcmp(mt->valuestring, "mixtral") || !strcmp(mt->valuestring, "qwen2") ||
+        !strcmp(mt->valuestring, "qwen2_moe"))
+        LMF_TRY(load_llama(h, mt->valuestring));
     else if (!strcmp(mt->valuestring, "gpt2")) LMF_TRY(load_gpt2(h));
     else if (!strcmp(mt->valuestring, "opt")) LMF_TRY(load_opt(h));
     else
         return lmf_fail(LMF_ERR_FORMAT,
-                        "%s: model_type \"%s\" is not supported (lmforge loads llama, mixtral, gpt2 and opt)",
+                        "%s: model_type \"%s\" is not supported (lmforge loads llama, mixtral, qwen2, qwen2_moe, gpt2 "
+                        "and opt)",
                         h->cfg_path, mt->valuestring);
     LMF_TRY(load_tokenizer(h));
     return lmf_weights_validate(h->w, h->dir);

@@ -22,7 +22,7 @@ enum { PATH_LEN = 128, KEY_LEN = 192, TARGETS_LEN = 256 };
  * target_modules match and, after "base_model.model.", its tensor keys begin with. */
 static void module_path(const lmf_model_config *c, const lmf_lora_module *m, int L, char *buf) {
     const char *pre, *sub;
-    if (c->arch == LMF_ARCH_LLAMA) {
+    if (c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_QWEN2) {
         pre = "model.layers", sub = m->m0 < 4 ? "self_attn." : "mlp.";
     } else if (c->arch == LMF_ARCH_OPT) {
         pre = "model.decoder.layers", sub = m->m0 < 4 ? "self_attn." : "";
@@ -80,9 +80,16 @@ static float *ordered(const lmf_lora *l, const lmf_model_config *c, int permute,
     return p;
 }
 
-/* B rows in PEFT files are in rotate_half order, in GGUF files interleaved; the adapter is in its model's. */
+/* B rows in PEFT files are in rotate_half order, in llama GGUF files interleaved (qwen2's stay in rotate_half order:
+ * llama.cpp's converter does not permute them); the adapter is in its model's. */
 static int peft_permutes(const lmf_model_config *c) { return c->pos == LMF_POS_ROPE_INTERLEAVED; }
-static int gguf_permutes(const lmf_model_config *c) { return c->pos == LMF_POS_ROPE_HALF; }
+static int gguf_permutes(const lmf_model_config *c) { return c->pos == LMF_POS_ROPE_HALF && c->arch == LMF_ARCH_LLAMA; }
+
+/* general.architecture of cfg's model in llama.cpp, which an adapter for it carries: a qwen2 mixture of experts is
+ * qwen2moe there. */
+static const char *gguf_arch(const lmf_model_config *c) {
+    return c->arch == LMF_ARCH_QWEN2 && c->n_expert ? "qwen2moe" : lmf_arch_name(c->arch);
+}
 
 /* After loading in the file's order: into the model's. */
 static void reorder_in_place(lmf_lora *l, const lmf_model_config *c, int permute, int to_gguf) {
@@ -486,7 +493,7 @@ lmf_status lmf_lora_save_gguf(const lmf_lora *l, const lmf_model_config *cfg, co
     LMF_TRY(gguf_family(cfg, path));
     float *p = ordered(l, cfg, gguf_permutes(cfg), 1);
     lmf_gguf_writer *w = lmf_gguf_writer_create(0);
-    lmf_gguf_writer_set_str(w, "general.architecture", lmf_arch_name(cfg->arch));
+    lmf_gguf_writer_set_str(w, "general.architecture", gguf_arch(cfg));
     lmf_gguf_writer_set_str(w, "general.type", "adapter");
     lmf_gguf_writer_set_str(w, "adapter.type", "lora");
     /* llama.cpp scales by alpha / r: rsLoRA's alpha / sqrt r is that with alpha * sqrt r */
@@ -527,7 +534,7 @@ static lmf_status gguf_targets(const lmf_gguf *g, const lmf_model_config *cfg, c
     if (!n)
         return lmf_fail(LMF_ERR_FORMAT, "%s: no LoRA tensors of a %s model (expected names such as "
                         "blk.0.%s.weight.lora_a)", g->path, lmf_arch_name(cfg->arch),
-                        cfg->arch == LMF_ARCH_LLAMA ? "attn_q" : "attn_qkv");
+                        cfg->arch == LMF_ARCH_GPT2 ? "attn_qkv" : "attn_q");
     if (*r < 1)
         return lmf_fail(LMF_ERR_FORMAT, "%s: the first lora_a tensor's rank (ne[1]) is not in [1, 4096]", g->path);
     return LMF_OK;
@@ -544,9 +551,9 @@ static lmf_status gguf_check_kind(const lmf_gguf *g, const lmf_model_config *cfg
     if (strcmp(v, "lora"))
         return lmf_fail(LMF_ERR_MISMATCH, "%s: adapter.type is \"%s\", expected \"lora\"", g->path, v);
     LMF_TRY(lmf_gguf_get_str(g, "general.architecture", &v));
-    if (strcmp(v, lmf_arch_name(cfg->arch)))
+    if (strcmp(v, gguf_arch(cfg)))
         return lmf_fail(LMF_ERR_MISMATCH, "%s: general.architecture is \"%s\", but the model is %s", g->path, v,
-                        lmf_arch_name(cfg->arch));
+                        gguf_arch(cfg));
     return LMF_OK;
 }
 

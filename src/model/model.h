@@ -1,6 +1,6 @@
 /* model.h — the transformer's internals: parameter table, activation buffers, forward and backward.
  *
- * Parameters live in ONE flat fp32 buffer carved by a fixed table of 22 named tensors (layer tensors stacked over
+ * Parameters live in ONE flat fp32 buffer carved by a fixed table of 23 named tensors (layer tensors stacked over
  * layers, llm.c style), so AdamW, gradient clipping, checkpointing and later allreduce/ZeRO work on flat ranges.
  * Tensors a family does not use have size 0. Both families share the table:
  *
@@ -10,7 +10,9 @@
  *   mixture of experts (n_expert E > 0; fc_w and fc_proj_w are then absent, F is each expert's hidden size):
  *   router_w (L,E,C)  exp_fc_w (L,E*2F,C): per expert its gate rows then its up rows  exp_proj_w (L,E*C,F)
  *   sh_fc_w (L,2Fs,C)  sh_proj_w (L,C,Fs): the shared expert (Fs = shared_ffn_dim)
- * The MoE tensors come after the dense ones, so a dense model's layout (and its checkpoints) did not change.
+ *   sh_gate_w (L,C): the shared expert's sigmoid gate (cfg.shared_gate: Qwen2-MoE's shared_expert_gate)
+ * The MoE tensors come after the dense ones, so a dense model's layout (and its checkpoints) did not change; the
+ * same for sh_gate_w after them. qkv_b exists with cfg.bias or cfg.qkv_bias (qwen2: q, k and v biases only).
  *
  * Which tensors exist follows the config's knobs: wpe with learned positions (max_seq_len + pos_offset rows), ln*_b
  * with LayerNorm, the linear biases with cfg.bias, fc_w's gate rows with SwiGLU; absent ones have size 0. gpt2 uses
@@ -31,7 +33,8 @@
 enum {
     LMF_P_WTE, LMF_P_WPE, LMF_P_LN1W, LMF_P_LN1B, LMF_P_QKVW, LMF_P_QKVB, LMF_P_ATTPROJW, LMF_P_ATTPROJB,
     LMF_P_LN2W, LMF_P_LN2B, LMF_P_FCW, LMF_P_FCB, LMF_P_FCPROJW, LMF_P_FCPROJB, LMF_P_LNFW, LMF_P_LNFB,
-    LMF_P_LMHEAD, LMF_P_ROUTER, LMF_P_EXPFC, LMF_P_EXPPROJ, LMF_P_SHFC, LMF_P_SHPROJ, LMF_NUM_PARAM_TENSORS
+    LMF_P_LMHEAD, LMF_P_ROUTER, LMF_P_EXPFC, LMF_P_EXPPROJ, LMF_P_SHFC, LMF_P_SHPROJ, LMF_P_SHGATE,
+    LMF_NUM_PARAM_TENSORS
 };
 
 extern const char *const lmf_param_names[LMF_NUM_PARAM_TENSORS];

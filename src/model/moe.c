@@ -21,6 +21,7 @@ typedef struct {
     int32_t *off;          /* (E+1) expert e owns rows [off[e], off[e+1]) of order, h, a, y */
     float *h, *a, *y;      /* (Nk, 2F) gate|up, (Nk, F) silu(gate)*up, (Nk, C) the expert's output, unweighted */
     float *sh_h, *sh_a;    /* (N, 2Fs), (N, Fs) shared expert */
+    float *sh_s, *sh_y;    /* cfg.shared_gate: (N) sigmoid(x . gate) and (N, C) the shared expert's output before it */
     lmf_moe_stats_view st;
 } rows_t;
 
@@ -30,6 +31,7 @@ typedef struct {
     float *dp;                 /* (N, E) d(p), then d(logits) */
     float *dw;                 /* (N, k) */
     float *dsh_h, *dsh_a;      /* (N, 2Fs), (N, Fs) */
+    float *dgate;              /* (N) d(the shared gate's logit) */
 } scratch_t;
 
 /* The next n floats of base at *off (NULL when base is: carving NULL only counts). */
@@ -49,6 +51,8 @@ static rows_t carve_rows(const lmf_model_config *c, int N, float *mem, size_t *f
     r.order = (int32_t *)take(mem, &p, Nk), r.off = (int32_t *)take(mem, &p, E + 1);
     r.h = take(mem, &p, Nk * 2 * F), r.a = take(mem, &p, Nk * F), r.y = take(mem, &p, Nk * C);
     r.sh_h = take(mem, &p, N * 2 * Fs), r.sh_a = take(mem, &p, N * Fs);
+    size_t G = c->shared_gate ? 1 : 0;
+    r.sh_s = take(mem, &p, N * G), r.sh_y = take(mem, &p, N * C * G);
     r.st.chosen = take(mem, &p, E), r.st.kept = take(mem, &p, E), r.st.prob_sum = take(mem, &p, E);
     r.st.z_sum = take(mem, &p, 1);
     if (floats) *floats = p;
@@ -76,7 +80,7 @@ static scratch_t carve_scratch(const lmf_model_config *c, int N, int training, f
     s.dy = take(mem, &p, Nk * C), s.dh = take(mem, &p, Nk * 2 * F), s.da = take(mem, &p, Nk * F);
     s.dxg = take(mem, &p, Nk * C);
     s.dp = take(mem, &p, N * E), s.dw = take(mem, &p, Nk), s.dsh_h = take(mem, &p, N * 2 * Fs);
-    s.dsh_a = take(mem, &p, N * Fs);
+    s.dsh_a = take(mem, &p, N * Fs), s.dgate = take(mem, &p, c->shared_gate ? N : 0);
     if (floats) *floats = p;
     return s;
 }
@@ -196,6 +200,16 @@ static void expert_forward(const lmf_block_ctx *ctx, const lmf_wtensor *gate, co
     lmf_block_linear(&dn, 1, a, F, n, ctx->dq, ctx->dq_floats, ctx->bf16);
 }
 
+/* Qwen2-MoE's shared expert gate: s[i] = sigmoid(x_i . w) over N rows (every tensor-parallel rank the same, as the
+ * router: the whole C of x on each). */
+static void shared_gate(const float *w, const float *x, int N, int C, float *s) {
+    for (int i = 0; i < N; i++) {
+        double g = 0.0;
+        for (int d = 0; d < C; d++) g += (double)x[(size_t)i * C + d] * w[d];
+        s[i] = (float)(1.0 / (1.0 + exp(-g)));
+    }
+}
+
 void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const float *x, float *out, float *kept,
                      float *scratch, int N) {
     const lmf_model_config *c = ctx->cfg;
@@ -217,7 +231,13 @@ void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const
         expert_forward(ctx, &L->experts[3 * e], &L->experts[3 * e + 1], &L->experts[3 * e + 2], s.xg, n, C, F, sh.f0,
                        r.h + (size_t)o * 2 * F, r.a + (size_t)o * F, r.y + (size_t)o * C);
     }
-    if (Fs) {
+    if (Fs && c->shared_gate) { /* out = sigmoid(x . gate) shared(x): the gate reads x before out is written */
+        shared_gate(L->sh_gate_inp, x, N, C, r.sh_s);
+        expert_forward(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, r.sh_y);
+#pragma omp parallel for schedule(static) if (N > 64)
+        for (int i = 0; i < N; i++)
+            for (int d = 0; d < C; d++) out[(size_t)i * C + d] = r.sh_s[i] * r.sh_y[(size_t)i * C + d];
+    } else if (Fs) {
         expert_forward(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, out);
     } else {
         memset(out, 0, sizeof(float) * (size_t)N * C);
@@ -253,6 +273,7 @@ void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, c
         lmf_lin router = {&L->router, NULL, r.logits, E};
         lmf_block_linear_qrows(&router, NULL, N, xn, C, q1, 0, E);
         route(&ci, N, &r);
+        if (Fs && c->shared_gate) shared_gate(L->sh_gate_inp, xn, N, C, r.sh_s);
     }
     lmf_barrier_wait(d->bar, nth);
 
@@ -300,7 +321,7 @@ void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, c
     for (int i = 0; i < N; i++) {
         float *x = d->x + (size_t)i * C;
         for (int col = lo; col < hi; col++) {
-            float v = Fs ? d->proj[(size_t)i * C + col] : 0.0f;
+            float v = Fs ? d->proj[(size_t)i * C + col] * (c->shared_gate ? r.sh_s[i] : 1.0f) : 0.0f;
             for (int j = 0; j < k; j++) v += r.wt[i * k + j] * r.y[(size_t)r.pos[i * k + j] * C + col];
             x[col] += v;
         }
@@ -394,7 +415,22 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
     if (Fs) {
         const lmf_wtensor W[3] = {L->sh_gate, L->sh_up, L->sh_down};
         const lmf_wtensor GW[3] = {G ? G->sh_gate : W[0], G ? G->sh_up : W[1], G ? G->sh_down : W[2]};
-        expert_backward(ctx, W, G ? GW : NULL, x, r.sh_h, r.sh_a, dout, dx, s.dsh_h, s.dsh_a, N, C, Fs, sh.s0,
+        const float *dsh = dout;
+        if (c->shared_gate) { /* out = s y: d(logit) = s (1 - s) <dout, y>, and the expert sees s dout */
+#pragma omp parallel for schedule(static) if (N > 64)
+            for (int i = 0; i < N; i++) {
+                double dot = 0.0;
+                float si = r.sh_s[i], *dy = s.dy + (size_t)i * C; /* s.dy (Nk x C) is free until the experts */
+                for (int q = 0; q < C; q++) {
+                    dot += (double)dout[(size_t)i * C + q] * r.sh_y[(size_t)i * C + q];
+                    dy[q] = si * dout[(size_t)i * C + q];
+                }
+                s.dgate[i] = (float)(si * (1.0 - si) * dot);
+            }
+            lmf_block_ctx_tp_sum(ctx, s.dgate, (size_t)N); /* each rank's y is its columns' share */
+            dsh = s.dy;
+        }
+        expert_backward(ctx, W, G ? GW : NULL, x, r.sh_h, r.sh_a, dsh, dx, s.dsh_h, s.dsh_a, N, C, Fs, sh.s0,
                         c->shared_ffn_dim);
     }
     /* d(w) of every kept slot: dout_i . y (a dropped slot's weight never reached the output) */
@@ -451,6 +487,17 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
         for (int e = 0; e < E; e++) sum += exp(lg[e] - mx);
         float lse = (float)(mx + log(sum));
         for (int e = 0; e < E; e++) dp[e] = p[e] * (float)(dp[e] - dot) + (mg ? mg->dz : 0.0f) * lse * p[e];
+    }
+    if (Fs && c->shared_gate) { /* the gate, replicated as the router: after the ranks' sum of dx */
+        const float *w = L->sh_gate_inp;
+        float *gw = G ? (float *)G->sh_gate_inp : NULL;
+        for (int i = 0; i < N; i++)
+            for (int q = 0; q < C; q++) dx[(size_t)i * C + q] += s.dgate[i] * w[q];
+        for (int q = 0; gw && q < C; q++) {
+            double acc = 0.0;
+            for (int i = 0; i < N; i++) acc += (double)s.dgate[i] * x[(size_t)i * C + q];
+            gw[q] += (float)acc;
+        }
     }
     if (G) {
         lmf_matmul_backward(dx, GRAD(G->router), NULL, s.dp, x, F32(L->router), N, C, E);

@@ -7,6 +7,7 @@
  *   top-k  : the k largest p of each row (ties to the lower expert index), weights w = p, or w = p / sum over the
  *            chosen when cfg.norm_topk_prob (Mixtral)
  *   out_i  = sum over the chosen experts e of w_ie * down_e(silu(gate_e x_i) * up_e x_i)  [+ shared expert(x_i)]
+ *            the shared expert's term times sigmoid(x_i . g) with cfg.shared_gate (Qwen2-MoE; g: sh_gate_inp)
  *
  * Sparse from the start: the chosen slots are grouped by expert and each expert runs one product over just its rows
  * (gathered), through the same linear layers as dense FFNs (any weight type; fp32 slabs for quantized ones), so an

@@ -12,7 +12,7 @@
 const char *const lmf_param_names[LMF_NUM_PARAM_TENSORS] = {
     "wte",  "wpe",  "ln1_w",     "ln1_b",     "qkv_w", "qkv_b", "attn_proj_w", "attn_proj_b", "ln2_w",
     "ln2_b", "fc_w", "fc_b", "fc_proj_w", "fc_proj_b", "lnf_w", "lnf_b", "lm_head", "router_w", "exp_fc_w",
-    "exp_proj_w", "sh_fc_w", "sh_proj_w"};
+    "exp_proj_w", "sh_fc_w", "sh_proj_w", "sh_gate_w"};
 
 static int shape_of(int s[3], int a, int b, int c) {
     s[0] = a, s[1] = b, s[2] = c;
@@ -31,7 +31,7 @@ int lmf_param_shape(const lmf_model_config *c, int i, int s[3]) {
     case LMF_P_LN1B: case LMF_P_LN2B: return ln ? shape_of(s, L, C, 0) : 0;
     case LMF_P_ATTPROJB: case LMF_P_FCPROJB: return b ? shape_of(s, L, C, 0) : 0;
     case LMF_P_QKVW: return shape_of(s, L, S, C);
-    case LMF_P_QKVB: return b ? shape_of(s, L, S, 0) : 0;
+    case LMF_P_QKVB: return b || c->qkv_bias ? shape_of(s, L, S, 0) : 0;
     case LMF_P_ATTPROJW: return shape_of(s, L, C, C);
     case LMF_P_FCW: return E ? 0 : shape_of(s, L, FF, C);
     case LMF_P_FCB: return b ? shape_of(s, L, FF, 0) : 0;
@@ -41,6 +41,7 @@ int lmf_param_shape(const lmf_model_config *c, int i, int s[3]) {
     case LMF_P_EXPPROJ: return E ? shape_of(s, L, E * C, F) : 0;
     case LMF_P_SHFC: return E && Fs ? shape_of(s, L, 2 * Fs, C) : 0;
     case LMF_P_SHPROJ: return E && Fs ? shape_of(s, L, C, Fs) : 0;
+    case LMF_P_SHGATE: return E && Fs && c->shared_gate ? shape_of(s, L, C, 0) : 0;
     case LMF_P_LNFW: return shape_of(s, C, 0, 0);
     case LMF_P_LNFB: return ln ? shape_of(s, C, 0, 0) : 0;
     case LMF_P_LMHEAD: return c->tied_embeddings ? 0 : shape_of(s, V, C, 0);
@@ -59,7 +60,8 @@ void lmf_param_sizes(const lmf_model_config *c, size_t sizes[LMF_NUM_PARAM_TENSO
 
 int lmf_param_decays(int i) {
     return i == LMF_P_QKVW || i == LMF_P_ATTPROJW || i == LMF_P_FCW || i == LMF_P_FCPROJW || i == LMF_P_LMHEAD ||
-           i == LMF_P_ROUTER || i == LMF_P_EXPFC || i == LMF_P_EXPPROJ || i == LMF_P_SHFC || i == LMF_P_SHPROJ;
+           i == LMF_P_ROUTER || i == LMF_P_EXPFC || i == LMF_P_EXPPROJ || i == LMF_P_SHFC || i == LMF_P_SHPROJ ||
+           i == LMF_P_SHGATE; /* a (1, C) nn.Linear in transformers: a matrix, as the router */
 }
 
 void lmf_params_view(lmf_weights *w, const lmf_model_config *c, const float *params) {
@@ -99,6 +101,7 @@ void lmf_params_view(lmf_weights *w, const lmf_model_config *c, const float *par
                 lmf_wtensor_set(&L->sh_gate, LMF_GGML_F32, Fs, C, sfc);
                 lmf_wtensor_set(&L->sh_up, LMF_GGML_F32, Fs, C, sfc + (size_t)Fs * C);
                 lmf_wtensor_set(&L->sh_down, LMF_GGML_F32, C, Fs, LT(LMF_P_SHPROJ, l, (size_t)C * Fs));
+                L->sh_gate_inp = LT(LMF_P_SHGATE, l, C);
             }
         }
         L->attn_norm_w = LT(LMF_P_LN1W, l, C), L->attn_norm_b = LT(LMF_P_LN1B, l, C);
@@ -177,6 +180,7 @@ lmf_status lmf_model_from_weights(const lmf_weights *w, int max_batch, int max_s
         copy_vec(a->ffn_norm_w, b->ffn_norm_w, C), copy_vec(a->ffn_norm_b, b->ffn_norm_b, C);
         copy_vec(a->bq, b->bq, C), copy_vec(a->bk, b->bk, b->wk.rows), copy_vec(a->bv, b->bv, b->wv.rows);
         copy_vec(a->bo, b->bo, C), copy_vec(a->b_up, b->b_up, F), copy_vec(a->b_down, b->b_down, C);
+        copy_vec(a->sh_gate_inp, b->sh_gate_inp, C);
     }
     if (s != LMF_OK) {
         lmf_model_free(m);

@@ -9,6 +9,7 @@
  *   llama: RMSNorm, RoPE, no biases, SwiGLU (gate, up, down), GQA, tied or untied head
  *   gpt2:  LayerNorm, learned positions, biases, GELU (tanh), tied head
  *   opt:   LayerNorm, learned positions at offset 2, biases, ReLU
+ *   qwen2: llama with q, k and v biases (cfg.qkv_bias); Qwen2-MoE's shared expert gated (cfg.shared_gate)
  * Linear weights are (out, in) row-major as in torch.nn.Linear: y = x W^T + b. 1-D tensors (norms, biases) are
  * always fp32 copies owned by the weights (small, and the kernels want aligned fp32). */
 #ifndef LMF_MODEL_WEIGHTS_H
@@ -44,6 +45,8 @@ typedef struct {
     lmf_wtensor router;                     /* (E,C) */
     lmf_wtensor *experts;                   /* [3E], owned by the lmf_weights */
     lmf_wtensor sh_gate, sh_up, sh_down;    /* (Fs,C) (Fs,C) (C,Fs) */
+    const float *sh_gate_inp;               /* (C) cfg.shared_gate: the shared expert's output is scaled by
+                                             * sigmoid(x . sh_gate_inp) (Qwen2-MoE); NULL otherwise */
 } lmf_layer_weights;
 
 typedef struct lmf_weights {

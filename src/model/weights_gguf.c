@@ -8,6 +8,13 @@
  *          Mixture of experts (llama.expert_count, llama.expert_used_count; llama.expert_weights_norm, absent: true;
  *          llama.expert_shared_feed_forward_length): blk.N.{ffn_gate_inp (router, [C, E]), ffn_gate_exps /
  *          ffn_up_exps ([C, F, E]), ffn_down_exps ([F, C, E]), ffn_{gate,up,down}_shexp} instead of ffn_gate/up/down.
+ *   qwen2: llama's tensors (no MoE) plus blk.N.attn_{q,k,v}.bias (optional, as in llama.cpp: all layers or none);
+ *          Q/K rows in Hugging Face's rotate_half order
+ *          (llama.cpp's converter does not permute them for qwen2, whose RoPE is NEOX-style: LMF_POS_ROPE_HALF).
+ *   qwen2moe: qwen2 with every layer a mixture of experts (qwen2moe.expert_count, expert_used_count,
+ *          expert_feed_forward_length: each expert's F; expert_shared_feed_forward_length; the top-k weights are not
+ *          renormalised, as in llama.cpp, unless expert_weights_norm says so): ffn_gate_inp, ffn_{gate,up,down}_exps,
+ *          ffn_{gate,up,down}_shexp and ffn_gate_inp_shexp ([C] or [C, 1]: the shared expert's sigmoid gate).
  *   gpt2:  token_embd, position_embd, output (absent: tied), output_norm(.bias), blk.N.{attn_norm, attn_qkv (fused
  *          q|k|v rows), attn_output, ffn_norm, ffn_up, ffn_down} each with .weight and .bias. */
 #include "core/alloc.h"
@@ -27,46 +34,52 @@ static lmf_status get_dim(const lmf_gguf *g, const char *key, int *out) {
     return LMF_OK;
 }
 
-/* The config of a llama GGUF (llama.* keys, vocab from token_embd.weight, tied when output.weight is absent;
- * max_seq_len = llama.context_length), refusing what the model cannot represent (RoPE scaling, partial rotary
- * heads). */
-static lmf_status llama_config(const lmf_gguf *g, lmf_model_config *out) {
+/* The config of a llama, qwen2 or qwen2moe GGUF (arch.* keys, vocab from token_embd.weight, tied when
+ * output.weight is absent, q/k/v biases when blk.0 has them; max_seq_len = arch.context_length), refusing what the
+ * model cannot represent (RoPE scaling, partial rotary heads). */
+static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_config *out) {
     const char *path = g->path;
-    const char *arch;
-    LMF_TRY(lmf_gguf_get_str(g, "general.architecture", &arch));
-    if (strcmp(arch, "llama") != 0)
-        return lmf_fail(LMF_ERR_FORMAT, "%s: general.architecture is \"%s\"; only \"llama\" GGUFs can be loaded",
-                        path, arch);
-    lmf_model_config cfg = lmf_model_config_default(LMF_ARCH_LLAMA);
+    int qwen = strcmp(arch, "llama") != 0, qmoe = !strcmp(arch, "qwen2moe");
+    lmf_model_config cfg = lmf_model_config_default(qwen ? LMF_ARCH_QWEN2 : LMF_ARCH_LLAMA);
     int ctx_len = 0;
-    LMF_TRY(get_dim(g, "llama.block_count", &cfg.n_layer));
-    LMF_TRY(get_dim(g, "llama.embedding_length", &cfg.n_embd));
-    LMF_TRY(get_dim(g, "llama.feed_forward_length", &cfg.ffn_dim));
-    LMF_TRY(get_dim(g, "llama.attention.head_count", &cfg.n_head));
+    char key[96];
+#define KEY(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
+    LMF_TRY(get_dim(g, KEY("block_count"), &cfg.n_layer));
+    LMF_TRY(get_dim(g, KEY("embedding_length"), &cfg.n_embd));
+    LMF_TRY(get_dim(g, KEY("feed_forward_length"), &cfg.ffn_dim));
+    LMF_TRY(get_dim(g, KEY("attention.head_count"), &cfg.n_head));
     cfg.n_kv_head = cfg.n_head;
-    if (lmf_gguf_find(g, "llama.attention.head_count_kv"))
-        LMF_TRY(get_dim(g, "llama.attention.head_count_kv", &cfg.n_kv_head));
-    LMF_TRY(get_dim(g, "llama.context_length", &ctx_len));
-    LMF_TRY(lmf_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &cfg.norm_eps));
+    if (lmf_gguf_find(g, KEY("attention.head_count_kv")))
+        LMF_TRY(get_dim(g, KEY("attention.head_count_kv"), &cfg.n_kv_head));
+    LMF_TRY(get_dim(g, KEY("context_length"), &ctx_len));
+    LMF_TRY(lmf_gguf_get_f32(g, KEY("attention.layer_norm_rms_epsilon"), &cfg.norm_eps));
     cfg.rope_theta = 10000.0f; /* llama.cpp's default when the key is absent */
-    if (lmf_gguf_find(g, "llama.rope.freq_base")) LMF_TRY(lmf_gguf_get_f32(g, "llama.rope.freq_base", &cfg.rope_theta));
+    if (lmf_gguf_find(g, KEY("rope.freq_base"))) LMF_TRY(lmf_gguf_get_f32(g, KEY("rope.freq_base"), &cfg.rope_theta));
     if (cfg.n_embd % cfg.n_head)
-        return lmf_fail(LMF_ERR_FORMAT, "%s: llama.embedding_length %d is not a multiple of head_count %d", path,
+        return lmf_fail(LMF_ERR_FORMAT, "%s: %s.embedding_length %d is not a multiple of head_count %d", path, arch,
                         cfg.n_embd, cfg.n_head);
     int hs = cfg.n_embd / cfg.n_head;
-    const char *hs_keys[] = {"llama.rope.dimension_count", "llama.attention.key_length",
-                             "llama.attention.value_length"};
+    const char *hs_keys[] = {"rope.dimension_count", "attention.key_length", "attention.value_length"};
     for (int k = 0; k < 3; k++) {
         int v = 0;
-        if (!lmf_gguf_find(g, hs_keys[k])) continue;
-        LMF_TRY(get_dim(g, hs_keys[k], &v));
+        if (!lmf_gguf_find(g, KEY(hs_keys[k]))) continue;
+        LMF_TRY(get_dim(g, key, &v));
         if (v != hs)
             return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %d but the head size is %d; only full-rotary heads of size "
-                            "embedding_length / head_count are supported", path, hs_keys[k], v, hs);
+                            "embedding_length / head_count are supported", path, key, v, hs);
     }
-    if (lmf_gguf_find(g, "llama.rope.scaling.type") || lmf_gguf_find_tensor(g, "rope_freqs.weight"))
-        return lmf_fail(LMF_ERR_FORMAT, "%s: RoPE scaling (llama.rope.scaling.* / rope_freqs.weight) is not "
-                        "supported", path);
+    if (lmf_gguf_find(g, KEY("rope.scaling.type")) || lmf_gguf_find_tensor(g, "rope_freqs.weight"))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: RoPE scaling (%s.rope.scaling.* / rope_freqs.weight) is not "
+                        "supported", path, arch);
+    if (lmf_gguf_find_tensor(g, "output.bias"))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor output.bias (a biased output head) is not supported", path);
+    /* q/k/v biases are optional in llama.cpp's qwen2 (Qwen2 has them; a Qwen2-MoE with qkv_bias false does not):
+     * the first layer says, every layer must agree. llama's would need un-permuting with their rows: refused. */
+    int has_bias = lmf_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+    if (has_bias && !qwen)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor blk.0.attn_q.bias: attention biases in a llama GGUF are not "
+                        "supported (a qwen2 GGUF's are)", path);
+    cfg.qkv_bias = has_bias;
     const lmf_gguf_tensor *emb = lmf_gguf_find_tensor(g, "token_embd.weight");
     if (!emb) return lmf_fail(LMF_ERR_FORMAT, "%s: tensor token_embd.weight is missing", path);
     if (emb->n_dims != 2 || emb->ne[0] != cfg.n_embd || emb->ne[1] <= 0 || emb->ne[1] > (1 << 30))
@@ -75,21 +88,32 @@ static lmf_status llama_config(const lmf_gguf *g, lmf_model_config *out) {
     cfg.vocab_size = (int)emb->ne[1];
     cfg.tied_embeddings = lmf_gguf_find_tensor(g, "output.weight") == NULL;
     uint32_t n_expert = 0; /* some writers put expert_count = 0 in dense files */
-    if (lmf_gguf_find(g, "llama.expert_count")) LMF_TRY(lmf_gguf_get_u32(g, "llama.expert_count", &n_expert));
-    if (n_expert) { /* Mixtral-style: renormalised top-k unless the file says not */
-        LMF_TRY(get_dim(g, "llama.expert_count", &cfg.n_expert));
-        LMF_TRY(get_dim(g, "llama.expert_used_count", &cfg.n_expert_used));
-        cfg.norm_topk_prob = 1;
-        if (lmf_gguf_find(g, "llama.expert_weights_norm"))
-            LMF_TRY(lmf_gguf_get_bool(g, "llama.expert_weights_norm", &cfg.norm_topk_prob));
-        if (lmf_gguf_find(g, "llama.expert_shared_feed_forward_length"))
-            LMF_TRY(get_dim(g, "llama.expert_shared_feed_forward_length", &cfg.shared_ffn_dim));
+    if (lmf_gguf_find(g, KEY("expert_count"))) LMF_TRY(lmf_gguf_get_u32(g, key, &n_expert));
+    if (qmoe && !n_expert)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: qwen2moe.expert_count is missing or 0 (a qwen2moe model is a mixture of "
+                        "experts)", path);
+    if (n_expert && qwen && !qmoe)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: qwen2.expert_count = %u: a qwen2 mixture of experts is architecture "
+                        "qwen2moe", path, n_expert);
+    if (n_expert) { /* Mixtral: renormalised top-k unless the file says not; Qwen2-MoE: not, as llama.cpp runs it */
+        LMF_TRY(get_dim(g, KEY("expert_count"), &cfg.n_expert));
+        LMF_TRY(get_dim(g, KEY("expert_used_count"), &cfg.n_expert_used));
+        cfg.norm_topk_prob = !qmoe;
+        if (lmf_gguf_find(g, KEY("expert_weights_norm"))) LMF_TRY(lmf_gguf_get_bool(g, key, &cfg.norm_topk_prob));
+        if (lmf_gguf_find(g, KEY("expert_shared_feed_forward_length")))
+            LMF_TRY(get_dim(g, key, &cfg.shared_ffn_dim));
+        if (qmoe) { /* each expert's F has its own key; the shared expert (always there) defaults to the FFN's */
+            if (lmf_gguf_find(g, KEY("expert_feed_forward_length"))) LMF_TRY(get_dim(g, key, &cfg.ffn_dim));
+            if (!cfg.shared_ffn_dim) LMF_TRY(get_dim(g, KEY("feed_forward_length"), &cfg.shared_ffn_dim));
+            cfg.shared_gate = 1;
+        }
     }
+#undef KEY
     cfg.max_seq_len = ctx_len;
     if (lmf_model_config_validate(&cfg) != LMF_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", lmf_last_error());
-        return lmf_fail(LMF_ERR_FORMAT, "%s: hyperparameters do not make a valid llama config: %s", path, msg);
+        return lmf_fail(LMF_ERR_FORMAT, "%s: hyperparameters do not make a valid %s config: %s", path, arch, msg);
     }
     *out = cfg;
     return LMF_OK;
@@ -172,19 +196,32 @@ static lmf_status gpt2_config(const lmf_gguf *g, lmf_model_config *cfg) {
     return LMF_OK;
 }
 
+/* The shared expert's gate of a qwen2moe layer: [C] or, as llama.cpp's converter leaves HF's (1, C), [C, 1]. */
+static lmf_status gate_vec(lmf_weights *w, const lmf_gguf *g, const char *name, int C, const float **out) {
+    const lmf_gguf_tensor *t = lmf_gguf_find_tensor(g, name);
+    if (!t) return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s is missing", g->path, name);
+    if (!(t->ne[0] == C && (t->n_dims == 1 || (t->n_dims == 2 && t->ne[1] == 1))))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor %s has %d dims [%lld, %lld], expected [%d] or [%d, 1]", g->path,
+                        name, t->n_dims, (long long)t->ne[0], (long long)(t->n_dims > 1 ? t->ne[1] : 1), C, C);
+    char what[160];
+    snprintf(what, sizeof what, "%s: tensor %s", g->path, name);
+    return lmf_weights_f32_copy(w, t->type, t->data, (size_t)C, what, out);
+}
+
 static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
     const char *arch;
     LMF_TRY(lmf_gguf_get_str(g, "general.architecture", &arch));
     int gpt2 = !strcmp(arch, "gpt2");
-    if (!gpt2 && strcmp(arch, "llama") != 0)
-        return lmf_fail(LMF_ERR_FORMAT, "%s: general.architecture is \"%s\"; lmforge runs \"llama\" and \"gpt2\" "
-                        "GGUFs", g->path, arch);
+    if (!gpt2 && strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0 && strcmp(arch, "qwen2moe") != 0)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: general.architecture is \"%s\"; lmforge runs \"llama\", \"qwen2\", "
+                        "\"qwen2moe\" and \"gpt2\" GGUFs", g->path, arch);
     lmf_model_config *c = &w->cfg;
     if (gpt2) {
         LMF_TRY(gpt2_config(g, c));
     } else {
-        LMF_TRY(llama_config(g, c));
-        c->pos = LMF_POS_ROPE_INTERLEAVED; /* llama.cpp stores Q and K rows permuted for adjacent-pair RoPE */
+        LMF_TRY(llama_config(g, arch, c));
+        /* llama.cpp stores llama's Q and K rows permuted for adjacent-pair RoPE; qwen2's as Hugging Face has them */
+        c->pos = c->arch == LMF_ARCH_LLAMA ? LMF_POS_ROPE_INTERLEAVED : LMF_POS_ROPE_HALF;
     }
     int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
     LMF_TRY(matrix(g, "token_embd.weight", V, C, &w->tok_emb));
@@ -217,6 +254,7 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
                 LMF_TRY(matrix(g, NAME("ffn_gate_shexp.weight"), Fs, C, &L->sh_gate));
                 LMF_TRY(matrix(g, NAME("ffn_up_shexp.weight"), Fs, C, &L->sh_up));
                 LMF_TRY(matrix(g, NAME("ffn_down_shexp.weight"), C, Fs, &L->sh_down));
+                if (c->shared_gate) LMF_TRY(gate_vec(w, g, NAME("ffn_gate_inp_shexp.weight"), C, &L->sh_gate_inp));
             }
         } else {
             LMF_TRY(matrix(g, NAME("ffn_up.weight"), F, C, &L->w_up));
@@ -241,6 +279,11 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
             LMF_TRY(matrix(g, NAME("attn_q.weight"), C, C, &L->wq));
             LMF_TRY(matrix(g, NAME("attn_k.weight"), KV, C, &L->wk));
             LMF_TRY(matrix(g, NAME("attn_v.weight"), KV, C, &L->wv));
+            if (c->qkv_bias) {
+                LMF_TRY(vec(w, g, NAME("attn_q.bias"), C, &L->bq));
+                LMF_TRY(vec(w, g, NAME("attn_k.bias"), KV, &L->bk));
+                LMF_TRY(vec(w, g, NAME("attn_v.bias"), KV, &L->bv));
+            }
             if (!c->n_expert) LMF_TRY(matrix(g, NAME("ffn_gate.weight"), F, C, &L->w_gate));
         }
     }

@@ -6,7 +6,8 @@ on a generated prompt/completion JSONL; transformers + peft.PeftModel.from_pretr
 logits of a fixed token sequence, and lmforge computes them with the same adapter (tests/reference/peft_logits.c,
 compiled here against build/liblmforge.a). The llama fixture carries no tokenizer, so `lmforge finetune` refuses it;
 there the helper writes an adapter with random A and B on every linear (q/k exercise the rotate_half row order)
-through the same writer, lmf_lora_save_peft; the same for the tiny Mixtral (a mixture of experts) on q, k, v, o. Passes when max |diff| / max |logit| < 1e-4 for both.
+through the same writer, lmf_lora_save_peft; the same for the tiny Mixtral (a mixture of experts) on q, k, v, o,
+and for transformers' tiny Qwen2 (all linear: q/k/v carry biases) and Qwen2-MoE (q, k, v, o). Passes when max |diff| / max |logit| < 1e-4 for both.
 
 Usage: check_peft_load.py --lmforge build/lmforge [--lib build/liblmforge.a] (run with a Python that has torch,
 transformers and peft; not part of ctest)."""
@@ -34,7 +35,7 @@ def lmforge_logits(helper, base, adapter, tokens):
 
 
 def peft_logits(base, adapter, tokens):
-    kw = {"experts_implementation": "eager"} if "moe" in base else {}  # Mixtral's experts in float64
+    kw = {"experts_implementation": "eager"} if "moe" in base else {}  # Mixtral's / Qwen2-MoE's experts in float64
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float64, **kw)
     model = PeftModel.from_pretrained(model, adapter, dtype=torch.float64).to(torch.float64)
     model.eval()
@@ -94,6 +95,14 @@ def main():
         subprocess.run([helper, "mkadapter", mixtral, "q_proj,k_proj,v_proj,o_proj", mxa], check=True)
         tokens = [1, 5, 9, 17, 33, 2, 40, 47, 0, 12, 7, 21]
         ok &= compare("mixtral (random adapter, q k v o)", mixtral, mxa, tokens, helper)
+
+        # qwen2: PEFT wraps the biased q/k/v Linear and keeps its bias; Qwen2-MoE's gated shared expert underneath
+        for name, targets in (("qwen2", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"),
+                              ("qwen2_moe", "q_proj,k_proj,v_proj,o_proj")):
+            base = os.path.join(HERE, "fixtures", "qwen2", name)
+            ad = os.path.join(tmp, name + "_adapter")
+            subprocess.run([helper, "mkadapter", base, targets, ad], check=True)
+            ok &= compare(f"{name} (random adapter, {targets})", base, ad, tokens, helper)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
