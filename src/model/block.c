@@ -609,8 +609,9 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
 
 /* ---- decode ----------------------------------------------------------------------------------------------------- */
 
-/* Decode attention split by positions (flash-decoding): this thread's stretch [a, a + n) of each query's cached
- * positions, for every head. The query heads that share a KV head go through one product together, so every cached
+/* Decode attention split by positions (flash-decoding): one of nth stretches [a, a + n) of each query's cached
+ * positions, for every head (query i's stretch j on thread (j - i) mod nth: the first stretch is rounded up to whole
+ * lines, so a fixed assignment left thread 0 the longer half of every row). The query heads that share a KV head go through one product together, so every cached
  * K and V element is read once per token (GQA), not once per query head. Scores come from the transposed K cache
  * by rows_by_matrix (accumulated down the head's dimensions: no horizontal sum per position), the output from V^T
  * by rows_by_pieces_t (summed down the positions in lanes across the stretch's blocks, one horizontal sum per
@@ -621,6 +622,17 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
  * each 3 times and cost a horizontal sum per position and head. qs: C floats. */
 #define PV_PIECES 64 /* cache blocks per rows_by_pieces_t call */
 
+/* One head's piece of a cache block (hs x bs elements, contiguous) asked for ahead of its use: the pieces of a
+ * sequence lie in blocks scattered over the pool, 2-4 KB each, too short for the hardware prefetcher to ramp up on.
+ * The next K piece goes to L1 while this one is scored, this piece's V to L2 for the P.V pass after the softmax. */
+#define PREFETCH_L1 3
+#define PREFETCH_L2 2
+static inline void prefetch_piece(const void *at, size_t bytes, int locality) {
+    for (size_t o = 0; o < bytes; o += 64)
+        if (locality == PREFETCH_L1) __builtin_prefetch((const char *)at + o, 0, PREFETCH_L1);
+        else __builtin_prefetch((const char *)at + o, 0, PREFETCH_L2);
+}
+
 static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int tid, int nth, float *S, float *qs) {
     const lmf_model_config *c = d->cfg;
     int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
@@ -629,9 +641,11 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
     float scale = 1.0f / sqrtf((float)hs);
     for (int i = 0; i < N; i++) {
         const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
+        size_t piece = (size_t)hs * kv->bs * (kv->f16 ? 2 : 4);
         int nk = d->row_pos[i] + 1, chunk = ((nk + nth - 1) / nth + 15) & ~15; /* whole 64-byte lines of V rows */
-        int a = tid * chunk, n = nk - a < chunk ? nk - a : chunk;               /* thread 0's stretch is never empty */
-        float *po = d->part + ((size_t)tid * QMV_MAX + i) * (C + NH), *pl = po + C;
+        int j = (tid + i) % nth; /* the rows' stretches rotate over the threads: the first is the longest */
+        int a = j * chunk, n = nk - a < chunk ? nk - a : chunk;                 /* stretch 0 is never empty */
+        float *po = d->part + ((size_t)j * QMV_MAX + i) * (C + NH), *pl = po + C;
         if (n <= 0) {
             for (int h = 0; h < NH; h++) pl[h] = -INFINITY;
             continue;
@@ -643,6 +657,8 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
                 for (int j = 0; j < nq * hs; j++) qs[j] = q[j] * scale;
                 for (int p = a; p < a + n;) { /* the stretch's pieces, one cache block each */
                     int m = kv->bs - p % kv->bs < a + n - p ? kv->bs - p % kv->bs : a + n - p;
+                    if (p + m < a + n) prefetch_piece(kv_slot(kv, kv->k, LKV, dim0, p + m), piece, PREFETCH_L1);
+                    prefetch_piece(kv_slot(kv, kv->v, LKV, dim0, p), piece, PREFETCH_L2);
                     V->rows_by_matrix(S + (p - a), n, qs, hs, nq, kv_slot(kv, kv->k, LKV, dim0, p), kv->f16, kv->bs,
                                       hs, m);
                     p += m;
