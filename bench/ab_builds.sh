@@ -2,12 +2,15 @@
 # Speed of one build against another (a change against its parent), measured in interleaved rounds: each round
 # runs every row with build A then build B back to back, and the table gives the median over rounds of the per-round
 # ratio B/A (these hosts drift up to 1.5x within minutes; a ratio of neighbours does not). Rows: training steps
-# (bench_train: ms/step of gpt2 and llama shapes) and inference (bench_infer: pp512 and tg128 of SmolLM2 files).
+# (bench_train: ms/step of gpt2 and llama shapes), inference (bench_infer: pp512 and tg128 of SmolLM2 files) and the
+# serving engine's decode step of many sequences (bench_batch_step, rows x cached positions, f32 / f16 cache; skipped
+# when a build lacks it).
 #
 # usage: bench/ab_builds.sh BUILD_A BUILD_B [ROUNDS=5]
 #   e.g. git worktree add /tmp/base HEAD~1 && cmake -S /tmp/base -B /tmp/base/build -DCMAKE_BUILD_TYPE=Release &&
 #        cmake --build /tmp/base/build -j && bench/ab_builds.sh /tmp/base/build build
 # env:   MODELS_DIR=build/models (the SmolLM2 files of bench/infer_bench.sh)
+#        ONLY="train infer step" (which groups of rows to run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=$1 B=$2 ROUNDS=${3:-5}
@@ -18,19 +21,29 @@ field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<< "$2"; }
 TRAIN_ROWS=("gpt2 12 768 12 12 3072 50257 4 64 2 4" "gpt2 6 384 6 6 1536 8192 8 256 2 4"
             "llama 6 384 6 2 1024 8192 8 256 2 4")
 INFER_ROWS=("Q4_1 1" "Q4_1 2" "Q8_0 2" "F32 2")
+STEP_ROWS=("Q8_0 16 200 f32" "Q8_0 16 200 f16" "Q8_0 4 300 f32" "Q8_0 1 1500 f32" "Q4_1 16 200 f32")
+ONLY=${ONLY:-"train infer step"}
+has() { [[ " $ONLY " == *" $1 "* ]]; }
+has step && { [ -x "$A/bench_batch_step" ] && [ -x "$B/bench_batch_step" ] || ONLY=${ONLY/step/}; }
 declare -A ratios
 for ((r = 1; r <= ROUNDS; r++)); do
-  for row in "${TRAIN_ROWS[@]}"; do
+  has train && for row in "${TRAIN_ROWS[@]}"; do
     a=$("$A/bench_train" $row) b=$("$B/bench_train" $row)
     key="train $(cut -d' ' -f1-3 <<< "$row") B$(cut -d' ' -f8 <<< "$row") T$(cut -d' ' -f9 <<< "$row") t$(cut -d' ' -f10 <<< "$row")"
     ratios[$key]+=" $(awk -v a="$(field tok_per_s "$a")" -v b="$(field tok_per_s "$b")" 'BEGIN{print b/a}')"
   done
-  for row in "${INFER_ROWS[@]}"; do
+  has infer && for row in "${INFER_ROWS[@]}"; do
     set -- $row
     f="$MODELS_DIR/SmolLM2-135M-Instruct.$1.gguf"
     a=$("$A/bench_infer" "$f" "$2" 512 128 2) b=$("$B/bench_infer" "$f" "$2" 512 128 2)
     ratios["pp512 $1 t$2"]+=" $(awk -v a="$(field pp_tok_s "$a")" -v b="$(field pp_tok_s "$b")" 'BEGIN{print b/a}')"
     ratios["tg128 $1 t$2"]+=" $(awk -v a="$(field tg_tok_s "$a")" -v b="$(field tg_tok_s "$b")" 'BEGIN{print b/a}')"
+  done
+  has step && for row in "${STEP_ROWS[@]}"; do
+    set -- $row
+    f="$MODELS_DIR/SmolLM2-135M-Instruct.$1.gguf"
+    a=$("$A/bench_batch_step" "$f" 2 "$2" "$3" 40 "$4") b=$("$B/bench_batch_step" "$f" 2 "$2" "$3" 40 "$4")
+    ratios["step $1 rows $2 depth $3 $4 t2 (tok/s)"]+=" $(awk -v a="$(field tok_s "$a")" -v b="$(field tok_s "$b")" 'BEGIN{print b/a}')"
   done
   echo "round $r of $ROUNDS done" >&2
 done

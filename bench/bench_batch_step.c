@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
     if (lmf_weights_load(argv[1], &w) != LMF_OK) die(argv[1]);
     int V = lmf_weights_config(w)->vocab_size, n_ctx = depth + steps + 1;
     lmf_kv_pool *pool;
-    if (lmf_kv_pool_create(w, rows * (n_ctx + 16), 0, n_ctx, kt, &pool) != LMF_OK) die("KV pool");
+    if (lmf_kv_pool_create(w, rows * (n_ctx + 16), 16, n_ctx, kt, &pool) != LMF_OK) die("KV pool"); /* serve's block size */
     lmf_session **s = calloc((size_t)rows, sizeof *s);
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)depth), *next = malloc(sizeof(int32_t) * (size_t)rows);
     const int32_t **tp = malloc(sizeof(*tp) * (size_t)rows);
