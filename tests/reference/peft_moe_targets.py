@@ -7,7 +7,8 @@ Run by hand (the output is recorded in docs/moe.md, "LoRA on the experts: PEFT's
 It prints, for a tiny random MixtralForCausalLM and Qwen2MoeForCausalLM built here, what `all-linear` and explicit
 `target_parameters` resolve to (adapter_config.json's target_modules / target_parameters / rank_pattern /
 alpha_pattern), the saved tensor names and shapes outside the attention, each ParamWrapper's in / out / experts and
-scaling, and whether lora_dropout 0.1 is accepted. lmforge's refusals (src/model/lora.c, src/model/lora_io.c) say
+scaling, and whether lora_dropout 0.1 is accepted; then it checks the expert layout docs/moe.md states (A_e = A's
+rows [e r, (e + 1) r), B_e = B's columns j E + e) against PEFT's logits with random A and B. lmforge's refusals (src/model/lora.c, src/model/lora_io.c) say
 what these facts are, so a change in PEFT shows here first.
 
 --write-fixture also saves PEFT's all-linear adapter (r 2, alpha 4, lora_dropout 0, init_lora_weights as PEFT's
@@ -74,6 +75,43 @@ def report(name, make):
         print(f"{name} all-linear with lora_dropout 0.1: ValueError: {e}")
 
 
+def check_layout():
+    """PEFT's expert LoRA as lmforge would compute it: with random A and B, the PeftModel's logits equal a plain
+    Mixtral whose expert weights are W_e + s B_e A_e, where (for transformers' (E, out, in) layout) A_e is rows
+    [e r, (e + 1) r) of A (r E, in) and B_e column j is B's column j E + e (B is (out, r E): the experts interleaved)."""
+    torch.manual_seed(1)
+    base = tiny_mixtral()
+    pm = get_peft_model(tiny_mixtral(), LoraConfig(r=2, lora_alpha=4, target_modules="all-linear"))
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_" in n:
+                p.copy_(torch.randn_like(p) * 0.3)
+        for n, mod in pm.named_modules():
+            if not hasattr(mod, "parameter_name") and not n.endswith(("q_proj", "k_proj", "v_proj", "o_proj")):
+                continue
+            A, B = mod.lora_A["default"].weight, mod.lora_B["default"].weight
+            s, r = mod.scaling["default"], mod.r["default"]
+            path = n.replace("base_model.model.", "").replace(".base_layer", "")
+            target = base.get_submodule(path)
+            if not hasattr(mod, "parameter_name"):
+                target.weight += s * B @ A
+                continue
+            W = getattr(target, mod.parameter_name)
+            if W.dim() == 2:  # the router: an ordinary (out, in) LoRA
+                W += s * B @ A
+                continue
+            E = mod.num_experts
+            for e in range(E):
+                Ae = A[e * r:(e + 1) * r]                   # (r, in)
+                Be = B[:, [j * E + e for j in range(r)]]    # (out, r)
+                W[e] += s * Be @ Ae
+    tok = torch.tensor([[1, 5, 9, 2, 33, 7, 61, 4]])
+    a, b = pm(tok).logits, base(tok).logits
+    err = (a - b).abs().max().item()
+    print(f"mixtral all-linear, random A and B: PEFT's logits vs W_e + s B_e A_e with interleaved B: max |diff| {err:.2e}")
+    assert err < 1e-5 * b.abs().max().item(), err
+
+
 def write_fixture():
     base = os.path.join(ROOT, "tests/reference/fixtures/moe/mixtral")
     out = os.path.join(ROOT, "tests/reference/fixtures/lora/mixtral_all_linear_peft")
@@ -100,5 +138,6 @@ def write_fixture():
 if __name__ == "__main__":
     report("mixtral", tiny_mixtral)
     report("qwen2_moe", tiny_qwen2_moe)
+    check_layout()
     if "--write-fixture" in sys.argv:
         write_fixture()
