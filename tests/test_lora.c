@@ -407,7 +407,9 @@ static void test_moe_targets(void **s) {
                    "valid: q_proj,k_proj,v_proj,o_proj)");
     expect_refusal(&c, "gate.weight", "'gate.weight' names a weight of the experts", "target_parameters");
     expect_refusal(&c, "w2", "'w2' names a weight", "llama mixture-of-experts");
+    expect_refusal(&c, "mlp.gate.weight", "'mlp.gate.weight' names a weight", "target_parameters");
     expect_refusal(&c, "c_attn", "'c_attn' is not a module", "valid: q_proj,k_proj,v_proj,o_proj");
+    expect_refusal(&c, "self_attn.q_proj.weight", "is not a module", "valid: q_proj,k_proj,v_proj,o_proj");
     c.arch = LMF_ARCH_QWEN2;
     expect_refusal(&c, "all-linear", "Qwen2-MoE", "shared_expert_gate");
     expect_refusal(&c, "shared_expert.up_proj", "'shared_expert.up_proj' names a weight", "qwen2 mixture-of-experts");

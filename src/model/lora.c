@@ -47,7 +47,9 @@ const char *lmf_lora_module_names(const lmf_model_config *cfg) {
  * calling the name unknown. */
 static int moe_weight(const char *t) {
     static const char *const leaf[] = {"gate_up_proj", "down_proj", "gate_proj", "up_proj", "w1", "w2", "w3",
-                                       "gate",         "weight",    "shared_expert_gate"};
+                                       "gate",         "shared_expert_gate"};
+    size_t n = strlen(t);
+    if (n >= 11 && !strcmp(t + n - 11, "gate.weight") && (n == 11 || t[n - 12] == '.')) return 1;
     const char *dot = strrchr(t, '.');
     const char *last = dot ? dot + 1 : t;
     for (size_t i = 0; i < sizeof leaf / sizeof *leaf; i++)
