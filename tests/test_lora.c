@@ -382,13 +382,50 @@ static void test_targets(void **s) {
     assert_int_equal(lmf_lora_create(&c, "c_attn", 4, 8, 1.0f, 0, &lo), LMF_ERR_ARG);
 }
 
+/* A mixture of experts: the attention is adapted; all-linear is refused with what PEFT would make of it on that
+ * model (tests/reference/peft_moe_targets.py), an expert, router or shared-expert weight as such, anything else as an
+ * unknown name. */
+static void expect_refusal(const lmf_model_config *c, const char *targets, const char *s1, const char *s2) {
+    lmf_lora *lo = (lmf_lora *)c; /* must come back NULL */
+    assert_int_equal(lmf_lora_create(c, targets, 4, 8, 0, 0, &lo), LMF_ERR_ARG);
+    assert_null(lo);
+    const char *e = lmf_last_error();
+    printf("  %s: %s\n", targets, e);
+    if (!strstr(e, s1) || !strstr(e, s2)) fail_msg("'%s' does not name '%s' and '%s'", e, s1, s2);
+}
+
+static void test_moe_targets(void **s) {
+    (void)s;
+    lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
+    c.n_layer = 1, c.n_expert = 4, c.n_expert_used = 2;
+    lmf_lora *lo;
+    assert_int_equal(lmf_lora_create(&c, "q_proj,k_proj,v_proj,o_proj", 4, 8, 0, 0, &lo), LMF_OK);
+    assert_int_equal(lo->n_mod, 4);
+    lmf_lora_free(lo);
+    expect_refusal(&c, "all-linear", "experts.gate_up_proj at rank 2r", "lora_dropout must be 0");
+    expect_refusal(&c, "q_proj,experts.gate_up_proj", "'experts.gate_up_proj' names a weight of the experts",
+                   "valid: q_proj,k_proj,v_proj,o_proj)");
+    expect_refusal(&c, "gate.weight", "'gate.weight' names a weight of the experts", "target_parameters");
+    expect_refusal(&c, "w2", "'w2' names a weight", "llama mixture-of-experts");
+    expect_refusal(&c, "mlp.gate.weight", "'mlp.gate.weight' names a weight", "target_parameters");
+    expect_refusal(&c, "c_attn", "'c_attn' is not a module", "valid: q_proj,k_proj,v_proj,o_proj");
+    expect_refusal(&c, "self_attn.q_proj.weight", "is not a module", "valid: q_proj,k_proj,v_proj,o_proj");
+    c.arch = LMF_ARCH_QWEN2;
+    expect_refusal(&c, "all-linear", "Qwen2-MoE", "shared_expert_gate");
+    expect_refusal(&c, "shared_expert.up_proj", "'shared_expert.up_proj' names a weight", "qwen2 mixture-of-experts");
+    c.n_expert = 0; /* dense qwen2: all-linear is every linear */
+    assert_int_equal(lmf_lora_create(&c, "all-linear", 4, 8, 0, 0, &lo), LMF_OK);
+    assert_int_equal(lo->n_mod, 7);
+    lmf_lora_free(lo);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_qv), cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_quantized_base), cmocka_unit_test(test_bf16_base),
         cmocka_unit_test(test_packed_llama),   cmocka_unit_test(test_packed_gpt2),
         cmocka_unit_test(test_dropout),        cmocka_unit_test(test_dropout_rates),
-        cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_targets),        cmocka_unit_test(test_moe_targets),
         cmocka_unit_test(test_adamw_trains_adapters_only), cmocka_unit_test(test_inference_unmerged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -519,11 +519,47 @@ static int teardown(void **s) {
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* PEFT's own all-linear adapter over the tiny Mixtral (tests/reference/peft_moe_targets.py): PEFT adapts the experts
+ * and the router there through target_parameters, which lmforge cannot read yet; the refusal names the field and
+ * what it holds rather than failing on the first unexpected tensor. Hand-edited configs are refused the same way. */
+static void test_peft_moe_target_parameters(void **s) {
+    (void)s;
+    const char *dir = LMF_SOURCE_DIR "/tests/reference/fixtures/lora/mixtral_all_linear_peft";
+    if (access(dir, F_OK) != 0) {
+        printf("  %s absent: PEFT's MoE adapter not checked\n", dir);
+        skip();
+    }
+    lmf_weights *w;
+    if (lmf_weights_load_hf(LMF_SOURCE_DIR "/tests/reference/fixtures/moe/mixtral", &w) != LMF_OK)
+        fail_msg("%s", lmf_last_error());
+    lmf_model_config c = *lmf_weights_config(w);
+    lmf_weights_free(w);
+    lmf_lora *out = (lmf_lora *)&c; /* must come back NULL */
+    expect_fail(lmf_lora_load_peft(dir, &c, &out), "mixtral_all_linear_peft/adapter_config.json",
+                "field target_parameters is [\"down_proj\",\"gate.weight\",\"gate_up_proj\"]", "ParamWrapper");
+    assert_null(out);
+    /* an adapter lmforge saved, with the field added by hand */
+    lmf_lora *l = random_lora(&c, "q_proj,v_proj", 2, 4, 0, 0, 7);
+    char d2[256];
+    snprintf(d2, sizeof d2, "%s", tmp_path("moe_tp"));
+    assert_int_equal(lmf_lora_save_peft(l, &c, NULL, d2), LMF_OK);
+    if (lmf_lora_load_peft(d2, &c, &out) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_lora_free(out);
+    const char *tp[] = {"experts.down_proj"};
+    edit_config(d2, "target_parameters", cJSON_CreateStringArray(tp, 1));
+    expect_fail(lmf_lora_load_peft(d2, &c, &out), "target_parameters", "experts.down_proj", "not supported yet");
+    edit_config(d2, "target_parameters", cJSON_CreateArray()); /* PEFT's empty list is no target */
+    if (lmf_lora_load_peft(d2, &c, &out) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_lora_free(out);
+    lmf_lora_free(l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_peft_round_trip), cmocka_unit_test(test_gguf_round_trip),
         cmocka_unit_test(test_rope_order),      cmocka_unit_test(test_peft_refusals),
         cmocka_unit_test(test_gguf_refusals),   cmocka_unit_test(test_peft_fixture),
+        cmocka_unit_test(test_peft_moe_target_parameters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

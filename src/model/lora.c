@@ -25,8 +25,9 @@ static const module_def GPT2[] = {{"c_attn", "c_attn", 0, 3}, {"attn.c_proj", "c
 static const module_def OPT[] = {{"q_proj", "q_proj", 0, 1},   {"k_proj", "k_proj", 1, 2}, {"v_proj", "v_proj", 2, 3},
                                  {"out_proj", "out_proj", 3, 4}, {"fc1", "fc1", 5, 6},     {"fc2", "fc2", 6, 7}};
 
-/* A mixture of experts offers its attention projections only: transformers keeps a Mixtral's experts as fused 3-D
- * parameters and its router as a bare weight, so PEFT finds no Linear there to wrap (its all-linear is q k v o). */
+/* A mixture of experts offers its attention projections only. transformers 5 keeps a Mixtral's experts as fused 3-D
+ * parameters and its router as a bare weight, which PEFT adapts through target_parameters (its ParamWrapper, a
+ * different adapter: one A and B over all experts of a layer), not as modules; docs/moe.md has PEFT's definition. */
 static const module_def *family(const lmf_model_config *c, int *n) {
     if (c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_QWEN2) return *n = c->n_expert ? 4 : 7, LLAMA;
     if (c->arch == LMF_ARCH_OPT) return *n = 6, OPT;
@@ -38,6 +39,22 @@ const char *lmf_lora_module_names(const lmf_model_config *cfg) {
                                                         : "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
            : cfg->arch == LMF_ARCH_OPT ? "q_proj,k_proj,v_proj,out_proj,fc1,fc2"
                                        : "c_attn,c_proj,c_fc";
+}
+
+/* Whether a target names a MoE feed-forward weight as PEFT or transformers spell it: the fused experts
+ * (experts.gate_up_proj, experts.down_proj; v4's w1 w2 w3), the router (gate, gate.weight) or Qwen2-MoE's shared
+ * expert (its gate_proj up_proj down_proj, shared_expert_gate), so the refusal says what is missing rather than
+ * calling the name unknown. */
+static int moe_weight(const char *t) {
+    static const char *const leaf[] = {"gate_up_proj", "down_proj", "gate_proj", "up_proj", "w1", "w2", "w3",
+                                       "gate",         "shared_expert_gate"};
+    size_t n = strlen(t);
+    if (n >= 11 && !strcmp(t + n - 11, "gate.weight") && (n == 11 || t[n - 12] == '.')) return 1;
+    const char *dot = strrchr(t, '.');
+    const char *last = dot ? dot + 1 : t;
+    for (size_t i = 0; i < sizeof leaf / sizeof *leaf; i++)
+        if (!strcmp(last, leaf[i])) return 1;
+    return strstr(t, "experts") || strstr(t, "shared_expert");
 }
 
 /* Rows and input width of matrix m of a layer of cfg. */
@@ -57,10 +74,19 @@ lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int
     int nd;
     const module_def *defs = family(cfg, &nd);
     int want[LMF_LAYER_MATRICES] = {0}, all = !strcmp(targets, "all-linear");
+    /* What PEFT 0.21.2 over transformers 5.24 makes of all-linear (checked by tests/reference/peft_moe_targets.py):
+     * the same words would mean another adapter here, so they are refused with what they would mean there. */
+    if (all && cfg->n_expert && cfg->arch == LMF_ARCH_QWEN2)
+        return lmf_fail(LMF_ERR_ARG, "lora target all-linear on a Qwen2-MoE model: PEFT's all-linear there adapts "
+                        "q_proj,k_proj,v_proj,o_proj and the shared expert's nn.Linear modules (gate_proj, up_proj, "
+                        "down_proj, shared_expert_gate), which lmforge does not adapt yet; name the modules instead "
+                        "(valid: %s; docs/moe.md)", lmf_lora_module_names(cfg));
     if (all && cfg->n_expert)
         return lmf_fail(LMF_ERR_ARG, "lora target all-linear on a mixture-of-experts model: PEFT's all-linear also "
-                        "adapts the experts and the router (as target_parameters), which lmforge does not; name the "
-                        "modules instead (valid: %s)", lmf_lora_module_names(cfg));
+                        "adapts the experts and the router as target_parameters (gate.weight, experts.gate_up_proj at "
+                        "rank 2r and alpha 2 alpha, experts.down_proj; lora_dropout must be 0 there), which lmforge "
+                        "does not adapt yet; name the modules instead (valid: %s; docs/moe.md)",
+                        lmf_lora_module_names(cfg));
     if (!all) {
         char buf[256];
         snprintf(buf, sizeof buf, "%s", targets);
@@ -68,6 +94,12 @@ lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int
             int hit = 0;
             for (int i = 0; i < nd; i++)
                 if (!strcmp(tok, defs[i].match) || !strcmp(tok, defs[i].name)) want[i] = hit = 1;
+            if (!hit && cfg->n_expert && moe_weight(tok))
+                return lmf_fail(LMF_ERR_ARG, "lora target '%s' names a weight of the experts, the router or the shared "
+                                "expert of a %s mixture-of-experts model: LoRA adapts only the attention of a MoE "
+                                "for now (valid: %s); PEFT adapts the experts and the router through "
+                                "target_parameters (docs/moe.md)", tok, lmf_arch_name(cfg->arch),
+                                lmf_lora_module_names(cfg));
             if (!hit)
                 return lmf_fail(LMF_ERR_ARG, "lora target '%s' is not a module of a %s%s model (valid: %s%s)", tok,
                                 lmf_arch_name(cfg->arch), cfg->n_expert ? " mixture-of-experts" : "",

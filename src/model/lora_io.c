@@ -264,6 +264,13 @@ static lmf_status parse_peft_config(const char *path, peft_params *p) {
     if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
         BAD("%s: field modules_to_save is %s: fully trained modules are not supported (null expected)", path,
             shown(v, show, sizeof show));
+    /* Before the patterns: PEFT's all-linear on a Mixtral writes both (the fused gate_up_proj at 2r), and this is
+     * the field that says why such an adapter cannot be read. */
+    v = FIELD("target_parameters");
+    if (v && !cJSON_IsNull(v) && !((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child))
+        BAD("%s: field target_parameters is %s: LoRA on parameters (PEFT's ParamWrapper: a mixture's "
+            "experts.gate_up_proj / experts.down_proj, the router's gate.weight) is not supported yet, only on "
+            "modules (docs/moe.md)", path, shown(v, show, sizeof show));
     static const char *const patterns[] = {"rank_pattern", "alpha_pattern"};
     for (int i = 0; i < 2; i++) {
         v = FIELD(patterns[i]);
@@ -271,9 +278,8 @@ static lmf_status parse_peft_config(const char *path, peft_params *p) {
             BAD("%s: field %s is %s: per-module ranks and alphas are not supported", path, patterns[i],
                 shown(v, show, sizeof show));
     }
-    static const char *const unsupported[] = {"exclude_modules", "target_parameters", "trainable_token_indices",
-                                              "layer_replication"};
-    for (int i = 0; i < 4; i++) {
+    static const char *const unsupported[] = {"exclude_modules", "trainable_token_indices", "layer_replication"};
+    for (int i = 0; i < 3; i++) {
         v = FIELD(unsupported[i]);
         if (v && !cJSON_IsNull(v) && !((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child))
             BAD("%s: field %s is %s: not supported (null expected)", path, unsupported[i], shown(v, show, sizeof show));
