@@ -130,6 +130,62 @@ void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int
                   sign);
 }
 
+/* cfg.qk_norm per head (Qwen3): in each of N rows (ld floats apart) the nh query heads and then the nkv key heads,
+ * hs floats each and side by side as a qkv row holds them, are RMS-normalised in place and scaled by qw (a query
+ * head) or kw (a key head). Training keeps what the backward needs: keep (N, (nh + nkv) hs) the rows before the
+ * norm, rstd (N, nh + nkv) each head's statistic; both NULL in prefill. */
+static void qk_norm_forward(const lmf_model_config *c, float *x, int ld, int N, int nh, int nkv, int hs,
+                            const float *qw, const float *kw, float *keep, float *rstd) {
+    const lmf_vec_ops *V = lmf_vec();
+    int nn = nh + nkv;
+#pragma omp parallel for schedule(static) if (N >= 64)
+    for (int i = 0; i < N; i++) {
+        float *row = x + (size_t)i * ld, r;
+        if (keep) memcpy(keep + (size_t)i * nn * hs, row, (size_t)nn * hs * sizeof(float));
+        for (int h = 0; h < nn; h++) {
+            V->rmsnorm(row + (size_t)h * hs, &r, row + (size_t)h * hs, h < nh ? qw : kw, hs, c->norm_eps);
+            if (rstd) rstd[(size_t)i * nn + h] = r;
+        }
+    }
+}
+
+/* Its backward in place: dx (N rows ld apart, the heads as in the forward) holds d(normalised q | k) and becomes
+ * d(q | k before the norm); dqw / dkw += the weights' gradients. Serial over the rows, as every row adds into the
+ * same two weight gradients (a pass over N (nh + nkv) hs floats: small beside the products around it). */
+static void qk_norm_backward(float *dx, int ld, int N, int nh, int nkv, int hs, const float *qw, const float *kw,
+                             float *dqw, float *dkw, const float *keep, const float *rstd) {
+    int nn = nh + nkv;
+    for (int i = 0; i < N; i++)
+        for (int h = 0; h < nn; h++) {
+            float *dy = dx + (size_t)i * ld + (size_t)h * hs, *dw = h < nh ? dqw : dkw, r = rstd[(size_t)i * nn + h];
+            const float *x = keep + ((size_t)i * nn + h) * hs, *w = h < nh ? qw : kw;
+            float d = 0.0f;
+            for (int j = 0; j < hs; j++) d += dy[j] * w[j] * x[j];
+            float k = r * r * r * d / (float)hs;
+            for (int j = 0; j < hs; j++) {
+                dw[j] += dy[j] * x[j] * r;
+                dy[j] = r * dy[j] * w[j] - k * x[j];
+            }
+        }
+}
+
+/* The backward of a layer's q/k norm with its weight gradients in G (training) or discarded (frozen: scratch of 2
+ * hs floats). Under tensor parallelism each rank holds its heads only, so the replicated weights' gradients are
+ * this rank's share: summed over the group before they are added (every rank calls this, in the same order). */
+static void qk_norm_grads(const lmf_block_ctx *ctx, float *dqkv, int ld, int N, int nh, int nkv, int hs,
+                          const lmf_layer_weights *L, float *gq, float *gk, float *scratch,
+                          const lmf_block_rows *r) {
+    if (!ctx->tp || !gq) {
+        qk_norm_backward(dqkv, ld, N, nh, nkv, hs, L->q_norm_w, L->k_norm_w, gq ? gq : scratch,
+                         gk ? gk : scratch + hs, r->qk, r->qk_rstd);
+        return;
+    }
+    memset(scratch, 0, 2 * (size_t)hs * sizeof(float));
+    qk_norm_backward(dqkv, ld, N, nh, nkv, hs, L->q_norm_w, L->k_norm_w, scratch, scratch + hs, r->qk, r->qk_rstd);
+    lmf_block_ctx_tp_sum(ctx, scratch, 2 * (size_t)hs);
+    for (int j = 0; j < hs; j++) gq[j] += scratch[j], gk[j] += scratch[hs + j];
+}
+
 void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0, const int32_t *pos) {
     const lmf_wtensor *te = &w->tok_emb, *pe = &w->pos_emb;
     int C = w->cfg.n_embd, learned = w->cfg.pos == LMF_POS_LEARNED;
@@ -430,6 +486,9 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
                   {&wv, offset(L->bv, w.g0 * hs), r->qkv + CA + KVA, S}};
     lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     adapt(ctx, r, layer, 0, 3, r->ln1, C, r->qkv, S, N);
+    if (c->qk_norm)
+        qk_norm_forward(c, r->qkv, S, N, w.nh, w.nkv, hs, L->q_norm_w, L->k_norm_w, ctx->seqs ? NULL : r->qk,
+                        ctx->seqs ? NULL : r->qk_rstd);
     if (ctx->seqs) {
         for (int j = 0, row = 0; j < ctx->n_seqs; row += ctx->seqs[j++].n) {
             const lmf_block_seq *sq = &ctx->seqs[j];
@@ -525,6 +584,7 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
+    if (c->qk_norm) qk_norm_grads(ctx, g->dqkv, S, N, NH, c->n_kv_head, hs, L, NULL, NULL, dn, r);
     memset(g->dbuf, 0, NC * sizeof(float));
     lin qkv[3] = {{&L->wq, NULL, g->dqkv, S}, {&L->wk, NULL, g->dqkv + C, S}, {&L->wv, NULL, g->dqkv + C + KV, S}};
     lmf_block_linear_dinput(qkv, 3, g->dbuf, C, N, dq, dqf, ctx->bf16);
@@ -593,6 +653,9 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, -1.0f);
+    if (c->qk_norm)
+        qk_norm_grads(ctx, g->dqkv, S, N, w.nh, w.nkv, hs, L, (float *)G->q_norm_w, (float *)G->k_norm_w, g->dnorm,
+                      r);
     memset(g->dbuf, 0, NC * sizeof(float));
     if (!ctx->tp) {
         lmf_block_linear_backward(ctx, g->dbuf, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C, S);
@@ -722,10 +785,11 @@ static void residual_rows(const lmf_block_decode_ctx *d, int layer, int mat, con
         for (int r = lo; r < hi; r++) d->x[(size_t)i * C + r] += d->proj[(size_t)i * C + r];
 }
 
-/* Q and K rows go to threads in whole heads for ROPE_HALF (its pairs span half a head) and whole R16 groups. */
+/* Q and K rows go to threads in whole heads for ROPE_HALF (its pairs span half a head) or a per-head q/k norm, and
+ * whole R16 groups. */
 static int qk_unit(const lmf_model_config *c) {
     int hs = c->n_embd / c->n_head, unit = 16;
-    if (c->pos == LMF_POS_ROPE_HALF)
+    if (c->pos == LMF_POS_ROPE_HALF || c->qk_norm == LMF_QK_NORM_HEAD)
         while (unit % hs || unit % 16) unit += 16;
     return unit;
 }
@@ -762,6 +826,9 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
         for (int i = 0; i < N && rhi > rlo; i++) {
             float *row = qkv[j].out + (size_t)i * S;
             const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
+            if (j < 2 && c->qk_norm) /* whole heads of this thread's rows (qk_unit), before RoPE */
+                qk_norm_forward(c, row + rlo, 0, 1, j ? 0 : (rhi - rlo) / hs, j ? (rhi - rlo) / hs : 0, hs,
+                                L->q_norm_w, L->k_norm_w, NULL, NULL);
             if (j < 2 && rope)
                 lmf_rope_rotate(row, rlo, rhi, d->rope + (size_t)d->row_pos[i] * hs, hs, interleaved, 1.0f);
             void *cache = j == 1 ? kv->k : j == 2 ? kv->v : NULL;

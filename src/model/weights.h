@@ -10,6 +10,7 @@
  *   gpt2:  LayerNorm, learned positions, biases, GELU (tanh), tied head
  *   opt:   LayerNorm, learned positions at offset 2, biases, ReLU
  *   qwen2: llama with q, k and v biases (cfg.qkv_bias); Qwen2-MoE's shared expert gated (cfg.shared_gate)
+ *   qwen3: llama with a per-head RMSNorm on q and k before RoPE (cfg.qk_norm); Qwen3-MoE: Mixtral's experts
  * Linear weights are (out, in) row-major as in torch.nn.Linear: y = x W^T + b. 1-D tensors (norms, biases) are
  * always fp32 copies owned by the weights (small, and the kernels want aligned fp32). */
 #ifndef LMF_MODEL_WEIGHTS_H
@@ -33,6 +34,8 @@ typedef struct {
 
 typedef struct {
     const float *attn_norm_w, *attn_norm_b; /* (C); _b NULL for RMSNorm */
+    const float *q_norm_w, *k_norm_w;       /* (hs) cfg.qk_norm per head: each head of q / k RMS-normalised and
+                                             * scaled by these before RoPE (Qwen3); NULL otherwise */
     lmf_wtensor wq, wk, wv, wo;             /* (C,C) (KV,C) (KV,C) (C,C), KV = n_kv_head * hs */
     const float *bq, *bk, *bv, *bo;         /* NULL when the family has no biases */
     const float *ffn_norm_w, *ffn_norm_b;
