@@ -78,7 +78,9 @@ void lmf_bound_omp_spin(char **argv);
 
 /* ---- model ---------------------------------------------------------------------------------------------------- */
 
-typedef enum { LMF_ARCH_GPT2 = 0, LMF_ARCH_LLAMA = 1, LMF_ARCH_OPT = 2, LMF_ARCH_QWEN2 = 3, LMF_ARCH_QWEN3 = 4 } lmf_arch;
+typedef enum {
+    LMF_ARCH_GPT2 = 0, LMF_ARCH_LLAMA = 1, LMF_ARCH_OPT = 2, LMF_ARCH_QWEN2 = 3, LMF_ARCH_QWEN3 = 4, LMF_ARCH_OLMOE = 5
+} lmf_arch;
 typedef enum { LMF_NORM_LAYER = 0, LMF_NORM_RMS = 1 } lmf_norm_kind;
 typedef enum { LMF_ACT_GELU_TANH = 0, LMF_ACT_SWIGLU = 1, LMF_ACT_RELU = 2 } lmf_act_kind;
 typedef enum {
@@ -90,7 +92,7 @@ typedef enum {
 typedef enum {
     LMF_QK_NORM_NONE = 0,
     LMF_QK_NORM_HEAD = 1, /* each head's hs values on their own, one weight of hs shared by the heads (Qwen3) */
-    LMF_QK_NORM_FULL = 2, /* all of q (n_head hs) and all of k (n_kv_head hs) as one row each (OLMoE): not yet run */
+    LMF_QK_NORM_FULL = 2, /* all of q (n_head hs) and all of k (n_kv_head hs) as one row each (OLMoE) */
 } lmf_qk_norm_kind;
 
 /* The one description of a model: every architectural choice, for training and inference alike. A pre-norm
@@ -103,7 +105,9 @@ typedef enum {
  *  qwen2: llama's knobs plus biases on q, k and v (qkv_bias; o and the FFN have none): Qwen2 / Qwen2.5, and with
  *         n_expert > 0 Qwen2-MoE (whose shared expert is gated: shared_gate).
  *  qwen3: llama's knobs plus a per-head RMSNorm on q and k (qk_norm): Qwen3, and with n_expert > 0 Qwen3-MoE
- *         (Mixtral's router and experts, no shared expert). */
+ *         (Mixtral's router and experts, no shared expert).
+ *  olmoe: llama's knobs plus an RMSNorm over the whole q and k rows (qk_norm full width): with n_expert > 0 OLMoE
+ *         (64 experts top-8, not renormalised). */
 #define LMF_MAX_EXPERT 256 /* experts per layer lmforge accepts */
 
 typedef struct {
@@ -137,7 +141,8 @@ typedef struct {
     float capacity_factor; /* training: expert capacity ceil(factor x tokens x k / E), slots over it dropped; 0: none */
     int shared_gate;       /* the shared expert's output is scaled by sigmoid(x . w) per token, w a (C) vector of
                             * each layer (Qwen2-MoE's shared_expert_gate); needs shared_ffn_dim > 0 */
-    lmf_qk_norm_kind qk_norm; /* RMSNorm on q and k before RoPE, with norm_eps (qwen3: per head); needs RMSNorm */
+    lmf_qk_norm_kind qk_norm; /* RMSNorm on q and k before RoPE, with norm_eps (qwen3: per head, olmoe: full
+                               * width); needs RMSNorm */
 } lmf_model_config;
 
 /* Defaults for a family (GPT-2 124M shape, or a small llama); callers then override fields. */

@@ -129,7 +129,7 @@ done
 
 # 6. a Qwen3-MoE (per-head q/k norms, top-k renormalised) from the flags: the knob saved and checked on resume, the
 # same greedy text from the checkpoint, its qwen3moe GGUF and its Qwen3MoeForCausalLM folder read back
-expect_error "OLMoE" "$LMF" train "${common[@]}" --arch qwen3 --qk-norm 2 --max-steps 2 --out-dir "$dir/bad"
+expect_error "qk_norm" "$LMF" train "${common[@]}" --arch qwen3 --qk-norm 3 --max-steps 2 --out-dir "$dir/bad"
 q3=(--arch qwen3 --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head 2 --ffn-dim 64 --n-expert 4 --n-expert-used 2
     --norm-topk-prob true --router-aux-coef 0.01)
 "$LMF" train "${q3[@]}" "${common[@]}" --max-steps 6 --sample-tokens 0 --out-dir "$dir/q3" > /dev/null 2> "$dir/err.txt" ||

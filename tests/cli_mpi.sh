@@ -211,6 +211,7 @@ expect_error() { # expected-substring command...
 expect_error "dp 3 x --tp 1 x --pp 1 = 3 ranks, but the job has 2" mpi 2 "$LMF" train "${common[@]}" --dp 3 --out-dir "$dir/x"
 expect_error "--tp 4 must divide n_head (4), n_kv_head (2), ffn_dim (128) and shared_ffn_dim (0)" mpi 4 "$LMF" train "${common[@]}" --arch llama --n-kv-head 2 --tp 4 --out-dir "$dir/x"
 expect_error "--tp 2 must divide n_head (4), n_kv_head (2), ffn_dim (64) and shared_ffn_dim (33)" mpi 2 "$LMF" train "${common[@]}" "${moe[@]}" --shared-ffn-dim 33 --tp 2 --out-dir "$dir/x"
+expect_error "the full-width q/k norm (qk_norm 2, olmoe) does not run under tensor parallelism" mpi 2 "$LMF" train "${common[@]}" --arch olmoe --tp 2 --out-dir "$dir/x"
 expect_error "pipeline parallel needs at least one layer per stage, and the model has n_layer = 2" mpi 3 "$LMF" train "${common[@]}" --pp 3 --grad-accum 3 --out-dir "$dir/x"
 expect_error "grad_accum 3 is not a multiple of the 2 data-parallel ranks" mpi 2 "$LMF" train "${common[@]}" --grad-accum 3 --out-dir "$dir/x"
 expect_error "--comm self, but an MPI launcher started this process as rank" mpi 2 "$LMF" train "${common[@]}" --comm self --out-dir "$dir/x"

@@ -44,17 +44,23 @@ static double meta(const lmf_safetensors *st, const char *key) {
     return atof(v);
 }
 
+/* Which twin the test at hand uses: the Qwen3-MoE (moe.safetensors) or the OLMoE (olmoe.safetensors); set by each
+ * test before anything else (tests run one at a time). */
+static int olmoe;
+
 static lmf_safetensors *open_fixture(void) {
     lmf_safetensors *st;
-    if (lmf_safetensors_open(FIX "moe.safetensors", &st) != LMF_OK) fail_msg("%s", lmf_last_error());
+    if (lmf_safetensors_open(olmoe ? FIX "olmoe.safetensors" : FIX "moe.safetensors", &st) != LMF_OK)
+        fail_msg("%s", lmf_last_error());
     return st;
 }
 
-/* The twin's model: arch qwen3 (a per-head q/k norm by default), Mixtral-style experts, no shared expert. */
+/* The twin's model: arch qwen3 (a per-head q/k norm by default) or olmoe (the full-width norm), Mixtral-style
+ * experts, no shared expert. */
 static lmf_model_config config_of(const lmf_safetensors *st) {
-    lmf_model_config c = lmf_model_config_default(LMF_ARCH_QWEN3);
-    assert_true(c.qk_norm == LMF_QK_NORM_HEAD && !c.qkv_bias && !c.bias && c.act == LMF_ACT_SWIGLU &&
-                c.pos == LMF_POS_ROPE_HALF);
+    lmf_model_config c = lmf_model_config_default(olmoe ? LMF_ARCH_OLMOE : LMF_ARCH_QWEN3);
+    assert_true(c.qk_norm == (olmoe ? LMF_QK_NORM_FULL : LMF_QK_NORM_HEAD) && !c.qkv_bias && !c.bias &&
+                c.act == LMF_ACT_SWIGLU && c.pos == LMF_POS_ROPE_HALF);
     c.vocab_size = (int)meta(st, "V"), c.n_embd = (int)meta(st, "C"), c.n_layer = (int)meta(st, "L");
     c.n_head = (int)meta(st, "n_head"), c.n_kv_head = (int)meta(st, "n_kv_head"), c.ffn_dim = (int)meta(st, "ffn_dim");
     c.max_seq_len = 16, c.norm_eps = (float)meta(st, "norm_eps"), c.rope_theta = (float)meta(st, "rope_theta");
@@ -80,7 +86,8 @@ static lmf_model *model_of(const lmf_safetensors *st, int training) {
         n++;
     }
     assert_int_equal(n, 12); /* the twin's tensors, q_norm_w and k_norm_w among them */
-    assert_true(m->param_sizes[LMF_P_QNORM] == (size_t)2 * 8 && m->param_sizes[LMF_P_KNORM] == (size_t)2 * 8);
+    size_t qn = olmoe ? 32 : 8, kn = olmoe ? 32 : 8; /* hs; or C and KV (4 KV heads of 8) */
+    assert_true(m->param_sizes[LMF_P_QNORM] == 2 * qn && m->param_sizes[LMF_P_KNORM] == 2 * kn);
     return m;
 }
 
@@ -104,7 +111,7 @@ static void near(double got, double want, const char *what) {
 }
 
 /* Training: the twin's loss, every gradient (the q/k norms' too), 10 AdamW steps. */
-static void test_train_twin(void **s) {
+static void train_twin(void) {
     lmf_safetensors *st = open_fixture();
     lmf_model *m = model_of(st, 1);
     const lmf_model_config *c = &m->cfg;
@@ -136,7 +143,8 @@ static void test_train_twin(void **s) {
         lmf_adamw_apply(&opt, m, &hp, 1e-2f, lmf_grad_norm(m));
     }
     double ef = compare_table(m, m->params, st, "final");
-    printf("qwen3-moe twin: logits %.2g, ce / aux / z, every gradient %.2g, 10 AdamW steps %.2g of PyTorch's\n", e, eg,
+    printf("%s twin: logits %.2g, ce / aux / z, every gradient %.2g, 10 AdamW steps %.2g of PyTorch's\n",
+           olmoe ? "olmoe" : "qwen3-moe", e, eg,
            ef);
     lmf_adamw_free(&opt);
     lmf_model_free(m);
@@ -178,7 +186,7 @@ static void batch_decode(const lmf_weights *w, lmf_model *m, const int32_t *tok,
 
 /* The inference executor on the twin's weights: prefill, then decode-sized steps, then the batched decode, on F32
  * and (through our GGUF export) on Q8_0 weights read in the R16 layout: the q/k norms on every path. */
-static void test_inference_paths(void **s) {
+static void inference_paths(void) {
     lmf_safetensors *st = open_fixture();
     lmf_model *m = model_of(st, 0);
     const int32_t *tok = need(st, "tokens")->data;
@@ -214,9 +222,9 @@ static void test_inference_paths(void **s) {
 static void check_logits(const char *path, const lmf_safetensors *st, const char *want_name, double tol) {
     lmf_weights *w;
     if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
-    assert_int_equal(w->cfg.arch, LMF_ARCH_QWEN3);
-    assert_true(w->cfg.qk_norm == LMF_QK_NORM_HEAD && !w->cfg.qkv_bias && w->layers[1].q_norm_w &&
-                w->layers[1].k_norm_w && !w->layers[1].bq);
+    assert_int_equal(w->cfg.arch, olmoe ? LMF_ARCH_OLMOE : LMF_ARCH_QWEN3);
+    assert_true(w->cfg.qk_norm == (olmoe ? LMF_QK_NORM_FULL : LMF_QK_NORM_HEAD) && !w->cfg.qkv_bias &&
+                w->layers[1].q_norm_w && w->layers[1].k_norm_w && !w->layers[1].bq);
     const int32_t *tok = need(st, "tokens")->data;
     const float *want = need(st, want_name)->data;
     int T = 8, V = w->cfg.vocab_size;
@@ -273,8 +281,8 @@ static void export_roundtrip(const char *name, const char *want_name, const char
     const char *arch;
     assert_int_equal(lmf_gguf_get_str(g, "general.architecture", &arch), LMF_OK);
     assert_string_equal(arch, gguf_arch);
-    const lmf_gguf_tensor *kn = lmf_gguf_find_tensor(g, "blk.1.attn_k_norm.weight"); /* llama.cpp's [hs] */
-    assert_true(kn && kn->n_dims == 1 && kn->ne[0] == 8);
+    const lmf_gguf_tensor *kn = lmf_gguf_find_tensor(g, "blk.1.attn_k_norm.weight"); /* [hs], olmoe [KV] */
+    assert_true(kn && kn->n_dims == 1 && kn->ne[0] == (olmoe ? 32 : 8));
     assert_null(lmf_gguf_find_tensor(g, "blk.1.attn_k.bias"));
     lmf_gguf_close(g);
     check_logits(path, st, want_name, 1e-5);
@@ -301,6 +309,32 @@ static void export_roundtrip(const char *name, const char *want_name, const char
 
 static void test_export_qwen3(void **s) { export_roundtrip("qwen3", "qwen3_logits", "qwen3"); }
 static void test_export_qwen3_moe(void **s) { export_roundtrip("qwen3_moe", "qwen3_moe_logits", "qwen3moe"); }
+
+static void lora_fd(const char *name, const char *targets, int n_mod);
+
+/* OLMoE (the full-width q/k norm): its twin's training, every inference path (decode's extra barriers included),
+ * transformers' own folder, our GGUF (olmoe: [C] and [KV] norms) and HF exports, LoRA through the norm. */
+static void test_olmoe(void **s) {
+    olmoe = 1;
+    train_twin();
+    inference_paths();
+    lmf_safetensors *st = open_fixture();
+    check_logits(FIX "olmoe", st, "olmoe_logits", 1e-5);
+    lmf_safetensors_close(st);
+    export_roundtrip("olmoe", "olmoe_logits", "olmoe");
+    lora_fd("olmoe", "q_proj,k_proj,v_proj,o_proj", 4);
+    /* llama.cpp's olmoe never renormalises the top-k; tensor parallelism is refused for the full width (trainer) */
+    lmf_weights *w;
+    assert_int_equal(lmf_weights_load(FIX "olmoe", &w), LMF_OK);
+    assert_true(w->cfg.n_expert == 4 && !w->cfg.norm_topk_prob && w->cfg.qk_norm == LMF_QK_NORM_FULL);
+    w->cfg.norm_topk_prob = 1;
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/lmf_olmoe_bad_%d.gguf", (int)getpid());
+    assert_int_equal(lmf_export_gguf(w, path, LMF_GGML_F32, NULL), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "norm_topk_prob"));
+    lmf_weights_free(w);
+    olmoe = 0;
+}
 
 /* Writes FIX folder's config.json with `from` replaced by `to` into dir (holding the folder's weights). */
 static void edited_folder(const char *folder, const char *dir, const char *from, const char *to) {
@@ -424,6 +458,9 @@ static void lora_fd(const char *name, const char *targets, int n_mod) {
     lmf_weights_free(w);
 }
 
+static void test_train_twin(void **s) { train_twin(); }
+static void test_inference_paths(void **s) { inference_paths(); }
+
 static void test_lora(void **s) {
     lora_fd("qwen3", "all-linear", 7); /* q k v o gate up down */
     /* a mixture of experts offers its attention only (lora.c: as for Mixtral) */
@@ -443,10 +480,11 @@ static void test_config(void **s) {
     assert_int_equal(t.qk_norm, LMF_QK_NORM_HEAD);
     assert_int_equal(lmf_model_config_from_text("arch = qwen3\nqk_norm = 0\n", "test", &t), LMF_OK);
     assert_int_equal(t.qk_norm, LMF_QK_NORM_NONE);
-    /* OLMoE's full-width norm is named and refused; a LayerNorm family cannot take one */
-    c.qk_norm = LMF_QK_NORM_FULL;
-    assert_int_equal(lmf_model_config_validate(&c), LMF_ERR_ARG);
-    assert_non_null(strstr(lmf_last_error(), "OLMoE"));
+    /* olmoe: the full-width norm; a value past it is refused, and a LayerNorm family cannot take one */
+    lmf_model_config o = lmf_model_config_default(LMF_ARCH_OLMOE);
+    assert_int_equal(o.qk_norm, LMF_QK_NORM_FULL);
+    assert_int_equal(lmf_model_config_validate(&o), LMF_OK);
+    assert_string_equal(lmf_arch_name(LMF_ARCH_OLMOE), "olmoe");
     c.qk_norm = 3;
     assert_int_equal(lmf_model_config_validate(&c), LMF_ERR_ARG);
     assert_non_null(strstr(lmf_last_error(), "qk_norm"));
@@ -466,6 +504,7 @@ int main(void) {
         cmocka_unit_test(test_config),          cmocka_unit_test(test_train_twin),
         cmocka_unit_test(test_inference_paths), cmocka_unit_test(test_hf_qwen3),
         cmocka_unit_test(test_hf_qwen3_moe),    cmocka_unit_test(test_export_qwen3),
-        cmocka_unit_test(test_export_qwen3_moe), cmocka_unit_test(test_refused), cmocka_unit_test(test_lora)};
+        cmocka_unit_test(test_export_qwen3_moe), cmocka_unit_test(test_refused), cmocka_unit_test(test_lora),
+        cmocka_unit_test(test_olmoe)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

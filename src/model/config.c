@@ -4,10 +4,10 @@
 
 #include <string.h>
 
-/* qwen2 is llama with biases on q, k and v, qwen3 llama with a norm on q and k: everything that holds for llama's
- * knobs holds for them. */
+/* qwen2 is llama with biases on q, k and v, qwen3 and olmoe llama with a norm on q and k: everything that holds for
+ * llama's knobs holds for them. */
 static int llama_like(lmf_arch arch) {
-    return arch == LMF_ARCH_LLAMA || arch == LMF_ARCH_QWEN2 || arch == LMF_ARCH_QWEN3;
+    return arch == LMF_ARCH_LLAMA || arch == LMF_ARCH_QWEN2 || arch == LMF_ARCH_QWEN3 || arch == LMF_ARCH_OLMOE;
 }
 
 void lmf_model_config_set_arch(lmf_model_config *c, lmf_arch arch) {
@@ -19,7 +19,7 @@ void lmf_model_config_set_arch(lmf_model_config *c, lmf_arch arch) {
     c->pos_offset = arch == LMF_ARCH_OPT ? 2 : 0;
     c->bias = learned;
     c->qkv_bias = arch == LMF_ARCH_QWEN2;
-    c->qk_norm = arch == LMF_ARCH_QWEN3 ? LMF_QK_NORM_HEAD : LMF_QK_NORM_NONE;
+    c->qk_norm = arch == LMF_ARCH_QWEN3 ? LMF_QK_NORM_HEAD : arch == LMF_ARCH_OLMOE ? LMF_QK_NORM_FULL : LMF_QK_NORM_NONE;
 }
 
 lmf_model_config lmf_model_config_default(lmf_arch arch) {
@@ -41,15 +41,16 @@ const char *lmf_arch_name(lmf_arch arch) {
            : arch == LMF_ARCH_OPT   ? "opt"
            : arch == LMF_ARCH_QWEN2 ? "qwen2"
            : arch == LMF_ARCH_QWEN3 ? "qwen3"
+           : arch == LMF_ARCH_OLMOE ? "olmoe"
                                     : "gpt2";
 }
 
 lmf_status lmf_arch_parse(const char *name, lmf_arch *out) {
-    static const char *const names[] = {"gpt2", "llama", "opt", "qwen2", "qwen3"}; /* by lmf_arch */
-    int i = lmf_name_index(name, names, 5);
+    static const char *const names[] = {"gpt2", "llama", "opt", "qwen2", "qwen3", "olmoe"}; /* by lmf_arch */
+    int i = lmf_name_index(name, names, 6);
     if (i < 0)
-        return lmf_fail(LMF_ERR_ARG, "arch: unknown model family '%s' (expected gpt2, llama, opt, qwen2 or qwen3)",
-                        name);
+        return lmf_fail(LMF_ERR_ARG,
+                        "arch: unknown model family '%s' (expected gpt2, llama, opt, qwen2, qwen3 or olmoe)", name);
     *out = (lmf_arch)i;
     return LMF_OK;
 }
@@ -90,9 +91,6 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
             c->shared_gate, c->n_expert, c->shared_ffn_dim);
     REQUIRE(c->qk_norm >= LMF_QK_NORM_NONE && c->qk_norm <= LMF_QK_NORM_FULL,
             "qk_norm: %d is not 0 (none), 1 (per head) or 2 (full width)", (int)c->qk_norm);
-    /* OLMoE's norm over the whole q and k rows needs every head of a row before RoPE, which the decode step's row
-     * split across threads does not give (docs/moe.md) */
-    REQUIRE(c->qk_norm != LMF_QK_NORM_FULL, "qk_norm: 2 (full-width q/k norm, OLMoE) is not supported yet");
     REQUIRE(c->qk_norm == LMF_QK_NORM_NONE || c->norm == LMF_NORM_RMS,
             "qk_norm: a q/k norm is an RMSNorm and needs the RMSNorm families (llama, qwen2, qwen3), not %s",
             lmf_arch_name(c->arch));

@@ -25,6 +25,10 @@
  *          and k before RoPE). Refused: head_dim (128 when absent) != hidden_size / num_attention_heads,
  *          attention_bias true (it biases o_proj too), sliding windows as for qwen2.
  *   qwen3_moe: qwen3's attention, qwen2_moe's experts without a shared expert (norm_topk_prob false by default).
+ *   olmoe: llama's names plus self_attn.q_norm.weight (hidden_size) and k_norm.weight (num_key_value_heads x
+ *          head_dim): an RMSNorm over the whole q and k rows before RoPE; every layer a mixture of experts as
+ *          qwen3_moe's (num_experts, num_experts_per_tok, intermediate_size each expert's F, norm_topk_prob false by
+ *          default). Refused: clip_qkv, attention_bias.
  *   gpt2:  [transformer.]{wte, wpe, ln_f, h.N.{ln_1, attn.c_attn (fused q|k|v along out), attn.c_proj, ln_2,
  *          mlp.c_fc, mlp.c_proj}}.{weight,bias}; Conv1D weights stored (in, out); head tied to wte.
  *   opt:   [model.]decoder.{embed_tokens, embed_positions (max_position_embeddings + 2 rows: positions start at
@@ -383,7 +387,7 @@ static lmf_status moe_layer(hf *h, int l, lmf_layer_weights *L) {
         }
         return LMF_OK;
     }
-    if (c->arch == LMF_ARCH_QWEN2 || c->arch == LMF_ARCH_QWEN3) { /* Qwen2/3-MoE's checkpoints: per expert, mlp */
+    if (c->arch == LMF_ARCH_QWEN2 || c->arch == LMF_ARCH_QWEN3 || c->arch == LMF_ARCH_OLMOE) { /* per expert, mlp */
         static const char *const wn[3] = {"gate_proj", "up_proj", "down_proj"};
         LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.gate.weight", l), E, C, &L->router));
         for (int e = 0; e < E; e++)
@@ -435,6 +439,24 @@ static lmf_status qwen_moe_config(hf *h, int qwen2) {
     return LMF_OK;
 }
 
+/* OLMoE's config.json: every layer sparse, intermediate_size each expert's F, the top-k not renormalised unless
+ * norm_topk_prob says so; clip_qkv (clamping q, k and v) refused. */
+static lmf_status olmoe_config(hf *h) {
+    lmf_model_config *c = &h->w->cfg;
+    LMF_TRY(get_int(h, "num_experts", 64, &c->n_expert));
+    LMF_TRY(get_int(h, "num_experts_per_tok", 8, &c->n_expert_used));
+    LMF_TRY(get_bool(h, "norm_topk_prob", 0, &c->norm_topk_prob));
+    const cJSON *clip = field(h, "clip_qkv");
+    if (clip && !cJSON_IsNull(clip))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"clip_qkv\" is set: lmforge does not clamp q, k and v (null only)",
+                        h->cfg_path);
+    const cJSON *coef = field(h, "router_aux_loss_coef");
+    if (coef && !(cJSON_IsNumber(coef) && coef->valuedouble >= 0))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"router_aux_loss_coef\" must be a number >= 0", h->cfg_path);
+    c->router_aux_coef = coef ? (float)coef->valuedouble : 0.01f;
+    return LMF_OK;
+}
+
 /* Qwen2's sliding-window attention (on some layers): refused, as lmforge attends to the whole context. */
 static lmf_status qwen2_full_attention(hf *h) {
     int sw = 0;
@@ -457,9 +479,12 @@ static lmf_status qwen2_full_attention(hf *h) {
 static lmf_status load_llama(hf *h, const char *type) {
     lmf_weights *w = h->w;
     lmf_model_config *c = &w->cfg;
-    int qwen3 = !strncmp(type, "qwen3", 5), qwen = !strncmp(type, "qwen2", 5) || qwen3;
+    int qwen3 = !strncmp(type, "qwen3", 5), qwen = !strncmp(type, "qwen2", 5) || qwen3, olmoe = !strcmp(type, "olmoe");
     int qmoe = !strcmp(type, "qwen2_moe") || !strcmp(type, "qwen3_moe");
-    *c = lmf_model_config_default(qwen3 ? LMF_ARCH_QWEN3 : qwen ? LMF_ARCH_QWEN2 : LMF_ARCH_LLAMA);
+    *c = lmf_model_config_default(olmoe   ? LMF_ARCH_OLMOE
+                                  : qwen3 ? LMF_ARCH_QWEN3
+                                  : qwen  ? LMF_ARCH_QWEN2
+                                          : LMF_ARCH_LLAMA);
     LMF_TRY(get_int(h, "hidden_size", -1, &c->n_embd));
     LMF_TRY(get_int(h, "intermediate_size", -1, &c->ffn_dim));
     LMF_TRY(get_int(h, "num_attention_heads", -1, &c->n_head));
@@ -491,9 +516,9 @@ static lmf_status load_llama(hf *h, const char *type) {
     int bias;
     LMF_TRY(get_bool(h, "attention_bias", 0, &bias));
     /* Qwen3's attention_bias puts a bias on o_proj too, which lmforge's SwiGLU families have no place for */
-    if (bias && qwen3)
+    if (bias && (qwen3 || olmoe))
         return lmf_fail(LMF_ERR_FORMAT, "%s: \"attention_bias\": true is not supported for %s (its o_proj bias has no "
-                        "place in lmforge's qwen3)", h->cfg_path, type);
+                        "place in lmforge's %s)", h->cfg_path, type, lmf_arch_name(c->arch));
     if (bias && !qwen) return lmf_fail(LMF_ERR_FORMAT, "%s: \"attention_bias\": true is not supported (llama has no attention "
                               "biases in lmforge)", h->cfg_path);
     LMF_TRY(get_bool(h, "mlp_bias", 0, &bias));
@@ -511,6 +536,7 @@ static lmf_status load_llama(hf *h, const char *type) {
                         c->n_head, c->n_embd);
     if (qwen) LMF_TRY(qwen2_full_attention(h));
     if (qmoe) LMF_TRY(qwen_moe_config(h, !qwen3));
+    else if (olmoe) LMF_TRY(olmoe_config(h));
     else if (!qwen) LMF_TRY(moe_config(h));
     LMF_TRY(check_config(h, type));
 
@@ -529,9 +555,9 @@ static lmf_status load_llama(hf *h, const char *type) {
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.k_proj.weight", l), KV, C, &L->wk));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.v_proj.weight", l), KV, C, &L->wv));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.o_proj.weight", l), C, C, &L->wo));
-        if (c->qk_norm) {
-            LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.q_norm.weight", l), C / c->n_head, &L->q_norm_w));
-            LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.k_norm.weight", l), C / c->n_head, &L->k_norm_w));
+        if (c->qk_norm) { /* qwen3: head_dim each; olmoe: the whole q and k rows */
+            LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.q_norm.weight", l), lmf_qk_norm_width(c, 0), &L->q_norm_w));
+            LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.k_norm.weight", l), lmf_qk_norm_width(c, 1), &L->k_norm_w));
         }
         if (c->qkv_bias) {
             LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.q_proj.bias", l), C, &L->bq));
@@ -784,14 +810,14 @@ static lmf_status load(hf *h) {
     if (!cJSON_IsString(mt)) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"model_type\" is missing", h->cfg_path);
     if (!strcmp(mt->valuestring, "llama") || !strcmp(mt->valuestring, "mixtral") || !strcmp(mt->valuestring, "qwen2") ||
         !strcmp(mt->valuestring, "qwen2_moe") || !strcmp(mt->valuestring, "qwen3") ||
-        !strcmp(mt->valuestring, "qwen3_moe"))
+        !strcmp(mt->valuestring, "qwen3_moe") || !strcmp(mt->valuestring, "olmoe"))
         LMF_TRY(load_llama(h, mt->valuestring));
     else if (!strcmp(mt->valuestring, "gpt2")) LMF_TRY(load_gpt2(h));
     else if (!strcmp(mt->valuestring, "opt")) LMF_TRY(load_opt(h));
     else
         return lmf_fail(LMF_ERR_FORMAT,
                         "%s: model_type \"%s\" is not supported (lmforge loads llama, mixtral, qwen2, qwen2_moe, qwen3, "
-                        "qwen3_moe, gpt2 and opt)",
+                        "qwen3_moe, olmoe, gpt2 and opt)",
                         h->cfg_path, mt->valuestring);
     LMF_TRY(load_tokenizer(h));
     return lmf_weights_validate(h->w, h->dir);

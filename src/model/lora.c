@@ -28,13 +28,16 @@ static const module_def OPT[] = {{"q_proj", "q_proj", 0, 1},   {"k_proj", "k_pro
 /* A mixture of experts offers its attention projections only: transformers keeps a Mixtral's experts as fused 3-D
  * parameters and its router as a bare weight, so PEFT finds no Linear there to wrap (its all-linear is q k v o). */
 static const module_def *family(const lmf_model_config *c, int *n) {
-    if (c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_QWEN2 || c->arch == LMF_ARCH_QWEN3) return *n = c->n_expert ? 4 : 7, LLAMA;
+    if (c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_QWEN2 || c->arch == LMF_ARCH_QWEN3 ||
+        c->arch == LMF_ARCH_OLMOE)
+        return *n = c->n_expert ? 4 : 7, LLAMA;
     if (c->arch == LMF_ARCH_OPT) return *n = 6, OPT;
     return *n = 4, GPT2;
 }
 
 const char *lmf_lora_module_names(const lmf_model_config *cfg) {
-    int llama = cfg->arch == LMF_ARCH_LLAMA || cfg->arch == LMF_ARCH_QWEN2 || cfg->arch == LMF_ARCH_QWEN3;
+    int llama = cfg->arch == LMF_ARCH_LLAMA || cfg->arch == LMF_ARCH_QWEN2 || cfg->arch == LMF_ARCH_QWEN3 ||
+                cfg->arch == LMF_ARCH_OLMOE;
     return llama ? (cfg->n_expert ? "q_proj,k_proj,v_proj,o_proj"
                                                         : "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
            : cfg->arch == LMF_ARCH_OPT ? "q_proj,k_proj,v_proj,out_proj,fc1,fc2"

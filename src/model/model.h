@@ -13,7 +13,8 @@
  *   sh_gate_w (L,C): the shared expert's sigmoid gate (cfg.shared_gate: Qwen2-MoE's shared_expert_gate)
  * The MoE tensors come after the dense ones, so a dense model's layout (and its checkpoints) did not change; the
  * same for sh_gate_w after them. qkv_b exists with cfg.bias or cfg.qkv_bias (qwen2: q, k and v biases only).
- *   q_norm_w (L,hs)  k_norm_w (L,hs): cfg.qk_norm per head (qwen3), after everything else for the same reason.
+ *   q_norm_w (L,hs)  k_norm_w (L,hs): cfg.qk_norm per head (qwen3), after everything else for the same reason;
+ *   (L,C) and (L,KV) with the full-width norm (olmoe).
  *
  * Which tensors exist follows the config's knobs: wpe with learned positions (max_seq_len + pos_offset rows), ln*_b
  * with LayerNorm, the linear biases with cfg.bias, fc_w's gate rows with SwiGLU; absent ones have size 0. gpt2 uses

@@ -20,6 +20,10 @@
  *   qwen3moe: qwen3 with every layer a mixture of experts (qwen3moe.expert_count, expert_used_count,
  *          expert_feed_forward_length): ffn_gate_inp and ffn_{gate,up,down}_exps, no shared expert; the top-k weights
  *          renormalised, as llama.cpp always does for qwen3moe, unless expert_weights_norm says not.
+ *   olmoe: llama's tensors, Q/K rows unpermuted (llama.cpp's converter does not permute them; NEOX RoPE), plus
+ *          blk.N.attn_q_norm [C] and attn_k_norm [KV] (an RMSNorm over the whole q and k rows); every layer a mixture
+ *          of experts (olmoe.expert_count, expert_used_count; feed_forward_length each expert's F), the top-k weights
+ *          not renormalised (llama.cpp's olmoe) unless expert_weights_norm says so.
  *   gpt2:  token_embd, position_embd, output (absent: tied), output_norm(.bias), blk.N.{attn_norm, attn_qkv (fused
  *          q|k|v rows), attn_output, ffn_norm, ffn_up, ffn_down} each with .weight and .bias. */
 #include "core/alloc.h"
@@ -39,15 +43,18 @@ static lmf_status get_dim(const lmf_gguf *g, const char *key, int *out) {
     return LMF_OK;
 }
 
-/* The config of a llama, qwen2, qwen2moe, qwen3 or qwen3moe GGUF (arch.* keys, vocab from token_embd.weight, tied when
+/* The config of a llama, qwen2, qwen2moe, qwen3, qwen3moe or olmoe GGUF (arch.* keys, vocab from token_embd.weight, tied when
  * output.weight is absent, q/k/v biases when blk.0 has them; max_seq_len = arch.context_length), refusing what the
  * model cannot represent (RoPE scaling, partial rotary heads). */
 static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_config *out) {
     const char *path = g->path;
-    int qwen = strcmp(arch, "llama") != 0, qwen3 = !strncmp(arch, "qwen3", 5);
-    int qmoe = !strcmp(arch, "qwen2moe") || !strcmp(arch, "qwen3moe");
-    lmf_model_config cfg =
-        lmf_model_config_default(qwen3 ? LMF_ARCH_QWEN3 : qwen ? LMF_ARCH_QWEN2 : LMF_ARCH_LLAMA);
+    /* qwen: any architecture but llama (Q/K rows unpermuted); qmoe: one whose every layer is a mixture of experts */
+    int qwen = strcmp(arch, "llama") != 0, qwen3 = !strncmp(arch, "qwen3", 5), olmoe = !strcmp(arch, "olmoe");
+    int qmoe = !strcmp(arch, "qwen2moe") || !strcmp(arch, "qwen3moe") || olmoe;
+    lmf_model_config cfg = lmf_model_config_default(olmoe   ? LMF_ARCH_OLMOE
+                                                    : qwen3 ? LMF_ARCH_QWEN3
+                                                    : qwen  ? LMF_ARCH_QWEN2
+                                                            : LMF_ARCH_LLAMA);
     int ctx_len = 0;
     char key[96];
 #define KEY(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
@@ -83,7 +90,7 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
     /* q/k/v biases are optional in llama.cpp's qwen2 (Qwen2 has them; a Qwen2-MoE with qkv_bias false does not):
      * the first layer says, every layer must agree. llama's would need un-permuting with their rows: refused. */
     int has_bias = lmf_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
-    if (has_bias && (!qwen || qwen3))
+    if (has_bias && (!qwen || qwen3 || olmoe))
         return lmf_fail(LMF_ERR_FORMAT, "%s: tensor blk.0.attn_q.bias: attention biases in a %s GGUF are not "
                         "supported (a qwen2 GGUF's are)", path, arch);
     cfg.qkv_bias = has_bias;
@@ -106,11 +113,12 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
                      * runs each */
         LMF_TRY(get_dim(g, KEY("expert_count"), &cfg.n_expert));
         LMF_TRY(get_dim(g, KEY("expert_used_count"), &cfg.n_expert_used));
-        cfg.norm_topk_prob = !qmoe || qwen3;
+        cfg.norm_topk_prob = !qmoe || qwen3; /* llama.cpp's olmoe: not renormalised */
         if (lmf_gguf_find(g, KEY("expert_weights_norm"))) LMF_TRY(lmf_gguf_get_bool(g, key, &cfg.norm_topk_prob));
         if (lmf_gguf_find(g, KEY("expert_shared_feed_forward_length")))
             LMF_TRY(get_dim(g, key, &cfg.shared_ffn_dim));
-        if (qmoe && qwen3) { /* each expert's F has its own key; no shared expert */
+        if (olmoe) { /* feed_forward_length is each expert's F; no shared expert */
+        } else if (qmoe && qwen3) { /* each expert's F has its own key; no shared expert */
             if (lmf_gguf_find(g, KEY("expert_feed_forward_length"))) LMF_TRY(get_dim(g, key, &cfg.ffn_dim));
         } else if (qmoe) { /* each expert's F has its own key; the shared expert (always there) defaults to the FFN's */
             if (lmf_gguf_find(g, KEY("expert_feed_forward_length"))) LMF_TRY(get_dim(g, key, &cfg.ffn_dim));
@@ -223,9 +231,9 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
     LMF_TRY(lmf_gguf_get_str(g, "general.architecture", &arch));
     int gpt2 = !strcmp(arch, "gpt2");
     if (!gpt2 && strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0 && strcmp(arch, "qwen2moe") != 0 &&
-        strcmp(arch, "qwen3") != 0 && strcmp(arch, "qwen3moe") != 0)
+        strcmp(arch, "qwen3") != 0 && strcmp(arch, "qwen3moe") != 0 && strcmp(arch, "olmoe") != 0)
         return lmf_fail(LMF_ERR_FORMAT, "%s: general.architecture is \"%s\"; lmforge runs \"llama\", \"qwen2\", "
-                        "\"qwen2moe\", \"qwen3\", \"qwen3moe\" and \"gpt2\" GGUFs", g->path, arch);
+                        "\"qwen2moe\", \"qwen3\", \"qwen3moe\", \"olmoe\" and \"gpt2\" GGUFs", g->path, arch);
     lmf_model_config *c = &w->cfg;
     if (gpt2) {
         LMF_TRY(gpt2_config(g, c));
@@ -291,9 +299,9 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
             LMF_TRY(matrix(g, NAME("attn_q.weight"), C, C, &L->wq));
             LMF_TRY(matrix(g, NAME("attn_k.weight"), KV, C, &L->wk));
             LMF_TRY(matrix(g, NAME("attn_v.weight"), KV, C, &L->wv));
-            if (c->qk_norm) {
-                LMF_TRY(vec(w, g, NAME("attn_q_norm.weight"), hs, &L->q_norm_w));
-                LMF_TRY(vec(w, g, NAME("attn_k_norm.weight"), hs, &L->k_norm_w));
+            if (c->qk_norm) { /* qwen3: [hs]; olmoe: [C] and [KV] */
+                LMF_TRY(vec(w, g, NAME("attn_q_norm.weight"), lmf_qk_norm_width(c, 0), &L->q_norm_w));
+                LMF_TRY(vec(w, g, NAME("attn_k_norm.weight"), lmf_qk_norm_width(c, 1), &L->k_norm_w));
             }
             if (c->qkv_bias) {
                 LMF_TRY(vec(w, g, NAME("attn_q.bias"), C, &L->bq));

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Qwen3 / Qwen3-MoE reference fixtures: transformers' own tiny models as Hugging Face folders, and a float64
-PyTorch twin of lmforge's training of a Qwen3-MoE (a per-head RMSNorm on q and k before RoPE, Mixtral-style
-experts with the top-k renormalised), checked against transformers' Qwen3MoeForCausalLM.
+"""Qwen3 / Qwen3-MoE / OLMoE reference fixtures: transformers' own tiny models as Hugging Face folders, and a
+float64 PyTorch twin of lmforge's training of a Qwen3-MoE (a per-head RMSNorm on q and k before RoPE, Mixtral-style
+experts with the top-k renormalised), checked against transformers' Qwen3MoeForCausalLM, and the same twin as an
+OLMoE (the RMSNorm over the whole q and k rows, top-k not renormalised, 4 KV heads), checked against
+OlmoeForCausalLM.
 
 Rerun (from anywhere; the script chdirs to the repository root):
 
@@ -14,6 +16,9 @@ Writes into tests/reference/fixtures/qwen3/:
   qwen3/       a tiny Qwen3ForCausalLM (V 48, C 32, 2 layers, 4 heads / 2 KV heads of head_dim 8, FFN 24, tied
                head, random q/k norm weights) saved by save_pretrained (fp32)
   qwen3_moe/   the twin's Qwen3MoeForCausalLM (below) saved by save_pretrained (fp32)
+  olmoe/       the OLMoE twin's OlmoeForCausalLM saved by save_pretrained (fp32)
+  olmoe.safetensors: as moe.safetensors below for the OLMoE twin (q_norm_w (L, C), k_norm_w (L, KV)), with
+               olmoe_logits
   moe.safetensors, holding (F32 unless said):
     qwen3_logits, qwen3_moe_logits  (B, T, V) what transformers computes from each folder in float32
     params.<t>   lmforge's parameter table (model.h), q_norm_w and k_norm_w (L, hs) among them
@@ -49,6 +54,15 @@ V, C, L, NH, NKV, F_, E, K, FD = 48, 32, 2, 4, 2, 16, 4, 2, 24
 HS = C // NH
 KVD = NKV * HS
 S = C + 2 * KVD
+KIND = "qwen3"  # or "olmoe": set_kind
+
+
+def set_kind(kind):
+    global KIND, NKV, KVD, S
+    KIND = kind
+    NKV = 2 if kind == "qwen3" else 4  # llama.cpp's olmoe has k's norm as wide as q's: no GQA
+    KVD = NKV * HS
+    S = C + 2 * KVD
 B, T = 2, 8
 THETA, EPS = 10000.0, 1e-6
 AUX, ZC = 0.1, 0.01
@@ -69,7 +83,8 @@ def make_params(gen):
     shapes = {
         "wte": (V, C), "ln1_w": (L, C), "qkv_w": (L, S, C), "attn_proj_w": (L, C, C), "ln2_w": (L, C),
         "lnf_w": (C,), "lm_head": (V, C), "router_w": (L, E, C), "exp_fc_w": (L, E * 2 * F_, C),
-        "exp_proj_w": (L, E * C, F_), "q_norm_w": (L, HS), "k_norm_w": (L, HS),
+        "exp_proj_w": (L, E * C, F_), "q_norm_w": (L, HS if KIND == "qwen3" else C),
+        "k_norm_w": (L, HS if KIND == "qwen3" else KVD),
     }
     p = {}
     for name, shp in shapes.items():
@@ -96,8 +111,12 @@ def rope(x):  # x (B, T, H, HS), rotate_half layout (HF's)
 
 def attention(x, qkv_w, o_w, qn, kn):
     qkv = x @ qkv_w.T
-    q = rms(qkv[..., :C].view(B, T, NH, HS), qn)  # each head on its own, one weight for all heads
-    k = rms(qkv[..., C:C + KVD].view(B, T, NKV, HS), kn)
+    if KIND == "qwen3":
+        q = rms(qkv[..., :C].view(B, T, NH, HS), qn)  # each head on its own, one weight for all heads
+        k = rms(qkv[..., C:C + KVD].view(B, T, NKV, HS), kn)
+    else:  # olmoe: the whole q and k rows
+        q = rms(qkv[..., :C], qn).view(B, T, NH, HS)
+        k = rms(qkv[..., C:C + KVD], kn).view(B, T, NKV, HS)
     v = qkv[..., C + KVD:].view(B, T, NKV, HS)
     q, k = rope(q), rope(k)
     rep = NH // NKV
@@ -113,7 +132,8 @@ def moe(x, p, l, stats):
     logits = x @ p["router_w"][l].T
     prob = logits.softmax(-1)
     w, idx = torch.topk(prob, K, dim=-1)
-    w = w / w.sum(-1, keepdim=True)  # norm_topk_prob true
+    if KIND == "qwen3":
+        w = w / w.sum(-1, keepdim=True)  # norm_topk_prob true; OLMoE's false
     srt = prob.detach().sort(-1, descending=True).values
     gap = (srt[:, K - 1] - srt[:, K]).min().item()
     need(gap > 1e-4, f"router probabilities tie within {gap:.2g} at the top-k boundary")
@@ -181,6 +201,36 @@ def qwen3_moe_model(p):
     return model
 
 
+def olmoe_model(p):
+    """transformers' OlmoeForCausalLM (float64) holding the OLMoE twin's weights."""
+    from transformers import OlmoeConfig, OlmoeForCausalLM
+    cfg = OlmoeConfig(vocab_size=V, hidden_size=C, intermediate_size=F_, num_hidden_layers=L, num_attention_heads=NH,
+                      num_key_value_heads=NKV, num_experts=E, num_experts_per_tok=K, norm_topk_prob=False,
+                      max_position_embeddings=64, rms_norm_eps=EPS,
+                      rope_parameters={"rope_type": "default", "rope_theta": THETA}, tie_word_embeddings=False,
+                      router_aux_loss_coef=AUX, attn_implementation="eager", experts_implementation="eager",
+                      pad_token_id=None, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    model = OlmoeForCausalLM(cfg).double().eval()
+    sd = {"model.embed_tokens.weight": p["wte"], "model.norm.weight": p["lnf_w"], "lm_head.weight": p["lm_head"]}
+    for l in range(L):
+        pre = f"model.layers.{l}."
+        qkv = p["qkv_w"][l]
+        for name, lo, hi in (("q", 0, C), ("k", C, C + KVD), ("v", C + KVD, S)):
+            sd[pre + f"self_attn.{name}_proj.weight"] = qkv[lo:hi]
+        sd[pre + "self_attn.q_norm.weight"] = p["q_norm_w"][l]
+        sd[pre + "self_attn.k_norm.weight"] = p["k_norm_w"][l]
+        sd[pre + "self_attn.o_proj.weight"] = p["attn_proj_w"][l]
+        sd[pre + "input_layernorm.weight"] = p["ln1_w"][l]
+        sd[pre + "post_attention_layernorm.weight"] = p["ln2_w"][l]
+        sd[pre + "mlp.gate.weight"] = p["router_w"][l]
+        sd[pre + "mlp.experts.gate_up_proj"] = p["exp_fc_w"][l].view(E, 2 * F_, C)
+        sd[pre + "mlp.experts.down_proj"] = p["exp_proj_w"][l].view(E, C, F_)
+    missing, unexpected = model.load_state_dict({k: v.detach() for k, v in sd.items()}, strict=False)
+    assert not unexpected and all("rotary" in k for k in missing), (missing, unexpected)
+    return model
+
+
 def qwen3_dense_folder(tokens):
     """A tiny Qwen3ForCausalLM with random weights and q/k norms, saved; its fp32 logits from the saved folder."""
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -211,11 +261,11 @@ def run(seed):
     targets = torch.randint(0, V, (B, T), generator=gen)
     targets[0, 0] = targets[1, 3] = -1
     logits, ce, aux, z = forward(p, tokens, targets)
-    model = qwen3_moe_model(p)
+    model = qwen3_moe_model(p) if KIND == "qwen3" else olmoe_model(p)
     with torch.no_grad():
         hf = model(input_ids=tokens).logits
     err = (hf - logits).abs().max().item() / logits.abs().max().item()
-    assert err < 1e-5, f"twin logits differ from Qwen3MoeForCausalLM by {err:.3g}"
+    assert err < 1e-5, f"twin logits differ from {type(model).__name__} by {err:.3g}"
     loss = ce + AUX * aux + ZC * z
     loss.backward()
     for k, v in p.items():  # AdamW's first steps follow a gradient's sign: fp32 must know it for every element
@@ -242,21 +292,23 @@ def run(seed):
     out["train.losses"] = torch.tensor(losses, dtype=torch.float32)
     for k, v in q.items():
         out["final." + k] = v.detach().float()
-    from transformers import Qwen3MoeForCausalLM
-    path = os.path.join(OUT, "qwen3_moe")
+    from transformers import AutoModelForCausalLM
+    name = "qwen3_moe" if KIND == "qwen3" else "olmoe"
+    path = os.path.join(OUT, name)
     model.float().save_pretrained(path, safe_serialization=True)
-    m32 = Qwen3MoeForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager",
-                                              experts_implementation="eager").eval()
+    m32 = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager",
+                                               experts_implementation="eager").eval()
     with torch.no_grad():
-        out["qwen3_moe_logits"] = m32(input_ids=tokens).logits.float()
-    out["qwen3_logits"] = qwen3_dense_folder(tokens)
+        out[name + "_logits"] = m32(input_ids=tokens).logits.float()
+    if KIND == "qwen3":
+        out["qwen3_logits"] = qwen3_dense_folder(tokens)
     import transformers
     meta = dict(seed=seed, V=V, C=C, L=L, n_head=NH, n_kv_head=NKV, ffn_dim=F_, n_expert=E, n_expert_used=K,
-                norm_topk_prob=1, router_aux_coef=AUX, router_z_coef=ZC, B=B, T=T, rope_theta=THETA, norm_eps=EPS,
+                norm_topk_prob=int(KIND == "qwen3"), router_aux_coef=AUX, router_z_coef=ZC, B=B, T=T, rope_theta=THETA, norm_eps=EPS,
                 lr=LR, weight_decay=WD, steps=STEPS, losses=",".join(repr(x) for x in losses),
                 torch=torch.__version__, transformers=transformers.__version__)
-    write_safetensors(os.path.join(OUT, "moe.safetensors"), out, meta)
-    print(f"twin == Qwen3MoeForCausalLM: logits {err:.2g}; ce {ce.item():.6f} aux {aux.item():.6f} "
+    write_safetensors(os.path.join(OUT, "moe.safetensors" if KIND == "qwen3" else "olmoe.safetensors"), out, meta)
+    print(f"{KIND}: twin == {type(model).__name__}: logits {err:.2g}; ce {ce.item():.6f} aux {aux.item():.6f} "
           f"z {z.item():.6f}, loss {losses[0]:.6f} -> {losses[-1]:.6f}")
 
 
@@ -267,13 +319,16 @@ def main():
     import transformers
     transformers.logging.set_verbosity_error()
     os.makedirs(OUT, exist_ok=True)
-    for seed in range(400, 500):
-        try:
-            run(seed)
-            return
-        except Reseed as why:
-            print(f"seed {seed}: {why}; next seed")
-    sys.exit("no usable seed")
+    for kind in ("qwen3", "olmoe"):
+        set_kind(kind)
+        for seed in range(400, 500):
+            try:
+                run(seed)
+                break
+            except Reseed as why:
+                print(f"{kind} seed {seed}: {why}; next seed")
+        else:
+            sys.exit(f"{kind}: no usable seed")
 
 
 if __name__ == "__main__":
