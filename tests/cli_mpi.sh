@@ -159,6 +159,12 @@ python3 "$here/ckpt_params.py" "$(last "$dir/moes-tp2")" "$(last "$dir/moes-1")"
 mpi 4 "$LMF" train "${common[@]}" "${moe[@]}" --tp 2 --pp 2 --out-dir "$dir/moes-tp2pp2" > "$dir/moes-tp2pp2.txt" 2>&1 || { cat "$dir/moes-tp2pp2.txt"; fail "MoE TP2xPP2"; }
 same_losses "$dir/moes-tp2pp2" "$dir/moes-1" 1e-5 || fail "MoE: TP2xPP2 losses differ from the single-process run"
 python3 "$here/ckpt_params.py" "$(last "$dir/moes-tp2pp2")" "$(last "$dir/moes-1")" 1e-5 || fail "MoE: TP2xPP2 weights differ"
+# OLMoE's full-width q/k norm: each row's statistics summed over the group (forward and backward)
+olmoe=(--arch olmoe --n-kv-head 4 --ffn-dim 64 --n-expert 4 --n-expert-used 2 --router-aux-coef 0.01)
+"$LMF" train "${common[@]}" "${olmoe[@]}" --out-dir "$dir/olmoe-1" 2> /dev/null || fail "OLMoE single process"
+mpi 2 "$LMF" train "${common[@]}" "${olmoe[@]}" --tp 2 --out-dir "$dir/olmoe-tp2" > "$dir/olmoe-tp2.txt" 2>&1 || { cat "$dir/olmoe-tp2.txt"; fail "OLMoE TP2"; }
+same_losses "$dir/olmoe-tp2" "$dir/olmoe-1" 1e-5 || fail "OLMoE: TP2 losses differ from the single-process run"
+python3 "$here/ckpt_params.py" "$(last "$dir/olmoe-tp2")" "$(last "$dir/olmoe-1")" 1e-5 || fail "OLMoE: TP2 weights differ"
 # resume: TP2 and DP2xTP2xPP2 bit for bit with the same grid; TP2's checkpoint on one process within 1e-5
 resume_check tpres 2 gpt2-tp2 gpt2-1 "--tp 2"
 resume_check dtres 4 gpt2-dp2tp2 gpt2-1 "--dp 2 --tp 2"
@@ -211,7 +217,6 @@ expect_error() { # expected-substring command...
 expect_error "dp 3 x --tp 1 x --pp 1 = 3 ranks, but the job has 2" mpi 2 "$LMF" train "${common[@]}" --dp 3 --out-dir "$dir/x"
 expect_error "--tp 4 must divide n_head (4), n_kv_head (2), ffn_dim (128) and shared_ffn_dim (0)" mpi 4 "$LMF" train "${common[@]}" --arch llama --n-kv-head 2 --tp 4 --out-dir "$dir/x"
 expect_error "--tp 2 must divide n_head (4), n_kv_head (2), ffn_dim (64) and shared_ffn_dim (33)" mpi 2 "$LMF" train "${common[@]}" "${moe[@]}" --shared-ffn-dim 33 --tp 2 --out-dir "$dir/x"
-expect_error "the full-width q/k norm (qk_norm 2, olmoe) does not run under tensor parallelism" mpi 2 "$LMF" train "${common[@]}" --arch olmoe --tp 2 --out-dir "$dir/x"
 expect_error "pipeline parallel needs at least one layer per stage, and the model has n_layer = 2" mpi 3 "$LMF" train "${common[@]}" --pp 3 --grad-accum 3 --out-dir "$dir/x"
 expect_error "grad_accum 3 is not a multiple of the 2 data-parallel ranks" mpi 2 "$LMF" train "${common[@]}" --grad-accum 3 --out-dir "$dir/x"
 expect_error "--comm self, but an MPI launcher started this process as rank" mpi 2 "$LMF" train "${common[@]}" --comm self --out-dir "$dir/x"

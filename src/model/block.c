@@ -182,7 +182,7 @@ static void qk_norm_backward(float *dx, int ld, int N, qk_groups q, const float 
 }
 
 /* The backward of a layer's q/k norm with its weight gradients in G (training) or discarded (frozen: scratch of
- * qn + kn floats). Under tensor parallelism (per head only: the trainer refuses the full width) each rank holds its
+ * qn + kn floats). Under tensor parallelism (per head; the full width has its own pair below) each rank holds its
  * heads only, so the replicated weights' gradients are this rank's share: summed over the group before they are
  * added (every rank calls this, in the same order). */
 static void qk_norm_grads(const lmf_block_ctx *ctx, float *dqkv, int ld, int N, qk_groups q,
@@ -199,6 +199,63 @@ static void qk_norm_grads(const lmf_block_ctx *ctx, float *dqkv, int ld, int N, 
     qk_norm_backward(dqkv, ld, N, q, L->q_norm_w, L->k_norm_w, scratch, scratch + hs, r->qk, r->qk_rstd);
     lmf_block_ctx_tp_sum(ctx, scratch, 2 * (size_t)hs);
     for (int j = 0; j < hs; j++) gq[j] += scratch[j], gk[j] += scratch[hs + j];
+}
+
+/* The full-width norm under tensor parallelism: a rank holds n_head / t query heads and n_kv_head / t KV heads of each
+ * row (q0 and k0 its first q and k values), so a row's sum of squares, and in the backward its sum of dy w x, are
+ * this rank's share summed over the group (one exchange of 2N floats each way); the weights are replicated, each
+ * rank using and differentiating its slice of them. Forward: q|k of N rows (ld apart, CA then KVA values) in place;
+ * keep and rstd as qk_norm_forward's (rstd first holds the partial sums). */
+static void full_qk_norm_tp_forward(const lmf_block_ctx *ctx, float *x, int ld, int N, int CA, int KVA, int q0,
+                                    int k0, const float *qw, const float *kw, float *keep, float *rstd) {
+    const lmf_model_config *c = ctx->cfg;
+    const lmf_vec_ops *V = lmf_vec();
+    int KV = c->n_kv_head * (c->n_embd / c->n_head);
+    for (int i = 0; i < N; i++) {
+        const float *row = x + (size_t)i * ld;
+        memcpy(keep + (size_t)i * (CA + KVA), row, (size_t)(CA + KVA) * sizeof(float));
+        rstd[2 * i] = V->dot(row, row, CA), rstd[2 * i + 1] = V->dot(row + CA, row + CA, KVA);
+    }
+    lmf_block_ctx_tp_sum(ctx, rstd, 2 * (size_t)N);
+    for (int i = 0; i < N; i++) {
+        float *row = x + (size_t)i * ld;
+        rstd[2 * i] = 1.0f / sqrtf(rstd[2 * i] / c->n_embd + c->norm_eps);
+        rstd[2 * i + 1] = 1.0f / sqrtf(rstd[2 * i + 1] / KV + c->norm_eps);
+        for (int j = 0; j < CA; j++) row[j] = row[j] * rstd[2 * i] * qw[q0 + j];
+        for (int j = 0; j < KVA; j++) row[CA + j] = row[CA + j] * rstd[2 * i + 1] * kw[k0 + j];
+    }
+}
+
+/* Its backward: dx as qk_norm_backward's; part (2N floats) and wbuf (C + KV floats) scratch; the weights' gradients
+ * (this rank's slices, zero elsewhere) summed over the group, then added to gq / gk. */
+static void full_qk_norm_tp_backward(const lmf_block_ctx *ctx, float *dx, int ld, int N, int CA, int KVA, int q0,
+                                     int k0, const lmf_layer_weights *L, float *gq, float *gk, const float *keep,
+                                     const float *rstd, float *part, float *wbuf) {
+    const lmf_model_config *c = ctx->cfg;
+    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), n[2] = {CA, KVA}, full[2] = {C, KV}, off[2] = {q0, k0};
+    const float *w[2] = {L->q_norm_w, L->k_norm_w};
+    for (int i = 0; i < N; i++)
+        for (int h = 0, at = 0; h < 2; at += n[h++]) {
+            const float *dy = dx + (size_t)i * ld + at, *xr = keep + (size_t)i * (CA + KVA) + at;
+            float d = 0.0f;
+            for (int j = 0; j < n[h]; j++) d += dy[j] * w[h][off[h] + j] * xr[j];
+            part[2 * i + h] = d;
+        }
+    lmf_block_ctx_tp_sum(ctx, part, 2 * (size_t)N);
+    memset(wbuf, 0, (size_t)(C + KV) * sizeof(float));
+    for (int i = 0; i < N; i++)
+        for (int h = 0, at = 0; h < 2; at += n[h++]) {
+            float *dy = dx + (size_t)i * ld + at, *dw = wbuf + (h ? C : 0) + off[h], r = rstd[2 * i + h];
+            const float *xr = keep + (size_t)i * (CA + KVA) + at, *wh = w[h] + off[h];
+            float k = r * r * r * part[2 * i + h] / (float)full[h];
+            for (int j = 0; j < n[h]; j++) {
+                dw[j] += dy[j] * xr[j] * r;
+                dy[j] = r * dy[j] * wh[j] - k * xr[j];
+            }
+        }
+    lmf_block_ctx_tp_sum(ctx, wbuf, (size_t)(C + KV));
+    for (int j = 0; j < C; j++) gq[j] += wbuf[j];
+    for (int j = 0; j < KV; j++) gk[j] += wbuf[C + j];
 }
 
 void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0, const int32_t *pos) {
@@ -501,7 +558,10 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
                   {&wv, offset(L->bv, w.g0 * hs), r->qkv + CA + KVA, S}};
     lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     adapt(ctx, r, layer, 0, 3, r->ln1, C, r->qkv, S, N);
-    if (c->qk_norm)
+    if (c->qk_norm == LMF_QK_NORM_FULL && ctx->tp)
+        full_qk_norm_tp_forward(ctx, r->qkv, S, N, CA, KVA, w.h0 * hs, w.g0 * hs, L->q_norm_w, L->k_norm_w, r->qk,
+                                r->qk_rstd);
+    else if (c->qk_norm)
         qk_norm_forward(c, r->qkv, S, N, qk_groups_of(c, w.nh, w.nkv, hs), L->q_norm_w, L->k_norm_w,
                         ctx->seqs ? NULL : r->qk, ctx->seqs ? NULL : r->qk_rstd);
     if (ctx->seqs) {
@@ -668,7 +728,10 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, -1.0f);
-    if (c->qk_norm)
+    if (c->qk_norm == LMF_QK_NORM_FULL && ctx->tp) /* dbuf is free until the q/k/v input gradient below */
+        full_qk_norm_tp_backward(ctx, g->dqkv, S, N, CA, KVA, w.h0 * hs, w.g0 * hs, L, (float *)G->q_norm_w,
+                                 (float *)G->k_norm_w, r->qk, r->qk_rstd, g->dbuf, g->dnorm);
+    else if (c->qk_norm)
         qk_norm_grads(ctx, g->dqkv, S, N, qk_groups_of(c, w.nh, w.nkv, hs), L, (float *)G->q_norm_w,
                       (float *)G->k_norm_w, g->dnorm, r);
     memset(g->dbuf, 0, NC * sizeof(float));

@@ -326,12 +326,6 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
                      "every expert)", TP, c.model.n_head, c.model.n_kv_head, c.model.ffn_dim, c.model.shared_ffn_dim);
         goto done;
     }
-    if (TP > 1 && c.model.qk_norm == LMF_QK_NORM_FULL) {
-        /* its statistic runs over every head of a row, which a rank holds only a share of */
-        s = lmf_fail(LMF_ERR_ARG, "--tp %d: the full-width q/k norm (qk_norm 2, olmoe) does not run under tensor "
-                     "parallelism yet (its sum of squares spans the ranks' heads); use --dp or --pp", TP);
-        goto done;
-    }
     if (ck) {
         /* The checkpoint's sizes are bounded by its file; the model it implies must match them before the model is
          * allocated (a hostile n_layer in a checksummed file must not reach the allocator). */
