@@ -78,7 +78,9 @@ void lmf_bound_omp_spin(char **argv);
 
 /* ---- model ---------------------------------------------------------------------------------------------------- */
 
-typedef enum { LMF_ARCH_GPT2 = 0, LMF_ARCH_LLAMA = 1, LMF_ARCH_OPT = 2, LMF_ARCH_QWEN2 = 3 } lmf_arch;
+typedef enum {
+    LMF_ARCH_GPT2 = 0, LMF_ARCH_LLAMA = 1, LMF_ARCH_OPT = 2, LMF_ARCH_QWEN2 = 3, LMF_ARCH_QWEN3 = 4, LMF_ARCH_OLMOE = 5
+} lmf_arch;
 typedef enum { LMF_NORM_LAYER = 0, LMF_NORM_RMS = 1 } lmf_norm_kind;
 typedef enum { LMF_ACT_GELU_TANH = 0, LMF_ACT_SWIGLU = 1, LMF_ACT_RELU = 2 } lmf_act_kind;
 typedef enum {
@@ -86,6 +88,12 @@ typedef enum {
     LMF_POS_ROPE_HALF = 1,        /* RoPE, Hugging Face rotate_half: dimension d pairs with d + hs/2 */
     LMF_POS_ROPE_INTERLEAVED = 2, /* RoPE on adjacent pairs (2i, 2i+1): llama.cpp's GGUF Q/K row order */
 } lmf_pos_kind;
+/* An RMSNorm on the queries and keys after their projection, before RoPE (cfg.qk_norm). */
+typedef enum {
+    LMF_QK_NORM_NONE = 0,
+    LMF_QK_NORM_HEAD = 1, /* each head's hs values on their own, one weight of hs shared by the heads (Qwen3) */
+    LMF_QK_NORM_FULL = 2, /* all of q (n_head hs) and all of k (n_kv_head hs) as one row each (OLMoE) */
+} lmf_qk_norm_kind;
 
 /* The one description of a model: every architectural choice, for training and inference alike. A pre-norm
  * transformer; the family names the usual settings of the knobs below (lmf_model_config_default /
@@ -95,7 +103,11 @@ typedef enum {
  *         tied or untied output head.
  *  opt:   as gpt2 but ReLU and learned positions starting at row 2 (inference; training takes gpt2 and llama).
  *  qwen2: llama's knobs plus biases on q, k and v (qkv_bias; o and the FFN have none): Qwen2 / Qwen2.5, and with
- *         n_expert > 0 Qwen2-MoE (whose shared expert is gated: shared_gate). */
+ *         n_expert > 0 Qwen2-MoE (whose shared expert is gated: shared_gate).
+ *  qwen3: llama's knobs plus a per-head RMSNorm on q and k (qk_norm): Qwen3, and with n_expert > 0 Qwen3-MoE
+ *         (Mixtral's router and experts, no shared expert).
+ *  olmoe: llama's knobs plus an RMSNorm over the whole q and k rows (qk_norm full width): with n_expert > 0 OLMoE
+ *         (64 experts top-8, not renormalised). */
 #define LMF_MAX_EXPERT 256 /* experts per layer lmforge accepts */
 
 typedef struct {
@@ -129,11 +141,13 @@ typedef struct {
     float capacity_factor; /* training: expert capacity ceil(factor x tokens x k / E), slots over it dropped; 0: none */
     int shared_gate;       /* the shared expert's output is scaled by sigmoid(x . w) per token, w a (C) vector of
                             * each layer (Qwen2-MoE's shared_expert_gate); needs shared_ffn_dim > 0 */
+    lmf_qk_norm_kind qk_norm; /* RMSNorm on q and k before RoPE, with norm_eps (qwen3: per head, olmoe: full
+                               * width); needs RMSNorm */
 } lmf_model_config;
 
 /* Defaults for a family (GPT-2 124M shape, or a small llama); callers then override fields. */
 lmf_model_config lmf_model_config_default(lmf_arch arch);
-/* Sets the family and its knobs (norm, act, pos, pos_offset, bias, qkv_bias), leaving the sizes as they are. */
+/* Sets the family and its knobs (norm, act, pos, pos_offset, bias, qkv_bias, qk_norm), leaving the sizes as they are. */
 void lmf_model_config_set_arch(lmf_model_config *cfg, lmf_arch arch);
 /* Checks every field and the relations between them; names the first bad field. */
 lmf_status lmf_model_config_validate(const lmf_model_config *cfg);

@@ -2,7 +2,8 @@
 # Mixture of experts through the CLI: train a small MoE llama with the MoE flags (router losses, capacity) on a real
 # text with a BPE tokenizer, check its metrics lines, resume it, export it to GGUF, quantize it, read it with info and
 # generate from each form, fine-tune LoRA adapters on the Q8_0 file; bad MoE flags fail with messages naming the
-# field; a Qwen2-MoE (arch qwen2, gated shared expert) from train to GGUF and HF folder. Usage: cli_moe.sh lmforge
+# field; a Qwen2-MoE (arch qwen2, gated shared expert) and a Qwen3-MoE (arch qwen3, q/k norms) from train to GGUF
+# and HF folder. Usage: cli_moe.sh lmforge
 set -uo pipefail
 LMF=$1
 dir=$(mktemp -d /tmp/lmf_cli_moe_XXXXXX)
@@ -122,6 +123,28 @@ grep -q 'architecture: qwen2moe' "$dir/info.txt" && grep -q 'blk.1.ffn_gate_inp_
 grep -q '"model_type":[[:space:]]*"qwen2_moe"' "$dir/qw_hf/config.json" || fail "HF export is not qwen2_moe"
 ref=$("$LMF" generate -m "$dir/qw" -p "And God said" -n 8 --temp 0 2> /dev/null)
 for m in "$dir/qw.gguf" "$dir/qw_hf"; do
+    got=$("$LMF" generate -m "$m" -p "And God said" -n 8 --temp 0 2> /dev/null)
+    [ -n "$ref" ] && [ "$got" = "$ref" ] || fail "generate from $m: '$got', the checkpoint: '$ref'"
+done
+
+# 6. a Qwen3-MoE (per-head q/k norms, top-k renormalised) from the flags: the knob saved and checked on resume, the
+# same greedy text from the checkpoint, its qwen3moe GGUF and its Qwen3MoeForCausalLM folder read back
+expect_error "qk_norm" "$LMF" train "${common[@]}" --arch qwen3 --qk-norm 3 --max-steps 2 --out-dir "$dir/bad"
+q3=(--arch qwen3 --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head 2 --ffn-dim 64 --n-expert 4 --n-expert-used 2
+    --norm-topk-prob true --router-aux-coef 0.01)
+"$LMF" train "${q3[@]}" "${common[@]}" --max-steps 6 --sample-tokens 0 --out-dir "$dir/q3" > /dev/null 2> "$dir/err.txt" ||
+    { cat "$dir/err.txt"; fail "train qwen3 MoE"; }
+grep -q '^arch = qwen3' "$dir/q3/train.conf" && grep -q '^qk_norm = 1' "$dir/q3/train.conf" ||
+    fail "train.conf lacks the qwen3 knobs"
+expect_error "qk_norm" "$LMF" train --resume "$dir/q3" --qk-norm 0 --max-steps 8
+"$LMF" export "$dir/q3" --to gguf -o "$dir/q3.gguf" > /dev/null 2>&1 || fail "export qwen3moe gguf"
+"$LMF" info "$dir/q3.gguf" > "$dir/info.txt" || fail "info qwen3moe"
+grep -q 'architecture: qwen3moe' "$dir/info.txt" && grep -q 'blk.1.attn_k_norm.weight' "$dir/info.txt" ||
+    fail "qwen3moe GGUF: $(head -3 "$dir/info.txt")"
+"$LMF" export "$dir/q3.gguf" --to safetensors -o "$dir/q3_hf" > /dev/null 2>&1 || fail "export Qwen3-MoE folder"
+grep -q '"model_type":[[:space:]]*"qwen3_moe"' "$dir/q3_hf/config.json" || fail "HF export is not qwen3_moe"
+ref=$("$LMF" generate -m "$dir/q3" -p "And God said" -n 8 --temp 0 2> /dev/null)
+for m in "$dir/q3.gguf" "$dir/q3_hf"; do
     got=$("$LMF" generate -m "$m" -p "And God said" -n 8 --temp 0 2> /dev/null)
     [ -n "$ref" ] && [ "$got" = "$ref" ] || fail "generate from $m: '$got', the checkpoint: '$ref'"
 done

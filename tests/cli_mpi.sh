@@ -159,6 +159,12 @@ python3 "$here/ckpt_params.py" "$(last "$dir/moes-tp2")" "$(last "$dir/moes-1")"
 mpi 4 "$LMF" train "${common[@]}" "${moe[@]}" --tp 2 --pp 2 --out-dir "$dir/moes-tp2pp2" > "$dir/moes-tp2pp2.txt" 2>&1 || { cat "$dir/moes-tp2pp2.txt"; fail "MoE TP2xPP2"; }
 same_losses "$dir/moes-tp2pp2" "$dir/moes-1" 1e-5 || fail "MoE: TP2xPP2 losses differ from the single-process run"
 python3 "$here/ckpt_params.py" "$(last "$dir/moes-tp2pp2")" "$(last "$dir/moes-1")" 1e-5 || fail "MoE: TP2xPP2 weights differ"
+# OLMoE's full-width q/k norm: each row's statistics summed over the group (forward and backward)
+olmoe=(--arch olmoe --n-kv-head 4 --ffn-dim 64 --n-expert 4 --n-expert-used 2 --router-aux-coef 0.01)
+"$LMF" train "${common[@]}" "${olmoe[@]}" --out-dir "$dir/olmoe-1" 2> /dev/null || fail "OLMoE single process"
+mpi 2 "$LMF" train "${common[@]}" "${olmoe[@]}" --tp 2 --out-dir "$dir/olmoe-tp2" > "$dir/olmoe-tp2.txt" 2>&1 || { cat "$dir/olmoe-tp2.txt"; fail "OLMoE TP2"; }
+same_losses "$dir/olmoe-tp2" "$dir/olmoe-1" 1e-5 || fail "OLMoE: TP2 losses differ from the single-process run"
+python3 "$here/ckpt_params.py" "$(last "$dir/olmoe-tp2")" "$(last "$dir/olmoe-1")" 1e-5 || fail "OLMoE: TP2 weights differ"
 # resume: TP2 and DP2xTP2xPP2 bit for bit with the same grid; TP2's checkpoint on one process within 1e-5
 resume_check tpres 2 gpt2-tp2 gpt2-1 "--tp 2"
 resume_check dtres 4 gpt2-dp2tp2 gpt2-1 "--dp 2 --tp 2"

@@ -195,11 +195,11 @@ static void test_fuzz_model(void **s) {
     }
 }
 
-/* HF folders: config.json + model.safetensors of the llama (tied and GQA), gpt2, Qwen2 and Qwen2-MoE fixtures, as
- * fuzz_hf's input */
+/* HF folders: config.json + model.safetensors of the llama (tied and GQA), gpt2, Qwen2, Qwen2-MoE, Qwen3-MoE and
+ * OLMoE fixtures, as fuzz_hf's input */
 static void test_fuzz_hf(void **s) {
-    const char *dirs[] = {"hf/llama", "hf/gpt2", "qwen2/qwen2", "qwen2/qwen2_moe"};
-    for (int i = 0; i < 4; i++) {
+    const char *dirs[] = {"hf/llama", "hf/gpt2", "qwen2/qwen2", "qwen2/qwen2_moe", "qwen3/qwen3_moe", "qwen3/olmoe"};
+    for (int i = 0; i < (int)(sizeof dirs / sizeof *dirs); i++) {
         char p[512];
         size_t nc, nt;
         snprintf(p, sizeof p, "%s/tests/reference/fixtures/%s/config.json", LMF_SOURCE_DIR, dirs[i]);

@@ -38,7 +38,7 @@ int cmd_quantize(int argc, char **argv) {
     cli_cmd c = {.cmd = "quantize", .opts = opts, .n_opts = (int)(sizeof opts / sizeof opts[0]), .pos = pos,
                  .max_pos = 2, .n_pos = &n_pos,
                  .usage = "usage: lmforge quantize IN OUT --type TYPE [flags]\n\n"
-                          "Writes the model IN (GGUF, Hugging Face folder or lmforge checkpoint; llama, qwen2 or gpt2) as "
+                          "Writes the model IN (GGUF, Hugging Face folder or lmforge checkpoint; llama, qwen2, qwen3, olmoe or gpt2) as "
                           "the GGUF file\nOUT with its matrices in TYPE. Norms and biases stay F32; under 4- and "
                           "5-bit types the token\nembedding and output head are Q8_0. Prints the sizes before and "
                           "after.\n"};

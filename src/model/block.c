@@ -130,6 +130,134 @@ void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int
                   sign);
 }
 
+/* cfg.qk_norm: in each of N rows (ld floats apart) nq groups of qn query values and then nk groups of kn key values,
+ * side by side as a qkv row holds q and k, are RMS-normalised in place and scaled by qw (a query group) or kw (a key
+ * group). Per head (Qwen3) a group is a head (qn = kn = hs, one weight shared by the heads); full width (OLMoE) one
+ * group is all of q and one all of k (nq = nk = 1). Training keeps what the backward needs: keep (N, nq qn + nk kn)
+ * the rows before the norm, rstd (N, nq + nk) each group's statistic; both NULL in prefill. */
+typedef struct {
+    int nq, qn, nk, kn;
+} qk_groups;
+
+static qk_groups qk_groups_of(const lmf_model_config *c, int nh, int nkv, int hs) {
+    if (c->qk_norm == LMF_QK_NORM_FULL) return (qk_groups){1, nh * hs, 1, nkv * hs};
+    return (qk_groups){nh, hs, nkv, hs};
+}
+
+static void qk_norm_forward(const lmf_model_config *c, float *x, int ld, int N, qk_groups q, const float *qw,
+                            const float *kw, float *keep, float *rstd) {
+    const lmf_vec_ops *V = lmf_vec();
+    int nn = q.nq + q.nk, width = q.nq * q.qn + q.nk * q.kn;
+#pragma omp parallel for schedule(static) if (N >= 64)
+    for (int i = 0; i < N; i++) {
+        float *row = x + (size_t)i * ld, r;
+        if (keep) memcpy(keep + (size_t)i * width, row, (size_t)width * sizeof(float));
+        for (int h = 0, at = 0; h < nn; at += h < q.nq ? q.qn : q.kn, h++) {
+            int n = h < q.nq ? q.qn : q.kn;
+            V->rmsnorm(row + at, &r, row + at, h < q.nq ? qw : kw, n, c->norm_eps);
+            if (rstd) rstd[(size_t)i * nn + h] = r;
+        }
+    }
+}
+
+/* Its backward in place: dx (N rows ld apart, the groups as in the forward) holds d(normalised q | k) and becomes
+ * d(q | k before the norm); dqw / dkw += the weights' gradients. Serial over the rows, as every row adds into the
+ * same two weight gradients (a pass over N (nq qn + nk kn) floats: small beside the products around it). */
+static void qk_norm_backward(float *dx, int ld, int N, qk_groups q, const float *qw, const float *kw, float *dqw,
+                             float *dkw, const float *keep, const float *rstd) {
+    int nn = q.nq + q.nk, width = q.nq * q.qn + q.nk * q.kn;
+    for (int i = 0; i < N; i++)
+        for (int h = 0, at = 0; h < nn; at += h < q.nq ? q.qn : q.kn, h++) {
+            int n = h < q.nq ? q.qn : q.kn;
+            float *dy = dx + (size_t)i * ld + at, *dw = h < q.nq ? dqw : dkw, r = rstd[(size_t)i * nn + h];
+            const float *x = keep + (size_t)i * width + at, *w = h < q.nq ? qw : kw;
+            float d = 0.0f;
+            for (int j = 0; j < n; j++) d += dy[j] * w[j] * x[j];
+            float k = r * r * r * d / (float)n;
+            for (int j = 0; j < n; j++) {
+                dw[j] += dy[j] * x[j] * r;
+                dy[j] = r * dy[j] * w[j] - k * x[j];
+            }
+        }
+}
+
+/* The backward of a layer's q/k norm with its weight gradients in G (training) or discarded (frozen: scratch of
+ * qn + kn floats). Under tensor parallelism (per head; the full width has its own pair below) each rank holds its
+ * heads only, so the replicated weights' gradients are this rank's share: summed over the group before they are
+ * added (every rank calls this, in the same order). */
+static void qk_norm_grads(const lmf_block_ctx *ctx, float *dqkv, int ld, int N, qk_groups q,
+                          const lmf_layer_weights *L, float *gq, float *gk, float *scratch,
+                          const lmf_block_rows *r) {
+    if (!ctx->tp || !gq) {
+        qk_norm_backward(dqkv, ld, N, q, L->q_norm_w, L->k_norm_w, gq ? gq : scratch, gk ? gk : scratch + q.qn,
+                         r->qk, r->qk_rstd);
+        return;
+    }
+    LMF_CHECK(ctx->cfg->qk_norm == LMF_QK_NORM_HEAD);
+    int hs = q.qn;
+    memset(scratch, 0, 2 * (size_t)hs * sizeof(float));
+    qk_norm_backward(dqkv, ld, N, q, L->q_norm_w, L->k_norm_w, scratch, scratch + hs, r->qk, r->qk_rstd);
+    lmf_block_ctx_tp_sum(ctx, scratch, 2 * (size_t)hs);
+    for (int j = 0; j < hs; j++) gq[j] += scratch[j], gk[j] += scratch[hs + j];
+}
+
+/* The full-width norm under tensor parallelism: a rank holds n_head / t query heads and n_kv_head / t KV heads of each
+ * row (q0 and k0 its first q and k values), so a row's sum of squares, and in the backward its sum of dy w x, are
+ * this rank's share summed over the group (one exchange of 2N floats each way); the weights are replicated, each
+ * rank using and differentiating its slice of them. Forward: q|k of N rows (ld apart, CA then KVA values) in place;
+ * keep and rstd as qk_norm_forward's (rstd first holds the partial sums). */
+static void full_qk_norm_tp_forward(const lmf_block_ctx *ctx, float *x, int ld, int N, int CA, int KVA, int q0,
+                                    int k0, const float *qw, const float *kw, float *keep, float *rstd) {
+    const lmf_model_config *c = ctx->cfg;
+    const lmf_vec_ops *V = lmf_vec();
+    int KV = c->n_kv_head * (c->n_embd / c->n_head);
+    for (int i = 0; i < N; i++) {
+        const float *row = x + (size_t)i * ld;
+        memcpy(keep + (size_t)i * (CA + KVA), row, (size_t)(CA + KVA) * sizeof(float));
+        rstd[2 * i] = V->dot(row, row, CA), rstd[2 * i + 1] = V->dot(row + CA, row + CA, KVA);
+    }
+    lmf_block_ctx_tp_sum(ctx, rstd, 2 * (size_t)N);
+    for (int i = 0; i < N; i++) {
+        float *row = x + (size_t)i * ld;
+        rstd[2 * i] = 1.0f / sqrtf(rstd[2 * i] / c->n_embd + c->norm_eps);
+        rstd[2 * i + 1] = 1.0f / sqrtf(rstd[2 * i + 1] / KV + c->norm_eps);
+        for (int j = 0; j < CA; j++) row[j] = row[j] * rstd[2 * i] * qw[q0 + j];
+        for (int j = 0; j < KVA; j++) row[CA + j] = row[CA + j] * rstd[2 * i + 1] * kw[k0 + j];
+    }
+}
+
+/* Its backward: dx as qk_norm_backward's; part (2N floats) and wbuf (C + KV floats) scratch; the weights' gradients
+ * (this rank's slices, zero elsewhere) summed over the group, then added to gq / gk. */
+static void full_qk_norm_tp_backward(const lmf_block_ctx *ctx, float *dx, int ld, int N, int CA, int KVA, int q0,
+                                     int k0, const lmf_layer_weights *L, float *gq, float *gk, const float *keep,
+                                     const float *rstd, float *part, float *wbuf) {
+    const lmf_model_config *c = ctx->cfg;
+    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), n[2] = {CA, KVA}, full[2] = {C, KV}, off[2] = {q0, k0};
+    const float *w[2] = {L->q_norm_w, L->k_norm_w};
+    for (int i = 0; i < N; i++)
+        for (int h = 0, at = 0; h < 2; at += n[h++]) {
+            const float *dy = dx + (size_t)i * ld + at, *xr = keep + (size_t)i * (CA + KVA) + at;
+            float d = 0.0f;
+            for (int j = 0; j < n[h]; j++) d += dy[j] * w[h][off[h] + j] * xr[j];
+            part[2 * i + h] = d;
+        }
+    lmf_block_ctx_tp_sum(ctx, part, 2 * (size_t)N);
+    memset(wbuf, 0, (size_t)(C + KV) * sizeof(float));
+    for (int i = 0; i < N; i++)
+        for (int h = 0, at = 0; h < 2; at += n[h++]) {
+            float *dy = dx + (size_t)i * ld + at, *dw = wbuf + (h ? C : 0) + off[h], r = rstd[2 * i + h];
+            const float *xr = keep + (size_t)i * (CA + KVA) + at, *wh = w[h] + off[h];
+            float k = r * r * r * part[2 * i + h] / (float)full[h];
+            for (int j = 0; j < n[h]; j++) {
+                dw[j] += dy[j] * xr[j] * r;
+                dy[j] = r * dy[j] * wh[j] - k * xr[j];
+            }
+        }
+    lmf_block_ctx_tp_sum(ctx, wbuf, (size_t)(C + KV));
+    for (int j = 0; j < C; j++) gq[j] += wbuf[j];
+    for (int j = 0; j < KV; j++) gk[j] += wbuf[C + j];
+}
+
 void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0, const int32_t *pos) {
     const lmf_wtensor *te = &w->tok_emb, *pe = &w->pos_emb;
     int C = w->cfg.n_embd, learned = w->cfg.pos == LMF_POS_LEARNED;
@@ -430,6 +558,12 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
                   {&wv, offset(L->bv, w.g0 * hs), r->qkv + CA + KVA, S}};
     lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     adapt(ctx, r, layer, 0, 3, r->ln1, C, r->qkv, S, N);
+    if (c->qk_norm == LMF_QK_NORM_FULL && ctx->tp)
+        full_qk_norm_tp_forward(ctx, r->qkv, S, N, CA, KVA, w.h0 * hs, w.g0 * hs, L->q_norm_w, L->k_norm_w, r->qk,
+                                r->qk_rstd);
+    else if (c->qk_norm)
+        qk_norm_forward(c, r->qkv, S, N, qk_groups_of(c, w.nh, w.nkv, hs), L->q_norm_w, L->k_norm_w,
+                        ctx->seqs ? NULL : r->qk, ctx->seqs ? NULL : r->qk_rstd);
     if (ctx->seqs) {
         for (int j = 0, row = 0; j < ctx->n_seqs; row += ctx->seqs[j++].n) {
             const lmf_block_seq *sq = &ctx->seqs[j];
@@ -525,6 +659,7 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
+    if (c->qk_norm) qk_norm_grads(ctx, g->dqkv, S, N, qk_groups_of(c, NH, c->n_kv_head, hs), L, NULL, NULL, dn, r);
     memset(g->dbuf, 0, NC * sizeof(float));
     lin qkv[3] = {{&L->wq, NULL, g->dqkv, S}, {&L->wk, NULL, g->dqkv + C, S}, {&L->wv, NULL, g->dqkv + C + KV, S}};
     lmf_block_linear_dinput(qkv, 3, g->dbuf, C, N, dq, dqf, ctx->bf16);
@@ -593,6 +728,12 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, -1.0f);
+    if (c->qk_norm == LMF_QK_NORM_FULL && ctx->tp) /* dbuf is free until the q/k/v input gradient below */
+        full_qk_norm_tp_backward(ctx, g->dqkv, S, N, CA, KVA, w.h0 * hs, w.g0 * hs, L, (float *)G->q_norm_w,
+                                 (float *)G->k_norm_w, r->qk, r->qk_rstd, g->dbuf, g->dnorm);
+    else if (c->qk_norm)
+        qk_norm_grads(ctx, g->dqkv, S, N, qk_groups_of(c, w.nh, w.nkv, hs), L, (float *)G->q_norm_w,
+                      (float *)G->k_norm_w, g->dnorm, r);
     memset(g->dbuf, 0, NC * sizeof(float));
     if (!ctx->tp) {
         lmf_block_linear_backward(ctx, g->dbuf, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C, S);
@@ -722,12 +863,47 @@ static void residual_rows(const lmf_block_decode_ctx *d, int layer, int mat, con
         for (int r = lo; r < hi; r++) d->x[(size_t)i * C + r] += d->proj[(size_t)i * C + r];
 }
 
-/* Q and K rows go to threads in whole heads for ROPE_HALF (its pairs span half a head) and whole R16 groups. */
+/* Q and K rows go to threads in whole heads for ROPE_HALF (its pairs span half a head) or a per-head q/k norm, and
+ * whole R16 groups. */
 static int qk_unit(const lmf_model_config *c) {
     int hs = c->n_embd / c->n_head, unit = 16;
-    if (c->pos == LMF_POS_ROPE_HALF)
+    if (c->pos == LMF_POS_ROPE_HALF || c->qk_norm == LMF_QK_NORM_HEAD)
         while (unit % hs || unit % 16) unit += 16;
     return unit;
+}
+
+/* OLMoE's full-width q/k norm in decode: every thread made a share of each q and k row, so after a barrier each
+ * thread takes the rows' statistics (from the whole rows, into its own stack), after a second one (nobody writes
+ * before everybody has read) normalises its own share in place, then rotates it and writes its K rows to the cache,
+ * as the per-head path does right after the product. Two more barriers per layer, for this family only. */
+static void full_qk_norm(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, int layer, int N, int tid,
+                         int nth, int unit) {
+    const lmf_model_config *c = d->cfg;
+    int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, S = qkv_width(c), LKV = c->n_layer * KV;
+    int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, rope = c->pos != LMF_POS_LEARNED;
+    const lmf_vec_ops *V = lmf_vec();
+    float rs[2][QMV_MAX];
+    lmf_barrier_wait(d->bar, nth);
+    for (int i = 0; i < N; i++) {
+        const float *row = d->qkv + (size_t)i * S;
+        rs[0][i] = 1.0f / sqrtf(V->dot(row, row, C) / C + c->norm_eps); /* as the rmsnorm kernel forms it */
+        rs[1][i] = 1.0f / sqrtf(V->dot(row + C, row + C, KV) / KV + c->norm_eps);
+    }
+    lmf_barrier_wait(d->bar, nth);
+    for (int j = 0; j < 2; j++) {
+        int rlo, rhi;
+        const float *w = j ? L->k_norm_w : L->q_norm_w;
+        row_share(j ? KV : C, unit, tid, nth, &rlo, &rhi);
+        for (int i = 0; i < N && rhi > rlo; i++) {
+            float *row = d->qkv + (size_t)i * S + (j ? C : 0);
+            for (int e = rlo; e < rhi; e++) row[e] = row[e] * rs[j][i] * w[e];
+            if (rope) lmf_rope_rotate(row, rlo, rhi, d->rope + (size_t)d->row_pos[i] * hs, hs, interleaved, 1.0f);
+            if (!j) continue;
+            const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
+            size_t at = kv_index(kv, LKV, layer * KV, d->row_pos[i]);
+            for (int e = rlo; e < rhi; e++) kv_put(kv, kv->k, at + (size_t)e * kv->bs, row[e]);
+        }
+    }
 }
 
 /* Five barriers per layer, one after each product whose output the next one reads in full (lmf_barrier sleeps when
@@ -745,6 +921,7 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
     int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, F = c->ffn_dim, S = qkv_width(c);
     int FF = ffn_width(c), swiglu = c->act == LMF_ACT_SWIGLU, rope = c->pos != LMF_POS_LEARNED, unit = qk_unit(c);
     int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, LKV = c->n_layer * KV, rlo, rhi;
+    int full = c->qk_norm == LMF_QK_NORM_FULL;
     float *xn = d->xnt + (size_t)tid * QMV_MAX * C, mean[QMV_MAX], rstd[QMV_MAX];
     char *qbuf = (char *)d->qin + (size_t)tid * 3 * QMV_MAX * d->qin_stride;
     float *Sc = d->scores + (size_t)tid * d->scores_stride;
@@ -762,6 +939,12 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
         for (int i = 0; i < N && rhi > rlo; i++) {
             float *row = qkv[j].out + (size_t)i * S;
             const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
+            if (j < 2 && full) continue; /* after the barrier below: the norm needs the whole row */
+            if (j < 2 && c->qk_norm) { /* whole heads of this thread's rows (qk_unit), before RoPE */
+                int nh = (rhi - rlo) / hs;
+                qk_norm_forward(c, row + rlo, 0, 1, (qk_groups){j ? 0 : nh, hs, j ? nh : 0, hs}, L->q_norm_w,
+                                L->k_norm_w, NULL, NULL);
+            }
             if (j < 2 && rope)
                 lmf_rope_rotate(row, rlo, rhi, d->rope + (size_t)d->row_pos[i] * hs, hs, interleaved, 1.0f);
             void *cache = j == 1 ? kv->k : j == 2 ? kv->v : NULL;
@@ -769,6 +952,7 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
             for (int e = rlo; cache && e < rhi; e++) kv_put(kv, cache, at + (size_t)e * kv->bs, row[e]);
         }
     }
+    if (full) full_qk_norm(d, L, layer, N, tid, nth, unit);
     lmf_block_prefetch_share(&L->wo, 16, tid, nth);
     lmf_barrier_wait(d->bar, nth);
     attend_share(d, layer, N, tid, nth, Sc, xn);

@@ -2,7 +2,7 @@
  *
  * One pre-norm layer, as lmf_model_config describes it (weights.h: lmf_layer_weights, any weight dtype):
  *
- *   res2 = x + o(attention(rope(q, k), v))      q, k, v = linear(norm1(x))
+ *   res2 = x + o(attention(rope(q, k), v))      q, k, v = linear(norm1(x)); q, k normalised first (cfg.qk_norm)
  *   res3 = res2 + down(act(gate/up(norm2(res2))))
  *
  * Three modes share the pieces below (norm, linear, RoPE, FFN activation, residual add):
@@ -105,6 +105,8 @@ typedef struct {
     float *proj;                      /* (N,C) scratch, used when res2 or res3 is the input */
     float *lora_t;                    /* LoRA: the layer's saved adapter values (lmf_lora_t_floats) */
     float *moe, *moe_scratch;         /* mixture of experts (moe.h): the layer's kept rows, shared scratch */
+    float *qk, *qk_rstd;              /* training with cfg.qk_norm: (N, CA + KVA) q | k before their norm, and
+                                       * (N, nh + nkv) each head's rstd (NULL in prefill: nothing kept) */
 } lmf_block_rows;
 
 /* A tensor-parallel group as the block library sees it (lmf_block_ctx.tp): this rank, the group's size, and the

@@ -4,8 +4,11 @@
 
 #include <string.h>
 
-/* qwen2 is llama with biases on q, k and v: everything that holds for llama's knobs holds for it. */
-static int llama_like(lmf_arch arch) { return arch == LMF_ARCH_LLAMA || arch == LMF_ARCH_QWEN2; }
+/* qwen2 is llama with biases on q, k and v, qwen3 and olmoe llama with a norm on q and k: everything that holds for
+ * llama's knobs holds for them. */
+static int llama_like(lmf_arch arch) {
+    return arch == LMF_ARCH_LLAMA || arch == LMF_ARCH_QWEN2 || arch == LMF_ARCH_QWEN3 || arch == LMF_ARCH_OLMOE;
+}
 
 void lmf_model_config_set_arch(lmf_model_config *c, lmf_arch arch) {
     int learned = !llama_like(arch);
@@ -16,6 +19,7 @@ void lmf_model_config_set_arch(lmf_model_config *c, lmf_arch arch) {
     c->pos_offset = arch == LMF_ARCH_OPT ? 2 : 0;
     c->bias = learned;
     c->qkv_bias = arch == LMF_ARCH_QWEN2;
+    c->qk_norm = arch == LMF_ARCH_QWEN3 ? LMF_QK_NORM_HEAD : arch == LMF_ARCH_OLMOE ? LMF_QK_NORM_FULL : LMF_QK_NORM_NONE;
 }
 
 lmf_model_config lmf_model_config_default(lmf_arch arch) {
@@ -33,14 +37,20 @@ lmf_model_config lmf_model_config_default(lmf_arch arch) {
 }
 
 const char *lmf_arch_name(lmf_arch arch) {
-    return arch == LMF_ARCH_LLAMA ? "llama" : arch == LMF_ARCH_OPT ? "opt" : arch == LMF_ARCH_QWEN2 ? "qwen2" : "gpt2";
+    return arch == LMF_ARCH_LLAMA   ? "llama"
+           : arch == LMF_ARCH_OPT   ? "opt"
+           : arch == LMF_ARCH_QWEN2 ? "qwen2"
+           : arch == LMF_ARCH_QWEN3 ? "qwen3"
+           : arch == LMF_ARCH_OLMOE ? "olmoe"
+                                    : "gpt2";
 }
 
 lmf_status lmf_arch_parse(const char *name, lmf_arch *out) {
-    static const char *const names[] = {"gpt2", "llama", "opt", "qwen2"}; /* by lmf_arch */
-    int i = lmf_name_index(name, names, 4);
+    static const char *const names[] = {"gpt2", "llama", "opt", "qwen2", "qwen3", "olmoe"}; /* by lmf_arch */
+    int i = lmf_name_index(name, names, 6);
     if (i < 0)
-        return lmf_fail(LMF_ERR_ARG, "arch: unknown model family '%s' (expected gpt2, llama, opt or qwen2)", name);
+        return lmf_fail(LMF_ERR_ARG,
+                        "arch: unknown model family '%s' (expected gpt2, llama, opt, qwen2, qwen3 or olmoe)", name);
     *out = (lmf_arch)i;
     return LMF_OK;
 }
@@ -79,6 +89,15 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
     REQUIRE(c->shared_gate == 0 || (c->shared_gate == 1 && c->n_expert > 0 && c->shared_ffn_dim > 0),
             "shared_gate: %d needs a mixture of experts with a shared expert (n_expert %d, shared_ffn_dim %d)",
             c->shared_gate, c->n_expert, c->shared_ffn_dim);
+    REQUIRE(c->qk_norm >= LMF_QK_NORM_NONE && c->qk_norm <= LMF_QK_NORM_FULL,
+            "qk_norm: %d is not 0 (none), 1 (per head) or 2 (full width)", (int)c->qk_norm);
+    REQUIRE(c->qk_norm == LMF_QK_NORM_NONE || c->norm == LMF_NORM_RMS,
+            "qk_norm: a q/k norm is an RMSNorm and needs the RMSNorm families (llama, qwen2, qwen3), not %s",
+            lmf_arch_name(c->arch));
+    /* the norm's weight runs along a head's dimensions in Hugging Face's order; llama.cpp's interleaved Q/K rows
+     * would need it permuted too, and no q/k-norm GGUF (qwen3, qwen3moe) permutes them */
+    REQUIRE(c->qk_norm == LMF_QK_NORM_NONE || c->pos == LMF_POS_ROPE_HALF,
+            "qk_norm: a q/k norm needs rotate_half RoPE (pos %d)", (int)c->pos);
     REQUIRE(c->n_expert >= 0 && c->n_expert <= LMF_MAX_EXPERT, "n_expert: %d outside [0, %d] (0: a dense FFN)",
             c->n_expert, LMF_MAX_EXPERT);
     if (c->n_expert) {

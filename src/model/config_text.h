@@ -32,7 +32,7 @@ typedef struct {
 
 /* X(name, type, field of lmf_model_config, help), in the order options are written and listed. */
 #define LMF_MODEL_OPTS(X)                                                                                          \
-    X("arch", LMF_OPT_ARCH, arch, "model family: gpt2, llama, opt or qwen2")                                       \
+    X("arch", LMF_OPT_ARCH, arch, "model family: gpt2, llama, opt, qwen2, qwen3 or olmoe")                         \
     X("vocab_size", LMF_OPT_INT, vocab_size, "vocabulary size (0: the training shard's)")                          \
     X("max_seq_len", LMF_OPT_INT, max_seq_len, "longest sequence the model accepts (0: seq_len)")                  \
     X("n_layer", LMF_OPT_INT, n_layer, "transformer blocks")                                                       \
@@ -51,7 +51,9 @@ typedef struct {
     X("router_z_coef", LMF_OPT_FLOAT, router_z_coef, "weight of the router z-loss (MoE training)")                 \
     X("capacity_factor", LMF_OPT_FLOAT, capacity_factor, "expert capacity factor (0: dropless)")                   \
     X("qkv_bias", LMF_OPT_BOOL, qkv_bias, "biases on q, k and v only (qwen2: set by arch)")                        \
-    X("shared_gate", LMF_OPT_BOOL, shared_gate, "sigmoid gate on the shared expert's output (Qwen2-MoE)")
+    X("shared_gate", LMF_OPT_BOOL, shared_gate, "sigmoid gate on the shared expert's output (Qwen2-MoE)")        \
+    X("qk_norm", LMF_OPT_INT, qk_norm, "RMSNorm on q and k before RoPE: 0 none, 1 per head (qwen3), 2 full width "  \
+                                       "(olmoe); set by arch")
 
 extern const lmf_opt lmf_model_opts[];
 extern const int lmf_model_n_opts;

@@ -256,10 +256,29 @@ static void gguf_moe_layer(pool *P, lmf_gguf_writer *g, const lmf_model_config *
 
 lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type, const char *name) {
     const lmf_model_config *c = &w->cfg;
-    int gpt2 = c->arch == LMF_ARCH_GPT2, qwen = c->arch == LMF_ARCH_QWEN2, llama = c->arch == LMF_ARCH_LLAMA || qwen;
+    int gpt2 = c->arch == LMF_ARCH_GPT2, qwen = c->arch == LMF_ARCH_QWEN2, q3 = c->arch == LMF_ARCH_QWEN3;
+    int olmoe = c->arch == LMF_ARCH_OLMOE;
+    int llama = c->arch == LMF_ARCH_LLAMA || qwen || q3 || olmoe, neox = qwen || q3 || olmoe; /* Q/K in HF's order */
     if (!gpt2 && !llama)
-        return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama, qwen2, qwen2moe "
-                        "and gpt2 architectures only); export it with --to safetensors", path, lmf_arch_name(c->arch));
+        return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama, qwen2, qwen2moe, "
+                        "qwen3, qwen3moe and gpt2 architectures only); export it with --to safetensors", path,
+                        lmf_arch_name(c->arch));
+    if ((c->qk_norm == LMF_QK_NORM_HEAD && !q3) || (c->qk_norm == LMF_QK_NORM_FULL && !olmoe) || (q3 && !c->qk_norm))
+        return lmf_fail(LMF_ERR_ARG, "%s: a per-head q/k norm is written as llama.cpp's qwen3 / qwen3moe (arch = qwen3), "
+                        "a full-width one as its olmoe (arch = olmoe); this model is arch %s with qk_norm %d", path,
+                        lmf_arch_name(c->arch), (int)c->qk_norm);
+    /* llama.cpp's olmoe: experts on every layer, top-k never renormalised, k's norm as wide as q's (no GQA) */
+    if (olmoe && (!c->n_expert || c->shared_ffn_dim || c->norm_topk_prob || c->n_kv_head != c->n_head || c->qkv_bias))
+        return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's olmoe is a mixture of experts without a shared expert, with top-k "
+                        "weights that are not renormalised (norm_topk_prob false), n_kv_head = n_head (its k norm is "
+                        "[n_embd]) and no q/k/v biases; this model does not fit", path);
+    if (q3 && c->qkv_bias)
+        return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's qwen3 has no q/k/v biases; this model has them", path);
+    /* llama.cpp's qwen3moe: no shared expert, top-k weights always renormalised */
+    if (q3 && c->n_expert && (c->shared_ffn_dim || !c->norm_topk_prob))
+        return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's qwen3moe has no shared expert and always renormalises the top-k "
+                        "weights (norm_topk_prob true); this model has %s", path,
+                        c->shared_ffn_dim ? "a shared expert" : "norm_topk_prob false");
     if (c->arch == LMF_ARCH_LLAMA && c->qkv_bias)
         return lmf_fail(LMF_ERR_ARG, "%s: a llama model with q/k/v biases cannot be written as llama.cpp's llama "
                         "architecture; set arch = qwen2", path);
@@ -275,7 +294,11 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
     int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
     pool P = {0};
     lmf_gguf_writer *g = lmf_gguf_writer_create(0);
-    const char *arch = gpt2 ? "gpt2" : qwen ? (c->n_expert ? "qwen2moe" : "qwen2") : "llama";
+    const char *arch = gpt2   ? "gpt2"
+                       : qwen ? (c->n_expert ? "qwen2moe" : "qwen2")
+                       : q3   ? (c->n_expert ? "qwen3moe" : "qwen3")
+                       : olmoe ? "olmoe"
+                              : "llama";
     char key[128], nm[96];
 #define KEY(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
     lmf_gguf_writer_set_str(g, "general.architecture", arch);
@@ -297,7 +320,7 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
             lmf_gguf_writer_set_u32(g, KEY("expert_count"), (uint32_t)c->n_expert);
             lmf_gguf_writer_set_u32(g, KEY("expert_used_count"), (uint32_t)c->n_expert_used);
             lmf_gguf_writer_set_bool(g, KEY("expert_weights_norm"), c->norm_topk_prob != 0);
-            if (qwen) lmf_gguf_writer_set_u32(g, KEY("expert_feed_forward_length"), (uint32_t)F);
+            if (qwen || q3) lmf_gguf_writer_set_u32(g, KEY("expert_feed_forward_length"), (uint32_t)F);
             if (c->shared_ffn_dim)
                 lmf_gguf_writer_set_u32(g, KEY("expert_shared_feed_forward_length"), (uint32_t)c->shared_ffn_dim);
         }
@@ -309,10 +332,11 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
     else lmf_gguf_writer_set_str(g, "tokenizer.ggml.model", "none"); /* llama.cpp then loads it without a vocabulary */
 
     /* Q/K rows: llama's rotate_half sources are permuted to llama.cpp's order, its GGUF sources already are in it;
-     * qwen2 keeps Hugging Face's order (llama.cpp runs it with NEOX RoPE), so interleaved sources go back to it */
+     * qwen2 and qwen3 keep Hugging Face's order (llama.cpp runs them with NEOX RoPE), so interleaved sources go back
+     * to it */
     int *pq = NULL, *pk = NULL;
-    if (llama && (w->cfg.pos == LMF_POS_ROPE_HALF) != qwen)
-        pq = rope_perm(&P, c->n_head, hs, !qwen), pk = rope_perm(&P, c->n_kv_head, hs, !qwen);
+    if (llama && (w->cfg.pos == LMF_POS_ROPE_HALF) != neox)
+        pq = rope_perm(&P, c->n_head, hs, !neox), pk = rope_perm(&P, c->n_kv_head, hs, !neox);
     uint32_t te = tensor_type(type, 1, C);
     add2(g, "token_embd.weight", te, V, C, matrix(&P, &w->tok_emb, te, NULL));
     if (gpt2) add2(g, "position_embd.weight", te, w->pos_emb.rows, C, matrix(&P, &w->pos_emb, te, NULL));
@@ -320,7 +344,7 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
     if (gpt2) add1(&P, g, "output_norm.bias", w->out_norm_b, C);
     /* llama.cpp requires output.weight for gpt2 even though GPT-2 ties it (its converter writes a copy); so does its
      * qwen2moe */
-    if (!c->tied_embeddings || gpt2 || (qwen && c->n_expert)) add2(g, "output.weight", te, V, C, matrix(&P, &w->lm_head, te, NULL));
+    if (!c->tied_embeddings || gpt2 || (qwen && c->n_expert) || olmoe) add2(g, "output.weight", te, V, C, matrix(&P, &w->lm_head, te, NULL));
     uint32_t tc = tensor_type(type, 0, C), tf = tensor_type(type, 0, F); /* rows of C or of F elements */
     for (int l = 0; l < c->n_layer; l++) {
         const lmf_layer_weights *L = &w->layers[l];
@@ -347,6 +371,10 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
             add2(g, N("attn_q.weight"), tc, C, C, matrix(&P, &L->wq, tc, pq));
             add2(g, N("attn_k.weight"), tc, KV, C, matrix(&P, &L->wk, tc, pk));
             add2(g, N("attn_v.weight"), tc, KV, C, matrix(&P, &L->wv, tc, NULL));
+            if (c->qk_norm) { /* [hs] (qwen3) or [C], [KV] (olmoe); never permuted (validation: rotate_half only) */
+                add1(&P, g, N("attn_q_norm.weight"), L->q_norm_w, lmf_qk_norm_width(c, 0));
+                add1(&P, g, N("attn_k_norm.weight"), L->k_norm_w, lmf_qk_norm_width(c, 1));
+            }
             if (qwen && c->qkv_bias) { /* the biases follow the rows of their matrix: Q's and K's with them */
                 const float *bq = L->bq, *bk = L->bk;
                 if (pq) {
@@ -460,13 +488,20 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
     const lmf_model_config *c = &w->cfg;
     cJSON *j = cJSON_CreateObject(), *arch = cJSON_AddArrayToObject(j, "architectures");
     const char *dt = type == LMF_GGML_F32 ? "float32" : type == LMF_GGML_F16 ? "float16" : "bfloat16";
-    if (w->cfg.arch == LMF_ARCH_QWEN2) {
+    if (w->cfg.arch == LMF_ARCH_QWEN2 || w->cfg.arch == LMF_ARCH_QWEN3) {
+        int q3 = w->cfg.arch == LMF_ARCH_QWEN3;
         const num_field f[] = {
             {"hidden_size", c->n_embd}, {"intermediate_size", c->ffn_dim}, {"num_attention_heads", c->n_head},
             {"num_key_value_heads", c->n_kv_head}, {"num_hidden_layers", c->n_layer},
             {"max_position_embeddings", c->max_seq_len}};
-        if (c->n_expert) hf_family(j, arch, "Qwen2MoeForCausalLM", "qwen2_moe", f, sizeof f / sizeof *f);
+        if (q3 && c->n_expert) hf_family(j, arch, "Qwen3MoeForCausalLM", "qwen3_moe", f, sizeof f / sizeof *f);
+        else if (q3) hf_family(j, arch, "Qwen3ForCausalLM", "qwen3", f, sizeof f / sizeof *f);
+        else if (c->n_expert) hf_family(j, arch, "Qwen2MoeForCausalLM", "qwen2_moe", f, sizeof f / sizeof *f);
         else hf_family(j, arch, "Qwen2ForCausalLM", "qwen2", f, sizeof f / sizeof *f);
+        if (q3) { /* Qwen3Config's head_dim defaults to 128, not hidden_size / heads; its biases include o_proj's */
+            num(j, "head_dim", c->n_embd / c->n_head);
+            cJSON_AddBoolToObject(j, "attention_bias", 0);
+        }
         numf(j, "rms_norm_eps", c->norm_eps);
         cJSON *rope = cJSON_AddObjectToObject(j, "rope_parameters"); /* transformers 5's form */
         cJSON_AddStringToObject(rope, "rope_type", "default");
@@ -475,15 +510,33 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
             num(j, "num_experts", c->n_expert);
             num(j, "num_experts_per_tok", c->n_expert_used);
             num(j, "moe_intermediate_size", c->ffn_dim);
-            num(j, "shared_expert_intermediate_size", c->shared_ffn_dim);
+            if (!q3) num(j, "shared_expert_intermediate_size", c->shared_ffn_dim);
             cJSON_AddBoolToObject(j, "norm_topk_prob", c->norm_topk_prob);
             num(j, "decoder_sparse_step", 1);
             cJSON_AddArrayToObject(j, "mlp_only_layers");
             numf(j, "router_aux_loss_coef", c->router_aux_coef);
             cJSON_AddBoolToObject(j, "output_router_logits", 0);
-            cJSON_AddBoolToObject(j, "qkv_bias", c->qkv_bias);
+            if (!q3) cJSON_AddBoolToObject(j, "qkv_bias", c->qkv_bias);
         }
         cJSON_AddBoolToObject(j, "use_sliding_window", 0);
+        cJSON_AddStringToObject(j, "hidden_act", "silu");
+        cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_embeddings);
+    } else if (w->cfg.arch == LMF_ARCH_OLMOE) {
+        const num_field f[] = {
+            {"hidden_size", c->n_embd}, {"intermediate_size", c->ffn_dim}, {"num_attention_heads", c->n_head},
+            {"num_key_value_heads", c->n_kv_head}, {"num_hidden_layers", c->n_layer},
+            {"max_position_embeddings", c->max_seq_len}, {"num_experts", c->n_expert},
+            {"num_experts_per_tok", c->n_expert_used}};
+        hf_family(j, arch, "OlmoeForCausalLM", "olmoe", f, sizeof f / sizeof *f);
+        numf(j, "rms_norm_eps", c->norm_eps);
+        cJSON *rope = cJSON_AddObjectToObject(j, "rope_parameters");
+        cJSON_AddStringToObject(rope, "rope_type", "default");
+        numf(rope, "rope_theta", c->rope_theta);
+        cJSON_AddBoolToObject(j, "norm_topk_prob", c->norm_topk_prob);
+        numf(j, "router_aux_loss_coef", c->router_aux_coef);
+        cJSON_AddBoolToObject(j, "output_router_logits", 0);
+        cJSON_AddNullToObject(j, "clip_qkv");
+        cJSON_AddBoolToObject(j, "attention_bias", 0);
         cJSON_AddStringToObject(j, "hidden_act", "silu");
         cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_embeddings);
     } else if (w->cfg.arch == LMF_ARCH_LLAMA) {
@@ -535,8 +588,9 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
     int C = c->n_embd, hs = C / c->n_head, F = c->ffn_dim;
     char nm[160];
 #define N(...) (snprintf(nm, sizeof nm, __VA_ARGS__), nm)
-    if (w->cfg.arch == LMF_ARCH_LLAMA || w->cfg.arch == LMF_ARCH_QWEN2) {
-        int *pq = NULL, *pk = NULL, qwen = w->cfg.arch == LMF_ARCH_QWEN2, KV = c->n_kv_head * hs;
+    if (w->cfg.arch == LMF_ARCH_LLAMA || w->cfg.arch == LMF_ARCH_QWEN2 || w->cfg.arch == LMF_ARCH_QWEN3 ||
+        w->cfg.arch == LMF_ARCH_OLMOE) {
+        int *pq = NULL, *pk = NULL, qwen = w->cfg.arch != LMF_ARCH_LLAMA, KV = c->n_kv_head * hs;
         if (w->cfg.pos == LMF_POS_ROPE_INTERLEAVED)
             pq = rope_perm(&s->P, c->n_head, hs, 0), pk = rope_perm(&s->P, c->n_kv_head, hs, 0);
         put_m(s, "model.embed_tokens.weight", &w->tok_emb, NULL);
@@ -550,6 +604,10 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
             put_m(s, N("model.layers.%d.self_attn.k_proj.weight", l), &L->wk, pk);
             put_m(s, N("model.layers.%d.self_attn.v_proj.weight", l), &L->wv, NULL);
             put_m(s, N("model.layers.%d.self_attn.o_proj.weight", l), &L->wo, NULL);
+            if (c->qk_norm) { /* HF's order (validation keeps q/k-norm models in rotate_half order) */
+                put_v(s, N("model.layers.%d.self_attn.q_norm.weight", l), L->q_norm_w, lmf_qk_norm_width(c, 0));
+                put_v(s, N("model.layers.%d.self_attn.k_norm.weight", l), L->k_norm_w, lmf_qk_norm_width(c, 1));
+            }
             if (c->qkv_bias) { /* qwen2's (the exporter refuses llama with them); Q's and K's follow their rows */
                 const float *b[3] = {L->bq, L->bk, L->bv};
                 const int *perm[3] = {pq, pk, NULL}, n[3] = {C, KV, KV};
@@ -560,13 +618,14 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
                     put_v(s, N("model.layers.%d.self_attn.%s_proj.bias", l, qkv[i]), v, n[i]);
                 }
             }
-            if (c->n_expert && qwen) { /* Qwen2-MoE's names, one tensor per expert (what its checkpoints hold) */
+            if (c->n_expert && qwen) { /* Qwen2/3-MoE's names, one tensor per expert (what its checkpoints hold) */
                 put_m(s, N("model.layers.%d.mlp.gate.weight", l), &L->router, NULL);
                 static const char *const wn[3] = {"gate_proj", "up_proj", "down_proj"};
                 for (int e = 0; e < c->n_expert; e++)
                     for (int k = 0; k < 3; k++)
                         put_m(s, N("model.layers.%d.mlp.experts.%d.%s.weight", l, e, wn[k]), &L->experts[3 * e + k],
                               NULL);
+                if (!c->shared_ffn_dim) continue; /* Qwen3-MoE */
                 const lmf_wtensor *sh[3] = {&L->sh_gate, &L->sh_up, &L->sh_down};
                 for (int k = 0; k < 3; k++)
                     put_m(s, N("model.layers.%d.mlp.shared_expert.%s.weight", l, wn[k]), sh[k], NULL);
@@ -680,8 +739,21 @@ static lmf_status hf_tokenizer(const lmf_weights *w, const char *dir) {
 
 lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_t type) {
     const lmf_model_config *c = &w->cfg;
-    if (c->arch != LMF_ARCH_LLAMA && c->arch != LMF_ARCH_GPT2 && c->arch != LMF_ARCH_OPT && c->arch != LMF_ARCH_QWEN2)
+    if (c->arch != LMF_ARCH_LLAMA && c->arch != LMF_ARCH_GPT2 && c->arch != LMF_ARCH_OPT && c->arch != LMF_ARCH_QWEN2 &&
+        c->arch != LMF_ARCH_QWEN3 && c->arch != LMF_ARCH_OLMOE)
         return lmf_fail(LMF_ERR_ARG, "%s: cannot export family '%s'", dir, lmf_arch_name(c->arch));
+    if ((c->qk_norm == LMF_QK_NORM_HEAD && c->arch != LMF_ARCH_QWEN3) ||
+        (c->qk_norm == LMF_QK_NORM_FULL && c->arch != LMF_ARCH_OLMOE) ||
+        ((c->arch == LMF_ARCH_QWEN3 || c->arch == LMF_ARCH_OLMOE) && !c->qk_norm))
+        return lmf_fail(LMF_ERR_ARG, "%s: a per-head q/k norm is written as transformers' Qwen3 / Qwen3-MoE (arch = "
+                        "qwen3), a full-width one as its OLMoE (arch = olmoe); this model is arch %s with qk_norm %d", dir,
+                        lmf_arch_name(c->arch), (int)c->qk_norm);
+    if (c->arch == LMF_ARCH_OLMOE && (!c->n_expert || c->shared_ffn_dim || c->qkv_bias))
+        return lmf_fail(LMF_ERR_ARG, "%s: transformers' OLMoE is a mixture of experts on every layer without a shared "
+                        "expert or q/k/v biases; this model does not fit", dir);
+    if (c->arch == LMF_ARCH_QWEN3 && (c->qkv_bias || c->shared_ffn_dim))
+        return lmf_fail(LMF_ERR_ARG, "%s: transformers' Qwen3 / Qwen3-MoE have no q/k/v-only biases and no shared "
+                        "expert; this model has %s", dir, c->qkv_bias ? "q/k/v biases" : "a shared expert");
     if (type != LMF_GGML_F32 && type != LMF_GGML_F16 && type != LMF_GGML_BF16)
         return lmf_fail(LMF_ERR_ARG, "%s: safetensors export writes f32, f16 or bf16", dir);
     if (c->arch == LMF_ARCH_LLAMA && (c->qkv_bias || c->shared_gate))

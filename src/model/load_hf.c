@@ -21,6 +21,14 @@
  *          expert (shared_expert_intermediate_size): model.layers.N.mlp.{gate, experts.E.{gate,up,down}_proj,
  *          shared_expert.{gate,up,down}_proj, shared_expert_gate (1, C)}.weight, or the fused mlp.experts.gate_up_proj
  *          / down_proj. Refused: dense layers among the sparse ones (decoder_sparse_step != 1, mlp_only_layers).
+ *   qwen3: llama's names plus model.layers.N.self_attn.{q,k}_norm.weight (head_dim each: a per-head RMSNorm on q
+ *          and k before RoPE). Refused: head_dim (128 when absent) != hidden_size / num_attention_heads,
+ *          attention_bias true (it biases o_proj too), sliding windows as for qwen2.
+ *   qwen3_moe: qwen3's attention, qwen2_moe's experts without a shared expert (norm_topk_prob false by default).
+ *   olmoe: llama's names plus self_attn.q_norm.weight (hidden_size) and k_norm.weight (num_key_value_heads x
+ *          head_dim): an RMSNorm over the whole q and k rows before RoPE; every layer a mixture of experts as
+ *          qwen3_moe's (num_experts, num_experts_per_tok, intermediate_size each expert's F, norm_topk_prob false by
+ *          default). Refused: clip_qkv, attention_bias.
  *   gpt2:  [transformer.]{wte, wpe, ln_f, h.N.{ln_1, attn.c_attn (fused q|k|v along out), attn.c_proj, ln_2,
  *          mlp.c_fc, mlp.c_proj}}.{weight,bias}; Conv1D weights stored (in, out); head tied to wte.
  *   opt:   [model.]decoder.{embed_tokens, embed_positions (max_position_embeddings + 2 rows: positions start at
@@ -379,7 +387,7 @@ static lmf_status moe_layer(hf *h, int l, lmf_layer_weights *L) {
         }
         return LMF_OK;
     }
-    if (c->arch == LMF_ARCH_QWEN2) { /* Qwen2-MoE's checkpoints: one tensor per expert under mlp */
+    if (c->arch == LMF_ARCH_QWEN2 || c->arch == LMF_ARCH_QWEN3 || c->arch == LMF_ARCH_OLMOE) { /* per expert, mlp */
         static const char *const wn[3] = {"gate_proj", "up_proj", "down_proj"};
         LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.gate.weight", l), E, C, &L->router));
         for (int e = 0; e < E; e++)
@@ -400,30 +408,52 @@ static lmf_status moe_layer(hf *h, int l, lmf_layer_weights *L) {
     return LMF_OK;
 }
 
-/* Qwen2-MoE's config.json: every layer sparse (refusing the layouts with dense layers among them, by field), a
- * gated shared expert, the top-k renormalised or not (norm_topk_prob), q/k/v biases unless qkv_bias is false. */
-static lmf_status qwen2_moe_config(hf *h) {
+/* Qwen2-MoE's and Qwen3-MoE's config.json: every layer sparse (refusing the layouts with dense layers among them, by
+ * field), the top-k renormalised or not (norm_topk_prob; false by default in both configs); Qwen2-MoE's have a
+ * gated shared expert and q/k/v biases unless qkv_bias is false, Qwen3-MoE's neither. */
+static lmf_status qwen_moe_config(hf *h, int qwen2) {
     lmf_model_config *c = &h->w->cfg;
-    LMF_TRY(get_int(h, "num_experts", -1, &c->n_expert));
+    /* the hub's Qwen3-MoE configs say num_experts; transformers 5.24's save_pretrained writes num_local_experts */
+    LMF_TRY(get_int(h, !qwen2 && !field(h, "num_experts") ? "num_local_experts" : "num_experts", -1, &c->n_expert));
     LMF_TRY(get_int(h, "num_experts_per_tok", -1, &c->n_expert_used));
     LMF_TRY(get_int(h, "moe_intermediate_size", -1, &c->ffn_dim));
-    LMF_TRY(get_int(h, "shared_expert_intermediate_size", -1, &c->shared_ffn_dim));
     LMF_TRY(get_bool(h, "norm_topk_prob", 0, &c->norm_topk_prob));
-    LMF_TRY(get_bool(h, "qkv_bias", 1, &c->qkv_bias));
-    c->shared_gate = 1;
+    if (qwen2) {
+        LMF_TRY(get_int(h, "shared_expert_intermediate_size", -1, &c->shared_ffn_dim));
+        LMF_TRY(get_bool(h, "qkv_bias", 1, &c->qkv_bias));
+        c->shared_gate = 1;
+    }
     int step;
     LMF_TRY(get_int(h, "decoder_sparse_step", 1, &step));
     if (step != 1)
-        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"decoder_sparse_step\" is %d: lmforge runs Qwen2-MoE models whose "
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"decoder_sparse_step\" is %d: lmforge runs Qwen MoE models whose "
                         "every layer is sparse (decoder_sparse_step 1)", h->cfg_path, step);
     const cJSON *only = field(h, "mlp_only_layers");
     if (only && !(cJSON_IsArray(only) && cJSON_GetArraySize(only) == 0))
-        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"mlp_only_layers\" lists dense layers: lmforge runs Qwen2-MoE "
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"mlp_only_layers\" lists dense layers: lmforge runs Qwen MoE "
                         "models whose every layer is sparse (mlp_only_layers [])", h->cfg_path);
     const cJSON *coef = field(h, "router_aux_loss_coef");
     if (coef && !(cJSON_IsNumber(coef) && coef->valuedouble >= 0))
         return lmf_fail(LMF_ERR_FORMAT, "%s: field \"router_aux_loss_coef\" must be a number >= 0", h->cfg_path);
     c->router_aux_coef = coef ? (float)coef->valuedouble : 0.001f;
+    return LMF_OK;
+}
+
+/* OLMoE's config.json: every layer sparse, intermediate_size each expert's F, the top-k not renormalised unless
+ * norm_topk_prob says so; clip_qkv (clamping q, k and v) refused. */
+static lmf_status olmoe_config(hf *h) {
+    lmf_model_config *c = &h->w->cfg;
+    LMF_TRY(get_int(h, "num_experts", 64, &c->n_expert));
+    LMF_TRY(get_int(h, "num_experts_per_tok", 8, &c->n_expert_used));
+    LMF_TRY(get_bool(h, "norm_topk_prob", 0, &c->norm_topk_prob));
+    const cJSON *clip = field(h, "clip_qkv");
+    if (clip && !cJSON_IsNull(clip))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"clip_qkv\" is set: lmforge does not clamp q, k and v (null only)",
+                        h->cfg_path);
+    const cJSON *coef = field(h, "router_aux_loss_coef");
+    if (coef && !(cJSON_IsNumber(coef) && coef->valuedouble >= 0))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"router_aux_loss_coef\" must be a number >= 0", h->cfg_path);
+    c->router_aux_coef = coef ? (float)coef->valuedouble : 0.01f;
     return LMF_OK;
 }
 
@@ -445,12 +475,16 @@ static lmf_status qwen2_full_attention(hf *h) {
     return LMF_OK;
 }
 
-/* llama, mixtral, qwen2 and qwen2_moe (model_type): one layout of names, a few fields apart. */
+/* llama, mixtral, qwen2, qwen2_moe, qwen3 and qwen3_moe (model_type): one layout of names, a few fields apart. */
 static lmf_status load_llama(hf *h, const char *type) {
     lmf_weights *w = h->w;
     lmf_model_config *c = &w->cfg;
-    int qwen = !strncmp(type, "qwen2", 5), qmoe = !strcmp(type, "qwen2_moe");
-    *c = lmf_model_config_default(qwen ? LMF_ARCH_QWEN2 : LMF_ARCH_LLAMA);
+    int qwen3 = !strncmp(type, "qwen3", 5), qwen = !strncmp(type, "qwen2", 5) || qwen3, olmoe = !strcmp(type, "olmoe");
+    int qmoe = !strcmp(type, "qwen2_moe") || !strcmp(type, "qwen3_moe");
+    *c = lmf_model_config_default(olmoe   ? LMF_ARCH_OLMOE
+                                  : qwen3 ? LMF_ARCH_QWEN3
+                                  : qwen  ? LMF_ARCH_QWEN2
+                                          : LMF_ARCH_LLAMA);
     LMF_TRY(get_int(h, "hidden_size", -1, &c->n_embd));
     LMF_TRY(get_int(h, "intermediate_size", -1, &c->ffn_dim));
     LMF_TRY(get_int(h, "num_attention_heads", -1, &c->n_head));
@@ -481,6 +515,10 @@ static lmf_status load_llama(hf *h, const char *type) {
     }
     int bias;
     LMF_TRY(get_bool(h, "attention_bias", 0, &bias));
+    /* Qwen3's attention_bias puts a bias on o_proj too, which lmforge's SwiGLU families have no place for */
+    if (bias && (qwen3 || olmoe))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: \"attention_bias\": true is not supported for %s (its o_proj bias has no "
+                        "place in lmforge's %s)", h->cfg_path, type, lmf_arch_name(c->arch));
     if (bias && !qwen) return lmf_fail(LMF_ERR_FORMAT, "%s: \"attention_bias\": true is not supported (llama has no attention "
                               "biases in lmforge)", h->cfg_path);
     LMF_TRY(get_bool(h, "mlp_bias", 0, &bias));
@@ -488,12 +526,17 @@ static lmf_status load_llama(hf *h, const char *type) {
     static const char *const silu[] = {"silu", NULL};
     LMF_TRY(want_str(h, "hidden_act", silu, "SwiGLU"));
     int head_dim;
-    LMF_TRY(get_int(h, "head_dim", c->n_embd / (c->n_head ? c->n_head : 1), &head_dim));
+    /* Qwen3's configs default head_dim to 128 (transformers' Qwen3Config), the others to hidden_size / heads. lmforge
+     * derives the head size from n_embd / n_head everywhere (attention, KV cache, RoPE, tensor parallelism), so
+     * Qwen3-0.6B / 4B / 30B-A3B (q width 2 hidden_size) are refused here */
+    LMF_TRY(get_int(h, "head_dim", qwen3 ? 128 : c->n_embd / (c->n_head ? c->n_head : 1), &head_dim));
     if (head_dim * c->n_head != c->n_embd)
         return lmf_fail(LMF_ERR_FORMAT, "%s: \"head_dim\" %d x num_attention_heads %d != hidden_size %d is not "
-                        "supported", h->cfg_path, head_dim, c->n_head, c->n_embd);
+                        "supported (lmforge's head size is hidden_size / num_attention_heads)", h->cfg_path, head_dim,
+                        c->n_head, c->n_embd);
     if (qwen) LMF_TRY(qwen2_full_attention(h));
-    if (qmoe) LMF_TRY(qwen2_moe_config(h));
+    if (qmoe) LMF_TRY(qwen_moe_config(h, !qwen3));
+    else if (olmoe) LMF_TRY(olmoe_config(h));
     else if (!qwen) LMF_TRY(moe_config(h));
     LMF_TRY(check_config(h, type));
 
@@ -512,6 +555,10 @@ static lmf_status load_llama(hf *h, const char *type) {
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.k_proj.weight", l), KV, C, &L->wk));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.v_proj.weight", l), KV, C, &L->wv));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.o_proj.weight", l), C, C, &L->wo));
+        if (c->qk_norm) { /* qwen3: head_dim each; olmoe: the whole q and k rows */
+            LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.q_norm.weight", l), lmf_qk_norm_width(c, 0), &L->q_norm_w));
+            LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.k_norm.weight", l), lmf_qk_norm_width(c, 1), &L->k_norm_w));
+        }
         if (c->qkv_bias) {
             LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.q_proj.bias", l), C, &L->bq));
             LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.k_proj.bias", l), KV, &L->bk));
@@ -519,7 +566,7 @@ static lmf_status load_llama(hf *h, const char *type) {
         }
         if (c->n_expert) {
             LMF_TRY(moe_layer(h, l, L));
-            if (!qmoe) continue;
+            if (!qmoe || qwen3) continue;
             int Fs = c->shared_ffn_dim;
             LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.shared_expert.gate_proj.weight", l), Fs, C, &L->sh_gate));
             LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.shared_expert.up_proj.weight", l), Fs, C, &L->sh_up));
@@ -762,14 +809,15 @@ static lmf_status load(hf *h) {
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(h->cfg, "model_type");
     if (!cJSON_IsString(mt)) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"model_type\" is missing", h->cfg_path);
     if (!strcmp(mt->valuestring, "llama") || !strcmp(mt->valuestring, "mixtral") || !strcmp(mt->valuestring, "qwen2") ||
-        !strcmp(mt->valuestring, "qwen2_moe"))
+        !strcmp(mt->valuestring, "qwen2_moe") || !strcmp(mt->valuestring, "qwen3") ||
+        !strcmp(mt->valuestring, "qwen3_moe") || !strcmp(mt->valuestring, "olmoe"))
         LMF_TRY(load_llama(h, mt->valuestring));
     else if (!strcmp(mt->valuestring, "gpt2")) LMF_TRY(load_gpt2(h));
     else if (!strcmp(mt->valuestring, "opt")) LMF_TRY(load_opt(h));
     else
         return lmf_fail(LMF_ERR_FORMAT,
-                        "%s: model_type \"%s\" is not supported (lmforge loads llama, mixtral, qwen2, qwen2_moe, gpt2 "
-                        "and opt)",
+                        "%s: model_type \"%s\" is not supported (lmforge loads llama, mixtral, qwen2, qwen2_moe, qwen3, "
+                        "qwen3_moe, olmoe, gpt2 and opt)",
                         h->cfg_path, mt->valuestring);
     LMF_TRY(load_tokenizer(h));
     return lmf_weights_validate(h->w, h->dir);

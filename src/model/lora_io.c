@@ -22,7 +22,8 @@ enum { PATH_LEN = 128, KEY_LEN = 192, TARGETS_LEN = 256 };
  * target_modules match and, after "base_model.model.", its tensor keys begin with. */
 static void module_path(const lmf_model_config *c, const lmf_lora_module *m, int L, char *buf) {
     const char *pre, *sub;
-    if (c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_QWEN2) {
+    if (c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_QWEN2 || c->arch == LMF_ARCH_QWEN3 ||
+        c->arch == LMF_ARCH_OLMOE) {
         pre = "model.layers", sub = m->m0 < 4 ? "self_attn." : "mlp.";
     } else if (c->arch == LMF_ARCH_OPT) {
         pre = "model.decoder.layers", sub = m->m0 < 4 ? "self_attn." : "";
@@ -85,10 +86,12 @@ static float *ordered(const lmf_lora *l, const lmf_model_config *c, int permute,
 static int peft_permutes(const lmf_model_config *c) { return c->pos == LMF_POS_ROPE_INTERLEAVED; }
 static int gguf_permutes(const lmf_model_config *c) { return c->pos == LMF_POS_ROPE_HALF && c->arch == LMF_ARCH_LLAMA; }
 
-/* general.architecture of cfg's model in llama.cpp, which an adapter for it carries: a qwen2 mixture of experts is
- * qwen2moe there. */
+/* general.architecture of cfg's model in llama.cpp, which an adapter for it carries: a qwen2 (qwen3) mixture of experts is
+ * qwen2moe (qwen3moe) there. */
 static const char *gguf_arch(const lmf_model_config *c) {
-    return c->arch == LMF_ARCH_QWEN2 && c->n_expert ? "qwen2moe" : lmf_arch_name(c->arch);
+    if (c->n_expert && c->arch == LMF_ARCH_QWEN2) return "qwen2moe";
+    if (c->n_expert && c->arch == LMF_ARCH_QWEN3) return "qwen3moe";
+    return lmf_arch_name(c->arch);
 }
 
 /* After loading in the file's order: into the model's. */

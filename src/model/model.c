@@ -117,17 +117,20 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
      * A tensor-parallel share (tp > 1) keeps q|k|v, attention, FFN rows and logits of its width only. */
     size_t N = d.N, L = (size_t)(l1 - l0), ln = cfg->norm == LMF_NORM_LAYER, ffn = cfg->n_expert ? 0 : 1;
     size_t head = l1 == d.L, S = (size_t)d.S / tp, A = (size_t)d.C / tp, FF = (size_t)d.FF / tp;
-    size_t F = (size_t)d.F / tp, V = ((size_t)d.V + tp - 1) / tp;
+    size_t F = (size_t)d.F / tp, V = ((size_t)d.V + tp - 1) / tp, qkn = cfg->qk_norm != LMF_QK_NORM_NONE;
+    /* the q/k norm's statistics per row: one per head of this rank's share, or q's and k's (full width) */
+    size_t qk_groups = cfg->qk_norm == LMF_QK_NORM_FULL ? 2 : (size_t)(d.NH + d.NKV) / tp;
     m->layer_stride_nc = N * d.C;
     lmf_acts *a = &m->acts;
     float **ap[] = {&a->encoded, &a->ln1,  &a->ln1_mean, &a->ln1_rstd, &a->qkv,  &a->att,      &a->atty,
                     &a->res2,    &a->ln2,  &a->ln2_mean, &a->ln2_rstd, &a->fch,  &a->fcact,    &a->res3,
-                    &a->lnf,     &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->losses};
+                    &a->lnf,     &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->losses, &a->qk, &a->qk_rstd};
     size_t as[] = {N * d.C, L * N * d.C, ln ? L * N : 0, L * N, L * N * S,
                    lmf_attention_scratch_floats(d.T, omp_get_max_threads()),
                    L * N * A, L * N * d.C, L * N * d.C, ln ? L * N : 0, L * N, ffn * L * N * FF,
                    ffn * L * N * F,
-                   L * N * d.C, head * N * d.C, head && ln ? N : 0, head * N, head * N * V, head * N};
+                   L * N * d.C, head * N * d.C, head && ln ? N : 0, head * N, head * N * V, head * N,
+                   qkn * L * N * (size_t)(d.C + d.NKV * d.hs) / tp, qkn * L * N * qk_groups};
     m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]), &m->work_bytes);
     if (training) {
         lmf_grad_scratch *g = &m->gs;
@@ -256,7 +259,7 @@ void lmf_model_init_weights(lmf_model *m, uint64_t seed) {
         float *p = m->ptr[i];
         size_t n = m->param_sizes[i];
         if (!n) continue;
-        if (i == LMF_P_LN1W || i == LMF_P_LN2W || i == LMF_P_LNFW) {
+        if (i == LMF_P_LN1W || i == LMF_P_LN2W || i == LMF_P_LNFW || i == LMF_P_QNORM || i == LMF_P_KNORM) {
             for (size_t k = 0; k < n; k++) p[k] = 1.0f;
         } else if (i == LMF_P_LN1B || i == LMF_P_LN2B || i == LMF_P_LNFB || i == LMF_P_QKVB || i == LMF_P_ATTPROJB ||
                    i == LMF_P_FCB || i == LMF_P_FCPROJB) {
@@ -370,7 +373,10 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
         a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn, a->fch ? a->fch + l * sn * FF : NULL,
         a->fcact ? a->fcact + l * sn * F : NULL, a->res3 + l * snc, NULL,
         m->lora ? m->lora_t + (size_t)l * lmf_lora_t_floats(m->lora, m->max_batch * m->max_seq) : NULL,
-        m->moe ? m->moe + l * m->moe_stride : NULL, m->moe_scratch};
+        m->moe ? m->moe + l * m->moe_stride : NULL, m->moe_scratch,
+        a->qk ? a->qk + l * sn * (size_t)(d.C + d.NKV * d.hs) / t : NULL,
+        a->qk_rstd ? a->qk_rstd + l * sn * (m->cfg.qk_norm == LMF_QK_NORM_FULL ? 2 : (size_t)(d.NH + d.NKV) / t)
+                   : NULL};
     *x = l == 0 ? a->encoded : a->res3 + (l - 1) * snc;
     return r;
 }

@@ -1,6 +1,6 @@
 /* model.h — the transformer's internals: parameter table, activation buffers, forward and backward.
  *
- * Parameters live in ONE flat fp32 buffer carved by a fixed table of 23 named tensors (layer tensors stacked over
+ * Parameters live in ONE flat fp32 buffer carved by a fixed table of 25 named tensors (layer tensors stacked over
  * layers, llm.c style), so AdamW, gradient clipping, checkpointing and later allreduce/ZeRO work on flat ranges.
  * Tensors a family does not use have size 0. Both families share the table:
  *
@@ -13,6 +13,8 @@
  *   sh_gate_w (L,C): the shared expert's sigmoid gate (cfg.shared_gate: Qwen2-MoE's shared_expert_gate)
  * The MoE tensors come after the dense ones, so a dense model's layout (and its checkpoints) did not change; the
  * same for sh_gate_w after them. qkv_b exists with cfg.bias or cfg.qkv_bias (qwen2: q, k and v biases only).
+ *   q_norm_w (L,hs)  k_norm_w (L,hs): cfg.qk_norm per head (qwen3), after everything else for the same reason;
+ *   (L,C) and (L,KV) with the full-width norm (olmoe).
  *
  * Which tensors exist follows the config's knobs: wpe with learned positions (max_seq_len + pos_offset rows), ln*_b
  * with LayerNorm, the linear biases with cfg.bias, fc_w's gate rows with SwiGLU; absent ones have size 0. gpt2 uses
@@ -34,7 +36,7 @@ enum {
     LMF_P_WTE, LMF_P_WPE, LMF_P_LN1W, LMF_P_LN1B, LMF_P_QKVW, LMF_P_QKVB, LMF_P_ATTPROJW, LMF_P_ATTPROJB,
     LMF_P_LN2W, LMF_P_LN2B, LMF_P_FCW, LMF_P_FCB, LMF_P_FCPROJW, LMF_P_FCPROJB, LMF_P_LNFW, LMF_P_LNFB,
     LMF_P_LMHEAD, LMF_P_ROUTER, LMF_P_EXPFC, LMF_P_EXPPROJ, LMF_P_SHFC, LMF_P_SHPROJ, LMF_P_SHGATE,
-    LMF_NUM_PARAM_TENSORS
+    LMF_P_QNORM, LMF_P_KNORM, LMF_NUM_PARAM_TENSORS
 };
 
 extern const char *const lmf_param_names[LMF_NUM_PARAM_TENSORS];
@@ -55,6 +57,7 @@ typedef struct {
     float *lnf, *lnf_mean, *lnf_rstd;  /* (N,C), (N), (N) */
     float *logits;                     /* (N,V); overwritten by d(logits) in backward */
     float *losses;                     /* (N) */
+    float *qk, *qk_rstd;               /* cfg.qk_norm: (L,N,C+KVC) q|k before their norm, (L,N,NH+NKV) per head */
 } lmf_acts;
 
 /* One layer's worth of backward scratch (backward walks the layers one at a time). */

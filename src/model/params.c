@@ -12,7 +12,13 @@
 const char *const lmf_param_names[LMF_NUM_PARAM_TENSORS] = {
     "wte",  "wpe",  "ln1_w",     "ln1_b",     "qkv_w", "qkv_b", "attn_proj_w", "attn_proj_b", "ln2_w",
     "ln2_b", "fc_w", "fc_b", "fc_proj_w", "fc_proj_b", "lnf_w", "lnf_b", "lm_head", "router_w", "exp_fc_w",
-    "exp_proj_w", "sh_fc_w", "sh_proj_w", "sh_gate_w"};
+    "exp_proj_w", "sh_fc_w", "sh_proj_w", "sh_gate_w", "q_norm_w", "k_norm_w"};
+
+int lmf_qk_norm_width(const lmf_model_config *c, int k) {
+    int hs = c->n_embd / c->n_head;
+    return c->qk_norm == LMF_QK_NORM_HEAD ? hs : c->qk_norm == LMF_QK_NORM_FULL ? (k ? c->n_kv_head * hs : c->n_embd)
+                                                                              : 0;
+}
 
 static int shape_of(int s[3], int a, int b, int c) {
     s[0] = a, s[1] = b, s[2] = c;
@@ -42,6 +48,8 @@ int lmf_param_shape(const lmf_model_config *c, int i, int s[3]) {
     case LMF_P_SHFC: return E && Fs ? shape_of(s, L, 2 * Fs, C) : 0;
     case LMF_P_SHPROJ: return E && Fs ? shape_of(s, L, C, Fs) : 0;
     case LMF_P_SHGATE: return E && Fs && c->shared_gate ? shape_of(s, L, C, 0) : 0;
+    case LMF_P_QNORM: case LMF_P_KNORM:
+        return c->qk_norm ? shape_of(s, L, lmf_qk_norm_width(c, i == LMF_P_KNORM), 0) : 0;
     case LMF_P_LNFW: return shape_of(s, C, 0, 0);
     case LMF_P_LNFB: return ln ? shape_of(s, C, 0, 0) : 0;
     case LMF_P_LMHEAD: return c->tied_embeddings ? 0 : shape_of(s, V, C, 0);
@@ -105,6 +113,8 @@ void lmf_params_view(lmf_weights *w, const lmf_model_config *c, const float *par
             }
         }
         L->attn_norm_w = LT(LMF_P_LN1W, l, C), L->attn_norm_b = LT(LMF_P_LN1B, l, C);
+        L->q_norm_w = LT(LMF_P_QNORM, l, lmf_qk_norm_width(c, 0));
+        L->k_norm_w = LT(LMF_P_KNORM, l, lmf_qk_norm_width(c, 1));
         L->ffn_norm_w = LT(LMF_P_LN2W, l, C), L->ffn_norm_b = LT(LMF_P_LN2B, l, C);
         lmf_wtensor_set(&L->wq, LMF_GGML_F32, C, C, qkv);
         lmf_wtensor_set(&L->wk, LMF_GGML_F32, KV, C, qkv + (size_t)C * C);
@@ -181,6 +191,8 @@ lmf_status lmf_model_from_weights(const lmf_weights *w, int max_batch, int max_s
         copy_vec(a->bq, b->bq, C), copy_vec(a->bk, b->bk, b->wk.rows), copy_vec(a->bv, b->bv, b->wv.rows);
         copy_vec(a->bo, b->bo, C), copy_vec(a->b_up, b->b_up, F), copy_vec(a->b_down, b->b_down, C);
         copy_vec(a->sh_gate_inp, b->sh_gate_inp, C);
+        copy_vec(a->q_norm_w, b->q_norm_w, lmf_qk_norm_width(&c, 0));
+        copy_vec(a->k_norm_w, b->k_norm_w, lmf_qk_norm_width(&c, 1));
     }
     if (s != LMF_OK) {
         lmf_model_free(m);

@@ -150,6 +150,8 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
             LMF_TRY(check(&L->w_up, F, C, origin, "ffn up", l));
             LMF_TRY(check(&L->w_down, C, F, origin, "ffn down", l));
         }
+        if (c->qk_norm && (!L->q_norm_w || !L->k_norm_w))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: layer %d: the q and k norm weights are missing", origin, l);
         if ((c->bias || c->qkv_bias) && (!L->bq || !L->bk || !L->bv))
             return lmf_fail(LMF_ERR_FORMAT, "%s: layer %d: the q, k and v biases are missing", origin, l);
         if (!L->attn_norm_w || !L->ffn_norm_w ||

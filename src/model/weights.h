@@ -10,6 +10,8 @@
  *   gpt2:  LayerNorm, learned positions, biases, GELU (tanh), tied head
  *   opt:   LayerNorm, learned positions at offset 2, biases, ReLU
  *   qwen2: llama with q, k and v biases (cfg.qkv_bias); Qwen2-MoE's shared expert gated (cfg.shared_gate)
+ *   qwen3: llama with a per-head RMSNorm on q and k before RoPE (cfg.qk_norm); Qwen3-MoE: Mixtral's experts
+ *   olmoe: llama with an RMSNorm on the whole q and k rows before RoPE (cfg.qk_norm full width); OLMoE's experts
  * Linear weights are (out, in) row-major as in torch.nn.Linear: y = x W^T + b. 1-D tensors (norms, biases) are
  * always fp32 copies owned by the weights (small, and the kernels want aligned fp32). */
 #ifndef LMF_MODEL_WEIGHTS_H
@@ -33,6 +35,9 @@ typedef struct {
 
 typedef struct {
     const float *attn_norm_w, *attn_norm_b; /* (C); _b NULL for RMSNorm */
+    const float *q_norm_w, *k_norm_w;       /* cfg.qk_norm (lmf_qk_norm_width): (hs) per head, each head of q / k
+                                             * RMS-normalised and scaled by these before RoPE (Qwen3); (C), (KV)
+                                             * full width, the whole q / k row (OLMoE); NULL otherwise */
     lmf_wtensor wq, wk, wv, wo;             /* (C,C) (KV,C) (KV,C) (C,C), KV = n_kv_head * hs */
     const float *bq, *bk, *bv, *bo;         /* NULL when the family has no biases */
     const float *ffn_norm_w, *ffn_norm_b;
@@ -110,5 +115,9 @@ void lmf_weights_prepare_decode(lmf_weights *w);
 lmf_status lmf_weights_load_gguf(const char *path, lmf_weights **out);
 lmf_status lmf_weights_load_hf(const char *dir, lmf_weights **out);         /* config.json + *.safetensors */
 lmf_status lmf_weights_load_checkpoint(const char *path, lmf_weights **out); /* an lmforge training checkpoint */
+
+/* The width of a layer's q (k = 0) or k (k = 1) norm weight under cfg->qk_norm: hs per head, C or KV full width,
+ * 0 without a q/k norm (params.c). */
+int lmf_qk_norm_width(const lmf_model_config *c, int k);
 
 #endif

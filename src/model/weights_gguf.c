@@ -15,6 +15,15 @@
  *          expert_feed_forward_length: each expert's F; expert_shared_feed_forward_length; the top-k weights are not
  *          renormalised, as in llama.cpp, unless expert_weights_norm says so): ffn_gate_inp, ffn_{gate,up,down}_exps,
  *          ffn_{gate,up,down}_shexp and ffn_gate_inp_shexp ([C] or [C, 1]: the shared expert's sigmoid gate).
+ *   qwen3: llama's tensors, Q/K rows unpermuted as for qwen2 (llama.cpp's converter is qwen2's), plus
+ *          blk.N.attn_{q,k}_norm ([hs] each: the per-head RMSNorm on q and k before RoPE).
+ *   qwen3moe: qwen3 with every layer a mixture of experts (qwen3moe.expert_count, expert_used_count,
+ *          expert_feed_forward_length): ffn_gate_inp and ffn_{gate,up,down}_exps, no shared expert; the top-k weights
+ *          renormalised, as llama.cpp always does for qwen3moe, unless expert_weights_norm says not.
+ *   olmoe: llama's tensors, Q/K rows unpermuted (llama.cpp's converter does not permute them; NEOX RoPE), plus
+ *          blk.N.attn_q_norm [C] and attn_k_norm [KV] (an RMSNorm over the whole q and k rows); every layer a mixture
+ *          of experts (olmoe.expert_count, expert_used_count; feed_forward_length each expert's F), the top-k weights
+ *          not renormalised (llama.cpp's olmoe) unless expert_weights_norm says so.
  *   gpt2:  token_embd, position_embd, output (absent: tied), output_norm(.bias), blk.N.{attn_norm, attn_qkv (fused
  *          q|k|v rows), attn_output, ffn_norm, ffn_up, ffn_down} each with .weight and .bias. */
 #include "core/alloc.h"
@@ -34,13 +43,18 @@ static lmf_status get_dim(const lmf_gguf *g, const char *key, int *out) {
     return LMF_OK;
 }
 
-/* The config of a llama, qwen2 or qwen2moe GGUF (arch.* keys, vocab from token_embd.weight, tied when
+/* The config of a llama, qwen2, qwen2moe, qwen3, qwen3moe or olmoe GGUF (arch.* keys, vocab from token_embd.weight, tied when
  * output.weight is absent, q/k/v biases when blk.0 has them; max_seq_len = arch.context_length), refusing what the
  * model cannot represent (RoPE scaling, partial rotary heads). */
 static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_config *out) {
     const char *path = g->path;
-    int qwen = strcmp(arch, "llama") != 0, qmoe = !strcmp(arch, "qwen2moe");
-    lmf_model_config cfg = lmf_model_config_default(qwen ? LMF_ARCH_QWEN2 : LMF_ARCH_LLAMA);
+    /* qwen: any architecture but llama (Q/K rows unpermuted); qmoe: one whose every layer is a mixture of experts */
+    int qwen = strcmp(arch, "llama") != 0, qwen3 = !strncmp(arch, "qwen3", 5), olmoe = !strcmp(arch, "olmoe");
+    int qmoe = !strcmp(arch, "qwen2moe") || !strcmp(arch, "qwen3moe") || olmoe;
+    lmf_model_config cfg = lmf_model_config_default(olmoe   ? LMF_ARCH_OLMOE
+                                                    : qwen3 ? LMF_ARCH_QWEN3
+                                                    : qwen  ? LMF_ARCH_QWEN2
+                                                            : LMF_ARCH_LLAMA);
     int ctx_len = 0;
     char key[96];
 #define KEY(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
@@ -76,9 +90,9 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
     /* q/k/v biases are optional in llama.cpp's qwen2 (Qwen2 has them; a Qwen2-MoE with qkv_bias false does not):
      * the first layer says, every layer must agree. llama's would need un-permuting with their rows: refused. */
     int has_bias = lmf_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
-    if (has_bias && !qwen)
-        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor blk.0.attn_q.bias: attention biases in a llama GGUF are not "
-                        "supported (a qwen2 GGUF's are)", path);
+    if (has_bias && (!qwen || qwen3 || olmoe))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor blk.0.attn_q.bias: attention biases in a %s GGUF are not "
+                        "supported (a qwen2 GGUF's are)", path, arch);
     cfg.qkv_bias = has_bias;
     const lmf_gguf_tensor *emb = lmf_gguf_find_tensor(g, "token_embd.weight");
     if (!emb) return lmf_fail(LMF_ERR_FORMAT, "%s: tensor token_embd.weight is missing", path);
@@ -90,19 +104,23 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
     uint32_t n_expert = 0; /* some writers put expert_count = 0 in dense files */
     if (lmf_gguf_find(g, KEY("expert_count"))) LMF_TRY(lmf_gguf_get_u32(g, key, &n_expert));
     if (qmoe && !n_expert)
-        return lmf_fail(LMF_ERR_FORMAT, "%s: qwen2moe.expert_count is missing or 0 (a qwen2moe model is a mixture of "
-                        "experts)", path);
+        return lmf_fail(LMF_ERR_FORMAT, "%s: %s.expert_count is missing or 0 (a %s model is a mixture of experts)",
+                        path, arch, arch);
     if (n_expert && qwen && !qmoe)
-        return lmf_fail(LMF_ERR_FORMAT, "%s: qwen2.expert_count = %u: a qwen2 mixture of experts is architecture "
-                        "qwen2moe", path, n_expert);
-    if (n_expert) { /* Mixtral: renormalised top-k unless the file says not; Qwen2-MoE: not, as llama.cpp runs it */
+        return lmf_fail(LMF_ERR_FORMAT, "%s: %s.expert_count = %u: a %s mixture of experts is architecture %smoe",
+                        path, arch, n_expert, arch, arch);
+    if (n_expert) { /* Mixtral, Qwen3-MoE: renormalised top-k unless the file says not; Qwen2-MoE: not, as llama.cpp
+                     * runs each */
         LMF_TRY(get_dim(g, KEY("expert_count"), &cfg.n_expert));
         LMF_TRY(get_dim(g, KEY("expert_used_count"), &cfg.n_expert_used));
-        cfg.norm_topk_prob = !qmoe;
+        cfg.norm_topk_prob = !qmoe || qwen3; /* llama.cpp's olmoe: not renormalised */
         if (lmf_gguf_find(g, KEY("expert_weights_norm"))) LMF_TRY(lmf_gguf_get_bool(g, key, &cfg.norm_topk_prob));
         if (lmf_gguf_find(g, KEY("expert_shared_feed_forward_length")))
             LMF_TRY(get_dim(g, key, &cfg.shared_ffn_dim));
-        if (qmoe) { /* each expert's F has its own key; the shared expert (always there) defaults to the FFN's */
+        if (olmoe) { /* feed_forward_length is each expert's F; no shared expert */
+        } else if (qmoe && qwen3) { /* each expert's F has its own key; no shared expert */
+            if (lmf_gguf_find(g, KEY("expert_feed_forward_length"))) LMF_TRY(get_dim(g, key, &cfg.ffn_dim));
+        } else if (qmoe) { /* each expert's F has its own key; the shared expert (always there) defaults to the FFN's */
             if (lmf_gguf_find(g, KEY("expert_feed_forward_length"))) LMF_TRY(get_dim(g, key, &cfg.ffn_dim));
             if (!cfg.shared_ffn_dim) LMF_TRY(get_dim(g, KEY("feed_forward_length"), &cfg.shared_ffn_dim));
             cfg.shared_gate = 1;
@@ -212,15 +230,17 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
     const char *arch;
     LMF_TRY(lmf_gguf_get_str(g, "general.architecture", &arch));
     int gpt2 = !strcmp(arch, "gpt2");
-    if (!gpt2 && strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0 && strcmp(arch, "qwen2moe") != 0)
+    if (!gpt2 && strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0 && strcmp(arch, "qwen2moe") != 0 &&
+        strcmp(arch, "qwen3") != 0 && strcmp(arch, "qwen3moe") != 0 && strcmp(arch, "olmoe") != 0)
         return lmf_fail(LMF_ERR_FORMAT, "%s: general.architecture is \"%s\"; lmforge runs \"llama\", \"qwen2\", "
-                        "\"qwen2moe\" and \"gpt2\" GGUFs", g->path, arch);
+                        "\"qwen2moe\", \"qwen3\", \"qwen3moe\", \"olmoe\" and \"gpt2\" GGUFs", g->path, arch);
     lmf_model_config *c = &w->cfg;
     if (gpt2) {
         LMF_TRY(gpt2_config(g, c));
     } else {
         LMF_TRY(llama_config(g, arch, c));
-        /* llama.cpp stores llama's Q and K rows permuted for adjacent-pair RoPE; qwen2's as Hugging Face has them */
+        /* llama.cpp stores llama's Q and K rows permuted for adjacent-pair RoPE; qwen2's and qwen3's as Hugging Face
+         * has them */
         c->pos = c->arch == LMF_ARCH_LLAMA ? LMF_POS_ROPE_INTERLEAVED : LMF_POS_ROPE_HALF;
     }
     int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
@@ -279,6 +299,10 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
             LMF_TRY(matrix(g, NAME("attn_q.weight"), C, C, &L->wq));
             LMF_TRY(matrix(g, NAME("attn_k.weight"), KV, C, &L->wk));
             LMF_TRY(matrix(g, NAME("attn_v.weight"), KV, C, &L->wv));
+            if (c->qk_norm) { /* qwen3: [hs]; olmoe: [C] and [KV] */
+                LMF_TRY(vec(w, g, NAME("attn_q_norm.weight"), lmf_qk_norm_width(c, 0), &L->q_norm_w));
+                LMF_TRY(vec(w, g, NAME("attn_k_norm.weight"), lmf_qk_norm_width(c, 1), &L->k_norm_w));
+            }
             if (c->qkv_bias) {
                 LMF_TRY(vec(w, g, NAME("attn_q.bias"), C, &L->bq));
                 LMF_TRY(vec(w, g, NAME("attn_k.bias"), KV, &L->bk));

@@ -27,7 +27,7 @@ static lmf_status same_model(const lmf_model_config *a, const lmf_model_config *
     if (a->f != b->f) return lmf_fail(LMF_ERR_MISMATCH, "checkpoint has " #f " = %g but this run has %g", (double)b->f, (double)a->f)
     SAME(arch); SAME(vocab_size); SAME(max_seq_len); SAME(n_layer); SAME(n_embd); SAME(n_head); SAME(n_kv_head);
     SAME(ffn_dim); SAME(tied_embeddings); SAME(n_expert); SAME(n_expert_used); SAME(shared_ffn_dim);
-    SAME(norm_topk_prob); SAME(qkv_bias); SAME(shared_gate);
+    SAME(norm_topk_prob); SAME(qkv_bias); SAME(shared_gate); SAME(qk_norm);
 #undef SAME
     return LMF_OK;
 }

@@ -7,7 +7,8 @@ logits of a fixed token sequence, and lmforge computes them with the same adapte
 compiled here against build/liblmforge.a). The llama fixture carries no tokenizer, so `lmforge finetune` refuses it;
 there the helper writes an adapter with random A and B on every linear (q/k exercise the rotate_half row order)
 through the same writer, lmf_lora_save_peft; the same for the tiny Mixtral (a mixture of experts) on q, k, v, o,
-and for transformers' tiny Qwen2 (all linear: q/k/v carry biases) and Qwen2-MoE (q, k, v, o). Passes when max |diff| / max |logit| < 1e-4 for both.
+and for transformers' tiny Qwen2 (all linear: q/k/v carry biases) and Qwen2-MoE (q, k, v, o), Qwen3 (all linear),
+Qwen3-MoE and OLMoE (q, k, v, o: through their q/k norms). Passes when max |diff| / max |logit| < 1e-4 for both.
 
 Usage: check_peft_load.py --lmforge build/lmforge [--lib build/liblmforge.a] (run with a Python that has torch,
 transformers and peft; not part of ctest)."""
@@ -100,6 +101,14 @@ def main():
         for name, targets in (("qwen2", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"),
                               ("qwen2_moe", "q_proj,k_proj,v_proj,o_proj")):
             base = os.path.join(HERE, "fixtures", "qwen2", name)
+            ad = os.path.join(tmp, name + "_adapter")
+            subprocess.run([helper, "mkadapter", base, targets, ad], check=True)
+            ok &= compare(f"{name} (random adapter, {targets})", base, ad, tokens, helper)
+
+        # qwen3 / OLMoE: q's and k's adapters act before the q/k norm (per head; OLMoE's over the whole rows)
+        for name, targets in (("qwen3", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"),
+                              ("qwen3_moe", "q_proj,k_proj,v_proj,o_proj"), ("olmoe", "q_proj,k_proj,v_proj,o_proj")):
+            base = os.path.join(HERE, "fixtures", "qwen3", name)
             ad = os.path.join(tmp, name + "_adapter")
             subprocess.run([helper, "mkadapter", base, targets, ad], check=True)
             ok &= compare(f"{name} (random adapter, {targets})", base, ad, tokens, helper)
