@@ -152,6 +152,8 @@ void lmf_model_config_set_arch(lmf_model_config *cfg, lmf_arch arch);
 /* Checks every field and the relations between them; names the first bad field. */
 lmf_status lmf_model_config_validate(const lmf_model_config *cfg);
 const char *lmf_arch_name(lmf_arch arch);
+/* llama and the families built on it (qwen2, qwen3, olmoe): RoPE, RMSNorm, SwiGLU, llama's module names. */
+int lmf_arch_is_llama_family(lmf_arch arch);
 lmf_status lmf_arch_parse(const char *name, lmf_arch *out);
 
 typedef struct lmf_model lmf_model;

@@ -36,6 +36,10 @@ lmf_model_config lmf_model_config_default(lmf_arch arch) {
     return c;
 }
 
+int lmf_arch_is_llama_family(lmf_arch arch) {
+    return arch == LMF_ARCH_LLAMA || arch == LMF_ARCH_QWEN2 || arch == LMF_ARCH_QWEN3 || arch == LMF_ARCH_OLMOE;
+}
+
 const char *lmf_arch_name(lmf_arch arch) {
     return arch == LMF_ARCH_LLAMA   ? "llama"
            : arch == LMF_ARCH_OPT   ? "opt"

@@ -588,8 +588,7 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
     int C = c->n_embd, hs = C / c->n_head, F = c->ffn_dim;
     char nm[160];
 #define N(...) (snprintf(nm, sizeof nm, __VA_ARGS__), nm)
-    if (w->cfg.arch == LMF_ARCH_LLAMA || w->cfg.arch == LMF_ARCH_QWEN2 || w->cfg.arch == LMF_ARCH_QWEN3 ||
-        w->cfg.arch == LMF_ARCH_OLMOE) {
+    if (lmf_arch_is_llama_family(w->cfg.arch)) {
         int *pq = NULL, *pk = NULL, qwen = w->cfg.arch != LMF_ARCH_LLAMA, KV = c->n_kv_head * hs;
         if (w->cfg.pos == LMF_POS_ROPE_INTERLEAVED)
             pq = rope_perm(&s->P, c->n_head, hs, 0), pk = rope_perm(&s->P, c->n_kv_head, hs, 0);

@@ -29,16 +29,14 @@ static const module_def OPT[] = {{"q_proj", "q_proj", 0, 1},   {"k_proj", "k_pro
  * parameters and its router as a bare weight, which PEFT adapts through target_parameters (its ParamWrapper, a
  * different adapter: one A and B over all experts of a layer), not as modules; docs/moe.md has PEFT's definition. */
 static const module_def *family(const lmf_model_config *c, int *n) {
-    if (c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_QWEN2 || c->arch == LMF_ARCH_QWEN3 ||
-        c->arch == LMF_ARCH_OLMOE)
+    if (lmf_arch_is_llama_family(c->arch))
         return *n = c->n_expert ? 4 : 7, LLAMA;
     if (c->arch == LMF_ARCH_OPT) return *n = 6, OPT;
     return *n = 4, GPT2;
 }
 
 const char *lmf_lora_module_names(const lmf_model_config *cfg) {
-    int llama = cfg->arch == LMF_ARCH_LLAMA || cfg->arch == LMF_ARCH_QWEN2 || cfg->arch == LMF_ARCH_QWEN3 ||
-                cfg->arch == LMF_ARCH_OLMOE;
+    int llama = lmf_arch_is_llama_family(cfg->arch);
     return llama ? (cfg->n_expert ? "q_proj,k_proj,v_proj,o_proj"
                                                         : "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
            : cfg->arch == LMF_ARCH_OPT ? "q_proj,k_proj,v_proj,out_proj,fc1,fc2"

@@ -22,8 +22,7 @@ enum { PATH_LEN = 128, KEY_LEN = 192, TARGETS_LEN = 256 };
  * target_modules match and, after "base_model.model.", its tensor keys begin with. */
 static void module_path(const lmf_model_config *c, const lmf_lora_module *m, int L, char *buf) {
     const char *pre, *sub;
-    if (c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_QWEN2 || c->arch == LMF_ARCH_QWEN3 ||
-        c->arch == LMF_ARCH_OLMOE) {
+    if (lmf_arch_is_llama_family(c->arch)) {
         pre = "model.layers", sub = m->m0 < 4 ? "self_attn." : "mlp.";
     } else if (c->arch == LMF_ARCH_OPT) {
         pre = "model.decoder.layers", sub = m->m0 < 4 ? "self_attn." : "";
