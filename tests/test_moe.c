@@ -28,18 +28,8 @@
 
 #define FIX LMF_SOURCE_DIR "/tests/reference/fixtures/moe/"
 #define TOL 1e-4
-
-static const lmf_st_tensor *need(const lmf_safetensors *st, const char *name) {
-    const lmf_st_tensor *t = lmf_safetensors_find(st, name);
-    if (!t) fail_msg("%s: no tensor %s", st->path, name);
-    return t;
-}
-
-static double meta(const lmf_safetensors *st, const char *key) {
-    const char *v = lmf_safetensors_meta(st, key);
-    if (!v) fail_msg("%s: no metadata %s", st->path, key);
-    return atof(v);
-}
+#define TWIN_OWN_TABLE /* compare_table and edited_folder of its own */
+#include "twin_fixture.h"
 
 /* The twin's model: the fixture's metadata over the llama family. */
 static lmf_model_config config_of(const lmf_safetensors *st) {
@@ -73,10 +63,6 @@ static double compare_table(const lmf_model *m, const float *buf, const lmf_safe
     for (int i = 0; i < st->n_tensors; i++) want_n += !strncmp(st->tensors[i].name, prefix, strlen(prefix));
     assert_int_equal(n, want_n);
     return worst;
-}
-
-static void near(double got, double want, const char *what) {
-    if (!(fabs(got - want) <= TOL * fabs(want))) fail_msg("%s: %.7g, PyTorch %.7g", what, got, want);
 }
 
 static lmf_model *model_of(const lmf_safetensors *st, int training) {
@@ -178,19 +164,6 @@ static void test_prefill_matches_training(void **s) {
     lmf_session_free(ss);
     lmf_model_free(m);
     lmf_safetensors_close(st);
-}
-
-/* Every row's logits of w on the fixture's tokens (2 rows of T = 8) into out (2 x 8 x V). */
-static void logits_of(const lmf_weights *w, const int32_t *tok, float *out) {
-    int T = 8, V = w->cfg.vocab_size;
-    for (int b = 0; b < 2; b++) {
-        lmf_session *ss;
-        const float *lg;
-        assert_int_equal(lmf_session_create(w, 16, &ss), LMF_OK);
-        assert_int_equal(lmf_session_eval(ss, tok + b * T, T, 1, &lg), LMF_OK);
-        memcpy(out + (size_t)b * T * V, lg, sizeof(float) * (size_t)T * V);
-        lmf_session_free(ss);
-    }
 }
 
 /* Logits of the model in folder dir (the fixture's tokens, one prefill per row) against transformers' fp32 ones. */
@@ -356,27 +329,6 @@ static void test_export_roundtrip(void **s) {
     free(ref);
     lmf_model_free(m);
     lmf_safetensors_close(st);
-}
-
-/* The server's batch step: two sequences decoding side by side (two rows of one decode step, an expert chosen by both
- * read once) give the training forward's logits of each, on F32 and on Q8_0 weights (against F32: Q8_0's error). */
-static void batch_decode(const lmf_weights *w, lmf_model *m, const int32_t *tok, double tol) {
-    int T = 8, V = m->cfg.vocab_size;
-    lmf_kv_pool *pool;
-    assert_int_equal(lmf_kv_pool_create(w, 64, 16, 16, LMF_KV_F32, &pool), LMF_OK);
-    lmf_session *ss[2];
-    for (int b = 0; b < 2; b++) assert_int_equal(lmf_session_create_pooled(pool, 16, &ss[b]), LMF_OK);
-    float out[2 * 48];
-    assert_true(V <= 48);
-    for (int t = 0; t < T; t++) {
-        const int32_t *tk[2] = {tok + t, tok + T + t};
-        int n[2] = {1, 1};
-        assert_int_equal(lmf_session_eval_batch(ss, tk, n, 2, out), LMF_OK);
-        for (int b = 0; b < 2; b++)
-            assert_close(out + b * V, lmf_model_logits(m) + ((size_t)b * T + t) * V, V, tol, "batch decode");
-    }
-    for (int b = 0; b < 2; b++) lmf_session_free(ss[b]);
-    lmf_kv_pool_free(pool);
 }
 
 static void test_batch_decode(void **s) {

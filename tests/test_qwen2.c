@@ -29,18 +29,7 @@
 
 #define FIX LMF_SOURCE_DIR "/tests/reference/fixtures/qwen2/"
 #define TOL 1e-4
-
-static const lmf_st_tensor *need(const lmf_safetensors *st, const char *name) {
-    const lmf_st_tensor *t = lmf_safetensors_find(st, name);
-    if (!t) fail_msg("%s: no tensor %s", st->path, name);
-    return t;
-}
-
-static double meta(const lmf_safetensors *st, const char *key) {
-    const char *v = lmf_safetensors_meta(st, key);
-    if (!v) fail_msg("%s: no metadata %s", st->path, key);
-    return atof(v);
-}
+#include "twin_fixture.h"
 
 static lmf_safetensors *open_fixture(void) {
     lmf_safetensors *st;
@@ -82,25 +71,6 @@ static lmf_model *model_of(const lmf_safetensors *st, int training) {
     return m;
 }
 
-/* Every tensor of the table (flat buffer buf) against prefix.<name>. */
-static double compare_table(const lmf_model *m, const float *buf, const lmf_safetensors *st, const char *prefix) {
-    double worst = 0;
-    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
-        if (!m->param_sizes[i]) continue;
-        char key[64];
-        snprintf(key, sizeof key, "%s.%s", prefix, lmf_param_names[i]);
-        const lmf_st_tensor *t = need(st, key);
-        double e = rel_err(buf + m->param_offsets[i], (const float *)t->data, (long)m->param_sizes[i]);
-        if (!(e <= TOL)) fail_msg("%s: relative error %.3g > %g", key, e, TOL);
-        if (e > worst) worst = e;
-    }
-    return worst;
-}
-
-static void near(double got, double want, const char *what) {
-    if (!(fabs(got - want) <= TOL * fabs(want))) fail_msg("%s: %.7g, PyTorch %.7g", what, got, want);
-}
-
 /* Training: the twin's loss, every gradient (q/k/v biases and the shared gate's too), 10 AdamW steps. */
 static void test_train_twin(void **s) {
     lmf_safetensors *st = open_fixture();
@@ -139,39 +109,6 @@ static void test_train_twin(void **s) {
     lmf_adamw_free(&opt);
     lmf_model_free(m);
     lmf_safetensors_close(st);
-}
-
-/* Every row's logits of w on the fixture's tokens (2 rows of T = 8, one prefill each) into out (2 x 8 x V). */
-static void logits_of(const lmf_weights *w, const int32_t *tok, float *out) {
-    int T = 8, V = w->cfg.vocab_size;
-    for (int b = 0; b < 2; b++) {
-        lmf_session *ss;
-        const float *lg;
-        assert_int_equal(lmf_session_create(w, 16, &ss), LMF_OK);
-        assert_int_equal(lmf_session_eval(ss, tok + b * T, T, 1, &lg), LMF_OK);
-        memcpy(out + (size_t)b * T * V, lg, sizeof(float) * (size_t)T * V);
-        lmf_session_free(ss);
-    }
-}
-
-/* The server's batch step (two sequences side by side, one position each) against the training forward m ran. */
-static void batch_decode(const lmf_weights *w, lmf_model *m, const int32_t *tok, double tol) {
-    int T = 8, V = m->cfg.vocab_size;
-    lmf_kv_pool *pool;
-    assert_int_equal(lmf_kv_pool_create(w, 64, 16, 16, LMF_KV_F32, &pool), LMF_OK);
-    lmf_session *ss[2];
-    for (int b = 0; b < 2; b++) assert_int_equal(lmf_session_create_pooled(pool, 16, &ss[b]), LMF_OK);
-    float out[2 * 48];
-    assert_true(V <= 48);
-    for (int t = 0; t < T; t++) {
-        const int32_t *tk[2] = {tok + t, tok + T + t};
-        int n[2] = {1, 1};
-        assert_int_equal(lmf_session_eval_batch(ss, tk, n, 2, out), LMF_OK);
-        for (int b = 0; b < 2; b++)
-            assert_close(out + b * V, lmf_model_logits(m) + ((size_t)b * T + t) * V, V, tol, "batch decode");
-    }
-    for (int b = 0; b < 2; b++) lmf_session_free(ss[b]);
-    lmf_kv_pool_free(pool);
 }
 
 /* The inference executor on the twin's weights: prefill, then decode-sized steps, then the batched decode, on F32
@@ -294,14 +231,6 @@ static void export_roundtrip(const char *name, const char *want_name, const char
 
 static void test_export_qwen2(void **s) { export_roundtrip("qwen2", "qwen2_logits", "qwen2"); }
 static void test_export_qwen2_moe(void **s) { export_roundtrip("qwen2_moe", "qwen2_moe_logits", "qwen2moe"); }
-
-/* Writes FIX folder's config.json with `from` replaced by `to` into dir (holding the folder's weights). */
-static void edited_folder(const char *folder, const char *dir, const char *from, const char *to) {
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s%s/model.safetensors %s/ && sed 's/%s/%s/' "
-             "%s%s/config.json > %s/config.json", dir, dir, FIX, folder, dir, from, to, FIX, folder, dir);
-    assert_int_equal(system(cmd), 0);
-}
 
 /* Layouts lmforge does not run are refused by the field that asks for them; hostile or incomplete files by name. */
 static void test_refused(void **s) {
