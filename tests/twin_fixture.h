@@ -1,7 +1,8 @@
 /* twin_fixture.h — helpers of the tests that hold a model against its PyTorch twin and transformers' folders from a
  * safetensors fixture (test_moe.c, test_qwen2.c, test_qwen3.c). The including file defines TOL (the relative
- * tolerance of near and compare_table) and, for compare_table and edited_folder, FIX (its fixture folder); a file
- * with its own versions of those two defines TWIN_OWN_TABLE. Include after test_util.h and the model headers. */
+ * tolerance of near and compare_table) and, for compare_table, edited_folder and lora_fd, FIX (its fixture folder)
+ * and open_fixture(); a file with its own compare_table and edited_folder defines TWIN_OWN_TABLE (and gets no
+ * lora_fd). Include after test_util.h and the model headers. */
 #ifndef LMF_TESTS_TWIN_FIXTURE_H
 #define LMF_TESTS_TWIN_FIXTURE_H
 
@@ -82,6 +83,57 @@ static inline void edited_folder(const char *folder, const char *dir, const char
     snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s%s/model.safetensors %s/ && sed 's/%s/%s/' "
              "%s%s/config.json > %s/config.json", dir, dir, FIX, folder, dir, from, to, FIX, folder, dir);
     assert_int_equal(system(cmd), 0);
+}
+
+
+/* LoRA (llama's module names) on transformers' folder FIX/name as a frozen base: a fresh adapter leaves its logits
+ * (the fixture's name_logits) alone; with B random, the adapters' analytic gradients equal central finite
+ * differences of the loss (through whatever the family adds: biased q/k/v, the gated shared expert, q/k norms).
+ * open_fixture() is the including file's. */
+static lmf_safetensors *open_fixture(void);
+static inline void lora_fd(const char *name, const char *targets, int n_mod) {
+    char dir[256];
+    snprintf(dir, sizeof dir, FIX "%s", name);
+    lmf_weights *w;
+    if (lmf_weights_load(dir, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_lora *lo;
+    if (lmf_lora_create(&w->cfg, targets, 3, 6.0f, 0.0f, 0, &lo) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(lo->n_mod, n_mod);
+    lmf_lora_init(lo, 7);
+    lmf_model *m;
+    assert_int_equal(lmf_model_create_lora(w, lo, 2, 8, &m), LMF_OK);
+    lmf_safetensors *st = open_fixture();
+    const int32_t *tok = need(st, "tokens")->data, *tg = need(st, "targets")->data;
+    char want[64];
+    snprintf(want, sizeof want, "%s_logits", name);
+    lmf_model_forward(m, tok, tg, 2, 8);
+    assert_close(lmf_model_logits(m), need(st, want)->data, 2 * 8 * w->cfg.vocab_size, 1e-5, "fresh adapter");
+    for (size_t i = 0; i < lo->n_params; i++) /* B (and A) away from zero: every adapter gets a gradient */
+        lo->params[i] = 0.2f * sinf(0.7f * (float)i + 0.3f);
+    memset(lo->grads, 0, lo->n_params * sizeof(float));
+    lmf_model_forward(m, tok, tg, 2, 8);
+    lmf_model_backward(m, 1.0f);
+    double maxg = 0, worst = 0;
+    for (size_t i = 0; i < lo->n_params; i++) maxg = fmax(maxg, fabs(lo->grads[i]));
+    assert_true(maxg > 0);
+    for (size_t i = 0; i < lo->n_params; i += lo->n_params / 60 + 1) {
+        float p0 = lo->params[i], h = 1e-3f; /* 1e-2 flipped a routing choice: a jump of the loss, not its slope */
+        lo->params[i] = p0 + h;
+        double lp = lmf_model_forward(m, tok, tg, 2, 8);
+        lo->params[i] = p0 - h;
+        double lm = lmf_model_forward(m, tok, tg, 2, 8);
+        lo->params[i] = p0;
+        double e = fabs((lp - lm) / (2.0 * h) - lo->grads[i]) / maxg;
+        if (e > 2e-2) fail_msg("%s: adapter parameter %zu: analytic %.6g, finite difference %.6g", name, i,
+                               lo->grads[i], (lp - lm) / (2.0 * h));
+        worst = fmax(worst, e);
+    }
+    printf("%s LoRA %s: gradients vs finite differences within %.2g of the largest\n", name,
+           targets, worst);
+    lmf_safetensors_close(st);
+    lmf_model_free(m);
+    lmf_lora_free(lo);
+    lmf_weights_free(w);
 }
 
 #endif
