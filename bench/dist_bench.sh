@@ -2,6 +2,7 @@
 # Data-parallel scaling on this machine: the same global batch (B x T x grad_accum tokens a step) trained by
 #   1 rank x 1 thread, 1 rank x N threads, N ranks x 1 thread (shared memory), and 2 ranks x 1 thread in two
 #   network namespaces joined by a veth pair (Open MPI TCP; needs root),
+# each N-rank run also with --overlap-grad-reduce (each layer's gradients reduced during the backward),
 # then the collectives alone (build/bench_comm: ZeRO-1's reduce-scatter + all-gather pair by buffer size) on one
 # host and between the namespaces. The step table: median ms/step over the measured steps, the median communication ms (the step's
 # reduce-scatter + all-reduce + all-gather, waits included), the data-parallel efficiency against 1 rank x 1 thread
@@ -41,6 +42,8 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (2 vCPUs; a shared h
 t1=$(median "$dir/r1" ms)
 "$LMF" train "${args[@]}" --threads "$N" --out-dir "$dir/rt" 2> /dev/null
 mpirun -np "$N" --oversubscribe -x GLIBC_TUNABLES "$LMF" train "${args[@]}" --threads 1 --out-dir "$dir/rn" > /dev/null 2>&1
+mpirun -np "$N" --oversubscribe -x GLIBC_TUNABLES "$LMF" train "${args[@]}" --threads 1 --overlap-grad-reduce \
+  --out-dir "$dir/rno" > /dev/null 2>&1
 echo "CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) cores; gpt2 L$L C$C F$F, $P parameters; global batch $B x $T x $ACCUM"
 echo
 echo "| run | ms/step | comm ms | compute ms | efficiency vs 1 rank x 1 thread | collective bandwidth |"
@@ -48,6 +51,7 @@ echo "|---|---|---|---|---|---|"
 row "1 rank x 1 thread" 1 "$dir/r1"
 row "1 rank x $N threads" 1 "$dir/rt"
 row "$N ranks x 1 thread (shared memory)" "$N" "$dir/rn"
+row "$N ranks x 1 thread (shared memory), --overlap-grad-reduce" "$N" "$dir/rno"
 if [ "$(id -u)" = 0 ] && command -v ip > /dev/null; then
   ip netns add ${ns}a && ip netns add ${ns}b && ip link add ${ns}va type veth peer name ${ns}vb
   ip link set ${ns}va netns ${ns}a && ip link set ${ns}vb netns ${ns}b
@@ -55,11 +59,15 @@ if [ "$(id -u)" = 0 ] && command -v ip > /dev/null; then
   for s in a b; do ip -n ${ns}$s link set ${ns}v$s up; ip -n ${ns}$s link set lo up; done
   printf '#!/bin/bash\nh=$1; shift\n[ "$h" = 10.231.9.1 ] && n=%sa || n=%sb\nexec ip netns exec $n /bin/sh -c "$*"\n' \
     "$ns" "$ns" > "$dir/nsrsh"; chmod +x "$dir/nsrsh"
-  ip netns exec ${ns}a mpirun -np 2 --bind-to none --host 10.231.9.1:1,10.231.9.2:1 --mca plm_rsh_agent "$dir/nsrsh" \
-    --mca btl self,tcp --mca btl_tcp_if_include 10.231.9.0/24 --mca oob_tcp_if_include 10.231.9.0/24 \
-    -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM -x GLIBC_TUNABLES \
-    "$LMF" train "${args[@]}" --threads 1 --out-dir "$dir/rns" > /dev/null 2>&1
+  nsrun() { # FLAG OUT
+    ip netns exec ${ns}a mpirun -np 2 --bind-to none --host 10.231.9.1:1,10.231.9.2:1 --mca plm_rsh_agent "$dir/nsrsh" \
+      --mca btl self,tcp --mca btl_tcp_if_include 10.231.9.0/24 --mca oob_tcp_if_include 10.231.9.0/24 \
+      -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM -x GLIBC_TUNABLES \
+      "$LMF" train "${args[@]}" --threads 1 $1 --out-dir "$dir/$2" > /dev/null 2>&1
+  }
+  nsrun "" rns; nsrun --overlap-grad-reduce rnso
   row "2 ranks x 1 thread, two namespaces (TCP over veth)" 2 "$dir/rns"
+  row "2 ranks x 1 thread, two namespaces (TCP over veth), --overlap-grad-reduce" 2 "$dir/rnso"
 fi
 echo
 echo "Collectives alone, 2 ranks, one host (shared memory):"

@@ -220,6 +220,10 @@ lmf_status lmf_train_job_run(lmf_train_job *j, volatile sig_atomic_t *stop, cons
  * build lacks. Without this call a job is one process. MPI is initialised here and finalised by
  * lmf_train_job_free, so a process holds one parallel job in its life. */
 lmf_status lmf_train_job_set_parallel(lmf_train_job *j, const char *comm, int dp, int tp, int pp);
+/* Reduce the gradients while the backward pass runs (Megatron-LM's --overlap-grad-reduce): each layer's as soon as
+ * the backward has passed it, instead of all of them after it. Bit-identical results either way; it matters where
+ * the network moves data without the CPU (docs/distributed.md). Without effect on one process. */
+void lmf_train_job_set_overlap(lmf_train_job *j, int on);
 /* This process's rank in the job (0 without lmf_train_job_set_parallel) and the number of ranks. */
 int lmf_train_job_rank(const lmf_train_job *j, int *size);
 /* Frees the job. When its run failed in a job of several ranks (any error but LMF_ERR_INTERRUPTED, which every rank

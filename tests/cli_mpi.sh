@@ -11,6 +11,7 @@
 #  1c. tensor parallel: TP2, DP2xTP2, TP2xPP2 and DP2xTP2xPP2 (8 ranks) on the gpt2 and llama configs, an untied
 #     llama, bf16 (1e-4) and a MoE (TP2, TP2xPP2) equal the single-process run within 1e-5; TP2 (gpt2 and llama),
 #     DP2xTP2, TP2xPP2 and DP2xTP2xPP2 resume bit for bit, and their checkpoints on one process within 1e-5;
+#  1d. --overlap-grad-reduce (DP2, MoE, DP2xPP2, DP2xTP2xPP2) is bit-identical to the reduction after the backward;
 #  4. sizes that do not fit, a tensor-parallel size that does not divide the heads or the FFN, more stages than
 #     layers and grad_accum not divisible: clear errors;
 #  5. SIGKILL of rank 1 mid-step: the job ends non-zero within a bounded time naming the rank, the last checkpoint
@@ -176,6 +177,27 @@ resume_check d3res 8 gpt2-dp2tp2pp2 "" "--dp 2 --tp 2 --pp 2" --grad-accum 4
 mpi 2 "$LMF" train "${common[@]}" --grad-accum 4 --precision bf16 --tp 2 --out-dir "$dir/bf-tp2" > "$dir/bf-tp2.txt" 2>&1 || { cat "$dir/bf-tp2.txt"; fail "bf16 TP2"; }
 same_losses "$dir/bf-tp2" "$dir/bf-1" 1e-4 || fail "bf16: TP2 losses differ from the single-process run"
 echo "ok: TP2, DP2xTP2, TP2xPP2 and DP2xTP2xPP2 equal the single-process run (gpt2, llama); TP2 and DP2xTP2xPP2 resume bit-exact"
+
+# 1d. --overlap-grad-reduce: each layer's gradients leave during the backward (dist/zero.h); every element gets the
+#     same additions in the same order, so the runs equal those without it bit for bit (DP2, a MoE, DP2xPP2: stages
+#     queue the other stages' layers at once; DP2xTP2xPP2: the replicated tensors zeroed as their spans leave), and
+#     rank 0 reports how much of its gradient left before the backward ended
+ov=(--overlap-grad-reduce)
+overlap_check() { # NAME NP REF FLAGS...
+  local name=$1 np=$2 ref=$3; shift 3
+  mpi "$np" "$LMF" train "${common[@]}" "$@" "${ov[@]}" --out-dir "$dir/$name" > "$dir/$name.txt" 2>&1 || { cat "$dir/$name.txt"; fail "$name: overlapped run"; }
+  same_losses "$dir/$name" "$dir/$ref" 0 || fail "$name: losses with --overlap-grad-reduce are not those without"
+  python3 "$here/ckpt_params.py" "$(last "$dir/$name")" "$(last "$dir/$ref")" 0 || fail "$name: weights with --overlap-grad-reduce not bit-identical"
+  grep -o '"overlapped":[0-9.]*' "$dir/$name/metrics.jsonl" | awk -F: '$2 > 0 { n++ } END { if (n != 20) exit 1 }' \
+    || fail "$name: no step reported a share of its gradient sent during the backward"
+}
+overlap_check ov-dp2 2 llama-2 --arch llama --n-kv-head 2 --dp 2
+overlap_check ov-moe 2 moe-2 --arch llama --n-kv-head 2 --n-expert 4 --n-expert-used 2 --router-aux-coef 0.01 \
+  --router-z-coef 0.001 --dp 2
+overlap_check ov-dp2pp2 4 llama-dp2pp2 --arch llama --n-kv-head 2 --grad-accum 4 --dp 2 --pp 2
+overlap_check ov-d3 8 gpt2-dp2tp2pp2 --arch gpt2 --n-kv-head 4 --grad-accum 4 --dp 2 --tp 2 --pp 2
+resume_check ovres 2 ov-dp2 "" "--dp 2 --overlap-grad-reduce" --arch llama --n-kv-head 2
+echo "ok: --overlap-grad-reduce gives the same bits (DP2, MoE, DP2xPP2, DP2xTP2xPP2) and resumes bit-exact"
 # threads 0 (the default): the host's ranks share its cores instead of each taking all of them
 want=$(( $(nproc) / 2 )); [ $want -ge 1 ] || want=1
 mpi 2 "$LMF" train "${common[@]}" --threads 0 --max-steps 1 --warmup-steps 0 --out-dir "$dir/thr" > "$dir/thr.txt" 2>&1 || { cat "$dir/thr.txt"; fail "threads 0"; }

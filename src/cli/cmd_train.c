@@ -30,7 +30,7 @@ static void on_signal(int sig) {
 
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *resume = NULL, *comm = "auto";
-    int dp = 0, tp = 1, pp = 1;
+    int dp = 0, tp = 1, pp = 1, overlap = 0;
     /* the table: --config, --resume, then every option of train_config's table under its group's heading, with
      * the default the table's own text gives it */
     int n_max = 2 * lmf_train_n_opts + 9, n = 0;
@@ -52,6 +52,8 @@ int cmd_train(int argc, char **argv) {
                                  .def = "1", .lo = 1);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--pp", CLI_INT, &pp, "N", "pipeline stages (1F1B; layers split evenly)",
                                  .def = "1", .lo = 1);
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--overlap-grad-reduce", CLI_BOOL, &overlap, NULL,
+                                 "reduce each layer's gradients while the backward goes on (same results)");
     const char *group = "";
     for (int k = 0; k < lmf_train_n_opts; k++) {
         const lmf_opt *o = &lmf_train_opts[k];
@@ -82,6 +84,7 @@ int cmd_train(int argc, char **argv) {
         /* options in the order of --help: defaults, the checkpoint's (resume), the config file, then the flags */
         s = lmf_train_job_create(&job);
         if (s == LMF_OK) s = lmf_train_job_set_parallel(job, comm, dp, tp, pp);
+        if (s == LMF_OK) lmf_train_job_set_overlap(job, overlap);
         if (s == LMF_OK && resume) {
             const char *path;
             uint64_t step;

@@ -8,9 +8,10 @@
  *   reduce-scatter-sum of float blocks (rank r receives the sum of every rank's block r: its gradient shard);
  *   all-gather of equal-sized byte blocks (every rank's updated parameter shard to every rank);
  *   broadcast of bytes from one rank; barrier; send / recv of bytes to / from one peer, and both at once;
- *   split into sub-communicators (the dp x tp x pp grid of dist/grid.h); abort of the whole job.
- * Nonblocking variants are not part of it: see docs/distributed.md for why the step does not overlap its reduction
- * with the backward pass.
+ *   split into sub-communicators (the dp x tp x pp grid of dist/grid.h); abort of the whole job;
+ *   one nonblocking collective, an all-to-all of float pieces of any sizes (the operand exchange of a reduce-scatter
+ *   over part of a buffer), with test and wait: what overlapping the gradient reduction with the backward pass needs
+ *   (dist/zero.h, docs/distributed.md). The caller adds the operands, so the rank-order rule below still holds.
  *
  * Backends sit behind one table of function pointers, redis ae_epoll.c / ae_kqueue.c style: each backend is one
  * file (comm_self.c; comm_mpi.c when the build has MPI) exporting one opener that fills an lmf_comm with its
@@ -34,6 +35,7 @@
 #include <stddef.h>
 
 typedef struct lmf_comm lmf_comm;
+typedef struct lmf_comm_req lmf_comm_req; /* a nonblocking call in flight (the backend's) */
 
 typedef struct {
     const char *name;                                                     /* "self", "mpi" */
@@ -59,6 +61,13 @@ typedef struct {
      * then recv on both sides could deadlock. sbuf and rbuf must not overlap. */
     lmf_status (*sendrecv)(lmf_comm *c, const void *sbuf, size_t sbytes, int speer, void *rbuf, size_t rbytes,
                            int rpeer, int tag);
+    /* starts sending rank q scounts[q] floats at send + sdispls[q] while receiving rcount floats from every rank q
+     * into recv + q rcount (rcount is what this rank's scounts[rank] is on every rank). Until *req completes, send
+     * and recv must not be touched (the counts are copied). *req may be NULL when it completed at once. */
+    lmf_status (*ialltoallv_f32)(lmf_comm *c, const float *send, const size_t *scounts, const size_t *sdispls,
+                                 float *recv, size_t rcount, lmf_comm_req **req);
+    /* whether req has completed (wait: blocks until it has); a completed req is freed. NULL is complete. */
+    lmf_status (*req_test)(lmf_comm *c, lmf_comm_req *req, int wait, int *done);
 } lmf_comm_ops;
 
 struct lmf_comm {
@@ -118,5 +127,16 @@ static inline lmf_status lmf_comm_split(lmf_comm *c, int color, int key, lmf_com
     return c->ops->split(c, color, key, out);
 }
 static inline void lmf_comm_abort(lmf_comm *c, int code) { c->ops->abort(c, code); }
+static inline lmf_status lmf_comm_ialltoallv(lmf_comm *c, const float *send, const size_t *scounts,
+                                             const size_t *sdispls, float *recv, size_t rcount, lmf_comm_req **req) {
+    return c->ops->ialltoallv_f32(c, send, scounts, sdispls, recv, rcount, req);
+}
+static inline lmf_status lmf_comm_test(lmf_comm *c, lmf_comm_req *req, int *done) {
+    return c->ops->req_test(c, req, 0, done);
+}
+static inline lmf_status lmf_comm_wait(lmf_comm *c, lmf_comm_req *req) {
+    int done;
+    return c->ops->req_test(c, req, 1, &done);
+}
 
 #endif

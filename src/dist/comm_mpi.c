@@ -20,6 +20,7 @@
 #include "core/status.h"
 
 #include <mpi.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +202,45 @@ static lmf_status mpi_sendrecv(lmf_comm *c, const void *sbuf, size_t sbytes, int
     return LMF_OK;
 }
 
+/* MPI reads the count and displacement arrays of a nonblocking call until it completes, so they live with it. */
+struct lmf_comm_req {
+    MPI_Request r;
+    int *counts; /* scounts, sdispls, rcounts, rdispls: 4 x size */
+};
+
+static lmf_status mpi_ialltoallv(lmf_comm *c, const float *send, const size_t *scounts, const size_t *sdispls,
+                                 float *recv, size_t rcount, lmf_comm_req **out) {
+    int P = c->size;
+    *out = NULL;
+    size_t total = (size_t)P * rcount;
+    for (int q = 0; q < P; q++) total = sdispls[q] + scounts[q] > total ? sdispls[q] + scounts[q] : total;
+    if (total > INT_MAX)
+        return lmf_fail(LMF_ERR_ARG, "comm mpi: MPI_Ialltoallv of %zu floats on rank %d: over MPI's int counts (the "
+                        "caller cuts its buffers into pieces below 2^31 elements)", total, c->rank);
+    lmf_comm_req *req = lmf_xmalloc(sizeof *req);
+    req->counts = lmf_xmalloc(4 * (size_t)P * sizeof(int));
+    int *sc = req->counts, *sd = sc + P, *rc = sd + P, *rd = rc + P;
+    for (int q = 0; q < P; q++)
+        sc[q] = (int)scounts[q], sd[q] = (int)sdispls[q], rc[q] = (int)rcount, rd[q] = (int)((size_t)q * rcount);
+    int err = MPI_Ialltoallv(send, sc, sd, MPI_FLOAT, recv, rc, rd, MPI_FLOAT, comm_of(c), &req->r);
+    if (err != MPI_SUCCESS) {
+        free(req->counts), free(req);
+        return mpi_err(c, "MPI_Ialltoallv", err);
+    }
+    *out = req;
+    return LMF_OK;
+}
+
+static lmf_status mpi_req_test(lmf_comm *c, lmf_comm_req *req, int wait, int *done) {
+    *done = 1;
+    if (!req) return LMF_OK;
+    int err = wait ? MPI_Wait(&req->r, MPI_STATUS_IGNORE) : MPI_Test(&req->r, done, MPI_STATUS_IGNORE);
+    if (err != MPI_SUCCESS) *done = 1; /* a failed request is finished too: freed below, the error returned */
+    if (*done) free(req->counts), free(req);
+    if (err != MPI_SUCCESS) return mpi_err(c, wait ? "MPI_Wait (all-to-all)" : "MPI_Test (all-to-all)", err);
+    return LMF_OK;
+}
+
 static void mpi_abort(lmf_comm *c, int code) { MPI_Abort(comm_of(c), code); }
 
 static void mpi_close(lmf_comm *c) {
@@ -221,7 +261,7 @@ static lmf_status mpi_split(lmf_comm *c, int color, int key, lmf_comm **out);
 
 static const lmf_comm_ops mpi_ops = {"mpi", mpi_allreduce_f32, mpi_allreduce_f64, mpi_broadcast, mpi_barrier,
                                      mpi_reduce_scatter, mpi_allgather, mpi_send, mpi_recv, mpi_split, mpi_abort,
-                                     mpi_close, mpi_sendrecv};
+                                     mpi_close, mpi_sendrecv, mpi_ialltoallv, mpi_req_test};
 
 static lmf_comm *wrap(MPI_Comm comm, int world) {
     lmf_comm *c = lmf_xmalloc(sizeof *c);

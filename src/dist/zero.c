@@ -3,6 +3,8 @@
 #include "core/alloc.h"
 #include "core/status.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 void lmf_zero_range(size_t n, int N, int r, size_t *lo, size_t *hi) {
@@ -21,12 +23,16 @@ void lmf_zero_init(lmf_zero *z, lmf_comm *comm, size_t n, size_t bucket) {
     lmf_zero_range(n, N, lmf_comm_rank(comm), &z->lo, &z->hi);
     z->stage = lmf_alloc_big((size_t)N * z->bucket * sizeof(float));
     z->recv = lmf_alloc_big(z->bucket * sizeof(float));
+    z->counts = lmf_xmalloc(2 * (size_t)N * sizeof(size_t));
 }
 
 void lmf_zero_free(lmf_zero *z) {
     lmf_free_big(z->stage);
     lmf_free_big(z->recv);
-    z->stage = z->recv = NULL;
+    lmf_free_big(z->ring);
+    free(z->counts), free(z->spans);
+    z->stage = z->recv = z->ring = NULL;
+    z->counts = NULL, z->spans = NULL;
 }
 
 /* Elements of bucket b of rank q's shard that exist: [start, start + len) of the flat buffer. */
@@ -67,5 +73,95 @@ lmf_status lmf_zero_allgather(lmf_zero *z, float *params) {
             if (q != me && (len = bucket_span(z, q, b, &start)))
                 memcpy(params + start, z->stage + (size_t)q * B, len * sizeof(float));
     }
+    return LMF_OK;
+}
+
+void lmf_zero_overlap_init(lmf_zero *z, size_t ring_floats, size_t max_spans) {
+    size_t least = (size_t)lmf_comm_size(z->comm) * z->bucket;
+    z->ring_cap = ring_floats > least ? ring_floats : least;
+    z->ring = lmf_alloc_big(z->ring_cap * sizeof(float));
+    z->spans = lmf_xmalloc(max_spans * sizeof *z->spans);
+    z->max_spans = max_spans;
+}
+
+void lmf_zero_queue(lmf_zero *z, size_t start, size_t len) {
+    LMF_CHECK(z->n_spans < z->max_spans && start + len <= z->n);
+    if (len) z->spans[z->n_spans][0] = start, z->spans[z->n_spans++][1] = len;
+}
+
+/* Adds the oldest piece's received operands (rank order, as the reduce-scatter) into grads and frees its floats. */
+static lmf_status complete_oldest(lmf_zero *z, float *grads, int wait, int *done) {
+    lmf_zero_piece *p = &z->fifo[z->head];
+    *done = 1;
+    if (wait) LMF_TRY(lmf_comm_wait(z->comm, p->req));
+    else LMF_TRY(lmf_comm_test(z->comm, p->req, done));
+    if (!*done) return LMF_OK;
+    int N = lmf_comm_size(z->comm);
+    float *r = grads + p->mine;
+    const float *got = z->ring + p->at;
+    memcpy(r, got, p->mlen * sizeof(float));
+    for (int q = 1; q < N; q++) {
+        const float *b = got + (size_t)q * p->mlen;
+        for (size_t i = 0; i < p->mlen; i++) r[i] += b[i];
+    }
+    z->head = (z->head + 1) % LMF_ZERO_INFLIGHT;
+    z->count--;
+    return LMF_OK;
+}
+
+/* Where k floats fit in the ring after the pieces in flight (the oldest's floats start at tail, the newest's end at
+ * ring_head; pieces of 0 floats sit at ring_head as it was), or SIZE_MAX when they do not until the oldest goes. */
+static size_t ring_fit(const lmf_zero *z, size_t k) {
+    if (z->count == LMF_ZERO_INFLIGHT) return SIZE_MAX;
+    if (!z->count) return 0;
+    size_t tail = z->fifo[z->head].at, newest = z->fifo[(z->head + z->count - 1) % LMF_ZERO_INFLIGHT].at;
+    if (newest < tail) return z->ring_head + k <= tail ? z->ring_head : SIZE_MAX; /* wrapped: free [head, tail) */
+    if (z->ring_head + k <= z->ring_cap) return z->ring_head;
+    return k <= tail ? 0 : SIZE_MAX;
+}
+
+/* Posts the next piece of the queued spans (at most bucket floats, cut at the shard boundaries) if its operands fit
+ * in the ring; *posted says whether it did. */
+static lmf_status post_next(lmf_zero *z, float *grads, int *posted) {
+    int N = lmf_comm_size(z->comm), me = lmf_comm_rank(z->comm);
+    size_t *sc = z->counts, *sd = z->counts + N;
+    size_t a = z->spans[z->span_next][0] + z->span_done, left = z->spans[z->span_next][1] - z->span_done;
+    size_t b = a + (left < z->bucket ? left : z->bucket), mine = a, mlen = 0;
+    for (int q = 0; q < N; q++) { /* the piece inside rank q's shard */
+        size_t lo, hi;
+        lmf_zero_range(z->n, N, q, &lo, &hi);
+        lo = lo > a ? lo : a, hi = hi < b ? hi : b;
+        sc[q] = hi > lo ? hi - lo : 0, sd[q] = hi > lo ? lo - a : 0;
+        if (q == me) mine = lo, mlen = sc[q];
+    }
+    size_t k = (size_t)N * mlen, at = ring_fit(z, k);
+    *posted = at != SIZE_MAX;
+    if (!*posted) return LMF_OK;
+    lmf_zero_piece *p = &z->fifo[(z->head + z->count) % LMF_ZERO_INFLIGHT];
+    *p = (lmf_zero_piece){.mine = mine, .mlen = mlen, .at = at};
+    LMF_TRY(lmf_comm_ialltoallv(z->comm, grads + a, sc, sd, z->ring + at, mlen, &p->req));
+    z->count++;
+    z->ring_head = at + k;
+    z->posted += b - a;
+    z->span_done += b - a;
+    if (z->span_done == z->spans[z->span_next][1]) z->span_next++, z->span_done = 0;
+    return LMF_OK;
+}
+
+lmf_status lmf_zero_progress(lmf_zero *z, float *grads) {
+    for (int done = 1; z->count && done;) LMF_TRY(complete_oldest(z, grads, 0, &done));
+    for (int posted = 1; z->span_next < z->n_spans && posted;) LMF_TRY(post_next(z, grads, &posted));
+    return LMF_OK;
+}
+
+lmf_status lmf_zero_finish(lmf_zero *z, float *grads) {
+    int done, posted;
+    while (z->span_next < z->n_spans) {
+        LMF_TRY(post_next(z, grads, &posted));
+        if (!posted) LMF_TRY(complete_oldest(z, grads, 1, &done));
+    }
+    while (z->count) LMF_TRY(complete_oldest(z, grads, 1, &done));
+    LMF_CHECK(z->posted == z->n); /* a span never queued would leave its owner with its own gradient alone */
+    z->posted = z->n_spans = z->span_next = z->span_done = z->ring_head = 0;
     return LMF_OK;
 }

@@ -8,7 +8,18 @@
  * the transient memory is N x B floats whatever the model's size. Nothing is allocated after lmf_zero_init.
  *
  * Reductions sum in rank order (comm.h's contract), so every rank's shard holds the same bits a run with the same
- * number of ranks always computes. */
+ * number of ranks always computes.
+ *
+ * Overlapped with the backward pass (lmf_zero_overlap_init, then per step lmf_zero_queue ... lmf_zero_finish):
+ * instead of one reduce-scatter after the backward, the caller queues each span of the buffer as soon as its
+ * gradients are final (a layer's slice of every stacked tensor, once the backward has passed that layer), and the
+ * exchange runs while the backward goes on. A span is cut at the shard boundaries: rank q receives every rank's
+ * piece of it inside q's shard (one nonblocking all-to-all per span of at most `bucket` floats) and adds them in
+ * rank order when it completes, so each element gets the same additions in the same order as in
+ * lmf_zero_reduce_scatter: the same bits. Received operands wait in a ring of ring_floats; a span is posted only
+ * when its operands fit, and lmf_zero_progress never blocks, so a rank inside its backward never waits for a peer
+ * that may be waiting for it (a pipeline stage for the next stage's gradient). Every rank must queue the same
+ * spans in the same order, each element once between two finishes. */
 #ifndef LMF_DIST_ZERO_H
 #define LMF_DIST_ZERO_H
 
@@ -17,11 +28,29 @@
 #include <stddef.h>
 
 typedef struct {
+    size_t mine, mlen; /* this rank's piece of a posted span: grads[mine, mine + mlen) */
+    size_t at;         /* its N x mlen received floats: stage + at */
+    lmf_comm_req *req;
+} lmf_zero_piece;
+
+#define LMF_ZERO_INFLIGHT 256 /* posted exchanges not yet added (more: posting waits for the oldest) */
+
+typedef struct {
     lmf_comm *comm;
     size_t n, shard, bucket; /* parameters, S, B */
     size_t lo, hi;           /* this rank's shard */
     float *stage;            /* N x B */
     float *recv;             /* B */
+    /* overlap: spans queued (posted up to span_next + span_done floats), pieces in flight (a FIFO) whose received
+     * floats sit in a ring */
+    size_t (*spans)[2];         /* start, len */
+    size_t max_spans, n_spans, span_next, span_done;
+    lmf_zero_piece fifo[LMF_ZERO_INFLIGHT];
+    int head, count;            /* the oldest piece, pieces in flight */
+    float *ring;
+    size_t ring_cap, ring_head; /* floats; where the next piece's go */
+    size_t posted;              /* floats posted since the last finish */
+    size_t *counts;             /* 2 x N: a post's send counts and offsets */
 } lmf_zero;
 
 /* The shard [lo, hi) of rank r among N for n parameters. */
@@ -30,6 +59,16 @@ void lmf_zero_init(lmf_zero *z, lmf_comm *comm, size_t n, size_t bucket);
 void lmf_zero_free(lmf_zero *z);
 /* grads[lo, hi) becomes the sum over ranks of grads[lo, hi) (the rest of grads is left as this rank computed it). */
 lmf_status lmf_zero_reduce_scatter(lmf_zero *z, float *grads);
+/* Overlap: a ring of ring_floats for received operands (at least N x bucket; the trainer gives two layers' worth)
+ * and room for max_spans queued spans per step. */
+void lmf_zero_overlap_init(lmf_zero *z, size_t ring_floats, size_t max_spans);
+/* grads[start, start + len) is final for this step: reduce it (it must not change until lmf_zero_finish). */
+void lmf_zero_queue(lmf_zero *z, size_t start, size_t len);
+/* Without blocking: adds the exchanges that have completed (MPI moves data inside its calls) and posts the queued
+ * spans whose operands fit in the ring. */
+lmf_status lmf_zero_progress(lmf_zero *z, float *grads);
+/* Posts what is queued and waits for every exchange: grads[lo, hi) is then what lmf_zero_reduce_scatter gives. */
+lmf_status lmf_zero_finish(lmf_zero *z, float *grads);
 /* Every rank's params[its lo, its hi) is copied into params on every rank. */
 lmf_status lmf_zero_allgather(lmf_zero *z, float *params);
 

@@ -341,6 +341,10 @@ static void tp_crossentropy_backward(lmf_model *m, int N, float scale) {
     }
 }
 
+int lmf_param_per_layer(int i) {
+    return i != LMF_P_WTE && i != LMF_P_WPE && i != LMF_P_LNFW && i != LMF_P_LNFB && i != LMF_P_LMHEAD;
+}
+
 void lmf_model_zero_replicated_grads(lmf_model *m) {
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++)
         if (m->gptr[i] && !lmf_param_tp_sharded(i)) memset(m->gptr[i], 0, m->param_sizes[i] * sizeof(float));
@@ -503,6 +507,7 @@ layers:;
         const float *x;
         lmf_block_rows r = layer_rows(m, l, &x);
         lmf_block_backward(&ctx, &w->layers[l], frozen ? NULL : &m->gw->layers[l], l, x, &r, &bg);
+        if (m->layer_done && !frozen) m->layer_done(m->layer_done_ctx, l);
     }
     if (frozen || l0 > 0) { /* l0 > 0: g->dres is now d(input of layer l0), for the previous stage */
         m->has_targets = 0;

@@ -125,6 +125,11 @@ struct lmf_model {
     int act_l0, act_l1;    /* the layers whose activations it keeps: all, or a pipeline stage's (create_shared) */
     int act_tp;            /* 1, or the tensor-parallel group size whose share of each layer's rows it keeps */
 
+    /* called after each layer's backward with the layer (lmf_model_backward_layers, not for LoRA), when the step's
+     * gradients of that layer are final: the trainer's overlapped reduction (dist/zero.h); NULL: none */
+    void (*layer_done)(void *ctx, int layer);
+    void *layer_done_ctx;
+
     int B, T;          /* shape of the last forward */
     int32_t *tokens;   /* (maxB*maxT) copies of the last forward's inputs */
     int32_t *targets;
@@ -201,6 +206,9 @@ int lmf_param_decays(int i);
  * of it (the rest: norms, the row-parallel layers' biases and the router, the same values on every rank of the
  * group). */
 int lmf_param_tp_sharded(int i);
+/* Whether tensor i is stacked over the layers ((L, ...): layer l's slice is the l-th of L equal parts), or not (the
+ * embeddings, the final norm, the head). */
+int lmf_param_per_layer(int i);
 /* Zeroes the gradients of the tensors that are not tensor-parallel shares: on every rank of a tensor-parallel group
  * but its first, before the job's gradient sum, which would otherwise count them once per rank. */
 void lmf_model_zero_replicated_grads(lmf_model *m);

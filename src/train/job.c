@@ -17,6 +17,7 @@ struct lmf_train_job {
     char *ck_path;     /* the checkpoint resumed from (malloc'd) */
     char note[2048];   /* damaged newer checkpoints that resume stepped over, told to the run's sink */
     lmf_grid *grid;    /* NULL: one process */
+    int overlap;       /* lmf_train_job_set_overlap */
     int failed;        /* a call failed on this rank alone, maybe: free ends the whole job */
 };
 
@@ -42,6 +43,8 @@ void lmf_train_job_free(lmf_train_job *j) {
     lmf_grid_close(j->grid);
     free(j);
 }
+
+void lmf_train_job_set_overlap(lmf_train_job *j, int on) { j->overlap = on != 0; }
 
 lmf_status lmf_train_job_set_parallel(lmf_train_job *j, const char *comm, int dp, int tp, int pp) {
     if (j->grid) return lmf_fail(LMF_ERR_ARG, "lmf_train_job_set_parallel: this job is parallel already");
@@ -134,7 +137,8 @@ lmf_status lmf_train_job_run(lmf_train_job *j, volatile sig_atomic_t *stop, cons
     j->ran = 1;
     if (j->note[0])
         lmf_sink_logf(sink, LMF_LOG_WARN, "skipped damaged checkpoint: %s; resuming from %s", j->note, j->ck_path);
-    lmf_train_options opts = {.stop = stop, .sink = sink, .comm = j->grid ? j->grid->dp : NULL};
+    lmf_train_options opts = {.stop = stop, .sink = sink, .comm = j->grid ? j->grid->dp : NULL,
+                              .overlap = j->overlap};
     if (j->grid && (j->grid->pp_size > 1 || j->grid->tp_size > 1)) { /* the whole job reduces: each stage and each
                                                                        * tensor-parallel rank holds part of it */
         opts.comm = j->grid->world, opts.dp_rank = j->grid->dp_rank, opts.dp_size = j->grid->dp_size;

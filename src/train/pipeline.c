@@ -79,7 +79,10 @@ lmf_status lmf_pipeline_step(lmf_pipeline *pl, const lmf_batch_source *src, int3
                 else sums_get(pl, pl->rbuf, &sums);
                 tot = &sums;
             }
+            if (op->mb == pl->M - 1) /* the stage's last backward: its gradients become final layer by layer */
+                m->layer_done = pl->layer_done, m->layer_done_ctx = pl->layer_done_ctx;
             lmf_model_backward_layers(m, loss_scale, last ? NULL : (const float *)pl->rbuf, tot);
+            m->layer_done = NULL;
             if (!first) memcpy(pl->sbuf, lmf_model_input_grad(m), pl->act_floats * sizeof(float));
             if (!first && moe) sums_put(pl, pl->sbuf, &sums);
             if (moe && op->mb == pl->M - 1) { /* the step's statistics are its last micro-batch's, as in one process */

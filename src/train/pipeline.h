@@ -34,6 +34,9 @@ typedef struct lmf_pipeline {
     size_t act_floats, msg_bytes;
     lmf_pipe_op *ops;
     int n_ops;
+    /* called after each layer of the step's last backward (lmf_model.layer_done): the step's overlapped reduction */
+    void (*layer_done)(void *ctx, int layer);
+    void *layer_done_ctx;
 } lmf_pipeline;
 
 /* Stage comm->rank of comm->size for model m over M micro-batches of B x T per step. LMF_ERR_ARG when there are more

@@ -7,6 +7,56 @@
 #include "model/block.h"
 
 #include <math.h>
+#include <string.h>
+
+/* The overlapped reduction (st->overlap, dist/zero.h). Every rank queues the same spans in the same order: layers
+ * L-1 down to 0, each a slice of every stacked tensor, then the other tensors (LoRA: its whole buffer at the end).
+ * A layer is queued once this rank's backward has passed it, or at once when it lies outside this rank's pipeline
+ * stage (its gradients are zero here and final). */
+typedef struct {
+    const lmf_step_ctx *st;
+    int next; /* the highest layer not queued yet */
+    lmf_status err;
+    double overlapped; /* lmf_step_result.overlapped */
+} overlap_state;
+
+/* the group's first rank counts the replicated tensors (the rule lmf_model_zero_replicated_grads applies at once
+ * without overlap): the others zero them before the span leaves */
+static void queue_tensor(const lmf_step_ctx *st, int i, size_t at, size_t len) {
+    lmf_model *m = st->model;
+    if (st->tp && st->tp->rank > 0 && !lmf_param_tp_sharded(i)) memset(m->grads + at, 0, len * sizeof(float));
+    lmf_zero_queue(st->zero, at, len);
+}
+
+static void queue_layer(overlap_state *o, int l) {
+    lmf_model *m = o->st->model;
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
+        size_t per = m->param_sizes[i] / (size_t)m->cfg.n_layer;
+        if (per && lmf_param_per_layer(i)) queue_tensor(o->st, i, m->param_offsets[i] + (size_t)l * per, per);
+    }
+}
+
+static void on_layer_done(void *ctx, int l) {
+    overlap_state *o = ctx;
+    if (o->err != LMF_OK) return;
+    while (o->next >= l) queue_layer(o, o->next--);
+    o->err = lmf_zero_progress(o->st->zero, o->st->model->grads);
+}
+
+static lmf_status overlap_finish(overlap_state *o) {
+    lmf_model *m = o->st->model;
+    LMF_TRY(o->err);
+    o->overlapped = (double)o->st->zero->posted / (double)o->st->zero->n;
+    if (m->lora) {
+        lmf_zero_queue(o->st->zero, 0, m->num_params);
+    } else {
+        while (o->next >= 0) queue_layer(o, o->next--);
+        for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++)
+            if (m->param_sizes[i] && !lmf_param_per_layer(i))
+                queue_tensor(o->st, i, m->param_offsets[i], m->param_sizes[i]);
+    }
+    return lmf_zero_finish(o->st->zero, m->grads);
+}
 
 lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, float lr, lmf_step_result *out) {
     lmf_model *m = st->model;
@@ -15,14 +65,21 @@ lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, f
     int total = k * lmf_comm_size(st->comm) / (st->pipe ? st->pipe->p : 1) / (st->tp ? st->tp->size : 1);
     lmf_model_zero_grad(m);
     double loss = 0.0, pipe_s = 0.0, tp_s = st->tp ? st->tp->wait_s : 0.0;
-    if (st->pipe) LMF_TRY(lmf_pipeline_step(st->pipe, src, st->inputs, st->targets, 1.0f / total, &loss, &pipe_s));
+    int overlap = st->zero && st->overlap;
+    overlap_state ov = {.st = st, .next = m->cfg.n_layer - 1, .err = LMF_OK};
+    if (st->pipe) {
+        st->pipe->layer_done = overlap ? on_layer_done : NULL, st->pipe->layer_done_ctx = &ov;
+        LMF_TRY(lmf_pipeline_step(st->pipe, src, st->inputs, st->targets, 1.0f / total, &loss, &pipe_s));
+    }
     for (int a = 0; a < k && !st->pipe; a++) {
         LMF_TRY(src->next(src->ctx, st->inputs, st->targets));
         loss += lmf_model_forward(m, st->inputs, st->targets, B, T);
+        if (overlap && a == k - 1) m->layer_done = on_layer_done, m->layer_done_ctx = &ov; /* the last: final */
         lmf_model_backward(m, 1.0f / total);
+        m->layer_done = NULL;
     }
     if (st->tp && st->tp->rank > 0) { /* the group's first rank counts what every rank of it computed */
-        lmf_model_zero_replicated_grads(m);
+        if (!overlap) lmf_model_zero_replicated_grads(m); /* with overlap, as each span is queued */
         loss = 0.0;
     }
     float gnorm;
@@ -31,7 +88,8 @@ lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, f
         lmf_zero *z = st->zero;
         /* comm_s counts the waits too (a fast rank's for a slow one): communication as the step sees it */
         double t = lmf_now();
-        LMF_TRY(lmf_zero_reduce_scatter(z, m->grads));
+        LMF_TRY(overlap ? overlap_finish(&ov) : lmf_zero_reduce_scatter(z, m->grads));
+        out->overlapped = ov.overlapped;
         out->comm_s += lmf_now() - t;
         /* the shards' squared norms add up to the global one; one small reduction carries it and the loss */
         double sums[2] = {loss, lmf_sum_squares(m->grads + z->lo, (long)(z->hi - z->lo))};

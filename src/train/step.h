@@ -53,12 +53,17 @@ typedef struct {
      * sharded tensors' gradients; the replicated tensors' (lmf_param_tp_sharded) and the loss count on the group's
      * first rank only. The step's total is grad_accum x size / (stages x tp size). */
     struct lmf_block_tp *tp;
+    /* with zero: reduce each layer's gradients as the backward passes it (dist/zero.h "Overlapped"), set up by
+     * lmf_zero_overlap_init; the same bits as the reduction after the backward */
+    int overlap;
 } lmf_step_ctx;
 
 typedef struct {
     double loss;     /* mean training loss over the step's micro-batches (all ranks) */
     float grad_norm; /* global L2 norm of the averaged gradients, before clipping */
     double comm_s;   /* seconds spent in the communicator's calls (0 for one process: they return at once) */
+    double overlapped; /* with overlap: the share of this rank's gradient floats whose exchange began during the
+                        * backward (the rest began after it: outside this rank's stage, or no room in the ring) */
 } lmf_step_result;
 
 /* One optimizer step at learning rate lr. Errors come from the batch source or the communicator; the loss is

@@ -387,6 +387,16 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     if (o.pipe && (s = lmf_pipeline_init(&pipe, o.pipe, m, B, T, c.grad_accum / DP)) != LMF_OK) goto done;
     if (D > 1) {
         lmf_zero_init(&zero, comm, m->num_params, ZERO_BUCKET);
+        if (o.overlap) {
+            /* the operands of one layer from every rank (a layer may lie whole in this rank's shard), at most
+             * 4 buckets a rank; a span that does not fit waits for the next layer, or the end of the backward */
+            size_t layer = 0;
+            for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++)
+                if (lmf_param_per_layer(i)) layer += m->param_sizes[i] / (size_t)c.model.n_layer;
+            size_t most = 4 * ZERO_BUCKET;
+            lmf_zero_overlap_init(&zero, (size_t)D * (layer < most ? layer : most),
+                                  (size_t)(c.model.n_layer + 1) * LMF_NUM_PARAM_TENSORS);
+        }
         lmf_adamw_init_shard(&opt, zero.lo, zero.hi - zero.lo);
     } else {
         lmf_adamw_init(&opt, m->num_params);
@@ -465,7 +475,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
 
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .zero = D > 1 ? &zero : NULL,
                        .batch_size = B, .seq_len = T, .grad_accum = c.grad_accum / DP, .inputs = in, .targets = tg,
-                       .pipe = o.pipe ? &pipe : NULL, .tp = m->tp};
+                       .pipe = o.pipe ? &pipe : NULL, .tp = m->tp, .overlap = o.overlap};
     dp_share share = {.l = &tl, .rank = dp_rank, .dp = DP, .accum = c.grad_accum / DP};
     lmf_batch_source src = DP > 1 ? (lmf_batch_source){dp_source, &share} : (lmf_batch_source){loader_source, &tl};
     lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, c.opt.max_steps, "steps", NULL);
@@ -493,8 +503,10 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             s = lmf_fail(LMF_ERR_ARG, "step %d: loss is %f; lower lr (now %g) or check the data", step, loss, lr);
             break;
         }
-        char comm_ms[40] = "";
+        char comm_ms[64] = "";
         if (D > 1) snprintf(comm_ms, sizeof comm_ms, ",\"comm_ms\":%.1f", r.comm_s * 1e3);
+        if (D > 1 && o.overlap) /* rank 0's share of the gradient that left during the backward */
+            snprintf(comm_ms + strlen(comm_ms), sizeof comm_ms - strlen(comm_ms), ",\"overlapped\":%.3f", r.overlapped);
         if (lead && (s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f,"
                               "\"tok_per_s\":%.1f%s}\n", step, loss, lr, gnorm, dt * 1e3, tps, comm_ms)) != LMF_OK)
             break;

@@ -38,6 +38,9 @@ typedef struct {
      * tensor-parallel group read the same micro-batches, each computing its share of every layer. */
     lmf_comm *tp;
     int dp_rank, dp_size;
+    /* With ZeRO-1 (comm of several ranks): reduce each layer's gradients while the backward goes on
+     * (dist/zero.h); the same bits as after it */
+    int overlap;
 } lmf_train_options;
 
 /* Runs training to cfg->opt.max_steps. With ck (a loaded checkpoint whose config text the caller has already
