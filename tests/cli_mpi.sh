@@ -188,6 +188,7 @@ overlap_check() { # NAME NP REF FLAGS...
   mpi "$np" "$LMF" train "${common[@]}" "$@" "${ov[@]}" --out-dir "$dir/$name" > "$dir/$name.txt" 2>&1 || { cat "$dir/$name.txt"; fail "$name: overlapped run"; }
   same_losses "$dir/$name" "$dir/$ref" 0 || fail "$name: losses with --overlap-grad-reduce are not those without"
   python3 "$here/ckpt_params.py" "$(last "$dir/$name")" "$(last "$dir/$ref")" 0 || fail "$name: weights with --overlap-grad-reduce not bit-identical"
+  grep -q "gradients reduced during the backward" "$dir/$name.txt" || fail "$name: no overlap in the banner"
   grep -o '"overlapped":[0-9.]*' "$dir/$name/metrics.jsonl" | awk -F: '$2 > 0 { n++ } END { if (n != 20) exit 1 }' \
     || fail "$name: no step reported a share of its gradient sent during the backward"
 }

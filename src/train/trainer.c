@@ -460,6 +460,10 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         }
         if (n < sizeof dp_note) snprintf(dp_note + n, sizeof dp_note - n, "; ZeRO-1 over all %d ranks)", D);
     }
+    if (D > 1 && o.overlap) {
+        size_t n = strlen(dp_note);
+        if (n < sizeof dp_note) snprintf(dp_note + n, sizeof dp_note - n, "; gradients reduced during the backward");
+    }
     lmf_sink_logf(out, LMF_LOG_INFO, "lmforge train: %s, %zu parameters (%.2fM), L%d C%d H%d/%d F%d V%d, B%d T%d x%d "
                   "accum, %d threads, %s kernels%s%s",
             lmf_arch_name(c.model.arch), m->num_params, m->num_params / 1e6, c.model.n_layer, c.model.n_embd,
