@@ -214,8 +214,8 @@ lmf_status lmf_train_job_run(lmf_train_job *j, volatile sig_atomic_t *stop, cons
  * process started by mpirun among others) or "auto" (mpi when an MPI launcher started this process among several);
  * dp x tp x pp must equal the number of ranks (dp 0: the ranks / (tp x pp)). Data parallel runs with ZeRO-1 (over
  * all ranks when tp or pp is above 1), pipeline parallel with the 1F1B schedule, tensor parallel as Megatron-LM's
- * (tp must divide n_head, n_kv_head and ffn_dim; not for a mixture of experts: the run then fails with
- * LMF_ERR_ARG naming the sizes). A rank's sink should be NULL except on rank 0
+ * (tp must divide n_head, n_kv_head and ffn_dim, and for a mixture of experts shared_ffn_dim: otherwise the run
+ * fails with LMF_ERR_ARG naming the sizes). A rank's sink should be NULL except on rank 0
  * (lmf_train_job_rank), which reports for the job. LMF_ERR_ARG names a size that does not fit or a backend this
  * build lacks. Without this call a job is one process. MPI is initialised here and finalised by
  * lmf_train_job_free, so a process holds one parallel job in its life. */
