@@ -29,6 +29,9 @@ static lmf_status same_model(const lmf_model_config *a, const lmf_model_config *
     SAME(ffn_dim); SAME(tied_embeddings); SAME(n_expert); SAME(n_expert_used); SAME(shared_ffn_dim);
     SAME(norm_topk_prob); SAME(qkv_bias); SAME(shared_gate); SAME(qk_norm);
 #undef SAME
+    if (lmf_head_size(a) != lmf_head_size(b)) /* head_dim 0 and n_embd / n_head are the same layout */
+        return lmf_fail(LMF_ERR_MISMATCH, "checkpoint has head size (head_dim) %d but this run has %d",
+                        lmf_head_size(b), lmf_head_size(a));
     return LMF_OK;
 }
 
