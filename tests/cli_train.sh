@@ -86,6 +86,7 @@ hd=(--train-data "$dir/data/train.bin" --arch llama --n-layer 2 --n-embd 64 --n-
     --ffn-dim 128 --batch-size 4 --seq-len 32 --warmup-steps 1 --eval-every 0 --checkpoint-every 0 --sample-tokens 5)
 "$LMF" train "${hd[@]}" --max-steps 4 --out-dir "$dir/hd" 2> "$dir/hd.txt" || { cat "$dir/hd.txt"; fail "train --head-dim"; }
 grep -q '^head_dim = 32$' "$dir/hd/train.conf" || fail "head_dim not in train.conf"
+grep -q "H4/2 hs32 F128" "$dir/hd.txt" || fail "the banner does not give the head size"
 [ -s "$dir/hd/sample.txt" ] || fail "no sample from the head_dim model"
 "$LMF" export "$dir/hd" --to gguf -o "$dir/hd.gguf" 2> "$dir/e.err" || { cat "$dir/e.err"; fail "export head_dim gguf"; }
 "$LMF" info "$dir/hd.gguf" > "$dir/hd_info.txt" 2>&1 || { cat "$dir/hd_info.txt"; fail "info head_dim gguf"; }

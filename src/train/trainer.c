@@ -453,10 +453,12 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         }
         if (n < sizeof dp_note) snprintf(dp_note + n, sizeof dp_note - n, "; ZeRO-1 over all %d ranks)", D);
     }
-    lmf_sink_logf(out, LMF_LOG_INFO, "lmforge train: %s, %zu parameters (%.2fM), L%d C%d H%d/%d F%d V%d, B%d T%d x%d "
+    char hs_note[32] = ""; /* a head size apart from C / heads (head_dim) */
+    if (c.model.head_dim) snprintf(hs_note, sizeof hs_note, " hs%d", c.model.head_dim);
+    lmf_sink_logf(out, LMF_LOG_INFO, "lmforge train: %s, %zu parameters (%.2fM), L%d C%d H%d/%d%s F%d V%d, B%d T%d x%d "
                   "accum, %d threads, %s kernels%s%s",
             lmf_arch_name(c.model.arch), m->num_params, m->num_params / 1e6, c.model.n_layer, c.model.n_embd,
-            c.model.n_head, c.model.n_kv_head, c.model.ffn_dim, c.model.vocab_size, B, T, c.grad_accum,
+            c.model.n_head, c.model.n_kv_head, hs_note, c.model.ffn_dim, c.model.vocab_size, B, T, c.grad_accum,
             omp_get_max_threads(), lmf_isa_name(lmf_cpu_isa()), ck ? "; resuming" : "", dp_note);
     {
         double rate = lmf_sgemm_bf16_rate();
