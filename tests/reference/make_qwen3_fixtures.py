@@ -19,6 +19,9 @@ Writes into tests/reference/fixtures/qwen3/:
   olmoe/       the OLMoE twin's OlmoeForCausalLM saved by save_pretrained (fp32)
   olmoe.safetensors: as moe.safetensors below for the OLMoE twin (q_norm_w (L, C), k_norm_w (L, KV)), with
                olmoe_logits
+  hd.safetensors, qwen3_hd/, qwen3_moe_hd/: moe.safetensors, qwen3/ and qwen3_moe/ again with heads of 16 on C 32
+               (head_dim 16: q 64 wide, attn_proj_w (L, C, 64); logits qwen3_hd_logits, qwen3_moe_hd_logits; metadata
+               head_dim); the files above are unchanged by it (byte for byte)
   moe.safetensors, holding (F32 unless said):
     qwen3_logits, qwen3_moe_logits  (B, T, V) what transformers computes from each folder in float32
     params.<t>   lmforge's parameter table (model.h), q_norm_w and k_norm_w (L, hs) among them
