@@ -92,7 +92,7 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
         REQUIRE(c->n_kv_head == c->n_head, "n_kv_head (%d) must equal n_head (%d) for %s", c->n_kv_head,
                 c->n_head, lmf_arch_name(c->arch));
         REQUIRE(c->tied_embeddings, "tied_embeddings: %s always ties its output head to wte", lmf_arch_name(c->arch));
-        REQUIRE(c->head_dim == 0 || c->head_dim * c->n_head == c->n_embd,
+        REQUIRE(c->head_dim == 0 || (long long)c->head_dim * c->n_head == c->n_embd,
                 "head_dim: %s heads are n_embd / n_head (%d) wide, got %d", lmf_arch_name(c->arch),
                 c->n_embd / c->n_head, c->head_dim);
     }

@@ -85,7 +85,7 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
         return lmf_fail(LMF_ERR_FORMAT, "%s: %s.embedding_length %d is not a multiple of head_count %d and the file "
                         "has no %s.attention.key_length", path, arch, cfg.n_embd, cfg.n_head, arch);
     if (!hs) hs = cfg.n_embd / cfg.n_head;
-    if (hs * cfg.n_head != cfg.n_embd) cfg.head_dim = hs; /* else 0: C / heads, as every config before head_dim */
+    if ((long long)hs * cfg.n_head != cfg.n_embd) cfg.head_dim = hs; /* else 0: C / heads, as every config before head_dim */
     if (lmf_gguf_find(g, KEY("rope.dimension_count"))) {
         int v = 0;
         LMF_TRY(get_dim(g, key, &v));
