@@ -115,9 +115,11 @@ typedef struct {
     int vocab_size;      /* V */
     int max_seq_len;     /* longest sequence T the model accepts (learned positions: rows of the table) */
     int n_layer;         /* L */
-    int n_embd;          /* C; head size is C / n_head */
+    int n_embd;          /* C */
     int n_head;
     int n_kv_head;       /* learned positions (gpt2, opt): must equal n_head */
+    int head_dim;        /* hs, a head's size (llama family); 0: C / n_head (gpt2 and opt always). q is n_head hs
+                          * wide, k and v n_kv_head hs: Qwen3-0.6B has 16 heads of 128 on C = 1024 */
     int ffn_dim;         /* hidden size of the MLP (gpt2: usually 4C) */
     float norm_eps;
     float rope_theta;    /* RoPE only */
@@ -149,6 +151,11 @@ typedef struct {
 lmf_model_config lmf_model_config_default(lmf_arch arch);
 /* Sets the family and its knobs (norm, act, pos, pos_offset, bias, qkv_bias, qk_norm), leaving the sizes as they are. */
 void lmf_model_config_set_arch(lmf_model_config *cfg, lmf_arch arch);
+/* A head's size hs (head_dim, or n_embd / n_head when it is 0), the width of q and of attention's output
+ * (n_head hs) and of k or v (n_kv_head hs). */
+int lmf_head_size(const lmf_model_config *cfg);
+int lmf_q_width(const lmf_model_config *cfg);
+int lmf_kv_width(const lmf_model_config *cfg);
 /* Checks every field and the relations between them; names the first bad field. */
 lmf_status lmf_model_config_validate(const lmf_model_config *cfg);
 const char *lmf_arch_name(lmf_arch arch);

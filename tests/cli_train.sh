@@ -79,3 +79,22 @@ expect_error "n_layer" "$LMF" train --resume "$dir/int" --n-layer 3 --max-steps 
 grep -q -- "--dp N" "$dir/help.txt" || fail "train --help lacks the distributed flags"
 "$LMF" --help > "$dir/help.txt" && grep -q "train" "$dir/help.txt" || fail "--help lacks commands"
 echo "1 passed, 0 failed"
+
+# 4. a head size apart from n_embd / n_head (--head-dim: 4 heads of 32 on 64, q 128 wide) trains from flags, is
+#    kept in the run's config, exported with it (GGUF key_length, HF head_dim), and a resume cannot change it
+hd=(--train-data "$dir/data/train.bin" --arch llama --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head 2 --head-dim 32
+    --ffn-dim 128 --batch-size 4 --seq-len 32 --warmup-steps 1 --eval-every 0 --checkpoint-every 0 --sample-tokens 5)
+"$LMF" train "${hd[@]}" --max-steps 4 --out-dir "$dir/hd" 2> "$dir/hd.txt" || { cat "$dir/hd.txt"; fail "train --head-dim"; }
+grep -q '^head_dim = 32$' "$dir/hd/train.conf" || fail "head_dim not in train.conf"
+grep -q "H4/2 hs32 F128" "$dir/hd.txt" || fail "the banner does not give the head size"
+[ -s "$dir/hd/sample.txt" ] || fail "no sample from the head_dim model"
+"$LMF" export "$dir/hd" --to gguf -o "$dir/hd.gguf" 2> "$dir/e.err" || { cat "$dir/e.err"; fail "export head_dim gguf"; }
+"$LMF" info "$dir/hd.gguf" > "$dir/hd_info.txt" 2>&1 || { cat "$dir/hd_info.txt"; fail "info head_dim gguf"; }
+grep -q "attention.key_length  *32" "$dir/hd_info.txt" || { cat "$dir/hd_info.txt"; fail "GGUF lacks key_length"; }
+"$LMF" export "$dir/hd" --to safetensors -o "$dir/hd_hf" 2> "$dir/e.err" || { cat "$dir/e.err"; fail "export head_dim hf"; }
+grep -qE '"head_dim":[[:space:]]*32' "$dir/hd_hf/config.json" || fail "HF export lacks head_dim"
+"$LMF" info "$dir/hd_hf" > "$dir/hd_info.txt" 2>&1 || { cat "$dir/hd_info.txt"; fail "info head_dim hf"; }
+grep -q "head_dim  *32 (q 128 wide)" "$dir/hd_info.txt" || { cat "$dir/hd_info.txt"; fail "info lacks head_dim"; }
+expect_error "head size (head_dim) 32 but this run has 16" "$LMF" train --resume "$dir/hd" --head-dim 16 --max-steps 6
+expect_error "head_dim: gpt2 heads are n_embd / n_head (16) wide, got 32" "$LMF" train "${hd[@]}" --arch gpt2 \
+  --n-kv-head 4 --max-steps 1 --out-dir "$dir/x"

@@ -480,20 +480,24 @@ static void qkv_bias_values(lmf_model *m) {
 static void test_model_tensor_parallel(void **state) {
     /* gpt2; llama tied with GQA; llama untied; a MoE llama; a Qwen2-MoE (q/k/v biases, gated shared expert); a
      * Qwen3 with GQA (per-head q/k norms: split with the heads, their weights' gradients summed over the group); an
-     * OLMoE (the full-width norm: each row's statistics summed over the group, forward and backward) */
-    for (int variant = 0; variant < 7; variant++) {
-        lmf_model_config c = lmf_model_config_default(!variant       ? LMF_ARCH_GPT2
-                                                      : variant == 4 ? LMF_ARCH_QWEN2
-                                                      : variant == 5 ? LMF_ARCH_QWEN3
-                                                      : variant == 6 ? LMF_ARCH_OLMOE
-                                                                     : LMF_ARCH_LLAMA);
-        c.vocab_size = 50, c.n_embd = 32, c.n_head = 4, c.n_kv_head = variant == 1 || variant == 5 ? 2 : 4;
+     * OLMoE (the full-width norm: each row's statistics summed over the group, forward and backward); then heads
+     * whose size is not n_embd / n_head (head_dim): a Qwen3 with GQA and an OLMoE MoE with q 64 wide on C = 32, a
+     * llama with q 16 wide */
+    for (int variant = 0; variant < 10; variant++) {
+        lmf_model_config c = lmf_model_config_default(!variant                       ? LMF_ARCH_GPT2
+                                                      : variant == 4                 ? LMF_ARCH_QWEN2
+                                                      : variant == 5 || variant == 7 ? LMF_ARCH_QWEN3
+                                                      : variant == 6 || variant == 8 ? LMF_ARCH_OLMOE
+                                                                                     : LMF_ARCH_LLAMA);
+        c.vocab_size = 50, c.n_embd = 32, c.n_head = 4;
+        c.n_kv_head = variant == 1 || variant == 5 || variant == 7 ? 2 : 4;
+        c.head_dim = variant == 7 || variant == 8 ? 16 : variant == 9 ? 4 : 0;
         c.ffn_dim = 48;
         c.max_seq_len = 16, c.n_layer = 2, c.tied_embeddings = variant < 2;
-        if (variant == 3 || variant == 4 || variant == 6) /* every expert's columns split, the shared expert's too; capacity drops some slots */
+        if (variant == 3 || variant == 4 || variant == 6 || variant == 8) /* every expert's columns split, the shared expert's too; capacity drops some slots */
             c.n_expert = 4, c.n_expert_used = 2, c.ffn_dim = 16, c.shared_ffn_dim = 8, c.router_aux_coef = 0.1f,
             c.router_z_coef = 0.01f, c.capacity_factor = 1.0f, c.shared_gate = variant == 4;
-        if (variant == 6) c.shared_ffn_dim = 0; /* OLMoE's experts, without a shared one */
+        if (variant == 6 || variant == 8) c.shared_ffn_dim = 0; /* OLMoE's experts, without a shared one */
         int B = 2, T = 8;
         int32_t in[16], tg[16];
         for (int i = 0; i < B * T; i++) in[i] = (i * 7 + 3) % c.vocab_size, tg[i] = i == 5 ? -1 : (i * 5 + 1) % 50;

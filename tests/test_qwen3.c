@@ -8,8 +8,10 @@
  * (checked by the script). Inference: prefill, decode and the batched decode (F32, and Q8_0 weights in the R16
  * layout) give the training forward's logits. Formats: transformers' Qwen3 and Qwen3-MoE folders give its logits
  * (also as training models); our GGUF (qwen3 / qwen3moe) and HF exports of them read back with the same logits.
- * LoRA (llama's names) on both as frozen bases: gradients through the norms equal finite differences. Refused by
- * name: head_dim != hidden_size / heads, attention_bias, the full-width (OLMoE) norm, a file missing a norm. */
+ * LoRA (llama's names) on both as frozen bases: gradients through the norms equal finite differences. The same again
+ * for a head size apart from hidden_size / heads (hd.safetensors, qwen3_hd, qwen3_moe_hd: 4 heads of 16 on C = 32,
+ * q 64 wide, as Qwen3-0.6B's 16 x 128 on 1024). Refused by name: attention_bias, the full-width (OLMoE) norm, a file
+ * missing a norm, key_length != value_length. */
 #include "test_util.h"
 
 #include "io/gguf.h"
@@ -33,13 +35,14 @@
 #define TOL 1e-4
 #include "twin_fixture.h"
 
-/* Which twin the test at hand uses: the Qwen3-MoE (moe.safetensors) or the OLMoE (olmoe.safetensors); set by each
- * test before anything else (tests run one at a time). */
-static int olmoe;
+/* Which twin the test at hand uses: the Qwen3-MoE (moe.safetensors), the OLMoE (olmoe.safetensors) or the Qwen3-MoE
+ * with heads of 16 on C = 32 (hd.safetensors); set by each test before anything else (tests run one at a time). */
+static int olmoe, hd;
 
 static lmf_safetensors *open_fixture(void) {
     lmf_safetensors *st;
-    if (lmf_safetensors_open(olmoe ? FIX "olmoe.safetensors" : FIX "moe.safetensors", &st) != LMF_OK)
+    if (lmf_safetensors_open(hd ? FIX "hd.safetensors" : olmoe ? FIX "olmoe.safetensors" : FIX "moe.safetensors", &st) !=
+        LMF_OK)
         fail_msg("%s", lmf_last_error());
     return st;
 }
@@ -54,6 +57,7 @@ static lmf_model_config config_of(const lmf_safetensors *st) {
     c.n_head = (int)meta(st, "n_head"), c.n_kv_head = (int)meta(st, "n_kv_head"), c.ffn_dim = (int)meta(st, "ffn_dim");
     c.max_seq_len = 16, c.norm_eps = (float)meta(st, "norm_eps"), c.rope_theta = (float)meta(st, "rope_theta");
     c.tied_embeddings = 0;
+    c.head_dim = hd ? (int)meta(st, "head_dim") : 0;
     c.n_expert = (int)meta(st, "n_expert"), c.n_expert_used = (int)meta(st, "n_expert_used");
     c.norm_topk_prob = (int)meta(st, "norm_topk_prob");
     c.router_aux_coef = (float)meta(st, "router_aux_coef"), c.router_z_coef = (float)meta(st, "router_z_coef");
@@ -75,8 +79,10 @@ static lmf_model *model_of(const lmf_safetensors *st, int training) {
         n++;
     }
     assert_int_equal(n, 12); /* the twin's tensors, q_norm_w and k_norm_w among them */
-    size_t qn = olmoe ? 32 : 8, kn = olmoe ? 32 : 8; /* hs; or C and KV (4 KV heads of 8) */
+    size_t qn = olmoe ? 32 : hd ? 16 : 8, kn = qn; /* hs; or C and KV (4 KV heads of 8) */
     assert_true(m->param_sizes[LMF_P_QNORM] == 2 * qn && m->param_sizes[LMF_P_KNORM] == 2 * kn);
+    if (hd) /* q 4 x 16, k and v 2 x 16 rows of C = 32; o (C, 64) */
+        assert_true(m->param_sizes[LMF_P_QKVW] == 2 * (64 + 2 * 32) * 32 && m->param_sizes[LMF_P_ATTPROJW] == 2 * 32 * 64);
     return m;
 }
 
@@ -114,7 +120,7 @@ static void train_twin(void) {
     }
     double ef = compare_table(m, m->params, st, "final");
     printf("%s twin: logits %.2g, ce / aux / z, every gradient %.2g, 10 AdamW steps %.2g of PyTorch's\n",
-           olmoe ? "olmoe" : "qwen3-moe", e, eg,
+           olmoe ? "olmoe" : hd ? "qwen3-moe head_dim 16" : "qwen3-moe", e, eg,
            ef);
     lmf_adamw_free(&opt);
     lmf_model_free(m);
@@ -162,6 +168,8 @@ static void check_logits(const char *path, const lmf_safetensors *st, const char
     assert_int_equal(w->cfg.arch, olmoe ? LMF_ARCH_OLMOE : LMF_ARCH_QWEN3);
     assert_true(w->cfg.qk_norm == (olmoe ? LMF_QK_NORM_FULL : LMF_QK_NORM_HEAD) && !w->cfg.qkv_bias &&
                 w->layers[1].q_norm_w && w->layers[1].k_norm_w && !w->layers[1].bq);
+    assert_int_equal(w->cfg.head_dim, hd ? 16 : 0); /* 0: hidden_size / heads, as before head_dim existed */
+    assert_true(w->layers[1].wq.rows == (hd ? 64 : 32) && w->layers[1].wo.cols == (hd ? 64 : 32));
     const int32_t *tok = need(st, "tokens")->data;
     const float *want = need(st, want_name)->data;
     int T = 8, V = w->cfg.vocab_size;
@@ -219,8 +227,22 @@ static void export_roundtrip(const char *name, const char *want_name, const char
     assert_int_equal(lmf_gguf_get_str(g, "general.architecture", &arch), LMF_OK);
     assert_string_equal(arch, gguf_arch);
     const lmf_gguf_tensor *kn = lmf_gguf_find_tensor(g, "blk.1.attn_k_norm.weight"); /* [hs], olmoe [KV] */
-    assert_true(kn && kn->n_dims == 1 && kn->ne[0] == (olmoe ? 32 : 8));
+    assert_true(kn && kn->n_dims == 1 && kn->ne[0] == (olmoe ? 32 : hd ? 16 : 8));
     assert_null(lmf_gguf_find_tensor(g, "blk.1.attn_k.bias"));
+    char key[96];
+    snprintf(key, sizeof key, "%s.attention.key_length", gguf_arch); /* written when heads are not C / n_head */
+    uint32_t kl = 0, vl = 0;
+    if (hd) {
+        assert_int_equal(lmf_gguf_get_u32(g, key, &kl), LMF_OK);
+        snprintf(key, sizeof key, "%s.attention.value_length", gguf_arch);
+        assert_int_equal(lmf_gguf_get_u32(g, key, &vl), LMF_OK);
+        assert_true(kl == 16 && vl == 16);
+        const lmf_gguf_tensor *q = lmf_gguf_find_tensor(g, "blk.1.attn_q.weight"),
+                              *o = lmf_gguf_find_tensor(g, "blk.1.attn_output.weight"); /* ggml order: [in, out] */
+        assert_true(q && q->ne[0] == 32 && q->ne[1] == 64 && o && o->ne[0] == 64 && o->ne[1] == 32);
+    } else {
+        assert_null(lmf_gguf_find(g, key));
+    }
     lmf_gguf_close(g);
     check_logits(path, st, want_name, 1e-5);
     if (lmf_export_gguf(w, path, LMF_GGML_Q8_0, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
@@ -277,7 +299,8 @@ static void test_refused(void **s) {
     static const struct {
         const char *folder, *from, *to, *want;
     } cases[] = {
-        {"qwen3", "\"head_dim\": 8", "\"head_dim\": 16", "head_dim"}, /* Qwen3-0.6B's kind: q wider than C */
+        /* head_dim is the head size (q 4 x 16 wide, as Qwen3-0.6B's): this folder's q_proj is not */
+        {"qwen3", "\"head_dim\": 8", "\"head_dim\": 16", "q_proj.weight has shape [32, 32], expected [64, 32]"},
         {"qwen3", "\"attention_bias\": false", "\"attention_bias\": true", "o_proj bias"},
         {"qwen3", "\"full_attention\"", "\"sliding_attention\"", "layer_types"},
         {"qwen3_moe", "\"decoder_sparse_step\": 1", "\"decoder_sparse_step\": 2", "decoder_sparse_step"},
@@ -296,14 +319,14 @@ static void test_refused(void **s) {
             fail_msg("case %zu: expected '%s' in: %s", i, cases[i].want, lmf_last_error());
         assert_null(w);
     }
-    /* a config without head_dim takes Qwen3Config's default, 128: refused by name, not read as C / heads */
+    /* a config without head_dim takes Qwen3Config's default, 128 (not C / heads): this folder's q_proj does not fit */
     char cmd[1400];
     snprintf(cmd, sizeof cmd, "sed -i '/\"head_dim\"/d' %s/config.json", dir);
     edited_folder("qwen3", dir, "x", "x");
     assert_int_equal(system(cmd), 0);
     lmf_weights *w = NULL;
     assert_int_equal(lmf_weights_load(dir, &w), LMF_ERR_FORMAT);
-    assert_non_null(strstr(lmf_last_error(), "\"head_dim\" 128"));
+    assert_non_null(strstr(lmf_last_error(), "q_proj.weight has shape [32, 32], expected [512, 32]"));
     /* a qwen3 GGUF without a layer's k norm (the name patched in the file): named, not a crash */
     assert_int_equal(lmf_weights_load(FIX "qwen3_moe", &w), LMF_OK);
     char path[160];
@@ -336,6 +359,55 @@ static void test_refused(void **s) {
     lmf_weights_free(w);
     snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, path);
     assert_int_equal(system(cmd), 0);
+}
+
+/* A GGUF whose K and V heads differ in size (value_length patched in the file) is refused by both keys' names. */
+static void refused_value_length(void) {
+    lmf_weights *w;
+    assert_int_equal(lmf_weights_load(FIX "qwen3_hd", &w), LMF_OK);
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/lmf_qwen3_vl_%d.gguf", (int)getpid());
+    assert_int_equal(lmf_export_gguf(w, path, LMF_GGML_F32, NULL), LMF_OK);
+    lmf_weights_free(w);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    static const char key[] = "qwen3.attention.value_length";
+    char *at = memmem(buf, n, key, strlen(key));
+    assert_non_null(at);
+    uint32_t type, v;
+    memcpy(&type, at + strlen(key), 4), memcpy(&v, at + strlen(key) + 4, 4);
+    assert_true(type == 4 /* GGUF u32 */ && v == 16);
+    v = 8;
+    assert_int_equal(fseek(f, (long)(at + strlen(key) + 4 - buf), SEEK_SET), 0);
+    assert_int_equal(fwrite(&v, 4, 1, f), 1);
+    fclose(f);
+    lmf_weights *g = NULL;
+    assert_int_equal(lmf_weights_load(path, &g), LMF_ERR_FORMAT);
+    if (!strstr(lmf_last_error(), "key_length 16 != qwen3.attention.value_length 8"))
+        fail_msg("expected the two keys in: %s", lmf_last_error());
+    assert_null(g);
+    unlink(path);
+}
+
+/* Heads of 16 on C = 32 (q 64 wide; hd.safetensors, qwen3_hd, qwen3_moe_hd): the twin's training, every inference
+ * path, transformers' folders, our GGUF (key_length / value_length) and HF exports, LoRA on q/k/v/o (o's input 64
+ * wide) and the FFN. */
+static void test_head_dim(void **s) {
+    hd = 1;
+    train_twin();
+    inference_paths();
+    lmf_safetensors *st = open_fixture();
+    check_logits(FIX "qwen3_hd", st, "qwen3_hd_logits", 1e-5);
+    check_logits(FIX "qwen3_moe_hd", st, "qwen3_moe_hd_logits", 1e-5);
+    lmf_safetensors_close(st);
+    export_roundtrip("qwen3_hd", "qwen3_hd_logits", "qwen3");
+    export_roundtrip("qwen3_moe_hd", "qwen3_moe_hd_logits", "qwen3moe");
+    lora_fd("qwen3_hd", "all-linear", 7);
+    lora_fd("qwen3_moe_hd", "q_proj,k_proj,v_proj,o_proj", 4);
+    refused_value_length();
+    hd = 0;
 }
 
 static void test_train_twin(void **s) { train_twin(); }
@@ -377,6 +449,23 @@ static void test_config(void **s) {
     assert_true(fabs(lmf_param_count(&q) - lmf_param_count(&d) - 2.0 * d.n_layer * (d.n_embd / d.n_head)) < 0.5);
     /* LoRA targets llama's module names */
     assert_string_equal(lmf_lora_module_names(&q), lmf_lora_module_names(&d));
+    /* head_dim: text and flags name it; 0 is n_embd / n_head; gpt2 keeps C / n_head; RoPE needs it even */
+    assert_int_equal(lmf_model_config_from_text("head_dim = 128\n", "test", &q), LMF_OK);
+    assert_true(q.head_dim == 128 && lmf_head_size(&q) == 128 && lmf_q_width(&q) == 9 * 128 &&
+                lmf_kv_width(&q) == 3 * 128);
+    assert_int_equal(lmf_model_config_validate(&q), LMF_OK);
+    assert_int_equal(lmf_head_size(&d), 64); /* SmolLM2's 576 / 9 */
+    q.head_dim = 63;
+    assert_int_equal(lmf_model_config_validate(&q), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "even for RoPE"));
+    q.head_dim = 64, q.n_embd = 577; /* C need not be a multiple of the heads when head_dim says their size */
+    assert_int_equal(lmf_model_config_validate(&q), LMF_OK);
+    g = lmf_model_config_default(LMF_ARCH_GPT2);
+    g.head_dim = 128;
+    assert_int_equal(lmf_model_config_validate(&g), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "head_dim: gpt2 heads are n_embd / n_head (64) wide, got 128"));
+    g.head_dim = 64;
+    assert_int_equal(lmf_model_config_validate(&g), LMF_OK);
 }
 
 int main(void) {
@@ -385,6 +474,6 @@ int main(void) {
         cmocka_unit_test(test_inference_paths), cmocka_unit_test(test_hf_qwen3),
         cmocka_unit_test(test_hf_qwen3_moe),    cmocka_unit_test(test_export_qwen3),
         cmocka_unit_test(test_export_qwen3_moe), cmocka_unit_test(test_refused), cmocka_unit_test(test_lora),
-        cmocka_unit_test(test_olmoe)};
+        cmocka_unit_test(test_olmoe), cmocka_unit_test(test_head_dim)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

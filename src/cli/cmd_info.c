@@ -163,6 +163,7 @@ static int info_loaded(const char *path) {
     printf("  %-28s %d\n  %-28s %d\n  %-28s %d\n  %-28s %d\n  %-28s %d\n  %-28s %d\n  %-28s %d\n",
            "vocab_size", c->vocab_size, "max_seq_len", c->max_seq_len, "n_layer", c->n_layer, "n_embd", c->n_embd,
            "n_head", c->n_head, "n_kv_head", c->n_kv_head, "ffn_dim", c->ffn_dim);
+    if (c->head_dim) printf("  %-28s %d (q %d wide)\n", "head_dim", c->head_dim, lmf_q_width(c));
     printf("  %-28s %.9g\n  %-28s %s\n  %-28s %s\n  %-28s %s\n  %-28s %s\n", "norm_eps", c->norm_eps, "norm",
            w->cfg.norm == LMF_NORM_RMS ? "rmsnorm" : "layernorm", "activation",
            w->cfg.act == LMF_ACT_SWIGLU ? "swiglu" : w->cfg.act == LMF_ACT_RELU ? "relu" : "gelu_tanh", "positions",

@@ -119,7 +119,7 @@ static lmf_status kv_positions(const char *v, const lmf_model_config *c, lmf_kv_
     double x = strtod(v, &end);
     if (errno || end == v || !(x > 0))
         return lmf_fail(LMF_ERR_ARG, "--kv-size: expected positions (8192) or MiB (512MiB), got '%s'", v);
-    double per = 2.0 * c->n_layer * c->n_kv_head * (c->n_embd / c->n_head) * (double)lmf_kv_type_bytes(type);
+    double per = 2.0 * c->n_layer * lmf_kv_width(c) * (double)lmf_kv_type_bytes(type);
     if (!strcmp(end, "MiB")) x = floor(x * 1048576.0 / per);
     else if (!strcmp(end, "GiB")) x = floor(x * 1073741824.0 / per);
     else if (*end || x != floor(x))

@@ -32,13 +32,13 @@
 
 typedef lmf_lin lin;
 
-static int qkv_width(const lmf_model_config *c) { return c->n_embd + 2 * c->n_kv_head * (c->n_embd / c->n_head); }
+static int qkv_width(const lmf_model_config *c) { return lmf_q_width(c) + 2 * lmf_kv_width(c); }
 static int ffn_width(const lmf_model_config *c) { return c->act == LMF_ACT_SWIGLU ? 2 * c->ffn_dim : c->ffn_dim; }
 
 /* The widths of a training or prefill layer on this rank: the whole model's, or under tensor parallelism (ctx->tp)
  * this rank's share of the heads and of the FFN's hidden columns. */
 typedef struct {
-    int C, hs;          /* the residual stream's width, a head's */
+    int C, hs;          /* the residual stream's width, a head's (not C / n_head when cfg.head_dim says so) */
     int nh, nkv;        /* this rank's query heads, KV heads */
     int CA, KVA, S;     /* their widths (CA = nh hs, KVA = nkv hs) and the kept q|k|v row's (CA + 2 KVA) */
     int F, FF;          /* this rank's FFN columns and its fch row's width (2F with SwiGLU: gate | up) */
@@ -49,7 +49,7 @@ static widths widths_of(const lmf_block_ctx *ctx) {
     const lmf_model_config *c = ctx->cfg;
     int t = ctx->tp ? ctx->tp->size : 1, r = ctx->tp ? ctx->tp->rank : 0;
     widths w;
-    w.C = c->n_embd, w.hs = w.C / c->n_head, w.nh = c->n_head / t, w.nkv = c->n_kv_head / t;
+    w.C = c->n_embd, w.hs = lmf_head_size(c), w.nh = c->n_head / t, w.nkv = c->n_kv_head / t;
     w.CA = w.nh * w.hs, w.KVA = w.nkv * w.hs, w.S = w.CA + 2 * w.KVA;
     w.F = c->ffn_dim / t, w.FF = c->act == LMF_ACT_SWIGLU ? 2 * w.F : w.F;
     w.h0 = r * w.nh, w.g0 = r * w.nkv, w.f0 = r * w.F;
@@ -126,8 +126,7 @@ static void ffn_act_par(const lmf_model_config *cfg, float *fcact, const float *
 void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int ld, int N, int T, int p0,
                     const int32_t *pos, int nheads, float sign) {
     if (cfg->pos == LMF_POS_LEARNED) return;
-    lmf_rope_rows(x, ld, N, T, p0, pos, tab, nheads, cfg->n_embd / cfg->n_head, cfg->pos == LMF_POS_ROPE_INTERLEAVED,
-                  sign);
+    lmf_rope_rows(x, ld, N, T, p0, pos, tab, nheads, lmf_head_size(cfg), cfg->pos == LMF_POS_ROPE_INTERLEAVED, sign);
 }
 
 /* cfg.qk_norm: in each of N rows (ld floats apart) nq groups of qn query values and then nk groups of kn key values,
@@ -210,7 +209,7 @@ static void full_qk_norm_tp_forward(const lmf_block_ctx *ctx, float *x, int ld, 
                                     int k0, const float *qw, const float *kw, float *keep, float *rstd) {
     const lmf_model_config *c = ctx->cfg;
     const lmf_vec_ops *V = lmf_vec();
-    int KV = c->n_kv_head * (c->n_embd / c->n_head);
+    int QD = lmf_q_width(c), KV = lmf_kv_width(c);
     for (int i = 0; i < N; i++) {
         const float *row = x + (size_t)i * ld;
         memcpy(keep + (size_t)i * (CA + KVA), row, (size_t)(CA + KVA) * sizeof(float));
@@ -219,20 +218,20 @@ static void full_qk_norm_tp_forward(const lmf_block_ctx *ctx, float *x, int ld, 
     lmf_block_ctx_tp_sum(ctx, rstd, 2 * (size_t)N);
     for (int i = 0; i < N; i++) {
         float *row = x + (size_t)i * ld;
-        rstd[2 * i] = 1.0f / sqrtf(rstd[2 * i] / c->n_embd + c->norm_eps);
+        rstd[2 * i] = 1.0f / sqrtf(rstd[2 * i] / QD + c->norm_eps);
         rstd[2 * i + 1] = 1.0f / sqrtf(rstd[2 * i + 1] / KV + c->norm_eps);
         for (int j = 0; j < CA; j++) row[j] = row[j] * rstd[2 * i] * qw[q0 + j];
         for (int j = 0; j < KVA; j++) row[CA + j] = row[CA + j] * rstd[2 * i + 1] * kw[k0 + j];
     }
 }
 
-/* Its backward: dx as qk_norm_backward's; part (2N floats) and wbuf (C + KV floats) scratch; the weights' gradients
+/* Its backward: dx as qk_norm_backward's; part (2N floats) and wbuf (QD + KV floats) scratch; the weights' gradients
  * (this rank's slices, zero elsewhere) summed over the group, then added to gq / gk. */
 static void full_qk_norm_tp_backward(const lmf_block_ctx *ctx, float *dx, int ld, int N, int CA, int KVA, int q0,
                                      int k0, const lmf_layer_weights *L, float *gq, float *gk, const float *keep,
                                      const float *rstd, float *part, float *wbuf) {
     const lmf_model_config *c = ctx->cfg;
-    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), n[2] = {CA, KVA}, full[2] = {C, KV}, off[2] = {q0, k0};
+    int C = lmf_q_width(c), KV = lmf_kv_width(c), n[2] = {CA, KVA}, full[2] = {C, KV}, off[2] = {q0, k0}; /* C: q's */
     const float *w[2] = {L->q_norm_w, L->k_norm_w};
     for (int i = 0; i < N; i++)
         for (int h = 0, at = 0; h < 2; at += n[h++]) {
@@ -480,15 +479,15 @@ static const float *kv_rows(const lmf_kv_view *kv, const void *base, int layers_
 }
 
 /* Causal attention of the n new queries of one sequence (positions p0..p0+n-1) over its cache [0, p0+n), the
- * prefill path: q rows (n, ld S) in, out (n, C). Query head h reads KV head h / (NH / NKV). Per head and block of
+ * prefill path: q rows (n, ld S) in, out (n, NH hs). Query head h reads KV head h / (NH / NKV). Per head and block of
  * up to 64 queries: scores = Q K_h^T by SGEMM on each cache block's transposed K (an untransposed operand), causal
  * softmax, out = P V_h by SGEMM on the transposed V, accumulated over the cache blocks. */
 static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, int layer, float *out,
                              const float *q) {
     const lmf_model_config *c = ctx->cfg;
     const lmf_kv_view *kv = &sq->kv;
-    int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
-    int S = qkv_width(c), p0 = sq->p0, N = sq->n, bs = kv->bs, LKV = c->n_layer * KV;
+    int NH = c->n_head, hs = lmf_head_size(c), C = NH * hs, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
+    int S = qkv_width(c), p0 = sq->p0, N = sq->n, bs = kv->bs, LKV = c->n_layer * KV; /* C: q's and out's width */
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *V = lmf_vec();
     int nblk = (N + QBLK - 1) / QBLK;
@@ -522,7 +521,7 @@ static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, 
 
 /* Writes the K and V parts of one sequence's n qkv rows (positions p0..) into its cache. */
 static void cache_write(const lmf_block_seq *sq, const lmf_model_config *c, int layer, const float *qkv) {
-    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), S = qkv_width(c), LKV = c->n_layer * KV;
+    int C = lmf_q_width(c), KV = lmf_kv_width(c), S = qkv_width(c), LKV = c->n_layer * KV; /* k after q's C */
     const lmf_kv_view *kv = &sq->kv;
     for (int i = 0; i < sq->n; i++) {
         size_t at = kv_index(kv, LKV, layer * KV, sq->p0 + i);
@@ -570,7 +569,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
             float *q = r->qkv + (size_t)row * S;
             lmf_block_rope(c, ctx->rope, q, S, sq->n, sq->n, sq->p0, NULL, w.nh + w.nkv, 1.0f);
             cache_write(sq, c, layer, q);
-            attention_cached(ctx, sq, layer, r->atty + (size_t)row * C, q);
+            attention_cached(ctx, sq, layer, r->atty + (size_t)row * CA, q);
         }
     } else {
         lmf_block_rope(c, ctx->rope, r->qkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, 1.0f);
@@ -582,7 +581,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lin proj = {&wo, ctx->tp ? NULL : L->bo, o, C};
     lmf_block_linear(&proj, 1, r->atty, CA, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->bo, N, C);
-    adapt(ctx, r, layer, 3, 4, r->atty, C, o, C, N);
+    adapt(ctx, r, layer, 3, 4, r->atty, CA, o, C, N);
     lmf_residual_forward(r->res2, o, x, NC);
 
     lmf_block_norm_par(c, r->ln2, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
@@ -622,8 +621,8 @@ static void norm_backward(const lmf_model_config *c, float *dinp, float *dw, flo
 static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
                             const lmf_block_rows *r, lmf_block_grads *g) {
     const lmf_model_config *c = ctx->cfg;
-    int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, F = c->ffn_dim, S = qkv_width(c);
-    int FF = ffn_width(c), N = ctx->B * ctx->T, swiglu = c->act == LMF_ACT_SWIGLU;
+    int C = c->n_embd, NH = c->n_head, hs = lmf_head_size(c), QD = NH * hs, KV = c->n_kv_head * hs;
+    int F = c->ffn_dim, S = qkv_width(c), FF = ffn_width(c), N = ctx->B * ctx->T, swiglu = c->act == LMF_ACT_SWIGLU;
     size_t NC = (size_t)N * C;
     lmf_lora *lo = ctx->lora;
     float *dq = ctx->dq, *dn = g->dnorm;
@@ -651,17 +650,17 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     }
     norm_backward(c, g->dres, dn, dn + C, g->dbuf, r->res2, L->ffn_norm_w, r->ln2_mean, r->ln2_rstd, N);
 
-    /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */
-    memset(g->dbuf, 0, NC * sizeof(float));
+    /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x); dbuf holds d(atty) (QD wide) first */
+    memset(g->dbuf, 0, (size_t)N * QD * sizeof(float));
     lin proj = {&L->wo, NULL, g->dres, C};
-    lmf_block_linear_dinput(&proj, 1, g->dbuf, C, N, dq, dqf, ctx->bf16);
-    if (lo) lmf_lora_backward(lo, layer, 3, 4, r->atty, C, g->dres, C, r->lora_t, g->dbuf, N, ctx->lora_x);
+    lmf_block_linear_dinput(&proj, 1, g->dbuf, QD, N, dq, dqf, ctx->bf16);
+    if (lo) lmf_lora_backward(lo, layer, 3, 4, r->atty, QD, g->dres, C, r->lora_t, g->dbuf, N, ctx->lora_x);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
     if (c->qk_norm) qk_norm_grads(ctx, g->dqkv, S, N, qk_groups_of(c, NH, c->n_kv_head, hs), L, NULL, NULL, dn, r);
     memset(g->dbuf, 0, NC * sizeof(float));
-    lin qkv[3] = {{&L->wq, NULL, g->dqkv, S}, {&L->wk, NULL, g->dqkv + C, S}, {&L->wv, NULL, g->dqkv + C + KV, S}};
+    lin qkv[3] = {{&L->wq, NULL, g->dqkv, S}, {&L->wk, NULL, g->dqkv + QD, S}, {&L->wv, NULL, g->dqkv + QD + KV, S}};
     lmf_block_linear_dinput(qkv, 3, g->dbuf, C, N, dq, dqf, ctx->bf16);
     if (lo) lmf_lora_backward(lo, layer, 0, 3, r->ln1, C, g->dqkv, S, r->lora_t, g->dbuf, N, ctx->lora_x);
     norm_backward(c, g->dres, dn, dn + C, g->dbuf, x, L->attn_norm_w, r->ln1_mean, r->ln1_rstd, N);
@@ -692,7 +691,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     /* training keeps q|k|v and gate|up as single matrices cut into views (model.c): one product each, unless tensor
      * parallelism takes a share of each part */
     const lmf_wtensor *fc = swiglu ? &L->w_gate : &L->w_up, *gfc = swiglu ? &G->w_gate : &G->w_up;
-    LMF_CHECK(L->wq.type == LMF_GGML_F32 && F32(L->wk) == F32(L->wq) + (size_t)C * C);
+    LMF_CHECK(L->wq.type == LMF_GGML_F32 && F32(L->wk) == F32(L->wq) + (size_t)lmf_q_width(c) * C);
 
     /* MLP: res3 = res2 + down(act(fc(norm2(res2)))); dres holds d(res3) and becomes d(res2) */
     if (c->n_expert) {
@@ -724,7 +723,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */
     memset(g->dbuf, 0, (size_t)N * CA * sizeof(float));
     lmf_matmul_backward_ld(ctx->bf16, g->dbuf, GRAD(G->wo) + w.h0 * hs, (float *)G->bo, g->dres, C, r->atty, CA,
-                           F32(L->wo) + w.h0 * hs, C, N, CA, C);
+                           F32(L->wo) + w.h0 * hs, lmf_q_width(c), N, CA, C);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, -1.0f);
@@ -750,6 +749,10 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
 
 /* ---- decode ----------------------------------------------------------------------------------------------------- */
 
+int lmf_block_xn_width(const lmf_model_config *c) {
+    return c->n_embd > lmf_q_width(c) ? c->n_embd : lmf_q_width(c);
+}
+
 /* Decode attention split by positions (flash-decoding): one of nth stretches [a, a + n) of each query's cached
  * positions, for every head (query i's stretch j on thread (j - i) mod nth: the first stretch is rounded up to whole
  * lines, so a fixed assignment left thread 0 the longer half of every row). The query heads that share a KV head go through one product together, so every cached
@@ -760,7 +763,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
  * blocks); the stretch's output, softmax-normalized over the stretch, and its
  * log-sum-exp per head go to part, and attend_merge weighs the threads' stretches together. Splitting by heads
  * (each head's K rows of 64 floats through a dot product) left SmolLM2's 3 KV heads unevenly on 2 threads, read
- * each 3 times and cost a horizontal sum per position and head. qs: C floats. */
+ * each 3 times and cost a horizontal sum per position and head. qs: 4 hs floats. */
 #define PV_PIECES 64 /* cache blocks per rows_by_pieces_t call */
 
 /* One head's piece of a cache block (hs x bs elements, contiguous) asked for ahead of its use: the pieces of a
@@ -776,8 +779,8 @@ static inline void prefetch_piece(const void *at, size_t bytes, int locality) {
 
 static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int tid, int nth, float *S, float *qs) {
     const lmf_model_config *c = d->cfg;
-    int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
-    int W = qkv_width(c), LKV = c->n_layer * KV;
+    int NH = c->n_head, hs = lmf_head_size(c), C = NH * hs, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
+    int W = qkv_width(c), LKV = c->n_layer * KV; /* C: q's width, each part row's outputs */
     const lmf_vec_ops *V = lmf_vec();
     float scale = 1.0f / sqrtf((float)hs);
     for (int i = 0; i < N; i++) {
@@ -825,9 +828,9 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
     }
 }
 
-/* Every thread's attend_share stretches of N queries merged into out (N, C): per head, weights exp(lse_t - max). */
+/* Every thread's attend_share stretches of N queries merged into out (N, NH hs): per head, weights exp(lse_t - max). */
 static void attend_merge(const lmf_block_decode_ctx *d, int N, int nth, float *out) {
-    int C = d->cfg->n_embd, NH = d->cfg->n_head, hs = C / NH;
+    int NH = d->cfg->n_head, hs = lmf_head_size(d->cfg), C = NH * hs;
     for (int i = 0; i < N; i++)
         for (int h = 0; h < NH; h++) {
             const float *part = d->part + (size_t)i * (C + NH);
@@ -866,7 +869,7 @@ static void residual_rows(const lmf_block_decode_ctx *d, int layer, int mat, con
 /* Q and K rows go to threads in whole heads for ROPE_HALF (its pairs span half a head) or a per-head q/k norm, and
  * whole R16 groups. */
 static int qk_unit(const lmf_model_config *c) {
-    int hs = c->n_embd / c->n_head, unit = 16;
+    int hs = lmf_head_size(c), unit = 16;
     if (c->pos == LMF_POS_ROPE_HALF || c->qk_norm == LMF_QK_NORM_HEAD)
         while (unit % hs || unit % 16) unit += 16;
     return unit;
@@ -879,8 +882,8 @@ static int qk_unit(const lmf_model_config *c) {
 static void full_qk_norm(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, int layer, int N, int tid,
                          int nth, int unit) {
     const lmf_model_config *c = d->cfg;
-    int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, S = qkv_width(c), LKV = c->n_layer * KV;
-    int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, rope = c->pos != LMF_POS_LEARNED;
+    int hs = lmf_head_size(c), C = c->n_head * hs, KV = c->n_kv_head * hs, S = qkv_width(c), LKV = c->n_layer * KV;
+    int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, rope = c->pos != LMF_POS_LEARNED; /* C: q's width */
     const lmf_vec_ops *V = lmf_vec();
     float rs[2][QMV_MAX];
     lmf_barrier_wait(d->bar, nth);
@@ -918,18 +921,18 @@ void lmf_block_decode_rows(lmf_block_decode_ctx *d) {
 void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, const lmf_layer_weights *next,
                       const lmf_wtensor *head, int layer, int N, int tid, int nth) {
     const lmf_model_config *c = d->cfg;
-    int C = c->n_embd, NH = c->n_head, hs = C / NH, KV = c->n_kv_head * hs, F = c->ffn_dim, S = qkv_width(c);
-    int FF = ffn_width(c), swiglu = c->act == LMF_ACT_SWIGLU, rope = c->pos != LMF_POS_LEARNED, unit = qk_unit(c);
-    int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, LKV = c->n_layer * KV, rlo, rhi;
+    int C = c->n_embd, hs = lmf_head_size(c), QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim;
+    int S = qkv_width(c), FF = ffn_width(c), swiglu = c->act == LMF_ACT_SWIGLU, rope = c->pos != LMF_POS_LEARNED;
+    int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, LKV = c->n_layer * KV, unit = qk_unit(c), rlo, rhi;
     int full = c->qk_norm == LMF_QK_NORM_FULL;
-    float *xn = d->xnt + (size_t)tid * QMV_MAX * C, mean[QMV_MAX], rstd[QMV_MAX];
+    float *xn = d->xnt + (size_t)tid * QMV_MAX * lmf_block_xn_width(c), mean[QMV_MAX], rstd[QMV_MAX];
     char *qbuf = (char *)d->qin + (size_t)tid * 3 * QMV_MAX * d->qin_stride;
     float *Sc = d->scores + (size_t)tid * d->scores_stride;
     const char *qin[3];
     size_t qb[3];
 
     /* q, k, v: RoPE and the cache writes on the rows this thread made */
-    lin qkv[3] = {{&L->wq, L->bq, d->qkv, S}, {&L->wk, L->bk, d->qkv + C, S}, {&L->wv, L->bv, d->qkv + C + KV, S}};
+    lin qkv[3] = {{&L->wq, L->bq, d->qkv, S}, {&L->wk, L->bk, d->qkv + QD, S}, {&L->wv, L->bv, d->qkv + QD + KV, S}};
     lmf_block_norm(c, xn, mean, rstd, d->x, L->attn_norm_w, L->attn_norm_b, N);
     convert_inputs(xn, C, N, qkv, 3, qbuf, d->qin_stride, qin, qb);
     for (int j = 0; j < 3; j++) {
@@ -958,7 +961,7 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
     attend_share(d, layer, N, tid, nth, Sc, xn);
     lmf_barrier_wait(d->bar, nth);
     attend_merge(d, N, nth, xn); /* every thread merges for itself: cheaper than another barrier */
-    residual_rows(d, layer, 3, &L->wo, L->bo, xn, C, N, qbuf, tid, nth);
+    residual_rows(d, layer, 3, &L->wo, L->bo, xn, QD, N, qbuf, tid, nth);
     lmf_block_prefetch_share(&L->w_up, 16, tid, nth);
     lmf_block_prefetch_share(&L->w_gate, 16, tid, nth);
     lmf_barrier_wait(d->bar, nth);
@@ -1000,7 +1003,7 @@ void lmf_block_decode_head(const lmf_block_decode_ctx *d, const lmf_weights *w, 
                            float *logits, int tid, int nth) {
     const lmf_model_config *c = d->cfg;
     int C = c->n_embd, rlo, rhi;
-    float *xn = d->xnt + (size_t)tid * QMV_MAX * C, mean, rstd;
+    float *xn = d->xnt + (size_t)tid * QMV_MAX * lmf_block_xn_width(c), mean, rstd;
     char *qbuf = (char *)d->qin + (size_t)tid * 3 * QMV_MAX * d->qin_stride;
     const char *qin[3];
     size_t qb[3];

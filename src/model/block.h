@@ -94,9 +94,9 @@ typedef struct {
  * scratch. res2 and res3 may be the layer input itself (added in place; proj then holds the product). */
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N) */
-    float *qkv;                       /* (N,S), S = C + 2 KV: q | k | v, q and k after RoPE */
+    float *qkv;                       /* (N,S), S = QD + 2 KV: q | k | v, q and k after RoPE (QD = n_head hs) */
     float *att;                       /* training: attention scratch (lmf_attention_scratch_floats) */
-    float *atty;                      /* (N,C) attention output before its projection */
+    float *atty;                      /* (N,QD) attention output before its projection */
     float *res2;                      /* (N,C) */
     float *ln2, *ln2_mean, *ln2_rstd;
     float *fch;                       /* (N,FF) */
@@ -200,16 +200,19 @@ typedef struct {
     float *proj;         /* (N,C) products feeding the residual, shared */
     float *qkv;          /* (N,S) shared */
     float *fch, *fcact;  /* (N,FF), (N,F) shared */
-    float *part;         /* attention stretches: nthreads x QMV_MAX x (C + NH) */
+    float *part;         /* attention stretches: nthreads x QMV_MAX x (QD + NH), QD = n_head x head size */
     void *qin;           /* converted input rows, per thread: 3 x QMV_MAX x qin_stride bytes */
     size_t qin_stride;
-    float *xnt;          /* per thread: QMV_MAX x C normalized rows */
+    float *xnt;          /* per thread: QMV_MAX x lmf_block_xn_width floats: normalized rows, attention's output */
     float *scores;       /* per thread: QBLK x the longest context */
     size_t scores_stride;
     const struct lmf_lora *lora; /* adapters applied without merging (NULL: none) */
     lmf_barrier *bar;
     float *moe;          /* mixture of experts: a layer's routing and expert rows (lmf_moe_layer_floats, QMV_MAX) */
 } lmf_block_decode_ctx;
+
+/* The wider of C and q (n_head x head size): a row of lmf_block_decode_ctx.xnt. */
+int lmf_block_xn_width(const lmf_model_config *cfg);
 
 /* Fills row_seq / row_pos from seqs (N rows in all). */
 void lmf_block_decode_rows(lmf_block_decode_ctx *d);

@@ -36,6 +36,10 @@ lmf_model_config lmf_model_config_default(lmf_arch arch) {
     return c;
 }
 
+int lmf_head_size(const lmf_model_config *c) { return c->head_dim ? c->head_dim : c->n_embd / c->n_head; }
+int lmf_q_width(const lmf_model_config *c) { return c->n_head * lmf_head_size(c); }
+int lmf_kv_width(const lmf_model_config *c) { return c->n_kv_head * lmf_head_size(c); }
+
 int lmf_arch_is_llama_family(lmf_arch arch) {
     return arch == LMF_ARCH_LLAMA || arch == LMF_ARCH_QWEN2 || arch == LMF_ARCH_QWEN3 || arch == LMF_ARCH_OLMOE;
 }
@@ -73,7 +77,13 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
     REQUIRE(c->n_layer > 0, "n_layer: must be positive, got %d", c->n_layer);
     REQUIRE(c->n_embd > 0, "n_embd: must be positive, got %d", c->n_embd);
     REQUIRE(c->n_head > 0, "n_head: must be positive, got %d", c->n_head);
-    REQUIRE(c->n_embd % c->n_head == 0, "n_embd (%d) must be a multiple of n_head (%d)", c->n_embd, c->n_head);
+    /* head_dim 0 (every config before it existed) keeps the head size n_embd / n_head */
+    REQUIRE(c->head_dim >= 0 && c->head_dim <= (1 << 16), "head_dim: %d outside [0, 65536] (0: n_embd / n_head)",
+            c->head_dim);
+    REQUIRE(c->head_dim || c->n_embd % c->n_head == 0,
+            "n_embd (%d) must be a multiple of n_head (%d) unless head_dim is set", c->n_embd, c->n_head);
+    REQUIRE((long long)c->n_head * lmf_head_size(c) <= (1 << 24), "n_head x head_dim (%d x %d) is too large",
+            c->n_head, lmf_head_size(c));
     REQUIRE(c->n_kv_head > 0 && c->n_head % c->n_kv_head == 0,
             "n_kv_head (%d) must be positive and divide n_head (%d)", c->n_kv_head, c->n_head);
     REQUIRE(c->ffn_dim > 0, "ffn_dim: must be positive, got %d", c->ffn_dim);
@@ -82,10 +92,13 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
         REQUIRE(c->n_kv_head == c->n_head, "n_kv_head (%d) must equal n_head (%d) for %s", c->n_kv_head,
                 c->n_head, lmf_arch_name(c->arch));
         REQUIRE(c->tied_embeddings, "tied_embeddings: %s always ties its output head to wte", lmf_arch_name(c->arch));
+        REQUIRE(c->head_dim == 0 || (long long)c->head_dim * c->n_head == c->n_embd,
+                "head_dim: %s heads are n_embd / n_head (%d) wide, got %d", lmf_arch_name(c->arch),
+                c->n_embd / c->n_head, c->head_dim);
     }
     if (c->pos != LMF_POS_LEARNED) {
-        REQUIRE((c->n_embd / c->n_head) % 2 == 0, "head size n_embd/n_head (%d) must be even for RoPE",
-                c->n_embd / c->n_head);
+        REQUIRE(lmf_head_size(c) % 2 == 0, "head size (head_dim or n_embd/n_head: %d) must be even for RoPE",
+                lmf_head_size(c));
         REQUIRE(c->rope_theta > 0.0f, "rope_theta: must be positive, got %g", c->rope_theta);
     }
     REQUIRE(!(c->bias && c->act == LMF_ACT_SWIGLU), "bias: linear biases with SwiGLU are not supported");

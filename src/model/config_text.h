@@ -39,6 +39,7 @@ typedef struct {
     X("n_embd", LMF_OPT_INT, n_embd, "model width C")                                                              \
     X("n_head", LMF_OPT_INT, n_head, "attention heads")                                                            \
     X("n_kv_head", LMF_OPT_INT, n_kv_head, "key/value heads (llama GQA; gpt2: = n_head)")                          \
+    X("head_dim", LMF_OPT_INT, head_dim, "a head's size (llama family; 0: n_embd / n_head)")                       \
     X("ffn_dim", LMF_OPT_INT, ffn_dim, "MLP hidden size")                                                          \
     X("norm_eps", LMF_OPT_FLOAT, norm_eps, "LayerNorm / RMSNorm epsilon")                                          \
     X("rope_theta", LMF_OPT_FLOAT, rope_theta, "RoPE base (llama)")                                                \

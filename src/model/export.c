@@ -291,7 +291,8 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
         return lmf_fail(LMF_ERR_ARG, "%s: a gated shared expert is written as qwen2moe, which needs arch qwen2", path);
     if (!lmf_quantize_supported(type))
         return lmf_fail(LMF_ERR_ARG, "%s: GGUF export cannot write %s matrices", path, lmf_ggml_type_name(type));
-    int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
+    int C = c->n_embd, hs = lmf_head_size(c), QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim;
+    int V = c->vocab_size;
     pool P = {0};
     lmf_gguf_writer *g = lmf_gguf_writer_create(0);
     const char *arch = gpt2   ? "gpt2"
@@ -315,6 +316,10 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
         lmf_gguf_writer_set_f32(g, KEY("attention.layer_norm_rms_epsilon"), c->norm_eps);
         lmf_gguf_writer_set_f32(g, KEY("rope.freq_base"), c->rope_theta);
         lmf_gguf_writer_set_u32(g, KEY("rope.dimension_count"), (uint32_t)hs);
+        if (QD != C) { /* heads not C / n_head wide: llama.cpp reads their size here (its qwen3 converter writes it) */
+            lmf_gguf_writer_set_u32(g, KEY("attention.key_length"), (uint32_t)hs);
+            lmf_gguf_writer_set_u32(g, KEY("attention.value_length"), (uint32_t)hs);
+        }
         lmf_gguf_writer_set_u32(g, KEY("vocab_size"), (uint32_t)V);
         if (c->n_expert) {
             lmf_gguf_writer_set_u32(g, KEY("expert_count"), (uint32_t)c->n_expert);
@@ -346,6 +351,7 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
      * qwen2moe */
     if (!c->tied_embeddings || gpt2 || (qwen && c->n_expert) || olmoe) add2(g, "output.weight", te, V, C, matrix(&P, &w->lm_head, te, NULL));
     uint32_t tc = tensor_type(type, 0, C), tf = tensor_type(type, 0, F); /* rows of C or of F elements */
+    uint32_t tq = tensor_type(type, 0, QD); /* attn_output's rows: q's width */
     for (int l = 0; l < c->n_layer; l++) {
         const lmf_layer_weights *L = &w->layers[l];
 #define N(s) (snprintf(nm, sizeof nm, "blk.%d.%s", l, s), nm)
@@ -368,7 +374,7 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
             add1(&P, g, N("ffn_up.bias"), L->b_up, F);
             add1(&P, g, N("ffn_down.bias"), L->b_down, C);
         } else {
-            add2(g, N("attn_q.weight"), tc, C, C, matrix(&P, &L->wq, tc, pq));
+            add2(g, N("attn_q.weight"), tc, QD, C, matrix(&P, &L->wq, tc, pq));
             add2(g, N("attn_k.weight"), tc, KV, C, matrix(&P, &L->wk, tc, pk));
             add2(g, N("attn_v.weight"), tc, KV, C, matrix(&P, &L->wv, tc, NULL));
             if (c->qk_norm) { /* [hs] (qwen3) or [C], [KV] (olmoe); never permuted (validation: rotate_half only) */
@@ -378,18 +384,18 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
             if (qwen && c->qkv_bias) { /* the biases follow the rows of their matrix: Q's and K's with them */
                 const float *bq = L->bq, *bk = L->bk;
                 if (pq) {
-                    float *q = pool_alloc(&P, sizeof(float) * (size_t)C), *k = pool_alloc(&P, sizeof(float) * KV);
-                    for (int r = 0; r < C; r++) q[r] = L->bq[pq[r]];
+                    float *q = pool_alloc(&P, sizeof(float) * (size_t)QD), *k = pool_alloc(&P, sizeof(float) * KV);
+                    for (int r = 0; r < QD; r++) q[r] = L->bq[pq[r]];
                     for (int r = 0; r < KV; r++) k[r] = L->bk[pk[r]];
                     bq = q, bk = k;
                 }
-                add1(&P, g, N("attn_q.bias"), bq, C);
+                add1(&P, g, N("attn_q.bias"), bq, QD);
                 add1(&P, g, N("attn_k.bias"), bk, KV);
                 add1(&P, g, N("attn_v.bias"), L->bv, KV);
             }
             if (!c->n_expert) add2(g, N("ffn_gate.weight"), tc, F, C, matrix(&P, &L->w_gate, tc, NULL));
         }
-        add2(g, N("attn_output.weight"), tc, C, C, matrix(&P, &L->wo, tc, NULL));
+        add2(g, N("attn_output.weight"), gpt2 ? tc : tq, C, QD, matrix(&P, &L->wo, gpt2 ? tc : tq, NULL));
         if (c->n_expert) {
             gguf_moe_layer(&P, g, c, L, l, tc, tf);
             continue;
@@ -498,8 +504,10 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
         else if (q3) hf_family(j, arch, "Qwen3ForCausalLM", "qwen3", f, sizeof f / sizeof *f);
         else if (c->n_expert) hf_family(j, arch, "Qwen2MoeForCausalLM", "qwen2_moe", f, sizeof f / sizeof *f);
         else hf_family(j, arch, "Qwen2ForCausalLM", "qwen2", f, sizeof f / sizeof *f);
-        if (q3) { /* Qwen3Config's head_dim defaults to 128, not hidden_size / heads; its biases include o_proj's */
-            num(j, "head_dim", c->n_embd / c->n_head);
+        /* Qwen3Config's head_dim defaults to 128, not hidden_size / heads (written always); Qwen2's attention reads it
+         * when present (written when it is not the quotient, so other exports stay as they were) */
+        if (q3 || lmf_q_width(c) != c->n_embd) num(j, "head_dim", lmf_head_size(c));
+        if (q3) { /* its biases include o_proj's */
             cJSON_AddBoolToObject(j, "attention_bias", 0);
         }
         numf(j, "rms_norm_eps", c->norm_eps);
@@ -543,7 +551,7 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
         const num_field f[] = {
             {"hidden_size", c->n_embd}, {"intermediate_size", c->ffn_dim}, {"num_attention_heads", c->n_head},
             {"num_key_value_heads", c->n_kv_head}, {"num_hidden_layers", c->n_layer},
-            {"head_dim", c->n_embd / c->n_head}, {"max_position_embeddings", c->max_seq_len},
+            {"head_dim", lmf_head_size(c)}, {"max_position_embeddings", c->max_seq_len},
             {"rms_norm_eps", c->norm_eps}, {"rope_theta", c->rope_theta}};
         if (c->n_expert) hf_family(j, arch, "MixtralForCausalLM", "mixtral", f, sizeof f / sizeof *f);
         else hf_family(j, arch, "LlamaForCausalLM", "llama", f, sizeof f / sizeof *f);
@@ -585,7 +593,7 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
 
 static void hf_tensors(st_list *s, const lmf_weights *w) {
     const lmf_model_config *c = &w->cfg;
-    int C = c->n_embd, hs = C / c->n_head, F = c->ffn_dim;
+    int C = c->n_embd, hs = lmf_head_size(c), QD = lmf_q_width(c), F = c->ffn_dim;
     char nm[160];
 #define N(...) (snprintf(nm, sizeof nm, __VA_ARGS__), nm)
     if (lmf_arch_is_llama_family(w->cfg.arch)) {
@@ -609,7 +617,7 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
             }
             if (c->qkv_bias) { /* qwen2's (the exporter refuses llama with them); Q's and K's follow their rows */
                 const float *b[3] = {L->bq, L->bk, L->bv};
-                const int *perm[3] = {pq, pk, NULL}, n[3] = {C, KV, KV};
+                const int *perm[3] = {pq, pk, NULL}, n[3] = {QD, KV, KV};
                 static const char *const qkv[3] = {"q", "k", "v"};
                 for (int i = 0; i < 3; i++) {
                     float *v = pool_alloc(&s->P, sizeof(float) * (size_t)n[i]);
@@ -750,6 +758,11 @@ lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_
     if (c->arch == LMF_ARCH_OLMOE && (!c->n_expert || c->shared_ffn_dim || c->qkv_bias))
         return lmf_fail(LMF_ERR_ARG, "%s: transformers' OLMoE is a mixture of experts on every layer without a shared "
                         "expert or q/k/v biases; this model does not fit", dir);
+    /* OlmoeAttention sizes q_norm by hidden_size and k_norm by hidden_size / heads x kv heads whatever head_dim says */
+    if (c->arch == LMF_ARCH_OLMOE && lmf_q_width(c) != c->n_embd)
+        return lmf_fail(LMF_ERR_ARG, "%s: transformers' OLMoE sizes its q/k norms by hidden_size / heads, so head_dim %d "
+                        "x %d heads != hidden_size %d cannot be written as one; export it with --to gguf", dir,
+                        lmf_head_size(c), c->n_head, c->n_embd);
     if (c->arch == LMF_ARCH_QWEN3 && (c->qkv_bias || c->shared_ffn_dim))
         return lmf_fail(LMF_ERR_ARG, "%s: transformers' Qwen3 / Qwen3-MoE have no q/k/v-only biases and no shared "
                         "expert; this model has %s", dir, c->qkv_bias ? "q/k/v biases" : "a shared expert");

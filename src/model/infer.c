@@ -12,7 +12,7 @@
  * is read once per step for all the rows, whichever sequence they belong to. The block itself, both linear paths
  * and the attentions are in block.c.
  *
- * Memory: the pool's blocks (2 L bs KV floats each) plus scratch of about NB (5C + 2KV + 3F) floats, DQ_BYTES, and
+ * Memory: the pool's blocks (2 L bs KV floats each) plus scratch of about NB (3C + 2QD + 2KV + 3F) floats, DQ_BYTES, and
  * per thread 64 x max_ctx attention scores; the weights stay where the loader put them (usually the file mapping),
  * the quantized matrices repacked to R16 at load time (lmf_weights_prepare_decode). */
 #include "core/alloc.h"
@@ -47,16 +47,16 @@ struct lmf_kv_pool {
     int *refs;                  /* per block: the sessions (and prefix-cache entries) holding it; free at 0 */
     /* the scratch of one step */
     float *rope;                /* (max_ctx, hs): per position hs/2 cosines then hs/2 sines */
-    float *x, *xn, *qkv, *att, *fch, *fcact; /* (NB, C|C|S|C|FF|F), S = C + 2 KV, FF = 2F (SwiGLU) or F */
+    float *x, *xn, *qkv, *att, *fch, *fcact; /* (NB, C|C|S|QD|FF|F), S = QD + 2 KV, QD = n_head hs, FF = 2F or F */
     float *mean, *rstd;         /* (NB) norm statistics */
     void *qin;                  /* converted input rows, per thread: 3 x QMV_MAX x qin_stride */
-    float *xnt;                 /* normalized input rows, per thread: QMV_MAX x C */
+    float *xnt;                 /* normalized input rows, per thread: QMV_MAX x lmf_block_xn_width */
     lmf_barrier bar;            /* the decode step's barriers (core/barrier.h: why not omp barrier) */
     size_t qin_stride;
     float *dq;                  /* dequantized weight slab: dq_floats */
     size_t dq_floats;
     float *scores;              /* nthreads x QBLK x max_ctx */
-    float *part;                /* decode attention's per-thread stretches: nthreads x QMV_MAX x (C + NH) */
+    float *part;                /* decode attention's per-thread stretches: nthreads x QMV_MAX x (QD + NH) */
     const lmf_lora *lora;       /* adapters every step applies without merging (lmf_session_set_lora), or NULL */
     float *lora_t;              /* the adapters' A x rows of a prefill step: lmf_lora_t_floats(lora, NB) */
     float *moe, *moe_scratch;   /* mixture of experts: one layer's routing and expert rows for NB rows, scratch */
@@ -89,7 +89,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
         lmf_block_ctx ctx = {.cfg = c, .rope = p->rope, .dq = p->dq, .dq_floats = p->dq_floats, .B = 1, .T = N,
                              .seqs = seqs, .n_seqs = n, .scores = p->scores,
                              .scores_stride = (size_t)QBLK * p->max_ctx, .kvbuf = p->kvbuf,
-                             .kvbuf_stride = (size_t)(c->n_embd / c->n_head) * p->bs, .nthreads = p->nthreads,
+                             .kvbuf_stride = (size_t)lmf_head_size(c) * p->bs, .nthreads = p->nthreads,
                              .lora = (lmf_lora *)p->lora};
         /* the norms' outputs and the products added to the residual share p->xn */
         lmf_block_rows r = {p->xn, p->mean, p->rstd, p->qkv, NULL, p->att, p->x, p->xn, p->mean, p->rstd, p->fch,
@@ -133,7 +133,8 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
     if (max_ctx <= 0 || max_ctx > c->max_seq_len) max_ctx = c->max_seq_len;
     if (n_positions <= 0) return lmf_fail(LMF_ERR_ARG, "KV pool: %d positions must be positive", n_positions);
     if (max_ctx > n_positions) max_ctx = n_positions;
-    int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, L = c->n_layer;
+    int C = c->n_embd, hs = lmf_head_size(c), QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim;
+    int L = c->n_layer;
     lmf_kv_pool *p = lmf_xcalloc(1, sizeof *p);
     p->w = w;
     p->bs = block_size;
@@ -169,12 +170,13 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
     }
     p->qin_stride = (qb + 63) & ~(size_t)63;
     if (p->dq_floats > DQ_BYTES / sizeof(float)) p->dq_floats = DQ_BYTES / sizeof(float);
-    if (p->dq_floats < 16 * (size_t)(C > F ? C : F)) p->dq_floats = 16 * (size_t)(C > F ? C : F); /* an R16 group */
+    size_t widest = (size_t)(C > F ? C : F) > (size_t)QD ? (size_t)(C > F ? C : F) : (size_t)QD; /* o's input: QD */
+    if (p->dq_floats < 16 * widest) p->dq_floats = 16 * widest; /* an R16 group */
     size_t FF = c->act == LMF_ACT_SWIGLU ? 2 * (size_t)F : (size_t)F, T = (size_t)p->nthreads;
-    size_t floats[] = {(size_t)max_ctx * hs, (size_t)NB * C, (size_t)NB * C, (size_t)NB * (C + 2 * KV),
-                       (size_t)NB * C, (size_t)NB * FF, (size_t)NB * F, NB, NB, p->dq_floats, T * QBLK * max_ctx,
-                       (T * 3 * QMV_MAX * p->qin_stride + 3) / 4, T * QMV_MAX * (size_t)C,
-                       T * QMV_MAX * (size_t)(C + c->n_head), type == LMF_KV_F16 ? T * hs * block_size : 0};
+    size_t floats[] = {(size_t)max_ctx * hs, (size_t)NB * C, (size_t)NB * C, (size_t)NB * (QD + 2 * KV),
+                       (size_t)NB * QD, (size_t)NB * FF, (size_t)NB * F, NB, NB, p->dq_floats, T * QBLK * max_ctx,
+                       (T * 3 * QMV_MAX * p->qin_stride + 3) / 4, T * QMV_MAX * (size_t)lmf_block_xn_width(c),
+                       T * QMV_MAX * (size_t)(QD + c->n_head), type == LMF_KV_F16 ? T * hs * block_size : 0};
     float **dst[] = {&p->rope, &p->x, &p->xn, &p->qkv, &p->att, &p->fch, &p->fcact, &p->mean, &p->rstd, &p->dq,
                      &p->scores, (float **)&p->qin, &p->xnt, &p->part, &p->kvbuf};
     size_t total = 0;

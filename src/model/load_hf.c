@@ -8,8 +8,10 @@
  * Families (config.json "model_type") and their tensor names (weights (out, in) unless noted):
  *   llama: model.embed_tokens, model.norm, lm_head (absent when tie_word_embeddings), model.layers.N.
  *          {input_layernorm, post_attention_layernorm, self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj}.weight.
- *          Q/K rows are in rotate_half order, so RoPE runs as LMF_POS_ROPE_HALF. Refused: rope_scaling, attention
- *          or MLP biases, hidden_act other than silu, head_dim != hidden_size / num_attention_heads.
+ *          Q/K rows are in rotate_half order, so RoPE runs as LMF_POS_ROPE_HALF. head_dim (absent: hidden_size /
+ *          num_attention_heads) is the head size of every llama-family type below: q_proj (heads x head_dim,
+ *          hidden_size), k/v_proj (kv heads x head_dim, hidden_size), o_proj (hidden_size, heads x head_dim).
+ *          Refused: rope_scaling, attention or MLP biases, hidden_act other than silu.
  *   mixtral: llama's names, the FFN a mixture of experts (moe.h): num_local_experts, num_experts_per_tok,
  *          router_aux_loss_coef; model.layers.N.block_sparse_moe.{gate, experts.E.{w1 gate, w3 up, w2 down}}.weight
  *          (what transformers 5.24 saves) or mlp.gate.weight + mlp.experts.{gate_up_proj (E, 2F, C), down_proj
@@ -22,10 +24,10 @@
  *          shared_expert.{gate,up,down}_proj, shared_expert_gate (1, C)}.weight, or the fused mlp.experts.gate_up_proj
  *          / down_proj. Refused: dense layers among the sparse ones (decoder_sparse_step != 1, mlp_only_layers).
  *   qwen3: llama's names plus model.layers.N.self_attn.{q,k}_norm.weight (head_dim each: a per-head RMSNorm on q
- *          and k before RoPE). Refused: head_dim (128 when absent) != hidden_size / num_attention_heads,
- *          attention_bias true (it biases o_proj too), sliding windows as for qwen2.
+ *          and k before RoPE; head_dim 128 when absent, as transformers' Qwen3Config). Refused: attention_bias
+ *          true (it biases o_proj too), sliding windows as for qwen2.
  *   qwen3_moe: qwen3's attention, qwen2_moe's experts without a shared expert (norm_topk_prob false by default).
- *   olmoe: llama's names plus self_attn.q_norm.weight (hidden_size) and k_norm.weight (num_key_value_heads x
+ *   olmoe: llama's names plus self_attn.q_norm.weight (heads x head_dim) and k_norm.weight (num_key_value_heads x
  *          head_dim): an RMSNorm over the whole q and k rows before RoPE; every layer a mixture of experts as
  *          qwen3_moe's (num_experts, num_experts_per_tok, intermediate_size each expert's F, norm_topk_prob false by
  *          default). Refused: clip_qkv, attention_bias.
@@ -526,21 +528,18 @@ static lmf_status load_llama(hf *h, const char *type) {
     static const char *const silu[] = {"silu", NULL};
     LMF_TRY(want_str(h, "hidden_act", silu, "SwiGLU"));
     int head_dim;
-    /* Qwen3's configs default head_dim to 128 (transformers' Qwen3Config), the others to hidden_size / heads. lmforge
-     * derives the head size from n_embd / n_head everywhere (attention, KV cache, RoPE, tensor parallelism), so
-     * Qwen3-0.6B / 4B / 30B-A3B (q width 2 hidden_size) are refused here */
+    /* Qwen3's configs default head_dim to 128 (transformers' Qwen3Config), the others to hidden_size / heads (as
+     * transformers' llama, mistral, mixtral, qwen2 and olmoe attention read it). A head_dim x heads other than
+     * hidden_size (Qwen3-0.6B: 16 x 128 on 1024) is cfg.head_dim; the quotient stays 0, as every config before it */
     LMF_TRY(get_int(h, "head_dim", qwen3 ? 128 : c->n_embd / (c->n_head ? c->n_head : 1), &head_dim));
-    if (head_dim * c->n_head != c->n_embd)
-        return lmf_fail(LMF_ERR_FORMAT, "%s: \"head_dim\" %d x num_attention_heads %d != hidden_size %d is not "
-                        "supported (lmforge's head size is hidden_size / num_attention_heads)", h->cfg_path, head_dim,
-                        c->n_head, c->n_embd);
+    if ((long long)head_dim * c->n_head != c->n_embd) c->head_dim = head_dim;
     if (qwen) LMF_TRY(qwen2_full_attention(h));
     if (qmoe) LMF_TRY(qwen_moe_config(h, !qwen3));
     else if (olmoe) LMF_TRY(olmoe_config(h));
     else if (!qwen) LMF_TRY(moe_config(h));
     LMF_TRY(check_config(h, type));
 
-    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), F = c->ffn_dim, V = c->vocab_size;
+    int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim, V = c->vocab_size;
     char name[160];
     LMF_TRY(matrix(h, "model.embed_tokens.weight", V, C, &w->tok_emb));
     if (c->tied_embeddings) w->lm_head = w->tok_emb;
@@ -551,16 +550,16 @@ static lmf_status load_llama(hf *h, const char *type) {
         lmf_layer_weights *L = &w->layers[l];
         LMF_TRY(vec(h, NAME("model.layers.%d.input_layernorm.weight", l), C, &L->attn_norm_w));
         LMF_TRY(vec(h, NAME("model.layers.%d.post_attention_layernorm.weight", l), C, &L->ffn_norm_w));
-        LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.q_proj.weight", l), C, C, &L->wq));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.q_proj.weight", l), QD, C, &L->wq));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.k_proj.weight", l), KV, C, &L->wk));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.v_proj.weight", l), KV, C, &L->wv));
-        LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.o_proj.weight", l), C, C, &L->wo));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.o_proj.weight", l), C, QD, &L->wo));
         if (c->qk_norm) { /* qwen3: head_dim each; olmoe: the whole q and k rows */
             LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.q_norm.weight", l), lmf_qk_norm_width(c, 0), &L->q_norm_w));
             LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.k_norm.weight", l), lmf_qk_norm_width(c, 1), &L->k_norm_w));
         }
         if (c->qkv_bias) {
-            LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.q_proj.bias", l), C, &L->bq));
+            LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.q_proj.bias", l), QD, &L->bq));
             LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.k_proj.bias", l), KV, &L->bk));
             LMF_TRY(vec(h, NAME("model.layers.%d.self_attn.v_proj.bias", l), KV, &L->bv));
         }

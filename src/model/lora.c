@@ -61,10 +61,10 @@ static int moe_weight(const char *t) {
 
 /* Rows and input width of matrix m of a layer of cfg. */
 static void matrix_shape(const lmf_model_config *c, int m, int *rows, int *cols) {
-    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), F = c->ffn_dim;
-    static const int kind[LMF_LAYER_MATRICES] = {0, 1, 1, 0, 2, 2, 3}; /* C x C, KV x C, F x C, C x F */
-    *rows = kind[m] == 1 ? KV : kind[m] == 2 ? F : C;
-    *cols = kind[m] == 3 ? F : C;
+    int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim;
+    static const int kind[LMF_LAYER_MATRICES] = {0, 1, 1, 4, 2, 2, 3}; /* QD x C, KV x C, C x QD, F x C, C x F */
+    *rows = kind[m] == 0 ? QD : kind[m] == 1 ? KV : kind[m] == 2 ? F : C;
+    *cols = kind[m] == 3 ? F : kind[m] == 4 ? QD : C;
 }
 
 lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int r, float alpha, float dropout,

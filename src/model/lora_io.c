@@ -67,7 +67,7 @@ static float *ordered(const lmf_lora *l, const lmf_model_config *c, int permute,
     float *p = lmf_xmalloc(l->n_params * sizeof(float) + 1);
     memcpy(p, l->params, l->n_params * sizeof(float));
     if (!permute) return p;
-    int hs = c->n_embd / c->n_head, r = l->r;
+    int hs = lmf_head_size(c), r = l->r;
     for (int L = 0; L < l->n_layer; L++)
         for (int k = 0; k < l->n_mod; k++) {
             const lmf_lora_module *m = &l->mod[k];

@@ -16,13 +16,14 @@
 #include <string.h>
 
 typedef struct {
-    int B, T, N, C, L, V, NH, NKV, hs, S, F, FF;
+    int B, T, N, C, L, V, NH, NKV, hs, QD, KVD, S, F, FF; /* QD = NH hs: q's and attention's width */
 } dims;
 
 static dims dims_of(const lmf_model_config *c, int B, int T) {
     dims d;
     d.B = B, d.T = T, d.N = B * T, d.C = c->n_embd, d.L = c->n_layer, d.V = c->vocab_size;
-    d.NH = c->n_head, d.NKV = c->n_kv_head, d.hs = d.C / d.NH, d.S = d.C + 2 * d.NKV * d.hs;
+    d.NH = c->n_head, d.NKV = c->n_kv_head, d.hs = lmf_head_size(c), d.QD = d.NH * d.hs, d.KVD = d.NKV * d.hs;
+    d.S = d.QD + 2 * d.KVD;
     d.F = c->ffn_dim, d.FF = c->act == LMF_ACT_SWIGLU ? 2 * d.F : d.F;
     return d;
 }
@@ -58,7 +59,9 @@ static double model_bytes(const lmf_model_config *cfg, int max_batch, int max_se
     /* dims_of's int products could overflow for the sizes this is meant to refuse: doubles throughout */
     double P = own ? lmf_param_count(cfg) : 0, N = (double)max_batch * max_seq, L = l1 - l0, C = cfg->n_embd;
     double head = l1 == cfg->n_layer;
-    double ln = cfg->norm == LMF_NORM_LAYER, hs = C / cfg->n_head, S = C + 2.0 * cfg->n_kv_head * hs;
+    double ln = cfg->norm == LMF_NORM_LAYER, hs = lmf_head_size(cfg), QD = cfg->n_head * hs;
+    double KVD = cfg->n_kv_head * hs, S = QD + 2.0 * KVD, qkn = cfg->qk_norm != LMF_QK_NORM_NONE;
+    double wide = C > QD ? C : QD;
     double F = cfg->ffn_dim, FF = cfg->act == LMF_ACT_SWIGLU ? 2 * F : F, V = cfg->vocab_size;
     double att = (double)lmf_attention_scratch_floats(max_seq, omp_get_max_threads()); /* shared by the layers */
     double ffn = cfg->n_expert ? 0 : FF + F, moe = 0; /* MoE layers keep their own rows instead of fch / fcact */
@@ -67,10 +70,11 @@ static double model_bytes(const lmf_model_config *cfg, int max_batch, int max_se
         moe = L * N * (2 * E + 4 * k + k * (3 * F + C) + 3 * Fs) + L * (4 * E + 2 + 256) + N * k * C + 256 +
               (training ? N * (k * (2 * C + 3 * F + 1) + E + 3 * Fs) : 0);
     }
-    double acts = N * C + L * N * C * 5 + L * N * (2 + 2 * ln) + L * N * S + att + L * N * ffn +
-                  head * (N * C + N * (1 + ln) + N * V + N) + moe;
+    double acts = N * C + L * N * C * 4 + L * N * QD + L * N * (2 + 2 * ln) + L * N * S + att + L * N * ffn +
+                  head * (N * C + N * (1 + ln) + N * V + N) + moe +
+                  qkn * L * N * (QD + KVD + cfg->n_head + cfg->n_kv_head);
     double floats = P * (training ? 2 : 1) + acts;
-    if (training) floats += N * C * 2 + N * S + N * ffn + 2 * C;
+    if (training) floats += N * C + N * wide + N * S + N * ffn + (2 * C > QD + KVD ? 2 * C : QD + KVD);
     if (cfg->pos != LMF_POS_LEARNED) floats += (double)cfg->max_seq_len * hs;
     return floats * sizeof(float) + N * 2 * sizeof(int32_t);
 }
@@ -116,7 +120,7 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     /* L: the layers whose activations are kept; the final norm's, the logits and the losses with the last layer's.
      * A tensor-parallel share (tp > 1) keeps q|k|v, attention, FFN rows and logits of its width only. */
     size_t N = d.N, L = (size_t)(l1 - l0), ln = cfg->norm == LMF_NORM_LAYER, ffn = cfg->n_expert ? 0 : 1;
-    size_t head = l1 == d.L, S = (size_t)d.S / tp, A = (size_t)d.C / tp, FF = (size_t)d.FF / tp;
+    size_t head = l1 == d.L, S = (size_t)d.S / tp, A = (size_t)d.QD / tp, FF = (size_t)d.FF / tp;
     size_t F = (size_t)d.F / tp, V = ((size_t)d.V + tp - 1) / tp, qkn = cfg->qk_norm != LMF_QK_NORM_NONE;
     /* the q/k norm's statistics per row: one per head of this rank's share, or q's and k's (full width) */
     size_t qk_groups = cfg->qk_norm == LMF_QK_NORM_FULL ? 2 : (size_t)(d.NH + d.NKV) / tp;
@@ -130,12 +134,14 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
                    L * N * A, L * N * d.C, L * N * d.C, ln ? L * N : 0, L * N, ffn * L * N * FF,
                    ffn * L * N * F,
                    L * N * d.C, head * N * d.C, head && ln ? N : 0, head * N, head * N * V, head * N,
-                   qkn * L * N * (size_t)(d.C + d.NKV * d.hs) / tp, qkn * L * N * qk_groups};
+                   qkn * L * N * (size_t)(d.QD + d.KVD) / tp, qkn * L * N * qk_groups};
     m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]), &m->work_bytes);
     if (training) {
         lmf_grad_scratch *g = &m->gs;
         float **gp[] = {&g->dres, &g->dbuf, &g->dqkv, &g->dfch, &g->dfcact, &g->dnorm};
-        size_t gsz[] = {N * d.C, N * d.C, N * S, ffn * N * FF, ffn * N * F, 2 * (size_t)d.C};
+        /* dbuf is d(attention output) too (QD wide); dnorm also the q/k norms' weight gradients (QD + KVD) */
+        size_t wide = (size_t)(d.C > d.QD ? d.C : d.QD), dn = (size_t)(2 * d.C > d.QD + d.KVD ? 2 * d.C : d.QD + d.KVD);
+        size_t gsz[] = {N * d.C, N * wide, N * S, ffn * N * FF, ffn * N * F, dn};
         m->gs_memory = carve(gp, gsz, 6, &m->work_bytes);
     }
     if (cfg->n_expert) {
@@ -198,6 +204,7 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int ma
     m->params = lora->params, m->grads = lora->grads, m->num_params = lora->n_params;
     dims d = dims_of(&m->cfg, max_batch, max_seq);
     size_t N = (size_t)d.N, widest = (size_t)(d.C > d.F ? d.C : d.F), biggest = 0;
+    if ((size_t)d.QD > widest) widest = (size_t)d.QD; /* o's input */
     m->lora_t = lmf_alloc_big(sizeof(float) * (d.L * lmf_lora_t_floats(lora, d.N) + 1));
     m->lora_x = lmf_alloc_big(sizeof(float) * N * ((size_t)lora->r + widest));
     /* the dequantization slab of a base in any type (the block library's products read it through fp32 slabs) */
@@ -370,7 +377,7 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
     int t = m->act_tp; /* a tensor-parallel share's rows are narrower */
     size_t snc = m->layer_stride_nc, sn = (size_t)m->max_batch * m->max_seq;
     dims d = dims_of(&m->cfg, 1, 1);
-    size_t S = (size_t)d.S / t, A = (size_t)d.C / t * sn, FF = (size_t)d.FF / t, F = (size_t)d.F / t;
+    size_t S = (size_t)d.S / t, A = (size_t)d.QD / t * sn, FF = (size_t)d.FF / t, F = (size_t)d.F / t;
     lmf_block_rows r = {
         a->ln1 + l * snc, a->ln1_mean ? a->ln1_mean + l * sn : NULL, a->ln1_rstd + l * sn, a->qkv + l * sn * S,
         a->att, a->atty + l * A, a->res2 + l * snc, a->ln2 + l * snc,
@@ -378,7 +385,7 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
         a->fcact ? a->fcact + l * sn * F : NULL, a->res3 + l * snc, NULL,
         m->lora ? m->lora_t + (size_t)l * lmf_lora_t_floats(m->lora, m->max_batch * m->max_seq) : NULL,
         m->moe ? m->moe + l * m->moe_stride : NULL, m->moe_scratch,
-        a->qk ? a->qk + l * sn * (size_t)(d.C + d.NKV * d.hs) / t : NULL,
+        a->qk ? a->qk + l * sn * (size_t)(d.QD + d.KVD) / t : NULL,
         a->qk_rstd ? a->qk_rstd + l * sn * (m->cfg.qk_norm == LMF_QK_NORM_FULL ? 2 : (size_t)(d.NH + d.NKV) / t)
                    : NULL};
     *x = l == 0 ? a->encoded : a->res3 + (l - 1) * snc;

@@ -4,7 +4,7 @@
  * layers, llm.c style), so AdamW, gradient clipping, checkpointing and later allreduce/ZeRO work on flat ranges.
  * Tensors a family does not use have size 0. Both families share the table:
  *
- *   wte (V,C)  wpe (maxT,C)  ln1_w/ln1_b (L,C)  qkv_w (L,C+2KVC,C)  qkv_b (L,C+2KVC)  attn_proj_w (L,C,C)
+ *   wte (V,C)  wpe (maxT,C)  ln1_w/ln1_b (L,C)  qkv_w (L,QD+2KV,C)  qkv_b (L,QD+2KV)  attn_proj_w (L,C,QD)
  *   attn_proj_b (L,C)  ln2_w/ln2_b (L,C)  fc_w (L,F,C) gpt2 | (L,2F,C) llama: gate rows then up rows
  *   fc_b (L,F)  fc_proj_w (L,C,F)  fc_proj_b (L,C)  lnf_w/lnf_b (C)  lm_head (V,C) only when untied
  *   mixture of experts (n_expert E > 0; fc_w and fc_proj_w are then absent, F is each expert's hidden size):
@@ -14,7 +14,8 @@
  * The MoE tensors come after the dense ones, so a dense model's layout (and its checkpoints) did not change; the
  * same for sh_gate_w after them. qkv_b exists with cfg.bias or cfg.qkv_bias (qwen2: q, k and v biases only).
  *   q_norm_w (L,hs)  k_norm_w (L,hs): cfg.qk_norm per head (qwen3), after everything else for the same reason;
- *   (L,C) and (L,KV) with the full-width norm (olmoe).
+ *   (L,QD) and (L,KV) with the full-width norm (olmoe).
+ * QD = n_head hs and KV = n_kv_head hs, hs the head size (lmf_head_size: cfg.head_dim, or C / n_head when it is 0).
  *
  * Which tensors exist follows the config's knobs: wpe with learned positions (max_seq_len + pos_offset rows), ln*_b
  * with LayerNorm, the linear biases with cfg.bias, fc_w's gate rows with SwiGLU; absent ones have size 0. gpt2 uses
@@ -46,9 +47,9 @@ extern const char *const lmf_param_names[LMF_NUM_PARAM_TENSORS];
 typedef struct {
     float *encoded;                    /* (N,C) embeddings = input of layer 0 */
     float *ln1, *ln1_mean, *ln1_rstd;  /* (L,N,C), (L,N), (L,N) */
-    float *qkv;                        /* (L,N,S) S = C + 2 KVC, q and k after RoPE */
+    float *qkv;                        /* (L,N,S) S = QD + 2 KV, q and k after RoPE */
     float *att;                        /* attention scratch, shared by the layers (lmf_attention_scratch_floats) */
-    float *atty;                       /* (L,N,C) attention output before the projection */
+    float *atty;                       /* (L,N,QD) attention output before the projection */
     float *res2;                       /* (L,N,C) residual stream after attention */
     float *ln2, *ln2_mean, *ln2_rstd;  /* (L,N,C), (L,N), (L,N) */
     float *fch;                        /* (L,N,FF) FF = F (gpt2) or 2F (llama: gate|up) */
@@ -57,7 +58,7 @@ typedef struct {
     float *lnf, *lnf_mean, *lnf_rstd;  /* (N,C), (N), (N) */
     float *logits;                     /* (N,V); overwritten by d(logits) in backward */
     float *losses;                     /* (N) */
-    float *qk, *qk_rstd;               /* cfg.qk_norm: (L,N,C+KVC) q|k before their norm, (L,N,NH+NKV) per head */
+    float *qk, *qk_rstd;               /* cfg.qk_norm: (L,N,QD+KV) q|k before their norm, (L,N,NH+NKV) per head */
 } lmf_acts;
 
 /* One layer's worth of backward scratch (backward walks the layers one at a time). */

@@ -15,9 +15,9 @@ const char *const lmf_param_names[LMF_NUM_PARAM_TENSORS] = {
     "exp_proj_w", "sh_fc_w", "sh_proj_w", "sh_gate_w", "q_norm_w", "k_norm_w"};
 
 int lmf_qk_norm_width(const lmf_model_config *c, int k) {
-    int hs = c->n_embd / c->n_head;
-    return c->qk_norm == LMF_QK_NORM_HEAD ? hs : c->qk_norm == LMF_QK_NORM_FULL ? (k ? c->n_kv_head * hs : c->n_embd)
-                                                                              : 0;
+    return c->qk_norm == LMF_QK_NORM_HEAD   ? lmf_head_size(c)
+           : c->qk_norm == LMF_QK_NORM_FULL ? (k ? lmf_kv_width(c) : lmf_q_width(c))
+                                            : 0;
 }
 
 static int shape_of(int s[3], int a, int b, int c) {
@@ -27,7 +27,7 @@ static int shape_of(int s[3], int a, int b, int c) {
 
 int lmf_param_shape(const lmf_model_config *c, int i, int s[3]) {
     int V = c->vocab_size, C = c->n_embd, L = c->n_layer, F = c->ffn_dim;
-    int hs = C / c->n_head, S = C + 2 * c->n_kv_head * hs, FF = c->act == LMF_ACT_SWIGLU ? 2 * F : F;
+    int QD = lmf_q_width(c), S = QD + 2 * lmf_kv_width(c), FF = c->act == LMF_ACT_SWIGLU ? 2 * F : F;
     int ln = c->norm == LMF_NORM_LAYER, b = c->bias, E = c->n_expert, Fs = c->shared_ffn_dim;
     s[0] = s[1] = s[2] = 0;
     switch (i) {
@@ -38,7 +38,7 @@ int lmf_param_shape(const lmf_model_config *c, int i, int s[3]) {
     case LMF_P_ATTPROJB: case LMF_P_FCPROJB: return b ? shape_of(s, L, C, 0) : 0;
     case LMF_P_QKVW: return shape_of(s, L, S, C);
     case LMF_P_QKVB: return b || c->qkv_bias ? shape_of(s, L, S, 0) : 0;
-    case LMF_P_ATTPROJW: return shape_of(s, L, C, C);
+    case LMF_P_ATTPROJW: return shape_of(s, L, C, QD);
     case LMF_P_FCW: return E ? 0 : shape_of(s, L, FF, C);
     case LMF_P_FCB: return b ? shape_of(s, L, FF, 0) : 0;
     case LMF_P_FCPROJW: return E ? 0 : shape_of(s, L, C, F);
@@ -76,7 +76,8 @@ void lmf_params_view(lmf_weights *w, const lmf_model_config *c, const float *par
     size_t sizes[LMF_NUM_PARAM_TENSORS], off[LMF_NUM_PARAM_TENSORS], total = 0;
     lmf_param_sizes(c, sizes);
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) off[i] = total, total += sizes[i];
-    int C = c->n_embd, KV = c->n_kv_head * (C / c->n_head), F = c->ffn_dim, V = c->vocab_size, S = C + 2 * KV;
+    int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim, V = c->vocab_size;
+    int S = QD + 2 * KV;
     int swiglu = c->act == LMF_ACT_SWIGLU, FF = swiglu ? 2 * F : F;
 #define T(i) (sizes[i] ? params + off[i] : NULL)
 #define LT(i, l, per) (sizes[i] ? params + off[i] + (size_t)(l) * (per) : NULL)
@@ -116,11 +117,11 @@ void lmf_params_view(lmf_weights *w, const lmf_model_config *c, const float *par
         L->q_norm_w = LT(LMF_P_QNORM, l, lmf_qk_norm_width(c, 0));
         L->k_norm_w = LT(LMF_P_KNORM, l, lmf_qk_norm_width(c, 1));
         L->ffn_norm_w = LT(LMF_P_LN2W, l, C), L->ffn_norm_b = LT(LMF_P_LN2B, l, C);
-        lmf_wtensor_set(&L->wq, LMF_GGML_F32, C, C, qkv);
-        lmf_wtensor_set(&L->wk, LMF_GGML_F32, KV, C, qkv + (size_t)C * C);
-        lmf_wtensor_set(&L->wv, LMF_GGML_F32, KV, C, qkv + (size_t)(C + KV) * C);
-        if (qb) L->bq = qb, L->bk = qb + C, L->bv = qb + C + KV;
-        lmf_wtensor_set(&L->wo, LMF_GGML_F32, C, C, LT(LMF_P_ATTPROJW, l, C * C));
+        lmf_wtensor_set(&L->wq, LMF_GGML_F32, QD, C, qkv);
+        lmf_wtensor_set(&L->wk, LMF_GGML_F32, KV, C, qkv + (size_t)QD * C);
+        lmf_wtensor_set(&L->wv, LMF_GGML_F32, KV, C, qkv + (size_t)(QD + KV) * C);
+        if (qb) L->bq = qb, L->bk = qb + QD, L->bv = qb + QD + KV;
+        lmf_wtensor_set(&L->wo, LMF_GGML_F32, C, QD, LT(LMF_P_ATTPROJW, l, (size_t)C * QD));
         L->bo = LT(LMF_P_ATTPROJB, l, C);
         L->b_up = LT(LMF_P_FCB, l, F);
         L->b_down = LT(LMF_P_FCPROJB, l, C);
@@ -163,7 +164,7 @@ lmf_status lmf_model_from_weights(const lmf_weights *w, int max_batch, int max_s
     lmf_model *m = lmf_model_create(&c, max_batch, max_seq, training);
     if (!m) return LMF_ERR_ARG; /* lmf_model_create named the field */
     const lmf_weights *d = m->w;
-    int C = c.n_embd, hs = C / c.n_head, F = c.ffn_dim;
+    int C = c.n_embd, hs = lmf_head_size(&c), F = c.ffn_dim;
     lmf_status s = copy_matrix(&w->tok_emb, &d->tok_emb, hs, 0, "token embedding");
     if (s == LMF_OK && c.pos == LMF_POS_LEARNED) s = copy_matrix(&w->pos_emb, &d->pos_emb, hs, 0, "position embedding");
     if (s == LMF_OK && !c.tied_embeddings) s = copy_matrix(&w->lm_head, &d->lm_head, hs, 0, "output head");
@@ -188,7 +189,7 @@ lmf_status lmf_model_from_weights(const lmf_weights *w, int max_batch, int max_s
         }
         copy_vec(a->attn_norm_w, b->attn_norm_w, C), copy_vec(a->attn_norm_b, b->attn_norm_b, C);
         copy_vec(a->ffn_norm_w, b->ffn_norm_w, C), copy_vec(a->ffn_norm_b, b->ffn_norm_b, C);
-        copy_vec(a->bq, b->bq, C), copy_vec(a->bk, b->bk, b->wk.rows), copy_vec(a->bv, b->bv, b->wv.rows);
+        copy_vec(a->bq, b->bq, b->wq.rows), copy_vec(a->bk, b->bk, b->wk.rows), copy_vec(a->bv, b->bv, b->wv.rows);
         copy_vec(a->bo, b->bo, C), copy_vec(a->b_up, b->b_up, F), copy_vec(a->b_down, b->b_down, C);
         copy_vec(a->sh_gate_inp, b->sh_gate_inp, C);
         copy_vec(a->q_norm_w, b->q_norm_w, lmf_qk_norm_width(&c, 0));

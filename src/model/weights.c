@@ -113,7 +113,7 @@ static lmf_status check(const lmf_wtensor *t, int rows, int cols, const char *or
 
 lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
     const lmf_model_config *c = &w->cfg;
-    int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
+    int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim, V = c->vocab_size;
     LMF_TRY(check(&w->tok_emb, V, C, origin, "token embedding", -1));
     LMF_TRY(check(&w->lm_head, V, C, origin, "output head", -1));
     if (w->cfg.pos == LMF_POS_LEARNED) LMF_TRY(check(&w->pos_emb, c->max_seq_len + w->cfg.pos_offset, C, origin,
@@ -122,10 +122,10 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
         return lmf_fail(LMF_ERR_FORMAT, "%s: the final norm's weights are missing", origin);
     for (int l = 0; l < c->n_layer; l++) {
         const lmf_layer_weights *L = &w->layers[l];
-        LMF_TRY(check(&L->wq, C, C, origin, "attention q", l));
+        LMF_TRY(check(&L->wq, QD, C, origin, "attention q", l));
         LMF_TRY(check(&L->wk, KV, C, origin, "attention k", l));
         LMF_TRY(check(&L->wv, KV, C, origin, "attention v", l));
-        LMF_TRY(check(&L->wo, C, C, origin, "attention output", l));
+        LMF_TRY(check(&L->wo, C, QD, origin, "attention output", l));
         if (c->n_expert) { /* the router, every expert, the shared one (names as in lmf_layer_moe_matrices) */
             int Fs = c->shared_ffn_dim;
             LMF_TRY(check(&L->router, c->n_expert, C, origin, "router", l));

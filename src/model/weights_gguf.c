@@ -25,7 +25,9 @@
  *          of experts (olmoe.expert_count, expert_used_count; feed_forward_length each expert's F), the top-k weights
  *          not renormalised (llama.cpp's olmoe) unless expert_weights_norm says so.
  *   gpt2:  token_embd, position_embd, output (absent: tied), output_norm(.bias), blk.N.{attn_norm, attn_qkv (fused
- *          q|k|v rows), attn_output, ffn_norm, ffn_up, ffn_down} each with .weight and .bias. */
+ *          q|k|v rows), attn_output, ffn_norm, ffn_up, ffn_down} each with .weight and .bias.
+ * Head size (every family but gpt2): <arch>.attention.key_length (= value_length) when present, else
+ * embedding_length / head_count; attn_q is then [C, n_head hs], attn_output [n_head hs, C]. */
 #include "core/alloc.h"
 #include "core/status.h"
 #include "io/gguf.h"
@@ -69,18 +71,27 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
     LMF_TRY(lmf_gguf_get_f32(g, KEY("attention.layer_norm_rms_epsilon"), &cfg.norm_eps));
     cfg.rope_theta = 10000.0f; /* llama.cpp's default when the key is absent */
     if (lmf_gguf_find(g, KEY("rope.freq_base"))) LMF_TRY(lmf_gguf_get_f32(g, KEY("rope.freq_base"), &cfg.rope_theta));
-    if (cfg.n_embd % cfg.n_head)
-        return lmf_fail(LMF_ERR_FORMAT, "%s: %s.embedding_length %d is not a multiple of head_count %d", path, arch,
-                        cfg.n_embd, cfg.n_head);
-    int hs = cfg.n_embd / cfg.n_head;
-    const char *hs_keys[] = {"rope.dimension_count", "attention.key_length", "attention.value_length"};
-    for (int k = 0; k < 3; k++) {
+    /* a head's size: attention.key_length when the file has it (llama.cpp writes it for qwen3, whose heads are
+     * not embedding_length / head_count wide: Qwen3-0.6B's 16 heads of 128 on 1024), else that quotient. K and V
+     * heads of different sizes (value_length != key_length) are not a layout lmforge runs. */
+    int hs = 0, vs = 0;
+    if (lmf_gguf_find(g, KEY("attention.key_length"))) LMF_TRY(get_dim(g, key, &hs));
+    if (lmf_gguf_find(g, KEY("attention.value_length"))) LMF_TRY(get_dim(g, key, &vs));
+    if (hs && vs && hs != vs)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: %s.attention.key_length %d != %s.attention.value_length %d: keys and "
+                        "values of different head sizes are not supported", path, arch, hs, arch, vs);
+    if (!hs) hs = vs;
+    if (!hs && cfg.n_embd % cfg.n_head)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: %s.embedding_length %d is not a multiple of head_count %d and the file "
+                        "has no %s.attention.key_length", path, arch, cfg.n_embd, cfg.n_head, arch);
+    if (!hs) hs = cfg.n_embd / cfg.n_head;
+    if ((long long)hs * cfg.n_head != cfg.n_embd) cfg.head_dim = hs; /* else 0: C / heads, as every config before head_dim */
+    if (lmf_gguf_find(g, KEY("rope.dimension_count"))) {
         int v = 0;
-        if (!lmf_gguf_find(g, KEY(hs_keys[k]))) continue;
         LMF_TRY(get_dim(g, key, &v));
         if (v != hs)
-            return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %d but the head size is %d; only full-rotary heads of size "
-                            "embedding_length / head_count are supported", path, key, v, hs);
+            return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %d but the head size is %d; only full-rotary heads are "
+                            "supported", path, key, v, hs);
     }
     if (lmf_gguf_find(g, KEY("rope.scaling.type")) || lmf_gguf_find_tensor(g, "rope_freqs.weight"))
         return lmf_fail(LMF_ERR_FORMAT, "%s: RoPE scaling (%s.rope.scaling.* / rope_freqs.weight) is not "
@@ -243,7 +254,7 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
          * has them */
         c->pos = c->arch == LMF_ARCH_LLAMA ? LMF_POS_ROPE_INTERLEAVED : LMF_POS_ROPE_HALF;
     }
-    int C = c->n_embd, hs = C / c->n_head, KV = c->n_kv_head * hs, F = c->ffn_dim, V = c->vocab_size;
+    int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim, V = c->vocab_size;
     LMF_TRY(matrix(g, "token_embd.weight", V, C, &w->tok_emb));
     if (lmf_gguf_find_tensor(g, "output.weight")) LMF_TRY(matrix(g, "output.weight", V, C, &w->lm_head));
     else w->lm_head = w->tok_emb;
@@ -262,7 +273,7 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
         lmf_layer_weights *L = &w->layers[l];
         LMF_TRY(vec(w, g, NAME("attn_norm.weight"), C, &L->attn_norm_w));
         LMF_TRY(vec(w, g, NAME("ffn_norm.weight"), C, &L->ffn_norm_w));
-        LMF_TRY(matrix(g, NAME("attn_output.weight"), C, C, &L->wo));
+        LMF_TRY(matrix(g, NAME("attn_output.weight"), C, QD, &L->wo));
         if (c->n_expert) {
             int E = c->n_expert, Fs = c->shared_ffn_dim;
             L->experts = lmf_weights_alloc(w, sizeof(lmf_wtensor) * 3 * (size_t)E);
@@ -296,7 +307,7 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
             LMF_TRY(vec(w, g, NAME("ffn_up.bias"), F, &L->b_up));
             LMF_TRY(vec(w, g, NAME("ffn_down.bias"), C, &L->b_down));
         } else {
-            LMF_TRY(matrix(g, NAME("attn_q.weight"), C, C, &L->wq));
+            LMF_TRY(matrix(g, NAME("attn_q.weight"), QD, C, &L->wq));
             LMF_TRY(matrix(g, NAME("attn_k.weight"), KV, C, &L->wk));
             LMF_TRY(matrix(g, NAME("attn_v.weight"), KV, C, &L->wv));
             if (c->qk_norm) { /* qwen3: [hs]; olmoe: [C] and [KV] */
@@ -304,7 +315,7 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
                 LMF_TRY(vec(w, g, NAME("attn_k_norm.weight"), lmf_qk_norm_width(c, 1), &L->k_norm_w));
             }
             if (c->qkv_bias) {
-                LMF_TRY(vec(w, g, NAME("attn_q.bias"), C, &L->bq));
+                LMF_TRY(vec(w, g, NAME("attn_q.bias"), QD, &L->bq));
                 LMF_TRY(vec(w, g, NAME("attn_k.bias"), KV, &L->bk));
                 LMF_TRY(vec(w, g, NAME("attn_v.bias"), KV, &L->bv));
             }

@@ -29,6 +29,9 @@ static lmf_status same_model(const lmf_model_config *a, const lmf_model_config *
     SAME(ffn_dim); SAME(tied_embeddings); SAME(n_expert); SAME(n_expert_used); SAME(shared_ffn_dim);
     SAME(norm_topk_prob); SAME(qkv_bias); SAME(shared_gate); SAME(qk_norm);
 #undef SAME
+    if (lmf_head_size(a) != lmf_head_size(b)) /* head_dim 0 and n_embd / n_head are the same layout */
+        return lmf_fail(LMF_ERR_MISMATCH, "checkpoint has head size (head_dim) %d but this run has %d",
+                        lmf_head_size(b), lmf_head_size(a));
     return LMF_OK;
 }
 
@@ -464,10 +467,12 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         size_t n = strlen(dp_note);
         if (n < sizeof dp_note) snprintf(dp_note + n, sizeof dp_note - n, "; gradients reduced during the backward");
     }
-    lmf_sink_logf(out, LMF_LOG_INFO, "lmforge train: %s, %zu parameters (%.2fM), L%d C%d H%d/%d F%d V%d, B%d T%d x%d "
+    char hs_note[32] = ""; /* a head size apart from C / heads (head_dim) */
+    if (c.model.head_dim) snprintf(hs_note, sizeof hs_note, " hs%d", c.model.head_dim);
+    lmf_sink_logf(out, LMF_LOG_INFO, "lmforge train: %s, %zu parameters (%.2fM), L%d C%d H%d/%d%s F%d V%d, B%d T%d x%d "
                   "accum, %d threads, %s kernels%s%s",
             lmf_arch_name(c.model.arch), m->num_params, m->num_params / 1e6, c.model.n_layer, c.model.n_embd,
-            c.model.n_head, c.model.n_kv_head, c.model.ffn_dim, c.model.vocab_size, B, T, c.grad_accum,
+            c.model.n_head, c.model.n_kv_head, hs_note, c.model.ffn_dim, c.model.vocab_size, B, T, c.grad_accum,
             omp_get_max_threads(), lmf_isa_name(lmf_cpu_isa()), ck ? "; resuming" : "", dp_note);
     {
         double rate = lmf_sgemm_bf16_rate();

@@ -19,6 +19,9 @@ Writes into tests/reference/fixtures/qwen3/:
   olmoe/       the OLMoE twin's OlmoeForCausalLM saved by save_pretrained (fp32)
   olmoe.safetensors: as moe.safetensors below for the OLMoE twin (q_norm_w (L, C), k_norm_w (L, KV)), with
                olmoe_logits
+  hd.safetensors, qwen3_hd/, qwen3_moe_hd/: moe.safetensors, qwen3/ and qwen3_moe/ again with heads of 16 on C 32
+               (head_dim 16: q 64 wide, attn_proj_w (L, C, 64); logits qwen3_hd_logits, qwen3_moe_hd_logits; metadata
+               head_dim); the files above are unchanged by it (byte for byte)
   moe.safetensors, holding (F32 unless said):
     qwen3_logits, qwen3_moe_logits  (B, T, V) what transformers computes from each folder in float32
     params.<t>   lmforge's parameter table (model.h), q_norm_w and k_norm_w (L, hs) among them
@@ -52,17 +55,21 @@ from make_lora_fixtures import write_safetensors  # noqa: E402
 OUT = "tests/reference/fixtures/qwen3"
 V, C, L, NH, NKV, F_, E, K, FD = 48, 32, 2, 4, 2, 16, 4, 2, 24
 HS = C // NH
+QD = NH * HS  # q's width: C unless the head size is set apart from it (HD)
 KVD = NKV * HS
-S = C + 2 * KVD
+S = QD + 2 * KVD
 KIND = "qwen3"  # or "olmoe": set_kind
+HD = False  # the head_dim twin: 4 heads of 16 on C = 32 (q 64 wide, as Qwen3-0.6B's 16 x 128 on 1024)
 
 
-def set_kind(kind):
-    global KIND, NKV, KVD, S
-    KIND = kind
+def set_kind(kind, hd=False):
+    global KIND, NKV, KVD, S, HS, QD, HD
+    KIND, HD = kind, hd
     NKV = 2 if kind == "qwen3" else 4  # llama.cpp's olmoe has k's norm as wide as q's: no GQA
+    HS = 16 if hd else C // NH
+    QD = NH * HS
     KVD = NKV * HS
-    S = C + 2 * KVD
+    S = QD + 2 * KVD
 B, T = 2, 8
 THETA, EPS = 10000.0, 1e-6
 AUX, ZC = 0.1, 0.01
@@ -81,9 +88,9 @@ def need(cond, why):
 
 def make_params(gen):
     shapes = {
-        "wte": (V, C), "ln1_w": (L, C), "qkv_w": (L, S, C), "attn_proj_w": (L, C, C), "ln2_w": (L, C),
+        "wte": (V, C), "ln1_w": (L, C), "qkv_w": (L, S, C), "attn_proj_w": (L, C, QD), "ln2_w": (L, C),
         "lnf_w": (C,), "lm_head": (V, C), "router_w": (L, E, C), "exp_fc_w": (L, E * 2 * F_, C),
-        "exp_proj_w": (L, E * C, F_), "q_norm_w": (L, HS if KIND == "qwen3" else C),
+        "exp_proj_w": (L, E * C, F_), "q_norm_w": (L, HS if KIND == "qwen3" else QD),
         "k_norm_w": (L, HS if KIND == "qwen3" else KVD),
     }
     p = {}
@@ -112,19 +119,19 @@ def rope(x):  # x (B, T, H, HS), rotate_half layout (HF's)
 def attention(x, qkv_w, o_w, qn, kn):
     qkv = x @ qkv_w.T
     if KIND == "qwen3":
-        q = rms(qkv[..., :C].view(B, T, NH, HS), qn)  # each head on its own, one weight for all heads
-        k = rms(qkv[..., C:C + KVD].view(B, T, NKV, HS), kn)
+        q = rms(qkv[..., :QD].view(B, T, NH, HS), qn)  # each head on its own, one weight for all heads
+        k = rms(qkv[..., QD:QD + KVD].view(B, T, NKV, HS), kn)
     else:  # olmoe: the whole q and k rows
-        q = rms(qkv[..., :C], qn).view(B, T, NH, HS)
-        k = rms(qkv[..., C:C + KVD], kn).view(B, T, NKV, HS)
-    v = qkv[..., C + KVD:].view(B, T, NKV, HS)
+        q = rms(qkv[..., :QD], qn).view(B, T, NH, HS)
+        k = rms(qkv[..., QD:QD + KVD], kn).view(B, T, NKV, HS)
+    v = qkv[..., QD + KVD:].view(B, T, NKV, HS)
     q, k = rope(q), rope(k)
     rep = NH // NKV
     k = k.repeat_interleave(rep, dim=2)
     v = v.repeat_interleave(rep, dim=2)
     s = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(HS)
     s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
-    y = torch.einsum("bhts,bshd->bthd", s.softmax(-1), v).reshape(B, T, C)
+    y = torch.einsum("bhts,bshd->bthd", s.softmax(-1), v).reshape(B, T, QD)
     return y @ o_w.T
 
 
@@ -186,7 +193,7 @@ def qwen3_moe_model(p):
     for l in range(L):
         pre = f"model.layers.{l}."
         qkv = p["qkv_w"][l]
-        for name, lo, hi in (("q", 0, C), ("k", C, C + KVD), ("v", C + KVD, S)):
+        for name, lo, hi in (("q", 0, QD), ("k", QD, QD + KVD), ("v", QD + KVD, S)):
             sd[pre + f"self_attn.{name}_proj.weight"] = qkv[lo:hi]
         sd[pre + "self_attn.q_norm.weight"] = p["q_norm_w"][l]
         sd[pre + "self_attn.k_norm.weight"] = p["k_norm_w"][l]
@@ -216,7 +223,7 @@ def olmoe_model(p):
     for l in range(L):
         pre = f"model.layers.{l}."
         qkv = p["qkv_w"][l]
-        for name, lo, hi in (("q", 0, C), ("k", C, C + KVD), ("v", C + KVD, S)):
+        for name, lo, hi in (("q", 0, QD), ("k", QD, QD + KVD), ("v", QD + KVD, S)):
             sd[pre + f"self_attn.{name}_proj.weight"] = qkv[lo:hi]
         sd[pre + "self_attn.q_norm.weight"] = p["q_norm_w"][l]
         sd[pre + "self_attn.k_norm.weight"] = p["k_norm_w"][l]
@@ -231,8 +238,9 @@ def olmoe_model(p):
     return model
 
 
-def qwen3_dense_folder(tokens):
-    """A tiny Qwen3ForCausalLM with random weights and q/k norms, saved; its fp32 logits from the saved folder."""
+def qwen3_dense_folder(tokens, folder="qwen3"):
+    """A tiny Qwen3ForCausalLM with random weights and q/k norms (heads of HS), saved as `folder`; its fp32
+    logits from the saved folder."""
     from transformers import Qwen3Config, Qwen3ForCausalLM
     cfg = Qwen3Config(vocab_size=V, hidden_size=C, intermediate_size=FD, num_hidden_layers=L, num_attention_heads=NH,
                       num_key_value_heads=NKV, head_dim=HS, max_position_embeddings=64, rms_norm_eps=EPS,
@@ -247,7 +255,7 @@ def qwen3_dense_folder(tokens):
                 t.copy_(1.0 + 0.2 * torch.randn(t.shape, generator=gen))
             else:
                 t.copy_(0.15 * torch.randn(t.shape, generator=gen))
-    path = os.path.join(OUT, "qwen3")
+    path = os.path.join(OUT, folder)
     model.save_pretrained(path, safe_serialization=True)
     m32 = Qwen3ForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
     with torch.no_grad():
@@ -293,7 +301,7 @@ def run(seed):
     for k, v in q.items():
         out["final." + k] = v.detach().float()
     from transformers import AutoModelForCausalLM
-    name = "qwen3_moe" if KIND == "qwen3" else "olmoe"
+    name = ("qwen3_moe" if KIND == "qwen3" else "olmoe") + ("_hd" if HD else "")
     path = os.path.join(OUT, name)
     model.float().save_pretrained(path, safe_serialization=True)
     m32 = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager",
@@ -301,14 +309,17 @@ def run(seed):
     with torch.no_grad():
         out[name + "_logits"] = m32(input_ids=tokens).logits.float()
     if KIND == "qwen3":
-        out["qwen3_logits"] = qwen3_dense_folder(tokens)
+        out["qwen3_hd_logits" if HD else "qwen3_logits"] = qwen3_dense_folder(tokens, "qwen3_hd" if HD else "qwen3")
     import transformers
     meta = dict(seed=seed, V=V, C=C, L=L, n_head=NH, n_kv_head=NKV, ffn_dim=F_, n_expert=E, n_expert_used=K,
                 norm_topk_prob=int(KIND == "qwen3"), router_aux_coef=AUX, router_z_coef=ZC, B=B, T=T, rope_theta=THETA, norm_eps=EPS,
                 lr=LR, weight_decay=WD, steps=STEPS, losses=",".join(repr(x) for x in losses),
                 torch=torch.__version__, transformers=transformers.__version__)
-    write_safetensors(os.path.join(OUT, "moe.safetensors" if KIND == "qwen3" else "olmoe.safetensors"), out, meta)
-    print(f"{KIND}: twin == {type(model).__name__}: logits {err:.2g}; ce {ce.item():.6f} aux {aux.item():.6f} "
+    if HD:
+        meta["head_dim"] = HS
+    fixture = "hd.safetensors" if HD else "moe.safetensors" if KIND == "qwen3" else "olmoe.safetensors"
+    write_safetensors(os.path.join(OUT, fixture), out, meta)
+    print(f"{KIND}{' head_dim' if HD else ''}: twin == {type(model).__name__}: logits {err:.2g}; ce {ce.item():.6f} aux {aux.item():.6f} "
           f"z {z.item():.6f}, loss {losses[0]:.6f} -> {losses[-1]:.6f}")
 
 
@@ -319,8 +330,8 @@ def main():
     import transformers
     transformers.logging.set_verbosity_error()
     os.makedirs(OUT, exist_ok=True)
-    for kind in ("qwen3", "olmoe"):
-        set_kind(kind)
+    for kind, hd in (("qwen3", False), ("olmoe", False), ("qwen3", True)):
+        set_kind(kind, hd)
         for seed in range(400, 500):
             try:
                 run(seed)
