@@ -262,9 +262,11 @@ typedef enum {
     LMF_PRETOK_LLAMA3 = 1, /* Llama-3 / cl100k regex (case-insensitive contractions, numbers of 1-3 digits) */
     LMF_PRETOK_SMOLLM = 2, /* SmolLM/StarCoder: every \p{N} character alone, then the GPT-2 regex */
     LMF_PRETOK_CUSTOM = 3, /* the regexes given in lmf_tokenizer_def.patterns, applied in sequence */
+    LMF_PRETOK_QWEN2 = 4,  /* Qwen2 / Qwen3: the Llama-3 regex with every \p{N} character alone */
 } lmf_pretok;
 
-/* Names "gpt2", "llama3", "smollm" (and the GGUF tokenizer.ggml.pre aliases "llama-bpe", "starcoder", ...). */
+/* Names "gpt2", "llama3", "smollm", "qwen2" (and the GGUF tokenizer.ggml.pre aliases "llama-bpe", "starcoder",
+ * "deepseek-r1-qwen", ...). */
 lmf_status lmf_pretok_parse(const char *name, lmf_pretok *out);
 const char *lmf_pretok_name(lmf_pretok p);
 
@@ -291,6 +293,8 @@ typedef struct {
     int missing_bytes_ok;        /* allow bytes without a token: they are dropped from the input before merging, as
                                     Hugging Face's BPE without unk_token does (SmolLM2 has no token for 21 bytes,
                                     e.g. 0x04 and 0xF5..0xFF); otherwise all 256 byte tokens are required */
+    int nfc;                     /* Unicode NFC before pre-tokenizing (tokenizer.json's "normalizer": NFC, Qwen2's):
+                                    the input's valid UTF-8 is composed, other bytes pass as they are */
 } lmf_tokenizer_def;
 
 /* Builds a tokenizer from a definition; `origin` (a path, "GGUF file x", ...) prefixes error messages. Fails with
@@ -305,6 +309,7 @@ void lmf_tokenizer_free(lmf_tokenizer *tok);
 
 int lmf_tokenizer_vocab_size(const lmf_tokenizer *tok);
 lmf_pretok lmf_tokenizer_pretok(const lmf_tokenizer *tok);
+int lmf_tokenizer_nfc(const lmf_tokenizer *tok); /* whether encode composes its input to NFC first */
 /* Id of the token whose text (as in tokenizer.json: "Ġthe", "<|endoftext|>") is `text`, or -1. */
 int32_t lmf_tokenizer_token_id(const lmf_tokenizer *tok, const char *text);
 /* Raw bytes of a token (not NUL-terminated), NULL for an out-of-range id; *len receives the length. */
@@ -351,7 +356,7 @@ typedef struct {
     int vocab_size;                    /* final size, special tokens and the 256 byte tokens included */
     int n_special;
     const char *const *special_tokens; /* control tokens, e.g. "<|endoftext|>" */
-    lmf_pretok pretok;                 /* LMF_PRETOK_GPT2, LLAMA3 or SMOLLM */
+    lmf_pretok pretok;                 /* LMF_PRETOK_GPT2, LLAMA3, SMOLLM or QWEN2 */
     int64_t min_frequency;             /* stop when the best pair occurs fewer times [0] */
 } lmf_bpe_train_config;
 

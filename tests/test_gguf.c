@@ -634,7 +634,13 @@ static void test_tokenizer_gguf_errors(void **state) {
     expect_tok_error(&(tiny_opts){.model = "llama", .bos = -1}, "only 'gpt2'");
     expect_tok_error(&(tiny_opts){.model = "llama", .bos = -1}, "SentencePiece");
     expect_tok_error(&(tiny_opts){.model = "bert", .bos = -1}, "tokenizer.ggml.model is 'bert'");
-    expect_tok_error(&(tiny_opts){.pre = "qwen2", .bos = -1}, "tokenizer.ggml.pre 'qwen2' is not a supported");
+    expect_tok_error(&(tiny_opts){.pre = "chameleon", .bos = -1}, "tokenizer.ggml.pre 'chameleon' is not a supported");
+    /* Qwen2's split is known; a GGUF tokenizer never normalizes (llama.cpp does not: NFC lives in tokenizer.json) */
+    lmf_tokenizer *tok;
+    assert_int_equal(lmf_tokenizer_load(write_tiny("qwen2tok.gguf", &(tiny_opts){.pre = "qwen2", .bos = -1}), &tok), LMF_OK);
+    assert_int_equal(lmf_tokenizer_pretok(tok), LMF_PRETOK_QWEN2);
+    assert_int_equal(lmf_tokenizer_nfc(tok), 0);
+    lmf_tokenizer_free(tok);
     expect_tok_error(&(tiny_opts){.bad_type = 6, .bos = -1}, "token_type[257] (token \"he\") is 6: a SentencePiece byte");
     expect_tok_error(&(tiny_opts){.bad_type = 9, .bos = -1}, "is 9: not a llama.cpp token type");
     expect_tok_error(&(tiny_opts){.types_short = 1, .bos = -1}, "token_type has 263 entries but");

@@ -79,12 +79,14 @@ static void check_ids(const lmf_tokenizer *tok, const char *text, const cJSON *i
         }
     if (got.len != (size_t)m || bad != (size_t)-1)
         fail_msg("%s: \"%.60s\": %zu ids (want %d), first difference at %zd", what, text, got.len, m, (ssize_t)bad);
-    lmf_text back = {0};
+    lmf_text back = {0}, want = {0};
     assert_int_equal(lmf_tokenizer_decode(tok, got.data, got.len, 0, &back), LMF_OK);
-    assert_int_equal(back.len, n);
-    assert_memory_equal(back.data, text, n);
+    if (lmf_tokenizer_nfc(tok)) lmf_nfc_append((const uint8_t *)text, n, &want); /* decoding gives the NFC form */
+    else lmf_text_push(&want, text, n);
+    assert_int_equal(back.len, want.len);
+    assert_memory_equal(back.data, want.data, want.len);
     free(got.data);
-    free(back.data);
+    free(back.data), free(want.data);
 }
 
 static void test_gpt2_reference_cases(void **state) {
@@ -401,8 +403,8 @@ static void test_malformed_files_are_refused(void **state) {
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1.5},\"merges\":[]}}", LMF_ERR_FORMAT, "integer");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0},\"merges\":[]}}", LMF_ERR_FORMAT, "used by both");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{},\"merges\":[]}}", LMF_ERR_FORMAT, "byte_fallback");
-    expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"NFC\"}}",
-                      LMF_ERR_FORMAT, "normalizer \"NFC\"");
+    expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"NFKC\"}}",
+                      LMF_ERR_FORMAT, "normalizer \"NFKC\"");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}", LMF_ERR_FORMAT, "no pre_tokenizer");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":{\"type\":\"Metaspace\"}}",
                       LMF_ERR_FORMAT, "Metaspace");
@@ -508,7 +510,7 @@ static void test_mutated_tokenizer_json_never_crashes(void **state) {
 }
 
 /* The GPT-2 vocabulary built from memory (as the GGUF loader will) with another pre-tokenizer, against HF. */
-static lmf_tokenizer *gpt2_with(lmf_pretok pretok) {
+static lmf_tokenizer *gpt2_with(lmf_pretok pretok, int nfc) {
     cJSON *enc = load_json(GPT2_DIR "/encoder.json");
     int nv = cJSON_GetArraySize(enc);
     const char **tokens = calloc((size_t)nv, sizeof *tokens);
@@ -525,7 +527,7 @@ static lmf_tokenizer *gpt2_with(lmf_pretok pretok) {
     for (char *line = strtok(bpe, "\n"); line; line = strtok(NULL, "\n"))
         if (line[0] != '#') merges[nm++] = line;
     lmf_tokenizer_def def = {.n_vocab = nv, .tokens = tokens, .types = types, .n_merges = nm, .merges = merges,
-                             .pretok = pretok};
+                             .pretok = pretok, .nfc = nfc};
     lmf_tokenizer *t;
     if (lmf_tokenizer_build(&def, "memory", &t) != LMF_OK) fail_msg("%s", lmf_last_error());
     free(tokens), free(types), free(merges), free(bpe);
@@ -533,14 +535,17 @@ static lmf_tokenizer *gpt2_with(lmf_pretok pretok) {
     return t;
 }
 
-static void test_llama3_and_smollm_pretokenizers_equal_hf(void **state) {
+/* Llama-3, SmolLM and Qwen2 (its NFC normalizer too: the fixture's texts include decomposed accents, Hangul jamo,
+ * marks out of canonical order and composition exclusions) against HF `tokenizers` (check_hf.py). */
+static void test_llama3_smollm_qwen2_pretokenizers_equal_hf(void **state) {
     cJSON *fx = load_json(REF_DIR "/hf_fixture.json");
     const struct {
         const char *name;
         lmf_pretok kind;
-    } kinds[] = {{"llama3", LMF_PRETOK_LLAMA3}, {"smollm", LMF_PRETOK_SMOLLM}};
-    for (int k = 0; k < 2; k++) {
-        lmf_tokenizer *t = gpt2_with(kinds[k].kind);
+        int nfc;
+    } kinds[] = {{"llama3", LMF_PRETOK_LLAMA3, 0}, {"smollm", LMF_PRETOK_SMOLLM, 0}, {"qwen2", LMF_PRETOK_QWEN2, 1}};
+    for (int k = 0; k < 3; k++) {
+        lmf_tokenizer *t = gpt2_with(kinds[k].kind, kinds[k].nfc);
         const cJSON *cases = cJSON_GetObjectItem(cJSON_GetObjectItem(fx, "pretok"), kinds[k].name), *c;
         assert_true(cJSON_GetArraySize(cases) > 10);
         cJSON_ArrayForEach(c, cases)
@@ -549,6 +554,85 @@ static void test_llama3_and_smollm_pretokenizers_equal_hf(void **state) {
         lmf_tokenizer_free(t);
     }
     cJSON_Delete(fx);
+}
+
+/* The NFC normalizer on its own: known compositions; bytes that are not UTF-8 pass through; streaming in chunks cut
+ * anywhere (inside characters, between a letter and its accent) gives one encode's ids; tokenizer.json keeps it;
+ * the GGUF export names the Qwen2 pre-tokenizer as llama.cpp does. */
+static void test_nfc(void **state) {
+    static const struct {
+        const char *in, *out;
+    } known[] = {
+        {"cafe\xcc\x81", "caf\xc3\xa9"},                            /* e + U+0301 -> U+00E9 */
+        {"\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8", "\xea\xb0\x81"}, /* Hangul L V T -> U+AC01 */
+        {"\xe2\x84\xab", "\xc3\x85"},                              /* Angstrom sign -> U+00C5 */
+        {"a\xcc\x87\xcc\xa3", "\xe1\xba\xa1\xcc\x87"},             /* a + dot above + dot below: reordered, composed */
+        {"x\xff\xcc\x81" "e\xcc\x81", "x\xff\xcc\x81\xc3\xa9"},          /* a stray byte stays; no base before the mark */
+        {"\xef\xac\x81", "\xef\xac\x81"},                          /* the fi ligature: compatibility, not NFC */
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        lmf_text t = {0};
+        lmf_nfc_append((const uint8_t *)known[i].in, strlen(known[i].in), &t);
+        if (t.len != strlen(known[i].out) || memcmp(t.data, known[i].out, t.len)) fail_msg("NFC case %zu", i);
+        free(t.data);
+    }
+    assert_true(lmf_nfc_identity((const uint8_t *)"plain ASCII \xc3\xa9", 14));
+    assert_false(lmf_nfc_identity((const uint8_t *)"e\xcc\x81", 3));
+
+    lmf_tokenizer *t = gpt2_with(LMF_PRETOK_QWEN2, 1);
+    assert_int_equal(lmf_tokenizer_pretok(t), LMF_PRETOK_QWEN2);
+    /* streaming: chunks of 1-7 bytes, so accents and jamo arrive apart from their bases */
+    static const char *texts[] = {"Cafe\xcc\x81 re\xcc\x81sume\xcc\x81, 12345 don'T \xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8\xe1\x84\x80\xe1\x85\xa1",
+                                  "e\xcc\x81<|endoftext|>\xcc\x81x \xff\xcc\x81 a\xcc\x87\xcc\xa3\n\n",
+                                  "\xe6\x9d\xb1\xe4\xba\xac\xe3\x81\xa7 \xe3\x81\x8b\xe3\x82\x99"}; /* no ASCII for a while; ka + dakuten */
+    for (int it = 0; it < 300; it++) {
+        const char *s = texts[it % 3];
+        size_t n = strlen(s);
+        unsigned flags = it % 2 ? LMF_ENCODE_ALLOW_SPECIAL : 0;
+        lmf_ids one = {0}, streamed = {0};
+        assert_int_equal(lmf_tokenizer_encode(t, s, n, flags, &one), LMF_OK);
+        lmf_tokenizer_encoder *enc = lmf_tokenizer_encoder_create(t, flags);
+        for (size_t i = 0; i < n;) {
+            size_t k = 1 + rnd() % 7;
+            if (k > n - i) k = n - i;
+            assert_int_equal(lmf_tokenizer_encoder_feed(enc, s + i, k, &streamed), LMF_OK);
+            i += k;
+        }
+        assert_int_equal(lmf_tokenizer_encoder_finish(enc, &streamed), LMF_OK);
+        lmf_tokenizer_encoder_free(enc);
+        if (one.len != streamed.len || memcmp(one.data, streamed.data, one.len * sizeof(int32_t)))
+            fail_msg("NFC streaming differs from one encode (text %d, %zu vs %zu ids)", it % 3, streamed.len, one.len);
+        free(one.data), free(streamed.data);
+    }
+    /* without the normalizer the same vocabulary gives other ids for decomposed text */
+    lmf_tokenizer *raw = gpt2_with(LMF_PRETOK_QWEN2, 0);
+    lmf_ids a = {0}, b = {0};
+    lmf_tokenizer_encode(t, "cafe\xcc\x81", 6, 0, &a);
+    lmf_tokenizer_encode(raw, "cafe\xcc\x81", 6, 0, &b);
+    assert_true(a.len != b.len || memcmp(a.data, b.data, a.len * sizeof(int32_t)));
+    free(a.data), free(b.data);
+    lmf_tokenizer_free(raw);
+    /* tokenizer.json: the normalizer and the Qwen2 pattern survive a save and a load */
+    char p[512];
+    snprintf(p, sizeof p, "%s/qwen2.json", tmpdir);
+    assert_int_equal(lmf_tokenizer_save(t, p), LMF_OK);
+    size_t len;
+    char *json = slurp(p, &len);
+    assert_non_null(strstr(json, "\"NFC\"")); /* {"normalizer": {"type": "NFC"}} */
+    free(json);
+    lmf_tokenizer *back;
+    assert_int_equal(lmf_tokenizer_load(p, &back), LMF_OK);
+    assert_int_equal(lmf_tokenizer_nfc(back), 1);
+    assert_int_equal(lmf_tokenizer_pretok(back), LMF_PRETOK_QWEN2);
+    lmf_tokenizer_free(back);
+    lmf_tokenizer_free(t);
+    /* names: llama.cpp's GGUF pre-tokenizer names for Qwen2's split */
+    lmf_pretok k;
+    assert_int_equal(lmf_pretok_parse("qwen2", &k), LMF_OK);
+    assert_int_equal(k, LMF_PRETOK_QWEN2);
+    assert_int_equal(lmf_pretok_parse("deepseek-r1-qwen", &k), LMF_OK);
+    assert_int_equal(k, LMF_PRETOK_QWEN2);
+    assert_string_equal(lmf_pretok_name(LMF_PRETOK_QWEN2), "qwen2");
 }
 
 static void test_training_equals_hf(void **state) {
@@ -636,7 +720,8 @@ int main(void) {
         cmocka_unit_test(test_malformed_files_are_refused),
         cmocka_unit_test(test_catastrophic_regex_fails_fast),
         cmocka_unit_test(test_mutated_tokenizer_json_never_crashes),
-        cmocka_unit_test(test_llama3_and_smollm_pretokenizers_equal_hf),
+        cmocka_unit_test(test_llama3_smollm_qwen2_pretokenizers_equal_hf),
+        cmocka_unit_test(test_nfc),
         cmocka_unit_test(test_training_equals_hf),
         cmocka_unit_test(test_concurrent_encode),
     };

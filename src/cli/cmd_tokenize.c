@@ -139,7 +139,7 @@ int cmd_tokenize(int argc, char **argv) {
 static lmf_status set_pretok(void *dst, const char *flag, const char *v) {
     lmf_pretok *p = dst;
     if (lmf_pretok_parse(v, p) != LMF_OK || *p == LMF_PRETOK_CUSTOM)
-        return lmf_fail(LMF_ERR_ARG, "%s: expected gpt2, llama3 or smollm, got '%s'", flag, v);
+        return lmf_fail(LMF_ERR_ARG, "%s: expected gpt2, llama3, smollm or qwen2, got '%s'", flag, v);
     return LMF_OK;
 }
 
@@ -156,7 +156,7 @@ static int train(int argc, char **argv) {
                 "final vocabulary size, special tokens and the 256 bytes included (required)", .def = "", .lo = 1),
         CLI_OPT(NULL, "--special", CLI_LIST, &sp, "TEXT", "a special token (repeatable), e.g. \"<|endoftext|>\"",
                 .def = ""),
-        CLI_OPT(NULL, "--pretok", CLI_FN, &cfg.pretok, "NAME", "pre-tokenizer: gpt2, llama3 or smollm", .def = "gpt2",
+        CLI_OPT(NULL, "--pretok", CLI_FN, &cfg.pretok, "NAME", "pre-tokenizer: gpt2, llama3, smollm or qwen2", .def = "gpt2",
                 .fn = set_pretok),
         CLI_OPT(NULL, "--min-frequency", CLI_U64, &min_freq, "F", "stop when the best pair occurs fewer than F times"),
         CLI_OPT("-o", "--out", CLI_STR, &out, "PATH", "where to write tokenizer.json (required)"),

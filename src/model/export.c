@@ -211,8 +211,10 @@ static void gguf_vocab(pool *P, lmf_gguf_writer *g, const lmf_weights *w) {
         memcpy(merges[r] + la + 1, b, lb + 1);
     }
     /* llama.cpp's names for the pre-tokenizers (lmforge's reader knows them as aliases) */
-    const char *pre = tok->pre.kind == LMF_PRETOK_LLAMA3 ? "llama-bpe"
-                      : tok->pre.kind == LMF_PRETOK_SMOLLM ? "smollm" : "gpt-2";
+    const char *pre = tok->pre.kind == LMF_PRETOK_LLAMA3   ? "llama-bpe"
+                      : tok->pre.kind == LMF_PRETOK_SMOLLM ? "smollm"
+                      : tok->pre.kind == LMF_PRETOK_QWEN2  ? "qwen2"
+                                                           : "gpt-2";
     lmf_gguf_writer_set_str(g, "tokenizer.ggml.model", "gpt2");
     lmf_gguf_writer_set_str(g, "tokenizer.ggml.pre", pre);
     lmf_gguf_writer_set_arr_str(g, "tokenizer.ggml.tokens", (const char *const *)texts, (uint64_t)V);

@@ -52,7 +52,7 @@ lmf_status lmf_bpe_trainer_create(const lmf_bpe_train_config *cfg, lmf_bpe_train
         return lmf_fail(LMF_ERR_ARG, "BPE training: vocab size %d must be in [256 + %d special tokens, 2^24]",
                         cfg->vocab_size, cfg->n_special);
     if (cfg->pretok == LMF_PRETOK_CUSTOM)
-        return lmf_fail(LMF_ERR_ARG, "BPE training: pick a named pre-tokenizer (gpt2, llama3, smollm)");
+        return lmf_fail(LMF_ERR_ARG, "BPE training: pick a named pre-tokenizer (gpt2, llama3, smollm, qwen2)");
     if (cfg->min_frequency < 0) return lmf_fail(LMF_ERR_ARG, "BPE training: min frequency must be >= 0");
     for (int i = 0; i < cfg->n_special; i++) {
         if (!cfg->special_tokens[i] || !cfg->special_tokens[i][0])

@@ -14,6 +14,11 @@ const char *const lmf_pretok_gpt2_pattern =
 const char *const lmf_pretok_llama3_pattern =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+/* Qwen2 (the Split pattern of Qwen2's and Qwen3's tokenizer.json: Llama-3's with \p{N} one character at a time;
+ * llama.cpp's "qwen2" pre-tokenizer spells the contractions out as '[sS]... for its own regex engine). */
+const char *const lmf_pretok_qwen2_pattern =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 /* Hugging Face's Digits pre-tokenizer with individual_digits (Rust char::is_numeric is \p{N}). */
 static const char *const digits_pattern = "\\p{N}";
 
@@ -25,6 +30,7 @@ static const struct {
     {"custom", LMF_PRETOK_CUSTOM}, /* GGUF tokenizer.ggml.pre aliases (llama.cpp's names for the same splits) */
     {"default", LMF_PRETOK_GPT2},  {"llama-bpe", LMF_PRETOK_LLAMA3}, {"llama-v3", LMF_PRETOK_LLAMA3},
     {"starcoder", LMF_PRETOK_SMOLLM}, {"refact", LMF_PRETOK_SMOLLM}, {"gpt-2", LMF_PRETOK_GPT2},
+    {"qwen2", LMF_PRETOK_QWEN2},   {"deepseek-r1-qwen", LMF_PRETOK_QWEN2},
 };
 
 lmf_status lmf_pretok_parse(const char *name, lmf_pretok *out) {
@@ -33,7 +39,7 @@ lmf_status lmf_pretok_parse(const char *name, lmf_pretok *out) {
             *out = names[i].kind;
             return LMF_OK;
         }
-    return lmf_fail(LMF_ERR_ARG, "unknown pre-tokenizer '%s' (expected gpt2, llama3 or smollm)", name);
+    return lmf_fail(LMF_ERR_ARG, "unknown pre-tokenizer '%s' (expected gpt2, llama3, smollm or qwen2)", name);
 }
 
 const char *lmf_pretok_name(lmf_pretok p) {
@@ -41,6 +47,7 @@ const char *lmf_pretok_name(lmf_pretok p) {
     case LMF_PRETOK_GPT2: return "gpt2";
     case LMF_PRETOK_LLAMA3: return "llama3";
     case LMF_PRETOK_SMOLLM: return "smollm";
+    case LMF_PRETOK_QWEN2: return "qwen2";
     case LMF_PRETOK_CUSTOM: return "custom";
     }
     return "unknown";
@@ -73,6 +80,7 @@ lmf_status lmf_pretok_init(lmf_pretokenizer *p, lmf_pretok kind, const char *con
     switch (kind) {
     case LMF_PRETOK_GPT2: s = compile_stage(p, lmf_pretok_gpt2_pattern, origin); break;
     case LMF_PRETOK_LLAMA3: s = compile_stage(p, lmf_pretok_llama3_pattern, origin); break;
+    case LMF_PRETOK_QWEN2: s = compile_stage(p, lmf_pretok_qwen2_pattern, origin); break;
     case LMF_PRETOK_SMOLLM:
         s = compile_stage(p, digits_pattern, origin);
         if (s == LMF_OK) s = compile_stage(p, lmf_pretok_gpt2_pattern, origin);

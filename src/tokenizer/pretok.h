@@ -13,7 +13,7 @@
  * set explicitly), recurse LMF_PRETOK_DEPTH_LIMIT deep and use LMF_PRETOK_HEAP_LIMIT KiB of heap (the interpreter;
  * the JIT's stack is capped at 8 MiB). A split that hits a limit stops with LMF_ERR_FORMAT naming the origin (the
  * tokenizer file), the pattern and the byte offset: it fails fast, on the first hit, and never quietly splits
- * differently. The built-in patterns (GPT-2, Llama-3, SmolLM) stay far below the limits: each of their match
+ * differently. The built-in patterns (GPT-2, Llama-3, SmolLM, Qwen2) stay far below the limits: each of their match
  * calls is linear in the piece it finds. */
 #ifndef LMF_TOKENIZER_PRETOK_H
 #define LMF_TOKENIZER_PRETOK_H
@@ -33,6 +33,7 @@
 
 extern const char *const lmf_pretok_gpt2_pattern;
 extern const char *const lmf_pretok_llama3_pattern;
+extern const char *const lmf_pretok_qwen2_pattern;
 
 typedef struct {
     lmf_pretok kind;

@@ -80,6 +80,7 @@ struct lmf_enc_state {
     size_t (*pieces)[3];
     size_t n_pieces, pieces_cap;
     lmf_status err; /* the first failed split (a pattern over its match limit): the rest of the text is skipped */
+    lmf_text norm;  /* an NFC tokenizer's normalized input */
 };
 
 static lmf_enc_state *state_new(const lmf_tokenizer *tok) {
@@ -100,6 +101,7 @@ static void state_free(lmf_enc_state *st) {
     free(st->keys);
     free(st->ids);
     free(st->pieces);
+    free(st->norm.data);
     free(st);
 }
 
@@ -231,6 +233,7 @@ lmf_status lmf_tokenizer_build(const lmf_tokenizer_def *def, const char *origin,
         free(tok);
         return s;
     }
+    tok->nfc = def->nfc != 0;
     const lmf_bpe *m = &tok->bpe;
     tok->special = lmf_xmalloc(sizeof(int32_t) * ((size_t)m->n_vocab + 1));
     for (int32_t i = 0; i < m->n_vocab; i++) {
@@ -277,6 +280,7 @@ void lmf_tokenizer_free(lmf_tokenizer *tok) {
 
 int lmf_tokenizer_vocab_size(const lmf_tokenizer *tok) { return tok->bpe.n_vocab; }
 lmf_pretok lmf_tokenizer_pretok(const lmf_tokenizer *tok) { return tok->pre.kind; }
+int lmf_tokenizer_nfc(const lmf_tokenizer *tok) { return tok->nfc; }
 
 const char *lmf_tokenizer_token_bytes(const lmf_tokenizer *tok, int32_t id, size_t *len) {
     if (id < 0 || id >= tok->bpe.n_vocab) return NULL;
@@ -333,7 +337,14 @@ lmf_status lmf_tokenizer_encode(const lmf_tokenizer *tok, const char *text, size
                                 lmf_ids *out) {
     lmf_enc_state *st = state_acquire(tok);
     st->out = out, st->err = LMF_OK;
-    encode_with_specials(st, (const uint8_t *)text, len, flags);
+    const uint8_t *t = (const uint8_t *)text;
+    /* the whole input is normalized before special tokens are matched (their texts are NFC themselves) */
+    if (tok->nfc && !lmf_nfc_identity(t, len)) {
+        st->norm.len = 0;
+        lmf_nfc_append(t, len, &st->norm);
+        t = (const uint8_t *)st->norm.data, len = st->norm.len;
+    }
+    encode_with_specials(st, t, len, flags);
     lmf_status s = st->err;
     st->out = NULL, st->err = LMF_OK;
     state_release(tok, st);
@@ -385,6 +396,7 @@ struct lmf_tokenizer_encoder {
     lmf_enc_state *st; /* owned */
     uint8_t *buf;      /* text not yet final */
     size_t n, cap;
+    lmf_text raw;      /* NFC tokenizers: input not yet normalized (its NFC may depend on what follows) */
 };
 
 lmf_tokenizer_encoder *lmf_tokenizer_encoder_create(const lmf_tokenizer *tok, unsigned flags) {
@@ -398,6 +410,7 @@ void lmf_tokenizer_encoder_free(lmf_tokenizer_encoder *e) {
     if (!e) return;
     state_free(e->st);
     free(e->buf);
+    free(e->raw.data);
     free(e);
 }
 
@@ -454,7 +467,7 @@ static lmf_status encoder_run(lmf_tokenizer_encoder *e, lmf_ids *out, int final)
     return s;
 }
 
-lmf_status lmf_tokenizer_encoder_feed(lmf_tokenizer_encoder *e, const char *text, size_t len, lmf_ids *out) {
+static void buf_push(lmf_tokenizer_encoder *e, const void *text, size_t len) {
     if (e->n + len > e->cap) {
         size_t c = e->cap ? e->cap : 256;
         while (c < e->n + len) c *= 2;
@@ -463,10 +476,38 @@ lmf_status lmf_tokenizer_encoder_feed(lmf_tokenizer_encoder *e, const char *text
     }
     memcpy(e->buf + e->n, text, len);
     e->n += len;
-    return encoder_run(e, out, 0);
+}
+
+/* NFC tokenizers: the raw text up to `upto` goes to buf normalized. */
+static void raw_to_buf(lmf_tokenizer_encoder *e, size_t upto) {
+    const uint8_t *r = (const uint8_t *)e->raw.data;
+    if (!upto) return;
+    if (lmf_nfc_identity(r, upto)) {
+        buf_push(e, r, upto);
+    } else {
+        lmf_text *nt = &e->st->norm;
+        nt->len = 0;
+        lmf_nfc_append(r, upto, nt);
+        buf_push(e, nt->data, nt->len);
+    }
+    memmove(e->raw.data, e->raw.data + upto, e->raw.len - upto);
+    e->raw.len -= upto;
+}
+
+lmf_status lmf_tokenizer_encoder_feed(lmf_tokenizer_encoder *e, const char *text, size_t len, lmf_ids *out) {
+    if (e->tok->nfc) {
+        lmf_text_push(&e->raw, text, len);
+        raw_to_buf(e, lmf_nfc_safe_prefix((const uint8_t *)e->raw.data, e->raw.len));
+    } else {
+        buf_push(e, text, len);
+    }
+    lmf_status s = encoder_run(e, out, 0);
+    if (s != LMF_OK) e->raw.len = 0; /* dropped with the failed text, as the buffer is */
+    return s;
 }
 
 lmf_status lmf_tokenizer_encoder_finish(lmf_tokenizer_encoder *e, lmf_ids *out) {
+    raw_to_buf(e, e->raw.len);
     lmf_status s = encoder_run(e, out, 1);
     e->n = 0;
     return s;

@@ -4,6 +4,7 @@
  *   tokenizer_gguf.c  the vocabulary inside a GGUF model file (tokenizer.ggml.*): load
  *   bpe_train.c       the BPE trainer
  *   bpe.c, pretok.c   the merge model and the regex pre-tokenizer
+ *   nfc.c             the NFC normalizer some tokenizer.json files ask for
  *
  * Ownership: the tokenizer owns its model, its compiled regexes, its special-token list and at most one spare
  * encoding state (scratch buffers + pre-token cache) that encode() borrows with an atomic exchange, so concurrent
@@ -27,6 +28,7 @@ struct lmf_tokenizer {
     uint8_t first_all[32];   /* bitset: first bytes of all special texts */
     uint8_t first_user[32];  /* bitset: first bytes of USER texts (matched even when specials are not allowed) */
     int has_user;
+    int nfc;                 /* the input is composed to NFC before anything else (lmf_tokenizer_def.nfc) */
     _Atomic(lmf_enc_state *) spare;
 };
 
@@ -34,6 +36,13 @@ struct lmf_tokenizer {
 void lmf_ids_push(lmf_ids *out, const int32_t *ids, size_t n);
 /* Appends n bytes to *out, keeping it NUL-terminated. */
 void lmf_text_push(lmf_text *out, const void *bytes, size_t n);
+
+/* NFC (nfc.c). Whether s is NFC as it is (a quick, conservative test); the NFC of s appended to *out (bytes that
+ * are not UTF-8 pass through); the length of the longest prefix of s whose NFC does not depend on what may follow
+ * (streaming: the rest waits for more text). */
+int lmf_nfc_identity(const uint8_t *s, size_t n);
+void lmf_nfc_append(const uint8_t *s, size_t n, lmf_text *out);
+size_t lmf_nfc_safe_prefix(const uint8_t *s, size_t n);
 
 /* GGUF (tokenizer_gguf.c). Special-token ids and flags of a GGUF vocabulary, -1 where the file has none; every id
  * present is checked to lie inside tokenizer.ggml.tokens. */

@@ -128,7 +128,7 @@ lmf_status lmf_tokenizer_from_gguf(const lmf_gguf *g, lmf_tokenizer **out) {
     if (lmf_gguf_find(g, "tokenizer.ggml.pre")) LMF_TRY(lmf_gguf_get_str(g, "tokenizer.ggml.pre", &pre));
     if (lmf_pretok_parse(pre, &def.pretok) != LMF_OK || def.pretok == LMF_PRETOK_CUSTOM)
         return lmf_fail(LMF_ERR_FORMAT, "%s: tokenizer.ggml.pre '%.60s' is not a supported pre-tokenizer (known: "
-                        "default/gpt2, llama-bpe/llama-v3/llama3, smollm, starcoder, refact)", g->path, pre);
+                        "default/gpt2, llama-bpe/llama-v3/llama3, smollm, starcoder, refact, qwen2, deepseek-r1-qwen)", g->path, pre);
     lmf_gguf_specials sp;
     LMF_TRY(lmf_tokenizer_gguf_specials(g, &sp));
 

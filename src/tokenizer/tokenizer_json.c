@@ -8,7 +8,8 @@
  *   added_tokens   [{"id", "content", "special"}]: special -> CONTROL (one id only where allowed), else USER
  *   pre_tokenizer  ByteLevel (use_regex: the GPT-2 regex), Split {"pattern": {"Regex"|"String"}, "behavior":
  *                   "Isolated"}, Digits, or a Sequence of them; must include ByteLevel with add_prefix_space off
- *   normalizer     null (or an empty Sequence); decoder null or ByteLevel
+ *   normalizer     null (or an empty Sequence), or NFC (alone or the one member of a Sequence: Qwen2's); decoder
+ *                  null or ByteLevel
  * The post_processor (BOS/EOS templates) is not applied: encode returns the ids of the text alone.
  *
  * Every file is hostile input: size-capped, each field type-checked, errors name the file and the field. */
@@ -185,14 +186,20 @@ static lmf_status check_model(const cJSON *model, const char *path) {
     return LMF_OK;
 }
 
-static lmf_status check_normalizer_decoder(const cJSON *root, const char *path) {
+/* The normalizers byte-level BPE files use: none (null or an empty Sequence) or NFC (Qwen2, Qwen3), alone or as
+ * the only member of a Sequence. */
+static lmf_status check_normalizer_decoder(const cJSON *root, const char *path, int *nfc) {
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    *nfc = 0;
     if (norm && !cJSON_IsNull(norm)) {
         const char *t = json_type(norm);
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(norm, "normalizers");
-        if (!(t && !strcmp(t, "Sequence") && cJSON_IsArray(list) && cJSON_GetArraySize(list) == 0))
-            return lmf_fail(LMF_ERR_FORMAT, "%s: normalizer \"%s\" is not supported (byte-level BPE expects none)", path,
-                            t ? t : "?");
+        if (t && !strcmp(t, "Sequence") && cJSON_IsArray(list) && cJSON_GetArraySize(list) == 1)
+            t = json_type(cJSON_GetArrayItem(list, 0)), norm = NULL;
+        if (t && !strcmp(t, "NFC")) *nfc = 1;
+        else if (!(norm && t && !strcmp(t, "Sequence") && cJSON_IsArray(list) && cJSON_GetArraySize(list) == 0))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: normalizer \"%s\" is not supported (byte-level BPE files use none "
+                            "or NFC)", path, t ? t : "?");
     }
     const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
     if (dec && !cJSON_IsNull(dec)) {
@@ -219,7 +226,7 @@ static lmf_status load_json(const char *path, lmf_tokenizer **out) {
         s = lmf_fail(LMF_ERR_FORMAT, "%s: top level is not a JSON object", path);
         goto done;
     }
-    if ((s = check_model(model, path)) != LMF_OK || (s = check_normalizer_decoder(root, path)) != LMF_OK) goto done;
+    if ((s = check_model(model, path)) != LMF_OK || (s = check_normalizer_decoder(root, path, &def.nfc)) != LMF_OK) goto done;
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
@@ -312,6 +319,7 @@ static lmf_status load_json(const char *path, lmf_tokenizer **out) {
     def.pretok = LMF_PRETOK_CUSTOM;
     if (ps.n == 1 && !strcmp(ps.pattern[0], lmf_pretok_gpt2_pattern)) def.pretok = LMF_PRETOK_GPT2;
     else if (ps.n == 1 && !strcmp(ps.pattern[0], lmf_pretok_llama3_pattern)) def.pretok = LMF_PRETOK_LLAMA3;
+    else if (ps.n == 1 && !strcmp(ps.pattern[0], lmf_pretok_qwen2_pattern)) def.pretok = LMF_PRETOK_QWEN2;
     else if (ps.n == 2 && !strcmp(ps.pattern[0], "\\p{N}") && !strcmp(ps.pattern[1], lmf_pretok_gpt2_pattern))
         def.pretok = LMF_PRETOK_SMOLLM;
     def.n_patterns = ps.n;
@@ -471,7 +479,8 @@ lmf_status lmf_tokenizer_save(const lmf_tokenizer *tok, const char *path) {
         cJSON_AddBoolToObject(a, "special", m->type[i] == LMF_TOKEN_CONTROL);
         cJSON_AddItemToArray(added, a);
     }
-    cJSON_AddNullToObject(root, "normalizer");
+    if (tok->nfc) cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "normalizer"), "type", "NFC");
+    else cJSON_AddNullToObject(root, "normalizer");
     cJSON_AddItemToObject(root, "pre_tokenizer", pretok_node(tok));
     cJSON *post = bytelevel_node(1);
     cJSON_ReplaceItemInObject(post, "trim_offsets", cJSON_CreateBool(0));

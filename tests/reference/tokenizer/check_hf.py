@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """check_hf.py — lmforge's tokenizer against Hugging Face `tokenizers` (pip install tokenizers).
 
-1. Pre-tokenizers: GPT-2's vocabulary under HF's ByteLevel (GPT-2 regex), Llama-3 (Split regex + ByteLevel) and
-   SmolLM (Digits + ByteLevel) pre-tokenizers, plus ignore_merges: HF saves each as tokenizer.json, lmforge loads
-   it, and both encode the real corpus (whole documents and random chunks) and the mixed multilingual/code sample:
+1. Pre-tokenizers: GPT-2's vocabulary under HF's ByteLevel (GPT-2 regex), Llama-3 (Split regex + ByteLevel),
+   SmolLM (Digits + ByteLevel) and Qwen2 (NFC normalizer, Split regex + ByteLevel) pre-tokenizers, plus
+   ignore_merges: HF saves each as tokenizer.json, lmforge loads it, and both encode the real corpus (whole documents and random chunks) and the mixed multilingual/code sample:
    zero mismatches required.
 2. Training: lmforge's trainer and HF's BpeTrainer (same documents, ByteLevel GPT-2 regex, all 256 bytes as the
    initial alphabet, special token <|endoftext|>, min_frequency 0) must produce the same vocabulary and merges;
    lmforge's saved tokenizer.json must load in HF and encode the corpus identically.
-3. --write-fixture: small fixtures for the C tests (hf_fixture.json): texts + HF ids for the llama3 and smollm
-   pre-tokenizers, and a small training text with HF's merges.
+3. --write-fixture: small fixtures for the C tests (hf_fixture.json): texts + HF ids for the llama3, smollm and
+   qwen2 pre-tokenizers, and a small training text with HF's merges.
 
 Usage: python3 tests/reference/tokenizer/check_hf.py [--vocab-size 32000] [--write-fixture]"""
 import json
@@ -19,13 +19,20 @@ import sys
 import tempfile
 import time
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lmf  # noqa: E402
 
 LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
           r"\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+         r"\s*[\r\n]+|\s+(?!\S)|\s+")
+# NFC at work (Qwen2's normalizer): combining accents composed, Hangul jamo joined, marks reordered, singletons
+# (the Angstrom and Ohm signs) replaced, composition exclusions kept decomposed, compatibility forms left alone
+NFC_CASES = ["cafe\u0301 re\u0301sume\u0301", "\u1100\u1161\u11a8 \u1112\u1161\u11ab", "a\u0323\u0307 a\u0307\u0323",
+             "\u212b \u2126 \u0958 \ufb01 \u00c5\u0301", "e\u0301<|endoftext|>\u0301x", "\u0301\u0301 start",
+             "Zoe\u0308 \u1e9b\u0323 \u0344"]
 TRICKY = ["I'LL DON'T we'Re", "1234567 89 0", "٣٤٥ ²³ ½ Ⅻ x²", "\r\n\r\n  x\n \n\t\n", "  a  b   ", "é\u0301e",
           "東京都 2024年", "emoji 🙂🙂 👨‍👩‍👧", "a\u00a0b\u2003c\u3000d", "tab\tsep\x0b\x0c\x85end", "'s's 'S 'd'll"]
 
@@ -39,6 +46,11 @@ def hf_from_gpt2(pre, ignore_merges=False):
     elif pre == "llama3":
         t.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    elif pre == "qwen2":  # Qwen2's tokenizer.json: NFC, then its Split regex, then ByteLevel without a regex
+        t.normalizer = normalizers.NFC()
+        t.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(QWEN2), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     elif pre == "smollm":
         t.pre_tokenizer = pre_tokenizers.Sequence([
@@ -57,7 +69,7 @@ def texts_of(docs, rng):
             n = rng.randint(1, 4096)
             yield name, text[i:i + n]
             i += n
-    for t in TRICKY:
+    for t in TRICKY + NFC_CASES:
         yield "tricky", t
 
 
@@ -105,7 +117,7 @@ def main():
     ok = True
     fixture = {"pretok": {}, "train": {}}
 
-    for pre, ign in [("gpt2", False), ("llama3", False), ("smollm", False), ("llama3", True)]:
+    for pre, ign in [("gpt2", False), ("llama3", False), ("smollm", False), ("llama3", True), ("qwen2", False)]:
         hf = hf_from_gpt2(pre, ign)
         path = os.path.join(tmp, f"{pre}{'_ignore' if ign else ''}.json")
         hf.save(path)
@@ -114,7 +126,7 @@ def main():
         ok &= compare(ours, hf, docs + [mixed], label, random.Random(7))
         if write_fixture and not ign and pre != "gpt2":
             rng = random.Random(11)
-            cases = [t for t in TRICKY]
+            cases = TRICKY + (NFC_CASES if pre == "qwen2" else [])
             for _, text in docs[:1] + [mixed]:
                 for _ in range(12):
                     i = rng.randrange(len(text))
