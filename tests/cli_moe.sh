@@ -66,7 +66,7 @@ done
 # 3b. LoRA on the quantized MoE (QLoRA): adapters on the attention projections, the router and the Q8_0 experts
 # (PEFT's target_parameters), gradients through the frozen Q8_0 experts and the router; the adapter applied at
 # generation (GGUF and PEFT folder) equals the merged model; all-linear on a model with a shared expert, separate
-# expert gate/up targets and dropout on expert adapters refused
+# expert gate/up targets and dropout on expert adapters refused; resume is bit-exact
 for i in 1 2 3 4 5 6; do
   echo '{"prompt": "And God said", "completion": ", Let there be light: and there was light."}'
   echo '{"text": "And the evening and the morning were the first day."}'
@@ -74,6 +74,13 @@ done > "$dir/ft.jsonl"
 "$LMF" finetune -m "$dir/moe_q8.gguf" --data "$dir/ft.jsonl" --lora-r 4 --lora-dropout 0 \
     --lora-targets q_proj,k_proj,v_proj,o_proj,gate.weight,experts.gate_up_proj,experts.down_proj --batch-size 2 --seq-len 32 --max-steps 10 --lr 1e-2 --out-dir "$dir/ft" > /dev/null 2> "$dir/ft_err.txt" ||
     { cat "$dir/ft_err.txt"; fail "LoRA fine-tune of the Q8_0 MoE"; }
+# a run resumed from its middle checkpoint ends bit for bit where the uninterrupted one does (expert adapters included)
+rs=(-m "$dir/moe_q8.gguf" --data "$dir/ft.jsonl" --lora-r 2 --lora-dropout 0 --lora-targets q_proj,gate.weight,experts.gate_up_proj,experts.down_proj
+    --batch-size 2 --seq-len 32 --max-steps 6 --checkpoint-every 3 --lr 1e-2 --val-fraction 0)
+"$LMF" finetune "${rs[@]}" --out-dir "$dir/r1" > /dev/null 2>&1 || fail "expert LoRA run for resume"
+"$LMF" finetune "${rs[@]}" --out-dir "$dir/r2" > /dev/null 2>&1 && rm "$dir/r2/ckpt-00000006.lmfc" &&
+    "$LMF" finetune "${rs[@]}" --out-dir "$dir/r2" --resume > /dev/null 2>&1 || fail "expert LoRA resume"
+cmp -s "$dir/r1/ckpt-00000006.lmfc" "$dir/r2/ckpt-00000006.lmfc" || fail "resumed expert LoRA run differs"
 python3 - "$dir/ft/metrics.jsonl" <<'EOF' || fail "LoRA on the MoE did not lower the validation loss"
 import json, sys
 v = [json.loads(l)["val_loss"] for l in open(sys.argv[1]) if '"val_loss"' in l]
