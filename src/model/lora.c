@@ -394,25 +394,26 @@ static size_t param_B_off(const lmf_lora *l, int layer, int mod, int e) {
 }
 
 void lmf_lora_param_forward(const lmf_lora *l, int layer, int mod, int e, const float *in, int ldi, float *out,
-                            int ldo, int n) {
+                            int ldo, int n, float *scratch) {
     const lmf_lora_module *m = &l->mod[mod];
     int r = m->r;
     if (n <= 0) return;
     /* n x r values: expert rows are at most the step's N, so this is small beside the expert's own products */
-    float *t = lmf_xmalloc(sizeof(float) * (size_t)n * r);
+    float *t = scratch ? scratch : lmf_xmalloc(sizeof(float) * (size_t)n * r);
     lmf_sgemm(0, 1, n, r, m->in, in, ldi, param_A(l, l->params, layer, mod, e), m->in, 0.0f, t, r);
     float s = lmf_lora_scale_of(l, mod);
     for (size_t i = 0; i < (size_t)n * r; i++) t[i] *= s;
     lmf_sgemm(0, 1, n, m->out, r, t, r, l->params + param_B_off(l, layer, mod, e), r, 1.0f, out, ldo);
-    free(t);
+    if (!scratch) free(t);
 }
 
 void lmf_lora_param_backward(lmf_lora *l, int layer, int mod, int e, const float *in, int ldi, const float *dout,
-                             int ldo, float *din, int n) {
+                             int ldo, float *din, int n, float *scratch) {
     const lmf_lora_module *m = &l->mod[mod];
     int r = m->r;
     if (n <= 0) return;
-    float s = lmf_lora_scale_of(l, mod), *t = lmf_xmalloc(sizeof(float) * (size_t)n * r * 2), *dt = t + (size_t)n * r;
+    float s = lmf_lora_scale_of(l, mod), *t = scratch ? scratch : lmf_xmalloc(sizeof(float) * (size_t)n * r * 2);
+    float *dt = t + (size_t)n * r;
     const float *A = param_A(l, l->params, layer, mod, e), *Bm = l->params + param_B_off(l, layer, mod, e);
     float *dA = (float *)param_A(l, l->grads, layer, mod, e), *dB = l->grads + param_B_off(l, layer, mod, e);
     /* out += t B^T with t = s in A^T: dB += dout^T t; dt = s dout B; dA += dt^T in; din += dt A */
@@ -423,7 +424,7 @@ void lmf_lora_param_backward(lmf_lora *l, int layer, int mod, int e, const float
     for (size_t i = 0; i < (size_t)n * r; i++) dt[i] *= s;
     lmf_sgemm(1, 0, r, m->in, n, dt, r, in, ldi, 1.0f, dA, m->in);
     if (din) lmf_sgemm(0, 0, n, m->in, r, dt, r, A, m->in, 1.0f, din, ldi);
-    free(t);
+    if (!scratch) free(t);
 }
 
 void lmf_lora_param_decode_rows(const lmf_lora *l, int layer, int mod, int e, const float *in, int ldi,

@@ -92,12 +92,13 @@ int lmf_lora_max_rank(const lmf_lora *l);
 /* A MoE's parameter adapters (the router's: expert 0 of a one-expert module), used by moe.c on the grouped rows of
  * one expert. Forward: out (n rows, ldo apart) += s B_e A_e in (n rows of in, ldi apart). Backward: dout laid out
  * as out; dA_e, dB_e += their gradients; din (ldi apart) += the input gradient (A_e in is recomputed: r values a
- * row). Decode: output rows [lo, hi) only, input row tok[q] (tok NULL: q) for q < n, r <= 512. No dropout (the
- * modules exist only without it). */
+ * row). scratch: 2 n r floats (training's lmf_block_ctx.lora_x), or NULL to allocate them. Decode: output rows
+ * [lo, hi) only, input row tok[q] (tok NULL: q) for q < n, r <= 512. No dropout (the modules exist only without
+ * it). */
 void lmf_lora_param_forward(const lmf_lora *l, int layer, int mod, int e, const float *in, int ldi, float *out,
-                            int ldo, int n);
+                            int ldo, int n, float *scratch);
 void lmf_lora_param_backward(lmf_lora *l, int layer, int mod, int e, const float *in, int ldi, const float *dout,
-                             int ldo, float *din, int n);
+                             int ldo, float *din, int n, float *scratch);
 void lmf_lora_param_decode_rows(const lmf_lora *l, int layer, int mod, int e, const float *in, int ldi,
                                 const int32_t *tok, int n, float *out, int ldo, int lo, int hi);
 

@@ -184,10 +184,11 @@ typedef struct {
 typedef struct {
     lmf_lora *l;
     int layer, router, gu, down;
+    float *x; /* training: the adapters' scratch (lmf_block_ctx.lora_x); NULL: they allocate theirs */
 } expert_lora;
 
-static expert_lora lora_of(const lmf_lora *l, int layer) {
-    expert_lora el = {(lmf_lora *)l, layer, -1, -1, -1};
+static expert_lora lora_of(const lmf_lora *l, int layer, float *scratch) {
+    expert_lora el = {(lmf_lora *)l, layer, -1, -1, -1, scratch};
     if (l)
         el.router = lmf_lora_find(l, LMF_LORA_ROUTER), el.gu = lmf_lora_find(l, LMF_LORA_EXPERTS_GATE_UP),
         el.down = lmf_lora_find(l, LMF_LORA_EXPERTS_DOWN);
@@ -210,11 +211,11 @@ static void expert_forward(const lmf_block_ctx *ctx, const lmf_wtensor *gate, co
     lmf_wtensor wg = lmf_wtensor_rows(gate, f0, F), wu = lmf_wtensor_rows(up, f0, F), wd = lmf_wtensor_cols(down, f0, F);
     lmf_lin gu[2] = {{&wg, NULL, h, 2 * F}, {&wu, NULL, h + F, 2 * F}};
     lmf_block_linear(gu, 2, in, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
-    if (el && el->gu >= 0) lmf_lora_param_forward(el->l, el->layer, el->gu, e, in, C, h, 2 * F, n);
+    if (el && el->gu >= 0) lmf_lora_param_forward(el->l, el->layer, el->gu, e, in, C, h, 2 * F, n, el->x);
     lmf_swiglu_forward(a, h, n, F);
     lmf_lin dn = {&wd, NULL, y, C};
     lmf_block_linear(&dn, 1, a, F, n, ctx->dq, ctx->dq_floats, ctx->bf16);
-    if (el && el->down >= 0) lmf_lora_param_forward(el->l, el->layer, el->down, e, a, F, y, C, n);
+    if (el && el->down >= 0) lmf_lora_param_forward(el->l, el->layer, el->down, e, a, F, y, C, n, el->x);
 }
 
 /* Qwen2-MoE's shared expert gate: s[i] = sigmoid(x_i . w) over N rows (every tensor-parallel rank the same, as the
@@ -234,12 +235,12 @@ void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int l
     int E = c->n_expert, k = c->n_expert_used, F = sh.F, C = c->n_embd, Fs = sh.Fs;
     rows_t r = carve_rows(c, N, kept, NULL);
     scratch_t s = carve_scratch(c, N, 0, scratch, NULL);
-    expert_lora el = lora_of(ctx->lora, layer);
+    expert_lora el = lora_of(ctx->lora, layer, ctx->lora_x);
     LMF_CHECK(!ctx->tp || (el.router < 0 && el.gu < 0 && el.down < 0)); /* whole experts only */
 
     lmf_lin router = {&L->router, NULL, r.logits, E};
     lmf_block_linear(&router, 1, x, C, N, ctx->dq, ctx->dq_floats, 0); /* the router stays fp32 */
-    if (el.router >= 0) lmf_lora_param_forward(el.l, layer, el.router, 0, x, C, r.logits, E, N);
+    if (el.router >= 0) lmf_lora_param_forward(el.l, layer, el.router, 0, x, C, r.logits, E, N, el.x);
     lmf_model_config ci = *c;
     if (!ctx->training) ci.capacity_factor = 0.0f; /* inference never drops */
     route(&ci, N, &r);
@@ -288,7 +289,7 @@ void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, i
     rows_t r = carve_rows(c, N, d->moe, NULL);
     size_t region = (size_t)LMF_BLOCK_QMV_MAX * d->qin_stride; /* qbuf holds three regions of QMV_MAX rows */
     char *q1 = qbuf + region, *q2 = qbuf + 2 * region;
-    expert_lora el = lora_of(d->lora, layer);
+    expert_lora el = lora_of(d->lora, layer, NULL);
     if (tid == 0) {
         lmf_model_config ci = *c;
         ci.capacity_factor = 0.0f; /* inference never drops */
@@ -413,10 +414,10 @@ static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, cons
     } else {
         lmf_matmul_backward_ld(ctx->bf16, da, GRAD(GW[2]) + f0, NULL, dy, C, a, F, F32(W[2]) + f0, Ffull, n, F, C);
     }
-    if (el && el->down >= 0) lmf_lora_param_backward(el->l, el->layer, el->down, e, a, F, dy, C, da, n);
+    if (el && el->down >= 0) lmf_lora_param_backward(el->l, el->layer, el->down, e, a, F, dy, C, da, n, el->x);
     memset(dh, 0, sizeof(float) * (size_t)n * 2 * F);
     lmf_swiglu_backward(dh, da, h, n, F);
-    if (el && el->gu >= 0) lmf_lora_param_backward(el->l, el->layer, el->gu, e, in, C, dh, 2 * F, din, n);
+    if (el && el->gu >= 0) lmf_lora_param_backward(el->l, el->layer, el->gu, e, in, C, dh, 2 * F, din, n, el->x);
     if (!GW) {
         lmf_lin gu[2] = {{&W[0], NULL, dh, 2 * F}, {&W[1], NULL, dh + F, 2 * F}};
         lmf_block_linear_dinput(gu, 2, din, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
@@ -439,7 +440,7 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
     int E = c->n_expert, k = c->n_expert_used, F = sh.F, C = c->n_embd, Fs = sh.Fs;
     rows_t r = carve_rows(c, N, (float *)kept, NULL);
     scratch_t s = carve_scratch(c, N, 1, scratch, NULL);
-    expert_lora el = lora_of(ctx->lora, layer);
+    expert_lora el = lora_of(ctx->lora, layer, ctx->lora_x);
     /* the training model's own weights: gate|up of an expert (and of the shared one) are one fused matrix */
     LMF_CHECK(!G || (L->router.type == LMF_GGML_F32 &&
                      F32(L->experts[1]) == F32(L->experts[0]) + (size_t)c->ffn_dim * C));
@@ -538,5 +539,5 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
         lmf_lin router = {&L->router, NULL, s.dp, E};
         lmf_block_linear_dinput(&router, 1, dx, C, N, ctx->dq, ctx->dq_floats, 0);
     }
-    if (el.router >= 0) lmf_lora_param_backward(el.l, layer, el.router, 0, x, C, s.dp, E, dx, N);
+    if (el.router >= 0) lmf_lora_param_backward(el.l, layer, el.router, 0, x, C, s.dp, E, dx, N, el.x);
 }
