@@ -6,15 +6,20 @@
 # $MOE_BENCH_DIR/moe; it is exported to GGUF (f32, and q8_0), llama-server loads each, and for each prompt
 # /completion (temperature 0, top_k 1, N tokens) is compared with `lmforge generate --temp 0 -n N` on the same GGUF.
 #
+# With LORA=ADAPTER.gguf (a GGUF adapter `lmforge finetune` wrote for MODEL, e.g. on the router and the experts:
+# llama.cpp's ffn_*_exps stacks), both sides run with it unmerged (llama-server --lora, lmforge generate --lora).
+#
 # usage: bench/moe_llamacpp_check.sh MODEL
 # env:   BUILD=build  LLAMA_CPP_DIR=/work/ref/llama.cpp/build/bin  WORK=/tmp/lmforge-moe-llamacpp  PORT=18094
-#        N=32  THREADS=2
+#        N=32  THREADS=2  LORA=
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 LLAMA_CPP_DIR=${LLAMA_CPP_DIR:-/work/ref/llama.cpp/build/bin}
 WORK=${WORK:-/tmp/lmforge-moe-llamacpp}
-PORT=${PORT:-18094} N=${N:-32} THREADS=${THREADS:-2}
+PORT=${PORT:-18094} N=${N:-32} THREADS=${THREADS:-2} LORA=${LORA:-}
+lora=()
+[ -n "$LORA" ] && lora=(--lora "$LORA")
 LMF=$BUILD/lmforge LLS=$LLAMA_CPP_DIR/llama-server
 MODEL=${1:?usage: bench/moe_llamacpp_check.sh MODEL}
 [ -x "$LLS" ] || { echo "no llama-server in $LLAMA_CPP_DIR" >&2; exit 2; }
@@ -26,7 +31,7 @@ status=0
 for type in f32 q8_0; do
   gguf=$WORK/moe.$type.gguf
   "$LMF" export "$MODEL" --to gguf --type "$type" -o "$gguf" > /dev/null
-  LD_LIBRARY_PATH="$LLAMA_CPP_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$LLS" -m "$gguf" -t "$THREADS" -tb "$THREADS" \
+  LD_LIBRARY_PATH="$LLAMA_CPP_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$LLS" -m "$gguf" "${lora[@]}" -t "$THREADS" -tb "$THREADS" \
     --parallel 1 -c 512 --host 127.0.0.1 --port "$PORT" --no-webui > "$WORK/server.$type.log" 2>&1 &
   SRV_PID=$!
   for _ in $(seq 600); do
@@ -39,7 +44,7 @@ for type in f32 q8_0; do
     body=$(python3 -c 'import json,sys; print(json.dumps({"prompt": sys.argv[1], "n_predict": int(sys.argv[2]),
       "temperature": 0, "top_k": 1, "cache_prompt": False}))' "$p" "$N")
     theirs=$(curl -s "http://127.0.0.1:$PORT/completion" -d "$body" | python3 -c 'import json,sys; print(json.load(sys.stdin)["content"], end="")')
-    ours=$("$LMF" generate -m "$gguf" -p "$p" -n "$N" --temp 0 2> /dev/null)
+    ours=$("$LMF" generate -m "$gguf" "${lora[@]}" -p "$p" -n "$N" --temp 0 2> /dev/null)
     ours=${ours#"$p"}
     if [ "$ours" = "$theirs" ]; then
       printf '%-5s same %d tokens: %s|%s\n' "$type" "$N" "$p" "$ours"

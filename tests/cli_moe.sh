@@ -63,32 +63,47 @@ for m in "$dir/run" "$dir/moe.gguf" "$dir/moe_q8.gguf"; do
     "$LMF" generate -m "$m" -p "And God said" -n 8 --temp 0 > "$dir/gen.txt" 2> "$dir/gen_err.txt" ||
         { cat "$dir/gen_err.txt"; fail "generate from $m"; }
 done
-# 3b. LoRA on the quantized MoE (QLoRA): adapters on the attention projections, gradients through the Q8_0 experts
-# and the router; the adapter applied at generation equals the merged model; all-linear and FFN targets refused
+# 3b. LoRA on the quantized MoE (QLoRA): adapters on the attention projections, the router and the Q8_0 experts
+# (PEFT's target_parameters), gradients through the frozen Q8_0 experts and the router; the adapter applied at
+# generation (GGUF and PEFT folder) equals the merged model; all-linear on a model with a shared expert, separate
+# expert gate/up targets and dropout on expert adapters refused; resume is bit-exact
 for i in 1 2 3 4 5 6; do
   echo '{"prompt": "And God said", "completion": ", Let there be light: and there was light."}'
   echo '{"text": "And the evening and the morning were the first day."}'
 done > "$dir/ft.jsonl"
-"$LMF" finetune -m "$dir/moe_q8.gguf" --data "$dir/ft.jsonl" --lora-r 4 --lora-targets q_proj,k_proj,v_proj,o_proj \
-    --batch-size 2 --seq-len 32 --max-steps 10 --lr 1e-2 --out-dir "$dir/ft" > /dev/null 2> "$dir/ft_err.txt" ||
+"$LMF" finetune -m "$dir/moe_q8.gguf" --data "$dir/ft.jsonl" --lora-r 4 --lora-dropout 0 \
+    --lora-targets q_proj,k_proj,v_proj,o_proj,gate.weight,experts.gate_up_proj,experts.down_proj --batch-size 2 --seq-len 32 --max-steps 10 --lr 1e-2 --out-dir "$dir/ft" > /dev/null 2> "$dir/ft_err.txt" ||
     { cat "$dir/ft_err.txt"; fail "LoRA fine-tune of the Q8_0 MoE"; }
+# a run resumed from its middle checkpoint ends bit for bit where the uninterrupted one does (expert adapters included)
+rs=(-m "$dir/moe_q8.gguf" --data "$dir/ft.jsonl" --lora-r 2 --lora-dropout 0 --lora-targets q_proj,gate.weight,experts.gate_up_proj,experts.down_proj
+    --batch-size 2 --seq-len 32 --max-steps 6 --checkpoint-every 3 --lr 1e-2 --val-fraction 0)
+"$LMF" finetune "${rs[@]}" --out-dir "$dir/r1" > /dev/null 2>&1 || fail "expert LoRA run for resume"
+"$LMF" finetune "${rs[@]}" --out-dir "$dir/r2" > /dev/null 2>&1 && rm "$dir/r2/ckpt-00000006.lmfc" &&
+    "$LMF" finetune "${rs[@]}" --out-dir "$dir/r2" --resume > /dev/null 2>&1 || fail "expert LoRA resume"
+cmp -s "$dir/r1/ckpt-00000006.lmfc" "$dir/r2/ckpt-00000006.lmfc" || fail "resumed expert LoRA run differs"
 python3 - "$dir/ft/metrics.jsonl" <<'EOF' || fail "LoRA on the MoE did not lower the validation loss"
 import json, sys
 v = [json.loads(l)["val_loss"] for l in open(sys.argv[1]) if '"val_loss"' in l]
 assert len(v) >= 2 and v[-1] < v[0], v
 EOF
 grep -q '"o_proj"' "$dir/ft/adapter/adapter_config.json" || fail "PEFT adapter_config lacks o_proj"
+grep -q '"gate_up_proj"' "$dir/ft/adapter/adapter_config.json" || fail "PEFT adapter_config lacks target_parameters"
 "$LMF" export "$dir/moe_q8.gguf" --merge-lora "$dir/ft/adapter" --to gguf -o "$dir/merged.gguf" > /dev/null 2>&1 ||
     fail "merge the adapter into the MoE"
 a=$("$LMF" generate -m "$dir/moe_q8.gguf" --lora "$dir/ft/adapter.gguf" -p "And God said" -n 8 --temp 0 2> /dev/null)
 b=$("$LMF" generate -m "$dir/merged.gguf" -p "And God said" -n 8 --temp 0 2> /dev/null)
+c=$("$LMF" generate -m "$dir/moe_q8.gguf" --lora "$dir/ft/adapter" -p "And God said" -n 8 --temp 0 2> /dev/null)
 [ -n "$a" ] && [ "$a" = "$b" ] || fail "adapter at generation ($a) differs from the merged model ($b)"
+[ "$a" = "$c" ] || fail "the GGUF adapter ($a) and the PEFT folder ($c) generate differently"
 "$LMF" finetune -m "$dir/moe_q8.gguf" --data "$dir/ft.jsonl" --lora-targets all-linear --out-dir "$dir/x" \
-    2> "$dir/e.txt" && fail "all-linear on a MoE accepted"
-grep -q "PEFT's all-linear also adapts the experts and the router" "$dir/e.txt" || fail "all-linear: $(cat "$dir/e.txt")"
+    2> "$dir/e.txt" && fail "all-linear on a MoE with a shared expert accepted"
+grep -q "established for Mixtral only" "$dir/e.txt" || fail "all-linear: $(cat "$dir/e.txt")"
 "$LMF" finetune -m "$dir/moe_q8.gguf" --data "$dir/ft.jsonl" --lora-targets gate_proj --out-dir "$dir/x" \
     2> "$dir/e.txt" && fail "gate_proj on a MoE accepted"
-grep -q "valid: q_proj,k_proj,v_proj,o_proj)" "$dir/e.txt" || fail "gate_proj: $(cat "$dir/e.txt")"
+grep -q "one fused parameter, gate_up_proj" "$dir/e.txt" || fail "gate_proj: $(cat "$dir/e.txt")"
+"$LMF" finetune -m "$dir/moe_q8.gguf" --data "$dir/ft.jsonl" --lora-targets q_proj,experts.down_proj \
+    --out-dir "$dir/x" 2> "$dir/e.txt" && fail "expert adapters with dropout 0.1 accepted"
+grep -q "raises for lora_dropout != 0" "$dir/e.txt" || fail "dropout: $(cat "$dir/e.txt")"
 
 # the shared expert has no Mixtral equivalent: the HF export says so
 "$LMF" export "$dir/run" --to safetensors -o "$dir/hf" > /dev/null 2> "$dir/hf_err.txt" && fail "HF export of a shared expert"

@@ -244,13 +244,16 @@ static int fuzz_hf(const uint8_t *data, size_t n) {
 
 /* A LoRA adapter (model/lora_io.h): the bytes split as fuzz_hf's into adapter_config.json and
  * adapter_model.safetensors, loaded as a PEFT folder into a small llama (GQA, interleaved RoPE: the q/k row
- * permutation runs) and a small gpt2 (fused c_attn); the second part also as a GGUF adapter into both. */
+ * permutation runs), a small gpt2 (fused c_attn) and a small mixture of experts (target_parameters, patterns,
+ * interleaved expert columns); the second part also as a GGUF adapter into each. */
 #include "model/lora_io.h"
-static lmf_model_config fuzz_lora_model(int gpt2) {
+static lmf_model_config fuzz_lora_model(int kind) { /* 0 llama, 1 gpt2, 2 a MoE llama */
+    int gpt2 = kind == 1;
     lmf_model_config c = lmf_model_config_default(gpt2 ? LMF_ARCH_GPT2 : LMF_ARCH_LLAMA);
     c.vocab_size = 61, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 24, c.n_head = 4, c.ffn_dim = 40;
     c.n_kv_head = gpt2 ? 4 : 2;
     if (!gpt2) c.pos = LMF_POS_ROPE_INTERLEAVED;
+    if (kind == 2) c.n_expert = 4, c.n_expert_used = 2, c.ffn_dim = 12;
     return c;
 }
 static int fuzz_lora(const uint8_t *data, size_t n) {
@@ -274,8 +277,8 @@ static int fuzz_lora(const uint8_t *data, size_t n) {
         fclose(f);
     }
     int ok = 0;
-    for (int gpt2 = 0; gpt2 < 2; gpt2++) {
-        lmf_model_config c = fuzz_lora_model(gpt2);
+    for (int kind = 0; kind < 3; kind++) {
+        lmf_model_config c = fuzz_lora_model(kind);
         lmf_lora *l;
         for (int gguf = 0; gguf < 2; gguf++) {
             if ((gguf ? lmf_lora_load_gguf(p[1], &c, &l) : lmf_lora_load_peft(dir, &c, &l)) != LMF_OK) continue;

@@ -36,7 +36,9 @@ static void check_grads(const char *what, lmf_model *m, lmf_lora *lo) {
     for (int L = 0; L < lo->n_layer; L++)
         for (int k = 0; k < lo->n_mod; k++) {
             float *Bm = lmf_lora_B(lo, L, k);
-            for (size_t i = 0; i < (size_t)lo->mod[k].out * lo->r; i++) Bm[i] = 0.2f * (2 * lmf_rng_uniform(&r) - 1);
+            const lmf_lora_module *md = &lo->mod[k];
+            for (size_t i = 0; i < (size_t)md->n_exp * md->out * md->r; i++)
+                Bm[i] = 0.2f * (2 * lmf_rng_uniform(&r) - 1);
         }
     memset(lo->grads, 0, lo->n_params * sizeof(float));
     int32_t tok[B * T], tg[B * T];
@@ -397,27 +399,146 @@ static void expect_refusal(const lmf_model_config *c, const char *targets, const
 static void test_moe_targets(void **s) {
     (void)s;
     lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
-    c.n_layer = 1, c.n_expert = 4, c.n_expert_used = 2;
+    c.n_layer = 1, c.n_expert = 4, c.n_expert_used = 2, c.n_embd = 32, c.ffn_dim = 24;
     lmf_lora *lo;
     assert_int_equal(lmf_lora_create(&c, "q_proj,k_proj,v_proj,o_proj", 4, 8, 0, 0, &lo), LMF_OK);
     assert_int_equal(lo->n_mod, 4);
     lmf_lora_free(lo);
-    expect_refusal(&c, "all-linear", "experts.gate_up_proj at rank 2r", "lora_dropout must be 0");
-    expect_refusal(&c, "q_proj,experts.gate_up_proj", "'experts.gate_up_proj' names a weight of the experts",
-                   "valid: q_proj,k_proj,v_proj,o_proj)");
-    expect_refusal(&c, "gate.weight", "'gate.weight' names a weight of the experts", "target_parameters");
+    /* PEFT's all-linear on a Mixtral: q/k/v/o, the router, gate_up_proj at 2r / 2 alpha, down_proj */
+    assert_int_equal(lmf_lora_create(&c, "all-linear", 4, 8, 0, 0, &lo), LMF_OK);
+    assert_int_equal(lo->n_mod, 7);
+    static const char *const names[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate.weight", "gate_up_proj",
+                                        "down_proj"};
+    static const int ranks[] = {4, 4, 4, 4, 4, 8, 4}, outs[] = {32, 0, 0, 32, 4, 48, 32}, ins[] = {32, 32, 32, 32,
+                                                                                                    32, 32, 24};
+    for (int k = 0; k < 7; k++) {
+        assert_string_equal(lo->mod[k].name, names[k]);
+        assert_int_equal(lo->mod[k].r, ranks[k]);
+        assert_int_equal(lo->mod[k].in, ins[k]);
+        if (outs[k]) assert_int_equal(lo->mod[k].out, outs[k]);
+        assert_int_equal(lo->mod[k].n_exp, k == 5 || k == 6 ? 4 : 1);
+        assert_true(lmf_lora_scale_of(lo, k) == 2.0f); /* alpha / r = 2 alpha / 2r */
+    }
+    /* A (E r, in) and B (E, out, r) per expert module: 4 x 8 x (32 + 48) gate_up, 4 x 4 x (24 + 32) down */
+    size_t np = 0;
+    for (int k = 0; k < 4; k++) np += (size_t)4 * (lo->mod[k].in + lo->mod[k].out);
+    assert_int_equal(lo->n_params, np + 4 * (32 + 4) + 4 * 8 * (32 + 48) + 4 * 4 * (24 + 32));
+    assert_true(lmf_lora_B(lo, 0, 5) == lmf_lora_A(lo, 0, 5) + 4 * 8 * 32);
+    lmf_lora_free(lo);
+    assert_int_equal(lmf_lora_create(&c, "all-linear", 4, 8, 0, 1, &lo), LMF_OK); /* rsLoRA: 2 alpha / sqrt 2r */
+    assert_true(fabsf(lmf_lora_scale_of(lo, 5) - 16.0f / sqrtf(8.0f)) < 1e-6f && lmf_lora_scale_of(lo, 6) == 4.0f);
+    lmf_lora_free(lo);
+    /* PEFT's target_parameters spellings; explicit names keep rank r */
+    assert_int_equal(lmf_lora_create(&c, "q_proj,experts.gate_up_proj,mlp.experts.down_proj,gate", 4, 8, 0, 0, &lo),
+                     LMF_OK);
+    assert_int_equal(lo->n_mod, 4);
+    assert_int_equal(lo->mod[2].kind, LMF_LORA_EXPERTS_GATE_UP);
+    assert_int_equal(lo->mod[2].r, 4);
+    assert_int_equal(lo->mod[1].kind, LMF_LORA_ROUTER);
+    lmf_lora_free(lo);
+    assert_int_equal(lmf_lora_create(&c, "mlp.gate.weight,down_proj", 2, 8, 0, 0, &lo), LMF_OK);
+    assert_int_equal(lo->n_mod, 2);
+    lmf_lora_free(lo);
+    /* rank_pattern on an expert parameter; not on a module */
+    const char *pn[] = {"down_proj"};
+    int pr[] = {6};
+    float pa[] = {3.0f};
+    assert_int_equal(lmf_lora_create_pattern(&c, "down_proj,q_proj", 4, 8, 0, 0, 1, pn, pr, pa, &lo), LMF_OK);
+    assert_int_equal(lo->mod[1].r, 6);
+    assert_true(lmf_lora_scale_of(lo, 1) == 0.5f);
+    lmf_lora_free(lo);
+    pn[0] = "q_proj";
+    assert_int_equal(lmf_lora_create_pattern(&c, "down_proj,q_proj", 4, 8, 0, 0, 1, pn, pr, pa, &lo), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "mixture of experts' parameters only"));
+    /* dropout: PEFT's ParamWrapper raises */
+    assert_int_equal(lmf_lora_create(&c, "all-linear", 4, 8, 0.1f, 0, &lo), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "lora_dropout != 0"));
+    assert_int_equal(lmf_lora_create(&c, "q_proj,gate.weight", 4, 8, 0.05f, 0, &lo), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "router"));
+    assert_int_equal(lmf_lora_create(&c, "q_proj,v_proj", 4, 8, 0.1f, 0, &lo), LMF_OK); /* modules: as before */
+    lmf_lora_free(lo);
     expect_refusal(&c, "w2", "'w2' names a weight", "llama mixture-of-experts");
-    expect_refusal(&c, "mlp.gate.weight", "'mlp.gate.weight' names a weight", "target_parameters");
-    expect_refusal(&c, "c_attn", "'c_attn' is not a module", "valid: q_proj,k_proj,v_proj,o_proj");
-    expect_refusal(&c, "self_attn.q_proj.weight", "is not a module", "valid: q_proj,k_proj,v_proj,o_proj");
-    c.arch = LMF_ARCH_QWEN2;
+    expect_refusal(&c, "gate_proj", "'gate_proj' names a weight", "one fused parameter, gate_up_proj");
+    expect_refusal(&c, "c_attn", "'c_attn' is not a module", "valid: q_proj,k_proj,v_proj,o_proj,gate.weight");
+    expect_refusal(&c, "self_attn.q_proj.weight", "is not a module", "all-linear");
+    c.arch = LMF_ARCH_QWEN3;
+    expect_refusal(&c, "all-linear", "established for Mixtral only", "gate_up_proj");
+    assert_int_equal(lmf_lora_create(&c, "gate_up_proj,down_proj", 4, 8, 0, 0, &lo), LMF_OK);
+    lmf_lora_free(lo);
+    c.arch = LMF_ARCH_QWEN2, c.shared_ffn_dim = 16;
     expect_refusal(&c, "all-linear", "Qwen2-MoE", "shared_expert_gate");
     expect_refusal(&c, "shared_expert.up_proj", "'shared_expert.up_proj' names a weight", "qwen2 mixture-of-experts");
-    c.n_expert = 0; /* dense qwen2: all-linear is every linear */
+    expect_refusal(&c, "down_proj", "shared expert's down_proj", "experts.down_proj");
+    assert_int_equal(lmf_lora_create(&c, "experts.down_proj", 4, 8, 0, 0, &lo), LMF_OK);
+    lmf_lora_free(lo);
+    c.n_expert = 0, c.shared_ffn_dim = 0; /* dense qwen2: all-linear is every linear */
     assert_int_equal(lmf_lora_create(&c, "all-linear", 4, 8, 0, 0, &lo), LMF_OK);
     assert_int_equal(lo->n_mod, 7);
     lmf_lora_free(lo);
 }
+
+/* Adapters on a mixture of experts' router and experts (PEFT's all-linear): a fresh adapter leaves the model
+ * unchanged, every A_e / B_e / router gradient equals finite differences (the frozen experts' input gradients
+ * through the grouped products, the routing weights' through the router), with renormalised and raw top-k. */
+static void run_moe(int norm_topk, int rslora) {
+    lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
+    c.vocab_size = 61, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 24, c.n_head = 4, c.n_kv_head = 2;
+    c.ffn_dim = 20, c.n_expert = 4, c.n_expert_used = 2, c.norm_topk_prob = norm_topk, c.tied_embeddings = 0;
+    lmf_model *full = lmf_model_create(&c, B, T, 0);
+    assert_non_null(full);
+    lmf_model_init_weights(full, 5);
+    lmf_lora *lo;
+    /* rsLoRA's alpha keeps the scale near 2: a larger one lets the finite differences' steps flip a top-k choice */
+    if (lmf_lora_create(&c, "all-linear", 3, rslora ? 3.5f : 6.0f, 0.0f, rslora, &lo) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(lo->n_mod, 7);
+    lmf_lora_init(lo, 7);
+    lmf_model *m;
+    assert_int_equal(lmf_model_create_lora(lmf_model_weights(full), lo, B, T, &m), LMF_OK);
+    int32_t tok[B * T], tg[B * T];
+    data(c.vocab_size, tok, tg);
+    lmf_model_forward(full, tok, tg, B, T);
+    lmf_model_forward(m, tok, tg, B, T);
+    assert_memory_equal(lmf_model_logits(m), lmf_model_logits(full), sizeof(float) * B * T * c.vocab_size);
+    check_grads(norm_topk ? "mixtral all-linear (experts, router)" : "MoE raw top-k, rsLoRA", m, lo);
+    /* the router's adapter, entry by entry (check_grads' sample may miss its few values) */
+    int32_t tk[B * T], tt[B * T];
+    data(c.vocab_size, tk, tt);
+    double maxg = 0;
+    for (size_t i = 0; i < lo->n_params; i++) maxg = fmax(maxg, fabs(lo->grads[i]));
+    for (int L = 0; L < lo->n_layer; L++) {
+        size_t a0 = (size_t)(lmf_lora_A(lo, L, 4) - lo->params), n = (size_t)lo->r * (24 + 4);
+        for (size_t i = a0; i < a0 + n; i += 7) {
+            float p0 = lo->params[i], h = 3e-3f; /* 1e-2 flips a top-k choice here */
+            lo->params[i] = p0 + h;
+            double lp = loss_of(m);
+            lo->params[i] = p0 - h;
+            double lm = loss_of(m);
+            lo->params[i] = p0;
+            double fd = (lp - lm) / (2.0 * h);
+            if (fabs(fd - lo->grads[i]) > 2e-2 * maxg || lo->grads[i] == 0.0f)
+                fail_msg("router adapter, layer %d entry %zu: analytic %.6g, finite difference %.6g", L, i - a0,
+                         lo->grads[i], fd);
+        }
+    }
+    /* every expert's A and B got a gradient (each expert was chosen by some token here) */
+    for (int L = 0; L < lo->n_layer; L++)
+        for (int k = 5; k < 7; k++)
+            for (int e = 0; e < 4; e++) {
+                const lmf_lora_module *md = &lo->mod[k];
+                const float *dA = lmf_lora_dA(lo, L, k) + (size_t)e * md->r * md->in;
+                const float *dB = lmf_lora_dB(lo, L, k) + (size_t)e * md->out * md->r;
+                double na = 0, nb = 0;
+                for (int i = 0; i < md->r * md->in; i++) na += fabs(dA[i]);
+                for (int i = 0; i < md->r * md->out; i++) nb += fabs(dB[i]);
+                if (!(na > 0 && nb > 0)) fail_msg("layer %d %s expert %d: no gradient", L, md->name, e);
+            }
+    lmf_model_free(m);
+    lmf_lora_free(lo);
+    lmf_model_free(full);
+}
+
+static void test_moe_experts(void **s) { run_moe(1, 0); }
+static void test_moe_experts_raw_rslora(void **s) { run_moe(0, 1); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -426,6 +547,7 @@ int main(void) {
         cmocka_unit_test(test_packed_llama),   cmocka_unit_test(test_packed_gpt2),
         cmocka_unit_test(test_dropout),        cmocka_unit_test(test_dropout_rates),
         cmocka_unit_test(test_targets),        cmocka_unit_test(test_moe_targets),
+        cmocka_unit_test(test_moe_experts),    cmocka_unit_test(test_moe_experts_raw_rslora),
         cmocka_unit_test(test_adamw_trains_adapters_only), cmocka_unit_test(test_inference_unmerged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -519,39 +519,184 @@ static int teardown(void **s) {
     return system(cmd) == 0 ? 0 : -1;
 }
 
-/* PEFT's own all-linear adapter over the tiny Mixtral (tests/reference/peft_moe_targets.py): PEFT adapts the experts
- * and the router there through target_parameters, which lmforge cannot read yet; the refusal names the field and
- * what it holds rather than failing on the first unexpected tensor. Hand-edited configs are refused the same way. */
+/* A mixture of experts' adapters (PEFT's target_parameters): bit-for-bit round trips through PEFT folders and GGUF
+ * files, ranks per parameter included; PEFT's keys (the nested experts' base_layer), shapes and B's interleaved
+ * columns; llama.cpp's expert stacks (gate_up_proj as gate and up sharing A, B scaled for the 2r rank). */
+static void same_moe(const lmf_lora *a, const lmf_lora *b) {
+    assert_int_equal(a->n_mod, b->n_mod);
+    for (int k = 0; k < a->n_mod; k++) {
+        assert_string_equal(a->mod[k].name, b->mod[k].name);
+        assert_int_equal(a->mod[k].r, b->mod[k].r);
+        assert_int_equal(a->mod[k].n_exp, b->mod[k].n_exp);
+        float sa = lmf_lora_scale_of(a, k), sb = lmf_lora_scale_of(b, k);
+        if (fabsf(sa - sb) > 1e-6f * sa) fail_msg("%s: scale %g, read back %g", a->mod[k].name, sa, sb);
+    }
+    assert_int_equal(a->n_params, b->n_params);
+}
+
+static lmf_model_config moe_cfg(void) {
+    lmf_model_config c = small(LMF_ARCH_LLAMA, 2, LMF_POS_ROPE_HALF);
+    c.n_expert = 4, c.n_expert_used = 2, c.ffn_dim = 12;
+    return c;
+}
+
+static void test_moe_round_trip(void **s) {
+    (void)s;
+    lmf_model_config c = moe_cfg();
+    static const char *const targets[] = {"all-linear", "q_proj,experts.down_proj", "gate_up_proj,v_proj",
+                                          "gate.weight"};
+    for (int i = 0; i < 4; i++)
+        for (int rs = 0; rs < 2; rs++) {
+            lmf_lora *l = random_lora(&c, targets[i], 3, 6.0f, 0.0f, rs, 5 + i), *back;
+            if (lmf_lora_save_peft(l, &c, "tiny-moe", tmp_path("moe_peft")) != LMF_OK)
+                fail_msg("%s", lmf_last_error());
+            if (lmf_lora_load_peft(tmp_path("moe_peft"), &c, &back) != LMF_OK) fail_msg("%s", lmf_last_error());
+            same_moe(l, back);
+            assert_memory_equal(l->params, back->params, l->n_params * sizeof(float));
+            lmf_lora_free(back);
+            if (lmf_lora_save_gguf(l, &c, tmp_path("moe.gguf")) != LMF_OK) fail_msg("%s", lmf_last_error());
+            if (lmf_lora_load_gguf(tmp_path("moe.gguf"), &c, &back) != LMF_OK) fail_msg("%s", lmf_last_error());
+            /* GGUF: the same deltas (rsLoRA's 2r gate_up_proj comes back with alpha / r's scale, B times sqrt 2) */
+            assert_int_equal(l->n_params, back->n_params);
+            for (int L = 0; L < 2; L++)
+                for (int k = 0; k < l->n_mod; k++) {
+                    const lmf_lora_module *m = &l->mod[k];
+                    size_t na = (size_t)m->n_exp * m->r * m->in, nb = (size_t)m->n_exp * m->r * m->out;
+                    assert_int_equal(m->r, back->mod[k].r);
+                    assert_memory_equal(lmf_lora_A(l, L, k), lmf_lora_A(back, L, k), na * sizeof(float));
+                    const float *b0 = lmf_lora_B(l, L, k), *b1 = lmf_lora_B(back, L, k);
+                    float s0 = lmf_lora_scale_of(l, k), s1 = lmf_lora_scale_of(back, k);
+                    for (size_t q = 0; q < nb && m->kind != LMF_LORA_LINEAR; q++)
+                        if (fabsf(s0 * b0[q] - s1 * b1[q]) > 1e-5f * s0)
+                            fail_msg("%s %s: GGUF round trip: %g vs %g", targets[i], m->name, s0 * b0[q], s1 * b1[q]);
+                }
+            lmf_lora_free(back);
+            lmf_lora_free(l);
+        }
+
+    /* the PEFT files: keys, shapes and the interleaved B */
+    lmf_lora *l = random_lora(&c, "all-linear", 3, 6.0f, 0.0f, 0, 9);
+    assert_int_equal(lmf_lora_save_peft(l, &c, NULL, tmp_path("moe_files")), LMF_OK);
+    size_t n;
+    char *text = slurp(tmp_path("moe_files/adapter_config.json"), &n);
+    cJSON *j = cJSON_Parse(text);
+    cJSON *tp = cJSON_GetObjectItem(j, "target_parameters"), *tm = cJSON_GetObjectItem(j, "target_modules");
+    assert_int_equal(cJSON_GetArraySize(tp), 3);
+    assert_int_equal(cJSON_GetArraySize(tm), 4);
+    assert_string_equal(cJSON_GetArrayItem(tp, 1)->valuestring, "gate_up_proj");
+    cJSON *rp = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "rank_pattern"), ".*\\.gate_up_proj");
+    cJSON *ap = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "alpha_pattern"), ".*\\.gate_up_proj");
+    assert_true(rp && rp->valuedouble == 6 && ap && ap->valuedouble == 12);
+    cJSON_Delete(j);
+    free(text);
+    lmf_safetensors *st;
+    assert_int_equal(lmf_safetensors_open(tmp_path("moe_files/adapter_model.safetensors"), &st), LMF_OK);
+    assert_int_equal(st->n_tensors, 2 * 2 * 7);
+    const char *pre = "base_model.model.model.layers.1.mlp.";
+    char key[160];
+    snprintf(key, sizeof key, "%sexperts.base_layer.lora_A.weight", pre); /* gate_up_proj: the inner wrapper */
+    const lmf_st_tensor *a = lmf_safetensors_find(st, key);
+    assert_true(a && a->shape[0] == 4 * 6 && a->shape[1] == 24);
+    assert_memory_equal(a->data, lmf_lora_A(l, 1, 5), sizeof(float) * 4 * 6 * 24);
+    snprintf(key, sizeof key, "%sexperts.base_layer.lora_B.weight", pre);
+    const lmf_st_tensor *b = lmf_safetensors_find(st, key);
+    assert_true(b && b->shape[0] == 24 && b->shape[1] == 6 * 4);
+    for (int e = 0; e < 4; e++) /* B_e[o][j] is PEFT's B[o][j E + e] */
+        for (int o = 0; o < 24; o++)
+            for (int q = 0; q < 6; q++) {
+                float v;
+                memcpy(&v, (const char *)b->data + 4 * ((size_t)o * 24 + (size_t)q * 4 + e), 4);
+                assert_true(v == lmf_lora_B(l, 1, 5)[((size_t)e * 24 + o) * 6 + q]);
+            }
+    snprintf(key, sizeof key, "%sexperts.lora_A.weight", pre); /* down_proj: the outer wrapper */
+    a = lmf_safetensors_find(st, key);
+    assert_true(a && a->shape[0] == 4 * 3 && a->shape[1] == 12);
+    snprintf(key, sizeof key, "%sgate.lora_B.weight", pre); /* the router: an (E, r) B */
+    b = lmf_safetensors_find(st, key);
+    assert_true(b && b->shape[0] == 4 && b->shape[1] == 3);
+    lmf_safetensors_close(st);
+
+    /* GGUF: llama.cpp's stacks, gate and up sharing A, B's ranks 2r scaled by 2 (alpha / rank per tensor) */
+    assert_int_equal(lmf_lora_save_gguf(l, &c, tmp_path("moe_files.gguf")), LMF_OK);
+    lmf_gguf *g;
+    assert_int_equal(lmf_gguf_open(tmp_path("moe_files.gguf"), &g), LMF_OK);
+    const lmf_gguf_tensor *ga = lmf_gguf_find_tensor(g, "blk.0.ffn_up_exps.weight.lora_a");
+    const lmf_gguf_tensor *gb = lmf_gguf_find_tensor(g, "blk.0.ffn_up_exps.weight.lora_b");
+    assert_true(ga && ga->n_dims == 3 && ga->ne[0] == 24 && ga->ne[1] == 6 && ga->ne[2] == 4);
+    assert_true(gb && gb->n_dims == 3 && gb->ne[0] == 6 && gb->ne[1] == 12 && gb->ne[2] == 4);
+    float v;
+    memcpy(&v, (const char *)gb->data + 4 * ((size_t)2 * 12 * 6 + 5 * 6 + 1), 4); /* expert 2, up row 5, j 1 */
+    assert_true(v == 2.0f * lmf_lora_B(l, 0, 5)[((size_t)2 * 24 + 12 + 5) * 6 + 1]);
+    assert_non_null(lmf_gguf_find_tensor(g, "blk.1.ffn_gate_exps.weight.lora_b"));
+    gb = lmf_gguf_find_tensor(g, "blk.1.ffn_down_exps.weight.lora_b");
+    assert_true(gb && gb->ne[0] == 3 && gb->ne[1] == 24 && gb->ne[2] == 4);
+    ga = lmf_gguf_find_tensor(g, "blk.1.ffn_gate_inp.weight.lora_a");
+    assert_true(ga && ga->n_dims == 2 && ga->ne[0] == 24 && ga->ne[1] == 3);
+    lmf_gguf_close(g);
+    lmf_lora_free(l);
+}
+
+/* PEFT's own all-linear adapter over the tiny Mixtral (tests/reference/peft_moe_targets.py, PEFT's default init: B
+ * zero) reads as PEFT defines it: q/k/v/o, the router, gate_up_proj at rank 2r with alpha 2 alpha, down_proj; its A
+ * as PEFT wrote it; saved again, the same keys. Hand-edited configs are refused by field. */
 static void test_peft_moe_target_parameters(void **s) {
     (void)s;
     const char *dir = LMF_SOURCE_DIR "/tests/reference/fixtures/lora/mixtral_all_linear_peft";
-    if (access(dir, F_OK) != 0) {
-        printf("  %s absent: PEFT's MoE adapter not checked\n", dir);
-        skip();
-    }
     lmf_weights *w;
     if (lmf_weights_load_hf(LMF_SOURCE_DIR "/tests/reference/fixtures/moe/mixtral", &w) != LMF_OK)
         fail_msg("%s", lmf_last_error());
     lmf_model_config c = *lmf_weights_config(w);
     lmf_weights_free(w);
-    lmf_lora *out = (lmf_lora *)&c; /* must come back NULL */
-    expect_fail(lmf_lora_load_peft(dir, &c, &out), "mixtral_all_linear_peft/adapter_config.json",
-                "field target_parameters is [\"down_proj\",\"gate.weight\",\"gate_up_proj\"]", "ParamWrapper");
-    assert_null(out);
-    /* an adapter lmforge saved, with the field added by hand */
-    lmf_lora *l = random_lora(&c, "q_proj,v_proj", 2, 4, 0, 0, 7);
+    lmf_lora *out;
+    if (lmf_lora_load_peft(dir, &c, &out) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(out->n_mod, 7);
+    assert_int_equal(out->r, 2);
+    int gu = lmf_lora_find(out, LMF_LORA_EXPERTS_GATE_UP);
+    assert_true(gu >= 0 && out->mod[gu].r == 4 && out->mod[gu].alpha == 8.0f && lmf_lora_scale_of(out, gu) == 2.0f);
+    lmf_safetensors *st;
+    assert_int_equal(lmf_safetensors_open(LMF_SOURCE_DIR "/tests/reference/fixtures/lora/mixtral_all_linear_peft/"
+                                          "adapter_model.safetensors", &st), LMF_OK);
+    const lmf_st_tensor *a = lmf_safetensors_find(st, "base_model.model.model.layers.1.mlp.experts.base_layer."
+                                                      "lora_A.weight");
+    assert_non_null(a);
+    assert_memory_equal(a->data, lmf_lora_A(out, 1, gu), sizeof(float) * (size_t)a->shape[0] * a->shape[1]);
+    int n_fixture = st->n_tensors;
+    lmf_safetensors_close(st);
+    assert_int_equal(lmf_lora_save_peft(out, &c, NULL, tmp_path("moe_again")), LMF_OK);
+    assert_int_equal(lmf_safetensors_open(tmp_path("moe_again/adapter_model.safetensors"), &st), LMF_OK);
+    assert_int_equal(st->n_tensors, n_fixture);
+    lmf_safetensors_close(st);
+    lmf_lora_free(out);
+
+    /* hand-edited configs */
     char d2[256];
-    snprintf(d2, sizeof d2, "%s", tmp_path("moe_tp"));
-    assert_int_equal(lmf_lora_save_peft(l, &c, NULL, d2), LMF_OK);
-    if (lmf_lora_load_peft(d2, &c, &out) != LMF_OK) fail_msg("%s", lmf_last_error());
-    lmf_lora_free(out);
-    const char *tp[] = {"experts.down_proj"};
+    snprintf(d2, sizeof d2, "%s", tmp_path("moe_again"));
+    const char *tp[] = {"experts.w2"};
     edit_config(d2, "target_parameters", cJSON_CreateStringArray(tp, 1));
-    expect_fail(lmf_lora_load_peft(d2, &c, &out), "target_parameters", "experts.down_proj", "not supported yet");
-    edit_config(d2, "target_parameters", cJSON_CreateArray()); /* PEFT's empty list is no target */
-    if (lmf_lora_load_peft(d2, &c, &out) != LMF_OK) fail_msg("%s", lmf_last_error());
+    expect_fail(lmf_lora_load_peft(d2, &c, &out), "target_parameters", "experts.w2", "gate_up_proj");
+    const char *tp2[] = {"experts.down_proj"}; /* fewer targets than tensors */
+    edit_config(d2, "target_parameters", cJSON_CreateStringArray(tp2, 1));
+    expect_fail(lmf_lora_load_peft(d2, &c, &out), "unexpected tensor", "mlp.gate.lora_A", NULL);
+    const char *tp3[] = {"gate_up_proj", "down_proj", "gate.weight"};
+    edit_config(d2, "target_parameters", cJSON_CreateStringArray(tp3, 3));
+    cJSON *rp = cJSON_CreateObject();
+    cJSON_AddNumberToObject(rp, "model\\.layers\\.0\\.mlp\\.experts\\.gate_up_proj", 4);
+    edit_config(d2, "rank_pattern", rp);
+    expect_fail(lmf_lora_load_peft(d2, &c, &out), "rank_pattern", "per-layer patterns are not supported", NULL);
+    rp = cJSON_CreateObject();
+    cJSON_AddNumberToObject(rp, "gate_up_proj", 4);
+    edit_config(d2, "rank_pattern", rp);
+    cJSON *ap = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ap, "gate_up_proj", 8);
+    edit_config(d2, "alpha_pattern", ap);
+    if (lmf_lora_load_peft(d2, &c, &out) != LMF_OK) fail_msg("%s", lmf_last_error()); /* a plain name is a key */
     lmf_lora_free(out);
-    lmf_lora_free(l);
+    rp = cJSON_CreateObject();
+    cJSON_AddNumberToObject(rp, ".*\\.gate_up_proj", 3); /* a rank the tensors do not have */
+    edit_config(d2, "rank_pattern", rp);
+    expect_fail(lmf_lora_load_peft(d2, &c, &out), "experts.base_layer.lora_A.weight", "expected [12, 32]", NULL);
+    lmf_model_config dense = small(LMF_ARCH_LLAMA, 2, LMF_POS_ROPE_HALF);
+    expect_fail(lmf_lora_load_peft(d2, &dense, &out), "target_parameters", "the model is dense", NULL);
 }
 
 int main(void) {
@@ -559,7 +704,7 @@ int main(void) {
         cmocka_unit_test(test_peft_round_trip), cmocka_unit_test(test_gguf_round_trip),
         cmocka_unit_test(test_rope_order),      cmocka_unit_test(test_peft_refusals),
         cmocka_unit_test(test_gguf_refusals),   cmocka_unit_test(test_peft_fixture),
-        cmocka_unit_test(test_peft_moe_target_parameters),
+        cmocka_unit_test(test_peft_moe_target_parameters), cmocka_unit_test(test_moe_round_trip),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -2,19 +2,28 @@
  * tests/reference/make_lora_fixtures.py, see tests/reference/README.md).
  *
  * For the tiny HF llama (GQA) and gpt2 folders and three adapters each (q,v / c_attn; all-linear; q,v with
- * rsLoRA), and the tiny Mixtral (a mixture of experts: q,v; q,k,v,o; q,v with rsLoRA), PEFT's own adapter_model.safetensors is read into an lmf_lora over the base, then: logits, the
+ * rsLoRA), and the tiny Mixtral (a mixture of experts: q,v; q,k,v,o; q,v with rsLoRA; PEFT's all-linear, which adapts
+ * the router and the experts as target_parameters, read by lmf_lora_load_peft), PEFT's own adapter_model.safetensors
+ * is read into an lmf_lora over the base, then: logits, the
  * prompt-masked loss (labels -100 on the first 3 positions, HF's shift), the gradient of every lora_A / lora_B, and
  * 10 AdamW steps on the adapters (torch.optim.AdamW, lr 1e-2, betas 0.9 / 0.999, no clipping): every loss and the
  * final A and B. fp32 here against float64 there: within 1e-4 of each tensor's largest value (a float32 PEFT run
  * lands within 2e-6). */
 #include "test_util.h"
 
+#include "io/gguf.h"
 #include "io/safetensors.h"
+#include "kernels/quant.h"
+#include "model/export.h"
+#include "model/infer.h"
 #include "model/lora.h"
+#include "model/lora_io.h"
 #include "model/model.h"
 #include "train/optim.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define FIX LMF_SOURCE_DIR "/tests/reference/fixtures/"
 #define TOL 1e-4
@@ -146,11 +155,204 @@ static void test_mixtral_attn(void **s) { run("mixtral", "attn", "q_proj,v_proj"
 static void test_mixtral_qkvo(void **s) { run("mixtral", "qkvo", "q_proj,k_proj,v_proj,o_proj", 0); }
 static void test_mixtral_rslora(void **s) { run("mixtral", "attn_rslora", "q_proj,v_proj", 1); }
 
+/* Every tensor of `have` (an adapter written by lmf_lora_save_peft: PEFT's keys, layout and interleaved expert
+ * columns) against prefix + key in ex. */
+static void check_folder(const char *dir, const lmf_safetensors *ex, const char *prefix) {
+    char path[600], key[300];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    lmf_safetensors *have;
+    if (lmf_safetensors_open(path, &have) != LMF_OK) fail_msg("%s", lmf_last_error());
+    for (int i = 0; i < have->n_tensors; i++) {
+        const lmf_st_tensor *t = &have->tensors[i];
+        snprintf(key, sizeof key, "%s%s", prefix, t->name);
+        check(key, (const float *)t->data, tensor(ex, key, t->nbytes / sizeof(float)), t->nbytes / sizeof(float));
+    }
+    lmf_safetensors_close(have);
+}
+
+/* The trained expert adapter at inference, unmerged (lmf_session_set_lora): a prefill, single-token decode steps and
+ * two sequences decoding side by side in one batch step give the training forward's logits (ref, m's on tok); the
+ * merged model (s B_e A_e folded into each expert) gives them too; and on a Q8_0 export of the base (QLoRA: the
+ * experts stay Q8_0), the adapter through a GGUF adapter file (llama.cpp's expert stacks; q/k rows in the GGUF's
+ * order) gives them within Q8_0's error, its prefill equal to its own training forward. */
+static void check_inference(const lmf_weights *w, lmf_lora *lo, const int32_t *tok, const float *ref, const char *dir) {
+    int T = 8, V = w->cfg.vocab_size;
+    float out[2 * 8 * 64];
+    assert_true(V <= 64);
+    double ep = 0, ed = 0, eb = 0;
+    for (int b = 0; b < 2; b++) {
+        lmf_session *ss;
+        const float *lg;
+        assert_int_equal(lmf_session_create(w, 16, &ss), LMF_OK);
+        lmf_session_set_lora(ss, lo);
+        assert_int_equal(lmf_session_eval(ss, tok + b * T, T, 1, &lg), LMF_OK);
+        ep = fmax(ep, rel_err(lg, ref + (size_t)b * T * V, (long)T * V));
+        lmf_session_rewind(ss, 0);
+        for (int t = 0; t < T; t++) {
+            assert_int_equal(lmf_session_eval(ss, tok + b * T + t, 1, 0, &lg), LMF_OK);
+            ed = fmax(ed, rel_err(lg, ref + ((size_t)b * T + t) * V, V));
+        }
+        lmf_session_free(ss);
+    }
+    lmf_kv_pool *pool;
+    assert_int_equal(lmf_kv_pool_create(w, 64, 16, 16, LMF_KV_F32, &pool), LMF_OK);
+    lmf_session *ss[2];
+    for (int b = 0; b < 2; b++) assert_int_equal(lmf_session_create_pooled(pool, 16, &ss[b]), LMF_OK);
+    lmf_session_set_lora(ss[0], lo); /* the pool's: both sequences */
+    for (int t = 0; t < T; t++) {
+        const int32_t *tk[2] = {tok + t, tok + T + t};
+        int n[2] = {1, 1};
+        assert_int_equal(lmf_session_eval_batch(ss, tk, n, 2, out), LMF_OK);
+        for (int b = 0; b < 2; b++) eb = fmax(eb, rel_err(out + b * V, ref + ((size_t)b * T + t) * V, V));
+    }
+    for (int b = 0; b < 2; b++) lmf_session_free(ss[b]);
+    lmf_kv_pool_free(pool);
+    lmf_weights *mg;
+    if (lmf_lora_merge(w, lo, &mg) != LMF_OK) fail_msg("%s", lmf_last_error());
+    double em = 0;
+    for (int b = 0; b < 2; b++) {
+        lmf_session *s1;
+        const float *lg;
+        assert_int_equal(lmf_session_create(mg, 16, &s1), LMF_OK);
+        assert_int_equal(lmf_session_eval(s1, tok + b * T, T, 1, &lg), LMF_OK);
+        em = fmax(em, rel_err(lg, ref + (size_t)b * T * V, (long)T * V));
+        lmf_session_free(s1);
+    }
+    lmf_lora_merged_free(mg);
+    printf("expert adapter unmerged: prefill %.2g, decode %.2g, batched decode %.2g; merged %.2g\n", ep, ed, eb, em);
+    if (!(ep < 1e-5 && ed < 2e-3 && eb < 2e-3 && em < 1e-5)) fail_msg("inference with the expert adapter");
+
+    /* through GGUF files: the base exported F32 (exact) and Q8_0 (QLoRA: the experts stay Q8_0), the adapter as a
+     * GGUF adapter (llama.cpp's expert stacks; q/k rows in the GGUF's order) */
+    char ga[600];
+    snprintf(ga, sizeof ga, "%s/adapter.gguf", dir);
+    assert_int_equal(lmf_lora_save_gguf(lo, &w->cfg, ga), LMF_OK);
+    double e_base = 0;
+    for (int qt = 0; qt < 2; qt++) {
+        char gg[600];
+        snprintf(gg, sizeof gg, "%s/base_%d.gguf", dir, qt);
+        if (lmf_export_gguf(w, gg, qt ? LMF_GGML_Q8_0 : LMF_GGML_F32, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
+        lmf_weights *q;
+        if (lmf_weights_load(gg, &q) != LMF_OK) fail_msg("%s", lmf_last_error());
+        assert_int_equal(q->layers[0].experts[0].type, qt ? LMF_GGML_Q8_0 : LMF_GGML_F32);
+        lmf_lora *lq;
+        if (lmf_lora_load_gguf(ga, &q->cfg, &lq) != LMF_OK) fail_msg("%s", lmf_last_error());
+        lmf_model *mq;
+        assert_int_equal(lmf_model_create_lora(q, lq, 2, T, &mq), LMF_OK);
+        lmf_model_forward(mq, tok, NULL, 2, T);
+        double eq = rel_err(lmf_model_logits(mq), ref, 2L * T * V), eqp = 0;
+        double row[16], med; /* each position's error, for Q8_0 its median: a token whose top-2 flips is far off */
+        for (int i = 0; i < 2 * T; i++) row[i] = rel_err(lmf_model_logits(mq) + (size_t)i * V, ref + (size_t)i * V, V);
+        for (int i = 1; i < 2 * T; i++)
+            for (int j = i; j > 0 && row[j] < row[j - 1]; j--) med = row[j], row[j] = row[j - 1], row[j - 1] = med;
+        med = 0.5 * (row[T - 1] + row[T]);
+        for (int b = 0; b < 2; b++) {
+            lmf_session *s1;
+            const float *lg;
+            assert_int_equal(lmf_session_create(q, 16, &s1), LMF_OK);
+            lmf_session_set_lora(s1, lq);
+            assert_int_equal(lmf_session_eval(s1, tok + b * T, T, 1, &lg), LMF_OK);
+            eqp = fmax(eqp, rel_err(lg, lmf_model_logits(mq) + (size_t)b * T * V, (long)T * V));
+            lmf_session_free(s1);
+        }
+        if (qt) { /* the error Q8_0 brings to this base without the adapter, for scale */
+            lmf_session *s1;
+            const float *lg;
+            float base_ref[8 * 64];
+            assert_int_equal(lmf_session_create(w, 16, &s1), LMF_OK);
+            assert_int_equal(lmf_session_eval(s1, tok, T, 1, &lg), LMF_OK);
+            memcpy(base_ref, lg, sizeof(float) * (size_t)T * V);
+            lmf_session_free(s1);
+            assert_int_equal(lmf_session_create(q, 16, &s1), LMF_OK);
+            assert_int_equal(lmf_session_eval(s1, tok, T, 1, &lg), LMF_OK);
+            e_base = rel_err(lg, base_ref, (long)T * V);
+            lmf_session_free(s1);
+        }
+        printf("%s base + GGUF expert adapter: training forward within %.2g of the HF F32 one (median position %.2g), "
+               "its prefill %.2g\n", qt ? "Q8_0" : "F32", eq, med, eqp);
+        if (qt) printf("  (Q8_0 alone moves this base's logits by %.2g)\n", e_base);
+        if (!(eqp < 1e-4 && (qt ? med < 2 * e_base && eq < 0.3 : eq < 1e-5)))
+            fail_msg("GGUF base with the expert adapter");
+        lmf_model_free(mq);
+        lmf_lora_free(lq);
+        lmf_weights_free(q);
+    }
+}
+
+/* PEFT's all-linear over the tiny Mixtral: q/k/v/o, the router's gate.weight, the experts' gate_up_proj (rank 8,
+ * alpha 16) and down_proj, read by lmforge's PEFT reader (key names, nesting, interleaved B, rank_pattern), then as
+ * run() does; the gradients and final values are compared through lmforge's PEFT writer (the same layout back). */
+static void test_mixtral_all_linear(void **s) {
+    (void)s;
+    lmf_weights *w;
+    if (lmf_weights_load(FIX "moe/mixtral", &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    int V = w->cfg.vocab_size, B = 2, T = 8;
+    lmf_lora *lo, *gr;
+    if (lmf_lora_load_peft(FIX "lora/mixtral_all_linear", &w->cfg, &lo) != LMF_OK) fail_msg("%s", lmf_last_error());
+    if (lmf_lora_load_peft(FIX "lora/mixtral_all_linear", &w->cfg, &gr) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(lo->n_mod, 7);
+    lmf_safetensors *ex;
+    if (lmf_safetensors_open(FIX "lora/mixtral_all_linear/expected.safetensors", &ex) != LMF_OK)
+        fail_msg("%s", lmf_last_error());
+    const int32_t *tok = (const int32_t *)lmf_safetensors_find(ex, "tokens")->data;
+    const int32_t *lab = (const int32_t *)lmf_safetensors_find(ex, "labels")->data;
+    int32_t tg[16];
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            tg[b * T + t] = t + 1 < T && lab[b * T + t + 1] != -100 ? lab[b * T + t + 1] : -1;
+    char dir[] = "/tmp/lmf_lora_peft_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    lmf_model *m;
+    assert_int_equal(lmf_model_create_lora(w, lo, B, T, &m), LMF_OK);
+    lmf_model_zero_grad(m);
+    float loss = lmf_model_forward(m, tok, tg, B, T);
+    check("mixtral_all_linear logits", lmf_model_logits(m), tensor(ex, "logits", (size_t)B * T * V),
+          (size_t)B * T * V);
+    const float *want_loss = tensor(ex, "loss", 1);
+    if (fabs(loss - want_loss[0]) > TOL * fabs(want_loss[0]))
+        fail_msg("mixtral_all_linear loss %.7g, PEFT %.7g", loss, want_loss[0]);
+    lmf_model_backward(m, 1.0f);
+    memcpy(gr->params, lo->grads, lo->n_params * sizeof(float));
+    assert_int_equal(lmf_lora_save_peft(gr, &w->cfg, NULL, dir), LMF_OK);
+    check_folder(dir, ex, "grad.");
+    const float *losses = tensor(ex, "train.losses", 10);
+    lmf_adamw opt;
+    lmf_adamw_init(&opt, lmf_model_num_params(m));
+    lmf_adamw_hparams hp = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f, .grad_clip = 0.0f};
+    for (int step = 0; step < 10; step++) {
+        lmf_model_zero_grad(m);
+        float ls = lmf_model_forward(m, tok, tg, B, T);
+        if (fabs(ls - losses[step]) > TOL * fabs(losses[step]))
+            fail_msg("mixtral_all_linear step %d: loss %.7g, PEFT %.7g", step, ls, losses[step]);
+        lmf_model_backward(m, 1.0f);
+        lmf_adamw_apply(&opt, m, &hp, 1e-2f, lmf_grad_norm(m));
+    }
+    assert_int_equal(lmf_lora_save_peft(lo, &w->cfg, NULL, dir), LMF_OK);
+    check_folder(dir, ex, "final.");
+    lmf_model_forward(m, tok, NULL, B, T);
+    float *ref = malloc(sizeof(float) * (size_t)B * T * V);
+    memcpy(ref, lmf_model_logits(m), sizeof(float) * (size_t)B * T * V);
+    check_inference(w, lo, tok, ref, dir);
+    free(ref);
+    printf("mixtral_all_linear (router, experts at 2r, down): logits, loss, %d adapter gradients, 10 AdamW steps "
+           "equal PEFT's (worst so far %.2g)\n", 2 * lo->n_layer * lo->n_mod, WORST);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    lmf_adamw_free(&opt);
+    lmf_model_free(m);
+    lmf_safetensors_close(ex);
+    lmf_lora_free(gr);
+    lmf_lora_free(lo);
+    lmf_weights_free(w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_attn), cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_rslora),
         cmocka_unit_test(test_gpt2_attn),  cmocka_unit_test(test_gpt2_all_linear),  cmocka_unit_test(test_gpt2_rslora),
         cmocka_unit_test(test_mixtral_attn), cmocka_unit_test(test_mixtral_qkvo), cmocka_unit_test(test_mixtral_rslora),
+        cmocka_unit_test(test_mixtral_all_linear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,7 +42,8 @@ int cmd_finetune(int argc, char **argv) {
         CLI_OPT(NULL, "--lora-alpha", CLI_FLOAT, &c.lora_alpha, "A", "LoRA alpha"),
         CLI_OPT(NULL, "--lora-dropout", CLI_FLOAT, &c.lora_dropout, "P", "LoRA dropout"),
         CLI_OPT(NULL, "--lora-targets", CLI_STR, &c.lora_targets, "LIST",
-                "PEFT module names (q_proj,v_proj; c_attn; ...) or all-linear"),
+                "PEFT module names (q_proj,v_proj; c_attn; ...; a MoE's router and experts as PEFT's "
+                "target_parameters: gate.weight,gate_up_proj,down_proj, dropout 0) or all-linear"),
         CLI_OPT(NULL, "--use-rslora", CLI_BOOL, &c.use_rslora, NULL, "scale alpha / sqrt(r) instead of alpha / r"),
         CLI_OPT(NULL, "--precision", CLI_FN, &c.precision, "P",
                 "products in auto, bf16 or fp32 (LoRA: the frozen base's; --full: every linear layer's, fp32 master "

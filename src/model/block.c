@@ -587,7 +587,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lmf_block_norm_par(c, r->ln2, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
     if (c->n_expert) {
         o = r->res3 == r->res2 ? r->proj : r->res3;
-        lmf_moe_forward(ctx, L, r->ln2, o, r->moe, r->moe_scratch, N);
+        lmf_moe_forward(ctx, L, layer, r->ln2, o, r->moe, r->moe_scratch, N);
         lmf_residual_forward(r->res3, o, r->res2, NC);
         return;
     }
@@ -629,10 +629,10 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     size_t dqf = ctx->dq_floats;
 
     /* MLP: res3 = res2 + down(act(fc(norm2(res2)))); dres holds d(res3) and becomes d(res2). A mixture of experts'
-     * FFN carries no adapters (PEFT over transformers' fused experts has no Linear there to wrap) */
+     * adapters (router, experts: PEFT's target_parameters) are moe.c's */
     if (c->n_expert) {
         memset(g->dbuf, 0, NC * sizeof(float));
-        lmf_moe_backward(ctx, L, NULL, NULL, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, N);
+        lmf_moe_backward(ctx, L, NULL, layer, NULL, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, N);
     } else {
         memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
         lin down = {&L->w_down, NULL, g->dres, C};
@@ -696,7 +696,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     /* MLP: res3 = res2 + down(act(fc(norm2(res2)))); dres holds d(res3) and becomes d(res2) */
     if (c->n_expert) {
         memset(g->dbuf, 0, NC * sizeof(float));
-        lmf_moe_backward(ctx, L, G, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, N);
+        lmf_moe_backward(ctx, L, G, layer, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, N);
     } else {
         memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
         lmf_matmul_backward_ld(ctx->bf16, g->dfcact, GRAD(G->w_down) + w.f0, (float *)G->b_down, g->dres, C, r->fcact,
@@ -968,7 +968,7 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
 
     if (c->n_expert) { /* mixture of experts (moe.c): its own barriers, the residual added by row owners */
         lmf_block_norm(c, xn, mean, rstd, d->x, L->ffn_norm_w, L->ffn_norm_b, N);
-        lmf_moe_decode(d, L, xn, N, qbuf, tid, nth);
+        lmf_moe_decode(d, L, layer, xn, N, qbuf, tid, nth);
         if (next) {
             lmf_block_prefetch_share(&next->wq, unit, tid, nth);
             lmf_block_prefetch_share(&next->wk, unit, tid, nth);

@@ -25,9 +25,9 @@ static const module_def GPT2[] = {{"c_attn", "c_attn", 0, 3}, {"attn.c_proj", "c
 static const module_def OPT[] = {{"q_proj", "q_proj", 0, 1},   {"k_proj", "k_proj", 1, 2}, {"v_proj", "v_proj", 2, 3},
                                  {"out_proj", "out_proj", 3, 4}, {"fc1", "fc1", 5, 6},     {"fc2", "fc2", 6, 7}};
 
-/* A mixture of experts offers its attention projections only. transformers 5 keeps a Mixtral's experts as fused 3-D
- * parameters and its router as a bare weight, which PEFT adapts through target_parameters (its ParamWrapper, a
- * different adapter: one A and B over all experts of a layer), not as modules; docs/moe.md has PEFT's definition. */
+/* A mixture of experts offers its attention projections as modules: transformers 5 keeps a Mixtral's experts as
+ * fused 3-D parameters and its router as a bare weight, which PEFT adapts through target_parameters (its
+ * ParamWrapper: one A and B over all experts of a layer), listed in PARAMS; docs/moe.md has PEFT's definition. */
 static const module_def *family(const lmf_model_config *c, int *n) {
     if (lmf_arch_is_llama_family(c->arch))
         return *n = c->n_expert ? 4 : 7, LLAMA;
@@ -37,21 +37,50 @@ static const module_def *family(const lmf_model_config *c, int *n) {
 
 const char *lmf_lora_module_names(const lmf_model_config *cfg) {
     int llama = lmf_arch_is_llama_family(cfg->arch);
-    return llama ? (cfg->n_expert ? "q_proj,k_proj,v_proj,o_proj"
-                                                        : "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
+    if (llama && cfg->n_expert && cfg->shared_ffn_dim) /* down_proj alone would name the shared expert's too */
+        return "q_proj,k_proj,v_proj,o_proj,gate.weight,gate_up_proj,experts.down_proj";
+    return llama ? (cfg->n_expert ? "q_proj,k_proj,v_proj,o_proj,gate.weight,gate_up_proj,down_proj"
+                                  : "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
            : cfg->arch == LMF_ARCH_OPT ? "q_proj,k_proj,v_proj,out_proj,fc1,fc2"
                                        : "c_attn,c_proj,c_fc";
 }
 
-/* Whether a target names a MoE feed-forward weight as PEFT or transformers spell it: the fused experts
- * (experts.gate_up_proj, experts.down_proj; v4's w1 w2 w3), the router (gate, gate.weight) or Qwen2-MoE's shared
- * expert (its gate_proj up_proj down_proj, shared_expert_gate), so the refusal says what is missing rather than
- * calling the name unknown. */
+/* A MoE's target_parameters as PEFT's spellings name them (a suffix of model.layers.N.mlp.experts.gate_up_proj or
+ * of model.layers.N.mlp.gate.weight); LMF_LORA_LINEAR when t is none of them. The module names are PEFT's entries
+ * in adapter_config.json's target_parameters. */
+static const struct {
+    const char *spelling;
+    lmf_lora_kind kind;
+} PARAMS[] = {{"gate.weight", LMF_LORA_ROUTER},
+              {"mlp.gate.weight", LMF_LORA_ROUTER},
+              {"gate", LMF_LORA_ROUTER},
+              {"mlp.gate", LMF_LORA_ROUTER},
+              {"gate_up_proj", LMF_LORA_EXPERTS_GATE_UP},
+              {"experts.gate_up_proj", LMF_LORA_EXPERTS_GATE_UP},
+              {"mlp.experts.gate_up_proj", LMF_LORA_EXPERTS_GATE_UP},
+              {"down_proj", LMF_LORA_EXPERTS_DOWN},
+              {"experts.down_proj", LMF_LORA_EXPERTS_DOWN},
+              {"mlp.experts.down_proj", LMF_LORA_EXPERTS_DOWN}};
+static const char *const PARAM_NAME[] = {"", "gate.weight", "gate_up_proj", "down_proj"};
+
+static lmf_lora_kind param_target(const char *t) {
+    for (size_t i = 0; i < sizeof PARAMS / sizeof *PARAMS; i++)
+        if (!strcmp(t, PARAMS[i].spelling)) return PARAMS[i].kind;
+    return LMF_LORA_LINEAR;
+}
+
+const char *lmf_lora_param_name(const char *s) {
+    lmf_lora_kind k = param_target(s);
+    return k ? PARAM_NAME[k] : NULL;
+}
+
+/* Whether a target names a MoE feed-forward weight lmforge does not adapt, as PEFT or transformers spell it: v4's
+ * per-expert w1 w2 w3, separate gate_proj / up_proj of the experts (fused into gate_up_proj in transformers 5), or
+ * Qwen2-MoE's shared expert (its gate_proj up_proj down_proj, shared_expert_gate), so the refusal says what is
+ * missing rather than calling the name unknown. */
 static int moe_weight(const char *t) {
     static const char *const leaf[] = {"gate_up_proj", "down_proj", "gate_proj", "up_proj", "w1", "w2", "w3",
                                        "gate",         "shared_expert_gate"};
-    size_t n = strlen(t);
-    if (n >= 11 && !strcmp(t + n - 11, "gate.weight") && (n == 11 || t[n - 12] == '.')) return 1;
     const char *dot = strrchr(t, '.');
     const char *last = dot ? dot + 1 : t;
     for (size_t i = 0; i < sizeof leaf / sizeof *leaf; i++)
@@ -67,28 +96,41 @@ static void matrix_shape(const lmf_model_config *c, int m, int *rows, int *cols)
     *cols = kind[m] == 3 ? F : kind[m] == 4 ? QD : C;
 }
 
+static void set_rank(lmf_lora *l, int mod, int r, float alpha) {
+    lmf_lora_module *m = &l->mod[mod];
+    m->r = r, m->alpha = alpha;
+    m->sr = (l->rslora ? alpha / sqrtf((float)r) : alpha / (float)r) / l->scale;
+}
+
 lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int r, float alpha, float dropout,
                            int rslora, lmf_lora **out) {
+    return lmf_lora_create_pattern(cfg, targets, r, alpha, dropout, rslora, 0, NULL, NULL, NULL, out);
+}
+
+lmf_status lmf_lora_create_pattern(const lmf_model_config *cfg, const char *targets, int r, float alpha,
+                                   float dropout, int rslora, int n_pat, const char *const *pat_names,
+                                   const int *pat_r, const float *pat_alpha, lmf_lora **out) {
     *out = NULL;
     if (r <= 0 || r > 256) return lmf_fail(LMF_ERR_ARG, "lora rank r = %d must be in [1, 256]", r);
     if (!(alpha > 0)) return lmf_fail(LMF_ERR_ARG, "lora alpha = %g must be positive", alpha);
     if (!(dropout >= 0 && dropout < 1)) return lmf_fail(LMF_ERR_ARG, "lora dropout = %g must be in [0, 1)", dropout);
-    int nd;
+    int nd, moe = cfg->n_expert > 0 && lmf_arch_is_llama_family(cfg->arch);
     const module_def *defs = family(cfg, &nd);
-    int want[LMF_LAYER_MATRICES] = {0}, all = !strcmp(targets, "all-linear");
+    int want[LMF_LAYER_MATRICES] = {0}, param[4] = {0}, all = !strcmp(targets, "all-linear");
     /* What PEFT 0.21.2 over transformers 5.24 makes of all-linear (checked by tests/reference/peft_moe_targets.py):
-     * the same words would mean another adapter here, so they are refused with what they would mean there. */
+     * on a Mixtral the attention, the router and both expert parameters, gate_up_proj at rank 2r (PEFT's
+     * transformers-5 conversion: v4's w1 and w3 became one fused parameter); on a Qwen2-MoE the shared expert's
+     * Linears, which lmforge does not adapt; other MoE families have no such conversion in PEFT 0.21.2 */
     if (all && cfg->n_expert && cfg->arch == LMF_ARCH_QWEN2)
         return lmf_fail(LMF_ERR_ARG, "lora target all-linear on a Qwen2-MoE model: PEFT's all-linear there adapts "
                         "q_proj,k_proj,v_proj,o_proj and the shared expert's nn.Linear modules (gate_proj, up_proj, "
-                        "down_proj, shared_expert_gate), which lmforge does not adapt yet; name the modules instead "
+                        "down_proj, shared_expert_gate), which lmforge does not adapt yet; name the targets instead "
                         "(valid: %s; docs/moe.md)", lmf_lora_module_names(cfg));
-    if (all && cfg->n_expert)
-        return lmf_fail(LMF_ERR_ARG, "lora target all-linear on a mixture-of-experts model: PEFT's all-linear also "
-                        "adapts the experts and the router as target_parameters (gate.weight, experts.gate_up_proj at "
-                        "rank 2r and alpha 2 alpha, experts.down_proj; lora_dropout must be 0 there), which lmforge "
-                        "does not adapt yet; name the modules instead (valid: %s; docs/moe.md)",
-                        lmf_lora_module_names(cfg));
+    if (all && cfg->n_expert && (cfg->arch != LMF_ARCH_LLAMA || cfg->shared_ffn_dim))
+        return lmf_fail(LMF_ERR_ARG, "lora target all-linear on a %s mixture-of-experts model: what PEFT's "
+                        "all-linear adapts was established for Mixtral only (docs/moe.md); name the targets instead "
+                        "(valid: %s)", lmf_arch_name(cfg->arch), lmf_lora_module_names(cfg));
+    if (all && moe) param[LMF_LORA_ROUTER] = param[LMF_LORA_EXPERTS_GATE_UP] = param[LMF_LORA_EXPERTS_DOWN] = 1;
     if (!all) {
         char buf[256];
         snprintf(buf, sizeof buf, "%s", targets);
@@ -96,18 +138,31 @@ lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int
             int hit = 0;
             for (int i = 0; i < nd; i++)
                 if (!strcmp(tok, defs[i].match) || !strcmp(tok, defs[i].name)) want[i] = hit = 1;
+            lmf_lora_kind pk = moe && !hit ? param_target(tok) : LMF_LORA_LINEAR;
+            if (pk == LMF_LORA_EXPERTS_DOWN && cfg->shared_ffn_dim && !strcmp(tok, "down_proj"))
+                return lmf_fail(LMF_ERR_ARG, "lora target 'down_proj' on a mixture of experts with a shared expert "
+                                "names both the shared expert's down_proj (not adapted by lmforge) and the experts' "
+                                "parameter: write experts.down_proj");
+            if (pk) param[pk] = hit = 1;
             if (!hit && cfg->n_expert && moe_weight(tok))
-                return lmf_fail(LMF_ERR_ARG, "lora target '%s' names a weight of the experts, the router or the shared "
-                                "expert of a %s mixture-of-experts model: LoRA adapts only the attention of a MoE "
-                                "for now (valid: %s); PEFT adapts the experts and the router through "
-                                "target_parameters (docs/moe.md)", tok, lmf_arch_name(cfg->arch),
+                return lmf_fail(LMF_ERR_ARG, "lora target '%s' names a weight of the experts or the shared expert "
+                                "of a %s mixture-of-experts model that lmforge does not adapt (valid: %s; the "
+                                "experts' gate and up are one fused parameter, gate_up_proj, as in transformers 5 "
+                                "and PEFT's target_parameters; docs/moe.md)", tok, lmf_arch_name(cfg->arch),
                                 lmf_lora_module_names(cfg));
             if (!hit)
                 return lmf_fail(LMF_ERR_ARG, "lora target '%s' is not a module of a %s%s model (valid: %s%s)", tok,
                                 lmf_arch_name(cfg->arch), cfg->n_expert ? " mixture-of-experts" : "",
-                                lmf_lora_module_names(cfg), cfg->n_expert ? "" : ", all-linear");
+                                lmf_lora_module_names(cfg), cfg->n_expert && cfg->arch != LMF_ARCH_LLAMA ? ""
+                                                                                                 : ", all-linear");
         }
     }
+    int nparam = param[1] + param[2] + param[3];
+    if (nparam && dropout != 0.0f)
+        return lmf_fail(LMF_ERR_ARG, "lora dropout = %g with targets '%s' that adapt a mixture of experts' %s: PEFT "
+                        "adapts those as target_parameters (ParamWrapper), which raises for lora_dropout != 0 (the "
+                        "input cannot be dropped out of a weight's delta); use --lora-dropout 0 (docs/moe.md)",
+                        dropout, targets, param[1] && !param[2] && !param[3] ? "router" : "experts");
     lmf_lora *l = lmf_xcalloc(1, sizeof *l);
     l->r = r, l->alpha = alpha, l->dropout = dropout, l->rslora = rslora;
     l->scale = rslora ? alpha / sqrtf((float)r) : alpha / (float)r;
@@ -121,18 +176,48 @@ lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int
         if (cfg->act != LMF_ACT_SWIGLU && defs[i].m0 == 4) continue; /* no gate matrix outside SwiGLU */
         lmf_lora_module *m = &l->mod[l->n_mod++];
         snprintf(m->name, sizeof m->name, "%s", defs[i].name);
-        m->m0 = defs[i].m0, m->m1 = defs[i].m1;
+        m->kind = LMF_LORA_LINEAR, m->m0 = defs[i].m0, m->m1 = defs[i].m1, m->n_exp = 1;
         int rows, cols = 0;
         m->out = 0;
         for (int k = m->m0; k < m->m1; k++) matrix_shape(cfg, k, &rows, &cols), m->out += rows;
         m->in = cols;
     }
+    for (int k = LMF_LORA_ROUTER; k <= LMF_LORA_EXPERTS_DOWN; k++) {
+        if (!param[k]) continue;
+        lmf_lora_module *m = &l->mod[l->n_mod++];
+        int C = cfg->n_embd, F = cfg->ffn_dim, E = cfg->n_expert;
+        snprintf(m->name, sizeof m->name, "%s", PARAM_NAME[k]);
+        m->kind = (lmf_lora_kind)k, m->m0 = m->m1 = -1;
+        m->in = k == LMF_LORA_EXPERTS_DOWN ? F : C;
+        m->out = k == LMF_LORA_ROUTER ? E : k == LMF_LORA_EXPERTS_GATE_UP ? 2 * F : C;
+        m->n_exp = k == LMF_LORA_ROUTER ? 1 : E;
+    }
+    for (int k = 0; k < l->n_mod; k++) { /* PEFT's all-linear on a Mixtral: rank_pattern / alpha_pattern 2r, 2 alpha */
+        int twice = all && l->mod[k].kind == LMF_LORA_EXPERTS_GATE_UP;
+        set_rank(l, k, twice ? 2 * r : r, twice ? 2 * alpha : alpha);
+        for (int i = 0; i < n_pat; i++) {
+            if (strcmp(pat_names[i], l->mod[k].name)) continue;
+            if (l->mod[k].kind == LMF_LORA_LINEAR && (pat_r[i] != r || pat_alpha[i] != alpha)) {
+                lmf_lora_free(l);
+                return lmf_fail(LMF_ERR_ARG, "lora module %s: rank %d / alpha %g differ from r = %d / lora_alpha %g "
+                                "(rank_pattern / alpha_pattern): per-module ranks are supported on a mixture of "
+                                "experts' parameters only", pat_names[i], pat_r[i], pat_alpha[i], r, alpha);
+            }
+            if (pat_r[i] < 1 || pat_r[i] > 512 || !(pat_alpha[i] > 0)) {
+                lmf_lora_free(l);
+                return lmf_fail(LMF_ERR_ARG, "lora module %s: rank %d and alpha %g (rank_pattern / alpha_pattern) "
+                                "must be in [1, 512] and positive", pat_names[i], pat_r[i], pat_alpha[i]);
+            }
+            set_rank(l, k, pat_r[i], pat_alpha[i]);
+        }
+    }
     l->off = lmf_xmalloc(sizeof(size_t) * (size_t)l->n_layer * l->n_mod + 1);
     size_t off = 0;
     for (int L = 0; L < l->n_layer; L++)
         for (int k = 0; k < l->n_mod; k++) {
+            const lmf_lora_module *m = &l->mod[k];
             l->off[L * l->n_mod + k] = off;
-            off += (size_t)r * (l->mod[k].in + l->mod[k].out);
+            off += (size_t)m->n_exp * m->r * (m->in + m->out);
         }
     l->n_params = off;
     l->params = lmf_alloc_big(off * sizeof(float));
@@ -155,8 +240,9 @@ void lmf_lora_init(lmf_lora *l, uint64_t seed) {
             float *A = lmf_lora_A(l, L, k), bound = 1.0f / sqrtf((float)m->in);
             lmf_rng g;
             lmf_rng_seed(&g, seed, (uint64_t)(L * l->n_mod + k) + 1);
-            for (size_t i = 0; i < (size_t)l->r * m->in; i++) A[i] = bound * (2.0f * lmf_rng_uniform(&g) - 1.0f);
-            memset(lmf_lora_B(l, L, k), 0, sizeof(float) * (size_t)m->out * l->r);
+            for (size_t i = 0; i < (size_t)m->n_exp * m->r * m->in; i++)
+                A[i] = bound * (2.0f * lmf_rng_uniform(&g) - 1.0f);
+            memset(lmf_lora_B(l, L, k), 0, sizeof(float) * (size_t)m->n_exp * m->out * m->r);
         }
 }
 
@@ -166,14 +252,35 @@ void lmf_lora_enable_grads(lmf_lora *l) {
 
 float *lmf_lora_A(const lmf_lora *l, int layer, int mod) { return l->params + l->off[layer * l->n_mod + mod]; }
 float *lmf_lora_B(const lmf_lora *l, int layer, int mod) {
-    return lmf_lora_A(l, layer, mod) + (size_t)l->r * l->mod[mod].in;
+    const lmf_lora_module *m = &l->mod[mod];
+    return lmf_lora_A(l, layer, mod) + (size_t)m->n_exp * m->r * m->in;
 }
 float *lmf_lora_dA(const lmf_lora *l, int layer, int mod) { return l->grads + l->off[layer * l->n_mod + mod]; }
 float *lmf_lora_dB(const lmf_lora *l, int layer, int mod) {
-    return lmf_lora_dA(l, layer, mod) + (size_t)l->r * l->mod[mod].in;
+    const lmf_lora_module *m = &l->mod[mod];
+    return lmf_lora_dA(l, layer, mod) + (size_t)m->n_exp * m->r * m->in;
 }
 
-size_t lmf_lora_t_floats(const lmf_lora *l, int N) { return (size_t)N * l->r * l->n_mod; }
+float lmf_lora_scale_of(const lmf_lora *l, int mod) { return l->scale * l->mod[mod].sr; }
+
+int lmf_lora_find(const lmf_lora *l, lmf_lora_kind kind) {
+    for (int k = 0; k < l->n_mod; k++)
+        if (l->mod[k].kind == kind) return k;
+    return -1;
+}
+
+int lmf_lora_max_rank(const lmf_lora *l) {
+    int r = l->r;
+    for (int k = 0; k < l->n_mod; k++) r = l->mod[k].r > r ? l->mod[k].r : r;
+    return r;
+}
+
+/* Only the linear modules save values (their rank is l->r); a MoE's parameter adapters recompute A x. */
+size_t lmf_lora_t_floats(const lmf_lora *l, int N) {
+    int n = 0;
+    for (int k = 0; k < l->n_mod; k++) n += l->mod[k].kind == LMF_LORA_LINEAR;
+    return (size_t)N * l->r * n;
+}
 
 /* a counter-based hash (splitmix64's finalizer) of everything that names the element */
 int lmf_lora_keep(const lmf_lora *l, int layer, int mod, size_t e) {
@@ -210,7 +317,7 @@ void lmf_lora_forward(const lmf_lora *l, int layer, int m0, int m1, const float 
     float *tmp = t ? NULL : lmf_xmalloc(sizeof(float) * (size_t)N * r);
     for (int k = 0; k < l->n_mod; k++) {
         const lmf_lora_module *m = &l->mod[k];
-        if (m->m0 < m0 || m->m1 > m1) continue;
+        if (m->kind != LMF_LORA_LINEAR || m->m0 < m0 || m->m1 > m1) continue;
         float *tk = t ? t + (size_t)k * N * r : tmp;
         int ld;
         const float *x = dropped(l, layer, k, in, ldi, N, training, xd, &ld);
@@ -226,7 +333,7 @@ void lmf_lora_backward(lmf_lora *l, int layer, int m0, int m1, const float *in, 
     int r = l->r;
     for (int k = 0; k < l->n_mod; k++) {
         const lmf_lora_module *m = &l->mod[k];
-        if (m->m0 < m0 || m->m1 > m1) continue;
+        if (m->kind != LMF_LORA_LINEAR || m->m0 < m0 || m->m1 > m1) continue;
         const float *tk = t + (size_t)k * N * r, *dk = dout + out_col(l, k, m0);
         float *dt = scratch, *dx = scratch + (size_t)N * r;
         /* out += tk B^T, tk = scale A x': dB += dout^T tk; dt = scale dout B; dA += dt^T x'; dx' = dt A */
@@ -253,7 +360,7 @@ void lmf_lora_decode_rows(const lmf_lora *l, int layer, int mat, const float *in
     int r = l->r;
     for (int k = 0; k < l->n_mod; k++) {
         const lmf_lora_module *m = &l->mod[k];
-        if (mat < m->m0 || mat >= m->m1 || hi <= lo) continue;
+        if (m->kind != LMF_LORA_LINEAR || mat < m->m0 || mat >= m->m1 || hi <= lo) continue;
         int off = 0;
         for (int q = m->m0; q < mat; q++) off += l->rows[q]; /* matrix mat's first row in the module's B */
         const float *A = lmf_lora_A(l, layer, k), *Bm = lmf_lora_B(l, layer, k) + (size_t)off * r;
@@ -271,6 +378,75 @@ void lmf_lora_decode_rows(const lmf_lora *l, int layer, int mat, const float *in
                 for (int j = 0; j < r; j++) s += t[j] * Bm[(size_t)row * r + j];
                 y[row] += s;
             }
+        }
+    }
+}
+
+/* ---- a mixture of experts' parameter adapters (PEFT's target_parameters) -------------------------------------- */
+
+static const float *param_A(const lmf_lora *l, const float *base, int layer, int mod, int e) {
+    const lmf_lora_module *m = &l->mod[mod];
+    return base + l->off[layer * l->n_mod + mod] + (size_t)e * m->r * m->in;
+}
+static size_t param_B_off(const lmf_lora *l, int layer, int mod, int e) {
+    const lmf_lora_module *m = &l->mod[mod];
+    return l->off[layer * l->n_mod + mod] + (size_t)m->n_exp * m->r * m->in + (size_t)e * m->out * m->r;
+}
+
+void lmf_lora_param_forward(const lmf_lora *l, int layer, int mod, int e, const float *in, int ldi, float *out,
+                            int ldo, int n, float *scratch) {
+    const lmf_lora_module *m = &l->mod[mod];
+    int r = m->r;
+    if (n <= 0) return;
+    /* n x r values: expert rows are at most the step's N, so this is small beside the expert's own products */
+    float *t = scratch ? scratch : lmf_xmalloc(sizeof(float) * (size_t)n * r);
+    lmf_sgemm(0, 1, n, r, m->in, in, ldi, param_A(l, l->params, layer, mod, e), m->in, 0.0f, t, r);
+    float s = lmf_lora_scale_of(l, mod);
+    for (size_t i = 0; i < (size_t)n * r; i++) t[i] *= s;
+    lmf_sgemm(0, 1, n, m->out, r, t, r, l->params + param_B_off(l, layer, mod, e), r, 1.0f, out, ldo);
+    if (!scratch) free(t);
+}
+
+void lmf_lora_param_backward(lmf_lora *l, int layer, int mod, int e, const float *in, int ldi, const float *dout,
+                             int ldo, float *din, int n, float *scratch) {
+    const lmf_lora_module *m = &l->mod[mod];
+    int r = m->r;
+    if (n <= 0) return;
+    float s = lmf_lora_scale_of(l, mod), *t = scratch ? scratch : lmf_xmalloc(sizeof(float) * (size_t)n * r * 2);
+    float *dt = t + (size_t)n * r;
+    const float *A = param_A(l, l->params, layer, mod, e), *Bm = l->params + param_B_off(l, layer, mod, e);
+    float *dA = (float *)param_A(l, l->grads, layer, mod, e), *dB = l->grads + param_B_off(l, layer, mod, e);
+    /* out += t B^T with t = s in A^T: dB += dout^T t; dt = s dout B; dA += dt^T in; din += dt A */
+    lmf_sgemm(0, 1, n, r, m->in, in, ldi, A, m->in, 0.0f, t, r);
+    for (size_t i = 0; i < (size_t)n * r; i++) t[i] *= s;
+    lmf_sgemm(1, 0, m->out, r, n, dout, ldo, t, r, 1.0f, dB, r);
+    lmf_sgemm(0, 0, n, r, m->out, dout, ldo, Bm, r, 0.0f, dt, r);
+    for (size_t i = 0; i < (size_t)n * r; i++) dt[i] *= s;
+    lmf_sgemm(1, 0, r, m->in, n, dt, r, in, ldi, 1.0f, dA, m->in);
+    if (din) lmf_sgemm(0, 0, n, m->in, r, dt, r, A, m->in, 1.0f, din, ldi);
+    if (!scratch) free(t);
+}
+
+void lmf_lora_param_decode_rows(const lmf_lora *l, int layer, int mod, int e, const float *in, int ldi,
+                                const int32_t *tok, int n, float *out, int ldo, int lo, int hi) {
+    const lmf_lora_module *m = &l->mod[mod];
+    int r = m->r;
+    if (hi <= lo) return;
+    const float *A = param_A(l, l->params, layer, mod, e), *Bm = l->params + param_B_off(l, layer, mod, e);
+    float s = lmf_lora_scale_of(l, mod);
+    for (int q = 0; q < n; q++) {
+        float t[512];
+        const float *x = in + (size_t)(tok ? tok[q] : q) * ldi;
+        for (int j = 0; j < r; j++) {
+            float a = 0.0f;
+            for (int c = 0; c < m->in; c++) a += A[(size_t)j * m->in + c] * x[c];
+            t[j] = s * a;
+        }
+        float *y = out + (size_t)q * ldo;
+        for (int row = lo; row < hi; row++) {
+            float v = 0.0f;
+            for (int j = 0; j < r; j++) v += t[j] * Bm[(size_t)row * r + j];
+            y[row] += v;
         }
     }
 }

@@ -18,10 +18,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What a module adapts: a linear layer of the block (dense LoRA, PEFT's target_modules), or a mixture of experts'
+ * weight that transformers 5 keeps as a bare parameter and PEFT adapts through target_parameters (its ParamWrapper:
+ * the delta s B A is added to the weight for the forward): the router (E, C), or the fused experts' gate_up_proj
+ * (E, 2F, C: each expert's gate rows then its up rows) and down_proj (E, C, F), one adapter over all E experts of a
+ * layer. docs/moe.md has PEFT's definition. */
+typedef enum { LMF_LORA_LINEAR, LMF_LORA_ROUTER, LMF_LORA_EXPERTS_GATE_UP, LMF_LORA_EXPERTS_DOWN } lmf_lora_kind;
+
+enum { LMF_LORA_MAX_MOD = 8 };
+
 typedef struct {
-    char name[16];  /* PEFT's module name ("q_proj"; gpt2's two c_proj are "attn.c_proj" and "mlp.c_proj") */
-    int m0, m1;     /* the layer matrices [m0, m1) it adds to */
-    int in, out;    /* A is (r, in), B (out, r) */
+    char name[24];  /* PEFT's name ("q_proj"; gpt2's two c_proj are "attn.c_proj" and "mlp.c_proj"; a MoE's
+                     * target_parameters "gate.weight", "gate_up_proj", "down_proj") */
+    lmf_lora_kind kind;
+    int m0, m1;     /* LINEAR: the layer matrices [m0, m1) it adds to; -1 for the others */
+    int in, out;    /* each expert's A is (r, in), B (out, r) */
+    int r;          /* this module's rank: l->r, or PEFT's rank_pattern (all-linear's gate_up_proj on a MoE: 2r) */
+    float alpha;    /* and its alpha (alpha_pattern) */
+    float sr;       /* its scale relative to l->scale (rsLoRA with a 2r rank: sqrt 2), so --lora-scale scales all */
+    int n_exp;      /* experts: E (A is (E r, in), expert e's rows [e r, (e+1) r) as PEFT's; B is E blocks (out, r),
+                     * PEFT's columns j E + e of expert e gathered); 1 for the others */
 } lmf_lora_module;
 
 typedef struct lmf_lora {
@@ -29,11 +45,11 @@ typedef struct lmf_lora {
     float alpha, dropout, scale;
     int rslora;
     int n_layer, n_mod;
-    lmf_lora_module mod[LMF_LAYER_MATRICES];
+    lmf_lora_module mod[LMF_LORA_MAX_MOD]; /* the LINEAR ones first */
     int rows[LMF_LAYER_MATRICES]; /* output rows of each layer matrix (q, k, v, o, gate, up, down) */
     size_t n_params;
     float *params, *grads; /* grads NULL until lmf_lora_enable_grads */
-    size_t *off;           /* [n_layer * n_mod]: where A starts; B follows at + r * in */
+    size_t *off;           /* [n_layer * n_mod]: where A starts; B follows at + n_exp * r * in */
     uint64_t seed;         /* dropout masks: (seed, step) */
     uint64_t step;
 } lmf_lora;
@@ -41,9 +57,19 @@ typedef struct lmf_lora {
 /* The PEFT module names a model of cfg's family offers, comma-separated ("q_proj,k_proj,..."). */
 const char *lmf_lora_module_names(const lmf_model_config *cfg);
 /* Adapters on the modules named in targets (comma-separated PEFT names, or "all-linear": every linear but the output
- * head). LMF_ERR_ARG names an unknown target and lists the valid ones for the family. */
+ * head). LMF_ERR_ARG names an unknown target and lists the valid ones for the family. On a mixture of experts the
+ * targets also take the experts and the router as PEFT's target_parameters name them ("gate_up_proj",
+ * "experts.gate_up_proj", "mlp.experts.gate_up_proj", the same for down_proj; the router "gate", "gate.weight",
+ * "mlp.gate.weight"), and "all-linear" is PEFT's: q/k/v/o, the router, gate_up_proj at rank 2r and alpha 2 alpha,
+ * down_proj. Those require dropout 0 (PEFT's ParamWrapper raises otherwise). */
 lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int r, float alpha, float dropout,
                            int rslora, lmf_lora **out);
+/* lmf_lora_create with PEFT's rank_pattern / alpha_pattern resolved to module names: module pat_names[i] (a name
+ * of lmf_lora_module.name) gets rank pat_r[i] and alpha pat_alpha[i] (ranks up to 512; names not targeted are
+ * ignored). Only a MoE's parameter adapters may differ from r / alpha. */
+lmf_status lmf_lora_create_pattern(const lmf_model_config *cfg, const char *targets, int r, float alpha,
+                                   float dropout, int rslora, int n_pat, const char *const *pat_names,
+                                   const int *pat_r, const float *pat_alpha, lmf_lora **out);
 void lmf_lora_free(lmf_lora *l);
 /* PEFT's initialisation: A kaiming-uniform (a = sqrt 5), B zero; one random stream per tensor. */
 void lmf_lora_init(lmf_lora *l, uint64_t seed);
@@ -53,6 +79,28 @@ float *lmf_lora_B(const lmf_lora *l, int layer, int mod);
 /* The gradient buffers of the same (grads must be enabled). */
 float *lmf_lora_dA(const lmf_lora *l, int layer, int mod);
 float *lmf_lora_dB(const lmf_lora *l, int layer, int mod);
+/* The module name ("gate.weight", "gate_up_proj", "down_proj") of one of PEFT's spellings of a MoE's
+ * target_parameters, NULL when s is none. */
+const char *lmf_lora_param_name(const char *s);
+/* Module mod's scale: l->scale x its relative scale. */
+float lmf_lora_scale_of(const lmf_lora *l, int mod);
+/* The module of that kind, or -1 (a MoE's router and expert adapters). */
+int lmf_lora_find(const lmf_lora *l, lmf_lora_kind kind);
+/* The largest rank among the modules. */
+int lmf_lora_max_rank(const lmf_lora *l);
+
+/* A MoE's parameter adapters (the router's: expert 0 of a one-expert module), used by moe.c on the grouped rows of
+ * one expert. Forward: out (n rows, ldo apart) += s B_e A_e in (n rows of in, ldi apart). Backward: dout laid out
+ * as out; dA_e, dB_e += their gradients; din (ldi apart) += the input gradient (A_e in is recomputed: r values a
+ * row). scratch: 2 n r floats (training's lmf_block_ctx.lora_x), or NULL to allocate them. Decode: output rows
+ * [lo, hi) only, input row tok[q] (tok NULL: q) for q < n, r <= 512. No dropout (the modules exist only without
+ * it). */
+void lmf_lora_param_forward(const lmf_lora *l, int layer, int mod, int e, const float *in, int ldi, float *out,
+                            int ldo, int n, float *scratch);
+void lmf_lora_param_backward(lmf_lora *l, int layer, int mod, int e, const float *in, int ldi, const float *dout,
+                             int ldo, float *din, int n, float *scratch);
+void lmf_lora_param_decode_rows(const lmf_lora *l, int layer, int mod, int e, const float *in, int ldi,
+                                const int32_t *tok, int n, float *out, int ldo, int lo, int hi);
 
 /* The block library's side (block.c). Forward: for every module of `layer` inside matrices [m0, m1) — in (N rows,
  * ldi apart) being their input, out the output of matrix m0 (ldo apart; the covered matrices' outputs adjacent in a
@@ -73,7 +121,7 @@ void lmf_lora_decode_rows(const lmf_lora *l, int layer, int mat, const float *in
  * (prefill and decode); NULL removes them. l must outlive their use. */
 struct lmf_session;
 void lmf_session_set_lora(struct lmf_session *s, const lmf_lora *l);
-/* Floats of saved values one layer needs for N rows (r per module and row). */
+/* Floats of saved values one layer needs for N rows (r per linear module and row). */
 size_t lmf_lora_t_floats(const lmf_lora *l, int N);
 /* Dropout's decision for input element e (row-major over the step's rows) of module (layer, mod) at step l->step: 1
  * keeps it (scaled by 1 / (1 - dropout)). A hash of (seed, step, layer, module, e), so forward and backward draw the

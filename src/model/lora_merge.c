@@ -3,7 +3,9 @@
  * The merged weights share everything but the adapted matrices with the base (descriptors copied, pointers into
  * the base's storage); each adapted matrix is a new fp32 copy owned by the merged weights (the base's of any type
  * the dequantizers read, plus the product). B's rows for matrix q of a module follow the rows of the module's
- * earlier matrices (gpt2's c_attn: q | k | v), as in lmf_lora_decode_rows. */
+ * earlier matrices (gpt2's c_attn: q | k | v), as in lmf_lora_decode_rows. A mixture of experts' parameter adapters
+ * fold s B_e A_e into each expert (gate_up_proj's B_e: the gate's F rows, then the up's) and s B A into the router;
+ * the merged layer gets its own expert descriptors. */
 #include "core/alloc.h"
 #include "core/dtype.h"
 #include "core/status.h"
@@ -12,6 +14,65 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+/* *t (rows x cols, any type) as a new fp32 copy owned by m, plus s B A (B: rows x r, ldb r; A: r x cols). */
+static lmf_status fold(lmf_weights *m, lmf_wtensor *t, const float *A, const float *B, int r, float s,
+                       const char *what) {
+    int rows = t->rows, cols = t->cols;
+    float *dst = lmf_weights_alloc(m, (size_t)rows * cols * sizeof(float));
+    for (int i = 0; i < rows; i++)
+        LMF_TRY(lmf_dequant_row(t->type, (const char *)t->data + (size_t)i * t->row_bytes, dst + (size_t)i * cols,
+                                (size_t)cols, what));
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < rows; i++) {
+        float *y = dst + (size_t)i * cols;
+        for (int j = 0; j < r; j++) {
+            float b = s * B[(size_t)i * r + j];
+            const float *a = A + (size_t)j * cols;
+            for (int e = 0; e < cols; e++) y[e] += b * a[e];
+        }
+    }
+    lmf_wtensor_set(t, LMF_GGML_F32, rows, cols, dst);
+    t->r16 = NULL;
+    return LMF_OK;
+}
+
+/* The router and expert adapters of one layer into ml (whose experts are the base's until here). */
+static lmf_status merge_params(lmf_weights *m, lmf_layer_weights *ml, const lmf_lora *l, int layer) {
+    const lmf_model_config *c = &m->cfg;
+    int E = c->n_expert, F = c->ffn_dim, C = c->n_embd, copied = 0;
+    for (int k = 0; k < l->n_mod; k++) {
+        const lmf_lora_module *mod = &l->mod[k];
+        if (mod->kind == LMF_LORA_LINEAR) continue;
+        if (!E || (mod->kind == LMF_LORA_ROUTER ? mod->out != E || mod->in != C
+                                                 : mod->n_exp != E || mod->in != (mod->kind == LMF_LORA_EXPERTS_DOWN
+                                                                                      ? F : C)))
+            return lmf_fail(LMF_ERR_ARG, "merge: layer %d %s: the adapter is for %d experts of %d x %d, the model "
+                            "has %d experts (C %d, F %d)", layer, mod->name, mod->n_exp, mod->out, mod->in, E, C, F);
+        const float *A = lmf_lora_A(l, layer, k), *B = lmf_lora_B(l, layer, k);
+        int r = mod->r;
+        float s = lmf_lora_scale_of(l, k);
+        if (mod->kind == LMF_LORA_ROUTER) {
+            LMF_TRY(fold(m, &ml->router, A, B, r, s, "router"));
+            continue;
+        }
+        if (!copied) { /* the merged layer's own descriptors: the base's stay as they are */
+            lmf_wtensor *ex = lmf_weights_alloc(m, sizeof(lmf_wtensor) * 3 * (size_t)E);
+            memcpy(ex, ml->experts, sizeof(lmf_wtensor) * 3 * (size_t)E);
+            ml->experts = ex, copied = 1;
+        }
+        for (int e = 0; e < E; e++) {
+            const float *Ae = A + (size_t)e * r * mod->in, *Be = B + (size_t)e * mod->out * r;
+            if (mod->kind == LMF_LORA_EXPERTS_DOWN) {
+                LMF_TRY(fold(m, &ml->experts[3 * e + 2], Ae, Be, r, s, "expert down"));
+                continue;
+            }
+            LMF_TRY(fold(m, &ml->experts[3 * e], Ae, Be, r, s, "expert gate"));
+            LMF_TRY(fold(m, &ml->experts[3 * e + 1], Ae, Be + (size_t)F * r, r, s, "expert up"));
+        }
+    }
+    return LMF_OK;
+}
 
 lmf_status lmf_lora_merge(const lmf_weights *base, const lmf_lora *l, lmf_weights **out) {
     *out = NULL;
@@ -40,8 +101,14 @@ lmf_status lmf_lora_merge(const lmf_weights *base, const lmf_lora *l, lmf_weight
         const lmf_wtensor *bm[LMF_LAYER_MATRICES], *mm[LMF_LAYER_MATRICES];
         lmf_layer_matrices(&base->layers[layer], bm);
         lmf_layer_matrices(&m->layers[layer], mm);
+        lmf_status ps = merge_params(m, &m->layers[layer], l, layer);
+        if (ps != LMF_OK) {
+            lmf_lora_merged_free(m);
+            return ps;
+        }
         for (int k = 0; k < l->n_mod; k++) {
             const lmf_lora_module *mod = &l->mod[k];
+            if (mod->kind != LMF_LORA_LINEAR) continue;
             const float *A = lmf_lora_A(l, layer, k), *B = lmf_lora_B(l, layer, k);
             int off = 0;
             for (int q = mod->m0; q < mod->m1; q++) {

@@ -206,7 +206,11 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int ma
     size_t N = (size_t)d.N, widest = (size_t)(d.C > d.F ? d.C : d.F), biggest = 0;
     if ((size_t)d.QD > widest) widest = (size_t)d.QD; /* o's input */
     m->lora_t = lmf_alloc_big(sizeof(float) * (d.L * lmf_lora_t_floats(lora, d.N) + 1));
-    m->lora_x = lmf_alloc_big(sizeof(float) * N * ((size_t)lora->r + widest));
+    /* N x (r + widest input): dropout's inputs and the adapters' backward; at least 2 N r of the largest rank: a MoE's
+     * expert adapters (A x and its gradient for one expert's rows, at most N) */
+    size_t lx = (size_t)lora->r + widest, lx2 = 2 * (size_t)lmf_lora_max_rank(lora);
+    if (lx < lx2) lx = lx2;
+    m->lora_x = lmf_alloc_big(sizeof(float) * N * lx);
     /* the dequantization slab of a base in any type (the block library's products read it through fp32 slabs) */
     for (int l = -1; l < d.L; l++) {
         const lmf_wtensor *ts[LMF_LAYER_MATRICES + LMF_MOE_MATRICES(LMF_MAX_EXPERT)];
@@ -220,7 +224,7 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int ma
     m->dq_floats = biggest < (2u << 20) ? biggest : (2u << 20); /* 8 MiB at most */
     if (m->dq_floats < 16 * widest) m->dq_floats = 16 * widest;  /* one R16 group */
     m->dq = lmf_alloc_big(m->dq_floats * sizeof(float));
-    m->work_bytes += sizeof(float) * (d.L * lmf_lora_t_floats(lora, d.N) + 1 + N * ((size_t)lora->r + widest) +
+    m->work_bytes += sizeof(float) * (d.L * lmf_lora_t_floats(lora, d.N) + 1 + N * lx +
                                       m->dq_floats);
     *out = m;
     return LMF_OK;

@@ -2,6 +2,7 @@
 #include "model/moe.h"
 
 #include "core/status.h"
+#include "model/lora.h"
 #include "io/gguf.h"
 #include "kernels/kernels.h"
 #include "kernels/vec.h"
@@ -179,6 +180,21 @@ typedef struct {
     int F, f0, Fs, s0; /* this rank's columns of an expert and of the shared expert, and where they start */
 } moe_share;
 
+/* A layer's adapters on the router and the routed experts (PEFT's target_parameters): module indices, -1 absent. */
+typedef struct {
+    lmf_lora *l;
+    int layer, router, gu, down;
+    float *x; /* training: the adapters' scratch (lmf_block_ctx.lora_x); NULL: they allocate theirs */
+} expert_lora;
+
+static expert_lora lora_of(const lmf_lora *l, int layer, float *scratch) {
+    expert_lora el = {(lmf_lora *)l, layer, -1, -1, -1, scratch};
+    if (l)
+        el.router = lmf_lora_find(l, LMF_LORA_ROUTER), el.gu = lmf_lora_find(l, LMF_LORA_EXPERTS_GATE_UP),
+        el.down = lmf_lora_find(l, LMF_LORA_EXPERTS_DOWN);
+    return el;
+}
+
 static moe_share share_of(const lmf_block_ctx *ctx) {
     const lmf_model_config *c = ctx->cfg;
     int t = ctx->tp ? ctx->tp->size : 1, r = ctx->tp ? ctx->tp->rank : 0;
@@ -191,13 +207,15 @@ static moe_share share_of(const lmf_block_ctx *ctx) {
  * F columns, a = silu(gate) up, y (n, C) = a down (a partial sum under tensor parallelism). */
 static void expert_forward(const lmf_block_ctx *ctx, const lmf_wtensor *gate, const lmf_wtensor *up,
                            const lmf_wtensor *down, const float *in, int n, int C, int F, int f0, float *h, float *a,
-                           float *y) {
+                           float *y, const expert_lora *el, int e) {
     lmf_wtensor wg = lmf_wtensor_rows(gate, f0, F), wu = lmf_wtensor_rows(up, f0, F), wd = lmf_wtensor_cols(down, f0, F);
     lmf_lin gu[2] = {{&wg, NULL, h, 2 * F}, {&wu, NULL, h + F, 2 * F}};
     lmf_block_linear(gu, 2, in, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
+    if (el && el->gu >= 0) lmf_lora_param_forward(el->l, el->layer, el->gu, e, in, C, h, 2 * F, n, el->x);
     lmf_swiglu_forward(a, h, n, F);
     lmf_lin dn = {&wd, NULL, y, C};
     lmf_block_linear(&dn, 1, a, F, n, ctx->dq, ctx->dq_floats, ctx->bf16);
+    if (el && el->down >= 0) lmf_lora_param_forward(el->l, el->layer, el->down, e, a, F, y, C, n, el->x);
 }
 
 /* Qwen2-MoE's shared expert gate: s[i] = sigmoid(x_i . w) over N rows (every tensor-parallel rank the same, as the
@@ -210,16 +228,19 @@ static void shared_gate(const float *w, const float *x, int N, int C, float *s) 
     }
 }
 
-void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const float *x, float *out, float *kept,
-                     float *scratch, int N) {
+void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x, float *out,
+                     float *kept, float *scratch, int N) {
     const lmf_model_config *c = ctx->cfg;
     moe_share sh = share_of(ctx);
     int E = c->n_expert, k = c->n_expert_used, F = sh.F, C = c->n_embd, Fs = sh.Fs;
     rows_t r = carve_rows(c, N, kept, NULL);
     scratch_t s = carve_scratch(c, N, 0, scratch, NULL);
+    expert_lora el = lora_of(ctx->lora, layer, ctx->lora_x);
+    LMF_CHECK(!ctx->tp || (el.router < 0 && el.gu < 0 && el.down < 0)); /* whole experts only */
 
     lmf_lin router = {&L->router, NULL, r.logits, E};
     lmf_block_linear(&router, 1, x, C, N, ctx->dq, ctx->dq_floats, 0); /* the router stays fp32 */
+    if (el.router >= 0) lmf_lora_param_forward(el.l, layer, el.router, 0, x, C, r.logits, E, N, el.x);
     lmf_model_config ci = *c;
     if (!ctx->training) ci.capacity_factor = 0.0f; /* inference never drops */
     route(&ci, N, &r);
@@ -229,16 +250,17 @@ void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const
         if (!n) continue; /* an expert nobody chose is never read */
         gather(s.xg, x, r.order + o, n, k, C);
         expert_forward(ctx, &L->experts[3 * e], &L->experts[3 * e + 1], &L->experts[3 * e + 2], s.xg, n, C, F, sh.f0,
-                       r.h + (size_t)o * 2 * F, r.a + (size_t)o * F, r.y + (size_t)o * C);
+                       r.h + (size_t)o * 2 * F, r.a + (size_t)o * F, r.y + (size_t)o * C, &el, e);
     }
     if (Fs && c->shared_gate) { /* out = sigmoid(x . gate) shared(x): the gate reads x before out is written */
         shared_gate(L->sh_gate_inp, x, N, C, r.sh_s);
-        expert_forward(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, r.sh_y);
+        expert_forward(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, r.sh_y, NULL,
+                       0);
 #pragma omp parallel for schedule(static) if (N > 64)
         for (int i = 0; i < N; i++)
             for (int d = 0; d < C; d++) out[(size_t)i * C + d] = r.sh_s[i] * r.sh_y[(size_t)i * C + d];
     } else if (Fs) {
-        expert_forward(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, out);
+        expert_forward(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, out, NULL, 0);
     } else {
         memset(out, 0, sizeof(float) * (size_t)N * C);
     }
@@ -259,19 +281,21 @@ void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const
 
 /* ---- decode --------------------------------------------------------------------------------------------------- */
 
-void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, const float *xn, int N, char *qbuf,
-                    int tid, int nth) {
+void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, int layer, const float *xn, int N,
+                    char *qbuf, int tid, int nth) {
     const lmf_model_config *c = d->cfg;
     int E = c->n_expert, k = c->n_expert_used, F = c->ffn_dim, C = c->n_embd, Fs = c->shared_ffn_dim, lo, hi;
     const lmf_vec_ops *V = lmf_vec();
     rows_t r = carve_rows(c, N, d->moe, NULL);
     size_t region = (size_t)LMF_BLOCK_QMV_MAX * d->qin_stride; /* qbuf holds three regions of QMV_MAX rows */
     char *q1 = qbuf + region, *q2 = qbuf + 2 * region;
+    expert_lora el = lora_of(d->lora, layer, NULL);
     if (tid == 0) {
         lmf_model_config ci = *c;
         ci.capacity_factor = 0.0f; /* inference never drops */
         lmf_lin router = {&L->router, NULL, r.logits, E};
         lmf_block_linear_qrows(&router, NULL, N, xn, C, q1, 0, E);
+        if (el.router >= 0) lmf_lora_param_decode_rows(el.l, layer, el.router, 0, xn, C, NULL, N, r.logits, E, 0, E);
         route(&ci, N, &r);
         if (Fs && c->shared_gate) shared_gate(L->sh_gate_inp, xn, N, C, r.sh_s);
     }
@@ -288,6 +312,10 @@ void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, c
         lmf_lin g = {&L->experts[3 * e], NULL, h, 2 * F}, u = {&L->experts[3 * e + 1], NULL, h + F, 2 * F};
         lmf_block_linear_qrows(&g, tok, n, xn, C, q1, lo, hi);
         lmf_block_linear_qrows(&u, tok, n, xn, C, q2, lo, hi);
+        if (el.gu >= 0) { /* this thread's gate rows, then the same rows of up (B_e's rows F..) */
+            lmf_lora_param_decode_rows(el.l, layer, el.gu, e, xn, C, tok, n, h, 2 * F, lo, hi);
+            lmf_lora_param_decode_rows(el.l, layer, el.gu, e, xn, C, tok, n, h, 2 * F, F + lo, F + hi);
+        }
         for (int q = 0; q < n; q++)
             V->swiglu(r.a + (size_t)(o + q) * F + lo, h + (size_t)q * 2 * F + lo, h + (size_t)q * 2 * F + F + lo,
                       hi - lo);
@@ -313,6 +341,9 @@ void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, c
         if (!n) continue;
         lmf_lin dn = {&L->experts[3 * e + 2], NULL, r.y + (size_t)o * C, C};
         lmf_block_linear_qrows(&dn, NULL, n, r.a + (size_t)o * F, F, q1, lo, hi);
+        if (el.down >= 0)
+            lmf_lora_param_decode_rows(el.l, layer, el.down, e, r.a + (size_t)o * F, F, NULL, n, r.y + (size_t)o * C,
+                                       C, lo, hi);
     }
     if (Fs) {
         lmf_lin dn = {&L->sh_down, NULL, d->proj, C};
@@ -375,7 +406,7 @@ void lmf_moe_losses(const lmf_model_config *c, int N, const float *kept, size_t 
  * go to G's views. The training model keeps gate|up as one fused matrix: one product without tensor parallelism. */
 static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, const lmf_wtensor *GW, const float *in,
                             const float *h, const float *a, const float *dy, float *din, float *dh, float *da, int n,
-                            int C, int F, int f0, int Ffull) {
+                            int C, int F, int f0, int Ffull, const expert_lora *el, int e) {
     memset(da, 0, sizeof(float) * (size_t)n * F);
     if (!GW) { /* a frozen base of any type: input gradients only (the whole expert: no tensor parallelism here) */
         lmf_lin dn = {&W[2], NULL, (float *)dy, C};
@@ -383,8 +414,10 @@ static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, cons
     } else {
         lmf_matmul_backward_ld(ctx->bf16, da, GRAD(GW[2]) + f0, NULL, dy, C, a, F, F32(W[2]) + f0, Ffull, n, F, C);
     }
+    if (el && el->down >= 0) lmf_lora_param_backward(el->l, el->layer, el->down, e, a, F, dy, C, da, n, el->x);
     memset(dh, 0, sizeof(float) * (size_t)n * 2 * F);
     lmf_swiglu_backward(dh, da, h, n, F);
+    if (el && el->gu >= 0) lmf_lora_param_backward(el->l, el->layer, el->gu, e, in, C, dh, 2 * F, din, n, el->x);
     if (!GW) {
         lmf_lin gu[2] = {{&W[0], NULL, dh, 2 * F}, {&W[1], NULL, dh + F, 2 * F}};
         lmf_block_linear_dinput(gu, 2, din, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
@@ -399,7 +432,7 @@ static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, cons
                                F32(W[j]) + (size_t)f0 * C, C, n, C, F);
 }
 
-void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G,
+void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G, int layer,
                       const lmf_moe_grad *mg, const float *x, const float *dout, float *dx, const float *kept,
                       float *scratch, int N) {
     const lmf_model_config *c = ctx->cfg;
@@ -407,6 +440,7 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
     int E = c->n_expert, k = c->n_expert_used, F = sh.F, C = c->n_embd, Fs = sh.Fs;
     rows_t r = carve_rows(c, N, (float *)kept, NULL);
     scratch_t s = carve_scratch(c, N, 1, scratch, NULL);
+    expert_lora el = lora_of(ctx->lora, layer, ctx->lora_x);
     /* the training model's own weights: gate|up of an expert (and of the shared one) are one fused matrix */
     LMF_CHECK(!G || (L->router.type == LMF_GGML_F32 &&
                      F32(L->experts[1]) == F32(L->experts[0]) + (size_t)c->ffn_dim * C));
@@ -431,7 +465,7 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
             dsh = s.dy;
         }
         expert_backward(ctx, W, G ? GW : NULL, x, r.sh_h, r.sh_a, dsh, dx, s.dsh_h, s.dsh_a, N, C, Fs, sh.s0,
-                        c->shared_ffn_dim);
+                        c->shared_ffn_dim, NULL, 0);
     }
     /* d(w) of every kept slot: dout_i . y (a dropped slot's weight never reached the output) */
 #pragma omp parallel for schedule(static) if (N > 64)
@@ -457,7 +491,7 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
         gather(s.xg, x, ord, n, k, C);
         memset(s.dxg, 0, sizeof(float) * (size_t)n * C);
         expert_backward(ctx, L->experts + 3 * e, G ? G->experts + 3 * e : NULL, s.xg, r.h + (size_t)o * 2 * F,
-                        r.a + (size_t)o * F, s.dy, s.dxg, s.dh, s.da, n, C, F, sh.f0, c->ffn_dim);
+                        r.a + (size_t)o * F, s.dy, s.dxg, s.dh, s.da, n, C, F, sh.f0, c->ffn_dim, &el, e);
         /* a token picks an expert at most once: the rows of one expert are distinct tokens */
 #pragma omp parallel for schedule(static) if (n > 64)
         for (int q = 0; q < n; q++) {
@@ -505,4 +539,5 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
         lmf_lin router = {&L->router, NULL, s.dp, E};
         lmf_block_linear_dinput(&router, 1, dx, C, N, ctx->dq, ctx->dq_floats, 0);
     }
+    if (el.router >= 0) lmf_lora_param_backward(el.l, layer, el.router, 0, x, C, s.dp, E, dx, N, el.x);
 }

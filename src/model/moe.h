@@ -72,11 +72,17 @@ void lmf_moe_sums_add(const lmf_model_config *c, int N, const float *kept, size_
 void lmf_moe_losses_of(const lmf_model_config *c, int N, const lmf_moe_sums *s, double *aux, double *z, double *load,
                        double *dropped, float loss_scale, lmf_moe_grad *g);
 
-/* Forward of one layer's MoE FFN: x (N, C) normalised rows; out (N, C) gets the FFN's output (not the residual);
+/* LoRA (ctx->lora / d->lora, layer `layer`): the adapters on the router and the routed experts (PEFT's
+ * target_parameters, lora.h) add s B A x to the router's logits before routing and, expert e's own s B_e A_e, to
+ * its gate|up rows before the activation and to its down rows; the backward gives their A and B gradients (A x
+ * recomputed) and passes the input gradients on. Whole experts only (no tensor parallelism). The shared expert
+ * carries none.
+ *
+ * Forward of one layer's MoE FFN: x (N, C) normalised rows; out (N, C) gets the FFN's output (not the residual);
  * out may be x (prefill's scratch rows: every read of x comes before the first write of out).
  * kept: lmf_moe_layer_floats(c, N); scratch: lmf_moe_scratch_floats(c, N, 0) or more. Weights of any type. */
-void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const float *x, float *out, float *kept,
-                     float *scratch, int N);
+void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x, float *out,
+                     float *kept, float *scratch, int N);
 
 /* Decode (inside lmf_block_decode's parallel region, thread tid of nth, N <= LMF_BLOCK_QMV_MAX rows): xn (N, C)
  * this thread's copy of the normalised rows. Thread 0 routes (the router by the quantized kernels), a barrier; each
@@ -84,8 +90,8 @@ void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const
  * once per step however many rows chose it), a barrier, then its share of the C rows of the downs and the shared
  * expert, and adds the weighted sum into d->x for its columns. Never drops. Ends without a final barrier (the
  * caller's). */
-void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, const float *xn, int N, char *qbuf,
-                    int tid, int nth);
+void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, int layer, const float *xn, int N,
+                    char *qbuf, int tid, int nth);
 
 /* Training backward: dout (N, C) = d(out); dx (N, C) += d(x); parameter gradients added into G (views of the
  * gradient buffer laid out as the training model's own F32 weights: fused gate|up per expert and shared), the
@@ -93,7 +99,7 @@ void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, c
  * slabs): only d(x) flows, through the experts and through the routing weights into the router, and mg must be
  * NULL: the router losses train the router, which is frozen (transformers' Mixtral leaves them out by default too,
  * output_router_logits = False). */
-void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G,
+void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G, int layer,
                       const lmf_moe_grad *mg, const float *x, const float *dout, float *dx, const float *kept,
                       float *scratch, int N);
 

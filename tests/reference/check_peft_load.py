@@ -8,7 +8,10 @@ compiled here against build/liblmforge.a). The llama fixture carries no tokenize
 there the helper writes an adapter with random A and B on every linear (q/k exercise the rotate_half row order)
 through the same writer, lmf_lora_save_peft; the same for the tiny Mixtral (a mixture of experts) on q, k, v, o,
 and for transformers' tiny Qwen2 (all linear: q/k/v carry biases) and Qwen2-MoE (q, k, v, o), Qwen3 (all linear),
-Qwen3-MoE and OLMoE (q, k, v, o: through their q/k norms). Passes when max |diff| / max |logit| < 1e-4 for both.
+Qwen3-MoE and OLMoE (q, k, v, o: through their q/k norms); and adapters on the router and the experts (PEFT's
+target_parameters: the Mixtral's all-linear with gate_up_proj at 2r, one expert parameter alone, the router with
+gate_up_proj; Qwen2-MoE's, Qwen3-MoE's and OLMoE's routed experts). Passes when max |diff| / max |logit| < 1e-4 for
+all.
 
 Usage: check_peft_load.py --lmforge build/lmforge [--lib build/liblmforge.a] (run with a Python that has torch,
 transformers and peft; not part of ctest)."""
@@ -96,20 +99,29 @@ def main():
         subprocess.run([helper, "mkadapter", mixtral, "q_proj,k_proj,v_proj,o_proj", mxa], check=True)
         tokens = [1, 5, 9, 17, 33, 2, 40, 47, 0, 12, 7, 21]
         ok &= compare("mixtral (random adapter, q k v o)", mixtral, mxa, tokens, helper)
+        # the router and the experts (PEFT's target_parameters): all-linear (gate_up_proj at 2r, nested wrappers),
+        # one expert parameter alone (not nested), the router alone
+        for i, targets in enumerate(("all-linear", "q_proj,experts.down_proj", "gate.weight,gate_up_proj")):
+            ad = os.path.join(tmp, f"mixtral_experts_{i}")
+            subprocess.run([helper, "mkadapter", mixtral, targets, ad], check=True)
+            ok &= compare(f"mixtral (random adapter, {targets})", mixtral, ad, tokens, helper)
 
         # qwen2: PEFT wraps the biased q/k/v Linear and keeps its bias; Qwen2-MoE's gated shared expert underneath
         for name, targets in (("qwen2", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"),
-                              ("qwen2_moe", "q_proj,k_proj,v_proj,o_proj")):
+                              ("qwen2_moe", "q_proj,k_proj,v_proj,o_proj"),
+                              ("qwen2_moe", "q_proj,gate.weight,experts.gate_up_proj,experts.down_proj")):
             base = os.path.join(HERE, "fixtures", "qwen2", name)
-            ad = os.path.join(tmp, name + "_adapter")
+            ad = os.path.join(tmp, name + "_adapter" + str(len(targets)))
             subprocess.run([helper, "mkadapter", base, targets, ad], check=True)
             ok &= compare(f"{name} (random adapter, {targets})", base, ad, tokens, helper)
 
         # qwen3 / OLMoE: q's and k's adapters act before the q/k norm (per head; OLMoE's over the whole rows)
         for name, targets in (("qwen3", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"),
-                              ("qwen3_moe", "q_proj,k_proj,v_proj,o_proj"), ("olmoe", "q_proj,k_proj,v_proj,o_proj")):
+                              ("qwen3_moe", "q_proj,k_proj,v_proj,o_proj"), ("olmoe", "q_proj,k_proj,v_proj,o_proj"),
+                              ("qwen3_moe", "v_proj,gate.weight,gate_up_proj,down_proj"),
+                              ("olmoe", "o_proj,gate.weight,gate_up_proj,down_proj")):
             base = os.path.join(HERE, "fixtures", "qwen3", name)
-            ad = os.path.join(tmp, name + "_adapter")
+            ad = os.path.join(tmp, name + "_adapter" + str(len(targets)))
             subprocess.run([helper, "mkadapter", base, targets, ad], check=True)
             ok &= compare(f"{name} (random adapter, {targets})", base, ad, tokens, helper)
     print("PASS" if ok else "FAIL")

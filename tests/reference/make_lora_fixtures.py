@@ -27,10 +27,17 @@ Writes tests/reference/fixtures/lora/<model>_<variant>/ for model in {llama, gpt
 
 and for model mixtral (the mixture of experts tests/reference/fixtures/moe/mixtral: MixtralForCausalLM V=48,
 hidden 32, 2 layers, 4 heads, 2 KV heads, 4 experts of 16, top-2, untied head; loaded with
-experts_implementation="eager" so that the experts run in float64) in attn, attn_rslora and qkvo (target_modules
-[k_proj, o_proj, q_proj, v_proj]). Its router's aux loss is not in the loss (output_router_logits is false, the
-default), and no all_linear: PEFT 0.21's all-linear also adapts Mixtral's fused experts and router weight as
-target_parameters, which lmforge does not.
+experts_implementation="eager" so that the experts run in float64) in attn, attn_rslora, qkvo (target_modules
+[k_proj, o_proj, q_proj, v_proj]) and all_linear: PEFT 0.21's all-linear on a Mixtral adapts q/k/v/o as modules
+and, as target_parameters (PEFT's ParamWrapper, docs/moe.md), the router's gate.weight and the fused experts'
+gate_up_proj (rank_pattern / alpha_pattern 2r = 8, 2 alpha = 16: the same scale 2) and down_proj; keys
+base_model.model.model.layers.<i>.mlp.gate.lora_{A,B}.weight (A (4, 32), B (4 experts, 4)),
+.mlp.experts.base_layer.lora_{A,B}.weight (gate_up_proj: A (8 x 4 experts, 32), B (2 x 16, 8 x 4), expert e's
+columns j E + e) and .mlp.experts.lora_{A,B}.weight (down_proj: A (4 x 4, 16), B (32, 4 x 4)). Its router's aux
+loss is not in the loss (output_router_logits is false, the default).
+
+Run with arguments (e.g. `make_lora_fixtures.py mixtral_all_linear`) to rewrite only those folders; the others (and
+tests/reference/peft_moe_targets.py's mixtral_all_linear_peft beside them) are left as they are.
 
 all with task_type CAUSAL_LM, bias "none", lora_dropout 0.0 (and fan_in_fan_out=True for gpt2, which PEFT would
 set itself for Conv1D). Each folder holds:
@@ -104,6 +111,7 @@ import os
 import platform
 import shutil
 import struct
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -132,7 +140,7 @@ MODELS = {
     # experts are fused 3-D parameters and its router a bare weight, which PEFT 0.21's all-linear adapts as
     # target_parameters (one LoRA over all experts of a layer); lmforge does not, so no all_linear variant here
     "mixtral": dict(base="tests/reference/fixtures/moe/mixtral", attn=["q_proj", "v_proj"], fan_in_fan_out=False,
-                    seed=303, variants=["attn", "attn_rslora", "qkvo"]),
+                    seed=303, variants=["attn", "attn_rslora", "qkvo", "all_linear"]),
 }
 VARIANTS = {  # name -> (targets ("attn" = the model's attn list), use_rslora, adapter seed offset)
     "attn": ("attn", False, 1),
@@ -288,6 +296,8 @@ def make(model_name, variant):
         ac = json.load(f)
     if isinstance(ac.get("target_modules"), list):
         ac["target_modules"] = sorted(ac["target_modules"])  # PEFT writes a set: order follows string hashing
+    if ac.get("target_parameters"):
+        ac["target_parameters"] = sorted(ac["target_parameters"])  # the same (PEFT sorts them itself when matching)
     with open(cpath, "w") as f:
         json.dump(ac, f, indent=2, sort_keys=True)
         f.write("\n")
@@ -425,10 +435,11 @@ def main():
         f64 = load_base(mix, torch.float64)(input_ids=ids % 48).logits
     d = (f32 - f64).abs().max().item() / f64.abs().max().item()
     assert 0 < d < 1e-5, d
-    shutil.rmtree(OUT_REL, ignore_errors=True)
-    for m in MODELS:
+    only = sys.argv[1:]
+    for m in MODELS:  # each folder is rewritten whole (make removes it first)
         for v in MODELS[m].get("variants", ["attn", "all_linear", "attn_rslora"]):
-            make(m, v)
+            if not only or m + "_" + v in only:
+                make(m, v)
     total = sum(os.path.getsize(os.path.join(d, x)) for d, _, fs in os.walk(OUT_REL) for x in fs)
     print("wrote", OUT_REL, total, "bytes")
 
