@@ -399,7 +399,7 @@ static void expect_refusal(const lmf_model_config *c, const char *targets, const
 static void test_moe_targets(void **s) {
     (void)s;
     lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
-    c.n_layer = 1, c.n_expert = 4, c.n_expert_used = 2, c.n_embd = 32, c.ffn_dim = 24;
+    c.n_layer = 1, c.n_expert = 4, c.n_expert_used = 2, c.n_embd = 32, c.n_head = 4, c.n_kv_head = 2, c.ffn_dim = 24;
     lmf_lora *lo;
     assert_int_equal(lmf_lora_create(&c, "q_proj,k_proj,v_proj,o_proj", 4, 8, 0, 0, &lo), LMF_OK);
     assert_int_equal(lo->n_mod, 4);
