@@ -66,6 +66,20 @@ static void check_grads(const char *what, lmf_model *m, lmf_lora *lo) {
            lo->n_params, worst);
 }
 
+/* The LoRA model over full's weights, its adapters initialised; a fresh adapter (B = 0) gives exactly the base
+ * model's logits. */
+static lmf_model *fresh_lora_model(lmf_model *full, lmf_lora *lo, int vocab) {
+    lmf_lora_init(lo, 7);
+    lmf_model *m;
+    assert_int_equal(lmf_model_create_lora(lmf_model_weights(full), lo, B, T, &m), LMF_OK);
+    int32_t tok[B * T], tg[B * T];
+    data(vocab, tok, tg);
+    lmf_model_forward(full, tok, tg, B, T);
+    lmf_model_forward(m, tok, tg, B, T);
+    assert_memory_equal(lmf_model_logits(m), lmf_model_logits(full), sizeof(float) * B * T * vocab);
+    return m;
+}
+
 static void run_family(lmf_arch arch, const char *targets, int n_mod) {
     lmf_model_config c = lmf_model_config_default(arch);
     c.vocab_size = 61, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 24, c.n_head = 4, c.ffn_dim = 40;
@@ -76,15 +90,7 @@ static void run_family(lmf_arch arch, const char *targets, int n_mod) {
     lmf_lora *lo;
     if (lmf_lora_create(&c, targets, 3, 6.0f, 0.0f, 0, &lo) != LMF_OK) fail_msg("%s", lmf_last_error());
     assert_int_equal(lo->n_mod, n_mod);
-    lmf_lora_init(lo, 7);
-    lmf_model *m;
-    assert_int_equal(lmf_model_create_lora(lmf_model_weights(full), lo, B, T, &m), LMF_OK);
-    /* B = 0: exactly the base model */
-    int32_t tok[B * T], tg[B * T];
-    data(c.vocab_size, tok, tg);
-    lmf_model_forward(full, tok, tg, B, T);
-    lmf_model_forward(m, tok, tg, B, T);
-    assert_memory_equal(lmf_model_logits(m), lmf_model_logits(full), sizeof(float) * B * T * c.vocab_size);
+    lmf_model *m = fresh_lora_model(full, lo, c.vocab_size);
     check_grads(lmf_arch_name(arch), m, lo);
     lmf_model_free(m);
     lmf_lora_free(lo);
@@ -491,14 +497,7 @@ static void run_moe(int norm_topk, int rslora) {
     /* rsLoRA's alpha keeps the scale near 2: a larger one lets the finite differences' steps flip a top-k choice */
     if (lmf_lora_create(&c, "all-linear", 3, rslora ? 3.5f : 6.0f, 0.0f, rslora, &lo) != LMF_OK) fail_msg("%s", lmf_last_error());
     assert_int_equal(lo->n_mod, 7);
-    lmf_lora_init(lo, 7);
-    lmf_model *m;
-    assert_int_equal(lmf_model_create_lora(lmf_model_weights(full), lo, B, T, &m), LMF_OK);
-    int32_t tok[B * T], tg[B * T];
-    data(c.vocab_size, tok, tg);
-    lmf_model_forward(full, tok, tg, B, T);
-    lmf_model_forward(m, tok, tg, B, T);
-    assert_memory_equal(lmf_model_logits(m), lmf_model_logits(full), sizeof(float) * B * T * c.vocab_size);
+    lmf_model *m = fresh_lora_model(full, lo, c.vocab_size);
     check_grads(norm_topk ? "mixtral all-linear (experts, router)" : "MoE raw top-k, rsLoRA", m, lo);
     /* the router's adapter, entry by entry (check_grads' sample may miss its few values) */
     int32_t tk[B * T], tt[B * T];

@@ -60,6 +60,24 @@ static void check(const char *what, const float *got, const float *want, size_t 
     if (!(e <= TOL)) fail_msg("%s: relative error %.3g > %g", what, e, TOL);
 }
 
+
+/* PEFT's 10 AdamW steps on the same batch (lr 1e-2, no decay, no clipping), each step's loss held to the twin's */
+static void peft_steps(lmf_model *m, const int32_t *tok, const int32_t *tg, int B, int T, const float *losses,
+                       const char *name) {
+    lmf_adamw opt;
+    lmf_adamw_init(&opt, lmf_model_num_params(m));
+    lmf_adamw_hparams hp = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f, .grad_clip = 0.0f};
+    for (int step = 0; step < 10; step++) {
+        lmf_model_zero_grad(m);
+        float ls = lmf_model_forward(m, tok, tg, B, T);
+        if (fabs(ls - losses[step]) > TOL * fabs(losses[step]))
+            fail_msg("%s step %d: loss %.7g, PEFT %.7g", name, step, ls, losses[step]);
+        lmf_model_backward(m, 1.0f);
+        lmf_adamw_apply(&opt, m, &hp, 1e-2f, lmf_grad_norm(m));
+    }
+    lmf_adamw_free(&opt);
+}
+
 static void run(const char *model, const char *variant, const char *targets, int rslora) {
     char path[512];
     snprintf(path, sizeof path, FIX "%s", strcmp(model, "mixtral") ? model : "moe/mixtral");
@@ -112,18 +130,9 @@ static void run(const char *model, const char *variant, const char *targets, int
             check(key2, lmf_lora_dB(lo, l, k), tensor(ex, key2, nb), nb);
         }
     /* 10 AdamW steps on the same batch */
-    const float *losses = tensor(ex, "train.losses", 10);
-    lmf_adamw opt;
-    lmf_adamw_init(&opt, lmf_model_num_params(m));
-    lmf_adamw_hparams hp = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f, .grad_clip = 0.0f};
-    for (int step = 0; step < 10; step++) {
-        lmf_model_zero_grad(m);
-        float ls = lmf_model_forward(m, tok, tg, B, T);
-        if (fabs(ls - losses[step]) > TOL * fabs(losses[step]))
-            fail_msg("%s_%s step %d: loss %.7g, PEFT %.7g", model, variant, step, ls, losses[step]);
-        lmf_model_backward(m, 1.0f);
-        lmf_adamw_apply(&opt, m, &hp, 1e-2f, lmf_grad_norm(m));
-    }
+    char name[96];
+    snprintf(name, sizeof name, "%s_%s", model, variant);
+    peft_steps(m, tok, tg, B, T, tensor(ex, "train.losses", 10), name);
     for (int l = 0; l < lo->n_layer; l++)
         for (int k = 0; k < lo->n_mod; k++) {
             size_t na = (size_t)lo->r * lo->mod[k].in, nb = (size_t)lo->mod[k].out * lo->r;
@@ -136,7 +145,6 @@ static void run(const char *model, const char *variant, const char *targets, int
         }
     printf("%s_%s: logits, loss, %d adapter gradients, 10 AdamW steps equal PEFT's (worst so far %.2g)\n", model,
            variant, 2 * lo->n_layer * lo->n_mod, WORST);
-    lmf_adamw_free(&opt);
     lmf_model_free(m);
     lmf_safetensors_close(ad);
     lmf_safetensors_close(ex);
@@ -315,18 +323,7 @@ static void test_mixtral_all_linear(void **s) {
     memcpy(gr->params, lo->grads, lo->n_params * sizeof(float));
     assert_int_equal(lmf_lora_save_peft(gr, &w->cfg, NULL, dir), LMF_OK);
     check_folder(dir, ex, "grad.");
-    const float *losses = tensor(ex, "train.losses", 10);
-    lmf_adamw opt;
-    lmf_adamw_init(&opt, lmf_model_num_params(m));
-    lmf_adamw_hparams hp = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f, .grad_clip = 0.0f};
-    for (int step = 0; step < 10; step++) {
-        lmf_model_zero_grad(m);
-        float ls = lmf_model_forward(m, tok, tg, B, T);
-        if (fabs(ls - losses[step]) > TOL * fabs(losses[step]))
-            fail_msg("mixtral_all_linear step %d: loss %.7g, PEFT %.7g", step, ls, losses[step]);
-        lmf_model_backward(m, 1.0f);
-        lmf_adamw_apply(&opt, m, &hp, 1e-2f, lmf_grad_norm(m));
-    }
+    peft_steps(m, tok, tg, B, T, tensor(ex, "train.losses", 10), "mixtral_all_linear");
     assert_int_equal(lmf_lora_save_peft(lo, &w->cfg, NULL, dir), LMF_OK);
     check_folder(dir, ex, "final.");
     lmf_model_forward(m, tok, NULL, B, T);
@@ -339,7 +336,6 @@ static void test_mixtral_all_linear(void **s) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
-    lmf_adamw_free(&opt);
     lmf_model_free(m);
     lmf_safetensors_close(ex);
     lmf_lora_free(gr);
