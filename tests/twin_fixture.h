@@ -61,6 +61,23 @@ static inline void batch_decode(const lmf_weights *w, lmf_model *m, const int32_
     lmf_kv_pool_free(pool);
 }
 
+/* Rewrites the u32 value of metadata key `key` in the GGUF at path (its first 64 KiB, where a tiny model's metadata
+ * lies), checking the value it had: a file that disagrees with itself, for the loaders' refusals. */
+static inline void gguf_patch_u32(const char *path, const char *key, uint32_t was, uint32_t now) {
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    char *at = memmem(buf, n, key, strlen(key));
+    assert_non_null(at);
+    uint32_t type, v;
+    memcpy(&type, at + strlen(key), 4), memcpy(&v, at + strlen(key) + 4, 4);
+    assert_true(type == 4 /* GGUF u32 */ && v == was);
+    assert_int_equal(fseek(f, (long)(at + strlen(key) + 4 - buf), SEEK_SET), 0);
+    assert_int_equal(fwrite(&now, 4, 1, f), 1);
+    fclose(f);
+}
+
 #ifndef TWIN_OWN_TABLE
 /* Every tensor of the table (flat buffer buf) against prefix.<name>. */
 static inline double compare_table(const lmf_model *m, const float *buf, const lmf_safetensors *st, const char *prefix) {
