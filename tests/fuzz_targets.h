@@ -151,10 +151,41 @@ static int fuzz_tokenizer_json(const uint8_t *data, size_t n) {
     return 1;
 }
 
-/* Encoding arbitrary bytes with the real GPT-2 vocabulary: decode(encode(x)) must give x back exactly. */
+/* The same vocabulary with an NFC normalizer (Qwen2's): decode(encode(x)) is NFC(x), NFC is idempotent, and the
+ * streaming encoder fed x in pieces (cut by x's own bytes, so inside characters and between a letter and its
+ * marks) gives one encode's ids. */
+static void nfc_properties(lmf_tokenizer *tok, const uint8_t *data, size_t n) {
+    lmf_text want = {0}, again = {0}, out = {0};
+    lmf_nfc_append(data, n, &want);
+    lmf_nfc_append((const uint8_t *)want.data, want.len, &again);
+    if (again.len != want.len || memcmp(again.data, want.data, want.len)) abort();
+    lmf_ids ids = {0}, streamed = {0};
+    lmf_tokenizer_encode(tok, (const char *)data, n, LMF_ENCODE_ALLOW_SPECIAL, &ids);
+    if (lmf_tokenizer_decode(tok, ids.data, ids.len, 0, &out) != LMF_OK) abort();
+    if (out.len != want.len || memcmp(out.data, want.data, want.len)) abort();
+    lmf_tokenizer_encoder *enc = lmf_tokenizer_encoder_create(tok, LMF_ENCODE_ALLOW_SPECIAL);
+    for (size_t i = 0; i < n;) {
+        size_t k = 1 + data[i] % 5;
+        if (k > n - i) k = n - i;
+        lmf_tokenizer_encoder_feed(enc, (const char *)data + i, k, &streamed);
+        i += k;
+    }
+    lmf_tokenizer_encoder_finish(enc, &streamed);
+    lmf_tokenizer_encoder_free(enc);
+    if (streamed.len != ids.len || memcmp(streamed.data, ids.data, ids.len * sizeof(int32_t))) abort();
+    free(want.data), free(again.data), free(out.data), free(ids.data), free(streamed.data);
+}
+
+/* Encoding arbitrary bytes with the real GPT-2 vocabulary: decode(encode(x)) must give x back exactly; and the
+ * NFC properties above. */
 static int fuzz_encode(const uint8_t *data, size_t n) {
-    static lmf_tokenizer *gpt2;
+    static lmf_tokenizer *gpt2, *nfc;
     if (!gpt2 && lmf_tokenizer_load(LMF_SOURCE_DIR "/tests/data/gpt2", &gpt2) != LMF_OK) abort();
+    if (!nfc) {
+        if (lmf_tokenizer_load(LMF_SOURCE_DIR "/tests/data/gpt2", &nfc) != LMF_OK) abort();
+        nfc->nfc = 1; /* the vocabulary as an NFC tokenizer (tokenizer.json's normalizer sets the same flag) */
+    }
+    nfc_properties(nfc, data, n);
     for (unsigned flags = 0; flags <= LMF_ENCODE_ALLOW_SPECIAL; flags++) {
         lmf_ids ids = {0};
         lmf_tokenizer_encode(gpt2, (const char *)data, n, flags, &ids);

@@ -139,11 +139,12 @@ static void test_fuzz_tokenizer_json(void **s) {
 }
 
 static void test_fuzz_encode(void **s) {
-    /* arbitrary bytes, invalid UTF-8 and special-token fragments included, must round-trip through GPT-2 */
+    /* arbitrary bytes, invalid UTF-8, special-token fragments and combining marks / Hangul jamo (NFC) included */
+    static const char pool[] = " <|endoftext|>\xe2\x82" "e\xcc\x81\xcc\xa3\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8\xe2\x84\xab";
     uint8_t buf[300];
     for (int it = 0; it < 2000; it++) {
         size_t n = rnd32() % sizeof buf;
-        for (size_t i = 0; i < n; i++) buf[i] = rnd32() % 3 ? (uint8_t)rnd32() : (uint8_t)" <|endoftext|>\xe2\x82"[rnd32() % 16];
+        for (size_t i = 0; i < n; i++) buf[i] = rnd32() % 3 ? (uint8_t)rnd32() : (uint8_t)pool[rnd32() % (sizeof pool - 1)];
         assert_true(fuzz_encode(buf, n));
     }
 }
