@@ -498,7 +498,8 @@ static lmf_status rope_num(const hf *h, const char *key, const cJSON *obj, const
  * a top-level original_max_position_embeddings first, then the object's, then max_position_embeddings, as
  * transformers' standardize_rope_params) run; the others (yarn, dynamic, longrope, ...) are refused by name. */
 static lmf_status rope_config(hf *h, lmf_model_config *c) {
-    static const char *const keys[] = {"rope_scaling", "rope_parameters"};
+    /* both present: rope_scaling wins, as in transformers 5 (convert_rope_params_to_dict) */
+    static const char *const keys[] = {"rope_parameters", "rope_scaling"};
     for (int i = 0; i < 2; i++) {
         const char *key = keys[i];
         const cJSON *r = field(h, key);
@@ -509,7 +510,7 @@ static lmf_status rope_config(hf *h, lmf_model_config *c) {
         if (!type) type = cJSON_GetObjectItemCaseSensitive(r, "type");
         if (type && !cJSON_IsString(type))
             return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s.rope_type\" must be a string", h->cfg_path, key);
-        if (!type && i == 0)
+        if (!type && i == 1)
             return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" has no rope_type (or type)", h->cfg_path, key);
         const cJSON *theta = cJSON_GetObjectItemCaseSensitive(r, "rope_theta");
         if (theta && !(cJSON_IsNumber(theta) && theta->valuedouble > 0))
