@@ -320,6 +320,36 @@ static void twin(const char *name) {
 static void test_twin_llama3(void **s) { twin("llama3"); }
 static void test_twin_linear(void **s) { twin("linear"); }
 
+/* rope_freqs.weight back to parameters on other shapes of the band (theta 5e5: the 8 pairs' wavelengths 6.3, 32, 167,
+ * 861, 4443, ...): Llama 3.2's RoPE (factor 32, original context 8192) and a context of 1000 leave one pair between
+ * the edges (the context from it); 4000 leaves none (edges 1000 and 4000 between 861 and 4443), and the smallest
+ * power of two that does the same, 4096, reads back with equal divisors. */
+static void test_gguf_recovery(void **s) {
+    static const struct {
+        float theta, factor;
+        int ctx, want_ctx;
+    } cases[] = {{500000.0f, 32.0f, 8192, 8192}, {500000.0f, 8.0f, 1000, 1000}, {500000.0f, 32.0f, 4000, 4096}};
+    lmf_weights *w = load(FIX "llama3");
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/lmf_rope_rec_%d.gguf", (int)getpid());
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        w->cfg.rope_theta = cases[i].theta, w->cfg.rope_factor = cases[i].factor, w->cfg.rope_orig_ctx = cases[i].ctx;
+        if (lmf_export_gguf(w, path, LMF_GGML_F32, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
+        lmf_weights *q = load(path);
+        const lmf_model_config *c = &q->cfg;
+        if (c->rope_scaling != LMF_ROPE_SCALING_LLAMA3 || c->rope_factor != cases[i].factor ||
+            c->rope_low_freq_factor != 1.0f || c->rope_high_freq_factor != 4.0f || c->rope_orig_ctx != cases[i].want_ctx)
+            fail_msg("case %zu: read back as %d factor %g low %g high %g ctx %d", i, (int)c->rope_scaling,
+                     c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_orig_ctx);
+        float a[8], b[8];
+        lmf_rope_freq_factors(&w->cfg, a), lmf_rope_freq_factors(c, b);
+        assert_close(b, a, 8, 1e-6, "divisors");
+        lmf_weights_free(q);
+    }
+    unlink(path);
+    lmf_weights_free(w);
+}
+
 static void edited(const char *folder, const char *dir, const char *sed) {
     char cmd[1400];
     snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s%s/model.safetensors %s/ && sed %s %s%s/config.json > "
@@ -407,6 +437,6 @@ int main(void) {
         cmocka_unit_test(test_hf_qwen2_llama3), cmocka_unit_test(test_export_llama3),
         cmocka_unit_test(test_export_linear), cmocka_unit_test(test_export_qwen2),
         cmocka_unit_test(test_twin_llama3),   cmocka_unit_test(test_twin_linear),
-        cmocka_unit_test(test_refused)};
+        cmocka_unit_test(test_gguf_recovery), cmocka_unit_test(test_refused)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
