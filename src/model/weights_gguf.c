@@ -27,7 +27,10 @@
  *   gpt2:  token_embd, position_embd, output (absent: tied), output_norm(.bias), blk.N.{attn_norm, attn_qkv (fused
  *          q|k|v rows), attn_output, ffn_norm, ffn_up, ffn_down} each with .weight and .bias.
  * Head size (every family but gpt2): <arch>.attention.key_length (= value_length) when present, else
- * embedding_length / head_count; attn_q is then [C, n_head hs], attn_output [n_head hs, C]. */
+ * embedding_length / head_count; attn_q is then [C, n_head hs], attn_output [n_head hs, C].
+ * RoPE scaling (docs/formats.md): <arch>.rope.scaling.type none / linear with <arch>.rope.scaling.factor (or
+ * rope.scale_linear), and for llama rope_freqs.weight (F32 [hs/2], each pair's frequency divisor: how llama.cpp's
+ * converter stores Llama 3's "llama3" scaling), turned back into the config's parameters. */
 #include "core/alloc.h"
 #include "core/status.h"
 #include "io/gguf.h"
@@ -140,8 +143,8 @@ static lmf_status rope_scaling(const lmf_gguf *g, const char *arch, lmf_model_co
 }
 
 /* The config of a llama, qwen2, qwen2moe, qwen3, qwen3moe or olmoe GGUF (arch.* keys, vocab from token_embd.weight, tied when
- * output.weight is absent, q/k/v biases when blk.0 has them; max_seq_len = arch.context_length), refusing what the
- * model cannot represent (RoPE scaling, partial rotary heads). */
+ * output.weight is absent, q/k/v biases when blk.0 has them; max_seq_len = arch.context_length; RoPE scaling from
+ * rope_scaling()), refusing what the model cannot represent (yarn / longrope scaling, partial rotary heads). */
 static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_config *out) {
     const char *path = g->path;
     /* qwen: any architecture but llama (Q/K rows unpermuted); qmoe: one whose every layer is a mixture of experts */
