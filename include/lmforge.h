@@ -94,6 +94,14 @@ typedef enum {
     LMF_QK_NORM_HEAD = 1, /* each head's hs values on their own, one weight of hs shared by the heads (Qwen3) */
     LMF_QK_NORM_FULL = 2, /* all of q (n_head hs) and all of k (n_kv_head hs) as one row each (OLMoE) */
 } lmf_qk_norm_kind;
+/* RoPE scaling (cfg.rope_scaling): every RoPE pair i turns by position * theta^(-2i/hs) / f_i, f_i from the kind.
+ * Both are Hugging Face's rope_type of the same name (docs/formats.md, "RoPE scaling"). */
+typedef enum {
+    LMF_ROPE_SCALING_NONE = 0,   /* f_i = 1 */
+    LMF_ROPE_SCALING_LINEAR = 1, /* f_i = rope_factor: positions interpolated (transformers' "linear") */
+    LMF_ROPE_SCALING_LLAMA3 = 2, /* Llama 3.1+: f_i = 1 for wavelengths below rope_orig_ctx / rope_high_freq_factor,
+                                  * rope_factor above rope_orig_ctx / rope_low_freq_factor, smoothly between */
+} lmf_rope_scaling_kind;
 
 /* The one description of a model: every architectural choice, for training and inference alike. A pre-norm
  * transformer; the family names the usual settings of the knobs below (lmf_model_config_default /
@@ -145,6 +153,12 @@ typedef struct {
                             * each layer (Qwen2-MoE's shared_expert_gate); needs shared_ffn_dim > 0 */
     lmf_qk_norm_kind qk_norm; /* RMSNorm on q and k before RoPE, with norm_eps (qwen3: per head, olmoe: full
                                * width); needs RMSNorm */
+    /* RoPE scaling (llama family): all 0 for plain RoPE, as every config before it */
+    lmf_rope_scaling_kind rope_scaling;
+    float rope_factor;           /* linear and llama3: > 0 (usually >= 1) */
+    float rope_low_freq_factor;  /* llama3: 0 < low < high (Llama 3.x: 1 and 4) */
+    float rope_high_freq_factor;
+    int rope_orig_ctx;           /* llama3: the context length pretraining used (original_max_position_embeddings) */
 } lmf_model_config;
 
 /* Defaults for a family (GPT-2 124M shape, or a small llama); callers then override fields. */
@@ -156,6 +170,10 @@ void lmf_model_config_set_arch(lmf_model_config *cfg, lmf_arch arch);
 int lmf_head_size(const lmf_model_config *cfg);
 int lmf_q_width(const lmf_model_config *cfg);
 int lmf_kv_width(const lmf_model_config *cfg);
+/* RoPE's per-pair frequency divisors f_i (i < hs/2) of cfg.rope_scaling into out (hs/2 floats); 0 (out untouched)
+ * for plain RoPE, 1 when scaled. Training and inference build their tables from it; the GGUF writer stores it as
+ * llama.cpp's rope_freqs.weight. */
+int lmf_rope_freq_factors(const lmf_model_config *cfg, float *out);
 /* Checks every field and the relations between them; names the first bad field. */
 lmf_status lmf_model_config_validate(const lmf_model_config *cfg);
 const char *lmf_arch_name(lmf_arch arch);

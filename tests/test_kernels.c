@@ -147,7 +147,7 @@ static void run_attention(int rope, int NH, int NKV, int T) {
     long nq = (long)B * T * S;
     attn_ctx c = {zeros(B * T * C), zeros((long)lmf_attention_scratch_floats(T, omp_get_max_threads())),
                   rnd(nq, 9, 1.0f), zeros(nq), zeros(T * hs), B, T, NH, NKV, hs, rope};
-    lmf_rope_table(c.freqs, T, hs, 10000.0f);
+    lmf_rope_table(c.freqs, T, hs, 10000.0f, NULL);
     float *R = rnd(B * T * C, 10, 1.0f), *dqkv = zeros(nq);
     attn_fwd(&c);
     attn_naive_check(&c);

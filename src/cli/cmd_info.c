@@ -171,6 +171,10 @@ static int info_loaded(const char *path) {
                                                                             : "rope (interleaved pairs)",
            "output head", c->tied_embeddings ? "tied to the token embedding" : "separate");
     if (w->cfg.pos != LMF_POS_LEARNED) printf("  %-28s %.9g\n", "rope_theta", c->rope_theta);
+    if (c->rope_scaling == LMF_ROPE_SCALING_LINEAR) printf("  %-28s linear, factor %.9g\n", "rope_scaling", c->rope_factor);
+    if (c->rope_scaling == LMF_ROPE_SCALING_LLAMA3)
+        printf("  %-28s llama3, factor %.9g, low_freq_factor %.9g, high_freq_factor %.9g, original context %d\n",
+               "rope_scaling", c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_orig_ctx);
     if (c->n_expert)
         printf("  %-28s %d (ffn_dim each)\n  %-28s %d\n  %-28s %d\n  %-28s %s\n  %-28s %.9g\n  %-28s %.9g\n"
                "  %-28s %.9g\n", "n_expert", c->n_expert, "n_expert_used", c->n_expert_used, "shared_ffn_dim",

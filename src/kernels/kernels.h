@@ -58,8 +58,10 @@ void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, cons
 /* ---- rotary position embedding, in place ----
  * freqs: (T, hs): per position hs/2 cosines then hs/2 sines, from lmf_rope_table; T may exceed the batch's T.
  * interleaved: pair i is dimensions (2i, 2i+1) of a head (llama.cpp's GGUF rows), else (i, i + hs/2) (HF
- * rotate_half). sign -1 rotates back: the rotation is orthogonal, so that is the backward. */
-void lmf_rope_table(float *freqs, int T, int hs, float theta);
+ * rotate_half). sign -1 rotates back: the rotation is orthogonal, so that is the backward.
+ * factors: NULL, or hs/2 divisors of the pairs' frequencies (RoPE scaling: lmf_rope_freq_factors; llama.cpp's
+ * rope_freqs.weight). */
+void lmf_rope_table(float *freqs, int T, int hs, float theta, const float *factors);
 /* Dimensions [d0, d1) of row x (heads of hs one after the other) for one position, cs = freqs + position * hs.
  * Pairs must not straddle d0 or d1 (rotate_half: whole heads). */
 void lmf_rope_rotate(float *x, int d0, int d1, const float *cs, int hs, int interleaved, float sign);

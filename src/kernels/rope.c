@@ -1,18 +1,18 @@
 /* rope.c — rotary position embedding, one kernel for both layouts of a head's rotated pairs:
  *  - rotate_half (Hugging Face): dimension d pairs with d + hs/2;
  *  - interleaved (llama.cpp's GGUF Q/K rows, Meta's original): dimensions 2i and 2i + 1 pair.
- * Pair i turns by position * theta^(-2i/hs) in both. Training (forward and backward), prefill and decode all
+ * Pair i turns by position * theta^(-2i/hs) / factors[i] in both (factors: RoPE scaling, NULL for none). Training (forward and backward), prefill and decode all
  * rotate through lmf_rope_rotate. */
 #include "kernels/kernels.h"
 
 #include <math.h>
 
-void lmf_rope_table(float *freqs, int T, int hs, float theta) {
+void lmf_rope_table(float *freqs, int T, int hs, float theta, const float *factors) {
     int half = hs / 2;
     for (int t = 0; t < T; t++) {
         for (int d = 0; d < half; d++) {
             /* double precision so long contexts and large theta keep accurate angles */
-            double inv = pow((double)theta, -2.0 * d / hs), a = t * inv;
+            double inv = pow((double)theta, -2.0 * d / hs) / (factors ? factors[d] : 1.0), a = t * inv;
             freqs[(long)t * hs + d] = (float)cos(a);
             freqs[(long)t * hs + half + d] = (float)sin(a);
         }

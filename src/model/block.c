@@ -13,6 +13,7 @@
  * (attend_share). */
 #include "model/block.h"
 
+#include "core/alloc.h"
 #include "core/progress.h"
 #include "core/status.h"
 #include "io/gguf.h"
@@ -121,6 +122,13 @@ static void ffn_act_par(const lmf_model_config *cfg, float *fcact, const float *
     if (cfg->act == LMF_ACT_SWIGLU) lmf_swiglu_forward(fcact, fch, N, F);
     else if (cfg->act == LMF_ACT_GELU_TANH) lmf_gelu_forward(fcact, fch, (long)N * F);
     else lmf_relu_forward(fcact, fch, (long)N * F);
+}
+
+void lmf_block_rope_table(const lmf_model_config *cfg, float *tab, int T) {
+    int hs = lmf_head_size(cfg);
+    float *f = lmf_xmalloc(sizeof(float) * (size_t)(hs / 2 + 1));
+    lmf_rope_table(tab, T, hs, cfg->rope_theta, lmf_rope_freq_factors(cfg, f) ? f : NULL);
+    free(f);
 }
 
 void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int ld, int N, int T, int p0,

@@ -56,6 +56,9 @@ void lmf_block_norm_par(const lmf_model_config *cfg, float *out, float *mean, fl
  * the pre-activation (FF = F); fcact (N, F) = silu(gate) * up, gelu_tanh(h) or relu(h). */
 void lmf_block_ffn_act(const lmf_model_config *cfg, float *fcact, const float *fch, int N, int lo, int hi);
 
+/* The RoPE table (T, hs) of cfg (its theta and scaling: lmf_rope_freq_factors), the one that training and inference
+ * both rotate by. */
+void lmf_block_rope_table(const lmf_model_config *cfg, float *tab, int T);
 /* RoPE on rows: row i (ld floats apart) sits at position pos[i] (pos NULL: p0 + i % T); its first nheads heads of hs
  * dimensions are rotated (sign +1; -1 rotates back: the backward). */
 void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int ld, int N, int T, int p0,

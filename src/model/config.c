@@ -2,6 +2,7 @@
 #include "model/model.h"
 #include "core/status.h"
 
+#include <math.h>
 #include <string.h>
 
 /* qwen2 is llama with biases on q, k and v, qwen3 and olmoe llama with a norm on q and k: everything that holds for
@@ -39,6 +40,30 @@ lmf_model_config lmf_model_config_default(lmf_arch arch) {
 int lmf_head_size(const lmf_model_config *c) { return c->head_dim ? c->head_dim : c->n_embd / c->n_head; }
 int lmf_q_width(const lmf_model_config *c) { return c->n_head * lmf_head_size(c); }
 int lmf_kv_width(const lmf_model_config *c) { return c->n_kv_head * lmf_head_size(c); }
+
+int lmf_rope_freq_factors(const lmf_model_config *c, float *out) {
+    if (c->rope_scaling == LMF_ROPE_SCALING_NONE) return 0;
+    int hs = lmf_head_size(c), half = hs / 2;
+    double factor = c->rope_factor;
+    /* Llama 3's band edges are wavelengths (positions per turn): pairs turning more than high_freq_factor times in
+     * the original context keep their frequency, pairs turning less than low_freq_factor times are slowed by the
+     * factor, and the ones between are interpolated in 1/f by how many turns they make (as transformers'
+     * _compute_llama3_parameters and llama.cpp's converter, in double here) */
+    double ctx = c->rope_orig_ctx, lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+    for (int i = 0; i < half; i++) {
+        double f = factor;
+        if (c->rope_scaling == LMF_ROPE_SCALING_LLAMA3) {
+            double wavelen = 2.0 * 3.14159265358979323846 / pow((double)c->rope_theta, -2.0 * i / hs);
+            if (wavelen < ctx / hi) f = 1.0;
+            else if (wavelen <= ctx / lo) {
+                double smooth = (ctx / wavelen - lo) / (hi - lo);
+                f = 1.0 / ((1.0 - smooth) / factor + smooth);
+            }
+        }
+        out[i] = (float)f;
+    }
+    return 1;
+}
 
 int lmf_arch_is_llama_family(lmf_arch arch) {
     return arch == LMF_ARCH_LLAMA || arch == LMF_ARCH_QWEN2 || arch == LMF_ARCH_QWEN3 || arch == LMF_ARCH_OLMOE;
@@ -100,6 +125,31 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
         REQUIRE(lmf_head_size(c) % 2 == 0, "head size (head_dim or n_embd/n_head: %d) must be even for RoPE",
                 lmf_head_size(c));
         REQUIRE(c->rope_theta > 0.0f, "rope_theta: must be positive, got %g", c->rope_theta);
+    }
+    REQUIRE(c->rope_scaling >= LMF_ROPE_SCALING_NONE && c->rope_scaling <= LMF_ROPE_SCALING_LLAMA3,
+            "rope_scaling: %d is not 0 (none), 1 (linear) or 2 (llama3)", (int)c->rope_scaling);
+    if (c->rope_scaling == LMF_ROPE_SCALING_NONE) {
+        /* a factor without a kind is a typo, not plain RoPE */
+        REQUIRE(c->rope_factor == 0.0f && c->rope_low_freq_factor == 0.0f && c->rope_high_freq_factor == 0.0f &&
+                    c->rope_orig_ctx == 0,
+                "rope_factor, rope_low_freq_factor, rope_high_freq_factor and rope_orig_ctx need rope_scaling "
+                "(1 linear or 2 llama3)");
+    } else {
+        REQUIRE(c->pos != LMF_POS_LEARNED, "rope_scaling: %s has learned positions, not RoPE", lmf_arch_name(c->arch));
+        REQUIRE(c->rope_factor > 0.0f && c->rope_factor <= 65536.0f, "rope_factor: %g outside (0, 65536]",
+                c->rope_factor);
+        if (c->rope_scaling == LMF_ROPE_SCALING_LLAMA3) {
+            REQUIRE(c->rope_low_freq_factor > 0.0f && c->rope_high_freq_factor > c->rope_low_freq_factor &&
+                        c->rope_high_freq_factor <= 65536.0f,
+                    "rope_low_freq_factor (%g) and rope_high_freq_factor (%g): llama3 RoPE needs 0 < low < high",
+                    c->rope_low_freq_factor, c->rope_high_freq_factor);
+            REQUIRE(c->rope_orig_ctx > 0 && c->rope_orig_ctx <= (1 << 30), "rope_orig_ctx: %d outside [1, 2^30]",
+                    c->rope_orig_ctx);
+        } else {
+            REQUIRE(c->rope_low_freq_factor == 0.0f && c->rope_high_freq_factor == 0.0f && c->rope_orig_ctx == 0,
+                    "rope_low_freq_factor, rope_high_freq_factor and rope_orig_ctx are llama3's (rope_scaling 2), "
+                    "not linear's");
+        }
     }
     REQUIRE(!(c->bias && c->act == LMF_ACT_SWIGLU), "bias: linear biases with SwiGLU are not supported");
     REQUIRE(c->qkv_bias == 0 || c->qkv_bias == 1, "qkv_bias: %d is not 0 or 1", c->qkv_bias);

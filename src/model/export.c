@@ -293,6 +293,10 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
         return lmf_fail(LMF_ERR_ARG, "%s: a gated shared expert is written as qwen2moe, which needs arch qwen2", path);
     if (!lmf_quantize_supported(type))
         return lmf_fail(LMF_ERR_ARG, "%s: GGUF export cannot write %s matrices", path, lmf_ggml_type_name(type));
+    /* llama.cpp keeps llama3 scaling as rope_freqs.weight, which only its llama graph reads */
+    if (c->rope_scaling == LMF_ROPE_SCALING_LLAMA3 && c->arch != LMF_ARCH_LLAMA)
+        return lmf_fail(LMF_ERR_ARG, "%s: llama3 RoPE scaling is written as rope_freqs.weight, which llama.cpp applies "
+                        "to its llama architecture only, not to this %s model", path, lmf_arch_name(c->arch));
     int C = c->n_embd, hs = lmf_head_size(c), QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim;
     int V = c->vocab_size;
     pool P = {0};
@@ -318,6 +322,10 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
         lmf_gguf_writer_set_f32(g, KEY("attention.layer_norm_rms_epsilon"), c->norm_eps);
         lmf_gguf_writer_set_f32(g, KEY("rope.freq_base"), c->rope_theta);
         lmf_gguf_writer_set_u32(g, KEY("rope.dimension_count"), (uint32_t)hs);
+        if (c->rope_scaling == LMF_ROPE_SCALING_LINEAR) { /* as llama.cpp's converter */
+            lmf_gguf_writer_set_str(g, KEY("rope.scaling.type"), "linear");
+            lmf_gguf_writer_set_f32(g, KEY("rope.scaling.factor"), c->rope_factor);
+        }
         if (QD != C) { /* heads not C / n_head wide: llama.cpp reads their size here (its qwen3 converter writes it) */
             lmf_gguf_writer_set_u32(g, KEY("attention.key_length"), (uint32_t)hs);
             lmf_gguf_writer_set_u32(g, KEY("attention.value_length"), (uint32_t)hs);
@@ -344,6 +352,11 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
     int *pq = NULL, *pk = NULL;
     if (llama && (w->cfg.pos == LMF_POS_ROPE_HALF) != neox)
         pq = rope_perm(&P, c->n_head, hs, !neox), pk = rope_perm(&P, c->n_kv_head, hs, !neox);
+    if (c->rope_scaling == LMF_ROPE_SCALING_LLAMA3) { /* llama.cpp's converter: the divisors, not the parameters */
+        float *ff = pool_alloc(&P, sizeof(float) * (size_t)(hs / 2));
+        lmf_rope_freq_factors(c, ff);
+        add1(&P, g, "rope_freqs.weight", ff, hs / 2);
+    }
     uint32_t te = tensor_type(type, 1, C);
     add2(g, "token_embd.weight", te, V, C, matrix(&P, &w->tok_emb, te, NULL));
     if (gpt2) add2(g, "position_embd.weight", te, w->pos_emb.rows, C, matrix(&P, &w->pos_emb, te, NULL));
@@ -492,6 +505,21 @@ static void hf_family(cJSON *j, cJSON *arch, const char *cls, const char *type, 
     for (size_t i = 0; i < n; i++) num(j, f[i].key, f[i].v);
 }
 
+/* RoPE's type and parameters as transformers names them (rope_parameters / rope_scaling, Meta's Llama 3.x
+ * config.json for llama3); rope_theta inside it for rope_parameters, beside it for llama's rope_scaling. */
+static void hf_rope(cJSON *rope, const lmf_model_config *c) {
+    static const char *const type[] = {"default", "linear", "llama3"}; /* by lmf_rope_scaling_kind */
+    int params = c->arch != LMF_ARCH_LLAMA;
+    cJSON_AddStringToObject(rope, "rope_type", type[c->rope_scaling]);
+    if (params) numf(rope, "rope_theta", c->rope_theta);
+    if (c->rope_scaling) numf(rope, "factor", c->rope_factor);
+    if (c->rope_scaling == LMF_ROPE_SCALING_LLAMA3) {
+        numf(rope, "low_freq_factor", c->rope_low_freq_factor);
+        numf(rope, "high_freq_factor", c->rope_high_freq_factor);
+        num(rope, "original_max_position_embeddings", c->rope_orig_ctx);
+    }
+}
+
 static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
     const lmf_model_config *c = &w->cfg;
     cJSON *j = cJSON_CreateObject(), *arch = cJSON_AddArrayToObject(j, "architectures");
@@ -513,9 +541,7 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
             cJSON_AddBoolToObject(j, "attention_bias", 0);
         }
         numf(j, "rms_norm_eps", c->norm_eps);
-        cJSON *rope = cJSON_AddObjectToObject(j, "rope_parameters"); /* transformers 5's form */
-        cJSON_AddStringToObject(rope, "rope_type", "default");
-        numf(rope, "rope_theta", c->rope_theta);
+        hf_rope(cJSON_AddObjectToObject(j, "rope_parameters"), c); /* transformers 5's form */
         if (c->n_expert) { /* every layer sparse (decoder_sparse_step 1, no mlp_only_layers) */
             num(j, "num_experts", c->n_expert);
             num(j, "num_experts_per_tok", c->n_expert_used);
@@ -539,9 +565,7 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
             {"num_experts_per_tok", c->n_expert_used}};
         hf_family(j, arch, "OlmoeForCausalLM", "olmoe", f, sizeof f / sizeof *f);
         numf(j, "rms_norm_eps", c->norm_eps);
-        cJSON *rope = cJSON_AddObjectToObject(j, "rope_parameters");
-        cJSON_AddStringToObject(rope, "rope_type", "default");
-        numf(rope, "rope_theta", c->rope_theta);
+        hf_rope(cJSON_AddObjectToObject(j, "rope_parameters"), c);
         cJSON_AddBoolToObject(j, "norm_topk_prob", c->norm_topk_prob);
         numf(j, "router_aux_loss_coef", c->router_aux_coef);
         cJSON_AddBoolToObject(j, "output_router_logits", 0);
@@ -564,7 +588,8 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
             cJSON_AddBoolToObject(j, "output_router_logits", 0);
             cJSON_AddNullToObject(j, "sliding_window");
         }
-        cJSON_AddNullToObject(j, "rope_scaling");
+        if (c->rope_scaling) hf_rope(cJSON_AddObjectToObject(j, "rope_scaling"), c); /* transformers 4's form */
+        else cJSON_AddNullToObject(j, "rope_scaling");
         cJSON_AddStringToObject(j, "hidden_act", "silu");
         cJSON_AddBoolToObject(j, "attention_bias", 0);
         cJSON_AddBoolToObject(j, "mlp_bias", 0);

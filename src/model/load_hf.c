@@ -477,6 +477,82 @@ static lmf_status qwen2_full_attention(hf *h) {
     return LMF_OK;
 }
 
+/* A number of the RoPE object `obj` (config field `key`, scaling `type`): required, > 0, and a whole number when `integer`. */
+static lmf_status rope_num(const hf *h, const char *key, const cJSON *obj, const char *type, const char *name,
+                           int integer, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!v || cJSON_IsNull(v))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s.%s\" is missing (RoPE scaling of type %s needs it)",
+                        h->cfg_path, key, name, type);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0) || v->valuedouble > (1 << 30) ||
+        (integer && v->valuedouble != floor(v->valuedouble)))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s.%s\" must be a positive %s", h->cfg_path, key, name,
+                        integer ? "integer" : "number");
+    *out = v->valuedouble;
+    return LMF_OK;
+}
+
+/* RoPE and its scaling. transformers 4 writes rope_theta and rope_scaling (null for plain RoPE, else {"rope_type" or
+ * the older "type", "factor", ...}); transformers 5 writes rope_parameters {"rope_type", "rope_theta", ...}. Types
+ * default, linear (factor) and llama3 (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings:
+ * a top-level original_max_position_embeddings first, then the object's, then max_position_embeddings, as
+ * transformers' standardize_rope_params) run; the others (yarn, dynamic, longrope, ...) are refused by name. */
+static lmf_status rope_config(hf *h, lmf_model_config *c) {
+    /* both present: rope_scaling wins, as in transformers 5 (convert_rope_params_to_dict) */
+    static const char *const keys[] = {"rope_parameters", "rope_scaling"};
+    for (int i = 0; i < 2; i++) {
+        const char *key = keys[i];
+        const cJSON *r = field(h, key);
+        if (!r) continue;
+        if (!cJSON_IsObject(r))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" must be an object or null", h->cfg_path, key);
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(r, "rope_type");
+        if (!type) type = cJSON_GetObjectItemCaseSensitive(r, "type");
+        if (type && !cJSON_IsString(type))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s.rope_type\" must be a string", h->cfg_path, key);
+        if (!type && i == 1)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" has no rope_type (or type)", h->cfg_path, key);
+        const cJSON *theta = cJSON_GetObjectItemCaseSensitive(r, "rope_theta");
+        if (theta && !(cJSON_IsNumber(theta) && theta->valuedouble > 0))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s.rope_theta\" must be a positive number", h->cfg_path, key);
+        if (theta) c->rope_theta = (float)theta->valuedouble;
+        const char *t = type ? type->valuestring : "default";
+        double factor = 0, lo = 0, hi = 0, orig = 0;
+        if (!strcmp(t, "default")) {
+            c->rope_scaling = LMF_ROPE_SCALING_NONE;
+            c->rope_factor = c->rope_low_freq_factor = c->rope_high_freq_factor = 0.0f, c->rope_orig_ctx = 0;
+            continue;
+        }
+        if (strcmp(t, "linear") && strcmp(t, "llama3"))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" asks for RoPE scaling of type \"%s\"; lmforge runs "
+                            "\"default\", \"linear\" and \"llama3\" only", h->cfg_path, key, t);
+        LMF_TRY(rope_num(h, key, r, t, "factor", 0, &factor));
+        c->rope_factor = (float)factor;
+        c->rope_low_freq_factor = c->rope_high_freq_factor = 0.0f, c->rope_orig_ctx = 0;
+        if (!strcmp(t, "linear")) {
+            c->rope_scaling = LMF_ROPE_SCALING_LINEAR;
+            continue;
+        }
+        LMF_TRY(rope_num(h, key, r, t, "low_freq_factor", 0, &lo));
+        LMF_TRY(rope_num(h, key, r, t, "high_freq_factor", 0, &hi));
+        if (!(hi > lo))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s.high_freq_factor\" (%g) must be greater than "
+                            "low_freq_factor (%g)", h->cfg_path, key, hi, lo);
+        if (field(h, "original_max_position_embeddings")) {
+            int o = 0;
+            LMF_TRY(get_int(h, "original_max_position_embeddings", -1, &o));
+            orig = o;
+        } else if (cJSON_GetObjectItemCaseSensitive(r, "original_max_position_embeddings")) {
+            LMF_TRY(rope_num(h, key, r, t, "original_max_position_embeddings", 1, &orig));
+        } else {
+            orig = c->max_seq_len;
+        }
+        c->rope_scaling = LMF_ROPE_SCALING_LLAMA3;
+        c->rope_low_freq_factor = (float)lo, c->rope_high_freq_factor = (float)hi, c->rope_orig_ctx = (int)orig;
+    }
+    return LMF_OK;
+}
+
 /* llama, mixtral, qwen2, qwen2_moe, qwen3 and qwen3_moe (model_type): one layout of names, a few fields apart. */
 static lmf_status load_llama(hf *h, const char *type) {
     lmf_weights *w = h->w;
@@ -497,24 +573,7 @@ static lmf_status load_llama(hf *h, const char *type) {
     LMF_TRY(get_float(h, "rms_norm_eps", 1e-6f, &c->norm_eps));
     LMF_TRY(get_float(h, "rope_theta", 10000.0f, &c->rope_theta));
     LMF_TRY(get_bool(h, "tie_word_embeddings", 0, &c->tied_embeddings));
-    /* RoPE: transformers 4 writes rope_theta and rope_scaling (null for plain RoPE); transformers 5 writes
-     * rope_parameters {"rope_theta", "rope_type"}. Only plain ("default") RoPE is supported. */
-    static const char *const rope_keys[] = {"rope_scaling", "rope_parameters"};
-    for (int i = 0; i < 2; i++) {
-        const cJSON *r = field(h, rope_keys[i]);
-        if (!r) continue;
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(r, "rope_type");
-        if (!type) type = cJSON_GetObjectItemCaseSensitive(r, "type");
-        if (!cJSON_IsObject(r) || (type && !(cJSON_IsString(type) && !strcmp(type->valuestring, "default"))) ||
-            (!type && i == 0))
-            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" asks for scaled RoPE (%s); lmforge runs plain RoPE only",
-                            h->cfg_path, rope_keys[i], cJSON_IsString(type) ? type->valuestring : "unknown type");
-        const cJSON *theta = cJSON_GetObjectItemCaseSensitive(r, "rope_theta");
-        if (theta && !(cJSON_IsNumber(theta) && theta->valuedouble > 0))
-            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s.rope_theta\" must be a positive number", h->cfg_path,
-                            rope_keys[i]);
-        if (theta) c->rope_theta = (float)theta->valuedouble;
-    }
+    LMF_TRY(rope_config(h, c));
     int bias;
     LMF_TRY(get_bool(h, "attention_bias", 0, &bias));
     /* Qwen3's attention_bias puts a bias on o_proj too, which lmforge's SwiGLU families have no place for */

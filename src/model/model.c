@@ -153,7 +153,7 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     if (cfg->pos != LMF_POS_LEARNED) {
         m->rope = lmf_xmalloc(sizeof(float) * (size_t)cfg->max_seq_len * d.hs);
         m->work_bytes += sizeof(float) * (size_t)cfg->max_seq_len * d.hs;
-        lmf_rope_table(m->rope, cfg->max_seq_len, d.hs, cfg->rope_theta);
+        lmf_block_rope_table(cfg, m->rope, cfg->max_seq_len);
     }
     if (base) {
         m->w = (lmf_weights *)base; /* borrowed: never written, never freed */

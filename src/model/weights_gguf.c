@@ -27,14 +27,19 @@
  *   gpt2:  token_embd, position_embd, output (absent: tied), output_norm(.bias), blk.N.{attn_norm, attn_qkv (fused
  *          q|k|v rows), attn_output, ffn_norm, ffn_up, ffn_down} each with .weight and .bias.
  * Head size (every family but gpt2): <arch>.attention.key_length (= value_length) when present, else
- * embedding_length / head_count; attn_q is then [C, n_head hs], attn_output [n_head hs, C]. */
+ * embedding_length / head_count; attn_q is then [C, n_head hs], attn_output [n_head hs, C].
+ * RoPE scaling (docs/formats.md): <arch>.rope.scaling.type none / linear with <arch>.rope.scaling.factor (or
+ * rope.scale_linear), and for llama rope_freqs.weight (F32 [hs/2], each pair's frequency divisor: how llama.cpp's
+ * converter stores Llama 3's "llama3" scaling), turned back into the config's parameters. */
 #include "core/alloc.h"
 #include "core/status.h"
 #include "io/gguf.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static lmf_status get_dim(const lmf_gguf *g, const char *key, int *out) {
@@ -45,9 +50,101 @@ static lmf_status get_dim(const lmf_gguf *g, const char *key, int *out) {
     return LMF_OK;
 }
 
+/* Llama 3's scaling from llama.cpp's rope_freqs.weight, the hs/2 divisors r_i of the pairs' frequencies that its
+ * converter computes from (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings) and stores
+ * instead of them. They fix those four only up to a common scale of the last three, so lmforge takes Llama 3.x's
+ * low 1 and high 4, factor = the largest r_i, and the original context from a pair between the band edges (every
+ * such pair gives ctx = wavelength (1 + 3 s), s = (factor / r_i - 1) / (factor - 1)); without one, the smallest
+ * power of two that puts the edges between the pairs. The result must give the file's divisors back (within 1e-4),
+ * else the file is refused: llama.cpp's own GGUFs of Llama 3.1 / 3.2 / 3.3 and lmforge's give them back exactly. */
+static lmf_status llama3_from_freqs(const lmf_gguf *g, const float *r, int half, lmf_model_config *cfg) {
+    int hs = 2 * half;
+    double fmax = 0, lo_w = 0, hi_w = INFINITY, ctx_sum = 0;
+    int n_mid = 0;
+    for (int i = 0; i < half; i++) fmax = r[i] > fmax ? r[i] : fmax;
+    for (int i = 0; i < half; i++) {
+        double w = 2.0 * M_PI * pow((double)cfg->rope_theta, 2.0 * i / hs);
+        if (r[i] <= 1.0 + 1e-5) lo_w = 4.0 * w > lo_w ? 4.0 * w : lo_w; /* ctx / 4 above this wavelength */
+        else if (r[i] >= fmax * (1.0 - 1e-5)) hi_w = w < hi_w ? w : hi_w; /* ctx below this one */
+        else ctx_sum += w * (1.0 + 3.0 * ((fmax / r[i] - 1.0) / (fmax - 1.0))), n_mid++;
+    }
+    double ctx = 0;
+    if (n_mid) ctx = floor(ctx_sum / n_mid + 0.5);
+    else
+        for (double p = 1; p <= (1 << 30) && !ctx; p *= 2)
+            if (p > lo_w && p < hi_w) ctx = p;
+    cfg->rope_scaling = LMF_ROPE_SCALING_LLAMA3;
+    cfg->rope_factor = (float)fmax, cfg->rope_low_freq_factor = 1.0f, cfg->rope_high_freq_factor = 4.0f;
+    cfg->rope_orig_ctx = ctx >= 1 && ctx <= (1 << 30) ? (int)ctx : 0;
+    float *f = lmf_xmalloc(sizeof(float) * (size_t)half);
+    int ok = cfg->rope_orig_ctx > 0 && lmf_rope_freq_factors(cfg, f), bad = -1;
+    for (int i = 0; ok && i < half && bad < 0; i++)
+        if (!(fabs(f[i] - r[i]) <= 1e-4 * r[i])) bad = i;
+    free(f);
+    if (!ok || bad >= 0)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor rope_freqs.weight: its %d frequency divisors (pair %d: %g) are not "
+                        "Llama 3's RoPE scaling (low_freq_factor 1, high_freq_factor 4, factor %g) for any original "
+                        "context length; lmforge runs those and linear scaling only", g->path, half, bad < 0 ? 0 : bad,
+                        bad < 0 ? r[0] : r[bad], fmax);
+    return LMF_OK;
+}
+
+/* RoPE scaling: <arch>.rope.scaling.type ("none" or "linear"; "yarn" and "longrope" refused by name) and
+ * <arch>.rope.scaling.factor (or the older rope.scale_linear), which llama.cpp applies as a linear scale whatever the
+ * type; and the tensor rope_freqs.weight (F32 [hs/2], llama only: llama.cpp's other graphs never read it), which
+ * becomes llama3 scaling (llama3_from_freqs) or, when every divisor is the same, linear scaling. */
+static lmf_status rope_scaling(const lmf_gguf *g, const char *arch, lmf_model_config *cfg) {
+    char key[96];
+    float lin = 0.0f;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    if (lmf_gguf_find(g, key)) {
+        const char *t = NULL;
+        LMF_TRY(lmf_gguf_get_str(g, key, &t));
+        if (strcmp(t, "none") && strcmp(t, "linear"))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: %s = \"%s\": lmforge runs RoPE scaling of types none and linear "
+                            "(and llama3 as rope_freqs.weight) only", g->path, key, t);
+    }
+    snprintf(key, sizeof key, "%s.rope.scaling.factor", arch);
+    if (!lmf_gguf_find(g, key)) snprintf(key, sizeof key, "%s.rope.scale_linear", arch);
+    if (lmf_gguf_find(g, key)) {
+        LMF_TRY(lmf_gguf_get_f32(g, key, &lin));
+        if (!(lin >= 0.0f && lin <= 65536.0f))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %g is outside [0, 65536]", g->path, key, lin);
+    }
+    if (lin != 0.0f && lin != 1.0f) /* llama.cpp: 0 (and 1) leave the frequencies alone */
+        cfg->rope_scaling = LMF_ROPE_SCALING_LINEAR, cfg->rope_factor = lin;
+    const lmf_gguf_tensor *t = lmf_gguf_find_tensor(g, "rope_freqs.weight");
+    if (!t) return LMF_OK;
+    int half = lmf_head_size(cfg) / 2;
+    if (strcmp(arch, "llama"))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor rope_freqs.weight (RoPE frequency factors) in a %s GGUF: llama.cpp "
+                        "applies it to the llama architecture only", g->path, arch);
+    if (t->type != LMF_GGML_F32 || t->n_dims != 1 || t->ne[0] != half)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensor rope_freqs.weight has type %u and %d dims [%lld], expected F32 "
+                        "[%d] (half the head size)", g->path, t->type, t->n_dims, (long long)t->ne[0], half);
+    const float *r = t->data;
+    int same = 1;
+    for (int i = 0; i < half; i++) {
+        if (!(r[i] >= 1e-6f && r[i] <= 65536.0f))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: tensor rope_freqs.weight: element %d = %g is outside [1e-6, 65536]",
+                            g->path, i, r[i]);
+        if (fabsf(r[i] - r[0]) > 1e-6f * r[0]) same = 0;
+    }
+    if (same) { /* one divisor for every pair: linear scaling, on top of the file's own */
+        float f = (cfg->rope_scaling ? cfg->rope_factor : 1.0f) * r[0];
+        if (f != 1.0f) cfg->rope_scaling = LMF_ROPE_SCALING_LINEAR, cfg->rope_factor = f;
+        else cfg->rope_scaling = LMF_ROPE_SCALING_NONE, cfg->rope_factor = 0.0f;
+        return LMF_OK;
+    }
+    if (cfg->rope_scaling)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: both %s.rope.scaling.factor (linear) and llama3 frequency factors "
+                        "(rope_freqs.weight): lmforge runs one RoPE scaling at a time", g->path, arch);
+    return llama3_from_freqs(g, r, half, cfg);
+}
+
 /* The config of a llama, qwen2, qwen2moe, qwen3, qwen3moe or olmoe GGUF (arch.* keys, vocab from token_embd.weight, tied when
- * output.weight is absent, q/k/v biases when blk.0 has them; max_seq_len = arch.context_length), refusing what the
- * model cannot represent (RoPE scaling, partial rotary heads). */
+ * output.weight is absent, q/k/v biases when blk.0 has them; max_seq_len = arch.context_length; RoPE scaling from
+ * rope_scaling()), refusing what the model cannot represent (yarn / longrope scaling, partial rotary heads). */
 static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_config *out) {
     const char *path = g->path;
     /* qwen: any architecture but llama (Q/K rows unpermuted); qmoe: one whose every layer is a mixture of experts */
@@ -93,9 +190,7 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
             return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %d but the head size is %d; only full-rotary heads are "
                             "supported", path, key, v, hs);
     }
-    if (lmf_gguf_find(g, KEY("rope.scaling.type")) || lmf_gguf_find_tensor(g, "rope_freqs.weight"))
-        return lmf_fail(LMF_ERR_FORMAT, "%s: RoPE scaling (%s.rope.scaling.* / rope_freqs.weight) is not "
-                        "supported", path, arch);
+    LMF_TRY(rope_scaling(g, arch, &cfg));
     if (lmf_gguf_find_tensor(g, "output.bias"))
         return lmf_fail(LMF_ERR_FORMAT, "%s: tensor output.bias (a biased output head) is not supported", path);
     /* q/k/v biases are optional in llama.cpp's qwen2 (Qwen2 has them; a Qwen2-MoE with qkv_bias false does not):
