@@ -1,8 +1,8 @@
 /* rope.c — rotary position embedding, one kernel for both layouts of a head's rotated pairs:
  *  - rotate_half (Hugging Face): dimension d pairs with d + hs/2;
  *  - interleaved (llama.cpp's GGUF Q/K rows, Meta's original): dimensions 2i and 2i + 1 pair.
- * Pair i turns by position * theta^(-2i/hs) / factors[i] in both (factors: RoPE scaling, NULL for none). Training (forward and backward), prefill and decode all
- * rotate through lmf_rope_rotate. */
+ * Pair i turns by position * theta^(-2i/hs) / factors[i] in both (factors: RoPE scaling, NULL for none).
+ * Training (forward and backward), prefill and decode all rotate through lmf_rope_rotate. */
 #include "kernels/kernels.h"
 
 #include <math.h>
