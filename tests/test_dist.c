@@ -519,7 +519,7 @@ static void test_model_tensor_parallel(void **state) {
                 g.slot[r] = lmf_xmalloc((size_t)B * T * (c.n_embd + t + 1) * sizeof(float));
                 tp[r] = (lmf_block_tp){.rank = r, .size = t, .sum = tp_group_sum, .comm = &g};
                 /* rank 0 keeps whole rows (the trainer's rank 0 validates alone), the others their shares */
-                lmf_model *m = r ? lmf_model_create_stage(&c, B, T, 0, c.n_layer, t) : lmf_model_create(&c, B, T, 1);
+                lmf_model *m = r ? lmf_model_create_stage(&c, B, T, 0, c.n_layer, t, 0) : lmf_model_create(&c, B, T, 1);
                 rk[r] = (tp_rank){.m = m, .in = in, .tg = tg, .B = B, .T = T};
                 lmf_model_init_weights(rk[r].m, 11);
                 qkv_bias_values(rk[r].m);
