@@ -109,3 +109,28 @@ lmf_status lmf_pipeline_step(lmf_pipeline *pl, const lmf_batch_source *src, int3
     }
     return LMF_OK;
 }
+
+lmf_status lmf_pipeline_eval(lmf_pipeline *pl, const lmf_batch_source *src, int n, int32_t *inputs, int32_t *targets,
+                             double *loss) {
+    int s = pl->s, first = s == 0, last = s == pl->p - 1, moe = pl->slots[0]->cfg.n_expert > 0;
+    lmf_model *m = pl->slots[0];
+    lmf_moe_sums sums;
+    *loss = 0.0;
+    /* one way only: a stage waits for the previous one, never the other way round, so plain sends cannot deadlock */
+    for (int i = 0; i < n; i++) {
+        LMF_TRY(src->next(src->ctx, inputs, targets));
+        if (!first) LMF_TRY(lmf_comm_recv(pl->comm, pl->rbuf, pl->msg_bytes, s - 1, PIPE_TAG));
+        if (moe && !first) sums_get(pl, pl->rbuf, &sums);
+        float l = lmf_model_forward_layers(m, inputs, targets, pl->B, pl->T, pl->l0, pl->l1,
+                                           first ? NULL : (const float *)pl->rbuf, moe ? &sums : NULL);
+        m->has_targets = 0; /* no backward follows */
+        if (last) {
+            *loss += l;
+            continue;
+        }
+        memcpy(pl->sbuf, lmf_model_layer_output(m, pl->l1 - 1), pl->act_floats * sizeof(float));
+        if (moe) sums_put(pl, pl->sbuf, &sums);
+        LMF_TRY(lmf_comm_send(pl->comm, pl->sbuf, pl->msg_bytes, s + 1, PIPE_TAG));
+    }
+    return LMF_OK;
+}

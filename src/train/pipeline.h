@@ -50,5 +50,10 @@ void lmf_pipeline_free(lmf_pipeline *pl); /* a zeroed pipeline is fine */
  * micro-batch's, over all layers, on every stage. */
 lmf_status lmf_pipeline_step(lmf_pipeline *pl, const lmf_batch_source *src, int32_t *inputs, int32_t *targets,
                              float loss_scale, double *loss, double *comm_s);
+/* Forward only (validation), through the stages in turn: n batches of B x T from src, each stage receiving the
+ * previous one's output and sending its own on. *loss gets the sum of the batches' mean losses on the last stage
+ * and 0 on the others: the same bits as one process's forward over the whole model. */
+lmf_status lmf_pipeline_eval(lmf_pipeline *pl, const lmf_batch_source *src, int n, int32_t *inputs, int32_t *targets,
+                             double *loss);
 
 #endif
