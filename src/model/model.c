@@ -395,9 +395,10 @@ size_t lmf_model_stray_bytes(const lmf_model *m, size_t *first) {
             size_t a = j ? m->held[j - 1].hi : 0, e = j < m->n_held ? m->held[j].lo : m->num_params;
             if (e <= a) continue;
             size_t got = lmf_resident_bytes(buf + a, (e - a) * sizeof(float));
-            if (got && *first == SIZE_MAX) { /* the page: find it for the message */
-                for (size_t f = a; f < e; f += 1024)
-                    if (lmf_resident_bytes(buf + f, (f + 2048 < e ? 2048 : e - f) * sizeof(float))) {
+            if (got && *first == SIZE_MAX) { /* the first such page, for the message */
+                size_t per = 4096 / sizeof(float), f = a + ((4096 - (uintptr_t)(buf + a) % 4096) % 4096) / sizeof(float);
+                for (; f + per <= e; f += per)
+                    if (lmf_resident_bytes(buf + f, 4096)) {
                         *first = f + (b ? m->num_params : 0);
                         break;
                     }
