@@ -37,7 +37,8 @@ exec /usr/bin/time -f %M -o "$PPMEM_OUT.$r" "$@"
 EOF
 chmod +x "$WORK/wrap.sh"
 
-# run NAME NP [flags...]: prints "rc rss0 rss1 ..." (MiB; "-" for a rank without a record: killed)
+# run NAME NP [flags...]: prints "exit | rss 0 | rss 1 | ..." (MiB; a rank the cgroup killed: its RSS then,
+# "(killed)"; "-": no record)
 run() {
   local name=$1 np=$2; shift 2
   rm -f "$WORK/$name".rss.*
@@ -47,17 +48,21 @@ run() {
     mpirun -np "$np" --oversubscribe --mca btl self,vader -x GLIBC_TUNABLES -x PPMEM_OUT="$WORK/$name.rss" \
       ${PPMEM_LIMIT:+-x PPMEM_LIMIT} "$WORK/wrap.sh" "$LMF" train "$@" --out-dir "$WORK/$name" > "$WORK/$name.log" 2>&1
   fi
-  local rc=$? out=""
+  local rc=$? out kib
+  out="$rc"
   for ((r = 0; r < np; r++)); do
-    if [ -s "$WORK/$name.rss.$r" ] && grep -qx '[0-9]*' "$WORK/$name.rss.$r"; then
-      out+=" $(( $(cat "$WORK/$name.rss.$r") / 1024 ))"
+    # the last line is ru_maxrss in KiB (a killed rank's file says "Command terminated by signal 9" first)
+    kib=$(tail -1 "$WORK/$name.rss.$r" 2>/dev/null)
+    if [[ "$kib" =~ ^[0-9]+$ ]]; then
+      out+=" | $(( kib / 1024 ))$(grep -q 'signal' "$WORK/$name.rss.$r" && echo ' (killed)')"
     else
-      out+=" -"
+      out+=" | -"
     fi
   done
-  echo "$rc$out"
+  for ((r = np; r < 4; r++)); do out+=" | "; done
+  echo "$out"
 }
-held() { grep -o "held [0-9.]*-[0-9.]* MiB of parameters and gradients a rank (the whole model's: [0-9.]* MiB)" "$WORK/$1.log"; }
+held() { grep -o "held [0-9.]*-[0-9.]* MiB of parameters and gradients a rank (the whole model's: [0-9.]* MiB)" "$WORK/$1.log" | sed 's/^held //'; }
 
 common=(--train-data "$WORK/data/train.bin" --max-steps 1 --warmup-steps 1 --eval-every 0 --sample-tokens 0
         --checkpoint-every 0 --threads 1 --precision fp32)
@@ -69,11 +74,9 @@ echo "1. gpt2 L8 C512 F2048 V8192 (29.7M parameters), B8 T256, 8 micro-batches a
 echo
 echo "| run | exit | rank 0 | rank 1 | rank 2 | rank 3 | params + grads held a rank |"
 echo "|---|---|---|---|---|---|---|"
-read -r rc a <<< "$(run one 1 "${common[@]}" "${m1[@]}")"; echo "| one process | $rc | $a | | | | all |"
-read -r rc a b c d <<< "$(run pp4 4 "${common[@]}" "${m1[@]}" --pp 4)"
-echo "| PP4, each stage its own (default) | $rc | $a | $b | $c | $d | $(held pp4) |"
-read -r rc a b c d <<< "$(run pp4f 4 "${common[@]}" "${m1[@]}" --pp 4 --pp-full-params)"
-echo "| PP4 --pp-full-params | $rc | $a | $b | $c | $d | all |"
+echo "| one process | $(run one 1 "${common[@]}" "${m1[@]}") | all |"
+echo "| PP4, each stage its own (default) | $(run pp4 4 "${common[@]}" "${m1[@]}" --pp 4) | $(held pp4) |"
+echo "| PP4 --pp-full-params | $(run pp4f 4 "${common[@]}" "${m1[@]}" --pp 4 --pp-full-params) | all |"
 
 # 2. L16 C1024 F4096 V8192: 210M parameters, 3.1 GiB of parameters, gradients and moments in one process
 m2=(--arch gpt2 --n-layer 16 --n-embd 1024 --n-head 8 --n-kv-head 8 --ffn-dim 4096 --vocab-size 8192 --batch-size 1
@@ -89,10 +92,11 @@ else
   echo "   writable): peak RSS per rank only, MiB"
 fi
 echo
-echo "| run | exit | rank 0 | rank 1 | params + grads held a rank |"
-echo "|---|---|---|---|---|"
-read -r rc a <<< "$(run big1 1 "${common[@]}" "${m2[@]}")"; echo "| one process | $rc | $a | | all |"
-read -r rc a b <<< "$(run big2 2 "${common[@]}" "${m2[@]}" --pp 2)"; echo "| PP2, each stage its own | $rc | $a | $b | $(held big2) |"
-read -r rc a b <<< "$(run big2f 2 "${common[@]}" "${m2[@]}" --pp 2 --pp-full-params)"; echo "| PP2 --pp-full-params | $rc | $a | $b | all |"
+echo "| run | exit | rank 0 | rank 1 | rank 2 | rank 3 | params + grads held a rank |"
+echo "|---|---|---|---|---|---|---|"
+echo "| one process | $(run big1 1 "${common[@]}" "${m2[@]}") | all |"
+echo "| PP2, each stage its own | $(run big2 2 "${common[@]}" "${m2[@]}" --pp 2) | $(held big2) |"
+echo "| PP2 --pp-full-params | $(run big2f 2 "${common[@]}" "${m2[@]}" --pp 2 --pp-full-params) | all |"
+echo "| PP4 (4 micro-batches), each stage its own | $(run big4 4 "${common[@]}" "${m2[@]}" --pp 4 --grad-accum 4) | $(held big4) |"
 echo
-echo "exit 137 (or '-' for a rank's RSS): killed by the cgroup's out-of-memory killer"
+echo "exit 137, (killed): killed by the cgroup's out-of-memory killer (the RSS it had reached); -: no record"
