@@ -8,7 +8,9 @@
  * and gradients by hand: the same loss and gradients as the whole model, bit for bit, dense and MoE); tensor
  * parallel's split of every layer and of the head (t threads as the ranks of one group, summing through a
  * barrier: the group's gradients add up to one process's within 1e-5, gpt2 and llama, tied and untied heads, a
- * mixture of experts with a shared expert and capacity drops, t = 2 and 4). The multi-process behaviour is tests/cli_mpi.sh's. */
+ * mixture of experts with a shared expert and capacity drops, t = 2 and 4); partitioned pipeline stages (their
+ * spans tile the buffer, their init and gradients are the whole model's there, no page outside is ever mapped) and
+ * the streamed checkpoint manifest. The multi-process behaviour is tests/cli_mpi.sh's. */
 #include "test_util.h"
 
 #include "core/alloc.h"

@@ -39,7 +39,8 @@ void lmf_zero_partition(lmf_zero *z, int n_stages, const int *stage_of, const lm
         z->n_sspans[s] = n_spans[s];
         z->sspans[s] = lmf_xmalloc(((size_t)n_spans[s] + 1) * sizeof(lmf_range));
         memcpy(z->sspans[s], spans[s], (size_t)n_spans[s] * sizeof(lmf_range));
-        for (int j = 0; j < n_spans[s]; j++) LMF_CHECK(spans[s][j].hi <= z->n && (!j || spans[s][j - 1].hi <= spans[s][j].lo));
+        for (int j = 0; j < n_spans[s]; j++) /* sorted, disjoint, inside the buffer */
+            LMF_CHECK(spans[s][j].hi <= z->n && (!j || spans[s][j - 1].hi <= spans[s][j].lo));
     }
     int most = 0;
     for (int s = 0; s < n_stages; s++) most = n_spans[s] > most ? n_spans[s] : most;

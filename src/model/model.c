@@ -396,8 +396,8 @@ size_t lmf_model_stray_bytes(const lmf_model *m, size_t *first) {
             if (e <= a) continue;
             size_t got = lmf_resident_bytes(buf + a, (e - a) * sizeof(float));
             if (got && *first == SIZE_MAX) { /* the first such page, for the message */
-                size_t per = 4096 / sizeof(float), f = a + ((4096 - (uintptr_t)(buf + a) % 4096) % 4096) / sizeof(float);
-                for (; f + per <= e; f += per)
+                size_t per = 4096 / sizeof(float), skip = (4096 - (uintptr_t)(buf + a) % 4096) % 4096, f;
+                for (f = a + skip / sizeof(float); f + per <= e; f += per)
                     if (lmf_resident_bytes(buf + f, 4096)) {
                         *first = f + (b ? m->num_params : 0);
                         break;
@@ -482,7 +482,8 @@ int lmf_param_per_layer(int i) {
 
 void lmf_model_zero_replicated_grads(lmf_model *m) {
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++)
-        if (m->gptr[i] && !lmf_param_tp_sharded(i)) lmf_model_zero_grads_range(m, m->param_offsets[i], m->param_sizes[i]);
+        if (m->gptr[i] && !lmf_param_tp_sharded(i))
+            lmf_model_zero_grads_range(m, m->param_offsets[i], m->param_sizes[i]);
 }
 
 void lmf_model_zero_grad(lmf_model *m) {
