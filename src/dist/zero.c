@@ -46,7 +46,10 @@ void lmf_zero_partition(lmf_zero *z, int n_stages, const int *stage_of, const lm
     for (int s = 0; s < n_stages; s++) most = n_spans[s] > most ? n_spans[s] : most;
     z->pieces = lmf_xmalloc(((size_t)most + 1) * sizeof(lmf_range));
     z->zeros = lmf_alloc_big_lazy(z->bucket * sizeof(float));
-    z->pack = lmf_alloc_big((size_t)N * z->bucket * sizeof(float));
+    /* room for every rank's piece of a bucket, but each float goes only to its stage's dp x tp ranks (a tied wte to
+     * two stages'), so a round packs about dp x tp buckets: those pages are committed by the first step and reused,
+     * the rest cost nothing */
+    z->pack = lmf_alloc_big_lazy((size_t)N * z->bucket * sizeof(float));
 }
 
 void lmf_zero_free(lmf_zero *z) {
