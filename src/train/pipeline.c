@@ -21,8 +21,8 @@ lmf_status lmf_pipeline_init(lmf_pipeline *pl, lmf_comm *comm, lmf_model *m, int
     pl->n_slots = lmf_pipe_in_flight(p, s, M);
     pl->slots = lmf_xcalloc((size_t)pl->n_slots, sizeof *pl->slots);
     pl->slots[0] = m;
-    /* the extra sets in flight hold the stage's layers only; [0], the training model, holds all (rank 0 validates
-     * the whole model with it) */
+    /* the extra sets in flight hold the stage's layers only; [0], the training model, holds what the trainer gave
+     * it (all layers on rank 0 with --pp-full-params, which validates the whole model with it) */
     for (int i = 1; i < pl->n_slots; i++) pl->slots[i] = lmf_model_create_shared(m, pl->l0, pl->l1);
     pl->act_floats = (size_t)B * T * m->cfg.n_embd;
     pl->msg_bytes = pl->act_floats * sizeof(float) + (m->cfg.n_expert ? sizeof(lmf_moe_sums) : 0);
