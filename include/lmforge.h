@@ -249,6 +249,10 @@ lmf_status lmf_train_job_set_parallel(lmf_train_job *j, const char *comm, int dp
  * the backward has passed it, instead of all of them after it. Bit-identical results either way; it matters where
  * the network moves data without the CPU (docs/distributed.md). Without effect on one process. */
 void lmf_train_job_set_overlap(lmf_train_job *j, int on);
+/* Pipeline parallel keeps on each rank only its stage's parameters and gradients (and its optimizer shard) by
+ * default; on: every rank keeps the whole model's, as before (rank 0 then validates and samples the whole model
+ * itself). The same results either way (docs/distributed.md). */
+void lmf_train_job_set_pp_full_params(lmf_train_job *j, int on);
 /* This process's rank in the job (0 without lmf_train_job_set_parallel) and the number of ranks. */
 int lmf_train_job_rank(const lmf_train_job *j, int *size);
 /* Frees the job. When its run failed in a job of several ranks (any error but LMF_ERR_INTERRUPTED, which every rank

@@ -12,6 +12,8 @@
 #     llama, bf16 (1e-4) and a MoE (TP2, TP2xPP2) equal the single-process run within 1e-5; TP2 (gpt2 and llama),
 #     DP2xTP2, TP2xPP2 and DP2xTP2xPP2 resume bit for bit, and their checkpoints on one process within 1e-5;
 #  1d. --overlap-grad-reduce (DP2, MoE, DP2xPP2, DP2xTP2xPP2) is bit-identical to the reduction after the backward;
+#  1e. pipeline stages hold only their own parameters (no page outside their ranges mapped) and equal
+#     --pp-full-params bit for bit (checkpoints and losses); validation through the pipeline, the sample skipped;
 #  4. sizes that do not fit, a tensor-parallel size that does not divide the heads or the FFN, more stages than
 #     layers and grad_accum not divisible: clear errors;
 #  5. SIGKILL of rank 1 mid-step: the job ends non-zero within a bounded time naming the rank, the last checkpoint
@@ -199,6 +201,45 @@ overlap_check ov-dp2pp2 4 llama-dp2pp2 --arch llama --n-kv-head 2 --grad-accum 4
 overlap_check ov-d3 8 gpt2-dp2tp2pp2 --arch gpt2 --n-kv-head 4 --grad-accum 4 --dp 2 --tp 2 --pp 2
 resume_check ovres 2 ov-dp2 "" "--dp 2 --overlap-grad-reduce" --arch llama --n-kv-head 2
 echo "ok: --overlap-grad-reduce gives the same bits (DP2, MoE, DP2xPP2, DP2xTP2xPP2) and resumes bit-exact"
+# 1e. partitioned stages (the default under --pp): each rank holds only its stage's parameters and gradients and
+#     its ZeRO shard; no page outside those ranges was ever mapped (mincore, reported by rank 0), the runs equal
+#     --pp-full-params (every rank holding everything, the layout before) bit for bit, checkpoints included, and
+#     validation runs through the pipeline with the same losses; the final sample is skipped with a message
+for run in gpt2-pp2 llama-pp2 gpt2-dp2pp2 llama-dp2pp2 moes-pp2 bf-pp2 gpt2-tp2pp2 llama-dp2tp2pp2 moes-tp2pp2 \
+           ov-dp2pp2 ov-d3 ppres-2 d3res-2; do
+  grep -q "each stage holds its own parameters" "$dir/$run.txt" || { cat "$dir/$run.txt"; fail "$run: not partitioned"; }
+  grep "pipeline stages held" "$dir/$run.txt" | grep -q "none outside their ranges" || { cat "$dir/$run.txt"; fail "$run: a stage touched memory outside its ranges"; }
+done
+# a stage holds less than the whole: PP2 on 2 ranks holds its layer, its end's tensors and its half of the shards
+grep -o "held [0-9.]*-[0-9.]* MiB .*whole model's: [0-9.]* MiB" "$dir/gpt2-pp2.txt" | tr -c '0-9.\n' ' ' \
+  | awk '{ if (!($2 < $3)) exit 1 }' || { cat "$dir/gpt2-pp2.txt"; fail "PP2: a stage holds the whole model"; }
+full_check() { # NAME NP REF FLAGS...: FLAGS with --pp-full-params equal the partitioned run REF bit for bit
+  local name=$1 np=$2 ref=$3; shift 3
+  mpi "$np" "$LMF" train "${common[@]}" "$@" --pp-full-params --out-dir "$dir/$name" > "$dir/$name.txt" 2>&1 || { cat "$dir/$name.txt"; fail "$name: --pp-full-params"; }
+  grep -q "every rank holds all the parameters" "$dir/$name.txt" || { cat "$dir/$name.txt"; fail "$name: banner"; }
+  same_losses "$dir/$name" "$dir/$ref" 0 || fail "$name: losses differ from the partitioned run"
+  python3 "$here/ckpt_params.py" "$(last "$dir/$name")" "$(last "$dir/$ref")" 0 || fail "$name: weights differ from the partitioned run"
+}
+full_check full-gpt2-pp2 2 gpt2-pp2 --arch gpt2 --n-kv-head 4 --pp 2
+full_check full-llama-dp2pp2 4 llama-dp2pp2 --arch llama --n-kv-head 2 --grad-accum 4 --dp 2 --pp 2
+full_check full-moes-tp2pp2 4 moes-tp2pp2 "${moe[@]}" --tp 2 --pp 2
+full_check full-ov-d3 8 ov-d3 --arch gpt2 --n-kv-head 4 --grad-accum 4 --dp 2 --tp 2 --pp 2 --overlap-grad-reduce
+# validation through the pipeline: the losses rank 0 computes over its whole copy with --pp-full-params
+val=(--val-data "$dir/data/val.bin" --eval-every 5 --eval-batches 2 --sample-tokens 8)
+vals() { grep -o '"val_loss":[-0-9.e+]*' "$1/metrics.jsonl" | cut -d: -f2; }
+for grid in "0 4 4 --dp 2 --pp 2" "1e-6 4 2 --tp 2 --pp 2"; do
+  # bit for bit without tensor parallelism; with it each stage's forward sums its group's shares
+  set -- $grid; tol=$1 np=$2 accum=$3; shift 3
+  name=val-$(echo "$*" | tr -d ' -')
+  mpi "$np" "$LMF" train "${common[@]}" "${val[@]}" --grad-accum "$accum" "$@" --out-dir "$dir/$name" > "$dir/$name.txt" 2>&1 || { cat "$dir/$name.txt"; fail "$name"; }
+  mpi "$np" "$LMF" train "${common[@]}" "${val[@]}" --grad-accum "$accum" "$@" --pp-full-params --out-dir "$dir/$name-f" > "$dir/$name-f.txt" 2>&1 || { cat "$dir/$name-f.txt"; fail "$name-f"; }
+  [ "$(vals "$dir/$name" | wc -l)" = 5 ] || { cat "$dir/$name.txt"; fail "$name: 5 validations expected"; }
+  paste <(vals "$dir/$name") <(vals "$dir/$name-f") | awk -v tol=$tol '{ d = $1 - $2; if (d < 0) d = -d; if (tol == 0 ? $1 != $2 : d > tol * $2) bad++ } END { exit bad > 0 }' \
+    || { paste <(vals "$dir/$name") <(vals "$dir/$name-f"); fail "$name: validation through the pipeline differs"; }
+  grep -q "no sample: each pipeline stage holds only its own layers' parameters; sample the final checkpoint with lmforge generate -m" "$dir/$name.txt" || { cat "$dir/$name.txt"; fail "$name: no message for the skipped sample"; }
+  [ ! -e "$dir/$name/sample.txt" ] && [ -s "$dir/$name-f/sample.txt" ] || fail "$name: sample.txt with the partitioned run, or none with --pp-full-params"
+done
+echo "ok: partitioned stages touch only their ranges and equal --pp-full-params bit for bit; validation through the pipeline"
 # threads 0 (the default): the host's ranks share its cores instead of each taking all of them
 want=$(( $(nproc) / 2 )); [ $want -ge 1 ] || want=1
 mpi 2 "$LMF" train "${common[@]}" --threads 0 --max-steps 1 --warmup-steps 0 --out-dir "$dir/thr" > "$dir/thr.txt" 2>&1 || { cat "$dir/thr.txt"; fail "threads 0"; }

@@ -8,10 +8,13 @@
  * and gradients by hand: the same loss and gradients as the whole model, bit for bit, dense and MoE); tensor
  * parallel's split of every layer and of the head (t threads as the ranks of one group, summing through a
  * barrier: the group's gradients add up to one process's within 1e-5, gpt2 and llama, tied and untied heads, a
- * mixture of experts with a shared expert and capacity drops, t = 2 and 4). The multi-process behaviour is tests/cli_mpi.sh's. */
+ * mixture of experts with a shared expert and capacity drops, t = 2 and 4); partitioned pipeline stages (their
+ * spans tile the buffer, their init and gradients are the whole model's there, no page outside is ever mapped) and
+ * the streamed checkpoint manifest. The multi-process behaviour is tests/cli_mpi.sh's. */
 #include "test_util.h"
 
 #include "core/alloc.h"
+#include "core/rng.h"
 #include "core/status.h"
 #include "dist/comm.h"
 #include "dist/grid.h"
@@ -433,6 +436,128 @@ static void test_model_layer_ranges(void **state) {
     }
 }
 
+/* Partitioned stages (model.h's lmf_model_partition): the stages' spans tile the buffer (a tied wte on the first
+ * and last stage both), a stage model initialised over its spans and a shard holds there the values the whole
+ * model's init gives (the RNG jumped ahead, lmf_rng_advance == that many draws), its forward and backward give
+ * the gradients of a whole model's same range, and no page outside its ranges is ever mapped: one float written
+ * there, or read, is caught (mincore). */
+static void test_model_partition(void **state) {
+    lmf_rng r1, r2;
+    lmf_rng_seed(&r1, 5, 9), r2 = r1;
+    for (uint64_t n = 0; n < 2000; n = n * 3 + 1) {
+        lmf_rng_seed(&r1, 5, 9), lmf_rng_seed(&r2, 5, 9);
+        for (uint64_t k = 0; k < n; k++) lmf_rng_u32(&r1);
+        lmf_rng_advance(&r2, n);
+        assert_true(r1.state == r2.state && lmf_rng_u32(&r1) == lmf_rng_u32(&r2));
+    }
+    for (int variant = 0; variant < 2; variant++) {
+        lmf_model_config c = lmf_model_config_default(variant ? LMF_ARCH_LLAMA : LMF_ARCH_GPT2);
+        c.vocab_size = 300, c.n_embd = 64, c.n_head = 4, c.n_kv_head = variant ? 2 : 4, c.ffn_dim = 128;
+        c.max_seq_len = 16, c.n_layer = 4;
+        if (variant) c.n_expert = 4, c.n_expert_used = 2, c.router_aux_coef = 0.1f, c.tied_embeddings = 0;
+        int B = 2, T = 8, N = B * T;
+        lmf_model *whole = lmf_model_create(&c, B, T, 1);
+        lmf_model_init_weights(whole, 3);
+        size_t P = whole->num_params;
+        int32_t in[16], tg[16];
+        for (int i = 0; i < N; i++) in[i] = (i * 7 + 3) % c.vocab_size, tg[i] = (i * 5 + 1) % c.vocab_size;
+        float *x = lmf_xmalloc((size_t)N * c.n_embd * sizeof(float)), *dx = lmf_xmalloc((size_t)N * c.n_embd * 4);
+        for (int i = 0; i < N * c.n_embd; i++) x[i] = sinf((float)i), dx[i] = 1e-3f * cosf((float)i);
+        for (int p = 2; p <= 4; p++) {
+            unsigned char *count = lmf_xcalloc(P, 1);
+            for (int s = 0; s < p; s++) {
+                int l0, l1;
+                lmf_pipe_layers(c.n_layer, p, s, &l0, &l1);
+                lmf_range sp[LMF_NUM_PARAM_TENSORS + 1];
+                int n = lmf_model_stage_spans(&c, l0, l1, sp);
+                for (int j = 0; j < n; j++) {
+                    assert_true(sp[j].lo < sp[j].hi && (!j || sp[j - 1].hi < sp[j].lo)); /* sorted, merged */
+                    for (size_t k = sp[j].lo; k < sp[j].hi; k++) count[k]++;
+                }
+                /* the stage, and a whole model running the same range with the same input and output gradient */
+                lmf_model *m = lmf_model_create_stage(&c, B, T, l0, l1, 1, 1);
+                lmf_zero_range(P, p, s, &sp[n].lo, &sp[n].hi); /* a shard, as ZeRO gives it */
+                lmf_model_partition(m, sp, n + 1);
+                lmf_model_init_weights(m, 3);
+                for (int j = 0; j < m->n_held; j++)
+                    assert_memory_equal(m->params + m->held[j].lo, whole->params + m->held[j].lo,
+                                        (m->held[j].hi - m->held[j].lo) * sizeof(float));
+                lmf_model *ref = lmf_model_create(&c, B, T, 1);
+                memcpy(ref->params, whole->params, P * sizeof(float));
+                lmf_model_zero_grad(m), lmf_model_zero_grad(ref);
+                for (int pass = 0; pass < 2; pass++) {
+                    lmf_model *q = pass ? ref : m;
+                    lmf_moe_sums sums;
+                    memset(&sums, 0, sizeof sums);
+                    lmf_model_forward_layers(q, in, tg, B, T, l0, l1, l0 ? x : NULL, c.n_expert ? &sums : NULL);
+                    lmf_model_backward_layers(q, 0.5f, l1 < c.n_layer ? dx : NULL, c.n_expert ? &sums : NULL);
+                }
+                for (int j = 0; j < m->n_held; j++)
+                    assert_memory_equal(m->grads + m->held[j].lo, ref->grads + m->held[j].lo,
+                                        (m->held[j].hi - m->held[j].lo) * sizeof(float));
+                size_t first, held = lmf_model_held_floats(m);
+                assert_true(held < P);
+                assert_int_equal(lmf_model_stray_bytes(m, &first), 0);
+                /* the gaps are unmapped: a write there, or a read, maps a page and is seen */
+                size_t gap = m->held[0].lo > 2048 ? 1024 : m->held[m->n_held - 1].hi + 1024;
+                if (gap + 1024 < P) {
+                    volatile float *g = m->grads;
+                    float got = g[gap];
+                    assert_true(got == 0.0f);
+                    assert_true(lmf_model_stray_bytes(m, &first) >= 4096);
+                    assert_true(first >= P && first - P <= gap && gap - (first - P) < 1024);
+                    m->params[gap] = 1.0f;
+                    assert_true(lmf_model_stray_bytes(m, &first) >= 8192 && first <= gap && gap - first < 1024);
+                }
+                lmf_model_free(m), lmf_model_free(ref);
+            }
+            /* every float in exactly one stage, but a tied wte, which is the first stage's and the last's */
+            for (size_t k = 0; k < P; k++) {
+                int tied = c.tied_embeddings && k < whole->param_sizes[LMF_P_WTE];
+                assert_int_equal(count[k], tied ? 2 : 1);
+            }
+            free(count);
+        }
+        free(x), free(dx);
+        lmf_model_free(whole);
+    }
+}
+
+static char *read_whole(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = lmf_xmalloc(*n + 1);
+    assert_int_equal(fread(buf, 1, *n, f), *n);
+    fclose(f);
+    return buf;
+}
+
+/* The streamed manifest (lmf_checkpoint_manifest_*) is save_manifest's file byte for byte, in any pieces. */
+static void test_manifest_stream(void **state) {
+    char *d = tmpdir(), a[256], b[256];
+    snprintf(a, sizeof a, "%s/ckpt-00000003.lmfc", d), snprintf(b, sizeof b, "%s/ckpt-00000004.lmfc", d);
+    enum { P = 777, N = 2 };
+    float params[P];
+    for (int i = 0; i < P; i++) params[i] = (float)i * 0.5f;
+    uint64_t lo[N] = {0, 389}, hi[N] = {389, P}, sum[N] = {11, 22};
+    assert_int_equal(lmf_checkpoint_save_manifest(a, "n_layer = 1\nx = 3\n", 3, 1, 2, 3, params, P, N, lo, hi, sum),
+                     LMF_OK);
+    lmf_manifest_writer *w;
+    assert_int_equal(lmf_checkpoint_manifest_begin(&w, b, "n_layer = 1\nx = 3\n", 3, 1, 2, 3, P, N), LMF_OK);
+    for (size_t at = 0, k = 1; at < P; at += k, k = k * 5 + 3)
+        assert_int_equal(lmf_checkpoint_manifest_params(w, params + at, at + k < P ? k : P - at), LMF_OK);
+    assert_int_equal(lmf_checkpoint_manifest_end(w, lo, hi, sum), LMF_OK);
+    size_t na, nb;
+    char *fa = read_whole(a, &na), *fb = read_whole(b, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(fa, fb, na);
+    free(fa), free(fb);
+    unlink(a), unlink(b), rmdir(d), free(d);
+}
+
 /* A tensor-parallel group of t threads in one process: sum() copies each rank's buffer into its slot, waits for the
  * others, and adds the slots in rank order (what comm_mpi's all-reduce does), so every rank gets the same bits. */
 typedef struct {
@@ -519,7 +644,7 @@ static void test_model_tensor_parallel(void **state) {
                 g.slot[r] = lmf_xmalloc((size_t)B * T * (c.n_embd + t + 1) * sizeof(float));
                 tp[r] = (lmf_block_tp){.rank = r, .size = t, .sum = tp_group_sum, .comm = &g};
                 /* rank 0 keeps whole rows (the trainer's rank 0 validates alone), the others their shares */
-                lmf_model *m = r ? lmf_model_create_stage(&c, B, T, 0, c.n_layer, t) : lmf_model_create(&c, B, T, 1);
+                lmf_model *m = r ? lmf_model_create_stage(&c, B, T, 0, c.n_layer, t, 0) : lmf_model_create(&c, B, T, 1);
                 rk[r] = (tp_rank){.m = m, .in = in, .tg = tg, .B = B, .T = T};
                 lmf_model_init_weights(rk[r].m, 11);
                 qkv_bias_values(rk[r].m);
@@ -555,7 +680,8 @@ int main(void) {
         cmocka_unit_test(test_adamw_range_pieces), cmocka_unit_test(test_loader_skip),
         cmocka_unit_test(test_checkpoint_set), cmocka_unit_test(test_pipe_layers),
         cmocka_unit_test(test_pipe_schedule), cmocka_unit_test(test_model_layer_ranges),
-        cmocka_unit_test(test_model_tensor_parallel),
+        cmocka_unit_test(test_model_tensor_parallel), cmocka_unit_test(test_model_partition),
+        cmocka_unit_test(test_manifest_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,12 +17,15 @@ static void oom(size_t bytes) {
     abort();
 }
 
-static void *map_big(size_t bytes, int touch) {
+static void *map_big(size_t bytes, int touch, int huge) {
     size_t len = bytes + HDR;
     void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) oom(bytes);
 #ifdef MADV_HUGEPAGE
-    if (len >= (2u << 20)) madvise(base, len, MADV_HUGEPAGE);
+    if (huge && len >= (2u << 20)) madvise(base, len, MADV_HUGEPAGE);
+#endif
+#ifdef MADV_NOHUGEPAGE
+    if (!huge) madvise(base, len, MADV_NOHUGEPAGE); /* with THP "always", a 2 MiB page would fill the gaps */
 #endif
     /* Pre-touch: the mapping is zero-filled already, writing one byte per page commits it now. */
     for (size_t off = 0; touch && off < len; off += 4096) ((volatile char *)base)[off] = 0;
@@ -30,8 +33,36 @@ static void *map_big(size_t bytes, int touch) {
     return (char *)base + HDR;
 }
 
-void *lmf_alloc_big(size_t bytes) { return map_big(bytes, 1); }
-void *lmf_alloc_big_lazy(size_t bytes) { return map_big(bytes, 0); }
+void *lmf_alloc_big(size_t bytes) { return map_big(bytes, 1, 1); }
+void *lmf_alloc_big_lazy(size_t bytes) { return map_big(bytes, 0, 1); }
+void *lmf_alloc_big_sparse(size_t bytes) { return map_big(bytes, 0, 0); }
+
+void lmf_alloc_commit(void *p, size_t off, size_t len) {
+    if (!len) return;
+    const uintptr_t huge = 2u << 20;
+    uintptr_t a = (uintptr_t)p + off, b = a + len, ha = (a + huge - 1) & ~(huge - 1), hb = b & ~(huge - 1);
+#ifdef MADV_HUGEPAGE
+    if (hb > ha) madvise((void *)ha, hb - ha, MADV_HUGEPAGE);
+#endif
+    /* a page already holding data keeps it: writing back the byte read commits the page without changing it */
+    for (uintptr_t q = a; q < b; q = (q | 4095) + 1) {
+        volatile char *c = (volatile char *)q;
+        *c = *c;
+    }
+}
+
+size_t lmf_resident_bytes(const void *p, size_t bytes) {
+    uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, b = ((uintptr_t)p + bytes) & ~(uintptr_t)4095;
+    if (b <= a) return 0;
+    size_t pages = (b - a) / 4096, got = 0;
+    unsigned char vec[4096];
+    for (size_t i = 0; i < pages; i += sizeof vec) {
+        size_t n = pages - i < sizeof vec ? pages - i : sizeof vec;
+        if (mincore((void *)(a + i * 4096), n * 4096, vec) != 0) return 0;
+        for (size_t k = 0; k < n; k++) got += (vec[k] & 1) ? 4096 : 0;
+    }
+    return got;
+}
 
 void lmf_free_big(void *p) {
     if (!p) return;

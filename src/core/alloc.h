@@ -8,12 +8,27 @@
 
 #include <stddef.h>
 
+/* [lo, hi) of a flat buffer (elements, not bytes, unless said) */
+typedef struct {
+    size_t lo, hi;
+} lmf_range;
+
 /* 64-byte aligned, zero-filled, pre-touched. Free with lmf_free_big. */
 void *lmf_alloc_big(size_t bytes);
 /* The same without the pre-touch: pages are committed when first written (a server's KV pool, sized for the worst
  * case, costs memory only as far as sequences have grown into it). Freed with lmf_free_big. */
 void *lmf_alloc_big_lazy(size_t bytes);
 void lmf_free_big(void *p);
+/* Sparse: like lazy, but never backed by huge pages unless a range is committed, so writing a few spans of it (a
+ * pipeline stage's parameters inside the whole model's flat buffer, model.h's lmf_model_partition) costs those
+ * spans' pages only, not the 2 MiB around each. Freed with lmf_free_big. */
+void *lmf_alloc_big_sparse(size_t bytes);
+/* Commits bytes [off, off + len) of a sparse buffer now: huge pages for the 2 MiB-aligned interior, every page
+ * pre-touched (zero-filled, as fresh), so a training step meets no page fault there. */
+void lmf_alloc_commit(void *p, size_t off, size_t len);
+/* Bytes of the whole pages inside [p, p + bytes) that are resident (mincore(2): written, or read and mapped to the
+ * zero page); 0 when none, or when mincore is unavailable. For checking that a sparse buffer's gaps stay unmapped. */
+size_t lmf_resident_bytes(const void *p, size_t bytes);
 /* A per-thread scratch buffer of at least `bytes` (2 MiB-aligned, huge-page backed, pre-touched), kept for the
  * thread's lifetime and grown when a larger size is asked for; freed at thread exit. For kernels' packing
  * buffers: the first call on a thread allocates, later calls cost a compare. Contents are not preserved. */

@@ -36,3 +36,14 @@ float lmf_rng_normal(lmf_rng *r) {
     float u2 = lmf_rng_uniform(r);
     return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2);
 }
+
+void lmf_rng_advance(lmf_rng *r, uint64_t n) {
+    /* state -> a state + c applied n times is state -> A state + C with A = a^n and C = c (a^n - 1) / (a - 1),
+     * both built by squaring (all mod 2^64) */
+    uint64_t a = 6364136223846793005ULL, c = r->inc, A = 1, C = 0;
+    for (; n; n >>= 1) {
+        if (n & 1) A *= a, C = C * a + c;
+        c = (a + 1) * c, a *= a;
+    }
+    r->state = A * r->state + C;
+}

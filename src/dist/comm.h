@@ -9,6 +9,7 @@
  *   all-gather of equal-sized byte blocks (every rank's updated parameter shard to every rank);
  *   broadcast of bytes from one rank; barrier; send / recv of bytes to / from one peer, and both at once;
  *   split into sub-communicators (the dp x tp x pp grid of dist/grid.h); abort of the whole job;
+ *   an all-to-all of float pieces of any sizes, both ways (a pipeline stage's parameters from their shards' owners);
  *   one nonblocking collective, an all-to-all of float pieces of any sizes (the operand exchange of a reduce-scatter
  *   over part of a buffer), with test and wait: what overlapping the gradient reduction with the backward pass needs
  *   (dist/zero.h, docs/distributed.md). The caller adds the operands, so the rank-order rule below still holds.
@@ -68,6 +69,10 @@ typedef struct {
                                  float *recv, size_t rcount, lmf_comm_req **req);
     /* whether req has completed (wait: blocks until it has); a completed req is freed. NULL is complete. */
     lmf_status (*req_test)(lmf_comm *c, lmf_comm_req *req, int wait, int *done);
+    /* blocking: sends rank q scounts[q] floats at send + sdispls[q] and receives rcounts[q] floats from rank q at
+     * recv + rdispls[q] (rcounts[q] is what rank q's scounts[rank] is). send and recv must not overlap. */
+    lmf_status (*alltoallv_f32)(lmf_comm *c, const float *send, const size_t *scounts, const size_t *sdispls,
+                                float *recv, const size_t *rcounts, const size_t *rdispls);
 } lmf_comm_ops;
 
 struct lmf_comm {
@@ -130,6 +135,11 @@ static inline void lmf_comm_abort(lmf_comm *c, int code) { c->ops->abort(c, code
 static inline lmf_status lmf_comm_ialltoallv(lmf_comm *c, const float *send, const size_t *scounts,
                                              const size_t *sdispls, float *recv, size_t rcount, lmf_comm_req **req) {
     return c->ops->ialltoallv_f32(c, send, scounts, sdispls, recv, rcount, req);
+}
+static inline lmf_status lmf_comm_alltoallv(lmf_comm *c, const float *send, const size_t *scounts,
+                                            const size_t *sdispls, float *recv, const size_t *rcounts,
+                                            const size_t *rdispls) {
+    return c->ops->alltoallv_f32(c, send, scounts, sdispls, recv, rcounts, rdispls);
 }
 static inline lmf_status lmf_comm_test(lmf_comm *c, lmf_comm_req *req, int *done) {
     return c->ops->req_test(c, req, 0, done);

@@ -241,6 +241,20 @@ static lmf_status mpi_req_test(lmf_comm *c, lmf_comm_req *req, int wait, int *do
     return LMF_OK;
 }
 
+static lmf_status mpi_alltoallv(lmf_comm *c, const float *send, const size_t *scounts, const size_t *sdispls,
+                                float *recv, const size_t *rcounts, const size_t *rdispls) {
+    int P = c->size;
+    for (int q = 0; q < P; q++)
+        if (sdispls[q] + scounts[q] > INT_MAX || rdispls[q] + rcounts[q] > INT_MAX)
+            return lmf_fail(LMF_ERR_ARG, "comm mpi: MPI_Alltoallv with a piece ending past 2^31 floats on rank %d: "
+                            "over MPI's int counts (the caller cuts its buffers into smaller pieces)", c->rank);
+    int *sc = scratch(c, 4 * (size_t)P * sizeof(int)), *sd = sc + P, *rc = sd + P, *rd = rc + P;
+    for (int q = 0; q < P; q++)
+        sc[q] = (int)scounts[q], sd[q] = (int)sdispls[q], rc[q] = (int)rcounts[q], rd[q] = (int)rdispls[q];
+    MPI_TRY(c, "MPI_Alltoallv", MPI_Alltoallv(send, sc, sd, MPI_FLOAT, recv, rc, rd, MPI_FLOAT, comm_of(c)));
+    return LMF_OK;
+}
+
 static void mpi_abort(lmf_comm *c, int code) { MPI_Abort(comm_of(c), code); }
 
 static void mpi_close(lmf_comm *c) {
@@ -261,7 +275,7 @@ static lmf_status mpi_split(lmf_comm *c, int color, int key, lmf_comm **out);
 
 static const lmf_comm_ops mpi_ops = {"mpi", mpi_allreduce_f32, mpi_allreduce_f64, mpi_broadcast, mpi_barrier,
                                      mpi_reduce_scatter, mpi_allgather, mpi_send, mpi_recv, mpi_split, mpi_abort,
-                                     mpi_close, mpi_sendrecv, mpi_ialltoallv, mpi_req_test};
+                                     mpi_close, mpi_sendrecv, mpi_ialltoallv, mpi_req_test, mpi_alltoallv};
 
 static lmf_comm *wrap(MPI_Comm comm, int world) {
     lmf_comm *c = lmf_xmalloc(sizeof *c);

@@ -56,6 +56,12 @@ static lmf_status self_req_test(lmf_comm *c, lmf_comm_req *req, int wait, int *d
     return LMF_OK;
 }
 
+static lmf_status self_alltoallv(lmf_comm *c, const float *send, const size_t *scounts, const size_t *sdispls,
+                                 float *recv, const size_t *rcounts, const size_t *rdispls) {
+    memcpy(recv + rdispls[0], send + sdispls[0], rcounts[0] * sizeof(float));
+    return LMF_OK;
+}
+
 static lmf_status self_split(lmf_comm *c, int color, int key, lmf_comm **out) { return lmf_comm_self_open(out); }
 static void self_abort(lmf_comm *c, int code) {}
 
@@ -65,7 +71,7 @@ static void self_close_static(lmf_comm *c) {}
 #define SELF_OPS(close)                                                                                            \
     {"self", self_allreduce_f32, self_allreduce_f64, self_broadcast, self_barrier, self_reduce_scatter,            \
      self_allgather, self_send, self_recv, self_split, self_abort, close, self_sendrecv, self_ialltoallv,           \
-     self_req_test}
+     self_req_test, self_alltoallv}
 static const lmf_comm_ops self_ops = SELF_OPS(self_close);
 static const lmf_comm_ops self_static_ops = SELF_OPS(self_close_static);
 

@@ -23,7 +23,33 @@ void lmf_zero_init(lmf_zero *z, lmf_comm *comm, size_t n, size_t bucket) {
     lmf_zero_range(n, N, lmf_comm_rank(comm), &z->lo, &z->hi);
     z->stage = lmf_alloc_big((size_t)N * z->bucket * sizeof(float));
     z->recv = lmf_alloc_big(z->bucket * sizeof(float));
-    z->counts = lmf_xmalloc(2 * (size_t)N * sizeof(size_t));
+    z->counts = lmf_xmalloc(4 * (size_t)N * sizeof(size_t));
+}
+
+void lmf_zero_partition(lmf_zero *z, int n_stages, const int *stage_of, const lmf_range *const *spans,
+                        const int *n_spans) {
+    int N = lmf_comm_size(z->comm);
+    LMF_CHECK(!z->stage_of && n_stages >= 1);
+    z->n_stages = n_stages;
+    z->stage_of = lmf_xmalloc((size_t)N * sizeof(int));
+    memcpy(z->stage_of, stage_of, (size_t)N * sizeof(int));
+    z->n_sspans = lmf_xmalloc((size_t)n_stages * sizeof(int));
+    z->sspans = lmf_xmalloc((size_t)n_stages * sizeof *z->sspans);
+    for (int s = 0; s < n_stages; s++) {
+        z->n_sspans[s] = n_spans[s];
+        z->sspans[s] = lmf_xmalloc(((size_t)n_spans[s] + 1) * sizeof(lmf_range));
+        memcpy(z->sspans[s], spans[s], (size_t)n_spans[s] * sizeof(lmf_range));
+        for (int j = 0; j < n_spans[s]; j++) /* sorted, disjoint, inside the buffer */
+            LMF_CHECK(spans[s][j].hi <= z->n && (!j || spans[s][j - 1].hi <= spans[s][j].lo));
+    }
+    int most = 0;
+    for (int s = 0; s < n_stages; s++) most = n_spans[s] > most ? n_spans[s] : most;
+    z->pieces = lmf_xmalloc(((size_t)most + 1) * sizeof(lmf_range));
+    z->zeros = lmf_alloc_big_lazy(z->bucket * sizeof(float));
+    /* room for every rank's piece of a bucket, but each float goes only to its stage's dp x tp ranks (a tied wte to
+     * two stages'), so a round packs about dp x tp buckets: those pages are committed by the first step and reused,
+     * the rest cost nothing */
+    z->pack = lmf_alloc_big_lazy((size_t)N * z->bucket * sizeof(float));
 }
 
 void lmf_zero_free(lmf_zero *z) {
@@ -31,8 +57,52 @@ void lmf_zero_free(lmf_zero *z) {
     lmf_free_big(z->recv);
     lmf_free_big(z->ring);
     free(z->counts), free(z->spans);
-    z->stage = z->recv = z->ring = NULL;
-    z->counts = NULL, z->spans = NULL;
+    for (int s = 0; s < z->n_stages; s++) free(z->sspans[s]);
+    free(z->sspans), free(z->n_sspans), free(z->stage_of), free(z->pieces);
+    lmf_free_big(z->zeros), lmf_free_big(z->pack);
+    memset(z, 0, sizeof *z);
+}
+
+/* Rank q's stage's spans. */
+static const lmf_range *stage_spans(const lmf_zero *z, int q, int *n) {
+    int s = z->stage_of[q];
+    *n = z->n_sspans[s];
+    return z->sspans[s];
+}
+
+/* The pieces of [a, b) inside rank q's stage spans, in order, into out (room for its stage's span count); returns
+ * how many. */
+static int held_pieces(const lmf_zero *z, int q, size_t a, size_t b, lmf_range *out) {
+    int n, k = 0;
+    const lmf_range *sp = stage_spans(z, q, &n);
+    for (int j = 0; j < n; j++) {
+        size_t lo = sp[j].lo > a ? sp[j].lo : a, hi = sp[j].hi < b ? sp[j].hi : b;
+        if (lo < hi) out[k++] = (lmf_range){lo, hi};
+    }
+    return k;
+}
+
+/* Floats of [a, b) inside rank q's stage spans. */
+static size_t held_count(lmf_zero *z, int q, size_t a, size_t b) {
+    size_t k = 0;
+    int n = held_pieces(z, q, a, b, z->pieces);
+    for (int j = 0; j < n; j++) k += z->pieces[j].hi - z->pieces[j].lo;
+    return k;
+}
+
+/* dst = grads[start, start + len) as this rank computed it: its stage's spans copied, zeros elsewhere (what its
+ * gradient holds there, read without touching memory it does not hold). */
+static void copy_own(lmf_zero *z, float *dst, const float *grads, size_t start, size_t len) {
+    if (!z->stage_of) {
+        memcpy(dst, grads + start, len * sizeof(float));
+        return;
+    }
+    memset(dst, 0, len * sizeof(float));
+    int n = held_pieces(z, lmf_comm_rank(z->comm), start, start + len, z->pieces);
+    for (int j = 0; j < n; j++) {
+        const lmf_range *p = &z->pieces[j];
+        memcpy(dst + (p->lo - start), grads + p->lo, (p->hi - p->lo) * sizeof(float));
+    }
 }
 
 /* Elements of bucket b of rank q's shard that exist: [start, start + len) of the flat buffer. */
@@ -51,7 +121,7 @@ lmf_status lmf_zero_reduce_scatter(lmf_zero *z, float *grads) {
         for (int q = 0; q < N; q++) {
             size_t start, len = bucket_span(z, q, b, &start);
             float *dst = z->stage + (size_t)q * B;
-            if (len) memcpy(dst, grads + start, len * sizeof(float));
+            if (len) copy_own(z, dst, grads, start, len);
             if (len < B) memset(dst + len, 0, (B - len) * sizeof(float));
         }
         LMF_TRY(lmf_comm_reduce_scatter_sum(z->comm, z->stage, z->recv, B));
@@ -61,7 +131,61 @@ lmf_status lmf_zero_reduce_scatter(lmf_zero *z, float *grads) {
     return LMF_OK;
 }
 
+/* The partitioned all-gather: bucket b of each owner's shard goes, piece by piece, to the ranks whose stage spans
+ * hold it; the pieces travel packed in span order and are unpacked in the same order. */
+static lmf_status exchange_params(lmf_zero *z, float *params) {
+    int N = lmf_comm_size(z->comm), me = lmf_comm_rank(z->comm);
+    size_t B = z->bucket, *sc = z->counts, *sd = sc + N, *rc = sd + N, *rd = rc + N;
+    for (size_t b = 0; b * B < z->shard; b++) {
+        size_t start, len = bucket_span(z, me, b, &start), k = 0;
+        for (int r = 0; r < N; r++) { /* what of my bucket rank r holds (my own pieces stay where they are) */
+            sd[r] = k;
+            int n = r != me && len ? held_pieces(z, r, start, start + len, z->pieces) : 0;
+            for (int j = 0; j < n; j++) {
+                const lmf_range *p = &z->pieces[j];
+                memcpy(z->pack + k, params + p->lo, (p->hi - p->lo) * sizeof(float));
+                k += p->hi - p->lo;
+            }
+            sc[r] = k - sd[r];
+        }
+        k = 0;
+        for (int q = 0; q < N; q++) {
+            size_t qs, ql = bucket_span(z, q, b, &qs);
+            rd[q] = k, rc[q] = q != me && ql ? held_count(z, me, qs, qs + ql) : 0;
+            k += rc[q];
+        }
+        LMF_TRY(lmf_comm_alltoallv(z->comm, z->pack, sc, sd, z->stage, rc, rd));
+        for (int q = 0; q < N; q++) {
+            size_t qs, ql = bucket_span(z, q, b, &qs), at = rd[q];
+            int n = q == me || !ql ? 0 : held_pieces(z, me, qs, qs + ql, z->pieces);
+            for (int j = 0; j < n; j++) {
+                const lmf_range *p = &z->pieces[j];
+                memcpy(params + p->lo, z->stage + at, (p->hi - p->lo) * sizeof(float));
+                at += p->hi - p->lo;
+            }
+        }
+    }
+    return LMF_OK;
+}
+
+lmf_status lmf_zero_gather(lmf_zero *z, const float *params, size_t a, size_t b, float *out, int root) {
+    int N = lmf_comm_size(z->comm), me = lmf_comm_rank(z->comm);
+    size_t *sc = z->counts, *sd = sc + N, *rc = sd + N, *rd = rc + N;
+    LMF_CHECK(a <= b && b - a <= z->bucket && b <= z->n);
+    memset(sc, 0, 2 * (size_t)N * sizeof(size_t));
+    for (int q = 0; q < N; q++) { /* rank q's shard's piece of [a, b), to root only */
+        size_t lo, hi;
+        lmf_zero_range(z->n, N, q, &lo, &hi);
+        lo = lo > a ? lo : a, hi = hi < b ? hi : b;
+        size_t k = hi > lo ? hi - lo : 0;
+        rc[q] = me == root ? k : 0, rd[q] = me == root && k ? lo - a : 0;
+        if (q == me) sc[root] = k, sd[root] = k ? lo : 0;
+    }
+    return lmf_comm_alltoallv(z->comm, params, sc, sd, out, rc, rd);
+}
+
 lmf_status lmf_zero_allgather(lmf_zero *z, float *params) {
+    if (z->stage_of) return exchange_params(z, params);
     int N = lmf_comm_size(z->comm), me = lmf_comm_rank(z->comm);
     size_t B = z->bucket;
     for (size_t b = 0; b * B < z->shard; b++) {
@@ -139,7 +263,15 @@ static lmf_status post_next(lmf_zero *z, float *grads, int *posted) {
     if (!*posted) return LMF_OK;
     lmf_zero_piece *p = &z->fifo[(z->head + z->count) % LMF_ZERO_INFLIGHT];
     *p = (lmf_zero_piece){.mine = mine, .mlen = mlen, .at = at};
-    LMF_TRY(lmf_comm_ialltoallv(z->comm, grads + a, sc, sd, z->ring + at, mlen, &p->req));
+    /* partitioned: a span of another stage is zero here (queued spans are whole tensors' layer slices: never cut
+     * by a stage's spans), sent from zeros this rank does not hold memory for */
+    const float *src = grads + a;
+    if (z->stage_of) {
+        size_t held = held_count(z, me, a, b);
+        LMF_CHECK(held == 0 || held == b - a);
+        if (!held) src = z->zeros;
+    }
+    LMF_TRY(lmf_comm_ialltoallv(z->comm, src, sc, sd, z->ring + at, mlen, &p->req));
     z->count++;
     z->ring_head = at + k;
     z->posted += b - a;

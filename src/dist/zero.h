@@ -19,10 +19,18 @@
  * lmf_zero_reduce_scatter: the same bits. Received operands wait in a ring of ring_floats; a span is posted only
  * when its operands fit, and lmf_zero_progress never blocks, so a rank inside its backward never waits for a peer
  * that may be waiting for it (a pipeline stage for the next stage's gradient). Every rank must queue the same
- * spans in the same order, each element once between two finishes. */
+ * spans in the same order, each element once between two finishes.
+ *
+ * Partitioned (lmf_zero_partition: pipeline stages that hold only their own spans of the buffers, model.h's
+ * lmf_model_partition): rank q holds its stage's spans of params and grads, plus its own shard [lo, hi). Nothing
+ * here then reads or writes a float a rank does not hold: what it sends of other stages' spans is zeros (which is
+ * what its gradient holds there), and lmf_zero_allgather becomes an exchange in which each shard's owner sends
+ * every rank only the pieces inside that rank's stage spans (lmf_comm_alltoallv, in buckets of at most B floats
+ * from each owner, packed and unpacked in the owner's order). Sums and values are the same bits as unpartitioned. */
 #ifndef LMF_DIST_ZERO_H
 #define LMF_DIST_ZERO_H
 
+#include "core/alloc.h"
 #include "dist/comm.h"
 
 #include <stddef.h>
@@ -50,7 +58,13 @@ typedef struct {
     float *ring;
     size_t ring_cap, ring_head; /* floats; where the next piece's go */
     size_t posted;              /* floats posted since the last finish */
-    size_t *counts;             /* 2 x N: a post's send counts and offsets */
+    size_t *counts;             /* 4 x N: a post's (or an exchange's) send counts and offsets, receive ones */
+    /* partitioned: rank q holds the spans of stage stage_of[q] (sspans[s], n_sspans[s] of them, sorted) */
+    int n_stages, *stage_of, *n_sspans;
+    lmf_range **sspans;
+    lmf_range *pieces; /* scratch: one stage's spans' worth */
+    float *zeros; /* B zeros (never written: mapped to the zero page), sent for spans this rank does not hold */
+    float *pack;  /* N x B: the exchange's outgoing pieces */
 } lmf_zero;
 
 /* The shard [lo, hi) of rank r among N for n parameters. */
@@ -69,7 +83,15 @@ void lmf_zero_queue(lmf_zero *z, size_t start, size_t len);
 lmf_status lmf_zero_progress(lmf_zero *z, float *grads);
 /* Posts what is queued and waits for every exchange: grads[lo, hi) is then what lmf_zero_reduce_scatter gives. */
 lmf_status lmf_zero_finish(lmf_zero *z, float *grads);
-/* Every rank's params[its lo, its hi) is copied into params on every rank. */
+/* Every rank's params[its lo, its hi) is copied into params on every rank (partitioned: into the ranks that hold
+ * each piece). */
 lmf_status lmf_zero_allgather(lmf_zero *z, float *params);
+/* Partitioned from now on: rank q holds stage stage_of[q]'s spans (spans[s]: n_spans[s] sorted, disjoint ranges).
+ * Copies what it is given. */
+void lmf_zero_partition(lmf_zero *z, int n_stages, const int *stage_of, const lmf_range *const *spans,
+                        const int *n_spans);
+/* Collective: root's out gets params[a, b) (b - a <= bucket) from the shards' owners, each sending its shard's
+ * piece (a checkpoint of a partitioned job: no rank holds all the parameters). */
+lmf_status lmf_zero_gather(lmf_zero *z, const float *params, size_t a, size_t b, float *out, int root);
 
 #endif

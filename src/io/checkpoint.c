@@ -115,6 +115,81 @@ lmf_status lmf_checkpoint_save_manifest(const char *path, const char *config_tex
     return s;
 }
 
+/* The streaming manifest: the same bytes as lmf_checkpoint_save_manifest, the parameters appended piece by piece
+ * and hashed as they pass, the checksum written into the header last. */
+struct lmf_manifest_writer {
+    lmf_atomic_file af;
+    XXH3_state_t *st;
+    uint64_t left; /* parameters still to come */
+    int n;         /* shards */
+    lmf_status err;
+};
+
+static void mw_put(lmf_manifest_writer *w, const void *p, size_t n) {
+    XXH3_64bits_update(w->st, p, n);
+    if (w->err == LMF_OK && fwrite(p, 1, n, w->af.f) != n)
+        w->err = lmf_fail(LMF_ERR_IO, "%s: write failed: %s", w->af.tmp, strerror(errno));
+}
+
+lmf_status lmf_checkpoint_manifest_begin(lmf_manifest_writer **out, const char *path, const char *config_text,
+                                         uint64_t step, uint64_t epoch, uint64_t index, uint64_t adam_t,
+                                         uint64_t num_params, int n) {
+    *out = NULL;
+    lmf_manifest_writer *w = lmf_xcalloc(1, sizeof *w);
+    lmf_status s = lmf_atomic_open(&w->af, path);
+    if (s != LMF_OK) {
+        free(w);
+        return s;
+    }
+    w->st = XXH3_createState();
+    LMF_CHECK(w->st != NULL);
+    XXH3_64bits_reset(w->st);
+    w->left = num_params, w->n = n;
+    uint8_t h[HEADER] = {0};
+    size_t tlen = strlen(config_text);
+    uint64_t clen = (tlen + 7) & ~(uint64_t)7;
+    uint32_t version = 4, at12 = (uint32_t)n;
+    uint64_t fields[6] = {clen, num_params, step, epoch, index, adam_t};
+    memcpy(h, MAGIC, 8), memcpy(h + 8, &version, 4), memcpy(h + 12, &at12, 4), memcpy(h + 16, fields, sizeof fields);
+    mw_put(w, h, HEADER); /* the checksum field zero, as hashed */
+    mw_put(w, config_text, tlen);
+    for (uint64_t k = tlen; k < clen; k++) mw_put(w, "\n", 1);
+    *out = w;
+    return LMF_OK;
+}
+
+lmf_status lmf_checkpoint_manifest_params(lmf_manifest_writer *w, const float *p, size_t n) {
+    LMF_CHECK(n <= w->left);
+    mw_put(w, p, n * sizeof(float));
+    w->left -= n;
+    return w->err;
+}
+
+lmf_status lmf_checkpoint_manifest_end(lmf_manifest_writer *w, const uint64_t *lo, const uint64_t *hi,
+                                       const uint64_t *sum) {
+    LMF_CHECK(w->left == 0);
+    for (int i = 0; i < w->n; i++) {
+        uint64_t e[3] = {lo[i], hi[i], sum[i]};
+        mw_put(w, e, sizeof e);
+    }
+    uint64_t h = XXH3_64bits_digest(w->st);
+    if (w->err == LMF_OK && (fseek(w->af.f, SUM_AT, SEEK_SET) != 0 || fwrite(&h, 8, 1, w->af.f) != 1))
+        w->err = lmf_fail(LMF_ERR_IO, "%s: write failed: %s", w->af.tmp, strerror(errno));
+    lmf_status s = w->err;
+    if (s == LMF_OK) s = lmf_atomic_commit(&w->af);
+    else lmf_atomic_abort(&w->af);
+    XXH3_freeState(w->st);
+    free(w);
+    return s;
+}
+
+void lmf_checkpoint_manifest_abort(lmf_manifest_writer *w) {
+    if (!w) return;
+    lmf_atomic_abort(&w->af);
+    XXH3_freeState(w->st);
+    free(w);
+}
+
 /* Checks one shard of a loaded manifest: its header says what the manifest says, its size fits the range, and the
  * whole file hashes to the manifest's checksum (read in 1 MiB pieces). */
 static lmf_status verify_shard(const lmf_checkpoint *ck, int r) {

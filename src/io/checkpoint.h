@@ -64,6 +64,17 @@ lmf_status lmf_checkpoint_save_shard(const char *manifest, int r, int n, uint64_
 lmf_status lmf_checkpoint_save_manifest(const char *path, const char *config_text, uint64_t step, uint64_t epoch,
                                         uint64_t index, uint64_t adam_t, const float *params, uint64_t num_params,
                                         int n, const uint64_t *lo, const uint64_t *hi, const uint64_t *sum);
+/* The same manifest written piece by piece, for a job in which no rank holds all the parameters (pipeline stages):
+ * begin, then params in order (num_params floats in all, any piece sizes), then end with the shard table, which
+ * commits it atomically (its error, or a write's, is returned; the file is then not there). abort drops it. */
+typedef struct lmf_manifest_writer lmf_manifest_writer;
+lmf_status lmf_checkpoint_manifest_begin(lmf_manifest_writer **w, const char *path, const char *config_text,
+                                         uint64_t step, uint64_t epoch, uint64_t index, uint64_t adam_t,
+                                         uint64_t num_params, int n);
+lmf_status lmf_checkpoint_manifest_params(lmf_manifest_writer *w, const float *p, size_t n);
+lmf_status lmf_checkpoint_manifest_end(lmf_manifest_writer *w, const uint64_t *lo, const uint64_t *hi,
+                                       const uint64_t *sum);
+void lmf_checkpoint_manifest_abort(lmf_manifest_writer *w); /* NULL is fine */
 /* The AdamW moments of parameters [lo, lo + n) from a loaded checkpoint of any version (a set: read from the shards
  * that hold the range). Errors name the shard file. */
 lmf_status lmf_checkpoint_read_moments(const lmf_checkpoint *ck, uint64_t lo, uint64_t n, float *m, float *v);

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct {
@@ -89,7 +90,7 @@ double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int ma
 
 /* A model over base weights (borrowed, frozen: the LoRA case) or, base NULL, over parameters of its own. */
 static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, int max_batch, int max_seq,
-                         int training, lmf_model *owner, int l0, int l1, int tp) {
+                         int training, lmf_model *owner, int l0, int l1, int tp, int sparse) {
     if (lmf_model_config_validate(cfg) != LMF_OK) return NULL;
     if (max_batch <= 0 || max_seq <= 0 || max_seq > cfg->max_seq_len) {
         lmf_fail(LMF_ERR_ARG, "sequence length %d must be in [1, max_seq_len=%d] and batch %d positive", max_seq,
@@ -107,8 +108,9 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     m->num_params = base ? 0 : off;
     m->shared = owner != NULL;
     if (owner) m->bf16 = owner->bf16, m->tp = owner->tp; /* a pipeline's in-flight sets compute as their owner */
-    if (!base) m->params = owner ? owner->params : lmf_alloc_big(off * sizeof(float));
-    if (training && !base) m->grads = owner ? owner->grads : lmf_alloc_big(off * sizeof(float));
+    void *(*alloc)(size_t) = sparse ? lmf_alloc_big_sparse : lmf_alloc_big;
+    if (!base) m->params = owner ? owner->params : alloc(off * sizeof(float));
+    if (training && !base) m->grads = owner ? owner->grads : alloc(off * sizeof(float));
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
         m->ptr[i] = m->param_sizes[i] ? m->params + m->param_offsets[i] : NULL;
         m->gptr[i] = m->grads && m->param_sizes[i] ? m->grads + m->param_offsets[i] : NULL;
@@ -176,27 +178,28 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
 }
 
 lmf_model *lmf_model_create(const lmf_model_config *cfg, int max_batch, int max_seq, int training) {
-    return create(cfg, NULL, max_batch, max_seq, training, NULL, 0, cfg->n_layer, 1);
+    return create(cfg, NULL, max_batch, max_seq, training, NULL, 0, cfg->n_layer, 1, 0);
 }
 
-lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1, int tp) {
+lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1, int tp,
+                                  int sparse) {
     LMF_CHECK(0 <= l0 && l0 < l1 && l1 <= cfg->n_layer && tp >= 1);
     if (tp > 1) /* the trainer refuses these sizes first, with a message */
         LMF_CHECK(cfg->n_head % tp == 0 && cfg->n_kv_head % tp == 0 && cfg->ffn_dim % tp == 0);
-    return create(cfg, NULL, max_batch, max_seq, 1, NULL, l0, l1, tp);
+    return create(cfg, NULL, max_batch, max_seq, 1, NULL, l0, l1, tp, sparse);
 }
 
 lmf_model *lmf_model_create_shared(lmf_model *owner, int l0, int l1) {
     LMF_CHECK(owner->grads && !owner->lora && !owner->shared && 0 <= l0 && l0 < l1 && l1 <= owner->cfg.n_layer);
     return create(&owner->cfg, NULL, owner->max_batch, owner->max_seq, 1, owner, l0, l1,
-                  owner->tp ? owner->tp->size : 1); /* in-flight sets never run the whole model */
+                  owner->tp ? owner->tp->size : 1, 0); /* in-flight sets never run the whole model */
 }
 
 lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int max_batch, int max_seq,
                                  lmf_model **out) {
     *out = NULL;
     if (max_seq > base->cfg.max_seq_len) max_seq = base->cfg.max_seq_len;
-    lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1, NULL, 0, base->cfg.n_layer, 1);
+    lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1, NULL, 0, base->cfg.n_layer, 1, 0);
     if (!m) return LMF_ERR_ARG; /* create named the field */
     m->lora = lora;
     lmf_lora_enable_grads(lora);
@@ -244,7 +247,7 @@ void lmf_model_free(lmf_model *m) {
     lmf_free_big(m->moe_mem);
     lmf_weights_free(m->w);
     lmf_weights_free(m->gw);
-    LMF_FREE_ALL(m->rope, m->tokens, m->targets, m->pos, m->tp_buf, m);
+    LMF_FREE_ALL(m->rope, m->tokens, m->targets, m->pos, m->tp_buf, m->held, m);
 }
 
 size_t lmf_model_num_params(const lmf_model *m) { return m->num_params; }
@@ -264,25 +267,150 @@ void lmf_model_set_positions(lmf_model *m, const int32_t *pos, int B, int T) {
     memcpy(m->pos, pos, sizeof(int32_t) * (size_t)B * T);
 }
 
+/* The whole buffer, or the ranges a partitioned model holds (spans: sorted, disjoint). */
+static const lmf_range *held_spans(const lmf_model *m, lmf_range *all, int *n) {
+    if (m->held) {
+        *n = m->n_held;
+        return m->held;
+    }
+    *all = (lmf_range){0, m->num_params}, *n = 1;
+    return all;
+}
+
 void lmf_model_init_weights(lmf_model *m, uint64_t seed) {
     float resid_std = 0.02f / sqrtf(2.0f * m->cfg.n_layer);
+    lmf_range all;
+    int ns;
+    const lmf_range *sp = held_spans(m, &all, &ns);
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
-        float *p = m->ptr[i];
-        size_t n = m->param_sizes[i];
+        size_t n = m->param_sizes[i], off = m->param_offsets[i];
         if (!n) continue;
-        if (i == LMF_P_LN1W || i == LMF_P_LN2W || i == LMF_P_LNFW || i == LMF_P_QNORM || i == LMF_P_KNORM) {
-            for (size_t k = 0; k < n; k++) p[k] = 1.0f;
-        } else if (i == LMF_P_LN1B || i == LMF_P_LN2B || i == LMF_P_LNFB || i == LMF_P_QKVB || i == LMF_P_ATTPROJB ||
-                   i == LMF_P_FCB || i == LMF_P_FCPROJB) {
-            memset(p, 0, n * sizeof(float));
-        } else {
-            /* one stream per tensor: adding a tensor never shifts the others' values */
-            lmf_rng r;
-            lmf_rng_seed(&r, seed, (uint64_t)i + 1);
-            float std = (i == LMF_P_ATTPROJW || i == LMF_P_FCPROJW) ? resid_std : 0.02f;
-            for (size_t k = 0; k < n; k++) p[k] = std * lmf_rng_normal(&r);
+        for (int j = 0; j < ns; j++) { /* the held piece [k0, k1) of the tensor: each value as one process makes it */
+            size_t k0 = sp[j].lo > off ? sp[j].lo - off : 0, k1 = sp[j].hi < off + n ? sp[j].hi - off : n;
+            if (sp[j].hi <= off || sp[j].lo >= off + n) continue;
+            float *p = m->ptr[i];
+            if (i == LMF_P_LN1W || i == LMF_P_LN2W || i == LMF_P_LNFW || i == LMF_P_QNORM || i == LMF_P_KNORM) {
+                for (size_t k = k0; k < k1; k++) p[k] = 1.0f;
+            } else if (i == LMF_P_LN1B || i == LMF_P_LN2B || i == LMF_P_LNFB || i == LMF_P_QKVB ||
+                       i == LMF_P_ATTPROJB || i == LMF_P_FCB || i == LMF_P_FCPROJB) {
+                memset(p + k0, 0, (k1 - k0) * sizeof(float));
+            } else {
+                /* one stream per tensor: adding a tensor never shifts the others' values; a piece starts where the
+                 * stream reaches it (lmf_rng_normal takes 2 draws a value) */
+                lmf_rng r;
+                lmf_rng_seed(&r, seed, (uint64_t)i + 1);
+                lmf_rng_advance(&r, 2 * (uint64_t)k0);
+                float std = (i == LMF_P_ATTPROJW || i == LMF_P_FCPROJW) ? resid_std : 0.02f;
+                for (size_t k = k0; k < k1; k++) p[k] = std * lmf_rng_normal(&r);
+            }
         }
     }
+}
+
+int lmf_model_stage_spans(const lmf_model_config *cfg, int l0, int l1, lmf_range *out) {
+    size_t sizes[LMF_NUM_PARAM_TENSORS], off = 0;
+    lmf_param_sizes(cfg, sizes);
+    int n = 0, L = cfg->n_layer;
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; off += sizes[i++]) {
+        size_t per = sizes[i] / (size_t)L;
+        lmf_range s = {0, 0};
+        if (!sizes[i]) continue;
+        if (lmf_param_per_layer(i)) s = (lmf_range){off + (size_t)l0 * per, off + (size_t)l1 * per};
+        else if (i == LMF_P_WTE ? l0 == 0 || (l1 == L && cfg->tied_embeddings)
+                 : i == LMF_P_WPE ? l0 == 0 : l1 == L) /* the final norm and the head: the last stage's */
+            s = (lmf_range){off, off + sizes[i]};
+        if (s.hi <= s.lo) continue;
+        if (n && out[n - 1].hi == s.lo) out[n - 1].hi = s.hi; /* tensors lie in table order: sorted already */
+        else out[n++] = s;
+    }
+    return n;
+}
+
+static int span_cmp(const void *a, const void *b) {
+    const lmf_range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+void lmf_model_partition(lmf_model *m, const lmf_range *spans, int n) {
+    LMF_CHECK(m->grads && !m->shared && !m->lora);
+    lmf_range *h = lmf_xmalloc(((size_t)n + 1) * sizeof *h);
+    memcpy(h, spans, (size_t)n * sizeof *h);
+    qsort(h, (size_t)n, sizeof *h, span_cmp);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        LMF_CHECK(h[i].lo <= h[i].hi && h[i].hi <= m->num_params);
+        if (h[i].hi == h[i].lo) continue;
+        if (k && h[i].lo <= h[k - 1].hi) h[k - 1].hi = h[i].hi > h[k - 1].hi ? h[i].hi : h[k - 1].hi;
+        else h[k++] = h[i];
+    }
+    free(m->held);
+    m->held = h, m->n_held = k;
+    for (int i = 0; i < k; i++) {
+        size_t at = h[i].lo * sizeof(float), len = (h[i].hi - h[i].lo) * sizeof(float);
+        lmf_alloc_commit(m->params, at, len);
+        lmf_alloc_commit(m->grads, at, len);
+    }
+}
+
+size_t lmf_model_held_floats(const lmf_model *m) {
+    lmf_range all;
+    int ns;
+    const lmf_range *sp = held_spans(m, &all, &ns);
+    size_t n = 0;
+    for (int j = 0; j < ns; j++) n += sp[j].hi - sp[j].lo;
+    return n;
+}
+
+void lmf_model_copy_held(lmf_model *m, const float *src) {
+    lmf_range all;
+    int ns;
+    const lmf_range *sp = held_spans(m, &all, &ns);
+    for (int j = 0; j < ns; j++) memcpy(m->params + sp[j].lo, src + sp[j].lo, (sp[j].hi - sp[j].lo) * sizeof(float));
+}
+
+/* grads[a, b) zeroed by all threads: one cannot saturate the memory bus on hundreds of MB */
+static void zero_par(float *g, size_t a, size_t b) {
+    if (b <= a) return;
+#pragma omp parallel
+    {
+        long lo, hi;
+        lmf_omp_range((long)(b - a), &lo, &hi);
+        if (hi > lo) memset(g + a + lo, 0, (size_t)(hi - lo) * sizeof(float));
+    }
+}
+
+void lmf_model_zero_grads_range(lmf_model *m, size_t at, size_t len) {
+    lmf_range all;
+    int ns;
+    const lmf_range *sp = held_spans(m, &all, &ns);
+    for (int j = 0; j < ns; j++) {
+        size_t a = sp[j].lo > at ? sp[j].lo : at, b = sp[j].hi < at + len ? sp[j].hi : at + len;
+        if (b > a) memset(m->grads + a, 0, (b - a) * sizeof(float));
+    }
+}
+
+size_t lmf_model_stray_bytes(const lmf_model *m, size_t *first) {
+    size_t total = 0;
+    *first = SIZE_MAX;
+    if (!m->held) return 0;
+    for (int b = 0; b < 2; b++) {
+        const float *buf = b ? m->grads : m->params;
+        for (int j = 0; j <= m->n_held; j++) { /* the gaps: before each span, and after the last */
+            size_t a = j ? m->held[j - 1].hi : 0, e = j < m->n_held ? m->held[j].lo : m->num_params;
+            if (e <= a) continue;
+            size_t got = lmf_resident_bytes(buf + a, (e - a) * sizeof(float));
+            if (got && *first == SIZE_MAX) { /* the first such page, for the message */
+                size_t per = 4096 / sizeof(float), skip = (4096 - (uintptr_t)(buf + a) % 4096) % 4096, f;
+                for (f = a + skip / sizeof(float); f + per <= e; f += per)
+                    if (lmf_resident_bytes(buf + f, 4096)) {
+                        *first = f + (b ? m->num_params : 0);
+                        break;
+                    }
+            }
+            total += got;
+        }
+    }
+    return total;
 }
 
 int lmf_param_tp_sharded(int i) {
@@ -358,18 +486,16 @@ int lmf_param_per_layer(int i) {
 
 void lmf_model_zero_replicated_grads(lmf_model *m) {
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++)
-        if (m->gptr[i] && !lmf_param_tp_sharded(i)) memset(m->gptr[i], 0, m->param_sizes[i] * sizeof(float));
+        if (m->gptr[i] && !lmf_param_tp_sharded(i))
+            lmf_model_zero_grads_range(m, m->param_offsets[i], m->param_sizes[i]);
 }
 
 void lmf_model_zero_grad(lmf_model *m) {
     LMF_CHECK(m->grads);
-    /* one memset per thread: a single thread cannot saturate the memory bus on hundreds of MB */
-#pragma omp parallel
-    {
-        long lo, hi;
-        lmf_omp_range((long)m->num_params, &lo, &hi);
-        if (hi > lo) memset(m->grads + lo, 0, (size_t)(hi - lo) * sizeof(float));
-    }
+    lmf_range all;
+    int ns;
+    const lmf_range *sp = held_spans(m, &all, &ns);
+    for (int j = 0; j < ns; j++) zero_par(m->grads, sp[j].lo, sp[j].hi);
 }
 
 /* Layer l's slice of the kept activations; x (the layer's input) is the previous layer's res3, or the embeddings

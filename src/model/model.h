@@ -28,6 +28,7 @@
 #define LMF_MODEL_MODEL_H
 
 #include "lmforge.h"
+#include "core/alloc.h"
 #include "model/moe.h"
 #include "model/weights.h"
 
@@ -122,6 +123,10 @@ struct lmf_model {
     float *tp_buf;         /* the vocabulary-parallel cross-entropy's exchange (N x (tp size + 1)) and its rows'
                             * log-sum-exp kept for the backward (N), allocated at the first such forward */
     size_t tp_cap;
+    /* partitioned (lmf_model_partition: a pipeline stage): the sorted, disjoint ranges of params and grads this
+     * model holds; the rest of both buffers is never written (nor read) and costs no memory. NULL: all of them. */
+    lmf_range *held;
+    int n_held;
     int l0, l1;            /* the layers of the last forward (lmf_model_forward_layers) */
     int act_l0, act_l1;    /* the layers whose activations it keeps: all, or a pipeline stage's (create_shared) */
     int act_tp;            /* 1, or the tensor-parallel group size whose share of each layer's rows it keeps */
@@ -179,8 +184,27 @@ lmf_model *lmf_model_create_shared(lmf_model *owner, int l0, int l1);
 /* A training model (parameters and gradients of its own, all of them) keeping activations for layers [l0, l1)
  * only, as create_shared, and with tp > 1 a tensor-parallel rank's share of each layer's q|k|v, attention and FFN
  * rows and of the logits (its forwards then need the group: m->tp of that size): the model of a rank that never
- * runs the whole model alone. */
-lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1, int tp);
+ * runs the whole model alone. sparse: params and grads are mapped without memory (lmf_alloc_big_sparse) until
+ * lmf_model_partition commits the ranges the model holds. */
+lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1, int tp,
+                                  int sparse);
+/* The ranges of the flat buffer a pipeline stage of layers [l0, l1) computes with: its layers' slice of every
+ * stacked tensor, the embeddings when l0 == 0, the final norm and the head when l1 == n_layer (a tied wte on both
+ * ends). Sorted, adjacent ones merged; at most LMF_NUM_PARAM_TENSORS; returns how many. */
+int lmf_model_stage_spans(const lmf_model_config *cfg, int l0, int l1, lmf_range *out);
+/* From now on m holds only the union of spans (any order, may overlap; a copy is kept): those ranges of params and
+ * grads are committed (pre-touched), the rest is never written by the functions below (zero_grad, init_weights,
+ * zero_replicated_grads, the forward and backward of m's stage) nor by the training step's ZeRO exchange. */
+void lmf_model_partition(lmf_model *m, const lmf_range *spans, int n);
+/* Floats of params m holds (num_params when not partitioned). */
+size_t lmf_model_held_floats(const lmf_model *m);
+/* Copies src (num_params floats: a checkpoint's) into the parameters m holds. */
+void lmf_model_copy_held(lmf_model *m, const float *src);
+/* Zeroes grads[at, at + len) where m holds them. */
+void lmf_model_zero_grads_range(lmf_model *m, size_t at, size_t len);
+/* Bytes of params and grads outside the ranges m holds that are resident (lmf_resident_bytes): 0 unless something
+ * wrote (or read) there. *first gets the first such float's index in the flat buffer (grads' counted after params'). */
+size_t lmf_model_stray_bytes(const lmf_model *m, size_t *first);
 double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1);
 /* The forward of layers [l0, l1) only. l0 == 0 embeds tokens; otherwise x_in (B x T x C) is the input of layer l0
  * (the previous stage's output). l1 == n_layer runs the final norm, the head and (targets) the loss, returned as
@@ -210,7 +234,7 @@ int lmf_param_tp_sharded(int i);
 /* Whether tensor i is stacked over the layers ((L, ...): layer l's slice is the l-th of L equal parts), or not (the
  * embeddings, the final norm, the head). */
 int lmf_param_per_layer(int i);
-/* Zeroes the gradients of the tensors that are not tensor-parallel shares: on every rank of a tensor-parallel group
+/* Zeroes the gradients (those m holds) of the tensors that are not tensor-parallel shares: on every rank of a tensor-parallel group
  * but its first, before the job's gradient sum, which would otherwise count them once per rank. */
 void lmf_model_zero_replicated_grads(lmf_model *m);
 

@@ -21,8 +21,8 @@ lmf_status lmf_pipeline_init(lmf_pipeline *pl, lmf_comm *comm, lmf_model *m, int
     pl->n_slots = lmf_pipe_in_flight(p, s, M);
     pl->slots = lmf_xcalloc((size_t)pl->n_slots, sizeof *pl->slots);
     pl->slots[0] = m;
-    /* the extra sets in flight hold the stage's layers only; [0], the training model, holds all (rank 0 validates
-     * the whole model with it) */
+    /* the extra sets in flight hold the stage's layers only; [0], the training model, holds what the trainer gave
+     * it (all layers on rank 0 with --pp-full-params, which validates the whole model with it) */
     for (int i = 1; i < pl->n_slots; i++) pl->slots[i] = lmf_model_create_shared(m, pl->l0, pl->l1);
     pl->act_floats = (size_t)B * T * m->cfg.n_embd;
     pl->msg_bytes = pl->act_floats * sizeof(float) + (m->cfg.n_expert ? sizeof(lmf_moe_sums) : 0);
@@ -106,6 +106,31 @@ lmf_status lmf_pipeline_step(lmf_pipeline *pl, const lmf_batch_source *src, int3
         }
         *comm_s += lmf_now() - t;
         if (st != LMF_OK) return st;
+    }
+    return LMF_OK;
+}
+
+lmf_status lmf_pipeline_eval(lmf_pipeline *pl, const lmf_batch_source *src, int n, int32_t *inputs, int32_t *targets,
+                             double *loss) {
+    int s = pl->s, first = s == 0, last = s == pl->p - 1, moe = pl->slots[0]->cfg.n_expert > 0;
+    lmf_model *m = pl->slots[0];
+    lmf_moe_sums sums;
+    *loss = 0.0;
+    /* one way only: a stage waits for the previous one, never the other way round, so plain sends cannot deadlock */
+    for (int i = 0; i < n; i++) {
+        LMF_TRY(src->next(src->ctx, inputs, targets));
+        if (!first) LMF_TRY(lmf_comm_recv(pl->comm, pl->rbuf, pl->msg_bytes, s - 1, PIPE_TAG));
+        if (moe && !first) sums_get(pl, pl->rbuf, &sums);
+        float l = lmf_model_forward_layers(m, inputs, targets, pl->B, pl->T, pl->l0, pl->l1,
+                                           first ? NULL : (const float *)pl->rbuf, moe ? &sums : NULL);
+        m->has_targets = 0; /* no backward follows */
+        if (last) {
+            *loss += l;
+            continue;
+        }
+        memcpy(pl->sbuf, lmf_model_layer_output(m, pl->l1 - 1), pl->act_floats * sizeof(float));
+        if (moe) sums_put(pl, pl->sbuf, &sums);
+        LMF_TRY(lmf_comm_send(pl->comm, pl->sbuf, pl->msg_bytes, s + 1, PIPE_TAG));
     }
     return LMF_OK;
 }

@@ -3,11 +3,12 @@
  * and their gradients passed between neighbouring stages over the pipeline communicator (rank = stage).
  *
  * What this first version does and does not do (docs/distributed.md, "Pipeline parallel"):
- *   - every rank keeps the whole parameter and gradient buffers; a stage computes only its layers (and the
+ *   - the parameter and gradient buffers keep the whole model's layout; a stage computes only its layers (and the
  *     embeddings on the first stage, the final norm, head and loss on the last) and leaves the other slots of the
  *     gradient buffer zero, so the step's reduction over all ranks (ZeRO-1 over data x pipeline ranks) sums each
  *     stage's part into the full gradient; tied embeddings (the first stage's wte and the last stage's head) need no
- *     special case. Memory is therefore not partitioned yet.
+ *     special case. The trainer maps those buffers sparse and backs only the stage's ranges and its ZeRO shard
+ *     (model.h's lmf_model_partition, dist/zero.h "Partitioned"), so a stage holds its own parameters only.
  *   - a stage keeps one set of activations per micro-batch in flight (at most min(p - s, M)): the training
  *     model's own, and lmf_model_create_shared's for the stage's layers only.
  *   - a message is the B x T x C activations (or their gradient), followed for a mixture of experts by the router's
@@ -50,5 +51,10 @@ void lmf_pipeline_free(lmf_pipeline *pl); /* a zeroed pipeline is fine */
  * micro-batch's, over all layers, on every stage. */
 lmf_status lmf_pipeline_step(lmf_pipeline *pl, const lmf_batch_source *src, int32_t *inputs, int32_t *targets,
                              float loss_scale, double *loss, double *comm_s);
+/* Forward only (validation), through the stages in turn: n batches of B x T from src, each stage receiving the
+ * previous one's output and sending its own on. *loss gets the sum of the batches' mean losses on the last stage
+ * and 0 on the others: the same bits as one process's forward over the whole model. */
+lmf_status lmf_pipeline_eval(lmf_pipeline *pl, const lmf_batch_source *src, int n, int32_t *inputs, int32_t *targets,
+                             double *loss);
 
 #endif

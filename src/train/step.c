@@ -24,7 +24,7 @@ typedef struct {
  * without overlap): the others zero them before the span leaves */
 static void queue_tensor(const lmf_step_ctx *st, int i, size_t at, size_t len) {
     lmf_model *m = st->model;
-    if (st->tp && st->tp->rank > 0 && !lmf_param_tp_sharded(i)) memset(m->grads + at, 0, len * sizeof(float));
+    if (st->tp && st->tp->rank > 0 && !lmf_param_tp_sharded(i)) lmf_model_zero_grads_range(m, at, len);
     lmf_zero_queue(st->zero, at, len);
 }
 

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -66,6 +67,26 @@ static float evaluate(lmf_model *m, lmf_loader *val, int batches, int32_t *in, i
     }
     m->tp = tp;
     return batches ? (float)(sum / batches) : NAN;
+}
+
+static lmf_status loader_source(void *ctx, int32_t *inputs, int32_t *targets);
+
+/* Validation of a partitioned pipeline (no rank holds the whole model): every rank runs its stage's forward over
+ * the same batches (lmf_pipeline_eval); the last stage of the first pipeline (its tensor-parallel group's first
+ * rank) counts the loss, summed over the job so rank 0 has it. Every rank must call it. */
+static lmf_status pipe_evaluate(lmf_pipeline *pl, lmf_comm *comm, int counts, lmf_loader *val, int batches,
+                                int32_t *in, int32_t *tg, float *out) {
+    lmf_loader_seek(val, 0, 0);
+    uint64_t avail = val->n_windows / (uint64_t)val->B;
+    if (avail == 0) avail = 1;
+    if ((uint64_t)batches > avail) batches = (int)avail;
+    double sum = 0.0;
+    lmf_batch_source src = {loader_source, val};
+    LMF_TRY(lmf_pipeline_eval(pl, &src, batches, in, tg, &sum));
+    if (!counts) sum = 0.0;
+    LMF_TRY(lmf_comm_allreduce_sum_f64(comm, &sum, 1));
+    *out = batches ? (float)(sum / batches) : NAN;
+    return LMF_OK;
 }
 
 /* The tokenizer of byte-level shards: ids < 256 are the raw bytes (GPT-2's byte-level forms, no merges); the rest
@@ -155,20 +176,26 @@ done:
 
 /* Refuses a run that cannot fit in this machine's memory before anything is allocated: parameters, gradients,
  * AdamW's two moments, activations and the data order, against physical RAM. Better a message with the numbers
- * now than an OOM kill after minutes of page faults. */
-static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train, int slots, int l0, int l1) {
+ * now than an OOM kill after minutes of page faults. part: a pipeline stage holding only its spans (held floats of
+ * params and of grads) and the moments of its shard of P / ranks. */
+static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train, int slots, int l0, int l1, int part,
+                               double held, int ranks) {
     double P = lmf_param_count(&c->model), model = lmf_model_bytes(&c->model, c->batch_size, c->seq_len, 1);
+    double stage = lmf_model_shared_bytes(&c->model, c->batch_size, c->seq_len, l0, l1);
     /* rank 0's model keeps the whole model's activations (it validates), a pipeline's other ranks their stage's:
      * counted as rank 0's; a stage's extra micro-batches in flight each keep the stage's activations only */
-    double need = model + (slots - 1) * lmf_model_shared_bytes(&c->model, c->batch_size, c->seq_len, l0, l1) +
-                  2 * P * sizeof(float) + (double)train->n_tokens / c->seq_len * 4;
+    double need = model + (slots - 1) * stage + 2 * P * sizeof(float) + (double)train->n_tokens / c->seq_len * 4;
+    if (part) /* every set of activations the stage's, params and grads its spans, the moments its shard */
+        need = slots * stage + 2 * held * sizeof(float) + 2 * ceil(P / ranks) * sizeof(float) +
+               (double)train->n_tokens / c->seq_len * 4;
     double have = lmf_mem_physical();
     if (have > 0 && need > have)
-        return lmf_fail(LMF_ERR_ARG, "this run needs %.1f GiB of memory (%.3g parameters: L%d C%d F%d V%d, with "
+        return lmf_fail(LMF_ERR_ARG, "this run needs %.1f GiB of memory%s (%.3g parameters: L%d C%d F%d V%d, with "
                         "gradients, AdamW moments and activations at batch %d x seq %d) but the machine has %.1f GiB: "
-                        "reduce n_layer, n_embd, ffn_dim, batch_size or seq_len", need / 1073741824.0, P,
-                        c->model.n_layer, c->model.n_embd, c->model.ffn_dim, c->model.vocab_size, c->batch_size,
-                        c->seq_len, have / 1073741824.0);
+                        "reduce n_layer, n_embd, ffn_dim, batch_size or seq_len%s", need / 1073741824.0,
+                        part ? " a pipeline stage" : "", P, c->model.n_layer, c->model.n_embd, c->model.ffn_dim,
+                        c->model.vocab_size, c->batch_size, c->seq_len, have / 1073741824.0,
+                        part ? ", or use more pipeline stages" : "");
     return LMF_OK;
 }
 
@@ -229,8 +256,34 @@ static lmf_status dp_source(void *ctx, int32_t *inputs, int32_t *targets) {
 /* One checkpoint of the job. One rank: a single file (version 3). ZeRO over dp ranks: a set, each rank its optimizer
  * shard, then rank 0 the manifest once every shard is on disk (io/checkpoint.h); every rank learns whether the set
  * was completed, so all of them go on or stop together. */
-static lmf_status save_checkpoint(lmf_comm *comm, const char *path, const char *text, int step, const lmf_loader *tl,
-                                  const lmf_adamw *opt, const lmf_model *m) {
+/* Rank 0 writes the manifest of a partitioned job (zero partitioned: no rank holds all the parameters) from the
+ * shards' owners, one ZeRO bucket at a time (lmf_zero_gather). Every rank calls it (a collective per bucket); a
+ * failure on rank 0 is its return, the others return LMF_OK. */
+static lmf_status gathered_manifest(lmf_zero *z, const char *path, const char *text, int step, const lmf_loader *tl,
+                                    const lmf_adamw *opt, const lmf_model *m, int D, const uint64_t *lo,
+                                    const uint64_t *hi, const uint64_t *sum) {
+    int root = lmf_comm_rank(z->comm) == 0;
+    lmf_manifest_writer *w = NULL;
+    lmf_status ws = root ? lmf_checkpoint_manifest_begin(&w, path, text, (uint64_t)step, tl->epoch, tl->index,
+                                                         (uint64_t)opt->t, m->num_params, D)
+                         : LMF_OK;
+    for (size_t a = 0; a < m->num_params; a += z->bucket) {
+        size_t b = a + z->bucket < m->num_params ? a + z->bucket : m->num_params;
+        lmf_status gs = lmf_zero_gather(z, m->params, a, b, z->stage, 0); /* stage: free between steps */
+        if (gs != LMF_OK) {
+            lmf_checkpoint_manifest_abort(w);
+            return gs;
+        }
+        if (root && ws == LMF_OK) ws = lmf_checkpoint_manifest_params(w, z->stage, b - a);
+    }
+    if (!root) return LMF_OK;
+    if (ws == LMF_OK) return lmf_checkpoint_manifest_end(w, lo, hi, sum);
+    lmf_checkpoint_manifest_abort(w);
+    return ws;
+}
+
+static lmf_status save_checkpoint(lmf_comm *comm, lmf_zero *z, const char *path, const char *text, int step,
+                                  const lmf_loader *tl, const lmf_adamw *opt, const lmf_model *m) {
     int D = lmf_comm_size(comm), r = lmf_comm_rank(comm);
     if (D == 1)
         return lmf_checkpoint_save(path, text, (uint64_t)step, tl->epoch, tl->index, (uint64_t)opt->t, m->params,
@@ -251,9 +304,14 @@ static lmf_status save_checkpoint(lmf_comm *comm, const char *path, const char *
         lo[q] = all[4 * q + 1], hi[q] = all[4 * q + 2], sum[q] = all[4 * q + 3];
     }
     double ok = 1;
-    if (s == LMF_OK && failed < 0 && r == 0)
+    if (s == LMF_OK && failed < 0 && z->stage_of) { /* partitioned: every rank sends its shard's parameters */
+        lmf_status ms = gathered_manifest(z, path, text, step, tl, opt, m, D, lo, hi, sum);
+        if (ms != LMF_OK && r == 0) ok = 0;
+        else if (ms != LMF_OK) s = ms; /* a failed exchange */
+    } else if (s == LMF_OK && failed < 0 && r == 0) {
         ok = lmf_checkpoint_save_manifest(path, text, (uint64_t)step, tl->epoch, tl->index, (uint64_t)opt->t,
                                           m->params, m->num_params, D, lo, hi, sum) == LMF_OK;
+    }
     if (s == LMF_OK && r == 0 && !ok) snprintf(err, sizeof err, "%s", lmf_last_error());
     if (s == LMF_OK) s = lmf_comm_broadcast(comm, &ok, sizeof ok, 0);
     free(all), free(lo);
@@ -266,6 +324,37 @@ static lmf_status save_checkpoint(lmf_comm *comm, const char *path, const char *
         return r == 0 ? lmf_fail(LMF_ERR_IO, "%s", err)
                       : lmf_fail(LMF_ERR_IO, "checkpoint %s: rank 0 could not write the manifest", path);
     return LMF_OK;
+}
+
+/* After a partitioned run: what each rank held of the parameters and gradients, and whether any page outside its
+ * ranges was ever mapped (lmf_model_stray_bytes; none, unless something wrote or read outside its stage). Rank 0
+ * logs it; every rank must call it. */
+static lmf_status partition_report(lmf_comm *comm, const lmf_model *m, const lmf_sink *out) {
+    int D = lmf_comm_size(comm);
+    size_t first;
+    double mine[3] = {(double)lmf_model_held_floats(m), (double)lmf_model_stray_bytes(m, &first), 0};
+    mine[2] = first == SIZE_MAX ? -1 : (double)first;
+    double *all = lmf_xmalloc((size_t)D * sizeof mine);
+    lmf_status s = lmf_comm_allgather(comm, mine, all, sizeof mine);
+    if (s == LMF_OK && out) {
+        double lo = INFINITY, hi = 0, whole = 2.0 * (double)m->num_params * sizeof(float) / 1048576.0;
+        int bad = -1;
+        for (int q = 0; q < D; q++) {
+            double mib = 2.0 * all[3 * q] * sizeof(float) / 1048576.0;
+            lo = mib < lo ? mib : lo, hi = mib > hi ? mib : hi;
+            if (all[3 * q + 1] > 0 && bad < 0) bad = q;
+        }
+        if (bad < 0)
+            lmf_sink_logf(out, LMF_LOG_INFO, "pipeline stages held %.1f-%.1f MiB of parameters and gradients a rank "
+                          "(the whole model's: %.1f MiB), none outside their ranges", lo, hi, whole);
+        else
+            lmf_sink_logf(out, LMF_LOG_WARN, "pipeline stages held %.1f-%.1f MiB of parameters and gradients a rank "
+                          "(the whole model's: %.1f MiB), but rank %d has %.0f KiB mapped outside its ranges (from "
+                          "float %.0f; grads counted after params): a bug, please report it", lo, hi, whole, bad,
+                          all[3 * bad + 1] / 1024.0, all[3 * bad + 2]);
+    }
+    free(all);
+    return s;
 }
 
 lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *ck, const lmf_train_options *opts) {
@@ -351,7 +440,13 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     int sl1 = c.model.n_layer;
     if (o.pipe && P <= c.model.n_layer) /* more stages than layers: lmf_pipeline_init says so below */
         lmf_pipe_layers(c.model.n_layer, P, lmf_comm_rank(o.pipe), &sl0, &sl1);
-    if ((s = check_memory(&c, train, slots, sl0, sl1)) != LMF_OK) goto done;
+    /* partitioned: each stage holds only its spans of the parameters and gradients, plus its ZeRO shard */
+    int part = o.pipe && P > 1 && P <= c.model.n_layer && !o.pp_full;
+    lmf_range spans[LMF_NUM_PARAM_TENSORS + 1];
+    int n_spans = part ? lmf_model_stage_spans(&c.model, sl0, sl1, spans) : 0;
+    double held = 0;
+    for (int j = 0; j < n_spans; j++) held += (double)(spans[j].hi - spans[j].lo);
+    if ((s = check_memory(&c, train, slots, sl0, sl1, part, held, D)) != LMF_OK) goto done;
     /* the tokenizer only serves the final sample, but a bad path should fail now, not after hours of training */
     if (c.tokenizer[0] && (s = lmf_tokenizer_load(c.tokenizer, &tok)) != LMF_OK) goto done;
     if (tok && lmf_tokenizer_vocab_size(tok) > c.model.vocab_size) {
@@ -374,9 +469,9 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     int B = c.batch_size, T = c.seq_len;
     /* a rank other than 0 never runs the whole model alone (rank 0 validates and samples): its stage's layers and
      * its tensor-parallel share of their rows are all the activations it keeps */
-    m = !lead && (o.pipe || o.tp) && P <= c.model.n_layer
-            ? lmf_model_create_stage(&c.model, B, T, sl0, sl1, TP)
-            : lmf_model_create(&c.model, B, T, 1);
+    m = part ? lmf_model_create_stage(&c.model, B, T, sl0, sl1, TP, 1)
+        : !lead && (o.pipe || o.tp) && P <= c.model.n_layer ? lmf_model_create_stage(&c.model, B, T, sl0, sl1, TP, 0)
+                                                             : lmf_model_create(&c.model, B, T, 1);
     if (!m) {
         s = LMF_ERR_ARG;
         goto done;
@@ -401,6 +496,23 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
                                   (size_t)(c.model.n_layer + 1) * LMF_NUM_PARAM_TENSORS);
         }
         lmf_adamw_init_shard(&opt, zero.lo, zero.hi - zero.lo);
+        if (part) { /* every rank's stage (grid.h: pp_rank = rank / (dp x tp)) and each stage's spans */
+            int *stage_of = lmf_xmalloc((size_t)D * sizeof(int)), *ns = lmf_xmalloc((size_t)P * sizeof(int));
+            lmf_range *all = lmf_xmalloc((size_t)P * LMF_NUM_PARAM_TENSORS * sizeof *all);
+            const lmf_range **sp = lmf_xmalloc((size_t)P * sizeof *sp);
+            for (int q = 0; q < D; q++) stage_of[q] = q / (DP * TP);
+            LMF_CHECK(stage_of[rank] == lmf_comm_rank(o.pipe));
+            for (int st = 0; st < P; st++) {
+                int a, b;
+                lmf_pipe_layers(c.model.n_layer, P, st, &a, &b);
+                sp[st] = all + (size_t)st * LMF_NUM_PARAM_TENSORS;
+                ns[st] = lmf_model_stage_spans(&c.model, a, b, all + (size_t)st * LMF_NUM_PARAM_TENSORS);
+            }
+            lmf_zero_partition(&zero, P, stage_of, sp, ns);
+            free(stage_of), free(ns), free(all), free(sp);
+            spans[n_spans] = (lmf_range){zero.lo, zero.hi}; /* AdamW updates the shard's parameters here */
+            lmf_model_partition(m, spans, n_spans + 1);
+        }
     } else {
         lmf_adamw_init(&opt, m->num_params);
     }
@@ -411,7 +523,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
 
     int step = 0;
     if (ck) {
-        memcpy(m->params, ck->params, m->num_params * sizeof(float));
+        lmf_model_copy_held(m, ck->params); /* partitioned: the stage's spans and the shard */
         /* this rank's range of the moments, from a single file or a set of any number of shards (re-sharding) */
         if ((s = lmf_checkpoint_read_moments(ck, opt.lo, opt.n, opt.m, opt.v)) != LMF_OK) goto done;
         opt.t = (int)ck->adam_t, step = (int)ck->step; /* both <= 2^31 - 1: lmf_checkpoint_load checked */
@@ -422,10 +534,12 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             goto done;
         }
     } else {
-        lmf_model_init_weights(m, (uint64_t)c.seed);
+        lmf_model_init_weights(m, (uint64_t)c.seed); /* partitioned: the values of the ranges it holds */
         /* the same seed gives every rank the same weights; rank 0's are sent anyway, so ranks on hosts whose
-         * kernels round differently still start equal */
-        if (D > 1 && (s = lmf_comm_broadcast(comm, m->params, m->num_params * sizeof(float), 0)) != LMF_OK) goto done;
+         * kernels round differently still start equal. Partitioned, rank 0 has not got them: each rank computes
+         * its own ranges (scalar libm, not the dispatched kernels: the same on every host with the same libm) */
+        if (D > 1 && !part && (s = lmf_comm_broadcast(comm, m->params, m->num_params * sizeof(float), 0)) != LMF_OK)
+            goto done;
     }
     /* The saved config (train.conf and every checkpoint) holds paths as the run folder sees them: relative inside
      * it, absolute outside, so a copied or moved folder resumes from any working directory. */
@@ -461,7 +575,9 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             lmf_pipe_layers(c.model.n_layer, P, q, &a, &b);
             n += (size_t)snprintf(dp_note + n, sizeof dp_note - n, " %d-%d", a, b - 1);
         }
-        if (n < sizeof dp_note) snprintf(dp_note + n, sizeof dp_note - n, "; ZeRO-1 over all %d ranks)", D);
+        if (n < sizeof dp_note)
+            snprintf(dp_note + n, sizeof dp_note - n, "; ZeRO-1 over all %d ranks; %s)", D,
+                     part ? "each stage holds its own parameters" : "every rank holds all the parameters");
     }
     if (D > 1 && o.overlap) {
         size_t n = strlen(dp_note);
@@ -489,6 +605,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     lmf_batch_source src = DP > 1 ? (lmf_batch_source){dp_source, &share} : (lmf_batch_source){loader_source, &tl};
     lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, c.opt.max_steps, "steps", NULL);
     float last_val = NAN;
+    /* partitioned validation: the loss of the last stage of the first pipeline, its tensor-parallel group's first */
+    int val_counts = part && lmf_comm_rank(o.pipe) == P - 1 && dp_rank == 0 && (!o.tp || lmf_comm_rank(o.tp) == 0);
     char line[512];
     for (; step < c.opt.max_steps; step++) {
         if (c.stop_at > 0 && step >= c.stop_at) break;
@@ -496,9 +614,12 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         /* a signal may reach one rank only (mpirun forwards few): the ranks stop together when any was asked */
         if (D > 1 && (s = lmf_comm_allreduce_sum_f64(comm, &stop, 1)) != LMF_OK) break;
         if (stop) break;
-        if (lead && valid && c.eval_every > 0 && step % c.eval_every == 0) {
-            last_val = evaluate(m, &vl, c.eval_batches, in, tg);
-            if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val)) != LMF_OK) break;
+        if ((lead || part) && valid && c.eval_every > 0 && step % c.eval_every == 0) {
+            if (part && (s = pipe_evaluate(&pipe, comm, val_counts, &vl, c.eval_batches, in, tg, &last_val)) != LMF_OK)
+                break;
+            if (!part) last_val = evaluate(m, &vl, c.eval_batches, in, tg);
+            if (lead && (s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val)) != LMF_OK)
+                break;
             lmf_sink_logf(out, LMF_LOG_INFO, "step %d: val loss %.4f", step, last_val);
         }
         double t0 = lmf_now();
@@ -526,7 +647,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         int last = step + 1 == c.opt.max_steps;
         if (!last && c.checkpoint_every > 0 && (step + 1) % c.checkpoint_every == 0) {
             snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c.out_dir, step + 1);
-            if ((s = save_checkpoint(comm, path, text, step + 1, &tl, &opt, m)) != LMF_OK) break;
+            if ((s = save_checkpoint(comm, &zero, path, text, step + 1, &tl, &opt, m)) != LMF_OK) break;
             if (lead) lmf_checkpoint_prune(c.out_dir, c.keep_checkpoints);
         }
     }
@@ -534,7 +655,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     if (s == LMF_OK) {
         /* final (or interrupted) state */
         snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c.out_dir, step);
-        s = save_checkpoint(comm, path, text, step, &tl, &opt, m);
+        s = save_checkpoint(comm, &zero, path, text, step, &tl, &opt, m);
         if (s == LMF_OK && lead) lmf_checkpoint_prune(c.out_dir, c.keep_checkpoints);
         if (s == LMF_OK) lmf_sink_logf(out, LMF_LOG_INFO, "checkpoint: %s", path);
     }
@@ -543,15 +664,24 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             s = lmf_fail(LMF_ERR_INTERRUPTED, "stopped at step %d; resume with --resume %s", step, c.out_dir);
         goto done;
     }
-    if (s != LMF_OK || !lead) goto done; /* the rest is rank 0's: validation, metrics, the sample */
+    if (s == LMF_OK && part) s = partition_report(comm, m, out);
+    if (s != LMF_OK || (!lead && !part)) goto done; /* the rest is rank 0's (partitioned: validation is all's) */
+    if (part && valid && (s = pipe_evaluate(&pipe, comm, val_counts, &vl, c.eval_batches, in, tg, &last_val)) != LMF_OK)
+        goto done;
+    if (!lead) goto done;
     if (valid) {
-        last_val = evaluate(m, &vl, c.eval_batches, in, tg);
+        if (!part) last_val = evaluate(m, &vl, c.eval_batches, in, tg);
         if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, last_val)) != LMF_OK) goto done;
         lmf_sink_logf(out, LMF_LOG_INFO, "final val loss %.4f (ppl %.2f)", last_val, exp(last_val));
     }
     if ((s = lmf_line_log_close(&metrics)) != LMF_OK) goto done;
     if (c.sample_tokens > 0) {
-        if (train->tokenizer != LMF_TOKENIZER_BYTES && !tok) {
+        if (part) {
+            /* path: the final checkpoint's */
+            lmf_sink_logf(out, LMF_LOG_WARN, "no sample: each pipeline stage holds only its own layers' parameters; "
+                          "sample the final checkpoint with lmforge generate -m %s (or train with --pp-full-params)",
+                          path);
+        } else if (train->tokenizer != LMF_TOKENIZER_BYTES && !tok) {
             lmf_sink_logf(out, LMF_LOG_WARN, "no sample: the shards are BPE; pass --tokenizer FILE to decode one");
         } else {
             /* written whole or not at all: sample.txt is an output like the checkpoint */

@@ -41,6 +41,9 @@ typedef struct {
     /* With ZeRO-1 (comm of several ranks): reduce each layer's gradients while the backward goes on
      * (dist/zero.h); the same bits as after it */
     int overlap;
+    /* Pipeline parallel: every rank keeps the whole model's parameters and gradients (rank 0 validates and samples
+     * the whole model itself); 0 (default): each stage holds only its own (docs/distributed.md) */
+    int pp_full;
 } lmf_train_options;
 
 /* Runs training to cfg->opt.max_steps. With ck (a loaded checkpoint whose config text the caller has already
