@@ -57,6 +57,11 @@ void lmf_text_push(lmf_text *out, const void *bytes, size_t n) {
 #define CACHE_KEY_MAX 48
 #define CACHE_KEY_ARENA (4u << 20)
 #define CACHE_ID_ARENA (1u << 20)
+/* Streaming: bytes before the end of the text held within which a pre-token piece may still change when more text
+ * comes. A regex alternative can fail only for want of the text after the end: GPT-2's and Llama-3's contractions
+ * ('ll, 're: 3 bytes, "we'l" + "l"), a lookahead (\s+(?!\S): 1 character). 16 bytes cover the built-in patterns
+ * with room; a tokenizer.json pattern that looks further ahead than that could split a stream differently. */
+#define STREAM_LOOKBACK 16
 
 typedef struct {
     uint64_t hash; /* 0 = free */
@@ -450,7 +455,12 @@ static lmf_status encoder_run(lmf_tokenizer_encoder *e, lmf_ids *out, int final)
         if (st->err != LMF_OK) {
             consumed = n;
         } else if (st->n_pieces) {
+            /* final: the first-stage pieces before the last one (it may grow: "hel" + "lo") and before any that ends
+             * within STREAM_LOOKBACK of the end (an alternative may yet match across it) */
+            size_t avail = limit - pos, safe = avail > STREAM_LOOKBACK ? avail - STREAM_LOOKBACK : 0;
             size_t last_top = st->pieces[st->n_pieces - 1][2];
+            for (size_t i = st->n_pieces; i-- > 0 && st->pieces[i][1] > safe;)
+                if (st->pieces[i][2] < last_top) last_top = st->pieces[i][2];
             for (size_t i = 0; i < st->n_pieces && st->pieces[i][2] < last_top; i++)
                 encode_piece(st, e->buf + pos + st->pieces[i][0], st->pieces[i][1] - st->pieces[i][0]);
             consumed = pos + last_top;
