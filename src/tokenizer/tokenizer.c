@@ -471,13 +471,14 @@ static lmf_status encoder_run(lmf_tokenizer_encoder *e, lmf_ids *out, int final)
     }
     lmf_status s = st->err;
     if (s != LMF_OK) consumed = n; /* the text that failed is dropped with the error: the next feed starts afresh */
-    memmove(e->buf, e->buf + consumed, n - consumed);
+    if (consumed < n) memmove(e->buf, e->buf + consumed, n - consumed); /* (buf is NULL until text comes) */
     e->n = n - consumed;
     st->out = NULL, st->err = LMF_OK;
     return s;
 }
 
 static void buf_push(lmf_tokenizer_encoder *e, const void *text, size_t len) {
+    if (!len) return;
     if (e->n + len > e->cap) {
         size_t c = e->cap ? e->cap : 256;
         while (c < e->n + len) c *= 2;
