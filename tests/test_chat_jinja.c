@@ -4,6 +4,8 @@
  *    with and without enable_thinking, Llama-3.1/3.2, Mistral-7B-Instruct-v0.3, Phi-3, Gemma-2, Zephyr over several
  *    conversations, and one small template per feature) renders byte for byte as transformers renders it, or fails
  *    where it raised (with the template's message, for raise_exception);
+ *  - SmolLM2's token ids through lmf_chat_encode (its GGUF's template, tokenizer and BOS rule) equal transformers'
+ *    apply_chat_template(tokenize=True) (fixtures/chat/smollm2_chat_ids.json; skipped without the model);
  *  - hostile templates (deep nesting, huge loops, exponential strings, runaway macros, broken syntax) fail with a
  *    clear error, quickly. */
 #include "model/jinja.h"
@@ -12,6 +14,7 @@
 #include "test_util.h"
 
 #include <cjson/cJSON.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define FIXTURE LMF_SOURCE_DIR "/tests/reference/fixtures/chat/chat_fixtures.json"
@@ -67,6 +70,51 @@ static void test_fixtures(void **state) {
     assert_int_equal(failed, 0);
     cJSON_Delete(root);
     free(text);
+}
+
+static void test_smollm2_ids(void **state) {
+    (void)state;
+    const char *path = smollm2_path();
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        printf("[  SKIP    ] %s not found (scripts/fetch-smollm2.sh)\n", path);
+        skip();
+    }
+    lmf_weights *w;
+    if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_chat_template t;
+    assert_int_equal(lmf_chat_template_from_weights(w, &t), LMF_OK);
+    assert_non_null(t.jinja); /* SmolLM2's own template runs */
+    int add_bos;
+    int32_t bos = lmf_weights_bos(w, &add_bos);
+    char *text = slurp(LMF_SOURCE_DIR "/tests/reference/fixtures/chat/smollm2_chat_ids.json", NULL);
+    assert_non_null(text);
+    cJSON *root = cJSON_Parse(text);
+    int n = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, root) {
+        const cJSON *msgs = cJSON_GetObjectItem(c, "messages"), *ids = cJSON_GetObjectItem(c, "ids");
+        lmf_chat_message m[8];
+        int k = 0;
+        const cJSON *x;
+        cJSON_ArrayForEach(x, msgs) {
+            m[k++] = (lmf_chat_message){cJSON_GetObjectItem(x, "role")->valuestring,
+                                        cJSON_GetObjectItem(x, "content")->valuestring};
+        }
+        lmf_ids got = {0};
+        assert_int_equal(lmf_chat_encode(lmf_weights_tokenizer(w), &t, add_bos ? bos : -1, m, k,
+                                         cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt")), &got),
+                         LMF_OK);
+        if ((int)got.len != cJSON_GetArraySize(ids)) fail_msg("%s: %zu ids, want %d", cJSON_GetObjectItem(c, "name")->valuestring, got.len, cJSON_GetArraySize(ids));
+        for (size_t i = 0; i < got.len; i++) assert_int_equal(got.data[i], cJSON_GetArrayItem(ids, (int)i)->valueint);
+        free(got.data);
+        n++;
+    }
+    assert_true(n >= 8);
+    cJSON_Delete(root);
+    free(text);
+    lmf_chat_template_free(&t);
+    lmf_weights_free(w);
 }
 
 /* Renders src with no variables: the status, and the error text in err (or the output). */
@@ -139,6 +187,7 @@ static void test_hostile(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_fixtures), cmocka_unit_test(test_hostile)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_fixtures), cmocka_unit_test(test_smollm2_ids),
+                                       cmocka_unit_test(test_hostile)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,9 @@ are exactly what the template saw (messages, add_generation_prompt, tools, docum
 
 Run with /work/venv-peft/bin/python (transformers 5.x, jinja2 >= 3.1.6):
     python tests/reference/make_chat_fixtures.py
-Add --smollm2-ids GGUF_OR_TOKENIZER_DIR to also write smollm2_chat_ids.json (apply_chat_template(tokenize=True)).
+--smollm2-ids GGUF also writes fixtures/chat/smollm2_chat_ids.json: the token ids of transformers'
+apply_chat_template(tokenize=True) with SmolLM2's tokenizer (its vocabulary, merges and template read from the GGUF
+as tests/reference/tokenizer/check_smollm2.py builds it) for each role/content conversation.
 """
 import datetime as _dt
 import json
@@ -153,7 +155,34 @@ def case(name, template, vars_):
     return c
 
 
+def smollm2_ids(gguf):
+    from transformers import PreTrainedTokenizerFast
+    sys.path.insert(0, os.path.join(HERE, "tokenizer"))
+    import check_smollm2
+    _, kv = check_smollm2.read_gguf_vocab(gguf)
+    tok = PreTrainedTokenizerFast(tokenizer_object=check_smollm2.hf_from_gguf(kv), bos_token="<|im_start|>",
+                                  eos_token="<|im_end|>")
+    tok.chat_template = kv["tokenizer.chat_template"]
+    cases = []
+    for name, conv in CONVERSATIONS.items():
+        if any(set(m) != {"role", "content"} for m in conv):
+            continue
+        for gen in (False, True):
+            ids = tok.apply_chat_template(conv, tokenize=True, add_generation_prompt=gen)
+            if not isinstance(ids, list):
+                ids = ids["input_ids"]
+            cases.append({"name": f"{name}/gen={int(gen)}", "messages": conv, "add_generation_prompt": gen,
+                          "ids": ids})
+    out = os.path.join(HERE, "fixtures", "chat", "smollm2_chat_ids.json")
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(cases, f, ensure_ascii=False)
+        f.write("\n")
+    print(f"{out}: {len(cases)} conversations")
+
+
 def main():
+    if "--smollm2-ids" in sys.argv:
+        smollm2_ids(sys.argv[sys.argv.index("--smollm2-ids") + 1])
     cases = []
     for fn in sorted(os.listdir(os.path.join(HERE, "chat_templates"))):
         model = fn[: -len(".jinja")]
