@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 typedef enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_LOOP, V_MACRO, V_BUILTIN } vt;
 typedef struct jlist jlist;
@@ -38,17 +39,25 @@ typedef struct {
         jlist *l;
         jdict *d; /* V_DICT, V_NS */
         jloop *lp;
-        const lmf_jnode *m;
+        struct jmacro *m;
     };
 } jv;
 struct jlist {
     size_t n;
     int tuple; /* str() as (a, b) */
+    const char *err; /* a generator that fails when consumed (items of a non-mapping), or NULL */
+    int gen;   /* made by map / select / reject / selectattr / rejectattr / items / reverse, which jinja2 returns as
+                * generators: always true, no len(), not printable; |list makes a list of it */
     jv *v;
 };
 struct jdict {
     size_t n, cap;
     jv *k, *v;
+};
+typedef struct frame frame;
+struct jmacro {
+    const lmf_jnode *node;
+    frame *scope; /* where it was defined: a macro sees that scope's names (a loop's `loop`, say), as jinja2's do */
 };
 struct jloop {
     long long index0, length;
@@ -56,7 +65,6 @@ struct jloop {
 };
 enum { B_RANGE, B_NAMESPACE, B_DICT, B_RAISE, B_STRFTIME };
 
-typedef struct frame frame;
 struct frame {
     frame *parent;
     size_t n, cap;
@@ -128,7 +136,7 @@ static const jv NONE = {.t = V_NONE};
 
 static jlist *new_list(E *e, size_t n) {
     jlist *l = ealloc(e, sizeof *l, 0);
-    l->n = n, l->tuple = 0;
+    l->n = n, l->tuple = 0, l->gen = 0, l->err = NULL;
     l->v = ealloc(e, (n ? n : 1) * sizeof *l->v, 0);
     return l;
 }
@@ -185,20 +193,50 @@ static size_t cp_off(const char *s, size_t n, size_t cp) { /* byte offset of cod
     return n;
 }
 
+/* Python's repr of a float: the shortest digits that read back as f, positional when the decimal exponent is in
+ * [-4, 16), else d.ddde+XX. */
 static void fmt_float(char *buf, size_t cap, double f) {
-    if (isnan(f)) {
-        snprintf(buf, cap, "nan");
+    if (isnan(f) || isinf(f)) {
+        snprintf(buf, cap, "%s", isnan(f) ? "nan" : f < 0 ? "-inf" : "inf");
         return;
     }
-    if (isinf(f)) {
-        snprintf(buf, cap, f < 0 ? "-inf" : "inf");
-        return;
+    char e[40];
+    for (int prec = 0; prec <= 16; prec++) {
+        snprintf(e, sizeof e, "%.*e", prec, f);
+        if (strtod(e, NULL) == f) break;
     }
-    for (int prec = 1; prec <= 17; prec++) { /* Python's repr: the shortest text that reads back as f */
-        snprintf(buf, cap, "%.*g", prec, f);
-        if (strtod(buf, NULL) == f) break;
+    /* e is [-]d[.ddd]e[+-]XX */
+    char digits[24];
+    int nd = 0, neg = e[0] == '-';
+    const char *p = e + neg;
+    for (; *p && *p != 'e'; p++)
+        if (*p != '.') digits[nd++] = *p;
+    int exp = atoi(p + 1);
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    size_t k = 0;
+    if (neg) buf[k++] = '-';
+    if (exp >= -4 && exp < 16) {
+        if (exp < 0) {
+            buf[k++] = '0', buf[k++] = '.';
+            for (int i = -1; i > exp; i--) buf[k++] = '0';
+            for (int i = 0; i < nd; i++) buf[k++] = digits[i];
+        } else {
+            for (int i = 0; i <= exp; i++) buf[k++] = i < nd ? digits[i] : '0';
+            buf[k++] = '.';
+            if (nd > exp + 1)
+                for (int i = exp + 1; i < nd; i++) buf[k++] = digits[i];
+            else
+                buf[k++] = '0';
+        }
+        buf[k] = 0;
+    } else {
+        buf[k++] = digits[0];
+        if (nd > 1) {
+            buf[k++] = '.';
+            for (int i = 1; i < nd; i++) buf[k++] = digits[i];
+        }
+        snprintf(buf + k, cap - k, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
     }
-    if (!strpbrk(buf, ".en")) strncat(buf, ".0", cap - strlen(buf) - 1);
 }
 
 static void put_repr(E *e, sb *b, const jv *v);
@@ -214,6 +252,8 @@ static void put_str(E *e, sb *b, const jv *v) {
     case V_FLOAT: fmt_float(buf, sizeof buf, v->f); sb_puts(e, b, buf); return;
     case V_STR: sb_put(e, b, v->s.p, v->s.n); return;
     case V_LIST:
+        if (v->l->gen) die(e, 0, "a generator (the result of map, select, items, reverse, ...) cannot be printed: "
+                                 "apply |list first");
         sb_puts(e, b, v->l->tuple ? "(" : "[");
         for (size_t i = 0; i < v->l->n; i++) {
             if (i) sb_puts(e, b, ", ");
@@ -247,6 +287,10 @@ static void put_str(E *e, sb *b, const jv *v) {
 
 /* Python's repr() */
 static void put_repr(E *e, sb *b, const jv *v) {
+    if (v->t == V_UNDEF) { /* jinja2's Undefined inside a container */
+        sb_puts(e, b, "Undefined");
+        return;
+    }
     if (v->t != V_STR) {
         put_str(e, b, v);
         return;
@@ -307,6 +351,7 @@ static void put_json(E *e, sb *b, const jv *v, int indent, const char *isep, con
         return;
     case V_LIST: case V_DICT: {
         int is_list = v->t == V_LIST;
+        if (is_list && v->l->gen) die(e, line, "tojson: Object of type generator is not JSON serializable");
         size_t n = is_list ? v->l->n : v->d->n;
         sb_puts(e, b, is_list ? "[" : "{");
         if (!n) {
@@ -351,7 +396,7 @@ static int truthy(const jv *v) {
     case V_BOOL: case V_INT: return v->i != 0;
     case V_FLOAT: return v->f != 0;
     case V_STR: return v->s.n != 0;
-    case V_LIST: return v->l->n != 0;
+    case V_LIST: return v->l->gen || v->l->n != 0;
     case V_DICT: return v->d->n != 0;
     default: return 1;
     }
@@ -369,6 +414,8 @@ static int veq(const jv *a, const jv *b) {
     case V_UNDEF: case V_NONE: return 1;
     case V_STR: return a->s.n == b->s.n && !memcmp(a->s.p, b->s.p, a->s.n);
     case V_LIST:
+        if (a->l->gen || b->l->gen) return a->l == b->l;
+        if (a->l->tuple != b->l->tuple) return 0; /* [1] != (1,) */
         if (a->l->n != b->l->n) return 0;
         for (size_t i = 0; i < a->l->n; i++)
             if (!veq(&a->l->v[i], &b->l->v[i])) return 0;
@@ -398,7 +445,7 @@ static int vcmp(E *e, const jv *a, const jv *b, int line) {
         int c = memcmp(a->s.p, b->s.p, n); /* UTF-8 byte order is code point order */
         return c ? c : (a->s.n > b->s.n) - (a->s.n < b->s.n);
     }
-    if (a->t == V_LIST && b->t == V_LIST) {
+    if (a->t == V_LIST && b->t == V_LIST && a->l->tuple == b->l->tuple && !a->l->gen && !b->l->gen) {
         for (size_t i = 0; i < a->l->n && i < b->l->n; i++) {
             if (veq(&a->l->v[i], &b->l->v[i])) continue;
             return vcmp(e, &a->l->v[i], &b->l->v[i], line);
@@ -420,7 +467,10 @@ static int contains(E *e, const jv *hay, const jv *needle, int line) {
         for (size_t i = 0; i < hay->l->n; i++)
             if (veq(&hay->l->v[i], needle)) return 1;
         return 0;
-    case V_DICT: case V_NS: return dict_get(hay->d, needle) != NULL;
+    case V_DICT: case V_NS:
+        if (needle->t == V_LIST || needle->t == V_DICT || needle->t == V_NS)
+            die(e, line, "unhashable type: '%s'", type_name(needle));
+        return dict_get(hay->d, needle) != NULL;
     case V_UNDEF: return 0; /* jinja2's Undefined iterates as empty */
     default: die(e, line, "argument of type '%s' is not iterable", type_name(hay));
     }
@@ -434,7 +484,9 @@ static _Noreturn void undefined(E *e, const jv *v, int line) {
 /* A list of the items for-loops, join, length etc. see in v. */
 static jlist *items_of(E *e, const jv *v, int line) {
     switch (v->t) {
-    case V_LIST: return v->l;
+    case V_LIST:
+        if (v->l->err) die(e, line, "%s", v->l->err);
+        return v->l;
     case V_UNDEF: return new_list(e, 0);
     case V_DICT: {
         jlist *l = new_list(e, v->d->n);
@@ -459,7 +511,9 @@ static jlist *items_of(E *e, const jv *v, int line) {
 static long long vlen(E *e, const jv *v, int line) {
     switch (v->t) {
     case V_STR: return (long long)cp_len(v->s.p, v->s.n);
-    case V_LIST: return (long long)v->l->n;
+    case V_LIST:
+        if (v->l->gen) die(e, line, "object of type 'generator' has no len()");
+        return (long long)v->l->n;
     case V_DICT: case V_NS: return (long long)v->d->n;
     case V_UNDEF: return 0;
     default: die(e, line, "object of type '%s' has no len()", type_name(v));
@@ -499,6 +553,7 @@ static jv getattr_(E *e, const jv *o, const char *name, size_t n, int line) {
 
 static jv getitem(E *e, const jv *o, const jv *k, int line) {
     if (o->t == V_UNDEF) undefined(e, o, line);
+    if (o->t == V_LIST && o->l->gen) return UNDEF; /* generators are not subscriptable */
     if ((o->t == V_LIST || o->t == V_STR) && (k->t == V_INT || k->t == V_BOOL)) {
         long long n = vlen(e, o, line), i = k->i < 0 ? k->i + n : k->i;
         if (i < 0 || i >= n) return UNDEF;
@@ -516,7 +571,8 @@ static jv getitem(E *e, const jv *o, const jv *k, int line) {
 
 /* Python's slice of a list or a string */
 static jv slice(E *e, const jv *o, const jv *start, const jv *stop, const jv *stp, int line) {
-    if (o->t != V_LIST && o->t != V_STR) die(e, line, "'%s' object is not subscriptable", type_name(o));
+    if ((o->t != V_LIST && o->t != V_STR) || (o->t == V_LIST && o->l->gen))
+        die(e, line, "'%s' object is not subscriptable", o->t == V_LIST ? "generator" : type_name(o));
     long long n = vlen(e, o, line), st = 1;
     for (int k = 0; k < 3; k++) {
         const jv *x = k == 0 ? start : k == 1 ? stop : stp;
@@ -559,12 +615,15 @@ static jv arith(E *e, const char *op, const jv *a, const jv *b, int line) {
         return vsb(&s);
     }
     if (o == '+' && a->t == V_LIST && b->t == V_LIST) {
+        if (a->l->tuple != b->l->tuple || a->l->gen || b->l->gen)
+            die(e, line, "can only concatenate %s (not \"%s\") to %s", type_name(a), type_name(b), type_name(a));
         jlist *l = new_list(e, a->l->n + b->l->n);
+        l->tuple = a->l->tuple;
         if (a->l->n) memcpy(l->v, a->l->v, a->l->n * sizeof *l->v);
         if (b->l->n) memcpy(l->v + a->l->n, b->l->v, b->l->n * sizeof *l->v);
         return vlist(l);
     }
-    if (o == '*' && (a->t == V_STR || a->t == V_LIST || b->t == V_STR || b->t == V_LIST)) {
+    if (o == '*' && !op[1] && (a->t == V_STR || a->t == V_LIST || b->t == V_STR || b->t == V_LIST)) {
         const jv *seq = a->t == V_STR || a->t == V_LIST ? a : b, *times = seq == a ? b : a;
         if (times->t != V_INT && times->t != V_BOOL)
             die(e, line, "can't multiply sequence by non-int of type '%s'", type_name(times));
@@ -577,7 +636,9 @@ static jv arith(E *e, const char *op, const jv *a, const jv *b, int line) {
             for (long long i = 0; i < t; i++) sb_put(e, &s, seq->s.p, seq->s.n);
             return vsb(&s);
         }
+        if (seq->l->gen) die(e, line, "unsupported operand type(s) for *: 'generator' and 'int'");
         jlist *l = new_list(e, seq->l->n * (size_t)t);
+        l->tuple = seq->l->tuple;
         for (long long i = 0; i < t; i++) memcpy(l->v + i * (long long)seq->l->n, seq->l->v, seq->l->n * sizeof(jv));
         return vlist(l);
     }
@@ -781,19 +842,32 @@ static jv split(E *e, jv s, jv sep, long long maxsplit, int line) {
     return vlist(l);
 }
 
-static jv change_case(E *e, jv s, int mode) { /* 0 lower, 1 upper, 2 capitalize, 3 title (ASCII letters) */
-    char *o = ealloc(e, s.s.n + 1, 0);
-    int prev_alpha = 0;
-    for (size_t i = 0; i < s.s.n; i++) {
-        char c = s.s.p[i];
-        int up = mode == 1 || (mode == 2 && i == 0) || (mode == 3 && !prev_alpha);
-        if (c >= 'a' && c <= 'z' && up) c = (char)(c - 32);
-        else if (c >= 'A' && c <= 'Z' && !up) c = (char)(c + 32);
-        prev_alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (unsigned char)c >= 0x80;
-        o[i] = c;
+static int is_cased(utf8proc_int32_t c) {
+    utf8proc_category_t k = utf8proc_category(c);
+    return k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL || k == UTF8PROC_CATEGORY_LT;
+}
+
+/* 0 lower, 1 upper, 2 capitalize, 3 title: Python's, code point by code point (utf8proc's simple case mappings;
+ * Python's few one-to-many ones, 'ß'.upper() == 'SS', are not made) */
+static jv change_case(E *e, jv s, int mode) {
+    sb b = {0};
+    int prev_cased = 0;
+    for (size_t i = 0; i < s.s.n;) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s.s.p + i, (utf8proc_ssize_t)(s.s.n - i), &c);
+        if (k <= 0) { /* not UTF-8: the byte as it is */
+            sb_put(e, &b, s.s.p + i, 1);
+            i++;
+            continue;
+        }
+        int up = mode == 1 || (mode == 2 && i == 0) || (mode == 3 && !prev_cased);
+        prev_cased = is_cased(c);
+        utf8proc_int32_t d = up ? utf8proc_toupper(c) : utf8proc_tolower(c);
+        utf8proc_uint8_t enc[4];
+        sb_put(e, &b, (const char *)enc, (size_t)utf8proc_encode_char(d, enc));
+        i += (size_t)k;
     }
-    o[s.s.n] = 0;
-    return vstr(o, s.s.n);
+    return vsb(&b);
 }
 
 static int starts_or_ends(E *e, jv s, jv x, int ends, int line) {
@@ -853,6 +927,16 @@ static jv method(E *e, jv o, const char *name, const args *a, int line, int *fou
             }
             return vsb(&b);
         }
+    } else if (o.t == V_LIST && (M("count") || M("index"))) {
+        if (a->n_pos != 1) die(e, line, "%s takes one argument", name);
+        long long c = 0;
+        for (size_t i = 0; i < o.l->n; i++)
+            if (veq(&o.l->v[i], &a->pos[0])) {
+                if (M("index")) return vint((long long)i);
+                c++;
+            }
+        if (M("index")) die(e, line, "index: the value is not in the list");
+        return vint(c);
     } else if (o.t == V_DICT) {
         if (M("items") || M("keys") || M("values")) {
             jlist *l = new_list(e, o.d->n);
@@ -877,7 +961,7 @@ static jv method(E *e, jv o, const char *name, const args *a, int line, int *fou
     return UNDEF;
 }
 
-static jv call_macro(E *e, const lmf_jnode *m, const args *a, int line);
+static jv call_macro(E *e, const lmf_jnode *m, frame *scope, const args *a, int line);
 
 static jv builtin(E *e, int which, const args *a, int line) {
     switch (which) {
@@ -930,7 +1014,7 @@ static jv builtin(E *e, int which, const args *a, int line) {
 }
 
 static jv call_value(E *e, jv callee, const args *a, int line) {
-    if (callee.t == V_MACRO) return call_macro(e, callee.m, a, line);
+    if (callee.t == V_MACRO) return call_macro(e, callee.m->node, callee.m->scope, a, line);
     if (callee.t == V_BUILTIN) return builtin(e, (int)callee.i, a, line);
     if (callee.t == V_UNDEF) undefined(e, &callee, line);
     die(e, line, "'%s' object is not callable", type_name(&callee));
@@ -957,6 +1041,7 @@ static jv select_(E *e, jv v, const args *a, int attr, int keep, frame *f, int l
         if (ok == keep) out->v[out->n++] = in->v[i];
     }
     (void)f;
+    out->gen = 1;
     return vlist(out);
 }
 
@@ -978,8 +1063,10 @@ static int test(E *e, const char *name, jv v, const args *a, int line) {
     if (T("sequence")) return v.t == V_STR || v.t == V_LIST || v.t == V_DICT;
     if (T("callable")) return v.t == V_MACRO || v.t == V_BUILTIN;
     if (T("odd") || T("even")) {
-        if (v.t != V_INT && v.t != V_BOOL) die(e, line, "the %s test needs an integer, not %s", name, type_name(&v));
-        return (int)((v.i % 2 + 2) % 2) == (T("odd") ? 1 : 0);
+        if (!is_num(&v)) die(e, line, "the %s test needs a number, not %s", name, type_name(&v));
+        double m = v.t == V_FLOAT ? fmod(v.f, 2) : (double)((v.i % 2 + 2) % 2);
+        if (m < 0) m += 2;
+        return m == (T("odd") ? 1 : 0);
     }
     if (T("divisibleby")) {
         if (!is_num(&v) || !is_num(&x) || num(&x) == 0) die(e, line, "divisibleby needs numbers, the divisor not 0");
@@ -994,9 +1081,22 @@ static int test(E *e, const char *name, jv v, const args *a, int line) {
     if (T("in")) return contains(e, &x, &v, line);
     if (T("sameas")) return v.t == x.t && (v.t == V_NONE || v.t == V_UNDEF || ((v.t == V_BOOL || v.t == V_INT) && v.i == x.i) || veq(&v, &x));
     if (T("lower") || T("upper")) {
-        if (v.t != V_STR) return 0;
-        jv c = change_case(e, v, T("upper"));
-        return veq(&c, &v);
+        v = to_str(e, &v); /* jinja2: str(value).islower(): a cased character, none of the other case */
+        int cased = 0;
+        for (size_t i = 0; i < v.s.n;) {
+            utf8proc_int32_t c;
+            utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)v.s.p + i, (utf8proc_ssize_t)(v.s.n - i), &c);
+            if (k <= 0) {
+                i++;
+                continue;
+            }
+            i += (size_t)k;
+            utf8proc_category_t cat = utf8proc_category(c);
+            if (cat == UTF8PROC_CATEGORY_LT || (T("lower") ? cat == UTF8PROC_CATEGORY_LU : cat == UTF8PROC_CATEGORY_LL))
+                return 0;
+            cased |= is_cased(c);
+        }
+        return cased;
     }
     die(e, line, "no test named '%s'", name);
 }
@@ -1031,6 +1131,7 @@ static jv filter(E *e, const char *name, jv v, const args *a, frame *f, int line
     if (F("first") || F("last")) {
         if (v.t == V_UNDEF) undefined(e, &v, line);
         jlist *l = items_of(e, &v, line);
+        if (l->gen && F("last")) die(e, line, "last: a generator cannot be reversed (apply |list first)");
         if (!l->n) return UNDEF;
         return l->v[F("first") ? 0 : l->n - 1];
     }
@@ -1065,14 +1166,22 @@ static jv filter(E *e, const char *name, jv v, const args *a, frame *f, int line
         }
         jlist *l = items_of(e, &v, line), *c = new_list(e, l->n);
         for (size_t i = 0; i < l->n; i++) c->v[i] = l->v[l->n - 1 - i];
+        c->gen = 1; /* reversed(): an iterator */
         return vlist(c);
     }
     if (F("items")) {
         if (v.t == V_UNDEF) return vlist(new_list(e, 0));
-        if (v.t != V_DICT) die(e, line, "items: expected a mapping, not %s", type_name(&v));
+        if (v.t != V_DICT) { /* jinja2's items is a generator: it fails only when consumed */
+            jlist *g = new_list(e, 0);
+            g->gen = 1, g->err = "items: can only get item pairs from a mapping";
+            return vlist(g);
+        }
         int found;
-        return method(e, v, "items", a, line, &found);
+        jv r = method(e, v, "items", a, line, &found);
+        r.l->gen = 1;
+        return r;
     }
+    if ((F("int") || F("float") || F("abs")) && v.t == V_UNDEF) undefined(e, &v, line);
     if (F("int")) {
         if (v.t == V_INT || v.t == V_BOOL) return vint(v.i);
         if (v.t == V_FLOAT && fabs(v.f) < 9e18) return vint((long long)v.f);
@@ -1112,10 +1221,12 @@ static jv filter(E *e, const char *name, jv v, const args *a, frame *f, int line
                 out->v[i] = filter(e, want_str(e, a->pos[0], "map's filter", line).s.p, in->v[i], &rest, f, line);
             }
         }
+        out->gen = 1;
         return vlist(out);
     }
     if (F("indent")) {
-        jv s = to_str(e, &v), w = arg(a, 0, "width", vint(4)), first = arg(a, 1, "first", vbool(0)),
+        if (v.t != V_STR) die(e, line, "indent: expected a string, not %s", type_name(&v));
+        jv s = v, w = arg(a, 0, "width", vint(4)), first = arg(a, 1, "first", vbool(0)),
            blank = arg(a, 2, "blank", vbool(0));
         sb pad = {0};
         if (w.t == V_STR) sb_put(e, &pad, w.s.p, w.s.n);
@@ -1140,11 +1251,11 @@ static jv filter(E *e, const char *name, jv v, const args *a, frame *f, int line
     die(e, line, "no filter named '%s'", name);
 }
 
-static jv call_macro(E *e, const lmf_jnode *m, const args *a, int line) {
+static jv call_macro(E *e, const lmf_jnode *m, frame *scope, const args *a, int line) {
     if (++e->call_depth > LMF_JINJA_MAX_CALL_DEPTH)
         die(e, line, "macro calls nested more than %d deep", LMF_JINJA_MAX_CALL_DEPTH);
     if (a->n_pos > m->n) die(e, line, "macro '%s' takes %d arguments (%d given)", m->s, m->n, a->n_pos);
-    frame *f = new_frame(e, e->root);
+    frame *f = new_frame(e, scope);
     for (int i = 0; i < a->n_kw; i++) {
         int k = 0;
         while (k < m->n && strcmp(m->list[k]->s, a->kw[i])) k++;
@@ -1348,7 +1459,12 @@ static void exec(E *e, const lmf_jnode *const *list, int count, frame *f, sb *ou
             }
             break;
         }
-        case JN_MACRO: frame_set(e, f, n->s, (jv){.t = V_MACRO, .m = n}); break;
+        case JN_MACRO: {
+            struct jmacro *m = ealloc(e, sizeof *m, n->line);
+            m->node = n, m->scope = f;
+            frame_set(e, f, n->s, (jv){.t = V_MACRO, .m = m});
+            break;
+        }
         case JN_BREAK: e->ctl = 1; break;
         case JN_CONTINUE: e->ctl = 2; break;
         default: die(e, n->line, "expression used as a statement");

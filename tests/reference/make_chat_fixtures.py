@@ -123,6 +123,15 @@ FEATURES = {
                      "{{ range(3)|list }}{{ range(1, 10, 3)|list }}",
     "strings": "{{ 'a\\tb\\x41\\u00e9\\\\' }}|{{ \"dq 'sq'\" }}|{{ 'adj' 'acent' }}|{{ '%}' }}{{ '}}' }}|"
                "{% raw %}{{ raw }}{% endraw %}|{{ {'k': {'n': 1}}['k']['n'] }}",
+    "python_values": "{{ 1e3 }} {{ 1e15 }} {{ 1e16 }} {{ 1e-5 }} {{ 0.0001 }} {{ 123456789.125 }} {{ -0.0 }} "
+                     "{{ 'héllo wörld ǅ'.upper() }} {{ 'ÉCOLE'|lower }} {{ 'élan vital'|title }} {{ 'ébc'|capitalize }} "
+                     "{{ [1] == (1,) }} {{ (1, 2) + (3,) }} {{ (1,) * 2 }} {{ {'a': nothing} }} {{ 2 ** 3 }} "
+                     "{{ 2.0 is even }} {{ 3 is lower }} {{ 'abc' is lower }} {{ 'Éa' is upper }} {{ [1, 2, 1].count(1) }}",
+    "macro_closure": "{% for m in messages %}{% macro show() %}{{ loop.index }}:{{ m.role }}{% endmacro %}"
+                     "{{ show() }} {% endfor %}",
+    "generators": "{{ messages|selectattr('role', 'eq', 'tool')|list|length }} "
+                  "{% if messages|selectattr('role', 'eq', 'tool') %}truthy{% endif %} "
+                  "{{ messages|map(attribute='role')|first }} {{ 5|items is defined }}",
     "date": "{{ strftime_now('%d %b %Y') }}|{{ strftime_now('%Y-%m-%d') }}|{{ strftime_now is defined }}",
     "generation": "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}"
                   "{% endgeneration %}{% else %}{{ m.role }}{% endif %}{% endfor %}",
