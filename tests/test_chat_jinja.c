@@ -170,6 +170,9 @@ static void test_hostile(void **state) {
     /* running: bounded time, memory and output */
     expect("{% set xs = range(5000) %}{% for i in xs %}{% for j in xs %}{% endfor %}{% endfor %}", LMF_ERR_ARG, "steps");
     expect("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", LMF_ERR_ARG, "MiB");
+    /* scans inside loops cost what they scan */
+    expect("{% set xs = range(100000) %}{% for x in xs %}{% if x in xs %}{% endif %}{% endfor %}", LMF_ERR_ARG, "steps");
+    expect("{% set s = 'ab' * 1000000 %}{% for i in range(100000) %}{{ s|length }}{% endfor %}", LMF_ERR_ARG, "steps");
     expect("{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
            LMF_ERR_ARG, "MiB");
     expect("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}", LMF_ERR_ARG, "MiB");

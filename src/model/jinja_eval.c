@@ -110,6 +110,13 @@ static void step(E *e, int line) {
     if (++e->steps > LMF_JINJA_MAX_STEPS) die(e, line, "the template ran more than %ld steps", LMF_JINJA_MAX_STEPS);
 }
 
+/* Charges a scan over n items to the step budget: a lookup or membership test inside a loop costs what it scans,
+ * so `{% for x in xs %}{% if x in xs %}` over a long list ends at the bound rather than running for minutes. */
+static void charge(E *e, size_t n, int line) {
+    e->steps += (long)(n / 4);
+    if (e->steps > LMF_JINJA_MAX_STEPS) die(e, line, "the template ran more than %ld steps", LMF_JINJA_MAX_STEPS);
+}
+
 /* ---- strings -------------------------------------------------------------------------------------------------- */
 static void sb_put(E *e, sb *b, const char *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
@@ -456,6 +463,7 @@ static int vcmp(E *e, const jv *a, const jv *b, int line) {
 }
 
 static int contains(E *e, const jv *hay, const jv *needle, int line) {
+    charge(e, hay->t == V_STR ? hay->s.n / 4 : hay->t == V_LIST ? hay->l->n : hay->t == V_DICT ? hay->d->n : 0, line);
     switch (hay->t) {
     case V_STR:
         if (needle->t != V_STR) die(e, line, "'in <string>' requires string as left operand, not %s", type_name(needle));
@@ -510,7 +518,7 @@ static jlist *items_of(E *e, const jv *v, int line) {
 
 static long long vlen(E *e, const jv *v, int line) {
     switch (v->t) {
-    case V_STR: return (long long)cp_len(v->s.p, v->s.n);
+    case V_STR: charge(e, v->s.n / 4, line); return (long long)cp_len(v->s.p, v->s.n);
     case V_LIST:
         if (v->l->gen) die(e, line, "object of type 'generator' has no len()");
         return (long long)v->l->n;
@@ -523,6 +531,7 @@ static long long vlen(E *e, const jv *v, int line) {
 static jv getattr_(E *e, const jv *o, const char *name, size_t n, int line) {
     switch (o->t) {
     case V_DICT: case V_NS: {
+        charge(e, o->d->n, line);
         const jv *v = dict_gets(o->d, name, n);
         if (v) return *v;
         break;
@@ -562,6 +571,7 @@ static jv getitem(E *e, const jv *o, const jv *k, int line) {
         return vstr(o->s.p + a, b - a);
     }
     if (o->t == V_DICT) {
+        charge(e, o->d->n, line);
         const jv *v = dict_get(o->d, k);
         return v ? *v : UNDEF;
     }

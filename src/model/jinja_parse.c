@@ -65,6 +65,9 @@ typedef struct {
     int depth;
     char err[256];
     int err_line;
+    size_t line_pos; /* line_at's cache: the line of source offset line_pos */
+    int line_no;
+    char tok_buf[64]; /* tok_text's */
 } P;
 
 static int fail(P *p, int line, const char *msg, const char *detail) {
@@ -97,10 +100,13 @@ static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r
 static int is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
-static int line_at(const P *p, size_t pos) {
-    int line = 1;
-    for (size_t i = 0; i < pos && i < p->len; i++) line += p->src[i] == '\n';
-    return line;
+/* The line of source offset pos: counted on from the last one asked (the lexer asks in increasing order), so lexing
+ * stays linear in the template's size. */
+static int line_at(P *p, size_t pos) {
+    if (pos < p->line_pos) p->line_pos = 0, p->line_no = 1;
+    for (size_t i = p->line_pos; i < pos && i < p->len; i++) p->line_no += p->src[i] == '\n';
+    p->line_pos = pos < p->len ? pos : p->len;
+    return p->line_no;
 }
 
 static void emit_text(P *p, size_t from, size_t to) {
@@ -191,7 +197,7 @@ static int lex_tag(P *p, size_t *i, int block, int *line_starting) {
         if (j >= p->len) return fail(p, line_at(p, *i), block ? "missing '%}'" : "missing '}}'", NULL);
         const char *c = p->src + j;
         if (!depth) {
-            int sign = (*c == '-' || (*c == '+' && block)) && j + 2 < p->len + 1 && !strncmp(c + 1, endm, 2);
+            int sign = (*c == '-' || (*c == '+' && block)) && !strncmp(c + 1, endm, 2); /* the source ends in a NUL */
             if (sign || !strncmp(c, endm, 2)) {
                 push(p, (token){.t = block ? T_BEND : T_VEND, .line = line_at(p, j)});
                 j += sign ? 3 : 2;
@@ -379,8 +385,7 @@ static void advance(P *p) {
     if (p->tok[p->pos].t != T_EOF) p->pos++;
 }
 static char *tok_text(P *p, const token *t) {
-    static char buf[64];
-    (void)p;
+    char *buf = p->tok_buf;
     if (t->t == T_EOF) return "end of template";
     if (t->t == T_VEND) return "}}";
     if (t->t == T_BEND) return "%}";
@@ -1103,7 +1108,7 @@ static lmf_jnode *body(P *p, const char *const *ends, int n_ends, int *which) {
 lmf_status lmf_jinja_compile(const char *src, size_t len, lmf_jinja **out) {
     *out = NULL;
     lmf_jinja *j = lmf_xcalloc(1, sizeof *j);
-    P p = {.arena = &j->arena};
+    P p = {.arena = &j->arena, .line_no = 1};
     /* newlines normalised, one trailing newline dropped (jinja2's keep_trailing_newline=False) */
     char *s = alloc(&p, len + 1);
     size_t n = 0;
