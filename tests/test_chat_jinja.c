@@ -170,6 +170,13 @@ static void test_hostile(void **state) {
     /* running: bounded time, memory and output */
     expect("{% set xs = range(5000) %}{% for i in xs %}{% for j in xs %}{% endfor %}{% endfor %}", LMF_ERR_ARG, "steps");
     expect("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", LMF_ERR_ARG, "MiB");
+    expect("{{ 1 ** 1000000000000000000 }}{{ '' * 1000000000000000000 }}{{ [] * 1000000000000000000 }}", LMF_OK, "1");
+    expect("{{ [1, 2, 3][::-9223372036854775807] }}{{ 'abc'[::9223372036854775807] }}", LMF_OK, "[3]a");
+    expect("{{ range(-9223372036854775807, 9223372036854775807)|length }}", LMF_ERR_ARG, "range");
+    expect("{% break %}", LMF_ERR_FORMAT, "outside a loop");
+    expect("{% for x in [1] %}{% macro m() %}{% continue %}{% endmacro %}{% endfor %}", LMF_ERR_FORMAT, "outside a loop");
+    expect("{{ {}.get() }}", LMF_ERR_ARG, "get takes");
+    expect("{{ ','.join() }}", LMF_ERR_ARG, "join takes");
     /* scans inside loops cost what they scan */
     expect("{% set xs = range(100000) %}{% for x in xs %}{% if x in xs %}{% endif %}{% endfor %}", LMF_ERR_ARG, "steps");
     expect("{% set s = 'ab' * 1000000 %}{% for i in range(100000) %}{{ s|length }}{% endfor %}", LMF_ERR_ARG, "steps");

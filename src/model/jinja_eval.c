@@ -591,6 +591,7 @@ static jv slice(E *e, const jv *o, const jv *start, const jv *stop, const jv *st
     }
     if (stp->t != V_NONE) st = stp->i;
     if (st == 0) die(e, line, "slice step cannot be zero");
+    if (st < -n - 1 || st > n + 1) st = st < 0 ? -n - 1 : n + 1; /* as far as one step can go: the same slice */
     long long lo, hi;
     if (st > 0) {
         lo = start->t == V_NONE ? 0 : start->i < 0 ? start->i + n : start->i;
@@ -607,11 +608,11 @@ static jv slice(E *e, const jv *o, const jv *start, const jv *stop, const jv *st
     jlist *items = o->t == V_LIST ? o->l : items_of(e, o, line);
     if (o->t == V_STR) {
         sb b = {0};
-        for (long long i = 0, x = lo; i < count; i++, x += st) sb_put(e, &b, items->v[x].s.p, items->v[x].s.n);
+        for (long long i = 0; i < count; i++) sb_put(e, &b, items->v[lo + i * st].s.p, items->v[lo + i * st].s.n);
         return vsb(&b);
     }
     jlist *l = new_list(e, (size_t)count);
-    for (long long i = 0, x = lo; i < count; i++, x += st) l->v[i] = items->v[x];
+    for (long long i = 0; i < count; i++) l->v[i] = items->v[lo + i * st];
     return vlist(l);
 }
 
@@ -639,6 +640,12 @@ static jv arith(E *e, const char *op, const jv *a, const jv *b, int line) {
             die(e, line, "can't multiply sequence by non-int of type '%s'", type_name(times));
         long long t = times->i < 0 ? 0 : times->i;
         size_t unit = seq->t == V_STR ? seq->s.n : seq->l->n * sizeof(jv);
+        if (!unit || !t) { /* nothing to repeat: '' * 10**18 is '' at once */
+            if (seq->t == V_STR) return vstr("", 0);
+            jlist *l = new_list(e, 0);
+            l->tuple = seq->l->tuple;
+            return vlist(l);
+        }
         if (unit && (unsigned long long)t > LMF_JINJA_MAX_OUTPUT / unit)
             die(e, line, "a repeated sequence would exceed %u MiB", LMF_JINJA_MAX_OUTPUT >> 20);
         if (seq->t == V_STR) {
@@ -660,10 +667,13 @@ static jv arith(E *e, const char *op, const jv *a, const jv *b, int line) {
         return vfloat(num(a) / num(b));
     }
     if (!strcmp(op, "**")) {
-        if (ints && b->i >= 0) {
-            long long r = 1;
-            for (long long i = 0; i < b->i; i++)
-                if (__builtin_mul_overflow(r, a->i, &r)) die(e, line, "integer overflow in **");
+        if (ints && b->i >= 0) { /* by squaring: 64 steps at most */
+            long long r = 1, base = a->i, x = b->i;
+            while (x) {
+                if ((x & 1) && __builtin_mul_overflow(r, base, &r)) die(e, line, "integer overflow in **");
+                x >>= 1;
+                if (x && __builtin_mul_overflow(base, base, &base)) die(e, line, "integer overflow in **");
+            }
             return vint(r);
         }
         return vfloat(pow(num(a), num(b)));
@@ -929,6 +939,7 @@ static jv method(E *e, jv o, const char *name, const args *a, int line, int *fou
             return vint(c);
         }
         if (M("join")) {
+            if (a->n_pos != 1) die(e, line, "join takes one argument (%d given)", a->n_pos);
             jlist *l = items_of(e, &a->pos[0], line);
             sb b = {0};
             for (size_t i = 0; i < l->n; i++) {
@@ -962,8 +973,9 @@ static jv method(E *e, jv o, const char *name, const args *a, int line, int *fou
             return vlist(l);
         }
         if (M("get")) {
-            const jv *v = dict_get(o.d, &a->pos[a->n_pos ? 0 : 0]);
-            if (!a->n_pos) die(e, line, "get expected at least 1 argument");
+            if (a->n_pos < 1 || a->n_pos > 2) die(e, line, "get takes 1 or 2 arguments (%d given)", a->n_pos);
+            charge(e, o.d->n, line);
+            const jv *v = dict_get(o.d, &a->pos[0]);
             return v ? *v : arg(a, 1, NULL, NONE);
         }
     }
@@ -983,6 +995,8 @@ static jv builtin(E *e, int which, const args *a, int line) {
             v[a->n_pos == 1 ? 1 : i] = a->pos[i].i;
         }
         if (!v[2]) die(e, line, "range() arg 3 must not be zero");
+        if (((double)v[1] - (double)v[0]) / (double)v[2] > 100000)
+            die(e, line, "range of more than 100000 items (the most in a chat template)");
         long long count = v[2] > 0 ? (v[1] > v[0] ? (v[1] - v[0] - 1) / v[2] + 1 : 0)
                                    : (v[0] > v[1] ? (v[0] - v[1] - 1) / -v[2] + 1 : 0);
         if (count > 100000) die(e, line, "range of %lld items (at most 100000 in a chat template)", count);
@@ -1013,10 +1027,10 @@ static jv builtin(E *e, int which, const args *a, int line) {
         jv fmt = want_str(e, arg(a, 0, "format", UNDEF), "strftime_now's format", line);
         struct tm tm;
         localtime_r(&e->now, &tm);
-        char *out = ealloc(e, 4 * fmt.s.n + 256, line);
+        char *out = ealloc(e, 32 * fmt.s.n + 256, line);
         char *cfmt = ealloc(e, fmt.s.n + 1, line);
         memcpy(cfmt, fmt.s.p, fmt.s.n + 1);
-        size_t n = fmt.s.n ? strftime(out, 4 * fmt.s.n + 256, cfmt, &tm) : 0;
+        size_t n = fmt.s.n ? strftime(out, 32 * fmt.s.n + 256, cfmt, &tm) : 0;
         return vstr(out, n);
     }
     }

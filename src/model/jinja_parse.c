@@ -63,6 +63,7 @@ typedef struct {
     size_t n_tok, cap_tok;
     size_t pos; /* parser's index in tok */
     int depth;
+    int loops; /* for-loops around the statement being parsed (break / continue need one) */
     char err[256];
     int err_line;
     size_t line_pos; /* line_at's cache: the line of source offset line_pos */
@@ -983,7 +984,9 @@ static lmf_jnode *statement(P *p) {
         if (expect_bend(p)) return NULL;
         static const char *const ends[] = {"else", "endfor"};
         int which;
+        p->loops++;
         lmf_jnode *b = body(p, ends, 2, &which);
+        p->loops--;
         if (!b) return NULL;
         n->list = b->list, n->n = b->n;
         if (which < 0) return fail(p, line, "missing {% endfor %}", NULL), NULL;
@@ -1048,8 +1051,11 @@ static lmf_jnode *statement(P *p) {
         n->list2 = nl_done(p, &defaults, &n->n2, NULL);
         if (expect_bend(p)) return NULL;
         static const char *const ends[] = {"endmacro"};
-        int which;
-        if (!(n->b = body(p, ends, 1, &which))) return NULL;
+        int which, outer = p->loops;
+        p->loops = 0; /* a macro's body is not inside the loop around its definition */
+        n->b = body(p, ends, 1, &which);
+        p->loops = outer;
+        if (!n->b) return NULL;
         if (which < 0) return fail(p, line, "missing {% endmacro %}", NULL), NULL;
         advance(p);
         if (cur(p)->t == T_NAME) advance(p); /* {% endmacro name %} */
@@ -1059,6 +1065,7 @@ static lmf_jnode *statement(P *p) {
         return NULL;
     }
     if (is_name(p, "break") || is_name(p, "continue")) {
+        if (!p->loops) return fail(p, line, "outside a loop:", tok_text(p, cur(p))), NULL;
         lmf_jnode *n = node(p, is_name(p, "break") ? JN_BREAK : JN_CONTINUE, line);
         advance(p);
         return expect_bend(p) ? NULL : n;
