@@ -30,6 +30,9 @@ gemma="{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception
 "{% if enable_thinking is defined and enable_thinking is false %}@@{% endif %}"
 with_template "$gemma"
 
+"$LMF" info "$dir/m" > "$dir/info.txt" 2>&1 || fail "info"
+grep -q "chat template: .* template family, run as written" "$dir/info.txt" || fail "info: $(grep chat "$dir/info.txt")"
+
 # 1. rendered as the template says: the content trimmed, the assistant called "model", the generation prompt last
 "$LMF" chat -m "$dir/m" -p "  Hi there  " -n 0 --verbose-prompt > /dev/null 2> "$dir/vp.txt" || { cat "$dir/vp.txt"; fail "chat"; }
 want="<start_of_turn>user
@@ -66,4 +69,6 @@ grep -qF "<start_of_turn>" "$dir/vp3.txt" && fail "--chat-format chatml still ra
 with_template $'{% for m in messages %}\n{{ m.content + }}\n{% endfor %}'
 "$LMF" chat -m "$dir/m" -p "Hi" -n 0 > /dev/null 2> "$dir/e2.txt" && fail "a broken template was accepted"
 grep -q "chat template line 2" "$dir/e2.txt" || fail "broken template message: $(cat "$dir/e2.txt")"
+"$LMF" info "$dir/m" > "$dir/info2.txt" 2>&1 || fail "info on a broken template"
+grep -q "does not compile: chat template line 2" "$dir/info2.txt" || fail "info: $(grep chat "$dir/info2.txt")"
 echo "cli_chat_template: ok"
