@@ -105,7 +105,9 @@ static void test_smollm2_ids(void **state) {
         assert_int_equal(lmf_chat_encode(lmf_weights_tokenizer(w), &t, add_bos ? bos : -1, m, k,
                                          cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt")), &got),
                          LMF_OK);
-        if ((int)got.len != cJSON_GetArraySize(ids)) fail_msg("%s: %zu ids, want %d", cJSON_GetObjectItem(c, "name")->valuestring, got.len, cJSON_GetArraySize(ids));
+        if ((int)got.len != cJSON_GetArraySize(ids))
+            fail_msg("%s: %zu ids, want %d", cJSON_GetObjectItem(c, "name")->valuestring, got.len,
+                     cJSON_GetArraySize(ids));
         for (size_t i = 0; i < got.len; i++) assert_int_equal(got.data[i], cJSON_GetArrayItem(ids, (int)i)->valueint);
         free(got.data);
         n++;

@@ -142,8 +142,8 @@ static void put_turns(lmf_text *o, const lmf_chat_message *msgs, int n, const ch
 }
 
 /* The template's variables, as transformers' apply_chat_template passes them. */
-static lmf_status render_jinja(const lmf_chat_template *t, const lmf_chat_message *msgs, int n, int add_generation_prompt,
-                               lmf_text *out) {
+static lmf_status render_jinja(const lmf_chat_template *t, const lmf_chat_message *msgs, int n,
+                               int add_generation_prompt, lmf_text *out) {
     cJSON *vars = t->kwargs_json ? cJSON_Parse(t->kwargs_json) : cJSON_CreateObject();
     if (!cJSON_IsObject(vars)) {
         cJSON_Delete(vars);
@@ -156,15 +156,18 @@ static lmf_status render_jinja(const lmf_chat_template *t, const lmf_chat_messag
         cJSON_AddStringToObject(m, "content", msgs[i].content);
         cJSON_AddItemToArray(arr, m);
     }
-    /* keyword extras first, as transformers lets explicit arguments win over them */
+    /* the keyword extras first: they win over bos_token / eos_token (transformers: {**special_tokens, **kwargs}),
+     * while messages, add_generation_prompt, tools and documents are the render's own */
     static const char *const fixed[] = {"messages", "add_generation_prompt", "tools", "documents"};
     for (int i = 0; i < 4; i++) cJSON_DeleteItemFromObjectCaseSensitive(vars, fixed[i]);
     cJSON_AddItemToObject(vars, "messages", arr);
     cJSON_AddBoolToObject(vars, "add_generation_prompt", add_generation_prompt);
     cJSON_AddNullToObject(vars, "tools");
     cJSON_AddNullToObject(vars, "documents");
-    if (t->bos_token && !cJSON_HasObjectItem(vars, "bos_token")) cJSON_AddStringToObject(vars, "bos_token", t->bos_token);
-    if (t->eos_token && !cJSON_HasObjectItem(vars, "eos_token")) cJSON_AddStringToObject(vars, "eos_token", t->eos_token);
+    if (t->bos_token && !cJSON_HasObjectItem(vars, "bos_token"))
+        cJSON_AddStringToObject(vars, "bos_token", t->bos_token);
+    if (t->eos_token && !cJSON_HasObjectItem(vars, "eos_token"))
+        cJSON_AddStringToObject(vars, "eos_token", t->eos_token);
     lmf_status st = lmf_jinja_render(t->jinja, vars, t->now ? (time_t)t->now : time(NULL), out);
     cJSON_Delete(vars);
     if (st == LMF_OK && !out->data) lmf_text_push(out, "", 0);

@@ -466,7 +466,8 @@ static int contains(E *e, const jv *hay, const jv *needle, int line) {
     charge(e, hay->t == V_STR ? hay->s.n / 4 : hay->t == V_LIST ? hay->l->n : hay->t == V_DICT ? hay->d->n : 0, line);
     switch (hay->t) {
     case V_STR:
-        if (needle->t != V_STR) die(e, line, "'in <string>' requires string as left operand, not %s", type_name(needle));
+        if (needle->t != V_STR)
+            die(e, line, "'in <string>' requires string as left operand, not %s", type_name(needle));
         if (!needle->s.n) return 1;
         for (size_t i = 0; i + needle->s.n <= hay->s.n; i++)
             if (!memcmp(hay->s.p + i, needle->s.p, needle->s.n)) return 1;
@@ -1007,7 +1008,8 @@ static jv builtin(E *e, int which, const args *a, int line) {
     case B_NAMESPACE: case B_DICT: {
         jv r = {.t = which == B_NAMESPACE ? V_NS : V_DICT, .d = new_dict(e)};
         for (int i = 0; i < a->n_pos; i++) {
-            if (a->pos[i].t != V_DICT) die(e, line, "%s() takes a mapping and keyword arguments", which == B_DICT ? "dict" : "namespace");
+            if (a->pos[i].t != V_DICT)
+                die(e, line, "%s() takes a mapping and keyword arguments", which == B_DICT ? "dict" : "namespace");
             for (size_t k = 0; k < a->pos[i].d->n; k++) dict_set(e, r.d, a->pos[i].d->k[k], a->pos[i].d->v[k]);
         }
         for (int i = 0; i < a->n_kw; i++) {
@@ -1103,13 +1105,16 @@ static int test(E *e, const char *name, jv v, const args *a, int line) {
     if (T("gt") || T("greaterthan") || T(">")) return vcmp(e, &v, &x, line) > 0;
     if (T("ge") || T(">=")) return vcmp(e, &v, &x, line) >= 0;
     if (T("in")) return contains(e, &x, &v, line);
-    if (T("sameas")) return v.t == x.t && (v.t == V_NONE || v.t == V_UNDEF || ((v.t == V_BOOL || v.t == V_INT) && v.i == x.i) || veq(&v, &x));
+    if (T("sameas")) /* Python's `is`: the same singleton, small int or object */
+        return v.t == x.t &&
+               (v.t == V_NONE || v.t == V_UNDEF || ((v.t == V_BOOL || v.t == V_INT) && v.i == x.i) || veq(&v, &x));
     if (T("lower") || T("upper")) {
         v = to_str(e, &v); /* jinja2: str(value).islower(): a cased character, none of the other case */
         int cased = 0;
         for (size_t i = 0; i < v.s.n;) {
             utf8proc_int32_t c;
-            utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)v.s.p + i, (utf8proc_ssize_t)(v.s.n - i), &c);
+            utf8proc_ssize_t k =
+                utf8proc_iterate((const utf8proc_uint8_t *)v.s.p + i, (utf8proc_ssize_t)(v.s.n - i), &c);
             if (k <= 0) {
                 i++;
                 continue;
@@ -1263,7 +1268,8 @@ static jv filter(E *e, const char *name, jv v, const args *a, frame *f, int line
             const char *nl = memchr(s.s.p + i, '\n', s.s.n - i);
             size_t end = nl ? (size_t)(nl - s.s.p) : s.s.n;
             int empty = end == i;
-            if ((first_line ? truthy(&first) : 1) && (!empty || truthy(&blank))) sb_put(e, &b, pad.p ? pad.p : "", pad.n);
+            if ((first_line ? truthy(&first) : 1) && (!empty || truthy(&blank)))
+                sb_put(e, &b, pad.p ? pad.p : "", pad.n);
             sb_put(e, &b, s.s.p + i, end - i);
             if (!nl) break;
             sb_puts(e, &b, "\n");
@@ -1365,7 +1371,8 @@ static jv eval(E *e, const lmf_jnode *n, frame *f) {
     case JN_NEG: case JN_POS: {
         jv a = eval(e, n->a, f);
         if (a.t == V_UNDEF) undefined(e, &a, n->line);
-        if (!is_num(&a)) die(e, n->line, "bad operand type for unary %c: '%s'", n->kind == JN_NEG ? '-' : '+', type_name(&a));
+        if (!is_num(&a))
+            die(e, n->line, "bad operand type for unary %c: '%s'", n->kind == JN_NEG ? '-' : '+', type_name(&a));
         if (n->kind == JN_POS) return a.t == V_BOOL ? vint(a.i) : a;
         if (a.t == V_FLOAT) return vfloat(-a.f);
         if (a.i == INT64_MIN) die(e, n->line, "integer overflow in unary -");
@@ -1475,7 +1482,8 @@ static void exec(E *e, const lmf_jnode *const *list, int count, frame *f, sb *ou
             }
             if (n->a->kind == JN_ATTR) {
                 jv ns = eval(e, n->a->a, f);
-                if (ns.t != V_NS) die(e, n->line, "cannot assign attribute on non-namespace object ('%s')", type_name(&ns));
+                if (ns.t != V_NS)
+                    die(e, n->line, "cannot assign attribute on non-namespace object ('%s')", type_name(&ns));
                 if (n->a->s[0] == '_') die(e, n->line, "namespace attributes may not start with '_'");
                 dict_set(e, ns.d, vstr(n->a->s, n->a->sn), v);
             } else {

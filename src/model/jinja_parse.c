@@ -73,7 +73,8 @@ typedef struct {
 
 static int fail(P *p, int line, const char *msg, const char *detail) {
     if (!p->err[0]) {
-        snprintf(p->err, sizeof p->err, "%s%s%.60s%s", msg, detail ? " '" : "", detail ? detail : "", detail ? "'" : "");
+        snprintf(p->err, sizeof p->err, "%s%s%.60s%s", msg, detail ? " '" : "", detail ? detail : "",
+                 detail ? "'" : "");
         p->err_line = line;
     }
     return -1;
@@ -122,7 +123,8 @@ static void put_utf8(char *o, size_t *n, uint32_t c) {
     if (c < 0x80) o[(*n)++] = (char)c;
     else if (c < 0x800) o[(*n)++] = (char)(0xC0 | c >> 6), o[(*n)++] = (char)(0x80 | (c & 63));
     else if (c < 0x10000)
-        o[(*n)++] = (char)(0xE0 | c >> 12), o[(*n)++] = (char)(0x80 | ((c >> 6) & 63)), o[(*n)++] = (char)(0x80 | (c & 63));
+        o[(*n)++] = (char)(0xE0 | c >> 12), o[(*n)++] = (char)(0x80 | ((c >> 6) & 63)),
+        o[(*n)++] = (char)(0x80 | (c & 63));
     else
         o[(*n)++] = (char)(0xF0 | c >> 18), o[(*n)++] = (char)(0x80 | ((c >> 12) & 63)),
         o[(*n)++] = (char)(0x80 | ((c >> 6) & 63)), o[(*n)++] = (char)(0x80 | (c & 63));
@@ -151,7 +153,8 @@ static int lex_string(P *p, size_t *i) {
         if (digits) {
             uint32_t v = 0;
             int d = 0;
-            for (; d < digits && k + 1 + d < j && hexval(p->src[k + 1 + d]) >= 0; d++) v = v * 16 + (uint32_t)hexval(p->src[k + 1 + d]);
+            for (; d < digits && k + 1 + d < j && hexval(p->src[k + 1 + d]) >= 0; d++)
+                v = v * 16 + (uint32_t)hexval(p->src[k + 1 + d]);
             if (d < digits || v > 0x10FFFF || (v >= 0xD800 && v < 0xE000))
                 return fail(p, line_at(p, k), "bad escape in string literal", NULL);
             put_utf8(o, &n, v);
@@ -161,7 +164,8 @@ static int lex_string(P *p, size_t *i) {
         if (e >= '0' && e <= '7') {
             uint32_t v = 0;
             int d = 0;
-            for (; d < 3 && k + d < j && p->src[k + d] >= '0' && p->src[k + d] <= '7'; d++) v = v * 8 + (uint32_t)(p->src[k + d] - '0');
+            for (; d < 3 && k + d < j && p->src[k + d] >= '0' && p->src[k + d] <= '7'; d++)
+                v = v * 8 + (uint32_t)(p->src[k + d] - '0');
             put_utf8(o, &n, v);
             k += (size_t)d - 1;
             continue;
