@@ -553,28 +553,49 @@ lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, in
                           int all_positions, const lmf_sink *sink, lmf_ppl_result *out);
 
 /* ---- chat ------------------------------------------------------------------------------------------------------
- * Chat templates recognised from a model's tokenizer.chat_template (Jinja) and rendered in C. */
-typedef enum { LMF_CHAT_CHATML = 0, LMF_CHAT_LLAMA2 = 1, LMF_CHAT_LLAMA3 = 2 } lmf_chat_format;
+ * Chat templates. A model's tokenizer.chat_template (Jinja) is run by lmforge's Jinja interpreter exactly as
+ * transformers' apply_chat_template runs it (docs/chat-templates.md); its family (lmf_chat_format) is recognised
+ * from its markers for the end-of-turn text and for `--chat-format`, which renders with a built-in C renderer
+ * instead (as do models without a template: ChatML). */
+typedef enum { LMF_CHAT_CHATML = 0, LMF_CHAT_LLAMA2 = 1, LMF_CHAT_LLAMA3 = 2, LMF_CHAT_OTHER = 3 } lmf_chat_format;
+typedef struct lmf_jinja lmf_jinja;
 typedef struct {
-    lmf_chat_format format;
-    char *default_system; /* system message the template adds when the chat has none (owned), or NULL */
+    lmf_chat_format format; /* LMF_CHAT_OTHER: no built-in renderer, only the template renders it */
+    char *default_system;   /* built-in ChatML: the system message the template adds when the chat has none (owned) */
+    lmf_jinja *jinja;       /* the template compiled (owned); NULL: rendered by format in C */
+    char *bos_token, *eos_token; /* what the template sees as bos_token / eos_token (owned), or NULL: undefined */
+    char *end_of_turn;      /* the text that closes an assistant turn (owned), or NULL: lmf_chat_end_of_turn(format) */
+    char *kwargs_json;      /* extra template variables, a JSON object ({"enable_thinking": false}) (owned), or NULL */
+    long long now;          /* what strftime_now formats (seconds since the epoch); 0: the time of the render */
 } lmf_chat_template;
 typedef struct {
-    const char *role; /* "system" (first only), "user", "assistant" */
+    const char *role; /* built-in renderers: "system" (first only), "user", "assistant"; templates decide their own */
     const char *content;
 } lmf_chat_message;
-/* jinja NULL or empty: ChatML. Unrecognised templates fail with LMF_ERR_FORMAT quoting the template's start. */
+/* jinja NULL or empty: built-in ChatML. Otherwise the template is compiled (a template that does not compile is
+ * LMF_ERR_FORMAT naming its line, unless its family is recognised: then the built-in renderer is kept and
+ * t->jinja stays NULL). bos_token / eos_token are not set: lmf_chat_template_from_weights does that. */
 lmf_status lmf_chat_template_parse(const char *jinja, lmf_chat_template *out);
+/* The model's template (lmf_chat_template_parse) with the model's BOS / EOS token texts. */
+lmf_status lmf_chat_template_from_weights(const lmf_weights *w, lmf_chat_template *out);
+/* Extra variables for the template, a JSON object (`--chat-template-kwargs '{"enable_thinking": false}'`);
+ * LMF_ERR_ARG when json is not an object. */
+lmf_status lmf_chat_template_set_kwargs(lmf_chat_template *t, const char *json);
+/* Drops the compiled template: renders with the built-in renderer of t->format (`--chat-format NAME`). */
+void lmf_chat_template_use_builtin(lmf_chat_template *t);
 void lmf_chat_template_free(lmf_chat_template *t);
 const char *lmf_chat_format_name(lmf_chat_format f);
+/* "chatml", "llama2", "llama3": the built-in renderers. */
 lmf_status lmf_chat_format_parse(const char *name, lmf_chat_format *out);
 /* Appends the prompt text for msgs (special tokens as text: encode it with LMF_ENCODE_ALLOW_SPECIAL), ending with
- * the assistant's header when add_generation_prompt. */
+ * the assistant's header when add_generation_prompt. A template's raise_exception is LMF_ERR_ARG with its message. */
 lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *msgs, int n, int add_generation_prompt,
                            lmf_text *out);
 /* The token ids of a rendered chat, exactly as `lmforge chat` feeds them to the model: bos first when bos >= 0 (pass
- * lmf_weights_bos's id when it says add_bos, else -1) except for Llama-3, whose text starts with <|begin_of_text|>;
- * then the text encoded with LMF_ENCODE_ALLOW_SPECIAL. Appends to *out. lmf_chat_encode renders msgs first (its
+ * lmf_weights_bos's id when it says add_bos, else -1) except when a template rendered it (the template writes
+ * bos_token where the model wants it, as transformers' apply_chat_template(tokenize=True) adds no special token) or
+ * for built-in Llama-3, whose text starts with <|begin_of_text|>; then the text encoded with
+ * LMF_ENCODE_ALLOW_SPECIAL. Appends to *out. lmf_chat_encode renders msgs first (its
  * errors are lmf_chat_render's); lmf_chat_encode_text takes text already rendered (a prefix of a render, say). */
 lmf_status lmf_chat_encode(const lmf_tokenizer *tok, const lmf_chat_template *t, int32_t bos,
                            const lmf_chat_message *msgs, int n, int add_generation_prompt, lmf_ids *out);
@@ -583,6 +604,9 @@ lmf_status lmf_chat_encode_text(const lmf_tokenizer *tok, const lmf_chat_templat
 /* The text of the token that closes a turn in format f: "<|im_end|>" (ChatML), "<|eot_id|>" (Llama-3), "</s>"
  * (Llama-2, after an assistant reply). */
 const char *lmf_chat_end_of_turn(lmf_chat_format f);
+/* The text that closes an assistant turn under t: t->end_of_turn, else lmf_chat_end_of_turn(t->format) ("" when
+ * neither knows). */
+const char *lmf_chat_template_end_of_turn(const lmf_chat_template *t);
 /* The model's chat template text (tokenizer.chat_template), or NULL. */
 const char *lmf_weights_chat_template(const lmf_weights *w);
 /* Token ids that end a reply: eos and, where the model has one, the end-of-turn token (<|im_end|>, <|eot_id|>);

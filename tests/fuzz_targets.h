@@ -350,8 +350,12 @@ static int fuzz_sft(const uint8_t *data, size_t n) {
     static lmf_tokenizer *tok; /* built once; still reachable at exit */
     if (!tok && !(tok = tiny_chat_tokenizer())) abort();
     lmf_sft_vocab v = {.tok = tok, .bos = n % 3 ? -1 : TINY_IM_START, .eos = TINY_EOT, .pad = TINY_EOT};
-    if (lmf_chat_template_parse("{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n"
-                                "Be kind.<|im_end|>\n' }}{% endif %}", &v.tmpl) != LMF_OK)
+    /* SmolLM2's template with a shorter default system message: run by the Jinja interpreter */
+    if (lmf_chat_template_parse("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+                                "{{ '<|im_start|>system\nBe kind.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + "
+                                "message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+                                "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
+                                &v.tmpl) != LMF_OK || !v.tmpl.jinja)
         abort();
     lmf_sft_options o = {.max_tokens = 48, .train_on_prompt = n % 2, .refuse_long = n % 5 == 0};
     lmf_sft_data d = {0};
@@ -366,6 +370,27 @@ static int fuzz_sft(const uint8_t *data, size_t n) {
     lmf_sft_free(&d);
     lmf_sft_vocab_free(&v);
     return ok;
+}
+
+/* Chat templates (src/model/jinja*.c): the bytes are a template, compiled and, when it compiles, rendered over a
+ * small conversation. Runaway templates end at the interpreter's bounds (steps, memory, output, depth). */
+#include "model/jinja.h"
+#include <cjson/cJSON.h>
+static int fuzz_jinja(const uint8_t *data, size_t n) {
+    lmf_jinja *j;
+    if (lmf_jinja_compile((const char *)data, n, &j) != LMF_OK) return 0;
+    cJSON *vars = cJSON_Parse("{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": "
+                              "\"user\", \"content\": \"Hi <think>x</think>\"}, {\"role\": \"assistant\", \"content\": "
+                              "\" Hello \", \"tool_calls\": [{\"function\": {\"name\": \"f\", \"arguments\": {\"a\": 1.5}}}]}],"
+                              "\"add_generation_prompt\": true, \"tools\": null, \"bos_token\": \"<s>\", "
+                              "\"eos_token\": \"</s>\", \"enable_thinking\": false}");
+    if (!vars) abort();
+    lmf_text out = {0};
+    lmf_jinja_render(j, vars, 0, &out); /* may fail: the template compiled, which is what the parser decides */
+    free(out.data);
+    cJSON_Delete(vars);
+    lmf_jinja_free(j);
+    return 1;
 }
 
 #endif

@@ -177,6 +177,19 @@ static void test_fuzz_sft(void **s) {
     mutate_loop(fuzz_sft, (const uint8_t *)seed, strlen(seed), 4000);
 }
 
+/* Chat templates: mutations of real ones (Qwen3's, with tool calls, namespaces and reasoning; Llama-3.1's) */
+static void test_fuzz_jinja(void **s) {
+    static const char *const seeds[] = {LMF_SOURCE_DIR "/tests/reference/chat_templates/qwen3.jinja",
+                                        LMF_SOURCE_DIR "/tests/reference/chat_templates/llama3.1.jinja",
+                                        LMF_SOURCE_DIR "/tests/reference/chat_templates/mistral-7b-instruct-v0.3.jinja"};
+    for (int i = 0; i < 3; i++) {
+        size_t n;
+        uint8_t *seed = read_all(seeds[i], &n);
+        mutate_loop(fuzz_jinja, seed, n, 1500);
+        free(seed);
+    }
+}
+
 static int setup(void **s) {
     snprintf(tmp, sizeof tmp, "/tmp/lmf_fuzz_XXXXXX");
     return mkdtemp(tmp) ? 0 : -1;
@@ -276,6 +289,7 @@ int main(void) {
         cmocka_unit_test(test_fuzz_encode),
         cmocka_unit_test(test_fuzz_toml),
         cmocka_unit_test(test_fuzz_sft),
+        cmocka_unit_test(test_fuzz_jinja),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -125,15 +125,22 @@ static void test_chat_templates(void **state) {
     assert_string_equal(out.data, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
     lmf_chat_template_free(&t);
 
+    /* the family is recognised from the markers; the template itself renders, the built-in renderer on request */
     assert_int_equal(lmf_chat_template_parse("{{ '<|start_header_id|>' }}", &t), LMF_OK);
     assert_int_equal(t.format, LMF_CHAT_LLAMA3);
+    out.len = 0;
+    assert_int_equal(lmf_chat_render(&t, ms, 2, 1, &out), LMF_OK);
+    assert_string_equal(out.data, "<|start_header_id|>");
+    lmf_chat_template_use_builtin(&t);
     out.len = 0;
     assert_int_equal(lmf_chat_render(&t, ms, 2, 1, &out), LMF_OK);
     assert_string_equal(out.data, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
                                   "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant"
                                   "<|end_header_id|>\n\n");
+    lmf_chat_template_free(&t);
     assert_int_equal(lmf_chat_template_parse("{{ '[INST] ' }}", &t), LMF_OK);
     assert_int_equal(t.format, LMF_CHAT_LLAMA2);
+    lmf_chat_template_use_builtin(&t);
     out.len = 0;
     lmf_chat_message m2[4] = {{"system", "S"}, {"user", "A"}, {"assistant", "B"}, {"user", "C"}};
     assert_int_equal(lmf_chat_render(&t, m2, 4, 1, &out), LMF_OK);
@@ -141,7 +148,24 @@ static void test_chat_templates(void **state) {
     /* refusals */
     lmf_chat_message bad[1] = {{"tool", "x"}};
     assert_int_equal(lmf_chat_render(&t, bad, 1, 1, &out), LMF_ERR_ARG);
-    assert_int_equal(lmf_chat_template_parse("{{ unknown }}", &t), LMF_ERR_FORMAT);
+    lmf_chat_template_free(&t);
+    /* a template of no known family renders through the interpreter; one that does not compile is refused, unless
+     * its family is known (then the built-in renderer stays) */
+    assert_int_equal(lmf_chat_template_parse("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}", &t),
+                     LMF_OK);
+    assert_int_equal(t.format, LMF_CHAT_OTHER);
+    out.len = 0;
+    assert_int_equal(lmf_chat_render(&t, ms, 2, 1, &out), LMF_OK);
+    assert_string_equal(out.data, "<system>Be brief.<user>Hi");
+    lmf_chat_template_use_builtin(&t);
+    assert_int_equal(lmf_chat_render(&t, ms, 2, 1, &out), LMF_ERR_ARG);
+    lmf_chat_template_free(&t);
+    assert_int_equal(lmf_chat_template_parse("{{ unknown", &t), LMF_ERR_FORMAT);
+    assert_non_null(strstr(lmf_last_error(), "line 1"));
+    assert_int_equal(lmf_chat_template_parse("<|im_start|>{% if %}", &t), LMF_OK);
+    assert_int_equal(t.format, LMF_CHAT_CHATML);
+    assert_null(t.jinja);
+    lmf_chat_template_free(&t);
     free(out.data);
 }
 

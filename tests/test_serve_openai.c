@@ -125,6 +125,51 @@ static void test_chat_malformed(void **state) {
     expect_error(C, "{" MSG ", \"max_tokens\": 190}", 400, "max_tokens");
 }
 
+/* A model whose template runs (not the built-in ChatML): chat_template_kwargs reach it over the server's own, a bad
+ * one is a 400 naming it, and the template's raise_exception is a 400 with its message. */
+static void test_chat_template_kwargs(void **state) {
+    lmf_chat_template t;
+    assert_int_equal(lmf_chat_template_parse("{% if flag is defined and flag == 'stop' %}{{ raise_exception('no ' ~ "
+                                             "messages[0].content) }}{% endif %}{% for m in messages %}{{ m.content }}"
+                                             "{% endfor %}[{{ flag }}|{{ other }}]", &t), LMF_OK);
+    assert_non_null(t.jinja);
+    assert_int_equal(lmf_chat_template_set_kwargs(&t, "{\"flag\": \"server\", \"other\": 1}"), LMF_OK);
+    lmf_openai_model mk = model;
+    mk.tmpl = &t;
+    static const struct {
+        const char *body, *text;
+    } ok[] = {{"{" MSG "}", "hi[server|1]"},
+              {"{" MSG ", \"chat_template_kwargs\": {\"flag\": \"req\"}}", "hi[req|1]"},
+              {"{" MSG ", \"chat_template_kwargs\": {}}", "hi[server|1]"}};
+    for (int i = 0; i < 3; i++) {
+        lmf_openai_request r;
+        lmf_openai_error e;
+        int rc = lmf_openai_parse(&mk, LMF_OPENAI_CHAT, ok[i].body, strlen(ok[i].body), &r, &e);
+        if (rc) fail_msg("%s: %s", ok[i].body, e.message);
+        lmf_ids want = {0};
+        assert_int_equal(lmf_tokenizer_encode(tok, ok[i].text, strlen(ok[i].text), LMF_ENCODE_ALLOW_SPECIAL, &want),
+                         LMF_OK);
+        assert_int_equal(r.prompt.len, want.len);
+        assert_memory_equal(r.prompt.data, want.data, want.len * sizeof *want.data);
+        free(want.data);
+        lmf_openai_request_free(&r);
+    }
+    lmf_openai_model saved = model;
+    model = mk; /* expect_error parses with `model` */
+    expect_error(LMF_OPENAI_CHAT, "{" MSG ", \"chat_template_kwargs\": [1]}", 400, "chat_template_kwargs");
+    expect_error(LMF_OPENAI_COMPLETION, "{\"prompt\": \"x\", \"chat_template_kwargs\": {}}", 400,
+                 "chat_template_kwargs");
+    const char *raise = "{" MSG ", \"chat_template_kwargs\": {\"flag\": \"stop\"}}";
+    lmf_openai_request r;
+    lmf_openai_error e;
+    assert_int_equal(lmf_openai_parse(&model, LMF_OPENAI_CHAT, raise, strlen(raise), &r, &e), 400);
+    assert_string_equal(e.param, "messages");
+    assert_non_null(strstr(e.message, "the template raised: no hi"));
+    lmf_openai_request_free(&r);
+    model = saved;
+    lmf_chat_template_free(&t);
+}
+
 static void test_completion_malformed(void **state) {
     const lmf_openai_kind P = LMF_OPENAI_COMPLETION;
     expect_error(P, "{}", 400, "prompt");
@@ -440,6 +485,7 @@ static void test_error_json_and_utf8(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chat_malformed),   cmocka_unit_test(test_completion_malformed),
+        cmocka_unit_test(test_chat_template_kwargs),
         cmocka_unit_test(test_chat_valid),       cmocka_unit_test(test_completion_valid),
         cmocka_unit_test(test_tokenize),         cmocka_unit_test(test_chat_reply),
         cmocka_unit_test(test_chat_stream),      cmocka_unit_test(test_completion_reply),

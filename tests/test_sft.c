@@ -91,6 +91,41 @@ static void test_tiny_conversation(void **s) {
     free_vocab(&v);
 }
 
+/* A template of no built-in family (Zephyr-shaped: each turn ends with eos_token) is run by the interpreter, and
+ * the loss covers each assistant turn through its end-of-turn text, as with ChatML. */
+static void test_tiny_other_template(void **s) {
+    lmf_sft_vocab v = {.tok = tiny_chat_tokenizer(), .bos = TINY_IM_START, .eos = TINY_EOT, .pad = TINY_EOT};
+    assert_int_equal(lmf_chat_template_parse("{% for m in messages %}\n{{ '<|' + m.role + '|>\\n' + m.content + "
+                                             "eos_token }}\n{% endfor %}\n{% if add_generation_prompt %}"
+                                             "{{ '<|assistant|>\\n' }}{% endif %}", &v.tmpl), LMF_OK);
+    assert_int_equal(v.tmpl.format, LMF_CHAT_OTHER);
+    assert_non_null(v.tmpl.jinja);
+    /* what lmf_chat_template_from_weights sets from the model's EOS token */
+    v.tmpl.eos_token = strdup("<|im_end|>"), v.tmpl.end_of_turn = strdup("<|im_end|>");
+    lmf_sft_data d = {0};
+    const char *jl = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", "
+                     "\"content\": \"yo\"}, {\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", "
+                     "\"content\": \"ok\"}]}\n";
+    if (parse(&d, jl, &v, 256) != LMF_OK) fail_msg("%s", lmf_last_error());
+    int32_t ids[128];
+    uint8_t loss[128] = {0};
+    size_t n = 0;
+    const char *turns[][2] = {{"user", "hi"}, {"assistant", "yo"}, {"user", "q"}, {"assistant", "ok"}};
+    for (int t = 0; t < 4; t++) { /* no BOS: the template writes bos_token where the model wants it */
+        n += push_bytes(ids + n, "<|");
+        n += push_bytes(ids + n, turns[t][0]);
+        n += push_bytes(ids + n, "|>\n");
+        size_t c = n;
+        n += push_bytes(ids + n, turns[t][1]);
+        ids[n++] = TINY_IM_END;
+        if (t % 2) memset(loss + c, 1, n - c); /* content + the end of turn, not the header nor the "\n" */
+        n += push_bytes(ids + n, "\n");
+    }
+    expect_example(&d, 0, ids, loss, n);
+    lmf_sft_free(&d);
+    free_vocab(&v);
+}
+
 static void test_tiny_prompt_completion_text(void **s) {
     lmf_sft_vocab v = tiny_vocab();
     lmf_sft_data d = {0};
@@ -480,6 +515,7 @@ static void test_smollm2_chat(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_conversation),
+        cmocka_unit_test(test_tiny_other_template),
         cmocka_unit_test(test_tiny_prompt_completion_text),
         cmocka_unit_test(test_tiny_truncation_and_batches),
         cmocka_unit_test(test_tiny_split_and_loader),

@@ -14,7 +14,7 @@
 #include <string.h>
 
 typedef struct {
-    const char *model, *prompt, *system, *chat_format, *lora, *messages;
+    const char *model, *prompt, *system, *chat_format, *chat_kwargs, *lora, *messages;
     float lora_scale;
     const char *stop_v[8];
     cli_list stops;
@@ -46,7 +46,10 @@ static int gen_table(gen_opts *o, int chat, cli_opt *t) {
         t[n++] = (cli_opt)CLI_OPT(NULL, "--system", CLI_STR, &o->system, "TEXT", "system message",
                                   .def = "the template's own, if any");
         t[n++] = (cli_opt)CLI_OPT(NULL, "--chat-format", CLI_STR, &o->chat_format, "F",
-                                  "chatml, llama2 or llama3 instead of the model's template", .def = "from the model");
+                                  "chatml, llama2 or llama3: a built-in renderer instead of the model's template",
+                                  .def = "the model's template");
+        t[n++] = (cli_opt)CLI_OPT(NULL, "--chat-template-kwargs", CLI_STR, &o->chat_kwargs, "JSON",
+                                  "extra variables for the template, e.g. '{\"enable_thinking\": false}'");
     } else {
         t[n++] = (cli_opt)CLI_OPT("-p", "--prompt", CLI_STR, &o->prompt, "TEXT", "the prompt (required)");
         t[n++] = (cli_opt)CLI_OPT(NULL, "--no-special", CLI_BOOL, &o->no_special, NULL,
@@ -339,7 +342,7 @@ int cmd_chat(int argc, char **argv) {
     gen_opts o;
     gen_defaults(&o, 512);
     int r = parse_gen("chat", "usage: lmforge chat -m MODEL [-p MESSAGE | --messages FILE] [flags]\n\nChats "
-                      "through the model's chat template (from its tokenizer.chat_template: ChatML, Llama-2, Llama-3).\n"
+                      "through the model's chat template (its tokenizer.chat_template, run as transformers runs it).\n"
                       "Interactive: type a message and Enter; an empty line or end of input quits, /reset clears the "
                       "history.\nWith -p: answers one message and exits. With --messages: answers the last user turn "
                       "of a\nconversation and exits (no terminal needed).\n", 1, argc, argv, &o);
@@ -369,8 +372,10 @@ int cmd_chat(int argc, char **argv) {
         }
     }
     if (st == LMF_OK) st = open_model(&o, &w, &lora, &s, &smp);
-    if (st == LMF_OK) st = lmf_chat_template_parse(lmf_weights_chat_template(w), &tmpl);
-    if (st == LMF_OK && o.chat_format) st = lmf_chat_format_parse(o.chat_format, &tmpl.format);
+    if (st == LMF_OK) st = lmf_chat_template_from_weights(w, &tmpl);
+    if (st == LMF_OK && o.chat_format && (st = lmf_chat_format_parse(o.chat_format, &tmpl.format)) == LMF_OK)
+        lmf_chat_template_use_builtin(&tmpl);
+    if (st == LMF_OK && o.chat_kwargs) st = lmf_chat_template_set_kwargs(&tmpl, o.chat_kwargs);
     if (st != LMF_OK) {
         int rc = cli_fail("chat", st);
         for (int i = 0; i < n_owned; i++) free(owned[i]);
@@ -379,8 +384,8 @@ int cmd_chat(int argc, char **argv) {
     }
     int interactive = o.prompt == NULL && o.messages == NULL;
     if (interactive)
-        fprintf(stderr, "lmforge chat: %s (%s template). Empty line or Ctrl-D quits, /reset clears the history.\n",
-                o.model, lmf_chat_format_name(tmpl.format));
+        fprintf(stderr, "lmforge chat: %s (%s template%s). Empty line or Ctrl-D quits, /reset clears the history.\n",
+                o.model, lmf_chat_format_name(tmpl.format), tmpl.jinja ? "" : ", built-in renderer");
     int first = o.system ? 1 : 0, first_owned = n_owned;
     lmf_ids hist = {0}; /* token ids the session holds */
     timings tm = {0};

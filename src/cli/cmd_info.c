@@ -73,6 +73,22 @@ static void print_value(const lmf_gguf *g, const lmf_gguf_kv *kv) {
     printf("%s]", kv->count > show ? ", ..." : "");
 }
 
+/* Whether chat runs the model's template (text, or NULL), and of what family (docs/chat-templates.md). */
+static void print_chat_template(const char *prefix, const char *text) {
+    if (!text) {
+        printf("%snone (chat uses the built-in ChatML renderer)\n", prefix);
+        return;
+    }
+    lmf_chat_template t;
+    if (lmf_chat_template_parse(text, &t) != LMF_OK) {
+        printf("%s%zu bytes, does not compile: %s\n", prefix, strlen(text), lmf_last_error());
+        return;
+    }
+    printf("%s%zu bytes, %s family, %s\n", prefix, strlen(text), lmf_chat_format_name(t.format),
+           t.jinja ? "run as written" : "does not compile here: the family's built-in renderer stands in");
+    lmf_chat_template_free(&t);
+}
+
 static void print_token(const lmf_gguf *g, const char *what, int32_t id) {
     if (id < 0) return;
     const lmf_gguf_kv *tokens = lmf_gguf_find(g, "tokenizer.ggml.tokens");
@@ -131,7 +147,7 @@ static void print_tokenizer(const lmf_gguf *g) {
     if (sp.add_bos >= 0) printf("  add_bos_token    %s\n", sp.add_bos ? "true" : "false");
     if (sp.add_eos >= 0) printf("  add_eos_token    %s\n", sp.add_eos ? "true" : "false");
     if ((kv = lmf_gguf_find(g, "tokenizer.chat_template")) && kv->type == LMF_GGUF_STRING)
-        printf("  chat template    %llu bytes\n", (ull)kv->len);
+        print_chat_template("  chat template    ", kv->str);
 }
 
 static void fmt_bytes(uint64_t n, char *out, size_t cap) {
@@ -180,11 +196,11 @@ static int info_loaded(const char *path) {
                "  %-28s %.9g\n", "n_expert", c->n_expert, "n_expert_used", c->n_expert_used, "shared_ffn_dim",
                c->shared_ffn_dim, "norm_topk_prob", c->norm_topk_prob ? "true" : "false", "router_aux_coef",
                c->router_aux_coef, "router_z_coef", c->router_z_coef, "capacity_factor", c->capacity_factor);
-    if (w->tok)
-        printf("\ntokenizer: %d tokens, pre-tokenizer %s; bos %d eos %d%s\n", lmf_tokenizer_vocab_size(w->tok),
-               lmf_pretok_name(lmf_tokenizer_pretok(w->tok)), w->bos_id, w->eos_id,
-               w->chat_template ? "; chat template present" : "");
-    else
+    if (w->tok) {
+        printf("\ntokenizer: %d tokens, pre-tokenizer %s; bos %d eos %d\n", lmf_tokenizer_vocab_size(w->tok),
+               lmf_pretok_name(lmf_tokenizer_pretok(w->tok)), w->bos_id, w->eos_id);
+        print_chat_template("chat template: ", w->chat_template);
+    } else
         printf("\ntokenizer: none\n");
     uint64_t params = 0, bytes = 0;
     printf("\ntensors (as loaded; shape (out, in)):\n");

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *model, *model_name, *lora, *chat_format, *kv_size;
+    const char *model, *model_name, *lora, *chat_format, *chat_kwargs, *kv_size;
     const char *api_key, *api_key_file;
     float lora_scale;
     int threads, no_auth;
@@ -44,7 +44,10 @@ static int parse(int argc, char **argv, serve_opts *o) {
                 "apply a LoRA adapter without merging: a PEFT folder or a GGUF adapter"),
         CLI_OPT(NULL, "--lora-scale", CLI_FLOAT, &o->lora_scale, "S", "multiply the adapter's scale by S"),
         CLI_OPT(NULL, "--chat-format", CLI_STR, &o->chat_format, "F",
-                "chatml, llama2 or llama3 instead of the model's template", .def = "from the model"),
+                "chatml, llama2 or llama3: a built-in renderer instead of the model's template",
+                .def = "the model's template"),
+        CLI_OPT(NULL, "--chat-template-kwargs", CLI_STR, &o->chat_kwargs, "JSON",
+                "extra variables for the template, e.g. '{\"enable_thinking\": false}'"),
         CLI_OPT("-t", "--threads", CLI_INT, &o->threads, "N", "compute threads", .def = "OMP_NUM_THREADS or all cores",
                 .lo = 1),
         CLI_HEADING("engine"),
@@ -223,9 +226,10 @@ int cmd_serve(int argc, char **argv) {
     }
     if (o.chat_format) {
         if ((st = lmf_chat_format_parse(o.chat_format, &tmpl.format)) != LMF_OK) goto done;
-    } else if ((st = lmf_chat_template_parse(lmf_weights_chat_template(w), &tmpl)) != LMF_OK) {
-        goto done; /* the message quotes the template; --chat-format overrides it */
+    } else if ((st = lmf_chat_template_from_weights(w, &tmpl)) != LMF_OK) {
+        goto done; /* the message names the template's line; --chat-format overrides it */
     }
+    if (o.chat_kwargs && (st = lmf_chat_template_set_kwargs(&tmpl, o.chat_kwargs)) != LMF_OK) goto done;
     if (o.lora && (st = cli_open_lora(o.lora, w, o.lora_scale, &lora)) != LMF_OK) goto done;
     if (o.kv_size && (st = kv_positions(o.kv_size, lmf_weights_config(w), o.ecfg.kv_type, &o.ecfg.kv_tokens)) != LMF_OK) goto done;
     if ((st = lmf_engine_create(w, lora, &o.ecfg, &e)) != LMF_OK) goto done;
@@ -241,9 +245,9 @@ int cmd_serve(int argc, char **argv) {
     e = NULL; /* the server owns it now */
     atomic_store(&serving, 1);
     double load_s = lmf_now() - t0;
-    fprintf(stderr, "lmforge serve: ready in %.1f s: model '%s' (%s template%s), context %d, %d sequences at once, "
+    fprintf(stderr, "lmforge serve: ready in %.1f s: model '%s' (%s template%s%s), context %d, %d sequences at once, "
             "KV cache %d blocks of %d positions (%s)\n", load_s, m.id, lmf_chat_format_name(tmpl.format),
-            lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks, es.kv_block_size,
+            tmpl.jinja ? "" : ", built-in renderer", lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks, es.kv_block_size,
             o.ecfg.kv_type == LMF_KV_F16 ? "f16" : "f32");
 
     while (sem_wait(&stop_sem) != 0) continue; /* EINTR */

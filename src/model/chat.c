@@ -1,7 +1,9 @@
 /* chat.c — chat templates: turning a conversation into the prompt text a chat model was trained on.
  *
- * Models ship their template as Jinja (tokenizer.chat_template). Rather than embed a Jinja interpreter we
- * recognise the families by their markers and render them in C, exactly as the Jinja would:
+ * Models ship their template as Jinja (tokenizer.chat_template), which jinja.h's interpreter runs as transformers
+ * does: messages, add_generation_prompt, bos_token, eos_token, tools = none, documents = none and the extra
+ * keyword variables (kwargs_json) are what it sees. The family is still recognised from the markers: it names the
+ * end-of-turn text and the built-in renderer that `--chat-format` asks for and that models without a template use:
  *   ChatML  (SmolLM2, Qwen, ...):  <|im_start|>{role}\n{content}<|im_end|>\n ... <|im_start|>assistant\n
  *   Llama-3:  <|begin_of_text|><|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|> ...
  *             <|start_header_id|>assistant<|end_header_id|>\n\n
@@ -10,10 +12,14 @@
  * helpful AI assistant named SmolLM, ...") has that message extracted from the template text and applied. */
 #include "core/alloc.h"
 #include "core/status.h"
+#include "model/jinja.h"
+#include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Copies the text between `start` and `end` found after `from` in t (NULL if absent). Caller frees. */
 static char *between(const char *t, const char *from, const char *start, const char *end) {
@@ -28,6 +34,11 @@ static char *between(const char *t, const char *from, const char *start, const c
     memcpy(s, p, (size_t)(q - p));
     s[q - p] = 0;
     return s;
+}
+
+static char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    return memcpy(lmf_xmalloc(n), s, n);
 }
 
 lmf_status lmf_chat_template_parse(const char *jinja, lmf_chat_template *out) {
@@ -46,25 +57,71 @@ lmf_status lmf_chat_template_parse(const char *jinja, lmf_chat_template *out) {
     } else if (strstr(jinja, "[INST]")) {
         out->format = LMF_CHAT_LLAMA2;
     } else {
-        return lmf_fail(LMF_ERR_FORMAT, "unrecognised chat template (known: ChatML, Llama-2, Llama-3): %.120s",
-                        jinja);
+        out->format = LMF_CHAT_OTHER;
+        /* the end of a turn, for fine-tuning's loss masks: Gemma's and Phi-3's markers, else eos_token (set later) */
+        static const char *const ends[] = {"<end_of_turn>", "<|end|>"};
+        for (int i = 0; i < 2 && !out->end_of_turn; i++)
+            if (strstr(jinja, ends[i])) out->end_of_turn = xstrdup(ends[i]);
     }
+    lmf_status st = lmf_jinja_compile(jinja, strlen(jinja), &out->jinja);
+    if (st != LMF_OK && out->format != LMF_CHAT_OTHER) {
+        out->jinja = NULL; /* a recognised family: its built-in renderer, as before templates were run */
+        return LMF_OK;
+    }
+    if (st != LMF_OK) lmf_chat_template_free(out);
+    return st;
+}
+
+static char *token_text(const lmf_tokenizer *tok, int32_t id) {
+    size_t n;
+    const char *b = id >= 0 ? lmf_tokenizer_token_bytes(tok, id, &n) : NULL;
+    if (!b) return NULL;
+    char *s = lmf_xmalloc(n + 1);
+    memcpy(s, b, n);
+    s[n] = 0;
+    return s;
+}
+
+lmf_status lmf_chat_template_from_weights(const lmf_weights *w, lmf_chat_template *out) {
+    LMF_TRY(lmf_chat_template_parse(w->chat_template, out));
+    if (w->tok) {
+        out->bos_token = token_text(w->tok, w->bos_id);
+        out->eos_token = token_text(w->tok, w->eos_id);
+    }
+    if (out->format == LMF_CHAT_OTHER && !out->end_of_turn && out->eos_token)
+        out->end_of_turn = xstrdup(out->eos_token);
     return LMF_OK;
 }
 
-void lmf_chat_template_free(lmf_chat_template *t) {
-    free(t->default_system);
-    t->default_system = NULL;
+lmf_status lmf_chat_template_set_kwargs(lmf_chat_template *t, const char *json) {
+    cJSON *j = cJSON_Parse(json);
+    int ok = cJSON_IsObject(j);
+    cJSON_Delete(j);
+    if (!ok) return lmf_fail(LMF_ERR_ARG, "chat template kwargs: expected a JSON object, got '%.80s'", json);
+    free(t->kwargs_json);
+    t->kwargs_json = xstrdup(json);
+    return LMF_OK;
 }
 
-static const char *const chat_format_names[] = {"chatml", "llama2", "llama3"}; /* by lmf_chat_format */
+void lmf_chat_template_use_builtin(lmf_chat_template *t) {
+    lmf_jinja_free(t->jinja);
+    t->jinja = NULL;
+}
+
+void lmf_chat_template_free(lmf_chat_template *t) {
+    lmf_jinja_free(t->jinja);
+    LMF_FREE_ALL(t->default_system, t->bos_token, t->eos_token, t->end_of_turn, t->kwargs_json);
+    memset(t, 0, sizeof *t);
+}
+
+static const char *const chat_format_names[] = {"chatml", "llama2", "llama3", "template"}; /* by lmf_chat_format */
 
 const char *lmf_chat_format_name(lmf_chat_format f) {
     return (unsigned)f < sizeof chat_format_names / sizeof *chat_format_names ? chat_format_names[f] : "?";
 }
 
 lmf_status lmf_chat_format_parse(const char *name, lmf_chat_format *out) {
-    int i = lmf_name_index(name, chat_format_names, (int)(sizeof chat_format_names / sizeof *chat_format_names));
+    int i = lmf_name_index(name, chat_format_names, 3); /* the built-in renderers */
     if (i < 0) return lmf_fail(LMF_ERR_ARG, "unknown chat format '%s' (chatml, llama2, llama3)", name);
     *out = (lmf_chat_format)i;
     return LMF_OK;
@@ -84,8 +141,44 @@ static void put_turns(lmf_text *o, const lmf_chat_message *msgs, int n, const ch
     }
 }
 
+/* The template's variables, as transformers' apply_chat_template passes them. */
+static lmf_status render_jinja(const lmf_chat_template *t, const lmf_chat_message *msgs, int n,
+                               int add_generation_prompt, lmf_text *out) {
+    cJSON *vars = t->kwargs_json ? cJSON_Parse(t->kwargs_json) : cJSON_CreateObject();
+    if (!cJSON_IsObject(vars)) {
+        cJSON_Delete(vars);
+        return lmf_fail(LMF_ERR_ARG, "chat template kwargs: not a JSON object");
+    }
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", msgs[i].role);
+        cJSON_AddStringToObject(m, "content", msgs[i].content);
+        cJSON_AddItemToArray(arr, m);
+    }
+    /* the keyword extras first: they win over bos_token / eos_token (transformers: {**special_tokens, **kwargs}),
+     * while messages, add_generation_prompt, tools and documents are the render's own */
+    static const char *const fixed[] = {"messages", "add_generation_prompt", "tools", "documents"};
+    for (int i = 0; i < 4; i++) cJSON_DeleteItemFromObjectCaseSensitive(vars, fixed[i]);
+    cJSON_AddItemToObject(vars, "messages", arr);
+    cJSON_AddBoolToObject(vars, "add_generation_prompt", add_generation_prompt);
+    cJSON_AddNullToObject(vars, "tools");
+    cJSON_AddNullToObject(vars, "documents");
+    if (t->bos_token && !cJSON_HasObjectItem(vars, "bos_token"))
+        cJSON_AddStringToObject(vars, "bos_token", t->bos_token);
+    if (t->eos_token && !cJSON_HasObjectItem(vars, "eos_token"))
+        cJSON_AddStringToObject(vars, "eos_token", t->eos_token);
+    lmf_status st = lmf_jinja_render(t->jinja, vars, t->now ? (time_t)t->now : time(NULL), out);
+    cJSON_Delete(vars);
+    if (st == LMF_OK && !out->data) lmf_text_push(out, "", 0);
+    return st;
+}
+
 lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *msgs, int n, int add_generation_prompt,
                            lmf_text *out) {
+    if (t->jinja) return render_jinja(t, msgs, n, add_generation_prompt, out);
+    if (t->format == LMF_CHAT_OTHER)
+        return lmf_fail(LMF_ERR_ARG, "this chat format has no built-in renderer: only the model's template renders it");
     for (int i = 0; i < n; i++) {
         const char *r = msgs[i].role;
         if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant"))
@@ -136,6 +229,7 @@ lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *m
         }
         break;
     }
+    case LMF_CHAT_OTHER: break; /* refused above */
     }
     if (!out->data) lmf_text_push(out, "", 0);
     return LMF_OK;
@@ -143,7 +237,8 @@ lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *m
 
 lmf_status lmf_chat_encode_text(const lmf_tokenizer *tok, const lmf_chat_template *t, int32_t bos, const char *text,
                                 size_t len, lmf_ids *out) {
-    if (bos >= 0 && t->format != LMF_CHAT_LLAMA3) lmf_ids_push(out, &bos, 1); /* Llama-3's text carries its BOS */
+    /* a template writes bos_token itself where the model wants it; built-in Llama-3's text carries its BOS */
+    if (bos >= 0 && !t->jinja && t->format != LMF_CHAT_LLAMA3) lmf_ids_push(out, &bos, 1);
     return lmf_tokenizer_encode(tok, text, len, LMF_ENCODE_ALLOW_SPECIAL, out);
 }
 
@@ -157,6 +252,10 @@ lmf_status lmf_chat_encode(const lmf_tokenizer *tok, const lmf_chat_template *t,
 }
 
 const char *lmf_chat_end_of_turn(lmf_chat_format f) {
-    static const char *const eot[] = {"<|im_end|>", "</s>", "<|eot_id|>"}; /* by lmf_chat_format */
+    static const char *const eot[] = {"<|im_end|>", "</s>", "<|eot_id|>", ""}; /* by lmf_chat_format */
     return (unsigned)f < sizeof eot / sizeof *eot ? eot[f] : "";
+}
+
+const char *lmf_chat_template_end_of_turn(const lmf_chat_template *t) {
+    return t->end_of_turn ? t->end_of_turn : lmf_chat_end_of_turn(t->format);
 }

@@ -209,15 +209,38 @@ static int want_string(const cJSON *j, const char *name, lmf_openai_error *err) 
 static const char *const CHAT_FIELDS[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "seed",
     "stop", "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs", "top_logprobs", "n", "stream",
-    "stream_options", "user"};
+    "stream_options", "user", "chat_template_kwargs"};
 static const char *const COMPLETION_FIELDS[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
     "frequency_penalty", "repetition_penalty", "logprobs", "n", "stream", "stream_options", "user"};
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* The server's template with the request's chat_template_kwargs (vLLM's field: an object of extra template
+ * variables, over the server's --chat-template-kwargs) in *t, a shallow copy whose kwargs_json the caller frees. */
+static int template_with_kwargs(const lmf_chat_template *base, const cJSON *kw, lmf_chat_template *t,
+                                lmf_openai_error *err) {
+    *t = *base;
+    t->kwargs_json = NULL;
+    if (!kw) return 0;
+    if (!cJSON_IsObject(kw))
+        return lmf_openai_error_set(err, 400, "chat_template_kwargs", "invalid_type",
+                                    "chat_template_kwargs: expected an object, got %s", type_name(kw));
+    cJSON *merged = base->kwargs_json ? cJSON_Parse(base->kwargs_json) : cJSON_CreateObject();
+    if (!merged) merged = cJSON_CreateObject();
+    for (const cJSON *c = kw->child; c; c = c->next) {
+        cJSON_DeleteItemFromObjectCaseSensitive(merged, c->string);
+        cJSON_AddItemToObject(merged, c->string, cJSON_Duplicate(c, 1));
+    }
+    t->kwargs_json = cJSON_PrintUnformatted(merged);
+    cJSON_Delete(merged);
+    return 0;
+}
+
 /* messages: [{"role": "system" | "user" | "assistant", "content": str | [{"type": "text", "text": str}, ...]}]
- * rendered through the model's chat template and encoded as `lmforge chat` does. Text parts are joined with "\n". */
-static int parse_messages(const lmf_openai_model *m, const cJSON *msgs, lmf_ids *out, lmf_openai_error *err) {
+ * rendered through the model's chat template (with kwargs, the request's chat_template_kwargs, or NULL) and encoded
+ * as `lmforge chat` does. Text parts are joined with "\n". */
+static int parse_messages(const lmf_openai_model *m, const cJSON *msgs, const cJSON *kwargs, lmf_ids *out,
+                          lmf_openai_error *err) {
     static const char *const MSG_FIELDS[] = {"role", "content"};
     static const char *const PART_FIELDS[] = {"type", "text"};
     if (!cJSON_IsArray(msgs))
@@ -304,11 +327,14 @@ static int parse_messages(const lmf_openai_model *m, const cJSON *msgs, lmf_ids 
         }
         cm[i].content = owned[i] = joined.data;
     }
+    lmf_chat_template t = {0};
+    if (!rc) rc = template_with_kwargs(m->tmpl, kwargs, &t, err);
     if (!rc) {
-        lmf_status st = lmf_chat_encode(m->tok, m->tmpl, m->bos, cm, n, 1, out);
+        lmf_status st = lmf_chat_encode(m->tok, kwargs ? &t : m->tmpl, m->bos, cm, n, 1, out);
         if (st != LMF_OK)
             rc = lmf_openai_error_set(err, 400, "messages", "invalid_value", "messages: %s", lmf_last_error());
     }
+    cJSON_free(t.kwargs_json);
     for (int k = 0; k < n; k++) free(owned[k]);
     free(owned);
     free(cm);
@@ -491,7 +517,7 @@ int lmf_openai_parse(const lmf_openai_model *m, lmf_openai_kind kind, const char
         if (!(j = field(root, name)))
             rc = lmf_openai_error_set(err, 400, name, "missing_field", "%s is required", name);
         else
-            rc = kind == LMF_OPENAI_CHAT ? parse_messages(m, j, &out->prompt, err)
+            rc = kind == LMF_OPENAI_CHAT ? parse_messages(m, j, field(root, "chat_template_kwargs"), &out->prompt, err)
                                          : parse_prompt(m, j, &out->prompt, err);
     }
     cJSON_Delete(root);

@@ -13,11 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 lmf_status lmf_sft_vocab_from_weights(const lmf_weights *w, lmf_sft_vocab *out) {
     memset(out, 0, sizeof *out);
     if (!w->tok) return lmf_fail(LMF_ERR_ARG, "the model carries no tokenizer: fine-tuning data needs one");
-    LMF_TRY(lmf_chat_template_parse(w->chat_template, &out->tmpl));
+    LMF_TRY(lmf_chat_template_from_weights(w, &out->tmpl));
+    out->tmpl.now = (long long)time(NULL); /* every prefix of a conversation sees the same strftime_now */
     int add_bos;
     int32_t bos = lmf_weights_bos(w, &add_bos);
     out->tok = w->tok;
@@ -119,7 +121,7 @@ static lmf_status from_messages(example *e, const cJSON *arr) {
         goto done;
     alloc_mask(e);
     if (e->o->train_on_prompt) goto done;
-    const char *eot = lmf_chat_end_of_turn(e->v->tmpl.format);
+    const char *eot = lmf_chat_template_end_of_turn(&e->v->tmpl);
     for (i = 0; i < n; i++) {
         if (strcmp(msgs[i].role, "assistant")) continue;
         /* start: the conversation before this turn plus the assistant header */
@@ -136,7 +138,7 @@ static lmf_status from_messages(example *e, const cJSON *arr) {
         /* end: through this turn's end-of-turn token (the template's text after it, ChatML's "\n", stays out) */
         if ((st = render(e, msgs, i + 1, 0, &part)) != LMF_OK) goto done;
         size_t cut = part.len;
-        for (size_t k = part.len; k-- > header;)
+        for (size_t k = part.len; *eot && k-- > header;)
             if (!strncmp(part.data + k, eot, strlen(eot))) {
                 cut = k + strlen(eot);
                 break;
