@@ -343,7 +343,8 @@ static int parse_messages(const lmf_openai_model *m, const cJSON *msgs, const cJ
 
 /* prompt: a string (BOS first when the model adds one, then the text with special-token text such as <|im_end|> read
  * as that token, as `lmforge generate -p`, llama-server and vLLM read a completion prompt) or an array of token ids
- * (used as they are). Chat message contents, which may come from end users, stay plain text (lmf_chat_encode). */
+ * (used as they are). Chat prompts are read the same way after the template renders them (lmf_chat_encode), message
+ * contents included, as transformers' apply_chat_template(tokenize=True), vLLM and llama-server do. */
 static int parse_prompt(const lmf_openai_model *m, const cJSON *p, lmf_ids *out, lmf_openai_error *err) {
     if (cJSON_IsString(p)) {
         if (m->bos >= 0) lmf_ids_push(out, &m->bos, 1);
