@@ -833,32 +833,22 @@ static lmf_jnode *not_expr(P *p) {
     }
     return compare(p);
 }
-static lmf_jnode *and_expr(P *p) {
-    lmf_jnode *n = not_expr(p);
-    while (n && is_name(p, "and")) {
+/* a left-associative chain of one keyword operator over operands of the next tighter level: a and b and c */
+static lmf_jnode *keyword_chain(P *p, const char *kw, lmf_jnode_kind kind, lmf_jnode *(*operand)(P *)) {
+    lmf_jnode *n = operand(p);
+    while (n && is_name(p, kw)) {
         int line = cur(p)->line;
         advance(p);
-        lmf_jnode *b = not_expr(p);
+        lmf_jnode *b = operand(p);
         if (!b) return NULL;
-        lmf_jnode *x = node(p, JN_AND, line);
+        lmf_jnode *x = node(p, kind, line);
         x->a = n, x->b = b;
         n = x;
     }
     return n;
 }
-static lmf_jnode *or_expr(P *p) {
-    lmf_jnode *n = and_expr(p);
-    while (n && is_name(p, "or")) {
-        int line = cur(p)->line;
-        advance(p);
-        lmf_jnode *b = and_expr(p);
-        if (!b) return NULL;
-        lmf_jnode *x = node(p, JN_OR, line);
-        x->a = n, x->b = b;
-        n = x;
-    }
-    return n;
-}
+static lmf_jnode *and_expr(P *p) { return keyword_chain(p, "and", JN_AND, not_expr); }
+static lmf_jnode *or_expr(P *p) { return keyword_chain(p, "or", JN_OR, and_expr); }
 /* a if b else c (jinja2: without else, an undefined value) */
 static lmf_jnode *expr(P *p) {
     ENTER(p);
