@@ -29,6 +29,7 @@ static void push_nfc(const uint8_t *s, size_t n, lmf_text *out) {
 }
 
 void lmf_nfc_append(const uint8_t *s, size_t n, lmf_text *out) {
+    lmf_text_push(out, "", 0); /* out is a NUL-terminated buffer even when s is empty */
     size_t run = 0, i = 0;
     while (i < n) {
         utf8proc_int32_t c;
