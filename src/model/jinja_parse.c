@@ -615,6 +615,13 @@ static lmf_jnode *primary(P *p) {
 }
 
 /* x.name, x[...], x(...) */
+/* n(arguments): a call on what came before */
+static lmf_jnode *call_of(P *p, lmf_jnode *n, int line) {
+    lmf_jnode *c = node(p, JN_CALL, line);
+    c->a = n;
+    return call_args(p, c) ? NULL : c;
+}
+
 static lmf_jnode *postfix(P *p, lmf_jnode *n) {
     while (n) {
         int line = cur(p)->line;
@@ -672,10 +679,7 @@ static lmf_jnode *postfix(P *p, lmf_jnode *n) {
             a->a = n;
             n = a;
         } else if (is_op(p, "(")) {
-            lmf_jnode *c = node(p, JN_CALL, line);
-            c->a = n;
-            if (call_args(p, c)) return NULL;
-            n = c;
+            if (!(n = call_of(p, n, line))) return NULL;
         } else {
             break;
         }
@@ -729,10 +733,7 @@ static lmf_jnode *filters(P *p, lmf_jnode *n) {
             if (!t->list) t->list = alloc(p, sizeof *t->list), t->list2 = alloc(p, sizeof *t->list2);
             n = t;
         } else if (is_op(p, "(")) {
-            lmf_jnode *c = node(p, JN_CALL, line);
-            c->a = n;
-            if (call_args(p, c)) return NULL;
-            n = c;
+            if (!(n = call_of(p, n, line))) return NULL;
         } else {
             break;
         }
