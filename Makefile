@@ -68,36 +68,18 @@ demo-finetune: deps build models
 
 # libFuzzer (clang) on every parser of untrusted input, FUZZ_SECONDS each; crashes are saved as crash-* files.
 FUZZ_SECONDS ?= 60
-fuzz: deps
+fuzz: deps build
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMF_FUZZ=ON
 	cmake --build build-fuzz -j$(JOBS) --target fuzz_shard fuzz_checkpoint fuzz_safetensors fuzz_gguf fuzz_model fuzz_hf fuzz_lora fuzz_config fuzz_tokenizer_json fuzz_encode fuzz_toml fuzz_sft fuzz_jinja
 	for t in fuzz_shard fuzz_config fuzz_toml fuzz_sft fuzz_jinja; do build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; done
-	# checkpoints: a real one (a 1-layer model, 1 step) as the seed; the target also tries each input with its checksum
-	# made right, so the header fields and the config behind the checksum are what gets fuzzed
-	mkdir -p build-fuzz/corpus-ckpt && head -c 30000 README.md > build-fuzz/ckpt-seed.txt
-	build/lmforge data shard --out build-fuzz/ckpt-seed build-fuzz/ckpt-seed.txt > /dev/null
-	build/lmforge train --train-data build-fuzz/ckpt-seed/train.bin --n-layer 1 --n-embd 8 --n-head 2 --n-kv-head 2 \
-	  --ffn-dim 8 --seq-len 8 --batch-size 1 --max-steps 1 --warmup-steps 0 --eval-every 0 --sample-tokens 0 \
-	  --out-dir build-fuzz/ckpt-seed/run 2> /dev/null && cp build-fuzz/ckpt-seed/run/ckpt-00000001.lmfc build-fuzz/corpus-ckpt/
-	build-fuzz/fuzz_checkpoint -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-ckpt
-	mkdir -p build-fuzz/corpus-safetensors && cp tests/reference/fixtures/*.safetensors build-fuzz/corpus-safetensors/
-	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=400000 build-fuzz/corpus-safetensors
+	# the file targets' seeds: the smallest real files lmforge writes (fuzz/make_seeds.sh); the checkpoint target also
+	# tries each input with its checksum made right, so the header fields and the config behind it get fuzzed
+	fuzz/make_seeds.sh build build-fuzz
 	build-fuzz/fuzz_encode -max_total_time=$(FUZZ_SECONDS) -max_len=4096
-	mkdir -p build-fuzz/corpus-tokjson && build/lmforge tokenizer train --vocab-size 300 --special "<|endoftext|>" -o build-fuzz/corpus-tokjson/seed.json README.md
-	build-fuzz/fuzz_tokenizer_json -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-tokjson
 	@mkdir -p build-fuzz/corpus-gguf && cp tests/reference/fixtures/tiny_vocab.gguf build-fuzz/corpus-gguf/
 	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=16384 build-fuzz/corpus-gguf
-	mkdir -p build-fuzz/corpus-model && cp tests/reference/fixtures/tiny_llama.gguf tests/reference/fixtures/tiny_gpt2.gguf build-fuzz/corpus-model/
-	# and a mixture of experts (1 layer, 4 experts of 32 and a shared one) as Q8_0 and Q4_1: the MoE loader, the
-	# experts' R16 repack and the MoE decode step
-	build/lmforge train --train-data build-fuzz/ckpt-seed/train.bin --arch llama --n-layer 1 --n-embd 32 --n-head 2 \
-	  --n-kv-head 1 --ffn-dim 32 --n-expert 4 --n-expert-used 2 --shared-ffn-dim 32 --seq-len 16 --batch-size 2 \
-	  --max-steps 1 --warmup-steps 0 --eval-every 0 --sample-tokens 0 --out-dir build-fuzz/moe-seed 2> /dev/null
-	build/lmforge export build-fuzz/moe-seed --to gguf -o build-fuzz/moe-seed.gguf > /dev/null 2>&1
-	for t in q8_0 q4_1; do build/lmforge quantize build-fuzz/moe-seed.gguf build-fuzz/corpus-model/moe_$$t.gguf --type $$t > /dev/null 2>&1 || exit 1; done
-	build-fuzz/fuzz_model -max_total_time=$(FUZZ_SECONDS) -max_len=300000 build-fuzz/corpus-model
-	@mkdir -p build-fuzz/corpus-hf && for m in llama gpt2; do python3 -c "import struct, sys; d = 'tests/reference/fixtures/hf/$$m/'; c = open(d + 'config.json', 'rb').read(); sys.stdout.buffer.write(struct.pack('<I', len(c)) + c + open(d + 'model.safetensors', 'rb').read())" > build-fuzz/corpus-hf/$$m.bin; done
-	build-fuzz/fuzz_hf -max_total_time=$(FUZZ_SECONDS) -max_len=100000 build-fuzz/corpus-hf
+	for t in checkpoint:ckpt safetensors:safetensors tokenizer_json:tokjson model:model hf:hf; do \
+	  build-fuzz/fuzz_$${t%%:*} -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-$${t##*:} || exit 1; done
 	build-fuzz/fuzz_lora -max_total_time=$(FUZZ_SECONDS) -max_len=65536
 
 install: build
