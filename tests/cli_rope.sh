@@ -54,6 +54,16 @@ pa=$(ppl "$dir/r") pb=$(ppl "$dir/r.gguf") pc=$(ppl "$dir/hf") pd=$(ppl "$dir/pl
 [ -n "$pa" ] && [ "$pa" = "$pb" ] && [ "$pa" = "$pc" ] || fail "perplexity differs: ckpt $pa gguf $pb hf $pc"
 [ -n "$pd" ] && [ "$pd" != "$pa" ] || fail "plain RoPE scores as the scaled model ($pd): the check cannot see the scaling"
 
+# resuming with another RoPE (context extension) is allowed but said; resuming unchanged says nothing
+"$LMF" train "${run[@]}" --max-steps 2 --checkpoint-every 1 --out-dir "$dir/res" 2> /dev/null || fail "train for resume"
+"$LMF" train --resume "$dir/res" --max-steps 3 2> "$dir/res.txt" || { cat "$dir/res.txt"; fail "resume"; }
+grep -q "note:" "$dir/res.txt" && { cat "$dir/res.txt"; fail "an unchanged resume reported a change"; }
+"$LMF" train --resume "$dir/res" --max-steps 4 --rope-factor 16 --rope-theta 20000 2> "$dir/res.txt" ||
+  { cat "$dir/res.txt"; fail "resume with another RoPE"; }
+for f in "rope_factor = 8, this run 16" "rope_theta = 10000, this run 20000"; do
+  grep -q "$f" "$dir/res.txt" || { cat "$dir/res.txt"; fail "resume did not report '$f'"; }
+done
+
 expect_error "low < high" "$LMF" train "${run[@]}" --rope-high-freq-factor 1 --max-steps 1 --out-dir "$dir/x"
 expect_error "need rope_scaling" "$LMF" train "${run[@]}" --rope-scaling 0 --max-steps 1 --out-dir "$dir/x"
 expect_error "rope_scaling: 5" "$LMF" train "${run[@]}" --rope-scaling 5 --max-steps 1 --out-dir "$dir/x"

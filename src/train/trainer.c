@@ -36,6 +36,16 @@ static lmf_status same_model(const lmf_model_config *a, const lmf_model_config *
     return LMF_OK;
 }
 
+/* Fields that change what the model computes but not its layout: a resumed run may change them (continuing with a
+ * longer RoPE wavelength is context extension), but never silently, since the run then no longer continues the
+ * checkpoint's function. */
+static void report_changed_function(const lmf_model_config *a, const lmf_model_config *b, const char *ck_name) {
+#define CHANGED(f)                                                                                                     if (a->f != b->f)                                                                                                      fprintf(stderr, "lmforge train: note: %s has " #f " = %g, this run %g: the resumed model computes another "                  "function from the same weights\n", ck_name, (double)b->f, (double)a->f);
+    CHANGED(norm_eps); CHANGED(rope_theta); CHANGED(rope_scaling); CHANGED(rope_factor); CHANGED(rope_low_freq_factor);
+    CHANGED(rope_high_freq_factor); CHANGED(rope_orig_ctx);
+#undef CHANGED
+}
+
 /* A mixture of experts' router after a step (its last micro-batch; rank 0's last one in a data-parallel job): a
  * metrics line of its own beside the loss line
  * ({"step", "aux_loss", "z_loss", "dropped", "expert_load": [share of the top-k choices per expert]}, both losses
@@ -426,6 +436,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         lmf_model_config saved = defaults.model;
         if ((s = lmf_model_config_from_text(ck->config_text, ck_name, &saved)) != LMF_OK) goto done;
         if ((s = same_model(&c.model, &saved)) != LMF_OK) goto done;
+        if (lead) report_changed_function(&c.model, &saved, ck_name);
         double need = lmf_param_count(&c.model);
         if (need != (double)ck->num_params) {
             s = lmf_fail(LMF_ERR_MISMATCH, "%s: holds %llu parameters, the model of its config has %.0f", ck_name,
