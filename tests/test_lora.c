@@ -1,6 +1,7 @@
 /* test_lora.c — LoRA adapters in the block library (model/lora.h): a fresh adapter leaves the model unchanged; the
  * gradients of every A and B equal central finite differences of the loss (llama all-linear, gpt2's fused c_attn and
- * its two c_proj, a quantized GGUF base: the frozen base's input gradients through dequantized slabs); dropout draws
+ * its two c_proj, a quantized GGUF base: the frozen base's input gradients through dequantized slabs; a MoE's router
+ * and experts; a Qwen2-MoE's shared expert and its gate, with and without dropout); dropout draws
  * the same mask in forward and backward; target names are checked against the family's. */
 #include "test_util.h"
 

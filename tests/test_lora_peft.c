@@ -3,7 +3,9 @@
  *
  * For the tiny HF llama (GQA) and gpt2 folders and three adapters each (q,v / c_attn; all-linear; q,v with
  * rsLoRA), and the tiny Mixtral (a mixture of experts: q,v; q,k,v,o; q,v with rsLoRA; PEFT's all-linear, which adapts
- * the router and the experts as target_parameters, read by lmf_lora_load_peft), PEFT's own adapter_model.safetensors
+ * the router and the experts as target_parameters, read by lmf_lora_load_peft) and PEFT's all-linear over the tiny
+ * Qwen2-MoE (q/k/v/o and the shared expert's gate_proj, up_proj, down_proj and shared_expert_gate), PEFT's own
+ * adapter_model.safetensors
  * is read into an lmf_lora over the base, then: logits, the
  * prompt-masked loss (labels -100 on the first 3 positions, HF's shift), the gradient of every lora_A / lora_B, and
  * 10 AdamW steps on the adapters (torch.optim.AdamW, lr 1e-2, betas 0.9 / 0.999, no clipping): every loss and the

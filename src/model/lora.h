@@ -69,8 +69,11 @@ const char *lmf_lora_module_names(const lmf_model_config *cfg);
  * head). LMF_ERR_ARG names an unknown target and lists the valid ones for the family. On a mixture of experts the
  * targets also take the experts and the router as PEFT's target_parameters name them ("gate_up_proj",
  * "experts.gate_up_proj", "mlp.experts.gate_up_proj", the same for down_proj; the router "gate", "gate.weight",
- * "mlp.gate.weight"), and "all-linear" is PEFT's: q/k/v/o, the router, gate_up_proj at rank 2r and alpha 2 alpha,
- * down_proj. Those require dropout 0 (PEFT's ParamWrapper raises otherwise). */
+ * "mlp.gate.weight"), which require dropout 0 (PEFT's ParamWrapper raises otherwise), and a shared expert's
+ * modules as PEFT's suffix match names them ("gate_proj", "shared_expert.gate_proj", ..., "shared_expert_gate": a
+ * module's name wins, so there "down_proj" is the shared expert's). "all-linear" is PEFT 0.21.2's set: on Mixtral,
+ * Qwen3-MoE and OLMoE q/k/v/o, the router, gate_up_proj at rank 2r and alpha 2 alpha, down_proj; on Qwen2-MoE
+ * q/k/v/o and the shared expert's four Linears. */
 lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int r, float alpha, float dropout,
                            int rslora, lmf_lora **out);
 /* lmf_lora_create with PEFT's rank_pattern / alpha_pattern resolved to module names: module pat_names[i] (a name
