@@ -4,7 +4,9 @@ Run by hand (the output is recorded in docs/moe.md, "LoRA on the experts: PEFT's
 
     /work/venv-peft/bin/python tests/reference/peft_moe_targets.py [--write-fixture]
 
-It prints, for a tiny random MixtralForCausalLM and Qwen2MoeForCausalLM built here, what `all-linear` and explicit
+It prints, for a tiny random MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM and OlmoeForCausalLM
+built here, every nn.Linear outside the attention (what all-linear can reach: on Qwen2-MoE the shared expert's
+gate_proj, up_proj, down_proj and shared_expert_gate; on the others only lm_head), what `all-linear` and explicit
 `target_parameters` resolve to (adapter_config.json's target_modules / target_parameters / rank_pattern /
 alpha_pattern), the saved tensor names and shapes outside the attention, each ParamWrapper's in / out / experts and
 scaling, and whether lora_dropout 0.1 is accepted; then it checks the expert layout docs/moe.md states (A_e = A's
