@@ -50,14 +50,14 @@ int main(int argc, char **argv) {
     double *ms = malloc(sizeof(double) * (size_t)steps);
     for (int s = -2; s < steps; s++) {
         double t0 = lmf_now();
-        lmf_moe_forward(&ctx, L, 0, x, out, m->moe, m->moe_scratch, N);
+        lmf_moe_forward(&ctx, L, 0, x, out, m->moe, m->moe_scratch, NULL, N);
         double aux, z;
         lmf_moe_grad mg;
         lmf_moe_losses(&m->cfg, N, m->moe, m->moe_stride, &aux, &z, NULL, NULL, 1.0f, &mg);
         ctx.moe_grad = &mg;
         lmf_model_zero_grad(m);
         for (size_t i = 0; i < NC; i++) dx[i] = 0.0f;
-        lmf_moe_backward(&ctx, L, G, 0, &mg, x, dout, dx, m->moe, m->moe_scratch, N);
+        lmf_moe_backward(&ctx, L, G, 0, &mg, x, dout, dx, m->moe, m->moe_scratch, NULL, N);
         if (s >= 0) ms[s] = (lmf_now() - t0) * 1e3;
     }
     qsort(ms, (size_t)steps, sizeof *ms, cmp);

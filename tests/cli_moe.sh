@@ -65,8 +65,8 @@ for m in "$dir/run" "$dir/moe.gguf" "$dir/moe_q8.gguf"; do
 done
 # 3b. LoRA on the quantized MoE (QLoRA): adapters on the attention projections, the router and the Q8_0 experts
 # (PEFT's target_parameters), gradients through the frozen Q8_0 experts and the router; the adapter applied at
-# generation (GGUF and PEFT folder) equals the merged model; all-linear on a model with a shared expert, separate
-# expert gate/up targets and dropout on expert adapters refused; resume is bit-exact
+# generation (GGUF and PEFT folder) equals the merged model; all-linear on a llama MoE with a shared expert (no HF
+# model defines it), separate expert gate/up targets and dropout on expert adapters refused; resume is bit-exact
 for i in 1 2 3 4 5 6; do
   echo '{"prompt": "And God said", "completion": ", Let there be light: and there was light."}'
   echo '{"text": "And the evening and the morning were the first day."}'
@@ -97,10 +97,10 @@ c=$("$LMF" generate -m "$dir/moe_q8.gguf" --lora "$dir/ft/adapter" -p "And God s
 [ "$a" = "$c" ] || fail "the GGUF adapter ($a) and the PEFT folder ($c) generate differently"
 "$LMF" finetune -m "$dir/moe_q8.gguf" --data "$dir/ft.jsonl" --lora-targets all-linear --out-dir "$dir/x" \
     2> "$dir/e.txt" && fail "all-linear on a MoE with a shared expert accepted"
-grep -q "established for Mixtral only" "$dir/e.txt" || fail "all-linear: $(cat "$dir/e.txt")"
-"$LMF" finetune -m "$dir/moe_q8.gguf" --data "$dir/ft.jsonl" --lora-targets gate_proj --out-dir "$dir/x" \
-    2> "$dir/e.txt" && fail "gate_proj on a MoE accepted"
-grep -q "one fused parameter, gate_up_proj" "$dir/e.txt" || fail "gate_proj: $(cat "$dir/e.txt")"
+grep -q "no Hugging Face model" "$dir/e.txt" || fail "all-linear: $(cat "$dir/e.txt")"
+"$LMF" finetune -m "$dir/moe_q8.gguf" --data "$dir/ft.jsonl" --lora-targets experts.gate_proj --out-dir "$dir/x" \
+    2> "$dir/e.txt" && fail "experts.gate_proj on a MoE accepted"
+grep -q "one fused parameter, gate_up_proj" "$dir/e.txt" || fail "experts.gate_proj: $(cat "$dir/e.txt")"
 "$LMF" finetune -m "$dir/moe_q8.gguf" --data "$dir/ft.jsonl" --lora-targets q_proj,experts.down_proj \
     --out-dir "$dir/x" 2> "$dir/e.txt" && fail "expert adapters with dropout 0.1 accepted"
 grep -q "raises for lora_dropout != 0" "$dir/e.txt" || fail "dropout: $(cat "$dir/e.txt")"
@@ -141,6 +141,28 @@ for m in "$dir/qw.gguf" "$dir/qw_hf"; do
     got=$("$LMF" generate -m "$m" -p "And God said" -n 8 --temp 0 2> /dev/null)
     [ -n "$ref" ] && [ "$got" = "$ref" ] || fail "generate from $m: '$got', the checkpoint: '$ref'"
 done
+# 5b. LoRA all-linear on the Qwen2-MoE as PEFT defines it there: q/k/v/o and the shared expert's gate_proj, up_proj,
+# down_proj and shared_expert_gate (nn.Linear modules: dropout 0.1 allowed); both adapter forms written (the GGUF's
+# shared expert under llama.cpp's qwen2moe names), resume bit-exact, and the GGUF adapter, the PEFT folder and the
+# merged model generate the same tokens
+qft=(-m "$dir/qw.gguf" --data "$dir/ft.jsonl" --lora-r 4 --lora-targets all-linear --batch-size 2 --seq-len 32
+     --max-steps 6 --checkpoint-every 3 --lr 1e-2 --val-fraction 0)
+"$LMF" finetune "${qft[@]}" --out-dir "$dir/q1" > /dev/null 2> "$dir/err.txt" || { cat "$dir/err.txt"; fail "all-linear LoRA on the Qwen2-MoE"; }
+grep -q '"shared_expert_gate"' "$dir/q1/adapter/adapter_config.json" &&
+    grep -q '"shared_expert.down_proj"' "$dir/q1/adapter/adapter_config.json" || fail "PEFT config lacks the shared expert"
+"$LMF" info "$dir/q1/adapter.gguf" > "$dir/info.txt" 2>&1 || fail "info of the Qwen2-MoE GGUF adapter"
+grep -q 'blk.1.ffn_gate_inp_shexp.weight.lora_b' "$dir/info.txt" && grep -q 'blk.0.ffn_down_shexp.weight.lora_a' "$dir/info.txt" ||
+    fail "GGUF adapter lacks the shared expert: $(head -5 "$dir/info.txt")"
+"$LMF" finetune "${qft[@]}" --out-dir "$dir/q2" > /dev/null 2>&1 && rm "$dir/q2/ckpt-00000006.lmfc" &&
+    "$LMF" finetune "${qft[@]}" --out-dir "$dir/q2" --resume > /dev/null 2>&1 || fail "Qwen2-MoE LoRA resume"
+cmp -s "$dir/q1/ckpt-00000006.lmfc" "$dir/q2/ckpt-00000006.lmfc" || fail "resumed Qwen2-MoE LoRA run differs"
+"$LMF" export "$dir/qw.gguf" --merge-lora "$dir/q1/adapter" --to gguf -o "$dir/q_merged.gguf" > /dev/null 2>&1 ||
+    fail "merge the shared expert adapter"
+a=$("$LMF" generate -m "$dir/qw.gguf" --lora "$dir/q1/adapter.gguf" -p "And God said" -n 8 --temp 0 2> /dev/null)
+b=$("$LMF" generate -m "$dir/q_merged.gguf" -p "And God said" -n 8 --temp 0 2> /dev/null)
+c=$("$LMF" generate -m "$dir/qw.gguf" --lora "$dir/q1/adapter" -p "And God said" -n 8 --temp 0 2> /dev/null)
+[ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" = "$c" ] || fail "Qwen2-MoE adapter: GGUF '$a', merged '$b', PEFT '$c'"
+[ "$a" != "$ref" ] || fail "the Qwen2-MoE adapter changed nothing ('$a')"
 
 # 6. a Qwen3-MoE (per-head q/k norms, top-k renormalised) from the flags: the knob saved and checked on resume, the
 # same greedy text from the checkpoint, its qwen3moe GGUF and its Qwen3MoeForCausalLM folder read back

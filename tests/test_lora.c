@@ -1,6 +1,7 @@
 /* test_lora.c — LoRA adapters in the block library (model/lora.h): a fresh adapter leaves the model unchanged; the
  * gradients of every A and B equal central finite differences of the loss (llama all-linear, gpt2's fused c_attn and
- * its two c_proj, a quantized GGUF base: the frozen base's input gradients through dequantized slabs); dropout draws
+ * its two c_proj, a quantized GGUF base: the frozen base's input gradients through dequantized slabs; a MoE's router
+ * and experts; a Qwen2-MoE's shared expert and its gate, with and without dropout); dropout draws
  * the same mask in forward and backward; target names are checked against the family's. */
 #include "test_util.h"
 
@@ -28,6 +29,9 @@ static double loss_of(lmf_model *m) {
     return lmf_model_forward(m, tok, tg, B, T);
 }
 
+/* The central differences' step: 1e-2, or smaller where the loss curves more (the shared expert's sigmoid gate) */
+static float FD_H = 1e-2f;
+
 /* B random (a fresh adapter's zero B gives A no gradient), then analytic gradients against central differences at
  * up to 60 entries spread over A and B. */
 static void check_grads(const char *what, lmf_model *m, lmf_lora *lo) {
@@ -51,7 +55,7 @@ static void check_grads(const char *what, lmf_model *m, lmf_lora *lo) {
     size_t stride = lo->n_params / 60 + 1;
     double worst = 0;
     for (size_t i = 0; i < lo->n_params; i += stride) {
-        float p0 = lo->params[i], h = 1e-2f;
+        float p0 = lo->params[i], h = FD_H;
         lo->params[i] = p0 + h;
         double lp = loss_of(m);
         lo->params[i] = p0 - h;
@@ -467,17 +471,63 @@ static void test_moe_targets(void **s) {
     expect_refusal(&c, "gate_proj", "'gate_proj' names a weight", "one fused parameter, gate_up_proj");
     expect_refusal(&c, "c_attn", "'c_attn' is not a module", "valid: q_proj,k_proj,v_proj,o_proj,gate.weight");
     expect_refusal(&c, "self_attn.q_proj.weight", "is not a module", "all-linear");
-    c.arch = LMF_ARCH_QWEN3;
-    expect_refusal(&c, "all-linear", "established for Mixtral only", "gate_up_proj");
+    expect_refusal(&c, "shared_expert_gate", "'shared_expert_gate' names a weight", "llama mixture-of-experts");
+    expect_refusal(&c, "shared_expert.up_proj", "'shared_expert.up_proj' names a weight", "llama mixture");
+    /* Qwen3-MoE and OLMoE: PEFT 0.21.2 converts them as Mixtral (peft_moe_targets.py), so all-linear is the same */
+    for (int a = 0; a < 2; a++) {
+        c.arch = a ? LMF_ARCH_OLMOE : LMF_ARCH_QWEN3;
+        assert_int_equal(lmf_lora_create(&c, "all-linear", 4, 8, 0, 0, &lo), LMF_OK);
+        assert_int_equal(lo->n_mod, 7);
+        for (int k = 0; k < 7; k++) assert_string_equal(lo->mod[k].name, names[k]);
+        assert_int_equal(lo->mod[5].r, 8);
+        lmf_lora_free(lo);
+        assert_int_equal(lmf_lora_create(&c, "all-linear", 4, 8, 0.1f, 0, &lo), LMF_ERR_ARG); /* as PEFT raises */
+        assert_non_null(strstr(lmf_last_error(), "lora_dropout != 0"));
+    }
     assert_int_equal(lmf_lora_create(&c, "gate_up_proj,down_proj", 4, 8, 0, 0, &lo), LMF_OK);
     lmf_lora_free(lo);
-    c.arch = LMF_ARCH_QWEN2, c.shared_ffn_dim = 16;
-    expect_refusal(&c, "all-linear", "Qwen2-MoE", "shared_expert_gate");
-    expect_refusal(&c, "shared_expert.up_proj", "'shared_expert.up_proj' names a weight", "qwen2 mixture-of-experts");
-    expect_refusal(&c, "down_proj", "shared expert's down_proj", "experts.down_proj");
-    assert_int_equal(lmf_lora_create(&c, "experts.down_proj", 4, 8, 0, 0, &lo), LMF_OK);
+    /* Qwen2-MoE: PEFT's all-linear is its nn.Linear modules, the shared expert's among them, dropout allowed; a
+     * bare gate_proj / up_proj / down_proj names the shared expert's (PEFT's suffix match: the routed experts are
+     * parameters, not modules), experts.down_proj the experts' parameter */
+    c.arch = LMF_ARCH_QWEN2, c.shared_ffn_dim = 16, c.shared_gate = 1;
+    assert_int_equal(lmf_lora_create(&c, "all-linear", 4, 8, 0.1f, 0, &lo), LMF_OK);
+    static const char *const qn[] = {"q_proj", "k_proj", "v_proj", "o_proj", "shared_expert.gate_proj",
+                                     "shared_expert.up_proj", "shared_expert.down_proj", "shared_expert_gate"};
+    static const int qin[] = {32, 32, 32, 32, 32, 32, 16, 32}, qout[] = {32, 16, 16, 32, 16, 16, 32, 1};
+    assert_int_equal(lo->n_mod, 8);
+    for (int k = 0; k < 8; k++) {
+        assert_string_equal(lo->mod[k].name, qn[k]);
+        assert_int_equal(lo->mod[k].in, qin[k]);
+        assert_int_equal(lo->mod[k].out, qout[k]);
+        assert_int_equal(lo->mod[k].kind, k < 7 ? LMF_LORA_LINEAR : LMF_LORA_SHARED_GATE);
+        assert_int_equal(lo->mod[k].r, 4);
+    }
+    assert_int_equal(lmf_lora_t_floats(lo, 10), 8 * 10 * 4); /* every module saves its values, the gate too */
     lmf_lora_free(lo);
-    c.n_expert = 0, c.shared_ffn_dim = 0; /* dense qwen2: all-linear is every linear */
+    assert_int_equal(lmf_lora_create(&c, "down_proj,experts.down_proj,mlp.shared_expert.gate_proj,"
+                                         "shared_expert.up_proj,mlp.shared_expert_gate,gate",
+                                     4, 8, 0, 0, &lo), LMF_OK);
+    static const char *const mixed[] = {"shared_expert.gate_proj", "shared_expert.up_proj", "shared_expert.down_proj",
+                                        "shared_expert_gate", "gate.weight", "down_proj"};
+    assert_int_equal(lo->n_mod, 6);
+    for (int k = 0; k < 6; k++) assert_string_equal(lo->mod[k].name, mixed[k]);
+    assert_int_equal(lo->mod[5].kind, LMF_LORA_EXPERTS_DOWN);
+    lmf_lora_free(lo);
+    assert_int_equal(lmf_lora_create(&c, "gate_proj,up_proj,down_proj", 4, 8, 0.1f, 0, &lo), LMF_OK); /* modules */
+    lmf_lora_free(lo);
+    assert_int_equal(lmf_lora_create(&c, "experts.down_proj,q_proj", 4, 8, 0.1f, 0, &lo), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "ParamWrapper"));
+    pn[0] = "shared_expert_gate";
+    assert_int_equal(lmf_lora_create_pattern(&c, "shared_expert_gate", 4, 8, 0, 0, 1, pn, pr, pa, &lo), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "mixture of experts' parameters only"));
+    c.arch = LMF_ARCH_LLAMA, c.shared_gate = 0; /* a llama MoE with a shared expert: no HF model defines all-linear */
+    expect_refusal(&c, "all-linear", "no Hugging Face model", "shared expert");
+    assert_int_equal(lmf_lora_create(&c, "gate_proj,down_proj,experts.down_proj", 4, 8, 0, 0, &lo), LMF_OK);
+    assert_int_equal(lo->n_mod, 3); /* no gate on it: shared_expert_gate is refused */
+    lmf_lora_free(lo);
+    expect_refusal(&c, "shared_expert_gate", "'shared_expert_gate' names a weight", "llama mixture-of-experts");
+    c.arch = LMF_ARCH_QWEN2;
+    c.n_expert = 0, c.shared_ffn_dim = 0, c.shared_gate = 0; /* dense qwen2: all-linear is every linear */
     assert_int_equal(lmf_lora_create(&c, "all-linear", 4, 8, 0, 0, &lo), LMF_OK);
     assert_int_equal(lo->n_mod, 7);
     lmf_lora_free(lo);
@@ -536,6 +586,82 @@ static void run_moe(int norm_topk, int rslora) {
     lmf_model_free(full);
 }
 
+/* Qwen2-MoE's shared expert under PEFT's all-linear (q/k/v/o, the shared expert's gate_proj, up_proj, down_proj
+ * and shared_expert_gate): a fresh adapter leaves the model unchanged; gradients of every A and B against finite
+ * differences, with dropout 0.2 (one step's mask: the same in forward and backward) and without; the gate's
+ * adapter entry by entry (the sample may miss its few values). Then the unmerged adapter at inference: prefill,
+ * decode and the merged model give the training forward's logits (dropout off). */
+static void run_shared(float dropout) {
+    lmf_model_config c = lmf_model_config_default(LMF_ARCH_QWEN2);
+    c.vocab_size = 61, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 24, c.n_head = 4, c.n_kv_head = 2;
+    c.ffn_dim = 12, c.n_expert = 4, c.n_expert_used = 2, c.norm_topk_prob = 0, c.tied_embeddings = 0;
+    c.shared_ffn_dim = 28, c.shared_gate = 1; /* wider than C: the down's dropout and scratch are Fs wide */
+    lmf_model *full = lmf_model_create(&c, B, T, 0);
+    assert_non_null(full);
+    lmf_model_init_weights(full, 5);
+    lmf_lora *lo;
+    if (lmf_lora_create(&c, "all-linear", 3, 6.0f, dropout, 0, &lo) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(lo->n_mod, 8);
+    lmf_model *m = fresh_lora_model(full, lo, c.vocab_size);
+    lo->step = 3;
+    FD_H = 3e-3f; /* at 1e-2 the second-order term reaches 1.4e-2 of the largest gradient here (3e-3: 1.4e-3) */
+    char what[96];
+    snprintf(what, sizeof what, "Qwen2-MoE all-linear (shared expert, gate), dropout %g", dropout);
+    check_grads(what, m, lo);
+    FD_H = 1e-2f;
+    double maxg = 0;
+    for (size_t i = 0; i < lo->n_params; i++) maxg = fmax(maxg, fabs(lo->grads[i]));
+    for (int L = 0; L < lo->n_layer; L++)
+        for (int k = 4; k < 8; k++) { /* the shared expert's modules: a few entries of each A and B, all of the gate */
+            size_t a0 = (size_t)(lmf_lora_A(lo, L, k) - lo->params), n = (size_t)lo->r * (lo->mod[k].in + lo->mod[k].out);
+            for (size_t i = a0; i < a0 + n; i += k == 7 ? 1 : 11) {
+                float p0 = lo->params[i], h = 3e-3f;
+                lo->params[i] = p0 + h;
+                double lp = loss_of(m);
+                lo->params[i] = p0 - h;
+                double lm = loss_of(m);
+                lo->params[i] = p0;
+                double fd = (lp - lm) / (2.0 * h);
+                if (fabs(fd - lo->grads[i]) > 1e-2 * maxg || lo->grads[i] == 0.0f)
+                    fail_msg("layer %d %s entry %zu: analytic %.6g, finite difference %.6g", L, lo->mod[k].name,
+                             i - a0, lo->grads[i], fd);
+            }
+        }
+    if (dropout == 0.0f) { /* inference, unmerged and merged */
+        int32_t tok[T];
+        for (int i = 0; i < T; i++) tok[i] = (int32_t)((i * 29 + 5) % c.vocab_size);
+        lmf_model_forward(m, tok, NULL, 1, T);
+        const float *ref = lmf_model_logits(m);
+        lmf_session *se;
+        const float *lg;
+        assert_int_equal(lmf_session_create(lmf_model_weights(full), 16, &se), LMF_OK);
+        lmf_session_set_lora(se, lo);
+        assert_int_equal(lmf_session_eval(se, tok, T, 1, &lg), LMF_OK);
+        double ep = rel_err(lg, ref, (long)T * c.vocab_size), ed = 0;
+        lmf_session_rewind(se, 0);
+        for (int t = 0; t < T; t++) {
+            assert_int_equal(lmf_session_eval(se, tok + t, 1, 0, &lg), LMF_OK);
+            ed = fmax(ed, rel_err(lg, ref + (size_t)t * c.vocab_size, c.vocab_size));
+        }
+        lmf_session_free(se);
+        lmf_weights *mg;
+        if (lmf_lora_merge(lmf_model_weights(full), lo, &mg) != LMF_OK) fail_msg("%s", lmf_last_error());
+        assert_int_equal(lmf_session_create(mg, 16, &se), LMF_OK);
+        assert_int_equal(lmf_session_eval(se, tok, T, 1, &lg), LMF_OK);
+        double em = rel_err(lg, ref, (long)T * c.vocab_size);
+        lmf_session_free(se);
+        lmf_lora_merged_free(mg);
+        printf("shared expert adapters: prefill %.2g, decode %.2g, merged %.2g of the training forward\n", ep, ed, em);
+        if (!(ep < 1e-5 && ed < 2e-3 && em < 1e-5)) fail_msg("inference with the shared expert's adapters");
+    }
+    lmf_model_free(m);
+    lmf_lora_free(lo);
+    lmf_model_free(full);
+}
+
+static void test_moe_shared(void **s) { run_shared(0.0f); }
+static void test_moe_shared_dropout(void **s) { run_shared(0.2f); }
+
 static void test_moe_experts(void **s) { run_moe(1, 0); }
 static void test_moe_experts_raw_rslora(void **s) { run_moe(0, 1); }
 
@@ -547,6 +673,7 @@ int main(void) {
         cmocka_unit_test(test_dropout),        cmocka_unit_test(test_dropout_rates),
         cmocka_unit_test(test_targets),        cmocka_unit_test(test_moe_targets),
         cmocka_unit_test(test_moe_experts),    cmocka_unit_test(test_moe_experts_raw_rslora),
+        cmocka_unit_test(test_moe_shared),     cmocka_unit_test(test_moe_shared_dropout),
         cmocka_unit_test(test_adamw_trains_adapters_only), cmocka_unit_test(test_inference_unmerged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -636,6 +636,99 @@ static void test_moe_round_trip(void **s) {
     lmf_lora_free(l);
 }
 
+/* Qwen2-MoE's shared expert (gate_proj, up_proj, down_proj, shared_expert_gate: nn.Linear modules in PEFT, dropout
+ * kept): bit-for-bit round trips through PEFT folders (keys under mlp.shared_expert. and mlp.shared_expert_gate,
+ * target_modules by name) and GGUF adapters (llama.cpp's qwen2moe names ffn_{gate,up,down}_shexp and
+ * ffn_gate_inp_shexp, whose lora_b is [r, 1]), alone and beside the router and experts; PEFT's own full-path
+ * target_modules ("model.layers.0.mlp.shared_expert.down_proj") resolve to the same modules. */
+static void test_shared_expert_round_trip(void **s) {
+    (void)s;
+    lmf_model_config c = small(LMF_ARCH_QWEN2, 2, LMF_POS_ROPE_HALF);
+    c.n_expert = 4, c.n_expert_used = 2, c.ffn_dim = 12, c.shared_ffn_dim = 20, c.shared_gate = 1;
+    c.norm_topk_prob = 0;
+    static const char *const targets[] = {"all-linear", "down_proj,shared_expert_gate",
+                                          "gate_proj,up_proj,experts.down_proj,gate.weight,gate_up_proj"};
+    for (int i = 0; i < 3; i++) {
+        float dropout = i == 2 ? 0.0f : 0.1f;
+        lmf_lora *l = random_lora(&c, targets[i], 3, 6.0f, dropout, 0, 21 + i), *back;
+        if (lmf_lora_save_peft(l, &c, "tiny-qwen2-moe", tmp_path("shexp_peft")) != LMF_OK)
+            fail_msg("%s", lmf_last_error());
+        if (lmf_lora_load_peft(tmp_path("shexp_peft"), &c, &back) != LMF_OK) fail_msg("%s", lmf_last_error());
+        same_moe(l, back);
+        assert_true(back->dropout == dropout);
+        assert_memory_equal(l->params, back->params, l->n_params * sizeof(float));
+        lmf_lora_free(back);
+        if (lmf_lora_save_gguf(l, &c, tmp_path("shexp.gguf")) != LMF_OK) fail_msg("%s", lmf_last_error());
+        if (lmf_lora_load_gguf(tmp_path("shexp.gguf"), &c, &back) != LMF_OK) fail_msg("%s", lmf_last_error());
+        same_moe(l, back);
+        assert_memory_equal(l->params, back->params, l->n_params * sizeof(float));
+        lmf_lora_free(back);
+        lmf_lora_free(l);
+    }
+    lmf_lora *l = random_lora(&c, "all-linear", 3, 6.0f, 0.1f, 0, 31);
+    assert_int_equal(lmf_lora_save_peft(l, &c, NULL, tmp_path("shexp_files")), LMF_OK);
+    lmf_safetensors *st;
+    assert_int_equal(lmf_safetensors_open(tmp_path("shexp_files/adapter_model.safetensors"), &st), LMF_OK);
+    assert_int_equal(st->n_tensors, 2 * 2 * 8);
+    const lmf_st_tensor *t = lmf_safetensors_find(st, "base_model.model.model.layers.1.mlp.shared_expert.down_proj"
+                                                      ".lora_A.weight");
+    assert_true(t && t->shape[0] == 3 && t->shape[1] == 20);
+    t = lmf_safetensors_find(st, "base_model.model.model.layers.0.mlp.shared_expert.up_proj.lora_B.weight");
+    assert_true(t && t->shape[0] == 20 && t->shape[1] == 3);
+    t = lmf_safetensors_find(st, "base_model.model.model.layers.1.mlp.shared_expert_gate.lora_B.weight");
+    assert_true(t && t->shape[0] == 1 && t->shape[1] == 3);
+    assert_memory_equal(t->data, lmf_lora_B(l, 1, 7), 3 * sizeof(float));
+    lmf_safetensors_close(st);
+    size_t n;
+    char *text = slurp(tmp_path("shexp_files/adapter_config.json"), &n);
+    assert_non_null(strstr(text, "\"shared_expert.gate_proj\""));
+    assert_non_null(strstr(text, "\"shared_expert_gate\""));
+    assert_null(strstr(text, "target_parameters"));
+    /* PEFT's own spelling of the same targets: full paths per layer */
+    char *alt = malloc(n + 1024), *at = strstr(text, "\"target_modules\"");
+    assert_non_null(at);
+    char *end = strchr(at, ']');
+    size_t head = (size_t)(at - text);
+    memcpy(alt, text, head);
+    int w = sprintf(alt + head, "\"target_modules\": [\"k_proj\", \"o_proj\", \"q_proj\", \"v_proj\"");
+    for (int L = 0; L < 2; L++)
+        for (int q = 0; q < 4; q++)
+            w += sprintf(alt + head + w, ", \"model.layers.%d.mlp.%s\"", L,
+                         (const char *const[]){"shared_expert.down_proj", "shared_expert.gate_proj",
+                                               "shared_expert.up_proj", "shared_expert_gate"}[q]);
+    strcpy(alt + head + w, end);
+    FILE *f = fopen(tmp_path("shexp_files/adapter_config.json"), "w");
+    fputs(alt, f);
+    fclose(f);
+    lmf_lora *back;
+    if (lmf_lora_load_peft(tmp_path("shexp_files"), &c, &back) != LMF_OK) fail_msg("%s", lmf_last_error());
+    same_moe(l, back);
+    assert_memory_equal(l->params, back->params, l->n_params * sizeof(float));
+    lmf_lora_free(back);
+    free(alt);
+    free(text);
+    /* GGUF: llama.cpp's qwen2moe names and shapes */
+    assert_int_equal(lmf_lora_save_gguf(l, &c, tmp_path("shexp_files.gguf")), LMF_OK);
+    lmf_gguf *g;
+    assert_int_equal(lmf_gguf_open(tmp_path("shexp_files.gguf"), &g), LMF_OK);
+    const char *arch;
+    assert_int_equal(lmf_gguf_get_str(g, "general.architecture", &arch), LMF_OK);
+    assert_string_equal(arch, "qwen2moe");
+    const lmf_gguf_tensor *ga = lmf_gguf_find_tensor(g, "blk.1.ffn_gate_inp_shexp.weight.lora_a");
+    const lmf_gguf_tensor *gb = lmf_gguf_find_tensor(g, "blk.1.ffn_gate_inp_shexp.weight.lora_b");
+    assert_true(ga && ga->n_dims == 2 && ga->ne[0] == 24 && ga->ne[1] == 3);
+    assert_true(gb && gb->n_dims == 2 && gb->ne[0] == 3 && gb->ne[1] == 1);
+    gb = lmf_gguf_find_tensor(g, "blk.0.ffn_down_shexp.weight.lora_b");
+    assert_true(gb && gb->ne[0] == 3 && gb->ne[1] == 24);
+    ga = lmf_gguf_find_tensor(g, "blk.0.ffn_down_shexp.weight.lora_a");
+    assert_true(ga && ga->ne[0] == 20 && ga->ne[1] == 3);
+    assert_non_null(lmf_gguf_find_tensor(g, "blk.0.ffn_gate_shexp.weight.lora_a"));
+    assert_non_null(lmf_gguf_find_tensor(g, "blk.1.ffn_up_shexp.weight.lora_b"));
+    assert_int_equal(g->n_tensors, 2 * 2 * 8);
+    lmf_gguf_close(g);
+    lmf_lora_free(l);
+}
+
 /* PEFT's own all-linear adapter over the tiny Mixtral (tests/reference/peft_moe_targets.py, PEFT's default init: B
  * zero) reads as PEFT defines it: q/k/v/o, the router, gate_up_proj at rank 2r with alpha 2 alpha, down_proj; its A
  * as PEFT wrote it; saved again, the same keys. Hand-edited configs are refused by field. */
@@ -705,6 +798,7 @@ int main(void) {
         cmocka_unit_test(test_rope_order),      cmocka_unit_test(test_peft_refusals),
         cmocka_unit_test(test_gguf_refusals),   cmocka_unit_test(test_peft_fixture),
         cmocka_unit_test(test_peft_moe_target_parameters), cmocka_unit_test(test_moe_round_trip),
+        cmocka_unit_test(test_shared_expert_round_trip),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

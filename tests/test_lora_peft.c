@@ -3,7 +3,9 @@
  *
  * For the tiny HF llama (GQA) and gpt2 folders and three adapters each (q,v / c_attn; all-linear; q,v with
  * rsLoRA), and the tiny Mixtral (a mixture of experts: q,v; q,k,v,o; q,v with rsLoRA; PEFT's all-linear, which adapts
- * the router and the experts as target_parameters, read by lmf_lora_load_peft), PEFT's own adapter_model.safetensors
+ * the router and the experts as target_parameters, read by lmf_lora_load_peft) and PEFT's all-linear over the tiny
+ * Qwen2-MoE (q/k/v/o and the shared expert's gate_proj, up_proj, down_proj and shared_expert_gate), PEFT's own
+ * adapter_model.safetensors
  * is read into an lmf_lora over the base, then: logits, the
  * prompt-masked loss (labels -100 on the first 3 positions, HF's shift), the gradient of every lora_A / lora_B, and
  * 10 AdamW steps on the adapters (torch.optim.AdamW, lr 1e-2, betas 0.9 / 0.999, no clipping): every loss and the
@@ -287,21 +289,23 @@ static void check_inference(const lmf_weights *w, lmf_lora *lo, const int32_t *t
     }
 }
 
-/* PEFT's all-linear over the tiny Mixtral: q/k/v/o, the router's gate.weight, the experts' gate_up_proj (rank 8,
- * alpha 16) and down_proj, read by lmforge's PEFT reader (key names, nesting, interleaved B, rank_pattern), then as
- * run() does; the gradients and final values are compared through lmforge's PEFT writer (the same layout back). */
-static void test_mixtral_all_linear(void **s) {
-    (void)s;
+/* PEFT's all-linear adapter over a MoE (fixture folder lora/NAME over the base folder), read by lmforge's PEFT reader
+ * (key names, nesting, interleaved B, rank_pattern, full module paths), then as run() does; the gradients and final
+ * values are compared through lmforge's PEFT writer (the same layout back); then check_inference. */
+static void all_linear_twin(const char *base, const char *name, int n_mod, const char *what) {
     lmf_weights *w;
-    if (lmf_weights_load(FIX "moe/mixtral", &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    char path[512];
+    snprintf(path, sizeof path, FIX "%s", base);
+    if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
     int V = w->cfg.vocab_size, B = 2, T = 8;
     lmf_lora *lo, *gr;
-    if (lmf_lora_load_peft(FIX "lora/mixtral_all_linear", &w->cfg, &lo) != LMF_OK) fail_msg("%s", lmf_last_error());
-    if (lmf_lora_load_peft(FIX "lora/mixtral_all_linear", &w->cfg, &gr) != LMF_OK) fail_msg("%s", lmf_last_error());
-    assert_int_equal(lo->n_mod, 7);
+    snprintf(path, sizeof path, FIX "lora/%s", name);
+    if (lmf_lora_load_peft(path, &w->cfg, &lo) != LMF_OK) fail_msg("%s", lmf_last_error());
+    if (lmf_lora_load_peft(path, &w->cfg, &gr) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(lo->n_mod, n_mod);
     lmf_safetensors *ex;
-    if (lmf_safetensors_open(FIX "lora/mixtral_all_linear/expected.safetensors", &ex) != LMF_OK)
-        fail_msg("%s", lmf_last_error());
+    snprintf(path, sizeof path, FIX "lora/%s/expected.safetensors", name);
+    if (lmf_safetensors_open(path, &ex) != LMF_OK) fail_msg("%s", lmf_last_error());
     const int32_t *tok = (const int32_t *)lmf_safetensors_find(ex, "tokens")->data;
     const int32_t *lab = (const int32_t *)lmf_safetensors_find(ex, "labels")->data;
     int32_t tg[16];
@@ -314,16 +318,16 @@ static void test_mixtral_all_linear(void **s) {
     assert_int_equal(lmf_model_create_lora(w, lo, B, T, &m), LMF_OK);
     lmf_model_zero_grad(m);
     float loss = lmf_model_forward(m, tok, tg, B, T);
-    check("mixtral_all_linear logits", lmf_model_logits(m), tensor(ex, "logits", (size_t)B * T * V),
-          (size_t)B * T * V);
+    snprintf(path, sizeof path, "%s logits", name);
+    check(path, lmf_model_logits(m), tensor(ex, "logits", (size_t)B * T * V), (size_t)B * T * V);
     const float *want_loss = tensor(ex, "loss", 1);
     if (fabs(loss - want_loss[0]) > TOL * fabs(want_loss[0]))
-        fail_msg("mixtral_all_linear loss %.7g, PEFT %.7g", loss, want_loss[0]);
+        fail_msg("%s loss %.7g, PEFT %.7g", name, loss, want_loss[0]);
     lmf_model_backward(m, 1.0f);
     memcpy(gr->params, lo->grads, lo->n_params * sizeof(float));
     assert_int_equal(lmf_lora_save_peft(gr, &w->cfg, NULL, dir), LMF_OK);
     check_folder(dir, ex, "grad.");
-    peft_steps(m, tok, tg, B, T, tensor(ex, "train.losses", 10), "mixtral_all_linear");
+    peft_steps(m, tok, tg, B, T, tensor(ex, "train.losses", 10), name);
     assert_int_equal(lmf_lora_save_peft(lo, &w->cfg, NULL, dir), LMF_OK);
     check_folder(dir, ex, "final.");
     lmf_model_forward(m, tok, NULL, B, T);
@@ -331,8 +335,8 @@ static void test_mixtral_all_linear(void **s) {
     memcpy(ref, lmf_model_logits(m), sizeof(float) * (size_t)B * T * V);
     check_inference(w, lo, tok, ref, dir);
     free(ref);
-    printf("mixtral_all_linear (router, experts at 2r, down): logits, loss, %d adapter gradients, 10 AdamW steps "
-           "equal PEFT's (worst so far %.2g)\n", 2 * lo->n_layer * lo->n_mod, WORST);
+    printf("%s (%s): logits, loss, %d adapter gradients, 10 AdamW steps equal PEFT's (worst so far %.2g)\n", name,
+           what, 2 * lo->n_layer * lo->n_mod, WORST);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
@@ -343,12 +347,38 @@ static void test_mixtral_all_linear(void **s) {
     lmf_weights_free(w);
 }
 
+static void test_mixtral_all_linear(void **s) {
+    (void)s;
+    all_linear_twin("moe/mixtral", "mixtral_all_linear", 7, "router, experts at 2r, down");
+}
+
+/* PEFT's all-linear over the tiny Qwen2-MoE (q/k/v biases, gated shared expert): q/k/v/o and the shared expert's
+ * gate_proj, up_proj, down_proj and shared_expert_gate (nn.Linear modules; no router or expert adapter, as PEFT
+ * 0.21.2 has it there), target_modules written as full paths */
+static void test_qwen2_moe_all_linear(void **s) {
+    (void)s;
+    all_linear_twin("qwen2/qwen2_moe", "qwen2_moe_all_linear", 8, "shared expert's three Linears and its gate");
+    /* lmforge's own all-linear on that model is the same set */
+    lmf_weights *w;
+    if (lmf_weights_load(FIX "qwen2/qwen2_moe", &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_lora *lo;
+    if (lmf_lora_create(&w->cfg, "all-linear", 4, 8.0f, 0.1f, 0, &lo) != LMF_OK) fail_msg("%s", lmf_last_error());
+    static const char *const want[] = {"q_proj", "k_proj", "v_proj", "o_proj", "shared_expert.gate_proj",
+                                       "shared_expert.up_proj", "shared_expert.down_proj", "shared_expert_gate"};
+    assert_int_equal(lo->n_mod, 8);
+    for (int k = 0; k < 8; k++) assert_string_equal(lo->mod[k].name, want[k]);
+    assert_int_equal(lo->mod[7].kind, LMF_LORA_SHARED_GATE);
+    assert_int_equal(lo->mod[7].out, 1);
+    lmf_lora_free(lo);
+    lmf_weights_free(w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_attn), cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_rslora),
         cmocka_unit_test(test_gpt2_attn),  cmocka_unit_test(test_gpt2_all_linear),  cmocka_unit_test(test_gpt2_rslora),
         cmocka_unit_test(test_mixtral_attn), cmocka_unit_test(test_mixtral_qkvo), cmocka_unit_test(test_mixtral_rslora),
-        cmocka_unit_test(test_mixtral_all_linear),
+        cmocka_unit_test(test_mixtral_all_linear), cmocka_unit_test(test_qwen2_moe_all_linear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -595,7 +595,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lmf_block_norm_par(c, r->ln2, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
     if (c->n_expert) {
         o = r->res3 == r->res2 ? r->proj : r->res3;
-        lmf_moe_forward(ctx, L, layer, r->ln2, o, r->moe, r->moe_scratch, N);
+        lmf_moe_forward(ctx, L, layer, r->ln2, o, r->moe, r->moe_scratch, r->lora_t, N);
         lmf_residual_forward(r->res3, o, r->res2, NC);
         return;
     }
@@ -640,7 +640,8 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
      * adapters (router, experts: PEFT's target_parameters) are moe.c's */
     if (c->n_expert) {
         memset(g->dbuf, 0, NC * sizeof(float));
-        lmf_moe_backward(ctx, L, NULL, layer, NULL, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, N);
+        lmf_moe_backward(ctx, L, NULL, layer, NULL, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, r->lora_t,
+                         N);
     } else {
         memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
         lin down = {&L->w_down, NULL, g->dres, C};
@@ -704,7 +705,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     /* MLP: res3 = res2 + down(act(fc(norm2(res2)))); dres holds d(res3) and becomes d(res2) */
     if (c->n_expert) {
         memset(g->dbuf, 0, NC * sizeof(float));
-        lmf_moe_backward(ctx, L, G, layer, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, N);
+        lmf_moe_backward(ctx, L, G, layer, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, NULL, N);
     } else {
         memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
         lmf_matmul_backward_ld(ctx->bf16, g->dfcact, GRAD(G->w_down) + w.f0, (float *)G->b_down, g->dres, C, r->fcact,

@@ -25,10 +25,25 @@ static const module_def GPT2[] = {{"c_attn", "c_attn", 0, 3}, {"attn.c_proj", "c
 static const module_def OPT[] = {{"q_proj", "q_proj", 0, 1},   {"k_proj", "k_proj", 1, 2}, {"v_proj", "v_proj", 2, 3},
                                  {"out_proj", "out_proj", 3, 4}, {"fc1", "fc1", 5, 6},     {"fc2", "fc2", 6, 7}};
 
-/* A mixture of experts offers its attention projections as modules: transformers 5 keeps a Mixtral's experts as
- * fused 3-D parameters and its router as a bare weight, which PEFT adapts through target_parameters (its
- * ParamWrapper: one A and B over all experts of a layer), listed in PARAMS; docs/moe.md has PEFT's definition. */
+/* A mixture of experts with a shared expert (Qwen2-MoE): its gate_proj, up_proj and down_proj are nn.Linear
+ * modules (mlp.shared_expert.*), on the layer matrices 4, 5, 6 a MoE has no dense FFN for; a bare "gate_proj" names
+ * them as PEFT's suffix match does (the routed experts are parameters in transformers 5, not modules). Its
+ * shared_expert_gate is SHARED_GATE (lmf_lora_create adds it). */
+static const module_def SHARED[] = {{"q_proj", "q_proj", 0, 1},
+                                    {"k_proj", "k_proj", 1, 2},
+                                    {"v_proj", "v_proj", 2, 3},
+                                    {"o_proj", "o_proj", 3, 4},
+                                    {"shared_expert.gate_proj", "gate_proj", 4, 5},
+                                    {"shared_expert.up_proj", "up_proj", 5, 6},
+                                    {"shared_expert.down_proj", "down_proj", 6, 7}};
+static const char SHARED_GATE_NAME[] = "shared_expert_gate";
+
+/* A mixture of experts offers its attention projections (and a shared expert's Linears) as modules: transformers 5
+ * keeps a Mixtral's experts as fused 3-D parameters and its router as a bare weight, which PEFT adapts through
+ * target_parameters (its ParamWrapper: one A and B over all experts of a layer), listed in PARAMS; docs/moe.md has
+ * PEFT's definition. */
 static const module_def *family(const lmf_model_config *c, int *n) {
+    if (lmf_arch_is_llama_family(c->arch) && c->n_expert && c->shared_ffn_dim) return *n = 7, SHARED;
     if (lmf_arch_is_llama_family(c->arch))
         return *n = c->n_expert ? 4 : 7, LLAMA;
     if (c->arch == LMF_ARCH_OPT) return *n = 6, OPT;
@@ -37,8 +52,11 @@ static const module_def *family(const lmf_model_config *c, int *n) {
 
 const char *lmf_lora_module_names(const lmf_model_config *cfg) {
     int llama = lmf_arch_is_llama_family(cfg->arch);
-    if (llama && cfg->n_expert && cfg->shared_ffn_dim) /* down_proj alone would name the shared expert's too */
-        return "q_proj,k_proj,v_proj,o_proj,gate.weight,gate_up_proj,experts.down_proj";
+    if (llama && cfg->n_expert && cfg->shared_ffn_dim && cfg->shared_gate) /* down_proj: the shared expert's */
+        return "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,shared_expert_gate,gate.weight,gate_up_proj,"
+               "experts.down_proj";
+    if (llama && cfg->n_expert && cfg->shared_ffn_dim)
+        return "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,gate.weight,gate_up_proj,experts.down_proj";
     return llama ? (cfg->n_expert ? "q_proj,k_proj,v_proj,o_proj,gate.weight,gate_up_proj,down_proj"
                                   : "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
            : cfg->arch == LMF_ARCH_OPT ? "q_proj,k_proj,v_proj,out_proj,fc1,fc2"
@@ -76,8 +94,8 @@ const char *lmf_lora_param_name(const char *s) {
 
 /* Whether a target names a MoE feed-forward weight lmforge does not adapt, as PEFT or transformers spell it: v4's
  * per-expert w1 w2 w3, separate gate_proj / up_proj of the experts (fused into gate_up_proj in transformers 5), or
- * Qwen2-MoE's shared expert (its gate_proj up_proj down_proj, shared_expert_gate), so the refusal says what is
- * missing rather than calling the name unknown. */
+ * a shared expert's weights on a model without one, so the refusal says what is missing rather than calling the
+ * name unknown. */
 static int moe_weight(const char *t) {
     static const char *const leaf[] = {"gate_up_proj", "down_proj", "gate_proj", "up_proj", "w1", "w2", "w3",
                                        "gate",         "shared_expert_gate"};
@@ -88,9 +106,26 @@ static int moe_weight(const char *t) {
     return strstr(t, "experts") || strstr(t, "shared_expert");
 }
 
-/* Rows and input width of matrix m of a layer of cfg. */
+/* PEFT's rule: a target names a module when it is the module's path or a suffix of it after a dot. path: the
+ * module's path inside a layer ("self_attn.q_proj", "mlp.shared_expert.gate_proj"). */
+static int suffix_match(const char *path, const char *t) {
+    size_t np = strlen(path), nt = strlen(t);
+    return !strcmp(path, t) || (np > nt && path[np - nt - 1] == '.' && !strcmp(path + np - nt, t));
+}
+
+/* Whether target t names module d of a llama-family layer (PEFT's suffix match on its path) or of another family
+ * (its name, or the name a target list uses: gpt2's "c_proj" is both). */
+static int names_module(const lmf_model_config *c, const module_def *d, const char *t) {
+    if (!strcmp(t, d->match) || !strcmp(t, d->name)) return 1;
+    if (!lmf_arch_is_llama_family(c->arch)) return 0;
+    char path[64];
+    snprintf(path, sizeof path, "%s%s", d->m0 < 4 ? "self_attn." : "mlp.", d->name);
+    return suffix_match(path, t);
+}
+
+/* Rows and input width of matrix m of a layer of cfg (on a MoE, matrices 4, 5, 6 are the shared expert's). */
 static void matrix_shape(const lmf_model_config *c, int m, int *rows, int *cols) {
-    int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim;
+    int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->n_expert ? c->shared_ffn_dim : c->ffn_dim;
     static const int kind[LMF_LAYER_MATRICES] = {0, 1, 1, 4, 2, 2, 3}; /* QD x C, KV x C, C x QD, F x C, C x F */
     *rows = kind[m] == 0 ? QD : kind[m] == 1 ? KV : kind[m] == 2 ? F : C;
     *cols = kind[m] == 3 ? F : kind[m] == 4 ? QD : C;
@@ -116,36 +151,35 @@ lmf_status lmf_lora_create_pattern(const lmf_model_config *cfg, const char *targ
     if (!(dropout >= 0 && dropout < 1)) return lmf_fail(LMF_ERR_ARG, "lora dropout = %g must be in [0, 1)", dropout);
     int nd, moe = cfg->n_expert > 0 && lmf_arch_is_llama_family(cfg->arch);
     const module_def *defs = family(cfg, &nd);
-    int want[LMF_LAYER_MATRICES] = {0}, param[4] = {0}, all = !strcmp(targets, "all-linear");
+    int want[LMF_LAYER_MATRICES] = {0}, param[4] = {0}, sh_gate = 0, all = !strcmp(targets, "all-linear");
+    int has_gate = moe && cfg->shared_ffn_dim && cfg->shared_gate;
     /* What PEFT 0.21.2 over transformers 5.24 makes of all-linear (checked by tests/reference/peft_moe_targets.py):
-     * on a Mixtral the attention, the router and both expert parameters, gate_up_proj at rank 2r (PEFT's
-     * transformers-5 conversion: v4's w1 and w3 became one fused parameter); on a Qwen2-MoE the shared expert's
-     * Linears, which lmforge does not adapt; other MoE families have no such conversion in PEFT 0.21.2 */
-    if (all && cfg->n_expert && cfg->arch == LMF_ARCH_QWEN2)
-        return lmf_fail(LMF_ERR_ARG, "lora target all-linear on a Qwen2-MoE model: PEFT's all-linear there adapts "
-                        "q_proj,k_proj,v_proj,o_proj and the shared expert's nn.Linear modules (gate_proj, up_proj, "
-                        "down_proj, shared_expert_gate), which lmforge does not adapt yet; name the targets instead "
-                        "(valid: %s; docs/moe.md)", lmf_lora_module_names(cfg));
-    if (all && cfg->n_expert && (cfg->arch != LMF_ARCH_LLAMA || cfg->shared_ffn_dim))
-        return lmf_fail(LMF_ERR_ARG, "lora target all-linear on a %s mixture-of-experts model: what PEFT's "
-                        "all-linear adapts was established for Mixtral only (docs/moe.md); name the targets instead "
-                        "(valid: %s)", lmf_arch_name(cfg->arch), lmf_lora_module_names(cfg));
-    if (all && moe) param[LMF_LORA_ROUTER] = param[LMF_LORA_EXPERTS_GATE_UP] = param[LMF_LORA_EXPERTS_DOWN] = 1;
+     * on Mixtral, Qwen3-MoE and OLMoE the attention, the router and both expert parameters, gate_up_proj at rank 2r
+     * (PEFT's transformers-5 conversion: v4's w1 and w3 became one fused parameter); on a Qwen2-MoE, which PEFT's
+     * conversion table lacks, the nn.Linear modules only: the attention and the shared expert's gate_proj, up_proj,
+     * down_proj and shared_expert_gate. A llama-architecture MoE with a shared expert has no Hugging Face model. */
+    if (all && moe && cfg->shared_ffn_dim && cfg->arch != LMF_ARCH_QWEN2)
+        return lmf_fail(LMF_ERR_ARG, "lora target all-linear on a %s mixture-of-experts model with a shared expert: "
+                        "no Hugging Face model of that shape exists to say what PEFT's all-linear adapts "
+                        "(docs/moe.md); name the targets instead (valid: %s)", lmf_arch_name(cfg->arch),
+                        lmf_lora_module_names(cfg));
+    if (all && moe && cfg->arch != LMF_ARCH_QWEN2)
+        param[LMF_LORA_ROUTER] = param[LMF_LORA_EXPERTS_GATE_UP] = param[LMF_LORA_EXPERTS_DOWN] = 1;
+    if (all) sh_gate = has_gate;
     if (!all) {
         char buf[256];
         snprintf(buf, sizeof buf, "%s", targets);
         for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
             int hit = 0;
             for (int i = 0; i < nd; i++)
-                if (!strcmp(tok, defs[i].match) || !strcmp(tok, defs[i].name)) want[i] = hit = 1;
+                if (names_module(cfg, &defs[i], tok)) want[i] = hit = 1;
+            if (!hit && has_gate && suffix_match("mlp.shared_expert_gate", tok)) sh_gate = hit = 1;
+            /* a module's name wins over a parameter's: on a Qwen2-MoE "down_proj" is the shared expert's, as
+             * PEFT's target_modules have it; "experts.down_proj" the experts' parameter */
             lmf_lora_kind pk = moe && !hit ? param_target(tok) : LMF_LORA_LINEAR;
-            if (pk == LMF_LORA_EXPERTS_DOWN && cfg->shared_ffn_dim && !strcmp(tok, "down_proj"))
-                return lmf_fail(LMF_ERR_ARG, "lora target 'down_proj' on a mixture of experts with a shared expert "
-                                "names both the shared expert's down_proj (not adapted by lmforge) and the experts' "
-                                "parameter: write experts.down_proj");
             if (pk) param[pk] = hit = 1;
             if (!hit && cfg->n_expert && moe_weight(tok))
-                return lmf_fail(LMF_ERR_ARG, "lora target '%s' names a weight of the experts or the shared expert "
+                return lmf_fail(LMF_ERR_ARG, "lora target '%s' names a weight of the experts or of a shared expert "
                                 "of a %s mixture-of-experts model that lmforge does not adapt (valid: %s; the "
                                 "experts' gate and up are one fused parameter, gate_up_proj, as in transformers 5 "
                                 "and PEFT's target_parameters; docs/moe.md)", tok, lmf_arch_name(cfg->arch),
@@ -153,8 +187,8 @@ lmf_status lmf_lora_create_pattern(const lmf_model_config *cfg, const char *targ
             if (!hit)
                 return lmf_fail(LMF_ERR_ARG, "lora target '%s' is not a module of a %s%s model (valid: %s%s)", tok,
                                 lmf_arch_name(cfg->arch), cfg->n_expert ? " mixture-of-experts" : "",
-                                lmf_lora_module_names(cfg), cfg->n_expert && cfg->arch != LMF_ARCH_LLAMA ? ""
-                                                                                                 : ", all-linear");
+                                lmf_lora_module_names(cfg),
+                                moe && cfg->shared_ffn_dim && cfg->arch != LMF_ARCH_QWEN2 ? "" : ", all-linear");
         }
     }
     int nparam = param[1] + param[2] + param[3];
@@ -182,6 +216,11 @@ lmf_status lmf_lora_create_pattern(const lmf_model_config *cfg, const char *targ
         for (int k = m->m0; k < m->m1; k++) matrix_shape(cfg, k, &rows, &cols), m->out += rows;
         m->in = cols;
     }
+    if (sh_gate) { /* Qwen2-MoE's shared_expert_gate: an nn.Linear (1, C) */
+        lmf_lora_module *m = &l->mod[l->n_mod++];
+        snprintf(m->name, sizeof m->name, "%s", SHARED_GATE_NAME);
+        m->kind = LMF_LORA_SHARED_GATE, m->m0 = m->m1 = -1, m->in = cfg->n_embd, m->out = 1, m->n_exp = 1;
+    }
     for (int k = LMF_LORA_ROUTER; k <= LMF_LORA_EXPERTS_DOWN; k++) {
         if (!param[k]) continue;
         lmf_lora_module *m = &l->mod[l->n_mod++];
@@ -197,7 +236,7 @@ lmf_status lmf_lora_create_pattern(const lmf_model_config *cfg, const char *targ
         set_rank(l, k, twice ? 2 * r : r, twice ? 2 * alpha : alpha);
         for (int i = 0; i < n_pat; i++) {
             if (strcmp(pat_names[i], l->mod[k].name)) continue;
-            if (l->mod[k].kind == LMF_LORA_LINEAR && (pat_r[i] != r || pat_alpha[i] != alpha)) {
+            if (lmf_lora_is_module(l->mod[k].kind) && (pat_r[i] != r || pat_alpha[i] != alpha)) {
                 lmf_lora_free(l);
                 return lmf_fail(LMF_ERR_ARG, "lora module %s: rank %d / alpha %g differ from r = %d / lora_alpha %g "
                                 "(rank_pattern / alpha_pattern): per-module ranks are supported on a mixture of "
@@ -275,10 +314,11 @@ int lmf_lora_max_rank(const lmf_lora *l) {
     return r;
 }
 
-/* Only the linear modules save values (their rank is l->r); a MoE's parameter adapters recompute A x. */
+/* Only the modules save values (their rank is l->r; they come first, so module k's slab is k N r); a MoE's
+ * parameter adapters recompute A x. */
 size_t lmf_lora_t_floats(const lmf_lora *l, int N) {
     int n = 0;
-    for (int k = 0; k < l->n_mod; k++) n += l->mod[k].kind == LMF_LORA_LINEAR;
+    for (int k = 0; k < l->n_mod; k++) n += lmf_lora_is_module(l->mod[k].kind);
     return (size_t)N * l->r * n;
 }
 
@@ -311,74 +351,96 @@ static int out_col(const lmf_lora *l, int k, int m0) {
     return col;
 }
 
+void lmf_lora_mod_forward(const lmf_lora *l, int layer, int k, const float *in, int ldi, float *out, int ldo, int N,
+                          int training, float *t, float *xd) {
+    const lmf_lora_module *m = &l->mod[k];
+    int r = l->r, ld;
+    float *tk = t ? t + (size_t)k * N * r : lmf_xmalloc(sizeof(float) * (size_t)N * r);
+    const float *x = dropped(l, layer, k, in, ldi, N, training, xd, &ld);
+    lmf_sgemm(0, 1, N, r, m->in, x, ld, lmf_lora_A(l, layer, k), m->in, 0.0f, tk, r);
+    for (size_t i = 0; i < (size_t)N * r; i++) tk[i] *= l->scale;
+    lmf_sgemm(0, 1, N, m->out, r, tk, r, lmf_lora_B(l, layer, k), r, 1.0f, out, ldo);
+    if (!t) free(tk);
+}
+
 void lmf_lora_forward(const lmf_lora *l, int layer, int m0, int m1, const float *in, int ldi, float *out, int ldo,
                       int N, int training, float *t, float *xd) {
-    int r = l->r;
-    float *tmp = t ? NULL : lmf_xmalloc(sizeof(float) * (size_t)N * r);
     for (int k = 0; k < l->n_mod; k++) {
         const lmf_lora_module *m = &l->mod[k];
         if (m->kind != LMF_LORA_LINEAR || m->m0 < m0 || m->m1 > m1) continue;
-        float *tk = t ? t + (size_t)k * N * r : tmp;
-        int ld;
-        const float *x = dropped(l, layer, k, in, ldi, N, training, xd, &ld);
-        lmf_sgemm(0, 1, N, r, m->in, x, ld, lmf_lora_A(l, layer, k), m->in, 0.0f, tk, r);
-        for (size_t i = 0; i < (size_t)N * r; i++) tk[i] *= l->scale;
-        lmf_sgemm(0, 1, N, m->out, r, tk, r, lmf_lora_B(l, layer, k), r, 1.0f, out + out_col(l, k, m0), ldo);
+        lmf_lora_mod_forward(l, layer, k, in, ldi, out + out_col(l, k, m0), ldo, N, training, t, xd);
     }
-    free(tmp);
+}
+
+void lmf_lora_mod_backward(lmf_lora *l, int layer, int k, const float *in, int ldi, const float *dout, int ldo,
+                           const float *t, float *din, int N, float *scratch) {
+    const lmf_lora_module *m = &l->mod[k];
+    int r = l->r;
+    const float *tk = t + (size_t)k * N * r, *dk = dout;
+    float *dt = scratch, *dx = scratch + (size_t)N * r;
+    /* out += tk B^T, tk = scale A x': dB += dout^T tk; dt = scale dout B; dA += dt^T x'; dx' = dt A */
+    lmf_sgemm(1, 0, m->out, r, N, dk, ldo, tk, r, 1.0f, lmf_lora_dB(l, layer, k), r);
+    lmf_sgemm(0, 0, N, r, m->out, dk, ldo, lmf_lora_B(l, layer, k), r, 0.0f, dt, r);
+    for (size_t i = 0; i < (size_t)N * r; i++) dt[i] *= l->scale;
+    int ld;
+    const float *x = dropped(l, layer, k, in, ldi, N, 1, dx, &ld);
+    lmf_sgemm(1, 0, r, m->in, N, dt, r, x, ld, 1.0f, lmf_lora_dA(l, layer, k), m->in);
+    if (l->dropout == 0.0f) {
+        lmf_sgemm(0, 0, N, m->in, r, dt, r, lmf_lora_A(l, layer, k), m->in, 1.0f, din, ldi);
+        return;
+    }
+    lmf_sgemm(0, 0, N, m->in, r, dt, r, lmf_lora_A(l, layer, k), m->in, 0.0f, dx, m->in);
+    float s = 1.0f / (1.0f - l->dropout);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < m->in; j++)
+            if (lmf_lora_keep(l, layer, k, (size_t)i * m->in + j)) din[(size_t)i * ldi + j] += s * dx[(size_t)i * m->in + j];
 }
 
 void lmf_lora_backward(lmf_lora *l, int layer, int m0, int m1, const float *in, int ldi, const float *dout, int ldo,
                        const float *t, float *din, int N, float *scratch) {
-    int r = l->r;
     for (int k = 0; k < l->n_mod; k++) {
         const lmf_lora_module *m = &l->mod[k];
         if (m->kind != LMF_LORA_LINEAR || m->m0 < m0 || m->m1 > m1) continue;
-        const float *tk = t + (size_t)k * N * r, *dk = dout + out_col(l, k, m0);
-        float *dt = scratch, *dx = scratch + (size_t)N * r;
-        /* out += tk B^T, tk = scale A x': dB += dout^T tk; dt = scale dout B; dA += dt^T x'; dx' = dt A */
-        lmf_sgemm(1, 0, m->out, r, N, dk, ldo, tk, r, 1.0f, lmf_lora_dB(l, layer, k), r);
-        lmf_sgemm(0, 0, N, r, m->out, dk, ldo, lmf_lora_B(l, layer, k), r, 0.0f, dt, r);
-        for (size_t i = 0; i < (size_t)N * r; i++) dt[i] *= l->scale;
-        int ld;
-        const float *x = dropped(l, layer, k, in, ldi, N, 1, dx, &ld);
-        lmf_sgemm(1, 0, r, m->in, N, dt, r, x, ld, 1.0f, lmf_lora_dA(l, layer, k), m->in);
-        if (l->dropout == 0.0f) {
-            lmf_sgemm(0, 0, N, m->in, r, dt, r, lmf_lora_A(l, layer, k), m->in, 1.0f, din, ldi);
-            continue;
-        }
-        lmf_sgemm(0, 0, N, m->in, r, dt, r, lmf_lora_A(l, layer, k), m->in, 0.0f, dx, m->in);
-        float s = 1.0f / (1.0f - l->dropout);
-        for (int i = 0; i < N; i++)
-            for (int j = 0; j < m->in; j++)
-                if (lmf_lora_keep(l, layer, k, (size_t)i * m->in + j)) din[(size_t)i * ldi + j] += s * dx[(size_t)i * m->in + j];
+        lmf_lora_mod_backward(l, layer, k, in, ldi, dout + out_col(l, k, m0), ldo, t, din, N, scratch);
     }
+}
+
+/* Rows [lo, hi) of module k's output for N input rows, B's rows from row0 (a matrix's first row in the module). */
+static void decode_rows(const lmf_lora *l, int layer, int k, int row0, const float *in, int ldi, int N, float *out,
+                        int ldo, int lo, int hi) {
+    const lmf_lora_module *m = &l->mod[k];
+    int r = l->r;
+    const float *A = lmf_lora_A(l, layer, k), *Bm = lmf_lora_B(l, layer, k) + (size_t)row0 * r;
+    for (int i = 0; i < N; i++) {
+        float t[256];
+        const float *x = in + (size_t)i * ldi;
+        for (int j = 0; j < r; j++) {
+            float s = 0.0f;
+            for (int e = 0; e < m->in; e++) s += A[(size_t)j * m->in + e] * x[e];
+            t[j] = l->scale * s;
+        }
+        float *y = out + (size_t)i * ldo;
+        for (int row = lo; row < hi; row++) {
+            float s = 0.0f;
+            for (int j = 0; j < r; j++) s += t[j] * Bm[(size_t)row * r + j];
+            y[row] += s;
+        }
+    }
+}
+
+void lmf_lora_mod_decode_rows(const lmf_lora *l, int layer, int k, const float *in, int ldi, int N, float *out,
+                              int ldo, int lo, int hi) {
+    if (hi > lo) decode_rows(l, layer, k, 0, in, ldi, N, out, ldo, lo, hi);
 }
 
 void lmf_lora_decode_rows(const lmf_lora *l, int layer, int mat, const float *in, int ldi, int N, float *out, int ldo,
                           int lo, int hi) {
-    int r = l->r;
     for (int k = 0; k < l->n_mod; k++) {
         const lmf_lora_module *m = &l->mod[k];
         if (m->kind != LMF_LORA_LINEAR || mat < m->m0 || mat >= m->m1 || hi <= lo) continue;
         int off = 0;
         for (int q = m->m0; q < mat; q++) off += l->rows[q]; /* matrix mat's first row in the module's B */
-        const float *A = lmf_lora_A(l, layer, k), *Bm = lmf_lora_B(l, layer, k) + (size_t)off * r;
-        for (int i = 0; i < N; i++) {
-            float t[256];
-            const float *x = in + (size_t)i * ldi;
-            for (int j = 0; j < r; j++) {
-                float s = 0.0f;
-                for (int e = 0; e < m->in; e++) s += A[(size_t)j * m->in + e] * x[e];
-                t[j] = l->scale * s;
-            }
-            float *y = out + (size_t)i * ldo;
-            for (int row = lo; row < hi; row++) {
-                float s = 0.0f;
-                for (int j = 0; j < r; j++) s += t[j] * Bm[(size_t)row * r + j];
-                y[row] += s;
-            }
-        }
+        decode_rows(l, layer, k, off, in, ldi, N, out, ldo, lo, hi);
     }
 }
 

@@ -23,13 +23,22 @@
  * the delta s B A is added to the weight for the forward): the router (E, C), or the fused experts' gate_up_proj
  * (E, 2F, C: each expert's gate rows then its up rows) and down_proj (E, C, F), one adapter over all E experts of a
  * layer. docs/moe.md has PEFT's definition. */
-typedef enum { LMF_LORA_LINEAR, LMF_LORA_ROUTER, LMF_LORA_EXPERTS_GATE_UP, LMF_LORA_EXPERTS_DOWN } lmf_lora_kind;
+typedef enum { LMF_LORA_LINEAR, LMF_LORA_ROUTER, LMF_LORA_EXPERTS_GATE_UP, LMF_LORA_EXPERTS_DOWN, LMF_LORA_SHARED_GATE }
+lmf_lora_kind;
+/* LMF_LORA_SHARED_GATE: Qwen2-MoE's shared_expert_gate, an nn.Linear (1, C) whose output goes through a sigmoid
+ * and scales the shared expert (moe.c): a module like the LINEAR ones (dropout, saved values), outside the layer
+ * matrices. On a mixture of experts with a shared expert the LINEAR modules on matrices 4, 5, 6 (gate, up, down)
+ * are the shared expert's nn.Linear modules (PEFT's mlp.shared_expert.gate_proj ...): a MoE has no dense FFN. */
 
-enum { LMF_LORA_MAX_MOD = 8 };
+/* Whether a module is an nn.Linear in PEFT's terms (target_modules, dropout, saved values), not a parameter. */
+static inline int lmf_lora_is_module(lmf_lora_kind k) { return k == LMF_LORA_LINEAR || k == LMF_LORA_SHARED_GATE; }
+
+enum { LMF_LORA_MAX_MOD = 12 };
 
 typedef struct {
     char name[24];  /* PEFT's name ("q_proj"; gpt2's two c_proj are "attn.c_proj" and "mlp.c_proj"; a MoE's
-                     * target_parameters "gate.weight", "gate_up_proj", "down_proj") */
+                     * target_parameters "gate.weight", "gate_up_proj", "down_proj"; a shared expert's
+                     * "shared_expert.gate_proj" ..., "shared_expert_gate") */
     lmf_lora_kind kind;
     int m0, m1;     /* LINEAR: the layer matrices [m0, m1) it adds to; -1 for the others */
     int in, out;    /* each expert's A is (r, in), B (out, r) */
@@ -45,7 +54,7 @@ typedef struct lmf_lora {
     float alpha, dropout, scale;
     int rslora;
     int n_layer, n_mod;
-    lmf_lora_module mod[LMF_LORA_MAX_MOD]; /* the LINEAR ones first */
+    lmf_lora_module mod[LMF_LORA_MAX_MOD]; /* the LINEAR ones first, then SHARED_GATE, then the parameters */
     int rows[LMF_LAYER_MATRICES]; /* output rows of each layer matrix (q, k, v, o, gate, up, down) */
     size_t n_params;
     float *params, *grads; /* grads NULL until lmf_lora_enable_grads */
@@ -60,8 +69,11 @@ const char *lmf_lora_module_names(const lmf_model_config *cfg);
  * head). LMF_ERR_ARG names an unknown target and lists the valid ones for the family. On a mixture of experts the
  * targets also take the experts and the router as PEFT's target_parameters name them ("gate_up_proj",
  * "experts.gate_up_proj", "mlp.experts.gate_up_proj", the same for down_proj; the router "gate", "gate.weight",
- * "mlp.gate.weight"), and "all-linear" is PEFT's: q/k/v/o, the router, gate_up_proj at rank 2r and alpha 2 alpha,
- * down_proj. Those require dropout 0 (PEFT's ParamWrapper raises otherwise). */
+ * "mlp.gate.weight"), which require dropout 0 (PEFT's ParamWrapper raises otherwise), and a shared expert's
+ * modules as PEFT's suffix match names them ("gate_proj", "shared_expert.gate_proj", ..., "shared_expert_gate": a
+ * module's name wins, so there "down_proj" is the shared expert's). "all-linear" is PEFT 0.21.2's set: on Mixtral,
+ * Qwen3-MoE and OLMoE q/k/v/o, the router, gate_up_proj at rank 2r and alpha 2 alpha, down_proj; on Qwen2-MoE
+ * q/k/v/o and the shared expert's four Linears. */
 lmf_status lmf_lora_create(const lmf_model_config *cfg, const char *targets, int r, float alpha, float dropout,
                            int rslora, lmf_lora **out);
 /* lmf_lora_create with PEFT's rank_pattern / alpha_pattern resolved to module names: module pat_names[i] (a name
@@ -112,6 +124,15 @@ void lmf_lora_forward(const lmf_lora *l, int layer, int m0, int m1, const float 
  * gradients; din (ldi apart) += the input gradient. scratch: N x (r + max in) floats. */
 void lmf_lora_backward(lmf_lora *l, int layer, int m0, int m1, const float *in, int ldi, const float *dout, int ldo,
                        const float *t, float *din, int N, float *scratch);
+/* One module k (LINEAR or SHARED_GATE) alone, as lmf_lora_forward / lmf_lora_backward do it for each of theirs:
+ * out (N rows, ldo apart) += scale B A drop(in); t: the layer's saved values (module k's slab: k N r), or NULL. */
+void lmf_lora_mod_forward(const lmf_lora *l, int layer, int k, const float *in, int ldi, float *out, int ldo, int N,
+                          int training, float *t, float *xd);
+void lmf_lora_mod_backward(lmf_lora *l, int layer, int k, const float *in, int ldi, const float *dout, int ldo,
+                           const float *t, float *din, int N, float *scratch);
+/* Decode of module k alone: output rows [lo, hi) of its B (module k's own rows, from 0). */
+void lmf_lora_mod_decode_rows(const lmf_lora *l, int layer, int k, const float *in, int ldi, int N, float *out,
+                              int ldo, int lo, int hi);
 /* Decode: rows [lo, hi) of layer matrix mat (q, k, v, o, gate, up, down) for N input rows: out (matrix mat's output
  * row, ldo apart) += its share of scale B A in, for every module covering mat. Each thread calls it for the rows it
  * made (A in is recomputed by each: r x in multiply-adds a row, next to the matrix's rows x in). r <= 256. */
@@ -121,7 +142,7 @@ void lmf_lora_decode_rows(const lmf_lora *l, int layer, int mat, const float *in
  * (prefill and decode); NULL removes them. l must outlive their use. */
 struct lmf_session;
 void lmf_session_set_lora(struct lmf_session *s, const lmf_lora *l);
-/* Floats of saved values one layer needs for N rows (r per linear module and row). */
+/* Floats of saved values one layer needs for N rows (r per module, LINEAR or SHARED_GATE, and row). */
 size_t lmf_lora_t_floats(const lmf_lora *l, int N);
 /* Dropout's decision for input element e (row-major over the step's rows) of module (layer, mod) at step l->step: 1
  * keeps it (scaled by 1 / (1 - dropout)). A hash of (seed, step, layer, module, e), so forward and backward draw the

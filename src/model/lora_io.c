@@ -23,8 +23,8 @@ enum { PATH_LEN = 128, KEY_LEN = 192, TARGETS_LEN = 256 };
  * target_modules match and, after "base_model.model.", its tensor keys begin with. */
 static void module_path(const lmf_model_config *c, const lmf_lora_module *m, int L, char *buf) {
     const char *pre, *sub;
-    if (lmf_arch_is_llama_family(c->arch)) {
-        pre = "model.layers", sub = m->m0 < 4 ? "self_attn." : "mlp.";
+    if (lmf_arch_is_llama_family(c->arch)) { /* a shared expert's: mlp.shared_expert.gate_proj, mlp.shared_expert_gate */
+        pre = "model.layers", sub = m->kind == LMF_LORA_LINEAR && m->m0 < 4 ? "self_attn." : "mlp.";
     } else if (c->arch == LMF_ARCH_OPT) {
         pre = "model.decoder.layers", sub = m->m0 < 4 ? "self_attn." : "";
     } else { /* gpt2: the two c_proj already carry their parent */
@@ -48,22 +48,27 @@ static void param_path(const lmf_lora *l, int k, int L, char *buf) {
 /* PEFT's key of module k's lora_A or lora_B (ab "A" / "B") in layer L. */
 static void peft_key(const lmf_model_config *c, const lmf_lora *l, int k, int L, const char *ab, char *buf) {
     char path[PATH_LEN];
-    if (l->mod[k].kind == LMF_LORA_LINEAR) module_path(c, &l->mod[k], L, path);
+    if (lmf_lora_is_module(l->mod[k].kind)) module_path(c, &l->mod[k], L, path);
     else param_path(l, k, L, path);
     snprintf(buf, KEY_LEN, "base_model.model.%s.lora_%s.weight", path, ab);
 }
 
 /* llama.cpp's name of the base tensor module m adds to (llama and gpt2; gpt2's c_attn is the fused attn_qkv; a
- * MoE's router ffn_gate_inp, its experts' stacks ffn_{gate,up,down}_exps). part: gate_up_proj's two stacks, gate
- * (0) and up (1), each with its own pair of tensors (the same A). */
+ * MoE's router ffn_gate_inp, its experts' stacks ffn_{gate,up,down}_exps, a shared expert's ffn_{gate,up,down}_shexp
+ * and Qwen2-MoE's gate ffn_gate_inp_shexp, which llama.cpp's qwen2moe multiplies through build_lora_mm as any
+ * weight). part: gate_up_proj's two stacks, gate (0) and up (1), each with its own pair of tensors (the same A). */
 static const char *gguf_base(const lmf_lora_module *m, int part) {
     static const char *const names[LMF_LAYER_MATRICES] = {"attn_q", "attn_k",  "attn_v",  "attn_output",
                                                           "ffn_gate", "ffn_up", "ffn_down"};
+    static const char *const shexp[3] = {"ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"};
     switch (m->kind) {
+    case LMF_LORA_SHARED_GATE: return "ffn_gate_inp_shexp";
     case LMF_LORA_ROUTER: return "ffn_gate_inp";
     case LMF_LORA_EXPERTS_GATE_UP: return part ? "ffn_up_exps" : "ffn_gate_exps";
     case LMF_LORA_EXPERTS_DOWN: return "ffn_down_exps";
-    default: return m->m1 - m->m0 == 3 ? "attn_qkv" : names[m->m0];
+    default:
+        if (!strncmp(m->name, "shared_expert.", 14)) return shexp[m->m0 - 4];
+        return m->m1 - m->m0 == 3 ? "attn_qkv" : names[m->m0];
     }
 }
 
@@ -200,14 +205,14 @@ static char *peft_config(const lmf_lora *l, const lmf_model_config *c, const cha
     int params = 0, pattern = 0;
     for (int k = 0; k < l->n_mod; k++) {
         const char *n = l->mod[k].name;
-        params += l->mod[k].kind != LMF_LORA_LINEAR, pattern |= l->mod[k].r != l->r || l->mod[k].alpha != l->alpha;
-        if (l->mod[k].kind != LMF_LORA_LINEAR || (both && !strcmp(n, "mlp.c_proj"))) continue;
+        params += !lmf_lora_is_module(l->mod[k].kind), pattern |= l->mod[k].r != l->r || l->mod[k].alpha != l->alpha;
+        if (!lmf_lora_is_module(l->mod[k].kind) || (both && !strcmp(n, "mlp.c_proj"))) continue;
         cJSON_AddItemToArray(t, cJSON_CreateString(both && !strcmp(n, "attn.c_proj") ? "c_proj" : n));
     }
     if (params) { /* a MoE's router and experts: PEFT's target_parameters, with per-parameter ranks */
         t = cJSON_AddArrayToObject(j, "target_parameters");
         for (int k = 0; k < l->n_mod; k++)
-            if (l->mod[k].kind != LMF_LORA_LINEAR) cJSON_AddItemToArray(t, cJSON_CreateString(l->mod[k].name));
+            if (!lmf_lora_is_module(l->mod[k].kind)) cJSON_AddItemToArray(t, cJSON_CreateString(l->mod[k].name));
     }
     if (pattern) {
         cJSON *rp = cJSON_AddObjectToObject(j, "rank_pattern"), *ap = cJSON_AddObjectToObject(j, "alpha_pattern");
@@ -596,8 +601,14 @@ static int peft_matches(const char *path, const char *t) {
 static lmf_status resolve_targets(const char *path, const char *list, const lmf_model_config *cfg, char *names) {
     names[0] = 0;
     if (!list[0]) return LMF_OK;
-    if (!strcmp(list, "all-linear")) /* on a MoE PEFT's all-linear modules are q/k/v/o; target_parameters the rest */
-        return snprintf(names, TARGETS_LEN, "%s", cfg->n_expert ? "q_proj,k_proj,v_proj,o_proj" : "all-linear"),
+    /* on a MoE PEFT's all-linear modules are q/k/v/o and a shared expert's Linears; target_parameters the rest */
+    if (!strcmp(list, "all-linear"))
+        return snprintf(names, TARGETS_LEN, "%s",
+                        !cfg->n_expert         ? "all-linear"
+                        : !cfg->shared_ffn_dim ? "q_proj,k_proj,v_proj,o_proj"
+                        : cfg->shared_gate     ? "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,"
+                                                 "shared_expert_gate"
+                                               : "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"),
                LMF_OK;
     lmf_lora *probe;
     LMF_TRY(lmf_lora_create(cfg, lmf_lora_module_names(cfg), 1, 1.0f, 0.0f, 0, &probe)); /* every module */
@@ -609,14 +620,14 @@ static lmf_status resolve_targets(const char *path, const char *list, const lmf_
     for (char *t = strtok_r(copy, ",", &save); t && s == LMF_OK; t = strtok_r(NULL, ",", &save)) {
         int hit = 0;
         for (int k = 0; k < probe->n_mod; k++)
-            for (int L = 0; L < probe->n_layer && probe->mod[k].kind == LMF_LORA_LINEAR; L++)
+            for (int L = 0; L < probe->n_layer && lmf_lora_is_module(probe->mod[k].kind); L++)
                 module_path(cfg, &probe->mod[k], L, mp), hit |= peft_matches(mp, t);
         if (!hit)
             s = lmf_fail(LMF_ERR_MISMATCH, "%s: field target_modules: '%s' is not a module of this %s model (%d "
                          "layers; modules: %s, all-linear)", path, t, lmf_arch_name(cfg->arch), cfg->n_layer,
                          lmf_lora_module_names(cfg));
     }
-    for (int k = 0; k < probe->n_mod && s == LMF_OK && probe->mod[k].kind == LMF_LORA_LINEAR; k++) {
+    for (int k = 0; k < probe->n_mod && s == LMF_OK && lmf_lora_is_module(probe->mod[k].kind); k++) {
         int layers = 0;
         for (int L = 0; L < probe->n_layer; L++) {
             module_path(cfg, &probe->mod[k], L, mp);

@@ -5,7 +5,9 @@
  * the dequantizers read, plus the product). B's rows for matrix q of a module follow the rows of the module's
  * earlier matrices (gpt2's c_attn: q | k | v), as in lmf_lora_decode_rows. A mixture of experts' parameter adapters
  * fold s B_e A_e into each expert (gate_up_proj's B_e: the gate's F rows, then the up's) and s B A into the router;
- * the merged layer gets its own expert descriptors. */
+ * the merged layer gets its own expert descriptors. A shared expert's gate_proj / up_proj / down_proj modules (the
+ * LINEAR modules on matrices 4, 5, 6 of a MoE) fold into sh_gate / sh_up / sh_down, and Qwen2-MoE's
+ * shared_expert_gate into a new copy of the (C) gate vector. */
 #include "core/alloc.h"
 #include "core/dtype.h"
 #include "core/status.h"
@@ -44,6 +46,20 @@ static lmf_status merge_params(lmf_weights *m, lmf_layer_weights *ml, const lmf_
     for (int k = 0; k < l->n_mod; k++) {
         const lmf_lora_module *mod = &l->mod[k];
         if (mod->kind == LMF_LORA_LINEAR) continue;
+        if (mod->kind == LMF_LORA_SHARED_GATE) { /* g (C) += s B A: B is (1, r) */
+            if (!c->shared_gate || !ml->sh_gate_inp || mod->in != C)
+                return lmf_fail(LMF_ERR_ARG, "merge: layer %d %s: the model has no shared expert gate of %d inputs",
+                                layer, mod->name, mod->in);
+            const float *A = lmf_lora_A(l, layer, k), *B = lmf_lora_B(l, layer, k);
+            float *g = lmf_weights_alloc(m, sizeof(float) * (size_t)C), s = lmf_lora_scale_of(l, k);
+            for (int q = 0; q < C; q++) {
+                float v = ml->sh_gate_inp[q];
+                for (int j = 0; j < mod->r; j++) v += s * B[j] * A[(size_t)j * C + q];
+                g[q] = v;
+            }
+            ml->sh_gate_inp = g;
+            continue;
+        }
         if (!E || (mod->kind == LMF_LORA_ROUTER ? mod->out != E || mod->in != C
                                                  : mod->n_exp != E || mod->in != (mod->kind == LMF_LORA_EXPERTS_DOWN
                                                                                       ? F : C)))
@@ -101,6 +117,11 @@ lmf_status lmf_lora_merge(const lmf_weights *base, const lmf_lora *l, lmf_weight
         const lmf_wtensor *bm[LMF_LAYER_MATRICES], *mm[LMF_LAYER_MATRICES];
         lmf_layer_matrices(&base->layers[layer], bm);
         lmf_layer_matrices(&m->layers[layer], mm);
+        if (base->cfg.n_expert) { /* a MoE's matrices 4, 5, 6 are its shared expert's (lora.h) */
+            bm[4] = &base->layers[layer].sh_gate, bm[5] = &base->layers[layer].sh_up;
+            bm[6] = &base->layers[layer].sh_down;
+            mm[4] = &m->layers[layer].sh_gate, mm[5] = &m->layers[layer].sh_up, mm[6] = &m->layers[layer].sh_down;
+        }
         lmf_status ps = merge_params(m, &m->layers[layer], l, layer);
         if (ps != LMF_OK) {
             lmf_lora_merged_free(m);

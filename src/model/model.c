@@ -208,6 +208,7 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int ma
     dims d = dims_of(&m->cfg, max_batch, max_seq);
     size_t N = (size_t)d.N, widest = (size_t)(d.C > d.F ? d.C : d.F), biggest = 0;
     if ((size_t)d.QD > widest) widest = (size_t)d.QD; /* o's input */
+    if ((size_t)base->cfg.shared_ffn_dim > widest) widest = (size_t)base->cfg.shared_ffn_dim; /* shared down's */
     m->lora_t = lmf_alloc_big(sizeof(float) * (d.L * lmf_lora_t_floats(lora, d.N) + 1));
     /* N x (r + widest input): dropout's inputs and the adapters' backward; at least 2 N r of the largest rank: a MoE's
      * expert adapters (A x and its gradient for one expert's rows, at most N) */

@@ -180,18 +180,22 @@ typedef struct {
     int F, f0, Fs, s0; /* this rank's columns of an expert and of the shared expert, and where they start */
 } moe_share;
 
-/* A layer's adapters on the router and the routed experts (PEFT's target_parameters): module indices, -1 absent. */
+/* A layer's adapters: on the router and the routed experts (PEFT's target_parameters: module indices, -1 absent),
+ * and on a shared expert's nn.Linear modules (lora.h: LINEAR modules on matrices 4, 5, 6, and SHARED_GATE, which
+ * drop out their inputs when training and save their values in the layer's t, as the block's dense modules do). */
 typedef struct {
     lmf_lora *l;
-    int layer, router, gu, down;
-    float *x; /* training: the adapters' scratch (lmf_block_ctx.lora_x); NULL: they allocate theirs */
+    int layer, router, gu, down, sh_gate;
+    float *x;     /* training: the adapters' scratch (lmf_block_ctx.lora_x); NULL: they allocate theirs */
+    float *t;     /* the layer's saved module values (lmf_block_rows.lora_t), or NULL */
+    int training; /* dropout on */
 } expert_lora;
 
-static expert_lora lora_of(const lmf_lora *l, int layer, float *scratch) {
-    expert_lora el = {(lmf_lora *)l, layer, -1, -1, -1, scratch};
+static expert_lora lora_of(const lmf_lora *l, int layer, float *scratch, float *t, int training) {
+    expert_lora el = {(lmf_lora *)l, layer, -1, -1, -1, -1, scratch, t, training};
     if (l)
         el.router = lmf_lora_find(l, LMF_LORA_ROUTER), el.gu = lmf_lora_find(l, LMF_LORA_EXPERTS_GATE_UP),
-        el.down = lmf_lora_find(l, LMF_LORA_EXPERTS_DOWN);
+        el.down = lmf_lora_find(l, LMF_LORA_EXPERTS_DOWN), el.sh_gate = lmf_lora_find(l, LMF_LORA_SHARED_GATE);
     return el;
 }
 
@@ -203,40 +207,48 @@ static moe_share share_of(const lmf_block_ctx *ctx) {
     return s;
 }
 
-/* One expert's (or the shared expert's) forward over n rows of in (C wide): h (n, 2F) = gate | up over this rank's
- * F columns, a = silu(gate) up, y (n, C) = a down (a partial sum under tensor parallelism). */
+/* One expert's (e >= 0) or the shared expert's (e < 0) forward over n rows of in (C wide): h (n, 2F) = gate | up
+ * over this rank's F columns, a = silu(gate) up, y (n, C) = a down (a partial sum under tensor parallelism). Expert
+ * e gets its parameter adapters' s B_e A_e, the shared expert its modules' (gate_proj | up_proj on h, down_proj on
+ * y: the block's dense-FFN adapters, over all n = N rows). */
 static void expert_forward(const lmf_block_ctx *ctx, const lmf_wtensor *gate, const lmf_wtensor *up,
                            const lmf_wtensor *down, const float *in, int n, int C, int F, int f0, float *h, float *a,
                            float *y, const expert_lora *el, int e) {
     lmf_wtensor wg = lmf_wtensor_rows(gate, f0, F), wu = lmf_wtensor_rows(up, f0, F), wd = lmf_wtensor_cols(down, f0, F);
     lmf_lin gu[2] = {{&wg, NULL, h, 2 * F}, {&wu, NULL, h + F, 2 * F}};
     lmf_block_linear(gu, 2, in, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
-    if (el && el->gu >= 0) lmf_lora_param_forward(el->l, el->layer, el->gu, e, in, C, h, 2 * F, n, el->x);
+    if (el && e >= 0 && el->gu >= 0) lmf_lora_param_forward(el->l, el->layer, el->gu, e, in, C, h, 2 * F, n, el->x);
+    if (el && e < 0 && el->l) lmf_lora_forward(el->l, el->layer, 4, 6, in, C, h, 2 * F, n, el->training, el->t, el->x);
     lmf_swiglu_forward(a, h, n, F);
     lmf_lin dn = {&wd, NULL, y, C};
     lmf_block_linear(&dn, 1, a, F, n, ctx->dq, ctx->dq_floats, ctx->bf16);
-    if (el && el->down >= 0) lmf_lora_param_forward(el->l, el->layer, el->down, e, a, F, y, C, n, el->x);
+    if (el && e >= 0 && el->down >= 0) lmf_lora_param_forward(el->l, el->layer, el->down, e, a, F, y, C, n, el->x);
+    if (el && e < 0 && el->l) lmf_lora_forward(el->l, el->layer, 6, 7, a, F, y, C, n, el->training, el->t, el->x);
 }
 
-/* Qwen2-MoE's shared expert gate: s[i] = sigmoid(x_i . w) over N rows (every tensor-parallel rank the same, as the
- * router: the whole C of x on each). */
-static void shared_gate(const float *w, const float *x, int N, int C, float *s) {
+/* Qwen2-MoE's shared expert gate: s[i] = sigmoid(x_i . w + its adapter's s B A drop(x_i)) over N rows (every
+ * tensor-parallel rank the same, as the router: the whole C of x on each). decode: the adapter's decode rows. */
+static void shared_gate(const float *w, const float *x, int N, int C, float *s, const expert_lora *el, int decode) {
     for (int i = 0; i < N; i++) {
         double g = 0.0;
         for (int d = 0; d < C; d++) g += (double)x[(size_t)i * C + d] * w[d];
-        s[i] = (float)(1.0 / (1.0 + exp(-g)));
+        s[i] = (float)g;
     }
+    if (el->sh_gate >= 0 && decode) lmf_lora_mod_decode_rows(el->l, el->layer, el->sh_gate, x, C, N, s, 1, 0, 1);
+    else if (el->sh_gate >= 0)
+        lmf_lora_mod_forward(el->l, el->layer, el->sh_gate, x, C, s, 1, N, el->training, el->t, el->x);
+    for (int i = 0; i < N; i++) s[i] = (float)(1.0 / (1.0 + exp(-(double)s[i])));
 }
 
 void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x, float *out,
-                     float *kept, float *scratch, int N) {
+                     float *kept, float *scratch, float *lora_t, int N) {
     const lmf_model_config *c = ctx->cfg;
     moe_share sh = share_of(ctx);
     int E = c->n_expert, k = c->n_expert_used, F = sh.F, C = c->n_embd, Fs = sh.Fs;
     rows_t r = carve_rows(c, N, kept, NULL);
     scratch_t s = carve_scratch(c, N, 0, scratch, NULL);
-    expert_lora el = lora_of(ctx->lora, layer, ctx->lora_x);
-    LMF_CHECK(!ctx->tp || (el.router < 0 && el.gu < 0 && el.down < 0)); /* whole experts only */
+    expert_lora el = lora_of(ctx->lora, layer, ctx->lora_x, lora_t, ctx->training);
+    LMF_CHECK(!ctx->tp || !ctx->lora); /* LoRA runs on one rank's whole model */
 
     lmf_lin router = {&L->router, NULL, r.logits, E};
     lmf_block_linear(&router, 1, x, C, N, ctx->dq, ctx->dq_floats, 0); /* the router stays fp32 */
@@ -253,14 +265,13 @@ void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int l
                        r.h + (size_t)o * 2 * F, r.a + (size_t)o * F, r.y + (size_t)o * C, &el, e);
     }
     if (Fs && c->shared_gate) { /* out = sigmoid(x . gate) shared(x): the gate reads x before out is written */
-        shared_gate(L->sh_gate_inp, x, N, C, r.sh_s);
-        expert_forward(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, r.sh_y, NULL,
-                       0);
+        shared_gate(L->sh_gate_inp, x, N, C, r.sh_s, &el, 0);
+        expert_forward(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, r.sh_y, &el, -1);
 #pragma omp parallel for schedule(static) if (N > 64)
         for (int i = 0; i < N; i++)
             for (int d = 0; d < C; d++) out[(size_t)i * C + d] = r.sh_s[i] * r.sh_y[(size_t)i * C + d];
     } else if (Fs) {
-        expert_forward(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, out, NULL, 0);
+        expert_forward(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, out, &el, -1);
     } else {
         memset(out, 0, sizeof(float) * (size_t)N * C);
     }
@@ -289,7 +300,7 @@ void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, i
     rows_t r = carve_rows(c, N, d->moe, NULL);
     size_t region = (size_t)LMF_BLOCK_QMV_MAX * d->qin_stride; /* qbuf holds three regions of QMV_MAX rows */
     char *q1 = qbuf + region, *q2 = qbuf + 2 * region;
-    expert_lora el = lora_of(d->lora, layer, NULL);
+    expert_lora el = lora_of(d->lora, layer, NULL, NULL, 0);
     if (tid == 0) {
         lmf_model_config ci = *c;
         ci.capacity_factor = 0.0f; /* inference never drops */
@@ -297,7 +308,7 @@ void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, i
         lmf_block_linear_qrows(&router, NULL, N, xn, C, q1, 0, E);
         if (el.router >= 0) lmf_lora_param_decode_rows(el.l, layer, el.router, 0, xn, C, NULL, N, r.logits, E, 0, E);
         route(&ci, N, &r);
-        if (Fs && c->shared_gate) shared_gate(L->sh_gate_inp, xn, N, C, r.sh_s);
+        if (Fs && c->shared_gate) shared_gate(L->sh_gate_inp, xn, N, C, r.sh_s, &el, 1);
     }
     lmf_barrier_wait(d->bar, nth);
 
@@ -326,6 +337,10 @@ void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, i
         if (hi > lo) {
             lmf_block_linear_qrows(&g, NULL, N, xn, C, q1, lo, hi);
             lmf_block_linear_qrows(&u, NULL, N, xn, C, q2, lo, hi);
+            if (el.l) { /* the shared expert's gate_proj and up_proj modules: this thread's rows of each */
+                lmf_lora_decode_rows(el.l, layer, 4, xn, C, N, r.sh_h, 2 * Fs, lo, hi);
+                lmf_lora_decode_rows(el.l, layer, 5, xn, C, N, r.sh_h + Fs, 2 * Fs, lo, hi);
+            }
             for (int i = 0; i < N; i++)
                 V->swiglu(r.sh_a + (size_t)i * Fs + lo, r.sh_h + (size_t)i * 2 * Fs + lo,
                           r.sh_h + (size_t)i * 2 * Fs + Fs + lo, hi - lo);
@@ -348,6 +363,7 @@ void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, i
     if (Fs) {
         lmf_lin dn = {&L->sh_down, NULL, d->proj, C};
         lmf_block_linear_qrows(&dn, NULL, N, r.sh_a, Fs, q1, lo, hi);
+        if (el.l) lmf_lora_decode_rows(el.l, layer, 6, r.sh_a, Fs, N, d->proj, C, lo, hi);
     }
     for (int i = 0; i < N; i++) {
         float *x = d->x + (size_t)i * C;
@@ -414,10 +430,14 @@ static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, cons
     } else {
         lmf_matmul_backward_ld(ctx->bf16, da, GRAD(GW[2]) + f0, NULL, dy, C, a, F, F32(W[2]) + f0, Ffull, n, F, C);
     }
-    if (el && el->down >= 0) lmf_lora_param_backward(el->l, el->layer, el->down, e, a, F, dy, C, da, n, el->x);
+    if (el && e >= 0 && el->down >= 0)
+        lmf_lora_param_backward(el->l, el->layer, el->down, e, a, F, dy, C, da, n, el->x);
+    if (el && e < 0 && el->l) lmf_lora_backward(el->l, el->layer, 6, 7, a, F, dy, C, el->t, da, n, el->x);
     memset(dh, 0, sizeof(float) * (size_t)n * 2 * F);
     lmf_swiglu_backward(dh, da, h, n, F);
-    if (el && el->gu >= 0) lmf_lora_param_backward(el->l, el->layer, el->gu, e, in, C, dh, 2 * F, din, n, el->x);
+    if (el && e >= 0 && el->gu >= 0)
+        lmf_lora_param_backward(el->l, el->layer, el->gu, e, in, C, dh, 2 * F, din, n, el->x);
+    if (el && e < 0 && el->l) lmf_lora_backward(el->l, el->layer, 4, 6, in, C, dh, 2 * F, el->t, din, n, el->x);
     if (!GW) {
         lmf_lin gu[2] = {{&W[0], NULL, dh, 2 * F}, {&W[1], NULL, dh + F, 2 * F}};
         lmf_block_linear_dinput(gu, 2, din, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
@@ -434,13 +454,13 @@ static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, cons
 
 void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G, int layer,
                       const lmf_moe_grad *mg, const float *x, const float *dout, float *dx, const float *kept,
-                      float *scratch, int N) {
+                      float *scratch, float *lora_t, int N) {
     const lmf_model_config *c = ctx->cfg;
     moe_share sh = share_of(ctx);
     int E = c->n_expert, k = c->n_expert_used, F = sh.F, C = c->n_embd, Fs = sh.Fs;
     rows_t r = carve_rows(c, N, (float *)kept, NULL);
     scratch_t s = carve_scratch(c, N, 1, scratch, NULL);
-    expert_lora el = lora_of(ctx->lora, layer, ctx->lora_x);
+    expert_lora el = lora_of(ctx->lora, layer, ctx->lora_x, lora_t, 1);
     /* the training model's own weights: gate|up of an expert (and of the shared one) are one fused matrix */
     LMF_CHECK(!G || (L->router.type == LMF_GGML_F32 &&
                      F32(L->experts[1]) == F32(L->experts[0]) + (size_t)c->ffn_dim * C));
@@ -465,7 +485,7 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
             dsh = s.dy;
         }
         expert_backward(ctx, W, G ? GW : NULL, x, r.sh_h, r.sh_a, dsh, dx, s.dsh_h, s.dsh_a, N, C, Fs, sh.s0,
-                        c->shared_ffn_dim, NULL, 0);
+                        c->shared_ffn_dim, &el, -1);
     }
     /* d(w) of every kept slot: dout_i . y (a dropped slot's weight never reached the output) */
 #pragma omp parallel for schedule(static) if (N > 64)
@@ -532,6 +552,7 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
             for (int i = 0; i < N; i++) acc += (double)s.dgate[i] * x[(size_t)i * C + q];
             gw[q] += (float)acc;
         }
+        if (el.sh_gate >= 0) lmf_lora_mod_backward(el.l, layer, el.sh_gate, x, C, s.dgate, 1, el.t, dx, N, el.x);
     }
     if (G) {
         lmf_matmul_backward(dx, GRAD(G->router), NULL, s.dp, x, F32(L->router), N, C, E);

@@ -75,14 +75,16 @@ void lmf_moe_losses_of(const lmf_model_config *c, int N, const lmf_moe_sums *s, 
 /* LoRA (ctx->lora / d->lora, layer `layer`): the adapters on the router and the routed experts (PEFT's
  * target_parameters, lora.h) add s B A x to the router's logits before routing and, expert e's own s B_e A_e, to
  * its gate|up rows before the activation and to its down rows; the backward gives their A and B gradients (A x
- * recomputed) and passes the input gradients on. Whole experts only (no tensor parallelism). The shared expert
- * carries none.
+ * recomputed) and passes the input gradients on. A shared expert's nn.Linear modules (gate_proj, up_proj, down_proj:
+ * lora.h's LINEAR modules on matrices 4, 5, 6; shared_expert_gate, added to the gate's logit before its sigmoid)
+ * work as the block's dense ones: dropout when training, their values saved in lora_t (the layer's
+ * lmf_block_rows.lora_t; NULL outside training). No tensor parallelism with adapters.
  *
  * Forward of one layer's MoE FFN: x (N, C) normalised rows; out (N, C) gets the FFN's output (not the residual);
  * out may be x (prefill's scratch rows: every read of x comes before the first write of out).
  * kept: lmf_moe_layer_floats(c, N); scratch: lmf_moe_scratch_floats(c, N, 0) or more. Weights of any type. */
 void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x, float *out,
-                     float *kept, float *scratch, int N);
+                     float *kept, float *scratch, float *lora_t, int N);
 
 /* Decode (inside lmf_block_decode's parallel region, thread tid of nth, N <= LMF_BLOCK_QMV_MAX rows): xn (N, C)
  * this thread's copy of the normalised rows. Thread 0 routes (the router by the quantized kernels), a barrier; each
@@ -101,6 +103,6 @@ void lmf_moe_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, i
  * output_router_logits = False). */
 void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G, int layer,
                       const lmf_moe_grad *mg, const float *x, const float *dout, float *dx, const float *kept,
-                      float *scratch, int N);
+                      float *scratch, float *lora_t, int N);
 
 #endif

@@ -10,7 +10,9 @@ through the same writer, lmf_lora_save_peft; the same for the tiny Mixtral (a mi
 and for transformers' tiny Qwen2 (all linear: q/k/v carry biases) and Qwen2-MoE (q, k, v, o), Qwen3 (all linear),
 Qwen3-MoE and OLMoE (q, k, v, o: through their q/k norms); and adapters on the router and the experts (PEFT's
 target_parameters: the Mixtral's all-linear with gate_up_proj at 2r, one expert parameter alone, the router with
-gate_up_proj; Qwen2-MoE's, Qwen3-MoE's and OLMoE's routed experts). Passes when max |diff| / max |logit| < 1e-4 for
+gate_up_proj; Qwen2-MoE's, Qwen3-MoE's and OLMoE's routed experts), and all-linear as PEFT has it on Qwen2-MoE
+(q/k/v/o and the shared expert's gate_proj, up_proj, down_proj and shared_expert_gate), Qwen3-MoE and OLMoE (as
+Mixtral's). Passes when max |diff| / max |logit| < 1e-4 for
 all.
 
 Usage: check_peft_load.py --lmforge build/lmforge [--lib build/liblmforge.a] (run with a Python that has torch,
@@ -109,7 +111,10 @@ def main():
         # qwen2: PEFT wraps the biased q/k/v Linear and keeps its bias; Qwen2-MoE's gated shared expert underneath
         for name, targets in (("qwen2", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"),
                               ("qwen2_moe", "q_proj,k_proj,v_proj,o_proj"),
-                              ("qwen2_moe", "q_proj,gate.weight,experts.gate_up_proj,experts.down_proj")):
+                              ("qwen2_moe", "q_proj,gate.weight,experts.gate_up_proj,experts.down_proj"),
+                              # PEFT's all-linear there: q/k/v/o and the shared expert's Linears and its gate
+                              ("qwen2_moe", "all-linear"),
+                              ("qwen2_moe", "down_proj,shared_expert_gate,gate.weight,experts.down_proj")):
             base = os.path.join(HERE, "fixtures", "qwen2", name)
             ad = os.path.join(tmp, name + "_adapter" + str(len(targets)))
             subprocess.run([helper, "mkadapter", base, targets, ad], check=True)
@@ -119,7 +124,8 @@ def main():
         for name, targets in (("qwen3", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"),
                               ("qwen3_moe", "q_proj,k_proj,v_proj,o_proj"), ("olmoe", "q_proj,k_proj,v_proj,o_proj"),
                               ("qwen3_moe", "v_proj,gate.weight,gate_up_proj,down_proj"),
-                              ("olmoe", "o_proj,gate.weight,gate_up_proj,down_proj")):
+                              ("olmoe", "o_proj,gate.weight,gate_up_proj,down_proj"),
+                              ("qwen3_moe", "all-linear"), ("olmoe", "all-linear")):
             base = os.path.join(HERE, "fixtures", "qwen3", name)
             ad = os.path.join(tmp, name + "_adapter" + str(len(targets)))
             subprocess.run([helper, "mkadapter", base, targets, ad], check=True)

@@ -36,6 +36,15 @@ base_model.model.model.layers.<i>.mlp.gate.lora_{A,B}.weight (A (4, 32), B (4 ex
 columns j E + e) and .mlp.experts.lora_{A,B}.weight (down_proj: A (4 x 4, 16), B (32, 4 x 4)). Its router's aux
 loss is not in the loss (output_router_logits is false, the default).
 
+and for model qwen2_moe (tests/reference/fixtures/qwen2/qwen2_moe, make_qwen2_fixtures.py's Qwen2MoeForCausalLM:
+V=48, hidden 32, 2 layers, 4 heads, 2 KV heads, q/k/v biases, 4 experts of 16, top-2 not renormalised, a shared
+expert of 24 behind its sigmoid gate) in all_linear: PEFT 0.21.2 has no transformers-5 conversion for qwen2_moe, so
+its all-linear adapts the nn.Linear modules only: q/k/v/o and the shared expert's gate_proj, up_proj, down_proj
+and shared_expert_gate (a (1, 32) Linear: A (4, 32), B (1, 4)); keys
+base_model.model.model.layers.<i>.mlp.shared_expert.{gate,up,down}_proj.lora_{A,B}.weight and
+.mlp.shared_expert_gate.lora_{A,B}.weight; target_modules the full paths of the shared expert's modules. The
+script checks that no routing choice is within 1e-4 of a tie, before and after the AdamW steps.
+
 Run with arguments (e.g. `make_lora_fixtures.py mixtral_all_linear`) to rewrite only those folders; the others (and
 tests/reference/peft_moe_targets.py's mixtral_all_linear_peft beside them) are left as they are.
 
@@ -141,6 +150,9 @@ MODELS = {
     # target_parameters (one LoRA over all experts of a layer); lmforge does not, so no all_linear variant here
     "mixtral": dict(base="tests/reference/fixtures/moe/mixtral", attn=["q_proj", "v_proj"], fan_in_fan_out=False,
                     seed=303, variants=["attn", "attn_rslora", "qkvo", "all_linear"]),
+    # Qwen2-MoE: PEFT's all-linear is its nn.Linear modules, the shared expert's among them (docs/moe.md)
+    "qwen2_moe": dict(base="tests/reference/fixtures/qwen2/qwen2_moe", attn=["q_proj", "v_proj"],
+                      fan_in_fan_out=False, seed=404, variants=["all_linear"]),
 }
 VARIANTS = {  # name -> (targets ("attn" = the model's attn list), use_rslora, adapter seed offset)
     "attn": ("attn", False, 1),
@@ -199,6 +211,34 @@ def exact_float64():
     mx.MixtralRotaryEmbedding.forward = rope_forward
     mx.MixtralTopKRouter.forward = router_forward
     mx.eager_attention_forward = eager_attention  # the same math (repeat_kv is the same in both modules)
+
+    # Qwen2-MoE: the same three, and its router's softmax in float32 (its top-k weights are not renormalised)
+    from transformers.models.qwen2_moe import modeling_qwen2_moe as qm
+
+    def qwen2_router_forward(self, hidden_states):
+        hidden_states = hidden_states.reshape(-1, self.hidden_dim)
+        router_logits = F.linear(hidden_states, self.weight)
+        router_probs = torch.softmax(router_logits, dim=-1)
+        top_value, top_index = torch.topk(router_probs, self.top_k, dim=-1)
+        assert not self.norm_topk_prob
+        ROUTER_PROBS.append(router_probs.detach())
+        return router_logits, top_value, top_index
+
+    qm.Qwen2MoeRMSNorm.forward = rms_forward
+    qm.Qwen2MoeRotaryEmbedding.forward = rope_forward
+    qm.Qwen2MoeTopKRouter.forward = qwen2_router_forward
+    qm.eager_attention_forward = eager_attention
+
+
+ROUTER_PROBS = []  # Qwen2-MoE's router probabilities of the last forwards (the tie check)
+
+
+def top_k_margin(k):
+    """The smallest gap between the k-th and (k+1)-th probability of a row over the recorded routings."""
+    m = min((p.sort(dim=-1, descending=True).values[:, k - 1] - p.sort(dim=-1, descending=True).values[:, k]).min()
+            .item() for p in ROUTER_PROBS)
+    ROUTER_PROBS.clear()
+    return m
 
 
 def load_base(path, dtype):
@@ -322,7 +362,11 @@ def make(model_name, variant):
     labels[:, :N_PROMPT] = -100
     n_targets = int((labels[:, 1:] != -100).sum())
 
+    ROUTER_PROBS.clear()
     out = pm(input_ids=tokens, labels=labels)
+    if model_name == "qwen2_moe":  # no routing choice near a tie (lmforge's fp32 routing must choose the same)
+        margin = top_k_margin(pm.config.num_experts_per_tok)
+        assert margin > 1e-4, margin
     loss = lm_loss(out.logits, labels)
     logits = out.logits.detach().clone()
     assert abs(loss.item() - loss_manual(logits, labels).item()) < 1e-12
@@ -361,9 +405,13 @@ def make(model_name, variant):
         losses.append(l.item())
         opt.step()
     assert losses[0] == loss0
+    ROUTER_PROBS.clear()
     with torch.no_grad():
         final_loss = loss_of(pm, tokens, labels).item()
     assert final_loss < losses[0]
+    if model_name == "qwen2_moe":
+        margin = top_k_margin(pm.config.num_experts_per_tok)
+        assert margin > 1e-4, margin
     final = {k: p.detach().clone() for k, p in lp.items()}
 
     t = {"tokens": tokens.to(torch.int32), "labels": labels.to(torch.int32), "logits": logits,

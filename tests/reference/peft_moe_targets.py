@@ -4,7 +4,9 @@ Run by hand (the output is recorded in docs/moe.md, "LoRA on the experts: PEFT's
 
     /work/venv-peft/bin/python tests/reference/peft_moe_targets.py [--write-fixture]
 
-It prints, for a tiny random MixtralForCausalLM and Qwen2MoeForCausalLM built here, what `all-linear` and explicit
+It prints, for a tiny random MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM and OlmoeForCausalLM
+built here, every nn.Linear outside the attention (what all-linear can reach: on Qwen2-MoE the shared expert's
+gate_proj, up_proj, down_proj and shared_expert_gate; on the others only lm_head), what `all-linear` and explicit
 `target_parameters` resolve to (adapter_config.json's target_modules / target_parameters / rank_pattern /
 alpha_pattern), the saved tensor names and shapes outside the attention, each ParamWrapper's in / out / experts and
 scaling, and whether lora_dropout 0.1 is accepted; then it checks the expert layout docs/moe.md states (A_e = A's
@@ -26,7 +28,8 @@ import warnings
 import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, MixtralConfig, MixtralForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM
+from transformers import (AutoModelForCausalLM, MixtralConfig, MixtralForCausalLM, OlmoeConfig, OlmoeForCausalLM,
+                          Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 warnings.filterwarnings("ignore")
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -45,6 +48,30 @@ def tiny_qwen2_moe():
                                               moe_intermediate_size=8, shared_expert_intermediate_size=12,
                                               num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                                               num_experts=4, num_experts_per_tok=2))
+
+
+def tiny_qwen3_moe():
+    torch.manual_seed(0)
+    return Qwen3MoeForCausalLM(Qwen3MoeConfig(vocab_size=64, hidden_size=16, intermediate_size=24,
+                                              moe_intermediate_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                              num_key_value_heads=1, head_dim=8, num_experts=4,
+                                              num_experts_per_tok=2))
+
+
+def tiny_olmoe():
+    torch.manual_seed(0)
+    return OlmoeForCausalLM(OlmoeConfig(vocab_size=64, hidden_size=16, intermediate_size=8, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=2, num_experts=4,
+                                        num_experts_per_tok=2))
+
+
+def linears(name, make):
+    """Every nn.Linear of the model outside the attention, and each module's class: what all-linear can reach."""
+    m = make()
+    lin = sorted({n.split("layers.0.", 1)[-1] for n, mod in m.named_modules()
+                  if isinstance(mod, torch.nn.Linear) and "self_attn" not in n})
+    print(f"{name} nn.Linear outside the attention: {lin}; mlp.gate is {type(m.model.layers[0].mlp.gate).__name__}, "
+          f"mlp.experts is {type(m.model.layers[0].mlp.experts).__name__}")
 
 
 def report(name, make):
@@ -136,8 +163,10 @@ def write_fixture():
 
 
 if __name__ == "__main__":
-    report("mixtral", tiny_mixtral)
-    report("qwen2_moe", tiny_qwen2_moe)
+    for name, make in [("mixtral", tiny_mixtral), ("qwen2_moe", tiny_qwen2_moe), ("qwen3_moe", tiny_qwen3_moe),
+                       ("olmoe", tiny_olmoe)]:
+        linears(name, make)
+        report(name, make)
     check_layout()
     if "--write-fixture" in sys.argv:
         write_fixture()
