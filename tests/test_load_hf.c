@@ -256,21 +256,39 @@ static void test_bad_tensors(void **state) {
 
 /* Issue 18: a shape whose byte count wraps 2^64 ([2^40, 2^23] F16 = 2^64 bytes, "0" in 64 bits) with no data is
  * refused, not accepted as an empty tensor. */
-static void test_shape_overflow(void **state) {
-    (void)state;
-    const char *hdr = "{\"t\":{\"dtype\":\"F16\",\"shape\":[1099511627776,8388608],\"data_offsets\":[0,0]}}";
+/* A safetensors file of the header hdr and `data` zero bytes of data: refused with an error naming the file and
+ * containing want. */
+static void expect_bad_header(const char *hdr, size_t data, const char *want) {
     char p[512];
     make_tmp();
-    snprintf(p, sizeof p, "%s/overflow.safetensors", TMP);
+    snprintf(p, sizeof p, "%s/bad.safetensors", TMP);
     FILE *f = fopen(p, "wb");
     assert_non_null(f);
     uint64_t n = strlen(hdr);
     fwrite(&n, 8, 1, f), fwrite(hdr, 1, n, f);
+    for (size_t i = 0; i < data; i++) fputc(0, f);
     fclose(f);
     lmf_safetensors *st;
     assert_int_equal(lmf_safetensors_open(p, &st), LMF_ERR_FORMAT);
-    if (!strstr(lmf_last_error(), "overflows") || !strstr(lmf_last_error(), p)) fail_msg("%s", lmf_last_error());
+    if (!strstr(lmf_last_error(), want) || !strstr(lmf_last_error(), p)) fail_msg("%s", lmf_last_error());
     rm_tmp();
+}
+
+static void test_shape_overflow(void **state) {
+    (void)state;
+    expect_bad_header("{\"t\":{\"dtype\":\"F16\",\"shape\":[1099511627776,8388608],\"data_offsets\":[0,0]}}", 0,
+                      "overflows");
+}
+
+/* Found by fuzz_safetensors (leaks, and a heap overflow when the second table is the smaller): a second
+ * __metadata__ replaced the first's table while the count ran on. Repeated tensor names are refused too. */
+static void test_repeated_keys(void **state) {
+    (void)state;
+    expect_bad_header("{\"__metadata__\":{\"a\":\"1\",\"b\":\"2\",\"c\":\"3\"},\"__metadata__\":{\"d\":\"4\"}}", 0,
+                      "__metadata__ appears twice");
+    expect_bad_header("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"u\":{\"dtype\":\"F32\","
+                      "\"shape\":[1],\"data_offsets\":[4,8]},\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+                      8, "tensor 't' appears twice");
 }
 
 static void test_bad_shards(void **state) {
@@ -366,6 +384,7 @@ int main(void) {
         cmocka_unit_test(test_llama),       cmocka_unit_test(test_llama_sharded_bf16), cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_opt),         cmocka_unit_test(test_metadata),          cmocka_unit_test(test_bad_tensors),
         cmocka_unit_test(test_bad_shards),  cmocka_unit_test(test_bad_config),        cmocka_unit_test(test_shape_overflow),
+        cmocka_unit_test(test_repeated_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

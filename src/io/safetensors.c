@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -73,6 +74,26 @@ static lmf_status parse_tensor(lmf_safetensors *st, const cJSON *item, const uin
     return LMF_OK;
 }
 
+static int by_name(const void *a, const void *b) {
+    return strcmp((*(const lmf_st_tensor *const *)a)->name, (*(const lmf_st_tensor *const *)b)->name);
+}
+
+/* A JSON object may repeat a key and the parser keeps both; which tensor a name meant would then depend on who
+ * reads the file (lmf_safetensors_find takes the first, a map the last), so a repeated name is refused. Sorted
+ * rather than compared pairwise: a hostile header can hold millions of entries. */
+static lmf_status unique_names(const lmf_safetensors *st, const char *path) {
+    if (st->n_tensors < 2) return LMF_OK;
+    const lmf_st_tensor **v = lmf_xmalloc((size_t)st->n_tensors * sizeof *v);
+    for (int i = 0; i < st->n_tensors; i++) v[i] = &st->tensors[i];
+    qsort(v, (size_t)st->n_tensors, sizeof *v, by_name);
+    lmf_status s = LMF_OK;
+    for (int i = 1; i < st->n_tensors && s == LMF_OK; i++)
+        if (!strcmp(v[i - 1]->name, v[i]->name))
+            s = lmf_fail(LMF_ERR_FORMAT, "%s: tensor '%s' appears twice in the header", path, v[i]->name);
+    free(v);
+    return s;
+}
+
 lmf_status lmf_safetensors_open(const char *path, lmf_safetensors **out) {
     *out = NULL;
     int fd = open(path, O_RDONLY);
@@ -109,6 +130,10 @@ lmf_status lmf_safetensors_open(const char *path, lmf_safetensors **out) {
     lmf_status s = LMF_OK;
     for (const cJSON *item = root->child; item && s == LMF_OK; item = item->next) {
         if (!strcmp(item->string, "__metadata__")) {
+            if (st->meta_keys) { /* a second one would replace the first's table while its count runs on */
+                s = lmf_fail(LMF_ERR_FORMAT, "%s: __metadata__ appears twice in the header", path);
+                break;
+            }
             if (!cJSON_IsObject(item)) {
                 s = lmf_fail(LMF_ERR_FORMAT, "%s: __metadata__ is not an object", path);
                 break;
@@ -133,6 +158,7 @@ lmf_status lmf_safetensors_open(const char *path, lmf_safetensors **out) {
         s = parse_tensor(st, item, data, data_size, &st->tensors[st->n_tensors++]);
     }
     cJSON_Delete(root);
+    if (s == LMF_OK) s = unique_names(st, path);
     if (s != LMF_OK) lmf_safetensors_close(st);
     else *out = st;
     return s;
