@@ -57,7 +57,7 @@ double lmf_param_count(const lmf_model_config *c) {
 /* The same sums as create() below, in doubles so that no product of hostile sizes can wrap. Keep the two in step.
  * Activations of layers [l0, l1) only (the head's when l1 is the last), parameters and gradients when own. */
 static double model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int training, int l0, int l1,
-                          int own) {
+                          int own, int tp) {
     /* dims_of's int products could overflow for the sizes this is meant to refuse: doubles throughout */
     double P = own ? lmf_param_count(cfg) : 0, N = (double)max_batch * max_seq, L = l1 - l0, C = cfg->n_embd;
     double head = l1 == cfg->n_layer;
@@ -72,21 +72,23 @@ static double model_bytes(const lmf_model_config *cfg, int max_batch, int max_se
         moe = L * N * (2 * E + 4 * k + k * (3 * F + C) + 3 * Fs) + L * (4 * E + 2 + 256) + N * k * C + 256 +
               (training ? N * (k * (2 * C + 3 * F + 1) + E + 3 * Fs) : 0);
     }
-    double acts = N * C + L * N * C * 4 + L * N * QD + L * N * (2 + 2 * ln) + L * N * S + att + L * N * ffn +
-                  head * (N * C + N * (1 + ln) + N * V + N) + moe +
-                  qkn * L * N * (QD + KVD + cfg->n_head + cfg->n_kv_head);
+    /* a tensor-parallel share (tp > 1) keeps q|k|v, attention, FFN and logits rows of its width (create's) */
+    double t = tp, qkg = cfg->qk_norm == LMF_QK_NORM_FULL ? 2 : (cfg->n_head + cfg->n_kv_head) / t;
+    double acts = N * C + L * N * C * 4 + L * N * QD / t + L * N * (2 + 2 * ln) + L * N * S / t + att +
+                  L * N * ffn / t + head * (N * C + N * (1 + ln) + N * ceil(V / t) + N) + moe +
+                  qkn * L * N * ((QD + KVD) / t + qkg);
     double floats = P * (training ? 2 : 1) + acts;
-    if (training) floats += N * C + N * wide + N * S + N * ffn + (2 * C > QD + KVD ? 2 * C : QD + KVD);
+    if (training) floats += N * C + N * wide + N * S / t + N * ffn / t + (2 * C > QD + KVD ? 2 * C : QD + KVD);
     if (cfg->pos != LMF_POS_LEARNED) floats += (double)cfg->max_seq_len * hs;
     return floats * sizeof(float) + N * 2 * sizeof(int32_t);
 }
 
 double lmf_model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int training) {
-    return model_bytes(cfg, max_batch, max_seq, training, 0, cfg->n_layer, 1);
+    return model_bytes(cfg, max_batch, max_seq, training, 0, cfg->n_layer, 1, 1);
 }
 
-double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1) {
-    return model_bytes(cfg, max_batch, max_seq, 1, l0, l1, 0);
+double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1, int tp) {
+    return model_bytes(cfg, max_batch, max_seq, 1, l0, l1, 0, tp);
 }
 
 static void copy_packed_views(lmf_model *m, const lmf_model *owner);

@@ -232,7 +232,8 @@ void lmf_model_zero_grads_range(lmf_model *m, size_t at, size_t len);
 /* Bytes of params and grads outside the ranges m holds that are resident (lmf_resident_bytes): 0 unless something
  * wrote (or read) there. *first gets the first such float's index in the flat buffer (grads' counted after params'). */
 size_t lmf_model_stray_bytes(const lmf_model *m, size_t *first);
-double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1);
+/* tp: the tensor-parallel share whose rows it keeps (create_stage's), 1 for all of them. */
+double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1, int tp);
 /* The forward of layers [l0, l1) only. l0 == 0 embeds tokens; otherwise x_in (B x T x C) is the input of layer l0
  * (the previous stage's output). l1 == n_layer runs the final norm, the head and (targets) the loss, returned as
  * lmf_model_forward's; before it, returns 0 and the output is lmf_model_layer_output(m, l1 - 1). Mixture of experts:

@@ -176,26 +176,28 @@ done:
 
 /* Refuses a run that cannot fit in this machine's memory before anything is allocated: parameters, gradients,
  * AdamW's two moments, activations and the data order, against physical RAM. Better a message with the numbers
- * now than an OOM kill after minutes of page faults. part: a pipeline stage holding only its spans (held floats of
- * params and of grads) and the moments of its shard of P / ranks. */
+ * now than an OOM kill after minutes of page faults. part: a pipeline stage or tensor-parallel rank holding only its
+ * spans (held floats of params and of grads, its packed rows included), its shard of P / ranks of params and grads
+ * (counted whole, though part of it may lie in its spans) and the moments of that shard; tp: the share of each
+ * layer's rows its activations keep. */
 static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train, int slots, int l0, int l1, int part,
-                               double held, int ranks) {
+                               double held, int ranks, int tp) {
     double P = lmf_param_count(&c->model), model = lmf_model_bytes(&c->model, c->batch_size, c->seq_len, 1);
-    double stage = lmf_model_shared_bytes(&c->model, c->batch_size, c->seq_len, l0, l1);
+    double stage = lmf_model_shared_bytes(&c->model, c->batch_size, c->seq_len, l0, l1, tp);
     /* rank 0's model keeps the whole model's activations (it validates), a pipeline's other ranks their stage's:
      * counted as rank 0's; a stage's extra micro-batches in flight each keep the stage's activations only */
     double need = model + (slots - 1) * stage + 2 * P * sizeof(float) + (double)train->n_tokens / c->seq_len * 4;
-    if (part) /* every set of activations the stage's, params and grads its spans, the moments its shard */
-        need = slots * stage + 2 * held * sizeof(float) + 2 * ceil(P / ranks) * sizeof(float) +
+    if (part) /* every set of activations the stage's, params and grads its spans and shard, the moments its shard */
+        need = slots * stage + 2 * held * sizeof(float) + 4 * ceil(P / ranks) * sizeof(float) +
                (double)train->n_tokens / c->seq_len * 4;
     double have = lmf_mem_physical();
     if (have > 0 && need > have)
         return lmf_fail(LMF_ERR_ARG, "this run needs %.1f GiB of memory%s (%.3g parameters: L%d C%d F%d V%d, with "
                         "gradients, AdamW moments and activations at batch %d x seq %d) but the machine has %.1f GiB: "
                         "reduce n_layer, n_embd, ffn_dim, batch_size or seq_len%s", need / 1073741824.0,
-                        part ? " a pipeline stage" : "", P, c->model.n_layer, c->model.n_embd, c->model.ffn_dim,
+                        part ? " a rank" : "", P, c->model.n_layer, c->model.n_embd, c->model.ffn_dim,
                         c->model.vocab_size, c->batch_size, c->seq_len, have / 1073741824.0,
-                        part ? ", or use more pipeline stages" : "");
+                        part ? ", or use more pipeline stages or tensor-parallel ranks" : "");
     return LMF_OK;
 }
 
@@ -455,7 +457,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         n_spans = lmf_model_group_spans(&c.model, sl0, sl1, tp_rank, TP, 0, &all);
         spans = lmf_xrealloc(all, ((size_t)n_spans + 1) * sizeof *spans);
     }
-    if ((s = check_memory(&c, train, slots, sl0, sl1, part, held, D)) != LMF_OK) goto done;
+    if ((s = check_memory(&c, train, slots, sl0, sl1, part, held, D, TP)) != LMF_OK) goto done;
     /* the tokenizer only serves the final sample, but a bad path should fail now, not after hours of training */
     if (c.tokenizer[0] && (s = lmf_tokenizer_load(c.tokenizer, &tok)) != LMF_OK) goto done;
     if (tok && lmf_tokenizer_vocab_size(tok) > c.model.vocab_size) {
