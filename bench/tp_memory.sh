@@ -43,14 +43,14 @@ run() {
   done
   echo "$rc | $max |$list"
 }
-held() { grep -o "held [0-9.]*-[0-9.]* MiB of parameters and gradients a rank" "$WORK/$1.log" | sed 's/^held //; s/ of .*//'; }
+held() { grep -o "held [0-9.]*-[0-9.]* MiB of parameters and gradients" "$WORK/$1.log" | sed 's/^held //; s/ of .*//'; }
 
 common=(--train-data "$WORK/data/train.bin" --max-steps 1 --warmup-steps 1 --eval-every 0 --sample-tokens 0
         --checkpoint-every 0 --threads 1 --precision fp32)
 m1=(--arch gpt2 --n-layer 8 --n-embd 512 --n-head 8 --n-kv-head 8 --ffn-dim 2048 --vocab-size 8192 --batch-size 8
     --seq-len 256 --grad-accum 8)
-echo "lmforge $(git rev-parse --short HEAD 2>/dev/null), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" \
-     "(family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ') model $(grep -m1 '^model' /proc/cpuinfo | cut -d: -f2 | tr -d ' '))"
+cpu() { grep -m1 "^$1" /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'; }
+echo "lmforge $(git rev-parse --short HEAD 2>/dev/null), $(cpu 'model name') (family $(cpu 'cpu family') model $(cpu 'model\s'))"
 echo
 echo "gpt2 L8 C512 F2048 V8192 (29.7M parameters; 227 MiB of fp32 parameters and gradients), B8 T256, 8 micro-batches"
 echo "a step; peak RSS per rank, MiB"
@@ -61,7 +61,8 @@ echo "| one process | this | $(run one 1 "$LMF" "${common[@]}" "${m1[@]}") | all
 for grid in "2 --tp 2" "4 --tp 4" "8 --dp 2 --tp 2 --pp 2"; do
   set -- $grid; np=$1; shift
   tag=$(echo "$*" | tr -d ' -')
-  [ -n "$BEFORE" ] && echo "| ${*} | before | $(run "b$tag" "$np" "$BEFORE" "${common[@]}" "${m1[@]}" "$@") | $(held "b$tag") |"
+  [ -n "$BEFORE" ] &&
+    echo "| ${*} | before | $(run "b$tag" "$np" "$BEFORE" "${common[@]}" "${m1[@]}" "$@") | $(held "b$tag") |"
   echo "| ${*} | this | $(run "a$tag" "$np" "$LMF" "${common[@]}" "${m1[@]}" "$@") | $(held "a$tag") |"
 done
 echo

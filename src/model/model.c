@@ -467,7 +467,8 @@ float *lmf_model_packed_at(const lmf_model *m, size_t x, int grads) {
  * compact in the packed buffer. */
 static void packed_views(lmf_model *m, lmf_weights *w, int grads, int r, int t, int l0, int l1) {
     const lmf_model_config *c = &m->cfg;
-    size_t C = (size_t)c->n_embd, F = (size_t)c->ffn_dim, Ft = F / (size_t)t, Fst = (size_t)c->shared_ffn_dim / (size_t)t;
+    size_t C = (size_t)c->n_embd, F = (size_t)c->ffn_dim, Ft = F / (size_t)t;
+    size_t Fst = (size_t)c->shared_ffn_dim / (size_t)t;
     size_t CA = (size_t)lmf_q_width(c) / (size_t)t;
 #define BASE(i) (m->param_offsets[i] + (size_t)l * (m->param_sizes[i] / (size_t)c->n_layer))
 #define AT(x) lmf_model_packed_at(m, (x), grads)

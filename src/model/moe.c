@@ -208,7 +208,8 @@ static moe_share share_of(const lmf_block_ctx *ctx) {
 static void expert_forward(const lmf_block_ctx *ctx, const lmf_wtensor *gate, const lmf_wtensor *up,
                            const lmf_wtensor *down, const float *in, int n, int C, int F, int f0, float *h, float *a,
                            float *y, const expert_lora *el, int e) {
-    lmf_wtensor wg = lmf_wtensor_rows(gate, f0, F), wu = lmf_wtensor_rows(up, f0, F), wd = lmf_wtensor_cols(down, lmf_block_share_col(down, F, f0), F);
+    lmf_wtensor wg = lmf_wtensor_rows(gate, f0, F), wu = lmf_wtensor_rows(up, f0, F);
+    lmf_wtensor wd = lmf_wtensor_cols(down, lmf_block_share_col(down, F, f0), F);
     lmf_lin gu[2] = {{&wg, NULL, h, 2 * F}, {&wu, NULL, h + F, 2 * F}};
     lmf_block_linear(gu, 2, in, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
     if (el && el->gu >= 0) lmf_lora_param_forward(el->l, el->layer, el->gu, e, in, C, h, 2 * F, n, el->x);

@@ -351,8 +351,8 @@ static lmf_status partition_report(lmf_comm *comm, const lmf_model *m, const lmf
                           "rank (the whole model's: %.1f MiB), none outside their ranges", lo, hi, whole);
         else
             lmf_sink_logf(out, LMF_LOG_WARN, "model-parallel ranks held %.1f-%.1f MiB of parameters and gradients a "
-                          "rank (the whole model's: %.1f MiB), but rank %d has %.0f KiB mapped outside its ranges (from "
-                          "float %.0f; grads counted after params): a bug, please report it", lo, hi, whole, bad,
+                          "rank (the whole model's: %.1f MiB), but rank %d has %.0f KiB mapped outside its ranges "
+                          "(from float %.0f; grads counted after params): a bug, please report it", lo, hi, whole, bad,
                           all[3 * bad + 1] / 1024.0, all[3 * bad + 2]);
     }
     free(all);
@@ -513,7 +513,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         lmf_adamw_init_shard(&opt, zero.lo, zero.hi - zero.lo);
         if (part) { /* every rank's group (grid.h: rank = (pp_rank x dp + dp_rank) x tp + tp_rank: group pp_rank x
                      * tp + tp_rank) and each group's spans */
-            int G = P * TP, *group_of = lmf_xmalloc((size_t)D * sizeof(int)), *ns = lmf_xmalloc((size_t)G * sizeof(int));
+            int G = P * TP, *group_of = lmf_xmalloc((size_t)D * sizeof(int));
+            int *ns = lmf_xmalloc((size_t)G * sizeof(int));
             lmf_range **sp = lmf_xmalloc((size_t)G * sizeof *sp);
             for (int q = 0; q < D; q++) group_of[q] = q / (DP * TP) * TP + q % TP;
             int me = group_of[rank];
@@ -526,7 +527,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             /* where this rank keeps each of its spans: a packed row's own place, or the flat buffers */
             float **own = lmf_xmalloc(2 * ((size_t)ns[me] + 1) * sizeof *own);
             for (int j = 0; j < ns[me]; j++)
-                own[j] = lmf_model_packed_at(m, sp[me][j].lo, 0), own[ns[me] + j] = lmf_model_packed_at(m, sp[me][j].lo, 1);
+                own[j] = lmf_model_packed_at(m, sp[me][j].lo, 0),
+                own[ns[me] + j] = lmf_model_packed_at(m, sp[me][j].lo, 1);
             lmf_zero_partition(&zero, G, group_of, (const lmf_range *const *)sp, ns, own, own + ns[me]);
             for (int g = 0; g < G; g++) free(sp[g]);
             free(group_of), free(ns), free(sp), free(own);
