@@ -14,6 +14,7 @@
 #  1d. --overlap-grad-reduce (DP2, MoE, DP2xPP2, DP2xTP2xPP2) is bit-identical to the reduction after the backward;
 #  1e. pipeline stages hold only their own parameters (no page outside their ranges mapped) and equal
 #     --pp-full-params bit for bit (checkpoints and losses); validation through the pipeline, the sample skipped;
+#  1f. tensor-parallel ranks hold only their shards (the same checks, TP2, DP2xTP2, a MoE, bf16, overlap, resumes);
 #  4. sizes that do not fit, a tensor-parallel size that does not divide the heads or the FFN, more stages than
 #     layers and grad_accum not divisible: clear errors;
 #  5. SIGKILL of rank 1 mid-step: the job ends non-zero within a bounded time naming the rank, the last checkpoint
@@ -208,7 +209,7 @@ echo "ok: --overlap-grad-reduce gives the same bits (DP2, MoE, DP2xPP2, DP2xTP2x
 for run in gpt2-pp2 llama-pp2 gpt2-dp2pp2 llama-dp2pp2 moes-pp2 bf-pp2 gpt2-tp2pp2 llama-dp2tp2pp2 moes-tp2pp2 \
            ov-dp2pp2 ov-d3 ppres-2 d3res-2; do
   grep -q "each stage holds its own parameters" "$dir/$run.txt" || { cat "$dir/$run.txt"; fail "$run: not partitioned"; }
-  grep "pipeline stages held" "$dir/$run.txt" | grep -q "none outside their ranges" || { cat "$dir/$run.txt"; fail "$run: a stage touched memory outside its ranges"; }
+  grep "model-parallel ranks held" "$dir/$run.txt" | grep -q "none outside their ranges" || { cat "$dir/$run.txt"; fail "$run: a stage touched memory outside its ranges"; }
 done
 # a stage holds less than the whole: PP2 on 2 ranks holds its layer, its end's tensors and its half of the shards
 grep -o "held [0-9.]*-[0-9.]* MiB .*whole model's: [0-9.]* MiB" "$dir/gpt2-pp2.txt" | tr -c '0-9.\n' ' ' \
@@ -240,6 +241,32 @@ for grid in "0 4 4 --dp 2 --pp 2" "1e-6 4 2 --tp 2 --pp 2"; do
   [ ! -e "$dir/$name/sample.txt" ] && [ -s "$dir/$name-f/sample.txt" ] || fail "$name: sample.txt with the partitioned run, or none with --pp-full-params"
 done
 echo "ok: partitioned stages touch only their ranges and equal --pp-full-params bit for bit; validation through the pipeline"
+# 1f. tensor-parallel ranks hold only their shards (the default under --tp): their rows of q|k|v, gate|up and an
+#     untied head in the flat buffers (no page outside mapped: mincore), their columns of o and down packed apart;
+#     the runs above equal --pp-full-params (every rank holding everything: the layout before) bit for bit, a rank
+#     holds less than the whole, and validation runs through the group (a pipeline of one stage)
+for run in gpt2-tp2 llama-tp2 gpt2-dp2tp2 llama-dp2tp2 untied-tp2 moes-tp2 olmoe-tp2 bf-tp2 tpres-2 ltres-2; do
+  grep -q "each rank holds its own shards of the parameters" "$dir/$run.txt" || { cat "$dir/$run.txt"; fail "$run: not partitioned"; }
+  grep "model-parallel ranks held" "$dir/$run.txt" | grep -q "none outside their ranges" || { cat "$dir/$run.txt"; fail "$run: a rank touched memory outside its shards"; }
+done
+# (the least: rank 1; rank 0's ZeRO shard, the first half of the buffer, is mostly outside its shares here)
+grep -o "held [0-9.]*-[0-9.]* MiB .*whole model's: [0-9.]* MiB" "$dir/gpt2-tp2.txt" | tr -c '0-9.\n' ' ' \
+  | awk '{ if (!($1 < $3)) exit 1 }' || { cat "$dir/gpt2-tp2.txt"; fail "TP2: every rank holds the whole model"; }
+full_check full-gpt2-tp2 2 gpt2-tp2 --arch gpt2 --n-kv-head 4 --tp 2
+full_check full-untied-tp2 2 untied-tp2 "${untied[@]}" --tp 2
+full_check full-moes-tp2 2 moes-tp2 "${moe[@]}" --tp 2
+full_check full-olmoe-tp2 2 olmoe-tp2 "${olmoe[@]}" --tp 2
+full_check full-llama-dp2tp2 4 llama-dp2tp2 --arch llama --n-kv-head 2 --grad-accum 2 --dp 2 --tp 2
+full_check full-bf-tp2 2 bf-tp2 --grad-accum 4 --precision bf16 --tp 2
+overlap_check ov-dt 4 llama-dp2tp2 --arch llama --n-kv-head 2 --dp 2 --tp 2 # spans cut by the shares: a copy sent
+name=val-tp2
+mpi 2 "$LMF" train "${common[@]}" "${val[@]}" --tp 2 --out-dir "$dir/$name" > "$dir/$name.txt" 2>&1 || { cat "$dir/$name.txt"; fail "$name"; }
+mpi 2 "$LMF" train "${common[@]}" "${val[@]}" --tp 2 --pp-full-params --out-dir "$dir/$name-f" > "$dir/$name-f.txt" 2>&1 || { cat "$dir/$name-f.txt"; fail "$name-f"; }
+[ "$(vals "$dir/$name" | wc -l)" = 5 ] || { cat "$dir/$name.txt"; fail "$name: 5 validations expected"; }
+paste <(vals "$dir/$name") <(vals "$dir/$name-f") | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-6 * $2) bad++ } END { exit bad > 0 }' \
+  || { paste <(vals "$dir/$name") <(vals "$dir/$name-f"); fail "$name: validation through the group differs"; }
+grep -q "no sample: each tensor-parallel rank holds only its shards of the parameters" "$dir/$name.txt" || { cat "$dir/$name.txt"; fail "$name: no message for the skipped sample"; }
+echo "ok: tensor-parallel ranks hold only their shards and equal --pp-full-params bit for bit; validation through the group"
 # threads 0 (the default): the host's ranks share its cores instead of each taking all of them
 want=$(( $(nproc) / 2 )); [ $want -ge 1 ] || want=1
 mpi 2 "$LMF" train "${common[@]}" --threads 0 --max-steps 1 --warmup-steps 0 --out-dir "$dir/thr" > "$dir/thr.txt" 2>&1 || { cat "$dir/thr.txt"; fail "threads 0"; }

@@ -8,7 +8,8 @@
  * and gradients by hand: the same loss and gradients as the whole model, bit for bit, dense and MoE); tensor
  * parallel's split of every layer and of the head (t threads as the ranks of one group, summing through a
  * barrier: the group's gradients add up to one process's within 1e-5, gpt2 and llama, tied and untied heads, a
- * mixture of experts with a shared expert and capacity drops, t = 2 and 4); partitioned pipeline stages (their
+ * mixture of experts with a shared expert and capacity drops, t = 2 and 4) and its ranks holding only their shares
+ * (row-parallel columns packed: the same bits as ranks holding everything); partitioned pipeline stages (their
  * spans tile the buffer, their init and gradients are the whole model's there, no page outside is ever mapped) and
  * the streamed checkpoint manifest. The multi-process behaviour is tests/cli_mpi.sh's. */
 #include "test_util.h"
@@ -674,13 +675,104 @@ static void test_model_tensor_parallel(void **state) {
     }
 }
 
+/* Tensor-parallel ranks that hold only their shares (lmf_model_group_spans, lmf_model_pack_tp): the ranks' spans
+ * cover every sharded float once and the replicated ones on every rank; a partitioned rank with its row-parallel
+ * columns packed initialises the same values, computes the same loss and gradients bit for bit as a rank holding
+ * everything, and never maps a page of the flat buffers outside its spans. */
+static void test_model_tp_packed(void **state) {
+    for (int variant = 0; variant < 4; variant++) {
+        lmf_model_config c = lmf_model_config_default(variant ? LMF_ARCH_LLAMA : LMF_ARCH_GPT2);
+        c.vocab_size = 50, c.n_embd = 32, c.n_head = 4, c.n_kv_head = variant == 1 ? 2 : 4, c.ffn_dim = 48;
+        c.max_seq_len = 16, c.n_layer = 2, c.tied_embeddings = variant < 2;
+        if (variant >= 2) /* a MoE with a shared expert (3: gated, and biases on q/k/v) */
+            c.n_expert = 4, c.n_expert_used = 2, c.ffn_dim = 16, c.shared_ffn_dim = 8, c.router_aux_coef = 0.1f,
+            c.shared_gate = variant == 3, c.qkv_bias = variant == 3;
+        int B = 2, T = 8;
+        int32_t in[16], tg[16];
+        for (int i = 0; i < B * T; i++) in[i] = (i * 7 + 3) % c.vocab_size, tg[i] = (i * 5 + 1) % 50;
+        lmf_model *ref = lmf_model_create(&c, B, T, 0);
+        lmf_model_init_weights(ref, 11);
+        for (int t = 2; t <= 4; t += 2) {
+            if (c.n_kv_head % t) continue;
+            tp_group g = {.t = t};
+            pthread_barrier_init(&g.bar, NULL, (unsigned)t);
+            lmf_block_tp tp[2][4];
+            tp_rank rk[2][4];
+            pthread_t th[4];
+            size_t P = 0;
+            unsigned char *count = NULL;
+            for (int r = 0; r < t; r++) g.slot[r] = lmf_xmalloc((size_t)B * T * (c.n_embd + t + 1) * sizeof(float));
+            for (int packed = 0; packed < 2; packed++) {
+                for (int r = 0; r < t; r++) {
+                    lmf_model *m = lmf_model_create_stage(&c, B, T, 0, c.n_layer, t, packed);
+                    P = m->num_params;
+                    if (packed) {
+                        lmf_model *w = rk[0][r].m; /* the same rank holding everything */
+                        lmf_range *sp, *all;
+                        lmf_model_pack_tp(m, r, t, 0, c.n_layer);
+                        int n = lmf_model_group_spans(&c, 0, c.n_layer, r, t, 0, &sp);
+                        lmf_model_partition(m, sp, n);
+                        lmf_model_init_weights(m, 11);
+                        int na = lmf_model_group_spans(&c, 0, c.n_layer, r, t, 1, &all);
+                        if (!count) count = lmf_xcalloc(P, 1);
+                        for (int j = 0; j < na; j++) {
+                            const float *at = lmf_model_packed_at(m, all[j].lo, 0);
+                            assert_true(!j || all[j - 1].hi <= all[j].lo);
+                            for (size_t k = all[j].lo; k < all[j].hi; k++) count[k]++;
+                            /* the values one process makes there */
+                            assert_memory_equal(at ? at : m->params + all[j].lo, ref->params + all[j].lo,
+                                                (all[j].hi - all[j].lo) * sizeof(float));
+                        }
+                        free(all), free(sp);
+                        lmf_model_copy_held(m, w->params); /* the biases qkv_bias_values gave the other */
+                    } else {
+                        lmf_model_init_weights(m, 11);
+                        qkv_bias_values(m);
+                    }
+                    tp[packed][r] = (lmf_block_tp){.rank = r, .size = t, .sum = tp_group_sum, .comm = &g};
+                    rk[packed][r] = (tp_rank){.m = m, .in = in, .tg = tg, .B = B, .T = T};
+                    m->tp = &tp[packed][r];
+                }
+                for (int r = 0; r < t; r++) assert_int_equal(pthread_create(&th[r], NULL, tp_rank_run, &rk[packed][r]), 0);
+                for (int r = 0; r < t; r++) pthread_join(th[r], NULL);
+            }
+            for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) { /* each sharded float on one rank, the rest on all */
+                lmf_model *m = rk[0][0].m;
+                int once = lmf_param_tp_sharded(i) && i != LMF_P_WTE && i != LMF_P_WPE;
+                for (size_t k = 0; k < m->param_sizes[i]; k++)
+                    assert_int_equal(count[m->param_offsets[i] + k], once ? 1 : t);
+            }
+            for (int r = 0; r < t; r++) {
+                lmf_model *m = rk[1][r].m, *w = rk[0][r].m;
+                assert_true(rk[1][r].loss == rk[0][r].loss);
+                lmf_range *all;
+                int na = lmf_model_group_spans(&c, 0, c.n_layer, r, t, 1, &all);
+                for (int j = 0; j < na; j++) {
+                    const float *at = lmf_model_packed_at(m, all[j].lo, 1);
+                    assert_memory_equal(at ? at : m->grads + all[j].lo, w->grads + all[j].lo,
+                                        (all[j].hi - all[j].lo) * sizeof(float));
+                }
+                free(all);
+                size_t first, held = lmf_model_held_floats(m);
+                assert_true(held < P && m->packed_n > 0);
+                assert_int_equal(lmf_model_stray_bytes(m, &first), 0);
+            }
+            for (int r = 0; r < t; r++) lmf_model_free(rk[0][r].m), lmf_model_free(rk[1][r].m), free(g.slot[r]);
+            free(count);
+            pthread_barrier_destroy(&g.bar);
+        }
+        lmf_model_free(ref);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_self_collectives), cmocka_unit_test(test_grid), cmocka_unit_test(test_zero_ranges), cmocka_unit_test(test_zero_overlap_ring),
         cmocka_unit_test(test_adamw_range_pieces), cmocka_unit_test(test_loader_skip),
         cmocka_unit_test(test_checkpoint_set), cmocka_unit_test(test_pipe_layers),
         cmocka_unit_test(test_pipe_schedule), cmocka_unit_test(test_model_layer_ranges),
-        cmocka_unit_test(test_model_tensor_parallel), cmocka_unit_test(test_model_partition),
+        cmocka_unit_test(test_model_tensor_parallel), cmocka_unit_test(test_model_tp_packed),
+        cmocka_unit_test(test_model_partition),
         cmocka_unit_test(test_manifest_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,7 +27,7 @@ void lmf_zero_init(lmf_zero *z, lmf_comm *comm, size_t n, size_t bucket) {
 }
 
 void lmf_zero_partition(lmf_zero *z, int n_stages, const int *stage_of, const lmf_range *const *spans,
-                        const int *n_spans) {
+                        const int *n_spans, float *const *own_p, float *const *own_g) {
     int N = lmf_comm_size(z->comm);
     LMF_CHECK(!z->stage_of && n_stages >= 1);
     z->n_stages = n_stages;
@@ -45,6 +45,15 @@ void lmf_zero_partition(lmf_zero *z, int n_stages, const int *stage_of, const lm
     int most = 0;
     for (int s = 0; s < n_stages; s++) most = n_spans[s] > most ? n_spans[s] : most;
     z->pieces = lmf_xmalloc(((size_t)most + 1) * sizeof(lmf_range));
+    z->piece_of = lmf_xmalloc(((size_t)most + 1) * sizeof(int));
+    int mine = n_spans[stage_of[lmf_comm_rank(z->comm)]];
+    if (own_p) { /* where this rank keeps each of its spans (NULL: in the flat buffers) */
+        z->own_p = lmf_xmalloc(((size_t)mine + 1) * sizeof(float *));
+        z->own_g = lmf_xmalloc(((size_t)mine + 1) * sizeof(float *));
+        memcpy(z->own_p, own_p, (size_t)mine * sizeof(float *));
+        memcpy(z->own_g, own_g, (size_t)mine * sizeof(float *));
+    }
+    if (z->ring && !z->sring) z->sring = lmf_alloc_big_lazy(z->ring_cap * sizeof(float));
     z->zeros = lmf_alloc_big_lazy(z->bucket * sizeof(float));
     /* room for every rank's piece of a bucket, but each float goes only to its stage's dp x tp ranks (a tied wte to
      * two stages'), so a round packs about dp x tp buckets: those pages are committed by the first step and reused,
@@ -58,7 +67,8 @@ void lmf_zero_free(lmf_zero *z) {
     lmf_free_big(z->ring);
     free(z->counts), free(z->spans);
     for (int s = 0; s < z->n_stages; s++) free(z->sspans[s]);
-    free(z->sspans), free(z->n_sspans), free(z->stage_of), free(z->pieces);
+    free(z->sspans), free(z->n_sspans), free(z->stage_of), free(z->pieces), free(z->piece_of);
+    free(z->own_p), free(z->own_g), lmf_free_big(z->sring);
     lmf_free_big(z->zeros), lmf_free_big(z->pack);
     memset(z, 0, sizeof *z);
 }
@@ -70,16 +80,28 @@ static const lmf_range *stage_spans(const lmf_zero *z, int q, int *n) {
     return z->sspans[s];
 }
 
-/* The pieces of [a, b) inside rank q's stage spans, in order, into out (room for its stage's span count); returns
- * how many. */
+/* The pieces of [a, b) inside rank q's stage spans, in order, into out (room for its stage's span count), the span
+ * each lies in into z->piece_of; returns how many. */
 static int held_pieces(const lmf_zero *z, int q, size_t a, size_t b, lmf_range *out) {
-    int n, k = 0;
+    int n, k = 0, j = 0;
     const lmf_range *sp = stage_spans(z, q, &n);
-    for (int j = 0; j < n; j++) {
+    for (int e = n; j < e;) { /* the first span ending after a (a tensor-parallel rank has one a matrix row) */
+        int mid = (j + e) / 2;
+        if (sp[mid].hi <= a) j = mid + 1;
+        else e = mid;
+    }
+    for (; j < n && sp[j].lo < b; j++) {
         size_t lo = sp[j].lo > a ? sp[j].lo : a, hi = sp[j].hi < b ? sp[j].hi : b;
-        if (lo < hi) out[k++] = (lmf_range){lo, hi};
+        if (lo < hi) z->piece_of[k] = j, out[k++] = (lmf_range){lo, hi};
     }
     return k;
+}
+
+/* Where this rank keeps its span j's floats from lo on: the flat buffer buf, or (packed) its own place. */
+static float *own_at(const lmf_zero *z, float *buf, int grads, int j, size_t lo) {
+    float *const *own = grads ? z->own_g : z->own_p;
+    if (!own || !own[j]) return buf + lo;
+    return own[j] + (lo - z->sspans[z->stage_of[lmf_comm_rank(z->comm)]][j].lo);
 }
 
 /* Floats of [a, b) inside rank q's stage spans. */
@@ -101,7 +123,8 @@ static void copy_own(lmf_zero *z, float *dst, const float *grads, size_t start, 
     int n = held_pieces(z, lmf_comm_rank(z->comm), start, start + len, z->pieces);
     for (int j = 0; j < n; j++) {
         const lmf_range *p = &z->pieces[j];
-        memcpy(dst + (p->lo - start), grads + p->lo, (p->hi - p->lo) * sizeof(float));
+        memcpy(dst + (p->lo - start), own_at(z, (float *)grads, 1, z->piece_of[j], p->lo),
+               (p->hi - p->lo) * sizeof(float));
     }
 }
 
@@ -157,10 +180,15 @@ static lmf_status exchange_params(lmf_zero *z, float *params) {
         LMF_TRY(lmf_comm_alltoallv(z->comm, z->pack, sc, sd, z->stage, rc, rd));
         for (int q = 0; q < N; q++) {
             size_t qs, ql = bucket_span(z, q, b, &qs), at = rd[q];
-            int n = q == me || !ql ? 0 : held_pieces(z, me, qs, qs + ql, z->pieces);
+            int n = !ql || (q == me && !z->own_p) ? 0 : held_pieces(z, me, qs, qs + ql, z->pieces);
             for (int j = 0; j < n; j++) {
                 const lmf_range *p = &z->pieces[j];
-                memcpy(params + p->lo, z->stage + at, (p->hi - p->lo) * sizeof(float));
+                float *dst = own_at(z, params, 0, z->piece_of[j], p->lo);
+                if (q == me) { /* my shard's own pieces: to where I keep them, when that is not the flat buffer */
+                    if (dst != params + p->lo) memcpy(dst, params + p->lo, (p->hi - p->lo) * sizeof(float));
+                    continue;
+                }
+                memcpy(dst, z->stage + at, (p->hi - p->lo) * sizeof(float));
                 at += p->hi - p->lo;
             }
         }
@@ -204,6 +232,7 @@ void lmf_zero_overlap_init(lmf_zero *z, size_t ring_floats, size_t max_spans) {
     size_t least = (size_t)lmf_comm_size(z->comm) * z->bucket;
     z->ring_cap = ring_floats > least ? ring_floats : least;
     z->ring = lmf_alloc_big(z->ring_cap * sizeof(float));
+    if (z->own_p) z->sring = lmf_alloc_big_lazy(z->ring_cap * sizeof(float));
     z->spans = lmf_xmalloc(max_spans * sizeof *z->spans);
     z->max_spans = max_spans;
 }
@@ -258,19 +287,29 @@ static lmf_status post_next(lmf_zero *z, float *grads, int *posted) {
         sc[q] = hi > lo ? hi - lo : 0, sd[q] = hi > lo ? lo - a : 0;
         if (q == me) mine = lo, mlen = sc[q];
     }
-    size_t k = (size_t)N * mlen, at = ring_fit(z, k);
+    /* partitioned: a span of another stage is zero here, sent from zeros this rank does not hold memory for; one
+     * cut by this rank's spans (a tensor-parallel share of a layer's slice) or kept packed goes from a copy in the
+     * send ring, beside its operands' place in the receive ring */
+    const float *src = grads + a;
+    int copy = 0;
+    if (z->stage_of) {
+        int n = held_pieces(z, me, a, b, z->pieces);
+        size_t held = 0;
+        for (int j = 0; j < n; j++) held += z->pieces[j].hi - z->pieces[j].lo;
+        if (!held) src = z->zeros;
+        else copy = held != b - a || n != 1 || own_at(z, grads, 1, z->piece_of[0], a) != grads + a;
+    }
+    size_t k = (size_t)N * mlen, at = ring_fit(z, copy && b - a > k ? b - a : k);
     *posted = at != SIZE_MAX;
     if (!*posted) return LMF_OK;
+    if (copy) {
+        LMF_CHECK(z->sring);
+        copy_own(z, z->sring + at, grads, a, b - a);
+        src = z->sring + at;
+        if (b - a > k) k = b - a;
+    }
     lmf_zero_piece *p = &z->fifo[(z->head + z->count) % LMF_ZERO_INFLIGHT];
     *p = (lmf_zero_piece){.mine = mine, .mlen = mlen, .at = at};
-    /* partitioned: a span of another stage is zero here (queued spans are whole tensors' layer slices: never cut
-     * by a stage's spans), sent from zeros this rank does not hold memory for */
-    const float *src = grads + a;
-    if (z->stage_of) {
-        size_t held = held_count(z, me, a, b);
-        LMF_CHECK(held == 0 || held == b - a);
-        if (!held) src = z->zeros;
-    }
     LMF_TRY(lmf_comm_ialltoallv(z->comm, src, sc, sd, z->ring + at, mlen, &p->req));
     z->count++;
     z->ring_head = at + k;

@@ -26,7 +26,14 @@
  * here then reads or writes a float a rank does not hold: what it sends of other stages' spans is zeros (which is
  * what its gradient holds there), and lmf_zero_allgather becomes an exchange in which each shard's owner sends
  * every rank only the pieces inside that rank's stage spans (lmf_comm_alltoallv, in buckets of at most B floats
- * from each owner, packed and unpacked in the owner's order). Sums and values are the same bits as unpartitioned. */
+ * from each owner, packed and unpacked in the owner's order). Sums and values are the same bits as unpartitioned.
+ *
+ * The "stages" are groups of ranks that hold the same spans: pipeline stages, or a stage's tensor-parallel ranks,
+ * each holding its shares of the sharded tensors (model.h's lmf_model_group_spans: many spans, one a matrix row for
+ * the row-parallel ones, found by binary search). A rank may keep some of its spans outside the flat buffers
+ * (own_p / own_g: a tensor-parallel rank's packed rows); its shard stays in them, so its shard's pieces of those
+ * spans are copied there after the update, and the overlapped reduction sends a span that its spans cut (or keep
+ * apart) from a copy in a send ring as large as the receive ring (mapped lazily). */
 #ifndef LMF_DIST_ZERO_H
 #define LMF_DIST_ZERO_H
 
@@ -65,6 +72,9 @@ typedef struct {
     lmf_range *pieces; /* scratch: one stage's spans' worth */
     float *zeros; /* B zeros (never written: mapped to the zero page), sent for spans this rank does not hold */
     float *pack;  /* N x B: the exchange's outgoing pieces */
+    int *piece_of;        /* scratch: the span each of pieces lies in */
+    float **own_p, **own_g; /* where this rank keeps its spans (NULL entries, or NULL: in the flat buffers) */
+    float *sring;         /* the overlapped reduction's copies of cut spans (ring_cap floats, lazily mapped) */
 } lmf_zero;
 
 /* The shard [lo, hi) of rank r among N for n parameters. */
@@ -87,9 +97,10 @@ lmf_status lmf_zero_finish(lmf_zero *z, float *grads);
  * each piece). */
 lmf_status lmf_zero_allgather(lmf_zero *z, float *params);
 /* Partitioned from now on: rank q holds stage stage_of[q]'s spans (spans[s]: n_spans[s] sorted, disjoint ranges).
- * Copies what it is given. */
+ * own_p / own_g (NULL: all in the flat buffers): for each span j of this rank's stage, where it keeps span j's
+ * params and grads (its first float), NULL for in the flat buffers. Copies what it is given. */
 void lmf_zero_partition(lmf_zero *z, int n_stages, const int *stage_of, const lmf_range *const *spans,
-                        const int *n_spans);
+                        const int *n_spans, float *const *own_p, float *const *own_g);
 /* Collective: root's out gets params[a, b) (b - a <= bucket) from the shards' owners, each sending its shard's
  * piece (a checkpoint of a partitioned job: no rank holds all the parameters). */
 lmf_status lmf_zero_gather(lmf_zero *z, const float *params, size_t a, size_t b, float *out, int root);

@@ -73,6 +73,9 @@ lmf_wtensor lmf_wtensor_cols(const lmf_wtensor *W, int c0, int n) {
     return v;
 }
 static const float *offset(const float *bias, int at) { return bias ? bias + at : NULL; }
+/* Where this rank's n columns of a row-parallel matrix start in W's rows: at c0 of the whole matrix, or at 0 when W
+ * holds only this rank's columns (a tensor-parallel rank's packed share, model.h's lmf_model_pack_tp). */
+int lmf_block_share_col(const lmf_wtensor *W, int n, int c0) { return W->cols == n ? 0 : c0; }
 
 /* Megatron's g (forward, after a row-parallel layer) and f (backward, before a column-parallel layer's input
  * gradient reaches the norm): buf becomes its sum over the tensor-parallel ranks (lmf_block_tp). */
@@ -585,7 +588,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     }
     /* o: row-parallel under tensor parallelism (this rank's columns, the partial sums added up, then the bias) */
     float *o = r->res2 == x ? r->proj : r->res2;
-    lmf_wtensor wo = lmf_wtensor_cols(&L->wo, w.h0 * hs, CA);
+    lmf_wtensor wo = lmf_wtensor_cols(&L->wo, lmf_block_share_col(&L->wo, CA, w.h0 * hs), CA);
     lin proj = {&wo, ctx->tp ? NULL : L->bo, o, C};
     lmf_block_linear(&proj, 1, r->atty, CA, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->bo, N, C);
@@ -601,7 +604,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     }
     /* gate | up column-parallel, down row-parallel, as q | k | v and o */
     lmf_wtensor wg = lmf_wtensor_rows(&L->w_gate, w.f0, F), wu = lmf_wtensor_rows(&L->w_up, w.f0, F);
-    lmf_wtensor wd = lmf_wtensor_cols(&L->w_down, w.f0, F);
+    lmf_wtensor wd = lmf_wtensor_cols(&L->w_down, lmf_block_share_col(&L->w_down, F, w.f0), F);
     lin ffn[2] = {{&wg, NULL, r->fch, FF}, {&wu, offset(L->b_up, w.f0), r->fch + (swiglu ? F : 0), FF}};
     lmf_block_linear(ffn + !swiglu, 1 + swiglu, r->ln2, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
     adapt(ctx, r, layer, swiglu ? 4 : 5, 6, r->ln2, C, r->fch, FF, N);
@@ -708,8 +711,9 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         lmf_moe_backward(ctx, L, G, layer, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, NULL, N);
     } else {
         memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
-        lmf_matmul_backward_ld(ctx->bf16, g->dfcact, GRAD(G->w_down) + w.f0, (float *)G->b_down, g->dres, C, r->fcact,
-                               F, F32(L->w_down) + w.f0, c->ffn_dim, N, F, C);
+        int c0 = lmf_block_share_col(&L->w_down, F, w.f0), ld = (int)(L->w_down.row_bytes / sizeof(float));
+        lmf_matmul_backward_ld(ctx->bf16, g->dfcact, GRAD(G->w_down) + c0, (float *)G->b_down, g->dres, C, r->fcact,
+                               F, F32(L->w_down) + c0, ld, N, F, C);
         memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
         if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
         else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
@@ -731,8 +735,9 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
 
     /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */
     memset(g->dbuf, 0, (size_t)N * CA * sizeof(float));
-    lmf_matmul_backward_ld(ctx->bf16, g->dbuf, GRAD(G->wo) + w.h0 * hs, (float *)G->bo, g->dres, C, r->atty, CA,
-                           F32(L->wo) + w.h0 * hs, lmf_q_width(c), N, CA, C);
+    int o0 = lmf_block_share_col(&L->wo, CA, w.h0 * hs);
+    lmf_matmul_backward_ld(ctx->bf16, g->dbuf, GRAD(G->wo) + o0, (float *)G->bo, g->dres, C, r->atty, CA,
+                           F32(L->wo) + o0, (int)(L->wo.row_bytes / sizeof(float)), N, CA, C);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, -1.0f);

@@ -124,6 +124,9 @@ typedef struct lmf_block_tp {
     double wait_s;
 } lmf_block_tp;
 
+/* Where a rank's n columns of the row-parallel matrix W start in W's rows: c0 in a whole matrix, 0 in a packed
+ * share holding only those columns (its leading dimension: W->row_bytes). */
+int lmf_block_share_col(const lmf_wtensor *W, int n, int c0);
 /* tp->sum, its seconds counted in tp->wait_s. */
 void lmf_block_tp_sum(lmf_block_tp *tp, float *buf, size_t n);
 /* Rows [r0, r0 + n) of a weight (any type: whole rows), and columns [c0, c0 + n) of an F32 one (rows keep their

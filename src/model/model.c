@@ -2,6 +2,7 @@
  * the block library (block.h) layer by layer over F32 views of the flat buffers (see model.h). */
 #include "model/model.h"
 #include "core/alloc.h"
+#include "core/dtype.h"
 #include "model/block.h"
 #include "model/moe.h"
 #include "core/parallel.h"
@@ -56,7 +57,7 @@ double lmf_param_count(const lmf_model_config *c) {
 /* The same sums as create() below, in doubles so that no product of hostile sizes can wrap. Keep the two in step.
  * Activations of layers [l0, l1) only (the head's when l1 is the last), parameters and gradients when own. */
 static double model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int training, int l0, int l1,
-                          int own) {
+                          int own, int tp) {
     /* dims_of's int products could overflow for the sizes this is meant to refuse: doubles throughout */
     double P = own ? lmf_param_count(cfg) : 0, N = (double)max_batch * max_seq, L = l1 - l0, C = cfg->n_embd;
     double head = l1 == cfg->n_layer;
@@ -71,22 +72,26 @@ static double model_bytes(const lmf_model_config *cfg, int max_batch, int max_se
         moe = L * N * (2 * E + 4 * k + k * (3 * F + C) + 3 * Fs) + L * (4 * E + 2 + 256) + N * k * C + 256 +
               (training ? N * (k * (2 * C + 3 * F + 1) + E + 3 * Fs) : 0);
     }
-    double acts = N * C + L * N * C * 4 + L * N * QD + L * N * (2 + 2 * ln) + L * N * S + att + L * N * ffn +
-                  head * (N * C + N * (1 + ln) + N * V + N) + moe +
-                  qkn * L * N * (QD + KVD + cfg->n_head + cfg->n_kv_head);
+    /* a tensor-parallel share (tp > 1) keeps q|k|v, attention, FFN and logits rows of its width (create's) */
+    double t = tp, qkg = cfg->qk_norm == LMF_QK_NORM_FULL ? 2 : (cfg->n_head + cfg->n_kv_head) / t;
+    double acts = N * C + L * N * C * 4 + L * N * QD / t + L * N * (2 + 2 * ln) + L * N * S / t + att +
+                  L * N * ffn / t + head * (N * C + N * (1 + ln) + N * ceil(V / t) + N) + moe +
+                  qkn * L * N * ((QD + KVD) / t + qkg);
     double floats = P * (training ? 2 : 1) + acts;
-    if (training) floats += N * C + N * wide + N * S + N * ffn + (2 * C > QD + KVD ? 2 * C : QD + KVD);
+    if (training) floats += N * C + N * wide + N * S / t + N * ffn / t + (2 * C > QD + KVD ? 2 * C : QD + KVD);
     if (cfg->pos != LMF_POS_LEARNED) floats += (double)cfg->max_seq_len * hs;
     return floats * sizeof(float) + N * 2 * sizeof(int32_t);
 }
 
 double lmf_model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int training) {
-    return model_bytes(cfg, max_batch, max_seq, training, 0, cfg->n_layer, 1);
+    return model_bytes(cfg, max_batch, max_seq, training, 0, cfg->n_layer, 1, 1);
 }
 
-double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1) {
-    return model_bytes(cfg, max_batch, max_seq, 1, l0, l1, 0);
+double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1, int tp) {
+    return model_bytes(cfg, max_batch, max_seq, 1, l0, l1, 0, tp);
 }
+
+static void copy_packed_views(lmf_model *m, const lmf_model *owner);
 
 /* A model over base weights (borrowed, frozen: the LoRA case) or, base NULL, over parameters of its own. */
 static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, int max_batch, int max_seq,
@@ -171,6 +176,7 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
         m->gw = lmf_weights_new();
         lmf_params_view(m->gw, cfg, m->grads);
     }
+    if (owner && owner->packed) copy_packed_views(m, owner);
     m->tokens = lmf_xmalloc(sizeof(int32_t) * N);
     m->targets = lmf_xmalloc(sizeof(int32_t) * N);
     m->pos = lmf_xmalloc(sizeof(int32_t) * N);
@@ -248,7 +254,8 @@ void lmf_model_free(lmf_model *m) {
     lmf_free_big(m->moe_mem);
     lmf_weights_free(m->w);
     lmf_weights_free(m->gw);
-    LMF_FREE_ALL(m->rope, m->tokens, m->targets, m->pos, m->tp_buf, m->held, m);
+    if (!m->shared) lmf_free_big(m->packed_p), lmf_free_big(m->packed_g);
+    LMF_FREE_ALL(m->rope, m->tokens, m->targets, m->pos, m->tp_buf, m->held, m->packed, m);
 }
 
 size_t lmf_model_num_params(const lmf_model *m) { return m->num_params; }
@@ -278,33 +285,49 @@ static const lmf_range *held_spans(const lmf_model *m, lmf_range *all, int *n) {
     return all;
 }
 
-void lmf_model_init_weights(lmf_model *m, uint64_t seed) {
+/* Values [k0, k1) of tensor i into dst, each as one process makes it. */
+static void init_piece(const lmf_model *m, int i, size_t k0, size_t k1, float *dst, uint64_t seed) {
     float resid_std = 0.02f / sqrtf(2.0f * m->cfg.n_layer);
+    if (i == LMF_P_LN1W || i == LMF_P_LN2W || i == LMF_P_LNFW || i == LMF_P_QNORM || i == LMF_P_KNORM) {
+        for (size_t k = k0; k < k1; k++) dst[k - k0] = 1.0f;
+    } else if (i == LMF_P_LN1B || i == LMF_P_LN2B || i == LMF_P_LNFB || i == LMF_P_QKVB || i == LMF_P_ATTPROJB ||
+               i == LMF_P_FCB || i == LMF_P_FCPROJB) {
+        memset(dst, 0, (k1 - k0) * sizeof(float));
+    } else {
+        /* one stream per tensor: adding a tensor never shifts the others' values; a piece starts where the stream
+         * reaches it (lmf_rng_normal takes 2 draws a value) */
+        lmf_rng r;
+        lmf_rng_seed(&r, seed, (uint64_t)i + 1);
+        lmf_rng_advance(&r, 2 * (uint64_t)k0);
+        float std = (i == LMF_P_ATTPROJW || i == LMF_P_FCPROJW) ? resid_std : 0.02f;
+        for (size_t k = k0; k < k1; k++) dst[k - k0] = std * lmf_rng_normal(&r);
+    }
+}
+
+/* The tensor flat index g belongs to. */
+static int tensor_of(const lmf_model *m, size_t g) {
+    int i = 0;
+    while (i + 1 < LMF_NUM_PARAM_TENSORS && g >= m->param_offsets[i] + m->param_sizes[i]) i++;
+    return i;
+}
+
+void lmf_model_init_weights(lmf_model *m, uint64_t seed) {
     lmf_range all;
     int ns;
     const lmf_range *sp = held_spans(m, &all, &ns);
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
         size_t n = m->param_sizes[i], off = m->param_offsets[i];
         if (!n) continue;
-        for (int j = 0; j < ns; j++) { /* the held piece [k0, k1) of the tensor: each value as one process makes it */
-            size_t k0 = sp[j].lo > off ? sp[j].lo - off : 0, k1 = sp[j].hi < off + n ? sp[j].hi - off : n;
+        for (int j = 0; j < ns; j++) { /* the held piece [k0, k1) of the tensor */
             if (sp[j].hi <= off || sp[j].lo >= off + n) continue;
-            float *p = m->ptr[i];
-            if (i == LMF_P_LN1W || i == LMF_P_LN2W || i == LMF_P_LNFW || i == LMF_P_QNORM || i == LMF_P_KNORM) {
-                for (size_t k = k0; k < k1; k++) p[k] = 1.0f;
-            } else if (i == LMF_P_LN1B || i == LMF_P_LN2B || i == LMF_P_LNFB || i == LMF_P_QKVB ||
-                       i == LMF_P_ATTPROJB || i == LMF_P_FCB || i == LMF_P_FCPROJB) {
-                memset(p + k0, 0, (k1 - k0) * sizeof(float));
-            } else {
-                /* one stream per tensor: adding a tensor never shifts the others' values; a piece starts where the
-                 * stream reaches it (lmf_rng_normal takes 2 draws a value) */
-                lmf_rng r;
-                lmf_rng_seed(&r, seed, (uint64_t)i + 1);
-                lmf_rng_advance(&r, 2 * (uint64_t)k0);
-                float std = (i == LMF_P_ATTPROJW || i == LMF_P_FCPROJW) ? resid_std : 0.02f;
-                for (size_t k = k0; k < k1; k++) p[k] = std * lmf_rng_normal(&r);
-            }
+            size_t k0 = sp[j].lo > off ? sp[j].lo - off : 0, k1 = sp[j].hi < off + n ? sp[j].hi - off : n;
+            init_piece(m, i, k0, k1, m->ptr[i] + k0, seed);
         }
+    }
+    for (int j = 0; j < m->n_packed; j++) { /* a row's share of a row-parallel matrix: inside one tensor */
+        const lmf_seg *g = &m->packed[j];
+        int i = tensor_of(m, g->lo);
+        init_piece(m, i, g->lo - m->param_offsets[i], g->hi - m->param_offsets[i], m->packed_p + g->at, seed);
     }
 }
 
@@ -325,6 +348,174 @@ int lmf_model_stage_spans(const lmf_model_config *cfg, int l0, int l1, lmf_range
         else out[n++] = s;
     }
     return n;
+}
+
+typedef struct {
+    lmf_range *r;
+    int n, cap;
+    int sealed; /* the last range is a packed row's: never merged (each is one segment of lmf_model_pack_tp) */
+} span_list;
+
+static void span_push_as(span_list *l, size_t lo, size_t hi, int row) {
+    if (hi <= lo) return;
+    int merge = l->n && l->r[l->n - 1].hi == lo && !l->sealed && !row;
+    l->sealed = row;
+    if (merge) {
+        l->r[l->n - 1].hi = hi;
+        return;
+    }
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->r = lmf_xrealloc(l->r, (size_t)l->cap * sizeof *l->r);
+    }
+    l->r[l->n++] = (lmf_range){lo, hi};
+}
+static void span_push(span_list *l, size_t lo, size_t hi) { span_push_as(l, lo, hi, 0); }
+
+static int row_parallel(int i) {
+    return i == LMF_P_ATTPROJW || i == LMF_P_FCPROJW || i == LMF_P_EXPPROJ || i == LMF_P_SHPROJ;
+}
+
+/* The group spans of rank r of t (lmf_model_group_spans); what: 0 without the row-parallel rows, 1 all, 2 only
+ * those rows. The rows [a, a + n) of a (rows x cols) matrix at base: one range. */
+static void group_spans(const lmf_model_config *cfg, int l0, int l1, int r, int t, int what, span_list *out) {
+    size_t sizes[LMF_NUM_PARAM_TENSORS], off = 0;
+    lmf_param_sizes(cfg, sizes);
+    dims d = dims_of(cfg, 1, 1);
+    size_t L = (size_t)d.L, C = (size_t)d.C, QD = (size_t)d.QD, KVD = (size_t)d.KVD;
+    size_t F = (size_t)d.F, Fs = (size_t)cfg->shared_ffn_dim, E = (size_t)cfg->n_expert;
+    size_t CA = QD / (size_t)t, KVA = KVD / (size_t)t, Ft = F / (size_t)t, Fst = Fs / (size_t)t;
+    size_t q0 = (size_t)r * CA, g0 = (size_t)r * KVA, f0 = (size_t)r * Ft, s0 = (size_t)r * Fst;
+    size_t v0 = (size_t)((long)d.V * r / t), v1 = (size_t)((long)d.V * (r + 1) / t);
+    int swiglu = cfg->act == LMF_ACT_SWIGLU;
+#define ROWS(a, n, w) span_push(out, base + (a) * (w), base + ((a) + (n)) * (w))
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; off += sizes[i++]) {
+        if (!sizes[i]) continue;
+        int rp = row_parallel(i) && t > 1;
+        if ((what == 0 && rp) || (what == 2 && !rp)) continue;
+        if (!lmf_param_per_layer(i)) {
+            int here = i == LMF_P_WTE ? l0 == 0 || (l1 == (int)L && cfg->tied_embeddings)
+                       : i == LMF_P_WPE ? l0 == 0 : l1 == (int)L;
+            size_t base = off;
+            if (!here) continue;
+            if (i == LMF_P_LMHEAD && t > 1) ROWS(v0, v1 - v0, C);
+            else span_push(out, off, off + sizes[i]);
+            continue;
+        }
+        size_t per = sizes[i] / L;
+        for (size_t l = (size_t)l0; l < (size_t)l1; l++) {
+            size_t base = off + l * per;
+            if (t == 1) {
+                span_push(out, base, base + per);
+                continue;
+            }
+            size_t w = i == LMF_P_QKVB || i == LMF_P_FCB ? 1 : C; /* a bias: one float a row */
+            switch (i) {
+            case LMF_P_QKVW:
+            case LMF_P_QKVB: ROWS(q0, CA, w), ROWS(QD + g0, KVA, w), ROWS(QD + KVD + g0, KVA, w); break;
+            case LMF_P_FCW:
+                ROWS(f0, Ft, C);
+                if (swiglu) ROWS(F + f0, Ft, C);
+                break;
+            case LMF_P_FCB: ROWS(f0, Ft, 1); break;
+            case LMF_P_EXPFC:
+                for (size_t e = 0; e < E; e++) ROWS(e * 2 * F + f0, Ft, C), ROWS(e * 2 * F + F + f0, Ft, C);
+                break;
+            case LMF_P_SHFC: ROWS(s0, Fst, C), ROWS(Fs + s0, Fst, C); break;
+            case LMF_P_ATTPROJW:
+                for (size_t k = 0; k < C; k++) span_push_as(out, base + k * QD + q0, base + k * QD + q0 + CA, 1);
+                break;
+            case LMF_P_FCPROJW:
+                for (size_t k = 0; k < C; k++) span_push_as(out, base + k * F + f0, base + k * F + f0 + Ft, 1);
+                break;
+            case LMF_P_EXPPROJ:
+                for (size_t k = 0; k < E * C; k++) span_push_as(out, base + k * F + f0, base + k * F + f0 + Ft, 1);
+                break;
+            case LMF_P_SHPROJ:
+                for (size_t k = 0; k < C; k++) span_push_as(out, base + k * Fs + s0, base + k * Fs + s0 + Fst, 1);
+                break;
+            default: span_push(out, base, base + per); /* replicated: norms, row-parallel biases, router */
+            }
+        }
+    }
+#undef ROWS
+}
+
+int lmf_model_group_spans(const lmf_model_config *cfg, int l0, int l1, int r, int t, int rows, lmf_range **out) {
+    LMF_CHECK(0 <= l0 && l0 < l1 && l1 <= cfg->n_layer && 0 <= r && r < t);
+    span_list l = {0};
+    group_spans(cfg, l0, l1, r, t, rows ? 1 : 0, &l);
+    *out = l.r ? l.r : lmf_xmalloc(sizeof(lmf_range));
+    return l.n;
+}
+
+static const lmf_seg *packed_seg(const lmf_model *m, size_t x) {
+    int lo = 0, hi = m->n_packed; /* the first segment ending after x */
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (m->packed[mid].hi <= x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < m->n_packed && m->packed[lo].lo <= x ? &m->packed[lo] : NULL;
+}
+
+float *lmf_model_packed_at(const lmf_model *m, size_t x, int grads) {
+    const lmf_seg *g = packed_seg(m, x);
+    return g ? (grads ? m->packed_g : m->packed_p) + g->at + (x - g->lo) : NULL;
+}
+
+/* w's views (params', or grads' when grads) of the row-parallel matrices of layers [l0, l1): rank r's columns,
+ * compact in the packed buffer. */
+static void packed_views(lmf_model *m, lmf_weights *w, int grads, int r, int t, int l0, int l1) {
+    const lmf_model_config *c = &m->cfg;
+    size_t C = (size_t)c->n_embd, F = (size_t)c->ffn_dim, Ft = F / (size_t)t;
+    size_t Fst = (size_t)c->shared_ffn_dim / (size_t)t;
+    size_t CA = (size_t)lmf_q_width(c) / (size_t)t;
+#define BASE(i) (m->param_offsets[i] + (size_t)l * (m->param_sizes[i] / (size_t)c->n_layer))
+#define AT(x) lmf_model_packed_at(m, (x), grads)
+    for (int l = l0; l < l1; l++) {
+        lmf_layer_weights *L = &w->layers[l];
+        lmf_wtensor_set(&L->wo, LMF_GGML_F32, (int)C, (int)CA, AT(BASE(LMF_P_ATTPROJW) + (size_t)r * CA));
+        if (m->param_sizes[LMF_P_FCPROJW])
+            lmf_wtensor_set(&L->w_down, LMF_GGML_F32, (int)C, (int)Ft, AT(BASE(LMF_P_FCPROJW) + (size_t)r * Ft));
+        for (int e = 0; e < c->n_expert; e++)
+            lmf_wtensor_set(&L->experts[3 * e + 2], LMF_GGML_F32, (int)C, (int)Ft,
+                            AT(BASE(LMF_P_EXPPROJ) + (size_t)e * C * F + (size_t)r * Ft));
+        if (m->param_sizes[LMF_P_SHPROJ])
+            lmf_wtensor_set(&L->sh_down, LMF_GGML_F32, (int)C, (int)Fst, AT(BASE(LMF_P_SHPROJ) + (size_t)r * Fst));
+    }
+#undef BASE
+#undef AT
+}
+
+void lmf_model_pack_tp(lmf_model *m, int r, int t, int l0, int l1) {
+    LMF_CHECK(m->grads && !m->shared && !m->lora && !m->packed && t > 1 && l0 == m->act_l0 && l1 == m->act_l1);
+    span_list l = {0};
+    group_spans(&m->cfg, l0, l1, r, t, 2, &l);
+    m->packed = lmf_xmalloc(((size_t)l.n + 1) * sizeof *m->packed), m->n_packed = l.n;
+    size_t at = 0;
+    for (int j = 0; j < l.n; j++) {
+        m->packed[j] = (lmf_seg){l.r[j].lo, l.r[j].hi, at};
+        at += l.r[j].hi - l.r[j].lo;
+    }
+    free(l.r);
+    m->packed_n = at;
+    m->packed_p = lmf_alloc_big((at ? at : 1) * sizeof(float));
+    m->packed_g = lmf_alloc_big((at ? at : 1) * sizeof(float));
+    packed_views(m, m->w, 0, r, t, l0, l1);
+    packed_views(m, m->gw, 1, r, t, l0, l1);
+}
+
+/* A pipeline's in-flight set computes with its owner's packed rows. */
+static void copy_packed_views(lmf_model *m, const lmf_model *owner) {
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        lmf_layer_weights *L[2] = {&m->w->layers[l], &m->gw->layers[l]};
+        const lmf_layer_weights *O[2] = {&owner->w->layers[l], &owner->gw->layers[l]};
+        for (int k = 0; k < 2; k++) {
+            L[k]->wo = O[k]->wo, L[k]->w_down = O[k]->w_down, L[k]->sh_down = O[k]->sh_down;
+            for (int e = 0; e < m->cfg.n_expert; e++) L[k]->experts[3 * e + 2] = O[k]->experts[3 * e + 2];
+        }
+    }
 }
 
 static int span_cmp(const void *a, const void *b) {
@@ -359,7 +550,7 @@ size_t lmf_model_held_floats(const lmf_model *m) {
     const lmf_range *sp = held_spans(m, &all, &ns);
     size_t n = 0;
     for (int j = 0; j < ns; j++) n += sp[j].hi - sp[j].lo;
-    return n;
+    return n + m->packed_n;
 }
 
 void lmf_model_copy_held(lmf_model *m, const float *src) {
@@ -367,6 +558,10 @@ void lmf_model_copy_held(lmf_model *m, const float *src) {
     int ns;
     const lmf_range *sp = held_spans(m, &all, &ns);
     for (int j = 0; j < ns; j++) memcpy(m->params + sp[j].lo, src + sp[j].lo, (sp[j].hi - sp[j].lo) * sizeof(float));
+    for (int j = 0; j < m->n_packed; j++) {
+        const lmf_seg *g = &m->packed[j];
+        memcpy(m->packed_p + g->at, src + g->lo, (g->hi - g->lo) * sizeof(float));
+    }
 }
 
 /* grads[a, b) zeroed by all threads: one cannot saturate the memory bus on hundreds of MB */
@@ -497,6 +692,7 @@ void lmf_model_zero_grad(lmf_model *m) {
     int ns;
     const lmf_range *sp = held_spans(m, &all, &ns);
     for (int j = 0; j < ns; j++) zero_par(m->grads, sp[j].lo, sp[j].hi);
+    zero_par(m->packed_g, 0, m->packed_n);
 }
 
 /* Layer l's slice of the kept activations; x (the layer's input) is the previous layer's res3, or the embeddings

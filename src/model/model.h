@@ -43,6 +43,11 @@ enum {
 
 extern const char *const lmf_param_names[LMF_NUM_PARAM_TENSORS];
 
+/* A segment [lo, hi) of the flat layout stored from float `at` of a buffer of its own (lmf_model_pack_tp). */
+typedef struct {
+    size_t lo, hi, at;
+} lmf_seg;
+
 /* Activations kept from forward for backward. Layer buffers are stacked over L with per-layer strides sized for
  * the largest batch (maxB x maxT), so smaller batches use a prefix of each layer's slab. */
 typedef struct {
@@ -127,6 +132,12 @@ struct lmf_model {
      * model holds; the rest of both buffers is never written (nor read) and costs no memory. NULL: all of them. */
     lmf_range *held;
     int n_held;
+    /* tensor-parallel rank's row-parallel shares (lmf_model_pack_tp): this rank's columns of o, down and the experts'
+     * downs, compact ([layer][row][cols / t], the views' leading dimension), each row a segment of the flat layout */
+    float *packed_p, *packed_g;
+    size_t packed_n;
+    lmf_seg *packed;       /* sorted by lo; at: the row's first float in packed_p / packed_g */
+    int n_packed;
     int l0, l1;            /* the layers of the last forward (lmf_model_forward_layers) */
     int act_l0, act_l1;    /* the layers whose activations it keeps: all, or a pipeline stage's (create_shared) */
     int act_tp;            /* 1, or the tensor-parallel group size whose share of each layer's rows it keeps */
@@ -192,20 +203,37 @@ lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, in
  * stacked tensor, the embeddings when l0 == 0, the final norm and the head when l1 == n_layer (a tied wte on both
  * ends). Sorted, adjacent ones merged; at most LMF_NUM_PARAM_TENSORS; returns how many. */
 int lmf_model_stage_spans(const lmf_model_config *cfg, int l0, int l1, lmf_range *out);
+/* Tensor parallelism: the ranges rank r of a group of t computes with in a stage of layers [l0, l1), as stage_spans
+ * but only its share of the sharded tensors: its rows of q|k|v, gate|up (every expert's and the shared expert's)
+ * and their biases, its vocabulary rows of an untied head, and (rows != 0) its columns of every row of o, down
+ * and the experts' downs (one range a row: these are what lmf_model_pack_tp stores apart); the replicated tensors
+ * (norms, the row-parallel biases, the router, the embeddings, a tied wte) whole. Sorted, disjoint, adjacent ones
+ * merged; *out is allocated (free it); returns how many. t == 1: the stage spans. */
+int lmf_model_group_spans(const lmf_model_config *cfg, int l0, int l1, int r, int t, int rows, lmf_range **out);
+/* A tensor-parallel rank (r of t) of the layers [l0, l1) keeps its columns of the row-parallel matrices (o, down,
+ * the experts' and the shared expert's downs) in compact buffers of their own instead of the flat layout, where a
+ * row's share is less than a page and would map every page: its views of those tensors become (rows, cols / t)
+ * matrices there (a leading dimension of cols / t; block.c reads the share's offset from the view). Call it on a
+ * partitioned (sparse) stage model before the pipeline's in-flight sets are made (they copy the views), then
+ * lmf_model_partition with the in-place spans (group_spans with rows == 0, and the ZeRO shard). */
+void lmf_model_pack_tp(lmf_model *m, int r, int t, int l0, int l1);
+/* Where flat index lo lives when it is a packed row's (its params, or with grads its gradient), else NULL. */
+float *lmf_model_packed_at(const lmf_model *m, size_t lo, int grads);
 /* From now on m holds only the union of spans (any order, may overlap; a copy is kept): those ranges of params and
  * grads are committed (pre-touched), the rest is never written by the functions below (zero_grad, init_weights,
  * zero_replicated_grads, the forward and backward of m's stage) nor by the training step's ZeRO exchange. */
 void lmf_model_partition(lmf_model *m, const lmf_range *spans, int n);
-/* Floats of params m holds (num_params when not partitioned). */
+/* Floats of params m holds (num_params when not partitioned; packed rows included). */
 size_t lmf_model_held_floats(const lmf_model *m);
-/* Copies src (num_params floats: a checkpoint's) into the parameters m holds. */
+/* Copies src (num_params floats: a checkpoint's) into the parameters m holds (packed rows included). */
 void lmf_model_copy_held(lmf_model *m, const float *src);
 /* Zeroes grads[at, at + len) where m holds them. */
 void lmf_model_zero_grads_range(lmf_model *m, size_t at, size_t len);
 /* Bytes of params and grads outside the ranges m holds that are resident (lmf_resident_bytes): 0 unless something
  * wrote (or read) there. *first gets the first such float's index in the flat buffer (grads' counted after params'). */
 size_t lmf_model_stray_bytes(const lmf_model *m, size_t *first);
-double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1);
+/* tp: the tensor-parallel share whose rows it keeps (create_stage's), 1 for all of them. */
+double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1, int tp);
 /* The forward of layers [l0, l1) only. l0 == 0 embeds tokens; otherwise x_in (B x T x C) is the input of layer l0
  * (the previous stage's output). l1 == n_layer runs the final norm, the head and (targets) the loss, returned as
  * lmf_model_forward's; before it, returns 0 and the output is lmf_model_layer_output(m, l1 - 1). Mixture of experts:

@@ -214,7 +214,8 @@ static moe_share share_of(const lmf_block_ctx *ctx) {
 static void expert_forward(const lmf_block_ctx *ctx, const lmf_wtensor *gate, const lmf_wtensor *up,
                            const lmf_wtensor *down, const float *in, int n, int C, int F, int f0, float *h, float *a,
                            float *y, const expert_lora *el, int e) {
-    lmf_wtensor wg = lmf_wtensor_rows(gate, f0, F), wu = lmf_wtensor_rows(up, f0, F), wd = lmf_wtensor_cols(down, f0, F);
+    lmf_wtensor wg = lmf_wtensor_rows(gate, f0, F), wu = lmf_wtensor_rows(up, f0, F);
+    lmf_wtensor wd = lmf_wtensor_cols(down, lmf_block_share_col(down, F, f0), F);
     lmf_lin gu[2] = {{&wg, NULL, h, 2 * F}, {&wu, NULL, h + F, 2 * F}};
     lmf_block_linear(gu, 2, in, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
     if (el && e >= 0 && el->gu >= 0) lmf_lora_param_forward(el->l, el->layer, el->gu, e, in, C, h, 2 * F, n, el->x);
@@ -417,18 +418,19 @@ void lmf_moe_losses(const lmf_model_config *c, int N, const float *kept, size_t 
 #define F32(t) ((const float *)(t).data)
 #define GRAD(t) ((float *)(t).data)
 
-/* One expert's backward over its n rows (this rank's F columns from f0 of its full width Ffull): dh (n, 2F) and da
+/* One expert's backward over its n rows (this rank's F columns from f0, or all of a packed share's): dh (n, 2F) and da
  * (n, F) are scratch; din (n, C) += the input gradient (partial under tensor parallelism); the weights' gradients
  * go to G's views. The training model keeps gate|up as one fused matrix: one product without tensor parallelism. */
 static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, const lmf_wtensor *GW, const float *in,
                             const float *h, const float *a, const float *dy, float *din, float *dh, float *da, int n,
-                            int C, int F, int f0, int Ffull, const expert_lora *el, int e) {
+                            int C, int F, int f0, const expert_lora *el, int e) {
     memset(da, 0, sizeof(float) * (size_t)n * F);
     if (!GW) { /* a frozen base of any type: input gradients only (the whole expert: no tensor parallelism here) */
         lmf_lin dn = {&W[2], NULL, (float *)dy, C};
         lmf_block_linear_dinput(&dn, 1, da, F, n, ctx->dq, ctx->dq_floats, ctx->bf16);
     } else {
-        lmf_matmul_backward_ld(ctx->bf16, da, GRAD(GW[2]) + f0, NULL, dy, C, a, F, F32(W[2]) + f0, Ffull, n, F, C);
+        int c0 = lmf_block_share_col(&W[2], F, f0), ld = (int)(W[2].row_bytes / sizeof(float));
+        lmf_matmul_backward_ld(ctx->bf16, da, GRAD(GW[2]) + c0, NULL, dy, C, a, F, F32(W[2]) + c0, ld, n, F, C);
     }
     if (el && e >= 0 && el->down >= 0)
         lmf_lora_param_backward(el->l, el->layer, el->down, e, a, F, dy, C, da, n, el->x);
@@ -484,8 +486,7 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
             lmf_block_ctx_tp_sum(ctx, s.dgate, (size_t)N); /* each rank's y is its columns' share */
             dsh = s.dy;
         }
-        expert_backward(ctx, W, G ? GW : NULL, x, r.sh_h, r.sh_a, dsh, dx, s.dsh_h, s.dsh_a, N, C, Fs, sh.s0,
-                        c->shared_ffn_dim, &el, -1);
+        expert_backward(ctx, W, G ? GW : NULL, x, r.sh_h, r.sh_a, dsh, dx, s.dsh_h, s.dsh_a, N, C, Fs, sh.s0, &el, -1);
     }
     /* d(w) of every kept slot: dout_i . y (a dropped slot's weight never reached the output) */
 #pragma omp parallel for schedule(static) if (N > 64)
@@ -511,7 +512,7 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
         gather(s.xg, x, ord, n, k, C);
         memset(s.dxg, 0, sizeof(float) * (size_t)n * C);
         expert_backward(ctx, L->experts + 3 * e, G ? G->experts + 3 * e : NULL, s.xg, r.h + (size_t)o * 2 * F,
-                        r.a + (size_t)o * F, s.dy, s.dxg, s.dh, s.da, n, C, F, sh.f0, c->ffn_dim, &el, e);
+                        r.a + (size_t)o * F, s.dy, s.dxg, s.dh, s.da, n, C, F, sh.f0, &el, e);
         /* a token picks an expert at most once: the rows of one expert are distinct tokens */
 #pragma omp parallel for schedule(static) if (n > 64)
         for (int q = 0; q < n; q++) {

@@ -186,26 +186,28 @@ done:
 
 /* Refuses a run that cannot fit in this machine's memory before anything is allocated: parameters, gradients,
  * AdamW's two moments, activations and the data order, against physical RAM. Better a message with the numbers
- * now than an OOM kill after minutes of page faults. part: a pipeline stage holding only its spans (held floats of
- * params and of grads) and the moments of its shard of P / ranks. */
+ * now than an OOM kill after minutes of page faults. part: a pipeline stage or tensor-parallel rank holding only its
+ * spans (held floats of params and of grads, its packed rows included), its shard of P / ranks of params and grads
+ * (counted whole, though part of it may lie in its spans) and the moments of that shard; tp: the share of each
+ * layer's rows its activations keep. */
 static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train, int slots, int l0, int l1, int part,
-                               double held, int ranks) {
+                               double held, int ranks, int tp) {
     double P = lmf_param_count(&c->model), model = lmf_model_bytes(&c->model, c->batch_size, c->seq_len, 1);
-    double stage = lmf_model_shared_bytes(&c->model, c->batch_size, c->seq_len, l0, l1);
+    double stage = lmf_model_shared_bytes(&c->model, c->batch_size, c->seq_len, l0, l1, tp);
     /* rank 0's model keeps the whole model's activations (it validates), a pipeline's other ranks their stage's:
      * counted as rank 0's; a stage's extra micro-batches in flight each keep the stage's activations only */
     double need = model + (slots - 1) * stage + 2 * P * sizeof(float) + (double)train->n_tokens / c->seq_len * 4;
-    if (part) /* every set of activations the stage's, params and grads its spans, the moments its shard */
-        need = slots * stage + 2 * held * sizeof(float) + 2 * ceil(P / ranks) * sizeof(float) +
+    if (part) /* every set of activations the stage's, params and grads its spans and shard, the moments its shard */
+        need = slots * stage + 2 * held * sizeof(float) + 4 * ceil(P / ranks) * sizeof(float) +
                (double)train->n_tokens / c->seq_len * 4;
     double have = lmf_mem_physical();
     if (have > 0 && need > have)
         return lmf_fail(LMF_ERR_ARG, "this run needs %.1f GiB of memory%s (%.3g parameters: L%d C%d F%d V%d, with "
                         "gradients, AdamW moments and activations at batch %d x seq %d) but the machine has %.1f GiB: "
                         "reduce n_layer, n_embd, ffn_dim, batch_size or seq_len%s", need / 1073741824.0,
-                        part ? " a pipeline stage" : "", P, c->model.n_layer, c->model.n_embd, c->model.ffn_dim,
+                        part ? " a rank" : "", P, c->model.n_layer, c->model.n_embd, c->model.ffn_dim,
                         c->model.vocab_size, c->batch_size, c->seq_len, have / 1073741824.0,
-                        part ? ", or use more pipeline stages" : "");
+                        part ? ", or use more pipeline stages or tensor-parallel ranks" : "");
     return LMF_OK;
 }
 
@@ -355,12 +357,12 @@ static lmf_status partition_report(lmf_comm *comm, const lmf_model *m, const lmf
             if (all[3 * q + 1] > 0 && bad < 0) bad = q;
         }
         if (bad < 0)
-            lmf_sink_logf(out, LMF_LOG_INFO, "pipeline stages held %.1f-%.1f MiB of parameters and gradients a rank "
-                          "(the whole model's: %.1f MiB), none outside their ranges", lo, hi, whole);
+            lmf_sink_logf(out, LMF_LOG_INFO, "model-parallel ranks held %.1f-%.1f MiB of parameters and gradients a "
+                          "rank (the whole model's: %.1f MiB), none outside their ranges", lo, hi, whole);
         else
-            lmf_sink_logf(out, LMF_LOG_WARN, "pipeline stages held %.1f-%.1f MiB of parameters and gradients a rank "
-                          "(the whole model's: %.1f MiB), but rank %d has %.0f KiB mapped outside its ranges (from "
-                          "float %.0f; grads counted after params): a bug, please report it", lo, hi, whole, bad,
+            lmf_sink_logf(out, LMF_LOG_WARN, "model-parallel ranks held %.1f-%.1f MiB of parameters and gradients a "
+                          "rank (the whole model's: %.1f MiB), but rank %d has %.0f KiB mapped outside its ranges "
+                          "(from float %.0f; grads counted after params): a bug, please report it", lo, hi, whole, bad,
                           all[3 * bad + 1] / 1024.0, all[3 * bad + 2]);
     }
     free(all);
@@ -394,6 +396,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     lmf_pipeline pipe = {0};
     lmf_line_log metrics = {0};
     int32_t *in = NULL, *tg = NULL;
+    lmf_range *spans = NULL;
     char *text = NULL;
     const char *ck_name = ck && ck->path ? ck->path : "checkpoint";
     lmf_status s;
@@ -451,13 +454,21 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     int sl1 = c.model.n_layer;
     if (o.pipe && P <= c.model.n_layer) /* more stages than layers: lmf_pipeline_init says so below */
         lmf_pipe_layers(c.model.n_layer, P, lmf_comm_rank(o.pipe), &sl0, &sl1);
-    /* partitioned: each stage holds only its spans of the parameters and gradients, plus its ZeRO shard */
-    int part = o.pipe && P > 1 && P <= c.model.n_layer && !o.pp_full;
-    lmf_range spans[LMF_NUM_PARAM_TENSORS + 1];
-    int n_spans = part ? lmf_model_stage_spans(&c.model, sl0, sl1, spans) : 0;
+    /* partitioned: each rank holds only its stage's spans of the parameters and gradients (its tensor-parallel
+     * shares of them), plus its ZeRO shard */
+    int part = ((o.pipe && P > 1) || TP > 1) && P <= c.model.n_layer && !o.pp_full;
+    int tp_rank = o.tp ? lmf_comm_rank(o.tp) : 0;
+    int n_spans = 0; /* spans: the in-place ones (the packed rows apart), room for the shard after them */
     double held = 0;
-    for (int j = 0; j < n_spans; j++) held += (double)(spans[j].hi - spans[j].lo);
-    if ((s = check_memory(&c, train, slots, sl0, sl1, part, held, D)) != LMF_OK) goto done;
+    if (part) {
+        lmf_range *all;
+        int n = lmf_model_group_spans(&c.model, sl0, sl1, tp_rank, TP, 1, &all);
+        for (int j = 0; j < n; j++) held += (double)(all[j].hi - all[j].lo);
+        free(all);
+        n_spans = lmf_model_group_spans(&c.model, sl0, sl1, tp_rank, TP, 0, &all);
+        spans = lmf_xrealloc(all, ((size_t)n_spans + 1) * sizeof *spans);
+    }
+    if ((s = check_memory(&c, train, slots, sl0, sl1, part, held, D, TP)) != LMF_OK) goto done;
     /* the tokenizer only serves the final sample, but a bad path should fail now, not after hours of training */
     if (c.tokenizer[0] && (s = lmf_tokenizer_load(c.tokenizer, &tok)) != LMF_OK) goto done;
     if (tok && lmf_tokenizer_vocab_size(tok) > c.model.vocab_size) {
@@ -487,6 +498,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         s = LMF_ERR_ARG;
         goto done;
     }
+    if (part && TP > 1) lmf_model_pack_tp(m, tp_rank, TP, sl0, sl1); /* before the in-flight sets copy the views */
     m->bf16 = !strcmp(c.precision, "bf16");
     lmf_block_tp tpg = {0};
     if (o.tp) {
@@ -494,6 +506,9 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         m->tp = &tpg; /* before the pipeline's in-flight sets copy it */
     }
     if (o.pipe && (s = lmf_pipeline_init(&pipe, o.pipe, m, B, T, c.grad_accum / DP)) != LMF_OK) goto done;
+    /* tensor parallel alone, partitioned: rank 0 has no whole copy to validate with, so validation runs through
+     * a pipeline of one stage (the group's forward); training keeps its own loop */
+    if (part && !o.pipe && (s = lmf_pipeline_init(&pipe, lmf_comm_self(), m, B, T, 1)) != LMF_OK) goto done;
     if (D > 1) {
         lmf_zero_init(&zero, comm, m->num_params, ZERO_BUCKET);
         if (o.overlap) {
@@ -507,20 +522,27 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
                                   (size_t)(c.model.n_layer + 1) * LMF_NUM_PARAM_TENSORS);
         }
         lmf_adamw_init_shard(&opt, zero.lo, zero.hi - zero.lo);
-        if (part) { /* every rank's stage (grid.h: pp_rank = rank / (dp x tp)) and each stage's spans */
-            int *stage_of = lmf_xmalloc((size_t)D * sizeof(int)), *ns = lmf_xmalloc((size_t)P * sizeof(int));
-            lmf_range *all = lmf_xmalloc((size_t)P * LMF_NUM_PARAM_TENSORS * sizeof *all);
-            const lmf_range **sp = lmf_xmalloc((size_t)P * sizeof *sp);
-            for (int q = 0; q < D; q++) stage_of[q] = q / (DP * TP);
-            LMF_CHECK(stage_of[rank] == lmf_comm_rank(o.pipe));
-            for (int st = 0; st < P; st++) {
-                int a, b;
-                lmf_pipe_layers(c.model.n_layer, P, st, &a, &b);
-                sp[st] = all + (size_t)st * LMF_NUM_PARAM_TENSORS;
-                ns[st] = lmf_model_stage_spans(&c.model, a, b, all + (size_t)st * LMF_NUM_PARAM_TENSORS);
+        if (part) { /* every rank's group (grid.h: rank = (pp_rank x dp + dp_rank) x tp + tp_rank: group pp_rank x
+                     * tp + tp_rank) and each group's spans */
+            int G = P * TP, *group_of = lmf_xmalloc((size_t)D * sizeof(int));
+            int *ns = lmf_xmalloc((size_t)G * sizeof(int));
+            lmf_range **sp = lmf_xmalloc((size_t)G * sizeof *sp);
+            for (int q = 0; q < D; q++) group_of[q] = q / (DP * TP) * TP + q % TP;
+            int me = group_of[rank];
+            LMF_CHECK(me / TP == (o.pipe ? lmf_comm_rank(o.pipe) : 0) && me % TP == tp_rank);
+            for (int g = 0; g < G; g++) {
+                int a = 0, b = c.model.n_layer;
+                if (P > 1) lmf_pipe_layers(c.model.n_layer, P, g / TP, &a, &b);
+                ns[g] = lmf_model_group_spans(&c.model, a, b, g % TP, TP, 1, &sp[g]);
             }
-            lmf_zero_partition(&zero, P, stage_of, sp, ns);
-            free(stage_of), free(ns), free(all), free(sp);
+            /* where this rank keeps each of its spans: a packed row's own place, or the flat buffers */
+            float **own = lmf_xmalloc(2 * ((size_t)ns[me] + 1) * sizeof *own);
+            for (int j = 0; j < ns[me]; j++)
+                own[j] = lmf_model_packed_at(m, sp[me][j].lo, 0),
+                own[ns[me] + j] = lmf_model_packed_at(m, sp[me][j].lo, 1);
+            lmf_zero_partition(&zero, G, group_of, (const lmf_range *const *)sp, ns, own, own + ns[me]);
+            for (int g = 0; g < G; g++) free(sp[g]);
+            free(group_of), free(ns), free(sp), free(own);
             spans[n_spans] = (lmf_range){zero.lo, zero.hi}; /* AdamW updates the shard's parameters here */
             lmf_model_partition(m, spans, n_spans + 1);
         }
@@ -574,7 +596,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         snprintf(dp_note + n, sizeof dp_note - n, "; tensor parallel over %d ranks (%d of %d heads, %d of %d KV heads "
                  "and %d of %d FFN columns%s each)%s", TP, c.model.n_head / TP, c.model.n_head, c.model.n_kv_head / TP,
                  c.model.n_kv_head, c.model.ffn_dim / TP, c.model.ffn_dim, c.model.n_expert ? " of every expert" : "",
-                 P > 1 ? "" : "; ZeRO-1 over all ranks");
+                 P > 1 ? "" : part ? "; ZeRO-1 over all ranks; each rank holds its own shards of the parameters"
+                                   : "; ZeRO-1 over all ranks; every rank holds all the parameters");
     }
     if (P > 1) { /* each stage's layers, for the banner: rank 0 is stage 0, so the ranges are recomputed here */
         size_t n = strlen(dp_note);
@@ -588,7 +611,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         }
         if (n < sizeof dp_note)
             snprintf(dp_note + n, sizeof dp_note - n, "; ZeRO-1 over all %d ranks; %s)", D,
-                     part ? "each stage holds its own parameters" : "every rank holds all the parameters");
+                     !part ? "every rank holds all the parameters" : TP > 1 ? "each stage holds its own parameters, "
+                     "each tensor-parallel rank its shards of them" : "each stage holds its own parameters");
     }
     if (D > 1 && o.overlap) {
         size_t n = strlen(dp_note);
@@ -617,7 +641,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, c.opt.max_steps, "steps", NULL);
     float last_val = NAN;
     /* partitioned validation: the loss of the last stage of the first pipeline, its tensor-parallel group's first */
-    int val_counts = part && lmf_comm_rank(o.pipe) == P - 1 && dp_rank == 0 && (!o.tp || lmf_comm_rank(o.tp) == 0);
+    int val_counts = part && (!o.pipe || lmf_comm_rank(o.pipe) == P - 1) && dp_rank == 0 && tp_rank == 0;
     char line[512];
     for (; step < c.opt.max_steps; step++) {
         if (c.stop_at > 0 && step >= c.stop_at) break;
@@ -689,9 +713,9 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     if (c.sample_tokens > 0) {
         if (part) {
             /* path: the final checkpoint's */
-            lmf_sink_logf(out, LMF_LOG_WARN, "no sample: each pipeline stage holds only its own layers' parameters; "
-                          "sample the final checkpoint with lmforge generate -m %s (or train with --pp-full-params)",
-                          path);
+            lmf_sink_logf(out, LMF_LOG_WARN, "no sample: each %s; sample the final checkpoint with lmforge generate "
+                          "-m %s (or train with --pp-full-params)", P > 1 ? "pipeline stage holds only its own layers' "
+                          "parameters" : "tensor-parallel rank holds only its shards of the parameters", path);
         } else if (train->tokenizer != LMF_TOKENIZER_BYTES && !tok) {
             lmf_sink_logf(out, LMF_LOG_WARN, "no sample: the shards are BPE; pass --tokenizer FILE to decode one");
         } else {
@@ -709,7 +733,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
 done:
     if (metrics.f && s == LMF_OK) s = lmf_line_log_close(&metrics);
     else if (metrics.f) fclose(metrics.f); /* the run's own error (and its message) comes first */
-    free(text);
+    free(text), free(spans);
     free(in), free(tg);
     lmf_loader_free(&tl), lmf_loader_free(&vl);
     lmf_adamw_free(&opt);
