@@ -583,6 +583,10 @@ typedef struct {
 lmf_status lmf_chat_template_parse(const char *jinja, lmf_chat_template *out);
 /* The model's template (lmf_chat_template_parse) with the model's BOS / EOS token texts. */
 lmf_status lmf_chat_template_from_weights(const lmf_weights *w, lmf_chat_template *out);
+/* A template from a Jinja file instead of the model's (`--chat-template FILE`: vLLM's flag; e.g. one with
+ * {% generation %} blocks for fine-tuning), with the model's BOS / EOS texts. It must compile (no fallback to a
+ * built-in renderer): LMF_ERR_FORMAT naming the file and line; LMF_ERR_IO when it cannot be read. */
+lmf_status lmf_chat_template_from_file(const lmf_weights *w, const char *path, lmf_chat_template *out);
 /* Extra variables for the template, a JSON object (`--chat-template-kwargs '{"enable_thinking": false}'`);
  * LMF_ERR_ARG when json is not an object. */
 lmf_status lmf_chat_template_set_kwargs(lmf_chat_template *t, const char *json);

@@ -11,6 +11,7 @@
  * A ChatML template that inserts a default system message when the conversation has none (SmolLM2's "You are a
  * helpful AI assistant named SmolLM, ...") has that message extracted from the template text and applied. */
 #include "core/alloc.h"
+#include "core/fs.h"
 #include "core/status.h"
 #include "model/chat.h"
 #include "model/jinja.h"
@@ -89,15 +90,42 @@ static char *token_text(const lmf_tokenizer *tok, int32_t id) {
     return s;
 }
 
+/* The model's BOS / EOS texts and end of turn on a parsed template. */
+static void model_tokens(const lmf_weights *w, lmf_chat_template *out);
+
 lmf_status lmf_chat_template_from_weights(const lmf_weights *w, lmf_chat_template *out) {
     LMF_TRY(lmf_chat_template_parse(w->chat_template, out));
+    model_tokens(w, out);
+    return LMF_OK;
+}
+
+lmf_status lmf_chat_template_from_file(const lmf_weights *w, const char *path, lmf_chat_template *out) {
+    memset(out, 0, sizeof *out);
+    char *text = NULL;
+    size_t len;
+    LMF_TRY(lmf_read_file_max(path, 4u << 20, "a chat template", &text, &len));
+    /* a file asked for by name must run as written: no quiet fallback to a built-in renderer */
+    lmf_jinja *j = NULL;
+    lmf_status st = len ? lmf_jinja_compile(text, len, &j) : lmf_fail(LMF_ERR_FORMAT, "the file is empty");
+    lmf_jinja_free(j);
+    if (st == LMF_OK) st = lmf_chat_template_parse(text, out);
+    free(text);
+    if (st != LMF_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", lmf_last_error());
+        return lmf_fail(st, "%s: %s", path, msg);
+    }
+    model_tokens(w, out);
+    return LMF_OK;
+}
+
+static void model_tokens(const lmf_weights *w, lmf_chat_template *out) {
     if (w->tok) {
         out->bos_token = token_text(w->tok, w->bos_id);
         out->eos_token = token_text(w->tok, w->eos_id);
     }
     if (out->format == LMF_CHAT_OTHER && !out->end_of_turn && out->eos_token)
         out->end_of_turn = xstrdup(out->eos_token);
-    return LMF_OK;
 }
 
 lmf_status lmf_chat_template_set_kwargs(lmf_chat_template *t, const char *json) {
