@@ -133,7 +133,48 @@ static void test_reasoning(void **state) {
           "R(x <tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>)y");
 }
 
+/* Random texts made of tag pieces, partial tags, JSON, whitespace and multi-byte characters, under random flags: every
+ * cut gives the events the whole text gives. */
+static void test_random_cuts(void **state) {
+    (void)state;
+    static const char *const pieces[] = {"<think>", "</think>", "<tool_call>", "</tool_call>", "<tool", "</thi", "<",
+                                         "{\"name\": \"f\", \"arguments\": {\"a\": 1}}", "{\"name\": 1}", " ",
+                                         "\n", "x", "é", "✓", "}", "{"};
+    uint64_t r = 0x9E3779B97F4A7C15ull;
+    for (int it = 0; it < 3000; it++) {
+        char text[512];
+        size_t n = 0;
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        int k = (int)(r >> 59) + 1; /* 1..32 pieces */
+        for (int i = 0; i < k; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            const char *p = pieces[(r >> 33) % (sizeof pieces / sizeof *pieces)];
+            size_t l = strlen(p);
+            if (n + l >= sizeof text) break;
+            memcpy(text + n, p, l);
+            n += l;
+        }
+        text[n] = 0;
+        int tools = (int)(r >> 20) & 1, parallel = (int)(r >> 21) & 1, reasoning = (int)(r >> 22) & 1;
+        int open = reasoning && ((r >> 23) & 1);
+        char *want = parse_cut(text, NULL, 0, tools, parallel, reasoning, open);
+        for (size_t c = 0; c <= n; c++) {
+            char *got = parse_cut(text, &c, 1, tools, parallel, reasoning, open);
+            if (strcmp(got, want)) fail_msg("'%s' (%d%d%d%d) cut at %zu: '%s' vs whole '%s'", text, tools, parallel,
+                                            reasoning, open, c, got, want);
+            free(got);
+        }
+        size_t all[512];
+        for (size_t c = 0; c + 1 < n; c++) all[c] = c + 1;
+        char *got = parse_cut(text, all, n ? (int)n - 1 : 0, tools, parallel, reasoning, open);
+        if (strcmp(got, want)) fail_msg("'%s' byte by byte: '%s' vs whole '%s'", text, got, want);
+        free(got);
+        free(want);
+    }
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_tool_calls), cmocka_unit_test(test_reasoning)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_tool_calls), cmocka_unit_test(test_reasoning),
+                                       cmocka_unit_test(test_random_cuts)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
