@@ -1,8 +1,9 @@
 /* chat.c — chat templates: turning a conversation into the prompt text a chat model was trained on.
  *
  * Models ship their template as Jinja (tokenizer.chat_template), which jinja.h's interpreter runs as transformers
- * does: messages, add_generation_prompt, bos_token, eos_token, tools = none, documents = none and the extra
- * keyword variables (kwargs_json) are what it sees. The family is still recognised from the markers: it names the
+ * does: messages (each message dict as given: tool calls, tool results, reasoning; chat.h), add_generation_prompt,
+ * bos_token, eos_token, tools (or none), documents = none and the extra keyword variables (kwargs_json) are what it
+ * sees. The family is still recognised from the markers: it names the
  * end-of-turn text and the built-in renderer that `--chat-format` asks for and that models without a template use:
  *   ChatML  (SmolLM2, Qwen, ...):  <|im_start|>{role}\n{content}<|im_end|>\n ... <|im_start|>assistant\n
  *   Llama-3:  <|begin_of_text|><|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|> ...
