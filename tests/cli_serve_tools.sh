@@ -39,5 +39,6 @@ serve_ready "$dir/server.log" 300 || fail "the server exited or did not become r
 grep -q "<tool_call> parsed" "$dir/server.log" || fail "the ready line does not say tool calls are parsed"
 LMF_URL="http://127.0.0.1:$port" LMF_FIXTURE="$ROOT/tests/reference/fixtures/chat/chat_fixtures.json" \
   timeout 300 "$PY" "$ROOT/tests/serve_tools_test.py" || fail "serve_tools_test.py"
-kill -TERM "$pid"; wait "$pid"; pid=""
+kill -TERM "$pid"; wait "$pid"; rc=$?; pid=""
+[ $rc = 0 ] || fail "the server exited with $rc on SIGTERM (a sanitizer report?)"
 echo "cli_serve_tools: ok"
