@@ -567,6 +567,11 @@ typedef struct {
     char *end_of_turn;      /* the text that closes an assistant turn (owned), or NULL: lmf_chat_end_of_turn(format) */
     char *kwargs_json;      /* extra template variables, a JSON object ({"enable_thinking": false}) (owned), or NULL */
     long long now;          /* what strftime_now formats (seconds since the epoch); 0: the time of the render */
+    /* What the template's text shows it knows (lmf_chat_template_parse); the server parses replies by them: */
+    int renders_tools;      /* it reads the `tools` variable */
+    int hermes_tool_calls;  /* it teaches <tool_call>{"name": ..., "arguments": {...}}</tool_call> (Qwen2.5, Qwen3,
+                             * Hermes, SmolLM3) */
+    int thinks;             /* it knows <think>...</think> reasoning (Qwen3, DeepSeek-R1, SmolLM3) */
 } lmf_chat_template;
 typedef struct {
     const char *role; /* built-in renderers: "system" (first only), "user", "assistant"; templates decide their own */
@@ -578,6 +583,10 @@ typedef struct {
 lmf_status lmf_chat_template_parse(const char *jinja, lmf_chat_template *out);
 /* The model's template (lmf_chat_template_parse) with the model's BOS / EOS token texts. */
 lmf_status lmf_chat_template_from_weights(const lmf_weights *w, lmf_chat_template *out);
+/* A template from a Jinja file instead of the model's (`--chat-template FILE`: vLLM's flag; e.g. one with
+ * {% generation %} blocks for fine-tuning), with the model's BOS / EOS texts. It must compile (no fallback to a
+ * built-in renderer): LMF_ERR_FORMAT naming the file and line; LMF_ERR_IO when it cannot be read. */
+lmf_status lmf_chat_template_from_file(const lmf_weights *w, const char *path, lmf_chat_template *out);
 /* Extra variables for the template, a JSON object (`--chat-template-kwargs '{"enable_thinking": false}'`);
  * LMF_ERR_ARG when json is not an object. */
 lmf_status lmf_chat_template_set_kwargs(lmf_chat_template *t, const char *json);
@@ -591,6 +600,14 @@ lmf_status lmf_chat_format_parse(const char *name, lmf_chat_format *out);
  * the assistant's header when add_generation_prompt. A template's raise_exception is LMF_ERR_ARG with its message. */
 lmf_status lmf_chat_render(const lmf_chat_template *t, const lmf_chat_message *msgs, int n, int add_generation_prompt,
                            lmf_text *out);
+/* lmf_chat_render over messages given as JSON text, as the template sees them (transformers passes each message
+ * dict unchanged): an array of OpenAI-shaped messages, with "tool_calls" ([{"type": "function", "function":
+ * {"name", "arguments"}}], arguments an object or its JSON text), role "tool" with "tool_call_id" / "name",
+ * "reasoning_content", content a string or a list of text parts (joined with "\n"). tools_json: the `tools`
+ * variable, a JSON array of OpenAI tool objects, or NULL (none). Built-in renderers refuse tools, tool calls and
+ * role "tool". Errors name the field ("messages[1].tool_calls[0].function.arguments: ..."). */
+lmf_status lmf_chat_render_messages_json(const lmf_chat_template *t, const char *messages_json, const char *tools_json,
+                                         int add_generation_prompt, lmf_text *out);
 /* The token ids of a rendered chat, exactly as `lmforge chat` feeds them to the model: bos first when bos >= 0 (pass
  * lmf_weights_bos's id when it says add_bos, else -1) except when a template rendered it (the template writes
  * bos_token where the model wants it, as transformers' apply_chat_template(tokenize=True) adds no special token) or

@@ -3,7 +3,8 @@
 # given other templates in its tokenizer_config.json: a Gemma-shaped one renders as written (bos_token, trim,
 # add_generation_prompt); --chat-template-kwargs reaches it; its raise_exception fails the chat with its message;
 # --chat-format chatml renders with the built-in renderer instead; a template that does not compile is refused
-# naming its line.
+# naming its line; --messages with tool calls and tools renders as transformers renders it (--chat-template FILE,
+# on SmolLM2 when it has been fetched).
 # Usage: cli_chat_template.sh path/to/lmforge
 set -uo pipefail
 LMF=$1
@@ -71,4 +72,38 @@ with_template $'{% for m in messages %}\n{{ m.content + }}\n{% endfor %}'
 grep -q "chat template line 2" "$dir/e2.txt" || fail "broken template message: $(cat "$dir/e2.txt")"
 "$LMF" info "$dir/m" > "$dir/info2.txt" 2>&1 || fail "info on a broken template"
 grep -q "does not compile: chat template line 2" "$dir/info2.txt" || fail "info: $(grep chat "$dir/info2.txt")"
+# 6. --messages with tool calls, a tool result and "tools" (OpenAI's shape, arguments as JSON text), rendered by
+# --chat-template FILE (Qwen2.5's) on SmolLM2: the prompt is transformers' render of the same conversation
+# (fixture qwen2.5/tool_round/gen=1); a malformed call is refused naming its field; a built-in renderer refuses tools
+SMOL="${LMF_SMOLLM2_GGUF:-$(cd "$(dirname "$0")/.." && pwd)/build/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
+REF="$(cd "$(dirname "$0")" && pwd)/reference"
+if [ -f "$SMOL" ]; then
+  python3 - "$REF/fixtures/chat/chat_fixtures.json" "$dir" <<'PY' || fail "writing the tool round"
+import json, sys
+c = next(c for c in json.load(open(sys.argv[1]))["cases"] if c["name"] == "qwen2.5/tool_round/gen=1")
+msgs = c["vars"]["messages"]
+for m in msgs:
+    for t in m.get("tool_calls", []):
+        t["function"]["arguments"] = json.dumps(t["function"]["arguments"])
+json.dump({"messages": msgs, "tools": c["vars"]["tools"]}, open(sys.argv[2] + "/round.json", "w"))
+open(sys.argv[2] + "/round.txt", "w").write(c["expected"])
+msgs[1]["tool_calls"][0]["function"]["arguments"] = "{oops"
+json.dump({"messages": msgs}, open(sys.argv[2] + "/bad.json", "w"))
+PY
+  "$LMF" chat -m "$SMOL" --chat-template "$REF/chat_templates/qwen2.5.jinja" --messages "$dir/round.json" -n 0 \
+    --verbose-prompt > /dev/null 2> "$dir/vp4.txt" || { cat "$dir/vp4.txt"; fail "chat --messages with tool calls"; }
+  python3 - "$dir/vp4.txt" "$dir/round.txt" <<'PY' || fail "the tool round's prompt is not transformers' render"
+import sys
+text, want = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+assert text.split("\n", 1)[1].startswith(want + "\n"), text[:400]
+PY
+  "$LMF" chat -m "$SMOL" --chat-template "$REF/chat_templates/qwen2.5.jinja" --messages "$dir/bad.json" -n 0 \
+    > /dev/null 2> "$dir/e3.txt" && fail "bad arguments accepted"
+  grep -q "bad.json: messages\[1\].tool_calls\[0\].function.arguments" "$dir/e3.txt" || fail "bad arguments: $(cat "$dir/e3.txt")"
+  "$LMF" chat -m "$SMOL" --chat-format chatml --messages "$dir/round.json" -n 0 > /dev/null 2> "$dir/e4.txt" &&
+    fail "a built-in renderer took tools"
+  grep -q "no tool format" "$dir/e4.txt" || fail "built-in with tools: $(cat "$dir/e4.txt")"
+else
+  echo "note: $SMOL not found; --messages with tool calls not checked"
+fi
 echo "cli_chat_template: ok"

@@ -121,7 +121,7 @@ echo '{"messages": [{"role": "assistant", "content": "hi"}]}' > "$dir/bad.json"
   && grep -q "bad.json: the last message must be the user's turn" "$dir/err.txt" || { cat "$dir/err.txt"; fail "--messages ending with the assistant"; }
 echo '[{"role": "robot", "content": "hi"}]' > "$dir/bad.json"
 "$LMF" chat -m "$SMOL" --messages "$dir/bad.json" 2> "$dir/err.txt"; [ $? = 2 ] \
-  && grep -q "bad.json: messages\[0\].role: 'robot'" "$dir/err.txt" || { cat "$dir/err.txt"; fail "--messages bad role"; }
+  && grep -q "bad.json: messages\[0\].role: unknown role 'robot'" "$dir/err.txt" || { cat "$dir/err.txt"; fail "--messages bad role"; }
 
 # quantize: the real Q4_1 to Q8_0 and Q4_0 (llama.cpp's layout), sizes printed, the greedy answer unchanged
 "$LMF" quantize "$SMOL" "$dir/q8.gguf" --type q8_0 > "$dir/q.txt" || { cat "$dir/q.txt"; fail "quantize q8_0"; }

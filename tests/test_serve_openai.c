@@ -65,10 +65,13 @@ static void test_chat_malformed(void **state) {
     expect_error(C, "{\"messages\": [{\"role\": \"user\"}]}", 400, "messages[0].content");
     expect_error(C, "{\"messages\": [{\"role\": \"user\", \"content\": null}]}", 400, "messages[0].content");
     expect_error(C, "{\"messages\": [{\"role\": \"user\", \"content\": 5}]}", 400, "messages[0].content");
-    expect_error(C, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\", \"name\": \"bob\"}]}", 400,
+    expect_error(C, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\", \"audio\": \"bob\"}]}", 400,
+                 "messages[0].audio");
+    expect_error(C, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\", \"name\": 3}]}", 400,
                  "messages[0].name");
+    /* the built-in ChatML renderer's rule (a template decides its own) */
     expect_error(C, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}, {\"role\": \"system\", \"content\": "
-                    "\"y\"}]}", 400, "messages[1].role");
+                    "\"y\"}]}", 400, "messages");
     expect_error(C, "{\"messages\": [{\"role\": \"user\", \"content\": [\"x\"]}]}", 400, "messages[0].content[0]");
     expect_error(C, "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image\"}]}]}", 400,
                  "messages[0].content[0].type");

@@ -5,6 +5,7 @@
  *  - on SmolLM2-135M-Instruct (skipped without build/models or $LMF_SMOLLM2_GGUF): a conversation's ids are the
  *    ids `lmforge chat` feeds the model (lmf_chat_encode, which cmd_generate.c calls), the mask is exactly each
  *    assistant content + <|im_end|>, the boundaries are clean, and completions and texts end with EOS. */
+#include "model/chat.h"
 #include "test_util.h"
 
 #include "tiny_chat_tokenizer.h"
@@ -328,15 +329,26 @@ static void test_tiny_errors(void **s) {
         {"{\"messages\": {}}", "not an array"},
         {"{\"messages\": []}", "empty"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", "no assistant turn"},
+        {"{\"messages\": [{\"role\": \"robot\", \"content\": \"x\"}, {\"role\": \"assistant\", \"content\": \"y\"}]}",
+         "messages[0].role: unknown role 'robot'"},
+        /* the built-in ChatML renderer (tiny_vocab's) has no tool format */
         {"{\"messages\": [{\"role\": \"tool\", \"content\": \"x\"}, {\"role\": \"assistant\", \"content\": \"y\"}]}",
-         "message 0: unknown role 'tool'"},
+         "message 0: the built-in chatml renderer has no tool format"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}, {\"role\": \"assistant\", \"content\": \"y\"}], "
+         "\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]}", "tools need the model's own"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}, {\"role\": \"assistant\", \"content\": \"y\"}], "
+         "\"tools\": {}}", "\"tools\" is not an array"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": [\"x\"]}, {\"role\": \"assistant\", \"content\": \"y\"}]}",
-         "message 0: \"content\" is of another type"},
+         "messages[0].content[0]: expected a text part"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": 3}, {\"role\": \"assistant\", \"content\": \"y\"}]}",
+         "messages[0].content: expected a string or an array"},
         {"{\"messages\": [{\"role\": \"user\"}, {\"role\": \"assistant\", \"content\": \"y\"}]}",
-         "\"content\" is missing"},
+         "messages[0].content: is required"},
         {"{\"messages\": [{\"content\": \"x\"}, {\"role\": \"assistant\", \"content\": \"y\"}]}",
-         "\"role\" is missing"},
-        {"{\"messages\": [\"hi\"]}", "message 0 is not an object"},
+         "messages[0].role: expected a string"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}, {\"role\": \"assistant\", \"tool_calls\": "
+         "[{\"function\": {\"name\": \"f\", \"arguments\": \"{x\"}}]}]}", "messages[1].tool_calls[0].function.arguments"},
+        {"{\"messages\": [\"hi\"]}", "messages[0]: expected an object"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}, {\"role\": \"system\", \"content\": \"s\"}, "
          "{\"role\": \"assistant\", \"content\": \"y\"}]}", "system message may only come first"},
     };
@@ -512,8 +524,73 @@ static void test_smollm2_chat(void **s) {
     lmf_weights_free(w);
 }
 
+/* A template with {% generation %} blocks (Qwen3's with them: not prefix-stable): ids and loss mask equal
+ * transformers' apply_chat_template(return_assistant_tokens_mask=True) on the same conversations
+ * (fixtures/chat/generation_masks.json, make_generation_mask_fixtures.py with SmolLM2's tokenizer); without the
+ * blocks (Qwen3's own template) the multi-turn conversations are refused by the prefix method, saying what to do. */
+static void test_smollm2_generation_masks(void **s) {
+    lmf_weights *w = smollm2();
+    if (!w) skip();
+    char *text = slurp(LMF_SOURCE_DIR "/tests/reference/fixtures/chat/generation_masks.json", NULL);
+    assert_non_null(text);
+    cJSON *root = cJSON_Parse(text), *c;
+    lmf_sft_vocab v, plain;
+    assert_int_equal(lmf_sft_vocab_from_weights(w, &v), LMF_OK);
+    assert_int_equal(lmf_sft_vocab_from_weights(w, &plain), LMF_OK);
+    assert_int_equal(lmf_sft_vocab_set_template(&v, w, LMF_SOURCE_DIR "/tests/reference/chat_templates/"
+                                                "qwen3_generation.jinja"), LMF_OK);
+    assert_int_equal(lmf_sft_vocab_set_template(&plain, w, LMF_SOURCE_DIR "/tests/reference/chat_templates/"
+                                                "qwen3.jinja"), LMF_OK);
+    lmf_sft_options o = {.max_tokens = 4096};
+    int n = 0, refused = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases")) {
+        const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+        cJSON *line = cJSON_CreateObject();
+        cJSON_AddItemToObject(line, "messages", cJSON_Duplicate(cJSON_GetObjectItem(c, "messages"), 1));
+        cJSON_AddItemToObject(line, "tools", cJSON_Duplicate(cJSON_GetObjectItem(c, "tools"), 1));
+        char *jl = cJSON_PrintUnformatted(line);
+        lmf_sft_data d = {0};
+        if (lmf_sft_parse(&d, jl, strlen(jl), name, &v, &o) != LMF_OK) fail_msg("%s: %s", name, lmf_last_error());
+        const cJSON *ids = cJSON_GetObjectItem(c, "ids"), *mask = cJSON_GetObjectItem(c, "mask");
+        assert_int_equal(d.n, 1);
+        if (d.start[1] != (size_t)cJSON_GetArraySize(ids))
+            fail_msg("%s: %zu tokens, transformers %d", name, d.start[1], cJSON_GetArraySize(ids));
+        for (size_t k = 0; k < d.start[1]; k++) {
+            assert_int_equal(d.ids[k], cJSON_GetArrayItem(ids, (int)k)->valueint);
+            if (d.loss[k] != cJSON_GetArrayItem(mask, (int)k)->valueint)
+                fail_msg("%s: token %zu: loss %d, transformers' assistant mask %d", name, k, d.loss[k],
+                         cJSON_GetArrayItem(mask, (int)k)->valueint);
+        }
+        lmf_sft_free(&d);
+        /* the same conversation under Qwen3's own template: the prefix method, refused when not prefix-stable */
+        d = (lmf_sft_data){0};
+        if (lmf_sft_parse(&d, jl, strlen(jl), name, &plain, &o) != LMF_OK) {
+            assert_non_null(strstr(lmf_last_error(), "does not render the conversation"));
+            assert_non_null(strstr(lmf_last_error(), "--chat-template FILE"));
+            refused++;
+        }
+        lmf_sft_free(&d);
+        free(jl);
+        cJSON_Delete(line);
+        n++;
+    }
+    assert_int_equal(n, 4);
+    /* all but "single": Qwen3 drops an earlier turn's reasoning, and renders the last assistant turn with an empty
+     * think block that a tool call's turn loses once the tool result follows */
+    assert_int_equal(refused, 3);
+    /* a file that is not a template is refused by name, and v keeps its template */
+    assert_int_equal(lmf_sft_vocab_set_template(&v, w, "/nonexistent.jinja"), LMF_ERR_IO);
+    assert_true(lmf_chat_template_has_generation(&v.tmpl));
+    cJSON_Delete(root);
+    free(text);
+    lmf_sft_vocab_free(&v);
+    lmf_sft_vocab_free(&plain);
+    lmf_weights_free(w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_smollm2_generation_masks),
         cmocka_unit_test(test_tiny_conversation),
         cmocka_unit_test(test_tiny_other_template),
         cmocka_unit_test(test_tiny_prompt_completion_text),

@@ -67,6 +67,9 @@ int cmd_finetune(int argc, char **argv) {
         CLI_OPT(NULL, "--checkpoint-every", CLI_INT, &c.checkpoint_every, "N", "checkpoint every N steps",
                 .def = "end only"),
         CLI_OPT(NULL, "--train-on-prompt", CLI_BOOL, &c.train_on_prompt, NULL, "loss on every token"),
+        CLI_OPT(NULL, "--chat-template", CLI_STR, &c.chat_template, "FILE",
+                "render {\"messages\"} data with this Jinja template (its {% generation %} blocks, if any, mark the "
+                "loss)", .def = "the model's template"),
         CLI_OPT(NULL, "--refuse-long", CLI_BOOL, &c.refuse_long, NULL,
                 "fail on an example longer than --seq-len instead of truncating it"),
         CLI_OPT(NULL, "--seed", CLI_U64, &c.seed, "S", "seed of the split, shuffling and dropout"),

@@ -2,6 +2,7 @@
  * the model's chat template, interactive or one turn with -p). Both share the model/sampling flags below. */
 #include "cli/cli.h"
 #include "cli/opts.h"
+#include "model/chat.h"
 #include "tokenizer/tokenizer.h"
 #include "model/lora.h"
 #include "core/status.h"
@@ -14,7 +15,7 @@
 #include <string.h>
 
 typedef struct {
-    const char *model, *prompt, *system, *chat_format, *chat_kwargs, *lora, *messages;
+    const char *model, *prompt, *system, *chat_format, *chat_kwargs, *chat_template, *lora, *messages;
     float lora_scale;
     const char *stop_v[8];
     cli_list stops;
@@ -41,13 +42,16 @@ static int gen_table(gen_opts *o, int chat, cli_opt *t) {
     if (chat) {
         t[n++] = (cli_opt)CLI_OPT("-p", "--prompt", CLI_STR, &o->prompt, "TEXT", "answer this one message and exit");
         t[n++] = (cli_opt)CLI_OPT(NULL, "--messages", CLI_STR, &o->messages, "FILE",
-                                  "answer the last user turn of a conversation: a JSON list of {\"role\", "
-                                  "\"content\"} (OpenAI's messages, or a body holding them; - = stdin)");
+                                  "answer the last user (or tool) turn of a conversation: a JSON list of OpenAI's "
+                                  "messages (tool calls and results included), or a body holding them and "
+                                  "\"tools\"; - = stdin");
         t[n++] = (cli_opt)CLI_OPT(NULL, "--system", CLI_STR, &o->system, "TEXT", "system message",
                                   .def = "the template's own, if any");
         t[n++] = (cli_opt)CLI_OPT(NULL, "--chat-format", CLI_STR, &o->chat_format, "F",
                                   "chatml, llama2 or llama3: a built-in renderer instead of the model's template",
                                   .def = "the model's template");
+        t[n++] = (cli_opt)CLI_OPT(NULL, "--chat-template", CLI_STR, &o->chat_template, "FILE",
+                                  "a Jinja chat template file instead of the model's", .def = "the model's template");
         t[n++] = (cli_opt)CLI_OPT(NULL, "--chat-template-kwargs", CLI_STR, &o->chat_kwargs, "JSON",
                                   "extra variables for the template, e.g. '{\"enable_thinking\": false}'");
     } else {
@@ -287,9 +291,55 @@ static int read_line(char **line, size_t *cap) {
 
 enum { MAX_MESSAGES = 256 };
 
+/* Whether every message of list is a plain {"role": system | user | assistant, "content": string}. */
+static int plain_messages(const cJSON *list) {
+    for (const cJSON *m = list->child; m; m = m->next) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        if (!cJSON_IsObject(m) || cJSON_GetArraySize(m) != 2 || !cJSON_IsString(role) ||
+            !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "content")) ||
+            (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
+             strcmp(role->valuestring, "assistant")))
+            return 0;
+    }
+    return 1;
+}
+
+/* --messages FILE holding more than role and content (tool calls, tool results, reasoning, text parts, "tools"):
+ * the messages as the template sees them (model/chat.h), checked, with --system first unless the file has one, as
+ * JSON text in *json (and the tools in *tools, or NULL). The last must be a user or tool turn: the one answered. */
+static lmf_status read_messages_json(const char *path, cJSON *root, cJSON *list, const char *system, char **json,
+                                     char **tools) {
+    const cJSON *t = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "tools") : NULL;
+    if (t && !cJSON_IsNull(t) && !cJSON_IsArray(t))
+        return lmf_fail(LMF_ERR_ARG, "%s: \"tools\" is not a list of tool objects", path);
+    if (lmf_chat_messages_prepare(list, NULL, 0) != LMF_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", lmf_last_error());
+        return lmf_fail(LMF_ERR_ARG, "%s: %s", path, msg);
+    }
+    const cJSON *first = cJSON_GetObjectItemCaseSensitive(list->child, "role");
+    if (system && strcmp(first->valuestring, "system")) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", "system");
+        cJSON_AddStringToObject(m, "content", system);
+        cJSON_InsertItemInArray(list, 0, m);
+    }
+    const cJSON *last = list->child;
+    while (last->next) last = last->next;
+    const char *role = cJSON_GetObjectItemCaseSensitive(last, "role")->valuestring;
+    if (strcmp(role, "user") && strcmp(role, "tool"))
+        return lmf_fail(LMF_ERR_ARG, "%s: the last message must be the user's or a tool result, to answer (it is %s)",
+                        path, role);
+    *json = cJSON_PrintUnformatted(list);
+    *tools = cJSON_IsArray(t) ? cJSON_PrintUnformatted(t) : NULL;
+    return LMF_OK;
+}
+
 /* --messages FILE: OpenAI's messages, a list of {"role", "content"} (or an object holding it as "messages"), into
- * msgs (contents owned through owned[]). The last must be a user turn: that is the one answered. */
-static lmf_status read_messages(const char *path, lmf_chat_message *msgs, char **owned, int *n, int *n_owned) {
+ * msgs (contents owned through owned[]). The last must be a user turn: that is the one answered. Messages with more
+ * than role and content, or a "tools" list beside them, go to *json / *tools instead (read_messages_json). */
+static lmf_status read_messages(const char *path, const char *system, lmf_chat_message *msgs, char **owned, int *n,
+                                int *n_owned, char **json, char **tools) {
     char *text;
     size_t len;
     LMF_TRY(cli_read_all(path, &text, &len));
@@ -305,6 +355,11 @@ static lmf_status read_messages(const char *path, lmf_chat_message *msgs, char *
     if (!cJSON_IsArray(list)) {
         st = lmf_fail(LMF_ERR_ARG, "%s: expected a JSON list of messages ([{\"role\": \"user\", \"content\": "
                       "\"...\"}]) or an object with \"messages\"", path);
+        goto done;
+    }
+    if (list->child && (!plain_messages(list) || (cJSON_IsObject(root) && cJSON_GetObjectItemCaseSensitive(root,
+                                                                                                       "tools")))) {
+        st = read_messages_json(path, root, (cJSON *)list, system, json, tools);
         goto done;
     }
     int i = 0;
@@ -361,24 +416,33 @@ int cmd_chat(int argc, char **argv) {
     int n = 0, n_owned = 0;
     if (o.system) msgs[n++] = (lmf_chat_message){"system", o.system};
     lmf_status st = LMF_OK;
+    char *msgs_json = NULL, *tools_json = NULL; /* --messages beyond role and content */
     /* the conversation is read before the model loads: a bad file fails fast */
+    if (o.chat_template && o.chat_format) {
+        fprintf(stderr, "lmforge chat: --chat-template and --chat-format exclude each other\n");
+        return 2;
+    }
     if (o.messages) {
         n = 0;
-        st = read_messages(o.messages, msgs, owned, &n, &n_owned);
-        if (st == LMF_OK && o.system && strcmp(msgs[0].role, "system")) { /* the file's own system message wins */
+        st = read_messages(o.messages, o.system, msgs, owned, &n, &n_owned, &msgs_json, &tools_json);
+        if (st == LMF_OK && !msgs_json && o.system && strcmp(msgs[0].role, "system")) { /* the file's own wins */
             memmove(msgs + 1, msgs, (size_t)n * sizeof *msgs);
             msgs[0] = (lmf_chat_message){"system", o.system};
             n++;
         }
     }
     if (st == LMF_OK) st = open_model(&o, &w, &lora, &s, &smp);
-    if (st == LMF_OK) st = lmf_chat_template_from_weights(w, &tmpl);
+    if (st == LMF_OK)
+        st = o.chat_template ? lmf_chat_template_from_file(w, o.chat_template, &tmpl)
+                             : lmf_chat_template_from_weights(w, &tmpl);
     if (st == LMF_OK && o.chat_format && (st = lmf_chat_format_parse(o.chat_format, &tmpl.format)) == LMF_OK)
         lmf_chat_template_use_builtin(&tmpl);
     if (st == LMF_OK && o.chat_kwargs) st = lmf_chat_template_set_kwargs(&tmpl, o.chat_kwargs);
     if (st != LMF_OK) {
         int rc = cli_fail("chat", st);
         for (int i = 0; i < n_owned; i++) free(owned[i]);
+        cJSON_free(msgs_json), cJSON_free(tools_json);
+        lmf_chat_template_free(&tmpl);
         lmf_sampler_free(smp), lmf_session_free(s), lmf_lora_free(lora), lmf_weights_free(w);
         return rc;
     }
@@ -414,13 +478,15 @@ int cmd_chat(int argc, char **argv) {
         lmf_ids ids = {0};
         int add_bos;
         int32_t bos = lmf_weights_bos(w, &add_bos);
-        st = lmf_chat_encode(lmf_weights_tokenizer(w), &tmpl, add_bos ? bos : -1, msgs, n, 1, &ids);
-        if (st == LMF_OK && o.verbose_prompt) {
-            lmf_text rendered = {0};
-            lmf_chat_render(&tmpl, msgs, n, 1, &rendered);
+        lmf_text rendered = {0};
+        st = msgs_json ? lmf_chat_render_messages_json(&tmpl, msgs_json, tools_json, 1, &rendered)
+                       : lmf_chat_render(&tmpl, msgs, n, 1, &rendered);
+        if (st == LMF_OK)
+            st = lmf_chat_encode_text(lmf_weights_tokenizer(w), &tmpl, add_bos ? bos : -1, rendered.data,
+                                      rendered.len, &ids);
+        if (st == LMF_OK && o.verbose_prompt)
             print_prompt(lmf_weights_tokenizer(w), rendered.data ? rendered.data : "", &ids);
-            free(rendered.data);
-        }
+        free(rendered.data);
         if (st == LMF_OK) st = check_fits(s, ids.len);
         if (st != LMF_OK) {
             free(ids.data);
@@ -452,6 +518,7 @@ int cmd_chat(int argc, char **argv) {
     if (o.verbose) print_timings(&tm);
     int rc = st == LMF_OK ? 0 : cli_fail("chat", st);
     for (int i = 0; i < n_owned; i++) free(owned[i]);
+    cJSON_free(msgs_json), cJSON_free(tools_json);
     free(line);
     free(hist.data);
     lmf_chat_template_free(&tmpl);

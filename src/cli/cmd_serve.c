@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *model, *model_name, *lora, *chat_format, *chat_kwargs, *kv_size;
+    const char *model, *model_name, *lora, *chat_format, *chat_kwargs, *chat_template, *reasoning_format, *kv_size;
     const char *api_key, *api_key_file;
     float lora_scale;
     int threads, no_auth;
@@ -46,8 +46,13 @@ static int parse(int argc, char **argv, serve_opts *o) {
         CLI_OPT(NULL, "--chat-format", CLI_STR, &o->chat_format, "F",
                 "chatml, llama2 or llama3: a built-in renderer instead of the model's template",
                 .def = "the model's template"),
+        CLI_OPT(NULL, "--chat-template", CLI_STR, &o->chat_template, "FILE",
+                "a Jinja chat template file instead of the model's", .def = "the model's template"),
         CLI_OPT(NULL, "--chat-template-kwargs", CLI_STR, &o->chat_kwargs, "JSON",
                 "extra variables for the template, e.g. '{\"enable_thinking\": false}'"),
+        CLI_OPT(NULL, "--reasoning-format", CLI_STR, &o->reasoning_format, "F",
+                "deepseek: a reply's <think>...</think> goes to reasoning_content (templates that know <think>); "
+                "none: it stays in the content", .def = "deepseek"),
         CLI_OPT("-t", "--threads", CLI_INT, &o->threads, "N", "compute threads", .def = "OMP_NUM_THREADS or all cores",
                 .lo = 1),
         CLI_HEADING("engine"),
@@ -90,6 +95,14 @@ static int parse(int argc, char **argv, serve_opts *o) {
     }
     if (o->hcfg.port > 65535) {
         fprintf(stderr, "lmforge serve: --port expects 0..65535, got %d\n", o->hcfg.port);
+        return 0;
+    }
+    if (o->reasoning_format && strcmp(o->reasoning_format, "deepseek") && strcmp(o->reasoning_format, "none")) {
+        fprintf(stderr, "lmforge serve: --reasoning-format expects deepseek or none, got '%s'\n", o->reasoning_format);
+        return 0;
+    }
+    if (o->chat_template && o->chat_format) {
+        fprintf(stderr, "lmforge serve: --chat-template and --chat-format exclude each other\n");
         return 0;
     }
     o->hcfg.max_body = (size_t)o->max_body, o->hcfg.max_header = (size_t)o->max_header;
@@ -226,6 +239,8 @@ int cmd_serve(int argc, char **argv) {
     }
     if (o.chat_format) {
         if ((st = lmf_chat_format_parse(o.chat_format, &tmpl.format)) != LMF_OK) goto done;
+    } else if (o.chat_template) {
+        if ((st = lmf_chat_template_from_file(w, o.chat_template, &tmpl)) != LMF_OK) goto done;
     } else if ((st = lmf_chat_template_from_weights(w, &tmpl)) != LMF_OK) {
         goto done; /* the message names the template's line; --chat-format overrides it */
     }
@@ -241,13 +256,15 @@ int cmd_serve(int argc, char **argv) {
     m.tmpl = &tmpl;
     m.bos = add_bos ? bos : -1;
     m.n_ctx = es.n_ctx;
+    m.reasoning = !o.reasoning_format || !strcmp(o.reasoning_format, "deepseek");
     lmf_http_set_model(h, e, &m);
     e = NULL; /* the server owns it now */
     atomic_store(&serving, 1);
     double load_s = lmf_now() - t0;
-    fprintf(stderr, "lmforge serve: ready in %.1f s: model '%s' (%s template%s%s), context %d, %d sequences at once, "
-            "KV cache %d blocks of %d positions (%s)\n", load_s, m.id, lmf_chat_format_name(tmpl.format),
-            tmpl.jinja ? "" : ", built-in renderer", lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks, es.kv_block_size,
+    fprintf(stderr, "lmforge serve: ready in %.1f s: model '%s' (%s template%s%s%s%s), context %d, %d sequences at "
+            "once, KV cache %d blocks of %d positions (%s)\n", load_s, m.id, lmf_chat_format_name(tmpl.format),
+            tmpl.jinja ? "" : ", built-in renderer", tmpl.jinja && tmpl.hermes_tool_calls ? ", <tool_call> parsed" : "",
+            tmpl.jinja && tmpl.thinks && m.reasoning ? ", <think> parsed" : "", lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks, es.kv_block_size,
             o.ecfg.kv_type == LMF_KV_F16 ? "f16" : "f32");
 
     while (sem_wait(&stop_sem) != 0) continue; /* EINTR */

@@ -32,10 +32,24 @@ void lmf_jinja_free(lmf_jinja *j);
  * is Python's None) appended to *out, only on success. now is what strftime_now formats (local time). */
 lmf_status lmf_jinja_render(const lmf_jinja *j, const cJSON *vars, time_t now, lmf_text *out);
 
+/* Where a {% generation %} block's output landed: bytes [start, end) of the render (from the render's own first
+ * byte, not *out's). transformers' return_assistant_tokens_mask reads the same spans (AssistantTracker). */
+typedef struct {
+    size_t start, end;
+} lmf_jinja_span;
+typedef struct {
+    lmf_jinja_span *v; /* malloc'd; the caller frees */
+    size_t n, cap;
+} lmf_jinja_spans;
+/* lmf_jinja_render that also appends to *spans the span of every {% generation %} block that wrote straight into
+ * the output (one inside a {% set %} block or a macro's returned text is not in the output as such: not noted). */
+lmf_status lmf_jinja_render_spans(const lmf_jinja *j, const cJSON *vars, time_t now, lmf_text *out,
+                                  lmf_jinja_spans *spans);
+
 /* ---- between jinja_parse.c and jinja_eval.c ---- */
 typedef enum {
     /* statements */
-    JN_TEXT, JN_OUT, JN_IF, JN_FOR, JN_SET, JN_SETBLOCK, JN_MACRO, JN_BREAK, JN_CONTINUE, JN_BODY,
+    JN_TEXT, JN_OUT, JN_IF, JN_FOR, JN_SET, JN_SETBLOCK, JN_MACRO, JN_BREAK, JN_CONTINUE, JN_BODY, JN_GENERATION,
     /* expressions */
     JN_STR, JN_INT, JN_FLOAT, JN_BOOL, JN_NONE, JN_NAME, JN_ATTR, JN_ITEM, JN_SLICE, JN_CALL, JN_FILTER, JN_TEST,
     JN_BIN, JN_NEG, JN_POS, JN_NOT, JN_AND, JN_OR, JN_COND, JN_LIST, JN_TUPLE, JN_DICT
@@ -68,6 +82,7 @@ void lmf_jarena_free(lmf_jarena *a);
 
 struct lmf_jinja {
     lmf_jnode *root; /* JN_BODY */
+    int has_generation; /* the template marks assistant text with {% generation %} */
     lmf_jarena arena; /* every node and string of the compiled template */
 };
 

@@ -87,6 +87,8 @@ typedef struct {
     int ctl; /* 1: break, 2: continue pending */
     time_t now;
     frame *root;
+    sb *top;                /* the render's output: {% generation %} spans are offsets into it */
+    lmf_jinja_spans *spans; /* or NULL */
 } E;
 
 static _Noreturn void die(E *e, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -1433,6 +1435,19 @@ static void exec(E *e, const lmf_jnode *const *list, int count, frame *f, sb *ou
             break;
         }
         case JN_BODY: exec(e, (const lmf_jnode *const *)n->list, n->n, f, out); break;
+        case JN_GENERATION: {
+            size_t start = out->n;
+            exec(e, (const lmf_jnode *const *)n->a->list, n->a->n, f, out);
+            if (e->spans && out == e->top) {
+                lmf_jinja_spans *s = e->spans;
+                if (s->n == s->cap) {
+                    s->cap = s->cap ? 2 * s->cap : 8;
+                    s->v = lmf_xrealloc(s->v, s->cap * sizeof *s->v);
+                }
+                s->v[s->n++] = (lmf_jinja_span){start, out->n};
+            }
+            break;
+        }
         case JN_IF: {
             jv c = eval(e, n->a, f);
             const lmf_jnode *b = truthy(&c) ? n->b : n->c;
@@ -1530,7 +1545,14 @@ static jv from_json(E *e, const cJSON *j, int depth) {
 }
 
 lmf_status lmf_jinja_render(const lmf_jinja *j, const cJSON *vars, time_t now, lmf_text *out) {
+    return lmf_jinja_render_spans(j, vars, now, out, NULL);
+}
+
+lmf_status lmf_jinja_render_spans(const lmf_jinja *j, const cJSON *vars, time_t now, lmf_text *out,
+                                  lmf_jinja_spans *spans) {
+    size_t n_spans = spans ? spans->n : 0;
     E *e = lmf_xcalloc(1, sizeof *e);
+    e->spans = spans;
     e->arena.limit = LMF_JINJA_MAX_MEMORY;
     e->now = now;
     lmf_status st = LMF_OK;
@@ -1549,9 +1571,11 @@ lmf_status lmf_jinja_render(const lmf_jinja *j, const cJSON *vars, time_t now, l
     if (vars)
         for (const cJSON *c = vars->child; c; c = c->next) frame_set(e, e->root, c->string, from_json(e, c, 0));
     sb o = {0};
+    e->top = &o;
     exec(e, (const lmf_jnode *const *)j->root->list, j->root->n, e->root, &o);
     lmf_text_push(out, o.p ? o.p : "", o.n);
 done:
+    if (st != LMF_OK && spans) spans->n = n_spans; /* only on success, as the text */
     lmf_jarena_free(&e->arena);
     free(e);
     return st;

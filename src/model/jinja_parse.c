@@ -64,6 +64,7 @@ typedef struct {
     size_t pos; /* parser's index in tok */
     int depth;
     int loops; /* for-loops around the statement being parsed (break / continue need one) */
+    int has_generation; /* a {% generation %} block was seen */
     char err[256];
     int err_line;
     size_t line_pos; /* line_at's cache: the line of source offset line_pos */
@@ -1065,7 +1066,7 @@ static lmf_jnode *statement(P *p) {
         advance(p);
         return expect_bend(p) ? NULL : n;
     }
-    if (is_name(p, "generation")) { /* transformers' assistant-mask marker: its body renders as it is */
+    if (is_name(p, "generation")) { /* transformers' assistant-mask marker: its body renders, its span is noted */
         advance(p);
         if (expect_bend(p)) return NULL;
         static const char *const ends[] = {"endgeneration"};
@@ -1074,7 +1075,10 @@ static lmf_jnode *statement(P *p) {
         if (!b) return NULL;
         if (which < 0) return fail(p, line, "missing {% endgeneration %}", NULL), NULL;
         advance(p);
-        return expect_bend(p) ? NULL : b;
+        lmf_jnode *n = node(p, JN_GENERATION, line);
+        n->a = b;
+        p->has_generation = 1;
+        return expect_bend(p) ? NULL : n;
     }
     return fail(p, line, "unsupported or unexpected tag", tok_text(p, cur(p))), NULL;
 }
@@ -1135,6 +1139,7 @@ lmf_status lmf_jinja_compile(const char *src, size_t len, lmf_jinja **out) {
         lmf_jinja_free(j);
         return lmf_fail(LMF_ERR_FORMAT, "chat template line %d: %s", p.err_line, p.err);
     }
+    j->has_generation = p.has_generation;
     *out = j;
     return LMF_OK;
 }

@@ -1,6 +1,7 @@
 /* openai.c — OpenAI's request and response JSON (see openai.h). */
 #include "serve/openai.h"
 
+#include "model/chat.h"
 #include "tokenizer/bytelevel.h"
 #include "tokenizer/tokenizer.h"
 
@@ -209,7 +210,7 @@ static int want_string(const cJSON *j, const char *name, lmf_openai_error *err) 
 static const char *const CHAT_FIELDS[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "seed",
     "stop", "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs", "top_logprobs", "n", "stream",
-    "stream_options", "user", "chat_template_kwargs"};
+    "stream_options", "user", "chat_template_kwargs", "tools", "tool_choice", "parallel_tool_calls"};
 static const char *const COMPLETION_FIELDS[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
     "frequency_penalty", "repetition_penalty", "logprobs", "n", "stream", "stream_options", "user"};
@@ -236,109 +237,152 @@ static int template_with_kwargs(const lmf_chat_template *base, const cJSON *kw, 
     return 0;
 }
 
-/* messages: [{"role": "system" | "user" | "assistant", "content": str | [{"type": "text", "text": str}, ...]}]
- * rendered through the model's chat template (with kwargs, the request's chat_template_kwargs, or NULL) and encoded
- * as `lmforge chat` does. Text parts are joined with "\n". */
-static int parse_messages(const lmf_openai_model *m, const cJSON *msgs, const cJSON *kwargs, lmf_ids *out,
-                          lmf_openai_error *err) {
-    static const char *const MSG_FIELDS[] = {"role", "content"};
-    static const char *const PART_FIELDS[] = {"type", "text"};
-    if (!cJSON_IsArray(msgs))
-        return lmf_openai_error_set(err, 400, "messages", "invalid_type", "messages: expected an array, got %s",
-                                    type_name(msgs));
-    int n = cJSON_GetArraySize(msgs);
-    if (n == 0) return lmf_openai_error_set(err, 400, "messages", "invalid_value", "messages: the array is empty");
-    lmf_chat_message *cm = calloc((size_t)n, sizeof *cm);
-    char **owned = calloc((size_t)n, sizeof *owned);
-    int i = 0, rc = 0;
-    char param[96];
-    for (const cJSON *msg = msgs->child; msg && !rc; msg = msg->next, i++) {
-        snprintf(param, sizeof param, "messages[%d]", i);
-        if (!cJSON_IsObject(msg)) {
-            rc = lmf_openai_error_set(err, 400, param, "invalid_type", "%s: expected an object, got %s", param,
-                                      type_name(msg));
-            break;
-        }
-        char prefix[96];
-        snprintf(prefix, sizeof prefix, "messages[%d].", i);
-        if ((rc = check_keys(msg, MSG_FIELDS, COUNT(MSG_FIELDS), prefix, err))) break;
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
-        snprintf(param, sizeof param, "messages[%d].role", i);
-        if (!role) {
-            rc = lmf_openai_error_set(err, 400, param, "missing_field", "%s is required", param);
-            break;
-        }
-        if ((rc = want_string(role, param, err))) break;
-        if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
-            strcmp(role->valuestring, "assistant")) {
-            rc = lmf_openai_error_set(err, 400, param, "invalid_value",
-                                      "%s: '%.32s' is not a role lmforge knows (system, user, assistant)", param,
-                                      role->valuestring);
-            break;
-        }
-        if (!strcmp(role->valuestring, "system") && i > 0) {
-            rc = lmf_openai_error_set(err, 400, param, "invalid_value", "%s: a system message may only come first",
-                                      param);
-            break;
-        }
-        cm[i].role = role->valuestring;
-        snprintf(param, sizeof param, "messages[%d].content", i);
-        if (!content || cJSON_IsNull(content)) {
-            rc = lmf_openai_error_set(err, 400, param, "missing_field", "%s is required", param);
-            break;
-        }
-        if (cJSON_IsString(content)) {
-            cm[i].content = content->valuestring;
-            continue;
-        }
-        if (!cJSON_IsArray(content)) {
-            rc = lmf_openai_error_set(err, 400, param, "invalid_type",
-                                      "%s: expected a string or an array of text parts, got %s", param,
-                                      type_name(content));
-            break;
-        }
-        lmf_text joined = {0};
-        lmf_text_push(&joined, "", 0);
-        int j = 0;
-        for (const cJSON *part = content->child; part && !rc; part = part->next, j++) {
-            snprintf(param, sizeof param, "messages[%d].content[%d]", i, j);
-            if (!cJSON_IsObject(part)) {
-                rc = lmf_openai_error_set(err, 400, param, "invalid_type", "%s: expected an object, got %s", param,
-                                          type_name(part));
-                break;
-            }
-            snprintf(prefix, sizeof prefix, "messages[%d].content[%d].", i, j);
-            if ((rc = check_keys(part, PART_FIELDS, COUNT(PART_FIELDS), prefix, err))) break;
-            const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
-            const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
-            snprintf(param, sizeof param, "messages[%d].content[%d].type", i, j);
-            if (!type || !cJSON_IsString(type) || strcmp(type->valuestring, "text")) {
-                rc = lmf_openai_error_set(err, 400, param, "invalid_value",
-                                          "%s: lmforge takes text parts only (\"type\": \"text\")", param);
-                break;
-            }
-            snprintf(param, sizeof param, "messages[%d].content[%d].text", i, j);
-            if (!text) rc = lmf_openai_error_set(err, 400, param, "missing_field", "%s is required", param);
-            else if (!(rc = want_string(text, param, err))) {
-                if (j > 0) lmf_text_push(&joined, "\n", 1);
-                lmf_text_push(&joined, text->valuestring, strlen(text->valuestring));
-            }
-        }
-        cm[i].content = owned[i] = joined.data;
+/* tools: [{"type": "function", "function": {"name", "description"?, "parameters"?, "strict"?}}], passed to the
+ * template as its `tools` variable (transformers' and vLLM's shape). */
+static int parse_tools(const cJSON *tools, lmf_openai_error *err) {
+    static const char *const TOOL_FIELDS[] = {"type", "function"};
+    static const char *const FN_FIELDS[] = {"name", "description", "parameters", "strict"};
+    if (!cJSON_IsArray(tools))
+        return lmf_openai_error_set(err, 400, "tools", "invalid_type", "tools: expected an array, got %s",
+                                    type_name(tools));
+    int i = 0;
+    char param[96], prefix[96];
+    for (const cJSON *t = tools->child; t; t = t->next, i++) {
+        snprintf(param, sizeof param, "tools[%d]", i);
+        if (!cJSON_IsObject(t))
+            return lmf_openai_error_set(err, 400, param, "invalid_type", "%s: expected an object, got %s", param,
+                                        type_name(t));
+        snprintf(prefix, sizeof prefix, "tools[%d].", i);
+        if (check_keys(t, TOOL_FIELDS, COUNT(TOOL_FIELDS), prefix, err)) return 400;
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        snprintf(param, sizeof param, "tools[%d].type", i);
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "function"))
+            return lmf_openai_error_set(err, 400, param, "invalid_value", "%s: expected \"function\"", param);
+        snprintf(param, sizeof param, "tools[%d].function", i);
+        if (!cJSON_IsObject(fn))
+            return lmf_openai_error_set(err, 400, param, "invalid_type", "%s: expected an object, got %s", param,
+                                        type_name(fn));
+        snprintf(prefix, sizeof prefix, "tools[%d].function.", i);
+        if (check_keys(fn, FN_FIELDS, COUNT(FN_FIELDS), prefix, err)) return 400;
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name"), *params;
+        snprintf(param, sizeof param, "tools[%d].function.name", i);
+        if (!name) return lmf_openai_error_set(err, 400, param, "missing_field", "%s is required", param);
+        if (want_string(name, param, err)) return 400;
+        snprintf(param, sizeof param, "tools[%d].function.parameters", i);
+        if ((params = field(fn, "parameters")) && !cJSON_IsObject(params))
+            return lmf_openai_error_set(err, 400, param, "invalid_type", "%s: expected a JSON schema object, got %s",
+                                        param, type_name(params));
     }
+    return 0;
+}
+
+/* tool_choice: "none" (the template sees no tools, the reply is not parsed for calls) or "auto" (the default with
+ * tools). "required" and a named function need the output constrained to a call, which lmforge's sampler cannot do:
+ * refused rather than ignored. Sets *none. */
+static int parse_tool_choice(const cJSON *tc, int have_tools, int *none, lmf_openai_error *err) {
+    *none = 0;
+    if (!tc) return 0;
+    if (cJSON_IsString(tc) && !strcmp(tc->valuestring, "none")) {
+        *none = 1;
+        return 0;
+    }
+    if (cJSON_IsString(tc) && !strcmp(tc->valuestring, "auto")) {
+        if (!have_tools)
+            return lmf_openai_error_set(err, 400, "tool_choice", "invalid_value",
+                                        "tool_choice: \"auto\" needs \"tools\"");
+        return 0;
+    }
+    if ((cJSON_IsString(tc) && !strcmp(tc->valuestring, "required")) || cJSON_IsObject(tc))
+        return lmf_openai_error_set(err, 400, "tool_choice", "invalid_value",
+                                    "tool_choice: %s is not supported: lmforge cannot constrain the reply to a tool "
+                                    "call (use \"auto\" or \"none\")", cJSON_IsObject(tc) ? "a named function" :
+                                    "\"required\"");
+    return lmf_openai_error_set(err, 400, "tool_choice", "invalid_value",
+                                "tool_choice: expected \"none\", \"auto\", \"required\" or a function, got %s%.32s%s",
+                                cJSON_IsString(tc) ? "'" : type_name(tc), cJSON_IsString(tc) ? tc->valuestring : "",
+                                cJSON_IsString(tc) ? "'" : "");
+}
+
+/* Whether the rendered prompt ends inside an open <think> (a template that starts the reply thinking). */
+static int ends_in_think(const lmf_text *t) {
+    size_t n = t->len;
+    while (n > 0 && strchr(" \t\r\n", t->data[n - 1])) n--;
+    return n >= 7 && !memcmp(t->data + n - 7, "<think>", 7);
+}
+
+/* messages: OpenAI's message objects (role system, user, assistant or tool; content a string, text parts, or null
+ * beside tool_calls; tool_calls, tool_call_id, name, reasoning_content), checked by lmf_chat_messages_prepare and
+ * handed to the model's chat template as they are (with kwargs, the request's chat_template_kwargs, and tools, or
+ * NULL), then encoded as `lmforge chat` does. The root is the request's own parse: prepare rewrites it in place. */
+static int parse_messages(const lmf_openai_model *m, cJSON *msgs, const cJSON *kwargs, const cJSON *tools,
+                          lmf_openai_request *r, lmf_openai_error *err) {
+    static const char *const MSG_FIELDS[] = {"role", "content", "name", "tool_calls", "tool_call_id",
+                                             "reasoning_content"};
+    static const char *const CALL_FIELDS[] = {"id", "type", "function"};
+    static const char *const FN_FIELDS[] = {"name", "arguments"};
+    static const char *const PART_FIELDS[] = {"type", "text"};
+    char prefix[96];
+    int i = 0;
+    for (const cJSON *msg = cJSON_IsArray(msgs) ? msgs->child : NULL; msg; msg = msg->next, i++) {
+        if (!cJSON_IsObject(msg)) break; /* prepare names it */
+        snprintf(prefix, sizeof prefix, "messages[%d].", i);
+        if (check_keys(msg, MSG_FIELDS, COUNT(MSG_FIELDS), prefix, err)) return 400;
+        const cJSON *x, *c = cJSON_GetObjectItemCaseSensitive(msg, "content");
+        int k = 0;
+        for (x = cJSON_IsArray(c) ? c->child : NULL; x; x = x->next, k++) {
+            snprintf(prefix, sizeof prefix, "messages[%d].content[%d].", i, k);
+            if (cJSON_IsObject(x) && check_keys(x, PART_FIELDS, COUNT(PART_FIELDS), prefix, err)) return 400;
+        }
+        c = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+        k = 0;
+        for (x = cJSON_IsArray(c) ? c->child : NULL; x; x = x->next, k++) {
+            snprintf(prefix, sizeof prefix, "messages[%d].tool_calls[%d].", i, k);
+            if (cJSON_IsObject(x) && check_keys(x, CALL_FIELDS, COUNT(CALL_FIELDS), prefix, err)) return 400;
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(x, "function");
+            snprintf(prefix, sizeof prefix, "messages[%d].tool_calls[%d].function.", i, k);
+            if (cJSON_IsObject(fn) && check_keys(fn, FN_FIELDS, COUNT(FN_FIELDS), prefix, err)) return 400;
+        }
+    }
+    char param[96] = "messages";
+    if (lmf_chat_messages_prepare(msgs, param, sizeof param) != LMF_OK)
+        return lmf_openai_error_set(err, 400, param, "invalid_value", "%s", lmf_last_error());
     lmf_chat_template t = {0};
-    if (!rc) rc = template_with_kwargs(m->tmpl, kwargs, &t, err);
+    int rc = template_with_kwargs(m->tmpl, kwargs, &t, err);
     if (!rc) {
-        lmf_status st = lmf_chat_encode(m->tok, kwargs ? &t : m->tmpl, m->bos, cm, n, 1, out);
+        const lmf_chat_template *tm = kwargs ? &t : m->tmpl;
+        lmf_text text = {0};
+        lmf_status st = lmf_chat_render_json(tm, msgs, tools, 1, &text, NULL);
+        if (st == LMF_OK) st = lmf_chat_encode_text(m->tok, tm, m->bos, text.data, text.len, &r->prompt);
         if (st != LMF_OK)
             rc = lmf_openai_error_set(err, 400, "messages", "invalid_value", "messages: %s", lmf_last_error());
+        r->think_open = r->reasoning && ends_in_think(&text);
+        free(text.data);
     }
     cJSON_free(t.kwargs_json);
-    for (int k = 0; k < n; k++) free(owned[k]);
-    free(owned);
-    free(cm);
     return rc;
+}
+
+/* The chat fields beside messages: tools, tool_choice, parallel_tool_calls; then the messages rendered with them. */
+static int parse_chat(const lmf_openai_model *m, cJSON *root, lmf_openai_request *r, lmf_openai_error *err) {
+    const cJSON *tools = field(root, "tools"), *j;
+    int none = 0;
+    r->parallel_tool_calls = 1;
+    if (tools && parse_tools(tools, err)) return 400;
+    if (parse_tool_choice(field(root, "tool_choice"), tools != NULL, &none, err)) return 400;
+    if ((j = field(root, "parallel_tool_calls")) && want_bool(j, "parallel_tool_calls", &r->parallel_tool_calls, err))
+        return 400;
+    if (tools && !none && (!m->tmpl->jinja || !m->tmpl->renders_tools))
+        return lmf_openai_error_set(err, 400, "tools", "invalid_value",
+                                    "tools: this model's chat template %s, so the model would never see them",
+                                    m->tmpl->jinja ? "does not render tools" : "is not run (built-in renderer)");
+    if (none) tools = NULL; /* "none": the model is not told about tools (vLLM's --exclude-tools-when-tool-choice-none) */
+    r->parse_tools = tools && m->tmpl->hermes_tool_calls;
+    r->reasoning = m->reasoning && m->tmpl->jinja && m->tmpl->thinks;
+    cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    if (!msgs || cJSON_IsNull(msgs))
+        return lmf_openai_error_set(err, 400, "messages", "missing_field", "messages is required");
+    return parse_messages(m, msgs, field(root, "chat_template_kwargs"), tools, r, err);
 }
 
 /* prompt: a string (BOS first when the model adds one, then the text with special-token text such as <|im_end|> read
@@ -513,13 +557,13 @@ int lmf_openai_parse(const lmf_openai_model *m, lmf_openai_kind kind, const char
                                       m->id);
     }
     if (!rc) rc = parse_common(root, kind, out, err);
-    if (!rc) {
-        const char *name = kind == LMF_OPENAI_CHAT ? "messages" : "prompt";
-        if (!(j = field(root, name)))
-            rc = lmf_openai_error_set(err, 400, name, "missing_field", "%s is required", name);
+    if (!rc && kind == LMF_OPENAI_CHAT) {
+        rc = parse_chat(m, root, out, err);
+    } else if (!rc) {
+        if (!(j = field(root, "prompt")))
+            rc = lmf_openai_error_set(err, 400, "prompt", "missing_field", "prompt is required");
         else
-            rc = kind == LMF_OPENAI_CHAT ? parse_messages(m, j, field(root, "chat_template_kwargs"), &out->prompt, err)
-                                         : parse_prompt(m, j, &out->prompt, err);
+            rc = parse_prompt(m, j, &out->prompt, err);
     }
     cJSON_Delete(root);
     if (rc) return rc;
@@ -634,6 +678,11 @@ const char *lmf_openai_finish_reason(lmf_stop_reason reason) {
     return reason == LMF_STOP_LENGTH || reason == LMF_STOP_CONTEXT ? "length" : "stop";
 }
 
+static const char *reply_finish_reason(const lmf_openai_reply *r) {
+    const char *f = lmf_openai_finish_reason(r->reason);
+    return r->n_calls && !strcmp(f, "stop") ? "tool_calls" : f; /* vLLM's and OpenAI's */
+}
+
 void lmf_openai_reply_init(lmf_openai_reply *r, const lmf_openai_model *m, const lmf_openai_request *q,
                            const char *id_suffix, long created) {
     memset(r, 0, sizeof *r);
@@ -643,6 +692,11 @@ void lmf_openai_reply_init(lmf_openai_reply *r, const lmf_openai_model *m, const
     snprintf(r->id, sizeof r->id, "%s%s", q->kind == LMF_OPENAI_CHAT ? "chatcmpl-" : "cmpl-", id_suffix);
     r->created = created;
     r->m = m;
+    if (q->kind == LMF_OPENAI_CHAT && (q->parse_tools || q->reasoning)) {
+        r->parse = 1;
+        lmf_reply_parser_init(&r->parser, q->parse_tools, q->parallel_tool_calls, q->reasoning, q->think_open);
+        if (!r->stream) r->tool_calls = cJSON_CreateArray();
+    }
     if (r->logprobs && !r->stream) {
         if (r->kind == LMF_OPENAI_CHAT) r->lp = cJSON_CreateArray();
         else r->lp_tokens = cJSON_CreateArray(), r->lp_values = cJSON_CreateArray(), r->lp_top = cJSON_CreateArray(),
@@ -653,6 +707,9 @@ void lmf_openai_reply_init(lmf_openai_reply *r, const lmf_openai_model *m, const
 void lmf_openai_reply_free(lmf_openai_reply *r) {
     if (!r) return;
     free(r->text.data);
+    free(r->reasoning.data);
+    lmf_reply_parser_free(&r->parser);
+    cJSON_Delete(r->tool_calls);
     cJSON_Delete(r->lp), cJSON_Delete(r->lp_tokens), cJSON_Delete(r->lp_values), cJSON_Delete(r->lp_top);
     cJSON_Delete(r->lp_offsets);
     memset(r, 0, sizeof *r);
@@ -800,7 +857,7 @@ static void stream_done(lmf_openai_reply *r, lmf_text *out) {
     if (r->kind == LMF_OPENAI_CHAT) cJSON_AddObjectToObject(choice, "delta");
     else cJSON_AddStringToObject(choice, "text", "");
     cJSON_AddNullToObject(choice, "logprobs");
-    cJSON_AddStringToObject(choice, "finish_reason", lmf_openai_finish_reason(r->reason));
+    cJSON_AddStringToObject(choice, "finish_reason", reply_finish_reason(r));
     sse(out, c);
     if (r->include_usage) {
         c = chunk(r, NULL);
@@ -810,12 +867,110 @@ static void stream_done(lmf_openai_reply *r, lmf_text *out) {
     lmf_text_push(out, "data: [DONE]\n\n", 14);
 }
 
+/* A tool call's id: unique within the reply and across replies (the reply's own id is). */
+static void call_id(const lmf_openai_reply *r, int k, char *buf, size_t cap) {
+    const char *suffix = strchr(r->id, '-');
+    snprintf(buf, cap, "call_%s_%d", suffix ? suffix + 1 : r->id, k);
+}
+
+/* A streamed chat chunk whose delta the caller fills; it carries the pending token's logprobs, once. */
+static cJSON *delta_chunk(lmf_openai_reply *r, cJSON **c) {
+    cJSON *choice;
+    *c = chunk(r, &choice);
+    cJSON *delta = cJSON_AddObjectToObject(choice, "delta");
+    if (r->lp_event) {
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(cJSON_AddObjectToObject(choice, "logprobs"), "content"),
+                             chat_logprob(r, r->lp_event));
+        r->lp_event = NULL;
+    } else {
+        cJSON_AddNullToObject(choice, "logprobs");
+    }
+    cJSON_AddNullToObject(choice, "finish_reason");
+    return delta;
+}
+
+typedef struct {
+    lmf_openai_reply *r;
+    lmf_text *sse;
+} parsed_ctx;
+
+/* reply_parse's events: into the reply (not streaming) or as chunks, OpenAI's way: a call's first delta carries
+ * index, id, type and name with empty arguments, the next one the arguments (vLLM and llama-server stream them so). */
+static void on_parsed(void *ctx, lmf_reply_kind kind, const char *text, size_t n, const char *name, const char *args) {
+    parsed_ctx *p = ctx;
+    lmf_openai_reply *r = p->r;
+    char id[80];
+    if (kind == LMF_REPLY_TOOL_CALL) call_id(r, r->n_calls, id, sizeof id);
+    if (!r->stream) {
+        if (kind == LMF_REPLY_CONTENT) lmf_text_push(&r->text, text, n);
+        else if (kind == LMF_REPLY_REASONING) lmf_text_push(&r->reasoning, text, n);
+        else {
+            cJSON *call = cJSON_CreateObject(), *fn;
+            cJSON_AddStringToObject(call, "id", id);
+            cJSON_AddStringToObject(call, "type", "function");
+            fn = cJSON_AddObjectToObject(call, "function");
+            cJSON_AddItemToObject(fn, "name", utf8_string(name, strlen(name)));
+            cJSON_AddItemToObject(fn, "arguments", utf8_string(args, strlen(args)));
+            cJSON_AddItemToArray(r->tool_calls, call);
+        }
+        if (kind == LMF_REPLY_TOOL_CALL) r->n_calls++;
+        return;
+    }
+    cJSON *c, *delta = delta_chunk(r, &c);
+    if (kind != LMF_REPLY_TOOL_CALL) {
+        cJSON_AddItemToObject(delta, kind == LMF_REPLY_CONTENT ? "content" : "reasoning_content", utf8_string(text, n));
+        sse(p->sse, c);
+        return;
+    }
+    cJSON *calls = cJSON_AddArrayToObject(delta, "tool_calls"), *call = cJSON_CreateObject(), *fn;
+    cJSON_AddItemToArray(calls, call);
+    cJSON_AddNumberToObject(call, "index", r->n_calls);
+    cJSON_AddStringToObject(call, "id", id);
+    cJSON_AddStringToObject(call, "type", "function");
+    fn = cJSON_AddObjectToObject(call, "function");
+    cJSON_AddItemToObject(fn, "name", utf8_string(name, strlen(name)));
+    cJSON_AddStringToObject(fn, "arguments", "");
+    sse(p->sse, c);
+    delta = delta_chunk(r, &c);
+    call = cJSON_CreateObject();
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(delta, "tool_calls"), call);
+    cJSON_AddNumberToObject(call, "index", r->n_calls);
+    cJSON_AddItemToObject(cJSON_AddObjectToObject(call, "function"), "arguments", utf8_string(args, strlen(args)));
+    sse(p->sse, c);
+    r->n_calls++;
+}
+
+/* A chat event through the parser: its text split into content, reasoning and calls. */
+static void parsed_event(lmf_openai_reply *r, const lmf_engine_event *ev, lmf_text *out) {
+    parsed_ctx p = {r, out};
+    int tok = ev->kind == LMF_ENGINE_TOKEN;
+    if (r->stream) {
+        stream_start(r, out);
+        r->lp_event = tok && r->logprobs ? ev : NULL;
+    } else if (tok && r->logprobs) {
+        cJSON_AddItemToArray(r->lp, chat_logprob(r, ev));
+    }
+    if (ev->len) lmf_reply_parser_feed(&r->parser, ev->text, ev->len, on_parsed, &p);
+    if (r->done) lmf_reply_parser_finish(&r->parser, on_parsed, &p);
+    if (r->stream && r->lp_event) { /* the token's text is held back (a tag may begin): its logprobs go alone */
+        cJSON *c, *delta = delta_chunk(r, &c);
+        cJSON_AddStringToObject(delta, "content", "");
+        sse(out, c);
+    }
+    r->lp_event = NULL;
+    if (r->stream && r->done) stream_done(r, out);
+}
+
 void lmf_openai_reply_event(lmf_openai_reply *r, const lmf_engine_event *ev, lmf_text *out) {
     if (r->done) return;
     if (ev->kind == LMF_ENGINE_DONE) {
         r->done = 1;
         r->reason = ev->reason;
         r->prompt_tokens = ev->prompt_tokens, r->cached_tokens = ev->cached_tokens, r->gen_tokens = ev->gen_tokens;
+    }
+    if (r->parse) {
+        parsed_event(r, ev, out);
+        return;
     }
     if (r->stream) {
         stream_start(r, out);
@@ -850,7 +1005,15 @@ char *lmf_openai_reply_json(const lmf_openai_reply *r) {
     if (r->kind == LMF_OPENAI_CHAT) {
         cJSON *msg = cJSON_AddObjectToObject(choice, "message");
         cJSON_AddStringToObject(msg, "role", "assistant");
-        cJSON_AddItemToObject(msg, "content", text);
+        if (r->n_calls && !r->text.len) { /* OpenAI's shape: a reply that only calls tools has null content */
+            cJSON_Delete(text);
+            cJSON_AddNullToObject(msg, "content");
+        } else {
+            cJSON_AddItemToObject(msg, "content", text);
+        }
+        if (r->reasoning.len)
+            cJSON_AddItemToObject(msg, "reasoning_content", utf8_string(r->reasoning.data, r->reasoning.len));
+        if (r->n_calls) cJSON_AddItemToObject(msg, "tool_calls", cJSON_Duplicate(r->tool_calls, 1));
         if (r->lp) cJSON_AddItemToObject(cJSON_AddObjectToObject(choice, "logprobs"), "content",
                                          cJSON_Duplicate(r->lp, 1));
         else cJSON_AddNullToObject(choice, "logprobs");
@@ -866,7 +1029,7 @@ char *lmf_openai_reply_json(const lmf_openai_reply *r) {
             cJSON_AddNullToObject(choice, "logprobs");
         }
     }
-    cJSON_AddStringToObject(choice, "finish_reason", lmf_openai_finish_reason(r->reason));
+    cJSON_AddStringToObject(choice, "finish_reason", reply_finish_reason(r));
     cJSON_AddItemToObject(c, "usage", usage_object(r));
     return print(c);
 }

@@ -13,6 +13,7 @@
 
 #include "lmforge.h"
 #include "serve/engine.h"
+#include "serve/reply_parse.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +44,8 @@ typedef struct {
     const lmf_chat_template *tmpl; /* chat prompts */
     int32_t bos;                   /* prepended to prompts, -1 for none (lmf_weights_bos without add_bos) */
     int n_ctx;                     /* tokens one sequence holds at most (the engine's): longer prompts are a 400 */
+    int reasoning;                 /* split <think>...</think> into reasoning_content when the template thinks
+                                    * (--reasoning-format deepseek, the default; 0: none) */
 } lmf_openai_model;
 
 /* A parsed request. req's pointers point into this struct; req.cb and req.ctx are the caller's to set. */
@@ -53,6 +56,9 @@ typedef struct {
     char *stops[LMF_OPENAI_MAX_STOPS]; /* owned */
     lmf_engine_request req;
     int seeded;                         /* the request named a seed (otherwise the caller draws one) */
+    /* chat replies: how reply_parse.h splits them */
+    int parse_tools, parallel_tool_calls; /* tools given, tool_choice not "none", a Hermes-style template */
+    int reasoning, think_open;            /* split <think>; the rendered prompt ends inside an open <think> */
 } lmf_openai_request;
 
 /* Parses body (len bytes, any bytes) as a request of kind. 0 on success; otherwise the HTTP status, with *err
@@ -83,6 +89,12 @@ typedef struct {
     long created;
     const lmf_openai_model *m;
     int started;       /* streaming: the first chunk (chat: the assistant role) went out */
+    int parse;         /* chat: the text goes through parser (tools or reasoning) */
+    lmf_reply_parser parser;
+    lmf_text reasoning;     /* the reasoning so far (not streaming) */
+    void *tool_calls;       /* cJSON array of the calls so far (not streaming), or NULL */
+    int n_calls;
+    const lmf_engine_event *lp_event; /* streaming: the TOKEN event whose logprobs the next chunk carries */
     lmf_text text;     /* the reply so far (not streaming) */
     size_t text_bytes; /* bytes of text so far, for completions' text_offset */
     void *lp;          /* cJSON array of logprob entries (not streaming), or NULL */
@@ -104,7 +116,8 @@ void lmf_openai_reply_error(lmf_openai_reply *r, const lmf_openai_error *e, lmf_
 /* Not streaming, after DONE: the whole response object (malloc'd). */
 char *lmf_openai_reply_json(const lmf_openai_reply *r);
 
-/* The finish_reason OpenAI uses for a stop reason: "stop" (token, string) or "length" (max_tokens, context). */
+/* The finish_reason OpenAI uses for a stop reason: "stop" (token, string) or "length" (max_tokens, context); a chat
+ * reply that made tool calls and stopped by itself says "tool_calls". */
 const char *lmf_openai_finish_reason(lmf_stop_reason reason);
 
 /* Appends n bytes to *out with every byte sequence that is not valid UTF-8 replaced by U+FFFD, so what goes into

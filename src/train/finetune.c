@@ -114,6 +114,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     if ((s = lmf_weights_load(c->model, &w)) != LMF_OK) goto done;
     if (T > w->cfg.max_seq_len) T = w->cfg.max_seq_len;
     if ((s = lmf_sft_vocab_from_weights(w, &voc)) != LMF_OK) goto done;
+    if (c->chat_template && (s = lmf_sft_vocab_set_template(&voc, w, c->chat_template)) != LMF_OK) goto done;
     lmf_sft_options so = {.max_tokens = T, .refuse_long = c->refuse_long, .train_on_prompt = c->train_on_prompt};
     if ((s = lmf_sft_load(&train, c->data, &voc, &so)) != LMF_OK) goto done;
     if (c->val_data) s = lmf_sft_load(&val, c->val_data, &voc, &so);

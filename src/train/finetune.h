@@ -27,6 +27,7 @@ typedef struct {
     int warmup_steps, eval_every, eval_batches, checkpoint_every;
     float lr, min_lr, weight_decay, grad_clip;
     int train_on_prompt, refuse_long, resume;
+    const char *chat_template;  /* a Jinja file to render {"messages"} data with instead of the model's, or NULL */
     int precision;              /* LMF_PRECISION_*: LoRA's frozen-base products, or full fine-tuning's every product */
     int packing;                /* several examples per row (attention kept inside each), else one per row, padded */
     uint64_t seed;

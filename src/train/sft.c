@@ -5,6 +5,7 @@
 #include "core/fs.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "model/chat.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
@@ -26,6 +27,15 @@ lmf_status lmf_sft_vocab_from_weights(const lmf_weights *w, lmf_sft_vocab *out) 
     out->bos = add_bos ? bos : -1;
     out->eos = w->eos_id;
     out->pad = w->eos_id >= 0 ? w->eos_id : 0;
+    return LMF_OK;
+}
+
+lmf_status lmf_sft_vocab_set_template(lmf_sft_vocab *v, const lmf_weights *w, const char *path) {
+    lmf_chat_template t;
+    LMF_TRY(lmf_chat_template_from_file(w, path, &t));
+    t.now = v->tmpl.now;
+    lmf_chat_template_free(&v->tmpl);
+    v->tmpl = t;
     return LMF_OK;
 }
 
@@ -76,59 +86,105 @@ static void alloc_mask(example *e) {
     if (e->o->train_on_prompt) mark(e, 0, e->ids.len);
 }
 
-/* Renders msgs[0..n) into *out, the chat template's error prefixed with ORIGIN:LINE. */
-static lmf_status render(const example *e, const lmf_chat_message *msgs, int n, int gen, lmf_text *out) {
+/* Renders the first n messages of msgs (with tools) into *out, the chat template's error prefixed with ORIGIN:LINE;
+ * spans (or NULL) receives the template's {% generation %} spans. */
+static lmf_status render(const example *e, const cJSON *msgs, int n, const cJSON *tools, int gen, lmf_text *out,
+                         lmf_jinja_spans *spans) {
     out->len = 0;
-    if (lmf_chat_render(&e->v->tmpl, msgs, n, gen, out) == LMF_OK) return LMF_OK;
+    cJSON *part = cJSON_CreateArray(); /* references: the first n messages, not copied */
+    int i = 0;
+    for (const cJSON *m = msgs->child; m && i < n; m = m->next, i++) cJSON_AddItemReferenceToArray(part, (cJSON *)m);
+    lmf_status st = lmf_chat_render_json(&e->v->tmpl, part, tools, gen, out, spans);
+    cJSON_Delete(part);
+    if (st == LMF_OK) return LMF_OK;
     char msg[512];
     snprintf(msg, sizeof msg, "%s", lmf_last_error());
     return bad(e, "%s", msg);
 }
 
-static const char *const ROLES[] = {"system", "user", "assistant"};
+/* The loss from the template's {% generation %} spans, as transformers' return_assistant_tokens_mask reads them:
+ * every token from the one holding a span's first byte to the one holding its last. Token offsets are the tokens'
+ * bytes laid end to end, which must spell the rendered text. */
+static lmf_status mark_spans(example *e, const lmf_text *full, const lmf_jinja_spans *sp) {
+    size_t n = e->ids.len, at = 0;
+    size_t *start = lmf_xmalloc((n + 1) * sizeof *start);
+    for (size_t k = 0; k < n; k++) {
+        size_t len = 0;
+        start[k] = at;
+        if (lmf_tokenizer_token_bytes(e->v->tok, e->ids.data[k], &len)) at += len;
+    }
+    start[n] = at;
+    if (at != full->len) {
+        free(start);
+        return bad(e, "the tokens of the rendered conversation spell %zu bytes, not its %zu (a normalising "
+                   "tokenizer?): {%% generation %%} spans cannot be mapped to tokens", at, full->len);
+    }
+    size_t k = 0;
+    for (size_t s = 0; s < sp->n; s++) {
+        if (sp->v[s].end <= sp->v[s].start) continue;
+        while (k > 0 && start[k] > sp->v[s].start) k--; /* spans come in order; a nested one may start earlier */
+        while (k + 1 < n && start[k + 1] <= sp->v[s].start) k++;
+        size_t last = k;
+        while (last + 1 < n && start[last + 1] <= sp->v[s].end - 1) last++;
+        mark(e, k, last + 1);
+    }
+    free(start);
+    return LMF_OK;
+}
 
-/* {"messages": [...]}: the conversation's ids as `lmforge chat` makes them; in the loss, each assistant turn from
- * the end of its header to its end-of-turn token, both found by rendering the conversation up to there. */
-static lmf_status from_messages(example *e, const cJSON *arr) {
+/* {"messages": [...], "tools"?: [...]}: the conversation's ids as `lmforge chat` (and the server) make them, messages
+ * as the template sees them (tool calls, tool results, reasoning_content: chat.h). In the loss: with a template that
+ * marks assistant text with {% generation %}, what those blocks wrote (transformers' assistant mask); otherwise each
+ * assistant turn from the end of its header to its end-of-turn token, found by rendering the conversation up to
+ * there, which needs every such prefix to render as a prefix of the whole. */
+static lmf_status from_messages(example *e, cJSON *arr, const cJSON *tools) {
     if (!cJSON_IsArray(arr)) return bad(e, "\"messages\" is not an array");
+    if (!arr->child) return bad(e, "\"messages\" is empty: a conversation needs an assistant turn");
+    if (cJSON_IsNull(tools)) tools = NULL;
+    if (tools && !cJSON_IsArray(tools)) return bad(e, "\"tools\" is not an array of tool objects (TRL's shape)");
+    if (lmf_chat_messages_prepare(arr, NULL, 0) != LMF_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", lmf_last_error());
+        return bad(e, "%s", msg);
+    }
     int n = cJSON_GetArraySize(arr), n_assistant = 0, i = 0;
-    if (n == 0) return bad(e, "\"messages\" is empty: a conversation needs an assistant turn");
-    lmf_chat_message *msgs = lmf_xmalloc((size_t)n * sizeof *msgs);
+    const cJSON *m;
+    cJSON_ArrayForEach(m, arr) n_assistant += !strcmp(cJSON_GetObjectItemCaseSensitive(m, "role")->valuestring,
+                                                      "assistant");
+    if (!n_assistant) return bad(e, "the conversation has no assistant turn (nothing to learn)");
+    int by_spans = lmf_chat_template_has_generation(&e->v->tmpl) && !e->o->train_on_prompt;
     lmf_text full = {0}, part = {0};
     lmf_ids p = {0};
-    lmf_status st = LMF_OK;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, arr) {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-        if (!cJSON_IsObject(m)) st = bad(e, "message %d is not an object", i);
-        else if (!cJSON_IsString(role)) st = bad(e, "message %d: \"role\" is missing or not a string", i);
-        else if (lmf_name_index(role->valuestring, ROLES, 3) < 0)
-            st = bad(e, "message %d: unknown role '%.40s' (expected system, user or assistant)", i, role->valuestring);
-        else if (!cJSON_IsString(content))
-            st = bad(e, "message %d: \"content\" is %s, not a string", i, content ? "of another type" : "missing");
-        if (st != LMF_OK) goto done;
-        msgs[i] = (lmf_chat_message){role->valuestring, content->valuestring};
-        n_assistant += !strcmp(role->valuestring, "assistant");
-        i++;
-    }
-    if (!n_assistant) {
-        st = bad(e, "the conversation has no assistant turn (nothing to learn)");
-        goto done;
-    }
-    if ((st = render(e, msgs, n, 0, &full)) != LMF_OK) goto done;
+    lmf_jinja_spans spans = {0};
+    lmf_status st;
+    if ((st = render(e, arr, n, tools, 0, &full, by_spans ? &spans : NULL)) != LMF_OK) goto done;
     if ((st = lmf_chat_encode_text(e->v->tok, &e->v->tmpl, e->v->bos, full.data, full.len, &e->ids)) != LMF_OK)
         goto done;
     alloc_mask(e);
     if (e->o->train_on_prompt) goto done;
+    if (by_spans) {
+        if (!spans.n) {
+            st = bad(e, "the chat template has {%% generation %%} blocks but marked nothing in this conversation");
+            goto done;
+        }
+        st = mark_spans(e, &full, &spans);
+        goto done;
+    }
     const char *eot = lmf_chat_template_end_of_turn(&e->v->tmpl);
-    for (i = 0; i < n; i++) {
-        if (strcmp(msgs[i].role, "assistant")) continue;
+    static const char hint[] = "give a chat template whose {% generation %} blocks mark the assistant's text "
+                               "(--chat-template FILE), or train on the whole text (--train-on-prompt)";
+    i = 0;
+    cJSON_ArrayForEach(m, arr) {
+        if (strcmp(cJSON_GetObjectItemCaseSensitive(m, "role")->valuestring, "assistant")) {
+            i++;
+            continue;
+        }
         /* start: the conversation before this turn plus the assistant header */
-        if ((st = render(e, msgs, i, 1, &part)) != LMF_OK) goto done;
+        if ((st = render(e, arr, i, tools, 1, &part, NULL)) != LMF_OK) goto done;
         if (part.len > full.len || memcmp(part.data, full.data, part.len)) {
             st = bad(e, "message %d: the chat template does not render the conversation before this assistant turn "
-                     "as a prefix of the whole, so its loss cannot be masked (an assistant turn first?)", i);
+                     "as a prefix of the whole (it renders earlier turns differently once later ones exist, or an "
+                     "assistant turn comes first), so its loss cannot be masked: %s", i, hint);
             goto done;
         }
         p.len = 0;
@@ -136,7 +192,7 @@ static lmf_status from_messages(example *e, const cJSON *arr) {
             goto done;
         size_t from = boundary(e, &p), header = part.len;
         /* end: through this turn's end-of-turn token (the template's text after it, ChatML's "\n", stays out) */
-        if ((st = render(e, msgs, i + 1, 0, &part)) != LMF_OK) goto done;
+        if ((st = render(e, arr, i + 1, tools, 0, &part, NULL)) != LMF_OK) goto done;
         size_t cut = part.len;
         for (size_t k = part.len; *eot && k-- > header;)
             if (!strncmp(part.data + k, eot, strlen(eot))) {
@@ -145,18 +201,20 @@ static lmf_status from_messages(example *e, const cJSON *arr) {
             }
         if (part.len > full.len || memcmp(part.data, full.data, part.len)) {
             st = bad(e, "message %d: the chat template does not render the conversation through this assistant turn "
-                     "as a prefix of the whole, so its loss cannot be masked", i);
+                     "as a prefix of the whole (it renders earlier turns differently once later ones exist), so its "
+                     "loss cannot be masked: %s", i, hint);
             goto done;
         }
         p.len = 0;
         if ((st = lmf_chat_encode_text(e->v->tok, &e->v->tmpl, e->v->bos, part.data, cut, &p)) != LMF_OK) goto done;
         mark(e, from, boundary(e, &p));
+        i++;
     }
 done:
-    free(msgs);
     free(full.data);
     free(part.data);
     free(p.data);
+    free(spans.v);
     return st;
 }
 
@@ -268,7 +326,8 @@ static lmf_status parse_line(lmf_sft_data *d, example *e, const char *line, size
                 : prompt || completion ? LMF_SFT_PROMPT_COMPLETION
                 : text                 ? LMF_SFT_TEXT
                                        : -1;
-    if (shape == LMF_SFT_MESSAGES) st = from_messages(e, messages);
+    if (shape == LMF_SFT_MESSAGES)
+        st = from_messages(e, (cJSON *)messages, cJSON_GetObjectItemCaseSensitive(j, "tools")); /* j is ours */
     else if (shape == LMF_SFT_PROMPT_COMPLETION) st = from_prompt(e, prompt, completion);
     else if (shape == LMF_SFT_TEXT) st = from_text(e, text);
     else st = bad(e, "none of the fine-tuning shapes: expected a \"messages\" list, \"prompt\" and \"completion\", "

@@ -9,10 +9,18 @@
  * sees the ids the model later sees at inference. Prompts, completions and texts are encoded as `lmforge generate`
  * encodes a prompt (BOS when add_bos; the text of special tokens is ordinary text), and EOS is appended as TRL does.
  *
+ * A conversation's messages reach the template as OpenAI and TRL shape them (model/chat.h): an assistant's
+ * "tool_calls", role "tool" with "tool_call_id", "reasoning_content", content as text parts; a top-level "tools"
+ * list is the template's `tools` variable, as TRL passes it.
+ *
  * Loss mask (one flag per token: whether the model is trained to predict it). By default only what the model must
- * learn to say: each assistant turn's content and its end-of-turn token (ChatML's <|im_end|>, not the
- * "<|im_start|>assistant\n" header before it nor the "\n" after it), and a completion with its EOS. Boundaries are
- * found by rendering incrementally: the ids of the conversation up to each assistant header, and up to that turn's
+ * learn to say. When the chat template marks the assistant's text with {% generation %} blocks (transformers'
+ * return_assistant_tokens_mask, TRL's assistant_only_loss; `--chat-template FILE` gives one), the mask is exactly
+ * transformers': every token overlapping a block's text. Otherwise: each assistant turn's content and its
+ * end-of-turn token (ChatML's <|im_end|>, not the "<|im_start|>assistant\n" header before it nor the "\n" after
+ * it), and a completion with its EOS. Those boundaries are found by rendering incrementally (which a template that
+ * renders earlier turns differently once later ones exist, as Qwen3 drops old reasoning, cannot do: such an example
+ * is refused, saying to use a template with generation blocks or --train-on-prompt): the ids of the conversation up to each assistant header, and up to that turn's
  * end-of-turn token, must be a prefix of the whole conversation's ids. Byte-level BPE can merge across a boundary
  * (a completion starting with a space, say); then the longest common prefix is used, so the straddling token is
  * trained, and the example is counted in stats.n_boundary_shifts. ChatML's boundaries are special tokens, which the
@@ -54,6 +62,9 @@ typedef struct {
 /* From a loaded model: its tokenizer, chat template (tokenizer.chat_template), BOS (when add_bos) and EOS; pad is
  * EOS (or 0). LMF_ERR_ARG when the model carries no tokenizer, LMF_ERR_FORMAT for an unrecognised template. */
 lmf_status lmf_sft_vocab_from_weights(const lmf_weights *w, lmf_sft_vocab *out);
+/* Replaces v's chat template with the Jinja file at path (`finetune --chat-template FILE`; the model's BOS / EOS
+ * texts kept): e.g. a template whose {% generation %} blocks mark the assistant's text. On error v is unchanged. */
+lmf_status lmf_sft_vocab_set_template(lmf_sft_vocab *v, const lmf_weights *w, const char *path);
 void lmf_sft_vocab_free(lmf_sft_vocab *v);
 
 typedef struct {
