@@ -392,6 +392,19 @@ AI __m256 rounded(__m256 v) {
     return v;
 }
 
+#include "kernels/quant_dequant.inc"
+
+/* 16 signed bytes -> floats, scaled (declared in quant_dequant.inc) */
+AI void emit16(float *dst, __m128i q, float d, float m, const int op) {
+    __m256i q0 = _mm256_cvtepi8_epi32(q), q1 = _mm256_cvtepi8_epi32(_mm_srli_si128(q, 8));
+    __m256 v0 = rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q0), _mm256_set1_ps(d)));
+    __m256 v1 = rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q1), _mm256_set1_ps(d)));
+    if (op == DQ_MUL_SUB) v0 = _mm256_sub_ps(v0, _mm256_set1_ps(m)), v1 = _mm256_sub_ps(v1, _mm256_set1_ps(m));
+    else if (op == DQ_MUL_ADD) v0 = _mm256_add_ps(v0, _mm256_set1_ps(m)), v1 = _mm256_add_ps(v1, _mm256_set1_ps(m));
+    _mm256_storeu_ps(dst, v0);
+    _mm256_storeu_ps(dst + 8, v1);
+}
+
 static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
     const uint8_t *p = src;
     switch (type) {
@@ -439,7 +452,7 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
         return;
     }
     default:
-        lmf_dequant_ref(type, src, dst, n);
+        if (!dequant_q5_k(type, p, dst, n)) lmf_dequant_ref(type, src, dst, n);
     }
 }
 

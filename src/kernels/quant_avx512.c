@@ -514,6 +514,16 @@ AI __m512 rounded(__m512 v) {
     return v;
 }
 
+#include "kernels/quant_dequant.inc"
+
+/* 16 signed bytes -> floats, scaled (declared in quant_dequant.inc) */
+AI void emit16(float *dst, __m128i q, float d, float m, const int op) {
+    __m512 v = rounded(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(d)));
+    if (op == DQ_MUL_SUB) v = _mm512_sub_ps(v, _mm512_set1_ps(m));
+    else if (op == DQ_MUL_ADD) v = _mm512_add_ps(v, _mm512_set1_ps(m));
+    _mm512_storeu_ps(dst, v);
+}
+
 static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
     const uint8_t *p = src;
     switch (type) {
@@ -561,7 +571,7 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
         return;
     }
     default:
-        lmf_dequant_ref(type, src, dst, n);
+        if (!dequant_q5_k(type, p, dst, n)) lmf_dequant_ref(type, src, dst, n);
     }
 }
 
