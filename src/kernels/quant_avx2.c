@@ -21,7 +21,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { K_Q8_0, K_Q4_0, K_Q4_1 };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0 };
 
 AI float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -118,18 +118,22 @@ AI void qtile(const int K, const int RB, const int CB, int nb, const uint8_t *W,
  * int32 lanes exactly (|pair| <= 2 * 127 * 32767 < 2^24), one vpaddd joins the two halves. Weights are widened in
  * registers: Q8_0 by two vpmovsxbw from memory; Q4 by one vpmovzxbw of the 16 nibble bytes, the low nibbles kept by
  * an AND (elements 0..15) and the high ones by a 16-bit shift (elements 16..31: no byte crosses into its neighbour,
- * each word is 0..255). Q4_0's "- 8" is subtracted as 8 * (x_2i + x_2i+1) lanes made once per activation block. */
+ * each word is 0..255). Q4_0's "- 8" is subtracted as 8 * (x_2i + x_2i+1) lanes made once per activation block.
+ * Q5_0 is Q4_0 plus the fifth bit (qh spread to words by a compare against one bit per word) and "- 16". */
 /* Its accumulator set-up and block loop repeat qtile8's on purpose: the two differ inside the loop (nibbles widened
  * to int16 words here, bytes there), and one shared always-inline body with a mode switch measured no faster and
  * read worse. */
 AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
                 const lmf_block_q16a *const *xc, float *y, int ldy) {
-    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20, qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : 4;
+    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : K == K_Q4_1 ? 20 : 22;
+    const int qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : K == K_Q4_1 ? 4 : 6;
     __m256 acc[4][4], macc[4][4];
     float sc[4][4][8] __attribute__((aligned(32)));
     for (int r = 0; r < RB; r++)
         for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps(), macc[r][c] = _mm256_setzero_ps();
-    const __m256i low4 = _mm256_set1_epi16(0x0f), eight = _mm256_set1_epi16(8);
+    const __m256i low4 = _mm256_set1_epi16(0x0f), eight = _mm256_set1_epi16(K == K_Q5_0 ? 16 : 8);
+    const __m256i bit = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
+                                          (short)0x8000);
     for (int b0 = 0; b0 < nb; b0 += 8) {
         int cnt = nb - b0 < 8 ? nb - b0 : 8;
         __m256 dx[4], sx[4];
@@ -160,7 +164,7 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
             for (int c = 0; c < CB; c++) {
                 x0[c] = _mm256_loadu_si256((const __m256i *)xc[c][b0 + k].qs);
                 x1[c] = _mm256_loadu_si256((const __m256i *)(xc[c][b0 + k].qs + 16));
-                if (K == K_Q4_0)
+                if (K == K_Q4_0 || K == K_Q5_0)
                     corr[c] = _mm256_add_epi32(_mm256_madd_epi16(eight, x0[c]), _mm256_madd_epi16(eight, x1[c]));
             }
             for (int r = 0; r < RB; r++) {
@@ -173,9 +177,17 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
                     __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)q));
                     w0 = _mm256_and_si256(v, low4), w1 = _mm256_srli_epi16(v, 4);
                 }
+                if (K == K_Q5_0) { /* word i gets 16 where bit i of qh (elements 0..15) / bit 16 + i (16..31) is set */
+                    uint32_t qh;
+                    memcpy(&qh, q - 4, 4);
+                    __m256i h0 = _mm256_and_si256(_mm256_set1_epi16((short)qh), bit);
+                    __m256i h1 = _mm256_and_si256(_mm256_set1_epi16((short)(qh >> 16)), bit);
+                    w0 = _mm256_or_si256(w0, _mm256_and_si256(_mm256_cmpeq_epi16(h0, bit), _mm256_set1_epi16(16)));
+                    w1 = _mm256_or_si256(w1, _mm256_and_si256(_mm256_cmpeq_epi16(h1, bit), _mm256_set1_epi16(16)));
+                }
                 for (int c = 0; c < CB; c++) {
                     __m256i dp = _mm256_add_epi32(_mm256_madd_epi16(w0, x0[c]), _mm256_madd_epi16(w1, x1[c]));
-                    if (K == K_Q4_0) dp = _mm256_sub_epi32(dp, corr[c]);
+                    if (K == K_Q4_0 || K == K_Q5_0) dp = _mm256_sub_epi32(dp, corr[c]);
                     acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(sc[r][c][k]), acc[r][c]);
                 }
             }
@@ -209,6 +221,7 @@ QTILES(q4_1_i8, qtile, lmf_block_q8a, K_Q4_1)
 QTILES(q8_0_i16, qtile16, lmf_block_q16a, K_Q8_0)
 QTILES(q4_0_i16, qtile16, lmf_block_q16a, K_Q4_0)
 QTILES(q4_1_i16, qtile16, lmf_block_q16a, K_Q4_1)
+QTILES(q5_0_i16, qtile16, lmf_block_q16a, K_Q5_0)
 
 /* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
  * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
@@ -244,6 +257,7 @@ QMV(q4_1_i8)
 QMV(q8_0_i16)
 QMV(q4_0_i16)
 QMV(q4_1_i16)
+QMV(q5_0_i16)
 
 /* ---- float weights ------------------------------------------------------------------------------------------ */
 
@@ -588,7 +602,7 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
 
 const lmf_quant_ops lmf_quant_avx2 = {
     .name = "avx2",
-    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
+    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,

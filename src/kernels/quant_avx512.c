@@ -37,7 +37,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { K_Q8_0, K_Q4_0, K_Q4_1 };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0 };
 
 AI float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -157,19 +157,25 @@ AI void qtile(const int K, const int RB, const int CB, int nb, const uint8_t *W,
  *    high 16 words; the high eight accumulator lanes are divided by 16 once at the end (exact). Q4_0's "- 8" is the
  *    accumulator's starting value -(8 sum x_lo, 128 sum x_hi) lanes, made by one vpdpwssd per activation block and
  *    shared by the tile's rows.
+ *  - Q5_0: Q4_0's words plus the fifth bit, one masked move of 16 (low words) / 256 (high words, the 16x scale)
+ *    with qh as the 32-bit mask; "- 16" starts the accumulator at -(16 sum x_lo, 256 sum x_hi). Its lanes end at
+ *    |sum| <= 2 * 16 * 16 * 32767 < 2^24 too.
  * Scales, gathers, prefetching and tiles as for int8. */
 /* Its accumulator set-up and block loop repeat qtile8's on purpose: the two differ inside the loop (nibbles widened
  * to int16 words here, bytes there), and one shared always-inline body with a mode switch measured no faster and
  * read worse. */
 AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
                 const lmf_block_q16a *const *xc, float *y, int ldy) {
-    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20, qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : 4;
+    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : K == K_Q4_1 ? 20 : 22;
+    const int qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : K == K_Q4_1 ? 4 : 6;
     __m512 acc[4][4], macc[4][4];
     float sc[4][4][16] __attribute__((aligned(64)));
     for (int r = 0; r < RB; r++)
         for (int c = 0; c < CB; c++) acc[r][c] = _mm512_setzero_ps(), macc[r][c] = _mm512_setzero_ps();
     const __m512i nib = _mm512_inserti64x4(_mm512_set1_epi16(0x0f), _mm256_set1_epi16(0xf0), 1);
-    const __m512i corrw = _mm512_inserti64x4(_mm512_set1_epi16(8), _mm256_set1_epi16(128), 1);
+    const __m512i corrw = K == K_Q5_0 ? _mm512_inserti64x4(_mm512_set1_epi16(16), _mm256_set1_epi16(256), 1)
+                                      : _mm512_inserti64x4(_mm512_set1_epi16(8), _mm256_set1_epi16(128), 1);
+    const __m512i fifth = _mm512_inserti64x4(_mm512_set1_epi16(0x10), _mm256_set1_epi16(0x100), 1);
     for (int b0 = 0; b0 < nb; b0 += 16) {
         int cnt = nb - b0 < 16 ? nb - b0 : 16;
         __m512 dx[4], sx[4];
@@ -201,7 +207,7 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
             __m512i xv[4], nc[4];
             for (int c = 0; c < CB; c++) {
                 xv[c] = _mm512_loadu_si512(xc[c][b0 + k].qs);
-                if (K == K_Q4_0)
+                if (K == K_Q4_0 || K == K_Q5_0)
                     nc[c] = _mm512_sub_epi32(_mm512_setzero_si512(),
                                              _mm512_dpwssd_epi32(_mm512_setzero_si512(), corrw, xv[c]));
             }
@@ -213,8 +219,14 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
                 else
                     wq = _mm512_and_si512(
                         _mm512_cvtepu8_epi16(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q))), nib);
+                if (K == K_Q5_0) { /* word i gets 16 (elements 16.. 31: 256, the 16x scale) where bit i of qh is set */
+                    uint32_t qh;
+                    memcpy(&qh, q - 4, 4);
+                    wq = _mm512_or_si512(wq, _mm512_maskz_mov_epi16((__mmask32)qh, fifth));
+                }
                 for (int c = 0; c < CB; c++) {
-                    __m512i dp = _mm512_dpwssd_epi32(K == K_Q4_0 ? nc[c] : _mm512_setzero_si512(), wq, xv[c]);
+                    __m512i dp = _mm512_dpwssd_epi32(K == K_Q4_0 || K == K_Q5_0 ? nc[c] : _mm512_setzero_si512(), wq,
+                                                     xv[c]);
                     acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_set1_ps(sc[r][c][k]), acc[r][c]);
                 }
             }
@@ -254,6 +266,7 @@ QTILES(q8_0_i16, qtile16, lmf_block_q16a, K_Q8_0)
  * matrices that cannot be held as R16 groups come here. */
 QTILES(q4_0_i16, qtile16, lmf_block_q16a, K_Q4_0)
 QTILES(q4_1_i16, qtile16, lmf_block_q16a, K_Q4_1)
+QTILES(q5_0_i16, qtile16, lmf_block_q16a, K_Q5_0)
 
 /* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
  * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
@@ -288,6 +301,7 @@ QMV(q4_1_i8)
 QMV(q8_0_i16)
 QMV(q4_0_i16)
 QMV(q4_1_i16)
+QMV(q5_0_i16)
 
 /* ---- R16 groups (quant.h): 16 rows in the 16 lanes ----------------------------------------------------------
  * Per block group and column: Q8_0 sixteen vpmovsxbw + vpdpwssd (one per element pair of all 16 rows), Q4 four
@@ -610,7 +624,7 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
 
 const lmf_quant_ops lmf_quant_avx512 = {
     .name = "avx512",
-    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
+    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,
