@@ -21,7 +21,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0 };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1 };
 
 AI float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -119,14 +119,16 @@ AI void qtile(const int K, const int RB, const int CB, int nb, const uint8_t *W,
  * registers: Q8_0 by two vpmovsxbw from memory; Q4 by one vpmovzxbw of the 16 nibble bytes, the low nibbles kept by
  * an AND (elements 0..15) and the high ones by a 16-bit shift (elements 16..31: no byte crosses into its neighbour,
  * each word is 0..255). Q4_0's "- 8" is subtracted as 8 * (x_2i + x_2i+1) lanes made once per activation block.
- * Q5_0 is Q4_0 plus the fifth bit (qh spread to words by a compare against one bit per word) and "- 16". */
+ * Q5_0 is Q4_0 plus the fifth bit (qh spread to words by a compare against one bit per word) and "- 16"; Q5_1 is
+ * Q4_1 plus the fifth bit. */
 /* Its accumulator set-up and block loop repeat qtile8's on purpose: the two differ inside the loop (nibbles widened
  * to int16 words here, bytes there), and one shared always-inline body with a mode switch measured no faster and
  * read worse. */
 AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
                 const lmf_block_q16a *const *xc, float *y, int ldy) {
-    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : K == K_Q4_1 ? 20 : 22;
-    const int qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : K == K_Q4_1 ? 4 : 6;
+    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : K == K_Q4_1 ? 20 : K == K_Q5_0 ? 22 : 24;
+    const int qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : K == K_Q4_1 ? 4 : K == K_Q5_0 ? 6 : 8;
+    const int with_min = K == K_Q4_1 || K == K_Q5_1, fifth_bit = K == K_Q5_0 || K == K_Q5_1;
     __m256 acc[4][4], macc[4][4];
     float sc[4][4][8] __attribute__((aligned(32)));
     for (int r = 0; r < RB; r++)
@@ -137,7 +139,7 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
     for (int b0 = 0; b0 < nb; b0 += 8) {
         int cnt = nb - b0 < 8 ? nb - b0 : 8;
         __m256 dx[4], sx[4];
-        const int gather = K == K_Q4_1;
+        const int gather = with_min;
         for (int r = 0; r < RB && !gather; r++) {
             const uint8_t *wr = W + (size_t)r * rb + (size_t)b0 * bsz;
             for (int k = 0; k < cnt; k++) {
@@ -177,7 +179,7 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
                     __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)q));
                     w0 = _mm256_and_si256(v, low4), w1 = _mm256_srli_epi16(v, 4);
                 }
-                if (K == K_Q5_0) { /* word i gets 16 where bit i of qh (elements 0..15) / bit 16 + i (16..31) is set */
+                if (fifth_bit) { /* word i gets 16 where bit i of qh (elements 0..15) / bit 16 + i (16..31) is set */
                     uint32_t qh;
                     memcpy(&qh, q - 4, 4);
                     __m256i h0 = _mm256_and_si256(_mm256_set1_epi16((short)qh), bit);
@@ -196,7 +198,7 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
     for (int r = 0; r < RB; r++)
         for (int c = 0; c < CB; c++) {
             float s = hsum256(acc[r][c]);
-            if (K == K_Q4_1) s += hsum256(macc[r][c]);
+            if (with_min) s += hsum256(macc[r][c]);
             y[(size_t)c * ldy + r] = s;
         }
 }
@@ -222,6 +224,7 @@ QTILES(q8_0_i16, qtile16, lmf_block_q16a, K_Q8_0)
 QTILES(q4_0_i16, qtile16, lmf_block_q16a, K_Q4_0)
 QTILES(q4_1_i16, qtile16, lmf_block_q16a, K_Q4_1)
 QTILES(q5_0_i16, qtile16, lmf_block_q16a, K_Q5_0)
+QTILES(q5_1_i16, qtile16, lmf_block_q16a, K_Q5_1)
 
 /* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
  * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
@@ -258,6 +261,7 @@ QMV(q8_0_i16)
 QMV(q4_0_i16)
 QMV(q4_1_i16)
 QMV(q5_0_i16)
+QMV(q5_1_i16)
 
 /* ---- float weights ------------------------------------------------------------------------------------------ */
 
@@ -602,7 +606,7 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
 
 const lmf_quant_ops lmf_quant_avx2 = {
     .name = "avx2",
-    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv,
+    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,

@@ -37,7 +37,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0 };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1 };
 
 AI float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -159,15 +159,18 @@ AI void qtile(const int K, const int RB, const int CB, int nb, const uint8_t *W,
  *    shared by the tile's rows.
  *  - Q5_0: Q4_0's words plus the fifth bit, one masked move of 16 (low words) / 256 (high words, the 16x scale)
  *    with qh as the 32-bit mask; "- 16" starts the accumulator at -(16 sum x_lo, 256 sum x_hi). Its lanes end at
- *    |sum| <= 2 * 16 * 16 * 32767 < 2^24 too.
+ *    |sum| <= 2 * 16 * 16 * 32767 < 2^24 too. Q5_1: the same words without the offset, plus Q4_1's min term; its
+ *    high lanes reach 2 * 31 * 16 * 32767 < 2^25, so their float conversion may round (one ulp of the block's sum,
+ *    as far below the test's tolerance as the summation order's rounding).
  * Scales, gathers, prefetching and tiles as for int8. */
 /* Its accumulator set-up and block loop repeat qtile8's on purpose: the two differ inside the loop (nibbles widened
  * to int16 words here, bytes there), and one shared always-inline body with a mode switch measured no faster and
  * read worse. */
 AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
                 const lmf_block_q16a *const *xc, float *y, int ldy) {
-    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : K == K_Q4_1 ? 20 : 22;
-    const int qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : K == K_Q4_1 ? 4 : 6;
+    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : K == K_Q4_1 ? 20 : K == K_Q5_0 ? 22 : 24;
+    const int qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : K == K_Q4_1 ? 4 : K == K_Q5_0 ? 6 : 8;
+    const int with_min = K == K_Q4_1 || K == K_Q5_1, fifth_bit = K == K_Q5_0 || K == K_Q5_1;
     __m512 acc[4][4], macc[4][4];
     float sc[4][4][16] __attribute__((aligned(64)));
     for (int r = 0; r < RB; r++)
@@ -179,7 +182,7 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
     for (int b0 = 0; b0 < nb; b0 += 16) {
         int cnt = nb - b0 < 16 ? nb - b0 : 16;
         __m512 dx[4], sx[4];
-        const int gather = K == K_Q4_1;
+        const int gather = with_min;
         for (int c = 0; c < CB && gather; c++) {
             dx[c] = _mm512_castsi512_ps(gather_u32(&xc[c][b0].d, (int)sizeof(lmf_block_q16a), cnt));
             sx[c] = _mm512_castsi512_ps(gather_u32(&xc[c][b0].s, (int)sizeof(lmf_block_q16a), cnt));
@@ -219,7 +222,7 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
                 else
                     wq = _mm512_and_si512(
                         _mm512_cvtepu8_epi16(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q))), nib);
-                if (K == K_Q5_0) { /* word i gets 16 (elements 16.. 31: 256, the 16x scale) where bit i of qh is set */
+                if (fifth_bit) { /* word i gets 16 (elements 16.. 31: 256, the 16x scale) where bit i of qh is set */
                     uint32_t qh;
                     memcpy(&qh, q - 4, 4);
                     wq = _mm512_or_si512(wq, _mm512_maskz_mov_epi16((__mmask32)qh, fifth));
@@ -237,7 +240,7 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
         for (int c = 0; c < CB; c++) {
             __m512 a = K == K_Q8_0 ? acc[r][c] : _mm512_mul_ps(acc[r][c], unhi);
             float s = _mm512_reduce_add_ps(a);
-            if (K == K_Q4_1) s += _mm512_reduce_add_ps(macc[r][c]);
+            if (with_min) s += _mm512_reduce_add_ps(macc[r][c]);
             y[(size_t)c * ldy + r] = s;
         }
 }
@@ -267,6 +270,7 @@ QTILES(q8_0_i16, qtile16, lmf_block_q16a, K_Q8_0)
 QTILES(q4_0_i16, qtile16, lmf_block_q16a, K_Q4_0)
 QTILES(q4_1_i16, qtile16, lmf_block_q16a, K_Q4_1)
 QTILES(q5_0_i16, qtile16, lmf_block_q16a, K_Q5_0)
+QTILES(q5_1_i16, qtile16, lmf_block_q16a, K_Q5_1)
 
 /* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
  * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
@@ -302,6 +306,7 @@ QMV(q8_0_i16)
 QMV(q4_0_i16)
 QMV(q4_1_i16)
 QMV(q5_0_i16)
+QMV(q5_1_i16)
 
 /* ---- R16 groups (quant.h): 16 rows in the 16 lanes ----------------------------------------------------------
  * Per block group and column: Q8_0 sixteen vpmovsxbw + vpdpwssd (one per element pair of all 16 rows), Q4 four
@@ -624,7 +629,7 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
 
 const lmf_quant_ops lmf_quant_avx512 = {
     .name = "avx512",
-    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv,
+    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,

@@ -486,6 +486,29 @@ static void q5_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, cons
     }
 }
 
+/* sum over blocks of (d_w d_x) * sum(q_w q_x) + m_w s_x, q_w = nibble | fifth bit << 4 */
+static void q5_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q16a *a = (const lmf_block_q16a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            const uint8_t *w = (const uint8_t *)W + (size_t)r * rb;
+            float sum = 0.0f;
+            for (int b = 0; b < n / 32; b++, w += 24) {
+                uint32_t qh = (uint32_t)w[4] | (uint32_t)w[5] << 8 | (uint32_t)w[6] << 16 | (uint32_t)w[7] << 24;
+                int isum = 0;
+                for (int j = 0; j < 16; j++) {
+                    int x0 = (w[8 + j] & 0x0f) | (((qh >> j) << 4) & 0x10);
+                    int x1 = (w[8 + j] >> 4) | ((qh >> (j + 12)) & 0x10);
+                    isum += x0 * a[b].qs[j] + x1 * a[b].qs[j + 16];
+                }
+                sum += (lmf_f16_to_f32(rd16(w)) * a[b].d) * (float)isum + lmf_f16_to_f32(rd16(w + 2)) * a[b].s;
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+
 /* ---- the int8 activation path (LMF_QACT=int8), kept for comparison --------------------------------------------- */
 
 /* sum over blocks of (d_w d_x) * sum(q_w q_x), in block order */
@@ -570,7 +593,7 @@ FLOAT_REF(bf16_ref, uint16_t, lmf_bf16_to_f32)
 
 const lmf_quant_ops lmf_quant_ref = {
     .name = "ref",
-    .q8_0 = q8_0_ref, .q4_0 = q4_0_ref, .q4_1 = q4_1_ref, .q5_0 = q5_0_ref,
+    .q8_0 = q8_0_ref, .q4_0 = q4_0_ref, .q4_1 = q4_1_ref, .q5_0 = q5_0_ref, .q5_1 = q5_1_ref,
     .q8_0_i8 = q8_0_i8, .q4_0_i8 = q4_0_i8, .q4_1_i8 = q4_1_i8,
     .f32 = f32_ref, .f16 = f16_ref, .bf16 = bf16_ref,
     .q8_0_r16 = lmf_r16_q8_0_ref, .q4_0_r16 = lmf_r16_q4_0_ref, .q4_1_r16 = lmf_r16_q4_1_ref,
