@@ -46,7 +46,8 @@ static size_t row_bytes(uint32_t type, int n) {
 }
 
 static int is_q8a(uint32_t t) { return t == LMF_GGML_Q8_0 || t == LMF_GGML_Q4_0 || t == LMF_GGML_Q4_1; }
-static int is_q5(uint32_t t) { return t == LMF_GGML_Q5_0 || t == LMF_GGML_Q5_1; }
+/* the types whose kernels read int16 activation blocks whatever LMF_QACT says */
+static int is_q16_only(uint32_t t) { return t == LMF_GGML_Q5_0 || t == LMF_GGML_Q5_1 || t == LMF_GGML_Q6_K; }
 
 static uint32_t rng_state = 12345;
 static uint32_t rnd(void) {
@@ -91,7 +92,7 @@ static void input_values(lmf_qact act, uint32_t type, const void *xin, int n, fl
         const lmf_block_q8a *a = xin;
         for (int b = 0; b < n / 32; b++)
             for (int j = 0; j < 32; j++) out[b * 32 + j] = a[b].d * (float)a[b].qs[j];
-    } else if (is_q8a(type) || is_q5(type)) { /* Q5_0 / Q5_1 read int16 blocks whatever act says */
+    } else if (is_q8a(type) || is_q16_only(type)) {
         const lmf_block_q16a *a = xin;
         for (int b = 0; b < n / 32; b++)
             for (int j = 0; j < 32; j++) out[b * 32 + j] = a[b].d * (float)a[b].qs[j];
@@ -188,7 +189,7 @@ static void test_qmatvec(void **state) {
                     if (ns[i] >= 1536 && (ri % 2 || ci % 3)) continue; /* keep the long rows few */
                     int pad = (ri + ci) % 3 == 0 ? 0 : 2 * ri + ci;
                     check_qmatvec(type, LMF_QACT_INT16, ns[i], rows[ri], cols[ci], pad);
-                    if (is_q8a(type) || is_q5(type))
+                    if (is_q8a(type) || is_q16_only(type))
                         check_qmatvec(type, LMF_QACT_INT8, ns[i], rows[ri], cols[ci], pad);
                 }
     }
@@ -197,6 +198,7 @@ static void test_qmatvec(void **state) {
         for (size_t t = 0; t < 3; t++) printf(" %s/int16 %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
         for (size_t t = 0; t < 3; t++) printf(" %s/int8 %.2g", lmf_ggml_type_name(mv_types[t]), worst[1][v][mv_types[t]]);
         for (size_t t = 3; t < 8; t++) printf(" %s %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
+        printf(" Q6_K %.2g", worst[0][v][LMF_GGML_Q6_K]);
         printf("\n");
     }
 }

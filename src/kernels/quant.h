@@ -198,7 +198,7 @@ typedef void (*lmf_qmatvec_fn)(int n, int nrows, const void *W, size_t w_row_byt
 typedef struct {
     const char *name;
     lmf_qmatvec_fn q8_0, q4_0, q4_1;           /* against lmf_block_q16a columns (the default) */
-    lmf_qmatvec_fn q5_0, q5_1;                 /* against lmf_block_q16a columns, whatever LMF_QACT says */
+    lmf_qmatvec_fn q5_0, q5_1, q6_k;           /* against lmf_block_q16a columns, whatever LMF_QACT says */
     lmf_qmatvec_fn q8_0_i8, q4_0_i8, q4_1_i8;  /* against lmf_block_q8a columns (LMF_QACT=int8) */
     lmf_qmatvec_fn f32, f16, bf16;             /* against fp32 columns */
     lmf_qmatvec_fn q8_0_r16, q4_0_r16, q4_1_r16; /* R16 groups against lmf_block_q16a columns (lmf_qmatvec_r16) */

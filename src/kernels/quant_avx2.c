@@ -203,6 +203,57 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
         }
 }
 
+/* Q6_K against int16 activation blocks, as quant_avx512.c's q6k_tile with two ymm of words per activation block:
+ * vpmaddwd of the low one gives the first 16-element sub-block's eight lanes, of the high one the second's. */
+AI void q6k_tile(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
+                 const lmf_block_q16a *const *xc, float *y, int ldy) {
+    (void)K;
+    __m256 acc[4][4];
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps();
+    const __m128i m4 = _mm_set1_epi8(0x0f), m3 = _mm_set1_epi8(3), off = _mm_set1_epi8(32);
+    for (int sb = 0; sb < nb / 8; sb++) {
+        float fsc[4][16];
+        const uint8_t *p[4];
+        for (int r = 0; r < RB; r++) {
+            p[r] = W + (size_t)r * rb + (size_t)sb * 210;
+            float d = _cvtsh_ss((uint16_t)(p[r][208] | p[r][209] << 8));
+            for (int j = 0; j < 16; j++) fsc[r][j] = d * (float)(int8_t)p[r][192 + j];
+            if (sb + 2 < nb / 8)
+                for (int l = 0; l < 210; l += 64) _mm_prefetch((const char *)p[r] + 2 * 210 + l, _MM_HINT_T0);
+        }
+        for (int half = 0; half < 2; half++)
+            for (int k = 0; k < 4; k++) {
+                int b = sb * 8 + half * 4 + k;
+                __m256i x0[4], x1[4];
+                for (int c = 0; c < CB; c++) {
+                    x0[c] = _mm256_loadu_si256((const __m256i *)xc[c][b].qs);
+                    x1[c] = _mm256_loadu_si256((const __m256i *)(xc[c][b].qs + 16));
+                }
+                for (int r = 0; r < RB; r++) {
+                    __m256i w[2];
+                    for (int h = 0; h < 2; h++) {
+                        __m128i lo = _mm_loadu_si128((const __m128i *)(p[r] + 64 * half + 32 * (k & 1) + 16 * h));
+                        if (k >> 1) lo = _mm_srli_epi16(lo, 4);
+                        __m128i hi = _mm_loadu_si128((const __m128i *)(p[r] + 128 + 32 * half + 16 * h));
+                        hi = _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hi, 2 * k), m3), 4);
+                        w[h] = _mm256_cvtepi8_epi16(_mm_sub_epi8(_mm_or_si128(_mm_and_si128(lo, m4), hi), off));
+                    }
+                    float s0 = fsc[r][8 * half + 2 * k], s1 = fsc[r][8 * half + 2 * k + 1];
+                    for (int c = 0; c < CB; c++) {
+                        __m256 dx = _mm256_set1_ps(xc[c][b].d);
+                        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(w[0], x0[c])),
+                                                    _mm256_mul_ps(_mm256_set1_ps(s0), dx), acc[r][c]);
+                        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(w[1], x1[c])),
+                                                    _mm256_mul_ps(_mm256_set1_ps(s1), dx), acc[r][c]);
+                    }
+                }
+            }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = hsum256(acc[r][c]);
+}
+
 /* a tile over columns of either activation format (xc: CB column pointers) */
 typedef void (*qtile_fn)(int nb, const uint8_t *W, size_t rb, const void *const *xc, float *y, int ldy);
 #define QTILE_FN(name, body, xt, K, RB, CB)                                                                        \
@@ -225,6 +276,7 @@ QTILES(q4_0_i16, qtile16, lmf_block_q16a, K_Q4_0)
 QTILES(q4_1_i16, qtile16, lmf_block_q16a, K_Q4_1)
 QTILES(q5_0_i16, qtile16, lmf_block_q16a, K_Q5_0)
 QTILES(q5_1_i16, qtile16, lmf_block_q16a, K_Q5_1)
+QTILES(q6_k_i16, q6k_tile, lmf_block_q16a, 0)
 
 /* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
  * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
@@ -262,6 +314,7 @@ QMV(q4_0_i16)
 QMV(q4_1_i16)
 QMV(q5_0_i16)
 QMV(q5_1_i16)
+QMV(q6_k_i16)
 
 /* ---- float weights ------------------------------------------------------------------------------------------ */
 
@@ -606,7 +659,7 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
 
 const lmf_quant_ops lmf_quant_avx2 = {
     .name = "avx2",
-    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv,
+    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,

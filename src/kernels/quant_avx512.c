@@ -245,6 +245,53 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
         }
 }
 
+/* Q6_K against int16 activation blocks (quant_ref.c q6_k_ref): per activation block (32 elements) the six-bit
+ * weights are rebuilt as bytes (nibble | two high bits << 4, - 32; a ymm), widened to words and multiplied by one
+ * vpdpwssd; lanes 0-7 hold the first 16-element sub-block, lanes 8-15 the second, so one vector of two broadcast
+ * scales (d sc, formed per super-block as the reference forms it, times d_x) turns them into floats. The scale is
+ * applied in float because sc times a sub-block's integer sum could leave int32. Tiles as qtile16. */
+AI void q6k_tile(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
+                 const lmf_block_q16a *const *xc, float *y, int ldy) {
+    (void)K;
+    __m512 acc[4][4];
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm512_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
+    for (int sb = 0; sb < nb / 8; sb++) {
+        float fsc[4][16];
+        const uint8_t *p[4];
+        for (int r = 0; r < RB; r++) {
+            p[r] = W + (size_t)r * rb + (size_t)sb * 210;
+            float d = _cvtsh_ss((uint16_t)(p[r][208] | p[r][209] << 8));
+            for (int j = 0; j < 16; j++) fsc[r][j] = d * (float)(int8_t)p[r][192 + j];
+            if (sb + 2 < nb / 8)
+                for (int l = 0; l < 210; l += 64) _mm_prefetch((const char *)p[r] + 2 * 210 + l, _MM_HINT_T0);
+        }
+        for (int half = 0; half < 2; half++)
+            for (int k = 0; k < 4; k++) {
+                int b = sb * 8 + half * 4 + k;
+                __m512i xv[4];
+                for (int c = 0; c < CB; c++) xv[c] = _mm512_loadu_si512(xc[c][b].qs);
+                for (int r = 0; r < RB; r++) {
+                    __m256i lo = _mm256_loadu_si256((const __m256i *)(p[r] + 64 * half + 32 * (k & 1)));
+                    if (k >> 1) lo = _mm256_srli_epi16(lo, 4);
+                    __m256i hi = _mm256_loadu_si256((const __m256i *)(p[r] + 128 + 32 * half));
+                    hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 2 * k), m3), 4);
+                    __m512i wq = _mm512_cvtepi8_epi16(_mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(lo, m4), hi), off));
+                    __m512 sv = _mm512_insertf32x8(_mm512_set1_ps(fsc[r][8 * half + 2 * k]),
+                                                   _mm256_set1_ps(fsc[r][8 * half + 2 * k + 1]), 1);
+                    for (int c = 0; c < CB; c++) {
+                        __m512i dp = _mm512_dpwssd_epi32(_mm512_setzero_si512(), wq, xv[c]);
+                        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(sv, _mm512_set1_ps(xc[c][b].d)),
+                                                    acc[r][c]);
+                    }
+                }
+            }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
 /* a tile over columns of either activation format (xc: CB column pointers) */
 typedef void (*qtile_fn)(int nb, const uint8_t *W, size_t rb, const void *const *xc, float *y, int ldy);
 #define QTILE_FN(name, body, xt, K, RB, CB)                                                                        \
@@ -271,6 +318,7 @@ QTILES(q4_0_i16, qtile16, lmf_block_q16a, K_Q4_0)
 QTILES(q4_1_i16, qtile16, lmf_block_q16a, K_Q4_1)
 QTILES(q5_0_i16, qtile16, lmf_block_q16a, K_Q5_0)
 QTILES(q5_1_i16, qtile16, lmf_block_q16a, K_Q5_1)
+QTILES(q6_k_i16, q6k_tile, lmf_block_q16a, 0)
 
 /* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
  * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
@@ -307,6 +355,7 @@ QMV(q4_0_i16)
 QMV(q4_1_i16)
 QMV(q5_0_i16)
 QMV(q5_1_i16)
+QMV(q6_k_i16)
 
 /* ---- R16 groups (quant.h): 16 rows in the 16 lanes ----------------------------------------------------------
  * Per block group and column: Q8_0 sixteen vpmovsxbw + vpdpwssd (one per element pair of all 16 rows), Q4 four
@@ -629,7 +678,7 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
 
 const lmf_quant_ops lmf_quant_avx512 = {
     .name = "avx512",
-    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv,
+    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,

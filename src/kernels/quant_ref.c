@@ -509,6 +509,39 @@ static void q5_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, cons
     }
 }
 
+/* Q6_K (layout: dq_q6_k) against int16 activation blocks: activation block b is elements 32b .. 32b + 31, two
+ * 16-element sub-blocks with their own scale, so per sub-block s: sum += ((d_w sc_s) d_x) * sum((q - 32) q_x). The
+ * scale is applied in float: sc (|sc| <= 128) times a sub-block's integer sum (< 2^24) could leave int32. */
+static void q6_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q16a *a = (const lmf_block_q16a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            float sum = 0.0f;
+            for (int sb = 0; sb < n / 256; sb++) {
+                const uint8_t *p = (const uint8_t *)W + (size_t)r * rb + (size_t)sb * 210;
+                const uint8_t *ql = p, *qh = p + 128;
+                const int8_t *sc = (const int8_t *)(p + 192);
+                float d = lmf_f16_to_f32(rd16(p + 208));
+                for (int half = 0; half < 2; half++)
+                    for (int k = 0; k < 4; k++) {
+                        const lmf_block_q16a *ab = &a[sb * 8 + half * 4 + k];
+                        for (int s = 0; s < 2; s++) {
+                            int isum = 0;
+                            for (int l = 16 * s; l < 16 * s + 16; l++) {
+                                int lo = (ql[64 * half + 32 * (k & 1) + l] >> (4 * (k >> 1))) & 0xf;
+                                int hi = (qh[32 * half + l] >> (2 * k)) & 3;
+                                isum += ((lo | hi << 4) - 32) * ab->qs[l];
+                            }
+                            sum += ((d * (float)sc[8 * half + 2 * k + s]) * ab->d) * (float)isum;
+                        }
+                    }
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+
 /* ---- the int8 activation path (LMF_QACT=int8), kept for comparison --------------------------------------------- */
 
 /* sum over blocks of (d_w d_x) * sum(q_w q_x), in block order */
@@ -593,7 +626,7 @@ FLOAT_REF(bf16_ref, uint16_t, lmf_bf16_to_f32)
 
 const lmf_quant_ops lmf_quant_ref = {
     .name = "ref",
-    .q8_0 = q8_0_ref, .q4_0 = q4_0_ref, .q4_1 = q4_1_ref, .q5_0 = q5_0_ref, .q5_1 = q5_1_ref,
+    .q8_0 = q8_0_ref, .q4_0 = q4_0_ref, .q4_1 = q4_1_ref, .q5_0 = q5_0_ref, .q5_1 = q5_1_ref, .q6_k = q6_k_ref,
     .q8_0_i8 = q8_0_i8, .q4_0_i8 = q4_0_i8, .q4_1_i8 = q4_1_i8,
     .f32 = f32_ref, .f16 = f16_ref, .bf16 = bf16_ref,
     .q8_0_r16 = lmf_r16_q8_0_ref, .q4_0_r16 = lmf_r16_q4_0_ref, .q4_1_r16 = lmf_r16_q4_1_ref,
