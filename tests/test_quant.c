@@ -47,7 +47,9 @@ static size_t row_bytes(uint32_t type, int n) {
 
 static int is_q8a(uint32_t t) { return t == LMF_GGML_Q8_0 || t == LMF_GGML_Q4_0 || t == LMF_GGML_Q4_1; }
 /* the types whose kernels read int16 activation blocks whatever LMF_QACT says */
-static int is_q16_only(uint32_t t) { return t == LMF_GGML_Q5_0 || t == LMF_GGML_Q5_1 || t == LMF_GGML_Q6_K; }
+static int is_q16_only(uint32_t t) {
+    return t == LMF_GGML_Q5_0 || t == LMF_GGML_Q5_1 || t == LMF_GGML_Q4_K || t == LMF_GGML_Q5_K || t == LMF_GGML_Q6_K;
+}
 
 static uint32_t rng_state = 12345;
 static uint32_t rnd(void) {
@@ -198,7 +200,8 @@ static void test_qmatvec(void **state) {
         for (size_t t = 0; t < 3; t++) printf(" %s/int16 %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
         for (size_t t = 0; t < 3; t++) printf(" %s/int8 %.2g", lmf_ggml_type_name(mv_types[t]), worst[1][v][mv_types[t]]);
         for (size_t t = 3; t < 8; t++) printf(" %s %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
-        printf(" Q6_K %.2g", worst[0][v][LMF_GGML_Q6_K]);
+        printf(" Q4_K %.2g Q5_K %.2g Q6_K %.2g", worst[0][v][LMF_GGML_Q4_K], worst[0][v][LMF_GGML_Q5_K],
+               worst[0][v][LMF_GGML_Q6_K]);
         printf("\n");
     }
 }

@@ -4,8 +4,8 @@
  * lmf_qact_get(); lmf_qinput_bytes / lmf_qinput_convert / lmf_qmatvec all follow it, so a caller that uses the three
  * together never sees it.
  *
- * Q5_0, Q5_1 and Q6_K always read int16 activation blocks. Types without a kernel of their own (Q2_K..Q5_K) take
- * the generic path: each row is dequantized one
+ * Q5_0, Q5_1 and Q4_K..Q6_K always read int16 activation blocks. Types without a kernel of their own (Q2_K, Q3_K)
+ * take the generic path: each row is dequantized one
  * super-block (256 elements) at a time into a stack buffer by the table's dequantizer and multiplied with the fp32
  * columns by the table's F32 kernel. */
 #include "kernels/quant.h"
@@ -78,12 +78,16 @@ static int is_int_type(uint32_t type) {
     return type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1;
 }
 
-/* the activation blocks type's kernel reads (-1: fp32 columns). Q5_0, Q5_1 and Q6_K have int16 kernels only:
+/* the activation blocks type's kernel reads (-1: fp32 columns). Q5_0, Q5_1, Q4_K..Q6_K have int16 kernels only:
  * LMF_QACT=int8 is a comparison mode for the three older formats, and a second set of kernels for these would only
  * add a less accurate path nobody asked for. */
 static int act_of(lmf_qact act, uint32_t type) {
     if (is_int_type(type)) return (int)act;
-    return type == LMF_GGML_Q5_0 || type == LMF_GGML_Q5_1 || type == LMF_GGML_Q6_K ? (int)LMF_QACT_INT16 : -1;
+    switch (type) {
+    case LMF_GGML_Q5_0: case LMF_GGML_Q5_1: case LMF_GGML_Q4_K: case LMF_GGML_Q5_K: case LMF_GGML_Q6_K:
+        return (int)LMF_QACT_INT16;
+    default: return -1;
+    }
 }
 
 int lmf_qmatvec_supported(uint32_t type) { return lmf_dequant_ref_supported(type); }
@@ -146,6 +150,8 @@ void lmf_qmatvec_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, int 
     case LMF_GGML_Q4_1: f = i8 ? ops->q4_1_i8 : ops->q4_1; break;
     case LMF_GGML_Q5_0: f = ops->q5_0; break;
     case LMF_GGML_Q5_1: f = ops->q5_1; break;
+    case LMF_GGML_Q4_K: f = ops->q4_k; break;
+    case LMF_GGML_Q5_K: f = ops->q5_k; break;
     case LMF_GGML_Q6_K: f = ops->q6_k; break;
     case LMF_GGML_F32: f = ops->f32; break;
     case LMF_GGML_F16: f = ops->f16; break;

@@ -39,6 +39,9 @@
 
 enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1 };
 
+/* the bit unpacking of Q5_x and the K-quants (dequantization, and the K-quant kernels' scales) */
+#include "kernels/quant_dequant.inc"
+
 AI float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -292,6 +295,54 @@ AI void q6k_tile(const int K, const int RB, const int CB, int nb, const uint8_t 
         for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
+/* Q4_K / Q5_K (K = 1) against int16 activation blocks (quant_ref.c q45_k_ref): each 32-element sub-block is one
+ * activation block: its nibbles (low or high half of 32 bytes) widened to words, Q5_K's fifth bit added by a masked
+ * move (vptestmb of qh against the sub-block's bit), one vpdpwssd, one FMA with (d sc) d_x; the min term
+ * (dmin m) s_x is a scalar per sub-block. Tiles as qtile16. */
+AI void q45k_tile(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
+                  const lmf_block_q16a *const *xc, float *y, int ldy) {
+    const int bsz = K ? 176 : 144;
+    __m512 acc[4][4];
+    float macc[4][4];
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm512_setzero_ps(), macc[r][c] = 0.0f;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m512i sixteen = _mm512_set1_epi16(16);
+    for (int sb = 0; sb < nb / 8; sb++) {
+        float fsc[4][8], fmn[4][8];
+        const uint8_t *p[4];
+        for (int r = 0; r < RB; r++) {
+            p[r] = W + (size_t)r * rb + (size_t)sb * bsz;
+            float d = _cvtsh_ss((uint16_t)(p[r][0] | p[r][1] << 8)), mn = _cvtsh_ss((uint16_t)(p[r][2] | p[r][3] << 8));
+            for (int j = 0; j < 8; j++) dq_scale_min(j, p[r] + 4, d, mn, &fsc[r][j], &fmn[r][j]);
+            if (sb + 2 < nb / 8)
+                for (int l = 0; l < bsz; l += 64) _mm_prefetch((const char *)p[r] + 2 * bsz + l, _MM_HINT_T0);
+        }
+        for (int j = 0; j < 8; j++) {
+            int b = sb * 8 + j;
+            __m512i xv[4];
+            for (int c = 0; c < CB; c++) xv[c] = _mm512_loadu_si512(xc[c][b].qs);
+            for (int r = 0; r < RB; r++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(p[r] + (K ? 48 : 16) + 32 * (j / 2)));
+                if (j & 1) q = _mm256_srli_epi16(q, 4);
+                __m512i wq = _mm512_cvtepu8_epi16(_mm256_and_si256(q, m4));
+                if (K) {
+                    __m256i qh = _mm256_loadu_si256((const __m256i *)(p[r] + 16));
+                    __mmask32 hb = _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << j)));
+                    wq = _mm512_mask_add_epi16(wq, hb, wq, sixteen);
+                }
+                for (int c = 0; c < CB; c++) {
+                    __m512i dp = _mm512_dpwssd_epi32(_mm512_setzero_si512(), wq, xv[c]);
+                    acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_set1_ps(fsc[r][j] * xc[c][b].d), acc[r][c]);
+                    macc[r][c] += fmn[r][j] * xc[c][b].s;
+                }
+            }
+        }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]) - macc[r][c];
+}
+
 /* a tile over columns of either activation format (xc: CB column pointers) */
 typedef void (*qtile_fn)(int nb, const uint8_t *W, size_t rb, const void *const *xc, float *y, int ldy);
 #define QTILE_FN(name, body, xt, K, RB, CB)                                                                        \
@@ -319,6 +370,8 @@ QTILES(q4_1_i16, qtile16, lmf_block_q16a, K_Q4_1)
 QTILES(q5_0_i16, qtile16, lmf_block_q16a, K_Q5_0)
 QTILES(q5_1_i16, qtile16, lmf_block_q16a, K_Q5_1)
 QTILES(q6_k_i16, q6k_tile, lmf_block_q16a, 0)
+QTILES(q4_k_i16, q45k_tile, lmf_block_q16a, 0)
+QTILES(q5_k_i16, q45k_tile, lmf_block_q16a, 1)
 
 /* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
  * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
@@ -356,6 +409,8 @@ QMV(q4_1_i16)
 QMV(q5_0_i16)
 QMV(q5_1_i16)
 QMV(q6_k_i16)
+QMV(q4_k_i16)
+QMV(q5_k_i16)
 
 /* ---- R16 groups (quant.h): 16 rows in the 16 lanes ----------------------------------------------------------
  * Per block group and column: Q8_0 sixteen vpmovsxbw + vpdpwssd (one per element pair of all 16 rows), Q4 four
@@ -582,8 +637,6 @@ AI __m512 rounded(__m512 v) {
     return v;
 }
 
-#include "kernels/quant_dequant.inc"
-
 /* 16 signed bytes -> floats, scaled (declared in quant_dequant.inc) */
 AI void emit16(float *dst, __m128i q, float d, float m, const int op) {
     __m512 v = rounded(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(d)));
@@ -678,7 +731,7 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
 
 const lmf_quant_ops lmf_quant_avx512 = {
     .name = "avx512",
-    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv,
+    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv, .q4_k = q4_k_i16_mv, .q5_k = q5_k_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,
