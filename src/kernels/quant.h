@@ -31,12 +31,13 @@
  * (LMF_QACT_INT16); the int8 kernels stay behind LMF_QACT=int8 (read once, see lmf_qact_get), for comparison and
  * for users who prefer that speed to the accuracy.
  *
- * Q5_0, Q5_1 and Q6_K have integer kernels on lmf_block_q16a too (always int16: LMF_QACT=int8 does not apply to
- * them): they carry most weights of the K-quant files llama.cpp's llama-quantize makes for models whose widths are
+ * Q5_0, Q5_1, Q4_K, Q5_K and Q6_K have integer kernels on lmf_block_q16a too (always int16: LMF_QACT=int8 does not
+ * apply to them): they carry most weights of the K-quant files llama.cpp's llama-quantize makes for models whose widths are
  * not multiples of 256 (SmolLM2's Q4_K_M: Q5_0 for q/k/o/gate/up, Q4_K or Q6_K for ffn_down; Q5_K_M: Q5_1; Q6_K:
  * Q8_0 and Q6_K). Q6_K's int8 sub-block scales are applied in float per 16 elements (sc times a sub-block's
- * integer sum could leave int32). Float weight types (F32/F16/BF16) read the fp32 activation directly; Q2_K..Q5_K
- * go through a per-super-block SIMD dequantize (quant_dequant.inc) + fp32 dot.
+ * integer sum could leave int32); Q4_K/Q5_K's 32-element sub-blocks are one activation block each, their min term
+ * is Q4_1's. Float weight types (F32/F16/BF16) read the fp32 activation directly; Q2_K and Q3_K go through a
+ * per-super-block SIMD dequantize (quant_dequant.inc) + fp32 dot.
  *
  * Why the kernel shapes: one call computes a block of rows for up to ~16 input columns. The caller splits rows
  * over threads, so the kernels are single-threaded and allocation-free. With one column every weight byte is used
@@ -101,11 +102,11 @@ _Static_assert(sizeof(lmf_block_q4_1) == 20, "ggml block_q4_1 is 20 bytes");
 
 /* ---- the public entry points (dispatching to the table of lmf_quant()) ------------------------------------- */
 
-/* 1 if lmf_qmatvec has a kernel for ggml type `type`: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q6_K (own
- * kernels), and the other types lmf_dequant_ref_supported() lists (Q2_K..Q5_K) through dequantize + fp32 dot. */
+/* 1 if lmf_qmatvec has a kernel for ggml type `type`: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K..Q6_K (own
+ * kernels), and the other types lmf_dequant_ref_supported() lists (Q2_K, Q3_K) through dequantize + fp32 dot. */
 int lmf_qmatvec_supported(uint32_t type);
 /* bytes of one converted input column of n elements for weights of `type` (n/32 activation blocks of the
- * lmf_qact_get() format for Q8_0/Q4_0/Q4_1, n/32 lmf_block_q16a for Q5_0/Q5_1/Q6_K, n floats otherwise). */
+ * lmf_qact_get() format for Q8_0/Q4_0/Q4_1, n/32 lmf_block_q16a for Q5_0/Q5_1/Q4_K..Q6_K, n floats otherwise). */
 size_t lmf_qinput_bytes(uint32_t type, int n);
 /* converts the fp32 activation row x (n elements; n % 32 == 0 for the integer types) to what the type's kernel reads
  * (out: lmf_qinput_bytes(type, n) bytes). */
