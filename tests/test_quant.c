@@ -510,7 +510,8 @@ static void test_dequant_fast_extreme(void **state) {
                     fail_msg("%s: dequant %s element %d (block %d): %.9g, reference %.9g", variants[v]->name,
                              lmf_ggml_type_name(type), i, i / (int)bs, got[i], ref[i]);
             for (int i = n; i < n + 8; i++)
-                if (got[i] != SENTINEL) fail_msg("%s: dequant %s wrote past n", variants[v]->name, lmf_ggml_type_name(type));
+                if (got[i] != SENTINEL)
+                    fail_msg("%s: dequant %s wrote past n", variants[v]->name, lmf_ggml_type_name(type));
         }
         free(src), free(ref), free(got);
     }

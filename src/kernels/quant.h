@@ -32,12 +32,12 @@
  * for users who prefer that speed to the accuracy.
  *
  * Q5_0, Q5_1, Q4_K, Q5_K and Q6_K have integer kernels on lmf_block_q16a too (always int16: LMF_QACT=int8 does not
- * apply to them): they carry most weights of the K-quant files llama.cpp's llama-quantize makes for models whose widths are
- * not multiples of 256 (SmolLM2's Q4_K_M: Q5_0 for q/k/o/gate/up, Q4_K or Q6_K for ffn_down; Q5_K_M: Q5_1; Q6_K:
- * Q8_0 and Q6_K). Q6_K's int8 sub-block scales are applied in float per 16 elements (sc times a sub-block's
- * integer sum could leave int32); Q4_K/Q5_K's 32-element sub-blocks are one activation block each, their min term
- * is Q4_1's. Float weight types (F32/F16/BF16) read the fp32 activation directly; Q2_K and Q3_K go through a
- * per-super-block SIMD dequantize (quant_dequant.inc) + fp32 dot.
+ * apply to them): they carry most weights of the K-quant files llama.cpp's llama-quantize makes for models whose
+ * widths are not multiples of 256 (SmolLM2's Q4_K_M: Q5_0 for q/k/o/gate/up, Q4_K or Q6_K for ffn_down; Q5_K_M:
+ * Q5_1; Q6_K: Q8_0 and Q6_K). Q6_K's int8 sub-block scales are applied in float per 16 elements (sc times a
+ * sub-block's integer sum could leave int32); Q4_K/Q5_K's 32-element sub-blocks are one activation block each,
+ * their min term is Q4_1's. Float weight types (F32/F16/BF16) read the fp32 activation directly; Q2_K and Q3_K go
+ * through a per-super-block SIMD dequantize (quant_dequant.inc) + fp32 dot.
  *
  * Why the kernel shapes: one call computes a block of rows for up to ~16 input columns. The caller splits rows
  * over threads, so the kernels are single-threaded and allocation-free. With one column every weight byte is used

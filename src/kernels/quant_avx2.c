@@ -299,7 +299,8 @@ AI void q45k_tile(const int K, const int RB, const int CB, int nb, const uint8_t
                 }
                 for (int c = 0; c < CB; c++) {
                     __m256i dp = _mm256_add_epi32(_mm256_madd_epi16(w[0], x0[c]), _mm256_madd_epi16(w[1], x1[c]));
-                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(fsc[r][j] * xc[c][b].d), acc[r][c]);
+                    __m256 sd = _mm256_set1_ps(fsc[r][j] * xc[c][b].d);
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), sd, acc[r][c]);
                     macc[r][c] += fmn[r][j] * xc[c][b].s;
                 }
             }
@@ -716,7 +717,8 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
 
 const lmf_quant_ops lmf_quant_avx2 = {
     .name = "avx2",
-    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv, .q4_k = q4_k_i16_mv, .q5_k = q5_k_i16_mv,
+    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
+    .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv, .q4_k = q4_k_i16_mv, .q5_k = q5_k_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,

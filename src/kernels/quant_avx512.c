@@ -280,13 +280,14 @@ AI void q6k_tile(const int K, const int RB, const int CB, int nb, const uint8_t 
                     if (k >> 1) lo = _mm256_srli_epi16(lo, 4);
                     __m256i hi = _mm256_loadu_si256((const __m256i *)(p[r] + 128 + 32 * half));
                     hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 2 * k), m3), 4);
-                    __m512i wq = _mm512_cvtepi8_epi16(_mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(lo, m4), hi), off));
+                    __m256i q6 = _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(lo, m4), hi), off);
+                    __m512i wq = _mm512_cvtepi8_epi16(q6);
                     __m512 sv = _mm512_insertf32x8(_mm512_set1_ps(fsc[r][8 * half + 2 * k]),
                                                    _mm256_set1_ps(fsc[r][8 * half + 2 * k + 1]), 1);
                     for (int c = 0; c < CB; c++) {
                         __m512i dp = _mm512_dpwssd_epi32(_mm512_setzero_si512(), wq, xv[c]);
-                        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(sv, _mm512_set1_ps(xc[c][b].d)),
-                                                    acc[r][c]);
+                        __m512 sd = _mm512_mul_ps(sv, _mm512_set1_ps(xc[c][b].d));
+                        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sd, acc[r][c]);
                     }
                 }
             }
@@ -333,7 +334,8 @@ AI void q45k_tile(const int K, const int RB, const int CB, int nb, const uint8_t
                 }
                 for (int c = 0; c < CB; c++) {
                     __m512i dp = _mm512_dpwssd_epi32(_mm512_setzero_si512(), wq, xv[c]);
-                    acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_set1_ps(fsc[r][j] * xc[c][b].d), acc[r][c]);
+                    __m512 sd = _mm512_set1_ps(fsc[r][j] * xc[c][b].d);
+                    acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sd, acc[r][c]);
                     macc[r][c] += fmn[r][j] * xc[c][b].s;
                 }
             }
@@ -731,7 +733,8 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
 
 const lmf_quant_ops lmf_quant_avx512 = {
     .name = "avx512",
-    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv, .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv, .q4_k = q4_k_i16_mv, .q5_k = q5_k_i16_mv,
+    .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
+    .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv, .q4_k = q4_k_i16_mv, .q5_k = q5_k_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,

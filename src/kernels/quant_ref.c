@@ -666,7 +666,8 @@ FLOAT_REF(bf16_ref, uint16_t, lmf_bf16_to_f32)
 
 const lmf_quant_ops lmf_quant_ref = {
     .name = "ref",
-    .q8_0 = q8_0_ref, .q4_0 = q4_0_ref, .q4_1 = q4_1_ref, .q5_0 = q5_0_ref, .q5_1 = q5_1_ref, .q6_k = q6_k_ref, .q4_k = q4_k_ref, .q5_k = q5_k_ref,
+    .q8_0 = q8_0_ref, .q4_0 = q4_0_ref, .q4_1 = q4_1_ref,
+    .q5_0 = q5_0_ref, .q5_1 = q5_1_ref, .q6_k = q6_k_ref, .q4_k = q4_k_ref, .q5_k = q5_k_ref,
     .q8_0_i8 = q8_0_i8, .q4_0_i8 = q4_0_i8, .q4_1_i8 = q4_1_i8,
     .f32 = f32_ref, .f16 = f16_ref, .bf16 = bf16_ref,
     .q8_0_r16 = lmf_r16_q8_0_ref, .q4_0_r16 = lmf_r16_q4_0_ref, .q4_1_r16 = lmf_r16_q4_1_ref,
