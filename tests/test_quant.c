@@ -46,6 +46,10 @@ static size_t row_bytes(uint32_t type, int n) {
 }
 
 static int is_q8a(uint32_t t) { return t == LMF_GGML_Q8_0 || t == LMF_GGML_Q4_0 || t == LMF_GGML_Q4_1; }
+/* the types whose kernels read int16 activation blocks whatever LMF_QACT says */
+static int is_q16_only(uint32_t t) {
+    return t == LMF_GGML_Q5_0 || t == LMF_GGML_Q5_1 || t == LMF_GGML_Q4_K || t == LMF_GGML_Q5_K || t == LMF_GGML_Q6_K;
+}
 
 static uint32_t rng_state = 12345;
 static uint32_t rnd(void) {
@@ -90,7 +94,7 @@ static void input_values(lmf_qact act, uint32_t type, const void *xin, int n, fl
         const lmf_block_q8a *a = xin;
         for (int b = 0; b < n / 32; b++)
             for (int j = 0; j < 32; j++) out[b * 32 + j] = a[b].d * (float)a[b].qs[j];
-    } else if (is_q8a(type)) {
+    } else if (is_q8a(type) || is_q16_only(type)) {
         const lmf_block_q16a *a = xin;
         for (int b = 0; b < n / 32; b++)
             for (int j = 0; j < 32; j++) out[b * 32 + j] = a[b].d * (float)a[b].qs[j];
@@ -187,14 +191,17 @@ static void test_qmatvec(void **state) {
                     if (ns[i] >= 1536 && (ri % 2 || ci % 3)) continue; /* keep the long rows few */
                     int pad = (ri + ci) % 3 == 0 ? 0 : 2 * ri + ci;
                     check_qmatvec(type, LMF_QACT_INT16, ns[i], rows[ri], cols[ci], pad);
-                    if (is_q8a(type)) check_qmatvec(type, LMF_QACT_INT8, ns[i], rows[ri], cols[ci], pad);
+                    if (is_q8a(type) || is_q16_only(type))
+                        check_qmatvec(type, LMF_QACT_INT8, ns[i], rows[ri], cols[ci], pad);
                 }
     }
     for (int v = 0; v < n_variants; v++) {
         printf("  %-7s worst rel err vs ref:", variants[v]->name);
         for (size_t t = 0; t < 3; t++) printf(" %s/int16 %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
         for (size_t t = 0; t < 3; t++) printf(" %s/int8 %.2g", lmf_ggml_type_name(mv_types[t]), worst[1][v][mv_types[t]]);
-        for (size_t t = 3; t < 6; t++) printf(" %s %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
+        for (size_t t = 3; t < 8; t++) printf(" %s %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
+        printf(" Q4_K %.2g Q5_K %.2g Q6_K %.2g", worst[0][v][LMF_GGML_Q4_K], worst[0][v][LMF_GGML_Q5_K],
+               worst[0][v][LMF_GGML_Q6_K]);
         printf("\n");
     }
 }
@@ -469,6 +476,47 @@ static void test_dequant_fast_exact(void **state) {
     }
 }
 
+/* Every dequantizer on random bytes: all bit patterns of the quants, fifth/high bits and sub-block scales, and half
+ * scales drawn from every finite half (subnormals, zero, -0, up to 65504; the largest products, 65504 * 127 * 32,
+ * stay finite in fp32); infinite and NaN halves are left out (the reference's NaN and F16C's keep different
+ * payloads). */
+static void test_dequant_fast_extreme(void **state) {
+    (void)state;
+    static const struct { uint32_t type; int halves[2]; } T[] = {
+        {LMF_GGML_Q8_0, {0, -1}}, {LMF_GGML_Q4_0, {0, -1}}, {LMF_GGML_Q4_1, {0, 2}}, {LMF_GGML_Q5_0, {0, -1}},
+        {LMF_GGML_Q5_1, {0, 2}}, {LMF_GGML_Q2_K, {80, 82}}, {LMF_GGML_Q3_K, {108, -1}}, {LMF_GGML_Q4_K, {0, 2}},
+        {LMF_GGML_Q5_K, {0, 2}}, {LMF_GGML_Q6_K, {208, -1}}};
+    for (size_t t = 0; t < sizeof T / sizeof T[0]; t++) {
+        uint32_t type = T[t].type, bs, bb;
+        lmf_ggml_type_block(type, &bs, &bb);
+        int nblk = 64, n = (int)bs * nblk;
+        uint8_t *src = malloc(row_bytes(type, n));
+        for (size_t i = 0; i < row_bytes(type, n); i++) src[i] = (uint8_t)rnd();
+        for (int b = 0; b < nblk; b++)
+            for (int k = 0; k < 2 && T[t].halves[k] >= 0; k++) {
+                uint8_t *h = src + (size_t)b * bb + T[t].halves[k];
+                if ((h[1] & 0x7c) == 0x7c) h[1] &= (uint8_t)~0x40; /* exponent 31 (inf/NaN) -> a finite half */
+                if (b == 0) h[0] = 0xff, h[1] = 0x7b;             /* 65504 */
+                if (b == 1) h[0] = 0x01, h[1] = 0x80;             /* the smallest negative subnormal */
+                if (b == 2) h[0] = 0x00, h[1] = 0x00;             /* zero */
+            }
+        float *ref = malloc(sizeof(float) * (size_t)(n + 8)), *got = malloc(sizeof(float) * (size_t)(n + 8));
+        lmf_dequant_ref(type, src, ref, (size_t)n);
+        for (int v = 0; v < n_variants; v++) {
+            for (int i = 0; i < n + 8; i++) got[i] = SENTINEL;
+            variants[v]->dequant(type, src, got, (size_t)n);
+            for (int i = 0; i < n; i++)
+                if (memcmp(&got[i], &ref[i], sizeof(float)))
+                    fail_msg("%s: dequant %s element %d (block %d): %.9g, reference %.9g", variants[v]->name,
+                             lmf_ggml_type_name(type), i, i / (int)bs, got[i], ref[i]);
+            for (int i = n; i < n + 8; i++)
+                if (got[i] != SENTINEL)
+                    fail_msg("%s: dequant %s wrote past n", variants[v]->name, lmf_ggml_type_name(type));
+        }
+        free(src), free(ref), free(got);
+    }
+}
+
 /* ---- quantize -> dequantize error bounds --------------------------------------------------------------------- */
 
 static void test_roundtrip(void **state) {
@@ -680,6 +728,7 @@ int main(void) {
         cmocka_unit_test(test_convert_exact),
         cmocka_unit_test(test_activation_error),
         cmocka_unit_test(test_dequant_fast_exact),
+        cmocka_unit_test(test_dequant_fast_extreme),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_gguf_py_fixtures),
         cmocka_unit_test(test_qmatvec),

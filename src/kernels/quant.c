@@ -4,7 +4,8 @@
  * lmf_qact_get(); lmf_qinput_bytes / lmf_qinput_convert / lmf_qmatvec all follow it, so a caller that uses the three
  * together never sees it.
  *
- * Types without a kernel of their own (Q5_0, Q5_1, the K-quants) take the generic path: each row is dequantized one
+ * Q5_0, Q5_1 and Q4_K..Q6_K always read int16 activation blocks. Types without a kernel of their own (Q2_K, Q3_K)
+ * take the generic path: each row is dequantized one
  * super-block (256 elements) at a time into a stack buffer by the table's dequantizer and multiplied with the fp32
  * columns by the table's F32 kernel. */
 #include "kernels/quant.h"
@@ -77,20 +78,33 @@ static int is_int_type(uint32_t type) {
     return type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1;
 }
 
+/* the activation blocks type's kernel reads (-1: fp32 columns). Q5_0, Q5_1, Q4_K..Q6_K have int16 kernels only:
+ * LMF_QACT=int8 is a comparison mode for the three older formats, and a second set of kernels for these would only
+ * add a less accurate path nobody asked for. */
+static int act_of(lmf_qact act, uint32_t type) {
+    if (is_int_type(type)) return (int)act;
+    switch (type) {
+    case LMF_GGML_Q5_0: case LMF_GGML_Q5_1: case LMF_GGML_Q4_K: case LMF_GGML_Q5_K: case LMF_GGML_Q6_K:
+        return (int)LMF_QACT_INT16;
+    default: return -1;
+    }
+}
+
 int lmf_qmatvec_supported(uint32_t type) { return lmf_dequant_ref_supported(type); }
 
 size_t lmf_qinput_bytes_act(lmf_qact act, uint32_t type, int n) {
-    if (is_int_type(type))
-        return (size_t)(n / LMF_QK) * (act == LMF_QACT_INT8 ? sizeof(lmf_block_q8a) : sizeof(lmf_block_q16a));
+    int a = act_of(act, type);
+    if (a >= 0) return (size_t)(n / LMF_QK) * (a == LMF_QACT_INT8 ? sizeof(lmf_block_q8a) : sizeof(lmf_block_q16a));
     return (size_t)n * sizeof(float);
 }
 
 size_t lmf_qinput_bytes(uint32_t type, int n) { return lmf_qinput_bytes_act(lmf_qact_get(), type, n); }
 
 void lmf_qinput_convert_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, const float *x, int n, void *out) {
-    if (is_int_type(type)) {
+    int a = act_of(act, type);
+    if (a >= 0) {
         LMF_CHECK(n % LMF_QK == 0);
-        if (act == LMF_QACT_INT8) ops->quantize_q8a(x, n, out);
+        if (a == LMF_QACT_INT8) ops->quantize_q8a(x, n, out);
         else ops->quantize_q16a(x, n, out);
     } else {
         memcpy(out, x, (size_t)n * sizeof(float));
@@ -134,13 +148,18 @@ void lmf_qmatvec_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, int 
     case LMF_GGML_Q8_0: f = i8 ? ops->q8_0_i8 : ops->q8_0; break;
     case LMF_GGML_Q4_0: f = i8 ? ops->q4_0_i8 : ops->q4_0; break;
     case LMF_GGML_Q4_1: f = i8 ? ops->q4_1_i8 : ops->q4_1; break;
+    case LMF_GGML_Q5_0: f = ops->q5_0; break;
+    case LMF_GGML_Q5_1: f = ops->q5_1; break;
+    case LMF_GGML_Q4_K: f = ops->q4_k; break;
+    case LMF_GGML_Q5_K: f = ops->q5_k; break;
+    case LMF_GGML_Q6_K: f = ops->q6_k; break;
     case LMF_GGML_F32: f = ops->f32; break;
     case LMF_GGML_F16: f = ops->f16; break;
     case LMF_GGML_BF16: f = ops->bf16; break;
     default: break;
     }
     if (f) {
-        LMF_CHECK(!is_int_type(type) || n % LMF_QK == 0);
+        LMF_CHECK(act_of(act, type) < 0 || n % LMF_QK == 0);
         f(n, nrows, W, w_row_bytes, ncols, x, x_col_bytes, y, ldy);
         return;
     }

@@ -31,8 +31,13 @@
  * (LMF_QACT_INT16); the int8 kernels stay behind LMF_QACT=int8 (read once, see lmf_qact_get), for comparison and
  * for users who prefer that speed to the accuracy.
  *
- * Float weight types (F32/F16/BF16) read the fp32 activation directly; Q5_0, Q5_1 and the K-quants go through a
- * per-super-block dequantize + fp32 dot (correct everywhere, fast kernels for them are future work).
+ * Q5_0, Q5_1, Q4_K, Q5_K and Q6_K have integer kernels on lmf_block_q16a too (always int16: LMF_QACT=int8 does not
+ * apply to them): they carry most weights of the K-quant files llama.cpp's llama-quantize makes for models whose
+ * widths are not multiples of 256 (SmolLM2's Q4_K_M: Q5_0 for q/k/o/gate/up, Q4_K or Q6_K for ffn_down; Q5_K_M:
+ * Q5_1; Q6_K: Q8_0 and Q6_K). Q6_K's int8 sub-block scales are applied in float per 16 elements (sc times a
+ * sub-block's integer sum could leave int32); Q4_K/Q5_K's 32-element sub-blocks are one activation block each,
+ * their min term is Q4_1's. Float weight types (F32/F16/BF16) read the fp32 activation directly; Q2_K and Q3_K go
+ * through a per-super-block SIMD dequantize (quant_dequant.inc) + fp32 dot.
  *
  * Why the kernel shapes: one call computes a block of rows for up to ~16 input columns. The caller splits rows
  * over threads, so the kernels are single-threaded and allocation-free. With one column every weight byte is used
@@ -97,13 +102,13 @@ _Static_assert(sizeof(lmf_block_q4_1) == 20, "ggml block_q4_1 is 20 bytes");
 
 /* ---- the public entry points (dispatching to the table of lmf_quant()) ------------------------------------- */
 
-/* 1 if lmf_qmatvec has a kernel for ggml type `type`: F32, F16, BF16, Q8_0, Q4_0, Q4_1 (fast), and the other types
- * lmf_dequant_ref_supported() lists (Q5_0, Q5_1, Q2_K..Q6_K) through dequantize + fp32 dot. */
+/* 1 if lmf_qmatvec has a kernel for ggml type `type`: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K..Q6_K (own
+ * kernels), and the other types lmf_dequant_ref_supported() lists (Q2_K, Q3_K) through dequantize + fp32 dot. */
 int lmf_qmatvec_supported(uint32_t type);
 /* bytes of one converted input column of n elements for weights of `type` (n/32 activation blocks of the
- * lmf_qact_get() format for Q8_0/Q4_0/Q4_1, n floats otherwise). */
+ * lmf_qact_get() format for Q8_0/Q4_0/Q4_1, n/32 lmf_block_q16a for Q5_0/Q5_1/Q4_K..Q6_K, n floats otherwise). */
 size_t lmf_qinput_bytes(uint32_t type, int n);
-/* converts the fp32 activation row x (n elements; n % 32 == 0 for Q8_0/Q4_0/Q4_1) to what the type's kernel reads
+/* converts the fp32 activation row x (n elements; n % 32 == 0 for the integer types) to what the type's kernel reads
  * (out: lmf_qinput_bytes(type, n) bytes). */
 void lmf_qinput_convert(uint32_t type, const float *x, int n, void *out);
 /* y[c * ldy + r] = dot(W row r, input column c) for r < nrows, c < ncols. Row r starts at (char *)W + r * w_row_bytes
@@ -198,6 +203,7 @@ typedef void (*lmf_qmatvec_fn)(int n, int nrows, const void *W, size_t w_row_byt
 typedef struct {
     const char *name;
     lmf_qmatvec_fn q8_0, q4_0, q4_1;           /* against lmf_block_q16a columns (the default) */
+    lmf_qmatvec_fn q5_0, q5_1, q4_k, q5_k, q6_k; /* against lmf_block_q16a columns, whatever LMF_QACT says */
     lmf_qmatvec_fn q8_0_i8, q4_0_i8, q4_1_i8;  /* against lmf_block_q8a columns (LMF_QACT=int8) */
     lmf_qmatvec_fn f32, f16, bf16;             /* against fp32 columns */
     lmf_qmatvec_fn q8_0_r16, q4_0_r16, q4_1_r16; /* R16 groups against lmf_block_q16a columns (lmf_qmatvec_r16) */

@@ -21,7 +21,10 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { K_Q8_0, K_Q4_0, K_Q4_1 };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1 };
+
+/* the bit unpacking of Q5_x and the K-quants (dequantization, and the K-quant kernels' scales) */
+#include "kernels/quant_dequant.inc"
 
 AI float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -118,22 +121,28 @@ AI void qtile(const int K, const int RB, const int CB, int nb, const uint8_t *W,
  * int32 lanes exactly (|pair| <= 2 * 127 * 32767 < 2^24), one vpaddd joins the two halves. Weights are widened in
  * registers: Q8_0 by two vpmovsxbw from memory; Q4 by one vpmovzxbw of the 16 nibble bytes, the low nibbles kept by
  * an AND (elements 0..15) and the high ones by a 16-bit shift (elements 16..31: no byte crosses into its neighbour,
- * each word is 0..255). Q4_0's "- 8" is subtracted as 8 * (x_2i + x_2i+1) lanes made once per activation block. */
+ * each word is 0..255). Q4_0's "- 8" is subtracted as 8 * (x_2i + x_2i+1) lanes made once per activation block.
+ * Q5_0 is Q4_0 plus the fifth bit (qh spread to words by a compare against one bit per word) and "- 16"; Q5_1 is
+ * Q4_1 plus the fifth bit. */
 /* Its accumulator set-up and block loop repeat qtile8's on purpose: the two differ inside the loop (nibbles widened
  * to int16 words here, bytes there), and one shared always-inline body with a mode switch measured no faster and
  * read worse. */
 AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
                 const lmf_block_q16a *const *xc, float *y, int ldy) {
-    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20, qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : 4;
+    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : K == K_Q4_1 ? 20 : K == K_Q5_0 ? 22 : 24;
+    const int qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : K == K_Q4_1 ? 4 : K == K_Q5_0 ? 6 : 8;
+    const int with_min = K == K_Q4_1 || K == K_Q5_1, fifth_bit = K == K_Q5_0 || K == K_Q5_1;
     __m256 acc[4][4], macc[4][4];
     float sc[4][4][8] __attribute__((aligned(32)));
     for (int r = 0; r < RB; r++)
         for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps(), macc[r][c] = _mm256_setzero_ps();
-    const __m256i low4 = _mm256_set1_epi16(0x0f), eight = _mm256_set1_epi16(8);
+    const __m256i low4 = _mm256_set1_epi16(0x0f), eight = _mm256_set1_epi16(K == K_Q5_0 ? 16 : 8);
+    const __m256i bit = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
+                                          (short)0x8000);
     for (int b0 = 0; b0 < nb; b0 += 8) {
         int cnt = nb - b0 < 8 ? nb - b0 : 8;
         __m256 dx[4], sx[4];
-        const int gather = K == K_Q4_1;
+        const int gather = with_min;
         for (int r = 0; r < RB && !gather; r++) {
             const uint8_t *wr = W + (size_t)r * rb + (size_t)b0 * bsz;
             for (int k = 0; k < cnt; k++) {
@@ -160,7 +169,7 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
             for (int c = 0; c < CB; c++) {
                 x0[c] = _mm256_loadu_si256((const __m256i *)xc[c][b0 + k].qs);
                 x1[c] = _mm256_loadu_si256((const __m256i *)(xc[c][b0 + k].qs + 16));
-                if (K == K_Q4_0)
+                if (K == K_Q4_0 || K == K_Q5_0)
                     corr[c] = _mm256_add_epi32(_mm256_madd_epi16(eight, x0[c]), _mm256_madd_epi16(eight, x1[c]));
             }
             for (int r = 0; r < RB; r++) {
@@ -173,9 +182,17 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
                     __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)q));
                     w0 = _mm256_and_si256(v, low4), w1 = _mm256_srli_epi16(v, 4);
                 }
+                if (fifth_bit) { /* word i gets 16 where bit i of qh (elements 0..15) / bit 16 + i (16..31) is set */
+                    uint32_t qh;
+                    memcpy(&qh, q - 4, 4);
+                    __m256i h0 = _mm256_and_si256(_mm256_set1_epi16((short)qh), bit);
+                    __m256i h1 = _mm256_and_si256(_mm256_set1_epi16((short)(qh >> 16)), bit);
+                    w0 = _mm256_or_si256(w0, _mm256_and_si256(_mm256_cmpeq_epi16(h0, bit), _mm256_set1_epi16(16)));
+                    w1 = _mm256_or_si256(w1, _mm256_and_si256(_mm256_cmpeq_epi16(h1, bit), _mm256_set1_epi16(16)));
+                }
                 for (int c = 0; c < CB; c++) {
                     __m256i dp = _mm256_add_epi32(_mm256_madd_epi16(w0, x0[c]), _mm256_madd_epi16(w1, x1[c]));
-                    if (K == K_Q4_0) dp = _mm256_sub_epi32(dp, corr[c]);
+                    if (K == K_Q4_0 || K == K_Q5_0) dp = _mm256_sub_epi32(dp, corr[c]);
                     acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(sc[r][c][k]), acc[r][c]);
                 }
             }
@@ -184,9 +201,113 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
     for (int r = 0; r < RB; r++)
         for (int c = 0; c < CB; c++) {
             float s = hsum256(acc[r][c]);
-            if (K == K_Q4_1) s += hsum256(macc[r][c]);
+            if (with_min) s += hsum256(macc[r][c]);
             y[(size_t)c * ldy + r] = s;
         }
+}
+
+/* Q6_K against int16 activation blocks, as quant_avx512.c's q6k_tile with two ymm of words per activation block:
+ * vpmaddwd of the low one gives the first 16-element sub-block's eight lanes, of the high one the second's. */
+AI void q6k_tile(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
+                 const lmf_block_q16a *const *xc, float *y, int ldy) {
+    (void)K;
+    __m256 acc[4][4];
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps();
+    const __m128i m4 = _mm_set1_epi8(0x0f), m3 = _mm_set1_epi8(3), off = _mm_set1_epi8(32);
+    for (int sb = 0; sb < nb / 8; sb++) {
+        float fsc[4][16];
+        const uint8_t *p[4];
+        for (int r = 0; r < RB; r++) {
+            p[r] = W + (size_t)r * rb + (size_t)sb * 210;
+            float d = _cvtsh_ss((uint16_t)(p[r][208] | p[r][209] << 8));
+            for (int j = 0; j < 16; j++) fsc[r][j] = d * (float)(int8_t)p[r][192 + j];
+            if (sb + 2 < nb / 8)
+                for (int l = 0; l < 210; l += 64) _mm_prefetch((const char *)p[r] + 2 * 210 + l, _MM_HINT_T0);
+        }
+        for (int half = 0; half < 2; half++)
+            for (int k = 0; k < 4; k++) {
+                int b = sb * 8 + half * 4 + k;
+                __m256i x0[4], x1[4];
+                for (int c = 0; c < CB; c++) {
+                    x0[c] = _mm256_loadu_si256((const __m256i *)xc[c][b].qs);
+                    x1[c] = _mm256_loadu_si256((const __m256i *)(xc[c][b].qs + 16));
+                }
+                for (int r = 0; r < RB; r++) {
+                    __m256i w[2];
+                    for (int h = 0; h < 2; h++) {
+                        __m128i lo = _mm_loadu_si128((const __m128i *)(p[r] + 64 * half + 32 * (k & 1) + 16 * h));
+                        if (k >> 1) lo = _mm_srli_epi16(lo, 4);
+                        __m128i hi = _mm_loadu_si128((const __m128i *)(p[r] + 128 + 32 * half + 16 * h));
+                        hi = _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hi, 2 * k), m3), 4);
+                        w[h] = _mm256_cvtepi8_epi16(_mm_sub_epi8(_mm_or_si128(_mm_and_si128(lo, m4), hi), off));
+                    }
+                    float s0 = fsc[r][8 * half + 2 * k], s1 = fsc[r][8 * half + 2 * k + 1];
+                    for (int c = 0; c < CB; c++) {
+                        __m256 dx = _mm256_set1_ps(xc[c][b].d);
+                        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(w[0], x0[c])),
+                                                    _mm256_mul_ps(_mm256_set1_ps(s0), dx), acc[r][c]);
+                        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(w[1], x1[c])),
+                                                    _mm256_mul_ps(_mm256_set1_ps(s1), dx), acc[r][c]);
+                    }
+                }
+            }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = hsum256(acc[r][c]);
+}
+
+/* Q4_K / Q5_K (K = 1) against int16 activation blocks, as quant_avx512.c's q45k_tile with two ymm of words per
+ * sub-block (Q5_K's fifth bit spread to bytes by a compare before widening). */
+AI void q45k_tile(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
+                  const lmf_block_q16a *const *xc, float *y, int ldy) {
+    const int bsz = K ? 176 : 144;
+    __m256 acc[4][4];
+    float macc[4][4];
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps(), macc[r][c] = 0.0f;
+    const __m128i m4 = _mm_set1_epi8(0x0f), sixteen = _mm_set1_epi8(16);
+    for (int sb = 0; sb < nb / 8; sb++) {
+        float fsc[4][8], fmn[4][8];
+        const uint8_t *p[4];
+        for (int r = 0; r < RB; r++) {
+            p[r] = W + (size_t)r * rb + (size_t)sb * bsz;
+            float d = _cvtsh_ss((uint16_t)(p[r][0] | p[r][1] << 8)), mn = _cvtsh_ss((uint16_t)(p[r][2] | p[r][3] << 8));
+            for (int j = 0; j < 8; j++) dq_scale_min(j, p[r] + 4, d, mn, &fsc[r][j], &fmn[r][j]);
+            if (sb + 2 < nb / 8)
+                for (int l = 0; l < bsz; l += 64) _mm_prefetch((const char *)p[r] + 2 * bsz + l, _MM_HINT_T0);
+        }
+        for (int j = 0; j < 8; j++) {
+            int b = sb * 8 + j;
+            __m256i x0[4], x1[4];
+            for (int c = 0; c < CB; c++) {
+                x0[c] = _mm256_loadu_si256((const __m256i *)xc[c][b].qs);
+                x1[c] = _mm256_loadu_si256((const __m256i *)(xc[c][b].qs + 16));
+            }
+            for (int r = 0; r < RB; r++) {
+                __m256i w[2];
+                for (int h = 0; h < 2; h++) {
+                    __m128i q = _mm_loadu_si128((const __m128i *)(p[r] + (K ? 48 : 16) + 32 * (j / 2) + 16 * h));
+                    if (j & 1) q = _mm_srli_epi16(q, 4);
+                    q = _mm_and_si128(q, m4);
+                    if (K) {
+                        __m128i bit = _mm_set1_epi8((char)(1 << j));
+                        __m128i qh = _mm_loadu_si128((const __m128i *)(p[r] + 16 + 16 * h));
+                        q = _mm_or_si128(q, _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(qh, bit), bit), sixteen));
+                    }
+                    w[h] = _mm256_cvtepu8_epi16(q);
+                }
+                for (int c = 0; c < CB; c++) {
+                    __m256i dp = _mm256_add_epi32(_mm256_madd_epi16(w[0], x0[c]), _mm256_madd_epi16(w[1], x1[c]));
+                    __m256 sd = _mm256_set1_ps(fsc[r][j] * xc[c][b].d);
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), sd, acc[r][c]);
+                    macc[r][c] += fmn[r][j] * xc[c][b].s;
+                }
+            }
+        }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = hsum256(acc[r][c]) - macc[r][c];
 }
 
 /* a tile over columns of either activation format (xc: CB column pointers) */
@@ -209,6 +330,11 @@ QTILES(q4_1_i8, qtile, lmf_block_q8a, K_Q4_1)
 QTILES(q8_0_i16, qtile16, lmf_block_q16a, K_Q8_0)
 QTILES(q4_0_i16, qtile16, lmf_block_q16a, K_Q4_0)
 QTILES(q4_1_i16, qtile16, lmf_block_q16a, K_Q4_1)
+QTILES(q5_0_i16, qtile16, lmf_block_q16a, K_Q5_0)
+QTILES(q5_1_i16, qtile16, lmf_block_q16a, K_Q5_1)
+QTILES(q6_k_i16, q6k_tile, lmf_block_q16a, 0)
+QTILES(q4_k_i16, q45k_tile, lmf_block_q16a, 0)
+QTILES(q5_k_i16, q45k_tile, lmf_block_q16a, 1)
 
 /* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
  * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
@@ -244,6 +370,11 @@ QMV(q4_1_i8)
 QMV(q8_0_i16)
 QMV(q4_0_i16)
 QMV(q4_1_i16)
+QMV(q5_0_i16)
+QMV(q5_1_i16)
+QMV(q6_k_i16)
+QMV(q4_k_i16)
+QMV(q5_k_i16)
 
 /* ---- float weights ------------------------------------------------------------------------------------------ */
 
@@ -392,6 +523,17 @@ AI __m256 rounded(__m256 v) {
     return v;
 }
 
+/* 16 signed bytes -> floats, scaled (declared in quant_dequant.inc) */
+AI void emit16(float *dst, __m128i q, float d, float m, const int op) {
+    __m256i q0 = _mm256_cvtepi8_epi32(q), q1 = _mm256_cvtepi8_epi32(_mm_srli_si128(q, 8));
+    __m256 v0 = rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q0), _mm256_set1_ps(d)));
+    __m256 v1 = rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q1), _mm256_set1_ps(d)));
+    if (op == DQ_MUL_SUB) v0 = _mm256_sub_ps(v0, _mm256_set1_ps(m)), v1 = _mm256_sub_ps(v1, _mm256_set1_ps(m));
+    else if (op == DQ_MUL_ADD) v0 = _mm256_add_ps(v0, _mm256_set1_ps(m)), v1 = _mm256_add_ps(v1, _mm256_set1_ps(m));
+    _mm256_storeu_ps(dst, v0);
+    _mm256_storeu_ps(dst + 8, v1);
+}
+
 static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
     const uint8_t *p = src;
     switch (type) {
@@ -439,7 +581,7 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
         return;
     }
     default:
-        lmf_dequant_ref(type, src, dst, n);
+        if (!dequant_q5_k(type, p, dst, n)) lmf_dequant_ref(type, src, dst, n);
     }
 }
 
@@ -576,6 +718,7 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
 const lmf_quant_ops lmf_quant_avx2 = {
     .name = "avx2",
     .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
+    .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv, .q4_k = q4_k_i16_mv, .q5_k = q5_k_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,

@@ -37,7 +37,10 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { K_Q8_0, K_Q4_0, K_Q4_1 };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1 };
+
+/* the bit unpacking of Q5_x and the K-quants (dequantization, and the K-quant kernels' scales) */
+#include "kernels/quant_dequant.inc"
 
 AI float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -157,23 +160,32 @@ AI void qtile(const int K, const int RB, const int CB, int nb, const uint8_t *W,
  *    high 16 words; the high eight accumulator lanes are divided by 16 once at the end (exact). Q4_0's "- 8" is the
  *    accumulator's starting value -(8 sum x_lo, 128 sum x_hi) lanes, made by one vpdpwssd per activation block and
  *    shared by the tile's rows.
+ *  - Q5_0: Q4_0's words plus the fifth bit, one masked move of 16 (low words) / 256 (high words, the 16x scale)
+ *    with qh as the 32-bit mask; "- 16" starts the accumulator at -(16 sum x_lo, 256 sum x_hi). Its lanes end at
+ *    |sum| <= 2 * 16 * 16 * 32767 < 2^24 too. Q5_1: the same words without the offset, plus Q4_1's min term; its
+ *    high lanes reach 2 * 31 * 16 * 32767 < 2^25, so their float conversion may round (one ulp of the block's sum,
+ *    as far below the test's tolerance as the summation order's rounding).
  * Scales, gathers, prefetching and tiles as for int8. */
 /* Its accumulator set-up and block loop repeat qtile8's on purpose: the two differ inside the loop (nibbles widened
  * to int16 words here, bytes there), and one shared always-inline body with a mode switch measured no faster and
  * read worse. */
 AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
                 const lmf_block_q16a *const *xc, float *y, int ldy) {
-    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20, qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : 4;
+    const int bsz = K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : K == K_Q4_1 ? 20 : K == K_Q5_0 ? 22 : 24;
+    const int qoff = K == K_Q8_0 ? 2 : K == K_Q4_0 ? 2 : K == K_Q4_1 ? 4 : K == K_Q5_0 ? 6 : 8;
+    const int with_min = K == K_Q4_1 || K == K_Q5_1, fifth_bit = K == K_Q5_0 || K == K_Q5_1;
     __m512 acc[4][4], macc[4][4];
     float sc[4][4][16] __attribute__((aligned(64)));
     for (int r = 0; r < RB; r++)
         for (int c = 0; c < CB; c++) acc[r][c] = _mm512_setzero_ps(), macc[r][c] = _mm512_setzero_ps();
     const __m512i nib = _mm512_inserti64x4(_mm512_set1_epi16(0x0f), _mm256_set1_epi16(0xf0), 1);
-    const __m512i corrw = _mm512_inserti64x4(_mm512_set1_epi16(8), _mm256_set1_epi16(128), 1);
+    const __m512i corrw = K == K_Q5_0 ? _mm512_inserti64x4(_mm512_set1_epi16(16), _mm256_set1_epi16(256), 1)
+                                      : _mm512_inserti64x4(_mm512_set1_epi16(8), _mm256_set1_epi16(128), 1);
+    const __m512i fifth = _mm512_inserti64x4(_mm512_set1_epi16(0x10), _mm256_set1_epi16(0x100), 1);
     for (int b0 = 0; b0 < nb; b0 += 16) {
         int cnt = nb - b0 < 16 ? nb - b0 : 16;
         __m512 dx[4], sx[4];
-        const int gather = K == K_Q4_1;
+        const int gather = with_min;
         for (int c = 0; c < CB && gather; c++) {
             dx[c] = _mm512_castsi512_ps(gather_u32(&xc[c][b0].d, (int)sizeof(lmf_block_q16a), cnt));
             sx[c] = _mm512_castsi512_ps(gather_u32(&xc[c][b0].s, (int)sizeof(lmf_block_q16a), cnt));
@@ -201,7 +213,7 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
             __m512i xv[4], nc[4];
             for (int c = 0; c < CB; c++) {
                 xv[c] = _mm512_loadu_si512(xc[c][b0 + k].qs);
-                if (K == K_Q4_0)
+                if (K == K_Q4_0 || K == K_Q5_0)
                     nc[c] = _mm512_sub_epi32(_mm512_setzero_si512(),
                                              _mm512_dpwssd_epi32(_mm512_setzero_si512(), corrw, xv[c]));
             }
@@ -213,8 +225,14 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
                 else
                     wq = _mm512_and_si512(
                         _mm512_cvtepu8_epi16(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q))), nib);
+                if (fifth_bit) { /* word i gets 16 (elements 16.. 31: 256, the 16x scale) where bit i of qh is set */
+                    uint32_t qh;
+                    memcpy(&qh, q - 4, 4);
+                    wq = _mm512_or_si512(wq, _mm512_maskz_mov_epi16((__mmask32)qh, fifth));
+                }
                 for (int c = 0; c < CB; c++) {
-                    __m512i dp = _mm512_dpwssd_epi32(K == K_Q4_0 ? nc[c] : _mm512_setzero_si512(), wq, xv[c]);
+                    __m512i dp = _mm512_dpwssd_epi32(K == K_Q4_0 || K == K_Q5_0 ? nc[c] : _mm512_setzero_si512(), wq,
+                                                     xv[c]);
                     acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_set1_ps(sc[r][c][k]), acc[r][c]);
                 }
             }
@@ -225,9 +243,106 @@ AI void qtile16(const int K, const int RB, const int CB, int nb, const uint8_t *
         for (int c = 0; c < CB; c++) {
             __m512 a = K == K_Q8_0 ? acc[r][c] : _mm512_mul_ps(acc[r][c], unhi);
             float s = _mm512_reduce_add_ps(a);
-            if (K == K_Q4_1) s += _mm512_reduce_add_ps(macc[r][c]);
+            if (with_min) s += _mm512_reduce_add_ps(macc[r][c]);
             y[(size_t)c * ldy + r] = s;
         }
+}
+
+/* Q6_K against int16 activation blocks (quant_ref.c q6_k_ref): per activation block (32 elements) the six-bit
+ * weights are rebuilt as bytes (nibble | two high bits << 4, - 32; a ymm), widened to words and multiplied by one
+ * vpdpwssd; lanes 0-7 hold the first 16-element sub-block, lanes 8-15 the second, so one vector of two broadcast
+ * scales (d sc, formed per super-block as the reference forms it, times d_x) turns them into floats. The scale is
+ * applied in float because sc times a sub-block's integer sum could leave int32. Tiles as qtile16. */
+AI void q6k_tile(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
+                 const lmf_block_q16a *const *xc, float *y, int ldy) {
+    (void)K;
+    __m512 acc[4][4];
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm512_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
+    for (int sb = 0; sb < nb / 8; sb++) {
+        float fsc[4][16];
+        const uint8_t *p[4];
+        for (int r = 0; r < RB; r++) {
+            p[r] = W + (size_t)r * rb + (size_t)sb * 210;
+            float d = _cvtsh_ss((uint16_t)(p[r][208] | p[r][209] << 8));
+            for (int j = 0; j < 16; j++) fsc[r][j] = d * (float)(int8_t)p[r][192 + j];
+            if (sb + 2 < nb / 8)
+                for (int l = 0; l < 210; l += 64) _mm_prefetch((const char *)p[r] + 2 * 210 + l, _MM_HINT_T0);
+        }
+        for (int half = 0; half < 2; half++)
+            for (int k = 0; k < 4; k++) {
+                int b = sb * 8 + half * 4 + k;
+                __m512i xv[4];
+                for (int c = 0; c < CB; c++) xv[c] = _mm512_loadu_si512(xc[c][b].qs);
+                for (int r = 0; r < RB; r++) {
+                    __m256i lo = _mm256_loadu_si256((const __m256i *)(p[r] + 64 * half + 32 * (k & 1)));
+                    if (k >> 1) lo = _mm256_srli_epi16(lo, 4);
+                    __m256i hi = _mm256_loadu_si256((const __m256i *)(p[r] + 128 + 32 * half));
+                    hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 2 * k), m3), 4);
+                    __m256i q6 = _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(lo, m4), hi), off);
+                    __m512i wq = _mm512_cvtepi8_epi16(q6);
+                    __m512 sv = _mm512_insertf32x8(_mm512_set1_ps(fsc[r][8 * half + 2 * k]),
+                                                   _mm256_set1_ps(fsc[r][8 * half + 2 * k + 1]), 1);
+                    for (int c = 0; c < CB; c++) {
+                        __m512i dp = _mm512_dpwssd_epi32(_mm512_setzero_si512(), wq, xv[c]);
+                        __m512 sd = _mm512_mul_ps(sv, _mm512_set1_ps(xc[c][b].d));
+                        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sd, acc[r][c]);
+                    }
+                }
+            }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+/* Q4_K / Q5_K (K = 1) against int16 activation blocks (quant_ref.c q45_k_ref): each 32-element sub-block is one
+ * activation block: its nibbles (low or high half of 32 bytes) widened to words, Q5_K's fifth bit added by a masked
+ * move (vptestmb of qh against the sub-block's bit), one vpdpwssd, one FMA with (d sc) d_x; the min term
+ * (dmin m) s_x is a scalar per sub-block. Tiles as qtile16. */
+AI void q45k_tile(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
+                  const lmf_block_q16a *const *xc, float *y, int ldy) {
+    const int bsz = K ? 176 : 144;
+    __m512 acc[4][4];
+    float macc[4][4];
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm512_setzero_ps(), macc[r][c] = 0.0f;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m512i sixteen = _mm512_set1_epi16(16);
+    for (int sb = 0; sb < nb / 8; sb++) {
+        float fsc[4][8], fmn[4][8];
+        const uint8_t *p[4];
+        for (int r = 0; r < RB; r++) {
+            p[r] = W + (size_t)r * rb + (size_t)sb * bsz;
+            float d = _cvtsh_ss((uint16_t)(p[r][0] | p[r][1] << 8)), mn = _cvtsh_ss((uint16_t)(p[r][2] | p[r][3] << 8));
+            for (int j = 0; j < 8; j++) dq_scale_min(j, p[r] + 4, d, mn, &fsc[r][j], &fmn[r][j]);
+            if (sb + 2 < nb / 8)
+                for (int l = 0; l < bsz; l += 64) _mm_prefetch((const char *)p[r] + 2 * bsz + l, _MM_HINT_T0);
+        }
+        for (int j = 0; j < 8; j++) {
+            int b = sb * 8 + j;
+            __m512i xv[4];
+            for (int c = 0; c < CB; c++) xv[c] = _mm512_loadu_si512(xc[c][b].qs);
+            for (int r = 0; r < RB; r++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(p[r] + (K ? 48 : 16) + 32 * (j / 2)));
+                if (j & 1) q = _mm256_srli_epi16(q, 4);
+                __m512i wq = _mm512_cvtepu8_epi16(_mm256_and_si256(q, m4));
+                if (K) {
+                    __m256i qh = _mm256_loadu_si256((const __m256i *)(p[r] + 16));
+                    __mmask32 hb = _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << j)));
+                    wq = _mm512_mask_add_epi16(wq, hb, wq, sixteen);
+                }
+                for (int c = 0; c < CB; c++) {
+                    __m512i dp = _mm512_dpwssd_epi32(_mm512_setzero_si512(), wq, xv[c]);
+                    __m512 sd = _mm512_set1_ps(fsc[r][j] * xc[c][b].d);
+                    acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sd, acc[r][c]);
+                    macc[r][c] += fmn[r][j] * xc[c][b].s;
+                }
+            }
+        }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]) - macc[r][c];
 }
 
 /* a tile over columns of either activation format (xc: CB column pointers) */
@@ -254,6 +369,11 @@ QTILES(q8_0_i16, qtile16, lmf_block_q16a, K_Q8_0)
  * matrices that cannot be held as R16 groups come here. */
 QTILES(q4_0_i16, qtile16, lmf_block_q16a, K_Q4_0)
 QTILES(q4_1_i16, qtile16, lmf_block_q16a, K_Q4_1)
+QTILES(q5_0_i16, qtile16, lmf_block_q16a, K_Q5_0)
+QTILES(q5_1_i16, qtile16, lmf_block_q16a, K_Q5_1)
+QTILES(q6_k_i16, q6k_tile, lmf_block_q16a, 0)
+QTILES(q4_k_i16, q45k_tile, lmf_block_q16a, 0)
+QTILES(q5_k_i16, q45k_tile, lmf_block_q16a, 1)
 
 /* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
  * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
@@ -288,6 +408,11 @@ QMV(q4_1_i8)
 QMV(q8_0_i16)
 QMV(q4_0_i16)
 QMV(q4_1_i16)
+QMV(q5_0_i16)
+QMV(q5_1_i16)
+QMV(q6_k_i16)
+QMV(q4_k_i16)
+QMV(q5_k_i16)
 
 /* ---- R16 groups (quant.h): 16 rows in the 16 lanes ----------------------------------------------------------
  * Per block group and column: Q8_0 sixteen vpmovsxbw + vpdpwssd (one per element pair of all 16 rows), Q4 four
@@ -514,6 +639,14 @@ AI __m512 rounded(__m512 v) {
     return v;
 }
 
+/* 16 signed bytes -> floats, scaled (declared in quant_dequant.inc) */
+AI void emit16(float *dst, __m128i q, float d, float m, const int op) {
+    __m512 v = rounded(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(d)));
+    if (op == DQ_MUL_SUB) v = _mm512_sub_ps(v, _mm512_set1_ps(m));
+    else if (op == DQ_MUL_ADD) v = _mm512_add_ps(v, _mm512_set1_ps(m));
+    _mm512_storeu_ps(dst, v);
+}
+
 static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
     const uint8_t *p = src;
     switch (type) {
@@ -561,7 +694,7 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
         return;
     }
     default:
-        lmf_dequant_ref(type, src, dst, n);
+        if (!dequant_q5_k(type, p, dst, n)) lmf_dequant_ref(type, src, dst, n);
     }
 }
 
@@ -601,6 +734,7 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
 const lmf_quant_ops lmf_quant_avx512 = {
     .name = "avx512",
     .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
+    .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv, .q4_k = q4_k_i16_mv, .q5_k = q5_k_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,

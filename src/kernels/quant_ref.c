@@ -462,6 +462,126 @@ static void q4_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, cons
     }
 }
 
+/* sum over blocks of (d_w d_x) * sum((q_w - 16) q_x), q_w = nibble | fifth bit << 4 (|q_w - 16| <= 16: per block
+ * |sum| <= 32 * 16 * 32767 < 2^25) */
+static void q5_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q16a *a = (const lmf_block_q16a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            const uint8_t *w = (const uint8_t *)W + (size_t)r * rb;
+            float sum = 0.0f;
+            for (int b = 0; b < n / 32; b++, w += 22) {
+                uint32_t qh = (uint32_t)w[2] | (uint32_t)w[3] << 8 | (uint32_t)w[4] << 16 | (uint32_t)w[5] << 24;
+                int isum = 0;
+                for (int j = 0; j < 16; j++) {
+                    int x0 = ((w[6 + j] & 0x0f) | (((qh >> j) << 4) & 0x10)) - 16;
+                    int x1 = ((w[6 + j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16;
+                    isum += x0 * a[b].qs[j] + x1 * a[b].qs[j + 16];
+                }
+                sum += (lmf_f16_to_f32(rd16(w)) * a[b].d) * (float)isum;
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+
+/* sum over blocks of (d_w d_x) * sum(q_w q_x) + m_w s_x, q_w = nibble | fifth bit << 4 */
+static void q5_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q16a *a = (const lmf_block_q16a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            const uint8_t *w = (const uint8_t *)W + (size_t)r * rb;
+            float sum = 0.0f;
+            for (int b = 0; b < n / 32; b++, w += 24) {
+                uint32_t qh = (uint32_t)w[4] | (uint32_t)w[5] << 8 | (uint32_t)w[6] << 16 | (uint32_t)w[7] << 24;
+                int isum = 0;
+                for (int j = 0; j < 16; j++) {
+                    int x0 = (w[8 + j] & 0x0f) | (((qh >> j) << 4) & 0x10);
+                    int x1 = (w[8 + j] >> 4) | ((qh >> (j + 12)) & 0x10);
+                    isum += x0 * a[b].qs[j] + x1 * a[b].qs[j + 16];
+                }
+                sum += (lmf_f16_to_f32(rd16(w)) * a[b].d) * (float)isum + lmf_f16_to_f32(rd16(w + 2)) * a[b].s;
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+
+/* Q6_K (layout: dq_q6_k) against int16 activation blocks: activation block b is elements 32b .. 32b + 31, two
+ * 16-element sub-blocks with their own scale, so per sub-block s: sum += ((d_w sc_s) d_x) * sum((q - 32) q_x). The
+ * scale is applied in float: sc (|sc| <= 128) times a sub-block's integer sum (< 2^24) could leave int32. */
+static void q6_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q16a *a = (const lmf_block_q16a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            float sum = 0.0f;
+            for (int sb = 0; sb < n / 256; sb++) {
+                const uint8_t *p = (const uint8_t *)W + (size_t)r * rb + (size_t)sb * 210;
+                const uint8_t *ql = p, *qh = p + 128;
+                const int8_t *sc = (const int8_t *)(p + 192);
+                float d = lmf_f16_to_f32(rd16(p + 208));
+                for (int half = 0; half < 2; half++)
+                    for (int k = 0; k < 4; k++) {
+                        const lmf_block_q16a *ab = &a[sb * 8 + half * 4 + k];
+                        for (int s = 0; s < 2; s++) {
+                            int isum = 0;
+                            for (int l = 16 * s; l < 16 * s + 16; l++) {
+                                int lo = (ql[64 * half + 32 * (k & 1) + l] >> (4 * (k >> 1))) & 0xf;
+                                int hi = (qh[32 * half + l] >> (2 * k)) & 3;
+                                isum += ((lo | hi << 4) - 32) * ab->qs[l];
+                            }
+                            sum += ((d * (float)sc[8 * half + 2 * k + s]) * ab->d) * (float)isum;
+                        }
+                    }
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+
+/* Q4_K / Q5_K (layouts: dq_q4_k, dq_q5_k) against int16 activation blocks: a 32-element sub-block is one activation
+ * block, so per sub-block j: sum += ((d_w sc_j) d_x) * sum(q q_x) - (dmin m_j) s_x (|sum(q q_x)| <= 32 * 31 * 32767
+ * < 2^25) */
+static void q45_k_ref(int q5, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb,
+                      float *y, int ldy) {
+    const int bsz = q5 ? 176 : 144;
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q16a *a = (const lmf_block_q16a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            float sum = 0.0f;
+            for (int sb = 0; sb < n / 256; sb++) {
+                const uint8_t *p = (const uint8_t *)W + (size_t)r * rb + (size_t)sb * bsz;
+                const uint8_t *qh = p + 16, *qs = p + (q5 ? 48 : 16);
+                float d = lmf_f16_to_f32(rd16(p)), min = lmf_f16_to_f32(rd16(p + 2));
+                for (int j = 0; j < 8; j++) {
+                    const lmf_block_q16a *ab = &a[sb * 8 + j];
+                    uint8_t sc, m;
+                    scale_min_k4(j, p + 4, &sc, &m);
+                    int isum = 0;
+                    for (int l = 0; l < 32; l++) {
+                        int q = (qs[32 * (j / 2) + l] >> (4 * (j & 1))) & 0xf;
+                        if (q5 && (qh[l] >> j & 1)) q += 16;
+                        isum += q * ab->qs[l];
+                    }
+                    sum += ((d * (float)sc) * ab->d) * (float)isum - (min * (float)m) * ab->s;
+                }
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+static void q4_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    q45_k_ref(0, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+static void q5_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    q45_k_ref(1, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+
 /* ---- the int8 activation path (LMF_QACT=int8), kept for comparison --------------------------------------------- */
 
 /* sum over blocks of (d_w d_x) * sum(q_w q_x), in block order */
@@ -547,6 +667,7 @@ FLOAT_REF(bf16_ref, uint16_t, lmf_bf16_to_f32)
 const lmf_quant_ops lmf_quant_ref = {
     .name = "ref",
     .q8_0 = q8_0_ref, .q4_0 = q4_0_ref, .q4_1 = q4_1_ref,
+    .q5_0 = q5_0_ref, .q5_1 = q5_1_ref, .q6_k = q6_k_ref, .q4_k = q4_k_ref, .q5_k = q5_k_ref,
     .q8_0_i8 = q8_0_i8, .q4_0_i8 = q4_0_i8, .q4_1_i8 = q4_1_i8,
     .f32 = f32_ref, .f16 = f16_ref, .bf16 = bf16_ref,
     .q8_0_r16 = lmf_r16_q8_0_ref, .q4_0_r16 = lmf_r16_q4_0_ref, .q4_1_r16 = lmf_r16_q4_1_ref,
