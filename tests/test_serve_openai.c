@@ -4,6 +4,7 @@
  * [DONE]); /tokenize and /detokenize; what goes into JSON is valid UTF-8 whatever the tokens decode to. */
 #include "test_util.h"
 #include "tiny_chat_tokenizer.h"
+#include "sse_events.h"
 
 #include "serve/openai.h"
 
@@ -304,20 +305,6 @@ static void test_tokenize(void **state) {
         assert_null(json);
         if (strcmp(e.param, bad[i].param)) fail_msg("%s: param %s, expected %s", bad[i].body, e.param, bad[i].param);
     }
-}
-
-/* The SSE events of a stream, as parsed JSON objects (NULL for "[DONE]"); returns the count. */
-static int sse_events(const char *s, cJSON **out, int max) {
-    int n = 0;
-    while (s && *s && n < max) {
-        assert_memory_equal(s, "data: ", 6);
-        const char *end = strstr(s, "\n\n");
-        assert_non_null(end);
-        size_t len = (size_t)(end - s - 6);
-        out[n++] = len == 6 && !memcmp(s + 6, "[DONE]", 6) ? NULL : cJSON_ParseWithLength(s + 6, len);
-        s = end + 2;
-    }
-    return n;
 }
 
 static lmf_engine_event token_event(int32_t id, const char *text, float lp, const lmf_engine_logprob *top, int n) {

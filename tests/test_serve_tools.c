@@ -9,6 +9,7 @@
  *    streams as OpenAI streams calls; Qwen3's <think> becomes reasoning_content / delta.reasoning_content. */
 #include "test_util.h"
 #include "tiny_chat_tokenizer.h"
+#include "sse_events.h"
 
 #include "serve/openai.h"
 #include "tokenizer/tokenizer.h"
@@ -257,19 +258,6 @@ static void test_tool_call_reply(void **state) {
     free(json);
     lmf_openai_reply_free(&r);
     lmf_openai_request_free(&q);
-}
-
-static int sse_events(const char *s, cJSON **out, int max) {
-    int n = 0;
-    while (s && *s && n < max) {
-        assert_memory_equal(s, "data: ", 6);
-        const char *end = strstr(s, "\n\n");
-        assert_non_null(end);
-        size_t len = (size_t)(end - s - 6);
-        out[n++] = len == 6 && !memcmp(s + 6, "[DONE]", 6) ? NULL : cJSON_ParseWithLength(s + 6, len);
-        s = end + 2;
-    }
-    return n;
 }
 
 static cJSON *delta_of(cJSON *ev) {
