@@ -100,6 +100,8 @@ size_t lmf_qinput_bytes_act(lmf_qact act, uint32_t type, int n) {
 
 size_t lmf_qinput_bytes(uint32_t type, int n) { return lmf_qinput_bytes_act(lmf_qact_get(), type, n); }
 
+int lmf_qinput_format(uint32_t type) { return act_of(lmf_qact_get(), type); }
+
 void lmf_qinput_convert_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, const float *x, int n, void *out) {
     int a = act_of(act, type);
     if (a >= 0) {

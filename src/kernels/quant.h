@@ -108,6 +108,9 @@ int lmf_qmatvec_supported(uint32_t type);
 /* bytes of one converted input column of n elements for weights of `type` (n/32 activation blocks of the
  * lmf_qact_get() format for Q8_0/Q4_0/Q4_1, n/32 lmf_block_q16a for Q5_0/Q5_1/Q4_K..Q6_K, n floats otherwise). */
 size_t lmf_qinput_bytes(uint32_t type, int n);
+/* Which activation format type's kernels read (-1: fp32 columns, else an lmf_qact): inputs converted for one type
+ * serve every type of the same format, bit for bit. */
+int lmf_qinput_format(uint32_t type);
 /* converts the fp32 activation row x (n elements; n % 32 == 0 for the integer types) to what the type's kernel reads
  * (out: lmf_qinput_bytes(type, n) bytes). */
 void lmf_qinput_convert(uint32_t type, const float *x, int n, void *out);

@@ -392,7 +392,7 @@ void lmf_block_linear_backward(const lmf_block_ctx *ctx, float *dinp, float *dW,
 }
 
 /* ---- linear layers, a few rows (decode) ------------------------------------------------------------------------ */
-/* Converts N input rows (ldi apart) once per distinct weight type and width among o[0..n) into buf (blocks of
+/* Converts N input rows (ldi apart) once per distinct activation format and width among o[0..n) into buf (blocks of
  * QMV_MAX rows, stride bytes per row); qin[j] / qb[j]: layer j's converted rows and their size. */
 static void convert_inputs(const float *in, int ldi, int N, const lin *o, int n, char *buf, size_t stride,
                            const char *qin[3], size_t qb[3]) {
@@ -400,7 +400,7 @@ static void convert_inputs(const float *in, int ldi, int N, const lin *o, int n,
         int K = o[j].W->cols, same = -1;
         qb[j] = lmf_qinput_bytes(o[j].W->type, K);
         for (int p = 0; p < j; p++)
-            if (o[p].W->type == o[j].W->type && o[p].W->cols == K) same = p;
+            if (lmf_qinput_format(o[p].W->type) == lmf_qinput_format(o[j].W->type) && o[p].W->cols == K) same = p;
         if (same >= 0) {
             qin[j] = qin[same];
             continue;
