@@ -30,7 +30,8 @@ train() { # NAME FLAGS...: one step of a 1-layer model on the shards
 train gpt2 --arch gpt2 --n-embd 8 --n-head 2 --n-kv-head 2 --ffn-dim 8
 train llama --arch llama --n-embd 8 --n-head 2 --n-kv-head 1 --ffn-dim 8 --tied-embeddings 0
 train qwen3 --arch qwen3 --n-embd 8 --n-head 2 --n-kv-head 1 --ffn-dim 8
-# mixtures of experts (4 experts, top-2, a gated shared expert): width 8, and 32 for Q8_0 / Q4_1 blocks
+# mixtures of experts (4 experts, top-2, a gated shared expert): width 8, and 32 for the 32-element blocks of
+# Q8_0, Q4_1, Q5_0 and Q5_1
 train moe --arch qwen2 --n-embd 8 --n-head 2 --n-kv-head 1 --ffn-dim 8 --n-expert 4 --n-expert-used 2 \
     --shared-ffn-dim 8 --shared-gate 1
 train moe32 --arch qwen2 --n-embd 32 --n-head 2 --n-kv-head 1 --ffn-dim 32 --n-expert 4 --n-expert-used 2 \
@@ -50,6 +51,8 @@ done
 "$L" export "$W/llama" --to safetensors --type bf16 -o "$W/hf-llama-bf16" > /dev/null
 cp "$W/hf-llama-bf16/model.safetensors" "$F/corpus-safetensors/llama_bf16.safetensors"
 "$L" export "$W/moe32" --to gguf -o "$W/moe32.gguf" > /dev/null
-for t in q8_0 q4_1; do "$L" quantize "$W/moe32.gguf" "$F/corpus-model/moe32_$t.gguf" --type $t > /dev/null 2>&1; done
+for t in q8_0 q4_1 q5_0 q5_1; do
+    "$L" quantize "$W/moe32.gguf" "$F/corpus-model/moe32_$t.gguf" --type $t > /dev/null 2>&1
+done
 rm -rf "$W"
 du -b "$F"/corpus-{tokjson,ckpt,model,hf,safetensors}/* | sort -n | awk '{printf "%7d %s\n", $1, $2}'
