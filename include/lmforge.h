@@ -467,6 +467,42 @@ lmf_status lmf_sampler_create(const lmf_sampler_params *p, int n_vocab, lmf_samp
 void lmf_sampler_free(lmf_sampler *s);
 int32_t lmf_sampler_sample(lmf_sampler *s, float *logits, const int32_t *history, int n_history);
 
+/* Constrained decoding (docs/serving.md "Structured output"): generation restricted to what a grammar accepts, as
+ * vLLM's guided decoding and llama.cpp's grammars restrict it. A grammar is JSON (any object, or a JSON Schema of
+ * the subset the docs list: type, properties, required, additionalProperties false or a schema, items, minItems,
+ * maxItems, enum, const, anyOf / oneOf of different JSON types, $ref to #/$defs; annotations and format ignored;
+ * other keywords refused by name) or Hermes tool calls: `<tool_call>\n{"name": "NAME", "arguments": ARGS}\n
+ * </tool_call>` with NAME one of names and ARGS following that function's parameters schema (NULL: any object),
+ * one call or, with parallel, several separated by newlines. The output is byte-exact JSON (whitespace between
+ * tokens allowed, 64 bytes in a row at most; nesting 32 deep at most). A token is allowed when all its bytes are
+ * accepted in turn; the stop tokens only once the grammar is complete, and nothing else then. */
+typedef struct lmf_grammar lmf_grammar;
+/* schema: a JSON Schema text whose root allows an object or an array, or NULL for any JSON object (JSON mode).
+ * LMF_ERR_ARG naming the keyword and its path ("schema.properties.age: keyword \"minimum\" is not supported"). */
+lmf_status lmf_grammar_json(const char *schema, lmf_grammar **out);
+lmf_status lmf_grammar_tool_calls(int n, const char *const *names, const char *const *params, int parallel,
+                                  lmf_grammar **out);
+void lmf_grammar_free(lmf_grammar *g);
+/* The vocabulary's tokens by their bytes (normal and user-defined tokens; control tokens never match a byte). */
+typedef struct lmf_grammar_vocab lmf_grammar_vocab;
+lmf_status lmf_grammar_vocab_create(const lmf_tokenizer *tok, lmf_grammar_vocab **out);
+void lmf_grammar_vocab_free(lmf_grammar_vocab *v);
+/* Where one generation stands in a grammar (the grammar must outlive it). */
+typedef struct lmf_grammar_state lmf_grammar_state;
+lmf_grammar_state *lmf_grammar_state_create(const lmf_grammar *g);
+void lmf_grammar_state_free(lmf_grammar_state *s);
+/* Whether the text so far is a complete sentence of the grammar (the stop tokens are allowed). */
+int lmf_grammar_done(const lmf_grammar_state *s);
+/* Advances over bytes or a token's bytes: 1, or 0 (state unchanged) when the grammar refuses them. */
+int lmf_grammar_feed(lmf_grammar_state *s, const char *bytes, size_t n);
+int lmf_grammar_accept(lmf_grammar_state *s, const lmf_grammar_vocab *v, int32_t id);
+/* Whether token id may come next (stops: the ids that end the generation). */
+int lmf_grammar_allows(const lmf_grammar_state *s, const lmf_grammar_vocab *v, int32_t id, const int32_t *stops,
+                       int n_stops);
+/* Sets the logits of every token that may not come next to -infinity; returns how many may. */
+int lmf_grammar_mask(const lmf_grammar_state *s, const lmf_grammar_vocab *v, const int32_t *stops, int n_stops,
+                     float *logits);
+
 /* Generation: the loop that `lmforge generate`, `lmforge chat`, the trainer's sample and the server share. */
 /* The weights a session runs (not owned by the session). */
 const lmf_weights *lmf_session_weights(const lmf_session *s);

@@ -7,7 +7,9 @@
  *  - the prefix cache: a repeated prompt reports cached tokens and the same tokens;
  *  - stop strings (text cut before them, never streamed), max_tokens, a full context, stop tokens;
  *  - cancel (no callback afterwards, blocks back), a full queue (LMF_ERR_BUSY), bad requests;
- *  - a pool too small for everyone: sequences are preempted and every request still completes. */
+ *  - a pool too small for everyone: sequences are preempted and every request still completes;
+ *  - constrained decoding: every reply under a grammar is accepted by it (and complete when it ended on a stop
+ *    token), greedy constrained replies are batch invariant, and SmolLM2's reply follows a JSON Schema. */
 #include "test_util.h"
 
 #include "lmforge.h"
@@ -406,6 +408,80 @@ static void test_preemption(void **state) {
     lmf_weights_free(w);
 }
 
+/* Submits a request under grammar g (a copy the engine takes) and checks its reply against g. */
+static lmf_grammar *person_grammar(void) {
+    lmf_grammar *g;
+    const char *schema = "{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"}, \"age\": "
+                         "{\"type\": \"integer\"}, \"pets\": {\"type\": \"array\", \"items\": {\"enum\": "
+                         "[\"cat\", \"dog\"]}, \"maxItems\": 3}}, \"required\": [\"name\", \"age\"]}";
+    if (lmf_grammar_json(schema, &g) != LMF_OK) fail_msg("%s", lmf_last_error());
+    return g;
+}
+
+static void check_reply(const result *r, int complete) {
+    lmf_grammar *g = person_grammar();
+    lmf_grammar_state *s = lmf_grammar_state_create(g);
+    if (!lmf_grammar_feed(s, r->text.data ? r->text.data : "", r->text.len))
+        fail_msg("the reply leaves the grammar: %.*s", (int)r->text.len, r->text.data);
+    if (complete && !lmf_grammar_done(s)) fail_msg("ended incomplete: %.*s", (int)r->text.len, r->text.data);
+    lmf_grammar_state_free(s);
+    lmf_grammar_free(g);
+}
+
+static void run_constrained(const lmf_weights *w, const int32_t *prompt, int n, int max_tokens, int complete) {
+    lmf_engine *e;
+    lmf_engine_config cfg = lmf_engine_defaults();
+    cfg.parallel = 8;
+    assert_int_equal(lmf_engine_create(w, NULL, &cfg, &e), LMF_OK);
+    /* alone, then among others (greedy and sampled, constrained and not) */
+    result alone = {0}, r[6];
+    memset(r, 0, sizeof r);
+    uint64_t id;
+    lmf_engine_request q = greedy(prompt, n, max_tokens, &alone);
+    q.grammar = person_grammar();
+    submit(e, &q, &id);
+    wait_done(&alone, 1);
+    check_reply(&alone, complete);
+    for (int i = 0; i < 6; i++) {
+        q = greedy(prompt, n - (i % 3), max_tokens, &r[i]);
+        if (i == 0) q.n_prompt = n;
+        if (i % 2) q.sampling.temperature = 0.9f, q.sampling.seed = (uint64_t)i;
+        if (i < 4) q.grammar = person_grammar();
+        submit(e, &q, &id);
+    }
+    wait_done(r, 6);
+    assert_int_equal(r[0].n, alone.n);
+    assert_memory_equal(r[0].toks, alone.toks, sizeof(int32_t) * (size_t)alone.n);
+    for (int i = 0; i < 4; i++) check_reply(&r[i], complete && r[i].reason == LMF_STOP_TOKEN);
+    for (int i = 0; i < 6; i++) free(r[i].text.data);
+    free(alone.text.data);
+    lmf_engine_free(e);
+}
+
+static void test_constrained_tiny(void **state) {
+    (void)state;
+    lmf_weights *w = load(HF_GPT2); /* random weights: replies are cut by max_tokens, but never leave the grammar */
+    int32_t p[12];
+    make_prompt(p, 12, 3, 260);
+    run_constrained(w, p, 12, 40, 0);
+    lmf_weights_free(w);
+}
+
+static void test_constrained_smollm2(void **state) {
+    (void)state;
+    char q8[1024];
+    snprintf(q8, sizeof q8, "%s", LMF_BINARY_DIR "/models/SmolLM2-135M-Instruct.Q8_0.gguf");
+    if (access(q8, R_OK)) skip();
+    lmf_weights *w = load(q8);
+    const lmf_tokenizer *tok = lmf_weights_tokenizer(w);
+    lmf_ids ids = {0};
+    const char *text = "<|im_start|>user\nDescribe Ann, 41, who has a cat, as JSON.<|im_end|>\n<|im_start|>assistant\n";
+    lmf_tokenizer_encode(tok, text, strlen(text), LMF_ENCODE_ALLOW_SPECIAL, &ids);
+    run_constrained(w, ids.data, (int)ids.len, 120, 1);
+    free(ids.data);
+    lmf_weights_free(w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_invariance_tiny),
@@ -413,6 +489,8 @@ int main(void) {
         cmocka_unit_test(test_cancel_busy_refusals),
         cmocka_unit_test(test_preemption),
         cmocka_unit_test(test_smollm2),
+        cmocka_unit_test(test_constrained_tiny),
+        cmocka_unit_test(test_constrained_smollm2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

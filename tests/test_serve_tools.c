@@ -1,8 +1,9 @@
 /* test_serve_tools.c — tools, tool calls and reasoning in the OpenAI layer of `lmforge serve` (src/serve/openai.c
  * with reply_parse.c), driven without a server over the tiny ChatML tokenizer and real templates:
  *  - tools, tool_choice, parallel_tool_calls and tool-calling history: each malformed field is a 400 naming it;
- *    "required" and a named function are refused (nothing constrains the output); tools a template cannot show
- *    are refused;
+ *    tools a template cannot show are refused;
+ *  - tool_choice "required" / a named function and response_format constrain the reply: the request carries the
+ *    grammar (its Hermes <tool_call> text accepted, other text refused), and what cannot be constrained is a 400;
  *  - the prompt of a tool round sent in OpenAI's shape is the token ids of transformers' render of it
  *    (fixtures/chat/chat_fixtures.json, Qwen2.5); tool_choice "none" renders no tools;
  *  - a reply holding Hermes-style calls becomes message.tool_calls (content null, finish_reason "tool_calls"), and
@@ -90,9 +91,26 @@ static void test_malformed(void **state) {
                  "[]}}]}", "tools[0].function.parameters", "schema");
     expect_error(q, "{" MSG ", \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"x\": 1}}]}",
                  "tools[0].function.x", "unknown");
-    expect_error(q, "{" MSG ", \"tools\": [" TOOL "], \"tool_choice\": \"required\"}", "tool_choice", "constrain");
     expect_error(q, "{" MSG ", \"tools\": [" TOOL "], \"tool_choice\": {\"type\": \"function\", \"function\": "
-                 "{\"name\": \"f\"}}}", "tool_choice", "named function");
+                 "{\"name\": \"g\"}}}", "tool_choice.function.name", "'g' is not one of the tools");
+    expect_error(q, "{" MSG ", \"tools\": [" TOOL "], \"tool_choice\": {\"type\": \"function\"}}",
+                 "tool_choice.function", NULL);
+    expect_error(q, "{" MSG ", \"tools\": [" TOOL "], \"tool_choice\": {\"type\": \"function\", \"function\": "
+                 "{\"name\": \"f\", \"x\": 1}}}", "tool_choice.function.x", "unknown");
+    expect_error(q, "{" MSG ", \"tool_choice\": \"required\"}", "tool_choice", "needs \"tools\"");
+    expect_error(q, "{" MSG ", \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": "
+                 "{\"type\": \"object\", \"patternProperties\": {}}}}], \"tool_choice\": \"required\"}", "tools",
+                 "\"patternProperties\" is not supported");
+    expect_error(q, "{" MSG ", \"tools\": [" TOOL "], \"tool_choice\": \"required\", \"response_format\": "
+                 "{\"type\": \"json_object\"}}", "response_format", "tool call");
+    expect_error(q, "{" MSG ", \"response_format\": {\"type\": \"json_schema\"}}", "response_format.json_schema",
+                 "name");
+    expect_error(q, "{" MSG ", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": \"x\", "
+                 "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {\"minLength\": 1}}}}}}",
+                 "response_format.json_schema.schema", "schema.properties.a: keyword \"minLength\"");
+    expect_error(q, "{" MSG ", \"response_format\": {\"type\": \"xml\"}}", "response_format.type", "json_schema");
+    expect_error(q, "{" MSG ", \"response_format\": {\"type\": \"json_object\", \"schema\": {}}}",
+                 "response_format.schema", "unknown");
     expect_error(q, "{" MSG ", \"tools\": [" TOOL "], \"tool_choice\": \"sometimes\"}", "tool_choice", "'sometimes'");
     expect_error(q, "{" MSG ", \"tools\": [" TOOL "], \"tool_choice\": 1}", "tool_choice", NULL);
     expect_error(q, "{" MSG ", \"tool_choice\": \"auto\"}", "tool_choice", "needs \"tools\"");
@@ -148,6 +166,71 @@ static char *tool_round_body(const char *fixture_case, const char *extra) {
     char *s = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
     return s;
+}
+
+/* The grammar a request carries: tool_choice "required" (any tool, parallel calls), a named function (that one
+ * only), response_format (JSON mode, a schema, "text": none). */
+static void test_constrained(void **state) {
+    (void)state;
+    const char *tools = ", \"tools\": [" TOOL ", {\"type\": \"function\", \"function\": {\"name\": \"g\", "
+                        "\"parameters\": {\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integer\"}}, "
+                        "\"required\": [\"n\"]}}}]";
+    char body[1024];
+    const char *f = "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": [1]}}\n</tool_call>";
+    const char *g = "<tool_call>\n{\"name\": \"g\", \"arguments\": {\"n\": 3}}\n</tool_call>";
+    struct { const char *choice; int f, g, both; } cases[] = {
+        {"\"required\"", 1, 1, 1},
+        {"{\"type\": \"function\", \"function\": {\"name\": \"g\"}}", 0, 1, 0},
+    };
+    for (int i = 0; i < 2; i++) {
+        snprintf(body, sizeof body, "{" MSG "%s, \"tool_choice\": %s}", tools, cases[i].choice);
+        lmf_openai_request r = request(&m_qwen25, body);
+        assert_non_null(r.req.grammar);
+        assert_true(r.parse_tools);
+        char both[512];
+        snprintf(both, sizeof both, "%s\n%s", f, g);
+        const char *texts[] = {f, g, both, "Sure: <tool_call>", "<tool_call>\n{\"name\": \"g\", \"arguments\": {}}"};
+        int want[] = {cases[i].f, cases[i].g, cases[i].both, 0, 0};
+        for (int k = 0; k < 5; k++) {
+            lmf_grammar_state *st = lmf_grammar_state_create(r.req.grammar);
+            int ok = lmf_grammar_feed(st, texts[k], strlen(texts[k])) && lmf_grammar_done(st);
+            if (ok != want[k]) fail_msg("tool_choice %s: %s: %d", cases[i].choice, texts[k], ok);
+            lmf_grammar_state_free(st);
+        }
+        lmf_openai_request_free(&r);
+    }
+    /* parallel_tool_calls false: one call */
+    snprintf(body, sizeof body, "{" MSG "%s, \"tool_choice\": \"required\", \"parallel_tool_calls\": false}", tools);
+    lmf_openai_request r = request(&m_qwen25, body);
+    lmf_grammar_state *st = lmf_grammar_state_create(r.req.grammar);
+    assert_true(lmf_grammar_feed(st, f, strlen(f)) && lmf_grammar_done(st));
+    assert_false(lmf_grammar_feed(st, "\n", 1));
+    lmf_grammar_state_free(st);
+    lmf_openai_request_free(&r);
+    /* response_format */
+    r = request(&m_qwen25, "{" MSG ", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": "
+                           "\"p\", \"strict\": true, \"schema\": {\"type\": \"object\", \"properties\": {\"x\": "
+                           "{\"type\": \"boolean\"}}, \"required\": [\"x\"], \"additionalProperties\": false}}}}");
+    st = lmf_grammar_state_create(r.req.grammar);
+    assert_true(lmf_grammar_feed(st, "{\"x\": true}", 11) && lmf_grammar_done(st));
+    lmf_grammar_state_free(st);
+    st = lmf_grammar_state_create(r.req.grammar);
+    assert_false(lmf_grammar_feed(st, "{\"y\"", 4));
+    lmf_grammar_state_free(st);
+    lmf_openai_request_free(&r);
+    r = request(&m_chatml, "{" MSG ", \"response_format\": {\"type\": \"json_object\"}}");
+    assert_non_null(r.req.grammar);
+    lmf_openai_request_free(&r);
+    r = request(&m_chatml, "{" MSG ", \"response_format\": {\"type\": \"text\"}}");
+    assert_null(r.req.grammar);
+    lmf_openai_request_free(&r);
+    /* a template that renders tools without Hermes blocks cannot be constrained to a call */
+    snprintf(body, sizeof body, "{" MSG "%s, \"tool_choice\": \"required\"}", tools);
+    lmf_chat_template plain = qwen25;
+    plain.hermes_tool_calls = 0;
+    lmf_openai_model m = m_qwen25;
+    m.tmpl = &plain;
+    expect_error(&m, body, "tool_choice", "Hermes");
 }
 
 static void test_prompt(void **state) {
@@ -427,7 +510,7 @@ static void test_think_open(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_malformed),       cmocka_unit_test(test_prompt),    cmocka_unit_test(test_tool_call_reply),
+        cmocka_unit_test(test_malformed),       cmocka_unit_test(test_constrained), cmocka_unit_test(test_prompt),    cmocka_unit_test(test_tool_call_reply),
         cmocka_unit_test(test_tool_call_stream), cmocka_unit_test(test_reasoning), cmocka_unit_test(test_think_open),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

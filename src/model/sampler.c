@@ -161,9 +161,12 @@ int32_t lmf_sampler_sample(lmf_sampler *s, float *logits, const int32_t *history
     double total = 0;
     for (int i = 0; i < n; i++) total += exp(((double)c[i].logit - max) / p->temperature);
     double r = lmf_rng_uniform(&s->rng) * total, acc = 0;
+    int last = 0; /* the last candidate with any weight: a masked (-inf) one is never drawn, not even by rounding */
     for (int i = 0; i < n; i++) {
-        acc += exp(((double)c[i].logit - max) / p->temperature);
+        double w = exp(((double)c[i].logit - max) / p->temperature);
+        acc += w;
+        if (w > 0) last = i;
         if (r < acc) return c[i].id;
     }
-    return c[n - 1].id;
+    return c[last].id;
 }

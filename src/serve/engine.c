@@ -39,6 +39,9 @@ typedef struct req {
     lmf_sampler *smp;
     lmf_detok dt;
     int32_t *counts;        /* per vocabulary id, generated so far (presence / frequency penalties) */
+    lmf_grammar_state *gs;  /* where the reply stands in r.grammar (owned with it), or NULL */
+    int32_t *ends;          /* the stop tokens the grammar lets through once complete: the model's and r.stop_ids */
+    int n_ends;
     double t_submit, t_admit, t_first;
     struct req *next;
 } req;
@@ -50,6 +53,7 @@ struct lmf_engine {
     int V, nthreads, lora_set;
     int32_t model_stops[4];
     int n_model_stops;
+    lmf_grammar_vocab *gvocab; /* the tokens' bytes for grammar masks, built at the first constrained request */
     lmf_kv_pool *pool;
     lmf_prefix_cache *cache;
     pthread_t thread;
@@ -78,7 +82,9 @@ static void req_free(req *q) {
     lmf_session_free(q->s);
     lmf_sampler_free(q->smp);
     lmf_detok_free(&q->dt);
-    LMF_FREE_ALL(q->stops, q->stop_ids, q->toks, q->counts, q);
+    lmf_grammar_state_free(q->gs);
+    lmf_grammar_free(q->r.grammar);
+    LMF_FREE_ALL(q->stops, q->stop_ids, q->toks, q->counts, q->ends, q);
 }
 
 static void list_push(req **head, req *q) {
@@ -131,6 +137,11 @@ static void sample(lmf_engine *e, req *q, const float *row) {
     if (q->counts)
         for (int i = 0; i < V; i++)
             if (q->counts[i]) lg[i] -= q->r.presence_penalty + q->r.frequency_penalty * (float)q->counts[i];
+    if (q->gs && !lmf_grammar_mask(q->gs, e->gvocab, q->ends, q->n_ends, lg)) {
+        /* nothing may follow (nesting past the grammar's depth): end here rather than leave the grammar */
+        finish(e, q, LMF_STOP_TOKEN, now);
+        return;
+    }
     int32_t tok = lmf_sampler_sample(q->smp, lg, q->toks, q->n_toks);
     int stop = 0;
     for (int k = 0; k < e->n_model_stops; k++) stop |= tok == e->model_stops[k];
@@ -139,6 +150,7 @@ static void sample(lmf_engine *e, req *q, const float *row) {
         finish(e, q, LMF_STOP_TOKEN, now);
         return;
     }
+    if (q->gs) lmf_grammar_accept(q->gs, e->gvocab, tok); /* allowed by the mask: always accepted */
     q->toks[q->n_toks++] = tok;
     q->gen++;
     e->step_gen++;
@@ -430,6 +442,7 @@ void lmf_engine_free(lmf_engine *e) {
     pthread_mutex_unlock(&e->cb_mu);
     lmf_prefix_cache_free(e->cache);
     lmf_kv_pool_free(e->pool);
+    lmf_grammar_vocab_free(e->gvocab);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->cb_mu);
     pthread_cond_destroy(&e->cv);
@@ -451,8 +464,11 @@ lmf_status lmf_engine_submit(lmf_engine *e, const lmf_engine_request *r, uint64_
     if (r->top_logprobs < 0 || r->top_logprobs > LMF_ENGINE_TOP_MAX)
         return lmf_fail(LMF_ERR_ARG, "top_logprobs %d must be in [0, %d]", r->top_logprobs, LMF_ENGINE_TOP_MAX);
     if (r->n_stops < 0 || r->n_stop_ids < 0) return lmf_fail(LMF_ERR_ARG, "negative stop counts");
+    if (r->grammar && !lmf_weights_tokenizer(e->w))
+        return lmf_fail(LMF_ERR_ARG, "constrained decoding needs the model's tokenizer, and this model carries none");
     req *q = lmf_xcalloc(1, sizeof *q);
     q->r = *r;
+    q->r.grammar = NULL; /* the caller's until the submit succeeds */
     if (!q->r.logprobs) q->r.top_logprobs = 0;
     lmf_status st = lmf_sampler_create(&r->sampling, e->V, &q->smp);
     if (st != LMF_OK) {
@@ -485,6 +501,14 @@ lmf_status lmf_engine_submit(lmf_engine *e, const lmf_engine_request *r, uint64_
         pthread_mutex_unlock(&e->mu);
         req_free(q);
         return lmf_fail(LMF_ERR_BUSY, "%d requests are already waiting (--max-queue %d)", nw, e->cfg.max_queue);
+    }
+    if (r->grammar) {
+        if (!e->gvocab) lmf_grammar_vocab_create(lmf_weights_tokenizer(e->w), &e->gvocab);
+        q->r.grammar = r->grammar;
+        q->gs = lmf_grammar_state_create(r->grammar);
+        q->ends = lmf_xmalloc(sizeof(int32_t) * (size_t)(e->n_model_stops + r->n_stop_ids + 1));
+        for (int k = 0; k < e->n_model_stops; k++) q->ends[q->n_ends++] = e->model_stops[k];
+        for (int k = 0; k < r->n_stop_ids; k++) q->ends[q->n_ends++] = r->stop_ids[k];
     }
     q->id = *id = e->next_id++;
     list_push(&e->waiting, q);

@@ -94,6 +94,9 @@ typedef struct {
     int n_stop_ids;
     int logprobs;                /* 1: TOKEN events carry logprob */
     int top_logprobs;            /* alternatives per token, 0..LMF_ENGINE_TOP_MAX (needs logprobs) */
+    lmf_grammar *grammar;        /* NULL, or the grammar the reply must follow (constrained decoding: every token
+                                    outside it is masked before sampling, the stop tokens until it is complete);
+                                    a successful submit takes it over (the engine frees it) */
     lmf_engine_cb cb;
     void *ctx;
 } lmf_engine_request;

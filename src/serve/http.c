@@ -411,6 +411,7 @@ static enum MHD_Result generate(req *r) {
         return fail(r, 400, kind == LMF_OPENAI_CHAT ? "messages" : "prompt", "invalid_value", "%s", msg);
     if (st != LMF_OK) return fail(r, 500, NULL, NULL, "the engine refused the request: %s", msg);
     r->submitted = 1;
+    r->q.req.grammar = NULL; /* the engine's now */
     if (r->q.stream) {
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 << 10, stream_read, r,
                                                                       stream_free);

@@ -210,10 +210,11 @@ static int want_string(const cJSON *j, const char *name, lmf_openai_error *err) 
 static const char *const CHAT_FIELDS[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "seed",
     "stop", "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs", "top_logprobs", "n", "stream",
-    "stream_options", "user", "chat_template_kwargs", "tools", "tool_choice", "parallel_tool_calls"};
+    "stream_options", "user", "chat_template_kwargs", "tools", "tool_choice", "parallel_tool_calls",
+    "response_format"};
 static const char *const COMPLETION_FIELDS[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
-    "frequency_penalty", "repetition_penalty", "logprobs", "n", "stream", "stream_options", "user"};
+    "frequency_penalty", "repetition_penalty", "logprobs", "n", "stream", "stream_options", "user", "response_format"};
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* The server's template with the request's chat_template_kwargs (vLLM's field: an object of extra template
@@ -277,31 +278,119 @@ static int parse_tools(const cJSON *tools, lmf_openai_error *err) {
     return 0;
 }
 
-/* tool_choice: "none" (the template sees no tools, the reply is not parsed for calls) or "auto" (the default with
- * tools). "required" and a named function need the output constrained to a call, which lmforge's sampler cannot do:
- * refused rather than ignored. Sets *none. */
-static int parse_tool_choice(const cJSON *tc, int have_tools, int *none, lmf_openai_error *err) {
-    *none = 0;
+/* tool_choice: "none" (the template sees no tools, the reply is not parsed for calls), "auto" (the default with
+ * tools), "required" (the reply is one call or more, constrained to the tools' names and parameter schemas) or
+ * {"type": "function", "function": {"name": N}} (a call of N). Sets *mode (0 none, 1 auto, 2 required, 3 named) and
+ * *name for a named function. */
+static int parse_tool_choice(const cJSON *tc, int have_tools, int *mode, const char **name, lmf_openai_error *err) {
+    static const char *const TC_FIELDS[] = {"type", "function"};
+    static const char *const FN_FIELDS[] = {"name"};
+    *mode = have_tools ? 1 : 0, *name = NULL;
     if (!tc) return 0;
-    if (cJSON_IsString(tc) && !strcmp(tc->valuestring, "none")) {
-        *none = 1;
-        return 0;
-    }
-    if (cJSON_IsString(tc) && !strcmp(tc->valuestring, "auto")) {
-        if (!have_tools)
-            return lmf_openai_error_set(err, 400, "tool_choice", "invalid_value",
-                                        "tool_choice: \"auto\" needs \"tools\"");
-        return 0;
-    }
-    if ((cJSON_IsString(tc) && !strcmp(tc->valuestring, "required")) || cJSON_IsObject(tc))
+    static const char *const MODES[] = {"none", "auto", "required"};
+    for (int k = 0; k < 3; k++)
+        if (cJSON_IsString(tc) && !strcmp(tc->valuestring, MODES[k])) {
+            if (k && !have_tools)
+                return lmf_openai_error_set(err, 400, "tool_choice", "invalid_value", "tool_choice: \"%s\" needs "
+                                            "\"tools\"", MODES[k]);
+            *mode = k;
+            return 0;
+        }
+    if (!cJSON_IsObject(tc))
         return lmf_openai_error_set(err, 400, "tool_choice", "invalid_value",
-                                    "tool_choice: %s is not supported: lmforge cannot constrain the reply to a tool "
-                                    "call (use \"auto\" or \"none\")", cJSON_IsObject(tc) ? "a named function" :
-                                    "\"required\"");
-    return lmf_openai_error_set(err, 400, "tool_choice", "invalid_value",
-                                "tool_choice: expected \"none\", \"auto\", \"required\" or a function, got %s%.32s%s",
-                                cJSON_IsString(tc) ? "'" : type_name(tc), cJSON_IsString(tc) ? tc->valuestring : "",
-                                cJSON_IsString(tc) ? "'" : "");
+                                    "tool_choice: expected \"none\", \"auto\", \"required\" or a function, got %s%.32s%s",
+                                    cJSON_IsString(tc) ? "'" : type_name(tc), cJSON_IsString(tc) ? tc->valuestring : "",
+                                    cJSON_IsString(tc) ? "'" : "");
+    if (check_keys(tc, TC_FIELDS, COUNT(TC_FIELDS), "tool_choice.", err)) return 400;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(tc, "type");
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "function"))
+        return lmf_openai_error_set(err, 400, "tool_choice.type", "invalid_value", "tool_choice.type: expected "
+                                    "\"function\"");
+    if (!cJSON_IsObject(fn))
+        return lmf_openai_error_set(err, 400, "tool_choice.function", "invalid_type",
+                                    "tool_choice.function: expected an object with the function's name");
+    if (check_keys(fn, FN_FIELDS, COUNT(FN_FIELDS), "tool_choice.function.", err)) return 400;
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(fn, "name");
+    if (!cJSON_IsString(n))
+        return lmf_openai_error_set(err, 400, "tool_choice.function.name", "invalid_type",
+                                    "tool_choice.function.name: expected a string");
+    if (!have_tools)
+        return lmf_openai_error_set(err, 400, "tool_choice", "invalid_value", "tool_choice: a function needs \"tools\"");
+    *mode = 3, *name = n->valuestring;
+    return 0;
+}
+
+/* The grammar of tool_choice "required" (every tool) or a named function: Hermes <tool_call> blocks whose name is a
+ * tool's and whose arguments follow its parameters schema. */
+static int tool_grammar(const cJSON *tools, const char *only, int parallel, lmf_grammar **g, lmf_openai_error *err) {
+    int n = 0, cap = cJSON_GetArraySize(tools);
+    const char **names = calloc((size_t)cap + 1, sizeof *names);
+    char **params = calloc((size_t)cap + 1, sizeof *params);
+    for (const cJSON *t = tools->child; t; t = t->next) {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const char *name = cJSON_GetObjectItemCaseSensitive(fn, "name")->valuestring;
+        if (only && strcmp(only, name)) continue;
+        const cJSON *p = field(fn, "parameters");
+        names[n] = name;
+        params[n++] = p ? cJSON_PrintUnformatted(p) : NULL;
+    }
+    int rc = 0;
+    if (!n)
+        rc = lmf_openai_error_set(err, 400, "tool_choice.function.name", "invalid_value",
+                                  "tool_choice.function.name: '%.64s' is not one of the tools", only);
+    else if (lmf_grammar_tool_calls(n, names, (const char *const *)params, only ? 0 : parallel, g) != LMF_OK)
+        rc = lmf_openai_error_set(err, 400, "tools", "invalid_value", "tools: %s", lmf_last_error());
+    for (int i = 0; i < n; i++) cJSON_free(params[i]);
+    free(names);
+    free(params);
+    return rc;
+}
+
+/* response_format: {"type": "text"}, {"type": "json_object"} (any JSON object) or {"type": "json_schema",
+ * "json_schema": {"name", "schema", "strict"?, "description"?}}: the reply constrained to it. */
+static int parse_response_format(const cJSON *rf, lmf_grammar **g, lmf_openai_error *err) {
+    static const char *const RF_FIELDS[] = {"type", "json_schema"};
+    static const char *const JS_FIELDS[] = {"name", "schema", "strict", "description"};
+    if (!cJSON_IsObject(rf))
+        return lmf_openai_error_set(err, 400, "response_format", "invalid_type",
+                                    "response_format: expected an object, got %s", type_name(rf));
+    if (check_keys(rf, RF_FIELDS, COUNT(RF_FIELDS), "response_format.", err)) return 400;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    const char *t = cJSON_IsString(type) ? type->valuestring : "";
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+    if (strcmp(t, "json_schema") && js)
+        return lmf_openai_error_set(err, 400, "response_format.json_schema", "invalid_value",
+                                    "response_format.json_schema: only with \"type\": \"json_schema\"");
+    if (!strcmp(t, "text")) return 0;
+    if (!strcmp(t, "json_object")) {
+        lmf_grammar_json(NULL, g);
+        return 0;
+    }
+    if (strcmp(t, "json_schema"))
+        return lmf_openai_error_set(err, 400, "response_format.type", "invalid_value",
+                                    "response_format.type: expected \"text\", \"json_object\" or \"json_schema\"");
+    if (!cJSON_IsObject(js))
+        return lmf_openai_error_set(err, 400, "response_format.json_schema", "missing_field",
+                                    "response_format.json_schema: expected an object with \"name\" and \"schema\"");
+    if (check_keys(js, JS_FIELDS, COUNT(JS_FIELDS), "response_format.json_schema.", err)) return 400;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(js, "name"), *schema = field(js, "schema"), *x;
+    if (!cJSON_IsString(name))
+        return lmf_openai_error_set(err, 400, "response_format.json_schema.name", "missing_field",
+                                    "response_format.json_schema.name: expected a string");
+    if ((x = field(js, "strict")) && !cJSON_IsBool(x))
+        return lmf_openai_error_set(err, 400, "response_format.json_schema.strict", "invalid_type",
+                                    "response_format.json_schema.strict: expected true or false");
+    if (schema && !cJSON_IsObject(schema))
+        return lmf_openai_error_set(err, 400, "response_format.json_schema.schema", "invalid_type",
+                                    "response_format.json_schema.schema: expected a JSON Schema object");
+    char *text = schema ? cJSON_PrintUnformatted(schema) : NULL;
+    lmf_status st = lmf_grammar_json(text, g);
+    cJSON_free(text);
+    if (st != LMF_OK)
+        return lmf_openai_error_set(err, 400, "response_format.json_schema.schema", "invalid_value",
+                                    "response_format.json_schema.%s", lmf_last_error());
+    return 0;
 }
 
 /* Whether the rendered prompt ends inside an open <think> (a template that starts the reply thinking). */
@@ -356,7 +445,8 @@ static int parse_messages(const lmf_openai_model *m, cJSON *msgs, const cJSON *k
         if (st == LMF_OK) st = lmf_chat_encode_text(m->tok, tm, m->bos, text.data, text.len, &r->prompt);
         if (st != LMF_OK)
             rc = lmf_openai_error_set(err, 400, "messages", "invalid_value", "messages: %s", lmf_last_error());
-        r->think_open = r->reasoning && ends_in_think(&text);
+        /* a constrained reply starts with what the grammar says, never inside a <think> */
+        r->think_open = r->reasoning && !r->req.grammar && ends_in_think(&text);
         free(text.data);
     }
     cJSON_free(t.kwargs_json);
@@ -366,18 +456,31 @@ static int parse_messages(const lmf_openai_model *m, cJSON *msgs, const cJSON *k
 /* The chat fields beside messages: tools, tool_choice, parallel_tool_calls; then the messages rendered with them. */
 static int parse_chat(const lmf_openai_model *m, cJSON *root, lmf_openai_request *r, lmf_openai_error *err) {
     const cJSON *tools = field(root, "tools"), *j;
-    int none = 0;
+    int mode;
+    const char *only;
     r->parallel_tool_calls = 1;
     if (tools && parse_tools(tools, err)) return 400;
-    if (parse_tool_choice(field(root, "tool_choice"), tools != NULL, &none, err)) return 400;
+    if (parse_tool_choice(field(root, "tool_choice"), tools != NULL, &mode, &only, err)) return 400;
     if ((j = field(root, "parallel_tool_calls")) && want_bool(j, "parallel_tool_calls", &r->parallel_tool_calls, err))
         return 400;
-    if (tools && !none && (!m->tmpl->jinja || !m->tmpl->renders_tools))
+    if (tools && mode && (!m->tmpl->jinja || !m->tmpl->renders_tools))
         return lmf_openai_error_set(err, 400, "tools", "invalid_value",
                                     "tools: this model's chat template %s, so the model would never see them",
                                     m->tmpl->jinja ? "does not render tools" : "is not run (built-in renderer)");
-    if (none) tools = NULL; /* "none": the model is not told about tools (vLLM's --exclude-tools-when-tool-choice-none) */
+    if (!mode) tools = NULL; /* "none": the model is not told about tools (vLLM's --exclude-tools-when-tool-choice-none) */
     r->parse_tools = tools && m->tmpl->hermes_tool_calls;
+    if (mode >= 2) {
+        if (!r->parse_tools)
+            return lmf_openai_error_set(err, 400, "tool_choice", "invalid_value",
+                                        "tool_choice: %s needs a chat template with Hermes-style <tool_call> blocks "
+                                        "(Qwen2.5, Qwen3, Hermes: serve --chat-template), the only calls lmforge "
+                                        "parses", mode == 2 ? "\"required\"" : "a named function");
+        if (r->req.grammar)
+            return lmf_openai_error_set(err, 400, "response_format", "invalid_value",
+                                        "response_format: not with tool_choice %s (the reply is a tool call)",
+                                        mode == 2 ? "\"required\"" : "naming a function");
+        if (tool_grammar(tools, only, r->parallel_tool_calls, &r->req.grammar, err)) return 400;
+    }
     r->reasoning = m->reasoning && m->tmpl->jinja && m->tmpl->thinks;
     cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
     if (!msgs || cJSON_IsNull(msgs))
@@ -557,6 +660,7 @@ int lmf_openai_parse(const lmf_openai_model *m, lmf_openai_kind kind, const char
                                       m->id);
     }
     if (!rc) rc = parse_common(root, kind, out, err);
+    if (!rc && (j = field(root, "response_format"))) rc = parse_response_format(j, &out->req.grammar, err);
     if (!rc && kind == LMF_OPENAI_CHAT) {
         rc = parse_chat(m, root, out, err);
     } else if (!rc) {
@@ -586,6 +690,7 @@ void lmf_openai_request_free(lmf_openai_request *r) {
     if (!r) return;
     free(r->prompt.data);
     for (int i = 0; i < LMF_OPENAI_MAX_STOPS; i++) free(r->stops[i]);
+    lmf_grammar_free(r->req.grammar);
     memset(r, 0, sizeof *r);
 }
 
