@@ -2,7 +2,8 @@
 # `lmforge serve` with tools: the real SmolLM2-135M-Instruct served with Qwen2.5's chat template (--chat-template),
 # driven by tests/serve_tools_test.py through the official `openai` client (build/pyenv, as cli_serve.sh makes it):
 # a tool round's prompt is transformers' render, the model's own <tool_call> reply is parsed into tool_calls (whole
-# and streamed), the client's objects go back as history, tool_choice none / required. Also the flag refusals.
+# and streamed), the client's objects go back as history, tool_choice none / required / named (constrained). Also the
+# flag refusals.
 # Skipped (exit 0 with a note) when the model has not been fetched.
 # Usage: cli_serve_tools.sh path/to/lmforge
 set -uo pipefail

@@ -273,7 +273,10 @@ def test_bad_requests():
         ({"max_completion_tokens": "a"}, "max_completion_tokens"), ({"logprobs": 3}, "logprobs"),
         ({"logprobs": True, "top_logprobs": 99}, "top_logprobs"), ({"n": 3}, "n"), ({"stream": 1}, "stream"),
         ({"stream_options": {"include_usage": True}}, "stream_options"), ({"user": 5}, "user"),
-        ({"logit_bias": {"1": 5}}, "logit_bias"), ({"tools": []}, "tools"), ({"response_format": {}}, "response_format"),
+        ({"logit_bias": {"1": 5}}, "logit_bias"), ({"tools": []}, "tools"), ({"response_format": {"type": "yaml"}}, "response_format.type"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "type": "object", "properties": {"a": {"type": "string", "maxLength": 3}}}}}},
+         "response_format.json_schema.schema"),
         ({"max_tokens": 100000}, "max_tokens"),
     ]
     for extra, param in cases:
@@ -312,6 +315,52 @@ def test_bad_requests():
     assert request("POST", "/v1/models", {})[0] == 405
     s, h, _ = request("GET", "/v1/chat/completions")
     assert s == 405 and h["allow"] == "POST"
+
+
+def test_structured_output():
+    """response_format: a Pydantic model through the client's parse() (its strict schema: $defs, $ref, enum, anyOf
+    with null, additionalProperties false, maxItems), JSON mode, streaming, and /v1/completions: every reply is the
+    JSON asked for, even from a 135M model (which left alone lists pets until max_tokens: maxItems bounds it)."""
+    from typing import List, Literal, Optional
+
+    import pydantic
+
+    class Pet(pydantic.BaseModel):
+        kind: Literal["cat", "dog"]
+        name: str
+
+    class Person(pydantic.BaseModel):
+        name: str
+        age: int
+        pets: List[Pet] = pydantic.Field(max_length=2)
+        nickname: Optional[str]
+
+    parse = getattr(client.chat.completions, "parse", None) or client.beta.chat.completions.parse
+    msgs = [{"role": "user", "content": "Ann is 41 and has a cat called Tom. Describe her as JSON."}]
+    r = parse(model=MODEL, messages=msgs, response_format=Person, temperature=0, max_tokens=200)
+    c = r.choices[0]
+    assert c.finish_reason == "stop", c
+    p = c.message.parsed
+    assert isinstance(p, Person) and p.name == "Ann" and p.age == 41, c.message.content
+    for seed in range(3):  # sampled replies follow the schema too
+        r = parse(model=MODEL, messages=msgs, response_format=Person, temperature=1.0, seed=seed, max_tokens=300)
+        if r.choices[0].finish_reason == "stop":
+            Person.model_validate_json(r.choices[0].message.content)
+    m = [{"role": "user", "content": "List three colors."}]
+    r = client.chat.completions.create(model=MODEL, messages=m, temperature=0, max_tokens=100,
+                                       response_format={"type": "json_object"})
+    assert r.choices[0].finish_reason == "stop", r.choices[0]
+    assert isinstance(json.loads(r.choices[0].message.content), dict), r.choices[0].message.content
+    chunks = client.chat.completions.create(model=MODEL, messages=m, temperature=0, max_tokens=100, stream=True,
+                                            response_format={"type": "json_object"})
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == r.choices[0].message.content, (text, r.choices[0].message.content)
+    schema = {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}
+    r = client.completions.create(model=MODEL, prompt="Two fruits, as a JSON list:", max_tokens=40, temperature=0,
+                                  extra_body={"response_format": {"type": "json_schema",
+                                                                  "json_schema": {"name": "f", "schema": schema}}})
+    v = json.loads(r.choices[0].text)
+    assert isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v), r.choices[0].text
 
 
 def test_tokenize_detokenize():
@@ -505,7 +554,7 @@ def test_idle_connections():
 
 
 TESTS = [test_models_and_health, test_auth, test_chat, test_completion, test_stop_strings, test_seed, test_concurrent_invariance,
-         test_logprobs,
+         test_logprobs, test_structured_output,
          test_bad_requests, test_tokenize_detokenize, test_busy, test_metrics, test_broken_json, test_huge_body,
          test_header_flood, test_stalled_stream, test_vanished_stream, test_vanished_waiter, test_idle_connections]
 

@@ -121,10 +121,36 @@ def test_tool_choice_none():
     assert r.choices[0].finish_reason in ("stop", "length"), r.choices[0]
 
 
+TWO_TOOLS = TOOLS + [{"type": "function", "function": {
+    "name": "get_time", "description": "The time in a time zone",
+    "parameters": {"type": "object", "properties": {"zone": {"type": "string"}, "hours24": {"type": "boolean"}},
+                   "required": ["zone", "hours24"]}}}]
+
+
+def test_tool_choice_required():
+    """tool_choice required, without any history to imitate: the reply is constrained to calls of the given tools
+    whose arguments follow their schemas; named: a call of that function."""
+    q = [{"role": "user", "content": "What is the weather like in Lisbon?"}]
+    for kw, names in [({"tool_choice": "required"}, {"get_weather", "get_time"}),
+                      ({"tool_choice": "required", "parallel_tool_calls": False}, {"get_weather", "get_time"}),
+                      ({"tool_choice": {"type": "function", "function": {"name": "get_time"}}}, {"get_time"})]:
+        r = client.chat.completions.create(model=MODEL, messages=q, tools=TWO_TOOLS, temperature=0, max_tokens=120,
+                                           **kw)
+        c = r.choices[0]
+        assert c.message.tool_calls, (kw, c)
+        if kw.get("parallel_tool_calls") is False or "function" in kw["tool_choice"]:
+            assert c.finish_reason == "tool_calls" and len(c.message.tool_calls) == 1, (kw, c)
+        for call in c.message.tool_calls:
+            assert call.function.name in names, (kw, call)
+            args = json.loads(call.function.arguments)
+            need = next(t for t in TWO_TOOLS if t["function"]["name"] == call.function.name)["function"]["parameters"]
+            assert set(need["required"]) <= set(args) <= set(need["properties"]), (kw, args)
+
+
 def test_refusals():
     """What lmforge cannot honour is a 400 naming the field."""
-    for kw, param in [({"tool_choice": "required"}, "tool_choice"),
-                      ({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice")]:
+    for kw, param in [({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice.function.name"),
+                      ({"tool_choice": "required", "response_format": {"type": "json_object"}}, "response_format")]:
         try:
             ask("Rome", **kw)
             raise AssertionError(f"{kw} accepted")
