@@ -40,6 +40,8 @@ static void test_json_mode(void **state) {
         int r = run(g, bad[i]);
         if (r == 1) fail_msg("accepted %s", bad[i]);
     }
+    assert_int_equal(run(g, " {}"), 0); /* no whitespace before the root value, nor after it */
+    assert_int_equal(run(g, "{} "), 0);
     assert_int_equal(run(g, "{\"a\": [1, 2"), -1);
     assert_int_equal(run(g, "{\"a\":1e"), -1);
     /* whitespace runs are bounded */

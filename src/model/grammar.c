@@ -567,7 +567,7 @@ static int feed(lmf_grammar_state *s, int c) {
         int ws = is_ws(c);
         switch (f->kind) {
         case F_VALUE: {
-            if (ws) return ++s->ws <= WS_MAX;
+            if (ws) return s->depth > 1 && ++s->ws <= WS_MAX; /* the reply starts with its JSON at once */
             int r = start_value(s, f, c);
             if (r == 2) continue;
             s->ws = 0;
