@@ -415,4 +415,54 @@ static int fuzz_jinja(const uint8_t *data, size_t n) {
     return 1;
 }
 
+/* Constrained decoding (src/model/grammar.c): the bytes up to the first NUL are a JSON Schema (none: JSON mode; a
+ * first byte 'T': the rest of the schema is one tool's parameters, in Hermes tool calls), the bytes after it text fed
+ * to the automaton one byte at a time; along the way the vocabulary mask (the tiny GPT-2 fixture's tokens) must
+ * equal each token fed alone. A disagreement aborts: the fuzzer reports it as a crash. */
+static int fuzz_grammar(const uint8_t *data, size_t n) {
+    static lmf_tokenizer *tok;
+    static lmf_grammar_vocab *gv;
+    if (!tok) {
+        if (lmf_tokenizer_load(LMF_SOURCE_DIR "/tests/reference/fixtures/hf/gpt2/tokenizer.json", &tok) != LMF_OK)
+            abort();
+        lmf_grammar_vocab_create(tok, &gv);
+    }
+    const uint8_t *nul = memchr(data, 0, n);
+    size_t sl = nul ? (size_t)(nul - data) : n;
+    char *schema = malloc(sl + 1);
+    memcpy(schema, data, sl);
+    schema[sl] = 0;
+    lmf_grammar *g = NULL;
+    lmf_status st;
+    if (sl && schema[0] == 'T') {
+        const char *name = "f", *params = schema + 1;
+        st = lmf_grammar_tool_calls(1, &name, &params, 1, &g);
+    } else {
+        st = lmf_grammar_json(sl ? schema : NULL, &g);
+    }
+    free(schema);
+    if (st != LMF_OK) return 0;
+    lmf_grammar_state *gs = lmf_grammar_state_create(g);
+    int V = lmf_tokenizer_vocab_size(tok);
+    float *lg = malloc(sizeof(float) * (size_t)V);
+    const int32_t stop = 0;
+    for (size_t i = nul ? sl + 1 : n, k = 0; i <= n; i++, k++) {
+        if (k % 16 == 0 || i == n) {
+            for (int t = 0; t < V; t++) lg[t] = 0;
+            int allowed = lmf_grammar_mask(gs, gv, &stop, 1, lg), count = 0;
+            for (int t = 0; t < V; t++) {
+                int alone = lmf_grammar_allows(gs, gv, t, &stop, 1);
+                if (alone != (lg[t] == 0)) abort();
+                count += alone;
+            }
+            if (count != allowed) abort();
+        }
+        if (i == n || !lmf_grammar_feed(gs, (const char *)data + i, 1)) break;
+    }
+    free(lg);
+    lmf_grammar_state_free(gs);
+    lmf_grammar_free(g);
+    return 1;
+}
+
 #endif

@@ -190,6 +190,20 @@ static void test_fuzz_jinja(void **s) {
     }
 }
 
+/* Constrained decoding: a schema with every supported keyword, then text along it; a tool's parameters */
+static void test_fuzz_grammar(void **s) {
+    static const char seed1[] =
+        "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": [\"integer\", \"null\"]}, \"b\": {\"enum\": "
+        "[\"x\", 1.5, true]}, \"c\": {\"type\": \"array\", \"items\": {\"$ref\": \"#/$defs/D\"}, \"minItems\": 1, "
+        "\"maxItems\": 3}, \"e\": {\"anyOf\": [{\"type\": \"string\"}, {\"const\": null}]}}, \"required\": [\"a\"], "
+        "\"additionalProperties\": false, \"$defs\": {\"D\": {\"type\": \"object\", \"additionalProperties\": "
+        "{\"type\": \"number\"}}}}\0{\"a\": -12, \"c\": [{\"k\": 1e5}, {}], \"e\": \"h\u00e9\\n\", \"b\": true}";
+    static const char seed2[] = "T{\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}\0"
+                                "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"city\": \"P\"}}\n</tool_call>\n<tool_call>";
+    mutate_loop(fuzz_grammar, (const uint8_t *)seed1, sizeof seed1 - 1, 1500);
+    mutate_loop(fuzz_grammar, (const uint8_t *)seed2, sizeof seed2 - 1, 1500);
+}
+
 static int setup(void **s) {
     snprintf(tmp, sizeof tmp, "/tmp/lmf_fuzz_XXXXXX");
     return mkdtemp(tmp) ? 0 : -1;
@@ -290,6 +304,7 @@ int main(void) {
         cmocka_unit_test(test_fuzz_toml),
         cmocka_unit_test(test_fuzz_sft),
         cmocka_unit_test(test_fuzz_jinja),
+        cmocka_unit_test(test_fuzz_grammar),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
