@@ -553,6 +553,9 @@ typedef struct {
     lmf_token_cb on_token;       /* NULL: none; else called with each sampled token appended to hist (never a stop
                                     token), before its text goes to on_text; its first argument is ctx */
     int n_logprobs;              /* alternatives on_token receives per token, 0..LMF_LOGPROBS_MAX */
+    const lmf_grammar *grammar;  /* NULL, or the grammar the reply must follow (constrained decoding, as the server's
+                                    response_format): tokens outside it are masked before sampling, the stop tokens
+                                    until it is complete */
 } lmf_generate_params;
 typedef struct {
     int prompt_tokens, gen_tokens; /* evaluated before sampling; sampled and appended to hist */

@@ -123,6 +123,21 @@ echo '[{"role": "robot", "content": "hi"}]' > "$dir/bad.json"
 "$LMF" chat -m "$SMOL" --messages "$dir/bad.json" 2> "$dir/err.txt"; [ $? = 2 ] \
   && grep -q "bad.json: messages\[0\].role: unknown role 'robot'" "$dir/err.txt" || { cat "$dir/err.txt"; fail "--messages bad role"; }
 
+# --json-schema / --json-schema-file: the reply is JSON following the schema (constrained decoding)
+"$LMF" chat -m "$SMOL" -p "Ann is 41. Describe her as JSON." -n 80 --temp 0 < /dev/null > "$dir/js.txt" \
+  -j '{"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}, "required": ["name", "age"], "additionalProperties": false}' \
+  || fail "chat --json-schema"
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert set(d) == {"name", "age"} and isinstance(d["age"], int), d' \
+  "$dir/js.txt" || { cat "$dir/js.txt"; fail "chat --json-schema: not the schema's JSON"; }
+echo '{"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 3}' > "$dir/list.json"
+"$LMF" generate -m "$SMOL" -p "Fruits, as a JSON list:" -n 40 --temp 0.8 --seed 4 -jf "$dir/list.json" > "$dir/jl.txt" \
+  || fail "generate --json-schema-file"
+python3 -c 'import json, sys; t = open(sys.argv[1]).read(); p = "Fruits, as a JSON list:"; d = json.loads(t[len(p):]); assert 2 <= len(d) <= 3 and all(isinstance(x, str) for x in d), d' \
+  "$dir/jl.txt" || { cat "$dir/jl.txt"; fail "generate --json-schema-file: not the schema's JSON"; }
+"$LMF" generate -m "$SMOL" -p x -j '{"type": "object", "properties": {"a": {"type": "string", "pattern": "b"}}}' 2> "$dir/err.txt"
+[ $? = 2 ] && grep -q 'json-schema: schema.properties.a: keyword "pattern" is not supported' "$dir/err.txt" \
+  || { cat "$dir/err.txt"; fail "an unsupported schema keyword"; }
+
 # quantize: the real Q4_1 to Q8_0 and Q4_0 (llama.cpp's layout), sizes printed, the greedy answer unchanged
 "$LMF" quantize "$SMOL" "$dir/q8.gguf" --type q8_0 > "$dir/q.txt" || { cat "$dir/q.txt"; fail "quantize q8_0"; }
 grep -q "matrices in Q8_0" "$dir/q.txt" && grep -q "8.50 bits/weight" "$dir/q.txt" || { cat "$dir/q.txt"; fail "quantize report"; }

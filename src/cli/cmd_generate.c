@@ -16,6 +16,8 @@
 
 typedef struct {
     const char *model, *prompt, *system, *chat_format, *chat_kwargs, *chat_template, *lora, *messages;
+    const char *json_schema, *json_schema_file;
+    lmf_grammar *grammar; /* from either, made by parse_gen */
     float lora_scale;
     const char *stop_v[8];
     cli_list stops;
@@ -81,6 +83,11 @@ static int gen_table(gen_opts *o, int chat, cli_opt *t) {
     t[n++] = (cli_opt)CLI_OPT(NULL, "--seed", CLI_U64, &o->sp.seed, "S", "random seed");
     t[n++] = (cli_opt)CLI_OPT(NULL, "--stop", CLI_LIST, &o->stops, "STR",
                               "stop when the output contains STR (repeatable, up to 8)", .def = "");
+    t[n++] = (cli_opt)CLI_OPT("-j", "--json-schema", CLI_STR, &o->json_schema, "SCHEMA",
+                              "constrain the reply to JSON following this JSON Schema (the subset docs/serving.md "
+                              "lists); '{}' for any JSON object or array");
+    t[n++] = (cli_opt)CLI_OPT("-jf", "--json-schema-file", CLI_STR, &o->json_schema_file, "FILE",
+                              "as --json-schema, the schema read from FILE");
     t[n++] = (cli_opt)CLI_OPT(NULL, "--verbose-prompt", CLI_BOOL, &o->verbose_prompt, NULL,
                               "print the prompt as the model sees it (rendered text, then each token id and its "
                               "text) to stderr");
@@ -106,6 +113,25 @@ static int parse_gen(const char *cmd, const char *usage, int chat, int argc, cha
     if (!o->model) {
         fprintf(stderr, "lmforge %s: -m MODEL is required (see --help)\n", cmd);
         return 0;
+    }
+    if (o->json_schema && o->json_schema_file) {
+        fprintf(stderr, "lmforge %s: --json-schema and --json-schema-file exclude each other\n", cmd);
+        return 0;
+    }
+    if (o->json_schema || o->json_schema_file) {
+        char *text = NULL;
+        size_t len;
+        if (o->json_schema_file && cli_read_all(o->json_schema_file, &text, &len) != LMF_OK) {
+            fprintf(stderr, "lmforge %s: %s\n", cmd, lmf_last_error()); /* names the file */
+            return 0;
+        }
+        lmf_status st = lmf_grammar_json(text ? text : o->json_schema, &o->grammar);
+        free(text);
+        if (st != LMF_OK) {
+            fprintf(stderr, "lmforge %s: %s: %s\n", cmd, o->json_schema_file ? o->json_schema_file : "--json-schema",
+                    lmf_last_error());
+            return 0;
+        }
     }
     return 1;
 }
@@ -184,7 +210,7 @@ static lmf_status reply(const char *cmd, lmf_session *s, lmf_sampler *smp, const
     gen_out g = {.tok = lmf_weights_tokenizer(lmf_session_weights(s))};
     lmf_generate_params p = {.n_predict = o->n_predict, .stops = o->stops.v, .n_stops = o->stops.n,
                              .on_text = write_out, .ctx = &g, .on_token = o->logprobs >= 0 ? on_token : NULL,
-                             .n_logprobs = o->logprobs > 0 ? o->logprobs : 0};
+                             .n_logprobs = o->logprobs > 0 ? o->logprobs : 0, .grammar = o->grammar};
     lmf_generate_result r;
     lmf_status st = lmf_generate(s, smp, hist, n_new, &p, text, &r);
     if (st == LMF_OK && r.stop_reason == LMF_STOP_CALLBACK)
@@ -244,7 +270,10 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "lmforge generate: -p PROMPT is required (see --help)\n");
         r = 0;
     }
-    if (r <= 0) return r < 0 ? 0 : 2;
+    if (r <= 0) {
+        lmf_grammar_free(o.grammar);
+        return r < 0 ? 0 : 2;
+    }
     lmf_weights *w = NULL;
     lmf_session *s = NULL;
     lmf_sampler *smp = NULL;
@@ -275,6 +304,7 @@ int cmd_generate(int argc, char **argv) {
     }
     if (st != LMF_OK) rc = cli_fail("generate", st);
     lmf_sampler_free(smp);
+    lmf_grammar_free(o.grammar);
     lmf_session_free(s);
     lmf_lora_free(lora);
     lmf_weights_free(w);
@@ -405,7 +435,10 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "lmforge chat: -p and --messages exclude each other (put the message last in FILE)\n");
         r = 0;
     }
-    if (r <= 0) return r < 0 ? 0 : 2;
+    if (r <= 0) {
+        lmf_grammar_free(o.grammar);
+        return r < 0 ? 0 : 2;
+    }
     lmf_weights *w = NULL;
     lmf_session *s = NULL;
     lmf_sampler *smp = NULL;
@@ -444,6 +477,7 @@ int cmd_chat(int argc, char **argv) {
         cJSON_free(msgs_json), cJSON_free(tools_json);
         lmf_chat_template_free(&tmpl);
         lmf_sampler_free(smp), lmf_session_free(s), lmf_lora_free(lora), lmf_weights_free(w);
+        lmf_grammar_free(o.grammar);
         return rc;
     }
     int interactive = o.prompt == NULL && o.messages == NULL;
@@ -523,6 +557,7 @@ int cmd_chat(int argc, char **argv) {
     free(hist.data);
     lmf_chat_template_free(&tmpl);
     lmf_sampler_free(smp);
+    lmf_grammar_free(o.grammar);
     lmf_session_free(s);
     lmf_lora_free(lora);
     lmf_weights_free(w);

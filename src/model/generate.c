@@ -145,6 +145,18 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
     }
     int32_t stop_ids[4];
     int n_stop_ids = lmf_weights_stop_tokens(w, stop_ids);
+    /* constrained decoding: the stop tokens the grammar lets through once complete are the model's and the caller's */
+    lmf_grammar_vocab *gv = NULL;
+    lmf_grammar_state *gs = NULL;
+    int32_t *ends = NULL;
+    int n_ends = 0;
+    if (p->grammar) {
+        lmf_grammar_vocab_create(tok, &gv);
+        gs = lmf_grammar_state_create(p->grammar);
+        ends = lmf_xmalloc(sizeof(int32_t) * (size_t)(n_stop_ids + p->n_stop_ids + 1));
+        for (int k = 0; k < n_stop_ids; k++) ends[n_ends++] = stop_ids[k];
+        for (int k = 0; k < p->n_stop_ids; k++) ends[n_ends++] = p->stop_ids[k];
+    }
 
     const float *lg = NULL;
     double t0 = lmf_now();
@@ -176,6 +188,10 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
             break;
         }
         memcpy(logits, lg, sizeof(float) * (size_t)V); /* the sampler works in place; lg is the session's */
+        if (gs && !lmf_grammar_mask(gs, gv, ends, n_ends, logits)) {
+            reason = LMF_STOP_TOKEN; /* nothing may follow (nesting past the grammar's depth) */
+            break;
+        }
         int32_t next = lmf_sampler_sample(smp, logits, hist->data, (int)hist->len);
         int is_stop = 0;
         for (int k = 0; k < n_stop_ids; k++) is_stop |= next == stop_ids[k];
@@ -184,6 +200,7 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
             reason = LMF_STOP_TOKEN;
             break;
         }
+        if (gs) lmf_grammar_accept(gs, gv, next);
         lmf_ids_push(hist, &next, 1);
         r.gen_tokens++;
         if (p->on_token) {
@@ -214,6 +231,8 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
     r.stop_reason = reason < 0 ? LMF_STOP_LENGTH : (lmf_stop_reason)reason;
     if (res) *res = r;
     lmf_detok_free(&dt);
-    free(logits);
+    lmf_grammar_state_free(gs);
+    lmf_grammar_vocab_free(gv);
+    LMF_FREE_ALL(logits, ends);
     return stt;
 }
