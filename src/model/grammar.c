@@ -205,10 +205,17 @@ static lmf_status resolve_ref(compiler *c, const char *ref, const char *path, in
     return LMF_OK;
 }
 
+static const char *const ANNOTATIONS[] = {"title", "description", "default", "examples", "$schema", "$id", "$comment",
+                                           "format", "$defs", "definitions", "strict", "readOnly", "writeOnly",
+                                           "deprecated"};
+
+static int is_annotation(const char *k) {
+    for (size_t i = 0; i < sizeof ANNOTATIONS / sizeof *ANNOTATIONS; i++)
+        if (!strcmp(k, ANNOTATIONS[i])) return 1;
+    return 0;
+}
+
 static lmf_status compile(compiler *c, const cJSON *s, const char *path, int depth, int *out) {
-    static const char *const IGNORED[] = {"title", "description", "default", "examples", "$schema", "$id",
-                                          "$comment", "format", "$defs", "definitions", "strict", "readOnly",
-                                          "writeOnly", "deprecated"};
     static const char *const HANDLED[] = {"type", "properties", "required", "additionalProperties", "items",
                                           "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "$ref"};
     lmf_grammar *g = c->g;
@@ -219,8 +226,7 @@ static lmf_status compile(compiler *c, const cJSON *s, const char *path, int dep
     }
     if (!cJSON_IsObject(s)) return lmf_fail(LMF_ERR_ARG, "%s: expected a schema (an object or true)", path);
     for (const cJSON *k = s->child; k; k = k->next) {
-        int known = 0;
-        for (size_t i = 0; i < sizeof IGNORED / sizeof *IGNORED && !known; i++) known = !strcmp(k->string, IGNORED[i]);
+        int known = is_annotation(k->string);
         for (size_t i = 0; i < sizeof HANDLED / sizeof *HANDLED && !known; i++) known = !strcmp(k->string, HANDLED[i]);
         if (!known)
             return lmf_fail(LMF_ERR_ARG, "%s: keyword \"%s\" is not supported (docs/serving.md lists the supported "
@@ -229,11 +235,9 @@ static lmf_status compile(compiler *c, const cJSON *s, const char *path, int dep
     const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
     if (ref) {
         if (!cJSON_IsString(ref)) return lmf_fail(LMF_ERR_ARG, "%s.$ref: expected a string", path);
-        for (const cJSON *k = s->child; k; k = k->next) {
-            int ann = k == ref;
-            for (size_t i = 0; i < sizeof IGNORED / sizeof *IGNORED && !ann; i++) ann = !strcmp(k->string, IGNORED[i]);
-            if (!ann) return lmf_fail(LMF_ERR_ARG, "%s: \"$ref\" beside \"%s\" is not supported", path, k->string);
-        }
+        for (const cJSON *k = s->child; k; k = k->next)
+            if (k != ref && !is_annotation(k->string))
+                return lmf_fail(LMF_ERR_ARG, "%s: \"$ref\" beside \"%s\" is not supported", path, k->string);
         return resolve_ref(c, ref->valuestring, path, depth, out);
     }
     char sub[256];
@@ -242,9 +246,7 @@ static lmf_status compile(compiler *c, const cJSON *s, const char *path, int dep
     if (alts) {
         if (!cJSON_IsArray(alts) || !alts->child) return lmf_fail(LMF_ERR_ARG, "%s.anyOf: expected a list of schemas", path);
         for (const cJSON *k = s->child; k; k = k->next)
-            if (strcmp(k->string, "anyOf") && strcmp(k->string, "oneOf") && strcmp(k->string, "$defs") &&
-                strcmp(k->string, "definitions") && strcmp(k->string, "title") && strcmp(k->string, "description") &&
-                strcmp(k->string, "default"))
+            if (k != alts && !is_annotation(k->string))
                 return lmf_fail(LMF_ERR_ARG, "%s: \"%s\" beside anyOf/oneOf is not supported", path, k->string);
         int n = node_new(g, 0), i = 0;
         for (const cJSON *a = alts->child; a; a = a->next, i++) {
