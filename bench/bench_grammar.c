@@ -49,7 +49,8 @@ static void print_cpu(void) {
 
 static const char *PERSON =
     "{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"}, \"age\": {\"type\": \"integer\"},"
-    "\"mood\": {\"enum\": [\"happy\", \"sad\"]}, \"pets\": {\"type\": \"array\", \"items\": {\"$ref\": \"#/$defs/Pet\"},"
+    "\"mood\": {\"enum\": [\"happy\", \"sad\"]}, \"pets\": {\"type\": \"array\","
+    "\"items\": {\"$ref\": \"#/$defs/Pet\"},"
     "\"maxItems\": 2}}, \"required\": [\"name\", \"age\", \"mood\", \"pets\"], \"additionalProperties\": false,"
     "\"$defs\": {\"Pet\": {\"type\": \"object\", \"properties\": {\"kind\": {\"enum\": [\"cat\", \"dog\"]}, \"name\":"
     "{\"type\": \"string\"}}, \"required\": [\"kind\", \"name\"]}}}";
@@ -94,7 +95,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", lmf_last_error());
         return 1;
     }
-    printf("| grammar | tokens | mask median ms | mask mean ms | mask max ms | decode step median ms | masks / step |\n");
+    printf("| grammar | tokens | mask median ms | mask mean ms | mask max ms | decode step median ms | "
+           "masks / step |\n");
     printf("|---|---|---|---|---|---|---|\n");
     char *replies[3];
     float *lg = malloc(sizeof(float) * (size_t)V);

@@ -244,7 +244,8 @@ static lmf_status compile(compiler *c, const cJSON *s, const char *path, int dep
     const cJSON *alts = cJSON_GetObjectItemCaseSensitive(s, "anyOf");
     if (!alts) alts = cJSON_GetObjectItemCaseSensitive(s, "oneOf");
     if (alts) {
-        if (!cJSON_IsArray(alts) || !alts->child) return lmf_fail(LMF_ERR_ARG, "%s.anyOf: expected a list of schemas", path);
+        if (!cJSON_IsArray(alts) || !alts->child)
+            return lmf_fail(LMF_ERR_ARG, "%s.anyOf: expected a list of schemas", path);
         for (const cJSON *k = s->child; k; k = k->next)
             if (k != alts && !is_annotation(k->string))
                 return lmf_fail(LMF_ERR_ARG, "%s: \"%s\" beside anyOf/oneOf is not supported", path, k->string);
@@ -347,7 +348,8 @@ static lmf_status compile(compiler *c, const cJSON *s, const char *path, int dep
     for (int b = 0; b < 2; b++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, bounds[b]);
         if (!v) continue;
-        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 65535 || v->valuedouble != floor(v->valuedouble))
+        double x = cJSON_IsNumber(v) ? v->valuedouble : -1;
+        if (x < 0 || x > 65535 || x != floor(x))
             return lmf_fail(LMF_ERR_ARG, "%s.%s: expected an integer in 0..65535", path, bounds[b]);
         *(b ? &g->n[n].max_items : &g->n[n].min_items) = (int)v->valuedouble;
     }

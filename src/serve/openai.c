@@ -298,7 +298,8 @@ static int parse_tool_choice(const cJSON *tc, int have_tools, int *mode, const c
         }
     if (!cJSON_IsObject(tc))
         return lmf_openai_error_set(err, 400, "tool_choice", "invalid_value",
-                                    "tool_choice: expected \"none\", \"auto\", \"required\" or a function, got %s%.32s%s",
+                                    "tool_choice: expected \"none\", \"auto\", \"required\" or a function, got "
+                                    "%s%.32s%s",
                                     cJSON_IsString(tc) ? "'" : type_name(tc), cJSON_IsString(tc) ? tc->valuestring : "",
                                     cJSON_IsString(tc) ? "'" : "");
     if (check_keys(tc, TC_FIELDS, COUNT(TC_FIELDS), "tool_choice.", err)) return 400;
@@ -316,7 +317,8 @@ static int parse_tool_choice(const cJSON *tc, int have_tools, int *mode, const c
         return lmf_openai_error_set(err, 400, "tool_choice.function.name", "invalid_type",
                                     "tool_choice.function.name: expected a string");
     if (!have_tools)
-        return lmf_openai_error_set(err, 400, "tool_choice", "invalid_value", "tool_choice: a function needs \"tools\"");
+        return lmf_openai_error_set(err, 400, "tool_choice", "invalid_value",
+                                    "tool_choice: a function needs \"tools\"");
     *mode = 3, *name = n->valuestring;
     return 0;
 }
@@ -467,7 +469,8 @@ static int parse_chat(const lmf_openai_model *m, cJSON *root, lmf_openai_request
         return lmf_openai_error_set(err, 400, "tools", "invalid_value",
                                     "tools: this model's chat template %s, so the model would never see them",
                                     m->tmpl->jinja ? "does not render tools" : "is not run (built-in renderer)");
-    if (!mode) tools = NULL; /* "none": the model is not told about tools (vLLM's --exclude-tools-when-tool-choice-none) */
+    /* "none": the model is not told about tools (vLLM's --exclude-tools-when-tool-choice-none) */
+    if (!mode) tools = NULL;
     r->parse_tools = tools && m->tmpl->hermes_tool_calls;
     if (mode >= 2) {
         if (!r->parse_tools)
