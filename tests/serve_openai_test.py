@@ -205,6 +205,22 @@ def test_seed():
         print(f"  note: seeded sample differs from lmforge generate: {a!r} vs {ref!r}")
 
 
+def test_logit_bias():
+    """logit_bias -100 bans the greedy token (the next best comes instead, and the raw logprobs still rank the banned
+    one first); +100 forces a token."""
+    kw = dict(model=MODEL, prompt="The capital of France is", max_tokens=1, temperature=0, logprobs=2)
+    r = client.completions.create(**kw)
+    first = tokenize(r.choices[0].text, parse_special=False)
+    assert len(first) == 1, (r.choices[0].text, first)
+    alt = list(r.choices[0].logprobs.top_logprobs[0])[1]
+    banned = client.completions.create(logit_bias={str(first[0]): -100}, **kw).choices[0]
+    assert banned.text == alt, (banned.text, alt)
+    assert list(banned.logprobs.top_logprobs[0])[0] == r.choices[0].text, banned.logprobs
+    forced = tokenize(" Berlin", parse_special=False)[0]
+    f = client.completions.create(logit_bias={str(forced): 100}, **kw).choices[0]
+    assert tokenize(f.text, parse_special=False) == [forced], f.text
+
+
 def test_concurrent_invariance():
     """A request gives the same tokens and logprobs alone as beside another one running (batch invariance, through
     the HTTP layer: events are neither lost nor mixed between requests)."""
@@ -273,7 +289,7 @@ def test_bad_requests():
         ({"max_completion_tokens": "a"}, "max_completion_tokens"), ({"logprobs": 3}, "logprobs"),
         ({"logprobs": True, "top_logprobs": 99}, "top_logprobs"), ({"n": 3}, "n"), ({"stream": 1}, "stream"),
         ({"stream_options": {"include_usage": True}}, "stream_options"), ({"user": 5}, "user"),
-        ({"logit_bias": {"1": 5}}, "logit_bias"), ({"tools": []}, "tools"), ({"response_format": {"type": "yaml"}}, "response_format.type"),
+        ({"logit_bias": {"one": 5}}, "logit_bias.one"), ({"logit_bias": {"1": 500}}, "logit_bias.1"), ({"tools": []}, "tools"), ({"response_format": {"type": "yaml"}}, "response_format.type"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
             "type": "object", "properties": {"a": {"type": "string", "maxLength": 3}}}}}},
          "response_format.json_schema.schema"),
@@ -554,7 +570,7 @@ def test_idle_connections():
 
 
 TESTS = [test_models_and_health, test_auth, test_chat, test_completion, test_stop_strings, test_seed, test_concurrent_invariance,
-         test_logprobs, test_structured_output,
+         test_logprobs, test_structured_output, test_logit_bias,
          test_bad_requests, test_tokenize_detokenize, test_busy, test_metrics, test_broken_json, test_huge_body,
          test_header_flood, test_stalled_stream, test_vanished_stream, test_vanished_waiter, test_idle_connections]
 

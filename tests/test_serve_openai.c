@@ -52,7 +52,12 @@ static void test_chat_malformed(void **state) {
     expect_error(C, "{" MSG "} trailing", 400, NULL);
     expect_error(C, "{" MSG ", \"temperature\": 0.5, \"temperature\": 0.7}", 400, "temperature");
     /* unknown fields are named, never ignored */
-    expect_error(C, "{" MSG ", \"logit_bias\": {}}", 400, "logit_bias");
+    expect_error(C, "{" MSG ", \"logit_bias\": []}", 400, "logit_bias");
+    expect_error(C, "{" MSG ", \"logit_bias\": {\"x\": 1}}", 400, "logit_bias.x");
+    expect_error(C, "{" MSG ", \"logit_bias\": {\"-1\": 1}}", 400, "logit_bias.-1");
+    expect_error(C, "{" MSG ", \"logit_bias\": {\"99999\": 1}}", 400, "logit_bias.99999");
+    expect_error(C, "{" MSG ", \"logit_bias\": {\"3\": 101}}", 400, "logit_bias.3");
+    expect_error(C, "{" MSG ", \"logit_bias\": {\"3\": \"1\"}}", 400, "logit_bias.3");
     expect_error(C, "{" MSG ", \"tools\": []}", 400, "tools");
     expect_error(C, "{" MSG ", \"prompt\": \"x\"}", 400, "prompt");
     /* messages */
@@ -202,7 +207,8 @@ static void test_chat_valid(void **state) {
                        "\"seed\": -1, \"stop\": [\"x\", \"yz\"], \"presence_penalty\": 0.5, \"frequency_penalty\": "
                        "-0.5, \"repetition_penalty\": 1.1, \"logprobs\": true, \"top_logprobs\": 3, "
                        "\"max_completion_tokens\": 9, \"n\": 1, \"stream\": true, \"stream_options\": "
-                       "{\"include_usage\": true}, \"user\": \"u1\", \"max_tokens\": null}";
+                       "{\"include_usage\": true}, \"user\": \"u1\", \"max_tokens\": null, \"logit_bias\": "
+                       "{\"5\": -100, \"7\": 2.5}}";
     lmf_openai_request r;
     lmf_openai_error e;
     int rc = lmf_openai_parse(&model, LMF_OPENAI_CHAT, body, strlen(body), &r, &e);
@@ -220,6 +226,8 @@ static void test_chat_valid(void **state) {
     assert_int_equal(q->max_tokens, 9);
     assert_int_equal(q->logprobs, 1);
     assert_int_equal(q->top_logprobs, 3);
+    assert_int_equal(q->n_bias, 2);
+    assert_true(q->bias_ids[0] == 5 && q->bias[0] == -100 && q->bias_ids[1] == 7 && q->bias[1] == 2.5f);
     assert_int_equal(q->n_stops, 2);
     assert_string_equal(q->stops[0], "x");
     assert_string_equal(q->stops[1], "yz");

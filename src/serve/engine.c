@@ -39,6 +39,8 @@ typedef struct req {
     lmf_sampler *smp;
     lmf_detok dt;
     int32_t *counts;        /* per vocabulary id, generated so far (presence / frequency penalties) */
+    int32_t *bias_ids;      /* r.bias_ids / r.bias copied */
+    float *bias;
     lmf_grammar_state *gs;  /* where the reply stands in r.grammar (owned with it), or NULL */
     int32_t *ends;          /* the stop tokens the grammar lets through once complete: the model's and r.stop_ids */
     int n_ends;
@@ -84,7 +86,7 @@ static void req_free(req *q) {
     lmf_detok_free(&q->dt);
     lmf_grammar_state_free(q->gs);
     lmf_grammar_free(q->r.grammar);
-    LMF_FREE_ALL(q->stops, q->stop_ids, q->toks, q->counts, q->ends, q);
+    LMF_FREE_ALL(q->stops, q->stop_ids, q->toks, q->counts, q->ends, q->bias_ids, q->bias, q);
 }
 
 static void list_push(req **head, req *q) {
@@ -137,6 +139,7 @@ static void sample(lmf_engine *e, req *q, const float *row) {
     if (q->counts)
         for (int i = 0; i < V; i++)
             if (q->counts[i]) lg[i] -= q->r.presence_penalty + q->r.frequency_penalty * (float)q->counts[i];
+    for (int i = 0; i < q->r.n_bias; i++) lg[q->bias_ids[i]] += q->bias[i];
     if (q->gs && !lmf_grammar_mask(q->gs, e->gvocab, q->ends, q->n_ends, lg)) {
         /* nothing may follow (nesting past the grammar's depth): end here rather than leave the grammar */
         finish(e, q, LMF_STOP_TOKEN, now);
@@ -463,7 +466,11 @@ lmf_status lmf_engine_submit(lmf_engine *e, const lmf_engine_request *r, uint64_
                             e->V);
     if (r->top_logprobs < 0 || r->top_logprobs > LMF_ENGINE_TOP_MAX)
         return lmf_fail(LMF_ERR_ARG, "top_logprobs %d must be in [0, %d]", r->top_logprobs, LMF_ENGINE_TOP_MAX);
-    if (r->n_stops < 0 || r->n_stop_ids < 0) return lmf_fail(LMF_ERR_ARG, "negative stop counts");
+    if (r->n_stops < 0 || r->n_stop_ids < 0 || r->n_bias < 0) return lmf_fail(LMF_ERR_ARG, "negative counts");
+    for (int i = 0; i < r->n_bias; i++)
+        if (r->bias_ids[i] < 0 || r->bias_ids[i] >= e->V || !isfinite(r->bias[i]))
+            return lmf_fail(LMF_ERR_ARG, "logit bias %d: token %d or bias %g out of range", i, r->bias_ids[i],
+                            (double)r->bias[i]);
     if (r->grammar && !lmf_weights_tokenizer(e->w))
         return lmf_fail(LMF_ERR_ARG, "constrained decoding needs the model's tokenizer, and this model carries none");
     req *q = lmf_xcalloc(1, sizeof *q);
@@ -488,6 +495,11 @@ lmf_status lmf_engine_submit(lmf_engine *e, const lmf_engine_request *r, uint64_
     q->stop_ids = lmf_xmalloc(sizeof(int32_t) * ((size_t)r->n_stop_ids + 1));
     if (r->n_stop_ids) memcpy(q->stop_ids, r->stop_ids, sizeof(int32_t) * (size_t)r->n_stop_ids);
     q->r.stop_ids = q->stop_ids;
+    if (r->n_bias) {
+        q->bias_ids = memcpy(lmf_xmalloc(sizeof(int32_t) * (size_t)r->n_bias), r->bias_ids,
+                             sizeof(int32_t) * (size_t)r->n_bias);
+        q->bias = memcpy(lmf_xmalloc(sizeof(float) * (size_t)r->n_bias), r->bias, sizeof(float) * (size_t)r->n_bias);
+    }
     if (r->presence_penalty != 0 || r->frequency_penalty != 0)
         q->counts = lmf_xcalloc((size_t)e->V, sizeof(int32_t));
     lmf_detok_init(&q->dt, lmf_weights_tokenizer(e->w), q->r.stops, r->n_stops);

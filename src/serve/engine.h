@@ -87,6 +87,9 @@ typedef struct {
     lmf_sampler_params sampling; /* temperature 0: greedy; seed: the request's own RNG */
     float presence_penalty;      /* OpenAI's: logit -= presence x [count > 0] + frequency x count, counting the */
     float frequency_penalty;     /* tokens generated so far; 0 = off */
+    const int32_t *bias_ids;     /* logit_bias: bias[i] is added to the logit of token bias_ids[i] before sampling */
+    const float *bias;           /* (copied; ids inside the vocabulary) */
+    int n_bias;
     int max_tokens;              /* tokens to generate at most; <= 0: until the context is full */
     const char *const *stops;    /* stop strings (copied) */
     int n_stops;

@@ -6,6 +6,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -211,10 +212,11 @@ static const char *const CHAT_FIELDS[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "seed",
     "stop", "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs", "top_logprobs", "n", "stream",
     "stream_options", "user", "chat_template_kwargs", "tools", "tool_choice", "parallel_tool_calls",
-    "response_format"};
+    "response_format", "logit_bias"};
 static const char *const COMPLETION_FIELDS[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
-    "frequency_penalty", "repetition_penalty", "logprobs", "n", "stream", "stream_options", "user", "response_format"};
+    "frequency_penalty", "repetition_penalty", "logprobs", "n", "stream", "stream_options", "user", "response_format",
+    "logit_bias"};
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* The server's template with the request's chat_template_kwargs (vLLM's field: an object of extra template
@@ -549,6 +551,36 @@ static int parse_stop(const cJSON *s, lmf_openai_request *r, lmf_openai_error *e
     return 0;
 }
 
+/* logit_bias: {"token id": bias in [-100, 100]} (OpenAI's: -100 bans a token, 100 all but forces it), added to the
+ * logits before penalties' truncation and sampling; logprobs still report the model's own. */
+static int parse_logit_bias(const lmf_openai_model *m, const cJSON *lb, lmf_openai_request *r,
+                            lmf_openai_error *err) {
+    if (!cJSON_IsObject(lb))
+        return lmf_openai_error_set(err, 400, "logit_bias", "invalid_type",
+                                    "logit_bias: expected an object of token ids and biases, got %s", type_name(lb));
+    int n = cJSON_GetArraySize(lb), vocab = lmf_tokenizer_vocab_size(m->tok), k = 0;
+    if (n > 1024)
+        return lmf_openai_error_set(err, 400, "logit_bias", "invalid_value", "logit_bias: at most 1024 tokens, got %d",
+                                    n);
+    r->bias_ids = malloc(sizeof(int32_t) * (size_t)(n + 1));
+    r->bias = malloc(sizeof(float) * (size_t)(n + 1));
+    for (const cJSON *b = lb->child; b; b = b->next, k++) {
+        char param[64], *end;
+        snprintf(param, sizeof param, "logit_bias.%.40s", b->string);
+        errno = 0;
+        long id = strtol(b->string, &end, 10);
+        if (!b->string[0] || *end || errno || id < 0 || id >= vocab)
+            return lmf_openai_error_set(err, 400, param, "invalid_value",
+                                        "%s: a token id (an integer in [0, %d) written as a string) is expected", param,
+                                        vocab);
+        double x;
+        if (want_number(b, param, -100, 100, 0, &x, err)) return 400;
+        r->bias_ids[k] = (int32_t)id, r->bias[k] = (float)x;
+    }
+    r->req.bias_ids = r->bias_ids, r->req.bias = r->bias, r->req.n_bias = k;
+    return 0;
+}
+
 static int parse_stream_options(const cJSON *so, lmf_openai_request *r, lmf_openai_error *err) {
     static const char *const SO_FIELDS[] = {"include_usage"};
     if (!cJSON_IsObject(so))
@@ -664,6 +696,7 @@ int lmf_openai_parse(const lmf_openai_model *m, lmf_openai_kind kind, const char
     }
     if (!rc) rc = parse_common(root, kind, out, err);
     if (!rc && (j = field(root, "response_format"))) rc = parse_response_format(j, &out->req.grammar, err);
+    if (!rc && (j = field(root, "logit_bias"))) rc = parse_logit_bias(m, j, out, err);
     if (!rc && kind == LMF_OPENAI_CHAT) {
         rc = parse_chat(m, root, out, err);
     } else if (!rc) {
@@ -694,6 +727,8 @@ void lmf_openai_request_free(lmf_openai_request *r) {
     free(r->prompt.data);
     for (int i = 0; i < LMF_OPENAI_MAX_STOPS; i++) free(r->stops[i]);
     lmf_grammar_free(r->req.grammar);
+    free(r->bias_ids);
+    free(r->bias);
     memset(r, 0, sizeof *r);
 }
 

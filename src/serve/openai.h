@@ -54,6 +54,8 @@ typedef struct {
     int stream, include_usage;
     lmf_ids prompt;                     /* the token ids, BOS or chat template applied */
     char *stops[LMF_OPENAI_MAX_STOPS]; /* owned */
+    int32_t *bias_ids;                  /* logit_bias, owned (req points at them) */
+    float *bias;
     lmf_engine_request req;
     int seeded;                         /* the request named a seed (otherwise the caller draws one) */
     /* chat replies: how reply_parse.h splits them */
