@@ -70,8 +70,8 @@ demo-finetune: deps build models
 FUZZ_SECONDS ?= 60
 fuzz: deps build
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMF_FUZZ=ON
-	cmake --build build-fuzz -j$(JOBS) --target fuzz_shard fuzz_checkpoint fuzz_safetensors fuzz_gguf fuzz_model fuzz_hf fuzz_lora fuzz_config fuzz_tokenizer_json fuzz_encode fuzz_toml fuzz_sft fuzz_jinja fuzz_grammar
-	for t in fuzz_shard fuzz_config fuzz_toml fuzz_sft fuzz_jinja fuzz_grammar; do build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; done
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_shard fuzz_checkpoint fuzz_safetensors fuzz_gguf fuzz_model fuzz_hf fuzz_lora fuzz_config fuzz_tokenizer_json fuzz_encode fuzz_toml fuzz_sft fuzz_jinja fuzz_grammar fuzz_openai
+	for t in fuzz_shard fuzz_config fuzz_toml fuzz_sft fuzz_jinja fuzz_grammar fuzz_openai; do build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; done
 	# the file targets' seeds: the smallest real files lmforge writes (fuzz/make_seeds.sh); the checkpoint target also
 	# tries each input with its checksum made right, so the header fields and the config behind it get fuzzed
 	fuzz/make_seeds.sh build build-fuzz

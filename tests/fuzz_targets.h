@@ -465,4 +465,36 @@ static int fuzz_grammar(const uint8_t *data, size_t n) {
     return 1;
 }
 
+/* The server's request bodies (src/serve/openai.c): the bytes are a /v1/chat/completions body (even lengths) or a
+ * /v1/completions body, parsed against the tiny ChatML tokenizer and Qwen2.5's template (tools, tool calls,
+ * reasoning-free Hermes blocks); a request that parses with a grammar (response_format, tool_choice) is also fed a
+ * short text. A 400 is an answer, not a failure: the target must only never crash, hang or leak. */
+#include "serve/openai.h"
+static int fuzz_openai(const uint8_t *data, size_t n) {
+    static lmf_tokenizer *tok;
+    static lmf_chat_template tmpl;
+    static lmf_openai_model m;
+    if (!tok) {
+        char *text = NULL;
+        size_t len;
+        if (!(tok = tiny_chat_tokenizer()) ||
+            lmf_read_file(LMF_SOURCE_DIR "/tests/reference/chat_templates/qwen2.5.jinja", &text, &len) != LMF_OK ||
+            lmf_chat_template_parse(text, &tmpl) != LMF_OK)
+            abort();
+        free(text);
+        m = (lmf_openai_model){.id = "tiny", .tok = tok, .tmpl = &tmpl, .bos = -1, .n_ctx = 4096, .reasoning = 1};
+    }
+    lmf_openai_request r;
+    lmf_openai_error e;
+    int rc = lmf_openai_parse(&m, n % 2 ? LMF_OPENAI_COMPLETION : LMF_OPENAI_CHAT, (const char *)data, n, &r, &e);
+    if (!rc && r.req.grammar) {
+        lmf_grammar_state *st = lmf_grammar_state_create(r.req.grammar);
+        lmf_grammar_feed(st, "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>", 49);
+        lmf_grammar_feed(st, "{\"a\": [1, \"x\", null]}", 20);
+        lmf_grammar_state_free(st);
+    }
+    lmf_openai_request_free(&r);
+    return rc == 0;
+}
+
 #endif

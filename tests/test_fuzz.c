@@ -204,6 +204,30 @@ static void test_fuzz_grammar(void **s) {
     mutate_loop(fuzz_grammar, (const uint8_t *)seed2, sizeof seed2 - 1, 1500);
 }
 
+/* Server request bodies: a chat body with every field (tools, tool_choice required, response_format, logit_bias) and
+ * a completion body (odd length: the target reads it as one) */
+static void test_fuzz_openai(void **s) {
+    static const char chat[] =
+        "{\"model\": \"tiny\", \"messages\": [{\"role\": \"system\", \"content\": \"s\"}, {\"role\": \"user\", "
+        "\"content\": [{\"type\": \"text\", \"text\": \"hi\"}]}, {\"role\": \"assistant\", \"content\": null, "
+        "\"tool_calls\": [{\"id\": \"c\", \"type\": \"function\", \"function\": {\"name\": \"f\", \"arguments\": "
+        "\"{\\\"a\\\": 1}\"}}]}, {\"role\": \"tool\", \"tool_call_id\": \"c\", \"content\": \"2\"}], \"tools\": "
+        "[{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"type\": \"object\", "
+        "\"properties\": {\"a\": {\"type\": \"integer\"}}}}}], \"tool_choice\": \"required\", \"max_tokens\": 9, "
+        "\"temperature\": 0.5, \"top_p\": 0.9, \"stop\": [\"x\"], \"logprobs\": true, \"top_logprobs\": 2, "
+        "\"logit_bias\": {\"3\": -100}, \"stream\": true, \"stream_options\": {\"include_usage\": true}}";
+    static const char completion[] =
+        "{\"prompt\": \"Once<|im_end|>\", \"max_tokens\": 4, \"seed\": -3, \"logprobs\": 2, \"response_format\": "
+        "{\"type\": \"json_schema\", \"json_schema\": {\"name\": \"n\", \"schema\": {\"type\": \"array\", "
+        "\"items\": {\"enum\": [1, \"a\"]}, \"maxItems\": 2}}}}";
+    assert_int_equal(sizeof chat % 2, 1);       /* an even length: chat */
+    assert_int_equal(sizeof completion % 2, 0); /* odd: a completion */
+    assert_int_equal(fuzz_openai((const uint8_t *)chat, sizeof chat - 1), 1);
+    assert_int_equal(fuzz_openai((const uint8_t *)completion, sizeof completion - 1), 1);
+    mutate_loop(fuzz_openai, (const uint8_t *)chat, sizeof chat - 1, 1500);
+    mutate_loop(fuzz_openai, (const uint8_t *)completion, sizeof completion - 1, 1500);
+}
+
 static int setup(void **s) {
     snprintf(tmp, sizeof tmp, "/tmp/lmf_fuzz_XXXXXX");
     return mkdtemp(tmp) ? 0 : -1;
@@ -305,6 +329,7 @@ int main(void) {
         cmocka_unit_test(test_fuzz_sft),
         cmocka_unit_test(test_fuzz_jinja),
         cmocka_unit_test(test_fuzz_grammar),
+        cmocka_unit_test(test_fuzz_openai),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
