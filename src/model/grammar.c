@@ -567,7 +567,8 @@ static int feed(lmf_grammar_state *s, int c) {
     for (;;) {
         if (s->depth == 0) return 0;
         frame *f = &s->f[s->depth - 1];
-        const gnode *n = &g->n[f->node];
+        /* F_WORD's and F_SEQ's node field holds a word / function index, not a node */
+        const gnode *n = f->kind == F_WORD || f->kind == F_SEQ ? NULL : &g->n[f->node];
         int ws = is_ws(c);
         switch (f->kind) {
         case F_VALUE: {
