@@ -553,6 +553,9 @@ typedef struct {
     lmf_token_cb on_token;       /* NULL: none; else called with each sampled token appended to hist (never a stop
                                     token), before its text goes to on_text; its first argument is ctx */
     int n_logprobs;              /* alternatives on_token receives per token, 0..LMF_LOGPROBS_MAX */
+    const int32_t *bias_ids;     /* logit bias: bias[i] is added to token bias_ids[i]'s logit before sampling (and */
+    const float *bias;           /* before the grammar's mask; -INFINITY bans the token); ids in the vocabulary */
+    int n_bias;
     const lmf_grammar *grammar;  /* NULL, or the grammar the reply must follow (constrained decoding, as the server's
                                     response_format): tokens outside it are masked before sampling, the stop tokens
                                     until it is complete */

@@ -138,6 +138,15 @@ python3 -c 'import json, sys; t = open(sys.argv[1]).read(); p = "Fruits, as a JS
 [ $? = 2 ] && grep -q 'json-schema: schema.properties.a: keyword "pattern" is not supported' "$dir/err.txt" \
   || { cat "$dir/err.txt"; fail "an unsupported schema keyword"; }
 
+# --logit-bias (llama.cpp's ID+B / ID-B): banning " Paris" changes the greedy answer, +100 forces " Berlin"
+paris=$(printf " Paris" | "$LMF" tokenize -t "$SMOL" | tr -d '[]'); berlin=$(printf " Berlin" | "$LMF" tokenize -t "$SMOL" | tr -d '[]')
+"$LMF" generate -m "$SMOL" -p "The capital of France is" -n 1 --temp 0 -l "$paris-inf" > "$dir/lb.txt" || fail "--logit-bias"
+grep -q "^The capital of France is Paris" "$dir/lb.txt" && fail "--logit-bias $paris-inf did not ban ' Paris'"
+"$LMF" generate -m "$SMOL" -p "The capital of France is" -n 1 --temp 0 -l "$berlin+100" > "$dir/lb.txt" || fail "--logit-bias"
+grep -q "^The capital of France is Berlin$" "$dir/lb.txt" || { cat "$dir/lb.txt"; fail "--logit-bias $berlin+100"; }
+"$LMF" generate -m "$SMOL" -p x -l 12x 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "expected TOKEN_ID+BIAS" "$dir/err.txt" \
+  || { cat "$dir/err.txt"; fail "a malformed --logit-bias"; }
+
 # quantize: the real Q4_1 to Q8_0 and Q4_0 (llama.cpp's layout), sizes printed, the greedy answer unchanged
 "$LMF" quantize "$SMOL" "$dir/q8.gguf" --type q8_0 > "$dir/q.txt" || { cat "$dir/q.txt"; fail "quantize q8_0"; }
 grep -q "matrices in Q8_0" "$dir/q.txt" && grep -q "8.50 bits/weight" "$dir/q.txt" || { cat "$dir/q.txt"; fail "quantize report"; }

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include <omp.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,11 @@
 typedef struct {
     const char *model, *prompt, *system, *chat_format, *chat_kwargs, *chat_template, *lora, *messages;
     const char *json_schema, *json_schema_file;
+    const char *bias_v[64];
+    cli_list biases;      /* --logit-bias ID(+|-)BIAS */
+    int32_t bias_ids[64];
+    float bias[64];
+    int n_bias;
     lmf_grammar *grammar; /* from either, made by parse_gen */
     float lora_scale;
     const char *stop_v[8];
@@ -30,6 +36,7 @@ static void gen_defaults(gen_opts *o, int n_predict) {
     *o = (gen_opts){.n_predict = n_predict, .n_ctx = 2048, .lora_scale = 1.0f, .logprobs = -1,
                     .sp = lmf_sampler_defaults()};
     o->stops = (cli_list){o->stop_v, 0, 8};
+    o->biases = (cli_list){o->bias_v, 0, 64};
 }
 
 /* The flags generate and chat share, then each one's own; returns how many were written to t. */
@@ -83,6 +90,9 @@ static int gen_table(gen_opts *o, int chat, cli_opt *t) {
     t[n++] = (cli_opt)CLI_OPT(NULL, "--seed", CLI_U64, &o->sp.seed, "S", "random seed");
     t[n++] = (cli_opt)CLI_OPT(NULL, "--stop", CLI_LIST, &o->stops, "STR",
                               "stop when the output contains STR (repeatable, up to 8)", .def = "");
+    t[n++] = (cli_opt)CLI_OPT("-l", "--logit-bias", CLI_LIST, &o->biases, "ID+B",
+                              "add B to token ID's logit before sampling (ID-B subtracts, ID-inf bans it; llama.cpp's "
+                              "form; repeatable, up to 64)", .def = "");
     t[n++] = (cli_opt)CLI_OPT("-j", "--json-schema", CLI_STR, &o->json_schema, "SCHEMA",
                               "constrain the reply to JSON following this JSON Schema (the subset docs/serving.md "
                               "lists); '{}' for any JSON object or array");
@@ -113,6 +123,18 @@ static int parse_gen(const char *cmd, const char *usage, int chat, int argc, cha
     if (!o->model) {
         fprintf(stderr, "lmforge %s: -m MODEL is required (see --help)\n", cmd);
         return 0;
+    }
+    for (int i = 0; i < o->biases.n; i++) {
+        const char *b = o->biases.v[i], *sign = b + strspn(b, "0123456789");
+        char *end;
+        long id = strtol(b, NULL, 10);
+        float x = (*sign == '+' || *sign == '-') && sign > b ? strtof(sign, &end) : NAN;
+        if (isnan(x) || *end || id > INT32_MAX) {
+            fprintf(stderr, "lmforge %s: --logit-bias '%s': expected TOKEN_ID+BIAS or TOKEN_ID-BIAS (e.g. 15043+1.5, "
+                    "15043-inf)\n", cmd, b);
+            return 0;
+        }
+        o->bias_ids[o->n_bias] = (int32_t)id, o->bias[o->n_bias++] = x;
     }
     if (o->json_schema && o->json_schema_file) {
         fprintf(stderr, "lmforge %s: --json-schema and --json-schema-file exclude each other\n", cmd);
@@ -210,7 +232,8 @@ static lmf_status reply(const char *cmd, lmf_session *s, lmf_sampler *smp, const
     gen_out g = {.tok = lmf_weights_tokenizer(lmf_session_weights(s))};
     lmf_generate_params p = {.n_predict = o->n_predict, .stops = o->stops.v, .n_stops = o->stops.n,
                              .on_text = write_out, .ctx = &g, .on_token = o->logprobs >= 0 ? on_token : NULL,
-                             .n_logprobs = o->logprobs > 0 ? o->logprobs : 0, .grammar = o->grammar};
+                             .n_logprobs = o->logprobs > 0 ? o->logprobs : 0, .grammar = o->grammar,
+                             .bias_ids = o->bias_ids, .bias = o->bias, .n_bias = o->n_bias};
     lmf_generate_result r;
     lmf_status st = lmf_generate(s, smp, hist, n_new, &p, text, &r);
     if (st == LMF_OK && r.stop_reason == LMF_STOP_CALLBACK)

@@ -134,6 +134,11 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
         return lmf_fail(LMF_ERR_ARG, "lmf_generate: n_logprobs %d must be in [0, %d]", p->n_logprobs, LMF_LOGPROBS_MAX);
     if (p->n_stops < 0 || p->n_stop_ids < 0 || (p->n_stops && !p->stops) || (p->n_stop_ids && !p->stop_ids))
         return lmf_fail(LMF_ERR_ARG, "lmf_generate: bad stop lists (%d strings, %d ids)", p->n_stops, p->n_stop_ids);
+    int V = lmf_weights_config(w)->vocab_size;
+    for (int i = 0; i < p->n_bias; i++)
+        if (p->bias_ids[i] < 0 || p->bias_ids[i] >= V || isnan(p->bias[i]))
+            return lmf_fail(LMF_ERR_ARG, "lmf_generate: logit bias %d: token %d is outside the vocabulary [0, %d) or "
+                            "the bias is NaN", i, p->bias_ids[i], V);
     size_t pos = (size_t)lmf_session_pos(s);
     if (n_new > hist->len || (n_new ? pos != hist->len - n_new : pos != hist->len || pos == 0))
         return lmf_fail(LMF_ERR_ARG, "lmf_generate: the session holds %zu tokens, but the history has %zu of which %zu "
@@ -167,7 +172,6 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
         if (res) *res = r;
         return stt;
     }
-    int V = lmf_weights_config(w)->vocab_size;
     float *logits = lmf_xmalloc(sizeof(float) * (size_t)V);
     lmf_detok dt;
     lmf_detok_init(&dt, tok, p->stops, p->n_stops);
@@ -188,6 +192,7 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
             break;
         }
         memcpy(logits, lg, sizeof(float) * (size_t)V); /* the sampler works in place; lg is the session's */
+        for (int i = 0; i < p->n_bias; i++) logits[p->bias_ids[i]] += p->bias[i];
         if (gs && !lmf_grammar_mask(gs, gv, ends, n_ends, logits)) {
             reason = LMF_STOP_TOKEN; /* nothing may follow (nesting past the grammar's depth) */
             break;
