@@ -172,6 +172,31 @@ static void test_bf16_avx512(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* AMX tiles: the same reference and tolerance (the tiles sum a step's 32 products in their own order, within fp32
+ * rounding); shapes around the tile sizes (16, 32) and the blocks (KC 512, NB 256, MC 1024) besides the common ones. */
+static void test_bf16_amx(void **state) {
+    (void)state;
+    if (!lmf_cpu_amx()) skip();
+    run_k0(lmf_sgemm_bf16_amx);
+    run_variant(lmf_sgemm_bf16_amx, lmf_sgemm_bf16_ref, "bf16 amx");
+    static const int tiles[][3] = {{16, 16, 32}, {32, 32, 64},  {31, 33, 31},   {17, 15, 33},  {64, 288, 513},
+                                   {33, 257, 1025}, {1100, 40, 96}, {48, 520, 1536}, {1, 600, 700}, {600, 1, 700}};
+    int bad = 0;
+    for (size_t s = 0; s < sizeof tiles / sizeof tiles[0]; s++)
+        for (int t = 0; t < 4; t++)
+            for (int b = 0; b < 3; b++)
+                bad += run_case(lmf_sgemm_bf16_amx, lmf_sgemm_bf16_ref, "bf16 amx tiles", t >> 1, t & 1, tiles[s][0],
+                                tiles[s][1], tiles[s][2], (int)(s + t) % 3 * 5, b == 0 ? 0.0f : b == 1 ? 1.0f : 0.5f);
+    assert_int_equal(bad, 0);
+    assert_int_equal(run_case(lmf_sgemm_bf16_amx, lmf_sgemm_ref, "amx vs fp32 (must differ)", 0, 1, 20, 40, 300, 0,
+                              0.0f) > 0, 1);
+    omp_set_num_threads(2);
+    for (int t = 0; t < 4; t++) /* the dispatcher, threaded: lmf_sgemm_bf16 is the AMX variant here */
+        bad += run_case(lmf_sgemm_bf16, lmf_sgemm_bf16_ref, "bf16 amx threaded", t >> 1, t & 1, 300, 1001, 77, 1,
+                        t & 1 ? 1.0f : 0.0f);
+    assert_int_equal(bad, 0);
+}
+
 /* Per-head attention products called from inside a parallel region: Q/K/V interleaved in one (T, 3C) buffer,
  * head h at column offset h*64, so lda = ldb = 3C. Each thread checks its own heads against the reference. */
 static void test_in_parallel(void **state) {
@@ -206,11 +231,12 @@ static void test_in_parallel(void **state) {
 }
 
 int main(void) {
-    fprintf(stderr, "test_gemm: best ISA %s, dispatch ISA %s\n", lmf_isa_name(lmf_cpu_best_isa()),
-            lmf_isa_name(lmf_cpu_isa()));
+    fprintf(stderr, "test_gemm: best ISA %s, dispatch ISA %s, AMX tiles %s\n", lmf_isa_name(lmf_cpu_best_isa()),
+            lmf_isa_name(lmf_cpu_isa()), lmf_cpu_amx() ? "on" : "off");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ref_k0),   cmocka_unit_test(test_avx2),        cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_threaded), cmocka_unit_test(test_in_parallel), cmocka_unit_test(test_bf16_avx512),
+        cmocka_unit_test(test_bf16_amx),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,8 @@
 #include <cpuid.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static unsigned long long xgetbv0(void) {
     unsigned eax, edx;
@@ -95,7 +97,7 @@ lmf_isa lmf_cpu_isa(void) {
     if (env && *env) {
         if (!strcmp(env, "ref") || !strcmp(env, "scalar")) want = LMF_ISA_REF;
         else if (!strcmp(env, "avx2")) want = LMF_ISA_AVX2;
-        else if (!strcmp(env, "avx512")) want = LMF_ISA_AVX512;
+        else if (!strcmp(env, "avx512") || !strcmp(env, "amx")) want = LMF_ISA_AVX512;
     }
     cached = want < best ? want : best;
     return (lmf_isa)cached;
@@ -107,4 +109,20 @@ const char *lmf_isa_name(lmf_isa isa) {
     case LMF_ISA_AVX2: return "avx2";
     default: return "ref";
     }
+}
+
+int lmf_cpu_amx(void) {
+    static int cached = -1; /* racing first calls decide alike; the permission request is idempotent */
+    if (cached >= 0) return cached;
+    int ok = lmf_cpu_isa() == LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AMX_BF16) && lmf_cpu_has(LMF_CPU_AVX512BF16);
+    const char *env = getenv("LMF_ISA");
+    if (env && *env && strcmp(env, "amx")) ok = 0;
+#ifdef SYS_arch_prctl
+    /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18): without it the first tile instruction faults */
+    if (ok && syscall(SYS_arch_prctl, 0x1023, 18) != 0) ok = 0;
+#else
+    ok = 0;
+#endif
+    cached = ok;
+    return ok;
 }

@@ -2,7 +2,8 @@
  *
  * Probed once from cpuid (and the OS's XSAVE state, so AVX-512 is only used where the kernel saves zmm registers).
  * The environment variable LMF_ISA=ref|avx2|avx512 forces a lower level, for tests and benchmarks that compare
- * variants; asking for a level the CPU lacks falls back to the best one it has.
+ * variants; asking for a level the CPU lacks falls back to the best one it has. LMF_ISA=amx is the avx512 level
+ * with AMX tiles allowed (as unset is); LMF_ISA=avx512 keeps the bf16 products off the tiles.
  *
  * The levels are the baselines the variant files are compiled for: AVX2 = AVX2 + FMA, AVX512 = F/DQ/BW/VL. Kernels
  * that need more (VNNI int8 dot products, F16C half conversions, BF16 dot products) ask lmf_cpu_has() as well, so a
@@ -43,5 +44,10 @@ int lmf_cpu_has(lmf_cpu_feature f);          /* 1 if usable here, else 0 */
 typedef enum { LMF_VENDOR_OTHER = 0, LMF_VENDOR_INTEL = 1, LMF_VENDOR_AMD = 2 } lmf_cpu_vendor;
 lmf_cpu_vendor lmf_cpu_vendor_get(void);
 const char *lmf_cpu_feature_name(lmf_cpu_feature f);
+
+/* 1 where the bf16 products may run on AMX tiles: the CPU has AMX-BF16 and AVX512_BF16 (the packing converts with
+ * it), Linux granted the tile state (arch_prctl(ARCH_REQ_XCOMP_PERM), asked once here), and LMF_ISA is unset or
+ * "amx" (any lower level, avx512 included, turns the tiles off). */
+int lmf_cpu_amx(void);
 
 #endif

@@ -87,7 +87,7 @@ static int bf16_hw(void) { return isa() == LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU
 
 double lmf_sgemm_bf16_rate(void) {
     static double rate = -1.0; /* racing first calls measure alike */
-    if (rate < 0.0) rate = bf16_hw() ? lmf_bf16_rate_avx512() : 0.0;
+    if (rate < 0.0) rate = lmf_cpu_amx() ? lmf_bf16_rate_amx() : bf16_hw() ? lmf_bf16_rate_avx512() : 0.0;
     return rate;
 }
 
@@ -95,6 +95,7 @@ int lmf_sgemm_bf16_pays(void) { return lmf_sgemm_bf16_rate() >= 1.3; }
 
 void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                     float beta, float *C, int ldc) {
-    static const variant fast = {lmf_sgemm_bf16_avx512, 14, 32}, ref = {lmf_sgemm_bf16_ref, 1, 1};
-    run(bf16_hw() ? fast : ref, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    static const variant amx = {lmf_sgemm_bf16_amx, 32, 32}, avx512 = {lmf_sgemm_bf16_avx512, 14, 32},
+                         ref = {lmf_sgemm_bf16_ref, 1, 1};
+    run(lmf_cpu_amx() ? amx : bf16_hw() ? avx512 : ref, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }

@@ -19,10 +19,13 @@
  * call and freed when the thread exits; no call allocates afterwards. Any M, N >= 1, K >= 0 (K == 0 gives
  * C = beta C), any beta, and row strides at least the row lengths are supported. */
 /* lmf_sgemm_bf16 is the mixed-precision product: the same call, with op(A) and op(B) rounded to bfloat16 (round to
- * nearest even) and the products summed in fp32 (AVX-512 BF16's vdpbf16ps). Where the CPU lacks AVX512_BF16 (or
- * LMF_ISA asks for less than avx512) it runs the scalar reference: correct, slow. Whether it is faster than
- * lmf_sgemm depends on the core, not the feature flag: lmf_sgemm_bf16_rate() measures vdpbf16ps products per
- * second against FP32 FMAs once (~1 ms; 0 without the hardware), and lmf_sgemm_bf16_pays() is that rate >= 1.3. */
+ * nearest even) and the products summed in fp32: on AMX-BF16 tiles (tdpbf16ps) where the CPU has them
+ * (lmf_cpu_amx), else AVX-512 BF16's vdpbf16ps. Where the CPU has neither (or LMF_ISA asks for less than avx512) it
+ * runs the scalar reference: correct, slow. Whether it is faster than lmf_sgemm depends on the core, not the
+ * feature flag: lmf_sgemm_bf16_rate() measures the chosen instruction's products per second against FP32 FMAs once
+ * (~1 ms; 0 without the hardware), and lmf_sgemm_bf16_pays() is that rate >= 1.3. The AMX variant sums a tile's 32
+ * products in its own order (and flushes bf16 subnormals, below 1.2e-38, to zero): its results equal the
+ * reference's within fp32 rounding of the sums, not bit for bit. */
 #ifndef LMF_KERNELS_GEMM_H
 #define LMF_KERNELS_GEMM_H
 
@@ -44,6 +47,10 @@ void lmf_sgemm_bf16_ref(int transA, int transB, int M, int N, int K, const float
                         int ldb, float beta, float *C, int ldc);
 void lmf_sgemm_bf16_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                            int ldb, float beta, float *C, int ldc);
+void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                        int ldb, float beta, float *C, int ldc);
 double lmf_bf16_rate_avx512(void);
+double lmf_bf16_rate_amx(void);
+double lmf_fma_rate_avx512(void); /* FP32 products per second of one core's vfmadd231ps */
 
 #endif
