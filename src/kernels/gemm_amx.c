@@ -19,7 +19,8 @@
  * into the 16 pairs of a tile row directly; a strided one pairs two rows of k lane by lane, and a 16 x 16 transpose
  * of the 32-bit pairs turns one layout into the other. Edges are zero-padded to whole tiles (zero products add
  * nothing), so the kernel always runs full tiles; at C's edges (and for beta other than 0 or 1) the tiles go
- * through a 32 x 32 staging block, elsewhere they are loaded from and stored to C directly.
+ * through a 32 x 32 staging block, elsewhere they are loaded from and stored to C directly; either way the tiles
+ * start from C's values, so a result does not depend on where an element falls.
  *
  * Linux hands out the tile state only after arch_prctl(ARCH_REQ_XCOMP_PERM) (core/cpu.c asks once); each call
  * loads the tile configuration on its thread, which is cheap, since a thread may have run other tile code. */
@@ -121,21 +122,36 @@ static void pack_panel(uint32_t *dst, const float *src, long ld_line, long ld_k,
             pack_tile(dst, src + 16 * t * ld_line, ld, w - 16 * t, kc, d0, along_k, line_major);
 }
 
-/* C[32 x 32] at c (row stride ldc; mr x nr of it real) = (first ? beta C : C) + the panels' product. */
+/* C[32 x 32] at c (row stride ldc; mr x nr of it real) = (first ? beta C : C) + the panels' product. The tiles start
+ * from C's block (beta C, or zero for beta 0 on the first depth block) and the products are added to them: whole
+ * blocks load and store C in place, edge blocks (and beta other than 0 or 1) through a zero-padded 32 x 32 copy, so
+ * an element's sums do not depend on where the block boundaries fall (threads and ranks cut C differently). */
 static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float *c, long ldc, int mr, int nr,
                          float beta, int first) {
     int whole = mr == 32 && nr == 32 && (!first || beta == 0.0f || beta == 1.0f);
-    int load_c = whole && !(first && beta == 0.0f);
-    if (load_c) {
-        _tile_loadd(0, c, ldc * 4);
-        _tile_loadd(1, c + 16, ldc * 4);
-        _tile_loadd(2, c + 16 * ldc, ldc * 4);
-        _tile_loadd(3, c + 16 * ldc + 16, ldc * 4);
-    } else {
+    float acc[32 * 32] __attribute__((aligned(64)));
+    float *t = c;
+    long ldt = ldc;
+    if (first && beta == 0.0f) {
         _tile_zero(0);
         _tile_zero(1);
         _tile_zero(2);
         _tile_zero(3);
+    } else {
+        if (!whole) {
+            __m512 bv = _mm512_set1_ps(first ? beta : 1.0f);
+            for (int i = 0; i < 32; i++)
+                for (int j = 0; j < 32; j += 16) {
+                    __m512 v = _mm512_setzero_ps();
+                    if (i < mr) v = _mm512_mul_ps(bv, _mm512_maskz_loadu_ps(lanes(nr - j), c + i * ldc + j));
+                    _mm512_store_ps(acc + i * 32 + j, v);
+                }
+            t = acc, ldt = 32;
+        }
+        _tile_loadd(0, t, ldt * 4);
+        _tile_loadd(1, t + 16, ldt * 4);
+        _tile_loadd(2, t + 16 * ldt, ldt * 4);
+        _tile_loadd(3, t + 16 * ldt + 16, ldt * 4);
     }
     for (int s = 0; s < steps; s++, a += 512, b += 512) {
         _tile_loadd(4, a, 64);
@@ -147,27 +163,15 @@ static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float 
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
     }
-    if (whole) {
-        _tile_stored(0, c, ldc * 4);
-        _tile_stored(1, c + 16, ldc * 4);
-        _tile_stored(2, c + 16 * ldc, ldc * 4);
-        _tile_stored(3, c + 16 * ldc + 16, ldc * 4);
-        return;
-    }
-    float acc[32 * 32] __attribute__((aligned(64)));
-    _tile_stored(0, acc, 128);
-    _tile_stored(1, acc + 16, 128);
-    _tile_stored(2, acc + 512, 128);
-    _tile_stored(3, acc + 528, 128);
-    __m512 bv = _mm512_set1_ps(first ? beta : 1.0f);
-    int keep = !first || beta != 0.0f; /* beta == 0 on the first block: C is not read (it may hold NaN) */
+    if (!whole) t = acc, ldt = 32;
+    _tile_stored(0, t, ldt * 4);
+    _tile_stored(1, t + 16, ldt * 4);
+    _tile_stored(2, t + 16 * ldt, ldt * 4);
+    _tile_stored(3, t + 16 * ldt + 16, ldt * 4);
+    if (whole) return;
     for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j += 16) {
-            __mmask16 m = lanes(nr - j);
-            __m512 v = _mm512_load_ps(acc + i * 32 + j);
-            if (keep) v = _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m, c + i * ldc + j), v);
-            _mm512_mask_storeu_ps(c + i * ldc + j, m, v);
-        }
+        for (int j = 0; j < nr; j += 16)
+            _mm512_mask_storeu_ps(c + i * ldc + j, lanes(nr - j), _mm512_load_ps(acc + i * 32 + j));
 }
 
 void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
