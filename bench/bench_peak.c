@@ -1,7 +1,11 @@
 /* bench_peak.c — the machine's measured FP32 FMA peak (GFLOP/s) for 1..N threads: independent AVX-512 (or AVX2)
- * FMA chains in registers, no memory traffic. Used as the denominator of model FLOPs utilization (MFU). */
+ * FMA chains in registers, no memory traffic. Used as the denominator of model FLOPs utilization (MFU).
+ * Where lmf_sgemm_bf16 has hardware (AMX tiles or AVX512_BF16) a second line per thread count gives the BF16 peak:
+ * the FP32 peak times the products-per-second ratio of the instruction lmf_sgemm_bf16 uses (tdpbf16ps or
+ * vdpbf16ps) to FMAs on one core, measured in the same run (lmf_sgemm_bf16_rate): the denominator of bf16 MFU. */
 #include "core/cpu.h"
 #include "core/progress.h"
+#include "kernels/gemm.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -46,6 +50,10 @@ int main(int argc, char **argv) {
             if (gf > best) best = gf;
         }
         printf("peak_gflops threads=%d isa=%s gflops=%.1f\n", t, w512 ? "avx512" : "avx2", best);
+        double rate = w512 ? lmf_sgemm_bf16_rate() : 0.0;
+        if (rate > 0.0)
+            printf("peak_gflops threads=%d isa=%s gflops=%.1f\n", t, lmf_cpu_amx() ? "bf16-amx" : "bf16-avx512",
+                   best * rate);
     }
     return 0;
 }

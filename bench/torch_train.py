@@ -3,8 +3,10 @@
 clip_grad_norm_ + AdamW, timed after 2 warm-up steps. Prints one line like bench_train.
 
 usage: torch_train.py ARCH L C H KVH F V B T THREADS STEPS
+env:   TORCH_AUTOCAST=bf16 runs the forward under torch.autocast("cpu", dtype=torch.bfloat16) (oneDNN's bf16
+       products: AMX tiles where the CPU has them); the line then says precision=bf16-autocast.
 """
-import math, resource, sys, time
+import contextlib, math, os, resource, sys, time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -104,10 +106,13 @@ def main():
                             lr=3e-4, betas=(0.9, 0.95), eps=1e-8)
     tok = torch.randint(0, V, (B * T + 1,))
     x, y = tok[:-1].view(B, T), tok[1:].view(B, T)
+    autocast = os.environ.get("TORCH_AUTOCAST") == "bf16"
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
     times, loss0, loss = [], 0.0, 0.0
     for s in range(steps + 2):
         t0 = time.perf_counter()
-        loss = m(x, y)
+        with ctx():
+            loss = m(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
@@ -121,7 +126,8 @@ def main():
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     n = sum(p.numel() for p in m.parameters())
     print(f"torch ms_per_step={med*1e3:.1f} tok_per_s={B*T/med:.1f} peak_rss_mib={rss:.0f} params={n} "
-          f"loss0={loss0:.4f} lossN={loss.item():.4f} version={torch.__version__}")
+          f"loss0={loss0:.4f} lossN={loss.item():.4f} version={torch.__version__}"
+          + (" precision=bf16-autocast" if autocast else ""))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
 #
 # usage: bench/train_bench.sh [STEPS] [ROWS...]   rows: gpt2-T64, gpt2-T256, small (default: all)
 # env:   BUILD=build  PYTHON=/usr/bin/python3 (with torch; Debian python3-torch)
+#        PRECISION=bf16: four lines per row, lmforge fp32 and bf16 (train --precision bf16), torch fp32 and under bf16
+#        autocast; MFU of the bf16 lines against the BF16 peak (bench_peak's second line); speed-up is lmforge
+#        bf16's tokens/s over the line's
 #
 # MFU counts 6 * (matmul parameters, the tied head included) + 12 * L * C * T FLOPs per token (forward+backward),
 # the PaLM convention.
@@ -19,8 +22,10 @@ export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
 cmake --build "$BUILD" -j"$(nproc)" --target bench_train bench_peak > /dev/null
 "$PY" -c "import torch" 2>/dev/null || scripts/install-deps.sh python3-torch
 
-declare -A peak
-while read -r _ t _ g; do peak[${t#threads=}]=${g#gflops=}; done < <("$BUILD/bench_peak" 2)
+declare -A peak bpeak
+while read -r _ t isa g; do
+  case $isa in isa=bf16*) bpeak[${t#threads=}]=${g#gflops=} ;; *) peak[${t#threads=}]=${g#gflops=} ;; esac
+done < <("$BUILD/bench_peak" 2)
 
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<< "$2"; }
 echo "| model | B | T | threads | impl | ms/step | tokens/s | MFU | peak RSS MiB | speed-up |"
@@ -33,16 +38,25 @@ run_row() { # name arch L C H KVH F V B T threads
   local mm=$(( L * (C * (C + 2 * KVH * hs) + C * C + 2 * C * F) + V * C ))
   [ "$1" = llama ] && mm=$(( L * (C * (C + 2 * KVH * hs) + C * C + 3 * C * F) + V * C ))
   local flops_tok=$(( 6 * mm + 12 * L * C * T ))
-  local lm pt
-  lm=$("$BUILD/bench_train" "${args[@]}" "$STEPS")
-  pt=$("$PY" bench/torch_train.py "${args[@]}" "$STEPS")
-  local lt=$(field tok_per_s "$lm") tt=$(field tok_per_s "$pt")
-  for impl in lmforge torch; do
-    local line=$lm; [ $impl = torch ] && line=$pt
-    local tps=$(field tok_per_s "$line")
-    local mfu=$(awk -v f=$flops_tok -v t="$tps" -v p="${peak[$threads]}" 'BEGIN{printf "%.1f%%", 100*f*t/(p*1e9)}')
-    local sp=$(awk -v a="$tps" -v b="$tt" 'BEGIN{printf "%.2fx", a/b}')
-    echo "| $name | $8 | $T | $threads | $impl | $(field ms_per_step "$line") | $tps | $mfu | $(field peak_rss_mib "$line") | $sp |"
+  local -A line
+  line[lmforge]=$("$BUILD/bench_train" "${args[@]}" "$STEPS")
+  line[torch]=$("$PY" bench/torch_train.py "${args[@]}" "$STEPS")
+  local impls=(lmforge torch) ref=torch
+  if [ "${PRECISION:-fp32}" = bf16 ]; then
+    line[lmforge-bf16]=$(LMF_BENCH_PRECISION=bf16 "$BUILD/bench_train" "${args[@]}" "$STEPS")
+    line[torch-autocast]=$(TORCH_AUTOCAST=bf16 "$PY" bench/torch_train.py "${args[@]}" "$STEPS")
+    impls=(lmforge-bf16 lmforge torch-autocast torch) ref=lmforge-bf16
+  fi
+  local rt=$(field tok_per_s "${line[$ref]}")
+  for impl in "${impls[@]}"; do
+    local l=${line[$impl]} p=${peak[$threads]}
+    case $impl in *bf16|*autocast) p=${bpeak[$threads]:-$p} ;; esac
+    local tps=$(field tok_per_s "$l")
+    local mfu=$(awk -v f=$flops_tok -v t="$tps" -v p="$p" 'BEGIN{printf "%.1f%%", 100*f*t/(p*1e9)}')
+    local sp
+    if [ $ref = torch ]; then sp=$(awk -v a="$tps" -v b="$rt" 'BEGIN{printf "%.2fx", a/b}')
+    else sp=$(awk -v a="$rt" -v b="$tps" 'BEGIN{printf "%.2fx", a/b}'); fi
+    echo "| $name | $8 | $T | $threads | $impl | $(field ms_per_step "$l") | $tps | $mfu | $(field peak_rss_mib "$l") | $sp |"
   done
 }
 for row in "${ROWS[@]}"; do
@@ -55,3 +69,5 @@ for row in "${ROWS[@]}"; do
 done
 echo
 echo "FP32 peak measured in this run: 1 thread ${peak[1]} GFLOP/s, 2 threads ${peak[2]} GFLOP/s"
+[ -z "${bpeak[1]:-}" ] || echo "BF16 peak (lmf_sgemm_bf16's instruction): 1 thread ${bpeak[1]} GFLOP/s, 2 threads ${bpeak[2]} GFLOP/s"
+echo "CPU: $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p') model $(lscpu | sed -n 's/^Model: *//p')), AMX: $(grep -q amx_bf16 /proc/cpuinfo && echo yes || echo no)"

@@ -173,7 +173,7 @@ static void test_bf16_avx512(void **state) {
 }
 
 /* AMX tiles: the same reference and tolerance (the tiles sum a step's 32 products in their own order, within fp32
- * rounding); shapes around the tile sizes (16, 32) and the blocks (KC 512, NB 256, MC 1024) besides the common ones. */
+ * rounding); shapes around the tile sizes (16, 32) and the blocks (KC 768, NB 256, MC 1024) besides the common ones. */
 static void test_bf16_amx(void **state) {
     (void)state;
     if (!lmf_cpu_amx()) skip();
