@@ -154,9 +154,12 @@ int main(int argc, char **argv) {
     const char *ct = getenv("OPENBLAS_CORETYPE");
     printf("SGEMM GFLOP/s, median of timed calls; best ISA %s; OPENBLAS_CORETYPE=%s\n",
            lmf_isa_name((lmf_isa)best), ct ? ct : "(unset)");
-    if (lmf_sgemm_bf16_rate() > 0.0)
-        printf("vdpbf16ps products per second / FP32 FMA: %.2f (lmf_sgemm_bf16_rate; bf16 pays at >= 1.3)\n",
-               lmf_sgemm_bf16_rate());
+    if (lmf_sgemm_bf16_rate() > 0.0) {
+        double fp32_peak = best >= LMF_ISA_AVX512 ? 2.0 * lmf_fma_rate_avx512() / 1e9 : 0.0;
+        printf("%s products per second / FP32 FMA: %.2f (lmf_sgemm_bf16_rate; bf16 pays at >= 1.3)\n",
+               lmf_cpu_amx() ? "tdpbf16ps (AMX)" : "vdpbf16ps", lmf_sgemm_bf16_rate());
+        printf("one core's peaks: FP32 %.0f GFLOP/s, BF16 %.0f GFLOP/s\n", fp32_peak, fp32_peak * lmf_sgemm_bf16_rate());
+    }
     printf("\n");
 
     printf("| %-10s | %-8s | %5s | %5s | %5s | thr |", "shape", "case", "M", "N", "K");

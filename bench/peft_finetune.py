@@ -6,8 +6,10 @@ every position in the loss, labels = input_ids). 1 warm-up step, then STEPS time
 
 usage: peft_finetune.py HF_DIR DATA.jsonl THREADS [B=4] [T=512] [STEPS=5] [R=16] [ALPHA=32] [DROPOUT=0.1]
 R = 0: full fine-tuning instead (plain PyTorch: every weight trains, no PEFT), the twin of `lmforge finetune --full`.
+env: TORCH_AUTOCAST=bf16 runs the forward under torch.autocast("cpu", dtype=torch.bfloat16) (the line says
+     precision=bf16-autocast), the twin of lmforge's bf16 products.
 """
-import json, resource, sys, time
+import contextlib, json, os, resource, sys, time
 
 import torch
 import transformers
@@ -51,11 +53,14 @@ def main():
     n_train = sum(p.numel() for p in params)
     opt = torch.optim.AdamW(params, lr=2e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
+    autocast = os.environ.get("TORCH_AUTOCAST") == "bf16"
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
     times, losses = [], []
     for s in range(steps + 1):
         x = batches[s]
         t0 = time.perf_counter()
-        loss = model(input_ids=x, labels=x).loss
+        with ctx():
+            loss = model(input_ids=x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -70,7 +75,8 @@ def main():
     attn = getattr(model.config, "_attn_implementation", "?")
     print(f"{'peft' if r > 0 else 'torch-full'} ms_per_step={med*1e3:.1f} tok_per_s={B*T/med:.1f} peak_rss_mib={rss:.0f} trainable={n_train} "
           f"loss0={losses[0]:.4f} lossN={losses[-1]:.4f} attn={attn} torch={torch.__version__.split('+')[0]} "
-          f"transformers={transformers.__version__} peft={peft.__version__}")
+          f"transformers={transformers.__version__} peft={peft.__version__}"
+          + (" precision=bf16-autocast" if autocast else ""))
 
 
 if __name__ == "__main__":
