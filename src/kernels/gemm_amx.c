@@ -128,7 +128,7 @@ static void pack_panel(uint32_t *dst, const float *src, long ld_line, long ld_k,
  * blocks load and store C in place, edge blocks (and beta other than 0 or 1) through a zero-padded 32 x 32 copy, so
  * an element's sums do not depend on where the block boundaries fall (threads and ranks cut C differently). */
 static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float *c, long ldc, int mr, int nr,
-                         float beta, int first) {
+                         float beta, int first, const float *cn, int cn_rows) {
     int whole = mr == 32 && nr == 32 && (!first || beta == 0.0f || beta == 1.0f);
     float acc[32 * 32] __attribute__((aligned(64)));
     float *t = c;
@@ -154,7 +154,12 @@ static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float 
         _tile_loadd(2, t + 16 * ldt, ldt * 4);
         _tile_loadd(3, t + 16 * ldt + 16, ldt * 4);
     }
+    /* the next block of C, fetched for writing while this one computes: its 64 lines would otherwise come from
+     * memory inside the tile loads and stores, which stall the tiles (C of most products is past L2) */
+    int lines = cn ? 2 * cn_rows : 0, per = (lines + steps - 1) / steps, l = 0;
     for (int s = 0; s < steps; s++, a += 512, b += 512) {
+        for (int e = l + per; l < e && l < lines; l++)
+            _mm_prefetch((const char *)(cn + (l >> 1) * ldc + (l & 1) * 16), _MM_HINT_ET0);
         _tile_loadd(4, a, 64);
         _tile_loadd(6, b, 64);
         _tile_dpbf16ps(0, 4, 6);
@@ -204,10 +209,14 @@ void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float
                     pack_panel(bp + j / 32 * PANEL(kc), b, transB ? ldb : 1, transB ? 1 : ldb, nb - j, kc, transB, 0);
                 }
                 for (int i = 0; i < mb; i += 32)
-                    for (int j = 0; j < nb; j += 32)
-                        kernel_32x32(steps, ap + i / 32 * PANEL(kc), bp + j / 32 * PANEL(kc),
-                                     C + (long)(m0 + i) * ldc + n0 + j, ldc, mb - i < 32 ? mb - i : 32,
-                                     nb - j < 32 ? nb - j : 32, beta, first);
+                    for (int j = 0; j < nb; j += 32) {
+                        int ni = j + 32 < nb ? i : i + 32, nj = j + 32 < nb ? j + 32 : 0; /* the next block */
+                        float *c = C + (long)(m0 + i) * ldc + n0 + j;
+                        kernel_32x32(steps, ap + i / 32 * PANEL(kc), bp + j / 32 * PANEL(kc), c, ldc,
+                                     mb - i < 32 ? mb - i : 32, nb - j < 32 ? nb - j : 32, beta, first,
+                                     ni < mb ? C + (long)(m0 + ni) * ldc + n0 + nj : NULL,
+                                     mb - ni < 32 ? mb - ni : 32);
+                    }
             }
         }
     }
