@@ -27,6 +27,7 @@
 #include "kernels/gemm.h"
 #include "core/alloc.h"
 #include "core/progress.h"
+#include "kernels/transpose16.h"
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -71,29 +72,6 @@ static inline __m512i pairs_of_rows(const float *lo, const float *hi, int w) {
     return _mm512_permutexvar_epi16(_mm512_loadu_si512(interleave), (__m512i)_mm512_cvtne2ps_pbh(h, l));
 }
 
-/* In-place transpose of 16 rows of 16 32-bit elements. */
-static inline void transpose16(__m512i r[16]) {
-    __m512i t[16], s[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        s[i + 0] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        s[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        s[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        s[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int c = 0; c < 4; c++) {
-        __m512i u0 = _mm512_shuffle_i32x4(s[c], s[4 + c], 0x88), u1 = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0x88);
-        __m512i v0 = _mm512_shuffle_i32x4(s[c], s[4 + c], 0xdd), v1 = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0xdd);
-        r[c + 0] = _mm512_shuffle_i32x4(u0, u1, 0x88);
-        r[c + 8] = _mm512_shuffle_i32x4(u0, u1, 0xdd);
-        r[c + 4] = _mm512_shuffle_i32x4(v0, v1, 0x88);
-        r[c + 12] = _mm512_shuffle_i32x4(v0, v1, 0xdd);
-    }
-}
-
 /* One 16 x 16 tile of pairs at depth d0 (a multiple of 32) of a panel whose 16 lines (rows of op(A), or columns of
  * op(B)) start at src, w of them real, kc deep. `along_k`: a line is contiguous in memory (stride ld between
  * lines); else lines are lanes of memory rows that follow k (stride ld between k). `line_major`: the tile holds
@@ -110,7 +88,7 @@ static void pack_tile(uint32_t *dst, const float *src, long ld, int w, int kc, i
                           : _mm512_setzero_si512();
         }
     }
-    if (along_k != line_major) transpose16(r); /* contiguous lines give line-major rows, lane pairs pair-major */
+    if (along_k != line_major) transpose16((__m512 *)r); /* contiguous lines: line-major rows; lane pairs: pair-major */
     for (int i = 0; i < 16; i++) _mm512_store_si512(dst + i * 16, r[i]);
 }
 

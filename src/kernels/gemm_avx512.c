@@ -21,6 +21,7 @@
 #include "kernels/gemm.h"
 #include "core/alloc.h"
 #include "core/progress.h"
+#include "kernels/transpose16.h"
 
 #include <immintrin.h>
 #include <stdlib.h>
@@ -69,29 +70,6 @@ static void pack_cont(float *dst, const float *src, long ld, int w, int W, int k
             _mm_prefetch((const char *)(src + 8 * ld + 13), _MM_HINT_T0);
             _mm512_mask_storeu_ps(dst, 0x3fff, _mm512_maskz_loadu_ps(m0 & 0x3fff, src));
         }
-    }
-}
-
-/* In-place transpose of 16 rows of 16 floats. */
-static inline void transpose16(__m512 r[16]) {
-    __m512 t[16], s[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) { /* s[i+c] holds column c of rows i..i+3, per 128-bit lane */
-        s[i + 0] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        s[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
-        s[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        s[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-    }
-    for (int c = 0; c < 4; c++) {
-        __m512 u0 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0x88), u1 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0x88);
-        __m512 v0 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0xdd), v1 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0xdd);
-        r[c + 0] = _mm512_shuffle_f32x4(u0, u1, 0x88);
-        r[c + 8] = _mm512_shuffle_f32x4(u0, u1, 0xdd);
-        r[c + 4] = _mm512_shuffle_f32x4(v0, v1, 0x88);
-        r[c + 12] = _mm512_shuffle_f32x4(v0, v1, 0xdd);
     }
 }
 
