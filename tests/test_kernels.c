@@ -112,7 +112,7 @@ static void attn_fwd(void *p) {
     if (c->rope)
         lmf_rope_rows(c->work, (c->NH + 2 * c->NKV) * c->hs, c->B * c->T, c->T, 0, NULL, c->freqs, c->NH + c->NKV,
                       c->hs, c->rope == 2, 1.0f);
-    lmf_attention_forward(c->out, c->scratch, c->work, NULL, c->B, c->T, c->NH, c->NKV, c->hs);
+    lmf_attention_forward(c->out, c->scratch, c->work, NULL, c->B, c->T, c->NH, c->NKV, c->hs, 0);
 }
 /* The textbook causal softmax(q k / sqrt(hs)) v in double, one query at a time: the blocked kernel's forward must
  * equal it whatever its blocking (T spans several query blocks and a partial one). */
@@ -151,7 +151,7 @@ static void run_attention(int rope, int NH, int NKV, int T) {
     float *R = rnd(B * T * C, 10, 1.0f), *dqkv = zeros(nq);
     attn_fwd(&c);
     attn_naive_check(&c);
-    lmf_attention_backward(dqkv, c.scratch, R, c.work, NULL, B, T, NH, NKV, hs);
+    lmf_attention_backward(dqkv, c.scratch, R, c.work, NULL, B, T, NH, NKV, hs, 0);
     if (rope) lmf_rope_rows(dqkv, (NH + 2 * NKV) * hs, B * T, T, 0, NULL, c.freqs, NH + NKV, hs, rope == 2, -1.0f);
     objective o = {attn_fwd, c.out, B * T * C, R, &c};
     const char *what = rope == 2 ? "interleaved rope+attention dqkv" : rope ? "rope+attention dqkv" : "attention dqkv";
@@ -176,15 +176,15 @@ static void test_attention_packed(void **s) {
     float *qkv = rnd((long)B * T * S, 21, 1.0f), *R = rnd((long)B * T * C, 22, 1.0f), *out = zeros((long)B * T * C),
           *dqkv = zeros((long)B * T * S), *one = zeros((long)T * C), *done = zeros((long)T * S),
           *scratch = zeros((long)lmf_attention_scratch_floats(T, omp_get_max_threads()));
-    lmf_attention_forward(out, scratch, qkv, pos, B, T, NH, NKV, hs);
-    lmf_attention_backward(dqkv, scratch, R, qkv, pos, B, T, NH, NKV, hs);
+    lmf_attention_forward(out, scratch, qkv, pos, B, T, NH, NKV, hs, 0);
+    lmf_attention_backward(dqkv, scratch, R, qkv, pos, B, T, NH, NKV, hs, 0);
     double worst = 0;
     for (int k = 0; k < 4; k++) {
         int b = segs[k][0], t0 = segs[k][1], n = segs[k][2] - t0;
         const float *q = qkv + ((long)b * T + t0) * S;
         memset(done, 0, sizeof(float) * (size_t)n * S);
-        lmf_attention_forward(one, scratch, q, NULL, 1, n, NH, NKV, hs);
-        lmf_attention_backward(done, scratch, R + ((long)b * T + t0) * C, q, NULL, 1, n, NH, NKV, hs);
+        lmf_attention_forward(one, scratch, q, NULL, 1, n, NH, NKV, hs, 0);
+        lmf_attention_backward(done, scratch, R + ((long)b * T + t0) * C, q, NULL, 1, n, NH, NKV, hs, 0);
         worst = fmax(worst, rel_err(out + ((long)b * T + t0) * C, one, (long)n * C));
         worst = fmax(worst, rel_err(dqkv + ((long)b * T + t0) * S, done, (long)n * S));
     }

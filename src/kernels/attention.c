@@ -9,6 +9,9 @@
  * forward's own code (bit-identical P) from Q and K, which costs one Q K^T product and its softmax per head again
  * and saves B x NH x T x T floats per layer (1.1 GB for SmolLM2 at batch 4 x 512).
  *
+ * bf16 (mixed precision, as PyTorch's autocast runs attention's matmuls): the six products' inputs are rounded to
+ * bf16 as lmf_sgemm_bf16 packs them, sums in fp32; the scores, softmax and its backward stay fp32.
+ *
  * Packed rows (pos != NULL) hold several examples: a query attends from its example's first token (t - pos[t]) to
  * itself. Starts never decrease along a row, so a query block's keys begin at its first query's start (c0) and the
  * block-diagonal mask costs nothing but the zeros left of each row's start within the block. */
@@ -22,16 +25,18 @@
 
 #define ATT_RB 64
 
+typedef void (*gemm_fn)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
+
 size_t lmf_attention_scratch_floats(int T, int nthreads) { return (size_t)nthreads * 2 * ATT_RB * (size_t)T; }
 
 /* Probabilities of query rows i0..i1-1 over keys c0..i1-1 into P (row stride i1 - c0); row i's keys run from its
  * start st(i) (0, or i - pos[i] in a packed row; c0 = st(i0)) to i, the rest of its row zero. */
 static inline int start_of(const int32_t *pos, int i) { return pos ? i - pos[i] : 0; }
 
-static void probs(float *P, const float *Q, const float *K, int S, const int32_t *pos, int i0, int i1, int hs,
-                  float scale, const lmf_vec_ops *v) {
+static void probs(gemm_fn gemm, float *P, const float *Q, const float *K, int S, const int32_t *pos, int i0, int i1,
+                  int hs, float scale, const lmf_vec_ops *v) {
     int c0 = start_of(pos, i0), w = i1 - c0;
-    lmf_sgemm(0, 1, i1 - i0, w, hs, Q + (long)i0 * S, S, K + (long)c0 * S, S, 0.0f, P, w);
+    gemm(0, 1, i1 - i0, w, hs, Q + (long)i0 * S, S, K + (long)c0 * S, S, 0.0f, P, w);
     for (int i = i0; i < i1; i++) {
         float *row = P + (long)(i - i0) * w;
         int st = start_of(pos, i) - c0;
@@ -42,7 +47,8 @@ static void probs(float *P, const float *Q, const float *K, int S, const int32_t
 }
 
 void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int B, int T, int NH,
-                           int NKV, int hs) {
+                           int NKV, int hs, int bf16) {
+    gemm_fn gemm = bf16 ? lmf_sgemm_bf16 : lmf_sgemm;
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *v = lmf_vec();
@@ -57,15 +63,16 @@ void lmf_attention_forward(float *out, float *scratch, const float *qkv, const i
             const int32_t *ps = pos ? pos + (long)b * T : NULL;
             for (int i0 = 0; i0 < T; i0 += ATT_RB) {
                 int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, c0 = start_of(ps, i0);
-                probs(P, Q, K, S, ps, i0, i1, hs, scale, v);
-                lmf_sgemm(0, 0, i1 - i0, hs, i1 - c0, P, i1 - c0, V + (long)c0 * S, S, 0.0f, O + (long)i0 * C, C);
+                probs(gemm, P, Q, K, S, ps, i0, i1, hs, scale, v);
+                gemm(0, 0, i1 - i0, hs, i1 - c0, P, i1 - c0, V + (long)c0 * S, S, 0.0f, O + (long)i0 * C, C);
             }
         }
     }
 }
 
 void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos, int B,
-                            int T, int NH, int NKV, int hs) {
+                            int T, int NH, int NKV, int hs, int bf16) {
+    gemm_fn gemm = bf16 ? lmf_sgemm_bf16 : lmf_sgemm;
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *v = lmf_vec();
@@ -86,10 +93,10 @@ void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, cons
                 for (int i0 = 0; i0 < T; i0 += ATT_RB) {
                     int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, m = i1 - i0, c0 = start_of(ps, i0), w = i1 - c0;
                     const float *Kc = K + (long)c0 * S, *Vc = V + (long)c0 * S;
-                    probs(P, Q, K, S, ps, i0, i1, hs, scale, v);
-                    lmf_sgemm(0, 1, m, w, hs, dO + (long)i0 * C, C, Vc, S, 0.0f, dP, w);          /* dP = dO V^T  */
+                    probs(gemm, P, Q, K, S, ps, i0, i1, hs, scale, v);
+                    gemm(0, 1, m, w, hs, dO + (long)i0 * C, C, Vc, S, 0.0f, dP, w);          /* dP = dO V^T  */
                     /* dV += P^T dO */
-                    lmf_sgemm(1, 0, w, hs, m, P, w, dO + (long)i0 * C, C, 1.0f, dV + (long)c0 * S, S);
+                    gemm(1, 0, w, hs, m, P, w, dO + (long)i0 * C, C, 1.0f, dV + (long)c0 * S, S);
                     for (int i = i0; i < i1; i++) { /* softmax backward over the row's keys, zero elsewhere */
                         float *d = dP + (long)(i - i0) * w;
                         int st = start_of(ps, i) - c0;
@@ -97,9 +104,9 @@ void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, cons
                         v->softmax_backward(d + st, P + (long)(i - i0) * w + st, i + 1 - c0 - st, scale);
                         memset(d + i + 1 - c0, 0, sizeof(float) * (size_t)(i1 - i - 1));
                     }
-                    lmf_sgemm(0, 0, m, hs, w, dP, w, Kc, S, 1.0f, dQ + (long)i0 * S, S);          /* dQ += dS K   */
+                    gemm(0, 0, m, hs, w, dP, w, Kc, S, 1.0f, dQ + (long)i0 * S, S);          /* dQ += dS K   */
                     /* dK += dS^T Q */
-                    lmf_sgemm(1, 0, w, hs, m, dP, w, Q + (long)i0 * S, S, 1.0f, dK + (long)c0 * S, S);
+                    gemm(1, 0, w, hs, m, dP, w, Q + (long)i0 * S, S, 1.0f, dK + (long)c0 * S, S);
                 }
             }
         }

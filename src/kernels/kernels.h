@@ -50,10 +50,11 @@ void lmf_matmul_backward_ld(int bf16, float *dinp, float *dW, float *dbias, cons
  * +1 a token): token t of a row attends to t - pos[t] .. t only, so examples never see each other. */
 size_t lmf_attention_scratch_floats(int T, int nthreads);
 void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int B, int T, int NH,
-                           int NKV, int hs);
-/* dqkv += d/dqkv; reads dout (B,T,C) and the forward's qkv. */
+                           int NKV, int hs, int bf16);
+/* dqkv += d/dqkv; reads dout (B,T,C) and the forward's qkv. bf16: the products through lmf_sgemm_bf16 (mixed
+ * precision; the softmax and its backward stay fp32). */
 void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos, int B,
-                            int T, int NH, int NKV, int hs);
+                            int T, int NH, int NKV, int hs, int bf16);
 
 /* ---- rotary position embedding, in place ----
  * freqs: (T, hs): per position hs/2 cosines then hs/2 sines, from lmf_rope_table; T may exceed the batch's T.

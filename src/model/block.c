@@ -584,7 +584,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
         }
     } else {
         lmf_block_rope(c, ctx->rope, r->qkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, 1.0f);
-        lmf_attention_forward(r->atty, r->att, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
+        lmf_attention_forward(r->atty, r->att, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
     }
     /* o: row-parallel under tensor parallelism (this rank's columns, the partial sums added up, then the bias) */
     float *o = r->res2 == x ? r->proj : r->res2;
@@ -668,7 +668,8 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     lmf_block_linear_dinput(&proj, 1, g->dbuf, QD, N, dq, dqf, ctx->bf16);
     if (lo) lmf_lora_backward(lo, layer, 3, 4, r->atty, QD, g->dres, C, r->lora_t, g->dbuf, N, ctx->lora_x);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
-    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
+    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs,
+                           ctx->bf16);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
     if (c->qk_norm) qk_norm_grads(ctx, g->dqkv, S, N, qk_groups_of(c, NH, c->n_kv_head, hs), L, NULL, NULL, dn, r);
     memset(g->dbuf, 0, NC * sizeof(float));
@@ -739,7 +740,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     lmf_matmul_backward_ld(ctx->bf16, g->dbuf, GRAD(G->wo) + o0, (float *)G->bo, g->dres, C, r->atty, CA,
                            F32(L->wo) + o0, (int)(L->wo.row_bytes / sizeof(float)), N, CA, C);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
-    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
+    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, -1.0f);
     if (c->qk_norm == LMF_QK_NORM_FULL && ctx->tp) /* dbuf is free until the q/k/v input gradient below */
         full_qk_norm_tp_backward(ctx, g->dqkv, S, N, CA, KVA, w.h0 * hs, w.g0 * hs, L, (float *)G->q_norm_w,

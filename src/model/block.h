@@ -155,9 +155,9 @@ typedef struct {
     struct lmf_lora *lora;
     int training;
     float *lora_x;
-    /* mixed precision: every linear layer's products (forward, input and weight gradients) in bf16 through
-     * lmf_sgemm_bf16 (inputs rounded to bf16 as they are packed, fp32 sums, fp32 outputs); norms, attention,
-     * activations, residuals and everything kept for backward stay fp32. A frozen base's products (LoRA) or a
+    /* mixed precision: every linear layer's products (forward, input and weight gradients) and attention's six
+     * products in bf16 through lmf_sgemm_bf16 (inputs rounded to bf16 as they are packed, fp32 sums, fp32
+     * outputs); norms, the softmax, activations, residuals and everything kept for backward stay fp32. A frozen base's products (LoRA) or a
      * trained model's (`--precision bf16`) */
     int bf16;
     const struct lmf_moe_grad *moe_grad; /* training backward of MoE layers: the router losses' gradients */

@@ -3,27 +3,27 @@
 
 Usage (PyPI torch 2.15.0, the venv of the PEFT fixtures):
 
-    /work/venv-peft/bin/python tests/reference/make_bf16_fixtures.py
+    /path/to/venv/bin/python tests/reference/make_bf16_fixtures.py
 
 Reads the weights, batches and optimizer settings of fixtures/{gpt2,llama}.safetensors (make_fixtures.py) and
 writes fixtures/bf16/{gpt2,llama}.safetensors with two twins of `lmforge train --precision bf16`:
 
-- `emul.*`, the exact twin: float64, with every linear-layer product's inputs rounded to bfloat16 (round to nearest
-  even) as lmforge's lmf_sgemm_bf16 rounds them: forward x W^T (x and W rounded), input gradient dy W and weight
-  gradient dy^T x (dy, W and x rounded), the head (tied or not) included; products of bf16 values are exact, so the
-  only other difference from lmforge is fp32 against fp64 summation. Attention, norms, activations, residuals,
-  biases, the loss and AdamW unrounded. The C test holds lmforge to this one tightly.
+- `emul.*`, the exact twin: float64, with every product's inputs rounded to bfloat16 (round to nearest even) as
+  lmforge's lmf_sgemm_bf16 rounds them: each linear layer's forward x W^T (x and W rounded), input gradient dy W
+  and weight gradient dy^T x (dy, W and x rounded), the head (tied or not) included, and attention's products
+  (scores q k^T, output P v, and their gradients dO v^T, P^T dO, dS k, dS^T q: each operand rounded); products of
+  bf16 values are exact, so the only other difference from lmforge is fp32 against fp64 summation. The softmax,
+  norms, activations, residuals, biases, the loss and AdamW unrounded. The C test holds lmforge to this one tightly.
 - `autocast.*`: the same model in float32 under torch.autocast(device_type="cpu", dtype=torch.bfloat16), PyTorch's
   own mixed precision, with fp32 master weights and fp32 AdamW. Autocast on CPU (checked in torch 2.15 by the dtype
   each op returns, see autocast_rules() below) runs matmul / linear / bmm / baddbmm / scaled_dot_product_attention in
   bf16, the tied head's product included (F.linear / @ with wte is a matmul like any other); embedding lookups and
   cross_entropy run in fp32; softmax, layer_norm, gelu, silu follow their input's dtype. So it differs from lmforge
-  in three places: (1) a matmul's *output* is rounded to bf16 too (lmforge keeps the fp32 sum), and with it what
-  consumes that output before a residual or bias add promotes back to fp32 (llama's q/k/v and RoPE, SwiGLU, the
-  logits before the fp32 cross-entropy); (2) its backward rounds the gradients that flow out of each product to
-  bf16 as well; (3) attention's two products would be bf16: this twin turns autocast off around attention (q, k, v
-  cast to fp32) because lmforge keeps attention in fp32 (see docs/training.md, "Mixed precision"). Biases are added
-  after the product here (fp32), as lmforge adds them; F.linear under autocast would round the bias to bf16 too.
+  in two places: (1) a matmul's *output* is rounded to bf16 too (lmforge keeps the fp32 sum), and with it what
+  consumes that output before a residual or bias add promotes back to fp32 (llama's q/k/v and RoPE, the attention
+  scores and their softmax, SwiGLU, the logits before the fp32 cross-entropy); (2) its backward rounds the
+  gradients that flow out of each product to bf16 as well. Biases are added after the product here (fp32), as
+  lmforge adds them; F.linear under autocast would round the bias to bf16 too.
 
 Each fixture holds, per twin P in {emul, autocast}: P.logits (B,T,V), P.loss (1,), P.grad.<param> for the fixture's
 gradient batch, P.train.losses (S,) and P.final.<param> after the fixture's S AdamW steps (warmup + cosine, clip 1,
@@ -77,18 +77,40 @@ def lin_plain(x, W):
     return x @ W.t()  # under autocast: bf16 inputs, bf16 output
 
 
-def attention_fp32(q, k, v, mask, hs):
-    """q, k, v (B, H, T, hs) -> (B, H, T, hs) in the inputs' float type, autocast off (lmforge: fp32 attention)."""
-    with torch.autocast(device_type="cpu", enabled=False):
-        dt = torch.float64 if q.dtype == torch.float64 else torch.float32
-        q, k, v = q.to(dt), k.to(dt), v.to(dt)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(hs)
-        att = att.masked_fill(~mask, float("-inf"))
-        return torch.softmax(att, dim=-1) @ v
+class RoundedMatmul(torch.autograd.Function):
+    """a @ b with both rounded; da = r(g) r(b)^T, db = r(a)^T r(g): attention's products in lmforge's bf16."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return r16(a) @ r16(b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        g16 = r16(g)
+        return g16 @ r16(b).transpose(-1, -2), r16(a).transpose(-1, -2) @ g16
 
 
-def forward(cfg, p, tokens, lin):
-    """make_fixtures.forward with the linear products through lin and attention through attention_fp32."""
+def attention(q, k, v, mask, hs, mm):
+    """q, k, v (B, H, T, hs) -> (B, H, T, hs); mm does the two products (rounded for the exact twin, plain @ under
+    autocast); the scores are scaled after their product and the softmax is taken in the scores' type, as
+    lmforge's fp32 softmax and autocast's softmax of bf16 scores do."""
+    att = mm(q, k.transpose(-1, -2)) / math.sqrt(hs)
+    att = att.masked_fill(~mask, float("-inf"))
+    return mm(torch.softmax(att, dim=-1), v)
+
+
+def mm_emul(a, b):
+    return RoundedMatmul.apply(a, b)
+
+
+def mm_plain(a, b):
+    return a @ b
+
+
+def forward(cfg, p, tokens, lin, mm):
+    """make_fixtures.forward with the linear products through lin and attention's through mm."""
     gpt2 = cfg["arch"] == "gpt2"
     B, T = tokens.shape
     C, NH, NKV, L = cfg["n_embd"], cfg["n_head"], cfg["n_kv_head"], cfg["n_layer"]
@@ -116,7 +138,7 @@ def forward(cfg, p, tokens, lin):
             k = mf.apply_rope(k, cos, sin)
         k = k.repeat_interleave(group, dim=1)
         v = v.repeat_interleave(group, dim=1)
-        y = attention_fp32(q, k, v, mask, hs).transpose(1, 2).reshape(B, T, C)
+        y = attention(q, k, v, mask, hs, mm).transpose(1, 2).reshape(B, T, C)
         y = lin(y, p["attn_proj_w"][l])
         if gpt2:
             y = y + p["attn_proj_b"][l]
@@ -136,12 +158,12 @@ def forward(cfg, p, tokens, lin):
 
 
 class Twin:
-    def __init__(self, name, dtype, lin, autocast):
-        self.name, self.dtype, self.lin, self.autocast = name, dtype, lin, autocast
+    def __init__(self, name, dtype, lin, mm, autocast):
+        self.name, self.dtype, self.lin, self.mm, self.autocast = name, dtype, lin, mm, autocast
 
     def loss(self, cfg, p, tokens, targets):
         with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=self.autocast):
-            logits = forward(cfg, p, tokens, self.lin)
+            logits = forward(cfg, p, tokens, self.lin, self.mm)
             loss = mf.loss_fn(logits, targets)  # autocast: cross_entropy runs in fp32 on the bf16 logits
         return logits, loss
 
@@ -200,7 +222,8 @@ def make(name):
     out = []
     f32 = lambda x: x.detach().to(torch.float32).numpy()
     res = {}
-    for twin in (Twin("emul", torch.float64, lin_emul, False), Twin("autocast", torch.float32, lin_plain, True)):
+    for twin in (Twin("emul", torch.float64, lin_emul, mm_emul, False),
+                 Twin("autocast", torch.float32, lin_plain, mm_plain, True)):
         p = {n: v.clone().to(twin.dtype).requires_grad_(True) for n, v in init.items()}
         logits, loss = twin.loss(cfg, p, tok, tgt)
         loss.backward()
