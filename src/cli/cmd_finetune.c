@@ -47,8 +47,9 @@ int cmd_finetune(int argc, char **argv) {
                 "expert: gate_proj,up_proj,down_proj,shared_expert_gate) or all-linear (PEFT's set per model)"),
         CLI_OPT(NULL, "--use-rslora", CLI_BOOL, &c.use_rslora, NULL, "scale alpha / sqrt(r) instead of alpha / r"),
         CLI_OPT(NULL, "--precision", CLI_FN, &c.precision, "P",
-                "products in auto, bf16 or fp32 (LoRA: the frozen base's; --full: every linear layer's, fp32 master "
-                "weights; auto: bf16 where this CPU runs them faster than fp32; a resumed run keeps its own)",
+                "products in auto, bf16 or fp32 (LoRA: the frozen base's and attention's; --full: every linear and "
+                "attention product, fp32 master weights; auto: bf16 where this CPU runs them faster than fp32, as "
+                "with AMX tiles; a resumed run keeps its own)",
                 .def = "auto", .fn = parse_precision),
         CLI_OPT(NULL, "--packing", CLI_BOOL, &c.packing, NULL,
                 "several examples per row, attention kept inside each (default: one per row, padded)"),

@@ -101,8 +101,8 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     lmf_model *m = NULL;
     lmf_adamw opt = {0};
     lmf_line_log metrics = {0};
-    /* bf16 products (LoRA: the frozen base's; full: every weight's, mixed precision as pretraining has it) where
-     * they are faster (measured: lmf_sgemm_bf16_rate), or when asked */
+    /* bf16 products (LoRA: the frozen base's and attention's; full: every weight's and attention's, mixed precision
+     * as pretraining has it) where they are faster (measured: lmf_sgemm_bf16_rate), or when asked */
     int bf16 = c->precision == LMF_PRECISION_BF16 || (c->precision == LMF_PRECISION_AUTO && lmf_sgemm_bf16_pays());
     char *text = config_text(c, bf16), path[1200];
     int32_t *tok = NULL, *tg = NULL;
@@ -209,7 +209,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         double rate = lmf_sgemm_bf16_rate();
         lmf_sink_logf(out, LMF_LOG_INFO, "finetune: %s products in %s (bf16 products run at %.2fx the fp32 rate on "
                       "this CPU%s)", c->full ? "linear" : "frozen base", bf16 ? "bf16" : "fp32", rate,
-                      rate > 0 ? "" : ": no AVX512_BF16");
+                      rate > 0 ? "" : ": no AMX-BF16 or AVX512_BF16");
     }
     int stale = lmf_checkpoint_remove_stale(c->out_dir);
     if (stale)

@@ -629,7 +629,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         double rate = lmf_sgemm_bf16_rate();
         lmf_sink_logf(out, LMF_LOG_INFO, "precision %s%s: bf16 products run at %.2fx the fp32 rate on this CPU%s",
                       c.precision, ck ? " (the checkpoint's)" : !strcmp(cfg_in->precision, "auto") ? " (auto)" : "",
-                      rate, rate > 0 ? "" : " (no AVX512_BF16: the scalar reference)");
+                      rate, rate > 0 ? "" : " (no AMX-BF16 or AVX512_BF16: the scalar reference)");
     }
     if (lead && ck && (s = lmf_line_log_printf(&metrics, "{\"event\":\"resume\",\"step\":%d}\n", step)) != LMF_OK) goto done;
 
