@@ -365,30 +365,31 @@ void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, floa
     }
 }
 
-void lmf_block_linear_dinput(const lin *o, int n, float *din, int ldi, int N, float *dq, size_t dq_floats,
-                             int bf16) {
+void lmf_block_linear_dinput(const lin *o, int n, float *din, float beta, int ldi, int N, float *dq,
+                             size_t dq_floats, int bf16) {
     void (*gemm)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int) =
         bf16 ? lmf_sgemm_bf16 : lmf_sgemm;
     for (int j = 0; j < n; j++) {
         const lmf_wtensor *W = o[j].W;
         int O = W->rows, K = W->cols;
         if (W->type == LMF_GGML_F32) {
-            gemm(0, 0, N, K, O, o[j].out, o[j].ldo, W->data, (int)(W->row_bytes / sizeof(float)), 1.0f, din, ldi);
+            gemm(0, 0, N, K, O, o[j].out, o[j].ldo, W->data, (int)(W->row_bytes / sizeof(float)), beta, din, ldi);
+            beta = 1.0f;
             continue;
         }
         int slab = slab_rows(W, dq_floats);
-        for (int r0 = 0; r0 < O; r0 += slab) { /* din += dout_slab dq, dq read transposed when k-major */
+        for (int r0 = 0; r0 < O; r0 += slab, beta = 1.0f) { /* din += dout_slab dq, dq read transposed if k-major */
             int nr = O - r0 < slab ? O - r0 : slab, kmajor = dequant_slab(W, r0, nr, dq);
-            gemm(0, kmajor, N, K, nr, o[j].out + r0, o[j].ldo, dq, kmajor ? nr : K, 1.0f, din, ldi);
+            gemm(0, kmajor, N, K, nr, o[j].out + r0, o[j].ldo, dq, kmajor ? nr : K, beta, din, ldi);
         }
     }
 }
 
 /* A trained F32 linear layer's backward (dinp += dout W, dW += dout^T inp, dbias += column sums): in bf16 when the
  * run is mixed precision (the inputs of both products rounded as they are packed; see lmf_block_ctx.bf16). */
-void lmf_block_linear_backward(const lmf_block_ctx *ctx, float *dinp, float *dW, float *dbias, const float *dout,
-                               const float *inp, const float *W, int N, int IC, int OC) {
-    (ctx->bf16 ? lmf_matmul_backward_bf16 : lmf_matmul_backward)(dinp, dW, dbias, dout, inp, W, N, IC, OC);
+void lmf_block_linear_backward(const lmf_block_ctx *ctx, float *dinp, float beta, float *dW, float *dbias,
+                               const float *dout, const float *inp, const float *W, int N, int IC, int OC) {
+    lmf_matmul_backward_ld(ctx->bf16, dinp, beta, dW, dbias, dout, OC, inp, IC, W, IC, N, IC, OC);
 }
 
 /* ---- linear layers, a few rows (decode) ------------------------------------------------------------------------ */
@@ -646,35 +647,31 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
         lmf_moe_backward(ctx, L, NULL, layer, NULL, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, r->lora_t,
                          N);
     } else {
-        memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
         lin down = {&L->w_down, NULL, g->dres, C};
-        lmf_block_linear_dinput(&down, 1, g->dfcact, F, N, dq, dqf, ctx->bf16);
+        lmf_block_linear_dinput(&down, 1, g->dfcact, 0.0f, F, N, dq, dqf, ctx->bf16);
         if (lo) lmf_lora_backward(lo, layer, 6, 7, r->fcact, F, g->dres, C, r->lora_t, g->dfcact, N, ctx->lora_x);
         memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
         if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
         else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
-        memset(g->dbuf, 0, NC * sizeof(float));
         lin ffn[2] = {{&L->w_gate, NULL, g->dfch, FF}, {&L->w_up, NULL, g->dfch + (swiglu ? F : 0), FF}};
-        lmf_block_linear_dinput(ffn + !swiglu, 1 + swiglu, g->dbuf, C, N, dq, dqf, ctx->bf16);
+        lmf_block_linear_dinput(ffn + !swiglu, 1 + swiglu, g->dbuf, 0.0f, C, N, dq, dqf, ctx->bf16);
         if (lo)
             lmf_lora_backward(lo, layer, swiglu ? 4 : 5, 6, r->ln2, C, g->dfch, FF, r->lora_t, g->dbuf, N, ctx->lora_x);
     }
     norm_backward(c, g->dres, dn, dn + C, g->dbuf, r->res2, L->ffn_norm_w, r->ln2_mean, r->ln2_rstd, N);
 
     /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x); dbuf holds d(atty) (QD wide) first */
-    memset(g->dbuf, 0, (size_t)N * QD * sizeof(float));
     lin proj = {&L->wo, NULL, g->dres, C};
-    lmf_block_linear_dinput(&proj, 1, g->dbuf, QD, N, dq, dqf, ctx->bf16);
+    lmf_block_linear_dinput(&proj, 1, g->dbuf, 0.0f, QD, N, dq, dqf, ctx->bf16);
     if (lo) lmf_lora_backward(lo, layer, 3, 4, r->atty, QD, g->dres, C, r->lora_t, g->dbuf, N, ctx->lora_x);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs,
                            ctx->bf16);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
     if (c->qk_norm) qk_norm_grads(ctx, g->dqkv, S, N, qk_groups_of(c, NH, c->n_kv_head, hs), L, NULL, NULL, dn, r);
-    memset(g->dbuf, 0, NC * sizeof(float));
     lin qkv[3] = {{&L->wq, NULL, g->dqkv, S}, {&L->wk, NULL, g->dqkv + QD, S}, {&L->wv, NULL, g->dqkv + QD + KV, S}};
-    lmf_block_linear_dinput(qkv, 3, g->dbuf, C, N, dq, dqf, ctx->bf16);
+    lmf_block_linear_dinput(qkv, 3, g->dbuf, 0.0f, C, N, dq, dqf, ctx->bf16);
     if (lo) lmf_lora_backward(lo, layer, 0, 3, r->ln1, C, g->dqkv, S, r->lora_t, g->dbuf, N, ctx->lora_x);
     norm_backward(c, g->dres, dn, dn + C, g->dbuf, x, L->attn_norm_w, r->ln1_mean, r->ln1_rstd, N);
 }
@@ -686,8 +683,9 @@ static void column_backward(const lmf_block_ctx *ctx, float *din, const float *i
                             int m, const lmf_wtensor *const *W, const lmf_wtensor *const *G, float *const *gb,
                             const int *r0, const int *n, int N) {
     for (int j = 0, col = 0; j < m; col += n[j++])
-        lmf_matmul_backward_ld(ctx->bf16, din, GRAD(*G[j]) + (size_t)r0[j] * K, gb[j] ? gb[j] + r0[j] : NULL,
-                               dout + col, ld, in, K, F32(*W[j]) + (size_t)r0[j] * K, K, N, K, n[j]);
+        lmf_matmul_backward_ld(ctx->bf16, din, j ? 1.0f : 0.0f, GRAD(*G[j]) + (size_t)r0[j] * K,
+                               gb[j] ? gb[j] + r0[j] : NULL, dout + col, ld, in, K, F32(*W[j]) + (size_t)r0[j] * K, K,
+                               N, K, n[j]);
 }
 
 void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G, int layer,
@@ -711,17 +709,16 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         memset(g->dbuf, 0, NC * sizeof(float));
         lmf_moe_backward(ctx, L, G, layer, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, NULL, N);
     } else {
-        memset(g->dfcact, 0, (size_t)N * F * sizeof(float));
         int c0 = lmf_block_share_col(&L->w_down, F, w.f0), ld = (int)(L->w_down.row_bytes / sizeof(float));
-        lmf_matmul_backward_ld(ctx->bf16, g->dfcact, GRAD(G->w_down) + c0, (float *)G->b_down, g->dres, C, r->fcact,
-                               F, F32(L->w_down) + c0, ld, N, F, C);
+        lmf_matmul_backward_ld(ctx->bf16, g->dfcact, 0.0f, GRAD(G->w_down) + c0, (float *)G->b_down, g->dres, C,
+                               r->fcact, F, F32(L->w_down) + c0, ld, N, F, C);
         memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
         if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
         else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
-        memset(g->dbuf, 0, NC * sizeof(float));
         if (!ctx->tp) {
-            lmf_block_linear_backward(ctx, g->dbuf, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C, FF);
+            lmf_block_linear_backward(ctx, g->dbuf, 0.0f, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C,
+                                      FF);
         } else {
             const lmf_wtensor *Ws[2] = {&L->w_gate, &L->w_up}, *Gs[2] = {&G->w_gate, &G->w_up};
             float *gb[2] = {NULL, (float *)G->b_up};
@@ -735,9 +732,8 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
                   r->ln2_mean, r->ln2_rstd, N);
 
     /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */
-    memset(g->dbuf, 0, (size_t)N * CA * sizeof(float));
     int o0 = lmf_block_share_col(&L->wo, CA, w.h0 * hs);
-    lmf_matmul_backward_ld(ctx->bf16, g->dbuf, GRAD(G->wo) + o0, (float *)G->bo, g->dres, C, r->atty, CA,
+    lmf_matmul_backward_ld(ctx->bf16, g->dbuf, 0.0f, GRAD(G->wo) + o0, (float *)G->bo, g->dres, C, r->atty, CA,
                            F32(L->wo) + o0, (int)(L->wo.row_bytes / sizeof(float)), N, CA, C);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
@@ -748,9 +744,9 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     else if (c->qk_norm)
         qk_norm_grads(ctx, g->dqkv, S, N, qk_groups_of(c, w.nh, w.nkv, hs), L, (float *)G->q_norm_w,
                       (float *)G->k_norm_w, g->dnorm, r);
-    memset(g->dbuf, 0, NC * sizeof(float));
     if (!ctx->tp) {
-        lmf_block_linear_backward(ctx, g->dbuf, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C, S);
+        lmf_block_linear_backward(ctx, g->dbuf, 0.0f, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C,
+                                  S);
     } else {
         const lmf_wtensor *Ws[3] = {&L->wq, &L->wk, &L->wv}, *Gs[3] = {&G->wq, &G->wk, &G->wv};
         float *gb[3] = {(float *)G->bq, (float *)G->bk, (float *)G->bv};

@@ -70,10 +70,11 @@ void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int
  * bf16: the products through lmf_sgemm_bf16 (inputs rounded to bf16, fp32 sums). */
 void lmf_block_linear(const lmf_lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats,
                       int bf16);
-/* The input gradient of the same layers: din (N, ldi apart) += sum over j of dout_j W_j, where o[j].out points at
- * d(out_j) (o[j].ldo apart) instead of the output; weights of any type (the same slabs). */
-void lmf_block_linear_dinput(const lmf_lin *o, int n, float *din, int ldi, int N, float *dq, size_t dq_floats,
-                             int bf16);
+/* The input gradient of the same layers: din (N, ldi apart) = beta din + sum over j of dout_j W_j, where o[j].out
+ * points at d(out_j) (o[j].ldo apart) instead of the output; weights of any type (the same slabs). beta 0 where the
+ * product is din's first writer: no zeroing pass, and the products do not read din back. */
+void lmf_block_linear_dinput(const lmf_lin *o, int n, float *din, float beta, int ldi, int N, float *dq,
+                             size_t dq_floats, int bf16);
 
 /* The KV cache of one sequence as prefill and decode see it: fixed-size blocks of a pool (paged), listed in the
  * sequence's block table. A block holds bs positions of every layer, transposed: (L, KV, bs) elements of K and the
@@ -175,10 +176,10 @@ typedef struct {
 /* buf becomes its sum over ctx->tp's group (nothing without tensor parallelism). */
 void lmf_block_ctx_tp_sum(const lmf_block_ctx *ctx, float *buf, size_t n);
 
-/* A training linear layer's backward over F32 weights (dinp += dout W, dW += dout^T inp, dbias += column sums of
- * dout), its products in bf16 when ctx->bf16 as the forward's: the dense layers' and the MoE experts'. */
-void lmf_block_linear_backward(const lmf_block_ctx *ctx, float *dinp, float *dW, float *dbias, const float *dout,
-                               const float *inp, const float *W, int N, int IC, int OC);
+/* A training linear layer's backward over F32 weights (dinp = beta dinp + dout W, dW += dout^T inp, dbias += column
+ * sums of dout), its products in bf16 when ctx->bf16 as the forward's: the dense layers' and the MoE experts'. */
+void lmf_block_linear_backward(const lmf_block_ctx *ctx, float *dinp, float beta, float *dW, float *dbias,
+                               const float *dout, const float *inp, const float *W, int N, int IC, int OC);
 
 /* One layer forward over the N = ctx->B x ctx->T rows of x (N, C). */
 void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,

@@ -806,16 +806,15 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
     if (m->tp) tp_crossentropy_backward(m, d.N, scale);
     else lmf_crossentropy_backward_inplace(a->logits, m->targets, d.N, d.V, scale);
     float *dnw = frozen ? g->dnorm : m->gptr[LMF_P_LNFW], *dnb = frozen ? g->dnorm + d.C : m->gptr[LMF_P_LNFB];
-    memset(g->dbuf, 0, NC * sizeof(float));
     if (frozen) {
         lmf_lin head = {&w->lm_head, NULL, a->logits, d.V};
-        lmf_block_linear_dinput(&head, 1, g->dbuf, d.C, d.N, m->dq, m->dq_floats, m->bf16);
+        lmf_block_linear_dinput(&head, 1, g->dbuf, 0.0f, d.C, d.N, m->dq, m->dq_floats, m->bf16);
     } else {
         float *dhead = m->cfg.tied_embeddings ? m->gptr[LMF_P_WTE] : m->gptr[LMF_P_LMHEAD];
         const float *head = m->cfg.tied_embeddings ? m->ptr[LMF_P_WTE] : m->ptr[LMF_P_LMHEAD];
         int v0 = 0, nv = d.V;
         if (m->tp) vocab_share(m, &v0, &nv);
-        lmf_matmul_backward_ld(m->bf16, g->dbuf, dhead + (size_t)v0 * d.C, NULL, a->logits, nv, a->lnf, d.C,
+        lmf_matmul_backward_ld(m->bf16, g->dbuf, 0.0f, dhead + (size_t)v0 * d.C, NULL, a->logits, nv, a->lnf, d.C,
                                head + (size_t)v0 * d.C, d.C, d.N, d.C, nv);
         if (m->tp) lmf_block_tp_sum(m->tp, g->dbuf, NC); /* the ranks' shares of d(lnf) */
     }

@@ -424,13 +424,12 @@ void lmf_moe_losses(const lmf_model_config *c, int N, const float *kept, size_t 
 static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, const lmf_wtensor *GW, const float *in,
                             const float *h, const float *a, const float *dy, float *din, float *dh, float *da, int n,
                             int C, int F, int f0, const expert_lora *el, int e) {
-    memset(da, 0, sizeof(float) * (size_t)n * F);
     if (!GW) { /* a frozen base of any type: input gradients only (the whole expert: no tensor parallelism here) */
         lmf_lin dn = {&W[2], NULL, (float *)dy, C};
-        lmf_block_linear_dinput(&dn, 1, da, F, n, ctx->dq, ctx->dq_floats, ctx->bf16);
+        lmf_block_linear_dinput(&dn, 1, da, 0.0f, F, n, ctx->dq, ctx->dq_floats, ctx->bf16);
     } else {
         int c0 = lmf_block_share_col(&W[2], F, f0), ld = (int)(W[2].row_bytes / sizeof(float));
-        lmf_matmul_backward_ld(ctx->bf16, da, GRAD(GW[2]) + c0, NULL, dy, C, a, F, F32(W[2]) + c0, ld, n, F, C);
+        lmf_matmul_backward_ld(ctx->bf16, da, 0.0f, GRAD(GW[2]) + c0, NULL, dy, C, a, F, F32(W[2]) + c0, ld, n, F, C);
     }
     if (el && e >= 0 && el->down >= 0)
         lmf_lora_param_backward(el->l, el->layer, el->down, e, a, F, dy, C, da, n, el->x);
@@ -442,15 +441,15 @@ static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, cons
     if (el && e < 0 && el->l) lmf_lora_backward(el->l, el->layer, 4, 6, in, C, dh, 2 * F, el->t, din, n, el->x);
     if (!GW) {
         lmf_lin gu[2] = {{&W[0], NULL, dh, 2 * F}, {&W[1], NULL, dh + F, 2 * F}};
-        lmf_block_linear_dinput(gu, 2, din, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
+        lmf_block_linear_dinput(gu, 2, din, 1.0f, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
         return;
     }
     if (!ctx->tp) {
-        lmf_block_linear_backward(ctx, din, GRAD(GW[0]), NULL, dh, in, F32(W[0]), n, C, 2 * F);
+        lmf_block_linear_backward(ctx, din, 1.0f, GRAD(GW[0]), NULL, dh, in, F32(W[0]), n, C, 2 * F);
         return;
     }
     for (int j = 0; j < 2; j++) /* gate rows, then up rows */
-        lmf_matmul_backward_ld(ctx->bf16, din, GRAD(GW[j]) + (size_t)f0 * C, NULL, dh + j * F, 2 * F, in, C,
+        lmf_matmul_backward_ld(ctx->bf16, din, 1.0f, GRAD(GW[j]) + (size_t)f0 * C, NULL, dh + j * F, 2 * F, in, C,
                                F32(W[j]) + (size_t)f0 * C, C, n, C, F);
 }
 
@@ -559,7 +558,7 @@ void lmf_moe_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, cons
         lmf_matmul_backward(dx, GRAD(G->router), NULL, s.dp, x, F32(L->router), N, C, E);
     } else { /* the router's own weights may be of any type in a loaded model */
         lmf_lin router = {&L->router, NULL, s.dp, E};
-        lmf_block_linear_dinput(&router, 1, dx, C, N, ctx->dq, ctx->dq_floats, 0);
+        lmf_block_linear_dinput(&router, 1, dx, 1.0f, C, N, ctx->dq, ctx->dq_floats, 0);
     }
     if (el.router >= 0) lmf_lora_param_backward(el.l, layer, el.router, 0, x, C, s.dp, E, dx, N, el.x);
 }
