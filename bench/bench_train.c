@@ -57,7 +57,7 @@ int main(int argc, char **argv) {
     for (int s = 0; s < steps + 2; s++) {
         double t0 = lmf_now();
         loss = lmf_model_forward(m, tok, tok + 1, B, T);
-        lmf_model_zero_grad(m);
+        lmf_model_zero_grad_lazy(m); /* as lmf_train_step does */
         lmf_model_backward(m, 1.0f);
         lmf_adamw_step(&opt, m, &hp, s, lmf_grad_norm(m));
         if (s >= 2) times[s - 2] = lmf_now() - t0;

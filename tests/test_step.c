@@ -115,6 +115,47 @@ static void test_accumulation_equals_big_batch(void **state) {
     rig_free(&small), rig_free(&big);
 }
 
+/* lmf_model_zero_grad_lazy leaves the tensors the next backward writes whole: with every gradient poisoned (NaN)
+ * first, the gradients of one backward (and of a second added to it) equal those after lmf_model_zero_grad bit for
+ * bit, on gpt2 (tied head, biases) and llama (untied head, SwiGLU, GQA), in fp32 and bf16. */
+static void test_lazy_zeroing_is_exact(void **state) {
+    int B = 2, T = 8;
+    for (int arch = 0; arch < 2; arch++)
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            lmf_model_config c = tiny_model();
+            if (arch) {
+                c = lmf_model_config_default(LMF_ARCH_LLAMA);
+                c.vocab_size = 50, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 32, c.n_head = 4, c.n_kv_head = 2;
+                c.ffn_dim = 48, c.tied_embeddings = 0;
+            }
+            lmf_model *m[2];
+            for (int j = 0; j < 2; j++) {
+                m[j] = lmf_model_create(&c, B, T, 1);
+                assert_non_null(m[j]);
+                lmf_model_init_weights(m[j], 42);
+                m[j]->bf16 = bf16;
+                for (size_t i = 0; i < m[j]->num_params; i++) m[j]->grads[i] = NAN;
+            }
+            lmf_model_zero_grad(m[0]);
+            lmf_model_zero_grad_lazy(m[1]);
+            assert_int_equal(m[1]->fresh_grads, 1);
+            stream s[2] = {{B, T, 0, 0, 0}, {B, T, 0, 0, 0}};
+            int32_t in[16], tg[16];
+            for (int k = 0; k < 2; k++)
+                for (int j = 0; j < 2; j++) {
+                    stream_next(&s[j], in, tg);
+                    lmf_model_forward(m[j], in, tg, B, T);
+                    lmf_model_backward(m[j], 0.5f);
+                    assert_int_equal(m[j]->fresh_grads, 0);
+                }
+            for (size_t i = 0; i < m[0]->num_params; i++)
+                if (memcmp(&m[0]->grads[i], &m[1]->grads[i], sizeof(float)))
+                    fail_msg("arch %d bf16 %d: gradient %zu is %g after lazy zeroing, %g after zeroing", arch, bf16, i,
+                             m[1]->grads[i], m[0]->grads[i]);
+            lmf_model_free(m[0]), lmf_model_free(m[1]);
+        }
+}
+
 /* A fake communicator of two ranks that happen to hold identical gradients: each rank scales its gradients by
  * 1 / (2 x grad_accum) and the all-reduce sums (doubles) them, so the update equals the single-process one exactly
  * (/2 then x2 is exact). */
@@ -213,6 +254,7 @@ int main(void) {
         cmocka_unit_test(test_comm_self),
         cmocka_unit_test(test_step_matches_inline_loop),
         cmocka_unit_test(test_accumulation_equals_big_batch),
+        cmocka_unit_test(test_lazy_zeroing_is_exact),
         cmocka_unit_test(test_allreduce_is_the_data_parallel_hook),
         cmocka_unit_test(test_batch_source_error),
     };

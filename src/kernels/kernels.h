@@ -34,11 +34,12 @@ void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout
                          const float *W, int N, int IC, int OC);
 /* The same over strided operands: dout rows ldo floats apart, inp and dinp rows ldi apart, W and dW rows ldw apart
  * (a block of a wider matrix: a tensor-parallel rank's columns of a row-parallel layer, or its rows of a fused q|k|v
- * whose products land in a narrower buffer); dinp = dinp_beta dinp + dout W (0: the product overwrites dinp, which
- * saves zeroing it and reading it back). bf16: both products through lmf_sgemm_bf16 (dout, W and inp rounded to
+ * whose products land in a narrower buffer); dinp = dinp_beta dinp + dout W and dW = dw_beta dW + dout^T inp (beta 0:
+ * the product overwrites its output, which saves zeroing it and reading it back). bf16: both products through lmf_sgemm_bf16 (dout, W and inp rounded to
  * bf16, sums in fp32); dbias stays an fp32 sum of the fp32 dout. */
-void lmf_matmul_backward_ld(int bf16, float *dinp, float dinp_beta, float *dW, float *dbias, const float *dout,
-                            int ldo, const float *inp, int ldi, const float *W, int ldw, int N, int IC, int OC);
+void lmf_matmul_backward_ld(int bf16, float *dinp, float dinp_beta, float *dW, float dw_beta, float *dbias,
+                            const float *dout, int ldo, const float *inp, int ldi, const float *W, int ldw, int N,
+                            int IC, int OC);
 
 /* ---- causal multi-head attention with grouped-query heads ----
  * qkv (B,T,C+2*KVC) holds q (NH heads), k and v (NKV heads each) per token; out (B,T,C). Nothing is kept for the

@@ -17,10 +17,11 @@ void lmf_matmul_forward(float *out, const float *inp, const float *W, const floa
 
 typedef void (*gemm_fn)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
 
-static void backward(gemm_fn gemm, float *dinp, float dinp_beta, float *dW, float *dbias, const float *dout, int ldo,
-                     const float *inp, int ldi, const float *W, int ldw, int N, int IC, int OC) {
+static void backward(gemm_fn gemm, float *dinp, float dinp_beta, float *dW, float dw_beta, float *dbias,
+                     const float *dout, int ldo, const float *inp, int ldi, const float *W, int ldw, int N, int IC,
+                     int OC) {
     gemm(0, 0, N, IC, OC, dout, ldo, W, ldw, dinp_beta, dinp, ldi);
-    gemm(1, 0, OC, IC, N, dout, ldo, inp, ldi, 1.0f, dW, ldw);
+    gemm(1, 0, OC, IC, N, dout, ldo, inp, ldi, dw_beta, dW, ldw);
     if (dbias) {
 #pragma omp parallel
         {
@@ -36,10 +37,12 @@ static void backward(gemm_fn gemm, float *dinp, float dinp_beta, float *dW, floa
 
 void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
                          const float *W, int N, int IC, int OC) {
-    backward(lmf_sgemm, dinp, 1.0f, dW, dbias, dout, OC, inp, IC, W, IC, N, IC, OC);
+    backward(lmf_sgemm, dinp, 1.0f, dW, 1.0f, dbias, dout, OC, inp, IC, W, IC, N, IC, OC);
 }
 
-void lmf_matmul_backward_ld(int bf16, float *dinp, float dinp_beta, float *dW, float *dbias, const float *dout,
-                            int ldo, const float *inp, int ldi, const float *W, int ldw, int N, int IC, int OC) {
-    backward(bf16 ? lmf_sgemm_bf16 : lmf_sgemm, dinp, dinp_beta, dW, dbias, dout, ldo, inp, ldi, W, ldw, N, IC, OC);
+void lmf_matmul_backward_ld(int bf16, float *dinp, float dinp_beta, float *dW, float dw_beta, float *dbias,
+                            const float *dout, int ldo, const float *inp, int ldi, const float *W, int ldw, int N,
+                            int IC, int OC) {
+    backward(bf16 ? lmf_sgemm_bf16 : lmf_sgemm, dinp, dinp_beta, dW, dw_beta, dbias, dout, ldo, inp, ldi, W, ldw, N,
+             IC, OC);
 }

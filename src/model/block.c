@@ -387,9 +387,10 @@ void lmf_block_linear_dinput(const lin *o, int n, float *din, float beta, int ld
 
 /* A trained F32 linear layer's backward (dinp += dout W, dW += dout^T inp, dbias += column sums): in bf16 when the
  * run is mixed precision (the inputs of both products rounded as they are packed; see lmf_block_ctx.bf16). */
-void lmf_block_linear_backward(const lmf_block_ctx *ctx, float *dinp, float beta, float *dW, float *dbias,
-                               const float *dout, const float *inp, const float *W, int N, int IC, int OC) {
-    lmf_matmul_backward_ld(ctx->bf16, dinp, beta, dW, dbias, dout, OC, inp, IC, W, IC, N, IC, OC);
+void lmf_block_linear_backward(const lmf_block_ctx *ctx, float *dinp, float beta, float *dW, float dw_beta,
+                               float *dbias, const float *dout, const float *inp, const float *W, int N, int IC,
+                               int OC) {
+    lmf_matmul_backward_ld(ctx->bf16, dinp, beta, dW, dw_beta, dbias, dout, OC, inp, IC, W, IC, N, IC, OC);
 }
 
 /* ---- linear layers, a few rows (decode) ------------------------------------------------------------------------ */
@@ -683,7 +684,7 @@ static void column_backward(const lmf_block_ctx *ctx, float *din, const float *i
                             int m, const lmf_wtensor *const *W, const lmf_wtensor *const *G, float *const *gb,
                             const int *r0, const int *n, int N) {
     for (int j = 0, col = 0; j < m; col += n[j++])
-        lmf_matmul_backward_ld(ctx->bf16, din, j ? 1.0f : 0.0f, GRAD(*G[j]) + (size_t)r0[j] * K,
+        lmf_matmul_backward_ld(ctx->bf16, din, j ? 1.0f : 0.0f, GRAD(*G[j]) + (size_t)r0[j] * K, 1.0f,
                                gb[j] ? gb[j] + r0[j] : NULL, dout + col, ld, in, K, F32(*W[j]) + (size_t)r0[j] * K, K,
                                N, K, n[j]);
 }
@@ -699,6 +700,8 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         frozen_backward(ctx, L, layer, x, r, g);
         return;
     }
+    float dw_beta = ctx->fresh_grads ? 0.0f : 1.0f;
+    LMF_CHECK(!ctx->fresh_grads || !ctx->tp); /* a rank's share leaves the rest of each tensor to the zeroing */
     /* training keeps q|k|v and gate|up as single matrices cut into views (model.c): one product each, unless tensor
      * parallelism takes a share of each part */
     const lmf_wtensor *fc = swiglu ? &L->w_gate : &L->w_up, *gfc = swiglu ? &G->w_gate : &G->w_up;
@@ -710,15 +713,15 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         lmf_moe_backward(ctx, L, G, layer, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, NULL, N);
     } else {
         int c0 = lmf_block_share_col(&L->w_down, F, w.f0), ld = (int)(L->w_down.row_bytes / sizeof(float));
-        lmf_matmul_backward_ld(ctx->bf16, g->dfcact, 0.0f, GRAD(G->w_down) + c0, (float *)G->b_down, g->dres, C,
-                               r->fcact, F, F32(L->w_down) + c0, ld, N, F, C);
+        lmf_matmul_backward_ld(ctx->bf16, g->dfcact, 0.0f, GRAD(G->w_down) + c0, dw_beta, (float *)G->b_down,
+                               g->dres, C, r->fcact, F, F32(L->w_down) + c0, ld, N, F, C);
         memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
         if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
         else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         if (!ctx->tp) {
-            lmf_block_linear_backward(ctx, g->dbuf, 0.0f, GRAD(*gfc), (float *)G->b_up, g->dfch, r->ln2, F32(*fc), N, C,
-                                      FF);
+            lmf_block_linear_backward(ctx, g->dbuf, 0.0f, GRAD(*gfc), dw_beta, (float *)G->b_up, g->dfch, r->ln2,
+                                      F32(*fc), N, C, FF);
         } else {
             const lmf_wtensor *Ws[2] = {&L->w_gate, &L->w_up}, *Gs[2] = {&G->w_gate, &G->w_up};
             float *gb[2] = {NULL, (float *)G->b_up};
@@ -733,8 +736,8 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
 
     /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */
     int o0 = lmf_block_share_col(&L->wo, CA, w.h0 * hs);
-    lmf_matmul_backward_ld(ctx->bf16, g->dbuf, 0.0f, GRAD(G->wo) + o0, (float *)G->bo, g->dres, C, r->atty, CA,
-                           F32(L->wo) + o0, (int)(L->wo.row_bytes / sizeof(float)), N, CA, C);
+    lmf_matmul_backward_ld(ctx->bf16, g->dbuf, 0.0f, GRAD(G->wo) + o0, dw_beta, (float *)G->bo, g->dres, C, r->atty,
+                           CA, F32(L->wo) + o0, (int)(L->wo.row_bytes / sizeof(float)), N, CA, C);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, -1.0f);
@@ -745,8 +748,8 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         qk_norm_grads(ctx, g->dqkv, S, N, qk_groups_of(c, w.nh, w.nkv, hs), L, (float *)G->q_norm_w,
                       (float *)G->k_norm_w, g->dnorm, r);
     if (!ctx->tp) {
-        lmf_block_linear_backward(ctx, g->dbuf, 0.0f, GRAD(G->wq), (float *)G->bq, g->dqkv, r->ln1, F32(L->wq), N, C,
-                                  S);
+        lmf_block_linear_backward(ctx, g->dbuf, 0.0f, GRAD(G->wq), dw_beta, (float *)G->bq, g->dqkv, r->ln1,
+                                  F32(L->wq), N, C, S);
     } else {
         const lmf_wtensor *Ws[3] = {&L->wq, &L->wk, &L->wv}, *Gs[3] = {&G->wq, &G->wk, &G->wv};
         float *gb[3] = {(float *)G->bq, (float *)G->bk, (float *)G->bv};

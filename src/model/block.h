@@ -171,15 +171,21 @@ typedef struct {
      * their gradients in full), and only its share of qkv, atty, fch and fcact (narrower rows). Weight gradients land
      * in this rank's slices of G; the rest of each tensor is left alone. */
     struct lmf_block_tp *tp;
+    /* training backward: the dense linear layers' weight gradients (q|k|v, o, fc, down) hold nothing yet (the step's
+     * first backward after lmf_model_zero_grad, which left them alone): their products write them instead of adding
+     * to them, which saves zeroing them and reading them back */
+    int fresh_grads;
 } lmf_block_ctx;
 
 /* buf becomes its sum over ctx->tp's group (nothing without tensor parallelism). */
 void lmf_block_ctx_tp_sum(const lmf_block_ctx *ctx, float *buf, size_t n);
 
-/* A training linear layer's backward over F32 weights (dinp = beta dinp + dout W, dW += dout^T inp, dbias += column
- * sums of dout), its products in bf16 when ctx->bf16 as the forward's: the dense layers' and the MoE experts'. */
-void lmf_block_linear_backward(const lmf_block_ctx *ctx, float *dinp, float beta, float *dW, float *dbias,
-                               const float *dout, const float *inp, const float *W, int N, int IC, int OC);
+/* A training linear layer's backward over F32 weights (dinp = beta dinp + dout W, dW = dw_beta dW + dout^T inp,
+ * dbias += column sums of dout), its products in bf16 when ctx->bf16 as the forward's: the dense layers' and the
+ * MoE experts'. */
+void lmf_block_linear_backward(const lmf_block_ctx *ctx, float *dinp, float beta, float *dW, float dw_beta,
+                               float *dbias, const float *dout, const float *inp, const float *W, int N, int IC,
+                               int OC);
 
 /* One layer forward over the N = ctx->B x ctx->T rows of x (N, C). */
 void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,

@@ -693,6 +693,38 @@ void lmf_model_zero_grad(lmf_model *m) {
     const lmf_range *sp = held_spans(m, &all, &ns);
     for (int j = 0; j < ns; j++) zero_par(m->grads, sp[j].lo, sp[j].hi);
     zero_par(m->packed_g, 0, m->packed_n);
+    m->fresh_grads = 0;
+}
+
+/* The tensors a whole model's backward writes with a product of their own before anything adds to them: the dense
+ * linear layers' (a MoE's experts get products only for the tokens routed to them) and the head (a tied head's
+ * product writes wte's gradient before the embedding's backward adds to it). */
+static int written_whole(const lmf_model *m, int i) {
+    switch (i) {
+    case LMF_P_QKVW:
+    case LMF_P_ATTPROJW: return 1;
+    case LMF_P_FCW:
+    case LMF_P_FCPROJW: return !m->cfg.n_expert;
+    case LMF_P_LMHEAD: return !m->cfg.tied_embeddings;
+    case LMF_P_WTE: return m->cfg.tied_embeddings;
+    default: return 0;
+    }
+}
+
+void lmf_model_zero_grad_lazy(lmf_model *m) {
+    if (m->lora || m->tp || m->held || m->packed || m->shared || m->act_l0 != 0 || m->act_l1 != m->cfg.n_layer) {
+        lmf_model_zero_grad(m);
+        return;
+    }
+    LMF_CHECK(m->grads);
+    size_t at = 0; /* tensors lie in index order in the flat buffer: zero the gaps between the skipped ones */
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
+        if (!m->param_sizes[i] || !written_whole(m, i)) continue;
+        zero_par(m->grads, at, m->param_offsets[i]);
+        at = m->param_offsets[i] + m->param_sizes[i];
+    }
+    zero_par(m->grads, at, m->num_params);
+    m->fresh_grads = 1;
 }
 
 /* Layer l's slice of the kept activations; x (the layer's input) is the previous layer's res3, or the embeddings
@@ -742,7 +774,7 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
     const lmf_weights *w = m->w;
     lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
                          .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x,
-                         .tp = m->tp};
+                         .tp = m->tp, .fresh_grads = m->fresh_grads};
     if (l0 == 0) lmf_block_embed(w, a->encoded, tokens, d.N, T, 0, m->use_pos ? m->pos : NULL);
     else memcpy(l0 == m->act_l0 ? a->encoded : (float *)lmf_model_layer_output(m, l0 - 1), x_in,
                 sizeof(float) * d.N * d.C); /* l0's input */
@@ -790,6 +822,7 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
     dims d = dims_of(&m->cfg, m->B, m->T);
     int l0 = m->l0, l1 = m->l1, last_stage = l1 == d.L;
     LMF_CHECK(last_stage || (dx_out && (totals || !m->cfg.n_expert)));
+    LMF_CHECK(!m->fresh_grads || (l0 == 0 && last_stage && !m->tp)); /* every tensor left unzeroed gets written */
     int B = m->B, T = m->T;
     lmf_acts *a = &m->acts;
     lmf_grad_scratch *g = &m->gs;
@@ -814,8 +847,8 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
         const float *head = m->cfg.tied_embeddings ? m->ptr[LMF_P_WTE] : m->ptr[LMF_P_LMHEAD];
         int v0 = 0, nv = d.V;
         if (m->tp) vocab_share(m, &v0, &nv);
-        lmf_matmul_backward_ld(m->bf16, g->dbuf, 0.0f, dhead + (size_t)v0 * d.C, NULL, a->logits, nv, a->lnf, d.C,
-                               head + (size_t)v0 * d.C, d.C, d.N, d.C, nv);
+        lmf_matmul_backward_ld(m->bf16, g->dbuf, 0.0f, dhead + (size_t)v0 * d.C, m->fresh_grads ? 0.0f : 1.0f, NULL,
+                               a->logits, nv, a->lnf, d.C, head + (size_t)v0 * d.C, d.C, d.N, d.C, nv);
         if (m->tp) lmf_block_tp_sum(m->tp, g->dbuf, NC); /* the ranks' shares of d(lnf) */
     }
     memset(g->dres, 0, NC * sizeof(float));
@@ -828,7 +861,7 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
 layers:;
     lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
                          .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x,
-                         .tp = m->tp};
+                         .tp = m->tp, .fresh_grads = m->fresh_grads};
     lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->dnorm};
     lmf_moe_grad mg;
     if (m->cfg.n_expert) { /* the router losses' share of d(loss_scale x loss), from the whole forward's routing */
@@ -842,6 +875,7 @@ layers:;
         lmf_block_backward(&ctx, &w->layers[l], frozen ? NULL : &m->gw->layers[l], l, x, &r, &bg);
         if (m->layer_done && !frozen) m->layer_done(m->layer_done_ctx, l);
     }
+    m->fresh_grads = 0; /* written: a further micro-batch adds to them */
     if (frozen || l0 > 0) { /* l0 > 0: g->dres is now d(input of layer l0), for the previous stage */
         m->has_targets = 0;
         return;

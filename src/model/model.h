@@ -146,6 +146,7 @@ struct lmf_model {
      * gradients of that layer are final: the trainer's overlapped reduction (dist/zero.h); NULL: none */
     void (*layer_done)(void *ctx, int layer);
     void *layer_done_ctx;
+    int fresh_grads;   /* lmf_model_zero_grad_lazy left the tensors the next backward writes whole unwritten */
 
     int B, T;          /* shape of the last forward */
     int32_t *tokens;   /* (maxB*maxT) copies of the last forward's inputs */
@@ -229,6 +230,12 @@ size_t lmf_model_held_floats(const lmf_model *m);
 void lmf_model_copy_held(lmf_model *m, const float *src);
 /* Zeroes grads[at, at + len) where m holds them. */
 void lmf_model_zero_grads_range(lmf_model *m, size_t at, size_t len);
+/* lmf_model_zero_grad for a step whose next backward is m's own (not a pipeline's in-flight copies'): on a whole
+ * model trained by this rank alone (no pipeline stage, tensor parallelism or LoRA) it leaves the tensors that the
+ * backward's products write whole (the dense layers' q|k|v, o, fc and down, and the head) for that backward to
+ * overwrite (lmf_block_ctx.fresh_grads), which saves a pass over most of the gradients and the products' reads of
+ * them; nothing may read the gradients in between. Elsewhere it zeroes them all. */
+void lmf_model_zero_grad_lazy(lmf_model *m);
 /* Bytes of params and grads outside the ranges m holds that are resident (lmf_resident_bytes): 0 unless something
  * wrote (or read) there. *first gets the first such float's index in the flat buffer (grads' counted after params'). */
 size_t lmf_model_stray_bytes(const lmf_model *m, size_t *first);

@@ -429,7 +429,8 @@ static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, cons
         lmf_block_linear_dinput(&dn, 1, da, 0.0f, F, n, ctx->dq, ctx->dq_floats, ctx->bf16);
     } else {
         int c0 = lmf_block_share_col(&W[2], F, f0), ld = (int)(W[2].row_bytes / sizeof(float));
-        lmf_matmul_backward_ld(ctx->bf16, da, 0.0f, GRAD(GW[2]) + c0, NULL, dy, C, a, F, F32(W[2]) + c0, ld, n, F, C);
+        lmf_matmul_backward_ld(ctx->bf16, da, 0.0f, GRAD(GW[2]) + c0, 1.0f, NULL, dy, C, a, F, F32(W[2]) + c0, ld, n,
+                               F, C);
     }
     if (el && e >= 0 && el->down >= 0)
         lmf_lora_param_backward(el->l, el->layer, el->down, e, a, F, dy, C, da, n, el->x);
@@ -445,11 +446,11 @@ static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, cons
         return;
     }
     if (!ctx->tp) {
-        lmf_block_linear_backward(ctx, din, 1.0f, GRAD(GW[0]), NULL, dh, in, F32(W[0]), n, C, 2 * F);
+        lmf_block_linear_backward(ctx, din, 1.0f, GRAD(GW[0]), 1.0f, NULL, dh, in, F32(W[0]), n, C, 2 * F);
         return;
     }
     for (int j = 0; j < 2; j++) /* gate rows, then up rows */
-        lmf_matmul_backward_ld(ctx->bf16, din, 1.0f, GRAD(GW[j]) + (size_t)f0 * C, NULL, dh + j * F, 2 * F, in, C,
+        lmf_matmul_backward_ld(ctx->bf16, din, 1.0f, GRAD(GW[j]) + (size_t)f0 * C, 1.0f, NULL, dh + j * F, 2 * F, in, C,
                                F32(W[j]) + (size_t)f0 * C, C, n, C, F);
 }
 

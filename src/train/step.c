@@ -63,7 +63,8 @@ lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, f
     int B = st->batch_size, T = st->seq_len, k = st->grad_accum;
     /* micro-batches of the step over all ranks (a pipeline's stages share theirs) */
     int total = k * lmf_comm_size(st->comm) / (st->pipe ? st->pipe->p : 1) / (st->tp ? st->tp->size : 1);
-    lmf_model_zero_grad(m);
+    if (st->pipe) lmf_model_zero_grad(m); /* the stage's in-flight copies run the backward passes */
+    else lmf_model_zero_grad_lazy(m);
     double loss = 0.0, pipe_s = 0.0, tp_s = st->tp ? st->tp->wait_s : 0.0;
     int overlap = st->zero && st->overlap;
     overlap_state ov = {.st = st, .next = m->cfg.n_layer - 1, .err = LMF_OK};
