@@ -46,7 +46,7 @@ void lmf_relu_forward(float *out, const float *inp, long n) {
 
 void lmf_relu_backward(float *dinp, const float *inp, const float *dout, long n) {
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) dinp[i] += inp[i] > 0 ? dout[i] : 0;
+    for (long i = 0; i < n; i++) dinp[i] = inp[i] > 0 ? dout[i] : 0.0f;
 }
 
 void lmf_residual_forward(float *out, const float *a, const float *b, long n) {

@@ -72,12 +72,12 @@ void lmf_rope_rows(float *x, int ld, int N, int T, int p0, const int32_t *pos, c
 
 /* ---- activations ---- */
 void lmf_gelu_forward(float *out, const float *inp, long n); /* tanh approximation */
-void lmf_gelu_backward(float *dinp, const float *inp, const float *dout, long n);
+void lmf_gelu_backward(float *dinp, const float *inp, const float *dout, long n); /* dinp = gelu'(inp) dout */
 /* gu (N, 2F): gate in columns [0,F), up in [F,2F); out (N,F) = silu(gate) * up. */
 void lmf_swiglu_forward(float *out, const float *gu, int N, int F);
-void lmf_swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int F);
+void lmf_swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int F); /* writes all of dgu */
 void lmf_relu_forward(float *out, const float *inp, long n);
-void lmf_relu_backward(float *dinp, const float *inp, const float *dout, long n); /* dinp += dout where inp > 0 */
+void lmf_relu_backward(float *dinp, const float *inp, const float *dout, long n); /* dinp = inp > 0 ? dout : 0 */
 
 /* ---- residual: out = a + b ---- */
 void lmf_residual_forward(float *out, const float *a, const float *b, long n);

@@ -36,11 +36,11 @@ typedef struct {
     void (*exp_shift_scale)(float *x, int n, float shift, float scale);
     /* out = gelu_tanh(x) */
     void (*gelu)(float *out, const float *x, long n);
-    /* dx += gelu_tanh'(x) * dout */
+    /* dx = gelu_tanh'(x) * dout */
     void (*gelu_backward)(float *dx, const float *x, const float *dout, long n);
     /* out = silu(g) * u */
     void (*swiglu)(float *out, const float *g, const float *u, int n);
-    /* dg += dout * u * silu'(g); du += dout * silu(g) */
+    /* dg = dout * u * silu'(g); du = dout * silu(g) */
     void (*swiglu_backward)(float *dg, float *du, const float *dout, const float *g, const float *u, int n);
     /* out[j * ldo + p] = sum over d < k of x[j * ldx + d] * w[d * ldw + p], for j < m (1 <= m <= 4) and p < n: a few
      * rows times a row-major k x n matrix, accumulated down the matrix's rows (no horizontal sums). Decode attention's

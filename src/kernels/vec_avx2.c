@@ -379,10 +379,10 @@ static inline __m256 gelu_grad8(__m256 x) {
 static void gelu_backward(float *dx, const float *x, const float *dout, long n) {
     long i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(gelu_grad8(ld(x + i)), ld(dout + i), ld(dx + i)));
+        _mm256_storeu_ps(dx + i, _mm256_mul_ps(gelu_grad8(ld(x + i)), ld(dout + i)));
     if (i < n) {
         __m256i mk = tail_mask(n - i);
-        __m256 y = _mm256_fmadd_ps(gelu_grad8(ldm(x + i, mk)), ldm(dout + i, mk), ldm(dx + i, mk));
+        __m256 y = _mm256_mul_ps(gelu_grad8(ldm(x + i, mk)), ldm(dout + i, mk));
         _mm256_maskstore_ps(dx + i, mk, y);
     }
 }
@@ -408,20 +408,20 @@ static inline void swiglu_grad8(__m256 *dg, __m256 *du, __m256 dout, __m256 g, _
     __m256 sig = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
     __m256 ds = _mm256_mul_ps(dout, sig);
     __m256 t = _mm256_fmadd_ps(g, _mm256_sub_ps(one, sig), one);
-    *dg = _mm256_add_ps(*dg, _mm256_mul_ps(_mm256_mul_ps(ds, u), t));
-    *du = _mm256_fmadd_ps(ds, g, *du);
+    *dg = _mm256_mul_ps(_mm256_mul_ps(ds, u), t);
+    *du = _mm256_mul_ps(ds, g);
 }
 
 static void swiglu_backward(float *dg, float *du, const float *dout, const float *g, const float *u, int n) {
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 a = ld(dg + i), b = ld(du + i);
+        __m256 a, b;
         swiglu_grad8(&a, &b, ld(dout + i), ld(g + i), ld(u + i));
         _mm256_storeu_ps(dg + i, a), _mm256_storeu_ps(du + i, b);
     }
     if (i < n) {
         __m256i mk = tail_mask(n - i);
-        __m256 a = ldm(dg + i, mk), b = ldm(du + i, mk);
+        __m256 a, b;
         swiglu_grad8(&a, &b, ldm(dout + i, mk), ldm(g + i, mk), ldm(u + i, mk));
         _mm256_maskstore_ps(dg + i, mk, a), _mm256_maskstore_ps(du + i, mk, b);
     }

@@ -348,12 +348,11 @@ static inline __m512 gelu_grad16(__m512 x) {
 static void gelu_backward(float *dx, const float *x, const float *dout, long n) {
     long i = 0;
     for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(dx + i, _mm512_fmadd_ps(gelu_grad16(_mm512_loadu_ps(x + i)), _mm512_loadu_ps(dout + i),
-                                                 _mm512_loadu_ps(dx + i)));
+        _mm512_storeu_ps(dx + i, _mm512_mul_ps(gelu_grad16(_mm512_loadu_ps(x + i)), _mm512_loadu_ps(dout + i)));
     if (i < n) {
         __mmask16 mk = tail_mask(n - i);
         __m512 g = gelu_grad16(_mm512_maskz_loadu_ps(mk, x + i));
-        __m512 y = _mm512_fmadd_ps(g, _mm512_maskz_loadu_ps(mk, dout + i), _mm512_maskz_loadu_ps(mk, dx + i));
+        __m512 y = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(mk, dout + i));
         _mm512_mask_storeu_ps(dx + i, mk, y);
     }
 }
@@ -378,8 +377,8 @@ static void swiglu_backward(float *dg, float *du, const float *dout, const float
         __m512 ds = _mm512_mul_ps(vd, sig);
         __m512 t = _mm512_fmadd_ps(vg, _mm512_sub_ps(one, sig), one);
         __m512 a = _mm512_mul_ps(_mm512_mul_ps(ds, _mm512_maskz_loadu_ps(mk, u + i)), t);
-        _mm512_mask_storeu_ps(dg + i, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, dg + i), a));
-        _mm512_mask_storeu_ps(du + i, mk, _mm512_fmadd_ps(ds, vg, _mm512_maskz_loadu_ps(mk, du + i)));
+        _mm512_mask_storeu_ps(dg + i, mk, a);
+        _mm512_mask_storeu_ps(du + i, mk, _mm512_mul_ps(ds, vg));
     }
 }
 

@@ -100,7 +100,7 @@ static void gelu_backward(float *dx, const float *x, const float *dout, long n) 
     for (long i = 0; i < n; i++) {
         float u = GELU_K * (x[i] + 0.044715f * x[i] * x[i] * x[i]), th = tanhf(u);
         float g = 0.5f * (1.0f + th) + 0.5f * x[i] * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * 0.044715f * x[i] * x[i]);
-        dx[i] += g * dout[i];
+        dx[i] = g * dout[i];
     }
 }
 
@@ -111,8 +111,8 @@ static void swiglu(float *out, const float *g, const float *u, int n) {
 static void swiglu_backward(float *dg, float *du, const float *dout, const float *g, const float *u, int n) {
     for (int i = 0; i < n; i++) {
         float sig = 1.0f / (1.0f + expf(-g[i]));
-        dg[i] += dout[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
-        du[i] += dout[i] * g[i] * sig;
+        dg[i] = dout[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
+        du[i] = dout[i] * g[i] * sig;
     }
 }
 

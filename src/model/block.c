@@ -651,8 +651,7 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
         lin down = {&L->w_down, NULL, g->dres, C};
         lmf_block_linear_dinput(&down, 1, g->dfcact, 0.0f, F, N, dq, dqf, ctx->bf16);
         if (lo) lmf_lora_backward(lo, layer, 6, 7, r->fcact, F, g->dres, C, r->lora_t, g->dfcact, N, ctx->lora_x);
-        memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
-        if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
+        if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F); /* these write d(fch) */
         else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         lin ffn[2] = {{&L->w_gate, NULL, g->dfch, FF}, {&L->w_up, NULL, g->dfch + (swiglu ? F : 0), FF}};
@@ -715,8 +714,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         int c0 = lmf_block_share_col(&L->w_down, F, w.f0), ld = (int)(L->w_down.row_bytes / sizeof(float));
         lmf_matmul_backward_ld(ctx->bf16, g->dfcact, 0.0f, GRAD(G->w_down) + c0, dw_beta, (float *)G->b_down,
                                g->dres, C, r->fcact, F, F32(L->w_down) + c0, ld, N, F, C);
-        memset(g->dfch, 0, (size_t)N * FF * sizeof(float));
-        if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F);
+        if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F); /* these write d(fch) */
         else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         if (!ctx->tp) {

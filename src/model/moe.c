@@ -435,7 +435,6 @@ static void expert_backward(const lmf_block_ctx *ctx, const lmf_wtensor *W, cons
     if (el && e >= 0 && el->down >= 0)
         lmf_lora_param_backward(el->l, el->layer, el->down, e, a, F, dy, C, da, n, el->x);
     if (el && e < 0 && el->l) lmf_lora_backward(el->l, el->layer, 6, 7, a, F, dy, C, el->t, da, n, el->x);
-    memset(dh, 0, sizeof(float) * (size_t)n * 2 * F);
     lmf_swiglu_backward(dh, da, h, n, F);
     if (el && e >= 0 && el->gu >= 0)
         lmf_lora_param_backward(el->l, el->layer, el->gu, e, in, C, dh, 2 * F, din, n, el->x);
