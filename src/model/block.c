@@ -385,8 +385,9 @@ void lmf_block_linear_dinput(const lin *o, int n, float *din, float beta, int ld
     }
 }
 
-/* A trained F32 linear layer's backward (dinp += dout W, dW += dout^T inp, dbias += column sums): in bf16 when the
- * run is mixed precision (the inputs of both products rounded as they are packed; see lmf_block_ctx.bf16). */
+/* A trained F32 linear layer's backward (dinp = beta dinp + dout W, dW = dw_beta dW + dout^T inp, dbias += column
+ * sums): in bf16 when the run is mixed precision (the inputs of both products rounded as they are packed; see
+ * lmf_block_ctx.bf16). */
 void lmf_block_linear_backward(const lmf_block_ctx *ctx, float *dinp, float beta, float *dW, float dw_beta,
                                float *dbias, const float *dout, const float *inp, const float *W, int N, int IC,
                                int OC) {
