@@ -7,6 +7,7 @@
  * (tmm0-3), loads two A tiles (tmm4-5) and two B tiles (tmm6-7) per 32 k, and issues four tdpbf16ps.
  *
  *   for p0 in K step kc (kc <= KC, a multiple of 32 but in the last block)
+ *     [pack op(B)[p0:+kc, :] whole when it is at most WHOLE_B and M takes several A blocks; then no B packing below]
  *     for m0 in M step MC
  *       pack op(A)[m0:+MC, p0:+kc] -> ap     32-row panels of ceil(kc/32) steps x 2 tiles (1.5 MiB at most)
  *       for n0 in N step NB
@@ -38,6 +39,7 @@
 #define MC 1024 /* rows per A block: MC x KC bf16 = 1.5 MiB */
 #define NB 256  /* columns per B block: NB x KC bf16 = 384 KiB */
 #define PANEL(kc) ((long)(((kc) + 31) / 32) * 2 * 256) /* 32-bit elements in a 32-row/column panel of depth kc */
+#define WHOLE_B (2 << 20) /* bytes: op(B) packed whole per depth block when M takes several A blocks (below) */
 
 typedef struct {
     uint8_t palette, start_row, reserved[14];
@@ -169,11 +171,20 @@ void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float
     int nk = (K + KC - 1) / KC;
     int kcb = ((K + nk - 1) / nk + 31) / 32 * 32; /* even depth blocks of whole tiles: 1025 gives 544 + 481 */
     int nmb = (M + MC - 1) / MC, mcb = ((M + nmb - 1) / nmb + 31) / 32 * 32;
-    uint32_t *ap = lmf_thread_scratch(((size_t)MC + NB) * KC * 2), *bp = ap + (size_t)MC * KC / 2;
+    /* Several A blocks (a weight gradient's M = output features: 3 for GPT-2's fc, 50 for its head) would pack the
+     * same op(B) block once for each; when op(B) of a depth block is small (N = the input features), it is packed
+     * whole once and the A blocks share it */
+    long npan = (N + 31) / 32;
+    int whole_b = nmb > 1 && npan * PANEL(kcb) * 4 <= WHOLE_B;
+    size_t bfloats = whole_b ? (size_t)npan * PANEL(kcb) : (size_t)NB * KC / 2;
+    uint32_t *ap = lmf_thread_scratch(((size_t)MC * KC / 2 + bfloats) * 4), *bp = ap + (size_t)MC * KC / 2;
     tiles_configure();
     for (int p0 = 0; p0 < K; p0 += kcb) {
         int kc = K - p0 < kcb ? K - p0 : kcb, steps = (kc + 31) / 32;
         int first = p0 == 0;
+        for (int j = 0; whole_b && j < N; j += 32) /* op(B) column j is B's row (transB 1) or column */
+            pack_panel(bp + j / 32 * PANEL(kc), transB ? B + (long)j * ldb + p0 : B + (long)p0 * ldb + j,
+                       transB ? ldb : 1, transB ? 1 : ldb, N - j, kc, transB, 0);
         for (int m0 = 0; m0 < M; m0 += mcb) {
             int mb = M - m0 < mcb ? M - m0 : mcb;
             for (int i = 0; i < mb; i += 32) { /* op(A) row i is A's row (transA 0) or column: contiguous in k */
@@ -182,15 +193,16 @@ void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float
             }
             for (int n0 = 0; n0 < N; n0 += NB) {
                 int nb = N - n0 < NB ? N - n0 : NB;
-                for (int j = 0; j < nb; j += 32) { /* op(B) column j is B's row (transB 1) or column */
+                for (int j = 0; !whole_b && j < nb; j += 32) {
                     const float *b = transB ? B + (long)(n0 + j) * ldb + p0 : B + (long)p0 * ldb + n0 + j;
                     pack_panel(bp + j / 32 * PANEL(kc), b, transB ? ldb : 1, transB ? 1 : ldb, nb - j, kc, transB, 0);
                 }
+                const uint32_t *bb = whole_b ? bp + n0 / 32 * PANEL(kc) : bp;
                 for (int i = 0; i < mb; i += 32)
                     for (int j = 0; j < nb; j += 32) {
                         int ni = j + 32 < nb ? i : i + 32, nj = j + 32 < nb ? j + 32 : 0; /* the next block */
                         float *c = C + (long)(m0 + i) * ldc + n0 + j;
-                        kernel_32x32(steps, ap + i / 32 * PANEL(kc), bp + j / 32 * PANEL(kc), c, ldc,
+                        kernel_32x32(steps, ap + i / 32 * PANEL(kc), bb + j / 32 * PANEL(kc), c, ldc,
                                      mb - i < 32 ? mb - i : 32, nb - j < 32 ? nb - j : 32, beta, first,
                                      ni < mb ? C + (long)(m0 + ni) * ldc + n0 + nj : NULL,
                                      mb - ni < 32 ? mb - ni : 32);
