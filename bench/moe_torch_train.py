@@ -6,7 +6,11 @@ random tokens, one step = forward (with the router aux loss) + backward + clip +
 STEPS timed steps after 3 warm-up steps.
 
 usage: moe_torch_train.py [THREADS=2] [STEPS=10]
+env:   TORCH_AUTOCAST=bf16 runs the forward under torch.autocast("cpu", dtype=torch.bfloat16) (oneDNN's bf16
+       products, as lmforge's --precision bf16 rounds its products; the weights, gradients and AdamW stay fp32)
 """
+import contextlib
+import os
 import statistics
 import sys
 import time
@@ -25,11 +29,14 @@ cfg = MixtralConfig(vocab_size=4096, hidden_size=128, intermediate_size=256, num
                     output_router_logits=True, attn_implementation="eager", experts_implementation="eager")
 model = MixtralForCausalLM(cfg).train()
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+autocast = os.environ.get("TORCH_AUTOCAST") == "bf16"
+ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
 times = []
 for i in range(steps + 3):
     x = torch.randint(0, cfg.vocab_size, (B, T))
     t0 = time.perf_counter()
-    out = model(input_ids=x, labels=x)
+    with ctx():
+        out = model(input_ids=x, labels=x)
     opt.zero_grad()
     out.loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -37,4 +44,4 @@ for i in range(steps + 3):
     if i >= 3:
         times.append(time.perf_counter() - t0)
 print(f"torch {torch.__version__} transformers MixtralForCausalLM threads={threads} "
-      f"tok_per_s={B * T / statistics.median(times):.1f}")
+      f"tok_per_s={B * T / statistics.median(times):.1f} precision={'bf16-autocast' if autocast else 'fp32'}")
