@@ -230,7 +230,7 @@ typedef struct {
 static void ce_fwd(void *p) {
     ce_ctx *c = p;
     float *losses = malloc(sizeof(float) * c->N);
-    int count = lmf_crossentropy_forward(losses, c->logits, c->targets, c->N, c->V);
+    int count = lmf_crossentropy_forward(losses, NULL, c->logits, c->targets, c->N, c->V);
     double s = 0;
     for (int i = 0; i < c->N; i++) s += losses[i];
     c->loss[0] = (float)(s / count);
@@ -243,11 +243,17 @@ static void test_crossentropy(void **s) {
     ce_ctx c = {&loss, rnd(N * V, 13, 3.0f), targets, N, V};
     float *grad = malloc(sizeof(float) * N * V);
     memcpy(grad, c.logits, sizeof(float) * N * V);
-    lmf_crossentropy_backward_inplace(grad, targets, N, V, 1.0f / 4); /* 4 non-ignored rows */
+    lmf_crossentropy_backward_inplace(grad, NULL, targets, N, V, 1.0f / 4); /* 4 non-ignored rows */
     objective o = {ce_fwd, &loss, 1, &one, &c};
     check_grad("crossentropy dlogits", &o, c.logits, grad, N * V, 1e-2f);
     for (int v = 0; v < V; v++) assert_true(grad[1 * V + v] == 0.0f); /* ignored rows get no gradient */
-    free(c.logits), free(grad);
+    /* the forward's log-sum-exps give the backward the same bits as computing them again */
+    float losses[6], lse[6], *grad2 = malloc(sizeof(float) * N * V);
+    assert_int_equal(lmf_crossentropy_forward(losses, lse, c.logits, targets, N, V), 4);
+    memcpy(grad2, c.logits, sizeof(float) * N * V);
+    lmf_crossentropy_backward_inplace(grad2, lse, targets, N, V, 1.0f / 4);
+    assert_memory_equal(grad, grad2, sizeof(float) * N * V);
+    free(c.logits), free(grad), free(grad2);
 }
 
 /* ---- embeddings: gradient is a scatter-add; repeated tokens must accumulate ---- */

@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-int lmf_crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int N, int V) {
+int lmf_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V) {
     const lmf_vec_ops *v = lmf_vec();
     int count = 0;
 #pragma omp parallel for schedule(static) reduction(+ : count)
@@ -16,13 +16,16 @@ int lmf_crossentropy_forward(float *losses, const float *logits, const int32_t *
             continue;
         }
         const float *l = logits + (long)n * V;
-        losses[n] = v->logsumexp(l, V) - l[t];
+        float s = v->logsumexp(l, V);
+        if (lse) lse[n] = s;
+        losses[n] = s - l[t];
         count++;
     }
     return count;
 }
 
-void lmf_crossentropy_backward_inplace(float *logits, const int32_t *targets, int N, int V, float scale) {
+void lmf_crossentropy_backward_inplace(float *logits, const float *lse, const int32_t *targets, int N, int V,
+                                       float scale) {
     const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -32,7 +35,7 @@ void lmf_crossentropy_backward_inplace(float *logits, const int32_t *targets, in
             memset(l, 0, sizeof(float) * V);
             continue;
         }
-        v->exp_shift_scale(l, V, v->logsumexp(l, V), scale);
+        v->exp_shift_scale(l, V, lse ? lse[n] : v->logsumexp(l, V), scale);
         l[t] -= scale;
     }
 }

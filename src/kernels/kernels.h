@@ -35,8 +35,8 @@ void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout
 /* The same over strided operands: dout rows ldo floats apart, inp and dinp rows ldi apart, W and dW rows ldw apart
  * (a block of a wider matrix: a tensor-parallel rank's columns of a row-parallel layer, or its rows of a fused q|k|v
  * whose products land in a narrower buffer); dinp = dinp_beta dinp + dout W and dW = dw_beta dW + dout^T inp (beta 0:
- * the product overwrites its output, which saves zeroing it and reading it back). bf16: both products through lmf_sgemm_bf16 (dout, W and inp rounded to
- * bf16, sums in fp32); dbias stays an fp32 sum of the fp32 dout. */
+ * the product overwrites its output, which saves zeroing it and reading it back). bf16: both products through
+ * lmf_sgemm_bf16 (dout, W and inp rounded to bf16, sums in fp32); dbias stays an fp32 sum of the fp32 dout. */
 void lmf_matmul_backward_ld(int bf16, float *dinp, float dinp_beta, float *dW, float dw_beta, float *dbias,
                             const float *dout, int ldo, const float *inp, int ldi, const float *W, int ldw, int N,
                             int IC, int OC);
@@ -83,10 +83,13 @@ void lmf_relu_backward(float *dinp, const float *inp, const float *dout, long n)
 void lmf_residual_forward(float *out, const float *a, const float *b, long n);
 
 /* ---- softmax cross-entropy with ignore index -1 ----
- * losses (N) gets -log p(target) (0 for ignored rows); returns the number of non-ignored rows. */
-int lmf_crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int N, int V);
-/* Overwrites logits (N,V) with d(mean loss)/d(logits) = (softmax - onehot) * scale, ignored rows zero. */
-void lmf_crossentropy_backward_inplace(float *logits, const int32_t *targets, int N, int V, float scale);
+ * losses (N) gets -log p(target) (0 for ignored rows); returns the number of non-ignored rows. lse (N) or NULL gets
+ * each non-ignored row's log-sum-exp, for the backward. */
+int lmf_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V);
+/* Overwrites logits (N,V) with d(mean loss)/d(logits) = (softmax - onehot) * scale, ignored rows zero. lse: the
+ * forward's over the same logits (saves reading them once more), or NULL to compute it again. */
+void lmf_crossentropy_backward_inplace(float *logits, const float *lse, const int32_t *targets, int N, int V,
+                                       float scale);
 
 /* ---- AdamW on a flat range, as torch.optim.AdamW: decoupled weight decay p *= 1 - lr*wd, bias-corrected
  * moments; t is the 1-based step. The gradient is used as g * grad_scale (global-norm clipping folded in). ---- */

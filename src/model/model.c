@@ -135,12 +135,12 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     lmf_acts *a = &m->acts;
     float **ap[] = {&a->encoded, &a->ln1,  &a->ln1_mean, &a->ln1_rstd, &a->qkv,  &a->att,      &a->atty,
                     &a->res2,    &a->ln2,  &a->ln2_mean, &a->ln2_rstd, &a->fch,  &a->fcact,    &a->res3,
-                    &a->lnf,     &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->losses, &a->qk, &a->qk_rstd};
+                    &a->lnf,     &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->losses, &a->lse, &a->qk, &a->qk_rstd};
     size_t as[] = {N * d.C, L * N * d.C, ln ? L * N : 0, L * N, L * N * S,
                    lmf_attention_scratch_floats(d.T, omp_get_max_threads()),
                    L * N * A, L * N * d.C, L * N * d.C, ln ? L * N : 0, L * N, ffn * L * N * FF,
                    ffn * L * N * F,
-                   L * N * d.C, head * N * d.C, head && ln ? N : 0, head * N, head * N * V, head * N,
+                   L * N * d.C, head * N * d.C, head && ln ? N : 0, head * N, head * N * V, head * N, head * N,
                    qkn * L * N * (size_t)(d.QD + d.KVD) / tp, qkn * L * N * qk_groups};
     m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]), &m->work_bytes);
     if (training) {
@@ -806,7 +806,7 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
     lmf_block_linear(&head, 1, a->lnf, d.C, d.N, m->dq, m->dq_floats, m->bf16);
     if (!targets) return 0.0f;
     m->num_targets = m->tp ? tp_crossentropy_forward(m, targets, d.N)
-                           : lmf_crossentropy_forward(a->losses, a->logits, targets, d.N, d.V);
+                           : lmf_crossentropy_forward(a->losses, a->lse, a->logits, targets, d.N, d.V);
     double sum = 0.0;
     for (int i = 0; i < d.N; i++) sum += a->losses[i];
     return m->num_targets ? (float)(sum / m->num_targets) : 0.0f;
@@ -837,7 +837,7 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
     }
     float scale = m->num_targets ? loss_scale / m->num_targets : 0.0f;
     if (m->tp) tp_crossentropy_backward(m, d.N, scale);
-    else lmf_crossentropy_backward_inplace(a->logits, m->targets, d.N, d.V, scale);
+    else lmf_crossentropy_backward_inplace(a->logits, a->lse, m->targets, d.N, d.V, scale);
     float *dnw = frozen ? g->dnorm : m->gptr[LMF_P_LNFW], *dnb = frozen ? g->dnorm + d.C : m->gptr[LMF_P_LNFB];
     if (frozen) {
         lmf_lin head = {&w->lm_head, NULL, a->logits, d.V};

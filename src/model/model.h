@@ -64,6 +64,7 @@ typedef struct {
     float *lnf, *lnf_mean, *lnf_rstd;  /* (N,C), (N), (N) */
     float *logits;                     /* (N,V); overwritten by d(logits) in backward */
     float *losses;                     /* (N) */
+    float *lse;                        /* (N) the logits' log-sum-exp per row, for the cross-entropy's backward */
     float *qk, *qk_rstd;               /* cfg.qk_norm: (L,N,QD+KV) q|k before their norm, (L,N,NH+NKV) per head */
 } lmf_acts;
 
