@@ -117,16 +117,21 @@ static void test_accumulation_equals_big_batch(void **state) {
 
 /* lmf_model_zero_grad_lazy leaves the tensors the next backward writes whole: with every gradient poisoned (NaN)
  * first, the gradients of one backward (and of a second added to it) equal those after lmf_model_zero_grad bit for
- * bit, on gpt2 (tied head, biases) and llama (untied head, SwiGLU, GQA), in fp32 and bf16. */
+ * bit, on gpt2 (tied head, biases), llama (untied head, SwiGLU, GQA) and a llama MoE (8 experts, top-2, a capacity
+ * that drops slots and leaves experts without tokens, a shared expert), in fp32 and bf16. */
 static void test_lazy_zeroing_is_exact(void **state) {
     int B = 2, T = 8;
-    for (int arch = 0; arch < 2; arch++)
+    for (int arch = 0; arch < 3; arch++)
         for (int bf16 = 0; bf16 < 2; bf16++) {
             lmf_model_config c = tiny_model();
             if (arch) {
                 c = lmf_model_config_default(LMF_ARCH_LLAMA);
                 c.vocab_size = 50, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 32, c.n_head = 4, c.n_kv_head = 2;
                 c.ffn_dim = 48, c.tied_embeddings = 0;
+            }
+            if (arch == 2) {
+                c.n_expert = 8, c.n_expert_used = 2, c.ffn_dim = 16, c.shared_ffn_dim = 24, c.capacity_factor = 0.5f;
+                c.router_aux_coef = 0.01f, c.router_z_coef = 0.001f;
             }
             lmf_model *m[2];
             for (int j = 0; j < 2; j++) {
