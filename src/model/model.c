@@ -774,7 +774,7 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
     const lmf_weights *w = m->w;
     lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
                          .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x,
-                         .tp = m->tp, .fresh_grads = m->fresh_grads};
+                         .tp = m->tp};
     if (l0 == 0) lmf_block_embed(w, a->encoded, tokens, d.N, T, 0, m->use_pos ? m->pos : NULL);
     else memcpy(l0 == m->act_l0 ? a->encoded : (float *)lmf_model_layer_output(m, l0 - 1), x_in,
                 sizeof(float) * d.N * d.C); /* l0's input */
