@@ -293,6 +293,60 @@ static void test_r16(void **state) {
     assert_false(lmf_r16_supported(LMF_GGML_Q5_0, 32, 576));
 }
 
+/* ---- R16 on AMX-INT8 tiles: the AVX-512 kernel's bits for any number of columns (batch invariance) ------------ */
+
+static void check_r16_amx(uint32_t type, int n, int nrows, int ncols) {
+    size_t rb = row_bytes(type, n);
+    uint8_t *W = malloc(rb * (size_t)nrows), *P = malloc(rb * (size_t)nrows);
+    for (int r = 0; r < nrows; r++) make_row(type, n, W + (size_t)r * rb, (unsigned)(31 * n + 7 * r + type));
+    for (int g = 0; g < nrows / 16; g++) lmf_r16_pack(type, n, W + (size_t)g * 16 * rb, rb, P + (size_t)g * 16 * rb);
+    size_t xb = lmf_qinput_bytes_act(LMF_QACT_INT16, type, n) + 24;
+    float *xf = malloc(sizeof(float) * (size_t)n);
+    uint8_t *x = calloc((size_t)ncols, xb);
+    for (int c = 0; c < ncols; c++) {
+        fill_normal(xf, n, (unsigned)(n * 5 + c), c % 3 ? 1.0f : 300.0f);
+        /* extremes: a block at +-32767 (the largest integer sums), an outlier, an all-zero block, a NaN block */
+        for (int k = 0; k < 32 && c % 4 == 1; k++) xf[k] = k % 2 ? -1.0f : 1.0f;
+        if (n >= 64 && c % 4 == 2) xf[40] = 1e4f;
+        if (n >= 96 && c % 4 == 3) memset(xf + 64, 0, 32 * sizeof(float));
+        if (n >= 96 && c == 5) xf[70] = NAN;
+        lmf_qinput_convert_ops(&lmf_quant_ref, LMF_QACT_INT16, type, xf, n, x + c * xb);
+    }
+    int ldy = nrows + 3;
+    size_t ny = (size_t)ldy * ncols;
+    float *want = malloc(sizeof(float) * ny), *got = malloc(sizeof(float) * ny);
+    for (size_t i = 0; i < ny; i++) want[i] = got[i] = SENTINEL;
+    lmf_qmatvec_r16_ops(&lmf_quant_avx512, type, n, nrows, P, rb, ncols, x, xb, want, ldy);
+    lmf_qmatvec_r16_amx(type, n, nrows, P, rb, ncols, x, xb, got, ldy);
+    for (size_t i = 0; i < ny; i++)
+        if (memcmp(&want[i], &got[i], sizeof(float)))
+            fail_msg("AMX R16 %s n=%d nrows=%d ncols=%d: y[%zu,%zu] = %.9g, AVX-512 %.9g", lmf_ggml_type_name(type), n,
+                     nrows, ncols, i / ldy, i % ldy, got[i], want[i]);
+    /* the public entry (which takes the tiles from LMF_R16_AMX_COLS columns on) gives the same bits */
+    for (size_t i = 0; i < ny; i++) got[i] = SENTINEL;
+    lmf_qmatvec_r16(type, n, nrows, P, rb, ncols, x, xb, got, ldy);
+    assert_memory_equal(want, got, sizeof(float) * ny);
+    free(W), free(P), free(xf), free(x), free(want), free(got);
+}
+
+static void test_r16_amx(void **state) {
+    (void)state;
+    if (!lmf_cpu_amx_int8() || !lmf_quant_variant(LMF_ISA_AVX512)) {
+        printf("  skipped: this CPU (or LMF_ISA) gives no AMX-INT8 tiles\n");
+        return;
+    }
+    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1};
+    /* 2080: 65 blocks, past the kernel's 64-block activation staging */
+    static const int ns[] = {32, 96, 576, 2080};
+    static const int rows[] = {16, 32, 48, 112};
+    static const int cols[] = {1, 2, 4, 5, 15, 16, 17, 32};
+    for (int t = 0; t < 3; t++)
+        for (int i = 0; i < 4; i++)
+            for (int ri = 0; ri < 4; ri++)
+                for (int ci = 0; ci < 8; ci++)
+                    if (ns[i] < 2080 || ri % 2 == 0) check_r16_amx(types[t], ns[i], rows[ri], cols[ci]);
+}
+
 /* ---- the read streams (lmf_decode_streams: per vendor) change how rows are read, never a result's bits -------- */
 
 static void test_decode_streams(void **state) {
@@ -733,6 +787,7 @@ int main(void) {
         cmocka_unit_test(test_gguf_py_fixtures),
         cmocka_unit_test(test_qmatvec),
         cmocka_unit_test(test_r16),
+        cmocka_unit_test(test_r16_amx),
         cmocka_unit_test(test_decode_streams),
         cmocka_unit_test(test_smollm2_tensors),
     };

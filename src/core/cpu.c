@@ -126,3 +126,9 @@ int lmf_cpu_amx(void) {
     cached = ok;
     return ok;
 }
+
+int lmf_cpu_amx_int8(void) {
+    static int cached = -1;
+    if (cached < 0) cached = lmf_cpu_amx() && lmf_cpu_has(LMF_CPU_AMX_INT8);
+    return cached;
+}

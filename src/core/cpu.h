@@ -49,5 +49,7 @@ const char *lmf_cpu_feature_name(lmf_cpu_feature f);
  * it), Linux granted the tile state (arch_prctl(ARCH_REQ_XCOMP_PERM), asked once here), and LMF_ISA is unset or
  * "amx" (any lower level, avx512 included, turns the tiles off). */
 int lmf_cpu_amx(void);
+/* 1 where the integer decode products may run on AMX-INT8 tiles: lmf_cpu_amx() and the CPU has AMX-INT8. */
+int lmf_cpu_amx_int8(void);
 
 #endif

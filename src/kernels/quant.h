@@ -184,6 +184,12 @@ static inline int lmf_stream_runs(int n, int s, int start[]) {
  * the executor keeps the ggml layout) */
 void lmf_qmatvec_r16(uint32_t type, int n, int nrows, const void *W, size_t row_bytes, int ncols, const void *x,
                      size_t x_col_bytes, float *y, int ldy);
+/* lmf_qmatvec_r16 on AMX-INT8 tiles (quant_amx.c), bit for bit the AVX-512 table's R16 kernels; only where
+ * lmf_cpu_amx_int8(). lmf_qmatvec_r16 takes it from LMF_R16_AMX_COLS columns on (AVX-512 table chosen): below that
+ * the weights are used too few times for the tiles' fixed costs (measured: docs/benchmarks.md). */
+#define LMF_R16_AMX_COLS 12
+void lmf_qmatvec_r16_amx(uint32_t type, int n, int nrows, const void *W, size_t row_bytes, int ncols, const void *x,
+                         size_t x_col_bytes, float *y, int ldy);
 
 /* ---- scalar format helpers (quant_ref.c) -------------------------------------------------------------------- */
 

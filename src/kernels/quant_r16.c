@@ -142,7 +142,13 @@ void lmf_qmatvec_r16_ops(const lmf_quant_ops *ops, uint32_t type, int n, int nro
 
 void lmf_qmatvec_r16(uint32_t type, int n, int nrows, const void *W, size_t row_bytes, int ncols, const void *x,
                      size_t x_col_bytes, float *y, int ldy) {
-    lmf_qmatvec_r16_ops(lmf_quant(), type, n, nrows, W, row_bytes, ncols, x, x_col_bytes, y, ldy);
+    const lmf_quant_ops *ops = lmf_quant();
+    if (ncols >= LMF_R16_AMX_COLS && ops == &lmf_quant_avx512 && lmf_cpu_amx_int8() && nrows > 0) {
+        LMF_CHECK(lmf_r16_supported(type, nrows, n) && row_bytes == (size_t)(n / LMF_QK) * r16_block_bytes(type));
+        lmf_qmatvec_r16_amx(type, n, nrows, W, row_bytes, ncols, x, x_col_bytes, y, ldy);
+        return;
+    }
+    lmf_qmatvec_r16_ops(ops, type, n, nrows, W, row_bytes, ncols, x, x_col_bytes, y, ldy);
 }
 
 /* The scalar definition of the R16 product (the reference table's kernels): per block, the exact integer dot of
