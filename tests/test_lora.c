@@ -366,7 +366,7 @@ static void test_inference_unmerged(void **s) {
         ed = e > ed ? e : ed;
     }
     printf("unmerged adapter in sessions vs the training model: prefill %.2g, decode %.2g\n", ep, ed);
-    assert_true(ep < 1e-4);
+    assert_true(ep < (lmf_weights_integer_prefill(w) ? 2e-3 : 1e-4)); /* test_infer_tiny's tolerances */
     assert_true(ed < 2e-3); /* decode's int16 activations, as test_infer_tiny's tolerance */
     lmf_session_set_lora(se, NULL);
     lmf_session_rewind(se, 0);

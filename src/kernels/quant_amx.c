@@ -147,25 +147,35 @@ static inline void groups(const int K, const int NG, int nb, const uint8_t *cons
     }
 }
 
+/* Groups in runs of about RUN_BYTES (an even count), every column chunk over a run before the next: many columns (a
+ * prefill) then read a run's weights from L2 once per 16 columns instead of from memory. */
+#define RUN_BYTES (256 << 10)
+
 static void r16_amx(const int K, int n, int nrows, const void *W, int ncols, const void *x, size_t xb, float *y,
                     int ldy) {
     const int nb = n / LMF_QK, gbs = 16 * (K == LMF_GGML_Q8_0 ? 34 : K == LMF_GGML_Q4_0 ? 18 : 20);
+    const int ngroups = nrows / 16, run = (int)(RUN_BYTES / ((size_t)nb * gbs)) / 2 * 2 + 2;
     uint8_t last_hi[16 * 64] __attribute__((aligned(64)));
-    for (int c0 = 0; c0 < ncols; c0 += 16) {
-        int cb = ncols - c0 < 16 ? ncols - c0 : 16;
-        const lmf_block_q16a *xc[16];
-        for (int c = 0; c < cb; c++) {
-            xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + c) * xb);
-            const uint8_t *q = (const uint8_t *)xc[c][nb - 1].qs;
-            memcpy(last_hi + 64 * c, q + 1, 63);
-            last_hi[64 * c + 63] = 0;
-        }
-        tiles_configure(cb);
-        for (int g = 0; g < nrows / 16; g += 2) {
-            const uint8_t *G[2] = {(const uint8_t *)W + (size_t)g * nb * gbs, (const uint8_t *)W + (size_t)(g + 1) * nb * gbs};
-            float *yg[2] = {y + (size_t)c0 * ldy + 16 * g, y + (size_t)c0 * ldy + 16 * (g + 1)};
-            if (g + 1 < nrows / 16) groups(K, 2, nb, G, cb, xc, xb, last_hi, yg, ldy);
-            else groups(K, 1, nb, G, cb, xc, xb, last_hi, yg, ldy);
+    int configured = 0;
+    for (int r0 = 0; r0 < ngroups; r0 += run) {
+        int r1 = ngroups - r0 < run ? ngroups : r0 + run;
+        for (int c0 = 0; c0 < ncols; c0 += 16) {
+            int cb = ncols - c0 < 16 ? ncols - c0 : 16;
+            const lmf_block_q16a *xc[16];
+            for (int c = 0; c < cb; c++) {
+                xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + c) * xb);
+                const uint8_t *q = (const uint8_t *)xc[c][nb - 1].qs;
+                memcpy(last_hi + 64 * c, q + 1, 63);
+                last_hi[64 * c + 63] = 0;
+            }
+            if (configured != cb) tiles_configure(cb), configured = cb;
+            for (int g = r0; g < r1; g += 2) {
+                const uint8_t *G[2] = {(const uint8_t *)W + (size_t)g * nb * gbs,
+                                       (const uint8_t *)W + (size_t)(g + 1) * nb * gbs};
+                float *yg[2] = {y + (size_t)c0 * ldy + 16 * g, y + (size_t)c0 * ldy + 16 * (g + 1)};
+                if (g + 1 < r1) groups(K, 2, nb, G, cb, xc, xb, last_hi, yg, ldy);
+                else groups(K, 1, nb, G, cb, xc, xb, last_hi, yg, ldy);
+            }
         }
     }
     _tile_release();

@@ -344,12 +344,47 @@ static int dequant_slab(const lmf_wtensor *W, int r0, int nr, float *dq) {
     return 0;
 }
 
-void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats, int bf16) {
+static void row_share(int rows, int unit, int tid, int nth, int *lo, int *hi);
+
+/* Layer o over N rows through the integer R16 products (LMF_LIN_QINT): the rows converted to int16 blocks into buf
+ * (as many at a time as buf_bytes holds), each thread its share of whole 16-row groups against all of them. */
+static void linear_qint(const lin *o, const float *in, int ldi, int N, void *buf, size_t buf_bytes) {
+    const lmf_wtensor *W = o->W;
+    int K = W->cols, O = W->rows;
+    size_t qb = lmf_qinput_bytes(W->type, K);
+    int nq = buf_bytes / qb > (size_t)N ? N : (int)(buf_bytes / qb);
+    LMF_CHECK(nq >= 1);
+    for (int i0 = 0; i0 < N; i0 += nq) {
+        int m = N - i0 < nq ? N - i0 : nq;
+#pragma omp parallel
+        {
+#pragma omp for schedule(static)
+            for (int i = 0; i < m; i++)
+                lmf_qinput_convert(W->type, in + (size_t)(i0 + i) * ldi, K, (char *)buf + (size_t)i * qb);
+            int lo, hi;
+            row_share(O, 16, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+            if (hi > lo)
+                lmf_qmatvec_r16(W->type, K, hi - lo, (const char *)W->r16 + (size_t)lo * W->row_bytes, W->row_bytes, m,
+                                buf, qb, o->out + (size_t)i0 * o->ldo + lo, o->ldo);
+        }
+    }
+}
+
+int lmf_block_lin_mode(const lmf_block_ctx *ctx) {
+    return (ctx->bf16 ? LMF_LIN_BF16 : 0) | (ctx->training ? 0 : LMF_LIN_QINT);
+}
+
+void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats, int mode) {
     void (*gemm)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int) =
-        bf16 ? lmf_sgemm_bf16 : lmf_sgemm;
+        mode & LMF_LIN_BF16 ? lmf_sgemm_bf16 : lmf_sgemm;
     for (int j = 0; j < n; j++) {
         const lmf_wtensor *W = o[j].W;
         int O = W->rows, K = W->cols, j0 = j;
+        if ((mode & LMF_LIN_QINT) && W->r16 && lmf_cpu_amx_int8()) {
+            linear_qint(&o[j], in, ldi, N, dq, dq_floats * sizeof(float));
+            add_bias_opt(o[j].out, o[j].ldo, o[j].bias, N, O);
+            continue;
+        }
         if (W->type == LMF_GGML_F32) {
             while (j + 1 < n && adjacent(&o[j], &o[j + 1])) O += o[++j].W->rows;
             gemm(0, 1, N, O, K, in, ldi, W->data, (int)(W->row_bytes / sizeof(float)), 0.0f, o[j0].out, o[j0].ldo);
@@ -569,7 +604,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lmf_wtensor wv = lmf_wtensor_rows(&L->wv, w.g0 * hs, KVA);
     lin qkv[3] = {{&wq, offset(L->bq, w.h0 * hs), r->qkv, S}, {&wk, offset(L->bk, w.g0 * hs), r->qkv + CA, S},
                   {&wv, offset(L->bv, w.g0 * hs), r->qkv + CA + KVA, S}};
-    lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
+    lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
     adapt(ctx, r, layer, 0, 3, r->ln1, C, r->qkv, S, N);
     if (c->qk_norm == LMF_QK_NORM_FULL && ctx->tp)
         full_qk_norm_tp_forward(ctx, r->qkv, S, N, CA, KVA, w.h0 * hs, w.g0 * hs, L->q_norm_w, L->k_norm_w, r->qk,
@@ -593,7 +628,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     float *o = r->res2 == x ? r->proj : r->res2;
     lmf_wtensor wo = lmf_wtensor_cols(&L->wo, lmf_block_share_col(&L->wo, CA, w.h0 * hs), CA);
     lin proj = {&wo, ctx->tp ? NULL : L->bo, o, C};
-    lmf_block_linear(&proj, 1, r->atty, CA, N, ctx->dq, ctx->dq_floats, ctx->bf16);
+    lmf_block_linear(&proj, 1, r->atty, CA, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->bo, N, C);
     adapt(ctx, r, layer, 3, 4, r->atty, CA, o, C, N);
     lmf_residual_forward(r->res2, o, x, NC);
@@ -609,12 +644,12 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lmf_wtensor wg = lmf_wtensor_rows(&L->w_gate, w.f0, F), wu = lmf_wtensor_rows(&L->w_up, w.f0, F);
     lmf_wtensor wd = lmf_wtensor_cols(&L->w_down, lmf_block_share_col(&L->w_down, F, w.f0), F);
     lin ffn[2] = {{&wg, NULL, r->fch, FF}, {&wu, offset(L->b_up, w.f0), r->fch + (swiglu ? F : 0), FF}};
-    lmf_block_linear(ffn + !swiglu, 1 + swiglu, r->ln2, C, N, ctx->dq, ctx->dq_floats, ctx->bf16);
+    lmf_block_linear(ffn + !swiglu, 1 + swiglu, r->ln2, C, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
     adapt(ctx, r, layer, swiglu ? 4 : 5, 6, r->ln2, C, r->fch, FF, N);
     ffn_act_par(c, r->fcact, r->fch, N, F);
     o = r->res3 == r->res2 ? r->proj : r->res3;
     lin down = {&wd, ctx->tp ? NULL : L->b_down, o, C};
-    lmf_block_linear(&down, 1, r->fcact, F, N, ctx->dq, ctx->dq_floats, ctx->bf16);
+    lmf_block_linear(&down, 1, r->fcact, F, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->b_down, N, C);
     adapt(ctx, r, layer, 6, 7, r->fcact, F, o, C, N);
     lmf_residual_forward(r->res3, o, r->res2, NC);

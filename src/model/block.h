@@ -67,9 +67,14 @@ void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int
 /* Linear layers over N input rows (ldi apart): the fp32 SGEMM on F32 weights, on anything else through fp32 slabs
  * of at most dq_floats dequantized elements (R16 groups k-major, ggml rows row-major). Consecutive layers whose
  * F32 weights, biases and outputs are adjacent (a fused qkv or gate|up matrix cut into views) run as one product.
- * bf16: the products through lmf_sgemm_bf16 (inputs rounded to bf16, fp32 sums). */
+ * mode: LMF_LIN_BF16, the products through lmf_sgemm_bf16 (inputs rounded to bf16, fp32 sums); LMF_LIN_QINT
+ * (inference only), R16 weights on a CPU with AMX-INT8 tiles take the decode path's integer products instead (the
+ * rows converted to int16 blocks, kernels/quant.h): there they run 1.5-2x the dequantized fp32 products, and a
+ * row's result is the one decode would give it. dq then holds the converted rows (in chunks when they do not fit). */
+#define LMF_LIN_BF16 1
+#define LMF_LIN_QINT 2
 void lmf_block_linear(const lmf_lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats,
-                      int bf16);
+                      int mode);
 /* The input gradient of the same layers: din (N, ldi apart) = beta din + sum over j of dout_j W_j, where o[j].out
  * points at d(out_j) (o[j].ldo apart) instead of the output; weights of any type (the same slabs). beta 0 where the
  * product is din's first writer: no zeroing pass, and the products do not read din back. */
@@ -176,6 +181,8 @@ typedef struct {
      * to them, which saves zeroing them and reading them back */
     int fresh_grads;
 } lmf_block_ctx;
+/* lmf_block_linear's mode for ctx's layers: LMF_LIN_BF16 when ctx->bf16, LMF_LIN_QINT unless ctx->training. */
+int lmf_block_lin_mode(const lmf_block_ctx *ctx);
 
 /* buf becomes its sum over ctx->tp's group (nothing without tensor parallelism). */
 void lmf_block_ctx_tp_sum(const lmf_block_ctx *ctx, float *buf, size_t n);

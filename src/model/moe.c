@@ -217,12 +217,12 @@ static void expert_forward(const lmf_block_ctx *ctx, const lmf_wtensor *gate, co
     lmf_wtensor wg = lmf_wtensor_rows(gate, f0, F), wu = lmf_wtensor_rows(up, f0, F);
     lmf_wtensor wd = lmf_wtensor_cols(down, lmf_block_share_col(down, F, f0), F);
     lmf_lin gu[2] = {{&wg, NULL, h, 2 * F}, {&wu, NULL, h + F, 2 * F}};
-    lmf_block_linear(gu, 2, in, C, n, ctx->dq, ctx->dq_floats, ctx->bf16);
+    lmf_block_linear(gu, 2, in, C, n, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
     if (el && e >= 0 && el->gu >= 0) lmf_lora_param_forward(el->l, el->layer, el->gu, e, in, C, h, 2 * F, n, el->x);
     if (el && e < 0 && el->l) lmf_lora_forward(el->l, el->layer, 4, 6, in, C, h, 2 * F, n, el->training, el->t, el->x);
     lmf_swiglu_forward(a, h, n, F);
     lmf_lin dn = {&wd, NULL, y, C};
-    lmf_block_linear(&dn, 1, a, F, n, ctx->dq, ctx->dq_floats, ctx->bf16);
+    lmf_block_linear(&dn, 1, a, F, n, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
     if (el && e >= 0 && el->down >= 0) lmf_lora_param_forward(el->l, el->layer, el->down, e, a, F, y, C, n, el->x);
     if (el && e < 0 && el->l) lmf_lora_forward(el->l, el->layer, 6, 7, a, F, y, C, n, el->training, el->t, el->x);
 }

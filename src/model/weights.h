@@ -110,6 +110,9 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin);
  * still reads data), so resident memory stays about one model. lmf_weights_load calls it: loaded weights are
  * immutable, shared by every session and pool (weights from the format loaders below run without R16). */
 void lmf_weights_prepare_decode(lmf_weights *w);
+/* 1 when prefill runs some of w's products on the decode path's integer kernels (R16 matrices on a CPU with AMX-INT8
+ * tiles: block.h, LMF_LIN_QINT): its logits then carry the int16 activations' rounding, as decode's do. */
+int lmf_weights_integer_prefill(const lmf_weights *w);
 
 /* Loaders. Each fills a new lmf_weights or fails naming the file, tensor or field. */
 lmf_status lmf_weights_load_gguf(const char *path, lmf_weights **out);

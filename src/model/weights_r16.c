@@ -6,6 +6,7 @@
  * read-only private file mapping drops them; a later read faults them back in from the file): resident memory
  * peaks at the model plus its largest matrix, then settles at one model. Buffers the loader owns are not released
  * (their contents would be lost). */
+#include "core/cpu.h"
 #include "core/status.h"
 #include "io/gguf.h"
 #include "kernels/quant.h"
@@ -55,4 +56,16 @@ void lmf_weights_prepare_decode(lmf_weights *w) {
     /* a tied head: the token embedding reads its rows from the same copy */
     if (w->tok_emb.data == w->lm_head.data && w->tok_emb.type == w->lm_head.type) w->tok_emb.r16 = w->lm_head.r16;
     pthread_mutex_unlock(&prepare_lock);
+}
+
+int lmf_weights_integer_prefill(const lmf_weights *w) {
+    if (!lmf_cpu_amx_int8()) return 0;
+    if (w->lm_head.r16) return 1;
+    for (int l = 0; l < w->cfg.n_layer; l++) {
+        const lmf_wtensor *m[LMF_LAYER_MATRICES];
+        lmf_layer_matrices(&w->layers[l], m);
+        for (int i = 0; i < LMF_LAYER_MATRICES; i++)
+            if (m[i]->r16) return 1;
+    }
+    return 0;
 }
