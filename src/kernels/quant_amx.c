@@ -22,8 +22,13 @@
  * the AVX-512 kernel's widened pair vector: Q8_0's chunk r zero-extended byte to word (the byte pattern of a signed
  * weight kept), Q4's nibble word shifted and masked with 0x000F000F. Signedness per product: Q8_0 lo x w
  * tdpbusd, hi x w tdpbssd; Q4 (unsigned nibbles) tdpbuud and tdpbsud. C tiles 3 (lo sums) and 4 (hi sums):
- * columns x rows, stored and read back by the epilogue. The shifted load would read one byte past the last block
- * of the last column, so that block's tile-1 rows come from a copy. */
+ * columns x rows, stored and read back by the epilogue; tiles 7 (B), 5 and 6 (C) do the same for a second group
+ * against the same A tiles. The shifted load would read one byte past the last block of the last column, so that
+ * block's tile-1 rows come from a copy.
+ *
+ * What bounds it (docs/benchmarks.md, session 16): ~120-130 G multiply-adds/s a core against the AVX-512 kernel's
+ * ~95; the tile products alone ran at ~290. Every block has its own scales, so its sums must leave the tiles (two
+ * tile stores) and pass through a conversion and an FMA per column and group: that epilogue is the rest. */
 #include "kernels/quant.h"
 
 #include "core/dtype.h"

@@ -2,7 +2,8 @@
  *
  * Linear layers pick one of two paths by the number of rows:
  *  - many rows (training, prefill): weights other than F32 are dequantized to fp32 in slabs (R16 groups k-major, ggml
- *    rows row-major) and multiplied with the fp32 SGEMM (compute-bound; a weight element is reused by every row);
+ *    rows row-major) and multiplied with the fp32 SGEMM (compute-bound; a weight element is reused by every row),
+ *    except in inference on AMX-INT8 tiles, where R16 groups take the decode path's integer products (LMF_LIN_QINT);
  *  - a few rows (decode): the input rows are converted once (int16 blocks for quantized weights, kernels/quant.h:
  *    int8 blocks as llama.cpp uses cost SmolLM2 2-5% of its logits; int16 keeps them within 3e-4) and every thread
  *    streams its contiguous share of the weight rows (whole 16-row groups) through lmf_qmatvec_r16 (Q8_0/Q4_0/Q4_1,
