@@ -347,12 +347,12 @@ static int dequant_slab(const lmf_wtensor *W, int r0, int nr, float *dq) {
 
 static void row_share(int rows, int unit, int tid, int nth, int *lo, int *hi);
 
-/* Layer o over N rows through the integer R16 products (LMF_LIN_QINT): the rows converted to int16 blocks into buf
- * (as many at a time as buf_bytes holds), each thread its share of whole 16-row groups against all of them. */
-static void linear_qint(const lin *o, const float *in, int ldi, int N, void *buf, size_t buf_bytes) {
-    const lmf_wtensor *W = o->W;
-    int K = W->cols, O = W->rows;
-    size_t qb = lmf_qinput_bytes(W->type, K);
+/* Layers o[0..n) (R16, one input width and activation format) over N rows through the integer R16 products
+ * (LMF_LIN_QINT): the rows converted to int16 blocks once into buf (as many at a time as buf_bytes holds), then
+ * each thread its share of whole 16-row groups of every layer against all of them. */
+static void linear_qint(const lin *o, int n, const float *in, int ldi, int N, void *buf, size_t buf_bytes) {
+    int K = o[0].W->cols;
+    size_t qb = lmf_qinput_bytes(o[0].W->type, K);
     int nq = buf_bytes / qb > (size_t)N ? N : (int)(buf_bytes / qb);
     LMF_CHECK(nq >= 1);
     for (int i0 = 0; i0 < N; i0 += nq) {
@@ -361,14 +361,27 @@ static void linear_qint(const lin *o, const float *in, int ldi, int N, void *buf
         {
 #pragma omp for schedule(static)
             for (int i = 0; i < m; i++)
-                lmf_qinput_convert(W->type, in + (size_t)(i0 + i) * ldi, K, (char *)buf + (size_t)i * qb);
-            int lo, hi;
-            row_share(O, 16, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
-            if (hi > lo)
-                lmf_qmatvec_r16(W->type, K, hi - lo, (const char *)W->r16 + (size_t)lo * W->row_bytes, W->row_bytes, m,
-                                buf, qb, o->out + (size_t)i0 * o->ldo + lo, o->ldo);
+                lmf_qinput_convert(o[0].W->type, in + (size_t)(i0 + i) * ldi, K, (char *)buf + (size_t)i * qb);
+            for (int j = 0; j < n; j++) {
+                const lmf_wtensor *W = o[j].W;
+                int lo, hi;
+                row_share(W->rows, 16, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+                if (hi > lo)
+                    lmf_qmatvec_r16(W->type, K, hi - lo, (const char *)W->r16 + (size_t)lo * W->row_bytes,
+                                    W->row_bytes, m, buf, qb, o[j].out + (size_t)i0 * o[j].ldo + lo, o[j].ldo);
+            }
         }
     }
+}
+
+/* How many of o[j..n) from j on take linear_qint together (0: o[j] does not take it). */
+static int qint_run(const lin *o, int j, int n, int mode) {
+    if (!(mode & LMF_LIN_QINT) || !o[j].W->r16 || !lmf_cpu_amx_int8()) return 0;
+    int e = j + 1;
+    while (e < n && o[e].W->r16 && o[e].W->cols == o[j].W->cols &&
+           lmf_qinput_format(o[e].W->type) == lmf_qinput_format(o[j].W->type))
+        e++;
+    return e - j;
 }
 
 int lmf_block_lin_mode(const lmf_block_ctx *ctx) {
@@ -381,9 +394,11 @@ void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, floa
     for (int j = 0; j < n; j++) {
         const lmf_wtensor *W = o[j].W;
         int O = W->rows, K = W->cols, j0 = j;
-        if ((mode & LMF_LIN_QINT) && W->r16 && lmf_cpu_amx_int8()) {
-            linear_qint(&o[j], in, ldi, N, dq, dq_floats * sizeof(float));
-            add_bias_opt(o[j].out, o[j].ldo, o[j].bias, N, O);
+        int run = qint_run(o, j, n, mode);
+        if (run) {
+            linear_qint(o + j, run, in, ldi, N, dq, dq_floats * sizeof(float));
+            for (int e = j; e < j + run; e++) add_bias_opt(o[e].out, o[e].ldo, o[e].bias, N, o[e].W->rows);
+            j += run - 1;
             continue;
         }
         if (W->type == LMF_GGML_F32) {
