@@ -211,7 +211,7 @@ async def run_level(http, args, model, words, conc):
     n = args.requests or max(2 * conc, 16)
     payloads = []
     for i in range(n):
-        p = {"model": model, "prompt": make_prompt(words, i, args.prompt_words), "max_tokens": args.max_tokens,
+        p = {"model": model, "prompt": make_prompt(words, args.first_request + i, args.prompt_words), "max_tokens": args.max_tokens,
              "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}}
         p.update(EXTRA[args.server_kind])
         p.update(args.extra)
@@ -349,6 +349,8 @@ def main():
     ap.add_argument("--extra", type=json.loads, default={}, help="JSON object of request fields to add or override; null drops one, e.g. {\"stream_options\": null}")
     ap.add_argument("--conc", default="1 4 8 16 32", help="concurrency levels [\"1 4 8 16 32\"]")
     ap.add_argument("--requests", type=int, default=0, help="requests per level [max(2 x conc, 16)]")
+    ap.add_argument("--first-request", type=int, default=0,
+                    help="index of the first request's prompt [0]; a warm-up run takes others (serve_bench.sh WARMUP)")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--prompt-words", type=int, default=80, help="words per prompt [80: ~100 SmolLM2 tokens]")
     ap.add_argument("--text", help="prompt source text [`bible gen1:1-rev22:21`]")

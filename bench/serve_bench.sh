@@ -18,6 +18,11 @@
 #        MAX_PSI=25 RETRIES=2: a level during which some task waited for a core more than MAX_PSI % of the wall
 #                              time (/proc/pressure/cpu) is run again, up to RETRIES times; the least-disturbed
 #                              run of each level goes into the table
+#        WARMUP=0              untimed requests sent to each freshly started server at the level's concurrency
+#                              before the timed ones, on prompts that share no prefix with them: a long-running
+#                              server has touched its KV memory already (llama-server commits its cache at start;
+#                              lmforge's pool is committed as sequences first grow into it, which costs a fresh
+#                              server ~14% of a C = 16 run on these VMs: docs/benchmarks.md, session 16)
 #        LMFORGE_EXTRA / LLAMA_EXTRA: JSON objects of extra request fields (serve_bench.py --extra)
 #        LLAMA_ARGS / LMFORGE_ARGS: extra server flags
 #
@@ -31,6 +36,7 @@ BUILD=${BUILD:-build}
 LLAMA_CPP_DIR=${LLAMA_CPP_DIR:-/work/ref/llama.cpp/build/bin}
 CONC=${CONC:-"1 4 8 16 32"}
 REQUESTS=${REQUESTS:-0}
+WARMUP=${WARMUP:-0}
 PORT=${PORT:-18090}
 OUT=${OUT:-build/serve_bench}
 GEN_REPS=${GEN_REPS:-3}
@@ -95,6 +101,10 @@ run_one() {
   if [ "$kind" = lmforge ]; then port=$((PORT + 1)) extra=$LMFORGE_EXTRA; fi
   for ((try = 0; try <= RETRIES; try++)); do
     start_server "$kind" "$file" "$c" "$port" "$OUT/$kind-$name-c$c.log" || return 0
+    if [ "$WARMUP" -gt 0 ]; then # untimed, on prompts no timed request shares a prefix with (request 400 on)
+      python3 bench/serve_bench.py --port "$port" --server-kind "$kind" --conc "$c" --requests "$WARMUP" \
+        --first-request 400 --extra "$extra" --no-header > /dev/null || true
+    fi
     python3 bench/serve_bench.py --port "$port" --server-kind "$kind" --label "$kind $name" --file-label "$name" \
       --conc "$c" --requests "$REQUESTS" --extra "$extra" --json "$RES" --no-header || true
     stop_server
