@@ -354,6 +354,7 @@ static void linear_qint(const lin *o, int n, const float *in, int ldi, int N, vo
     int K = o[0].W->cols;
     size_t qb = lmf_qinput_bytes(o[0].W->type, K);
     int nq = buf_bytes / qb > (size_t)N ? N : (int)(buf_bytes / qb);
+    if (N <= 0) return;
     LMF_CHECK(nq >= 1);
     for (int i0 = 0; i0 < N; i0 += nq) {
         int m = N - i0 < nq ? N - i0 : nq;
