@@ -69,7 +69,7 @@ void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int
  * F32 weights, biases and outputs are adjacent (a fused qkv or gate|up matrix cut into views) run as one product.
  * mode: LMF_LIN_BF16, the products through lmf_sgemm_bf16 (inputs rounded to bf16, fp32 sums); LMF_LIN_QINT
  * (inference only), R16 weights on a CPU with AMX-INT8 tiles take the decode path's integer products instead (the
- * rows converted to int16 blocks, kernels/quant.h): there they run 1.5-2x the dequantized fp32 products, and a
+ * rows converted to int16 blocks, kernels/quant.h): SmolLM2 pp512 1.4-1.7x the dequantized fp32 products, and a
  * row's result is the one decode would give it. dq then holds the converted rows (in chunks when they do not fit). */
 #define LMF_LIN_BF16 1
 #define LMF_LIN_QINT 2
