@@ -26,6 +26,7 @@
  * Linux hands out the tile state only after arch_prctl(ARCH_REQ_XCOMP_PERM) (core/cpu.c asks once); each call
  * loads the tile configuration on its thread, which is cheap, since a thread may have run other tile code. */
 #include "kernels/gemm.h"
+#include "kernels/amx_tiles.h"
 #include "core/alloc.h"
 #include "core/progress.h"
 #include "kernels/transpose16.h"
@@ -41,18 +42,10 @@
 #define PANEL(kc) ((long)(((kc) + 31) / 32) * 2 * 256) /* 32-bit elements in a 32-row/column panel of depth kc */
 #define WHOLE_B (2 << 20) /* bytes: op(B) packed whole per depth block when M takes several A blocks (below) */
 
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
-
-static void tiles_configure(void) {
-    tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
-    _tile_loadconfig(&cfg);
+static void tiles_configure(void) { /* eight 16 x 64-byte tiles */
+    static const uint8_t rows[8] = {16, 16, 16, 16, 16, 16, 16, 16};
+    static const uint16_t colsb[8] = {64, 64, 64, 64, 64, 64, 64, 64};
+    lmf_tiles_configure(rows, colsb);
 }
 
 static inline __mmask16 lanes(int n) {

@@ -32,23 +32,17 @@
 #include "kernels/quant.h"
 
 #include "core/dtype.h"
+#include "kernels/amx_tiles.h"
 
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
 
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
-
+/* A and C tiles: one row a column; B tiles (2, 7): 16 rows */
 static void tiles_configure(int cols) {
-    tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = (uint8_t)(t == 2 || t == 7 ? 16 : cols);
-    _tile_loadconfig(&cfg);
+    uint8_t c = (uint8_t)cols, rows[8] = {c, c, 16, c, c, c, c, 16};
+    static const uint16_t colsb[8] = {64, 64, 64, 64, 64, 64, 64, 64};
+    lmf_tiles_configure(rows, colsb);
 }
 
 /* One block group's weights as the 16 B rows (1 KiB at dst). */
@@ -70,9 +64,8 @@ static inline void stage_weights(int K, const uint8_t *g, uint8_t *dst) {
 /* ng (1 or 2) 16-row groups at G[] against cb <= 16 columns: y[s][c * ldy + j] for j < 16. xc[c]: column c's
  * blocks; last_hi: the last block's tile-1 rows (cb x 64 bytes). Two groups keep two independent chains of tile
  * operations in flight (a block's zero, products and stores of one C pair follow each other). */
-static inline void groups(const int K, const int NG, int nb, const uint8_t *const *G, int cb,
+static inline void groups(const int K, const int NG, int nb, int gbs, const uint8_t *const *G, int cb,
                           const lmf_block_q16a *const *xc, size_t xb, const uint8_t *last_hi, float *const *y, int ldy) {
-    const int gbs = 16 * (K == LMF_GGML_Q8_0 ? 34 : K == LMF_GGML_Q4_0 ? 18 : 20);
     uint8_t bst[2][1024] __attribute__((aligned(64)));
     int32_t cs[2][2][16 * 16] __attribute__((aligned(64))); /* [group][lo, hi] */
     float acc[2][16 * 16] __attribute__((aligned(64)));
@@ -178,8 +171,8 @@ static void r16_amx(const int K, int n, int nrows, const void *W, int ncols, con
                 const uint8_t *G[2] = {(const uint8_t *)W + (size_t)g * nb * gbs,
                                        (const uint8_t *)W + (size_t)(g + 1) * nb * gbs};
                 float *yg[2] = {y + (size_t)c0 * ldy + 16 * g, y + (size_t)c0 * ldy + 16 * (g + 1)};
-                if (g + 1 < r1) groups(K, 2, nb, G, cb, xc, xb, last_hi, yg, ldy);
-                else groups(K, 1, nb, G, cb, xc, xb, last_hi, yg, ldy);
+                if (g + 1 < r1) groups(K, 2, nb, gbs, G, cb, xc, xb, last_hi, yg, ldy);
+                else groups(K, 1, nb, gbs, G, cb, xc, xb, last_hi, yg, ldy);
             }
         }
     }

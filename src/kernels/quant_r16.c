@@ -132,10 +132,15 @@ void lmf_r16_dequant_t(uint32_t type, int n, const void *group, float *dst, size
     lmf_quant()->dequant_r16(type, n, group, dst, ld);
 }
 
+/* the arguments of an R16 product: whole groups, and the ggml row size of n elements */
+static void r16_check(uint32_t type, int n, int nrows, size_t row_bytes) {
+    LMF_CHECK(lmf_r16_supported(type, nrows, n) && row_bytes == (size_t)(n / LMF_QK) * r16_block_bytes(type));
+}
+
 void lmf_qmatvec_r16_ops(const lmf_quant_ops *ops, uint32_t type, int n, int nrows, const void *W, size_t row_bytes,
                          int ncols, const void *x, size_t x_col_bytes, float *y, int ldy) {
     if (nrows <= 0 || ncols <= 0) return;
-    LMF_CHECK(lmf_r16_supported(type, nrows, n) && row_bytes == (size_t)(n / LMF_QK) * r16_block_bytes(type));
+    r16_check(type, n, nrows, row_bytes);
     lmf_qmatvec_fn f = type == LMF_GGML_Q8_0 ? ops->q8_0_r16 : type == LMF_GGML_Q4_0 ? ops->q4_0_r16 : ops->q4_1_r16;
     f(n, nrows, W, row_bytes, ncols, x, x_col_bytes, y, ldy);
 }
@@ -144,7 +149,7 @@ void lmf_qmatvec_r16(uint32_t type, int n, int nrows, const void *W, size_t row_
                      size_t x_col_bytes, float *y, int ldy) {
     const lmf_quant_ops *ops = lmf_quant();
     if (ncols >= LMF_R16_AMX_COLS && ops == &lmf_quant_avx512 && lmf_cpu_amx_int8() && nrows > 0) {
-        LMF_CHECK(lmf_r16_supported(type, nrows, n) && row_bytes == (size_t)(n / LMF_QK) * r16_block_bytes(type));
+        r16_check(type, n, nrows, row_bytes);
         lmf_qmatvec_r16_amx(type, n, nrows, W, row_bytes, ncols, x, x_col_bytes, y, ldy);
         return;
     }

@@ -351,10 +351,10 @@ static void row_share(int rows, int unit, int tid, int nth, int *lo, int *hi);
  * (LMF_LIN_QINT): the rows converted to int16 blocks once into buf (as many at a time as buf_bytes holds), then
  * each thread its share of whole 16-row groups of every layer against all of them. */
 static void linear_qint(const lin *o, int n, const float *in, int ldi, int N, void *buf, size_t buf_bytes) {
+    if (N <= 0) return;
     int K = o[0].W->cols;
     size_t qb = lmf_qinput_bytes(o[0].W->type, K);
     int nq = buf_bytes / qb > (size_t)N ? N : (int)(buf_bytes / qb);
-    if (N <= 0) return;
     LMF_CHECK(nq >= 1);
     for (int i0 = 0; i0 < N; i0 += nq) {
         int m = N - i0 < nq ? N - i0 : nq;
