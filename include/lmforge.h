@@ -438,6 +438,12 @@ void lmf_kv_pool_free(lmf_kv_pool *p);
 int lmf_kv_pool_blocks(const lmf_kv_pool *p);      /* blocks in all */
 int lmf_kv_pool_blocks_free(const lmf_kv_pool *p); /* blocks no session holds */
 int lmf_kv_pool_block_size(const lmf_kv_pool *p);
+size_t lmf_kv_pool_bytes(const lmf_kv_pool *p); /* the cache's memory (K and V, every block) */
+/* The cache's memory is mapped lazily: a block's pages are committed (zeroed by the kernel) when first written.
+ * This commits all of it now, so no later step pays those page faults and a pool the machine cannot hold fails
+ * here, with a message, rather than getting the process OOM-killed under load (LMF_ERR_ARG when it exceeds the
+ * memory available). */
+lmf_status lmf_kv_pool_commit(lmf_kv_pool *p);
 /* A session whose cache lives in pool (n_ctx capped at the pool's max_ctx); nothing is reserved until it evaluates. */
 lmf_status lmf_session_create_pooled(lmf_kv_pool *pool, int n_ctx, lmf_session **out);
 /* One step for count sessions of one pool: session i appends the n[i] tokens at tokens[i] (at most 512 tokens in

@@ -44,6 +44,12 @@ for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$pid" 2>/dev/null && fail "SIGTERM did not end a server that is loading"
 wait "$pid"; pid=""
 
+# a KV cache larger than the machine's memory is refused at start with the sizes, never left to the OOM killer
+mem_mib=$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)
+"$LMF" serve -m "$ROOT/tests/reference/fixtures/hf/gpt2" --port 0 --kv-size $((2 * mem_mib))MiB 2> "$dir/err.txt"; rc=$?
+[ $rc = 2 ] && grep -q "KV cache (.* MiB) is larger than this machine's" "$dir/err.txt" ||
+  { cat "$dir/err.txt"; fail "a KV cache over the machine's memory (rc $rc)"; }
+
 # --lora: an adapter trained for a few steps on the tiny Hugging Face gpt2 fixture (it carries a tokenizer), served
 # unmerged; the greedy completion equals `generate --lora`'s and differs from the base model's
 FIX="$ROOT/tests/reference/fixtures/hf/gpt2"
@@ -53,9 +59,9 @@ for i in $(seq 0 7); do printf '{"prompt": "Q%d: %d plus %d?", "completion": " I
 prompt="Q3: 3 plus 3?"
 "$LMF" generate -m "$FIX" -p "$prompt" -n 8 --temp 0 --lora "$dir/ft/adapter" > "$dir/ref.txt" 2>/dev/null || fail "generate --lora"
 "$LMF" generate -m "$FIX" -p "$prompt" -n 8 --temp 0 > "$dir/base.txt" 2>/dev/null || fail "generate"
-"$LMF" serve -m "$FIX" --lora "$dir/ft/adapter" --port 0 --parallel 1 -c 64 2> "$dir/lora.log" &
+"$LMF" serve -m "$FIX" --lora "$dir/ft/adapter" --port 0 --parallel 1 -c 64 --kv-lazy 2> "$dir/lora.log" &
 pid=$!
-serve_ready "$dir/lora.log" 100 && grep -q "LoRA" "$dir/lora.log" || { cat "$dir/lora.log"; fail "serve --lora"; }
+serve_ready "$dir/lora.log" 100 && grep -q "LoRA.*MiB, lazy)" "$dir/lora.log" || { cat "$dir/lora.log"; fail "serve --lora"; }
 curl -s "http://127.0.0.1:$port/v1/completions" -d "{\"prompt\": \"$prompt\", \"max_tokens\": 8, \"temperature\": 0}" \
   > "$dir/lora.json" || fail "completion with --lora"
 python3 - "$dir" "$prompt" <<'PY' || fail "the served adapter's completion differs from generate --lora's"

@@ -59,6 +59,9 @@ static int parse(int argc, char **argv, serve_opts *o) {
         CLI_OPT(NULL, "--parallel", CLI_INT, &o->ecfg.parallel, "N", "sequences running at once", .lo = 1),
         CLI_OPT(NULL, "--kv-size", CLI_STR, &o->kv_size, "N[MiB]", "KV cache: positions in all, or its size in MiB",
                 .def = "parallel x 2048"),
+        CLI_OPT(NULL, "--kv-lazy", CLI_BOOL, &o->ecfg.kv_lazy, NULL,
+                "commit the KV cache's memory as sequences grow into it, not at start",
+                .def = "committed before /health says ok"),
         CLI_OPT(NULL, "--cache-type", CLI_FN, &o->ecfg.kv_type, "T", CLI_CACHE_TYPE_HELP, .def = "f32",
                 .fn = cli_kv_type),
         CLI_OPT("-c", "--ctx-size", CLI_INT, &o->ecfg.n_ctx, "N", "one sequence (prompt + reply) at most",
@@ -262,10 +265,10 @@ int cmd_serve(int argc, char **argv) {
     atomic_store(&serving, 1);
     double load_s = lmf_now() - t0;
     fprintf(stderr, "lmforge serve: ready in %.1f s: model '%s' (%s template%s%s%s%s), context %d, %d sequences at "
-            "once, KV cache %d blocks of %d positions (%s)\n", load_s, m.id, lmf_chat_format_name(tmpl.format),
+            "once, KV cache %d blocks of %d positions (%s, %.0f MiB%s)\n", load_s, m.id, lmf_chat_format_name(tmpl.format),
             tmpl.jinja ? "" : ", built-in renderer", tmpl.jinja && tmpl.hermes_tool_calls ? ", <tool_call> parsed" : "",
             tmpl.jinja && tmpl.thinks && m.reasoning ? ", <think> parsed" : "", lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks, es.kv_block_size,
-            o.ecfg.kv_type == LMF_KV_F16 ? "f16" : "f32");
+            o.ecfg.kv_type == LMF_KV_F16 ? "f16" : "f32", es.kv_bytes / 1048576.0, o.ecfg.kv_lazy ? ", lazy" : "");
 
     while (sem_wait(&stop_sem) != 0) continue; /* EINTR */
     fprintf(stderr, "lmforge serve: %s: stopping\n", atomic_load(&stop_signal) == SIGINT ? "SIGINT" : "SIGTERM");

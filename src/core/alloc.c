@@ -75,6 +75,17 @@ double lmf_mem_physical(void) {
     return pages > 0 && page > 0 ? (double)pages * (double)page : 0;
 }
 
+double lmf_mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    double kib = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kib) == 1) break;
+    fclose(f);
+    return kib * 1024.0;
+}
+
 void *lmf_xmalloc(size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
     if (!p) oom(bytes);

@@ -36,6 +36,9 @@ void *lmf_thread_scratch(size_t bytes);
 /* This machine's physical memory in bytes (sysconf), or 0 when it cannot be told: for refusing a job that cannot
  * fit before it allocates, rather than being OOM-killed after it has. */
 double lmf_mem_physical(void);
+/* Bytes the kernel says can be allocated now without swapping (MemAvailable in /proc/meminfo), or 0 when it
+ * cannot be told: for refusing to commit a buffer that would get the process OOM-killed. */
+double lmf_mem_available(void);
 /* Small allocations that abort with the size on failure. */
 void *lmf_xmalloc(size_t bytes);
 void *lmf_xcalloc(size_t n, size_t size);

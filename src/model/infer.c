@@ -145,6 +145,14 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
     size_t block_floats = (size_t)L * KV * block_size;
     size_t esize = lmf_kv_type_bytes(type);
     p->kv_bytes = 2 * (size_t)p->n_blocks * block_floats * esize;
+    double have = lmf_mem_physical();
+    if (have > 0 && (double)p->kv_bytes > have) {
+        lmf_status st = lmf_fail(LMF_ERR_ARG, "the KV cache (%d positions, %.0f MiB) is larger than this machine's "
+                                 "%.0f MiB of memory: ask for fewer positions", p->n_blocks * block_size,
+                                 p->kv_bytes / 1048576.0, have / 1048576.0);
+        free(p);
+        return st;
+    }
     p->kv_mem = lmf_alloc_big_lazy(p->kv_bytes); /* committed as blocks are first used */
     p->k = p->kv_mem, p->v = (char *)p->kv_mem + (size_t)p->n_blocks * block_floats * esize;
     p->free_ids = lmf_xmalloc((size_t)p->n_blocks * sizeof(int));
@@ -213,6 +221,24 @@ void lmf_session_set_lora(lmf_session *s, const lmf_lora *l) {
 }
 int lmf_kv_pool_blocks_free(const lmf_kv_pool *p) { return p->n_free; }
 int lmf_kv_pool_block_size(const lmf_kv_pool *p) { return p->bs; }
+size_t lmf_kv_pool_bytes(const lmf_kv_pool *p) { return p->kv_bytes; }
+
+lmf_status lmf_kv_pool_commit(lmf_kv_pool *p) {
+    double avail = lmf_mem_available();
+    if (avail > 0 && (double)p->kv_bytes > avail)
+        return lmf_fail(LMF_ERR_ARG, "the KV cache (%d positions, %.0f MiB) does not fit in the %.0f MiB of memory "
+                        "available: ask for fewer positions", p->n_blocks * p->bs, p->kv_bytes / 1048576.0,
+                        avail / 1048576.0);
+    /* in 2 MiB pieces over the threads: page faults on one mapping proceed in parallel */
+    const size_t piece = 2u << 20;
+    long n = (long)((p->kv_bytes + piece - 1) / piece);
+#pragma omp parallel for schedule(dynamic, 8)
+    for (long i = 0; i < n; i++) {
+        size_t off = (size_t)i * piece;
+        lmf_alloc_commit(p->kv_mem, off, p->kv_bytes - off < piece ? p->kv_bytes - off : piece);
+    }
+    return LMF_OK;
+}
 
 /* ---- sessions ----------------------------------------------------------------------------------------------- */
 

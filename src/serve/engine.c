@@ -336,6 +336,7 @@ static void update_stats(lmf_engine *e) {
     s->kv_blocks = lmf_kv_pool_blocks(e->pool);
     s->kv_blocks_used = s->kv_blocks - lmf_kv_pool_blocks_free(e->pool);
     s->kv_block_size = lmf_kv_pool_block_size(e->pool);
+    s->kv_bytes = (double)lmf_kv_pool_bytes(e->pool);
     s->kv_blocks_cached = e->cache ? lmf_prefix_cache_reclaimable(e->cache) : 0;
 }
 
@@ -403,6 +404,7 @@ lmf_status lmf_engine_create(const lmf_weights *w, const lmf_lora *lora, const l
     e->nthreads = omp_get_max_threads();
     e->n_model_stops = lmf_weights_stop_tokens(w, e->model_stops);
     lmf_status st = lmf_kv_pool_create(w, c.kv_tokens, c.block_size, c.n_ctx, c.kv_type, &e->pool);
+    if (st == LMF_OK && !c.kv_lazy && (st = lmf_kv_pool_commit(e->pool)) != LMF_OK) lmf_kv_pool_free(e->pool);
     if (st != LMF_OK) {
         free(e);
         return st;

@@ -40,6 +40,7 @@ typedef struct {
     int block_size;   /* positions per KV block [16]; the prefix cache shares whole blocks */
     int prefix_cache; /* reuse the blocks of earlier prompts that share a prefix [1] */
     lmf_kv_type kv_type; /* the cache's element type [LMF_KV_F32] */
+    int kv_lazy;      /* commit the cache's pages as blocks are first used, not all at creation [0]: see below */
 } lmf_engine_config;
 lmf_engine_config lmf_engine_defaults(void);
 
@@ -106,8 +107,10 @@ typedef struct {
 
 /* Loads nothing: w (and lora, NULL for none, applied unmerged) must outlive the engine. Starts the engine thread,
  * which runs its steps on as many OpenMP threads as omp_get_max_threads() gives the caller here (a new thread would
- * otherwise start from OMP_NUM_THREADS). The KV pool's memory is reserved, not committed: it is paid for as
- * sequences grow into it. */
+ * otherwise start from OMP_NUM_THREADS). The KV pool's memory is committed here (lmf_kv_pool_commit), as
+ * llama-server and vLLM claim theirs at start: no request pays the first-touch page faults (on the VMs measured a
+ * fresh pool's faults cost a 16-stream run ~14% of its throughput), and a pool the machine cannot hold fails here,
+ * not under load. kv_lazy keeps it reserved only, paid for as sequences grow into it. */
 lmf_status lmf_engine_create(const lmf_weights *w, const lmf_lora *lora, const lmf_engine_config *cfg,
                              lmf_engine **out);
 /* Stops the thread; requests still waiting or running get an ERROR event ("the server is shutting down"). NULL is
@@ -126,6 +129,7 @@ typedef struct {
     int waiting, running, parallel;
     int kv_blocks, kv_blocks_used, kv_block_size; /* used: held by sequences or the prefix cache */
     int kv_blocks_cached;                         /* held by the prefix cache alone (reclaimable) */
+    double kv_bytes;                              /* the cache's memory */
     int n_ctx;
     int last_batch;                               /* rows of the last step (decode rows + prefill tokens) */
     long steps;
