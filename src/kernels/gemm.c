@@ -9,6 +9,7 @@
 #include "kernels/gemm.h"
 #include "core/cpu.h"
 
+#include <math.h>
 #include <omp.h>
 
 typedef void (*sgemm_fn)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
@@ -16,12 +17,14 @@ typedef void (*sgemm_fn)(int, int, int, int, int, const float *, int, const floa
 typedef struct {
     sgemm_fn fn;
     int mu, nu; /* micro-tile: split points are multiples of these */
+    int mc;     /* > 0: the variant packs op(A) once per block of mc rows and op(B) once per such block; ties
+                   between equally balanced grids go to the one that packs least (below) */
 } variant;
 
 static const variant variants[] = {
-    [LMF_ISA_REF] = {lmf_sgemm_ref, 1, 1},
-    [LMF_ISA_AVX2] = {lmf_sgemm_avx2, 6, 16},
-    [LMF_ISA_AVX512] = {lmf_sgemm_avx512, 14, 32},
+    [LMF_ISA_REF] = {lmf_sgemm_ref, 1, 1, 0},
+    [LMF_ISA_AVX2] = {lmf_sgemm_avx2, 6, 16, 0},
+    [LMF_ISA_AVX512] = {lmf_sgemm_avx512, 14, 32, 1008},
 };
 
 /* Below this many flops per thread, waking the other threads costs more than it saves. */
@@ -41,13 +44,19 @@ static void run(variant v, int transA, int transB, int M, int N, int K, const fl
         return;
     }
 
-    /* Grid tm x tn = nt minimising the largest per-thread share of tiles; ties go to the larger tn. */
+    /* Grid tm x tn = nt minimising the largest per-thread share of tiles; ties go to the larger tn, or for a variant
+     * that packs both operands (mc > 0) to the grid whose threads pack the fewest elements: a thread packs its
+     * M / tm rows of op(A) and, once per mc of those rows, its N / tn columns of op(B), so splitting N makes every
+     * thread pack all of op(A). With AMX tiles packing costs as much as ~100 products an element, and a forward
+     * product (M = tokens > N = features) split by N spent ~30% of a small model's step packing. */
     int tn = 1;
     long best = -1;
+    double best_pack = 0;
     for (int d = 1; d <= nt; d++) {
         if (nt % d) continue;
         long share = (long)((mt + nt / d - 1) / (nt / d)) * ((ntl + d - 1) / d);
-        if (best < 0 || share <= best) best = share, tn = d;
+        double rows = (double)M / (nt / d), pack = v.mc ? rows + ceil(rows / v.mc) * N / d : 0;
+        if (best < 0 || share < best || (share == best && pack <= best_pack)) best = share, tn = d, best_pack = pack;
     }
     int tm = nt / tn;
 
@@ -95,7 +104,7 @@ int lmf_sgemm_bf16_pays(void) { return lmf_sgemm_bf16_rate() >= 1.3; }
 
 void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                     float beta, float *C, int ldc) {
-    static const variant amx = {lmf_sgemm_bf16_amx, 32, 32}, avx512 = {lmf_sgemm_bf16_avx512, 14, 32},
-                         ref = {lmf_sgemm_bf16_ref, 1, 1};
+    static const variant amx = {lmf_sgemm_bf16_amx, 32, 32, LMF_SGEMM_AMX_MC},
+                         avx512 = {lmf_sgemm_bf16_avx512, 14, 32, 1008}, ref = {lmf_sgemm_bf16_ref, 1, 1, 0};
     run(lmf_cpu_amx() ? amx : bf16_hw() ? avx512 : ref, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }

@@ -47,6 +47,7 @@ void lmf_sgemm_bf16_ref(int transA, int transB, int M, int N, int K, const float
                         int ldb, float beta, float *C, int ldc);
 void lmf_sgemm_bf16_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                            int ldb, float beta, float *C, int ldc);
+#define LMF_SGEMM_AMX_MC 1024 /* rows of op(A) per packed block (gemm_amx.c); gemm.c's split weighs packing by it */
 void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                         int ldb, float beta, float *C, int ldc);
 double lmf_bf16_rate_avx512(void);
