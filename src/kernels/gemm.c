@@ -3,8 +3,8 @@
  * The variant (ref / avx2 / avx512) is chosen once from lmf_cpu_isa(). Outside a parallel region the product is
  * cut into one rectangle of C per OpenMP thread and each thread runs the single-threaded variant on its
  * rectangle with its own pack buffers: no barriers, no shared state. The cut follows the variant's micro-tile
- * (14x32 for AVX-512, 6x16 for AVX2) so that only the real matrix edges produce partial tiles, and prefers
- * splitting N (each thread then packs only its own columns of op(B)). Inside a parallel region (per-head
+ * (14x32 for AVX-512, 6x16 for AVX2) so that only the real matrix edges produce partial tiles; between equally
+ * balanced cuts it takes the one whose threads pack the fewest elements (run() below). Inside a parallel region (per-head
  * attention products) and for tiny products the variant runs on the calling thread. */
 #include "kernels/gemm.h"
 #include "core/cpu.h"
