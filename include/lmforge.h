@@ -430,7 +430,8 @@ void lmf_session_rewind(lmf_session *s, int pos);
  * and free), and the scratch of one step, so a pooled session costs only its block table. Room for n_positions
  * positions in all;
  * max_ctx caps one session's context (0: the model's max_seq_len); block_size 0 picks 256. A pool and its sessions
- * belong to one thread at a time. The weights must outlive the pool, the pool its sessions. */
+ * belong to one thread at a time. The weights must outlive the pool, the pool its sessions. A cache larger than the
+ * machine's physical memory is refused (LMF_ERR_ARG, with the sizes). */
 typedef struct lmf_kv_pool lmf_kv_pool;
 lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_size, int max_ctx, lmf_kv_type type,
                                lmf_kv_pool **out);
