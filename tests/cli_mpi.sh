@@ -323,8 +323,10 @@ big=(--n-layer 2 --n-embd 128 --n-head 4 --n-kv-head 4 --ffn-dim 512 --batch-siz
 ASAN_OPTIONS="$mpi_asan" mpirun -np 2 --oversubscribe --mca btl self,tcp -x GLIBC_TUNABLES -x ASAN_OPTIONS "$LMF" train "${big[@]}" \
   --out-dir "$dir/kill" > "$dir/kill.txt" 2>&1 &
 job=$!
-for _ in $(seq 600); do [ -f "$dir/kill/ckpt-00000008.lmfc" ] && break; sleep 0.1; done
-[ -f "$dir/kill/ckpt-00000008.lmfc" ] || { kill -9 $job; cat "$dir/kill.txt"; fail "no checkpoint at step 8"; }
+# a checkpoint at step 8 or later (older ones are pruned: at ~65 steps/s step 8's lives ~0.2 s, shorter than a poll)
+ckpt_from() { local f; f=$(ls "$1"/ckpt-*.lmfc 2> /dev/null | tail -1); f=${f##*/ckpt-}; [ -n "$f" ] && [ $((10#${f%.lmfc})) -ge "$2" ]; }
+for _ in $(seq 600); do ckpt_from "$dir/kill" 8 && break; sleep 0.1; done
+ckpt_from "$dir/kill" 8 || { kill -9 $job; cat "$dir/kill.txt"; fail "no checkpoint at step 8 or later"; }
 victim=
 for p in $(pgrep -P $job); do grep -qz '^OMPI_COMM_WORLD_RANK=1$' /proc/$p/environ 2>/dev/null && victim=$p; done
 [ -n "$victim" ] || { kill -9 $job; fail "rank 1 not found among mpirun's children"; }
