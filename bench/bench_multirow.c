@@ -11,18 +11,12 @@
  * the tiles from LMF_R16_AMX_COLS columns on. Prints the CPU's features first. */
 #include "core/cpu.h"
 #include "core/dtype.h"
+#include "core/progress.h"
 #include "kernels/quant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 typedef void (*kernel)(uint32_t, int, int, const void *, size_t, int, const void *, size_t, float *, int);
 
@@ -35,9 +29,9 @@ static double best_seconds(kernel k, uint32_t type, int n, int rows, const void 
                            const void *x, size_t xb, float *y) {
     double best = 1e30;
     for (int rep = 0; rep < 7; rep++) {
-        double t0 = now();
+        double t0 = lmf_now();
         for (int it = 0; it < 20; it++) k(type, n, rows, P, rb, cols, x, xb, y, rows);
-        double t = (now() - t0) / 20;
+        double t = (lmf_now() - t0) / 20;
         if (t < best) best = t;
     }
     return best;
@@ -67,14 +61,18 @@ int main(int argc, char **argv) {
     for (int t = 0; t < 3; t++)
         for (int s = 0; s < 2; s++) {
             uint32_t type = types[t];
-            int rows = shapes[s][0], n = shapes[s][1], bs = type == LMF_GGML_Q8_0 ? 34 : type == LMF_GGML_Q4_0 ? 18 : 20;
-            size_t rb = (size_t)n / 32 * (size_t)bs;
+            int rows = shapes[s][0], n = shapes[s][1];
+            uint32_t qk, bs;
+            lmf_ggml_type_block(type, &qk, &bs);
+            size_t rb = (size_t)n / qk * bs;
             float *xf = malloc(sizeof(float) * (size_t)n * 32);
             uint8_t *W = malloc(rb * (size_t)rows), *P = malloc(rb * (size_t)rows);
             srand(7);
             for (long i = 0; i < (long)n * 32; i++) xf[i] = (float)(rand() % 2001 - 1000) / 250.0f;
-            for (int r = 0; r < rows; r++) lmf_quantize_row(type, xf + (size_t)(r % 32) * n, W + (size_t)r * rb, (size_t)n);
-            for (int g = 0; g < rows / 16; g++) lmf_r16_pack(type, n, W + (size_t)g * 16 * rb, rb, P + (size_t)g * 16 * rb);
+            for (int r = 0; r < rows; r++)
+                lmf_quantize_row(type, xf + (size_t)(r % 32) * n, W + (size_t)r * rb, (size_t)n);
+            for (int g = 0; g < rows / 16; g++)
+                lmf_r16_pack(type, n, W + (size_t)g * 16 * rb, rb, P + (size_t)g * 16 * rb);
             size_t xb = lmf_qinput_bytes(type, n);
             uint8_t *x = malloc(xb * 32);
             float *y = malloc(sizeof(float) * (size_t)rows * 32);

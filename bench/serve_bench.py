@@ -211,8 +211,8 @@ async def run_level(http, args, model, words, conc):
     n = args.requests or max(2 * conc, 16)
     payloads = []
     for i in range(n):
-        p = {"model": model, "prompt": make_prompt(words, args.first_request + i, args.prompt_words), "max_tokens": args.max_tokens,
-             "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}}
+        p = {"model": model, "prompt": make_prompt(words, args.first_request + i, args.prompt_words),
+             "max_tokens": args.max_tokens, "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}}
         p.update(EXTRA[args.server_kind])
         p.update(args.extra)
         payloads.append({k: v for k, v in p.items() if v is not None})  # --extra '{"field": null}' drops a field

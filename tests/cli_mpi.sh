@@ -324,7 +324,10 @@ ASAN_OPTIONS="$mpi_asan" mpirun -np 2 --oversubscribe --mca btl self,tcp -x GLIB
   --out-dir "$dir/kill" > "$dir/kill.txt" 2>&1 &
 job=$!
 # a checkpoint at step 8 or later (older ones are pruned: at ~65 steps/s step 8's lives ~0.2 s, shorter than a poll)
-ckpt_from() { local f; f=$(ls "$1"/ckpt-*.lmfc 2> /dev/null | tail -1); f=${f##*/ckpt-}; [ -n "$f" ] && [ $((10#${f%.lmfc})) -ge "$2" ]; }
+ckpt_from() {
+  local f; f=$(ls "$1"/ckpt-*.lmfc 2> /dev/null | tail -1); f=${f##*/ckpt-}
+  [ -n "$f" ] && [ $((10#${f%.lmfc})) -ge "$2" ]
+}
 for _ in $(seq 600); do ckpt_from "$dir/kill" 8 && break; sleep 0.1; done
 ckpt_from "$dir/kill" 8 || { kill -9 $job; cat "$dir/kill.txt"; fail "no checkpoint at step 8 or later"; }
 victim=

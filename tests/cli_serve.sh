@@ -61,7 +61,8 @@ prompt="Q3: 3 plus 3?"
 "$LMF" generate -m "$FIX" -p "$prompt" -n 8 --temp 0 > "$dir/base.txt" 2>/dev/null || fail "generate"
 "$LMF" serve -m "$FIX" --lora "$dir/ft/adapter" --port 0 --parallel 1 -c 64 --kv-lazy 2> "$dir/lora.log" &
 pid=$!
-serve_ready "$dir/lora.log" 100 && grep -q "LoRA.*MiB, lazy)" "$dir/lora.log" || { cat "$dir/lora.log"; fail "serve --lora"; }
+serve_ready "$dir/lora.log" 100 && grep -q "LoRA.*MiB, lazy)" "$dir/lora.log" ||
+  { cat "$dir/lora.log"; fail "serve --lora"; }
 curl -s "http://127.0.0.1:$port/v1/completions" -d "{\"prompt\": \"$prompt\", \"max_tokens\": 8, \"temperature\": 0}" \
   > "$dir/lora.json" || fail "completion with --lora"
 python3 - "$dir" "$prompt" <<'PY' || fail "the served adapter's completion differs from generate --lora's"

@@ -3,8 +3,8 @@
 # Hugging Face gpt2 fixture for 10 s (always, so the sanitizer build runs it too: `make test-asan`), then on the real
 # SmolLM2-135M-Instruct for SOAK_SECONDS (default 60; skipped with a note when the model has not been fetched) with
 # the resident memory held under what was resident once the model was ready (the KV pool, --kv-size, is committed
-# by then: checked) + 128 MiB (per-request state: up to --parallel + --max-queue requests of ~0.5 MiB each, sampler and logits rows, and the HTTP
-# threads' buffers).
+# by then: checked) + 128 MiB (per-request state: up to --parallel + --max-queue requests of ~0.5 MiB each,
+# sampler and logits rows, and the HTTP threads' buffers).
 # Usage: cli_serve_soak.sh path/to/lmforge
 set -uo pipefail
 LMF=$1
@@ -37,7 +37,8 @@ fi
 KV_MIB=256
 start -m "$SMOL" --parallel 16 --kv-size ${KV_MIB}MiB -c 1024
 ready_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
-[ $(( ready_kib / 1024 )) -ge $KV_MIB ] || fail "ready at $(( ready_kib / 1024 )) MiB resident: the ${KV_MIB} MiB KV pool is not committed"
+[ $(( ready_kib / 1024 )) -ge $KV_MIB ] ||
+  fail "ready at $(( ready_kib / 1024 )) MiB resident: the ${KV_MIB} MiB KV pool is not committed"
 limit=$(( ready_kib / 1024 + 128 ))
 python3 "$ROOT/tests/serve_soak.py" "http://127.0.0.1:$port" "$pid" --clients 64 --seconds "${SOAK_SECONDS:-60}" \
   --rss-limit-mib "$limit" || fail "soak on SmolLM2"

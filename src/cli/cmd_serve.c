@@ -265,7 +265,8 @@ int cmd_serve(int argc, char **argv) {
     atomic_store(&serving, 1);
     double load_s = lmf_now() - t0;
     fprintf(stderr, "lmforge serve: ready in %.1f s: model '%s' (%s template%s%s%s%s), context %d, %d sequences at "
-            "once, KV cache %d blocks of %d positions (%s, %.0f MiB%s)\n", load_s, m.id, lmf_chat_format_name(tmpl.format),
+            "once, KV cache %d blocks of %d positions (%s, %.0f MiB%s)\n", load_s, m.id,
+            lmf_chat_format_name(tmpl.format),
             tmpl.jinja ? "" : ", built-in renderer", tmpl.jinja && tmpl.hermes_tool_calls ? ", <tool_call> parsed" : "",
             tmpl.jinja && tmpl.thinks && m.reasoning ? ", <think> parsed" : "", lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks, es.kv_block_size,
             o.ecfg.kv_type == LMF_KV_F16 ? "f16" : "f32", es.kv_bytes / 1048576.0, o.ecfg.kv_lazy ? ", lazy" : "");

@@ -4,8 +4,8 @@
  * cut into one rectangle of C per OpenMP thread and each thread runs the single-threaded variant on its
  * rectangle with its own pack buffers: no barriers, no shared state. The cut follows the variant's micro-tile
  * (14x32 for AVX-512, 6x16 for AVX2) so that only the real matrix edges produce partial tiles; between equally
- * balanced cuts it takes the one whose threads pack the fewest elements (run() below). Inside a parallel region (per-head
- * attention products) and for tiny products the variant runs on the calling thread. */
+ * balanced cuts it takes the one whose threads pack the fewest elements (run() below). Inside a parallel region
+ * (per-head attention products) and for tiny products the variant runs on the calling thread. */
 #include "kernels/gemm.h"
 #include "core/cpu.h"
 
