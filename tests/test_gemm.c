@@ -37,7 +37,8 @@ static float *rand_buf(size_t n) {
     return p;
 }
 
-/* Compare C (from fn) with the reference; tolerance 1e-5 relative to sum |a||b| + |beta c0|. Returns failures. */
+/* Compare C (from fn) with the reference; tolerance tol (1e-5) relative to sum |a||b| + |beta c0|. Returns failures. */
+static double tol = 1e-5;
 static int check(const char *what, int tA, int tB, int M, int N, int K, const float *A, int lda, const float *B,
                  int ldb, float beta, const float *C0, const float *C, const float *R, int ldc) {
     int bad = 0;
@@ -51,7 +52,7 @@ static int check(const char *what, int tA, int tB, int M, int N, int K, const fl
             }
             if (beta != 0.0f) mag += fabs(beta * C0[(long)i * ldc + j]);
             double c = C[(long)i * ldc + j], r = R[(long)i * ldc + j];
-            if (!(fabs(c - r) <= 1e-5 * mag + 1e-30)) {
+            if (!(fabs(c - r) <= tol * mag + 1e-30)) {
                 if (bad++ < 5)
                     fprintf(stderr, "%s tA=%d tB=%d M=%d N=%d K=%d beta=%g: C[%d][%d] = %.8g, want %.8g\n", what, tA,
                             tB, M, N, K, beta, i, j, c, r);
@@ -197,6 +198,37 @@ static void test_bf16_amx(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* The split products: against their scalar reference (the same split, summed in order) at 1e-5, and against the
+ * fp32 reference at 5e-5 of sum |a||b|: a term's error is at most ~3 x 2^-16 (x as hi + lo to 2^-16, lo.lo left
+ * out), where one bf16 product is off by up to 2^-8, so dropping a cross term or mangling a LO part fails (and one
+ * bf16 product must fail it: the last case). Without AMX the dispatcher is lmf_sgemm. */
+static void test_bf16x3(void **state) {
+    (void)state;
+    int bad = 0;
+    omp_set_num_threads(2);
+    tol = 5e-5;
+    for (int t = 0; t < 4; t++)
+        bad += run_case(lmf_sgemm_bf16x3, lmf_sgemm_ref, "bf16x3 threaded", t >> 1, t & 1, 300, 1001, 77, 1,
+                        t & 1 ? 1.0f : 0.0f);
+    assert_int_equal(bad, 0);
+    assert_int_equal(run_case(lmf_sgemm_bf16_ref, lmf_sgemm_ref, "bf16 vs fp32 at 5e-5 (must differ)", 0, 1, 20, 40,
+                              300, 0, 0.0f) > 0, 1);
+    if (!lmf_cpu_amx()) {
+        tol = 1e-5;
+        skip();
+    }
+    run_variant(lmf_sgemm_bf16x3_amx, lmf_sgemm_ref, "bf16x3 amx vs fp32");
+    static const int tiles[][3] = {{16, 16, 32}, {31, 33, 31}, {64, 288, 513}, {33, 257, 1025}, {48, 520, 1536}};
+    for (size_t s = 0; s < sizeof tiles / sizeof tiles[0]; s++)
+        for (int t = 0; t < 4; t++)
+            bad += run_case(lmf_sgemm_bf16x3_amx, lmf_sgemm_ref, "bf16x3 amx tiles", t >> 1, t & 1, tiles[s][0],
+                            tiles[s][1], tiles[s][2], (int)(s + t) % 3 * 5, t & 1 ? 0.5f : 0.0f);
+    tol = 1e-5;
+    run_k0(lmf_sgemm_bf16x3_amx);
+    run_variant(lmf_sgemm_bf16x3_amx, lmf_sgemm_bf16x3_ref, "bf16x3 amx");
+    assert_int_equal(bad, 0);
+}
+
 /* Per-head attention products called from inside a parallel region: Q/K/V interleaved in one (T, 3C) buffer,
  * head h at column offset h*64, so lda = ldb = 3C. Each thread checks its own heads against the reference. */
 static void test_in_parallel(void **state) {
@@ -236,7 +268,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ref_k0),   cmocka_unit_test(test_avx2),        cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_threaded), cmocka_unit_test(test_in_parallel), cmocka_unit_test(test_bf16_avx512),
-        cmocka_unit_test(test_bf16_amx),
+        cmocka_unit_test(test_bf16_amx), cmocka_unit_test(test_bf16x3),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,3 +108,9 @@ void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A,
                          avx512 = {lmf_sgemm_bf16_avx512, 14, 32, 1008}, ref = {lmf_sgemm_bf16_ref, 1, 1, 0};
     run(lmf_cpu_amx() ? amx : bf16_hw() ? avx512 : ref, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
+
+void lmf_sgemm_bf16x3(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      float beta, float *C, int ldc) {
+    static const variant amx = {lmf_sgemm_bf16x3_amx, 32, 32, LMF_SGEMM_AMX_MC};
+    run(lmf_cpu_amx() ? amx : variants[isa()], transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}

@@ -25,7 +25,14 @@
  * feature flag: lmf_sgemm_bf16_rate() measures the chosen instruction's products per second against FP32 FMAs once
  * (~1 ms; 0 without the hardware), and lmf_sgemm_bf16_pays() is that rate >= 1.3. The AMX variant sums a tile's 32
  * products in its own order (and flushes bf16 subnormals, below 1.2e-38, to zero): its results equal the
- * reference's within fp32 rounding of the sums, not bit for bit. */
+ * reference's within fp32 rounding of the sums, not bit for bit.
+ *
+ * lmf_sgemm_bf16x3 is a product with nearly fp32 accuracy on AMX-BF16 tiles (prefill on F16 and dequantized
+ * weights): each operand element x is split into hi = bf16(x) and lo = bf16(x - hi), which carry 16 of its 24
+ * significand bits, and the three products hi.hi + hi.lo + lo.hi are summed in fp32 (lo.lo, below 2^-16 of |a b|,
+ * is left out): an error per term of at most ~3 x 2^-16 |a b|, against 2^-8 for one bf16 product. An F16 weight is
+ * exact as hi + lo. It pays only on tiles (~2x the AVX-512 fp32 SGEMM on SmolLM2's prefill shapes); without AMX it
+ * is lmf_sgemm itself. */
 #ifndef LMF_KERNELS_GEMM_H
 #define LMF_KERNELS_GEMM_H
 
@@ -35,6 +42,8 @@ void lmf_sgemm(int transA, int transB, int M, int N, int K, const float *A, int 
 void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                     float beta, float *C, int ldc);
 double lmf_sgemm_bf16_rate(void);
+void lmf_sgemm_bf16x3(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      float beta, float *C, int ldc);
 int lmf_sgemm_bf16_pays(void);
 
 void lmf_sgemm_ref(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
@@ -45,11 +54,15 @@ void lmf_sgemm_avx512(int transA, int transB, int M, int N, int K, const float *
                       int ldb, float beta, float *C, int ldc);
 void lmf_sgemm_bf16_ref(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                         int ldb, float beta, float *C, int ldc);
+void lmf_sgemm_bf16x3_ref(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                          int ldb, float beta, float *C, int ldc);
 void lmf_sgemm_bf16_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                            int ldb, float beta, float *C, int ldc);
 #define LMF_SGEMM_AMX_MC 1024 /* rows of op(A) per packed block (gemm_amx.c); gemm.c's split weighs packing by it */
 void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                         int ldb, float beta, float *C, int ldc);
+void lmf_sgemm_bf16x3_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                          int ldb, float beta, float *C, int ldc);
 double lmf_bf16_rate_avx512(void);
 double lmf_bf16_rate_amx(void);
 double lmf_fma_rate_avx512(void); /* FP32 products per second of one core's vfmadd231ps */

@@ -1,4 +1,4 @@
-/* gemm_amx.c — lmf_sgemm_bf16 on Intel AMX-BF16 tiles (see gemm.h): inputs rounded to bf16 (nearest even) as they
+/* gemm_amx.c — lmf_sgemm_bf16 (and lmf_sgemm_bf16x3) on Intel AMX-BF16 tiles (see gemm.h): inputs rounded to bf16 (nearest even) as they
  * are packed, products summed in fp32 by tdpbf16ps, single-threaded (gemm.c spreads the work over threads).
  *
  * A tile is 16 rows of 64 bytes. tdpbf16ps C += A B takes A as 16 rows of C by 32 bf16 along k, B as 16 rows of
@@ -23,6 +23,10 @@
  * through a 32 x 32 staging block, elsewhere they are loaded from and stored to C directly; either way the tiles
  * start from C's values, so a result does not depend on where an element falls.
  *
+ * lmf_sgemm_bf16x3_amx is the same loop nest on split operands (gemm.h): a depth step of a panel holds the HI tiles
+ * then the LO tiles, the depth blocks are half as deep (the same packed bytes), and the micro-kernel adds each
+ * element's three products hi.hi, hi.lo, lo.hi in that order at every step.
+ *
  * Linux hands out the tile state only after arch_prctl(ARCH_REQ_XCOMP_PERM) (core/cpu.c asks once); each call
  * loads the tile configuration on its thread, which is cheap, since a thread may have run other tile code. */
 #include "kernels/gemm.h"
@@ -39,7 +43,8 @@
                    * A panel's L1 misses, is what longer blocks save: 5% on a GPT-2 T256 step against 512) */
 #define MC LMF_SGEMM_AMX_MC /* rows per A block: MC x KC bf16 = 1.5 MiB */
 #define NB 256  /* columns per B block: NB x KC bf16 = 384 KiB */
-#define PANEL(kc) ((long)(((kc) + 31) / 32) * 2 * 256) /* 32-bit elements in a 32-row/column panel of depth kc */
+/* 32-bit elements in a 32-row/column panel of depth kc (split: HI and LO tiles, twice as many) */
+#define PANEL(kc, split) ((long)(((kc) + 31) / 32) * 2 * 256 * ((split) + 1))
 #define WHOLE_B (2 << 20) /* bytes: op(B) packed whole per depth block when M takes several A blocks (below) */
 
 static void tiles_configure(void) { /* eight 16 x 64-byte tiles */
@@ -52,34 +57,46 @@ static inline __mmask16 lanes(int n) {
     return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
+/* What a packed element holds of its float x: HI = bf16(x) (nearest even), LO = bf16(x - HI), the part HI missed;
+ * HI + LO carries 16 of x's 24 significand bits (the split products, lmf_sgemm_bf16x3_amx). */
+enum { HI, LO };
+static inline __m512 part_of(__m512 x, int part) {
+    if (part == HI) return x;
+    __m512i h = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x));
+    return _mm512_sub_ps(x, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+}
+
 /* 32 floats contiguous along k (n of them real, the rest read as zero) as 16 bf16 pairs: pair p = (k 2p, k 2p+1). */
-static inline __m512i pairs_contiguous(const float *src, int n) {
+static inline __m512i pairs_contiguous(const float *src, int n, int part) {
     __m512 lo = _mm512_maskz_loadu_ps(lanes(n), src), hi = _mm512_maskz_loadu_ps(lanes(n - 16), src + 16);
-    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+    return (__m512i)_mm512_cvtne2ps_pbh(part_of(hi, part), part_of(lo, part));
 }
 
 /* Two rows of k (k and k + 1, w lanes real; hi == NULL past the depth) as 16 pairs, lane by lane. */
-static inline __m512i pairs_of_rows(const float *lo, const float *hi, int w) {
+static inline __m512i pairs_of_rows(const float *lo, const float *hi, int w, int part) {
     static const uint16_t interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
                                             8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
     __mmask16 m = lanes(w);
     __m512 l = _mm512_maskz_loadu_ps(m, lo), h = hi ? _mm512_maskz_loadu_ps(m, hi) : _mm512_setzero_ps();
-    return _mm512_permutexvar_epi16(_mm512_loadu_si512(interleave), (__m512i)_mm512_cvtne2ps_pbh(h, l));
+    return _mm512_permutexvar_epi16(_mm512_loadu_si512(interleave),
+                                    (__m512i)_mm512_cvtne2ps_pbh(part_of(h, part), part_of(l, part)));
 }
 
 /* One 16 x 16 tile of pairs at depth d0 (a multiple of 32) of a panel whose 16 lines (rows of op(A), or columns of
  * op(B)) start at src, w of them real, kc deep. `along_k`: a line is contiguous in memory (stride ld between
  * lines); else lines are lanes of memory rows that follow k (stride ld between k). `line_major`: the tile holds
  * line i in its row i (an A tile); else k-pair p in row p (a B tile). */
-static void pack_tile(uint32_t *dst, const float *src, long ld, int w, int kc, int d0, int along_k, int line_major) {
+static void pack_tile(uint32_t *dst, const float *src, long ld, int w, int kc, int d0, int along_k, int line_major,
+                      int part) {
     __m512i r[16];
     int n = kc - d0 < 32 ? kc - d0 : 32;
     if (along_k) {
-        for (int i = 0; i < 16; i++) r[i] = i < w ? pairs_contiguous(src + i * ld + d0, n) : _mm512_setzero_si512();
+        for (int i = 0; i < 16; i++)
+            r[i] = i < w ? pairs_contiguous(src + i * ld + d0, n, part) : _mm512_setzero_si512();
     } else {
         for (int p = 0; p < 16; p++) {
             int k = d0 + 2 * p;
-            r[p] = k < kc ? pairs_of_rows(src + k * ld, k + 1 < kc ? src + (k + 1) * ld : NULL, w)
+            r[p] = k < kc ? pairs_of_rows(src + k * ld, k + 1 < kc ? src + (k + 1) * ld : NULL, w, part)
                           : _mm512_setzero_si512();
         }
     }
@@ -87,9 +104,10 @@ static void pack_tile(uint32_t *dst, const float *src, long ld, int w, int kc, i
     for (int i = 0; i < 16; i++) _mm512_store_si512(dst + i * 16, r[i]);
 }
 
-/* A 32-line panel, kc deep: ceil(kc/32) steps of two tiles (lines 0-15, 16-31), each 256 elements. */
+/* A 32-line panel, kc deep: ceil(kc/32) steps of two tiles (lines 0-15, 16-31), each 256 elements; split: each
+ * step holds the two HI tiles, then the two LO tiles. */
 static void pack_panel(uint32_t *dst, const float *src, long ld_line, long ld_k, int w, int kc, int along_k,
-                       int line_major) {
+                       int line_major, int split) {
     long ld = along_k ? ld_line : ld_k;
     for (int d0 = 0; d0 < kc; d0 += 32) {
         /* the next step's 32 x 32 floats: 32 strided pieces of 128 bytes, which the hardware prefetchers (within a
@@ -110,8 +128,9 @@ static void pack_panel(uint32_t *dst, const float *src, long ld_line, long ld_k,
                     if (w > 16) _mm_prefetch((const char *)(q + 16), _MM_HINT_T0);
                 }
         }
-        for (int t = 0; t < 2; t++, dst += 256)
-            pack_tile(dst, src + 16 * t * ld_line, ld, w - 16 * t, kc, d0, along_k, line_major);
+        for (int part = HI; part <= (split ? LO : HI); part++)
+            for (int t = 0; t < 2; t++, dst += 256)
+                pack_tile(dst, src + 16 * t * ld_line, ld, w - 16 * t, kc, d0, along_k, line_major, part);
     }
 }
 
@@ -120,7 +139,7 @@ static void pack_panel(uint32_t *dst, const float *src, long ld_line, long ld_k,
  * blocks load and store C in place, edge blocks (and beta other than 0 or 1) through a zero-padded 32 x 32 copy, so
  * an element's sums do not depend on where the block boundaries fall (threads and ranks cut C differently). */
 static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float *c, long ldc, int mr, int nr,
-                         float beta, int first, const float *cn, int cn_rows) {
+                         float beta, int first, const float *cn, int cn_rows, int split) {
     int whole = mr == 32 && nr == 32 && (!first || beta == 0.0f || beta == 1.0f);
     float acc[32 * 32] __attribute__((aligned(64)));
     float *t = c;
@@ -149,7 +168,7 @@ static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float 
     /* the next block of C, fetched for writing while this one computes: its 64 lines would otherwise come from
      * memory inside the tile loads and stores, which stall the tiles (C of most products is past L2) */
     int lines = cn ? 2 * cn_rows : 0, per = (lines + steps - 1) / steps, l = 0;
-    for (int s = 0; s < steps; s++, a += 512, b += 512) {
+    for (int s = 0; s < steps; s++, a += 512 << split, b += 512 << split) {
         for (int e = l + per; l < e && l < lines; l++)
             _mm_prefetch((const char *)(cn + (l >> 1) * ldc + (l & 1) * 16), _MM_HINT_ET0);
         _tile_loadd(4, a, 64);
@@ -158,6 +177,23 @@ static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float 
         _tile_loadd(7, b + 256, 64);
         _tile_dpbf16ps(1, 4, 7);
         _tile_loadd(5, a + 256, 64);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        if (!split) continue;
+        /* A's HI tiles (still in tmm4-5) times B's LO tiles, then A's LO tiles times B's HI ones again: ten tile
+         * loads for twelve products, each element's three products added in this order at every step */
+        _tile_loadd(6, b + 512, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_loadd(7, b + 768, 64);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(3, 5, 7);
+        _tile_loadd(4, a + 512, 64);
+        _tile_loadd(6, b, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, b + 256, 64);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a + 768, 64);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
     }
@@ -172,56 +208,68 @@ static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float 
             _mm512_mask_storeu_ps(c + i * ldc + j, lanes(nr - j), _mm512_load_ps(acc + i * 32 + j));
 }
 
-void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
-                        int ldb, float beta, float *C, int ldc) {
+static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++) C[(long)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
         return;
     }
-    int nk = (K + KC - 1) / KC;
+    int kcmax = KC >> split, nk = (K + kcmax - 1) / kcmax; /* split: the same packed bytes per block */
     int kcb = ((K + nk - 1) / nk + 31) / 32 * 32; /* even depth blocks of whole tiles: 1025 gives 544 + 481 */
     int nmb = (M + MC - 1) / MC, mcb = ((M + nmb - 1) / nmb + 31) / 32 * 32;
     /* Several A blocks (a weight gradient's M = output features: 3 for GPT-2's fc, 50 for its head) would pack the
      * same op(B) block once for each; when op(B) of a depth block is small (N = the input features), it is packed
      * whole once and the A blocks share it */
     long npan = (N + 31) / 32;
-    int whole_b = nmb > 1 && npan * PANEL(kcb) * 4 <= WHOLE_B;
-    size_t bfloats = whole_b ? (size_t)npan * PANEL(kcb) : (size_t)NB * KC / 2;
+    int whole_b = nmb > 1 && npan * PANEL(kcb, split) * 4 <= WHOLE_B;
+    size_t bfloats = whole_b ? (size_t)npan * PANEL(kcb, split) : (size_t)NB * KC / 2;
     uint32_t *ap = lmf_thread_scratch(((size_t)MC * KC / 2 + bfloats) * 4), *bp = ap + (size_t)MC * KC / 2;
     tiles_configure();
     for (int p0 = 0; p0 < K; p0 += kcb) {
         int kc = K - p0 < kcb ? K - p0 : kcb, steps = (kc + 31) / 32;
         int first = p0 == 0;
         for (int j = 0; whole_b && j < N; j += 32) /* op(B) column j is B's row (transB 1) or column */
-            pack_panel(bp + j / 32 * PANEL(kc), transB ? B + (long)j * ldb + p0 : B + (long)p0 * ldb + j,
-                       transB ? ldb : 1, transB ? 1 : ldb, N - j, kc, transB, 0);
+            pack_panel(bp + j / 32 * PANEL(kc, split), transB ? B + (long)j * ldb + p0 : B + (long)p0 * ldb + j,
+                       transB ? ldb : 1, transB ? 1 : ldb, N - j, kc, transB, 0, split);
         for (int m0 = 0; m0 < M; m0 += mcb) {
             int mb = M - m0 < mcb ? M - m0 : mcb;
             for (int i = 0; i < mb; i += 32) { /* op(A) row i is A's row (transA 0) or column: contiguous in k */
                 const float *a = transA ? A + (long)p0 * lda + m0 + i : A + (long)(m0 + i) * lda + p0;
-                pack_panel(ap + i / 32 * PANEL(kc), a, transA ? 1 : lda, transA ? lda : 1, mb - i, kc, !transA, 1);
+                pack_panel(ap + i / 32 * PANEL(kc, split), a, transA ? 1 : lda, transA ? lda : 1, mb - i, kc, !transA, 1,
+                           split);
             }
             for (int n0 = 0; n0 < N; n0 += NB) {
                 int nb = N - n0 < NB ? N - n0 : NB;
                 for (int j = 0; !whole_b && j < nb; j += 32) {
                     const float *b = transB ? B + (long)(n0 + j) * ldb + p0 : B + (long)p0 * ldb + n0 + j;
-                    pack_panel(bp + j / 32 * PANEL(kc), b, transB ? ldb : 1, transB ? 1 : ldb, nb - j, kc, transB, 0);
+                    pack_panel(bp + j / 32 * PANEL(kc, split), b, transB ? ldb : 1, transB ? 1 : ldb, nb - j, kc, transB, 0,
+                               split);
                 }
-                const uint32_t *bb = whole_b ? bp + n0 / 32 * PANEL(kc) : bp;
+                const uint32_t *bb = whole_b ? bp + n0 / 32 * PANEL(kc, split) : bp;
                 for (int i = 0; i < mb; i += 32)
                     for (int j = 0; j < nb; j += 32) {
                         int ni = j + 32 < nb ? i : i + 32, nj = j + 32 < nb ? j + 32 : 0; /* the next block */
                         float *c = C + (long)(m0 + i) * ldc + n0 + j;
-                        kernel_32x32(steps, ap + i / 32 * PANEL(kc), bb + j / 32 * PANEL(kc), c, ldc,
+                        kernel_32x32(steps, ap + i / 32 * PANEL(kc, split), bb + j / 32 * PANEL(kc, split), c, ldc,
                                      mb - i < 32 ? mb - i : 32, nb - j < 32 ? nb - j : 32, beta, first,
                                      ni < mb ? C + (long)(m0 + ni) * ldc + n0 + nj : NULL,
-                                     mb - ni < 32 ? mb - ni : 32);
+                                     mb - ni < 32 ? mb - ni : 32, split);
                     }
             }
         }
     }
+}
+
+void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                        int ldb, float beta, float *C, int ldc) {
+    sgemm_amx(0, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+void lmf_sgemm_bf16x3_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                          int ldb, float beta, float *C, int ldc) {
+    sgemm_amx(1, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* Products per second of tdpbf16ps against vfmadd231ps on this core (4 independent tile accumulators; the best of

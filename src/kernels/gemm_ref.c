@@ -1,11 +1,12 @@
 /* gemm_ref.c — the scalar reference SGEMM (see gemm.h); every SIMD variant is tested against it. The bf16 reference
- * rounds each input to bfloat16 (round to nearest even) and sums the products, exact in fp32, in fp32. */
+ * rounds each input to bfloat16 (round to nearest even) and sums the products, exact in fp32, in fp32; the bf16x3
+ * one splits each input into bf16 hi and lo parts and sums hi.hi + hi.lo + lo.hi, in that order, in fp32. */
 #include "kernels/gemm.h"
 #include "kernels/quant.h"
 
 static float bf16(float x) { return lmf_bf16_to_f32(lmf_f32_to_bf16(x)); }
 
-static void gemm(int round, int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+static void gemm(int mode, int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                  int ldb, float beta, float *C, int ldc) {
     for (int i = 0; i < M; i++) {
         for (int j = 0; j < N; j++) {
@@ -13,7 +14,14 @@ static void gemm(int round, int transA, int transB, int M, int N, int K, const f
             for (int k = 0; k < K; k++) {
                 float a = transA ? A[(long)k * lda + i] : A[(long)i * lda + k];
                 float b = transB ? B[(long)j * ldb + k] : B[(long)k * ldb + j];
-                acc += round ? bf16(a) * bf16(b) : a * b;
+                if (mode == 2) {
+                    float ah = bf16(a), bh = bf16(b), al = bf16(a - ah), bl = bf16(b - bh);
+                    acc += ah * bh;
+                    acc += ah * bl;
+                    acc += al * bh;
+                } else {
+                    acc += mode ? bf16(a) * bf16(b) : a * b;
+                }
             }
             float *c = &C[(long)i * ldc + j];
             *c = beta == 0.0f ? acc : beta * *c + acc;
@@ -29,4 +37,9 @@ void lmf_sgemm_ref(int transA, int transB, int M, int N, int K, const float *A, 
 void lmf_sgemm_bf16_ref(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                         int ldb, float beta, float *C, int ldc) {
     gemm(1, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+void lmf_sgemm_bf16x3_ref(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                          int ldb, float beta, float *C, int ldc) {
+    gemm(2, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }

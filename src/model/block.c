@@ -386,12 +386,15 @@ static int qint_run(const lin *o, int j, int n, int mode) {
 }
 
 int lmf_block_lin_mode(const lmf_block_ctx *ctx) {
-    return (ctx->bf16 ? LMF_LIN_BF16 : 0) | (ctx->training ? 0 : LMF_LIN_QINT);
+    return (ctx->bf16 ? LMF_LIN_BF16 : 0) | (ctx->training ? 0 : LMF_LIN_QINT | LMF_LIN_SPLIT);
 }
 
 void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats, int mode) {
+    /* F32 weights keep the exact fp32 products in inference: the split's 2^-16 is for weights that carry no more */
     void (*gemm)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int) =
         mode & LMF_LIN_BF16 ? lmf_sgemm_bf16 : lmf_sgemm;
+    void (*slab_gemm)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int) =
+        mode & LMF_LIN_BF16 ? lmf_sgemm_bf16 : mode & LMF_LIN_SPLIT ? lmf_sgemm_bf16x3 : lmf_sgemm;
     for (int j = 0; j < n; j++) {
         const lmf_wtensor *W = o[j].W;
         int O = W->rows, K = W->cols, j0 = j;
@@ -411,7 +414,7 @@ void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, floa
         int slab = slab_rows(W, dq_floats);
         for (int r0 = 0; r0 < O; r0 += slab) {
             int nr = O - r0 < slab ? O - r0 : slab, kmajor = dequant_slab(W, r0, nr, dq);
-            gemm(0, !kmajor, N, nr, K, in, ldi, dq, kmajor ? nr : K, 0.0f, o[j].out + r0, o[j].ldo);
+            slab_gemm(0, !kmajor, N, nr, K, in, ldi, dq, kmajor ? nr : K, 0.0f, o[j].out + r0, o[j].ldo);
         }
         if (o[j].bias) add_bias(o[j].out, o[j].ldo, o[j].bias, N, O);
     }

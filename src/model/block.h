@@ -70,9 +70,14 @@ void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int
  * mode: LMF_LIN_BF16, the products through lmf_sgemm_bf16 (inputs rounded to bf16, fp32 sums); LMF_LIN_QINT
  * (inference only), R16 weights on a CPU with AMX-INT8 tiles take the decode path's integer products instead (the
  * rows converted to int16 blocks, kernels/quant.h): SmolLM2 pp512 1.4-1.7x the dequantized fp32 products, and a
- * row's result is the one decode would give it. dq then holds the converted rows (in chunks when they do not fit). */
+ * row's result is the one decode would give it. dq then holds the converted rows (in chunks when they do not fit).
+ * LMF_LIN_SPLIT (inference only): the dequantized slabs' products (F16, BF16, quantized weights off the integer
+ * path; not F32 weights, which keep exact fp32) through lmf_sgemm_bf16x3, on AMX-BF16 tiles with nearly fp32
+ * accuracy (each input as two bf16 parts, three products; lmf_sgemm without AMX): an F16 weight is exact as two
+ * parts, the activations keep 16 significand bits. SmolLM2 F16 pp512 ~1.7x; logits within ~3e-5 of fp32's. */
 #define LMF_LIN_BF16 1
 #define LMF_LIN_QINT 2
+#define LMF_LIN_SPLIT 4
 void lmf_block_linear(const lmf_lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats,
                       int mode);
 /* The input gradient of the same layers: din (N, ldi apart) = beta din + sum over j of dout_j W_j, where o[j].out
@@ -181,7 +186,8 @@ typedef struct {
      * to them, which saves zeroing them and reading them back */
     int fresh_grads;
 } lmf_block_ctx;
-/* lmf_block_linear's mode for ctx's layers: LMF_LIN_BF16 when ctx->bf16, LMF_LIN_QINT unless ctx->training. */
+/* lmf_block_linear's mode for ctx's layers: LMF_LIN_BF16 when ctx->bf16, LMF_LIN_QINT | LMF_LIN_SPLIT unless
+ * ctx->training. */
 int lmf_block_lin_mode(const lmf_block_ctx *ctx);
 
 /* buf becomes its sum over ctx->tp's group (nothing without tensor parallelism). */
