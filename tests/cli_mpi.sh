@@ -6,8 +6,8 @@
 #     (manifest + one optimizer shard per rank);
 #  3. the data-parallel size changes on resume (1 -> 2, 2 -> 1, 3 -> 4: the moments are re-sharded);
 #  1b. pipeline parallel: PP2 and DP2xPP2 (4 ranks) on the same configs, and PP2 on a small mixture of experts (its
-#     router statistics too), equal the single-process run within 1e-5; PP2 and DP2xPP2 resume bit for bit with the
-#     same grid, and PP2's checkpoint within 1e-5 on one process (the checkpoint set is over all ranks);
+#     router statistics too), equal the single-process run within 1e-5 (bf16 PP2: 1e-4); PP2 and DP2xPP2 resume bit
+#     for bit with the same grid, and PP2's checkpoint within 1e-5 on one process (the checkpoint set is over all ranks);
 #  1c. tensor parallel: TP2, DP2xTP2, TP2xPP2 and DP2xTP2xPP2 (8 ranks) on the gpt2 and llama configs, an untied
 #     llama, bf16 (1e-4) and a MoE (TP2, TP2xPP2) equal the single-process run within 1e-5; TP2 (gpt2 and llama),
 #     DP2xTP2, TP2xPP2 and DP2xTP2xPP2 resume bit for bit, and their checkpoints on one process within 1e-5;
@@ -127,11 +127,13 @@ python3 "$here/ckpt_params.py" "$(last "$dir/moes-pp2")" "$(last "$dir/moes-1")"
 auxes() { grep -o '"aux_loss":[-0-9.e+]*,"z_loss":[-0-9.e+]*' "$1/metrics.jsonl" | tr -c '0-9.e+\n-' ' '; }
 paste <(auxes "$dir/moes-pp2") <(auxes "$dir/moes-1") | awk '{ n++; for (i = 1; i <= 2; i++) { d = $i - $(i+2); if (d < 0) d = -d; if (d > 1e-5 * $(i+2)) bad++ } }
   END { if (n != 20 || bad) { print n " router lines, " bad+0 " differ"; exit 1 } }' || fail "MoE: PP2 router statistics differ"
-# bf16 products on every in-flight micro-batch of a stage (4 micro-batches: stage 0 keeps 2 activation sets)
+# bf16 products on every in-flight micro-batch of a stage (4 micro-batches: stage 0 keeps 2 activation sets), within
+# 1e-4 as TP2 in bf16: the tied wte's gradient is added in another order (docs/distributed.md), an ulp in fp32 that
+# bf16 can round to the other neighbour of a product's input
 "$LMF" train "${common[@]}" --grad-accum 4 --precision bf16 --out-dir "$dir/bf-1" 2> /dev/null || fail "bf16 single process"
 mpi 2 "$LMF" train "${common[@]}" --grad-accum 4 --precision bf16 --pp 2 --out-dir "$dir/bf-pp2" > "$dir/bf-pp2.txt" 2>&1 \
   || { cat "$dir/bf-pp2.txt"; fail "bf16 PP2"; }
-same_losses "$dir/bf-pp2" "$dir/bf-1" 1e-5 || fail "bf16: PP2 losses differ from the single-process run"
+same_losses "$dir/bf-pp2" "$dir/bf-1" 1e-4 || fail "bf16: PP2 losses differ from the single-process run"
 # checkpoint + resume in the middle with the same grid: bit for bit; and on one process: within 1e-5
 resume_check ppres 2 gpt2-pp2 gpt2-1 "--pp 2"
 resume_check dpppres 4 gpt2-dp2pp2 "" "--dp 2 --pp 2" --grad-accum 4

@@ -39,6 +39,7 @@ static float *rand_buf(size_t n) {
 
 /* Compare C (from fn) with the reference; tolerance tol (1e-5) relative to sum |a||b| + |beta c0|. Returns failures. */
 static double tol = 1e-5;
+static const float *tbias; /* the bias products' bias (its magnitude counts in the tolerance) */
 static int check(const char *what, int tA, int tB, int M, int N, int K, const float *A, int lda, const float *B,
                  int ldb, float beta, const float *C0, const float *C, const float *R, int ldc) {
     int bad = 0;
@@ -51,6 +52,7 @@ static int check(const char *what, int tA, int tB, int M, int N, int K, const fl
                 mag += fabs((double)a * b);
             }
             if (beta != 0.0f) mag += fabs(beta * C0[(long)i * ldc + j]);
+            if (tbias) mag += fabs(tbias[j]);
             double c = C[(long)i * ldc + j], r = R[(long)i * ldc + j];
             if (!(fabs(c - r) <= tol * mag + 1e-30)) {
                 if (bad++ < 5)
@@ -73,6 +75,7 @@ static int run_case(sgemm_fn fn, sgemm_fn ref, const char *what, int tA, int tB,
     int lda = ac + extra, ldb = bc + extra * 2, ldc = N + extra;
     float *A = rand_buf((size_t)ar * lda), *B = rand_buf((size_t)br * ldb);
     size_t cn = (size_t)M * ldc;
+    if (cn > ((size_t)1 << 32)) fail_msg("C too large"); /* also tells gcc's -Wstringop-overflow the size's range */
     float *C0 = malloc(cn * sizeof(float)), *R = malloc(cn * sizeof(float));
     float *Cb = malloc((cn + 2 * PAD) * sizeof(float));
     assert_true(C0 && Cb && R);
@@ -198,6 +201,41 @@ static void test_bf16_amx(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* C = op(A) op(B) + bias through lmf_sgemm_bf16_bias (on AMX the tiles start from the bias row), against the bf16
+ * reference plus the bias, threaded and not, with edge blocks (the bias staged) and whole ones (a stride-0 tile
+ * load); beta is ignored (the product writes C). */
+static void bias_fn(int tA, int tB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
+                    float *C, int ldc) {
+    (void)beta;
+    lmf_sgemm_bf16_bias(tA, tB, M, N, K, A, lda, B, ldb, tbias, C, ldc);
+}
+
+static void bias_ref(int tA, int tB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
+                     float *C, int ldc) {
+    (void)beta;
+    lmf_sgemm_bf16_ref(tA, tB, M, N, K, A, lda, B, ldb, 0.0f, C, ldc);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) C[(long)i * ldc + j] += tbias[j];
+}
+
+static void test_bf16_bias(void **state) {
+    (void)state;
+    static const int sh[][3] = {{1, 1, 1}, {32, 32, 32}, {64, 96, 200}, {33, 47, 17}, {300, 1001, 77}, {100, 64, 800}};
+    int bad = 0;
+    float *bias = rand_buf(1001);
+    tbias = bias;
+    for (int th = 1; th <= 2; th++) {
+        omp_set_num_threads(th);
+        for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++)
+            for (int t = 0; t < 4; t++)
+                bad += run_case(bias_fn, bias_ref, "bf16 + bias", t >> 1, t & 1, sh[s][0], sh[s][1], sh[s][2],
+                                (int)(s + t) % 3 * 5, 0.0f);
+    }
+    tbias = NULL;
+    free(bias);
+    assert_int_equal(bad, 0);
+}
+
 /* The split products: against their scalar reference (the same split, summed in order) at 1e-5, and against the
  * fp32 reference at 5e-5 of sum |a||b|: a term's error is at most ~3 x 2^-16 (x as hi + lo to 2^-16, lo.lo left
  * out), where one bf16 product is off by up to 2^-8, so dropping a cross term or mangling a LO part fails (and one
@@ -268,7 +306,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ref_k0),   cmocka_unit_test(test_avx2),        cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_threaded), cmocka_unit_test(test_in_parallel), cmocka_unit_test(test_bf16_avx512),
-        cmocka_unit_test(test_bf16_amx), cmocka_unit_test(test_bf16x3),
+        cmocka_unit_test(test_bf16_amx), cmocka_unit_test(test_bf16_bias), cmocka_unit_test(test_bf16x3),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

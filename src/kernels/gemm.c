@@ -11,27 +11,43 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stddef.h>
 
 typedef void (*sgemm_fn)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
+typedef void (*sgemm_bias_fn)(int, int, int, int, int, const float *, int, const float *, int, const float *, float *,
+                              int);
 
 typedef struct {
     sgemm_fn fn;
+    sgemm_bias_fn bias_fn; /* C = op(A) op(B) + bias in the product itself; NULL: fn, then a pass adding the bias */
     int mu, nu; /* micro-tile: split points are multiples of these */
     int mc;     /* > 0: the variant packs op(A) once per block of mc rows and op(B) once per such block; ties
                    between equally balanced grids go to the one that packs least (below) */
 } variant;
 
 static const variant variants[] = {
-    [LMF_ISA_REF] = {lmf_sgemm_ref, 1, 1, 0},
-    [LMF_ISA_AVX2] = {lmf_sgemm_avx2, 6, 16, 0},
-    [LMF_ISA_AVX512] = {lmf_sgemm_avx512, 14, 32, 1008},
+    [LMF_ISA_REF] = {lmf_sgemm_ref, NULL, 1, 1, 0},
+    [LMF_ISA_AVX2] = {lmf_sgemm_avx2, NULL, 6, 16, 0},
+    [LMF_ISA_AVX512] = {lmf_sgemm_avx512, NULL, 14, 32, 1008},
 };
 
 /* Below this many flops per thread, waking the other threads costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 4000000.0
 
+/* One thread's rectangle: C = beta C + op(A) op(B), or with bias (beta 0) C = op(A) op(B) + bias. */
+static void part(variant v, int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                 int ldb, float beta, const float *bias, float *C, int ldc) {
+    if (bias && v.bias_fn) {
+        v.bias_fn(transA, transB, M, N, K, A, lda, B, ldb, bias, C, ldc);
+        return;
+    }
+    v.fn(transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    for (int i = 0; bias && i < M; i++)
+        for (int j = 0; j < N; j++) C[(long)i * ldc + j] += bias[j];
+}
+
 static void run(variant v, int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
-                int ldb, float beta, float *C, int ldc) {
+                int ldb, float beta, const float *bias, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
 
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
@@ -40,7 +56,7 @@ static void run(variant v, int transA, int transB, int M, int N, int K, const fl
     int mt = (M + v.mu - 1) / v.mu, ntl = (N + v.nu - 1) / v.nu; /* micro-tiles along M and N */
     if ((long)mt * ntl < nt) nt = (int)((long)mt * ntl);
     if (nt <= 1) {
-        v.fn(transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        part(v, transA, transB, M, N, K, A, lda, B, ldb, beta, bias, C, ldc);
         return;
     }
 
@@ -72,10 +88,11 @@ static void run(variant v, int transA, int transB, int M, int N, int K, const fl
             if (m1 > m0 && n1 > n0) {
                 const float *Ap = transA ? A + m0 : A + (long)m0 * lda;
                 const float *Bp = transB ? B + (long)n0 * ldb : B + n0;
-                v.fn(transA, transB, m1 - m0, n1 - n0, K, Ap, lda, Bp, ldb, beta, C + (long)m0 * ldc + n0, ldc);
+                part(v, transA, transB, m1 - m0, n1 - n0, K, Ap, lda, Bp, ldb, beta, bias ? bias + n0 : NULL,
+                     C + (long)m0 * ldc + n0, ldc);
             }
         } else if (t == 0) {
-            v.fn(transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+            part(v, transA, transB, M, N, K, A, lda, B, ldb, beta, bias, C, ldc);
         }
     }
 }
@@ -89,7 +106,7 @@ static int isa(void) {
 
 void lmf_sgemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                float beta, float *C, int ldc) {
-    run(variants[isa()], transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    run(variants[isa()], transA, transB, M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
 }
 
 static int bf16_hw(void) { return isa() == LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16); }
@@ -102,15 +119,24 @@ double lmf_sgemm_bf16_rate(void) {
 
 int lmf_sgemm_bf16_pays(void) { return lmf_sgemm_bf16_rate() >= 1.3; }
 
+static variant bf16_variant(void) {
+    static const variant amx = {lmf_sgemm_bf16_amx, lmf_sgemm_bf16_amx_bias, 32, 32, LMF_SGEMM_AMX_MC},
+                         avx512 = {lmf_sgemm_bf16_avx512, NULL, 14, 32, 1008}, ref = {lmf_sgemm_bf16_ref, NULL, 1, 1, 0};
+    return lmf_cpu_amx() ? amx : bf16_hw() ? avx512 : ref;
+}
+
 void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                     float beta, float *C, int ldc) {
-    static const variant amx = {lmf_sgemm_bf16_amx, 32, 32, LMF_SGEMM_AMX_MC},
-                         avx512 = {lmf_sgemm_bf16_avx512, 14, 32, 1008}, ref = {lmf_sgemm_bf16_ref, 1, 1, 0};
-    run(lmf_cpu_amx() ? amx : bf16_hw() ? avx512 : ref, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    run(bf16_variant(), transA, transB, M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
+}
+
+void lmf_sgemm_bf16_bias(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                         int ldb, const float *bias, float *C, int ldc) {
+    run(bf16_variant(), transA, transB, M, N, K, A, lda, B, ldb, 0.0f, bias, C, ldc);
 }
 
 void lmf_sgemm_bf16x3(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc) {
-    static const variant amx = {lmf_sgemm_bf16x3_amx, 32, 32, LMF_SGEMM_AMX_MC};
-    run(lmf_cpu_amx() ? amx : variants[isa()], transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    static const variant amx = {lmf_sgemm_bf16x3_amx, NULL, 32, 32, LMF_SGEMM_AMX_MC};
+    run(lmf_cpu_amx() ? amx : variants[isa()], transA, transB, M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
 }

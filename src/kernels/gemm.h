@@ -41,6 +41,10 @@ void lmf_sgemm(int transA, int transB, int M, int N, int K, const float *A, int 
 
 void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                     float beta, float *C, int ldc);
+/* C = op(A) op(B) + bias (bias[j] added to column j; C is written, not read): on AMX the tiles start from the bias
+ * (so it is added first, not after the products); elsewhere lmf_sgemm_bf16 and then the bias, per thread's block. */
+void lmf_sgemm_bf16_bias(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                         int ldb, const float *bias, float *C, int ldc);
 double lmf_sgemm_bf16_rate(void);
 void lmf_sgemm_bf16x3(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc);
@@ -61,6 +65,8 @@ void lmf_sgemm_bf16_avx512(int transA, int transB, int M, int N, int K, const fl
 #define LMF_SGEMM_AMX_MC 1024 /* rows of op(A) per packed block (gemm_amx.c); gemm.c's split weighs packing by it */
 void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                         int ldb, float beta, float *C, int ldc);
+void lmf_sgemm_bf16_amx_bias(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                             int ldb, const float *bias, float *C, int ldc);
 void lmf_sgemm_bf16x3_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                           int ldb, float beta, float *C, int ldc);
 double lmf_bf16_rate_avx512(void);

@@ -139,12 +139,23 @@ static void pack_panel(uint32_t *dst, const float *src, long ld_line, long ld_k,
  * blocks load and store C in place, edge blocks (and beta other than 0 or 1) through a zero-padded 32 x 32 copy, so
  * an element's sums do not depend on where the block boundaries fall (threads and ranks cut C differently). */
 static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float *c, long ldc, int mr, int nr,
-                         float beta, int first, const float *cn, int cn_rows, int split) {
+                         float beta, const float *bias, int first, const float *cn, int cn_rows, int split) {
     int whole = mr == 32 && nr == 32 && (!first || beta == 0.0f || beta == 1.0f);
     float acc[32 * 32] __attribute__((aligned(64)));
     float *t = c;
     long ldt = ldc;
-    if (first && beta == 0.0f) {
+    if (first && bias) { /* C = bias + products (beta 0): every tile row starts as the block's bias columns */
+        if (!whole)
+            for (int i = 0; i < 32; i++)
+                for (int j = 0; j < 32; j += 16)
+                    _mm512_store_ps(acc + i * 32 + j, _mm512_maskz_loadu_ps(lanes(nr - j), bias + j));
+        t = whole ? (float *)bias : acc;
+        _tile_loadd(0, t, whole ? 0 : 128); /* stride 0: the one bias row in all 16 tile rows */
+        _tile_loadd(1, t + 16, whole ? 0 : 128);
+        _tile_loadd(2, t, whole ? 0 : 128);
+        _tile_loadd(3, t + 16, whole ? 0 : 128);
+        t = c;
+    } else if (first && beta == 0.0f) {
         _tile_zero(0);
         _tile_zero(1);
         _tile_zero(2);
@@ -209,11 +220,12 @@ static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float 
 }
 
 static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, const float *A, int lda,
-                      const float *B, int ldb, float beta, float *C, int ldc) {
+                      const float *B, int ldb, float beta, const float *bias, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) C[(long)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
+            for (int j = 0; j < N; j++)
+                C[(long)i * ldc + j] = bias ? bias[j] : beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
         return;
     }
     int kcmax = KC >> split, nk = (K + kcmax - 1) / kcmax; /* split: the same packed bytes per block */
@@ -253,7 +265,8 @@ static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, co
                         int ni = j + 32 < nb ? i : i + 32, nj = j + 32 < nb ? j + 32 : 0; /* the next block */
                         float *c = C + (long)(m0 + i) * ldc + n0 + j;
                         kernel_32x32(steps, ap + i / 32 * PANEL(kc, split), bb + j / 32 * PANEL(kc, split), c, ldc,
-                                     mb - i < 32 ? mb - i : 32, nb - j < 32 ? nb - j : 32, beta, first,
+                                     mb - i < 32 ? mb - i : 32, nb - j < 32 ? nb - j : 32, beta,
+                                     bias ? bias + n0 + j : NULL, first,
                                      ni < mb ? C + (long)(m0 + ni) * ldc + n0 + nj : NULL,
                                      mb - ni < 32 ? mb - ni : 32, split);
                     }
@@ -264,12 +277,17 @@ static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, co
 
 void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                         int ldb, float beta, float *C, int ldc) {
-    sgemm_amx(0, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    sgemm_amx(0, transA, transB, M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
+}
+
+void lmf_sgemm_bf16_amx_bias(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                             int ldb, const float *bias, float *C, int ldc) {
+    sgemm_amx(0, transA, transB, M, N, K, A, lda, B, ldb, 0.0f, bias, C, ldc);
 }
 
 void lmf_sgemm_bf16x3_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                           int ldb, float beta, float *C, int ldc) {
-    sgemm_amx(1, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    sgemm_amx(1, transA, transB, M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
 }
 
 /* Products per second of tdpbf16ps against vfmadd231ps on this core (4 independent tile accumulators; the best of

@@ -407,7 +407,12 @@ void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, floa
         }
         if (W->type == LMF_GGML_F32) {
             while (j + 1 < n && adjacent(&o[j], &o[j + 1])) O += o[++j].W->rows;
-            gemm(0, 1, N, O, K, in, ldi, W->data, (int)(W->row_bytes / sizeof(float)), 0.0f, o[j0].out, o[j0].ldo);
+            int ldw = (int)(W->row_bytes / sizeof(float));
+            if (o[j0].bias && mode & LMF_LIN_BF16) { /* the tiles start from the bias: no pass over the output */
+                lmf_sgemm_bf16_bias(0, 1, N, O, K, in, ldi, W->data, ldw, o[j0].bias, o[j0].out, o[j0].ldo);
+                continue;
+            }
+            gemm(0, 1, N, O, K, in, ldi, W->data, ldw, 0.0f, o[j0].out, o[j0].ldo);
             if (o[j0].bias) add_bias(o[j0].out, o[j0].ldo, o[j0].bias, N, O);
             continue;
         }
