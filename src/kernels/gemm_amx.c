@@ -134,6 +134,19 @@ static void pack_panel(uint32_t *dst, const float *src, long ld_line, long ld_k,
     }
 }
 
+/* C's four tiles (tmm0-3) += the 2 x 2 products of A's tiles a, a + 256 (rows 0-15, 16-31) and B's b, b + 256 */
+#define PRODUCTS_2X2(a, b)                                                                                             \
+    do {                                                                                                               \
+        _tile_loadd(4, (a), 64);                                                                                       \
+        _tile_loadd(6, (b), 64);                                                                                       \
+        _tile_dpbf16ps(0, 4, 6);                                                                                       \
+        _tile_loadd(7, (b) + 256, 64);                                                                                 \
+        _tile_dpbf16ps(1, 4, 7);                                                                                       \
+        _tile_loadd(5, (a) + 256, 64);                                                                                 \
+        _tile_dpbf16ps(2, 5, 6);                                                                                       \
+        _tile_dpbf16ps(3, 5, 7);                                                                                       \
+    } while (0)
+
 /* C[32 x 32] at c (row stride ldc; mr x nr of it real) = (first ? beta C : C) + the panels' product. The tiles start
  * from C's block (beta C, or zero for beta 0 on the first depth block) and the products are added to them: whole
  * blocks load and store C in place, edge blocks (and beta other than 0 or 1) through a zero-padded 32 x 32 copy, so
@@ -182,14 +195,7 @@ static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float 
     for (int s = 0; s < steps; s++, a += 512 << split, b += 512 << split) {
         for (int e = l + per; l < e && l < lines; l++)
             _mm_prefetch((const char *)(cn + (l >> 1) * ldc + (l & 1) * 16), _MM_HINT_ET0);
-        _tile_loadd(4, a, 64);
-        _tile_loadd(6, b, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_loadd(7, b + 256, 64);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_loadd(5, a + 256, 64);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
+        PRODUCTS_2X2(a, b);
         if (!split) continue;
         /* A's HI tiles (still in tmm4-5) times B's LO tiles, then A's LO tiles times B's HI ones again: ten tile
          * loads for twelve products, each element's three products added in this order at every step */
@@ -199,14 +205,7 @@ static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float 
         _tile_loadd(7, b + 768, 64);
         _tile_dpbf16ps(1, 4, 7);
         _tile_dpbf16ps(3, 5, 7);
-        _tile_loadd(4, a + 512, 64);
-        _tile_loadd(6, b, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_loadd(7, b + 256, 64);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_loadd(5, a + 768, 64);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
+        PRODUCTS_2X2(a + 512, b);
     }
     if (!whole) t = acc, ldt = 32;
     _tile_stored(0, t, ldt * 4);
