@@ -22,7 +22,8 @@ pp() { "$BUILD/bench_infer" "$1" "$2" "$PP" 0 1 | sed -n 's/.*pp_tok_s=\([^ ]*\)
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), family $(lscpu | sed -n 's/^CPU family: *//p') model" \
      "$(lscpu | sed -n 's/^Model: *//p'), AMX: $(grep -q amx_bf16 /proc/cpuinfo && echo yes || echo no)"
 echo
-echo "| model | threads | rounds | tiles pp$PP tok/s (median) | fp32 SGEMM (LMF_ISA=avx512) | ratio: median of rounds | min - max |"
+echo "| model | threads | rounds | tiles pp$PP tok/s (median) | fp32 SGEMM (LMF_ISA=avx512) |" \
+     "ratio: median of rounds | min - max |"
 echo "|---|---|---|---|---|---|---|"
 for f in "$@"; do
   for th in $THREADS; do

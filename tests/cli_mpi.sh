@@ -7,7 +7,8 @@
 #  3. the data-parallel size changes on resume (1 -> 2, 2 -> 1, 3 -> 4: the moments are re-sharded);
 #  1b. pipeline parallel: PP2 and DP2xPP2 (4 ranks) on the same configs, and PP2 on a small mixture of experts (its
 #     router statistics too), equal the single-process run within 1e-5 (bf16 PP2: 1e-4); PP2 and DP2xPP2 resume bit
-#     for bit with the same grid, and PP2's checkpoint within 1e-5 on one process (the checkpoint set is over all ranks);
+#     for bit with the same grid, and PP2's checkpoint within 1e-5 on one process (the checkpoint set is over all
+#     ranks);
 #  1c. tensor parallel: TP2, DP2xTP2, TP2xPP2 and DP2xTP2xPP2 (8 ranks) on the gpt2 and llama configs, an untied
 #     llama, bf16 (1e-4) and a MoE (TP2, TP2xPP2) equal the single-process run within 1e-5; TP2 (gpt2 and llama),
 #     DP2xTP2, TP2xPP2 and DP2xTP2xPP2 resume bit for bit, and their checkpoints on one process within 1e-5;

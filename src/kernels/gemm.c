@@ -121,7 +121,8 @@ int lmf_sgemm_bf16_pays(void) { return lmf_sgemm_bf16_rate() >= 1.3; }
 
 static variant bf16_variant(void) {
     static const variant amx = {lmf_sgemm_bf16_amx, lmf_sgemm_bf16_amx_bias, 32, 32, LMF_SGEMM_AMX_MC},
-                         avx512 = {lmf_sgemm_bf16_avx512, NULL, 14, 32, 1008}, ref = {lmf_sgemm_bf16_ref, NULL, 1, 1, 0};
+                         avx512 = {lmf_sgemm_bf16_avx512, NULL, 14, 32, 1008},
+                         ref = {lmf_sgemm_bf16_ref, NULL, 1, 1, 0};
     return lmf_cpu_amx() ? amx : bf16_hw() ? avx512 : ref;
 }
 

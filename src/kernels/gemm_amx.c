@@ -1,5 +1,6 @@
-/* gemm_amx.c — lmf_sgemm_bf16 (and lmf_sgemm_bf16x3) on Intel AMX-BF16 tiles (see gemm.h): inputs rounded to bf16 (nearest even) as they
- * are packed, products summed in fp32 by tdpbf16ps, single-threaded (gemm.c spreads the work over threads).
+/* gemm_amx.c — lmf_sgemm_bf16 (and lmf_sgemm_bf16x3) on Intel AMX-BF16 tiles (see gemm.h): inputs rounded to bf16
+ * (nearest even) as they are packed, products summed in fp32 by tdpbf16ps, single-threaded (gemm.c spreads the work
+ * over threads).
  *
  * A tile is 16 rows of 64 bytes. tdpbf16ps C += A B takes A as 16 rows of C by 32 bf16 along k, B as 16 rows of
  * k-pairs by 16 columns (each 32-bit element holds k = 2p in its low half and 2p + 1 in its high half), and C as
@@ -147,7 +148,8 @@ static void pack_panel(uint32_t *dst, const float *src, long ld_line, long ld_k,
         _tile_dpbf16ps(3, 5, 7);                                                                                       \
     } while (0)
 
-/* C[32 x 32] at c (row stride ldc; mr x nr of it real) = (first ? beta C : C) + the panels' product. The tiles start
+/* C[32 x 32] at c (row stride ldc; mr x nr of it real) = (first ? beta C : C) + the panels' product, or with a bias
+ * (the block's 32 columns of it; beta 0) first ? bias + product : C + product. The tiles start
  * from C's block (beta C, or zero for beta 0 on the first depth block) and the products are added to them: whole
  * blocks load and store C in place, edge blocks (and beta other than 0 or 1) through a zero-padded 32 x 32 copy, so
  * an element's sums do not depend on where the block boundaries fall (threads and ranks cut C differently). */
@@ -248,15 +250,15 @@ static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, co
             int mb = M - m0 < mcb ? M - m0 : mcb;
             for (int i = 0; i < mb; i += 32) { /* op(A) row i is A's row (transA 0) or column: contiguous in k */
                 const float *a = transA ? A + (long)p0 * lda + m0 + i : A + (long)(m0 + i) * lda + p0;
-                pack_panel(ap + i / 32 * PANEL(kc, split), a, transA ? 1 : lda, transA ? lda : 1, mb - i, kc, !transA, 1,
-                           split);
+                pack_panel(ap + i / 32 * PANEL(kc, split), a, transA ? 1 : lda, transA ? lda : 1, mb - i, kc,
+                           !transA, 1, split);
             }
             for (int n0 = 0; n0 < N; n0 += NB) {
                 int nb = N - n0 < NB ? N - n0 : NB;
                 for (int j = 0; !whole_b && j < nb; j += 32) {
                     const float *b = transB ? B + (long)(n0 + j) * ldb + p0 : B + (long)p0 * ldb + n0 + j;
-                    pack_panel(bp + j / 32 * PANEL(kc, split), b, transB ? ldb : 1, transB ? 1 : ldb, nb - j, kc, transB, 0,
-                               split);
+                    pack_panel(bp + j / 32 * PANEL(kc, split), b, transB ? ldb : 1, transB ? 1 : ldb, nb - j, kc,
+                               transB, 0, split);
                 }
                 const uint32_t *bb = whole_b ? bp + n0 / 32 * PANEL(kc, split) : bp;
                 for (int i = 0; i < mb; i += 32)
