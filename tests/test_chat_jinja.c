@@ -11,6 +11,7 @@
 #include "model/jinja.h"
 
 #include "core/status.h"
+#include "chat_fixture.h"
 #include "test_util.h"
 
 #include <cjson/cJSON.h>
@@ -25,14 +26,7 @@ static void test_fixtures(void **state) {
     assert_non_null(text);
     cJSON *root = cJSON_Parse(text);
     assert_non_null(root);
-    const cJSON *now = cJSON_GetObjectItem(root, "now");
-    struct tm tm = {.tm_year = cJSON_GetArrayItem(now, 0)->valueint - 1900,
-                    .tm_mon = cJSON_GetArrayItem(now, 1)->valueint - 1,
-                    .tm_mday = cJSON_GetArrayItem(now, 2)->valueint,
-                    .tm_hour = cJSON_GetArrayItem(now, 3)->valueint,
-                    .tm_min = cJSON_GetArrayItem(now, 4)->valueint,
-                    .tm_isdst = -1};
-    time_t t = mktime(&tm);
+    time_t t = chat_fixture_now(root);
     int n = 0, failed = 0, raised = 0;
     const cJSON *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases")) {

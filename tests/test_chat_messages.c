@@ -10,6 +10,7 @@
 #include "model/chat.h"
 
 #include "core/status.h"
+#include "chat_fixture.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
@@ -63,7 +64,8 @@ static void test_tool_round_as_transformers(void **state) {
         assert_int_equal(lmf_chat_template_parse(cJSON_GetObjectItem(c, "template")->valuestring, &t), LMF_OK);
         assert_non_null(t.jinja);
         assert_true(t.renders_tools);
-        /* the other variables (bos_token, strftime's clock is unused by these) as kwargs */
+        t.now = (long long)chat_fixture_now(root); /* llama 3.2's template dates its system turn with strftime_now */
+        /* the other variables (bos_token) as kwargs */
         cJSON *kw = cJSON_Duplicate(vars, 1);
         static const char *const own[] = {"messages", "tools", "add_generation_prompt", "documents"};
         for (int i = 0; i < 4; i++) cJSON_DeleteItemFromObject(kw, own[i]);
