@@ -177,14 +177,15 @@ static void test_bf16_avx512(void **state) {
 }
 
 /* AMX tiles: the same reference and tolerance (the tiles sum a step's 32 products in their own order, within fp32
- * rounding); shapes around the tile sizes (16, 32) and the blocks (KC 768, NB 256, MC 1024) besides the common ones. */
+ * rounding); shapes around the tile sizes (16, 32) and the blocks (KC 2048, NB 256, MC 1024) besides the common ones. */
 static void test_bf16_amx(void **state) {
     (void)state;
     if (!lmf_cpu_amx()) skip();
     run_k0(lmf_sgemm_bf16_amx);
     run_variant(lmf_sgemm_bf16_amx, lmf_sgemm_bf16_ref, "bf16 amx");
-    static const int tiles[][3] = {{16, 16, 32}, {32, 32, 64},  {31, 33, 31},   {17, 15, 33},  {64, 288, 513},
-                                   {33, 257, 1025}, {1100, 40, 96}, {48, 520, 1536}, {1, 600, 700}, {600, 1, 700}};
+    static const int tiles[][3] = {{16, 16, 32},   {32, 32, 64},   {31, 33, 31},   {17, 15, 33},
+                                   {64, 288, 513}, {33, 257, 1025}, {1100, 40, 96}, {48, 520, 1536},
+                                   {1, 600, 700},  {600, 1, 700},   {20, 40, 4200}}; /* K over two depth blocks */
     int bad = 0;
     for (size_t s = 0; s < sizeof tiles / sizeof tiles[0]; s++)
         for (int t = 0; t < 4; t++)
@@ -256,7 +257,8 @@ static void test_bf16x3(void **state) {
         skip();
     }
     run_variant(lmf_sgemm_bf16x3_amx, lmf_sgemm_ref, "bf16x3 amx vs fp32");
-    static const int tiles[][3] = {{16, 16, 32}, {31, 33, 31}, {64, 288, 513}, {33, 257, 1025}, {48, 520, 1536}};
+    static const int tiles[][3] = {{16, 16, 32},    {31, 33, 31},    {64, 288, 513},
+                                   {33, 257, 1025}, {48, 520, 1536}, {20, 40, 4200}};
     for (size_t s = 0; s < sizeof tiles / sizeof tiles[0]; s++)
         for (int t = 0; t < 4; t++)
             bad += run_case(lmf_sgemm_bf16x3_amx, lmf_sgemm_ref, "bf16x3 amx tiles", t >> 1, t & 1, tiles[s][0],
