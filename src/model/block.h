@@ -74,7 +74,7 @@ void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int
  * LMF_LIN_SPLIT (inference only): the dequantized slabs' products (F16, BF16, quantized weights off the integer
  * path; not F32 weights, which keep exact fp32) through lmf_sgemm_bf16x3, on AMX-BF16 tiles with nearly fp32
  * accuracy (each input as two bf16 parts, three products; lmf_sgemm without AMX): an F16 weight is exact as two
- * parts, the activations keep 16 significand bits. SmolLM2 F16 pp512 ~1.7x; logits within ~3e-5 of fp32's. */
+ * parts, the activations keep 16 significand bits. SmolLM2 F16 pp512 1.7-1.8x; logits within ~3e-5 of fp32's. */
 #define LMF_LIN_BF16 1
 #define LMF_LIN_QINT 2
 #define LMF_LIN_SPLIT 4
