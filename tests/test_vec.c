@@ -534,6 +534,34 @@ static void test_adamw(void **state) {
     }
 }
 
+/* ---- column sums ------------------------------------------------------------------------------------------ */
+
+/* A bias gradient: every variant's column sums bit for bit the reference's (adds in row order), on widths around
+ * the 64- and 256-column chunks, rows strided wider than they are, with sentinels past the last column. */
+static void test_col_sum_add(void **state) {
+    static const int widths[] = {1, 7, 16, 63, 64, 65, 255, 256, 257, 576, 1000};
+    static const int heights[] = {1, 3, 17, 300};
+    FOR_VARIANTS(v) {
+        const lmf_vec_ops *V = variants[v];
+        for (int wi = 0; wi < (int)(sizeof widths / sizeof *widths); wi++)
+            for (int hi = 0; hi < (int)(sizeof heights / sizeof *heights); hi++) {
+                int n = widths[wi], m = heights[hi];
+                long ldx = n + 37;
+                float *x = row(ldx * m), *a1 = row(n);
+                fill(x, ldx * m, 40 + wi + hi, 2.0f, 1), fill(a1, n, 41 + wi, 1.0f, 0);
+                float *a2 = copy(a1, n);
+                lmf_vec_ref.col_sum_add(a1, x, ldx, m, n);
+                V->col_sum_add(a2, x, ldx, m, n);
+                for (int c = 0; c < n; c++)
+                    if (memcmp(&a1[c], &a2[c], sizeof(float)))
+                        fail_msg("%s col_sum_add m=%d n=%d: column %d is %.9g, the reference's %.9g", V->name, m, n,
+                                 c, a2[c], a1[c]);
+                check_sentinels(a2, n, "col_sum_add", V->name);
+                free(x), free(a1), free(a2);
+            }
+    }
+}
+
 /* ---- dispatch and report ---------------------------------------------------------------------------------- */
 
 static void test_dispatch(void **state) {
@@ -552,6 +580,7 @@ static void test_dispatch(void **state) {
         assert_non_null(t->name);
         for (int k = 0; k < (int)(sizeof f / sizeof f[0]); k++)
             if (!f[k]) fail_msg("%s: %s is NULL", t->name, func_names[k]);
+        if (!t->rows_by_matrix || !t->rows_by_pieces_t || !t->col_sum_add) fail_msg("%s: a row kernel is NULL", t->name);
     }
 }
 
@@ -582,6 +611,7 @@ int main(void) {
         cmocka_unit_test(test_swiglu),         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_rows_by_matrix),
         cmocka_unit_test(test_rows_by_pieces_t),
+        cmocka_unit_test(test_col_sum_add),
         cmocka_unit_test(test_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

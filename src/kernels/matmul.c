@@ -2,6 +2,7 @@
  * precision, the same products with bf16 inputs and fp32 sums). */
 #include "kernels/kernels.h"
 #include "kernels/gemm.h"
+#include "kernels/vec.h"
 #include "core/parallel.h"
 
 void lmf_matmul_forward(float *out, const float *inp, const float *W, const float *bias, int N, int IC, int OC) {
@@ -27,10 +28,7 @@ static void backward(gemm_fn gemm, float *dinp, float dinp_beta, float *dW, floa
         {
             long c0, c1;
             lmf_omp_range(OC, &c0, &c1);
-            for (int n = 0; n < N; n++) {
-                const float *d = dout + (long)n * ldo;
-                for (long c = c0; c < c1; c++) dbias[c] += d[c];
-            }
+            if (c1 > c0) lmf_vec()->col_sum_add(dbias + c0, dout + c0, ldo, N, (int)(c1 - c0));
         }
     }
 }

@@ -56,6 +56,9 @@ typedef struct {
      * blocks are 16 positions. Pieces of halves when half is set, as rows_by_matrix. */
     void (*rows_by_pieces_t)(float *out, long ldo, const float *x, long ldx, int m, const void *const *w, int half,
                              const int *len, int nb, long ldw, int k);
+    /* acc[c] += x[r * ldx + c] for c < n, r = 0, 1, ..., m - 1 in that order (each column's sum row after row, so
+     * every variant, and any split of the columns, gives the same bits): a bias gradient over the tokens. */
+    void (*col_sum_add)(float *acc, const float *x, long ldx, int m, int n);
     /* AdamW, torch formulation: g' = g * grad_scale; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
      * p = p * decay - step * m / (sqrt(v) / bc2_sqrt + eps), with decay = 1 - lr*wd, step = lr / (1 - b1^t),
      * bc2_sqrt = sqrt(1 - b2^t) */
@@ -74,6 +77,6 @@ extern const lmf_vec_ops lmf_vec_ref, lmf_vec_avx2, lmf_vec_avx512;
      .rmsnorm_backward = rmsnorm_backward, .softmax = softmax, .softmax_backward = softmax_backward,               \
      .logsumexp = logsumexp, .exp_shift_scale = exp_shift_scale, .gelu = gelu, .gelu_backward = gelu_backward,    \
      .swiglu = swiglu, .swiglu_backward = swiglu_backward, .adamw = adamw, .rows_by_matrix = rows_by_matrix,   \
-     .rows_by_pieces_t = rows_by_pieces_t}
+     .rows_by_pieces_t = rows_by_pieces_t, .col_sum_add = col_sum_add}
 
 #endif

@@ -441,6 +441,24 @@ static inline void adamw8(__m256 *p, __m256 *m, __m256 *v, __m256 g, const adamw
     *p = _mm256_fmsub_ps(*p, c->decay, _mm256_div_ps(_mm256_mul_ps(c->step, *m), den));
 }
 
+/* Columns in chunks of 64 held in eight registers down all the rows; the next rows' stretches are prefetched (rows
+ * farther apart than a page defeat the hardware prefetchers, which a plain row-by-row pass waited on). */
+static void col_sum_add(float *acc, const float *x, long ldx, int m, int n) {
+    for (int c0 = 0; c0 < n; c0 += 64) {
+        int w = n - c0 < 64 ? n - c0 : 64;
+        __m256i mk[8];
+        __m256 a[8];
+        for (int j = 0; j < 8; j++) mk[j] = tail_mask(w - 8 * j < 0 ? 0 : w - 8 * j), a[j] = ldm(acc + c0 + 8 * j, mk[j]);
+        for (int r = 0; r < m; r++) {
+            const float *row = x + r * ldx + c0;
+            for (int l = 0; l < w; l += 16) _mm_prefetch((const char *)(row + 8 * ldx + l), _MM_HINT_T0);
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) a[j] = _mm256_add_ps(a[j], ldm(row + 8 * j, mk[j]));
+        }
+        for (int j = 0; j < 8; j++) _mm256_maskstore_ps(acc + c0 + 8 * j, mk[j], a[j]);
+    }
+}
+
 static void adamw(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2, float eps,
                   float decay, float step, float bc2_sqrt, float grad_scale) {
     adamw_consts c = {set1(beta1), set1(beta2), set1(1.0f - beta1), set1(1.0f - beta2), set1(eps),

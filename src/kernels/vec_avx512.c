@@ -384,6 +384,28 @@ static void swiglu_backward(float *dg, float *du, const float *dout, const float
 
 /* g' = g * grad_scale; m = b1 m + (1 - b1) g'; v = b2 v + (1 - b2) g'^2; p = p decay - step m / (sqrt(v) / bc2 + eps)
  * (the division by bc2_sqrt is a multiplication by its reciprocal: one rounding apart from the reference) */
+/* Columns in chunks of 256 held in sixteen registers down all the rows; the next rows' stretches are prefetched
+ * (rows farther apart than a page defeat the hardware prefetchers, which a plain row-by-row pass waited on). */
+static void col_sum_add(float *acc, const float *x, long ldx, int m, int n) {
+    for (int c0 = 0; c0 < n; c0 += 256) {
+        int w = n - c0 < 256 ? n - c0 : 256;
+        __mmask16 mk[16];
+        __m512 a[16];
+        for (int j = 0; j < 16; j++) {
+            int rem = w - 16 * j;
+            mk[j] = rem >= 16 ? (__mmask16)0xffff : rem <= 0 ? (__mmask16)0 : tail_mask(rem);
+            a[j] = _mm512_maskz_loadu_ps(mk[j], acc + c0 + 16 * j);
+        }
+        for (int r = 0; r < m; r++) {
+            const float *row = x + r * ldx + c0;
+            for (int l = 0; l < w; l += 16) _mm_prefetch((const char *)(row + 8 * ldx + l), _MM_HINT_T0);
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++) a[j] = _mm512_add_ps(a[j], _mm512_maskz_loadu_ps(mk[j], row + 16 * j));
+        }
+        for (int j = 0; j < 16; j++) _mm512_mask_storeu_ps(acc + c0 + 16 * j, mk[j], a[j]);
+    }
+}
+
 static void adamw(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2, float eps,
                   float decay, float step, float bc2_sqrt, float grad_scale) {
     __m512 b1 = set1(beta1), b2 = set1(beta2), c1 = set1(1.0f - beta1), c2 = set1(1.0f - beta2);

@@ -116,6 +116,11 @@ static void swiglu_backward(float *dg, float *du, const float *dout, const float
     }
 }
 
+static void col_sum_add(float *acc, const float *x, long ldx, int m, int n) {
+    for (int r = 0; r < m; r++)
+        for (int c = 0; c < n; c++) acc[c] += x[r * ldx + c];
+}
+
 static void adamw(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2, float eps,
                   float decay, float step, float bc2_sqrt, float grad_scale) {
     for (long i = 0; i < n; i++) {
