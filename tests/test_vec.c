@@ -580,7 +580,8 @@ static void test_dispatch(void **state) {
         assert_non_null(t->name);
         for (int k = 0; k < (int)(sizeof f / sizeof f[0]); k++)
             if (!f[k]) fail_msg("%s: %s is NULL", t->name, func_names[k]);
-        if (!t->rows_by_matrix || !t->rows_by_pieces_t || !t->col_sum_add) fail_msg("%s: a row kernel is NULL", t->name);
+        if (!t->rows_by_matrix || !t->rows_by_pieces_t || !t->col_sum_add)
+            fail_msg("%s: a row kernel is NULL", t->name);
     }
 }
 

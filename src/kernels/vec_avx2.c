@@ -448,7 +448,10 @@ static void col_sum_add(float *acc, const float *x, long ldx, int m, int n) {
         int w = n - c0 < 64 ? n - c0 : 64;
         __m256i mk[8];
         __m256 a[8];
-        for (int j = 0; j < 8; j++) mk[j] = tail_mask(w - 8 * j < 0 ? 0 : w - 8 * j), a[j] = ldm(acc + c0 + 8 * j, mk[j]);
+        for (int j = 0; j < 8; j++) {
+            mk[j] = tail_mask(w - 8 * j < 0 ? 0 : w - 8 * j);
+            a[j] = ldm(acc + c0 + 8 * j, mk[j]);
+        }
         for (int r = 0; r < m; r++) {
             const float *row = x + r * ldx + c0;
             for (int l = 0; l < w; l += 16) _mm_prefetch((const char *)(row + 8 * ldx + l), _MM_HINT_T0);

@@ -382,8 +382,6 @@ static void swiglu_backward(float *dg, float *du, const float *dout, const float
     }
 }
 
-/* g' = g * grad_scale; m = b1 m + (1 - b1) g'; v = b2 v + (1 - b2) g'^2; p = p decay - step m / (sqrt(v) / bc2 + eps)
- * (the division by bc2_sqrt is a multiplication by its reciprocal: one rounding apart from the reference) */
 /* Columns in chunks of 256 held in sixteen registers down all the rows; the next rows' stretches are prefetched
  * (rows farther apart than a page defeat the hardware prefetchers, which a plain row-by-row pass waited on). */
 static void col_sum_add(float *acc, const float *x, long ldx, int m, int n) {
@@ -406,6 +404,8 @@ static void col_sum_add(float *acc, const float *x, long ldx, int m, int n) {
     }
 }
 
+/* g' = g * grad_scale; m = b1 m + (1 - b1) g'; v = b2 v + (1 - b2) g'^2; p = p decay - step m / (sqrt(v) / bc2 + eps)
+ * (the division by bc2_sqrt is a multiplication by its reciprocal: one rounding apart from the reference) */
 static void adamw(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2, float eps,
                   float decay, float step, float bc2_sqrt, float grad_scale) {
     __m512 b1 = set1(beta1), b2 = set1(beta2), c1 = set1(1.0f - beta1), c2 = set1(1.0f - beta2);
