@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
     /* round 0 warms up and compares the logits; rounds 1..ROUNDS are timed */
     for (int k = 0; k <= rounds; k++)
         for (int p = 0; p < 2; p++) {
-            m->bf16 = p;
+            lmf_model_set_bf16(m, p);
             double t0 = lmf_now();
             lmf_model_forward(m, tok, NULL, 1, T);
             if (k) ms[p][k - 1] = (lmf_now() - t0) * 1e3;

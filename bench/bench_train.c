@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     const char *prec = getenv("LMF_BENCH_PRECISION");
-    m->bf16 = prec && !strcmp(prec, "bf16");
+    lmf_model_set_bf16(m, prec && !strcmp(prec, "bf16"));
     lmf_model_init_weights(m, 42);
     lmf_adamw opt;
     lmf_adamw_init(&opt, m->num_params);

@@ -114,7 +114,7 @@ static void run(const char *name, int bf16, errs *emul, errs *ac) {
     int B = atoi(meta(src, "B")), T = atoi(meta(src, "T")), V = c.vocab_size, N = B * T;
     lmf_model *m = lmf_model_create(&c, B, T, 1);
     if (!m) fail_msg("%s", lmf_last_error());
-    m->bf16 = bf16;
+    lmf_model_set_bf16(m, bf16);
     char tn[128];
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
         if (!m->param_sizes[i]) continue;

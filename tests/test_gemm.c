@@ -302,6 +302,81 @@ static void test_in_parallel(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* lmf_sgemm_bf16_b16 (op(B) given in bf16) against the fp32-source product it stands in for: B rounded by the
+ * matching lmf_*_round, then every variant must give the bits its fp32-source twin gives on B itself (the packing
+ * starts from the rounded values instead of rounding them; nothing else changes). B holds a few fp32 subnormals,
+ * which vcvtneps2bf16 flushes and the reference rounding keeps: each pair must agree on them too. */
+typedef void (*b16_fn)(int, int, int, int, const float *, int, const uint16_t *, int, float, float *, int);
+typedef void (*round_fn)(uint16_t *, const float *, long);
+
+static int b16_case(b16_fn f16, sgemm_fn f32, round_fn round, const char *what, int tA, int M, int N, int K, int pad,
+                    float beta) {
+    int lda = (tA ? M : K) + pad, ldb = N + pad, ldc = N + pad;
+    float *A = rand_buf((size_t)(tA ? K : M) * lda), *B = rand_buf((size_t)K * ldb);
+    for (int i = 0; i < K * ldb; i += 97) B[i] = (float)i * 1e-42f; /* subnormal */
+    uint16_t *B16 = malloc((size_t)K * ldb * sizeof(uint16_t));
+    round(B16, B, (long)K * ldb);
+    float *C = rand_buf((size_t)M * ldc), *R = malloc((size_t)M * ldc * sizeof(float));
+    memcpy(R, C, (size_t)M * ldc * sizeof(float));
+    f16(tA, M, N, K, A, lda, B16, ldb, beta, C, ldc);
+    f32(tA, 0, M, N, K, A, lda, B, ldb, beta, R, ldc);
+    int bad = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++)
+            if (memcmp(&C[(long)i * ldc + j], &R[(long)i * ldc + j], sizeof(float)) && bad++ < 5)
+                fprintf(stderr, "%s tA=%d M=%d N=%d K=%d beta=%g: C[%d][%d] = %.9g, want %.9g\n", what, tA, M, N, K,
+                        beta, i, j, C[(long)i * ldc + j], R[(long)i * ldc + j]);
+    for (int i = 0; i < M; i++) /* the padding of C's rows is left alone */
+        for (int j = N; j < ldc; j++)
+            if (memcmp(&C[(long)i * ldc + j], &R[(long)i * ldc + j], sizeof(float)) && bad++ < 5)
+                fprintf(stderr, "%s: padding C[%d][%d] written\n", what, i, j);
+    free(A), free(B), free(B16), free(C), free(R);
+    return bad;
+}
+
+static int b16_shapes(b16_fn f16, sgemm_fn f32, round_fn round, const char *what) {
+    /* micro-tiles (14 x 32, 32 x 32), depth blocks (384, 2048; pairs: odd K), column blocks (768, 256), row blocks
+     * (1008, 1024: several A blocks share a whole packed op(B) on AMX) */
+    static const int sh[][3] = {{1, 1, 1},     {14, 32, 2},    {15, 33, 3},    {31, 47, 65},  {64, 288, 513},
+                                {33, 257, 1025}, {20, 800, 770}, {1100, 40, 96}, {1, 600, 700}, {600, 1, 700},
+                                {20, 40, 4200}};
+    int bad = 0;
+    for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++)
+        for (int t = 0; t < 2; t++)
+            for (int b = 0; b < 3; b++)
+                bad += b16_case(f16, f32, round, what, t, sh[s][0], sh[s][1], sh[s][2], (int)(s + t) % 3 * 5,
+                                b == 0 ? 0.0f : b == 1 ? 1.0f : 0.5f);
+    return bad;
+}
+
+static void test_bf16_b16(void **state) {
+    (void)state;
+    int bad = b16_shapes(lmf_sgemm_bf16_b16_ref, lmf_sgemm_bf16_ref, lmf_bf16_round_ref, "b16 ref");
+    if (lmf_cpu_best_isa() >= LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16))
+        bad += b16_shapes(lmf_sgemm_bf16_b16_avx512, lmf_sgemm_bf16_avx512, lmf_bf16_round_avx512, "b16 avx512");
+    if (lmf_cpu_amx())
+        bad += b16_shapes(lmf_sgemm_bf16_b16_amx, lmf_sgemm_bf16_amx, lmf_bf16_round_avx512, "b16 amx");
+    omp_set_num_threads(2); /* the dispatcher, threaded, with its own rounding */
+    for (int t = 0; t < 2; t++)
+        for (int b = 0; b < 2; b++)
+            bad += b16_case(lmf_sgemm_bf16_b16, lmf_sgemm_bf16, lmf_sgemm_bf16_round, "b16 threaded", t, 300, 1001,
+                            777, 3, b ? 1.0f : 0.0f);
+    /* the rounding itself, on a buffer long enough to be threaded, against the variant's own: round to nearest
+     * even is what a bf16 product's packing does to its inputs */
+    long n = 200003;
+    float *x = rand_buf((size_t)n);
+    uint16_t *got = malloc((size_t)n * 2), *want = malloc((size_t)n * 2);
+    lmf_sgemm_bf16_round(got, x, n);
+    (lmf_cpu_amx() || (lmf_cpu_isa() >= LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16)) ? lmf_bf16_round_avx512
+                                                                                           : lmf_bf16_round_ref)(
+        want, x, n);
+    bad += memcmp(got, want, (size_t)n * 2) != 0;
+    lmf_bf16_round_ref(want, x, n); /* normal numbers: both roundings agree */
+    bad += memcmp(got, want, (size_t)n * 2) != 0;
+    free(x), free(got), free(want);
+    assert_int_equal(bad, 0);
+}
+
 int main(void) {
     fprintf(stderr, "test_gemm: best ISA %s, dispatch ISA %s, AMX tiles %s\n", lmf_isa_name(lmf_cpu_best_isa()),
             lmf_isa_name(lmf_cpu_isa()), lmf_cpu_amx() ? "on" : "off");
@@ -309,6 +384,7 @@ int main(void) {
         cmocka_unit_test(test_ref_k0),   cmocka_unit_test(test_avx2),        cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_threaded), cmocka_unit_test(test_in_parallel), cmocka_unit_test(test_bf16_avx512),
         cmocka_unit_test(test_bf16_amx), cmocka_unit_test(test_bf16_bias), cmocka_unit_test(test_bf16x3),
+        cmocka_unit_test(test_bf16_b16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

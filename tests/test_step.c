@@ -138,7 +138,7 @@ static void test_lazy_zeroing_is_exact(void **state) {
                 m[j] = lmf_model_create(&c, B, T, 1);
                 assert_non_null(m[j]);
                 lmf_model_init_weights(m[j], 42);
-                m[j]->bf16 = bf16;
+                lmf_model_set_bf16(m[j], bf16);
                 for (size_t i = 0; i < m[j]->num_params; i++) m[j]->grads[i] = NAN;
             }
             lmf_model_zero_grad(m[0]);

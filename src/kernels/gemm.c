@@ -8,6 +8,7 @@
  * (per-head attention products) and for tiny products the variant runs on the calling thread. */
 #include "kernels/gemm.h"
 #include "core/cpu.h"
+#include "core/parallel.h"
 
 #include <math.h>
 #include <omp.h>
@@ -16,6 +17,7 @@
 typedef void (*sgemm_fn)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
 typedef void (*sgemm_bias_fn)(int, int, int, int, int, const float *, int, const float *, int, const float *, float *,
                               int);
+typedef void (*sgemm_b16_fn)(int, int, int, int, const float *, int, const uint16_t *, int, float, float *, int);
 
 typedef struct {
     sgemm_fn fn;
@@ -23,6 +25,7 @@ typedef struct {
     int mu, nu; /* micro-tile: split points are multiples of these */
     int mc;     /* > 0: the variant packs op(A) once per block of mc rows and op(B) once per such block; ties
                    between equally balanced grids go to the one that packs least (below) */
+    sgemm_b16_fn b16_fn; /* bf16 variants: op(B) = B given in bf16 (lmf_sgemm_bf16_b16) */
 } variant;
 
 static const variant variants[] = {
@@ -34,9 +37,14 @@ static const variant variants[] = {
 /* Below this many flops per thread, waking the other threads costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 4000000.0
 
-/* One thread's rectangle: C = beta C + op(A) op(B), or with bias (beta 0) C = op(A) op(B) + bias. */
-static void part(variant v, int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
-                 int ldb, float beta, const float *bias, float *C, int ldc) {
+/* One thread's rectangle: C = beta C + op(A) op(B), or with bias (beta 0) C = op(A) op(B) + bias. b16: B holds
+ * bf16 elements (transB 0, no bias). */
+static void part(variant v, int transA, int transB, int M, int N, int K, const float *A, int lda, const void *B,
+                 int b16, int ldb, float beta, const float *bias, float *C, int ldc) {
+    if (b16) {
+        v.b16_fn(transA, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     if (bias && v.bias_fn) {
         v.bias_fn(transA, transB, M, N, K, A, lda, B, ldb, bias, C, ldc);
         return;
@@ -46,8 +54,8 @@ static void part(variant v, int transA, int transB, int M, int N, int K, const f
         for (int j = 0; j < N; j++) C[(long)i * ldc + j] += bias[j];
 }
 
-static void run(variant v, int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
-                int ldb, float beta, const float *bias, float *C, int ldc) {
+static void run(variant v, int transA, int transB, int M, int N, int K, const float *A, int lda, const void *B,
+                int b16, int ldb, float beta, const float *bias, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
 
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
@@ -56,9 +64,10 @@ static void run(variant v, int transA, int transB, int M, int N, int K, const fl
     int mt = (M + v.mu - 1) / v.mu, ntl = (N + v.nu - 1) / v.nu; /* micro-tiles along M and N */
     if ((long)mt * ntl < nt) nt = (int)((long)mt * ntl);
     if (nt <= 1) {
-        part(v, transA, transB, M, N, K, A, lda, B, ldb, beta, bias, C, ldc);
+        part(v, transA, transB, M, N, K, A, lda, B, b16, ldb, beta, bias, C, ldc);
         return;
     }
+    size_t elem = b16 ? sizeof(uint16_t) : sizeof(float);
 
     /* Grid tm x tn = nt minimising the largest per-thread share of tiles; ties go to the larger tn, or for a variant
      * that packs both operands (mc > 0) to the grid whose threads pack the fewest elements: a thread packs its
@@ -87,12 +96,12 @@ static void run(variant v, int transA, int transB, int M, int N, int K, const fl
             if (n1 > N) n1 = N;
             if (m1 > m0 && n1 > n0) {
                 const float *Ap = transA ? A + m0 : A + (long)m0 * lda;
-                const float *Bp = transB ? B + (long)n0 * ldb : B + n0;
-                part(v, transA, transB, m1 - m0, n1 - n0, K, Ap, lda, Bp, ldb, beta, bias ? bias + n0 : NULL,
+                const char *Bp = (const char *)B + elem * (transB ? (size_t)n0 * ldb : (size_t)n0);
+                part(v, transA, transB, m1 - m0, n1 - n0, K, Ap, lda, Bp, b16, ldb, beta, bias ? bias + n0 : NULL,
                      C + (long)m0 * ldc + n0, ldc);
             }
         } else if (t == 0) {
-            part(v, transA, transB, M, N, K, A, lda, B, ldb, beta, bias, C, ldc);
+            part(v, transA, transB, M, N, K, A, lda, B, b16, ldb, beta, bias, C, ldc);
         }
     }
 }
@@ -106,7 +115,7 @@ static int isa(void) {
 
 void lmf_sgemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                float beta, float *C, int ldc) {
-    run(variants[isa()], transA, transB, M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
+    run(variants[isa()], transA, transB, M, N, K, A, lda, B, 0, ldb, beta, NULL, C, ldc);
 }
 
 static int bf16_hw(void) { return isa() == LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16); }
@@ -120,24 +129,45 @@ double lmf_sgemm_bf16_rate(void) {
 int lmf_sgemm_bf16_pays(void) { return lmf_sgemm_bf16_rate() >= 1.3; }
 
 static variant bf16_variant(void) {
-    static const variant amx = {lmf_sgemm_bf16_amx, lmf_sgemm_bf16_amx_bias, 32, 32, LMF_SGEMM_AMX_MC},
-                         avx512 = {lmf_sgemm_bf16_avx512, NULL, 14, 32, 1008},
-                         ref = {lmf_sgemm_bf16_ref, NULL, 1, 1, 0};
+    static const variant amx = {lmf_sgemm_bf16_amx, lmf_sgemm_bf16_amx_bias, 32, 32, LMF_SGEMM_AMX_MC,
+                                lmf_sgemm_bf16_b16_amx},
+                         avx512 = {lmf_sgemm_bf16_avx512, NULL, 14, 32, 1008, lmf_sgemm_bf16_b16_avx512},
+                         ref = {lmf_sgemm_bf16_ref, NULL, 1, 1, 0, lmf_sgemm_bf16_b16_ref};
     return lmf_cpu_amx() ? amx : bf16_hw() ? avx512 : ref;
 }
 
 void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                     float beta, float *C, int ldc) {
-    run(bf16_variant(), transA, transB, M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
+    run(bf16_variant(), transA, transB, M, N, K, A, lda, B, 0, ldb, beta, NULL, C, ldc);
+}
+
+void lmf_sgemm_bf16_b16(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
+                        float beta, float *C, int ldc) {
+    run(bf16_variant(), transA, 0, M, N, K, A, lda, B, 1, ldb, beta, NULL, C, ldc);
+}
+
+void lmf_sgemm_bf16_round(uint16_t *dst, const float *src, long n) {
+    void (*round)(uint16_t *, const float *, long) = lmf_cpu_amx() || bf16_hw() ? lmf_bf16_round_avx512
+                                                                                : lmf_bf16_round_ref;
+    if (omp_in_parallel() || n < 65536) {
+        round(dst, src, n);
+        return;
+    }
+#pragma omp parallel
+    {
+        long lo, hi;
+        lmf_omp_range(n, &lo, &hi);
+        if (hi > lo) round(dst + lo, src + lo, hi - lo);
+    }
 }
 
 void lmf_sgemm_bf16_bias(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                          int ldb, const float *bias, float *C, int ldc) {
-    run(bf16_variant(), transA, transB, M, N, K, A, lda, B, ldb, 0.0f, bias, C, ldc);
+    run(bf16_variant(), transA, transB, M, N, K, A, lda, B, 0, ldb, 0.0f, bias, C, ldc);
 }
 
 void lmf_sgemm_bf16x3(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc) {
-    static const variant amx = {lmf_sgemm_bf16x3_amx, NULL, 32, 32, LMF_SGEMM_AMX_MC};
-    run(lmf_cpu_amx() ? amx : variants[isa()], transA, transB, M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
+    static const variant amx = {lmf_sgemm_bf16x3_amx, NULL, 32, 32, LMF_SGEMM_AMX_MC, NULL};
+    run(lmf_cpu_amx() ? amx : variants[isa()], transA, transB, M, N, K, A, lda, B, 0, ldb, beta, NULL, C, ldc);
 }

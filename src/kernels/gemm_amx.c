@@ -137,6 +137,26 @@ static void pack_panel(uint32_t *dst, const float *src, long ld_line, long ld_k,
     }
 }
 
+/* pack_panel for op(B) = B given in bf16 (rows of k ld_k elements apart, w of the panel's 32 columns real): the
+ * same tiles pairs_of_rows makes from the fp32 values these were rounded from, with nothing left to round. */
+static void pack_panel_b16(uint32_t *dst, const uint16_t *src, long ld_k, int w, int kc) {
+    for (int d0 = 0; d0 < kc; d0 += 32) {
+        for (int k = d0 + 32; k < kc && k < d0 + 64; k++) /* the next step's rows, as pack_panel */
+            _mm_prefetch((const char *)(src + (long)k * ld_k), _MM_HINT_T0);
+        for (int t = 0; t < 2; t++, dst += 256) {
+            __mmask16 m = lanes(w - 16 * t);
+            for (int p = 0; p < 16; p++) {
+                int k = d0 + 2 * p;
+                const uint16_t *lo = src + (long)k * ld_k + 16 * t;
+                __m512i l = k < kc ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, lo)) : _mm512_setzero_si512();
+                __m512i h = k + 1 < kc ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, lo + ld_k))
+                                       : _mm512_setzero_si512();
+                _mm512_store_si512(dst + p * 16, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
+            }
+        }
+    }
+}
+
 /* C's four tiles (tmm0-3) += the 2 x 2 products of A's tiles a, a + 256 (rows 0-15, 16-31) and B's b, b + 256 */
 #define PRODUCTS_2X2(a, b)                                                                                             \
     do {                                                                                                               \
@@ -222,8 +242,10 @@ static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float 
             _mm512_mask_storeu_ps(c + i * ldc + j, lanes(nr - j), _mm512_load_ps(acc + i * 32 + j));
 }
 
+/* B16: op(B) = B in bf16 (transB 0, split 0), packed by pack_panel_b16 instead of pack_panel */
 static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, const float *A, int lda,
-                      const float *B, int ldb, float beta, const float *bias, float *C, int ldc) {
+                      const float *B, const uint16_t *B16, int ldb, float beta, const float *bias, float *C,
+                      int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         for (int i = 0; i < M; i++)
@@ -246,7 +268,8 @@ static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, co
         int kc = K - p0 < kcb ? K - p0 : kcb, steps = (kc + 31) / 32;
         int first = p0 == 0;
         for (int j = 0; whole_b && j < N; j += 32) /* op(B) column j is B's row (transB 1) or column */
-            pack_panel(bp + j / 32 * PANEL(kc, split), transB ? B + (long)j * ldb + p0 : B + (long)p0 * ldb + j,
+            if (B16) pack_panel_b16(bp + j / 32 * PANEL(kc, 0), B16 + (long)p0 * ldb + j, ldb, N - j, kc);
+            else pack_panel(bp + j / 32 * PANEL(kc, split), transB ? B + (long)j * ldb + p0 : B + (long)p0 * ldb + j,
                        transB ? ldb : 1, transB ? 1 : ldb, N - j, kc, transB, 0, split);
         for (int m0 = 0; m0 < M; m0 += mcb) {
             int mb = M - m0 < mcb ? M - m0 : mcb;
@@ -258,6 +281,10 @@ static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, co
             for (int n0 = 0; n0 < N; n0 += NB) {
                 int nb = N - n0 < NB ? N - n0 : NB;
                 for (int j = 0; !whole_b && j < nb; j += 32) {
+                    if (B16) {
+                        pack_panel_b16(bp + j / 32 * PANEL(kc, 0), B16 + (long)p0 * ldb + n0 + j, ldb, nb - j, kc);
+                        continue;
+                    }
                     const float *b = transB ? B + (long)(n0 + j) * ldb + p0 : B + (long)p0 * ldb + n0 + j;
                     pack_panel(bp + j / 32 * PANEL(kc, split), b, transB ? ldb : 1, transB ? 1 : ldb, nb - j, kc,
                                transB, 0, split);
@@ -280,17 +307,22 @@ static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, co
 
 void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                         int ldb, float beta, float *C, int ldc) {
-    sgemm_amx(0, transA, transB, M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
+    sgemm_amx(0, transA, transB, M, N, K, A, lda, B, NULL, ldb, beta, NULL, C, ldc);
 }
 
 void lmf_sgemm_bf16_amx_bias(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                              int ldb, const float *bias, float *C, int ldc) {
-    sgemm_amx(0, transA, transB, M, N, K, A, lda, B, ldb, 0.0f, bias, C, ldc);
+    sgemm_amx(0, transA, transB, M, N, K, A, lda, B, NULL, ldb, 0.0f, bias, C, ldc);
 }
 
 void lmf_sgemm_bf16x3_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                           int ldb, float beta, float *C, int ldc) {
-    sgemm_amx(1, transA, transB, M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
+    sgemm_amx(1, transA, transB, M, N, K, A, lda, B, NULL, ldb, beta, NULL, C, ldc);
+}
+
+void lmf_sgemm_bf16_b16_amx(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
+                            float beta, float *C, int ldc) {
+    sgemm_amx(0, transA, 0, M, N, K, A, lda, NULL, B, ldb, beta, NULL, C, ldc);
 }
 
 /* Products per second of tdpbf16ps against vfmadd231ps on this core (4 independent tile accumulators; the best of

@@ -141,6 +141,22 @@ __attribute__((target("avx512bf16"))) static void to_pairs(float *dst, const flo
     }
 }
 
+/* A kc x 32 panel of pairs straight from bf16 rows (op(B) = B given in bf16, w of its 32 columns real, rows ld
+ * elements apart): the same panel to_pairs makes from their fp32 values, without rounding anything. */
+static void pairs_b16(float *dst, const uint16_t *src, long ld, int w, int kc) {
+    for (int p = 0; 2 * p < kc; p++, dst += NR) {
+        const uint16_t *lo = src + (long)2 * p * ld, *hi = 2 * p + 1 < kc ? lo + ld : NULL;
+        _mm_prefetch((const char *)(lo + 8 * ld), _MM_HINT_T0); /* strided rows: beyond the HW prefetcher */
+        _mm_prefetch((const char *)(lo + 9 * ld), _MM_HINT_T0);
+        for (int r = 0; r < NR; r += 16) {
+            __mmask16 m = lanes(w - r);
+            __m512i l = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, lo + r));
+            __m512i h = hi ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, hi + r)) : _mm512_setzero_si512();
+            _mm512_store_si512(dst + r, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
+        }
+    }
+}
+
 /* ---- micro-kernel ------------------------------------------------------------------------------------------- */
 
 /* The k loop, in inline assembly because compilers spill some of the 28 accumulators (zmm0-27). Per k: two
@@ -238,7 +254,7 @@ static void scale_c(int M, int N, float beta, float *C, long ldc) {
 /* bf16: op(A) and op(B) rounded to bf16 as they are packed (staged as fp32 panels, then paired), products summed in
  * fp32 by vdpbf16ps; the blocking is the fp32 one, a panel holding kc / 2 pairs. */
 static void gemm(int bf16, int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
-                 int ldb, float beta, float *C, int ldc) {
+                 const uint16_t *B16, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         scale_c(M, N, beta, C, ldc);
@@ -263,6 +279,9 @@ static void gemm(int bf16, int transA, int transB, int M, int N, int K, const fl
             for (int n0 = 0; n0 < N; n0 += NB) {
                 int nb = N - n0 < NB ? N - n0 : NB;
                 if (!bf16) pack_b(bp, transB, B, ldb, n0, p0, nb, kc);
+                else if (B16)
+                    for (int j = 0; j < nb; j += NR)
+                        pairs_b16(bp + (long)j * kk, B16 + (long)p0 * ldb + n0 + j, ldb, nb - j < NR ? nb - j : NR, kc);
                 else
                     for (int j = 0; j < nb; j += NR) {
                         pack_b(stage, transB, B, ldb, n0 + j, p0, nb - j < NR ? nb - j : NR, kc);
@@ -282,12 +301,25 @@ static void gemm(int bf16, int transA, int transB, int M, int N, int K, const fl
 
 void lmf_sgemm_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                       int ldb, float beta, float *C, int ldc) {
-    gemm(0, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    gemm(0, transA, transB, M, N, K, A, lda, B, NULL, ldb, beta, C, ldc);
 }
 
 void lmf_sgemm_bf16_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                            int ldb, float beta, float *C, int ldc) {
-    gemm(1, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    gemm(1, transA, transB, M, N, K, A, lda, B, NULL, ldb, beta, C, ldc);
+}
+
+void lmf_sgemm_bf16_b16_avx512(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
+                               float beta, float *C, int ldc) {
+    gemm(1, transA, 0, M, N, K, A, lda, NULL, B, ldb, beta, C, ldc);
+}
+
+/* vcvtneps2bf16, as to_pairs and the AMX packing round */
+__attribute__((target("avx512bf16"))) void lmf_bf16_round_avx512(uint16_t *dst, const float *src, long n) {
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 m = lanes(n - i > 16 ? 16 : (int)(n - i));
+        _mm256_mask_storeu_epi16(dst + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i)));
+    }
 }
 
 /* Products per second of vfmadd231ps (lmf_fma_rate_avx512), and of vdpbf16ps against it, on this core, from short

@@ -43,3 +43,21 @@ void lmf_sgemm_bf16x3_ref(int transA, int transB, int M, int N, int K, const flo
                           int ldb, float beta, float *C, int ldc) {
     gemm(2, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
+
+void lmf_sgemm_bf16_b16_ref(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
+                            float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++)
+                acc += bf16(transA ? A[(long)k * lda + i] : A[(long)i * lda + k]) *
+                       lmf_bf16_to_f32(B[(long)k * ldb + j]);
+            float *c = &C[(long)i * ldc + j];
+            *c = beta == 0.0f ? acc : beta * *c + acc;
+        }
+    }
+}
+
+void lmf_bf16_round_ref(uint16_t *dst, const float *src, long n) {
+    for (long i = 0; i < n; i++) dst[i] = lmf_f32_to_bf16(src[i]);
+}

@@ -40,6 +40,10 @@ void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout
 void lmf_matmul_backward_ld(int bf16, float *dinp, float dinp_beta, float *dW, float dw_beta, float *dbias,
                             const float *dout, int ldo, const float *inp, int ldi, const float *W, int ldw, int N,
                             int IC, int OC);
+/* lmf_matmul_backward_ld in bf16 with the input kept in bf16 (lmf_sgemm_bf16_round of the fp32 input; rows ldi
+ * elements apart): the same bits, the weight gradient reading half the bytes (lmf_sgemm_bf16_b16) */
+void lmf_matmul_backward_b16(float *dinp, float dinp_beta, float *dW, float dw_beta, float *dbias, const float *dout,
+                             int ldo, const uint16_t *inp, int ldi, const float *W, int ldw, int N, int IC, int OC);
 
 /* ---- causal multi-head attention with grouped-query heads ----
  * qkv (B,T,C+2*KVC) holds q (NH heads), k and v (NKV heads each) per token; out (B,T,C). Nothing is kept for the

@@ -18,11 +18,13 @@ void lmf_matmul_forward(float *out, const float *inp, const float *W, const floa
 
 typedef void (*gemm_fn)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
 
+/* inp16: the input in bf16 (gemm is lmf_sgemm_bf16), for the weight gradient instead of inp */
 static void backward(gemm_fn gemm, float *dinp, float dinp_beta, float *dW, float dw_beta, float *dbias,
-                     const float *dout, int ldo, const float *inp, int ldi, const float *W, int ldw, int N, int IC,
-                     int OC) {
+                     const float *dout, int ldo, const float *inp, const uint16_t *inp16, int ldi, const float *W,
+                     int ldw, int N, int IC, int OC) {
     gemm(0, 0, N, IC, OC, dout, ldo, W, ldw, dinp_beta, dinp, ldi);
-    gemm(1, 0, OC, IC, N, dout, ldo, inp, ldi, dw_beta, dW, ldw);
+    if (inp16) lmf_sgemm_bf16_b16(1, OC, IC, N, dout, ldo, inp16, ldi, dw_beta, dW, ldw);
+    else gemm(1, 0, OC, IC, N, dout, ldo, inp, ldi, dw_beta, dW, ldw);
     if (dbias) {
 #pragma omp parallel
         {
@@ -35,12 +37,17 @@ static void backward(gemm_fn gemm, float *dinp, float dinp_beta, float *dW, floa
 
 void lmf_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
                          const float *W, int N, int IC, int OC) {
-    backward(lmf_sgemm, dinp, 1.0f, dW, 1.0f, dbias, dout, OC, inp, IC, W, IC, N, IC, OC);
+    backward(lmf_sgemm, dinp, 1.0f, dW, 1.0f, dbias, dout, OC, inp, NULL, IC, W, IC, N, IC, OC);
 }
 
 void lmf_matmul_backward_ld(int bf16, float *dinp, float dinp_beta, float *dW, float dw_beta, float *dbias,
                             const float *dout, int ldo, const float *inp, int ldi, const float *W, int ldw, int N,
                             int IC, int OC) {
-    backward(bf16 ? lmf_sgemm_bf16 : lmf_sgemm, dinp, dinp_beta, dW, dw_beta, dbias, dout, ldo, inp, ldi, W, ldw, N,
-             IC, OC);
+    backward(bf16 ? lmf_sgemm_bf16 : lmf_sgemm, dinp, dinp_beta, dW, dw_beta, dbias, dout, ldo, inp, NULL, ldi, W,
+             ldw, N, IC, OC);
+}
+
+void lmf_matmul_backward_b16(float *dinp, float dinp_beta, float *dW, float dw_beta, float *dbias, const float *dout,
+                             int ldo, const uint16_t *inp, int ldi, const float *W, int ldw, int N, int IC, int OC) {
+    backward(lmf_sgemm_bf16, dinp, dinp_beta, dW, dw_beta, dbias, dout, ldo, NULL, inp, ldi, W, ldw, N, IC, OC);
 }

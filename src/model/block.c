@@ -615,6 +615,11 @@ static void adapt(const lmf_block_ctx *ctx, const lmf_block_rows *r, int layer, 
         lmf_lora_forward(ctx->lora, layer, m0, m1, in, ldi, out, ldo, N, ctx->training, r->lora_t, ctx->lora_x);
 }
 
+/* A product's input kept for the backward in bf16 (lmf_block_rows), once the forward's products have read it */
+static void keep_b16(uint16_t *dst, const float *src, long n) {
+    if (dst) lmf_sgemm_bf16_round(dst, src, n);
+}
+
 void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
                        lmf_block_rows *r) {
     const lmf_model_config *c = ctx->cfg;
@@ -631,6 +636,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
                   {&wv, offset(L->bv, w.g0 * hs), r->qkv + CA + KVA, S}};
     lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
     adapt(ctx, r, layer, 0, 3, r->ln1, C, r->qkv, S, N);
+    keep_b16(r->ln1_16, r->ln1, NC);
     if (c->qk_norm == LMF_QK_NORM_FULL && ctx->tp)
         full_qk_norm_tp_forward(ctx, r->qkv, S, N, CA, KVA, w.h0 * hs, w.g0 * hs, L->q_norm_w, L->k_norm_w, r->qk,
                                 r->qk_rstd);
@@ -656,6 +662,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lmf_block_linear(&proj, 1, r->atty, CA, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->bo, N, C);
     adapt(ctx, r, layer, 3, 4, r->atty, CA, o, C, N);
+    keep_b16(r->atty_16, r->atty, (long)N * CA);
     lmf_residual_forward(r->res2, o, x, NC);
 
     lmf_block_norm_par(c, r->ln2, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
@@ -671,12 +678,14 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lin ffn[2] = {{&wg, NULL, r->fch, FF}, {&wu, offset(L->b_up, w.f0), r->fch + (swiglu ? F : 0), FF}};
     lmf_block_linear(ffn + !swiglu, 1 + swiglu, r->ln2, C, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
     adapt(ctx, r, layer, swiglu ? 4 : 5, 6, r->ln2, C, r->fch, FF, N);
+    keep_b16(r->ln2_16, r->ln2, NC);
     ffn_act_par(c, r->fcact, r->fch, N, F);
     o = r->res3 == r->res2 ? r->proj : r->res3;
     lin down = {&wd, ctx->tp ? NULL : L->b_down, o, C};
     lmf_block_linear(&down, 1, r->fcact, F, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->b_down, N, C);
     adapt(ctx, r, layer, 6, 7, r->fcact, F, o, C, N);
+    keep_b16(r->fcact_16, r->fcact, (long)N * F);
     lmf_residual_forward(r->res3, o, r->res2, NC);
 }
 
@@ -740,13 +749,20 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
 /* The weight and input gradients of column-parallel layers that read the same input (q, k, v or gate, up) on this
  * rank's rows: their outputs' gradients sit side by side in dout (ld floats a row), each n[j] columns; weight j's
  * rows start at row r0[j] of W[j] (and of its gradient and bias gradient). */
-static void column_backward(const lmf_block_ctx *ctx, float *din, const float *in, int K, const float *dout, int ld,
-                            int m, const lmf_wtensor *const *W, const lmf_wtensor *const *G, float *const *gb,
-                            const int *r0, const int *n, int N) {
+/* lmf_matmul_backward_ld, or its twin on the input kept in bf16 (in16, same bits) where the forward kept one */
+static void linear_backward(const lmf_block_ctx *ctx, float *din, float din_beta, float *dW, float dw_beta,
+                            float *db, const float *dout, int ldo, const float *in, const uint16_t *in16, int ldi,
+                            const float *W, int ldw, int N, int IC, int OC) {
+    if (in16) lmf_matmul_backward_b16(din, din_beta, dW, dw_beta, db, dout, ldo, in16, ldi, W, ldw, N, IC, OC);
+    else lmf_matmul_backward_ld(ctx->bf16, din, din_beta, dW, dw_beta, db, dout, ldo, in, ldi, W, ldw, N, IC, OC);
+}
+
+static void column_backward(const lmf_block_ctx *ctx, float *din, const float *in, const uint16_t *in16, int K,
+                            const float *dout, int ld, int m, const lmf_wtensor *const *W, const lmf_wtensor *const *G,
+                            float *const *gb, const int *r0, const int *n, int N) {
     for (int j = 0, col = 0; j < m; col += n[j++])
-        lmf_matmul_backward_ld(ctx->bf16, din, j ? 1.0f : 0.0f, GRAD(*G[j]) + (size_t)r0[j] * K, 1.0f,
-                               gb[j] ? gb[j] + r0[j] : NULL, dout + col, ld, in, K, F32(*W[j]) + (size_t)r0[j] * K, K,
-                               N, K, n[j]);
+        linear_backward(ctx, din, j ? 1.0f : 0.0f, GRAD(*G[j]) + (size_t)r0[j] * K, 1.0f, gb[j] ? gb[j] + r0[j] : NULL,
+                        dout + col, ld, in, in16, K, F32(*W[j]) + (size_t)r0[j] * K, K, N, K, n[j]);
 }
 
 void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, const lmf_layer_weights *G, int layer,
@@ -773,20 +789,20 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         lmf_moe_backward(ctx, L, G, layer, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, NULL, N);
     } else {
         int c0 = lmf_block_share_col(&L->w_down, F, w.f0), ld = (int)(L->w_down.row_bytes / sizeof(float));
-        lmf_matmul_backward_ld(ctx->bf16, g->dfcact, 0.0f, GRAD(G->w_down) + c0, dw_beta, (float *)G->b_down,
-                               g->dres, C, r->fcact, F, F32(L->w_down) + c0, ld, N, F, C);
+        linear_backward(ctx, g->dfcact, 0.0f, GRAD(G->w_down) + c0, dw_beta, (float *)G->b_down, g->dres, C, r->fcact,
+                        r->fcact_16, F, F32(L->w_down) + c0, ld, N, F, C);
         if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F); /* these write d(fch) */
         else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
         if (!ctx->tp) {
-            lmf_block_linear_backward(ctx, g->dbuf, 0.0f, GRAD(*gfc), dw_beta, (float *)G->b_up, g->dfch, r->ln2,
-                                      F32(*fc), N, C, FF);
+            linear_backward(ctx, g->dbuf, 0.0f, GRAD(*gfc), dw_beta, (float *)G->b_up, g->dfch, FF, r->ln2, r->ln2_16,
+                            C, F32(*fc), C, N, C, FF);
         } else {
             const lmf_wtensor *Ws[2] = {&L->w_gate, &L->w_up}, *Gs[2] = {&G->w_gate, &G->w_up};
             float *gb[2] = {NULL, (float *)G->b_up};
             int r0[2] = {w.f0, w.f0}, n[2] = {F, F};
-            column_backward(ctx, g->dbuf, r->ln2, C, g->dfch, FF, 1 + swiglu, Ws + !swiglu, Gs + !swiglu, gb + !swiglu,
-                            r0, n, N);
+            column_backward(ctx, g->dbuf, r->ln2, r->ln2_16, C, g->dfch, FF, 1 + swiglu, Ws + !swiglu, Gs + !swiglu,
+                            gb + !swiglu, r0, n, N);
             lmf_block_ctx_tp_sum(ctx, g->dbuf, NC);
         }
     }
@@ -795,8 +811,8 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
 
     /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */
     int o0 = lmf_block_share_col(&L->wo, CA, w.h0 * hs);
-    lmf_matmul_backward_ld(ctx->bf16, g->dbuf, 0.0f, GRAD(G->wo) + o0, dw_beta, (float *)G->bo, g->dres, C, r->atty,
-                           CA, F32(L->wo) + o0, (int)(L->wo.row_bytes / sizeof(float)), N, CA, C);
+    linear_backward(ctx, g->dbuf, 0.0f, GRAD(G->wo) + o0, dw_beta, (float *)G->bo, g->dres, C, r->atty, r->atty_16,
+                    CA, F32(L->wo) + o0, (int)(L->wo.row_bytes / sizeof(float)), N, CA, C);
     memset(g->dqkv, 0, (size_t)N * S * sizeof(float));
     lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, -1.0f);
@@ -807,13 +823,13 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         qk_norm_grads(ctx, g->dqkv, S, N, qk_groups_of(c, w.nh, w.nkv, hs), L, (float *)G->q_norm_w,
                       (float *)G->k_norm_w, g->dnorm, r);
     if (!ctx->tp) {
-        lmf_block_linear_backward(ctx, g->dbuf, 0.0f, GRAD(G->wq), dw_beta, (float *)G->bq, g->dqkv, r->ln1,
-                                  F32(L->wq), N, C, S);
+        linear_backward(ctx, g->dbuf, 0.0f, GRAD(G->wq), dw_beta, (float *)G->bq, g->dqkv, S, r->ln1, r->ln1_16, C,
+                        F32(L->wq), C, N, C, S);
     } else {
         const lmf_wtensor *Ws[3] = {&L->wq, &L->wk, &L->wv}, *Gs[3] = {&G->wq, &G->wk, &G->wv};
         float *gb[3] = {(float *)G->bq, (float *)G->bk, (float *)G->bv};
         int r0[3] = {w.h0 * hs, w.g0 * hs, w.g0 * hs}, n[3] = {CA, KVA, KVA};
-        column_backward(ctx, g->dbuf, r->ln1, C, g->dqkv, S, 3, Ws, Gs, gb, r0, n, N);
+        column_backward(ctx, g->dbuf, r->ln1, r->ln1_16, C, g->dqkv, S, 3, Ws, Gs, gb, r0, n, N);
         lmf_block_ctx_tp_sum(ctx, g->dbuf, NC);
     }
     norm_backward(c, g->dres, (float *)G->attn_norm_w, (float *)G->attn_norm_b, g->dbuf, x, L->attn_norm_w,

@@ -43,6 +43,41 @@ static float *carve(float **ptrs[], const size_t *sizes, int count, size_t *byte
     return mem;
 }
 
+/* The inputs of the linear products kept for the backward (lmf_acts): per layer in fp32, or with b16 per layer in
+ * bf16 beside one layer's fp32 scratch, which the forward's products read before the copies are made. */
+static void carve_inputs(lmf_model *m, int b16) {
+    lmf_acts *a = &m->acts;
+    dims d = dims_of(&m->cfg, m->max_batch, m->max_seq);
+    size_t N = d.N, L = (size_t)(m->act_l1 - m->act_l0), t = (size_t)m->act_tp, A = (size_t)d.QD / t * N;
+    size_t F = m->cfg.n_expert ? 0 : (size_t)d.F / t * N, NC = N * d.C, moe = m->cfg.n_expert != 0;
+    lmf_free_big(m->inputs_memory);
+    m->work_bytes -= m->inputs_bytes;
+    size_t before = m->work_bytes;
+    a->ln1_16 = a->atty_16 = a->ln2_16 = a->fcact_16 = NULL;
+    if (!b16) {
+        float **p[] = {&a->ln1, &a->atty, &a->ln2, &a->fcact};
+        size_t n[] = {L * NC, L * A, L * NC, L * F};
+        m->inputs_memory = carve(p, n, 4, &m->work_bytes);
+    } else { /* bf16 copies as floats: half as many (rounded up) */
+        float *c16[4];
+        float **p[] = {&a->ln1, &a->atty, &a->ln2, &a->fcact, &c16[0], &c16[1], &c16[2], &c16[3]};
+        size_t n[] = {NC, A, moe ? L * NC : 0, F, (L * NC + 1) / 2, (L * A + 1) / 2, moe ? 0 : (L * NC + 1) / 2,
+                      (L * F + 1) / 2};
+        m->inputs_memory = carve(p, n, 8, &m->work_bytes);
+        if (!moe) a->ln2 = a->ln1; /* ln1's copy is made before ln2 is computed */
+        a->ln1_16 = (uint16_t *)c16[0], a->atty_16 = (uint16_t *)c16[1];
+        a->ln2_16 = (uint16_t *)c16[2], a->fcact_16 = (uint16_t *)c16[3];
+    }
+    m->inputs_bytes = m->work_bytes - before;
+}
+
+void lmf_model_set_bf16(lmf_model *m, int on) {
+    m->bf16 = on;
+    /* LoRA's adapters and a frozen base read their inputs in fp32; a model that never trains keeps nothing */
+    int b16 = on && m->grads && !m->lora;
+    if (b16 != (m->acts.ln1_16 != NULL)) carve_inputs(m, b16);
+}
+
 double lmf_param_count(const lmf_model_config *c) {
     double total = 0;
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
@@ -127,22 +162,21 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     /* L: the layers whose activations are kept; the final norm's, the logits and the losses with the last layer's.
      * A tensor-parallel share (tp > 1) keeps q|k|v, attention, FFN rows and logits of its width only. */
     size_t N = d.N, L = (size_t)(l1 - l0), ln = cfg->norm == LMF_NORM_LAYER, ffn = cfg->n_expert ? 0 : 1;
-    size_t head = l1 == d.L, S = (size_t)d.S / tp, A = (size_t)d.QD / tp, FF = (size_t)d.FF / tp;
+    size_t head = l1 == d.L, S = (size_t)d.S / tp, FF = (size_t)d.FF / tp;
     size_t F = (size_t)d.F / tp, V = ((size_t)d.V + tp - 1) / tp, qkn = cfg->qk_norm != LMF_QK_NORM_NONE;
     /* the q/k norm's statistics per row: one per head of this rank's share, or q's and k's (full width) */
     size_t qk_groups = cfg->qk_norm == LMF_QK_NORM_FULL ? 2 : (size_t)(d.NH + d.NKV) / tp;
     m->layer_stride_nc = N * d.C;
     lmf_acts *a = &m->acts;
-    float **ap[] = {&a->encoded, &a->ln1,  &a->ln1_mean, &a->ln1_rstd, &a->qkv,  &a->att,      &a->atty,
-                    &a->res2,    &a->ln2,  &a->ln2_mean, &a->ln2_rstd, &a->fch,  &a->fcact,    &a->res3,
-                    &a->lnf,     &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->losses, &a->lse, &a->qk, &a->qk_rstd};
-    size_t as[] = {N * d.C, L * N * d.C, ln ? L * N : 0, L * N, L * N * S,
-                   lmf_attention_scratch_floats(d.T, omp_get_max_threads()),
-                   L * N * A, L * N * d.C, L * N * d.C, ln ? L * N : 0, L * N, ffn * L * N * FF,
-                   ffn * L * N * F,
-                   L * N * d.C, head * N * d.C, head && ln ? N : 0, head * N, head * N * V, head * N, head * N,
+    float **ap[] = {&a->encoded, &a->ln1_mean, &a->ln1_rstd, &a->qkv,      &a->att,    &a->res2,
+                    &a->ln2_mean, &a->ln2_rstd, &a->fch,      &a->res3,     &a->lnf,    &a->lnf_mean,
+                    &a->lnf_rstd, &a->logits,   &a->losses,   &a->lse,      &a->qk,     &a->qk_rstd};
+    size_t as[] = {N * d.C, ln ? L * N : 0, L * N, L * N * S, lmf_attention_scratch_floats(d.T, omp_get_max_threads()),
+                   L * N * d.C, ln ? L * N : 0, L * N, ffn * L * N * FF, L * N * d.C, head * N * d.C,
+                   head && ln ? N : 0, head * N, head * N * V, head * N, head * N,
                    qkn * L * N * (size_t)(d.QD + d.KVD) / tp, qkn * L * N * qk_groups};
     m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]), &m->work_bytes);
+    carve_inputs(m, training && owner && owner->bf16);
     if (training) {
         lmf_grad_scratch *g = &m->gs;
         float **gp[] = {&g->dres, &g->dbuf, &g->dqkv, &g->dfch, &g->dfcact, &g->dnorm};
@@ -250,6 +284,7 @@ void lmf_model_free(lmf_model *m) {
     lmf_free_big(m->params);
     lmf_free_big(m->grads);
     lmf_free_big(m->acts_memory);
+    lmf_free_big(m->inputs_memory);
     lmf_free_big(m->gs_memory);
     lmf_free_big(m->moe_mem);
     lmf_weights_free(m->w);
@@ -737,16 +772,19 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
     size_t snc = m->layer_stride_nc, sn = (size_t)m->max_batch * m->max_seq;
     dims d = dims_of(&m->cfg, 1, 1);
     size_t S = (size_t)d.S / t, A = (size_t)d.QD / t * sn, FF = (size_t)d.FF / t, F = (size_t)d.F / t;
+    size_t l1 = a->ln1_16 ? 0 : l, l2 = a->ln2_16 ? 0 : l; /* bf16 copies kept: fp32 scratch of one layer */
     lmf_block_rows r = {
-        a->ln1 + l * snc, a->ln1_mean ? a->ln1_mean + l * sn : NULL, a->ln1_rstd + l * sn, a->qkv + l * sn * S,
-        a->att, a->atty + l * A, a->res2 + l * snc, a->ln2 + l * snc,
+        a->ln1 + l1 * snc, a->ln1_mean ? a->ln1_mean + l * sn : NULL, a->ln1_rstd + l * sn, a->qkv + l * sn * S,
+        a->att, a->atty + l1 * A, a->res2 + l * snc, a->ln2 + l2 * snc,
         a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn, a->fch ? a->fch + l * sn * FF : NULL,
-        a->fcact ? a->fcact + l * sn * F : NULL, a->res3 + l * snc, NULL,
+        a->fcact ? a->fcact + l1 * sn * F : NULL, a->res3 + l * snc, NULL,
         m->lora ? m->lora_t + (size_t)l * lmf_lora_t_floats(m->lora, m->max_batch * m->max_seq) : NULL,
         m->moe ? m->moe + l * m->moe_stride : NULL, m->moe_scratch,
         a->qk ? a->qk + l * sn * (size_t)(d.QD + d.KVD) / t : NULL,
         a->qk_rstd ? a->qk_rstd + l * sn * (m->cfg.qk_norm == LMF_QK_NORM_FULL ? 2 : (size_t)(d.NH + d.NKV) / t)
-                   : NULL};
+                   : NULL,
+        a->ln1_16 ? a->ln1_16 + l * snc : NULL, a->atty_16 ? a->atty_16 + l * A : NULL,
+        a->ln2_16 ? a->ln2_16 + l * snc : NULL, a->fcact_16 ? a->fcact_16 + l * sn * F : NULL};
     *x = l == 0 ? a->encoded : a->res3 + (l - 1) * snc;
     return r;
 }

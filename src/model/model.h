@@ -66,6 +66,11 @@ typedef struct {
     float *losses;                     /* (N) */
     float *lse;                        /* (N) the logits' log-sum-exp per row, for the cross-entropy's backward */
     float *qk, *qk_rstd;               /* cfg.qk_norm: (L,N,QD+KV) q|k before their norm, (L,N,NH+NKV) per head */
+    /* bf16 training (lmf_model_set_bf16): the inputs of the linear products that nothing but products reads (ln1,
+     * atty, ln2 unless a mixture of experts routes on it, fcact) are kept per layer in bf16 here, rounded as the
+     * products round them, and ln1 / atty / ln2 / fcact above are one layer's fp32 scratch (ln2 sharing ln1's);
+     * NULL: kept in fp32 above */
+    uint16_t *ln1_16, *atty_16, *ln2_16, *fcact_16;
 } lmf_acts;
 
 /* One layer's worth of backward scratch (backward walks the layers one at a time). */
@@ -99,6 +104,8 @@ struct lmf_model {
     size_t layer_stride_nc; /* per-layer stride of the stacked activations */
     lmf_acts acts;
     float *acts_memory;
+    float *inputs_memory; /* acts' ln1, atty, ln2, fcact and their bf16 copies (carve_inputs) */
+    size_t inputs_bytes;
     lmf_grad_scratch gs;
     float *gs_memory;
     float *rope; /* (max_seq_len, hs): lmf_rope_table rows; RoPE models only */
@@ -107,7 +114,8 @@ struct lmf_model {
     int use_pos;
     size_t work_bytes; /* activations and scratch allocated for forward / backward (not params, grads or base) */
     int bf16;        /* mixed precision: every linear product, the head's included, in bf16 (lmf_block_ctx.bf16);
-                      * the trainer and fine-tuning set it; params, grads, AdamW and activations stay fp32 */
+                      * set by lmf_model_set_bf16; params, grads, AdamW and activations stay fp32, but for the
+                      * products' inputs kept in bf16 (lmf_acts) */
     lmf_weights *gw; /* the same views of grads; NULL unless training */
     /* LoRA (lmf_model_create_lora): w is the frozen base (borrowed, any weight type), params/grads are NULL and
      * the adapters hold what trains */
@@ -194,6 +202,11 @@ const lmf_moe_stats *lmf_model_moe_stats(const lmf_model *m);
  * tensor-parallel share: a stage keeps one per micro-batch in flight, all adding into owner's gradients, in owner's
  * precision (bf16) and tensor parallelism as they are when called. Free it before owner. lmf_model_shared_bytes is what one allocates (as lmf_model_bytes). */
 lmf_model *lmf_model_create_shared(lmf_model *owner, int l0, int l1);
+/* Mixed precision on (bf16 products, lmf_model.bf16) or off. A training model's products' inputs are then kept for
+ * the backward in bf16 (lmf_acts: the same results, as each product rounds them so, in half the memory); LoRA
+ * models keep them in fp32. Call it between steps (it re-allocates those activations), before creating shared
+ * models, which follow their owner's precision. */
+void lmf_model_set_bf16(lmf_model *m, int on);
 /* A training model (parameters and gradients of its own, all of them) keeping activations for layers [l0, l1)
  * only, as create_shared, and with tp > 1 a tensor-parallel rank's share of each layer's q|k|v, attention and FFN
  * rows and of the logits (its forwards then need the group: m->tp of that size): the model of a rank that never

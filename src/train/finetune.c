@@ -197,7 +197,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         lmf_checkpoint_free(&ck);
         if (s != LMF_OK) goto done;
     }
-    m->bf16 = bf16;
+    lmf_model_set_bf16(m, bf16);
     { /* what the run holds, the bound on peak memory (the base file is mapped; full runs also copy it) */
         double mib = 1.0 / (1 << 20), params = 2.0 * sizeof(float) * m->num_params * mib; /* values + gradients */
         double base = (double)w->file_bytes * mib, adam = params, acts = (double)m->work_bytes * mib;

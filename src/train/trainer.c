@@ -499,7 +499,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         goto done;
     }
     if (part && TP > 1) lmf_model_pack_tp(m, tp_rank, TP, sl0, sl1); /* before the in-flight sets copy the views */
-    m->bf16 = !strcmp(c.precision, "bf16");
+    lmf_model_set_bf16(m, !strcmp(c.precision, "bf16"));
     lmf_block_tp tpg = {0};
     if (o.tp) {
         tpg = (lmf_block_tp){.rank = lmf_comm_rank(o.tp), .size = TP, .sum = tp_allreduce, .comm = o.tp};
