@@ -349,6 +349,84 @@ static int b16_shapes(b16_fn f16, sgemm_fn f32, round_fn round, const char *what
     return bad;
 }
 
+/* lmf_sgemm_bf16_a16 (op(A) given in bf16, with or without a bias) against its fp32-source twin, as b16_case:
+ * f32 with bias is the variant's bias product (AMX: lmf_sgemm_bf16_amx_bias), a16 variants without one get NULL */
+typedef void (*a16_fn)(int, int, int, int, const uint16_t *, int, const float *, int, float, const float *, float *,
+                       int);
+typedef void (*sgemm_bias_fn)(int, int, int, int, int, const float *, int, const float *, int, const float *, float *,
+                              int);
+
+static int a16_case(a16_fn f16, sgemm_fn f32, sgemm_bias_fn f32b, round_fn round, const char *what, int tB, int M,
+                    int N, int K, int pad, float beta) {
+    int lda = K + pad, ldb = (tB ? K : N) + pad, ldc = N + pad;
+    float *A = rand_buf((size_t)M * lda), *B = rand_buf((size_t)(tB ? N : K) * ldb), *bias = rand_buf((size_t)N);
+    for (int i = 0; i < M * lda; i += 89) A[i] = (float)i * 1e-42f; /* subnormal */
+    uint16_t *A16 = malloc((size_t)M * lda * sizeof(uint16_t));
+    round(A16, A, (long)M * lda);
+    float *C = rand_buf((size_t)M * ldc), *R = malloc((size_t)M * ldc * sizeof(float));
+    memcpy(R, C, (size_t)M * ldc * sizeof(float));
+    if (f32b) { /* beta 0 then */
+        f16(tB, M, N, K, A16, lda, B, ldb, 0.0f, bias, C, ldc);
+        f32b(0, tB, M, N, K, A, lda, B, ldb, bias, R, ldc);
+    } else {
+        f16(tB, M, N, K, A16, lda, B, ldb, beta, NULL, C, ldc);
+        f32(0, tB, M, N, K, A, lda, B, ldb, beta, R, ldc);
+    }
+    int bad = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < ldc; j++)
+            if (memcmp(&C[(long)i * ldc + j], &R[(long)i * ldc + j], sizeof(float)) && bad++ < 5)
+                fprintf(stderr, "%s tB=%d M=%d N=%d K=%d beta=%g bias=%d: C[%d][%d] = %.9g, want %.9g\n", what, tB, M,
+                        N, K, beta, f32b != NULL, i, j, C[(long)i * ldc + j], R[(long)i * ldc + j]);
+    free(A), free(B), free(bias), free(A16), free(C), free(R);
+    return bad;
+}
+
+static void bias_after(int tA, int tB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                       const float *bias, float *C, int ldc) { /* lmf_sgemm_bf16_bias off AMX: bias after */
+    lmf_sgemm_bf16(tA, tB, M, N, K, A, lda, B, ldb, 0.0f, C, ldc);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) C[(long)i * ldc + j] += bias[j];
+}
+
+static int a16_shapes(a16_fn f16, sgemm_fn f32, sgemm_bias_fn f32b, round_fn round, const char *what) {
+    static const int sh[][3] = {{1, 1, 1},     {14, 32, 2},    {15, 33, 3},    {31, 47, 65},  {64, 288, 513},
+                                {33, 257, 1025}, {20, 800, 770}, {1100, 40, 96}, {1, 600, 700}, {600, 1, 700},
+                                {20, 40, 4200}};
+    int bad = 0;
+    for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++)
+        for (int t = 0; t < 2; t++)
+            for (int b = 0; b < 3; b++)
+                bad += a16_case(f16, f32, NULL, round, what, t, sh[s][0], sh[s][1], sh[s][2], (int)(s + t) % 3 * 5,
+                                b == 0 ? 0.0f : b == 1 ? 1.0f : 0.5f);
+    for (size_t s = 0; f32b && s < sizeof sh / sizeof sh[0]; s++)
+        for (int t = 0; t < 2; t++)
+            bad += a16_case(f16, f32, f32b, round, what, t, sh[s][0], sh[s][1], sh[s][2], (int)(s + t) % 3 * 5, 0.0f);
+    return bad;
+}
+
+static void test_bf16_a16(void **state) {
+    (void)state;
+    int bad = a16_shapes(lmf_sgemm_bf16_a16_ref, lmf_sgemm_bf16_ref, NULL, lmf_bf16_round_ref, "a16 ref");
+    if (lmf_cpu_best_isa() >= LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16))
+        bad += a16_shapes(lmf_sgemm_bf16_a16_avx512, lmf_sgemm_bf16_avx512, NULL, lmf_bf16_round_avx512, "a16 avx512");
+    if (lmf_cpu_amx())
+        bad += a16_shapes(lmf_sgemm_bf16_a16_amx, lmf_sgemm_bf16_amx, lmf_sgemm_bf16_amx_bias, lmf_bf16_round_avx512,
+                          "a16 amx");
+    omp_set_num_threads(2); /* the dispatcher, threaded, with its own rounding, its bias rule and beta */
+    for (int t = 0; t < 2; t++) {
+        bad += a16_case(lmf_sgemm_bf16_a16, lmf_sgemm_bf16, lmf_sgemm_bf16_bias, lmf_sgemm_bf16_round,
+                        "a16 threaded", t, 1001, 300, 777, 3, 0.0f);
+        bad += a16_case(lmf_sgemm_bf16_a16, lmf_sgemm_bf16, NULL, lmf_sgemm_bf16_round, "a16 threaded", t, 1001, 300,
+                        777, 3, 1.0f);
+    }
+    /* off AMX, lmf_sgemm_bf16_bias adds the bias after the products, and so must the a16 product */
+    if (!lmf_cpu_amx())
+        bad += a16_case(lmf_sgemm_bf16_a16, lmf_sgemm_bf16, bias_after, lmf_sgemm_bf16_round, "a16 bias after", 1, 70,
+                        90, 130, 1, 0.0f);
+    assert_int_equal(bad, 0);
+}
+
 static void test_bf16_b16(void **state) {
     (void)state;
     int bad = b16_shapes(lmf_sgemm_bf16_b16_ref, lmf_sgemm_bf16_ref, lmf_bf16_round_ref, "b16 ref");
@@ -384,7 +462,7 @@ int main(void) {
         cmocka_unit_test(test_ref_k0),   cmocka_unit_test(test_avx2),        cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_threaded), cmocka_unit_test(test_in_parallel), cmocka_unit_test(test_bf16_avx512),
         cmocka_unit_test(test_bf16_amx), cmocka_unit_test(test_bf16_bias), cmocka_unit_test(test_bf16x3),
-        cmocka_unit_test(test_bf16_b16),
+        cmocka_unit_test(test_bf16_b16), cmocka_unit_test(test_bf16_a16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

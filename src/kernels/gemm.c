@@ -18,6 +18,8 @@ typedef void (*sgemm_fn)(int, int, int, int, int, const float *, int, const floa
 typedef void (*sgemm_bias_fn)(int, int, int, int, int, const float *, int, const float *, int, const float *, float *,
                               int);
 typedef void (*sgemm_b16_fn)(int, int, int, int, const float *, int, const uint16_t *, int, float, float *, int);
+typedef void (*sgemm_a16_fn)(int, int, int, int, const uint16_t *, int, const float *, int, float, const float *,
+                             float *, int);
 
 typedef struct {
     sgemm_fn fn;
@@ -26,6 +28,7 @@ typedef struct {
     int mc;     /* > 0: the variant packs op(A) once per block of mc rows and op(B) once per such block; ties
                    between equally balanced grids go to the one that packs least (below) */
     sgemm_b16_fn b16_fn; /* bf16 variants: op(B) = B given in bf16 (lmf_sgemm_bf16_b16) */
+    sgemm_a16_fn a16_fn; /* and op(A) = A in bf16 (lmf_sgemm_bf16_a16; the bias only where bias_fn is set) */
 } variant;
 
 static const variant variants[] = {
@@ -37,25 +40,21 @@ static const variant variants[] = {
 /* Below this many flops per thread, waking the other threads costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 4000000.0
 
-/* One thread's rectangle: C = beta C + op(A) op(B), or with bias (beta 0) C = op(A) op(B) + bias. b16: B holds
- * bf16 elements (transB 0, no bias). */
-static void part(variant v, int transA, int transB, int M, int N, int K, const float *A, int lda, const void *B,
-                 int b16, int ldb, float beta, const float *bias, float *C, int ldc) {
-    if (b16) {
-        v.b16_fn(transA, M, N, K, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    if (bias && v.bias_fn) {
-        v.bias_fn(transA, transB, M, N, K, A, lda, B, ldb, bias, C, ldc);
-        return;
-    }
-    v.fn(transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
-    for (int i = 0; bias && i < M; i++)
+/* One thread's rectangle: C = beta C + op(A) op(B), or with bias (beta 0) C = op(A) op(B) + bias. a16 / b16: A / B
+ * hold bf16 elements (transA / transB 0; b16: no bias). */
+static void part(variant v, int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
+                 const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc) {
+    const float *first = v.bias_fn ? bias : NULL; /* the variant starts from the bias, else it is added after */
+    if (a16) v.a16_fn(transB, M, N, K, A, lda, B, ldb, beta, first, C, ldc);
+    else if (b16) v.b16_fn(transA, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    else if (first) v.bias_fn(transA, transB, M, N, K, A, lda, B, ldb, bias, C, ldc);
+    else v.fn(transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    for (int i = 0; bias && !first && i < M; i++)
         for (int j = 0; j < N; j++) C[(long)i * ldc + j] += bias[j];
 }
 
-static void run(variant v, int transA, int transB, int M, int N, int K, const float *A, int lda, const void *B,
-                int b16, int ldb, float beta, const float *bias, float *C, int ldc) {
+static void run(variant v, int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
+                const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
 
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
@@ -64,10 +63,10 @@ static void run(variant v, int transA, int transB, int M, int N, int K, const fl
     int mt = (M + v.mu - 1) / v.mu, ntl = (N + v.nu - 1) / v.nu; /* micro-tiles along M and N */
     if ((long)mt * ntl < nt) nt = (int)((long)mt * ntl);
     if (nt <= 1) {
-        part(v, transA, transB, M, N, K, A, lda, B, b16, ldb, beta, bias, C, ldc);
+        part(v, transA, transB, M, N, K, A, a16, lda, B, b16, ldb, beta, bias, C, ldc);
         return;
     }
-    size_t elem = b16 ? sizeof(uint16_t) : sizeof(float);
+    size_t ea = a16 ? sizeof(uint16_t) : sizeof(float), eb = b16 ? sizeof(uint16_t) : sizeof(float);
 
     /* Grid tm x tn = nt minimising the largest per-thread share of tiles; ties go to the larger tn, or for a variant
      * that packs both operands (mc > 0) to the grid whose threads pack the fewest elements: a thread packs its
@@ -95,13 +94,13 @@ static void run(variant v, int transA, int transB, int M, int N, int K, const fl
             if (m1 > M) m1 = M;
             if (n1 > N) n1 = N;
             if (m1 > m0 && n1 > n0) {
-                const float *Ap = transA ? A + m0 : A + (long)m0 * lda;
-                const char *Bp = (const char *)B + elem * (transB ? (size_t)n0 * ldb : (size_t)n0);
-                part(v, transA, transB, m1 - m0, n1 - n0, K, Ap, lda, Bp, b16, ldb, beta, bias ? bias + n0 : NULL,
-                     C + (long)m0 * ldc + n0, ldc);
+                const char *Ap = (const char *)A + ea * (transA ? (size_t)m0 : (size_t)m0 * lda);
+                const char *Bp = (const char *)B + eb * (transB ? (size_t)n0 * ldb : (size_t)n0);
+                part(v, transA, transB, m1 - m0, n1 - n0, K, Ap, a16, lda, Bp, b16, ldb, beta,
+                     bias ? bias + n0 : NULL, C + (long)m0 * ldc + n0, ldc);
             }
         } else if (t == 0) {
-            part(v, transA, transB, M, N, K, A, lda, B, b16, ldb, beta, bias, C, ldc);
+            part(v, transA, transB, M, N, K, A, a16, lda, B, b16, ldb, beta, bias, C, ldc);
         }
     }
 }
@@ -115,7 +114,7 @@ static int isa(void) {
 
 void lmf_sgemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                float beta, float *C, int ldc) {
-    run(variants[isa()], transA, transB, M, N, K, A, lda, B, 0, ldb, beta, NULL, C, ldc);
+    run(variants[isa()], transA, transB, M, N, K, A, 0, lda, B, 0, ldb, beta, NULL, C, ldc);
 }
 
 static int bf16_hw(void) { return isa() == LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16); }
@@ -129,21 +128,27 @@ double lmf_sgemm_bf16_rate(void) {
 int lmf_sgemm_bf16_pays(void) { return lmf_sgemm_bf16_rate() >= 1.3; }
 
 static variant bf16_variant(void) {
-    static const variant amx = {lmf_sgemm_bf16_amx, lmf_sgemm_bf16_amx_bias, 32, 32, LMF_SGEMM_AMX_MC,
-                                lmf_sgemm_bf16_b16_amx},
-                         avx512 = {lmf_sgemm_bf16_avx512, NULL, 14, 32, 1008, lmf_sgemm_bf16_b16_avx512},
-                         ref = {lmf_sgemm_bf16_ref, NULL, 1, 1, 0, lmf_sgemm_bf16_b16_ref};
+    static const variant amx = {lmf_sgemm_bf16_amx,     lmf_sgemm_bf16_amx_bias, 32, 32, LMF_SGEMM_AMX_MC,
+                                lmf_sgemm_bf16_b16_amx, lmf_sgemm_bf16_a16_amx},
+                         avx512 = {lmf_sgemm_bf16_avx512,     NULL, 14, 32, 1008, lmf_sgemm_bf16_b16_avx512,
+                                   lmf_sgemm_bf16_a16_avx512},
+                         ref = {lmf_sgemm_bf16_ref, NULL, 1, 1, 0, lmf_sgemm_bf16_b16_ref, lmf_sgemm_bf16_a16_ref};
     return lmf_cpu_amx() ? amx : bf16_hw() ? avx512 : ref;
 }
 
 void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                     float beta, float *C, int ldc) {
-    run(bf16_variant(), transA, transB, M, N, K, A, lda, B, 0, ldb, beta, NULL, C, ldc);
+    run(bf16_variant(), transA, transB, M, N, K, A, 0, lda, B, 0, ldb, beta, NULL, C, ldc);
 }
 
 void lmf_sgemm_bf16_b16(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
                         float beta, float *C, int ldc) {
-    run(bf16_variant(), transA, 0, M, N, K, A, lda, B, 1, ldb, beta, NULL, C, ldc);
+    run(bf16_variant(), transA, 0, M, N, K, A, 0, lda, B, 1, ldb, beta, NULL, C, ldc);
+}
+
+void lmf_sgemm_bf16_a16(int transB, int M, int N, int K, const uint16_t *A, int lda, const float *B, int ldb,
+                        float beta, const float *bias, float *C, int ldc) {
+    run(bf16_variant(), 0, transB, M, N, K, A, 1, lda, B, 0, ldb, bias ? 0.0f : beta, bias, C, ldc);
 }
 
 void lmf_sgemm_bf16_round(uint16_t *dst, const float *src, long n) {
@@ -163,11 +168,11 @@ void lmf_sgemm_bf16_round(uint16_t *dst, const float *src, long n) {
 
 void lmf_sgemm_bf16_bias(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                          int ldb, const float *bias, float *C, int ldc) {
-    run(bf16_variant(), transA, transB, M, N, K, A, lda, B, 0, ldb, 0.0f, bias, C, ldc);
+    run(bf16_variant(), transA, transB, M, N, K, A, 0, lda, B, 0, ldb, 0.0f, bias, C, ldc);
 }
 
 void lmf_sgemm_bf16x3(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc) {
-    static const variant amx = {lmf_sgemm_bf16x3_amx, NULL, 32, 32, LMF_SGEMM_AMX_MC, NULL};
-    run(lmf_cpu_amx() ? amx : variants[isa()], transA, transB, M, N, K, A, lda, B, 0, ldb, beta, NULL, C, ldc);
+    static const variant amx = {lmf_sgemm_bf16x3_amx, NULL, 32, 32, LMF_SGEMM_AMX_MC, NULL, NULL};
+    run(lmf_cpu_amx() ? amx : variants[isa()], transA, transB, M, N, K, A, 0, lda, B, 0, ldb, beta, NULL, C, ldc);
 }

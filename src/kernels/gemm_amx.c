@@ -137,24 +137,48 @@ static void pack_panel(uint32_t *dst, const float *src, long ld_line, long ld_k,
     }
 }
 
-/* pack_panel for op(B) = B given in bf16 (rows of k ld_k elements apart, w of the panel's 32 columns real): the
- * same tiles pairs_of_rows makes from the fp32 values these were rounded from, with nothing left to round. */
-static void pack_panel_b16(uint32_t *dst, const uint16_t *src, long ld_k, int w, int kc) {
+/* pack_panel for op(A) = A given in bf16 (lines are A's rows, ld elements apart, w of the panel's 32 real): a row's
+ * 32 values along k are already a tile row's 16 pairs, the row pairs_contiguous makes from their fp32 values */
+static void pack_panel_a16(uint32_t *dst, const uint16_t *src, long ld, int w, int kc) {
     for (int d0 = 0; d0 < kc; d0 += 32) {
-        for (int k = d0 + 32; k < kc && k < d0 + 64; k++) /* the next step's rows, as pack_panel */
-            _mm_prefetch((const char *)(src + (long)k * ld_k), _MM_HINT_T0);
-        for (int t = 0; t < 2; t++, dst += 256) {
-            __mmask16 m = lanes(w - 16 * t);
-            for (int p = 0; p < 16; p++) {
-                int k = d0 + 2 * p;
-                const uint16_t *lo = src + (long)k * ld_k + 16 * t;
-                __m512i l = k < kc ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, lo)) : _mm512_setzero_si512();
-                __m512i h = k + 1 < kc ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, lo + ld_k))
-                                       : _mm512_setzero_si512();
-                _mm512_store_si512(dst + p * 16, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
-            }
+        __mmask32 m = kc - d0 >= 32 ? 0xffffffffu : (1u << (kc - d0)) - 1;
+        for (int i = 0; d0 + 32 < kc && i < w && i < 32; i++) /* the next step's lines, as pack_panel */
+            _mm_prefetch((const char *)(src + i * ld + d0 + 32), _MM_HINT_T0);
+        for (int i = 0; i < 32; i++)
+            _mm512_store_si512(dst + (d0 / 32) * 512 + i * 16,
+                               i < w ? _mm512_maskz_loadu_epi16(m, src + i * ld + d0) : _mm512_setzero_si512());
+    }
+}
+
+/* pack_panel for op(B) = B given in bf16, for all the panels of n columns at once (rows of k ld_k elements apart;
+ * panels PANEL(kc, 0) apart): the tiles pairs_of_rows makes from the fp32 values these were rounded from, with
+ * nothing left to round. Row after row rather than panel after panel: a panel alone takes 64 bytes from each of kc
+ * rows a few KiB apart, which the hardware prefetchers do not follow (a weight gradient's packing waited on them). */
+static void pack_panels_b16(uint32_t *dst, const uint16_t *src, long ld_k, int n, int kc) {
+    /* 16-bit lane 2j of a tile row is row k's column j, 2j + 1 row k + 1's (bit 5 of an index picks the second) */
+    static const uint16_t idx[2][32] = {{0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                         8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47},
+                                        {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                         24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63}};
+    __m512i i0 = _mm512_loadu_si512(idx[0]), i1 = _mm512_loadu_si512(idx[1]);
+    long panel = PANEL(kc, 0);
+    for (int k = 0; k < kc; k += 2) {
+        const uint16_t *lo = src + (long)k * ld_k;
+        uint32_t *d = dst + (k / 32) * 512 + (k % 32) / 2 * 16; /* row p = (k mod 32) / 2 of the step's tiles */
+        for (int j = 0; j < n; j += 32, d += panel) {
+            __mmask32 m = n - j >= 32 ? 0xffffffffu : (1u << (n - j)) - 1;
+            __m512i l = _mm512_maskz_loadu_epi16(m, lo + j);
+            __m512i h = k + 1 < kc ? _mm512_maskz_loadu_epi16(m, lo + ld_k + j) : _mm512_setzero_si512();
+            _mm512_store_si512(d, _mm512_permutex2var_epi16(l, i0, h));
+            _mm512_store_si512(d + 256, _mm512_permutex2var_epi16(l, i1, h));
         }
     }
+    for (int k = (kc + 1) / 2 * 2; k % 32; k += 2) /* the last step's rows past the depth: zero */
+        for (int j = 0; j < n; j += 32) {
+            uint32_t *d = dst + j / 32 * panel + (k / 32) * 512 + (k % 32) / 2 * 16;
+            _mm512_store_si512(d, _mm512_setzero_si512());
+            _mm512_store_si512(d + 256, _mm512_setzero_si512());
+        }
 }
 
 /* C's four tiles (tmm0-3) += the 2 x 2 products of A's tiles a, a + 256 (rows 0-15, 16-31) and B's b, b + 256 */
@@ -242,9 +266,10 @@ static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float 
             _mm512_mask_storeu_ps(c + i * ldc + j, lanes(nr - j), _mm512_load_ps(acc + i * 32 + j));
 }
 
-/* B16: op(B) = B in bf16 (transB 0, split 0), packed by pack_panel_b16 instead of pack_panel */
-static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, const float *A, int lda,
-                      const float *B, const uint16_t *B16, int ldb, float beta, const float *bias, float *C,
+/* A16: op(A) = A in bf16 (transA 0), B16: op(B) = B in bf16 (transB 0), packed by pack_panel_a16 / _b16 instead of
+ * pack_panel (split 0) */
+static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, const float *A, const uint16_t *A16,
+                      int lda, const float *B, const uint16_t *B16, int ldb, float beta, const float *bias, float *C,
                       int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
@@ -267,24 +292,26 @@ static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, co
     for (int p0 = 0; p0 < K; p0 += kcb) {
         int kc = K - p0 < kcb ? K - p0 : kcb, steps = (kc + 31) / 32;
         int first = p0 == 0;
+        if (whole_b && B16) pack_panels_b16(bp, B16 + (long)p0 * ldb, ldb, N, kc);
         for (int j = 0; whole_b && j < N; j += 32) /* op(B) column j is B's row (transB 1) or column */
-            if (B16) pack_panel_b16(bp + j / 32 * PANEL(kc, 0), B16 + (long)p0 * ldb + j, ldb, N - j, kc);
-            else pack_panel(bp + j / 32 * PANEL(kc, split), transB ? B + (long)j * ldb + p0 : B + (long)p0 * ldb + j,
-                       transB ? ldb : 1, transB ? 1 : ldb, N - j, kc, transB, 0, split);
+            if (!B16)
+                pack_panel(bp + j / 32 * PANEL(kc, split), transB ? B + (long)j * ldb + p0 : B + (long)p0 * ldb + j,
+                           transB ? ldb : 1, transB ? 1 : ldb, N - j, kc, transB, 0, split);
         for (int m0 = 0; m0 < M; m0 += mcb) {
             int mb = M - m0 < mcb ? M - m0 : mcb;
             for (int i = 0; i < mb; i += 32) { /* op(A) row i is A's row (transA 0) or column: contiguous in k */
+                if (A16) {
+                    pack_panel_a16(ap + i / 32 * PANEL(kc, 0), A16 + (long)(m0 + i) * lda + p0, lda, mb - i, kc);
+                    continue;
+                }
                 const float *a = transA ? A + (long)p0 * lda + m0 + i : A + (long)(m0 + i) * lda + p0;
                 pack_panel(ap + i / 32 * PANEL(kc, split), a, transA ? 1 : lda, transA ? lda : 1, mb - i, kc,
                            !transA, 1, split);
             }
             for (int n0 = 0; n0 < N; n0 += NB) {
                 int nb = N - n0 < NB ? N - n0 : NB;
-                for (int j = 0; !whole_b && j < nb; j += 32) {
-                    if (B16) {
-                        pack_panel_b16(bp + j / 32 * PANEL(kc, 0), B16 + (long)p0 * ldb + n0 + j, ldb, nb - j, kc);
-                        continue;
-                    }
+                if (!whole_b && B16) pack_panels_b16(bp, B16 + (long)p0 * ldb + n0, ldb, nb, kc);
+                for (int j = 0; !whole_b && !B16 && j < nb; j += 32) {
                     const float *b = transB ? B + (long)(n0 + j) * ldb + p0 : B + (long)p0 * ldb + n0 + j;
                     pack_panel(bp + j / 32 * PANEL(kc, split), b, transB ? ldb : 1, transB ? 1 : ldb, nb - j, kc,
                                transB, 0, split);
@@ -307,22 +334,27 @@ static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, co
 
 void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                         int ldb, float beta, float *C, int ldc) {
-    sgemm_amx(0, transA, transB, M, N, K, A, lda, B, NULL, ldb, beta, NULL, C, ldc);
+    sgemm_amx(0, transA, transB, M, N, K, A, NULL, lda, B, NULL, ldb, beta, NULL, C, ldc);
 }
 
 void lmf_sgemm_bf16_amx_bias(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                              int ldb, const float *bias, float *C, int ldc) {
-    sgemm_amx(0, transA, transB, M, N, K, A, lda, B, NULL, ldb, 0.0f, bias, C, ldc);
+    sgemm_amx(0, transA, transB, M, N, K, A, NULL, lda, B, NULL, ldb, 0.0f, bias, C, ldc);
 }
 
 void lmf_sgemm_bf16x3_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                           int ldb, float beta, float *C, int ldc) {
-    sgemm_amx(1, transA, transB, M, N, K, A, lda, B, NULL, ldb, beta, NULL, C, ldc);
+    sgemm_amx(1, transA, transB, M, N, K, A, NULL, lda, B, NULL, ldb, beta, NULL, C, ldc);
 }
 
 void lmf_sgemm_bf16_b16_amx(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
                             float beta, float *C, int ldc) {
-    sgemm_amx(0, transA, 0, M, N, K, A, lda, NULL, B, ldb, beta, NULL, C, ldc);
+    sgemm_amx(0, transA, 0, M, N, K, A, NULL, lda, NULL, B, ldb, beta, NULL, C, ldc);
+}
+
+void lmf_sgemm_bf16_a16_amx(int transB, int M, int N, int K, const uint16_t *A, int lda, const float *B, int ldb,
+                            float beta, const float *bias, float *C, int ldc) {
+    sgemm_amx(0, 0, transB, M, N, K, NULL, A, lda, B, NULL, ldb, beta, bias, C, ldc);
 }
 
 /* Products per second of tdpbf16ps against vfmadd231ps on this core (4 independent tile accumulators; the best of

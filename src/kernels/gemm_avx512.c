@@ -141,6 +141,22 @@ __attribute__((target("avx512bf16"))) static void to_pairs(float *dst, const flo
     }
 }
 
+/* pack_trans's 14-row A panel (transA 0) from bf16 rows: each value widened to the fp32 it stands for, which
+ * to_pairs then rounds to itself */
+static void pack_trans_b16(float *dst, const uint16_t *src, long ld, int w, int kc) {
+    for (int k0 = 0; k0 < kc; k0 += 16) {
+        int kn = kc - k0 < 16 ? kc - k0 : 16;
+        __mmask16 km = lanes(kn);
+        __m512 r[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i < w ? _mm512_castsi512_ps(_mm512_slli_epi32(
+                               _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(km, src + (long)i * ld + k0)), 16))
+                         : _mm512_setzero_ps();
+        transpose16(r);
+        for (int j = 0; j < kn; j++) _mm512_mask_storeu_ps(dst + (long)(k0 + j) * MR, lanes(MR), r[j]);
+    }
+}
+
 /* A kc x 32 panel of pairs straight from bf16 rows (op(B) = B given in bf16, w of its 32 columns real, rows ld
  * elements apart): the same panel to_pairs makes from their fp32 values, without rounding anything. */
 static void pairs_b16(float *dst, const uint16_t *src, long ld, int w, int kc) {
@@ -253,8 +269,8 @@ static void scale_c(int M, int N, float beta, float *C, long ldc) {
 
 /* bf16: op(A) and op(B) rounded to bf16 as they are packed (staged as fp32 panels, then paired), products summed in
  * fp32 by vdpbf16ps; the blocking is the fp32 one, a panel holding kc / 2 pairs. */
-static void gemm(int bf16, int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
-                 const uint16_t *B16, int ldb, float beta, float *C, int ldc) {
+static void gemm(int bf16, int transA, int transB, int M, int N, int K, const float *A, const uint16_t *A16, int lda,
+                 const float *B, const uint16_t *B16, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         scale_c(M, N, beta, C, ldc);
@@ -273,7 +289,8 @@ static void gemm(int bf16, int transA, int transB, int M, int N, int K, const fl
             float bt = p0 == 0 ? beta : 1.0f;
             for (int i = 0; i < mb; i += MR) { /* op(A) block packed once, used by every column block */
                 float *dst = ap + (long)i * kk;
-                pack_a(bf16 ? stage : dst, transA, A, lda, m0 + i, p0, mb - i < MR ? mb - i : MR, kc);
+                if (A16) pack_trans_b16(stage, A16 + (long)(m0 + i) * lda + p0, lda, mb - i < MR ? mb - i : MR, kc);
+                else pack_a(bf16 ? stage : dst, transA, A, lda, m0 + i, p0, mb - i < MR ? mb - i : MR, kc);
                 if (bf16) to_pairs(dst, stage, MR, kc);
             }
             for (int n0 = 0; n0 < N; n0 += NB) {
@@ -301,17 +318,23 @@ static void gemm(int bf16, int transA, int transB, int M, int N, int K, const fl
 
 void lmf_sgemm_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                       int ldb, float beta, float *C, int ldc) {
-    gemm(0, transA, transB, M, N, K, A, lda, B, NULL, ldb, beta, C, ldc);
+    gemm(0, transA, transB, M, N, K, A, NULL, lda, B, NULL, ldb, beta, C, ldc);
 }
 
 void lmf_sgemm_bf16_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                            int ldb, float beta, float *C, int ldc) {
-    gemm(1, transA, transB, M, N, K, A, lda, B, NULL, ldb, beta, C, ldc);
+    gemm(1, transA, transB, M, N, K, A, NULL, lda, B, NULL, ldb, beta, C, ldc);
 }
 
 void lmf_sgemm_bf16_b16_avx512(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
                                float beta, float *C, int ldc) {
-    gemm(1, transA, 0, M, N, K, A, lda, NULL, B, ldb, beta, C, ldc);
+    gemm(1, transA, 0, M, N, K, A, NULL, lda, NULL, B, ldb, beta, C, ldc);
+}
+
+void lmf_sgemm_bf16_a16_avx512(int transB, int M, int N, int K, const uint16_t *A, int lda, const float *B, int ldb,
+                               float beta, const float *bias, float *C, int ldc) {
+    if (bias) abort(); /* lmf_sgemm_bf16_a16 adds it */
+    gemm(1, 0, transB, M, N, K, NULL, A, lda, B, NULL, ldb, beta, C, ldc);
 }
 
 /* vcvtneps2bf16, as to_pairs and the AMX packing round */

@@ -3,6 +3,7 @@
  * one splits each input into bf16 hi and lo parts and sums hi.hi + hi.lo + lo.hi, in that order, in fp32. */
 #include "kernels/gemm.h"
 #include "kernels/quant.h"
+#include "core/status.h"
 
 static float bf16(float x) { return lmf_bf16_to_f32(lmf_f32_to_bf16(x)); }
 
@@ -52,6 +53,22 @@ void lmf_sgemm_bf16_b16_ref(int transA, int M, int N, int K, const float *A, int
             for (int k = 0; k < K; k++)
                 acc += bf16(transA ? A[(long)k * lda + i] : A[(long)i * lda + k]) *
                        lmf_bf16_to_f32(B[(long)k * ldb + j]);
+            float *c = &C[(long)i * ldc + j];
+            *c = beta == 0.0f ? acc : beta * *c + acc;
+        }
+    }
+}
+
+void lmf_sgemm_bf16_a16_ref(int transB, int M, int N, int K, const uint16_t *A, int lda, const float *B, int ldb,
+                            float beta, const float *bias, float *C, int ldc) {
+    LMF_CHECK(!bias); /* lmf_sgemm_bf16_a16 adds it */
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++) {
+                float b = transB ? B[(long)j * ldb + k] : B[(long)k * ldb + j];
+                acc += lmf_bf16_to_f32(A[(long)i * lda + k]) * bf16(b);
+            }
             float *c = &C[(long)i * ldc + j];
             *c = beta == 0.0f ? acc : beta * *c + acc;
         }

@@ -128,6 +128,43 @@ static void ffn_act_par(const lmf_model_config *cfg, float *fcact, const float *
     else lmf_relu_forward(fcact, fch, (long)N * F);
 }
 
+/* lmf_block_norm_par and ffn_act_par for outputs kept in bf16 (lmf_block_rows): each row is made in fp32 by the same
+ * kernel in the thread's scratch and rounded as the products round their inputs (lmf_sgemm_bf16_round), so the bf16
+ * rows are those of the fp32 path, and no fp32 row goes to memory. */
+static void norm_par_b16(const lmf_model_config *cfg, uint16_t *out, float *mean, float *rstd, const float *x,
+                         const float *g, const float *b, int N) {
+    const lmf_vec_ops *v = lmf_vec();
+    int C = cfg->n_embd;
+#pragma omp parallel
+    {
+        float *t = lmf_thread_scratch((size_t)C * sizeof(float));
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            if (cfg->norm == LMF_NORM_RMS) v->rmsnorm(t, &rstd[n], x + (long)n * C, g, C, cfg->norm_eps);
+            else v->layernorm(t, &mean[n], &rstd[n], x + (long)n * C, g, b, C, cfg->norm_eps);
+            lmf_sgemm_bf16_round(out + (long)n * C, t, C);
+        }
+    }
+}
+
+static void ffn_act_par_b16(const lmf_model_config *cfg, uint16_t *fcact, const float *fch, int N, int F) {
+    const lmf_vec_ops *v = lmf_vec();
+    int swiglu = cfg->act == LMF_ACT_SWIGLU, FF = swiglu ? 2 * F : F; /* F: a tensor-parallel share's */
+#pragma omp parallel
+    {
+        float *t = lmf_thread_scratch((size_t)F * sizeof(float));
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *h = fch + (long)n * FF;
+            if (swiglu) v->swiglu(t, h, h + F, F);
+            else if (cfg->act == LMF_ACT_GELU_TANH) v->gelu(t, h, F);
+            else
+                for (int j = 0; j < F; j++) t[j] = h[j] > 0 ? h[j] : 0;
+            lmf_sgemm_bf16_round(fcact + (long)n * F, t, F);
+        }
+    }
+}
+
 void lmf_block_rope_table(const lmf_model_config *cfg, float *tab, int T) {
     int hs = lmf_head_size(cfg);
     float *f = lmf_xmalloc(sizeof(float) * (size_t)(hs / 2 + 1));
@@ -389,6 +426,25 @@ int lmf_block_lin_mode(const lmf_block_ctx *ctx) {
     return (ctx->bf16 ? LMF_LIN_BF16 : 0) | (ctx->training ? 0 : LMF_LIN_QINT | LMF_LIN_SPLIT);
 }
 
+/* lmf_block_linear on an input kept in bf16 (training's F32 weights, bf16 products): the same bits */
+static void linear_b16(const lin *o, int n, const uint16_t *in, int ldi, int N) {
+    for (int j = 0; j < n; j++) {
+        const lmf_wtensor *W = o[j].W;
+        int O = W->rows, K = W->cols, j0 = j;
+        LMF_CHECK(W->type == LMF_GGML_F32);
+        while (j + 1 < n && adjacent(&o[j], &o[j + 1])) O += o[++j].W->rows;
+        lmf_sgemm_bf16_a16(1, N, O, K, in, ldi, W->data, (int)(W->row_bytes / sizeof(float)), 0.0f, o[j0].bias,
+                           o[j0].out, o[j0].ldo);
+    }
+}
+
+/* The forward's products on an input kept in fp32 (in) or bf16 (in16) */
+static void linear_in(const lmf_block_ctx *ctx, const lin *o, int n, const float *in, const uint16_t *in16, int ldi,
+                      int N) {
+    if (in16) linear_b16(o, n, in16, ldi, N);
+    else lmf_block_linear(o, n, in, ldi, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
+}
+
 void lmf_block_linear(const lin *o, int n, const float *in, int ldi, int N, float *dq, size_t dq_floats, int mode) {
     /* F32 weights keep the exact fp32 products in inference: the split's 2^-16 is for weights that carry no more */
     void (*gemm)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int) =
@@ -615,11 +671,6 @@ static void adapt(const lmf_block_ctx *ctx, const lmf_block_rows *r, int layer, 
         lmf_lora_forward(ctx->lora, layer, m0, m1, in, ldi, out, ldo, N, ctx->training, r->lora_t, ctx->lora_x);
 }
 
-/* A product's input kept for the backward in bf16 (lmf_block_rows), once the forward's products have read it */
-static void keep_b16(uint16_t *dst, const float *src, long n) {
-    if (dst) lmf_sgemm_bf16_round(dst, src, n);
-}
-
 void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
                        lmf_block_rows *r) {
     const lmf_model_config *c = ctx->cfg;
@@ -629,14 +680,14 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     long NC = (long)N * C;
 
     /* q, k, v: this rank's heads' rows (all of them without tensor parallelism: one fused product) */
-    lmf_block_norm_par(c, r->ln1, r->ln1_mean, r->ln1_rstd, x, L->attn_norm_w, L->attn_norm_b, N);
+    if (r->ln1_16) norm_par_b16(c, r->ln1_16, r->ln1_mean, r->ln1_rstd, x, L->attn_norm_w, L->attn_norm_b, N);
+    else lmf_block_norm_par(c, r->ln1, r->ln1_mean, r->ln1_rstd, x, L->attn_norm_w, L->attn_norm_b, N);
     lmf_wtensor wq = lmf_wtensor_rows(&L->wq, w.h0 * hs, CA), wk = lmf_wtensor_rows(&L->wk, w.g0 * hs, KVA);
     lmf_wtensor wv = lmf_wtensor_rows(&L->wv, w.g0 * hs, KVA);
     lin qkv[3] = {{&wq, offset(L->bq, w.h0 * hs), r->qkv, S}, {&wk, offset(L->bk, w.g0 * hs), r->qkv + CA, S},
                   {&wv, offset(L->bv, w.g0 * hs), r->qkv + CA + KVA, S}};
-    lmf_block_linear(qkv, 3, r->ln1, C, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
+    linear_in(ctx, qkv, 3, r->ln1, r->ln1_16, C, N);
     adapt(ctx, r, layer, 0, 3, r->ln1, C, r->qkv, S, N);
-    keep_b16(r->ln1_16, r->ln1, NC);
     if (c->qk_norm == LMF_QK_NORM_FULL && ctx->tp)
         full_qk_norm_tp_forward(ctx, r->qkv, S, N, CA, KVA, w.h0 * hs, w.g0 * hs, L->q_norm_w, L->k_norm_w, r->qk,
                                 r->qk_rstd);
@@ -659,13 +710,14 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     float *o = r->res2 == x ? r->proj : r->res2;
     lmf_wtensor wo = lmf_wtensor_cols(&L->wo, lmf_block_share_col(&L->wo, CA, w.h0 * hs), CA);
     lin proj = {&wo, ctx->tp ? NULL : L->bo, o, C};
-    lmf_block_linear(&proj, 1, r->atty, CA, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
+    if (r->atty_16) lmf_sgemm_bf16_round(r->atty_16, r->atty, (long)N * CA);
+    linear_in(ctx, &proj, 1, r->atty, r->atty_16, CA, N);
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->bo, N, C);
     adapt(ctx, r, layer, 3, 4, r->atty, CA, o, C, N);
-    keep_b16(r->atty_16, r->atty, (long)N * CA);
     lmf_residual_forward(r->res2, o, x, NC);
 
-    lmf_block_norm_par(c, r->ln2, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
+    if (r->ln2_16) norm_par_b16(c, r->ln2_16, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
+    else lmf_block_norm_par(c, r->ln2, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
     if (c->n_expert) {
         o = r->res3 == r->res2 ? r->proj : r->res3;
         lmf_moe_forward(ctx, L, layer, r->ln2, o, r->moe, r->moe_scratch, r->lora_t, N);
@@ -676,16 +728,15 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lmf_wtensor wg = lmf_wtensor_rows(&L->w_gate, w.f0, F), wu = lmf_wtensor_rows(&L->w_up, w.f0, F);
     lmf_wtensor wd = lmf_wtensor_cols(&L->w_down, lmf_block_share_col(&L->w_down, F, w.f0), F);
     lin ffn[2] = {{&wg, NULL, r->fch, FF}, {&wu, offset(L->b_up, w.f0), r->fch + (swiglu ? F : 0), FF}};
-    lmf_block_linear(ffn + !swiglu, 1 + swiglu, r->ln2, C, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
+    linear_in(ctx, ffn + !swiglu, 1 + swiglu, r->ln2, r->ln2_16, C, N);
     adapt(ctx, r, layer, swiglu ? 4 : 5, 6, r->ln2, C, r->fch, FF, N);
-    keep_b16(r->ln2_16, r->ln2, NC);
-    ffn_act_par(c, r->fcact, r->fch, N, F);
+    if (r->fcact_16) ffn_act_par_b16(c, r->fcact_16, r->fch, N, F);
+    else ffn_act_par(c, r->fcact, r->fch, N, F);
     o = r->res3 == r->res2 ? r->proj : r->res3;
     lin down = {&wd, ctx->tp ? NULL : L->b_down, o, C};
-    lmf_block_linear(&down, 1, r->fcact, F, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
+    linear_in(ctx, &down, 1, r->fcact, r->fcact_16, F, N);
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->b_down, N, C);
     adapt(ctx, r, layer, 6, 7, r->fcact, F, o, C, N);
-    keep_b16(r->fcact_16, r->fcact, (long)N * F);
     lmf_residual_forward(r->res3, o, r->res2, NC);
 }
 

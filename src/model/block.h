@@ -121,9 +121,9 @@ typedef struct {
     float *moe, *moe_scratch;         /* mixture of experts (moe.h): the layer's kept rows, shared scratch */
     float *qk, *qk_rstd;              /* training with cfg.qk_norm: (N, CA + KVA) q | k before their norm, and
                                        * (N, nh + nkv) each head's rstd (NULL in prefill: nothing kept) */
-    /* bf16 training: where the forward keeps ln1, atty, ln2 and fcact for the backward's weight gradients, in bf16
-     * (lmf_sgemm_bf16_round, after each one's product: ln1 and ln2 may then share their scratch); NULL: in fp32 where
-     * ln1 etc. point */
+    /* bf16 training: ln1, atty, ln2 and fcact kept in bf16 (rounded by lmf_sgemm_bf16_round) for the forward's
+     * products and the backward's weight gradients; the norms and the activation then write these alone (ln1, ln2,
+     * fcact unused), attention writes atty and the copy is made from it. NULL: in fp32 where ln1 etc. point */
     uint16_t *ln1_16, *atty_16, *ln2_16, *fcact_16;
 } lmf_block_rows;
 

@@ -58,13 +58,12 @@ static void carve_inputs(lmf_model *m, int b16) {
         float **p[] = {&a->ln1, &a->atty, &a->ln2, &a->fcact};
         size_t n[] = {L * NC, L * A, L * NC, L * F};
         m->inputs_memory = carve(p, n, 4, &m->work_bytes);
-    } else { /* bf16 copies as floats: half as many (rounded up) */
+    } else { /* bf16 copies as floats: half as many (rounded up); attention writes its output in fp32 first */
         float *c16[4];
         float **p[] = {&a->ln1, &a->atty, &a->ln2, &a->fcact, &c16[0], &c16[1], &c16[2], &c16[3]};
-        size_t n[] = {NC, A, moe ? L * NC : 0, F, (L * NC + 1) / 2, (L * A + 1) / 2, moe ? 0 : (L * NC + 1) / 2,
+        size_t n[] = {0, A, moe ? L * NC : 0, 0, (L * NC + 1) / 2, (L * A + 1) / 2, moe ? 0 : (L * NC + 1) / 2,
                       (L * F + 1) / 2};
         m->inputs_memory = carve(p, n, 8, &m->work_bytes);
-        if (!moe) a->ln2 = a->ln1; /* ln1's copy is made before ln2 is computed */
         a->ln1_16 = (uint16_t *)c16[0], a->atty_16 = (uint16_t *)c16[1];
         a->ln2_16 = (uint16_t *)c16[2], a->fcact_16 = (uint16_t *)c16[3];
     }
@@ -90,7 +89,8 @@ double lmf_param_count(const lmf_model_config *c) {
 }
 
 /* The same sums as create() below, in doubles so that no product of hostile sizes can wrap. Keep the two in step.
- * Activations of layers [l0, l1) only (the head's when l1 is the last), parameters and gradients when own. */
+ * Activations of layers [l0, l1) only (the head's when l1 is the last), parameters and gradients when own; the
+ * products' inputs counted in fp32, an upper bound for bf16 training (lmf_model_set_bf16 keeps them in bf16). */
 static double model_bytes(const lmf_model_config *cfg, int max_batch, int max_seq, int training, int l0, int l1,
                           int own, int tp) {
     /* dims_of's int products could overflow for the sizes this is meant to refuse: doubles throughout */
@@ -772,12 +772,12 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
     size_t snc = m->layer_stride_nc, sn = (size_t)m->max_batch * m->max_seq;
     dims d = dims_of(&m->cfg, 1, 1);
     size_t S = (size_t)d.S / t, A = (size_t)d.QD / t * sn, FF = (size_t)d.FF / t, F = (size_t)d.F / t;
-    size_t l1 = a->ln1_16 ? 0 : l, l2 = a->ln2_16 ? 0 : l; /* bf16 copies kept: fp32 scratch of one layer */
+    /* inputs kept in bf16 (lmf_acts): no fp32 ln1, ln2 (but a MoE's) or fcact; atty is one layer's scratch */
     lmf_block_rows r = {
-        a->ln1 + l1 * snc, a->ln1_mean ? a->ln1_mean + l * sn : NULL, a->ln1_rstd + l * sn, a->qkv + l * sn * S,
-        a->att, a->atty + l1 * A, a->res2 + l * snc, a->ln2 + l2 * snc,
-        a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn, a->fch ? a->fch + l * sn * FF : NULL,
-        a->fcact ? a->fcact + l1 * sn * F : NULL, a->res3 + l * snc, NULL,
+        a->ln1 ? a->ln1 + l * snc : NULL, a->ln1_mean ? a->ln1_mean + l * sn : NULL, a->ln1_rstd + l * sn,
+        a->qkv + l * sn * S, a->att, a->atty + (a->atty_16 ? 0 : l * A), a->res2 + l * snc,
+        a->ln2 ? a->ln2 + l * snc : NULL, a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn,
+        a->fch ? a->fch + l * sn * FF : NULL, a->fcact ? a->fcact + l * sn * F : NULL, a->res3 + l * snc, NULL,
         m->lora ? m->lora_t + (size_t)l * lmf_lora_t_floats(m->lora, m->max_batch * m->max_seq) : NULL,
         m->moe ? m->moe + l * m->moe_stride : NULL, m->moe_scratch,
         a->qk ? a->qk + l * sn * (size_t)(d.QD + d.KVD) / t : NULL,

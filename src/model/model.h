@@ -68,8 +68,8 @@ typedef struct {
     float *qk, *qk_rstd;               /* cfg.qk_norm: (L,N,QD+KV) q|k before their norm, (L,N,NH+NKV) per head */
     /* bf16 training (lmf_model_set_bf16): the inputs of the linear products that nothing but products reads (ln1,
      * atty, ln2 unless a mixture of experts routes on it, fcact) are kept per layer in bf16 here, rounded as the
-     * products round them, and ln1 / atty / ln2 / fcact above are one layer's fp32 scratch (ln2 sharing ln1's);
-     * NULL: kept in fp32 above */
+     * products round them; ln1, ln2 (but a MoE's) and fcact above are then NULL (the norms and the activation write
+     * bf16 rows), and atty is one layer's fp32 scratch (attention's output before it is rounded). NULL: in fp32 */
     uint16_t *ln1_16, *atty_16, *ln2_16, *fcact_16;
 } lmf_acts;
 
