@@ -161,6 +161,52 @@ static void test_lazy_zeroing_is_exact(void **state) {
         }
 }
 
+/* lmf_model_set_bf16 keeps the products' inputs in bf16 (lmf_acts): losses and gradients of two micro-batches equal,
+ * bit for bit, those of a model computing the same bf16 products from inputs kept in fp32 (bf16 set on its own), on
+ * gpt2 (LayerNorm, GELU, biases, tied head), llama (RMSNorm, SwiGLU, GQA) and a llama MoE (the router's fp32 input);
+ * fp32 again frees the copies. */
+static void test_bf16_inputs_kept_exact(void **state) {
+    int B = 2, T = 8;
+    for (int arch = 0; arch < 3; arch++) {
+        lmf_model_config c = tiny_model();
+        if (arch) {
+            c = lmf_model_config_default(LMF_ARCH_LLAMA);
+            c.vocab_size = 50, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 32, c.n_head = 4, c.n_kv_head = 2;
+            c.ffn_dim = 48, c.tied_embeddings = 0;
+        }
+        if (arch == 2) c.n_expert = 4, c.n_expert_used = 2, c.ffn_dim = 16;
+        lmf_model *m[2];
+        double loss[2] = {0, 0};
+        for (int j = 0; j < 2; j++) {
+            m[j] = lmf_model_create(&c, B, T, 1);
+            assert_non_null(m[j]);
+            lmf_model_init_weights(m[j], 7);
+            if (j) lmf_model_set_bf16(m[j], 1);
+            else m[j]->bf16 = 1; /* bf16 products, inputs kept as they were: fp32 */
+            lmf_model_zero_grad(m[j]);
+            stream s = {B, T, 0, 0, 0};
+            int32_t in[16], tg[16];
+            for (int k = 0; k < 2; k++) {
+                stream_next(&s, in, tg);
+                loss[j] += lmf_model_forward(m[j], in, tg, B, T);
+                lmf_model_backward(m[j], 0.5f);
+            }
+        }
+        assert_null(m[0]->acts.ln1_16);
+        assert_non_null(m[1]->acts.ln1_16);
+        assert_true(arch == 2 ? m[1]->acts.ln2_16 == NULL && m[1]->acts.ln2 : m[1]->acts.ln2_16 && !m[1]->acts.ln2);
+        if (memcmp(&loss[0], &loss[1], sizeof(double))) fail_msg("arch %d: loss %.9g vs %.9g", arch, loss[1], loss[0]);
+        for (size_t i = 0; i < m[0]->num_params; i++)
+            if (memcmp(&m[0]->grads[i], &m[1]->grads[i], sizeof(float)))
+                fail_msg("arch %d: gradient %zu is %g with bf16 inputs, %g with fp32 ones", arch, i, m[1]->grads[i],
+                         m[0]->grads[i]);
+        lmf_model_set_bf16(m[1], 0);
+        assert_null(m[1]->acts.ln1_16);
+        assert_non_null(m[1]->acts.ln1);
+        lmf_model_free(m[0]), lmf_model_free(m[1]);
+    }
+}
+
 /* A fake communicator of two ranks that happen to hold identical gradients: each rank scales its gradients by
  * 1 / (2 x grad_accum) and the all-reduce sums (doubles) them, so the update equals the single-process one exactly
  * (/2 then x2 is exact). */
@@ -260,6 +306,7 @@ int main(void) {
         cmocka_unit_test(test_step_matches_inline_loop),
         cmocka_unit_test(test_accumulation_equals_big_batch),
         cmocka_unit_test(test_lazy_zeroing_is_exact),
+        cmocka_unit_test(test_bf16_inputs_kept_exact),
         cmocka_unit_test(test_allreduce_is_the_data_parallel_hook),
         cmocka_unit_test(test_batch_source_error),
     };

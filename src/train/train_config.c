@@ -48,8 +48,8 @@ const lmf_opt lmf_train_opts[] = {
     O("seed", LMF_OPT_I64, seed, "schedule", "seed for initialisation and data order"),
     O("threads", LMF_OPT_INT, threads, "schedule", "OpenMP threads (0: all cores)"),
     O("precision", LMF_OPT_STR, precision, "schedule",
-      "linear and attention products in bf16 (fp32 sums, fp32 master weights) or fp32; auto: bf16 where this CPU "
-      "runs them faster, as with AMX tiles (a resumed run keeps its own)"),
+      "linear and attention products in bf16 (fp32 sums, fp32 master weights; their inputs kept in bf16) or fp32; "
+      "auto: bf16 where this CPU runs them faster, as with AMX tiles (a resumed run keeps its own)"),
 };
 const int lmf_train_n_opts = (int)(sizeof lmf_train_opts / sizeof lmf_train_opts[0]);
 
