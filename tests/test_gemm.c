@@ -309,6 +309,24 @@ static void test_in_parallel(void **state) {
 typedef void (*b16_fn)(int, int, int, int, const float *, int, const uint16_t *, int, float, float *, int);
 typedef void (*round_fn)(uint16_t *, const float *, long);
 
+/* C against R bit for bit, the padding of C's rows (ldc > N) included: failures, the first few printed */
+static int same_bits(const char *what, const float *C, const float *R, int M, int N, int K, int ldc) {
+    int bad = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < ldc; j++)
+            if (memcmp(&C[(long)i * ldc + j], &R[(long)i * ldc + j], sizeof(float)) && bad++ < 5)
+                fprintf(stderr, "%s M=%d N=%d K=%d: C[%d][%d] = %.9g, want %.9g\n", what, M, N, K, i, j,
+                        C[(long)i * ldc + j], R[(long)i * ldc + j]);
+    return bad;
+}
+
+/* micro-tiles (14 x 32, 32 x 32), depth blocks (384, 2048; pairs: odd K), column blocks (768, 256), row blocks (1008,
+ * 1024: several A blocks share a whole packed op(B) on AMX) */
+static const int b16_sh[][3] = {{1, 1, 1},       {14, 32, 2},    {15, 33, 3},    {31, 47, 65},  {64, 288, 513},
+                                {33, 257, 1025}, {20, 800, 770}, {1100, 40, 96}, {1, 600, 700}, {600, 1, 700},
+                                {20, 40, 4200}};
+#define N_B16_SH ((int)(sizeof b16_sh / sizeof b16_sh[0]))
+
 static int b16_case(b16_fn f16, sgemm_fn f32, round_fn round, const char *what, int tA, int M, int N, int K, int pad,
                     float beta) {
     int lda = (tA ? M : K) + pad, ldb = N + pad, ldc = N + pad;
@@ -320,31 +338,17 @@ static int b16_case(b16_fn f16, sgemm_fn f32, round_fn round, const char *what, 
     memcpy(R, C, (size_t)M * ldc * sizeof(float));
     f16(tA, M, N, K, A, lda, B16, ldb, beta, C, ldc);
     f32(tA, 0, M, N, K, A, lda, B, ldb, beta, R, ldc);
-    int bad = 0;
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++)
-            if (memcmp(&C[(long)i * ldc + j], &R[(long)i * ldc + j], sizeof(float)) && bad++ < 5)
-                fprintf(stderr, "%s tA=%d M=%d N=%d K=%d beta=%g: C[%d][%d] = %.9g, want %.9g\n", what, tA, M, N, K,
-                        beta, i, j, C[(long)i * ldc + j], R[(long)i * ldc + j]);
-    for (int i = 0; i < M; i++) /* the padding of C's rows is left alone */
-        for (int j = N; j < ldc; j++)
-            if (memcmp(&C[(long)i * ldc + j], &R[(long)i * ldc + j], sizeof(float)) && bad++ < 5)
-                fprintf(stderr, "%s: padding C[%d][%d] written\n", what, i, j);
+    int bad = same_bits(what, C, R, M, N, K, ldc);
     free(A), free(B), free(B16), free(C), free(R);
     return bad;
 }
 
 static int b16_shapes(b16_fn f16, sgemm_fn f32, round_fn round, const char *what) {
-    /* micro-tiles (14 x 32, 32 x 32), depth blocks (384, 2048; pairs: odd K), column blocks (768, 256), row blocks
-     * (1008, 1024: several A blocks share a whole packed op(B) on AMX) */
-    static const int sh[][3] = {{1, 1, 1},     {14, 32, 2},    {15, 33, 3},    {31, 47, 65},  {64, 288, 513},
-                                {33, 257, 1025}, {20, 800, 770}, {1100, 40, 96}, {1, 600, 700}, {600, 1, 700},
-                                {20, 40, 4200}};
     int bad = 0;
-    for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++)
+    for (int s = 0; s < N_B16_SH; s++)
         for (int t = 0; t < 2; t++)
             for (int b = 0; b < 3; b++)
-                bad += b16_case(f16, f32, round, what, t, sh[s][0], sh[s][1], sh[s][2], (int)(s + t) % 3 * 5,
+                bad += b16_case(f16, f32, round, what, t, b16_sh[s][0], b16_sh[s][1], b16_sh[s][2], (s + t) % 3 * 5,
                                 b == 0 ? 0.0f : b == 1 ? 1.0f : 0.5f);
     return bad;
 }
@@ -372,12 +376,7 @@ static int a16_case(a16_fn f16, sgemm_fn f32, sgemm_bias_fn f32b, round_fn round
         f16(tB, M, N, K, A16, lda, B, ldb, beta, NULL, C, ldc);
         f32(0, tB, M, N, K, A, lda, B, ldb, beta, R, ldc);
     }
-    int bad = 0;
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < ldc; j++)
-            if (memcmp(&C[(long)i * ldc + j], &R[(long)i * ldc + j], sizeof(float)) && bad++ < 5)
-                fprintf(stderr, "%s tB=%d M=%d N=%d K=%d beta=%g bias=%d: C[%d][%d] = %.9g, want %.9g\n", what, tB, M,
-                        N, K, beta, f32b != NULL, i, j, C[(long)i * ldc + j], R[(long)i * ldc + j]);
+    int bad = same_bits(what, C, R, M, N, K, ldc);
     free(A), free(B), free(bias), free(A16), free(C), free(R);
     return bad;
 }
@@ -390,18 +389,12 @@ static void bias_after(int tA, int tB, int M, int N, int K, const float *A, int 
 }
 
 static int a16_shapes(a16_fn f16, sgemm_fn f32, sgemm_bias_fn f32b, round_fn round, const char *what) {
-    static const int sh[][3] = {{1, 1, 1},     {14, 32, 2},    {15, 33, 3},    {31, 47, 65},  {64, 288, 513},
-                                {33, 257, 1025}, {20, 800, 770}, {1100, 40, 96}, {1, 600, 700}, {600, 1, 700},
-                                {20, 40, 4200}};
     int bad = 0;
-    for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++)
+    for (int s = 0; s < N_B16_SH; s++)
         for (int t = 0; t < 2; t++)
-            for (int b = 0; b < 3; b++)
-                bad += a16_case(f16, f32, NULL, round, what, t, sh[s][0], sh[s][1], sh[s][2], (int)(s + t) % 3 * 5,
-                                b == 0 ? 0.0f : b == 1 ? 1.0f : 0.5f);
-    for (size_t s = 0; f32b && s < sizeof sh / sizeof sh[0]; s++)
-        for (int t = 0; t < 2; t++)
-            bad += a16_case(f16, f32, f32b, round, what, t, sh[s][0], sh[s][1], sh[s][2], (int)(s + t) % 3 * 5, 0.0f);
+            for (int b = 0; b < 3 + (f32b != NULL); b++) /* beta 0, 1, 0.5; the bias */
+                bad += a16_case(f16, f32, b == 3 ? f32b : NULL, round, what, t, b16_sh[s][0], b16_sh[s][1],
+                                b16_sh[s][2], (s + t) % 3 * 5, b == 1 ? 1.0f : b == 2 ? 0.5f : 0.0f);
     return bad;
 }
 

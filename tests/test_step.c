@@ -17,6 +17,18 @@ static lmf_model_config tiny_model(void) {
     return c;
 }
 
+/* arch 0: tiny_model (gpt2: tied head, biases, GELU); 1: llama (untied head, SwiGLU, GQA); 2: a llama MoE (experts
+ * and their router set by the caller) */
+static lmf_model_config tiny_arch(int arch) {
+    lmf_model_config c = tiny_model();
+    if (arch) {
+        c = lmf_model_config_default(LMF_ARCH_LLAMA);
+        c.vocab_size = 50, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 32, c.n_head = 4, c.n_kv_head = 2;
+        c.ffn_dim = 48, c.tied_embeddings = 0;
+    }
+    return c;
+}
+
 static const lmf_adamw_hparams HP = {.lr = 1e-2f, .min_lr = 1e-3f, .warmup_steps = 2, .max_steps = 10, .beta1 = 0.9f,
                                      .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f, .grad_clip = 1.0f};
 
@@ -123,12 +135,7 @@ static void test_lazy_zeroing_is_exact(void **state) {
     int B = 2, T = 8;
     for (int arch = 0; arch < 3; arch++)
         for (int bf16 = 0; bf16 < 2; bf16++) {
-            lmf_model_config c = tiny_model();
-            if (arch) {
-                c = lmf_model_config_default(LMF_ARCH_LLAMA);
-                c.vocab_size = 50, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 32, c.n_head = 4, c.n_kv_head = 2;
-                c.ffn_dim = 48, c.tied_embeddings = 0;
-            }
+            lmf_model_config c = tiny_arch(arch);
             if (arch == 2) {
                 c.n_expert = 8, c.n_expert_used = 2, c.ffn_dim = 16, c.shared_ffn_dim = 24, c.capacity_factor = 0.5f;
                 c.router_aux_coef = 0.01f, c.router_z_coef = 0.001f;
@@ -168,12 +175,7 @@ static void test_lazy_zeroing_is_exact(void **state) {
 static void test_bf16_inputs_kept_exact(void **state) {
     int B = 2, T = 8;
     for (int arch = 0; arch < 3; arch++) {
-        lmf_model_config c = tiny_model();
-        if (arch) {
-            c = lmf_model_config_default(LMF_ARCH_LLAMA);
-            c.vocab_size = 50, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 32, c.n_head = 4, c.n_kv_head = 2;
-            c.ffn_dim = 48, c.tied_embeddings = 0;
-        }
+        lmf_model_config c = tiny_arch(arch);
         if (arch == 2) c.n_expert = 4, c.n_expert_used = 2, c.ffn_dim = 16;
         lmf_model *m[2];
         double loss[2] = {0, 0};

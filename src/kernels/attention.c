@@ -7,7 +7,10 @@
  *
  * Nothing T x T is kept between forward and backward: the backward recomputes each block's probabilities with the
  * forward's own code (bit-identical P) from Q and K, which costs one Q K^T product and its softmax per head again
- * and saves B x NH x T x T floats per layer (1.1 GB for SmolLM2 at batch 4 x 512).
+ * and saves B x NH x T x T floats per layer (1.1 GB for SmolLM2 at batch 4 x 512). The gradients are written, not
+ * added to a zeroed buffer: a query block's dQ rows once per head, and a key's dK and dV rows by the first block
+ * whose queries reach them (the group's first head), every later block and head adding to them: the same sums from
+ * the same zero, without a pass zeroing q|k|v's gradient (1% of a small model's training step).
  *
  * bf16 (mixed precision, as PyTorch's autocast runs attention's matmuls): the six products' inputs are rounded to
  * bf16 as lmf_sgemm_bf16 packs them, sums in fp32; the scores, softmax and its backward stay fp32.
@@ -95,8 +98,10 @@ void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, cons
                     const float *Kc = K + (long)c0 * S, *Vc = V + (long)c0 * S;
                     probs(gemm, P, Q, K, S, ps, i0, i1, hs, scale, v);
                     gemm(0, 1, m, w, hs, dO + (long)i0 * C, C, Vc, S, 0.0f, dP, w);          /* dP = dO V^T  */
-                    /* dV += P^T dO */
-                    gemm(1, 0, w, hs, m, P, w, dO + (long)i0 * C, C, 1.0f, dV + (long)c0 * S, S);
+                    /* dV += P^T dO; keys [i0, i1) first get a gradient here, from the group's first head: written */
+                    int first = h == kh * G, had = w - m; /* keys [c0, i0) had theirs from earlier blocks */
+                    gemm(1, 0, had, hs, m, P, w, dO + (long)i0 * C, C, 1.0f, dV + (long)c0 * S, S);
+                    gemm(1, 0, m, hs, m, P + had, w, dO + (long)i0 * C, C, first ? 0.0f : 1.0f, dV + (long)i0 * S, S);
                     for (int i = i0; i < i1; i++) { /* softmax backward over the row's keys, zero elsewhere */
                         float *d = dP + (long)(i - i0) * w;
                         int st = start_of(ps, i) - c0;
@@ -104,9 +109,10 @@ void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, cons
                         v->softmax_backward(d + st, P + (long)(i - i0) * w + st, i + 1 - c0 - st, scale);
                         memset(d + i + 1 - c0, 0, sizeof(float) * (size_t)(i1 - i - 1));
                     }
-                    gemm(0, 0, m, hs, w, dP, w, Kc, S, 1.0f, dQ + (long)i0 * S, S);          /* dQ += dS K   */
-                    /* dK += dS^T Q */
-                    gemm(1, 0, w, hs, m, dP, w, Q + (long)i0 * S, S, 1.0f, dK + (long)c0 * S, S);
+                    gemm(0, 0, m, hs, w, dP, w, Kc, S, 0.0f, dQ + (long)i0 * S, S);          /* dQ = dS K    */
+                    /* dK += dS^T Q, as dV */
+                    gemm(1, 0, had, hs, m, dP, w, Q + (long)i0 * S, S, 1.0f, dK + (long)c0 * S, S);
+                    gemm(1, 0, m, hs, m, dP + had, w, Q + (long)i0 * S, S, first ? 0.0f : 1.0f, dK + (long)i0 * S, S);
                 }
             }
         }

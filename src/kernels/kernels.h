@@ -54,7 +54,7 @@ void lmf_matmul_backward_b16(float *dinp, float dinp_beta, float *dW, float dw_b
 size_t lmf_attention_scratch_floats(int T, int nthreads);
 void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int B, int T, int NH,
                            int NKV, int hs, int bf16);
-/* dqkv += d/dqkv; reads dout (B,T,C) and the forward's qkv. bf16: the products through lmf_sgemm_bf16 (mixed
+/* dqkv = d/dqkv (every element written: no zeroing before); reads dout (B,T,C) and the forward's qkv. bf16: the products through lmf_sgemm_bf16 (mixed
  * precision; the softmax and its backward stay fp32). */
 void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos, int B,
                             int T, int NH, int NKV, int hs, int bf16);
