@@ -24,6 +24,9 @@
  * through a 32 x 32 staging block, elsewhere they are loaded from and stored to C directly; either way the tiles
  * start from C's values, so a result does not depend on where an element falls.
  *
+ * Operands given in bf16 (lmf_sgemm_bf16_a16 / _b16: activations training keeps rounded) are packed by copying
+ * their pairs, without conversion.
+ *
  * lmf_sgemm_bf16x3_amx is the same loop nest on split operands (gemm.h): a depth step of a panel holds the HI tiles
  * then the LO tiles, the depth blocks are half as deep (the same packed bytes), and the micro-kernel adds each
  * element's three products hi.hi, hi.lo, lo.hi in that order at every step.
@@ -266,8 +269,8 @@ static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float 
             _mm512_mask_storeu_ps(c + i * ldc + j, lanes(nr - j), _mm512_load_ps(acc + i * 32 + j));
 }
 
-/* A16: op(A) = A in bf16 (transA 0), B16: op(B) = B in bf16 (transB 0), packed by pack_panel_a16 / _b16 instead of
- * pack_panel (split 0) */
+/* A16: op(A) = A in bf16 (transA 0), B16: op(B) = B in bf16 (transB 0), packed by pack_panel_a16 / pack_panels_b16
+ * instead of pack_panel (split 0) */
 static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, const float *A, const uint16_t *A16,
                       int lda, const float *B, const uint16_t *B16, int ldb, float beta, const float *bias, float *C,
                       int ldc) {

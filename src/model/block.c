@@ -796,9 +796,6 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     norm_backward(c, g->dres, dn, dn + C, g->dbuf, x, L->attn_norm_w, r->ln1_mean, r->ln1_rstd, N);
 }
 
-/* The weight and input gradients of column-parallel layers that read the same input (q, k, v or gate, up) on this
- * rank's rows: their outputs' gradients sit side by side in dout (ld floats a row), each n[j] columns; weight j's
- * rows start at row r0[j] of W[j] (and of its gradient and bias gradient). */
 /* lmf_matmul_backward_ld, or its twin on the input kept in bf16 (in16, same bits) where the forward kept one */
 static void linear_backward(const lmf_block_ctx *ctx, float *din, float din_beta, float *dW, float dw_beta,
                             float *db, const float *dout, int ldo, const float *in, const uint16_t *in16, int ldi,
@@ -807,6 +804,9 @@ static void linear_backward(const lmf_block_ctx *ctx, float *din, float din_beta
     else lmf_matmul_backward_ld(ctx->bf16, din, din_beta, dW, dw_beta, db, dout, ldo, in, ldi, W, ldw, N, IC, OC);
 }
 
+/* The weight and input gradients of column-parallel layers that read the same input (q, k, v or gate, up; in16: kept
+ * in bf16) on this rank's rows: their outputs' gradients sit side by side in dout (ld floats a row), each n[j]
+ * columns; weight j's rows start at row r0[j] of W[j] (and of its gradient and bias gradient). */
 static void column_backward(const lmf_block_ctx *ctx, float *din, const float *in, const uint16_t *in16, int K,
                             const float *dout, int ld, int m, const lmf_wtensor *const *W, const lmf_wtensor *const *G,
                             float *const *gb, const int *r0, const int *n, int N) {

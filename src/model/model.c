@@ -44,7 +44,7 @@ static float *carve(float **ptrs[], const size_t *sizes, int count, size_t *byte
 }
 
 /* The inputs of the linear products kept for the backward (lmf_acts): per layer in fp32, or with b16 per layer in
- * bf16 beside one layer's fp32 scratch, which the forward's products read before the copies are made. */
+ * bf16 (a MoE's ln2 in fp32, for its router) beside one layer's fp32 attention output, rounded once it is made. */
 static void carve_inputs(lmf_model *m, int b16) {
     lmf_acts *a = &m->acts;
     dims d = dims_of(&m->cfg, m->max_batch, m->max_seq);
