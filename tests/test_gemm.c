@@ -302,82 +302,74 @@ static void test_in_parallel(void **state) {
     assert_int_equal(bad, 0);
 }
 
-/* lmf_sgemm_bf16_b16 (op(B) given in bf16) against the fp32-source product it stands in for: B rounded by the
- * matching lmf_*_round, then every variant must give the bits its fp32-source twin gives on B itself (the packing
- * starts from the rounded values instead of rounding them; nothing else changes). B holds a few fp32 subnormals,
- * which vcvtneps2bf16 flushes and the reference rounding keeps: each pair must agree on them too. */
-typedef void (*b16_fn)(int, int, int, int, const float *, int, const uint16_t *, int, float, float *, int);
+/* lmf_sgemm_bf16_x (either operand, or both, given in bf16) against the fp32-source product it stands in for: the
+ * operands rounded by the matching lmf_*_round, then every variant must give the bits its fp32-source twin gives
+ * on the unrounded ones (the packing starts from the rounded values instead of rounding them; nothing else
+ * changes), with and without a bias, C's padding left alone. The operands hold a few fp32 subnormals, which
+ * vcvtneps2bf16 flushes and the reference rounding keeps: each pair must agree on them too. */
+typedef void (*x_fn)(int, int, int, int, int, const void *, int, int, const void *, int, int, float, const float *,
+                     float *, int);
 typedef void (*round_fn)(uint16_t *, const float *, long);
+typedef void (*sgemm_bias_fn)(int, int, int, int, int, const float *, int, const float *, int, const float *, float *,
+                              int);
 
-/* C against R bit for bit, the padding of C's rows (ldc > N) included: failures, the first few printed */
-static int same_bits(const char *what, const float *C, const float *R, int M, int N, int K, int ldc) {
+typedef struct {
+    const char *what;
+    x_fn f16;
+    sgemm_fn f32;
+    sgemm_bias_fn f32b; /* the twin with a bias; NULL: the variant takes none (the dispatcher adds it) */
+    round_fn round;
+} x_variant;
+
+static float *x_operand(int rows, int ld, int b16, round_fn round, uint16_t **h) {
+    float *x = rand_buf((size_t)rows * ld);
+    for (long i = 0; i < (long)rows * ld; i += 89) x[i] = (float)i * 1e-42f; /* subnormal */
+    *h = NULL;
+    if (b16) {
+        *h = malloc((size_t)rows * ld * sizeof(uint16_t));
+        round(*h, x, (long)rows * ld);
+    }
+    return x;
+}
+
+/* kind: 1 A in bf16, 2 B, 3 both; bias: with the twin's bias product (beta 0) */
+static int x_case(const x_variant *v, int kind, int tA, int tB, int M, int N, int K, int pad, float beta, int bias) {
+    int a16 = kind & 1, b16 = kind >> 1;
+    int lda = (tA ? M : K) + pad, ldb = (tB ? K : N) + pad, ldc = N + pad;
+    uint16_t *Ah, *Bh;
+    float *A = x_operand(tA ? K : M, lda, a16, v->round, &Ah), *B = x_operand(tB ? N : K, ldb, b16, v->round, &Bh);
+    float *bv = rand_buf((size_t)N), *C = rand_buf((size_t)M * ldc), *R = malloc((size_t)M * ldc * sizeof(float));
+    memcpy(R, C, (size_t)M * ldc * sizeof(float));
+    const void *Ax = a16 ? (const void *)Ah : A, *Bx = b16 ? (const void *)Bh : B;
+    v->f16(tA, tB, M, N, K, Ax, a16, lda, Bx, b16, ldb, bias ? 0.0f : beta, bias ? bv : NULL, C, ldc);
+    if (bias) v->f32b(tA, tB, M, N, K, A, lda, B, ldb, bv, R, ldc);
+    else v->f32(tA, tB, M, N, K, A, lda, B, ldb, beta, R, ldc);
     int bad = 0;
     for (int i = 0; i < M; i++)
         for (int j = 0; j < ldc; j++)
             if (memcmp(&C[(long)i * ldc + j], &R[(long)i * ldc + j], sizeof(float)) && bad++ < 5)
-                fprintf(stderr, "%s M=%d N=%d K=%d: C[%d][%d] = %.9g, want %.9g\n", what, M, N, K, i, j,
-                        C[(long)i * ldc + j], R[(long)i * ldc + j]);
+                fprintf(stderr, "%s kind=%d tA=%d tB=%d M=%d N=%d K=%d beta=%g bias=%d: C[%d][%d] = %.9g, want %.9g\n",
+                        v->what, kind, tA, tB, M, N, K, beta, bias, i, j, C[(long)i * ldc + j], R[(long)i * ldc + j]);
+    free(A), free(B), free(Ah), free(Bh), free(bv), free(C), free(R);
     return bad;
 }
 
-/* micro-tiles (14 x 32, 32 x 32), depth blocks (384, 2048; pairs: odd K), column blocks (768, 256), row blocks (1008,
- * 1024: several A blocks share a whole packed op(B) on AMX) */
-static const int b16_sh[][3] = {{1, 1, 1},       {14, 32, 2},    {15, 33, 3},    {31, 47, 65},  {64, 288, 513},
+static int x_shapes(const x_variant *v) {
+    /* micro-tiles (14 x 32, 32 x 32), depth blocks (384, 2048; pairs: odd K), column blocks (768, 256), row blocks
+     * (1008, 1024: several A blocks share a whole packed op(B) on AMX) */
+    static const int sh[][3] = {{1, 1, 1},     {14, 32, 2},    {15, 33, 3},    {31, 47, 65},  {64, 288, 513},
                                 {33, 257, 1025}, {20, 800, 770}, {1100, 40, 96}, {1, 600, 700}, {600, 1, 700},
                                 {20, 40, 4200}};
-#define N_B16_SH ((int)(sizeof b16_sh / sizeof b16_sh[0]))
-
-static int b16_case(b16_fn f16, sgemm_fn f32, round_fn round, const char *what, int tA, int M, int N, int K, int pad,
-                    float beta) {
-    int lda = (tA ? M : K) + pad, ldb = N + pad, ldc = N + pad;
-    float *A = rand_buf((size_t)(tA ? K : M) * lda), *B = rand_buf((size_t)K * ldb);
-    for (int i = 0; i < K * ldb; i += 97) B[i] = (float)i * 1e-42f; /* subnormal */
-    uint16_t *B16 = malloc((size_t)K * ldb * sizeof(uint16_t));
-    round(B16, B, (long)K * ldb);
-    float *C = rand_buf((size_t)M * ldc), *R = malloc((size_t)M * ldc * sizeof(float));
-    memcpy(R, C, (size_t)M * ldc * sizeof(float));
-    f16(tA, M, N, K, A, lda, B16, ldb, beta, C, ldc);
-    f32(tA, 0, M, N, K, A, lda, B, ldb, beta, R, ldc);
-    int bad = same_bits(what, C, R, M, N, K, ldc);
-    free(A), free(B), free(B16), free(C), free(R);
-    return bad;
-}
-
-static int b16_shapes(b16_fn f16, sgemm_fn f32, round_fn round, const char *what) {
     int bad = 0;
-    for (int s = 0; s < N_B16_SH; s++)
-        for (int t = 0; t < 2; t++)
-            for (int b = 0; b < 3; b++)
-                bad += b16_case(f16, f32, round, what, t, b16_sh[s][0], b16_sh[s][1], b16_sh[s][2], (s + t) % 3 * 5,
-                                b == 0 ? 0.0f : b == 1 ? 1.0f : 0.5f);
-    return bad;
-}
-
-/* lmf_sgemm_bf16_a16 (op(A) given in bf16, with or without a bias) against its fp32-source twin, as b16_case:
- * f32 with bias is the variant's bias product (AMX: lmf_sgemm_bf16_amx_bias), a16 variants without one get NULL */
-typedef void (*a16_fn)(int, int, int, int, const uint16_t *, int, const float *, int, float, const float *, float *,
-                       int);
-typedef void (*sgemm_bias_fn)(int, int, int, int, int, const float *, int, const float *, int, const float *, float *,
-                              int);
-
-static int a16_case(a16_fn f16, sgemm_fn f32, sgemm_bias_fn f32b, round_fn round, const char *what, int tB, int M,
-                    int N, int K, int pad, float beta) {
-    int lda = K + pad, ldb = (tB ? K : N) + pad, ldc = N + pad;
-    float *A = rand_buf((size_t)M * lda), *B = rand_buf((size_t)(tB ? N : K) * ldb), *bias = rand_buf((size_t)N);
-    for (int i = 0; i < M * lda; i += 89) A[i] = (float)i * 1e-42f; /* subnormal */
-    uint16_t *A16 = malloc((size_t)M * lda * sizeof(uint16_t));
-    round(A16, A, (long)M * lda);
-    float *C = rand_buf((size_t)M * ldc), *R = malloc((size_t)M * ldc * sizeof(float));
-    memcpy(R, C, (size_t)M * ldc * sizeof(float));
-    if (f32b) { /* beta 0 then */
-        f16(tB, M, N, K, A16, lda, B, ldb, 0.0f, bias, C, ldc);
-        f32b(0, tB, M, N, K, A, lda, B, ldb, bias, R, ldc);
-    } else {
-        f16(tB, M, N, K, A16, lda, B, ldb, beta, NULL, C, ldc);
-        f32(0, tB, M, N, K, A, lda, B, ldb, beta, R, ldc);
-    }
-    int bad = same_bits(what, C, R, M, N, K, ldc);
-    free(A), free(B), free(bias), free(A16), free(C), free(R);
+    for (int s = 0; s < (int)(sizeof sh / sizeof sh[0]); s++)
+        for (int kind = 1; kind <= 3; kind++)
+            for (int t = 0; t < 4; t++) {
+                int tA = kind & 1 ? 0 : t >> 1, tB = t & 1, pad = (s + t) % 3 * 5;
+                for (int b = 0; b < 3; b++)
+                    bad += x_case(v, kind, tA, tB, sh[s][0], sh[s][1], sh[s][2], pad, b == 1 ? 1.0f : b ? 0.5f : 0.0f,
+                                  0);
+                if (v->f32b) bad += x_case(v, kind, tA, tB, sh[s][0], sh[s][1], sh[s][2], pad, 0.0f, 1);
+            }
     return bad;
 }
 
@@ -388,59 +380,32 @@ static void bias_after(int tA, int tB, int M, int N, int K, const float *A, int 
         for (int j = 0; j < N; j++) C[(long)i * ldc + j] += bias[j];
 }
 
-static int a16_shapes(a16_fn f16, sgemm_fn f32, sgemm_bias_fn f32b, round_fn round, const char *what) {
-    int bad = 0;
-    for (int s = 0; s < N_B16_SH; s++)
-        for (int t = 0; t < 2; t++)
-            for (int b = 0; b < 3 + (f32b != NULL); b++) /* beta 0, 1, 0.5; the bias */
-                bad += a16_case(f16, f32, b == 3 ? f32b : NULL, round, what, t, b16_sh[s][0], b16_sh[s][1],
-                                b16_sh[s][2], (s + t) % 3 * 5, b == 1 ? 1.0f : b == 2 ? 0.5f : 0.0f);
-    return bad;
-}
-
-static void test_bf16_a16(void **state) {
+static void test_bf16_x(void **state) {
     (void)state;
-    int bad = a16_shapes(lmf_sgemm_bf16_a16_ref, lmf_sgemm_bf16_ref, NULL, lmf_bf16_round_ref, "a16 ref");
-    if (lmf_cpu_best_isa() >= LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16))
-        bad += a16_shapes(lmf_sgemm_bf16_a16_avx512, lmf_sgemm_bf16_avx512, NULL, lmf_bf16_round_avx512, "a16 avx512");
-    if (lmf_cpu_amx())
-        bad += a16_shapes(lmf_sgemm_bf16_a16_amx, lmf_sgemm_bf16_amx, lmf_sgemm_bf16_amx_bias, lmf_bf16_round_avx512,
-                          "a16 amx");
-    omp_set_num_threads(2); /* the dispatcher, threaded, with its own rounding, its bias rule and beta */
-    for (int t = 0; t < 2; t++) {
-        bad += a16_case(lmf_sgemm_bf16_a16, lmf_sgemm_bf16, lmf_sgemm_bf16_bias, lmf_sgemm_bf16_round,
-                        "a16 threaded", t, 1001, 300, 777, 3, 0.0f);
-        bad += a16_case(lmf_sgemm_bf16_a16, lmf_sgemm_bf16, NULL, lmf_sgemm_bf16_round, "a16 threaded", t, 1001, 300,
-                        777, 3, 1.0f);
-    }
-    /* off AMX, lmf_sgemm_bf16_bias adds the bias after the products, and so must the a16 product */
-    if (!lmf_cpu_amx())
-        bad += a16_case(lmf_sgemm_bf16_a16, lmf_sgemm_bf16, bias_after, lmf_sgemm_bf16_round, "a16 bias after", 1, 70,
-                        90, 130, 1, 0.0f);
-    assert_int_equal(bad, 0);
-}
-
-static void test_bf16_b16(void **state) {
-    (void)state;
-    int bad = b16_shapes(lmf_sgemm_bf16_b16_ref, lmf_sgemm_bf16_ref, lmf_bf16_round_ref, "b16 ref");
-    if (lmf_cpu_best_isa() >= LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16))
-        bad += b16_shapes(lmf_sgemm_bf16_b16_avx512, lmf_sgemm_bf16_avx512, lmf_bf16_round_avx512, "b16 avx512");
-    if (lmf_cpu_amx())
-        bad += b16_shapes(lmf_sgemm_bf16_b16_amx, lmf_sgemm_bf16_amx, lmf_bf16_round_avx512, "b16 amx");
-    omp_set_num_threads(2); /* the dispatcher, threaded, with its own rounding */
-    for (int t = 0; t < 2; t++)
-        for (int b = 0; b < 2; b++)
-            bad += b16_case(lmf_sgemm_bf16_b16, lmf_sgemm_bf16, lmf_sgemm_bf16_round, "b16 threaded", t, 300, 1001,
-                            777, 3, b ? 1.0f : 0.0f);
+    int hw = lmf_cpu_amx() || (lmf_cpu_isa() >= LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16));
+    const x_variant ref = {"x ref", lmf_sgemm_bf16_x_ref, lmf_sgemm_bf16_ref, NULL, lmf_bf16_round_ref},
+                    avx512 = {"x avx512", lmf_sgemm_bf16_x_avx512, lmf_sgemm_bf16_avx512, NULL, lmf_bf16_round_avx512},
+                    amx = {"x amx", lmf_sgemm_bf16_x_amx, lmf_sgemm_bf16_amx, lmf_sgemm_bf16_amx_bias,
+                           lmf_bf16_round_avx512},
+                    disp = {"x threaded", lmf_sgemm_bf16_x, lmf_sgemm_bf16,
+                            lmf_cpu_amx() ? lmf_sgemm_bf16_bias : bias_after, lmf_sgemm_bf16_round};
+    int bad = x_shapes(&ref);
+    if (lmf_cpu_best_isa() >= LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16)) bad += x_shapes(&avx512);
+    if (lmf_cpu_amx()) bad += x_shapes(&amx);
+    omp_set_num_threads(2); /* the dispatcher, threaded, with its own rounding and bias rule */
+    for (int kind = 1; kind <= 3; kind++)
+        for (int t = 0; t < 4; t++) {
+            int tA = kind & 1 ? 0 : t >> 1, tB = t & 1;
+            bad += x_case(&disp, kind, tA, tB, 300, 1001, 777, 3, t & 1 ? 1.0f : 0.0f, 0);
+            bad += x_case(&disp, kind, tA, tB, 1001, 300, 777, 3, 0.0f, 1);
+        }
     /* the rounding itself, on a buffer long enough to be threaded, against the variant's own: round to nearest
      * even is what a bf16 product's packing does to its inputs */
     long n = 200003;
     float *x = rand_buf((size_t)n);
     uint16_t *got = malloc((size_t)n * 2), *want = malloc((size_t)n * 2);
     lmf_sgemm_bf16_round(got, x, n);
-    (lmf_cpu_amx() || (lmf_cpu_isa() >= LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16)) ? lmf_bf16_round_avx512
-                                                                                           : lmf_bf16_round_ref)(
-        want, x, n);
+    (hw ? lmf_bf16_round_avx512 : lmf_bf16_round_ref)(want, x, n);
     bad += memcmp(got, want, (size_t)n * 2) != 0;
     lmf_bf16_round_ref(want, x, n); /* normal numbers: both roundings agree */
     bad += memcmp(got, want, (size_t)n * 2) != 0;
@@ -455,7 +420,7 @@ int main(void) {
         cmocka_unit_test(test_ref_k0),   cmocka_unit_test(test_avx2),        cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_threaded), cmocka_unit_test(test_in_parallel), cmocka_unit_test(test_bf16_avx512),
         cmocka_unit_test(test_bf16_amx), cmocka_unit_test(test_bf16_bias), cmocka_unit_test(test_bf16x3),
-        cmocka_unit_test(test_bf16_b16), cmocka_unit_test(test_bf16_a16),
+        cmocka_unit_test(test_bf16_x),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

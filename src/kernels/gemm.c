@@ -17,9 +17,8 @@
 typedef void (*sgemm_fn)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
 typedef void (*sgemm_bias_fn)(int, int, int, int, int, const float *, int, const float *, int, const float *, float *,
                               int);
-typedef void (*sgemm_b16_fn)(int, int, int, int, const float *, int, const uint16_t *, int, float, float *, int);
-typedef void (*sgemm_a16_fn)(int, int, int, int, const uint16_t *, int, const float *, int, float, const float *,
-                             float *, int);
+typedef void (*sgemm_x_fn)(int, int, int, int, int, const void *, int, int, const void *, int, int, float,
+                           const float *, float *, int);
 
 typedef struct {
     sgemm_fn fn;
@@ -27,8 +26,7 @@ typedef struct {
     int mu, nu; /* micro-tile: split points are multiples of these */
     int mc;     /* > 0: the variant packs op(A) once per block of mc rows and op(B) once per such block; ties
                    between equally balanced grids go to the one that packs least (below) */
-    sgemm_b16_fn b16_fn; /* bf16 variants: op(B) = B given in bf16 (lmf_sgemm_bf16_b16) */
-    sgemm_a16_fn a16_fn; /* and op(A) = A in bf16 (lmf_sgemm_bf16_a16; the bias only where bias_fn is set) */
+    sgemm_x_fn x_fn; /* bf16 variants: operands given in bf16 (lmf_sgemm_bf16_x; the bias only where bias_fn is) */
 } variant;
 
 static const variant variants[] = {
@@ -41,12 +39,11 @@ static const variant variants[] = {
 #define MIN_FLOPS_PER_THREAD 4000000.0
 
 /* One thread's rectangle: C = beta C + op(A) op(B), or with bias (beta 0) C = op(A) op(B) + bias. a16 / b16: A / B
- * hold bf16 elements (transA / transB 0; b16: no bias). */
+ * hold bf16 elements. */
 static void part(variant v, int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
                  const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc) {
     const float *first = v.bias_fn ? bias : NULL; /* the variant starts from the bias, else it is added after */
-    if (a16) v.a16_fn(transB, M, N, K, A, lda, B, ldb, beta, first, C, ldc);
-    else if (b16) v.b16_fn(transA, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    if (a16 || b16) v.x_fn(transA, transB, M, N, K, A, a16, lda, B, b16, ldb, beta, first, C, ldc);
     else if (first) v.bias_fn(transA, transB, M, N, K, A, lda, B, ldb, bias, C, ldc);
     else v.fn(transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
     for (int i = 0; bias && !first && i < M; i++)
@@ -128,11 +125,10 @@ double lmf_sgemm_bf16_rate(void) {
 int lmf_sgemm_bf16_pays(void) { return lmf_sgemm_bf16_rate() >= 1.3; }
 
 static variant bf16_variant(void) {
-    static const variant amx = {lmf_sgemm_bf16_amx,     lmf_sgemm_bf16_amx_bias, 32, 32, LMF_SGEMM_AMX_MC,
-                                lmf_sgemm_bf16_b16_amx, lmf_sgemm_bf16_a16_amx},
-                         avx512 = {lmf_sgemm_bf16_avx512,     NULL, 14, 32, 1008, lmf_sgemm_bf16_b16_avx512,
-                                   lmf_sgemm_bf16_a16_avx512},
-                         ref = {lmf_sgemm_bf16_ref, NULL, 1, 1, 0, lmf_sgemm_bf16_b16_ref, lmf_sgemm_bf16_a16_ref};
+    static const variant amx = {lmf_sgemm_bf16_amx, lmf_sgemm_bf16_amx_bias, 32, 32, LMF_SGEMM_AMX_MC,
+                                lmf_sgemm_bf16_x_amx},
+                         avx512 = {lmf_sgemm_bf16_avx512, NULL, 14, 32, 1008, lmf_sgemm_bf16_x_avx512},
+                         ref = {lmf_sgemm_bf16_ref, NULL, 1, 1, 0, lmf_sgemm_bf16_x_ref};
     return lmf_cpu_amx() ? amx : bf16_hw() ? avx512 : ref;
 }
 
@@ -141,14 +137,9 @@ void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A,
     run(bf16_variant(), transA, transB, M, N, K, A, 0, lda, B, 0, ldb, beta, NULL, C, ldc);
 }
 
-void lmf_sgemm_bf16_b16(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
-                        float beta, float *C, int ldc) {
-    run(bf16_variant(), transA, 0, M, N, K, A, 0, lda, B, 1, ldb, beta, NULL, C, ldc);
-}
-
-void lmf_sgemm_bf16_a16(int transB, int M, int N, int K, const uint16_t *A, int lda, const float *B, int ldb,
-                        float beta, const float *bias, float *C, int ldc) {
-    run(bf16_variant(), 0, transB, M, N, K, A, 1, lda, B, 0, ldb, bias ? 0.0f : beta, bias, C, ldc);
+void lmf_sgemm_bf16_x(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda, const void *B,
+                      int b16, int ldb, float beta, const float *bias, float *C, int ldc) {
+    run(bf16_variant(), transA, transB, M, N, K, A, a16, lda, B, b16, ldb, bias ? 0.0f : beta, bias, C, ldc);
 }
 
 void lmf_sgemm_bf16_round(uint16_t *dst, const float *src, long n) {
@@ -173,6 +164,6 @@ void lmf_sgemm_bf16_bias(int transA, int transB, int M, int N, int K, const floa
 
 void lmf_sgemm_bf16x3(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc) {
-    static const variant amx = {lmf_sgemm_bf16x3_amx, NULL, 32, 32, LMF_SGEMM_AMX_MC, NULL, NULL};
+    static const variant amx = {lmf_sgemm_bf16x3_amx, NULL, 32, 32, LMF_SGEMM_AMX_MC, NULL};
     run(lmf_cpu_amx() ? amx : variants[isa()], transA, transB, M, N, K, A, 0, lda, B, 0, ldb, beta, NULL, C, ldc);
 }

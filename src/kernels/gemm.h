@@ -33,12 +33,12 @@
  * is left out): an error per term of at most ~3 x 2^-16 |a b|, against 2^-8 for one bf16 product. An F16 weight is
  * exact as hi + lo. It pays only on tiles (~2x the AVX-512 fp32 SGEMM on SmolLM2's prefill shapes); without AMX it
  * is lmf_sgemm itself. */
-/* lmf_sgemm_bf16_b16 is lmf_sgemm_bf16 with op(B) = B given already in bf16 (K x N, row stride ldb, in elements),
- * and lmf_sgemm_bf16_a16 with op(A) = A in bf16 (M x K) and an optional bias (as lmf_sgemm_bf16_bias; beta must
- * then be 0): training keeps the activations that only ever enter products (a norm's output, attention's output,
- * the FFN activation) in bf16, for the forward's products y = x W^T + b and the weight gradients dW += dy^T x. The
- * results equal lmf_sgemm_bf16's (_bias's) on the fp32 values those bf16 ones were rounded from by
- * lmf_sgemm_bf16_round, bit for bit: the packing starts from the rounded values instead of rounding as it goes.
+/* lmf_sgemm_bf16_x is lmf_sgemm_bf16 (and with a bias lmf_sgemm_bf16_bias; beta must then be 0) with either operand
+ * given already in bf16: a16 / b16 set, A / B hold bf16 elements (row strides lda / ldb in elements; A in bf16
+ * needs transA 0). Training keeps the activations that only ever enter products (a norm's output, q|k|v, attention's
+ * output, the FFN activation) in bf16, for the forward's products y = x W^T + b, attention's, and the weight
+ * gradients dW += dy^T x. The results equal lmf_sgemm_bf16's on the fp32 values those bf16 ones were rounded from
+ * by lmf_sgemm_bf16_round, bit for bit: the packing starts from the rounded values instead of rounding as it goes.
  * lmf_sgemm_bf16_round rounds n floats as lmf_sgemm_bf16's packing does (AMX and AVX-512 BF16: vcvtneps2bf16,
  * which also flushes fp32 subnormals to zero; the reference: lmf_f32_to_bf16), threaded like lmf_sgemm outside a
  * parallel region. */
@@ -57,10 +57,8 @@ void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A,
 void lmf_sgemm_bf16_bias(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                          int ldb, const float *bias, float *C, int ldc);
 double lmf_sgemm_bf16_rate(void);
-void lmf_sgemm_bf16_b16(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
-                        float beta, float *C, int ldc);
-void lmf_sgemm_bf16_a16(int transB, int M, int N, int K, const uint16_t *A, int lda, const float *B, int ldb,
-                        float beta, const float *bias, float *C, int ldc);
+void lmf_sgemm_bf16_x(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda, const void *B,
+                      int b16, int ldb, float beta, const float *bias, float *C, int ldc);
 void lmf_sgemm_bf16_round(uint16_t *dst, const float *src, long n);
 void lmf_sgemm_bf16x3(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc);
@@ -78,21 +76,14 @@ void lmf_sgemm_bf16x3_ref(int transA, int transB, int M, int N, int K, const flo
                           int ldb, float beta, float *C, int ldc);
 void lmf_sgemm_bf16_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                            int ldb, float beta, float *C, int ldc);
-/* the single-threaded variants of lmf_sgemm_bf16_b16 and _a16, and the two roundings (vcvtneps2bf16's, the
- * reference's) */
-void lmf_sgemm_bf16_b16_ref(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
-                            float beta, float *C, int ldc);
-void lmf_sgemm_bf16_b16_avx512(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
-                               float beta, float *C, int ldc);
-void lmf_sgemm_bf16_b16_amx(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
-                            float beta, float *C, int ldc);
-/* bias: the AMX variant starts its tiles from it (the others take NULL: lmf_sgemm_bf16_a16 adds it after them) */
-void lmf_sgemm_bf16_a16_ref(int transB, int M, int N, int K, const uint16_t *A, int lda, const float *B, int ldb,
-                            float beta, const float *bias, float *C, int ldc);
-void lmf_sgemm_bf16_a16_avx512(int transB, int M, int N, int K, const uint16_t *A, int lda, const float *B, int ldb,
-                               float beta, const float *bias, float *C, int ldc);
-void lmf_sgemm_bf16_a16_amx(int transB, int M, int N, int K, const uint16_t *A, int lda, const float *B, int ldb,
-                            float beta, const float *bias, float *C, int ldc);
+/* the single-threaded variants of lmf_sgemm_bf16_x (bias: only the AMX one starts its tiles from it, the others
+ * take NULL and lmf_sgemm_bf16_x adds it after them), and the two roundings (vcvtneps2bf16's, the reference's) */
+void lmf_sgemm_bf16_x_ref(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
+                          const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc);
+void lmf_sgemm_bf16_x_avx512(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
+                             const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc);
+void lmf_sgemm_bf16_x_amx(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
+                          const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc);
 void lmf_bf16_round_ref(uint16_t *dst, const float *src, long n);
 void lmf_bf16_round_avx512(uint16_t *dst, const float *src, long n);
 #define LMF_SGEMM_AMX_MC 1024 /* rows of op(A) per packed block (gemm_amx.c); gemm.c's split weighs packing by it */

@@ -24,8 +24,8 @@
  * through a 32 x 32 staging block, elsewhere they are loaded from and stored to C directly; either way the tiles
  * start from C's values, so a result does not depend on where an element falls.
  *
- * Operands given in bf16 (lmf_sgemm_bf16_a16 / _b16: activations training keeps rounded) are packed by copying
- * their pairs, without conversion.
+ * Operands given in bf16 (lmf_sgemm_bf16_x: activations training keeps rounded) are packed by copying their pairs,
+ * without conversion.
  *
  * lmf_sgemm_bf16x3_amx is the same loop nest on split operands (gemm.h): a depth step of a panel holds the HI tiles
  * then the LO tiles, the depth blocks are half as deep (the same packed bytes), and the micro-kernel adds each
@@ -41,6 +41,7 @@
 
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define KC 2048 /* depth block: one for K up to 2048 (GPT-2's layers, a weight gradient over 2048 tokens), so C is
@@ -140,16 +141,21 @@ static void pack_panel(uint32_t *dst, const float *src, long ld_line, long ld_k,
     }
 }
 
-/* pack_panel for op(A) = A given in bf16 (lines are A's rows, ld elements apart, w of the panel's 32 real): a row's
- * 32 values along k are already a tile row's 16 pairs, the row pairs_contiguous makes from their fp32 values */
-static void pack_panel_a16(uint32_t *dst, const uint16_t *src, long ld, int w, int kc) {
+/* pack_panel for lines contiguous along k given in bf16 (rows of op(A) = A, or columns of op(B) = B^T; ld elements
+ * apart, w of the panel's 32 real): a line's 32 values are already 16 pairs, the row pairs_contiguous makes from
+ * their fp32 values, and line_major as pack_tile's (B tiles: transposed to pair-major) */
+static void pack_panel_16(uint32_t *dst, const uint16_t *src, long ld, int w, int kc, int line_major) {
     for (int d0 = 0; d0 < kc; d0 += 32) {
         __mmask32 m = kc - d0 >= 32 ? 0xffffffffu : (1u << (kc - d0)) - 1;
         for (int i = 0; d0 + 32 < kc && i < w && i < 32; i++) /* the next step's lines, as pack_panel */
             _mm_prefetch((const char *)(src + i * ld + d0 + 32), _MM_HINT_T0);
-        for (int i = 0; i < 32; i++)
-            _mm512_store_si512(dst + (d0 / 32) * 512 + i * 16,
-                               i < w ? _mm512_maskz_loadu_epi16(m, src + i * ld + d0) : _mm512_setzero_si512());
+        for (int t = 0; t < 2; t++, dst += 256) {
+            __m512i r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = 16 * t + i < w ? _mm512_maskz_loadu_epi16(m, src + (16 * t + i) * ld + d0) : _mm512_setzero_si512();
+            if (!line_major) transpose16((__m512 *)r);
+            for (int i = 0; i < 16; i++) _mm512_store_si512(dst + i * 16, r[i]);
+        }
     }
 }
 
@@ -269,8 +275,8 @@ static void kernel_32x32(int steps, const uint32_t *a, const uint32_t *b, float 
             _mm512_mask_storeu_ps(c + i * ldc + j, lanes(nr - j), _mm512_load_ps(acc + i * 32 + j));
 }
 
-/* A16: op(A) = A in bf16 (transA 0), B16: op(B) = B in bf16 (transB 0), packed by pack_panel_a16 / pack_panels_b16
- * instead of pack_panel (split 0) */
+/* A16: op(A) = A in bf16 (transA 0), B16: B in bf16, packed by pack_panel_16 / pack_panels_b16 instead of pack_panel
+ * (split 0) */
 static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, const float *A, const uint16_t *A16,
                       int lda, const float *B, const uint16_t *B16, int ldb, float beta, const float *bias, float *C,
                       int ldc) {
@@ -295,16 +301,17 @@ static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, co
     for (int p0 = 0; p0 < K; p0 += kcb) {
         int kc = K - p0 < kcb ? K - p0 : kcb, steps = (kc + 31) / 32;
         int first = p0 == 0;
-        if (whole_b && B16) pack_panels_b16(bp, B16 + (long)p0 * ldb, ldb, N, kc);
+        if (whole_b && B16 && !transB) pack_panels_b16(bp, B16 + (long)p0 * ldb, ldb, N, kc);
         for (int j = 0; whole_b && j < N; j += 32) /* op(B) column j is B's row (transB 1) or column */
-            if (!B16)
+            if (B16 && transB) pack_panel_16(bp + j / 32 * PANEL(kc, 0), B16 + (long)j * ldb + p0, ldb, N - j, kc, 0);
+            else if (!B16)
                 pack_panel(bp + j / 32 * PANEL(kc, split), transB ? B + (long)j * ldb + p0 : B + (long)p0 * ldb + j,
                            transB ? ldb : 1, transB ? 1 : ldb, N - j, kc, transB, 0, split);
         for (int m0 = 0; m0 < M; m0 += mcb) {
             int mb = M - m0 < mcb ? M - m0 : mcb;
             for (int i = 0; i < mb; i += 32) { /* op(A) row i is A's row (transA 0) or column: contiguous in k */
                 if (A16) {
-                    pack_panel_a16(ap + i / 32 * PANEL(kc, 0), A16 + (long)(m0 + i) * lda + p0, lda, mb - i, kc);
+                    pack_panel_16(ap + i / 32 * PANEL(kc, 0), A16 + (long)(m0 + i) * lda + p0, lda, mb - i, kc, 1);
                     continue;
                 }
                 const float *a = transA ? A + (long)p0 * lda + m0 + i : A + (long)(m0 + i) * lda + p0;
@@ -313,7 +320,9 @@ static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, co
             }
             for (int n0 = 0; n0 < N; n0 += NB) {
                 int nb = N - n0 < NB ? N - n0 : NB;
-                if (!whole_b && B16) pack_panels_b16(bp, B16 + (long)p0 * ldb + n0, ldb, nb, kc);
+                if (!whole_b && B16 && !transB) pack_panels_b16(bp, B16 + (long)p0 * ldb + n0, ldb, nb, kc);
+                for (int j = 0; !whole_b && B16 && transB && j < nb; j += 32)
+                    pack_panel_16(bp + j / 32 * PANEL(kc, 0), B16 + (long)(n0 + j) * ldb + p0, ldb, nb - j, kc, 0);
                 for (int j = 0; !whole_b && !B16 && j < nb; j += 32) {
                     const float *b = transB ? B + (long)(n0 + j) * ldb + p0 : B + (long)p0 * ldb + n0 + j;
                     pack_panel(bp + j / 32 * PANEL(kc, split), b, transB ? ldb : 1, transB ? 1 : ldb, nb - j, kc,
@@ -350,14 +359,11 @@ void lmf_sgemm_bf16x3_amx(int transA, int transB, int M, int N, int K, const flo
     sgemm_amx(1, transA, transB, M, N, K, A, NULL, lda, B, NULL, ldb, beta, NULL, C, ldc);
 }
 
-void lmf_sgemm_bf16_b16_amx(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
-                            float beta, float *C, int ldc) {
-    sgemm_amx(0, transA, 0, M, N, K, A, NULL, lda, NULL, B, ldb, beta, NULL, C, ldc);
-}
-
-void lmf_sgemm_bf16_a16_amx(int transB, int M, int N, int K, const uint16_t *A, int lda, const float *B, int ldb,
-                            float beta, const float *bias, float *C, int ldc) {
-    sgemm_amx(0, 0, transB, M, N, K, NULL, A, lda, B, NULL, ldb, beta, bias, C, ldc);
+void lmf_sgemm_bf16_x_amx(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
+                          const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc) {
+    if (a16 && transA) abort(); /* A in bf16 is op(A) itself */
+    sgemm_amx(0, transA, transB, M, N, K, a16 ? NULL : A, a16 ? A : NULL, lda, b16 ? NULL : B, b16 ? B : NULL, ldb,
+              beta, bias, C, ldc);
 }
 
 /* Products per second of tdpbf16ps against vfmadd231ps on this core (4 independent tile accumulators; the best of

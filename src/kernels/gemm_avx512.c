@@ -141,19 +141,23 @@ __attribute__((target("avx512bf16"))) static void to_pairs(float *dst, const flo
     }
 }
 
-/* pack_trans's 14-row A panel (transA 0) from bf16 rows: each value widened to the fp32 it stands for, which
- * to_pairs then rounds to itself */
-static void pack_trans_b16(float *dst, const uint16_t *src, long ld, int w, int kc) {
-    for (int k0 = 0; k0 < kc; k0 += 16) {
-        int kn = kc - k0 < 16 ? kc - k0 : 16;
-        __mmask16 km = lanes(kn);
-        __m512 r[16];
-        for (int i = 0; i < 16; i++)
-            r[i] = i < w ? _mm512_castsi512_ps(_mm512_slli_epi32(
-                               _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(km, src + (long)i * ld + k0)), 16))
-                         : _mm512_setzero_ps();
-        transpose16(r);
-        for (int j = 0; j < kn; j++) _mm512_mask_storeu_ps(dst + (long)(k0 + j) * MR, lanes(MR), r[j]);
+/* pack_trans from bf16 rows (a 14-row A panel, transA 0, or a 32-column B panel, transB 1): each value widened to
+ * the fp32 it stands for, which to_pairs then rounds to itself */
+static void pack_trans_b16(float *dst, const uint16_t *src, long ld, int w, int W, int kc) {
+    for (int g = 0; g < W; g += 16) {
+        int rows = w - g < 0 ? 0 : w - g > 16 ? 16 : w - g;
+        const uint16_t *s = src + (long)g * ld;
+        for (int k0 = 0; k0 < kc; k0 += 16) {
+            int kn = kc - k0 < 16 ? kc - k0 : 16;
+            __mmask16 km = lanes(kn);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < rows ? _mm512_castsi512_ps(_mm512_slli_epi32(
+                                      _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(km, s + (long)i * ld + k0)), 16))
+                                : _mm512_setzero_ps();
+            transpose16(r);
+            for (int j = 0; j < kn; j++) _mm512_mask_storeu_ps(dst + (long)(k0 + j) * W + g, lanes(W - g), r[j]);
+        }
     }
 }
 
@@ -289,16 +293,22 @@ static void gemm(int bf16, int transA, int transB, int M, int N, int K, const fl
             float bt = p0 == 0 ? beta : 1.0f;
             for (int i = 0; i < mb; i += MR) { /* op(A) block packed once, used by every column block */
                 float *dst = ap + (long)i * kk;
-                if (A16) pack_trans_b16(stage, A16 + (long)(m0 + i) * lda + p0, lda, mb - i < MR ? mb - i : MR, kc);
+                if (A16)
+                    pack_trans_b16(stage, A16 + (long)(m0 + i) * lda + p0, lda, mb - i < MR ? mb - i : MR, MR, kc);
                 else pack_a(bf16 ? stage : dst, transA, A, lda, m0 + i, p0, mb - i < MR ? mb - i : MR, kc);
                 if (bf16) to_pairs(dst, stage, MR, kc);
             }
             for (int n0 = 0; n0 < N; n0 += NB) {
                 int nb = N - n0 < NB ? N - n0 : NB;
                 if (!bf16) pack_b(bp, transB, B, ldb, n0, p0, nb, kc);
-                else if (B16)
+                else if (B16 && !transB)
                     for (int j = 0; j < nb; j += NR)
                         pairs_b16(bp + (long)j * kk, B16 + (long)p0 * ldb + n0 + j, ldb, nb - j < NR ? nb - j : NR, kc);
+                else if (B16)
+                    for (int j = 0; j < nb; j += NR) {
+                        pack_trans_b16(stage, B16 + (long)(n0 + j) * ldb + p0, ldb, nb - j < NR ? nb - j : NR, NR, kc);
+                        to_pairs(bp + (long)j * kk, stage, NR, kc);
+                    }
                 else
                     for (int j = 0; j < nb; j += NR) {
                         pack_b(stage, transB, B, ldb, n0 + j, p0, nb - j < NR ? nb - j : NR, kc);
@@ -326,15 +336,11 @@ void lmf_sgemm_bf16_avx512(int transA, int transB, int M, int N, int K, const fl
     gemm(1, transA, transB, M, N, K, A, NULL, lda, B, NULL, ldb, beta, C, ldc);
 }
 
-void lmf_sgemm_bf16_b16_avx512(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
-                               float beta, float *C, int ldc) {
-    gemm(1, transA, 0, M, N, K, A, NULL, lda, NULL, B, ldb, beta, C, ldc);
-}
-
-void lmf_sgemm_bf16_a16_avx512(int transB, int M, int N, int K, const uint16_t *A, int lda, const float *B, int ldb,
-                               float beta, const float *bias, float *C, int ldc) {
-    if (bias) abort(); /* lmf_sgemm_bf16_a16 adds it */
-    gemm(1, 0, transB, M, N, K, NULL, A, lda, B, NULL, ldb, beta, C, ldc);
+void lmf_sgemm_bf16_x_avx512(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
+                             const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc) {
+    if (bias || (a16 && transA)) abort(); /* lmf_sgemm_bf16_x adds the bias; A in bf16 is op(A) itself */
+    gemm(1, transA, transB, M, N, K, a16 ? NULL : A, a16 ? A : NULL, lda, b16 ? NULL : B, b16 ? B : NULL, ldb, beta, C,
+         ldc);
 }
 
 /* vcvtneps2bf16, as to_pairs and the AMX packing round */

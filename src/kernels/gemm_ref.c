@@ -45,29 +45,17 @@ void lmf_sgemm_bf16x3_ref(int transA, int transB, int M, int N, int K, const flo
     gemm(2, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
-void lmf_sgemm_bf16_b16_ref(int transA, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
-                            float beta, float *C, int ldc) {
-    for (int i = 0; i < M; i++) {
-        for (int j = 0; j < N; j++) {
-            float acc = 0.0f;
-            for (int k = 0; k < K; k++)
-                acc += bf16(transA ? A[(long)k * lda + i] : A[(long)i * lda + k]) *
-                       lmf_bf16_to_f32(B[(long)k * ldb + j]);
-            float *c = &C[(long)i * ldc + j];
-            *c = beta == 0.0f ? acc : beta * *c + acc;
-        }
-    }
-}
-
-void lmf_sgemm_bf16_a16_ref(int transB, int M, int N, int K, const uint16_t *A, int lda, const float *B, int ldb,
-                            float beta, const float *bias, float *C, int ldc) {
-    LMF_CHECK(!bias); /* lmf_sgemm_bf16_a16 adds it */
+void lmf_sgemm_bf16_x_ref(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
+                          const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc) {
+    LMF_CHECK(!bias && (!a16 || !transA)); /* lmf_sgemm_bf16_x adds the bias */
+    const float *Af = A, *Bf = B;
+    const uint16_t *Ah = A, *Bh = B;
     for (int i = 0; i < M; i++) {
         for (int j = 0; j < N; j++) {
             float acc = 0.0f;
             for (int k = 0; k < K; k++) {
-                float b = transB ? B[(long)j * ldb + k] : B[(long)k * ldb + j];
-                acc += lmf_bf16_to_f32(A[(long)i * lda + k]) * bf16(b);
+                long ai = transA ? (long)k * lda + i : (long)i * lda + k, bi = transB ? (long)j * ldb + k : (long)k * ldb + j;
+                acc += (a16 ? lmf_bf16_to_f32(Ah[ai]) : bf16(Af[ai])) * (b16 ? lmf_bf16_to_f32(Bh[bi]) : bf16(Bf[bi]));
             }
             float *c = &C[(long)i * ldc + j];
             *c = beta == 0.0f ? acc : beta * *c + acc;

@@ -23,7 +23,7 @@ static void backward(gemm_fn gemm, float *dinp, float dinp_beta, float *dW, floa
                      const float *dout, int ldo, const float *inp, const uint16_t *inp16, int ldi, const float *W,
                      int ldw, int N, int IC, int OC) {
     gemm(0, 0, N, IC, OC, dout, ldo, W, ldw, dinp_beta, dinp, ldi);
-    if (inp16) lmf_sgemm_bf16_b16(1, OC, IC, N, dout, ldo, inp16, ldi, dw_beta, dW, ldw);
+    if (inp16) lmf_sgemm_bf16_x(1, 0, OC, IC, N, dout, 0, ldo, inp16, 1, ldi, dw_beta, NULL, dW, ldw);
     else gemm(1, 0, OC, IC, N, dout, ldo, inp, ldi, dw_beta, dW, ldw);
     if (dbias) {
 #pragma omp parallel

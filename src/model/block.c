@@ -433,8 +433,8 @@ static void linear_b16(const lin *o, int n, const uint16_t *in, int ldi, int N) 
         int O = W->rows, K = W->cols, j0 = j;
         LMF_CHECK(W->type == LMF_GGML_F32);
         while (j + 1 < n && adjacent(&o[j], &o[j + 1])) O += o[++j].W->rows;
-        lmf_sgemm_bf16_a16(1, N, O, K, in, ldi, W->data, (int)(W->row_bytes / sizeof(float)), 0.0f, o[j0].bias,
-                           o[j0].out, o[j0].ldo);
+        lmf_sgemm_bf16_x(0, 1, N, O, K, in, 1, ldi, W->data, 0, (int)(W->row_bytes / sizeof(float)), 0.0f, o[j0].bias,
+                         o[j0].out, o[j0].ldo);
     }
 }
 
