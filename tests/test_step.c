@@ -196,6 +196,7 @@ static void test_bf16_inputs_kept_exact(void **state) {
         }
         assert_null(m[0]->acts.ln1_16);
         assert_non_null(m[1]->acts.ln1_16);
+        assert_non_null(m[1]->acts.qkv_16);
         assert_true(arch == 2 ? m[1]->acts.ln2_16 == NULL && m[1]->acts.ln2 : m[1]->acts.ln2_16 && !m[1]->acts.ln2);
         if (memcmp(&loss[0], &loss[1], sizeof(double))) fail_msg("arch %d: loss %.9g vs %.9g", arch, loss[1], loss[0]);
         for (size_t i = 0; i < m[0]->num_params; i++)

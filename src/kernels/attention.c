@@ -28,18 +28,34 @@
 
 #define ATT_RB 64
 
-typedef void (*gemm_fn)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
-
 size_t lmf_attention_scratch_floats(int T, int nthreads) { return (size_t)nthreads * 2 * ATT_RB * (size_t)T; }
 
+/* How the products run: fp32 (lmf_sgemm), bf16 (lmf_sgemm_bf16) or bf16 with q|k|v given in bf16 (q16:
+ * lmf_sgemm_bf16_x). Q, K and V are offsets into qkv, whose element size q16 sets. */
+typedef struct {
+    int bf16, q16;
+    const void *qkv;
+} prods;
+
+static const void *at(const prods *p, long off) { return (const char *)p->qkv + off * (p->q16 ? 2 : 4); }
+
+/* C = beta C + op(A) op(B); aq / bq: A / B is q|k|v at offset a / b (else the fp32 matrix A / B) */
+static void prod(const prods *p, int tA, int tB, int M, int N, int K, const float *A, int aq, long a, int lda,
+                 const float *B, int bq, long b, int ldb, float beta, float *C, int ldc) {
+    const void *x = aq ? at(p, a) : A, *y = bq ? at(p, b) : B;
+    if (p->q16) lmf_sgemm_bf16_x(tA, tB, M, N, K, x, aq, lda, y, bq, ldb, beta, NULL, C, ldc);
+    else (p->bf16 ? lmf_sgemm_bf16 : lmf_sgemm)(tA, tB, M, N, K, x, lda, y, ldb, beta, C, ldc);
+}
+
 /* Probabilities of query rows i0..i1-1 over keys c0..i1-1 into P (row stride i1 - c0); row i's keys run from its
- * start st(i) (0, or i - pos[i] in a packed row; c0 = st(i0)) to i, the rest of its row zero. */
+ * start st(i) (0, or i - pos[i] in a packed row; c0 = st(i0)) to i, the rest of its row zero. q, k: the offsets of
+ * the head's Q and K in qkv (row stride S). */
 static inline int start_of(const int32_t *pos, int i) { return pos ? i - pos[i] : 0; }
 
-static void probs(gemm_fn gemm, float *P, const float *Q, const float *K, int S, const int32_t *pos, int i0, int i1,
-                  int hs, float scale, const lmf_vec_ops *v) {
+static void probs(const prods *p, float *P, long q, long k, int S, const int32_t *pos, int i0, int i1, int hs,
+                  float scale, const lmf_vec_ops *v) {
     int c0 = start_of(pos, i0), w = i1 - c0;
-    gemm(0, 1, i1 - i0, w, hs, Q + (long)i0 * S, S, K + (long)c0 * S, S, 0.0f, P, w);
+    prod(p, 0, 1, i1 - i0, w, hs, NULL, 1, q + (long)i0 * S, S, NULL, 1, k + (long)c0 * S, S, 0.0f, P, w);
     for (int i = i0; i < i1; i++) {
         float *row = P + (long)(i - i0) * w;
         int st = start_of(pos, i) - c0;
@@ -49,9 +65,8 @@ static void probs(gemm_fn gemm, float *P, const float *Q, const float *K, int S,
     }
 }
 
-void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int B, int T, int NH,
-                           int NKV, int hs, int bf16) {
-    gemm_fn gemm = bf16 ? lmf_sgemm_bf16 : lmf_sgemm;
+static void forward(float *out, float *scratch, const prods *p, const int32_t *pos, int B, int T, int NH, int NKV,
+                    int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *v = lmf_vec();
@@ -59,23 +74,33 @@ void lmf_attention_forward(float *out, float *scratch, const float *qkv, const i
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             float *P = scratch + (long)omp_get_thread_num() * 2 * ATT_RB * T;
-            const float *Q = qkv + (long)b * T * S + (long)h * hs;
-            const float *K = qkv + (long)b * T * S + C + (long)(h / G) * hs;
-            const float *V = K + KVC;
+            long q = (long)b * T * S + (long)h * hs, k = (long)b * T * S + C + (long)(h / G) * hs, vo = k + KVC;
             float *O = out + (long)b * T * C + (long)h * hs;
             const int32_t *ps = pos ? pos + (long)b * T : NULL;
             for (int i0 = 0; i0 < T; i0 += ATT_RB) {
                 int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, c0 = start_of(ps, i0);
-                probs(gemm, P, Q, K, S, ps, i0, i1, hs, scale, v);
-                gemm(0, 0, i1 - i0, hs, i1 - c0, P, i1 - c0, V + (long)c0 * S, S, 0.0f, O + (long)i0 * C, C);
+                probs(p, P, q, k, S, ps, i0, i1, hs, scale, v);
+                prod(p, 0, 0, i1 - i0, hs, i1 - c0, P, 0, 0, i1 - c0, NULL, 1, vo + (long)c0 * S, S, 0.0f,
+                     O + (long)i0 * C, C);
             }
         }
     }
 }
 
-void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos, int B,
-                            int T, int NH, int NKV, int hs, int bf16) {
-    gemm_fn gemm = bf16 ? lmf_sgemm_bf16 : lmf_sgemm;
+void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int B, int T, int NH,
+                           int NKV, int hs, int bf16) {
+    prods p = {bf16, 0, qkv};
+    forward(out, scratch, &p, pos, B, T, NH, NKV, hs);
+}
+
+void lmf_attention_forward_b16(float *out, float *scratch, const uint16_t *qkv, const int32_t *pos, int B, int T,
+                               int NH, int NKV, int hs) {
+    prods p = {1, 1, qkv};
+    forward(out, scratch, &p, pos, B, T, NH, NKV, hs);
+}
+
+static void backward(float *dqkv, float *scratch, const float *dout, const prods *p, const int32_t *pos, int B, int T,
+                     int NH, int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *v = lmf_vec();
@@ -84,24 +109,23 @@ void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, cons
     for (int b = 0; b < B; b++) {
         for (int kh = 0; kh < NKV; kh++) {
             float *P = scratch + (long)omp_get_thread_num() * 2 * ATT_RB * T, *dP = P + (long)ATT_RB * T;
-            const float *K = qkv + (long)b * T * S + C + (long)kh * hs;
-            const float *V = K + KVC;
-            float *dK = dqkv + (long)b * T * S + C + (long)kh * hs;
-            float *dV = dK + KVC;
+            long k = (long)b * T * S + C + (long)kh * hs, vo = k + KVC;
+            float *dK = dqkv + k, *dV = dK + KVC;
             for (int h = kh * G; h < (kh + 1) * G; h++) {
-                const float *Q = qkv + (long)b * T * S + (long)h * hs;
-                float *dQ = dqkv + (long)b * T * S + (long)h * hs;
+                long q = (long)b * T * S + (long)h * hs;
+                float *dQ = dqkv + q;
                 const float *dO = dout + (long)b * T * C + (long)h * hs;
                 const int32_t *ps = pos ? pos + (long)b * T : NULL;
                 for (int i0 = 0; i0 < T; i0 += ATT_RB) {
                     int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, m = i1 - i0, c0 = start_of(ps, i0), w = i1 - c0;
-                    const float *Kc = K + (long)c0 * S, *Vc = V + (long)c0 * S;
-                    probs(gemm, P, Q, K, S, ps, i0, i1, hs, scale, v);
-                    gemm(0, 1, m, w, hs, dO + (long)i0 * C, C, Vc, S, 0.0f, dP, w);          /* dP = dO V^T  */
+                    probs(p, P, q, k, S, ps, i0, i1, hs, scale, v);
+                    /* dP = dO V^T */
+                    prod(p, 0, 1, m, w, hs, dO + (long)i0 * C, 0, 0, C, NULL, 1, vo + (long)c0 * S, S, 0.0f, dP, w);
                     /* dV += P^T dO; keys [i0, i1) first get a gradient here, from the group's first head: written */
                     int first = h == kh * G, had = w - m; /* keys [c0, i0) had theirs from earlier blocks */
-                    gemm(1, 0, had, hs, m, P, w, dO + (long)i0 * C, C, 1.0f, dV + (long)c0 * S, S);
-                    gemm(1, 0, m, hs, m, P + had, w, dO + (long)i0 * C, C, first ? 0.0f : 1.0f, dV + (long)i0 * S, S);
+                    prod(p, 1, 0, had, hs, m, P, 0, 0, w, dO + (long)i0 * C, 0, 0, C, 1.0f, dV + (long)c0 * S, S);
+                    prod(p, 1, 0, m, hs, m, P + had, 0, 0, w, dO + (long)i0 * C, 0, 0, C, first ? 0.0f : 1.0f,
+                         dV + (long)i0 * S, S);
                     for (int i = i0; i < i1; i++) { /* softmax backward over the row's keys, zero elsewhere */
                         float *d = dP + (long)(i - i0) * w;
                         int st = start_of(ps, i) - c0;
@@ -109,12 +133,26 @@ void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, cons
                         v->softmax_backward(d + st, P + (long)(i - i0) * w + st, i + 1 - c0 - st, scale);
                         memset(d + i + 1 - c0, 0, sizeof(float) * (size_t)(i1 - i - 1));
                     }
-                    gemm(0, 0, m, hs, w, dP, w, Kc, S, 0.0f, dQ + (long)i0 * S, S);          /* dQ = dS K    */
+                    /* dQ = dS K */
+                    prod(p, 0, 0, m, hs, w, dP, 0, 0, w, NULL, 1, k + (long)c0 * S, S, 0.0f, dQ + (long)i0 * S, S);
                     /* dK += dS^T Q, as dV */
-                    gemm(1, 0, had, hs, m, dP, w, Q + (long)i0 * S, S, 1.0f, dK + (long)c0 * S, S);
-                    gemm(1, 0, m, hs, m, dP + had, w, Q + (long)i0 * S, S, first ? 0.0f : 1.0f, dK + (long)i0 * S, S);
+                    prod(p, 1, 0, had, hs, m, dP, 0, 0, w, NULL, 1, q + (long)i0 * S, S, 1.0f, dK + (long)c0 * S, S);
+                    prod(p, 1, 0, m, hs, m, dP + had, 0, 0, w, NULL, 1, q + (long)i0 * S, S, first ? 0.0f : 1.0f,
+                         dK + (long)i0 * S, S);
                 }
             }
         }
     }
+}
+
+void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos, int B,
+                            int T, int NH, int NKV, int hs, int bf16) {
+    prods p = {bf16, 0, qkv};
+    backward(dqkv, scratch, dout, &p, pos, B, T, NH, NKV, hs);
+}
+
+void lmf_attention_backward_b16(float *dqkv, float *scratch, const float *dout, const uint16_t *qkv,
+                                const int32_t *pos, int B, int T, int NH, int NKV, int hs) {
+    prods p = {1, 1, qkv};
+    backward(dqkv, scratch, dout, &p, pos, B, T, NH, NKV, hs);
 }

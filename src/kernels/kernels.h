@@ -58,6 +58,12 @@ void lmf_attention_forward(float *out, float *scratch, const float *qkv, const i
  * precision; the softmax and its backward stay fp32). */
 void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos, int B,
                             int T, int NH, int NKV, int hs, int bf16);
+/* The same in bf16 with q|k|v kept in bf16 (lmf_sgemm_bf16_round of the fp32 ones): the same bits, as the products
+ * round their inputs so anyway */
+void lmf_attention_forward_b16(float *out, float *scratch, const uint16_t *qkv, const int32_t *pos, int B, int T,
+                               int NH, int NKV, int hs);
+void lmf_attention_backward_b16(float *dqkv, float *scratch, const float *dout, const uint16_t *qkv,
+                                const int32_t *pos, int B, int T, int NH, int NKV, int hs);
 
 /* ---- rotary position embedding, in place ----
  * freqs: (T, hs): per position hs/2 cosines then hs/2 sines, from lmf_rope_table; T may exceed the batch's T.

@@ -704,7 +704,12 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
         }
     } else {
         lmf_block_rope(c, ctx->rope, r->qkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, 1.0f);
-        lmf_attention_forward(r->atty, r->att, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
+        if (r->qkv_16) {
+            lmf_sgemm_bf16_round(r->qkv_16, r->qkv, (long)N * S);
+            lmf_attention_forward_b16(r->atty, r->att, r->qkv_16, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
+        } else {
+            lmf_attention_forward(r->atty, r->att, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
+        }
     }
     /* o: row-parallel under tensor parallelism (this rank's columns, the partial sums added up, then the bias) */
     float *o = r->res2 == x ? r->proj : r->res2;
@@ -863,7 +868,10 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     int o0 = lmf_block_share_col(&L->wo, CA, w.h0 * hs);
     linear_backward(ctx, g->dbuf, 0.0f, GRAD(G->wo) + o0, dw_beta, (float *)G->bo, g->dres, C, r->atty, r->atty_16,
                     CA, F32(L->wo) + o0, (int)(L->wo.row_bytes / sizeof(float)), N, CA, C);
-    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
+    if (r->qkv_16)
+        lmf_attention_backward_b16(g->dqkv, r->att, g->dbuf, r->qkv_16, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
+    else
+        lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, -1.0f);
     if (c->qk_norm == LMF_QK_NORM_FULL && ctx->tp) /* dbuf is free until the q/k/v input gradient below */
         full_qk_norm_tp_backward(ctx, g->dqkv, S, N, CA, KVA, w.h0 * hs, w.g0 * hs, L, (float *)G->q_norm_w,

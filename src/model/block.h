@@ -125,6 +125,7 @@ typedef struct {
      * products and the backward's weight gradients; the norms and the activation then write these alone (ln1, ln2,
      * fcact unused), attention writes atty and the copy is made from it. NULL: in fp32 where ln1 etc. point */
     uint16_t *ln1_16, *atty_16, *ln2_16, *fcact_16;
+    uint16_t *qkv_16; /* q|k|v after RoPE, for attention's products forward and backward (qkv: the fp32 rows) */
 } lmf_block_rows;
 
 /* A tensor-parallel group as the block library sees it (lmf_block_ctx.tp): this rank, the group's size, and the

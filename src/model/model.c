@@ -43,29 +43,30 @@ static float *carve(float **ptrs[], const size_t *sizes, int count, size_t *byte
     return mem;
 }
 
-/* The inputs of the linear products kept for the backward (lmf_acts): per layer in fp32, or with b16 per layer in
- * bf16 (a MoE's ln2 in fp32, for its router) beside one layer's fp32 attention output, rounded once it is made. */
+/* The inputs of the products kept for the backward (lmf_acts): per layer in fp32, or with b16 per layer in bf16 (a
+ * MoE's ln2 in fp32, for its router) beside one layer's fp32 q|k|v and attention output, rounded once made. */
 static void carve_inputs(lmf_model *m, int b16) {
     lmf_acts *a = &m->acts;
     dims d = dims_of(&m->cfg, m->max_batch, m->max_seq);
     size_t N = d.N, L = (size_t)(m->act_l1 - m->act_l0), t = (size_t)m->act_tp, A = (size_t)d.QD / t * N;
     size_t F = m->cfg.n_expert ? 0 : (size_t)d.F / t * N, NC = N * d.C, moe = m->cfg.n_expert != 0;
+    size_t S = (size_t)d.S / t * N;
     lmf_free_big(m->inputs_memory);
     m->work_bytes -= m->inputs_bytes;
     size_t before = m->work_bytes;
-    a->ln1_16 = a->atty_16 = a->ln2_16 = a->fcact_16 = NULL;
+    a->ln1_16 = a->atty_16 = a->ln2_16 = a->fcact_16 = a->qkv_16 = NULL;
     if (!b16) {
-        float **p[] = {&a->ln1, &a->atty, &a->ln2, &a->fcact};
-        size_t n[] = {L * NC, L * A, L * NC, L * F};
-        m->inputs_memory = carve(p, n, 4, &m->work_bytes);
-    } else { /* bf16 copies as floats: half as many (rounded up); attention writes its output in fp32 first */
-        float *c16[4];
-        float **p[] = {&a->ln1, &a->atty, &a->ln2, &a->fcact, &c16[0], &c16[1], &c16[2], &c16[3]};
-        size_t n[] = {0, A, moe ? L * NC : 0, 0, (L * NC + 1) / 2, (L * A + 1) / 2, moe ? 0 : (L * NC + 1) / 2,
-                      (L * F + 1) / 2};
-        m->inputs_memory = carve(p, n, 8, &m->work_bytes);
+        float **p[] = {&a->ln1, &a->atty, &a->ln2, &a->fcact, &a->qkv};
+        size_t n[] = {L * NC, L * A, L * NC, L * F, L * S};
+        m->inputs_memory = carve(p, n, 5, &m->work_bytes);
+    } else { /* bf16 copies as floats: half as many (rounded up); the q|k|v product and attention write fp32 first */
+        float *c16[5];
+        float **p[] = {&a->ln1, &a->atty, &a->ln2, &a->fcact, &a->qkv, &c16[0], &c16[1], &c16[2], &c16[3], &c16[4]};
+        size_t n[] = {0, A, moe ? L * NC : 0, 0, S, (L * NC + 1) / 2, (L * A + 1) / 2, moe ? 0 : (L * NC + 1) / 2,
+                      (L * F + 1) / 2, (L * S + 1) / 2};
+        m->inputs_memory = carve(p, n, 10, &m->work_bytes);
         a->ln1_16 = (uint16_t *)c16[0], a->atty_16 = (uint16_t *)c16[1];
-        a->ln2_16 = (uint16_t *)c16[2], a->fcact_16 = (uint16_t *)c16[3];
+        a->ln2_16 = (uint16_t *)c16[2], a->fcact_16 = (uint16_t *)c16[3], a->qkv_16 = (uint16_t *)c16[4];
     }
     m->inputs_bytes = m->work_bytes - before;
 }
@@ -168,10 +169,10 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     size_t qk_groups = cfg->qk_norm == LMF_QK_NORM_FULL ? 2 : (size_t)(d.NH + d.NKV) / tp;
     m->layer_stride_nc = N * d.C;
     lmf_acts *a = &m->acts;
-    float **ap[] = {&a->encoded, &a->ln1_mean, &a->ln1_rstd, &a->qkv,      &a->att,    &a->res2,
-                    &a->ln2_mean, &a->ln2_rstd, &a->fch,      &a->res3,     &a->lnf,    &a->lnf_mean,
-                    &a->lnf_rstd, &a->logits,   &a->losses,   &a->lse,      &a->qk,     &a->qk_rstd};
-    size_t as[] = {N * d.C, ln ? L * N : 0, L * N, L * N * S, lmf_attention_scratch_floats(d.T, omp_get_max_threads()),
+    float **ap[] = {&a->encoded,  &a->ln1_mean, &a->ln1_rstd, &a->att,      &a->res2,   &a->ln2_mean,
+                    &a->ln2_rstd, &a->fch,      &a->res3,     &a->lnf,      &a->lnf_mean, &a->lnf_rstd,
+                    &a->logits,   &a->losses,   &a->lse,      &a->qk,       &a->qk_rstd};
+    size_t as[] = {N * d.C, ln ? L * N : 0, L * N, lmf_attention_scratch_floats(d.T, omp_get_max_threads()),
                    L * N * d.C, ln ? L * N : 0, L * N, ffn * L * N * FF, L * N * d.C, head * N * d.C,
                    head && ln ? N : 0, head * N, head * N * V, head * N, head * N,
                    qkn * L * N * (size_t)(d.QD + d.KVD) / tp, qkn * L * N * qk_groups};
@@ -772,10 +773,10 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
     size_t snc = m->layer_stride_nc, sn = (size_t)m->max_batch * m->max_seq;
     dims d = dims_of(&m->cfg, 1, 1);
     size_t S = (size_t)d.S / t, A = (size_t)d.QD / t * sn, FF = (size_t)d.FF / t, F = (size_t)d.F / t;
-    /* inputs kept in bf16 (lmf_acts): no fp32 ln1, ln2 (but a MoE's) or fcact; atty is one layer's scratch */
+    /* inputs kept in bf16 (lmf_acts): no fp32 ln1, ln2 (but a MoE's) or fcact; qkv and atty one layer's scratch */
     lmf_block_rows r = {
         a->ln1 ? a->ln1 + l * snc : NULL, a->ln1_mean ? a->ln1_mean + l * sn : NULL, a->ln1_rstd + l * sn,
-        a->qkv + l * sn * S, a->att, a->atty + (a->atty_16 ? 0 : l * A), a->res2 + l * snc,
+        a->qkv + (a->qkv_16 ? 0 : l * sn * S), a->att, a->atty + (a->atty_16 ? 0 : l * A), a->res2 + l * snc,
         a->ln2 ? a->ln2 + l * snc : NULL, a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn,
         a->fch ? a->fch + l * sn * FF : NULL, a->fcact ? a->fcact + l * sn * F : NULL, a->res3 + l * snc, NULL,
         m->lora ? m->lora_t + (size_t)l * lmf_lora_t_floats(m->lora, m->max_batch * m->max_seq) : NULL,
@@ -784,7 +785,8 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
         a->qk_rstd ? a->qk_rstd + l * sn * (m->cfg.qk_norm == LMF_QK_NORM_FULL ? 2 : (size_t)(d.NH + d.NKV) / t)
                    : NULL,
         a->ln1_16 ? a->ln1_16 + l * snc : NULL, a->atty_16 ? a->atty_16 + l * A : NULL,
-        a->ln2_16 ? a->ln2_16 + l * snc : NULL, a->fcact_16 ? a->fcact_16 + l * sn * F : NULL};
+        a->ln2_16 ? a->ln2_16 + l * snc : NULL, a->fcact_16 ? a->fcact_16 + l * sn * F : NULL,
+        a->qkv_16 ? a->qkv_16 + l * sn * S : NULL};
     *x = l == 0 ? a->encoded : a->res3 + (l - 1) * snc;
     return r;
 }
