@@ -41,7 +41,7 @@ void lmf_matmul_backward_ld(int bf16, float *dinp, float dinp_beta, float *dW, f
                             const float *dout, int ldo, const float *inp, int ldi, const float *W, int ldw, int N,
                             int IC, int OC);
 /* lmf_matmul_backward_ld in bf16 with the input kept in bf16 (lmf_sgemm_bf16_round of the fp32 input; rows ldi
- * elements apart): the same bits, the weight gradient reading half the bytes (lmf_sgemm_bf16_b16) */
+ * elements apart): the same bits, the weight gradient reading half the bytes (lmf_sgemm_bf16_x) */
 void lmf_matmul_backward_b16(float *dinp, float dinp_beta, float *dW, float dw_beta, float *dbias, const float *dout,
                              int ldo, const uint16_t *inp, int ldi, const float *W, int ldw, int N, int IC, int OC);
 
