@@ -34,6 +34,7 @@
  * Linux hands out the tile state only after arch_prctl(ARCH_REQ_XCOMP_PERM) (core/cpu.c asks once); each call
  * loads the tile configuration on its thread, which is cheap, since a thread may have run other tile code. */
 #include "kernels/gemm.h"
+#include "core/status.h"
 #include "kernels/amx_tiles.h"
 #include "core/alloc.h"
 #include "core/progress.h"
@@ -41,7 +42,6 @@
 
 #include <immintrin.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define KC 2048 /* depth block: one for K up to 2048 (GPT-2's layers, a weight gradient over 2048 tokens), so C is
@@ -151,8 +151,8 @@ static void pack_panel_16(uint32_t *dst, const uint16_t *src, long ld, int w, in
             _mm_prefetch((const char *)(src + i * ld + d0 + 32), _MM_HINT_T0);
         for (int t = 0; t < 2; t++, dst += 256) {
             __m512i r[16];
-            for (int i = 0; i < 16; i++)
-                r[i] = 16 * t + i < w ? _mm512_maskz_loadu_epi16(m, src + (16 * t + i) * ld + d0) : _mm512_setzero_si512();
+            for (int i = 0, l = 16 * t; i < 16; i++, l++)
+                r[i] = l < w ? _mm512_maskz_loadu_epi16(m, src + l * ld + d0) : _mm512_setzero_si512();
             if (!line_major) transpose16((__m512 *)r);
             for (int i = 0; i < 16; i++) _mm512_store_si512(dst + i * 16, r[i]);
         }
@@ -361,7 +361,7 @@ void lmf_sgemm_bf16x3_amx(int transA, int transB, int M, int N, int K, const flo
 
 void lmf_sgemm_bf16_x_amx(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
                           const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc) {
-    if (a16 && transA) abort(); /* A in bf16 is op(A) itself */
+    LMF_CHECK(!a16 || !transA); /* A in bf16 is op(A) itself */
     sgemm_amx(0, transA, transB, M, N, K, a16 ? NULL : A, a16 ? A : NULL, lda, b16 ? NULL : B, b16 ? B : NULL, ldb,
               beta, bias, C, ldc);
 }

@@ -19,6 +19,7 @@
  * Pack buffers are per thread, allocated once at their maximum size (2.7 MB, rounded up to 4 MB of huge pages
  * where the kernel allows) and freed at thread exit: never a malloc per call. */
 #include "kernels/gemm.h"
+#include "core/status.h"
 #include "core/alloc.h"
 #include "core/progress.h"
 #include "kernels/transpose16.h"
@@ -338,7 +339,7 @@ void lmf_sgemm_bf16_avx512(int transA, int transB, int M, int N, int K, const fl
 
 void lmf_sgemm_bf16_x_avx512(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
                              const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc) {
-    if (bias || (a16 && transA)) abort(); /* lmf_sgemm_bf16_x adds the bias; A in bf16 is op(A) itself */
+    LMF_CHECK(!bias && (!a16 || !transA)); /* lmf_sgemm_bf16_x adds the bias; A in bf16 is op(A) itself */
     gemm(1, transA, transB, M, N, K, a16 ? NULL : A, a16 ? A : NULL, lda, b16 ? NULL : B, b16 ? B : NULL, ldb, beta, C,
          ldc);
 }

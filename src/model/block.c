@@ -108,17 +108,18 @@ void lmf_block_norm_par(const lmf_model_config *cfg, float *out, float *mean, fl
     else lmf_layernorm_forward(out, mean, rstd, x, g, b, N, cfg->n_embd, cfg->norm_eps);
 }
 
+/* n values of one row's activation: a[j] = act(h[j]) (SwiGLU: its up half F values on, F the row's width) */
+static void act_row(const lmf_model_config *cfg, const lmf_vec_ops *V, float *a, const float *h, int F, int n) {
+    if (cfg->act == LMF_ACT_SWIGLU) V->swiglu(a, h, h + F, n);
+    else if (cfg->act == LMF_ACT_GELU_TANH) V->gelu(a, h, n);
+    else
+        for (int j = 0; j < n; j++) a[j] = h[j] > 0 ? h[j] : 0;
+}
+
 void lmf_block_ffn_act(const lmf_model_config *cfg, float *fcact, const float *fch, int N, int lo, int hi) {
     const lmf_vec_ops *V = lmf_vec();
     int F = cfg->ffn_dim, FF = ffn_width(cfg);
-    for (int i = 0; i < N; i++) {
-        float *a = fcact + (size_t)i * F + lo;
-        const float *h = fch + (size_t)i * FF + lo;
-        if (cfg->act == LMF_ACT_SWIGLU) V->swiglu(a, h, h + F, hi - lo);
-        else if (cfg->act == LMF_ACT_GELU_TANH) V->gelu(a, h, hi - lo);
-        else
-            for (int j = 0; j < hi - lo; j++) a[j] = h[j] > 0 ? h[j] : 0;
-    }
+    for (int i = 0; i < N; i++) act_row(cfg, V, fcact + (size_t)i * F + lo, fch + (size_t)i * FF + lo, F, hi - lo);
 }
 
 /* The same activation over all of N rows, spread over the threads. */
@@ -149,17 +150,13 @@ static void norm_par_b16(const lmf_model_config *cfg, uint16_t *out, float *mean
 
 static void ffn_act_par_b16(const lmf_model_config *cfg, uint16_t *fcact, const float *fch, int N, int F) {
     const lmf_vec_ops *v = lmf_vec();
-    int swiglu = cfg->act == LMF_ACT_SWIGLU, FF = swiglu ? 2 * F : F; /* F: a tensor-parallel share's */
+    int FF = cfg->act == LMF_ACT_SWIGLU ? 2 * F : F; /* F: a tensor-parallel share's */
 #pragma omp parallel
     {
         float *t = lmf_thread_scratch((size_t)F * sizeof(float));
 #pragma omp for schedule(static)
         for (int n = 0; n < N; n++) {
-            const float *h = fch + (long)n * FF;
-            if (swiglu) v->swiglu(t, h, h + F, F);
-            else if (cfg->act == LMF_ACT_GELU_TANH) v->gelu(t, h, F);
-            else
-                for (int j = 0; j < F; j++) t[j] = h[j] > 0 ? h[j] : 0;
+            act_row(cfg, v, t, fch + (long)n * FF, F, F);
             lmf_sgemm_bf16_round(fcact + (long)n * F, t, F);
         }
     }
