@@ -48,8 +48,8 @@ int cmd_finetune(int argc, char **argv) {
         CLI_OPT(NULL, "--use-rslora", CLI_BOOL, &c.use_rslora, NULL, "scale alpha / sqrt(r) instead of alpha / r"),
         CLI_OPT(NULL, "--precision", CLI_FN, &c.precision, "P",
                 "products in auto, bf16 or fp32 (LoRA: the frozen base's and attention's; --full: every linear and "
-                "attention product, fp32 master weights; auto: bf16 where this CPU runs them faster than fp32, as "
-                "with AMX tiles; a resumed run keeps its own)",
+                "attention product, fp32 master weights, their inputs kept in bf16; auto: bf16 where this CPU runs "
+                "them faster than fp32, as with AMX tiles; a resumed run keeps its own)",
                 .def = "auto", .fn = parse_precision),
         CLI_OPT(NULL, "--packing", CLI_BOOL, &c.packing, NULL,
                 "several examples per row, attention kept inside each (default: one per row, padded)"),
