@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Data-parallel training over MPI (docs/distributed.md), end to end through the CLI on 2 ranks (oversubscribed):
-#  1. DP2 on small gpt2, llama and MoE llama configs: 20 steps whose losses equal the single-process run's within 1e-5 relative
-#     and final weights within 1e-5 (ZeRO-1: reduce-scatter, sharded AdamW, all-gather);
+#  1. DP2 on small gpt2, llama and MoE llama configs: 20 steps whose losses and final weights equal the single-process
+#     run's bit for bit (ZeRO-1: reduce-scatter, sharded AdamW, all-gather; the ranks' sums are the top of one
+#     process's tree of micro-batch gradients, train/grad_sum.h);
 #  2. checkpoint + resume in the middle: bit-identical to the uninterrupted DP2 run; the checkpoint is a set
 #     (manifest + one optimizer shard per rank);
 #  3. the data-parallel size changes on resume (1 -> 2, 2 -> 1, 3 -> 4: the moments are re-sharded);
 #  1b. pipeline parallel: PP2 and DP2xPP2 (4 ranks) on the same configs, and PP2 on a small mixture of experts (its
-#     router statistics too), equal the single-process run within 1e-5 (bf16 PP2: 1e-4); PP2 and DP2xPP2 resume bit
+#     router statistics too), equal the single-process run within 1e-5 (bf16 PP2: 1e-4); in bf16, DP2 (2 micro-batches
+#     a rank) and an untied llama's DP2xPP2 equal it bit for bit; PP2 and DP2xPP2 resume bit
 #     for bit with the same grid, and PP2's checkpoint within 1e-5 on one process (the checkpoint set is over all
 #     ranks);
 #  1c. tensor parallel: TP2, DP2xTP2, TP2xPP2 and DP2xTP2xPP2 (8 ranks) on the gpt2 and llama configs, an untied
@@ -96,12 +98,13 @@ for arch in gpt2 llama moe; do
   mpi 2 "$LMF" train "${common[@]}" "${extra[@]}" --dp 2 --out-dir "$dir/$arch-2" > "$dir/$arch-2.txt" 2>&1 || { cat "$dir/$arch-2.txt"; fail "$arch DP2"; }
   grep -q "data parallel over 2 ranks (ZeRO-1, 1 micro-batches each" "$dir/$arch-2.txt" || { cat "$dir/$arch-2.txt"; fail "$arch: no DP banner"; }
   [ "$(grep -c 'lmforge train:' "$dir/$arch-2.txt")" = 1 ] || fail "$arch: more than rank 0 reported"
-  same_losses "$dir/$arch-2" "$dir/$arch-1" 1e-5 || fail "$arch: DP2 losses differ from the single-process run"
-  python3 "$here/ckpt_params.py" "$(last "$dir/$arch-2")" "$(last "$dir/$arch-1")" 1e-5 || fail "$arch: DP2 weights differ"
+  # one micro-batch a rank: the ranks' sum is the one process's tree of micro-batch gradients (train/grad_sum.h)
+  same_losses "$dir/$arch-2" "$dir/$arch-1" 0 || fail "$arch: DP2 losses are not bit-identical to the single-process run"
+  python3 "$here/ckpt_params.py" "$(last "$dir/$arch-2")" "$(last "$dir/$arch-1")" 0 || fail "$arch: DP2 weights differ"
   for r in 0 1; do [ -f "$dir/$arch-2/ckpt-00000020.opt-$r-of-2" ] || fail "$arch: optimizer shard $r missing"; done
 done
 [ "$(grep -c '"aux_loss"' "$dir/moe-2/metrics.jsonl")" = 20 ] || fail "moe: rank 0 should write one router line a step"
-echo "ok: DP2 equals the single-process run (gpt2, llama, MoE llama)"
+echo "ok: DP2 equals the single-process run bit for bit (gpt2, llama, MoE llama)"
 
 # 1b. pipeline parallel: 2 stages of one layer each; grad_accum 2 per pipeline = 2 micro-batches through 1F1B
 for arch in gpt2 llama; do
@@ -135,6 +138,19 @@ paste <(auxes "$dir/moes-pp2") <(auxes "$dir/moes-1") | awk '{ n++; for (i = 1; 
 mpi 2 "$LMF" train "${common[@]}" --grad-accum 4 --precision bf16 --pp 2 --out-dir "$dir/bf-pp2" > "$dir/bf-pp2.txt" 2>&1 \
   || { cat "$dir/bf-pp2.txt"; fail "bf16 PP2"; }
 same_losses "$dir/bf-pp2" "$dir/bf-1" 1e-4 || fail "bf16: PP2 losses differ from the single-process run"
+# in bf16 too, data parallel (2 micro-batches a rank: a power of two) and, with an untied head, the pipeline add the
+# micro-batches' gradients as one process does: bit for bit
+mpi 2 "$LMF" train "${common[@]}" --grad-accum 4 --precision bf16 --dp 2 --out-dir "$dir/bf-dp2" > "$dir/bf-dp2.txt" 2>&1 \
+  || { cat "$dir/bf-dp2.txt"; fail "bf16 DP2"; }
+same_losses "$dir/bf-dp2" "$dir/bf-1" 0 || fail "bf16: DP2 losses are not bit-identical to the single-process run"
+python3 "$here/ckpt_params.py" "$(last "$dir/bf-dp2")" "$(last "$dir/bf-1")" 0 || fail "bf16: DP2 weights differ"
+untied=(--arch llama --n-kv-head 2 --tied-embeddings 0 --precision bf16)
+"$LMF" train "${common[@]}" "${untied[@]}" --grad-accum 4 --out-dir "$dir/bfu-1" 2> /dev/null || fail "bf16 untied single process"
+mpi 4 "$LMF" train "${common[@]}" "${untied[@]}" --grad-accum 4 --dp 2 --pp 2 --out-dir "$dir/bfu-dp2pp2" \
+  > "$dir/bfu-dp2pp2.txt" 2>&1 || { cat "$dir/bfu-dp2pp2.txt"; fail "bf16 untied DP2xPP2"; }
+same_losses "$dir/bfu-dp2pp2" "$dir/bfu-1" 0 || fail "bf16 untied: DP2xPP2 losses are not bit-identical to one process"
+python3 "$here/ckpt_params.py" "$(last "$dir/bfu-dp2pp2")" "$(last "$dir/bfu-1")" 0 || fail "bf16 untied: DP2xPP2 weights differ"
+echo "ok: bf16 DP2 and untied DP2 x PP2 equal the single-process run bit for bit"
 # checkpoint + resume in the middle with the same grid: bit for bit; and on one process: within 1e-5
 resume_check ppres 2 gpt2-pp2 gpt2-1 "--pp 2"
 resume_check dpppres 4 gpt2-dp2pp2 "" "--dp 2 --pp 2" --grad-accum 4

@@ -560,7 +560,7 @@ static void test_manifest_stream(void **state) {
 }
 
 /* A tensor-parallel group of t threads in one process: sum() copies each rank's buffer into its slot, waits for the
- * others, and adds the slots in rank order (what comm_mpi's all-reduce does), so every rank gets the same bits. */
+ * others, and adds the slots in comm.h's order (what comm_mpi's all-reduce does), so every rank gets the same bits. */
 typedef struct {
     pthread_barrier_t bar;
     float *slot[4];
@@ -571,10 +571,9 @@ static void tp_group_sum(lmf_block_tp *tp, float *buf, size_t n) {
     tp_group *g = tp->comm;
     memcpy(g->slot[tp->rank], buf, n * sizeof(float));
     pthread_barrier_wait(&g->bar);
-    for (size_t i = 0; i < n; i++) {
-        float acc = g->slot[0][i];
-        for (int q = 1; q < g->t; q++) acc += g->slot[q][i];
-        buf[i] = acc;
+    for (size_t i = 0; i < n; i++) { /* core/sumtree.h's order: ((0 + 1) + (2 + 3)) for four */
+        float s01 = g->slot[0][i] + g->slot[1][i];
+        buf[i] = g->t == 2 ? s01 : s01 + (g->slot[2][i] + g->slot[3][i]);
     }
     pthread_barrier_wait(&g->bar); /* nobody overwrites a slot another rank still reads */
 }

@@ -8,6 +8,8 @@
 #include "core/status.h"
 #include "dist/comm.h"
 #include "model/model.h"
+#include "core/sumtree.h"
+#include "train/grad_sum.h"
 #include "train/step.h"
 
 static lmf_model_config tiny_model(void) {
@@ -51,6 +53,7 @@ static lmf_status stream_next(void *ctx, int32_t *in, int32_t *tg) {
 typedef struct {
     lmf_model *m;
     lmf_adamw opt;
+    lmf_grad_sum sum;
     int32_t *in, *tg;
     lmf_step_ctx ctx;
 } rig;
@@ -63,36 +66,62 @@ static void rig_init(rig *r, int B, int T, int accum, lmf_comm *comm) {
     lmf_adamw_init(&r->opt, r->m->num_params);
     r->in = malloc(sizeof(int32_t) * B * T);
     r->tg = malloc(sizeof(int32_t) * B * T);
+    lmf_grad_sum_init(&r->sum, r->m, accum);
     r->ctx = (lmf_step_ctx){.model = r->m, .opt = &r->opt, .hp = &HP, .comm = comm, .batch_size = B, .seq_len = T,
-                            .grad_accum = accum, .inputs = r->in, .targets = r->tg};
+                            .grad_accum = accum, .inputs = r->in, .targets = r->tg, .sum = &r->sum};
 }
 
 static void rig_free(rig *r) {
+    lmf_grad_sum_free(&r->sum);
     lmf_adamw_free(&r->opt);
     lmf_model_free(r->m);
     free(r->in), free(r->tg);
 }
 
-/* The loop trainer.c ran before the step existed, verbatim: the step must match it bit for bit. */
+/* g[lo] + ... + g[hi - 1] in core/sumtree.h's tree, as its definition says: split at the largest power of two below
+ * the count. */
+static void tree_sum(float **g, int lo, int hi, size_t n, float *out) {
+    if (hi - lo == 1) {
+        memcpy(out, g[lo], n * sizeof(float));
+        return;
+    }
+    int h = 1;
+    while (2 * h < hi - lo) h *= 2;
+    float *right = malloc(n * sizeof(float));
+    tree_sum(g, lo, lo + h, n, out);
+    tree_sum(g, lo + h, hi, n, right);
+    for (size_t i = 0; i < n; i++) out[i] += right[i];
+    free(right);
+}
+
+/* The loop trainer.c ran before the step existed, with each micro-batch's gradient on its own and the gradients added
+ * in the tree (train/grad_sum.h): the step must match it bit for bit (1 to 7 micro-batches: every shape of the tree
+ * up to three buffers). */
 static void test_step_matches_inline_loop(void **state) {
-    int B = 2, T = 8, K = 3;
+    int B = 2, T = 8;
+    for (int K = 1; K <= 7; K++) {
     rig a, b;
     rig_init(&a, B, T, K, lmf_comm_self());
-    rig_init(&b, B, T, K, lmf_comm_self());
+    rig_init(&b, B, T, 1, lmf_comm_self());
     stream sa = {B, T, 0, 0, 0}, sb = {B, T, 0, 0, 0};
     lmf_batch_source src = {stream_next, &sa};
+    size_t n = b.m->num_params;
+    float *g[8];
+    for (int k = 0; k < K; k++) g[k] = malloc(n * sizeof(float));
     for (int step = 0; step < 4; step++) {
         lmf_step_result r;
         float lr = lmf_lr_at(step, HP.lr, HP.min_lr, HP.warmup_steps, HP.max_steps);
         assert_int_equal(lmf_train_step(&a.ctx, &src, lr, &r), LMF_OK);
 
-        lmf_model_zero_grad(b.m);
         double loss = 0.0;
         for (int k = 0; k < K; k++) {
+            lmf_model_zero_grad(b.m);
             stream_next(&sb, b.in, b.tg);
             loss += lmf_model_forward(b.m, b.in, b.tg, B, T);
             lmf_model_backward(b.m, 1.0f / K);
+            memcpy(g[k], b.m->grads, n * sizeof(float));
         }
+        tree_sum(g, 0, K, n, b.m->grads);
         loss /= K;
         float gnorm = lmf_grad_norm(b.m);
         float lr_b = lmf_adamw_step(&b.opt, b.m, &HP, step, gnorm);
@@ -104,7 +133,64 @@ static void test_step_matches_inline_loop(void **state) {
         assert_memory_equal(a.opt.v, b.opt.v, a.m->num_params * sizeof(float));
     }
     assert_int_equal(a.opt.t, 4);
+    for (int k = 0; k < K; k++) free(g[k]);
     rig_free(&a), rig_free(&b);
+    }
+}
+
+/* The order itself, symbolically: each operand a letter, each addition "(x+y)" with the older on the left (a sum
+ * written into the newer operand is the same bits, as a + b is b + a). The binary counter gives the tree that splits
+ * at the largest power of two below the count, for every count; lmf_sumtree_blocks adds blocks in it. */
+typedef struct {
+    char s[16][512];
+} sym;
+
+static void sym_add(void *ctx, int dst, int src) {
+    sym *y = ctx;
+    char t[1100];
+    int older = dst < src ? dst : src, newer = dst < src ? src : dst;
+    snprintf(t, sizeof t, "(%s+%s)", y->s[older], y->s[newer]);
+    assert_true(strlen(t) < sizeof y->s[dst]);
+    memcpy(y->s[dst], t, strlen(t) + 1);
+}
+
+static void sym_tree(int lo, int hi, char *out, size_t cap) {
+    if (hi - lo == 1) {
+        snprintf(out, cap, "%c", 'a' + lo);
+        return;
+    }
+    int h = 1;
+    while (2 * h < hi - lo) h *= 2;
+    char l[512], r[512];
+    sym_tree(lo, lo + h, l, sizeof l), sym_tree(lo + h, hi, r, sizeof r);
+    snprintf(out, cap, "(%.200s+%.200s)", l, r);
+}
+
+static void test_sumtree_order(void **state) {
+    for (int n = 1; n <= 13; n++)
+        for (int into_new = 0; into_new < 2; into_new++) {
+            sym y;
+            lmf_sumtree t;
+            lmf_sumtree_reset(&t);
+            int got = -1;
+            for (int q = 0; q < n; q++) {
+                snprintf(y.s[q], sizeof y.s[q], "%c", 'a' + q);
+                got = lmf_sumtree_push(&t, q, q == n - 1, into_new, sym_add, &y);
+            }
+            char want[512];
+            sym_tree(0, n, want, sizeof want);
+            assert_string_equal(y.s[got], want);
+            if (into_new) assert_int_equal(got, n - 1);
+        }
+    /* blocks: values whose sum depends on the order (1 + 2^-24 rounds away unless the small ones meet first) */
+    float ops[4 * 3];
+    for (int j = 0; j < 3; j++) ops[0 * 3 + j] = 1.0f, ops[1 * 3 + j] = 0x1p-24f, ops[2 * 3 + j] = 0x1p-24f,
+                                 ops[3 * 3 + j] = 0x1p-24f * (float)j;
+    int q = lmf_sumtree_blocks(ops, 3, 4); /* (1 + 2^-24) + (2^-24 + j 2^-24) */
+    for (int j = 0; j < 3; j++) {
+        float want = (1.0f + 0x1p-24f) + (0x1p-24f + 0x1p-24f * (float)j);
+        assert_true(ops[q * 3 + j] == want);
+    }
 }
 
 /* k micro-batches of B sequences accumulate to the gradients of one batch of k*B (mean loss, mean gradient). */
@@ -307,6 +393,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_comm_self),
         cmocka_unit_test(test_step_matches_inline_loop),
+        cmocka_unit_test(test_sumtree_order),
         cmocka_unit_test(test_accumulation_equals_big_batch),
         cmocka_unit_test(test_lazy_zeroing_is_exact),
         cmocka_unit_test(test_bf16_inputs_kept_exact),

@@ -20,9 +20,11 @@
  * never the backend directly.
  *
  * Contract for every backend: collectives are called by all ranks of the communicator in the same order with the
- * same sizes; errors are an lmf_status naming the backend, the call and the rank. Reductions sum in rank order
- * (rank 0's value + rank 1's + ...), whatever the backend's algorithm or the machines' topology, so every rank gets
- * bit-identical results and a run is bit-reproducible for a given number of ranks. With size 1 every collective
+ * same sizes; errors are an lmf_status naming the backend, the call and the rank. Float reductions add the
+ * ranks' operands in core/sumtree.h's order over ranks 0..N-1 (the order a single process adds its micro-batches'
+ * gradients in, so data-parallel runs can equal it bit for bit), double ones in rank order (rank 0's value + rank
+ * 1's + ...), whatever the backend's algorithm or the machines' topology, so every rank gets bit-identical results
+ * and a run is bit-reproducible for a given number of ranks. With size 1 every collective
  * leaves the buffer as it is, so a single process computes bit for bit what it computed before this interface existed.
  *
  * Ownership: lmf_comm_open and lmf_comm_split allocate the handle and lmf_comm_close frees it (closing the world

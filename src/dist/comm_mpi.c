@@ -9,7 +9,7 @@
  * Determinism: MPI's reductions pick their algorithm (and so the order of the additions) by message size, rank
  * count and topology, and some give different ranks results that differ in the last bit. Here a reduction moves
  * the operands (all-to-all for a reduce-scatter, all-gather for a small all-reduce) and each rank adds them in
- * rank order itself: the same bits on every rank, on one host or several, for the same bandwidth as a ring
+ * comm.h's order itself: the same bits on every rank, on one host or several, for the same bandwidth as a ring
  * (each rank sends and receives (N-1)/N of the buffer in a reduce-scatter). A large all-reduce is reduce-scatter +
  * all-gather, as in a ring all-reduce.
  *
@@ -18,6 +18,7 @@
 #include "dist/comm.h"
 #include "core/alloc.h"
 #include "core/status.h"
+#include "core/sumtree.h"
 
 #include <mpi.h>
 #include <limits.h>
@@ -79,12 +80,8 @@ static lmf_status mpi_reduce_scatter(lmf_comm *c, const float *send, float *recv
         }
         MPI_TRY(c, "MPI_Alltoall (reduce-scatter)",
                 MPI_Alltoall(s, (int)len, MPI_FLOAT, got, (int)len, MPI_FLOAT, comm_of(c)));
-        float *r = recv + off;
-        memcpy(r, got, len * sizeof(float));
-        for (int q = 1; q < P; q++) { /* rank order: ((b0 + b1) + b2) + ... */
-            const float *b = got + (size_t)q * len;
-            for (size_t i = 0; i < len; i++) r[i] += b[i];
-        }
+        int q = lmf_sumtree_blocks(got, len, P); /* comm.h's order (core/sumtree.h) */
+        memcpy(recv + off, got + (size_t)q * len, len * sizeof(float));
     }
     return LMF_OK;
 }
@@ -107,7 +104,7 @@ static lmf_status mpi_allgather(lmf_comm *c, const void *send, void *recv, size_
 }
 
 /* reduce-scatter of the buffer cut into size blocks (the last padded with zeros), then all-gather: each element is
- * summed once, in rank order, by the rank that owns its block, and every rank receives those same bits */
+ * summed once, in comm.h's order, by the rank that owns its block, and every rank receives those same bits */
 static lmf_status mpi_allreduce_f32(lmf_comm *c, float *buf, size_t n) {
     if (c->size == 1 || n == 0) return LMF_OK;
     int P = c->size;

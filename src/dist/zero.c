@@ -2,6 +2,7 @@
 #include "dist/zero.h"
 #include "core/alloc.h"
 #include "core/status.h"
+#include "core/sumtree.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -242,21 +243,15 @@ void lmf_zero_queue(lmf_zero *z, size_t start, size_t len) {
     if (len) z->spans[z->n_spans][0] = start, z->spans[z->n_spans++][1] = len;
 }
 
-/* Adds the oldest piece's received operands (rank order, as the reduce-scatter) into grads and frees its floats. */
+/* Adds the oldest piece's received operands (in comm.h's order, as the reduce-scatter) into grads and frees its floats. */
 static lmf_status complete_oldest(lmf_zero *z, float *grads, int wait, int *done) {
     lmf_zero_piece *p = &z->fifo[z->head];
     *done = 1;
     if (wait) LMF_TRY(lmf_comm_wait(z->comm, p->req));
     else LMF_TRY(lmf_comm_test(z->comm, p->req, done));
     if (!*done) return LMF_OK;
-    int N = lmf_comm_size(z->comm);
-    float *r = grads + p->mine;
-    const float *got = z->ring + p->at;
-    memcpy(r, got, p->mlen * sizeof(float));
-    for (int q = 1; q < N; q++) {
-        const float *b = got + (size_t)q * p->mlen;
-        for (size_t i = 0; i < p->mlen; i++) r[i] += b[i];
-    }
+    int q = lmf_sumtree_blocks(z->ring + p->at, p->mlen, lmf_comm_size(z->comm)); /* as the reduce-scatter */
+    memcpy(grads + p->mine, z->ring + p->at + (size_t)q * p->mlen, p->mlen * sizeof(float));
     z->head = (z->head + 1) % LMF_ZERO_INFLIGHT;
     z->count--;
     return LMF_OK;

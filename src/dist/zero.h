@@ -7,7 +7,7 @@
  * is the slice [b B, (b + 1) B) of every shard, packed into one staging buffer of N x B floats (zeros past n), so
  * the transient memory is N x B floats whatever the model's size. Nothing is allocated after lmf_zero_init.
  *
- * Reductions sum in rank order (comm.h's contract), so every rank's shard holds the same bits a run with the same
+ * Reductions sum in comm.h's order (core/sumtree.h), so every rank's shard holds the same bits a run with the same
  * number of ranks always computes.
  *
  * Overlapped with the backward pass (lmf_zero_overlap_init, then per step lmf_zero_queue ... lmf_zero_finish):
@@ -15,7 +15,7 @@
  * gradients are final (a layer's slice of every stacked tensor, once the backward has passed that layer), and the
  * exchange runs while the backward goes on. A span is cut at the shard boundaries: rank q receives every rank's
  * piece of it inside q's shard (one nonblocking all-to-all per span of at most `bucket` floats) and adds them in
- * rank order when it completes, so each element gets the same additions in the same order as in
+ * that order when it completes, so each element gets the same additions in the same order as in
  * lmf_zero_reduce_scatter: the same bits. Received operands wait in a ring of ring_floats; a span is posted only
  * when its operands fit, and lmf_zero_progress never blocks, so a rank inside its backward never waits for a peer
  * that may be waiting for it (a pipeline stage for the next stage's gradient). Every rank must queue the same

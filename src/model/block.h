@@ -130,7 +130,7 @@ typedef struct {
 
 /* A tensor-parallel group as the block library sees it (lmf_block_ctx.tp): this rank, the group's size, and the
  * in-place sum of a float buffer over the group's ranks, which every rank gets bit-identical (a communicator's
- * all-reduce in rank order: train/ fills this from dist/comm.h). sum does not return when the exchange fails: it
+ * all-reduce in comm.h's order: train/ fills this from dist/comm.h). sum does not return when the exchange fails: it
  * ends the job, as a rank cannot go on alone while its partners wait in the same call. wait_s adds up the seconds
  * spent in sum (the step reports them as communication). */
 typedef struct lmf_block_tp {

@@ -589,6 +589,22 @@ size_t lmf_model_held_floats(const lmf_model *m) {
     return n + m->packed_n;
 }
 
+void lmf_model_grad_pieces(const lmf_model *m, size_t at, size_t len, lmf_grad_piece_fn fn, void *ctx) {
+    lmf_range all;
+    int ns;
+    const lmf_range *sp = held_spans(m, &all, &ns);
+    size_t e = at + len;
+    for (int j = 0; j < ns; j++) {
+        size_t a = sp[j].lo > at ? sp[j].lo : at, b = sp[j].hi < e ? sp[j].hi : e;
+        if (b > a) fn(ctx, m->grads + a, a, b - a);
+    }
+    for (int j = 0; j < m->n_packed; j++) {
+        const lmf_seg *g = &m->packed[j];
+        size_t a = g->lo > at ? g->lo : at, b = g->hi < e ? g->hi : e;
+        if (b > a) fn(ctx, m->packed_g + g->at + (a - g->lo), m->num_params + g->at + (a - g->lo), b - a);
+    }
+}
+
 void lmf_model_copy_held(lmf_model *m, const float *src) {
     lmf_range all;
     int ns;

@@ -243,6 +243,12 @@ void lmf_model_partition(lmf_model *m, const lmf_range *spans, int n);
 size_t lmf_model_held_floats(const lmf_model *m);
 /* Copies src (num_params floats: a checkpoint's) into the parameters m holds (packed rows included). */
 void lmf_model_copy_held(lmf_model *m, const float *src);
+/* Calls fn for each piece of grads[at, at + len) that m holds (its stage's spans and shard; a packed row's share where
+ * it is kept): g its floats, v its place in a buffer of lmf_model_grad_extent floats laid out as the flat gradient
+ * followed by the packed rows' (the same for every call, so another buffer can mirror m's gradient piece by piece). */
+typedef void (*lmf_grad_piece_fn)(void *ctx, float *g, size_t v, size_t n);
+void lmf_model_grad_pieces(const lmf_model *m, size_t at, size_t len, lmf_grad_piece_fn fn, void *ctx);
+static inline size_t lmf_model_grad_extent(const lmf_model *m) { return m->num_params + m->packed_n; }
 /* Zeroes grads[at, at + len) where m holds them. */
 void lmf_model_zero_grads_range(lmf_model *m, size_t at, size_t len);
 /* lmf_model_zero_grad for a step whose next backward is m's own (not a pipeline's in-flight copies'): on a whole

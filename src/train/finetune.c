@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "train/optim.h"
 #include "train/sft.h"
+#include "train/grad_sum.h"
 #include "train/step.h"
 
 #include <math.h>
@@ -100,6 +101,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     lmf_lora *lora = NULL;
     lmf_model *m = NULL;
     lmf_adamw opt = {0};
+    lmf_grad_sum gsum = {0};
     lmf_line_log metrics = {0};
     /* bf16 products (LoRA: the frozen base's and attention's; full: every weight's and attention's, mixed precision
      * as pretraining has it) where they are faster (measured: lmf_sgemm_bf16_rate), or when asked */
@@ -200,7 +202,10 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     lmf_model_set_bf16(m, bf16);
     { /* what the run holds, the bound on peak memory (the base file is mapped; full runs also copy it) */
         double mib = 1.0 / (1 << 20), params = 2.0 * sizeof(float) * m->num_params * mib; /* values + gradients */
-        double base = (double)w->file_bytes * mib, adam = params, acts = (double)m->work_bytes * mib;
+        /* the micro-batches' partial sums count with the gradients (train/grad_sum.h) */
+        params += lmf_grad_sum_bytes(c->grad_accum, (double)m->num_params) * mib;
+        double base = (double)w->file_bytes * mib, adam = 2.0 * sizeof(float) * m->num_params * mib;
+        double acts = (double)m->work_bytes * mib;
         lmf_sink_logf(out, LMF_LOG_INFO, "finetune: memory: base file %.0f MiB, %s %.1f MiB, AdamW %.1f MiB, "
                       "activations %.0f MiB (+ 64 MiB: bound %.0f MiB)", base, c->full ? "parameters + gradients" :
                       "adapters + gradients", params, adam, acts, base + params + adam + acts + 64);
@@ -217,8 +222,9 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                       "save", c->out_dir, stale, stale > 1 ? "s" : "");
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
     if ((s = lmf_line_log_open(&metrics, path, c->resume)) != LMF_OK) goto done;
+    lmf_grad_sum_init(&gsum, m, c->grad_accum);
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &hp, .comm = lmf_comm_self(), .batch_size = B, .seq_len = T,
-                       .grad_accum = c->grad_accum, .inputs = tok, .targets = tg};
+                       .grad_accum = c->grad_accum, .inputs = tok, .targets = tg, .sum = &gsum};
     lmf_batch_source src = {next_batch, &src_ctx};
     double val_loss = NAN;
     if (val.n && step == 0) {
@@ -297,6 +303,7 @@ done:
     else if (metrics.f) fclose(metrics.f); /* the run's own error (and its message) comes first */
     free(tok), free(tg), free(text);
     lmf_adamw_free(&opt);
+    lmf_grad_sum_free(&gsum);
     lmf_model_free(m);
     lmf_lora_free(lora);
     lmf_sft_loader_free(&ld);

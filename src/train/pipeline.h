@@ -38,6 +38,9 @@ typedef struct lmf_pipeline {
     /* called after each layer of the step's last backward (lmf_model.layer_done): the step's overlapped reduction */
     void (*layer_done)(void *ctx, int layer);
     void *layer_done_ctx;
+    /* with M > 1: each backward's gradient summed into the step's (train/grad_sum.h), sum_deferred as given there */
+    struct lmf_grad_sum *sum;
+    int sum_deferred;
 } lmf_pipeline;
 
 /* Stage comm->rank of comm->size for model m over M micro-batches of B x T per step. LMF_ERR_ARG when there are more

@@ -1,8 +1,8 @@
 /* step.h — one optimizer step of training, apart from the run around it.
  *
- *   zero the gradients
- *   grad_accum times: next micro-batch (B x T) -> forward -> backward with loss scale 1/(size x grad_accum), size
- *     the communicator's ranks (gradients add), so the sum over ranks is the mean over the step's micro-batches
+ *   grad_accum times: zero the gradients, next micro-batch (B x T) -> forward -> backward with loss scale
+ *     1/(size x grad_accum), size the communicator's ranks (gradients add), so the sum over ranks is the mean over
+ *     the step's micro-batches; the micro-batches' gradients added in core/sumtree.h's order (train/grad_sum.h)
  *   without ZeRO: all-reduce the gradients and the loss; global gradient norm -> clipping -> AdamW over the flat
  *     parameter / gradient buffers
  *   with ZeRO-1 (zero != NULL, dist/zero.h): reduce-scatter the gradients so this rank holds the sum of its shard;
@@ -16,11 +16,11 @@
  * from, evaluation, checkpoints, resume, metrics and progress. Fine-tuning and data-parallel runs reuse this step
  * with their own batch source and communicator; each rank's source must yield that rank's own micro-batches.
  *
- * With the single-process communicator the floating-point operations are exactly those of the loop this replaced
- * (same order, same accumulation in double), so runs are bit-identical to before and resume bit for bit. With size
- * ranks each taking grad_accum micro-batches, a step sees the micro-batches of a single-process step with
- * grad_accum x size, each gradient scaled by the same factor: only the order of the additions differs. Nothing
- * here allocates: scratch buffers come from the caller. */
+ * With size ranks each taking grad_accum micro-batches, a step sees the micro-batches of a single-process step with
+ * grad_accum x size, each gradient scaled by the same factor, and adds them in the same tree when grad_accum is a
+ * power of two (the ranks' sums are its top: comm.h), so data-parallel runs equal one process bit for bit then;
+ * otherwise only the order of the additions differs. Nothing here allocates: scratch buffers come from the
+ * caller. */
 #ifndef LMF_TRAIN_STEP_H
 #define LMF_TRAIN_STEP_H
 
@@ -44,6 +44,7 @@ typedef struct {
     lmf_zero *zero;              /* NULL: every rank updates every parameter; else ZeRO-1 over comm */
     int batch_size, seq_len, grad_accum; /* grad_accum: this rank's micro-batches per step */
     int32_t *inputs, *targets; /* caller-owned scratch, batch_size * seq_len each */
+    struct lmf_grad_sum *sum;  /* with grad_accum > 1: lmf_grad_sum_init(sum, model, grad_accum) */
     /* pipeline parallel (train/pipeline.h), NULL: none. comm (and zero) then span the data x pipeline ranks: each
      * stage's gradients fill only its own slots, so their sum over every rank is the whole gradient; grad_accum is
      * one pipeline's micro-batches per step, and the step's total is grad_accum x size / stages. */

@@ -13,6 +13,7 @@
 #include "tokenizer/tokenizer.h"
 #include "train/loader.h"
 #include "train/pipeline.h"
+#include "train/grad_sum.h"
 #include "train/step.h"
 
 #include <errno.h>
@@ -189,9 +190,9 @@ done:
  * now than an OOM kill after minutes of page faults. part: a pipeline stage or tensor-parallel rank holding only its
  * spans (held floats of params and of grads, its packed rows included), its shard of P / ranks of params and grads
  * (counted whole, though part of it may lie in its spans) and the moments of that shard; tp: the share of each
- * layer's rows its activations keep. */
+ * layer's rows its activations keep; accum: its micro-batches a step (train/grad_sum.h's buffers). */
 static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train, int slots, int l0, int l1, int part,
-                               double held, int ranks, int tp) {
+                               double held, int ranks, int tp, int accum) {
     double P = lmf_param_count(&c->model), model = lmf_model_bytes(&c->model, c->batch_size, c->seq_len, 1);
     double stage = lmf_model_shared_bytes(&c->model, c->batch_size, c->seq_len, l0, l1, tp);
     /* rank 0's model keeps the whole model's activations (it validates), a pipeline's other ranks their stage's:
@@ -200,6 +201,7 @@ static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train
     if (part) /* every set of activations the stage's, params and grads its spans and shard, the moments its shard */
         need = slots * stage + 2 * held * sizeof(float) + 4 * ceil(P / ranks) * sizeof(float) +
                (double)train->n_tokens / c->seq_len * 4;
+    need += lmf_grad_sum_bytes(accum, part ? held : P); /* the micro-batches' partial sums */
     double have = lmf_mem_physical();
     if (have > 0 && need > have)
         return lmf_fail(LMF_ERR_ARG, "this run needs %.1f GiB of memory%s (%.3g parameters: L%d C%d F%d V%d, with "
@@ -394,6 +396,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     lmf_adamw opt = {0};
     lmf_zero zero = {0};
     lmf_pipeline pipe = {0};
+    lmf_grad_sum gsum = {0};
     lmf_line_log metrics = {0};
     int32_t *in = NULL, *tg = NULL;
     lmf_range *spans = NULL;
@@ -468,7 +471,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         n_spans = lmf_model_group_spans(&c.model, sl0, sl1, tp_rank, TP, 0, &all);
         spans = lmf_xrealloc(all, ((size_t)n_spans + 1) * sizeof *spans);
     }
-    if ((s = check_memory(&c, train, slots, sl0, sl1, part, held, D, TP)) != LMF_OK) goto done;
+    if ((s = check_memory(&c, train, slots, sl0, sl1, part, held, D, TP, c.grad_accum / DP)) != LMF_OK) goto done;
     /* the tokenizer only serves the final sample, but a bad path should fail now, not after hours of training */
     if (c.tokenizer[0] && (s = lmf_tokenizer_load(c.tokenizer, &tok)) != LMF_OK) goto done;
     if (tok && lmf_tokenizer_vocab_size(tok) > c.model.vocab_size) {
@@ -633,9 +636,10 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     }
     if (lead && ck && (s = lmf_line_log_printf(&metrics, "{\"event\":\"resume\",\"step\":%d}\n", step)) != LMF_OK) goto done;
 
+    lmf_grad_sum_init(&gsum, m, c.grad_accum / DP);
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .zero = D > 1 ? &zero : NULL,
                        .batch_size = B, .seq_len = T, .grad_accum = c.grad_accum / DP, .inputs = in, .targets = tg,
-                       .pipe = o.pipe ? &pipe : NULL, .tp = m->tp, .overlap = o.overlap};
+                       .sum = &gsum, .pipe = o.pipe ? &pipe : NULL, .tp = m->tp, .overlap = o.overlap};
     dp_share share = {.l = &tl, .rank = dp_rank, .dp = DP, .accum = c.grad_accum / DP};
     lmf_batch_source src = DP > 1 ? (lmf_batch_source){dp_source, &share} : (lmf_batch_source){loader_source, &tl};
     lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, c.opt.max_steps, "steps", NULL);
@@ -739,6 +743,7 @@ done:
     lmf_adamw_free(&opt);
     lmf_zero_free(&zero);
     lmf_pipeline_free(&pipe);
+    lmf_grad_sum_free(&gsum);
     lmf_model_free(m);
     lmf_shard_close(train), lmf_shard_close(valid);
     lmf_tokenizer_free(tok);
