@@ -7,14 +7,15 @@
 #     (manifest + one optimizer shard per rank);
 #  3. the data-parallel size changes on resume (1 -> 2, 2 -> 1, 3 -> 4: the moments are re-sharded);
 #  1b. pipeline parallel: PP2 and DP2xPP2 (4 ranks) on the same configs, and PP2 on a small mixture of experts (its
-#     router statistics too), equal the single-process run within 1e-5 (bf16 PP2: 1e-4); in bf16, DP2 (2 micro-batches
-#     a rank) and an untied llama's DP2xPP2 equal it bit for bit; PP2 and DP2xPP2 resume bit
+#     router statistics too), equal the single-process run within 1e-5 (bf16 PP2: 1e-4); in bf16, DP2 (2 and 3
+#     micro-batches a rank) and an untied llama's DP2xPP2, and DP4, equal it bit for bit; PP2 and DP2xPP2 resume bit
 #     for bit with the same grid, and PP2's checkpoint within 1e-5 on one process (the checkpoint set is over all
 #     ranks);
 #  1c. tensor parallel: TP2, DP2xTP2, TP2xPP2 and DP2xTP2xPP2 (8 ranks) on the gpt2 and llama configs, an untied
 #     llama, bf16 (1e-4) and a MoE (TP2, TP2xPP2) equal the single-process run within 1e-5; TP2 (gpt2 and llama),
 #     DP2xTP2, TP2xPP2 and DP2xTP2xPP2 resume bit for bit, and their checkpoints on one process within 1e-5;
-#  1d. --overlap-grad-reduce (DP2, MoE, DP2xPP2, DP2xTP2xPP2) is bit-identical to the reduction after the backward;
+#  1d. --overlap-grad-reduce (DP2, MoE, DP2xPP2, DP2xTP2xPP2) is bit-identical to the reduction after the backward
+#     (DP2 at two micro-batches a rank: to one process);
 #  1e. pipeline stages hold only their own parameters (no page outside their ranges mapped) and equal
 #     --pp-full-params bit for bit (checkpoints and losses); validation through the pipeline, the sample skipped;
 #  1f. tensor-parallel ranks hold only their shards (the same checks, TP2, DP2xTP2, a MoE, bf16, overlap, resumes);
@@ -150,7 +151,18 @@ mpi 4 "$LMF" train "${common[@]}" "${untied[@]}" --grad-accum 4 --dp 2 --pp 2 --
   > "$dir/bfu-dp2pp2.txt" 2>&1 || { cat "$dir/bfu-dp2pp2.txt"; fail "bf16 untied DP2xPP2"; }
 same_losses "$dir/bfu-dp2pp2" "$dir/bfu-1" 0 || fail "bf16 untied: DP2xPP2 losses are not bit-identical to one process"
 python3 "$here/ckpt_params.py" "$(last "$dir/bfu-dp2pp2")" "$(last "$dir/bfu-1")" 0 || fail "bf16 untied: DP2xPP2 weights differ"
-echo "ok: bf16 DP2 and untied DP2 x PP2 equal the single-process run bit for bit"
+# three micro-batches a rank (the tree's halves are the ranks' runs whenever dp is a power of two), and DP4
+bfl=(--arch llama --n-kv-head 2 --precision bf16 --grad-accum 6)
+"$LMF" train "${common[@]}" "${bfl[@]}" --out-dir "$dir/bfl-1" 2> /dev/null || fail "bf16 llama grad_accum 6, one process"
+mpi 2 "$LMF" train "${common[@]}" "${bfl[@]}" --dp 2 --out-dir "$dir/bfl-dp2" > "$dir/bfl-dp2.txt" 2>&1 \
+  || { cat "$dir/bfl-dp2.txt"; fail "bf16 llama DP2, 3 micro-batches a rank"; }
+same_losses "$dir/bfl-dp2" "$dir/bfl-1" 0 || fail "bf16 llama: DP2 at 3 micro-batches a rank is not bit-identical to one process"
+python3 "$here/ckpt_params.py" "$(last "$dir/bfl-dp2")" "$(last "$dir/bfl-1")" 0 || fail "bf16 llama: DP2 weights differ (3 a rank)"
+mpi 4 "$LMF" train "${common[@]}" --arch gpt2 --n-kv-head 4 --grad-accum 4 --dp 4 --out-dir "$dir/gpt2-dp4" \
+  > "$dir/gpt2-dp4.txt" 2>&1 || { cat "$dir/gpt2-dp4.txt"; fail "gpt2 DP4"; }
+same_losses "$dir/gpt2-dp4" "$dir/gpt2-acc4" 0 || fail "gpt2: DP4 losses are not bit-identical to one process"
+python3 "$here/ckpt_params.py" "$(last "$dir/gpt2-dp4")" "$(last "$dir/gpt2-acc4")" 0 || fail "gpt2: DP4 weights differ"
+echo "ok: bf16 DP2 (2 and 3 micro-batches a rank), DP4 and an untied DP2 x PP2 equal the single-process run bit for bit"
 # checkpoint + resume in the middle with the same grid: bit for bit; and on one process: within 1e-5
 resume_check ppres 2 gpt2-pp2 gpt2-1 "--pp 2"
 resume_check dpppres 4 gpt2-dp2pp2 "" "--dp 2 --pp 2" --grad-accum 4
@@ -220,6 +232,8 @@ overlap_check ov-dp2 2 llama-2 --arch llama --n-kv-head 2 --dp 2
 overlap_check ov-moe 2 moe-2 --arch llama --n-kv-head 2 --n-expert 4 --n-expert-used 2 --router-aux-coef 0.01 \
   --router-z-coef 0.001 --dp 2
 overlap_check ov-dp2pp2 4 llama-dp2pp2 --arch llama --n-kv-head 2 --grad-accum 4 --dp 2 --pp 2
+# two micro-batches a rank: each span is summed over them as it is queued, and equals one process's run
+overlap_check ov-dp2acc 2 gpt2-acc4 --arch gpt2 --n-kv-head 4 --grad-accum 4 --dp 2
 overlap_check ov-d3 8 gpt2-dp2tp2pp2 --arch gpt2 --n-kv-head 4 --grad-accum 4 --dp 2 --tp 2 --pp 2
 resume_check ovres 2 ov-dp2 "" "--dp 2 --overlap-grad-reduce" --arch llama --n-kv-head 2
 echo "ok: --overlap-grad-reduce gives the same bits (DP2, MoE, DP2xPP2, DP2xTP2xPP2) and resumes bit-exact"

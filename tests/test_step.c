@@ -78,15 +78,13 @@ static void rig_free(rig *r) {
     free(r->in), free(r->tg);
 }
 
-/* g[lo] + ... + g[hi - 1] in core/sumtree.h's tree, as its definition says: split at the largest power of two below
- * the count. */
+/* g[lo] + ... + g[hi - 1] in core/sumtree.h's tree, as its definition says: the left half has the middle one. */
 static void tree_sum(float **g, int lo, int hi, size_t n, float *out) {
     if (hi - lo == 1) {
         memcpy(out, g[lo], n * sizeof(float));
         return;
     }
-    int h = 1;
-    while (2 * h < hi - lo) h *= 2;
+    int h = (hi - lo + 1) / 2;
     float *right = malloc(n * sizeof(float));
     tree_sum(g, lo, lo + h, n, out);
     tree_sum(g, lo + h, hi, n, right);
@@ -139,8 +137,8 @@ static void test_step_matches_inline_loop(void **state) {
 }
 
 /* The order itself, symbolically: each operand a letter, each addition "(x+y)" with the older on the left (a sum
- * written into the newer operand is the same bits, as a + b is b + a). The binary counter gives the tree that splits
- * at the largest power of two below the count, for every count; lmf_sumtree_blocks adds blocks in it. */
+ * written into the newer operand is the same bits, as a + b is b + a). Streaming gives the tree of halves for every
+ * count, with no more sums waiting than lmf_sumtree_most says; lmf_sumtree_blocks adds blocks in it. */
 typedef struct {
     char s[16][512];
 } sym;
@@ -159,8 +157,7 @@ static void sym_tree(int lo, int hi, char *out, size_t cap) {
         snprintf(out, cap, "%c", 'a' + lo);
         return;
     }
-    int h = 1;
-    while (2 * h < hi - lo) h *= 2;
+    int h = (hi - lo + 1) / 2;
     char l[512], r[512];
     sym_tree(lo, lo + h, l, sizeof l), sym_tree(lo + h, hi, r, sizeof r);
     snprintf(out, cap, "(%.200s+%.200s)", l, r);
@@ -171,12 +168,18 @@ static void test_sumtree_order(void **state) {
         for (int into_new = 0; into_new < 2; into_new++) {
             sym y;
             lmf_sumtree t;
-            lmf_sumtree_reset(&t);
-            int got = -1;
+            lmf_sumtree_reset(&t, n);
+            int got = -1, most = 0;
             for (int q = 0; q < n; q++) {
                 snprintf(y.s[q], sizeof y.s[q], "%c", 'a' + q);
-                got = lmf_sumtree_push(&t, q, q == n - 1, into_new, sym_add, &y);
+                most = t.depth + 1 > most ? t.depth + 1 : most;
+                got = lmf_sumtree_push(&t, q, into_new, sym_add, &y);
             }
+            assert_int_equal(t.depth, 1);
+            assert_int_equal(most, lmf_sumtree_most(n));
+            int lg = 0; /* the buffers train/grad_sum.h keeps: at most ceil(log2 n) */
+            while ((1 << lg) < n) lg++;
+            assert_true(most - 1 <= lg);
             char want[512];
             sym_tree(0, n, want, sizeof want);
             assert_string_equal(y.s[got], want);
@@ -186,7 +189,7 @@ static void test_sumtree_order(void **state) {
     float ops[4 * 3];
     for (int j = 0; j < 3; j++) ops[0 * 3 + j] = 1.0f, ops[1 * 3 + j] = 0x1p-24f, ops[2 * 3 + j] = 0x1p-24f,
                                  ops[3 * 3 + j] = 0x1p-24f * (float)j;
-    int q = lmf_sumtree_blocks(ops, 3, 4); /* (1 + 2^-24) + (2^-24 + j 2^-24) */
+    int q = lmf_sumtree_blocks(ops, 3, 4); /* (1 + 2^-24) + (2^-24 + j 2^-24): a sum left to right gives 1 */
     for (int j = 0; j < 3; j++) {
         float want = (1.0f + 0x1p-24f) + (0x1p-24f + 0x1p-24f * (float)j);
         assert_true(ops[q * 3 + j] == want);

@@ -605,6 +605,19 @@ void lmf_model_grad_pieces(const lmf_model *m, size_t at, size_t len, lmf_grad_p
     }
 }
 
+int lmf_model_grads_swappable(const lmf_model *m) {
+    return m->grads && !m->lora && !m->held && !m->packed && !m->shared && !m->tp;
+}
+
+float *lmf_model_swap_grads(lmf_model *m, float *g) {
+    LMF_CHECK(lmf_model_grads_swappable(m) && g);
+    float *old = m->grads;
+    m->grads = g;
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) m->gptr[i] = m->param_sizes[i] ? g + m->param_offsets[i] : NULL;
+    lmf_params_view(m->gw, &m->cfg, g);
+    return old;
+}
+
 void lmf_model_copy_held(lmf_model *m, const float *src) {
     lmf_range all;
     int ns;

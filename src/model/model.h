@@ -249,6 +249,12 @@ void lmf_model_copy_held(lmf_model *m, const float *src);
 typedef void (*lmf_grad_piece_fn)(void *ctx, float *g, size_t v, size_t n);
 void lmf_model_grad_pieces(const lmf_model *m, size_t at, size_t len, lmf_grad_piece_fn fn, void *ctx);
 static inline size_t lmf_model_grad_extent(const lmf_model *m) { return m->num_params + m->packed_n; }
+/* Whether m's gradients are one flat buffer of its own that lmf_model_swap_grads may replace: a whole model's,
+ * trained by this rank alone (no stage spans, packed rows, tensor parallelism, LoRA or shared views). */
+int lmf_model_grads_swappable(const lmf_model *m);
+/* Points m's gradient views at g (num_params floats) and returns the buffer they pointed at, which stays the
+ * caller's to give back before lmf_model_free (it frees what m->grads points at then). */
+float *lmf_model_swap_grads(lmf_model *m, float *g);
 /* Zeroes grads[at, at + len) where m holds them. */
 void lmf_model_zero_grads_range(lmf_model *m, size_t at, size_t len);
 /* lmf_model_zero_grad for a step whose next backward is m's own (not a pipeline's in-flight copies'): on a whole

@@ -17,8 +17,8 @@
  * with their own batch source and communicator; each rank's source must yield that rank's own micro-batches.
  *
  * With size ranks each taking grad_accum micro-batches, a step sees the micro-batches of a single-process step with
- * grad_accum x size, each gradient scaled by the same factor, and adds them in the same tree when grad_accum is a
- * power of two (the ranks' sums are its top: comm.h), so data-parallel runs equal one process bit for bit then;
+ * grad_accum x size, each gradient scaled by the same factor, and adds them in the same tree when size is a power
+ * of two (the ranks' sums are its top: comm.h), so data-parallel runs equal one process bit for bit then;
  * otherwise only the order of the additions differs. Nothing here allocates: scratch buffers come from the
  * caller. */
 #ifndef LMF_TRAIN_STEP_H
