@@ -98,3 +98,18 @@ grep -q "head_dim  *32 (q 128 wide)" "$dir/hd_info.txt" || { cat "$dir/hd_info.t
 expect_error "head size (head_dim) 32 but this run has 16" "$LMF" train --resume "$dir/hd" --head-dim 16 --max-steps 6
 expect_error "head_dim: gpt2 heads are n_embd / n_head (16) wide, got 32" "$LMF" train "${hd[@]}" --arch gpt2 \
   --n-kv-head 4 --max-steps 1 --out-dir "$dir/x"
+
+# 5. grad_sum: tree (default: each micro-batch's gradient on its own, added in grad_sum.h's tree) or inline (each
+# product adds into the gradients); the two add in other orders, so their weights differ in some bit; an inline run
+# resumes bit for bit, keeping its choice from the checkpoint; anything else is refused
+gs=("${common[@]}" --grad-accum 4 --max-steps 10 --eval-every 0 --sample-tokens 0)
+"$LMF" train "${gs[@]}" --out-dir "$dir/gtree" 2> /dev/null || fail "grad_sum tree"
+"$LMF" train "${gs[@]}" --grad-sum inline --out-dir "$dir/ginl" 2> /dev/null || fail "grad_sum inline"
+grep -q '^grad_sum = "inline"' "$dir/ginl/train.conf" || fail "train.conf lacks grad_sum = inline"
+params() { python3 "$(dirname "$0")/ckpt_params.py" "$@" > /dev/null; } # A B 0: the parameters bit for bit
+params "$dir/gtree/ckpt-00000010.lmfc" "$dir/ginl/ckpt-00000010.lmfc" 0 && fail "tree and inline gave the same bits"
+mkdir "$dir/ginl2" && cp "$dir/ginl/ckpt-00000005.lmfc" "$dir/ginl/train.conf" "$dir/ginl2/"
+"$LMF" train --resume "$dir/ginl2" 2> "$dir/ginl2.txt" || { cat "$dir/ginl2.txt"; fail "grad_sum inline resume"; }
+params "$dir/ginl/ckpt-00000010.lmfc" "$dir/ginl2/ckpt-00000010.lmfc" 0 || fail "resumed inline run differs"
+expect_error "grad_sum: expected tree or inline, got 'sorted'" "$LMF" train "${gs[@]}" --grad-sum sorted --out-dir "$dir/x"
+echo "ok: grad_sum tree and inline"

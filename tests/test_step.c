@@ -94,46 +94,50 @@ static void tree_sum(float **g, int lo, int hi, size_t n, float *out) {
 
 /* The loop trainer.c ran before the step existed, with each micro-batch's gradient on its own and the gradients added
  * in the tree (train/grad_sum.h): the step must match it bit for bit (1 to 7 micro-batches: every shape of the tree
- * up to three buffers). */
+ * up to three buffers). Inline (no grad_sum): the loop verbatim, the gradients zeroed once and every backward adding
+ * into them. */
 static void test_step_matches_inline_loop(void **state) {
     int B = 2, T = 8;
-    for (int K = 1; K <= 7; K++) {
-    rig a, b;
-    rig_init(&a, B, T, K, lmf_comm_self());
-    rig_init(&b, B, T, 1, lmf_comm_self());
-    stream sa = {B, T, 0, 0, 0}, sb = {B, T, 0, 0, 0};
-    lmf_batch_source src = {stream_next, &sa};
-    size_t n = b.m->num_params;
-    float *g[8];
-    for (int k = 0; k < K; k++) g[k] = malloc(n * sizeof(float));
-    for (int step = 0; step < 4; step++) {
-        lmf_step_result r;
-        float lr = lmf_lr_at(step, HP.lr, HP.min_lr, HP.warmup_steps, HP.max_steps);
-        assert_int_equal(lmf_train_step(&a.ctx, &src, lr, &r), LMF_OK);
+    for (int inl = 0; inl < 2; inl++)
+        for (int K = 1; K <= 7; K++) {
+            rig a, b;
+            rig_init(&a, B, T, K, lmf_comm_self());
+            rig_init(&b, B, T, 1, lmf_comm_self());
+            if (inl) a.ctx.sum = NULL;
+            stream sa = {B, T, 0, 0, 0}, sb = {B, T, 0, 0, 0};
+            lmf_batch_source src = {stream_next, &sa};
+            size_t n = b.m->num_params;
+            float *g[8];
+            for (int k = 0; k < K; k++) g[k] = malloc(n * sizeof(float));
+            for (int step = 0; step < 4; step++) {
+                lmf_step_result r;
+                float lr = lmf_lr_at(step, HP.lr, HP.min_lr, HP.warmup_steps, HP.max_steps);
+                assert_int_equal(lmf_train_step(&a.ctx, &src, lr, &r), LMF_OK);
 
-        double loss = 0.0;
-        for (int k = 0; k < K; k++) {
-            lmf_model_zero_grad(b.m);
-            stream_next(&sb, b.in, b.tg);
-            loss += lmf_model_forward(b.m, b.in, b.tg, B, T);
-            lmf_model_backward(b.m, 1.0f / K);
-            memcpy(g[k], b.m->grads, n * sizeof(float));
+                double loss = 0.0;
+                lmf_model_zero_grad(b.m);
+                for (int k = 0; k < K; k++) {
+                    if (!inl) lmf_model_zero_grad(b.m);
+                    stream_next(&sb, b.in, b.tg);
+                    loss += lmf_model_forward(b.m, b.in, b.tg, B, T);
+                    lmf_model_backward(b.m, 1.0f / K);
+                    memcpy(g[k], b.m->grads, n * sizeof(float));
+                }
+                if (!inl) tree_sum(g, 0, K, n, b.m->grads);
+                loss /= K;
+                float gnorm = lmf_grad_norm(b.m);
+                float lr_b = lmf_adamw_step(&b.opt, b.m, &HP, step, gnorm);
+                assert_true(lr == lr_b);
+                assert_memory_equal(&r.loss, &loss, sizeof loss);
+                assert_memory_equal(&r.grad_norm, &gnorm, sizeof gnorm);
+                assert_memory_equal(a.m->params, b.m->params, a.m->num_params * sizeof(float));
+                assert_memory_equal(a.opt.m, b.opt.m, a.m->num_params * sizeof(float));
+                assert_memory_equal(a.opt.v, b.opt.v, a.m->num_params * sizeof(float));
+            }
+            assert_int_equal(a.opt.t, 4);
+            for (int k = 0; k < K; k++) free(g[k]);
+            rig_free(&a), rig_free(&b);
         }
-        tree_sum(g, 0, K, n, b.m->grads);
-        loss /= K;
-        float gnorm = lmf_grad_norm(b.m);
-        float lr_b = lmf_adamw_step(&b.opt, b.m, &HP, step, gnorm);
-        assert_true(lr == lr_b);
-        assert_memory_equal(&r.loss, &loss, sizeof loss);
-        assert_memory_equal(&r.grad_norm, &gnorm, sizeof gnorm);
-        assert_memory_equal(a.m->params, b.m->params, a.m->num_params * sizeof(float));
-        assert_memory_equal(a.opt.m, b.opt.m, a.m->num_params * sizeof(float));
-        assert_memory_equal(a.opt.v, b.opt.v, a.m->num_params * sizeof(float));
-    }
-    assert_int_equal(a.opt.t, 4);
-    for (int k = 0; k < K; k++) free(g[k]);
-    rig_free(&a), rig_free(&b);
-    }
 }
 
 /* The order itself, symbolically: each operand a letter, each addition "(x+y)" with the older on the left (a sum

@@ -20,6 +20,13 @@ static lmf_status parse_precision(void *dst, const char *flag, const char *v) {
     else return lmf_fail(LMF_ERR_ARG, "%s: '%s' is not auto, bf16 or fp32", flag, v);
     return LMF_OK;
 }
+static lmf_status parse_grad_sum(void *dst, const char *flag, const char *v) {
+    int *inl = dst;
+    if (!strcmp(v, "tree")) *inl = 0;
+    else if (!strcmp(v, "inline")) *inl = 1;
+    else return lmf_fail(LMF_ERR_ARG, "%s: '%s' is not tree or inline", flag, v);
+    return LMF_OK;
+}
 static void on_signal(int sig) {
     (void)sig;
     stop_requested = 1;
@@ -56,6 +63,10 @@ int cmd_finetune(int argc, char **argv) {
         CLI_OPT(NULL, "--batch-size", CLI_INT, &c.batch_size, "B", "examples per micro-batch", .lo = 1),
         CLI_OPT(NULL, "--seq-len", CLI_INT, &c.seq_len, "T", "tokens per example at most", .lo = 1),
         CLI_OPT(NULL, "--grad-accum", CLI_INT, &c.grad_accum, "K", "micro-batches per step", .lo = 1),
+        CLI_OPT(NULL, "--grad-sum", CLI_FN, &c.grad_sum_inline, "HOW",
+                "how a step adds its micro-batches' gradients: tree (each on its own, added in a fixed tree; up to "
+                "ceil(log2 K) more gradient-sized buffers) or inline (each product adds into the gradients)",
+                .def = "tree", .fn = parse_grad_sum),
         CLI_OPT(NULL, "--epochs", CLI_INT, &c.epochs, "E", "passes over the data", .lo = 1),
         CLI_OPT(NULL, "--max-steps", CLI_INT, &c.max_steps, "N", "steps (overrides --epochs)", .def = "from --epochs"),
         CLI_OPT(NULL, "--warmup-steps", CLI_INT, &c.warmup_steps, "N", "linear warmup steps"),

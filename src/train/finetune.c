@@ -34,7 +34,8 @@ void lmf_finetune_defaults(lmf_finetune_config *c) {
 }
 
 /* The options that fix the trainable parameters' layout, the data order and the arithmetic: a checkpoint must match
- * them. (bf16 adds a line, so fp32 runs read the checkpoints written before it existed.) */
+ * them. (bf16, packing and an inline gradient sum add a line each, so the runs without them read the checkpoints
+ * written before they existed.) */
 static char *config_text(const lmf_finetune_config *c, int bf16) {
     char *t = lmf_xmalloc(2048);
     int n = snprintf(t, 2048,
@@ -43,7 +44,8 @@ static char *config_text(const lmf_finetune_config *c, int bf16) {
              c->model, c->full, c->lora_r, c->lora_alpha, c->lora_dropout, c->use_rslora,
              c->full ? "" : c->lora_targets, c->batch_size, c->seq_len, c->grad_accum, (unsigned long long)c->seed);
     if (bf16 && n > 0 && n < 2000) n += snprintf(t + n, 2048 - (size_t)n, "precision = bf16\n");
-    if (c->packing && n > 0 && n < 2000) snprintf(t + n, 2048 - (size_t)n, "packing = 1\n");
+    if (c->packing && n > 0 && n < 2000) n += snprintf(t + n, 2048 - (size_t)n, "packing = 1\n");
+    if (c->grad_sum_inline && n > 0 && n < 2000) snprintf(t + n, 2048 - (size_t)n, "grad_sum = inline\n");
     return t;
 }
 
@@ -203,7 +205,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     { /* what the run holds, the bound on peak memory (the base file is mapped; full runs also copy it) */
         double mib = 1.0 / (1 << 20), params = 2.0 * sizeof(float) * m->num_params * mib; /* values + gradients */
         /* the micro-batches' partial sums count with the gradients (train/grad_sum.h) */
-        params += lmf_grad_sum_bytes(c->grad_accum, (double)m->num_params) * mib;
+        params += lmf_grad_sum_bytes(c->grad_sum_inline ? 1 : c->grad_accum, (double)m->num_params) * mib;
         double base = (double)w->file_bytes * mib, adam = 2.0 * sizeof(float) * m->num_params * mib;
         double acts = (double)m->work_bytes * mib;
         lmf_sink_logf(out, LMF_LOG_INFO, "finetune: memory: base file %.0f MiB, %s %.1f MiB, AdamW %.1f MiB, "
@@ -222,9 +224,10 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                       "save", c->out_dir, stale, stale > 1 ? "s" : "");
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
     if ((s = lmf_line_log_open(&metrics, path, c->resume)) != LMF_OK) goto done;
-    lmf_grad_sum_init(&gsum, m, c->grad_accum);
+    lmf_grad_sum_init(&gsum, m, c->grad_sum_inline ? 1 : c->grad_accum);
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &hp, .comm = lmf_comm_self(), .batch_size = B, .seq_len = T,
-                       .grad_accum = c->grad_accum, .inputs = tok, .targets = tg, .sum = &gsum};
+                       .grad_accum = c->grad_accum, .inputs = tok, .targets = tg,
+                       .sum = c->grad_sum_inline ? NULL : &gsum};
     lmf_batch_source src = {next_batch, &src_ctx};
     double val_loss = NAN;
     if (val.n && step == 0) {

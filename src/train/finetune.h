@@ -22,6 +22,7 @@ typedef struct {
     int use_rslora;
     const char *lora_targets;   /* PEFT module names, comma-separated, or "all-linear" */
     int batch_size, seq_len, grad_accum;
+    int grad_sum_inline;        /* the micro-batches' products add into the gradients (else grad_sum.h's tree) */
     int max_steps;              /* 0: epochs x the steps of one pass over the data */
     int epochs;
     int warmup_steps, eval_every, eval_batches, checkpoint_every;

@@ -25,7 +25,7 @@ typedef struct {
  * without overlap): the others zero them before the span leaves */
 static void queue_tensor(const lmf_step_ctx *st, int i, size_t at, size_t len) {
     lmf_model *m = st->model;
-    if (st->grad_accum > 1) lmf_grad_sum_range(st->sum, at, len); /* the span's sum over the micro-batches first */
+    if (st->grad_accum > 1 && st->sum) lmf_grad_sum_range(st->sum, at, len); /* the span's sum over the micro-batches */
     if (st->tp && st->tp->rank > 0 && !lmf_param_tp_sharded(i)) lmf_model_zero_grads_range(m, at, len);
     lmf_zero_queue(st->zero, at, len);
 }
@@ -50,7 +50,7 @@ static lmf_status overlap_finish(overlap_state *o) {
     LMF_TRY(o->err);
     o->overlapped = (double)o->st->zero->posted / (double)o->st->zero->n;
     if (m->lora) {
-        if (o->st->grad_accum > 1) lmf_grad_sum_range(o->st->sum, 0, m->num_params);
+        if (o->st->grad_accum > 1 && o->st->sum) lmf_grad_sum_range(o->st->sum, 0, m->num_params);
         lmf_zero_queue(o->st->zero, 0, m->num_params);
     } else {
         while (o->next >= 0) queue_layer(o, o->next--);
@@ -70,8 +70,8 @@ lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, f
     else lmf_model_zero_grad_lazy(m);
     double loss = 0.0, pipe_s = 0.0, tp_s = st->tp ? st->tp->wait_s : 0.0;
     int overlap = st->zero && st->overlap;
-    lmf_grad_sum *sum = k > 1 ? st->sum : NULL;
-    LMF_CHECK(k == 1 || (sum && sum->m == m && sum->k == k));
+    lmf_grad_sum *sum = k > 1 ? st->sum : NULL; /* NULL: inline, the products add into the gradients */
+    LMF_CHECK(!sum || (sum->m == m && sum->k == k));
     overlap_state ov = {.st = st, .next = m->cfg.n_layer - 1, .err = LMF_OK};
     if (st->pipe) {
         st->pipe->layer_done = overlap ? on_layer_done : NULL, st->pipe->layer_done_ctx = &ov;
@@ -80,7 +80,7 @@ lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, f
     }
     for (int a = 0; a < k && !st->pipe; a++) {
         LMF_TRY(src->next(src->ctx, st->inputs, st->targets));
-        if (a > 0) lmf_model_zero_grad_lazy(m); /* each micro-batch's gradient on its own (train/grad_sum.h) */
+        if (a > 0 && sum) lmf_model_zero_grad_lazy(m); /* each micro-batch's gradient on its own (grad_sum.h) */
         loss += lmf_model_forward(m, st->inputs, st->targets, B, T);
         if (overlap && a == k - 1) m->layer_done = on_layer_done, m->layer_done_ctx = &ov; /* the last: final */
         lmf_model_backward(m, 1.0f / total);

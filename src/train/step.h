@@ -2,7 +2,8 @@
  *
  *   grad_accum times: zero the gradients, next micro-batch (B x T) -> forward -> backward with loss scale
  *     1/(size x grad_accum), size the communicator's ranks (gradients add), so the sum over ranks is the mean over
- *     the step's micro-batches; the micro-batches' gradients added in core/sumtree.h's order (train/grad_sum.h)
+ *     the step's micro-batches; the micro-batches' gradients added in core/sumtree.h's order (train/grad_sum.h), or
+ *     inline (zeroed once, every backward adding into them)
  *   without ZeRO: all-reduce the gradients and the loss; global gradient norm -> clipping -> AdamW over the flat
  *     parameter / gradient buffers
  *   with ZeRO-1 (zero != NULL, dist/zero.h): reduce-scatter the gradients so this rank holds the sum of its shard;
@@ -44,7 +45,9 @@ typedef struct {
     lmf_zero *zero;              /* NULL: every rank updates every parameter; else ZeRO-1 over comm */
     int batch_size, seq_len, grad_accum; /* grad_accum: this rank's micro-batches per step */
     int32_t *inputs, *targets; /* caller-owned scratch, batch_size * seq_len each */
-    struct lmf_grad_sum *sum;  /* with grad_accum > 1: lmf_grad_sum_init(sum, model, grad_accum) */
+    /* with grad_accum > 1: lmf_grad_sum_init(sum, model, grad_accum), the micro-batches' gradients added in its tree;
+     * NULL: inline, every micro-batch's products adding into the gradients the previous ones left */
+    struct lmf_grad_sum *sum;
     /* pipeline parallel (train/pipeline.h), NULL: none. comm (and zero) then span the data x pipeline ranks: each
      * stage's gradients fill only its own slots, so their sum over every rank is the whole gradient; grad_accum is
      * one pipeline's micro-batches per step, and the step's total is grad_accum x size / stages. */

@@ -26,6 +26,10 @@ const lmf_opt lmf_train_opts[] = {
     O("batch_size", LMF_OPT_INT, batch_size, "batch", "sequences per micro-batch B"),
     O("seq_len", LMF_OPT_INT, seq_len, "batch", "tokens per sequence T"),
     O("grad_accum", LMF_OPT_INT, grad_accum, "batch", "micro-batches per optimizer step"),
+    O("grad_sum", LMF_OPT_STR, grad_sum, "batch",
+      "how a step adds its micro-batches' gradients: tree (each on its own, added in a fixed tree that data-parallel "
+      "runs repeat bit for bit; up to ceil(log2 grad_accum) more gradient-sized buffers) or inline (each product adds "
+      "into the gradients: no extra memory; data parallel then differs from one process in the last bits)"),
     O("lr", LMF_OPT_FLOAT, opt.lr, "optimizer", "peak learning rate (after warmup)"),
     O("min_lr", LMF_OPT_FLOAT, opt.min_lr, "optimizer", "learning rate at the end of the cosine decay"),
     O("warmup_steps", LMF_OPT_INT, opt.warmup_steps, "optimizer", "linear warmup steps"),
@@ -68,6 +72,7 @@ void lmf_train_config_default(lmf_train_config *c) {
     c->sample_tokens = 256, c->sample_temperature = 0.8f;
     c->seed = 1337;
     strcpy(c->precision, "auto");
+    strcpy(c->grad_sum, "tree");
 }
 
 const lmf_opt *lmf_train_opt_find(const char *name) { return lmf_opt_find(lmf_train_opts, lmf_train_n_opts, name); }
@@ -247,6 +252,8 @@ lmf_status lmf_train_config_validate(const lmf_train_config *c) {
     REQUIRE(c->threads >= 0, "threads: must be >= 0, got %d", c->threads);
     REQUIRE(!strcmp(c->precision, "auto") || !strcmp(c->precision, "bf16") || !strcmp(c->precision, "fp32"),
             "precision: expected auto, bf16 or fp32, got '%s'", c->precision);
+    REQUIRE(!strcmp(c->grad_sum, "tree") || !strcmp(c->grad_sum, "inline"),
+            "grad_sum: expected tree or inline, got '%s'", c->grad_sum);
     return LMF_OK;
 }
 

@@ -29,6 +29,10 @@ typedef struct {
      * lmf_sgemm_bf16_pays(), else fp32; lmf_train_run resolves it, stores the choice in the run's saved config and
      * keeps a resumed run's (a checkpoint without the line is an fp32 run's) */
     char precision[16];
+    /* "tree" or "inline": how a step adds its micro-batches' gradients (train/grad_sum.h; inline: each product adds
+     * into what the previous micro-batches left, no extra memory, but data-parallel runs then differ from one
+     * process in the last bits) */
+    char grad_sum[8];
 } lmf_train_config;
 
 extern const lmf_opt lmf_train_opts[];

@@ -190,7 +190,7 @@ done:
  * now than an OOM kill after minutes of page faults. part: a pipeline stage or tensor-parallel rank holding only its
  * spans (held floats of params and of grads, its packed rows included), its shard of P / ranks of params and grads
  * (counted whole, though part of it may lie in its spans) and the moments of that shard; tp: the share of each
- * layer's rows its activations keep; accum: its micro-batches a step (train/grad_sum.h's buffers). */
+ * layer's rows its activations keep; accum: its micro-batches a step (train/grad_sum.h's buffers; 1 inline). */
 static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train, int slots, int l0, int l1, int part,
                                double held, int ranks, int tp, int accum) {
     double P = lmf_param_count(&c->model), model = lmf_model_bytes(&c->model, c->batch_size, c->seq_len, 1);
@@ -201,15 +201,20 @@ static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train
     if (part) /* every set of activations the stage's, params and grads its spans and shard, the moments its shard */
         need = slots * stage + 2 * held * sizeof(float) + 4 * ceil(P / ranks) * sizeof(float) +
                (double)train->n_tokens / c->seq_len * 4;
-    need += lmf_grad_sum_bytes(accum, part ? held : P); /* the micro-batches' partial sums */
+    double sums = lmf_grad_sum_bytes(accum, part ? held : P); /* the micro-batches' partial sums */
+    need += sums;
     double have = lmf_mem_physical();
+    char sums_note[96] = "";
+    if (sums > 0)
+        snprintf(sums_note, sizeof sums_note, ", or set grad_sum = inline (%.1f GiB of it holds partial sums)",
+                 sums / 1073741824.0);
     if (have > 0 && need > have)
         return lmf_fail(LMF_ERR_ARG, "this run needs %.1f GiB of memory%s (%.3g parameters: L%d C%d F%d V%d, with "
                         "gradients, AdamW moments and activations at batch %d x seq %d) but the machine has %.1f GiB: "
-                        "reduce n_layer, n_embd, ffn_dim, batch_size or seq_len%s", need / 1073741824.0,
+                        "reduce n_layer, n_embd, ffn_dim, batch_size or seq_len%s%s", need / 1073741824.0,
                         part ? " a rank" : "", P, c->model.n_layer, c->model.n_embd, c->model.ffn_dim,
                         c->model.vocab_size, c->batch_size, c->seq_len, have / 1073741824.0,
-                        part ? ", or use more pipeline stages or tensor-parallel ranks" : "");
+                        part ? ", or use more pipeline stages or tensor-parallel ranks" : "", sums_note);
     return LMF_OK;
 }
 
@@ -460,6 +465,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     /* partitioned: each rank holds only its stage's spans of the parameters and gradients (its tensor-parallel
      * shares of them), plus its ZeRO shard */
     int part = ((o.pipe && P > 1) || TP > 1) && P <= c.model.n_layer && !o.pp_full;
+    int tree = !strcmp(c.grad_sum, "tree"); /* the micro-batches' gradients added in grad_sum.h's tree */
     int tp_rank = o.tp ? lmf_comm_rank(o.tp) : 0;
     int n_spans = 0; /* spans: the in-place ones (the packed rows apart), room for the shard after them */
     double held = 0;
@@ -471,7 +477,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         n_spans = lmf_model_group_spans(&c.model, sl0, sl1, tp_rank, TP, 0, &all);
         spans = lmf_xrealloc(all, ((size_t)n_spans + 1) * sizeof *spans);
     }
-    if ((s = check_memory(&c, train, slots, sl0, sl1, part, held, D, TP, c.grad_accum / DP)) != LMF_OK) goto done;
+    if ((s = check_memory(&c, train, slots, sl0, sl1, part, held, D, TP, tree ? c.grad_accum / DP : 1)) != LMF_OK) goto done;
     /* the tokenizer only serves the final sample, but a bad path should fail now, not after hours of training */
     if (c.tokenizer[0] && (s = lmf_tokenizer_load(c.tokenizer, &tok)) != LMF_OK) goto done;
     if (tok && lmf_tokenizer_vocab_size(tok) > c.model.vocab_size) {
@@ -636,10 +642,10 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     }
     if (lead && ck && (s = lmf_line_log_printf(&metrics, "{\"event\":\"resume\",\"step\":%d}\n", step)) != LMF_OK) goto done;
 
-    lmf_grad_sum_init(&gsum, m, c.grad_accum / DP);
+    lmf_grad_sum_init(&gsum, m, tree ? c.grad_accum / DP : 1);
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .zero = D > 1 ? &zero : NULL,
                        .batch_size = B, .seq_len = T, .grad_accum = c.grad_accum / DP, .inputs = in, .targets = tg,
-                       .sum = &gsum, .pipe = o.pipe ? &pipe : NULL, .tp = m->tp, .overlap = o.overlap};
+                       .sum = tree ? &gsum : NULL, .pipe = o.pipe ? &pipe : NULL, .tp = m->tp, .overlap = o.overlap};
     dp_share share = {.l = &tl, .rank = dp_rank, .dp = DP, .accum = c.grad_accum / DP};
     lmf_batch_source src = DP > 1 ? (lmf_batch_source){dp_source, &share} : (lmf_batch_source){loader_source, &tl};
     lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, c.opt.max_steps, "steps", NULL);
