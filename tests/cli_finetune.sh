@@ -57,15 +57,20 @@ grep -q "other options" "$dir/h3.log" || fail "precision mismatch message"
 grep -q "not auto, bf16 or fp32" "$dir/h4.log" || fail "--precision message"
 
 # 3d. three micro-batches a step, their gradients added in one tree (train/grad_sum.h: LoRA copies a waiting one
-# out, --full moves the gradient views): a resumed run ends bit for bit where the uninterrupted one does
-for mode in lora full; do
-  acc=(--grad-accum 3 --batch-size 1); [ $mode = full ] && acc+=(--full)
+# out, --full moves the gradient views) or inline: a resumed run ends bit for bit where the uninterrupted one does;
+# a tree run's checkpoint is not resumed inline
+for mode in lora full inline; do
+  acc=(--grad-accum 3 --batch-size 1); [ $mode = full ] && acc+=(--full); [ $mode = inline ] && acc+=(--grad-sum inline)
   "$LMF" finetune "${common[@]}" "${acc[@]}" --out-dir "$dir/g$mode" 2> "$dir/g$mode.log" || { cat "$dir/g$mode.log"; fail "$mode grad_accum 3"; }
   mkdir "$dir/g${mode}2" && cp "$dir/g$mode/ckpt-00000010.lmfc" "$dir/g${mode}2/"
   "$LMF" finetune "${common[@]}" "${acc[@]}" --out-dir "$dir/g${mode}2" --resume 2> "$dir/g${mode}2.log" \
     || { cat "$dir/g${mode}2.log"; fail "$mode grad_accum 3 resume"; }
   cmp "$dir/g$mode/ckpt-00000020.lmfc" "$dir/g${mode}2/ckpt-00000020.lmfc" || fail "$mode grad_accum 3: resumed run differs"
 done
+cmp -s "$dir/glora/ckpt-00000020.lmfc" "$dir/ginline/ckpt-00000020.lmfc" && fail "tree and inline gave the same bits"
+"$LMF" finetune "${common[@]}" --grad-accum 3 --batch-size 1 --grad-sum inline --out-dir "$dir/glora" --resume \
+  2> "$dir/gx.log" && fail "a tree checkpoint resumed inline"
+grep -q "other options" "$dir/gx.log" || fail "grad_sum mismatch message"
 
 # 3c. packed rows: fewer rows than examples, and a resumed packed run ends bit for bit where the whole one does
 "$LMF" finetune "${common[@]}" --packing --out-dir "$dir/p" 2> "$dir/p.log" || { cat "$dir/p.log"; fail "packing"; }
