@@ -629,11 +629,16 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     }
     char hs_note[32] = ""; /* a head size apart from C / heads (head_dim) */
     if (c.model.head_dim) snprintf(hs_note, sizeof hs_note, " hs%d", c.model.head_dim);
+    lmf_grad_sum_init(&gsum, m, tree ? c.grad_accum / DP : 1);
+    char sum_note[96] = ""; /* what the micro-batches' tree holds besides the gradients */
+    if (c.grad_accum / DP > 1)
+        snprintf(sum_note, sizeof sum_note, tree ? " (summed in a tree: %d partial-sum buffers, %.0f MiB)" : " (inline)",
+                 gsum.nbuf, lmf_grad_sum_bytes(c.grad_accum / DP, (double)lmf_model_held_floats(m)) / 1048576.0);
     lmf_sink_logf(out, LMF_LOG_INFO, "lmforge train: %s, %zu parameters (%.2fM), L%d C%d H%d/%d%s F%d V%d, B%d T%d x%d "
-                  "accum, %d threads, %s kernels%s%s",
+                  "accum%s, %d threads, %s kernels%s%s",
             lmf_arch_name(c.model.arch), m->num_params, m->num_params / 1e6, c.model.n_layer, c.model.n_embd,
             c.model.n_head, c.model.n_kv_head, hs_note, c.model.ffn_dim, c.model.vocab_size, B, T, c.grad_accum,
-            omp_get_max_threads(), lmf_isa_name(lmf_cpu_isa()), ck ? "; resuming" : "", dp_note);
+            sum_note, omp_get_max_threads(), lmf_isa_name(lmf_cpu_isa()), ck ? "; resuming" : "", dp_note);
     {
         double rate = lmf_sgemm_bf16_rate();
         lmf_sink_logf(out, LMF_LOG_INFO, "precision %s%s: bf16 products run at %.2fx the fp32 rate on this CPU%s",
@@ -642,7 +647,6 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     }
     if (lead && ck && (s = lmf_line_log_printf(&metrics, "{\"event\":\"resume\",\"step\":%d}\n", step)) != LMF_OK) goto done;
 
-    lmf_grad_sum_init(&gsum, m, tree ? c.grad_accum / DP : 1);
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .zero = D > 1 ? &zero : NULL,
                        .batch_size = B, .seq_len = T, .grad_accum = c.grad_accum / DP, .inputs = in, .targets = tg,
                        .sum = tree ? &gsum : NULL, .pipe = o.pipe ? &pipe : NULL, .tp = m->tp, .overlap = o.overlap};
