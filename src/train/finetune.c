@@ -204,13 +204,13 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     lmf_model_set_bf16(m, bf16);
     { /* what the run holds, the bound on peak memory (the base file is mapped; full runs also copy it) */
         double mib = 1.0 / (1 << 20), params = 2.0 * sizeof(float) * m->num_params * mib; /* values + gradients */
-        /* the micro-batches' partial sums count with the gradients (train/grad_sum.h) */
-        params += lmf_grad_sum_bytes(c->grad_sum_inline ? 1 : c->grad_accum, (double)m->num_params) * mib;
-        double base = (double)w->file_bytes * mib, adam = 2.0 * sizeof(float) * m->num_params * mib;
-        double acts = (double)m->work_bytes * mib;
-        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: memory: base file %.0f MiB, %s %.1f MiB, AdamW %.1f MiB, "
-                      "activations %.0f MiB (+ 64 MiB: bound %.0f MiB)", base, c->full ? "parameters + gradients" :
-                      "adapters + gradients", params, adam, acts, base + params + adam + acts + 64);
+        double base = (double)w->file_bytes * mib, adam = params, acts = (double)m->work_bytes * mib;
+        /* the micro-batches' partial sums (train/grad_sum.h) count with the gradients */
+        double sums = lmf_grad_sum_bytes(c->grad_sum_inline ? 1 : c->grad_accum, (double)m->num_params) * mib;
+        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: memory: base file %.0f MiB, %s + gradients%s %.1f MiB, AdamW "
+                      "%.1f MiB, activations %.0f MiB (+ 64 MiB: bound %.0f MiB)", base, c->full ? "parameters" :
+                      "adapters", sums > 0 ? " + partial sums" : "", params + sums, adam, acts,
+                      base + params + sums + adam + acts + 64);
     }
     {
         double rate = lmf_sgemm_bf16_rate();
