@@ -291,7 +291,7 @@ void lmf_model_free(lmf_model *m) {
     lmf_weights_free(m->w);
     lmf_weights_free(m->gw);
     if (!m->shared) lmf_free_big(m->packed_p), lmf_free_big(m->packed_g);
-    LMF_FREE_ALL(m->rope, m->tokens, m->targets, m->pos, m->tp_buf, m->held, m->packed, m);
+    LMF_FREE_ALL(m->rope, m->tokens, m->targets, m->pos, m->tp_buf, m->held, m->written, m->packed, m);
 }
 
 size_t lmf_model_num_params(const lmf_model *m) { return m->num_params; }
@@ -559,18 +559,31 @@ static int span_cmp(const void *a, const void *b) {
     return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
-void lmf_model_partition(lmf_model *m, const lmf_range *spans, int n) {
-    LMF_CHECK(m->grads && !m->shared && !m->lora);
+/* spans sorted and merged where they touch, empty ones dropped, into *out (allocated); returns how many */
+static int merged(const lmf_range *spans, int n, size_t limit, lmf_range **out) {
     lmf_range *h = lmf_xmalloc(((size_t)n + 1) * sizeof *h);
     memcpy(h, spans, (size_t)n * sizeof *h);
     qsort(h, (size_t)n, sizeof *h, span_cmp);
     int k = 0;
     for (int i = 0; i < n; i++) {
-        LMF_CHECK(h[i].lo <= h[i].hi && h[i].hi <= m->num_params);
+        LMF_CHECK(h[i].lo <= h[i].hi && h[i].hi <= limit);
         if (h[i].hi == h[i].lo) continue;
         if (k && h[i].lo <= h[k - 1].hi) h[k - 1].hi = h[i].hi > h[k - 1].hi ? h[i].hi : h[k - 1].hi;
         else h[k++] = h[i];
     }
+    *out = h;
+    return k;
+}
+
+void lmf_model_set_written(lmf_model *m, const lmf_range *spans, int n) {
+    LMF_CHECK(m->held && !m->written);
+    m->n_written = merged(spans, n, m->num_params, &m->written);
+}
+
+void lmf_model_partition(lmf_model *m, const lmf_range *spans, int n) {
+    LMF_CHECK(m->grads && !m->shared && !m->lora);
+    lmf_range *h;
+    int k = merged(spans, n, m->num_params, &h);
     free(m->held);
     m->held = h, m->n_held = k;
     for (int i = 0; i < k; i++) {
@@ -589,10 +602,19 @@ size_t lmf_model_held_floats(const lmf_model *m) {
     return n + m->packed_n;
 }
 
+/* The spans of grads the backward writes: the written ones where set, else all held. */
+static const lmf_range *written_spans(const lmf_model *m, lmf_range *all, int *n) {
+    if (m->written) {
+        *n = m->n_written;
+        return m->written;
+    }
+    return held_spans(m, all, n);
+}
+
 void lmf_model_grad_pieces(const lmf_model *m, size_t at, size_t len, lmf_grad_piece_fn fn, void *ctx) {
     lmf_range all;
     int ns;
-    const lmf_range *sp = held_spans(m, &all, &ns);
+    const lmf_range *sp = written_spans(m, &all, &ns);
     size_t e = at + len;
     for (int j = 0; j < ns; j++) {
         size_t a = sp[j].lo > at ? sp[j].lo : at, b = sp[j].hi < e ? sp[j].hi : e;
@@ -606,15 +628,23 @@ void lmf_model_grad_pieces(const lmf_model *m, size_t at, size_t len, lmf_grad_p
 }
 
 int lmf_model_grads_swappable(const lmf_model *m) {
-    return m->grads && !m->lora && !m->held && !m->packed && !m->shared && !m->tp;
+    return m->grads && !m->lora && !m->packed && !m->shared && !m->tp;
 }
 
-float *lmf_model_swap_grads(lmf_model *m, float *g) {
-    LMF_CHECK(lmf_model_grads_swappable(m) && g);
-    float *old = m->grads;
+static void point_grads(lmf_model *m, float *g) {
     m->grads = g;
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) m->gptr[i] = m->param_sizes[i] ? g + m->param_offsets[i] : NULL;
     lmf_params_view(m->gw, &m->cfg, g);
+}
+
+float *lmf_model_swap_grads(lmf_model *m, float *g, lmf_model *const *sharers, int n) {
+    LMF_CHECK(lmf_model_grads_swappable(m) && g);
+    float *old = m->grads;
+    point_grads(m, g);
+    for (int i = 0; i < n; i++) {
+        LMF_CHECK(sharers[i]->shared && sharers[i]->grads == old);
+        point_grads(sharers[i], g);
+    }
     return old;
 }
 
@@ -755,7 +785,7 @@ void lmf_model_zero_grad(lmf_model *m) {
     LMF_CHECK(m->grads);
     lmf_range all;
     int ns;
-    const lmf_range *sp = held_spans(m, &all, &ns);
+    const lmf_range *sp = written_spans(m, &all, &ns);
     for (int j = 0; j < ns; j++) zero_par(m->grads, sp[j].lo, sp[j].hi);
     zero_par(m->packed_g, 0, m->packed_n);
     m->fresh_grads = 0;

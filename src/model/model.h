@@ -142,6 +142,10 @@ struct lmf_model {
      * model holds; the rest of both buffers is never written (nor read) and costs no memory. NULL: all of them. */
     lmf_range *held;
     int n_held;
+    /* of those, the ones its backward writes (lmf_model_set_written: a stage's spans without its ZeRO shard, which
+     * only the reduction writes); NULL: all held. Zeroing and the micro-batches' sums cover these only. */
+    lmf_range *written;
+    int n_written;
     /* tensor-parallel rank's row-parallel shares (lmf_model_pack_tp): this rank's columns of o, down and the experts'
      * downs, compact ([layer][row][cols / t], the views' leading dimension), each row a segment of the flat layout */
     float *packed_p, *packed_g;
@@ -239,6 +243,10 @@ float *lmf_model_packed_at(const lmf_model *m, size_t lo, int grads);
  * grads are committed (pre-touched), the rest is never written by the functions below (zero_grad, init_weights,
  * zero_replicated_grads, the forward and backward of m's stage) nor by the training step's ZeRO exchange. */
 void lmf_model_partition(lmf_model *m, const lmf_range *spans, int n);
+/* After lmf_model_partition: the spans among the held ones that m's backward writes (the stage's or the
+ * tensor-parallel share's, without the ZeRO shard: what lies only in the shard is written by the reduction before
+ * anything reads it), so that zeroing the gradients and the micro-batches' sums (train/grad_sum.h) skip the rest. */
+void lmf_model_set_written(lmf_model *m, const lmf_range *spans, int n);
 /* Floats of params m holds (num_params when not partitioned; packed rows included). */
 size_t lmf_model_held_floats(const lmf_model *m);
 /* Copies src (num_params floats: a checkpoint's) into the parameters m holds (packed rows included). */
@@ -249,12 +257,13 @@ void lmf_model_copy_held(lmf_model *m, const float *src);
 typedef void (*lmf_grad_piece_fn)(void *ctx, float *g, size_t v, size_t n);
 void lmf_model_grad_pieces(const lmf_model *m, size_t at, size_t len, lmf_grad_piece_fn fn, void *ctx);
 static inline size_t lmf_model_grad_extent(const lmf_model *m) { return m->num_params + m->packed_n; }
-/* Whether m's gradients are one flat buffer of its own that lmf_model_swap_grads may replace: a whole model's,
- * trained by this rank alone (no stage spans, packed rows, tensor parallelism, LoRA or shared views). */
+/* Whether m's gradients are one flat buffer of its own that lmf_model_swap_grads may replace (a whole model's or a
+ * pipeline stage's; not packed rows, tensor parallelism, LoRA, or a model sharing another's). */
 int lmf_model_grads_swappable(const lmf_model *m);
-/* Points m's gradient views at g (num_params floats) and returns the buffer they pointed at, which stays the
- * caller's to give back before lmf_model_free (it frees what m->grads points at then). */
-float *lmf_model_swap_grads(lmf_model *m, float *g);
+/* Points m's gradient views at g (num_params floats, holding at least m's pieces: a stage's spans) and those of the
+ * n models sharing them (a pipeline's in-flight sets, lmf_model_create_shared), and returns the buffer they pointed
+ * at, which stays the caller's to give back before lmf_model_free (it frees what m->grads points at then). */
+float *lmf_model_swap_grads(lmf_model *m, float *g, lmf_model *const *sharers, int n);
 /* Zeroes grads[at, at + len) where m holds them. */
 void lmf_model_zero_grads_range(lmf_model *m, size_t at, size_t len);
 /* lmf_model_zero_grad for a step whose next backward is m's own (not a pipeline's in-flight copies'): on a whole

@@ -6,15 +6,29 @@
 
 #include <string.h>
 
+static void commit_piece(void *buf, float *g, size_t v, size_t n) {
+    (void)g;
+    lmf_alloc_commit(buf, v * sizeof(float), n * sizeof(float));
+}
+
 void lmf_grad_sum_init(lmf_grad_sum *s, lmf_model *m, int k) {
     memset(s, 0, sizeof *s);
     s->m = m, s->k = k, s->nbuf = lmf_sumtree_most(k) - 1; /* the newest waits in m's own */
-    for (int i = 0; i < s->nbuf; i++) s->buf[i] = lmf_alloc_big_lazy(lmf_model_grad_extent(m) * sizeof(float));
+    /* committed now, as the model's own gradients are: no page faults inside a step; a rank holding pieces of the
+     * buffer (a pipeline stage, a tensor-parallel share) commits those pieces only */
+    int sparse = m->held || m->packed;
+    size_t bytes = lmf_model_grad_extent(m) * sizeof(float);
+    for (int i = 0; i < s->nbuf; i++) {
+        s->buf[i] = sparse ? lmf_alloc_big_sparse(bytes) : lmf_alloc_big(bytes);
+        if (sparse) lmf_model_grad_pieces(m, 0, m->num_params, commit_piece, s->buf[i]);
+    }
     s->buf[s->nbuf] = m->grads; /* the model's own: the pool's last */
 }
 
+void lmf_grad_sum_share(lmf_grad_sum *s, lmf_model *const *sharers, int n) { s->sharers = sharers, s->n_sharers = n; }
+
 void lmf_grad_sum_free(lmf_grad_sum *s) {
-    if (s->m && s->m->grads != s->buf[s->nbuf]) lmf_model_swap_grads(s->m, s->buf[s->nbuf]);
+    if (s->m && s->m->grads != s->buf[s->nbuf]) lmf_model_swap_grads(s->m, s->buf[s->nbuf], s->sharers, s->n_sharers);
     for (int i = 0; i < s->nbuf; i++) lmf_free_big(s->buf[i]);
     memset(s, 0, sizeof *s);
 }
@@ -75,7 +89,7 @@ static int free_buffer(const lmf_grad_sum *s) {
     return -1;
 }
 
-void lmf_grad_sum_add(lmf_grad_sum *s, int a, int deferred, int swap) {
+void lmf_grad_sum_add(lmf_grad_sum *s, int a, int deferred) {
     LMF_CHECK(0 <= a && a < s->k && s->k > 1);
     if (a == 0) lmf_sumtree_reset(&s->t, s->k);
     s->at = 0, s->len = s->m->num_params;
@@ -87,8 +101,8 @@ void lmf_grad_sum_add(lmf_grad_sum *s, int a, int deferred, int swap) {
     /* sums it completes go to the older buffers, leaving m's gradients free again */
     if (lmf_sumtree_push(&s->t, cur, 0, add, s) != cur) return;
     int f = free_buffer(s); /* else it waits: in its buffer, m's gradients moving to a free one, or copied out */
-    if (swap && lmf_model_grads_swappable(s->m)) {
-        lmf_model_swap_grads(s->m, s->buf[f]);
+    if (lmf_model_grads_swappable(s->m)) {
+        lmf_model_swap_grads(s->m, s->buf[f], s->sharers, s->n_sharers);
         return;
     }
     run(s, f, cur, 1);

@@ -85,7 +85,7 @@ lmf_status lmf_pipeline_step(lmf_pipeline *pl, const lmf_batch_source *src, int3
             if (pl->sum && op->mb > 0) lmf_model_zero_grad(pl->slots[0]); /* the in-flight sets share its gradients */
             lmf_model_backward_layers(m, loss_scale, last ? NULL : (const float *)pl->rbuf, tot);
             m->layer_done = NULL;
-            if (pl->sum) lmf_grad_sum_add(pl->sum, op->mb, pl->sum_deferred, 0); /* its sets hold views of them */
+            if (pl->sum) lmf_grad_sum_add(pl->sum, op->mb, pl->sum_deferred);
             if (!first) memcpy(pl->sbuf, lmf_model_input_grad(m), pl->act_floats * sizeof(float));
             if (!first && moe) sums_put(pl, pl->sbuf, &sums);
             if (moe && op->mb == pl->M - 1) { /* the step's statistics are its last micro-batch's, as in one process */

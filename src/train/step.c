@@ -85,7 +85,7 @@ lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, f
         if (overlap && a == k - 1) m->layer_done = on_layer_done, m->layer_done_ctx = &ov; /* the last: final */
         lmf_model_backward(m, 1.0f / total);
         m->layer_done = NULL;
-        if (sum) lmf_grad_sum_add(sum, a, overlap, 1);
+        if (sum) lmf_grad_sum_add(sum, a, overlap);
     }
     if (st->tp && st->tp->rank > 0) { /* the group's first rank counts what every rank of it computed */
         if (!overlap) lmf_model_zero_replicated_grads(m); /* with overlap, as each span is queued */

@@ -554,6 +554,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             free(group_of), free(ns), free(sp), free(own);
             spans[n_spans] = (lmf_range){zero.lo, zero.hi}; /* AdamW updates the shard's parameters here */
             lmf_model_partition(m, spans, n_spans + 1);
+            lmf_model_set_written(m, spans, n_spans); /* the shard alone is the reduction's to write */
         }
     } else {
         lmf_adamw_init(&opt, m->num_params);
@@ -630,6 +631,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     char hs_note[32] = ""; /* a head size apart from C / heads (head_dim) */
     if (c.model.head_dim) snprintf(hs_note, sizeof hs_note, " hs%d", c.model.head_dim);
     lmf_grad_sum_init(&gsum, m, tree ? c.grad_accum / DP : 1);
+    if (o.pipe) lmf_grad_sum_share(&gsum, pipe.slots + 1, pipe.n_slots - 1); /* the in-flight sets' views move too */
     char sum_note[96] = ""; /* what the micro-batches' tree holds besides the gradients */
     if (c.grad_accum / DP > 1)
         snprintf(sum_note, sizeof sum_note, tree ? " (summed in a tree: %d partial-sum buffers, %.0f MiB)" : " (inline)",
@@ -752,8 +754,8 @@ done:
     lmf_loader_free(&tl), lmf_loader_free(&vl);
     lmf_adamw_free(&opt);
     lmf_zero_free(&zero);
+    lmf_grad_sum_free(&gsum); /* before the in-flight sets whose views it may move back */
     lmf_pipeline_free(&pipe);
-    lmf_grad_sum_free(&gsum);
     lmf_model_free(m);
     lmf_shard_close(train), lmf_shard_close(valid);
     lmf_tokenizer_free(tok);
