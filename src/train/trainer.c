@@ -201,7 +201,9 @@ static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train
     if (part) /* every set of activations the stage's, params and grads its spans and shard, the moments its shard */
         need = slots * stage + 2 * held * sizeof(float) + 4 * ceil(P / ranks) * sizeof(float) +
                (double)train->n_tokens / c->seq_len * 4;
-    double sums = lmf_grad_sum_bytes(accum, part ? held : P); /* the micro-batches' partial sums */
+    /* the micro-batches' partial sums: a partitioned rank's pieces, and its shard, which the reduction writes into
+     * whichever buffer the gradient views are in at the step's end (counted whole, though it may overlap them) */
+    double sums = lmf_grad_sum_bytes(accum, part ? held + ceil(P / ranks) : P);
     need += sums;
     double have = lmf_mem_physical();
     char sums_note[96] = "";
