@@ -37,11 +37,6 @@ int lmf_sumtree_push(lmf_sumtree *t, int id, int into_new, lmf_sumtree_add add, 
     return t->id[t->depth - 1];
 }
 
-int lmf_sumtree_held(const lmf_sumtree *t, int *out) {
-    for (int i = 0; i < t->depth; i++) out[i] = t->id[i];
-    return t->depth;
-}
-
 static void no_add(void *ctx, int dst, int src) { (void)ctx, (void)dst, (void)src; }
 
 int lmf_sumtree_most(int n) {

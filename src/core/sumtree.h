@@ -36,8 +36,6 @@ void lmf_sumtree_reset(lmf_sumtree *t, int n);
  * sum: an older sum's id when it took the additions (into_new 0), else id (into_new 1 puts every sum in id). After
  * the n-th operand the returned id holds the total and nothing waits. */
 int lmf_sumtree_push(lmf_sumtree *t, int id, int into_new, lmf_sumtree_add add, void *ctx);
-/* The ids of the waiting sums, into out (room for LMF_SUMTREE_MAX); returns how many. */
-int lmf_sumtree_held(const lmf_sumtree *t, int *out);
 /* The most sums that wait at once, the newest operand included, over a run of n. */
 int lmf_sumtree_most(int n);
 /* Sums n blocks of len floats (block q at ops + q * len) in place in that order; returns the block holding the

@@ -79,10 +79,10 @@ static void add(void *ctx, int dst, int src) { run(ctx, dst, src, 0); }
 
 /* A pool buffer neither on the tree's stack nor m's gradients. */
 static int free_buffer(const lmf_grad_sum *s) {
-    int held[LMF_SUMTREE_MAX], n = lmf_sumtree_held(&s->t, held), cur = current(s);
+    int cur = current(s);
     for (int i = 0; i <= s->nbuf; i++) {
         int busy = i == cur;
-        for (int j = 0; j < n; j++) busy |= held[j] == i;
+        for (int j = 0; j < s->t.depth; j++) busy |= s->t.id[j] == i; /* a waiting sum's */
         if (!busy) return i;
     }
     LMF_CHECK(0);

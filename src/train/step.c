@@ -25,7 +25,7 @@ typedef struct {
  * without overlap): the others zero them before the span leaves */
 static void queue_tensor(const lmf_step_ctx *st, int i, size_t at, size_t len) {
     lmf_model *m = st->model;
-    if (st->grad_accum > 1 && st->sum) lmf_grad_sum_range(st->sum, at, len); /* the span's sum over the micro-batches */
+    if (st->sum && st->grad_accum > 1) lmf_grad_sum_range(st->sum, at, len); /* the span's sum over the micro-batches */
     if (st->tp && st->tp->rank > 0 && !lmf_param_tp_sharded(i)) lmf_model_zero_grads_range(m, at, len);
     lmf_zero_queue(st->zero, at, len);
 }
@@ -50,7 +50,7 @@ static lmf_status overlap_finish(overlap_state *o) {
     LMF_TRY(o->err);
     o->overlapped = (double)o->st->zero->posted / (double)o->st->zero->n;
     if (m->lora) {
-        if (o->st->grad_accum > 1 && o->st->sum) lmf_grad_sum_range(o->st->sum, 0, m->num_params);
+        if (o->st->sum && o->st->grad_accum > 1) lmf_grad_sum_range(o->st->sum, 0, m->num_params);
         lmf_zero_queue(o->st->zero, 0, m->num_params);
     } else {
         while (o->next >= 0) queue_layer(o, o->next--);
