@@ -4,7 +4,6 @@
 #include "core/status.h"
 #include "train/finetune.h"
 
-#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +34,6 @@ static void on_signal(int sig) {
 int cmd_finetune(int argc, char **argv) {
     lmf_finetune_config c;
     lmf_finetune_defaults(&c);
-    int threads = 0;
     const cli_opt opts[] = {
         CLI_OPT("-m", "--model", CLI_STR, &c.model, "PATH", "the pretrained model (required)"),
         CLI_OPT(NULL, "--data", CLI_STR, &c.data, "FILE", "training examples, JSONL (required)"),
@@ -85,7 +83,12 @@ int cmd_finetune(int argc, char **argv) {
         CLI_OPT(NULL, "--refuse-long", CLI_BOOL, &c.refuse_long, NULL,
                 "fail on an example longer than --seq-len instead of truncating it"),
         CLI_OPT(NULL, "--seed", CLI_U64, &c.seed, "S", "seed of the split, shuffling and dropout"),
-        CLI_OPT(NULL, "--threads", CLI_INT, &threads, "N", "threads", .def = "OMP_NUM_THREADS or all cores", .lo = 1),
+        CLI_OPT(NULL, "--threads", CLI_INT, &c.threads, "N", "threads",
+                .def = "OMP_NUM_THREADS or all cores (shared by this host's ranks under mpirun)", .lo = 1),
+        CLI_OPT(NULL, "--comm", CLI_STR, &c.comm, "NAME",
+                "self, mpi, or auto: mpi when mpirun started this process among several (data parallel: each rank "
+                "takes grad-accum / ranks micro-batches of a step; bit for bit one process's run for a power-of-two "
+                "number of ranks)", .def = "auto"),
         CLI_OPT(NULL, "--resume", CLI_BOOL, &c.resume, NULL, "continue from --out-dir's newest checkpoint"),
     };
     cli_cmd cmd = {.cmd = "finetune", .opts = opts, .n_opts = (int)(sizeof opts / sizeof opts[0]),
@@ -102,7 +105,6 @@ int cmd_finetune(int argc, char **argv) {
         fprintf(stderr, "lmforge finetune: -m MODEL, --data FILE and --out-dir DIR are required (see --help)\n");
         return 2;
     }
-    if (threads > 0) omp_set_num_threads(threads);
     cli_term t = {0};
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

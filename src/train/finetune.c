@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/status.h"
+#include "dist/grid.h"
 #include "io/gguf.h"
 #include "io/checkpoint.h"
 #include "kernels/gemm.h"
@@ -19,6 +20,8 @@
 #include "train/step.h"
 
 #include <math.h>
+#include <stdarg.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,44 +61,85 @@ static int same_text(const char *saved, const char *ours) {
 }
 
 /* The training batches: the SFT loader, and each micro-batch advances the adapters' dropout step; packed rows hand
- * the model their positions for the forward and backward that follow. */
+ * the model their positions for the forward and backward that follow. Data parallel: this rank's micro-batch j of
+ * a step is the step's micro-batch rank kr + j of k (kr = k / ranks); the others' are read and passed over, so the
+ * data order and every micro-batch's dropout are one process's. */
 typedef struct {
     lmf_sft_loader *ld;
     lmf_lora *lora;
     lmf_model *m;
+    int rank, k, kr;
+    long calls, read; /* this rank's micro-batches so far; the loader's */
 } source;
 
-static lmf_status next_batch(void *ctx, int32_t *tok, int32_t *tg) {
-    source *s = ctx;
+static lmf_status read_batch(source *s, int32_t *tok, int32_t *tg) {
     if (s->lora) s->lora->step++;
+    s->read++;
     lmf_status st = lmf_sft_loader_next(s->ld, tok, tg);
     if (st == LMF_OK && s->ld->pack) lmf_model_set_positions(s->m, s->ld->positions, s->ld->B, s->ld->T);
     return st;
 }
 
-/* Mean loss over the validation set (every example once, in order, no dropout). */
-static double evaluate(lmf_model *m, lmf_lora *lora, const lmf_sft_data *val, int B, int T, int max_batches,
-                       int32_t *tok, int32_t *tg) {
+static lmf_status next_batch(void *ctx, int32_t *tok, int32_t *tg) {
+    source *s = ctx;
+    long at = s->calls / s->kr * s->k + (long)s->rank * s->kr + s->calls % s->kr; /* in one process's order */
+    s->calls++;
+    while (s->read < at) LMF_TRY(read_batch(s, tok, tg));
+    return read_batch(s, tok, tg);
+}
+
+/* Mean loss over the validation set (every example once, in order, no dropout) into *loss. Over several ranks batch
+ * b is rank b mod size's; the batches' sums reach every rank in place (the others' zeros add nothing) and are added
+ * in batch order, so the mean is one process's bit for bit. */
+static lmf_status evaluate(lmf_model *m, lmf_lora *lora, const lmf_sft_data *val, int B, int T, int max_batches,
+                           int32_t *tok, int32_t *tg, lmf_comm *comm, double *loss) {
+    size_t nb = (val->n + (size_t)B - 1) / (size_t)B;
+    if (max_batches > 0 && nb > (size_t)max_batches) nb = (size_t)max_batches;
     size_t *rows = lmf_xmalloc(sizeof(size_t) * (size_t)B);
-    double sum = 0;
-    size_t count = 0;
+    double *part = lmf_xcalloc(2 * nb + 1, sizeof(double)); /* per batch: loss x tokens, tokens */
     float dropout = lora ? lora->dropout : 0.0f;
     if (lora) lora->dropout = 0.0f;
     lmf_model_set_positions(m, NULL, 0, 0); /* validation rows hold one example each */
-    for (size_t i = 0, nb = 0; i < val->n && (max_batches <= 0 || (int)nb < max_batches); i += (size_t)B, nb++) {
+    for (size_t j = (size_t)lmf_comm_rank(comm); j < nb; j += (size_t)lmf_comm_size(comm)) {
+        size_t i = j * (size_t)B;
         for (int b = 0; b < B; b++) rows[b] = i + (size_t)b < val->n ? i + (size_t)b : SIZE_MAX;
         size_t n = lmf_sft_batch(val, rows, B, T, tok, tg);
-        if (!n) continue;
-        sum += (double)lmf_model_forward(m, tok, tg, B, T) * (double)n;
-        count += n;
+        if (n) part[2 * j] = (double)lmf_model_forward(m, tok, tg, B, T) * (double)n, part[2 * j + 1] = (double)n;
     }
     if (lora) lora->dropout = dropout;
-    free(rows);
-    return count ? sum / (double)count : NAN;
+    lmf_status s = lmf_comm_allreduce_sum_f64(comm, part, 2 * nb);
+    double sum = 0, count = 0;
+    for (size_t j = 0; j < nb; j++)
+        if (part[2 * j + 1] > 0) sum += part[2 * j], count += part[2 * j + 1];
+    *loss = count > 0 ? sum / count : NAN;
+    free(rows), free(part);
+    return s;
 }
 
-lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t *stop, const lmf_sink *out) {
+/* metrics.jsonl's line, written by rank 0 (the others hold no open log) */
+static lmf_status metric(lmf_line_log *l, const char *fmt, ...) {
+    if (!l->f) return LMF_OK;
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    return lmf_line_log_printf(l, "%s", line);
+}
+
+/* Rank 0 alone writes the run's files; the others learn whether it could, so that they stop with it. */
+static lmf_status lead_status(lmf_comm *comm, lmf_status s) {
+    int code = s;
+    if (lmf_comm_size(comm) == 1) return s;
+    lmf_status cs = lmf_comm_broadcast(comm, &code, sizeof code, 0);
+    if (cs != LMF_OK) return cs;
+    if (lmf_comm_rank(comm) == 0 || code == LMF_OK) return s;
+    return lmf_fail((lmf_status)code, "finetune: rank 0 could not write its output (its message says why)");
+}
+
+lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t *stop, const lmf_sink *sink) {
     lmf_status s = LMF_OK;
+    lmf_grid *grid = NULL;
     lmf_weights *w = NULL;
     lmf_sft_vocab voc = {0};
     lmf_sft_data train = {0}, val = {0};
@@ -114,6 +158,24 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     if (B < 1 || T < 2 || c->grad_accum < 1 || !(c->lr > 0))
         return free(text), lmf_fail(LMF_ERR_ARG, "finetune: batch_size, seq_len >= 2, grad_accum and lr must be "
                                                  "positive (got %d, %d, %d, %g)", B, T, c->grad_accum, c->lr);
+    if ((s = lmf_grid_open(c->comm ? c->comm : "auto", 0, 1, 1, &grid)) != LMF_OK) return free(text), s;
+    lmf_comm *comm = grid->world;
+    int D = comm->size, lead = comm->rank == 0;
+    const lmf_sink *out = lead ? sink : NULL; /* rank 0 reports for all */
+    if (c->grad_accum % D) {
+        s = lmf_fail(LMF_ERR_ARG, "finetune: --grad-accum %d is not a multiple of the %d ranks (each rank takes "
+                     "grad_accum / ranks micro-batches of a step)", c->grad_accum, D);
+        goto done;
+    }
+    if (c->threads > 0) {
+        omp_set_num_threads(c->threads);
+    } else if (D > 1) { /* this host's ranks share its cores rather than each start one thread per core */
+        int per = omp_get_num_procs() / lmf_comm_local_size();
+        omp_set_num_threads(per > 1 ? per : 1);
+    }
+    if (D > 1)
+        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: data parallel over %d ranks, %d micro-batch%s a step each", D,
+                      c->grad_accum / D, c->grad_accum / D > 1 ? "es" : "");
     if ((s = lmf_mkdir_p(c->out_dir)) != LMF_OK) goto done;
     if ((s = lmf_weights_load(c->model, &w)) != LMF_OK) goto done;
     if (T > w->cfg.max_seq_len) T = w->cfg.max_seq_len;
@@ -165,12 +227,15 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                             .max_steps = max_steps, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
                             .weight_decay = c->weight_decay, .grad_clip = c->grad_clip};
     tok = lmf_xmalloc(sizeof(int32_t) * (size_t)B * T), tg = lmf_xmalloc(sizeof(int32_t) * (size_t)B * T);
-    source src_ctx = {&ld, lora, m};
+    source src_ctx = {&ld, lora, m, comm->rank, c->grad_accum, c->grad_accum / D, 0, 0};
 
     if (c->resume) { /* the newest checkpoint: parameters, moments, and the data / dropout position it reached */
         lmf_checkpoint ck;
         char note[2048];
-        if ((s = lmf_checkpoint_load_latest(c->out_dir, 1, &ck, note, sizeof note)) != LMF_OK) goto done;
+        /* rank 0 chooses (and sets a damaged newest checkpoint aside) before the others look */
+        if (lead) s = lmf_checkpoint_load_latest(c->out_dir, 1, &ck, note, sizeof note);
+        if ((s = lead_status(comm, s)) != LMF_OK) goto done;
+        if (!lead && (s = lmf_checkpoint_load_latest(c->out_dir, 1, &ck, note, sizeof note)) != LMF_OK) goto done;
         const char *ckp = ck.path;
         if (note[0]) lmf_sink_logf(out, LMF_LOG_WARN, "skipped damaged checkpoint: %s; resuming from %s", note, ckp);
         if (!same_text(ck.config_text, text) && c->precision == LMF_PRECISION_AUTO) {
@@ -195,7 +260,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
             memcpy(opt.m, ck.m, m->num_params * sizeof(float));
             memcpy(opt.v, ck.v, m->num_params * sizeof(float));
             opt.t = (int)ck.adam_t, step = (int)ck.step;
-            for (long k = 0; k < (long)step * c->grad_accum && s == LMF_OK; k++) s = next_batch(&src_ctx, tok, tg);
+            for (long k = 0; k < (long)step * src_ctx.kr && s == LMF_OK; k++) s = next_batch(&src_ctx, tok, tg);
             lmf_sink_logf(out, LMF_LOG_INFO, "finetune: resuming from %s (step %d)", ckp, step);
         }
         lmf_checkpoint_free(&ck);
@@ -206,7 +271,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         double mib = 1.0 / (1 << 20), params = 2.0 * sizeof(float) * m->num_params * mib; /* values + gradients */
         double base = (double)w->file_bytes * mib, adam = params, acts = (double)m->work_bytes * mib;
         /* the micro-batches' partial sums (train/grad_sum.h) count with the gradients */
-        double sums = lmf_grad_sum_bytes(c->grad_sum_inline ? 1 : c->grad_accum, (double)m->num_params) * mib;
+        double sums = lmf_grad_sum_bytes(c->grad_sum_inline ? 1 : src_ctx.kr, (double)m->num_params) * mib;
         lmf_sink_logf(out, LMF_LOG_INFO, "finetune: memory: base file %.0f MiB, %s + gradients%s %.1f MiB, AdamW "
                       "%.1f MiB, activations %.0f MiB (+ 64 MiB: bound %.0f MiB)", base, c->full ? "parameters" :
                       "adapters", sums > 0 ? " + partial sums" : "", params + sums, adam, acts,
@@ -218,26 +283,29 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                       "this CPU%s)", c->full ? "linear" : "frozen base", bf16 ? "bf16" : "fp32", rate,
                       rate > 0 ? "" : ": no AMX-BF16 or AVX512_BF16");
     }
-    int stale = lmf_checkpoint_remove_stale(c->out_dir);
+    int stale = lead ? lmf_checkpoint_remove_stale(c->out_dir) : 0;
     if (stale)
         lmf_sink_logf(out, LMF_LOG_WARN, "%s: removed %d unfinished checkpoint file%s (*.lmfc.tmp) of an interrupted "
                       "save", c->out_dir, stale, stale > 1 ? "s" : "");
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
-    if ((s = lmf_line_log_open(&metrics, path, c->resume)) != LMF_OK) goto done;
-    lmf_grad_sum_init(&gsum, m, c->grad_sum_inline ? 1 : c->grad_accum);
-    lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &hp, .comm = lmf_comm_self(), .batch_size = B, .seq_len = T,
-                       .grad_accum = c->grad_accum, .inputs = tok, .targets = tg,
+    if (lead) s = lmf_line_log_open(&metrics, path, c->resume);
+    if ((s = lead_status(comm, s)) != LMF_OK) goto done;
+    lmf_grad_sum_init(&gsum, m, c->grad_sum_inline ? 1 : src_ctx.kr);
+    lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &hp, .comm = comm, .batch_size = B, .seq_len = T,
+                       .grad_accum = src_ctx.kr, .inputs = tok, .targets = tg,
                        .sum = c->grad_sum_inline ? NULL : &gsum};
     lmf_batch_source src = {next_batch, &src_ctx};
     double val_loss = NAN;
     if (val.n && step == 0) {
-        val_loss = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg);
-        if ((s = lmf_line_log_printf(&metrics, "{\"step\":0,\"val_loss\":%.9g}\n", val_loss)) != LMF_OK) goto done;
+        if ((s = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg, comm, &val_loss)) != LMF_OK) goto done;
+        if ((s = metric(&metrics, "{\"step\":0,\"val_loss\":%.9g}\n", val_loss)) != LMF_OK) goto done;
         lmf_sink_logf(out, LMF_LOG_INFO, "validation loss before fine-tuning: %.4f", val_loss);
     }
     lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, max_steps, "steps", NULL);
     for (; step < max_steps; step++) {
-        if (stop && *stop) break;
+        double halt = stop && *stop; /* ranks stop together: any rank's signal stops all */
+        if (D > 1 && (s = lmf_comm_allreduce_sum_f64(comm, &halt, 1)) != LMF_OK) break;
+        if (halt > 0) break;
         double t0 = lmf_now();
         float lr = lmf_lr_at(step, c->lr, c->min_lr, c->warmup_steps, max_steps);
         lmf_step_result r;
@@ -247,7 +315,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
             break;
         }
         double dt = lmf_now() - t0;
-        if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f}\n",
+        if ((s = metric(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f}\n",
                                      step + 1, r.loss, lr, r.grad_norm, dt * 1e3)) != LMF_OK)
             break;
         char line[160];
@@ -255,22 +323,21 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                  (double)B * T * c->grad_accum / dt);
         lmf_sink_progress(out, LMF_PROGRESS_UPDATE, step + 1, max_steps, "steps", line);
         if (val.n && c->eval_every > 0 && (step + 1) % c->eval_every == 0 && step + 1 < max_steps) {
-            val_loss = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg);
-            if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step + 1, val_loss)) != LMF_OK)
-                break;
+            if ((s = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg, comm, &val_loss)) != LMF_OK) break;
+            if ((s = metric(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step + 1, val_loss)) != LMF_OK) break;
         }
         if (c->checkpoint_every > 0 && (step + 1) % c->checkpoint_every == 0 && step + 1 < max_steps) {
             snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c->out_dir, step + 1);
-            if ((s = lmf_checkpoint_save(path, text, (uint64_t)step + 1, 0, 0, (uint64_t)opt.t, m->params, opt.m,
-                                         opt.v, m->num_params)) != LMF_OK)
+            if (lead && (s = lmf_checkpoint_save(path, text, (uint64_t)step + 1, 0, 0, (uint64_t)opt.t, m->params,
+                                                 opt.m, opt.v, m->num_params)) != LMF_OK)
                 break;
         }
     }
     lmf_sink_progress(out, LMF_PROGRESS_END, step, max_steps, "steps", NULL);
     if (s != LMF_OK) goto done;
     snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c->out_dir, step);
-    if ((s = lmf_checkpoint_save(path, text, (uint64_t)step, 0, 0, (uint64_t)opt.t, m->params, opt.m, opt.v,
-                                 m->num_params)) != LMF_OK)
+    if (lead && (s = lmf_checkpoint_save(path, text, (uint64_t)step, 0, 0, (uint64_t)opt.t, m->params, opt.m, opt.v,
+                                         m->num_params)) != LMF_OK)
         goto done;
     lmf_sink_logf(out, LMF_LOG_INFO, "checkpoint: %s", path);
     if (step < max_steps) {
@@ -278,10 +345,11 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         goto done;
     }
     if (val.n) {
-        val_loss = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg);
-        if ((s = lmf_line_log_printf(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, val_loss)) != LMF_OK) goto done;
+        if ((s = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg, comm, &val_loss)) != LMF_OK) goto done;
+        if ((s = metric(&metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, val_loss)) != LMF_OK) goto done;
         lmf_sink_logf(out, LMF_LOG_INFO, "validation loss after fine-tuning: %.4f", val_loss);
     }
+    if (!lead) goto done; /* the result is rank 0's to write */
     if (!c->full) { /* the adapters as PEFT loads them, and as llama.cpp's --lora loads them */
         snprintf(path, sizeof path, "%s/adapter", c->out_dir);
         if ((s = lmf_lora_save_peft(lora, &w->cfg, c->model, path)) != LMF_OK) goto done;
@@ -304,6 +372,13 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
 done:
     if (metrics.f && s == LMF_OK) s = lmf_line_log_close(&metrics);
     else if (metrics.f) fclose(metrics.f); /* the run's own error (and its message) comes first */
+    if (grid && D > 1 && s != LMF_OK && s != LMF_ERR_INTERRUPTED) {
+        /* this rank may fail alone (a full disk on rank 0): the others would wait in a collective for ever */
+        lmf_sink_logf(sink, LMF_LOG_WARN, "rank %d of %d: %s (ending the job)", comm->rank, D,
+                      lmf_last_error());
+        lmf_comm_abort(comm, 1);
+    }
+    lmf_grid_close(grid);
     free(tok), free(tg), free(text);
     lmf_adamw_free(&opt);
     lmf_grad_sum_free(&gsum);

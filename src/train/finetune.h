@@ -7,7 +7,15 @@
  * through the sink, checkpoints (the trainable parameters and AdamW's moments) every checkpoint_every steps and at the
  * end, exact resume from the newest checkpoint in out_dir. The result: LoRA, out_dir/adapter/ (a PEFT folder:
  * adapter_config.json + adapter_model.safetensors) and out_dir/adapter.gguf (llama.cpp's --lora); full,
- * out_dir/model.gguf with the base's tokenizer. */
+ * out_dir/model.gguf with the base's tokenizer.
+ *
+ * Data parallel (`mpirun -np D lmforge finetune ...`, dist/grid.h): rank r takes micro-batches [r k/D, (r+1) k/D) of
+ * each step's k = grad_accum (D must divide k), read in the one process's data order, and the ranks add their
+ * gradients in the order one process adds its micro-batches' (comm.h, train/grad_sum.h): for D a power of two (or
+ * D = k) the run equals one process's bit for bit. Every rank holds the whole trainable state and applies the same
+ * AdamW update (LoRA's adapters are small; --full holds a full copy per rank, no ZeRO shards); validation batches
+ * are dealt round-robin and their losses added in batch order; rank 0 alone reports, writes metrics, checkpoints
+ * and the result, and resumes from the same folder as the others. A rank that fails ends the whole job. */
 #ifndef LMF_TRAIN_FINETUNE_H
 #define LMF_TRAIN_FINETUNE_H
 
@@ -31,6 +39,8 @@ typedef struct {
     const char *chat_template;  /* a Jinja file to render {"messages"} data with instead of the model's, or NULL */
     int precision;              /* LMF_PRECISION_*: LoRA's frozen-base products, or full fine-tuning's every product */
     int packing;                /* several examples per row (attention kept inside each), else one per row, padded */
+    int threads;                /* 0: the cores (under mpirun, this host's ranks share them) */
+    const char *comm;           /* "auto" (NULL), "self" or "mpi": data parallel over the ranks mpirun started */
     uint64_t seed;
 } lmf_finetune_config;
 

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `lmforge finetune` data parallel over MPI (train/finetune.h), on the tiny Hugging Face gpt2 fixture, ranks
+# oversubscribed on this machine's cores:
+#  1. LoRA: DP2 and DP4 at one micro-batch a rank, DP2 at two and three, equal the single-process run bit for bit
+#     (the final checkpoint's bytes, every logged loss and validation loss), and rank 0 alone writes the files;
+#  2. --full and --packing under DP2: the same checkpoint bytes (and --full's model.gguf);
+#  3. resume: a DP2 run resumed from a one-process checkpoint, and a one-process run resumed from a DP2 checkpoint,
+#     end on the uninterrupted run's bytes;
+#  4. --grad-accum not a multiple of the ranks, and --comm self under mpirun: clear errors, the job ends non-zero.
+# Skips (exit 77) only when mpirun is missing or lmforge was built without MPI. Usage: cli_finetune_mpi.sh lmforge
+set -uo pipefail
+LMF=$1
+M="$(cd "$(dirname "$0")" && pwd)/reference/fixtures/hf/gpt2"
+dir=$(mktemp -d /tmp/lmf_ftmpi_XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+command -v mpirun > /dev/null || { echo "SKIPPED: mpirun not found (scripts/install-deps.sh)"; exit 77; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# Open MPI's own allocations read as leaks under ASan (tests/cli_mpi.sh): the ranks run with leak detection off
+mpi_asan="${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}detect_leaks=0"
+mpi() { ASAN_OPTIONS="$mpi_asan" timeout 300 mpirun -np "$1" --oversubscribe --mca btl self,tcp -x ASAN_OPTIONS "${@:2}"; }
+if OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=0 "$LMF" finetune -m "$M" --data /dev/null --out-dir "$dir/p" 2>&1 |
+   grep -q "built without MPI"; then
+  echo "SKIPPED: this lmforge was built without MPI"; exit 77
+fi
+
+for i in $(seq 0 15); do
+  printf '{"prompt": "Question %d: what is %d plus %d?", "completion": " It is %d."}\n' $i $i $i $((2 * i))
+done > "$dir/data.jsonl"
+common=(-m "$M" --data "$dir/data.jsonl" --batch-size 1 --seq-len 64 --max-steps 8 --lr 5e-3 --lora-dropout 0.1
+        --lora-targets c_attn,c_proj,c_fc --checkpoint-every 4 --eval-every 4 --val-fraction 0.3)
+numbers() { grep -o '"[a-z_]*loss":[-0-9.e+]*\|"grad_norm":[-0-9.e+]*' "$1/metrics.jsonl"; }
+one() { "$LMF" finetune "${common[@]}" --threads 1 "$@" 2> /dev/null || fail "one process: $*"; }
+# same RANKS OUT ONE_OUT flags...: the DP run equals the one-process run bit for bit
+same() {
+  local np=$1 out=$2 ref=$3
+  mpi "$np" "$LMF" finetune "${common[@]}" --out-dir "$out" "${@:4}" 2> "$out.log" || { cat "$out.log"; fail "DP$np ${*:4}"; }
+  cmp "$ref/ckpt-00000008.lmfc" "$out/ckpt-00000008.lmfc" || fail "DP$np ${*:4}: final checkpoint differs"
+  [ "$(numbers "$ref")" = "$(numbers "$out")" ] || fail "DP$np ${*:4}: logged losses differ"
+}
+
+# 1. LoRA at 1, 2 and 3 micro-batches a rank
+one --grad-accum 4 --out-dir "$dir/a1"
+same 2 "$dir/a2" "$dir/a1" --grad-accum 4
+same 4 "$dir/a4" "$dir/a1" --grad-accum 4
+grep -q "data parallel over 2 ranks, 2 micro-batches a step each" "$dir/a2.log" || fail "no data-parallel line"
+[ "$(grep -c "validation loss before" "$dir/a2.log")" = 1 ] || fail "ranks other than 0 reported"
+[ "$(wc -l < "$dir/a2/metrics.jsonl")" = "$(wc -l < "$dir/a1/metrics.jsonl")" ] || fail "metrics written twice"
+cmp "$dir/a1/adapter/adapter_model.safetensors" "$dir/a2/adapter/adapter_model.safetensors" || fail "PEFT differs"
+cmp "$dir/a1/adapter.gguf" "$dir/a2/adapter.gguf" || fail "GGUF adapter differs"
+one --grad-accum 6 --out-dir "$dir/b1"
+same 2 "$dir/b2" "$dir/b1" --grad-accum 6
+
+# 2. every weight, and packed rows
+one --full --grad-accum 2 --out-dir "$dir/f1"
+same 2 "$dir/f2" "$dir/f1" --full --grad-accum 2
+cmp "$dir/f1/model.gguf" "$dir/f2/model.gguf" || fail "--full: model.gguf differs"
+one --packing --grad-accum 2 --out-dir "$dir/p1"
+same 2 "$dir/p2" "$dir/p1" --packing --grad-accum 2
+
+# 3. resume across the number of ranks
+mkdir "$dir/r2" && cp "$dir/a1/ckpt-00000004.lmfc" "$dir/r2/"
+mpi 2 "$LMF" finetune "${common[@]}" --grad-accum 4 --out-dir "$dir/r2" --resume 2> "$dir/r2.log" || fail "DP2 resume"
+cmp "$dir/a1/ckpt-00000008.lmfc" "$dir/r2/ckpt-00000008.lmfc" || fail "DP2 resumed from one process differs"
+grep -q "resuming from .*ckpt-00000004.lmfc (step 4)" "$dir/r2.log" || fail "DP2 resume message"
+mkdir "$dir/r1" && cp "$dir/a2/ckpt-00000004.lmfc" "$dir/r1/"
+one --grad-accum 4 --out-dir "$dir/r1" --resume
+cmp "$dir/a1/ckpt-00000008.lmfc" "$dir/r1/ckpt-00000008.lmfc" || fail "one process resumed from DP2 differs"
+
+# 4. what cannot run says why, and the job ends
+mpi 2 "$LMF" finetune "${common[@]}" --grad-accum 3 --out-dir "$dir/x" 2> "$dir/x.log" && fail "--grad-accum 3 on 2 ranks"
+grep -q "grad-accum 3 is not a multiple of the 2 ranks" "$dir/x.log" || { cat "$dir/x.log"; fail "grad-accum message"; }
+mpi 2 "$LMF" finetune "${common[@]}" --comm self --out-dir "$dir/y" 2> "$dir/y.log" && fail "--comm self under mpirun"
+grep -q "every rank would train alone" "$dir/y.log" || { cat "$dir/y.log"; fail "--comm self message"; }
+echo "cli_finetune_mpi: all passed"
