@@ -193,11 +193,12 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     { /* refuse what cannot fit before allocating it (a LoRA model holds no parameters of its own: an over-count) */
         double P = lmf_param_count(&w->cfg), have = lmf_mem_physical();
         double need = lmf_model_bytes(&w->cfg, B, T, c->full) + (c->full ? 2.0 * P * sizeof(float) : 0.0);
-        if (have > 0 && need > have) {
-            s = lmf_fail(LMF_ERR_ARG, "finetune: this run needs about %.1f GiB of memory (%s at batch %d x seq %d) but "
-                         "the machine has %.1f GiB: reduce --batch-size or --seq-len", need / 1073741824.0,
+        int here = D > 1 ? lmf_comm_local_size() : 1; /* this host's ranks each hold a whole copy */
+        if (have > 0 && need * here > have) {
+            s = lmf_fail(LMF_ERR_ARG, "finetune: this run needs about %.1f GiB of memory (%s at batch %d x seq %d%s) "
+                         "but the machine has %.1f GiB: reduce --batch-size or --seq-len", need * here / 1073741824.0,
                          c->full ? "weights, gradients, AdamW moments and activations" : "activations", B, T,
-                         have / 1073741824.0);
+                         here > 1 ? ", for each of this host's ranks" : "", have / 1073741824.0);
             goto done;
         }
     }
