@@ -63,7 +63,7 @@ for row in "${ROWS[@]}"; do
   case $row in
     gpt2-T64)  for th in 1 2; do run_row "GPT-2 124M" gpt2 12 768 12 12 3072 50257 4 64 $th; done ;;
     gpt2-T256) for th in 1 2; do run_row "GPT-2 124M" gpt2 12 768 12 12 3072 50257 4 256 $th; done ;;
-    small)     run_row "small L6 C384" gpt2 6 384 6 6 1536 8192 8 256 2 ;;
+    small)     for th in 1 2; do run_row "small L6 C384" gpt2 6 384 6 6 1536 8192 8 256 $th; done ;;
     *) echo "unknown row $row" >&2; exit 2 ;;
   esac
 done

@@ -7,6 +7,7 @@
 #include "core/progress.h"
 #include "core/status.h"
 #include "dist/grid.h"
+#include "dist/zero.h"
 #include "io/gguf.h"
 #include "io/checkpoint.h"
 #include "kernels/gemm.h"
@@ -127,6 +128,33 @@ static lmf_status metric(lmf_line_log *l, const char *fmt, ...) {
     return lmf_line_log_printf(l, "%s", line);
 }
 
+/* The checkpoint: rank 0 writes it, the AdamW moments gathered from every rank's ZeRO-1 shard (the same file one
+ * process writes, read back by any number of ranks). */
+static lmf_status save_checkpoint(lmf_comm *comm, const char *path, const char *text, int step, const lmf_adamw *opt,
+                                  const lmf_model *m) {
+    int D = lmf_comm_size(comm), r = lmf_comm_rank(comm);
+    if (D == 1)
+        return lmf_checkpoint_save(path, text, (uint64_t)step, 0, 0, (uint64_t)opt->t, m->params, opt->m, opt->v,
+                                   m->num_params);
+    if (r > 0) {
+        lmf_status s = lmf_comm_send(comm, opt->m, opt->n * sizeof(float), 0, 1);
+        return s == LMF_OK ? lmf_comm_send(comm, opt->v, opt->n * sizeof(float), 0, 2) : s;
+    }
+    float *mm = lmf_xmalloc(m->num_params * sizeof(float)), *vv = lmf_xmalloc(m->num_params * sizeof(float));
+    memcpy(mm + opt->lo, opt->m, opt->n * sizeof(float)), memcpy(vv + opt->lo, opt->v, opt->n * sizeof(float));
+    lmf_status s = LMF_OK;
+    for (int q = 1; q < D && s == LMF_OK; q++) {
+        size_t lo, hi;
+        lmf_zero_range(m->num_params, D, q, &lo, &hi);
+        s = lmf_comm_recv(comm, mm + lo, (hi - lo) * sizeof(float), q, 1);
+        if (s == LMF_OK) s = lmf_comm_recv(comm, vv + lo, (hi - lo) * sizeof(float), q, 2);
+    }
+    if (s == LMF_OK)
+        s = lmf_checkpoint_save(path, text, (uint64_t)step, 0, 0, (uint64_t)opt->t, m->params, mm, vv, m->num_params);
+    free(mm), free(vv);
+    return s;
+}
+
 /* Rank 0 alone writes the run's files; the others learn whether it could, so that they stop with it. */
 static lmf_status lead_status(lmf_comm *comm, lmf_status s) {
     int code = s;
@@ -140,6 +168,7 @@ static lmf_status lead_status(lmf_comm *comm, lmf_status s) {
 lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t *stop, const lmf_sink *sink) {
     lmf_status s = LMF_OK;
     lmf_grid *grid = NULL;
+    lmf_zero zero = {0};
     lmf_weights *w = NULL;
     lmf_sft_vocab voc = {0};
     lmf_sft_data train = {0}, val = {0};
@@ -223,7 +252,12 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         lmf_sink_logf(out, LMF_LOG_INFO, "finetune: packing %zu examples into %zu rows of %d tokens a pass (%.0f%% "
                       "of the rows padding would use)", train.n, epoch_rows, T, 100.0 * (double)epoch_rows /
                       (double)train.n);
-    lmf_adamw_init(&opt, m->num_params);
+    if (D > 1) { /* ZeRO-1: each rank updates its shard with its own moments, then the ranks share the shards */
+        lmf_zero_init(&zero, comm, m->num_params, (size_t)2 << 20);
+        lmf_adamw_init_shard(&opt, zero.lo, zero.hi - zero.lo);
+    } else {
+        lmf_adamw_init(&opt, m->num_params);
+    }
     lmf_adamw_hparams hp = {.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup_steps,
                             .max_steps = max_steps, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
                             .weight_decay = c->weight_decay, .grad_clip = c->grad_clip};
@@ -258,8 +292,8 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                 lmf_checkpoint_free(&ck);
                 goto done;
             }
-            memcpy(opt.m, ck.m, m->num_params * sizeof(float));
-            memcpy(opt.v, ck.v, m->num_params * sizeof(float));
+            memcpy(opt.m, ck.m + opt.lo, opt.n * sizeof(float)); /* this rank's shard of them */
+            memcpy(opt.v, ck.v + opt.lo, opt.n * sizeof(float));
             opt.t = (int)ck.adam_t, step = (int)ck.step;
             for (long k = 0; k < (long)step * src_ctx.kr && s == LMF_OK; k++) s = next_batch(&src_ctx, tok, tg);
             lmf_sink_logf(out, LMF_LOG_INFO, "finetune: resuming from %s (step %d)", ckp, step);
@@ -270,7 +304,8 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     lmf_model_set_bf16(m, bf16);
     { /* what the run holds, the bound on peak memory (the base file is mapped; full runs also copy it) */
         double mib = 1.0 / (1 << 20), params = 2.0 * sizeof(float) * m->num_params * mib; /* values + gradients */
-        double base = (double)w->file_bytes * mib, adam = params, acts = (double)m->work_bytes * mib;
+        double base = (double)w->file_bytes * mib, acts = (double)m->work_bytes * mib;
+        double adam = 2.0 * sizeof(float) * opt.n * mib; /* over several ranks: this rank's ZeRO-1 shard */
         /* the micro-batches' partial sums (train/grad_sum.h) count with the gradients */
         double sums = lmf_grad_sum_bytes(c->grad_sum_inline ? 1 : src_ctx.kr, (double)m->num_params) * mib;
         lmf_sink_logf(out, LMF_LOG_INFO, "finetune: memory: base file %.0f MiB, %s + gradients%s %.1f MiB, AdamW "
@@ -292,7 +327,8 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     if (lead) s = lmf_line_log_open(&metrics, path, c->resume);
     if ((s = lead_status(comm, s)) != LMF_OK) goto done;
     lmf_grad_sum_init(&gsum, m, c->grad_sum_inline ? 1 : src_ctx.kr);
-    lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &hp, .comm = comm, .batch_size = B, .seq_len = T,
+    lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &hp, .comm = comm, .zero = D > 1 ? &zero : NULL,
+                       .batch_size = B, .seq_len = T,
                        .grad_accum = src_ctx.kr, .inputs = tok, .targets = tg,
                        .sum = c->grad_sum_inline ? NULL : &gsum};
     lmf_batch_source src = {next_batch, &src_ctx};
@@ -329,17 +365,13 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         }
         if (c->checkpoint_every > 0 && (step + 1) % c->checkpoint_every == 0 && step + 1 < max_steps) {
             snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c->out_dir, step + 1);
-            if (lead && (s = lmf_checkpoint_save(path, text, (uint64_t)step + 1, 0, 0, (uint64_t)opt.t, m->params,
-                                                 opt.m, opt.v, m->num_params)) != LMF_OK)
-                break;
+            if ((s = save_checkpoint(comm, path, text, step + 1, &opt, m)) != LMF_OK) break;
         }
     }
     lmf_sink_progress(out, LMF_PROGRESS_END, step, max_steps, "steps", NULL);
     if (s != LMF_OK) goto done;
     snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c->out_dir, step);
-    if (lead && (s = lmf_checkpoint_save(path, text, (uint64_t)step, 0, 0, (uint64_t)opt.t, m->params, opt.m, opt.v,
-                                         m->num_params)) != LMF_OK)
-        goto done;
+    if ((s = save_checkpoint(comm, path, text, step, &opt, m)) != LMF_OK) goto done;
     lmf_sink_logf(out, LMF_LOG_INFO, "checkpoint: %s", path);
     if (step < max_steps) {
         s = lmf_fail(LMF_ERR_INTERRUPTED, "stopped at step %d; resume with --resume", step);
@@ -382,6 +414,7 @@ done:
     lmf_grid_close(grid);
     free(tok), free(tg), free(text);
     lmf_adamw_free(&opt);
+    lmf_zero_free(&zero);
     lmf_grad_sum_free(&gsum);
     lmf_model_free(m);
     lmf_lora_free(lora);

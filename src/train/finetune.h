@@ -12,10 +12,11 @@
  * Data parallel (`mpirun -np D lmforge finetune ...`, dist/grid.h): rank r takes micro-batches [r k/D, (r+1) k/D) of
  * each step's k = grad_accum (D must divide k), read in the one process's data order, and the ranks add their
  * gradients in the order one process adds its micro-batches' (comm.h, train/grad_sum.h): for D a power of two (or
- * D = k) the run equals one process's bit for bit. Every rank holds the whole trainable state and applies the same
- * AdamW update (LoRA's adapters are small; --full holds a full copy per rank, no ZeRO shards); validation batches
- * are dealt round-robin and their losses added in batch order; rank 0 alone reports, writes metrics, checkpoints
- * and the result, and resumes from the same folder as the others. A rank that fails ends the whole job. */
+ * D = k) the run equals one process's bit for bit. ZeRO-1 (dist/zero.h): each rank updates its shard of the trainable
+ * parameters with its own shard of AdamW's moments, then the shards are all-gathered; validation batches are dealt
+ * round-robin and their losses added in batch order; rank 0 alone reports, writes metrics and the result, and
+ * writes the checkpoints (the one-process file: the moments' shards gathered to it); every rank resumes from the same
+ * file. A rank that fails ends the whole job. */
 #ifndef LMF_TRAIN_FINETUNE_H
 #define LMF_TRAIN_FINETUNE_H
 

@@ -47,12 +47,6 @@ static float clip_scale(const lmf_adamw_hparams *hp, float grad_norm) {
 }
 
 void lmf_adamw_apply(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, float lr, float grad_norm) {
-    if (m->lora) { /* adapters: one flat buffer, decayed alike (as torch's AdamW over PEFT's parameters) */
-        opt->t++;
-        lmf_adamw_update(m->params, m->grads, opt->m, opt->v, (long)m->num_params, lr, hp->beta1, hp->beta2, hp->eps,
-                         hp->weight_decay, clip_scale(hp, grad_norm), opt->t);
-        return;
-    }
     lmf_adamw_apply_range(opt, m, hp, lr, grad_norm);
 }
 
@@ -60,6 +54,11 @@ void lmf_adamw_apply_range(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams
     float scale = clip_scale(hp, grad_norm);
     opt->t++;
     size_t lo = opt->lo, hi = opt->lo + opt->n;
+    if (m->lora) { /* adapters: one flat buffer, decayed alike (as torch's AdamW over PEFT's parameters) */
+        lmf_adamw_update(m->params + lo, m->grads + lo, opt->m, opt->v, (long)opt->n, lr, hp->beta1, hp->beta2,
+                         hp->eps, hp->weight_decay, scale, opt->t);
+        return;
+    }
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) {
         /* the piece of tensor i inside [lo, hi) */
         size_t a = m->param_offsets[i], b = a + m->param_sizes[i];

@@ -31,7 +31,8 @@ void lmf_adamw_apply(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, 
 /* The moments of parameters [lo, lo + n) only (ZeRO-1: this rank's shard). */
 void lmf_adamw_init_shard(lmf_adamw *opt, size_t lo, size_t n);
 /* The update of opt's range [opt->lo, opt->lo + opt->n) of the model's parameters, each tensor's piece with its own
- * weight decay; the other parameters are not touched. Over the whole buffer it is lmf_adamw_apply exactly. */
+ * weight decay (a LoRA model's adapters: one buffer, all decayed); the other parameters are not touched. Over the
+ * whole buffer it is lmf_adamw_apply exactly. */
 void lmf_adamw_apply_range(lmf_adamw *opt, lmf_model *m, const lmf_adamw_hparams *hp, float lr, float grad_norm);
 
 #endif
