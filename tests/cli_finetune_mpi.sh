@@ -6,7 +6,8 @@
 #  2. --full and --packing under DP2: the same checkpoint bytes (and --full's model.gguf);
 #  3. resume: a DP2 run resumed from a one-process checkpoint, and a one-process run resumed from a DP2 checkpoint,
 #     end on the uninterrupted run's bytes;
-#  4. --grad-accum not a multiple of the ranks, and --comm self under mpirun: clear errors, the job ends non-zero.
+#  4. --grad-accum not a multiple of the ranks, and --comm self under mpirun: clear errors, the job ends non-zero;
+#  5. SIGKILL of rank 1 mid-run: the job ends non-zero within a bounded time; its last checkpoint resumes.
 # Skips (exit 77) only when mpirun is missing or lmforge was built without MPI. Usage: cli_finetune_mpi.sh lmforge
 set -uo pipefail
 LMF=$1
@@ -72,4 +73,24 @@ mpi 2 "$LMF" finetune "${common[@]}" --grad-accum 3 --out-dir "$dir/x" 2> "$dir/
 grep -q "grad-accum 3 is not a multiple of the 2 ranks" "$dir/x.log" || { cat "$dir/x.log"; fail "grad-accum message"; }
 mpi 2 "$LMF" finetune "${common[@]}" --comm self --out-dir "$dir/y" 2> "$dir/y.log" && fail "--comm self under mpirun"
 grep -q "every rank would train alone" "$dir/y.log" || { cat "$dir/y.log"; fail "--comm self message"; }
+
+# 5. SIGKILL of rank 1 mid-run: the job ends non-zero within a bounded time, and the last checkpoint resumes
+for i in $(seq 0 199); do printf '{"prompt": "What is %d plus %d?", "completion": " %d."}\n' $i $i $((2 * i)); done \
+  > "$dir/long.jsonl"
+ASAN_OPTIONS="$mpi_asan" mpirun -np 2 --oversubscribe --mca btl self,tcp -x ASAN_OPTIONS "$LMF" finetune "${common[@]}" \
+  --data "$dir/long.jsonl" --grad-accum 2 --max-steps 100000 --eval-every 0 --out-dir "$dir/kill" > "$dir/kill.log" 2>&1 &
+job=$!
+for _ in $(seq 600); do [ -n "$(ls "$dir/kill"/ckpt-*.lmfc 2> /dev/null)" ] && break; sleep 0.1; done
+[ -n "$(ls "$dir/kill"/ckpt-*.lmfc 2> /dev/null)" ] || { kill -9 $job; cat "$dir/kill.log"; fail "no checkpoint"; }
+victim=
+for p in $(pgrep -P $job); do grep -qz '^OMPI_COMM_WORLD_RANK=1$' /proc/$p/environ 2> /dev/null && victim=$p; done
+[ -n "$victim" ] || { kill -9 $job; fail "rank 1 not found among mpirun's children"; }
+kill -KILL "$victim"
+for _ in $(seq 300); do kill -0 $job 2> /dev/null || break; sleep 0.1; done
+if kill -0 $job 2> /dev/null; then kill -9 $job; fail "the job still runs 30 s after rank 1 died"; fi
+wait $job && fail "the job exited 0 after rank 1 was killed"
+good=$(ls "$dir/kill"/ckpt-*.lmfc | tail -1); step=$(basename "$good" .lmfc); step=$((10#${step#ckpt-}))
+mpi 2 "$LMF" finetune "${common[@]}" --data "$dir/long.jsonl" --grad-accum 2 --eval-every 0 --out-dir "$dir/kill" \
+  --resume --max-steps $((step + 2)) 2> "$dir/kres.log" || { cat "$dir/kres.log"; fail "resume after the kill"; }
+grep -q "resuming from $good" "$dir/kres.log" || { cat "$dir/kres.log"; fail "did not resume from $good"; }
 echo "cli_finetune_mpi: all passed"
