@@ -2,7 +2,8 @@
 # `lmforge finetune` end to end on the tiny Hugging Face gpt2 fixture (it carries a tokenizer): LoRA on supervised
 # prompt/completion JSONL lowers the validation loss and writes a PEFT folder and a GGUF adapter that `generate --lora`
 # applies identically; a run resumed from its middle checkpoint ends bit for bit where the uninterrupted run does;
-# --full writes a model.gguf that runs, in bf16 too; bad input is refused naming the file:line or the valid module names.
+# --full writes a model.gguf that runs, in bf16 too; bad input is refused naming the file:line or the valid module names;
+# only the newest --keep-checkpoints checkpoints stay.
 # Usage: cli_finetune.sh path/to/lmforge
 set -uo pipefail
 LMF=$1
@@ -104,4 +105,10 @@ grep -q "bad.jsonl:2" "$dir/e1" || { cat "$dir/e1"; fail "bad JSONL not named by
 grep -q "c_attn" "$dir/e2" || { cat "$dir/e2"; fail "unknown target without the valid names"; }
 "$LMF" finetune -m "$M" --data "$dir/data.jsonl" --batch-size 1000000 --out-dir "$dir/x" 2> "$dir/e3" && fail "huge batch"
 grep -q "GiB of memory .* but the machine has" "$dir/e3" || { cat "$dir/e3"; fail "huge batch not refused up front"; }
+"$LMF" finetune "${common[@]}" --keep-checkpoints 0 --out-dir "$dir/x" 2> "$dir/e4" && fail "--keep-checkpoints 0"
+grep -q "keep-checkpoints" "$dir/e4" || { cat "$dir/e4"; fail "--keep-checkpoints 0 message"; }
+
+# 6. only the newest --keep-checkpoints (2 by default) stay
+"$LMF" finetune "${common[@]}" --max-steps 12 --checkpoint-every 3 --out-dir "$dir/k" 2> /dev/null || fail "keep run"
+[ "$(cd "$dir/k" && ls ckpt-*.lmfc | tr '\n' ' ')" = "ckpt-00000009.lmfc ckpt-00000012.lmfc " ] || fail "kept: $(ls "$dir/k")"
 echo "cli_finetune: ok (val loss $before -> $after)"

@@ -76,6 +76,8 @@ int cmd_finetune(int argc, char **argv) {
         CLI_OPT(NULL, "--eval-batches", CLI_INT, &c.eval_batches, "N", "validation batches", .def = "all"),
         CLI_OPT(NULL, "--checkpoint-every", CLI_INT, &c.checkpoint_every, "N", "checkpoint every N steps",
                 .def = "end only"),
+        CLI_OPT(NULL, "--keep-checkpoints", CLI_INT, &c.keep_checkpoints, "N",
+                "keep the newest N checkpoints in --out-dir, delete older ones", .lo = 1),
         CLI_OPT(NULL, "--train-on-prompt", CLI_BOOL, &c.train_on_prompt, NULL, "loss on every token"),
         CLI_OPT(NULL, "--chat-template", CLI_STR, &c.chat_template, "FILE",
                 "render {\"messages\"} data with this Jinja template (its {% generation %} blocks, if any, mark the "

@@ -32,7 +32,7 @@ void lmf_finetune_defaults(lmf_finetune_config *c) {
     c->val_fraction = 0.1;
     c->lora_r = 16, c->lora_alpha = 32.0f, c->lora_dropout = 0.1f, c->lora_targets = "q_proj,v_proj";
     c->batch_size = 4, c->seq_len = 512, c->grad_accum = 1, c->epochs = 1;
-    c->warmup_steps = 10, c->eval_every = 50, c->eval_batches = 0, c->checkpoint_every = 0;
+    c->warmup_steps = 10, c->eval_every = 50, c->eval_batches = 0, c->checkpoint_every = 0, c->keep_checkpoints = 2;
     c->lr = 2e-4f, c->min_lr = 2e-5f, c->weight_decay = 0.0f, c->grad_clip = 1.0f;
     c->seed = 1337;
 }
@@ -184,9 +184,10 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     char *text = config_text(c, bf16), path[1200];
     int32_t *tok = NULL, *tg = NULL;
     int B = c->batch_size, T = c->seq_len, step = 0;
-    if (B < 1 || T < 2 || c->grad_accum < 1 || !(c->lr > 0))
-        return free(text), lmf_fail(LMF_ERR_ARG, "finetune: batch_size, seq_len >= 2, grad_accum and lr must be "
-                                                 "positive (got %d, %d, %d, %g)", B, T, c->grad_accum, c->lr);
+    if (B < 1 || T < 2 || c->grad_accum < 1 || !(c->lr > 0) || c->keep_checkpoints < 1)
+        return free(text), lmf_fail(LMF_ERR_ARG, "finetune: batch_size, seq_len >= 2, grad_accum, lr and "
+                                    "keep_checkpoints must be positive (got %d, %d, %d, %g, %d)", B, T, c->grad_accum,
+                                    c->lr, c->keep_checkpoints);
     if ((s = lmf_grid_open(c->comm ? c->comm : "auto", 0, 1, 1, &grid)) != LMF_OK) return free(text), s;
     lmf_comm *comm = grid->world;
     int D = comm->size, lead = comm->rank == 0;
@@ -366,12 +367,14 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         if (c->checkpoint_every > 0 && (step + 1) % c->checkpoint_every == 0 && step + 1 < max_steps) {
             snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c->out_dir, step + 1);
             if ((s = save_checkpoint(comm, path, text, step + 1, &opt, m)) != LMF_OK) break;
+            if (lead) lmf_checkpoint_prune(c->out_dir, c->keep_checkpoints);
         }
     }
     lmf_sink_progress(out, LMF_PROGRESS_END, step, max_steps, "steps", NULL);
     if (s != LMF_OK) goto done;
     snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c->out_dir, step);
     if ((s = save_checkpoint(comm, path, text, step, &opt, m)) != LMF_OK) goto done;
+    if (lead) lmf_checkpoint_prune(c->out_dir, c->keep_checkpoints);
     lmf_sink_logf(out, LMF_LOG_INFO, "checkpoint: %s", path);
     if (step < max_steps) {
         s = lmf_fail(LMF_ERR_INTERRUPTED, "stopped at step %d; resume with --resume", step);

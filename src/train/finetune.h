@@ -35,6 +35,7 @@ typedef struct {
     int max_steps;              /* 0: epochs x the steps of one pass over the data */
     int epochs;
     int warmup_steps, eval_every, eval_batches, checkpoint_every;
+    int keep_checkpoints;       /* the newest this many stay in out_dir (as train's keep_checkpoints) */
     float lr, min_lr, weight_decay, grad_clip;
     int train_on_prompt, refuse_long, resume;
     const char *chat_template;  /* a Jinja file to render {"messages"} data with instead of the model's, or NULL */
