@@ -155,14 +155,15 @@ static lmf_status save_checkpoint(lmf_comm *comm, const char *path, const char *
     return s;
 }
 
-/* Rank 0 alone writes the run's files; the others learn whether it could, so that they stop with it. */
+/* What rank 0 did alone (choose the checkpoint to resume, open the metrics file) reaches the others, so that they
+ * stop with it when it failed. */
 static lmf_status lead_status(lmf_comm *comm, lmf_status s) {
     int code = s;
     if (lmf_comm_size(comm) == 1) return s;
     lmf_status cs = lmf_comm_broadcast(comm, &code, sizeof code, 0);
     if (cs != LMF_OK) return cs;
     if (lmf_comm_rank(comm) == 0 || code == LMF_OK) return s;
-    return lmf_fail((lmf_status)code, "finetune: rank 0 could not write its output (its message says why)");
+    return lmf_fail((lmf_status)code, "finetune: rank 0 failed (its message says why)");
 }
 
 lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t *stop, const lmf_sink *sink) {
@@ -353,8 +354,8 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
             break;
         }
         double dt = lmf_now() - t0;
-        if ((s = metric(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f}\n",
-                                     step + 1, r.loss, lr, r.grad_norm, dt * 1e3)) != LMF_OK)
+        if ((s = metric(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f}\n", step + 1,
+                        r.loss, lr, r.grad_norm, dt * 1e3)) != LMF_OK)
             break;
         char line[160];
         snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", r.loss, lr, r.grad_norm,
