@@ -182,17 +182,19 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     /* bf16 products (LoRA: the frozen base's and attention's; full: every weight's and attention's, mixed precision
      * as pretraining has it) where they are faster (measured: lmf_sgemm_bf16_rate), or when asked */
     int bf16 = c->precision == LMF_PRECISION_BF16 || (c->precision == LMF_PRECISION_AUTO && lmf_sgemm_bf16_pays());
-    char *text = config_text(c, bf16), path[1200];
+    char *text = NULL, path[1200];
     int32_t *tok = NULL, *tg = NULL;
     int B = c->batch_size, T = c->seq_len, step = 0;
     if (B < 1 || T < 2 || c->grad_accum < 1 || !(c->lr > 0) || c->keep_checkpoints < 1)
-        return free(text), lmf_fail(LMF_ERR_ARG, "finetune: batch_size, seq_len >= 2, grad_accum, lr and "
-                                    "keep_checkpoints must be positive (got %d, %d, %d, %g, %d)", B, T, c->grad_accum,
-                                    c->lr, c->keep_checkpoints);
-    if ((s = lmf_grid_open(c->comm ? c->comm : "auto", 0, 1, 1, &grid)) != LMF_OK) return free(text), s;
+        return lmf_fail(LMF_ERR_ARG, "finetune: batch_size, seq_len >= 2, grad_accum, lr and keep_checkpoints must "
+                        "be positive (got %d, %d, %d, %g, %d)", B, T, c->grad_accum, c->lr, c->keep_checkpoints);
+    if ((s = lmf_grid_open(c->comm ? c->comm : "auto", 0, 1, 1, &grid)) != LMF_OK) return s;
     lmf_comm *comm = grid->world;
     int D = comm->size, lead = comm->rank == 0;
     const lmf_sink *out = lead ? sink : NULL; /* rank 0 reports for all */
+    /* auto's choice is a measurement on each rank's CPU: every rank takes rank 0's, as train does */
+    if (D > 1 && (s = lmf_comm_broadcast(comm, &bf16, sizeof bf16, 0)) != LMF_OK) goto done;
+    text = config_text(c, bf16);
     if (c->grad_accum % D) {
         s = lmf_fail(LMF_ERR_ARG, "finetune: --grad-accum %d is not a multiple of the %d ranks (each rank takes "
                      "grad_accum / ranks micro-batches of a step)", c->grad_accum, D);
