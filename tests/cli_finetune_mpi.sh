@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `lmforge finetune` data parallel over MPI (train/finetune.h), on the tiny Hugging Face gpt2 fixture, ranks
 # oversubscribed on this machine's cores:
-#  1. LoRA: DP2 and DP4 at one micro-batch a rank, DP2 at two and three, equal the single-process run bit for bit
-#     (the final checkpoint's bytes, every logged loss and validation loss), and rank 0 alone writes the files;
+#  1. LoRA: DP2 and DP4 at one micro-batch a rank, DP2 at two and three (fp32 and bf16 products), equal the
+#     single-process run bit for bit (the final checkpoint's bytes, every logged loss and validation loss), and
+#     rank 0 alone writes the files;
 #  2. --full and --packing under DP2: the same checkpoint bytes (and --full's model.gguf);
 #  3. resume: a DP2 run resumed from a one-process checkpoint, and a one-process run resumed from a DP2 checkpoint,
 #     end on the uninterrupted run's bytes;
@@ -51,6 +52,10 @@ cmp "$dir/a1/adapter/adapter_model.safetensors" "$dir/a2/adapter/adapter_model.s
 cmp "$dir/a1/adapter.gguf" "$dir/a2/adapter.gguf" || fail "GGUF adapter differs"
 one --grad-accum 6 --out-dir "$dir/b1"
 same 2 "$dir/b2" "$dir/b1" --grad-accum 6
+for p in fp32 bf16; do # both precisions wherever this runs (auto picks one by the CPU)
+  one --grad-accum 4 --precision $p --out-dir "$dir/c1$p"
+  same 2 "$dir/c2$p" "$dir/c1$p" --grad-accum 4 --precision $p
+done
 
 # 2. every weight, and packed rows
 one --full --grad-accum 2 --out-dir "$dir/f1"
