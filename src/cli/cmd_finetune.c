@@ -100,7 +100,9 @@ int cmd_finetune(int argc, char **argv) {
                             "template, {\"prompt\", \"completion\"} or {\"text\"}.\nLoss on assistant / "
                             "completion tokens only unless --train-on-prompt. LoRA by default (the base stays\nfrozen "
                             "in its stored type), every weight with --full. Ctrl-C writes a checkpoint; --resume "
-                            "continues it.\n"};
+                            "continues it.\nUnder mpirun -np D: data parallel, each rank K/D of a step's --grad-accum "
+                            "K micro-batches, bit for bit\none process's run for D a power of two "
+                            "(docs/distributed.md).\n"};
     int r = cli_parse(&cmd, argc, argv);
     if (r <= 0) return r < 0 ? 0 : 2;
     if (!c.model || !c.data || !c.out_dir) {
