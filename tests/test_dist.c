@@ -137,6 +137,81 @@ static void test_zero_overlap_ring(void **state) {
     lmf_zero_free(&z);
 }
 
+/* A fake rank `rank` of 2 for the overlapped reduction: an exchange writes its received floats at once (this rank's
+ * own piece, and the peer's, peer(i) for gradient element i) and completes only after `delay` tests, so the ring
+ * holds several pieces at a time, as over a slow network. */
+typedef struct {
+    const float *grads; /* the buffer the exchanges send from: an element's index is its offset */
+    int delay;
+} fake_peer;
+struct lmf_comm_req {
+    int left;
+};
+static float peer_grad(size_t i) { return (float)(i % 97) * 0.125f - 3.0f; }
+static lmf_status fake_ialltoallv(lmf_comm *c, const float *send, const size_t *scounts, const size_t *sdispls,
+                                  float *recv, size_t rcount, lmf_comm_req **req) {
+    fake_peer *f = c->state;
+    size_t at = (size_t)(send - f->grads) + sdispls[c->rank]; /* this rank's piece: [at, at + rcount) */
+    assert_true(scounts[c->rank] == rcount);
+    for (int q = 0; q < 2; q++)
+        for (size_t i = 0; i < rcount; i++) recv[(size_t)q * rcount + i] = q == c->rank ? send[sdispls[q] + i] : peer_grad(at + i);
+    *req = lmf_xmalloc(sizeof **req);
+    (*req)->left = f->delay;
+    return LMF_OK;
+}
+static lmf_status fake_test(lmf_comm *c, lmf_comm_req *req, int wait, int *done) {
+    (void)c;
+    *done = req == NULL || wait || --req->left <= 0;
+    if (*done) free(req);
+    return LMF_OK;
+}
+
+/* The overlapped reduction on each rank of 2 (a fake peer, above): spans of every size, many of them wholly inside
+ * the other rank's shard (pieces of no floats here), queued layer by layer through a ring that wraps and fills
+ * exactly: the shard must hold own + peer for every element, the reduce-scatter's sum. (The ring used to take the
+ * place of a piece of no floats for where the held floats began or ended: posted into a full, wrapped ring, such a
+ * piece made it read as unwrapped, and the next piece was received over the oldest's floats: models whose
+ * gradients outgrow the ring, SmolLM2's among them, got wrong sums.) */
+static void test_zero_overlap_two_ranks(void **state) {
+    enum { L = 12, T = 6 };
+    /* floats a layer of each stacked tensor: mixed sizes, and equal ones that fill the ring exactly (pieces of 2 x 16
+     * floats in a ring of 64) */
+    static const int layouts[2][T] = {{16, 1, 40, 7, 32, 24}, {16, 16, 16, 16, 16, 16}};
+    static const lmf_comm_ops ops = {.name = "fake", .ialltoallv_f32 = fake_ialltoallv, .req_test = fake_test};
+    for (int lay = 0; lay < 2; lay++)
+        for (int rank = 0; rank < 2; rank++)
+            for (int delay = 1; delay <= 6; delay++) {
+                const int *per = layouts[lay];
+                int n = 0;
+                for (int t = 0; t < T; t++) n += L * per[t];
+                float *g = lmf_xmalloc((size_t)n * sizeof(float));
+                fake_peer f = {g, delay};
+                lmf_comm c = {&ops, rank, 2, &f};
+                lmf_zero z;
+                lmf_zero_init(&z, &c, (size_t)n, 16);
+                lmf_zero_overlap_init(&z, 64, (size_t)(L * T));
+                for (int step = 0; step < 2; step++) {
+                    for (int i = 0; i < n; i++) g[i] = (float)i * 0.5f + (float)step;
+                    /* layer L - 1's slice of every tensor, then layer L - 2's ..., as a backward queues them: the
+                     * spans alternate between the two shards */
+                    for (int l = L - 1, k = 0; l >= 0; l--)
+                        for (int t = 0, o = 0; t < T; o += L * per[t++], k++) {
+                            lmf_zero_queue(&z, (size_t)(o + l * per[t]), (size_t)per[t]);
+                            if (k % 2) assert_int_equal(lmf_zero_progress(&z, g), LMF_OK);
+                        }
+                    assert_int_equal(lmf_zero_finish(&z, g), LMF_OK);
+                    for (size_t i = z.lo; i < z.hi; i++) {
+                        float own = (float)i * 0.5f + (float)step, want = own + peer_grad(i);
+                        if (g[i] != want)
+                            fail_msg("layout %d rank %d delay %d step %d: element %zu is %g, want %g", lay, rank, delay,
+                                     step, i, g[i], want);
+                    }
+                }
+                lmf_zero_free(&z);
+                free(g);
+            }
+}
+
 static void test_adamw_range_pieces(void **state) {
     lmf_model_config c = lmf_model_config_default(LMF_ARCH_GPT2);
     c.vocab_size = 40, c.max_seq_len = 8, c.n_layer = 2, c.n_embd = 16, c.n_head = 2, c.n_kv_head = 2, c.ffn_dim = 32;
@@ -767,6 +842,7 @@ static void test_model_tp_packed(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_self_collectives), cmocka_unit_test(test_grid), cmocka_unit_test(test_zero_ranges), cmocka_unit_test(test_zero_overlap_ring),
+        cmocka_unit_test(test_zero_overlap_two_ranks),
         cmocka_unit_test(test_adamw_range_pieces), cmocka_unit_test(test_loader_skip),
         cmocka_unit_test(test_checkpoint_set), cmocka_unit_test(test_pipe_layers),
         cmocka_unit_test(test_pipe_schedule), cmocka_unit_test(test_model_layer_ranges),

@@ -257,13 +257,19 @@ static lmf_status complete_oldest(lmf_zero *z, float *grads, int wait, int *done
     return LMF_OK;
 }
 
-/* Where k floats fit in the ring after the pieces in flight (the oldest's floats start at tail, the newest's end at
- * ring_head; pieces of 0 floats sit at ring_head as it was), or SIZE_MAX when they do not until the oldest goes. */
+/* Where k floats fit in the ring after the pieces in flight, or SIZE_MAX when they do not until the oldest goes. The
+ * floats held run from the oldest piece that holds any (tail) to ring_head, wrapped past the end when ring_head <=
+ * tail; pieces of no floats (this rank's part of a span inside another's shard) hold nothing and say nothing of
+ * where the held floats are. */
 static size_t ring_fit(const lmf_zero *z, size_t k) {
     if (z->count == LMF_ZERO_INFLIGHT) return SIZE_MAX;
-    if (!z->count) return 0;
-    size_t tail = z->fifo[z->head].at, newest = z->fifo[(z->head + z->count - 1) % LMF_ZERO_INFLIGHT].at;
-    if (newest < tail) return z->ring_head + k <= tail ? z->ring_head : SIZE_MAX; /* wrapped: free [head, tail) */
+    size_t tail = SIZE_MAX;
+    for (int i = 0; i < z->count && tail == SIZE_MAX; i++) {
+        const lmf_zero_piece *p = &z->fifo[(z->head + i) % LMF_ZERO_INFLIGHT];
+        if (p->len) tail = p->at;
+    }
+    if (tail == SIZE_MAX) return 0;
+    if (z->ring_head <= tail) return z->ring_head + k <= tail ? z->ring_head : SIZE_MAX; /* wrapped: [head, tail) */
     if (z->ring_head + k <= z->ring_cap) return z->ring_head;
     return k <= tail ? 0 : SIZE_MAX;
 }
@@ -304,7 +310,7 @@ static lmf_status post_next(lmf_zero *z, float *grads, int *posted) {
         if (b - a > k) k = b - a;
     }
     lmf_zero_piece *p = &z->fifo[(z->head + z->count) % LMF_ZERO_INFLIGHT];
-    *p = (lmf_zero_piece){.mine = mine, .mlen = mlen, .at = at};
+    *p = (lmf_zero_piece){.mine = mine, .mlen = mlen, .at = at, .len = k};
     LMF_TRY(lmf_comm_ialltoallv(z->comm, src, sc, sd, z->ring + at, mlen, &p->req));
     z->count++;
     z->ring_head = at + k;

@@ -44,7 +44,7 @@
 
 typedef struct {
     size_t mine, mlen; /* this rank's piece of a posted span: grads[mine, mine + mlen) */
-    size_t at;         /* its N x mlen received floats: stage + at */
+    size_t at, len;    /* the ring's floats it holds: ring[at, at + len) (its N x mlen received ones first) */
     lmf_comm_req *req;
 } lmf_zero_piece;
 
