@@ -4,7 +4,8 @@
 #  1. LoRA: DP2 and DP4 at one micro-batch a rank, DP2 at two and three (fp32 and bf16 products), equal the
 #     single-process run bit for bit (the final checkpoint's bytes, every logged loss and validation loss), and
 #     rank 0 alone writes the files;
-#  2. --full and --packing under DP2: the same checkpoint bytes (and --full's model.gguf);
+#  2. --full and --packing under DP2: the same checkpoint bytes (and --full's model.gguf), with and without
+#     --overlap-grad-reduce;
 #  3. resume: a DP2 run resumed from a one-process checkpoint, and a one-process run resumed from a DP2 checkpoint,
 #     end on the uninterrupted run's bytes;
 #  4. --grad-accum not a multiple of the ranks, and --comm self under mpirun: clear errors, the job ends non-zero;
@@ -61,6 +62,12 @@ done
 one --full --grad-accum 2 --out-dir "$dir/f1"
 same 2 "$dir/f2" "$dir/f1" --full --grad-accum 2
 cmp "$dir/f1/model.gguf" "$dir/f2/model.gguf" || fail "--full: model.gguf differs"
+# the gradients exchanged layer by layer during the backward: the same bits (1 and 2 micro-batches a rank, LoRA)
+same 2 "$dir/o2" "$dir/f1" --full --grad-accum 2 --overlap-grad-reduce
+grep -q "gradients reduced during the backward" "$dir/o2.log" || fail "no overlap in the data-parallel line"
+one --full --grad-accum 4 --out-dir "$dir/g1"
+same 2 "$dir/g2" "$dir/g1" --full --grad-accum 4 --overlap-grad-reduce
+same 2 "$dir/a2o" "$dir/a1" --grad-accum 4 --overlap-grad-reduce
 one --packing --grad-accum 2 --out-dir "$dir/p1"
 same 2 "$dir/p2" "$dir/p1" --packing --grad-accum 2
 

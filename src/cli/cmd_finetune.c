@@ -91,6 +91,8 @@ int cmd_finetune(int argc, char **argv) {
                 "self, mpi, or auto: mpi when mpirun started this process among several (data parallel: each rank "
                 "takes grad-accum / ranks micro-batches of a step; bit for bit one process's run for a power-of-two "
                 "number of ranks)", .def = "auto"),
+        CLI_OPT(NULL, "--overlap-grad-reduce", CLI_BOOL, &c.overlap_grad_reduce, NULL,
+                "under mpirun: exchange each layer's gradients while the backward goes on (the same bits)"),
         CLI_OPT(NULL, "--resume", CLI_BOOL, &c.resume, NULL, "continue from --out-dir's newest checkpoint"),
     };
     cli_cmd cmd = {.cmd = "finetune", .opts = opts, .n_opts = (int)(sizeof opts / sizeof opts[0]),

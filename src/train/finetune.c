@@ -207,8 +207,9 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         omp_set_num_threads(per > 1 ? per : 1);
     }
     if (D > 1)
-        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: data parallel over %d ranks, %d micro-batch%s a step each", D,
-                      c->grad_accum / D, c->grad_accum / D > 1 ? "es" : "");
+        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: data parallel over %d ranks, %d micro-batch%s a step each%s", D,
+                      c->grad_accum / D, c->grad_accum / D > 1 ? "es" : "",
+                      c->overlap_grad_reduce ? "; gradients reduced during the backward" : "");
     if ((s = lmf_mkdir_p(c->out_dir)) != LMF_OK) goto done;
     if ((s = lmf_weights_load(c->model, &w)) != LMF_OK) goto done;
     if (T > w->cfg.max_seq_len) T = w->cfg.max_seq_len;
@@ -258,6 +259,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                       (double)train.n);
     if (D > 1) { /* ZeRO-1: each rank updates its shard with its own moments, then the ranks share the shards */
         lmf_zero_init(&zero, comm, m->num_params, (size_t)2 << 20);
+        if (c->overlap_grad_reduce) lmf_step_overlap_init(&zero, m);
         lmf_adamw_init_shard(&opt, zero.lo, zero.hi - zero.lo);
     } else {
         lmf_adamw_init(&opt, m->num_params);
@@ -334,7 +336,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &hp, .comm = comm, .zero = D > 1 ? &zero : NULL,
                        .batch_size = B, .seq_len = T,
                        .grad_accum = src_ctx.kr, .inputs = tok, .targets = tg,
-                       .sum = c->grad_sum_inline ? NULL : &gsum};
+                       .sum = c->grad_sum_inline ? NULL : &gsum, .overlap = c->overlap_grad_reduce};
     lmf_batch_source src = {next_batch, &src_ctx};
     double val_loss = NAN;
     if (val.n && step == 0) {

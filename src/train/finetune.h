@@ -43,6 +43,7 @@ typedef struct {
     int packing;                /* several examples per row (attention kept inside each), else one per row, padded */
     int threads;                /* 0: the cores (under mpirun, this host's ranks share them) */
     const char *comm;           /* "auto" (NULL), "self" or "mpi": data parallel over the ranks mpirun started */
+    int overlap_grad_reduce;    /* data parallel: each layer's gradients exchanged while the backward goes on */
     uint64_t seed;
 } lmf_finetune_config;
 

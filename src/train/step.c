@@ -40,7 +40,7 @@ static void queue_layer(overlap_state *o, int l) {
 
 static void on_layer_done(void *ctx, int l) {
     overlap_state *o = ctx;
-    if (o->err != LMF_OK) return;
+    if (o->err != LMF_OK || o->st->model->lora) return; /* LoRA: its adapters' one buffer leaves at the end */
     while (o->next >= l) queue_layer(o, o->next--);
     o->err = lmf_zero_progress(o->st->zero, o->st->model->grads);
 }
@@ -59,6 +59,16 @@ static lmf_status overlap_finish(overlap_state *o) {
                 queue_tensor(o->st, i, m->param_offsets[i], m->param_sizes[i]);
     }
     return lmf_zero_finish(o->st->zero, m->grads);
+}
+
+void lmf_step_overlap_init(lmf_zero *z, const lmf_model *m) {
+    /* the operands of one layer from every rank (a layer may lie whole in this rank's shard), at most 4 buckets a
+     * rank; a span that does not fit waits for the next layer, or the end of the backward */
+    size_t layer = 0, most = 4 * z->bucket;
+    for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++)
+        if (lmf_param_per_layer(i)) layer += m->param_sizes[i] / (size_t)m->cfg.n_layer;
+    lmf_zero_overlap_init(z, (size_t)lmf_comm_size(z->comm) * (layer < most ? layer : most),
+                          (size_t)(m->cfg.n_layer + 1) * LMF_NUM_PARAM_TENSORS);
 }
 
 lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, float lr, lmf_step_result *out) {

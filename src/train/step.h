@@ -70,6 +70,9 @@ typedef struct {
                         * backward (the rest began after it: outside this rank's stage, or no room in the ring) */
 } lmf_step_result;
 
+/* lmf_zero_overlap_init for st.overlap over m's layers (call after lmf_zero_init, before the first step). */
+void lmf_step_overlap_init(lmf_zero *z, const lmf_model *m);
+
 /* One optimizer step at learning rate lr. Errors come from the batch source or the communicator; the loss is
  * returned as computed, and judging it (e.g. not finite) is the caller's business. */
 lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, float lr, lmf_step_result *out);

@@ -522,16 +522,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     if (part && !o.pipe && (s = lmf_pipeline_init(&pipe, lmf_comm_self(), m, B, T, 1)) != LMF_OK) goto done;
     if (D > 1) {
         lmf_zero_init(&zero, comm, m->num_params, ZERO_BUCKET);
-        if (o.overlap) {
-            /* the operands of one layer from every rank (a layer may lie whole in this rank's shard), at most
-             * 4 buckets a rank; a span that does not fit waits for the next layer, or the end of the backward */
-            size_t layer = 0;
-            for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++)
-                if (lmf_param_per_layer(i)) layer += m->param_sizes[i] / (size_t)c.model.n_layer;
-            size_t most = 4 * ZERO_BUCKET;
-            lmf_zero_overlap_init(&zero, (size_t)D * (layer < most ? layer : most),
-                                  (size_t)(c.model.n_layer + 1) * LMF_NUM_PARAM_TENSORS);
-        }
+        if (o.overlap) lmf_step_overlap_init(&zero, m);
         lmf_adamw_init_shard(&opt, zero.lo, zero.hi - zero.lo);
         if (part) { /* every rank's group (grid.h: rank = (pp_rank x dp + dp_rank) x tp + tp_rank: group pp_rank x
                      * tp + tp_rank) and each group's spans */
