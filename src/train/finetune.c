@@ -358,8 +358,12 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
             break;
         }
         double dt = lmf_now() - t0;
-        if ((s = metric(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f}\n", step + 1,
-                        r.loss, lr, r.grad_norm, dt * 1e3)) != LMF_OK)
+        char comm_ms[64] = ""; /* as train's: rank 0's time in collectives, and its share sent during the backward */
+        if (D > 1) snprintf(comm_ms, sizeof comm_ms, ",\"comm_ms\":%.1f", r.comm_s * 1e3);
+        if (D > 1 && c->overlap_grad_reduce)
+            snprintf(comm_ms + strlen(comm_ms), sizeof comm_ms - strlen(comm_ms), ",\"overlapped\":%.3f", r.overlapped);
+        if ((s = metric(&metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.1f%s}\n",
+                        step + 1, r.loss, lr, r.grad_norm, dt * 1e3, comm_ms)) != LMF_OK)
             break;
         char line[160];
         snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", r.loss, lr, r.grad_norm,
