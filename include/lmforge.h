@@ -249,6 +249,10 @@ lmf_status lmf_train_job_set_parallel(lmf_train_job *j, const char *comm, int dp
  * the backward has passed it, instead of all of them after it. Bit-identical results either way; it matters where
  * the network moves data without the CPU (docs/distributed.md). Without effect on one process. */
 void lmf_train_job_set_overlap(lmf_train_job *j, int on);
+/* ZeRO-1 exchanges the gradients and parameters in buckets of this many floats a rank (Megatron-LM's
+ * --ddp-bucket-size; <= 0: 2M floats, 8 MiB): the staging memory is ranks x bucket floats and the overlapped
+ * reduction's ring up to 4 buckets a rank. The same bits in any size. */
+void lmf_train_job_set_ddp_bucket(lmf_train_job *j, long floats);
 /* Pipeline parallel keeps on each rank only its stage's parameters and gradients (and its optimizer shard) by
  * default; on: every rank keeps the whole model's, as before (rank 0 then validates and samples the whole model
  * itself). The same results either way (docs/distributed.md). */

@@ -92,8 +92,11 @@ for i in $(seq 0 199); do printf '{"prompt": "What is %d plus %d?", "completion"
 ASAN_OPTIONS="$mpi_asan" mpirun -np 2 --oversubscribe --mca btl self,tcp -x ASAN_OPTIONS "$LMF" finetune "${common[@]}" \
   --data "$dir/long.jsonl" --grad-accum 2 --max-steps 100000 --eval-every 0 --out-dir "$dir/kill" > "$dir/kill.log" 2>&1 &
 job=$!
-for _ in $(seq 600); do [ -n "$(ls "$dir/kill"/ckpt-*.lmfc 2> /dev/null)" ] && break; sleep 0.1; done
-[ -n "$(ls "$dir/kill"/ckpt-*.lmfc 2> /dev/null)" ] || { kill -9 $job; cat "$dir/kill.log"; fail "no checkpoint"; }
+# polled once: the run prunes all but the newest two as it goes (hundreds of steps a second here), so a second look
+# can find both gone between ls's listing and its stat
+seen=
+for _ in $(seq 600); do [ -n "$(ls "$dir/kill"/ckpt-*.lmfc 2> /dev/null)" ] && seen=1 && break; sleep 0.1; done
+[ -n "$seen" ] || { kill -9 $job; cat "$dir/kill.log"; fail "no checkpoint"; }
 victim=
 for p in $(pgrep -P $job); do grep -qz '^OMPI_COMM_WORLD_RANK=1$' /proc/$p/environ 2> /dev/null && victim=$p; done
 [ -n "$victim" ] || { kill -9 $job; fail "rank 1 not found among mpirun's children"; }

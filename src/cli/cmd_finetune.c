@@ -93,6 +93,9 @@ int cmd_finetune(int argc, char **argv) {
                 "number of ranks)", .def = "auto"),
         CLI_OPT(NULL, "--overlap-grad-reduce", CLI_BOOL, &c.overlap_grad_reduce, NULL,
                 "under mpirun: exchange each layer's gradients while the backward goes on (the same bits)"),
+        CLI_OPT(NULL, "--ddp-bucket-size", CLI_INT, &c.ddp_bucket, "N",
+                "under mpirun: floats a rank in each bucket of ZeRO's exchanges (the same bits)", .def = "2097152",
+                .lo = 1),
         CLI_OPT(NULL, "--resume", CLI_BOOL, &c.resume, NULL, "continue from --out-dir's newest checkpoint"),
     };
     cli_cmd cmd = {.cmd = "finetune", .opts = opts, .n_opts = (int)(sizeof opts / sizeof opts[0]),

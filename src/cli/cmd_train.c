@@ -30,7 +30,7 @@ static void on_signal(int sig) {
 
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *resume = NULL, *comm = "auto";
-    int dp = 0, tp = 1, pp = 1, overlap = 0, pp_full = 0;
+    int dp = 0, tp = 1, pp = 1, overlap = 0, pp_full = 0, bucket = 0;
     /* the table: --config, --resume, then every option of train_config's table under its group's heading, with
      * the default the table's own text gives it */
     int n_max = 2 * lmf_train_n_opts + 10, n = 0;
@@ -54,6 +54,9 @@ int cmd_train(int argc, char **argv) {
                                  .def = "1", .lo = 1);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--overlap-grad-reduce", CLI_BOOL, &overlap, NULL,
                                  "reduce each layer's gradients while the backward goes on (same results)");
+    opts[n++] = (cli_opt)CLI_OPT(NULL, "--ddp-bucket-size", CLI_INT, &bucket, "N",
+                                 "floats a rank in each bucket of ZeRO's exchanges (same results)", .def = "2097152",
+                                 .lo = 1);
     opts[n++] = (cli_opt)CLI_OPT(NULL, "--pp-full-params", CLI_BOOL, &pp_full, NULL,
                                  "every pipeline rank keeps the whole model's parameters (default: its stage's only)");
     const char *group = "";
@@ -87,6 +90,7 @@ int cmd_train(int argc, char **argv) {
         s = lmf_train_job_create(&job);
         if (s == LMF_OK) s = lmf_train_job_set_parallel(job, comm, dp, tp, pp);
         if (s == LMF_OK) lmf_train_job_set_overlap(job, overlap);
+        if (s == LMF_OK) lmf_train_job_set_ddp_bucket(job, bucket);
         if (s == LMF_OK) lmf_train_job_set_pp_full_params(job, pp_full);
         if (s == LMF_OK && resume) {
             const char *path;

@@ -77,6 +77,10 @@ typedef struct {
     float *sring;         /* the overlapped reduction's copies of cut spans (ring_cap floats, lazily mapped) */
 } lmf_zero;
 
+/* Floats per rank in a bucket unless asked otherwise (train / finetune --ddp-bucket-size): 8 MiB, large enough that a
+ * bucket's latency is small against its transfer, small enough that the staging buffer (N x this) stays modest. */
+#define LMF_ZERO_BUCKET ((size_t)2 << 20)
+
 /* The shard [lo, hi) of rank r among N for n parameters. */
 void lmf_zero_range(size_t n, int N, int r, size_t *lo, size_t *hi);
 void lmf_zero_init(lmf_zero *z, lmf_comm *comm, size_t n, size_t bucket);

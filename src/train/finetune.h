@@ -44,6 +44,7 @@ typedef struct {
     int threads;                /* 0: the cores (under mpirun, this host's ranks share them) */
     const char *comm;           /* "auto" (NULL), "self" or "mpi": data parallel over the ranks mpirun started */
     int overlap_grad_reduce;    /* data parallel: each layer's gradients exchanged while the backward goes on */
+    int ddp_bucket;             /* data parallel: ZeRO's bucket, floats a rank (0: LMF_ZERO_BUCKET; the same bits) */
     uint64_t seed;
 } lmf_finetune_config;
 

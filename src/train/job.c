@@ -18,6 +18,7 @@ struct lmf_train_job {
     char note[2048];   /* damaged newer checkpoints that resume stepped over, told to the run's sink */
     lmf_grid *grid;    /* NULL: one process */
     int overlap;       /* lmf_train_job_set_overlap */
+    long bucket;       /* lmf_train_job_set_ddp_bucket */
     int pp_full;       /* lmf_train_job_set_pp_full_params */
     int failed;        /* a call failed on this rank alone, maybe: free ends the whole job */
 };
@@ -46,6 +47,7 @@ void lmf_train_job_free(lmf_train_job *j) {
 }
 
 void lmf_train_job_set_overlap(lmf_train_job *j, int on) { j->overlap = on != 0; }
+void lmf_train_job_set_ddp_bucket(lmf_train_job *j, long floats) { j->bucket = floats > 0 ? floats : 0; }
 void lmf_train_job_set_pp_full_params(lmf_train_job *j, int on) { j->pp_full = on != 0; }
 
 lmf_status lmf_train_job_set_parallel(lmf_train_job *j, const char *comm, int dp, int tp, int pp) {
@@ -140,7 +142,7 @@ lmf_status lmf_train_job_run(lmf_train_job *j, volatile sig_atomic_t *stop, cons
     if (j->note[0])
         lmf_sink_logf(sink, LMF_LOG_WARN, "skipped damaged checkpoint: %s; resuming from %s", j->note, j->ck_path);
     lmf_train_options opts = {.stop = stop, .sink = sink, .comm = j->grid ? j->grid->dp : NULL,
-                              .overlap = j->overlap, .pp_full = j->pp_full};
+                              .overlap = j->overlap, .bucket = (size_t)j->bucket, .pp_full = j->pp_full};
     if (j->grid && (j->grid->pp_size > 1 || j->grid->tp_size > 1)) { /* the whole job reduces: each stage and each
                                                                        * tensor-parallel rank holds part of it */
         opts.comm = j->grid->world, opts.dp_rank = j->grid->dp_rank, opts.dp_size = j->grid->dp_size;

@@ -270,10 +270,6 @@ static lmf_status dp_source(void *ctx, int32_t *inputs, int32_t *targets) {
     return LMF_OK;
 }
 
-/* Floats per rank in each ZeRO bucket (dist/zero.h): 8 MiB, large enough that a bucket's latency is small against
- * its transfer, small enough that the staging buffer (dp x this) stays modest. */
-#define ZERO_BUCKET ((size_t)2 << 20)
-
 /* One checkpoint of the job. One rank: a single file (version 3). ZeRO over dp ranks: a set, each rank its optimizer
  * shard, then rank 0 the manifest once every shard is on disk (io/checkpoint.h); every rank learns whether the set
  * was completed, so all of them go on or stop together. */
@@ -521,7 +517,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
      * a pipeline of one stage (the group's forward); training keeps its own loop */
     if (part && !o.pipe && (s = lmf_pipeline_init(&pipe, lmf_comm_self(), m, B, T, 1)) != LMF_OK) goto done;
     if (D > 1) {
-        lmf_zero_init(&zero, comm, m->num_params, ZERO_BUCKET);
+        lmf_zero_init(&zero, comm, m->num_params, o.bucket ? o.bucket : LMF_ZERO_BUCKET);
         if (o.overlap) lmf_step_overlap_init(&zero, m);
         lmf_adamw_init_shard(&opt, zero.lo, zero.hi - zero.lo);
         if (part) { /* every rank's group (grid.h: rank = (pp_rank x dp + dp_rank) x tp + tp_rank: group pp_rank x

@@ -41,6 +41,7 @@ typedef struct {
     /* With ZeRO-1 (comm of several ranks): reduce each layer's gradients while the backward goes on
      * (dist/zero.h); the same bits as after it */
     int overlap;
+    size_t bucket; /* ZeRO's bucket, floats a rank (dist/zero.h); 0: LMF_ZERO_BUCKET. The same bits in any size. */
     /* Pipeline parallel: every rank keeps the whole model's parameters and gradients (rank 0 validates and samples
      * the whole model itself); 0 (default): each stage holds only its own (docs/distributed.md) */
     int pp_full;
