@@ -40,7 +40,7 @@ static void queue_layer(overlap_state *o, int l) {
 
 static void on_layer_done(void *ctx, int l) {
     overlap_state *o = ctx;
-    if (o->err != LMF_OK || o->st->model->lora) return; /* LoRA: its adapters' one buffer leaves at the end */
+    if (o->err != LMF_OK) return;
     while (o->next >= l) queue_layer(o, o->next--);
     o->err = lmf_zero_progress(o->st->zero, o->st->model->grads);
 }
