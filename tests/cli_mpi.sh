@@ -14,8 +14,8 @@
 #  1c. tensor parallel: TP2, DP2xTP2, TP2xPP2 and DP2xTP2xPP2 (8 ranks) on the gpt2 and llama configs, an untied
 #     llama, bf16 (1e-4) and a MoE (TP2, TP2xPP2) equal the single-process run within 1e-5; TP2 (gpt2 and llama),
 #     DP2xTP2, TP2xPP2 and DP2xTP2xPP2 resume bit for bit, and their checkpoints on one process within 1e-5;
-#  1d. --overlap-grad-reduce (DP2, MoE, DP2xPP2, DP2xTP2xPP2, and DP2 in buckets of 1000 floats) is bit-identical
-#     to the reduction after the backward (DP2 at two micro-batches a rank: to one process);
+#  1d. --overlap-grad-reduce (DP2, MoE, DP2xPP2, DP2xTP2xPP2; DP2, DP2xPP2 and DP2xTP2 in buckets of 1000 floats)
+#     is bit-identical to the reduction after the backward (DP2 at two micro-batches a rank: to one process);
 #  1e. pipeline stages hold only their own parameters (no page outside their ranges mapped) and equal
 #     --pp-full-params bit for bit (checkpoints and losses); validation through the pipeline, the sample skipped;
 #  1f. tensor-parallel ranks hold only their shards (the same checks, TP2, DP2xTP2, a MoE, bf16, overlap, resumes);
@@ -234,6 +234,8 @@ overlap_check ov-bucket 2 llama-2 --arch llama --n-kv-head 2 --dp 2 --ddp-bucket
 overlap_check ov-moe 2 moe-2 --arch llama --n-kv-head 2 --n-expert 4 --n-expert-used 2 --router-aux-coef 0.01 \
   --router-z-coef 0.001 --dp 2
 overlap_check ov-dp2pp2 4 llama-dp2pp2 --arch llama --n-kv-head 2 --grad-accum 4 --dp 2 --pp 2
+overlap_check ov-dp2pp2-bucket 4 llama-dp2pp2 --arch llama --n-kv-head 2 --grad-accum 4 --dp 2 --pp 2 \
+  --ddp-bucket-size 1000 # stages' spans: the parameters exchanged in many buckets too
 # two micro-batches a rank: each span is summed over them as it is queued, and equals one process's run
 overlap_check ov-dp2acc 2 gpt2-acc4 --arch gpt2 --n-kv-head 4 --grad-accum 4 --dp 2
 overlap_check ov-d3 8 gpt2-dp2tp2pp2 --arch gpt2 --n-kv-head 4 --grad-accum 4 --dp 2 --tp 2 --pp 2
@@ -244,7 +246,7 @@ echo "ok: --overlap-grad-reduce gives the same bits (DP2, MoE, DP2xPP2, DP2xTP2x
 #     --pp-full-params (every rank holding everything, the layout before) bit for bit, checkpoints included, and
 #     validation runs through the pipeline with the same losses; the final sample is skipped with a message
 for run in gpt2-pp2 llama-pp2 gpt2-dp2pp2 llama-dp2pp2 moes-pp2 bf-pp2 gpt2-tp2pp2 llama-dp2tp2pp2 moes-tp2pp2 \
-           ov-dp2pp2 ov-d3 ppres-2 d3res-2; do
+           ov-dp2pp2 ov-dp2pp2-bucket ov-d3 ppres-2 d3res-2; do
   grep -q "each stage holds its own parameters" "$dir/$run.txt" || { cat "$dir/$run.txt"; fail "$run: not partitioned"; }
   grep "model-parallel ranks held" "$dir/$run.txt" | grep -q "none outside their ranges" || { cat "$dir/$run.txt"; fail "$run: a stage touched memory outside its ranges"; }
 done
@@ -296,6 +298,7 @@ full_check full-olmoe-tp2 2 olmoe-tp2 "${olmoe[@]}" --tp 2
 full_check full-llama-dp2tp2 4 llama-dp2tp2 --arch llama --n-kv-head 2 --grad-accum 2 --dp 2 --tp 2
 full_check full-bf-tp2 2 bf-tp2 --grad-accum 4 --precision bf16 --tp 2
 overlap_check ov-dt 4 llama-dp2tp2 --arch llama --n-kv-head 2 --dp 2 --tp 2 # spans cut by the shares: a copy sent
+overlap_check ov-dt-bucket 4 llama-dp2tp2 --arch llama --n-kv-head 2 --dp 2 --tp 2 --ddp-bucket-size 1000
 name=val-tp2
 mpi 2 "$LMF" train "${common[@]}" "${val[@]}" --tp 2 --out-dir "$dir/$name" > "$dir/$name.txt" 2>&1 || { cat "$dir/$name.txt"; fail "$name"; }
 mpi 2 "$LMF" train "${common[@]}" "${val[@]}" --tp 2 --pp-full-params --out-dir "$dir/$name-f" > "$dir/$name-f.txt" 2>&1 || { cat "$dir/$name-f.txt"; fail "$name-f"; }
