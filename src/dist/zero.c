@@ -19,6 +19,7 @@ void lmf_zero_init(lmf_zero *z, lmf_comm *comm, size_t n, size_t bucket) {
     memset(z, 0, sizeof *z);
     z->comm = comm, z->n = n;
     z->shard = (n + (size_t)N - 1) / (size_t)N;
+    if (!bucket) bucket = LMF_ZERO_BUCKET;
     z->bucket = bucket < z->shard ? bucket : z->shard;
     if (!z->bucket) z->bucket = 1;
     lmf_zero_range(n, N, lmf_comm_rank(comm), &z->lo, &z->hi);

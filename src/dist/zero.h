@@ -83,6 +83,7 @@ typedef struct {
 
 /* The shard [lo, hi) of rank r among N for n parameters. */
 void lmf_zero_range(size_t n, int N, int r, size_t *lo, size_t *hi);
+/* bucket: floats a rank in each bucket, 0 for LMF_ZERO_BUCKET (at most the shard) */
 void lmf_zero_init(lmf_zero *z, lmf_comm *comm, size_t n, size_t bucket);
 void lmf_zero_free(lmf_zero *z);
 /* grads[lo, hi) becomes the sum over ranks of grads[lo, hi) (the rest of grads is left as this rank computed it). */

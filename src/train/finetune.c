@@ -258,7 +258,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                       "of the rows padding would use)", train.n, epoch_rows, T, 100.0 * (double)epoch_rows /
                       (double)train.n);
     if (D > 1) { /* ZeRO-1: each rank updates its shard with its own moments, then the ranks share the shards */
-        lmf_zero_init(&zero, comm, m->num_params, c->ddp_bucket > 0 ? (size_t)c->ddp_bucket : LMF_ZERO_BUCKET);
+        lmf_zero_init(&zero, comm, m->num_params, c->ddp_bucket > 0 ? (size_t)c->ddp_bucket : 0);
         if (c->overlap_grad_reduce) lmf_step_overlap_init(&zero, m);
         lmf_adamw_init_shard(&opt, zero.lo, zero.hi - zero.lo);
     } else {

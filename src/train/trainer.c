@@ -517,7 +517,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
      * a pipeline of one stage (the group's forward); training keeps its own loop */
     if (part && !o.pipe && (s = lmf_pipeline_init(&pipe, lmf_comm_self(), m, B, T, 1)) != LMF_OK) goto done;
     if (D > 1) {
-        lmf_zero_init(&zero, comm, m->num_params, o.bucket ? o.bucket : LMF_ZERO_BUCKET);
+        lmf_zero_init(&zero, comm, m->num_params, o.bucket);
         if (o.overlap) lmf_step_overlap_init(&zero, m);
         lmf_adamw_init_shard(&opt, zero.lo, zero.hi - zero.lo);
         if (part) { /* every rank's group (grid.h: rank = (pp_rank x dp + dp_rank) x tp + tp_rank: group pp_rank x
