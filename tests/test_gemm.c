@@ -176,6 +176,31 @@ static void test_bf16_avx512(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* The AVX2 FMA kernel on operands rounded to bf16 as they are packed (CPUs without AVX-512 BF16): held to the same
+ * reference and tolerance, and its rounding equal to the reference's bit for bit, specials included. */
+static void test_bf16_avx2(void **state) {
+    (void)state;
+    if (lmf_cpu_best_isa() < LMF_ISA_AVX2) skip();
+    run_k0(lmf_sgemm_bf16_avx2);
+    run_variant(lmf_sgemm_bf16_avx2, lmf_sgemm_bf16_ref, "bf16 avx2");
+    assert_int_equal(run_case(lmf_sgemm_bf16_avx2, lmf_sgemm_ref, "bf16 avx2 vs fp32 (must differ)", 0, 1, 20, 40, 300,
+                              0, 0.0f) > 0, 1);
+    static const uint32_t special[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x807fffffu, 0x7f800000u, 0xff800000u,
+                                       0x7f800001u, 0xffc00000u, 0x7fbfffffu, 0x3f808000u, 0x3f818000u, 0x3f808001u,
+                                       0x7f7fffffu, 0xff7f8000u, 0x3f7fffffu, 0x0080ffffu, 0x12345678u};
+    enum { NS = sizeof special / sizeof special[0], N = 64 * NS + 5 }; /* a tail past the last 8 */
+    float x[N];
+    uint16_t got[N], want[N];
+    for (int i = 0; i < N; i++) {
+        uint32_t u = special[i % NS] ^ (i / NS % 2 ? 0x80000000u : 0) ^ (uint32_t)(i / (2 * NS)) * 0x8000u;
+        memcpy(&x[i], &u, sizeof u);
+    }
+    lmf_bf16_round_avx2(got, x, N);
+    lmf_bf16_round_ref(want, x, N);
+    for (int i = 0; i < N; i++)
+        if (got[i] != want[i]) fail_msg("bf16 round avx2: %a -> %04x, want %04x", (double)x[i], got[i], want[i]);
+}
+
 /* AMX tiles: the same reference and tolerance (the tiles sum a step's 32 products in their own order, within fp32
  * rounding); shapes around the tile sizes (16, 32) and the blocks (KC 2048, NB 256, MC 1024) besides the common ones. */
 static void test_bf16_amx(void **state) {
@@ -385,12 +410,14 @@ static void test_bf16_x(void **state) {
     int hw = lmf_cpu_amx() || (lmf_cpu_isa() >= LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16));
     const x_variant ref = {"x ref", lmf_sgemm_bf16_x_ref, lmf_sgemm_bf16_ref, NULL, lmf_bf16_round_ref},
                     avx512 = {"x avx512", lmf_sgemm_bf16_x_avx512, lmf_sgemm_bf16_avx512, NULL, lmf_bf16_round_avx512},
+                    avx2 = {"x avx2", lmf_sgemm_bf16_x_avx2, lmf_sgemm_bf16_avx2, NULL, lmf_bf16_round_avx2},
                     amx = {"x amx", lmf_sgemm_bf16_x_amx, lmf_sgemm_bf16_amx, lmf_sgemm_bf16_amx_bias,
                            lmf_bf16_round_avx512},
                     disp = {"x threaded", lmf_sgemm_bf16_x, lmf_sgemm_bf16,
                             lmf_cpu_amx() ? lmf_sgemm_bf16_bias : bias_after, lmf_sgemm_bf16_round};
     int bad = x_shapes(&ref);
     if (lmf_cpu_best_isa() >= LMF_ISA_AVX512 && lmf_cpu_has(LMF_CPU_AVX512BF16)) bad += x_shapes(&avx512);
+    if (lmf_cpu_best_isa() >= LMF_ISA_AVX2) bad += x_shapes(&avx2);
     if (lmf_cpu_amx()) bad += x_shapes(&amx);
     omp_set_num_threads(2); /* the dispatcher, threaded, with its own rounding and bias rule */
     for (int kind = 1; kind <= 3; kind++)
@@ -419,7 +446,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ref_k0),   cmocka_unit_test(test_avx2),        cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_threaded), cmocka_unit_test(test_in_parallel), cmocka_unit_test(test_bf16_avx512),
-        cmocka_unit_test(test_bf16_amx), cmocka_unit_test(test_bf16_bias), cmocka_unit_test(test_bf16x3),
+        cmocka_unit_test(test_bf16_avx2), cmocka_unit_test(test_bf16_amx), cmocka_unit_test(test_bf16_bias),
+        cmocka_unit_test(test_bf16x3),
         cmocka_unit_test(test_bf16_x),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

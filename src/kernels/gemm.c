@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stddef.h>
 
 typedef void (*sgemm_fn)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
@@ -128,8 +129,25 @@ static variant bf16_variant(void) {
     static const variant amx = {lmf_sgemm_bf16_amx, lmf_sgemm_bf16_amx_bias, 32, 32, LMF_SGEMM_AMX_MC,
                                 lmf_sgemm_bf16_x_amx},
                          avx512 = {lmf_sgemm_bf16_avx512, NULL, 14, 32, 1008, lmf_sgemm_bf16_x_avx512},
+                         avx2 = {lmf_sgemm_bf16_avx2, NULL, 6, 16, 0, lmf_sgemm_bf16_x_avx2},
                          ref = {lmf_sgemm_bf16_ref, NULL, 1, 1, 0, lmf_sgemm_bf16_x_ref};
-    return lmf_cpu_amx() ? amx : bf16_hw() ? avx512 : ref;
+    return lmf_cpu_amx() ? amx : bf16_hw() ? avx512 : isa() >= LMF_ISA_AVX2 ? avx2 : ref;
+}
+
+const char *lmf_sgemm_bf16_note(void) {
+    static char note[160];
+    if (!note[0]) {
+        double rate = lmf_sgemm_bf16_rate();
+        if (rate > 0.0)
+            snprintf(note, sizeof note, "bf16 products run at %.2fx the fp32 rate on this CPU (%s)", rate,
+                     lmf_cpu_amx() ? "AMX-BF16 tiles" : "AVX512_BF16");
+        else if (isa() >= LMF_ISA_AVX2)
+            snprintf(note, sizeof note, "bf16 products run at the fp32 rate on this CPU (no AMX-BF16 or AVX512_BF16: "
+                                        "FP32 FMAs on inputs rounded to bf16)");
+        else
+            snprintf(note, sizeof note, "bf16 products run the scalar reference on this CPU (no AVX2)");
+    }
+    return note;
 }
 
 void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
@@ -144,7 +162,8 @@ void lmf_sgemm_bf16_x(int transA, int transB, int M, int N, int K, const void *A
 
 void lmf_sgemm_bf16_round(uint16_t *dst, const float *src, long n) {
     void (*round)(uint16_t *, const float *, long) = lmf_cpu_amx() || bf16_hw() ? lmf_bf16_round_avx512
-                                                                                : lmf_bf16_round_ref;
+                                                     : isa() >= LMF_ISA_AVX2        ? lmf_bf16_round_avx2
+                                                                                    : lmf_bf16_round_ref;
     if (omp_in_parallel() || n < 65536) {
         round(dst, src, n);
         return;

@@ -21,7 +21,8 @@
 /* lmf_sgemm_bf16 is the mixed-precision product: the same call, with op(A) and op(B) rounded to bfloat16 (round to
  * nearest even) and the products summed in fp32: on AMX-BF16 tiles (tdpbf16ps) where the CPU has them
  * (lmf_cpu_amx), else AVX-512 BF16's vdpbf16ps. Where the CPU has neither (or LMF_ISA asks for less than avx512) it
- * runs the scalar reference: correct, slow. Whether it is faster than lmf_sgemm depends on the core, not the
+ * runs the AVX2 FMA kernel on panels rounded to bf16 (the reference's rounding, fp32 speed), and without AVX2 the
+ * scalar reference: correct, slow. Whether it is faster than lmf_sgemm depends on the core, not the
  * feature flag: lmf_sgemm_bf16_rate() measures the chosen instruction's products per second against FP32 FMAs once
  * (~1 ms; 0 without the hardware), and lmf_sgemm_bf16_pays() is that rate >= 1.3. The AMX variant sums a tile's 32
  * products in its own order (and flushes bf16 subnormals, below 1.2e-38, to zero): its results equal the
@@ -57,6 +58,10 @@ void lmf_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A,
 void lmf_sgemm_bf16_bias(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                          int ldb, const float *bias, float *C, int ldc);
 double lmf_sgemm_bf16_rate(void);
+/* for logs: how fast lmf_sgemm_bf16 runs here and on what ("bf16 products run at 14.69x the fp32 rate on this CPU
+ * (AMX-BF16 tiles)"; without AMX-BF16 or AVX512_BF16 "... at the fp32 rate ..." (the AVX2 kernel) or "... run the
+ * scalar reference ..."); a static string, made at the first call */
+const char *lmf_sgemm_bf16_note(void);
 void lmf_sgemm_bf16_x(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda, const void *B,
                       int b16, int ldb, float beta, const float *bias, float *C, int ldc);
 void lmf_sgemm_bf16_round(uint16_t *dst, const float *src, long n);
@@ -76,16 +81,21 @@ void lmf_sgemm_bf16x3_ref(int transA, int transB, int M, int N, int K, const flo
                           int ldb, float beta, float *C, int ldc);
 void lmf_sgemm_bf16_avx512(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                            int ldb, float beta, float *C, int ldc);
+void lmf_sgemm_bf16_avx2(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                         int ldb, float beta, float *C, int ldc);
 /* the single-threaded variants of lmf_sgemm_bf16_x (bias: only the AMX one starts its tiles from it, the others
  * take NULL and lmf_sgemm_bf16_x adds it after them), and the two roundings (vcvtneps2bf16's, the reference's) */
 void lmf_sgemm_bf16_x_ref(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
                           const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc);
 void lmf_sgemm_bf16_x_avx512(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
                              const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc);
+void lmf_sgemm_bf16_x_avx2(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
+                           const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc);
 void lmf_sgemm_bf16_x_amx(int transA, int transB, int M, int N, int K, const void *A, int a16, int lda,
                           const void *B, int b16, int ldb, float beta, const float *bias, float *C, int ldc);
 void lmf_bf16_round_ref(uint16_t *dst, const float *src, long n);
 void lmf_bf16_round_avx512(uint16_t *dst, const float *src, long n);
+void lmf_bf16_round_avx2(uint16_t *dst, const float *src, long n); /* the reference's rounding, in AVX2 */
 #define LMF_SGEMM_AMX_MC 1024 /* rows of op(A) per packed block (gemm_amx.c); gemm.c's split weighs packing by it */
 void lmf_sgemm_bf16_amx(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                         int ldb, float beta, float *C, int ldc);

@@ -319,12 +319,8 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                       "adapters", sums > 0 ? " + partial sums" : "", params + sums, adam, acts,
                       base + params + sums + adam + acts + 64);
     }
-    {
-        double rate = lmf_sgemm_bf16_rate();
-        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: %s products in %s (bf16 products run at %.2fx the fp32 rate on "
-                      "this CPU%s)", c->full ? "linear" : "frozen base", bf16 ? "bf16" : "fp32", rate,
-                      rate > 0 ? "" : ": no AMX-BF16 or AVX512_BF16");
-    }
+    lmf_sink_logf(out, LMF_LOG_INFO, "finetune: %s products in %s (%s)", c->full ? "linear" : "frozen base",
+                  bf16 ? "bf16" : "fp32", lmf_sgemm_bf16_note());
     int stale = lead ? lmf_checkpoint_remove_stale(c->out_dir) : 0;
     if (stale)
         lmf_sink_logf(out, LMF_LOG_WARN, "%s: removed %d unfinished checkpoint file%s (*.lmfc.tmp) of an interrupted "

@@ -630,12 +630,9 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             lmf_arch_name(c.model.arch), m->num_params, m->num_params / 1e6, c.model.n_layer, c.model.n_embd,
             c.model.n_head, c.model.n_kv_head, hs_note, c.model.ffn_dim, c.model.vocab_size, B, T, c.grad_accum,
             sum_note, omp_get_max_threads(), lmf_isa_name(lmf_cpu_isa()), ck ? "; resuming" : "", dp_note);
-    {
-        double rate = lmf_sgemm_bf16_rate();
-        lmf_sink_logf(out, LMF_LOG_INFO, "precision %s%s: bf16 products run at %.2fx the fp32 rate on this CPU%s",
-                      c.precision, ck ? " (the checkpoint's)" : !strcmp(cfg_in->precision, "auto") ? " (auto)" : "",
-                      rate, rate > 0 ? "" : " (no AMX-BF16 or AVX512_BF16: the scalar reference)");
-    }
+    lmf_sink_logf(out, LMF_LOG_INFO, "precision %s%s: %s", c.precision,
+                  ck ? " (the checkpoint's)" : !strcmp(cfg_in->precision, "auto") ? " (auto)" : "",
+                  lmf_sgemm_bf16_note());
     if (lead && ck && (s = lmf_line_log_printf(&metrics, "{\"event\":\"resume\",\"step\":%d}\n", step)) != LMF_OK) goto done;
 
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .zero = D > 1 ? &zero : NULL,
