@@ -100,13 +100,29 @@ __attribute__((target("avx512f"))) static float read_streams_avx512(const uint8_
     for (int s = 1; s < 8; s++) a[0] = _mm512_add_ps(a[0], a[s]);
     return _mm512_reduce_add_ps(a[0]);
 }
+/* the same with 32-byte loads, for CPUs without AVX-512 */
+__attribute__((target("avx2"))) static float read_streams_avx2(const uint8_t *p, size_t len, int S) {
+    __m256 a[8];
+    for (int s = 0; s < 8; s++) a[s] = _mm256_setzero_ps();
+    for (size_t i = 0; i < len; i += 256)
+        for (int s = 0; s < S; s++) {
+            const float *q = (const float *)(p + (size_t)s * len + i);
+            for (int k = 0; k < 64; k += 16)
+                a[s] = _mm256_add_ps(a[s], _mm256_add_ps(_mm256_load_ps(q + k), _mm256_load_ps(q + k + 8)));
+        }
+    for (int s = 1; s < 8; s++) a[0] = _mm256_add_ps(a[0], a[s]);
+    float t[8];
+    _mm256_storeu_ps(t, a[0]);
+    return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+}
 static double read_streams(size_t bytes, int threads, int S, int reps) {
     double t[16];
     size_t per = bytes / (size_t)threads, len = per / (size_t)S & ~(size_t)255;
     for (int r = 0; r < reps; r++) {
         double t0 = lmf_now();
 #pragma omp parallel num_threads(threads)
-        sink += read_streams_avx512(pool + (size_t)omp_get_thread_num() * per, len, S);
+        sink += (lmf_cpu_has(LMF_CPU_AVX512F) ? read_streams_avx512 : read_streams_avx2)(
+            pool + (size_t)omp_get_thread_num() * per, len, S);
         t[r] = lmf_now() - t0;
     }
     return (double)len * S * threads / median(t, reps) / 1e9;
@@ -158,10 +174,11 @@ int main(int argc, char **argv) {
     double bw_l2 = read_bw(1u << 20, 41), bw_l3 = read_bw(32u << 20, 21), bw_mem = read_bw(POOL, quick ? 3 : 7);
     printf("read bandwidth (%s sum): 1 MiB (L2) %.1f GB/s, 32 MiB (L3) %.1f GB/s, 1 GiB (DRAM) %.1f GB/s\n\n",
            lmf_vec()->name, bw_l2, bw_l3, bw_mem);
-    if (lmf_cpu_has(LMF_CPU_AVX512F)) {
+    if (lmf_cpu_has(LMF_CPU_AVX2)) {
         /* 144 MiB: a Q8_0 SmolLM2-135M, which this host's large L3 may partly hold between tokens, as in decode */
         for (int big = 1; big >= 0; big--) {
-            printf("read bandwidth, %s, S streams per thread read 256 B at a time (GB/s):", big ? "1 GiB" : "144 MiB");
+            printf("read bandwidth, %s, S streams per thread read 256 B at a time with %s loads (GB/s):",
+                   big ? "1 GiB" : "144 MiB", lmf_cpu_has(LMF_CPU_AVX512F) ? "64-byte" : "32-byte");
             for (int th = 1; th <= 2; th++)
                 for (int S = 1; S <= 8; S *= 2)
                     printf(" %dt/S=%d %.1f", th, S, read_streams(big ? POOL : 144u << 20, th, S, quick ? 5 : 15));

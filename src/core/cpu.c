@@ -68,6 +68,13 @@ lmf_cpu_vendor lmf_cpu_vendor_get(void) {
                                                                                          : LMF_VENDOR_OTHER;
 }
 
+int lmf_cpu_family(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int base = (a >> 8) & 0xf;
+    return base == 0xf ? base + (int)((a >> 20) & 0xff) : base;
+}
+
 int lmf_cpu_has(lmf_cpu_feature f) { return f >= 0 && f < LMF_CPU_FEATURE_COUNT && ((features() >> f) & 1u); }
 
 const char *lmf_cpu_feature_name(lmf_cpu_feature f) {

@@ -43,6 +43,8 @@ int lmf_cpu_has(lmf_cpu_feature f);          /* 1 if usable here, else 0 */
  * they read by vendor (kernels/quant.h: lmf_decode_streams). */
 typedef enum { LMF_VENDOR_OTHER = 0, LMF_VENDOR_INTEL = 1, LMF_VENDOR_AMD = 2 } lmf_cpu_vendor;
 lmf_cpu_vendor lmf_cpu_vendor_get(void);
+/* cpuid leaf 1's display family (base + extended): AMD 23 = Zen 1 / Zen 2, 25 = Zen 3 / Zen 4, 26 = Zen 5; Intel 6 */
+int lmf_cpu_family(void);
 const char *lmf_cpu_feature_name(lmf_cpu_feature f);
 
 /* 1 where the bf16 products may run on AMX tiles: the CPU has AMX-BF16 and AVX512_BF16 (the packing converts with

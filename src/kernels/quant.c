@@ -67,7 +67,8 @@ int lmf_decode_streams(void) {
     if (s) return s;
     const char *env = getenv("LMF_DECODE_STREAMS");
     s = env && env[0] >= '1' && env[0] <= '4' && !env[1] ? env[0] - '0'
-                                                         : lmf_cpu_vendor_get() == LMF_VENDOR_AMD ? 1 : 4;
+                                                         : lmf_cpu_vendor_get() == LMF_VENDOR_AMD &&
+                                                                   lmf_cpu_family() >= 25 ? 1 : 4;
     __atomic_store_n(&decode_streams, s, __ATOMIC_RELAXED); /* every thread computes the same value */
     return s;
 }
