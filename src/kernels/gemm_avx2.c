@@ -224,7 +224,8 @@ void lmf_bf16_round_avx2(uint16_t *dst, const float *src, long n) {
     long i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256i u = _mm256_srli_epi32(round8(_mm256_loadu_si256((const __m256i *)(src + i))), 16);
-        _mm_storeu_si128((__m128i *)(dst + i), _mm_packus_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1)));
+        __m128i lo = _mm256_castsi256_si128(u), hi = _mm256_extracti128_si256(u, 1);
+        _mm_storeu_si128((__m128i *)(dst + i), _mm_packus_epi32(lo, hi));
     }
     lmf_bf16_round_ref(dst + i, src + i, n - i);
 }

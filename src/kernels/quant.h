@@ -167,9 +167,10 @@ void lmf_r16_dequant_t(uint32_t type, int n, const void *group, float *dst, size
 /* The most read streams a thread's one-column decode products use (R16 groups: LMF_R16_STREAMS at most, 2 on AVX2;
  * float rows: 4 at most): 4 (no cap), or 1 on AMD Zen 3 and later (cpuid family >= 25). On the Intel machines
  * several streams read faster than one (above), while on an AMD EPYC Zen 4 one stream per thread read ~24 GB/s and
- * two or more only ~15-16 (bench_quant --quick). An AMD EPYC Zen 1 (family 23) is like the Intel ones: one stream
- * ~10-11 GB/s, four 11-15, and decode ran 10-40% faster with four (docs/benchmarks.md, session 24). LMF_DECODE_STREAMS=1..4 in the environment overrides the vendor's choice (read once), as does
- * lmf_decode_streams_set(n) (0: back to the vendor's). Results do not depend on it: a row's sums run in the same
+ * two or more only ~15-16 (bench_quant --quick). An AMD EPYC Zen 1 (family 23) reads like the Intel ones (one
+ * stream ~10-11 GB/s, four 11-15), and its F16 / F32 decode ran 1.05-1.5x faster with four (docs/benchmarks.md,
+ * session 24). LMF_DECODE_STREAMS=1..4 in the environment overrides the CPU's choice (read once), as does
+ * lmf_decode_streams_set(n) (0: back to the CPU's). Results do not depend on it: a row's sums run in the same
  * order for any number of streams (test_quant). */
 int lmf_decode_streams(void);
 void lmf_decode_streams_set(int n);
