@@ -34,9 +34,8 @@ static float *buf_get(void) { return lmf_thread_scratch(BUF_FLOATS * sizeof(floa
 
 /* ---- packing ------------------------------------------------------------------------------------------------ */
 
-/* Element i of a row of floats, or of bf16 values (b16) widened: the packing reads either. */
-static inline float elem(const void *src, long i, int b16) {
-    if (!b16) return ((const float *)src)[i];
+/* Element i of a row of bf16 values, widened to the float it stands for (the packing reads floats or these). */
+static inline float widen(const void *src, long i) {
     uint32_t u = (uint32_t)((const uint16_t *)src)[i] << 16;
     float f;
     memcpy(&f, &u, sizeof f);
@@ -48,7 +47,7 @@ static void pack_cont(float *restrict dst, const void *restrict src, int b16, lo
     for (int k = 0; k < kc; k++, dst += W) {
         int r = 0;
         if (b16)
-            for (; r < w; r++) dst[r] = elem(src, (long)k * ld + r, 1);
+            for (; r < w; r++) dst[r] = widen(src, (long)k * ld + r);
         else
             for (; r < w; r++) dst[r] = ((const float *)src)[(long)k * ld + r];
         for (; r < W; r++) dst[r] = 0.0f;
@@ -62,7 +61,7 @@ static void pack_trans(float *restrict dst, const void *restrict src, int b16, l
         if (r >= w)
             for (int k = 0; k < kc; k++) dst[(long)k * W + r] = 0.0f;
         else if (b16)
-            for (int k = 0; k < kc; k++) dst[(long)k * W + r] = elem(src, s + k, 1);
+            for (int k = 0; k < kc; k++) dst[(long)k * W + r] = widen(src, s + k);
         else
             for (int k = 0; k < kc; k++) dst[(long)k * W + r] = ((const float *)src)[s + k];
     }
