@@ -3,8 +3,9 @@
  *
  *   bench_multirow [COLS...]     (default: 1 4 8 12 16 32)
  *
- * For Q8_0, Q4_0 and Q4_1 on SmolLM2-135M's two widest shapes (1536 x 576: gate / up; 576 x 1536: down), one
- * thread, the AVX-512 table's R16 kernel (lmf_qmatvec_r16_ops) against the AMX-INT8 tile kernel
+ * For Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 (where the table has their R16 kernels) on SmolLM2-135M's two widest shapes (1536 x 576: gate / up; 576 x 1536: down), one
+ * thread, the SIMD table's R16 kernel (lmf_qmatvec_r16_ops: AVX-512, or AVX2 where the CPU has no AVX-512) against
+ * the AMX-INT8 tile kernel
  * (lmf_qmatvec_r16_amx, where lmf_cpu_amx_int8()): microseconds per call and G multiply-adds per second, each the
  * best of 7 repetitions of 20 calls on the same matrix (it stays in L2: the kernels' arithmetic is what is compared,
  * not the memory). The two give the same bits (test_quant), so the ratio is the whole story; lmf_qmatvec_r16 takes
@@ -20,9 +21,10 @@
 
 typedef void (*kernel)(uint32_t, int, int, const void *, size_t, int, const void *, size_t, float *, int);
 
-static void avx512(uint32_t type, int n, int rows, const void *W, size_t rb, int cols, const void *x, size_t xb,
-                   float *y, int ldy) {
-    lmf_qmatvec_r16_ops(&lmf_quant_avx512, type, n, rows, W, rb, cols, x, xb, y, ldy);
+static const lmf_quant_ops *simd; /* the widest SIMD table this CPU runs */
+static void simd_r16(uint32_t type, int n, int rows, const void *W, size_t rb, int cols, const void *x, size_t xb,
+                     float *y, int ldy) {
+    lmf_qmatvec_r16_ops(simd, type, n, rows, W, rb, cols, x, xb, y, ldy);
 }
 
 static double best_seconds(kernel k, uint32_t type, int n, int rows, const void *P, size_t rb, int cols,
@@ -48,19 +50,23 @@ int main(int argc, char **argv) {
     for (int f = 0; f < LMF_CPU_FEATURE_COUNT; f++)
         if (lmf_cpu_has((lmf_cpu_feature)f)) printf(" %s", lmf_cpu_feature_name((lmf_cpu_feature)f));
     printf("\n");
-    if (!lmf_quant_variant(LMF_ISA_AVX512)) {
-        printf("bench_multirow: no AVX-512 R16 kernel on this CPU\n");
+    simd = lmf_quant_variant(LMF_ISA_AVX512);
+    if (!simd) simd = lmf_quant_variant(LMF_ISA_AVX2);
+    if (!simd) {
+        printf("bench_multirow: no SIMD R16 kernel on this CPU (neither AVX-512 nor AVX2)\n");
         return 0;
     }
     int amx = lmf_cpu_amx_int8();
-    if (!amx) printf("(no AMX-INT8 tiles here, or LMF_ISA turned them off: the AVX-512 column only)\n");
-    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1};
+    if (!amx) printf("(no AMX-INT8 tiles here, or LMF_ISA turned them off: the %s column only)\n", simd->name);
+    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1};
     static const int shapes[][2] = {{1536, 576}, {576, 1536}};
-    printf("\n| type | rows x n | columns | AVX-512 us | AVX-512 GMAC/s | AMX us | AMX GMAC/s | AMX / AVX-512 |\n");
+    printf("\n| type | rows x n | columns | %s us | %s GMAC/s | AMX us | AMX GMAC/s | AMX / %s |\n", simd->name,
+           simd->name, simd->name);
     printf("|---|---|---|---|---|---|---|---|\n");
-    for (int t = 0; t < 3; t++)
+    for (int t = 0; t < 5; t++)
         for (int s = 0; s < 2; s++) {
             uint32_t type = types[t];
+            if (!lmf_r16_has_kernel(simd, type)) continue;
             int rows = shapes[s][0], n = shapes[s][1];
             uint32_t qk, bs;
             lmf_ggml_type_block(type, &qk, &bs);
@@ -79,10 +85,10 @@ int main(int argc, char **argv) {
             for (int c = 0; c < 32; c++) lmf_qinput_convert(type, xf + (size_t)c * n, n, x + (size_t)c * xb);
             for (int i = 0; i < nc; i++) {
                 int C = cols[i] < 1 ? 1 : cols[i] > 32 ? 32 : cols[i];
-                double macs = (double)rows * n * C, ta = best_seconds(avx512, type, n, rows, P, rb, C, x, xb, y);
+                double macs = (double)rows * n * C, ta = best_seconds(simd_r16, type, n, rows, P, rb, C, x, xb, y);
                 printf("| %s | %d x %d | %d | %.1f | %.1f |", lmf_ggml_type_name(type), rows, n, C, ta * 1e6,
                        macs / ta * 1e-9);
-                if (amx) {
+                if (amx && type != LMF_GGML_Q5_0 && type != LMF_GGML_Q5_1) {
                     double tt = best_seconds(lmf_qmatvec_r16_amx, type, n, rows, P, rb, C, x, xb, y);
                     printf(" %.1f | %.1f | %.2fx |\n", tt * 1e6, macs / tt * 1e-9, ta / tt);
                 } else {

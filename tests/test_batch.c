@@ -2,7 +2,8 @@
  * logits it gets when evaluated alone.
  *
  * Models: the tiny GGUF llama and gpt2 (their tensors cover Q8_0, Q4_0, Q4_1, F16, BF16, F32), the Hugging Face
- * llama (GQA, F32), gpt2 and OPT (F16) fixtures, and SmolLM2-135M (Q4_1) when it is present. The pool's blocks hold
+ * llama (GQA, F32), gpt2 and OPT (F16) fixtures, and SmolLM2-135M (Q4_1, and re-quantized to Q5_0 and Q5_1, whose
+ * R16 kernels exist in some variant tables only) when it is present. The pool's blocks hold
  * 16 positions, so sequences span several blocks and block boundaries fall inside attention stretches.
  *
  * Each step of the batch is compared with the same tokens evaluated alone (a session in a pool of its own with the
@@ -16,8 +17,12 @@
 #include "test_util.h"
 
 #include "lmforge.h"
+#include "core/dtype.h"
+#include "kernels/quant.h"
+#include "model/export.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #define FIX LMF_SOURCE_DIR "/tests/reference/fixtures/"
 #define NSEQ 3
@@ -170,10 +175,53 @@ static void test_smollm2(void **state) {
     check_both(path);
 }
 
+/* SmolLM2 written as Q5_0 / Q5_1 (the quantized formats of llama.cpp's Q4_K_M / Q5_K_M files): batch invariance on
+ * their decode kernels (R16 where this CPU's table has them), and the decode path (one token a call: int16
+ * activations against the 5-bit weights) within 1e-3 of the prefill path (fp32 products of the dequantized weights)
+ * over the same 12 tokens: a wrong fifth bit or offset moves logits by far more. */
+static void check_requantized(const char *path, uint32_t type) {
+    lmf_weights *w;
+    if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    char out[64];
+    snprintf(out, sizeof out, "/tmp/lmf_test_batch_%d.gguf", (int)getpid());
+    if (lmf_export_gguf(w, out, type, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_weights_free(w);
+    check_model(out, LMF_KV_F32);
+    if (lmf_weights_load(out, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    unlink(out);
+    int V = lmf_weights_config(w)->vocab_size;
+    lmf_session *pre, *dec;
+    assert_int_equal(lmf_session_create(w, 64, &pre), LMF_OK);
+    assert_int_equal(lmf_session_create(w, 64, &dec), LMF_OK);
+    int32_t tok[12];
+    for (int i = 0; i < 12; i++) tok[i] = token(2, i, V);
+    const float *a, *b = NULL;
+    if (lmf_session_eval(pre, tok, 12, 0, &a) != LMF_OK) fail_msg("%s", lmf_last_error());
+    for (int i = 0; i < 12; i++)
+        if (lmf_session_eval(dec, tok + i, 1, 0, &b) != LMF_OK) fail_msg("%s", lmf_last_error());
+    double e = rel_err(b, a, V);
+    printf("SmolLM2 as %s (R16: %s): decode vs prefill logits within %.2g\n", lmf_ggml_type_name(type),
+           lmf_r16_supported(type, 576, 576) ? "yes" : "no", e);
+    if (!(e <= 1e-3)) fail_msg("SmolLM2 as %s: decode vs prefill relative error %.3g", lmf_ggml_type_name(type), e);
+    lmf_session_free(pre), lmf_session_free(dec);
+    lmf_weights_free(w);
+}
+
+static void test_smollm2_q5(void **state) {
+    const char *path = getenv("LMF_SMOLLM2_GGUF");
+    if (!path) path = LMF_BINARY_DIR "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    FILE *f = fopen(path, "rb");
+    if (!f) skip();
+    fclose(f);
+    check_requantized(path, LMF_GGML_Q5_0);
+    check_requantized(path, LMF_GGML_Q5_1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_llama), cmocka_unit_test(test_tiny_gpt2), cmocka_unit_test(test_hf_llama),
         cmocka_unit_test(test_hf_gpt2),    cmocka_unit_test(test_hf_opt),    cmocka_unit_test(test_smollm2),
+        cmocka_unit_test(test_smollm2_q5),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -212,13 +212,13 @@ static void check_r16(uint32_t type, int n, int nrows, int ncols) {
     size_t rb = row_bytes(type, n);
     uint8_t *W = malloc(rb * (size_t)nrows), *P = malloc(rb * (size_t)nrows);
     for (int r = 0; r < nrows; r++) make_row(type, n, W + (size_t)r * rb, (unsigned)(77 * n + 13 * r + type));
-    assert_true(lmf_r16_supported(type, nrows, n));
+    assert_true(lmf_r16_format(type, nrows, n));
     for (int g = 0; g < nrows / 16; g++) lmf_r16_pack(type, n, W + (size_t)g * 16 * rb, rb, P + (size_t)g * 16 * rb);
     /* both readers give lmf_dequant_ref's floats bit for bit */
     float *ref = malloc(sizeof(float) * (size_t)n), *got = malloc(sizeof(float) * (size_t)n);
     float *t = malloc(sizeof(float) * (size_t)n * 19);
     for (int g = 0; g < nrows / 16; g++) {
-        lmf_r16_dequant_t(type, n, P + (size_t)g * 16 * rb, t, 19);
+        lmf_r16_dequant_t_ref(type, n, P + (size_t)g * 16 * rb, t, 19);
         for (int j = 0; j < 16; j++) {
             lmf_dequant_ref(type, W + (size_t)(16 * g + j) * rb, ref, (size_t)n);
             lmf_r16_dequant_row(type, n, P + (size_t)g * 16 * rb, j, got);
@@ -231,6 +231,7 @@ static void check_r16(uint32_t type, int n, int nrows, int ncols) {
                              16 * g + j, k, t[(size_t)k * 19 + j], ref[k]);
         }
         for (int v = 0; v < n_variants; v++) { /* each table's k-major reader, the gaps of ld untouched */
+            if (!lmf_r16_has_kernel(variants[v], type)) continue;
             float *tv = malloc(sizeof(float) * (size_t)n * 19);
             for (size_t i = 0; i < (size_t)n * 19; i++) tv[i] = SENTINEL;
             variants[v]->dequant_r16(type, n, P + (size_t)g * 16 * rb, tv, 19);
@@ -254,6 +255,7 @@ static void check_r16(uint32_t type, int n, int nrows, int ncols) {
     float *yref = malloc(sizeof(float) * ny), *y = malloc(sizeof(float) * ny), *xcol = malloc(sizeof(float) * (size_t)n);
     lmf_qmatvec_ops(&lmf_quant_ref, LMF_QACT_INT16, type, n, nrows, W, rb, ncols, x, xb, yref, ldy);
     for (int v = 0; v < n_variants; v++) {
+        if (!lmf_r16_has_kernel(variants[v], type)) continue;
         for (size_t i = 0; i < ny; i++) y[i] = SENTINEL;
         lmf_qmatvec_r16_ops(variants[v], type, n, nrows, P, rb, ncols, x, xb, y, ldy);
         for (int c = 0; c < ncols; c++) {
@@ -271,18 +273,27 @@ static void check_r16(uint32_t type, int n, int nrows, int ncols) {
             for (int r = nrows; r < ldy; r++)
                 if (y[(size_t)c * ldy + r] != SENTINEL) fail_msg("%s R16: wrote outside the rows", variants[v]->name);
         }
+        /* a column's bits do not depend on the columns beside it (the server's batch invariance) */
+        for (int c = 0; c < ncols && ncols > 1; c++) {
+            float *one = malloc(sizeof(float) * (size_t)nrows);
+            lmf_qmatvec_r16_ops(variants[v], type, n, nrows, P, rb, 1, x + c * xb, xb, one, nrows);
+            if (memcmp(one, y + (size_t)c * ldy, sizeof(float) * (size_t)nrows))
+                fail_msg("%s R16 %s n=%d nrows=%d: column %d of %d differs from the column alone", variants[v]->name,
+                         lmf_ggml_type_name(type), n, nrows, c, ncols);
+            free(one);
+        }
     }
     free(W), free(P), free(ref), free(got), free(t), free(xf), free(x), free(yref), free(y), free(xcol);
 }
 
 static void test_r16(void **state) {
     (void)state;
-    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1};
+    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1};
     static const int ns[] = {32, 96, 576, 1536};
     /* 1, 2, 3 and 7 groups: the kernels' streams (quant.h) get runs of equal, unequal and no length */
     static const int rows[] = {16, 32, 48, 112};
     static const int cols[] = {1, 2, 3, 4, 5, 8, 9};
-    for (int t = 0; t < 3; t++)
+    for (int t = 0; t < 5; t++)
         for (int i = 0; i < 4; i++)
             for (int ri = 0; ri < 4; ri++)
                 for (int ci = 0; ci < 7; ci++)
@@ -290,7 +301,12 @@ static void test_r16(void **state) {
     assert_false(lmf_r16_supported(LMF_GGML_Q4_1, 24, 576));
     assert_false(lmf_r16_supported(LMF_GGML_Q4_1, 32, 48));
     assert_false(lmf_r16_supported(LMF_GGML_F16, 32, 576));
-    assert_false(lmf_r16_supported(LMF_GGML_Q5_0, 32, 576));
+    assert_false(lmf_r16_format(LMF_GGML_Q4_K, 32, 576));
+    assert_true(lmf_r16_supported(LMF_GGML_Q4_1, 32, 576));
+    /* Q5_x are repacked only where the chosen table has their R16 kernels (not the AVX-512 one yet) */
+    assert_true(lmf_r16_format(LMF_GGML_Q5_0, 32, 576));
+    assert_int_equal(lmf_r16_supported(LMF_GGML_Q5_0, 32, 576), lmf_quant()->q5_0_r16 != NULL);
+    assert_int_equal(lmf_r16_supported(LMF_GGML_Q5_1, 32, 576), lmf_quant()->q5_1_r16 != NULL);
 }
 
 /* ---- R16 on AMX-INT8 tiles: the AVX-512 kernel's bits for any number of columns (batch invariance) ------------ */
@@ -351,9 +367,9 @@ static void test_r16_amx(void **state) {
 
 static void test_decode_streams(void **state) {
     (void)state;
-    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_1, LMF_GGML_F16, LMF_GGML_F32};
+    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_F16, LMF_GGML_F32};
     int n = 576, nrows = 112; /* 7 R16 groups: runs of unequal length for 2, 3 and 4 streams */
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < 5; t++) {
         uint32_t type = types[t];
         int r16 = type != LMF_GGML_F16 && type != LMF_GGML_F32;
         size_t rb = row_bytes(type, n), xb = lmf_qinput_bytes_act(LMF_QACT_INT16, type, n);
@@ -369,7 +385,8 @@ static void test_decode_streams(void **state) {
             for (int s = 1; s <= 4; s++) {
                 lmf_decode_streams_set(s);
                 float *out = s == 1 ? y1 : y;
-                if (r16) lmf_qmatvec_r16_ops(variants[v], type, n, nrows, P, rb, 1, x, xb, out, nrows);
+                if (r16 && lmf_r16_has_kernel(variants[v], type))
+                    lmf_qmatvec_r16_ops(variants[v], type, n, nrows, P, rb, 1, x, xb, out, nrows);
                 else lmf_qmatvec_ops(variants[v], LMF_QACT_INT16, type, n, nrows, W, rb, 1, x, xb, out, nrows);
                 if (s > 1 && memcmp(y, y1, sizeof(float) * (size_t)nrows))
                     fail_msg("%s %s: %d read streams give other bits than one", variants[v]->name,

@@ -142,13 +142,22 @@ int lmf_quantize_supported(uint32_t type);
  *   Q8_0 544 B: d[16] (fp16, d[j] = row j's scale), then 16 pair chunks of 32 B: byte 2j + e of chunk p is row j's
  *               element 2p + e (int8);
  *   Q4_0 288 B: d[16], then 4 nibble chunks of 64 B;
- *   Q4_1 320 B: d[16], m[16], then 4 nibble chunks of 64 B.
- * In nibble chunk c, little-endian 32-bit word j holds row j's elements 8c .. 8c + 7 (the raw 4-bit q): element
+ *   Q4_1 320 B: d[16], m[16], then 4 nibble chunks of 64 B;
+ *   Q5_0 352 B: d[16], 16 fifth-bit words (64 B), then 4 nibble chunks of 64 B;
+ *   Q5_1 384 B: d[16], m[16], 16 fifth-bit words, then 4 nibble chunks of 64 B.
+ * In nibble chunk c, little-endian 32-bit word j holds row j's elements 8c .. 8c + 7 (the low 4 bits of q): element
  * 8c + e sits at bit 4 (e / 2) for even e and at bit 16 + 4 (e / 2) for odd e, so masking (w >> 4i) with 0x000F000F
  * gives the 16-bit pairs (8c + 2i, 8c + 2i + 1) that vpdpwssd / vpmaddwd multiply with the activation's int16 pair
- * 4c + i (lmf_block_q16a.qs is read as 16 such pairs). A matrix of rows % 16 == 0 is rows / 16 groups, one after
- * the other (group g at 16 g row_bytes). */
-/* 1 if a rows x n matrix of `type` can be held in R16 groups (Q8_0/Q4_0/Q4_1, rows % 16 == 0, n % 32 == 0) */
+ * 4c + i (lmf_block_q16a.qs is read as 16 such pairs). Fifth-bit word j holds row j's 32 fifth bits in the same
+ * pairing: element 8c + e's at bit 4 (e / 2) + c for even e and 16 + 4 (e / 2) + c for odd e, so shifting the word
+ * by 4i + c - 4 (right; left when negative) puts pair (8c + 2i, 8c + 2i + 1)'s bits at bits 4 and 20, where they
+ * mask to the 16 they add to each half word. A matrix of rows % 16 == 0 is rows / 16 groups, one after the other
+ * (group g at 16 g row_bytes). */
+/* 1 if a rows x n matrix of `type` fits the layout (Q8_0/Q4_0/Q4_1/Q5_0/Q5_1, rows % 16 == 0, n % 32 == 0) */
+int lmf_r16_format(uint32_t type, int rows, int n);
+/* 1 if it fits and this CPU's table (lmf_quant()) has an R16 kernel for the type: what the executor repacks. Q5_0
+ * and Q5_1 have R16 kernels in the reference and AVX2 tables only so far; the AVX-512 table keeps them in ggml rows
+ * (its row-major kernels), which is also why the AMX tiles never see them. */
 int lmf_r16_supported(uint32_t type, int rows, int n);
 /* 16 ggml rows of n elements (row_bytes apart) -> one group at dst (16 row_bytes bytes; dst != src) */
 void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void *dst);
@@ -218,12 +227,13 @@ typedef struct {
     lmf_qmatvec_fn q8_0_i8, q4_0_i8, q4_1_i8;  /* against lmf_block_q8a columns (LMF_QACT=int8) */
     lmf_qmatvec_fn f32, f16, bf16;             /* against fp32 columns */
     lmf_qmatvec_fn q8_0_r16, q4_0_r16, q4_1_r16; /* R16 groups against lmf_block_q16a columns (lmf_qmatvec_r16) */
+    lmf_qmatvec_fn q5_0_r16, q5_1_r16;           /* the same, NULL where the table has none (lmf_r16_supported) */
     /* fp32 row (n % 32 == 0) -> n / 32 activation blocks; bit-exact with the reference */
     void (*quantize_q16a)(const float *x, int n, lmf_block_q16a *out);
     void (*quantize_q8a)(const float *x, int n, lmf_block_q8a *out);
     /* dequantization of whole blocks; types the variant does not accelerate go to lmf_dequant_ref */
     void (*dequant)(uint32_t type, const void *src, float *dst, size_t n);
-    /* lmf_r16_dequant_t (Q8_0/Q4_0/Q4_1 groups, k-major), bit-exact with the reference */
+    /* lmf_r16_dequant_t (groups of the types it has R16 kernels for, k-major), bit-exact with the reference */
     void (*dequant_r16)(uint32_t type, int n, const void *group, float *dst, size_t ld);
 } lmf_quant_ops;
 
@@ -238,6 +248,12 @@ void lmf_r16_q4_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, con
                       int ldy);
 void lmf_r16_q4_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                       int ldy);
+void lmf_r16_q5_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy);
+void lmf_r16_q5_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy);
+/* 1 if the table has an R16 kernel (and k-major reader) for the type */
+int lmf_r16_has_kernel(const lmf_quant_ops *ops, uint32_t type);
 
 /* the entry points through a given table and activation format (tests and benchmarks compare variants and formats
  * with them); act only matters for Q8_0/Q4_0/Q4_1 */

@@ -590,13 +590,28 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
  * (the group, at most a few tens of KB, is still in L1/L2 for the second half); vpmaddwd + vpaddd replace
  * vpdpwssd. Up to two columns share each unpacked weight vector; with one column two groups from different streams
  * (quant.h) go side by side, block group by block group (16 ymm registers hold no more accumulators); the first
- * pass prefetches as quant_avx512.c does. */
+ * pass prefetches as quant_avx512.c does. Q5_x add the fifth bits (quant.h's shift of the fifth-bit words) to the
+ * nibble pairs as they are unpacked; Q5_0 subtracts its 16 there too (q - 16 is a signed word), so its integer dot
+ * is the reference's and it needs no offset term. */
+static const int r16_gbs[5] = {16 * 34, 16 * 18, 16 * 20, 16 * 22, 16 * 24}; /* by K */
+static const int r16_nib[5] = {32, 32, 64, 96, 128};                        /* nibble chunks' offset, by K */
+
+/* the nibble pair words of chunk ch, step i (v: the chunk's 8 rows), with Q5_x's fifth bits from qh */
+AI __m256i r16_pair(const int K, __m256i v, __m256i qh, int ch, int i) {
+    const __m256i m4 = _mm256_set1_epi32(0x000F000F), b16 = _mm256_set1_epi32(0x00100010);
+    __m256i w = i == 3 ? _mm256_srli_epi16(v, 12) : _mm256_and_si256(i ? _mm256_srli_epi32(v, 4 * i) : v, m4);
+    if (K != K_Q5_0 && K != K_Q5_1) return w;
+    int sh = 4 * i + ch - 4;
+    __m256i h = sh > 0 ? _mm256_srli_epi32(qh, sh) : sh < 0 ? _mm256_slli_epi32(qh, -sh) : qh;
+    if (K == K_Q5_1) return _mm256_or_si256(w, _mm256_and_si256(h, b16));
+    return _mm256_sub_epi16(w, _mm256_andnot_si256(h, b16)); /* q - 16: minus 16 where the fifth bit is clear */
+}
+
 AI void r16_half(const int K, const int NG, const int CB, int nb, const uint8_t *const *G, int h,
                  const lmf_block_q16a *const *xc, float *const *y, int ldy) {
-    const int gbs = 16 * (K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20), qoff = K == K_Q4_1 ? 64 : 32;
+    const int gbs = r16_gbs[K], qoff = r16_nib[K], with_min = K == K_Q4_1 || K == K_Q5_1;
     __m256 acc[2], acc2[2];
     for (int i = 0; i < NG * CB; i++) acc[i] = _mm256_setzero_ps(), acc2[i] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi32(0x000F000F);
     for (int b = 0; b < nb; b++)
         for (int s = 0; s < NG; s++) {
             const uint8_t *g = G[s] + (size_t)b * gbs;
@@ -615,10 +630,13 @@ AI void r16_half(const int K, const int NG, const int CB, int nb, const uint8_t 
                     }
                 }
             } else {
+                __m256i qh = _mm256_setzero_si256();
+                if (K == K_Q5_0 || K == K_Q5_1) qh = _mm256_loadu_si256((const __m256i *)(g + qoff - 64 + 32 * h));
+#pragma GCC unroll 4
                 for (int ch = 0; ch < 4; ch++) {
                     __m256i v = _mm256_loadu_si256((const __m256i *)(g + qoff + 64 * ch + 32 * h));
-                    __m256i w0 = _mm256_and_si256(v, m4), w1 = _mm256_and_si256(_mm256_srli_epi32(v, 4), m4);
-                    __m256i w2 = _mm256_and_si256(_mm256_srli_epi32(v, 8), m4), w3 = _mm256_srli_epi16(v, 12);
+                    __m256i w0 = r16_pair(K, v, qh, ch, 0), w1 = r16_pair(K, v, qh, ch, 1);
+                    __m256i w2 = r16_pair(K, v, qh, ch, 2), w3 = r16_pair(K, v, qh, ch, 3);
                     for (int c = 0; c < CB; c++) {
                         const int32_t *xp = (const int32_t *)xc[c][b].qs + 4 * ch;
                         d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])));
@@ -629,17 +647,18 @@ AI void r16_half(const int K, const int NG, const int CB, int nb, const uint8_t 
                 }
             }
             __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
-            __m256 mw = K == K_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h))) : dw;
+            __m256 mw = with_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h))) : dw;
             for (int c = 0; c < CB; c++) {
                 __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(d0[c], d1[c]));
                 acc[s * CB + c] = _mm256_fmadd_ps(dot, _mm256_mul_ps(dw, _mm256_set1_ps(xc[c][b].d)), acc[s * CB + c]);
-                if (K != K_Q8_0) acc2[s * CB + c] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xc[c][b].s), acc2[s * CB + c]);
+                if (K == K_Q4_0 || with_min)
+                    acc2[s * CB + c] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xc[c][b].s), acc2[s * CB + c]);
             }
         }
     for (int s = 0; s < NG; s++)
         for (int c = 0; c < CB; c++) {
             __m256 a = acc[s * CB + c], a2 = acc2[s * CB + c];
-            __m256 r = K == K_Q4_1   ? _mm256_add_ps(a, a2)
+            __m256 r = with_min      ? _mm256_add_ps(a, a2)
                        : K == K_Q4_0 ? _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), a2, a)
                                      : a;
             _mm256_storeu_ps(y[s] + (size_t)c * ldy + 8 * h, r);
@@ -682,12 +701,20 @@ AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncol
 R16MV(q8_0, K_Q8_0)
 R16MV(q4_0, K_Q4_0)
 R16MV(q4_1, K_Q4_1)
+R16MV(q5_0, K_Q5_0)
+R16MV(q5_1, K_Q5_1)
 
 /* k-major fp32 of a group, one 8-row half at a time (as quant_avx512.c's dequant_r16) */
 static void dequant_r16(uint32_t type, int n, const void *group, float *dst, size_t ld) {
-    const int K = type == LMF_GGML_Q8_0 ? K_Q8_0 : type == LMF_GGML_Q4_0 ? K_Q4_0 : K_Q4_1;
-    const int gbs = 16 * (K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20), qoff = K == K_Q4_1 ? 64 : 32;
-    const __m256i m4 = _mm256_set1_epi32(0x0f), eight = _mm256_set1_epi32(8);
+    const int K = type == LMF_GGML_Q8_0   ? K_Q8_0
+                  : type == LMF_GGML_Q4_0 ? K_Q4_0
+                  : type == LMF_GGML_Q4_1 ? K_Q4_1
+                  : type == LMF_GGML_Q5_0 ? K_Q5_0
+                                          : K_Q5_1;
+    const int gbs = r16_gbs[K], qoff = r16_nib[K], with_min = K == K_Q4_1 || K == K_Q5_1;
+    const int fifth = K == K_Q5_0 || K == K_Q5_1;
+    const __m256i m4 = _mm256_set1_epi32(0x0f), one = _mm256_set1_epi32(1);
+    const __m256i off = _mm256_set1_epi32(K == K_Q5_0 ? 16 : 8);
     for (int b = 0; b < n / 32; b++)
         for (int h = 0; h < 2; h++) {
             const uint8_t *g = (const uint8_t *)group + (size_t)b * gbs;
@@ -702,14 +729,18 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
                 }
                 continue;
             }
-            __m256 m = K == K_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h))) : d;
+            __m256 m = with_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h))) : d;
+            __m256i qh = fifth ? _mm256_loadu_si256((const __m256i *)(g + qoff - 64 + 32 * h)) : _mm256_setzero_si256();
             for (int c = 0; c < 4; c++) {
                 __m256i v = _mm256_loadu_si256((const __m256i *)(g + qoff + 64 * c + 32 * h));
                 for (int e = 0; e < 8; e++) {
                     __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1)), m4);
+                    if (fifth) /* quant.h: element 8c + e's fifth bit at 16 (e & 1) + 4 (e / 2) + c */
+                        q = _mm256_or_si256(q, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(
+                                                   qh, ((e & 1) ? 16 : 0) + 4 * (e >> 1) + c), one), 4));
                     float *row = o + (size_t)(8 * c + e) * ld;
-                    if (K == K_Q4_0) _mm256_storeu_ps(row, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, eight)), d));
-                    else _mm256_storeu_ps(row, _mm256_add_ps(rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d)), m));
+                    if (with_min) _mm256_storeu_ps(row, _mm256_add_ps(rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d)), m));
+                    else _mm256_storeu_ps(row, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, off)), d));
                 }
             }
         }
@@ -722,6 +753,7 @@ const lmf_quant_ops lmf_quant_avx2 = {
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,
+    .q5_0_r16 = q5_0_r16, .q5_1_r16 = q5_1_r16,
     .dequant_r16 = dequant_r16,
     .quantize_q16a = quantize_q16a,
     .quantize_q8a = quantize_q8a,

@@ -17,12 +17,32 @@ static int r16_block_bytes(uint32_t type) {
     case LMF_GGML_Q8_0: return 34;
     case LMF_GGML_Q4_0: return 18;
     case LMF_GGML_Q4_1: return 20;
+    case LMF_GGML_Q5_0: return 22;
+    case LMF_GGML_Q5_1: return 24;
     default: return 0;
     }
 }
 
-int lmf_r16_supported(uint32_t type, int rows, int n) {
+/* the table's R16 kernel for a type (NULL: that table keeps the type in ggml rows) */
+static lmf_qmatvec_fn r16_kernel(const lmf_quant_ops *ops, uint32_t type) {
+    switch (type) {
+    case LMF_GGML_Q8_0: return ops->q8_0_r16;
+    case LMF_GGML_Q4_0: return ops->q4_0_r16;
+    case LMF_GGML_Q4_1: return ops->q4_1_r16;
+    case LMF_GGML_Q5_0: return ops->q5_0_r16;
+    case LMF_GGML_Q5_1: return ops->q5_1_r16;
+    default: return NULL;
+    }
+}
+
+int lmf_r16_format(uint32_t type, int rows, int n) {
     return r16_block_bytes(type) && rows > 0 && rows % 16 == 0 && n > 0 && n % LMF_QK == 0;
+}
+
+int lmf_r16_has_kernel(const lmf_quant_ops *ops, uint32_t type) { return r16_kernel(ops, type) != NULL; }
+
+int lmf_r16_supported(uint32_t type, int rows, int n) {
+    return lmf_r16_format(type, rows, n) && lmf_r16_has_kernel(lmf_quant(), type);
 }
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
@@ -33,10 +53,15 @@ static void wr32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> 8 * i);
 }
 
+static int has_min(uint32_t type) { return type == LMF_GGML_Q4_1 || type == LMF_GGML_Q5_1; }
+static int has_fifth(uint32_t type) { return type == LMF_GGML_Q5_0 || type == LMF_GGML_Q5_1; }
 /* bit position of element 8c + e inside nibble word j of chunk c */
 static int nib_shift(int e) { return (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1); }
-/* byte offset of the nibble chunks inside a block group */
-static int nib_offset(uint32_t type) { return type == LMF_GGML_Q4_1 ? 64 : 32; }
+/* bit position of element 8c + e's fifth bit inside fifth-bit word j (quant.h) */
+static int fifth_shift(int c, int e) { return ((e & 1) ? 16 : 0) + 4 * (e >> 1) + c; }
+/* byte offsets inside a block group: the fifth-bit words (Q5_x), then the nibble chunks */
+static int qh_offset(uint32_t type) { return has_min(type) ? 64 : 32; }
+static int nib_offset(uint32_t type) { return qh_offset(type) + (has_fifth(type) ? 64 : 0); }
 
 void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void *dst) {
     int bsz = r16_block_bytes(type), nb = n / LMF_QK;
@@ -52,31 +77,37 @@ void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void 
                 for (int k = 0; k < 32; k++) g[32 + 32 * (k / 2) + 2 * j + (k & 1)] = blk[2 + k];
                 continue;
             }
-            if (type == LMF_GGML_Q4_1) memcpy(g + 32 + 2 * j, blk + 2, 2); /* m */
-            const uint8_t *qs = blk + (type == LMF_GGML_Q4_1 ? 4 : 2);
+            if (has_min(type)) memcpy(g + 32 + 2 * j, blk + 2, 2); /* m */
+            const uint8_t *qs = blk + 2 + (has_min(type) ? 2 : 0) + (has_fifth(type) ? 4 : 0);
+            uint32_t qh = has_fifth(type) ? rd32(blk + 2 + (has_min(type) ? 2 : 0)) : 0, fifth = 0;
             for (int c = 0; c < 4; c++) {
                 uint32_t word = 0;
                 for (int e = 0; e < 8; e++) {
                     int k = 8 * c + e;
                     uint32_t q = k < 16 ? qs[k] & 0x0f : qs[k - 16] >> 4;
                     word |= q << nib_shift(e);
+                    fifth |= (qh >> k & 1) << fifth_shift(c, e);
                 }
                 wr32(g + nib_offset(type) + 64 * c + 4 * j, word);
             }
+            if (has_fifth(type)) wr32(g + qh_offset(type) + 4 * j, fifth);
         }
     }
 }
 
-/* element k of row j in block group g: the integer q (before ggml's "- 8" for Q4_0) */
+/* element k of row j in block group g: the integer q (before ggml's "- 8" / "- 16" for Q4_0 / Q5_0) */
 static int r16_q(uint32_t type, const uint8_t *g, int j, int k) {
     if (type == LMF_GGML_Q8_0) return (int8_t)g[32 + 32 * (k / 2) + 2 * j + (k & 1)];
-    return (int)(rd32(g + nib_offset(type) + 64 * (k / 8) + 4 * j) >> nib_shift(k % 8)) & 0x0f;
+    int q = (int)(rd32(g + nib_offset(type) + 64 * (k / 8) + 4 * j) >> nib_shift(k % 8)) & 0x0f;
+    if (has_fifth(type)) q |= (int)(rd32(g + qh_offset(type) + 4 * j) >> fifth_shift(k / 8, k % 8) & 1) << 4;
+    return q;
 }
 
 /* one element exactly as lmf_dequant_ref computes it */
 static float r16_value(uint32_t type, int q, float d, float m) {
     if (type == LMF_GGML_Q8_0) return (float)q * d;
     if (type == LMF_GGML_Q4_0) return (float)(q - 8) * d;
+    if (type == LMF_GGML_Q5_0) return (float)(q - 16) * d;
     float t = (float)q * d;
     return t + m;
 }
@@ -86,7 +117,7 @@ void lmf_r16_dequant_row(uint32_t type, int n, const void *group, int j, float *
     LMF_CHECK(bsz && j >= 0 && j < 16);
     const uint8_t *g = group;
     for (int b = 0; b < nb; b++, g += 16 * bsz, dst += 32) {
-        float d = lmf_f16_to_f32(rd16(g + 2 * j)), m = type == LMF_GGML_Q4_1 ? lmf_f16_to_f32(rd16(g + 32 + 2 * j)) : 0;
+        float d = lmf_f16_to_f32(rd16(g + 2 * j)), m = has_min(type) ? lmf_f16_to_f32(rd16(g + 32 + 2 * j)) : 0;
         for (int k = 0; k < 32; k++) dst[k] = r16_value(type, r16_q(type, g, j, k), d, m);
     }
 }
@@ -99,56 +130,38 @@ void lmf_r16_dequant_t_ref(uint32_t type, int n, const void *group, float *dst, 
     for (int b = 0; b < nb; b++, g += 16 * bsz) {
         for (int j = 0; j < 16; j++) {
             d[j] = lmf_f16_to_f32(rd16(g + 2 * j));
-            m[j] = type == LMF_GGML_Q4_1 ? lmf_f16_to_f32(rd16(g + 32 + 2 * j)) : 0.0f;
+            m[j] = has_min(type) ? lmf_f16_to_f32(rd16(g + 32 + 2 * j)) : 0.0f;
         }
         float *o = dst + (size_t)b * 32 * ld;
-        if (type == LMF_GGML_Q8_0) {
-            for (int k = 0; k < 32; k++) {
-                const int8_t *q = (const int8_t *)(g + 32 + 32 * (k / 2) + (k & 1));
-                for (int j = 0; j < 16; j++) o[(size_t)k * ld + j] = (float)q[2 * j] * d[j];
-            }
-            continue;
-        }
-        for (int c = 0; c < 4; c++) {
-            uint32_t w[16];
-            memcpy(w, g + nib_offset(type) + 64 * c, sizeof w); /* little-endian host (x86) */
-            for (int e = 0; e < 8; e++) {
-                int sh = nib_shift(e);
-                float *row = o + (size_t)(8 * c + e) * ld;
-                if (type == LMF_GGML_Q4_0)
-                    for (int j = 0; j < 16; j++) row[j] = (float)((int)((w[j] >> sh) & 0x0f) - 8) * d[j];
-                else
-                    for (int j = 0; j < 16; j++) {
-                        float t = (float)(int)((w[j] >> sh) & 0x0f) * d[j];
-                        row[j] = t + m[j];
-                    }
-            }
-        }
+        for (int k = 0; k < 32; k++)
+            for (int j = 0; j < 16; j++) o[(size_t)k * ld + j] = r16_value(type, r16_q(type, g, j, k), d[j], m[j]);
     }
 }
 
 void lmf_r16_dequant_t(uint32_t type, int n, const void *group, float *dst, size_t ld) {
-    LMF_CHECK(r16_block_bytes(type) && n % LMF_QK == 0);
+    LMF_CHECK(r16_block_bytes(type) && n % LMF_QK == 0 && lmf_r16_has_kernel(lmf_quant(), type));
     lmf_quant()->dequant_r16(type, n, group, dst, ld);
 }
 
 /* the arguments of an R16 product: whole groups, and the ggml row size of n elements */
 static void r16_check(uint32_t type, int n, int nrows, size_t row_bytes) {
-    LMF_CHECK(lmf_r16_supported(type, nrows, n) && row_bytes == (size_t)(n / LMF_QK) * r16_block_bytes(type));
+    LMF_CHECK(lmf_r16_format(type, nrows, n) && row_bytes == (size_t)(n / LMF_QK) * r16_block_bytes(type));
 }
 
 void lmf_qmatvec_r16_ops(const lmf_quant_ops *ops, uint32_t type, int n, int nrows, const void *W, size_t row_bytes,
                          int ncols, const void *x, size_t x_col_bytes, float *y, int ldy) {
     if (nrows <= 0 || ncols <= 0) return;
     r16_check(type, n, nrows, row_bytes);
-    lmf_qmatvec_fn f = type == LMF_GGML_Q8_0 ? ops->q8_0_r16 : type == LMF_GGML_Q4_0 ? ops->q4_0_r16 : ops->q4_1_r16;
+    lmf_qmatvec_fn f = r16_kernel(ops, type);
+    LMF_CHECK(f);
     f(n, nrows, W, row_bytes, ncols, x, x_col_bytes, y, ldy);
 }
 
 void lmf_qmatvec_r16(uint32_t type, int n, int nrows, const void *W, size_t row_bytes, int ncols, const void *x,
                      size_t x_col_bytes, float *y, int ldy) {
     const lmf_quant_ops *ops = lmf_quant();
-    if (ncols >= LMF_R16_AMX_COLS && ops == &lmf_quant_avx512 && lmf_cpu_amx_int8() && nrows > 0) {
+    if (ncols >= LMF_R16_AMX_COLS && ops == &lmf_quant_avx512 && lmf_cpu_amx_int8() && nrows > 0 &&
+        (type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1)) {
         r16_check(type, n, nrows, row_bytes);
         lmf_qmatvec_r16_amx(type, n, nrows, W, row_bytes, ncols, x, x_col_bytes, y, ldy);
         return;
@@ -158,10 +171,12 @@ void lmf_qmatvec_r16(uint32_t type, int n, int nrows, const void *W, size_t row_
 
 /* The scalar definition of the R16 product (the reference table's kernels): per block, the exact integer dot of
  * each row with the int16 column, then acc += dot * (d_w d_x) and the min / offset term m_w s_x (Q4_1) or
- * d_w s_x (Q4_0, subtracted 8 times at the end: sum (q - 8) x = sum q x - 8 sum x). */
+ * d_w s_x (Q4_0, subtracted 8 times at the end: sum (q - 8) x = sum q x - 8 sum x). Q5_0's "- 16" stays in the
+ * integer dot (q - 16 is a signed 5-bit value: |dot| <= 32 * 16 * 32767 < 2^24, exact in float too); Q5_1 is Q4_1
+ * with a fifth bit. */
 static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb, int ncols, const void *x,
                        size_t xb, float *y, int ldy) {
-    int bsz = r16_block_bytes(type), nb = n / LMF_QK;
+    int bsz = r16_block_bytes(type), nb = n / LMF_QK, q_offset = type == LMF_GGML_Q5_0 ? 16 : 0;
     for (int r0 = 0; r0 < nrows; r0 += 16) {
         const uint8_t *G = (const uint8_t *)W + (size_t)r0 * rb;
         for (int c = 0; c < ncols; c++) {
@@ -171,15 +186,15 @@ static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb
                 const uint8_t *g = G + (size_t)b * 16 * bsz;
                 for (int j = 0; j < 16; j++) {
                     int32_t dot = 0;
-                    for (int k = 0; k < 32; k++) dot += r16_q(type, g, j, k) * xc[b].qs[k];
+                    for (int k = 0; k < 32; k++) dot += (r16_q(type, g, j, k) - q_offset) * xc[b].qs[k];
                     float dw = lmf_f16_to_f32(rd16(g + 2 * j));
                     acc[j] += (float)dot * (dw * xc[b].d);
-                    if (type == LMF_GGML_Q4_1) acc2[j] += lmf_f16_to_f32(rd16(g + 32 + 2 * j)) * xc[b].s;
+                    if (has_min(type)) acc2[j] += lmf_f16_to_f32(rd16(g + 32 + 2 * j)) * xc[b].s;
                     if (type == LMF_GGML_Q4_0) acc2[j] += dw * xc[b].s;
                 }
             }
             for (int j = 0; j < 16; j++)
-                y[(size_t)c * ldy + r0 + j] = type == LMF_GGML_Q4_1   ? acc[j] + acc2[j]
+                y[(size_t)c * ldy + r0 + j] = has_min(type)           ? acc[j] + acc2[j]
                                               : type == LMF_GGML_Q4_0 ? acc[j] - 8.0f * acc2[j]
                                                                       : acc[j];
         }
@@ -197,4 +212,12 @@ void lmf_r16_q4_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, con
 void lmf_r16_q4_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                       int ldy) {
     r16_mv_ref(LMF_GGML_Q4_1, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+void lmf_r16_q5_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy) {
+    r16_mv_ref(LMF_GGML_Q5_0, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+void lmf_r16_q5_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy) {
+    r16_mv_ref(LMF_GGML_Q5_1, n, nrows, W, rb, ncols, x, xb, y, ldy);
 }

@@ -671,6 +671,7 @@ const lmf_quant_ops lmf_quant_ref = {
     .q8_0_i8 = q8_0_i8, .q4_0_i8 = q4_0_i8, .q4_1_i8 = q4_1_i8,
     .f32 = f32_ref, .f16 = f16_ref, .bf16 = bf16_ref,
     .q8_0_r16 = lmf_r16_q8_0_ref, .q4_0_r16 = lmf_r16_q4_0_ref, .q4_1_r16 = lmf_r16_q4_1_ref,
+    .q5_0_r16 = lmf_r16_q5_0_ref, .q5_1_r16 = lmf_r16_q5_1_ref,
     .dequant_r16 = lmf_r16_dequant_t_ref,
     .quantize_q16a = quantize_q16a_ref,
     .quantize_q8a = quantize_q8a_ref,

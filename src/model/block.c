@@ -6,8 +6,8 @@
  *    except in inference on AMX-INT8 tiles, where R16 groups take the decode path's integer products (LMF_LIN_QINT);
  *  - a few rows (decode): the input rows are converted once (int16 blocks for quantized weights, kernels/quant.h:
  *    int8 blocks as llama.cpp uses cost SmolLM2 2-5% of its logits; int16 keeps them within 3e-4) and every thread
- *    streams its contiguous share of the weight rows (whole 16-row groups) through lmf_qmatvec_r16 (Q8_0/Q4_0/Q4_1,
- *    repacked once by lmf_weights_prepare_decode) or lmf_qmatvec: each weight byte is read once per token and
+ *    streams its contiguous share of the weight rows (whole 16-row groups) through lmf_qmatvec_r16 (Q8_0/Q4_x, Q5_x
+ *    on AVX2, repacked once by lmf_weights_prepare_decode) or lmf_qmatvec: each weight byte is read once per token and
  *    nothing is dequantized to memory.
  * Attention: training over the batch's own keys (kernels/attention.c: probabilities recomputed in backward); prefill
  * per head and block of 64 queries by SGEMM against the transposed K cache; decode split by cached positions
