@@ -3,7 +3,7 @@
  *
  *   bench_multirow [COLS...]     (default: 1 4 8 12 16 32)
  *
- * For Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 (where the table has their R16 kernels) on SmolLM2-135M's two widest shapes (1536 x 576: gate / up; 576 x 1536: down), one
+ * For Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q5_K (where the table has their R16 kernels; the K-quants on down only) on SmolLM2-135M's two widest shapes (1536 x 576: gate / up; 576 x 1536: down), one
  * thread, the SIMD table's R16 kernel (lmf_qmatvec_r16_ops: AVX-512, or AVX2 where the CPU has no AVX-512) against
  * the AMX-INT8 tile kernel
  * (lmf_qmatvec_r16_amx, where lmf_cpu_amx_int8()): microseconds per call and G multiply-adds per second, each the
@@ -58,16 +58,17 @@ int main(int argc, char **argv) {
     }
     int amx = lmf_cpu_amx_int8();
     if (!amx) printf("(no AMX-INT8 tiles here, or LMF_ISA turned them off: the %s column only)\n", simd->name);
-    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1};
+    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0,
+                                     LMF_GGML_Q5_1, LMF_GGML_Q4_K, LMF_GGML_Q5_K};
     static const int shapes[][2] = {{1536, 576}, {576, 1536}};
     printf("\n| type | rows x n | columns | %s us | %s GMAC/s | AMX us | AMX GMAC/s | AMX / %s |\n", simd->name,
            simd->name, simd->name);
     printf("|---|---|---|---|---|---|---|---|\n");
-    for (int t = 0; t < 5; t++)
+    for (int t = 0; t < 7; t++)
         for (int s = 0; s < 2; s++) {
             uint32_t type = types[t];
-            if (!lmf_r16_has_kernel(simd, type)) continue;
             int rows = shapes[s][0], n = shapes[s][1];
+            if (!lmf_r16_has_kernel(simd, type) || !lmf_r16_format(type, rows, n)) continue; /* K: n % 256 */
             uint32_t qk, bs;
             lmf_ggml_type_block(type, &qk, &bs);
             size_t rb = (size_t)n / qk * bs;
@@ -75,8 +76,18 @@ int main(int argc, char **argv) {
             uint8_t *W = malloc(rb * (size_t)rows), *P = malloc(rb * (size_t)rows);
             srand(7);
             for (long i = 0; i < (long)n * 32; i++) xf[i] = (float)(rand() % 2001 - 1000) / 250.0f;
-            for (int r = 0; r < rows; r++)
-                lmf_quantize_row(type, xf + (size_t)(r % 32) * n, W + (size_t)r * rb, (size_t)n);
+            for (int r = 0; r < rows; r++) {
+                uint8_t *row = W + (size_t)r * rb;
+                if (lmf_quantize_supported(type)) {
+                    lmf_quantize_row(type, xf + (size_t)(r % 32) * n, row, (size_t)n);
+                    continue;
+                }
+                for (size_t i = 0; i < rb; i++) row[i] = (uint8_t)rand(); /* K-quants: random fields, small scales */
+                for (size_t b = 0; b < rb; b += bs) {
+                    uint16_t d = lmf_f32_to_f16(0.01f), dmin = lmf_f32_to_f16(0.005f);
+                    memcpy(row + b, &d, 2), memcpy(row + b + 2, &dmin, 2);
+                }
+            }
             for (int g = 0; g < rows / 16; g++)
                 lmf_r16_pack(type, n, W + (size_t)g * 16 * rb, rb, P + (size_t)g * 16 * rb);
             size_t xb = lmf_qinput_bytes(type, n);
@@ -88,7 +99,7 @@ int main(int argc, char **argv) {
                 double macs = (double)rows * n * C, ta = best_seconds(simd_r16, type, n, rows, P, rb, C, x, xb, y);
                 printf("| %s | %d x %d | %d | %.1f | %.1f |", lmf_ggml_type_name(type), rows, n, C, ta * 1e6,
                        macs / ta * 1e-9);
-                if (amx && type != LMF_GGML_Q5_0 && type != LMF_GGML_Q5_1) {
+                if (amx && (type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1)) {
                     double tt = best_seconds(lmf_qmatvec_r16_amx, type, n, rows, P, rb, C, x, xb, y);
                     printf(" %.1f | %.1f | %.2fx |\n", tt * 1e6, macs / tt * 1e-9, ta / tt);
                 } else {

@@ -205,6 +205,8 @@ void lmf_qmatvec_r16_amx(uint32_t type, int n, int nrows, const void *W, size_t 
 /* ---- scalar format helpers (quant_ref.c) -------------------------------------------------------------------- */
 
 float lmf_f16_to_f32(uint16_t h);
+/* Q4_K / Q5_K's 6-bit scale and min of sub-block j from the block's 12 scale bytes q (ggml's get_scale_min_k4) */
+void lmf_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 float lmf_bf16_to_f32(uint16_t h);
 uint16_t lmf_f32_to_f16(float f);   /* round to nearest even; NaN -> sign | 0x7e00 (ggml) */
 uint16_t lmf_f32_to_bf16(float f);  /* round to nearest even; NaN -> quiet (ggml) */
@@ -227,7 +229,7 @@ typedef struct {
     lmf_qmatvec_fn q8_0_i8, q4_0_i8, q4_1_i8;  /* against lmf_block_q8a columns (LMF_QACT=int8) */
     lmf_qmatvec_fn f32, f16, bf16;             /* against fp32 columns */
     lmf_qmatvec_fn q8_0_r16, q4_0_r16, q4_1_r16; /* R16 groups against lmf_block_q16a columns (lmf_qmatvec_r16) */
-    lmf_qmatvec_fn q5_0_r16, q5_1_r16;           /* the same, NULL where the table has none (lmf_r16_supported) */
+    lmf_qmatvec_fn q5_0_r16, q5_1_r16, q4_k_r16, q5_k_r16; /* the same, NULL where the table has none */
     /* fp32 row (n % 32 == 0) -> n / 32 activation blocks; bit-exact with the reference */
     void (*quantize_q16a)(const float *x, int n, lmf_block_q16a *out);
     void (*quantize_q8a)(const float *x, int n, lmf_block_q8a *out);
@@ -251,6 +253,10 @@ void lmf_r16_q4_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, con
 void lmf_r16_q5_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                       int ldy);
 void lmf_r16_q5_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy);
+void lmf_r16_q4_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy);
+void lmf_r16_q5_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                       int ldy);
 /* 1 if the table has an R16 kernel (and k-major reader) for the type */
 int lmf_r16_has_kernel(const lmf_quant_ops *ops, uint32_t type);

@@ -21,7 +21,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1 };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K };
 
 /* the bit unpacking of Q5_x and the K-quants (dequantization, and the K-quant kernels' scales) */
 #include "kernels/quant_dequant.inc"
@@ -665,10 +665,83 @@ AI void r16_half(const int K, const int NG, const int CB, int nb, const uint8_t 
         }
 }
 
+/* Q4_K / Q5_K super-block groups (quant.h): a super-block's 8 sub-blocks are 32-element blocks of the Q4_1 / Q5_1
+ * kind whose scale and min come from the rows' 6-bit fields, unpacked for 8 rows at once from the three scale words
+ * (ggml's get_scale_min_k4 on 32-bit lanes), d * sc and dmin * m formed as the reference forms them. */
+AI void k4_scale_min8(int j, const __m256i *w, __m256i *sc, __m256i *m) {
+    const __m256i m6 = _mm256_set1_epi32(63), m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);
+    if (j < 4) {
+        *sc = _mm256_and_si256(_mm256_srli_epi32(w[0], 8 * j), m6);
+        *m = _mm256_and_si256(_mm256_srli_epi32(w[1], 8 * j), m6);
+        return;
+    }
+    int t = 8 * (j - 4);
+    __m256i hs = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(w[0], t + 6), m2), 4);
+    __m256i hm = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(w[1], t + 6), m2), 4);
+    *sc = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w[2], t), m4), hs);
+    *m = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w[2], t + 4), m4), hm);
+}
+
+AI void r16k_half(const int K, const int NG, const int CB, int nsb, const uint8_t *const *G, int h,
+                  const lmf_block_q16a *const *xc, float *const *y, int ldy) {
+    const int sbs = 16 * (K == K_Q5_K ? 176 : 144), nib0 = K == K_Q5_K ? 768 : 256;
+    const int KB = K == K_Q5_K ? K_Q5_1 : K_Q4_1; /* the block kind of r16_pair */
+    __m256 acc[2], acc2[2];
+    for (int i = 0; i < NG * CB; i++) acc[i] = _mm256_setzero_ps(), acc2[i] = _mm256_setzero_ps();
+    for (int sb = 0; sb < nsb; sb++)
+        for (int s = 0; s < NG; s++) {
+            const uint8_t *g = G[s] + (size_t)sb * sbs;
+            if (h == 0)
+                for (int l = 0; l < sbs; l += 64) _mm_prefetch((const char *)g + LMF_R16_PREFETCH + l, _MM_HINT_T0);
+            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
+            __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h)));
+            __m256i w[3];
+            for (int t = 0; t < 3; t++) w[t] = _mm256_loadu_si256((const __m256i *)(g + 64 + 64 * t + 32 * h));
+            for (int j = 0; j < 8; j++) {
+                const int b = sb * 8 + j;
+                __m256i sc, mn;
+                k4_scale_min8(j, w, &sc, &mn);
+                __m256 fsc = _mm256_mul_ps(dw, _mm256_cvtepi32_ps(sc)), fmn = _mm256_mul_ps(mw, _mm256_cvtepi32_ps(mn));
+                __m256i d0[2], d1[2];
+                for (int c = 0; c < CB; c++) d0[c] = _mm256_setzero_si256(), d1[c] = _mm256_setzero_si256();
+                __m256i qh = K == K_Q5_K ? _mm256_loadu_si256((const __m256i *)(g + 256 + 64 * j + 32 * h))
+                                         : _mm256_setzero_si256();
+#pragma GCC unroll 4
+                for (int ch = 0; ch < 4; ch++) {
+                    __m256i v = _mm256_loadu_si256((const __m256i *)(g + nib0 + 256 * j + 64 * ch + 32 * h));
+                    __m256i w0 = r16_pair(KB, v, qh, ch, 0), w1 = r16_pair(KB, v, qh, ch, 1);
+                    __m256i w2 = r16_pair(KB, v, qh, ch, 2), w3 = r16_pair(KB, v, qh, ch, 3);
+                    for (int c = 0; c < CB; c++) {
+                        const int32_t *xp = (const int32_t *)xc[c][b].qs + 4 * ch;
+                        d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])));
+                        d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
+                        d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w2, _mm256_set1_epi32(xp[2])));
+                        d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w3, _mm256_set1_epi32(xp[3])));
+                    }
+                }
+                for (int c = 0; c < CB; c++) {
+                    __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(d0[c], d1[c]));
+                    acc[s * CB + c] = _mm256_fmadd_ps(dot, _mm256_mul_ps(fsc, _mm256_set1_ps(xc[c][b].d)), acc[s * CB + c]);
+                    acc2[s * CB + c] = _mm256_fmadd_ps(fmn, _mm256_set1_ps(xc[c][b].s), acc2[s * CB + c]);
+                }
+            }
+        }
+    for (int s = 0; s < NG; s++)
+        for (int c = 0; c < CB; c++)
+            _mm256_storeu_ps(y[s] + (size_t)c * ldy + 8 * h, _mm256_sub_ps(acc[s * CB + c], acc2[s * CB + c]));
+}
+
+/* one 8-row half of groups G (NG side by side) against CB columns, of whichever kind K is */
+AI void r16_any_half(const int K, const int NG, const int CB, int n, const uint8_t *const *G, int h,
+                     const lmf_block_q16a *const *xc, float *const *y, int ldy) {
+    if (K == K_Q4_K || K == K_Q5_K) r16k_half(K, NG, CB, n / 256, G, h, xc, y, ldy);
+    else r16_half(K, NG, CB, n / 32, G, h, xc, y, ldy);
+}
+
 /* groups outermost (as quant_avx512.c); two streams with one column */
 AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                int ldy) {
-    int nb = n / 32, start[3], S = ncols == 1 && lmf_decode_streams() >= 2 ? 2 : 1;
+    int start[3], S = ncols == 1 && lmf_decode_streams() >= 2 ? 2 : 1;
     int len = lmf_stream_runs(nrows / 16, S, start);
     for (int i = 0; i < len; i++) {
         const uint8_t *G[2];
@@ -685,9 +758,9 @@ AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncol
             for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + c) * xb);
             for (int k = 0; k < ng; k++) yo[k] = y + (size_t)c0 * ldy + 16 * g[k];
             for (int h = 0; h < 2; h++) {
-                if (ng == 2) r16_half(K, 2, 1, nb, G, h, xc, yo, ldy);
-                else if (cb == 1) r16_half(K, 1, 1, nb, G, h, xc, yo, ldy);
-                else r16_half(K, 1, 2, nb, G, h, xc, yo, ldy);
+                if (ng == 2) r16_any_half(K, 2, 1, n, G, h, xc, yo, ldy);
+                else if (cb == 1) r16_any_half(K, 1, 1, n, G, h, xc, yo, ldy);
+                else r16_any_half(K, 1, 2, n, G, h, xc, yo, ldy);
             }
         }
     }
@@ -703,21 +776,64 @@ R16MV(q4_0, K_Q4_0)
 R16MV(q4_1, K_Q4_1)
 R16MV(q5_0, K_Q5_0)
 R16MV(q5_1, K_Q5_1)
+R16MV(q4_k, K_Q4_K)
+R16MV(q5_k, K_Q5_K)
+
+/* one 32-element block of 8 rows (nibble chunks at nib, fifth-bit words at qh when FIFTH) to k-major fp32 rows of
+ * o: (q - off) * d (OP 0), q * d + m (OP 1) or q * d - m (OP 2), the product rounded before the add as the
+ * reference rounds it */
+AI void dq_r16_block(const int OP, const int FIFTH, const uint8_t *nib, const uint8_t *qh, int off, __m256 d,
+                     __m256 m, float *o, size_t ld) {
+    const __m256i m4 = _mm256_set1_epi32(0x0f), one = _mm256_set1_epi32(1);
+    __m256i hv = FIFTH ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(nib + 64 * c));
+        for (int e = 0; e < 8; e++) {
+            __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1)), m4);
+            if (FIFTH) /* quant.h: element 8c + e's fifth bit at 16 (e & 1) + 4 (e / 2) + c */
+                q = _mm256_or_si256(q, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(
+                                           hv, ((e & 1) ? 16 : 0) + 4 * (e >> 1) + c), one), 4));
+            float *row = o + (size_t)(8 * c + e) * ld;
+            if (OP == 0) _mm256_storeu_ps(row, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(off))), d));
+            else if (OP == 1) _mm256_storeu_ps(row, _mm256_add_ps(rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d)), m));
+            else _mm256_storeu_ps(row, _mm256_sub_ps(rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d)), m));
+        }
+    }
+}
 
 /* k-major fp32 of a group, one 8-row half at a time (as quant_avx512.c's dequant_r16) */
 static void dequant_r16(uint32_t type, int n, const void *group, float *dst, size_t ld) {
+    const uint8_t *G = group;
+    if (type == LMF_GGML_Q4_K || type == LMF_GGML_Q5_K) {
+        const int q5 = type == LMF_GGML_Q5_K, sbs = 16 * (q5 ? 176 : 144), nib0 = q5 ? 768 : 256;
+        for (int sb = 0; sb < n / 256; sb++)
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *g = G + (size_t)sb * sbs;
+                __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
+                __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h)));
+                __m256i w[3];
+                for (int t = 0; t < 3; t++) w[t] = _mm256_loadu_si256((const __m256i *)(g + 64 + 64 * t + 32 * h));
+                for (int j = 0; j < 8; j++) {
+                    __m256i sc, mn;
+                    k4_scale_min8(j, w, &sc, &mn);
+                    __m256 d = _mm256_mul_ps(dw, _mm256_cvtepi32_ps(sc)), m = _mm256_mul_ps(mw, _mm256_cvtepi32_ps(mn));
+                    float *o = dst + (size_t)(sb * 256 + 32 * j) * ld + 8 * h;
+                    const uint8_t *nib = g + nib0 + 256 * j + 32 * h, *qh = g + 256 + 64 * j + 32 * h;
+                    if (q5) dq_r16_block(2, 1, nib, qh, 0, d, m, o, ld);
+                    else dq_r16_block(2, 0, nib, qh, 0, d, m, o, ld);
+                }
+            }
+        return;
+    }
     const int K = type == LMF_GGML_Q8_0   ? K_Q8_0
                   : type == LMF_GGML_Q4_0 ? K_Q4_0
                   : type == LMF_GGML_Q4_1 ? K_Q4_1
                   : type == LMF_GGML_Q5_0 ? K_Q5_0
                                           : K_Q5_1;
-    const int gbs = r16_gbs[K], qoff = r16_nib[K], with_min = K == K_Q4_1 || K == K_Q5_1;
-    const int fifth = K == K_Q5_0 || K == K_Q5_1;
-    const __m256i m4 = _mm256_set1_epi32(0x0f), one = _mm256_set1_epi32(1);
-    const __m256i off = _mm256_set1_epi32(K == K_Q5_0 ? 16 : 8);
+    const int gbs = r16_gbs[K], qoff = r16_nib[K];
     for (int b = 0; b < n / 32; b++)
         for (int h = 0; h < 2; h++) {
-            const uint8_t *g = (const uint8_t *)group + (size_t)b * gbs;
+            const uint8_t *g = G + (size_t)b * gbs;
             float *o = dst + (size_t)b * 32 * ld + 8 * h;
             __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
             if (K == K_Q8_0) {
@@ -729,19 +845,13 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
                 }
                 continue;
             }
-            __m256 m = with_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h))) : d;
-            __m256i qh = fifth ? _mm256_loadu_si256((const __m256i *)(g + qoff - 64 + 32 * h)) : _mm256_setzero_si256();
-            for (int c = 0; c < 4; c++) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(g + qoff + 64 * c + 32 * h));
-                for (int e = 0; e < 8; e++) {
-                    __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1)), m4);
-                    if (fifth) /* quant.h: element 8c + e's fifth bit at 16 (e & 1) + 4 (e / 2) + c */
-                        q = _mm256_or_si256(q, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(
-                                                   qh, ((e & 1) ? 16 : 0) + 4 * (e >> 1) + c), one), 4));
-                    float *row = o + (size_t)(8 * c + e) * ld;
-                    if (with_min) _mm256_storeu_ps(row, _mm256_add_ps(rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d)), m));
-                    else _mm256_storeu_ps(row, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, off)), d));
-                }
+            __m256 m = K == K_Q4_1 || K == K_Q5_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h))) : d;
+            const uint8_t *nib = g + qoff + 32 * h, *qh = g + qoff - 64 + 32 * h;
+            switch (K) {
+            case K_Q4_0: dq_r16_block(0, 0, nib, qh, 8, d, m, o, ld); break;
+            case K_Q4_1: dq_r16_block(1, 0, nib, qh, 0, d, m, o, ld); break;
+            case K_Q5_0: dq_r16_block(0, 1, nib, qh, 16, d, m, o, ld); break;
+            default: dq_r16_block(1, 1, nib, qh, 0, d, m, o, ld); break;
             }
         }
 }
@@ -753,7 +863,7 @@ const lmf_quant_ops lmf_quant_avx2 = {
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,
-    .q5_0_r16 = q5_0_r16, .q5_1_r16 = q5_1_r16,
+    .q5_0_r16 = q5_0_r16, .q5_1_r16 = q5_1_r16, .q4_k_r16 = q4_k_r16, .q5_k_r16 = q5_k_r16,
     .dequant_r16 = dequant_r16,
     .quantize_q16a = quantize_q16a,
     .quantize_q8a = quantize_q8a,

@@ -73,7 +73,7 @@ int lmf_dequant_ref_supported(uint32_t type) {
 /* Q4_K / Q5_K: 12 bytes hold eight 6-bit scales and eight 6-bit mins: bytes 0-3 the low 6 bits of scales 0-3,
  * bytes 4-7 those of mins 0-3, bytes 8-11 the low nibbles of scales 4-7 (low half) and mins 4-7 (high half),
  * whose top two bits are the top bits of bytes 0-3 (scales) and 4-7 (mins). */
-static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+void lmf_k4_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
     if (j < 4) {
         *d = q[j] & 63, *m = q[j + 4] & 63;
     } else {
@@ -128,9 +128,9 @@ static void dq_q4_k(const uint8_t *p, float *y) {
     const uint8_t *s = p + 4, *q = p + 16;
     for (int j = 0; j < 8; j += 2, q += 32) {
         uint8_t sc, m;
-        scale_min_k4(j, s, &sc, &m);
+        lmf_k4_scale_min(j, s, &sc, &m);
         float d1 = d * (float)sc, m1 = min * (float)m;
-        scale_min_k4(j + 1, s, &sc, &m);
+        lmf_k4_scale_min(j + 1, s, &sc, &m);
         float d2 = d * (float)sc, m2 = min * (float)m;
         for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xf) - m1;
         for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
@@ -144,9 +144,9 @@ static void dq_q5_k(const uint8_t *p, float *y) {
     uint8_t u1 = 1, u2 = 2;
     for (int j = 0; j < 8; j += 2, q += 32, u1 <<= 2, u2 <<= 2) {
         uint8_t sc, m;
-        scale_min_k4(j, s, &sc, &m);
+        lmf_k4_scale_min(j, s, &sc, &m);
         float d1 = d * (float)sc, m1 = min * (float)m;
-        scale_min_k4(j + 1, s, &sc, &m);
+        lmf_k4_scale_min(j + 1, s, &sc, &m);
         float d2 = d * (float)sc, m2 = min * (float)m;
         for (int l = 0; l < 32; l++) *y++ = d1 * (float)((q[l] & 0xf) + (qh[l] & u1 ? 16 : 0)) - m1;
         for (int l = 0; l < 32; l++) *y++ = d2 * (float)((q[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
@@ -559,7 +559,7 @@ static void q45_k_ref(int q5, int n, int nrows, const void *W, size_t rb, int nc
                 for (int j = 0; j < 8; j++) {
                     const lmf_block_q16a *ab = &a[sb * 8 + j];
                     uint8_t sc, m;
-                    scale_min_k4(j, p + 4, &sc, &m);
+                    lmf_k4_scale_min(j, p + 4, &sc, &m);
                     int isum = 0;
                     for (int l = 0; l < 32; l++) {
                         int q = (qs[32 * (j / 2) + l] >> (4 * (j & 1))) & 0xf;
@@ -671,7 +671,8 @@ const lmf_quant_ops lmf_quant_ref = {
     .q8_0_i8 = q8_0_i8, .q4_0_i8 = q4_0_i8, .q4_1_i8 = q4_1_i8,
     .f32 = f32_ref, .f16 = f16_ref, .bf16 = bf16_ref,
     .q8_0_r16 = lmf_r16_q8_0_ref, .q4_0_r16 = lmf_r16_q4_0_ref, .q4_1_r16 = lmf_r16_q4_1_ref,
-    .q5_0_r16 = lmf_r16_q5_0_ref, .q5_1_r16 = lmf_r16_q5_1_ref,
+    .q5_0_r16 = lmf_r16_q5_0_ref, .q5_1_r16 = lmf_r16_q5_1_ref, .q4_k_r16 = lmf_r16_q4_k_ref,
+    .q5_k_r16 = lmf_r16_q5_k_ref,
     .dequant_r16 = lmf_r16_dequant_t_ref,
     .quantize_q16a = quantize_q16a_ref,
     .quantize_q8a = quantize_q8a_ref,
