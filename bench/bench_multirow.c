@@ -3,12 +3,13 @@
  *
  *   bench_multirow [COLS...]     (default: 1 4 8 12 16 32)
  *
- * For Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q5_K (where the table has their R16 kernels; the K-quants on down only) on SmolLM2-135M's two widest shapes (1536 x 576: gate / up; 576 x 1536: down), one
- * thread, the SIMD table's R16 kernel (lmf_qmatvec_r16_ops: AVX-512, or AVX2 where the CPU has no AVX-512) against
- * the AMX-INT8 tile kernel
- * (lmf_qmatvec_r16_amx, where lmf_cpu_amx_int8()): microseconds per call and G multiply-adds per second, each the
- * best of 7 repetitions of 20 calls on the same matrix (it stays in L2: the kernels' arithmetic is what is compared,
- * not the memory). The two give the same bits (test_quant), so the ratio is the whole story; lmf_qmatvec_r16 takes
+ * For Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K (where the table has their R16 kernels; the K-quants on
+ * down only, their rows being 256-element super-blocks) on SmolLM2-135M's two widest shapes (1536 x 576: gate / up;
+ * 576 x 1536: down), one thread, the SIMD table's R16 kernel (lmf_qmatvec_r16_ops: AVX-512, or AVX2 where the CPU
+ * has no AVX-512) against the AMX-INT8 tile kernel (lmf_qmatvec_r16_amx, Q8_0 / Q4_x, where lmf_cpu_amx_int8()):
+ * microseconds per call and G multiply-adds per second, each the best of 7 repetitions of 20 calls on the same
+ * matrix (it stays in L2: the kernels' arithmetic is what is compared, not the memory). The two give the same bits
+ * (test_quant), so the ratio is the whole story; lmf_qmatvec_r16 takes
  * the tiles from LMF_R16_AMX_COLS columns on. Prints the CPU's features first. */
 #include "core/cpu.h"
 #include "core/dtype.h"
@@ -59,12 +60,12 @@ int main(int argc, char **argv) {
     int amx = lmf_cpu_amx_int8();
     if (!amx) printf("(no AMX-INT8 tiles here, or LMF_ISA turned them off: the %s column only)\n", simd->name);
     static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0,
-                                     LMF_GGML_Q5_1, LMF_GGML_Q4_K, LMF_GGML_Q5_K};
+                                     LMF_GGML_Q5_1, LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
     static const int shapes[][2] = {{1536, 576}, {576, 1536}};
     printf("\n| type | rows x n | columns | %s us | %s GMAC/s | AMX us | AMX GMAC/s | AMX / %s |\n", simd->name,
            simd->name, simd->name);
     printf("|---|---|---|---|---|---|---|---|\n");
-    for (int t = 0; t < 7; t++)
+    for (int t = 0; t < 8; t++)
         for (int s = 0; s < 2; s++) {
             uint32_t type = types[t];
             int rows = shapes[s][0], n = shapes[s][1];
@@ -85,7 +86,8 @@ int main(int argc, char **argv) {
                 for (size_t i = 0; i < rb; i++) row[i] = (uint8_t)rand(); /* K-quants: random fields, small scales */
                 for (size_t b = 0; b < rb; b += bs) {
                     uint16_t d = lmf_f32_to_f16(0.01f), dmin = lmf_f32_to_f16(0.005f);
-                    memcpy(row + b, &d, 2), memcpy(row + b + 2, &dmin, 2);
+                    if (type == LMF_GGML_Q6_K) memcpy(row + b + 208, &d, 2);
+                    else memcpy(row + b, &d, 2), memcpy(row + b + 2, &dmin, 2);
                 }
             }
             for (int g = 0; g < rows / 16; g++)

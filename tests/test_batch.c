@@ -20,6 +20,7 @@
 #include "core/dtype.h"
 #include "kernels/quant.h"
 #include "model/export.h"
+#include "model/weights.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -41,9 +42,7 @@ static const int STEPS[][NSEQ] = {
     {1, 1, 1},
 };
 
-static void check_model(const char *path, lmf_kv_type kvt) {
-    lmf_weights *w;
-    if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+static void check_weights(lmf_weights *w, const char *path, lmf_kv_type kvt) {
     int V = lmf_weights_config(w)->vocab_size, ctx = 64;
     double worst = 0, worst_prefill = 0;
     lmf_kv_pool *pool;
@@ -122,6 +121,12 @@ static void check_model(const char *path, lmf_kv_type kvt) {
     for (int q = 0; q < NSEQ; q++) lmf_session_free(alone[q]), lmf_kv_pool_free(own[q]);
     lmf_kv_pool_free(pool);
     free(got);
+}
+
+static void check_model(const char *path, lmf_kv_type kvt) {
+    lmf_weights *w;
+    if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    check_weights(w, path, kvt);
     lmf_weights_free(w);
 }
 
@@ -175,6 +180,25 @@ static void test_smollm2(void **state) {
     check_both(path);
 }
 
+/* The last logits of 12 tokens evaluated one a call (the decode path: int16 activations against the weights as
+ * stored) within 1e-3 of the same tokens in one call (the prefill path: fp32 products of the dequantized weights). */
+static void check_decode_prefill(const lmf_weights *w, const char *what) {
+    int V = lmf_weights_config(w)->vocab_size;
+    lmf_session *pre, *dec;
+    assert_int_equal(lmf_session_create(w, 64, &pre), LMF_OK);
+    assert_int_equal(lmf_session_create(w, 64, &dec), LMF_OK);
+    int32_t tok[12];
+    for (int i = 0; i < 12; i++) tok[i] = token(2, i, V);
+    const float *a, *b = NULL;
+    if (lmf_session_eval(pre, tok, 12, 0, &a) != LMF_OK) fail_msg("%s", lmf_last_error());
+    for (int i = 0; i < 12; i++)
+        if (lmf_session_eval(dec, tok + i, 1, 0, &b) != LMF_OK) fail_msg("%s", lmf_last_error());
+    double e = rel_err(b, a, V);
+    printf("%s: decode vs prefill logits within %.2g\n", what, e);
+    if (!(e <= 1e-3)) fail_msg("%s: decode vs prefill relative error %.3g", what, e);
+    lmf_session_free(pre), lmf_session_free(dec);
+}
+
 /* SmolLM2 written as Q5_0 / Q5_1 (the quantized formats of llama.cpp's Q4_K_M / Q5_K_M files): batch invariance on
  * their decode kernels (R16 where this CPU's table has them), and the decode path (one token a call: int16
  * activations against the 5-bit weights) within 1e-3 of the prefill path (fp32 products of the dequantized weights)
@@ -189,21 +213,10 @@ static void check_requantized(const char *path, uint32_t type) {
     check_model(out, LMF_KV_F32);
     if (lmf_weights_load(out, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
     unlink(out);
-    int V = lmf_weights_config(w)->vocab_size;
-    lmf_session *pre, *dec;
-    assert_int_equal(lmf_session_create(w, 64, &pre), LMF_OK);
-    assert_int_equal(lmf_session_create(w, 64, &dec), LMF_OK);
-    int32_t tok[12];
-    for (int i = 0; i < 12; i++) tok[i] = token(2, i, V);
-    const float *a, *b = NULL;
-    if (lmf_session_eval(pre, tok, 12, 0, &a) != LMF_OK) fail_msg("%s", lmf_last_error());
-    for (int i = 0; i < 12; i++)
-        if (lmf_session_eval(dec, tok + i, 1, 0, &b) != LMF_OK) fail_msg("%s", lmf_last_error());
-    double e = rel_err(b, a, V);
-    printf("SmolLM2 as %s (R16: %s): decode vs prefill logits within %.2g\n", lmf_ggml_type_name(type),
-           lmf_r16_supported(type, 576, 576) ? "yes" : "no", e);
-    if (!(e <= 1e-3)) fail_msg("SmolLM2 as %s: decode vs prefill relative error %.3g", lmf_ggml_type_name(type), e);
-    lmf_session_free(pre), lmf_session_free(dec);
+    char what[64];
+    snprintf(what, sizeof what, "SmolLM2 as %s (R16: %s)", lmf_ggml_type_name(type),
+             lmf_r16_supported(type, 576, 576) ? "yes" : "no");
+    check_decode_prefill(w, what);
     lmf_weights_free(w);
 }
 
@@ -217,11 +230,69 @@ static void test_smollm2_q5(void **state) {
     check_requantized(path, LMF_GGML_Q5_1);
 }
 
+/* SmolLM2 with every ffn_down (576 x 1536, whole super-blocks) replaced by K-quant blocks of random fields (no
+ * K-quantizer here: llama-quantize makes such files; only the format matters to the kernels), in memory, then
+ * repacked: the K-quants' decode kernels (R16 where this CPU's table has them) through batch invariance and decode
+ * vs prefill, whose slabs come from the R16 k-major reader. */
+static void check_kquant_down(const char *path, uint32_t type) {
+    lmf_weights *w;
+    if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    uint32_t bs, bb;
+    lmf_ggml_type_block(type, &bs, &bb);
+    unsigned seed = 12345u + type;
+    for (int l = 0; l < w->cfg.n_layer; l++) {
+        lmf_wtensor *t = &w->layers[l].w_down;
+        assert_int_equal(t->cols % 256, 0);
+        size_t rb = (size_t)t->cols / 256 * bb;
+        uint8_t *q = lmf_weights_alloc(w, rb * (size_t)t->rows);
+        for (size_t i = 0; i < rb * (size_t)t->rows; i++) q[i] = (uint8_t)((seed = seed * 1103515245u + 12345u) >> 16);
+        for (size_t b = 0; b < rb * (size_t)t->rows; b += bb) { /* weights of the size of the file's */
+            uint16_t d = lmf_f32_to_f16(type == LMF_GGML_Q6_K ? 3e-4f : 1e-3f), dmin = lmf_f32_to_f16(5e-4f);
+            if (type == LMF_GGML_Q6_K) { /* q - 32: zero mean already; int8 scales of either sign, |sc| <= 8 */
+                memcpy(q + b + 208, &d, 2);
+                for (int j = 0; j < 16; j++) q[b + 192 + j] = (uint8_t)(int8_t)((int)(q[b + 192 + j] % 17) - 8);
+                continue;
+            }
+            /* Q4_K / Q5_K: sub-block j's scale S_j and min M_j = (2 qmean) S_j (dmin = d / 2), so its weights
+             * d S_j q - dmin M_j have zero mean as trained ones do (random mins would bias every row, and the
+             * activations with them) */
+            memcpy(q + b, &d, 2), memcpy(q + b + 2, &dmin, 2);
+            int S[8], M[8], qmax = type == LMF_GGML_Q5_K ? 31 : 15;
+            for (int j = 0; j < 8; j++) S[j] = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % (qmax == 31 ? 2 : 4),
+                                        M[j] = qmax * S[j];
+            uint8_t *sc = q + b + 4; /* lmf_k4_scale_min's packing */
+            for (int j = 0; j < 4; j++)
+                sc[j] = (uint8_t)(S[j] | (S[j + 4] >> 4) << 6), sc[j + 4] = (uint8_t)(M[j] | (M[j + 4] >> 4) << 6),
+                sc[j + 8] = (uint8_t)((S[j + 4] & 15) | (M[j + 4] & 15) << 4);
+        }
+        t->type = type, t->data = q, t->row_bytes = rb, t->r16 = NULL;
+    }
+    lmf_weights_prepare_decode(w);
+    assert_true(!w->layers[0].w_down.r16 == !lmf_r16_supported(type, 576, 1536));
+    char what[96];
+    snprintf(what, sizeof what, "SmolLM2, ffn_down as random %s (R16: %s)", lmf_ggml_type_name(type),
+             w->layers[0].w_down.r16 ? "yes" : "no");
+    check_weights(w, what, LMF_KV_F32);
+    check_decode_prefill(w, what);
+    lmf_weights_free(w);
+}
+
+static void test_smollm2_kquant(void **state) {
+    const char *path = getenv("LMF_SMOLLM2_GGUF");
+    if (!path) path = LMF_BINARY_DIR "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    FILE *f = fopen(path, "rb");
+    if (!f) skip();
+    fclose(f);
+    check_kquant_down(path, LMF_GGML_Q4_K);
+    check_kquant_down(path, LMF_GGML_Q5_K);
+    check_kquant_down(path, LMF_GGML_Q6_K);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_llama), cmocka_unit_test(test_tiny_gpt2), cmocka_unit_test(test_hf_llama),
         cmocka_unit_test(test_hf_gpt2),    cmocka_unit_test(test_hf_opt),    cmocka_unit_test(test_smollm2),
-        cmocka_unit_test(test_smollm2_q5),
+        cmocka_unit_test(test_smollm2_q5),        cmocka_unit_test(test_smollm2_kquant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

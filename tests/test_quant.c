@@ -289,13 +289,13 @@ static void check_r16(uint32_t type, int n, int nrows, int ncols) {
 static void test_r16(void **state) {
     (void)state;
     static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0,
-                                     LMF_GGML_Q5_1, LMF_GGML_Q4_K, LMF_GGML_Q5_K};
+                                     LMF_GGML_Q5_1, LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
     static const int ns[] = {32, 96, 576, 1536}, ns_k[] = {256, 512, 1536, 1536}; /* K-quants: super-blocks */
     /* 1, 2, 3 and 7 groups: the kernels' streams (quant.h) get runs of equal, unequal and no length */
     static const int rows[] = {16, 32, 48, 112};
     static const int cols[] = {1, 2, 3, 4, 5, 8, 9};
-    for (int t = 0; t < 7; t++) {
-        int k = types[t] == LMF_GGML_Q4_K || types[t] == LMF_GGML_Q5_K;
+    for (int t = 0; t < 8; t++) {
+        int k = types[t] == LMF_GGML_Q4_K || types[t] == LMF_GGML_Q5_K || types[t] == LMF_GGML_Q6_K;
         for (int i = 0; i < (k ? 3 : 4); i++)
             for (int ri = 0; ri < 4; ri++)
                 for (int ci = 0; ci < 7; ci++) {
@@ -307,7 +307,8 @@ static void test_r16(void **state) {
     assert_false(lmf_r16_supported(LMF_GGML_Q4_1, 32, 48));
     assert_false(lmf_r16_supported(LMF_GGML_F16, 32, 576));
     assert_false(lmf_r16_format(LMF_GGML_Q4_K, 32, 576)); /* not whole super-blocks */
-    assert_false(lmf_r16_format(LMF_GGML_Q6_K, 32, 512));
+    assert_false(lmf_r16_format(LMF_GGML_Q6_K, 32, 576));
+    assert_false(lmf_r16_format(LMF_GGML_Q3_K, 32, 512));
     assert_true(lmf_r16_supported(LMF_GGML_Q4_1, 32, 576));
     /* Q5_x are repacked only where the chosen table has their R16 kernels (not the AVX-512 one yet) */
     assert_true(lmf_r16_format(LMF_GGML_Q5_0, 32, 576));

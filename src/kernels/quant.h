@@ -151,14 +151,27 @@ int lmf_quantize_supported(uint32_t type);
  * 4c + i (lmf_block_q16a.qs is read as 16 such pairs). Fifth-bit word j holds row j's 32 fifth bits in the same
  * pairing: element 8c + e's at bit 4 (e / 2) + c for even e and 16 + 4 (e / 2) + c for odd e, so shifting the word
  * by 4i + c - 4 (right; left when negative) puts pair (8c + 2i, 8c + 2i + 1)'s bits at bits 4 and 20, where they
- * mask to the 16 they add to each half word. A matrix of rows % 16 == 0 is rows / 16 groups, one after the other
- * (group g at 16 g row_bytes). */
-/* 1 if a rows x n matrix of `type` fits the layout (Q8_0/Q4_0/Q4_1/Q5_0/Q5_1, rows % 16 == 0, n % 32 == 0) */
+ * mask to the 16 they add to each half word.
+ * The K-quants' units are 256-element super-blocks (n % 256 == 0), each 32-element sub-block laid out as a block
+ * above:
+ *   Q4_K 2304 B: d[16], dmin[16], the rows' 12 scale bytes as three words a row (word t of row j at 64 + 64 t + 4 j,
+ *               unpacked for 8 rows at once as ggml's get_scale_min_k4), then sub-block s's 4 nibble chunks at
+ *               256 + 256 s;
+ *   Q5_K 2816 B: as Q4_K, with sub-block s's fifth-bit words at 256 + 64 s and its nibble chunks at 768 + 256 s;
+ *   Q6_K 3360 B: d[16], the rows' 16 int8 scales as four words a row (at 32 + 64 t + 4 j), then per sub-block s at
+ *               288 + 384 s: the low nibbles as 4 chunks, and the top two bits as two words a row (chunks 0-1 and
+ *               2-3; element 8c + e's at bit 16 (e & 1) + 8 (c & 1) + 2 (e / 2)), shifted beside the nibbles as
+ *               the fifth bits are. Each 16 elements keep their own scale, so a sub-block is two integer dots.
+ * A matrix of rows % 16 == 0 is rows / 16 groups, one after the other (group g at 16 g row_bytes). */
+/* 1 if a rows x n matrix of `type` fits the layout (Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 with n % 32 == 0, Q4_K/Q5_K/Q6_K with
+ * n % 256 == 0; rows % 16 == 0) */
 int lmf_r16_format(uint32_t type, int rows, int n);
-/* 1 if it fits and this CPU's table (lmf_quant()) has an R16 kernel for the type: what the executor repacks. Q5_0
- * and Q5_1 have R16 kernels in the reference and AVX2 tables only so far; the AVX-512 table keeps them in ggml rows
- * (its row-major kernels), which is also why the AMX tiles never see them. */
+/* 1 if it fits and this CPU's table (lmf_quant()) has an R16 kernel for the type: what the executor repacks. Q5_x
+ * and the K-quants have R16 kernels in the reference and AVX2 tables only so far; the AVX-512 table keeps them in
+ * ggml rows (its row-major kernels), which is also why the AMX tiles never see them. */
 int lmf_r16_supported(uint32_t type, int rows, int n);
+/* elements of the type's R16 unit: 32, or 256 for the K-quants (n of lmf_r16_dequant_t is a multiple of it) */
+int lmf_r16_unit(uint32_t type);
 /* 16 ggml rows of n elements (row_bytes apart) -> one group at dst (16 row_bytes bytes; dst != src) */
 void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void *dst);
 /* row j < 16 of a group back to fp32 (bit-exact with lmf_dequant_ref of the original row) */
@@ -229,7 +242,7 @@ typedef struct {
     lmf_qmatvec_fn q8_0_i8, q4_0_i8, q4_1_i8;  /* against lmf_block_q8a columns (LMF_QACT=int8) */
     lmf_qmatvec_fn f32, f16, bf16;             /* against fp32 columns */
     lmf_qmatvec_fn q8_0_r16, q4_0_r16, q4_1_r16; /* R16 groups against lmf_block_q16a columns (lmf_qmatvec_r16) */
-    lmf_qmatvec_fn q5_0_r16, q5_1_r16, q4_k_r16, q5_k_r16; /* the same, NULL where the table has none */
+    lmf_qmatvec_fn q5_0_r16, q5_1_r16, q4_k_r16, q5_k_r16, q6_k_r16; /* the same, NULL where the table has none */
     /* fp32 row (n % 32 == 0) -> n / 32 activation blocks; bit-exact with the reference */
     void (*quantize_q16a)(const float *x, int n, lmf_block_q16a *out);
     void (*quantize_q8a)(const float *x, int n, lmf_block_q8a *out);
@@ -257,6 +270,8 @@ void lmf_r16_q5_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, con
 void lmf_r16_q4_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                       int ldy);
 void lmf_r16_q5_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy);
+void lmf_r16_q6_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                       int ldy);
 /* 1 if the table has an R16 kernel (and k-major reader) for the type */
 int lmf_r16_has_kernel(const lmf_quant_ops *ops, uint32_t type);

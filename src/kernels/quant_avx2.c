@@ -21,7 +21,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K };
 
 /* the bit unpacking of Q5_x and the K-quants (dequantization, and the K-quant kernels' scales) */
 #include "kernels/quant_dequant.inc"
@@ -731,10 +731,71 @@ AI void r16k_half(const int K, const int NG, const int CB, int nsb, const uint8_
             _mm256_storeu_ps(y[s] + (size_t)c * ldy + 8 * h, _mm256_sub_ps(acc[s * CB + c], acc2[s * CB + c]));
 }
 
+/* Q6_K super-block groups (quant.h): per 32-element block the low nibbles as Q4_x's chunks and the top two bits in
+ * two words a row (chunks 0-1, 2-3), shifted beside the nibbles as Q5_x's fifth bits are, q - 32 made in the words;
+ * each 16-element half of a block (chunks 0-1, 2-3) is its own integer dot with its own int8 scale. */
+AI __m256i r16_pair6(__m256i v, __m256i top, int ch, int i) {
+    const __m256i m4 = _mm256_set1_epi32(0x000F000F), b48 = _mm256_set1_epi32(0x00300030);
+    __m256i w = i == 3 ? _mm256_srli_epi16(v, 12) : _mm256_and_si256(i ? _mm256_srli_epi32(v, 4 * i) : v, m4);
+    int sh = 8 * (ch & 1) + 2 * i - 4;
+    __m256i h = sh > 0 ? _mm256_srli_epi32(top, sh) : sh < 0 ? _mm256_slli_epi32(top, -sh) : top;
+    return _mm256_sub_epi16(_mm256_or_si256(w, _mm256_and_si256(h, b48)), _mm256_set1_epi16(32));
+}
+/* the int8 scale i (< 16) of 8 rows as floats, from the four scale words of a half (w: 32-byte loads) */
+AI __m256 q6k_scale8(const uint8_t *words, int i) {
+    __m256i w = _mm256_loadu_si256((const __m256i *)(words + 64 * (i / 4)));
+    return _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(w, 8 * (3 - i % 4)), 24));
+}
+
+AI void r16q6_half(const int NG, const int CB, int nsb, const uint8_t *const *G, int h, const lmf_block_q16a *const *xc,
+                   float *const *y, int ldy) {
+    const int sbs = 16 * 210;
+    __m256 acc[2];
+    for (int i = 0; i < NG * CB; i++) acc[i] = _mm256_setzero_ps();
+    for (int sb = 0; sb < nsb; sb++)
+        for (int s = 0; s < NG; s++) {
+            const uint8_t *g = G[s] + (size_t)sb * sbs;
+            if (h == 0)
+                for (int l = 0; l < sbs; l += 64) _mm_prefetch((const char *)g + LMF_R16_PREFETCH + l, _MM_HINT_T0);
+            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
+            for (int j = 0; j < 8; j++) {
+                const int b = sb * 8 + j;
+                const uint8_t *blk = g + 288 + 384 * j;
+                __m256i dd[2][2]; /* [16-element half][column] */
+                for (int c = 0; c < CB; c++) dd[0][c] = _mm256_setzero_si256(), dd[1][c] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+                for (int ch = 0; ch < 4; ch++) {
+                    __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 64 * ch + 32 * h));
+                    __m256i top = _mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (ch / 2) + 32 * h));
+                    __m256i w0 = r16_pair6(v, top, ch, 0), w1 = r16_pair6(v, top, ch, 1);
+                    __m256i w2 = r16_pair6(v, top, ch, 2), w3 = r16_pair6(v, top, ch, 3);
+                    for (int c = 0; c < CB; c++) {
+                        const int32_t *xp = (const int32_t *)xc[c][b].qs + 4 * ch;
+                        __m256i p0 = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])),
+                                                      _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
+                        __m256i p1 = _mm256_add_epi32(_mm256_madd_epi16(w2, _mm256_set1_epi32(xp[2])),
+                                                      _mm256_madd_epi16(w3, _mm256_set1_epi32(xp[3])));
+                        dd[ch / 2][c] = _mm256_add_epi32(dd[ch / 2][c], _mm256_add_epi32(p0, p1));
+                    }
+                }
+                __m256 f0 = _mm256_mul_ps(dw, q6k_scale8(g + 32 + 32 * h, 2 * j));
+                __m256 f1 = _mm256_mul_ps(dw, q6k_scale8(g + 32 + 32 * h, 2 * j + 1));
+                for (int c = 0; c < CB; c++) {
+                    __m256 dx = _mm256_set1_ps(xc[c][b].d);
+                    acc[s * CB + c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd[0][c]), _mm256_mul_ps(f0, dx), acc[s * CB + c]);
+                    acc[s * CB + c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd[1][c]), _mm256_mul_ps(f1, dx), acc[s * CB + c]);
+                }
+            }
+        }
+    for (int s = 0; s < NG; s++)
+        for (int c = 0; c < CB; c++) _mm256_storeu_ps(y[s] + (size_t)c * ldy + 8 * h, acc[s * CB + c]);
+}
+
 /* one 8-row half of groups G (NG side by side) against CB columns, of whichever kind K is */
 AI void r16_any_half(const int K, const int NG, const int CB, int n, const uint8_t *const *G, int h,
                      const lmf_block_q16a *const *xc, float *const *y, int ldy) {
-    if (K == K_Q4_K || K == K_Q5_K) r16k_half(K, NG, CB, n / 256, G, h, xc, y, ldy);
+    if (K == K_Q6_K) r16q6_half(NG, CB, n / 256, G, h, xc, y, ldy);
+    else if (K == K_Q4_K || K == K_Q5_K) r16k_half(K, NG, CB, n / 256, G, h, xc, y, ldy);
     else r16_half(K, NG, CB, n / 32, G, h, xc, y, ldy);
 }
 
@@ -778,6 +839,7 @@ R16MV(q5_0, K_Q5_0)
 R16MV(q5_1, K_Q5_1)
 R16MV(q4_k, K_Q4_K)
 R16MV(q5_k, K_Q5_K)
+R16MV(q6_k, K_Q6_K)
 
 /* one 32-element block of 8 rows (nibble chunks at nib, fifth-bit words at qh when FIFTH) to k-major fp32 rows of
  * o: (q - off) * d (OP 0), q * d + m (OP 1) or q * d - m (OP 2), the product rounded before the add as the
@@ -804,6 +866,31 @@ AI void dq_r16_block(const int OP, const int FIFTH, const uint8_t *nib, const ui
 /* k-major fp32 of a group, one 8-row half at a time (as quant_avx512.c's dequant_r16) */
 static void dequant_r16(uint32_t type, int n, const void *group, float *dst, size_t ld) {
     const uint8_t *G = group;
+    if (type == LMF_GGML_Q6_K) {
+        const __m256i m4 = _mm256_set1_epi32(0x0f), m2 = _mm256_set1_epi32(3), off = _mm256_set1_epi32(32);
+        for (int sb = 0; sb < n / 256; sb++)
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *g = G + (size_t)sb * 16 * 210;
+                __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
+                for (int j = 0; j < 8; j++) {
+                    const uint8_t *blk = g + 288 + 384 * j;
+                    float *o = dst + (size_t)(sb * 256 + 32 * j) * ld + 8 * h;
+                    for (int c = 0; c < 4; c++) {
+                        __m256 d = _mm256_mul_ps(dw, q6k_scale8(g + 32 + 32 * h, 2 * j + c / 2)); /* (d sc) q */
+                        __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 64 * c + 32 * h));
+                        __m256i top = _mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (c / 2) + 32 * h));
+                        for (int e = 0; e < 8; e++) {
+                            __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1)), m4);
+                            __m256i t = _mm256_and_si256(
+                                _mm256_srli_epi32(top, ((e & 1) ? 16 : 0) + 8 * (c & 1) + 2 * (e >> 1)), m2);
+                            q = _mm256_sub_epi32(_mm256_or_si256(q, _mm256_slli_epi32(t, 4)), off);
+                            _mm256_storeu_ps(o + (size_t)(8 * c + e) * ld, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+                        }
+                    }
+                }
+            }
+        return;
+    }
     if (type == LMF_GGML_Q4_K || type == LMF_GGML_Q5_K) {
         const int q5 = type == LMF_GGML_Q5_K, sbs = 16 * (q5 ? 176 : 144), nib0 = q5 ? 768 : 256;
         for (int sb = 0; sb < n / 256; sb++)
@@ -864,6 +951,7 @@ const lmf_quant_ops lmf_quant_avx2 = {
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,
     .q5_0_r16 = q5_0_r16, .q5_1_r16 = q5_1_r16, .q4_k_r16 = q4_k_r16, .q5_k_r16 = q5_k_r16,
+    .q6_k_r16 = q6_k_r16,
     .dequant_r16 = dequant_r16,
     .quantize_q16a = quantize_q16a,
     .quantize_q8a = quantize_q8a,

@@ -22,12 +22,14 @@ static int r16_block_bytes(uint32_t type) {
     case LMF_GGML_Q5_1: return 24;
     case LMF_GGML_Q4_K: return 144;
     case LMF_GGML_Q5_K: return 176;
+    case LMF_GGML_Q6_K: return 210;
     default: return 0;
     }
 }
 static int is_k(uint32_t type) { return type == LMF_GGML_Q4_K || type == LMF_GGML_Q5_K; }
 /* elements of a unit */
-static int r16_unit(uint32_t type) { return is_k(type) ? LMF_QK_K : LMF_QK; }
+static int r16_unit(uint32_t type) { return is_k(type) || type == LMF_GGML_Q6_K ? LMF_QK_K : LMF_QK; }
+int lmf_r16_unit(uint32_t type) { return r16_unit(type); }
 
 /* the table's R16 kernel for a type (NULL: that table keeps the type in ggml rows) */
 static lmf_qmatvec_fn r16_kernel(const lmf_quant_ops *ops, uint32_t type) {
@@ -39,6 +41,7 @@ static lmf_qmatvec_fn r16_kernel(const lmf_quant_ops *ops, uint32_t type) {
     case LMF_GGML_Q5_1: return ops->q5_1_r16;
     case LMF_GGML_Q4_K: return ops->q4_k_r16;
     case LMF_GGML_Q5_K: return ops->q5_k_r16;
+    case LMF_GGML_Q6_K: return ops->q6_k_r16;
     default: return NULL;
     }
 }
@@ -70,16 +73,34 @@ static int nib_shift(int e) { return (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1);
 /* bit position of element 8c + e's fifth bit inside fifth-bit word j (quant.h) */
 static int fifth_shift(int c, int e) { return ((e & 1) ? 16 : 0) + 4 * (e >> 1) + c; }
 /* byte offsets inside a unit group of block s's fifth-bit words and nibble chunks (quant.h) */
-static int qh_at(uint32_t type, int s) { return is_k(type) ? 256 + 64 * s : has_min(type) ? 64 : 32; }
+static int qh_at(uint32_t type, int s) {
+    if (type == LMF_GGML_Q6_K) return 288 + 384 * s + 256;
+    return is_k(type) ? 256 + 64 * s : has_min(type) ? 64 : 32;
+}
 static int nib_at(uint32_t type, int s) {
+    if (type == LMF_GGML_Q6_K) return 288 + 384 * s;
     if (is_k(type)) return (has_fifth(type) ? 768 : 256) + 256 * s;
     return qh_at(type, 0) + (has_fifth(type) ? 64 : 0);
 }
 
-/* row j's 32 bits of elements 8c .. 8c + 7 of block s in a ggml unit (nibbles, and the fifth bits) */
+/* Q6_K's top two bits: element 8c + e of a block in high word c / 2 at bit 16 (e & 1) + 8 (c & 1) + 2 (e / 2) */
+static int top_shift(int c, int e) { return ((e & 1) ? 16 : 0) + 8 * (c & 1) + 2 * (e >> 1); }
+
+/* row j's 32 bits of elements 8c .. 8c + 7 of block s in a ggml unit (nibbles, and the fifth bits or Q6_K's top
+ * two bits, or-ed into *fifth) */
 static void unit_chunk(uint32_t type, const uint8_t *blk, int s, int c, uint32_t *word, uint32_t *fifth) {
     const uint8_t *qs, *qh = NULL;
     int shift = 0;
+    if (type == LMF_GGML_Q6_K) { /* dq_q6_k's element order */
+        for (int e = 0; e < 8; e++) {
+            int k = 32 * s + 8 * c + e, half = k / 128, kq = k % 128 / 32, l = k % 32;
+            int q = blk[64 * half + 32 * (kq & 1) + l] >> 4 * (kq >> 1) & 0x0f;
+            int top = blk[128 + 32 * half + l] >> 2 * kq & 3;
+            *word |= (uint32_t)q << nib_shift(e);
+            *fifth |= (uint32_t)top << top_shift(c, e);
+        }
+        return;
+    }
     if (is_k(type)) {
         qs = blk + (has_fifth(type) ? 48 : 16) + 32 * (s / 2), shift = 4 * (s & 1);
         if (has_fifth(type)) qh = blk + 16;
@@ -108,7 +129,9 @@ void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void 
         memset(g, 0, (size_t)16 * bsz);
         for (int j = 0; j < 16; j++) {
             const uint8_t *blk = s + (size_t)j * row_bytes + (size_t)u * bsz;
-            memcpy(g + 2 * j, blk, 2); /* d */
+            if (type == LMF_GGML_Q6_K) /* d, then the 16 int8 scales as four words a row */
+                for (int t = 0; t < 4; t++) wr32(g + 32 + 64 * t + 4 * j, rd32(blk + 192 + 4 * t));
+            memcpy(g + 2 * j, blk + (type == LMF_GGML_Q6_K ? 208 : 0), 2); /* d */
             if (type == LMF_GGML_Q8_0) {
                 for (int k = 0; k < 32; k++) g[32 + 32 * (k / 2) + 2 * j + (k & 1)] = blk[2 + k];
                 continue;
@@ -117,13 +140,15 @@ void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void 
             if (is_k(type))
                 for (int t = 0; t < 3; t++) wr32(g + 64 + 64 * t + 4 * j, rd32(blk + 4 + 4 * t)); /* the 6-bit scales */
             for (int b = 0; b < blocks; b++) {
-                uint32_t fifth = 0;
+                uint32_t fifth = 0, top[2] = {0, 0};
                 for (int c = 0; c < 4; c++) {
                     uint32_t word = 0;
-                    unit_chunk(type, blk, b, c, &word, &fifth);
+                    unit_chunk(type, blk, b, c, &word, type == LMF_GGML_Q6_K ? &top[c / 2] : &fifth);
                     wr32(g + nib_at(type, b) + 64 * c + 4 * j, word);
                 }
                 if (has_fifth(type)) wr32(g + qh_at(type, b) + 4 * j, fifth);
+                if (type == LMF_GGML_Q6_K)
+                    for (int t = 0; t < 2; t++) wr32(g + qh_at(type, b) + 64 * t + 4 * j, top[t]);
             }
         }
     }
@@ -134,6 +159,8 @@ static int r16_q(uint32_t type, const uint8_t *g, int j, int k) {
     if (type == LMF_GGML_Q8_0) return (int8_t)g[32 + 32 * (k / 2) + 2 * j + (k & 1)];
     int s = k / 32, kk = k % 32;
     int q = (int)(rd32(g + nib_at(type, s) + 64 * (kk / 8) + 4 * j) >> nib_shift(kk % 8)) & 0x0f;
+    if (type == LMF_GGML_Q6_K)
+        q |= (int)(rd32(g + qh_at(type, s) + 64 * (kk / 16) + 4 * j) >> top_shift(kk / 8, kk % 8) & 3) << 4;
     if (has_fifth(type)) q |= (int)(rd32(g + qh_at(type, s) + 4 * j) >> fifth_shift(kk / 8, kk % 8) & 1) << 4;
     return q;
 }
@@ -143,6 +170,10 @@ static int r16_q(uint32_t type, const uint8_t *g, int j, int k) {
 static void r16_scales(uint32_t type, const uint8_t *g, int j, int k, float *d, float *m) {
     *d = lmf_f16_to_f32(rd16(g + 2 * j));
     *m = has_min(type) ? lmf_f16_to_f32(rd16(g + 32 + 2 * j)) : 0.0f;
+    if (type == LMF_GGML_Q6_K) { /* the int8 scale of k's 16 elements */
+        *d = *d * (float)(int8_t)(rd32(g + 32 + 64 * (k / 64) + 4 * j) >> 8 * (k / 16 % 4));
+        return;
+    }
     if (!is_k(type)) return;
     uint8_t q[12], sc, mn;
     for (int t = 0; t < 3; t++) {
@@ -158,6 +189,7 @@ static float r16_value(uint32_t type, int q, float d, float m) {
     if (type == LMF_GGML_Q8_0) return (float)q * d;
     if (type == LMF_GGML_Q4_0) return (float)(q - 8) * d;
     if (type == LMF_GGML_Q5_0) return (float)(q - 16) * d;
+    if (type == LMF_GGML_Q6_K) return (float)(q - 32) * d;
     float t = (float)q * d;
     return is_k(type) ? t - m : t + m;
 }
@@ -223,11 +255,12 @@ void lmf_qmatvec_r16(uint32_t type, int n, int nrows, const void *W, size_t row_
  * d_w s_x (Q4_0, subtracted 8 times at the end: sum (q - 8) x = sum q x - 8 sum x). Q5_0's "- 16" stays in the
  * integer dot (q - 16 is a signed 5-bit value: |dot| <= 32 * 16 * 32767 < 2^24, exact in float too); Q5_1 is Q4_1
  * with a fifth bit. Q4_K / Q5_K: each 32-element sub-block is one block, with the row-major reference's terms
- * ((d sc) d_x) dot - (dmin m) s_x. */
+ * ((d sc) d_x) dot - (dmin m) s_x. Q6_K: each 16-element half of a block with its own ((d sc) d_x) and q - 32 in the
+ * integer dot (|dot| <= 16 * 32 * 32767 < 2^24), as the row-major reference. */
 static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb, int ncols, const void *x,
                        size_t xb, float *y, int ldy) {
     int bsz = r16_block_bytes(type), nb = n / LMF_QK, per = r16_unit(type) / LMF_QK;
-    int q_offset = type == LMF_GGML_Q5_0 ? 16 : 0;
+    int q_offset = type == LMF_GGML_Q5_0 ? 16 : type == LMF_GGML_Q6_K ? 32 : 0;
     for (int r0 = 0; r0 < nrows; r0 += 16) {
         const uint8_t *G = (const uint8_t *)W + (size_t)r0 * rb;
         for (int c = 0; c < ncols; c++) {
@@ -237,6 +270,17 @@ static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb
                 const uint8_t *g = G + (size_t)(b / per) * 16 * bsz;
                 int k0 = b % per * LMF_QK;
                 for (int j = 0; j < 16; j++) {
+                    if (type == LMF_GGML_Q6_K) { /* two 16-element sub-blocks, each with its own scale */
+                        for (int h = 0; h < 2; h++) {
+                            int32_t dot = 0;
+                            for (int k = 16 * h; k < 16 * h + 16; k++)
+                                dot += (r16_q(type, g, j, k0 + k) - q_offset) * xc[b].qs[k];
+                            float dw, mw;
+                            r16_scales(type, g, j, k0 + 16 * h, &dw, &mw);
+                            acc[j] += (dw * xc[b].d) * (float)dot;
+                        }
+                        continue;
+                    }
                     int32_t dot = 0;
                     for (int k = 0; k < 32; k++) dot += (r16_q(type, g, j, k0 + k) - q_offset) * xc[b].qs[k];
                     float dw, mw;
@@ -285,4 +329,8 @@ void lmf_r16_q4_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, con
 void lmf_r16_q5_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                       int ldy) {
     r16_mv_ref(LMF_GGML_Q5_K, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+void lmf_r16_q6_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy) {
+    r16_mv_ref(LMF_GGML_Q6_K, n, nrows, W, rb, ncols, x, xb, y, ldy);
 }

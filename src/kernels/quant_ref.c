@@ -672,7 +672,7 @@ const lmf_quant_ops lmf_quant_ref = {
     .f32 = f32_ref, .f16 = f16_ref, .bf16 = bf16_ref,
     .q8_0_r16 = lmf_r16_q8_0_ref, .q4_0_r16 = lmf_r16_q4_0_ref, .q4_1_r16 = lmf_r16_q4_1_ref,
     .q5_0_r16 = lmf_r16_q5_0_ref, .q5_1_r16 = lmf_r16_q5_1_ref, .q4_k_r16 = lmf_r16_q4_k_ref,
-    .q5_k_r16 = lmf_r16_q5_k_ref,
+    .q5_k_r16 = lmf_r16_q5_k_ref, .q6_k_r16 = lmf_r16_q6_k_ref,
     .dequant_r16 = lmf_r16_dequant_t_ref,
     .quantize_q16a = quantize_q16a_ref,
     .quantize_q8a = quantize_q8a_ref,

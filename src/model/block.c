@@ -6,9 +6,9 @@
  *    except in inference on AMX-INT8 tiles, where R16 groups take the decode path's integer products (LMF_LIN_QINT);
  *  - a few rows (decode): the input rows are converted once (int16 blocks for quantized weights, kernels/quant.h:
  *    int8 blocks as llama.cpp uses cost SmolLM2 2-5% of its logits; int16 keeps them within 3e-4) and every thread
- *    streams its contiguous share of the weight rows (whole 16-row groups) through lmf_qmatvec_r16 (Q8_0/Q4_x, Q5_x
- *    on AVX2, repacked once by lmf_weights_prepare_decode) or lmf_qmatvec: each weight byte is read once per token and
- *    nothing is dequantized to memory.
+ *    streams its contiguous share of the weight rows (whole 16-row groups) through lmf_qmatvec_r16 (Q8_0/Q4_x; Q5_x
+ *    and Q4_K/Q5_K/Q6_K on AVX2; repacked once by lmf_weights_prepare_decode) or lmf_qmatvec: each weight byte is
+ *    read once per token and nothing is dequantized to memory.
  * Attention: training over the batch's own keys (kernels/attention.c: probabilities recomputed in backward); prefill
  * per head and block of 64 queries by SGEMM against the transposed K cache; decode split by cached positions
  * (attend_share). */
@@ -363,13 +363,14 @@ static int slab_rows(const lmf_wtensor *W, size_t dq_floats) {
 static int dequant_slab(const lmf_wtensor *W, int r0, int nr, float *dq) {
     int K = W->cols;
     if (W->r16) {
-        size_t gb = W->row_bytes / (size_t)(K / 32) * 16; /* bytes of one block of a group */
+        int u = lmf_r16_unit(W->type);                   /* 32, or a K-quant's super-block of 256 */
+        size_t gb = W->row_bytes / (size_t)(K / u) * 16; /* bytes of one unit of a group */
         const char *src = (const char *)W->r16 + (size_t)r0 * W->row_bytes;
 #pragma omp parallel for schedule(static)
-        for (int b = 0; b < K / 32; b++)
+        for (int b = 0; b < K / u; b++)
             for (int g = 0; g < nr / 16; g++)
-                lmf_r16_dequant_t(W->type, 32, src + (size_t)g * 16 * W->row_bytes + (size_t)b * gb,
-                                  dq + (size_t)b * 32 * nr + (size_t)g * 16, (size_t)nr);
+                lmf_r16_dequant_t(W->type, u, src + (size_t)g * 16 * W->row_bytes + (size_t)b * gb,
+                                  dq + (size_t)b * u * nr + (size_t)g * 16, (size_t)nr);
         return 1;
     }
     const char *src = (const char *)W->data + (size_t)r0 * W->row_bytes;

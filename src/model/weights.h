@@ -103,8 +103,8 @@ size_t lmf_weights_matrix_params(const lmf_weights *w);
 /* Checks every tensor's shape against cfg and that every type is one the executor can run; names the tensor. */
 lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin);
 
-/* Repacks every Q8_0/Q4_0/Q4_1 matrix (Q5_0/Q5_1 too where this CPU's kernel table has their R16 kernels:
- * lmf_r16_supported) whose shape allows it into R16 groups (wtensor.r16; a tied head and token
+/* Repacks every Q8_0/Q4_0/Q4_1 matrix (Q5_x and Q4_K/Q5_K/Q6_K too where this CPU's kernel table has their R16
+ * kernels: lmf_r16_supported) whose shape allows it into R16 groups (wtensor.r16; a tied head and token
  * embedding share one copy), once: later calls return at once, concurrent ones wait for the first. Skipped with
  * LMF_QACT=int8 (R16 kernels read int16 activations). The repacked copy is exactly as large as the original, and
  * the original's pages are released from a file mapping (madvise; they are read back from the file if anything
