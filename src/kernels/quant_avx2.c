@@ -607,6 +607,25 @@ AI __m256i r16_pair(const int K, __m256i v, __m256i qh, int ch, int i) {
     return _mm256_sub_epi16(w, _mm256_andnot_si256(h, b16)); /* q - 16: minus 16 where the fifth bit is clear */
 }
 
+/* block b's integer dots of 8 rows (4 nibble chunks from nib, 64 bytes apart; Q5_x fifth-bit words qh) with CB
+ * columns, added to d0 / d1 */
+AI void r16_nib_dot(const int K, const int CB, const uint8_t *nib, __m256i qh, const lmf_block_q16a *const *xc, int b,
+                    __m256i *d0, __m256i *d1) {
+#pragma GCC unroll 4
+    for (int ch = 0; ch < 4; ch++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(nib + 64 * ch));
+        __m256i w0 = r16_pair(K, v, qh, ch, 0), w1 = r16_pair(K, v, qh, ch, 1);
+        __m256i w2 = r16_pair(K, v, qh, ch, 2), w3 = r16_pair(K, v, qh, ch, 3);
+        for (int c = 0; c < CB; c++) {
+            const int32_t *xp = (const int32_t *)xc[c][b].qs + 4 * ch;
+            d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])));
+            d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
+            d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w2, _mm256_set1_epi32(xp[2])));
+            d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w3, _mm256_set1_epi32(xp[3])));
+        }
+    }
+}
+
 AI void r16_half(const int K, const int NG, const int CB, int nb, const uint8_t *const *G, int h,
                  const lmf_block_q16a *const *xc, float *const *y, int ldy) {
     const int gbs = r16_gbs[K], qoff = r16_nib[K], with_min = K == K_Q4_1 || K == K_Q5_1;
@@ -632,19 +651,7 @@ AI void r16_half(const int K, const int NG, const int CB, int nb, const uint8_t 
             } else {
                 __m256i qh = _mm256_setzero_si256();
                 if (K == K_Q5_0 || K == K_Q5_1) qh = _mm256_loadu_si256((const __m256i *)(g + qoff - 64 + 32 * h));
-#pragma GCC unroll 4
-                for (int ch = 0; ch < 4; ch++) {
-                    __m256i v = _mm256_loadu_si256((const __m256i *)(g + qoff + 64 * ch + 32 * h));
-                    __m256i w0 = r16_pair(K, v, qh, ch, 0), w1 = r16_pair(K, v, qh, ch, 1);
-                    __m256i w2 = r16_pair(K, v, qh, ch, 2), w3 = r16_pair(K, v, qh, ch, 3);
-                    for (int c = 0; c < CB; c++) {
-                        const int32_t *xp = (const int32_t *)xc[c][b].qs + 4 * ch;
-                        d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])));
-                        d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
-                        d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w2, _mm256_set1_epi32(xp[2])));
-                        d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w3, _mm256_set1_epi32(xp[3])));
-                    }
-                }
+                r16_nib_dot(K, CB, g + qoff + 32 * h, qh, xc, b, d0, d1);
             }
             __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
             __m256 mw = with_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h))) : dw;
@@ -706,19 +713,7 @@ AI void r16k_half(const int K, const int NG, const int CB, int nsb, const uint8_
                 for (int c = 0; c < CB; c++) d0[c] = _mm256_setzero_si256(), d1[c] = _mm256_setzero_si256();
                 __m256i qh = K == K_Q5_K ? _mm256_loadu_si256((const __m256i *)(g + 256 + 64 * j + 32 * h))
                                          : _mm256_setzero_si256();
-#pragma GCC unroll 4
-                for (int ch = 0; ch < 4; ch++) {
-                    __m256i v = _mm256_loadu_si256((const __m256i *)(g + nib0 + 256 * j + 64 * ch + 32 * h));
-                    __m256i w0 = r16_pair(KB, v, qh, ch, 0), w1 = r16_pair(KB, v, qh, ch, 1);
-                    __m256i w2 = r16_pair(KB, v, qh, ch, 2), w3 = r16_pair(KB, v, qh, ch, 3);
-                    for (int c = 0; c < CB; c++) {
-                        const int32_t *xp = (const int32_t *)xc[c][b].qs + 4 * ch;
-                        d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])));
-                        d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
-                        d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w2, _mm256_set1_epi32(xp[2])));
-                        d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w3, _mm256_set1_epi32(xp[3])));
-                    }
-                }
+                r16_nib_dot(KB, CB, g + nib0 + 256 * j + 32 * h, qh, xc, b, d0, d1);
                 for (int c = 0; c < CB; c++) {
                     __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(d0[c], d1[c]));
                     acc[s * CB + c] = _mm256_fmadd_ps(dot, _mm256_mul_ps(fsc, _mm256_set1_ps(xc[c][b].d)), acc[s * CB + c]);

@@ -302,35 +302,15 @@ static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb
     }
 }
 
-void lmf_r16_q8_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                      int ldy) {
-    r16_mv_ref(LMF_GGML_Q8_0, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-void lmf_r16_q4_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                      int ldy) {
-    r16_mv_ref(LMF_GGML_Q4_0, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-void lmf_r16_q4_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                      int ldy) {
-    r16_mv_ref(LMF_GGML_Q4_1, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-void lmf_r16_q5_0_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                      int ldy) {
-    r16_mv_ref(LMF_GGML_Q5_0, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-void lmf_r16_q5_1_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                      int ldy) {
-    r16_mv_ref(LMF_GGML_Q5_1, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-void lmf_r16_q4_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                      int ldy) {
-    r16_mv_ref(LMF_GGML_Q4_K, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-void lmf_r16_q5_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                      int ldy) {
-    r16_mv_ref(LMF_GGML_Q5_K, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-void lmf_r16_q6_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                      int ldy) {
-    r16_mv_ref(LMF_GGML_Q6_K, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
+#define R16_REF(name, TYPE)                                                                                        \
+    void name(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, int ldy) { \
+        r16_mv_ref(TYPE, n, nrows, W, rb, ncols, x, xb, y, ldy);                                                   \
+    }
+R16_REF(lmf_r16_q8_0_ref, LMF_GGML_Q8_0)
+R16_REF(lmf_r16_q4_0_ref, LMF_GGML_Q4_0)
+R16_REF(lmf_r16_q4_1_ref, LMF_GGML_Q4_1)
+R16_REF(lmf_r16_q5_0_ref, LMF_GGML_Q5_0)
+R16_REF(lmf_r16_q5_1_ref, LMF_GGML_Q5_1)
+R16_REF(lmf_r16_q4_k_ref, LMF_GGML_Q4_K)
+R16_REF(lmf_r16_q5_k_ref, LMF_GGML_Q5_K)
+R16_REF(lmf_r16_q6_k_ref, LMF_GGML_Q6_K)
