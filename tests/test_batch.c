@@ -171,12 +171,19 @@ static void test_hf_llama(void **state) { check_both(FIX "hf/llama"); }
 static void test_hf_gpt2(void **state) { check_both(FIX "hf/gpt2"); }
 static void test_hf_opt(void **state) { check_both(FIX "hf/opt"); }
 
-static void test_smollm2(void **state) {
+/* SmolLM2's GGUF ($LMF_SMOLLM2_GGUF, else this build's models/), or NULL when it is not there */
+static const char *smollm2_file(void) {
     const char *path = getenv("LMF_SMOLLM2_GGUF");
     if (!path) path = LMF_BINARY_DIR "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
     FILE *f = fopen(path, "rb");
-    if (!f) skip();
+    if (!f) return NULL;
     fclose(f);
+    return path;
+}
+
+static void test_smollm2(void **state) {
+    const char *path = smollm2_file();
+    if (!path) skip();
     check_both(path);
 }
 
@@ -221,11 +228,8 @@ static void check_requantized(const char *path, uint32_t type) {
 }
 
 static void test_smollm2_q5(void **state) {
-    const char *path = getenv("LMF_SMOLLM2_GGUF");
-    if (!path) path = LMF_BINARY_DIR "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-    FILE *f = fopen(path, "rb");
-    if (!f) skip();
-    fclose(f);
+    const char *path = smollm2_file();
+    if (!path) skip();
     check_requantized(path, LMF_GGML_Q5_0);
     check_requantized(path, LMF_GGML_Q5_1);
 }
@@ -278,11 +282,8 @@ static void check_kquant_down(const char *path, uint32_t type) {
 }
 
 static void test_smollm2_kquant(void **state) {
-    const char *path = getenv("LMF_SMOLLM2_GGUF");
-    if (!path) path = LMF_BINARY_DIR "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-    FILE *f = fopen(path, "rb");
-    if (!f) skip();
-    fclose(f);
+    const char *path = smollm2_file();
+    if (!path) skip();
     check_kquant_down(path, LMF_GGML_Q4_K);
     check_kquant_down(path, LMF_GGML_Q5_K);
     check_kquant_down(path, LMF_GGML_Q6_K);
