@@ -9,8 +9,8 @@
  * has no AVX-512) against the AMX-INT8 tile kernel (lmf_qmatvec_r16_amx, Q8_0 / Q4_x, where lmf_cpu_amx_int8()):
  * microseconds per call and G multiply-adds per second, each the best of 7 repetitions of 20 calls on the same
  * matrix (it stays in L2: the kernels' arithmetic is what is compared, not the memory). The two give the same bits
- * (test_quant), so the ratio is the whole story; lmf_qmatvec_r16 takes
- * the tiles from LMF_R16_AMX_COLS columns on. Prints the CPU's features first. */
+ * (test_quant), so the ratio is the whole story; lmf_qmatvec_r16 takes the tiles from LMF_R16_AMX_COLS columns on.
+ * Prints the CPU's features first, and last the repack's speed (MB/s of ggml rows into R16 groups: model loading). */
 #include "core/cpu.h"
 #include "core/dtype.h"
 #include "core/progress.h"
@@ -62,6 +62,7 @@ int main(int argc, char **argv) {
     static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0,
                                      LMF_GGML_Q5_1, LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
     static const int shapes[][2] = {{1536, 576}, {576, 1536}};
+    double pack_mbs[8][2] = {{0}};
     printf("\n| type | rows x n | columns | %s us | %s GMAC/s | AMX us | AMX GMAC/s | AMX / %s |\n", simd->name,
            simd->name, simd->name);
     printf("|---|---|---|---|---|---|---|---|\n");
@@ -90,8 +91,14 @@ int main(int argc, char **argv) {
                     else memcpy(row + b, &d, 2), memcpy(row + b + 2, &dmin, 2);
                 }
             }
-            for (int g = 0; g < rows / 16; g++)
-                lmf_r16_pack(type, n, W + (size_t)g * 16 * rb, rb, P + (size_t)g * 16 * rb);
+            double tp = 1e30; /* the repack itself (once per model, at load): best of 5 over the matrix */
+            for (int rep = 0; rep < 5; rep++) {
+                double t0 = lmf_now();
+                for (int g = 0; g < rows / 16; g++)
+                    lmf_r16_pack(type, n, W + (size_t)g * 16 * rb, rb, P + (size_t)g * 16 * rb);
+                if (lmf_now() - t0 < tp) tp = lmf_now() - t0;
+            }
+            pack_mbs[t][s] = (double)rb * rows / tp * 1e-6;
             size_t xb = lmf_qinput_bytes(type, n);
             uint8_t *x = malloc(xb * 32);
             float *y = malloc(sizeof(float) * (size_t)rows * 32);
@@ -110,5 +117,10 @@ int main(int argc, char **argv) {
             }
             free(xf), free(W), free(P), free(x), free(y);
         }
+    printf("\nR16 repack (lmf_r16_pack, one thread, the matrix above), MB/s:\n");
+    for (int t = 0; t < 8; t++)
+        for (int s = 0; s < 2; s++)
+            if (pack_mbs[t][s] > 0)
+                printf("  %s %d x %d: %.0f\n", lmf_ggml_type_name(types[t]), shapes[s][0], shapes[s][1], pack_mbs[t][s]);
     return 0;
 }

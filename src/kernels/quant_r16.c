@@ -86,45 +86,57 @@ static int nib_at(uint32_t type, int s) {
 /* Q6_K's top two bits: element 8c + e of a block in high word c / 2 at bit 16 (e & 1) + 8 (c & 1) + 2 (e / 2) */
 static int top_shift(int c, int e) { return ((e & 1) ? 16 : 0) + 8 * (c & 1) + 2 * (e >> 1); }
 
-/* row j's 32 bits of elements 8c .. 8c + 7 of block s in a ggml unit (nibbles, and the fifth bits or Q6_K's top
- * two bits, or-ed into *fifth) */
-static void unit_chunk(uint32_t type, const uint8_t *blk, int s, int c, uint32_t *word, uint32_t *fifth) {
-    const uint8_t *qs, *qh = NULL;
-    int shift = 0;
-    if (type == LMF_GGML_Q6_K) { /* dq_q6_k's element order */
-        for (int e = 0; e < 8; e++) {
-            int k = 32 * s + 8 * c + e, half = k / 128, kq = k % 128 / 32, l = k % 32;
-            int q = blk[64 * half + 32 * (kq & 1) + l] >> 4 * (kq >> 1) & 0x0f;
-            int top = blk[128 + 32 * half + l] >> 2 * kq & 3;
-            *word |= (uint32_t)q << nib_shift(e);
-            *fifth |= (uint32_t)top << top_shift(c, e);
-        }
-        return;
-    }
-    if (is_k(type)) {
-        qs = blk + (has_fifth(type) ? 48 : 16) + 32 * (s / 2), shift = 4 * (s & 1);
-        if (has_fifth(type)) qh = blk + 16;
+/* 8 bytes as a little-endian word (x86 and every target this project builds for) */
+static uint64_t rd64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+/* the w-bit fields in the low bits of 16-bit lanes 0..3 of e (w <= 4), side by side in w-bit steps */
+static uint32_t lanes_to_fields(uint64_t e, int w) {
+    uint64_t t = (e | e >> (16 - w)) & (0xffull << 32 | 0xff) >> (8 - 2 * w);
+    return (uint32_t)((t | t >> (32 - 2 * w)) & ((1u << 4 * w) - 1));
+}
+/* bytes i < 8 of x hold fields f_i < 2^w: even i at w (i / 2) in the low half, odd i at 16 + w (i / 2): the order
+ * of nib_shift (w 4) and top_shift (w 2) */
+static uint32_t pair_fields(uint64_t x, int w) {
+    const uint64_t even = 0x00ff00ff00ff00ffull;
+    return lanes_to_fields(x & even, w) | lanes_to_fields(x >> 8 & even, w) << 16;
+}
+/* bit e of b (< 256) to bit 0 of byte e */
+static uint64_t bits_to_bytes(uint32_t b) {
+    uint64_t r = b & 0xff;
+    r = (r | r << 28) & 0x0000000f0000000full; /* bits 0-3 and 4-7 to the two halves */
+    r = (r | r << 14) & 0x0003000300030003ull;
+    return (r | r << 7) & 0x0101010101010101ull;
+}
+#define NIBBLES 0x0f0f0f0f0f0f0f0full
+#define LOW2 0x0303030303030303ull
+#define LOW1 0x0101010101010101ull
+
+/* row j's 32 bits of elements 8c .. 8c + 7 of block s in a ggml unit (nibbles), and the fifth bits or Q6_K's top
+ * two bits or-ed into *fifth (that word's layout: fifth_shift / top_shift) */
+#define INLINE static inline __attribute__((always_inline))
+INLINE void unit_chunk(uint32_t type, const uint8_t *blk, int s, int c, uint32_t *word, uint32_t *fifth) {
+    uint64_t q;
+    if (type == LMF_GGML_Q6_K) { /* dq_q6_k's element order: half s / 4, quarter s % 4 */
+        int half = s / 4, kq = s % 4;
+        q = rd64(blk + 64 * half + 32 * (kq & 1) + 8 * c) >> 4 * (kq >> 1) & NIBBLES;
+        *fifth |= pair_fields(rd64(blk + 128 + 32 * half + 8 * c) >> 2 * kq & LOW2, 2) << 8 * (c & 1);
+    } else if (is_k(type)) {
+        q = rd64(blk + (has_fifth(type) ? 48 : 16) + 32 * (s / 2) + 8 * c) >> 4 * (s & 1) & NIBBLES;
+        if (has_fifth(type)) *fifth |= pair_fields(rd64(blk + 16 + 8 * c) >> s & LOW1, 4) << c;
     } else {
-        qs = blk + 2 + (has_min(type) ? 2 : 0) + (has_fifth(type) ? 4 : 0);
+        int at = 2 + (has_min(type) ? 2 : 0); /* the fifth bits, then the nibbles: element k < 16 low, else high */
+        q = rd64(blk + at + (has_fifth(type) ? 4 : 0) + 8 * (c & 1)) >> (c >= 2 ? 4 : 0) & NIBBLES;
+        if (has_fifth(type)) *fifth |= pair_fields(bits_to_bytes(rd32(blk + at) >> 8 * c & 0xff), 4) << c;
     }
-    uint32_t qh32 = has_fifth(type) && !is_k(type) ? rd32(blk + 2 + (has_min(type) ? 2 : 0)) : 0;
-    for (int e = 0; e < 8; e++) {
-        int k = 8 * c + e, q, h;
-        if (is_k(type)) {
-            q = qs[k] >> shift & 0x0f, h = qh ? qh[k] >> s & 1 : 0;
-        } else {
-            q = k < 16 ? qs[k] & 0x0f : qs[k - 16] >> 4, h = (int)(qh32 >> k & 1);
-        }
-        *word |= (uint32_t)q << nib_shift(e);
-        *fifth |= (uint32_t)h << fifth_shift(c, e);
-    }
+    *word = pair_fields(q, 4);
 }
 
-void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void *dst) {
+/* lmf_r16_pack for one type, inlined into a copy per type (the type's tests fold away) */
+INLINE void pack_rows(uint32_t type, int n, const uint8_t *s, size_t row_bytes, uint8_t *g) {
     int bsz = r16_block_bytes(type), nu = n / r16_unit(type), blocks = r16_unit(type) / LMF_QK;
-    LMF_CHECK(bsz && n % r16_unit(type) == 0);
-    const uint8_t *s = src;
-    uint8_t *g = dst;
     for (int u = 0; u < nu; u++, g += 16 * bsz) {
         memset(g, 0, (size_t)16 * bsz);
         for (int j = 0; j < 16; j++) {
@@ -133,7 +145,7 @@ void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void 
                 for (int t = 0; t < 4; t++) wr32(g + 32 + 64 * t + 4 * j, rd32(blk + 192 + 4 * t));
             memcpy(g + 2 * j, blk + (type == LMF_GGML_Q6_K ? 208 : 0), 2); /* d */
             if (type == LMF_GGML_Q8_0) {
-                for (int k = 0; k < 32; k++) g[32 + 32 * (k / 2) + 2 * j + (k & 1)] = blk[2 + k];
+                for (int p = 0; p < 16; p++) memcpy(g + 32 + 32 * p + 2 * j, blk + 2 + 2 * p, 2);
                 continue;
             }
             if (has_min(type)) memcpy(g + 32 + 2 * j, blk + 2, 2); /* m, or a K-quant's dmin */
@@ -151,6 +163,20 @@ void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void 
                     for (int t = 0; t < 2; t++) wr32(g + qh_at(type, b) + 64 * t + 4 * j, top[t]);
             }
         }
+    }
+}
+
+void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void *dst) {
+    LMF_CHECK(r16_block_bytes(type) && n % r16_unit(type) == 0);
+    switch (type) {
+    case LMF_GGML_Q8_0: pack_rows(LMF_GGML_Q8_0, n, src, row_bytes, dst); break;
+    case LMF_GGML_Q4_0: pack_rows(LMF_GGML_Q4_0, n, src, row_bytes, dst); break;
+    case LMF_GGML_Q4_1: pack_rows(LMF_GGML_Q4_1, n, src, row_bytes, dst); break;
+    case LMF_GGML_Q5_0: pack_rows(LMF_GGML_Q5_0, n, src, row_bytes, dst); break;
+    case LMF_GGML_Q5_1: pack_rows(LMF_GGML_Q5_1, n, src, row_bytes, dst); break;
+    case LMF_GGML_Q4_K: pack_rows(LMF_GGML_Q4_K, n, src, row_bytes, dst); break;
+    case LMF_GGML_Q5_K: pack_rows(LMF_GGML_Q5_K, n, src, row_bytes, dst); break;
+    default: pack_rows(LMF_GGML_Q6_K, n, src, row_bytes, dst); break;
     }
 }
 
