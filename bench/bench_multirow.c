@@ -121,6 +121,7 @@ int main(int argc, char **argv) {
     for (int t = 0; t < 8; t++)
         for (int s = 0; s < 2; s++)
             if (pack_mbs[t][s] > 0)
-                printf("  %s %d x %d: %.0f\n", lmf_ggml_type_name(types[t]), shapes[s][0], shapes[s][1], pack_mbs[t][s]);
+                printf("  %s %d x %d: %.0f\n", lmf_ggml_type_name(types[t]), shapes[s][0], shapes[s][1],
+                       pack_mbs[t][s]);
     return 0;
 }

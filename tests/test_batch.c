@@ -262,8 +262,10 @@ static void check_kquant_down(const char *path, uint32_t type) {
              * activations with them) */
             memcpy(q + b, &d, 2), memcpy(q + b + 2, &dmin, 2);
             int S[8], M[8], qmax = type == LMF_GGML_Q5_K ? 31 : 15;
-            for (int j = 0; j < 8; j++) S[j] = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % (qmax == 31 ? 2 : 4),
-                                        M[j] = qmax * S[j];
+            for (int j = 0; j < 8; j++) {
+                seed = seed * 1103515245u + 12345u;
+                S[j] = 1 + (int)(seed >> 16) % (qmax == 31 ? 2 : 4), M[j] = qmax * S[j];
+            }
             uint8_t *sc = q + b + 4; /* lmf_k4_scale_min's packing */
             for (int j = 0; j < 4; j++)
                 sc[j] = (uint8_t)(S[j] | (S[j + 4] >> 4) << 6), sc[j + 4] = (uint8_t)(M[j] | (M[j + 4] >> 4) << 6),

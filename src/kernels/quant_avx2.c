@@ -716,7 +716,8 @@ AI void r16k_half(const int K, const int NG, const int CB, int nsb, const uint8_
                 r16_nib_dot(KB, CB, g + nib0 + 256 * j + 32 * h, qh, xc, b, d0, d1);
                 for (int c = 0; c < CB; c++) {
                     __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(d0[c], d1[c]));
-                    acc[s * CB + c] = _mm256_fmadd_ps(dot, _mm256_mul_ps(fsc, _mm256_set1_ps(xc[c][b].d)), acc[s * CB + c]);
+                    __m256 sd = _mm256_mul_ps(fsc, _mm256_set1_ps(xc[c][b].d));
+                    acc[s * CB + c] = _mm256_fmadd_ps(dot, sd, acc[s * CB + c]);
                     acc2[s * CB + c] = _mm256_fmadd_ps(fmn, _mm256_set1_ps(xc[c][b].s), acc2[s * CB + c]);
                 }
             }
@@ -777,8 +778,8 @@ AI void r16q6_half(const int NG, const int CB, int nsb, const uint8_t *const *G,
                 __m256 f1 = _mm256_mul_ps(dw, q6k_scale8(g + 32 + 32 * h, 2 * j + 1));
                 for (int c = 0; c < CB; c++) {
                     __m256 dx = _mm256_set1_ps(xc[c][b].d);
-                    acc[s * CB + c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd[0][c]), _mm256_mul_ps(f0, dx), acc[s * CB + c]);
-                    acc[s * CB + c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd[1][c]), _mm256_mul_ps(f1, dx), acc[s * CB + c]);
+                    __m256 a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd[0][c]), _mm256_mul_ps(f0, dx), acc[s * CB + c]);
+                    acc[s * CB + c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd[1][c]), _mm256_mul_ps(f1, dx), a);
                 }
             }
         }
@@ -851,7 +852,8 @@ AI void dq_r16_block(const int OP, const int FIFTH, const uint8_t *nib, const ui
                 q = _mm256_or_si256(q, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(
                                            hv, ((e & 1) ? 16 : 0) + 4 * (e >> 1) + c), one), 4));
             float *row = o + (size_t)(8 * c + e) * ld;
-            if (OP == 0) _mm256_storeu_ps(row, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(off))), d));
+            if (OP == 0) q = _mm256_sub_epi32(q, _mm256_set1_epi32(off));
+            if (OP == 0) _mm256_storeu_ps(row, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
             else if (OP == 1) _mm256_storeu_ps(row, _mm256_add_ps(rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d)), m));
             else _mm256_storeu_ps(row, _mm256_sub_ps(rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d)), m));
         }
@@ -875,7 +877,8 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
                         __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 64 * c + 32 * h));
                         __m256i top = _mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (c / 2) + 32 * h));
                         for (int e = 0; e < 8; e++) {
-                            __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1)), m4);
+                            int sh = (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1);
+                            __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, sh), m4);
                             __m256i t = _mm256_and_si256(
                                 _mm256_srli_epi32(top, ((e & 1) ? 16 : 0) + 8 * (c & 1) + 2 * (e >> 1)), m2);
                             q = _mm256_sub_epi32(_mm256_or_si256(q, _mm256_slli_epi32(t, 4)), off);
@@ -927,7 +930,8 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
                 }
                 continue;
             }
-            __m256 m = K == K_Q4_1 || K == K_Q5_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h))) : d;
+            __m256 m = d;
+            if (K == K_Q4_1 || K == K_Q5_1) m = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h)));
             const uint8_t *nib = g + qoff + 32 * h, *qh = g + qoff - 64 + 32 * h;
             switch (K) {
             case K_Q4_0: dq_r16_block(0, 0, nib, qh, 8, d, m, o, ld); break;
