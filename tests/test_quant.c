@@ -290,7 +290,7 @@ static void test_r16(void **state) {
     (void)state;
     static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0,
                                      LMF_GGML_Q5_1, LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
-    static const int ns[] = {32, 96, 576, 1536}, ns_k[] = {256, 512, 1536, 1536}; /* K-quants: super-blocks */
+    static const int ns[] = {32, 96, 576, 1536}, ns_k[] = {256, 512, 1536}; /* K-quants: super-blocks */
     /* 1, 2, 3 and 7 groups: the kernels' streams (quant.h) get runs of equal, unequal and no length */
     static const int rows[] = {16, 32, 48, 112};
     static const int cols[] = {1, 2, 3, 4, 5, 8, 9};
