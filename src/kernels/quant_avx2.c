@@ -607,6 +607,11 @@ AI __m256i r16_pair(const int K, __m256i v, __m256i qh, int ch, int i) {
     return _mm256_sub_epi16(w, _mm256_andnot_si256(h, b16)); /* q - 16: minus 16 where the fifth bit is clear */
 }
 
+/* the first pass over a group's unit fetches the same unit LMF_R16_PREFETCH bytes ahead (quant.h) */
+AI void r16_prefetch(const uint8_t *g, int bytes) {
+    for (int l = 0; l < bytes; l += 64) _mm_prefetch((const char *)g + LMF_R16_PREFETCH + l, _MM_HINT_T0);
+}
+
 /* block b's integer dots of 8 rows (4 nibble chunks from nib, 64 bytes apart; Q5_x fifth-bit words qh) with CB
  * columns, added to d0 / d1 */
 AI void r16_nib_dot(const int K, const int CB, const uint8_t *nib, __m256i qh, const lmf_block_q16a *const *xc, int b,
@@ -634,8 +639,7 @@ AI void r16_half(const int K, const int NG, const int CB, int nb, const uint8_t 
     for (int b = 0; b < nb; b++)
         for (int s = 0; s < NG; s++) {
             const uint8_t *g = G[s] + (size_t)b * gbs;
-            if (h == 0)
-                for (int l = 0; l < gbs; l += 64) _mm_prefetch((const char *)g + LMF_R16_PREFETCH + l, _MM_HINT_T0);
+            if (h == 0) r16_prefetch(g, gbs);
             __m256i d0[2], d1[2];
             for (int c = 0; c < CB; c++) d0[c] = _mm256_setzero_si256(), d1[c] = _mm256_setzero_si256();
             if (K == K_Q8_0) {
@@ -698,8 +702,7 @@ AI void r16k_half(const int K, const int NG, const int CB, int nsb, const uint8_
     for (int sb = 0; sb < nsb; sb++)
         for (int s = 0; s < NG; s++) {
             const uint8_t *g = G[s] + (size_t)sb * sbs;
-            if (h == 0)
-                for (int l = 0; l < sbs; l += 64) _mm_prefetch((const char *)g + LMF_R16_PREFETCH + l, _MM_HINT_T0);
+            if (h == 0) r16_prefetch(g, sbs);
             __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
             __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h)));
             __m256i w[3];
@@ -751,8 +754,7 @@ AI void r16q6_half(const int NG, const int CB, int nsb, const uint8_t *const *G,
     for (int sb = 0; sb < nsb; sb++)
         for (int s = 0; s < NG; s++) {
             const uint8_t *g = G[s] + (size_t)sb * sbs;
-            if (h == 0)
-                for (int l = 0; l < sbs; l += 64) _mm_prefetch((const char *)g + LMF_R16_PREFETCH + l, _MM_HINT_T0);
+            if (h == 0) r16_prefetch(g, sbs);
             __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
             for (int j = 0; j < 8; j++) {
                 const int b = sb * 8 + j;
