@@ -586,13 +586,16 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
 }
 
 /* ---- R16 groups (quant.h) ------------------------------------------------------------------------------------
- * As quant_avx512.c's r16_tile with eight lanes: each 8-row half of a group is one pass over the group's blocks
- * (the group, at most a few tens of KB, is still in L1/L2 for the second half); vpmaddwd + vpaddd replace
- * vpdpwssd. Up to two columns share each unpacked weight vector; with one column two groups from different streams
- * (quant.h) go side by side, block group by block group (16 ymm registers hold no more accumulators); the first
- * pass prefetches as quant_avx512.c does. Q5_x add the fifth bits (quant.h's shift of the fifth-bit words) to the
- * nibble pairs as they are unpacked; Q5_0 subtracts its 16 there too (q - 16 is a signed word), so its integer dot
- * is the reference's and it needs no offset term. */
+ * As quant_avx512.c's r16_tile with eight lanes: a group's 16 rows are two 8-row halves (one ymm of int16 pairs
+ * each), both taken in one pass over the group's blocks, so each activation pair is broadcast once for the 16 rows
+ * and each weight byte is read once; vpmaddwd + vpaddd replace vpdpwssd. One or two columns share each unpacked
+ * weight vector. Each block's bytes are prefetched LMF_R16_PREFETCH bytes ahead, as quant_avx512.c does. Why one
+ * pass: the earlier kernel took each half in its own pass (its second pass re-reading the group from L1/L2) and, with
+ * one column, two streams' groups side by side to keep the memory busy; on an AVX2-only Zen 1 that kernel spilled
+ * its broadcasts to the stack and ran SmolLM2's decode matrices 1.3x slower than this one (one stream: the single
+ * pass keeps the reads going without a second one). Q5_x add the fifth bits (quant.h's shift of the fifth-bit
+ * words) to the nibble pairs as they are unpacked; Q5_0 subtracts its 16 there too (q - 16 is a signed word), so
+ * its integer dot is the reference's and it needs no offset term. */
 static const int r16_gbs[5] = {16 * 34, 16 * 18, 16 * 20, 16 * 22, 16 * 24}; /* by K */
 static const int r16_nib[5] = {32, 32, 64, 96, 128};                        /* nibble chunks' offset, by K */
 
@@ -607,127 +610,139 @@ AI __m256i r16_pair(const int K, __m256i v, __m256i qh, int ch, int i) {
     return _mm256_sub_epi16(w, _mm256_andnot_si256(h, b16)); /* q - 16: minus 16 where the fifth bit is clear */
 }
 
-/* the first pass over a group's unit fetches the same unit LMF_R16_PREFETCH bytes ahead (quant.h) */
+/* every line of a group's unit fetched LMF_R16_PREFETCH bytes ahead (quant.h) */
 AI void r16_prefetch(const uint8_t *g, int bytes) {
     for (int l = 0; l < bytes; l += 64) _mm_prefetch((const char *)g + LMF_R16_PREFETCH + l, _MM_HINT_T0);
 }
 
-/* block b's integer dots of 8 rows (4 nibble chunks from nib, 64 bytes apart; Q5_x fifth-bit words qh) with CB
- * columns, added to d0 / d1 */
-AI void r16_nib_dot(const int K, const int CB, const uint8_t *nib, __m256i qh, const lmf_block_q16a *const *xc, int b,
-                    __m256i *d0, __m256i *d1) {
-#pragma GCC unroll 4
-    for (int ch = 0; ch < 4; ch++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(nib + 64 * ch));
-        __m256i w0 = r16_pair(K, v, qh, ch, 0), w1 = r16_pair(K, v, qh, ch, 1);
-        __m256i w2 = r16_pair(K, v, qh, ch, 2), w3 = r16_pair(K, v, qh, ch, 3);
-        for (int c = 0; c < CB; c++) {
-            const int32_t *xp = (const int32_t *)xc[c][b].qs + 4 * ch;
-            d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])));
-            d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
-            d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w2, _mm256_set1_epi32(xp[2])));
-            d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w3, _mm256_set1_epi32(xp[3])));
-        }
+/* d[h * CB + c] += the 8-row half h's pair words w[h] against column c's activation pair p of block b. The empty
+ * asm keeps each sum a running one: gcc otherwise reassociates the (integer, so exact either way) chain into a tree
+ * over all of a block's products, which holds them all at once and spills most of them to the stack. */
+AI void r16_madd2(const int CB, __m256i w0, __m256i w1, const lmf_block_q16a *const *xc, int b, int p, __m256i *d) {
+    for (int c = 0; c < CB; c++) {
+        __m256i x = _mm256_set1_epi32(((const int32_t *)xc[c][b].qs)[p]);
+        d[c] = _mm256_add_epi32(d[c], _mm256_madd_epi16(w0, x));
+        d[CB + c] = _mm256_add_epi32(d[CB + c], _mm256_madd_epi16(w1, x));
+        __asm__("" : "+x"(d[c]), "+x"(d[CB + c]));
     }
 }
 
-AI void r16_half(const int K, const int NG, const int CB, int nb, const uint8_t *const *G, int h,
-                 const lmf_block_q16a *const *xc, float *const *y, int ldy) {
+/* block b's integer dots of 16 rows (4 nibble chunks from nib, 64 bytes apart, each two 32-byte halves; Q5_x
+ * fifth-bit words qh[h]) with CB columns, added to d[h * CB + c] */
+AI void r16_nib_dot(const int K, const int CB, const uint8_t *nib, const __m256i *qh, const lmf_block_q16a *const *xc,
+                    int b, __m256i *d) {
+#pragma GCC unroll 4
+    for (int ch = 0; ch < 4; ch++) {
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)(nib + 64 * ch));
+        __m256i v1 = _mm256_loadu_si256((const __m256i *)(nib + 64 * ch + 32));
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++)
+            r16_madd2(CB, r16_pair(K, v0, qh[0], ch, i), r16_pair(K, v1, qh[1], ch, i), xc, b, 4 * ch + i, d);
+    }
+}
+
+/* the two halves' fp16 vectors at g (8 rows each, 16 bytes apart) */
+AI void r16_f16x2(const uint8_t *g, __m256 *v) {
+    v[0] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+    v[1] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
+}
+
+AI void r16_group(const int K, const int CB, int nb, const uint8_t *g, const lmf_block_q16a *const *xc, float *y,
+                  int ldy) {
     const int gbs = r16_gbs[K], qoff = r16_nib[K], with_min = K == K_Q4_1 || K == K_Q5_1;
-    __m256 acc[2], acc2[2];
-    for (int i = 0; i < NG * CB; i++) acc[i] = _mm256_setzero_ps(), acc2[i] = _mm256_setzero_ps();
-    for (int b = 0; b < nb; b++)
-        for (int s = 0; s < NG; s++) {
-            const uint8_t *g = G[s] + (size_t)b * gbs;
-            if (h == 0) r16_prefetch(g, gbs);
-            __m256i d0[2], d1[2];
-            for (int c = 0; c < CB; c++) d0[c] = _mm256_setzero_si256(), d1[c] = _mm256_setzero_si256();
-            if (K == K_Q8_0) {
-                for (int p = 0; p < 16; p += 2) {
-                    __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 32 * p + 16 * h)));
-                    __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 64 + 32 * p + 16 * h)));
-                    for (int c = 0; c < CB; c++) {
-                        const int32_t *xp = (const int32_t *)xc[c][b].qs + p;
-                        d0[c] = _mm256_add_epi32(d0[c], _mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])));
-                        d1[c] = _mm256_add_epi32(d1[c], _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
-                    }
-                }
-            } else {
-                __m256i qh = _mm256_setzero_si256();
-                if (K == K_Q5_0 || K == K_Q5_1) qh = _mm256_loadu_si256((const __m256i *)(g + qoff - 64 + 32 * h));
-                r16_nib_dot(K, CB, g + qoff + 32 * h, qh, xc, b, d0, d1);
-            }
-            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
-            __m256 mw = with_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h))) : dw;
-            for (int c = 0; c < CB; c++) {
-                __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(d0[c], d1[c]));
-                acc[s * CB + c] = _mm256_fmadd_ps(dot, _mm256_mul_ps(dw, _mm256_set1_ps(xc[c][b].d)), acc[s * CB + c]);
-                if (K == K_Q4_0 || with_min)
-                    acc2[s * CB + c] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xc[c][b].s), acc2[s * CB + c]);
-            }
+    __m256 acc[4], acc2[4]; /* [h * CB + c] */
+    for (int i = 0; i < 2 * CB; i++) acc[i] = _mm256_setzero_ps(), acc2[i] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++, g += gbs) {
+        r16_prefetch(g, gbs);
+        __m256i d[4];
+        for (int i = 0; i < 2 * CB; i++) d[i] = _mm256_setzero_si256();
+        if (K == K_Q8_0) {
+#pragma GCC unroll 16
+            for (int p = 0; p < 16; p++)
+                r16_madd2(CB, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 32 * p))),
+                          _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 48 + 32 * p))), xc, b, p, d);
+        } else {
+            __m256i qh[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            if (K == K_Q5_0 || K == K_Q5_1)
+                for (int h = 0; h < 2; h++) qh[h] = _mm256_loadu_si256((const __m256i *)(g + qoff - 64 + 32 * h));
+            r16_nib_dot(K, CB, g + qoff, qh, xc, b, d);
         }
-    for (int s = 0; s < NG; s++)
+        __m256 dw[2], mw[2];
+        r16_f16x2(g, dw);
+        if (with_min) r16_f16x2(g + 32, mw);
+        for (int h = 0; h < 2; h++)
+            for (int c = 0; c < CB; c++) {
+                __m256 dot = _mm256_cvtepi32_ps(d[h * CB + c]);
+                acc[h * CB + c] = _mm256_fmadd_ps(dot, _mm256_mul_ps(dw[h], _mm256_set1_ps(xc[c][b].d)), acc[h * CB + c]);
+                if (K == K_Q4_0 || with_min)
+                    acc2[h * CB + c] = _mm256_fmadd_ps(with_min ? mw[h] : dw[h], _mm256_set1_ps(xc[c][b].s),
+                                                       acc2[h * CB + c]);
+            }
+    }
+    for (int h = 0; h < 2; h++)
         for (int c = 0; c < CB; c++) {
-            __m256 a = acc[s * CB + c], a2 = acc2[s * CB + c];
+            __m256 a = acc[h * CB + c], a2 = acc2[h * CB + c];
             __m256 r = with_min      ? _mm256_add_ps(a, a2)
                        : K == K_Q4_0 ? _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), a2, a)
                                      : a;
-            _mm256_storeu_ps(y[s] + (size_t)c * ldy + 8 * h, r);
+            _mm256_storeu_ps(y + (size_t)c * ldy + 8 * h, r);
         }
 }
 
 /* Q4_K / Q5_K super-block groups (quant.h): a super-block's 8 sub-blocks are 32-element blocks of the Q4_1 / Q5_1
  * kind whose scale and min come from the rows' 6-bit fields, unpacked for 8 rows at once from the three scale words
- * (ggml's get_scale_min_k4 on 32-bit lanes), d * sc and dmin * m formed as the reference forms them. */
-AI void k4_scale_min8(int j, const __m256i *w, __m256i *sc, __m256i *m) {
+ * at w (32-byte loads 64 bytes apart; ggml's get_scale_min_k4 on 32-bit lanes), d * sc and dmin * m formed as the
+ * reference forms them. */
+AI void k4_scale_min8(int j, const uint8_t *w, __m256i *sc, __m256i *m) {
     const __m256i m6 = _mm256_set1_epi32(63), m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);
+    __m256i w0 = _mm256_loadu_si256((const __m256i *)w), w1 = _mm256_loadu_si256((const __m256i *)(w + 64));
     if (j < 4) {
-        *sc = _mm256_and_si256(_mm256_srli_epi32(w[0], 8 * j), m6);
-        *m = _mm256_and_si256(_mm256_srli_epi32(w[1], 8 * j), m6);
+        *sc = _mm256_and_si256(_mm256_srli_epi32(w0, 8 * j), m6);
+        *m = _mm256_and_si256(_mm256_srli_epi32(w1, 8 * j), m6);
         return;
     }
+    __m256i w2 = _mm256_loadu_si256((const __m256i *)(w + 128));
     int t = 8 * (j - 4);
-    __m256i hs = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(w[0], t + 6), m2), 4);
-    __m256i hm = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(w[1], t + 6), m2), 4);
-    *sc = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w[2], t), m4), hs);
-    *m = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w[2], t + 4), m4), hm);
+    __m256i hs = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(w0, t + 6), m2), 4);
+    __m256i hm = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(w1, t + 6), m2), 4);
+    *sc = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w2, t), m4), hs);
+    *m = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w2, t + 4), m4), hm);
 }
 
-AI void r16k_half(const int K, const int NG, const int CB, int nsb, const uint8_t *const *G, int h,
-                  const lmf_block_q16a *const *xc, float *const *y, int ldy) {
+AI void r16k_group(const int K, const int CB, int nsb, const uint8_t *g, const lmf_block_q16a *const *xc, float *y,
+                   int ldy) {
     const int sbs = 16 * (K == K_Q5_K ? 176 : 144), nib0 = K == K_Q5_K ? 768 : 256;
     const int KB = K == K_Q5_K ? K_Q5_1 : K_Q4_1; /* the block kind of r16_pair */
-    __m256 acc[2], acc2[2];
-    for (int i = 0; i < NG * CB; i++) acc[i] = _mm256_setzero_ps(), acc2[i] = _mm256_setzero_ps();
-    for (int sb = 0; sb < nsb; sb++)
-        for (int s = 0; s < NG; s++) {
-            const uint8_t *g = G[s] + (size_t)sb * sbs;
-            if (h == 0) r16_prefetch(g, sbs);
-            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
-            __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h)));
-            __m256i w[3];
-            for (int t = 0; t < 3; t++) w[t] = _mm256_loadu_si256((const __m256i *)(g + 64 + 64 * t + 32 * h));
-            for (int j = 0; j < 8; j++) {
-                const int b = sb * 8 + j;
+    __m256 acc[4], acc2[4];
+    for (int i = 0; i < 2 * CB; i++) acc[i] = _mm256_setzero_ps(), acc2[i] = _mm256_setzero_ps();
+    for (int sb = 0; sb < nsb; sb++, g += sbs) {
+        r16_prefetch(g, sbs);
+        __m256 dw[2], mw[2];
+        r16_f16x2(g, dw);
+        r16_f16x2(g + 32, mw);
+        for (int j = 0; j < 8; j++) {
+            const int b = sb * 8 + j;
+            __m256i d[4], qh[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int i = 0; i < 2 * CB; i++) d[i] = _mm256_setzero_si256();
+            if (K == K_Q5_K)
+                for (int h = 0; h < 2; h++) qh[h] = _mm256_loadu_si256((const __m256i *)(g + 256 + 64 * j + 32 * h));
+            r16_nib_dot(KB, CB, g + nib0 + 256 * j, qh, xc, b, d);
+            for (int h = 0; h < 2; h++) {
                 __m256i sc, mn;
-                k4_scale_min8(j, w, &sc, &mn);
-                __m256 fsc = _mm256_mul_ps(dw, _mm256_cvtepi32_ps(sc)), fmn = _mm256_mul_ps(mw, _mm256_cvtepi32_ps(mn));
-                __m256i d0[2], d1[2];
-                for (int c = 0; c < CB; c++) d0[c] = _mm256_setzero_si256(), d1[c] = _mm256_setzero_si256();
-                __m256i qh = K == K_Q5_K ? _mm256_loadu_si256((const __m256i *)(g + 256 + 64 * j + 32 * h))
-                                         : _mm256_setzero_si256();
-                r16_nib_dot(KB, CB, g + nib0 + 256 * j + 32 * h, qh, xc, b, d0, d1);
+                k4_scale_min8(j, g + 64 + 32 * h, &sc, &mn);
+                __m256 fsc = _mm256_mul_ps(dw[h], _mm256_cvtepi32_ps(sc)), fmn = _mm256_mul_ps(mw[h], _mm256_cvtepi32_ps(mn));
                 for (int c = 0; c < CB; c++) {
-                    __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(d0[c], d1[c]));
+                    __m256 dot = _mm256_cvtepi32_ps(d[h * CB + c]);
                     __m256 sd = _mm256_mul_ps(fsc, _mm256_set1_ps(xc[c][b].d));
-                    acc[s * CB + c] = _mm256_fmadd_ps(dot, sd, acc[s * CB + c]);
-                    acc2[s * CB + c] = _mm256_fmadd_ps(fmn, _mm256_set1_ps(xc[c][b].s), acc2[s * CB + c]);
+                    acc[h * CB + c] = _mm256_fmadd_ps(dot, sd, acc[h * CB + c]);
+                    acc2[h * CB + c] = _mm256_fmadd_ps(fmn, _mm256_set1_ps(xc[c][b].s), acc2[h * CB + c]);
                 }
             }
         }
-    for (int s = 0; s < NG; s++)
+    }
+    for (int h = 0; h < 2; h++)
         for (int c = 0; c < CB; c++)
-            _mm256_storeu_ps(y[s] + (size_t)c * ldy + 8 * h, _mm256_sub_ps(acc[s * CB + c], acc2[s * CB + c]));
+            _mm256_storeu_ps(y + (size_t)c * ldy + 8 * h, _mm256_sub_ps(acc[h * CB + c], acc2[h * CB + c]));
 }
 
 /* Q6_K super-block groups (quant.h): per 32-element block the low nibbles as Q4_x's chunks and the top two bits in
@@ -746,81 +761,65 @@ AI __m256 q6k_scale8(const uint8_t *words, int i) {
     return _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(w, 8 * (3 - i % 4)), 24));
 }
 
-AI void r16q6_half(const int NG, const int CB, int nsb, const uint8_t *const *G, int h, const lmf_block_q16a *const *xc,
-                   float *const *y, int ldy) {
+AI void r16q6_group(const int CB, int nsb, const uint8_t *g, const lmf_block_q16a *const *xc, float *y, int ldy) {
     const int sbs = 16 * 210;
-    __m256 acc[2];
-    for (int i = 0; i < NG * CB; i++) acc[i] = _mm256_setzero_ps();
-    for (int sb = 0; sb < nsb; sb++)
-        for (int s = 0; s < NG; s++) {
-            const uint8_t *g = G[s] + (size_t)sb * sbs;
-            if (h == 0) r16_prefetch(g, sbs);
-            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
-            for (int j = 0; j < 8; j++) {
-                const int b = sb * 8 + j;
-                const uint8_t *blk = g + 288 + 384 * j;
-                __m256i dd[2][2]; /* [16-element half][column] */
-                for (int c = 0; c < CB; c++) dd[0][c] = _mm256_setzero_si256(), dd[1][c] = _mm256_setzero_si256();
+    __m256 acc[4];
+    for (int i = 0; i < 2 * CB; i++) acc[i] = _mm256_setzero_ps();
+    for (int sb = 0; sb < nsb; sb++, g += sbs) {
+        r16_prefetch(g, sbs);
+        __m256 dw[2];
+        r16_f16x2(g, dw);
+        for (int j = 0; j < 8; j++) {
+            const int b = sb * 8 + j;
+            const uint8_t *blk = g + 288 + 384 * j;
+            __m256i dd[2][4]; /* [16-element half of the block][h * CB + c] */
+            for (int i = 0; i < 2 * CB; i++) dd[0][i] = _mm256_setzero_si256(), dd[1][i] = _mm256_setzero_si256();
 #pragma GCC unroll 4
-                for (int ch = 0; ch < 4; ch++) {
-                    __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 64 * ch + 32 * h));
-                    __m256i top = _mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (ch / 2) + 32 * h));
-                    __m256i w0 = r16_pair6(v, top, ch, 0), w1 = r16_pair6(v, top, ch, 1);
-                    __m256i w2 = r16_pair6(v, top, ch, 2), w3 = r16_pair6(v, top, ch, 3);
-                    for (int c = 0; c < CB; c++) {
-                        const int32_t *xp = (const int32_t *)xc[c][b].qs + 4 * ch;
-                        __m256i p0 = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_set1_epi32(xp[0])),
-                                                      _mm256_madd_epi16(w1, _mm256_set1_epi32(xp[1])));
-                        __m256i p1 = _mm256_add_epi32(_mm256_madd_epi16(w2, _mm256_set1_epi32(xp[2])),
-                                                      _mm256_madd_epi16(w3, _mm256_set1_epi32(xp[3])));
-                        dd[ch / 2][c] = _mm256_add_epi32(dd[ch / 2][c], _mm256_add_epi32(p0, p1));
-                    }
-                }
-                __m256 f0 = _mm256_mul_ps(dw, q6k_scale8(g + 32 + 32 * h, 2 * j));
-                __m256 f1 = _mm256_mul_ps(dw, q6k_scale8(g + 32 + 32 * h, 2 * j + 1));
+            for (int ch = 0; ch < 4; ch++) {
+                __m256i v0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * ch));
+                __m256i v1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * ch + 32));
+                __m256i t0 = _mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (ch / 2)));
+                __m256i t1 = _mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (ch / 2) + 32));
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++)
+                    r16_madd2(CB, r16_pair6(v0, t0, ch, i), r16_pair6(v1, t1, ch, i), xc, b, 4 * ch + i, dd[ch / 2]);
+            }
+            for (int h = 0; h < 2; h++) {
+                __m256 f0 = _mm256_mul_ps(dw[h], q6k_scale8(g + 32 + 32 * h, 2 * j));
+                __m256 f1 = _mm256_mul_ps(dw[h], q6k_scale8(g + 32 + 32 * h, 2 * j + 1));
                 for (int c = 0; c < CB; c++) {
                     __m256 dx = _mm256_set1_ps(xc[c][b].d);
-                    __m256 a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd[0][c]), _mm256_mul_ps(f0, dx), acc[s * CB + c]);
-                    acc[s * CB + c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd[1][c]), _mm256_mul_ps(f1, dx), a);
+                    int k = h * CB + c;
+                    __m256 a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd[0][k]), _mm256_mul_ps(f0, dx), acc[k]);
+                    acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd[1][k]), _mm256_mul_ps(f1, dx), a);
                 }
             }
         }
-    for (int s = 0; s < NG; s++)
-        for (int c = 0; c < CB; c++) _mm256_storeu_ps(y[s] + (size_t)c * ldy + 8 * h, acc[s * CB + c]);
+    }
+    for (int h = 0; h < 2; h++)
+        for (int c = 0; c < CB; c++) _mm256_storeu_ps(y + (size_t)c * ldy + 8 * h, acc[h * CB + c]);
 }
 
-/* one 8-row half of groups G (NG side by side) against CB columns, of whichever kind K is */
-AI void r16_any_half(const int K, const int NG, const int CB, int n, const uint8_t *const *G, int h,
-                     const lmf_block_q16a *const *xc, float *const *y, int ldy) {
-    if (K == K_Q6_K) r16q6_half(NG, CB, n / 256, G, h, xc, y, ldy);
-    else if (K == K_Q4_K || K == K_Q5_K) r16k_half(K, NG, CB, n / 256, G, h, xc, y, ldy);
-    else r16_half(K, NG, CB, n / 32, G, h, xc, y, ldy);
+/* one group (16 rows) at g against CB columns, of whichever kind K is */
+AI void r16_any_group(const int K, const int CB, int n, const uint8_t *g, const lmf_block_q16a *const *xc, float *y,
+                      int ldy) {
+    if (K == K_Q6_K) r16q6_group(CB, n / 256, g, xc, y, ldy);
+    else if (K == K_Q4_K || K == K_Q5_K) r16k_group(K, CB, n / 256, g, xc, y, ldy);
+    else r16_group(K, CB, n / 32, g, xc, y, ldy);
 }
 
-/* groups outermost (as quant_avx512.c); two streams with one column */
+/* groups outermost (as quant_avx512.c), read as one stream */
 AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                int ldy) {
-    int start[3], S = ncols == 1 && lmf_decode_streams() >= 2 ? 2 : 1;
-    int len = lmf_stream_runs(nrows / 16, S, start);
-    for (int i = 0; i < len; i++) {
-        const uint8_t *G[2];
-        int g[2], ng = 0;
-        for (int s = 0; s < S; s++)
-            if (start[s] + i < start[s + 1]) {
-                g[ng] = start[s] + i;
-                G[ng] = (const uint8_t *)W + (size_t)g[ng] * 16 * rb, ng++;
-            }
+    for (int gi = 0; gi < nrows / 16; gi++) {
+        const uint8_t *g = (const uint8_t *)W + (size_t)gi * 16 * rb;
         for (int c0 = 0; c0 < ncols; c0 += 2) {
-            int cb = ncols - c0 < 2 ? ncols - c0 : 2;
             const lmf_block_q16a *xc[2];
-            float *yo[2];
-            for (int c = 0; c < cb; c++) xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + c) * xb);
-            for (int k = 0; k < ng; k++) yo[k] = y + (size_t)c0 * ldy + 16 * g[k];
-            for (int h = 0; h < 2; h++) {
-                if (ng == 2) r16_any_half(K, 2, 1, n, G, h, xc, yo, ldy);
-                else if (cb == 1) r16_any_half(K, 1, 1, n, G, h, xc, yo, ldy);
-                else r16_any_half(K, 1, 2, n, G, h, xc, yo, ldy);
-            }
+            for (int c = 0; c < 2; c++) /* a lone last column: xc[1] = xc[0], unread */
+                xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + (c0 + c < ncols ? c : 0)) * xb);
+            float *yo = y + (size_t)c0 * ldy + 16 * gi;
+            if (ncols - c0 >= 2) r16_any_group(K, 2, n, g, xc, yo, ldy);
+            else r16_any_group(K, 1, n, g, xc, yo, ldy);
         }
     }
 }
@@ -898,11 +897,9 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
                 const uint8_t *g = G + (size_t)sb * sbs;
                 __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
                 __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h)));
-                __m256i w[3];
-                for (int t = 0; t < 3; t++) w[t] = _mm256_loadu_si256((const __m256i *)(g + 64 + 64 * t + 32 * h));
                 for (int j = 0; j < 8; j++) {
                     __m256i sc, mn;
-                    k4_scale_min8(j, w, &sc, &mn);
+                    k4_scale_min8(j, g + 64 + 32 * h, &sc, &mn);
                     __m256 d = _mm256_mul_ps(dw, _mm256_cvtepi32_ps(sc)), m = _mm256_mul_ps(mw, _mm256_cvtepi32_ps(mn));
                     float *o = dst + (size_t)(sb * 256 + 32 * j) * ld + 8 * h;
                     const uint8_t *nib = g + nib0 + 256 * j + 32 * h, *qh = g + 256 + 64 * j + 32 * h;
