@@ -106,7 +106,8 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin);
 /* Repacks every Q8_0/Q4_0/Q4_1 matrix (Q5_x and Q4_K/Q5_K/Q6_K too where this CPU's kernel table has their R16
  * kernels: lmf_r16_supported) whose shape allows it into R16 groups (wtensor.r16; a tied head and token
  * embedding share one copy), once: later calls return at once, concurrent ones wait for the first. Skipped with
- * LMF_QACT=int8 (R16 kernels read int16 activations). The repacked copy is exactly as large as the original, and
+ * LMF_QACT=int8 (R16 kernels read int16 activations). The repacked copy is exactly as large as the original (all
+ * matrices in one huge-page buffer, in the order a decode step reads them), and
  * the original's pages are released from a file mapping (madvise; they are read back from the file if anything
  * still reads data), so resident memory stays about one model. lmf_weights_load calls it: loaded weights are
  * immutable, shared by every session and pool (weights from the format loaders below run without R16). */
