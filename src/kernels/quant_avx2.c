@@ -593,20 +593,16 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
  * pass: the earlier kernel took each half in its own pass (its second pass re-reading the group from L1/L2) and, with
  * one column, two streams' groups side by side to keep the memory busy; on an AVX2-only Zen 1 that kernel spilled
  * its broadcasts to the stack and ran SmolLM2's decode matrices 1.3x slower than this one (one stream: the single
- * pass keeps the reads going without a second one). Q5_x add the fifth bits (quant.h's shift of the fifth-bit
- * words) to the nibble pairs as they are unpacked; Q5_0 subtracts its 16 there too (q - 16 is a signed word), so
- * its integer dot is the reference's and it needs no offset term. */
+ * pass keeps the reads going without a second one). Q5_x merge the fifth bits (quant.h's shift of the fifth-bit
+ * words) with the nibbles as they are unpacked (r16_pairs5); Q5_0's "- 16" is taken off each block's integer dot
+ * as 16 sum(x), so its dot is still the reference's exactly and it needs no float offset term. */
 static const int r16_gbs[5] = {16 * 34, 16 * 18, 16 * 20, 16 * 22, 16 * 24}; /* by K */
 static const int r16_nib[5] = {32, 32, 64, 96, 128};                        /* nibble chunks' offset, by K */
 
-/* the nibble pair words of chunk ch, step i (v: the chunk's 8 rows), with Q5_0's fifth bits from qh */
-AI __m256i r16_pair(const int K, __m256i v, __m256i qh, int ch, int i) {
-    const __m256i m4 = _mm256_set1_epi32(0x000F000F), b16 = _mm256_set1_epi32(0x00100010);
-    __m256i w = i == 3 ? _mm256_srli_epi16(v, 12) : _mm256_and_si256(i ? _mm256_srli_epi32(v, 4 * i) : v, m4);
-    if (K != K_Q5_0) return w;
-    int sh = 4 * i + ch - 4;
-    __m256i h = sh > 0 ? _mm256_srli_epi32(qh, sh) : sh < 0 ? _mm256_slli_epi32(qh, -sh) : qh;
-    return _mm256_sub_epi16(w, _mm256_andnot_si256(h, b16)); /* q - 16: minus 16 where the fifth bit is clear */
+/* the nibble pair words of a chunk's step i (v: the chunk's 8 rows) */
+AI __m256i r16_pair4(__m256i v, int i) {
+    const __m256i m4 = _mm256_set1_epi32(0x000F000F);
+    return i == 3 ? _mm256_srli_epi16(v, 12) : _mm256_and_si256(i ? _mm256_srli_epi32(v, 4 * i) : v, m4);
 }
 
 /* every line of a group's unit fetched LMF_R16_PREFETCH bytes ahead (quant.h) */
@@ -626,12 +622,12 @@ AI void r16_madd2(const int CB, __m256i w0, __m256i w1, const lmf_block_q16a *co
     }
 }
 
-/* Q5_1: the four pair words of chunk ch (v: the chunk's 8 rows) at once. The nibbles go to bytes first, even pairs'
- * (bits 0-3, 8-11, 16-19, 24-27 of a row's word) and odd pairs' (v >> 4), and one shift of the fifth-bit word puts
- * each pair's fifth bits at bit 4 of those bytes (quant.h: pair i's at 4 i + ch and 16 + 4 i + ch); a pair's two
- * words are then every other byte: 12-13 operations for four pairs where r16_pair's way takes 17-18 (Q5_1 and Q5_K
- * 1.15x in L2 on Zen 1). Q5_0's "- 16" would cost as much here as it saves, so it keeps r16_pair. */
-AI void r16_pairs5_1(__m256i v, __m256i qh, int ch, __m256i *w) {
+/* Q5_x: the four pair words of chunk ch (v: the chunk's 8 rows; q in 0..31) at once. The nibbles go to bytes
+ * first, even pairs' (bits 0-3, 8-11, 16-19, 24-27 of a row's word) and odd pairs' (v >> 4), and one shift of the
+ * fifth-bit word puts each pair's fifth bits at bit 4 of those bytes (quant.h: pair i's at 4 i + ch and
+ * 16 + 4 i + ch); a pair's two words are then every other byte: 12-13 operations for four pairs where shifting each
+ * pair's bits into place took 17-18 (Q5_x 1.15-1.2x in L2 on Zen 1). */
+AI void r16_pairs5(__m256i v, __m256i qh, int ch, __m256i *w) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(0x10), lo = _mm256_set1_epi16(0xff);
     __m256i e = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_slli_epi32(qh, 4 - ch), b16));
     __m256i o = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(v, 4), m4),
@@ -641,24 +637,23 @@ AI void r16_pairs5_1(__m256i v, __m256i qh, int ch, __m256i *w) {
 }
 
 /* block b's integer dots of 16 rows (4 nibble chunks from nib, 64 bytes apart, each two 32-byte halves; Q5_x
- * fifth-bit words qh[h]) with CB columns, added to d[h * CB + c] */
+ * fifth-bit words qh[h], q in 0..31) with CB columns, added to d[h * CB + c] */
 AI void r16_nib_dot(const int K, const int CB, const uint8_t *nib, const __m256i *qh, const lmf_block_q16a *const *xc,
                     int b, __m256i *d) {
 #pragma GCC unroll 4
     for (int ch = 0; ch < 4; ch++) {
         __m256i v0 = _mm256_loadu_si256((const __m256i *)(nib + 64 * ch));
         __m256i v1 = _mm256_loadu_si256((const __m256i *)(nib + 64 * ch + 32));
-        if (K == K_Q5_1) {
+        if (K == K_Q5_0 || K == K_Q5_1) {
             __m256i w0[4], w1[4];
-            r16_pairs5_1(v0, qh[0], ch, w0);
-            r16_pairs5_1(v1, qh[1], ch, w1);
+            r16_pairs5(v0, qh[0], ch, w0);
+            r16_pairs5(v1, qh[1], ch, w1);
 #pragma GCC unroll 4
             for (int i = 0; i < 4; i++) r16_madd2(CB, w0[i], w1[i], xc, b, 4 * ch + i, d);
             continue;
         }
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++)
-            r16_madd2(CB, r16_pair(K, v0, qh[0], ch, i), r16_pair(K, v1, qh[1], ch, i), xc, b, 4 * ch + i, d);
+        for (int i = 0; i < 4; i++) r16_madd2(CB, r16_pair4(v0, i), r16_pair4(v1, i), xc, b, 4 * ch + i, d);
     }
 }
 
@@ -668,8 +663,9 @@ AI void r16_f16x2(const uint8_t *g, __m256 *v) {
     v[1] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
 }
 
-AI void r16_group(const int K, const int CB, int nb, const uint8_t *g, const lmf_block_q16a *const *xc, float *y,
-                  int ldy) {
+/* xs (Q5_0 only): 16 sum(qs) of each of column c's blocks at xs[c][b] (q16a_sum16) */
+AI void r16_group(const int K, const int CB, int nb, const uint8_t *g, const lmf_block_q16a *const *xc,
+                  const int32_t *const *xs, float *y, int ldy) {
     const int gbs = r16_gbs[K], qoff = r16_nib[K], with_min = K == K_Q4_1 || K == K_Q5_1;
     __m256 acc[4], acc2[4]; /* [h * CB + c] */
     for (int i = 0; i < 2 * CB; i++) acc[i] = _mm256_setzero_ps(), acc2[i] = _mm256_setzero_ps();
@@ -687,6 +683,10 @@ AI void r16_group(const int K, const int CB, int nb, const uint8_t *g, const lmf
             if (K == K_Q5_0 || K == K_Q5_1)
                 for (int h = 0; h < 2; h++) qh[h] = _mm256_loadu_si256((const __m256i *)(g + qoff - 64 + 32 * h));
             r16_nib_dot(K, CB, g + qoff, qh, xc, b, d);
+            for (int c = 0; c < CB && K == K_Q5_0; c++) { /* sum (q - 16) x = sum q x - 16 sum x, exactly */
+                __m256i o = _mm256_set1_epi32(xs[c][b]);
+                d[c] = _mm256_sub_epi32(d[c], o), d[CB + c] = _mm256_sub_epi32(d[CB + c], o);
+            }
         }
         __m256 dw[2], mw[2];
         r16_f16x2(g, dw);
@@ -822,25 +822,48 @@ AI void r16q6_group(const int CB, int nsb, const uint8_t *g, const lmf_block_q16
 }
 
 /* one group (16 rows) at g against CB columns, of whichever kind K is */
-AI void r16_any_group(const int K, const int CB, int n, const uint8_t *g, const lmf_block_q16a *const *xc, float *y,
-                      int ldy) {
+AI void r16_any_group(const int K, const int CB, int n, const uint8_t *g, const lmf_block_q16a *const *xc,
+                      const int32_t *const *xs, float *y, int ldy) {
     if (K == K_Q6_K) r16q6_group(CB, n / 256, g, xc, y, ldy);
     else if (K == K_Q4_K || K == K_Q5_K) r16k_group(K, CB, n / 256, g, xc, y, ldy);
-    else r16_group(K, CB, n / 32, g, xc, y, ldy);
+    else r16_group(K, CB, n / 32, g, xc, xs, y, ldy);
 }
 
-/* groups outermost (as quant_avx512.c), read as one stream */
+/* 16 times the sum of an activation block's 32 integers (exact: |sum| < 2^20) */
+AI int32_t q16a_sum16(const lmf_block_q16a *x) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i s = _mm256_add_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->qs), ones),
+                                 _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(x->qs + 16)), ones));
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+    return 16 * _mm_cvtsi128_si32(t);
+}
+
+/* groups outermost (as quant_avx512.c), read as one stream; Q5_0 takes the columns a few KB of block sums at a time */
 AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                int ldy) {
-    for (int gi = 0; gi < nrows / 16; gi++) {
-        const uint8_t *g = (const uint8_t *)W + (size_t)gi * 16 * rb;
-        for (int c0 = 0; c0 < ncols; c0 += 2) {
-            const lmf_block_q16a *xc[2];
-            for (int c = 0; c < 2; c++) /* a lone last column: xc[1] = xc[0], unread */
-                xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + (c0 + c < ncols ? c : 0)) * xb);
-            float *yo = y + (size_t)c0 * ldy + 16 * gi;
-            if (ncols - c0 >= 2) r16_any_group(K, 2, n, g, xc, yo, ldy);
-            else r16_any_group(K, 1, n, g, xc, yo, ldy);
+    const int nb = n / 32, cc = K != K_Q5_0 || ncols <= 2 ? ncols : ncols < 4096 / nb ? ncols : 4096 / nb / 2 * 2 + 2;
+    int32_t xs[K == K_Q5_0 ? cc * nb : 1];
+    for (int c1 = 0; c1 < ncols; c1 += cc) {
+        const int c2 = c1 + cc < ncols ? c1 + cc : ncols;
+        for (int c = c1; c < c2 && K == K_Q5_0; c++)
+            for (int b = 0; b < nb; b++)
+                xs[(c - c1) * nb + b] = q16a_sum16((const lmf_block_q16a *)((const char *)x + (size_t)c * xb) + b);
+        for (int gi = 0; gi < nrows / 16; gi++) {
+            const uint8_t *g = (const uint8_t *)W + (size_t)gi * 16 * rb;
+            for (int c0 = c1; c0 < c2; c0 += 2) {
+                const lmf_block_q16a *xc[2];
+                const int32_t *xsc[2];
+                for (int c = 0; c < 2; c++) { /* a lone last column: xc[1] = xc[0], unread */
+                    int k = c0 + c < c2 ? c : 0;
+                    xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + k) * xb);
+                    xsc[c] = xs + (size_t)(c0 + k - c1) * nb * (K == K_Q5_0);
+                }
+                float *yo = y + (size_t)c0 * ldy + 16 * gi;
+                if (c2 - c0 >= 2) r16_any_group(K, 2, n, g, xc, xsc, yo, ldy);
+                else r16_any_group(K, 1, n, g, xc, xsc, yo, ldy);
+            }
         }
     }
 }
