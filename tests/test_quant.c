@@ -303,8 +303,10 @@ static void test_r16(void **state) {
                     if (n < 1536 || ci % 3 == 0) check_r16(types[t], n, rows[ri], cols[ci]);
                 }
     }
-    /* a long row: the AVX2 Q5_0 kernel takes its columns' block sums a few columns at a time (quant_avx2.c r16_mv) */
+    /* long rows: the AVX2 Q5_0 / Q6_K kernels take their columns' block sums a few columns at a time (quant_avx2.c
+     * r16_mv) */
     check_r16(LMF_GGML_Q5_0, 32768, 16, 9);
+    check_r16(LMF_GGML_Q6_K, 32768, 16, 9);
     assert_false(lmf_r16_supported(LMF_GGML_Q4_1, 24, 576));
     assert_false(lmf_r16_supported(LMF_GGML_Q4_1, 32, 48));
     assert_false(lmf_r16_supported(LMF_GGML_F16, 32, 576));

@@ -160,8 +160,11 @@ int lmf_quantize_supported(uint32_t type);
  *   Q5_K 2816 B: as Q4_K, with sub-block s's fifth-bit words at 256 + 64 s and its nibble chunks at 768 + 256 s;
  *   Q6_K 3360 B: d[16], the rows' 16 int8 scales as four words a row (at 32 + 64 t + 4 j), then per sub-block s at
  *               288 + 384 s: the low nibbles as 4 chunks, and the top two bits as two words a row (chunks 0-1 and
- *               2-3; element 8c + e's at bit 16 (e & 1) + 8 (c & 1) + 2 (e / 2)), shifted beside the nibbles as
- *               the fifth bits are. Each 16 elements keep their own scale, so a sub-block is two integer dots.
+ *               2-3; element 8c + e's at bit 16 (e & 1) + 8 (e / 4) + 4 (c & 1) + 2 (e / 2 & 1)): in byte
+ *               2 (e & 1) + e / 4, the byte its nibble lands in after masking the chunk's word with 0x0f0f0f0f
+ *               (even e / 2) or shifting it right by 4 first (odd), so one shift and one mask put a chunk's eight
+ *               top-bit pairs beside those bytes' nibbles. Each 16 elements keep their own scale, so a sub-block
+ *               is two integer dots.
  * A matrix of rows % 16 == 0 is rows / 16 groups, one after the other (group g at 16 g row_bytes). */
 /* 1 if a rows x n matrix of `type` fits the layout (Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 with n % 32 == 0, Q4_K/Q5_K/Q6_K with
  * n % 256 == 0; rows % 16 == 0) */

@@ -663,7 +663,7 @@ AI void r16_f16x2(const uint8_t *g, __m256 *v) {
     v[1] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
 }
 
-/* xs (Q5_0 only): 16 sum(qs) of each of column c's blocks at xs[c][b] (q16a_sum16) */
+/* xs (Q5_0 only): 16 sum(qs) of each of column c's blocks at xs[c][b] (r16_xsums) */
 AI void r16_group(const int K, const int CB, int nb, const uint8_t *g, const lmf_block_q16a *const *xc,
                   const int32_t *const *xs, float *y, int ldy) {
     const int gbs = r16_gbs[K], qoff = r16_nib[K], with_min = K == K_Q4_1 || K == K_Q5_1;
@@ -767,14 +767,19 @@ AI void r16k_group(const int K, const int CB, int nsb, const uint8_t *g, const l
 }
 
 /* Q6_K super-block groups (quant.h): per 32-element block the low nibbles as Q4_x's chunks and the top two bits in
- * two words a row (chunks 0-1, 2-3), shifted beside the nibbles as Q5_x's fifth bits are, q - 32 made in the words;
- * each 16-element half of a block (chunks 0-1, 2-3) is its own integer dot with its own int8 scale. */
-AI __m256i r16_pair6(__m256i v, __m256i top, int ch, int i) {
-    const __m256i m4 = _mm256_set1_epi32(0x000F000F), b48 = _mm256_set1_epi32(0x00300030);
-    __m256i w = i == 3 ? _mm256_srli_epi16(v, 12) : _mm256_and_si256(i ? _mm256_srli_epi32(v, 4 * i) : v, m4);
-    int sh = 8 * (ch & 1) + 2 * i - 4;
-    __m256i h = sh > 0 ? _mm256_srli_epi32(top, sh) : sh < 0 ? _mm256_slli_epi32(top, -sh) : top;
-    return _mm256_sub_epi16(_mm256_or_si256(w, _mm256_and_si256(h, b48)), _mm256_set1_epi16(32));
+ * two words a row (chunks 0-1, 2-3), arranged so that one shift and one mask put a chunk's top bits beside the
+ * bytes its nibbles go to (as r16_pairs5 does with the fifth bits), q in 0..63; each 16-element half of a block
+ * (chunks 0-1, 2-3) is its own integer dot with its own int8 scale, its "- 32" taken off as 32 sum(x) of the half
+ * (exact in int32). */
+AI void r16_pairs6(__m256i v, __m256i top, int ch, __m256i *w) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30), lo = _mm256_set1_epi16(0xff);
+    /* quant.h: the even pairs' top bits at bits 0-1 (ch even) or 4-5 (odd) of each byte, the odd pairs' at 2-3 / 6-7 */
+    __m256i te = ch & 1 ? top : _mm256_slli_epi32(top, 4);
+    __m256i to = ch & 1 ? _mm256_srli_epi32(top, 2) : _mm256_slli_epi32(top, 2);
+    __m256i e = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(te, m2));
+    __m256i o = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(v, 4), m4), _mm256_and_si256(to, m2));
+    w[0] = _mm256_and_si256(e, lo), w[2] = _mm256_srli_epi16(e, 8);
+    w[1] = _mm256_and_si256(o, lo), w[3] = _mm256_srli_epi16(o, 8);
 }
 /* the int8 scale i (< 16) of 8 rows as floats, from the four scale words of a half (w: 32-byte loads) */
 AI __m256 q6k_scale8(const uint8_t *words, int i) {
@@ -782,7 +787,9 @@ AI __m256 q6k_scale8(const uint8_t *words, int i) {
     return _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(w, 8 * (3 - i % 4)), 24));
 }
 
-AI void r16q6_group(const int CB, int nsb, const uint8_t *g, const lmf_block_q16a *const *xc, float *y, int ldy) {
+/* xs: 32 sum(qs) of each 16-element half of column c's blocks at xs[c][2 b + half] (r16_xsums) */
+AI void r16q6_group(const int CB, int nsb, const uint8_t *g, const lmf_block_q16a *const *xc, const int32_t *const *xs,
+                    float *y, int ldy) {
     const int sbs = 16 * 210;
     __m256 acc[4];
     for (int i = 0; i < 2 * CB; i++) acc[i] = _mm256_setzero_ps();
@@ -797,14 +804,19 @@ AI void r16q6_group(const int CB, int nsb, const uint8_t *g, const lmf_block_q16
             for (int i = 0; i < 2 * CB; i++) dd[0][i] = _mm256_setzero_si256(), dd[1][i] = _mm256_setzero_si256();
 #pragma GCC unroll 4
             for (int ch = 0; ch < 4; ch++) {
-                __m256i v0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * ch));
-                __m256i v1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * ch + 32));
-                __m256i t0 = _mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (ch / 2)));
-                __m256i t1 = _mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (ch / 2) + 32));
+                __m256i w0[4], w1[4];
+                r16_pairs6(_mm256_loadu_si256((const __m256i *)(blk + 64 * ch)),
+                           _mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (ch / 2))), ch, w0);
+                r16_pairs6(_mm256_loadu_si256((const __m256i *)(blk + 64 * ch + 32)),
+                           _mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (ch / 2) + 32)), ch, w1);
 #pragma GCC unroll 4
-                for (int i = 0; i < 4; i++)
-                    r16_madd2(CB, r16_pair6(v0, t0, ch, i), r16_pair6(v1, t1, ch, i), xc, b, 4 * ch + i, dd[ch / 2]);
+                for (int i = 0; i < 4; i++) r16_madd2(CB, w0[i], w1[i], xc, b, 4 * ch + i, dd[ch / 2]);
             }
+            for (int hb = 0; hb < 2; hb++) /* sum (q - 32) x = sum q x - 32 sum x, exactly */
+                for (int c = 0; c < CB; c++) {
+                    __m256i o = _mm256_set1_epi32(xs[c][2 * b + hb]);
+                    dd[hb][c] = _mm256_sub_epi32(dd[hb][c], o), dd[hb][CB + c] = _mm256_sub_epi32(dd[hb][CB + c], o);
+                }
             for (int h = 0; h < 2; h++) {
                 __m256 f0 = _mm256_mul_ps(dw[h], q6k_scale8(g + 32 + 32 * h, 2 * j));
                 __m256 f1 = _mm256_mul_ps(dw[h], q6k_scale8(g + 32 + 32 * h, 2 * j + 1));
@@ -824,32 +836,43 @@ AI void r16q6_group(const int CB, int nsb, const uint8_t *g, const lmf_block_q16
 /* one group (16 rows) at g against CB columns, of whichever kind K is */
 AI void r16_any_group(const int K, const int CB, int n, const uint8_t *g, const lmf_block_q16a *const *xc,
                       const int32_t *const *xs, float *y, int ldy) {
-    if (K == K_Q6_K) r16q6_group(CB, n / 256, g, xc, y, ldy);
+    if (K == K_Q6_K) r16q6_group(CB, n / 256, g, xc, xs, y, ldy);
     else if (K == K_Q4_K || K == K_Q5_K) r16k_group(K, CB, n / 256, g, xc, y, ldy);
     else r16_group(K, CB, n / 32, g, xc, xs, y, ldy);
 }
 
-/* 16 times the sum of an activation block's 32 integers (exact: |sum| < 2^20) */
-AI int32_t q16a_sum16(const lmf_block_q16a *x) {
+/* the sums of an activation block's two 16-element halves (exact: |sum| < 2^19) */
+AI void q16a_half_sums(const lmf_block_q16a *x, int32_t *s) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i s = _mm256_add_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->qs), ones),
-                                 _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(x->qs + 16)), ones));
-    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
-    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
-    return 16 * _mm_cvtsi128_si32(t);
+    for (int h = 0; h < 2; h++) {
+        __m256i v = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(x->qs + 16 * h)), ones);
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+        s[h] = _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1)));
+    }
+}
+/* the offsets the Q5_0 / Q6_K kernels take off their blocks' integer dots for nb blocks of column x: 16 sum(x) a
+ * block (Q5_0), 32 sum(x) a 16-element half (Q6_K) */
+AI void r16_xsums(const int K, const lmf_block_q16a *x, int nb, int32_t *out) {
+    for (int b = 0; b < nb; b++) {
+        int32_t s[2];
+        q16a_half_sums(x + b, s);
+        if (K == K_Q5_0) out[b] = 16 * (s[0] + s[1]);
+        else out[2 * b] = 32 * s[0], out[2 * b + 1] = 32 * s[1];
+    }
 }
 
-/* groups outermost (as quant_avx512.c), read as one stream; Q5_0 takes the columns a few KB of block sums at a time */
+/* groups outermost (as quant_avx512.c), read as one stream; Q5_0 and Q6_K take the columns a few KB of block sums
+ * (r16_xsums) at a time */
 AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                int ldy) {
-    const int nb = n / 32, cc = K != K_Q5_0 || ncols <= 2 ? ncols : ncols < 4096 / nb ? ncols : 4096 / nb / 2 * 2 + 2;
-    int32_t xs[K == K_Q5_0 ? cc * nb : 1];
+    const int sums = K == K_Q5_0 || K == K_Q6_K, ns = (n / 32) * (K == K_Q6_K ? 2 : 1); /* sums a column */
+    const int cc = !sums || ncols <= 2 ? ncols : ncols < 4096 / ns ? ncols : 4096 / ns / 2 * 2 + 2;
+    int32_t xs[sums ? cc * ns : 1];
     for (int c1 = 0; c1 < ncols; c1 += cc) {
         const int c2 = c1 + cc < ncols ? c1 + cc : ncols;
-        for (int c = c1; c < c2 && K == K_Q5_0; c++)
-            for (int b = 0; b < nb; b++)
-                xs[(c - c1) * nb + b] = q16a_sum16((const lmf_block_q16a *)((const char *)x + (size_t)c * xb) + b);
+        for (int c = c1; c < c2 && sums; c++)
+            r16_xsums(K, (const lmf_block_q16a *)((const char *)x + (size_t)c * xb), n / 32, xs + (size_t)(c - c1) * ns);
         for (int gi = 0; gi < nrows / 16; gi++) {
             const uint8_t *g = (const uint8_t *)W + (size_t)gi * 16 * rb;
             for (int c0 = c1; c0 < c2; c0 += 2) {
@@ -858,7 +881,7 @@ AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncol
                 for (int c = 0; c < 2; c++) { /* a lone last column: xc[1] = xc[0], unread */
                     int k = c0 + c < c2 ? c : 0;
                     xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + k) * xb);
-                    xsc[c] = xs + (size_t)(c0 + k - c1) * nb * (K == K_Q5_0);
+                    xsc[c] = xs + (size_t)(c0 + k - c1) * ns * sums;
                 }
                 float *yo = y + (size_t)c0 * ldy + 16 * gi;
                 if (c2 - c0 >= 2) r16_any_group(K, 2, n, g, xc, xsc, yo, ldy);
@@ -925,7 +948,7 @@ static void dequant_r16(uint32_t type, int n, const void *group, float *dst, siz
                             int sh = (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1);
                             __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, sh), m4);
                             __m256i t = _mm256_and_si256(
-                                _mm256_srli_epi32(top, ((e & 1) ? 16 : 0) + 8 * (c & 1) + 2 * (e >> 1)), m2);
+                                _mm256_srli_epi32(top, ((e & 1) ? 16 : 0) + 8 * (e >> 2) + 4 * (c & 1) + 2 * (e >> 1 & 1)), m2);
                             q = _mm256_sub_epi32(_mm256_or_si256(q, _mm256_slli_epi32(t, 4)), off);
                             _mm256_storeu_ps(o + (size_t)(8 * c + e) * ld, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
                         }

@@ -83,8 +83,14 @@ static int nib_at(uint32_t type, int s) {
     return qh_at(type, 0) + (has_fifth(type) ? 64 : 0);
 }
 
-/* Q6_K's top two bits: element 8c + e of a block in high word c / 2 at bit 16 (e & 1) + 8 (c & 1) + 2 (e / 2) */
-static int top_shift(int c, int e) { return ((e & 1) ? 16 : 0) + 8 * (c & 1) + 2 * (e >> 1); }
+/* Q6_K's top two bits: element 8c + e of a block in high word c / 2 at bit 16 (e & 1) + 8 (e / 4) + 4 (c & 1) +
+ * 2 (e / 2 & 1): byte 2 (e & 1) + e / 4 of the word, where the chunk's nibbles of e sit after v & 0x0f0f0f0f (even
+ * pairs) or (v >> 4) & 0x0f0f0f0f (odd pairs), at one of four 2-bit places per chunk and pair parity, so one shift
+ * and one mask put all eight beside their nibbles (quant.h) */
+static int top_shift(int c, int e) { return ((e & 1) ? 16 : 0) + 8 * (e >> 2) + 4 * (c & 1) + 2 * (e >> 1 & 1); }
+/* the word of pair_fields(.., 2) << 8 (c & 1) (the fields in nib_shift's order) in top_shift's: its bits 4-7 and
+ * 8-11 of each half swapped */
+static uint32_t top_order(uint32_t w) { return (w & 0xf00ff00fu) | (w & 0x00f000f0u) << 4 | (w & 0x0f000f00u) >> 4; }
 
 /* 8 bytes as a little-endian word (x86 and every target this project builds for) */
 static uint64_t rd64(const uint8_t *p) {
@@ -160,7 +166,7 @@ INLINE void pack_rows(uint32_t type, int n, const uint8_t *s, size_t row_bytes, 
                 }
                 if (has_fifth(type)) wr32(g + qh_at(type, b) + 4 * j, fifth);
                 if (type == LMF_GGML_Q6_K)
-                    for (int t = 0; t < 2; t++) wr32(g + qh_at(type, b) + 64 * t + 4 * j, top[t]);
+                    for (int t = 0; t < 2; t++) wr32(g + qh_at(type, b) + 64 * t + 4 * j, top_order(top[t]));
             }
         }
     }
