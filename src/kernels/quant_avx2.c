@@ -11,12 +11,14 @@
  * broadcast from it by the FMA. Float weights: 8 elements per ymm, four rows or up to four columns per pass. */
 #include "kernels/quant.h"
 
+#include "core/alloc.h"
 #include "core/dtype.h"
 
 #include <immintrin.h>
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define AI static inline __attribute__((always_inline))
@@ -866,9 +868,10 @@ AI void r16_xsums(const int K, const lmf_block_q16a *x, int nb, int32_t *out) {
  * (r16_xsums) at a time */
 AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                int ldy) {
+    enum { XS_STACK = 4096 }; /* ints: 16 KB */
     const int sums = K == K_Q5_0 || K == K_Q6_K, ns = (n / 32) * (K == K_Q6_K ? 2 : 1); /* sums a column */
-    const int cc = !sums || ncols <= 2 ? ncols : ncols < 4096 / ns ? ncols : 4096 / ns / 2 * 2 + 2;
-    int32_t xs[sums ? cc * ns : 1];
+    const int cc = !sums || ncols <= 2 || ncols * ns <= XS_STACK ? ncols : ns <= XS_STACK / 2 ? XS_STACK / ns / 2 * 2 : 2;
+    int32_t xs_stack[XS_STACK], *xs = (size_t)cc * ns * sums <= XS_STACK ? xs_stack : lmf_xmalloc(sizeof(int32_t) * cc * ns);
     for (int c1 = 0; c1 < ncols; c1 += cc) {
         const int c2 = c1 + cc < ncols ? c1 + cc : ncols;
         for (int c = c1; c < c2 && sums; c++)
@@ -889,6 +892,7 @@ AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncol
             }
         }
     }
+    if (xs != xs_stack) free(xs); /* rows longer than 64K elements (Q5_0) or 32K (Q6_K) */
 }
 
 #define R16MV(t, K)                                                                                                \
