@@ -624,18 +624,25 @@ AI void r16_madd2(const int CB, __m256i w0, __m256i w1, const lmf_block_q16a *co
     }
 }
 
+/* a chunk's four pair words from its even pairs' bytes e and odd pairs' bytes o (q in the bytes): each pair's two
+ * words are every other byte */
+AI void r16_pairs_from_bytes(__m256i e, __m256i o, __m256i *w) {
+    const __m256i lo = _mm256_set1_epi16(0xff);
+    w[0] = _mm256_and_si256(e, lo), w[2] = _mm256_srli_epi16(e, 8);
+    w[1] = _mm256_and_si256(o, lo), w[3] = _mm256_srli_epi16(o, 8);
+}
+
 /* Q5_x: the four pair words of chunk ch (v: the chunk's 8 rows; q in 0..31) at once. The nibbles go to bytes
  * first, even pairs' (bits 0-3, 8-11, 16-19, 24-27 of a row's word) and odd pairs' (v >> 4), and one shift of the
  * fifth-bit word puts each pair's fifth bits at bit 4 of those bytes (quant.h: pair i's at 4 i + ch and
- * 16 + 4 i + ch); a pair's two words are then every other byte: 12-13 operations for four pairs where shifting each
+ * 16 + 4 i + ch), then r16_pairs_from_bytes: 12-13 operations for four pairs where shifting each
  * pair's bits into place took 17-18 (Q5_x 1.15-1.2x in L2 on Zen 1). */
 AI void r16_pairs5(__m256i v, __m256i qh, int ch, __m256i *w) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(0x10), lo = _mm256_set1_epi16(0xff);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(0x10);
     __m256i e = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_slli_epi32(qh, 4 - ch), b16));
     __m256i o = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(v, 4), m4),
                                 _mm256_and_si256(ch ? _mm256_srli_epi32(qh, ch) : qh, b16));
-    w[0] = _mm256_and_si256(e, lo), w[2] = _mm256_srli_epi16(e, 8);
-    w[1] = _mm256_and_si256(o, lo), w[3] = _mm256_srli_epi16(o, 8);
+    r16_pairs_from_bytes(e, o, w);
 }
 
 /* block b's integer dots of 16 rows (4 nibble chunks from nib, 64 bytes apart, each two 32-byte halves; Q5_x
@@ -774,14 +781,13 @@ AI void r16k_group(const int K, const int CB, int nsb, const uint8_t *g, const l
  * (chunks 0-1, 2-3) is its own integer dot with its own int8 scale, its "- 32" taken off as 32 sum(x) of the half
  * (exact in int32). */
 AI void r16_pairs6(__m256i v, __m256i top, int ch, __m256i *w) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30), lo = _mm256_set1_epi16(0xff);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
     /* quant.h: the even pairs' top bits at bits 0-1 (ch even) or 4-5 (odd) of each byte, the odd pairs' at 2-3 / 6-7 */
     __m256i te = ch & 1 ? top : _mm256_slli_epi32(top, 4);
     __m256i to = ch & 1 ? _mm256_srli_epi32(top, 2) : _mm256_slli_epi32(top, 2);
     __m256i e = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(te, m2));
     __m256i o = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(v, 4), m4), _mm256_and_si256(to, m2));
-    w[0] = _mm256_and_si256(e, lo), w[2] = _mm256_srli_epi16(e, 8);
-    w[1] = _mm256_and_si256(o, lo), w[3] = _mm256_srli_epi16(o, 8);
+    r16_pairs_from_bytes(e, o, w);
 }
 /* the int8 scale i (< 16) of 8 rows as floats, from the four scale words of a half (w: 32-byte loads) */
 AI __m256 q6k_scale8(const uint8_t *words, int i) {
