@@ -587,325 +587,62 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
     }
 }
 
-/* ---- R16 groups (quant.h) ------------------------------------------------------------------------------------
- * As quant_avx512.c's r16_tile with eight lanes: a group's 16 rows are two 8-row halves (one ymm of int16 pairs
- * each), both taken in one pass over the group's blocks, so each activation pair is broadcast once for the 16 rows
- * and each weight byte is read once; vpmaddwd + vpaddd replace vpdpwssd. One or two columns share each unpacked
- * weight vector. Each block's bytes are prefetched LMF_R16_PREFETCH bytes ahead, as quant_avx512.c does. Why one
- * pass: the earlier kernel took each half in its own pass (its second pass re-reading the group from L1/L2) and, with
- * one column, two streams' groups side by side to keep the memory busy; on an AVX2-only Zen 1 that kernel spilled
- * its broadcasts to the stack and ran SmolLM2's decode matrices 1.3x slower than this one (one stream: the single
- * pass keeps the reads going without a second one). Q5_x merge the fifth bits (quant.h's shift of the fifth-bit
- * words) with the nibbles as they are unpacked (r16_pairs5); Q5_0's "- 16" is taken off each block's integer dot
- * as 16 sum(x), so its dot is still the reference's exactly and it needs no float offset term. */
-static const int r16_gbs[5] = {16 * 34, 16 * 18, 16 * 20, 16 * 22, 16 * 24}; /* by K */
-static const int r16_nib[5] = {32, 32, 64, 96, 128};                        /* nibble chunks' offset, by K */
-
-/* the nibble pair words of a chunk's step i (v: the chunk's 8 rows) */
-AI __m256i r16_pair4(__m256i v, int i) {
-    const __m256i m4 = _mm256_set1_epi32(0x000F000F);
-    return i == 3 ? _mm256_srli_epi16(v, 12) : _mm256_and_si256(i ? _mm256_srli_epi32(v, 4 * i) : v, m4);
+/* ---- R16 groups (quant.h): quant_r16_mv.inc over two ymm a 16-row vector ------------------------------------
+ * Rows 0-7 in h[0], 8-15 in h[1]: each activation pair is broadcast once for both and each weight byte read once
+ * (one pass over the group; the earlier kernel took each half in its own pass, its second re-reading the group,
+ * and with one column paired two streams' groups: on an AVX2-only Zen 1 it spilled its broadcasts to the stack and
+ * ran SmolLM2's decode matrices 1.3x slower). vpmaddwd + vpaddd replace vpdpwssd; the vpaddd is the only chain. */
+typedef struct { __m256i h[2]; } r16i;
+typedef struct { __m256 h[2]; } r16f;
+#define R16I_OP(name, expr)                                                                                        \
+    AI r16i name(r16i a, r16i b) { return (r16i){{expr(a.h[0], b.h[0]), expr(a.h[1], b.h[1])}}; }
+#define R16F_OP(name, expr)                                                                                        \
+    AI r16f name(r16f a, r16f b) { return (r16f){{expr(a.h[0], b.h[0]), expr(a.h[1], b.h[1])}}; }
+R16I_OP(ri_and, _mm256_and_si256)
+R16I_OP(ri_or, _mm256_or_si256)
+R16I_OP(ri_add, _mm256_add_epi32)
+R16I_OP(ri_sub, _mm256_sub_epi32)
+R16F_OP(rf_mul, _mm256_mul_ps)
+R16F_OP(rf_add, _mm256_add_ps)
+R16F_OP(rf_sub, _mm256_sub_ps)
+AI r16i ri_load(const void *p) {
+    return (r16i){{_mm256_loadu_si256((const __m256i *)p), _mm256_loadu_si256((const __m256i *)p + 1)}};
 }
-
-/* every line of a group's unit fetched LMF_R16_PREFETCH bytes ahead (quant.h) */
-AI void r16_prefetch(const uint8_t *g, int bytes) {
-    for (int l = 0; l < bytes; l += 64) _mm_prefetch((const char *)g + LMF_R16_PREFETCH + l, _MM_HINT_T0);
+AI r16i ri_load_s8(const void *p) {
+    return (r16i){{_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p)),
+                   _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p + 1))}};
 }
-
-/* d[h * CB + c] += the 8-row half h's pair words w[h] against column c's activation pair p of block b. The empty
- * asm keeps each sum a running one: gcc otherwise reassociates the (integer, so exact either way) chain into a tree
- * over all of a block's products, which holds them all at once and spills most of them to the stack. */
-AI void r16_madd2(const int CB, __m256i w0, __m256i w1, const lmf_block_q16a *const *xc, int b, int p, __m256i *d) {
-    for (int c = 0; c < CB; c++) {
-        __m256i x = _mm256_set1_epi32(((const int32_t *)xc[c][b].qs)[p]);
-        d[c] = _mm256_add_epi32(d[c], _mm256_madd_epi16(w0, x));
-        d[CB + c] = _mm256_add_epi32(d[CB + c], _mm256_madd_epi16(w1, x));
-        __asm__("" : "+x"(d[c]), "+x"(d[CB + c]));
-    }
+AI r16i ri_zero(void) { return (r16i){{_mm256_setzero_si256(), _mm256_setzero_si256()}}; }
+AI r16i ri_set1(int32_t v) { return (r16i){{_mm256_set1_epi32(v), _mm256_set1_epi32(v)}}; }
+AI r16i ri_set1_8(char v) { return (r16i){{_mm256_set1_epi8(v), _mm256_set1_epi8(v)}}; }
+AI r16i ri_set1_16(short v) { return (r16i){{_mm256_set1_epi16(v), _mm256_set1_epi16(v)}}; }
+AI r16i ri_srl32(r16i a, int n) { return (r16i){{_mm256_srli_epi32(a.h[0], n), _mm256_srli_epi32(a.h[1], n)}}; }
+AI r16i ri_sll32(r16i a, int n) { return (r16i){{_mm256_slli_epi32(a.h[0], n), _mm256_slli_epi32(a.h[1], n)}}; }
+AI r16i ri_sra32(r16i a, int n) { return (r16i){{_mm256_srai_epi32(a.h[0], n), _mm256_srai_epi32(a.h[1], n)}}; }
+AI r16i ri_srl16(r16i a, int n) { return (r16i){{_mm256_srli_epi16(a.h[0], n), _mm256_srli_epi16(a.h[1], n)}}; }
+AI r16i ri_madd(r16i d, r16i w, r16i x) {
+    return (r16i){{_mm256_add_epi32(d.h[0], _mm256_madd_epi16(w.h[0], x.h[0])),
+                   _mm256_add_epi32(d.h[1], _mm256_madd_epi16(w.h[1], x.h[1]))}};
 }
-
-/* a chunk's four pair words from its even pairs' bytes e and odd pairs' bytes o (q in the bytes): each pair's two
- * words are every other byte */
-AI void r16_pairs_from_bytes(__m256i e, __m256i o, __m256i *w) {
-    const __m256i lo = _mm256_set1_epi16(0xff);
-    w[0] = _mm256_and_si256(e, lo), w[2] = _mm256_srli_epi16(e, 8);
-    w[1] = _mm256_and_si256(o, lo), w[3] = _mm256_srli_epi16(o, 8);
+AI void ri_keep(r16i *d) { __asm__("" : "+x"(d->h[0]), "+x"(d->h[1])); }
+AI r16f rf_load_f16(const void *p) {
+    return (r16f){{_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)),
+                   _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p + 1))}};
 }
-
-/* Q5_x: the four pair words of chunk ch (v: the chunk's 8 rows; q in 0..31) at once. The nibbles go to bytes
- * first, even pairs' (bits 0-3, 8-11, 16-19, 24-27 of a row's word) and odd pairs' (v >> 4), and one shift of the
- * fifth-bit word puts each pair's fifth bits at bit 4 of those bytes (quant.h: pair i's at 4 i + ch and
- * 16 + 4 i + ch), then r16_pairs_from_bytes: 12-13 operations for four pairs where shifting each
- * pair's bits into place took 17-18 (Q5_x 1.15-1.2x in L2 on Zen 1). */
-AI void r16_pairs5(__m256i v, __m256i qh, int ch, __m256i *w) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(0x10);
-    __m256i e = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_slli_epi32(qh, 4 - ch), b16));
-    __m256i o = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(v, 4), m4),
-                                _mm256_and_si256(ch ? _mm256_srli_epi32(qh, ch) : qh, b16));
-    r16_pairs_from_bytes(e, o, w);
+AI r16f rf_zero(void) { return (r16f){{_mm256_setzero_ps(), _mm256_setzero_ps()}}; }
+AI r16f rf_set1(float v) { return (r16f){{_mm256_set1_ps(v), _mm256_set1_ps(v)}}; }
+AI r16f rf_fmadd(r16f a, r16f b, r16f c) {
+    return (r16f){{_mm256_fmadd_ps(a.h[0], b.h[0], c.h[0]), _mm256_fmadd_ps(a.h[1], b.h[1], c.h[1])}};
 }
-
-/* block b's integer dots of 16 rows (4 nibble chunks from nib, 64 bytes apart, each two 32-byte halves; Q5_x
- * fifth-bit words qh[h], q in 0..31) with CB columns, added to d[h * CB + c] */
-AI void r16_nib_dot(const int K, const int CB, const uint8_t *nib, const __m256i *qh, const lmf_block_q16a *const *xc,
-                    int b, __m256i *d) {
-#pragma GCC unroll 4
-    for (int ch = 0; ch < 4; ch++) {
-        __m256i v0 = _mm256_loadu_si256((const __m256i *)(nib + 64 * ch));
-        __m256i v1 = _mm256_loadu_si256((const __m256i *)(nib + 64 * ch + 32));
-        if (K == K_Q5_0 || K == K_Q5_1) {
-            __m256i w0[4], w1[4];
-            r16_pairs5(v0, qh[0], ch, w0);
-            r16_pairs5(v1, qh[1], ch, w1);
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) r16_madd2(CB, w0[i], w1[i], xc, b, 4 * ch + i, d);
-            continue;
-        }
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) r16_madd2(CB, r16_pair4(v0, i), r16_pair4(v1, i), xc, b, 4 * ch + i, d);
-    }
+AI r16f rf_fnmadd(r16f a, r16f b, r16f c) {
+    return (r16f){{_mm256_fnmadd_ps(a.h[0], b.h[0], c.h[0]), _mm256_fnmadd_ps(a.h[1], b.h[1], c.h[1])}};
 }
-
-/* the two halves' fp16 vectors at g (8 rows each, 16 bytes apart) */
-AI void r16_f16x2(const uint8_t *g, __m256 *v) {
-    v[0] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-    v[1] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
-}
-
-/* xs (Q5_0 only): 16 sum(qs) of each of column c's blocks at xs[c][b] (r16_xsums) */
-AI void r16_group(const int K, const int CB, int nb, const uint8_t *g, const lmf_block_q16a *const *xc,
-                  const int32_t *const *xs, float *y, int ldy) {
-    const int gbs = r16_gbs[K], qoff = r16_nib[K], with_min = K == K_Q4_1 || K == K_Q5_1;
-    __m256 acc[4], acc2[4]; /* [h * CB + c] */
-    for (int i = 0; i < 2 * CB; i++) acc[i] = _mm256_setzero_ps(), acc2[i] = _mm256_setzero_ps();
-    for (int b = 0; b < nb; b++, g += gbs) {
-        r16_prefetch(g, gbs);
-        __m256i d[4];
-        for (int i = 0; i < 2 * CB; i++) d[i] = _mm256_setzero_si256();
-        if (K == K_Q8_0) {
-#pragma GCC unroll 16
-            for (int p = 0; p < 16; p++)
-                r16_madd2(CB, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 32 * p))),
-                          _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 48 + 32 * p))), xc, b, p, d);
-        } else {
-            __m256i qh[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-            if (K == K_Q5_0 || K == K_Q5_1)
-                for (int h = 0; h < 2; h++) qh[h] = _mm256_loadu_si256((const __m256i *)(g + qoff - 64 + 32 * h));
-            r16_nib_dot(K, CB, g + qoff, qh, xc, b, d);
-            for (int c = 0; c < CB && K == K_Q5_0; c++) { /* sum (q - 16) x = sum q x - 16 sum x, exactly */
-                __m256i o = _mm256_set1_epi32(xs[c][b]);
-                d[c] = _mm256_sub_epi32(d[c], o), d[CB + c] = _mm256_sub_epi32(d[CB + c], o);
-            }
-        }
-        __m256 dw[2], mw[2];
-        r16_f16x2(g, dw);
-        if (with_min) r16_f16x2(g + 32, mw);
-        for (int h = 0; h < 2; h++)
-            for (int c = 0; c < CB; c++) {
-                __m256 dot = _mm256_cvtepi32_ps(d[h * CB + c]);
-                acc[h * CB + c] = _mm256_fmadd_ps(dot, _mm256_mul_ps(dw[h], _mm256_set1_ps(xc[c][b].d)), acc[h * CB + c]);
-                if (K == K_Q4_0 || with_min)
-                    acc2[h * CB + c] = _mm256_fmadd_ps(with_min ? mw[h] : dw[h], _mm256_set1_ps(xc[c][b].s),
-                                                       acc2[h * CB + c]);
-            }
-    }
-    for (int h = 0; h < 2; h++)
-        for (int c = 0; c < CB; c++) {
-            __m256 a = acc[h * CB + c], a2 = acc2[h * CB + c];
-            __m256 r = with_min      ? _mm256_add_ps(a, a2)
-                       : K == K_Q4_0 ? _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), a2, a)
-                                     : a;
-            _mm256_storeu_ps(y + (size_t)c * ldy + 8 * h, r);
-        }
-}
-
-/* Q4_K / Q5_K super-block groups (quant.h): a super-block's 8 sub-blocks are 32-element blocks of the Q4_1 / Q5_1
- * kind whose scale and min come from the rows' 6-bit fields, unpacked for 8 rows at once from the three scale words
- * at w (32-byte loads 64 bytes apart; ggml's get_scale_min_k4 on 32-bit lanes), d * sc and dmin * m formed as the
- * reference forms them. */
-AI void k4_scale_min8(int j, const uint8_t *w, __m256i *sc, __m256i *m) {
-    const __m256i m6 = _mm256_set1_epi32(63), m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);
-    __m256i w0 = _mm256_loadu_si256((const __m256i *)w), w1 = _mm256_loadu_si256((const __m256i *)(w + 64));
-    if (j < 4) {
-        *sc = _mm256_and_si256(_mm256_srli_epi32(w0, 8 * j), m6);
-        *m = _mm256_and_si256(_mm256_srli_epi32(w1, 8 * j), m6);
-        return;
-    }
-    __m256i w2 = _mm256_loadu_si256((const __m256i *)(w + 128));
-    int t = 8 * (j - 4);
-    __m256i hs = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(w0, t + 6), m2), 4);
-    __m256i hm = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(w1, t + 6), m2), 4);
-    *sc = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w2, t), m4), hs);
-    *m = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w2, t + 4), m4), hm);
-}
-
-AI void r16k_group(const int K, const int CB, int nsb, const uint8_t *g, const lmf_block_q16a *const *xc, float *y,
-                   int ldy) {
-    const int sbs = 16 * (K == K_Q5_K ? 176 : 144), nib0 = K == K_Q5_K ? 768 : 256;
-    const int KB = K == K_Q5_K ? K_Q5_1 : K_Q4_1; /* the block kind of r16_pair */
-    __m256 acc[4], acc2[4];
-    for (int i = 0; i < 2 * CB; i++) acc[i] = _mm256_setzero_ps(), acc2[i] = _mm256_setzero_ps();
-    for (int sb = 0; sb < nsb; sb++, g += sbs) {
-        r16_prefetch(g, sbs);
-        __m256 dw[2], mw[2];
-        r16_f16x2(g, dw);
-        r16_f16x2(g + 32, mw);
-        for (int j = 0; j < 8; j++) {
-            const int b = sb * 8 + j;
-            __m256i d[4], qh[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-            for (int i = 0; i < 2 * CB; i++) d[i] = _mm256_setzero_si256();
-            if (K == K_Q5_K)
-                for (int h = 0; h < 2; h++) qh[h] = _mm256_loadu_si256((const __m256i *)(g + 256 + 64 * j + 32 * h));
-            r16_nib_dot(KB, CB, g + nib0 + 256 * j, qh, xc, b, d);
-            for (int h = 0; h < 2; h++) {
-                __m256i sc, mn;
-                k4_scale_min8(j, g + 64 + 32 * h, &sc, &mn);
-                __m256 fsc = _mm256_mul_ps(dw[h], _mm256_cvtepi32_ps(sc)), fmn = _mm256_mul_ps(mw[h], _mm256_cvtepi32_ps(mn));
-                for (int c = 0; c < CB; c++) {
-                    __m256 dot = _mm256_cvtepi32_ps(d[h * CB + c]);
-                    __m256 sd = _mm256_mul_ps(fsc, _mm256_set1_ps(xc[c][b].d));
-                    acc[h * CB + c] = _mm256_fmadd_ps(dot, sd, acc[h * CB + c]);
-                    acc2[h * CB + c] = _mm256_fmadd_ps(fmn, _mm256_set1_ps(xc[c][b].s), acc2[h * CB + c]);
-                }
-            }
-        }
-    }
-    for (int h = 0; h < 2; h++)
-        for (int c = 0; c < CB; c++)
-            _mm256_storeu_ps(y + (size_t)c * ldy + 8 * h, _mm256_sub_ps(acc[h * CB + c], acc2[h * CB + c]));
-}
-
-/* Q6_K super-block groups (quant.h): per 32-element block the low nibbles as Q4_x's chunks and the top two bits in
- * two words a row (chunks 0-1, 2-3), arranged so that one shift and one mask put a chunk's top bits beside the
- * bytes its nibbles go to (as r16_pairs5 does with the fifth bits), q in 0..63; each 16-element half of a block
- * (chunks 0-1, 2-3) is its own integer dot with its own int8 scale, its "- 32" taken off as 32 sum(x) of the half
- * (exact in int32). */
-AI void r16_pairs6(__m256i v, __m256i top, int ch, __m256i *w) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
-    /* quant.h: the even pairs' top bits at bits 0-1 (ch even) or 4-5 (odd) of each byte, the odd pairs' at 2-3 / 6-7 */
-    __m256i te = ch & 1 ? top : _mm256_slli_epi32(top, 4);
-    __m256i to = ch & 1 ? _mm256_srli_epi32(top, 2) : _mm256_slli_epi32(top, 2);
-    __m256i e = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(te, m2));
-    __m256i o = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(v, 4), m4), _mm256_and_si256(to, m2));
-    r16_pairs_from_bytes(e, o, w);
-}
-/* the int8 scale i (< 16) of 8 rows as floats, from the four scale words of a half (w: 32-byte loads) */
-AI __m256 q6k_scale8(const uint8_t *words, int i) {
-    __m256i w = _mm256_loadu_si256((const __m256i *)(words + 64 * (i / 4)));
-    return _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(w, 8 * (3 - i % 4)), 24));
-}
-
-/* xs: 32 sum(qs) of each 16-element half of column c's blocks at xs[c][2 b + half] (r16_xsums) */
-AI void r16q6_group(const int CB, int nsb, const uint8_t *g, const lmf_block_q16a *const *xc, const int32_t *const *xs,
-                    float *y, int ldy) {
-    const int sbs = 16 * 210;
-    __m256 acc[4];
-    for (int i = 0; i < 2 * CB; i++) acc[i] = _mm256_setzero_ps();
-    for (int sb = 0; sb < nsb; sb++, g += sbs) {
-        r16_prefetch(g, sbs);
-        __m256 dw[2];
-        r16_f16x2(g, dw);
-        for (int j = 0; j < 8; j++) {
-            const int b = sb * 8 + j;
-            const uint8_t *blk = g + 288 + 384 * j;
-            __m256i dd[2][4]; /* [16-element half of the block][h * CB + c] */
-            for (int i = 0; i < 2 * CB; i++) dd[0][i] = _mm256_setzero_si256(), dd[1][i] = _mm256_setzero_si256();
-#pragma GCC unroll 4
-            for (int ch = 0; ch < 4; ch++) {
-                __m256i w0[4], w1[4];
-                r16_pairs6(_mm256_loadu_si256((const __m256i *)(blk + 64 * ch)),
-                           _mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (ch / 2))), ch, w0);
-                r16_pairs6(_mm256_loadu_si256((const __m256i *)(blk + 64 * ch + 32)),
-                           _mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (ch / 2) + 32)), ch, w1);
-#pragma GCC unroll 4
-                for (int i = 0; i < 4; i++) r16_madd2(CB, w0[i], w1[i], xc, b, 4 * ch + i, dd[ch / 2]);
-            }
-            for (int hb = 0; hb < 2; hb++) /* sum (q - 32) x = sum q x - 32 sum x, exactly */
-                for (int c = 0; c < CB; c++) {
-                    __m256i o = _mm256_set1_epi32(xs[c][2 * b + hb]);
-                    dd[hb][c] = _mm256_sub_epi32(dd[hb][c], o), dd[hb][CB + c] = _mm256_sub_epi32(dd[hb][CB + c], o);
-                }
-            for (int h = 0; h < 2; h++) {
-                __m256 f0 = _mm256_mul_ps(dw[h], q6k_scale8(g + 32 + 32 * h, 2 * j));
-                __m256 f1 = _mm256_mul_ps(dw[h], q6k_scale8(g + 32 + 32 * h, 2 * j + 1));
-                for (int c = 0; c < CB; c++) {
-                    __m256 dx = _mm256_set1_ps(xc[c][b].d);
-                    int k = h * CB + c;
-                    __m256 a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd[0][k]), _mm256_mul_ps(f0, dx), acc[k]);
-                    acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd[1][k]), _mm256_mul_ps(f1, dx), a);
-                }
-            }
-        }
-    }
-    for (int h = 0; h < 2; h++)
-        for (int c = 0; c < CB; c++) _mm256_storeu_ps(y + (size_t)c * ldy + 8 * h, acc[h * CB + c]);
-}
-
-/* one group (16 rows) at g against CB columns, of whichever kind K is */
-AI void r16_any_group(const int K, const int CB, int n, const uint8_t *g, const lmf_block_q16a *const *xc,
-                      const int32_t *const *xs, float *y, int ldy) {
-    if (K == K_Q6_K) r16q6_group(CB, n / 256, g, xc, xs, y, ldy);
-    else if (K == K_Q4_K || K == K_Q5_K) r16k_group(K, CB, n / 256, g, xc, y, ldy);
-    else r16_group(K, CB, n / 32, g, xc, xs, y, ldy);
-}
-
-/* the sums of an activation block's two 16-element halves (exact: |sum| < 2^19) */
-AI void q16a_half_sums(const lmf_block_q16a *x, int32_t *s) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int h = 0; h < 2; h++) {
-        __m256i v = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(x->qs + 16 * h)), ones);
-        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
-        s[h] = _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1)));
-    }
-}
-/* the offsets the Q5_0 / Q6_K kernels take off their blocks' integer dots for nb blocks of column x: 16 sum(x) a
- * block (Q5_0), 32 sum(x) a 16-element half (Q6_K) */
-AI void r16_xsums(const int K, const lmf_block_q16a *x, int nb, int32_t *out) {
-    for (int b = 0; b < nb; b++) {
-        int32_t s[2];
-        q16a_half_sums(x + b, s);
-        if (K == K_Q5_0) out[b] = 16 * (s[0] + s[1]);
-        else out[2 * b] = 32 * s[0], out[2 * b + 1] = 32 * s[1];
-    }
-}
-
-/* groups outermost (as quant_avx512.c), read as one stream; Q5_0 and Q6_K take the columns a few KB of block sums
- * (r16_xsums) at a time */
-AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-               int ldy) {
-    enum { XS_STACK = 4096 }; /* ints: 16 KB */
-    const int sums = K == K_Q5_0 || K == K_Q6_K, ns = (n / 32) * (K == K_Q6_K ? 2 : 1); /* sums a column */
-    const int cc = !sums || ncols <= 2 || ncols * ns <= XS_STACK ? ncols : ns <= XS_STACK / 2 ? XS_STACK / ns / 2 * 2 : 2;
-    int32_t xs_stack[XS_STACK], *xs = (size_t)cc * ns * sums <= XS_STACK ? xs_stack : lmf_xmalloc(sizeof(int32_t) * cc * ns);
-    for (int c1 = 0; c1 < ncols; c1 += cc) {
-        const int c2 = c1 + cc < ncols ? c1 + cc : ncols;
-        for (int c = c1; c < c2 && sums; c++)
-            r16_xsums(K, (const lmf_block_q16a *)((const char *)x + (size_t)c * xb), n / 32, xs + (size_t)(c - c1) * ns);
-        for (int gi = 0; gi < nrows / 16; gi++) {
-            const uint8_t *g = (const uint8_t *)W + (size_t)gi * 16 * rb;
-            for (int c0 = c1; c0 < c2; c0 += 2) {
-                const lmf_block_q16a *xc[2];
-                const int32_t *xsc[2];
-                for (int c = 0; c < 2; c++) { /* a lone last column: xc[1] = xc[0], unread */
-                    int k = c0 + c < c2 ? c : 0;
-                    xc[c] = (const lmf_block_q16a *)((const char *)x + (size_t)(c0 + k) * xb);
-                    xsc[c] = xs + (size_t)(c0 + k - c1) * ns * sums;
-                }
-                float *yo = y + (size_t)c0 * ldy + 16 * gi;
-                if (c2 - c0 >= 2) r16_any_group(K, 2, n, g, xc, xsc, yo, ldy);
-                else r16_any_group(K, 1, n, g, xc, xsc, yo, ldy);
-            }
-        }
-    }
-    if (xs != xs_stack) free(xs); /* rows longer than 64K elements (Q5_0) or 32K (Q6_K) */
-}
-
-#define R16MV(t, K)                                                                                                \
-    static void t##_r16(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, \
-                        int ldy) {                                                                                 \
-        r16_mv(K, n, nrows, W, rb, ncols, x, xb, y, ldy);                                                          \
-    }
+AI r16f rf_cvt(r16i a) { return (r16f){{_mm256_cvtepi32_ps(a.h[0]), _mm256_cvtepi32_ps(a.h[1])}}; }
+AI void rf_store(float *p, r16f v) { _mm256_storeu_ps(p, v.h[0]), _mm256_storeu_ps(p + 8, v.h[1]); }
+AI r16f rf_rounded(r16f v) { return (r16f){{rounded(v.h[0]), rounded(v.h[1])}}; }
+#define R16_COLS 2
+#define R16_CHAINS 1
+#include "kernels/quant_r16_mv.inc"
 R16MV(q8_0, K_Q8_0)
 R16MV(q4_0, K_Q4_0)
 R16MV(q4_1, K_Q4_1)
@@ -914,109 +651,6 @@ R16MV(q5_1, K_Q5_1)
 R16MV(q4_k, K_Q4_K)
 R16MV(q5_k, K_Q5_K)
 R16MV(q6_k, K_Q6_K)
-
-/* one 32-element block of 8 rows (nibble chunks at nib, fifth-bit words at qh when FIFTH) to k-major fp32 rows of
- * o: (q - off) * d (OP 0), q * d + m (OP 1) or q * d - m (OP 2), the product rounded before the add as the
- * reference rounds it */
-AI void dq_r16_block(const int OP, const int FIFTH, const uint8_t *nib, const uint8_t *qh, int off, __m256 d,
-                     __m256 m, float *o, size_t ld) {
-    const __m256i m4 = _mm256_set1_epi32(0x0f), one = _mm256_set1_epi32(1);
-    __m256i hv = FIFTH ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
-    for (int c = 0; c < 4; c++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(nib + 64 * c));
-        for (int e = 0; e < 8; e++) {
-            __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1)), m4);
-            if (FIFTH) /* quant.h: element 8c + e's fifth bit at 16 (e & 1) + 4 (e / 2) + c */
-                q = _mm256_or_si256(q, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(
-                                           hv, ((e & 1) ? 16 : 0) + 4 * (e >> 1) + c), one), 4));
-            float *row = o + (size_t)(8 * c + e) * ld;
-            if (OP == 0) q = _mm256_sub_epi32(q, _mm256_set1_epi32(off));
-            if (OP == 0) _mm256_storeu_ps(row, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
-            else if (OP == 1) _mm256_storeu_ps(row, _mm256_add_ps(rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d)), m));
-            else _mm256_storeu_ps(row, _mm256_sub_ps(rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d)), m));
-        }
-    }
-}
-
-/* k-major fp32 of a group, one 8-row half at a time (as quant_avx512.c's dequant_r16) */
-static void dequant_r16(uint32_t type, int n, const void *group, float *dst, size_t ld) {
-    const uint8_t *G = group;
-    if (type == LMF_GGML_Q6_K) {
-        const __m256i m4 = _mm256_set1_epi32(0x0f), m2 = _mm256_set1_epi32(3), off = _mm256_set1_epi32(32);
-        for (int sb = 0; sb < n / 256; sb++)
-            for (int h = 0; h < 2; h++) {
-                const uint8_t *g = G + (size_t)sb * 16 * 210;
-                __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
-                for (int j = 0; j < 8; j++) {
-                    const uint8_t *blk = g + 288 + 384 * j;
-                    float *o = dst + (size_t)(sb * 256 + 32 * j) * ld + 8 * h;
-                    for (int c = 0; c < 4; c++) {
-                        __m256 d = _mm256_mul_ps(dw, q6k_scale8(g + 32 + 32 * h, 2 * j + c / 2)); /* (d sc) q */
-                        __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 64 * c + 32 * h));
-                        __m256i top = _mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (c / 2) + 32 * h));
-                        for (int e = 0; e < 8; e++) {
-                            int sh = (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1);
-                            __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, sh), m4);
-                            __m256i t = _mm256_and_si256(
-                                _mm256_srli_epi32(top, ((e & 1) ? 16 : 0) + 8 * (e >> 2) + 4 * (c & 1) + 2 * (e >> 1 & 1)), m2);
-                            q = _mm256_sub_epi32(_mm256_or_si256(q, _mm256_slli_epi32(t, 4)), off);
-                            _mm256_storeu_ps(o + (size_t)(8 * c + e) * ld, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
-                        }
-                    }
-                }
-            }
-        return;
-    }
-    if (type == LMF_GGML_Q4_K || type == LMF_GGML_Q5_K) {
-        const int q5 = type == LMF_GGML_Q5_K, sbs = 16 * (q5 ? 176 : 144), nib0 = q5 ? 768 : 256;
-        for (int sb = 0; sb < n / 256; sb++)
-            for (int h = 0; h < 2; h++) {
-                const uint8_t *g = G + (size_t)sb * sbs;
-                __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
-                __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h)));
-                for (int j = 0; j < 8; j++) {
-                    __m256i sc, mn;
-                    k4_scale_min8(j, g + 64 + 32 * h, &sc, &mn);
-                    __m256 d = _mm256_mul_ps(dw, _mm256_cvtepi32_ps(sc)), m = _mm256_mul_ps(mw, _mm256_cvtepi32_ps(mn));
-                    float *o = dst + (size_t)(sb * 256 + 32 * j) * ld + 8 * h;
-                    const uint8_t *nib = g + nib0 + 256 * j + 32 * h, *qh = g + 256 + 64 * j + 32 * h;
-                    if (q5) dq_r16_block(2, 1, nib, qh, 0, d, m, o, ld);
-                    else dq_r16_block(2, 0, nib, qh, 0, d, m, o, ld);
-                }
-            }
-        return;
-    }
-    const int K = type == LMF_GGML_Q8_0   ? K_Q8_0
-                  : type == LMF_GGML_Q4_0 ? K_Q4_0
-                  : type == LMF_GGML_Q4_1 ? K_Q4_1
-                  : type == LMF_GGML_Q5_0 ? K_Q5_0
-                                          : K_Q5_1;
-    const int gbs = r16_gbs[K], qoff = r16_nib[K];
-    for (int b = 0; b < n / 32; b++)
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *g = G + (size_t)b * gbs;
-            float *o = dst + (size_t)b * 32 * ld + 8 * h;
-            __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
-            if (K == K_Q8_0) {
-                for (int p = 0; p < 16; p++) {
-                    __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 32 * p + 16 * h)));
-                    __m256i e0 = _mm256_srai_epi32(_mm256_slli_epi32(w, 16), 16), e1 = _mm256_srai_epi32(w, 16);
-                    _mm256_storeu_ps(o + (size_t)(2 * p) * ld, _mm256_mul_ps(_mm256_cvtepi32_ps(e0), d));
-                    _mm256_storeu_ps(o + (size_t)(2 * p + 1) * ld, _mm256_mul_ps(_mm256_cvtepi32_ps(e1), d));
-                }
-                continue;
-            }
-            __m256 m = d;
-            if (K == K_Q4_1 || K == K_Q5_1) m = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h)));
-            const uint8_t *nib = g + qoff + 32 * h, *qh = g + qoff - 64 + 32 * h;
-            switch (K) {
-            case K_Q4_0: dq_r16_block(0, 0, nib, qh, 8, d, m, o, ld); break;
-            case K_Q4_1: dq_r16_block(1, 0, nib, qh, 0, d, m, o, ld); break;
-            case K_Q5_0: dq_r16_block(0, 1, nib, qh, 16, d, m, o, ld); break;
-            default: dq_r16_block(1, 1, nib, qh, 0, d, m, o, ld); break;
-            }
-        }
-}
 
 const lmf_quant_ops lmf_quant_avx2 = {
     .name = "avx2",
