@@ -169,9 +169,9 @@ int lmf_quantize_supported(uint32_t type);
 /* 1 if a rows x n matrix of `type` fits the layout (Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 with n % 32 == 0, Q4_K/Q5_K/Q6_K with
  * n % 256 == 0; rows % 16 == 0) */
 int lmf_r16_format(uint32_t type, int rows, int n);
-/* 1 if it fits and this CPU's table (lmf_quant()) has an R16 kernel for the type: what the executor repacks. Q5_x
- * and the K-quants have R16 kernels in the reference and AVX2 tables only so far; the AVX-512 table keeps them in
- * ggml rows (its row-major kernels), which is also why the AMX tiles never see them. */
+/* 1 if it fits and this CPU's table (lmf_quant()) has an R16 kernel for the type: what the executor repacks. Every
+ * table has all eight (the AVX2 and AVX-512 ones from quant_r16_mv.inc, the AVX-512 table's Q8_0 / Q4_x from its
+ * own multi-stream tiles); the AMX tiles take Q8_0 / Q4_x only. */
 int lmf_r16_supported(uint32_t type, int rows, int n);
 /* elements of the type's R16 unit: 32, or 256 for the K-quants (n of lmf_r16_dequant_t is a multiple of it) */
 int lmf_r16_unit(uint32_t type);

@@ -27,17 +27,19 @@
  * masked tail; F16 widens with vcvtph2ps, BF16 with a zero-extend and a 16-bit shift. */
 #include "kernels/quant.h"
 
+#include "core/alloc.h"
 #include "core/dtype.h"
 
 #include <immintrin.h>
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define AI static inline __attribute__((always_inline))
 
-enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1 };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K };
 
 /* the bit unpacking of Q5_x and the K-quants (dequantization, and the K-quant kernels' scales) */
 #include "kernels/quant_dequant.inc"
@@ -481,7 +483,7 @@ AI void r16_tile(const int K, const int NG, const int CB, int nb, const uint8_t 
 
 /* Groups outermost, so that with more than four columns a group is still in cache for the next four. Streams: three
  * with one column, two with two (NG * CB <= 4), one from three columns on; at most lmf_decode_streams(). */
-AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+AI void r16_streams_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                int ldy) {
     int ds = lmf_decode_streams() < LMF_R16_STREAMS ? lmf_decode_streams() : LMF_R16_STREAMS;
     int nb = n / 32, start[LMF_R16_STREAMS + 1], S = ncols == 1 ? ds : ncols == 2 && ds >= 2 ? 2 : 1;
@@ -514,14 +516,14 @@ AI void r16_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncol
     }
 }
 
-#define R16MV(t, K)                                                                                                \
+#define R16_STREAMS_MV(t, K)                                                                                       \
     static void t##_r16(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y, \
                         int ldy) {                                                                                 \
-        r16_mv(K, n, nrows, W, rb, ncols, x, xb, y, ldy);                                                          \
+        r16_streams_mv(K, n, nrows, W, rb, ncols, x, xb, y, ldy);                                                  \
     }
-R16MV(q8_0, K_Q8_0)
-R16MV(q4_0, K_Q4_0)
-R16MV(q4_1, K_Q4_1)
+R16_STREAMS_MV(q8_0, K_Q8_0)
+R16_STREAMS_MV(q4_0, K_Q4_0)
+R16_STREAMS_MV(q4_1, K_Q4_1)
 
 
 /* ---- float weights ------------------------------------------------------------------------------------------ */
@@ -698,37 +700,47 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
     }
 }
 
-/* k-major fp32 of a group: each 16-lane vector of extracted q is one output row of 16 weight rows; multiply then
- * add (never fused) as the reference does */
-static void dequant_r16(uint32_t type, int n, const void *group, float *dst, size_t ld) {
-    const int K = type == LMF_GGML_Q8_0 ? K_Q8_0 : type == LMF_GGML_Q4_0 ? K_Q4_0 : K_Q4_1;
-    const int gbs = 16 * (K == K_Q8_0 ? 34 : K == K_Q4_0 ? 18 : 20), qoff = K == K_Q4_1 ? 64 : 32;
-    const __m512i m4 = _mm512_set1_epi32(0x0f), eight = _mm512_set1_epi32(8);
-    for (int b = 0; b < n / 32; b++) {
-        const uint8_t *g = (const uint8_t *)group + (size_t)b * gbs;
-        float *o = dst + (size_t)b * 32 * ld;
-        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
-        if (K == K_Q8_0) {
-            for (int p = 0; p < 16; p++) {
-                __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(g + 32 + 32 * p)));
-                __m512i e0 = _mm512_srai_epi32(_mm512_slli_epi32(w, 16), 16), e1 = _mm512_srai_epi32(w, 16);
-                _mm512_storeu_ps(o + (size_t)(2 * p) * ld, _mm512_mul_ps(_mm512_cvtepi32_ps(e0), d));
-                _mm512_storeu_ps(o + (size_t)(2 * p + 1) * ld, _mm512_mul_ps(_mm512_cvtepi32_ps(e1), d));
-            }
-            continue;
-        }
-        __m512 m = K == K_Q4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32))) : d;
-        for (int c = 0; c < 4; c++) {
-            __m512i v = _mm512_loadu_si512(g + qoff + 64 * c);
-            for (int e = 0; e < 8; e++) {
-                __m512i q = _mm512_and_si512(_mm512_srli_epi32(v, (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1)), m4);
-                float *row = o + (size_t)(8 * c + e) * ld;
-                if (K == K_Q4_0) _mm512_storeu_ps(row, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, eight)), d));
-                else _mm512_storeu_ps(row, _mm512_add_ps(rounded(_mm512_mul_ps(_mm512_cvtepi32_ps(q), d)), m));
-            }
-        }
-    }
-}
+/* ---- R16 groups of Q5_x and the K-quants, and the k-major group reader: quant_r16_mv.inc with one zmm a 16-row
+ * vector. vpdpwssd is the integer sum, so two chains a column keep consecutive ones from waiting on each other (as
+ * r16_tile above); 32 registers hold four columns' accumulators. Q8_0 / Q4_x keep r16_tile's streams (tuned on the
+ * Intel machines, matched bit for bit by the AMX tiles); the reader serves all eight kinds. */
+typedef __m512i r16i;
+typedef __m512 r16f;
+AI r16i ri_load(const void *p) { return _mm512_loadu_si512(p); }
+AI r16i ri_load_s8(const void *p) { return _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)p)); }
+AI r16i ri_zero(void) { return _mm512_setzero_si512(); }
+AI r16i ri_set1(int32_t v) { return _mm512_set1_epi32(v); }
+AI r16i ri_set1_8(char v) { return _mm512_set1_epi8(v); }
+AI r16i ri_set1_16(short v) { return _mm512_set1_epi16(v); }
+AI r16i ri_and(r16i a, r16i b) { return _mm512_and_si512(a, b); }
+AI r16i ri_or(r16i a, r16i b) { return _mm512_or_si512(a, b); }
+AI r16i ri_add(r16i a, r16i b) { return _mm512_add_epi32(a, b); }
+AI r16i ri_sub(r16i a, r16i b) { return _mm512_sub_epi32(a, b); }
+AI r16i ri_srl32(r16i a, int n) { return _mm512_srli_epi32(a, n); }
+AI r16i ri_sll32(r16i a, int n) { return _mm512_slli_epi32(a, n); }
+AI r16i ri_sra32(r16i a, int n) { return _mm512_srai_epi32(a, n); }
+AI r16i ri_srl16(r16i a, int n) { return _mm512_srli_epi16(a, n); }
+AI r16i ri_madd(r16i d, r16i w, r16i x) { return _mm512_dpwssd_epi32(d, w, x); }
+AI void ri_keep(r16i *d) { __asm__("" : "+v"(*d)); }
+AI r16f rf_load_f16(const void *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+AI r16f rf_zero(void) { return _mm512_setzero_ps(); }
+AI r16f rf_set1(float v) { return _mm512_set1_ps(v); }
+AI r16f rf_mul(r16f a, r16f b) { return _mm512_mul_ps(a, b); }
+AI r16f rf_add(r16f a, r16f b) { return _mm512_add_ps(a, b); }
+AI r16f rf_sub(r16f a, r16f b) { return _mm512_sub_ps(a, b); }
+AI r16f rf_fmadd(r16f a, r16f b, r16f c) { return _mm512_fmadd_ps(a, b, c); }
+AI r16f rf_fnmadd(r16f a, r16f b, r16f c) { return _mm512_fnmadd_ps(a, b, c); }
+AI r16f rf_cvt(r16i a) { return _mm512_cvtepi32_ps(a); }
+AI void rf_store(float *p, r16f v) { _mm512_storeu_ps(p, v); }
+AI r16f rf_rounded(r16f v) { return rounded(v); }
+#define R16_COLS 4
+#define R16_CHAINS 2
+#include "kernels/quant_r16_mv.inc"
+R16MV(q5_0, K_Q5_0)
+R16MV(q5_1, K_Q5_1)
+R16MV(q4_k, K_Q4_K)
+R16MV(q5_k, K_Q5_K)
+R16MV(q6_k, K_Q6_K)
 
 
 const lmf_quant_ops lmf_quant_avx512 = {
@@ -738,6 +750,8 @@ const lmf_quant_ops lmf_quant_avx512 = {
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,
+    .q5_0_r16 = q5_0_r16, .q5_1_r16 = q5_1_r16, .q4_k_r16 = q4_k_r16, .q5_k_r16 = q5_k_r16,
+    .q6_k_r16 = q6_k_r16,
     .dequant_r16 = dequant_r16,
     .quantize_q16a = quantize_q16a,
     .quantize_q8a = quantize_q8a,
