@@ -215,6 +215,8 @@ void lmf_qmatvec_r16(uint32_t type, int n, int nrows, const void *W, size_t row_
  * lmf_cpu_amx_int8(). lmf_qmatvec_r16 takes it from LMF_R16_AMX_COLS columns on (AVX-512 table chosen): below that
  * the weights are used too few times for the tiles' fixed costs (measured: docs/benchmarks.md). */
 #define LMF_R16_AMX_COLS 12
+/* 1 for the types the AMX tiles take (Q8_0, Q4_0, Q4_1); the others' R16 groups stay on the SIMD kernels */
+int lmf_r16_amx_type(uint32_t type);
 void lmf_qmatvec_r16_amx(uint32_t type, int n, int nrows, const void *W, size_t row_bytes, int ncols, const void *x,
                          size_t x_col_bytes, float *y, int ldy);
 

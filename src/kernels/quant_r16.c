@@ -270,11 +270,15 @@ void lmf_qmatvec_r16_ops(const lmf_quant_ops *ops, uint32_t type, int n, int nro
     f(n, nrows, W, row_bytes, ncols, x, x_col_bytes, y, ldy);
 }
 
+int lmf_r16_amx_type(uint32_t type) {
+    return type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1;
+}
+
 void lmf_qmatvec_r16(uint32_t type, int n, int nrows, const void *W, size_t row_bytes, int ncols, const void *x,
                      size_t x_col_bytes, float *y, int ldy) {
     const lmf_quant_ops *ops = lmf_quant();
     if (ncols >= LMF_R16_AMX_COLS && ops == &lmf_quant_avx512 && lmf_cpu_amx_int8() && nrows > 0 &&
-        (type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1)) {
+        lmf_r16_amx_type(type)) {
         r16_check(type, n, nrows, row_bytes);
         lmf_qmatvec_r16_amx(type, n, nrows, W, row_bytes, ncols, x, x_col_bytes, y, ldy);
         return;

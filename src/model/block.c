@@ -6,8 +6,8 @@
  *    except in inference on AMX-INT8 tiles, where R16 groups take the decode path's integer products (LMF_LIN_QINT);
  *  - a few rows (decode): the input rows are converted once (int16 blocks for quantized weights, kernels/quant.h:
  *    int8 blocks as llama.cpp uses cost SmolLM2 2-5% of its logits; int16 keeps them within 3e-4) and every thread
- *    streams its contiguous share of the weight rows (whole 16-row groups) through lmf_qmatvec_r16 (Q8_0/Q4_x; Q5_x
- *    and Q4_K/Q5_K/Q6_K on AVX2; repacked once by lmf_weights_prepare_decode) or lmf_qmatvec: each weight byte is
+ *    streams its contiguous share of the weight rows (whole 16-row groups) through lmf_qmatvec_r16 (Q8_0/Q4_x, Q5_x
+ *    and Q4_K/Q5_K/Q6_K; repacked once by lmf_weights_prepare_decode) or lmf_qmatvec: each weight byte is
  *    read once per token and nothing is dequantized to memory.
  * Attention: training over the batch's own keys (kernels/attention.c: probabilities recomputed in backward); prefill
  * per head and block of 64 queries by SGEMM against the transposed K cache; decode split by cached positions
@@ -410,11 +410,13 @@ static void linear_qint(const lin *o, int n, const float *in, int ldi, int N, vo
     }
 }
 
-/* How many of o[j..n) from j on take linear_qint together (0: o[j] does not take it). */
+/* How many of o[j..n) from j on take linear_qint together (0: o[j] does not take it). Only the types the AMX tiles
+ * take: Q5_x and the K-quants have R16 groups on the AVX-512 table too, and their many-row products stay on the
+ * fp32 slabs they took before that (whether the int16 kernels would beat them there is unmeasured). */
 static int qint_run(const lin *o, int j, int n, int mode) {
-    if (!(mode & LMF_LIN_QINT) || !o[j].W->r16 || !lmf_cpu_amx_int8()) return 0;
+    if (!(mode & LMF_LIN_QINT) || !o[j].W->r16 || !lmf_cpu_amx_int8() || !lmf_r16_amx_type(o[j].W->type)) return 0;
     int e = j + 1;
-    while (e < n && o[e].W->r16 && o[e].W->cols == o[j].W->cols &&
+    while (e < n && o[e].W->r16 && lmf_r16_amx_type(o[e].W->type) && o[e].W->cols == o[j].W->cols &&
            lmf_qinput_format(o[e].W->type) == lmf_qinput_format(o[j].W->type))
         e++;
     return e - j;
