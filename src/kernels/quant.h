@@ -189,7 +189,8 @@ void lmf_r16_dequant_t(uint32_t type, int n, const void *group, float *dst, size
  * 27 (bench_quant), and whole-model decode gained 10-30% (docs/benchmarks.md). */
 #define LMF_R16_STREAMS 3
 #define LMF_R16_PREFETCH 4096
-/* The most read streams a thread's one-column decode products use (R16 groups: LMF_R16_STREAMS at most, 1 on AVX2;
+/* The most read streams a thread's one-column decode products use (R16 groups: LMF_R16_STREAMS at most for the
+ * AVX-512 table's Q8_0 / Q4_x, 1 for quant_r16_mv.inc's kernels: AVX2, and Q5_x / K-quants on AVX-512;
  * float rows: 4 at most): 4 (no cap), or 1 on AMD Zen 3 and later (cpuid family >= 25). On the Intel machines
  * several streams read faster than one (above), while on an AMD EPYC Zen 4 one stream per thread read ~24 GB/s and
  * two or more only ~15-16 (bench_quant --quick). An AMD EPYC Zen 1 (family 23) reads like the Intel ones (one
