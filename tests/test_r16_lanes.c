@@ -1,7 +1,7 @@
 /* test_r16_lanes.c — quant_r16_mv.inc (the R16 decode kernels and k-major reader, written once over 16-lane
  * vectors) instantiated here in portable C with quant_avx512.c's parameters: four columns sharing each weight
- * vector, two integer chains a column. Checked bit for bit against the AVX2 table's instantiation (two columns, one
- * chain) for every R16 type, 1-9 columns (every remainder of four), one and several groups, and rows long enough to
+ * vector, two integer chains a column. Checked bit for bit against the AVX2 table's instantiation (one chain, its
+ * vpaddd) for every R16 type, 1-9 columns (every remainder of four), one and several groups, and rows long enough to
  * take the block sums' chunked and heap paths; the reader against the reference's k-major reader. So the logic the
  * AVX-512 table runs is proven on any x86 machine; the AVX-512 machine adds only its one-intrinsic-per-operation
  * mapping, which test_quant checks there against the reference and, bit for bit, against the AVX2 table. */

@@ -591,7 +591,10 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
  * Rows 0-7 in h[0], 8-15 in h[1]: each activation pair is broadcast once for both and each weight byte read once
  * (one pass over the group; the earlier kernel took each half in its own pass, its second re-reading the group,
  * and with one column paired two streams' groups: on an AVX2-only Zen 1 it spilled its broadcasts to the stack and
- * ran SmolLM2's decode matrices 1.3x slower). vpmaddwd + vpaddd replace vpdpwssd; the vpaddd is the only chain. */
+ * ran SmolLM2's decode matrices 1.3x slower). vpmaddwd + vpaddd replace vpdpwssd; the vpaddd is the only chain.
+ * Four columns share each unpacked weight vector although their accumulators no longer all fit the 16 registers:
+ * on Zen 1 at 16 columns (a server's batch) that beat two columns by 1.22x for Q8_0 and 1.08-1.17x for Q5_x and
+ * the K-quants, Q4_x even (bench_multirow, docs/benchmarks.md session 27); one and two columns are unchanged. */
 typedef struct { __m256i h[2]; } r16i;
 typedef struct { __m256 h[2]; } r16f;
 #define R16I_OP(name, expr)                                                                                        \
@@ -640,7 +643,7 @@ AI r16f rf_fnmadd(r16f a, r16f b, r16f c) {
 AI r16f rf_cvt(r16i a) { return (r16f){{_mm256_cvtepi32_ps(a.h[0]), _mm256_cvtepi32_ps(a.h[1])}}; }
 AI void rf_store(float *p, r16f v) { _mm256_storeu_ps(p, v.h[0]), _mm256_storeu_ps(p + 8, v.h[1]); }
 AI r16f rf_rounded(r16f v) { return (r16f){{rounded(v.h[0]), rounded(v.h[1])}}; }
-#define R16_COLS 2
+#define R16_COLS 4
 #define R16_CHAINS 1
 #include "kernels/quant_r16_mv.inc"
 R16MV(q8_0, K_Q8_0)
