@@ -483,8 +483,8 @@ AI void r16_tile(const int K, const int NG, const int CB, int nb, const uint8_t 
 
 /* Groups outermost, so that with more than four columns a group is still in cache for the next four. Streams: three
  * with one column, two with two (NG * CB <= 4), one from three columns on; at most lmf_decode_streams(). */
-AI void r16_streams_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-               int ldy) {
+AI void r16_streams_mv(const int K, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb,
+                       float *y, int ldy) {
     int ds = lmf_decode_streams() < LMF_R16_STREAMS ? lmf_decode_streams() : LMF_R16_STREAMS;
     int nb = n / 32, start[LMF_R16_STREAMS + 1], S = ncols == 1 ? ds : ncols == 2 && ds >= 2 ? 2 : 1;
     int len = lmf_stream_runs(nrows / 16, S, start);
