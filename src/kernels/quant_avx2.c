@@ -646,14 +646,7 @@ AI r16f rf_rounded(r16f v) { return (r16f){{rounded(v.h[0]), rounded(v.h[1])}}; 
 #define R16_COLS 4
 #define R16_CHAINS 1
 #include "kernels/quant_r16_mv.inc"
-R16MV(q8_0, K_Q8_0)
-R16MV(q4_0, K_Q4_0)
-R16MV(q4_1, K_Q4_1)
-R16MV(q5_0, K_Q5_0)
-R16MV(q5_1, K_Q5_1)
-R16MV(q4_k, K_Q4_K)
-R16MV(q5_k, K_Q5_K)
-R16MV(q6_k, K_Q6_K)
+R16MV_ALL
 
 const lmf_quant_ops lmf_quant_avx2 = {
     .name = "avx2",
