@@ -312,8 +312,8 @@ static void test_r16(void **state) {
                     if (n < 1536 || ci % 3 == 0) check_r16(types[t], n, rows[ri], cols[ci]);
                 }
     }
-    /* long rows: the AVX2 Q5_0 / Q6_K kernels take their columns' block sums a few columns at a time (quant_avx2.c
-     * r16_mv), from the heap past 32K elements for Q6_K */
+    /* long rows: the Q5_0 / Q6_K kernels of quant_r16_mv.inc take their columns' block sums a few columns at a time
+     * (its r16_mv), from the heap past 16K elements for Q6_K at four columns a pass */
     check_r16(LMF_GGML_Q5_0, 32768, 16, 9);
     check_r16(LMF_GGML_Q6_K, 65536, 16, 9);
     assert_false(lmf_r16_supported(LMF_GGML_Q4_1, 24, 576));
