@@ -2,8 +2,8 @@
  * logits it gets when evaluated alone.
  *
  * Models: the tiny GGUF llama and gpt2 (their tensors cover Q8_0, Q4_0, Q4_1, F16, BF16, F32), the Hugging Face
- * llama (GQA, F32), gpt2 and OPT (F16) fixtures, and SmolLM2-135M (Q4_1, and re-quantized to Q5_0 and Q5_1, whose
- * R16 kernels exist in some variant tables only) when it is present. The pool's blocks hold
+ * llama (GQA, F32), gpt2 and OPT (F16) fixtures, and SmolLM2-135M (Q4_1, and re-quantized as llama.cpp's Q4_K_M,
+ * Q5_K_M and Q6_K: Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K matrices) when it is present. The pool's blocks hold
  * 16 positions, so sequences span several blocks and block boundaries fall inside attention stretches.
  *
  * Each step of the batch is compared with the same tokens evaluated alone (a session in a pool of its own with the
@@ -206,10 +206,12 @@ static void check_decode_prefill(const lmf_weights *w, const char *what) {
     lmf_session_free(pre), lmf_session_free(dec);
 }
 
-/* SmolLM2 written as Q5_0 / Q5_1 (the quantized formats of llama.cpp's Q4_K_M / Q5_K_M files): batch invariance on
- * their decode kernels (R16 where this CPU's table has them), and the decode path (one token a call: int16
- * activations against the 5-bit weights) within 1e-3 of the prefill path (fp32 products of the dequantized weights)
- * over the same 12 tokens: a wrong fifth bit or offset moves logits by far more. */
+/* SmolLM2 quantized as llama.cpp's Q4_K_M / Q5_K_M / Q6_K files are (lmforge quantize writes llama-quantize's
+ * tensors: tests/cli_quantize.sh): Q5_0 / Q5_1 / Q8_0 for the 576-wide matrices, Q4_K / Q5_K / Q6_K for ffn_down.
+ * Batch invariance on their decode kernels (R16 where this CPU's table has them), and the decode path (one token a
+ * call: int16 activations against the quantized weights) within 1e-3 of the prefill path (fp32 products of the
+ * dequantized weights, the R16 k-major reader's slabs) over the same 12 tokens: a wrong fifth bit, offset or
+ * sub-block scale moves logits by far more. */
 static void check_requantized(const char *path, uint32_t type) {
     lmf_weights *w;
     if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
@@ -220,65 +222,11 @@ static void check_requantized(const char *path, uint32_t type) {
     check_model(out, LMF_KV_F32);
     if (lmf_weights_load(out, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
     unlink(out);
-    char what[64];
-    snprintf(what, sizeof what, "SmolLM2 as %s (R16: %s)", lmf_ggml_type_name(type),
-             lmf_r16_supported(type, 576, 576) ? "yes" : "no");
-    check_decode_prefill(w, what);
-    lmf_weights_free(w);
-}
-
-static void test_smollm2_q5(void **state) {
-    const char *path = smollm2_file();
-    if (!path) skip();
-    check_requantized(path, LMF_GGML_Q5_0);
-    check_requantized(path, LMF_GGML_Q5_1);
-}
-
-/* SmolLM2 with every ffn_down (576 x 1536, whole super-blocks) replaced by K-quant blocks of random fields (no
- * K-quantizer here: llama-quantize makes such files; only the format matters to the kernels), in memory, then
- * repacked: the K-quants' decode kernels (R16 where this CPU's table has them) through batch invariance and decode
- * vs prefill, whose slabs come from the R16 k-major reader. */
-static void check_kquant_down(const char *path, uint32_t type) {
-    lmf_weights *w;
-    if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
-    uint32_t bs, bb;
-    lmf_ggml_type_block(type, &bs, &bb);
-    unsigned seed = 12345u + type;
-    for (int l = 0; l < w->cfg.n_layer; l++) {
-        lmf_wtensor *t = &w->layers[l].w_down;
-        assert_int_equal(t->cols % 256, 0);
-        size_t rb = (size_t)t->cols / 256 * bb;
-        uint8_t *q = lmf_weights_alloc(w, rb * (size_t)t->rows);
-        for (size_t i = 0; i < rb * (size_t)t->rows; i++) q[i] = (uint8_t)((seed = seed * 1103515245u + 12345u) >> 16);
-        for (size_t b = 0; b < rb * (size_t)t->rows; b += bb) { /* weights of the size of the file's */
-            uint16_t d = lmf_f32_to_f16(type == LMF_GGML_Q6_K ? 3e-4f : 1e-3f), dmin = lmf_f32_to_f16(5e-4f);
-            if (type == LMF_GGML_Q6_K) { /* q - 32: zero mean already; int8 scales of either sign, |sc| <= 8 */
-                memcpy(q + b + 208, &d, 2);
-                for (int j = 0; j < 16; j++) q[b + 192 + j] = (uint8_t)(int8_t)((int)(q[b + 192 + j] % 17) - 8);
-                continue;
-            }
-            /* Q4_K / Q5_K: sub-block j's scale S_j and min M_j = (2 qmean) S_j (dmin = d / 2), so its weights
-             * d S_j q - dmin M_j have zero mean as trained ones do (random mins would bias every row, and the
-             * activations with them) */
-            memcpy(q + b, &d, 2), memcpy(q + b + 2, &dmin, 2);
-            int S[8], M[8], qmax = type == LMF_GGML_Q5_K ? 31 : 15;
-            for (int j = 0; j < 8; j++) {
-                seed = seed * 1103515245u + 12345u;
-                S[j] = 1 + (int)(seed >> 16) % (qmax == 31 ? 2 : 4), M[j] = qmax * S[j];
-            }
-            uint8_t *sc = q + b + 4; /* lmf_k4_scale_min's packing */
-            for (int j = 0; j < 4; j++)
-                sc[j] = (uint8_t)(S[j] | (S[j + 4] >> 4) << 6), sc[j + 4] = (uint8_t)(M[j] | (M[j + 4] >> 4) << 6),
-                sc[j + 8] = (uint8_t)((S[j + 4] & 15) | (M[j + 4] & 15) << 4);
-        }
-        t->type = type, t->data = q, t->row_bytes = rb, t->r16 = NULL;
-    }
-    lmf_weights_prepare_decode(w);
-    assert_true(!w->layers[0].w_down.r16 == !lmf_r16_supported(type, 576, 1536));
+    const lmf_wtensor *q = &w->layers[3].wq, *down = &w->layers[3].w_down; /* a layer without llama's extra bits */
     char what[96];
-    snprintf(what, sizeof what, "SmolLM2, ffn_down as random %s (R16: %s)", lmf_ggml_type_name(type),
-             w->layers[0].w_down.r16 ? "yes" : "no");
-    check_weights(w, what, LMF_KV_F32);
+    snprintf(what, sizeof what, "SmolLM2 as %s (q %s, ffn_down %s; R16: %s / %s)", lmf_export_type_name(type),
+             lmf_ggml_type_name(q->type), lmf_ggml_type_name(down->type),
+             lmf_r16_supported(q->type, 576, 576) ? "yes" : "no", lmf_r16_supported(down->type, 576, 1536) ? "yes" : "no");
     check_decode_prefill(w, what);
     lmf_weights_free(w);
 }
@@ -286,16 +234,16 @@ static void check_kquant_down(const char *path, uint32_t type) {
 static void test_smollm2_kquant(void **state) {
     const char *path = smollm2_file();
     if (!path) skip();
-    check_kquant_down(path, LMF_GGML_Q4_K);
-    check_kquant_down(path, LMF_GGML_Q5_K);
-    check_kquant_down(path, LMF_GGML_Q6_K);
+    check_requantized(path, LMF_MIX_Q4_K_M);
+    check_requantized(path, LMF_MIX_Q5_K_M);
+    check_requantized(path, LMF_MIX_Q6_K);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_llama), cmocka_unit_test(test_tiny_gpt2), cmocka_unit_test(test_hf_llama),
         cmocka_unit_test(test_hf_gpt2),    cmocka_unit_test(test_hf_opt),    cmocka_unit_test(test_smollm2),
-        cmocka_unit_test(test_smollm2_q5),        cmocka_unit_test(test_smollm2_kquant),
+        cmocka_unit_test(test_smollm2_kquant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,7 +17,8 @@
  *    channels 20-60x the rest widen their blocks' step); int8's error is printed beside it.
  *  - Quantize -> dequantize error bounds per type.
  *  - Bit-exact agreement with gguf-py: tests/reference/fixtures/quant_fixtures.bin (quant_fixtures.py) holds
- *    gguf-py's quantized bytes for given floats and its dequantized floats for given bytes, including Q4_K/Q6_K.
+ *    gguf-py's quantized bytes for given floats and its dequantized floats for given bytes, including Q4_K/Q6_K;
+ *    and with ggml's K-quant quantizers (kquant_fixtures.bin, kquant_fixtures.py: Q4_K, Q5_K, Q6_K).
  *  - SmolLM2-135M (Q4_1, skipped when absent): lmf_qmatvec on real tensors against a float64 dot of the rows
  *    dequantized by the reference, with the converted and with the fp32 activations. */
 #include "test_util.h"
@@ -669,13 +670,13 @@ static void test_roundtrip(void **state) {
 
 /* ---- gguf-py fixtures --------------------------------------------------------------------------------------- */
 
-static void test_gguf_py_fixtures(void **state) {
-    (void)state;
+/* The records of tests/reference/fixtures/<file> (quant_fixtures.py's format), made by `source`, bit for bit. */
+static void check_fixture_file(const char *file, const char *source, const char *script) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/tests/reference/fixtures/quant_fixtures.bin", LMF_SOURCE_DIR);
+    snprintf(path, sizeof path, "%s/tests/reference/fixtures/%s", LMF_SOURCE_DIR, file);
     size_t len;
     uint8_t *f = (uint8_t *)slurp(path, &len);
-    if (!f) fail_msg("cannot read %s (made by tests/reference/quant_fixtures.py)", path);
+    if (!f) fail_msg("cannot read %s (made by tests/reference/%s)", path, script);
     assert_true(len >= 12 && !memcmp(f, "LMFQFX01", 8));
     uint32_t nrec;
     memcpy(&nrec, f + 8, 4);
@@ -696,9 +697,12 @@ static void test_gguf_py_fixtures(void **state) {
             assert_true(lmf_quantize_supported(type));
             assert_int_equal(row_bytes(type, (int)n), nb);
             lmf_quantize_row(type, x, q, n);
+            uint32_t bs, bb;
+            assert_true(lmf_ggml_type_block(type, &bs, &bb));
             for (uint32_t j = 0; j < nb; j++)
                 if (q[j] != f[off + (size_t)n * 4 + j])
-                    fail_msg("quantize %s: byte %u is 0x%02x, gguf-py 0x%02x", tn, j, q[j], f[off + (size_t)n * 4 + j]);
+                    fail_msg("quantize %s: byte %u (of block %u) is 0x%02x, %s 0x%02x", tn, j, j / bb, q[j], source,
+                             f[off + (size_t)n * 4 + j]);
             free(x), free(q), nq++;
             off += (size_t)n * 4 + nb;
         } else {
@@ -708,18 +712,29 @@ static void test_gguf_py_fixtures(void **state) {
             assert_int_equal(lmf_dequant_row(type, f + off, got, n, tn), LMF_OK);
             for (uint32_t j = 0; j < n; j++)
                 if (memcmp(&got[j], &want[j], 4))
-                    fail_msg("dequantize %s: element %u is %.9g, gguf-py %.9g", tn, j, got[j], want[j]);
+                    fail_msg("dequantize %s: element %u is %.9g, %s %.9g", tn, j, got[j], source, want[j]);
             for (int v = 0; v < n_variants; v++) {
                 variants[v]->dequant(type, f + off, got, n);
-                if (memcmp(got, want, (size_t)n * 4)) fail_msg("%s dequant %s differs from gguf-py", variants[v]->name, tn);
+                if (memcmp(got, want, (size_t)n * 4)) fail_msg("%s dequant %s differs from %s", variants[v]->name, tn, source);
             }
             free(want), free(got), nd++;
             off += nb + (size_t)n * 4;
         }
     }
     assert_int_equal(off, len);
-    printf("  gguf-py: %d quantize and %d dequantize records bit-exact\n", nq, nd);
+    printf("  %s: %d quantize and %d dequantize records bit-exact\n", source, nq, nd);
     free(f);
+}
+
+static void test_gguf_py_fixtures(void **state) {
+    (void)state;
+    check_fixture_file("quant_fixtures.bin", "gguf-py", "quant_fixtures.py");
+}
+
+/* The K-quant quantizers against ggml's own (gguf-py has none): edge cases of the scale search and rounding. */
+static void test_ggml_kquant_fixtures(void **state) {
+    (void)state;
+    check_fixture_file("kquant_fixtures.bin", "ggml", "kquant_fixtures.py");
 }
 
 /* ---- the real model ----------------------------------------------------------------------------------------- */
@@ -822,6 +837,7 @@ int main(void) {
         cmocka_unit_test(test_dequant_fast_extreme),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_gguf_py_fixtures),
+        cmocka_unit_test(test_ggml_kquant_fixtures),
         cmocka_unit_test(test_qmatvec),
         cmocka_unit_test(test_r16),
         cmocka_unit_test(test_r16_amx),

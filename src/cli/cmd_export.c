@@ -26,7 +26,7 @@ int cmd_export(int argc, char **argv) {
                 "tokenizer, tokenizer.json, tokenizer_config.json, generation_config.json) (required)"),
         CLI_OPT("-o", "--output", CLI_STR, &out, "OUT",
                 "the file (gguf) or folder (safetensors) to write, atomically (required)"),
-        CLI_OPT(NULL, "--type", CLI_STR, &type_s, "TYPE", "f32 or f16 (gguf); f32, f16 or bf16 (safetensors)"),
+        CLI_OPT(NULL, "--type", CLI_STR, &type_s, "TYPE", "f32, f16, bf16 or, for gguf, any type lmforge quantize writes (q8_0, q4_k_m, ...)"),
         CLI_OPT(NULL, "--name", CLI_STR, &name, "NAME", "general.name in the GGUF", .def = "lmforge-<family>"),
         CLI_OPT(NULL, "--merge-lora", CLI_STR, &lora_path, "ADAPTER",
                 "merge a LoRA adapter into the weights before writing (W += scale B A, as PEFT's "

@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <xxhash.h>
 
 typedef unsigned long long ull;
 
@@ -240,9 +241,15 @@ static int info_loaded(const char *path) {
 
 int cmd_info(int argc, char **argv) {
     const char *pos[1];
-    int n_pos = 0;
-    cli_cmd c = {.cmd = "info", .pos = pos, .max_pos = 1, .n_pos = &n_pos,
-                 .usage = "usage: lmforge info MODEL\n\n"
+    int n_pos = 0, hash = 0;
+    const cli_opt opts[] = {
+        CLI_OPT(NULL, "--hash", CLI_BOOL, &hash, NULL,
+                "also each GGUF tensor's xxh64 (of its data bytes, as llama.cpp's gguf-hash prints it with its xxh64 option), to "
+                "compare files tensor by tensor whatever their metadata or tensor order"),
+    };
+    cli_cmd c = {.cmd = "info", .opts = opts, .n_opts = (int)(sizeof opts / sizeof opts[0]), .pos = pos, .max_pos = 1,
+                 .n_pos = &n_pos,
+                 .usage = "usage: lmforge info MODEL [--hash]\n\n"
                           "MODEL is a GGUF file, a Hugging Face folder or an lmforge checkpoint. For a GGUF file it "
                           "prints\nwhat the file holds: version, alignment and size; the architecture and its "
                           "hyperparameters\n(general.architecture and the <arch>.* keys); the tokenizer (model, "
@@ -300,8 +307,10 @@ int cmd_info(int argc, char **argv) {
             n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%lld", d ? ", " : "", (long long)t->ne[d]);
         snprintf(shape + n, sizeof shape - (size_t)n, "]");
         fmt_bytes(t->nbytes, size, sizeof size);
-        printf("  %-36s %-7s %-22s %10s  at %llu\n", t->name, lmf_ggml_type_name(t->type), shape, size,
+        printf("  %-36s %-7s %-22s %10s  at %llu", t->name, lmf_ggml_type_name(t->type), shape, size,
                (ull)(g->data_offset + t->offset));
+        if (hash) printf("  xxh64 %016llx", (ull)XXH64(t->data, t->nbytes, 0));
+        putchar('\n');
         count_by[t->type]++, bytes_by[t->type] += t->nbytes, params += t->n_elements;
     }
     printf("\n%llu parameters; by type:", (ull)params);

@@ -1,5 +1,5 @@
 /* cmd_quantize.c — `lmforge quantize IN OUT --type T`: any loadable model -> a GGUF file with matrices in T
- * (norms and biases stay F32, embeddings and the output head stay 8-bit under 4/5-bit types, as llama.cpp does),
+ * (norms and biases stay F32; each matrix's type chosen as llama-quantize chooses it, see export.c),
  * with the sizes before and after and, with --ppl FILE, the perplexity of both models on a held-out text. */
 #include "cli/cli.h"
 #include "cli/opts.h"
@@ -28,8 +28,9 @@ int cmd_quantize(int argc, char **argv) {
     int ctx = 512, chunks = 0, threads = 0, n_pos = 0;
     const cli_opt opts[] = {
         CLI_OPT(NULL, "--type", CLI_STR, &type_s, "TYPE",
-                "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (ggml's rounding, so llama.cpp reads the same values) "
-                "(required)"),
+                "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, or the K-quant mixes q4_k_s, q4_k_m, q5_k_s, q5_k_m, "
+                "q6_k (ggml's quantizers and llama-quantize's choice of type per tensor: the same bytes as "
+                "llama-quantize) (required)"),
         CLI_OPT(NULL, "--ppl", CLI_STR, &ppl, "TEXT", "also the perplexity of IN and OUT on the text file TEXT"),
         CLI_OPT(NULL, "--ppl-ctx", CLI_INT, &ctx, "N", "perplexity window in tokens", .lo = 4),
         CLI_OPT(NULL, "--ppl-chunks", CLI_INT, &chunks, "N", "perplexity windows at most", .def = "all", .lo = 1),
@@ -39,9 +40,10 @@ int cmd_quantize(int argc, char **argv) {
                  .max_pos = 2, .n_pos = &n_pos,
                  .usage = "usage: lmforge quantize IN OUT --type TYPE [flags]\n\n"
                           "Writes the model IN (GGUF, Hugging Face folder or lmforge checkpoint; llama, qwen2, qwen3, olmoe or gpt2) as "
-                          "the GGUF file\nOUT with its matrices in TYPE. Norms and biases stay F32; under 4- and "
-                          "5-bit types the token\nembedding and output head are Q8_0. Prints the sizes before and "
-                          "after.\n"};
+                          "the GGUF file\nOUT with its matrices in TYPE. Norms and biases stay F32; under the integer types "
+                          "the output head is Q6_K\n(Q8_0 when its rows are not a multiple of 256 wide), and the K "
+                          "mixes give attn_v and ffn_down\nmore bits in some layers, as llama-quantize does. Prints "
+                          "the sizes before and after.\n"};
     int r = cli_parse(&c, argc, argv);
     if (r > 0 && (n_pos < 2 || !type_s)) {
         fprintf(stderr, "lmforge quantize: need IN, OUT and --type TYPE (see --help)\n");
@@ -71,7 +73,7 @@ int cmd_quantize(int argc, char **argv) {
     printf("weights: %.1f%% of the input's (%+.1f%%); matrices in %s\n",
            100.0 * lmf_weights_bytes(q) / lmf_weights_bytes(w),
            100.0 * ((double)lmf_weights_bytes(q) - (double)lmf_weights_bytes(w)) / lmf_weights_bytes(w),
-           lmf_ggml_type_name(type));
+           lmf_export_type_name(type));
     if (ppl) {
         lmf_ppl_result a, b;
         cli_term term = {0};

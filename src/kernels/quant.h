@@ -123,11 +123,14 @@ void lmf_qmatvec(uint32_t type, int n, int nrows, const void *W, size_t w_row_by
  * lmf_dequant_ref_supported(). */
 void lmf_dequant_fast(uint32_t type, const void *src, float *dst, size_t n);
 /* quantizes n floats (whole blocks) to `type` exactly as ggml's reference code does (quantize_row_q8_0_ref,
- * q4_0_ref, q4_1_ref, q5_0_ref, q5_1_ref; f16 round-to-nearest-even with NaN -> 0x7e00 like ggml's
- * ggml_compute_fp32_to_fp16; bf16 like ggml_compute_fp32_to_bf16, NaN made quiet). Types: F32, F16, BF16, Q8_0,
- * Q4_0, Q4_1, Q5_0, Q5_1 (lmf_quantize_supported); any other type is a bug (asserts). */
+ * q4_0_ref, q4_1_ref, q5_0_ref, q5_1_ref, q4_K_ref, q5_K_ref, q6_K_ref; f16 round-to-nearest-even with NaN -> 0x7e00
+ * like ggml's ggml_compute_fp32_to_fp16; bf16 like ggml_compute_fp32_to_bf16, NaN made quiet). Types: F32, F16,
+ * BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K (lmf_quantize_supported); any other type is a bug (asserts). */
 void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n);
 int lmf_quantize_supported(uint32_t type);
+/* the K-quant part of lmf_quantize_row (quant_kquant_ref.c): nblocks super-blocks of 256 floats to Q4_K, Q5_K or
+ * Q6_K blocks */
+void lmf_quantize_kquant_ref(uint32_t type, const float *x, void *out, size_t nblocks);
 
 /* ---- R16: 16 weight rows interleaved, the decode layout ----------------------------------------------------
  *

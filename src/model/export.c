@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 lmf_status lmf_export_format_parse(const char *name, lmf_export_format *out) {
@@ -35,17 +36,33 @@ lmf_status lmf_export_format_parse(const char *name, lmf_export_format *out) {
     return LMF_OK;
 }
 
+static const struct {
+    const char *name;
+    uint32_t type;
+} export_types[] = {
+    {"f32", LMF_GGML_F32},         {"f16", LMF_GGML_F16},         {"bf16", LMF_GGML_BF16},
+    {"q8_0", LMF_GGML_Q8_0},       {"q4_0", LMF_GGML_Q4_0},       {"q4_1", LMF_GGML_Q4_1},
+    {"q5_0", LMF_GGML_Q5_0},       {"q5_1", LMF_GGML_Q5_1},       {"q4_k_s", LMF_MIX_Q4_K_S},
+    {"q4_k_m", LMF_MIX_Q4_K_M},    {"q4_k", LMF_MIX_Q4_K_M},      {"q5_k_s", LMF_MIX_Q5_K_S},
+    {"q5_k_m", LMF_MIX_Q5_K_M},    {"q5_k", LMF_MIX_Q5_K_M},      {"q6_k", LMF_MIX_Q6_K},
+};
+
 lmf_status lmf_export_type_parse(const char *name, uint32_t *out) {
-    if (!strcmp(name, "f32")) *out = LMF_GGML_F32;
-    else if (!strcmp(name, "f16")) *out = LMF_GGML_F16;
-    else if (!strcmp(name, "bf16")) *out = LMF_GGML_BF16;
-    else if (!strcmp(name, "q8_0")) *out = LMF_GGML_Q8_0;
-    else if (!strcmp(name, "q4_0")) *out = LMF_GGML_Q4_0;
-    else if (!strcmp(name, "q4_1")) *out = LMF_GGML_Q4_1;
-    else if (!strcmp(name, "q5_0")) *out = LMF_GGML_Q5_0;
-    else if (!strcmp(name, "q5_1")) *out = LMF_GGML_Q5_1;
-    else return lmf_fail(LMF_ERR_ARG, "--type %s: expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1", name);
-    return LMF_OK;
+    for (size_t i = 0; i < sizeof export_types / sizeof export_types[0]; i++)
+        if (!strcasecmp(name, export_types[i].name)) return *out = export_types[i].type, LMF_OK;
+    return lmf_fail(LMF_ERR_ARG, "--type %s: expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, "
+                    "q5_k_s, q5_k_m or q6_k", name);
+}
+
+const char *lmf_export_type_name(uint32_t type) {
+    switch (type) {
+    case LMF_MIX_Q4_K_S: return "Q4_K_S";
+    case LMF_MIX_Q4_K_M: return "Q4_K_M";
+    case LMF_MIX_Q5_K_S: return "Q5_K_S";
+    case LMF_MIX_Q5_K_M: return "Q5_K_M";
+    case LMF_MIX_Q6_K: return "Q6_K";
+    }
+    return lmf_ggml_type_name(type);
 }
 
 /* ---- element conversion ------------------------------------------------------------------------------------- */
@@ -103,14 +120,19 @@ static size_t row_bytes(uint32_t type, int n) {
 /* t's rows (output row r = t's row perm[r]) converted to `type` (any lmf_quantize_supported type, ggml's
  * rounding), written row after row at dst. */
 static void rows_into(void *dst, uint32_t type, const lmf_wtensor *t, const int *perm) {
-    float *row = lmf_xmalloc((size_t)t->cols * sizeof(float));
     size_t rb = row_bytes(type, t->cols);
-    for (int r = 0; r < t->rows; r++) {
-        int src = perm ? perm[r] : r;
-        lmf_dequant_fast(t->type, (const char *)t->data + (size_t)src * t->row_bytes, row, (size_t)t->cols);
-        lmf_quantize_row(type, row, (char *)dst + (size_t)r * rb, (size_t)t->cols);
+    /* rows are independent (and a K-quant row costs ~100x a copy): one buffer a thread */
+#pragma omp parallel
+    {
+        float *row = lmf_xmalloc((size_t)t->cols * sizeof(float));
+#pragma omp for schedule(static)
+        for (int r = 0; r < t->rows; r++) {
+            int src = perm ? perm[r] : r;
+            lmf_dequant_fast(t->type, (const char *)t->data + (size_t)src * t->row_bytes, row, (size_t)t->cols);
+            lmf_quantize_row(type, row, (char *)dst + (size_t)r * rb, (size_t)t->cols);
+        }
+        free(row);
     }
-    free(row);
 }
 
 static void *matrix(pool *P, const lmf_wtensor *t, uint32_t type, const int *perm) {
@@ -119,16 +141,71 @@ static void *matrix(pool *P, const lmf_wtensor *t, uint32_t type, const int *per
     return d;
 }
 
-/* The type a GGUF tensor gets for the requested `type`, as llama.cpp's quantizer chooses: embeddings and the
- * output head stay at 8 bits when the rest goes to 4 or 5 (they matter most per byte), and a row that is not a
- * whole number of blocks falls back to F16. */
-static uint32_t tensor_type(uint32_t type, int embedding, int cols) {
+/* ---- which type each tensor gets: llama-quantize's choices ----------------------------------------------------- */
+
+/* What a tensor is, as llama.cpp's quantizer sorts them (by name: attn_qkv counts as attn_v). */
+typedef enum {
+    ROLE_TOKEN_EMBD, ROLE_POS_EMBD, ROLE_OUTPUT, ROLE_ATTN_Q, ROLE_ATTN_K, ROLE_ATTN_V, ROLE_ATTN_OUT, ROLE_FFN_GATE,
+    ROLE_FFN_UP, ROLE_FFN_DOWN
+} tensor_role;
+
+typedef struct {
+    uint32_t type;  /* the requested type: a ggml type or an LMF_MIX_* */
+    int n_layer;
+    int n_expert;
+    int has_output; /* output.weight is written (else token_embd doubles as the head) */
+} type_policy;
+
+/* The ggml type a mix quantizes matrices to by default (a plain type is its own). */
+static uint32_t base_type(uint32_t type) {
+    switch (type) {
+    case LMF_MIX_Q4_K_S: case LMF_MIX_Q4_K_M: return LMF_GGML_Q4_K;
+    case LMF_MIX_Q5_K_S: case LMF_MIX_Q5_K_M: return LMF_GGML_Q5_K;
+    case LMF_MIX_Q6_K: return LMF_GGML_Q6_K;
+    }
+    return type;
+}
+
+static uint32_t block_size(uint32_t type) {
     uint32_t bs = 1, bb = 0;
-    if (embedding && (type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1 || type == LMF_GGML_Q5_0 ||
-                      type == LMF_GGML_Q5_1))
-        type = LMF_GGML_Q8_0;
     lmf_ggml_type_block(type, &bs, &bb);
-    return cols % (int)bs ? LMF_GGML_F16 : type;
+    return bs;
+}
+
+/* llama.cpp's layers that get more bits under the _M mixes: the first and last eighth, and every third between */
+static int more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+/* The type of a `cols`-wide matrix in `role` of layer `layer`, as llama-quantize (llama_tensor_get_type without an
+ * importance matrix) picks it for the same file type, so both tools write the same file: the output head (or the
+ * tied embedding) at Q6_K, attn_v and ffn_down at more bits in chosen layers of the K mixes, then a row that is not
+ * a whole number of the type's blocks falls back (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and to F16 when even
+ * 32 does not divide it). Float types apply to every matrix as they are; position embeddings are not quantized. */
+static uint32_t tensor_type(const type_policy *p, tensor_role role, int layer, int cols) {
+    uint32_t t = base_type(p->type), ft = p->type;
+    int n = p->n_layer, moe8 = p->n_expert == 8;
+    if (t == LMF_GGML_F32 || t == LMF_GGML_F16 || t == LMF_GGML_BF16) return t;
+    if (role == ROLE_POS_EMBD) return LMF_GGML_F32;
+    int k_m = ft == LMF_MIX_Q4_K_M || ft == LMF_MIX_Q5_K_M;
+    if (role == ROLE_OUTPUT || (role == ROLE_TOKEN_EMBD && !p->has_output)) {
+        if (cols % (int)block_size(t)) t = LMF_GGML_Q8_0;
+        else if (t != LMF_GGML_Q8_0) t = LMF_GGML_Q6_K;
+    } else if (role == ROLE_ATTN_V) {
+        if (k_m && more_bits(layer, n)) t = LMF_GGML_Q6_K;
+        else if (ft == LMF_MIX_Q4_K_S && layer < 4) t = LMF_GGML_Q5_K;
+        if (moe8) t = LMF_GGML_Q8_0;
+    } else if (role == ROLE_ATTN_K) {
+        if (moe8) t = LMF_GGML_Q8_0;
+    } else if (role == ROLE_FFN_DOWN) {
+        if (k_m && more_bits(layer, n)) t = LMF_GGML_Q6_K;
+        else if (ft == LMF_MIX_Q4_K_S && layer < n / 8) t = LMF_GGML_Q5_K;
+    } else if (role == ROLE_ATTN_OUT) {
+        if (moe8 && (ft == LMF_MIX_Q4_K_S || ft == LMF_MIX_Q4_K_M)) t = LMF_GGML_Q5_K;
+    }
+    if (cols % (int)block_size(t)) {
+        t = t == LMF_GGML_Q4_K ? LMF_GGML_Q5_0 : t == LMF_GGML_Q5_K ? LMF_GGML_Q5_1 : t == LMF_GGML_Q6_K ? LMF_GGML_Q8_0 : t;
+        if (cols % (int)block_size(t)) t = LMF_GGML_F16;
+    }
+    return t;
 }
 
 /* llama.cpp's general.file_type (enum llama_ftype) for the requested type. */
@@ -141,6 +218,11 @@ static uint32_t file_type(uint32_t type) {
     case LMF_GGML_Q8_0: return 7;
     case LMF_GGML_Q5_0: return 8;
     case LMF_GGML_Q5_1: return 9;
+    case LMF_MIX_Q4_K_S: return 14;
+    case LMF_MIX_Q4_K_M: return 15;
+    case LMF_MIX_Q5_K_S: return 16;
+    case LMF_MIX_Q5_K_M: return 17;
+    case LMF_MIX_Q6_K: return 18;
     case LMF_GGML_BF16: return 32;
     }
     return 0;
@@ -229,17 +311,18 @@ static void gguf_vocab(pool *P, lmf_gguf_writer *g, const lmf_weights *w) {
 
 /* Layer l's mixture of experts in llama.cpp's names: the router ffn_gate_inp (F32, as llama.cpp's quantizer leaves
  * it), the experts stacked into 3-D ffn_{gate,up,down}_exps (ggml dims in, out, expert) and the shared expert's
- * ffn_{gate,up,down}_shexp; tc / tf: the type of rows of C / F elements. */
+ * ffn_{gate,up,down}_shexp. */
 static void gguf_moe_layer(pool *P, lmf_gguf_writer *g, const lmf_model_config *c, const lmf_layer_weights *L, int l,
-                           uint32_t tc, uint32_t tf) {
+                           const type_policy *tp) {
     int C = c->n_embd, F = c->ffn_dim, E = c->n_expert, Fs = c->shared_ffn_dim;
     char nm[96];
 #define N(s) (snprintf(nm, sizeof nm, "blk.%d.%s", l, s), nm)
     add2(g, N("ffn_gate_inp.weight"), LMF_GGML_F32, E, C, matrix(P, &L->router, LMF_GGML_F32, NULL));
     static const char *const names[3] = {"ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"};
+    static const tensor_role roles[3] = {ROLE_FFN_GATE, ROLE_FFN_UP, ROLE_FFN_DOWN};
     for (int k = 0; k < 3; k++) {
-        uint32_t t = k < 2 ? tc : tf;
         int rows = k < 2 ? F : C, cols = k < 2 ? C : F;
+        uint32_t t = tensor_type(tp, roles[k], l, cols);
         size_t per = (size_t)rows * row_bytes(t, cols);
         uint8_t *d = pool_alloc(P, per * (size_t)E);
         for (int e = 0; e < E; e++) rows_into(d + (size_t)e * per, t, &L->experts[3 * e + k], NULL);
@@ -247,10 +330,11 @@ static void gguf_moe_layer(pool *P, lmf_gguf_writer *g, const lmf_model_config *
         lmf_gguf_writer_add_tensor(g, N(names[k]), (lmf_ggml_type)t, 3, ne, d);
     }
     if (Fs) {
-        uint32_t ts = tensor_type(tc, 0, Fs);
-        add2(g, N("ffn_gate_shexp.weight"), tc, Fs, C, matrix(P, &L->sh_gate, tc, NULL));
-        add2(g, N("ffn_up_shexp.weight"), tc, Fs, C, matrix(P, &L->sh_up, tc, NULL));
-        add2(g, N("ffn_down_shexp.weight"), ts, C, Fs, matrix(P, &L->sh_down, ts, NULL));
+        uint32_t tg = tensor_type(tp, ROLE_FFN_GATE, l, C), tu = tensor_type(tp, ROLE_FFN_UP, l, C);
+        uint32_t td = tensor_type(tp, ROLE_FFN_DOWN, l, Fs);
+        add2(g, N("ffn_gate_shexp.weight"), tg, Fs, C, matrix(P, &L->sh_gate, tg, NULL));
+        add2(g, N("ffn_up_shexp.weight"), tu, Fs, C, matrix(P, &L->sh_up, tu, NULL));
+        add2(g, N("ffn_down_shexp.weight"), td, C, Fs, matrix(P, &L->sh_down, td, NULL));
         if (c->shared_gate) add1(P, g, N("ffn_gate_inp_shexp.weight"), L->sh_gate_inp, C); /* F32, as the router */
     }
 #undef N
@@ -291,8 +375,8 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
                         c->norm_topk_prob ? "norm_topk_prob true" : "no shared expert gate");
     if (!qwen && c->shared_gate)
         return lmf_fail(LMF_ERR_ARG, "%s: a gated shared expert is written as qwen2moe, which needs arch qwen2", path);
-    if (!lmf_quantize_supported(type))
-        return lmf_fail(LMF_ERR_ARG, "%s: GGUF export cannot write %s matrices", path, lmf_ggml_type_name(type));
+    if (!lmf_quantize_supported(base_type(type)))
+        return lmf_fail(LMF_ERR_ARG, "%s: GGUF export cannot write %s matrices", path, lmf_export_type_name(type));
     /* llama.cpp keeps llama3 scaling as rope_freqs.weight, which only its llama graph reads */
     if (c->rope_scaling == LMF_ROPE_SCALING_LLAMA3 && c->arch != LMF_ARCH_LLAMA)
         return lmf_fail(LMF_ERR_ARG, "%s: llama3 RoPE scaling is written as rope_freqs.weight, which llama.cpp applies "
@@ -357,28 +441,39 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
         lmf_rope_freq_factors(c, ff);
         add1(&P, g, "rope_freqs.weight", ff, hs / 2);
     }
-    uint32_t te = tensor_type(type, 1, C);
-    add2(g, "token_embd.weight", te, V, C, matrix(&P, &w->tok_emb, te, NULL));
-    if (gpt2) add2(g, "position_embd.weight", te, w->pos_emb.rows, C, matrix(&P, &w->pos_emb, te, NULL));
-    add1(&P, g, "output_norm.weight", w->out_norm_w, C);
-    if (gpt2) add1(&P, g, "output_norm.bias", w->out_norm_b, C);
     /* llama.cpp requires output.weight for gpt2 even though GPT-2 ties it (its converter writes a copy); so does its
      * qwen2moe */
-    if (!c->tied_embeddings || gpt2 || (qwen && c->n_expert) || olmoe) add2(g, "output.weight", te, V, C, matrix(&P, &w->lm_head, te, NULL));
-    uint32_t tc = tensor_type(type, 0, C), tf = tensor_type(type, 0, F); /* rows of C or of F elements */
-    uint32_t tq = tensor_type(type, 0, QD); /* attn_output's rows: q's width */
+    int has_output = !c->tied_embeddings || gpt2 || (qwen && c->n_expert) || olmoe;
+    type_policy tp = {.type = type, .n_layer = c->n_layer, .n_expert = c->n_expert, .has_output = has_output};
+    uint32_t te = tensor_type(&tp, ROLE_TOKEN_EMBD, 0, C);
+    add2(g, "token_embd.weight", te, V, C, matrix(&P, &w->tok_emb, te, NULL));
+    if (gpt2) {
+        uint32_t tpe = tensor_type(&tp, ROLE_POS_EMBD, 0, C);
+        add2(g, "position_embd.weight", tpe, w->pos_emb.rows, C, matrix(&P, &w->pos_emb, tpe, NULL));
+    }
+    add1(&P, g, "output_norm.weight", w->out_norm_w, C);
+    if (gpt2) add1(&P, g, "output_norm.bias", w->out_norm_b, C);
+    if (has_output) {
+        uint32_t to = tensor_type(&tp, ROLE_OUTPUT, 0, C);
+        add2(g, "output.weight", to, V, C, matrix(&P, &w->lm_head, to, NULL));
+    }
     for (int l = 0; l < c->n_layer; l++) {
         const lmf_layer_weights *L = &w->layers[l];
 #define N(s) (snprintf(nm, sizeof nm, "blk.%d.%s", l, s), nm)
+        /* the row types of this layer's matrices (rows of C, of q's width QD, of F elements) */
+        uint32_t tq = tensor_type(&tp, ROLE_ATTN_Q, l, C), tk = tensor_type(&tp, ROLE_ATTN_K, l, C);
+        uint32_t tv = tensor_type(&tp, ROLE_ATTN_V, l, C), to = tensor_type(&tp, ROLE_ATTN_OUT, l, gpt2 ? C : QD);
+        uint32_t tg = tensor_type(&tp, ROLE_FFN_GATE, l, C), tu = tensor_type(&tp, ROLE_FFN_UP, l, C);
+        uint32_t td = tensor_type(&tp, ROLE_FFN_DOWN, l, F);
         add1(&P, g, N("attn_norm.weight"), L->attn_norm_w, C);
         add1(&P, g, N("ffn_norm.weight"), L->ffn_norm_w, C);
         if (gpt2) {
-            size_t part = (size_t)C * row_bytes(tc, C);
+            size_t part = (size_t)C * row_bytes(tv, C); /* llama.cpp's quantizer treats attn_qkv as attn_v */
             uint8_t *qkv = pool_alloc(&P, 3 * part);
-            rows_into(qkv, tc, &L->wq, NULL);
-            rows_into(qkv + part, tc, &L->wk, NULL);
-            rows_into(qkv + 2 * part, tc, &L->wv, NULL);
-            add2(g, N("attn_qkv.weight"), tc, 3 * C, C, qkv);
+            rows_into(qkv, tv, &L->wq, NULL);
+            rows_into(qkv + part, tv, &L->wk, NULL);
+            rows_into(qkv + 2 * part, tv, &L->wv, NULL);
+            add2(g, N("attn_qkv.weight"), tv, 3 * C, C, qkv);
             const float *bp[3] = {L->bq, L->bk, L->bv};
             int bl[3] = {C, C, C};
             int64_t ne = 3 * C;
@@ -389,9 +484,9 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
             add1(&P, g, N("ffn_up.bias"), L->b_up, F);
             add1(&P, g, N("ffn_down.bias"), L->b_down, C);
         } else {
-            add2(g, N("attn_q.weight"), tc, QD, C, matrix(&P, &L->wq, tc, pq));
-            add2(g, N("attn_k.weight"), tc, KV, C, matrix(&P, &L->wk, tc, pk));
-            add2(g, N("attn_v.weight"), tc, KV, C, matrix(&P, &L->wv, tc, NULL));
+            add2(g, N("attn_q.weight"), tq, QD, C, matrix(&P, &L->wq, tq, pq));
+            add2(g, N("attn_k.weight"), tk, KV, C, matrix(&P, &L->wk, tk, pk));
+            add2(g, N("attn_v.weight"), tv, KV, C, matrix(&P, &L->wv, tv, NULL));
             if (c->qk_norm) { /* [hs] (qwen3) or [C], [KV] (olmoe); never permuted (validation: rotate_half only) */
                 add1(&P, g, N("attn_q_norm.weight"), L->q_norm_w, lmf_qk_norm_width(c, 0));
                 add1(&P, g, N("attn_k_norm.weight"), L->k_norm_w, lmf_qk_norm_width(c, 1));
@@ -408,15 +503,15 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
                 add1(&P, g, N("attn_k.bias"), bk, KV);
                 add1(&P, g, N("attn_v.bias"), L->bv, KV);
             }
-            if (!c->n_expert) add2(g, N("ffn_gate.weight"), tc, F, C, matrix(&P, &L->w_gate, tc, NULL));
+            if (!c->n_expert) add2(g, N("ffn_gate.weight"), tg, F, C, matrix(&P, &L->w_gate, tg, NULL));
         }
-        add2(g, N("attn_output.weight"), gpt2 ? tc : tq, C, QD, matrix(&P, &L->wo, gpt2 ? tc : tq, NULL));
+        add2(g, N("attn_output.weight"), to, C, QD, matrix(&P, &L->wo, to, NULL));
         if (c->n_expert) {
-            gguf_moe_layer(&P, g, c, L, l, tc, tf);
+            gguf_moe_layer(&P, g, c, L, l, &tp);
             continue;
         }
-        add2(g, N("ffn_up.weight"), tc, F, C, matrix(&P, &L->w_up, tc, NULL));
-        add2(g, N("ffn_down.weight"), tf, C, F, matrix(&P, &L->w_down, tf, NULL));
+        add2(g, N("ffn_up.weight"), tu, F, C, matrix(&P, &L->w_up, tu, NULL));
+        add2(g, N("ffn_down.weight"), td, C, F, matrix(&P, &L->w_down, td, NULL));
 #undef N
     }
     lmf_status s = lmf_gguf_writer_write(g, path);

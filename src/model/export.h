@@ -27,11 +27,20 @@ typedef enum { LMF_EXPORT_GGUF = 0, LMF_EXPORT_SAFETENSORS = 1 } lmf_export_form
 
 /* "gguf" / "safetensors" (also "hf"). */
 lmf_status lmf_export_format_parse(const char *name, lmf_export_format *out);
-/* "f32" / "f16" / "bf16" -> LMF_GGML_F32 / F16 / BF16. */
-lmf_status lmf_export_type_parse(const char *name, uint32_t *out);
+/* llama.cpp's K-quant file types (its llama_ftype Q4_K_S ... Q6_K): Q4_K / Q5_K / Q6_K matrices with the output
+ * head, and attn_v / ffn_down of chosen layers, at more bits, as llama-quantize mixes them. Values above every ggml
+ * type id, so one uint32_t names either a single type or a mix. */
+enum { LMF_MIX_Q4_K_S = 1000, LMF_MIX_Q4_K_M, LMF_MIX_Q5_K_S, LMF_MIX_Q5_K_M, LMF_MIX_Q6_K };
 
-/* Writes w as a GGUF file at path. type: LMF_GGML_F32 or LMF_GGML_F16 for the matrices. name: general.name (NULL:
- * "lmforge-<family>"). Fails with LMF_ERR_ARG for a family llama.cpp has no architecture for here (opt). */
+/* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1" (the ggml type), "q4_k_s", "q4_k_m" (or "q4_k"),
+ * "q5_k_s", "q5_k_m" (or "q5_k"), "q6_k" (an LMF_MIX_*); any case. */
+lmf_status lmf_export_type_parse(const char *name, uint32_t *out);
+/* "Q4_K_M" for a mix, the ggml name for a type */
+const char *lmf_export_type_name(uint32_t type);
+
+/* Writes w as a GGUF file at path. type: a ggml type of lmf_quantize_supported or an LMF_MIX_*, with the tensors'
+ * types chosen as llama-quantize chooses them for that file type (see tensor_type in export.c). name: general.name
+ * (NULL: "lmforge-<family>"). Fails with LMF_ERR_ARG for a family llama.cpp has no architecture for here (opt). */
 lmf_status lmf_export_gguf(const struct lmf_weights *w, const char *path, uint32_t type, const char *name);
 
 /* Writes w as a Hugging Face folder `dir` (created if missing; files in it replaced). type: F32, F16 or BF16. */
