@@ -50,7 +50,7 @@ int cmd_export(int argc, char **argv) {
     if (s == LMF_OK) s = lmf_export_type_parse(type_s, &type);
     if (s != LMF_OK) return cli_fail("export", s);
     lmf_weights *w;
-    if ((s = lmf_weights_load(model, &w)) != LMF_OK) return cli_fail("export", s);
+    if ((s = lmf_weights_open(model, &w)) != LMF_OK) return cli_fail("export", s);
     lmf_weights *base = w, *merged = NULL;
     if (lora_path) {
         lmf_lora *l = NULL;

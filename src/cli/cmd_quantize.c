@@ -58,7 +58,7 @@ int cmd_quantize(int argc, char **argv) {
     lmf_weights *w = NULL, *q = NULL;
     char *text = NULL;
     size_t len = 0;
-    if ((st = lmf_weights_load(in, &w)) != LMF_OK) return cli_fail("quantize", st);
+    if ((st = lmf_weights_open(in, &w)) != LMF_OK) return cli_fail("quantize", st);
     if (ppl && (st = cli_read_all(ppl, &text, &len)) != LMF_OK) goto done;
     const char *name = NULL;
     if (w->gguf) {
@@ -66,7 +66,7 @@ int cmd_quantize(int argc, char **argv) {
         if (kv && kv->type == LMF_GGUF_STRING) name = kv->str;
     }
     if ((st = lmf_export_gguf(w, out, type, name)) != LMF_OK) goto done;
-    if ((st = lmf_weights_load(out, &q)) != LMF_OK) goto done;
+    if ((st = lmf_weights_open(out, &q)) != LMF_OK) goto done; /* its sizes; the decode layout only to run it */
     size_t params = lmf_weights_matrix_params(w);
     print_size("input", in, w->file_bytes, lmf_weights_bytes(w), params);
     print_size("output", out, file_size(out), lmf_weights_bytes(q), params);
@@ -75,6 +75,7 @@ int cmd_quantize(int argc, char **argv) {
            100.0 * ((double)lmf_weights_bytes(q) - (double)lmf_weights_bytes(w)) / lmf_weights_bytes(w),
            lmf_export_type_name(type));
     if (ppl) {
+        lmf_weights_prepare_decode(w), lmf_weights_prepare_decode(q);
         lmf_ppl_result a, b;
         cli_term term = {0};
         if ((st = lmf_perplexity(w, text, len, ctx, chunks, 0, cli_term_sink(&term), &a)) != LMF_OK) goto done;

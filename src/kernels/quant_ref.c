@@ -285,6 +285,14 @@ static void minmax(const float *x, int n, float *mn, float *mx) {
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
+/* (int)roundf(v) (halves away from zero) for |v| < 2^31, inline: without SSE4.1, roundf is a libm call per element.
+ * v - trunc(v) is exact there. */
+static inline int round_away(float v) {
+    int q = (int)v;
+    float f = v - (float)q;
+    return f >= 0.5f ? q + 1 : f <= -0.5f ? q - 1 : q;
+}
+
 void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n) {
     uint8_t *o = out;
     uint32_t bs = 1, bb = 0;
@@ -306,10 +314,11 @@ void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n) {
     case LMF_GGML_Q8_0:
         for (size_t b = 0; b < nb; b++, x += 32, o += 34) {
             float amax = 0.0f;
-            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+            for (int j = 0; j < 32; j++) /* fmaxf(amax, |x|) without the libm call: a NaN is passed over */
+                if (fabsf(x[j]) > amax) amax = fabsf(x[j]);
             float d = amax / 127, id = d ? 1.0f / d : 0.0f;
             wr16(o, lmf_f32_to_f16(d));
-            for (int j = 0; j < 32; j++) o[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+            for (int j = 0; j < 32; j++) o[2 + j] = (uint8_t)(int8_t)round_away(x[j] * id);
         }
         break;
     case LMF_GGML_Q4_0:

@@ -218,9 +218,13 @@ static lmf_status load_any(const char *path, lmf_weights **out) {
     return s;
 }
 
-lmf_status lmf_weights_load(const char *path, lmf_weights **out) {
+lmf_status lmf_weights_open(const char *path, lmf_weights **out) {
     *out = NULL;
-    LMF_TRY(load_any(path, out));
+    return load_any(path, out);
+}
+
+lmf_status lmf_weights_load(const char *path, lmf_weights **out) {
+    LMF_TRY(lmf_weights_open(path, out));
     /* the decode layout, made here once: from now on the weights never change, and every session, pool and thread
      * reads them as they are */
     lmf_weights_prepare_decode(*out);

@@ -116,6 +116,9 @@ void lmf_weights_prepare_decode(lmf_weights *w);
  * tiles: block.h, LMF_LIN_QINT): its logits then carry the int16 activations' rounding, as decode's do. */
 int lmf_weights_integer_prefill(const lmf_weights *w);
 
+/* What lmf_weights_load reads (any of the formats below), without the decode layout: for tools that read every
+ * tensor once (quantize, export) and would only pay for the repacking. lmf_weights_prepare_decode makes it later. */
+lmf_status lmf_weights_open(const char *path, lmf_weights **out);
 /* Loaders. Each fills a new lmf_weights or fails naming the file, tensor or field. */
 lmf_status lmf_weights_load_gguf(const char *path, lmf_weights **out);
 lmf_status lmf_weights_load_hf(const char *dir, lmf_weights **out);         /* config.json + *.safetensors */
