@@ -69,7 +69,9 @@ int cmd_export(int argc, char **argv) {
         }
         w = merged;
     }
-    s = fmt == LMF_EXPORT_GGUF ? lmf_export_gguf(w, out, type, name) : lmf_export_safetensors(w, out, type);
+    cli_term term = {0};
+    s = fmt == LMF_EXPORT_GGUF ? lmf_export_gguf_sink(w, out, type, name, cli_term_sink(&term))
+                               : lmf_export_safetensors(w, out, type);
     if (s == LMF_OK) {
         const lmf_model_config *c = lmf_weights_config(w);
         fprintf(stderr, "lmforge export: %s %s (L=%d C=%d heads=%d/%d V=%d, %s) -> %s %s (%s)\n", w->source,

@@ -56,6 +56,7 @@ int cmd_quantize(int argc, char **argv) {
     if (st != LMF_OK) return cli_fail("quantize", st);
     if (threads > 0) omp_set_num_threads(threads);
     lmf_weights *w = NULL, *q = NULL;
+    cli_term term = {0}; /* the progress bars of the conversion and of --ppl */
     char *text = NULL;
     size_t len = 0;
     if ((st = lmf_weights_open(in, &w)) != LMF_OK) return cli_fail("quantize", st);
@@ -65,7 +66,7 @@ int cmd_quantize(int argc, char **argv) {
         const lmf_gguf_kv *kv = lmf_gguf_find(w->gguf, "general.name");
         if (kv && kv->type == LMF_GGUF_STRING) name = kv->str;
     }
-    if ((st = lmf_export_gguf(w, out, type, name)) != LMF_OK) goto done;
+    if ((st = lmf_export_gguf_sink(w, out, type, name, cli_term_sink(&term))) != LMF_OK) goto done;
     if ((st = lmf_weights_open(out, &q)) != LMF_OK) goto done; /* its sizes; the decode layout only to run it */
     size_t params = lmf_weights_matrix_params(w);
     print_size("input", in, w->file_bytes, lmf_weights_bytes(w), params);
@@ -77,7 +78,6 @@ int cmd_quantize(int argc, char **argv) {
     if (ppl) {
         lmf_weights_prepare_decode(w), lmf_weights_prepare_decode(q);
         lmf_ppl_result a, b;
-        cli_term term = {0};
         if ((st = lmf_perplexity(w, text, len, ctx, chunks, 0, cli_term_sink(&term), &a)) != LMF_OK) goto done;
         if ((st = lmf_perplexity(q, text, len, ctx, chunks, 0, cli_term_sink(&term), &b)) != LMF_OK) goto done;
         printf("perplexity on %s (%ld windows of %d, %ld scored tokens): input %.4f +/- %.4f, output %.4f +/- %.4f "

@@ -171,7 +171,8 @@ static void k4_block(const float *x, int nmax, float rmin, int nstep, uint8_t *o
         float d = d_all * (float)s;
         if (!d) continue; /* ggml keeps the fitted quants here */
         float dm = m_all * (float)m;
-        for (int i = 0; i < 32; i++) L[32 * j + i] = (uint8_t)imax(0, imin(nmax, nearest_int((x[32 * j + i] + dm) / d)));
+        for (int i = 0; i < 32; i++)
+            L[32 * j + i] = (uint8_t)imax(0, imin(nmax, nearest_int((x[32 * j + i] + dm) / d)));
     }
 }
 
@@ -221,7 +222,8 @@ static void q6_k_block(const float *x, uint8_t *o) {
     for (int j = 0; j < 16; j++) {
         float d = d_all * (float)sc[j];
         if (!d) continue;
-        for (int i = 0; i < 16; i++) L[16 * j + i] = (int8_t)(imax(-32, imin(31, nearest_int(x[16 * j + i] / d))) + 32);
+        for (int i = 0; i < 16; i++)
+            L[16 * j + i] = (int8_t)(imax(-32, imin(31, nearest_int(x[16 * j + i] / d))) + 32);
     }
     for (int j = 0; j < 256; j += 128, ql += 64, qh += 32)
         for (int l = 0; l < 32; l++) {

@@ -202,7 +202,10 @@ static uint32_t tensor_type(const type_policy *p, tensor_role role, int layer, i
         if (moe8 && (ft == LMF_MIX_Q4_K_S || ft == LMF_MIX_Q4_K_M)) t = LMF_GGML_Q5_K;
     }
     if (cols % (int)block_size(t)) {
-        t = t == LMF_GGML_Q4_K ? LMF_GGML_Q5_0 : t == LMF_GGML_Q5_K ? LMF_GGML_Q5_1 : t == LMF_GGML_Q6_K ? LMF_GGML_Q8_0 : t;
+        t = t == LMF_GGML_Q4_K   ? LMF_GGML_Q5_0
+            : t == LMF_GGML_Q5_K ? LMF_GGML_Q5_1
+            : t == LMF_GGML_Q6_K ? LMF_GGML_Q8_0
+                                 : t;
         if (cols % (int)block_size(t)) t = LMF_GGML_F16;
     }
     return t;
@@ -341,6 +344,11 @@ static void gguf_moe_layer(pool *P, lmf_gguf_writer *g, const lmf_model_config *
 }
 
 lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type, const char *name) {
+    return lmf_export_gguf_sink(w, path, type, name, NULL);
+}
+
+lmf_status lmf_export_gguf_sink(const lmf_weights *w, const char *path, uint32_t type, const char *name,
+                                const lmf_sink *sink) {
     const lmf_model_config *c = &w->cfg;
     int gpt2 = c->arch == LMF_ARCH_GPT2, qwen = c->arch == LMF_ARCH_QWEN2, q3 = c->arch == LMF_ARCH_QWEN3;
     int olmoe = c->arch == LMF_ARCH_OLMOE;
@@ -445,6 +453,8 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
      * qwen2moe */
     int has_output = !c->tied_embeddings || gpt2 || (qwen && c->n_expert) || olmoe;
     type_policy tp = {.type = type, .n_layer = c->n_layer, .n_expert = c->n_expert, .has_output = has_output};
+    /* progress in layers (the embeddings and head count as one): a 7B model's K-quant search takes minutes */
+    lmf_sink_progress(sink, LMF_PROGRESS_BEGIN, 0, c->n_layer + 1, "layers", NULL);
     uint32_t te = tensor_type(&tp, ROLE_TOKEN_EMBD, 0, C);
     add2(g, "token_embd.weight", te, V, C, matrix(&P, &w->tok_emb, te, NULL));
     if (gpt2) {
@@ -457,7 +467,9 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
         uint32_t to = tensor_type(&tp, ROLE_OUTPUT, 0, C);
         add2(g, "output.weight", to, V, C, matrix(&P, &w->lm_head, to, NULL));
     }
+    lmf_sink_progress(sink, LMF_PROGRESS_UPDATE, 1, c->n_layer + 1, "layers", NULL);
     for (int l = 0; l < c->n_layer; l++) {
+        if (l) lmf_sink_progress(sink, LMF_PROGRESS_UPDATE, l + 1, c->n_layer + 1, "layers", NULL);
         const lmf_layer_weights *L = &w->layers[l];
 #define N(s) (snprintf(nm, sizeof nm, "blk.%d.%s", l, s), nm)
         /* the row types of this layer's matrices (rows of C, of q's width QD, of F elements) */
@@ -514,7 +526,11 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
         add2(g, N("ffn_down.weight"), td, C, F, matrix(&P, &L->w_down, td, NULL));
 #undef N
     }
+    lmf_sink_progress(sink, LMF_PROGRESS_UPDATE, c->n_layer + 1, c->n_layer + 1, "layers", "writing");
     lmf_status s = lmf_gguf_writer_write(g, path);
+    lmf_sink_progress(sink, LMF_PROGRESS_UPDATE, c->n_layer + 1, c->n_layer + 1, "layers",
+                      s == LMF_OK ? "written" : "failed");
+    lmf_sink_progress(sink, LMF_PROGRESS_END, c->n_layer + 1, c->n_layer + 1, "layers", NULL);
     lmf_gguf_writer_free(g);
     pool_free(&P);
     return s;

@@ -42,6 +42,10 @@ const char *lmf_export_type_name(uint32_t type);
  * types chosen as llama-quantize chooses them for that file type (see tensor_type in export.c). name: general.name
  * (NULL: "lmforge-<family>"). Fails with LMF_ERR_ARG for a family llama.cpp has no architecture for here (opt). */
 lmf_status lmf_export_gguf(const struct lmf_weights *w, const char *path, uint32_t type, const char *name);
+/* The same, with progress (in layers: BEGIN, an UPDATE as each layer's tensors are converted, "writing" while the
+ * file is written, END) and nothing else sent to sink (NULL: silent). */
+lmf_status lmf_export_gguf_sink(const struct lmf_weights *w, const char *path, uint32_t type, const char *name,
+                                const lmf_sink *sink);
 
 /* Writes w as a Hugging Face folder `dir` (created if missing; files in it replaced). type: F32, F16 or BF16. */
 lmf_status lmf_export_safetensors(const struct lmf_weights *w, const char *dir, uint32_t type);
