@@ -703,6 +703,12 @@ static void check_fixture_file(const char *file, const char *source, const char 
                 if (q[j] != f[off + (size_t)n * 4 + j])
                     fail_msg("quantize %s: byte %u (of block %u) is 0x%02x, %s 0x%02x", tn, j, j / bb, q[j], source,
                              f[off + (size_t)n * 4 + j]);
+            for (int v = 0; v < n_variants && (bs == 256 || type == LMF_GGML_Q8_0); v++) { /* each table's */
+                if (bs == 256) lmf_quantize_kquant(type, x, q, n / 256, variants[v]->kq_fit);
+                else variants[v]->quantize_q8_0(x, q, n / 32);
+                if (memcmp(q, f + off + (size_t)n * 4, nb))
+                    fail_msg("%s: quantize %s differs from %s", variants[v]->name, tn, source);
+            }
             free(x), free(q), nq++;
             off += (size_t)n * 4 + nb;
         } else {
@@ -735,6 +741,51 @@ static void test_gguf_py_fixtures(void **state) {
 static void test_ggml_kquant_fixtures(void **state) {
     (void)state;
     check_fixture_file("kquant_fixtures.bin", "ggml", "kquant_fixtures.py");
+    /* and each table's scale search (kq_fit: 8 sub-blocks a vector on AVX2) against the reference's on 600
+     * super-blocks of mixed shapes: scaled, all positive, zero and constant sub-blocks, grids, spikes; then each
+     * table's Q8_0 quantizer */
+    int nb = 600;
+    float *x = malloc(sizeof(float) * 256 * (size_t)nb);
+    fill_normal(x, 256 * nb, 77, 1.0f);
+    for (int i = 0; i < 256 * nb; i++) {
+        int kind = (i / 256) % 8;
+        if (kind == 1) x[i] *= 1e-3f;
+        if (kind == 2) x[i] = fabsf(x[i]);
+        if (kind == 3) x[i] = (float)(int)(x[i] * 4) / 4;
+        if (kind == 4 && i % 32 < 16) x[i] = 0;
+        if (kind == 5 && (i / 32) % 3 == 0) x[i] = 0.375f;
+        if (kind == 6) x[i] = x[i] * x[i] * x[i];
+        if (kind == 7) x[i] *= i % 7 ? 0.1f : 50.0f;
+    }
+    static const uint32_t types[3] = {LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
+    for (int t = 0; t < 3; t++) {
+        size_t bytes = row_bytes(types[t], 256) * (size_t)nb;
+        uint8_t *want = malloc(bytes), *got = malloc(bytes);
+        lmf_quantize_kquant(types[t], x, want, (size_t)nb, lmf_kq_fit_ref);
+        for (int v = 0; v < n_variants; v++) {
+            lmf_quantize_kquant(types[t], x, got, (size_t)nb, variants[v]->kq_fit);
+            for (size_t j = 0; j < bytes; j++)
+                if (got[j] != want[j])
+                    fail_msg("%s kq_fit %s: byte %zu (super-block %zu) is 0x%02x, the reference's 0x%02x",
+                             variants[v]->name, lmf_ggml_type_name(types[t]), j, j / row_bytes(types[t], 256), got[j],
+                             want[j]);
+        }
+        free(want), free(got);
+    }
+    /* Q8_0 (every table's quantize_q8_0) on the same floats with NaNs and infinities among them */
+    for (int i = 1000; i < 256 * nb; i += 997) x[i] = i % 3 ? NAN : (i % 2 ? INFINITY : -INFINITY);
+    size_t bytes = row_bytes(LMF_GGML_Q8_0, 256 * nb);
+    uint8_t *want = malloc(bytes), *got = malloc(bytes);
+    lmf_quantize_q8_0_ref(x, want, (size_t)nb * 8);
+    for (int v = 0; v < n_variants; v++) {
+        variants[v]->quantize_q8_0(x, got, (size_t)nb * 8);
+        for (size_t j = 0; j < bytes; j++)
+            if (got[j] != want[j])
+                fail_msg("%s quantize_q8_0: byte %zu (block %zu) is 0x%02x, the reference's 0x%02x", variants[v]->name,
+                         j, j / 34, got[j], want[j]);
+    }
+    free(want), free(got);
+    free(x);
 }
 
 /* ---- the real model ----------------------------------------------------------------------------------------- */

@@ -176,3 +176,12 @@ void lmf_qmatvec(uint32_t type, int n, int nrows, const void *W, size_t w_row_by
 }
 
 void lmf_dequant_fast(uint32_t type, const void *src, float *dst, size_t n) { lmf_quant()->dequant(type, src, dst, n); }
+
+void lmf_quantize_fast(uint32_t type, const float *x, void *out, size_t n) {
+    if (type == LMF_GGML_Q4_K || type == LMF_GGML_Q5_K || type == LMF_GGML_Q6_K)
+        lmf_quantize_kquant(type, x, out, n / 256, lmf_quant()->kq_fit);
+    else if (type == LMF_GGML_Q8_0)
+        lmf_quant()->quantize_q8_0(x, out, n / 32);
+    else
+        lmf_quantize_row(type, x, out, n);
+}

@@ -128,9 +128,25 @@ void lmf_dequant_fast(uint32_t type, const void *src, float *dst, size_t n);
  * BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K (lmf_quantize_supported); any other type is a bug (asserts). */
 void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n);
 int lmf_quantize_supported(uint32_t type);
-/* the K-quant part of lmf_quantize_row (quant_kquant_ref.c): nblocks super-blocks of 256 floats to Q4_K, Q5_K or
- * Q6_K blocks */
-void lmf_quantize_kquant_ref(uint32_t type, const float *x, void *out, size_t nblocks);
+/* lmf_quantize_row on this CPU's table (the K-quants' scale search runs several sub-blocks at a time where the
+ * table has it), the same bytes: for whole models (export). */
+void lmf_quantize_fast(uint32_t type, const float *x, void *out, size_t n);
+
+/* The K-quants (quant_kquant_ref.c): a super-block's fitted sub-block scales (Q4_K / Q5_K: 8 scales and mins,
+ * quants 0..nmax; Q6_K: 16 signed scales, quants q + 32 in 0..63), what ggml's make_qkx2_quants / make_qx_quants
+ * find, then lmf_kq_pack stores the scales and requantizes against them (L is its scratch). */
+typedef struct {
+    float scale[16], min[8];
+    uint8_t L[256];
+} lmf_kq_fit;
+typedef void (*lmf_kq_fit_fn)(uint32_t type, const float *x, lmf_kq_fit *f);
+void lmf_kq_fit_ref(uint32_t type, const float *x, lmf_kq_fit *f);
+void lmf_kq_fit_avx2(uint32_t type, const float *x, lmf_kq_fit *f); /* the same numbers, 8 sub-blocks a vector */
+void lmf_quantize_q8_0_ref(const float *x, void *out, size_t nblocks);
+void lmf_quantize_q8_0_avx2(const float *x, void *out, size_t nblocks);
+void lmf_kq_pack(uint32_t type, const float *x, lmf_kq_fit *f, void *out);
+/* nblocks super-blocks of 256 floats to Q4_K, Q5_K or Q6_K blocks, fitted by fit */
+void lmf_quantize_kquant(uint32_t type, const float *x, void *out, size_t nblocks, lmf_kq_fit_fn fit);
 
 /* ---- R16: 16 weight rows interleaved, the decode layout ----------------------------------------------------
  *
@@ -259,6 +275,10 @@ typedef struct {
     void (*dequant)(uint32_t type, const void *src, float *dst, size_t n);
     /* lmf_r16_dequant_t (groups of the types it has R16 kernels for, k-major), bit-exact with the reference */
     void (*dequant_r16)(uint32_t type, int n, const void *group, float *dst, size_t ld);
+    /* the K-quants' scale search (lmf_kq_fit), the reference's numbers exactly */
+    lmf_kq_fit_fn kq_fit;
+    /* fp32 -> nblocks Q8_0 blocks, the reference's bytes */
+    void (*quantize_q8_0)(const float *x, void *out, size_t nblocks);
 } lmf_quant_ops;
 
 const lmf_quant_ops *lmf_quant(void);              /* the table for this CPU and LMF_ISA, chosen once */

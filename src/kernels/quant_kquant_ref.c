@@ -132,27 +132,42 @@ static float fit_scale_signed(int n, int nmax, const float *x, int8_t *L) {
     return scale;
 }
 
-/* Q4_K / Q5_K share everything but the quant width: eight 32-element sub-blocks, each fitted with a scale and a
- * min (weights sqrt(mean x^2) + |x|), the sixteen 6-bit values packed as lmf_k4_scale_min reads them, d = max
- * scale / 63, dmin = max min / 63; then every weight requantized against its stored (d * sc, dmin * m). Writes
- * d, dmin, scales[12] at o and the 256 quants into L. */
-static void k4_block(const float *x, int nmax, float rmin, int nstep, uint8_t *o, uint8_t L[256]) {
-    float scales[8], mins[8], w[32], max_scale = 0, max_min = 0;
-    uint8_t Laux[32], *sc = o + 4;
+/* The fits of one super-block (lmf_kq_fit): Q4_K / Q5_K fit each 32-element sub-block with a scale and a min
+ * (weights sqrt(mean x^2) + |x|), Q6_K each 16-element sub-block with a signed scale. The SIMD tables compute the
+ * same numbers several sub-blocks at a time (quant.h: kq_fit). */
+void lmf_kq_fit_ref(uint32_t type, const float *x, lmf_kq_fit *f) {
+    if (type == LMF_GGML_Q6_K) {
+        for (int ib = 0; ib < 16; ib++) f->scale[ib] = fit_scale_signed(16, 32, x + 16 * ib, (int8_t *)f->L + 16 * ib);
+        return;
+    }
+    int q5 = type == LMF_GGML_Q5_K;
+    float w[32];
+    uint8_t Laux[32];
     for (int j = 0; j < 8; j++) {
         const float *xj = x + 32 * j;
         float sum_x2 = 0;
         for (int l = 0; l < 32; l++) sum_x2 += xj[l] * xj[l];
         float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(xj[l]);
-        scales[j] = fit_scale_min(32, nmax, xj, w, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep);
-        if (scales[j] > max_scale) max_scale = scales[j];
-        if (mins[j] > max_min) max_min = mins[j];
+        f->scale[j] = fit_scale_min(32, q5 ? 31 : 15, xj, w, f->L + 32 * j, &f->min[j], Laux, q5 ? -0.5f : -1.0f,
+                                    0.1f, q5 ? 15 : 20);
+    }
+}
+
+/* Q4_K / Q5_K after the fits: the sixteen 6-bit values packed as lmf_k4_scale_min reads them, d = max scale / 63,
+ * dmin = max min / 63; then every weight requantized against its stored (d * sc, dmin * m) into L. Writes d, dmin
+ * and scales[12] at o. */
+static void k4_scales(const float *x, int nmax, const lmf_kq_fit *f, uint8_t *o, uint8_t L[256]) {
+    float max_scale = 0, max_min = 0;
+    uint8_t *sc = o + 4;
+    for (int j = 0; j < 8; j++) {
+        if (f->scale[j] > max_scale) max_scale = f->scale[j];
+        if (f->min[j] > max_min) max_min = f->min[j];
     }
     float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f, inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     memset(sc, 0, 12);
     for (int j = 0; j < 8; j++) {
-        uint8_t ls = (uint8_t)nearest_int(inv_scale * scales[j]), lm = (uint8_t)nearest_int(inv_min * mins[j]);
+        uint8_t ls = (uint8_t)nearest_int(inv_scale * f->scale[j]), lm = (uint8_t)nearest_int(inv_min * f->min[j]);
         ls = ls < 63 ? ls : 63, lm = lm < 63 ? lm : 63;
         if (j < 4) {
             sc[j] = ls, sc[j + 4] = lm;
@@ -176,18 +191,16 @@ static void k4_block(const float *x, int nmax, float rmin, int nstep, uint8_t *o
     }
 }
 
-static void q4_k_block(const float *x, uint8_t *o) {
-    uint8_t L[256];
-    k4_block(x, 15, -1.0f, 20, o, L);
-    uint8_t *q = o + 16;
+static void q4_k_pack(const float *x, lmf_kq_fit *f, uint8_t *o) {
+    uint8_t *L = f->L, *q = o + 16;
+    k4_scales(x, 15, f, o, L);
     for (int j = 0; j < 256; j += 64, q += 32)
         for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
 }
 
-static void q5_k_block(const float *x, uint8_t *o) {
-    uint8_t L[256];
-    k4_block(x, 31, -0.5f, 15, o, L);
-    uint8_t *qh = o + 16, *q = o + 48;
+static void q5_k_pack(const float *x, lmf_kq_fit *f, uint8_t *o) {
+    uint8_t *L = f->L, *qh = o + 16, *q = o + 48;
+    k4_scales(x, 31, f, o, L);
     memset(qh, 0, 32);
     uint8_t m1 = 1, m2 = 2;
     for (int n = 0; n < 256; n += 64, q += 32, m1 <<= 2, m2 <<= 2)
@@ -199,17 +212,16 @@ static void q5_k_block(const float *x, uint8_t *o) {
         }
 }
 
-/* Q6_K: sixteen 16-element sub-blocks with signed scales, stored as int8 relative to the largest (-128 steps),
- * quants q + 32 in 6 bits (low nibbles in ql, top two bits in qh). */
-static void q6_k_block(const float *x, uint8_t *o) {
-    int8_t L[256];
-    float scales[16], max_scale = 0, max_abs_scale = 0;
+/* Q6_K after the fits: the sixteen signed scales stored as int8 relative to the largest (-128 steps), quants
+ * q + 32 in 6 bits (low nibbles in ql, top two bits in qh). */
+static void q6_k_pack(const float *x, lmf_kq_fit *f, uint8_t *o) {
+    int8_t *L = (int8_t *)f->L;
+    float max_scale = 0, max_abs_scale = 0;
     uint8_t *ql = o, *qh = o + 128;
     int8_t *sc = (int8_t *)(o + 192);
     for (int ib = 0; ib < 16; ib++) {
-        scales[ib] = fit_scale_signed(16, 32, x + 16 * ib, L + 16 * ib);
-        float a = fabsf(scales[ib]);
-        if (a > max_abs_scale) max_abs_scale = a, max_scale = scales[ib];
+        float a = fabsf(f->scale[ib]);
+        if (a > max_abs_scale) max_abs_scale = a, max_scale = f->scale[ib];
     }
     if (max_abs_scale < GROUP_MAX_EPS) {
         memset(o, 0, 210);
@@ -217,7 +229,7 @@ static void q6_k_block(const float *x, uint8_t *o) {
     }
     float iscale = -128.f / max_scale;
     wr16(o + 208, lmf_f32_to_f16(1 / iscale));
-    for (int ib = 0; ib < 16; ib++) sc[ib] = (int8_t)imin(127, nearest_int(iscale * scales[ib]));
+    for (int ib = 0; ib < 16; ib++) sc[ib] = (int8_t)imin(127, nearest_int(iscale * f->scale[ib]));
     float d_all = lmf_f16_to_f32(rd16(o + 208));
     for (int j = 0; j < 16; j++) {
         float d = d_all * (float)sc[j];
@@ -234,13 +246,17 @@ static void q6_k_block(const float *x, uint8_t *o) {
         }
 }
 
-void lmf_quantize_kquant_ref(uint32_t type, const float *x, void *out, size_t nblocks) {
-    uint8_t *o = out;
-    for (size_t b = 0; b < nblocks; b++, x += 256) {
-        switch (type) {
-        case LMF_GGML_Q4_K: q4_k_block(x, o), o += 144; break;
-        case LMF_GGML_Q5_K: q5_k_block(x, o), o += 176; break;
-        case LMF_GGML_Q6_K: q6_k_block(x, o), o += 210; break;
-        }
+void lmf_kq_pack(uint32_t type, const float *x, lmf_kq_fit *f, void *out) {
+    if (type == LMF_GGML_Q4_K) q4_k_pack(x, f, out);
+    else if (type == LMF_GGML_Q5_K) q5_k_pack(x, f, out);
+    else q6_k_pack(x, f, out);
+}
+
+void lmf_quantize_kquant(uint32_t type, const float *x, void *out, size_t nblocks, lmf_kq_fit_fn fit) {
+    size_t bb = type == LMF_GGML_Q4_K ? 144 : type == LMF_GGML_Q5_K ? 176 : 210;
+    lmf_kq_fit f;
+    for (size_t b = 0; b < nblocks; b++) {
+        fit(type, x + 256 * b, &f);
+        lmf_kq_pack(type, x + 256 * b, &f, (uint8_t *)out + bb * b);
     }
 }

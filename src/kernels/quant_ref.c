@@ -293,6 +293,18 @@ static inline int round_away(float v) {
     return f >= 0.5f ? q + 1 : f <= -0.5f ? q - 1 : q;
 }
 
+void lmf_quantize_q8_0_ref(const float *x, void *out, size_t nblocks) {
+    uint8_t *o = out;
+    for (size_t b = 0; b < nblocks; b++, x += 32, o += 34) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) /* fmaxf(amax, |x|) without the libm call: a NaN is passed over */
+            if (fabsf(x[j]) > amax) amax = fabsf(x[j]);
+        float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+        wr16(o, lmf_f32_to_f16(d));
+        for (int j = 0; j < 32; j++) o[2 + j] = (uint8_t)(int8_t)round_away(x[j] * id);
+    }
+}
+
 void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n) {
     uint8_t *o = out;
     uint32_t bs = 1, bb = 0;
@@ -300,7 +312,7 @@ void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n) {
     size_t nb = n / bs;
     switch (type) {
     case LMF_GGML_Q4_K: case LMF_GGML_Q5_K: case LMF_GGML_Q6_K:
-        lmf_quantize_kquant_ref(type, x, o, nb);
+        lmf_quantize_kquant(type, x, o, nb, lmf_kq_fit_ref);
         break;
     case LMF_GGML_F32:
         memcpy(o, x, n * sizeof(float));
@@ -312,14 +324,7 @@ void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n) {
         for (size_t i = 0; i < n; i++) wr16(o + 2 * i, lmf_f32_to_bf16(x[i]));
         break;
     case LMF_GGML_Q8_0:
-        for (size_t b = 0; b < nb; b++, x += 32, o += 34) {
-            float amax = 0.0f;
-            for (int j = 0; j < 32; j++) /* fmaxf(amax, |x|) without the libm call: a NaN is passed over */
-                if (fabsf(x[j]) > amax) amax = fabsf(x[j]);
-            float d = amax / 127, id = d ? 1.0f / d : 0.0f;
-            wr16(o, lmf_f32_to_f16(d));
-            for (int j = 0; j < 32; j++) o[2 + j] = (uint8_t)(int8_t)round_away(x[j] * id);
-        }
+        lmf_quantize_q8_0_ref(x, o, nb);
         break;
     case LMF_GGML_Q4_0:
     case LMF_GGML_Q5_0: {
@@ -690,4 +695,6 @@ const lmf_quant_ops lmf_quant_ref = {
     .quantize_q16a = quantize_q16a_ref,
     .quantize_q8a = quantize_q8a_ref,
     .dequant = lmf_dequant_ref,
+    .kq_fit = lmf_kq_fit_ref,
+    .quantize_q8_0 = lmf_quantize_q8_0_ref,
 };
