@@ -29,6 +29,8 @@ for m in $LQ_MODELS; do
     n=$((n + $(wc -l < "$dir/got.txt")))
   done
 done
+"$LMF" info "$dir/llama16" --hash > /dev/null 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "not a GGUF file" "$dir/err.txt" \
+  || { cat "$dir/err.txt"; fail "info --hash on a checkpoint"; }
 echo "types: $n tensors of $(echo $LQ_MODELS | wc -w) models x $(echo $LQ_TYPES | wc -w) file types as llama-quantize"
 
 # 2. the real model, byte for byte

@@ -264,7 +264,13 @@ int cmd_info(int argc, char **argv) {
     }
     if (r <= 0) return r < 0 ? 0 : 2;
     const char *path = pos[0];
-    if (!lmf_gguf_sniff(path)) return info_loaded(path);
+    if (!lmf_gguf_sniff(path)) {
+        if (hash) {
+            fprintf(stderr, "lmforge info: --hash hashes a GGUF file's tensors; %s is not a GGUF file\n", path);
+            return 2;
+        }
+        return info_loaded(path);
+    }
     lmf_gguf *g;
     lmf_status s = lmf_gguf_open(path, &g);
     if (s != LMF_OK) return cli_fail("info", s);
