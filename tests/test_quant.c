@@ -703,9 +703,11 @@ static void check_fixture_file(const char *file, const char *source, const char 
                 if (q[j] != f[off + (size_t)n * 4 + j])
                     fail_msg("quantize %s: byte %u (of block %u) is 0x%02x, %s 0x%02x", tn, j, j / bb, q[j], source,
                              f[off + (size_t)n * 4 + j]);
-            for (int v = 0; v < n_variants && (bs == 256 || type == LMF_GGML_Q8_0); v++) { /* each table's */
+            int fast = bs == 256 || type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1 ||
+                       type == LMF_GGML_Q5_0 || type == LMF_GGML_Q5_1;
+            for (int v = 0; v < n_variants && fast; v++) { /* each table's */
                 if (bs == 256) lmf_quantize_kquant(type, x, q, n / 256, variants[v]->kq_fit);
-                else variants[v]->quantize_q8_0(x, q, n / 32);
+                else variants[v]->quantize_blocks(type, x, q, n / 32);
                 if (memcmp(q, f + off + (size_t)n * 4, nb))
                     fail_msg("%s: quantize %s differs from %s", variants[v]->name, tn, source);
             }
@@ -741,9 +743,14 @@ static void test_gguf_py_fixtures(void **state) {
 static void test_ggml_kquant_fixtures(void **state) {
     (void)state;
     check_fixture_file("kquant_fixtures.bin", "ggml", "kquant_fixtures.py");
-    /* and each table's scale search (kq_fit: 8 sub-blocks a vector on AVX2) against the reference's on 600
-     * super-blocks of mixed shapes: scaled, all positive, zero and constant sub-blocks, grids, spikes; then each
-     * table's Q8_0 quantizer */
+}
+
+/* Each table's quantizers (lmf_quantize_fast: export and quantize) against the reference's bytes: the K-quant scale
+ * search (kq_fit: 8 sub-blocks a vector on AVX2) on 600 super-blocks of mixed shapes (scaled, all positive, zero
+ * and constant sub-blocks, grids, spikes), then Q8_0 / Q4_x / Q5_x (quantize_blocks) with signed zeros, NaNs and
+ * infinities added. */
+static void test_quantize_tables(void **state) {
+    (void)state;
     int nb = 600;
     float *x = malloc(sizeof(float) * 256 * (size_t)nb);
     fill_normal(x, 256 * nb, 77, 1.0f);
@@ -772,19 +779,25 @@ static void test_ggml_kquant_fixtures(void **state) {
         }
         free(want), free(got);
     }
-    /* Q8_0 (every table's quantize_q8_0) on the same floats with NaNs and infinities among them */
+    /* the 32-element types (every table's quantize_blocks) on the same floats with signed zeros, NaNs and
+     * infinities among them */
     for (int i = 1000; i < 256 * nb; i += 997) x[i] = i % 3 ? NAN : (i % 2 ? INFINITY : -INFINITY);
-    size_t bytes = row_bytes(LMF_GGML_Q8_0, 256 * nb);
-    uint8_t *want = malloc(bytes), *got = malloc(bytes);
-    lmf_quantize_q8_0_ref(x, want, (size_t)nb * 8);
-    for (int v = 0; v < n_variants; v++) {
-        variants[v]->quantize_q8_0(x, got, (size_t)nb * 8);
-        for (size_t j = 0; j < bytes; j++)
-            if (got[j] != want[j])
-                fail_msg("%s quantize_q8_0: byte %zu (block %zu) is 0x%02x, the reference's 0x%02x", variants[v]->name,
-                         j, j / 34, got[j], want[j]);
+    for (int i = 2048; i < 2048 + 64; i++) x[i] = i % 5 ? 0.0f : -0.0f;                   /* +0 and -0 only */
+    for (int i = 4096; i < 4096 + 32; i++) x[i] = i % 2 ? fabsf(x[i]) + 1.0f : -0.0f;    /* min -0 among +0 */
+    static const uint32_t t32[5] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1};
+    for (int t = 0; t < 5; t++) {
+        size_t bytes = row_bytes(t32[t], 256 * nb), bb = row_bytes(t32[t], 32);
+        uint8_t *want = malloc(bytes), *got = malloc(bytes);
+        lmf_quantize_row(t32[t], x, want, 256 * (size_t)nb);
+        for (int v = 0; v < n_variants; v++) {
+            variants[v]->quantize_blocks(t32[t], x, got, (size_t)nb * 8);
+            for (size_t j = 0; j < bytes; j++)
+                if (got[j] != want[j])
+                    fail_msg("%s quantize_blocks %s: byte %zu (block %zu) is 0x%02x, the reference's 0x%02x",
+                             variants[v]->name, lmf_ggml_type_name(t32[t]), j, j / bb, got[j], want[j]);
+        }
+        free(want), free(got);
     }
-    free(want), free(got);
     free(x);
 }
 
@@ -889,6 +902,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_gguf_py_fixtures),
         cmocka_unit_test(test_ggml_kquant_fixtures),
+        cmocka_unit_test(test_quantize_tables),
         cmocka_unit_test(test_qmatvec),
         cmocka_unit_test(test_r16),
         cmocka_unit_test(test_r16_amx),

@@ -180,8 +180,9 @@ void lmf_dequant_fast(uint32_t type, const void *src, float *dst, size_t n) { lm
 void lmf_quantize_fast(uint32_t type, const float *x, void *out, size_t n) {
     if (type == LMF_GGML_Q4_K || type == LMF_GGML_Q5_K || type == LMF_GGML_Q6_K)
         lmf_quantize_kquant(type, x, out, n / 256, lmf_quant()->kq_fit);
-    else if (type == LMF_GGML_Q8_0)
-        lmf_quant()->quantize_q8_0(x, out, n / 32);
+    else if (type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1 || type == LMF_GGML_Q5_0 ||
+             type == LMF_GGML_Q5_1)
+        lmf_quant()->quantize_blocks(type, x, out, n / 32);
     else
         lmf_quantize_row(type, x, out, n);
 }

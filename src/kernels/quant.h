@@ -142,8 +142,8 @@ typedef struct {
 typedef void (*lmf_kq_fit_fn)(uint32_t type, const float *x, lmf_kq_fit *f);
 void lmf_kq_fit_ref(uint32_t type, const float *x, lmf_kq_fit *f);
 void lmf_kq_fit_avx2(uint32_t type, const float *x, lmf_kq_fit *f); /* the same numbers, 8 sub-blocks a vector */
-void lmf_quantize_q8_0_ref(const float *x, void *out, size_t nblocks);
-void lmf_quantize_q8_0_avx2(const float *x, void *out, size_t nblocks);
+void lmf_quantize_blocks_ref(uint32_t type, const float *x, void *out, size_t nblocks);
+void lmf_quantize_blocks_avx2(uint32_t type, const float *x, void *out, size_t nblocks);
 void lmf_kq_pack(uint32_t type, const float *x, lmf_kq_fit *f, void *out);
 /* nblocks super-blocks of 256 floats to Q4_K, Q5_K or Q6_K blocks, fitted by fit */
 void lmf_quantize_kquant(uint32_t type, const float *x, void *out, size_t nblocks, lmf_kq_fit_fn fit);
@@ -277,8 +277,8 @@ typedef struct {
     void (*dequant_r16)(uint32_t type, int n, const void *group, float *dst, size_t ld);
     /* the K-quants' scale search (lmf_kq_fit), the reference's numbers exactly */
     lmf_kq_fit_fn kq_fit;
-    /* fp32 -> nblocks Q8_0 blocks, the reference's bytes */
-    void (*quantize_q8_0)(const float *x, void *out, size_t nblocks);
+    /* fp32 -> nblocks blocks of Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1, the reference's bytes */
+    void (*quantize_blocks)(uint32_t type, const float *x, void *out, size_t nblocks);
 } lmf_quant_ops;
 
 const lmf_quant_ops *lmf_quant(void);              /* the table for this CPU and LMF_ISA, chosen once */

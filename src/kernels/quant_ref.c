@@ -293,7 +293,7 @@ static inline int round_away(float v) {
     return f >= 0.5f ? q + 1 : f <= -0.5f ? q - 1 : q;
 }
 
-void lmf_quantize_q8_0_ref(const float *x, void *out, size_t nblocks) {
+static void quantize_q8_0(const float *x, void *out, size_t nblocks) {
     uint8_t *o = out;
     for (size_t b = 0; b < nblocks; b++, x += 32, o += 34) {
         float amax = 0.0f;
@@ -303,6 +303,10 @@ void lmf_quantize_q8_0_ref(const float *x, void *out, size_t nblocks) {
         wr16(o, lmf_f32_to_f16(d));
         for (int j = 0; j < 32; j++) o[2 + j] = (uint8_t)(int8_t)round_away(x[j] * id);
     }
+}
+
+void lmf_quantize_blocks_ref(uint32_t type, const float *x, void *out, size_t nblocks) {
+    lmf_quantize_row(type, x, out, nblocks * 32);
 }
 
 void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n) {
@@ -324,7 +328,7 @@ void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n) {
         for (size_t i = 0; i < n; i++) wr16(o + 2 * i, lmf_f32_to_bf16(x[i]));
         break;
     case LMF_GGML_Q8_0:
-        lmf_quantize_q8_0_ref(x, o, nb);
+        quantize_q8_0(x, o, nb);
         break;
     case LMF_GGML_Q4_0:
     case LMF_GGML_Q5_0: {
@@ -696,5 +700,5 @@ const lmf_quant_ops lmf_quant_ref = {
     .quantize_q8a = quantize_q8a_ref,
     .dequant = lmf_dequant_ref,
     .kq_fit = lmf_kq_fit_ref,
-    .quantize_q8_0 = lmf_quantize_q8_0_ref,
+    .quantize_blocks = lmf_quantize_blocks_ref,
 };

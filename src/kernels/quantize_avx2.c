@@ -5,13 +5,14 @@
  *     order, its sums added element by element. A trial the reference takes in one lane and not in another is a
  *     per-lane blend. The search is most of what a K-quant costs (20 trial roundings of every weight for Q4_K);
  *     this runs it 2-4x faster on one core;
- *   - Q8_0 (the embedding under every integer file type), a block's 32 weights a few vectors.
+ *   - Q8_0 (the embedding under every integer file type), Q4_0, Q4_1, Q5_0 and Q5_1 a block at a time.
  * Compiled with -mavx2 and without -mfma: a multiply-add contracted into an FMA would round once where the
- * reference rounds twice. Used by the AVX2 and AVX-512 tables (kq_fit, quantize_q8_0). */
+ * reference rounds twice. Used by the AVX2 and AVX-512 tables (kq_fit, quantize_blocks). */
 #include "kernels/quant.h"
 
 #include "core/dtype.h"
 
+#include <float.h>
 #include <immintrin.h>
 #include <string.h>
 
@@ -165,30 +166,111 @@ void lmf_kq_fit_avx2(uint32_t type, const float *x, lmf_kq_fit *f) {
     }
 }
 
-/* quantize_row_q8_0_ref: d = max|x| / 127 (a NaN passed over), q = x / d rounded halves away from zero, stored as
- * the low byte of the rounded int (what the reference's conversions give for a NaN or an infinity too). */
-void lmf_quantize_q8_0_avx2(const float *x, void *out, size_t nblocks) {
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+/* A block's 32 quants (ints, the byte that matters low) as bytes in element order. */
+static inline __m256i bytes32(const __m256i q[4]) {
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), low = _mm256_set1_epi32(0xff);
+    __m256i p = _mm256_packus_epi16(_mm256_packus_epi32(_mm256_and_si256(q[0], low), _mm256_and_si256(q[1], low)),
+                                    _mm256_packus_epi32(_mm256_and_si256(q[2], low), _mm256_and_si256(q[3], low)));
+    return _mm256_permutevar8x32_epi32(p, order); /* the low byte of each, so the packs cannot saturate */
+}
+
+static inline float hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+
+static inline float hmin(__m256 v) {
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_min_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+
+static inline void put16(uint8_t *o, float v) {
+    uint16_t h = lmf_f32_to_f16(v);
+    o[0] = (uint8_t)h, o[1] = (uint8_t)(h >> 8);
+}
+
+/* (int)roundf(v) lane by lane for |v| < 2^31 (halves away from zero; v - trunc(v) is exact there) */
+static inline __m256i round_away8(__m256 v) {
+    __m256i i = _mm256_cvttps_epi32(v);
+    __m256 f = _mm256_sub_ps(v, _mm256_cvtepi32_ps(i));
+    i = _mm256_sub_epi32(i, _mm256_castps_si256(_mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ)));
+    return _mm256_add_epi32(i, _mm256_castps_si256(_mm256_cmp_ps(f, _mm256_set1_ps(-0.5f), _CMP_LE_OQ)));
+}
+
+/* (int8_t) of a float, as the reference's conversion gives it: the truncated int's low byte, sign-extended */
+static inline __m256i to_i8(__m256 v) { return _mm256_srai_epi32(_mm256_slli_epi32(_mm256_cvttps_epi32(v), 24), 24); }
+
+/* Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 as quant_ref.c's lmf_quantize_row makes them (ggml's quantize_row_*_ref), a
+ * block at a time: the same multiplies and adds, the same truncating conversions, the same choice of the block's
+ * extreme element (the first of the largest magnitude, for Q4_0 / Q5_0; the min and max for Q4_1 / Q5_1, taken in
+ * element order where a signed zero could make the order show). */
+void lmf_quantize_blocks_avx2(uint32_t type, const float *x, void *out, size_t nblocks) {
+    const __m256 minus0 = _mm256_set1_ps(-0.0f);
+    int q5 = type == LMF_GGML_Q5_0 || type == LMF_GGML_Q5_1, qmax = q5 ? 31 : 15;
+    uint32_t bs, bb;
+    lmf_ggml_type_block(type, &bs, &bb);
     uint8_t *o = out;
-    for (size_t b = 0; b < nblocks; b++, x += 32, o += 34) {
-        __m256 v[4], amax = _mm256_setzero_ps();
-        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k), amax = _mm256_max_ps(absf(v[k]), amax);
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-        float d = _mm_cvtss_f32(m4) / 127, id = d ? 1.0f / d : 0.0f;
-        uint16_t h = lmf_f32_to_f16(d);
-        o[0] = (uint8_t)h, o[1] = (uint8_t)(h >> 8);
+    for (size_t b = 0; b < nblocks; b++, x += 32, o += bb) {
+        __m256 v[4];
         __m256i q[4];
-        for (int k = 0; k < 4; k++) {
-            __m256 t = _mm256_mul_ps(v[k], _mm256_set1_ps(id));
-            __m256i i = _mm256_cvttps_epi32(t);
-            __m256 f = _mm256_sub_ps(t, _mm256_cvtepi32_ps(i));
-            i = _mm256_sub_epi32(i, _mm256_castps_si256(_mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ)));
-            i = _mm256_add_epi32(i, _mm256_castps_si256(_mm256_cmp_ps(f, _mm256_set1_ps(-0.5f), _CMP_LE_OQ)));
-            q[k] = _mm256_and_si256(i, _mm256_set1_epi32(0xff)); /* the low byte, so the packs cannot saturate */
+        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
+        if (type == LMF_GGML_Q8_0) {
+            __m256 amax = _mm256_setzero_ps(); /* max_ps(|x|, acc) keeps acc for a NaN, as the reference does */
+            for (int k = 0; k < 4; k++) amax = _mm256_max_ps(_mm256_andnot_ps(minus0, v[k]), amax);
+            float d = hmax(amax) / 127, id = d ? 1.0f / d : 0.0f;
+            put16(o, d);
+            for (int k = 0; k < 4; k++) q[k] = round_away8(_mm256_mul_ps(v[k], _mm256_set1_ps(id)));
+            _mm256_storeu_si256((__m256i *)(o + 2), bytes32(q));
+            continue;
         }
-        __m256i p = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
-        _mm256_storeu_si256((__m256i *)(o + 2), _mm256_permutevar8x32_epi32(p, order));
+        float d, add;
+        __m256 sub = _mm256_setzero_ps();
+        if (type == LMF_GGML_Q4_0 || type == LMF_GGML_Q5_0) {
+            __m256 amax = _mm256_setzero_ps();
+            for (int k = 0; k < 4; k++) amax = _mm256_max_ps(_mm256_andnot_ps(minus0, v[k]), amax);
+            float am = hmax(amax), max = 0.0f; /* the first element of that magnitude, with its sign */
+            if (am > 0) {
+                uint32_t hit = 0;
+                for (int k = 0; k < 4; k++)
+                    hit |= (uint32_t)_mm256_movemask_ps(
+                               _mm256_cmp_ps(_mm256_andnot_ps(minus0, v[k]), _mm256_set1_ps(am), _CMP_EQ_OQ))
+                           << (8 * k);
+                max = x[__builtin_ctz(hit)];
+            }
+            d = max / (float)-(q5 ? 16 : 8), add = (float)(q5 ? 16 : 8) + 0.5f;
+            put16(o, d);
+        } else {
+            __m256 lo = _mm256_set1_ps(FLT_MAX), hi = _mm256_set1_ps(-FLT_MAX); /* min_ps(x, acc): a NaN keeps acc */
+            for (int k = 0; k < 4; k++) lo = _mm256_min_ps(v[k], lo), hi = _mm256_max_ps(v[k], hi);
+            float mn = hmin(lo), mx = hmax(hi);
+            if (mn == 0 || mx == 0) { /* +0 and -0 compare equal: which one the reference keeps is order's */
+                mn = FLT_MAX, mx = -FLT_MAX;
+                for (int j = 0; j < 32; j++) {
+                    if (x[j] < mn) mn = x[j];
+                    if (x[j] > mx) mx = x[j];
+                }
+            }
+            d = (mx - mn) / (float)qmax, add = 0.5f, sub = _mm256_set1_ps(mn);
+            put16(o, d);
+            put16(o + 2, mn);
+        }
+        float id = d ? 1.0f / d : 0.0f;
+        for (int k = 0; k < 4; k++) {
+            __m256 t = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], sub), _mm256_set1_ps(id)), _mm256_set1_ps(add));
+            /* Q5_1 converts straight to uint8_t; the others clamp an int8_t to qmax */
+            q[k] = type == LMF_GGML_Q5_1 ? _mm256_cvttps_epi32(t) : _mm256_min_epi32(to_i8(t), _mm256_set1_epi32(qmax));
+        }
+        __m256i by = bytes32(q);
+        __m128i lo = _mm256_castsi256_si128(by), hi = _mm256_extracti128_si256(by, 1);
+        __m128i qs = _mm_or_si128(_mm_and_si128(lo, _mm_set1_epi8(0x0f)),
+                                  _mm_and_si128(_mm_slli_epi16(hi, 4), _mm_set1_epi8((char)0xf0)));
+        uint8_t *qp = o + (type == LMF_GGML_Q4_0 ? 2 : type == LMF_GGML_Q4_1 ? 4 : type == LMF_GGML_Q5_0 ? 6 : 8);
+        _mm_storeu_si128((__m128i *)qp, qs);
+        if (q5) { /* bit j: element j's fifth bit (bit 4 moved to the byte's top for movemask) */
+            uint32_t qh = (uint32_t)_mm256_movemask_epi8(_mm256_slli_epi16(by, 3));
+            memcpy(qp - 4, &qh, 4);
+        }
     }
 }
