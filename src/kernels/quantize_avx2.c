@@ -207,7 +207,6 @@ static inline __m256i to_i8(__m256 v) { return _mm256_srai_epi32(_mm256_slli_epi
  * extreme element (the first of the largest magnitude, for Q4_0 / Q5_0; the min and max for Q4_1 / Q5_1, taken in
  * element order where a signed zero could make the order show). */
 void lmf_quantize_blocks_avx2(uint32_t type, const float *x, void *out, size_t nblocks) {
-    const __m256 minus0 = _mm256_set1_ps(-0.0f);
     int q5 = type == LMF_GGML_Q5_0 || type == LMF_GGML_Q5_1, qmax = q5 ? 31 : 15;
     uint32_t bs, bb;
     lmf_ggml_type_block(type, &bs, &bb);
@@ -218,7 +217,7 @@ void lmf_quantize_blocks_avx2(uint32_t type, const float *x, void *out, size_t n
         for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
         if (type == LMF_GGML_Q8_0) {
             __m256 amax = _mm256_setzero_ps(); /* max_ps(|x|, acc) keeps acc for a NaN, as the reference does */
-            for (int k = 0; k < 4; k++) amax = _mm256_max_ps(_mm256_andnot_ps(minus0, v[k]), amax);
+            for (int k = 0; k < 4; k++) amax = _mm256_max_ps(absf(v[k]), amax);
             float d = hmax(amax) / 127, id = d ? 1.0f / d : 0.0f;
             put16(o, d);
             for (int k = 0; k < 4; k++) q[k] = round_away8(_mm256_mul_ps(v[k], _mm256_set1_ps(id)));
@@ -229,13 +228,13 @@ void lmf_quantize_blocks_avx2(uint32_t type, const float *x, void *out, size_t n
         __m256 sub = _mm256_setzero_ps();
         if (type == LMF_GGML_Q4_0 || type == LMF_GGML_Q5_0) {
             __m256 amax = _mm256_setzero_ps();
-            for (int k = 0; k < 4; k++) amax = _mm256_max_ps(_mm256_andnot_ps(minus0, v[k]), amax);
+            for (int k = 0; k < 4; k++) amax = _mm256_max_ps(absf(v[k]), amax);
             float am = hmax(amax), max = 0.0f; /* the first element of that magnitude, with its sign */
             if (am > 0) {
                 uint32_t hit = 0;
                 for (int k = 0; k < 4; k++)
                     hit |= (uint32_t)_mm256_movemask_ps(
-                               _mm256_cmp_ps(_mm256_andnot_ps(minus0, v[k]), _mm256_set1_ps(am), _CMP_EQ_OQ))
+                               _mm256_cmp_ps(absf(v[k]), _mm256_set1_ps(am), _CMP_EQ_OQ))
                            << (8 * k);
                 max = x[__builtin_ctz(hit)];
             }
