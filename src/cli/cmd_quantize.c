@@ -40,10 +40,10 @@ int cmd_quantize(int argc, char **argv) {
                  .max_pos = 2, .n_pos = &n_pos,
                  .usage = "usage: lmforge quantize IN OUT --type TYPE [flags]\n\n"
                           "Writes the model IN (GGUF, Hugging Face folder or lmforge checkpoint; llama, qwen2, qwen3, olmoe or gpt2) as "
-                          "the GGUF file\nOUT with its matrices in TYPE. Norms and biases stay F32; under the integer types "
-                          "the output head is Q6_K\n(Q8_0 when its rows are not a multiple of 256 wide), and the K "
-                          "mixes give attn_v and ffn_down\nmore bits in some layers, as llama-quantize does. Prints "
-                          "the sizes before and after.\n"};
+                          "the GGUF file\nOUT with its matrices in TYPE. Norms and biases stay F32; under the 4- to "
+                          "6-bit types the output\nhead is Q6_K (Q8_0 when its rows are not a multiple of 256 wide), and "
+                          "the K mixes give attn_v\nand ffn_down more bits in some layers, as llama-quantize does. "
+                          "Prints the sizes before and after.\n"};
     int r = cli_parse(&c, argc, argv);
     if (r > 0 && (n_pos < 2 || !type_s)) {
         fprintf(stderr, "lmforge quantize: need IN, OUT and --type TYPE (see --help)\n");
