@@ -681,7 +681,7 @@ static void check_fixture_file(const char *file, const char *source, const char 
     uint32_t nrec;
     memcpy(&nrec, f + 8, 4);
     size_t off = 12;
-    int nq = 0, nd = 0;
+    int nq = 0, nd = 0, nw = 0;
     for (uint32_t i = 0; i < nrec; i++) {
         uint32_t h[4];
         assert_true(off + 16 <= len);
@@ -690,6 +690,28 @@ static void check_fixture_file(const char *file, const char *source, const char 
         uint32_t kind = h[0], type = h[1], n = h[2], nb = h[3];
         assert_true(off + (size_t)n * 4 + nb <= len);
         const char *tn = lmf_ggml_type_name(type);
+        if (kind == 2) { /* under an importance matrix: rows of n_per_row, one importance row for all */
+            uint32_t npr;
+            assert_true(off + 4 <= len);
+            memcpy(&npr, f + off, 4);
+            off += 4;
+            assert_true(npr && n % npr == 0 && off + (size_t)(n + npr) * 4 + nb <= len);
+            float *x = malloc((size_t)n * 4), *qw = malloc((size_t)npr * 4);
+            memcpy(x, f + off, (size_t)n * 4);
+            memcpy(qw, f + off + (size_t)n * 4, (size_t)npr * 4);
+            const uint8_t *want = f + off + (size_t)(n + npr) * 4;
+            size_t rb = row_bytes(type, (int)npr);
+            assert_int_equal(rb * (n / npr), nb);
+            uint8_t *q = malloc(nb);
+            for (uint32_t r = 0; r < n / npr; r++) lmf_quantize_row_weighted(type, x + (size_t)r * npr, q + r * rb, npr, qw);
+            for (uint32_t j = 0; j < nb; j++)
+                if (q[j] != want[j])
+                    fail_msg("quantize %s under an importance matrix (record %u): byte %u (row %zu) is 0x%02x, %s 0x%02x",
+                             tn, i, j, j / rb, q[j], source, want[j]);
+            free(x), free(qw), free(q), nw++;
+            off += (size_t)(n + npr) * 4 + nb;
+            continue;
+        }
         if (kind == 0) {
             float *x = malloc((size_t)n * 4);
             uint8_t *q = malloc(nb + 16);
@@ -730,7 +752,8 @@ static void check_fixture_file(const char *file, const char *source, const char 
         }
     }
     assert_int_equal(off, len);
-    printf("  %s: %d quantize and %d dequantize records bit-exact\n", source, nq, nd);
+    printf("  %s: %d quantize, %d importance-weighted quantize and %d dequantize records bit-exact\n", source, nq, nw,
+           nd);
     free(f);
 }
 
@@ -743,6 +766,12 @@ static void test_gguf_py_fixtures(void **state) {
 static void test_ggml_kquant_fixtures(void **state) {
     (void)state;
     check_fixture_file("kquant_fixtures.bin", "ggml", "kquant_fixtures.py");
+}
+
+/* Every integer type under an importance matrix against ggml_quantize_chunk with one (quantize_row_*_impl). */
+static void test_ggml_imatrix_fixtures(void **state) {
+    (void)state;
+    check_fixture_file("imatrix_quant_fixtures.bin", "ggml", "kquant_fixtures.py");
 }
 
 /* Each table's quantizers (lmf_quantize_fast: export and quantize) against the reference's bytes: the K-quant scale
@@ -902,6 +931,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_gguf_py_fixtures),
         cmocka_unit_test(test_ggml_kquant_fixtures),
+        cmocka_unit_test(test_ggml_imatrix_fixtures),
         cmocka_unit_test(test_quantize_tables),
         cmocka_unit_test(test_qmatvec),
         cmocka_unit_test(test_r16),

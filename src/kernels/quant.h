@@ -147,6 +147,11 @@ void lmf_quantize_blocks_avx2(uint32_t type, const float *x, void *out, size_t n
 void lmf_kq_pack(uint32_t type, const float *x, lmf_kq_fit *f, void *out);
 /* nblocks super-blocks of 256 floats to Q4_K, Q5_K or Q6_K blocks, fitted by fit */
 void lmf_quantize_kquant(uint32_t type, const float *x, void *out, size_t nblocks, lmf_kq_fit_fn fit);
+/* One row of n floats quantized under an importance matrix's row qw (n values, the columns' mean squared inputs):
+ * ggml's quantize_row_*_impl (ggml_quantize_chunk with an imatrix, what `llama-quantize --imatrix` writes), the same
+ * bytes. Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K use qw; Q8_0 and the float types ignore it (as ggml); qw NULL is
+ * lmf_quantize_row. */
+void lmf_quantize_row_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw);
 
 /* ---- R16: 16 weight rows interleaved, the decode layout ----------------------------------------------------
  *

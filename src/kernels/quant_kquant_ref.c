@@ -1,8 +1,12 @@
-/* quant_kquant_ref.c — the K-quant quantizers (Q4_K, Q5_K, Q6_K) as ggml's reference code makes them
- * (quantize_row_q{4,5,6}_K_ref, which llama-quantize runs when no importance matrix is given), so a file written
- * here holds the same bytes as llama.cpp's. Each super-block of 256 weights gets sub-block scales (and mins) fitted
- * by a small search, then those scales quantized to 6 (Q4_K / Q5_K) or 8 bits (Q6_K) and the weights requantized
- * against the stored scales.
+/* quant_kquant_ref.c — ggml's search-based quantizers, as its reference code makes them, so a file written here holds
+ * the same bytes as llama.cpp's:
+ *  - the K-quants (Q4_K, Q5_K, Q6_K) without an importance matrix (quantize_row_q{4,5,6}_K_ref, what llama-quantize
+ *    runs by default): each super-block of 256 weights gets sub-block scales (and mins) fitted by a small search,
+ *    then those scales quantized to 6 (Q4_K / Q5_K) or 8 bits (Q6_K) and the weights requantized against the stored
+ *    scales;
+ *  - every integer type under an importance matrix (quantize_row_*_impl, what `llama-quantize --imatrix` runs): the
+ *    same searches with each column's weight from the matrix (its mean squared input), the K-quants' 6-bit scales
+ *    then fitted by weighted least squares too, and Q4_0 / Q4_1 / Q5_0 / Q5_1 fitted by search instead of max / min.
  *
  * Bit-exactness rests on doing each float operation in ggml's order with no FMA contraction (the file is compiled
  * like every *_ref.c, and ggml builds these functions into ggml-base without -march flags), on ggml's rounding
@@ -91,10 +95,10 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
     return scale;
 }
 
-/* ggml's make_qx_quants with rmse_type 1 (weights x^2): symmetric quants L - nmax in [-nmax, nmax - 1] with
- * x ~ scale * (L - nmax), the scale chosen among 19 trial roundings by weighted least squares. Returns the scale
- * (signed: the element of largest magnitude maps to -nmax). */
-static float fit_scale_signed(int n, int nmax, const float *x, int8_t *L) {
+/* ggml's make_qx_quants with rmse_type 1: symmetric quants L - nmax in [-nmax, nmax - 1] with x ~ scale * (L - nmax),
+ * the scale chosen among 19 trial roundings by least squares weighted by qw (NULL: x^2). Returns the scale (signed:
+ * the element of largest magnitude maps to -nmax). */
+static float fit_scale_signed(int n, int nmax, const float *x, const float *qw, int8_t *L) {
     float max = 0, amax = 0;
     for (int i = 0; i < n; i++) {
         float ax = fabsf(x[i]);
@@ -108,7 +112,7 @@ static float fit_scale_signed(int n, int nmax, const float *x, int8_t *L) {
     for (int i = 0; i < n; i++) {
         int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
         L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
+        float w = qw ? qw[i] : x[i] * x[i];
         sumlx += w * x[i] * (float)l;
         suml2 += w * (float)l * (float)l;
     }
@@ -119,7 +123,7 @@ static float fit_scale_signed(int n, int nmax, const float *x, int8_t *L) {
         sumlx = suml2 = 0;
         for (int i = 0; i < n; i++) {
             int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
-            float w = x[i] * x[i];
+            float w = qw ? qw[i] : x[i] * x[i];
             sumlx += w * x[i] * (float)l;
             suml2 += w * (float)l * (float)l;
         }
@@ -137,7 +141,7 @@ static float fit_scale_signed(int n, int nmax, const float *x, int8_t *L) {
  * same numbers several sub-blocks at a time (quant.h: kq_fit). */
 void lmf_kq_fit_ref(uint32_t type, const float *x, lmf_kq_fit *f) {
     if (type == LMF_GGML_Q6_K) {
-        for (int ib = 0; ib < 16; ib++) f->scale[ib] = fit_scale_signed(16, 32, x + 16 * ib, (int8_t *)f->L + 16 * ib);
+        for (int ib = 0; ib < 16; ib++) f->scale[ib] = fit_scale_signed(16, 32, x + 16 * ib, NULL, (int8_t *)f->L + 16 * ib);
         return;
     }
     int q5 = type == LMF_GGML_Q5_K;
@@ -154,31 +158,23 @@ void lmf_kq_fit_ref(uint32_t type, const float *x, lmf_kq_fit *f) {
     }
 }
 
-/* Q4_K / Q5_K after the fits: the sixteen 6-bit values packed as lmf_k4_scale_min reads them, d = max scale / 63,
- * dmin = max min / 63; then every weight requantized against its stored (d * sc, dmin * m) into L. Writes d, dmin
- * and scales[12] at o. */
-static void k4_scales(const float *x, int nmax, const lmf_kq_fit *f, uint8_t *o, uint8_t L[256]) {
-    float max_scale = 0, max_min = 0;
+/* Q4_K / Q5_K: the sixteen 6-bit values (ls, lm) packed as lmf_k4_scale_min reads them, d and dmin stored as halves,
+ * then every weight requantized against its stored (d * sc, dmin * m) into L. Writes d, dmin and scales[12] at o. */
+static void k4_store(const float *x, int nmax, const uint8_t ls[8], const uint8_t lm[8], float d_block,
+                     float m_block, uint8_t *o, uint8_t L[256]) {
     uint8_t *sc = o + 4;
-    for (int j = 0; j < 8; j++) {
-        if (f->scale[j] > max_scale) max_scale = f->scale[j];
-        if (f->min[j] > max_min) max_min = f->min[j];
-    }
-    float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f, inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     memset(sc, 0, 12);
     for (int j = 0; j < 8; j++) {
-        uint8_t ls = (uint8_t)nearest_int(inv_scale * f->scale[j]), lm = (uint8_t)nearest_int(inv_min * f->min[j]);
-        ls = ls < 63 ? ls : 63, lm = lm < 63 ? lm : 63;
         if (j < 4) {
-            sc[j] = ls, sc[j + 4] = lm;
+            sc[j] = ls[j], sc[j + 4] = lm[j];
         } else {
-            sc[j + 4] = (uint8_t)((ls & 0xf) | ((lm & 0xf) << 4));
-            sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
-            sc[j] |= (uint8_t)((lm >> 4) << 6);
+            sc[j + 4] = (uint8_t)((ls[j] & 0xf) | ((lm[j] & 0xf) << 4));
+            sc[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+            sc[j] |= (uint8_t)((lm[j] >> 4) << 6);
         }
     }
-    wr16(o, lmf_f32_to_f16(max_scale / 63.f));
-    wr16(o + 2, lmf_f32_to_f16(max_min / 63.f));
+    wr16(o, lmf_f32_to_f16(d_block));
+    wr16(o + 2, lmf_f32_to_f16(m_block));
     float d_all = lmf_f16_to_f32(rd16(o)), m_all = lmf_f16_to_f32(rd16(o + 2));
     for (int j = 0; j < 8; j++) {
         uint8_t s, m;
@@ -191,16 +187,32 @@ static void k4_scales(const float *x, int nmax, const lmf_kq_fit *f, uint8_t *o,
     }
 }
 
-static void q4_k_pack(const float *x, lmf_kq_fit *f, uint8_t *o) {
-    uint8_t *L = f->L, *q = o + 16;
-    k4_scales(x, 15, f, o, L);
+/* Q4_K / Q5_K after the reference's fits: d = max scale / 63, dmin = max min / 63, each scale and min rounded to
+ * 6 bits against them. */
+static void k4_scales(const float *x, int nmax, const lmf_kq_fit *f, uint8_t *o, uint8_t L[256]) {
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        if (f->scale[j] > max_scale) max_scale = f->scale[j];
+        if (f->min[j] > max_min) max_min = f->min[j];
+    }
+    float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f, inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    uint8_t ls[8], lm[8];
+    for (int j = 0; j < 8; j++) {
+        ls[j] = (uint8_t)nearest_int(inv_scale * f->scale[j]), lm[j] = (uint8_t)nearest_int(inv_min * f->min[j]);
+        ls[j] = ls[j] < 63 ? ls[j] : 63, lm[j] = lm[j] < 63 ? lm[j] : 63;
+    }
+    k4_store(x, nmax, ls, lm, max_scale / 63.f, max_min / 63.f, o, L);
+}
+
+/* the quants of L (0..15 / 0..31) into a Q4_K / Q5_K block's qs (and qh) */
+static void q4_k_quants(const uint8_t *L, uint8_t *o) {
+    uint8_t *q = o + 16;
     for (int j = 0; j < 256; j += 64, q += 32)
         for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
 }
 
-static void q5_k_pack(const float *x, lmf_kq_fit *f, uint8_t *o) {
-    uint8_t *L = f->L, *qh = o + 16, *q = o + 48;
-    k4_scales(x, 31, f, o, L);
+static void q5_k_quants(const uint8_t *L, uint8_t *o) {
+    uint8_t *qh = o + 16, *q = o + 48;
     memset(qh, 0, 32);
     uint8_t m1 = 1, m2 = 2;
     for (int n = 0; n < 256; n += 64, q += 32, m1 <<= 2, m2 <<= 2)
@@ -210,6 +222,16 @@ static void q5_k_pack(const float *x, lmf_kq_fit *f, uint8_t *o) {
             if (l2 > 15) l2 -= 16, qh[j] |= m2;
             q[j] = (uint8_t)(l1 | (l2 << 4));
         }
+}
+
+static void q4_k_pack(const float *x, lmf_kq_fit *f, uint8_t *o) {
+    k4_scales(x, 15, f, o, f->L);
+    q4_k_quants(f->L, o);
+}
+
+static void q5_k_pack(const float *x, lmf_kq_fit *f, uint8_t *o) {
+    k4_scales(x, 31, f, o, f->L);
+    q5_k_quants(f->L, o);
 }
 
 /* Q6_K after the fits: the sixteen signed scales stored as int8 relative to the largest (-128 steps), quants
@@ -258,5 +280,152 @@ void lmf_quantize_kquant(uint32_t type, const float *x, void *out, size_t nblock
     for (size_t b = 0; b < nblocks; b++) {
         fit(type, x + 256 * b, &f);
         lmf_kq_pack(type, x + 256 * b, &f, (uint8_t *)out + bb * b);
+    }
+}
+
+/* ---- under an importance matrix ------------------------------------------------------------------------------- */
+
+/* ggml's make_qp_quants: the n non-negative values x (a super-block's sub-block scales or mins) as L in [0, nmax]
+ * times one scale, the scale tried at 9 roundings by squared error weighted by qw (the sub-blocks' summed weights),
+ * then each L moved alone while that raises the least-squares fit (up to 5 rounds). Returns the scale. The uint8_t
+ * stores wrap as ggml's do (a negative x would). */
+static float fit_scale_pos(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
+    float max = 0;
+    for (int i = 0; i < n; i++) max = max > x[i] ? max : x[i];
+    if (max < GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.0f;
+    }
+    float iscale = (float)nmax / max;
+    for (int i = 0; i < n; i++) L[i] = (uint8_t)nearest_int(iscale * x[i]);
+    float scale = 1 / iscale, best_mse = 0;
+    for (int i = 0; i < n; i++) {
+        float diff = x[i] - scale * (float)L[i];
+        best_mse += qw[i] * diff * diff;
+    }
+    for (int is = -4; is <= 4; is++) {
+        if (is == 0) continue;
+        float iscale_is = (0.1f * (float)is + (float)nmax) / max, scale_is = 1 / iscale_is, mse = 0;
+        for (int i = 0; i < n; i++) {
+            int l = imin(nmax, nearest_int(iscale_is * x[i]));
+            float diff = x[i] - scale_is * (float)l;
+            mse += qw[i] * diff * diff;
+        }
+        if (mse < best_mse) best_mse = mse, iscale = iscale_is;
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = imin(nmax, nearest_int(iscale * x[i]));
+        L[i] = (uint8_t)l;
+        sumlx += qw[i] * x[i] * (float)l;
+        suml2 += qw[i] * (float)l * (float)l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            float w = qw[i], slx = sumlx - w * x[i] * (float)L[i], sl2 = suml2 - w * (float)L[i] * (float)L[i];
+            if (slx > 0 && sl2 > 0) {
+                int new_l = imin(nmax, nearest_int(x[i] * sl2 / slx));
+                if (new_l != L[i]) {
+                    slx += w * x[i] * (float)new_l;
+                    sl2 += w * (float)new_l * (float)new_l;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (uint8_t)new_l, sumlx = slx, suml2 = sl2;
+                        n_changed++;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* sum of squares in ggml's order (one float, element after element) */
+static float sum_sq(const float *x, size_t n) {
+    float s = 0;
+    for (size_t i = 0; i < n; i++) s += x[i] * x[i];
+    return s;
+}
+
+/* A Q4_K / Q5_K super-block under importance qw (quantize_row_q4_K_impl / q5_K_impl): each weight's importance times
+ * sqrt(sigma^2 + x^2) weighs the sub-block fits (36 trial roundings), and the fitted scales and mins get their 6-bit
+ * values by fit_scale_pos, weighted by each sub-block's summed weights. Q5_K caps them at 63, Q4_K does not (as
+ * ggml). */
+static void k4_weighted(uint32_t type, const float *x, const float *qw, uint8_t *o) {
+    int q5 = type == LMF_GGML_Q5_K, nmax = q5 ? 31 : 15;
+    lmf_kq_fit f;
+    float w[32], sw[8];
+    uint8_t Laux[32], ls[8], lm[8];
+    float sigma2 = 2 * sum_sq(x, 256) / 256;
+    for (int j = 0; j < 8; j++) {
+        const float *xj = x + 32 * j;
+        for (int l = 0; l < 32; l++) w[l] = qw[32 * j + l] * sqrtf(sigma2 + xj[l] * xj[l]);
+        float sumw = 0;
+        for (int l = 0; l < 32; l++) sumw += w[l];
+        sw[j] = sumw;
+        f.scale[j] = fit_scale_min(32, nmax, xj, w, f.L + 32 * j, &f.min[j], Laux, -0.9f, 0.05f, 36);
+    }
+    float d_block = fit_scale_pos(8, 63, f.scale, ls, sw), m_block = fit_scale_pos(8, 63, f.min, lm, sw);
+    if (q5)
+        for (int j = 0; j < 8; j++) ls[j] = ls[j] < 63 ? ls[j] : 63, lm[j] = lm[j] < 63 ? lm[j] : 63;
+    k4_store(x, nmax, ls, lm, d_block, m_block, o, f.L);
+    if (q5) q5_k_quants(f.L, o);
+    else q4_k_quants(f.L, o);
+}
+
+/* Q4_0 / Q5_0 (signed, make_qx_quants) and Q4_1 / Q5_1 (scale and min, make_qkx3_quants) blocks of a row under
+ * importance qw: each weight's importance times sqrt(sigma^2 + x^2), sigma^2 the row's mean square. */
+static void legacy_weighted(uint32_t type, const float *x, const float *qw, uint8_t *o, size_t n) {
+    int with_min = type == LMF_GGML_Q4_1 || type == LMF_GGML_Q5_1, five = type == LMF_GGML_Q5_0 || type == LMF_GGML_Q5_1;
+    size_t bb = (size_t)(18 + 2 * with_min + 4 * five);
+    float sigma2 = sum_sq(x, n) / (float)n, w[32];
+    uint8_t L[32], Laux[32];
+    for (size_t b = 0; b < n / 32; b++, o += bb) {
+        const float *xb = x + 32 * b, *q = qw + 32 * b;
+        for (int j = 0; j < 32; j++) w[j] = q[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+        uint8_t *qs = o + bb - 16;
+        if (with_min) {
+            float min, d = fit_scale_min(32, five ? 31 : 15, xb, w, L, &min, Laux, -0.9f, 0.05f, 36);
+            wr16(o, lmf_f32_to_f16(d));
+            wr16(o + 2, lmf_f32_to_f16(-min));
+        } else {
+            float d = fit_scale_signed(32, five ? 16 : 8, xb, w, (int8_t *)L);
+            wr16(o, lmf_f32_to_f16(d));
+        }
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            qs[j] = (uint8_t)((L[j] & 0x0f) | ((L[j + 16] & 0x0f) << 4));
+            qh |= (uint32_t)((L[j] & 0x10u) >> 4) << j;
+            qh |= (uint32_t)((L[j + 16] & 0x10u) >> 4) << (j + 16);
+        }
+        if (five) memcpy(o + 2 + 2 * with_min, &qh, 4); /* little-endian, as ggml's memcpy */
+    }
+}
+
+void lmf_quantize_row_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw) {
+    if (!qw) {
+        lmf_quantize_row(type, x, out, n);
+        return;
+    }
+    switch (type) {
+    case LMF_GGML_Q4_K: case LMF_GGML_Q5_K:
+        for (size_t b = 0; b < n / 256; b++)
+            k4_weighted(type, x + 256 * b, qw + 256 * b, (uint8_t *)out + (type == LMF_GGML_Q4_K ? 144 : 176) * b);
+        return;
+    case LMF_GGML_Q6_K:
+        for (size_t b = 0; b < n / 256; b++) {
+            lmf_kq_fit f;
+            for (int ib = 0; ib < 16; ib++)
+                f.scale[ib] = fit_scale_signed(16, 32, x + 256 * b + 16 * ib, qw + 256 * b + 16 * ib,
+                                               (int8_t *)f.L + 16 * ib);
+            q6_k_pack(x + 256 * b, &f, (uint8_t *)out + 210 * b);
+        }
+        return;
+    case LMF_GGML_Q4_0: case LMF_GGML_Q4_1: case LMF_GGML_Q5_0: case LMF_GGML_Q5_1:
+        legacy_weighted(type, x, qw, out, n);
+        return;
+    default: /* Q8_0 and the float types take no importance (as ggml's quantize_q8_0) */
+        lmf_quantize_row(type, x, out, n);
     }
 }

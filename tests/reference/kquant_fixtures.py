@@ -8,7 +8,12 @@ llama-quantize runs; ggml-base is compiled without -march flags, so any build gi
     LLAMA_CPP_DIR=/path/to/llama.cpp/build/bin python3 tests/reference/kquant_fixtures.py
 
 Writes tests/reference/fixtures/kquant_fixtures.bin in quant_fixtures.py's record format (kind 0 only: floats in,
-ggml's bytes out). Each type gets 24 super-blocks of 256: Gaussian ones at several scales, and the cases where the
+ggml's bytes out), and tests/reference/fixtures/imatrix_quant_fixtures.bin: every integer type quantized under an
+importance matrix (ggml_quantize_chunk with imatrix, which runs quantize_row_*_impl as `llama-quantize --imatrix`
+does), kind 2 records: u32 kind (2), type, n, nb, n_per_row; n float32 (n / n_per_row rows), n_per_row float32 of
+importance, nb bytes. The importance rows: mean squares of Gaussian activations with a few loud columns (what
+llama-imatrix makes), all ones, zeros in scattered columns and in a whole 32-column sub-block, a 1e-6 .. 1e4 range,
+and all zeros. Each type gets 24 super-blocks of 256: Gaussian ones at several scales, and the cases where the
 search or the rounding takes its other branches: all zeros, constant, one zero sub-block, all positive (the min
 clamps to 0), all negative, a sub-block whose stored scale rounds to zero (ggml keeps its fitted quants), exact
 ties of the 6-bit scale rounding, a negative element of largest magnitude, subnormal and huge magnitudes, a lone
@@ -22,6 +27,10 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "kquant_fixtures.bin")
+OUT_IMATRIX = os.path.join(HERE, "fixtures", "imatrix_quant_fixtures.bin")
+WEIGHTED = {"Q4_0": (2, 18, 32), "Q4_1": (3, 20, 32), "Q5_0": (6, 22, 32), "Q5_1": (7, 24, 32),
+            "Q8_0": (8, 34, 32), "Q4_K": (12, 144, 256), "Q5_K": (13, 176, 256), "Q6_K": (14, 210, 256)}
+N_PER_ROW = 512
 TYPES = {"Q4_K": (12, 144), "Q5_K": (13, 176), "Q6_K": (14, 210)}
 rng = np.random.default_rng(20261205)
 
@@ -51,6 +60,32 @@ def blocks():
     return np.concatenate(out)
 
 
+def importance(kind):
+    n = N_PER_ROW
+    if kind == 0:                                   # what llama-imatrix makes: mean squares, some loud columns
+        a = rng.normal(0, 1, (64, n)).astype(np.float32)
+        a[:, rng.integers(0, n, 6)] *= 30
+        return (a * a).mean(axis=0).astype(np.float32)
+    if kind == 1:
+        return np.ones(n, np.float32)
+    if kind == 2:                                   # zeros: scattered columns and a whole sub-block
+        q = rng.gamma(0.5, 2.0, n).astype(np.float32)
+        q[rng.integers(0, n, 40)] = 0
+        q[64:96] = 0
+        return q
+    if kind == 3:
+        return (10.0 ** rng.uniform(-6, 4, n)).astype(np.float32)
+    return np.zeros(n, np.float32)
+
+
+def write(path, records):
+    with open(path, "wb") as f:
+        f.write(b"LMFQFX01" + struct.pack("<I", len(records)))
+        for r in records:
+            f.write(r)
+    print(f"wrote {path}: {len(records)} records, {os.path.getsize(path)} bytes")
+
+
 def main():
     lib = ctypes.CDLL(os.path.join(os.environ["LLAMA_CPP_DIR"], "libggml-base.so"))
     lib.ggml_quantize_chunk.restype = ctypes.c_size_t
@@ -64,11 +99,23 @@ def main():
         got = lib.ggml_quantize_chunk(t, x.ctypes.data, q.ctypes.data, 0, 1, n, None)
         assert got == q.size, (name, got, q.size)
         records.append(struct.pack("<IIII", 0, t, n, q.size) + x.tobytes() + q.tobytes())
-    with open(OUT, "wb") as f:
-        f.write(b"LMFQFX01" + struct.pack("<I", len(records)))
-        for r in records:
-            f.write(r)
-    print(f"wrote {OUT}: {len(records)} records, {os.path.getsize(OUT)} bytes")
+    write(OUT, records)
+
+    # under an importance matrix: two rows of 512 a record, cycling through blocks()'s shapes
+    pool = blocks().reshape(-1, N_PER_ROW)
+    records, r = [], 0
+    for name, (t, bb, bs) in WEIGHTED.items():
+        for kind in range(5) if name != "Q8_0" else (0,):
+            x = np.ascontiguousarray(pool[[r % len(pool), (r + 5) % len(pool)]]).reshape(-1)
+            r += 1
+            qw = importance(kind)
+            q = np.zeros(x.size // bs * bb, np.uint8)
+            got = lib.ggml_quantize_chunk(t, x.ctypes.data, q.ctypes.data, 0, x.size // N_PER_ROW, N_PER_ROW,
+                                          qw.ctypes.data)
+            assert got == q.size, (name, got, q.size)
+            records.append(struct.pack("<IIIII", 2, t, x.size, q.size, N_PER_ROW) + x.tobytes() + qw.tobytes() +
+                           q.tobytes())
+    write(OUT_IMATRIX, records)
 
 
 if __name__ == "__main__":
