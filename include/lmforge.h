@@ -605,6 +605,33 @@ typedef struct {
 lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, int ctx, int max_windows,
                           int all_positions, const lmf_sink *sink, lmf_ppl_result *out);
 
+/* ---- importance matrices ---------------------------------------------------------------------------------------
+ * llama.cpp's importance matrix (docs/inference.md, "Importance matrix"): per weight matrix, the sum of the squares
+ * of each input column over a calibration text and the number of rows summed (per expert for a mixture's stacked
+ * experts), named as the GGUF tensor ("blk.0.attn_q.weight"). Quantizing under it (lmf_export_opts.imatrix) weighs
+ * each column's error by its mean squared input, as `llama-quantize --imatrix` does, with the same bytes.
+ *
+ * lmf_imatrix_compute runs lmf_perplexity's windows (ctx >= 16 tokens, max_chunks > 0 stops early; progress to
+ * sink; ppl gets the perplexity, may be NULL) and collects every linear layer's input rows but the output head's,
+ * as llama-imatrix does by default. dataset (may be NULL) is recorded as the file's imatrix.datasets.
+ * lmf_imatrix_load reads llama-imatrix's GGUF files and its legacy .dat; lmf_imatrix_save writes the GGUF format
+ * (atomically). Bad files fail with LMF_ERR_FORMAT naming the file and the entry or offset. */
+typedef struct lmf_imatrix lmf_imatrix;
+lmf_status lmf_imatrix_compute(const lmf_weights *w, const char *text, size_t len, int ctx, int max_chunks,
+                               const char *dataset, const lmf_sink *sink, lmf_imatrix **out, lmf_ppl_result *ppl);
+lmf_status lmf_imatrix_load(const char *path, lmf_imatrix **out);
+lmf_status lmf_imatrix_save(const lmf_imatrix *m, const char *path);
+void lmf_imatrix_free(lmf_imatrix *m);
+int lmf_imatrix_entries(const lmf_imatrix *m);
+int lmf_imatrix_chunks(const lmf_imatrix *m);       /* windows of text the sums cover (0: not recorded) */
+const char *lmf_imatrix_dataset(const lmf_imatrix *m); /* the first dataset recorded, or NULL */
+/* Entry i (0 <= i < lmf_imatrix_entries): its name, values per matrix, matrices, rows summed per matrix. NULL when i
+ * is out of range. */
+const char *lmf_imatrix_entry(const lmf_imatrix *m, int i, int *cols, int *n_mat, const int64_t **counts);
+/* The importance of tensor `name`'s input columns as llama-quantize reads them: sum / rows per matrix (a matrix no
+ * row reached: all 1), *n values (cols x matrices); NULL when the file has no such entry. */
+const float *lmf_imatrix_find(const lmf_imatrix *m, const char *name, size_t *n);
+
 /* ---- chat ------------------------------------------------------------------------------------------------------
  * Chat templates. A model's tokenizer.chat_template (Jinja) is run by lmforge's Jinja interpreter exactly as
  * transformers' apply_chat_template runs it (docs/chat-templates.md); its family (lmf_chat_format) is recognised

@@ -24,13 +24,16 @@ static void print_size(const char *what, const char *path, size_t file, size_t t
 }
 
 int cmd_quantize(int argc, char **argv) {
-    const char *type_s = NULL, *ppl = NULL, *pos[2];
+    const char *type_s = NULL, *ppl = NULL, *imx = NULL, *pos[2];
     int ctx = 512, chunks = 0, threads = 0, n_pos = 0;
     const cli_opt opts[] = {
         CLI_OPT(NULL, "--type", CLI_STR, &type_s, "TYPE",
                 "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, or the K-quant mixes q4_k_s, q4_k_m, q5_k_s, q5_k_m, "
                 "q6_k (ggml's quantizers and llama-quantize's choice of type per tensor: the same bytes as "
                 "llama-quantize) (required)"),
+        CLI_OPT(NULL, "--imatrix", CLI_STR, &imx, "FILE",
+                "quantize under this importance matrix (`lmforge imatrix`, or llama-imatrix's .gguf / .dat): each "
+                "column's error weighted by its mean squared input, the bytes `llama-quantize --imatrix` writes"),
         CLI_OPT(NULL, "--ppl", CLI_STR, &ppl, "TEXT", "also the perplexity of IN and OUT on the text file TEXT"),
         CLI_OPT(NULL, "--ppl-ctx", CLI_INT, &ctx, "N", "perplexity window in tokens", .lo = 4),
         CLI_OPT(NULL, "--ppl-chunks", CLI_INT, &chunks, "N", "perplexity windows at most", .def = "all", .lo = 1),
@@ -56,17 +59,20 @@ int cmd_quantize(int argc, char **argv) {
     if (st != LMF_OK) return cli_fail("quantize", st);
     if (threads > 0) omp_set_num_threads(threads);
     lmf_weights *w = NULL, *q = NULL;
+    lmf_imatrix *im = NULL;
     cli_term term = {0}; /* the progress bars of the conversion and of --ppl */
     char *text = NULL;
     size_t len = 0;
     if ((st = lmf_weights_open(in, &w)) != LMF_OK) return cli_fail("quantize", st);
+    if (imx && (st = lmf_imatrix_load(imx, &im)) != LMF_OK) goto done;
     if (ppl && (st = cli_read_all(ppl, &text, &len)) != LMF_OK) goto done;
     const char *name = NULL;
     if (w->gguf) {
         const lmf_gguf_kv *kv = lmf_gguf_find(w->gguf, "general.name");
         if (kv && kv->type == LMF_GGUF_STRING) name = kv->str;
     }
-    if ((st = lmf_export_gguf_sink(w, out, type, name, cli_term_sink(&term))) != LMF_OK) goto done;
+    lmf_export_opts eo = {.name = name, .sink = cli_term_sink(&term), .imatrix = im, .imatrix_file = imx};
+    if ((st = lmf_export_gguf_opts(w, out, type, &eo)) != LMF_OK) goto done;
     if ((st = lmf_weights_open(out, &q)) != LMF_OK) goto done; /* its sizes; the decode layout only to run it */
     size_t params = lmf_weights_matrix_params(w);
     print_size("input", in, w->file_bytes, lmf_weights_bytes(w), params);
@@ -85,6 +91,7 @@ int cmd_quantize(int argc, char **argv) {
     }
 done:
     free(text);
+    lmf_imatrix_free(im);
     lmf_weights_free(q);
     lmf_weights_free(w);
     return st == LMF_OK ? 0 : cli_fail("quantize", st);

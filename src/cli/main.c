@@ -22,7 +22,8 @@ static const command commands[] = {
     {"serve", "serve a model over HTTP: the OpenAI API (chat, completions, streaming), metrics, a web page", cmd_serve},
     {"perplexity", "perplexity of a model over a text file, in context windows", cmd_perplexity},
     {"export", "write a checkpoint or model as GGUF (llama.cpp) or a Hugging Face folder (transformers)", cmd_export},
-    {"quantize", "convert a model to a GGUF with q8_0/q4_0/q4_1/q5_x/f16/bf16/f32 matrices; sizes and perplexity", cmd_quantize},
+    {"quantize", "convert a model to a GGUF (q8_0, q4_x, q5_x, K-quant mixes, f16/bf16/f32) as llama-quantize does; sizes, perplexity", cmd_quantize},
+    {"imatrix", "a model's importance matrix over a calibration text (llama-imatrix's), for quantize --imatrix", cmd_imatrix},
     {"info", "what a GGUF model file holds: architecture, hyperparameters, tokenizer, metadata, tensors", cmd_info},
 };
 

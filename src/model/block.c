@@ -438,9 +438,15 @@ static void linear_b16(const lin *o, int n, const uint16_t *in, int ldi, int N) 
     }
 }
 
-/* The forward's products on an input kept in fp32 (in) or bf16 (in16) */
-static void linear_in(const lmf_block_ctx *ctx, const lin *o, int n, const float *in, const uint16_t *in16, int ldi,
-                      int N) {
+void lmf_block_observe(const lmf_block_ctx *ctx, int layer, lmf_obs_site site, int expert, const float *in,
+                       int ldi, int N, int cols) {
+    if (ctx->observe && in && N > 0) ctx->observe(ctx->observe_user, layer, site, expert, in, ldi, N, cols);
+}
+
+/* The forward's products on an input kept in fp32 (in) or bf16 (in16), seen first by ctx's observer as `site` */
+static void linear_in(const lmf_block_ctx *ctx, int layer, lmf_obs_site site, const lin *o, int n, const float *in,
+                      const uint16_t *in16, int ldi, int N) {
+    if (!in16) lmf_block_observe(ctx, layer, site, -1, in, ldi, N, o[0].W->cols);
     if (in16) linear_b16(o, n, in16, ldi, N);
     else lmf_block_linear(o, n, in, ldi, N, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
 }
@@ -686,7 +692,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lmf_wtensor wv = lmf_wtensor_rows(&L->wv, w.g0 * hs, KVA);
     lin qkv[3] = {{&wq, offset(L->bq, w.h0 * hs), r->qkv, S}, {&wk, offset(L->bk, w.g0 * hs), r->qkv + CA, S},
                   {&wv, offset(L->bv, w.g0 * hs), r->qkv + CA + KVA, S}};
-    linear_in(ctx, qkv, 3, r->ln1, r->ln1_16, C, N);
+    linear_in(ctx, layer, LMF_OBS_ATTN_IN, qkv, 3, r->ln1, r->ln1_16, C, N);
     adapt(ctx, r, layer, 0, 3, r->ln1, C, r->qkv, S, N);
     if (c->qk_norm == LMF_QK_NORM_FULL && ctx->tp)
         full_qk_norm_tp_forward(ctx, r->qkv, S, N, CA, KVA, w.h0 * hs, w.g0 * hs, L->q_norm_w, L->k_norm_w, r->qk,
@@ -716,7 +722,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lmf_wtensor wo = lmf_wtensor_cols(&L->wo, lmf_block_share_col(&L->wo, CA, w.h0 * hs), CA);
     lin proj = {&wo, ctx->tp ? NULL : L->bo, o, C};
     if (r->atty_16) lmf_sgemm_bf16_round(r->atty_16, r->atty, (long)N * CA);
-    linear_in(ctx, &proj, 1, r->atty, r->atty_16, CA, N);
+    linear_in(ctx, layer, LMF_OBS_ATTN_OUT, &proj, 1, r->atty, r->atty_16, CA, N);
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->bo, N, C);
     adapt(ctx, r, layer, 3, 4, r->atty, CA, o, C, N);
     lmf_residual_forward(r->res2, o, x, NC);
@@ -733,13 +739,13 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     lmf_wtensor wg = lmf_wtensor_rows(&L->w_gate, w.f0, F), wu = lmf_wtensor_rows(&L->w_up, w.f0, F);
     lmf_wtensor wd = lmf_wtensor_cols(&L->w_down, lmf_block_share_col(&L->w_down, F, w.f0), F);
     lin ffn[2] = {{&wg, NULL, r->fch, FF}, {&wu, offset(L->b_up, w.f0), r->fch + (swiglu ? F : 0), FF}};
-    linear_in(ctx, ffn + !swiglu, 1 + swiglu, r->ln2, r->ln2_16, C, N);
+    linear_in(ctx, layer, LMF_OBS_FFN_IN, ffn + !swiglu, 1 + swiglu, r->ln2, r->ln2_16, C, N);
     adapt(ctx, r, layer, swiglu ? 4 : 5, 6, r->ln2, C, r->fch, FF, N);
     if (r->fcact_16) ffn_act_par_b16(c, r->fcact_16, r->fch, N, F);
     else ffn_act_par(c, r->fcact, r->fch, N, F);
     o = r->res3 == r->res2 ? r->proj : r->res3;
     lin down = {&wd, ctx->tp ? NULL : L->b_down, o, C};
-    linear_in(ctx, &down, 1, r->fcact, r->fcact_16, F, N);
+    linear_in(ctx, layer, LMF_OBS_FFN_DOWN, &down, 1, r->fcact, r->fcact_16, F, N);
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->b_down, N, C);
     adapt(ctx, r, layer, 6, 7, r->fcact, F, o, C, N);
     lmf_residual_forward(r->res3, o, r->res2, NC);

@@ -150,6 +150,25 @@ void lmf_block_tp_sum(lmf_block_tp *tp, float *buf, size_t n);
 lmf_wtensor lmf_wtensor_rows(const lmf_wtensor *W, int r0, int n);
 lmf_wtensor lmf_wtensor_cols(const lmf_wtensor *W, int c0, int n);
 
+/* Where a forward's linear layers read their input rows (lmf_block_ctx.observe): the rows every matrix of that site
+ * multiplies. An observer sees each site's rows once per step, before the products (lmforge imatrix: the inputs'
+ * mean squares per column, llama-imatrix's statistics). */
+typedef enum {
+    LMF_OBS_ATTN_IN,     /* norm1 rows: q, k, v (gpt2: the fused qkv) */
+    LMF_OBS_ATTN_OUT,    /* attention output rows: o */
+    LMF_OBS_FFN_IN,      /* norm2 rows: gate and up of a dense FFN */
+    LMF_OBS_FFN_DOWN,    /* activation rows: down */
+    LMF_OBS_ROUTER,      /* MoE: norm2 rows, into the router */
+    LMF_OBS_EXPERT_IN,   /* expert `expert`'s gathered rows: its gate and up */
+    LMF_OBS_EXPERT_DOWN, /* expert `expert`'s activation rows: its down */
+    LMF_OBS_SHARED_IN,   /* the shared expert's input (norm2 rows): its gate, up and the shared gate */
+    LMF_OBS_SHARED_DOWN  /* the shared expert's activation rows: its down */
+} lmf_obs_site;
+/* N rows of `cols` floats, ldi apart, at site `site` of layer `layer` (expert: the expert, else -1). Called from
+ * the forward's serial code (outside parallel regions). */
+typedef void (*lmf_block_observe_fn)(void *user, int layer, lmf_obs_site site, int expert, const float *in, int ldi,
+                                     int N, int cols);
+
 typedef struct {
     const lmf_model_config *cfg;
     const float *rope;   /* kernels' lmf_rope_table rows (RoPE models) */
@@ -190,7 +209,13 @@ typedef struct {
      * first backward after lmf_model_zero_grad, which left them alone): their products write them instead of adding
      * to them, which saves zeroing them and reading them back */
     int fresh_grads;
+    /* inference: every linear site's input rows go to observe first (NULL: none); fp32 inputs only */
+    lmf_block_observe_fn observe;
+    void *observe_user;
 } lmf_block_ctx;
+/* ctx->observe on N input rows of `cols` floats (nothing without an observer) */
+void lmf_block_observe(const lmf_block_ctx *ctx, int layer, lmf_obs_site site, int expert, const float *in,
+                       int ldi, int N, int cols);
 /* lmf_block_linear's mode for ctx's layers: LMF_LIN_BF16 when ctx->bf16, LMF_LIN_QINT | LMF_LIN_SPLIT unless
  * ctx->training. */
 int lmf_block_lin_mode(const lmf_block_ctx *ctx);

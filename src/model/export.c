@@ -119,7 +119,7 @@ static size_t row_bytes(uint32_t type, int n) {
 
 /* t's rows (output row r = t's row perm[r]) converted to `type` (any lmf_quantize_supported type, ggml's
  * rounding), written row after row at dst. */
-static void rows_into(void *dst, uint32_t type, const lmf_wtensor *t, const int *perm) {
+static void rows_into(void *dst, uint32_t type, const lmf_wtensor *t, const int *perm, const float *qw) {
     size_t rb = row_bytes(type, t->cols);
     /* rows are independent (and a K-quant row costs ~100x a copy): one buffer a thread */
 #pragma omp parallel
@@ -129,15 +129,16 @@ static void rows_into(void *dst, uint32_t type, const lmf_wtensor *t, const int 
         for (int r = 0; r < t->rows; r++) {
             int src = perm ? perm[r] : r;
             lmf_dequant_fast(t->type, (const char *)t->data + (size_t)src * t->row_bytes, row, (size_t)t->cols);
-            lmf_quantize_fast(type, row, (char *)dst + (size_t)r * rb, (size_t)t->cols);
+            if (qw) lmf_quantize_row_weighted(type, row, (char *)dst + (size_t)r * rb, (size_t)t->cols, qw);
+            else lmf_quantize_fast(type, row, (char *)dst + (size_t)r * rb, (size_t)t->cols);
         }
         free(row);
     }
 }
 
-static void *matrix(pool *P, const lmf_wtensor *t, uint32_t type, const int *perm) {
+static void *matrix(pool *P, const lmf_wtensor *t, uint32_t type, const int *perm, const float *qw) {
     void *d = pool_alloc(P, (size_t)t->rows * row_bytes(type, t->cols));
-    rows_into(d, type, t, perm);
+    rows_into(d, type, t, perm, qw);
     return d;
 }
 
@@ -154,6 +155,8 @@ typedef struct {
     int n_layer;
     int n_expert;
     int has_output; /* output.weight is written (else token_embd doubles as the head) */
+    const lmf_imatrix *im; /* quantizing under an importance matrix (NULL: none) */
+    lmf_status err;        /* the first entry of im that did not fit its matrix */
 } type_policy;
 
 /* The ggml type a mix quantizes matrices to by default (a plain type is its own). */
@@ -198,6 +201,8 @@ static uint32_t tensor_type(const type_policy *p, tensor_role role, int layer, i
     } else if (role == ROLE_FFN_DOWN) {
         if (k_m && more_bits(layer, n)) t = LMF_GGML_Q6_K;
         else if (ft == LMF_MIX_Q4_K_S && layer < n / 8) t = LMF_GGML_Q5_K;
+        else if ((ft == LMF_GGML_Q4_0 || ft == LMF_GGML_Q5_0) && p->im && layer < n / 8)
+            t = ft == LMF_GGML_Q4_0 ? LMF_GGML_Q4_1 : LMF_GGML_Q5_1; /* llama's guard for these under an imatrix */
     } else if (role == ROLE_ATTN_OUT) {
         if (moe8 && (ft == LMF_MIX_Q4_K_S || ft == LMF_MIX_Q4_K_M)) t = LMF_GGML_Q5_K;
     }
@@ -209,6 +214,21 @@ static uint32_t tensor_type(const type_policy *p, tensor_role role, int layer, i
         if (cols % (int)block_size(t)) t = LMF_GGML_F16;
     }
     return t;
+}
+
+/* The importance of tensor `name`'s columns (cols x n_mat values), NULL without a matrix, an entry or a need (float
+ * types). An entry of another size fails the export (tp->err), but for the token embedding's, which llama-quantize
+ * ignores (llama-imatrix never collects it: a foreign file's entry is another tensor's). */
+static const float *importance(type_policy *tp, const char *name, uint32_t type, int cols, int n_mat) {
+    size_t n;
+    const float *v = tp->im && type != LMF_GGML_F32 && type != LMF_GGML_F16 && type != LMF_GGML_BF16
+                         ? lmf_imatrix_find(tp->im, name, &n)
+                         : NULL;
+    if (!v || n == (size_t)cols * n_mat) return v;
+    if (strcmp(name, "token_embd.weight") && tp->err == LMF_OK)
+        tp->err = lmf_fail(LMF_ERR_ARG, "the importance matrix's entry %s holds %zu values; the tensor has %d columns "
+                           "x %d matrices (an imatrix of another model?)", name, n, cols, n_mat);
+    return NULL;
 }
 
 /* llama.cpp's general.file_type (enum llama_ftype) for the requested type. */
@@ -257,6 +277,12 @@ static int *rope_perm(pool *P, int n_heads, int hs, int to_gguf) {
 static void add2(lmf_gguf_writer *g, const char *name, uint32_t type, int rows, int cols, const void *data) {
     int64_t ne[2] = {cols, rows};
     lmf_gguf_writer_add_tensor(g, name, (lmf_ggml_type)type, 2, ne, data);
+}
+
+/* matrix t as tensor `name` of `type` (rows permuted by perm), under its importance if tp has one */
+static void add_mat(pool *P, lmf_gguf_writer *g, type_policy *tp, const char *name, uint32_t type,
+                    const lmf_wtensor *t, const int *perm) {
+    add2(g, name, type, t->rows, t->cols, matrix(P, t, type, perm, importance(tp, name, type, t->cols, 1)));
 }
 
 static void add1(pool *P, lmf_gguf_writer *g, const char *name, const float *x, int n) {
@@ -316,11 +342,11 @@ static void gguf_vocab(pool *P, lmf_gguf_writer *g, const lmf_weights *w) {
  * it), the experts stacked into 3-D ffn_{gate,up,down}_exps (ggml dims in, out, expert) and the shared expert's
  * ffn_{gate,up,down}_shexp. */
 static void gguf_moe_layer(pool *P, lmf_gguf_writer *g, const lmf_model_config *c, const lmf_layer_weights *L, int l,
-                           const type_policy *tp) {
+                           type_policy *tp) {
     int C = c->n_embd, F = c->ffn_dim, E = c->n_expert, Fs = c->shared_ffn_dim;
     char nm[96];
 #define N(s) (snprintf(nm, sizeof nm, "blk.%d.%s", l, s), nm)
-    add2(g, N("ffn_gate_inp.weight"), LMF_GGML_F32, E, C, matrix(P, &L->router, LMF_GGML_F32, NULL));
+    add_mat(P, g, tp, N("ffn_gate_inp.weight"), LMF_GGML_F32, &L->router, NULL);
     static const char *const names[3] = {"ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"};
     static const tensor_role roles[3] = {ROLE_FFN_GATE, ROLE_FFN_UP, ROLE_FFN_DOWN};
     for (int k = 0; k < 3; k++) {
@@ -328,16 +354,18 @@ static void gguf_moe_layer(pool *P, lmf_gguf_writer *g, const lmf_model_config *
         uint32_t t = tensor_type(tp, roles[k], l, cols);
         size_t per = (size_t)rows * row_bytes(t, cols);
         uint8_t *d = pool_alloc(P, per * (size_t)E);
-        for (int e = 0; e < E; e++) rows_into(d + (size_t)e * per, t, &L->experts[3 * e + k], NULL);
+        const float *qw = importance(tp, N(names[k]), t, cols, E);
+        for (int e = 0; e < E; e++)
+            rows_into(d + (size_t)e * per, t, &L->experts[3 * e + k], NULL, qw ? qw + (size_t)e * cols : NULL);
         int64_t ne[3] = {cols, rows, E};
         lmf_gguf_writer_add_tensor(g, N(names[k]), (lmf_ggml_type)t, 3, ne, d);
     }
     if (Fs) {
         uint32_t tg = tensor_type(tp, ROLE_FFN_GATE, l, C), tu = tensor_type(tp, ROLE_FFN_UP, l, C);
         uint32_t td = tensor_type(tp, ROLE_FFN_DOWN, l, Fs);
-        add2(g, N("ffn_gate_shexp.weight"), tg, Fs, C, matrix(P, &L->sh_gate, tg, NULL));
-        add2(g, N("ffn_up_shexp.weight"), tu, Fs, C, matrix(P, &L->sh_up, tu, NULL));
-        add2(g, N("ffn_down_shexp.weight"), td, C, Fs, matrix(P, &L->sh_down, td, NULL));
+        add_mat(P, g, tp, N("ffn_gate_shexp.weight"), tg, &L->sh_gate, NULL);
+        add_mat(P, g, tp, N("ffn_up_shexp.weight"), tu, &L->sh_up, NULL);
+        add_mat(P, g, tp, N("ffn_down_shexp.weight"), td, &L->sh_down, NULL);
         if (c->shared_gate) add1(P, g, N("ffn_gate_inp_shexp.weight"), L->sh_gate_inp, C); /* F32, as the router */
     }
 #undef N
@@ -349,6 +377,27 @@ lmf_status lmf_export_gguf(const lmf_weights *w, const char *path, uint32_t type
 
 lmf_status lmf_export_gguf_sink(const lmf_weights *w, const char *path, uint32_t type, const char *name,
                                 const lmf_sink *sink) {
+    lmf_export_opts o = {.name = name, .sink = sink};
+    return lmf_export_gguf_opts(w, path, type, &o);
+}
+
+/* llama-quantize's record of the importance matrix (its strings cut at 127 bytes, as its overrides) */
+static void imatrix_keys(lmf_gguf_writer *g, const lmf_export_opts *o) {
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", o->imatrix_file ? o->imatrix_file : "");
+    lmf_gguf_writer_set_str(g, "quantize.imatrix.file", buf);
+    if (lmf_imatrix_dataset(o->imatrix)) {
+        snprintf(buf, sizeof buf, "%s", lmf_imatrix_dataset(o->imatrix));
+        lmf_gguf_writer_set_str(g, "quantize.imatrix.dataset", buf);
+    }
+    lmf_gguf_writer_set_u32(g, "quantize.imatrix.entries_count", (uint32_t)lmf_imatrix_entries(o->imatrix));
+    if (lmf_imatrix_chunks(o->imatrix) > 0)
+        lmf_gguf_writer_set_u32(g, "quantize.imatrix.chunks_count", (uint32_t)lmf_imatrix_chunks(o->imatrix));
+}
+
+lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t type, const lmf_export_opts *o) {
+    const char *name = o->name;
+    const lmf_sink *sink = o->sink;
     const lmf_model_config *c = &w->cfg;
     int gpt2 = c->arch == LMF_ARCH_GPT2, qwen = c->arch == LMF_ARCH_QWEN2, q3 = c->arch == LMF_ARCH_QWEN3;
     int olmoe = c->arch == LMF_ARCH_OLMOE;
@@ -404,6 +453,7 @@ lmf_status lmf_export_gguf_sink(const lmf_weights *w, const char *path, uint32_t
     snprintf(nm, sizeof nm, "lmforge-%s", lmf_arch_name(w->cfg.arch));
     lmf_gguf_writer_set_str(g, "general.name", name ? name : nm);
     lmf_gguf_writer_set_u32(g, "general.file_type", file_type(type));
+    if (o->imatrix) imatrix_keys(g, o);
     lmf_gguf_writer_set_u32(g, KEY("context_length"), (uint32_t)c->max_seq_len);
     lmf_gguf_writer_set_u32(g, KEY("embedding_length"), (uint32_t)C);
     lmf_gguf_writer_set_u32(g, KEY("block_count"), (uint32_t)c->n_layer);
@@ -452,20 +502,21 @@ lmf_status lmf_export_gguf_sink(const lmf_weights *w, const char *path, uint32_t
     /* llama.cpp requires output.weight for gpt2 even though GPT-2 ties it (its converter writes a copy); so does its
      * qwen2moe */
     int has_output = !c->tied_embeddings || gpt2 || (qwen && c->n_expert) || olmoe;
-    type_policy tp = {.type = type, .n_layer = c->n_layer, .n_expert = c->n_expert, .has_output = has_output};
+    type_policy tp = {.type = type, .n_layer = c->n_layer, .n_expert = c->n_expert, .has_output = has_output,
+                      .im = o->imatrix && lmf_imatrix_entries(o->imatrix) ? o->imatrix : NULL, .err = LMF_OK};
     /* progress in layers (the embeddings and head count as one): a 7B model's K-quant search takes minutes */
     lmf_sink_progress(sink, LMF_PROGRESS_BEGIN, 0, c->n_layer + 1, "layers", NULL);
     uint32_t te = tensor_type(&tp, ROLE_TOKEN_EMBD, 0, C);
-    add2(g, "token_embd.weight", te, V, C, matrix(&P, &w->tok_emb, te, NULL));
+    add_mat(&P, g, &tp, "token_embd.weight", te, &w->tok_emb, NULL);
     if (gpt2) {
         uint32_t tpe = tensor_type(&tp, ROLE_POS_EMBD, 0, C);
-        add2(g, "position_embd.weight", tpe, w->pos_emb.rows, C, matrix(&P, &w->pos_emb, tpe, NULL));
+        add_mat(&P, g, &tp, "position_embd.weight", tpe, &w->pos_emb, NULL);
     }
     add1(&P, g, "output_norm.weight", w->out_norm_w, C);
     if (gpt2) add1(&P, g, "output_norm.bias", w->out_norm_b, C);
     if (has_output) {
         uint32_t to = tensor_type(&tp, ROLE_OUTPUT, 0, C);
-        add2(g, "output.weight", to, V, C, matrix(&P, &w->lm_head, to, NULL));
+        add_mat(&P, g, &tp, "output.weight", to, &w->lm_head, NULL);
     }
     lmf_sink_progress(sink, LMF_PROGRESS_UPDATE, 1, c->n_layer + 1, "layers", NULL);
     for (int l = 0; l < c->n_layer; l++) {
@@ -482,9 +533,10 @@ lmf_status lmf_export_gguf_sink(const lmf_weights *w, const char *path, uint32_t
         if (gpt2) {
             size_t part = (size_t)C * row_bytes(tv, C); /* llama.cpp's quantizer treats attn_qkv as attn_v */
             uint8_t *qkv = pool_alloc(&P, 3 * part);
-            rows_into(qkv, tv, &L->wq, NULL);
-            rows_into(qkv + part, tv, &L->wk, NULL);
-            rows_into(qkv + 2 * part, tv, &L->wv, NULL);
+            const float *qw = importance(&tp, N("attn_qkv.weight"), tv, C, 1);
+            rows_into(qkv, tv, &L->wq, NULL, qw);
+            rows_into(qkv + part, tv, &L->wk, NULL, qw);
+            rows_into(qkv + 2 * part, tv, &L->wv, NULL, qw);
             add2(g, N("attn_qkv.weight"), tv, 3 * C, C, qkv);
             const float *bp[3] = {L->bq, L->bk, L->bv};
             int bl[3] = {C, C, C};
@@ -496,9 +548,9 @@ lmf_status lmf_export_gguf_sink(const lmf_weights *w, const char *path, uint32_t
             add1(&P, g, N("ffn_up.bias"), L->b_up, F);
             add1(&P, g, N("ffn_down.bias"), L->b_down, C);
         } else {
-            add2(g, N("attn_q.weight"), tq, QD, C, matrix(&P, &L->wq, tq, pq));
-            add2(g, N("attn_k.weight"), tk, KV, C, matrix(&P, &L->wk, tk, pk));
-            add2(g, N("attn_v.weight"), tv, KV, C, matrix(&P, &L->wv, tv, NULL));
+            add_mat(&P, g, &tp, N("attn_q.weight"), tq, &L->wq, pq);
+            add_mat(&P, g, &tp, N("attn_k.weight"), tk, &L->wk, pk);
+            add_mat(&P, g, &tp, N("attn_v.weight"), tv, &L->wv, NULL);
             if (c->qk_norm) { /* [hs] (qwen3) or [C], [KV] (olmoe); never permuted (validation: rotate_half only) */
                 add1(&P, g, N("attn_q_norm.weight"), L->q_norm_w, lmf_qk_norm_width(c, 0));
                 add1(&P, g, N("attn_k_norm.weight"), L->k_norm_w, lmf_qk_norm_width(c, 1));
@@ -515,19 +567,19 @@ lmf_status lmf_export_gguf_sink(const lmf_weights *w, const char *path, uint32_t
                 add1(&P, g, N("attn_k.bias"), bk, KV);
                 add1(&P, g, N("attn_v.bias"), L->bv, KV);
             }
-            if (!c->n_expert) add2(g, N("ffn_gate.weight"), tg, F, C, matrix(&P, &L->w_gate, tg, NULL));
+            if (!c->n_expert) add_mat(&P, g, &tp, N("ffn_gate.weight"), tg, &L->w_gate, NULL);
         }
-        add2(g, N("attn_output.weight"), to, C, QD, matrix(&P, &L->wo, to, NULL));
+        add_mat(&P, g, &tp, N("attn_output.weight"), to, &L->wo, NULL);
         if (c->n_expert) {
             gguf_moe_layer(&P, g, c, L, l, &tp);
             continue;
         }
-        add2(g, N("ffn_up.weight"), tu, F, C, matrix(&P, &L->w_up, tu, NULL));
-        add2(g, N("ffn_down.weight"), td, C, F, matrix(&P, &L->w_down, td, NULL));
+        add_mat(&P, g, &tp, N("ffn_up.weight"), tu, &L->w_up, NULL);
+        add_mat(&P, g, &tp, N("ffn_down.weight"), td, &L->w_down, NULL);
 #undef N
     }
     lmf_sink_progress(sink, LMF_PROGRESS_UPDATE, c->n_layer + 1, c->n_layer + 1, "layers", "writing");
-    lmf_status s = lmf_gguf_writer_write(g, path);
+    lmf_status s = tp.err != LMF_OK ? tp.err : lmf_gguf_writer_write(g, path);
     lmf_sink_progress(sink, LMF_PROGRESS_UPDATE, c->n_layer + 1, c->n_layer + 1, "layers",
                       s == LMF_OK ? "written" : "failed");
     lmf_sink_progress(sink, LMF_PROGRESS_END, c->n_layer + 1, c->n_layer + 1, "layers", NULL);
@@ -561,7 +613,7 @@ static void put(st_list *s, const char *name, int rows, int cols, const void *da
 }
 
 static void put_m(st_list *s, const char *name, const lmf_wtensor *t, const int *perm) {
-    put(s, name, t->rows, t->cols, matrix(&s->P, t, s->type, perm));
+    put(s, name, t->rows, t->cols, matrix(&s->P, t, s->type, perm, NULL));
 }
 
 static void put_v(st_list *s, const char *name, const float *x, int n) { put(s, name, n, 0, vec1(&s->P, x, n, s->type)); }

@@ -46,6 +46,18 @@ lmf_status lmf_export_gguf(const struct lmf_weights *w, const char *path, uint32
  * file is written, END) and nothing else sent to sink (NULL: silent). */
 lmf_status lmf_export_gguf_sink(const struct lmf_weights *w, const char *path, uint32_t type, const char *name,
                                 const lmf_sink *sink);
+typedef struct {
+    const char *name;           /* general.name (NULL: "lmforge-<family>") */
+    const lmf_sink *sink;       /* progress, as lmf_export_gguf_sink (NULL: silent) */
+    /* quantize under this importance matrix (NULL: none), as `llama-quantize --imatrix`: each matrix with an entry
+     * of its name is quantized weighted by it (an entry whose size does not match the matrix's columns x experts
+     * fails the export, as llama-quantize's does), Q4_0 / Q5_0 files take Q4_1 / Q5_1 for ffn_down in the first
+     * eighth of the layers, and quantize.imatrix.* records imatrix_file, the dataset, entries and chunks */
+    const lmf_imatrix *imatrix;
+    const char *imatrix_file;
+} lmf_export_opts;
+lmf_status lmf_export_gguf_opts(const struct lmf_weights *w, const char *path, uint32_t type,
+                                const lmf_export_opts *o);
 
 /* Writes w as a Hugging Face folder `dir` (created if missing; files in it replaced). type: F32, F16 or BF16. */
 lmf_status lmf_export_safetensors(const struct lmf_weights *w, const char *dir, uint32_t type);

@@ -58,6 +58,8 @@ struct lmf_kv_pool {
     float *scores;              /* nthreads x QBLK x max_ctx */
     float *part;                /* decode attention's per-thread stretches: nthreads x QMV_MAX x (QD + NH) */
     const lmf_lora *lora;       /* adapters every step applies without merging (lmf_session_set_lora), or NULL */
+    lmf_block_observe_fn observe; /* prefill steps' linear inputs go here first (lmf_session_set_observer), or NULL */
+    void *observe_user;
     float *lora_t;              /* the adapters' A x rows of a prefill step: lmf_lora_t_floats(lora, NB) */
     float *moe, *moe_scratch;   /* mixture of experts: one layer's routing and expert rows for NB rows, scratch */
     float *head_logits;         /* (head_rows, V), grown on demand: a batch step's logits before they go to their
@@ -90,7 +92,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
                              .seqs = seqs, .n_seqs = n, .scores = p->scores,
                              .scores_stride = (size_t)QBLK * p->max_ctx, .kvbuf = p->kvbuf,
                              .kvbuf_stride = (size_t)lmf_head_size(c) * p->bs, .nthreads = p->nthreads,
-                             .lora = (lmf_lora *)p->lora};
+                             .lora = (lmf_lora *)p->lora, .observe = p->observe, .observe_user = p->observe_user};
         /* the norms' outputs and the products added to the residual share p->xn */
         lmf_block_rows r = {p->xn, p->mean, p->rstd, p->qkv, NULL, p->att, p->x, p->xn, p->mean, p->rstd, p->fch,
                             p->fcact, p->x, p->xn, p->lora_t, p->moe, p->moe_scratch, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
@@ -218,6 +220,9 @@ void lmf_session_set_lora(lmf_session *s, const lmf_lora *l) {
     free(p->lora_t); /* scratch sized for this adapter, made here rather than in every step */
     p->lora_t = l ? lmf_xmalloc(sizeof(float) * lmf_lora_t_floats(l, NB)) : NULL;
     p->lora = l;
+}
+void lmf_session_set_observer(lmf_session *s, lmf_block_observe_fn fn, void *user) {
+    s->pool->observe = fn, s->pool->observe_user = user;
 }
 int lmf_kv_pool_blocks_free(const lmf_kv_pool *p) { return p->n_free; }
 int lmf_kv_pool_block_size(const lmf_kv_pool *p) { return p->bs; }

@@ -15,6 +15,7 @@
 #define LMF_MODEL_INFER_H
 
 #include "lmforge.h"
+#include "model/block.h"
 
 typedef enum {
     LMF_STEP_AUTO = 0,    /* lmf_session_eval_batch's choice: decode up to LMF_BLOCK_QMV_AUTO rows */
@@ -25,6 +26,15 @@ typedef enum {
 /* lmf_session_eval_batch on the given path. */
 lmf_status lmf_session_step(lmf_session *const *s, const int32_t *const *tokens, const int *n, int count,
                             float *logits, lmf_step_path path);
+
+/* Every prefill step of the session's pool shows its linear layers' input rows to fn first (block.h:
+ * lmf_block_observe_fn; NULL: none). Decode steps (a few rows) are not observed. */
+void lmf_session_set_observer(lmf_session *s, lmf_block_observe_fn fn, void *user);
+
+/* lmf_perplexity with every prefill step's linear inputs shown to observe (lmforge imatrix). */
+lmf_status lmf_perplexity_observed(const lmf_weights *w, const char *text, size_t len, int ctx, int max_windows,
+                                   int all_positions, const lmf_sink *sink, lmf_block_observe_fn observe, void *user,
+                                   lmf_ppl_result *out);
 
 lmf_kv_pool *lmf_session_pool(const lmf_session *s);
 /* The session's block table: block i holds positions [i bs, (i + 1) bs). Returns the number of blocks. */

@@ -211,17 +211,19 @@ static moe_share share_of(const lmf_block_ctx *ctx) {
  * over this rank's F columns, a = silu(gate) up, y (n, C) = a down (a partial sum under tensor parallelism). Expert
  * e gets its parameter adapters' s B_e A_e, the shared expert its modules' (gate_proj | up_proj on h, down_proj on
  * y: the block's dense-FFN adapters, over all n = N rows). */
-static void expert_forward(const lmf_block_ctx *ctx, const lmf_wtensor *gate, const lmf_wtensor *up,
+static void expert_forward(const lmf_block_ctx *ctx, int layer, const lmf_wtensor *gate, const lmf_wtensor *up,
                            const lmf_wtensor *down, const float *in, int n, int C, int F, int f0, float *h, float *a,
                            float *y, const expert_lora *el, int e) {
     lmf_wtensor wg = lmf_wtensor_rows(gate, f0, F), wu = lmf_wtensor_rows(up, f0, F);
     lmf_wtensor wd = lmf_wtensor_cols(down, lmf_block_share_col(down, F, f0), F);
     lmf_lin gu[2] = {{&wg, NULL, h, 2 * F}, {&wu, NULL, h + F, 2 * F}};
+    lmf_block_observe(ctx, layer, e >= 0 ? LMF_OBS_EXPERT_IN : LMF_OBS_SHARED_IN, e, in, C, n, C);
     lmf_block_linear(gu, 2, in, C, n, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
     if (el && e >= 0 && el->gu >= 0) lmf_lora_param_forward(el->l, el->layer, el->gu, e, in, C, h, 2 * F, n, el->x);
     if (el && e < 0 && el->l) lmf_lora_forward(el->l, el->layer, 4, 6, in, C, h, 2 * F, n, el->training, el->t, el->x);
     lmf_swiglu_forward(a, h, n, F);
     lmf_lin dn = {&wd, NULL, y, C};
+    lmf_block_observe(ctx, layer, e >= 0 ? LMF_OBS_EXPERT_DOWN : LMF_OBS_SHARED_DOWN, e, a, F, n, F);
     lmf_block_linear(&dn, 1, a, F, n, ctx->dq, ctx->dq_floats, lmf_block_lin_mode(ctx));
     if (el && e >= 0 && el->down >= 0) lmf_lora_param_forward(el->l, el->layer, el->down, e, a, F, y, C, n, el->x);
     if (el && e < 0 && el->l) lmf_lora_forward(el->l, el->layer, 6, 7, a, F, y, C, n, el->training, el->t, el->x);
@@ -252,6 +254,7 @@ void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int l
     LMF_CHECK(!ctx->tp || !ctx->lora); /* LoRA runs on one rank's whole model */
 
     lmf_lin router = {&L->router, NULL, r.logits, E};
+    lmf_block_observe(ctx, layer, LMF_OBS_ROUTER, -1, x, C, N, C);
     lmf_block_linear(&router, 1, x, C, N, ctx->dq, ctx->dq_floats, 0); /* the router stays fp32 */
     if (el.router >= 0) lmf_lora_param_forward(el.l, layer, el.router, 0, x, C, r.logits, E, N, el.x);
     lmf_model_config ci = *c;
@@ -262,17 +265,18 @@ void lmf_moe_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int l
         int o = r.off[e], n = r.off[e + 1] - o;
         if (!n) continue; /* an expert nobody chose is never read */
         gather(s.xg, x, r.order + o, n, k, C);
-        expert_forward(ctx, &L->experts[3 * e], &L->experts[3 * e + 1], &L->experts[3 * e + 2], s.xg, n, C, F, sh.f0,
-                       r.h + (size_t)o * 2 * F, r.a + (size_t)o * F, r.y + (size_t)o * C, &el, e);
+        expert_forward(ctx, layer, &L->experts[3 * e], &L->experts[3 * e + 1], &L->experts[3 * e + 2], s.xg, n, C, F,
+                       sh.f0, r.h + (size_t)o * 2 * F, r.a + (size_t)o * F, r.y + (size_t)o * C, &el, e);
     }
     if (Fs && c->shared_gate) { /* out = sigmoid(x . gate) shared(x): the gate reads x before out is written */
         shared_gate(L->sh_gate_inp, x, N, C, r.sh_s, &el, 0);
-        expert_forward(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, r.sh_y, &el, -1);
+        expert_forward(ctx, layer, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, r.sh_y, &el,
+                       -1);
 #pragma omp parallel for schedule(static) if (N > 64)
         for (int i = 0; i < N; i++)
             for (int d = 0; d < C; d++) out[(size_t)i * C + d] = r.sh_s[i] * r.sh_y[(size_t)i * C + d];
     } else if (Fs) {
-        expert_forward(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, out, &el, -1);
+        expert_forward(ctx, layer, &L->sh_gate, &L->sh_up, &L->sh_down, x, N, C, Fs, sh.s0, r.sh_h, r.sh_a, out, &el, -1);
     } else {
         memset(out, 0, sizeof(float) * (size_t)N * C);
     }

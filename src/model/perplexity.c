@@ -3,13 +3,14 @@
 #include "core/progress.h" /* lmf_now */
 #include "core/status.h"
 #include "lmforge.h"
+#include "model/infer.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SLICE 128 /* positions evaluated per call: all logits of a window at once would be ctx x V floats */
+#define SLICE 128 /* positions evaluated per call at most: all logits of a window at once would be ctx x V floats */
 
 static double log_softmax_at(const float *x, int n, int k) {
     double m = x[0];
@@ -22,6 +23,12 @@ static double log_softmax_at(const float *x, int n, int k) {
 
 lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, int ctx, int max_windows,
                           int all_positions, const lmf_sink *sink, lmf_ppl_result *out) {
+    return lmf_perplexity_observed(w, text, len, ctx, max_windows, all_positions, sink, NULL, NULL, out);
+}
+
+lmf_status lmf_perplexity_observed(const lmf_weights *w, const char *text, size_t len, int ctx, int max_windows,
+                                   int all_positions, const lmf_sink *sink, lmf_block_observe_fn observe, void *user,
+                                   lmf_ppl_result *out) {
     memset(out, 0, sizeof *out);
     const lmf_model_config *c = lmf_weights_config(w);
     const lmf_tokenizer *tok = lmf_weights_tokenizer(w);
@@ -54,7 +61,10 @@ lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, in
         free(ids.data);
         return st;
     }
-    int V = c->vocab_size, first = all_positions ? 0 : ctx / 2;
+    lmf_session_set_observer(s, observe, user);
+    /* slices of at most SLICE positions, as even as they go: none so short that it takes the decode path, which
+     * the observer does not see (ctx a multiple of SLICE: SLICE each) */
+    int V = c->vocab_size, first = all_positions ? 0 : ctx / 2, n_slices = (ctx + SLICE - 1) / SLICE;
     double nll = 0, nll2 = 0;
     long count = 0;
     int32_t *win = malloc(sizeof(int32_t) * (size_t)ctx);
@@ -65,8 +75,9 @@ lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, in
         memcpy(win, src, sizeof(int32_t) * (size_t)ctx);
         if (add_bos) win[0] = bos;
         lmf_session_rewind(s, 0);
-        for (int i0 = 0; i0 < ctx && st == LMF_OK; i0 += SLICE) {
-            int n = ctx - i0 < SLICE ? ctx - i0 : SLICE, scored = i0 + n > first;
+        for (int sl = 0; sl < n_slices && st == LMF_OK; sl++) {
+            int i0 = (int)((long)sl * ctx / n_slices), n = (int)((long)(sl + 1) * ctx / n_slices) - i0;
+            int scored = i0 + n > first;
             const float *lg;
             st = lmf_session_eval(s, win + i0, n, scored, &lg);
             if (st != LMF_OK || !scored) continue;
