@@ -4,6 +4,8 @@
 #      every file type (Q4_0 ... Q8_0, the K mixes Q4_K_S ... Q6_K) gets llama-quantize's type;
 #   2. the real SmolLM2 (skipped when not fetched): every tensor of each file type has llama-quantize's type and bytes
 #      (a digest of the tensors' xxh64), so the K-quant, legacy and fallback quantizers and the mix all agree;
+#      and under an importance matrix (--imatrix, GGUF and legacy .dat) as llama-quantize --imatrix's; a matrix of
+#      another model is refused;
 #   3. a K-quant SmolLM2 answers as the original; a bad --type names the accepted ones.
 # Usage: cli_quantize.sh path/to/lmforge
 set -uo pipefail
@@ -44,6 +46,31 @@ for t in $LQ_TYPES; do
   [ "$got" = "$want" ] || fail "SmolLM2 $t: tensors' digest $got, llama-quantize's $want (compare lmforge info --hash)"
   echo "SmolLM2 $t: every tensor's type and bytes as llama-quantize's"
 done
+
+# 2b. under an importance matrix (llama-imatrix's on SmolLM2, reduced to layers 0, 14, 29: the others quantize
+# unweighted, as llama-quantize does for entries it lacks; imatrix_fixtures.sh): llama-quantize --imatrix's bytes.
+# Q4_0 takes ffn_down of the first eighth of the layers to Q4_1 (llama's guard), so every weighted quantizer runs.
+for t in Q4_0 Q5_1 Q4_K_M Q5_K_S Q6_K; do
+  want=$(awk -v t=$t '$1 == t { print $2 }' "$FIX/llama_quantize_smollm2_imatrix.txt")
+  "$LMF" quantize "$SMOL" "$dir/smol.gguf" --type "$t" --imatrix "$FIX/smollm2_imatrix.gguf" > "$dir/out.txt" 2>&1 \
+    || { cat "$dir/out.txt"; fail "quantize SmolLM2 $t --imatrix"; }
+  got=$(lq_digest "$LMF" "$dir/smol.gguf")
+  [ "$got" = "$want" ] || fail "SmolLM2 $t --imatrix: tensors' digest $got, llama-quantize's $want"
+  echo "SmolLM2 $t under an importance matrix: every tensor's type and bytes as llama-quantize --imatrix's"
+done
+"$LMF" info "$dir/smol.gguf" > "$dir/info.txt"
+grep -q 'quantize.imatrix.entries_count *u32 *21$' "$dir/info.txt" || fail "quantize.imatrix.* keys"
+want=$(awk '$1 == "Q4_K_M.dat" { print $2 }' "$FIX/llama_quantize_smollm2_imatrix.txt")
+"$LMF" quantize "$SMOL" "$dir/smol.gguf" --type q4_k_m --imatrix "$FIX/smollm2_imatrix.dat" > /dev/null 2>&1 \
+  || fail "quantize --imatrix with a legacy .dat"
+[ "$(lq_digest "$LMF" "$dir/smol.gguf")" = "$want" ] || fail "SmolLM2 Q4_K_M with the legacy .dat: not llama-quantize's bytes"
+echo "SmolLM2 Q4_K_M under the legacy .dat: llama-quantize's bytes"
+# a matrix of another model (a legacy .dat whose blk.0.attn_q.weight has 4 columns): refused, nothing is written
+printf '\x01\x00\x00\x00\x13\x00\x00\x00blk.0.attn_q.weight\x01\x00\x00\x00\x04\x00\x00\x00' > "$dir/tiny.dat"
+for i in 1 2 3 4; do printf '\x00\x00\x80\x3f' >> "$dir/tiny.dat"; done
+"$LMF" quantize "$SMOL" "$dir/y.gguf" --type q4_0 --imatrix "$dir/tiny.dat" 2> "$dir/err.txt"
+[ $? = 2 ] && grep -q "entry blk.0.attn_q.weight holds" "$dir/err.txt" || { cat "$dir/err.txt"; fail "foreign imatrix"; }
+[ ! -e "$dir/y.gguf" ] || fail "a refused imatrix left a file"
 
 # 3. the K-quant model runs; a bad type is refused
 "$LMF" quantize "$SMOL" "$dir/k.gguf" --type q4_k_m > /dev/null 2>&1 || fail "quantize q4_k_m"

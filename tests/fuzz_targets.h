@@ -138,6 +138,21 @@ static int fuzz_safetensors(const uint8_t *data, size_t n) {
     return 1;
 }
 
+/* Importance matrices (llama.cpp's GGUF imatrix or legacy .dat): load; read every entry's values. */
+static int fuzz_imatrix(const uint8_t *data, size_t n) {
+    lmf_imatrix *m;
+    if (lmf_imatrix_load(fuzz_file(data, n), &m) != LMF_OK) return 0;
+    volatile float x = 0;
+    for (int i = 0; i < lmf_imatrix_entries(m); i++) {
+        size_t k;
+        const float *v = lmf_imatrix_find(m, lmf_imatrix_entry(m, i, NULL, NULL, NULL), &k);
+        for (size_t j = 0; j < k; j++) x += v[j];
+    }
+    (void)lmf_imatrix_dataset(m);
+    lmf_imatrix_free(m);
+    return 1;
+}
+
 /* GGUF: open; read every key through the typed getters and every array element; touch every tensor byte; build
  * the tokenizer from the tokenizer.ggml.* keys and encode/decode a little text with it. */
 static int fuzz_gguf(const uint8_t *data, size_t n) {

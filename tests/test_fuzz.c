@@ -115,6 +115,20 @@ static void test_fuzz_gguf(void **s) {
     free(seed);
 }
 
+/* both formats: the legacy .dat (no magic: every mutation reaches its parser) and the GGUF one */
+static void test_fuzz_imatrix(void **s) {
+    (void)s;
+    static const char *const seeds[2] = {"smollm2_imatrix.dat", "smollm2_imatrix.gguf"};
+    for (int i = 0; i < 2; i++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/tests/reference/fixtures/%s", LMF_SOURCE_DIR, seeds[i]);
+        size_t n;
+        uint8_t *seed = read_all(p, &n);
+        mutate_loop(fuzz_imatrix, seed, n, i ? 300 : 1500);
+        free(seed);
+    }
+}
+
 static void test_fuzz_tokenizer_json(void **s) {
     char p[256];
     snprintf(p, sizeof p, "%s/seed.json", tmp);
@@ -319,6 +333,7 @@ int main(void) {
         cmocka_unit_test(test_fuzz_checkpoint),
         cmocka_unit_test(test_fuzz_safetensors),
         cmocka_unit_test(test_fuzz_gguf),
+        cmocka_unit_test(test_fuzz_imatrix),
         cmocka_unit_test(test_fuzz_model),
         cmocka_unit_test(test_fuzz_hf),
         cmocka_unit_test(test_fuzz_lora),
