@@ -46,7 +46,8 @@ int cmd_quantize(int argc, char **argv) {
                           "the GGUF file\nOUT with its matrices in TYPE. Norms and biases stay F32; under the 4- to "
                           "6-bit types the output\nhead is Q6_K (Q8_0 when its rows are not a multiple of 256 wide), and "
                           "the K mixes give attn_v\nand ffn_down more bits in some layers, as llama-quantize does. "
-                          "Prints the sizes before and after.\n"};
+                          "Prints the sizes before and after.\nWith --imatrix (see `lmforge imatrix`), the bytes "
+                          "`llama-quantize --imatrix` writes.\n"};
     int r = cli_parse(&c, argc, argv);
     if (r > 0 && (n_pos < 2 || !type_s)) {
         fprintf(stderr, "lmforge quantize: need IN, OUT and --type TYPE (see --help)\n");

@@ -178,7 +178,7 @@ void lmf_gguf_writer_bytes(const lmf_gguf_writer *w, uint8_t **out, size_t *len)
     static const uint8_t zeros[64];
     for (uint64_t i = 0; i < w->n_t; i++) {
         put(&b, w->t[i].data, w->t[i].nbytes);
-        while (i + 1 < w->n_t && b.len % w->alignment) {
+        while (b.len % w->alignment) {
             size_t n = w->alignment - b.len % w->alignment;
             put(&b, zeros, n < sizeof zeros ? n : sizeof zeros);
         }
@@ -189,7 +189,8 @@ void lmf_gguf_writer_bytes(const lmf_gguf_writer *w, uint8_t **out, size_t *len)
 lmf_status lmf_gguf_writer_write(const lmf_gguf_writer *w, const char *path) {
     buf b = {0};
     head(w, &b);
-    /* parts: head, then each tensor's data and (but for the last) its padding */
+    /* parts: head, then each tensor's data and its padding (the last one's too: ggml reads the data section as the
+     * sum of padded sizes when it loads the tensors into memory, as llama-quantize does with an imatrix file) */
     size_t n_parts = 1 + 2 * w->n_t;
     LMF_CHECK(n_parts < (size_t)1 << 30);
     const void **parts = lmf_xmalloc(n_parts * sizeof *parts);
@@ -201,7 +202,7 @@ lmf_status lmf_gguf_writer_write(const lmf_gguf_writer *w, const char *path) {
     for (uint64_t i = 0; i < w->n_t; i++) {
         parts[n] = w->t[i].data, sizes[n++] = w->t[i].nbytes;
         off += w->t[i].nbytes;
-        if (i + 1 < w->n_t && off % w->alignment) {
+        if (off % w->alignment) {
             parts[n] = zeros, sizes[n++] = w->alignment - off % w->alignment;
             off = align_up(off, w->alignment);
         }
