@@ -703,11 +703,17 @@ static void check_fixture_file(const char *file, const char *source, const char 
             size_t rb = row_bytes(type, (int)npr);
             assert_int_equal(rb * (n / npr), nb);
             uint8_t *q = malloc(nb);
-            for (uint32_t r = 0; r < n / npr; r++) lmf_quantize_row_weighted(type, x + (size_t)r * npr, q + r * rb, npr, qw);
-            for (uint32_t j = 0; j < nb; j++)
-                if (q[j] != want[j])
-                    fail_msg("quantize %s under an importance matrix (record %u): byte %u (row %zu) is 0x%02x, %s 0x%02x",
-                             tn, i, j, j / rb, q[j], source, want[j]);
+            for (int v = -1; v < n_variants; v++) { /* the reference, then each table's searches */
+                for (uint32_t r = 0; r < n / npr; r++) {
+                    if (v < 0) lmf_quantize_row_weighted(type, x + (size_t)r * npr, q + r * rb, npr, qw);
+                    else lmf_quantize_weighted(type, x + (size_t)r * npr, q + r * rb, npr, qw, variants[v]->wfit);
+                }
+                for (uint32_t j = 0; j < nb; j++)
+                    if (q[j] != want[j])
+                        fail_msg("%s: quantize %s under an importance matrix (record %u): byte %u (row %zu) is 0x%02x, "
+                                 "%s 0x%02x", v < 0 ? "reference" : variants[v]->name, tn, i, j, j / rb, q[j], source,
+                                 want[j]);
+            }
             free(x), free(qw), free(q), nw++;
             off += (size_t)(n + npr) * 4 + nb;
             continue;
@@ -827,6 +833,39 @@ static void test_quantize_tables(void **state) {
         }
         free(want), free(got);
     }
+    /* under an importance matrix: each table's searches (wfit) against the reference's, on the same floats (NaNs
+     * and infinities left out: an importance of inf x 0 is ggml's problem too) and importances spanning 1e-6 .. 1e3
+     * with zeros; rows of 256 x 7 + 32 x 5 so that the 32-element types also take their tail of single blocks */
+    fill_normal(x, 256 * nb, 78, 1.0f);
+    for (int i = 0; i < 256 * nb; i++) {
+        int kind = (i / 256) % 4;
+        if (kind == 1) x[i] = fabsf(x[i]);
+        if (kind == 2 && i % 32 < 8) x[i] = 0;
+        if (kind == 3) x[i] *= i % 7 ? 0.1f : 50.0f;
+    }
+    int npr = 256 * 7 + 32 * 5, rows = 256 * nb / npr;
+    float *qw = malloc(sizeof(float) * (size_t)npr);
+    fill_normal(qw, npr, 79, 1.0f);
+    for (int i = 0; i < npr; i++) qw[i] = i % 37 == 0 ? 0.0f : powf(10.0f, 3.0f * qw[i]);
+    static const uint32_t tw[7] = {LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1,
+                                   LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
+    for (int t = 0; t < 7; t++) {
+        int n = tw[t] >= LMF_GGML_Q4_K ? 256 * 7 : npr; /* the K-quants: whole super-blocks */
+        size_t rb = row_bytes(tw[t], n);
+        uint8_t *want = malloc(rb), *got = malloc(rb);
+        for (int r = 0; r < rows; r++) {
+            lmf_quantize_row_weighted(tw[t], x + (size_t)r * npr, want, (size_t)n, qw);
+            for (int v = 0; v < n_variants; v++) {
+                lmf_quantize_weighted(tw[t], x + (size_t)r * npr, got, (size_t)n, qw, variants[v]->wfit);
+                for (size_t j = 0; j < rb; j++)
+                    if (got[j] != want[j])
+                        fail_msg("%s wfit %s: row %d byte %zu is 0x%02x, the reference's 0x%02x", variants[v]->name,
+                                 lmf_ggml_type_name(tw[t]), r, j, got[j], want[j]);
+            }
+        }
+        free(want), free(got);
+    }
+    free(qw);
     free(x);
 }
 

@@ -177,6 +177,11 @@ void lmf_qmatvec(uint32_t type, int n, int nrows, const void *W, size_t w_row_by
 
 void lmf_dequant_fast(uint32_t type, const void *src, float *dst, size_t n) { lmf_quant()->dequant(type, src, dst, n); }
 
+void lmf_quantize_weighted_fast(uint32_t type, const float *x, void *out, size_t n, const float *qw) {
+    if (qw) lmf_quantize_weighted(type, x, out, n, qw, lmf_quant()->wfit);
+    else lmf_quantize_fast(type, x, out, n);
+}
+
 void lmf_quantize_fast(uint32_t type, const float *x, void *out, size_t n) {
     if (type == LMF_GGML_Q4_K || type == LMF_GGML_Q5_K || type == LMF_GGML_Q6_K)
         lmf_quantize_kquant(type, x, out, n / 256, lmf_quant()->kq_fit);

@@ -152,6 +152,20 @@ void lmf_quantize_kquant(uint32_t type, const float *x, void *out, size_t nblock
  * bytes. Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K use qw; Q8_0 and the float types ignore it (as ggml); qw NULL is
  * lmf_quantize_row. */
 void lmf_quantize_row_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw);
+/* The searches of that quantization, the weights w made (importance x sqrt(sigma^2 + x^2); Q6_K: the importance):
+ *   LMF_WFIT_MIN       8 sub-blocks of 32, a scale and a min each, quants 0..nmax (make_qkx3_quants, 37 trials):
+ *                      Q4_K and Q4_1 (nmax 15), Q5_K and Q5_1 (31); f->scale, f->min (-min), f->L
+ *   LMF_WFIT_SIGNED16  16 sub-blocks of 16, signed (make_qx_quants, 19 trials), quants + nmax: Q6_K (nmax 32)
+ *   LMF_WFIT_SIGNED32  8 sub-blocks of 32, signed: Q4_0 (nmax 8), Q5_0 (16)
+ * x and w hold 256 floats. The tables' versions (wfit) give the reference's numbers. */
+typedef enum { LMF_WFIT_MIN, LMF_WFIT_SIGNED16, LMF_WFIT_SIGNED32 } lmf_wfit_kind;
+typedef void (*lmf_wfit_fn)(lmf_wfit_kind kind, int nmax, const float *x, const float *w, lmf_kq_fit *f);
+void lmf_wfit_ref(lmf_wfit_kind kind, int nmax, const float *x, const float *w, lmf_kq_fit *f);
+void lmf_wfit_avx2(lmf_wfit_kind kind, int nmax, const float *x, const float *w, lmf_kq_fit *f);
+/* lmf_quantize_row_weighted (qw not NULL) with the searches of fit */
+void lmf_quantize_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw, lmf_wfit_fn fit);
+/* lmf_quantize_row_weighted on this CPU's table: the same bytes */
+void lmf_quantize_weighted_fast(uint32_t type, const float *x, void *out, size_t n, const float *qw);
 
 /* ---- R16: 16 weight rows interleaved, the decode layout ----------------------------------------------------
  *
@@ -280,8 +294,10 @@ typedef struct {
     void (*dequant)(uint32_t type, const void *src, float *dst, size_t n);
     /* lmf_r16_dequant_t (groups of the types it has R16 kernels for, k-major), bit-exact with the reference */
     void (*dequant_r16)(uint32_t type, int n, const void *group, float *dst, size_t ld);
-    /* the K-quants' scale search (lmf_kq_fit), the reference's numbers exactly */
+    /* the K-quants' scale search (lmf_kq_fit) and the searches under an importance matrix (lmf_wfit), the
+     * reference's numbers exactly */
     lmf_kq_fit_fn kq_fit;
+    lmf_wfit_fn wfit;
     /* fp32 -> nblocks blocks of Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1, the reference's bytes */
     void (*quantize_blocks)(uint32_t type, const float *x, void *out, size_t nblocks);
 } lmf_quant_ops;

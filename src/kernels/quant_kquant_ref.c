@@ -348,24 +348,40 @@ static float sum_sq(const float *x, size_t n) {
     return s;
 }
 
-/* A Q4_K / Q5_K super-block under importance qw (quantize_row_q4_K_impl / q5_K_impl): each weight's importance times
- * sqrt(sigma^2 + x^2) weighs the sub-block fits (36 trial roundings), and the fitted scales and mins get their 6-bit
- * values by fit_scale_pos, weighted by each sub-block's summed weights. Q5_K caps them at 63, Q4_K does not (as
- * ggml). */
-static void k4_weighted(uint32_t type, const float *x, const float *qw, uint8_t *o) {
+/* The searches under an importance matrix (quant.h: lmf_wfit_fn), sub-block after sub-block. */
+void lmf_wfit_ref(lmf_wfit_kind kind, int nmax, const float *x, const float *w, lmf_kq_fit *f) {
+    if (kind == LMF_WFIT_MIN) {
+        uint8_t Laux[32];
+        for (int j = 0; j < 8; j++)
+            f->scale[j] = fit_scale_min(32, nmax, x + 32 * j, w + 32 * j, f->L + 32 * j, &f->min[j], Laux, -0.9f,
+                                        0.05f, 36);
+        return;
+    }
+    int n = kind == LMF_WFIT_SIGNED16 ? 16 : 32;
+    for (int j = 0; j < 256 / n; j++)
+        f->scale[j] = fit_scale_signed(n, nmax, x + n * j, w + n * j, (int8_t *)f->L + n * j);
+}
+
+/* w = importance x sqrt(sigma^2 + x^2) over n elements, ggml's weights for every type but Q6_K */
+static void weights_of(const float *x, const float *qw, float sigma2, float *w, int n) {
+    for (int l = 0; l < n; l++) w[l] = qw[l] * sqrtf(sigma2 + x[l] * x[l]);
+}
+
+/* A Q4_K / Q5_K super-block under importance qw (quantize_row_q4_K_impl / q5_K_impl): the sub-block fits weighted
+ * by w (36 trial roundings), then the fitted scales and mins get their 6-bit values by fit_scale_pos, weighted by
+ * each sub-block's summed weights. Q5_K caps them at 63, Q4_K does not (as ggml). */
+static void k4_weighted(uint32_t type, const float *x, const float *qw, uint8_t *o, lmf_wfit_fn fit) {
     int q5 = type == LMF_GGML_Q5_K, nmax = q5 ? 31 : 15;
     lmf_kq_fit f;
-    float w[32], sw[8];
-    uint8_t Laux[32], ls[8], lm[8];
-    float sigma2 = 2 * sum_sq(x, 256) / 256;
+    float w[256], sw[8];
+    uint8_t ls[8], lm[8];
+    weights_of(x, qw, 2 * sum_sq(x, 256) / 256, w, 256);
     for (int j = 0; j < 8; j++) {
-        const float *xj = x + 32 * j;
-        for (int l = 0; l < 32; l++) w[l] = qw[32 * j + l] * sqrtf(sigma2 + xj[l] * xj[l]);
         float sumw = 0;
-        for (int l = 0; l < 32; l++) sumw += w[l];
+        for (int l = 0; l < 32; l++) sumw += w[32 * j + l];
         sw[j] = sumw;
-        f.scale[j] = fit_scale_min(32, nmax, xj, w, f.L + 32 * j, &f.min[j], Laux, -0.9f, 0.05f, 36);
     }
+    fit(LMF_WFIT_MIN, nmax, x, w, &f);
     float d_block = fit_scale_pos(8, 63, f.scale, ls, sw), m_block = fit_scale_pos(8, 63, f.min, lm, sw);
     if (q5)
         for (int j = 0; j < 8; j++) ls[j] = ls[j] < 63 ? ls[j] : 63, lm[j] = lm[j] < 63 ? lm[j] : 63;
@@ -374,58 +390,66 @@ static void k4_weighted(uint32_t type, const float *x, const float *qw, uint8_t 
     else q4_k_quants(f.L, o);
 }
 
-/* Q4_0 / Q5_0 (signed, make_qx_quants) and Q4_1 / Q5_1 (scale and min, make_qkx3_quants) blocks of a row under
- * importance qw: each weight's importance times sqrt(sigma^2 + x^2), sigma^2 the row's mean square. */
-static void legacy_weighted(uint32_t type, const float *x, const float *qw, uint8_t *o, size_t n) {
+/* One Q4_0 / Q4_1 / Q5_0 / Q5_1 block from its fit: scale d (and min, the fit's -min), quants L */
+static void legacy_block(uint32_t type, float d, float min, const uint8_t *L, uint8_t *o) {
     int with_min = type == LMF_GGML_Q4_1 || type == LMF_GGML_Q5_1, five = type == LMF_GGML_Q5_0 || type == LMF_GGML_Q5_1;
-    size_t bb = (size_t)(18 + 2 * with_min + 4 * five);
-    float sigma2 = sum_sq(x, n) / (float)n, w[32];
-    uint8_t L[32], Laux[32];
-    for (size_t b = 0; b < n / 32; b++, o += bb) {
-        const float *xb = x + 32 * b, *q = qw + 32 * b;
-        for (int j = 0; j < 32; j++) w[j] = q[j] * sqrtf(sigma2 + xb[j] * xb[j]);
-        uint8_t *qs = o + bb - 16;
-        if (with_min) {
-            float min, d = fit_scale_min(32, five ? 31 : 15, xb, w, L, &min, Laux, -0.9f, 0.05f, 36);
-            wr16(o, lmf_f32_to_f16(d));
-            wr16(o + 2, lmf_f32_to_f16(-min));
-        } else {
-            float d = fit_scale_signed(32, five ? 16 : 8, xb, w, (int8_t *)L);
-            wr16(o, lmf_f32_to_f16(d));
-        }
-        uint32_t qh = 0;
-        for (int j = 0; j < 16; j++) {
-            qs[j] = (uint8_t)((L[j] & 0x0f) | ((L[j + 16] & 0x0f) << 4));
-            qh |= (uint32_t)((L[j] & 0x10u) >> 4) << j;
-            qh |= (uint32_t)((L[j + 16] & 0x10u) >> 4) << (j + 16);
-        }
-        if (five) memcpy(o + 2 + 2 * with_min, &qh, 4); /* little-endian, as ggml's memcpy */
+    uint8_t *qs = o + 2 + 2 * with_min + 4 * five;
+    wr16(o, lmf_f32_to_f16(d));
+    if (with_min) wr16(o + 2, lmf_f32_to_f16(-min));
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((L[j] & 0x0f) | ((L[j + 16] & 0x0f) << 4));
+        qh |= (uint32_t)((L[j] & 0x10u) >> 4) << j;
+        qh |= (uint32_t)((L[j + 16] & 0x10u) >> 4) << (j + 16);
+    }
+    if (five) memcpy(o + 2 + 2 * with_min, &qh, 4); /* little-endian, as ggml's memcpy */
+}
+
+/* Q4_0 / Q5_0 (signed, make_qx_quants) and Q4_1 / Q5_1 (scale and min, make_qkx3_quants) blocks of a row under
+ * importance qw, sigma^2 the row's mean square: 8 blocks a fit, the last few alone. */
+static void legacy_weighted(uint32_t type, const float *x, const float *qw, uint8_t *o, size_t n, lmf_wfit_fn fit) {
+    int with_min = type == LMF_GGML_Q4_1 || type == LMF_GGML_Q5_1, five = type == LMF_GGML_Q5_0 || type == LMF_GGML_Q5_1;
+    int nmax = with_min ? (five ? 31 : 15) : (five ? 16 : 8);
+    size_t bb = (size_t)(18 + 2 * with_min + 4 * five), b = 0, nb = n / 32;
+    float sigma2 = sum_sq(x, n) / (float)n, w[256];
+    lmf_kq_fit f;
+    for (; b + 8 <= nb; b += 8) {
+        weights_of(x + 32 * b, qw + 32 * b, sigma2, w, 256);
+        fit(with_min ? LMF_WFIT_MIN : LMF_WFIT_SIGNED32, nmax, x + 32 * b, w, &f);
+        for (int k = 0; k < 8; k++) legacy_block(type, f.scale[k], with_min ? f.min[k] : 0, f.L + 32 * k, o + bb * (b + k));
+    }
+    for (; b < nb; b++) {
+        uint8_t Laux[32];
+        float min = 0, d;
+        weights_of(x + 32 * b, qw + 32 * b, sigma2, w, 32);
+        if (with_min) d = fit_scale_min(32, nmax, x + 32 * b, w, f.L, &min, Laux, -0.9f, 0.05f, 36);
+        else d = fit_scale_signed(32, nmax, x + 32 * b, w, (int8_t *)f.L);
+        legacy_block(type, d, min, f.L, o + bb * b);
     }
 }
 
-void lmf_quantize_row_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw) {
-    if (!qw) {
-        lmf_quantize_row(type, x, out, n);
-        return;
-    }
+void lmf_quantize_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw, lmf_wfit_fn fit) {
     switch (type) {
     case LMF_GGML_Q4_K: case LMF_GGML_Q5_K:
         for (size_t b = 0; b < n / 256; b++)
-            k4_weighted(type, x + 256 * b, qw + 256 * b, (uint8_t *)out + (type == LMF_GGML_Q4_K ? 144 : 176) * b);
+            k4_weighted(type, x + 256 * b, qw + 256 * b, (uint8_t *)out + (type == LMF_GGML_Q4_K ? 144 : 176) * b, fit);
         return;
     case LMF_GGML_Q6_K:
         for (size_t b = 0; b < n / 256; b++) {
             lmf_kq_fit f;
-            for (int ib = 0; ib < 16; ib++)
-                f.scale[ib] = fit_scale_signed(16, 32, x + 256 * b + 16 * ib, qw + 256 * b + 16 * ib,
-                                               (int8_t *)f.L + 16 * ib);
+            fit(LMF_WFIT_SIGNED16, 32, x + 256 * b, qw + 256 * b, &f);
             q6_k_pack(x + 256 * b, &f, (uint8_t *)out + 210 * b);
         }
         return;
     case LMF_GGML_Q4_0: case LMF_GGML_Q4_1: case LMF_GGML_Q5_0: case LMF_GGML_Q5_1:
-        legacy_weighted(type, x, qw, out, n);
+        legacy_weighted(type, x, qw, out, n, fit);
         return;
     default: /* Q8_0 and the float types take no importance (as ggml's quantize_q8_0) */
         lmf_quantize_row(type, x, out, n);
     }
+}
+
+void lmf_quantize_row_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw) {
+    if (qw) lmf_quantize_weighted(type, x, out, n, qw, lmf_wfit_ref);
+    else lmf_quantize_row(type, x, out, n);
 }

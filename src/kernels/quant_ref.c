@@ -700,5 +700,6 @@ const lmf_quant_ops lmf_quant_ref = {
     .quantize_q8a = quantize_q8a_ref,
     .dequant = lmf_dequant_ref,
     .kq_fit = lmf_kq_fit_ref,
+    .wfit = lmf_wfit_ref,
     .quantize_blocks = lmf_quantize_blocks_ref,
 };

@@ -1,6 +1,7 @@
 /* quantize_avx2.c — weight quantizers on AVX2, the reference's bytes (quant_ref.c, quant_kquant_ref.c), for
  * whole models (lmf_quantize_fast: export, quantize):
- *   - the K-quants' scale search (lmf_kq_fit) eight sub-blocks at a time: lane k of every vector is sub-block k, so
+ *   - the K-quants' scale search (lmf_kq_fit), and every search under an importance matrix (lmf_wfit), eight
+ *     sub-blocks at a time: lane k of every vector is sub-block k, so
  *     each lane runs the reference's operations (ggml's make_qkx2_quants and make_qx_quants) in the reference's
  *     order, its sums added element by element. A trial the reference takes in one lane and not in another is a
  *     per-lane blend. The search is most of what a K-quant costs (20 trial roundings of every weight for Q4_K);
@@ -47,27 +48,28 @@ static void scatter8(const __m256i *l, int n, uint8_t *L) {
     }
 }
 
-/* make_qx_quants(16, 32, x, L, rmse_type 1, NULL) of the 8 sub-blocks of 16 at x: their scales, and their quants
- * + 32 into L (8 x 16 bytes). */
-static void fit_signed8(const float *x, float *scale_out, uint8_t *L) {
-    const int nmax = 32;
-    __m256 xt[16], zero = _mm256_setzero_ps();
-    gather8(x, 16, xt);
+/* make_qx_quants(n, nmax, x, L, rmse_type 1, qw) of the 8 sub-blocks of n (16 or 32) at x, weighted by qw (the same
+ * layout as x; NULL: x^2): their scales, and their quants + nmax into L (8 x n bytes). */
+static void fit_signed8(const float *x, const float *qw, int n, int nmax, float *scale_out, uint8_t *L) {
+    __m256 xt[32], wt[32], zero = _mm256_setzero_ps();
+    gather8(x, n, xt);
+    if (qw) gather8(qw, n, wt);
+    else
+        for (int i = 0; i < n; i++) wt[i] = _mm256_mul_ps(xt[i], xt[i]);
     __m256 amax = zero, max = zero;
-    for (int i = 0; i < 16; i++) {
+    for (int i = 0; i < n; i++) {
         __m256 ax = absf(xt[i]), m = gt(ax, amax);
         amax = pick(amax, ax, m), max = pick(max, xt[i], m);
     }
     __m256 small = _mm256_cmp_ps(amax, _mm256_set1_ps(GROUP_MAX_EPS), _CMP_LT_OQ);
-/* sumlx += w x l and suml2 += w l l over the sub-block (w = x^2), l the clamped rounding of iscale x */
+/* sumlx += w x l and suml2 += w l l over the sub-block, l the clamped rounding of iscale x */
 #define SUMS(iscale)                                                                                                   \
     do {                                                                                                               \
         sumlx = suml2 = zero;                                                                                          \
-        for (int i = 0; i < 16; i++) {                                                                                 \
+        for (int i = 0; i < n; i++) {                                                                                  \
             __m256 lf = _mm256_cvtepi32_ps(clamp(nearest(_mm256_mul_ps(iscale, xt[i])), -nmax, nmax - 1));             \
-            __m256 w = _mm256_mul_ps(xt[i], xt[i]);                                                                    \
-            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w, xt[i]), lf));                                  \
-            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));                                     \
+            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(wt[i], xt[i]), lf));                              \
+            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wt[i], lf), lf));                                 \
         }                                                                                                              \
     } while (0)
     __m256 sumlx, suml2, iscale = _mm256_div_ps(_mm256_set1_ps((float)-nmax), max);
@@ -85,24 +87,30 @@ static void fit_signed8(const float *x, float *scale_out, uint8_t *L) {
     }
 #undef SUMS
     /* the quants of the scale kept (the reference rounds them again each time a trial wins: the same values) */
-    __m256i l[16];
-    for (int i = 0; i < 16; i++) {
+    __m256i l[32];
+    for (int i = 0; i < n; i++) {
         l[i] = clamp(nearest(_mm256_mul_ps(best_iscale, xt[i])), -nmax, nmax - 1);
         l[i] = _mm256_andnot_si256(_mm256_castps_si256(small), _mm256_add_epi32(l[i], _mm256_set1_epi32(nmax)));
     }
-    scatter8(l, 16, L);
+    scatter8(l, n, L);
     _mm256_storeu_ps(scale_out, pick(scale, zero, small));
 }
 
-/* make_qkx2_quants(32, nmax, x, w, L, &min, ., rmin, 0.1, nstep, false) of the 8 sub-blocks of 32 at x, weights
- * sqrt(mean x^2) + |x|: their scales, mins (-min) and quants into L (8 x 32 bytes). */
-static void fit_min8(const float *x, int nmax, float rmin, int nstep, float *scale_out, float *min_out, uint8_t *L) {
+/* make_qkx2_quants(32, nmax, x, w, L, &min, ., rmin, rdelta, nstep, false) of the 8 sub-blocks of 32 at x, weights
+ * ww (x's layout; NULL: sqrt(mean x^2) + |x|, the K-quants' own): their scales, mins (-min) and quants into L (8 x 32
+ * bytes). With weights given it is make_qkx3_quants too (the two differ only without weights). */
+static void fit_min8(const float *x, const float *ww, int nmax, float rmin, float rdelta, int nstep, float *scale_out,
+                     float *min_out, uint8_t *L) {
     __m256 xt[32], w[32], zero = _mm256_setzero_ps();
     gather8(x, 32, xt);
-    __m256 sum_x2 = zero;
-    for (int i = 0; i < 32; i++) sum_x2 = _mm256_add_ps(sum_x2, _mm256_mul_ps(xt[i], xt[i]));
-    __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sum_x2, _mm256_set1_ps(32.0f)));
-    for (int i = 0; i < 32; i++) w[i] = _mm256_add_ps(av_x, absf(xt[i]));
+    if (ww) {
+        gather8(ww, 32, w);
+    } else {
+        __m256 sum_x2 = zero;
+        for (int i = 0; i < 32; i++) sum_x2 = _mm256_add_ps(sum_x2, _mm256_mul_ps(xt[i], xt[i]));
+        __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sum_x2, _mm256_set1_ps(32.0f)));
+        for (int i = 0; i < 32; i++) w[i] = _mm256_add_ps(av_x, absf(xt[i]));
+    }
     __m256 min = xt[0], max = xt[0], sum_w = w[0], sum_x = _mm256_mul_ps(w[0], xt[0]);
     for (int i = 1; i < 32; i++) {
         min = pick(min, xt[i], _mm256_cmp_ps(xt[i], min, _CMP_LT_OQ));
@@ -121,7 +129,7 @@ static void fit_min8(const float *x, int nmax, float rmin, int nstep, float *sca
         best_error = _mm256_add_ps(best_error, _mm256_mul_ps(w[i], _mm256_mul_ps(diff, diff)));
     }
     for (int is = 0; is <= nstep; is++) {
-        iscale = _mm256_div_ps(_mm256_set1_ps(rmin + 0.1f * (float)is + (float)nmax), _mm256_sub_ps(max, min));
+        iscale = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * (float)is + (float)nmax), _mm256_sub_ps(max, min));
         __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
         for (int i = 0; i < 32; i++) {
             la[i] = clamp(nearest(_mm256_mul_ps(iscale, _mm256_sub_ps(xt[i], min))), 0, nmax);
@@ -157,12 +165,23 @@ static void fit_min8(const float *x, int nmax, float rmin, int nstep, float *sca
 
 void lmf_kq_fit_avx2(uint32_t type, const float *x, lmf_kq_fit *f) {
     if (type == LMF_GGML_Q6_K) {
-        fit_signed8(x, f->scale, f->L);
-        fit_signed8(x + 128, f->scale + 8, f->L + 128);
+        fit_signed8(x, NULL, 16, 32, f->scale, f->L);
+        fit_signed8(x + 128, NULL, 16, 32, f->scale + 8, f->L + 128);
     } else if (type == LMF_GGML_Q5_K) {
-        fit_min8(x, 31, -0.5f, 15, f->scale, f->min, f->L);
+        fit_min8(x, NULL, 31, -0.5f, 0.1f, 15, f->scale, f->min, f->L);
     } else {
-        fit_min8(x, 15, -1.0f, 20, f->scale, f->min, f->L);
+        fit_min8(x, NULL, 15, -1.0f, 0.1f, 20, f->scale, f->min, f->L);
+    }
+}
+
+void lmf_wfit_avx2(lmf_wfit_kind kind, int nmax, const float *x, const float *w, lmf_kq_fit *f) {
+    if (kind == LMF_WFIT_MIN) {
+        fit_min8(x, w, nmax, -0.9f, 0.05f, 36, f->scale, f->min, f->L);
+    } else if (kind == LMF_WFIT_SIGNED16) {
+        fit_signed8(x, w, 16, nmax, f->scale, f->L);
+        fit_signed8(x + 128, w + 128, 16, nmax, f->scale + 8, f->L + 128);
+    } else {
+        fit_signed8(x, w, 32, nmax, f->scale, f->L);
     }
 }
 

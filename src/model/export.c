@@ -129,8 +129,7 @@ static void rows_into(void *dst, uint32_t type, const lmf_wtensor *t, const int 
         for (int r = 0; r < t->rows; r++) {
             int src = perm ? perm[r] : r;
             lmf_dequant_fast(t->type, (const char *)t->data + (size_t)src * t->row_bytes, row, (size_t)t->cols);
-            if (qw) lmf_quantize_row_weighted(type, row, (char *)dst + (size_t)r * rb, (size_t)t->cols, qw);
-            else lmf_quantize_fast(type, row, (char *)dst + (size_t)r * rb, (size_t)t->cols);
+            lmf_quantize_weighted_fast(type, row, (char *)dst + (size_t)r * rb, (size_t)t->cols, qw);
         }
         free(row);
     }
