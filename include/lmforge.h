@@ -631,6 +631,9 @@ const char *lmf_imatrix_entry(const lmf_imatrix *m, int i, int *cols, int *n_mat
 /* The importance of tensor `name`'s input columns as llama-quantize reads them: sum / rows per matrix (a matrix no
  * row reached: all 1), *n values (cols x matrices); NULL when the file has no such entry. */
 const float *lmf_imatrix_find(const lmf_imatrix *m, const char *name, size_t *n);
+/* Keeps the entries whose name contains one of names (include), or drops them (!include): llama-quantize's
+ * --include-weights / --exclude-weights. */
+void lmf_imatrix_select(lmf_imatrix *m, const char *const *names, int n, int include);
 
 /* ---- chat ------------------------------------------------------------------------------------------------------
  * Chat templates. A model's tokenizer.chat_template (Jinja) is run by lmforge's Jinja interpreter exactly as

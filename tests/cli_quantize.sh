@@ -5,7 +5,8 @@
 #   2. the real SmolLM2 (skipped when not fetched): every tensor of each file type has llama-quantize's type and bytes
 #      (a digest of the tensors' xxh64), so the K-quant, legacy and fallback quantizers and the mix all agree;
 #      and under an importance matrix (--imatrix, GGUF and legacy .dat) as llama-quantize --imatrix's; a matrix of
-#      another model is refused;
+#      another model is refused; with llama-quantize's options (--pure, --output-tensor-type, --tensor-type, ...) its
+#      bytes too;
 #   3. a K-quant SmolLM2 answers as the original; a bad --type names the accepted ones.
 # Usage: cli_quantize.sh path/to/lmforge
 set -uo pipefail
@@ -71,6 +72,30 @@ for i in 1 2 3 4; do printf '\x00\x00\x80\x3f' >> "$dir/tiny.dat"; done
 "$LMF" quantize "$SMOL" "$dir/y.gguf" --type q4_0 --imatrix "$dir/tiny.dat" 2> "$dir/err.txt"
 [ $? = 2 ] && grep -q "entry blk.0.attn_q.weight holds" "$dir/err.txt" || { cat "$dir/err.txt"; fail "foreign imatrix"; }
 [ ! -e "$dir/y.gguf" ] || fail "a refused imatrix left a file"
+
+# 2c. llama-quantize's options (LQ_OPTION_CASES: --pure, --output-tensor-type, --token-embedding-type, --tensor-type,
+# --include-weights / --exclude-weights): llama-quantize's bytes under each
+set -f
+for c in "${LQ_OPTION_CASES[@]}"; do
+  IFS=';' read -r id t _ <<< "$c"
+  want=$(awk -v id="$id" '$1 == id { print $2 }' "$FIX/llama_quantize_smollm2_options.txt")
+  # shellcheck disable=SC2046
+  "$LMF" quantize "$SMOL" "$dir/smol.gguf" --type "$t" $(lq_case_flags "$c" "$FIX/smollm2_imatrix.gguf") \
+    > "$dir/out.txt" 2>&1 || { cat "$dir/out.txt"; fail "quantize SmolLM2 ($c)"; }
+  [ "$(lq_digest "$LMF" "$dir/smol.gguf")" = "$want" ] || fail "SmolLM2 $c: not llama-quantize's bytes"
+  echo "SmolLM2 $t ${c##*;}: llama-quantize's bytes"
+done
+set +f
+# --leave-output-tensor keeps an untied head as it is (F32 here); a type that does not fit a row is refused
+"$LMF" quantize "$dir/llama16" "$dir/q.gguf" --type q4_k_m --leave-output-tensor > /dev/null 2>&1 || fail "--leave-output-tensor"
+lq_types "$LMF" "$dir/q.gguf" > "$dir/types.txt"
+grep -q "^output.weight F32$" "$dir/types.txt" && grep -q "^blk.0.attn_q.weight Q4_K$" "$dir/types.txt" \
+  || { cat "$dir/types.txt"; fail "--leave-output-tensor types"; }
+"$LMF" quantize "$SMOL" "$dir/z.gguf" --type q5_k_m --token-embedding-type q4_k 2> "$dir/err.txt"
+[ $? = 2 ] && grep -q "token_embd.weight has rows of 576" "$dir/err.txt" || { cat "$dir/err.txt"; fail "unfit type"; }
+[ ! -e "$dir/z.gguf" ] || fail "a refused type left a file"
+"$LMF" quantize "$SMOL" "$dir/z.gguf" --type q4_0 --tensor-type 'attn_v=q3_k' 2> "$dir/err.txt"
+[ $? = 2 ] && grep -q "not a type quantize writes" "$dir/err.txt" || { cat "$dir/err.txt"; fail "bad --tensor-type"; }
 
 # 3. the K-quant model runs; a bad type is refused
 "$LMF" quantize "$SMOL" "$dir/k.gguf" --type q4_k_m > /dev/null 2>&1 || fail "quantize q4_k_m"

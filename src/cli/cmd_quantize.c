@@ -3,6 +3,9 @@
  * with the sizes before and after and, with --ppl FILE, the perplexity of both models on a held-out text. */
 #include "cli/cli.h"
 #include "cli/opts.h"
+#include "core/dtype.h"
+#include "core/status.h"
+#include "kernels/quant.h"
 #include "io/gguf.h"
 #include "model/export.h"
 #include "model/weights.h"
@@ -11,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 static size_t file_size(const char *path) {
@@ -23,9 +27,21 @@ static void print_size(const char *what, const char *path, size_t file, size_t t
            tensors / 1048576.0, params ? 8.0 * tensors / params : 0.0);
 }
 
+/* a plain ggml type by name (any case) that quantize writes: --output-tensor-type and the like */
+static lmf_status ggml_type_arg(const char *flag, const char *s, uint32_t *out) {
+    for (uint32_t t = 0; t < 64; t++) {
+        const char *n = lmf_ggml_type_name(t);
+        if (n && !strcasecmp(n, s) && lmf_quantize_supported(t)) return *out = t, LMF_OK;
+    }
+    return lmf_fail(LMF_ERR_ARG, "%s %s: not a type quantize writes (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, "
+                    "q4_k, q5_k, q6_k)", flag, s);
+}
+
 int cmd_quantize(int argc, char **argv) {
-    const char *type_s = NULL, *ppl = NULL, *imx = NULL, *pos[2];
-    int ctx = 512, chunks = 0, threads = 0, n_pos = 0;
+    const char *type_s = NULL, *ppl = NULL, *imx = NULL, *out_type = NULL, *embd_type = NULL, *pos[2];
+    int ctx = 512, chunks = 0, threads = 0, n_pos = 0, pure = 0, leave_output = 0;
+    const char **lists = calloc((size_t)argc * 3 + 3, sizeof *lists);
+    cli_list rules = {lists, 0, argc}, incl = {lists + argc + 1, 0, argc}, excl = {lists + 2 * argc + 2, 0, argc};
     const cli_opt opts[] = {
         CLI_OPT(NULL, "--type", CLI_STR, &type_s, "TYPE",
                 "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, or the K-quant mixes q4_k_s, q4_k_m, q5_k_s, q5_k_m, "
@@ -34,6 +50,20 @@ int cmd_quantize(int argc, char **argv) {
         CLI_OPT(NULL, "--imatrix", CLI_STR, &imx, "FILE",
                 "quantize under this importance matrix (`lmforge imatrix`, or llama-imatrix's .gguf / .dat): each "
                 "column's error weighted by its mean squared input, the bytes `llama-quantize --imatrix` writes"),
+        CLI_OPT(NULL, "--include-weights", CLI_LIST, &incl, "NAME",
+                "use the importance matrix only for tensors whose name contains NAME (repeatable)"),
+        CLI_OPT(NULL, "--exclude-weights", CLI_LIST, &excl, "NAME",
+                "do not use it for tensors whose name contains NAME (repeatable)"),
+        CLI_OPT(NULL, "--output-tensor-type", CLI_STR, &out_type, "T",
+                "the output head's type (a tied embedding's too), a ggml type: f32, f16, bf16, q8_0, q4_0, q4_1, "
+                "q5_0, q5_1, q4_k, q5_k, q6_k", .def = "the file type's choice"),
+        CLI_OPT(NULL, "--token-embedding-type", CLI_STR, &embd_type, "T", "the token embedding's type",
+                .def = "the file type's choice"),
+        CLI_OPT(NULL, "--tensor-type", CLI_LIST, &rules, "PATTERN=T",
+                "tensors whose name matches PATTERN (an extended regular expression searched in the name, e.g. "
+                "attn_v or 'blk\\.(0|1)\\.ffn_down') get type T, the first match winning (repeatable)"),
+        CLI_OPT(NULL, "--pure", CLI_BOOL, &pure, NULL, "no K-mix rules: every matrix the file type's base type"),
+        CLI_OPT(NULL, "--leave-output-tensor", CLI_BOOL, &leave_output, NULL, "keep output.weight as it is in IN"),
         CLI_OPT(NULL, "--ppl", CLI_STR, &ppl, "TEXT", "also the perplexity of IN and OUT on the text file TEXT"),
         CLI_OPT(NULL, "--ppl-ctx", CLI_INT, &ctx, "N", "perplexity window in tokens", .lo = 4),
         CLI_OPT(NULL, "--ppl-chunks", CLI_INT, &chunks, "N", "perplexity windows at most", .def = "all", .lo = 1),
@@ -53,11 +83,39 @@ int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "lmforge quantize: need IN, OUT and --type TYPE (see --help)\n");
         r = 0;
     }
-    if (r <= 0) return r < 0 ? 0 : 2;
+    if (r > 0 && incl.n && excl.n) {
+        fprintf(stderr, "lmforge quantize: --include-weights and --exclude-weights cannot be used together\n");
+        r = 0;
+    }
+    if (r <= 0) {
+        free(lists);
+        return r < 0 ? 0 : 2;
+    }
     const char *in = pos[0], *out = pos[1];
     uint32_t type;
+    lmf_tensor_type_rule *tr = calloc((size_t)rules.n + 1, sizeof *tr);
+    lmf_export_opts eo = {.pure = pure, .leave_output = leave_output, .rules = tr, .n_rules = rules.n};
     lmf_status st = lmf_export_type_parse(type_s, &type);
-    if (st != LMF_OK) return cli_fail("quantize", st);
+    if (st == LMF_OK && out_type) st = ggml_type_arg("--output-tensor-type", out_type, &eo.output_type), eo.output_type_set = 1;
+    if (st == LMF_OK && embd_type)
+        st = ggml_type_arg("--token-embedding-type", embd_type, &eo.token_embd_type), eo.token_embd_type_set = 1;
+    for (int i = 0; i < rules.n && st == LMF_OK; i++) {
+        const char *eq = strchr(rules.v[i], '='); /* the first, as llama-quantize */
+        if (!eq || eq == rules.v[i] || !eq[1]) {
+            st = lmf_fail(LMF_ERR_ARG, "--tensor-type %s: expected PATTERN=TYPE", rules.v[i]);
+            break;
+        }
+        size_t plen = (size_t)(eq - rules.v[i]);
+        char *pat = malloc(plen + 1);
+        memcpy(pat, rules.v[i], plen), pat[plen] = 0;
+        tr[i].pattern = pat;
+        st = ggml_type_arg("--tensor-type", eq + 1, &tr[i].type);
+    }
+    if (st != LMF_OK) {
+        for (int i = 0; i < rules.n; i++) free((char *)tr[i].pattern);
+        free(tr), free(lists);
+        return cli_fail("quantize", st);
+    }
     if (threads > 0) omp_set_num_threads(threads);
     lmf_weights *w = NULL, *q = NULL;
     lmf_imatrix *im = NULL;
@@ -66,13 +124,15 @@ int cmd_quantize(int argc, char **argv) {
     size_t len = 0;
     if ((st = lmf_weights_open(in, &w)) != LMF_OK) return cli_fail("quantize", st);
     if (imx && (st = lmf_imatrix_load(imx, &im)) != LMF_OK) goto done;
+    if (im && incl.n) lmf_imatrix_select(im, incl.v, incl.n, 1);
+    if (im && excl.n) lmf_imatrix_select(im, excl.v, excl.n, 0);
     if (ppl && (st = cli_read_all(ppl, &text, &len)) != LMF_OK) goto done;
     const char *name = NULL;
     if (w->gguf) {
         const lmf_gguf_kv *kv = lmf_gguf_find(w->gguf, "general.name");
         if (kv && kv->type == LMF_GGUF_STRING) name = kv->str;
     }
-    lmf_export_opts eo = {.name = name, .sink = cli_term_sink(&term), .imatrix = im, .imatrix_file = imx};
+    eo.name = name, eo.sink = cli_term_sink(&term), eo.imatrix = im, eo.imatrix_file = imx;
     if ((st = lmf_export_gguf_opts(w, out, type, &eo)) != LMF_OK) goto done;
     if ((st = lmf_weights_open(out, &q)) != LMF_OK) goto done; /* its sizes; the decode layout only to run it */
     size_t params = lmf_weights_matrix_params(w);
@@ -92,6 +152,8 @@ int cmd_quantize(int argc, char **argv) {
     }
 done:
     free(text);
+    for (int i = 0; i < rules.n; i++) free((char *)tr[i].pattern);
+    free(tr), free(lists);
     lmf_imatrix_free(im);
     lmf_weights_free(q);
     lmf_weights_free(w);

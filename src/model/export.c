@@ -26,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ctype.h>
+#include <regex.h>
 #include <strings.h>
 #include <sys/stat.h>
 
@@ -121,6 +123,11 @@ static size_t row_bytes(uint32_t type, int n) {
  * rounding), written row after row at dst. */
 static void rows_into(void *dst, uint32_t type, const lmf_wtensor *t, const int *perm, const float *qw) {
     size_t rb = row_bytes(type, t->cols);
+    if (t->type == type) { /* as llama-quantize: a tensor already of its type is copied (imatrix or not) */
+        for (int r = 0; r < t->rows; r++)
+            memcpy((char *)dst + (size_t)r * rb, (const char *)t->data + (size_t)(perm ? perm[r] : r) * t->row_bytes, rb);
+        return;
+    }
     /* rows are independent (and a K-quant row costs ~100x a copy): one buffer a thread */
 #pragma omp parallel
     {
@@ -156,6 +163,8 @@ typedef struct {
     int has_output; /* output.weight is written (else token_embd doubles as the head) */
     const lmf_imatrix *im; /* quantizing under an importance matrix (NULL: none) */
     lmf_status err;        /* the first entry of im that did not fit its matrix */
+    const lmf_export_opts *o;
+    regex_t *re;           /* o->rules' patterns, compiled */
 } type_policy;
 
 /* The ggml type a mix quantizes matrices to by default (a plain type is its own). */
@@ -177,19 +186,15 @@ static uint32_t block_size(uint32_t type) {
 /* llama.cpp's layers that get more bits under the _M mixes: the first and last eighth, and every third between */
 static int more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
-/* The type of a `cols`-wide matrix in `role` of layer `layer`, as llama-quantize (llama_tensor_get_type without an
- * importance matrix) picks it for the same file type, so both tools write the same file: the output head (or the
- * tied embedding) at Q6_K, attn_v and ffn_down at more bits in chosen layers of the K mixes, then a row that is not
- * a whole number of the type's blocks falls back (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and to F16 when even
- * 32 does not divide it). Float types apply to every matrix as they are; position embeddings are not quantized. */
-static uint32_t tensor_type(const type_policy *p, tensor_role role, int layer, int cols) {
-    uint32_t t = base_type(p->type), ft = p->type;
-    int n = p->n_layer, moe8 = p->n_expert == 8;
-    if (t == LMF_GGML_F32 || t == LMF_GGML_F16 || t == LMF_GGML_BF16) return t;
-    if (role == ROLE_POS_EMBD) return LMF_GGML_F32;
-    int k_m = ft == LMF_MIX_Q4_K_M || ft == LMF_MIX_Q5_K_M;
+/* The mix's type for a `cols`-wide matrix in `role` of layer `layer` (llama_tensor_get_type_impl): the output head
+ * (or the tied embedding) at Q6_K (or --output-tensor-type's), attn_v and ffn_down at more bits in chosen layers of
+ * the K mixes, the 8-expert rules, the imatrix guard. */
+static uint32_t mix_type(type_policy *p, uint32_t t, tensor_role role, int layer, int cols) {
+    uint32_t ft = p->type;
+    int n = p->n_layer, moe8 = p->n_expert == 8, k_m = ft == LMF_MIX_Q4_K_M || ft == LMF_MIX_Q5_K_M;
     if (role == ROLE_OUTPUT || (role == ROLE_TOKEN_EMBD && !p->has_output)) {
-        if (cols % (int)block_size(t)) t = LMF_GGML_Q8_0;
+        if (p->o->output_type_set) t = p->o->output_type;
+        else if (cols % (int)block_size(t)) t = LMF_GGML_Q8_0;
         else if (t != LMF_GGML_Q8_0) t = LMF_GGML_Q6_K;
     } else if (role == ROLE_ATTN_V) {
         if (k_m && more_bits(layer, n)) t = LMF_GGML_Q6_K;
@@ -205,6 +210,36 @@ static uint32_t tensor_type(const type_policy *p, tensor_role role, int layer, i
     } else if (role == ROLE_ATTN_OUT) {
         if (moe8 && (ft == LMF_MIX_Q4_K_S || ft == LMF_MIX_Q4_K_M)) t = LMF_GGML_Q5_K;
     }
+    return t;
+}
+
+/* The type of the `cols`-wide matrix `name` ("blk.<layer>." + name for a layer's) in `role`, as llama-quantize
+ * (llama_tensor_get_type) picks it for the same file type and options, so both tools write the same file:
+ * --token-embedding-type and --output-tensor-type first; float file types keep their type everywhere; then the
+ * first --tensor-type pattern found in the name, else the mix's rules (not with --pure); then a row that is not a
+ * whole number of the type's blocks falls back (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and to F16 when even 32
+ * does not divide it). Position embeddings are not quantized. */
+static uint32_t tensor_type(type_policy *p, const char *name, tensor_role role, int layer, int cols) {
+    const lmf_export_opts *o = p->o;
+    int given = o->token_embd_type_set && role == ROLE_TOKEN_EMBD ? 1 : o->output_type_set && role == ROLE_OUTPUT ? 2 : 0;
+    if (given) { /* taken as it is, no fallback (llama-quantize then fails on the row size: so does this) */
+        uint32_t t = given == 1 ? o->token_embd_type : o->output_type;
+        if (!(cols % (int)block_size(t))) return t;
+        if (p->err == LMF_OK)
+            p->err = lmf_fail(LMF_ERR_ARG, "%s %s: %s has rows of %d, not a whole number of %s blocks of %u",
+                              given == 1 ? "--token-embedding-type" : "--output-tensor-type", lmf_ggml_type_name(t),
+                              name, cols, lmf_ggml_type_name(t), block_size(t));
+        return LMF_GGML_F32;
+    }
+    uint32_t t = base_type(p->type);
+    if (t == LMF_GGML_F32 || t == LMF_GGML_F16 || t == LMF_GGML_BF16) return t;
+    if (role == ROLE_POS_EMBD) return LMF_GGML_F32;
+    char full[128];
+    if (layer >= 0) snprintf(full, sizeof full, "blk.%d.%s", layer, name), name = full;
+    int manual = 0;
+    for (int i = 0; i < o->n_rules && !manual; i++)
+        if (!regexec(&p->re[i], name, 0, NULL, 0)) t = o->rules[i].type, manual = 1;
+    if (!manual && !o->pure) t = mix_type(p, t, role, layer < 0 ? 0 : layer, cols);
     if (cols % (int)block_size(t)) {
         t = t == LMF_GGML_Q4_K   ? LMF_GGML_Q5_0
             : t == LMF_GGML_Q5_K ? LMF_GGML_Q5_1
@@ -350,7 +385,7 @@ static void gguf_moe_layer(pool *P, lmf_gguf_writer *g, const lmf_model_config *
     static const tensor_role roles[3] = {ROLE_FFN_GATE, ROLE_FFN_UP, ROLE_FFN_DOWN};
     for (int k = 0; k < 3; k++) {
         int rows = k < 2 ? F : C, cols = k < 2 ? C : F;
-        uint32_t t = tensor_type(tp, roles[k], l, cols);
+        uint32_t t = tensor_type(tp, names[k], roles[k], l, cols);
         size_t per = (size_t)rows * row_bytes(t, cols);
         uint8_t *d = pool_alloc(P, per * (size_t)E);
         const float *qw = importance(tp, N(names[k]), t, cols, E);
@@ -360,8 +395,9 @@ static void gguf_moe_layer(pool *P, lmf_gguf_writer *g, const lmf_model_config *
         lmf_gguf_writer_add_tensor(g, N(names[k]), (lmf_ggml_type)t, 3, ne, d);
     }
     if (Fs) {
-        uint32_t tg = tensor_type(tp, ROLE_FFN_GATE, l, C), tu = tensor_type(tp, ROLE_FFN_UP, l, C);
-        uint32_t td = tensor_type(tp, ROLE_FFN_DOWN, l, Fs);
+        uint32_t tg = tensor_type(tp, "ffn_gate_shexp.weight", ROLE_FFN_GATE, l, C);
+        uint32_t tu = tensor_type(tp, "ffn_up_shexp.weight", ROLE_FFN_UP, l, C);
+        uint32_t td = tensor_type(tp, "ffn_down_shexp.weight", ROLE_FFN_DOWN, l, Fs);
         add_mat(P, g, tp, N("ffn_gate_shexp.weight"), tg, &L->sh_gate, NULL);
         add_mat(P, g, tp, N("ffn_up_shexp.weight"), tu, &L->sh_up, NULL);
         add_mat(P, g, tp, N("ffn_down_shexp.weight"), td, &L->sh_down, NULL);
@@ -433,6 +469,26 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         return lmf_fail(LMF_ERR_ARG, "%s: a gated shared expert is written as qwen2moe, which needs arch qwen2", path);
     if (!lmf_quantize_supported(base_type(type)))
         return lmf_fail(LMF_ERR_ARG, "%s: GGUF export cannot write %s matrices", path, lmf_export_type_name(type));
+    if ((o->output_type_set && !lmf_quantize_supported(o->output_type)) ||
+        (o->token_embd_type_set && !lmf_quantize_supported(o->token_embd_type)))
+        return lmf_fail(LMF_ERR_ARG, "%s: the output or token embedding type is not one GGUF export writes", path);
+    regex_t *re = o->n_rules ? lmf_xcalloc((size_t)o->n_rules, sizeof *re) : NULL;
+    for (int i = 0; i < o->n_rules; i++) {
+        char pat[256], msg[128];
+        int rc = -1;
+        if (strlen(o->rules[i].pattern) < sizeof pat && lmf_quantize_supported(o->rules[i].type)) {
+            for (size_t k = 0; (pat[k] = (char)tolower((unsigned char)o->rules[i].pattern[k])); k++) continue;
+            rc = regcomp(&re[i], pat, REG_EXTENDED | REG_NOSUB); /* lowercased, as llama-quantize's */
+        }
+        if (rc) {
+            if (rc > 0) regerror(rc, &re[i], msg, sizeof msg);
+            else snprintf(msg, sizeof msg, "too long, or a type GGUF export does not write");
+            for (int k = 0; k < i; k++) regfree(&re[k]);
+            free(re);
+            return lmf_fail(LMF_ERR_ARG, "%s: tensor type rule %d (%s=%s): %s", path, i + 1, o->rules[i].pattern,
+                            lmf_ggml_type_name(o->rules[i].type), msg);
+        }
+    }
     /* llama.cpp keeps llama3 scaling as rope_freqs.weight, which only its llama graph reads */
     if (c->rope_scaling == LMF_ROPE_SCALING_LLAMA3 && c->arch != LMF_ARCH_LLAMA)
         return lmf_fail(LMF_ERR_ARG, "%s: llama3 RoPE scaling is written as rope_freqs.weight, which llama.cpp applies "
@@ -502,19 +558,21 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
      * qwen2moe */
     int has_output = !c->tied_embeddings || gpt2 || (qwen && c->n_expert) || olmoe;
     type_policy tp = {.type = type, .n_layer = c->n_layer, .n_expert = c->n_expert, .has_output = has_output,
-                      .im = o->imatrix && lmf_imatrix_entries(o->imatrix) ? o->imatrix : NULL, .err = LMF_OK};
+                      .im = o->imatrix && lmf_imatrix_entries(o->imatrix) ? o->imatrix : NULL, .err = LMF_OK,
+                      .o = o, .re = re};
     /* progress in layers (the embeddings and head count as one): a 7B model's K-quant search takes minutes */
     lmf_sink_progress(sink, LMF_PROGRESS_BEGIN, 0, c->n_layer + 1, "layers", NULL);
-    uint32_t te = tensor_type(&tp, ROLE_TOKEN_EMBD, 0, C);
+    uint32_t te = tensor_type(&tp, "token_embd.weight", ROLE_TOKEN_EMBD, -1, C);
     add_mat(&P, g, &tp, "token_embd.weight", te, &w->tok_emb, NULL);
     if (gpt2) {
-        uint32_t tpe = tensor_type(&tp, ROLE_POS_EMBD, 0, C);
+        uint32_t tpe = tensor_type(&tp, "position_embd.weight", ROLE_POS_EMBD, -1, C);
         add_mat(&P, g, &tp, "position_embd.weight", tpe, &w->pos_emb, NULL);
     }
     add1(&P, g, "output_norm.weight", w->out_norm_w, C);
     if (gpt2) add1(&P, g, "output_norm.bias", w->out_norm_b, C);
     if (has_output) {
-        uint32_t to = tensor_type(&tp, ROLE_OUTPUT, 0, C);
+        /* --leave-output-tensor: as it is (llama-quantize copies it) */
+        uint32_t to = o->leave_output ? w->lm_head.type : tensor_type(&tp, "output.weight", ROLE_OUTPUT, -1, C);
         add_mat(&P, g, &tp, "output.weight", to, &w->lm_head, NULL);
     }
     lmf_sink_progress(sink, LMF_PROGRESS_UPDATE, 1, c->n_layer + 1, "layers", NULL);
@@ -523,10 +581,13 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         const lmf_layer_weights *L = &w->layers[l];
 #define N(s) (snprintf(nm, sizeof nm, "blk.%d.%s", l, s), nm)
         /* the row types of this layer's matrices (rows of C, of q's width QD, of F elements) */
-        uint32_t tq = tensor_type(&tp, ROLE_ATTN_Q, l, C), tk = tensor_type(&tp, ROLE_ATTN_K, l, C);
-        uint32_t tv = tensor_type(&tp, ROLE_ATTN_V, l, C), to = tensor_type(&tp, ROLE_ATTN_OUT, l, gpt2 ? C : QD);
-        uint32_t tg = tensor_type(&tp, ROLE_FFN_GATE, l, C), tu = tensor_type(&tp, ROLE_FFN_UP, l, C);
-        uint32_t td = tensor_type(&tp, ROLE_FFN_DOWN, l, F);
+        uint32_t tq = tensor_type(&tp, "attn_q.weight", ROLE_ATTN_Q, l, C);
+        uint32_t tk = tensor_type(&tp, "attn_k.weight", ROLE_ATTN_K, l, C);
+        uint32_t tv = tensor_type(&tp, gpt2 ? "attn_qkv.weight" : "attn_v.weight", ROLE_ATTN_V, l, C);
+        uint32_t to = tensor_type(&tp, "attn_output.weight", ROLE_ATTN_OUT, l, gpt2 ? C : QD);
+        uint32_t tg = tensor_type(&tp, "ffn_gate.weight", ROLE_FFN_GATE, l, C);
+        uint32_t tu = tensor_type(&tp, "ffn_up.weight", ROLE_FFN_UP, l, C);
+        uint32_t td = tensor_type(&tp, "ffn_down.weight", ROLE_FFN_DOWN, l, F);
         add1(&P, g, N("attn_norm.weight"), L->attn_norm_w, C);
         add1(&P, g, N("ffn_norm.weight"), L->ffn_norm_w, C);
         if (gpt2) {
@@ -584,6 +645,8 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
     lmf_sink_progress(sink, LMF_PROGRESS_END, c->n_layer + 1, c->n_layer + 1, "layers", NULL);
     lmf_gguf_writer_free(g);
     pool_free(&P);
+    for (int i = 0; i < o->n_rules; i++) regfree(&re[i]);
+    free(re);
     return s;
 }
 

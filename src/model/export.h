@@ -47,6 +47,10 @@ lmf_status lmf_export_gguf(const struct lmf_weights *w, const char *path, uint32
 lmf_status lmf_export_gguf_sink(const struct lmf_weights *w, const char *path, uint32_t type, const char *name,
                                 const lmf_sink *sink);
 typedef struct {
+    const char *pattern;
+    uint32_t type;              /* a ggml type lmf_quantize_supported writes */
+} lmf_tensor_type_rule;
+typedef struct {
     const char *name;           /* general.name (NULL: "lmforge-<family>") */
     const lmf_sink *sink;       /* progress, as lmf_export_gguf_sink (NULL: silent) */
     /* quantize under this importance matrix (NULL: none), as `llama-quantize --imatrix`: each matrix with an entry
@@ -55,6 +59,16 @@ typedef struct {
      * eighth of the layers, and quantize.imatrix.* records imatrix_file, the dataset, entries and chunks */
     const lmf_imatrix *imatrix;
     const char *imatrix_file;
+    /* llama-quantize's knobs, with its precedence (export.c: tensor_type): */
+    int pure;                     /* --pure: no mix rules, every matrix the file type's base type (then fallbacks) */
+    int leave_output;             /* --leave-output-tensor: output.weight as it is in the source */
+    int output_type_set;          /* --output-tensor-type: the output head's type (a tied embedding's too) */
+    uint32_t output_type;
+    int token_embd_type_set;      /* --token-embedding-type */
+    uint32_t token_embd_type;
+    const lmf_tensor_type_rule *rules; /* --tensor-type: the first whose pattern (a POSIX extended regular expression,
+                                        * lowercased) is found in a tensor's name gives its type (then fallbacks) */
+    int n_rules;
 } lmf_export_opts;
 lmf_status lmf_export_gguf_opts(const struct lmf_weights *w, const char *path, uint32_t type,
                                 const lmf_export_opts *o);

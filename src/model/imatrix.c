@@ -275,6 +275,21 @@ const float *lmf_imatrix_find(const lmf_imatrix *m, const char *name, size_t *n)
     return e ? e->values : NULL;
 }
 
+void lmf_imatrix_select(lmf_imatrix *m, const char *const *names, int n, int include) {
+    int k = 0;
+    for (int i = 0; i < m->n; i++) {
+        int hit = 0;
+        for (int j = 0; j < n && !hit; j++) hit = strstr(m->e[i].name, names[j]) != NULL;
+        if (hit == !!include) {
+            m->e[k++] = m->e[i];
+            continue;
+        }
+        entry *e = &m->e[i];
+        free(e->name), free(e->sum), free(e->sums), free(e->counts), free(e->values);
+    }
+    m->n = k;
+}
+
 /* ---- writing -------------------------------------------------------------------------------------------------- */
 
 static int by_name(const void *a, const void *b) {

@@ -9,6 +9,8 @@
 #                              mixes' per-layer choices show, unlike SmolLM2's 576 that sends most matrices to the
 #                              fallback types). Their F32 GGUFs are lmforge exports of one-step training runs: the same
 #                              tensor names, order and shapes the test quantizes.
+#   llama_quantize_smollm2_options.txt "ID digest" of llama-quantize with the options of each LQ_OPTION_CASES entry
+#                              (--pure, --output-tensor-type, --tensor-type, --include-weights, ...) on SmolLM2;
 #   llama_quantize_smollm2.txt "TYPE digest" of llama-quantize's output for the real SmolLM2 (its Q4_1 file
 #                              dequantized to F32 by lmforge: exact), per file type: lq_digest, the sha256 of every
 #                              tensor's name, type and xxh64 (llama-quantize writes its tensors in another order).
@@ -45,4 +47,14 @@ for t in $LQ_TYPES; do
   echo "$t $(lq_digest "$LMF" "$dir/smol.$t.gguf")" >> "$OUT/llama_quantize_smollm2.txt"
   rm -f "$dir/smol.$t.gguf"
 done
-wc -l "$OUT/llama_quantize_types.txt" "$OUT/llama_quantize_smollm2.txt"
+# 3. llama-quantize's options on SmolLM2 (LQ_OPTION_CASES)
+: > "$OUT/llama_quantize_smollm2_options.txt"
+set -f
+for c in "${LQ_OPTION_CASES[@]}"; do
+  IFS=';' read -r id t _ <<< "$c"
+  # shellcheck disable=SC2046
+  "$Q" $(lq_case_flags "$c" "$OUT/smollm2_imatrix.gguf") "$dir/smol.f32.gguf" "$dir/smol.o.gguf" "$t" 2 > /dev/null 2>&1
+  echo "$id $(lq_digest "$LMF" "$dir/smol.o.gguf")" >> "$OUT/llama_quantize_smollm2_options.txt"
+done
+set +f
+wc -l "$OUT/llama_quantize_types.txt" "$OUT/llama_quantize_smollm2.txt" "$OUT/llama_quantize_smollm2_options.txt"

@@ -26,3 +26,16 @@ lq_types() { "$1" info "$2" | awk '/ at [0-9]+$/ { print $1, $2 }'; }
 # one digest of a GGUF file's tensors, whatever their order and the metadata: sha256 of the sorted lines
 # "NAME TYPE XXH64" (lmforge info --hash)
 lq_digest() { "$1" info --hash "$2" | awk '/ at [0-9]+  xxh64 / { print $1, $2, $NF }' | LC_ALL=C sort | sha256sum | cut -d' ' -f1; }
+# llama-quantize's options, the same spelling in both tools: "ID;TYPE;FLAGS" (IMATRIX stands for the importance
+# matrix fixture, tests/reference/fixtures/smollm2_imatrix.gguf), quantizing the real SmolLM2
+LQ_OPTION_CASES=(
+  "pure;Q4_K_M;--pure"
+  "embd_q5_1;Q4_K_M;--output-tensor-type q8_0 --token-embedding-type q5_1"
+  "out_f16;Q4_K_M;--output-tensor-type f16"
+  "rules;Q4_0;--tensor-type attn_v=q8_0 --tensor-type blk\.(0|1)\.ffn_down=q6_k"
+  "pure_rule;Q4_K_S;--pure --tensor-type ffn_up=q5_k"
+  "im_exclude;Q4_K_M;--imatrix IMATRIX --exclude-weights ffn_down"
+  "im_include;Q4_0;--imatrix IMATRIX --include-weights attn"
+)
+# the flags of a case, IMATRIX replaced by $2 (split on spaces, never globbed)
+lq_case_flags() { local f=${1##*;}; echo "${f//IMATRIX/$2}"; }
