@@ -3,7 +3,8 @@
 # `llama-quantize --imatrix`, and what the matrix buys in perplexity.
 #
 # usage: LLAMA_CPP_DIR=/path/to/llama.cpp/build/bin bench/imatrix_bench.sh [TYPES...]   (default: q4_0 q4_k_m q5_k_m)
-# env:   LMF=build/lmforge  THREADS=2  CTX=512  CALIB_CHUNKS=40  PPL_CHUNKS=40
+# env:   LMF=build/lmforge  THREADS=2  CTX=512  CALIB_CHUNKS=40  PPL_CHUNKS=40 (0: no perplexity table)
+#        ROUNDS=3 (quantization timings: the tools alternated, the median of each)
 #        SRC=build/models/SmolLM2-135M-Instruct.F32.gguf (made from the Q4_1 release by `lmforge quantize` if missing)
 #        CALIB: the calibration text, fortunes (Debian `fortunes`: computers science literature wisdom people politics
 #        work education, the % lines dropped), out of the evaluation's domain
@@ -19,6 +20,7 @@ THREADS=${THREADS:-2}
 CTX=${CTX:-512}
 CALIB_CHUNKS=${CALIB_CHUNKS:-40}
 PPL_CHUNKS=${PPL_CHUNKS:-40}
+ROUNDS=${ROUNDS:-3}
 SRC=${SRC:-build/models/SmolLM2-135M-Instruct.F32.gguf}
 TEXT=${TEXT:-build/kjv_heldout.txt}
 TYPES=("$@")
@@ -48,18 +50,24 @@ awk -v a="$t0" -v b="$t1" -v c="$t2" -v n="$tok" -v lp="$lp" -v mp="$mp" 'BEGIN 
   printf "| llama-imatrix | %.1f | %.0f | %s | 1.00x |\n", b - a, n / (b - a), lp
   printf "| lmforge imatrix | %.1f | %.0f | %s | %.2fx |\n", c - b, n / (c - b), mp, (b - a) / (c - b) }'
 echo
-echo "| type | llama-quantize --imatrix s | lmforge quantize --imatrix s | speed-up | same bytes |"
+echo "| type | llama-quantize --imatrix s | lmforge quantize --imatrix s | speed-up (median of $ROUNDS) | same bytes |"
 echo "|---|---|---|---|---|"
 . tests/reference/llama_quantize_models.sh
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 for t in "${TYPES[@]}"; do
   T=$(echo "$t" | tr a-z A-Z)
-  t0=$(now); "$BIN/llama-quantize" --imatrix "$tmp/lmf.imatrix.gguf" "$SRC" "$tmp/l.gguf" "$T" "$THREADS" > /dev/null 2>&1
-  t1=$(now); "$LMF" quantize "$SRC" "$tmp/$t.im.gguf" --type "$t" --imatrix "$tmp/lmf.imatrix.gguf" -t "$THREADS" \
-    > /dev/null 2>&1; t2=$(now)
+  : > "$tmp/a"; : > "$tmp/b"
+  for r in $(seq "$ROUNDS"); do
+    t0=$(now); "$BIN/llama-quantize" --imatrix "$tmp/lmf.imatrix.gguf" "$SRC" "$tmp/l.gguf" "$T" "$THREADS" > /dev/null 2>&1
+    t1=$(now); "$LMF" quantize "$SRC" "$tmp/$t.im.gguf" --type "$t" --imatrix "$tmp/lmf.imatrix.gguf" -t "$THREADS" \
+      > /dev/null 2>&1; t2=$(now)
+    echo "$t1 - $t0" | bc >> "$tmp/a"; echo "$t2 - $t1" | bc >> "$tmp/b"
+  done
   same=$([ "$(lq_digest "$LMF" "$tmp/l.gguf")" = "$(lq_digest "$LMF" "$tmp/$t.im.gguf")" ] && echo yes || echo NO)
-  awk -v t="$T" -v a="$t0" -v b="$t1" -v c="$t2" -v s="$same" \
-    'BEGIN { printf "| %s | %.1f | %.1f | %.2fx | %s |\n", t, b - a, c - b, (b - a) / (c - b), s }'
+  awk -v t="$T" -v a="$(median < "$tmp/a")" -v b="$(median < "$tmp/b")" -v s="$same" \
+    'BEGIN { printf "| %s | %.2f | %.2f | %.2fx | %s |\n", t, a, b, a / b, s }'
 done
+[ "$PPL_CHUNKS" -gt 0 ] || exit 0
 echo
 echo "| type | perplexity without | with the imatrix | change |"
 echo "|---|---|---|---|"
