@@ -606,19 +606,30 @@ lmf_status lmf_perplexity(const lmf_weights *w, const char *text, size_t len, in
                           int all_positions, const lmf_sink *sink, lmf_ppl_result *out);
 
 /* ---- importance matrices ---------------------------------------------------------------------------------------
- * llama.cpp's importance matrix (docs/inference.md, "Importance matrix"): per weight matrix, the sum of the squares
+ * llama.cpp's importance matrix (docs/formats.md, "Importance matrix"): per weight matrix, the sum of the squares
  * of each input column over a calibration text and the number of rows summed (per expert for a mixture's stacked
  * experts), named as the GGUF tensor ("blk.0.attn_q.weight"). Quantizing under it (lmf_export_opts.imatrix) weighs
  * each column's error by its mean squared input, as `llama-quantize --imatrix` does, with the same bytes.
  *
- * lmf_imatrix_compute runs lmf_perplexity's windows (ctx >= 16 tokens, max_chunks > 0 stops early; progress to
- * sink; ppl gets the perplexity, may be NULL) and collects every linear layer's input rows but the output head's,
- * as llama-imatrix does by default. dataset (may be NULL) is recorded as the file's imatrix.datasets.
+ * lmf_imatrix_compute runs lmf_perplexity's windows (progress to sink; ppl, which may be NULL, gets the perplexity of
+ * the windows run) and collects every linear layer's input rows but the output head's (unless process_output), as
+ * llama-imatrix does by default. A long run writes what it has every save_every windows to save_path (atomically),
+ * and resume continues such a file (the same model, text and ctx: its windows are skipped and its sums added to).
  * lmf_imatrix_load reads llama-imatrix's GGUF files and its legacy .dat; lmf_imatrix_save writes the GGUF format
  * (atomically). Bad files fail with LMF_ERR_FORMAT naming the file and the entry or offset. */
 typedef struct lmf_imatrix lmf_imatrix;
-lmf_status lmf_imatrix_compute(const lmf_weights *w, const char *text, size_t len, int ctx, int max_chunks,
-                               const char *dataset, const lmf_sink *sink, lmf_imatrix **out, lmf_ppl_result *ppl);
+typedef struct {
+    int ctx;                     /* tokens per window, >= 16 */
+    int max_chunks;              /* windows in all at most, a resumed matrix's included (0: the whole text) */
+    const char *dataset;         /* recorded in imatrix.datasets (NULL: nothing new) */
+    int process_output;          /* also the output head's input rows (llama-imatrix --process-output; an untied head
+                                  * only, as there) */
+    const lmf_imatrix *resume;   /* continue this matrix (NULL: from nothing) */
+    const char *save_path;       /* the matrix so far is written here every save_every windows (NULL / 0: never) */
+    int save_every;
+} lmf_imatrix_params;
+lmf_status lmf_imatrix_compute(const lmf_weights *w, const char *text, size_t len, const lmf_imatrix_params *p,
+                               const lmf_sink *sink, lmf_imatrix **out, lmf_ppl_result *ppl);
 lmf_status lmf_imatrix_load(const char *path, lmf_imatrix **out);
 lmf_status lmf_imatrix_save(const lmf_imatrix *m, const char *path);
 void lmf_imatrix_free(lmf_imatrix *m);

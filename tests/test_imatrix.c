@@ -5,8 +5,10 @@
  *    within 5e-3 (the two forwards' rounding: 1.1e-3 measured on Zen 1; AMX machines run prefill on integer products); saved and loaded back, the same values;
  *  - files: llama.cpp's GGUF and legacy .dat fixtures read as llama-quantize reads them (sum / count, sum / calls);
  *    truncated, foreign and malformed files refused with the file named;
+ *  - a run stopped after 3 windows (its file written as it goes) and resumed to 6 gives the one run's matrix;
+ *    resuming other windows is refused;
  *  - other layouts: gpt2's fused q|k|v is one entry (attn_qkv); a mixture's router, experts (per expert counts that
- *    add up to k rows a token) and shared expert are observed at every prefill step. */
+ *    add up to k rows a token), shared expert and output head are observed at every prefill step. */
 #include "test_util.h"
 
 #include "lmforge.h"
@@ -40,7 +42,8 @@ static void test_smollm2(void **state) {
     assert_non_null(text);
     lmf_imatrix *m, *want, *back;
     lmf_ppl_result ppl;
-    assert_int_equal(lmf_imatrix_compute(w, text, len, 256, 6, "kjv", NULL, &m, &ppl), LMF_OK);
+    lmf_imatrix_params ip = {.ctx = 256, .max_chunks = 6, .dataset = "kjv"};
+    assert_int_equal(lmf_imatrix_compute(w, text, len, &ip, NULL, &m, &ppl), LMF_OK);
     assert_int_equal(lmf_imatrix_chunks(m), 6);
     /* every entry llama-imatrix collected, with its row count, and nothing else */
     char *names = slurp(FIX "smollm2_imatrix.txt", NULL);
@@ -95,6 +98,40 @@ static void test_smollm2(void **state) {
         assert_int_equal(n, nb);
         assert_memory_equal(a, b, n * sizeof(float));
     }
+    /* stopped after 3 windows (written after each), then resumed from the file to 6: the same matrix as one run
+     * (the first three windows' sums went through float once: 1e-6) */
+    lmf_imatrix *part, *saved, *rest;
+    lmf_imatrix_params ia = {.ctx = 256, .max_chunks = 3, .dataset = "kjv", .save_path = path, .save_every = 1};
+    assert_int_equal(lmf_imatrix_compute(w, text, len, &ia, NULL, &part, NULL), LMF_OK);
+    assert_int_equal(lmf_imatrix_load(path, &saved), LMF_OK);
+    assert_int_equal(lmf_imatrix_chunks(saved), 3);
+    lmf_imatrix_params ib = {.ctx = 256, .max_chunks = 6, .dataset = "kjv", .resume = saved};
+    assert_int_equal(lmf_imatrix_compute(w, text, len, &ib, NULL, &rest, &ppl), LMF_OK);
+    assert_int_equal(ppl.windows, 3);
+    assert_int_equal(lmf_imatrix_chunks(rest), 6);
+    assert_int_equal(lmf_imatrix_entries(rest), lmf_imatrix_entries(m));
+    for (int i = 0; i < lmf_imatrix_entries(m); i++) {
+        int cols, n_mat, cr, nr;
+        const int64_t *ca, *cb;
+        const char *nm = lmf_imatrix_entry(m, i, &cols, &n_mat, &ca);
+        for (int k = 0; k < lmf_imatrix_entries(rest); k++)
+            if (!strcmp(lmf_imatrix_entry(rest, k, &cr, &nr, &cb), nm)) {
+                assert_int_equal(cb[0], ca[0]);
+                break;
+            }
+        size_t n, nb;
+        const float *a = values_of(m, nm, &n), *b = values_of(rest, nm, &nb);
+        assert_int_equal(n, nb);
+        for (size_t j = 0; j < n; j++) assert_float_equal(a[j], b[j], 1e-6 * fabsf(a[j]) + 1e-30);
+    }
+    /* resuming with other windows, or past the text, is refused */
+    lmf_imatrix *x;
+    lmf_imatrix_params ic = {.ctx = 128, .resume = saved};
+    assert_int_equal(lmf_imatrix_compute(w, text, len, &ic, NULL, &x, NULL), LMF_ERR_ARG);
+    lmf_imatrix_params id = {.ctx = 256, .max_chunks = 3, .resume = saved};
+    assert_int_equal(lmf_imatrix_compute(w, text, len, &id, NULL, &x, NULL), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "already done"));
+    lmf_imatrix_free(part), lmf_imatrix_free(saved), lmf_imatrix_free(rest);
     unlink(path);
     lmf_imatrix_free(back), lmf_imatrix_free(want), lmf_imatrix_free(m);
     free(text);
@@ -158,7 +195,8 @@ static void test_gpt2_names(void **state) {
     assert_int_equal(lmf_weights_load(FIX "hf/gpt2", &w), LMF_OK);
     const char *text = "the quick brown fox jumps over the lazy dog, again and again, until the dog wakes up.";
     lmf_imatrix *m;
-    assert_int_equal(lmf_imatrix_compute(w, text, strlen(text), 16, 0, NULL, NULL, &m, NULL), LMF_OK);
+    lmf_imatrix_params ip = {.ctx = 16};
+    assert_int_equal(lmf_imatrix_compute(w, text, strlen(text), &ip, NULL, &m, NULL), LMF_OK);
     int L = lmf_weights_config(w)->n_layer;
     assert_int_equal(lmf_imatrix_entries(m), 4 * L);
     size_t n;
@@ -169,11 +207,15 @@ static void test_gpt2_names(void **state) {
     assert_int_equal(n, (size_t)lmf_weights_config(w)->ffn_dim);
     assert_null(lmf_imatrix_find(m, "blk.0.attn_q.weight", &n));
     lmf_imatrix_free(m);
+    /* --process-output on a tied head collects nothing more (llama-imatrix sees token_embd there, not output) */
+    ip.process_output = 1;
+    assert_int_equal(lmf_imatrix_compute(w, text, strlen(text), &ip, NULL, &m, NULL), LMF_OK);
+    assert_int_equal(lmf_imatrix_entries(m), 4 * L);
     lmf_weights_free(w);
 }
 
 typedef struct {
-    long rows[9];
+    long rows[10];
     int experts_seen;
 } tally;
 
@@ -181,7 +223,7 @@ static void count_rows(void *user, int layer, lmf_obs_site site, int expert, con
                        int cols) {
     (void)in, (void)ldi, (void)cols;
     tally *t = user;
-    if (layer != 0) return;
+    if (layer > 0) return;
     t->rows[site] += N;
     if (site == LMF_OBS_EXPERT_IN) t->experts_seen |= 1 << expert;
 }
@@ -208,6 +250,12 @@ static void test_moe_sites(void **state) {
     assert_int_equal(t.rows[LMF_OBS_SHARED_DOWN], 20);
     assert_int_equal(t.rows[LMF_OBS_FFN_IN], 0);
     assert_true(t.experts_seen != 0);
+    assert_int_equal(t.rows[LMF_OBS_OUTPUT], 1); /* the last position's logits only */
+    /* every position's logits: the head sees every row */
+    lmf_session_rewind(s, 0);
+    memset(&t, 0, sizeof t);
+    assert_int_equal(lmf_session_eval(s, tok, 20, 1, NULL), LMF_OK);
+    assert_int_equal(t.rows[LMF_OBS_OUTPUT], 20);
     /* decode steps (a few rows) are not observed */
     memset(&t, 0, sizeof t);
     assert_int_equal(lmf_session_eval(s, tok, 1, 0, NULL), LMF_OK);

@@ -162,7 +162,8 @@ typedef enum {
     LMF_OBS_EXPERT_IN,   /* expert `expert`'s gathered rows: its gate and up */
     LMF_OBS_EXPERT_DOWN, /* expert `expert`'s activation rows: its down */
     LMF_OBS_SHARED_IN,   /* the shared expert's input (norm2 rows): its gate, up and the shared gate */
-    LMF_OBS_SHARED_DOWN  /* the shared expert's activation rows: its down */
+    LMF_OBS_SHARED_DOWN, /* the shared expert's activation rows: its down */
+    LMF_OBS_OUTPUT       /* the final norm's rows that get logits, into the output head (layer -1) */
 } lmf_obs_site;
 /* N rows of `cols` floats, ldi apart, at site `site` of layer `layer` (expert: the expert, else -1). Called from
  * the forward's serial code (outside parallel regions). */

@@ -330,19 +330,12 @@ lmf_status lmf_imatrix_save(const lmf_imatrix *m, const char *path) {
 typedef struct {
     lmf_imatrix *m;
     const lmf_model_config *cfg;
-    double *sq; /* one site's column sums, the widest input */
+    const lmf_imatrix_params *p;
+    double *sq;       /* one site's column sums, the widest input */
+    int head;         /* the output head's rows are collected */
+    const char *bad;  /* an entry of a resumed matrix whose shape is not this model's */
+    long windows;     /* done so far, a resumed matrix's included */
 } collector;
-
-/* the entry `name` of cols x n_mat, made on first use */
-static entry *slot(lmf_imatrix *m, const char *name, int cols, int n_mat) {
-    entry *e = find(m, name);
-    if (!e) {
-        e = add(m, name, cols, n_mat);
-        e->sum = lmf_xcalloc((size_t)cols * n_mat, sizeof(double));
-    }
-    LMF_CHECK(e->cols == cols && e->n_mat == n_mat); /* one site, one shape */
-    return e;
-}
 
 /* The matrices (GGUF names, llama.cpp's) that multiply the rows of a site. */
 static int site_names(const lmf_model_config *c, lmf_obs_site site, const char *names[3]) {
@@ -363,6 +356,7 @@ static int site_names(const lmf_model_config *c, lmf_obs_site site, const char *
         if (c->shared_gate) return names[2] = "ffn_gate_inp_shexp", 3;
         return 2;
     case LMF_OBS_SHARED_DOWN: return names[0] = "ffn_down_shexp", 1;
+    case LMF_OBS_OUTPUT: return names[0] = "output", 1;
     }
     return 0;
 }
@@ -370,6 +364,7 @@ static int site_names(const lmf_model_config *c, lmf_obs_site site, const char *
 static void observe(void *user, int layer, lmf_obs_site site, int expert, const float *in, int ldi, int N,
                     int cols) {
     collector *a = user;
+    if (site == LMF_OBS_OUTPUT && !a->head) return;
     double *sq = a->sq;
 #pragma omp parallel for schedule(static) if ((long)N * cols > 65536)
     for (int j = 0; j < cols; j++) {
@@ -384,45 +379,92 @@ static void observe(void *user, int layer, lmf_obs_site site, int expert, const 
     int nn = site_names(a->cfg, site, names), E = expert >= 0 ? a->cfg->n_expert : 1, mat = expert >= 0 ? expert : 0;
     for (int k = 0; k < nn; k++) {
         char nm[96];
-        snprintf(nm, sizeof nm, "blk.%d.%s.weight", layer, names[k]);
-        entry *e = slot(a->m, nm, cols, E);
+        if (layer >= 0) snprintf(nm, sizeof nm, "blk.%d.%s.weight", layer, names[k]);
+        else snprintf(nm, sizeof nm, "%s.weight", names[k]);
+        entry *e = find(a->m, nm);
+        if (!e) {
+            e = add(a->m, nm, cols, E);
+            e->sum = lmf_xcalloc((size_t)cols * E, sizeof(double));
+        }
+        if (e->cols != cols || e->n_mat != E) { /* a resumed matrix of another model */
+            if (!a->bad) a->bad = e->name;
+            continue;
+        }
         double *acc = e->sum + (size_t)mat * cols;
         for (int j = 0; j < cols; j++) acc[j] += sq[j];
         e->counts[mat] += N;
     }
 }
 
-lmf_status lmf_imatrix_compute(const lmf_weights *w, const char *text, size_t len, int ctx, int max_chunks,
-                               const char *dataset, const lmf_sink *sink, lmf_imatrix **out, lmf_ppl_result *ppl) {
+/* The sums so far as a file keeps them (float sums, counts that survive a float), and the values quantize reads. */
+static void settle(lmf_imatrix *m) {
+    for (int i = 0; i < m->n; i++) {
+        entry *e = &m->e[i];
+        size_t nv = (size_t)e->cols * e->n_mat;
+        if (!e->sums) e->sums = lmf_xmalloc(nv * sizeof(float));
+        for (size_t k = 0; k < nv; k++) e->sums[k] = (float)e->sum[k];
+        free(e->values);
+        normalise(m, e);
+    }
+}
+
+static lmf_status after_window(void *user, long k) {
+    collector *a = user;
+    a->windows = k + 1;
+    if (a->bad)
+        return lmf_fail(LMF_ERR_ARG, "the matrix resumed has entry %s in another shape than this model's (another "
+                        "model's matrix?)", a->bad);
+    if (!a->p->save_path || a->p->save_every <= 0 || (k + 1) % a->p->save_every) return LMF_OK;
+    a->m->chunk_count = (uint32_t)(k + 1);
+    settle(a->m);
+    return lmf_imatrix_save(a->m, a->p->save_path);
+}
+
+lmf_status lmf_imatrix_compute(const lmf_weights *w, const char *text, size_t len, const lmf_imatrix_params *p,
+                               const lmf_sink *sink, lmf_imatrix **out, lmf_ppl_result *ppl) {
     *out = NULL;
     const lmf_model_config *c = lmf_weights_config(w);
-    if (ctx < 16)
+    const lmf_imatrix *r = p->resume;
+    if (p->ctx < 16)
         return lmf_fail(LMF_ERR_ARG, "imatrix: a context of %d tokens; at least 16 (llama-imatrix leaves products of "
-                        "fewer rows out)", ctx);
+                        "fewer rows out)", p->ctx);
+    if (r && (r->legacy || r->chunk_size != (uint32_t)p->ctx || !r->chunk_count))
+        return lmf_fail(LMF_ERR_ARG, "imatrix: the matrix to resume was made %s; this run's windows are %d tokens",
+                        r->legacy ? "in the legacy format, which does not record its windows"
+                        : !r->chunk_count ? "over no windows" : "with other windows", p->ctx);
     int widest = c->n_embd;
-    int dims[4] = {lmf_q_width(c), c->ffn_dim, c->shared_ffn_dim, 0};
+    int dims[3] = {lmf_q_width(c), c->ffn_dim, c->shared_ffn_dim};
     for (int i = 0; i < 3; i++) widest = dims[i] > widest ? dims[i] : widest;
     lmf_imatrix *m = lmf_xcalloc(1, sizeof *m);
-    collector a = {m, c, lmf_xmalloc((size_t)widest * sizeof(double))};
-    lmf_ppl_result r;
-    lmf_status st = lmf_perplexity_observed(w, text, len, ctx, max_chunks, 0, sink, observe, &a, &r);
+    m->chunk_size = (uint32_t)p->ctx;
+    if (r) {
+        for (int i = 0; i < r->n_datasets; i++) add_dataset(m, r->datasets[i], strlen(r->datasets[i]));
+        for (int i = 0; i < r->n; i++) {
+            const entry *f = &r->e[i];
+            entry *e = add(m, f->name, f->cols, f->n_mat);
+            size_t nv = (size_t)f->cols * f->n_mat;
+            e->sum = lmf_xmalloc(nv * sizeof(double));
+            for (size_t k = 0; k < nv; k++) e->sum[k] = f->sums[k];
+            memcpy(e->counts, f->counts, (size_t)f->n_mat * sizeof *e->counts);
+        }
+    }
+    if (p->dataset && (!m->n_datasets || strcmp(m->datasets[m->n_datasets - 1], p->dataset)))
+        add_dataset(m, p->dataset, strlen(p->dataset));
+    /* a tied head is the token embedding, which llama-imatrix does not collect under its name either */
+    collector a = {m, c, p, lmf_xmalloc((size_t)widest * sizeof(double)), p->process_output && !c->tied_embeddings,
+                   NULL, r ? (long)r->chunk_count : 0};
+    lmf_ppl_observer ob = {observe, &a, a.windows, a.head, after_window};
+    lmf_ppl_result res;
+    lmf_status st = lmf_perplexity_observed(w, text, len, p->ctx, p->max_chunks, 0, sink, &ob, &res);
     free(a.sq);
     if (st != LMF_OK) {
         lmf_imatrix_free(m);
         return st;
     }
-    m->chunk_count = (uint32_t)r.windows, m->chunk_size = (uint32_t)ctx;
-    if (dataset) add_dataset(m, dataset, strlen(dataset));
-    for (int i = 0; i < m->n; i++) {
-        entry *e = &m->e[i];
-        size_t nv = (size_t)e->cols * e->n_mat;
-        e->sums = lmf_xmalloc(nv * sizeof(float));
-        for (size_t k = 0; k < nv; k++) e->sums[k] = (float)e->sum[k];
-        for (int j = 0; j < e->n_mat; j++) e->counts[j] = (int64_t)(float)e->counts[j]; /* what a file keeps */
-        free(e->sum), e->sum = NULL;
-        normalise(m, e);
-    }
-    if (ppl) *ppl = r;
+    m->chunk_count = (uint32_t)a.windows;
+    settle(m);
+    for (int i = 0; i < m->n; i++) free(m->e[i].sum), m->e[i].sum = NULL;
+    if (ppl) *ppl = res;
     *out = m;
     return LMF_OK;
 }

@@ -102,6 +102,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
             lmf_block_norm(c, p->xn + (size_t)i * C, p->mean, p->rstd, p->x + (size_t)rows[i] * C, w->out_norm_w,
                            w->out_norm_b, 1);
         lmf_lin head = {&w->lm_head, NULL, out, c->vocab_size};
+        lmf_block_observe(&ctx, -1, LMF_OBS_OUTPUT, -1, p->xn, C, nr, C);
         lmf_block_linear(&head, 1, p->xn, C, nr, p->dq, p->dq_floats, LMF_LIN_QINT | LMF_LIN_SPLIT);
         return;
     }

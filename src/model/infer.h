@@ -31,9 +31,18 @@ lmf_status lmf_session_step(lmf_session *const *s, const int32_t *const *tokens,
  * lmf_block_observe_fn; NULL: none). Decode steps (a few rows) are not observed. */
 void lmf_session_set_observer(lmf_session *s, lmf_block_observe_fn fn, void *user);
 
-/* lmf_perplexity with every prefill step's linear inputs shown to observe (lmforge imatrix). */
+/* lmf_perplexity with every prefill step's linear inputs shown to observe (lmforge imatrix): windows [skip,
+ * max) only (the result's windows count those); all_logits: the head runs on every position (its input rows
+ * observed too), not only the scored ones; after_window(user, k) after window k, an error stopping the run. */
+typedef struct {
+    lmf_block_observe_fn observe;
+    void *user;
+    long skip;
+    int all_logits;
+    lmf_status (*after_window)(void *user, long k);
+} lmf_ppl_observer;
 lmf_status lmf_perplexity_observed(const lmf_weights *w, const char *text, size_t len, int ctx, int max_windows,
-                                   int all_positions, const lmf_sink *sink, lmf_block_observe_fn observe, void *user,
+                                   int all_positions, const lmf_sink *sink, const lmf_ppl_observer *ob,
                                    lmf_ppl_result *out);
 
 lmf_kv_pool *lmf_session_pool(const lmf_session *s);
