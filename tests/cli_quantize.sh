@@ -94,14 +94,17 @@ grep -q "^output.weight F32$" "$dir/types.txt" && grep -q "^blk.0.attn_q.weight 
 "$LMF" quantize "$SMOL" "$dir/z.gguf" --type q5_k_m --token-embedding-type q4_k 2> "$dir/err.txt"
 [ $? = 2 ] && grep -q "token_embd.weight has rows of 576" "$dir/err.txt" || { cat "$dir/err.txt"; fail "unfit type"; }
 [ ! -e "$dir/z.gguf" ] || fail "a refused type left a file"
-"$LMF" quantize "$SMOL" "$dir/z.gguf" --type q4_0 --tensor-type 'attn_v=q3_k' 2> "$dir/err.txt"
+"$LMF" quantize "$SMOL" "$dir/z.gguf" --type q2_k_s 2> "$dir/err.txt"  # llama-quantize's too needs an imatrix there
+[ $? = 2 ] && grep -q "needs an importance matrix" "$dir/err.txt" || { cat "$dir/err.txt"; fail "Q2_K_S without imatrix"; }
+[ ! -e "$dir/z.gguf" ] || fail "a refused Q2_K_S left a file"
+"$LMF" quantize "$SMOL" "$dir/z.gguf" --type q4_0 --tensor-type 'attn_v=iq4_nl' 2> "$dir/err.txt"
 [ $? = 2 ] && grep -q "not a type quantize writes" "$dir/err.txt" || { cat "$dir/err.txt"; fail "bad --tensor-type"; }
 
 # 3. the K-quant model runs; a bad type is refused
 "$LMF" quantize "$SMOL" "$dir/k.gguf" --type q4_k_m > /dev/null 2>&1 || fail "quantize q4_k_m"
 "$LMF" generate -m "$dir/k.gguf" -p "The capital of France is" -n 3 --temp 0 > "$dir/g.txt" 2>/dev/null || fail "generate Q4_K_M"
 grep -q "^The capital of France is Paris" "$dir/g.txt" || { cat "$dir/g.txt"; fail "Q4_K_M answer"; }
-"$LMF" quantize "$SMOL" "$dir/x.gguf" --type q3_k_m 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "q4_k_m" "$dir/err.txt" \
+"$LMF" quantize "$SMOL" "$dir/x.gguf" --type iq2_xxs 2> "$dir/err.txt"; [ $? = 2 ] && grep -q "q4_k_m" "$dir/err.txt" \
   || { cat "$dir/err.txt"; fail "bad --type"; }
 [ ! -e "$dir/x.gguf" ] || fail "a refused --type left a file"
 echo "ok"

@@ -731,8 +731,9 @@ static void check_fixture_file(const char *file, const char *source, const char 
                 if (q[j] != f[off + (size_t)n * 4 + j])
                     fail_msg("quantize %s: byte %u (of block %u) is 0x%02x, %s 0x%02x", tn, j, j / bb, q[j], source,
                              f[off + (size_t)n * 4 + j]);
-            int fast = bs == 256 || type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1 ||
-                       type == LMF_GGML_Q5_0 || type == LMF_GGML_Q5_1;
+            /* the tables' own quantizers (Q2_K / Q3_K have only the reference) */
+            int fast = (bs == 256 && type != LMF_GGML_Q2_K && type != LMF_GGML_Q3_K) || type == LMF_GGML_Q8_0 ||
+                       type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1 || type == LMF_GGML_Q5_0 || type == LMF_GGML_Q5_1;
             for (int v = 0; v < n_variants && fast; v++) { /* each table's */
                 if (bs == 256) lmf_quantize_kquant(type, x, q, n / 256, variants[v]->kq_fit);
                 else variants[v]->quantize_blocks(type, x, q, n / 32);

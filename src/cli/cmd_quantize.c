@@ -34,7 +34,7 @@ static lmf_status ggml_type_arg(const char *flag, const char *s, uint32_t *out) 
         if (n && !strcasecmp(n, s) && lmf_quantize_supported(t)) return *out = t, LMF_OK;
     }
     return lmf_fail(LMF_ERR_ARG, "%s %s: not a type quantize writes (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, "
-                    "q4_k, q5_k, q6_k)", flag, s);
+                    "q2_k, q3_k, q4_k, q5_k, q6_k)", flag, s);
 }
 
 int cmd_quantize(int argc, char **argv) {
@@ -44,9 +44,9 @@ int cmd_quantize(int argc, char **argv) {
     cli_list rules = {lists, 0, argc}, incl = {lists + argc + 1, 0, argc}, excl = {lists + 2 * argc + 2, 0, argc};
     const cli_opt opts[] = {
         CLI_OPT(NULL, "--type", CLI_STR, &type_s, "TYPE",
-                "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, or the K-quant mixes q4_k_s, q4_k_m, q5_k_s, q5_k_m, "
-                "q6_k (ggml's quantizers and llama-quantize's choice of type per tensor: the same bytes as "
-                "llama-quantize) (required)"),
+                "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, or the K-quant mixes q2_k, q2_k_s (needs --imatrix), "
+                "q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k (ggml's quantizers and "
+                "llama-quantize's choice of type per tensor: the same bytes as llama-quantize) (required)"),
         CLI_OPT(NULL, "--imatrix", CLI_STR, &imx, "FILE",
                 "quantize under this importance matrix (`lmforge imatrix`, or llama-imatrix's .gguf / .dat): each "
                 "column's error weighted by its mean squared input, the bytes `llama-quantize --imatrix` writes"),
@@ -56,7 +56,7 @@ int cmd_quantize(int argc, char **argv) {
                 "do not use it for tensors whose name contains NAME (repeatable)"),
         CLI_OPT(NULL, "--output-tensor-type", CLI_STR, &out_type, "T",
                 "the output head's type (a tied embedding's too), a ggml type: f32, f16, bf16, q8_0, q4_0, q4_1, "
-                "q5_0, q5_1, q4_k, q5_k, q6_k", .def = "the file type's choice"),
+                "q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k", .def = "the file type's choice"),
         CLI_OPT(NULL, "--token-embedding-type", CLI_STR, &embd_type, "T", "the token embedding's type",
                 .def = "the file type's choice"),
         CLI_OPT(NULL, "--tensor-type", CLI_LIST, &rules, "PATTERN=T",
@@ -73,7 +73,7 @@ int cmd_quantize(int argc, char **argv) {
                  .max_pos = 2, .n_pos = &n_pos,
                  .usage = "usage: lmforge quantize IN OUT --type TYPE [flags]\n\n"
                           "Writes the model IN (GGUF, Hugging Face folder or lmforge checkpoint; llama, qwen2, qwen3, olmoe or gpt2) as "
-                          "the GGUF file\nOUT with its matrices in TYPE. Norms and biases stay F32; under the 4- to "
+                          "the GGUF file\nOUT with its matrices in TYPE. Norms and biases stay F32; under the 2- to "
                           "6-bit types the output\nhead is Q6_K (Q8_0 when its rows are not a multiple of 256 wide), and "
                           "the K mixes give attn_v\nand ffn_down more bits in some layers, as llama-quantize does. "
                           "Prints the sizes before and after.\nWith --imatrix (see `lmforge imatrix`), the bytes "

@@ -37,10 +37,11 @@ static inline int nearest_int(float v) {
 
 /* ggml's make_qkx2_quants (squared error): quants L in [0, nmax] with x ~ scale * L - the_min, weighted by w.
  * Starts from the min-max fit, then tries nstep + 1 scales around it (nmax + rmin + rdelta * is levels over the
- * range), solving the weighted least-squares scale and min for each trial rounding; keeps the lowest error.
+ * range), solving the weighted least-squares scale and min for each trial rounding; keeps the lowest error (squared,
+ * or absolute with mad: Q2_K's). With nstep >= 1 it is make_qkx3_quants too, given weights.
  * Returns the scale, *the_min = -min >= 0. */
 static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min,
-                           uint8_t *Laux, float rmin, float rdelta, int nstep) {
+                           uint8_t *Laux, float rmin, float rdelta, int nstep, int mad) {
     float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
     for (int i = 1; i < n; i++) {
         if (x[i] < min) min = x[i];
@@ -58,7 +59,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
     for (int i = 0; i < n; i++) {
         L[i] = (uint8_t)imax(0, imin(nmax, nearest_int(iscale * (x[i] - min))));
         float diff = scale * (float)L[i] + min - x[i];
-        best_error += w[i] * (diff * diff);
+        best_error += w[i] * (mad ? fabsf(diff) : diff * diff);
     }
     for (int is = 0; is <= nstep; is++) {
         iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
@@ -81,7 +82,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
             float cur_error = 0;
             for (int i = 0; i < n; i++) {
                 float diff = this_scale * (float)Laux[i] + this_min - x[i];
-                cur_error += w[i] * (diff * diff);
+                cur_error += w[i] * (mad ? fabsf(diff) : diff * diff);
             }
             if (cur_error < best_error) {
                 memcpy(L, Laux, (size_t)n);
@@ -154,7 +155,7 @@ void lmf_kq_fit_ref(uint32_t type, const float *x, lmf_kq_fit *f) {
         float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(xj[l]);
         f->scale[j] = fit_scale_min(32, q5 ? 31 : 15, xj, w, f->L + 32 * j, &f->min[j], Laux, q5 ? -0.5f : -1.0f,
-                                    0.1f, q5 ? 15 : 20);
+                                    0.1f, q5 ? 15 : 20, 0);
     }
 }
 
@@ -354,7 +355,7 @@ void lmf_wfit_ref(lmf_wfit_kind kind, int nmax, const float *x, const float *w, 
         uint8_t Laux[32];
         for (int j = 0; j < 8; j++)
             f->scale[j] = fit_scale_min(32, nmax, x + 32 * j, w + 32 * j, f->L + 32 * j, &f->min[j], Laux, -0.9f,
-                                        0.05f, 36);
+                                        0.05f, 36, 0);
         return;
     }
     int n = kind == LMF_WFIT_SIGNED16 ? 16 : 32;
@@ -422,10 +423,182 @@ static void legacy_weighted(uint32_t type, const float *x, const float *qw, uint
         uint8_t Laux[32];
         float min = 0, d;
         weights_of(x + 32 * b, qw + 32 * b, sigma2, w, 32);
-        if (with_min) d = fit_scale_min(32, nmax, x + 32 * b, w, f.L, &min, Laux, -0.9f, 0.05f, 36);
+        if (with_min) d = fit_scale_min(32, nmax, x + 32 * b, w, f.L, &min, Laux, -0.9f, 0.05f, 36, 0);
         else d = fit_scale_signed(32, nmax, x + 32 * b, w, (int8_t *)f.L);
         legacy_block(type, d, min, f.L, o + bb * b);
     }
+}
+
+/* ---- Q2_K and Q3_K --------------------------------------------------------------------------------------------- */
+
+/* ggml's make_q3_quants with do_rmse: symmetric quants in [-nmax, nmax - 1] (stored + nmax) of the largest-magnitude
+ * scale, then each moved alone while that raises the least-squares fit (weights x^2, up to 5 rounds). */
+static float fit_scale_q3(int n, int nmax, const float *x, int8_t *L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) {
+        float ax = fabsf(x[i]);
+        if (ax > amax) amax = ax, max = x[i];
+    }
+    if (amax < GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.0f;
+    }
+    float iscale = (float)-nmax / max, sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+        L[i] = (int8_t)l;
+        float w = x[i] * x[i];
+        sumlx += w * x[i] * (float)l;
+        suml2 += w * (float)l * (float)l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            float w = x[i] * x[i], slx = sumlx - w * x[i] * (float)L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * (float)L[i] * (float)L[i];
+                int new_l = imax(-nmax, imin(nmax - 1, nearest_int(x[i] * sl2 / slx)));
+                if (new_l != L[i]) {
+                    slx += w * x[i] * (float)new_l;
+                    sl2 += w * (float)new_l * (float)new_l;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (int8_t)new_l, sumlx = slx, suml2 = sl2;
+                        n_changed++;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* the 2-bit quants of L (0..3) into 64 bytes: four 32-element quarters of each 128 share a byte */
+static void pack2(const uint8_t *L, uint8_t *q) {
+    for (int j = 0; j < 256; j += 128)
+        for (int l = 0; l < 32; l++)
+            q[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+/* A Q2_K super-block (scales[16] | qs[64] | d | dmin): sixteen 16-element sub-blocks, each a 4-bit scale and min of
+ * d and dmin, quants 0..3. Without an importance (quantize_row_q2_K_ref): fits by absolute error weighted by |x|,
+ * 4-bit values against the largest; with one (quantize_row_q2_K_impl): fits weighted by qw sqrt(sigma^2 + x^2) (37
+ * trials), the 4-bit values by fit_scale_pos. Then every weight requantized against the stored values. */
+static void q2_k_block(const float *x, const float *qw, uint8_t *o) {
+    uint8_t L[256], Laux[16], *sc = o, Ls[16], Lm[16];
+    float w[16], mins[16], scales[16], sw[16];
+    if (!qw) {
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < 16; j++) {
+            for (int l = 0; l < 16; l++) w[l] = fabsf(x[16 * j + l]);
+            scales[j] = fit_scale_min(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, 1);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        float iscale = max_scale > 0 ? 15.f / max_scale : 0.f;
+        for (int j = 0; j < 16; j++) sc[j] = max_scale > 0 ? (uint8_t)nearest_int(iscale * scales[j]) : 0;
+        wr16(o + 80, lmf_f32_to_f16(max_scale > 0 ? max_scale / 15.f : 0.f));
+        if (max_min > 0) {
+            iscale = 15.f / max_min;
+            for (int j = 0; j < 16; j++) sc[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
+        }
+        wr16(o + 82, lmf_f32_to_f16(max_min > 0 ? max_min / 15.f : 0.f));
+    } else {
+        float sigma2 = sum_sq(x, 256) / 256;
+        for (int j = 0; j < 16; j++) {
+            weights_of(x + 16 * j, qw + 16 * j, sigma2, w, 16);
+            float sumw = 0;
+            for (int l = 0; l < 16; l++) sumw += w[l];
+            sw[j] = sumw;
+            scales[j] = fit_scale_min(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, 0);
+        }
+        float dm = fit_scale_pos(16, 15, scales, Ls, sw), mm = fit_scale_pos(16, 15, mins, Lm, sw);
+        wr16(o + 80, lmf_f32_to_f16(dm));
+        wr16(o + 82, lmf_f32_to_f16(mm));
+        for (int j = 0; j < 16; j++) sc[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+    }
+    float d_all = lmf_f16_to_f32(rd16(o + 80)), m_all = lmf_f16_to_f32(rd16(o + 82));
+    for (int j = 0; j < 16; j++) {
+        float d = d_all * (float)(sc[j] & 0xf);
+        if (!d) continue;
+        float dm = m_all * (float)(sc[j] >> 4);
+        for (int i = 0; i < 16; i++)
+            L[16 * j + i] = (uint8_t)imax(0, imin(3, nearest_int((x[16 * j + i] + dm) / d)));
+    }
+    pack2(L, o + 16);
+}
+
+/* A Q3_K super-block (hmask[32] | qs[64] | scales[12] | d): sixteen 16-element sub-blocks with 6-bit signed scales
+ * of d, quants -4..3 (two bits in qs, the third in hmask). Without an importance (quantize_row_q3_K_ref): each
+ * sub-block by make_q3_quants, the scales against the largest; with one (quantize_row_q3_K_impl): the sub-blocks by
+ * make_qx_quants weighted by qw sqrt(sigma^2 + x^2), the scales by make_qx_quants weighted by the sub-blocks' sums. */
+static void q3_k_block(const float *x, const float *qw, uint8_t *o) {
+    int8_t L[256], Ls[16];
+    float scales[16], w[16], sw[16];
+    uint8_t *sc = o + 96, *hm = o, Lu[256];
+    int pack_scales = 1;
+    memset(sc, 0, 12);
+    if (!qw) {
+        float max_scale = 0, amax = 0;
+        for (int j = 0; j < 16; j++) {
+            scales[j] = fit_scale_q3(16, 4, x + 16 * j, L + 16 * j);
+            float a = fabsf(scales[j]);
+            if (a > amax) amax = a, max_scale = scales[j];
+        }
+        pack_scales = max_scale != 0;
+        float iscale = pack_scales ? -32.f / max_scale : 0.f;
+        for (int j = 0; j < 16 && pack_scales; j++) {
+            int8_t l = (int8_t)nearest_int(iscale * scales[j]);
+            Ls[j] = (int8_t)(imax(-32, imin(31, l)) + 32);
+        }
+        wr16(o + 108, lmf_f32_to_f16(pack_scales ? 1 / iscale : 0.f));
+    } else {
+        float sigma2 = 2 * sum_sq(x, 256) / 256;
+        for (int j = 0; j < 16; j++) {
+            weights_of(x + 16 * j, qw + 16 * j, sigma2, w, 16);
+            float sumw = 0;
+            for (int l = 0; l < 16; l++) sumw += w[l];
+            sw[j] = sumw;
+            scales[j] = fit_scale_signed(16, 4, x + 16 * j, w, L + 16 * j);
+        }
+        wr16(o + 108, lmf_f32_to_f16(fit_scale_signed(16, 32, scales, sw, Ls)));
+    }
+    for (int j = 0; j < 16 && pack_scales; j++) { /* low nibbles in 0..7, the top two bits four a byte in 8..11 */
+        int l = Ls[j];
+        if (j < 8) sc[j] = (uint8_t)(l & 0xf);
+        else sc[j - 8] |= (uint8_t)((l & 0xf) << 4);
+        sc[j % 4 + 8] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+    }
+    float d_all = lmf_f16_to_f32(rd16(o + 108));
+    for (int j = 0; j < 16; j++) {
+        int s6 = j < 8 ? sc[j] & 0xf : sc[j - 8] >> 4;
+        s6 = (s6 | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+        float d = d_all * (float)s6;
+        if (!d) continue; /* the fit's quants stay */
+        for (int i = 0; i < 16; i++) L[16 * j + i] = (int8_t)(imax(-4, imin(3, nearest_int(x[16 * j + i] / d))) + 4);
+    }
+    memset(hm, 0, 32);
+    for (int j = 0, m = 0, bit = 1; j < 256; j++) { /* the high bit of element j: hmask[j % 32], bit j / 32 */
+        int l = L[j];
+        if (l > 3) hm[m] |= (uint8_t)bit, l -= 4;
+        Lu[j] = (uint8_t)l;
+        if (++m == 32) m = 0, bit <<= 1;
+    }
+    pack2(Lu, o + 32);
+}
+
+/* nblocks Q2_K / Q3_K super-blocks, under importance qw (256 nblocks values, NULL: none) */
+static void quantize_low(uint32_t type, const float *x, void *out, size_t nblocks, const float *qw) {
+    for (size_t b = 0; b < nblocks; b++) {
+        const float *q = qw ? qw + 256 * b : NULL;
+        if (type == LMF_GGML_Q2_K) q2_k_block(x + 256 * b, q, (uint8_t *)out + 84 * b);
+        else q3_k_block(x + 256 * b, q, (uint8_t *)out + 110 * b);
+    }
+}
+
+void lmf_quantize_kquant_low(uint32_t type, const float *x, void *out, size_t nblocks) {
+    quantize_low(type, x, out, nblocks, NULL);
 }
 
 void lmf_quantize_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw, lmf_wfit_fn fit) {
@@ -443,6 +616,9 @@ void lmf_quantize_weighted(uint32_t type, const float *x, void *out, size_t n, c
         return;
     case LMF_GGML_Q4_0: case LMF_GGML_Q4_1: case LMF_GGML_Q5_0: case LMF_GGML_Q5_1:
         legacy_weighted(type, x, qw, out, n, fit);
+        return;
+    case LMF_GGML_Q2_K: case LMF_GGML_Q3_K:
+        quantize_low(type, x, out, n / 256, qw);
         return;
     default: /* Q8_0 and the float types take no importance (as ggml's quantize_q8_0) */
         lmf_quantize_row(type, x, out, n);

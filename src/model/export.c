@@ -47,13 +47,15 @@ static const struct {
     {"q5_0", LMF_GGML_Q5_0},       {"q5_1", LMF_GGML_Q5_1},       {"q4_k_s", LMF_MIX_Q4_K_S},
     {"q4_k_m", LMF_MIX_Q4_K_M},    {"q4_k", LMF_MIX_Q4_K_M},      {"q5_k_s", LMF_MIX_Q5_K_S},
     {"q5_k_m", LMF_MIX_Q5_K_M},    {"q5_k", LMF_MIX_Q5_K_M},      {"q6_k", LMF_MIX_Q6_K},
+    {"q2_k", LMF_MIX_Q2_K},        {"q2_k_s", LMF_MIX_Q2_K_S},    {"q3_k_s", LMF_MIX_Q3_K_S},
+    {"q3_k_m", LMF_MIX_Q3_K_M},    {"q3_k", LMF_MIX_Q3_K_M},      {"q3_k_l", LMF_MIX_Q3_K_L},
 };
 
 lmf_status lmf_export_type_parse(const char *name, uint32_t *out) {
     for (size_t i = 0; i < sizeof export_types / sizeof export_types[0]; i++)
         if (!strcasecmp(name, export_types[i].name)) return *out = export_types[i].type, LMF_OK;
-    return lmf_fail(LMF_ERR_ARG, "--type %s: expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, "
-                    "q5_k_s, q5_k_m or q6_k", name);
+    return lmf_fail(LMF_ERR_ARG, "--type %s: expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q2_k_s, "
+                    "q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m or q6_k", name);
 }
 
 const char *lmf_export_type_name(uint32_t type) {
@@ -63,6 +65,11 @@ const char *lmf_export_type_name(uint32_t type) {
     case LMF_MIX_Q5_K_S: return "Q5_K_S";
     case LMF_MIX_Q5_K_M: return "Q5_K_M";
     case LMF_MIX_Q6_K: return "Q6_K";
+    case LMF_MIX_Q2_K: return "Q2_K";
+    case LMF_MIX_Q2_K_S: return "Q2_K_S";
+    case LMF_MIX_Q3_K_S: return "Q3_K_S";
+    case LMF_MIX_Q3_K_M: return "Q3_K_M";
+    case LMF_MIX_Q3_K_L: return "Q3_K_L";
     }
     return lmf_ggml_type_name(type);
 }
@@ -160,6 +167,7 @@ typedef struct {
     uint32_t type;  /* the requested type: a ggml type or an LMF_MIX_* */
     int n_layer;
     int n_expert;
+    int n_gqa;      /* query heads per KV head */
     int has_output; /* output.weight is written (else token_embd doubles as the head) */
     const lmf_imatrix *im; /* quantizing under an importance matrix (NULL: none) */
     lmf_status err;        /* the first entry of im that did not fit its matrix */
@@ -173,6 +181,8 @@ static uint32_t base_type(uint32_t type) {
     case LMF_MIX_Q4_K_S: case LMF_MIX_Q4_K_M: return LMF_GGML_Q4_K;
     case LMF_MIX_Q5_K_S: case LMF_MIX_Q5_K_M: return LMF_GGML_Q5_K;
     case LMF_MIX_Q6_K: return LMF_GGML_Q6_K;
+    case LMF_MIX_Q2_K: case LMF_MIX_Q2_K_S: return LMF_GGML_Q2_K;
+    case LMF_MIX_Q3_K_S: case LMF_MIX_Q3_K_M: case LMF_MIX_Q3_K_L: return LMF_GGML_Q3_K;
     }
     return type;
 }
@@ -197,18 +207,36 @@ static uint32_t mix_type(type_policy *p, uint32_t t, tensor_role role, int layer
         else if (cols % (int)block_size(t)) t = LMF_GGML_Q8_0;
         else if (t != LMF_GGML_Q8_0) t = LMF_GGML_Q6_K;
     } else if (role == ROLE_ATTN_V) {
-        if (k_m && more_bits(layer, n)) t = LMF_GGML_Q6_K;
+        if (ft == LMF_MIX_Q2_K) t = p->n_gqa >= 4 ? LMF_GGML_Q4_K : LMF_GGML_Q3_K;
+        else if (ft == LMF_MIX_Q2_K_S && p->n_gqa >= 4) t = LMF_GGML_Q4_K;
+        else if (ft == LMF_MIX_Q3_K_M) t = layer < 2 ? LMF_GGML_Q5_K : LMF_GGML_Q4_K;
+        else if (ft == LMF_MIX_Q3_K_L) t = LMF_GGML_Q5_K;
+        else if (k_m && more_bits(layer, n)) t = LMF_GGML_Q6_K;
         else if (ft == LMF_MIX_Q4_K_S && layer < 4) t = LMF_GGML_Q5_K;
         if (moe8) t = LMF_GGML_Q8_0;
     } else if (role == ROLE_ATTN_K) {
         if (moe8) t = LMF_GGML_Q8_0;
     } else if (role == ROLE_FFN_DOWN) {
-        if (k_m && more_bits(layer, n)) t = LMF_GGML_Q6_K;
+        if (ft == LMF_MIX_Q2_K) t = LMF_GGML_Q3_K;
+        else if (ft == LMF_MIX_Q2_K_S) t = layer < n / 8 ? LMF_GGML_Q4_K : t;
+        else if (ft == LMF_MIX_Q3_K_M) t = layer < n / 16 ? LMF_GGML_Q5_K : LMF_GGML_Q4_K;
+        else if (ft == LMF_MIX_Q3_K_L) t = LMF_GGML_Q5_K;
+        else if (k_m && more_bits(layer, n)) t = LMF_GGML_Q6_K;
         else if (ft == LMF_MIX_Q4_K_S && layer < n / 8) t = LMF_GGML_Q5_K;
         else if ((ft == LMF_GGML_Q4_0 || ft == LMF_GGML_Q5_0) && p->im && layer < n / 8)
             t = ft == LMF_GGML_Q4_0 ? LMF_GGML_Q4_1 : LMF_GGML_Q5_1; /* llama's guard for these under an imatrix */
     } else if (role == ROLE_ATTN_OUT) {
-        if (moe8 && (ft == LMF_MIX_Q4_K_S || ft == LMF_MIX_Q4_K_M)) t = LMF_GGML_Q5_K;
+        if (moe8) {
+            if (ft == LMF_MIX_Q2_K || ft == LMF_MIX_Q3_K_S || ft == LMF_MIX_Q3_K_M || ft == LMF_MIX_Q4_K_S ||
+                ft == LMF_MIX_Q4_K_M)
+                t = LMF_GGML_Q5_K;
+        } else if (ft == LMF_MIX_Q2_K) {
+            t = LMF_GGML_Q3_K;
+        } else if (ft == LMF_MIX_Q3_K_M) {
+            t = LMF_GGML_Q4_K;
+        } else if (ft == LMF_MIX_Q3_K_L) {
+            t = LMF_GGML_Q5_K;
+        }
     }
     return t;
 }
@@ -217,7 +245,8 @@ static uint32_t mix_type(type_policy *p, uint32_t t, tensor_role role, int layer
  * (llama_tensor_get_type) picks it for the same file type and options, so both tools write the same file:
  * --token-embedding-type and --output-tensor-type first; float file types keep their type everywhere; then the
  * first --tensor-type pattern found in the name, else the mix's rules (not with --pure); then a row that is not a
- * whole number of the type's blocks falls back (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and to F16 when even 32
+ * whole number of the type's blocks falls back (Q2_K, Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and to
+ * F16 when even 32
  * does not divide it). Position embeddings are not quantized. */
 static uint32_t tensor_type(type_policy *p, const char *name, tensor_role role, int layer, int cols) {
     const lmf_export_opts *o = p->o;
@@ -241,10 +270,11 @@ static uint32_t tensor_type(type_policy *p, const char *name, tensor_role role, 
         if (!regexec(&p->re[i], name, 0, NULL, 0)) t = o->rules[i].type, manual = 1;
     if (!manual && !o->pure) t = mix_type(p, t, role, layer < 0 ? 0 : layer, cols);
     if (cols % (int)block_size(t)) {
-        t = t == LMF_GGML_Q4_K   ? LMF_GGML_Q5_0
-            : t == LMF_GGML_Q5_K ? LMF_GGML_Q5_1
-            : t == LMF_GGML_Q6_K ? LMF_GGML_Q8_0
-                                 : t;
+        t = t == LMF_GGML_Q2_K || t == LMF_GGML_Q3_K ? LMF_GGML_Q4_0
+            : t == LMF_GGML_Q4_K                     ? LMF_GGML_Q5_0
+            : t == LMF_GGML_Q5_K                     ? LMF_GGML_Q5_1
+            : t == LMF_GGML_Q6_K                     ? LMF_GGML_Q8_0
+                                                     : t;
         if (cols % (int)block_size(t)) t = LMF_GGML_F16;
     }
     return t;
@@ -258,7 +288,13 @@ static const float *importance(type_policy *tp, const char *name, uint32_t type,
     const float *v = tp->im && type != LMF_GGML_F32 && type != LMF_GGML_F16 && type != LMF_GGML_BF16
                          ? lmf_imatrix_find(tp->im, name, &n)
                          : NULL;
-    if (!v || n == (size_t)cols * n_mat) return v;
+    if (v && n == (size_t)cols * n_mat) return v;
+    /* llama-quantize's one K-quant that needs the matrix: Q2_K under Q2_K_S, but for the embedding and the head */
+    if (!v && type == LMF_GGML_Q2_K && tp->type == LMF_MIX_Q2_K_S && strcmp(name, "token_embd.weight") &&
+        strcmp(name, "output.weight") && tp->err == LMF_OK)
+        tp->err = lmf_fail(LMF_ERR_ARG, "Q2_K_S quantizes %s to Q2_K, which needs an importance matrix entry for it "
+                           "(--imatrix), as llama-quantize's does", name);
+    if (!v) return NULL;
     if (strcmp(name, "token_embd.weight") && tp->err == LMF_OK)
         tp->err = lmf_fail(LMF_ERR_ARG, "the importance matrix's entry %s holds %zu values; the tensor has %d columns "
                            "x %d matrices (an imatrix of another model?)", name, n, cols, n_mat);
@@ -280,6 +316,11 @@ static uint32_t file_type(uint32_t type) {
     case LMF_MIX_Q5_K_S: return 16;
     case LMF_MIX_Q5_K_M: return 17;
     case LMF_MIX_Q6_K: return 18;
+    case LMF_MIX_Q2_K: return 10;
+    case LMF_MIX_Q3_K_S: return 11;
+    case LMF_MIX_Q3_K_M: return 12;
+    case LMF_MIX_Q3_K_L: return 13;
+    case LMF_MIX_Q2_K_S: return 21;
     case LMF_GGML_BF16: return 32;
     }
     return 0;
@@ -558,6 +599,7 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
      * qwen2moe */
     int has_output = !c->tied_embeddings || gpt2 || (qwen && c->n_expert) || olmoe;
     type_policy tp = {.type = type, .n_layer = c->n_layer, .n_expert = c->n_expert, .has_output = has_output,
+                      .n_gqa = c->n_kv_head ? c->n_head / c->n_kv_head : 1,
                       .im = o->imatrix && lmf_imatrix_entries(o->imatrix) ? o->imatrix : NULL, .err = LMF_OK,
                       .o = o, .re = re};
     /* progress in layers (the embeddings and head count as one): a 7B model's K-quant search takes minutes */

@@ -27,13 +27,17 @@ typedef enum { LMF_EXPORT_GGUF = 0, LMF_EXPORT_SAFETENSORS = 1 } lmf_export_form
 
 /* "gguf" / "safetensors" (also "hf"). */
 lmf_status lmf_export_format_parse(const char *name, lmf_export_format *out);
-/* llama.cpp's K-quant file types (its llama_ftype Q4_K_S ... Q6_K): Q4_K / Q5_K / Q6_K matrices with the output
- * head, and attn_v / ffn_down of chosen layers, at more bits, as llama-quantize mixes them. Values above every ggml
- * type id, so one uint32_t names either a single type or a mix. */
-enum { LMF_MIX_Q4_K_S = 1000, LMF_MIX_Q4_K_M, LMF_MIX_Q5_K_S, LMF_MIX_Q5_K_M, LMF_MIX_Q6_K };
+/* llama.cpp's K-quant file types (its llama_ftype Q2_K ... Q6_K): Q2_K ... Q6_K matrices with the output head,
+ * and attn_v / ffn_down / attn_output of chosen layers, at more bits, as llama-quantize mixes them. Values above
+ * every ggml type id, so one uint32_t names either a single type or a mix. */
+enum {
+    LMF_MIX_Q4_K_S = 1000, LMF_MIX_Q4_K_M, LMF_MIX_Q5_K_S, LMF_MIX_Q5_K_M, LMF_MIX_Q6_K,
+    LMF_MIX_Q2_K, LMF_MIX_Q2_K_S, LMF_MIX_Q3_K_S, LMF_MIX_Q3_K_M, LMF_MIX_Q3_K_L
+};
 
-/* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1" (the ggml type), "q4_k_s", "q4_k_m" (or "q4_k"),
- * "q5_k_s", "q5_k_m" (or "q5_k"), "q6_k" (an LMF_MIX_*); any case. */
+/* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1" (the ggml type), "q2_k", "q2_k_s", "q3_k_s",
+ * "q3_k_m" (or "q3_k"), "q3_k_l", "q4_k_s", "q4_k_m" (or "q4_k"), "q5_k_s", "q5_k_m" (or "q5_k"), "q6_k" (an
+ * LMF_MIX_*); any case. */
 lmf_status lmf_export_type_parse(const char *name, uint32_t *out);
 /* "Q4_K_M" for a mix, the ggml name for a type */
 const char *lmf_export_type_name(uint32_t type);
