@@ -211,6 +211,7 @@ static void test_gpt2_names(void **state) {
     ip.process_output = 1;
     assert_int_equal(lmf_imatrix_compute(w, text, strlen(text), &ip, NULL, &m, NULL), LMF_OK);
     assert_int_equal(lmf_imatrix_entries(m), 4 * L);
+    lmf_imatrix_free(m);
     lmf_weights_free(w);
 }
 
