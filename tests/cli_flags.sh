@@ -13,7 +13,7 @@ dir=$(mktemp -d /tmp/lmf_cli_flags_XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-commands=("generate" "chat" "perplexity" "tokenize" "tokenizer train" "info" "export" "quantize" "serve" "finetune"
+commands=("generate" "chat" "perplexity" "imatrix" "tokenize" "tokenizer train" "info" "export" "quantize" "serve" "finetune"
           "train" "data shard" "data run" "data clean" "data dedup")
 checked=0
 for cmd in "${commands[@]}"; do

@@ -35,9 +35,8 @@ int cmd_imatrix(int argc, char **argv) {
                           "windows of\n--ctx tokens (each from an empty cache, BOS first when the model uses one), and "
                           "for every\nlinear layer but the output head the sum of each input column's squares and the "
                           "rows summed (per\nexpert for a mixture's experts). Prints the perplexity of the windows' "
-                          "second halves on the way.\nQuantize with it: lmforge quantize IN OUT --type T --imatrix "
-                          "FILE. A long run writes FILE every --output-frequency windows; --resume continues it. See\n"
-                          "docs/formats.md.\n"};
+                          "second halves on the way.\nlmforge quantize takes FILE as its importance matrix. A long run writes "
+                          "FILE every --output-frequency\nwindows; --resume continues it. See docs/formats.md.\n"};
     int pr = cli_parse(&c, argc, argv);
     if (pr > 0 && (!model || !file)) {
         fprintf(stderr, "lmforge imatrix: -m MODEL and -f TEXT are required (see --help)\n");
