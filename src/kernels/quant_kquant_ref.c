@@ -96,19 +96,25 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
     return scale;
 }
 
+/* The first element of largest magnitude of x[0..n), as *max (signed); 0 when even that is below GROUP_MAX_EPS (ggml:
+ * all zeros), L[0..n) then zeroed. */
+static int signed_max(int n, const float *x, int8_t *L, float *max) {
+    float amax = 0;
+    *max = 0;
+    for (int i = 0; i < n; i++) {
+        float ax = fabsf(x[i]);
+        if (ax > amax) amax = ax, *max = x[i];
+    }
+    if (amax < GROUP_MAX_EPS) memset(L, 0, (size_t)n);
+    return amax >= GROUP_MAX_EPS;
+}
+
 /* ggml's make_qx_quants with rmse_type 1: symmetric quants L - nmax in [-nmax, nmax - 1] with x ~ scale * (L - nmax),
  * the scale chosen among 19 trial roundings by least squares weighted by qw (NULL: x^2). Returns the scale (signed:
  * the element of largest magnitude maps to -nmax). */
 static float fit_scale_signed(int n, int nmax, const float *x, const float *qw, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) amax = ax, max = x[i];
-    }
-    if (amax < GROUP_MAX_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.0f;
-    }
+    float max;
+    if (!signed_max(n, x, L, &max)) return 0.0f;
     float iscale = (float)-nmax / max, sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; i++) {
         int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
@@ -434,15 +440,8 @@ static void legacy_weighted(uint32_t type, const float *x, const float *qw, uint
 /* ggml's make_q3_quants with do_rmse: symmetric quants in [-nmax, nmax - 1] (stored + nmax) of the largest-magnitude
  * scale, then each moved alone while that raises the least-squares fit (weights x^2, up to 5 rounds). */
 static float fit_scale_q3(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) amax = ax, max = x[i];
-    }
-    if (amax < GROUP_MAX_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.0f;
-    }
+    float max;
+    if (!signed_max(n, x, L, &max)) return 0.0f;
     float iscale = (float)-nmax / max, sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; i++) {
         int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
