@@ -43,12 +43,11 @@ struct lmf_imatrix {
     int legacy;
 };
 
+static void entry_free(entry *e) { free(e->name), free(e->sum), free(e->sums), free(e->counts), free(e->values); }
+
 void lmf_imatrix_free(lmf_imatrix *m) {
     if (!m) return;
-    for (int i = 0; i < m->n; i++) {
-        entry *e = &m->e[i];
-        free(e->name), free(e->sum), free(e->sums), free(e->counts), free(e->values);
-    }
+    for (int i = 0; i < m->n; i++) entry_free(&m->e[i]);
     for (int i = 0; i < m->n_datasets; i++) free(m->datasets[i]);
     free(m->datasets), free(m->e), free(m);
 }
@@ -284,8 +283,7 @@ void lmf_imatrix_select(lmf_imatrix *m, const char *const *names, int n, int inc
             m->e[k++] = m->e[i];
             continue;
         }
-        entry *e = &m->e[i];
-        free(e->name), free(e->sum), free(e->sums), free(e->counts), free(e->values);
+        entry_free(&m->e[i]);
     }
     m->n = k;
 }
