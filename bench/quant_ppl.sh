@@ -53,7 +53,8 @@ trap 'rm -rf "$tmp"' EXIT
 bpw() {
   "$LMF" info "$1" | awk '
     BEGIN { b["F32"] = 32; b["F16"] = 16; b["BF16"] = 16; b["Q8_0"] = 8.5; b["Q5_1"] = 6; b["Q5_0"] = 5.5;
-            b["Q4_1"] = 5; b["Q4_0"] = 4.5 }
+            b["Q4_1"] = 5; b["Q4_0"] = 4.5; b["Q2_K"] = 2.625; b["Q3_K"] = 3.4375; b["Q4_K"] = 4.5;
+            b["Q5_K"] = 5.5; b["Q6_K"] = 6.5625 }
     $2 in b && $3 ~ /^\[[0-9]+,$/ && $4 ~ /^[0-9]+\]$/ {
       n = substr($3, 2) * substr($4, 1, length($4) - 1); e += n; bits += n * b[$2] }
     END { if (e) printf "%.2f", bits / e; else printf "-" }'
