@@ -122,7 +122,7 @@ int cmd_quantize(int argc, char **argv) {
     cli_term term = {0}; /* the progress bars of the conversion and of --ppl */
     char *text = NULL;
     size_t len = 0;
-    if ((st = lmf_weights_open(in, &w)) != LMF_OK) return cli_fail("quantize", st);
+    if ((st = lmf_weights_open(in, &w)) != LMF_OK) goto done;
     if (imx && (st = lmf_imatrix_load(imx, &im)) != LMF_OK) goto done;
     if (im && incl.n) lmf_imatrix_select(im, incl.v, incl.n, 1);
     if (im && excl.n) lmf_imatrix_select(im, excl.v, excl.n, 0);
