@@ -178,7 +178,9 @@ void lmf_qmatvec(uint32_t type, int n, int nrows, const void *W, size_t w_row_by
 void lmf_dequant_fast(uint32_t type, const void *src, float *dst, size_t n) { lmf_quant()->dequant(type, src, dst, n); }
 
 void lmf_quantize_weighted_fast(uint32_t type, const float *x, void *out, size_t n, const float *qw) {
-    if (qw) lmf_quantize_weighted(type, x, out, n, qw, lmf_quant()->wfit);
+    /* Q8_0 and the float types take no importance (ggml's quantize_q8_0): the table's own quantizers, same bytes */
+    int weighs = type != LMF_GGML_Q8_0 && type != LMF_GGML_F32 && type != LMF_GGML_F16 && type != LMF_GGML_BF16;
+    if (qw && weighs) lmf_quantize_weighted(type, x, out, n, qw, lmf_quant()->wfit);
     else lmf_quantize_fast(type, x, out, n);
 }
 
