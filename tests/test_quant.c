@@ -49,7 +49,8 @@ static size_t row_bytes(uint32_t type, int n) {
 static int is_q8a(uint32_t t) { return t == LMF_GGML_Q8_0 || t == LMF_GGML_Q4_0 || t == LMF_GGML_Q4_1; }
 /* the types whose kernels read int16 activation blocks whatever LMF_QACT says */
 static int is_q16_only(uint32_t t) {
-    return t == LMF_GGML_Q5_0 || t == LMF_GGML_Q5_1 || t == LMF_GGML_Q4_K || t == LMF_GGML_Q5_K || t == LMF_GGML_Q6_K;
+    return t == LMF_GGML_Q5_0 || t == LMF_GGML_Q5_1 || t == LMF_GGML_Q2_K || t == LMF_GGML_Q3_K || t == LMF_GGML_Q4_K ||
+           t == LMF_GGML_Q5_K || t == LMF_GGML_Q6_K;
 }
 
 static uint32_t rng_state = 12345;
@@ -201,7 +202,8 @@ static void test_qmatvec(void **state) {
         for (size_t t = 0; t < 3; t++) printf(" %s/int16 %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
         for (size_t t = 0; t < 3; t++) printf(" %s/int8 %.2g", lmf_ggml_type_name(mv_types[t]), worst[1][v][mv_types[t]]);
         for (size_t t = 3; t < 8; t++) printf(" %s %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
-        printf(" Q4_K %.2g Q5_K %.2g Q6_K %.2g", worst[0][v][LMF_GGML_Q4_K], worst[0][v][LMF_GGML_Q5_K],
+        printf(" Q2_K %.2g Q3_K %.2g Q4_K %.2g Q5_K %.2g Q6_K %.2g", worst[0][v][LMF_GGML_Q2_K],
+               worst[0][v][LMF_GGML_Q3_K], worst[0][v][LMF_GGML_Q4_K], worst[0][v][LMF_GGML_Q5_K],
                worst[0][v][LMF_GGML_Q6_K]);
         printf("\n");
     }
@@ -298,14 +300,14 @@ static void check_r16(uint32_t type, int n, int nrows, int ncols) {
 
 static void test_r16(void **state) {
     (void)state;
-    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0,
-                                     LMF_GGML_Q5_1, LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
+    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1,
+                                     LMF_GGML_Q2_K, LMF_GGML_Q3_K, LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
     static const int ns[] = {32, 96, 576, 1536}, ns_k[] = {256, 512, 1536}; /* K-quants: super-blocks */
     /* 1, 2, 3 and 7 groups: the kernels' streams (quant.h) get runs of equal, unequal and no length */
     static const int rows[] = {16, 32, 48, 112};
     static const int cols[] = {1, 2, 3, 4, 5, 8, 9};
-    for (int t = 0; t < 8; t++) {
-        int k = types[t] == LMF_GGML_Q4_K || types[t] == LMF_GGML_Q5_K || types[t] == LMF_GGML_Q6_K;
+    for (int t = 0; t < 10; t++) {
+        int k = lmf_r16_unit(types[t]) == 256;
         for (int i = 0; i < (k ? 3 : 4); i++)
             for (int ri = 0; ri < 4; ri++)
                 for (int ci = 0; ci < 7; ci++) {
@@ -314,15 +316,18 @@ static void test_r16(void **state) {
                 }
     }
     /* long rows: the Q5_0 / Q6_K kernels of quant_r16_mv.inc take their columns' block sums a few columns at a time
-     * (its r16_mv), from the heap past 16K elements for Q6_K at four columns a pass */
+     * (its r16_mv), from the heap past 16K elements for Q6_K / Q2_K / Q3_K at four columns a pass */
     check_r16(LMF_GGML_Q5_0, 32768, 16, 9);
     check_r16(LMF_GGML_Q6_K, 65536, 16, 9);
+    check_r16(LMF_GGML_Q3_K, 65536, 16, 9);
     assert_false(lmf_r16_supported(LMF_GGML_Q4_1, 24, 576));
     assert_false(lmf_r16_supported(LMF_GGML_Q4_1, 32, 48));
     assert_false(lmf_r16_supported(LMF_GGML_F16, 32, 576));
     assert_false(lmf_r16_format(LMF_GGML_Q4_K, 32, 576)); /* not whole super-blocks */
     assert_false(lmf_r16_format(LMF_GGML_Q6_K, 32, 576));
-    assert_false(lmf_r16_format(LMF_GGML_Q3_K, 32, 512));
+    assert_true(lmf_r16_format(LMF_GGML_Q3_K, 32, 512));
+    assert_false(lmf_r16_format(LMF_GGML_Q2_K, 32, 576));
+    assert_false(lmf_r16_format(LMF_GGML_Q4_K, 24, 512));
     assert_true(lmf_r16_supported(LMF_GGML_Q4_1, 32, 576));
     /* Q5_x are repacked only where the chosen table has their R16 kernels (not the AVX-512 one yet) */
     assert_true(lmf_r16_format(LMF_GGML_Q5_0, 32, 576));

@@ -17,7 +17,7 @@
 
 /* not inlined: the kernels' unrolled loops over these 16-lane loops took gcc minutes to compile fully inlined */
 #define AI static __attribute__((noinline))
-enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K, K_Q2_K, K_Q3_K };
 
 /* int32 lanes kept unsigned: adds wrap and right shifts are logical, as the SIMD ones */
 typedef struct { uint32_t u[16]; } r16i;
@@ -97,6 +97,8 @@ static lmf_qmatvec_fn lanes_kernel(uint32_t type) {
     case LMF_GGML_Q5_1: return q5_1_r16;
     case LMF_GGML_Q4_K: return q4_k_r16;
     case LMF_GGML_Q5_K: return q5_k_r16;
+    case LMF_GGML_Q2_K: return q2_k_r16;
+    case LMF_GGML_Q3_K: return q3_k_r16;
     default: return q6_k_r16;
     }
 }
@@ -112,8 +114,9 @@ static void make_rows(uint32_t type, int n, int nrows, uint8_t *w, size_t rb) {
     uint32_t bs, bb;
     assert_true(lmf_ggml_type_block(type, &bs, &bb));
     for (size_t i = 0; i < rb * (size_t)nrows; i++) w[i] = (uint8_t)rnd();
-    int at = type == LMF_GGML_Q6_K ? 208 : 0;
-    int two = type != LMF_GGML_Q8_0 && type != LMF_GGML_Q4_0 && type != LMF_GGML_Q5_0 && type != LMF_GGML_Q6_K;
+    int at = type == LMF_GGML_Q6_K ? 208 : type == LMF_GGML_Q2_K ? 80 : type == LMF_GGML_Q3_K ? 108 : 0;
+    int two = type != LMF_GGML_Q8_0 && type != LMF_GGML_Q4_0 && type != LMF_GGML_Q5_0 && type != LMF_GGML_Q6_K &&
+              type != LMF_GGML_Q3_K;
     for (int r = 0; r < nrows; r++)
         for (int b = 0; b < n / (int)bs; b++)
             for (int k = 0; k <= two; k++) {
@@ -168,10 +171,10 @@ static void check(uint32_t type, int n, int nrows, int ncols) {
 static void test_lanes_vs_avx2(void **state) {
     (void)state;
     if (!lmf_quant_variant(LMF_ISA_AVX2)) printf("  (no AVX2 here: the readers only)\n");
-    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0,
-                                     LMF_GGML_Q5_1, LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
+    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1,
+                                     LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K, LMF_GGML_Q2_K, LMF_GGML_Q3_K};
     static const int ns[] = {32, 96, 576}, ns_k[] = {256, 512};
-    for (int ti = 0; ti < 8; ti++) {
+    for (int ti = 0; ti < 10; ti++) {
         int k = lmf_r16_unit(types[ti]) == 256;
         for (int i = 0; i < (k ? 2 : 3); i++)
             for (int rows = 16; rows <= 48; rows += 32)
@@ -180,6 +183,7 @@ static void test_lanes_vs_avx2(void **state) {
     /* block sums a few columns at a time (Q5_0: 1024 a column), and on the heap (Q6_K: 4096 a column) */
     check(LMF_GGML_Q5_0, 32768, 16, 9);
     check(LMF_GGML_Q6_K, 65536, 16, 9);
+    check(LMF_GGML_Q2_K, 65536, 16, 9);
 }
 
 int main(void) {

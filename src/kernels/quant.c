@@ -4,10 +4,10 @@
  * lmf_qact_get(); lmf_qinput_bytes / lmf_qinput_convert / lmf_qmatvec all follow it, so a caller that uses the three
  * together never sees it.
  *
- * Q5_0, Q5_1 and Q4_K..Q6_K always read int16 activation blocks. Types without a kernel of their own (Q2_K, Q3_K)
- * take the generic path: each row is dequantized one
- * super-block (256 elements) at a time into a stack buffer by the table's dequantizer and multiplied with the fp32
- * columns by the table's F32 kernel. */
+ * Q5_0, Q5_1 and the K-quants (Q2_K..Q6_K) always read int16 activation blocks. A type without a kernel of its own
+ * would take the generic path (every type lmf_dequant_ref reads has one today): each row dequantized one super-block
+ * (256 elements) at a time into a stack buffer by the table's dequantizer and multiplied with the fp32 columns by
+ * the table's F32 kernel. */
 #include "kernels/quant.h"
 
 #include "core/cpu.h"
@@ -79,13 +79,14 @@ static int is_int_type(uint32_t type) {
     return type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1;
 }
 
-/* the activation blocks type's kernel reads (-1: fp32 columns). Q5_0, Q5_1, Q4_K..Q6_K have int16 kernels only:
+/* the activation blocks type's kernel reads (-1: fp32 columns). Q5_0, Q5_1, Q2_K..Q6_K have int16 kernels only:
  * LMF_QACT=int8 is a comparison mode for the three older formats, and a second set of kernels for these would only
  * add a less accurate path nobody asked for. */
 static int act_of(lmf_qact act, uint32_t type) {
     if (is_int_type(type)) return (int)act;
     switch (type) {
-    case LMF_GGML_Q5_0: case LMF_GGML_Q5_1: case LMF_GGML_Q4_K: case LMF_GGML_Q5_K: case LMF_GGML_Q6_K:
+    case LMF_GGML_Q5_0: case LMF_GGML_Q5_1: case LMF_GGML_Q2_K: case LMF_GGML_Q3_K: case LMF_GGML_Q4_K:
+    case LMF_GGML_Q5_K: case LMF_GGML_Q6_K:
         return (int)LMF_QACT_INT16;
     default: return -1;
     }
@@ -156,6 +157,8 @@ void lmf_qmatvec_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, int 
     case LMF_GGML_Q4_K: f = ops->q4_k; break;
     case LMF_GGML_Q5_K: f = ops->q5_k; break;
     case LMF_GGML_Q6_K: f = ops->q6_k; break;
+    case LMF_GGML_Q2_K: f = ops->q2_k; break;
+    case LMF_GGML_Q3_K: f = ops->q3_k; break;
     case LMF_GGML_F32: f = ops->f32; break;
     case LMF_GGML_F16: f = ops->f16; break;
     case LMF_GGML_BF16: f = ops->bf16; break;

@@ -23,7 +23,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K, K_Q2_K, K_Q3_K };
 
 /* the bit unpacking of Q5_x and the K-quants (dequantization, and the K-quant kernels' scales) */
 #include "kernels/quant_dequant.inc"
@@ -312,6 +312,58 @@ AI void q45k_tile(const int K, const int RB, const int CB, int nb, const uint8_t
         for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = hsum256(acc[r][c]) - macc[r][c];
 }
 
+/* Q2_K / Q3_K (K = 1) against int16 activation blocks (quant_ref.c q23_k_ref): per 16-element sub-block the 2-bit
+ * quants (Q3_K: less 4 where the high bit is clear) as 16 int8 widened to one ymm of words, vpmaddwd against that
+ * half of the activation block, and Q2_K's min term from the half's sum (one vpmaddwd by ones a column and block). */
+AI void q23k_tile(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
+                  const lmf_block_q16a *const *xc, float *y, int ldy) {
+    const int bsz = K ? 110 : 84, qo = K ? 32 : 16;
+    __m256 acc[4][4], macc[4][4];
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps(), macc[r][c] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int sb = 0; sb < nb / 8; sb++) {
+        float fsc[4][16], fmn[4][16];
+        const uint8_t *p[4];
+        for (int r = 0; r < RB; r++) {
+            p[r] = W + (size_t)r * rb + (size_t)sb * bsz;
+            float d = dq_half(p[r] + (K ? 108 : 80)), mn = K ? 0.0f : dq_half(p[r] + 82);
+            for (int j = 0; j < 16; j++) {
+                fsc[r][j] = K ? d * (float)lmf_k3_scale(j, p[r] + 96) : d * (float)(p[r][j] & 0xf);
+                fmn[r][j] = K ? 0.0f : mn * (float)(p[r][j] >> 4);
+            }
+            if (sb + 2 < nb / 8)
+                for (int l = 0; l < bsz; l += 64) _mm_prefetch((const char *)p[r] + 2 * bsz + l, _MM_HINT_T0);
+        }
+        for (int k = 0; k < 8; k++) {
+            int b = sb * 8 + k;
+            __m256i xh[4][2];
+            __m256 xs[4][2];
+            for (int c = 0; c < CB; c++)
+                for (int h = 0; h < 2; h++) {
+                    xh[c][h] = _mm256_loadu_si256((const __m256i *)(xc[c][b].qs + 16 * h));
+                    if (!K) xs[c][h] = _mm256_cvtepi32_ps(_mm256_madd_epi16(xh[c][h], ones));
+                }
+            for (int r = 0; r < RB; r++)
+                for (int h = 0; h < 2; h++) {
+                    __m128i q = dq_and(dq_srl(dq_load(p[r] + qo + 32 * (k / 4) + 16 * h), 2 * (k % 4)), 3);
+                    if (K) q = _mm_sub_epi8(q, _mm_andnot_si128(dq_test(dq_load(p[r] + 16 * h), 1 << k), _mm_set1_epi8(4)));
+                    __m256i w = _mm256_cvtepi8_epi16(q);
+                    for (int c = 0; c < CB; c++) {
+                        __m256 dx = _mm256_set1_ps(xc[c][b].d);
+                        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(w, xh[c][h])),
+                                                    _mm256_mul_ps(_mm256_set1_ps(fsc[r][2 * k + h]), dx), acc[r][c]);
+                        if (!K)
+                            macc[r][c] = _mm256_fmadd_ps(xs[c][h], _mm256_mul_ps(_mm256_set1_ps(fmn[r][2 * k + h]), dx),
+                                                         macc[r][c]);
+                    }
+                }
+        }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = hsum256(acc[r][c]) - (K ? 0.0f : hsum256(macc[r][c]));
+}
+
 /* a tile over columns of either activation format (xc: CB column pointers) */
 typedef void (*qtile_fn)(int nb, const uint8_t *W, size_t rb, const void *const *xc, float *y, int ldy);
 #define QTILE_FN(name, body, xt, K, RB, CB)                                                                        \
@@ -337,6 +389,8 @@ QTILES(q5_1_i16, qtile16, lmf_block_q16a, K_Q5_1)
 QTILES(q6_k_i16, q6k_tile, lmf_block_q16a, 0)
 QTILES(q4_k_i16, q45k_tile, lmf_block_q16a, 0)
 QTILES(q5_k_i16, q45k_tile, lmf_block_q16a, 1)
+QTILES(q2_k_i16, q23k_tile, lmf_block_q16a, 0)
+QTILES(q3_k_i16, q23k_tile, lmf_block_q16a, 1)
 
 /* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
  * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
@@ -377,6 +431,16 @@ QMV(q5_1_i16)
 QMV(q6_k_i16)
 QMV(q4_k_i16)
 QMV(q5_k_i16)
+QMV(q2_k_i16)
+QMV(q3_k_i16)
+void lmf_q2_k_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy) {
+    q2_k_i16_mv(n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+void lmf_q3_k_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                      int ldy) {
+    q3_k_i16_mv(n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
 
 /* ---- float weights ------------------------------------------------------------------------------------------ */
 
@@ -652,11 +716,12 @@ const lmf_quant_ops lmf_quant_avx2 = {
     .name = "avx2",
     .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
     .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv, .q4_k = q4_k_i16_mv, .q5_k = q5_k_i16_mv,
+    .q2_k = q2_k_i16_mv, .q3_k = q3_k_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,
     .q5_0_r16 = q5_0_r16, .q5_1_r16 = q5_1_r16, .q4_k_r16 = q4_k_r16, .q5_k_r16 = q5_k_r16,
-    .q6_k_r16 = q6_k_r16,
+    .q6_k_r16 = q6_k_r16, .q2_k_r16 = q2_k_r16, .q3_k_r16 = q3_k_r16,
     .dequant_r16 = dequant_r16,
     .quantize_q16a = quantize_q16a,
     .quantize_q8a = quantize_q8a,

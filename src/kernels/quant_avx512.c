@@ -39,7 +39,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K, K_Q2_K, K_Q3_K };
 
 /* the bit unpacking of Q5_x and the K-quants (dequantization, and the K-quant kernels' scales) */
 #include "kernels/quant_dequant.inc"
@@ -741,17 +741,20 @@ R16MV(q5_1, K_Q5_1)
 R16MV(q4_k, K_Q4_K)
 R16MV(q5_k, K_Q5_K)
 R16MV(q6_k, K_Q6_K)
+R16MV(q2_k, K_Q2_K)
+R16MV(q3_k, K_Q3_K)
 
 
 const lmf_quant_ops lmf_quant_avx512 = {
     .name = "avx512",
     .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
     .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv, .q4_k = q4_k_i16_mv, .q5_k = q5_k_i16_mv,
+    .q2_k = lmf_q2_k_mv_avx2, .q3_k = lmf_q3_k_mv_avx2, /* quant_avx2.c: off the decode path (quant.h) */
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,
     .q5_0_r16 = q5_0_r16, .q5_1_r16 = q5_1_r16, .q4_k_r16 = q4_k_r16, .q5_k_r16 = q5_k_r16,
-    .q6_k_r16 = q6_k_r16,
+    .q6_k_r16 = q6_k_r16, .q2_k_r16 = q2_k_r16, .q3_k_r16 = q3_k_r16,
     .dequant_r16 = dequant_r16,
     .quantize_q16a = quantize_q16a,
     .quantize_q8a = quantize_q8a,

@@ -23,12 +23,18 @@ static int r16_block_bytes(uint32_t type) {
     case LMF_GGML_Q4_K: return 144;
     case LMF_GGML_Q5_K: return 176;
     case LMF_GGML_Q6_K: return 210;
+    case LMF_GGML_Q2_K: return 84;
+    case LMF_GGML_Q3_K: return 110;
     default: return 0;
     }
 }
 static int is_k(uint32_t type) { return type == LMF_GGML_Q4_K || type == LMF_GGML_Q5_K; }
+/* Q2_K / Q3_K: 2-bit words (low2_shift), a layout of their own */
+static int is_low_k(uint32_t type) { return type == LMF_GGML_Q2_K || type == LMF_GGML_Q3_K; }
 /* elements of a unit */
-static int r16_unit(uint32_t type) { return is_k(type) || type == LMF_GGML_Q6_K ? LMF_QK_K : LMF_QK; }
+static int r16_unit(uint32_t type) {
+    return is_k(type) || is_low_k(type) || type == LMF_GGML_Q6_K ? LMF_QK_K : LMF_QK;
+}
 int lmf_r16_unit(uint32_t type) { return r16_unit(type); }
 
 /* the table's R16 kernel for a type (NULL: that table keeps the type in ggml rows) */
@@ -42,6 +48,8 @@ static lmf_qmatvec_fn r16_kernel(const lmf_quant_ops *ops, uint32_t type) {
     case LMF_GGML_Q4_K: return ops->q4_k_r16;
     case LMF_GGML_Q5_K: return ops->q5_k_r16;
     case LMF_GGML_Q6_K: return ops->q6_k_r16;
+    case LMF_GGML_Q2_K: return ops->q2_k_r16;
+    case LMF_GGML_Q3_K: return ops->q3_k_r16;
     default: return NULL;
     }
 }
@@ -140,6 +148,38 @@ INLINE void unit_chunk(uint32_t type, const uint8_t *blk, int s, int c, uint32_t
     *word = pair_fields(q, 4);
 }
 
+/* Q2_K / Q3_K (quant.h): element e < 16 of half h of a block at bit low2_shift(e) of chunk h's word (byte
+ * (e / 2) % 2 + 2 (e % 2), 2-bit slot e / 4), so that masking (w >> 2 slot) with 0x03030303 gives the bytes of pairs
+ * 2 slot (bytes 0, 2) and 2 slot + 1 (bytes 1, 3); its Q3_K high bit at bit high_shift(h, e) of the block's high
+ * word, which one shift by 4 h + slot - 2 puts at bit 2 of that byte */
+static int low2_shift(int e) { return 8 * ((e >> 1 & 1) + 2 * (e & 1)) + 2 * (e >> 2); }
+static int high_shift(int h, int e) { return 8 * ((e >> 1 & 1) + 2 * (e & 1)) + 4 * h + (e >> 2); }
+/* byte offsets in a Q2_K / Q3_K super-block group: block b's two chunks (and Q3_K's high words after them) */
+static int low_k_block_at(uint32_t type, int b) { return type == LMF_GGML_Q3_K ? 224 + 192 * b : 320 + 128 * b; }
+
+/* one row's Q2_K / Q3_K super-block blk into group g as row j */
+static void pack_low_k(uint32_t type, const uint8_t *blk, int j, uint8_t *g) {
+    const int q3 = type == LMF_GGML_Q3_K;
+    memcpy(g + 2 * j, blk + (q3 ? 108 : 80), 2); /* d */
+    if (!q3) memcpy(g + 32 + 2 * j, blk + 82, 2); /* dmin */
+    for (int t = 0; t < (q3 ? 3 : 4); t++) /* the scale bytes, four a word */
+        wr32(g + (q3 ? 32 : 64) + 64 * t + 4 * j, rd32(blk + (q3 ? 96 : 0) + 4 * t));
+    const uint8_t *qs = blk + (q3 ? 32 : 16);
+    for (int b = 0; b < 8; b++) {
+        uint8_t *o = g + low_k_block_at(type, b);
+        uint32_t high = 0;
+        for (int h = 0; h < 2; h++) {
+            uint32_t w = 0;
+            for (int e = 0; e < 16; e++) { /* dq_q2_k: element 32 b + 16 h + e */
+                w |= (uint32_t)(qs[32 * (b / 4) + 16 * h + e] >> 2 * (b % 4) & 3) << low2_shift(e);
+                if (q3) high |= (uint32_t)(blk[16 * h + e] >> b & 1) << high_shift(h, e);
+            }
+            wr32(o + 64 * h + 4 * j, w);
+        }
+        if (q3) wr32(o + 128 + 4 * j, high);
+    }
+}
+
 /* lmf_r16_pack for one type, inlined into a copy per type (the type's tests fold away) */
 INLINE void pack_rows(uint32_t type, int n, const uint8_t *s, size_t row_bytes, uint8_t *g) {
     int bsz = r16_block_bytes(type), nu = n / r16_unit(type), blocks = r16_unit(type) / LMF_QK;
@@ -147,6 +187,10 @@ INLINE void pack_rows(uint32_t type, int n, const uint8_t *s, size_t row_bytes, 
         memset(g, 0, (size_t)16 * bsz);
         for (int j = 0; j < 16; j++) {
             const uint8_t *blk = s + (size_t)j * row_bytes + (size_t)u * bsz;
+            if (is_low_k(type)) {
+                pack_low_k(type, blk, j, g);
+                continue;
+            }
             if (type == LMF_GGML_Q6_K) /* d, then the 16 int8 scales as four words a row */
                 for (int t = 0; t < 4; t++) wr32(g + 32 + 64 * t + 4 * j, rd32(blk + 192 + 4 * t));
             memcpy(g + 2 * j, blk + (type == LMF_GGML_Q6_K ? 208 : 0), 2); /* d */
@@ -182,6 +226,7 @@ void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void 
     case LMF_GGML_Q5_1: pack_rows(LMF_GGML_Q5_1, n, src, row_bytes, dst); break;
     case LMF_GGML_Q4_K: pack_rows(LMF_GGML_Q4_K, n, src, row_bytes, dst); break;
     case LMF_GGML_Q5_K: pack_rows(LMF_GGML_Q5_K, n, src, row_bytes, dst); break;
+    case LMF_GGML_Q2_K: case LMF_GGML_Q3_K: pack_rows(type, n, src, row_bytes, dst); break;
     default: pack_rows(LMF_GGML_Q6_K, n, src, row_bytes, dst); break;
     }
 }
@@ -189,6 +234,12 @@ void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void 
 /* element k (< the unit's) of row j in unit group g: the integer q (before ggml's "- 8" / "- 16" for Q4_0 / Q5_0) */
 static int r16_q(uint32_t type, const uint8_t *g, int j, int k) {
     if (type == LMF_GGML_Q8_0) return (int8_t)g[32 + 32 * (k / 2) + 2 * j + (k & 1)];
+    if (is_low_k(type)) { /* Q3_K: q + 4 (the high bit set) */
+        const uint8_t *o = g + low_k_block_at(type, k / 32);
+        int h = k / 16 % 2, e = k % 16, q = (int)(rd32(o + 64 * h + 4 * j) >> low2_shift(e)) & 3;
+        if (type == LMF_GGML_Q3_K) q |= (int)(rd32(o + 128 + 4 * j) >> high_shift(h, e) & 1) << 2;
+        return q;
+    }
     int s = k / 32, kk = k % 32;
     int q = (int)(rd32(g + nib_at(type, s) + 64 * (kk / 8) + 4 * j) >> nib_shift(kk % 8)) & 0x0f;
     if (type == LMF_GGML_Q6_K)
@@ -201,7 +252,18 @@ static int r16_q(uint32_t type, const uint8_t *g, int j, int k) {
  * d * sc and dmin * m of k's sub-block */
 static void r16_scales(uint32_t type, const uint8_t *g, int j, int k, float *d, float *m) {
     *d = lmf_f16_to_f32(rd16(g + 2 * j));
-    *m = has_min(type) ? lmf_f16_to_f32(rd16(g + 32 + 2 * j)) : 0.0f;
+    *m = has_min(type) || type == LMF_GGML_Q2_K ? lmf_f16_to_f32(rd16(g + 32 + 2 * j)) : 0.0f;
+    if (type == LMF_GGML_Q2_K) { /* k's sub-block's scale byte: sc | m << 4 */
+        int s = k / 16, b = (int)(rd32(g + 64 + 64 * (s / 4) + 4 * j) >> 8 * (s % 4)) & 0xff;
+        *d = *d * (float)(b & 0xf), *m = *m * (float)(b >> 4);
+        return;
+    }
+    if (type == LMF_GGML_Q3_K) {
+        uint8_t q[12];
+        for (int t = 0; t < 3; t++) wr32(q + 4 * t, rd32(g + 32 + 64 * t + 4 * j));
+        *d = *d * (float)lmf_k3_scale(k / 16, q);
+        return;
+    }
     if (type == LMF_GGML_Q6_K) { /* the int8 scale of k's 16 elements */
         *d = *d * (float)(int8_t)(rd32(g + 32 + 64 * (k / 64) + 4 * j) >> 8 * (k / 16 % 4));
         return;
@@ -222,8 +284,9 @@ static float r16_value(uint32_t type, int q, float d, float m) {
     if (type == LMF_GGML_Q4_0) return (float)(q - 8) * d;
     if (type == LMF_GGML_Q5_0) return (float)(q - 16) * d;
     if (type == LMF_GGML_Q6_K) return (float)(q - 32) * d;
+    if (type == LMF_GGML_Q3_K) return (float)(q - 4) * d;
     float t = (float)q * d;
-    return is_k(type) ? t - m : t + m;
+    return is_k(type) || type == LMF_GGML_Q2_K ? t - m : t + m;
 }
 
 void lmf_r16_dequant_row(uint32_t type, int n, const void *group, int j, float *dst) {
@@ -292,11 +355,13 @@ void lmf_qmatvec_r16(uint32_t type, int n, int nrows, const void *W, size_t row_
  * integer dot (q - 16 is a signed 5-bit value: |dot| <= 32 * 16 * 32767 < 2^24, exact in float too); Q5_1 is Q4_1
  * with a fifth bit. Q4_K / Q5_K: each 32-element sub-block is one block, with the row-major reference's terms
  * ((d sc) d_x) dot - (dmin m) s_x. Q6_K: each 16-element half of a block with its own ((d sc) d_x) and q - 32 in the
- * integer dot (|dot| <= 16 * 32 * 32767 < 2^24), as the row-major reference. */
+ * integer dot (|dot| <= 16 * 32 * 32767 < 2^24), as the row-major reference. Q2_K / Q3_K: as Q6_K (Q3_K's q - 4),
+ * Q2_K with its min term (dmin m) (d_x sum(x)) a 16-element half, subtracted at the end. */
 static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb, int ncols, const void *x,
                        size_t xb, float *y, int ldy) {
     int bsz = r16_block_bytes(type), nb = n / LMF_QK, per = r16_unit(type) / LMF_QK;
-    int q_offset = type == LMF_GGML_Q5_0 ? 16 : type == LMF_GGML_Q6_K ? 32 : 0;
+    int q_offset = type == LMF_GGML_Q5_0 ? 16 : type == LMF_GGML_Q6_K ? 32 : type == LMF_GGML_Q3_K ? 4 : 0;
+    int halves = type == LMF_GGML_Q6_K || is_low_k(type);
     for (int r0 = 0; r0 < nrows; r0 += 16) {
         const uint8_t *G = (const uint8_t *)W + (size_t)r0 * rb;
         for (int c = 0; c < ncols; c++) {
@@ -306,14 +371,17 @@ static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb
                 const uint8_t *g = G + (size_t)(b / per) * 16 * bsz;
                 int k0 = b % per * LMF_QK;
                 for (int j = 0; j < 16; j++) {
-                    if (type == LMF_GGML_Q6_K) { /* two 16-element sub-blocks, each with its own scale */
+                    if (halves) { /* two 16-element sub-blocks, each with its own scale */
                         for (int h = 0; h < 2; h++) {
-                            int32_t dot = 0;
-                            for (int k = 16 * h; k < 16 * h + 16; k++)
+                            int32_t dot = 0, xs = 0;
+                            for (int k = 16 * h; k < 16 * h + 16; k++) {
                                 dot += (r16_q(type, g, j, k0 + k) - q_offset) * xc[b].qs[k];
+                                xs += xc[b].qs[k];
+                            }
                             float dw, mw;
                             r16_scales(type, g, j, k0 + 16 * h, &dw, &mw);
                             acc[j] += (dw * xc[b].d) * (float)dot;
+                            if (type == LMF_GGML_Q2_K) acc2[j] += mw * (xc[b].d * (float)xs);
                         }
                         continue;
                     }
@@ -333,6 +401,7 @@ static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb
             for (int j = 0; j < 16; j++)
                 y[(size_t)c * ldy + r0 + j] = has_min(type) && !is_k(type) ? acc[j] + acc2[j]
                                               : type == LMF_GGML_Q4_0      ? acc[j] - 8.0f * acc2[j]
+                                              : type == LMF_GGML_Q2_K      ? acc[j] - acc2[j]
                                                                            : acc[j];
         }
     }
@@ -350,3 +419,5 @@ R16_REF(lmf_r16_q5_1_ref, LMF_GGML_Q5_1)
 R16_REF(lmf_r16_q4_k_ref, LMF_GGML_Q4_K)
 R16_REF(lmf_r16_q5_k_ref, LMF_GGML_Q5_K)
 R16_REF(lmf_r16_q6_k_ref, LMF_GGML_Q6_K)
+R16_REF(lmf_r16_q2_k_ref, LMF_GGML_Q2_K)
+R16_REF(lmf_r16_q3_k_ref, LMF_GGML_Q3_K)

@@ -101,15 +101,16 @@ static void dq_q2_k(const uint8_t *p, float *y) {
 /* Q3_K, 110 B: hmask[32] (the high bit, inverted: set means +0, clear means -4; bit k of byte l is element
  * 32k + l), qs[64] (low 2 bits, laid out like Q2_K), scales[12] (sixteen 6-bit scales biased by 32: low nibbles
  * in bytes 0-7, high 2 bits in bytes 8-11), d. x = d * (sc - 32) * q */
+int lmf_k3_scale(int j, const uint8_t *s) {
+    int lo = j < 8 ? s[j] & 0xf : s[j - 8] >> 4;
+    int hi = (s[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
+    return (lo | (hi << 4)) - 32;
+}
 static void dq_q3_k(const uint8_t *p, float *y) {
-    const uint8_t *hm = p, *q = p + 32, *s = p + 96;
+    const uint8_t *hm = p, *q = p + 32;
     float d = lmf_f16_to_f32(rd16(p + 108));
     int8_t sc[16];
-    for (int j = 0; j < 16; j++) {
-        int lo = j < 8 ? s[j] & 0xf : s[j - 8] >> 4;
-        int hi = (s[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
-        sc[j] = (int8_t)((lo | (hi << 4)) - 32);
-    }
+    for (int j = 0; j < 16; j++) sc[j] = (int8_t)lmf_k3_scale(j, p + 96);
     int is = 0;
     uint8_t m = 1;
     for (int n = 0; n < 256; n += 128, q += 32)
@@ -607,6 +608,51 @@ static void q5_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, cons
     q45_k_ref(1, n, nrows, W, rb, ncols, x, xb, y, ldy);
 }
 
+/* Q2_K / Q3_K (layouts: dq_q2_k, dq_q3_k) against int16 activation blocks: a 16-element sub-block is half an
+ * activation block, so per sub-block s: sum += ((d sc_s) d_x) * sum(q q_x) (Q3_K: q in -4..3, sc_s - 32 in
+ * -32..31), and for Q2_K its min term - ((dmin m_s) d_x) * sum(q_x). Exact integer sums: |sum(q q_x)| <= 16 * 4 *
+ * 32767 < 2^21. */
+static void q23_k_ref(int q3, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb,
+                      float *y, int ldy) {
+    const int bsz = q3 ? 110 : 84;
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q16a *a = (const lmf_block_q16a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            float sum = 0.0f;
+            for (int sb = 0; sb < n / 256; sb++) {
+                const uint8_t *p = (const uint8_t *)W + (size_t)r * rb + (size_t)sb * bsz;
+                const uint8_t *qs = p + (q3 ? 32 : 16);
+                float d = lmf_f16_to_f32(rd16(p + (q3 ? 108 : 80))), dmin = q3 ? 0.0f : lmf_f16_to_f32(rd16(p + 82));
+                for (int s = 0; s < 16; s++) {
+                    const lmf_block_q16a *ab = &a[sb * 8 + s / 2];
+                    int isum = 0, xsum = 0;
+                    for (int l = 0; l < 16; l++) {
+                        int k = 16 * s + l, xq = ab->qs[16 * (s & 1) + l];
+                        int q = (qs[32 * (k / 128) + k % 32] >> 2 * (k % 128 / 32)) & 3;
+                        if (q3 && !(p[k % 32] >> (k / 32) & 1)) q -= 4;
+                        isum += q * xq, xsum += xq;
+                    }
+                    if (q3) {
+                        sum += ((d * (float)lmf_k3_scale(s, p + 96)) * ab->d) * (float)isum;
+                    } else {
+                        float dl = d * (float)(p[s] & 0xf), ml = dmin * (float)(p[s] >> 4);
+                        sum += (dl * ab->d) * (float)isum - (ml * ab->d) * (float)xsum;
+                    }
+                }
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+static void q2_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    q23_k_ref(0, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+static void q3_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                     int ldy) {
+    q23_k_ref(1, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+
 /* ---- the int8 activation path (LMF_QACT=int8), kept for comparison --------------------------------------------- */
 
 /* sum over blocks of (d_w d_x) * sum(q_w q_x), in block order */
@@ -693,11 +739,13 @@ const lmf_quant_ops lmf_quant_ref = {
     .name = "ref",
     .q8_0 = q8_0_ref, .q4_0 = q4_0_ref, .q4_1 = q4_1_ref,
     .q5_0 = q5_0_ref, .q5_1 = q5_1_ref, .q6_k = q6_k_ref, .q4_k = q4_k_ref, .q5_k = q5_k_ref,
+    .q2_k = q2_k_ref, .q3_k = q3_k_ref,
     .q8_0_i8 = q8_0_i8, .q4_0_i8 = q4_0_i8, .q4_1_i8 = q4_1_i8,
     .f32 = f32_ref, .f16 = f16_ref, .bf16 = bf16_ref,
     .q8_0_r16 = lmf_r16_q8_0_ref, .q4_0_r16 = lmf_r16_q4_0_ref, .q4_1_r16 = lmf_r16_q4_1_ref,
     .q5_0_r16 = lmf_r16_q5_0_ref, .q5_1_r16 = lmf_r16_q5_1_ref, .q4_k_r16 = lmf_r16_q4_k_ref,
-    .q5_k_r16 = lmf_r16_q5_k_ref, .q6_k_r16 = lmf_r16_q6_k_ref,
+    .q5_k_r16 = lmf_r16_q5_k_ref, .q6_k_r16 = lmf_r16_q6_k_ref, .q2_k_r16 = lmf_r16_q2_k_ref,
+    .q3_k_r16 = lmf_r16_q3_k_ref,
     .dequant_r16 = lmf_r16_dequant_t_ref,
     .quantize_q16a = quantize_q16a_ref,
     .quantize_q8a = quantize_q8a_ref,
