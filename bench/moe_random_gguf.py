@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """A random-weight mixture-of-experts GGUF (llama architecture, llama.cpp's MoE names) of a realistic small shape,
-for the inference speed check against llama-bench (bench/moe_infer_bench.sh). F32; make Q8_0 / Q4_1 copies with
+for the inference speed check against llama-bench (bench/moe_infer_bench.sh); with --experts 0 a dense llama
+(ffn_gate / ffn_up / ffn_down), for decode checks on shapes SmolLM2 lacks (bench/kquant_decode_bench.sh: widths
+that are multiples of 256, which the K-quants need). F32; make Q8_0 / Q4_1 copies with
 `lmforge quantize`, so both programs read byte-identical weights.
 
 usage: moe_random_gguf.py OUT.gguf [--layers 12] [--embd 1024] [--heads 16] [--kv-heads 4] [--ffn 1024]
@@ -37,8 +39,9 @@ def main():
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(10000.0)
     w.add_rope_dimension_count(hs)
-    w.add_expert_count(E)
-    w.add_expert_used_count(a.used)
+    if E:
+        w.add_expert_count(E)
+        w.add_expert_used_count(a.used)
     w.add_vocab_size(V)
     w.add_file_type(0)
     w.add_tokenizer_model("none")
@@ -62,6 +65,11 @@ def main():
         t(p + "attn_k.weight", KV, C)
         t(p + "attn_v.weight", KV, C)
         t(p + "attn_output.weight", C, C)
+        if not E:
+            t(p + "ffn_gate.weight", F, C)
+            t(p + "ffn_up.weight", F, C)
+            t(p + "ffn_down.weight", C, F)
+            continue
         t(p + "ffn_gate_inp.weight", E, C)
         t(p + "ffn_gate_exps.weight", E, F, C)
         t(p + "ffn_up_exps.weight", E, F, C)
@@ -70,7 +78,7 @@ def main():
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    print(f"{a.out}: {total / 1e6:.0f}M parameters ({E} experts, top-{a.used})")
+    print(f"{a.out}: {total / 1e6:.0f}M parameters" + (f" ({E} experts, top-{a.used})" if E else " (dense)"))
 
 
 if __name__ == "__main__":

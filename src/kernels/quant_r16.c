@@ -148,12 +148,29 @@ INLINE void unit_chunk(uint32_t type, const uint8_t *blk, int s, int c, uint32_t
     *word = pair_fields(q, 4);
 }
 
-/* Q2_K / Q3_K (quant.h): element e < 16 of half h of a block at bit low2_shift(e) of chunk h's word (byte
- * (e / 2) % 2 + 2 (e % 2), 2-bit slot e / 4), so that masking (w >> 2 slot) with 0x03030303 gives the bytes of pairs
- * 2 slot (bytes 0, 2) and 2 slot + 1 (bytes 1, 3); its Q3_K high bit at bit high_shift(h, e) of the block's high
- * word, which one shift by 4 h + slot - 2 puts at bit 2 of that byte */
+/* Q2_K / Q3_K (quant.h): element e < 16 of half h of a block at bit low2_shift(e) of chunk h's word: byte
+ * (e / 2) % 2 + 2 (e % 2), 2-bit slot e / 4, so pair i of the chunk is slot i / 2 of bytes 0 and 2 (even i) or 1 and
+ * 3 (odd i). Its Q3_K high bit at bit high_shift(h, e) of the block's high word: slots 0 and 2 of half 0 at bits 2
+ * and 6 of the byte, 1 and 3 at 3 and 7, half 1's at 0, 4 and 1, 5, where one shift (none, >> 1, << 2, << 1) puts
+ * them above the 2-bit values of (w & 0x33333333) or (w >> 2 & 0x33333333). */
 static int low2_shift(int e) { return 8 * ((e >> 1 & 1) + 2 * (e & 1)) + 2 * (e >> 2); }
-static int high_shift(int h, int e) { return 8 * ((e >> 1 & 1) + 2 * (e & 1)) + 4 * h + (e >> 2); }
+static int high_shift(int h, int e) {
+    int slot = e >> 2;
+    return 8 * ((e >> 1 & 1) + 2 * (e & 1)) + (slot & 2 ? 4 : 0) + (h ? 0 : 2) + (slot & 1);
+}
+/* Q3_K's sixteen 6-bit scales sc - 32 as two's complement fields (sc ^ 32): scale s < 15 at bits 6 (s % 5) of word
+ * s / 5, scale 15's bits 2t, 2t + 1 at bits 30, 31 of word t */
+static uint32_t k3_words(const uint8_t *scales, int t) {
+    uint32_t w = 0;
+    for (int k = 0; k < 5; k++) w |= (uint32_t)((lmf_k3_scale(5 * t + k, scales) + 32) ^ 32) << 6 * k;
+    return w | (uint32_t)(((lmf_k3_scale(15, scales) + 32) ^ 32) >> 2 * t & 3) << 30;
+}
+static int k3_field(const uint8_t *g, int j, int s) {
+    if (s < 15) return (int32_t)(rd32(g + 32 + 64 * (s / 5) + 4 * j) << (26 - 6 * (s % 5))) >> 26;
+    uint32_t v = 0;
+    for (int t = 0; t < 3; t++) v |= (rd32(g + 32 + 64 * t + 4 * j) >> 30) << (26 + 2 * t);
+    return (int32_t)v >> 26;
+}
 /* byte offsets in a Q2_K / Q3_K super-block group: block b's two chunks (and Q3_K's high words after them) */
 static int low_k_block_at(uint32_t type, int b) { return type == LMF_GGML_Q3_K ? 224 + 192 * b : 320 + 128 * b; }
 
@@ -162,8 +179,8 @@ static void pack_low_k(uint32_t type, const uint8_t *blk, int j, uint8_t *g) {
     const int q3 = type == LMF_GGML_Q3_K;
     memcpy(g + 2 * j, blk + (q3 ? 108 : 80), 2); /* d */
     if (!q3) memcpy(g + 32 + 2 * j, blk + 82, 2); /* dmin */
-    for (int t = 0; t < (q3 ? 3 : 4); t++) /* the scale bytes, four a word */
-        wr32(g + (q3 ? 32 : 64) + 64 * t + 4 * j, rd32(blk + (q3 ? 96 : 0) + 4 * t));
+    for (int t = 0; t < (q3 ? 3 : 4); t++) /* Q2_K's scale bytes four a word, Q3_K's fields (k3_words) */
+        wr32(g + (q3 ? 32 : 64) + 64 * t + 4 * j, q3 ? k3_words(blk + 96, t) : rd32(blk + 4 * t));
     const uint8_t *qs = blk + (q3 ? 32 : 16);
     for (int b = 0; b < 8; b++) {
         uint8_t *o = g + low_k_block_at(type, b);
@@ -259,9 +276,7 @@ static void r16_scales(uint32_t type, const uint8_t *g, int j, int k, float *d, 
         return;
     }
     if (type == LMF_GGML_Q3_K) {
-        uint8_t q[12];
-        for (int t = 0; t < 3; t++) wr32(q + 4 * t, rd32(g + 32 + 64 * t + 4 * j));
-        *d = *d * (float)lmf_k3_scale(k / 16, q);
+        *d = *d * (float)k3_field(g, j, k / 16);
         return;
     }
     if (type == LMF_GGML_Q6_K) { /* the int8 scale of k's 16 elements */
@@ -355,8 +370,9 @@ void lmf_qmatvec_r16(uint32_t type, int n, int nrows, const void *W, size_t row_
  * integer dot (q - 16 is a signed 5-bit value: |dot| <= 32 * 16 * 32767 < 2^24, exact in float too); Q5_1 is Q4_1
  * with a fifth bit. Q4_K / Q5_K: each 32-element sub-block is one block, with the row-major reference's terms
  * ((d sc) d_x) dot - (dmin m) s_x. Q6_K: each 16-element half of a block with its own ((d sc) d_x) and q - 32 in the
- * integer dot (|dot| <= 16 * 32 * 32767 < 2^24), as the row-major reference. Q2_K / Q3_K: as Q6_K (Q3_K's q - 4),
- * Q2_K with its min term (dmin m) (d_x sum(x)) a 16-element half, subtracted at the end. */
+ * integer dot (|dot| <= 16 * 32 * 32767 < 2^24), as the row-major reference. Q2_K / Q3_K: as Q6_K (Q3_K's q - 4);
+ * Q2_K's min term as a sum over each super-block of m (d_x sum(x)) a 16-element half, times dmin, subtracted at the
+ * end. */
 static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb, int ncols, const void *x,
                        size_t xb, float *y, int ldy) {
     int bsz = r16_block_bytes(type), nb = n / LMF_QK, per = r16_unit(type) / LMF_QK;
@@ -366,7 +382,7 @@ static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb
         const uint8_t *G = (const uint8_t *)W + (size_t)r0 * rb;
         for (int c = 0; c < ncols; c++) {
             const lmf_block_q16a *xc = (const lmf_block_q16a *)((const char *)x + (size_t)c * xb);
-            float acc[16] = {0}, acc2[16] = {0};
+            float acc[16] = {0}, acc2[16] = {0}, msum[16] = {0};
             for (int b = 0; b < nb; b++) {
                 const uint8_t *g = G + (size_t)(b / per) * 16 * bsz;
                 int k0 = b % per * LMF_QK;
@@ -381,8 +397,12 @@ static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb
                             float dw, mw;
                             r16_scales(type, g, j, k0 + 16 * h, &dw, &mw);
                             acc[j] += (dw * xc[b].d) * (float)dot;
-                            if (type == LMF_GGML_Q2_K) acc2[j] += mw * (xc[b].d * (float)xs);
+                            if (type == LMF_GGML_Q2_K) /* m: the sub-block's scale byte's high nibble */
+                                msum[j] += (float)(rd32(g + 64 + 64 * (k0 / 64) + 4 * j) >> (8 * (k0 / 16 % 4 + h) + 4) & 15) *
+                                           (xc[b].d * (float)xs);
                         }
+                        if (type == LMF_GGML_Q2_K && b % per == per - 1)
+                            acc2[j] += lmf_f16_to_f32(rd16(g + 32 + 2 * j)) * msum[j], msum[j] = 0.0f;
                         continue;
                     }
                     int32_t dot = 0;
