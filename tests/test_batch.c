@@ -207,17 +207,22 @@ static void check_decode_prefill(const lmf_weights *w, const char *what) {
 }
 
 /* SmolLM2 quantized as llama.cpp's Q4_K_M / Q5_K_M / Q6_K files are (lmforge quantize writes llama-quantize's
- * tensors: tests/cli_quantize.sh): Q5_0 / Q5_1 / Q8_0 for the 576-wide matrices, Q4_K / Q5_K / Q6_K for ffn_down.
+ * tensors: tests/cli_quantize.sh): Q5_0 / Q5_1 / Q8_0 for the 576-wide matrices, Q4_K / Q5_K / Q6_K for ffn_down;
+ * and its Q2_K file (Q4_0, ffn_down Q3_K), once more with ffn_down in Q2_K.
  * Batch invariance on their decode kernels (R16 where this CPU's table has them), and the decode path (one token a
  * call: int16 activations against the quantized weights) within 1e-3 of the prefill path (fp32 products of the
  * dequantized weights, the R16 k-major reader's slabs) over the same 12 tokens: a wrong fifth bit, offset or
  * sub-block scale moves logits by far more. */
-static void check_requantized(const char *path, uint32_t type) {
+static void check_requantized(const char *path, uint32_t type, uint32_t down_type) {
     lmf_weights *w;
     if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
     char out[64];
     snprintf(out, sizeof out, "/tmp/lmf_test_batch_%d.gguf", (int)getpid());
-    if (lmf_export_gguf(w, out, type, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
+    /* down_type (not 0): ffn_down's type by a --tensor-type rule (the only matrix of SmolLM2 wide enough for Q2_K) */
+    lmf_tensor_type_rule rule = {"ffn_down", down_type};
+    lmf_export_opts o = {0};
+    if (down_type) o.rules = &rule, o.n_rules = 1;
+    if (lmf_export_gguf_opts(w, out, type, &o) != LMF_OK) fail_msg("%s", lmf_last_error());
     lmf_weights_free(w);
     check_model(out, LMF_KV_F32);
     if (lmf_weights_load(out, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
@@ -234,9 +239,11 @@ static void check_requantized(const char *path, uint32_t type) {
 static void test_smollm2_kquant(void **state) {
     const char *path = smollm2_file();
     if (!path) skip();
-    check_requantized(path, LMF_MIX_Q4_K_M);
-    check_requantized(path, LMF_MIX_Q5_K_M);
-    check_requantized(path, LMF_MIX_Q6_K);
+    check_requantized(path, LMF_MIX_Q4_K_M, 0);
+    check_requantized(path, LMF_MIX_Q5_K_M, 0);
+    check_requantized(path, LMF_MIX_Q6_K, 0);
+    check_requantized(path, LMF_MIX_Q2_K, 0); /* ffn_down Q3_K */
+    check_requantized(path, LMF_MIX_Q2_K, LMF_GGML_Q2_K);
 }
 
 int main(void) {
