@@ -2,7 +2,8 @@
  * reference against gguf-py, and the kernels against a real model.
  *
  *  - lmf_qmatvec: for each variant this CPU runs (ref, AVX2, AVX-512+VNNI) and each type (Q8_0, Q4_0, Q4_1 with
- *    int16 and with int8 activations, F32, F16, BF16 and the dequantize path of Q5_0/Q5_1/Q2_K..Q6_K), odd row and column counts, row lengths from one
+ *    int16 and with int8 activations, F32, F16, BF16, and Q5_0, Q5_1, Q2_K..Q6_K on int16 activations), odd row and
+ *    column counts, row lengths from one
  *    block to 4096, rows with padding between them (w_row_bytes > the row, at odd alignments), padded input
  *    columns, and y with ldy > nrows whose gaps and tail hold sentinels that must survive. Each y is compared with
  *    the reference's y relative to the dot product's absolute scale sum|w_i x_i| (the only scale summation in any

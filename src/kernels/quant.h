@@ -36,8 +36,9 @@
  * widths are not multiples of 256 (SmolLM2's Q4_K_M: Q5_0 for q/k/o/gate/up, Q4_K or Q6_K for ffn_down; Q5_K_M:
  * Q5_1; Q6_K: Q8_0 and Q6_K). Q6_K's int8 sub-block scales are applied in float per 16 elements (sc times a
  * sub-block's integer sum could leave int32); Q4_K/Q5_K's 32-element sub-blocks are one activation block each,
- * their min term is Q4_1's. Float weight types (F32/F16/BF16) read the fp32 activation directly; Q2_K and Q3_K go
- * through a per-super-block SIMD dequantize (quant_dequant.inc) + fp32 dot.
+ * their min term is Q4_1's. Q2_K and Q3_K (llama-quantize's Q2_K / Q3_K_x files, and ffn_down of Q2_K files) have
+ * them too, their 16-element sub-blocks half an activation block each, as Q6_K's; Q2_K's min term takes each half's
+ * sum of the activation. Float weight types (F32/F16/BF16) read the fp32 activation directly.
  *
  * Why the kernel shapes: one call computes a block of rows for up to ~16 input columns. The caller splits rows
  * over threads, so the kernels are single-threaded and allocation-free. With one column every weight byte is used
@@ -102,11 +103,11 @@ _Static_assert(sizeof(lmf_block_q4_1) == 20, "ggml block_q4_1 is 20 bytes");
 
 /* ---- the public entry points (dispatching to the table of lmf_quant()) ------------------------------------- */
 
-/* 1 if lmf_qmatvec has a kernel for ggml type `type`: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K..Q6_K (own
- * kernels), and the other types lmf_dequant_ref_supported() lists (Q2_K, Q3_K) through dequantize + fp32 dot. */
+/* 1 if lmf_qmatvec has a kernel for ggml type `type`: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K (every
+ * type lmf_dequant_ref_supported() lists; another one would go through dequantize + fp32 dot). */
 int lmf_qmatvec_supported(uint32_t type);
 /* bytes of one converted input column of n elements for weights of `type` (n/32 activation blocks of the
- * lmf_qact_get() format for Q8_0/Q4_0/Q4_1, n/32 lmf_block_q16a for Q5_0/Q5_1/Q4_K..Q6_K, n floats otherwise). */
+ * lmf_qact_get() format for Q8_0/Q4_0/Q4_1, n/32 lmf_block_q16a for Q5_0/Q5_1/Q2_K..Q6_K, n floats otherwise). */
 size_t lmf_qinput_bytes(uint32_t type, int n);
 /* Which activation format type's kernels read (-1: fp32 columns, else an lmf_qact): inputs converted for one type
  * serve every type of the same format, bit for bit. */
@@ -206,12 +207,22 @@ void lmf_quantize_weighted_fast(uint32_t type, const float *x, void *out, size_t
  *               (even e / 2) or shifting it right by 4 first (odd), so one shift and one mask put a chunk's eight
  *               top-bit pairs beside those bytes' nibbles. Each 16 elements keep their own scale, so a sub-block
  *               is two integer dots.
+ *   Q2_K 1344 B: d[16], dmin[16], the rows' 16 scale bytes (scale | min << 4) as four words a row (word t of row j
+ *               at 64 + 64 t + 4 j), then block b's two chunks (16 elements each: 32 b + 16 h + e) at 320 + 128 b +
+ *               64 h: in word j, row j's element e at bit 8 ((e / 2) % 2 + 2 (e % 2)) + 2 (e / 4), so slot s
+ *               (bits 2s, 2s + 1 of each byte) holds pair 2 s in bytes 0 and 2 and pair 2 s + 1 in bytes 1 and 3;
+ *   Q3_K 1760 B: d[16], the rows' sixteen 6-bit scales as three words a row (at 32 + 64 t + 4 j; scale s < 15
+ *               at bit 6 (s % 5) of word s / 5, scale 15's bits 2t, 2t + 1 at bits 30-31 of word t; each field
+ *               the scale - 32 in two's complement), then block b at 224 + 192 b: its two chunks of the low two
+ *               bits as Q2_K's, then the rows' high-bit words: element e of half h at bit 8 ((e / 2) % 2 +
+ *               2 (e % 2)) + 4 (slot / 2) + 2 (1 - h) + slot % 2 (slot = e / 4), one shift from bit 2 or 6 of the
+ *               byte its low bits sit in after w & 0x33333333 or (w >> 2) & 0x33333333. q is stored + 4 (0..7).
  * A matrix of rows % 16 == 0 is rows / 16 groups, one after the other (group g at 16 g row_bytes). */
-/* 1 if a rows x n matrix of `type` fits the layout (Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 with n % 32 == 0, Q4_K/Q5_K/Q6_K with
+/* 1 if a rows x n matrix of `type` fits the layout (Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 with n % 32 == 0, Q2_K..Q6_K with
  * n % 256 == 0; rows % 16 == 0) */
 int lmf_r16_format(uint32_t type, int rows, int n);
 /* 1 if it fits and this CPU's table (lmf_quant()) has an R16 kernel for the type: what the executor repacks. Every
- * table has all eight (the AVX2 and AVX-512 ones from quant_r16_mv.inc, the AVX-512 table's Q8_0 / Q4_x from its
+ * table has all ten (the AVX2 and AVX-512 ones from quant_r16_mv.inc, the AVX-512 table's Q8_0 / Q4_x from its
  * own multi-stream tiles); the AMX tiles take Q8_0 / Q4_x only. */
 int lmf_r16_supported(uint32_t type, int rows, int n);
 /* elements of the type's R16 unit: 32, or 256 for the K-quants (n of lmf_r16_dequant_t is a multiple of it) */

@@ -703,7 +703,7 @@ static void dequant(uint32_t type, const void *src, float *dst, size_t n) {
 /* ---- R16 groups of Q5_x and the K-quants, and the k-major group reader: quant_r16_mv.inc with one zmm a 16-row
  * vector. vpdpwssd is the integer sum, so two chains a column keep consecutive ones from waiting on each other (as
  * r16_tile above); 32 registers hold four columns' accumulators. Q8_0 / Q4_x keep r16_tile's streams (tuned on the
- * Intel machines, matched bit for bit by the AMX tiles); the reader serves all eight kinds. */
+ * Intel machines, matched bit for bit by the AMX tiles); the reader serves all ten kinds. */
 typedef __m512i r16i;
 typedef __m512 r16f;
 AI r16i ri_load(const void *p) { return _mm512_loadu_si512(p); }

@@ -174,6 +174,14 @@ static int k3_field(const uint8_t *g, int j, int s) {
 /* byte offsets in a Q2_K / Q3_K super-block group: block b's two chunks (and Q3_K's high words after them) */
 static int low_k_block_at(uint32_t type, int b) { return type == LMF_GGML_Q3_K ? 224 + 192 * b : 320 + 128 * b; }
 
+/* the fields (p[e] >> sh) & 3 (mask LOW2) or & 1 (LOW1) of 16 bytes p where low2_shift / high_shift put them: element
+ * e's at byte (e / 2) % 2 + 2 (e % 2) of the word, shifted by 0 (e < 4), o1 (4-7), o2 (8-11), o3 (12-15) */
+static uint32_t spread16(const uint8_t *p, int sh, uint64_t mask, int o1, int o2, int o3) {
+    uint64_t x = rd64(p) >> sh & mask, y = rd64(p + 8) >> sh & mask;
+    uint32_t w = (uint32_t)x | (uint32_t)(x >> 32) << o1 | (uint32_t)y << o2 | (uint32_t)(y >> 32) << o3;
+    return (w & 0xff0000ffu) | (w & 0x0000ff00u) << 8 | (w & 0x00ff0000u) >> 8; /* bytes 1 and 2 swapped */
+}
+
 /* one row's Q2_K / Q3_K super-block blk into group g as row j */
 static void pack_low_k(uint32_t type, const uint8_t *blk, int j, uint8_t *g) {
     const int q3 = type == LMF_GGML_Q3_K;
@@ -185,13 +193,9 @@ static void pack_low_k(uint32_t type, const uint8_t *blk, int j, uint8_t *g) {
     for (int b = 0; b < 8; b++) {
         uint8_t *o = g + low_k_block_at(type, b);
         uint32_t high = 0;
-        for (int h = 0; h < 2; h++) {
-            uint32_t w = 0;
-            for (int e = 0; e < 16; e++) { /* dq_q2_k: element 32 b + 16 h + e */
-                w |= (uint32_t)(qs[32 * (b / 4) + 16 * h + e] >> 2 * (b % 4) & 3) << low2_shift(e);
-                if (q3) high |= (uint32_t)(blk[16 * h + e] >> b & 1) << high_shift(h, e);
-            }
-            wr32(o + 64 * h + 4 * j, w);
+        for (int h = 0; h < 2; h++) { /* dq_q2_k: element 32 b + 16 h + e from byte 32 (b / 4) + 16 h + e */
+            wr32(o + 64 * h + 4 * j, spread16(qs + 32 * (b / 4) + 16 * h, 2 * (b % 4), LOW2, 2, 4, 6));
+            if (q3) high |= spread16(blk + 16 * h, b, LOW1, 1, 4, 5) << 2 * (1 - h); /* bit b of hmask[16 h + e] */
         }
         if (q3) wr32(o + 128 + 4 * j, high);
     }
