@@ -13,7 +13,10 @@
  *     figure;
  *  3. a whole SmolLM2-135M decode step's linear layers (30 layers x q, k, v, o, gate, up, down + lm_head, four input
  *     conversions per layer + one), all weights distinct in memory: ms per token and tokens/s, the upper bound the
- *     matrix-vector kernels allow on one core.
+ *     matrix-vector kernels allow on one core;
+ *  4. every R16 kernel (the decode layout, kernels/quant.h) on one 2816 x 1024 matrix (an ffn of a 1024-wide model:
+ *     256-multiple, so the K-quants are themselves) that stays in cache, one column: the kernels' compute rate,
+ *     to set beside table 1's read rates (a kernel slower than memory is compute-bound in decode).
  * Implementations (variants and activation formats) are timed in rotation and each figure is the median over
  * repetitions (the host is shared). */
 #include <stdio.h>
@@ -324,6 +327,37 @@ int main(int argc, char **argv) {
             }
             printf("\n");
         }
+    }
+
+    /* 4: R16 kernels, matrix in cache */
+    static const uint32_t r16_types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1,
+                                         LMF_GGML_Q2_K, LMF_GGML_Q3_K, LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
+    const int R4 = 2816, N4 = 1024;
+    printf("\nR16 kernels, one %d x %d matrix in cache, one column (compute rate):\n%-9s %10s", R4, N4, "type", "MB");
+    for (int i = 1; i < nops; i++) printf(" %9s us %6s GB/s %4s Gw/s", ops[i]->name, "", "");
+    printf("\n");
+    static float y4[2816];
+    for (int t = 0; t < (int)(sizeof r16_types / sizeof r16_types[0]); t++) {
+        uint32_t type = r16_types[t];
+        size_t rb = row_bytes(type, N4), mb = rb * R4;
+        for (int r = 0; r < R4; r++) lmf_quantize_row(type, src + (size_t)r * N4, pool + (size_t)r * rb, (size_t)N4);
+        for (int g = 0; g < R4 / 16; g++)
+            lmf_r16_pack(type, N4, pool + (size_t)g * 16 * rb, rb, pool + POOL / 2 + (size_t)g * 16 * rb);
+        printf("%-9s %10.2f", lmf_ggml_type_name(type), mb / 1e6);
+        for (int i = 1; i < nops; i++) {
+            double tm[41];
+            lmf_qinput_convert_ops(ops[i], LMF_QACT_INT16, type, x, N4, xin);
+            for (int r = 0; r < (quick ? 11 : 41); r++) {
+                double t0 = lmf_now();
+                for (int k = 0; k < 10; k++)
+                    lmf_qmatvec_r16_ops(ops[i], type, N4, R4, pool + POOL / 2, rb, 1, xin, 0, y4, R4);
+                tm[r] = (lmf_now() - t0) / 10;
+                sink = y4[0];
+            }
+            double sec = median(tm, quick ? 11 : 41);
+            printf(" %12.1f %11.2f %9.2f", sec * 1e6, mb / sec / 1e9, (double)R4 * N4 / sec / 1e9);
+        }
+        printf("\n");
     }
     free(src), free(x);
     return 0;

@@ -40,6 +40,6 @@ for f in "${files[@]}"; do
     lpp=$(field pp_tok_s "$("$BUILD/bench_infer" "$f" "$th" 512 0 3)")
     cpp=$(LD_LIBRARY_PATH="$LLAMA_CPP_DIR" "$LLAMA_CPP_DIR/llama-bench" -m "$f" -t "$th" -p 512 -n 0 -r 3 -o csv \
       2> /dev/null | tail -n +2 | awk -F, '{gsub(/"/, "", $0); print $(NF-1)}')
-    printf "| %s | %s | %s | %s | %.2f |\n" "$(basename "$f" .gguf)" "$th" "$lpp" "$cpp" "$(echo "$lpp / $cpp" | bc -l)"
+    printf "| %s | %s | %.1f | %.1f | %.2fx |\n" "$(basename "$f" .gguf)" "$th" "$lpp" "$cpp" "$(echo "$lpp / $cpp" | bc -l)"
   done
 done
