@@ -51,7 +51,7 @@ static int is_q8a(uint32_t t) { return t == LMF_GGML_Q8_0 || t == LMF_GGML_Q4_0 
 /* the types whose kernels read int16 activation blocks whatever LMF_QACT says */
 static int is_q16_only(uint32_t t) {
     return t == LMF_GGML_Q5_0 || t == LMF_GGML_Q5_1 || t == LMF_GGML_Q2_K || t == LMF_GGML_Q3_K || t == LMF_GGML_Q4_K ||
-           t == LMF_GGML_Q5_K || t == LMF_GGML_Q6_K;
+           t == LMF_GGML_Q5_K || t == LMF_GGML_Q6_K || t == LMF_GGML_IQ4_NL || t == LMF_GGML_IQ4_XS;
 }
 
 static uint32_t rng_state = 12345;
@@ -84,6 +84,7 @@ static void make_row(uint32_t type, int n, uint8_t *out, unsigned seed) {
         case LMF_GGML_Q3_K: memcpy(p + 108, &h1, 2); break;
         case LMF_GGML_Q4_K: case LMF_GGML_Q5_K: memcpy(p, &h1, 2), memcpy(p + 2, &h2, 2); break;
         case LMF_GGML_Q6_K: memcpy(p + 208, &h1, 2); break;
+        case LMF_GGML_IQ4_NL: case LMF_GGML_IQ4_XS: memcpy(p, &h1, 2); break;
         default: fail_msg("make_row: type %u", type);
         }
     }
@@ -110,7 +111,7 @@ static void input_values(lmf_qact act, uint32_t type, const void *xin, int n, fl
 
 static const uint32_t mv_types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_F32, LMF_GGML_F16,
                                     LMF_GGML_BF16, LMF_GGML_Q5_0, LMF_GGML_Q5_1, LMF_GGML_Q2_K, LMF_GGML_Q3_K,
-                                    LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
+                                    LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K, LMF_GGML_IQ4_NL, LMF_GGML_IQ4_XS};
 static double worst[2][3][LMF_GGML_TYPE_COUNT]; /* [act][variant][type] */
 
 static void check_qmatvec(uint32_t type, lmf_qact act, int n, int nrows, int ncols, int pad) {
@@ -203,9 +204,9 @@ static void test_qmatvec(void **state) {
         for (size_t t = 0; t < 3; t++) printf(" %s/int16 %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
         for (size_t t = 0; t < 3; t++) printf(" %s/int8 %.2g", lmf_ggml_type_name(mv_types[t]), worst[1][v][mv_types[t]]);
         for (size_t t = 3; t < 8; t++) printf(" %s %.2g", lmf_ggml_type_name(mv_types[t]), worst[0][v][mv_types[t]]);
-        printf(" Q2_K %.2g Q3_K %.2g Q4_K %.2g Q5_K %.2g Q6_K %.2g", worst[0][v][LMF_GGML_Q2_K],
+        printf(" Q2_K %.2g Q3_K %.2g Q4_K %.2g Q5_K %.2g Q6_K %.2g IQ4_NL %.2g IQ4_XS %.2g", worst[0][v][LMF_GGML_Q2_K],
                worst[0][v][LMF_GGML_Q3_K], worst[0][v][LMF_GGML_Q4_K], worst[0][v][LMF_GGML_Q5_K],
-               worst[0][v][LMF_GGML_Q6_K]);
+               worst[0][v][LMF_GGML_Q6_K], worst[0][v][LMF_GGML_IQ4_NL], worst[0][v][LMF_GGML_IQ4_XS]);
         printf("\n");
     }
 }
@@ -301,13 +302,14 @@ static void check_r16(uint32_t type, int n, int nrows, int ncols) {
 
 static void test_r16(void **state) {
     (void)state;
-    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1,
-                                     LMF_GGML_Q2_K, LMF_GGML_Q3_K, LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
+    static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0,  LMF_GGML_Q5_1,
+                                     LMF_GGML_Q2_K, LMF_GGML_Q3_K, LMF_GGML_Q4_K, LMF_GGML_Q5_K,  LMF_GGML_Q6_K,
+                                     LMF_GGML_IQ4_NL, LMF_GGML_IQ4_XS};
     static const int ns[] = {32, 96, 576, 1536}, ns_k[] = {256, 512, 1536}; /* K-quants: super-blocks */
     /* 1, 2, 3 and 7 groups: the kernels' streams (quant.h) get runs of equal, unequal and no length */
     static const int rows[] = {16, 32, 48, 112};
     static const int cols[] = {1, 2, 3, 4, 5, 8, 9};
-    for (int t = 0; t < 10; t++) {
+    for (int t = 0; t < 12; t++) {
         int k = lmf_r16_unit(types[t]) == 256;
         for (int i = 0; i < (k ? 3 : 4); i++)
             for (int ri = 0; ri < 4; ri++)
@@ -321,6 +323,7 @@ static void test_r16(void **state) {
     check_r16(LMF_GGML_Q5_0, 32768, 16, 9);
     check_r16(LMF_GGML_Q6_K, 65536, 16, 9);
     check_r16(LMF_GGML_Q3_K, 65536, 16, 9);
+    check_r16(LMF_GGML_IQ4_NL, 32768, 16, 9);
     assert_false(lmf_r16_supported(LMF_GGML_Q4_1, 24, 576));
     assert_false(lmf_r16_supported(LMF_GGML_Q4_1, 32, 48));
     assert_false(lmf_r16_supported(LMF_GGML_F16, 32, 576));
@@ -551,9 +554,9 @@ static void test_activation_error(void **state) {
 
 static void test_dequant_fast_exact(void **state) {
     (void)state;
-    static const uint32_t types[] = {LMF_GGML_F32, LMF_GGML_F16, LMF_GGML_BF16, LMF_GGML_Q8_0, LMF_GGML_Q4_0,
-                                     LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1, LMF_GGML_Q2_K, LMF_GGML_Q3_K,
-                                     LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
+    static const uint32_t types[] = {LMF_GGML_F32,  LMF_GGML_F16,  LMF_GGML_BF16,   LMF_GGML_Q8_0,  LMF_GGML_Q4_0,
+                                     LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1,   LMF_GGML_Q2_K,  LMF_GGML_Q3_K,
+                                     LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K,   LMF_GGML_IQ4_NL, LMF_GGML_IQ4_XS};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         uint32_t type = types[t], bs, bb;
         lmf_ggml_type_block(type, &bs, &bb);
@@ -583,7 +586,7 @@ static void test_dequant_fast_extreme(void **state) {
     static const struct { uint32_t type; int halves[2]; } T[] = {
         {LMF_GGML_Q8_0, {0, -1}}, {LMF_GGML_Q4_0, {0, -1}}, {LMF_GGML_Q4_1, {0, 2}}, {LMF_GGML_Q5_0, {0, -1}},
         {LMF_GGML_Q5_1, {0, 2}}, {LMF_GGML_Q2_K, {80, 82}}, {LMF_GGML_Q3_K, {108, -1}}, {LMF_GGML_Q4_K, {0, 2}},
-        {LMF_GGML_Q5_K, {0, 2}}, {LMF_GGML_Q6_K, {208, -1}}};
+        {LMF_GGML_Q5_K, {0, 2}}, {LMF_GGML_Q6_K, {208, -1}}, {LMF_GGML_IQ4_NL, {0, -1}}, {LMF_GGML_IQ4_XS, {0, -1}}};
     for (size_t t = 0; t < sizeof T / sizeof T[0]; t++) {
         uint32_t type = T[t].type, bs, bb;
         lmf_ggml_type_block(type, &bs, &bb);

@@ -17,7 +17,7 @@
 
 /* not inlined: the kernels' unrolled loops over these 16-lane loops took gcc minutes to compile fully inlined */
 #define AI static __attribute__((noinline))
-enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K, K_Q2_K, K_Q3_K };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K, K_Q2_K, K_Q3_K, K_IQ4_NL, K_IQ4_XS };
 
 /* int32 lanes kept unsigned: adds wrap and right shifts are logical, as the SIMD ones */
 typedef struct { uint32_t u[16]; } r16i;
@@ -60,6 +60,26 @@ AI r16i ri_madd(r16i d, r16i w, r16i x) {
     return r;
 }
 AI void ri_keep(r16i *d) { (void)d; }
+AI r16i ri_load_u16(const void *p) {
+    uint16_t h[16];
+    memcpy(h, p, sizeof h);
+    r16i r;
+    LANES(r.u, h[i]);
+    return r;
+}
+AI r16i ri_bcast16(const void *p) {
+    r16i r;
+    for (int k = 0; k < 4; k++) memcpy((uint8_t *)&r + 16 * k, p, 16);
+    return r;
+}
+/* pshufb: byte b of i picks byte i_b & 15 of its 16-byte quarter of t, or 0 where i_b has bit 7 */
+AI r16i ri_lut(r16i t, r16i i) {
+    r16i r;
+    const uint8_t *tb = (const uint8_t *)&t, *ib = (const uint8_t *)&i;
+    uint8_t *rb = (uint8_t *)&r;
+    for (int b = 0; b < 64; b++) rb[b] = ib[b] & 0x80 ? 0 : tb[(b & ~15) + (ib[b] & 15)];
+    return r;
+}
 AI r16f rf_load_f16(const void *p) {
     uint16_t h[16];
     memcpy(h, p, sizeof h);
@@ -99,6 +119,8 @@ static lmf_qmatvec_fn lanes_kernel(uint32_t type) {
     case LMF_GGML_Q5_K: return q5_k_r16;
     case LMF_GGML_Q2_K: return q2_k_r16;
     case LMF_GGML_Q3_K: return q3_k_r16;
+    case LMF_GGML_IQ4_NL: return iq4_nl_r16;
+    case LMF_GGML_IQ4_XS: return iq4_xs_r16;
     default: return q6_k_r16;
     }
 }
@@ -116,7 +138,7 @@ static void make_rows(uint32_t type, int n, int nrows, uint8_t *w, size_t rb) {
     for (size_t i = 0; i < rb * (size_t)nrows; i++) w[i] = (uint8_t)rnd();
     int at = type == LMF_GGML_Q6_K ? 208 : type == LMF_GGML_Q2_K ? 80 : type == LMF_GGML_Q3_K ? 108 : 0;
     int two = type != LMF_GGML_Q8_0 && type != LMF_GGML_Q4_0 && type != LMF_GGML_Q5_0 && type != LMF_GGML_Q6_K &&
-              type != LMF_GGML_Q3_K;
+              type != LMF_GGML_Q3_K && type != LMF_GGML_IQ4_NL && type != LMF_GGML_IQ4_XS;
     for (int r = 0; r < nrows; r++)
         for (int b = 0; b < n / (int)bs; b++)
             for (int k = 0; k <= two; k++) {
@@ -172,9 +194,10 @@ static void test_lanes_vs_avx2(void **state) {
     (void)state;
     if (!lmf_quant_variant(LMF_ISA_AVX2)) printf("  (no AVX2 here: the readers only)\n");
     static const uint32_t types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1,
-                                     LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K, LMF_GGML_Q2_K, LMF_GGML_Q3_K};
+                                     LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K, LMF_GGML_Q2_K, LMF_GGML_Q3_K,
+                                     LMF_GGML_IQ4_NL, LMF_GGML_IQ4_XS};
     static const int ns[] = {32, 96, 576}, ns_k[] = {256, 512};
-    for (int ti = 0; ti < 10; ti++) {
+    for (int ti = 0; ti < 12; ti++) {
         int k = lmf_r16_unit(types[ti]) == 256;
         for (int i = 0; i < (k ? 2 : 3); i++)
             for (int rows = 16; rows <= 48; rows += 32)

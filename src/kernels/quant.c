@@ -4,7 +4,7 @@
  * lmf_qact_get(); lmf_qinput_bytes / lmf_qinput_convert / lmf_qmatvec all follow it, so a caller that uses the three
  * together never sees it.
  *
- * Q5_0, Q5_1 and the K-quants (Q2_K..Q6_K) always read int16 activation blocks. A type without a kernel of its own
+ * Q5_0, Q5_1, the K-quants (Q2_K..Q6_K) and IQ4_NL / IQ4_XS always read int16 activation blocks. A type without a kernel of its own
  * would take the generic path (every type lmf_dequant_ref reads has one today): each row dequantized one super-block
  * (256 elements) at a time into a stack buffer by the table's dequantizer and multiplied with the fp32 columns by
  * the table's F32 kernel. */
@@ -86,7 +86,7 @@ static int act_of(lmf_qact act, uint32_t type) {
     if (is_int_type(type)) return (int)act;
     switch (type) {
     case LMF_GGML_Q5_0: case LMF_GGML_Q5_1: case LMF_GGML_Q2_K: case LMF_GGML_Q3_K: case LMF_GGML_Q4_K:
-    case LMF_GGML_Q5_K: case LMF_GGML_Q6_K:
+    case LMF_GGML_Q5_K: case LMF_GGML_Q6_K: case LMF_GGML_IQ4_NL: case LMF_GGML_IQ4_XS:
         return (int)LMF_QACT_INT16;
     default: return -1;
     }
@@ -159,6 +159,8 @@ void lmf_qmatvec_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, int 
     case LMF_GGML_Q6_K: f = ops->q6_k; break;
     case LMF_GGML_Q2_K: f = ops->q2_k; break;
     case LMF_GGML_Q3_K: f = ops->q3_k; break;
+    case LMF_GGML_IQ4_NL: f = ops->iq4_nl; break;
+    case LMF_GGML_IQ4_XS: f = ops->iq4_xs; break;
     case LMF_GGML_F32: f = ops->f32; break;
     case LMF_GGML_F16: f = ops->f16; break;
     case LMF_GGML_BF16: f = ops->bf16; break;

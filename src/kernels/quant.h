@@ -280,6 +280,10 @@ float lmf_f16_to_f32(uint16_t h);
 void lmf_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 /* Q3_K's scale of sub-block j (-32..31) from the block's 12 scale bytes s */
 int lmf_k3_scale(int j, const uint8_t *s);
+/* IQ4_NL's sixteen values (ggml's kvalues_iq4nl), which IQ4_XS shares */
+extern const int8_t lmf_iq4nl_values[16];
+/* IQ4_XS's scale ls - 32 (-32..31) of sub-block ib < 8 of the super-block at p */
+int lmf_iq4xs_scale(int ib, const uint8_t *p);
 float lmf_bf16_to_f32(uint16_t h);
 uint16_t lmf_f32_to_f16(float f);   /* round to nearest even; NaN -> sign | 0x7e00 (ggml) */
 uint16_t lmf_f32_to_bf16(float f);  /* round to nearest even; NaN -> quiet (ggml) */
@@ -299,12 +303,12 @@ typedef struct {
     const char *name;
     lmf_qmatvec_fn q8_0, q4_0, q4_1;           /* against lmf_block_q16a columns (the default) */
     lmf_qmatvec_fn q5_0, q5_1, q4_k, q5_k, q6_k; /* against lmf_block_q16a columns, whatever LMF_QACT says */
-    lmf_qmatvec_fn q2_k, q3_k;                 /* the same */
+    lmf_qmatvec_fn q2_k, q3_k, iq4_nl, iq4_xs; /* the same */
     lmf_qmatvec_fn q8_0_i8, q4_0_i8, q4_1_i8;  /* against lmf_block_q8a columns (LMF_QACT=int8) */
     lmf_qmatvec_fn f32, f16, bf16;             /* against fp32 columns */
     lmf_qmatvec_fn q8_0_r16, q4_0_r16, q4_1_r16; /* R16 groups against lmf_block_q16a columns (lmf_qmatvec_r16) */
     lmf_qmatvec_fn q5_0_r16, q5_1_r16, q4_k_r16, q5_k_r16, q6_k_r16; /* the same, NULL where the table has none */
-    lmf_qmatvec_fn q2_k_r16, q3_k_r16;
+    lmf_qmatvec_fn q2_k_r16, q3_k_r16, iq4_nl_r16, iq4_xs_r16;
     /* fp32 row (n % 32 == 0) -> n / 32 activation blocks; bit-exact with the reference */
     void (*quantize_q16a)(const float *x, int n, lmf_block_q16a *out);
     void (*quantize_q8a)(const float *x, int n, lmf_block_q8a *out);
@@ -345,12 +349,20 @@ void lmf_r16_q2_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, con
                       int ldy);
 void lmf_r16_q3_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                       int ldy);
+void lmf_r16_iq4_nl_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                        int ldy);
+void lmf_r16_iq4_xs_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                        int ldy);
 /* the AVX2 table's row-major Q2_K / Q3_K kernels, which the AVX-512 table shares (a layout decode only meets for
  * matrices of rows % 16 != 0) */
 void lmf_q2_k_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                       int ldy);
 void lmf_q3_k_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                       int ldy);
+void lmf_iq4_nl_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                        int ldy);
+void lmf_iq4_xs_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                        int ldy);
 /* 1 if the table has an R16 kernel (and k-major reader) for the type */
 int lmf_r16_has_kernel(const lmf_quant_ops *ops, uint32_t type);
 

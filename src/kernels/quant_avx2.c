@@ -23,7 +23,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K, K_Q2_K, K_Q3_K };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K, K_Q2_K, K_Q3_K, K_IQ4_NL, K_IQ4_XS };
 
 /* the bit unpacking of Q5_x and the K-quants (dequantization, and the K-quant kernels' scales) */
 #include "kernels/quant_dequant.inc"
@@ -364,6 +364,40 @@ AI void q23k_tile(const int K, const int RB, const int CB, int nb, const uint8_t
         for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = hsum256(acc[r][c]) - (K ? 0.0f : hsum256(macc[r][c]));
 }
 
+/* IQ4_NL (K = 0) / IQ4_XS (K = 1) against int16 activation blocks (quant_ref.c iq4_ref): a 32-element (sub-)block's
+ * 16 index bytes looked up by a byte shuffle in lmf_iq4nl_values, widened to words, vpmaddwd against the
+ * activation block; one float scale a block. */
+AI void iq4_tile(const int K, const int RB, const int CB, int nb, const uint8_t *W, size_t rb,
+                 const lmf_block_q16a *const *xc, float *y, int ldy) {
+    __m256 acc[4][4];
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps();
+    const __m128i tbl = _mm_loadu_si128((const __m128i *)lmf_iq4nl_values);
+    for (int b = 0; b < nb; b++) {
+        __m256i x0[4], x1[4];
+        for (int c = 0; c < CB; c++) {
+            x0[c] = _mm256_loadu_si256((const __m256i *)xc[c][b].qs);
+            x1[c] = _mm256_loadu_si256((const __m256i *)(xc[c][b].qs + 16));
+        }
+        for (int r = 0; r < RB; r++) {
+            const uint8_t *p = W + (size_t)r * rb + (K ? (size_t)(b / 8) * 136 : (size_t)b * 18);
+            if (K ? b % 8 == 0 && b + 16 < nb : b % 4 == 0 && b + 8 < nb)
+                for (int l = 0; l < (K ? 136 : 72); l += 64) _mm_prefetch((const char *)p + (K ? 272 : 144) + l, _MM_HINT_T0);
+            float d = dq_half(p);
+            if (K) d = d * (float)lmf_iq4xs_scale(b % 8, p);
+            __m128i v = dq_load(K ? p + 8 + 16 * (b % 8) : p + 2);
+            __m256i w0 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tbl, dq_and(v, 0x0f)));
+            __m256i w1 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tbl, dq_srl(v, 4)));
+            for (int c = 0; c < CB; c++) {
+                __m256i dp = _mm256_add_epi32(_mm256_madd_epi16(w0, x0[c]), _mm256_madd_epi16(w1, x1[c]));
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(d * xc[c][b].d), acc[r][c]);
+            }
+        }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int c = 0; c < CB; c++) y[(size_t)c * ldy + r] = hsum256(acc[r][c]);
+}
+
 /* a tile over columns of either activation format (xc: CB column pointers) */
 typedef void (*qtile_fn)(int nb, const uint8_t *W, size_t rb, const void *const *xc, float *y, int ldy);
 #define QTILE_FN(name, body, xt, K, RB, CB)                                                                        \
@@ -391,6 +425,8 @@ QTILES(q4_k_i16, q45k_tile, lmf_block_q16a, 0)
 QTILES(q5_k_i16, q45k_tile, lmf_block_q16a, 1)
 QTILES(q2_k_i16, q23k_tile, lmf_block_q16a, 0)
 QTILES(q3_k_i16, q23k_tile, lmf_block_q16a, 1)
+QTILES(iq4_nl_i16, iq4_tile, lmf_block_q16a, 0)
+QTILES(iq4_xs_i16, iq4_tile, lmf_block_q16a, 1)
 
 /* rows in tiles of four when there is one column; otherwise row by row, columns four at a time. tiles[0] is the
  * 4-row, 1-column tile, tiles[c] the 1-row, c-column one. */
@@ -433,6 +469,8 @@ QMV(q4_k_i16)
 QMV(q5_k_i16)
 QMV(q2_k_i16)
 QMV(q3_k_i16)
+QMV(iq4_nl_i16)
+QMV(iq4_xs_i16)
 void lmf_q2_k_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                       int ldy) {
     q2_k_i16_mv(n, nrows, W, rb, ncols, x, xb, y, ldy);
@@ -440,6 +478,14 @@ void lmf_q2_k_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, con
 void lmf_q3_k_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
                       int ldy) {
     q3_k_i16_mv(n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+void lmf_iq4_nl_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                        int ldy) {
+    iq4_nl_i16_mv(n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+void lmf_iq4_xs_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                        int ldy) {
+    iq4_xs_i16_mv(n, nrows, W, rb, ncols, x, xb, y, ldy);
 }
 
 /* ---- float weights ------------------------------------------------------------------------------------------ */
@@ -692,6 +738,15 @@ AI r16i ri_madd(r16i d, r16i w, r16i x) {
                    _mm256_add_epi32(d.h[1], _mm256_madd_epi16(w.h[1], x.h[1]))}};
 }
 AI void ri_keep(r16i *d) { __asm__("" : "+x"(d->h[0]), "+x"(d->h[1])); }
+AI r16i ri_load_u16(const void *p) {
+    return (r16i){{_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)),
+                   _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p + 1))}};
+}
+AI r16i ri_bcast16(const void *p) {
+    __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    return (r16i){{t, t}};
+}
+AI r16i ri_lut(r16i t, r16i i) { return (r16i){{_mm256_shuffle_epi8(t.h[0], i.h[0]), _mm256_shuffle_epi8(t.h[1], i.h[1])}}; }
 AI r16f rf_load_f16(const void *p) {
     return (r16f){{_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)),
                    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p + 1))}};
@@ -716,12 +771,13 @@ const lmf_quant_ops lmf_quant_avx2 = {
     .name = "avx2",
     .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
     .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv, .q4_k = q4_k_i16_mv, .q5_k = q5_k_i16_mv,
-    .q2_k = q2_k_i16_mv, .q3_k = q3_k_i16_mv,
+    .q2_k = q2_k_i16_mv, .q3_k = q3_k_i16_mv, .iq4_nl = iq4_nl_i16_mv, .iq4_xs = iq4_xs_i16_mv,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,
     .q5_0_r16 = q5_0_r16, .q5_1_r16 = q5_1_r16, .q4_k_r16 = q4_k_r16, .q5_k_r16 = q5_k_r16,
-    .q6_k_r16 = q6_k_r16, .q2_k_r16 = q2_k_r16, .q3_k_r16 = q3_k_r16,
+    .q6_k_r16 = q6_k_r16, .q2_k_r16 = q2_k_r16, .q3_k_r16 = q3_k_r16, .iq4_nl_r16 = iq4_nl_r16,
+    .iq4_xs_r16 = iq4_xs_r16,
     .dequant_r16 = dequant_r16,
     .quantize_q16a = quantize_q16a,
     .quantize_q8a = quantize_q8a,

@@ -39,7 +39,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K, K_Q2_K, K_Q3_K };
+enum { K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q4_K, K_Q5_K, K_Q6_K, K_Q2_K, K_Q3_K, K_IQ4_NL, K_IQ4_XS };
 
 /* the bit unpacking of Q5_x and the K-quants (dequantization, and the K-quant kernels' scales) */
 #include "kernels/quant_dequant.inc"
@@ -722,6 +722,9 @@ AI r16i ri_sra32(r16i a, int n) { return _mm512_srai_epi32(a, n); }
 AI r16i ri_srl16(r16i a, int n) { return _mm512_srli_epi16(a, n); }
 AI r16i ri_madd(r16i d, r16i w, r16i x) { return _mm512_dpwssd_epi32(d, w, x); }
 AI void ri_keep(r16i *d) { __asm__("" : "+v"(*d)); }
+AI r16i ri_load_u16(const void *p) { return _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)); }
+AI r16i ri_bcast16(const void *p) { return _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)p)); }
+AI r16i ri_lut(r16i t, r16i i) { return _mm512_shuffle_epi8(t, i); }
 AI r16f rf_load_f16(const void *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 AI r16f rf_zero(void) { return _mm512_setzero_ps(); }
 AI r16f rf_set1(float v) { return _mm512_set1_ps(v); }
@@ -743,6 +746,8 @@ R16MV(q5_k, K_Q5_K)
 R16MV(q6_k, K_Q6_K)
 R16MV(q2_k, K_Q2_K)
 R16MV(q3_k, K_Q3_K)
+R16MV(iq4_nl, K_IQ4_NL)
+R16MV(iq4_xs, K_IQ4_XS)
 
 
 const lmf_quant_ops lmf_quant_avx512 = {
@@ -750,11 +755,13 @@ const lmf_quant_ops lmf_quant_avx512 = {
     .q8_0 = q8_0_i16_mv, .q4_0 = q4_0_i16_mv, .q4_1 = q4_1_i16_mv,
     .q5_0 = q5_0_i16_mv, .q5_1 = q5_1_i16_mv, .q6_k = q6_k_i16_mv, .q4_k = q4_k_i16_mv, .q5_k = q5_k_i16_mv,
     .q2_k = lmf_q2_k_mv_avx2, .q3_k = lmf_q3_k_mv_avx2, /* quant_avx2.c: off the decode path (quant.h) */
+    .iq4_nl = lmf_iq4_nl_mv_avx2, .iq4_xs = lmf_iq4_xs_mv_avx2,
     .q8_0_i8 = q8_0_i8_mv, .q4_0_i8 = q4_0_i8_mv, .q4_1_i8 = q4_1_i8_mv,
     .f32 = f32_mv, .f16 = f16_mv, .bf16 = bf16_mv,
     .q8_0_r16 = q8_0_r16, .q4_0_r16 = q4_0_r16, .q4_1_r16 = q4_1_r16,
     .q5_0_r16 = q5_0_r16, .q5_1_r16 = q5_1_r16, .q4_k_r16 = q4_k_r16, .q5_k_r16 = q5_k_r16,
-    .q6_k_r16 = q6_k_r16, .q2_k_r16 = q2_k_r16, .q3_k_r16 = q3_k_r16,
+    .q6_k_r16 = q6_k_r16, .q2_k_r16 = q2_k_r16, .q3_k_r16 = q3_k_r16, .iq4_nl_r16 = iq4_nl_r16,
+    .iq4_xs_r16 = iq4_xs_r16,
     .dequant_r16 = dequant_r16,
     .quantize_q16a = quantize_q16a,
     .quantize_q8a = quantize_q8a,

@@ -25,6 +25,8 @@ static int r16_block_bytes(uint32_t type) {
     case LMF_GGML_Q6_K: return 210;
     case LMF_GGML_Q2_K: return 84;
     case LMF_GGML_Q3_K: return 110;
+    case LMF_GGML_IQ4_NL: return 18;
+    case LMF_GGML_IQ4_XS: return 136;
     default: return 0;
     }
 }
@@ -33,8 +35,10 @@ static int is_k(uint32_t type) { return type == LMF_GGML_Q4_K || type == LMF_GGM
 static int is_low_k(uint32_t type) { return type == LMF_GGML_Q2_K || type == LMF_GGML_Q3_K; }
 /* elements of a unit */
 static int r16_unit(uint32_t type) {
-    return is_k(type) || is_low_k(type) || type == LMF_GGML_Q6_K ? LMF_QK_K : LMF_QK;
+    return is_k(type) || is_low_k(type) || type == LMF_GGML_Q6_K || type == LMF_GGML_IQ4_XS ? LMF_QK_K : LMF_QK;
 }
+/* IQ4_NL / IQ4_XS: nibbles that index lmf_iq4nl_values */
+static int is_iq4(uint32_t type) { return type == LMF_GGML_IQ4_NL || type == LMF_GGML_IQ4_XS; }
 int lmf_r16_unit(uint32_t type) { return r16_unit(type); }
 
 /* the table's R16 kernel for a type (NULL: that table keeps the type in ggml rows) */
@@ -50,6 +54,8 @@ static lmf_qmatvec_fn r16_kernel(const lmf_quant_ops *ops, uint32_t type) {
     case LMF_GGML_Q6_K: return ops->q6_k_r16;
     case LMF_GGML_Q2_K: return ops->q2_k_r16;
     case LMF_GGML_Q3_K: return ops->q3_k_r16;
+    case LMF_GGML_IQ4_NL: return ops->iq4_nl_r16;
+    case LMF_GGML_IQ4_XS: return ops->iq4_xs_r16;
     default: return NULL;
     }
 }
@@ -87,6 +93,7 @@ static int qh_at(uint32_t type, int s) {
 }
 static int nib_at(uint32_t type, int s) {
     if (type == LMF_GGML_Q6_K) return 288 + 384 * s;
+    if (type == LMF_GGML_IQ4_XS) return 128 + 256 * s;
     if (is_k(type)) return (has_fifth(type) ? 768 : 256) + 256 * s;
     return qh_at(type, 0) + (has_fifth(type) ? 64 : 0);
 }
@@ -137,6 +144,8 @@ INLINE void unit_chunk(uint32_t type, const uint8_t *blk, int s, int c, uint32_t
         int half = s / 4, kq = s % 4;
         q = rd64(blk + 64 * half + 32 * (kq & 1) + 8 * c) >> 4 * (kq >> 1) & NIBBLES;
         *fifth |= pair_fields(rd64(blk + 128 + 32 * half + 8 * c) >> 2 * kq & LOW2, 2) << 8 * (c & 1);
+    } else if (type == LMF_GGML_IQ4_XS) { /* each 32-element sub-block's 16 bytes as a Q4_0 block's */
+        q = rd64(blk + 8 + 16 * s + 8 * (c & 1)) >> (c >= 2 ? 4 : 0) & NIBBLES;
     } else if (is_k(type)) {
         q = rd64(blk + (has_fifth(type) ? 48 : 16) + 32 * (s / 2) + 8 * c) >> 4 * (s & 1) & NIBBLES;
         if (has_fifth(type)) *fifth |= pair_fields(rd64(blk + 16 + 8 * c) >> s & LOW1, 4) << c;
@@ -220,6 +229,10 @@ INLINE void pack_rows(uint32_t type, int n, const uint8_t *s, size_t row_bytes, 
                 continue;
             }
             if (has_min(type)) memcpy(g + 32 + 2 * j, blk + 2, 2); /* m, or a K-quant's dmin */
+            if (type == LMF_GGML_IQ4_XS) { /* scales_h as halves, scales_l as words */
+                memcpy(g + 32 + 2 * j, blk + 2, 2);
+                memcpy(g + 64 + 4 * j, blk + 4, 4);
+            }
             if (is_k(type))
                 for (int t = 0; t < 3; t++) wr32(g + 64 + 64 * t + 4 * j, rd32(blk + 4 + 4 * t)); /* the 6-bit scales */
             for (int b = 0; b < blocks; b++) {
@@ -248,6 +261,8 @@ void lmf_r16_pack(uint32_t type, int n, const void *src, size_t row_bytes, void 
     case LMF_GGML_Q4_K: pack_rows(LMF_GGML_Q4_K, n, src, row_bytes, dst); break;
     case LMF_GGML_Q5_K: pack_rows(LMF_GGML_Q5_K, n, src, row_bytes, dst); break;
     case LMF_GGML_Q2_K: case LMF_GGML_Q3_K: pack_rows(type, n, src, row_bytes, dst); break;
+    case LMF_GGML_IQ4_NL: pack_rows(LMF_GGML_IQ4_NL, n, src, row_bytes, dst); break;
+    case LMF_GGML_IQ4_XS: pack_rows(LMF_GGML_IQ4_XS, n, src, row_bytes, dst); break;
     default: pack_rows(LMF_GGML_Q6_K, n, src, row_bytes, dst); break;
     }
 }
@@ -283,6 +298,11 @@ static void r16_scales(uint32_t type, const uint8_t *g, int j, int k, float *d, 
         *d = *d * (float)k3_field(g, j, k / 16);
         return;
     }
+    if (type == LMF_GGML_IQ4_XS) { /* lmf_iq4xs_scale from the unit's copies of scales_h and scales_l */
+        int ib = k / 32, lo = (int)(rd32(g + 64 + 4 * j) >> 4 * ib) & 15, hi = rd16(g + 32 + 2 * j) >> 2 * ib & 3;
+        *d = *d * (float)((lo | hi << 4) - 32);
+        return;
+    }
     if (type == LMF_GGML_Q6_K) { /* the int8 scale of k's 16 elements */
         *d = *d * (float)(int8_t)(rd32(g + 32 + 64 * (k / 64) + 4 * j) >> 8 * (k / 16 % 4));
         return;
@@ -304,6 +324,7 @@ static float r16_value(uint32_t type, int q, float d, float m) {
     if (type == LMF_GGML_Q5_0) return (float)(q - 16) * d;
     if (type == LMF_GGML_Q6_K) return (float)(q - 32) * d;
     if (type == LMF_GGML_Q3_K) return (float)(q - 4) * d;
+    if (is_iq4(type)) return d * (float)lmf_iq4nl_values[q];
     float t = (float)q * d;
     return is_k(type) || type == LMF_GGML_Q2_K ? t - m : t + m;
 }
@@ -410,7 +431,10 @@ static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb
                         continue;
                     }
                     int32_t dot = 0;
-                    for (int k = 0; k < 32; k++) dot += (r16_q(type, g, j, k0 + k) - q_offset) * xc[b].qs[k];
+                    for (int k = 0; k < 32; k++) {
+                        int q = r16_q(type, g, j, k0 + k);
+                        dot += (is_iq4(type) ? lmf_iq4nl_values[q] : q - q_offset) * xc[b].qs[k];
+                    }
                     float dw, mw;
                     r16_scales(type, g, j, k0, &dw, &mw);
                     if (is_k(type)) {
@@ -445,3 +469,5 @@ R16_REF(lmf_r16_q5_k_ref, LMF_GGML_Q5_K)
 R16_REF(lmf_r16_q6_k_ref, LMF_GGML_Q6_K)
 R16_REF(lmf_r16_q2_k_ref, LMF_GGML_Q2_K)
 R16_REF(lmf_r16_q3_k_ref, LMF_GGML_Q3_K)
+R16_REF(lmf_r16_iq4_nl_ref, LMF_GGML_IQ4_NL)
+R16_REF(lmf_r16_iq4_xs_ref, LMF_GGML_IQ4_XS)

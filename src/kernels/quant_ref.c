@@ -65,8 +65,25 @@ int lmf_dequant_ref_supported(uint32_t type) {
     switch (type) {
     case LMF_GGML_F32: case LMF_GGML_F16: case LMF_GGML_BF16: case LMF_GGML_Q8_0: case LMF_GGML_Q4_0:
     case LMF_GGML_Q4_1: case LMF_GGML_Q5_0: case LMF_GGML_Q5_1: case LMF_GGML_Q2_K: case LMF_GGML_Q3_K:
-    case LMF_GGML_Q4_K: case LMF_GGML_Q5_K: case LMF_GGML_Q6_K: return 1;
+    case LMF_GGML_Q4_K: case LMF_GGML_Q5_K: case LMF_GGML_Q6_K: case LMF_GGML_IQ4_NL: case LMF_GGML_IQ4_XS: return 1;
     default: return 0;
+    }
+}
+
+const int8_t lmf_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+int lmf_iq4xs_scale(int ib, const uint8_t *p) {
+    int lo = p[4 + ib / 2] >> 4 * (ib % 2) & 0xf, hi = (p[2] | p[3] << 8) >> 2 * ib & 3;
+    return (lo | hi << 4) - 32;
+}
+
+/* IQ4_NL, 18 B / 32: d, 16 B of 4-bit indices into lmf_iq4nl_values laid out as Q4_0's. x = d v[q]. IQ4_XS,
+ * 136 B / 256: d, scales_h (u16: 2 high bits of each of 8 scales), scales_l[4] (their low nibbles), qs[128] (8
+ * sub-blocks of 32 as IQ4_NL's nibbles). x = (d (ls - 32)) v[q] */
+static void dq_iq4(const uint8_t *qs, float d, float *y) {
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)lmf_iq4nl_values[qs[j] & 0xf];
+        y[j + 16] = d * (float)lmf_iq4nl_values[qs[j] >> 4];
     }
 }
 
@@ -252,6 +269,15 @@ void lmf_dequant_ref(uint32_t type, const void *src, float *dst, size_t n) {
         break;
     case LMF_GGML_Q6_K:
         for (size_t b = 0; b < nb; b++) dq_q6_k(p + b * 210, dst + b * 256);
+        break;
+    case LMF_GGML_IQ4_NL:
+        for (size_t b = 0; b < nb; b++) dq_iq4(p + b * 18 + 2, lmf_f16_to_f32(rd16(p + b * 18)), dst + b * 32);
+        break;
+    case LMF_GGML_IQ4_XS:
+        for (size_t b = 0; b < nb; b++, p += 136) {
+            float d = lmf_f16_to_f32(rd16(p));
+            for (int ib = 0; ib < 8; ib++) dq_iq4(p + 8 + 16 * ib, d * (float)lmf_iq4xs_scale(ib, p), dst + 256 * b + 32 * ib);
+        }
         break;
     }
 }
@@ -653,6 +679,38 @@ static void q3_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, cons
     q23_k_ref(1, n, nrows, W, rb, ncols, x, xb, y, ldy);
 }
 
+/* IQ4_NL / IQ4_XS (layouts: dq_iq4) against int16 activation blocks: a 32-element block or sub-block is one
+ * activation block, sum += ((d_w [ls - 32]) d_x) * sum(v[q] q_x) (|sum| <= 32 * 127 * 32767 < 2^27) */
+static void iq4_ref(int xs, int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                    int ldy) {
+    for (int c = 0; c < ncols; c++) {
+        const lmf_block_q16a *a = (const lmf_block_q16a *)((const char *)x + (size_t)c * xb);
+        for (int r = 0; r < nrows; r++) {
+            const uint8_t *w = (const uint8_t *)W + (size_t)r * rb;
+            float sum = 0.0f;
+            for (int b = 0; b < n / 32; b++) {
+                const uint8_t *p = w + (xs ? (size_t)(b / 8) * 136 : (size_t)b * 18);
+                const uint8_t *qs = xs ? p + 8 + 16 * (b % 8) : p + 2;
+                float d = lmf_f16_to_f32(rd16(p));
+                if (xs) d = d * (float)lmf_iq4xs_scale(b % 8, p);
+                int isum = 0;
+                for (int j = 0; j < 16; j++)
+                    isum += lmf_iq4nl_values[qs[j] & 0xf] * a[b].qs[j] + lmf_iq4nl_values[qs[j] >> 4] * a[b].qs[j + 16];
+                sum += (d * a[b].d) * (float)isum;
+            }
+            y[(size_t)c * ldy + r] = sum;
+        }
+    }
+}
+static void iq4_nl_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                       int ldy) {
+    iq4_ref(0, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+static void iq4_xs_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
+                       int ldy) {
+    iq4_ref(1, n, nrows, W, rb, ncols, x, xb, y, ldy);
+}
+
 /* ---- the int8 activation path (LMF_QACT=int8), kept for comparison --------------------------------------------- */
 
 /* sum over blocks of (d_w d_x) * sum(q_w q_x), in block order */
@@ -739,13 +797,13 @@ const lmf_quant_ops lmf_quant_ref = {
     .name = "ref",
     .q8_0 = q8_0_ref, .q4_0 = q4_0_ref, .q4_1 = q4_1_ref,
     .q5_0 = q5_0_ref, .q5_1 = q5_1_ref, .q6_k = q6_k_ref, .q4_k = q4_k_ref, .q5_k = q5_k_ref,
-    .q2_k = q2_k_ref, .q3_k = q3_k_ref,
+    .q2_k = q2_k_ref, .q3_k = q3_k_ref, .iq4_nl = iq4_nl_ref, .iq4_xs = iq4_xs_ref,
     .q8_0_i8 = q8_0_i8, .q4_0_i8 = q4_0_i8, .q4_1_i8 = q4_1_i8,
     .f32 = f32_ref, .f16 = f16_ref, .bf16 = bf16_ref,
     .q8_0_r16 = lmf_r16_q8_0_ref, .q4_0_r16 = lmf_r16_q4_0_ref, .q4_1_r16 = lmf_r16_q4_1_ref,
     .q5_0_r16 = lmf_r16_q5_0_ref, .q5_1_r16 = lmf_r16_q5_1_ref, .q4_k_r16 = lmf_r16_q4_k_ref,
     .q5_k_r16 = lmf_r16_q5_k_ref, .q6_k_r16 = lmf_r16_q6_k_ref, .q2_k_r16 = lmf_r16_q2_k_ref,
-    .q3_k_r16 = lmf_r16_q3_k_ref,
+    .q3_k_r16 = lmf_r16_q3_k_ref, .iq4_nl_r16 = lmf_r16_iq4_nl_ref, .iq4_xs_r16 = lmf_r16_iq4_xs_ref,
     .dequant_r16 = lmf_r16_dequant_t_ref,
     .quantize_q16a = quantize_q16a_ref,
     .quantize_q8a = quantize_q8a_ref,

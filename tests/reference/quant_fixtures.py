@@ -79,6 +79,8 @@ def half_scales_random_bytes(qtype, nblocks):
         raw[:, 108:110] = halves(1)
     elif qtype == Q.Q6_K:
         raw[:, 208:210] = halves(1)
+    elif qtype in (Q.IQ4_NL, Q.IQ4_XS):
+        raw[:, 0:2] = halves(1)
     elif qtype == Q.F16:
         raw = rng.normal(0, 10, (nblocks, 1)).astype(np.float16).view(np.uint8)
     elif qtype == Q.BF16:
@@ -102,6 +104,13 @@ def main():
         raw = half_scales_random_bytes(qtype, n // bs).reshape(-1)
         y = quants.dequantize(raw, qtype).astype(np.float32).reshape(-1)
         assert y.size == n, (qtype, y.size)
+        records.append(struct.pack("<IIII", 1, int(qtype), n, raw.size) + raw.tobytes() + y.tobytes())
+    # added later, after the others so that their records (one random stream) stay as they were
+    for qtype in (Q.IQ4_NL, Q.IQ4_XS):
+        bs, tb = GGML_QUANT_SIZES[qtype]
+        n = 1024 if bs == 256 else 256
+        raw = half_scales_random_bytes(qtype, n // bs).reshape(-1)
+        y = quants.dequantize(raw, qtype).astype(np.float32).reshape(-1)
         records.append(struct.pack("<IIII", 1, int(qtype), n, raw.size) + raw.tobytes() + y.tobytes())
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "wb") as f:
