@@ -19,7 +19,8 @@
  *  - Quantize -> dequantize error bounds per type.
  *  - Bit-exact agreement with gguf-py: tests/reference/fixtures/quant_fixtures.bin (quant_fixtures.py) holds
  *    gguf-py's quantized bytes for given floats and its dequantized floats for given bytes, including Q4_K/Q6_K;
- *    and with ggml's K-quant quantizers (kquant_fixtures.bin, kquant_fixtures.py: Q4_K, Q5_K, Q6_K).
+ *    and with ggml's own quantizers (kquant_fixtures.bin, kquant_fixtures.py: Q2_K ... Q6_K, IQ4_NL, IQ4_XS; with
+ *    an importance matrix: imatrix_quant_fixtures.bin).
  *  - SmolLM2-135M (Q4_1, skipped when absent): lmf_qmatvec on real tensors against a float64 dot of the rows
  *    dequantized by the reference, with the converted and with the fp32 activations. */
 #include "test_util.h"
@@ -740,8 +741,9 @@ static void check_fixture_file(const char *file, const char *source, const char 
                 if (q[j] != f[off + (size_t)n * 4 + j])
                     fail_msg("quantize %s: byte %u (of block %u) is 0x%02x, %s 0x%02x", tn, j, j / bb, q[j], source,
                              f[off + (size_t)n * 4 + j]);
-            /* the tables' own quantizers (Q2_K / Q3_K have only the reference) */
-            int fast = (bs == 256 && type != LMF_GGML_Q2_K && type != LMF_GGML_Q3_K) || type == LMF_GGML_Q8_0 ||
+            /* the tables' own quantizers (Q2_K / Q3_K / IQ4_x have only the reference) */
+            int fast = (bs == 256 && type != LMF_GGML_Q2_K && type != LMF_GGML_Q3_K && type != LMF_GGML_IQ4_XS) ||
+                       type == LMF_GGML_Q8_0 ||
                        type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1 || type == LMF_GGML_Q5_0 || type == LMF_GGML_Q5_1;
             for (int v = 0; v < n_variants && fast; v++) { /* each table's */
                 if (bs == 256) lmf_quantize_kquant(type, x, q, n / 256, variants[v]->kq_fit);

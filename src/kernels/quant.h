@@ -126,8 +126,8 @@ void lmf_dequant_fast(uint32_t type, const void *src, float *dst, size_t n);
 /* quantizes n floats (whole blocks) to `type` exactly as ggml's reference code does (quantize_row_q8_0_ref,
  * q4_0_ref, q4_1_ref, q5_0_ref, q5_1_ref, q4_K_ref, q5_K_ref, q6_K_ref; f16 round-to-nearest-even with NaN -> 0x7e00
  * like ggml's ggml_compute_fp32_to_fp16; bf16 like ggml_compute_fp32_to_bf16, NaN made quiet). Types: F32, F16,
- * BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (lmf_quantize_supported); any other type is a bug
- * (asserts). */
+ * BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, and IQ4_NL / IQ4_XS as lmf_quantize_iq4
+ * (lmf_quantize_supported); any other type is a bug (asserts). */
 void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n);
 int lmf_quantize_supported(uint32_t type);
 /* lmf_quantize_row on this CPU's table (the K-quants' scale search runs several sub-blocks at a time where the
@@ -151,10 +151,15 @@ void lmf_kq_pack(uint32_t type, const float *x, lmf_kq_fit *f, void *out);
 void lmf_quantize_kquant(uint32_t type, const float *x, void *out, size_t nblocks, lmf_kq_fit_fn fit);
 /* nblocks super-blocks of 256 floats to Q2_K or Q3_K blocks (quantize_row_q2_K_ref / q3_K_ref) */
 void lmf_quantize_kquant_low(uint32_t type, const float *x, void *out, size_t nblocks);
+/* n floats (whole blocks) to IQ4_NL or IQ4_XS as ggml_quantize_chunk writes them (quantize_iq4_nl / quantize_iq4_xs:
+ * 15 trial scales a 32-element block around the largest element's, IQ4_XS's block scales then requantized to 6 bits
+ * under a super-block d; what llama-quantize writes, not ggml's quantize_row_iq4_nl_ref, which skips the trials);
+ * qw: an importance matrix row (n values) or NULL */
+void lmf_quantize_iq4(uint32_t type, const float *x, void *out, size_t n, const float *qw);
 /* One row of n floats quantized under an importance matrix's row qw (n values, the columns' mean squared inputs):
  * ggml's quantize_row_*_impl (ggml_quantize_chunk with an imatrix, what `llama-quantize --imatrix` writes), the same
- * bytes. Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K use qw; Q8_0 and the float types ignore it (as ggml); qw NULL is
- * lmf_quantize_row. */
+ * bytes. Q4_0, Q4_1, Q5_0, Q5_1, Q2_K ... Q6_K, IQ4_NL, IQ4_XS use qw; Q8_0 and the float types ignore it (as
+ * ggml); qw NULL is lmf_quantize_row. */
 void lmf_quantize_row_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw);
 /* The searches of that quantization, the weights w made (importance x sqrt(sigma^2 + x^2); Q6_K: the importance):
  *   LMF_WFIT_MIN       8 sub-blocks of 32, a scale and a min each, quants 0..nmax (make_qkx3_quants, 37 trials):

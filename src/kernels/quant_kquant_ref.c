@@ -600,8 +600,104 @@ void lmf_quantize_kquant_low(uint32_t type, const float *x, void *out, size_t nb
     quantize_low(type, x, out, nblocks, NULL);
 }
 
+/* ---- IQ4_NL / IQ4_XS: ggml's quantize_row_iq4_nl_impl with its 7 trials a side (ggml_quantize_chunk's, what
+ * llama-quantize writes, with or without an importance matrix) ---------------------------------------------------- */
+
+/* the index of the value of lmf_iq4nl_values nearest x (ggml's best_index_int8: ties to the upper neighbour) */
+static int iq4_index(float x) {
+    const int8_t *v = lmf_iq4nl_values;
+    if (x <= v[0]) return 0;
+    if (x >= v[15]) return 15;
+    int ml = 0, mu = 15;
+    while (mu - ml > 1) {
+        int mid = (ml + mu) / 2;
+        if (x < v[mid]) mu = mid;
+        else ml = mid;
+    }
+    return x - v[mu - 1] < v[mu] - x ? mu - 1 : mu;
+}
+
+/* one super-block of sbs (32: IQ4_NL, 256: IQ4_XS) floats to out (its block layout, quant_ref.c dq_iq4); qw: the
+ * importance of its columns or NULL (weights x^2) */
+static void iq4_block(int sbs, const float *x, const float *qw, uint8_t *out) {
+    const int8_t *v = lmf_iq4nl_values;
+    const int nb = sbs / 32, ntry = 7;
+    uint8_t L[256], *q4 = out + (nb > 1 ? 8 : 2);
+    float scales[8], weight[32];
+    float sigma2 = 0;
+    for (int j = 0; j < sbs; j++) sigma2 += x[j] * x[j];
+    sigma2 *= 2.f / (float)sbs;
+    memset(q4, 0, (size_t)sbs / 2);
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < nb; ib++) {
+        const float *xb = x + 32 * ib;
+        uint8_t *Lb = L + 32 * ib;
+        for (int j = 0; j < 32; j++) weight[j] = qw ? qw[32 * ib + j] * sqrtf(sigma2 + xb[j] * xb[j]) : xb[j] * xb[j];
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(xb[j]) > amax) amax = fabsf(xb[j]), max = xb[j];
+        if (amax < GROUP_MAX_EPS) {
+            scales[ib] = 0;
+            continue;
+        }
+        float d = -max / v[0], id = 1 / d, sumqx = 0, sumq2 = 0;
+        for (int j = 0; j < 32; j++) {
+            int l = iq4_index(id * xb[j]);
+            Lb[j] = (uint8_t)l;
+            float q = v[l], w = weight[j];
+            sumqx += w * q * xb[j];
+            sumq2 += w * q * q;
+        }
+        d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+        float best = d * sumqx;
+        for (int itry = -ntry; itry <= ntry; itry++) {
+            id = (float)(itry + v[0]) / max;
+            sumqx = sumq2 = 0;
+            for (int j = 0; j < 32; j++) {
+                float q = v[iq4_index(id * xb[j])], w = weight[j];
+                sumqx += w * q * xb[j];
+                sumq2 += w * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) d = sumqx / sumq2, best = d * sumqx;
+        }
+        scales[ib] = d;
+        if (fabsf(d) > amax_scale) amax_scale = fabsf(d), max_scale = d;
+    }
+    if (nb > 1) { /* IQ4_XS: d, scales_h (2 high bits of each 6-bit scale), scales_l (their low nibbles) */
+        uint16_t sh = 0;
+        uint8_t *sl = out + 4;
+        float d = -max_scale / 32, id = d ? 1 / d : 0.f;
+        wr16(out, lmf_f32_to_f16(d));
+        for (int ib = 0; ib < nb; ib++) {
+            int l = imax(-32, imin(31, nearest_int(id * scales[ib])));
+            float dl = d * (float)l, idl = dl ? 1 / dl : 0.f;
+            for (int j = 0; j < 32; j++) L[32 * ib + j] = (uint8_t)iq4_index(idl * x[32 * ib + j]);
+            l += 32;
+            if (ib % 2 == 0) sl[ib / 2] = (uint8_t)(l & 0xf);
+            else sl[ib / 2] |= (uint8_t)((l & 0xf) << 4);
+            sh |= (uint16_t)((l >> 4) << 2 * ib);
+        }
+        wr16(out + 2, sh);
+    } else { /* IQ4_NL: the fitted scale, the indices found again against it */
+        wr16(out, lmf_f32_to_f16(scales[0]));
+        float id = scales[0] ? 1 / scales[0] : 0;
+        for (int j = 0; j < 32; j++) L[j] = (uint8_t)iq4_index(id * x[j]);
+    }
+    for (int i = 0; i < nb; i++)
+        for (int j = 0; j < 16; j++) q4[16 * i + j] = (uint8_t)(L[32 * i + j] | L[32 * i + 16 + j] << 4);
+}
+
+void lmf_quantize_iq4(uint32_t type, const float *x, void *out, size_t n, const float *qw) {
+    const int sbs = type == LMF_GGML_IQ4_XS ? 256 : 32, bb = type == LMF_GGML_IQ4_XS ? 136 : 18;
+    for (size_t b = 0; b < n / (size_t)sbs; b++)
+        iq4_block(sbs, x + (size_t)sbs * b, qw ? qw + (size_t)sbs * b : NULL, (uint8_t *)out + (size_t)bb * b);
+}
+
 void lmf_quantize_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw, lmf_wfit_fn fit) {
     switch (type) {
+    case LMF_GGML_IQ4_NL: case LMF_GGML_IQ4_XS:
+        lmf_quantize_iq4(type, x, out, n, qw);
+        return;
     case LMF_GGML_Q4_K: case LMF_GGML_Q5_K:
         for (size_t b = 0; b < n / 256; b++)
             k4_weighted(type, x + 256 * b, qw + 256 * b, (uint8_t *)out + (type == LMF_GGML_Q4_K ? 144 : 176) * b, fit);

@@ -288,7 +288,7 @@ int lmf_quantize_supported(uint32_t type) {
     switch (type) {
     case LMF_GGML_F32: case LMF_GGML_F16: case LMF_GGML_BF16: case LMF_GGML_Q8_0: case LMF_GGML_Q4_0:
     case LMF_GGML_Q4_1: case LMF_GGML_Q5_0: case LMF_GGML_Q5_1: case LMF_GGML_Q2_K: case LMF_GGML_Q3_K:
-    case LMF_GGML_Q4_K: case LMF_GGML_Q5_K: case LMF_GGML_Q6_K: return 1;
+    case LMF_GGML_Q4_K: case LMF_GGML_Q5_K: case LMF_GGML_Q6_K: case LMF_GGML_IQ4_NL: case LMF_GGML_IQ4_XS: return 1;
     default: return 0;
     }
 }
@@ -347,6 +347,9 @@ void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n) {
         break;
     case LMF_GGML_Q2_K: case LMF_GGML_Q3_K:
         lmf_quantize_kquant_low(type, x, o, nb);
+        break;
+    case LMF_GGML_IQ4_NL: case LMF_GGML_IQ4_XS:
+        lmf_quantize_iq4(type, x, o, n, NULL);
         break;
     case LMF_GGML_F32:
         memcpy(o, x, n * sizeof(float));

@@ -8,7 +8,7 @@ llama-quantize runs; ggml-base is compiled without -march flags, so any build gi
     LLAMA_CPP_DIR=/path/to/llama.cpp/build/bin python3 tests/reference/kquant_fixtures.py
 
 Writes tests/reference/fixtures/kquant_fixtures.bin in quant_fixtures.py's record format (kind 0 only: floats in,
-ggml's bytes out; Q2_K and Q3_K too), and tests/reference/fixtures/imatrix_quant_fixtures.bin: every integer type quantized under an
+ggml's bytes out; Q2_K, Q3_K, IQ4_NL and IQ4_XS too: ggml_quantize_chunk's IQ4 quantizer, 7 trials a side), and tests/reference/fixtures/imatrix_quant_fixtures.bin: every integer type quantized under an
 importance matrix (ggml_quantize_chunk with imatrix, which runs quantize_row_*_impl as `llama-quantize --imatrix`
 does), kind 2 records: u32 kind (2), type, n, nb, n_per_row; n float32 (n / n_per_row rows), n_per_row float32 of
 importance, nb bytes. The importance rows: mean squares of Gaussian activations with a few loud columns (what
@@ -30,9 +30,11 @@ OUT = os.path.join(HERE, "fixtures", "kquant_fixtures.bin")
 OUT_IMATRIX = os.path.join(HERE, "fixtures", "imatrix_quant_fixtures.bin")
 WEIGHTED = {"Q4_0": (2, 18, 32), "Q4_1": (3, 20, 32), "Q5_0": (6, 22, 32), "Q5_1": (7, 24, 32),
             "Q8_0": (8, 34, 32), "Q4_K": (12, 144, 256), "Q5_K": (13, 176, 256), "Q6_K": (14, 210, 256),
-            "Q2_K": (10, 84, 256), "Q3_K": (11, 110, 256)}
+            "Q2_K": (10, 84, 256), "Q3_K": (11, 110, 256), "IQ4_NL": (20, 18, 32), "IQ4_XS": (23, 136, 256)}
 N_PER_ROW = 512
 TYPES = {"Q4_K": (12, 144), "Q5_K": (13, 176), "Q6_K": (14, 210), "Q2_K": (10, 84), "Q3_K": (11, 110)}
+# made after the others (one random stream: the older records stay as they were)
+TYPES_LATER = {"IQ4_NL": (20, 18, 32), "IQ4_XS": (23, 136, 256)}
 rng = np.random.default_rng(20261205)
 
 
@@ -100,7 +102,7 @@ def main():
         got = lib.ggml_quantize_chunk(t, x.ctypes.data, q.ctypes.data, 0, 1, n, None)
         assert got == q.size, (name, got, q.size)
         records.append(struct.pack("<IIII", 0, t, n, q.size) + x.tobytes() + q.tobytes())
-    write(OUT, records)
+    kind0 = records
 
     # under an importance matrix: two rows of 512 a record, cycling through blocks()'s shapes
     pool = blocks().reshape(-1, N_PER_ROW)
@@ -116,6 +118,14 @@ def main():
             assert got == q.size, (name, got, q.size)
             records.append(struct.pack("<IIIII", 2, t, x.size, q.size, N_PER_ROW) + x.tobytes() + qw.tobytes() +
                            q.tobytes())
+    for name, (t, bb, bs) in TYPES_LATER.items():
+        x = blocks()
+        n = x.size
+        q = np.zeros(n // bs * bb, np.uint8)
+        got = lib.ggml_quantize_chunk(t, x.ctypes.data, q.ctypes.data, 0, 1, n, None)
+        assert got == q.size, (name, got, q.size)
+        kind0.append(struct.pack("<IIII", 0, t, n, q.size) + x.tobytes() + q.tobytes())
+    write(OUT, kind0)
     write(OUT_IMATRIX, records)
 
 
