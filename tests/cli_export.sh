@@ -41,7 +41,7 @@ expect_error() { # expect_error WANT CMD...: CMD fails and its stderr contains W
   grep -q -- "$want" "$dir/e.err" || { cat "$dir/e.err"; fail "error for '$*' lacks '$want'"; }
 }
 expect_error "expected gguf or safetensors" "$LMF" export "$dir/run_llama" --to onnx -o "$dir/x"
-expect_error "expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q2_k_s, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m or q6_k" "$LMF" export "$dir/run_llama" --to gguf --type q3 -o "$dir/x"
+expect_error "expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q2_k_s, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, iq4_nl or iq4_xs" "$LMF" export "$dir/run_llama" --to gguf --type q3 -o "$dir/x"
 expect_error "no such file" "$LMF" export "$dir/nothing" --to gguf -o "$dir/x"
 expect_error "need MODEL, --to FORMAT and -o OUT" "$LMF" export "$dir/run_llama" --to gguf
 head -c 1000 "$dir/hf_llama/model.safetensors" > "$dir/trunc.safetensors"

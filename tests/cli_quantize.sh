@@ -97,7 +97,7 @@ grep -q "^output.weight F32$" "$dir/types.txt" && grep -q "^blk.0.attn_q.weight 
 "$LMF" quantize "$SMOL" "$dir/z.gguf" --type q2_k_s 2> "$dir/err.txt"  # llama-quantize's too needs an imatrix there
 [ $? = 2 ] && grep -q "needs an importance matrix" "$dir/err.txt" || { cat "$dir/err.txt"; fail "Q2_K_S without imatrix"; }
 [ ! -e "$dir/z.gguf" ] || fail "a refused Q2_K_S left a file"
-"$LMF" quantize "$SMOL" "$dir/z.gguf" --type q4_0 --tensor-type 'attn_v=iq4_nl' 2> "$dir/err.txt"
+"$LMF" quantize "$SMOL" "$dir/z.gguf" --type q4_0 --tensor-type 'attn_v=iq2_xxs' 2> "$dir/err.txt"
 [ $? = 2 ] && grep -q "not a type quantize writes" "$dir/err.txt" || { cat "$dir/err.txt"; fail "bad --tensor-type"; }
 
 # 3. the K-quant model runs; a bad type is refused

@@ -208,7 +208,7 @@ static void check_decode_prefill(const lmf_weights *w, const char *what) {
 
 /* SmolLM2 quantized as llama.cpp's Q4_K_M / Q5_K_M / Q6_K files are (lmforge quantize writes llama-quantize's
  * tensors: tests/cli_quantize.sh): Q5_0 / Q5_1 / Q8_0 for the 576-wide matrices, Q4_K / Q5_K / Q6_K for ffn_down;
- * and its Q2_K file (Q4_0, ffn_down Q3_K), once more with ffn_down in Q2_K.
+ * and its Q2_K file (Q4_0, ffn_down Q3_K), once more with ffn_down in Q2_K, and its IQ4_XS file.
  * Batch invariance on their decode kernels (R16 where this CPU's table has them), and the decode path (one token a
  * call: int16 activations against the quantized weights) within 1e-3 of the prefill path (fp32 products of the
  * dequantized weights, the R16 k-major reader's slabs) over the same 12 tokens: a wrong fifth bit, offset or
@@ -244,6 +244,7 @@ static void test_smollm2_kquant(void **state) {
     check_requantized(path, LMF_MIX_Q6_K, 0);
     check_requantized(path, LMF_MIX_Q2_K, 0); /* ffn_down Q3_K */
     check_requantized(path, LMF_MIX_Q2_K, LMF_GGML_Q2_K);
+    check_requantized(path, LMF_GGML_IQ4_XS, 0); /* IQ4_NL, ffn_down IQ4_XS (Q5_K in the first eighth) */
 }
 
 int main(void) {

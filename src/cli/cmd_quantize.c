@@ -34,7 +34,7 @@ static lmf_status ggml_type_arg(const char *flag, const char *s, uint32_t *out) 
         if (n && !strcasecmp(n, s) && lmf_quantize_supported(t)) return *out = t, LMF_OK;
     }
     return lmf_fail(LMF_ERR_ARG, "%s %s: not a type quantize writes (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, "
-                    "q2_k, q3_k, q4_k, q5_k, q6_k)", flag, s);
+                    "q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)", flag, s);
 }
 
 int cmd_quantize(int argc, char **argv) {
@@ -45,8 +45,9 @@ int cmd_quantize(int argc, char **argv) {
     const cli_opt opts[] = {
         CLI_OPT(NULL, "--type", CLI_STR, &type_s, "TYPE",
                 "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, or the K-quant mixes q2_k, q2_k_s (needs --imatrix), "
-                "q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k (ggml's quantizers and "
-                "llama-quantize's choice of type per tensor: the same bytes as llama-quantize) (required)"),
+                "q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, and iq4_nl, iq4_xs (non-linear 4-bit) "
+                "(ggml's quantizers and llama-quantize's choice of type per tensor: the same bytes as llama-quantize) "
+                "(required)"),
         CLI_OPT(NULL, "--imatrix", CLI_STR, &imx, "FILE",
                 "quantize under this importance matrix (`lmforge imatrix`, or llama-imatrix's .gguf / .dat): each "
                 "column's error weighted by its mean squared input, the bytes `llama-quantize --imatrix` writes"),
@@ -56,7 +57,7 @@ int cmd_quantize(int argc, char **argv) {
                 "do not use it for tensors whose name contains NAME (repeatable)"),
         CLI_OPT(NULL, "--output-tensor-type", CLI_STR, &out_type, "T",
                 "the output head's type (a tied embedding's too), a ggml type: f32, f16, bf16, q8_0, q4_0, q4_1, "
-                "q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k", .def = "the file type's choice"),
+                "q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs", .def = "the file type's choice"),
         CLI_OPT(NULL, "--token-embedding-type", CLI_STR, &embd_type, "T", "the token embedding's type",
                 .def = "the file type's choice"),
         CLI_OPT(NULL, "--tensor-type", CLI_LIST, &rules, "PATTERN=T",

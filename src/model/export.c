@@ -49,13 +49,14 @@ static const struct {
     {"q5_k_m", LMF_MIX_Q5_K_M},    {"q5_k", LMF_MIX_Q5_K_M},      {"q6_k", LMF_MIX_Q6_K},
     {"q2_k", LMF_MIX_Q2_K},        {"q2_k_s", LMF_MIX_Q2_K_S},    {"q3_k_s", LMF_MIX_Q3_K_S},
     {"q3_k_m", LMF_MIX_Q3_K_M},    {"q3_k", LMF_MIX_Q3_K_M},      {"q3_k_l", LMF_MIX_Q3_K_L},
+    {"iq4_nl", LMF_GGML_IQ4_NL},   {"iq4_xs", LMF_GGML_IQ4_XS},
 };
 
 lmf_status lmf_export_type_parse(const char *name, uint32_t *out) {
     for (size_t i = 0; i < sizeof export_types / sizeof export_types[0]; i++)
         if (!strcasecmp(name, export_types[i].name)) return *out = export_types[i].type, LMF_OK;
     return lmf_fail(LMF_ERR_ARG, "--type %s: expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q2_k_s, "
-                    "q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m or q6_k", name);
+                    "q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, iq4_nl or iq4_xs", name);
 }
 
 const char *lmf_export_type_name(uint32_t type) {
@@ -202,6 +203,7 @@ static int more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - 
 static uint32_t mix_type(type_policy *p, uint32_t t, tensor_role role, int layer, int cols) {
     uint32_t ft = p->type;
     int n = p->n_layer, moe8 = p->n_expert == 8, k_m = ft == LMF_MIX_Q4_K_M || ft == LMF_MIX_Q5_K_M;
+    int iq4 = ft == LMF_GGML_IQ4_NL || ft == LMF_GGML_IQ4_XS;
     if (role == ROLE_OUTPUT || (role == ROLE_TOKEN_EMBD && !p->has_output)) {
         if (p->o->output_type_set) t = p->o->output_type;
         else if (cols % (int)block_size(t)) t = LMF_GGML_Q8_0;
@@ -211,6 +213,7 @@ static uint32_t mix_type(type_policy *p, uint32_t t, tensor_role role, int layer
         else if (ft == LMF_MIX_Q2_K_S && p->n_gqa >= 4) t = LMF_GGML_Q4_K;
         else if (ft == LMF_MIX_Q3_K_M) t = layer < 2 ? LMF_GGML_Q5_K : LMF_GGML_Q4_K;
         else if (ft == LMF_MIX_Q3_K_L) t = LMF_GGML_Q5_K;
+        else if (iq4 && p->n_gqa >= 4) t = LMF_GGML_Q5_K;
         else if (k_m && more_bits(layer, n)) t = LMF_GGML_Q6_K;
         else if (ft == LMF_MIX_Q4_K_S && layer < 4) t = LMF_GGML_Q5_K;
         if (moe8) t = LMF_GGML_Q8_0;
@@ -221,6 +224,7 @@ static uint32_t mix_type(type_policy *p, uint32_t t, tensor_role role, int layer
         else if (ft == LMF_MIX_Q2_K_S) t = layer < n / 8 ? LMF_GGML_Q4_K : t;
         else if (ft == LMF_MIX_Q3_K_M) t = layer < n / 16 ? LMF_GGML_Q5_K : LMF_GGML_Q4_K;
         else if (ft == LMF_MIX_Q3_K_L) t = LMF_GGML_Q5_K;
+        else if (iq4 && layer < n / 8 && !p->im) t = LMF_GGML_Q5_K;
         else if (k_m && more_bits(layer, n)) t = LMF_GGML_Q6_K;
         else if (ft == LMF_MIX_Q4_K_S && layer < n / 8) t = LMF_GGML_Q5_K;
         else if ((ft == LMF_GGML_Q4_0 || ft == LMF_GGML_Q5_0) && p->im && layer < n / 8)
@@ -228,7 +232,7 @@ static uint32_t mix_type(type_policy *p, uint32_t t, tensor_role role, int layer
     } else if (role == ROLE_ATTN_OUT) {
         if (moe8) {
             if (ft == LMF_MIX_Q2_K || ft == LMF_MIX_Q3_K_S || ft == LMF_MIX_Q3_K_M || ft == LMF_MIX_Q4_K_S ||
-                ft == LMF_MIX_Q4_K_M)
+                ft == LMF_MIX_Q4_K_M || iq4)
                 t = LMF_GGML_Q5_K;
         } else if (ft == LMF_MIX_Q2_K) {
             t = LMF_GGML_Q3_K;
@@ -245,9 +249,8 @@ static uint32_t mix_type(type_policy *p, uint32_t t, tensor_role role, int layer
  * (llama_tensor_get_type) picks it for the same file type and options, so both tools write the same file:
  * --token-embedding-type and --output-tensor-type first; float file types keep their type everywhere; then the
  * first --tensor-type pattern found in the name, else the mix's rules (not with --pure); then a row that is not a
- * whole number of the type's blocks falls back (Q2_K, Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and to
- * F16 when even 32
- * does not divide it). Position embeddings are not quantized. */
+ * whole number of the type's blocks falls back (Q2_K, Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0,
+ * IQ4_XS -> IQ4_NL, and to F16 when even 32 does not divide it). Position embeddings are not quantized. */
 static uint32_t tensor_type(type_policy *p, const char *name, tensor_role role, int layer, int cols) {
     const lmf_export_opts *o = p->o;
     int given = o->token_embd_type_set && role == ROLE_TOKEN_EMBD ? 1 : o->output_type_set && role == ROLE_OUTPUT ? 2 : 0;
@@ -274,6 +277,7 @@ static uint32_t tensor_type(type_policy *p, const char *name, tensor_role role, 
             : t == LMF_GGML_Q4_K                     ? LMF_GGML_Q5_0
             : t == LMF_GGML_Q5_K                     ? LMF_GGML_Q5_1
             : t == LMF_GGML_Q6_K                     ? LMF_GGML_Q8_0
+            : t == LMF_GGML_IQ4_XS                   ? LMF_GGML_IQ4_NL
                                                      : t;
         if (cols % (int)block_size(t)) t = LMF_GGML_F16;
     }
@@ -321,6 +325,8 @@ static uint32_t file_type(uint32_t type) {
     case LMF_MIX_Q3_K_M: return 12;
     case LMF_MIX_Q3_K_L: return 13;
     case LMF_MIX_Q2_K_S: return 21;
+    case LMF_GGML_IQ4_NL: return 25;
+    case LMF_GGML_IQ4_XS: return 30;
     case LMF_GGML_BF16: return 32;
     }
     return 0;

@@ -35,9 +35,10 @@ enum {
     LMF_MIX_Q2_K, LMF_MIX_Q2_K_S, LMF_MIX_Q3_K_S, LMF_MIX_Q3_K_M, LMF_MIX_Q3_K_L
 };
 
-/* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1" (the ggml type), "q2_k", "q2_k_s", "q3_k_s",
- * "q3_k_m" (or "q3_k"), "q3_k_l", "q4_k_s", "q4_k_m" (or "q4_k"), "q5_k_s", "q5_k_m" (or "q5_k"), "q6_k" (an
- * LMF_MIX_*); any case. */
+/* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "iq4_xs" (the ggml type; the IQ4 ones
+ * with llama-quantize's rules: attn_v Q5_K with 4+ query heads a KV head, ffn_down Q5_K in the first eighth without
+ * an importance matrix, the head Q6_K), "q2_k", "q2_k_s", "q3_k_s", "q3_k_m" (or "q3_k"), "q3_k_l", "q4_k_s",
+ * "q4_k_m" (or "q4_k"), "q5_k_s", "q5_k_m" (or "q5_k"), "q6_k" (an LMF_MIX_*); any case. */
 lmf_status lmf_export_type_parse(const char *name, uint32_t *out);
 /* "Q4_K_M" for a mix, the ggml name for a type */
 const char *lmf_export_type_name(uint32_t type);

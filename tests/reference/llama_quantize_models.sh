@@ -2,7 +2,7 @@
 # both): widths that are multiples of 256, so the K-quant mixes' choices per layer show. LQ_MODELS names them,
 # lq_cfg NAME prints the `lmforge train` flags of one, lq_train LMF DATA_DIR OUT_DIR NAME trains it for one step.
 LQ_MODELS="llama16 llama8tied gpt2 moe8 qwen2moe8"
-LQ_TYPES="Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K"
+LQ_TYPES="Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS"
 lq_cfg() {
   case $1 in
     llama16) echo "--arch llama --n-layer 16 --n-embd 256 --n-head 4 --n-kv-head 2 --ffn-dim 512 --tied-embeddings 0" ;;
