@@ -331,7 +331,8 @@ int main(int argc, char **argv) {
 
     /* 4: R16 kernels, matrix in cache */
     static const uint32_t r16_types[] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1,
-                                         LMF_GGML_Q2_K, LMF_GGML_Q3_K, LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K};
+                                         LMF_GGML_Q2_K, LMF_GGML_Q3_K, LMF_GGML_Q4_K, LMF_GGML_Q5_K, LMF_GGML_Q6_K,
+                                         LMF_GGML_IQ4_NL, LMF_GGML_IQ4_XS};
     const int R4 = 2816, N4 = 1024;
     printf("\nR16 kernels, one %d x %d matrix in cache, one column (compute rate):\n%-9s %10s", R4, N4, "type", "MB");
     for (int i = 1; i < nops; i++) printf(" %9s us %6s GB/s %4s Gw/s", ops[i]->name, "", "");

@@ -174,6 +174,14 @@ static uint32_t k3_words(const uint8_t *scales, int t) {
     for (int k = 0; k < 5; k++) w |= (uint32_t)((lmf_k3_scale(5 * t + k, scales) + 32) ^ 32) << 6 * k;
     return w | (uint32_t)(((lmf_k3_scale(15, scales) + 32) ^ 32) >> 2 * t & 3) << 30;
 }
+/* IQ4_XS's eight scales ls - 32 as two's complement 6-bit fields: scale ib < 5 at bit 6 ib of word j at 32, scales
+ * 5 and 6 at bits 0 and 6 of half j at 96, scale 7's low two bits at bits 30-31 of the word and its high four at
+ * 12-15 of the half */
+static int iq4xs_field(const uint8_t *g, int j, int ib) {
+    uint32_t w = rd32(g + 32 + 4 * j), h = rd16(g + 96 + 2 * j);
+    uint32_t v = ib < 5 ? w >> 6 * ib : ib < 7 ? h >> 6 * (ib - 5) : (w >> 30) | (h >> 12) << 2;
+    return (int32_t)(v << 26) >> 26;
+}
 static int k3_field(const uint8_t *g, int j, int s) {
     if (s < 15) return (int32_t)(rd32(g + 32 + 64 * (s / 5) + 4 * j) << (26 - 6 * (s % 5))) >> 26;
     uint32_t v = 0;
@@ -229,9 +237,12 @@ INLINE void pack_rows(uint32_t type, int n, const uint8_t *s, size_t row_bytes, 
                 continue;
             }
             if (has_min(type)) memcpy(g + 32 + 2 * j, blk + 2, 2); /* m, or a K-quant's dmin */
-            if (type == LMF_GGML_IQ4_XS) { /* scales_h as halves, scales_l as words */
-                memcpy(g + 32 + 2 * j, blk + 2, 2);
-                memcpy(g + 64 + 4 * j, blk + 4, 4);
+            if (type == LMF_GGML_IQ4_XS) { /* the eight scales as signed 6-bit fields (iq4xs_field) */
+                uint64_t f = 0;
+                for (int ib = 0; ib < 8; ib++) f |= (uint64_t)((lmf_iq4xs_scale(ib, blk) + 32) ^ 32) << 6 * ib;
+                wr32(g + 32 + 4 * j, (uint32_t)(f & 0x3fffffff) | (uint32_t)(f >> 42 & 3) << 30);
+                uint16_t h = (uint16_t)((f >> 30 & 0xfff) | (f >> 44 & 0xf) << 12);
+                memcpy(g + 96 + 2 * j, &h, 2);
             }
             if (is_k(type))
                 for (int t = 0; t < 3; t++) wr32(g + 64 + 64 * t + 4 * j, rd32(blk + 4 + 4 * t)); /* the 6-bit scales */
@@ -298,9 +309,8 @@ static void r16_scales(uint32_t type, const uint8_t *g, int j, int k, float *d, 
         *d = *d * (float)k3_field(g, j, k / 16);
         return;
     }
-    if (type == LMF_GGML_IQ4_XS) { /* lmf_iq4xs_scale from the unit's copies of scales_h and scales_l */
-        int ib = k / 32, lo = (int)(rd32(g + 64 + 4 * j) >> 4 * ib) & 15, hi = rd16(g + 32 + 2 * j) >> 2 * ib & 3;
-        *d = *d * (float)((lo | hi << 4) - 32);
+    if (type == LMF_GGML_IQ4_XS) {
+        *d = *d * (float)iq4xs_field(g, j, k / 32);
         return;
     }
     if (type == LMF_GGML_Q6_K) { /* the int8 scale of k's 16 elements */
