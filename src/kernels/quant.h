@@ -221,7 +221,12 @@ void lmf_quantize_weighted_fast(uint32_t type, const float *x, void *out, size_t
  *               the scale - 32 in two's complement), then block b at 224 + 192 b: its two chunks of the low two
  *               bits as Q2_K's, then the rows' high-bit words: element e of half h at bit 8 ((e / 2) % 2 +
  *               2 (e % 2)) + 4 (slot / 2) + 2 (1 - h) + slot % 2 (slot = e / 4), one shift from bit 2 or 6 of the
- *               byte its low bits sit in after w & 0x33333333 or (w >> 2) & 0x33333333. q is stored + 4 (0..7).
+ *               byte its low bits sit in after w & 0x33333333 or (w >> 2) & 0x33333333. q is stored + 4 (0..7);
+ *   IQ4_NL 288 B: Q4_0's group (d[16], 4 nibble chunks of 64 B), the nibbles indices into lmf_iq4nl_values;
+ *   IQ4_XS 2176 B: d[16], the rows' eight 6-bit scales ls - 32 as two's complement fields (scale ib < 5 at bit 6 ib
+ *               of word j at 32 + 4 j, scales 5 and 6 at bits 0 and 6 of half j at 96 + 2 j, scale 7's low two
+ *               bits at bits 30-31 of the word, its high four at 12-15 of the half), then sub-block s's 4 nibble
+ *               chunks at 128 + 256 s.
  * A matrix of rows % 16 == 0 is rows / 16 groups, one after the other (group g at 16 g row_bytes). */
 /* 1 if a rows x n matrix of `type` fits the layout (Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 with n % 32 == 0, Q2_K..Q6_K with
  * n % 256 == 0; rows % 16 == 0) */

@@ -471,22 +471,16 @@ QMV(q2_k_i16)
 QMV(q3_k_i16)
 QMV(iq4_nl_i16)
 QMV(iq4_xs_i16)
-void lmf_q2_k_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                      int ldy) {
-    q2_k_i16_mv(n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-void lmf_q3_k_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                      int ldy) {
-    q3_k_i16_mv(n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-void lmf_iq4_nl_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                        int ldy) {
-    iq4_nl_i16_mv(n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-void lmf_iq4_xs_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                        int ldy) {
-    iq4_xs_i16_mv(n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
+/* the row kernels the AVX-512 table shares (quant.h) */
+#define SHARED_MV(t)                                                                                               \
+    void lmf_##t##_mv_avx2(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb,        \
+                           float *y, int ldy) {                                                                    \
+        t##_i16_mv(n, nrows, W, rb, ncols, x, xb, y, ldy);                                                         \
+    }
+SHARED_MV(q2_k)
+SHARED_MV(q3_k)
+SHARED_MV(iq4_nl)
+SHARED_MV(iq4_xs)
 
 /* ---- float weights ------------------------------------------------------------------------------------------ */
 

@@ -628,14 +628,14 @@ static void q45_k_ref(int q5, int n, int nrows, const void *W, size_t rb, int nc
         }
     }
 }
-static void q4_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                     int ldy) {
-    q45_k_ref(0, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-static void q5_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                     int ldy) {
-    q45_k_ref(1, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
+/* name: body with its first argument fixed (one loop serves two formats) */
+#define REF_OF(name, body, arg)                                                                                    \
+    static void name(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,    \
+                     int ldy) {                                                                                    \
+        body(arg, n, nrows, W, rb, ncols, x, xb, y, ldy);                                                          \
+    }
+REF_OF(q4_k_ref, q45_k_ref, 0)
+REF_OF(q5_k_ref, q45_k_ref, 1)
 
 /* Q2_K / Q3_K (layouts: dq_q2_k, dq_q3_k) against int16 activation blocks: a 16-element sub-block is half an
  * activation block, so per sub-block s: sum += ((d sc_s) d_x) * sum(q q_x) (Q3_K: q in -4..3, sc_s - 32 in
@@ -673,14 +673,8 @@ static void q23_k_ref(int q3, int n, int nrows, const void *W, size_t rb, int nc
         }
     }
 }
-static void q2_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                     int ldy) {
-    q23_k_ref(0, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-static void q3_k_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                     int ldy) {
-    q23_k_ref(1, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
+REF_OF(q2_k_ref, q23_k_ref, 0)
+REF_OF(q3_k_ref, q23_k_ref, 1)
 
 /* IQ4_NL / IQ4_XS (layouts: dq_iq4) against int16 activation blocks: a 32-element block or sub-block is one
  * activation block, sum += ((d_w [ls - 32]) d_x) * sum(v[q] q_x) (|sum| <= 32 * 127 * 32767 < 2^27) */
@@ -705,14 +699,8 @@ static void iq4_ref(int xs, int n, int nrows, const void *W, size_t rb, int ncol
         }
     }
 }
-static void iq4_nl_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                       int ldy) {
-    iq4_ref(0, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
-static void iq4_xs_ref(int n, int nrows, const void *W, size_t rb, int ncols, const void *x, size_t xb, float *y,
-                       int ldy) {
-    iq4_ref(1, n, nrows, W, rb, ncols, x, xb, y, ldy);
-}
+REF_OF(iq4_nl_ref, iq4_ref, 0)
+REF_OF(iq4_xs_ref, iq4_ref, 1)
 
 /* ---- the int8 activation path (LMF_QACT=int8), kept for comparison --------------------------------------------- */
 
