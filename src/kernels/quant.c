@@ -4,10 +4,10 @@
  * lmf_qact_get(); lmf_qinput_bytes / lmf_qinput_convert / lmf_qmatvec all follow it, so a caller that uses the three
  * together never sees it.
  *
- * Q5_0, Q5_1, the K-quants (Q2_K..Q6_K) and IQ4_NL / IQ4_XS always read int16 activation blocks. A type without a kernel of its own
- * would take the generic path (every type lmf_dequant_ref reads has one today): each row dequantized one super-block
- * (256 elements) at a time into a stack buffer by the table's dequantizer and multiplied with the fp32 columns by
- * the table's F32 kernel. */
+ * Q5_0, Q5_1, the K-quants (Q2_K..Q6_K) and IQ4_NL / IQ4_XS always read int16 activation blocks. A type without a
+ * kernel of its own would take the generic path (every type lmf_dequant_ref reads has one today): each row
+ * dequantized one super-block (256 elements) at a time into a stack buffer by the table's dequantizer and multiplied
+ * with the fp32 columns by the table's F32 kernel. */
 #include "kernels/quant.h"
 
 #include "core/cpu.h"

@@ -201,8 +201,9 @@ void lmf_quantize_weighted_fast(uint32_t type, const float *x, void *out, size_t
  * mask to the 16 they add to each half word.
  * The K-quants' units are 256-element super-blocks (n % 256 == 0), each 32-element sub-block laid out as a block
  * above:
- *   Q4_K 2304 B: d[16], dmin[16], the rows' 12 scale bytes as three words a row (word t of row j at 64 + 64 t + 4 j,
- *               unpacked for 8 rows at once as ggml's get_scale_min_k4), then sub-block s's 4 nibble chunks at
+ *   Q4_K 2304 B: d[16], dmin[16], the rows' eight 6-bit scales and mins as three words a row of 6-bit fields (word
+ *               t of row j at 64 + 64 t + 4 j: scales 0-4, mins 0-4, then scales 5-7 and mins 5-6, at bits 6 k;
+ *               min 7's bits 2t, 2t + 1 at bits 30-31 of word t), then sub-block s's 4 nibble chunks at
  *               256 + 256 s;
  *   Q5_K 2816 B: as Q4_K, with sub-block s's fifth-bit words at 256 + 64 s and its nibble chunks at 768 + 256 s;
  *   Q6_K 3360 B: d[16], the rows' 16 int8 scales as four words a row (at 32 + 64 t + 4 j), then per sub-block s at

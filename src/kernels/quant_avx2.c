@@ -347,7 +347,8 @@ AI void q23k_tile(const int K, const int RB, const int CB, int nb, const uint8_t
             for (int r = 0; r < RB; r++)
                 for (int h = 0; h < 2; h++) {
                     __m128i q = dq_and(dq_srl(dq_load(p[r] + qo + 32 * (k / 4) + 16 * h), 2 * (k % 4)), 3);
-                    if (K) q = _mm_sub_epi8(q, _mm_andnot_si128(dq_test(dq_load(p[r] + 16 * h), 1 << k), _mm_set1_epi8(4)));
+                    if (K) /* - 4 where the high bit is clear */
+                        q = _mm_sub_epi8(q, _mm_andnot_si128(dq_test(dq_load(p[r] + 16 * h), 1 << k), _mm_set1_epi8(4)));
                     __m256i w = _mm256_cvtepi8_epi16(q);
                     for (int c = 0; c < CB; c++) {
                         __m256 dx = _mm256_set1_ps(xc[c][b].d);
@@ -382,7 +383,8 @@ AI void iq4_tile(const int K, const int RB, const int CB, int nb, const uint8_t 
         for (int r = 0; r < RB; r++) {
             const uint8_t *p = W + (size_t)r * rb + (K ? (size_t)(b / 8) * 136 : (size_t)b * 18);
             if (K ? b % 8 == 0 && b + 16 < nb : b % 4 == 0 && b + 8 < nb)
-                for (int l = 0; l < (K ? 136 : 72); l += 64) _mm_prefetch((const char *)p + (K ? 272 : 144) + l, _MM_HINT_T0);
+                for (int l = 0; l < (K ? 136 : 72); l += 64)
+                    _mm_prefetch((const char *)p + (K ? 272 : 144) + l, _MM_HINT_T0);
             float d = dq_half(p);
             if (K) d = d * (float)lmf_iq4xs_scale(b % 8, p);
             __m128i v = dq_load(K ? p + 8 + 16 * (b % 8) : p + 2);
@@ -740,7 +742,9 @@ AI r16i ri_bcast16(const void *p) {
     __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
     return (r16i){{t, t}};
 }
-AI r16i ri_lut(r16i t, r16i i) { return (r16i){{_mm256_shuffle_epi8(t.h[0], i.h[0]), _mm256_shuffle_epi8(t.h[1], i.h[1])}}; }
+AI r16i ri_lut(r16i t, r16i i) {
+    return (r16i){{_mm256_shuffle_epi8(t.h[0], i.h[0]), _mm256_shuffle_epi8(t.h[1], i.h[1])}};
+}
 AI r16f rf_load_f16(const void *p) {
     return (r16f){{_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)),
                    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p + 1))}};

@@ -182,6 +182,24 @@ static int iq4xs_field(const uint8_t *g, int j, int ib) {
     uint32_t v = ib < 5 ? w >> 6 * ib : ib < 7 ? h >> 6 * (ib - 5) : (w >> 30) | (h >> 12) << 2;
     return (int32_t)(v << 26) >> 26;
 }
+/* Q4_K / Q5_K's eight 6-bit scales and mins (ggml's 12 bytes q) as three words of 6-bit fields: sc0-4 in word 0,
+ * m0-4 in word 1, sc5-7 then m5-6 in word 2 (at bits 6 k), m7's bits 2t, 2t + 1 at bits 30-31 of word t */
+static void k4_words(const uint8_t *q, uint32_t w[3]) {
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; j++) lmf_k4_scale_min(j, q, &sc[j], &m[j]);
+    w[0] = w[1] = 0, w[2] = (uint32_t)m[5] << 18 | (uint32_t)m[6] << 24;
+    for (int k = 0; k < 5; k++) w[0] |= (uint32_t)sc[k] << 6 * k, w[1] |= (uint32_t)m[k] << 6 * k;
+    for (int k = 0; k < 3; k++) w[2] |= (uint32_t)sc[5 + k] << 6 * k;
+    for (int t = 0; t < 3; t++) w[t] |= (uint32_t)(m[7] >> 2 * t & 3) << 30;
+}
+/* sub-block s's scale and min from the words of row j (k4_words) */
+static void k4_field(const uint8_t *g, int j, int s, int *sc, int *mn) {
+    uint32_t w0 = rd32(g + 64 + 4 * j), w1 = rd32(g + 128 + 4 * j), w2 = rd32(g + 192 + 4 * j);
+    *sc = (int)((s < 5 ? w0 >> 6 * s : w2 >> 6 * (s - 5)) & 63);
+    *mn = (int)(s < 5   ? w1 >> 6 * s & 63
+                : s < 7 ? w2 >> 6 * (s - 2) & 63
+                        : w0 >> 30 | (w1 >> 30) << 2 | (w2 >> 30) << 4);
+}
 static int k3_field(const uint8_t *g, int j, int s) {
     if (s < 15) return (int32_t)(rd32(g + 32 + 64 * (s / 5) + 4 * j) << (26 - 6 * (s % 5))) >> 26;
     uint32_t v = 0;
@@ -244,8 +262,11 @@ INLINE void pack_rows(uint32_t type, int n, const uint8_t *s, size_t row_bytes, 
                 uint16_t h = (uint16_t)((f >> 30 & 0xfff) | (f >> 44 & 0xf) << 12);
                 memcpy(g + 96 + 2 * j, &h, 2);
             }
-            if (is_k(type))
-                for (int t = 0; t < 3; t++) wr32(g + 64 + 64 * t + 4 * j, rd32(blk + 4 + 4 * t)); /* the 6-bit scales */
+            if (is_k(type)) {
+                uint32_t w[3];
+                k4_words(blk + 4, w);
+                for (int t = 0; t < 3; t++) wr32(g + 64 + 64 * t + 4 * j, w[t]);
+            }
             for (int b = 0; b < blocks; b++) {
                 uint32_t fifth = 0, top[2] = {0, 0};
                 for (int c = 0; c < 4; c++) {
@@ -318,12 +339,8 @@ static void r16_scales(uint32_t type, const uint8_t *g, int j, int k, float *d, 
         return;
     }
     if (!is_k(type)) return;
-    uint8_t q[12], sc, mn;
-    for (int t = 0; t < 3; t++) {
-        uint32_t w = rd32(g + 64 + 64 * t + 4 * j);
-        for (int i = 0; i < 4; i++) q[4 * t + i] = (uint8_t)(w >> 8 * i);
-    }
-    lmf_k4_scale_min(k / 32, q, &sc, &mn);
+    int sc, mn;
+    k4_field(g, j, k / 32, &sc, &mn);
     *d = *d * (float)sc, *m = *m * (float)mn;
 }
 
@@ -432,9 +449,11 @@ static void r16_mv_ref(uint32_t type, int n, int nrows, const void *W, size_t rb
                             float dw, mw;
                             r16_scales(type, g, j, k0 + 16 * h, &dw, &mw);
                             acc[j] += (dw * xc[b].d) * (float)dot;
-                            if (type == LMF_GGML_Q2_K) /* m: the sub-block's scale byte's high nibble */
-                                msum[j] += (float)(rd32(g + 64 + 64 * (k0 / 64) + 4 * j) >> (8 * (k0 / 16 % 4 + h) + 4) & 15) *
-                                           (xc[b].d * (float)xs);
+                            if (type == LMF_GGML_Q2_K) { /* m: the sub-block's scale byte's high nibble */
+                                int s = k0 / 16 + h;
+                                int m = (int)(rd32(g + 64 + 64 * (s / 4) + 4 * j) >> (8 * (s % 4) + 4)) & 15;
+                                msum[j] += (float)m * (xc[b].d * (float)xs);
+                            }
                         }
                         if (type == LMF_GGML_Q2_K && b % per == per - 1)
                             acc2[j] += lmf_f16_to_f32(rd16(g + 32 + 2 * j)) * msum[j], msum[j] = 0.0f;

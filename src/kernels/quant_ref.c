@@ -276,7 +276,8 @@ void lmf_dequant_ref(uint32_t type, const void *src, float *dst, size_t n) {
     case LMF_GGML_IQ4_XS:
         for (size_t b = 0; b < nb; b++, p += 136) {
             float d = lmf_f16_to_f32(rd16(p));
-            for (int ib = 0; ib < 8; ib++) dq_iq4(p + 8 + 16 * ib, d * (float)lmf_iq4xs_scale(ib, p), dst + 256 * b + 32 * ib);
+            for (int ib = 0; ib < 8; ib++)
+                dq_iq4(p + 8 + 16 * ib, d * (float)lmf_iq4xs_scale(ib, p), dst + 256 * b + 32 * ib);
         }
         break;
     }

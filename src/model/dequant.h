@@ -1,9 +1,10 @@
 /* dequant.h — ggml tensor rows to fp32, with the input checks a loader needs (for loading GGUF weights into the
  * fp32 model and for prefill's dequantized slabs).
  *
- * Supported types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS. The
- * block formats and their scalar definitions live in the kernels layer (kernels/quant.h, quant_ref.c), next to the
- * SIMD kernels that read them; this module adds the checks on untrusted input (type, whole blocks) and the error messages. */
+ * Supported types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS.
+ * The block formats and their scalar definitions live in the kernels layer (kernels/quant.h, quant_ref.c), next to
+ * the SIMD kernels that read them; this module adds the checks on untrusted input (type, whole blocks) and the error
+ * messages. */
 #ifndef LMF_MODEL_DEQUANT_H
 #define LMF_MODEL_DEQUANT_H
 
