@@ -4,10 +4,8 @@
  * lmf_qact_get(); lmf_qinput_bytes / lmf_qinput_convert / lmf_qmatvec all follow it, so a caller that uses the three
  * together never sees it.
  *
- * Q5_0, Q5_1, the K-quants (Q2_K..Q6_K) and IQ4_NL / IQ4_XS always read int16 activation blocks. A type without a
- * kernel of its own would take the generic path (every type lmf_dequant_ref reads has one today): each row
- * dequantized one super-block (256 elements) at a time into a stack buffer by the table's dequantizer and multiplied
- * with the fp32 columns by the table's F32 kernel. */
+ * Q5_0, Q5_1, the K-quants (Q2_K..Q6_K) and IQ4_NL / IQ4_XS always read int16 activation blocks. Every table has a
+ * kernel for every type lmf_dequant_ref reads (until session 30 Q2_K / Q3_K took a dequantize-then-fp32 path). */
 #include "kernels/quant.h"
 
 #include "core/cpu.h"
@@ -119,30 +117,6 @@ void lmf_qinput_convert(uint32_t type, const float *x, int n, void *out) {
     lmf_qinput_convert_ops(lmf_quant(), lmf_qact_get(), type, x, n, out);
 }
 
-/* dequantize a super-block at a time, then the fp32 kernel; partial sums added in chunk order */
-static void qmatvec_generic(const lmf_quant_ops *ops, uint32_t type, int n, int nrows, const void *W, size_t rb,
-                            int ncols, const void *x, size_t xb, float *y, int ldy) {
-    enum { CH = LMF_QK_K, CB = 16 };
-    uint32_t bs = 1, bb = 0;
-    LMF_CHECK(lmf_ggml_type_block(type, &bs, &bb) && n % (int)bs == 0 && CH % bs == 0);
-    float buf[CH], part[CB], acc[CB];
-    for (int r = 0; r < nrows; r++) {
-        const char *w = (const char *)W + (size_t)r * rb;
-        for (int c0 = 0; c0 < ncols; c0 += CB) {
-            int nc = ncols - c0 < CB ? ncols - c0 : CB;
-            for (int c = 0; c < nc; c++) acc[c] = 0.0f;
-            for (int k = 0; k < n; k += CH) {
-                int len = n - k < CH ? n - k : CH;
-                ops->dequant(type, w + (size_t)(k / (int)bs) * bb, buf, (size_t)len);
-                ops->f32(len, 1, buf, 0, nc, (const char *)x + (size_t)c0 * xb + (size_t)k * sizeof(float), xb, part,
-                         1);
-                for (int c = 0; c < nc; c++) acc[c] += part[c];
-            }
-            for (int c = 0; c < nc; c++) y[(size_t)(c0 + c) * ldy + r] = acc[c];
-        }
-    }
-}
-
 void lmf_qmatvec_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, int n, int nrows, const void *W,
                      size_t w_row_bytes, int ncols, const void *x, size_t x_col_bytes, float *y, int ldy) {
     if (nrows <= 0 || ncols <= 0) return;
@@ -166,13 +140,8 @@ void lmf_qmatvec_ops(const lmf_quant_ops *ops, lmf_qact act, uint32_t type, int 
     case LMF_GGML_BF16: f = ops->bf16; break;
     default: break;
     }
-    if (f) {
-        LMF_CHECK(act_of(act, type) < 0 || n % LMF_QK == 0);
-        f(n, nrows, W, w_row_bytes, ncols, x, x_col_bytes, y, ldy);
-        return;
-    }
-    LMF_CHECK(lmf_dequant_ref_supported(type));
-    qmatvec_generic(ops, type, n, nrows, W, w_row_bytes, ncols, x, x_col_bytes, y, ldy);
+    LMF_CHECK(f && (act_of(act, type) < 0 || n % LMF_QK == 0)); /* every table has every readable type's kernel */
+    f(n, nrows, W, w_row_bytes, ncols, x, x_col_bytes, y, ldy);
 }
 
 void lmf_qmatvec(uint32_t type, int n, int nrows, const void *W, size_t w_row_bytes, int ncols, const void *x,

@@ -103,8 +103,8 @@ _Static_assert(sizeof(lmf_block_q4_1) == 20, "ggml block_q4_1 is 20 bytes");
 
 /* ---- the public entry points (dispatching to the table of lmf_quant()) ------------------------------------- */
 
-/* 1 if lmf_qmatvec has a kernel for ggml type `type`: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K (every
- * type lmf_dequant_ref_supported() lists; another one would go through dequantize + fp32 dot). */
+/* 1 if lmf_qmatvec has a kernel for ggml type `type`: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K,
+ * IQ4_NL, IQ4_XS (every type lmf_dequant_ref_supported() lists). */
 int lmf_qmatvec_supported(uint32_t type);
 /* bytes of one converted input column of n elements for weights of `type` (n/32 activation blocks of the
  * lmf_qact_get() format for Q8_0/Q4_0/Q4_1, n/32 lmf_block_q16a for Q5_0/Q5_1/Q2_K..Q6_K, n floats otherwise). */
