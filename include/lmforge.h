@@ -266,8 +266,10 @@ void lmf_train_job_free(lmf_train_job *j);
 
 /* ---- tokenizer ------------------------------------------------------------------------------------------------ */
 
-/* Byte-level BPE (GPT-2 family: GPT-2, Llama-3, SmolLM2, ...). Any byte string encodes, and decode(encode(x)) == x
- * byte for byte, invalid UTF-8 included. A tokenizer is immutable once built and may be shared by threads; the
+/* Byte-level BPE (GPT-2 family: GPT-2, Llama-3, SmolLM2, ...) and SentencePiece BPE (GGUF vocabularies of model
+ * "llama": Llama 2, Mistral, TinyLlama, ...). Any byte string encodes, and decode(encode(x)) == x byte for byte,
+ * invalid UTF-8 included (SentencePiece: with LMF_DECODE_TEXT_START, where the vocabulary has byte tokens, and
+ * where x holds no U+2581, the character that stands for a space). A tokenizer is immutable once built and may be shared by threads; the
  * streaming encoder/decoder objects belong to one thread at a time. See docs/tokenizer.md. */
 typedef struct lmf_tokenizer lmf_tokenizer;
 
@@ -336,6 +338,7 @@ void lmf_tokenizer_free(lmf_tokenizer *tok);
 int lmf_tokenizer_vocab_size(const lmf_tokenizer *tok);
 lmf_pretok lmf_tokenizer_pretok(const lmf_tokenizer *tok);
 int lmf_tokenizer_nfc(const lmf_tokenizer *tok); /* whether encode composes its input to NFC first */
+int lmf_tokenizer_sentencepiece(const lmf_tokenizer *tok); /* a SentencePiece vocabulary (GGUF model "llama") */
 /* Id of the token whose text (as in tokenizer.json: "Ġthe", "<|endoftext|>") is `text`, or -1. */
 int32_t lmf_tokenizer_token_id(const lmf_tokenizer *tok, const char *text);
 /* Raw bytes of a token (not NUL-terminated), NULL for an out-of-range id; *len receives the length. */
@@ -344,8 +347,10 @@ lmf_token_type lmf_tokenizer_token_type(const lmf_tokenizer *tok, int32_t id);
 
 /* Encode flags. Without LMF_ENCODE_ALLOW_SPECIAL, the text of control tokens is ordinary text. */
 enum { LMF_ENCODE_ALLOW_SPECIAL = 1 };
-/* Decode flags. */
-enum { LMF_DECODE_SKIP_SPECIAL = 1 };
+/* Decode flags. LMF_DECODE_TEXT_START: the ids begin a text, so a SentencePiece tokenizer's leading space (the one
+ * its encoder puts before every text) is dropped, as Hugging Face's decode and llama.cpp's detokenize do; without
+ * it tokens decode as pieces (" Hello"), as llama.cpp prints generated tokens. No effect on byte-level BPE. */
+enum { LMF_DECODE_SKIP_SPECIAL = 1, LMF_DECODE_TEXT_START = 2 };
 
 /* Appends the ids of `len` bytes of text to *out. Any bytes are valid input; the one failure is a pre-tokenizer
  * regex from the tokenizer file that exceeds PCRE2's match limits on this text (catastrophic backtracking):

@@ -100,7 +100,7 @@ int cmd_tokenize(int argc, char **argv) {
         r = 0;
     }
     if (r <= 0) return r < 0 ? 0 : 2;
-    unsigned eflags = no_special ? 0 : LMF_ENCODE_ALLOW_SPECIAL, dflags = skip_special ? LMF_DECODE_SKIP_SPECIAL : 0;
+    unsigned eflags = no_special ? 0 : LMF_ENCODE_ALLOW_SPECIAL, dflags = LMF_DECODE_TEXT_START | (skip_special ? LMF_DECODE_SKIP_SPECIAL : 0);
     lmf_tokenizer *tok;
     lmf_status s = lmf_tokenizer_load(path, &tok);
     if (s != LMF_OK) return cli_fail("tokenize", s);

@@ -373,8 +373,46 @@ static void add1(pool *P, lmf_gguf_writer *g, const char *name, const float *x, 
 
 /* The vocabulary as llama.cpp's tokenizer.ggml.* keys, padded to the model's vocab_size with [PAD<i>] tokens of
  * type UNUSED (llama.cpp requires one token per embedding row). */
+/* The keys both vocabularies share: special ids and flags, the chat template. */
+static void gguf_vocab_specials(lmf_gguf_writer *g, const lmf_weights *w) {
+    if (w->bos_id >= 0) lmf_gguf_writer_set_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)w->bos_id);
+    if (w->eos_id >= 0) lmf_gguf_writer_set_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)w->eos_id);
+    if (w->eot_id >= 0) lmf_gguf_writer_set_u32(g, "tokenizer.ggml.eot_token_id", (uint32_t)w->eot_id);
+    lmf_gguf_writer_set_bool(g, "tokenizer.ggml.add_bos_token", w->add_bos && w->bos_id >= 0);
+    if (w->chat_template) lmf_gguf_writer_set_str(g, "tokenizer.chat_template", w->chat_template);
+}
+
+/* A SentencePiece vocabulary as it was read (pieces, scores, llama.cpp's types), padded as gguf_vocab pads. */
+static void gguf_vocab_spm(pool *P, lmf_gguf_writer *g, const lmf_weights *w) {
+    const lmf_spm *s = w->tok->spm;
+    int V = w->cfg.vocab_size;
+    char **texts = pool_alloc(P, (size_t)V * sizeof *texts);
+    int32_t *types = pool_alloc(P, (size_t)V * sizeof *types);
+    float *scores = pool_alloc(P, (size_t)V * sizeof *scores);
+    for (int i = 0; i < V; i++) {
+        size_t n = i < s->n_vocab ? s->off[i + 1] - s->off[i] : 0;
+        int hole = i >= s->n_vocab || (s->kind[i] == LMF_SPM_UNUSED && !n);
+        texts[i] = pool_alloc(P, hole ? 24 : n + 1);
+        if (hole) snprintf(texts[i], 24, "[PAD%d]", i);
+        else memcpy(texts[i], s->text + s->off[i], n), texts[i][n] = 0;
+        types[i] = hole ? LMF_SPM_UNUSED : s->kind[i];
+        scores[i] = hole ? 0.0f : s->score[i];
+    }
+    lmf_gguf_writer_set_str(g, "tokenizer.ggml.model", "llama");
+    lmf_gguf_writer_set_arr_str(g, "tokenizer.ggml.tokens", (const char *const *)texts, (uint64_t)V);
+    lmf_gguf_writer_set_arr(g, "tokenizer.ggml.scores", LMF_GGUF_F32, scores, (uint64_t)V);
+    lmf_gguf_writer_set_arr(g, "tokenizer.ggml.token_type", LMF_GGUF_I32, types, (uint64_t)V);
+    lmf_gguf_writer_set_bool(g, "tokenizer.ggml.add_space_prefix", s->add_space_prefix);
+    if (s->unk >= 0) lmf_gguf_writer_set_u32(g, "tokenizer.ggml.unknown_token_id", (uint32_t)s->unk);
+    gguf_vocab_specials(g, w);
+}
+
 static void gguf_vocab(pool *P, lmf_gguf_writer *g, const lmf_weights *w) {
     const lmf_tokenizer *tok = w->tok;
+    if (tok->spm) {
+        gguf_vocab_spm(P, g, w);
+        return;
+    }
     const lmf_bpe *m = &tok->bpe;
     int V = w->cfg.vocab_size;
     char **texts = pool_alloc(P, (size_t)V * sizeof *texts);
@@ -412,11 +450,7 @@ static void gguf_vocab(pool *P, lmf_gguf_writer *g, const lmf_weights *w) {
     lmf_gguf_writer_set_arr_str(g, "tokenizer.ggml.tokens", (const char *const *)texts, (uint64_t)V);
     lmf_gguf_writer_set_arr(g, "tokenizer.ggml.token_type", LMF_GGUF_I32, types, (uint64_t)V);
     lmf_gguf_writer_set_arr_str(g, "tokenizer.ggml.merges", (const char *const *)merges, (uint64_t)m->n_merges);
-    if (w->bos_id >= 0) lmf_gguf_writer_set_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)w->bos_id);
-    if (w->eos_id >= 0) lmf_gguf_writer_set_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)w->eos_id);
-    if (w->eot_id >= 0) lmf_gguf_writer_set_u32(g, "tokenizer.ggml.eot_token_id", (uint32_t)w->eot_id);
-    lmf_gguf_writer_set_bool(g, "tokenizer.ggml.add_bos_token", w->add_bos && w->bos_id >= 0);
-    if (w->chat_template) lmf_gguf_writer_set_str(g, "tokenizer.chat_template", w->chat_template);
+    gguf_vocab_specials(g, w);
 }
 
 /* Layer l's mixture of experts in llama.cpp's names: the router ffn_gate_inp (F32, as llama.cpp's quantizer leaves

@@ -427,7 +427,8 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
         lmf_gguf_specials sp;
         LMF_TRY(lmf_tokenizer_gguf_specials(g, &sp));
         w->bos_id = sp.bos, w->eos_id = sp.eos, w->eot_id = sp.eot;
-        w->add_bos = sp.add_bos == 1;
+        /* absent: llama.cpp's default, BOS for SentencePiece vocabularies, none for byte-level BPE */
+        w->add_bos = sp.add_bos == 1 || (sp.add_bos < 0 && lmf_tokenizer_sentencepiece(w->tok));
         const lmf_gguf_kv *tmpl = lmf_gguf_find(g, "tokenizer.chat_template");
         if (tmpl && tmpl->type == LMF_GGUF_STRING) w->chat_template = strdup(tmpl->str);
     }

@@ -6,6 +6,7 @@
 #include "core/status.h"
 #include "tokenizer/bytelevel.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +73,7 @@ typedef struct {
 struct lmf_enc_state {
     lmf_pretok_scratch pre;
     lmf_bpe_scratch bpe;
+    lmf_spm_scratch spm;
     cache_slot *slots;
     uint32_t used;
     uint8_t *keys;
@@ -102,6 +104,7 @@ static void state_free(lmf_enc_state *st) {
     if (!st) return;
     lmf_pretok_scratch_destroy(&st->pre);
     lmf_bpe_scratch_destroy(&st->bpe);
+    lmf_spm_scratch_destroy(&st->spm);
     free(st->slots);
     free(st->keys);
     free(st->ids);
@@ -222,27 +225,14 @@ static int specials_active(const lmf_tokenizer *tok, unsigned flags) {
 
 /* ---- build / free / queries ------------------------------------------------------------------------------------ */
 
-lmf_status lmf_tokenizer_build(const lmf_tokenizer_def *def, const char *origin, lmf_tokenizer **out) {
-    *out = NULL;
-    if (!origin) origin = "tokenizer";
-    lmf_tokenizer *tok = lmf_xcalloc(1, sizeof *tok);
-    atomic_init(&tok->spare, NULL);
-    lmf_status s = lmf_bpe_build(&tok->bpe, def, origin);
-    if (s != LMF_OK) {
-        free(tok);
-        return s;
-    }
-    s = lmf_pretok_init(&tok->pre, def->pretok, def->patterns, def->n_patterns, origin);
-    if (s != LMF_OK) {
-        lmf_bpe_destroy(&tok->bpe);
-        free(tok);
-        return s;
-    }
-    tok->nfc = def->nfc != 0;
+/* The special-token list of a tokenizer whose token table is built; frees tok on failure. */
+static lmf_status specials_init(lmf_tokenizer *tok, const char *origin, lmf_tokenizer **out) {
     const lmf_bpe *m = &tok->bpe;
+    lmf_status s = LMF_OK;
     tok->special = lmf_xmalloc(sizeof(int32_t) * ((size_t)m->n_vocab + 1));
     for (int32_t i = 0; i < m->n_vocab; i++) {
         if (m->type[i] != LMF_TOKEN_CONTROL && m->type[i] != LMF_TOKEN_USER) continue;
+        if (m->off[i + 1] == m->off[i]) continue; /* an empty text cannot be matched */
         tok->special[tok->n_special++] = i;
         uint8_t b = m->bytes[m->off[i]];
         tok->first_all[b >> 3] |= (uint8_t)(1u << (b & 7));
@@ -274,11 +264,49 @@ lmf_status lmf_tokenizer_build(const lmf_tokenizer_def *def, const char *origin,
     return LMF_OK;
 }
 
+lmf_status lmf_tokenizer_build(const lmf_tokenizer_def *def, const char *origin, lmf_tokenizer **out) {
+    *out = NULL;
+    if (!origin) origin = "tokenizer";
+    lmf_tokenizer *tok = lmf_xcalloc(1, sizeof *tok);
+    atomic_init(&tok->spare, NULL);
+    lmf_status s = lmf_bpe_build(&tok->bpe, def, origin);
+    if (s != LMF_OK) {
+        free(tok);
+        return s;
+    }
+    s = lmf_pretok_init(&tok->pre, def->pretok, def->patterns, def->n_patterns, origin);
+    if (s != LMF_OK) {
+        lmf_bpe_destroy(&tok->bpe);
+        free(tok);
+        return s;
+    }
+    tok->nfc = def->nfc != 0;
+    return specials_init(tok, origin, out);
+}
+
+lmf_status lmf_tokenizer_build_spm(int n, const char *const *tokens, const float *scores, const uint8_t *kinds,
+                                   int add_space_prefix, int32_t unk, const char *origin, lmf_tokenizer **out) {
+    *out = NULL;
+    if (!origin) origin = "tokenizer";
+    lmf_tokenizer *tok = lmf_xcalloc(1, sizeof *tok);
+    atomic_init(&tok->spare, NULL);
+    tok->spm = lmf_xcalloc(1, sizeof *tok->spm);
+    lmf_status s = lmf_spm_build(tok->spm, &tok->bpe, n, tokens, scores, kinds, add_space_prefix, unk, origin);
+    if (s != LMF_OK) {
+        free(tok->spm);
+        free(tok);
+        return s;
+    }
+    return specials_init(tok, origin, out);
+}
+
 void lmf_tokenizer_free(lmf_tokenizer *tok) {
     if (!tok) return;
     state_free(atomic_load(&tok->spare));
     lmf_bpe_destroy(&tok->bpe);
     lmf_pretok_destroy(&tok->pre);
+    if (tok->spm) lmf_spm_destroy(tok->spm);
+    free(tok->spm);
     free(tok->special);
     free(tok);
 }
@@ -286,6 +314,7 @@ void lmf_tokenizer_free(lmf_tokenizer *tok) {
 int lmf_tokenizer_vocab_size(const lmf_tokenizer *tok) { return tok->bpe.n_vocab; }
 lmf_pretok lmf_tokenizer_pretok(const lmf_tokenizer *tok) { return tok->pre.kind; }
 int lmf_tokenizer_nfc(const lmf_tokenizer *tok) { return tok->nfc; }
+int lmf_tokenizer_sentencepiece(const lmf_tokenizer *tok) { return tok->spm != NULL; }
 
 const char *lmf_tokenizer_token_bytes(const lmf_tokenizer *tok, int32_t id, size_t *len) {
     if (id < 0 || id >= tok->bpe.n_vocab) return NULL;
@@ -305,6 +334,13 @@ int32_t lmf_tokenizer_token_id(const lmf_tokenizer *tok, const char *text) {
         int32_t t = tok->special[k];
         if (m->off[t + 1] - m->off[t] == n && !memcmp(m->bytes + m->off[t], text, n)) return t;
     }
+    if (tok->spm) {
+        unsigned b;
+        char end;
+        int32_t id = lmf_spm_lookup(tok->spm, text, n);
+        if (id < 0 && n == 6 && sscanf(text, "<0x%2X%c", &b, &end) == 2 && end == '>') id = tok->spm->byte_id[b];
+        return id;
+    }
     uint8_t *raw = lmf_xmalloc(n + 1);
     size_t bad;
     long l = lmf_bytelevel_decode(text, n, raw, &bad);
@@ -316,6 +352,10 @@ int32_t lmf_tokenizer_token_id(const lmf_tokenizer *tok, const char *text) {
 /* ---- encode ---------------------------------------------------------------------------------------------------- */
 
 static void encode_plain(lmf_enc_state *st, const uint8_t *text, size_t n) {
+    if (st->tok->spm) {
+        if (n) lmf_spm_encode(st->tok->spm, &st->spm, text, n, st->out); /* no pre-tokenizer: the fragment whole */
+        return;
+    }
     if (st->err == LMF_OK) st->err = lmf_pretok_split(&st->tok->pre, &st->pre, text, n, on_piece, st);
 }
 
@@ -386,10 +426,19 @@ static void append_tokens(const lmf_tokenizer *tok, const int32_t *ids, size_t n
     out->data[out->len] = 0;
 }
 
+/* LMF_DECODE_TEXT_START: the space a SentencePiece encoder put before the text, at out->data[start], goes. */
+static void strip_prefix_space(const lmf_tokenizer *tok, unsigned flags, lmf_text *out, size_t start) {
+    if (!(flags & LMF_DECODE_TEXT_START) || !tok->spm || !tok->spm->add_space_prefix) return;
+    if (out->len == start || out->data[start] != ' ') return;
+    memmove(out->data + start, out->data + start + 1, out->len - start); /* with the NUL */
+    out->len--;
+}
+
 lmf_status lmf_tokenizer_decode(const lmf_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags, lmf_text *out) {
-    size_t total = 0;
+    size_t total = 0, start = out->len;
     LMF_TRY(check_ids(tok, ids, n, &total));
     append_tokens(tok, ids, n, flags, out, total);
+    strip_prefix_space(tok, flags, out, start);
     return LMF_OK;
 }
 
@@ -447,6 +496,10 @@ static lmf_status encoder_run(lmf_tokenizer_encoder *e, lmf_ids *out, int final)
         if (final) {
             encode_plain(st, e->buf + pos, limit - pos);
             consumed = limit;
+            break;
+        }
+        if (tok->spm) { /* a SentencePiece fragment is final only at a special token or the end */
+            consumed = pos;
             break;
         }
         st->n_pieces = 0;
@@ -531,6 +584,7 @@ struct lmf_tokenizer_decoder {
     unsigned flags;
     uint8_t held[4];
     size_t n_held;
+    int begun; /* some text has come out (LMF_DECODE_TEXT_START looks at the first byte only) */
 };
 
 lmf_tokenizer_decoder *lmf_tokenizer_decoder_create(const lmf_tokenizer *tok, unsigned flags) {
@@ -547,6 +601,10 @@ lmf_status lmf_tokenizer_decoder_feed(lmf_tokenizer_decoder *d, const int32_t *i
     size_t start = out->len;
     lmf_text_push(out, d->held, d->n_held);
     append_tokens(d->tok, ids, n, d->flags, out, total);
+    if (!d->begun && out->len > start) {
+        strip_prefix_space(d->tok, d->flags, out, start);
+        d->begun = 1;
+    }
     size_t tail = lmf_utf8_incomplete_tail((const uint8_t *)out->data + start, out->len - start);
     memcpy(d->held, out->data + out->len - tail, tail);
     d->n_held = tail;
@@ -558,4 +616,5 @@ lmf_status lmf_tokenizer_decoder_feed(lmf_tokenizer_decoder *d, const int32_t *i
 void lmf_tokenizer_decoder_finish(lmf_tokenizer_decoder *d, lmf_text *out) {
     lmf_text_push(out, d->held, d->n_held);
     d->n_held = 0;
+    d->begun = 0;
 }

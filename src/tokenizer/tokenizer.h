@@ -4,6 +4,7 @@
  *   tokenizer_gguf.c  the vocabulary inside a GGUF model file (tokenizer.ggml.*): load
  *   bpe_train.c       the BPE trainer
  *   bpe.c, pretok.c   the merge model and the regex pre-tokenizer
+ *   spm.c             the SentencePiece model (GGUF tokenizer.ggml.model "llama"): scores instead of merges
  *   nfc.c             the NFC normalizer some tokenizer.json files ask for
  *
  * Ownership: the tokenizer owns its model, its compiled regexes, its special-token list and at most one spare
@@ -15,13 +16,15 @@
 #include "lmforge.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/pretok.h"
+#include "tokenizer/spm.h"
 
 #include <stdatomic.h>
 
 typedef struct lmf_enc_state lmf_enc_state;
 
 struct lmf_tokenizer {
-    lmf_bpe bpe;
+    lmf_bpe bpe;             /* byte-level BPE; for SentencePiece only the token table (bytes, types) */
+    lmf_spm *spm;            /* a SentencePiece tokenizer: the model that encodes (pre is then unused) */
     lmf_pretokenizer pre;
     int n_special;
     int32_t *special;        /* ids of CONTROL and USER tokens, longest text first */
@@ -51,6 +54,9 @@ typedef struct {
     int32_t bos, eos, unk, sep, pad, eot, eom;
     int add_bos, add_eos; /* tokenizer.ggml.add_bos_token / add_eos_token: 0, 1, or -1 if absent */
 } lmf_gguf_specials;
+/* A SentencePiece tokenizer (spm.h) from its pieces, scores and llama.cpp token types. */
+lmf_status lmf_tokenizer_build_spm(int n, const char *const *tokens, const float *scores, const uint8_t *kinds,
+                                   int add_space_prefix, int32_t unk, const char *origin, lmf_tokenizer **out);
 lmf_status lmf_tokenizer_from_gguf(const struct lmf_gguf *g, lmf_tokenizer **out);
 lmf_status lmf_tokenizer_load_gguf(const char *path, lmf_tokenizer **out);
 lmf_status lmf_tokenizer_gguf_specials(const struct lmf_gguf *g, lmf_gguf_specials *sp);

@@ -2,8 +2,8 @@
  * keys), built through the same lmf_tokenizer_def path as tokenizer.json.
  *
  * Keys read:
- *   tokenizer.ggml.model       string: "gpt2" (byte-level BPE) only; SentencePiece ("llama"), WordPiece ("bert"),
- *                              RWKV, ... are refused with a clear message
+ *   tokenizer.ggml.model       string: "gpt2" (byte-level BPE) or "llama" (SentencePiece BPE, spm.h); WordPiece
+ *                              ("bert"), Unigram ("t5"), RWKV, ... are refused with a clear message
  *   tokenizer.ggml.tokens      string[n_vocab]: byte-level text for normal tokens, literal text for the others
  *   tokenizer.ggml.token_type  int[n_vocab] (optional, all normal if absent), llama.cpp's llama_token_type:
  *                              0 undefined, 1 normal -> NORMAL; 2 unknown, 3 control -> CONTROL;
@@ -11,6 +11,11 @@
  *                              tokens) is refused: it has no meaning in a byte-level vocabulary
  *   tokenizer.ggml.merges      string[] "a b" in rank order (optional: without it every token is atomic)
  *   tokenizer.ggml.pre         string (optional, "default" = gpt2): through lmf_pretok_parse
+ * and for "llama":
+ *   tokenizer.ggml.scores      float[n_vocab] (optional, all 0 if absent): each piece's merge priority
+ *   tokenizer.ggml.token_type  as above, 6 (byte) allowed: the <0xAB> tokens of byte fallback
+ *   tokenizer.ggml.add_space_prefix  bool (optional, true if absent, as llama.cpp): "▁" before every text
+ *   tokenizer.ggml.unknown_token_id  (optional): what a character without a piece or byte token becomes
  *   tokenizer.ggml.{bos,eos,unknown,separator,padding,eot,eom}_token_id, add_bos_token, add_eos_token: read by
  *                              lmf_tokenizer_gguf_specials (each id checked to be inside the vocabulary); the
  *                              tokenizer itself does not use them (encode returns the ids of the text alone). */
@@ -94,15 +99,62 @@ static lmf_status copy_strings(const lmf_gguf *g, const lmf_gguf_kv *kv, const c
     return LMF_OK;
 }
 
+/* tokenizer.ggml.model "llama": the SentencePiece vocabulary. */
+static lmf_status from_gguf_spm(const lmf_gguf *g, lmf_tokenizer **out) {
+    const lmf_gguf_kv *tokens, *types = NULL, *scores = NULL;
+    LMF_TRY(lmf_gguf_get_arr(g, "tokenizer.ggml.tokens", LMF_GGUF_STRING, &tokens));
+    if (tokens->count < 1 || tokens->count > (1u << 30))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: offset %llu: tokenizer.ggml.tokens has %llu tokens (1 to 2^30)", g->path,
+                        (ull)tokens->offset, (ull)tokens->count);
+    int n = (int)tokens->count;
+    if (lmf_gguf_find(g, "tokenizer.ggml.token_type")) {
+        LMF_TRY(lmf_gguf_get_arr(g, "tokenizer.ggml.token_type", LMF_GGUF_I64, &types));
+        if (types->count != tokens->count)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: offset %llu: tokenizer.ggml.token_type has %llu entries but "
+                            "tokenizer.ggml.tokens has %d", g->path, (ull)types->offset, (ull)types->count, n);
+    }
+    if (lmf_gguf_find(g, "tokenizer.ggml.scores")) {
+        LMF_TRY(lmf_gguf_get_arr(g, "tokenizer.ggml.scores", LMF_GGUF_F32, &scores));
+        if (scores->count != tokens->count)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: offset %llu: tokenizer.ggml.scores has %llu entries but "
+                            "tokenizer.ggml.tokens has %d", g->path, (ull)scores->offset, (ull)scores->count, n);
+    }
+    int prefix = 1;
+    if (lmf_gguf_find(g, "tokenizer.ggml.add_space_prefix"))
+        LMF_TRY(lmf_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &prefix));
+    lmf_gguf_specials sp;
+    LMF_TRY(lmf_tokenizer_gguf_specials(g, &sp));
+    char **text = NULL, *block = NULL;
+    LMF_TRY(copy_strings(g, tokens, "tokenizer.ggml.tokens", &text, &block));
+    float *sc = lmf_xmalloc((size_t)n * sizeof *sc);
+    uint8_t *kind = lmf_xmalloc((size_t)n);
+    lmf_status s = LMF_OK;
+    for (int i = 0; i < n && s == LMF_OK; i++) {
+        sc[i] = scores ? (float)lmf_gguf_arr_float(scores, (uint64_t)i) : 0.0f;
+        int64_t t = types ? lmf_gguf_arr_int(types, (uint64_t)i) : 1;
+        if (t < 0 || t > 6)
+            s = lmf_fail(LMF_ERR_FORMAT, "%s: tokenizer.ggml.token_type[%d] (token \"%.40s\") is %lld: not a "
+                         "llama.cpp token type (expected 0..6)", g->path, i, text[i], (long long)t);
+        kind[i] = (uint8_t)t;
+    }
+    if (s == LMF_OK) {
+        char origin[4200];
+        snprintf(origin, sizeof origin, "%s (GGUF tokenizer.ggml.*)", g->path);
+        s = lmf_tokenizer_build_spm(n, (const char *const *)text, sc, kind, prefix, sp.unk, origin, out);
+    }
+    free(text), free(block), free(sc), free(kind);
+    return s;
+}
+
 lmf_status lmf_tokenizer_from_gguf(const lmf_gguf *g, lmf_tokenizer **out) {
     *out = NULL;
     const char *model;
     LMF_TRY(lmf_gguf_get_str(g, "tokenizer.ggml.model", &model));
+    if (!strcmp(model, "llama")) return from_gguf_spm(g, out);
     if (strcmp(model, "gpt2"))
         return lmf_fail(LMF_ERR_FORMAT, "%s: tokenizer.ggml.model is '%.40s': only 'gpt2' (byte-level BPE: GPT-2, "
-                        "Llama-3, SmolLM, Qwen, ...) is supported%s", g->path, model,
-                        !strcmp(model, "llama") ? " (hint: 'llama' is a SentencePiece vocabulary, not supported yet)"
-                                                : "");
+                        "Llama-3, SmolLM, Qwen, ...) and 'llama' (SentencePiece BPE: Llama 2, Mistral, ...) are "
+                        "supported", g->path, model);
     const lmf_gguf_kv *tokens, *types = NULL, *merges = NULL;
     LMF_TRY(lmf_gguf_get_arr(g, "tokenizer.ggml.tokens", LMF_GGUF_STRING, &tokens));
     if (tokens->count < 256 || tokens->count > (1u << 30))

@@ -459,6 +459,9 @@ static cJSON *pretok_node(const lmf_tokenizer *tok) {
 }
 
 lmf_status lmf_tokenizer_save(const lmf_tokenizer *tok, const char *path) {
+    if (tok->spm)
+        return lmf_fail(LMF_ERR_ARG, "%s: a SentencePiece vocabulary is not written as tokenizer.json yet (GGUF files "
+                        "keep it: lmforge quantize / export --format gguf)", path);
     const lmf_bpe *m = &tok->bpe;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "version", "1.0");

@@ -1,0 +1,60 @@
+/* spm.h — the SentencePiece BPE model (tokenizer.ggml.model "llama": Llama 1/2, Mistral, Mixtral, TinyLlama, ...):
+ * the vocabulary with a score per piece, and encoding one fragment of text (the text between special tokens).
+ *
+ * Encoding, as SentencePiece's BPE and llama.cpp's llm_tokenizer_spm do it: spaces become U+2581 "▁" (and one "▁"
+ * is put before the fragment when the vocabulary says add_space_prefix), the text is split into UTF-8 characters,
+ * then the adjacent pair whose concatenation is the highest-scoring piece is merged (leftmost on a tie) until no
+ * pair is a piece. A character left that is no piece becomes its bytes' <0xAB> tokens (byte fallback), or the
+ * unknown token in a vocabulary without them. There is no pre-tokenizer: merges may cross words, so a fragment is
+ * encoded whole (a binary heap of candidate pairs, O(n log n)). Control, byte and unused pieces never come out of
+ * merging, as in SentencePiece.
+ *
+ * The decoding side lives in the lmf_bpe token table the tokenizer shares with byte-level BPE: each token's bytes
+ * with "▁" turned back into spaces, byte tokens as their byte. */
+#ifndef LMF_TOKENIZER_SPM_H
+#define LMF_TOKENIZER_SPM_H
+
+#include "lmforge.h"
+#include "tokenizer/bpe.h"
+
+/* llama.cpp's token types (tokenizer.ggml.token_type), kept as read so a written GGUF has them back. */
+enum { LMF_SPM_NORMAL = 1, LMF_SPM_UNKNOWN = 2, LMF_SPM_CONTROL = 3, LMF_SPM_USER = 4, LMF_SPM_UNUSED = 5,
+       LMF_SPM_BYTE = 6 };
+
+typedef struct {
+    int32_t n_vocab;
+    uint32_t *off;  /* [n_vocab + 1]: piece i is text[off[i] .. off[i+1]) as the vocabulary spells it ("▁the") */
+    char *text;
+    float *score;   /* [n_vocab] */
+    uint8_t *kind;  /* [n_vocab] LMF_SPM_* */
+    int32_t *slots; /* text -> id of the NORMAL and USER pieces (open addressing); -1 = free */
+    size_t mask;
+    int32_t byte_id[256]; /* <0xAB> tokens, -1 where absent */
+    int32_t unk;          /* the unknown token, -1 if none */
+    int has_bytes;        /* any <0xAB> token: byte fallback */
+    int add_space_prefix;
+} lmf_spm;
+
+/* Builds the model and fills `m` (token bytes for decoding, lmf_token_type per id; no merges) from n tokens with
+ * their scores and llama.cpp types (NULL: all NORMAL). Fails naming the token at fault: a byte token that is not
+ * <0xAB>, two byte tokens for one byte, an unknown type. Of two pieces spelled alike the first is kept. */
+lmf_status lmf_spm_build(lmf_spm *s, lmf_bpe *m, int n, const char *const *tokens, const float *scores,
+                         const uint8_t *kinds, int add_space_prefix, int32_t unk, const char *origin);
+void lmf_spm_destroy(lmf_spm *s);
+
+/* Id of the NORMAL or USER piece spelled text[0, n), or -1. */
+int32_t lmf_spm_lookup(const lmf_spm *s, const char *text, size_t n);
+
+/* Working memory of lmf_spm_encode (zero-initialise, then destroy). */
+typedef struct {
+    uint8_t *buf;
+    size_t buf_cap;
+    void *sym, *heap;
+    size_t sym_cap, heap_cap;
+} lmf_spm_scratch;
+void lmf_spm_scratch_destroy(lmf_spm_scratch *sc);
+
+/* Appends the ids of one fragment text[0, n) (n >= 1; any bytes) to *out. */
+void lmf_spm_encode(const lmf_spm *s, lmf_spm_scratch *sc, const uint8_t *text, size_t n, lmf_ids *out);
+
+#endif
