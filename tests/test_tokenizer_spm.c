@@ -1,0 +1,352 @@
+/* test_tokenizer_spm.c — the SentencePiece tokenizer (GGUF tokenizer.ggml.model "llama"):
+ *  - the ids of llama.cpp's llama-tokenize under the Phi-3 vocabulary (a Llama-2 SentencePiece BPE with byte
+ *    fallback and added tokens) on 341 texts: its own test strings, the KJV, code, random Unicode and random bytes,
+ *    special tokens (tests/data/phi3/spm_cases.txt, made by tests/reference/tokenizer/spm_fixture.py);
+ *  - decode with LMF_DECODE_TEXT_START gives the text back, streaming encode/decode equal one-shot;
+ *  - a vocabulary without byte tokens (unknown token), score ties (leftmost first), bad vocabularies refused;
+ *  - a model carrying the vocabulary: BOS by default, and a GGUF written from it keeps the vocabulary key for key. */
+#include "test_util.h"
+#include "io/gguf.h"
+#include "model/export.h"
+#include "tokenizer/bytelevel.h"
+#include "tokenizer/tokenizer.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#define PHI3_DIR LMF_SOURCE_DIR "/tests/data/phi3"
+#define TINY_LLAMA LMF_SOURCE_DIR "/tests/reference/fixtures/tiny_llama.gguf"
+
+static lmf_tokenizer *phi3;
+static char tmpdir[256];
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/lmf_test_spm_XXXXXX");
+    if (!mkdtemp(tmpdir)) return -1;
+    if (lmf_tokenizer_load(PHI3_DIR "/vocab.gguf", &phi3) != LMF_OK) {
+        fprintf(stderr, "%s\n", lmf_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    lmf_tokenizer_free(phi3);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd);
+}
+
+static uint32_t rng_state = 777;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 17, rng_state ^= rng_state << 5;
+    return rng_state;
+}
+
+static void assert_ids(const lmf_ids *got, const int32_t *want, size_t n, const char *what) {
+    size_t k = 0;
+    while (k < n && k < got->len && got->data[k] == want[k]) k++;
+    if (got->len != n || k != n) fail_msg("%s: %zu ids (want %zu), first difference at %zu", what, got->len, n, k);
+}
+
+static int hexval(int c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
+
+static void test_ids_equal_llama_tokenize(void **state) {
+    (void)state;
+    size_t len;
+    char *all = slurp(PHI3_DIR "/spm_cases.txt", &len);
+    assert_non_null(all);
+    int cases = 0, round_trips = 0;
+    uint8_t *text = malloc(len);
+    int32_t *want = malloc(len * sizeof *want);
+    for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
+        int special = line[0] == '1';
+        char *p = line + 2;
+        size_t n = 0, m = 0;
+        if (*p == '-') p++;
+        for (; *p && *p != ' '; p += 2) text[n++] = (uint8_t)(hexval(p[0]) * 16 + hexval(p[1]));
+        while (*p == ' ') {
+            char *end;
+            long v = strtol(p + 1, &end, 10);
+            if (end == p + 1) break;
+            want[m++] = (int32_t)v, p = end;
+        }
+        lmf_ids got = {0};
+        assert_int_equal(lmf_tokenizer_encode(phi3, (const char *)text, n, special ? LMF_ENCODE_ALLOW_SPECIAL : 0, &got),
+                         LMF_OK);
+        char what[64];
+        snprintf(what, sizeof what, "case %d (line \"%.24s\")", cases, line);
+        assert_ids(&got, want, m, what);
+        /* decode gives the text back, but for U+2581 (read as a space) and the spaces after special tokens */
+        if (!special && !memmem(text, n, "\xe2\x96\x81", 3)) {
+            lmf_text back = {0};
+            assert_int_equal(lmf_tokenizer_decode(phi3, got.data, got.len, LMF_DECODE_TEXT_START, &back), LMF_OK);
+            if (back.len != n || memcmp(back.data, text, n)) fail_msg("%s: decode differs from the text", what);
+            free(back.data);
+            round_trips++;
+        }
+        free(got.data);
+        cases++;
+    }
+    assert_int_equal(cases, 341);
+    assert_true(round_trips > 250);
+    free(text), free(want), free(all);
+}
+
+static void test_pieces_and_specials(void **state) {
+    (void)state;
+    assert_true(lmf_tokenizer_sentencepiece(phi3));
+    assert_int_equal(lmf_tokenizer_vocab_size(phi3), 32064);
+    assert_int_equal(lmf_tokenizer_token_id(phi3, "\xe2\x96\x81Hello"), 15043);
+    assert_int_equal(lmf_tokenizer_token_id(phi3, "<0x0A>"), 13);
+    assert_int_equal(lmf_tokenizer_token_id(phi3, "<s>"), 1);
+    assert_int_equal(lmf_tokenizer_token_id(phi3, "<|end|>"), 32007);
+    assert_int_equal(lmf_tokenizer_token_type(phi3, 1), LMF_TOKEN_CONTROL);
+    assert_int_equal(lmf_tokenizer_token_type(phi3, 13), LMF_TOKEN_NORMAL);
+    size_t n;
+    const char *b = lmf_tokenizer_token_bytes(phi3, 15043, &n); /* decoded bytes: the space mark is a space */
+    assert_int_equal(n, 6);
+    assert_memory_equal(b, " Hello", 6);
+    b = lmf_tokenizer_token_bytes(phi3, 13, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(b[0], '\n');
+    /* pieces keep their space unless the ids start the text; control tokens skipped on request */
+    int32_t ids[3] = {1, 15043, 3186};
+    lmf_text t = {0};
+    lmf_tokenizer_decode(phi3, ids, 3, 0, &t);
+    assert_string_equal(t.data, "<s> Hello world");
+    t.len = 0;
+    lmf_tokenizer_decode(phi3, ids, 3, LMF_DECODE_SKIP_SPECIAL | LMF_DECODE_TEXT_START, &t);
+    assert_string_equal(t.data, "Hello world");
+    t.len = 0;
+    lmf_tokenizer_decode(phi3, ids + 1, 2, 0, &t);
+    assert_string_equal(t.data, " Hello world");
+    free(t.data);
+}
+
+/* Random texts of pieces the vocabulary has and has not, cut anywhere: the streaming encoder gives one encode's
+ * ids (SentencePiece merges may cross words, so a fragment waits for a special token or the end), and the
+ * streaming decoder fed one id at a time gives one decode's bytes. */
+static void test_streaming_equals_one_shot(void **state) {
+    (void)state;
+    static const char *const parts[] = {"Hello", " world", "  ", "\n", "\t", "数据", "🙂", "é", "<s>", "</s>",
+                                        "<|end|>", "<|", "\xe2\x96\x81", "\xc3", "\x80", "x", " ", "ing", "<0x0A>"};
+    char text[400];
+    for (int it = 0; it < 300; it++) {
+        size_t n = 0;
+        for (int k = (int)(rnd() % 12); k-- > 0;) {
+            const char *p = parts[rnd() % (sizeof parts / sizeof *parts)];
+            memcpy(text + n, p, strlen(p)), n += strlen(p);
+        }
+        unsigned flags = it % 2 ? LMF_ENCODE_ALLOW_SPECIAL : 0;
+        lmf_ids one = {0}, streamed = {0};
+        lmf_tokenizer_encode(phi3, text, n, flags, &one);
+        lmf_tokenizer_encoder *enc = lmf_tokenizer_encoder_create(phi3, flags);
+        for (size_t i = 0; i < n;) {
+            size_t k = 1 + rnd() % 5;
+            if (k > n - i) k = n - i;
+            assert_int_equal(lmf_tokenizer_encoder_feed(enc, text + i, k, &streamed), LMF_OK);
+            i += k;
+        }
+        assert_int_equal(lmf_tokenizer_encoder_finish(enc, &streamed), LMF_OK);
+        lmf_tokenizer_encoder_free(enc);
+        char what[64];
+        snprintf(what, sizeof what, "streamed encode, iteration %d", it);
+        assert_ids(&streamed, one.data, one.len, what);
+        lmf_text whole = {0}, out = {0};
+        lmf_tokenizer_decode(phi3, one.data, one.len, LMF_DECODE_TEXT_START, &whole);
+        lmf_tokenizer_decoder *dec = lmf_tokenizer_decoder_create(phi3, LMF_DECODE_TEXT_START);
+        for (size_t i = 0; i < one.len; i++) assert_int_equal(lmf_tokenizer_decoder_feed(dec, &one.data[i], 1, &out), LMF_OK);
+        lmf_tokenizer_decoder_finish(dec, &out);
+        lmf_tokenizer_decoder_free(dec);
+        assert_int_equal(out.len, whole.len);
+        if (whole.len) assert_memory_equal(out.data, whole.data, whole.len);
+        free(one.data), free(streamed.data), free(whole.data), free(out.data);
+    }
+}
+
+/* A hand-made vocabulary: no byte tokens (characters without a piece become <unk>, once each), and a tie between
+ * two pairs' scores merges the leftmost first. */
+static void test_small_vocabulary(void **state) {
+    (void)state;
+    const char *const tok[] = {"<unk>", "<s>", "\xe2\x96\x81", "a", "b", "c", "ab", "bc", "\xe2\x96\x81" "a",
+                               "\xe2\x96\x81" "ab"};
+    const float sc[] = {0, 0, -1, -1, -1, -1, -5, -5, -3, -2};
+    const uint8_t kind[] = {2, 3, 1, 1, 1, 1, 1, 1, 1, 1};
+    lmf_tokenizer *t;
+    assert_int_equal(lmf_tokenizer_build_spm(10, tok, sc, kind, 1, 0, "hand", &t), LMF_OK);
+    struct {
+        const char *text;
+        int32_t ids[6];
+        size_t n;
+    } cases[] = {
+        {"abc", {9, 5}, 2},          /* ▁a (-3) first, then ▁ab (-2): ▁ab c */
+        {"bcab", {2, 7, 6}, 3},      /* ▁ b c a b: bc and ab tie at -5, bc is leftmost: ▁ bc ab */
+        {"a\xc3\xa9z", {8, 0, 0}, 3}, /* é and z have no piece and no byte token: <unk> each */
+        {" a", {2, 8}, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        lmf_ids got = {0};
+        lmf_tokenizer_encode(t, cases[i].text, strlen(cases[i].text), 0, &got);
+        assert_ids(&got, cases[i].ids, cases[i].n, cases[i].text);
+        free(got.data);
+    }
+    lmf_tokenizer_free(t);
+    /* without the space prefix */
+    assert_int_equal(lmf_tokenizer_build_spm(10, tok, sc, kind, 0, 0, "hand", &t), LMF_OK);
+    lmf_ids got = {0};
+    lmf_tokenizer_encode(t, "abc", 3, 0, &got);
+    assert_ids(&got, (const int32_t[]){6, 5}, 2, "abc without prefix");
+    free(got.data);
+    lmf_tokenizer_free(t);
+}
+
+static void test_bad_vocabularies(void **state) {
+    (void)state;
+    lmf_tokenizer *t;
+    const char *const bytes[] = {"<unk>", "<0x41>", "<0x4G>"};
+    const uint8_t kb[] = {2, 6, 6};
+    assert_int_equal(lmf_tokenizer_build_spm(3, bytes, NULL, kb, 1, 0, "v.gguf", &t), LMF_ERR_FORMAT);
+    assert_non_null(strstr(lmf_last_error(), "v.gguf: token 2 \"<0x4G>\" has the byte type but is not <0xAB>"));
+    const char *const twice[] = {"<0x41>", "<0x41>"};
+    const uint8_t k2[] = {6, 6};
+    assert_int_equal(lmf_tokenizer_build_spm(2, twice, NULL, k2, 1, -1, "v.gguf", &t), LMF_ERR_FORMAT);
+    assert_non_null(strstr(lmf_last_error(), "tokens 0 and 1 are both the byte 0x41"));
+    const uint8_t k9[] = {1, 9};
+    assert_int_equal(lmf_tokenizer_build_spm(2, twice, NULL, k9, 1, -1, "v.gguf", &t), LMF_ERR_FORMAT);
+    assert_non_null(strstr(lmf_last_error(), "token 1 \"<0x41>\" has type 9"));
+    /* the writer of tokenizer.json refuses clearly */
+    char p[300];
+    snprintf(p, sizeof p, "%s/t.json", tmpdir);
+    assert_int_equal(lmf_tokenizer_save(phi3, p), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "SentencePiece"));
+    assert_int_equal(access(p, F_OK), -1);
+}
+
+/* Every key of `from` onto w, unless its name starts with `skip`. */
+static void copy_keys(lmf_gguf_writer *w, const lmf_gguf *from, const char *skip) {
+    for (int64_t i = 0; i < from->n_kv; i++) {
+        const lmf_gguf_kv *kv = &from->kv[i];
+        if (!strncmp(kv->key, "GGUF.", 5) || !strcmp(kv->key, "general.alignment")) continue;
+        if (skip && !strncmp(kv->key, skip, strlen(skip))) continue;
+        if (kv->type == LMF_GGUF_STRING) {
+            lmf_gguf_writer_set_str(w, kv->key, kv->str);
+        } else if (kv->type == LMF_GGUF_ARRAY && kv->elem_type == LMF_GGUF_STRING) {
+            const char **v = malloc(kv->count * sizeof *v);
+            char **own = malloc(kv->count * sizeof *own);
+            for (uint64_t k = 0; k < kv->count; k++) {
+                size_t len;
+                const char *s = lmf_gguf_arr_str(from, kv, k, &len);
+                own[k] = strndup(s, len), v[k] = own[k];
+            }
+            lmf_gguf_writer_set_arr_str(w, kv->key, v, kv->count);
+            for (uint64_t k = 0; k < kv->count; k++) free(own[k]);
+            free(own), free(v);
+        } else if (kv->type == LMF_GGUF_ARRAY) {
+            lmf_gguf_writer_set_arr(w, kv->key, kv->elem_type, kv->data, kv->count);
+        } else {
+            lmf_gguf_writer_set_raw(w, kv->key, kv->type, kv->data);
+        }
+    }
+}
+
+/* tiny_llama.gguf's layers under the Phi-3 vocabulary (its embedding and head widened to 32064 random rows). */
+static void write_model(const char *path) {
+    lmf_gguf *base, *voc;
+    assert_int_equal(lmf_gguf_open(TINY_LLAMA, &base), LMF_OK);
+    assert_int_equal(lmf_gguf_open(PHI3_DIR "/vocab.gguf", &voc), LMF_OK);
+    lmf_gguf_writer *w = lmf_gguf_writer_create(0);
+    copy_keys(w, base, "tokenizer.");
+    copy_keys(w, voc, "general.");
+    const int64_t V = 32064, C = base->tensors[0].ne[0];
+    float *rows = malloc((size_t)(V * C) * sizeof *rows);
+    fill_normal(rows, V * C, 5, 0.5f);
+    for (int64_t i = 0; i < base->n_tensors; i++) {
+        const lmf_gguf_tensor *t = &base->tensors[i];
+        if (!strcmp(t->name, "token_embd.weight") || !strcmp(t->name, "output.weight"))
+            lmf_gguf_writer_add_tensor(w, t->name, LMF_GGML_F32, 2, (const int64_t[]){C, V}, rows);
+        else lmf_gguf_writer_add_tensor(w, t->name, (lmf_ggml_type)t->type, t->n_dims, t->ne, t->data);
+    }
+    assert_int_equal(lmf_gguf_writer_write(w, path), LMF_OK);
+    lmf_gguf_writer_free(w);
+    free(rows);
+    lmf_gguf_close(base), lmf_gguf_close(voc);
+}
+
+static void assert_same_key(const lmf_gguf *a, const lmf_gguf *b, const char *key) {
+    const lmf_gguf_kv *x = lmf_gguf_find(a, key), *y = lmf_gguf_find(b, key);
+    if (!x || !y) fail_msg("%s: missing in %s", key, x ? b->path : a->path);
+    assert_int_equal(x->count, y->count);
+    if (x->type == LMF_GGUF_ARRAY && x->elem_type == LMF_GGUF_STRING) {
+        for (uint64_t k = 0; k < x->count; k++) {
+            size_t la, lb;
+            const char *sa = lmf_gguf_arr_str(a, x, k, &la), *sb = lmf_gguf_arr_str(b, y, k, &lb);
+            if (la != lb || memcmp(sa, sb, la)) fail_msg("%s[%llu] differs", key, (unsigned long long)k);
+        }
+    } else if (x->type == LMF_GGUF_ARRAY) {
+        for (uint64_t k = 0; k < x->count; k++)
+            if (x->elem_type == LMF_GGUF_F32 ? lmf_gguf_arr_float(x, k) != lmf_gguf_arr_float(y, k)
+                                             : lmf_gguf_arr_int(x, k) != lmf_gguf_arr_int(y, k))
+                fail_msg("%s[%llu] differs", key, (unsigned long long)k);
+    } else if (x->type == LMF_GGUF_STRING) {
+        assert_string_equal(x->str, y->str);
+    } else {
+        int64_t va, vb;
+        assert_int_equal(lmf_gguf_get_i64(a, key, &va), LMF_OK);
+        assert_int_equal(lmf_gguf_get_i64(b, key, &vb), LMF_OK);
+        assert_int_equal(va, vb);
+    }
+}
+
+static void test_model_vocabulary_survives_export(void **state) {
+    (void)state;
+    char model[300], out[300];
+    snprintf(model, sizeof model, "%s/spm_model.gguf", tmpdir);
+    snprintf(out, sizeof out, "%s/spm_model.q8_0.gguf", tmpdir);
+    write_model(model);
+    lmf_weights *w;
+    assert_int_equal(lmf_weights_load(model, &w), LMF_OK);
+    const lmf_tokenizer *tok = lmf_weights_tokenizer(w);
+    assert_true(tok && lmf_tokenizer_sentencepiece(tok));
+    int add_bos;
+    assert_int_equal(lmf_weights_bos(w, &add_bos), 1);
+    assert_true(add_bos); /* the file has no add_bos_token: llama.cpp's default for SentencePiece */
+    uint32_t type;
+    assert_int_equal(lmf_export_type_parse("q8_0", &type), LMF_OK);
+    assert_int_equal(lmf_export_gguf(w, out, type, NULL), LMF_OK);
+    lmf_weights_free(w);
+    lmf_gguf *a, *b;
+    assert_int_equal(lmf_gguf_open(PHI3_DIR "/vocab.gguf", &a), LMF_OK);
+    assert_int_equal(lmf_gguf_open(out, &b), LMF_OK);
+    static const char *const keys[] = {"tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.scores",
+                                       "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id",
+                                       "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id"};
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) assert_same_key(a, b, keys[k]);
+    int prefix = 0;
+    assert_int_equal(lmf_gguf_get_bool(b, "tokenizer.ggml.add_space_prefix", &prefix), LMF_OK);
+    assert_true(prefix);
+    lmf_gguf_close(a), lmf_gguf_close(b);
+    /* and the written model encodes as the vocabulary does */
+    assert_int_equal(lmf_weights_load(out, &w), LMF_OK);
+    const char *text = "<s>Hello world, 数据 🙂\n\tend";
+    lmf_ids x = {0}, y = {0};
+    lmf_tokenizer_encode(phi3, text, strlen(text), LMF_ENCODE_ALLOW_SPECIAL, &x);
+    lmf_tokenizer_encode(lmf_weights_tokenizer(w), text, strlen(text), LMF_ENCODE_ALLOW_SPECIAL, &y);
+    assert_ids(&y, x.data, x.len, "the exported model's tokenizer");
+    free(x.data), free(y.data);
+    lmf_weights_free(w);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ids_equal_llama_tokenize),
+        cmocka_unit_test(test_pieces_and_specials),
+        cmocka_unit_test(test_streaming_equals_one_shot),
+        cmocka_unit_test(test_small_vocabulary),
+        cmocka_unit_test(test_bad_vocabularies),
+        cmocka_unit_test(test_model_vocabulary_survives_export),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
