@@ -128,11 +128,17 @@ static void test_pieces_and_specials(void **state) {
 
 /* Random texts of pieces the vocabulary has and has not, cut anywhere: the streaming encoder gives one encode's
  * ids (SentencePiece merges may cross words, so a fragment waits for a special token or the end), and the
- * streaming decoder fed one id at a time gives one decode's bytes. */
+ * streaming decoder fed one id at a time gives one decode's bytes. Merging a word at a time (lmf_spm_chunk_end)
+ * gives the ids of merging each fragment whole, broken UTF-8 before a space included. */
 static void test_streaming_equals_one_shot(void **state) {
     (void)state;
     static const char *const parts[] = {"Hello", " world", "  ", "\n", "\t", "数据", "🙂", "é", "<s>", "</s>",
-                                        "<|end|>", "<|", "\xe2\x96\x81", "\xc3", "\x80", "x", " ", "ing", "<0x0A>"};
+                                        "<|end|>", "<|", "\xe2\x96\x81", "\xc3", "\x80", "x", " ", "ing", "<0x0A>",
+                                        "\xe2\x96", "\xe2", "\xf0\x9f", "   the"};
+    lmf_tokenizer *whole;
+    assert_int_equal(lmf_tokenizer_load(PHI3_DIR "/vocab.gguf", &whole), LMF_OK);
+    assert_true(phi3->spm->split_words);
+    whole->spm->split_words = 0;
     char text[400];
     for (int it = 0; it < 300; it++) {
         size_t n = 0;
@@ -155,16 +161,22 @@ static void test_streaming_equals_one_shot(void **state) {
         char what[64];
         snprintf(what, sizeof what, "streamed encode, iteration %d", it);
         assert_ids(&streamed, one.data, one.len, what);
-        lmf_text whole = {0}, out = {0};
-        lmf_tokenizer_decode(phi3, one.data, one.len, LMF_DECODE_TEXT_START, &whole);
+        lmf_ids w = {0};
+        lmf_tokenizer_encode(whole, text, n, flags, &w);
+        snprintf(what, sizeof what, "word chunks against whole fragments, iteration %d", it);
+        assert_ids(&one, w.data, w.len, what);
+        free(w.data);
+        lmf_text dec1 = {0}, out = {0};
+        lmf_tokenizer_decode(phi3, one.data, one.len, LMF_DECODE_TEXT_START, &dec1);
         lmf_tokenizer_decoder *dec = lmf_tokenizer_decoder_create(phi3, LMF_DECODE_TEXT_START);
         for (size_t i = 0; i < one.len; i++) assert_int_equal(lmf_tokenizer_decoder_feed(dec, &one.data[i], 1, &out), LMF_OK);
         lmf_tokenizer_decoder_finish(dec, &out);
         lmf_tokenizer_decoder_free(dec);
-        assert_int_equal(out.len, whole.len);
-        if (whole.len) assert_memory_equal(out.data, whole.data, whole.len);
-        free(one.data), free(streamed.data), free(whole.data), free(out.data);
+        assert_int_equal(out.len, dec1.len);
+        if (dec1.len) assert_memory_equal(out.data, dec1.data, dec1.len);
+        free(one.data), free(streamed.data), free(dec1.data), free(out.data);
     }
+    lmf_tokenizer_free(whole);
 }
 
 /* A hand-made vocabulary: no byte tokens (characters without a piece become <unk>, once each), and a tie between
@@ -199,6 +211,18 @@ static void test_small_vocabulary(void **state) {
     lmf_ids got = {0};
     lmf_tokenizer_encode(t, "abc", 3, 0, &got);
     assert_ids(&got, (const int32_t[]){6, 5}, 2, "abc without prefix");
+    free(got.data);
+    lmf_tokenizer_free(t);
+    /* a piece across a word start ("a▁b") turns word chunks off: it must still merge */
+    const char *const cross[] = {"<unk>", "\xe2\x96\x81", "a", "b", "\xe2\x96\x81" "a", "a\xe2\x96\x81" "b",
+                                 "a\xe2\x96\x81"};
+    const float cs[] = {0, -1, -1, -1, -3, -2, -1.5f};
+    const uint8_t ck[] = {2, 1, 1, 1, 1, 1, 1};
+    assert_int_equal(lmf_tokenizer_build_spm(7, cross, cs, ck, 1, 0, "hand", &t), LMF_OK);
+    assert_false(t->spm->split_words);
+    got = (lmf_ids){0};
+    lmf_tokenizer_encode(t, "a b", 3, 0, &got);
+    assert_ids(&got, (const int32_t[]){1, 5}, 2, "a b across the word start"); /* a▁ (-1.5) before ▁a (-3), then a▁b */
     free(got.data);
     lmf_tokenizer_free(t);
 }

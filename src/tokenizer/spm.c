@@ -119,6 +119,17 @@ lmf_status lmf_spm_build(lmf_spm *s, lmf_bpe *m, int n, const char *const *token
         return st;
     }
     s->off[n] = at, m->off[n] = dat;
+    /* words may be encoded apart when no piece holds a space mark after another character (all-mark pieces aside,
+     * the runs of spaces Llama's vocabulary has): then no merge ever crosses the start of a word */
+    s->split_words = 1;
+    for (int i = 0; i < n && s->split_words; i++) {
+        if (s->kind[i] != LMF_SPM_NORMAL && s->kind[i] != LMF_SPM_USER) continue;
+        const uint8_t *t = (const uint8_t *)s->text + s->off[i];
+        size_t len = s->off[i + 1] - s->off[i], marks = 0, inner = 0;
+        for (size_t k = 0; k + 3 <= len; k++)
+            if (!memcmp(t + k, SPACE_MARK, 3)) marks++, inner |= k > 0;
+        if (inner && marks * 3 != len) s->split_words = 0;
+    }
     return LMF_OK;
 }
 
@@ -161,30 +172,59 @@ static void try_pair(const lmf_spm *s, const uint8_t *buf, const sym *sy, int32_
 
 /* The characters of one symbol that is no piece: byte tokens, else the unknown token (once per character in a
  * vocabulary without byte tokens, as SentencePiece without byte fallback). */
-static void fallback(const lmf_spm *s, const uint8_t *p, size_t n, lmf_ids *out) {
+/* The characters of one symbol that is no piece: byte tokens, else the unknown token (once per character in a
+ * vocabulary without byte tokens, as SentencePiece without byte fallback). Writes at most n ids. */
+static size_t fallback(const lmf_spm *s, const uint8_t *p, size_t n, int32_t *out) {
+    size_t k = 0;
     if (!s->has_bytes) {
-        if (s->unk >= 0) lmf_ids_push(out, &s->unk, 1);
-        return;
+        if (s->unk >= 0) out[k++] = s->unk;
+        return k;
     }
-    for (size_t k = 0; k < n; k++) {
-        int32_t id = s->byte_id[p[k]] >= 0 ? s->byte_id[p[k]] : s->unk;
-        if (id >= 0) lmf_ids_push(out, &id, 1);
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = s->byte_id[p[i]] >= 0 ? s->byte_id[p[i]] : s->unk;
+        if (id >= 0) out[k++] = id;
     }
+    return k;
 }
 
-void lmf_spm_encode(const lmf_spm *s, lmf_spm_scratch *sc, const uint8_t *text, size_t n, lmf_ids *out) {
+const uint8_t *lmf_spm_escape(const lmf_spm *s, lmf_spm_scratch *sc, const uint8_t *text, size_t n, size_t *len) {
     size_t cap = 3 * n + 3;
     if (cap > sc->buf_cap) sc->buf = lmf_xrealloc(sc->buf, cap), sc->buf_cap = cap;
     uint8_t *buf = sc->buf;
-    size_t len = 0;
-    if (s->add_space_prefix) memcpy(buf, SPACE_MARK, 3), len = 3;
+    size_t l = 0;
+    if (s->add_space_prefix) memcpy(buf, SPACE_MARK, 3), l = 3;
     for (size_t i = 0; i < n; i++)
-        if (text[i] == ' ') memcpy(buf + len, SPACE_MARK, 3), len += 3;
-        else buf[len++] = text[i];
-    /* characters by their lead byte, as llama.cpp counts them (a stray continuation byte is one) */
-    static const uint8_t utf8_len[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+        if (text[i] == ' ') memcpy(buf + l, SPACE_MARK, 3), l += 3;
+        else buf[l++] = text[i];
+    *len = l;
+    return buf;
+}
+
+/* characters by their lead byte, as llama.cpp counts them (a stray continuation byte is one) */
+static inline size_t char_len(const uint8_t *p, size_t left) {
+    static const uint8_t by_high_bits[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+    size_t l = by_high_bits[p[0] >> 4];
+    return l < left ? l : left;
+}
+
+static inline int is_mark(const uint8_t *p, size_t l) { return l == 3 && !memcmp(p, SPACE_MARK, 3); }
+
+size_t lmf_spm_chunk_end(const lmf_spm *s, const uint8_t *buf, size_t from, size_t len) {
+    if (!s->split_words) return len;
+    size_t l = char_len(buf + from, len - from);
+    int prev_mark = is_mark(buf + from, l);
+    for (size_t i = from + l; i < len; i += l) {
+        l = char_len(buf + i, len - i);
+        int mark = is_mark(buf + i, l);
+        if (mark && !prev_mark) return i;
+        prev_mark = mark;
+    }
+    return len;
+}
+
+size_t lmf_spm_encode_chunk(const lmf_spm *s, lmf_spm_scratch *sc, const uint8_t *buf, size_t len, int32_t *out) {
     if (len + 1 > sc->sym_cap) {
-        sc->sym_cap = len + 1;
+        sc->sym_cap = 2 * len + 16;
         sc->sym = lmf_xrealloc(sc->sym, sc->sym_cap * sizeof(sym));
         free(sc->heap);
         sc->heap_cap = 3 * sc->sym_cap;
@@ -193,12 +233,10 @@ void lmf_spm_encode(const lmf_spm *s, lmf_spm_scratch *sc, const uint8_t *text, 
     sym *sy = sc->sym;
     bigram *heap = sc->heap;
     int32_t ns = 0;
-    for (size_t i = 0; i < len; ns++) {
-        size_t l = utf8_len[buf[i] >> 4];
-        if (l > len - i) l = len - i;
+    for (size_t i = 0, l; i < len; i += l, ns++) {
+        l = char_len(buf + i, len - i);
         sy[ns] = (sym){(uint32_t)i, (uint32_t)l, ns - 1, -1};
         if (ns) sy[ns - 1].next = ns;
-        i += l;
     }
     size_t nh = 0;
     for (int32_t i = 1; i < ns; i++) try_pair(s, buf, sy, i - 1, i, heap, &nh);
@@ -214,9 +252,11 @@ void lmf_spm_encode(const lmf_spm *s, lmf_spm_scratch *sc, const uint8_t *text, 
         try_pair(s, buf, sy, L->prev, b.left, heap, &nh);
         try_pair(s, buf, sy, b.left, L->next, heap, &nh);
     }
+    size_t k = 0;
     for (int32_t i = ns ? 0 : -1; i >= 0; i = sy[i].next) {
         int32_t id = lmf_spm_lookup(s, (const char *)buf + sy[i].start, sy[i].len);
-        if (id >= 0) lmf_ids_push(out, &id, 1);
-        else fallback(s, buf + sy[i].start, sy[i].len, out);
+        if (id >= 0) out[k++] = id;
+        else k += fallback(s, buf + sy[i].start, sy[i].len, out + k);
     }
+    return k;
 }

@@ -5,9 +5,9 @@
  * is put before the fragment when the vocabulary says add_space_prefix), the text is split into UTF-8 characters,
  * then the adjacent pair whose concatenation is the highest-scoring piece is merged (leftmost on a tie) until no
  * pair is a piece. A character left that is no piece becomes its bytes' <0xAB> tokens (byte fallback), or the
- * unknown token in a vocabulary without them. There is no pre-tokenizer: merges may cross words, so a fragment is
- * encoded whole (a binary heap of candidate pairs, O(n log n)). Control, byte and unused pieces never come out of
- * merging, as in SentencePiece.
+ * unknown token in a vocabulary without them. There is no pre-tokenizer; the fragment is merged a word at a time
+ * only where the vocabulary makes that exact (lmf_spm_chunk_end), with a binary heap of candidate pairs (O(n log
+ * n)). Control, byte and unused pieces never come out of merging, as in SentencePiece.
  *
  * The decoding side lives in the lmf_bpe token table the tokenizer shares with byte-level BPE: each token's bytes
  * with "▁" turned back into spaces, byte tokens as their byte. */
@@ -33,6 +33,7 @@ typedef struct {
     int32_t unk;          /* the unknown token, -1 if none */
     int has_bytes;        /* any <0xAB> token: byte fallback */
     int add_space_prefix;
+    int split_words;      /* no merge crosses a word start (lmf_spm_chunk_end) */
 } lmf_spm;
 
 /* Builds the model and fills `m` (token bytes for decoding, lmf_token_type per id; no merges) from n tokens with
@@ -45,7 +46,8 @@ void lmf_spm_destroy(lmf_spm *s);
 /* Id of the NORMAL or USER piece spelled text[0, n), or -1. */
 int32_t lmf_spm_lookup(const lmf_spm *s, const char *text, size_t n);
 
-/* Working memory of lmf_spm_encode (zero-initialise, then destroy). */
+/* Working memory of the encoder (zero-initialise, then destroy): the escaped text, and the symbols and pair heap
+ * of the chunk being merged. */
 typedef struct {
     uint8_t *buf;
     size_t buf_cap;
@@ -54,7 +56,15 @@ typedef struct {
 } lmf_spm_scratch;
 void lmf_spm_scratch_destroy(lmf_spm_scratch *sc);
 
-/* Appends the ids of one fragment text[0, n) (n >= 1; any bytes) to *out. */
-void lmf_spm_encode(const lmf_spm *s, lmf_spm_scratch *sc, const uint8_t *text, size_t n, lmf_ids *out);
+/* One fragment (the text between special tokens) escaped into sc: spaces as "▁", one "▁" before it when the
+ * vocabulary says add_space_prefix. Returns the buffer (valid until the next escape) and its length. */
+const uint8_t *lmf_spm_escape(const lmf_spm *s, lmf_spm_scratch *sc, const uint8_t *text, size_t n, size_t *len);
+/* Where the chunk of buf[0, len) starting at `from` ends. Merging is local: when no piece holds a space mark after
+ * another character (Llama's runs of spaces aside), no merge crosses a word start, so each word ("▁the", with the
+ * spaces before it) is merged alone and its ids can be cached. Otherwise the whole fragment is one chunk. Chunks
+ * start at character starts of the whole buffer, so a broken UTF-8 sequence splits as in one pass. */
+size_t lmf_spm_chunk_end(const lmf_spm *s, const uint8_t *buf, size_t from, size_t len);
+/* Merges one chunk and writes its ids to out (room for len ids); returns how many. */
+size_t lmf_spm_encode_chunk(const lmf_spm *s, lmf_spm_scratch *sc, const uint8_t *buf, size_t len, int32_t *out);
 
 #endif

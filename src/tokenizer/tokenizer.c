@@ -129,12 +129,18 @@ static void cache_clear(lmf_enc_state *st) {
     st->used = st->keys_len = st->ids_len = 0;
 }
 
-/* Encodes one piece, appending to st->out. */
+/* The ids of one piece (a pre-token, or a SentencePiece word chunk), at most n. */
+static size_t merge_piece(lmf_enc_state *st, const uint8_t *s, size_t n, int32_t *out) {
+    const lmf_tokenizer *tok = st->tok;
+    return tok->spm ? lmf_spm_encode_chunk(tok->spm, &st->spm, s, n, out) : lmf_bpe_encode_piece(&tok->bpe, &st->bpe, s, n, out);
+}
+
+/* Encodes one piece through the cache, appending to st->out. */
 static void encode_piece(lmf_enc_state *st, const uint8_t *s, size_t n) {
     lmf_ids *out = st->out;
     ids_reserve(out, n);
     if (n > CACHE_KEY_MAX) {
-        out->len += lmf_bpe_encode_piece(&st->tok->bpe, &st->bpe, s, n, out->data + out->len);
+        out->len += merge_piece(st, s, n, out->data + out->len);
         return;
     }
     uint64_t h = lmf_hash_bytes(s, n) | 1;
@@ -149,7 +155,7 @@ static void encode_piece(lmf_enc_state *st, const uint8_t *s, size_t n) {
         }
         i = (i + 1) & (CACHE_SLOTS - 1);
     }
-    size_t k = lmf_bpe_encode_piece(&st->tok->bpe, &st->bpe, s, n, out->data + out->len);
+    size_t k = merge_piece(st, s, n, out->data + out->len);
     if (st->used >= CACHE_SLOTS / 2 || st->keys_len + n > CACHE_KEY_ARENA || st->ids_len + k > CACHE_ID_ARENA) {
         cache_clear(st);
         i = (uint32_t)h & (CACHE_SLOTS - 1);
@@ -352,8 +358,15 @@ int32_t lmf_tokenizer_token_id(const lmf_tokenizer *tok, const char *text) {
 /* ---- encode ---------------------------------------------------------------------------------------------------- */
 
 static void encode_plain(lmf_enc_state *st, const uint8_t *text, size_t n) {
-    if (st->tok->spm) {
-        if (n) lmf_spm_encode(st->tok->spm, &st->spm, text, n, st->out); /* no pre-tokenizer: the fragment whole */
+    const lmf_spm *spm = st->tok->spm;
+    if (spm) { /* no pre-tokenizer: the escaped fragment, a word at a time where that is exact */
+        if (!n) return;
+        size_t len;
+        const uint8_t *buf = lmf_spm_escape(spm, &st->spm, text, n, &len);
+        for (size_t at = 0, end; at < len; at = end) {
+            end = lmf_spm_chunk_end(spm, buf, at, len);
+            encode_piece(st, buf + at, end - at);
+        }
         return;
     }
     if (st->err == LMF_OK) st->err = lmf_pretok_split(&st->tok->pre, &st->pre, text, n, on_piece, st);
