@@ -268,8 +268,8 @@ void lmf_train_job_free(lmf_train_job *j);
 
 /* Byte-level BPE (GPT-2 family: GPT-2, Llama-3, SmolLM2, ...) and SentencePiece BPE (GGUF vocabularies of model
  * "llama": Llama 2, Mistral, TinyLlama, ...). Any byte string encodes, and decode(encode(x)) == x byte for byte,
- * invalid UTF-8 included (SentencePiece: with LMF_DECODE_TEXT_START, where the vocabulary has byte tokens, and
- * where x holds no U+2581, the character that stands for a space). A tokenizer is immutable once built and may be shared by threads; the
+ * invalid UTF-8 included (SentencePiece: with LMF_DECODE_TEXT_START, where the vocabulary has byte tokens, x holds
+ * no U+2581, the character that stands for a space, and no UTF-8 lead byte runs into a space, as in llama.cpp). A tokenizer is immutable once built and may be shared by threads; the
  * streaming encoder/decoder objects belong to one thread at a time. See docs/tokenizer.md. */
 typedef struct lmf_tokenizer lmf_tokenizer;
 

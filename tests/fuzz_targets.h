@@ -12,6 +12,7 @@
 #include "model/weights.h"
 #include "io/checkpoint.h"
 #include "tokenizer/tokenizer.h"
+#include "spm_util.h"
 #include "train/train_config.h"
 
 #include <stdint.h>
@@ -247,10 +248,46 @@ static void nfc_properties(lmf_tokenizer *tok, const uint8_t *data, size_t n) {
     free(want.data), free(again.data), free(out.data), free(ids.data), free(streamed.data);
 }
 
+/* SentencePiece (the Phi-3 vocabulary): decode(encode(x)) is x where spm_round_trips; merging a word at a time
+ * equals merging each fragment whole; the streaming encoder fed x in pieces cut by x's own bytes gives one
+ * encode's ids. */
+static void spm_properties(const uint8_t *data, size_t n) {
+    static lmf_tokenizer *spm, *whole;
+    if (!spm) {
+        if (lmf_tokenizer_load(LMF_SOURCE_DIR "/tests/data/phi3/vocab.gguf", &spm) != LMF_OK) abort();
+        if (lmf_tokenizer_load(LMF_SOURCE_DIR "/tests/data/phi3/vocab.gguf", &whole) != LMF_OK) abort();
+        whole->spm->split_words = 0;
+    }
+    for (unsigned flags = 0; flags <= LMF_ENCODE_ALLOW_SPECIAL; flags++) {
+        lmf_ids ids = {0}, ref = {0}, streamed = {0};
+        lmf_tokenizer_encode(spm, (const char *)data, n, flags, &ids);
+        lmf_tokenizer_encode(whole, (const char *)data, n, flags, &ref);
+        if (ids.len != ref.len || (ids.len && memcmp(ids.data, ref.data, ids.len * sizeof(int32_t)))) abort();
+        lmf_tokenizer_encoder *enc = lmf_tokenizer_encoder_create(spm, flags);
+        for (size_t i = 0; i < n;) {
+            size_t k = 1 + data[i] % 9;
+            if (k > n - i) k = n - i;
+            lmf_tokenizer_encoder_feed(enc, (const char *)data + i, k, &streamed);
+            i += k;
+        }
+        lmf_tokenizer_encoder_finish(enc, &streamed);
+        lmf_tokenizer_encoder_free(enc);
+        if (streamed.len != ids.len || (ids.len && memcmp(streamed.data, ids.data, ids.len * sizeof(int32_t)))) abort();
+        if (!flags && spm_round_trips(data, n)) {
+            lmf_text out = {0};
+            if (lmf_tokenizer_decode(spm, ids.data, ids.len, LMF_DECODE_TEXT_START, &out) != LMF_OK) abort();
+            if (out.len != n || (n && memcmp(out.data, data, n))) abort();
+            free(out.data);
+        }
+        free(ids.data), free(ref.data), free(streamed.data);
+    }
+}
+
 /* Encoding arbitrary bytes with the real GPT-2 vocabulary: decode(encode(x)) must give x back exactly; and the
- * NFC properties above. */
+ * NFC and SentencePiece properties above. */
 static int fuzz_encode(const uint8_t *data, size_t n) {
     static lmf_tokenizer *gpt2, *nfc;
+    spm_properties(data, n);
     if (!gpt2 && lmf_tokenizer_load(LMF_SOURCE_DIR "/tests/data/gpt2", &gpt2) != LMF_OK) abort();
     if (!nfc) {
         if (lmf_tokenizer_load(LMF_SOURCE_DIR "/tests/data/gpt2", &nfc) != LMF_OK) abort();

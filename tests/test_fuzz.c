@@ -113,6 +113,22 @@ static void test_fuzz_gguf(void **s) {
     uint8_t *seed = read_all(p, &n);
     mutate_loop(fuzz_gguf, seed, n, 3000);
     free(seed);
+    /* a small SentencePiece vocabulary (model "llama": scores, byte tokens, add_space_prefix) */
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "t", "h", "e", "\xe2\x96\x81t",
+                                       "he", "\xe2\x96\x81the", "<0x04>", "<0xFF>", "<0x20>", "<tool>"};
+    static const float scores[] = {0, 0, 0, -1, -2, -2, -2, -3, -4, -5, 0, 0, 0, 0};
+    static const int32_t types[] = {2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 6, 6, 6, 4};
+    lmf_gguf_writer *w = lmf_gguf_writer_create(0);
+    lmf_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    lmf_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, 14);
+    lmf_gguf_writer_set_arr(w, "tokenizer.ggml.scores", LMF_GGUF_F32, scores, 14);
+    lmf_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", LMF_GGUF_I32, types, 14);
+    lmf_gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", 1);
+    lmf_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
+    lmf_gguf_writer_bytes(w, &seed, &n);
+    lmf_gguf_writer_free(w);
+    mutate_loop(fuzz_gguf, seed, n, 3000);
+    free(seed);
 }
 
 /* both formats: the legacy .dat (no magic: every mutation reaches its parser) and the GGUF one */

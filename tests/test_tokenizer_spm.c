@@ -6,6 +6,7 @@
  *  - a vocabulary without byte tokens (unknown token), score ties (leftmost first), bad vocabularies refused;
  *  - a model carrying the vocabulary: BOS by default, and a GGUF written from it keeps the vocabulary key for key. */
 #include "test_util.h"
+#include "spm_util.h"
 #include "io/gguf.h"
 #include "model/export.h"
 #include "tokenizer/bytelevel.h"
@@ -79,8 +80,9 @@ static void test_ids_equal_llama_tokenize(void **state) {
         char what[64];
         snprintf(what, sizeof what, "case %d (line \"%.24s\")", cases, line);
         assert_ids(&got, want, m, what);
-        /* decode gives the text back, but for U+2581 (read as a space) and the spaces after special tokens */
-        if (!special && !memmem(text, n, "\xe2\x96\x81", 3)) {
+        /* decode gives the text back, but for U+2581 (read as a space), broken UTF-8 before a space and the spaces
+         * after special tokens */
+        if (!special && spm_round_trips(text, n)) {
             lmf_text back = {0};
             assert_int_equal(lmf_tokenizer_decode(phi3, got.data, got.len, LMF_DECODE_TEXT_START, &back), LMF_OK);
             if (back.len != n || memcmp(back.data, text, n)) fail_msg("%s: decode differs from the text", what);
