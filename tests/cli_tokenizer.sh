@@ -19,6 +19,15 @@ printf 'Ünïcödé — 数据 🙂\n\t x' > "$dir/u.txt"
 cmp -s "$dir/u.txt" "$dir/u2.txt" || fail "decode(encode(x)) != x through the CLI"
 "$LMF" tokenize -t "$GPT2" --stats < "$dir/u.txt" | grep -q "tokens/byte" || fail "--stats"
 
+# 1b. a SentencePiece vocabulary (GGUF model "llama"): ids of llama.cpp's llama-tokenize, decode drops the space
+# put before the text, and any text round-trips
+PHI3="$(cd "$(dirname "$0")" && pwd)/data/phi3/vocab.gguf"
+[ "$(printf 'Hello world' | "$LMF" tokenize -t "$PHI3")" = "[15043, 3186]" ] || fail "SentencePiece ids of 'Hello world'"
+[ "$(printf '<s>Hi<|end|>' | "$LMF" tokenize -t "$PHI3")" = "[1, 6324, 32007]" ] || fail "SentencePiece special tokens"
+[ "$(echo '[1, 15043, 3186]' | "$LMF" tokenize -t "$PHI3" --decode --skip-special)" = "Hello world" ] || fail "SentencePiece decode"
+"$LMF" tokenize -t "$PHI3" < "$dir/u.txt" | "$LMF" tokenize -t "$PHI3" --decode > "$dir/u3.txt" || fail "SentencePiece round trip"
+cmp -s "$dir/u.txt" "$dir/u3.txt" || fail "SentencePiece decode(encode(x)) != x through the CLI"
+
 # 2. train on real text, then use the tokenizer
 if command -v bible >/dev/null; then bible gen1:1-gen50:26 > "$dir/text.txt"; else cat "$(dirname "$0")"/../src/*/*.c > "$dir/text.txt"; fi
 "$LMF" tokenizer train --vocab-size 1000 --special "<|endoftext|>" -o "$dir/tok.json" "$dir/text.txt" 2> "$dir/train.txt" \

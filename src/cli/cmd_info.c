@@ -198,8 +198,10 @@ static int info_loaded(const char *path) {
                c->shared_ffn_dim, "norm_topk_prob", c->norm_topk_prob ? "true" : "false", "router_aux_coef",
                c->router_aux_coef, "router_z_coef", c->router_z_coef, "capacity_factor", c->capacity_factor);
     if (w->tok) {
-        printf("\ntokenizer: %d tokens, pre-tokenizer %s; bos %d eos %d\n", lmf_tokenizer_vocab_size(w->tok),
-               lmf_pretok_name(lmf_tokenizer_pretok(w->tok)), w->bos_id, w->eos_id);
+        printf("\ntokenizer: %d tokens, %s%s; bos %d eos %d\n", lmf_tokenizer_vocab_size(w->tok),
+               lmf_tokenizer_sentencepiece(w->tok) ? "SentencePiece BPE" : "byte-level BPE, pre-tokenizer ",
+               lmf_tokenizer_sentencepiece(w->tok) ? "" : lmf_pretok_name(lmf_tokenizer_pretok(w->tok)), w->bos_id,
+               w->eos_id);
         print_chat_template("chat template: ", w->chat_template);
     } else
         printf("\ntokenizer: none\n");
