@@ -4,7 +4,9 @@
  *    special tokens (tests/data/phi3/spm_cases.txt, made by tests/reference/tokenizer/spm_fixture.py);
  *  - decode with LMF_DECODE_TEXT_START gives the text back, streaming encode/decode equal one-shot;
  *  - a vocabulary without byte tokens (unknown token), score ties (leftmost first), bad vocabularies refused;
- *  - a model carrying the vocabulary: BOS by default, and a GGUF written from it keeps the vocabulary key for key. */
+ *  - a model carrying the vocabulary: BOS by default, and a GGUF written from it keeps the vocabulary key for key;
+ *  - Hugging Face's form (tokenizer.json with byte_fallback: ranked merges, the Prepend + Replace normalizer or the
+ *    Metaspace pre-tokenizer) against `tokenizers`' ids (tests/data/hf_spm, made by hf_spm_fixture.py). */
 #include "test_util.h"
 #include "spm_util.h"
 #include "io/gguf.h"
@@ -12,10 +14,12 @@
 #include "tokenizer/bytelevel.h"
 #include "tokenizer/tokenizer.h"
 
+#include <cjson/cJSON.h>
 #include <string.h>
 #include <unistd.h>
 
 #define PHI3_DIR LMF_SOURCE_DIR "/tests/data/phi3"
+#define HF_SPM_DIR LMF_SOURCE_DIR "/tests/data/hf_spm"
 #define TINY_LLAMA LMF_SOURCE_DIR "/tests/reference/fixtures/tiny_llama.gguf"
 
 static lmf_tokenizer *phi3;
@@ -132,6 +136,8 @@ static void test_pieces_and_specials(void **state) {
  * ids (SentencePiece merges may cross words, so a fragment waits for a special token or the end), and the
  * streaming decoder fed one id at a time gives one decode's bytes. Merging a word at a time (lmf_spm_chunk_end)
  * gives the ids of merging each fragment whole, broken UTF-8 before a space included. */
+static lmf_tokenizer *hf_variant(int v);
+
 static void test_streaming_equals_one_shot(void **state) {
     (void)state;
     static const char *const parts[] = {"Hello", " world", "  ", "\n", "\t", "数据", "🙂", "é", "<s>", "</s>",
@@ -141,8 +147,12 @@ static void test_streaming_equals_one_shot(void **state) {
     assert_int_equal(lmf_tokenizer_load(PHI3_DIR "/vocab.gguf", &whole), LMF_OK);
     assert_true(phi3->spm->split_words);
     whole->spm->split_words = 0;
+    /* and tokenizer.json's forms: Prepend + Replace, Metaspace "first" (its mark only at the start of the text,
+     * which the streaming encoder must know) and Metaspace "always" with split */
+    lmf_tokenizer *hf[3] = {hf_variant(0), hf_variant(1), hf_variant(2)};
     char text[400];
-    for (int it = 0; it < 300; it++) {
+    for (int it = 0; it < 1200; it++) {
+        lmf_tokenizer *tok = it < 300 ? phi3 : hf[it % 3];
         size_t n = 0;
         for (int k = (int)(rnd() % 12); k-- > 0;) {
             const char *p = parts[rnd() % (sizeof parts / sizeof *parts)];
@@ -150,8 +160,8 @@ static void test_streaming_equals_one_shot(void **state) {
         }
         unsigned flags = it % 2 ? LMF_ENCODE_ALLOW_SPECIAL : 0;
         lmf_ids one = {0}, streamed = {0};
-        lmf_tokenizer_encode(phi3, text, n, flags, &one);
-        lmf_tokenizer_encoder *enc = lmf_tokenizer_encoder_create(phi3, flags);
+        lmf_tokenizer_encode(tok, text, n, flags, &one);
+        lmf_tokenizer_encoder *enc = lmf_tokenizer_encoder_create(tok, flags);
         for (size_t i = 0; i < n;) {
             size_t k = 1 + rnd() % 5;
             if (k > n - i) k = n - i;
@@ -163,14 +173,16 @@ static void test_streaming_equals_one_shot(void **state) {
         char what[64];
         snprintf(what, sizeof what, "streamed encode, iteration %d", it);
         assert_ids(&streamed, one.data, one.len, what);
-        lmf_ids w = {0};
-        lmf_tokenizer_encode(whole, text, n, flags, &w);
-        snprintf(what, sizeof what, "word chunks against whole fragments, iteration %d", it);
-        assert_ids(&one, w.data, w.len, what);
-        free(w.data);
+        if (tok == phi3) {
+            lmf_ids w = {0};
+            lmf_tokenizer_encode(whole, text, n, flags, &w);
+            snprintf(what, sizeof what, "word chunks against whole fragments, iteration %d", it);
+            assert_ids(&one, w.data, w.len, what);
+            free(w.data);
+        }
         lmf_text dec1 = {0}, out = {0};
-        lmf_tokenizer_decode(phi3, one.data, one.len, LMF_DECODE_TEXT_START, &dec1);
-        lmf_tokenizer_decoder *dec = lmf_tokenizer_decoder_create(phi3, LMF_DECODE_TEXT_START);
+        lmf_tokenizer_decode(tok, one.data, one.len, LMF_DECODE_TEXT_START, &dec1);
+        lmf_tokenizer_decoder *dec = lmf_tokenizer_decoder_create(tok, LMF_DECODE_TEXT_START);
         for (size_t i = 0; i < one.len; i++) assert_int_equal(lmf_tokenizer_decoder_feed(dec, &one.data[i], 1, &out), LMF_OK);
         lmf_tokenizer_decoder_finish(dec, &out);
         lmf_tokenizer_decoder_free(dec);
@@ -179,6 +191,7 @@ static void test_streaming_equals_one_shot(void **state) {
         free(one.data), free(streamed.data), free(dec1.data), free(out.data);
     }
     lmf_tokenizer_free(whole);
+    for (int v = 0; v < 3; v++) lmf_tokenizer_free(hf[v]);
 }
 
 /* A hand-made vocabulary: no byte tokens (characters without a piece become <unk>, once each), and a tie between
@@ -365,6 +378,118 @@ static void test_model_vocabulary_survives_export(void **state) {
     lmf_weights_free(w);
 }
 
+/* The fixture's tokenizer.json as variant v: 0 as written, 1 Metaspace "first" without split, 2 Metaspace
+ * "always" with split (hf_spm_fixture.py's variants). */
+static lmf_tokenizer *hf_variant(int v) {
+    char path[300];
+    snprintf(path, sizeof path, "%s", HF_SPM_DIR "/tokenizer.json");
+    if (v) {
+        char *text = slurp(path, NULL);
+        cJSON *j = cJSON_Parse(text);
+        free(text);
+        cJSON_ReplaceItemInObject(j, "normalizer", cJSON_CreateNull());
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "type", "Metaspace");
+        cJSON_AddStringToObject(m, "replacement", "\xe2\x96\x81");
+        cJSON_AddStringToObject(m, "prepend_scheme", v == 1 ? "first" : "always");
+        cJSON_AddBoolToObject(m, "split", v == 2);
+        cJSON_ReplaceItemInObject(j, "pre_tokenizer", m);
+        char *out = cJSON_PrintUnformatted(j);
+        snprintf(path, sizeof path, "%s/hf_variant%d.json", tmpdir, v);
+        FILE *f = fopen(path, "w");
+        fputs(out, f);
+        fclose(f);
+        free(out);
+        cJSON_Delete(j);
+    }
+    lmf_tokenizer *t;
+    if (lmf_tokenizer_load(path, &t) != LMF_OK) fail_msg("%s", lmf_last_error());
+    return t;
+}
+
+static void test_hf_tokenizer_json_equals_tokenizers(void **state) {
+    (void)state;
+    lmf_tokenizer *tok[3] = {hf_variant(0), hf_variant(1), hf_variant(2)};
+    assert_true(lmf_tokenizer_sentencepiece(tok[0]));
+    size_t len;
+    char *all = slurp(HF_SPM_DIR "/cases.txt", &len);
+    assert_non_null(all);
+    uint8_t *text = malloc(len);
+    int32_t *want = malloc(len * sizeof *want);
+    int cases[3] = {0}, round_trips = 0;
+    for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
+        int v = line[0] - '0';
+        char *p = line + 4;
+        size_t n = 0, m = 0;
+        if (*p == '-') p++;
+        for (; *p && *p != ' '; p += 2) text[n++] = (uint8_t)(hexval(p[0]) * 16 + hexval(p[1]));
+        while (*p == ' ') {
+            char *end;
+            long x = strtol(p + 1, &end, 10);
+            if (end == p + 1) break;
+            want[m++] = (int32_t)x, p = end;
+        }
+        lmf_ids got = {0};
+        assert_int_equal(lmf_tokenizer_encode(tok[v], (const char *)text, n, LMF_ENCODE_ALLOW_SPECIAL, &got), LMF_OK);
+        char what[64];
+        snprintf(what, sizeof what, "variant %d, case %d", v, cases[v]);
+        assert_ids(&got, want, m, what);
+        int plain = 1;
+        for (size_t i = 0; i < got.len; i++) plain &= lmf_tokenizer_token_type(tok[v], got.data[i]) == LMF_TOKEN_NORMAL;
+        /* Metaspace puts no mark before a text that starts with a space, and its decoder drops the first one, as
+         * Hugging Face's does: such texts lose their first space */
+        if (plain && spm_round_trips(text, n) && !(v && n && text[0] == ' ')) {
+            lmf_text back = {0};
+            lmf_tokenizer_decode(tok[v], got.data, got.len, LMF_DECODE_TEXT_START, &back);
+            if (back.len != n || memcmp(back.data, text, n)) fail_msg("%s: decode differs from the text", what);
+            free(back.data);
+            round_trips++;
+        }
+        free(got.data);
+        cases[v]++;
+    }
+    for (int v = 0; v < 3; v++) assert_int_equal(cases[v], 265);
+    assert_true(round_trips > 400);
+    free(text), free(want), free(all);
+    for (int v = 0; v < 3; v++) lmf_tokenizer_free(tok[v]);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_hf_bad_files(void **state) {
+    (void)state;
+    char p[300];
+    snprintf(p, sizeof p, "%s/bad.json", tmpdir);
+    static const struct {
+        const char *json, *message;
+    } bad[] = {
+        {"{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":"
+         "{\"type\":\"ByteLevel\"}}", "pre_tokenizer \"ByteLevel\" is not supported with byte_fallback"},
+        {"{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{\"a\":0},\"merges\":[]}}",
+         "spaces are not turned into"},
+        {"{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{\"a\":0,\"b\":1},\"merges\":[\"a b\"]},"
+         "\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\xe2\x96\x81\"}}",
+         "merge 0 \"a b\": the merged token is not in the vocabulary"},
+        {"{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":"
+         "{\"type\":\"NFKC\"}}", "normalizer \"NFKC\" is not supported with byte_fallback"},
+        {"{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":"
+         "{\"type\":\"Metaspace\",\"replacement\":\"\xe2\x96\x81\",\"prepend_scheme\":\"sometimes\"}}",
+         "prepend_scheme \"sometimes\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        write_text(p, bad[i].json);
+        lmf_tokenizer *t;
+        assert_int_equal(lmf_tokenizer_load(p, &t), LMF_ERR_FORMAT);
+        if (!strstr(lmf_last_error(), bad[i].message) || !strstr(lmf_last_error(), "bad.json"))
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, lmf_last_error(), bad[i].message);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids_equal_llama_tokenize),
@@ -373,6 +498,8 @@ int main(void) {
         cmocka_unit_test(test_small_vocabulary),
         cmocka_unit_test(test_bad_vocabularies),
         cmocka_unit_test(test_model_vocabulary_survives_export),
+        cmocka_unit_test(test_hf_tokenizer_json_equals_tokenizers),
+        cmocka_unit_test(test_hf_bad_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

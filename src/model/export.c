@@ -402,7 +402,7 @@ static void gguf_vocab_spm(pool *P, lmf_gguf_writer *g, const lmf_weights *w) {
     lmf_gguf_writer_set_arr_str(g, "tokenizer.ggml.tokens", (const char *const *)texts, (uint64_t)V);
     lmf_gguf_writer_set_arr(g, "tokenizer.ggml.scores", LMF_GGUF_F32, scores, (uint64_t)V);
     lmf_gguf_writer_set_arr(g, "tokenizer.ggml.token_type", LMF_GGUF_I32, types, (uint64_t)V);
-    lmf_gguf_writer_set_bool(g, "tokenizer.ggml.add_space_prefix", s->add_space_prefix);
+    lmf_gguf_writer_set_bool(g, "tokenizer.ggml.add_space_prefix", s->prefix != LMF_SPM_PREFIX_NEVER);
     if (s->unk >= 0) lmf_gguf_writer_set_u32(g, "tokenizer.ggml.unknown_token_id", (uint32_t)s->unk);
     gguf_vocab_specials(g, w);
 }

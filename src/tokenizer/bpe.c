@@ -62,6 +62,25 @@ static int32_t merge_part(const lmf_bpe *m, const char *text, size_t len, uint8_
     return lmf_bpe_lookup(m, buf, (size_t)n);
 }
 
+void lmf_bpe_merges_init(lmf_bpe *m, int32_t n) {
+    m->n_merges = 0;
+    m->merges = lmf_xmalloc(sizeof(int32_t) * 2 * ((size_t)n + 1));
+    m->mmask = pow2_at_least((size_t)n * 2 + 2) - 1;
+    m->mslots = lmf_xmalloc((m->mmask + 1) * sizeof *m->mslots);
+    for (size_t i = 0; i <= m->mmask; i++) m->mslots[i].key = UINT64_MAX;
+}
+
+int lmf_bpe_merge_add(lmf_bpe *m, int32_t a, int32_t b, int32_t res) {
+    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    size_t i = (size_t)((key * 0x9e3779b97f4a7c15ull) >> 40) & m->mmask;
+    while (m->mslots[i].key != UINT64_MAX && m->mslots[i].key != key) i = (i + 1) & m->mmask;
+    if (m->mslots[i].key == key) return 0; /* a repeated merge keeps its first (lowest) rank */
+    int32_t r = m->n_merges++;
+    m->mslots[i] = (lmf_bpe_merge_slot){key, (uint32_t)r, res};
+    m->merges[2 * r] = a, m->merges[2 * r + 1] = b;
+    return 1;
+}
+
 lmf_status lmf_bpe_build(lmf_bpe *m, const lmf_tokenizer_def *def, const char *origin) {
     memset(m, 0, sizeof *m);
     if (def->n_vocab < 256 || def->n_vocab > (1 << 30) || !def->tokens)
@@ -137,13 +156,8 @@ lmf_status lmf_bpe_build(lmf_bpe *m, const lmf_tokenizer_def *def, const char *o
             goto fail;
         }
 
-    m->n_merges = def->n_merges;
-    m->merges = lmf_xmalloc(sizeof(int32_t) * 2 * ((size_t)def->n_merges + 1));
-    m->mmask = pow2_at_least((size_t)def->n_merges * 2 + 2) - 1;
-    m->mslots = lmf_xmalloc((m->mmask + 1) * sizeof *m->mslots);
-    for (size_t i = 0; i <= m->mmask; i++) m->mslots[i].key = UINT64_MAX;
+    lmf_bpe_merges_init(m, def->n_merges);
     uint8_t *buf = lmf_xmalloc(2 * longest + 8), *cat = NULL;
-    int32_t kept = 0;
     for (int32_t r = 0; r < def->n_merges && st == LMF_OK; r++) {
         const char *mg = def->merges[r];
         const char *sp = mg ? strchr(mg, ' ') : NULL;
@@ -173,17 +187,8 @@ lmf_status lmf_bpe_build(lmf_bpe *m, const lmf_tokenizer_def *def, const char *o
                           r, mg);
             break;
         }
-        uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-        size_t i = (size_t)((key * 0x9e3779b97f4a7c15ull) >> 40) & m->mmask;
-        while (m->mslots[i].key != UINT64_MAX && m->mslots[i].key != key) i = (i + 1) & m->mmask;
-        if (m->mslots[i].key == key) continue; /* a repeated merge keeps its first (lowest) rank */
-        m->mslots[i].key = key;
-        m->mslots[i].rank = (uint32_t)kept;
-        m->mslots[i].result = res;
-        m->merges[2 * kept] = a, m->merges[2 * kept + 1] = b;
-        kept++;
+        lmf_bpe_merge_add(m, a, b, res);
     }
-    m->n_merges = kept;
     free(buf);
     free(cat);
     if (st != LMF_OK) goto fail;

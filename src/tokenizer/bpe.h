@@ -45,6 +45,11 @@ typedef struct {
 lmf_status lmf_bpe_build(lmf_bpe *m, const lmf_tokenizer_def *def, const char *origin);
 void lmf_bpe_destroy(lmf_bpe *m);
 
+/* The merge table, empty, for up to n merges; then merges added in rank order (a repeated pair keeps its first
+ * rank and returns 0). lmf_bpe_build uses them, and the SentencePiece model for tokenizer.json's merges. */
+void lmf_bpe_merges_init(lmf_bpe *m, int32_t n);
+int lmf_bpe_merge_add(lmf_bpe *m, int32_t a, int32_t b, int32_t res);
+
 /* Id of the NORMAL token with these raw bytes, or -1. */
 int32_t lmf_bpe_lookup(const lmf_bpe *m, const uint8_t *bytes, size_t n);
 

@@ -9,6 +9,9 @@
  * only where the vocabulary makes that exact (lmf_spm_chunk_end), with a binary heap of candidate pairs (O(n log
  * n)). Control, byte and unused pieces never come out of merging, as in SentencePiece.
  *
+ * tokenizer.json's Llama / Mistral form is Hugging Face's BPE with byte fallback: the first symbols are each
+ * character's piece or its byte tokens, and ranked merges of two pieces replace the scores (lmf_spm_set_merges).
+ *
  * The decoding side lives in the lmf_bpe token table the tokenizer shares with byte-level BPE: each token's bytes
  * with "▁" turned back into spaces, byte tokens as their byte. */
 #ifndef LMF_TOKENIZER_SPM_H
@@ -32,16 +35,33 @@ typedef struct {
     int32_t byte_id[256]; /* <0xAB> tokens, -1 where absent */
     int32_t unk;          /* the unknown token, -1 if none */
     int has_bytes;        /* any <0xAB> token: byte fallback */
-    int add_space_prefix;
+    int prefix;           /* LMF_SPM_PREFIX_*: where a "▁" goes before a fragment */
     int split_words;      /* no merge crosses a word start (lmf_spm_chunk_end) */
+    int split_marks;      /* tokenizer.json's Metaspace split: every "▁" starts a chunk */
+    int metaspace;        /* tokenizer.json's Metaspace: no "▁" put before a fragment that starts with one */
+    int fuse_unk;         /* tokenizer.json: a run of unknown characters is one unknown token */
+    const lmf_bpe *merges; /* tokenizer.json: ranked merges (Hugging Face's BPE with byte fallback), or NULL */
 } lmf_spm;
+
+/* Where the "▁" of add_space_prefix goes: never, before every fragment (llama.cpp; tokenizer.json's Prepend
+ * normalizer or Metaspace "always"), before the first fragment of a text only (Metaspace "first"). */
+enum { LMF_SPM_PREFIX_NEVER = 0, LMF_SPM_PREFIX_ALWAYS = 1, LMF_SPM_PREFIX_FIRST = 2 };
 
 /* Builds the model and fills `m` (token bytes for decoding, lmf_token_type per id; no merges) from n tokens with
  * their scores and llama.cpp types (NULL: all NORMAL). Fails naming the token at fault: a byte token that is not
  * <0xAB>, two byte tokens for one byte, an unknown type. Of two pieces spelled alike the first is kept. */
 lmf_status lmf_spm_build(lmf_spm *s, lmf_bpe *m, int n, const char *const *tokens, const float *scores,
-                         const uint8_t *kinds, int add_space_prefix, int32_t unk, const char *origin);
+                         const uint8_t *kinds, int prefix, int32_t unk, const char *origin);
+/* Hugging Face's form (tokenizer.json, model BPE with byte_fallback): merges "a b" in rank order replace the
+ * scores. Each side is a piece (byte tokens included) and the two spell a piece, or the merge is refused by
+ * number. The scores become llama.cpp's view of the same order (a merge's result -rank, a piece no merge makes
+ * below all), so a GGUF written from it tokenizes alike in llama.cpp wherever the merges list every split of
+ * their pieces, as converted Llama tokenizers do. */
+lmf_status lmf_spm_set_merges(lmf_spm *s, lmf_bpe *m, int n, const char *const *merges, const char *origin);
 void lmf_spm_destroy(lmf_spm *s);
+
+/* "<0xAB>" -> 0xAB (a byte token's text), or -1. */
+int lmf_spm_byte_token(const char *t, size_t n);
 
 /* Id of the NORMAL or USER piece spelled text[0, n), or -1. */
 int32_t lmf_spm_lookup(const lmf_spm *s, const char *text, size_t n);
@@ -56,10 +76,12 @@ typedef struct {
 } lmf_spm_scratch;
 void lmf_spm_scratch_destroy(lmf_spm_scratch *sc);
 
-/* One fragment (the text between special tokens) escaped into sc: spaces as "▁", one "▁" before it when the
- * vocabulary says add_space_prefix. Returns the buffer (valid until the next escape) and its length. */
-const uint8_t *lmf_spm_escape(const lmf_spm *s, lmf_spm_scratch *sc, const uint8_t *text, size_t n, size_t *len);
-/* Where the chunk of buf[0, len) starting at `from` ends. Merging is local: when no piece holds a space mark after
+/* One fragment (the text between special tokens; `first`: it starts the text) escaped into sc: spaces as "▁", a
+ * "▁" before it as s->prefix says. Returns the buffer (valid until the next escape) and its length. */
+const uint8_t *lmf_spm_escape(const lmf_spm *s, lmf_spm_scratch *sc, const uint8_t *text, size_t n, int first,
+                              size_t *len);
+/* Where the chunk of buf[0, len) starting at `from` ends: at the next "▁" with split_marks; otherwise merging is
+ * local: when no piece holds a space mark after
  * another character (Llama's runs of spaces aside), no merge crosses a word start, so each word ("▁the", with the
  * spaces before it) is merged alone and its ids can be cached. Otherwise the whole fragment is one chunk. Chunks
  * start at character starts of the whole buffer, so a broken UTF-8 sequence splits as in one pass. */

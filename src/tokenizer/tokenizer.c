@@ -87,6 +87,7 @@ struct lmf_enc_state {
     size_t (*pieces)[3];
     size_t n_pieces, pieces_cap;
     lmf_status err; /* the first failed split (a pattern over its match limit): the rest of the text is skipped */
+    int at_start;   /* nothing of the text encoded yet (a SentencePiece "first" prefix goes only there) */
     lmf_text norm;  /* an NFC tokenizer's normalized input */
 };
 
@@ -291,13 +292,13 @@ lmf_status lmf_tokenizer_build(const lmf_tokenizer_def *def, const char *origin,
 }
 
 lmf_status lmf_tokenizer_build_spm(int n, const char *const *tokens, const float *scores, const uint8_t *kinds,
-                                   int add_space_prefix, int32_t unk, const char *origin, lmf_tokenizer **out) {
+                                   int prefix, int32_t unk, const char *origin, lmf_tokenizer **out) {
     *out = NULL;
     if (!origin) origin = "tokenizer";
     lmf_tokenizer *tok = lmf_xcalloc(1, sizeof *tok);
     atomic_init(&tok->spare, NULL);
     tok->spm = lmf_xcalloc(1, sizeof *tok->spm);
-    lmf_status s = lmf_spm_build(tok->spm, &tok->bpe, n, tokens, scores, kinds, add_space_prefix, unk, origin);
+    lmf_status s = lmf_spm_build(tok->spm, &tok->bpe, n, tokens, scores, kinds, prefix, unk, origin);
     if (s != LMF_OK) {
         free(tok->spm);
         free(tok);
@@ -362,7 +363,8 @@ static void encode_plain(lmf_enc_state *st, const uint8_t *text, size_t n) {
     if (spm) { /* no pre-tokenizer: the escaped fragment, a word at a time where that is exact */
         if (!n) return;
         size_t len;
-        const uint8_t *buf = lmf_spm_escape(spm, &st->spm, text, n, &len);
+        const uint8_t *buf = lmf_spm_escape(spm, &st->spm, text, n, st->at_start, &len);
+        st->at_start = 0;
         for (size_t at = 0, end; at < len; at = end) {
             end = lmf_spm_chunk_end(spm, buf, at, len);
             encode_piece(st, buf + at, end - at);
@@ -387,6 +389,7 @@ static void encode_with_specials(lmf_enc_state *st, const uint8_t *text, size_t 
         encode_plain(st, text + pos, p - pos);
         if (p == n || st->err != LMF_OK) break;
         lmf_ids_push(st->out, &id, 1);
+        st->at_start = 0;
         pos = p + len;
     }
 }
@@ -394,7 +397,7 @@ static void encode_with_specials(lmf_enc_state *st, const uint8_t *text, size_t 
 lmf_status lmf_tokenizer_encode(const lmf_tokenizer *tok, const char *text, size_t len, unsigned flags,
                                 lmf_ids *out) {
     lmf_enc_state *st = state_acquire(tok);
-    st->out = out, st->err = LMF_OK;
+    st->out = out, st->err = LMF_OK, st->at_start = 1;
     const uint8_t *t = (const uint8_t *)text;
     /* the whole input is normalized before special tokens are matched (their texts are NFC themselves) */
     if (tok->nfc && !lmf_nfc_identity(t, len)) {
@@ -441,7 +444,7 @@ static void append_tokens(const lmf_tokenizer *tok, const int32_t *ids, size_t n
 
 /* LMF_DECODE_TEXT_START: the space a SentencePiece encoder put before the text, at out->data[start], goes. */
 static void strip_prefix_space(const lmf_tokenizer *tok, unsigned flags, lmf_text *out, size_t start) {
-    if (!(flags & LMF_DECODE_TEXT_START) || !tok->spm || !tok->spm->add_space_prefix) return;
+    if (!(flags & LMF_DECODE_TEXT_START) || !tok->spm || tok->spm->prefix == LMF_SPM_PREFIX_NEVER) return;
     if (out->len == start || out->data[start] != ' ') return;
     memmove(out->data + start, out->data + start + 1, out->len - start); /* with the NUL */
     out->len--;
@@ -470,6 +473,7 @@ lmf_tokenizer_encoder *lmf_tokenizer_encoder_create(const lmf_tokenizer *tok, un
     lmf_tokenizer_encoder *e = lmf_xcalloc(1, sizeof *e);
     e->tok = tok, e->flags = flags;
     e->st = state_new(tok);
+    e->st->at_start = 1;
     return e;
 }
 
@@ -503,6 +507,7 @@ static lmf_status encoder_run(lmf_tokenizer_encoder *e, lmf_ids *out, int final)
         if (p < n) {
             encode_plain(st, e->buf + pos, p - pos);
             lmf_ids_push(out, &id, 1);
+            st->at_start = 0;
             pos = consumed = p + len;
             continue;
         }
@@ -587,6 +592,7 @@ lmf_status lmf_tokenizer_encoder_finish(lmf_tokenizer_encoder *e, lmf_ids *out) 
     raw_to_buf(e, e->raw.len);
     lmf_status s = encoder_run(e, out, 1);
     e->n = 0;
+    e->st->at_start = 1; /* the next text starts afresh */
     return s;
 }
 

@@ -56,7 +56,7 @@ typedef struct {
 } lmf_gguf_specials;
 /* A SentencePiece tokenizer (spm.h) from its pieces, scores and llama.cpp token types. */
 lmf_status lmf_tokenizer_build_spm(int n, const char *const *tokens, const float *scores, const uint8_t *kinds,
-                                   int add_space_prefix, int32_t unk, const char *origin, lmf_tokenizer **out);
+                                   int prefix, int32_t unk, const char *origin, lmf_tokenizer **out);
 lmf_status lmf_tokenizer_from_gguf(const struct lmf_gguf *g, lmf_tokenizer **out);
 lmf_status lmf_tokenizer_load_gguf(const char *path, lmf_tokenizer **out);
 lmf_status lmf_tokenizer_gguf_specials(const struct lmf_gguf *g, lmf_gguf_specials *sp);

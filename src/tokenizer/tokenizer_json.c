@@ -175,8 +175,6 @@ static lmf_status check_model(const cJSON *model, const char *path) {
     const char *type = json_type(model);
     if (type && strcmp(type, "BPE"))
         return lmf_fail(LMF_ERR_FORMAT, "%s: model.type is \"%s\"; only BPE is supported", path, type);
-    if (json_true(model, "byte_fallback"))
-        return lmf_fail(LMF_ERR_FORMAT, "%s: model.byte_fallback=true: a SentencePiece-style BPE, not byte-level", path);
     static const char *const affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     for (int i = 0; i < 2; i++) {
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(model, affixes[i]);
@@ -210,6 +208,97 @@ static lmf_status check_normalizer_decoder(const cJSON *root, const char *path, 
     return LMF_OK;
 }
 
+/* ---- tokenizer.json of the SentencePiece kind --------------------------------------------------------------- */
+
+static int is_str(const cJSON *o, const char *key, const char *want) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) && !strcmp(v->valuestring, want);
+}
+
+/* How the file turns spaces into "▁" and where it puts one before the text: the legacy normalizer (Prepend "▁",
+ * then Replace " " -> "▁"; Llama 2, Mistral, TinyLlama) or the Metaspace pre-tokenizer (prepend_scheme always,
+ * first or never, split; it puts no "▁" before a fragment that starts with one). */
+static lmf_status spm_spaces(const cJSON *root, const char *path, int *prefix, int *split, int *metaspace) {
+    *prefix = LMF_SPM_PREFIX_NEVER, *split = 0, *metaspace = 0;
+    int replaced = 0;
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    if (norm && !cJSON_IsNull(norm)) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(norm, "normalizers"), *it;
+        int seq = json_type(norm) && !strcmp(json_type(norm), "Sequence") && cJSON_IsArray(list);
+        for (it = seq ? list->child : norm; it; it = seq ? it->next : NULL) {
+            const char *t = json_type(it);
+            const cJSON *pat = cJSON_GetObjectItemCaseSensitive(it, "pattern");
+            if (t && !strcmp(t, "Prepend") && is_str(it, "prepend", "\xe2\x96\x81") && !replaced)
+                *prefix = LMF_SPM_PREFIX_ALWAYS;
+            else if (t && !strcmp(t, "Replace") && is_str(pat, "String", " ") && is_str(it, "content", "\xe2\x96\x81"))
+                replaced = 1;
+            else
+                return lmf_fail(LMF_ERR_FORMAT, "%s: normalizer \"%s\" is not supported with byte_fallback (expected "
+                                "Prepend \"\xe2\x96\x81\" then Replace \" \" -> \"\xe2\x96\x81\")", path, t ? t : "?");
+        }
+    }
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    if (pt && !cJSON_IsNull(pt)) {
+        const char *t = json_type(pt);
+        if (!t || strcmp(t, "Metaspace") || !is_str(pt, "replacement", "\xe2\x96\x81") || replaced)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: pre_tokenizer \"%s\" is not supported with byte_fallback (expected "
+                            "none, or Metaspace with replacement \"\xe2\x96\x81\" and no Replace normalizer)", path,
+                            t ? t : "?");
+        const cJSON *scheme = cJSON_GetObjectItemCaseSensitive(pt, "prepend_scheme");
+        if (cJSON_IsString(scheme)) {
+            const char *v = scheme->valuestring;
+            *prefix = !strcmp(v, "always") ? LMF_SPM_PREFIX_ALWAYS : !strcmp(v, "first") ? LMF_SPM_PREFIX_FIRST
+                      : !strcmp(v, "never") ? LMF_SPM_PREFIX_NEVER : -1;
+            if (*prefix < 0)
+                return lmf_fail(LMF_ERR_FORMAT, "%s: pre_tokenizer Metaspace: prepend_scheme \"%.40s\" (expected "
+                                "always, first or never)", path, v);
+        } else { /* older files: add_prefix_space */
+            *prefix = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(pt, "add_prefix_space")) ? LMF_SPM_PREFIX_NEVER
+                                                                                               : LMF_SPM_PREFIX_ALWAYS;
+        }
+        *split = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(pt, "split")); /* HF's default: true */
+        *metaspace = replaced = 1;
+    }
+    if (!replaced)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: model.byte_fallback=true but spaces are not turned into \"\xe2\x96\x81\" "
+                        "(no Replace normalizer or Metaspace pre-tokenizer): not a SentencePiece-style file", path);
+    return LMF_OK;
+}
+
+/* tokenizer.json with byte_fallback: the SentencePiece model (spm.h) with the file's ranked merges. Pieces
+ * "<0xAB>" are byte tokens; model.unk_token names the unknown token. */
+static lmf_status build_spm_json(const cJSON *root, const cJSON *model, const char *path, const def_store *d, int n,
+                                 int n_merges, lmf_tokenizer **out) {
+    int prefix, split, metaspace;
+    LMF_TRY(spm_spaces(root, path, &prefix, &split, &metaspace));
+    if (json_true(model, "ignore_merges"))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: model.ignore_merges with byte_fallback is not supported", path);
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+    const char *unk_text = cJSON_IsString(u) ? u->valuestring : NULL;
+    uint8_t *kind = lmf_xmalloc((size_t)n + 1);
+    int32_t unk = -1;
+    for (int i = 0; i < n; i++) {
+        const char *t = d->tokens[i];
+        kind[i] = !t ? LMF_SPM_UNUSED : d->types[i] == LMF_TOKEN_CONTROL ? LMF_SPM_CONTROL
+                  : d->types[i] == LMF_TOKEN_USER ? LMF_SPM_USER : lmf_spm_byte_token(t, strlen(t)) >= 0 ? LMF_SPM_BYTE
+                                                                                                      : LMF_SPM_NORMAL;
+        if (t && unk_text && !strcmp(t, unk_text)) unk = i, kind[i] = LMF_SPM_UNKNOWN;
+    }
+    lmf_status s = lmf_tokenizer_build_spm(n, d->tokens, NULL, kind, prefix, unk, path, out);
+    free(kind);
+    if (s != LMF_OK) return s;
+    lmf_tokenizer *tok = *out;
+    if ((s = lmf_spm_set_merges(tok->spm, &tok->bpe, n_merges, d->merges, path)) != LMF_OK) {
+        lmf_tokenizer_free(tok);
+        *out = NULL;
+        return s;
+    }
+    tok->spm->split_marks = split;
+    tok->spm->metaspace = metaspace;
+    tok->spm->fuse_unk = json_true(model, "fuse_unk");
+    return LMF_OK;
+}
+
 static lmf_status load_json(const char *path, lmf_tokenizer **out) {
     char *buf;
     size_t len;
@@ -226,7 +315,9 @@ static lmf_status load_json(const char *path, lmf_tokenizer **out) {
         s = lmf_fail(LMF_ERR_FORMAT, "%s: top level is not a JSON object", path);
         goto done;
     }
-    if ((s = check_model(model, path)) != LMF_OK || (s = check_normalizer_decoder(root, path, &def.nfc)) != LMF_OK) goto done;
+    int fallback = json_true(model, "byte_fallback"); /* SentencePiece's kind: Llama 2, Mistral, TinyLlama */
+    if ((s = check_model(model, path)) != LMF_OK) goto done;
+    if (!fallback && (s = check_normalizer_decoder(root, path, &def.nfc)) != LMF_OK) goto done;
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
@@ -294,6 +385,10 @@ static lmf_status load_json(const char *path, lmf_tokenizer **out) {
         memcpy(m + la + 1, b->valuestring, lb + 1);
         d.owned[d.n_owned++] = m;
         d.merges[r++] = m;
+    }
+    if (fallback) {
+        s = build_spm_json(root, model, path, &d, (int)n_vocab, r, out);
+        goto done;
     }
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (!pt || cJSON_IsNull(pt)) {
