@@ -553,10 +553,129 @@ static cJSON *pretok_node(const lmf_tokenizer *tok) {
     return seq;
 }
 
+/* Prints root (and frees it) into path, atomically. */
+static lmf_status write_json(cJSON *root, const char *path) {
+    char *json = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!json) return lmf_fail(LMF_ERR_IO, "%s: out of memory printing JSON", path);
+    const void *parts[] = {json, "\n"};
+    size_t sizes[] = {strlen(json), 1};
+    lmf_status s = lmf_write_file_atomic(path, parts, sizes, 2);
+    free(json);
+    return s;
+}
+
+static cJSON *typed(const char *type) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", type);
+    return o;
+}
+
+/* A tokenizer.json-born SentencePiece tokenizer, in the form it was read (byte_fallback BPE, its merges, the
+ * Prepend + Replace normalizer or the Metaspace pre-tokenizer), with the matching decoder. */
+static lmf_status save_spm_json(const lmf_tokenizer *tok, const char *path) {
+    const lmf_spm *sp = tok->spm;
+    const lmf_bpe *m = sp->merges;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "version", "1.0");
+    cJSON_AddNullToObject(root, "truncation");
+    cJSON_AddNullToObject(root, "padding");
+    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
+    for (int32_t i = 0; i < sp->n_vocab; i++) {
+        int k = sp->kind[i];
+        if (k != LMF_SPM_CONTROL && k != LMF_SPM_USER && k != LMF_SPM_UNKNOWN) continue;
+        cJSON *a = cJSON_CreateObject();
+        cJSON_AddNumberToObject(a, "id", i);
+        char *t = strndup(sp->text + sp->off[i], sp->off[i + 1] - sp->off[i]);
+        cJSON_AddStringToObject(a, "content", t);
+        free(t);
+        cJSON_AddBoolToObject(a, "single_word", 0);
+        cJSON_AddBoolToObject(a, "lstrip", 0);
+        cJSON_AddBoolToObject(a, "rstrip", 0);
+        cJSON_AddBoolToObject(a, "normalized", 0);
+        cJSON_AddBoolToObject(a, "special", k != LMF_SPM_USER);
+        cJSON_AddItemToArray(added, a);
+    }
+    const char *mark = "\xe2\x96\x81", *scheme = sp->prefix == LMF_SPM_PREFIX_ALWAYS ? "always"
+                                                : sp->prefix == LMF_SPM_PREFIX_FIRST ? "first" : "never";
+    if (sp->metaspace) {
+        cJSON_AddNullToObject(root, "normalizer");
+        cJSON *pt = typed("Metaspace");
+        cJSON_AddStringToObject(pt, "replacement", mark);
+        cJSON_AddStringToObject(pt, "prepend_scheme", scheme);
+        cJSON_AddBoolToObject(pt, "split", sp->split_marks);
+        cJSON_AddItemToObject(root, "pre_tokenizer", pt);
+    } else {
+        cJSON *norm = typed("Sequence"), *list = cJSON_AddArrayToObject(norm, "normalizers");
+        if (sp->prefix != LMF_SPM_PREFIX_NEVER) {
+            cJSON *pre = typed("Prepend");
+            cJSON_AddStringToObject(pre, "prepend", mark);
+            cJSON_AddItemToArray(list, pre);
+        }
+        cJSON *rep = typed("Replace");
+        cJSON_AddItemToObject(cJSON_AddObjectToObject(rep, "pattern"), "String", cJSON_CreateString(" "));
+        cJSON_AddStringToObject(rep, "content", mark);
+        cJSON_AddItemToArray(list, rep);
+        cJSON_AddItemToObject(root, "normalizer", norm);
+        cJSON_AddNullToObject(root, "pre_tokenizer");
+    }
+    /* transformers' Llama decoder in both forms (Metaspace's own decoder knows no byte tokens) */
+    cJSON *decoder = typed("Sequence"), *dl = cJSON_AddArrayToObject(decoder, "decoders"), *r = typed("Replace");
+    cJSON_AddItemToObject(cJSON_AddObjectToObject(r, "pattern"), "String", cJSON_CreateString(mark));
+    cJSON_AddStringToObject(r, "content", " ");
+    cJSON_AddItemToArray(dl, r);
+    cJSON_AddItemToArray(dl, typed("ByteFallback"));
+    cJSON_AddItemToArray(dl, typed("Fuse"));
+    if (sp->prefix != LMF_SPM_PREFIX_NEVER) {
+        cJSON *st = typed("Strip");
+        cJSON_AddStringToObject(st, "content", " ");
+        cJSON_AddNumberToObject(st, "start", 1);
+        cJSON_AddNumberToObject(st, "stop", 0);
+        cJSON_AddItemToArray(dl, st);
+    }
+    cJSON_AddNullToObject(root, "post_processor");
+    cJSON_AddItemToObject(root, "decoder", decoder);
+    cJSON *model = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddNullToObject(model, "dropout");
+    if (sp->unk >= 0) {
+        char *t = strndup(sp->text + sp->off[sp->unk], sp->off[sp->unk + 1] - sp->off[sp->unk]);
+        cJSON_AddStringToObject(model, "unk_token", t);
+        free(t);
+    } else {
+        cJSON_AddNullToObject(model, "unk_token");
+    }
+    cJSON_AddNullToObject(model, "continuing_subword_prefix");
+    cJSON_AddNullToObject(model, "end_of_word_suffix");
+    cJSON_AddBoolToObject(model, "fuse_unk", sp->fuse_unk);
+    cJSON_AddBoolToObject(model, "byte_fallback", 1);
+    cJSON_AddBoolToObject(model, "ignore_merges", 0);
+    cJSON *vocab = cJSON_AddObjectToObject(model, "vocab");
+    for (int32_t i = 0; i < sp->n_vocab; i++) {
+        if (sp->kind[i] == LMF_SPM_UNUSED) continue;
+        char *t = strndup(sp->text + sp->off[i], sp->off[i + 1] - sp->off[i]);
+        cJSON_AddNumberToObject(vocab, t, i);
+        free(t);
+    }
+    cJSON *merges = cJSON_AddArrayToObject(model, "merges");
+    for (int32_t r = 0; r < m->n_merges; r++) {
+        cJSON *pair = cJSON_CreateArray();
+        for (int k = 0; k < 2; k++) {
+            int32_t id = m->merges[2 * r + k];
+            char *t = strndup(sp->text + sp->off[id], sp->off[id + 1] - sp->off[id]);
+            cJSON_AddItemToArray(pair, cJSON_CreateString(t));
+            free(t);
+        }
+        cJSON_AddItemToArray(merges, pair);
+    }
+    return write_json(root, path);
+}
+
 lmf_status lmf_tokenizer_save(const lmf_tokenizer *tok, const char *path) {
+    if (tok->spm && tok->spm->merges) return save_spm_json(tok, path);
     if (tok->spm)
-        return lmf_fail(LMF_ERR_ARG, "%s: a SentencePiece vocabulary is not written as tokenizer.json yet (GGUF files "
-                        "keep it: lmforge quantize / export --format gguf)", path);
+        return lmf_fail(LMF_ERR_ARG, "%s: a SentencePiece vocabulary from a GGUF file (scores, no merges) is not "
+                        "written as tokenizer.json (GGUF files keep it: lmforge quantize / export --to gguf)", path);
     const lmf_bpe *m = &tok->bpe;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "version", "1.0");
@@ -611,12 +730,5 @@ lmf_status lmf_tokenizer_save(const lmf_tokenizer *tok, const char *path) {
         cJSON_AddItemToArray(merges, cJSON_CreateString(ab));
         free(a), free(b), free(ab);
     }
-    char *json = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!json) return lmf_fail(LMF_ERR_IO, "%s: out of memory printing JSON", path);
-    const void *parts[] = {json, "\n"};
-    size_t sizes[] = {strlen(json), 1};
-    lmf_status s = lmf_write_file_atomic(path, parts, sizes, 2);
-    free(json);
-    return s;
+    return write_json(root, path);
 }
