@@ -27,6 +27,10 @@ PHI3="$(cd "$(dirname "$0")" && pwd)/data/phi3/vocab.gguf"
 [ "$(echo '[1, 15043, 3186]' | "$LMF" tokenize -t "$PHI3" --decode --skip-special)" = "Hello world" ] || fail "SentencePiece decode"
 "$LMF" tokenize -t "$PHI3" < "$dir/u.txt" | "$LMF" tokenize -t "$PHI3" --decode > "$dir/u3.txt" || fail "SentencePiece round trip"
 cmp -s "$dir/u.txt" "$dir/u3.txt" || fail "SentencePiece decode(encode(x)) != x through the CLI"
+# written as a Hugging Face tokenizer.json (merges derived from the scores): the same ids
+"$LMF" tokenize -t "$PHI3" --save "$dir/phi3.json" || fail "tokenize --save"
+grep -q '"byte_fallback":[[:space:]]*true' "$dir/phi3.json" || fail "saved tokenizer.json is not byte_fallback BPE"
+[ "$("$LMF" tokenize -t "$PHI3" < "$dir/u.txt")" = "$("$LMF" tokenize -t "$dir/phi3.json" < "$dir/u.txt")" ] || fail "saved tokenizer.json ids"
 
 # 2. train on real text, then use the tokenizer
 if command -v bible >/dev/null; then bible gen1:1-gen50:26 > "$dir/text.txt"; else cat "$(dirname "$0")"/../src/*/*.c > "$dir/text.txt"; fi
