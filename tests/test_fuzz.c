@@ -166,6 +166,17 @@ static void test_fuzz_tokenizer_json(void **s) {
     uint8_t *seed = read_all(p, &n);
     mutate_loop(fuzz_tokenizer_json, seed, n, 1500);
     free(seed);
+    /* and the SentencePiece form (byte_fallback BPE, Prepend + Replace normalizer), written by our own writer */
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "t", "h", "e", "\xe2\x96\x81t", "he",
+                                       "\xe2\x96\x81the", "<0x04>", "<0xFF>", "<0x20>", "<tool>"};
+    static const float scores[] = {0, 0, 0, -1, -2, -2, -2, -3, -4, -5, 0, 0, 0, 0};
+    static const uint8_t kinds[] = {2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 6, 6, 6, 4};
+    assert_int_equal(lmf_tokenizer_build_spm(14, toks, scores, kinds, 1, 0, "fuzz seed", &tok), LMF_OK);
+    assert_int_equal(lmf_tokenizer_save(tok, p), LMF_OK);
+    lmf_tokenizer_free(tok);
+    seed = read_all(p, &n);
+    mutate_loop(fuzz_tokenizer_json, seed, n, 1500);
+    free(seed);
 }
 
 static void test_fuzz_encode(void **s) {
