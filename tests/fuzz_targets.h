@@ -223,6 +223,24 @@ static int fuzz_tokenizer_json(const uint8_t *data, size_t n) {
     return 1;
 }
 
+static int same_ids(const lmf_ids *a, const lmf_ids *b) {
+    return a->len == b->len && (!a->len || !memcmp(a->data, b->data, a->len * sizeof(int32_t)));
+}
+
+/* The streaming encoder fed data in pieces cut by data's own bytes (1 + byte % mod long), into *out. */
+static void stream_encode(const lmf_tokenizer *tok, const uint8_t *data, size_t n, unsigned flags, int mod,
+                          lmf_ids *out) {
+    lmf_tokenizer_encoder *enc = lmf_tokenizer_encoder_create(tok, flags);
+    for (size_t i = 0; i < n;) {
+        size_t k = 1 + data[i] % (unsigned)mod;
+        if (k > n - i) k = n - i;
+        lmf_tokenizer_encoder_feed(enc, (const char *)data + i, k, out);
+        i += k;
+    }
+    lmf_tokenizer_encoder_finish(enc, out);
+    lmf_tokenizer_encoder_free(enc);
+}
+
 /* The same vocabulary with an NFC normalizer (Qwen2's): decode(encode(x)) is NFC(x), NFC is idempotent, and the
  * streaming encoder fed x in pieces (cut by x's own bytes, so inside characters and between a letter and its
  * marks) gives one encode's ids. */
@@ -235,16 +253,8 @@ static void nfc_properties(lmf_tokenizer *tok, const uint8_t *data, size_t n) {
     lmf_tokenizer_encode(tok, (const char *)data, n, LMF_ENCODE_ALLOW_SPECIAL, &ids);
     if (lmf_tokenizer_decode(tok, ids.data, ids.len, 0, &out) != LMF_OK) abort();
     if (out.len != want.len || (want.len && memcmp(out.data, want.data, want.len))) abort();
-    lmf_tokenizer_encoder *enc = lmf_tokenizer_encoder_create(tok, LMF_ENCODE_ALLOW_SPECIAL);
-    for (size_t i = 0; i < n;) {
-        size_t k = 1 + data[i] % 5;
-        if (k > n - i) k = n - i;
-        lmf_tokenizer_encoder_feed(enc, (const char *)data + i, k, &streamed);
-        i += k;
-    }
-    lmf_tokenizer_encoder_finish(enc, &streamed);
-    lmf_tokenizer_encoder_free(enc);
-    if (streamed.len != ids.len || (ids.len && memcmp(streamed.data, ids.data, ids.len * sizeof(int32_t)))) abort();
+    stream_encode(tok, data, n, LMF_ENCODE_ALLOW_SPECIAL, 5, &streamed);
+    if (!same_ids(&streamed, &ids)) abort();
     free(want.data), free(again.data), free(out.data), free(ids.data), free(streamed.data);
 }
 
@@ -262,17 +272,9 @@ static void spm_properties(const uint8_t *data, size_t n) {
         lmf_ids ids = {0}, ref = {0}, streamed = {0};
         lmf_tokenizer_encode(spm, (const char *)data, n, flags, &ids);
         lmf_tokenizer_encode(whole, (const char *)data, n, flags, &ref);
-        if (ids.len != ref.len || (ids.len && memcmp(ids.data, ref.data, ids.len * sizeof(int32_t)))) abort();
-        lmf_tokenizer_encoder *enc = lmf_tokenizer_encoder_create(spm, flags);
-        for (size_t i = 0; i < n;) {
-            size_t k = 1 + data[i] % 9;
-            if (k > n - i) k = n - i;
-            lmf_tokenizer_encoder_feed(enc, (const char *)data + i, k, &streamed);
-            i += k;
-        }
-        lmf_tokenizer_encoder_finish(enc, &streamed);
-        lmf_tokenizer_encoder_free(enc);
-        if (streamed.len != ids.len || (ids.len && memcmp(streamed.data, ids.data, ids.len * sizeof(int32_t)))) abort();
+        if (!same_ids(&ids, &ref)) abort();
+        stream_encode(spm, data, n, flags, 9, &streamed);
+        if (!same_ids(&streamed, &ids)) abort();
         if (!flags && spm_round_trips(data, n)) {
             lmf_text out = {0};
             if (lmf_tokenizer_decode(spm, ids.data, ids.len, LMF_DECODE_TEXT_START, &out) != LMF_OK) abort();

@@ -566,6 +566,29 @@ static lmf_status write_json(cJSON *root, const char *path) {
     return s;
 }
 
+/* A tokenizer.json's first keys, with its empty added_tokens array in *added. */
+static cJSON *json_root(cJSON **added) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "version", "1.0");
+    cJSON_AddNullToObject(root, "truncation");
+    cJSON_AddNullToObject(root, "padding");
+    *added = cJSON_AddArrayToObject(root, "added_tokens");
+    return root;
+}
+
+/* One entry of added_tokens. */
+static void add_token(cJSON *added, int32_t id, const char *content, int special) {
+    cJSON *a = cJSON_CreateObject();
+    cJSON_AddNumberToObject(a, "id", id);
+    cJSON_AddStringToObject(a, "content", content);
+    cJSON_AddBoolToObject(a, "single_word", 0);
+    cJSON_AddBoolToObject(a, "lstrip", 0);
+    cJSON_AddBoolToObject(a, "rstrip", 0);
+    cJSON_AddBoolToObject(a, "normalized", 0);
+    cJSON_AddBoolToObject(a, "special", special);
+    cJSON_AddItemToArray(added, a);
+}
+
 static cJSON *typed(const char *type) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "type", type);
@@ -615,25 +638,13 @@ static lmf_status save_spm_json(const lmf_tokenizer *tok, const char *path) {
     const int32_t *pairs;
     if (sp->merges) pairs = sp->merges->merges, n_merges = sp->merges->n_merges;
     else pairs = derived = derive_merges(sp, &n_merges);
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "version", "1.0");
-    cJSON_AddNullToObject(root, "truncation");
-    cJSON_AddNullToObject(root, "padding");
-    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
+    cJSON *added, *root = json_root(&added);
     for (int32_t i = 0; i < sp->n_vocab; i++) {
         int k = sp->kind[i];
         if (k != LMF_SPM_CONTROL && k != LMF_SPM_USER && k != LMF_SPM_UNKNOWN) continue;
-        cJSON *a = cJSON_CreateObject();
-        cJSON_AddNumberToObject(a, "id", i);
         char *t = strndup(sp->text + sp->off[i], sp->off[i + 1] - sp->off[i]);
-        cJSON_AddStringToObject(a, "content", t);
+        add_token(added, i, t, k != LMF_SPM_USER);
         free(t);
-        cJSON_AddBoolToObject(a, "single_word", 0);
-        cJSON_AddBoolToObject(a, "lstrip", 0);
-        cJSON_AddBoolToObject(a, "rstrip", 0);
-        cJSON_AddBoolToObject(a, "normalized", 0);
-        cJSON_AddBoolToObject(a, "special", k != LMF_SPM_USER);
-        cJSON_AddItemToArray(added, a);
     }
     const char *mark = "\xe2\x96\x81", *scheme = sp->prefix == LMF_SPM_PREFIX_ALWAYS ? "always"
                                                 : sp->prefix == LMF_SPM_PREFIX_FIRST ? "first" : "never";
@@ -714,24 +725,12 @@ static lmf_status save_spm_json(const lmf_tokenizer *tok, const char *path) {
 lmf_status lmf_tokenizer_save(const lmf_tokenizer *tok, const char *path) {
     if (tok->spm) return save_spm_json(tok, path);
     const lmf_bpe *m = &tok->bpe;
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "version", "1.0");
-    cJSON_AddNullToObject(root, "truncation");
-    cJSON_AddNullToObject(root, "padding");
-    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
+    cJSON *added, *root = json_root(&added);
     for (int32_t i = 0; i < m->n_vocab; i++) {
         if (m->type[i] != LMF_TOKEN_CONTROL && m->type[i] != LMF_TOKEN_USER) continue;
-        cJSON *a = cJSON_CreateObject();
         char *t = token_text(tok, i);
-        cJSON_AddNumberToObject(a, "id", i);
-        cJSON_AddStringToObject(a, "content", t);
+        add_token(added, i, t, m->type[i] == LMF_TOKEN_CONTROL);
         free(t);
-        cJSON_AddBoolToObject(a, "single_word", 0);
-        cJSON_AddBoolToObject(a, "lstrip", 0);
-        cJSON_AddBoolToObject(a, "rstrip", 0);
-        cJSON_AddBoolToObject(a, "normalized", 0);
-        cJSON_AddBoolToObject(a, "special", m->type[i] == LMF_TOKEN_CONTROL);
-        cJSON_AddItemToArray(added, a);
     }
     if (tok->nfc) cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "normalizer"), "type", "NFC");
     else cJSON_AddNullToObject(root, "normalizer");
