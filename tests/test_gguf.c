@@ -641,8 +641,8 @@ static void expect_tok_error(const tiny_opts *o, const char *frag) {
 }
 
 static void test_tokenizer_gguf_errors(void **state) {
-    expect_tok_error(&(tiny_opts){.model = "llama", .bos = -1}, "only 'gpt2'");
-    expect_tok_error(&(tiny_opts){.model = "llama", .bos = -1}, "SentencePiece");
+    expect_tok_error(&(tiny_opts){.model = "rwkv", .bos = -1}, "only 'gpt2'");
+    expect_tok_error(&(tiny_opts){.model = "rwkv", .bos = -1}, "'llama' (SentencePiece BPE");
     expect_tok_error(&(tiny_opts){.model = "bert", .bos = -1}, "tokenizer.ggml.model is 'bert'");
     expect_tok_error(&(tiny_opts){.pre = "chameleon", .bos = -1}, "tokenizer.ggml.pre 'chameleon' is not a supported");
     /* Qwen2's split is known; a GGUF tokenizer never normalizes (llama.cpp does not: NFC lives in tokenizer.json) */
