@@ -1,6 +1,7 @@
 /* fuzz_parser.c — libFuzzer harness over tests/fuzz_targets.h; LMF_FUZZ_TARGET selects the parser
  * (fuzz_shard, fuzz_checkpoint, fuzz_safetensors, fuzz_gguf, fuzz_model, fuzz_hf, fuzz_lora, fuzz_config,
- * fuzz_tokenizer_json, fuzz_encode, fuzz_toml, fuzz_sft, fuzz_jinja). Built and run by `make fuzz`. */
+ * fuzz_tokenizer_json, fuzz_encode, fuzz_toml, fuzz_sft, fuzz_jinja, fuzz_spm_model, ...). Built and run by `make
+ * fuzz`. */
 #include "fuzz_targets.h"
 
 /* One OpenMP thread unless the caller says otherwise: the seeds are tiny models, so extra threads only spin in

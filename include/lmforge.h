@@ -328,8 +328,9 @@ typedef struct {
 /* Builds a tokenizer from a definition; `origin` (a path, "GGUF file x", ...) prefixes error messages. Fails with
  * LMF_ERR_FORMAT naming the token or merge at fault (unknown merge part, missing byte token, duplicate text, ...). */
 lmf_status lmf_tokenizer_build(const lmf_tokenizer_def *def, const char *origin, lmf_tokenizer **out);
-/* path: a Hugging Face tokenizer.json, a GGUF model file (its tokenizer.ggml.* vocabulary; byte-level BPE only), or
- * a folder holding tokenizer.json or GPT-2's encoder.json + vocab.bpe. */
+/* path: a Hugging Face tokenizer.json, a GGUF model file (its tokenizer.ggml.* vocabulary), a SentencePiece model
+ * file (name ending in .model: tokenizer.model, BPE models), or a folder holding tokenizer.json, GPT-2's
+ * encoder.json + vocab.bpe, or tokenizer.model (tried in that order). */
 lmf_status lmf_tokenizer_load(const char *path, lmf_tokenizer **out);
 /* Writes a Hugging Face tokenizer.json (loadable by the `tokenizers` library), atomically. */
 lmf_status lmf_tokenizer_save(const lmf_tokenizer *tok, const char *path);

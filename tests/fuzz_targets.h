@@ -223,6 +223,16 @@ static int fuzz_tokenizer_json(const uint8_t *data, size_t n) {
     return 1;
 }
 
+/* SentencePiece model files (tokenizer.model): parse, build, encode and decode a little text. */
+static int fuzz_spm_model(const uint8_t *data, size_t n) {
+    lmf_tokenizer *tok;
+    if (lmf_tokenizer_load_spm_model(fuzz_file(data, n), &tok) != LMF_OK) return 0;
+    static const char text[] = " the th\xc3\xa9<tool>\n<s>x";
+    round_trip(tok, (const uint8_t *)text, sizeof text - 1, LMF_ENCODE_ALLOW_SPECIAL);
+    lmf_tokenizer_free(tok);
+    return 1;
+}
+
 static int same_ids(const lmf_ids *a, const lmf_ids *b) {
     return a->len == b->len && (!a->len || !memcmp(a->data, b->data, a->len * sizeof(int32_t)));
 }

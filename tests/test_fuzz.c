@@ -131,6 +131,16 @@ static void test_fuzz_gguf(void **s) {
     free(seed);
 }
 
+static void test_fuzz_spm_model(void **s) {
+    (void)s;
+    char p[512];
+    snprintf(p, sizeof p, "%s/tests/reference/fixtures/tiny_spm.model", LMF_SOURCE_DIR);
+    size_t n;
+    uint8_t *seed = read_all(p, &n);
+    mutate_loop(fuzz_spm_model, seed, n, 3000);
+    free(seed);
+}
+
 /* both formats: the legacy .dat (no magic: every mutation reaches its parser) and the GGUF one */
 static void test_fuzz_imatrix(void **s) {
     (void)s;
@@ -361,6 +371,7 @@ int main(void) {
         cmocka_unit_test(test_fuzz_safetensors),
         cmocka_unit_test(test_fuzz_gguf),
         cmocka_unit_test(test_fuzz_imatrix),
+        cmocka_unit_test(test_fuzz_spm_model),
         cmocka_unit_test(test_fuzz_model),
         cmocka_unit_test(test_fuzz_hf),
         cmocka_unit_test(test_fuzz_lora),

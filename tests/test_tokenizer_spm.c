@@ -7,7 +7,8 @@
  *  - a model carrying the vocabulary: BOS by default, and a GGUF written from it keeps the vocabulary key for key;
  *  - Hugging Face's form (tokenizer.json with byte_fallback: ranked merges, the Prepend + Replace normalizer or the
  *    Metaspace pre-tokenizer) against `tokenizers`' ids (tests/data/hf_spm, made by hf_spm_fixture.py), also once
- *    written back; the GGUF vocabulary written as tokenizer.json (merges derived from its scores) keeps its ids. */
+ *    written back; the GGUF vocabulary written as tokenizer.json (merges derived from its scores) keeps its ids;
+ *  - SentencePiece's own tokenizer.model: the same pieces and ids, malformed files refused with the byte offset. */
 #include "test_util.h"
 #include "spm_util.h"
 #include "io/gguf.h"
@@ -508,6 +509,93 @@ static void test_hf_bad_files(void **state) {
     }
 }
 
+/* SentencePiece's own file (tokenizer.model: the Llama-2 part of the Phi-3 vocabulary as a ModelProto, written by
+ * check_sentencepiece.py's proto()): the llama-tokenize ids of every case without special tokens, and the same
+ * pieces as the GGUF vocabulary. */
+static void test_spm_model_file(void **state) {
+    (void)state;
+    lmf_tokenizer *t;
+    assert_int_equal(lmf_tokenizer_load(PHI3_DIR "/tokenizer.model", &t), LMF_OK);
+    assert_true(lmf_tokenizer_sentencepiece(t));
+    assert_int_equal(lmf_tokenizer_vocab_size(t), 32000);
+    for (int32_t i = 0; i < 32000; i++) {
+        size_t a, b;
+        const char *x = lmf_tokenizer_token_bytes(t, i, &a), *y = lmf_tokenizer_token_bytes(phi3, i, &b);
+        if (a != b || memcmp(x, y, a) || lmf_tokenizer_token_type(t, i) != lmf_tokenizer_token_type(phi3, i))
+            fail_msg("piece %d differs from the GGUF vocabulary's", i);
+    }
+    size_t len;
+    char *all = slurp(PHI3_DIR "/spm_cases.txt", &len);
+    uint8_t *text = malloc(len);
+    int32_t *want = malloc(len * sizeof *want);
+    int cases = 0;
+    for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '1') continue;
+        char *p = line + 2;
+        size_t n = 0, m = 0;
+        if (*p == '-') p++;
+        for (; *p && *p != ' '; p += 2) text[n++] = (uint8_t)(hexval(p[0]) * 16 + hexval(p[1]));
+        while (*p == ' ') {
+            char *end;
+            long x = strtol(p + 1, &end, 10);
+            if (end == p + 1) break;
+            want[m++] = (int32_t)x, p = end;
+        }
+        lmf_ids got = {0};
+        lmf_tokenizer_encode(t, (const char *)text, n, 0, &got);
+        char what[64];
+        snprintf(what, sizeof what, "tokenizer.model, case line \"%.20s\"", line);
+        assert_ids(&got, want, m, what);
+        free(got.data);
+        cases++;
+    }
+    assert_int_equal(cases, 301);
+    free(text), free(want), free(all);
+    lmf_tokenizer_free(t);
+    /* a folder with only tokenizer.model */
+    char dir[300], cmd[700];
+    snprintf(dir, sizeof dir, "%s/spm_only", tmpdir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/tokenizer.model %s/", dir, PHI3_DIR, dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(lmf_tokenizer_load(dir, &t), LMF_OK);
+    assert_int_equal(lmf_tokenizer_vocab_size(t), 32000);
+    lmf_tokenizer_free(t);
+}
+
+static void test_spm_model_bad_files(void **state) {
+    (void)state;
+    static const struct {
+        const char *bytes;
+        size_t n;
+        const char *message;
+    } bad[] = {
+#define B(lit) lit, sizeof lit - 1
+        /* one piece "a", trainer_spec { model_type: UNIGRAM } */
+        {B("\x0a\x03\x0a\x01" "a" "\x12\x02\x18\x01"), "model_type is 1: only BPE (2) models are supported (Unigram"},
+        /* BPE, normalizer_spec { name: "nmt_nfkc" } */
+        {B("\x0a\x03\x0a\x01" "a" "\x12\x02\x18\x02" "\x1a\x0a\x0a\x08" "nmt_nfkc"), "normalizer_spec \"nmt_nfkc\""},
+        /* BPE, identity, remove_extra_whitespaces left at its default (true) */
+        {B("\x0a\x03\x0a\x01" "a" "\x12\x02\x18\x02"), "remove_extra_whitespaces is true"},
+        {B("\x0a\x10\x0a\x01" "a"), "offset 2: length past the end of its message"},
+        {B("\x0a\x03\x0a\x01" "a" "\x0b"), "offset 6: unknown wire type"},
+        {B("\x0a\x03\x0a\x01" "a" "\x10\xff\xff"), "offset 8: truncated varint"},
+        {B("\x0a\x02\x18\x09"), "a piece's type is not 1..6"},
+        {B("\x12\x02\x18\x02"), "no pieces"},
+#undef B
+    };
+    char p[300];
+    snprintf(p, sizeof p, "%s/bad.model", tmpdir);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        FILE *f = fopen(p, "wb");
+        fwrite(bad[i].bytes, 1, bad[i].n, f);
+        fclose(f);
+        lmf_tokenizer *t;
+        assert_int_equal(lmf_tokenizer_load(p, &t), LMF_ERR_FORMAT);
+        if (!strstr(lmf_last_error(), bad[i].message) || !strstr(lmf_last_error(), "bad.model"))
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, lmf_last_error(), bad[i].message);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids_equal_llama_tokenize),
@@ -518,6 +606,8 @@ int main(void) {
         cmocka_unit_test(test_model_vocabulary_survives_export),
         cmocka_unit_test(test_hf_tokenizer_json_equals_tokenizers),
         cmocka_unit_test(test_hf_bad_files),
+        cmocka_unit_test(test_spm_model_file),
+        cmocka_unit_test(test_spm_model_bad_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -37,8 +37,9 @@
  *          row 2), final_layer_norm, layers.N.{self_attn.{q,k,v,out}_proj, self_attn_layer_norm, fc1, fc2,
  *          final_layer_norm}}.{weight,bias}; ReLU; head tied to embed_tokens. Refused: word_embed_proj_dim !=
  *          hidden_size (opt-350m's projections) and do_layer_norm_before false (post-norm).
- * Tokenizer: tokenizer.json (or GPT-2's encoder.json + vocab.bpe) in the folder; special ids from config.json,
- * then generation_config.json, then tokenizer_config.json's token texts; chat_template from tokenizer_config.json.
+ * Tokenizer: tokenizer.json (or GPT-2's encoder.json + vocab.bpe, or SentencePiece's tokenizer.model) in the
+ * folder; special ids from config.json, then generation_config.json, then tokenizer_config.json's token texts;
+ * chat_template from tokenizer_config.json.
  * Every failure names the file and the field or tensor. */
 #include "core/alloc.h"
 #include "core/fs.h"
@@ -793,10 +794,11 @@ static int32_t token_by_text(const lmf_tokenizer *tok, const cJSON *tc, const ch
 
 static lmf_status load_tokenizer(hf *h) {
     lmf_weights *w = h->w;
-    char p[4096], q[4096];
+    char p[4096], q[4096], r[4096];
     snprintf(p, sizeof p, "%s/tokenizer.json", h->dir);
     snprintf(q, sizeof q, "%s/encoder.json", h->dir);
-    if (file_exists(p) || file_exists(q)) {
+    snprintf(r, sizeof r, "%s/tokenizer.model", h->dir); /* SentencePiece's own file, when there is no tokenizer.json */
+    if (file_exists(p) || file_exists(q) || file_exists(r)) {
         LMF_TRY(lmf_tokenizer_load(h->dir, &w->tok));
         if (lmf_tokenizer_vocab_size(w->tok) > w->cfg.vocab_size)
             return lmf_fail(LMF_ERR_MISMATCH, "%s: the tokenizer has %d tokens but the model's vocab_size is %d",

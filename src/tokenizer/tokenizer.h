@@ -2,6 +2,7 @@
  *   tokenizer.c       build from a definition, special tokens, encode (with a pre-token cache), decode, streaming
  *   tokenizer_json.c  Hugging Face tokenizer.json and GPT-2 encoder.json + vocab.bpe: load and save
  *   tokenizer_gguf.c  the vocabulary inside a GGUF model file (tokenizer.ggml.*): load
+ *   tokenizer_spm_model.c  SentencePiece's own model file (tokenizer.model): load
  *   bpe_train.c       the BPE trainer
  *   bpe.c, pretok.c   the merge model and the regex pre-tokenizer
  *   spm.c             the SentencePiece model (GGUF tokenizer.ggml.model "llama"): scores instead of merges
@@ -57,6 +58,8 @@ typedef struct {
 /* A SentencePiece tokenizer (spm.h) from its pieces, scores and llama.cpp token types. */
 lmf_status lmf_tokenizer_build_spm(int n, const char *const *tokens, const float *scores, const uint8_t *kinds,
                                    int prefix, int32_t unk, const char *origin, lmf_tokenizer **out);
+/* A SentencePiece model file (tokenizer.model; tokenizer_spm_model.c). */
+lmf_status lmf_tokenizer_load_spm_model(const char *path, lmf_tokenizer **out);
 lmf_status lmf_tokenizer_from_gguf(const struct lmf_gguf *g, lmf_tokenizer **out);
 lmf_status lmf_tokenizer_load_gguf(const char *path, lmf_tokenizer **out);
 lmf_status lmf_tokenizer_gguf_specials(const struct lmf_gguf *g, lmf_gguf_specials *sp);

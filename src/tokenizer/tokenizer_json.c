@@ -496,13 +496,19 @@ lmf_status lmf_tokenizer_load(const char *path, lmf_tokenizer **out) {
     *out = NULL;
     struct stat sb;
     if (stat(path, &sb) != 0) return lmf_fail(LMF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (!S_ISDIR(sb.st_mode)) return lmf_gguf_sniff(path) ? lmf_tokenizer_load_gguf(path, out) : load_json(path, out);
+    size_t n = strlen(path);
+    if (!S_ISDIR(sb.st_mode))
+        return lmf_gguf_sniff(path)                          ? lmf_tokenizer_load_gguf(path, out)
+               : n >= 6 && !strcmp(path + n - 6, ".model") ? lmf_tokenizer_load_spm_model(path, out)
+                                                             : load_json(path, out);
     char p[4096];
     snprintf(p, sizeof p, "%s/tokenizer.json", path);
     if (stat(p, &sb) == 0) return load_json(p, out);
     snprintf(p, sizeof p, "%s/encoder.json", path);
     if (stat(p, &sb) == 0) return load_gpt2_dir(path, out);
-    return lmf_fail(LMF_ERR_IO, "%s: folder has neither tokenizer.json nor encoder.json + vocab.bpe", path);
+    snprintf(p, sizeof p, "%s/tokenizer.model", path);
+    if (stat(p, &sb) == 0) return lmf_tokenizer_load_spm_model(p, out);
+    return lmf_fail(LMF_ERR_IO, "%s: folder has no tokenizer.json, encoder.json + vocab.bpe or tokenizer.model", path);
 }
 
 /* ---- save ------------------------------------------------------------------------------------------------------ */
