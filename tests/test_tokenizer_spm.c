@@ -60,6 +60,19 @@ static void assert_ids(const lmf_ids *got, const int32_t *want, size_t n, const 
 
 static int hexval(int c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
 
+/* A fixture line's "<hex of the text, or -> <ids...>" part: the text's n bytes and its m ids. */
+static void parse_case(const char *p, uint8_t *text, size_t *n, int32_t *ids, size_t *m) {
+    *n = *m = 0;
+    if (*p == '-') p++;
+    for (; *p && *p != ' '; p += 2) text[(*n)++] = (uint8_t)(hexval(p[0]) * 16 + hexval(p[1]));
+    while (*p == ' ') {
+        char *end;
+        long x = strtol(p + 1, &end, 10);
+        if (end == p + 1) break;
+        ids[(*m)++] = (int32_t)x, p = end;
+    }
+}
+
 static void test_ids_equal_llama_tokenize(void **state) {
     (void)state;
     size_t len;
@@ -76,16 +89,8 @@ static void test_ids_equal_llama_tokenize(void **state) {
     int32_t *want = malloc(len * sizeof *want);
     for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
         int special = line[0] == '1';
-        char *p = line + 2;
-        size_t n = 0, m = 0;
-        if (*p == '-') p++;
-        for (; *p && *p != ' '; p += 2) text[n++] = (uint8_t)(hexval(p[0]) * 16 + hexval(p[1]));
-        while (*p == ' ') {
-            char *end;
-            long v = strtol(p + 1, &end, 10);
-            if (end == p + 1) break;
-            want[m++] = (int32_t)v, p = end;
-        }
+        size_t n, m;
+        parse_case(line + 2, text, &n, want, &m);
         lmf_ids got = {0};
         assert_int_equal(lmf_tokenizer_encode(phi3, (const char *)text, n, special ? LMF_ENCODE_ALLOW_SPECIAL : 0, &got),
                          LMF_OK);
@@ -433,16 +438,8 @@ static void test_hf_tokenizer_json_equals_tokenizers(void **state) {
     int cases[3] = {0}, round_trips = 0;
     for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
         int v = line[0] - '0';
-        char *p = line + 4;
-        size_t n = 0, m = 0;
-        if (*p == '-') p++;
-        for (; *p && *p != ' '; p += 2) text[n++] = (uint8_t)(hexval(p[0]) * 16 + hexval(p[1]));
-        while (*p == ' ') {
-            char *end;
-            long x = strtol(p + 1, &end, 10);
-            if (end == p + 1) break;
-            want[m++] = (int32_t)x, p = end;
-        }
+        size_t n, m;
+        parse_case(line + 4, text, &n, want, &m);
         lmf_ids got = {0};
         assert_int_equal(lmf_tokenizer_encode(tok[v], (const char *)text, n, LMF_ENCODE_ALLOW_SPECIAL, &got), LMF_OK);
         char what[64];
@@ -531,16 +528,8 @@ static void test_spm_model_file(void **state) {
     int cases = 0;
     for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
         if (line[0] == '1') continue;
-        char *p = line + 2;
-        size_t n = 0, m = 0;
-        if (*p == '-') p++;
-        for (; *p && *p != ' '; p += 2) text[n++] = (uint8_t)(hexval(p[0]) * 16 + hexval(p[1]));
-        while (*p == ' ') {
-            char *end;
-            long x = strtol(p + 1, &end, 10);
-            if (end == p + 1) break;
-            want[m++] = (int32_t)x, p = end;
-        }
+        size_t n, m;
+        parse_case(line + 2, text, &n, want, &m);
         lmf_ids got = {0};
         lmf_tokenizer_encode(t, (const char *)text, n, 0, &got);
         char what[64];

@@ -70,6 +70,20 @@ static lmf_status field(pb *b, uint32_t *num, int *wt, uint64_t *v, pb *sub) {
     }
 }
 
+/* Calls fn on every field of message b, in order, stopping at the first failure. */
+typedef lmf_status (*field_fn)(void *ctx, pb *b, uint32_t num, int wt, uint64_t v, pb *sub);
+static lmf_status each_field(pb *b, field_fn fn, void *ctx) {
+    while (b->p < b->end) {
+        uint32_t num;
+        int wt;
+        uint64_t v = 0;
+        pb sub = {0};
+        LMF_TRY(field(b, &num, &wt, &v, &sub));
+        LMF_TRY(fn(ctx, b, num, wt, v, &sub));
+    }
+    return LMF_OK;
+}
+
 typedef struct {
     char **text;
     float *score;
@@ -79,35 +93,38 @@ typedef struct {
     char normalizer[64];
 } spm_file;
 
-static lmf_status piece(pb *b, spm_file *f) {
-    char *text = NULL;
-    float score = 0;
-    uint64_t kind = LMF_SPM_NORMAL;
-    const uint8_t *at = b->p;
-    while (b->p < b->end) {
-        uint32_t num;
-        int wt;
-        uint64_t v;
-        pb sub;
-        lmf_status s = field(b, &num, &wt, &v, &sub);
-        if (s == LMF_OK && num == 1 && wt == 2) {
-            if (memchr(sub.p, 0, v)) s = pb_fail(b, "a piece holds a NUL byte");
-            else free(text), text = strndup((const char *)sub.p, v);
-        } else if (s == LMF_OK && num == 2 && wt == 5) {
-            uint32_t u = (uint32_t)v;
-            memcpy(&score, &u, 4);
-        } else if (s == LMF_OK && num == 3 && wt == 0) {
-            kind = v;
-        }
-        if (s != LMF_OK) {
-            free(text);
-            return s;
-        }
+typedef struct {
+    char *text;
+    float score;
+    uint64_t kind;
+} piece_fields;
+
+static lmf_status on_piece_field(void *ctx, pb *b, uint32_t num, int wt, uint64_t v, pb *sub) {
+    piece_fields *pf = ctx;
+    if (num == 1 && wt == 2) {
+        if (memchr(sub->p, 0, v)) return pb_fail(b, "a piece holds a NUL byte");
+        free(pf->text);
+        pf->text = strndup((const char *)sub->p, v);
+    } else if (num == 2 && wt == 5) {
+        uint32_t u = (uint32_t)v;
+        memcpy(&pf->score, &u, 4);
+    } else if (num == 3 && wt == 0) {
+        pf->kind = v;
     }
-    if (kind < LMF_SPM_NORMAL || kind > LMF_SPM_BYTE) {
-        free(text);
+    return LMF_OK;
+}
+
+static lmf_status piece(pb *b, spm_file *f) {
+    piece_fields pf = {NULL, 0, LMF_SPM_NORMAL};
+    const uint8_t *at = b->p;
+    lmf_status s = each_field(b, on_piece_field, &pf);
+    if (s == LMF_OK && (pf.kind < LMF_SPM_NORMAL || pf.kind > LMF_SPM_BYTE)) {
         b->p = at;
-        return pb_fail(b, "a piece's type is not 1..6");
+        s = pb_fail(b, "a piece's type is not 1..6");
+    }
+    if (s != LMF_OK) {
+        free(pf.text);
+        return s;
     }
     if (f->n == f->cap) {
         f->cap = f->cap ? 2 * f->cap : 1024;
@@ -115,54 +132,36 @@ static lmf_status piece(pb *b, spm_file *f) {
         f->score = lmf_xrealloc(f->score, (size_t)f->cap * sizeof *f->score);
         f->kind = lmf_xrealloc(f->kind, (size_t)f->cap);
     }
-    f->text[f->n] = text, f->score[f->n] = score, f->kind[f->n] = (uint8_t)kind;
+    f->text[f->n] = pf.text, f->score[f->n] = pf.score, f->kind[f->n] = (uint8_t)pf.kind;
     f->n++;
     return LMF_OK;
 }
 
-static lmf_status trainer_spec(pb *b, spm_file *f) {
-    while (b->p < b->end) {
-        uint32_t num;
-        int wt;
-        uint64_t v;
-        pb sub;
-        LMF_TRY(field(b, &num, &wt, &v, &sub));
-        if (num == 3 && wt == 0) f->model_type = (int)v;
-    }
+static lmf_status on_trainer_field(void *ctx, pb *b, uint32_t num, int wt, uint64_t v, pb *sub) {
+    (void)b, (void)sub;
+    if (num == 3 && wt == 0) ((spm_file *)ctx)->model_type = (int)v;
     return LMF_OK;
 }
 
-static lmf_status normalizer_spec(pb *b, spm_file *f) {
-    while (b->p < b->end) {
-        uint32_t num;
-        int wt;
-        uint64_t v;
-        pb sub;
-        LMF_TRY(field(b, &num, &wt, &v, &sub));
-        if (num == 1 && wt == 2) snprintf(f->normalizer, sizeof f->normalizer, "%.*s", (int)(v < 60 ? v : 60), sub.p);
-        else if (num == 2 && wt == 2) f->charsmap = v > 0;
-        else if (num == 3 && wt == 0) f->dummy_prefix = v != 0;
-        else if (num == 4 && wt == 0) f->fold_spaces = v != 0;
-    }
+static lmf_status on_normalizer_field(void *ctx, pb *b, uint32_t num, int wt, uint64_t v, pb *sub) {
+    spm_file *f = ctx;
+    (void)b;
+    if (num == 1 && wt == 2) snprintf(f->normalizer, sizeof f->normalizer, "%.*s", (int)(v < 60 ? v : 60), sub->p);
+    else if (num == 2 && wt == 2) f->charsmap = v > 0;
+    else if (num == 3 && wt == 0) f->dummy_prefix = v != 0;
+    else if (num == 4 && wt == 0) f->fold_spaces = v != 0;
     return LMF_OK;
 }
 
-static lmf_status parse(pb *b, spm_file *f) {
-    while (b->p < b->end) {
-        uint32_t num;
-        int wt;
-        uint64_t v;
-        pb sub;
-        LMF_TRY(field(b, &num, &wt, &v, &sub));
-        if (num == 1 && wt == 2) {
-            if (f->n >= (1 << 24)) return pb_fail(b, "more than 2^24 pieces");
-            LMF_TRY(piece(&sub, f));
-        } else if (num == 2 && wt == 2) {
-            LMF_TRY(trainer_spec(&sub, f));
-        } else if (num == 3 && wt == 2) {
-            LMF_TRY(normalizer_spec(&sub, f));
-        }
+static lmf_status on_model_field(void *ctx, pb *b, uint32_t num, int wt, uint64_t v, pb *sub) {
+    spm_file *f = ctx;
+    (void)v;
+    if (num == 1 && wt == 2) {
+        if (f->n >= (1 << 24)) return pb_fail(b, "more than 2^24 pieces");
+        return piece(sub, f);
     }
+    if (num == 2 && wt == 2) return each_field(sub, on_trainer_field, f);
+    if (num == 3 && wt == 2) return each_field(sub, on_normalizer_field, f);
     return LMF_OK;
 }
 
@@ -173,7 +172,7 @@ lmf_status lmf_tokenizer_load_spm_model(const char *path, lmf_tokenizer **out) {
     LMF_TRY(lmf_read_file_max(path, 1u << 28, "a SentencePiece model (max 256 MiB)", &buf, &len));
     pb b = {(const uint8_t *)buf, (const uint8_t *)buf, (const uint8_t *)buf + len, path};
     spm_file f = {.model_type = 1, .dummy_prefix = 1, .fold_spaces = 1};
-    lmf_status s = parse(&b, &f);
+    lmf_status s = each_field(&b, on_model_field, &f);
     free(buf);
     if (s == LMF_OK && !f.n) s = lmf_fail(LMF_ERR_FORMAT, "%s: no pieces (not a SentencePiece model file?)", path);
     else if (s == LMF_OK && f.model_type != 2)
