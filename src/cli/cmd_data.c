@@ -335,8 +335,8 @@ static int pipeline_cmd(const char *cmd, int argc, char **argv) {
     cli_term term = {0};
     c.sink = cli_term_sink(&term);
     s = lmf_pipeline_run(&c, &g_stop, &rep);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    /* the handlers stay until exit: a signal after the commit must not kill a run whose set is already in place
+     * (it would exit 130 with the new folder, which reads as an interrupted run that changed it) */
     lmf_pipeline_config_free(&c);
     if (s != LMF_OK) return cli_fail(label, s);
     if (!quiet) lmf_report_print(rep, stdout);
