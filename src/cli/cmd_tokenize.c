@@ -75,7 +75,8 @@ int cmd_tokenize(int argc, char **argv) {
     int decode = 0, stats = 0, no_special = 0, allow_special = 0, skip_special = 0;
     const cli_opt opts[] = {
         CLI_OPT("-t", "--tokenizer", CLI_STR, &path, "PATH",
-                "tokenizer.json (or a folder holding one), GPT-2's encoder.json + vocab.bpe folder, or a GGUF model"),
+                "tokenizer.json (or a folder holding one), GPT-2's encoder.json + vocab.bpe folder, a GGUF model, or "
+                "SentencePiece's tokenizer.model"),
         CLI_OPT(NULL, "--decode", CLI_BOOL, &decode, NULL, "ids -> text"),
         CLI_OPT(NULL, "--stats", CLI_BOOL, &stats, NULL,
                 "print bytes, tokens, tokens per byte and encode throughput instead of ids"),
@@ -102,7 +103,8 @@ int cmd_tokenize(int argc, char **argv) {
         r = 0;
     }
     if (r <= 0) return r < 0 ? 0 : 2;
-    unsigned eflags = no_special ? 0 : LMF_ENCODE_ALLOW_SPECIAL, dflags = LMF_DECODE_TEXT_START | (skip_special ? LMF_DECODE_SKIP_SPECIAL : 0);
+    unsigned eflags = no_special ? 0 : LMF_ENCODE_ALLOW_SPECIAL;
+    unsigned dflags = LMF_DECODE_TEXT_START | (skip_special ? LMF_DECODE_SKIP_SPECIAL : 0); /* a whole text */
     lmf_tokenizer *tok;
     lmf_status s = lmf_tokenizer_load(path, &tok);
     if (s != LMF_OK) return cli_fail("tokenize", s);

@@ -371,8 +371,6 @@ static void add1(pool *P, lmf_gguf_writer *g, const char *name, const float *x, 
     lmf_gguf_writer_add_tensor(g, name, LMF_GGML_F32, 1, ne, vec1(P, x, n, LMF_GGML_F32));
 }
 
-/* The vocabulary as llama.cpp's tokenizer.ggml.* keys, padded to the model's vocab_size with [PAD<i>] tokens of
- * type UNUSED (llama.cpp requires one token per embedding row). */
 /* The keys both vocabularies share: special ids and flags, the chat template. */
 static void gguf_vocab_specials(lmf_gguf_writer *g, const lmf_weights *w) {
     if (w->bos_id >= 0) lmf_gguf_writer_set_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)w->bos_id);
@@ -407,6 +405,8 @@ static void gguf_vocab_spm(pool *P, lmf_gguf_writer *g, const lmf_weights *w) {
     gguf_vocab_specials(g, w);
 }
 
+/* The vocabulary as llama.cpp's tokenizer.ggml.* keys, padded to the model's vocab_size with [PAD<i>] tokens of
+ * type UNUSED (llama.cpp requires one token per embedding row). */
 static void gguf_vocab(pool *P, lmf_gguf_writer *g, const lmf_weights *w) {
     const lmf_tokenizer *tok = w->tok;
     if (tok->spm) {

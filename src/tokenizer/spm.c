@@ -166,7 +166,8 @@ lmf_status lmf_spm_set_merges(lmf_spm *s, lmf_bpe *m, int n, const char *const *
         if (res < 0) {
             free(cat);
             return lmf_fail(LMF_ERR_FORMAT, "%s: merge %d \"%.60s\": %s", origin, r, mg,
-                            a < 0 || b < 0 ? "a side is not a token of the vocabulary" : "the merged token is not in the vocabulary");
+                            a < 0 || b < 0 ? "a side is not a token of the vocabulary"
+                                           : "the merged token is not in the vocabulary");
         }
         if (lmf_bpe_merge_add(m, a, b, res) && s->score[res] < -(float)r) s->score[res] = -(float)r;
     }
@@ -210,7 +211,8 @@ static void try_pair(const lmf_spm *s, const uint8_t *buf, const sym *sy, int32_
     uint32_t len = sy[l].len + sy[r].len;
     bigram b = {0, l, r, len, -1};
     if (s->merges) { /* tokenizer.json: the ranked merge of these two pieces */
-        const lmf_bpe_merge_slot *m = sy[l].id >= 0 && sy[r].id >= 0 ? lmf_bpe_merge_find(s->merges, sy[l].id, sy[r].id) : NULL;
+        if (sy[l].id < 0 || sy[r].id < 0) return;
+        const lmf_bpe_merge_slot *m = lmf_bpe_merge_find(s->merges, sy[l].id, sy[r].id);
         if (!m) return;
         b.score = -(float)m->rank, b.res = m->result;
     } else { /* SentencePiece: the piece spelled by both, whatever their split */

@@ -133,7 +133,8 @@ static void cache_clear(lmf_enc_state *st) {
 /* The ids of one piece (a pre-token, or a SentencePiece word chunk), at most n. */
 static size_t merge_piece(lmf_enc_state *st, const uint8_t *s, size_t n, int32_t *out) {
     const lmf_tokenizer *tok = st->tok;
-    return tok->spm ? lmf_spm_encode_chunk(tok->spm, &st->spm, s, n, out) : lmf_bpe_encode_piece(&tok->bpe, &st->bpe, s, n, out);
+    if (tok->spm) return lmf_spm_encode_chunk(tok->spm, &st->spm, s, n, out);
+    return lmf_bpe_encode_piece(&tok->bpe, &st->bpe, s, n, out);
 }
 
 /* Encodes one piece through the cache, appending to st->out. */
@@ -342,11 +343,9 @@ int32_t lmf_tokenizer_token_id(const lmf_tokenizer *tok, const char *text) {
         if (m->off[t + 1] - m->off[t] == n && !memcmp(m->bytes + m->off[t], text, n)) return t;
     }
     if (tok->spm) {
-        unsigned b;
-        char end;
         int32_t id = lmf_spm_lookup(tok->spm, text, n);
-        if (id < 0 && n == 6 && sscanf(text, "<0x%2X%c", &b, &end) == 2 && end == '>') id = tok->spm->byte_id[b];
-        return id;
+        int b = id < 0 ? lmf_spm_byte_token(text, n) : -1;
+        return b >= 0 ? tok->spm->byte_id[b] : id;
     }
     uint8_t *raw = lmf_xmalloc(n + 1);
     size_t bad;
