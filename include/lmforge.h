@@ -79,7 +79,8 @@ void lmf_bound_omp_spin(char **argv);
 /* ---- model ---------------------------------------------------------------------------------------------------- */
 
 typedef enum {
-    LMF_ARCH_GPT2 = 0, LMF_ARCH_LLAMA = 1, LMF_ARCH_OPT = 2, LMF_ARCH_QWEN2 = 3, LMF_ARCH_QWEN3 = 4, LMF_ARCH_OLMOE = 5
+    LMF_ARCH_GPT2 = 0, LMF_ARCH_LLAMA = 1, LMF_ARCH_OPT = 2, LMF_ARCH_QWEN2 = 3, LMF_ARCH_QWEN3 = 4, LMF_ARCH_OLMOE = 5,
+    LMF_ARCH_PHI3 = 6 /* llama's block, q|k|v and gate|up stored fused (GGUF attn_qkv, ffn_up) */
 } lmf_arch;
 typedef enum { LMF_NORM_LAYER = 0, LMF_NORM_RMS = 1 } lmf_norm_kind;
 typedef enum { LMF_ACT_GELU_TANH = 0, LMF_ACT_SWIGLU = 1, LMF_ACT_RELU = 2 } lmf_act_kind;

@@ -5,10 +5,11 @@
 #include <math.h>
 #include <string.h>
 
-/* qwen2 is llama with biases on q, k and v, qwen3 and olmoe llama with a norm on q and k: everything that holds for
- * llama's knobs holds for them. */
+/* qwen2 is llama with biases on q, k and v, qwen3 and olmoe llama with a norm on q and k, phi3 llama with its
+ * matrices stored fused: everything that holds for llama's knobs holds for them. */
 static int llama_like(lmf_arch arch) {
-    return arch == LMF_ARCH_LLAMA || arch == LMF_ARCH_QWEN2 || arch == LMF_ARCH_QWEN3 || arch == LMF_ARCH_OLMOE;
+    return arch == LMF_ARCH_LLAMA || arch == LMF_ARCH_QWEN2 || arch == LMF_ARCH_QWEN3 || arch == LMF_ARCH_OLMOE ||
+           arch == LMF_ARCH_PHI3;
 }
 
 void lmf_model_config_set_arch(lmf_model_config *c, lmf_arch arch) {
@@ -65,9 +66,7 @@ int lmf_rope_freq_factors(const lmf_model_config *c, float *out) {
     return 1;
 }
 
-int lmf_arch_is_llama_family(lmf_arch arch) {
-    return arch == LMF_ARCH_LLAMA || arch == LMF_ARCH_QWEN2 || arch == LMF_ARCH_QWEN3 || arch == LMF_ARCH_OLMOE;
-}
+int lmf_arch_is_llama_family(lmf_arch arch) { return llama_like(arch); }
 
 const char *lmf_arch_name(lmf_arch arch) {
     return arch == LMF_ARCH_LLAMA   ? "llama"
@@ -75,15 +74,17 @@ const char *lmf_arch_name(lmf_arch arch) {
            : arch == LMF_ARCH_QWEN2 ? "qwen2"
            : arch == LMF_ARCH_QWEN3 ? "qwen3"
            : arch == LMF_ARCH_OLMOE ? "olmoe"
+           : arch == LMF_ARCH_PHI3  ? "phi3"
                                     : "gpt2";
 }
 
 lmf_status lmf_arch_parse(const char *name, lmf_arch *out) {
-    static const char *const names[] = {"gpt2", "llama", "opt", "qwen2", "qwen3", "olmoe"}; /* by lmf_arch */
-    int i = lmf_name_index(name, names, 6);
+    static const char *const names[] = {"gpt2", "llama", "opt", "qwen2", "qwen3", "olmoe", "phi3"}; /* by lmf_arch */
+    int i = lmf_name_index(name, names, 7);
     if (i < 0)
         return lmf_fail(LMF_ERR_ARG,
-                        "arch: unknown model family '%s' (expected gpt2, llama, opt, qwen2, qwen3 or olmoe)", name);
+                        "arch: unknown model family '%s' (expected gpt2, llama, opt, qwen2, qwen3, olmoe or phi3)",
+                        name);
     *out = (lmf_arch)i;
     return LMF_OK;
 }

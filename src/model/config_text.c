@@ -61,7 +61,8 @@ lmf_status lmf_opt_set(void *base, const lmf_opt *o, const char *v, const char *
     case LMF_OPT_ARCH: {
         lmf_arch a;
         if (lmf_arch_parse(v, &a) != LMF_OK)
-            return lmf_fail(LMF_ERR_ARG, "%s: arch: unknown model family '%s' (gpt2, llama, opt, qwen2, qwen3 or olmoe)", where, v);
+            return lmf_fail(LMF_ERR_ARG, "%s: arch: unknown model family '%s' (gpt2, llama, opt, qwen2, qwen3, olmoe "
+                            "or phi3)", where, v);
         /* the family brings its knobs (norm, act, positions, biases): arch is the config's first field */
         _Static_assert(offsetof(lmf_model_config, arch) == 0, "arch opens lmf_model_config");
         lmf_model_config_set_arch((lmf_model_config *)p, a);

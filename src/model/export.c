@@ -366,6 +366,19 @@ static void add_mat(pool *P, lmf_gguf_writer *g, type_policy *tp, const char *na
     add2(g, name, type, t->rows, t->cols, matrix(P, t, type, perm, importance(tp, name, type, t->cols, 1)));
 }
 
+/* matrices t[0..n) (of one width) stacked row-wise as one tensor `name` of `type`, under one importance */
+static void add_fused(pool *P, lmf_gguf_writer *g, const char *name, uint32_t type, const lmf_wtensor *const *t, int n,
+                      const float *qw) {
+    int rows = 0, cols = t[0]->cols;
+    for (int i = 0; i < n; i++) rows += t[i]->rows;
+    uint8_t *data = pool_alloc(P, (size_t)rows * row_bytes(type, cols)), *at = data;
+    for (int i = 0; i < n; i++) {
+        rows_into(at, type, t[i], NULL, qw);
+        at += (size_t)t[i]->rows * row_bytes(type, cols);
+    }
+    add2(g, name, type, rows, cols, data);
+}
+
 static void add1(pool *P, lmf_gguf_writer *g, const char *name, const float *x, int n) {
     int64_t ne[1] = {n};
     lmf_gguf_writer_add_tensor(g, name, LMF_GGML_F32, 1, ne, vec1(P, x, n, LMF_GGML_F32));
@@ -516,12 +529,16 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
     const lmf_sink *sink = o->sink;
     const lmf_model_config *c = &w->cfg;
     int gpt2 = c->arch == LMF_ARCH_GPT2, qwen = c->arch == LMF_ARCH_QWEN2, q3 = c->arch == LMF_ARCH_QWEN3;
-    int olmoe = c->arch == LMF_ARCH_OLMOE;
-    int llama = c->arch == LMF_ARCH_LLAMA || qwen || q3 || olmoe, neox = qwen || q3 || olmoe; /* Q/K in HF's order */
+    int olmoe = c->arch == LMF_ARCH_OLMOE, phi3 = c->arch == LMF_ARCH_PHI3;
+    int llama = c->arch == LMF_ARCH_LLAMA || qwen || q3 || olmoe || phi3;
+    int neox = qwen || q3 || olmoe || phi3; /* Q/K in HF's order */
     if (!gpt2 && !llama)
         return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama, qwen2, qwen2moe, "
-                        "qwen3, qwen3moe and gpt2 architectures only); export it with --to safetensors", path,
-                        lmf_arch_name(c->arch));
+                        "qwen3, qwen3moe, olmoe, phi3 and gpt2 architectures only); export it with --to safetensors",
+                        path, lmf_arch_name(c->arch));
+    if (phi3 && (c->n_expert || c->qkv_bias))
+        return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's phi3 has no experts and no q/k/v biases; this model has %s", path,
+                        c->n_expert ? "experts" : "biases");
     if ((c->qk_norm == LMF_QK_NORM_HEAD && !q3) || (c->qk_norm == LMF_QK_NORM_FULL && !olmoe) || (q3 && !c->qk_norm))
         return lmf_fail(LMF_ERR_ARG, "%s: a per-head q/k norm is written as llama.cpp's qwen3 / qwen3moe (arch = qwen3), "
                         "a full-width one as its olmoe (arch = olmoe); this model is arch %s with qk_norm %d", path,
@@ -582,6 +599,7 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
                        : qwen ? (c->n_expert ? "qwen2moe" : "qwen2")
                        : q3   ? (c->n_expert ? "qwen3moe" : "qwen3")
                        : olmoe ? "olmoe"
+                       : phi3  ? "phi3"
                               : "llama";
     char key[128], nm[96];
 #define KEY(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
@@ -665,7 +683,7 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         /* the row types of this layer's matrices (rows of C, of q's width QD, of F elements) */
         uint32_t tq = tensor_type(&tp, "attn_q.weight", ROLE_ATTN_Q, l, C);
         uint32_t tk = tensor_type(&tp, "attn_k.weight", ROLE_ATTN_K, l, C);
-        uint32_t tv = tensor_type(&tp, gpt2 ? "attn_qkv.weight" : "attn_v.weight", ROLE_ATTN_V, l, C);
+        uint32_t tv = tensor_type(&tp, gpt2 || phi3 ? "attn_qkv.weight" : "attn_v.weight", ROLE_ATTN_V, l, C);
         uint32_t to = tensor_type(&tp, "attn_output.weight", ROLE_ATTN_OUT, l, gpt2 ? C : QD);
         uint32_t tg = tensor_type(&tp, "ffn_gate.weight", ROLE_FFN_GATE, l, C);
         uint32_t tu = tensor_type(&tp, "ffn_up.weight", ROLE_FFN_UP, l, C);
@@ -673,13 +691,9 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         add1(&P, g, N("attn_norm.weight"), L->attn_norm_w, C);
         add1(&P, g, N("ffn_norm.weight"), L->ffn_norm_w, C);
         if (gpt2) {
-            size_t part = (size_t)C * row_bytes(tv, C); /* llama.cpp's quantizer treats attn_qkv as attn_v */
-            uint8_t *qkv = pool_alloc(&P, 3 * part);
-            const float *qw = importance(&tp, N("attn_qkv.weight"), tv, C, 1);
-            rows_into(qkv, tv, &L->wq, NULL, qw);
-            rows_into(qkv + part, tv, &L->wk, NULL, qw);
-            rows_into(qkv + 2 * part, tv, &L->wv, NULL, qw);
-            add2(g, N("attn_qkv.weight"), tv, 3 * C, C, qkv);
+            const lmf_wtensor *qkv[3] = {&L->wq, &L->wk, &L->wv}; /* llama.cpp's quantizer treats it as attn_v */
+            N("attn_qkv.weight");
+            add_fused(&P, g, nm, tv, qkv, 3, importance(&tp, nm, tv, C, 1));
             const float *bp[3] = {L->bq, L->bk, L->bv};
             int bl[3] = {C, C, C};
             int64_t ne = 3 * C;
@@ -689,6 +703,12 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
             add1(&P, g, N("attn_output.bias"), L->bo, C);
             add1(&P, g, N("ffn_up.bias"), L->b_up, F);
             add1(&P, g, N("ffn_down.bias"), L->b_down, C);
+        } else if (phi3) { /* q|k|v and gate|up fused, as llama.cpp's phi3 reads them; attn_qkv quantized as attn_v */
+            const lmf_wtensor *qkv[3] = {&L->wq, &L->wk, &L->wv}, *gu[2] = {&L->w_gate, &L->w_up};
+            N("attn_qkv.weight"); /* nm, then its importance */
+            add_fused(&P, g, nm, tv, qkv, 3, importance(&tp, nm, tv, C, 1));
+            N("ffn_up.weight");
+            add_fused(&P, g, nm, tu, gu, 2, importance(&tp, nm, tu, C, 1));
         } else {
             add_mat(&P, g, &tp, N("attn_q.weight"), tq, &L->wq, pq);
             add_mat(&P, g, &tp, N("attn_k.weight"), tk, &L->wk, pk);
@@ -716,7 +736,7 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
             gguf_moe_layer(&P, g, c, L, l, &tp);
             continue;
         }
-        add_mat(&P, g, &tp, N("ffn_up.weight"), tu, &L->w_up, NULL);
+        if (!phi3) add_mat(&P, g, &tp, N("ffn_up.weight"), tu, &L->w_up, NULL);
         add_mat(&P, g, &tp, N("ffn_down.weight"), td, &L->w_down, NULL);
 #undef N
     }

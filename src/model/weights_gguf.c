@@ -149,9 +149,10 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
     const char *path = g->path;
     /* qwen: any architecture but llama (Q/K rows unpermuted); qmoe: one whose every layer is a mixture of experts */
     int qwen = strcmp(arch, "llama") != 0, qwen3 = !strncmp(arch, "qwen3", 5), olmoe = !strcmp(arch, "olmoe");
-    int qmoe = !strcmp(arch, "qwen2moe") || !strcmp(arch, "qwen3moe") || olmoe;
+    int qmoe = !strcmp(arch, "qwen2moe") || !strcmp(arch, "qwen3moe") || olmoe, phi3 = !strcmp(arch, "phi3");
     lmf_model_config cfg = lmf_model_config_default(olmoe   ? LMF_ARCH_OLMOE
                                                     : qwen3 ? LMF_ARCH_QWEN3
+                                                    : phi3  ? LMF_ARCH_PHI3
                                                     : qwen  ? LMF_ARCH_QWEN2
                                                             : LMF_ARCH_LLAMA);
     int ctx_len = 0;
@@ -191,12 +192,17 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
                             "supported", path, key, v, hs);
     }
     LMF_TRY(rope_scaling(g, arch, &cfg));
+    /* Phi-3's 128k-context models (LongRoPE): per-pair factors, short and long, chosen by the context, and a
+     * cos/sin scale; the 4k ones have none. A sliding_window key is ignored, as llama.cpp does for phi3. */
+    if (lmf_gguf_find_tensor(g, "rope_factors_long.weight") || lmf_gguf_find_tensor(g, "rope_factors_short.weight"))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: tensors rope_factors_long / rope_factors_short (LongRoPE scaling of "
+                        "Phi-3's 128k-context models) are not supported yet", path);
     if (lmf_gguf_find_tensor(g, "output.bias"))
         return lmf_fail(LMF_ERR_FORMAT, "%s: tensor output.bias (a biased output head) is not supported", path);
     /* q/k/v biases are optional in llama.cpp's qwen2 (Qwen2 has them; a Qwen2-MoE with qkv_bias false does not):
      * the first layer says, every layer must agree. llama's would need un-permuting with their rows: refused. */
     int has_bias = lmf_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
-    if (has_bias && (!qwen || qwen3 || olmoe))
+    if (has_bias && (!qwen || qwen3 || olmoe || phi3))
         return lmf_fail(LMF_ERR_FORMAT, "%s: tensor blk.0.attn_q.bias: attention biases in a %s GGUF are not "
                         "supported (a qwen2 GGUF's are)", path, arch);
     cfg.qkv_bias = has_bias;
@@ -270,6 +276,14 @@ static lmf_status matrix(const lmf_gguf *g, const char *name, int rows, int cols
     return LMF_OK;
 }
 
+/* Rows r0 .. r0 + n of a matrix, as a matrix of its own (a view of a fused tensor: gpt2's and phi3's attn_qkv, phi3's
+ * ffn_up) */
+static void rows_of(const lmf_wtensor *t, int r0, int n, lmf_wtensor *out) {
+    *out = *t;
+    out->rows = n;
+    out->data = (const char *)t->data + (size_t)r0 * t->row_bytes;
+}
+
 /* A 3-D stack of E matrices rows x cols (ggml dims cols, rows, E: llama.cpp's *_exps) as E views in out[3e + k]. */
 static lmf_status stack3(const lmf_gguf *g, const char *name, int E, int rows, int cols, lmf_wtensor *out, int k) {
     const lmf_gguf_tensor *t = lmf_gguf_find_tensor(g, name);
@@ -337,9 +351,11 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
     LMF_TRY(lmf_gguf_get_str(g, "general.architecture", &arch));
     int gpt2 = !strcmp(arch, "gpt2");
     if (!gpt2 && strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0 && strcmp(arch, "qwen2moe") != 0 &&
-        strcmp(arch, "qwen3") != 0 && strcmp(arch, "qwen3moe") != 0 && strcmp(arch, "olmoe") != 0)
+        strcmp(arch, "qwen3") != 0 && strcmp(arch, "qwen3moe") != 0 && strcmp(arch, "olmoe") != 0 &&
+        strcmp(arch, "phi3") != 0)
         return lmf_fail(LMF_ERR_FORMAT, "%s: general.architecture is \"%s\"; lmforge runs \"llama\", \"qwen2\", "
-                        "\"qwen2moe\", \"qwen3\", \"qwen3moe\", \"olmoe\" and \"gpt2\" GGUFs", g->path, arch);
+                        "\"qwen2moe\", \"qwen3\", \"qwen3moe\", \"olmoe\", \"phi3\" and \"gpt2\" GGUFs", g->path,
+                        arch);
     lmf_model_config *c = &w->cfg;
     if (gpt2) {
         LMF_TRY(gpt2_config(g, c));
@@ -382,6 +398,11 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
                 LMF_TRY(matrix(g, NAME("ffn_down_shexp.weight"), C, Fs, &L->sh_down));
                 if (c->shared_gate) LMF_TRY(gate_vec(w, g, NAME("ffn_gate_inp_shexp.weight"), C, &L->sh_gate_inp));
             }
+        } else if (c->arch == LMF_ARCH_PHI3) { /* gate | up in one matrix (llama.cpp's SWIGLU halves) */
+            lmf_wtensor gu;
+            LMF_TRY(matrix(g, NAME("ffn_up.weight"), 2 * F, C, &gu));
+            rows_of(&gu, 0, F, &L->w_gate), rows_of(&gu, F, F, &L->w_up);
+            LMF_TRY(matrix(g, NAME("ffn_down.weight"), C, F, &L->w_down));
         } else {
             LMF_TRY(matrix(g, NAME("ffn_up.weight"), F, C, &L->w_up));
             LMF_TRY(matrix(g, NAME("ffn_down.weight"), C, F, &L->w_down));
@@ -390,10 +411,7 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
             lmf_wtensor qkv;
             const float *b;
             LMF_TRY(matrix(g, NAME("attn_qkv.weight"), 3 * C, C, &qkv));
-            L->wq = L->wk = L->wv = qkv;
-            L->wq.rows = L->wk.rows = L->wv.rows = C;
-            L->wk.data = (const char *)qkv.data + (size_t)C * qkv.row_bytes;
-            L->wv.data = (const char *)qkv.data + (size_t)2 * C * qkv.row_bytes;
+            rows_of(&qkv, 0, C, &L->wq), rows_of(&qkv, C, C, &L->wk), rows_of(&qkv, 2 * C, C, &L->wv);
             LMF_TRY(vec(w, g, NAME("attn_qkv.bias"), 3 * C, &b));
             L->bq = b, L->bk = b + C, L->bv = b + 2 * C;
             LMF_TRY(vec(w, g, NAME("attn_norm.bias"), C, &L->attn_norm_b));
@@ -402,9 +420,15 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
             LMF_TRY(vec(w, g, NAME("ffn_up.bias"), F, &L->b_up));
             LMF_TRY(vec(w, g, NAME("ffn_down.bias"), C, &L->b_down));
         } else {
-            LMF_TRY(matrix(g, NAME("attn_q.weight"), QD, C, &L->wq));
-            LMF_TRY(matrix(g, NAME("attn_k.weight"), KV, C, &L->wk));
-            LMF_TRY(matrix(g, NAME("attn_v.weight"), KV, C, &L->wv));
+            if (c->arch == LMF_ARCH_PHI3 && lmf_gguf_find_tensor(g, NAME("attn_qkv.weight"))) { /* else apart */
+                lmf_wtensor qkv;
+                LMF_TRY(matrix(g, name, QD + 2 * KV, C, &qkv));
+                rows_of(&qkv, 0, QD, &L->wq), rows_of(&qkv, QD, KV, &L->wk), rows_of(&qkv, QD + KV, KV, &L->wv);
+            } else {
+                LMF_TRY(matrix(g, NAME("attn_q.weight"), QD, C, &L->wq));
+                LMF_TRY(matrix(g, NAME("attn_k.weight"), KV, C, &L->wk));
+                LMF_TRY(matrix(g, NAME("attn_v.weight"), KV, C, &L->wv));
+            }
             if (c->qk_norm) { /* qwen3: [hs]; olmoe: [C] and [KV] */
                 LMF_TRY(vec(w, g, NAME("attn_q_norm.weight"), lmf_qk_norm_width(c, 0), &L->q_norm_w));
                 LMF_TRY(vec(w, g, NAME("attn_k_norm.weight"), lmf_qk_norm_width(c, 1), &L->k_norm_w));
@@ -414,7 +438,7 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
                 LMF_TRY(vec(w, g, NAME("attn_k.bias"), KV, &L->bk));
                 LMF_TRY(vec(w, g, NAME("attn_v.bias"), KV, &L->bv));
             }
-            if (!c->n_expert) LMF_TRY(matrix(g, NAME("ffn_gate.weight"), F, C, &L->w_gate));
+            if (!c->n_expert && c->arch != LMF_ARCH_PHI3) LMF_TRY(matrix(g, NAME("ffn_gate.weight"), F, C, &L->w_gate));
         }
     }
 #undef NAME

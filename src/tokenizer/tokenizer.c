@@ -231,6 +231,22 @@ static int specials_active(const lmf_tokenizer *tok, unsigned flags) {
     return (flags & LMF_ENCODE_ALLOW_SPECIAL) ? tok->n_special > 0 : tok->has_user;
 }
 
+static unsigned strip_of(const lmf_tokenizer *tok, int32_t id) { return tok->strip ? tok->strip[id] : 0; }
+static int is_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); } /* C's isspace */
+
+/* text[0, n) without the whitespace at its end (a left-stripping special token follows) */
+static size_t trim_end(const uint8_t *text, size_t n) {
+    while (n && is_space(text[n - 1])) n--;
+    return n;
+}
+
+void lmf_tokenizer_set_strip(lmf_tokenizer *tok, int32_t id, unsigned flags) {
+    if (id < 0 || id >= tok->bpe.n_vocab) return;
+    if (!tok->strip) tok->strip = lmf_xcalloc((size_t)tok->bpe.n_vocab, 1);
+    tok->strip[id] = (uint8_t)flags;
+    if (flags & LMF_STRIP_LEFT) tok->lstrip = 1;
+}
+
 /* ---- build / free / queries ------------------------------------------------------------------------------------ */
 
 /* The special-token list of a tokenizer whose token table is built; frees tok on failure. */
@@ -316,6 +332,7 @@ void lmf_tokenizer_free(lmf_tokenizer *tok) {
     if (tok->spm) lmf_spm_destroy(tok->spm);
     free(tok->spm);
     free(tok->special);
+    free(tok->strip);
     free(tok);
 }
 
@@ -385,11 +402,14 @@ static void encode_with_specials(lmf_enc_state *st, const uint8_t *text, size_t 
     while (pos < n) {
         int32_t id = -1;
         size_t len = 0, p = find_special(tok, text, pos, n, n, allow, &id, &len);
-        encode_plain(st, text + pos, p - pos);
+        unsigned strip = p < n ? strip_of(tok, id) : 0;
+        encode_plain(st, text + pos, (strip & LMF_STRIP_LEFT ? pos + trim_end(text + pos, p - pos) : p) - pos);
         if (p == n || st->err != LMF_OK) break;
         lmf_ids_push(st->out, &id, 1);
         st->at_start = 0;
         pos = p + len;
+        if (strip & LMF_STRIP_RIGHT)
+            while (pos < n && is_space(text[pos])) pos++;
     }
 }
 
@@ -466,6 +486,7 @@ struct lmf_tokenizer_encoder {
     uint8_t *buf;      /* text not yet final */
     size_t n, cap;
     lmf_text raw;      /* NFC tokenizers: input not yet normalized (its NFC may depend on what follows) */
+    int skip_space;    /* a right-stripping special token ended the text so far: whitespace that comes next goes */
 };
 
 lmf_tokenizer_encoder *lmf_tokenizer_encoder_create(const lmf_tokenizer *tok, unsigned flags) {
@@ -497,17 +518,27 @@ static lmf_status encoder_run(lmf_tokenizer_encoder *e, lmf_ids *out, int final)
         if (active) {
             size_t t = special_prefix_tail(tok, e->buf, n, allow);
             if (n - t < limit) limit = n - t;
+            if (tok->lstrip) limit = trim_end(e->buf, limit); /* a left-stripping special token may yet follow */
         }
     }
     size_t pos = 0, consumed = 0;
     for (;;) {
+        if (e->skip_space) {
+            while (pos < n && is_space(e->buf[pos])) pos++;
+            consumed = pos;
+            if (pos == n) break; /* all whitespace so far: the next text may bring more */
+            e->skip_space = 0;
+            if (limit < pos) limit = pos; /* what was held back as a possible special token's start went too */
+        }
         int32_t id = -1;
         size_t len = 0, p = active ? find_special(tok, e->buf, pos, limit, n, allow, &id, &len) : n;
         if (p < n) {
-            encode_plain(st, e->buf + pos, p - pos);
+            unsigned strip = strip_of(tok, id);
+            encode_plain(st, e->buf + pos, (strip & LMF_STRIP_LEFT ? pos + trim_end(e->buf + pos, p - pos) : p) - pos);
             lmf_ids_push(out, &id, 1);
             st->at_start = 0;
             pos = consumed = p + len;
+            e->skip_space = (strip & LMF_STRIP_RIGHT) != 0;
             continue;
         }
         if (final) {
@@ -592,6 +623,7 @@ lmf_status lmf_tokenizer_encoder_finish(lmf_tokenizer_encoder *e, lmf_ids *out) 
     lmf_status s = encoder_run(e, out, 1);
     e->n = 0;
     e->st->at_start = 1; /* the next text starts afresh */
+    e->skip_space = 0;
     return s;
 }
 

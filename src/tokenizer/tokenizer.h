@@ -33,8 +33,15 @@ struct lmf_tokenizer {
     uint8_t first_user[32];  /* bitset: first bytes of USER texts (matched even when specials are not allowed) */
     int has_user;
     int nfc;                 /* the input is composed to NFC before anything else (lmf_tokenizer_def.nfc) */
+    uint8_t *strip;          /* per id, LMF_STRIP_* of a special token (NULL: none strips); lstrip: some token has it */
+    int lstrip;
     _Atomic(lmf_enc_state *) spare;
 };
+
+/* A special token that swallows the ASCII whitespace (isspace) before it (LEFT) or after it (RIGHT) in the text, as
+ * llama.cpp's LLAMA_TOKEN_ATTR_LSTRIP / RSTRIP; set once after building, before the tokenizer is shared. */
+enum { LMF_STRIP_LEFT = 1, LMF_STRIP_RIGHT = 2 };
+void lmf_tokenizer_set_strip(lmf_tokenizer *tok, int32_t id, unsigned flags);
 
 /* Appends n ids to *out (growing it). */
 void lmf_ids_push(lmf_ids *out, const int32_t *ids, size_t n);

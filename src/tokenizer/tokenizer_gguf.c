@@ -24,6 +24,7 @@
 #include "io/gguf.h"
 #include "tokenizer/tokenizer.h"
 
+#include <ctype.h>
 #include <string.h>
 
 typedef unsigned long long ull;
@@ -146,7 +147,33 @@ static lmf_status from_gguf_spm(const lmf_gguf *g, lmf_tokenizer **out) {
     return s;
 }
 
+/* llama.cpp's rule for Phi-3 vocabularies, keyed to the model's name (general.name holding "phi-3" or "phi3", any
+ * case): its special tokens swallow the whitespace after them ("<|user|>\nHi" is "<|user|>" then "Hi"), but for
+ * "<unk>", "<s>" and "<|endoftext|>". Hugging Face's Phi-3 tokenizer.json says the same with rstrip on its added
+ * tokens. */
+static void phi3_strip(const lmf_gguf *g, lmf_tokenizer *tok) {
+    const lmf_gguf_kv *kv = lmf_gguf_find(g, "general.name");
+    if (!kv || kv->type != LMF_GGUF_STRING) return;
+    char name[512];
+    size_t n = 0;
+    for (; kv->str[n] && n + 1 < sizeof name; n++) name[n] = (char)tolower((unsigned char)kv->str[n]);
+    name[n] = 0;
+    if (!strstr(name, "phi-3") && !strstr(name, "phi3")) return;
+    for (int k = 0; k < tok->n_special; k++) lmf_tokenizer_set_strip(tok, tok->special[k], LMF_STRIP_RIGHT);
+    lmf_tokenizer_set_strip(tok, lmf_tokenizer_token_id(tok, "</s>"), LMF_STRIP_RIGHT);
+    static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};
+    for (int i = 0; i < 3; i++) lmf_tokenizer_set_strip(tok, lmf_tokenizer_token_id(tok, keep[i]), 0);
+}
+
+static lmf_status from_gguf(const lmf_gguf *g, lmf_tokenizer **out);
+
 lmf_status lmf_tokenizer_from_gguf(const lmf_gguf *g, lmf_tokenizer **out) {
+    LMF_TRY(from_gguf(g, out));
+    phi3_strip(g, *out);
+    return LMF_OK;
+}
+
+static lmf_status from_gguf(const lmf_gguf *g, lmf_tokenizer **out) {
     *out = NULL;
     const char *model;
     LMF_TRY(lmf_gguf_get_str(g, "tokenizer.ggml.model", &model));

@@ -300,6 +300,16 @@ static lmf_status build_spm_json(const cJSON *root, const cJSON *model, const ch
     return LMF_OK;
 }
 
+/* Added tokens' lstrip / rstrip: the whitespace before / after them in the text goes with them (ASCII whitespace,
+ * as llama.cpp; Hugging Face's tokenizers also strips Unicode spaces such as U+00A0 there). */
+static void strips_from(const cJSON *added, lmf_tokenizer *tok) {
+    const cJSON *it;
+    if (cJSON_IsArray(added)) cJSON_ArrayForEach(it, added) {
+        unsigned f = (json_true(it, "lstrip") ? LMF_STRIP_LEFT : 0) | (json_true(it, "rstrip") ? LMF_STRIP_RIGHT : 0);
+        if (f) lmf_tokenizer_set_strip(tok, (int32_t)json_id(cJSON_GetObjectItemCaseSensitive(it, "id")), f);
+    }
+}
+
 static lmf_status load_json(const char *path, lmf_tokenizer **out) {
     char *buf;
     size_t len;
@@ -422,6 +432,7 @@ static lmf_status load_json(const char *path, lmf_tokenizer **out) {
     def.patterns = (const char *const *)ps.pattern;
     s = lmf_tokenizer_build(&def, path, out);
 done:
+    if (s == LMF_OK) strips_from(cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), *out);
     for (int i = 0; i < ps.n; i++) free(ps.pattern[i]);
     store_free(&d);
     cJSON_Delete(root);
@@ -583,13 +594,14 @@ static cJSON *json_root(cJSON **added) {
 }
 
 /* One entry of added_tokens. */
-static void add_token(cJSON *added, int32_t id, const char *content, int special) {
+static void add_token(cJSON *added, const lmf_tokenizer *tok, int32_t id, const char *content, int special) {
+    unsigned strip = tok->strip ? tok->strip[id] : 0;
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "id", id);
     cJSON_AddStringToObject(a, "content", content);
     cJSON_AddBoolToObject(a, "single_word", 0);
-    cJSON_AddBoolToObject(a, "lstrip", 0);
-    cJSON_AddBoolToObject(a, "rstrip", 0);
+    cJSON_AddBoolToObject(a, "lstrip", (strip & LMF_STRIP_LEFT) != 0);
+    cJSON_AddBoolToObject(a, "rstrip", (strip & LMF_STRIP_RIGHT) != 0);
     cJSON_AddBoolToObject(a, "normalized", 0);
     cJSON_AddBoolToObject(a, "special", special);
     cJSON_AddItemToArray(added, a);
@@ -649,7 +661,7 @@ static lmf_status save_spm_json(const lmf_tokenizer *tok, const char *path) {
         int k = sp->kind[i];
         if (k != LMF_SPM_CONTROL && k != LMF_SPM_USER && k != LMF_SPM_UNKNOWN) continue;
         char *t = strndup(sp->text + sp->off[i], sp->off[i + 1] - sp->off[i]);
-        add_token(added, i, t, k != LMF_SPM_USER);
+        add_token(added, tok, i, t, k != LMF_SPM_USER);
         free(t);
     }
     const char *mark = "\xe2\x96\x81", *scheme = sp->prefix == LMF_SPM_PREFIX_ALWAYS ? "always"
@@ -735,7 +747,7 @@ lmf_status lmf_tokenizer_save(const lmf_tokenizer *tok, const char *path) {
     for (int32_t i = 0; i < m->n_vocab; i++) {
         if (m->type[i] != LMF_TOKEN_CONTROL && m->type[i] != LMF_TOKEN_USER) continue;
         char *t = token_text(tok, i);
-        add_token(added, i, t, m->type[i] == LMF_TOKEN_CONTROL);
+        add_token(added, tok, i, t, m->type[i] == LMF_TOKEN_CONTROL);
         free(t);
     }
     if (tok->nfc) cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "normalizer"), "type", "NFC");

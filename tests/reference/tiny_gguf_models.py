@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Tiny GGUF models (llama and gpt2 architectures, llama.cpp's tensor names) with every weight type the executor
+"""Tiny GGUF models (llama, gpt2 and phi3 architectures, llama.cpp's tensor names) with every weight type the executor
 reads, plus their logits from an independent NumPy float64 forward over the dequantized tensors.
 
-Writes tests/reference/fixtures/tiny_llama.gguf, tiny_gpt2.gguf and tiny_gguf_logits.json. Tensors are written
+Writes tests/reference/fixtures/tiny_llama.gguf, tiny_gpt2.gguf, tiny_phi3.gguf and tiny_gguf_logits.json. Tensors are written
 and dequantized by gguf-py (PyPI `gguf`), the reference implementation of the formats, so the C executor is held
 to files and values it did not produce itself. Needs: pip install gguf numpy.
 
 The llama forward applies RoPE to adjacent pairs (2i, 2i+1) of q/k as stored in the GGUF (llama.cpp's layout);
-gpt2 uses learned positions, LayerNorm, GELU (tanh) and a fused attn_qkv."""
+gpt2 uses learned positions, LayerNorm, GELU (tanh) and a fused attn_qkv; phi3 is llama's block with q|k|v fused in
+attn_qkv and gate|up in ffn_up (2F rows, gate first: llama.cpp's SWIGLU halves), RoPE on halves (rotate_half, NEOX:
+its rows are stored as Hugging Face has them). phi3 draws from its own generator, so the llama and gpt2 files and
+logits are those the script wrote before it had phi3."""
 import json
 import os
 
@@ -75,6 +78,22 @@ def rope_interleaved(x, nheads, theta):
         b = x[:, h * hs + 1:(h + 1) * hs:2]
         out[:, h * hs:(h + 1) * hs:2] = a * c - b * s
         out[:, h * hs + 1:(h + 1) * hs:2] = a * s + b * c
+    return out
+
+
+def rope_half(x, nheads, theta):
+    T, D = x.shape
+    hs = D // nheads
+    out = x.copy()
+    pos = np.arange(T)[:, None]
+    inv = theta ** (-2.0 * np.arange(hs // 2) / hs)
+    ang = pos * inv[None, :]
+    c, s = np.cos(ang), np.sin(ang)
+    for h in range(nheads):
+        a = x[:, h * hs:h * hs + hs // 2]
+        b = x[:, h * hs + hs // 2:(h + 1) * hs]
+        out[:, h * hs:h * hs + hs // 2] = a * c - b * s
+        out[:, h * hs + hs // 2:(h + 1) * hs] = b * c + a * s
     return out
 
 
@@ -175,8 +194,60 @@ def gpt2():
     return layernorm(x, gf, bf, eps) @ emb.T
 
 
+def phi3():
+    NKV, F, eps, theta = 2, 96, 1e-5, 10000.0
+    hs = C // NH
+    g = np.random.default_rng(31)
+    w = GGUFWriter(os.path.join(OUT, "tiny_phi3.gguf"), "phi3")
+    w.add_name("tiny phi3 (lmforge test fixture)")
+    w.add_block_count(L)
+    w.add_context_length(64)
+    w.add_embedding_length(C)
+    w.add_feed_forward_length(F)
+    w.add_head_count(NH)
+    w.add_head_count_kv(NKV)
+    w.add_layer_norm_rms_eps(eps)
+    w.add_rope_freq_base(theta)
+    w.add_rope_dimension_count(hs)
+    types = [Q.Q8_0, Q.Q4_0, Q.F16, Q.Q4_1, Q.BF16, Q.F32]
+    r = lambda *s: g.normal(0, 0.3, s)
+    emb = stored(r(V, C), Q.Q4_0, w, "token_embd.weight")
+    head = stored(r(V, C), Q.Q8_0, w, "output.weight")
+    gf = 1 + 0.1 * r(C)
+    w.add_tensor("output_norm.weight", gf.astype(np.float32))
+    layers = []
+    for l in range(L):
+        t = lambda i: types[(i + l) % len(types)]
+        g1, g2 = 1 + 0.1 * r(C), 1 + 0.1 * r(C)
+        w.add_tensor(f"blk.{l}.attn_norm.weight", g1.astype(np.float32))
+        w.add_tensor(f"blk.{l}.ffn_norm.weight", g2.astype(np.float32))
+        Wqkv = stored(r(C + 2 * NKV * hs, C), t(0), w, f"blk.{l}.attn_qkv.weight")
+        Wo = stored(r(C, C), t(1), w, f"blk.{l}.attn_output.weight")
+        Wgu = stored(r(2 * F, C), t(2), w, f"blk.{l}.ffn_up.weight")
+        Wd = stored(r(C, F), t(3), w, f"blk.{l}.ffn_down.weight")
+        layers.append((g1.astype(np.float32).astype(np.float64), g2.astype(np.float32).astype(np.float64),
+                       Wqkv, Wo, Wgu, Wd))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    x = emb[TOKENS]
+    for g1, g2, Wqkv, Wo, Wgu, Wd in layers:
+        h = rmsnorm(x, g1, eps)
+        qkv = h @ Wqkv.T
+        q, k, v = qkv[:, :C], qkv[:, C:C + NKV * hs], qkv[:, C + NKV * hs:]
+        x = x + attend(rope_half(q, NH, theta), rope_half(k, NKV, theta), v, NH, NKV) @ Wo.T
+        h = rmsnorm(x, g2, eps)
+        gu = h @ Wgu.T
+        gate, up = gu[:, :F], gu[:, F:]
+        x = x + ((gate / (1 + np.exp(-gate))) * up) @ Wd.T
+    return rmsnorm(x, gf.astype(np.float32).astype(np.float64), eps) @ head.T
+
+
 out = {"tokens": TOKENS, "llama": llama().astype(np.float32).ravel().tolist(),
-       "gpt2": gpt2().astype(np.float32).ravel().tolist(), "vocab": V}
+       "gpt2": gpt2().astype(np.float32).ravel().tolist(), "phi3": phi3().astype(np.float32).ravel().tolist(),
+       "vocab": V}
 with open(os.path.join(OUT, "tiny_gguf_logits.json"), "w") as f:
     json.dump(out, f)
-print("wrote tiny_llama.gguf, tiny_gpt2.gguf, tiny_gguf_logits.json")
+print("wrote tiny_llama.gguf, tiny_gpt2.gguf, tiny_phi3.gguf, tiny_gguf_logits.json")

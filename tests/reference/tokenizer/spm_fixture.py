@@ -9,7 +9,7 @@ llama.cpp's own tokenizer test strings (models/ggml-vocab-*.inp, the ones in the
 fixture line by line and whole, C source with indentation, random Unicode mixes (accents, CJK, emoji, characters no
 piece holds, runs of spaces, U+2581 itself), random bytes (invalid UTF-8) and special tokens inside text. llama.cpp
 strips the whitespace after Phi-3's special tokens (a rule keyed to the model's name, not the vocabulary), so the
-special-token cases never put whitespace right after one."""
+special-token cases before the last batch never put whitespace right after one; the last batch does."""
 import os, random, subprocess, sys, tempfile
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -63,6 +63,17 @@ for _ in range(40):
             parts.append(w)
     cases.append(("".join(parts).encode(), True))
 cases += [(b"", False), (b" ", False), (b"\xe2\x96\x81", False), (b"\xe2\x96\x81\xe2\x96\x81x y", False)]
+# whitespace around special tokens: llama.cpp's Phi-3 rule (the vocabulary's general.name is "Phi3") strips the
+# whitespace after every special token but <unk>, <s> and <|endoftext|>; the chat template's own layout first
+cases.append((b"<|system|>\nYou are helpful.<|end|>\n<|user|>\nHello!<|end|>\n<|assistant|>\n", True))
+cases.append((b"<|user|>\n\n  \t Hi <|end|> \r\n<|assistant|>", True))
+spaces = [" ", "  ", "\n", "\t", " \n ", "\r\n", "\u00a0", "\u3000"]
+for _ in range(60):
+    parts = []
+    for _ in range(rng.randint(1, 6)):
+        r = rng.random()
+        parts.append(rng.choice(specials) if r < 0.4 else rng.choice(spaces) if r < 0.7 else rng.choice(words))
+    cases.append(("".join(parts).encode(), True))
 with open(out, "w") as f:
     for text, special in cases:
         f.write("%d %s %s\n" % (special, text.hex() or "-", " ".join(map(str, ids(text, special)))))
