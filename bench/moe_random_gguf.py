@@ -6,9 +6,12 @@ that are multiples of 256, which the K-quants need). F32; make Q8_0 / Q4_1 copie
 `lmforge quantize`, so both programs read byte-identical weights.
 
 usage: moe_random_gguf.py OUT.gguf [--layers 12] [--embd 1024] [--heads 16] [--kv-heads 4] [--ffn 1024]
-                          [--experts 8] [--used 2] [--vocab 32000]
+                          [--experts 8] [--used 2] [--vocab 32000] [--phi3] [--vocab-gguf FILE.gguf]
 needs numpy and gguf-py (from a llama.cpp tree: LLAMA_CPP=/work/ref/llama.cpp by default).
 Weights: normal(0, 0.02), norms 1; no tokenizer (tokenizer.ggml.model "none": both programs bench random ids).
+--phi3 (dense only): llama.cpp's phi3 architecture, q|k|v fused in attn_qkv and gate|up in ffn_up, named "Phi3
+random". --vocab-gguf: the vocabulary (tokenizer.* keys) of another GGUF instead of none; --vocab is then its size
+(e.g. tests/data/phi3/vocab.gguf: a Phi-3 model lmforge and llama.cpp can both prompt with text).
 """
 import argparse
 import os
@@ -25,11 +28,18 @@ def main():
     ap.add_argument("out")
     for k, v in dict(layers=12, embd=1024, heads=16, kv_heads=4, ffn=1024, experts=8, used=2, vocab=32000).items():
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=v)
+    ap.add_argument("--phi3", action="store_true")
+    ap.add_argument("--vocab-gguf")
     a = ap.parse_args()
+    if a.phi3:
+        a.experts = 0
+    vocab = gguf.GGUFReader(a.vocab_gguf) if a.vocab_gguf else None
+    if vocab:
+        a.vocab = len(vocab.fields["tokenizer.ggml.tokens"].data)
     C, L, E, F, V, hs = a.embd, a.layers, a.experts, a.ffn, a.vocab, a.embd // a.heads
     KV = a.kv_heads * hs
-    w = gguf.GGUFWriter(a.out, "llama")
-    w.add_name("random-moe")
+    w = gguf.GGUFWriter(a.out, "phi3" if a.phi3 else "llama")
+    w.add_name("Phi3 random" if a.phi3 else "random-moe")
     w.add_context_length(4096)
     w.add_embedding_length(C)
     w.add_block_count(L)
@@ -44,7 +54,22 @@ def main():
         w.add_expert_used_count(a.used)
     w.add_vocab_size(V)
     w.add_file_type(0)
-    w.add_tokenizer_model("none")
+    if vocab:
+        for k, f in vocab.fields.items():
+            if not k.startswith("tokenizer."):
+                continue
+            kind = f.types[0]
+            if kind == gguf.GGUFValueType.ARRAY:
+                sub = f.types[1]
+                vals = [bytes(f.parts[i]).decode() if sub == gguf.GGUFValueType.STRING else f.parts[i][0].item()
+                        for i in f.data]
+                w.add_array(k, vals)
+            elif kind == gguf.GGUFValueType.STRING:
+                w.add_string(k, bytes(f.parts[f.data[0]]).decode())
+            else:
+                w.add_key_value(k, f.parts[f.data[0]][0].item(), kind)
+    else:
+        w.add_tokenizer_model("none")
     rng = np.random.default_rng(0)
     total = 0
 
@@ -61,6 +86,12 @@ def main():
         p = f"blk.{i}."
         t(p + "attn_norm.weight", C)
         t(p + "ffn_norm.weight", C)
+        if a.phi3:
+            t(p + "attn_qkv.weight", C + 2 * KV, C)
+            t(p + "attn_output.weight", C, C)
+            t(p + "ffn_up.weight", 2 * F, C)
+            t(p + "ffn_down.weight", C, F)
+            continue
         t(p + "attn_q.weight", C, C)
         t(p + "attn_k.weight", KV, C)
         t(p + "attn_v.weight", KV, C)

@@ -58,21 +58,6 @@ static widths widths_of(const lmf_block_ctx *ctx) {
     return w;
 }
 
-lmf_wtensor lmf_wtensor_rows(const lmf_wtensor *W, int r0, int n) {
-    lmf_wtensor v = *W;
-    if (W->data && r0) v.data = (const char *)W->data + (size_t)r0 * W->row_bytes;
-    v.rows = n;
-    return v;
-}
-lmf_wtensor lmf_wtensor_cols(const lmf_wtensor *W, int c0, int n) {
-    lmf_wtensor v = *W;
-    if (c0) {
-        LMF_CHECK(W->type == LMF_GGML_F32);
-        v.data = (const float *)W->data + c0;
-    }
-    v.cols = n;
-    return v;
-}
 static const float *offset(const float *bias, int at) { return bias ? bias + at : NULL; }
 /* Where this rank's n columns of a row-parallel matrix start in W's rows: at c0 of the whole matrix, or at 0 when W
  * holds only this rank's columns (a tensor-parallel rank's packed share, model.h's lmf_model_pack_tp). */

@@ -145,10 +145,6 @@ typedef struct lmf_block_tp {
 int lmf_block_share_col(const lmf_wtensor *W, int n, int c0);
 /* tp->sum, its seconds counted in tp->wait_s. */
 void lmf_block_tp_sum(lmf_block_tp *tp, float *buf, size_t n);
-/* Rows [r0, r0 + n) of a weight (any type: whole rows), and columns [c0, c0 + n) of an F32 one (rows keep their
- * stride): a column-parallel layer's share, a row-parallel one's. The whole weight comes back as it is. */
-lmf_wtensor lmf_wtensor_rows(const lmf_wtensor *W, int r0, int n);
-lmf_wtensor lmf_wtensor_cols(const lmf_wtensor *W, int c0, int n);
 
 /* Where a forward's linear layers read their input rows (lmf_block_ctx.observe): the rows every matrix of that site
  * multiplies. An observer sees each site's rows once per step, before the products (lmforge imatrix: the inputs'

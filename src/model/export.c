@@ -536,9 +536,9 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama, qwen2, qwen2moe, "
                         "qwen3, qwen3moe, olmoe, phi3 and gpt2 architectures only); export it with --to safetensors",
                         path, lmf_arch_name(c->arch));
-    if (phi3 && (c->n_expert || c->qkv_bias))
-        return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's phi3 has no experts and no q/k/v biases; this model has %s", path,
-                        c->n_expert ? "experts" : "biases");
+    if (phi3 && (c->n_expert || c->qkv_bias || c->pos != LMF_POS_ROPE_HALF))
+        return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's phi3 has no experts, no q/k/v biases and RoPE on halves (NEOX); "
+                        "this model does not fit", path);
     if ((c->qk_norm == LMF_QK_NORM_HEAD && !q3) || (c->qk_norm == LMF_QK_NORM_FULL && !olmoe) || (q3 && !c->qk_norm))
         return lmf_fail(LMF_ERR_ARG, "%s: a per-head q/k norm is written as llama.cpp's qwen3 / qwen3moe (arch = qwen3), "
                         "a full-width one as its olmoe (arch = olmoe); this model is arch %s with qk_norm %d", path,
@@ -782,6 +782,18 @@ static void put_m(st_list *s, const char *name, const lmf_wtensor *t, const int 
 
 static void put_v(st_list *s, const char *name, const float *x, int n) { put(s, name, n, 0, vec1(&s->P, x, n, s->type)); }
 
+/* matrices t[0..n) (of one width) stacked row-wise as one tensor (Phi-3's qkv_proj, gate_up_proj) */
+static void put_fused(st_list *s, const char *name, const lmf_wtensor *const *t, int n) {
+    size_t rows = 0, es = type_size(s->type);
+    for (int i = 0; i < n; i++) rows += (size_t)t[i]->rows;
+    uint8_t *d = pool_alloc(&s->P, rows * (size_t)t[0]->cols * es), *at = d;
+    for (int i = 0; i < n; i++) {
+        convert(at, s->type, t[i], NULL, 0, 0, 0);
+        at += (size_t)t[i]->rows * t[i]->cols * es;
+    }
+    put(s, name, (int)rows, t[0]->cols, d);
+}
+
 /* A Conv1D weight: (in, out) = transpose of t. */
 static void put_t(st_list *s, const char *name, const lmf_wtensor *t) {
     void *d = pool_alloc(&s->P, (size_t)t->rows * t->cols * type_size(s->type));
@@ -900,6 +912,22 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
         cJSON_AddBoolToObject(j, "attention_bias", 0);
         cJSON_AddStringToObject(j, "hidden_act", "silu");
         cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_embeddings);
+    } else if (w->cfg.arch == LMF_ARCH_PHI3) {
+        const num_field f[] = {
+            {"hidden_size", c->n_embd}, {"intermediate_size", c->ffn_dim}, {"num_attention_heads", c->n_head},
+            {"num_key_value_heads", c->n_kv_head}, {"num_hidden_layers", c->n_layer},
+            {"max_position_embeddings", c->max_seq_len}, {"original_max_position_embeddings", c->max_seq_len}};
+        hf_family(j, arch, "Phi3ForCausalLM", "phi3", f, sizeof f / sizeof *f);
+        numf(j, "rms_norm_eps", c->norm_eps);
+        numf(j, "rope_theta", c->rope_theta);
+        cJSON_AddNullToObject(j, "rope_scaling");
+        numf(j, "partial_rotary_factor", 1.0);
+        cJSON_AddNullToObject(j, "sliding_window");
+        /* Phi3Config's pad_token_id defaults to 32000, an embedding row a smaller vocabulary lacks */
+        if (w->eos_id >= 0) num(j, "pad_token_id", w->eos_id);
+        else cJSON_AddNullToObject(j, "pad_token_id");
+        cJSON_AddStringToObject(j, "hidden_act", "silu");
+        cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_embeddings);
     } else if (w->cfg.arch == LMF_ARCH_LLAMA) {
         const num_field f[] = {
             {"hidden_size", c->n_embd}, {"intermediate_size", c->ffn_dim}, {"num_attention_heads", c->n_head},
@@ -961,6 +989,14 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
             const lmf_layer_weights *L = &w->layers[l];
             put_v(s, N("model.layers.%d.input_layernorm.weight", l), L->attn_norm_w, C);
             put_v(s, N("model.layers.%d.post_attention_layernorm.weight", l), L->ffn_norm_w, C);
+            if (c->arch == LMF_ARCH_PHI3) { /* q | k | v and gate | up fused (validation: rotate_half order) */
+                const lmf_wtensor *qkv[3] = {&L->wq, &L->wk, &L->wv}, *gu[2] = {&L->w_gate, &L->w_up};
+                put_fused(s, N("model.layers.%d.self_attn.qkv_proj.weight", l), qkv, 3);
+                put_m(s, N("model.layers.%d.self_attn.o_proj.weight", l), &L->wo, NULL);
+                put_fused(s, N("model.layers.%d.mlp.gate_up_proj.weight", l), gu, 2);
+                put_m(s, N("model.layers.%d.mlp.down_proj.weight", l), &L->w_down, NULL);
+                continue;
+            }
             put_m(s, N("model.layers.%d.self_attn.q_proj.weight", l), &L->wq, pq);
             put_m(s, N("model.layers.%d.self_attn.k_proj.weight", l), &L->wk, pk);
             put_m(s, N("model.layers.%d.self_attn.v_proj.weight", l), &L->wv, NULL);
@@ -1101,8 +1137,12 @@ static lmf_status hf_tokenizer(const lmf_weights *w, const char *dir) {
 lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_t type) {
     const lmf_model_config *c = &w->cfg;
     if (c->arch != LMF_ARCH_LLAMA && c->arch != LMF_ARCH_GPT2 && c->arch != LMF_ARCH_OPT && c->arch != LMF_ARCH_QWEN2 &&
-        c->arch != LMF_ARCH_QWEN3 && c->arch != LMF_ARCH_OLMOE)
+        c->arch != LMF_ARCH_QWEN3 && c->arch != LMF_ARCH_OLMOE && c->arch != LMF_ARCH_PHI3)
         return lmf_fail(LMF_ERR_ARG, "%s: cannot export family '%s'", dir, lmf_arch_name(c->arch));
+    if (c->arch == LMF_ARCH_PHI3 &&
+        (c->n_expert || c->qkv_bias || c->rope_scaling || c->head_dim || c->pos != LMF_POS_ROPE_HALF))
+        return lmf_fail(LMF_ERR_ARG, "%s: transformers' Phi-3 has no experts, no q/k/v biases, no RoPE scaling but "
+                        "LongRoPE, heads hidden_size / heads wide and RoPE on halves; this model does not fit", dir);
     if ((c->qk_norm == LMF_QK_NORM_HEAD && c->arch != LMF_ARCH_QWEN3) ||
         (c->qk_norm == LMF_QK_NORM_FULL && c->arch != LMF_ARCH_OLMOE) ||
         ((c->arch == LMF_ARCH_QWEN3 || c->arch == LMF_ARCH_OLMOE) && !c->qk_norm))

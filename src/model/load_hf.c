@@ -31,6 +31,10 @@
  *          head_dim): an RMSNorm over the whole q and k rows before RoPE; every layer a mixture of experts as
  *          qwen3_moe's (num_experts, num_experts_per_tok, intermediate_size each expert's F, norm_topk_prob false by
  *          default). Refused: clip_qkv, attention_bias.
+ *   phi3:  llama's names but self_attn.qkv_proj (q | k | v rows) and mlp.gate_up_proj (gate | up rows) for q/k/v and
+ *          gate/up, cut into views. Refused: partial_rotary_factor other than 1 (Phi-4-mini), longrope (the 128k
+ *          models) as any other RoPE scaling but linear and llama3. sliding_window is not applied, as llama.cpp's
+ *          phi3 does not (transformers masks keys further back than it: the same logits up to that many tokens).
  *   gpt2:  [transformer.]{wte, wpe, ln_f, h.N.{ln_1, attn.c_attn (fused q|k|v along out), attn.c_proj, ln_2,
  *          mlp.c_fc, mlp.c_proj}}.{weight,bias}; Conv1D weights stored (in, out); head tied to wte.
  *   opt:   [model.]decoder.{embed_tokens, embed_positions (max_position_embeddings + 2 rows: positions start at
@@ -554,15 +558,17 @@ static lmf_status rope_config(hf *h, lmf_model_config *c) {
     return LMF_OK;
 }
 
-/* llama, mixtral, qwen2, qwen2_moe, qwen3 and qwen3_moe (model_type): one layout of names, a few fields apart. */
+/* llama, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe, olmoe and phi3 (model_type): one layout of names, a few fields
+ * apart. */
 static lmf_status load_llama(hf *h, const char *type) {
     lmf_weights *w = h->w;
     lmf_model_config *c = &w->cfg;
     int qwen3 = !strncmp(type, "qwen3", 5), qwen = !strncmp(type, "qwen2", 5) || qwen3, olmoe = !strcmp(type, "olmoe");
-    int qmoe = !strcmp(type, "qwen2_moe") || !strcmp(type, "qwen3_moe");
+    int qmoe = !strcmp(type, "qwen2_moe") || !strcmp(type, "qwen3_moe"), phi3 = !strcmp(type, "phi3");
     *c = lmf_model_config_default(olmoe   ? LMF_ARCH_OLMOE
                                   : qwen3 ? LMF_ARCH_QWEN3
                                   : qwen  ? LMF_ARCH_QWEN2
+                                  : phi3  ? LMF_ARCH_PHI3
                                           : LMF_ARCH_LLAMA);
     LMF_TRY(get_int(h, "hidden_size", -1, &c->n_embd));
     LMF_TRY(get_int(h, "intermediate_size", -1, &c->ffn_dim));
@@ -594,9 +600,19 @@ static lmf_status load_llama(hf *h, const char *type) {
     LMF_TRY(get_int(h, "head_dim", qwen3 ? 128 : c->n_embd / (c->n_head ? c->n_head : 1), &head_dim));
     if ((long long)head_dim * c->n_head != c->n_embd) c->head_dim = head_dim;
     if (qwen) LMF_TRY(qwen2_full_attention(h));
+    if (phi3) { /* beside the RoPE fields (transformers 4) or among them (transformers 5's rope_parameters) */
+        float partial;
+        LMF_TRY(get_float(h, "partial_rotary_factor", 1.0f, &partial));
+        const cJSON *rp = field(h, "rope_parameters");
+        const cJSON *in = rp ? cJSON_GetObjectItemCaseSensitive(rp, "partial_rotary_factor") : NULL;
+        if (in && !cJSON_IsNull(in)) partial = cJSON_IsNumber(in) ? (float)in->valuedouble : -1.0f;
+        if (partial != 1.0f)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: partial_rotary_factor %g (RoPE on part of each head) is not "
+                            "supported", h->cfg_path, partial);
+    }
     if (qmoe) LMF_TRY(qwen_moe_config(h, !qwen3));
     else if (olmoe) LMF_TRY(olmoe_config(h));
-    else if (!qwen) LMF_TRY(moe_config(h));
+    else if (!qwen && !phi3) LMF_TRY(moe_config(h));
     LMF_TRY(check_config(h, type));
 
     int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim, V = c->vocab_size;
@@ -610,6 +626,17 @@ static lmf_status load_llama(hf *h, const char *type) {
         lmf_layer_weights *L = &w->layers[l];
         LMF_TRY(vec(h, NAME("model.layers.%d.input_layernorm.weight", l), C, &L->attn_norm_w));
         LMF_TRY(vec(h, NAME("model.layers.%d.post_attention_layernorm.weight", l), C, &L->ffn_norm_w));
+        if (phi3) { /* q | k | v and gate | up as one matrix each */
+            lmf_wtensor qkv, gu;
+            LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.qkv_proj.weight", l), QD + 2 * KV, C, &qkv));
+            LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.gate_up_proj.weight", l), 2 * F, C, &gu));
+            L->wq = lmf_wtensor_rows(&qkv, 0, QD), L->wk = lmf_wtensor_rows(&qkv, QD, KV);
+            L->wv = lmf_wtensor_rows(&qkv, QD + KV, KV);
+            L->w_gate = lmf_wtensor_rows(&gu, 0, F), L->w_up = lmf_wtensor_rows(&gu, F, F);
+            LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.o_proj.weight", l), C, QD, &L->wo));
+            LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.down_proj.weight", l), C, F, &L->w_down));
+            continue;
+        }
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.q_proj.weight", l), QD, C, &L->wq));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.k_proj.weight", l), KV, C, &L->wk));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.v_proj.weight", l), KV, C, &L->wv));
@@ -870,14 +897,14 @@ static lmf_status load(hf *h) {
     if (!cJSON_IsString(mt)) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"model_type\" is missing", h->cfg_path);
     if (!strcmp(mt->valuestring, "llama") || !strcmp(mt->valuestring, "mixtral") || !strcmp(mt->valuestring, "qwen2") ||
         !strcmp(mt->valuestring, "qwen2_moe") || !strcmp(mt->valuestring, "qwen3") ||
-        !strcmp(mt->valuestring, "qwen3_moe") || !strcmp(mt->valuestring, "olmoe"))
+        !strcmp(mt->valuestring, "qwen3_moe") || !strcmp(mt->valuestring, "olmoe") || !strcmp(mt->valuestring, "phi3"))
         LMF_TRY(load_llama(h, mt->valuestring));
     else if (!strcmp(mt->valuestring, "gpt2")) LMF_TRY(load_gpt2(h));
     else if (!strcmp(mt->valuestring, "opt")) LMF_TRY(load_opt(h));
     else
         return lmf_fail(LMF_ERR_FORMAT,
                         "%s: model_type \"%s\" is not supported (lmforge loads llama, mixtral, qwen2, qwen2_moe, qwen3, "
-                        "qwen3_moe, olmoe, gpt2 and opt)",
+                        "qwen3_moe, olmoe, phi3, gpt2 and opt)",
                         h->cfg_path, mt->valuestring);
     LMF_TRY(load_tokenizer(h));
     return lmf_weights_validate(h->w, h->dir);

@@ -60,6 +60,22 @@ void lmf_wtensor_set(lmf_wtensor *t, uint32_t type, int rows, int cols, const vo
     t->r16 = NULL;
 }
 
+lmf_wtensor lmf_wtensor_rows(const lmf_wtensor *W, int r0, int n) {
+    lmf_wtensor v = *W;
+    if (W->data && r0) v.data = (const char *)W->data + (size_t)r0 * W->row_bytes;
+    v.rows = n;
+    return v;
+}
+lmf_wtensor lmf_wtensor_cols(const lmf_wtensor *W, int c0, int n) {
+    lmf_wtensor v = *W;
+    if (c0) {
+        LMF_CHECK(W->type == LMF_GGML_F32);
+        v.data = (const float *)W->data + c0;
+    }
+    v.cols = n;
+    return v;
+}
+
 void lmf_layer_matrices(const lmf_layer_weights *L, const lmf_wtensor *out[LMF_LAYER_MATRICES]) {
     out[0] = &L->wq, out[1] = &L->wk, out[2] = &L->wv, out[3] = &L->wo;
     out[4] = &L->w_gate, out[5] = &L->w_up, out[6] = &L->w_down;

@@ -89,6 +89,11 @@ lmf_status lmf_weights_f32_copy(lmf_weights *w, uint32_t type, const void *src, 
                                 const float **out);
 /* Fills t for rows x cols of `type` at data (row_bytes from the type's block size). */
 void lmf_wtensor_set(lmf_wtensor *t, uint32_t type, int rows, int cols, const void *data);
+/* Rows [r0, r0 + n) of a weight (any type: whole rows), and columns [c0, c0 + n) of an F32 one (rows keep their
+ * stride): a column-parallel layer's share, a row-parallel one's, a part of a fused matrix (q|k|v, gate|up). The
+ * whole weight comes back as it is. */
+lmf_wtensor lmf_wtensor_rows(const lmf_wtensor *W, int r0, int n);
+lmf_wtensor lmf_wtensor_cols(const lmf_wtensor *W, int c0, int n);
 /* A layer's weight matrices in a fixed order: q, k, v, o, gate, up, down (absent ones have rows == 0). */
 enum { LMF_LAYER_MATRICES = 7 };
 void lmf_layer_matrices(const lmf_layer_weights *L, const lmf_wtensor *out[LMF_LAYER_MATRICES]);

@@ -276,14 +276,6 @@ static lmf_status matrix(const lmf_gguf *g, const char *name, int rows, int cols
     return LMF_OK;
 }
 
-/* Rows r0 .. r0 + n of a matrix, as a matrix of its own (a view of a fused tensor: gpt2's and phi3's attn_qkv, phi3's
- * ffn_up) */
-static void rows_of(const lmf_wtensor *t, int r0, int n, lmf_wtensor *out) {
-    *out = *t;
-    out->rows = n;
-    out->data = (const char *)t->data + (size_t)r0 * t->row_bytes;
-}
-
 /* A 3-D stack of E matrices rows x cols (ggml dims cols, rows, E: llama.cpp's *_exps) as E views in out[3e + k]. */
 static lmf_status stack3(const lmf_gguf *g, const char *name, int E, int rows, int cols, lmf_wtensor *out, int k) {
     const lmf_gguf_tensor *t = lmf_gguf_find_tensor(g, name);
@@ -401,7 +393,7 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
         } else if (c->arch == LMF_ARCH_PHI3) { /* gate | up in one matrix (llama.cpp's SWIGLU halves) */
             lmf_wtensor gu;
             LMF_TRY(matrix(g, NAME("ffn_up.weight"), 2 * F, C, &gu));
-            rows_of(&gu, 0, F, &L->w_gate), rows_of(&gu, F, F, &L->w_up);
+            L->w_gate = lmf_wtensor_rows(&gu, 0, F), L->w_up = lmf_wtensor_rows(&gu, F, F);
             LMF_TRY(matrix(g, NAME("ffn_down.weight"), C, F, &L->w_down));
         } else {
             LMF_TRY(matrix(g, NAME("ffn_up.weight"), F, C, &L->w_up));
@@ -411,7 +403,8 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
             lmf_wtensor qkv;
             const float *b;
             LMF_TRY(matrix(g, NAME("attn_qkv.weight"), 3 * C, C, &qkv));
-            rows_of(&qkv, 0, C, &L->wq), rows_of(&qkv, C, C, &L->wk), rows_of(&qkv, 2 * C, C, &L->wv);
+            L->wq = lmf_wtensor_rows(&qkv, 0, C), L->wk = lmf_wtensor_rows(&qkv, C, C);
+            L->wv = lmf_wtensor_rows(&qkv, 2 * C, C);
             LMF_TRY(vec(w, g, NAME("attn_qkv.bias"), 3 * C, &b));
             L->bq = b, L->bk = b + C, L->bv = b + 2 * C;
             LMF_TRY(vec(w, g, NAME("attn_norm.bias"), C, &L->attn_norm_b));
@@ -423,7 +416,8 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
             if (c->arch == LMF_ARCH_PHI3 && lmf_gguf_find_tensor(g, NAME("attn_qkv.weight"))) { /* else apart */
                 lmf_wtensor qkv;
                 LMF_TRY(matrix(g, name, QD + 2 * KV, C, &qkv));
-                rows_of(&qkv, 0, QD, &L->wq), rows_of(&qkv, QD, KV, &L->wk), rows_of(&qkv, QD + KV, KV, &L->wv);
+                L->wq = lmf_wtensor_rows(&qkv, 0, QD), L->wk = lmf_wtensor_rows(&qkv, QD, KV);
+                L->wv = lmf_wtensor_rows(&qkv, QD + KV, KV);
             } else {
                 LMF_TRY(matrix(g, NAME("attn_q.weight"), QD, C, &L->wq));
                 LMF_TRY(matrix(g, NAME("attn_k.weight"), KV, C, &L->wk));

@@ -1,0 +1,180 @@
+/* test_phi3.c — the phi3 family (llama's block with q|k|v and gate|up stored fused) against transformers
+ * (tests/reference/make_phi3_fixtures.py: a tiny Phi3ForCausalLM folder and its logits) and through every format:
+ *  - transformers' folder (qkv_proj, gate_up_proj) gives its logits;
+ *  - our GGUF export (llama.cpp's phi3: attn_qkv and a 2F-row ffn_up, no ffn_gate) reads back with them, F32 exactly
+ *    and Q8_0 near; our Hugging Face export (Phi3ForCausalLM) reads back with them;
+ *  - the gguf-py fixture (tiny_phi3.gguf) written as Hugging Face keeps its logits;
+ *  - refused by name: RoPE on part of each head, LongRoPE in config.json and in a GGUF (rope_factors_*). */
+#include "test_util.h"
+
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "lmforge.h"
+#include "model/export.h"
+#include "model/weights.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FIX LMF_SOURCE_DIR "/tests/reference/fixtures/"
+#define B 2
+#define T 8
+
+/* The last-layer logits of every position of B rows of T tokens, each row from an empty cache. */
+static void logits_of(lmf_weights *w, const int32_t *tok, float *out) {
+    int V = lmf_weights_config(w)->vocab_size;
+    lmf_session *s;
+    assert_int_equal(lmf_session_create(w, 32, &s), LMF_OK);
+    for (int b = 0; b < B; b++) {
+        const float *lg;
+        lmf_session_rewind(s, 0);
+        assert_int_equal(lmf_session_eval(s, tok + b * T, T, 1, &lg), LMF_OK);
+        memcpy(out + (size_t)b * T * V, lg, sizeof(float) * (size_t)T * V);
+    }
+    lmf_session_free(s);
+}
+
+static const lmf_st_tensor *need(lmf_safetensors *st, const char *name) {
+    const lmf_st_tensor *t = lmf_safetensors_find(st, name);
+    if (!t) fail_msg("logits.safetensors: no tensor %s", name);
+    return t;
+}
+
+/* The model at path against transformers' logits, within tol (relative to the largest). */
+static void check(const char *path, double tol) {
+    lmf_safetensors *st;
+    assert_int_equal(lmf_safetensors_open(FIX "phi3/logits.safetensors", &st), LMF_OK);
+    lmf_weights *w;
+    if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(lmf_weights_config(w)->arch, LMF_ARCH_PHI3);
+    size_t n = (size_t)B * T * lmf_weights_config(w)->vocab_size;
+    float *lg = malloc(sizeof(float) * n);
+    logits_of(w, need(st, "tokens")->data, lg);
+    double e = rel_err(lg, need(st, "logits")->data, (long)n);
+    printf("%s: logits off transformers' by %.3g\n", path, e);
+    if (!(e <= tol)) fail_msg("%s: logits off by %.3g (> %.3g)", path, e, tol);
+    free(lg);
+    lmf_weights_free(w);
+    lmf_safetensors_close(st);
+}
+
+static void test_hf_folder(void **s) {
+    (void)s;
+    check(FIX "phi3/phi3", 1e-5);
+    lmf_weights *w;
+    assert_int_equal(lmf_weights_load(FIX "phi3/phi3", &w), LMF_OK);
+    const lmf_model_config *c = lmf_weights_config(w);
+    assert_true(!c->tied_embeddings && c->n_kv_head == 2 && c->ffn_dim == 24 && c->pos == LMF_POS_ROPE_HALF);
+    lmf_weights_free(w);
+}
+
+static void test_exports(void **s) {
+    (void)s;
+    lmf_weights *w;
+    assert_int_equal(lmf_weights_load(FIX "phi3/phi3", &w), LMF_OK);
+    char path[256], cmd[600];
+    snprintf(path, sizeof path, "/tmp/lmf_phi3_%d.gguf", (int)getpid());
+    if (lmf_export_gguf(w, path, LMF_GGML_F32, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_gguf *g;
+    assert_int_equal(lmf_gguf_open(path, &g), LMF_OK);
+    const char *arch;
+    assert_int_equal(lmf_gguf_get_str(g, "general.architecture", &arch), LMF_OK);
+    assert_string_equal(arch, "phi3");
+    const lmf_gguf_tensor *qkv = lmf_gguf_find_tensor(g, "blk.1.attn_qkv.weight"),
+                          *up = lmf_gguf_find_tensor(g, "blk.1.ffn_up.weight"); /* ggml order: [in, out] */
+    assert_true(qkv && qkv->ne[0] == 32 && qkv->ne[1] == 32 + 2 * 16);
+    assert_true(up && up->ne[0] == 32 && up->ne[1] == 2 * 24);
+    assert_null(lmf_gguf_find_tensor(g, "blk.1.ffn_gate.weight"));
+    assert_null(lmf_gguf_find_tensor(g, "blk.1.attn_q.weight"));
+    lmf_gguf_close(g);
+    check(path, 1e-5);
+    if (lmf_export_gguf(w, path, LMF_GGML_Q8_0, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
+    check(path, 3e-2); /* Q8_0's error on rows of 32 */
+    unlink(path);
+    snprintf(path, sizeof path, "/tmp/lmf_phi3_hf_%d", (int)getpid());
+    if (lmf_export_safetensors(w, path, LMF_GGML_F32) != LMF_OK) fail_msg("%s", lmf_last_error());
+    check(path, 1e-5);
+    snprintf(cmd, sizeof cmd, "grep -q '\"model_type\":.*\"phi3\"' %s/config.json && rm -rf %s", path, path);
+    assert_int_equal(system(cmd), 0);
+    lmf_weights_free(w);
+}
+
+/* gguf-py's phi3 (llama.cpp's names, written by another tool) as a Hugging Face folder: the same logits */
+static void test_gguf_to_hf(void **s) {
+    (void)s;
+    lmf_weights *g, *h;
+    assert_int_equal(lmf_weights_load(FIX "tiny_phi3.gguf", &g), LMF_OK);
+    char path[256], cmd[600];
+    snprintf(path, sizeof path, "/tmp/lmf_phi3_fromgguf_%d", (int)getpid());
+    if (lmf_export_safetensors(g, path, LMF_GGML_F32) != LMF_OK) fail_msg("%s", lmf_last_error());
+    assert_int_equal(lmf_weights_load(path, &h), LMF_OK);
+    int V = lmf_weights_config(g)->vocab_size;
+    int32_t tok[B * T];
+    for (int i = 0; i < B * T; i++) tok[i] = (i * 37 + 5) % V;
+    float *a = malloc(sizeof(float) * B * T * V), *b = malloc(sizeof(float) * B * T * V);
+    logits_of(g, tok, a);
+    logits_of(h, tok, b);
+    double e = rel_err(b, a, (long)B * T * V);
+    printf("tiny_phi3.gguf -> Hugging Face: logits off by %.3g\n", e);
+    /* the same values, but quantized weights may take integer or split-bf16 prefill products (AMX): decode's
+     * tolerance, as test_infer_tiny's */
+    assert_true(e <= 2e-3);
+    free(a), free(b);
+    lmf_weights_free(g), lmf_weights_free(h);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", path);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* config.json with one field changed (sed expression), loaded: refused with `want` in the message */
+static void refused_hf(const char *sed, const char *want) {
+    char dir[256], cmd[900];
+    snprintf(dir, sizeof dir, "/tmp/lmf_phi3_bad_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "rm -rf %s && cp -r %s %s && sed -i '%s' %s/config.json", dir, FIX "phi3/phi3", dir, sed,
+             dir);
+    assert_int_equal(system(cmd), 0);
+    lmf_weights *w;
+    assert_int_equal(lmf_weights_load(dir, &w), LMF_ERR_FORMAT);
+    printf("refused: %s\n", lmf_last_error());
+    assert_non_null(strstr(lmf_last_error(), want));
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_refusals(void **s) {
+    (void)s;
+    refused_hf("s/\"partial_rotary_factor\": 1.0/\"partial_rotary_factor\": 0.75/", "partial_rotary_factor 0.75");
+    refused_hf("s/\"rope_type\": \"default\"/\"rope_type\": \"longrope\"/", "longrope");
+    /* a GGUF with LongRoPE's factor tensors: the fixture's bytes with one tensor renamed */
+    size_t n;
+    char *bytes = slurp(FIX "tiny_phi3.gguf", &n);
+    assert_non_null(bytes);
+    const char from[] = "blk.0.attn_output.weight", to[] = "rope_factors_long.weight"; /* the same length */
+    _Static_assert(sizeof from == sizeof to, "a rename in place");
+    char *at = memmem(bytes, n, from, sizeof from - 1);
+    assert_non_null(at);
+    memcpy(at, to, sizeof to - 1);
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/lmf_phi3_longrope_%d.gguf", (int)getpid());
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+    free(bytes);
+    lmf_weights *w;
+    assert_int_equal(lmf_weights_load(path, &w), LMF_ERR_FORMAT);
+    printf("refused: %s\n", lmf_last_error());
+    assert_non_null(strstr(lmf_last_error(), "LongRoPE"));
+    unlink(path);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hf_folder),
+        cmocka_unit_test(test_exports),
+        cmocka_unit_test(test_gguf_to_hf),
+        cmocka_unit_test(test_refusals),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
