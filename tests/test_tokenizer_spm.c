@@ -1,6 +1,6 @@
 /* test_tokenizer_spm.c — the SentencePiece tokenizer (GGUF tokenizer.ggml.model "llama"):
  *  - the ids of llama.cpp's llama-tokenize under the Phi-3 vocabulary (a Llama-2 SentencePiece BPE with byte
- *    fallback and added tokens) on 341 texts: its own test strings, the KJV, code, random Unicode and random bytes,
+ *    fallback and added tokens) on 403 texts: its own test strings, the KJV, code, random Unicode and random bytes,
  *    special tokens (tests/data/phi3/spm_cases.txt, made by tests/reference/tokenizer/spm_fixture.py);
  *  - decode with LMF_DECODE_TEXT_START gives the text back, streaming encode/decode equal one-shot;
  *  - a vocabulary without byte tokens (unknown token), score ties (leftmost first), bad vocabularies refused;

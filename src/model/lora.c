@@ -146,6 +146,11 @@ lmf_status lmf_lora_create_pattern(const lmf_model_config *cfg, const char *targ
                                    float dropout, int rslora, int n_pat, const char *const *pat_names,
                                    const int *pat_r, const float *pat_alpha, lmf_lora **out) {
     *out = NULL;
+    /* PEFT adapts Phi-3's fused qkv_proj and gate_up_proj as one Linear each (one A over q, k and v): not the
+     * separate modules of lmforge's adapters */
+    if (cfg->arch == LMF_ARCH_PHI3)
+        return lmf_fail(LMF_ERR_ARG, "LoRA on a phi3 model (PEFT's adapters over its fused qkv_proj / gate_up_proj) "
+                        "is not supported yet; full fine-tuning (--full) is");
     if (r <= 0 || r > 256) return lmf_fail(LMF_ERR_ARG, "lora rank r = %d must be in [1, 256]", r);
     if (!(alpha > 0)) return lmf_fail(LMF_ERR_ARG, "lora alpha = %g must be positive", alpha);
     if (!(dropout >= 0 && dropout < 1)) return lmf_fail(LMF_ERR_ARG, "lora dropout = %g must be in [0, 1)", dropout);
