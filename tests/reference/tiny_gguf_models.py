@@ -97,11 +97,10 @@ def rope_half(x, nheads, theta):
     return out
 
 
-def llama():
-    NKV, F, eps, theta = 2, 96, 1e-5, 10000.0
-    hs = C // NH
-    w = GGUFWriter(os.path.join(OUT, "tiny_llama.gguf"), "llama")
-    w.add_name("tiny llama (lmforge test fixture)")
+def llama_writer(arch, NKV, F, eps, theta):
+    """A GGUF writer for tiny_<arch>.gguf with llama's hyperparameter keys under arch's prefix."""
+    w = GGUFWriter(os.path.join(OUT, f"tiny_{arch}.gguf"), arch)
+    w.add_name(f"tiny {arch} (lmforge test fixture)")
     w.add_block_count(L)
     w.add_context_length(64)
     w.add_embedding_length(C)
@@ -110,6 +109,13 @@ def llama():
     w.add_head_count_kv(NKV)
     w.add_layer_norm_rms_eps(eps)
     w.add_rope_freq_base(theta)
+    return w
+
+
+def llama():
+    NKV, F, eps, theta = 2, 96, 1e-5, 10000.0
+    hs = C // NH
+    w = llama_writer("llama", NKV, F, eps, theta)
     # every type in the model, rotated across tensors and layers
     types = [Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.F16, Q.BF16, Q.F32]
     r = lambda *s: rng.normal(0, 0.3, s)
@@ -198,16 +204,7 @@ def phi3():
     NKV, F, eps, theta = 2, 96, 1e-5, 10000.0
     hs = C // NH
     g = np.random.default_rng(31)
-    w = GGUFWriter(os.path.join(OUT, "tiny_phi3.gguf"), "phi3")
-    w.add_name("tiny phi3 (lmforge test fixture)")
-    w.add_block_count(L)
-    w.add_context_length(64)
-    w.add_embedding_length(C)
-    w.add_feed_forward_length(F)
-    w.add_head_count(NH)
-    w.add_head_count_kv(NKV)
-    w.add_layer_norm_rms_eps(eps)
-    w.add_rope_freq_base(theta)
+    w = llama_writer("phi3", NKV, F, eps, theta)
     w.add_rope_dimension_count(hs)
     types = [Q.Q8_0, Q.Q4_0, Q.F16, Q.Q4_1, Q.BF16, Q.F32]
     r = lambda *s: g.normal(0, 0.3, s)
