@@ -240,6 +240,11 @@ static size_t trim_end(const uint8_t *text, size_t n) {
     return n;
 }
 
+/* Where the plain text text[pos, p) before a special token (strip: its LMF_STRIP_*) ends */
+static size_t plain_end(const uint8_t *text, size_t pos, size_t p, unsigned strip) {
+    return strip & LMF_STRIP_LEFT ? pos + trim_end(text + pos, p - pos) : p;
+}
+
 void lmf_tokenizer_set_strip(lmf_tokenizer *tok, int32_t id, unsigned flags) {
     if (id < 0 || id >= tok->bpe.n_vocab) return;
     if (!tok->strip) tok->strip = lmf_xcalloc((size_t)tok->bpe.n_vocab, 1);
@@ -403,7 +408,7 @@ static void encode_with_specials(lmf_enc_state *st, const uint8_t *text, size_t 
         int32_t id = -1;
         size_t len = 0, p = find_special(tok, text, pos, n, n, allow, &id, &len);
         unsigned strip = p < n ? strip_of(tok, id) : 0;
-        encode_plain(st, text + pos, (strip & LMF_STRIP_LEFT ? pos + trim_end(text + pos, p - pos) : p) - pos);
+        encode_plain(st, text + pos, plain_end(text, pos, p, strip) - pos);
         if (p == n || st->err != LMF_OK) break;
         lmf_ids_push(st->out, &id, 1);
         st->at_start = 0;
@@ -534,7 +539,7 @@ static lmf_status encoder_run(lmf_tokenizer_encoder *e, lmf_ids *out, int final)
         size_t len = 0, p = active ? find_special(tok, e->buf, pos, limit, n, allow, &id, &len) : n;
         if (p < n) {
             unsigned strip = strip_of(tok, id);
-            encode_plain(st, e->buf + pos, (strip & LMF_STRIP_LEFT ? pos + trim_end(e->buf + pos, p - pos) : p) - pos);
+            encode_plain(st, e->buf + pos, plain_end(e->buf, pos, p, strip) - pos);
             lmf_ids_push(out, &id, 1);
             st->at_start = 0;
             pos = consumed = p + len;
