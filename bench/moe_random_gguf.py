@@ -11,7 +11,9 @@ needs numpy and gguf-py (from a llama.cpp tree: LLAMA_CPP=/work/ref/llama.cpp by
 Weights: normal(0, 0.02), norms 1; no tokenizer (tokenizer.ggml.model "none": both programs bench random ids).
 --phi3 (dense only): llama.cpp's phi3 architecture, q|k|v fused in attn_qkv and gate|up in ffn_up, named "Phi3
 random". --vocab-gguf: the vocabulary (tokenizer.* keys) of another GGUF instead of none; --vocab is then its size
-(e.g. tests/data/phi3/vocab.gguf: a Phi-3 model lmforge and llama.cpp can both prompt with text).
+(e.g. tests/data/phi3/vocab.gguf: a Phi-3 model lmforge and llama.cpp can both prompt with text). --longrope ORIG
+(with --phi3): Phi-3 128k's LongRoPE, random short and long factors in [1, 4), original context ORIG, llama.cpp's
+attention factor sqrt(1 + ln(4096 / ORIG) / ln ORIG).
 """
 import argparse
 import os
@@ -30,6 +32,7 @@ def main():
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=v)
     ap.add_argument("--phi3", action="store_true")
     ap.add_argument("--vocab-gguf")
+    ap.add_argument("--longrope", type=int, default=0, metavar="ORIG")
     a = ap.parse_args()
     if a.phi3:
         a.experts = 0
@@ -49,6 +52,9 @@ def main():
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(10000.0)
     w.add_rope_dimension_count(hs)
+    if a.longrope:
+        w.add_rope_scaling_orig_ctx_len(a.longrope)
+        w.add_rope_scaling_attn_factors(float(np.sqrt(1 + np.log(4096 / a.longrope) / np.log(a.longrope))))
     if E:
         w.add_expert_count(E)
         w.add_expert_used_count(a.used)
@@ -79,6 +85,9 @@ def main():
         total += x.size
         w.add_tensor(name, x)
 
+    if a.longrope:
+        for k in ("long", "short"):
+            w.add_tensor(f"rope_factors_{k}.weight", (1 + 3 * rng.random(hs // 2)).astype(np.float32))
     t("token_embd.weight", V, C)
     t("output_norm.weight", C)
     t("output.weight", V, C)

@@ -102,6 +102,9 @@ typedef enum {
     LMF_ROPE_SCALING_LINEAR = 1, /* f_i = rope_factor: positions interpolated (transformers' "linear") */
     LMF_ROPE_SCALING_LLAMA3 = 2, /* Llama 3.1+: f_i = 1 for wavelengths below rope_orig_ctx / rope_high_freq_factor,
                                   * rope_factor above rope_orig_ctx / rope_low_freq_factor, smoothly between */
+    LMF_ROPE_SCALING_LONGROPE = 3, /* Phi-3 128k (LongRoPE): f_i the model's own per-pair factors (its weights'
+                                    * rope_short, or rope_long for a context past rope_orig_ctx, as llama.cpp picks
+                                    * them), cos and sin scaled by rope_factor (the attention factor); inference only */
 } lmf_rope_scaling_kind;
 
 /* The one description of a model: every architectural choice, for training and inference alike. A pre-norm

@@ -4,7 +4,9 @@
  *  - our GGUF export (llama.cpp's phi3: attn_qkv and a 2F-row ffn_up, no ffn_gate) reads back with them, F32 exactly
  *    and Q8_0 near; our Hugging Face export (Phi3ForCausalLM) reads back with them;
  *  - the gguf-py fixture (tiny_phi3.gguf) written as Hugging Face keeps its logits;
- *  - refused by name: RoPE on part of each head, LongRoPE in config.json and in a GGUF (rope_factors_*). */
+ *  - LongRoPE (the 128k models): transformers' short- and long-factor logits by the session's context, through our
+ *    GGUF and HF exports; not trainable (refused);
+ *  - refused by name: RoPE on part of each head, a longrope config without its factors, a GGUF with half of them. */
 #include "test_util.h"
 
 #include "io/gguf.h"
@@ -13,6 +15,7 @@
 #include "model/export.h"
 #include "model/weights.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,19 +25,21 @@
 #define B 2
 #define T 8
 
-/* The last-layer logits of every position of B rows of T tokens, each row from an empty cache. */
-static void logits_of(lmf_weights *w, const int32_t *tok, float *out) {
+/* The logits of every position of `rows` rows of n tokens, each row from an empty cache of ctx positions. */
+static void logits_n(lmf_weights *w, const int32_t *tok, int rows, int n, int ctx, float *out) {
     int V = lmf_weights_config(w)->vocab_size;
     lmf_session *s;
-    assert_int_equal(lmf_session_create(w, 32, &s), LMF_OK);
-    for (int b = 0; b < B; b++) {
+    assert_int_equal(lmf_session_create(w, ctx, &s), LMF_OK);
+    for (int b = 0; b < rows; b++) {
         const float *lg;
         lmf_session_rewind(s, 0);
-        assert_int_equal(lmf_session_eval(s, tok + b * T, T, 1, &lg), LMF_OK);
-        memcpy(out + (size_t)b * T * V, lg, sizeof(float) * (size_t)T * V);
+        assert_int_equal(lmf_session_eval(s, tok + b * n, n, 1, &lg), LMF_OK);
+        memcpy(out + (size_t)b * n * V, lg, sizeof(float) * (size_t)n * V);
     }
     lmf_session_free(s);
 }
+
+static void logits_of(lmf_weights *w, const int32_t *tok, float *out) { logits_n(w, tok, B, T, 32, out); }
 
 static const lmf_st_tensor *need(lmf_safetensors *st, const char *name) {
     const lmf_st_tensor *t = lmf_safetensors_find(st, name);
@@ -142,10 +147,59 @@ static void refused_hf(const char *sed, const char *want) {
     assert_int_equal(system(cmd), 0);
 }
 
+/* LongRoPE (Phi-3 128k): transformers' tiny longrope model (original context 16) takes the short factors for the
+ * 8-token rows and the long ones for a 24-token row; lmforge picks them by the session's context, as llama.cpp: a
+ * context of 16 gives the first, 32 the second. The same through our GGUF (rope_factors_*, attn_factor) and HF
+ * exports. */
+static void check_longrope(const char *path, lmf_safetensors *st) {
+    lmf_weights *w;
+    if (lmf_weights_load(path, &w) != LMF_OK) fail_msg("%s: %s", path, lmf_last_error());
+    const lmf_model_config *c = lmf_weights_config(w);
+    assert_true(c->rope_scaling == LMF_ROPE_SCALING_LONGROPE && c->rope_orig_ctx == 16);
+    assert_true(fabsf(c->rope_factor - 1.2247449f) < 1e-6f); /* sqrt(1 + ln(64 / 16) / ln 16) */
+    int V = c->vocab_size;
+    float *lg = malloc(sizeof(float) * 24 * V * 2);
+    logits_n(w, need(st, "tokens")->data, B, T, 16, lg);
+    double e = rel_err(lg, need(st, "logits")->data, (long)B * T * V);
+    logits_n(w, need(st, "long_tokens")->data, 1, 24, 32, lg);
+    double el = rel_err(lg, need(st, "long_logits")->data, 24L * V);
+    printf("%s: LongRoPE short factors (context 16) off by %.3g, long (context 32) by %.3g\n", path, e, el);
+    assert_true(e <= 1e-5 && el <= 1e-5);
+    /* the short factors' logits with the long factors in the table are not these (the check can fail) */
+    logits_n(w, need(st, "tokens")->data, B, T, 32, lg);
+    assert_true(rel_err(lg, need(st, "logits")->data, (long)B * T * V) > 1e-3);
+    free(lg);
+    lmf_weights_free(w);
+}
+
+static void test_longrope(void **s) {
+    (void)s;
+    lmf_safetensors *st;
+    assert_int_equal(lmf_safetensors_open(FIX "phi3/longrope.safetensors", &st), LMF_OK);
+    check_longrope(FIX "phi3/phi3_longrope", st);
+    lmf_weights *w;
+    assert_int_equal(lmf_weights_load(FIX "phi3/phi3_longrope", &w), LMF_OK);
+    char path[256], cmd[600];
+    snprintf(path, sizeof path, "/tmp/lmf_phi3_longrope_%d.gguf", (int)getpid());
+    if (lmf_export_gguf(w, path, LMF_GGML_F32, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
+    check_longrope(path, st);
+    unlink(path);
+    snprintf(path, sizeof path, "/tmp/lmf_phi3_longrope_hf_%d", (int)getpid());
+    if (lmf_export_safetensors(w, path, LMF_GGML_F32) != LMF_OK) fail_msg("%s", lmf_last_error());
+    check_longrope(path, st);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", path);
+    assert_int_equal(system(cmd), 0);
+    /* training reads RoPE factors from the config only: refused by name, not trained with plain RoPE */
+    assert_null(lmf_model_create(&w->cfg, 1, 8, 1));
+    assert_non_null(strstr(lmf_last_error(), "LongRoPE"));
+    lmf_weights_free(w);
+    lmf_safetensors_close(st);
+}
+
 static void test_refusals(void **s) {
     (void)s;
     refused_hf("s/\"partial_rotary_factor\": 1.0/\"partial_rotary_factor\": 0.75/", "partial_rotary_factor 0.75");
-    refused_hf("s/\"rope_type\": \"default\"/\"rope_type\": \"longrope\"/", "longrope");
+    refused_hf("s/\"rope_type\": \"default\"/\"rope_type\": \"longrope\"/", "short_factor");
     /* a GGUF with LongRoPE's factor tensors: the fixture's bytes with one tensor renamed */
     size_t n;
     char *bytes = slurp(FIX "tiny_phi3.gguf", &n);
@@ -165,7 +219,7 @@ static void test_refusals(void **s) {
     lmf_weights *w;
     assert_int_equal(lmf_weights_load(path, &w), LMF_ERR_FORMAT);
     printf("refused: %s\n", lmf_last_error());
-    assert_non_null(strstr(lmf_last_error(), "LongRoPE"));
+    assert_non_null(strstr(lmf_last_error(), "original_context_length"));
     unlink(path);
 }
 
@@ -174,6 +228,7 @@ int main(void) {
         cmocka_unit_test(test_hf_folder),
         cmocka_unit_test(test_exports),
         cmocka_unit_test(test_gguf_to_hf),
+        cmocka_unit_test(test_longrope),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -145,7 +145,8 @@ static void test_config(void **s) {
     } bad[] = {
         {"rope_high_freq_factor = 1\n", "low < high"},
         {"rope_orig_ctx = 0\n", "rope_orig_ctx: 0"},
-        {"rope_scaling = 3\n", "rope_scaling: 3"},
+        {"rope_scaling = 4\n", "rope_scaling: 4"},
+        {"rope_scaling = 3\n", "not longrope's"}, /* low/high left over from llama3 */
         {"rope_factor = 0\n", "rope_factor: 0"},
         {"rope_scaling = 1\n", "not linear's"}, /* low/high/orig left over from llama3 */
         {"rope_scaling = 0\n", "need rope_scaling"},
@@ -390,7 +391,7 @@ static void test_refused(void **s) {
         {"linear", "'s/\"factor\": 2.0/\"factor\": -2/'", "\"rope_parameters.factor\" must be a positive number"},
         /* transformers 4's form names its own field */
         {"llama3", "'s/\"rope_parameters\"/\"rope_scaling\"/; s/\"llama3\"/\"longrope\"/'",
-         "\"rope_scaling\" asks for RoPE scaling of type \"longrope\""},
+         "\"rope_scaling\": LongRoPE is read for phi3 models only"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         edited(cases[i].folder, dir, cases[i].sed);

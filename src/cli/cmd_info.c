@@ -189,6 +189,9 @@ static int info_loaded(const char *path) {
            "output head", c->tied_embeddings ? "tied to the token embedding" : "separate");
     if (w->cfg.pos != LMF_POS_LEARNED) printf("  %-28s %.9g\n", "rope_theta", c->rope_theta);
     if (c->rope_scaling == LMF_ROPE_SCALING_LINEAR) printf("  %-28s linear, factor %.9g\n", "rope_scaling", c->rope_factor);
+    if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE)
+        printf("  %-28s longrope, attention factor %.9g, original context %d\n", "rope_scaling", c->rope_factor,
+               c->rope_orig_ctx);
     if (c->rope_scaling == LMF_ROPE_SCALING_LLAMA3)
         printf("  %-28s llama3, factor %.9g, low_freq_factor %.9g, high_freq_factor %.9g, original context %d\n",
                "rope_scaling", c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_orig_ctx);

@@ -72,6 +72,8 @@ void lmf_attention_backward_b16(float *dqkv, float *scratch, const float *dout, 
  * factors: NULL, or hs/2 divisors of the pairs' frequencies (RoPE scaling: lmf_rope_freq_factors; llama.cpp's
  * rope_freqs.weight). */
 void lmf_rope_table(float *freqs, int T, int hs, float theta, const float *factors);
+/* the same with cos and sin times mscale (LongRoPE's attention factor: q.k scaled by mscale^2) */
+void lmf_rope_table_scaled(float *freqs, int T, int hs, float theta, const float *factors, float mscale);
 /* Dimensions [d0, d1) of row x (heads of hs one after the other) for one position, cs = freqs + position * hs.
  * Pairs must not straddle d0 or d1 (rotate_half: whole heads). */
 void lmf_rope_rotate(float *x, int d0, int d1, const float *cs, int hs, int interleaved, float sign);

@@ -8,13 +8,17 @@
 #include <math.h>
 
 void lmf_rope_table(float *freqs, int T, int hs, float theta, const float *factors) {
+    lmf_rope_table_scaled(freqs, T, hs, theta, factors, 1.0f);
+}
+
+void lmf_rope_table_scaled(float *freqs, int T, int hs, float theta, const float *factors, float mscale) {
     int half = hs / 2;
     for (int t = 0; t < T; t++) {
         for (int d = 0; d < half; d++) {
             /* double precision so long contexts and large theta keep accurate angles */
             double inv = pow((double)theta, -2.0 * d / hs) / (factors ? factors[d] : 1.0), a = t * inv;
-            freqs[(long)t * hs + d] = (float)cos(a);
-            freqs[(long)t * hs + half + d] = (float)sin(a);
+            freqs[(long)t * hs + d] = (float)(cos(a) * mscale);
+            freqs[(long)t * hs + half + d] = (float)(sin(a) * mscale);
         }
     }
 }

@@ -43,7 +43,8 @@ int lmf_q_width(const lmf_model_config *c) { return c->n_head * lmf_head_size(c)
 int lmf_kv_width(const lmf_model_config *c) { return c->n_kv_head * lmf_head_size(c); }
 
 int lmf_rope_freq_factors(const lmf_model_config *c, float *out) {
-    if (c->rope_scaling == LMF_ROPE_SCALING_NONE) return 0;
+    /* LongRoPE's factors are the model's (lmf_weights.rope_short / rope_long), not the config's */
+    if (c->rope_scaling == LMF_ROPE_SCALING_NONE || c->rope_scaling == LMF_ROPE_SCALING_LONGROPE) return 0;
     int hs = lmf_head_size(c), half = hs / 2;
     double factor = c->rope_factor;
     /* Llama 3's band edges are wavelengths (positions per turn): pairs turning more than high_freq_factor times in
@@ -127,8 +128,8 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
                 lmf_head_size(c));
         REQUIRE(c->rope_theta > 0.0f, "rope_theta: must be positive, got %g", c->rope_theta);
     }
-    REQUIRE(c->rope_scaling >= LMF_ROPE_SCALING_NONE && c->rope_scaling <= LMF_ROPE_SCALING_LLAMA3,
-            "rope_scaling: %d is not 0 (none), 1 (linear) or 2 (llama3)", (int)c->rope_scaling);
+    REQUIRE(c->rope_scaling >= LMF_ROPE_SCALING_NONE && c->rope_scaling <= LMF_ROPE_SCALING_LONGROPE,
+            "rope_scaling: %d is not 0 (none), 1 (linear), 2 (llama3) or 3 (longrope)", (int)c->rope_scaling);
     if (c->rope_scaling == LMF_ROPE_SCALING_NONE) {
         /* a factor without a kind is a typo, not plain RoPE */
         REQUIRE(c->rope_factor == 0.0f && c->rope_low_freq_factor == 0.0f && c->rope_high_freq_factor == 0.0f &&
@@ -144,6 +145,11 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
                         c->rope_high_freq_factor <= 65536.0f,
                     "rope_low_freq_factor (%g) and rope_high_freq_factor (%g): llama3 RoPE needs 0 < low < high",
                     c->rope_low_freq_factor, c->rope_high_freq_factor);
+            REQUIRE(c->rope_orig_ctx > 0 && c->rope_orig_ctx <= (1 << 30), "rope_orig_ctx: %d outside [1, 2^30]",
+                    c->rope_orig_ctx);
+        } else if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE) {
+            REQUIRE(c->rope_low_freq_factor == 0.0f && c->rope_high_freq_factor == 0.0f,
+                    "rope_low_freq_factor and rope_high_freq_factor are llama3's, not longrope's");
             REQUIRE(c->rope_orig_ctx > 0 && c->rope_orig_ctx <= (1 << 30), "rope_orig_ctx: %d outside [1, 2^30]",
                     c->rope_orig_ctx);
         } else {

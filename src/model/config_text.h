@@ -55,7 +55,7 @@ typedef struct {
     X("shared_gate", LMF_OPT_BOOL, shared_gate, "sigmoid gate on the shared expert's output (Qwen2-MoE)")        \
     X("qk_norm", LMF_OPT_INT, qk_norm, "RMSNorm on q and k before RoPE: 0 none, 1 per head (qwen3), 2 full width "  \
                                        "(olmoe); set by arch")                                                     \
-    X("rope_scaling", LMF_OPT_INT, rope_scaling, "RoPE scaling: 0 none, 1 linear, 2 llama3")                       \
+    X("rope_scaling", LMF_OPT_INT, rope_scaling, "RoPE scaling: 0 none, 1 linear, 2 llama3, 3 longrope")            \
     X("rope_factor", LMF_OPT_FLOAT, rope_factor, "RoPE scaling factor (linear, llama3)")                          \
     X("rope_low_freq_factor", LMF_OPT_FLOAT, rope_low_freq_factor, "llama3 RoPE: low_freq_factor")                \
     X("rope_high_freq_factor", LMF_OPT_FLOAT, rope_high_freq_factor, "llama3 RoPE: high_freq_factor")             \

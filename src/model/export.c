@@ -536,6 +536,8 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama, qwen2, qwen2moe, "
                         "qwen3, qwen3moe, olmoe, phi3 and gpt2 architectures only); export it with --to safetensors",
                         path, lmf_arch_name(c->arch));
+    if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE && !phi3)
+        return lmf_fail(LMF_ERR_ARG, "%s: LongRoPE is written as llama.cpp's phi3 only", path);
     if (phi3 && (c->n_expert || c->qkv_bias || c->pos != LMF_POS_ROPE_HALF))
         return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's phi3 has no experts, no q/k/v biases and RoPE on halves (NEOX); "
                         "this model does not fit", path);
@@ -622,6 +624,10 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
             lmf_gguf_writer_set_str(g, KEY("rope.scaling.type"), "linear");
             lmf_gguf_writer_set_f32(g, KEY("rope.scaling.factor"), c->rope_factor);
         }
+        if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE) { /* as llama.cpp's phi3 converter; factors below */
+            lmf_gguf_writer_set_f32(g, KEY("rope.scaling.attn_factor"), c->rope_factor);
+            lmf_gguf_writer_set_u32(g, KEY("rope.scaling.original_context_length"), (uint32_t)c->rope_orig_ctx);
+        }
         if (QD != C) { /* heads not C / n_head wide: llama.cpp reads their size here (its qwen3 converter writes it) */
             lmf_gguf_writer_set_u32(g, KEY("attention.key_length"), (uint32_t)hs);
             lmf_gguf_writer_set_u32(g, KEY("attention.value_length"), (uint32_t)hs);
@@ -652,6 +658,10 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         float *ff = pool_alloc(&P, sizeof(float) * (size_t)(hs / 2));
         lmf_rope_freq_factors(c, ff);
         add1(&P, g, "rope_freqs.weight", ff, hs / 2);
+    }
+    if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE) {
+        add1(&P, g, "rope_factors_long.weight", w->rope_long, hs / 2);
+        add1(&P, g, "rope_factors_short.weight", w->rope_short, hs / 2);
     }
     /* llama.cpp requires output.weight for gpt2 even though GPT-2 ties it (its converter writes a copy); so does its
      * qwen2moe */
@@ -859,6 +869,28 @@ static void hf_rope(cJSON *rope, const lmf_model_config *c) {
     }
 }
 
+/* Phi-3's LongRoPE as its config.json has it: rope_scaling {type, short_factor, long_factor}; attention_factor only
+ * where it is not what transformers derives (older transformers accept exactly those three keys) */
+static void hf_longrope(cJSON *j, const lmf_weights *w) {
+    const lmf_model_config *c = &w->cfg;
+    int half = lmf_head_size(c) / 2;
+    cJSON *r = cJSON_AddObjectToObject(j, "rope_scaling");
+    cJSON_AddStringToObject(r, "type", "longrope");
+    const float *f[2] = {w->rope_short, w->rope_long};
+    static const char *const name[2] = {"short_factor", "long_factor"};
+    for (int k = 0; k < 2; k++) {
+        cJSON *a = cJSON_AddArrayToObject(r, name[k]);
+        for (int i = 0; i < half; i++) {
+            char t[32];
+            snprintf(t, sizeof t, "%.9g", f[k][i]);
+            cJSON_AddItemToArray(a, cJSON_CreateRaw(t));
+        }
+    }
+    double s = (double)c->max_seq_len / c->rope_orig_ctx;
+    float derived = (float)(s <= 1.0 ? 1.0 : sqrt(1.0 + log(s) / log((double)c->rope_orig_ctx)));
+    if (derived != c->rope_factor) numf(r, "attention_factor", c->rope_factor);
+}
+
 static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
     const lmf_model_config *c = &w->cfg;
     cJSON *j = cJSON_CreateObject(), *arch = cJSON_AddArrayToObject(j, "architectures");
@@ -916,11 +948,13 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
         const num_field f[] = {
             {"hidden_size", c->n_embd}, {"intermediate_size", c->ffn_dim}, {"num_attention_heads", c->n_head},
             {"num_key_value_heads", c->n_kv_head}, {"num_hidden_layers", c->n_layer},
-            {"max_position_embeddings", c->max_seq_len}, {"original_max_position_embeddings", c->max_seq_len}};
+            {"max_position_embeddings", c->max_seq_len},
+            {"original_max_position_embeddings", c->rope_orig_ctx ? c->rope_orig_ctx : c->max_seq_len}};
         hf_family(j, arch, "Phi3ForCausalLM", "phi3", f, sizeof f / sizeof *f);
         numf(j, "rms_norm_eps", c->norm_eps);
         numf(j, "rope_theta", c->rope_theta);
-        cJSON_AddNullToObject(j, "rope_scaling");
+        if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE) hf_longrope(j, w);
+        else cJSON_AddNullToObject(j, "rope_scaling");
         numf(j, "partial_rotary_factor", 1.0);
         cJSON_AddNullToObject(j, "sliding_window");
         /* Phi3Config's pad_token_id defaults to 32000, an embedding row a smaller vocabulary lacks */
@@ -1139,8 +1173,11 @@ lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_
     if (c->arch != LMF_ARCH_LLAMA && c->arch != LMF_ARCH_GPT2 && c->arch != LMF_ARCH_OPT && c->arch != LMF_ARCH_QWEN2 &&
         c->arch != LMF_ARCH_QWEN3 && c->arch != LMF_ARCH_OLMOE && c->arch != LMF_ARCH_PHI3)
         return lmf_fail(LMF_ERR_ARG, "%s: cannot export family '%s'", dir, lmf_arch_name(c->arch));
+    int longrope = c->rope_scaling == LMF_ROPE_SCALING_LONGROPE;
+    if (longrope && c->arch != LMF_ARCH_PHI3)
+        return lmf_fail(LMF_ERR_ARG, "%s: LongRoPE is written as transformers' Phi-3 only", dir);
     if (c->arch == LMF_ARCH_PHI3 &&
-        (c->n_expert || c->qkv_bias || c->rope_scaling || c->head_dim || c->pos != LMF_POS_ROPE_HALF))
+        (c->n_expert || c->qkv_bias || (c->rope_scaling && !longrope) || c->head_dim || c->pos != LMF_POS_ROPE_HALF))
         return lmf_fail(LMF_ERR_ARG, "%s: transformers' Phi-3 has no experts, no q/k/v biases, no RoPE scaling but "
                         "LongRoPE, heads hidden_size / heads wide and RoPE on halves; this model does not fit", dir);
     if ((c->qk_norm == LMF_QK_NORM_HEAD && c->arch != LMF_ARCH_QWEN3) ||

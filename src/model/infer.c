@@ -199,7 +199,10 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
         *dst[i] = q;
         q += (floats[i] + 15) / 16 * 16;
     }
-    if (c->pos != LMF_POS_LEARNED) lmf_block_rope_table(c, p->rope, max_ctx);
+    if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE) /* llama.cpp's choice: long factors past the original context */
+        lmf_rope_table_scaled(p->rope, max_ctx, hs, c->rope_theta,
+                              max_ctx > c->rope_orig_ctx ? w->rope_long : w->rope_short, c->rope_factor);
+    else if (c->pos != LMF_POS_LEARNED) lmf_block_rope_table(c, p->rope, max_ctx);
     if (c->n_expert) {
         p->moe = lmf_xmalloc(sizeof(float) * lmf_moe_layer_floats(c, NB));
         p->moe_scratch = lmf_xmalloc(sizeof(float) * lmf_moe_scratch_floats(c, NB, 0));

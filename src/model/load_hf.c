@@ -497,6 +497,50 @@ static lmf_status rope_num(const hf *h, const char *key, const cJSON *obj, const
     return LMF_OK;
 }
 
+/* Phi-3's LongRoPE (rope_type "longrope", or the older "su") from the RoPE object r (config field `key`): its
+ * short_factor and long_factor lists (hs/2 numbers each) into the weights, original_max_position_embeddings (beside
+ * the object or in it), and the attention factor: the object's attention_factor, else transformers' default
+ * sqrt(1 + ln(s) / ln(original)) for s = max_position_embeddings / original > 1, else 1 (llama.cpp's converter
+ * writes the same number). */
+static lmf_status longrope(hf *h, const char *key, const cJSON *r, lmf_model_config *c) {
+    if (c->arch != LMF_ARCH_PHI3)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\": LongRoPE is read for phi3 models only", h->cfg_path, key);
+    int half = c->n_embd / (c->n_head ? c->n_head : 1) / 2;
+    static const char *const lists[2] = {"short_factor", "long_factor"};
+    const float **dst[2] = {&h->w->rope_short, &h->w->rope_long};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(r, lists[k]), *v;
+        if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != half)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s.%s\" must be a list of %d numbers (half a head)",
+                            h->cfg_path, key, lists[k], half);
+        float *f = lmf_weights_alloc(h->w, sizeof(float) * (size_t)half);
+        int i = 0;
+        cJSON_ArrayForEach(v, a) {
+            if (!cJSON_IsNumber(v))
+                return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s.%s\"[%d] is not a number", h->cfg_path, key,
+                                lists[k], i);
+            f[i++] = (float)v->valuedouble;
+        }
+        *dst[k] = f;
+    }
+    double orig = 0;
+    if (field(h, "original_max_position_embeddings")) {
+        int o = 0;
+        LMF_TRY(get_int(h, "original_max_position_embeddings", -1, &o));
+        orig = o;
+    } else {
+        LMF_TRY(rope_num(h, key, r, "longrope", "original_max_position_embeddings", 1, &orig));
+    }
+    double attn = 0, s = c->max_seq_len / orig;
+    if (cJSON_GetObjectItemCaseSensitive(r, "attention_factor"))
+        LMF_TRY(rope_num(h, key, r, "longrope", "attention_factor", 0, &attn));
+    else
+        attn = s <= 1.0 ? 1.0 : sqrt(1.0 + log(s) / log(orig));
+    c->rope_scaling = LMF_ROPE_SCALING_LONGROPE, c->rope_factor = (float)attn, c->rope_orig_ctx = (int)orig;
+    c->rope_low_freq_factor = c->rope_high_freq_factor = 0.0f;
+    return LMF_OK;
+}
+
 /* RoPE and its scaling. transformers 4 writes rope_theta and rope_scaling (null for plain RoPE, else {"rope_type" or
  * the older "type", "factor", ...}); transformers 5 writes rope_parameters {"rope_type", "rope_theta", ...}. Types
  * default, linear (factor) and llama3 (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings:
@@ -528,9 +572,14 @@ static lmf_status rope_config(hf *h, lmf_model_config *c) {
             c->rope_factor = c->rope_low_freq_factor = c->rope_high_freq_factor = 0.0f, c->rope_orig_ctx = 0;
             continue;
         }
+        if (!strcmp(t, "longrope") || !strcmp(t, "su")) {
+            LMF_TRY(longrope(h, key, r, c));
+            continue;
+        }
         if (strcmp(t, "linear") && strcmp(t, "llama3"))
             return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" asks for RoPE scaling of type \"%s\"; lmforge runs "
-                            "\"default\", \"linear\" and \"llama3\" only", h->cfg_path, key, t);
+                            "\"default\", \"linear\", \"llama3\" and (phi3) \"longrope\" only", h->cfg_path, key,
+                            t);
         LMF_TRY(rope_num(h, key, r, t, "factor", 0, &factor));
         c->rope_factor = (float)factor;
         c->rope_low_freq_factor = c->rope_high_freq_factor = 0.0f, c->rope_orig_ctx = 0;

@@ -133,6 +133,11 @@ static void copy_packed_views(lmf_model *m, const lmf_model *owner);
 static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, int max_batch, int max_seq,
                          int training, lmf_model *owner, int l0, int l1, int tp, int sparse) {
     if (lmf_model_config_validate(cfg) != LMF_OK) return NULL;
+    if (cfg->rope_scaling == LMF_ROPE_SCALING_LONGROPE) { /* its factors are the weights', not the config's */
+        lmf_fail(LMF_ERR_ARG, "LongRoPE (Phi-3's 128k-context models) runs inference only: not training or "
+                 "fine-tuning yet");
+        return NULL;
+    }
     if (max_batch <= 0 || max_seq <= 0 || max_seq > cfg->max_seq_len) {
         lmf_fail(LMF_ERR_ARG, "sequence length %d must be in [1, max_seq_len=%d] and batch %d positive", max_seq,
                  cfg->max_seq_len, max_batch);

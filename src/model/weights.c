@@ -127,6 +127,20 @@ static lmf_status check(const lmf_wtensor *t, int rows, int cols, const char *or
     return LMF_OK;
 }
 
+lmf_status lmf_rope_factors_check(const lmf_weights *w, const char *origin) {
+    int half = lmf_head_size(&w->cfg) / 2;
+    const float *f[2] = {w->rope_short, w->rope_long};
+    static const char *const name[2] = {"short", "long"};
+    for (int k = 0; k < 2; k++) {
+        if (!f[k]) return lmf_fail(LMF_ERR_FORMAT, "%s: LongRoPE without its %s factors", origin, name[k]);
+        for (int i = 0; i < half; i++)
+            if (!(f[k][i] >= 1e-6f && f[k][i] <= 65536.0f))
+                return lmf_fail(LMF_ERR_FORMAT, "%s: LongRoPE %s factor %d = %g is outside [1e-6, 65536]", origin,
+                                name[k], i, f[k][i]);
+    }
+    return LMF_OK;
+}
+
 lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
     const lmf_model_config *c = &w->cfg;
     int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim, V = c->vocab_size;
@@ -136,6 +150,7 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
                                                  "position embedding", -1));
     if (!w->out_norm_w || (w->cfg.norm == LMF_NORM_LAYER && !w->out_norm_b))
         return lmf_fail(LMF_ERR_FORMAT, "%s: the final norm's weights are missing", origin);
+    if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE) LMF_TRY(lmf_rope_factors_check(w, origin));
     for (int l = 0; l < c->n_layer; l++) {
         const lmf_layer_weights *L = &w->layers[l];
         LMF_TRY(check(&L->wq, QD, C, origin, "attention q", l));

@@ -59,6 +59,7 @@ typedef struct lmf_weights {
     lmf_wtensor tok_emb;     /* (V,C) */
     lmf_wtensor pos_emb;     /* (max_seq_len + pos_offset, C) for LMF_POS_LEARNED */
     lmf_wtensor lm_head;     /* (V,C); a copy of tok_emb's descriptor when tied */
+    const float *rope_short, *rope_long; /* LongRoPE (cfg.rope_scaling): hs/2 per-pair factors each, owned */
     const float *out_norm_w, *out_norm_b;
     lmf_layer_weights *layers; /* [n_layer] */
 
@@ -89,6 +90,9 @@ lmf_status lmf_weights_f32_copy(lmf_weights *w, uint32_t type, const void *src, 
                                 const float **out);
 /* Fills t for rows x cols of `type` at data (row_bytes from the type's block size). */
 void lmf_wtensor_set(lmf_wtensor *t, uint32_t type, int rows, int cols, const void *data);
+/* LongRoPE's two factor arrays are there, hs/2 each within [1e-6, 65536] (lmf_weights_validate asks); names origin
+ * and the factor. */
+lmf_status lmf_rope_factors_check(const lmf_weights *w, const char *origin);
 /* Rows [r0, r0 + n) of a weight (any type: whole rows), and columns [c0, c0 + n) of an F32 one (rows keep their
  * stride): a column-parallel layer's share, a row-parallel one's, a part of a fused matrix (q|k|v, gate|up). The
  * whole weight comes back as it is. */

@@ -192,11 +192,20 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
                             "supported", path, key, v, hs);
     }
     LMF_TRY(rope_scaling(g, arch, &cfg));
-    /* Phi-3's 128k-context models (LongRoPE): per-pair factors, short and long, chosen by the context, and a
-     * cos/sin scale; the 4k ones have none. A sliding_window key is ignored, as llama.cpp does for phi3. */
-    if (lmf_gguf_find_tensor(g, "rope_factors_long.weight") || lmf_gguf_find_tensor(g, "rope_factors_short.weight"))
-        return lmf_fail(LMF_ERR_FORMAT, "%s: tensors rope_factors_long / rope_factors_short (LongRoPE scaling of "
-                        "Phi-3's 128k-context models) are not supported yet", path);
+    /* Phi-3's 128k-context models (LongRoPE): per-pair factors, short and long (tensors, read by load()), chosen by
+     * the context against original_context_length, and a cos/sin scale (attn_factor, 1 when absent, as llama.cpp);
+     * the 4k ones have none. A sliding_window key is ignored, as llama.cpp does for phi3. */
+    if (lmf_gguf_find_tensor(g, "rope_factors_long.weight") || lmf_gguf_find_tensor(g, "rope_factors_short.weight")) {
+        if (!phi3 || cfg.rope_scaling)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: tensors rope_factors_long / rope_factors_short (LongRoPE) are read "
+                            "for phi3 GGUFs without other RoPE scaling only", path);
+        float attn = 1.0f;
+        if (lmf_gguf_find(g, KEY("rope.scaling.attn_factor"))) LMF_TRY(lmf_gguf_get_f32(g, key, &attn));
+        if (!(attn > 0.0f && attn <= 16.0f))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %g is outside (0, 16]", path, key, attn);
+        LMF_TRY(get_dim(g, KEY("rope.scaling.original_context_length"), &cfg.rope_orig_ctx));
+        cfg.rope_scaling = LMF_ROPE_SCALING_LONGROPE, cfg.rope_factor = attn;
+    }
     if (lmf_gguf_find_tensor(g, "output.bias"))
         return lmf_fail(LMF_ERR_FORMAT, "%s: tensor output.bias (a biased output head) is not supported", path);
     /* q/k/v biases are optional in llama.cpp's qwen2 (Qwen2 has them; a Qwen2-MoE with qkv_bias false does not):
@@ -363,6 +372,10 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
     else w->lm_head = w->tok_emb;
     if (gpt2) LMF_TRY(matrix(g, "position_embd.weight", c->max_seq_len, C, &w->pos_emb));
     LMF_TRY(vec(w, g, "output_norm.weight", C, &w->out_norm_w));
+    if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE) {
+        LMF_TRY(vec(w, g, "rope_factors_short.weight", lmf_head_size(c) / 2, &w->rope_short));
+        LMF_TRY(vec(w, g, "rope_factors_long.weight", lmf_head_size(c) / 2, &w->rope_long));
+    }
     if (gpt2) LMF_TRY(vec(w, g, "output_norm.bias", C, &w->out_norm_b));
     /* the layer table is sized by a number from the file: bound it by what the file holds before allocating (every
      * layer has at least its two norms and four matrices), so a hostile block_count is an error, not an abort */

@@ -44,3 +44,27 @@ with torch.no_grad():
 save_file({"tokens": tokens.contiguous(), "logits": logits.contiguous()}, os.path.join(out, "logits.safetensors"),
           metadata={"torch": torch.__version__, "transformers": transformers.__version__})
 print("wrote", out, "logits", tuple(logits.shape))
+
+# LongRoPE (Phi-3 128k's): the same shapes with rope_scaling longrope, original context 16 of 64 (so the attention
+# factor is transformers' sqrt(1 + ln 4 / ln 16) = 1.2247), per-pair factors in [1, 6); transformers takes the short
+# factors for sequences up to the original context and the long ones past it: tokens (2, 8) and long_tokens (1, 24)
+torch.manual_seed(4)
+half = 32 // 4 // 2
+short = [round(1 + 2 * float(x), 4) for x in torch.rand(half)]
+long = [round(1 + 5 * float(x), 4) for x in torch.rand(half)]
+cfg2 = Phi3Config(vocab_size=48, hidden_size=32, intermediate_size=24, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64, original_max_position_embeddings=16,
+                  rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False, pad_token_id=0, bos_token_id=1,
+                  eos_token_id=2, sliding_window=None, attn_implementation="eager",
+                  rope_scaling={"type": "longrope", "short_factor": short, "long_factor": long})
+model2 = Phi3ForCausalLM(cfg2).float().eval()
+model2.load_state_dict(model.state_dict())
+model2.save_pretrained(os.path.join(out, "phi3_longrope"), safe_serialization=True)
+long_tokens = torch.randint(0, 48, (1, 24), dtype=torch.int32)
+with torch.no_grad():
+    lr_logits = model2(tokens.long()).logits.float()
+    lr_long = model2(long_tokens.long()).logits.float()
+save_file({"tokens": tokens.contiguous(), "logits": lr_logits.contiguous(), "long_tokens": long_tokens.contiguous(),
+           "long_logits": lr_long.contiguous()}, os.path.join(out, "longrope.safetensors"),
+          metadata={"torch": torch.__version__, "transformers": transformers.__version__})
+print("wrote", os.path.join(out, "phi3_longrope"), "short factors", short, "long factors", long)
