@@ -32,9 +32,9 @@
  *          qwen3_moe's (num_experts, num_experts_per_tok, intermediate_size each expert's F, norm_topk_prob false by
  *          default). Refused: clip_qkv, attention_bias.
  *   phi3:  llama's names but self_attn.qkv_proj (q | k | v rows) and mlp.gate_up_proj (gate | up rows) for q/k/v and
- *          gate/up, cut into views. Refused: partial_rotary_factor other than 1 (Phi-4-mini), longrope (the 128k
- *          models) as any other RoPE scaling but linear and llama3. sliding_window is not applied, as llama.cpp's
- *          phi3 does not (transformers masks keys further back than it: the same logits up to that many tokens).
+ *          gate/up, cut into views; LongRoPE (the 128k models: rope_scaling "longrope", longrope() below). Refused:
+ *          partial_rotary_factor other than 1 (Phi-4-mini). sliding_window is not applied, as llama.cpp's phi3 does
+ *          not (transformers masks keys further back than it: the same logits up to that many tokens).
  *   gpt2:  [transformer.]{wte, wpe, ln_f, h.N.{ln_1, attn.c_attn (fused q|k|v along out), attn.c_proj, ln_2,
  *          mlp.c_fc, mlp.c_proj}}.{weight,bias}; Conv1D weights stored (in, out); head tied to wte.
  *   opt:   [model.]decoder.{embed_tokens, embed_positions (max_position_embeddings + 2 rows: positions start at

@@ -24,6 +24,9 @@
  *          blk.N.attn_q_norm [C] and attn_k_norm [KV] (an RMSNorm over the whole q and k rows); every layer a mixture
  *          of experts (olmoe.expert_count, expert_used_count; feed_forward_length each expert's F), the top-k weights
  *          not renormalised (llama.cpp's olmoe) unless expert_weights_norm says so.
+ *   phi3:  llama's tensors but attn_qkv (q|k|v rows; separate attn_q/k/v read too) and ffn_up of 2F rows (gate then
+ *          up) with no ffn_gate, cut into views; Q/K rows unpermuted (NEOX RoPE). LongRoPE (the 128k models):
+ *          rope_factors_short / rope_factors_long [hs/2], phi3.rope.scaling.original_context_length, attn_factor.
  *   gpt2:  token_embd, position_embd, output (absent: tied), output_norm(.bias), blk.N.{attn_norm, attn_qkv (fused
  *          q|k|v rows), attn_output, ffn_norm, ffn_up, ffn_down} each with .weight and .bias.
  * Head size (every family but gpt2): <arch>.attention.key_length (= value_length) when present, else
