@@ -48,6 +48,14 @@ static void mutate_loop(int (*target)(const uint8_t *, size_t), const uint8_t *s
     (void)accepted; /* most mutations must be rejected, some survive: both are fine, crashing is not */
 }
 
+/* mutate_loop on the bytes of the file at path */
+static void mutate_file(int (*target)(const uint8_t *, size_t), const char *path, int iters) {
+    size_t n;
+    uint8_t *seed = read_all(path, &n);
+    mutate_loop(target, seed, n, iters);
+    free(seed);
+}
+
 static char tmp[128];
 
 static void test_fuzz_shard(void **s) {
@@ -60,10 +68,7 @@ static void test_fuzz_shard(void **s) {
         lmf_shard_writer_put(&w, &t, 1);
     }
     assert_int_equal(lmf_shard_writer_close(&w), LMF_OK);
-    size_t n;
-    uint8_t *seed = read_all(p, &n);
-    mutate_loop(fuzz_shard, seed, n, 3000);
-    free(seed);
+    mutate_file(fuzz_shard, p, 3000);
 }
 
 static void test_fuzz_checkpoint(void **s) {
@@ -84,10 +89,7 @@ static void test_fuzz_checkpoint(void **s) {
     lmf_weights *w;
     if (lmf_weights_load_checkpoint(p, &w) != LMF_OK) fail_msg("seed: %s", lmf_last_error());
     lmf_weights_free(w);
-    size_t n;
-    uint8_t *seed = read_all(p, &n);
-    mutate_loop(fuzz_checkpoint, seed, n, 3000);
-    free(seed);
+    mutate_file(fuzz_checkpoint, p, 3000);
 }
 
 static void test_fuzz_safetensors(void **s) {
@@ -109,10 +111,7 @@ static void test_fuzz_safetensors(void **s) {
 static void test_fuzz_gguf(void **s) {
     char p[512];
     snprintf(p, sizeof p, "%s/tests/reference/fixtures/tiny_vocab.gguf", LMF_SOURCE_DIR);
-    size_t n;
-    uint8_t *seed = read_all(p, &n);
-    mutate_loop(fuzz_gguf, seed, n, 3000);
-    free(seed);
+    mutate_file(fuzz_gguf, p, 3000);
     /* a small SentencePiece vocabulary (model "llama": scores, byte tokens, add_space_prefix) */
     static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "t", "h", "e", "\xe2\x96\x81t",
                                        "he", "\xe2\x96\x81the", "<0x04>", "<0xFF>", "<0x20>", "<tool>"};
@@ -125,6 +124,8 @@ static void test_fuzz_gguf(void **s) {
     lmf_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", LMF_GGUF_I32, types, 14);
     lmf_gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", 1);
     lmf_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
+    uint8_t *seed;
+    size_t n;
     lmf_gguf_writer_bytes(w, &seed, &n);
     lmf_gguf_writer_free(w);
     mutate_loop(fuzz_gguf, seed, n, 3000);
@@ -135,10 +136,7 @@ static void test_fuzz_spm_model(void **s) {
     (void)s;
     char p[512];
     snprintf(p, sizeof p, "%s/tests/reference/fixtures/tiny_spm.model", LMF_SOURCE_DIR);
-    size_t n;
-    uint8_t *seed = read_all(p, &n);
-    mutate_loop(fuzz_spm_model, seed, n, 3000);
-    free(seed);
+    mutate_file(fuzz_spm_model, p, 3000);
 }
 
 /* both formats: the legacy .dat (no magic: every mutation reaches its parser) and the GGUF one */
@@ -148,10 +146,7 @@ static void test_fuzz_imatrix(void **s) {
     for (int i = 0; i < 2; i++) {
         char p[512];
         snprintf(p, sizeof p, "%s/tests/reference/fixtures/%s", LMF_SOURCE_DIR, seeds[i]);
-        size_t n;
-        uint8_t *seed = read_all(p, &n);
-        mutate_loop(fuzz_imatrix, seed, n, i ? 300 : 1500);
-        free(seed);
+        mutate_file(fuzz_imatrix, p, i ? 300 : 1500);
     }
 }
 
@@ -172,10 +167,7 @@ static void test_fuzz_tokenizer_json(void **s) {
     lmf_bpe_trainer_free(tr);
     assert_int_equal(lmf_tokenizer_save(tok, p), LMF_OK);
     lmf_tokenizer_free(tok);
-    size_t n;
-    uint8_t *seed = read_all(p, &n);
-    mutate_loop(fuzz_tokenizer_json, seed, n, 1500);
-    free(seed);
+    mutate_file(fuzz_tokenizer_json, p, 1500);
     /* and the SentencePiece form (byte_fallback BPE, Prepend + Replace normalizer), written by our own writer */
     static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "t", "h", "e", "\xe2\x96\x81t", "he",
                                        "\xe2\x96\x81the", "<0x04>", "<0xFF>", "<0x20>", "<tool>"};
@@ -184,9 +176,7 @@ static void test_fuzz_tokenizer_json(void **s) {
     assert_int_equal(lmf_tokenizer_build_spm(14, toks, scores, kinds, 1, 0, "fuzz seed", &tok), LMF_OK);
     assert_int_equal(lmf_tokenizer_save(tok, p), LMF_OK);
     lmf_tokenizer_free(tok);
-    seed = read_all(p, &n);
-    mutate_loop(fuzz_tokenizer_json, seed, n, 1500);
-    free(seed);
+    mutate_file(fuzz_tokenizer_json, p, 1500);
 }
 
 static void test_fuzz_encode(void **s) {
@@ -291,10 +281,7 @@ static void test_fuzz_model(void **s) {
     for (int i = 0; i < 2; i++) {
         char p[512];
         snprintf(p, sizeof p, "%s/tests/reference/fixtures/%s", LMF_SOURCE_DIR, files[i]);
-        size_t n;
-        uint8_t *seed = read_all(p, &n);
-        mutate_loop(fuzz_model, seed, n, 300);
-        free(seed);
+        mutate_file(fuzz_model, p, 300);
     }
 }
 
