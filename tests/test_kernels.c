@@ -6,6 +6,7 @@
  * the CPU dispatches to (LMF_ISA=ref selects the reference). */
 #include "test_util.h"
 
+#include "kernels/gemm.h"
 #include "kernels/kernels.h"
 
 #include <omp.h>
@@ -193,6 +194,58 @@ static void test_attention_packed(void **s) {
     free(qkv), free(R), free(out), free(dqkv), free(one), free(done), free(scratch);
 }
 
+/* bf16 attention (lmf_attention_*_b16: q|k|v kept in bf16, the mixed-precision training path) against the
+ * products path on the same bf16 values (lmf_attention_* with bf16 = 1: the six products through lmf_sgemm_bf16,
+ * which the model tests hold to PyTorch's autocast). On AMX CPUs the _b16 pair runs its own tile kernel
+ * (attention_amx.c), whose sums come in another order: equal to fp32 rounding but where that flips a probability's
+ * bf16 rounding (2^-8 of it). Odd T (partial query blocks), GQA, head sizes 32-128, packed rows. */
+static void run_attention_b16(int B, int T, int NH, int NKV, int hs, int packed) {
+    int C = NH * hs, S = C + 2 * NKV * hs;
+    long nq = (long)B * T * S, no = (long)B * T * C;
+    float *qkv = rnd(nq, 31, 2.0f), *R = rnd(no, 32, 1.0f), *o1 = zeros(no), *o2 = zeros(no), *d1 = zeros(nq);
+    float *d2 = malloc(sizeof(float) * (size_t)nq), *scratch = zeros((long)lmf_attention_scratch_floats(T, omp_get_max_threads()));
+    uint16_t *q16 = malloc(sizeof(uint16_t) * (size_t)nq);
+    int32_t *pos = NULL;
+    if (packed) { /* examples of 1 to 90 tokens */
+        pos = malloc(sizeof(int32_t) * (size_t)B * T);
+        unsigned r = 5;
+        for (int b = 0, p = 0; b < B; b++, p = 0)
+            for (int t = 0; t < T; t++, p++) {
+                r = r * 1664525u + 1013904223u;
+                if (p >= 1 + (int)(r >> 25) % 90) p = 0;
+                pos[b * T + t] = p;
+            }
+    }
+    lmf_sgemm_bf16_round(q16, qkv, nq);
+    for (long i = 0; i < nq; i++) {
+        uint32_t u = (uint32_t)q16[i] << 16;
+        memcpy(&qkv[i], &u, sizeof u);
+    }
+    for (long i = 0; i < nq; i++) d2[i] = NAN; /* every element must be written */
+    lmf_attention_forward(o1, scratch, qkv, pos, B, T, NH, NKV, hs, 1);
+    lmf_attention_forward_b16(o2, scratch, q16, pos, B, T, NH, NKV, hs);
+    lmf_attention_backward(d1, scratch, R, qkv, pos, B, T, NH, NKV, hs, 1);
+    lmf_attention_backward_b16(d2, scratch, R, q16, pos, B, T, NH, NKV, hs);
+    double eo = rel_err(o2, o1, no), ed = rel_err(d2, d1, nq);
+    printf("bf16 attention (%s) B%d T%d heads %d/%d of %d%s: out %.2g, dqkv %.2g\n",
+           lmf_attention_amx_ok(hs) ? "AMX" : "products", B, T, NH, NKV, hs, packed ? " packed" : "", eo, ed);
+    assert_true(eo < 2e-3); /* a mask, scale or layout slip errs by O(1) */
+    assert_true(ed < 2e-3);
+    lmf_attention_forward(o1, scratch, qkv, pos, B, T, NH, NKV, hs, 0); /* and both near fp32: bf16's own error */
+    lmf_attention_backward(d1, scratch, R, qkv, pos, B, T, NH, NKV, hs, 0);
+    assert_close(o2, o1, no, 1e-2, "bf16 attention vs fp32");
+    assert_close(d2, d1, nq, 1e-2, "bf16 attention dqkv vs fp32");
+    free(qkv), free(R), free(o1), free(o2), free(d1), free(d2), free(scratch), free(q16), free(pos);
+}
+static void test_attention_b16(void **s) {
+    run_attention_b16(2, 37, 4, 2, 32, 0);
+    run_attention_b16(2, 100, 6, 6, 64, 0);
+    run_attention_b16(1, 300, 3, 1, 96, 0);
+    run_attention_b16(1, 131, 2, 1, 128, 0);
+    run_attention_b16(3, 200, 6, 2, 64, 1);
+    run_attention_b16(1, 45, 2, 2, 40, 0); /* not a multiple of 32: the products path on every CPU */
+}
+
 /* ---- activations ---- */
 typedef struct {
     float *out, *x;
@@ -301,7 +354,7 @@ int main(void) {
         cmocka_unit_test(test_layernorm),    cmocka_unit_test(test_rmsnorm),     cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_attention_mha), cmocka_unit_test(test_attention_gqa_rope),
         cmocka_unit_test(test_attention_gqa_rope_interleaved), cmocka_unit_test(test_attention_long),
-        cmocka_unit_test(test_attention_packed),
+        cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_attention_b16),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_relu),         cmocka_unit_test(test_crossentropy),
         cmocka_unit_test(test_encoder),      cmocka_unit_test(test_adamw),

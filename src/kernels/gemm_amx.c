@@ -54,11 +54,6 @@
 #define PANEL(kc, split) ((long)(((kc) + 31) / 32) * 2 * 256 * ((split) + 1))
 #define WHOLE_B (2 << 20) /* bytes: op(B) packed whole per depth block when M takes several A blocks (below) */
 
-static void tiles_configure(void) { /* eight 16 x 64-byte tiles */
-    static const uint8_t rows[8] = {16, 16, 16, 16, 16, 16, 16, 16};
-    static const uint16_t colsb[8] = {64, 64, 64, 64, 64, 64, 64, 64};
-    lmf_tiles_configure(rows, colsb);
-}
 
 static inline __mmask16 lanes(int n) {
     return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
@@ -164,12 +159,6 @@ static void pack_panel_16(uint32_t *dst, const uint16_t *src, long ld, int w, in
  * nothing left to round. Row after row rather than panel after panel: a panel alone takes 64 bytes from each of kc
  * rows a few KiB apart, which the hardware prefetchers do not follow (a weight gradient's packing waited on them). */
 static void pack_panels_b16(uint32_t *dst, const uint16_t *src, long ld_k, int n, int kc) {
-    /* 16-bit lane 2j of a tile row is row k's column j, 2j + 1 row k + 1's (bit 5 of an index picks the second) */
-    static const uint16_t idx[2][32] = {{0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
-                                         8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47},
-                                        {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
-                                         24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63}};
-    __m512i i0 = _mm512_loadu_si512(idx[0]), i1 = _mm512_loadu_si512(idx[1]);
     long panel = PANEL(kc, 0);
     for (int k = 0; k < kc; k += 2) {
         const uint16_t *lo = src + (long)k * ld_k;
@@ -177,9 +166,10 @@ static void pack_panels_b16(uint32_t *dst, const uint16_t *src, long ld_k, int n
         for (int j = 0; j < n; j += 32, d += panel) {
             __mmask32 m = n - j >= 32 ? 0xffffffffu : (1u << (n - j)) - 1;
             __m512i l = _mm512_maskz_loadu_epi16(m, lo + j);
-            __m512i h = k + 1 < kc ? _mm512_maskz_loadu_epi16(m, lo + ld_k + j) : _mm512_setzero_si512();
-            _mm512_store_si512(d, _mm512_permutex2var_epi16(l, i0, h));
-            _mm512_store_si512(d + 256, _mm512_permutex2var_epi16(l, i1, h));
+            __m512i h = k + 1 < kc ? _mm512_maskz_loadu_epi16(m, lo + ld_k + j) : _mm512_setzero_si512(), p0, p1;
+            lmf_pair_rows(l, h, &p0, &p1);
+            _mm512_store_si512(d, p0);
+            _mm512_store_si512(d + 256, p1);
         }
     }
     for (int k = (kc + 1) / 2 * 2; k % 32; k += 2) /* the last step's rows past the depth: zero */
@@ -297,7 +287,7 @@ static void sgemm_amx(int split, int transA, int transB, int M, int N, int K, co
     int whole_b = nmb > 1 && npan * PANEL(kcb, split) * 4 <= WHOLE_B;
     size_t bfloats = whole_b ? (size_t)npan * PANEL(kcb, split) : (size_t)NB * KC / 2;
     uint32_t *ap = lmf_thread_scratch(((size_t)MC * KC / 2 + bfloats) * 4), *bp = ap + (size_t)MC * KC / 2;
-    tiles_configure();
+    lmf_tiles_configure_full();
     for (int p0 = 0; p0 < K; p0 += kcb) {
         int kc = K - p0 < kcb ? K - p0 : kcb, steps = (kc + 31) / 32;
         int first = p0 == 0;
@@ -371,7 +361,7 @@ void lmf_sgemm_bf16_x_amx(int transA, int transB, int M, int N, int K, const voi
 double lmf_bf16_rate_amx(void) {
     static uint16_t ones[16 * 32] __attribute__((aligned(64)));
     for (int i = 0; i < 16 * 32; i++) ones[i] = 0x3f80;
-    tiles_configure();
+    lmf_tiles_configure_full();
     _tile_loadd(4, ones, 64);
     _tile_loadd(6, ones, 64);
     double best = 1e30;

@@ -64,6 +64,13 @@ void lmf_attention_forward_b16(float *out, float *scratch, const uint16_t *qkv, 
                                int NH, int NKV, int hs);
 void lmf_attention_backward_b16(float *dqkv, float *scratch, const float *dout, const uint16_t *qkv,
                                 const int32_t *pos, int B, int T, int NH, int NKV, int hs);
+/* The _b16 pair's kernel on AMX-BF16 tiles (attention_amx.c; no scratch argument: each thread's own buffers), which
+ * they call where lmf_attention_amx_ok(hs): the CPU has the tiles (lmf_cpu_amx) and hs is a multiple of 32. */
+int lmf_attention_amx_ok(int hs);
+void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *pos, int B, int T, int NH, int NKV,
+                               int hs);
+void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *qkv, const int32_t *pos, int B, int T,
+                                int NH, int NKV, int hs);
 
 /* ---- rotary position embedding, in place ----
  * freqs: (T, hs): per position hs/2 cosines then hs/2 sines, from lmf_rope_table; T may exceed the batch's T.

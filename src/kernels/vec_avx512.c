@@ -13,6 +13,7 @@
  * slower here). Inputs are clamped to [-110, 89] first, so exp(-inf) and anything below -103.9 is exactly 0,
  * anything above 88.72 is +inf, and NaN propagates. Max error ~1 ulp (6.9e-8 relative against double). */
 #include "kernels/vec.h"
+#include "kernels/exp_avx512.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -25,28 +26,6 @@
 static inline __mmask16 tail_mask(long rem) { return (__mmask16)((1u << rem) - 1u); }
 static inline __m512 set1(float v) { return _mm512_set1_ps(v); }
 
-static inline __m512 exp16(__m512 x) {
-    /* max(lo, x) and min(hi, x) return x when it is NaN (the second operand wins on NaN) */
-    x = _mm512_min_ps(set1(89.0f), _mm512_max_ps(set1(-110.0f), x));
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, set1(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, set1(0.693359375f), x); /* LN2_HI = 355/512: exact product */
-    r = _mm512_fnmadd_ps(k, set1(-2.12194440e-4f), r);     /* LN2_LO = ln 2 - LN2_HI */
-    __m512 p = set1(1.381461276e-03f);
-    p = _mm512_fmadd_ps(p, r, set1(8.368710056e-03f));
-    p = _mm512_fmadd_ps(p, r, set1(4.166838899e-02f));
-    p = _mm512_fmadd_ps(p, r, set1(1.666652113e-01f));
-    p = _mm512_fmadd_ps(p, r, set1(4.999999404e-01f));
-    p = _mm512_fmadd_ps(p, r, set1(1.0f));
-    p = _mm512_fmadd_ps(p, r, set1(1.0f));
-    return _mm512_scalef_ps(p, k); /* p * 2^k: adds k to the exponent, rounding into subnormals / inf */
-}
-
-/* Keeps the compiler from fusing a rounded product into a later add (fp-contract), where the reference rounds. */
-static inline __m512 rounded(__m512 v) {
-    __asm__("" : "+v"(v));
-    return v;
-}
 
 static inline float hsum(__m512 a, __m512 b, __m512 c, __m512 d) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
