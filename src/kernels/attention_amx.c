@@ -365,9 +365,10 @@ void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *
                     const uint16_t *q = qkv + qo + (long)i0 * S;
                     const float *dO = dout + ((long)b * T + i0) * C + (long)h * hs;
                     int nh = i0 + RB < T ? h : h + 1, ni = i0 + RB < T ? i0 + RB : 0, nm = T - ni < RB ? T - ni : RB;
-                    if (nh < (kh + 1) * G) { /* the next block's Q and dO rows */
+                    if (nh < (kh + 1) * G) { /* the next block's Q and dO rows, and its dQ rows for writing */
                         ahead(qkv + (long)b * T * S + (long)nh * hs + (long)ni * S, 2L * S, nm, 2 * hs, 0);
                         ahead(dout + ((long)b * T + ni) * C + (long)nh * hs, 4L * C, nm, 4 * hs, 0);
+                        ahead(dqkv + (long)b * T * S + (long)nh * hs + (long)ni * S, 4L * S, nm, 4 * hs, 1);
                     }
                     for (int r = 0; r < RB; r++) /* dO's rows in bf16, as the products round them */
                         for (int d = 0; d < hs; d += 32) {
@@ -395,6 +396,10 @@ void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *
                 }
             }
             for (int r = 0; r < T; r++) {
+                if (r + 8 < T) { /* rows a few KiB apart: fetched ahead, as the blocks' rows */
+                    ahead(dqkv + ko + (long)(r + 8) * S, 0, 1, 4 * hs, 1);
+                    ahead(dqkv + ko + KVC + (long)(r + 8) * S, 0, 1, 4 * hs, 1);
+                }
                 memcpy(dqkv + ko + (long)r * S, w.dk + (long)r * hs, sizeof(float) * (size_t)hs);
                 memcpy(dqkv + ko + KVC + (long)r * S, w.dv + (long)r * hs, sizeof(float) * (size_t)hs);
             }
