@@ -16,6 +16,8 @@
 # env:   BUILD=build  MODELS=$BUILD/models  BASE=$MODELS/SmolLM2-135M-Instruct.F32.gguf  (Q8_0 works too)
 #        LLAMA_CPP_DIR=/work/ref/llama.cpp/build/bin (holds llama-server)  WORK=/tmp/lmforge-lora-llamacpp
 #        PORT=18093  N=32  SCALE=0.5  THREADS=2  TIE=0.01 (nats)  DICT=/usr/share/dictd/devil.dict.dz
+#        BOS_ID (unset): the id to put before the prompt ids, for a model whose prompts start with BOS as
+#        `lmforge generate` adds it (a llama or phi3 vocabulary with add_bos_token: 1); SmolLM2 has none
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -65,8 +67,8 @@ start_server() {
 Q="Define 'abdication' the way Ambrose Bierce's Devil's Dictionary would."
 PLAIN="The Devil's Dictionary defines a politician as"
 CHAT=$'<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n'"$Q"$'<|im_end|>\n<|im_start|>assistant\n'
-printf %s "$PLAIN" | "$LMF" tokenize -t "$BASE" > "$WORK/plain.ids"
-printf %s "$CHAT" | "$LMF" tokenize -t "$BASE" --allow-special > "$WORK/chat.ids"
+printf %s "$PLAIN" | "$LMF" tokenize -t "$BASE" | sed "s/^\[/[${BOS_ID:+$BOS_ID, }/" > "$WORK/plain.ids"
+printf %s "$CHAT" | "$LMF" tokenize -t "$BASE" --allow-special | sed "s/^\[/[${BOS_ID:+$BOS_ID, }/" > "$WORK/chat.ids"
 
 # lmforge: no adapter, --lora, --lora-scale; both prompts
 for mode in base lora scaled; do

@@ -244,7 +244,8 @@ static void check_inference(const lmf_weights *w, lmf_lora *lo, const int32_t *t
         if (lmf_export_gguf(w, gg, qt ? LMF_GGML_Q8_0 : LMF_GGML_F32, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
         lmf_weights *q;
         if (lmf_weights_load(gg, &q) != LMF_OK) fail_msg("%s", lmf_last_error());
-        assert_int_equal(q->layers[0].experts[0].type, qt ? LMF_GGML_Q8_0 : LMF_GGML_F32);
+        const lmf_wtensor *big = w->cfg.n_expert ? &q->layers[0].experts[0] : &q->layers[0].w_up;
+        assert_int_equal(big->type, qt ? LMF_GGML_Q8_0 : LMF_GGML_F32);
         lmf_lora *lq;
         if (lmf_lora_load_gguf(ga, &q->cfg, &lq) != LMF_OK) fail_msg("%s", lmf_last_error());
         lmf_model *mq;
@@ -347,6 +348,13 @@ static void all_linear_twin(const char *base, const char *name, int n_mod, const
     lmf_weights_free(w);
 }
 
+/* Phi-3's fused Linears: PEFT's qkv_proj adapter is one A over q, k and v, gate_up_proj's one over gate and up
+ * (llama.cpp's attn_qkv and ffn_up in the GGUF adapter) */
+static void test_phi3_attn(void **s) { all_linear_twin("phi3/phi3", "phi3_attn", 1, "qkv_proj: one A over q, k, v"); }
+static void test_phi3_all_linear(void **s) {
+    all_linear_twin("phi3/phi3", "phi3_all_linear", 4, "qkv_proj, o_proj, gate_up_proj, down_proj");
+}
+
 static void test_mixtral_all_linear(void **s) {
     (void)s;
     all_linear_twin("moe/mixtral", "mixtral_all_linear", 7, "router, experts at 2r, down");
@@ -378,6 +386,7 @@ int main(void) {
         cmocka_unit_test(test_llama_attn), cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_rslora),
         cmocka_unit_test(test_gpt2_attn),  cmocka_unit_test(test_gpt2_all_linear),  cmocka_unit_test(test_gpt2_rslora),
         cmocka_unit_test(test_mixtral_attn), cmocka_unit_test(test_mixtral_qkvo), cmocka_unit_test(test_mixtral_rslora),
+        cmocka_unit_test(test_phi3_attn), cmocka_unit_test(test_phi3_all_linear),
         cmocka_unit_test(test_mixtral_all_linear), cmocka_unit_test(test_qwen2_moe_all_linear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

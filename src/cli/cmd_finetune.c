@@ -49,7 +49,8 @@ int cmd_finetune(int argc, char **argv) {
         CLI_OPT(NULL, "--lora-targets", CLI_STR, &c.lora_targets, "LIST",
                 "PEFT module names (q_proj,v_proj; c_attn; ...; a MoE's router and experts as PEFT's "
                 "target_parameters: gate.weight,gate_up_proj,experts.down_proj, dropout 0; a Qwen2-MoE's shared "
-                "expert: gate_proj,up_proj,down_proj,shared_expert_gate) or all-linear (PEFT's set per model)"),
+                "expert: gate_proj,up_proj,down_proj,shared_expert_gate) or all-linear (PEFT's set per model); by "
+                "default PEFT's per family: q_proj,v_proj, gpt2 c_attn, phi3 qkv_proj"),
         CLI_OPT(NULL, "--use-rslora", CLI_BOOL, &c.use_rslora, NULL, "scale alpha / sqrt(r) instead of alpha / r"),
         CLI_OPT(NULL, "--precision", CLI_FN, &c.precision, "P",
                 "products in auto, bf16 or fp32 (LoRA: the frozen base's and attention's; --full: every linear and "

@@ -20,6 +20,11 @@ static const module_def LLAMA[] = {{"q_proj", "q_proj", 0, 1},    {"k_proj", "k_
                                    {"v_proj", "v_proj", 2, 3},    {"o_proj", "o_proj", 3, 4},
                                    {"gate_proj", "gate_proj", 4, 5}, {"up_proj", "up_proj", 5, 6},
                                    {"down_proj", "down_proj", 6, 7}};
+/* Phi-3 keeps q|k|v in one Linear and gate|up in another: PEFT's adapter on qkv_proj has one A over the three
+ * (its B's rows land on q, k and v, adjacent in the block's qkv row as gpt2's c_attn), gate_up_proj's over gate and
+ * up (the block's gate|up row) */
+static const module_def PHI3[] = {{"qkv_proj", "qkv_proj", 0, 3}, {"o_proj", "o_proj", 3, 4},
+                                  {"gate_up_proj", "gate_up_proj", 4, 6}, {"down_proj", "down_proj", 6, 7}};
 static const module_def GPT2[] = {{"c_attn", "c_attn", 0, 3}, {"attn.c_proj", "c_proj", 3, 4},
                                   {"c_fc", "c_fc", 5, 6},     {"mlp.c_proj", "c_proj", 6, 7}};
 static const module_def OPT[] = {{"q_proj", "q_proj", 0, 1},   {"k_proj", "k_proj", 1, 2}, {"v_proj", "v_proj", 2, 3},
@@ -43,6 +48,7 @@ static const char SHARED_GATE_NAME[] = "shared_expert_gate";
  * target_parameters (its ParamWrapper: one A and B over all experts of a layer), listed in PARAMS; docs/moe.md has
  * PEFT's definition. */
 static const module_def *family(const lmf_model_config *c, int *n) {
+    if (c->arch == LMF_ARCH_PHI3) return *n = 4, PHI3;
     if (lmf_arch_is_llama_family(c->arch) && c->n_expert && c->shared_ffn_dim) return *n = 7, SHARED;
     if (lmf_arch_is_llama_family(c->arch))
         return *n = c->n_expert ? 4 : 7, LLAMA;
@@ -50,8 +56,13 @@ static const module_def *family(const lmf_model_config *c, int *n) {
     return *n = 4, GPT2;
 }
 
+const char *lmf_lora_default_targets(const lmf_model_config *cfg) {
+    return cfg->arch == LMF_ARCH_GPT2 ? "c_attn" : cfg->arch == LMF_ARCH_PHI3 ? "qkv_proj" : "q_proj,v_proj";
+}
+
 const char *lmf_lora_module_names(const lmf_model_config *cfg) {
     int llama = lmf_arch_is_llama_family(cfg->arch);
+    if (cfg->arch == LMF_ARCH_PHI3) return "qkv_proj,o_proj,gate_up_proj,down_proj";
     if (llama && cfg->n_expert && cfg->shared_ffn_dim && cfg->shared_gate) /* down_proj: the shared expert's */
         return "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,shared_expert_gate,gate.weight,gate_up_proj,"
                "experts.down_proj";
@@ -146,11 +157,6 @@ lmf_status lmf_lora_create_pattern(const lmf_model_config *cfg, const char *targ
                                    float dropout, int rslora, int n_pat, const char *const *pat_names,
                                    const int *pat_r, const float *pat_alpha, lmf_lora **out) {
     *out = NULL;
-    /* PEFT adapts Phi-3's fused qkv_proj and gate_up_proj as one Linear each (one A over q, k and v): not the
-     * separate modules of lmforge's adapters */
-    if (cfg->arch == LMF_ARCH_PHI3)
-        return lmf_fail(LMF_ERR_ARG, "LoRA on a phi3 model (PEFT's adapters over its fused qkv_proj / gate_up_proj) "
-                        "is not supported yet; full fine-tuning (--full) is");
     if (r <= 0 || r > 256) return lmf_fail(LMF_ERR_ARG, "lora rank r = %d must be in [1, 256]", r);
     if (!(alpha > 0)) return lmf_fail(LMF_ERR_ARG, "lora alpha = %g must be positive", alpha);
     if (!(dropout >= 0 && dropout < 1)) return lmf_fail(LMF_ERR_ARG, "lora dropout = %g must be in [0, 1)", dropout);

@@ -63,6 +63,9 @@ typedef struct lmf_lora {
     uint64_t step;
 } lmf_lora;
 
+/* PEFT's default target_modules for cfg's family (its TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING):
+ * "c_attn" for gpt2, "qkv_proj" for phi3, "q_proj,v_proj" for the others. */
+const char *lmf_lora_default_targets(const lmf_model_config *cfg);
 /* The PEFT module names a model of cfg's family offers, comma-separated ("q_proj,k_proj,..."). */
 const char *lmf_lora_module_names(const lmf_model_config *cfg);
 /* Adapters on the modules named in targets (comma-separated PEFT names, or "all-linear": every linear but the output

@@ -53,7 +53,8 @@ static void peft_key(const lmf_model_config *c, const lmf_lora *l, int k, int L,
     snprintf(buf, KEY_LEN, "base_model.model.%s.lora_%s.weight", path, ab);
 }
 
-/* llama.cpp's name of the base tensor module m adds to (llama and gpt2; gpt2's c_attn is the fused attn_qkv; a
+/* llama.cpp's name of the base tensor module m adds to (llama and gpt2; gpt2's c_attn and phi3's qkv_proj are the
+ * fused attn_qkv, phi3's gate_up_proj the fused ffn_up (gate rows, then up); a
  * MoE's router ffn_gate_inp, its experts' stacks ffn_{gate,up,down}_exps, a shared expert's ffn_{gate,up,down}_shexp
  * and Qwen2-MoE's gate ffn_gate_inp_shexp, which llama.cpp's qwen2moe multiplies through build_lora_mm as any
  * weight). part: gate_up_proj's two stacks, gate (0) and up (1), each with its own pair of tensors (the same A). */
@@ -68,6 +69,7 @@ static const char *gguf_base(const lmf_lora_module *m, int part) {
     case LMF_LORA_EXPERTS_DOWN: return "ffn_down_exps";
     default:
         if (!strncmp(m->name, "shared_expert.", 14)) return shexp[m->m0 - 4];
+        if (m->m0 == 4 && m->m1 == 6) return "ffn_up"; /* phi3's gate_up_proj: llama.cpp's fused ffn_up */
         return m->m1 - m->m0 == 3 ? "attn_qkv" : names[m->m0];
     }
 }

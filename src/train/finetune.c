@@ -30,7 +30,7 @@
 void lmf_finetune_defaults(lmf_finetune_config *c) {
     memset(c, 0, sizeof *c);
     c->val_fraction = 0.1;
-    c->lora_r = 16, c->lora_alpha = 32.0f, c->lora_dropout = 0.1f, c->lora_targets = "q_proj,v_proj";
+    c->lora_r = 16, c->lora_alpha = 32.0f, c->lora_dropout = 0.1f, c->lora_targets = NULL;
     c->batch_size = 4, c->seq_len = 512, c->grad_accum = 1, c->epochs = 1;
     c->warmup_steps = 10, c->eval_every = 50, c->eval_batches = 0, c->checkpoint_every = 0, c->keep_checkpoints = 2;
     c->lr = 2e-4f, c->min_lr = 2e-5f, c->weight_decay = 0.0f, c->grad_clip = 1.0f;
@@ -40,13 +40,13 @@ void lmf_finetune_defaults(lmf_finetune_config *c) {
 /* The options that fix the trainable parameters' layout, the data order and the arithmetic: a checkpoint must match
  * them. (bf16, packing and an inline gradient sum add a line each, so the runs without them read the checkpoints
  * written before they existed.) */
-static char *config_text(const lmf_finetune_config *c, int bf16) {
+static char *config_text(const lmf_finetune_config *c, const char *targets, int bf16) {
     char *t = lmf_xmalloc(2048);
     int n = snprintf(t, 2048,
              "finetune = 1\nmodel = %s\nfull = %d\nlora_r = %d\nlora_alpha = %.9g\nlora_dropout = %.9g\n"
              "use_rslora = %d\nlora_targets = %s\nbatch_size = %d\nseq_len = %d\ngrad_accum = %d\nseed = %llu\n",
              c->model, c->full, c->lora_r, c->lora_alpha, c->lora_dropout, c->use_rslora,
-             c->full ? "" : c->lora_targets, c->batch_size, c->seq_len, c->grad_accum, (unsigned long long)c->seed);
+             c->full ? "" : targets, c->batch_size, c->seq_len, c->grad_accum, (unsigned long long)c->seed);
     if (bf16 && n > 0 && n < 2000) n += snprintf(t + n, 2048 - (size_t)n, "precision = bf16\n");
     if (c->packing && n > 0 && n < 2000) n += snprintf(t + n, 2048 - (size_t)n, "packing = 1\n");
     if (c->grad_sum_inline && n > 0 && n < 2000) snprintf(t + n, 2048 - (size_t)n, "grad_sum = inline\n");
@@ -194,7 +194,6 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     const lmf_sink *out = lead ? sink : NULL; /* rank 0 reports for all */
     /* auto's choice is a measurement on each rank's CPU: every rank takes rank 0's, as train does */
     if (D > 1 && (s = lmf_comm_broadcast(comm, &bf16, sizeof bf16, 0)) != LMF_OK) goto done;
-    text = config_text(c, bf16);
     if (c->grad_accum % D) {
         s = lmf_fail(LMF_ERR_ARG, "finetune: --grad-accum %d is not a multiple of the %d ranks (each rank takes "
                      "grad_accum / ranks micro-batches of a step)", c->grad_accum, D);
@@ -212,6 +211,8 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                       c->overlap_grad_reduce ? "; gradients reduced during the backward" : "");
     if ((s = lmf_mkdir_p(c->out_dir)) != LMF_OK) goto done;
     if ((s = lmf_weights_load(c->model, &w)) != LMF_OK) goto done;
+    const char *targets = c->lora_targets ? c->lora_targets : lmf_lora_default_targets(&w->cfg);
+    text = config_text(c, targets, bf16);
     if (T > w->cfg.max_seq_len) T = w->cfg.max_seq_len;
     if ((s = lmf_sft_vocab_from_weights(w, &voc)) != LMF_OK) goto done;
     if (c->chat_template && (s = lmf_sft_vocab_set_template(&voc, w, c->chat_template)) != LMF_OK) goto done;
@@ -239,7 +240,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     if (c->full) {
         s = lmf_model_from_weights(w, B, T, 1, &m);
     } else {
-        s = lmf_lora_create(&w->cfg, c->lora_targets, c->lora_r, c->lora_alpha, c->lora_dropout, c->use_rslora,
+        s = lmf_lora_create(&w->cfg, targets, c->lora_r, c->lora_alpha, c->lora_dropout, c->use_rslora,
                             &lora);
         if (s == LMF_OK) {
             lmf_lora_init(lora, c->seed);
@@ -280,7 +281,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         const char *ckp = ck.path;
         if (note[0]) lmf_sink_logf(out, LMF_LOG_WARN, "skipped damaged checkpoint: %s; resuming from %s", note, ckp);
         if (!same_text(ck.config_text, text) && c->precision == LMF_PRECISION_AUTO) {
-            char *other = config_text(c, !bf16); /* a resumed run keeps the precision it started with */
+            char *other = config_text(c, targets, !bf16); /* a resumed run keeps the precision it started with */
             if (same_text(ck.config_text, other)) free(text), text = other, other = NULL, bf16 = !bf16;
             free(other);
         }

@@ -29,7 +29,8 @@ typedef struct {
     int lora_r;
     float lora_alpha, lora_dropout;
     int use_rslora;
-    const char *lora_targets;   /* PEFT module names, comma-separated, or "all-linear" */
+    const char *lora_targets;   /* PEFT module names, comma-separated, or "all-linear"; NULL: PEFT's default for the
+                                 * model's family (lmf_lora_default_targets) */
     int batch_size, seq_len, grad_accum;
     int grad_sum_inline;        /* the micro-batches' products add into the gradients (else grad_sum.h's tree) */
     int max_steps;              /* 0: epochs x the steps of one pass over the data */
@@ -52,7 +53,8 @@ typedef struct {
  * keeps the precision it started with. */
 enum { LMF_PRECISION_AUTO = 0, LMF_PRECISION_FP32 = 1, LMF_PRECISION_BF16 = 2 };
 
-/* Defaults: LoRA r 16, alpha 32, dropout 0.1 on q_proj,v_proj (the fine-tuning issue's recipe), B 4, T 512, lr 2e-4,
+/* Defaults: LoRA r 16, alpha 32, dropout 0.1 on PEFT's default modules (q_proj,v_proj: the fine-tuning issue's
+ * recipe; gpt2 c_attn, phi3 qkv_proj), B 4, T 512, lr 2e-4,
  * 1 epoch, warmup 10, eval every 50 steps, val 10%. */
 void lmf_finetune_defaults(lmf_finetune_config *c);
 /* Runs to the end; with resume, continues from out_dir's newest checkpoint bit for bit. *stop != 0: checkpoint and

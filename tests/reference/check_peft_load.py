@@ -12,7 +12,7 @@ Qwen3-MoE and OLMoE (q, k, v, o: through their q/k norms); and adapters on the r
 target_parameters: the Mixtral's all-linear with gate_up_proj at 2r, one expert parameter alone, the router with
 gate_up_proj; Qwen2-MoE's, Qwen3-MoE's and OLMoE's routed experts), and all-linear as PEFT has it on Qwen2-MoE
 (q/k/v/o and the shared expert's gate_proj, up_proj, down_proj and shared_expert_gate), Qwen3-MoE and OLMoE (as
-Mixtral's). Passes when max |diff| / max |logit| < 1e-4 for
+Mixtral's), and Phi-3's fused qkv_proj alone and all-linear (qkv_proj, o_proj, gate_up_proj, down_proj). Passes when max |diff| / max |logit| < 1e-4 for
 all.
 
 Usage: check_peft_load.py --lmforge build/lmforge [--lib build/liblmforge.a] (run with a Python that has torch,
@@ -130,6 +130,14 @@ def main():
             ad = os.path.join(tmp, name + "_adapter" + str(len(targets)))
             subprocess.run([helper, "mkadapter", base, targets, ad], check=True)
             ok &= compare(f"{name} (random adapter, {targets})", base, ad, tokens, helper)
+
+        # phi3: one A over the fused qkv_proj (q, k, v) and gate_up_proj (gate, up)
+        phi3 = os.path.join(HERE, "fixtures", "phi3", "phi3")
+        for targets in ("qkv_proj", "all-linear"):
+            ad = os.path.join(tmp, "phi3_adapter" + str(len(targets)))
+            subprocess.run([helper, "mkadapter", phi3, targets, ad], check=True)
+            ok &= compare(f"phi3 (random adapter, {targets})", phi3, ad, [1, 5, 9, 17, 33, 2, 40, 47, 0, 12, 7, 21],
+                          helper)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

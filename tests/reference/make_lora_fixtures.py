@@ -9,7 +9,8 @@ Rerun (from anywhere; the script chdirs to the repository root):
     /work/venv-peft/bin/python tests/reference/make_lora_fixtures.py
 
 Generated with torch 2.15.0 (PyPI, +cu132 build, run on CPU), transformers 5.24.0, peft 0.21.2,
-accelerate 1.16.0, safetensors 0.8.0, Python 3.11.7. The versions are also recorded in every expected.safetensors.
+accelerate 1.16.0, safetensors 0.8.0, Python 3.11.7 (the phi3 folders: transformers 5.25.0, in the venv of
+make_phi3_fixtures.py with peft and accelerate added). The versions are also recorded in every expected.safetensors.
 The output is deterministic: a rerun with these versions rewrites byte-identical files (one CPU thread,
 deterministic algorithms, fixed seeds, target_modules sorted in adapter_config.json).
 
@@ -35,6 +36,13 @@ base_model.model.model.layers.<i>.mlp.gate.lora_{A,B}.weight (A (4, 32), B (4 ex
 .mlp.experts.base_layer.lora_{A,B}.weight (gate_up_proj: A (8 x 4 experts, 32), B (2 x 16, 8 x 4), expert e's
 columns j E + e) and .mlp.experts.lora_{A,B}.weight (down_proj: A (4 x 4, 16), B (32, 4 x 4)). Its router's aux
 loss is not in the loss (output_router_logits is false, the default).
+
+and for model phi3 (tests/reference/fixtures/phi3/phi3, make_phi3_fixtures.py's Phi3ForCausalLM: V=48, hidden
+32, 2 layers, 4 heads, 2 KV heads of 8, intermediate 24, untied head) in attn (target_modules [qkv_proj]) and
+all_linear (qkv_proj, o_proj, gate_up_proj, down_proj): Phi-3 keeps q|k|v in one Linear and gate|up in another,
+so each adapter has one A over the fused outputs; keys
+base_model.model.model.layers.<i>.self_attn.{qkv_proj,o_proj}.lora_{A,B}.weight (qkv_proj: A (4, 32), B (64, 4))
+and .mlp.{gate_up_proj,down_proj}.lora_{A,B}.weight (gate_up_proj: B (48, 4), gate rows then up rows).
 
 and for model qwen2_moe (tests/reference/fixtures/qwen2/qwen2_moe, make_qwen2_fixtures.py's Qwen2MoeForCausalLM:
 V=48, hidden 32, 2 layers, 4 heads, 2 KV heads, q/k/v biases, 4 experts of 16, top-2 not renormalised, a shared
@@ -150,6 +158,10 @@ MODELS = {
     # target_parameters (one LoRA over all experts of a layer); lmforge does not, so no all_linear variant here
     "mixtral": dict(base="tests/reference/fixtures/moe/mixtral", attn=["q_proj", "v_proj"], fan_in_fan_out=False,
                     seed=303, variants=["attn", "attn_rslora", "qkvo", "all_linear"]),
+    # Phi-3 (make_phi3_fixtures.py's Phi3ForCausalLM): q|k|v fused in one Linear qkv_proj and gate|up in
+    # gate_up_proj, so PEFT's adapter on either is one A over the fused outputs
+    "phi3": dict(base="tests/reference/fixtures/phi3/phi3", attn=["qkv_proj"], fan_in_fan_out=False, seed=505,
+                 variants=["attn", "all_linear"]),
     # Qwen2-MoE: PEFT's all-linear is its nn.Linear modules, the shared expert's among them (docs/moe.md)
     "qwen2_moe": dict(base="tests/reference/fixtures/qwen2/qwen2_moe", attn=["q_proj", "v_proj"],
                       fan_in_fan_out=False, seed=404, variants=["all_linear"]),
@@ -223,6 +235,13 @@ def exact_float64():
         assert not self.norm_topk_prob
         ROUTER_PROBS.append(router_probs.detach())
         return router_logits, top_value, top_index
+
+    # Phi-3: the same three
+    from transformers.models.phi3 import modeling_phi3 as ph
+
+    ph.Phi3RMSNorm.forward = rms_forward
+    ph.Phi3RotaryEmbedding.forward = rope_forward
+    ph.eager_attention_forward = eager_attention
 
     qm.Qwen2MoeRMSNorm.forward = rms_forward
     qm.Qwen2MoeRotaryEmbedding.forward = rope_forward
