@@ -87,7 +87,7 @@ static lmf_model *fresh_lora_model(lmf_model *full, lmf_lora *lo, int vocab) {
 static void run_family(lmf_arch arch, const char *targets, int n_mod) {
     lmf_model_config c = lmf_model_config_default(arch);
     c.vocab_size = 61, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 24, c.n_head = 4, c.ffn_dim = 40;
-    c.n_kv_head = arch == LMF_ARCH_LLAMA ? 2 : 4, c.tied_embeddings = arch != LMF_ARCH_LLAMA;
+    c.n_kv_head = arch == LMF_ARCH_GPT2 ? 4 : 2, c.tied_embeddings = arch == LMF_ARCH_GPT2;
     lmf_model *full = lmf_model_create(&c, B, T, 0);
     assert_non_null(full);
     lmf_model_init_weights(full, 5);
@@ -104,6 +104,8 @@ static void run_family(lmf_arch arch, const char *targets, int n_mod) {
 static void test_llama_all_linear(void **s) { run_family(LMF_ARCH_LLAMA, "all-linear", 7); }
 static void test_llama_qv(void **s) { run_family(LMF_ARCH_LLAMA, "q_proj,v_proj", 2); }
 static void test_gpt2(void **s) { run_family(LMF_ARCH_GPT2, "c_attn,c_proj,c_fc", 4); }
+/* phi3: qkv_proj and gate_up_proj, one A over the fused q|k|v and gate|up rows */
+static void test_phi3(void **s) { run_family(LMF_ARCH_PHI3, "all-linear", 4); }
 
 static void test_quantized_base(void **s) {
     lmf_weights *w;
@@ -184,7 +186,7 @@ static void run_packed(lmf_arch arch) {
     static const int len[3] = {5, 7, 4};
     lmf_model_config c = lmf_model_config_default(arch);
     c.vocab_size = 61, c.max_seq_len = PT, c.n_layer = 2, c.n_embd = 24, c.n_head = 4, c.ffn_dim = 40;
-    c.n_kv_head = arch == LMF_ARCH_LLAMA ? 2 : 4, c.tied_embeddings = arch != LMF_ARCH_LLAMA;
+    c.n_kv_head = arch == LMF_ARCH_GPT2 ? 4 : 2, c.tied_embeddings = arch == LMF_ARCH_GPT2;
     lmf_model *full = lmf_model_create(&c, 1, PT, 0);
     lmf_model_init_weights(full, 5);
     lmf_lora *lo;
@@ -392,6 +394,23 @@ static void test_targets(void **s) {
     lmf_lora_free(lo);
     assert_int_equal(lmf_lora_create(&c, "c_attn", 0, 8, 0, 0, &lo), LMF_ERR_ARG);
     assert_int_equal(lmf_lora_create(&c, "c_attn", 4, 8, 1.0f, 0, &lo), LMF_ERR_ARG);
+    /* PEFT's default target_modules per family (finetune's default) are modules of that family */
+    static const struct {
+        lmf_arch arch;
+        const char *want;
+        int n_out; /* the module's output rows / C */
+    } defaults[] = {{LMF_ARCH_LLAMA, "q_proj,v_proj", 1}, {LMF_ARCH_GPT2, "c_attn", 3}, {LMF_ARCH_PHI3, "qkv_proj", 3}};
+    for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++) {
+        c = lmf_model_config_default(defaults[i].arch);
+        c.n_kv_head = c.n_head;
+        assert_string_equal(lmf_lora_default_targets(&c), defaults[i].want);
+        assert_int_equal(lmf_lora_create(&c, lmf_lora_default_targets(&c), 4, 8, 0, 0, &lo), LMF_OK);
+        assert_int_equal(lo->mod[0].out, defaults[i].n_out * c.n_embd);
+        lmf_lora_free(lo);
+    }
+    c = lmf_model_config_default(LMF_ARCH_PHI3);
+    assert_int_equal(lmf_lora_create(&c, "q_proj", 4, 8, 0, 0, &lo), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "qkv_proj,o_proj,gate_up_proj,down_proj"));
 }
 
 /* A mixture of experts: the attention is adapted; all-linear is refused with what PEFT would make of it on that
@@ -668,6 +687,7 @@ static void test_moe_experts_raw_rslora(void **s) { run_moe(0, 1); }
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_qv), cmocka_unit_test(test_gpt2),
+        cmocka_unit_test(test_phi3),
         cmocka_unit_test(test_quantized_base), cmocka_unit_test(test_bf16_base),
         cmocka_unit_test(test_packed_llama),   cmocka_unit_test(test_packed_gpt2),
         cmocka_unit_test(test_dropout),        cmocka_unit_test(test_dropout_rates),

@@ -180,7 +180,7 @@ static void check_folder(const char *dir, const lmf_safetensors *ex, const char 
     lmf_safetensors_close(have);
 }
 
-/* The trained expert adapter at inference, unmerged (lmf_session_set_lora): a prefill, single-token decode steps and
+/* A trained adapter (a MoE's on its experts too) at inference, unmerged (lmf_session_set_lora): a prefill, single-token decode steps and
  * two sequences decoding side by side in one batch step give the training forward's logits (ref, m's on tok); the
  * merged model (s B_e A_e folded into each expert) gives them too; and on a Q8_0 export of the base (QLoRA: the
  * experts stay Q8_0), the adapter through a GGUF adapter file (llama.cpp's expert stacks; q/k rows in the GGUF's
@@ -229,8 +229,8 @@ static void check_inference(const lmf_weights *w, lmf_lora *lo, const int32_t *t
         lmf_session_free(s1);
     }
     lmf_lora_merged_free(mg);
-    printf("expert adapter unmerged: prefill %.2g, decode %.2g, batched decode %.2g; merged %.2g\n", ep, ed, eb, em);
-    if (!(ep < 1e-5 && ed < 2e-3 && eb < 2e-3 && em < 1e-5)) fail_msg("inference with the expert adapter");
+    printf("adapter unmerged: prefill %.2g, decode %.2g, batched decode %.2g; merged %.2g\n", ep, ed, eb, em);
+    if (!(ep < 1e-5 && ed < 2e-3 && eb < 2e-3 && em < 1e-5)) fail_msg("inference with the adapter");
 
     /* through GGUF files: the base exported F32 (exact) and Q8_0 (QLoRA: the experts stay Q8_0), the adapter as a
      * GGUF adapter (llama.cpp's expert stacks; q/k rows in the GGUF's order) */
@@ -279,11 +279,11 @@ static void check_inference(const lmf_weights *w, lmf_lora *lo, const int32_t *t
             e_base = rel_err(lg, base_ref, (long)T * V);
             lmf_session_free(s1);
         }
-        printf("%s base + GGUF expert adapter: training forward within %.2g of the HF F32 one (median position %.2g), "
+        printf("%s base + GGUF adapter: training forward within %.2g of the HF F32 one (median position %.2g), "
                "its prefill %.2g\n", qt ? "Q8_0" : "F32", eq, med, eqp);
         if (qt) printf("  (Q8_0 alone moves this base's logits by %.2g)\n", e_base);
         if (!(eqp < 1e-4 && (qt ? med < 2 * e_base && eq < 0.3 : eq < 1e-5)))
-            fail_msg("GGUF base with the expert adapter");
+            fail_msg("GGUF base with the adapter");
         lmf_model_free(mq);
         lmf_lora_free(lq);
         lmf_weights_free(q);
