@@ -5,7 +5,7 @@
  *    and Q8_0 near; our Hugging Face export (Phi3ForCausalLM) reads back with them;
  *  - the gguf-py fixture (tiny_phi3.gguf) written as Hugging Face keeps its logits;
  *  - LongRoPE (the 128k models): transformers' short- and long-factor logits by the session's context, through our
- *    GGUF and HF exports; not trainable (refused);
+ *    GGUF and HF exports; trained (full and LoRA) with the factors transformers picks by the sequence's length;
  *  - refused by name: RoPE on part of each head, a longrope config without its factors, a GGUF with half of them. */
 #include "test_util.h"
 
@@ -13,6 +13,8 @@
 #include "io/safetensors.h"
 #include "lmforge.h"
 #include "model/export.h"
+#include "model/lora.h"
+#include "model/model.h"
 #include "model/weights.h"
 
 #include <math.h>
@@ -172,6 +174,70 @@ static void check_longrope(const char *path, lmf_safetensors *st) {
     lmf_weights_free(w);
 }
 
+/* d loss / d (a sample of m's parameters) against central differences; the loss of rows tok (rows x n) predicting
+ * their next token */
+static double grad_vs_fd(lmf_model *m, const int32_t *tok, int rows, int n) {
+    int32_t tg[64];
+    for (int i = 0; i < rows * n; i++) tg[i] = (i + 1) % n ? tok[i + 1] : -1;
+    lmf_model_zero_grad(m);
+    lmf_model_forward(m, tok, tg, rows, n);
+    lmf_model_backward(m, 1.0f);
+    double worst = 0, maxg = 0;
+    for (size_t i = 0; i < m->num_params; i++) maxg = fmax(maxg, fabs(m->grads[i]));
+    for (size_t i = 7; i < m->num_params; i += m->num_params / 23) {
+        float p0 = m->params[i], h = 1e-2f;
+        m->params[i] = p0 + h;
+        double lp = lmf_model_forward(m, tok, tg, rows, n);
+        m->params[i] = p0 - h;
+        double lm = lmf_model_forward(m, tok, tg, rows, n);
+        m->params[i] = p0;
+        worst = fmax(worst, fabs((lp - lm) / (2 * h) - m->grads[i]) / maxg);
+    }
+    return worst;
+}
+
+/* Training a LongRoPE model (full fine-tuning, LoRA): the factors come from the weights, short ones for rows up to
+ * the original context (16) and long ones past it, as transformers picks them by the sequence's length; the training
+ * forward gives transformers' logits both ways, its gradients equal finite differences, the LoRA model's forward
+ * (a fresh adapter) the same logits, and the trained model's GGUF export keeps the factors. */
+static void train_longrope(lmf_weights *w, lmf_safetensors *st) {
+    int V = lmf_weights_config(w)->vocab_size;
+    static const struct {
+        const char *tokens, *logits;
+        int rows, n;
+    } runs[2] = {{"tokens", "logits", B, T}, {"long_tokens", "long_logits", 1, 24}};
+    for (int k = 0; k < 2; k++) {
+        const int32_t *tok = need(st, runs[k].tokens)->data;
+        long nl = (long)runs[k].rows * runs[k].n * V;
+        lmf_model *m;
+        assert_int_equal(lmf_model_from_weights(w, runs[k].rows, runs[k].n, 1, &m), LMF_OK);
+        lmf_model_forward(m, tok, NULL, runs[k].rows, runs[k].n);
+        double e = rel_err(lmf_model_logits(m), need(st, runs[k].logits)->data, nl);
+        double g = grad_vs_fd(m, tok, runs[k].rows, runs[k].n);
+        lmf_lora *lo;
+        assert_int_equal(lmf_lora_create(lmf_weights_config(w), "qkv_proj", 4, 8.0f, 0.0f, 0, &lo), LMF_OK);
+        lmf_lora_init(lo, 1);
+        lmf_model *ml;
+        assert_int_equal(lmf_model_create_lora(w, lo, runs[k].rows, runs[k].n, &ml), LMF_OK);
+        lmf_model_forward(ml, tok, NULL, runs[k].rows, runs[k].n);
+        double el = rel_err(lmf_model_logits(ml), need(st, runs[k].logits)->data, nl);
+        printf("LongRoPE training, %d x %d tokens (%s factors): logits off by %.3g (LoRA model %.3g), gradients vs "
+               "finite differences %.3g\n", runs[k].rows, runs[k].n, k ? "long" : "short", e, el, g);
+        assert_true(e <= 1e-5 && el <= 1e-5 && g < 2e-2);
+        if (k == 0) {
+            char path[256];
+            snprintf(path, sizeof path, "/tmp/lmf_phi3_longrope_ft_%d.gguf", (int)getpid());
+            if (lmf_export_gguf(lmf_model_weights(m), path, LMF_GGML_F32, NULL) != LMF_OK)
+                fail_msg("%s", lmf_last_error());
+            check_longrope(path, st);
+            unlink(path);
+        }
+        lmf_model_free(ml);
+        lmf_lora_free(lo);
+        lmf_model_free(m);
+    }
+}
+
 static void test_longrope(void **s) {
     (void)s;
     lmf_safetensors *st;
@@ -189,9 +255,10 @@ static void test_longrope(void **s) {
     check_longrope(path, st);
     snprintf(cmd, sizeof cmd, "rm -rf %s", path);
     assert_int_equal(system(cmd), 0);
-    /* training reads RoPE factors from the config only: refused by name, not trained with plain RoPE */
+    /* a model from a config alone has no factors: refused by name, not trained with plain RoPE */
     assert_null(lmf_model_create(&w->cfg, 1, 8, 1));
     assert_non_null(strstr(lmf_last_error(), "LongRoPE"));
+    train_longrope(w, st);
     lmf_weights_free(w);
     lmf_safetensors_close(st);
 }

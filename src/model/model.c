@@ -129,14 +129,23 @@ double lmf_model_shared_bytes(const lmf_model_config *cfg, int max_batch, int ma
 
 static void copy_packed_views(lmf_model *m, const lmf_model *owner);
 
-/* A model over base weights (borrowed, frozen: the LoRA case) or, base NULL, over parameters of its own. */
+/* A model over base weights (borrowed, frozen: the LoRA case) or, base NULL, over parameters of its own. fw: the
+ * weights whose LongRoPE factors the RoPE table takes (cfg's rope_scaling LONGROPE; they are the weights', not the
+ * config's): the base, the owner's, or the ones a model is made from. */
 static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, int max_batch, int max_seq,
-                         int training, lmf_model *owner, int l0, int l1, int tp, int sparse) {
+                         int training, lmf_model *owner, int l0, int l1, int tp, int sparse, const lmf_weights *fw) {
     if (lmf_model_config_validate(cfg) != LMF_OK) return NULL;
-    if (cfg->rope_scaling == LMF_ROPE_SCALING_LONGROPE) { /* its factors are the weights', not the config's */
-        lmf_fail(LMF_ERR_ARG, "LongRoPE (Phi-3's 128k-context models) runs inference only: not training or "
-                 "fine-tuning yet");
-        return NULL;
+    const float *longrope = NULL;
+    if (cfg->rope_scaling == LMF_ROPE_SCALING_LONGROPE) {
+        if (!fw || !fw->rope_short || !fw->rope_long) {
+            lmf_fail(LMF_ERR_ARG, "LongRoPE (Phi-3's 128k-context models) needs the model's short and long factors: "
+                     "fine-tune such a model from its GGUF or Hugging Face folder; a model made from a config alone "
+                     "(train, a pipeline stage) has none");
+            return NULL;
+        }
+        /* transformers' rule: the long factors for sequences longer than the original context; a training row is
+         * max_seq tokens */
+        longrope = max_seq > cfg->rope_orig_ctx ? fw->rope_long : fw->rope_short;
     }
     if (max_batch <= 0 || max_seq <= 0 || max_seq > cfg->max_seq_len) {
         lmf_fail(LMF_ERR_ARG, "sequence length %d must be in [1, max_seq_len=%d] and batch %d positive", max_seq,
@@ -200,7 +209,9 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     if (cfg->pos != LMF_POS_LEARNED) {
         m->rope = lmf_xmalloc(sizeof(float) * (size_t)cfg->max_seq_len * d.hs);
         m->work_bytes += sizeof(float) * (size_t)cfg->max_seq_len * d.hs;
-        lmf_block_rope_table(cfg, m->rope, cfg->max_seq_len);
+        if (longrope)
+            lmf_rope_table_scaled(m->rope, cfg->max_seq_len, d.hs, cfg->rope_theta, longrope, cfg->rope_factor);
+        else lmf_block_rope_table(cfg, m->rope, cfg->max_seq_len);
     }
     if (base) {
         m->w = (lmf_weights *)base; /* borrowed: never written, never freed */
@@ -224,7 +235,12 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
 }
 
 lmf_model *lmf_model_create(const lmf_model_config *cfg, int max_batch, int max_seq, int training) {
-    return create(cfg, NULL, max_batch, max_seq, training, NULL, 0, cfg->n_layer, 1, 0);
+    return create(cfg, NULL, max_batch, max_seq, training, NULL, 0, cfg->n_layer, 1, 0, NULL);
+}
+
+lmf_model *lmf_model_create_factors(const lmf_model_config *cfg, const lmf_weights *fw, int max_batch, int max_seq,
+                                    int training) {
+    return create(cfg, NULL, max_batch, max_seq, training, NULL, 0, cfg->n_layer, 1, 0, fw);
 }
 
 lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, int max_seq, int l0, int l1, int tp,
@@ -232,20 +248,20 @@ lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, in
     LMF_CHECK(0 <= l0 && l0 < l1 && l1 <= cfg->n_layer && tp >= 1);
     if (tp > 1) /* the trainer refuses these sizes first, with a message */
         LMF_CHECK(cfg->n_head % tp == 0 && cfg->n_kv_head % tp == 0 && cfg->ffn_dim % tp == 0);
-    return create(cfg, NULL, max_batch, max_seq, 1, NULL, l0, l1, tp, sparse);
+    return create(cfg, NULL, max_batch, max_seq, 1, NULL, l0, l1, tp, sparse, NULL);
 }
 
 lmf_model *lmf_model_create_shared(lmf_model *owner, int l0, int l1) {
     LMF_CHECK(owner->grads && !owner->lora && !owner->shared && 0 <= l0 && l0 < l1 && l1 <= owner->cfg.n_layer);
     return create(&owner->cfg, NULL, owner->max_batch, owner->max_seq, 1, owner, l0, l1,
-                  owner->tp ? owner->tp->size : 1, 0); /* in-flight sets never run the whole model */
+                  owner->tp ? owner->tp->size : 1, 0, owner->w); /* in-flight sets never run the whole model */
 }
 
 lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int max_batch, int max_seq,
                                  lmf_model **out) {
     *out = NULL;
     if (max_seq > base->cfg.max_seq_len) max_seq = base->cfg.max_seq_len;
-    lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1, NULL, 0, base->cfg.n_layer, 1, 0);
+    lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1, NULL, 0, base->cfg.n_layer, 1, 0, base);
     if (!m) return LMF_ERR_ARG; /* create named the field */
     m->lora = lora;
     lmf_lora_enable_grads(lora);

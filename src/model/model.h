@@ -191,6 +191,10 @@ const lmf_weights *lmf_model_weights(const lmf_model *m);
  * interleaved order go back to rotate_half order (pos becomes LMF_POS_ROPE_HALF). max_seq is capped at the model's
  * max_seq_len. LMF_ERR_MISMATCH / LMF_ERR_FORMAT name the tensor at fault. */
 lmf_status lmf_model_from_weights(const lmf_weights *w, int max_batch, int max_seq, int training, lmf_model **out);
+/* lmf_model_create for a model made from weights fw: LongRoPE's factors (cfg's rope_scaling LONGROPE) come from fw,
+ * which lmf_model_create refuses without */
+lmf_model *lmf_model_create_factors(const lmf_model_config *cfg, const lmf_weights *fw, int max_batch, int max_seq,
+                                    int training);
 /* A model that trains LoRA adapters on a frozen base of any weight type (QLoRA when it is quantized: the base's
  * products run through fp32 slabs of at most 8 MiB, never an fp32 copy). base and lora must outlive the model;
  * forward and backward as for any model; the model's params / grads / num_params are the adapters' (enabled here),

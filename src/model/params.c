@@ -161,9 +161,16 @@ lmf_status lmf_model_from_weights(const lmf_weights *w, int max_batch, int max_s
     int unpermute = c.pos == LMF_POS_ROPE_INTERLEAVED;
     if (unpermute) c.pos = LMF_POS_ROPE_HALF; /* the training model keeps HF's order, as its exports expect */
     if (max_seq > c.max_seq_len) max_seq = c.max_seq_len;
-    lmf_model *m = lmf_model_create(&c, max_batch, max_seq, training);
+    lmf_model *m = lmf_model_create_factors(&c, w, max_batch, max_seq, training);
     if (!m) return LMF_ERR_ARG; /* lmf_model_create named the field */
     const lmf_weights *d = m->w;
+    if (c.rope_scaling == LMF_ROPE_SCALING_LONGROPE) { /* the model's own copy: its exports write them back */
+        size_t half = (size_t)lmf_head_size(&c) / 2;
+        float *f = lmf_weights_alloc(m->w, 2 * half * sizeof(float));
+        memcpy(f, w->rope_short, half * sizeof(float));
+        memcpy(f + half, w->rope_long, half * sizeof(float));
+        m->w->rope_short = f, m->w->rope_long = f + half;
+    }
     int C = c.n_embd, hs = lmf_head_size(&c), F = c.ffn_dim;
     lmf_status s = copy_matrix(&w->tok_emb, &d->tok_emb, hs, 0, "token embedding");
     if (s == LMF_OK && c.pos == LMF_POS_LEARNED) s = copy_matrix(&w->pos_emb, &d->pos_emb, hs, 0, "position embedding");
