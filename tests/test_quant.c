@@ -716,7 +716,7 @@ static void check_fixture_file(const char *file, const char *source, const char 
             for (int v = -1; v < n_variants; v++) { /* the reference, then each table's searches */
                 for (uint32_t r = 0; r < n / npr; r++) {
                     if (v < 0) lmf_quantize_row_weighted(type, x + (size_t)r * npr, q + r * rb, npr, qw);
-                    else lmf_quantize_weighted(type, x + (size_t)r * npr, q + r * rb, npr, qw, variants[v]->wfit);
+                    else lmf_quantize_weighted(type, x + (size_t)r * npr, q + r * rb, npr, qw, variants[v]);
                 }
                 for (uint32_t j = 0; j < nb; j++)
                     if (q[j] != want[j])
@@ -741,9 +741,14 @@ static void check_fixture_file(const char *file, const char *source, const char 
                 if (q[j] != f[off + (size_t)n * 4 + j])
                     fail_msg("quantize %s: byte %u (of block %u) is 0x%02x, %s 0x%02x", tn, j, j / bb, q[j], source,
                              f[off + (size_t)n * 4 + j]);
-            /* the tables' own quantizers (Q2_K / Q3_K / IQ4_x have only the reference) */
-            int fast = (bs == 256 && type != LMF_GGML_Q2_K && type != LMF_GGML_Q3_K && type != LMF_GGML_IQ4_XS) ||
-                       type == LMF_GGML_Q8_0 ||
+            /* the tables' own quantizers (Q2_K / Q3_K have only the reference; IQ4_x the tables' scale search) */
+            int iq4 = type == LMF_GGML_IQ4_NL || type == LMF_GGML_IQ4_XS;
+            for (int v = 0; v < n_variants && iq4; v++) {
+                lmf_quantize_iq4(type, x, q, n, NULL, variants[v]->iq4_scales);
+                if (memcmp(q, f + off + (size_t)n * 4, nb))
+                    fail_msg("%s: quantize %s differs from %s", variants[v]->name, tn, source);
+            }
+            int fast = (bs == 256 && type != LMF_GGML_Q2_K && type != LMF_GGML_Q3_K && !iq4) || type == LMF_GGML_Q8_0 ||
                        type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1 || type == LMF_GGML_Q5_0 || type == LMF_GGML_Q5_1;
             for (int v = 0; v < n_variants && fast; v++) { /* each table's */
                 if (bs == 256) lmf_quantize_kquant(type, x, q, n / 256, variants[v]->kq_fit);
@@ -796,6 +801,32 @@ static void test_ggml_imatrix_fixtures(void **state) {
  * search (kq_fit: 8 sub-blocks a vector on AVX2) on 600 super-blocks of mixed shapes (scaled, all positive, zero
  * and constant sub-blocks, grids, spikes), then Q8_0 / Q4_x / Q5_x (quantize_blocks) with signed zeros, NaNs and
  * infinities added. */
+/* IQ4_NL / IQ4_XS through every table's scale search (8 blocks in the lanes of a vector) against the reference's,
+ * byte for byte, without and with an importance row; nb super-blocks and then a row with a partial last group */
+static void check_iq4_tables(const float *x, int nb, const char *what) {
+    static const uint32_t types[2] = {LMF_GGML_IQ4_NL, LMF_GGML_IQ4_XS};
+    float *qw = malloc(sizeof(float) * 256 * (size_t)nb);
+    fill_normal(qw, 256 * nb, 78, 1.0f);
+    for (int i = 0; i < 256 * nb; i++) qw[i] = qw[i] * qw[i] + 1e-3f;
+    for (int t = 0; t < 2; t++)
+        for (int weighted = 0; weighted < 2; weighted++) {
+            size_t n = 256 * (size_t)nb - (types[t] == LMF_GGML_IQ4_NL ? 96 : 0), bytes = row_bytes(types[t], (int)n);
+            uint8_t *want = malloc(bytes), *got = malloc(bytes);
+            const float *w = weighted ? qw : NULL;
+            lmf_quantize_iq4(types[t], x, want, n, w, lmf_iq4_scales_ref);
+            for (int v = 0; v < n_variants; v++) {
+                lmf_quantize_iq4(types[t], x, got, n, w, variants[v]->iq4_scales);
+                for (size_t j = 0; j < bytes; j++)
+                    if (got[j] != want[j])
+                        fail_msg("%s iq4_scales %s%s%s: byte %zu is 0x%02x, the reference's 0x%02x", variants[v]->name,
+                                 lmf_ggml_type_name(types[t]), weighted ? " (importance)" : "", what, j, got[j],
+                                 want[j]);
+            }
+            free(want), free(got);
+        }
+    free(qw);
+}
+
 static void test_quantize_tables(void **state) {
     (void)state;
     int nb = 600;
@@ -826,11 +857,13 @@ static void test_quantize_tables(void **state) {
         }
         free(want), free(got);
     }
+    check_iq4_tables(x, nb, "");
     /* the 32-element types (every table's quantize_blocks) on the same floats with signed zeros, NaNs and
      * infinities among them */
     for (int i = 1000; i < 256 * nb; i += 997) x[i] = i % 3 ? NAN : (i % 2 ? INFINITY : -INFINITY);
     for (int i = 2048; i < 2048 + 64; i++) x[i] = i % 5 ? 0.0f : -0.0f;                   /* +0 and -0 only */
     for (int i = 4096; i < 4096 + 32; i++) x[i] = i % 2 ? fabsf(x[i]) + 1.0f : -0.0f;    /* min -0 among +0 */
+    check_iq4_tables(x, nb, " with NaN and infinities");
     static const uint32_t t32[5] = {LMF_GGML_Q8_0, LMF_GGML_Q4_0, LMF_GGML_Q4_1, LMF_GGML_Q5_0, LMF_GGML_Q5_1};
     for (int t = 0; t < 5; t++) {
         size_t bytes = row_bytes(t32[t], 256 * nb), bb = row_bytes(t32[t], 32);
@@ -868,7 +901,7 @@ static void test_quantize_tables(void **state) {
         for (int r = 0; r < rows; r++) {
             lmf_quantize_row_weighted(tw[t], x + (size_t)r * npr, want, (size_t)n, qw);
             for (int v = 0; v < n_variants; v++) {
-                lmf_quantize_weighted(tw[t], x + (size_t)r * npr, got, (size_t)n, qw, variants[v]->wfit);
+                lmf_quantize_weighted(tw[t], x + (size_t)r * npr, got, (size_t)n, qw, variants[v]);
                 for (size_t j = 0; j < rb; j++)
                     if (got[j] != want[j])
                         fail_msg("%s wfit %s: row %d byte %zu is 0x%02x, the reference's 0x%02x", variants[v]->name,

@@ -154,7 +154,7 @@ void lmf_dequant_fast(uint32_t type, const void *src, float *dst, size_t n) { lm
 void lmf_quantize_weighted_fast(uint32_t type, const float *x, void *out, size_t n, const float *qw) {
     /* Q8_0 and the float types take no importance (ggml's quantize_q8_0): the table's own quantizers, same bytes */
     int weighs = type != LMF_GGML_Q8_0 && type != LMF_GGML_F32 && type != LMF_GGML_F16 && type != LMF_GGML_BF16;
-    if (qw && weighs) lmf_quantize_weighted(type, x, out, n, qw, lmf_quant()->wfit);
+    if (qw && weighs) lmf_quantize_weighted(type, x, out, n, qw, lmf_quant());
     else lmf_quantize_fast(type, x, out, n);
 }
 
@@ -164,6 +164,8 @@ void lmf_quantize_fast(uint32_t type, const float *x, void *out, size_t n) {
     else if (type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1 || type == LMF_GGML_Q5_0 ||
              type == LMF_GGML_Q5_1)
         lmf_quant()->quantize_blocks(type, x, out, n / 32);
+    else if (type == LMF_GGML_IQ4_NL || type == LMF_GGML_IQ4_XS)
+        lmf_quantize_iq4(type, x, out, n, NULL, lmf_quant()->iq4_scales);
     else
         lmf_quantize_row(type, x, out, n);
 }

@@ -155,7 +155,13 @@ void lmf_quantize_kquant_low(uint32_t type, const float *x, void *out, size_t nb
  * 15 trial scales a 32-element block around the largest element's, IQ4_XS's block scales then requantized to 6 bits
  * under a super-block d; what llama-quantize writes, not ggml's quantize_row_iq4_nl_ref, which skips the trials);
  * qw: an importance matrix row (n values) or NULL */
-void lmf_quantize_iq4(uint32_t type, const float *x, void *out, size_t n, const float *qw);
+typedef void (*lmf_iq4_scales_fn)(int sbs, int nb, const float *x, const float *qw, float scales[8]);
+void lmf_quantize_iq4(uint32_t type, const float *x, void *out, size_t n, const float *qw, lmf_iq4_scales_fn fit);
+/* That search (the 15 trials), the part that costs: the scales of nb <= 8 blocks of 32 at x (sbs 256: an IQ4_XS
+ * super-block, sigma^2 over all of it; sbs 32: IQ4_NL blocks, each its own); the AVX2 one runs the 8 in the lanes
+ * of a vector (nb 8 only), the same numbers */
+void lmf_iq4_scales_ref(int sbs, int nb, const float *x, const float *qw, float scales[8]);
+void lmf_iq4_scales_avx2(int sbs, int nb, const float *x, const float *qw, float scales[8]);
 /* One row of n floats quantized under an importance matrix's row qw (n values, the columns' mean squared inputs):
  * ggml's quantize_row_*_impl (ggml_quantize_chunk with an imatrix, what `llama-quantize --imatrix` writes), the same
  * bytes. Q4_0, Q4_1, Q5_0, Q5_1, Q2_K ... Q6_K, IQ4_NL, IQ4_XS use qw; Q8_0 and the float types ignore it (as
@@ -171,8 +177,10 @@ typedef enum { LMF_WFIT_MIN, LMF_WFIT_SIGNED16, LMF_WFIT_SIGNED32 } lmf_wfit_kin
 typedef void (*lmf_wfit_fn)(lmf_wfit_kind kind, int nmax, const float *x, const float *w, lmf_kq_fit *f);
 void lmf_wfit_ref(lmf_wfit_kind kind, int nmax, const float *x, const float *w, lmf_kq_fit *f);
 void lmf_wfit_avx2(lmf_wfit_kind kind, int nmax, const float *x, const float *w, lmf_kq_fit *f);
-/* lmf_quantize_row_weighted (qw not NULL) with the searches of fit */
-void lmf_quantize_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw, lmf_wfit_fn fit);
+/* lmf_quantize_row_weighted (qw not NULL) with the searches of a variant table (its wfit and iq4_scales) */
+struct lmf_quant_ops;
+void lmf_quantize_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw,
+                           const struct lmf_quant_ops *ops);
 /* lmf_quantize_row_weighted on this CPU's table: the same bytes */
 void lmf_quantize_weighted_fast(uint32_t type, const float *x, void *out, size_t n, const float *qw);
 
@@ -310,7 +318,7 @@ void lmf_dequant_ref(uint32_t type, const void *src, float *dst, size_t n);
 typedef void (*lmf_qmatvec_fn)(int n, int nrows, const void *W, size_t w_row_bytes, int ncols, const void *x,
                                size_t x_col_bytes, float *y, int ldy);
 
-typedef struct {
+typedef struct lmf_quant_ops {
     const char *name;
     lmf_qmatvec_fn q8_0, q4_0, q4_1;           /* against lmf_block_q16a columns (the default) */
     lmf_qmatvec_fn q5_0, q5_1, q4_k, q5_k, q6_k; /* against lmf_block_q16a columns, whatever LMF_QACT says */
@@ -331,6 +339,7 @@ typedef struct {
      * reference's numbers exactly */
     lmf_kq_fit_fn kq_fit;
     lmf_wfit_fn wfit;
+    lmf_iq4_scales_fn iq4_scales; /* IQ4_NL / IQ4_XS's */
     /* fp32 -> nblocks blocks of Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1, the reference's bytes */
     void (*quantize_blocks)(uint32_t type, const float *x, void *out, size_t nblocks);
 } lmf_quant_ops;

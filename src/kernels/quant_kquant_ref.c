@@ -617,21 +617,19 @@ static int iq4_index(float x) {
     return x - v[mu - 1] < v[mu] - x ? mu - 1 : mu;
 }
 
-/* one super-block of sbs (32: IQ4_NL, 256: IQ4_XS) floats to out (its block layout, quant_ref.c dq_iq4); qw: the
- * importance of its columns or NULL (weights x^2) */
-static void iq4_block(int sbs, const float *x, const float *qw, uint8_t *out) {
+/* The fitted scales of the 8 blocks of 32 in x (256 floats, weights qw or NULL: x^2): sbs 256 is one IQ4_XS
+ * super-block (sigma^2 over all of it), sbs 32 eight IQ4_NL blocks (each its own); nb of them (<= 8) */
+void lmf_iq4_scales_ref(int sbs, int nb, const float *x, const float *qw, float scales[8]) {
     const int8_t *v = lmf_iq4nl_values;
-    const int nb = sbs / 32, ntry = 7;
-    uint8_t L[256], *q4 = out + (nb > 1 ? 8 : 2);
-    float scales[8], weight[32];
-    float sigma2 = 0;
-    for (int j = 0; j < sbs; j++) sigma2 += x[j] * x[j];
-    sigma2 *= 2.f / (float)sbs;
-    memset(q4, 0, (size_t)sbs / 2);
-    float max_scale = 0, amax_scale = 0;
+    const int ntry = 7;
+    float weight[32], sigma2 = 0;
     for (int ib = 0; ib < nb; ib++) {
         const float *xb = x + 32 * ib;
-        uint8_t *Lb = L + 32 * ib;
+        if (ib * 32 % sbs == 0) { /* a super-block starts: sigma^2 over it */
+            sigma2 = 0;
+            for (int j = 0; j < sbs; j++) sigma2 += xb[j] * xb[j];
+            sigma2 *= 2.f / (float)sbs;
+        }
         for (int j = 0; j < 32; j++) weight[j] = qw ? qw[32 * ib + j] * sqrtf(sigma2 + xb[j] * xb[j]) : xb[j] * xb[j];
         float amax = 0, max = 0;
         for (int j = 0; j < 32; j++)
@@ -642,9 +640,7 @@ static void iq4_block(int sbs, const float *x, const float *qw, uint8_t *out) {
         }
         float d = -max / v[0], id = 1 / d, sumqx = 0, sumq2 = 0;
         for (int j = 0; j < 32; j++) {
-            int l = iq4_index(id * xb[j]);
-            Lb[j] = (uint8_t)l;
-            float q = v[l], w = weight[j];
+            float q = v[iq4_index(id * xb[j])], w = weight[j];
             sumqx += w * q * xb[j];
             sumq2 += w * q * q;
         }
@@ -661,9 +657,18 @@ static void iq4_block(int sbs, const float *x, const float *qw, uint8_t *out) {
             if (sumq2 > 0 && sumqx * sumqx > best * sumq2) d = sumqx / sumq2, best = d * sumqx;
         }
         scales[ib] = d;
-        if (fabsf(d) > amax_scale) amax_scale = fabsf(d), max_scale = d;
     }
+}
+
+/* one super-block of sbs (32: IQ4_NL, 256: IQ4_XS) floats to out (its block layout, quant_ref.c dq_iq4), given
+ * its blocks' fitted scales */
+static void iq4_pack(int sbs, const float *x, const float *scales, uint8_t *out) {
+    const int nb = sbs / 32;
+    uint8_t L[256], *q4 = out + (nb > 1 ? 8 : 2);
     if (nb > 1) { /* IQ4_XS: d, scales_h (2 high bits of each 6-bit scale), scales_l (their low nibbles) */
+        float max_scale = 0, amax_scale = 0;
+        for (int ib = 0; ib < nb; ib++)
+            if (fabsf(scales[ib]) > amax_scale) amax_scale = fabsf(scales[ib]), max_scale = scales[ib];
         uint16_t sh = 0;
         uint8_t *sl = out + 4;
         float d = -max_scale / 32, id = d ? 1 / d : 0.f;
@@ -687,16 +692,23 @@ static void iq4_block(int sbs, const float *x, const float *qw, uint8_t *out) {
         for (int j = 0; j < 16; j++) q4[16 * i + j] = (uint8_t)(L[32 * i + j] | L[32 * i + 16 + j] << 4);
 }
 
-void lmf_quantize_iq4(uint32_t type, const float *x, void *out, size_t n, const float *qw) {
+void lmf_quantize_iq4(uint32_t type, const float *x, void *out, size_t n, const float *qw, lmf_iq4_scales_fn fit) {
     const int sbs = type == LMF_GGML_IQ4_XS ? 256 : 32, bb = type == LMF_GGML_IQ4_XS ? 136 : 18;
-    for (size_t b = 0; b < n / (size_t)sbs; b++)
-        iq4_block(sbs, x + (size_t)sbs * b, qw ? qw + (size_t)sbs * b : NULL, (uint8_t *)out + (size_t)bb * b);
+    for (size_t i = 0; i < n; i += 256) { /* 8 blocks of 32 a search: one IQ4_XS super-block, eight IQ4_NL blocks */
+        int nb = n - i >= 256 ? 8 : (int)(n - i) / 32;
+        float scales[8];
+        (nb == 8 ? fit : lmf_iq4_scales_ref)(sbs, nb, x + i, qw ? qw + i : NULL, scales);
+        for (int k = 0; k < nb; k += sbs / 32)
+            iq4_pack(sbs, x + i + 32 * k, scales + k, (uint8_t *)out + (i + 32 * k) / (size_t)sbs * bb);
+    }
 }
 
-void lmf_quantize_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw, lmf_wfit_fn fit) {
+void lmf_quantize_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw,
+                           const lmf_quant_ops *ops) {
+    lmf_wfit_fn fit = ops->wfit;
     switch (type) {
     case LMF_GGML_IQ4_NL: case LMF_GGML_IQ4_XS:
-        lmf_quantize_iq4(type, x, out, n, qw);
+        lmf_quantize_iq4(type, x, out, n, qw, ops->iq4_scales);
         return;
     case LMF_GGML_Q4_K: case LMF_GGML_Q5_K:
         for (size_t b = 0; b < n / 256; b++)
@@ -721,6 +733,6 @@ void lmf_quantize_weighted(uint32_t type, const float *x, void *out, size_t n, c
 }
 
 void lmf_quantize_row_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw) {
-    if (qw) lmf_quantize_weighted(type, x, out, n, qw, lmf_wfit_ref);
+    if (qw) lmf_quantize_weighted(type, x, out, n, qw, &lmf_quant_ref);
     else lmf_quantize_row(type, x, out, n);
 }

@@ -350,7 +350,7 @@ void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n) {
         lmf_quantize_kquant_low(type, x, o, nb);
         break;
     case LMF_GGML_IQ4_NL: case LMF_GGML_IQ4_XS:
-        lmf_quantize_iq4(type, x, o, n, NULL);
+        lmf_quantize_iq4(type, x, o, n, NULL, lmf_iq4_scales_ref);
         break;
     case LMF_GGML_F32:
         memcpy(o, x, n * sizeof(float));
@@ -802,5 +802,6 @@ const lmf_quant_ops lmf_quant_ref = {
     .dequant = lmf_dequant_ref,
     .kq_fit = lmf_kq_fit_ref,
     .wfit = lmf_wfit_ref,
+    .iq4_scales = lmf_iq4_scales_ref,
     .quantize_blocks = lmf_quantize_blocks_ref,
 };

@@ -292,3 +292,84 @@ void lmf_quantize_blocks_avx2(uint32_t type, const float *x, void *out, size_t n
         }
     }
 }
+
+/* ---- IQ4_NL / IQ4_XS's scale search (lmf_iq4_scales_ref), the 8 blocks of 32 in the lanes -------------------- */
+
+/* lmf_iq4nl_values[i] lane by lane, i in 0..15 (two 8-entry permutes) */
+static inline __m256 iq4_value(__m256i i) {
+    const __m256 lo = _mm256_setr_ps(-127, -104, -83, -65, -49, -35, -22, -10);
+    const __m256 hi = _mm256_setr_ps(1, 13, 25, 38, 53, 69, 89, 113);
+    __m256 a = _mm256_permutevar8x32_ps(lo, i), b = _mm256_permutevar8x32_ps(hi, i);
+    return pick(a, b, _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(7))));
+}
+
+/* quant_kquant_ref.c's iq4_index (ggml's best_index_int8) lane by lane: the value nearest x, ties to the upper;
+ * below the first value 0, from the last 15, NaN 15 (as its binary search ends) */
+static inline __m256i iq4_index8(__m256 x) {
+    /* mu = how many values are <= x: the binary search's upper end, v[mu - 1] <= x < v[mu] */
+    __m256i mu = _mm256_set1_epi32(1);
+    for (int k = 1; k < 15; k++)
+        mu = _mm256_sub_epi32(mu, _mm256_castps_si256(_mm256_cmp_ps(_mm256_set1_ps(lmf_iq4nl_values[k]), x,
+                                                                      _CMP_LE_OQ)));
+    __m256i ml = _mm256_sub_epi32(mu, _mm256_set1_epi32(1));
+    __m256 below = _mm256_cmp_ps(_mm256_sub_ps(x, iq4_value(ml)), _mm256_sub_ps(iq4_value(mu), x), _CMP_LT_OQ);
+    __m256i i = _mm256_castps_si256(pick(_mm256_castsi256_ps(mu), _mm256_castsi256_ps(ml), below));
+    __m256 first = _mm256_cmp_ps(x, _mm256_set1_ps(-127.0f), _CMP_LE_OQ);
+    __m256 last = _mm256_cmp_ps(x, _mm256_set1_ps(113.0f), _CMP_NLT_UQ); /* x >= 113, or NaN */
+    i = _mm256_castps_si256(pick(_mm256_castsi256_ps(i), _mm256_castsi256_ps(_mm256_set1_epi32(15)), last));
+    return _mm256_andnot_si256(_mm256_castps_si256(first), i);
+}
+
+/* sum_j w_j q_j x_j and sum_j w_j q_j^2 for the quants of id x (the reference's order: j ascending, (w q) x) */
+static inline void iq4_sums(const __m256 *xt, const __m256 *wt, __m256 id, __m256 *sumqx, __m256 *sumq2) {
+    __m256 a = _mm256_setzero_ps(), b = a;
+    for (int j = 0; j < 32; j++) {
+        __m256 q = iq4_value(iq4_index8(_mm256_mul_ps(id, xt[j]))), wq = _mm256_mul_ps(wt[j], q);
+        a = _mm256_add_ps(a, _mm256_mul_ps(wq, xt[j]));
+        b = _mm256_add_ps(b, _mm256_mul_ps(wq, q));
+    }
+    *sumqx = a, *sumq2 = b;
+}
+
+void lmf_iq4_scales_avx2(int sbs, int nb, const float *x, const float *qw, float scales[8]) {
+    if (nb != 8) { /* a row's last blocks */
+        lmf_iq4_scales_ref(sbs, nb, x, qw, scales);
+        return;
+    }
+    __m256 xt[32], wt[32], zero = _mm256_setzero_ps();
+    gather8(x, 32, xt);
+    if (qw) {
+        float sig[8];
+        for (int k = 0; k < 8; k++) { /* sigma^2 as the reference sums it: over the super-block, element by element */
+            const float *s0 = x + (sbs == 256 ? 0 : 32 * k);
+            float s = 0;
+            for (int j = 0; j < sbs; j++) s += s0[j] * s0[j];
+            sig[k] = s * (2.f / (float)sbs);
+        }
+        __m256 sigma2 = _mm256_loadu_ps(sig);
+        gather8(qw, 32, wt);
+        for (int j = 0; j < 32; j++)
+            wt[j] = _mm256_mul_ps(wt[j], _mm256_sqrt_ps(_mm256_add_ps(sigma2, _mm256_mul_ps(xt[j], xt[j]))));
+    } else {
+        for (int j = 0; j < 32; j++) wt[j] = _mm256_mul_ps(xt[j], xt[j]);
+    }
+    __m256 amax = zero, max = zero;
+    for (int j = 0; j < 32; j++) {
+        __m256 a = absf(xt[j]), m = gt(a, amax);
+        amax = pick(amax, a, m), max = pick(max, xt[j], m);
+    }
+    __m256 d = _mm256_div_ps(max, _mm256_set1_ps(127.0f)), sumqx, sumq2; /* -max / v[0] */
+    iq4_sums(xt, wt, _mm256_div_ps(_mm256_set1_ps(1.0f), d), &sumqx, &sumq2);
+    __m256 pos = gt(sumq2, zero);
+    d = pick(zero, _mm256_div_ps(sumqx, sumq2), pos);
+    __m256 best = _mm256_mul_ps(d, sumqx);
+    for (int itry = -7; itry <= 7; itry++) {
+        iq4_sums(xt, wt, _mm256_div_ps(_mm256_set1_ps((float)(itry - 127)), max), &sumqx, &sumq2);
+        __m256 take = _mm256_and_ps(gt(sumq2, zero),
+                                    gt(_mm256_mul_ps(sumqx, sumqx), _mm256_mul_ps(best, sumq2)));
+        __m256 dn = _mm256_div_ps(sumqx, sumq2);
+        d = pick(d, dn, take), best = pick(best, _mm256_mul_ps(dn, sumqx), take);
+    }
+    /* blocks whose largest |x| is below GROUP_MAX_EPS keep scale 0 */
+    _mm256_storeu_ps(scales, pick(d, zero, _mm256_cmp_ps(amax, _mm256_set1_ps(GROUP_MAX_EPS), _CMP_LT_OQ)));
+}
