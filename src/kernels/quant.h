@@ -149,8 +149,17 @@ void lmf_quantize_blocks_avx2(uint32_t type, const float *x, void *out, size_t n
 void lmf_kq_pack(uint32_t type, const float *x, lmf_kq_fit *f, void *out);
 /* nblocks super-blocks of 256 floats to Q4_K, Q5_K or Q6_K blocks, fitted by fit */
 void lmf_quantize_kquant(uint32_t type, const float *x, void *out, size_t nblocks, lmf_kq_fit_fn fit);
-/* nblocks super-blocks of 256 floats to Q2_K or Q3_K blocks (quantize_row_q2_K_ref / q3_K_ref) */
-void lmf_quantize_kquant_low(uint32_t type, const float *x, void *out, size_t nblocks);
+/* Q2_K's search: the 16 sub-blocks of 16 of a super-block x weighted by w (256 each), ggml's make_qkx2_quants with
+ * nmax 3 (rmin, rdelta, nstep; mad: absolute errors, as quantize_row_q2_K_ref) or make_qkx3_quants: their scales,
+ * mins (-min) and quants; the AVX2 one runs 8 sub-blocks in the lanes of a vector, the same numbers */
+typedef void (*lmf_q2_fit_fn)(const float *x, const float *w, float rmin, float rdelta, int nstep, int mad,
+                              float scales[16], float mins[16], uint8_t L[256]);
+void lmf_q2_fit_ref(const float *x, const float *w, float rmin, float rdelta, int nstep, int mad, float scales[16],
+                    float mins[16], uint8_t L[256]);
+void lmf_q2_fit_avx2(const float *x, const float *w, float rmin, float rdelta, int nstep, int mad, float scales[16],
+                     float mins[16], uint8_t L[256]);
+/* nblocks super-blocks of 256 floats to Q2_K or Q3_K blocks (quantize_row_q2_K_ref / q3_K_ref), Q2_K's by fit */
+void lmf_quantize_kquant_low(uint32_t type, const float *x, void *out, size_t nblocks, lmf_q2_fit_fn fit);
 /* n floats (whole blocks) to IQ4_NL or IQ4_XS as ggml_quantize_chunk writes them (quantize_iq4_nl / quantize_iq4_xs:
  * 15 trial scales a 32-element block around the largest element's, IQ4_XS's block scales then requantized to 6 bits
  * under a super-block d; what llama-quantize writes, not ggml's quantize_row_iq4_nl_ref, which skips the trials);
@@ -340,6 +349,7 @@ typedef struct lmf_quant_ops {
     lmf_kq_fit_fn kq_fit;
     lmf_wfit_fn wfit;
     lmf_iq4_scales_fn iq4_scales; /* IQ4_NL / IQ4_XS's */
+    lmf_q2_fit_fn q2_fit;         /* Q2_K's */
     /* fp32 -> nblocks blocks of Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1, the reference's bytes */
     void (*quantize_blocks)(uint32_t type, const float *x, void *out, size_t nblocks);
 } lmf_quant_ops;

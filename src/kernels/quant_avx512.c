@@ -769,5 +769,6 @@ const lmf_quant_ops lmf_quant_avx512 = {
     .kq_fit = lmf_kq_fit_avx2, /* quantize_avx2.c: AVX2 is all they need */
     .wfit = lmf_wfit_avx2,
     .iq4_scales = lmf_iq4_scales_avx2,
+    .q2_fit = lmf_q2_fit_avx2,
     .quantize_blocks = lmf_quantize_blocks_avx2,
 };

@@ -484,14 +484,21 @@ static void pack2(const uint8_t *L, uint8_t *q) {
  * d and dmin, quants 0..3. Without an importance (quantize_row_q2_K_ref): fits by absolute error weighted by |x|,
  * 4-bit values against the largest; with one (quantize_row_q2_K_impl): fits weighted by qw sqrt(sigma^2 + x^2) (37
  * trials), the 4-bit values by fit_scale_pos. Then every weight requantized against the stored values. */
-static void q2_k_block(const float *x, const float *qw, uint8_t *o) {
-    uint8_t L[256], Laux[16], *sc = o, Ls[16], Lm[16];
-    float w[16], mins[16], scales[16], sw[16];
+void lmf_q2_fit_ref(const float *x, const float *w, float rmin, float rdelta, int nstep, int mad, float scales[16],
+                    float mins[16], uint8_t L[256]) {
+    uint8_t Laux[16];
+    for (int j = 0; j < 16; j++)
+        scales[j] = fit_scale_min(16, 3, x + 16 * j, w + 16 * j, L + 16 * j, &mins[j], Laux, rmin, rdelta, nstep, mad);
+}
+
+static void q2_k_block(const float *x, const float *qw, uint8_t *o, lmf_q2_fit_fn fit) {
+    uint8_t L[256], *sc = o, Ls[16], Lm[16];
+    float w[256], mins[16], scales[16], sw[16];
     if (!qw) {
         float max_scale = 0, max_min = 0;
+        for (int l = 0; l < 256; l++) w[l] = fabsf(x[l]);
+        fit(x, w, -0.5f, 0.1f, 15, 1, scales, mins, L);
         for (int j = 0; j < 16; j++) {
-            for (int l = 0; l < 16; l++) w[l] = fabsf(x[16 * j + l]);
-            scales[j] = fit_scale_min(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, 1);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
@@ -506,12 +513,12 @@ static void q2_k_block(const float *x, const float *qw, uint8_t *o) {
     } else {
         float sigma2 = sum_sq(x, 256) / 256;
         for (int j = 0; j < 16; j++) {
-            weights_of(x + 16 * j, qw + 16 * j, sigma2, w, 16);
+            weights_of(x + 16 * j, qw + 16 * j, sigma2, w + 16 * j, 16);
             float sumw = 0;
-            for (int l = 0; l < 16; l++) sumw += w[l];
+            for (int l = 0; l < 16; l++) sumw += w[16 * j + l];
             sw[j] = sumw;
-            scales[j] = fit_scale_min(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, 0);
         }
+        fit(x, w, -0.9f, 0.05f, 36, 0, scales, mins, L);
         float dm = fit_scale_pos(16, 15, scales, Ls, sw), mm = fit_scale_pos(16, 15, mins, Lm, sw);
         wr16(o + 80, lmf_f32_to_f16(dm));
         wr16(o + 82, lmf_f32_to_f16(mm));
@@ -587,17 +594,18 @@ static void q3_k_block(const float *x, const float *qw, uint8_t *o) {
     pack2(Lu, o + 32);
 }
 
-/* nblocks Q2_K / Q3_K super-blocks, under importance qw (256 nblocks values, NULL: none) */
-static void quantize_low(uint32_t type, const float *x, void *out, size_t nblocks, const float *qw) {
+/* nblocks Q2_K / Q3_K super-blocks, under importance qw (256 nblocks values, NULL: none); Q2_K's fits by fit */
+static void quantize_low(uint32_t type, const float *x, void *out, size_t nblocks, const float *qw,
+                         lmf_q2_fit_fn fit) {
     for (size_t b = 0; b < nblocks; b++) {
         const float *q = qw ? qw + 256 * b : NULL;
-        if (type == LMF_GGML_Q2_K) q2_k_block(x + 256 * b, q, (uint8_t *)out + 84 * b);
+        if (type == LMF_GGML_Q2_K) q2_k_block(x + 256 * b, q, (uint8_t *)out + 84 * b, fit);
         else q3_k_block(x + 256 * b, q, (uint8_t *)out + 110 * b);
     }
 }
 
-void lmf_quantize_kquant_low(uint32_t type, const float *x, void *out, size_t nblocks) {
-    quantize_low(type, x, out, nblocks, NULL);
+void lmf_quantize_kquant_low(uint32_t type, const float *x, void *out, size_t nblocks, lmf_q2_fit_fn fit) {
+    quantize_low(type, x, out, nblocks, NULL, fit);
 }
 
 /* ---- IQ4_NL / IQ4_XS: ggml's quantize_row_iq4_nl_impl with its 7 trials a side (ggml_quantize_chunk's, what
@@ -725,7 +733,7 @@ void lmf_quantize_weighted(uint32_t type, const float *x, void *out, size_t n, c
         legacy_weighted(type, x, qw, out, n, fit);
         return;
     case LMF_GGML_Q2_K: case LMF_GGML_Q3_K:
-        quantize_low(type, x, out, n / 256, qw);
+        quantize_low(type, x, out, n / 256, qw, ops->q2_fit);
         return;
     default: /* Q8_0 and the float types take no importance (as ggml's quantize_q8_0) */
         lmf_quantize_row(type, x, out, n);

@@ -96,15 +96,16 @@ static void fit_signed8(const float *x, const float *qw, int n, int nmax, float 
     _mm256_storeu_ps(scale_out, pick(scale, zero, small));
 }
 
-/* make_qkx2_quants(32, nmax, x, w, L, &min, ., rmin, rdelta, nstep, false) of the 8 sub-blocks of 32 at x, weights
- * ww (x's layout; NULL: sqrt(mean x^2) + |x|, the K-quants' own): their scales, mins (-min) and quants into L (8 x 32
- * bytes). With weights given it is make_qkx3_quants too (the two differ only without weights). */
-static void fit_min8(const float *x, const float *ww, int nmax, float rmin, float rdelta, int nstep, float *scale_out,
-                     float *min_out, uint8_t *L) {
+/* make_qkx2_quants(n, nmax, x, w, L, &min, ., rmin, rdelta, nstep, mad) of the 8 sub-blocks of n (16 or 32) at x,
+ * weights ww (x's layout; NULL, n 32 only: sqrt(mean x^2) + |x|, the K-quants' own): their scales, mins (-min) and
+ * quants into L (8 x n bytes). With weights given it is make_qkx3_quants too (the two differ only without weights);
+ * mad: absolute errors (Q2_K's). */
+static void fit_min8(const float *x, const float *ww, int n, int nmax, float rmin, float rdelta, int nstep, int mad,
+                     float *scale_out, float *min_out, uint8_t *L) {
     __m256 xt[32], w[32], zero = _mm256_setzero_ps();
-    gather8(x, 32, xt);
+    gather8(x, n, xt);
     if (ww) {
-        gather8(ww, 32, w);
+        gather8(ww, n, w);
     } else {
         __m256 sum_x2 = zero;
         for (int i = 0; i < 32; i++) sum_x2 = _mm256_add_ps(sum_x2, _mm256_mul_ps(xt[i], xt[i]));
@@ -112,7 +113,7 @@ static void fit_min8(const float *x, const float *ww, int nmax, float rmin, floa
         for (int i = 0; i < 32; i++) w[i] = _mm256_add_ps(av_x, absf(xt[i]));
     }
     __m256 min = xt[0], max = xt[0], sum_w = w[0], sum_x = _mm256_mul_ps(w[0], xt[0]);
-    for (int i = 1; i < 32; i++) {
+    for (int i = 1; i < n; i++) {
         min = pick(min, xt[i], _mm256_cmp_ps(xt[i], min, _CMP_LT_OQ));
         max = pick(max, xt[i], gt(xt[i], max));
         sum_w = _mm256_add_ps(sum_w, w[i]);
@@ -123,15 +124,15 @@ static void fit_min8(const float *x, const float *ww, int nmax, float rmin, floa
     __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)nmax), _mm256_sub_ps(max, min));
     __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale), best_error = zero;
     __m256i lb[32], la[32];
-    for (int i = 0; i < 32; i++) {
+    for (int i = 0; i < n; i++) {
         lb[i] = clamp(nearest(_mm256_mul_ps(iscale, _mm256_sub_ps(xt[i], min))), 0, nmax);
         __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(lb[i])), min), xt[i]);
-        best_error = _mm256_add_ps(best_error, _mm256_mul_ps(w[i], _mm256_mul_ps(diff, diff)));
+        best_error = _mm256_add_ps(best_error, _mm256_mul_ps(w[i], mad ? absf(diff) : _mm256_mul_ps(diff, diff)));
     }
     for (int is = 0; is <= nstep; is++) {
         iscale = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * (float)is + (float)nmax), _mm256_sub_ps(max, min));
         __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
-        for (int i = 0; i < 32; i++) {
+        for (int i = 0; i < n; i++) {
             la[i] = clamp(nearest(_mm256_mul_ps(iscale, _mm256_sub_ps(xt[i], min))), 0, nmax);
             __m256 lf = _mm256_cvtepi32_ps(la[i]), wl = _mm256_mul_ps(w[i], lf);
             sum_l = _mm256_add_ps(sum_l, wl);
@@ -144,21 +145,21 @@ static void fit_min8(const float *x, const float *ww, int nmax, float rmin, floa
         __m256 pos = gt(this_min, zero);
         this_scale = pick(this_scale, _mm256_div_ps(sum_xl, sum_l2), pos), this_min = pick(this_min, zero, pos);
         __m256 cur_error = zero;
-        for (int i = 0; i < 32; i++) {
+        for (int i = 0; i < n; i++) {
             __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(this_scale, _mm256_cvtepi32_ps(la[i])), this_min),
                                         xt[i]);
-            cur_error = _mm256_add_ps(cur_error, _mm256_mul_ps(w[i], _mm256_mul_ps(diff, diff)));
+            cur_error = _mm256_add_ps(cur_error, _mm256_mul_ps(w[i], mad ? absf(diff) : _mm256_mul_ps(diff, diff)));
         }
         __m256 take = _mm256_and_ps(gt(D, zero), _mm256_cmp_ps(cur_error, best_error, _CMP_LT_OQ));
         if (!_mm256_movemask_ps(take)) continue;
         __m256i t = _mm256_castps_si256(take);
-        for (int i = 0; i < 32; i++) lb[i] = _mm256_blendv_epi8(lb[i], la[i], t);
+        for (int i = 0; i < n; i++) lb[i] = _mm256_blendv_epi8(lb[i], la[i], t);
         best_error = pick(best_error, cur_error, take);
         scale = pick(scale, this_scale, take), min = pick(min, this_min, take);
     }
     __m256i keep = _mm256_castps_si256(_mm256_andnot_ps(flat, _mm256_castsi256_ps(_mm256_set1_epi32(-1))));
-    for (int i = 0; i < 32; i++) lb[i] = _mm256_and_si256(lb[i], keep);
-    scatter8(lb, 32, L);
+    for (int i = 0; i < n; i++) lb[i] = _mm256_and_si256(lb[i], keep);
+    scatter8(lb, n, L);
     _mm256_storeu_ps(scale_out, pick(scale, zero, flat));
     _mm256_storeu_ps(min_out, _mm256_xor_ps(pick(min, min0, flat), _mm256_set1_ps(-0.0f)));
 }
@@ -168,21 +169,27 @@ void lmf_kq_fit_avx2(uint32_t type, const float *x, lmf_kq_fit *f) {
         fit_signed8(x, NULL, 16, 32, f->scale, f->L);
         fit_signed8(x + 128, NULL, 16, 32, f->scale + 8, f->L + 128);
     } else if (type == LMF_GGML_Q5_K) {
-        fit_min8(x, NULL, 31, -0.5f, 0.1f, 15, f->scale, f->min, f->L);
+        fit_min8(x, NULL, 32, 31, -0.5f, 0.1f, 15, 0, f->scale, f->min, f->L);
     } else {
-        fit_min8(x, NULL, 15, -1.0f, 0.1f, 20, f->scale, f->min, f->L);
+        fit_min8(x, NULL, 32, 15, -1.0f, 0.1f, 20, 0, f->scale, f->min, f->L);
     }
 }
 
 void lmf_wfit_avx2(lmf_wfit_kind kind, int nmax, const float *x, const float *w, lmf_kq_fit *f) {
     if (kind == LMF_WFIT_MIN) {
-        fit_min8(x, w, nmax, -0.9f, 0.05f, 36, f->scale, f->min, f->L);
+        fit_min8(x, w, 32, nmax, -0.9f, 0.05f, 36, 0, f->scale, f->min, f->L);
     } else if (kind == LMF_WFIT_SIGNED16) {
         fit_signed8(x, w, 16, nmax, f->scale, f->L);
         fit_signed8(x + 128, w + 128, 16, nmax, f->scale + 8, f->L + 128);
     } else {
         fit_signed8(x, w, 32, nmax, f->scale, f->L);
     }
+}
+
+void lmf_q2_fit_avx2(const float *x, const float *w, float rmin, float rdelta, int nstep, int mad, float scales[16],
+                     float mins[16], uint8_t L[256]) {
+    fit_min8(x, w, 16, 3, rmin, rdelta, nstep, mad, scales, mins, L);
+    fit_min8(x + 128, w + 128, 16, 3, rmin, rdelta, nstep, mad, scales + 8, mins + 8, L + 128);
 }
 
 /* A block's 32 quants (ints, the byte that matters low) as bytes in element order. */
