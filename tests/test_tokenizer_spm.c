@@ -73,12 +73,24 @@ static void parse_case(const char *p, uint8_t *text, size_t *n, int32_t *ids, si
     }
 }
 
+/* Whether text holds a White_Space character beyond ASCII (U+0085, U+00A0, U+1680, U+2000-U+205F's, U+3000; the
+ * U+20xx range taken whole) */
+static int wide_space_in(const uint8_t *t, size_t n) {
+    for (size_t i = 0; i + 1 < n; i++)
+        if ((t[i] == 0xc2 && (t[i + 1] == 0x85 || t[i + 1] == 0xa0)) ||
+            (i + 2 < n && ((t[i] == 0xe2 && (t[i + 1] == 0x80 || t[i + 1] == 0x81)) ||
+                           (t[i] == 0xe3 && t[i + 1] == 0x80 && t[i + 2] == 0x80) ||
+                           (t[i] == 0xe1 && t[i + 1] == 0x9a && t[i + 2] == 0x80))))
+            return 1;
+    return 0;
+}
+
 static void test_ids_equal_llama_tokenize(void **state) {
     (void)state;
     size_t len;
     char *all = slurp(PHI3_DIR "/spm_cases.txt", &len);
     assert_non_null(all);
-    int cases = 0, round_trips = 0;
+    int cases = 0, round_trips = 0, wide = 0;
     /* the vocabulary written as tokenizer.json (merges derived from the scores) and read back: the same ids */
     char saved_path[300];
     snprintf(saved_path, sizeof saved_path, "%s/phi3_tokenizer.json", tmpdir);
@@ -97,11 +109,18 @@ static void test_ids_equal_llama_tokenize(void **state) {
         char what[64];
         snprintf(what, sizeof what, "case %d (line \"%.24s\")", cases, line);
         assert_ids(&got, want, m, what);
-        lmf_ids again = {0};
-        lmf_tokenizer_encode(saved, (const char *)text, n, special ? LMF_ENCODE_ALLOW_SPECIAL : 0, &again);
-        snprintf(what, sizeof what, "case %d through the saved tokenizer.json", cases);
-        assert_ids(&again, want, m, what);
-        free(again.data);
+        /* through the saved tokenizer.json, whose lstrip / rstrip take Unicode's spaces too (Hugging Face's rule,
+         * not llama.cpp's: test_hf_tokenizer_json_equals_tokenizers holds it to tokenizers), but for texts with
+         * one of those beside a special token */
+        if (!special || !wide_space_in(text, n)) {
+            lmf_ids again = {0};
+            lmf_tokenizer_encode(saved, (const char *)text, n, special ? LMF_ENCODE_ALLOW_SPECIAL : 0, &again);
+            snprintf(what, sizeof what, "case %d through the saved tokenizer.json", cases);
+            assert_ids(&again, want, m, what);
+            free(again.data);
+        } else {
+            wide++;
+        }
         /* decode gives the text back, but for U+2581 (read as a space), broken UTF-8 before a space and the spaces
          * after special tokens */
         if (!special && spm_round_trips(text, n)) {
@@ -116,6 +135,7 @@ static void test_ids_equal_llama_tokenize(void **state) {
     }
     assert_int_equal(cases, 403);
     assert_true(round_trips > 250);
+    printf("%d cases with a Unicode space and special tokens left out of the saved tokenizer.json's check\n", wide);
     free(text), free(want), free(all);
     lmf_tokenizer_free(saved);
 }
@@ -161,14 +181,15 @@ static void test_streaming_equals_one_shot(void **state) {
     (void)state;
     static const char *const parts[] = {"Hello", " world", "  ", "\n", "\t", "数据", "🙂", "é", "<s>", "</s>",
                                         "<|end|>", "<|", "\xe2\x96\x81", "\xc3", "\x80", "x", " ", "ing", "<0x0A>",
-                                        "\xe2\x96", "\xe2", "\xf0\x9f", "   the"};
+                                        "\xe2\x96", "\xe2", "\xf0\x9f", "   the", "\xc2\xa0", "\xe3\x80\x80",
+                                        "\xe2\x80\x83", "\xc2", "\xe3\x80", "<tool>", "\xe2\x80\x8b"};
     lmf_tokenizer *whole;
     assert_int_equal(lmf_tokenizer_load(PHI3_DIR "/vocab.gguf", &whole), LMF_OK);
     assert_true(phi3->spm->split_words);
     whole->spm->split_words = 0;
     /* and tokenizer.json's forms: Prepend + Replace, Metaspace "first" (its mark only at the start of the text,
      * which the streaming encoder must know) and Metaspace "always" with split */
-    lmf_tokenizer *hf[3] = {hf_variant(0), hf_variant(1), hf_variant(2)};
+    lmf_tokenizer *hf[4] = {hf_variant(0), hf_variant(1), hf_variant(2), hf_variant(3)}; /* 3: Unicode strips */
     /* the Phi-3 vocabulary's special tokens strip the whitespace after them (llama.cpp's rule by its name); one
      * form here strips it on both sides, which the streaming encoder must hold back for */
     assert_non_null(phi3->strip);
@@ -177,7 +198,7 @@ static void test_streaming_equals_one_shot(void **state) {
     lmf_tokenizer_set_strip(hf[2], end, LMF_STRIP_LEFT | LMF_STRIP_RIGHT);
     char text[400];
     for (int it = 0; it < 1200; it++) {
-        lmf_tokenizer *tok = it < 300 ? phi3 : hf[it % 3];
+        lmf_tokenizer *tok = it < 300 ? phi3 : hf[it % 4];
         size_t n = 0;
         for (int k = (int)(rnd() % 12); k-- > 0;) {
             const char *p = parts[rnd() % (sizeof parts / sizeof *parts)];
@@ -216,7 +237,7 @@ static void test_streaming_equals_one_shot(void **state) {
         free(one.data), free(streamed.data), free(dec1.data), free(out.data);
     }
     lmf_tokenizer_free(whole);
-    for (int v = 0; v < 3; v++) lmf_tokenizer_free(hf[v]);
+    for (int v = 0; v < 4; v++) lmf_tokenizer_free(hf[v]);
 }
 
 /* A hand-made vocabulary: no byte tokens (characters without a piece become <unk>, once each), and a tie between
@@ -397,12 +418,34 @@ static void test_model_vocabulary_survives_export(void **state) {
     lmf_weights_free(w);
 }
 
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
 /* The fixture's tokenizer.json as variant v: 0 as written, 1 Metaspace "first" without split, 2 Metaspace
- * "always" with split (hf_spm_fixture.py's variants). */
+ * "always" with split, 3 as written with lstrip / rstrip on "<|end|>" and rstrip on "<tool>" (hf_spm_fixture.py's
+ * variants). */
 static lmf_tokenizer *hf_variant(int v) {
     char path[300];
     snprintf(path, sizeof path, "%s", HF_SPM_DIR "/tokenizer.json");
-    if (v) {
+    if (v == 3) {
+        char *text = slurp(path, NULL);
+        cJSON *j = cJSON_Parse(text), *a;
+        free(text);
+        cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(j, "added_tokens")) {
+            const char *c = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "content"));
+            if (!strcmp(c, "<|end|>")) cJSON_ReplaceItemInObject(a, "lstrip", cJSON_CreateTrue());
+            if (!strcmp(c, "<|end|>") || !strcmp(c, "<tool>")) cJSON_ReplaceItemInObject(a, "rstrip", cJSON_CreateTrue());
+        }
+        char *out = cJSON_PrintUnformatted(j);
+        snprintf(path, sizeof path, "%s/hf_variant3.json", tmpdir);
+        write_text(path, out);
+        free(out);
+        cJSON_Delete(j);
+    } else if (v) {
         char *text = slurp(path, NULL);
         cJSON *j = cJSON_Parse(text);
         free(text);
@@ -428,9 +471,9 @@ static lmf_tokenizer *hf_variant(int v) {
 
 static void test_hf_tokenizer_json_equals_tokenizers(void **state) {
     (void)state;
-    lmf_tokenizer *tok[3] = {hf_variant(0), hf_variant(1), hf_variant(2)}, *saved[3];
+    lmf_tokenizer *tok[4] = {hf_variant(0), hf_variant(1), hf_variant(2), hf_variant(3)}, *saved[4];
     assert_true(lmf_tokenizer_sentencepiece(tok[0]));
-    for (int v = 0; v < 3; v++) { /* written back as tokenizer.json and read again: the same ids below */
+    for (int v = 0; v < 4; v++) { /* written back as tokenizer.json and read again: the same ids below */
         char p[300];
         snprintf(p, sizeof p, "%s/saved%d.json", tmpdir, v);
         assert_int_equal(lmf_tokenizer_save(tok[v], p), LMF_OK);
@@ -441,7 +484,7 @@ static void test_hf_tokenizer_json_equals_tokenizers(void **state) {
     assert_non_null(all);
     uint8_t *text = malloc(len);
     int32_t *want = malloc(len * sizeof *want);
-    int cases[3] = {0}, round_trips = 0;
+    int cases[4] = {0}, round_trips = 0;
     for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
         int v = line[0] - '0';
         size_t n, m;
@@ -471,16 +514,10 @@ static void test_hf_tokenizer_json_equals_tokenizers(void **state) {
         cases[v]++;
     }
     for (int v = 0; v < 3; v++) assert_int_equal(cases[v], 265);
+    assert_int_equal(cases[3], 80); /* Unicode spaces beside stripping tokens */
     assert_true(round_trips > 400);
     free(text), free(want), free(all);
-    for (int v = 0; v < 3; v++) lmf_tokenizer_free(tok[v]), lmf_tokenizer_free(saved[v]);
-}
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    for (int v = 0; v < 4; v++) lmf_tokenizer_free(tok[v]), lmf_tokenizer_free(saved[v]);
 }
 
 static void test_hf_bad_files(void **state) {

@@ -234,15 +234,52 @@ static int specials_active(const lmf_tokenizer *tok, unsigned flags) {
 static unsigned strip_of(const lmf_tokenizer *tok, int32_t id) { return tok->strip ? tok->strip[id] : 0; }
 static int is_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); } /* C's isspace */
 
+/* Unicode's White_Space characters beyond ASCII, in UTF-8: U+0085, U+00A0, U+1680, U+2000-200A, U+2028, U+2029,
+ * U+202F, U+205F, U+3000 */
+static int wide_space(const uint8_t *s, size_t n) {
+    if (n == 2) return s[0] == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0);
+    if (n != 3) return 0;
+    if (s[0] == 0xe1) return s[1] == 0x9a && s[2] == 0x80;
+    if (s[0] == 0xe3) return s[1] == 0x80 && s[2] == 0x80;
+    if (s[0] != 0xe2) return 0;
+    if (s[1] == 0x81) return s[2] == 0x9f;
+    return s[1] == 0x80 && (s[2] <= 0x8a || s[2] == 0xa8 || s[2] == 0xa9 || s[2] == 0xaf) && s[2] >= 0x80;
+}
+
+/* The bytes of the whitespace character that starts s[0, n) (0: none): C's isspace, with unicode White_Space */
+static size_t space_at(const uint8_t *s, size_t n, int unicode) {
+    if (n && is_space(s[0])) return 1;
+    for (size_t k = 2; unicode && k <= 3 && k <= n; k++)
+        if (wide_space(s, k)) return k;
+    return 0;
+}
+
+/* Whether s[0, n) (n < 3) could begin a wide whitespace character: a streamed text's end, to wait for */
+static int space_prefix(const uint8_t *s, size_t n) {
+    if (n == 0 || n > 2) return 0;
+    if (n == 1) return s[0] == 0xc2 || (s[0] >= 0xe1 && s[0] <= 0xe3);
+    return (s[0] == 0xe1 && s[1] == 0x9a) || (s[0] == 0xe3 && s[1] == 0x80) || (s[0] == 0xe2 && (s[1] == 0x80 || s[1] == 0x81));
+}
+
 /* text[0, n) without the whitespace at its end (a left-stripping special token follows) */
-static size_t trim_end(const uint8_t *text, size_t n) {
-    while (n && is_space(text[n - 1])) n--;
-    return n;
+static size_t trim_end(const lmf_tokenizer *tok, const uint8_t *text, size_t n) {
+    for (;;) {
+        if (n && is_space(text[n - 1])) n--;
+        else if (tok->strip_unicode && n >= 2 && wide_space(text + n - 2, 2)) n -= 2;
+        else if (tok->strip_unicode && n >= 3 && wide_space(text + n - 3, 3)) n -= 3;
+        else return n;
+    }
+}
+
+/* The whitespace text[pos, n) starts with, skipped (a right-stripping special token came before it) */
+static size_t skip_space(const lmf_tokenizer *tok, const uint8_t *text, size_t pos, size_t n) {
+    for (size_t k; pos < n && (k = space_at(text + pos, n - pos, tok->strip_unicode)) > 0;) pos += k;
+    return pos;
 }
 
 /* Where the plain text text[pos, p) before a special token (strip: its LMF_STRIP_*) ends */
-static size_t plain_end(const uint8_t *text, size_t pos, size_t p, unsigned strip) {
-    return strip & LMF_STRIP_LEFT ? pos + trim_end(text + pos, p - pos) : p;
+static size_t plain_end(const lmf_tokenizer *tok, const uint8_t *text, size_t pos, size_t p, unsigned strip) {
+    return strip & LMF_STRIP_LEFT ? pos + trim_end(tok, text + pos, p - pos) : p;
 }
 
 void lmf_tokenizer_set_strip(lmf_tokenizer *tok, int32_t id, unsigned flags) {
@@ -408,13 +445,12 @@ static void encode_with_specials(lmf_enc_state *st, const uint8_t *text, size_t 
         int32_t id = -1;
         size_t len = 0, p = find_special(tok, text, pos, n, n, allow, &id, &len);
         unsigned strip = p < n ? strip_of(tok, id) : 0;
-        encode_plain(st, text + pos, plain_end(text, pos, p, strip) - pos);
+        encode_plain(st, text + pos, plain_end(tok, text, pos, p, strip) - pos);
         if (p == n || st->err != LMF_OK) break;
         lmf_ids_push(st->out, &id, 1);
         st->at_start = 0;
         pos = p + len;
-        if (strip & LMF_STRIP_RIGHT)
-            while (pos < n && is_space(text[pos])) pos++;
+        if (strip & LMF_STRIP_RIGHT) pos = skip_space(tok, text, pos, n);
     }
 }
 
@@ -523,15 +559,16 @@ static lmf_status encoder_run(lmf_tokenizer_encoder *e, lmf_ids *out, int final)
         if (active) {
             size_t t = special_prefix_tail(tok, e->buf, n, allow);
             if (n - t < limit) limit = n - t;
-            if (tok->lstrip) limit = trim_end(e->buf, limit); /* a left-stripping special token may yet follow */
+            if (tok->lstrip) limit = trim_end(tok, e->buf, limit); /* a left-stripping special token may yet follow */
         }
     }
     size_t pos = 0, consumed = 0;
     for (;;) {
         if (e->skip_space) {
-            while (pos < n && is_space(e->buf[pos])) pos++;
+            pos = skip_space(tok, e->buf, pos, n);
             consumed = pos;
-            if (pos == n) break; /* all whitespace so far: the next text may bring more */
+            /* all whitespace so far (or the start of a wide one): the next text may bring more */
+            if (pos == n || (!final && tok->strip_unicode && space_prefix(e->buf + pos, n - pos))) break;
             e->skip_space = 0;
             if (limit < pos) limit = pos; /* what was held back as a possible special token's start went too */
         }
@@ -539,7 +576,7 @@ static lmf_status encoder_run(lmf_tokenizer_encoder *e, lmf_ids *out, int final)
         size_t len = 0, p = active ? find_special(tok, e->buf, pos, limit, n, allow, &id, &len) : n;
         if (p < n) {
             unsigned strip = strip_of(tok, id);
-            encode_plain(st, e->buf + pos, plain_end(e->buf, pos, p, strip) - pos);
+            encode_plain(st, e->buf + pos, plain_end(tok, e->buf, pos, p, strip) - pos);
             lmf_ids_push(out, &id, 1);
             st->at_start = 0;
             pos = consumed = p + len;

@@ -35,11 +35,14 @@ struct lmf_tokenizer {
     int nfc;                 /* the input is composed to NFC before anything else (lmf_tokenizer_def.nfc) */
     uint8_t *strip;          /* per id, LMF_STRIP_* of a special token (NULL: none strips); lstrip: some token has it */
     int lstrip;
+    int strip_unicode;       /* strips take Unicode's White_Space too (a tokenizer.json's, as Hugging Face), not
+                              * only C's isspace (llama.cpp's) */
     _Atomic(lmf_enc_state *) spare;
 };
 
-/* A special token that swallows the ASCII whitespace (isspace) before it (LEFT) or after it (RIGHT) in the text, as
- * llama.cpp's LLAMA_TOKEN_ATTR_LSTRIP / RSTRIP; set once after building, before the tokenizer is shared. */
+/* A special token that swallows the whitespace before it (LEFT) or after it (RIGHT) in the text, as llama.cpp's
+ * LLAMA_TOKEN_ATTR_LSTRIP / RSTRIP (C's isspace) or Hugging Face's lstrip / rstrip (with strip_unicode: every
+ * White_Space character, U+00A0 and U+3000 among them); set once after building, before the tokenizer is shared. */
 enum { LMF_STRIP_LEFT = 1, LMF_STRIP_RIGHT = 2 };
 void lmf_tokenizer_set_strip(lmf_tokenizer *tok, int32_t id, unsigned flags);
 

@@ -300,10 +300,11 @@ static lmf_status build_spm_json(const cJSON *root, const cJSON *model, const ch
     return LMF_OK;
 }
 
-/* Added tokens' lstrip / rstrip: the whitespace before / after them in the text goes with them (ASCII whitespace,
- * as llama.cpp; Hugging Face's tokenizers also strips Unicode spaces such as U+00A0 there). */
+/* Added tokens' lstrip / rstrip: the whitespace before / after them in the text goes with them (Unicode's
+ * White_Space, as Hugging Face's char::is_whitespace: U+00A0 and U+3000 too, not only llama.cpp's isspace). */
 static void strips_from(const cJSON *added, lmf_tokenizer *tok) {
     const cJSON *it;
+    tok->strip_unicode = 1;
     if (cJSON_IsArray(added)) cJSON_ArrayForEach(it, added) {
         unsigned f = (json_true(it, "lstrip") ? LMF_STRIP_LEFT : 0) | (json_true(it, "rstrip") ? LMF_STRIP_RIGHT : 0);
         if (f) lmf_tokenizer_set_strip(tok, (int32_t)json_id(cJSON_GetObjectItemCaseSensitive(it, "id")), f);

@@ -11,8 +11,10 @@ merges as transformers' SentencePieceExtractor derives them from the pieces and 
 result are kept), plus a non-special added token "<tool>" and
 a special "<|end|>". Variants (the first field of each line): 0 the file as written; 1 no normalizer and a Metaspace
 pre-tokenizer with prepend_scheme "first", split false (transformers' legacy=false form); 2 Metaspace "always",
-split true. Each line: "<variant> 1 <hex of the text> <ids...>" (1: added tokens parsed, as Hugging Face always
-parses them)."""
+split true; 3 the file as written with lstrip / rstrip on "<|end|>" and rstrip on "<tool>" (texts with Unicode
+spaces beside them: Hugging Face strips every White_Space character). Each line: "<variant> 1 <hex of the text>
+<ids...>" (1: added tokens parsed, as Hugging Face always parses them)."""
+import json
 import os
 import random
 import sys
@@ -72,4 +74,23 @@ with open(os.path.join(out_dir, "cases.txt"), "w") as f:
         for x in texts + special_texts:
             ids = t.encode(x, add_special_tokens=False).ids
             f.write("%d 1 %s %s\n" % (v, x.encode().hex() or "-", " ".join(map(str, ids))))
-print(len(vocab), "pieces,", len(merges), "merges,", 3 * (len(texts) + len(special_texts)), "cases")
+# Variant 3: the file as written with "<|end|>" lstrip and rstrip and "<tool>" rstrip: Hugging Face strips the
+# whitespace beside them, every character with Unicode's White_Space property (U+00A0, U+3000, ...; not U+200B),
+# not only ASCII's. Texts of special tokens among ASCII and Unicode spaces, drawn after the others (which the same
+# seed keeps as they were).
+j = json.loads(open(os.path.join(out_dir, "tokenizer.json"), encoding="utf-8").read())
+for a in j["added_tokens"]:
+    if a["content"] == "<|end|>":
+        a["lstrip"] = a["rstrip"] = True
+    if a["content"] == "<tool>":
+        a["rstrip"] = True
+strip_tok = Tokenizer.from_str(json.dumps(j))
+spaces = [" ", "  ", "\t", "\n", "\u00a0", "\u3000", "\u2003", "\u0085", "\u1680", "\u205f", "\u2028",
+          "\u202f", "\u200b", "\ufeff", " \u00a0 "]
+strip_texts = ["".join(rng.choice(specials[2:4]) if rng.random() < 0.3 else
+                       rng.choice(spaces) if rng.random() < 0.5 else rng.choice(words) for _ in range(rng.randint(1, 9)))
+               for _ in range(80)]
+with open(os.path.join(out_dir, "cases.txt"), "a") as f:
+    for x in strip_texts:
+        f.write("3 1 %s %s\n" % (x.encode().hex() or "-", " ".join(map(str, strip_tok.encode(x, add_special_tokens=False).ids))))
+print(len(vocab), "pieces,", len(merges), "merges,", 3 * (len(texts) + len(special_texts)) + len(strip_texts), "cases")
