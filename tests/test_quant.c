@@ -741,15 +741,15 @@ static void check_fixture_file(const char *file, const char *source, const char 
                 if (q[j] != f[off + (size_t)n * 4 + j])
                     fail_msg("quantize %s: byte %u (of block %u) is 0x%02x, %s 0x%02x", tn, j, j / bb, q[j], source,
                              f[off + (size_t)n * 4 + j]);
-            /* the tables' own quantizers (Q3_K has only the reference; Q2_K and IQ4_x the tables' searches) */
+            /* the tables' own quantizers (Q2_K, Q3_K and IQ4_x: the tables' searches) */
             int iq4 = type == LMF_GGML_IQ4_NL || type == LMF_GGML_IQ4_XS;
             for (int v = 0; v < n_variants && iq4; v++) {
                 lmf_quantize_iq4(type, x, q, n, NULL, variants[v]->iq4_scales);
                 if (memcmp(q, f + off + (size_t)n * 4, nb))
                     fail_msg("%s: quantize %s differs from %s", variants[v]->name, tn, source);
             }
-            for (int v = 0; v < n_variants && type == LMF_GGML_Q2_K; v++) {
-                lmf_quantize_kquant_low(type, x, q, n / 256, variants[v]->q2_fit);
+            for (int v = 0; v < n_variants && (type == LMF_GGML_Q2_K || type == LMF_GGML_Q3_K); v++) {
+                lmf_quantize_kquant_low(type, x, q, n / 256, variants[v]);
                 if (memcmp(q, f + off + (size_t)n * 4, nb))
                     fail_msg("%s: quantize %s differs from %s", variants[v]->name, tn, source);
             }
@@ -806,14 +806,16 @@ static void test_ggml_imatrix_fixtures(void **state) {
  * search (kq_fit: 8 sub-blocks a vector on AVX2) on 600 super-blocks of mixed shapes (scaled, all positive, zero
  * and constant sub-blocks, grids, spikes), then Q8_0 / Q4_x / Q5_x (quantize_blocks) with signed zeros, NaNs and
  * infinities added. */
-/* IQ4_NL / IQ4_XS and Q2_K through every table's search (8 blocks or sub-blocks in the lanes of a vector) against
+static int bs256(uint32_t t) { return t == LMF_GGML_Q2_K || t == LMF_GGML_Q3_K; }
+
+/* IQ4_NL / IQ4_XS, Q2_K and Q3_K through every table's search (8 blocks or sub-blocks in the lanes of a vector) against
  * the reference's, byte for byte, without and with an importance row (IQ4_NL: a row with a partial last group) */
 static void check_iq4_tables(const float *x, int nb, const char *what) {
-    static const uint32_t types[3] = {LMF_GGML_IQ4_NL, LMF_GGML_IQ4_XS, LMF_GGML_Q2_K};
+    static const uint32_t types[4] = {LMF_GGML_IQ4_NL, LMF_GGML_IQ4_XS, LMF_GGML_Q2_K, LMF_GGML_Q3_K};
     float *qw = malloc(sizeof(float) * 256 * (size_t)nb);
     fill_normal(qw, 256 * nb, 78, 1.0f);
     for (int i = 0; i < 256 * nb; i++) qw[i] = qw[i] * qw[i] + 1e-3f;
-    for (int t = 0; t < 3; t++)
+    for (int t = 0; t < 4; t++)
         for (int weighted = 0; weighted < 2; weighted++) {
             size_t n = 256 * (size_t)nb - (types[t] == LMF_GGML_IQ4_NL ? 96 : 0), bytes = row_bytes(types[t], (int)n);
             uint8_t *want = malloc(bytes), *got = malloc(bytes);
@@ -822,7 +824,7 @@ static void check_iq4_tables(const float *x, int nb, const char *what) {
             else lmf_quantize_row(types[t], x, want, n);
             for (int v = 0; v < n_variants; v++) {
                 if (weighted) lmf_quantize_weighted(types[t], x, got, n, w, variants[v]);
-                else if (types[t] == LMF_GGML_Q2_K) lmf_quantize_kquant_low(types[t], x, got, n / 256, variants[v]->q2_fit);
+                else if (bs256(types[t])) lmf_quantize_kquant_low(types[t], x, got, n / 256, variants[v]);
                 else lmf_quantize_iq4(types[t], x, got, n, w, variants[v]->iq4_scales);
                 for (size_t j = 0; j < bytes; j++)
                     if (got[j] != want[j])

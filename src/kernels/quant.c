@@ -164,8 +164,8 @@ void lmf_quantize_fast(uint32_t type, const float *x, void *out, size_t n) {
     else if (type == LMF_GGML_Q8_0 || type == LMF_GGML_Q4_0 || type == LMF_GGML_Q4_1 || type == LMF_GGML_Q5_0 ||
              type == LMF_GGML_Q5_1)
         lmf_quant()->quantize_blocks(type, x, out, n / 32);
-    else if (type == LMF_GGML_Q2_K)
-        lmf_quantize_kquant_low(type, x, out, n / 256, lmf_quant()->q2_fit);
+    else if (type == LMF_GGML_Q2_K || type == LMF_GGML_Q3_K)
+        lmf_quantize_kquant_low(type, x, out, n / 256, lmf_quant());
     else if (type == LMF_GGML_IQ4_NL || type == LMF_GGML_IQ4_XS)
         lmf_quantize_iq4(type, x, out, n, NULL, lmf_quant()->iq4_scales);
     else

@@ -158,8 +158,16 @@ void lmf_q2_fit_ref(const float *x, const float *w, float rmin, float rdelta, in
                     float mins[16], uint8_t L[256]);
 void lmf_q2_fit_avx2(const float *x, const float *w, float rmin, float rdelta, int nstep, int mad, float scales[16],
                      float mins[16], uint8_t L[256]);
-/* nblocks super-blocks of 256 floats to Q2_K or Q3_K blocks (quantize_row_q2_K_ref / q3_K_ref), Q2_K's by fit */
-void lmf_quantize_kquant_low(uint32_t type, const float *x, void *out, size_t nblocks, lmf_q2_fit_fn fit);
+/* Q3_K's: the 16 sub-blocks of 16 of x, by ggml's make_q3_quants (w NULL: quantize_row_q3_K_ref) or make_qx_quants
+ * weighted by w (quantize_row_q3_K_impl): their scales and quants + 4 (a sub-block below GROUP_MAX_EPS: scale 0,
+ * quants 0) */
+typedef void (*lmf_q3_fit_fn)(const float *x, const float *w, float scales[16], int8_t L[256]);
+void lmf_q3_fit_ref(const float *x, const float *w, float scales[16], int8_t L[256]);
+void lmf_q3_fit_avx2(const float *x, const float *w, float scales[16], int8_t L[256]);
+/* nblocks super-blocks of 256 floats to Q2_K or Q3_K blocks (quantize_row_q2_K_ref / q3_K_ref), fitted by ops'
+ * q2_fit / q3_fit */
+struct lmf_quant_ops;
+void lmf_quantize_kquant_low(uint32_t type, const float *x, void *out, size_t nblocks, const struct lmf_quant_ops *ops);
 /* n floats (whole blocks) to IQ4_NL or IQ4_XS as ggml_quantize_chunk writes them (quantize_iq4_nl / quantize_iq4_xs:
  * 15 trial scales a 32-element block around the largest element's, IQ4_XS's block scales then requantized to 6 bits
  * under a super-block d; what llama-quantize writes, not ggml's quantize_row_iq4_nl_ref, which skips the trials);
@@ -350,6 +358,7 @@ typedef struct lmf_quant_ops {
     lmf_wfit_fn wfit;
     lmf_iq4_scales_fn iq4_scales; /* IQ4_NL / IQ4_XS's */
     lmf_q2_fit_fn q2_fit;         /* Q2_K's */
+    lmf_q3_fit_fn q3_fit;         /* Q3_K's */
     /* fp32 -> nblocks blocks of Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1, the reference's bytes */
     void (*quantize_blocks)(uint32_t type, const float *x, void *out, size_t nblocks);
 } lmf_quant_ops;

@@ -770,5 +770,6 @@ const lmf_quant_ops lmf_quant_avx512 = {
     .wfit = lmf_wfit_avx2,
     .iq4_scales = lmf_iq4_scales_avx2,
     .q2_fit = lmf_q2_fit_avx2,
+    .q3_fit = lmf_q3_fit_avx2,
     .quantize_blocks = lmf_quantize_blocks_avx2,
 };

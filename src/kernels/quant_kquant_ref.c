@@ -539,16 +539,21 @@ static void q2_k_block(const float *x, const float *qw, uint8_t *o, lmf_q2_fit_f
  * of d, quants -4..3 (two bits in qs, the third in hmask). Without an importance (quantize_row_q3_K_ref): each
  * sub-block by make_q3_quants, the scales against the largest; with one (quantize_row_q3_K_impl): the sub-blocks by
  * make_qx_quants weighted by qw sqrt(sigma^2 + x^2), the scales by make_qx_quants weighted by the sub-blocks' sums. */
-static void q3_k_block(const float *x, const float *qw, uint8_t *o) {
+void lmf_q3_fit_ref(const float *x, const float *w, float scales[16], int8_t L[256]) {
+    for (int j = 0; j < 16; j++)
+        scales[j] = w ? fit_scale_signed(16, 4, x + 16 * j, w + 16 * j, L + 16 * j) : fit_scale_q3(16, 4, x + 16 * j, L + 16 * j);
+}
+
+static void q3_k_block(const float *x, const float *qw, uint8_t *o, lmf_q3_fit_fn fit) {
     int8_t L[256], Ls[16];
-    float scales[16], w[16], sw[16];
+    float scales[16], w[256], sw[16];
     uint8_t *sc = o + 96, *hm = o, Lu[256];
     int pack_scales = 1;
     memset(sc, 0, 12);
     if (!qw) {
         float max_scale = 0, amax = 0;
+        fit(x, NULL, scales, L);
         for (int j = 0; j < 16; j++) {
-            scales[j] = fit_scale_q3(16, 4, x + 16 * j, L + 16 * j);
             float a = fabsf(scales[j]);
             if (a > amax) amax = a, max_scale = scales[j];
         }
@@ -562,12 +567,12 @@ static void q3_k_block(const float *x, const float *qw, uint8_t *o) {
     } else {
         float sigma2 = 2 * sum_sq(x, 256) / 256;
         for (int j = 0; j < 16; j++) {
-            weights_of(x + 16 * j, qw + 16 * j, sigma2, w, 16);
+            weights_of(x + 16 * j, qw + 16 * j, sigma2, w + 16 * j, 16);
             float sumw = 0;
-            for (int l = 0; l < 16; l++) sumw += w[l];
+            for (int l = 0; l < 16; l++) sumw += w[16 * j + l];
             sw[j] = sumw;
-            scales[j] = fit_scale_signed(16, 4, x + 16 * j, w, L + 16 * j);
         }
+        fit(x, w, scales, L);
         wr16(o + 108, lmf_f32_to_f16(fit_scale_signed(16, 32, scales, sw, Ls)));
     }
     for (int j = 0; j < 16 && pack_scales; j++) { /* low nibbles in 0..7, the top two bits four a byte in 8..11 */
@@ -594,18 +599,18 @@ static void q3_k_block(const float *x, const float *qw, uint8_t *o) {
     pack2(Lu, o + 32);
 }
 
-/* nblocks Q2_K / Q3_K super-blocks, under importance qw (256 nblocks values, NULL: none); Q2_K's fits by fit */
+/* nblocks Q2_K / Q3_K super-blocks, under importance qw (256 nblocks values, NULL: none), fitted by ops' searches */
 static void quantize_low(uint32_t type, const float *x, void *out, size_t nblocks, const float *qw,
-                         lmf_q2_fit_fn fit) {
+                         const lmf_quant_ops *ops) {
     for (size_t b = 0; b < nblocks; b++) {
         const float *q = qw ? qw + 256 * b : NULL;
-        if (type == LMF_GGML_Q2_K) q2_k_block(x + 256 * b, q, (uint8_t *)out + 84 * b, fit);
-        else q3_k_block(x + 256 * b, q, (uint8_t *)out + 110 * b);
+        if (type == LMF_GGML_Q2_K) q2_k_block(x + 256 * b, q, (uint8_t *)out + 84 * b, ops->q2_fit);
+        else q3_k_block(x + 256 * b, q, (uint8_t *)out + 110 * b, ops->q3_fit);
     }
 }
 
-void lmf_quantize_kquant_low(uint32_t type, const float *x, void *out, size_t nblocks, lmf_q2_fit_fn fit) {
-    quantize_low(type, x, out, nblocks, NULL, fit);
+void lmf_quantize_kquant_low(uint32_t type, const float *x, void *out, size_t nblocks, const lmf_quant_ops *ops) {
+    quantize_low(type, x, out, nblocks, NULL, ops);
 }
 
 /* ---- IQ4_NL / IQ4_XS: ggml's quantize_row_iq4_nl_impl with its 7 trials a side (ggml_quantize_chunk's, what
@@ -733,7 +738,7 @@ void lmf_quantize_weighted(uint32_t type, const float *x, void *out, size_t n, c
         legacy_weighted(type, x, qw, out, n, fit);
         return;
     case LMF_GGML_Q2_K: case LMF_GGML_Q3_K:
-        quantize_low(type, x, out, n / 256, qw, ops->q2_fit);
+        quantize_low(type, x, out, n / 256, qw, ops);
         return;
     default: /* Q8_0 and the float types take no importance (as ggml's quantize_q8_0) */
         lmf_quantize_row(type, x, out, n);

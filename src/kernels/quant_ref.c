@@ -347,7 +347,7 @@ void lmf_quantize_row(uint32_t type, const float *x, void *out, size_t n) {
         lmf_quantize_kquant(type, x, o, nb, lmf_kq_fit_ref);
         break;
     case LMF_GGML_Q2_K: case LMF_GGML_Q3_K:
-        lmf_quantize_kquant_low(type, x, o, nb, lmf_q2_fit_ref);
+        lmf_quantize_kquant_low(type, x, o, nb, &lmf_quant_ref);
         break;
     case LMF_GGML_IQ4_NL: case LMF_GGML_IQ4_XS:
         lmf_quantize_iq4(type, x, o, n, NULL, lmf_iq4_scales_ref);
@@ -804,5 +804,6 @@ const lmf_quant_ops lmf_quant_ref = {
     .wfit = lmf_wfit_ref,
     .iq4_scales = lmf_iq4_scales_ref,
     .q2_fit = lmf_q2_fit_ref,
+    .q3_fit = lmf_q3_fit_ref,
     .quantize_blocks = lmf_quantize_blocks_ref,
 };

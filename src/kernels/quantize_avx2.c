@@ -192,6 +192,64 @@ void lmf_q2_fit_avx2(const float *x, const float *w, float rmin, float rdelta, i
     fit_min8(x + 128, w + 128, 16, 3, rmin, rdelta, nstep, mad, scales + 8, mins + 8, L + 128);
 }
 
+/* make_q3_quants(16, nmax, x, L, do_rmse) of the 8 sub-blocks of 16 at x (quant_kquant_ref.c's fit_scale_q3): the
+ * largest-magnitude scale's quants, then each moved alone while that raises the weighted fit (weights x^2), in up
+ * to 5 rounds, element by element in the reference's order in every lane. A lane whose round changed nothing is
+ * done: another round on it changes nothing either, so the rounds go on until every lane is (or 5). Quants + nmax
+ * into L (8 x 16 bytes); a sub-block below GROUP_MAX_EPS gets scale 0 and quants 0, as the reference. */
+static void fit_q3_8(const float *x, int nmax, float *scale_out, int8_t *L) {
+    __m256 xt[16], wt[16], zero = _mm256_setzero_ps();
+    __m256i l[16];
+    gather8(x, 16, xt);
+    __m256 amax = zero, max = zero;
+    for (int i = 0; i < 16; i++) {
+        __m256 ax = absf(xt[i]), m = gt(ax, amax);
+        amax = pick(amax, ax, m), max = pick(max, xt[i], m);
+        wt[i] = _mm256_mul_ps(xt[i], xt[i]);
+    }
+    __m256 small = _mm256_cmp_ps(amax, _mm256_set1_ps(GROUP_MAX_EPS), _CMP_LT_OQ);
+    __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)-nmax), max), sumlx = zero, suml2 = zero;
+    for (int i = 0; i < 16; i++) {
+        l[i] = clamp(nearest(_mm256_mul_ps(iscale, xt[i])), -nmax, nmax - 1);
+        __m256 lf = _mm256_cvtepi32_ps(l[i]);
+        sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(wt[i], xt[i]), lf));
+        suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wt[i], lf), lf));
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        __m256 changed = zero;
+        for (int i = 0; i < 16; i++) {
+            __m256 lf = _mm256_cvtepi32_ps(l[i]), wx = _mm256_mul_ps(wt[i], xt[i]);
+            __m256 slx = _mm256_sub_ps(sumlx, _mm256_mul_ps(wx, lf));
+            __m256 sl2 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wt[i], lf), lf));
+            __m256i nl = clamp(nearest(_mm256_div_ps(_mm256_mul_ps(xt[i], sl2), slx)), -nmax, nmax - 1);
+            __m256 nf = _mm256_cvtepi32_ps(nl);
+            slx = _mm256_add_ps(slx, _mm256_mul_ps(wx, nf));
+            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(wt[i], nf), nf));
+            __m256 take = _mm256_and_ps(gt(_mm256_sub_ps(sumlx, _mm256_mul_ps(wx, lf)), zero),
+                                        _mm256_castsi256_ps(_mm256_xor_si256(_mm256_cmpeq_epi32(nl, l[i]),
+                                                                             _mm256_set1_epi32(-1))));
+            take = _mm256_and_ps(take, gt(sl2, zero));
+            take = _mm256_and_ps(take, gt(_mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2),
+                                          _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl2)));
+            l[i] = _mm256_castps_si256(pick(_mm256_castsi256_ps(l[i]), _mm256_castsi256_ps(nl), take));
+            sumlx = pick(sumlx, slx, take), suml2 = pick(suml2, sl2, take);
+            changed = _mm256_or_ps(changed, take);
+        }
+        if (!_mm256_movemask_ps(_mm256_andnot_ps(small, changed))) break;
+    }
+    for (int i = 0; i < 16; i++)
+        l[i] = _mm256_andnot_si256(_mm256_castps_si256(small), _mm256_add_epi32(l[i], _mm256_set1_epi32(nmax)));
+    scatter8(l, 16, (uint8_t *)L);
+    __m256 scale = pick(zero, _mm256_div_ps(sumlx, suml2), gt(suml2, zero));
+    _mm256_storeu_ps(scale_out, pick(scale, zero, small));
+}
+
+void lmf_q3_fit_avx2(const float *x, const float *w, float scales[16], int8_t L[256]) {
+    for (int h = 0; h < 2; h++)
+        if (w) fit_signed8(x + 128 * h, w + 128 * h, 16, 4, scales + 8 * h, (uint8_t *)L + 128 * h);
+        else fit_q3_8(x + 128 * h, 4, scales + 8 * h, L + 128 * h);
+}
+
 /* A block's 32 quants (ints, the byte that matters low) as bytes in element order. */
 static inline __m256i bytes32(const __m256i q[4]) {
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), low = _mm256_set1_epi32(0xff);
