@@ -782,8 +782,11 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     lin proj = {&L->wo, NULL, g->dres, C};
     lmf_block_linear_dinput(&proj, 1, g->dbuf, 0.0f, QD, N, dq, dqf, ctx->bf16);
     if (lo) lmf_lora_backward(lo, layer, 3, 4, r->atty, QD, g->dres, C, r->lora_t, g->dbuf, N, ctx->lora_x);
-    lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs,
-                           ctx->bf16);
+    if (r->qkv_16) /* bf16 LoRA keeps q|k|v in bf16 for attention alone (lmf_model_set_bf16) */
+        lmf_attention_backward_b16(g->dqkv, r->att, g->dbuf, r->qkv_16, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
+    else
+        lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs,
+                               ctx->bf16);
     lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
     if (c->qk_norm) qk_norm_grads(ctx, g->dqkv, S, N, qk_groups_of(c, NH, c->n_kv_head, hs), L, NULL, NULL, dn, r);
     lin qkv[3] = {{&L->wq, NULL, g->dqkv, S}, {&L->wk, NULL, g->dqkv + QD, S}, {&L->wv, NULL, g->dqkv + QD + KV, S}};

@@ -45,6 +45,8 @@ static float *carve(float **ptrs[], const size_t *sizes, int count, size_t *byte
 
 /* The inputs of the products kept for the backward (lmf_acts): per layer in fp32, or with b16 per layer in bf16 (a
  * MoE's ln2 in fp32, for its router) beside one layer's fp32 q|k|v and attention output, rounded once made. */
+/* b16 0: every input fp32; 1 (bf16 training): ln1, atty, ln2 (but a MoE's), fcact and q|k|v in bf16; 2 (bf16 LoRA:
+ * its adapters read ln1, atty, ln2 and fcact in fp32): q|k|v alone in bf16, for attention */
 static void carve_inputs(lmf_model *m, int b16) {
     lmf_acts *a = &m->acts;
     dims d = dims_of(&m->cfg, m->max_batch, m->max_seq);
@@ -59,6 +61,12 @@ static void carve_inputs(lmf_model *m, int b16) {
         float **p[] = {&a->ln1, &a->atty, &a->ln2, &a->fcact, &a->qkv};
         size_t n[] = {L * NC, L * A, L * NC, L * F, L * S};
         m->inputs_memory = carve(p, n, 5, &m->work_bytes);
+    } else if (b16 == 2) { /* the fp32 q|k|v one layer's scratch, as below */
+        float *c16;
+        float **p[] = {&a->ln1, &a->atty, &a->ln2, &a->fcact, &a->qkv, &c16};
+        size_t n[] = {L * NC, L * A, L * NC, L * F, S, (L * S + 1) / 2};
+        m->inputs_memory = carve(p, n, 6, &m->work_bytes);
+        a->qkv_16 = (uint16_t *)c16;
     } else { /* bf16 copies as floats: half as many (rounded up); the q|k|v product and attention write fp32 first */
         float *c16[5];
         float **p[] = {&a->ln1, &a->atty, &a->ln2, &a->fcact, &a->qkv, &c16[0], &c16[1], &c16[2], &c16[3], &c16[4]};
@@ -73,9 +81,10 @@ static void carve_inputs(lmf_model *m, int b16) {
 
 void lmf_model_set_bf16(lmf_model *m, int on) {
     m->bf16 = on;
-    /* LoRA's adapters and a frozen base read their inputs in fp32; a model that never trains keeps nothing */
-    int b16 = on && m->grads && !m->lora;
-    if (b16 != (m->acts.ln1_16 != NULL)) carve_inputs(m, b16);
+    /* LoRA's adapters and a frozen base read their inputs in fp32, attention's q|k|v may be bf16 (its AMX kernel
+     * reads nothing else); a model that never trains keeps nothing */
+    int b16 = on && m->grads ? (m->lora ? 2 : 1) : 0, now = m->acts.ln1_16 ? 1 : m->acts.qkv_16 ? 2 : 0;
+    if (b16 != now) carve_inputs(m, b16);
 }
 
 double lmf_param_count(const lmf_model_config *c) {

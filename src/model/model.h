@@ -71,7 +71,8 @@ typedef struct {
      * products round them; ln1, ln2 (but a MoE's) and fcact above are then NULL (the norms and the activation write
      * bf16 rows), and atty is one layer's fp32 scratch (attention's output before it is rounded). NULL: in fp32 */
     uint16_t *ln1_16, *atty_16, *ln2_16, *fcact_16;
-    uint16_t *qkv_16; /* and q|k|v after RoPE (attention's products read nothing else); qkv: one layer's scratch */
+    uint16_t *qkv_16; /* and q|k|v after RoPE (attention's products read nothing else); qkv: one layer's scratch.
+                       * bf16 LoRA keeps this one alone (its adapters read the others in fp32) */
 } lmf_acts;
 
 /* One layer's worth of backward scratch (backward walks the layers one at a time). */
