@@ -194,8 +194,7 @@ typedef enum { LMF_WFIT_MIN, LMF_WFIT_SIGNED16, LMF_WFIT_SIGNED32 } lmf_wfit_kin
 typedef void (*lmf_wfit_fn)(lmf_wfit_kind kind, int nmax, const float *x, const float *w, lmf_kq_fit *f);
 void lmf_wfit_ref(lmf_wfit_kind kind, int nmax, const float *x, const float *w, lmf_kq_fit *f);
 void lmf_wfit_avx2(lmf_wfit_kind kind, int nmax, const float *x, const float *w, lmf_kq_fit *f);
-/* lmf_quantize_row_weighted (qw not NULL) with the searches of a variant table (its wfit and iq4_scales) */
-struct lmf_quant_ops;
+/* lmf_quantize_row_weighted (qw not NULL) with the searches of a variant table (wfit, iq4_scales, q2_fit, q3_fit) */
 void lmf_quantize_weighted(uint32_t type, const float *x, void *out, size_t n, const float *qw,
                            const struct lmf_quant_ops *ops);
 /* lmf_quantize_row_weighted on this CPU's table: the same bytes */
