@@ -153,6 +153,11 @@ void lmf_gguf_writer_set_arr(lmf_gguf_writer *w, const char *key, lmf_gguf_type 
                              uint64_t n);
 void lmf_gguf_writer_add_tensor(lmf_gguf_writer *w, const char *name, lmf_ggml_type type, int n_dims,
                                 const int64_t *ne, const void *data);
+/* A tensor whose bytes are made as the file is written: fill(ctx, dst) writes its nbytes into dst, a buffer that
+ * is freed once they are out. A model converted this way never sits whole in memory, only the tensor at hand. */
+typedef void (*lmf_gguf_fill_fn)(void *ctx, void *dst);
+void lmf_gguf_writer_add_lazy(lmf_gguf_writer *w, const char *name, lmf_ggml_type type, int n_dims,
+                              const int64_t *ne, lmf_gguf_fill_fn fill, void *ctx);
 /* The whole file in memory (malloc'd; the caller frees). */
 void lmf_gguf_writer_bytes(const lmf_gguf_writer *w, uint8_t **out, size_t *len);
 /* Writes the file atomically (temporary file, fsync, rename). */

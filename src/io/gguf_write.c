@@ -5,6 +5,7 @@
 #include "core/status.h"
 #include "io/gguf.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +43,8 @@ typedef struct {
     int64_t ne[4];
     const void *data;
     uint64_t nbytes;
+    lmf_gguf_fill_fn fill; /* data NULL: made at write time */
+    void *ctx;
 } wtensor;
 
 struct lmf_gguf_writer {
@@ -122,8 +125,8 @@ void lmf_gguf_writer_set_arr(lmf_gguf_writer *w, const char *key, lmf_gguf_type 
     put(&w->kv, values, n * scalar_size[elem_type]);
 }
 
-void lmf_gguf_writer_add_tensor(lmf_gguf_writer *w, const char *name, lmf_ggml_type type, int n_dims,
-                                const int64_t *ne, const void *data) {
+static wtensor *add(lmf_gguf_writer *w, const char *name, lmf_ggml_type type, int n_dims, const int64_t *ne,
+                    const void *data) {
     uint32_t blck, bytes;
     LMF_CHECK(name && name[0] && strlen(name) <= 64);
     LMF_CHECK(lmf_ggml_type_block((uint32_t)type, &blck, &bytes));
@@ -144,6 +147,27 @@ void lmf_gguf_writer_add_tensor(lmf_gguf_writer *w, const char *name, lmf_ggml_t
         LMF_CHECK(t->ne[d] >= 0);
         if (d) t->nbytes *= (uint64_t)t->ne[d];
     }
+    return t;
+}
+
+void lmf_gguf_writer_add_tensor(lmf_gguf_writer *w, const char *name, lmf_ggml_type type, int n_dims,
+                                const int64_t *ne, const void *data) {
+    add(w, name, type, n_dims, ne, data);
+}
+
+void lmf_gguf_writer_add_lazy(lmf_gguf_writer *w, const char *name, lmf_ggml_type type, int n_dims,
+                              const int64_t *ne, lmf_gguf_fill_fn fill, void *ctx) {
+    wtensor *t = add(w, name, type, n_dims, ne, NULL);
+    t->fill = fill, t->ctx = ctx;
+}
+
+/* Tensor t's bytes: its data, or a buffer filled now (*own: to free once written) */
+static const void *bytes_of(const wtensor *t, void **own) {
+    *own = NULL;
+    if (!t->fill) return t->data;
+    *own = lmf_xmalloc(t->nbytes ? (size_t)t->nbytes : 1);
+    t->fill(t->ctx, *own);
+    return *own;
 }
 
 static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
@@ -177,7 +201,9 @@ void lmf_gguf_writer_bytes(const lmf_gguf_writer *w, uint8_t **out, size_t *len)
     head(w, &b);
     static const uint8_t zeros[64];
     for (uint64_t i = 0; i < w->n_t; i++) {
-        put(&b, w->t[i].data, w->t[i].nbytes);
+        void *own;
+        put(&b, bytes_of(&w->t[i], &own), w->t[i].nbytes);
+        free(own);
         while (b.len % w->alignment) {
             size_t n = w->alignment - b.len % w->alignment;
             put(&b, zeros, n < sizeof zeros ? n : sizeof zeros);
@@ -189,28 +215,34 @@ void lmf_gguf_writer_bytes(const lmf_gguf_writer *w, uint8_t **out, size_t *len)
 lmf_status lmf_gguf_writer_write(const lmf_gguf_writer *w, const char *path) {
     buf b = {0};
     head(w, &b);
-    /* parts: head, then each tensor's data and its padding (the last one's too: ggml reads the data section as the
-     * sum of padded sizes when it loads the tensors into memory, as llama-quantize does with an imatrix file) */
-    size_t n_parts = 1 + 2 * w->n_t;
-    LMF_CHECK(n_parts < (size_t)1 << 30);
-    const void **parts = lmf_xmalloc(n_parts * sizeof *parts);
-    size_t *sizes = lmf_xmalloc(n_parts * sizeof *sizes);
-    uint8_t *zeros = lmf_xcalloc(1, w->alignment);
-    int n = 0;
-    parts[n] = b.p, sizes[n++] = b.len;
+    lmf_atomic_file f;
+    lmf_status s = lmf_atomic_open(&f, path);
+    if (s != LMF_OK) {
+        free(b.p);
+        return s;
+    }
+    /* each tensor's data and its padding (the last one's too: ggml reads the data section as the sum of padded
+     * sizes when it loads the tensors into memory, as llama-quantize does with an imatrix file) */
+    static const uint8_t zeros[64];
+    int ok = fwrite(b.p, 1, b.len, f.f) == b.len;
     uint64_t off = 0;
-    for (uint64_t i = 0; i < w->n_t; i++) {
-        parts[n] = w->t[i].data, sizes[n++] = w->t[i].nbytes;
-        off += w->t[i].nbytes;
-        if (off % w->alignment) {
-            parts[n] = zeros, sizes[n++] = w->alignment - off % w->alignment;
-            off = align_up(off, w->alignment);
+    for (uint64_t i = 0; ok && i < w->n_t; i++) {
+        void *own;
+        const void *d = bytes_of(&w->t[i], &own);
+        ok = fwrite(d, 1, (size_t)w->t[i].nbytes, f.f) == w->t[i].nbytes;
+        free(own);
+        for (off += w->t[i].nbytes; ok && off % w->alignment;) {
+            size_t n = w->alignment - off % w->alignment;
+            n = n < sizeof zeros ? n : sizeof zeros;
+            ok = fwrite(zeros, 1, n, f.f) == n;
+            off += n;
         }
     }
-    lmf_status s = lmf_write_file_atomic(path, parts, sizes, n);
-    free(zeros);
-    free(sizes);
-    free(parts);
     free(b.p);
-    return s;
+    if (!ok) {
+        s = lmf_fail(LMF_ERR_IO, "%s: write failed: %s", f.tmp, strerror(errno));
+        lmf_atomic_abort(&f);
+        return s;
+    }
+    return lmf_atomic_commit(&f);
 }

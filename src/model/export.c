@@ -174,6 +174,7 @@ typedef struct {
     lmf_status err;        /* the first entry of im that did not fit its matrix */
     const lmf_export_opts *o;
     regex_t *re;           /* o->rules' patterns, compiled */
+    int layer;             /* the layer being added (-1: the embeddings and the head), for the progress */
 } type_policy;
 
 /* The ggml type a mix quantizes matrices to by default (a plain type is its own). */
@@ -355,28 +356,54 @@ static int *rope_perm(pool *P, int n_heads, int hs, int to_gguf) {
 
 /* ---- GGUF ---------------------------------------------------------------------------------------------------- */
 
-static void add2(lmf_gguf_writer *g, const char *name, uint32_t type, int rows, int cols, const void *data) {
-    int64_t ne[2] = {cols, rows};
-    lmf_gguf_writer_add_tensor(g, name, (lmf_ggml_type)type, 2, ne, data);
+/* Matrices t[0..n) of one width, stacked row-wise (one, a fused q|k|v or gate|up, a mixture's experts), converted
+ * to `type` when the file is written (lmf_gguf_writer_add_lazy): a quantized model is never whole in memory, only
+ * the tensor being written. perm: t[0]'s row order or NULL; qw: each matrix's importance, qw_step apart, or NULL.
+ * Everything it points to lives until the write (the weights, the pool). */
+typedef struct {
+    uint32_t type;
+    int n, layer, n_layer;
+    const lmf_wtensor **t;
+    const int *perm;
+    const float *qw;
+    size_t qw_step;
+    const lmf_sink *sink;
+} lazy_rows;
+
+static void fill_rows(void *ctx, void *dst) {
+    const lazy_rows *j = ctx;
+    if (j->layer >= 0) /* the conversion is the write: the progress moves with it */
+        lmf_sink_progress(j->sink, LMF_PROGRESS_UPDATE, j->layer + 1, j->n_layer + 1, "layers", NULL);
+    uint8_t *at = dst;
+    for (int i = 0; i < j->n; i++) {
+        rows_into(at, j->type, j->t[i], i ? NULL : j->perm, j->qw ? j->qw + (size_t)i * j->qw_step : NULL);
+        at += (size_t)j->t[i]->rows * row_bytes(j->type, j->t[i]->cols);
+    }
+}
+
+/* n_dims 2: the n matrices' rows one after the other; 3: [cols, rows, n] (a mixture's expert stack) */
+static void add_rows(pool *P, lmf_gguf_writer *g, type_policy *tp, const char *name, uint32_t type,
+                     const lmf_wtensor *const *t, int n, const int *perm, const float *qw, size_t qw_step, int n_dims) {
+    lazy_rows *j = pool_alloc(P, sizeof *j);
+    j->t = pool_alloc(P, sizeof *j->t * (size_t)n);
+    int rows = 0;
+    for (int i = 0; i < n; i++) j->t[i] = t[i], rows += t[i]->rows;
+    j->type = type, j->n = n, j->layer = tp->layer, j->n_layer = tp->n_layer, j->perm = perm, j->qw = qw;
+    j->qw_step = qw_step, j->sink = tp->o->sink;
+    int64_t ne[3] = {t[0]->cols, n_dims == 3 ? t[0]->rows : rows, n};
+    lmf_gguf_writer_add_lazy(g, name, (lmf_ggml_type)type, n_dims, ne, fill_rows, j);
 }
 
 /* matrix t as tensor `name` of `type` (rows permuted by perm), under its importance if tp has one */
 static void add_mat(pool *P, lmf_gguf_writer *g, type_policy *tp, const char *name, uint32_t type,
                     const lmf_wtensor *t, const int *perm) {
-    add2(g, name, type, t->rows, t->cols, matrix(P, t, type, perm, importance(tp, name, type, t->cols, 1)));
+    add_rows(P, g, tp, name, type, &t, 1, perm, importance(tp, name, type, t->cols, 1), 0, 2);
 }
 
 /* matrices t[0..n) (of one width) stacked row-wise as one tensor `name` of `type`, under one importance */
-static void add_fused(pool *P, lmf_gguf_writer *g, const char *name, uint32_t type, const lmf_wtensor *const *t, int n,
-                      const float *qw) {
-    int rows = 0, cols = t[0]->cols;
-    for (int i = 0; i < n; i++) rows += t[i]->rows;
-    uint8_t *data = pool_alloc(P, (size_t)rows * row_bytes(type, cols)), *at = data;
-    for (int i = 0; i < n; i++) {
-        rows_into(at, type, t[i], NULL, qw);
-        at += (size_t)t[i]->rows * row_bytes(type, cols);
-    }
-    add2(g, name, type, rows, cols, data);
+static void add_fused(pool *P, lmf_gguf_writer *g, type_policy *tp, const char *name, uint32_t type,
+                      const lmf_wtensor *const *t, int n, const float *qw) {
+    add_rows(P, g, tp, name, type, t, n, NULL, qw, 0, 2);
 }
 
 static void add1(pool *P, lmf_gguf_writer *g, const char *name, const float *x, int n) {
@@ -478,15 +505,12 @@ static void gguf_moe_layer(pool *P, lmf_gguf_writer *g, const lmf_model_config *
     static const char *const names[3] = {"ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"};
     static const tensor_role roles[3] = {ROLE_FFN_GATE, ROLE_FFN_UP, ROLE_FFN_DOWN};
     for (int k = 0; k < 3; k++) {
-        int rows = k < 2 ? F : C, cols = k < 2 ? C : F;
+        int cols = k < 2 ? C : F;
         uint32_t t = tensor_type(tp, names[k], roles[k], l, cols);
-        size_t per = (size_t)rows * row_bytes(t, cols);
-        uint8_t *d = pool_alloc(P, per * (size_t)E);
-        const float *qw = importance(tp, N(names[k]), t, cols, E);
-        for (int e = 0; e < E; e++)
-            rows_into(d + (size_t)e * per, t, &L->experts[3 * e + k], NULL, qw ? qw + (size_t)e * cols : NULL);
-        int64_t ne[3] = {cols, rows, E};
-        lmf_gguf_writer_add_tensor(g, N(names[k]), (lmf_ggml_type)t, 3, ne, d);
+        const lmf_wtensor *ex[LMF_MAX_EXPERT];
+        for (int e = 0; e < E; e++) ex[e] = &L->experts[3 * e + k];
+        N(names[k]); /* nm, then its importance */
+        add_rows(P, g, tp, nm, t, ex, E, NULL, importance(tp, nm, t, cols, E), (size_t)cols, 3);
     }
     if (Fs) {
         uint32_t tg = tensor_type(tp, "ffn_gate_shexp.weight", ROLE_FFN_GATE, l, C);
@@ -669,8 +693,9 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
     type_policy tp = {.type = type, .n_layer = c->n_layer, .n_expert = c->n_expert, .has_output = has_output,
                       .n_gqa = c->n_kv_head ? c->n_head / c->n_kv_head : 1,
                       .im = o->imatrix && lmf_imatrix_entries(o->imatrix) ? o->imatrix : NULL, .err = LMF_OK,
-                      .o = o, .re = re};
-    /* progress in layers (the embeddings and head count as one): a 7B model's K-quant search takes minutes */
+                      .o = o, .re = re, .layer = -1};
+    /* progress in layers (the embeddings and head count as one), as the tensors are converted while the file is
+     * written: a 7B model's K-quant search takes minutes */
     lmf_sink_progress(sink, LMF_PROGRESS_BEGIN, 0, c->n_layer + 1, "layers", NULL);
     uint32_t te = tensor_type(&tp, "token_embd.weight", ROLE_TOKEN_EMBD, -1, C);
     add_mat(&P, g, &tp, "token_embd.weight", te, &w->tok_emb, NULL);
@@ -685,9 +710,8 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         uint32_t to = o->leave_output ? w->lm_head.type : tensor_type(&tp, "output.weight", ROLE_OUTPUT, -1, C);
         add_mat(&P, g, &tp, "output.weight", to, &w->lm_head, NULL);
     }
-    lmf_sink_progress(sink, LMF_PROGRESS_UPDATE, 1, c->n_layer + 1, "layers", NULL);
     for (int l = 0; l < c->n_layer; l++) {
-        if (l) lmf_sink_progress(sink, LMF_PROGRESS_UPDATE, l + 1, c->n_layer + 1, "layers", NULL);
+        tp.layer = l;
         const lmf_layer_weights *L = &w->layers[l];
 #define N(s) (snprintf(nm, sizeof nm, "blk.%d.%s", l, s), nm)
         /* the row types of this layer's matrices (rows of C, of q's width QD, of F elements) */
@@ -703,7 +727,7 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         if (gpt2) {
             const lmf_wtensor *qkv[3] = {&L->wq, &L->wk, &L->wv}; /* llama.cpp's quantizer treats it as attn_v */
             N("attn_qkv.weight");
-            add_fused(&P, g, nm, tv, qkv, 3, importance(&tp, nm, tv, C, 1));
+            add_fused(&P, g, &tp, nm, tv, qkv, 3, importance(&tp, nm, tv, C, 1));
             const float *bp[3] = {L->bq, L->bk, L->bv};
             int bl[3] = {C, C, C};
             int64_t ne = 3 * C;
@@ -716,9 +740,9 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         } else if (phi3) { /* q|k|v and gate|up fused, as llama.cpp's phi3 reads them; attn_qkv quantized as attn_v */
             const lmf_wtensor *qkv[3] = {&L->wq, &L->wk, &L->wv}, *gu[2] = {&L->w_gate, &L->w_up};
             N("attn_qkv.weight"); /* nm, then its importance */
-            add_fused(&P, g, nm, tv, qkv, 3, importance(&tp, nm, tv, C, 1));
+            add_fused(&P, g, &tp, nm, tv, qkv, 3, importance(&tp, nm, tv, C, 1));
             N("ffn_up.weight");
-            add_fused(&P, g, nm, tu, gu, 2, importance(&tp, nm, tu, C, 1));
+            add_fused(&P, g, &tp, nm, tu, gu, 2, importance(&tp, nm, tu, C, 1));
         } else {
             add_mat(&P, g, &tp, N("attn_q.weight"), tq, &L->wq, pq);
             add_mat(&P, g, &tp, N("attn_k.weight"), tk, &L->wk, pk);
@@ -750,8 +774,7 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         add_mat(&P, g, &tp, N("ffn_down.weight"), td, &L->w_down, NULL);
 #undef N
     }
-    lmf_sink_progress(sink, LMF_PROGRESS_UPDATE, c->n_layer + 1, c->n_layer + 1, "layers", "writing");
-    lmf_status s = tp.err != LMF_OK ? tp.err : lmf_gguf_writer_write(g, path);
+    lmf_status s = tp.err != LMF_OK ? tp.err : lmf_gguf_writer_write(g, path); /* converts as it writes */
     lmf_sink_progress(sink, LMF_PROGRESS_UPDATE, c->n_layer + 1, c->n_layer + 1, "layers",
                       s == LMF_OK ? "written" : "failed");
     lmf_sink_progress(sink, LMF_PROGRESS_END, c->n_layer + 1, c->n_layer + 1, "layers", NULL);
