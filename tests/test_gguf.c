@@ -292,6 +292,48 @@ static void test_writer_bytes_pinned(void **state) {
     free(bytes);
 }
 
+/* Lazy tensors (filled as the file is written) give the bytes the same tensors given whole give, through
+ * lmf_gguf_writer_bytes and through the file; the fill runs once per tensor per write. */
+static int fills;
+static void fill_ramp(void *ctx, void *dst) {
+    int n = *(const int *)ctx;
+    for (int i = 0; i < n; i++) ((float *)dst)[i] = 0.25f * (float)i - (float)n;
+    fills++;
+}
+static void test_writer_lazy(void **state) {
+    static int n[2] = {37, 64 * 3};
+    float *whole[2];
+    for (int k = 0; k < 2; k++) {
+        whole[k] = malloc(sizeof(float) * (size_t)n[k]);
+        fill_ramp(&n[k], whole[k]);
+    }
+    uint8_t *b[2][2];
+    size_t len[2][2];
+    for (int lazy = 0; lazy < 2; lazy++) {
+        lmf_gguf_writer *g = lmf_gguf_writer_create(64);
+        for (int k = 0; k < 2; k++) {
+            char name[16];
+            snprintf(name, sizeof name, "t%d", k);
+            int64_t ne[2] = {k ? 64 : n[k], k ? 3 : 1};
+            if (lazy) lmf_gguf_writer_add_lazy(g, name, LMF_GGML_F32, 2, ne, fill_ramp, &n[k]);
+            else lmf_gguf_writer_add_tensor(g, name, LMF_GGML_F32, 2, ne, whole[k]);
+        }
+        fills = 0;
+        lmf_gguf_writer_bytes(g, &b[lazy][0], &len[lazy][0]);
+        const char *p = tmp_path(lazy ? "lazy.gguf" : "whole.gguf");
+        assert_int_equal(lmf_gguf_writer_write(g, p), LMF_OK);
+        b[lazy][1] = (uint8_t *)slurp(p, &len[lazy][1]);
+        assert_int_equal(fills, lazy ? 4 : 0);
+        lmf_gguf_writer_free(g);
+    }
+    for (int v = 0; v < 2; v++) {
+        assert_int_equal(len[1][v], len[0][v]);
+        assert_memory_equal(b[1][v], b[0][v], len[0][v]);
+        free(b[0][v]), free(b[1][v]);
+    }
+    for (int k = 0; k < 2; k++) free(whole[k]);
+}
+
 /* ---- malformed files ------------------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -736,6 +778,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_writer_bytes_pinned),
+        cmocka_unit_test(test_writer_lazy),
         cmocka_unit_test(test_malformed_header_and_metadata),
         cmocka_unit_test(test_malformed_tensors),
         cmocka_unit_test(test_truncated_everywhere),
