@@ -23,6 +23,7 @@
 #include "kernels/kernels.h"
 #include "core/alloc.h"
 #include "core/cpu.h"
+#include "core/status.h"
 #include "kernels/amx_tiles.h"
 #include "kernels/exp_avx512.h"
 #include "kernels/transpose16.h"
@@ -163,7 +164,9 @@ typedef struct {
 static work work_of(int T, int hs, int C, int S, int backward) {
     work w = {.T = T, .Tp = (T + RB - 1) / RB * RB, .hs = hs, .C = C, .S = S, .scale = 1.0f / sqrtf((float)hs)};
     long th = (long)w.Tp * hs, rt = (long)RB * w.Tp, rh = (long)RB * hs; /* counts of 32-bit elements below */
-    uint32_t *p = lmf_thread_scratch(sizeof(uint32_t) * (size_t)(th + 3 * rt + rh + (backward ? 4 * th + 2 * rh : 0)));
+    /* the TAKEs below: forward th + 3 rt / 2 + 3 rh / 2, backward 3 th + 5 rt / 2 + 2 rh more */
+    size_t need = (size_t)(2 * th + 3 * rt + 3 * rh + (backward ? 6 * th + 5 * rt + 4 * rh : 0)) / 2;
+    uint32_t *p = lmf_thread_scratch(sizeof(uint32_t) * need), *end = p + need;
 #define TAKE(field, type, n) (w.field = (type *)p, p += (n))
     TAKE(ka, uint16_t, th / 2), TAKE(vta, uint16_t, th / 2), TAKE(s, float, rt), TAKE(pb, uint32_t, rt / 2);
     TAKE(qtb, uint32_t, rh / 2), TAKE(ot, float, rh / 2 * 2);
@@ -174,6 +177,7 @@ static work work_of(int T, int hs, int C, int S, int backward) {
         TAKE(doa, uint16_t, rh / 2);
     }
 #undef TAKE
+    LMF_CHECK(p <= end);
     return w;
 }
 
