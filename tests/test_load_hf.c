@@ -221,6 +221,44 @@ static void rewrite(const char *src_name, const char *drop, const char *reshape,
     lmf_safetensors_close(st);
 }
 
+/* Tensors made as the file is written (lmf_st_out.fill) give the bytes the same tensors given whole give; each fill
+ * runs once */
+static int st_fills;
+static void fill_copy(void *ctx, void *dst) {
+    const lmf_st_tensor *t = ctx;
+    memcpy(dst, t->data, t->nbytes);
+    st_fills++;
+}
+static void test_lazy_write(void **state) {
+    (void)state;
+    make_tmp();
+    lmf_safetensors *st;
+    assert_int_equal(lmf_safetensors_open(HF "llama/model.safetensors", &st), LMF_OK);
+    lmf_st_out *o = calloc((size_t)st->n_tensors, sizeof *o);
+    static const char *const meta[] = {"format", "pt"};
+    char path[2][600];
+    for (int lazy = 0; lazy < 2; lazy++) {
+        for (int i = 0; i < st->n_tensors; i++) {
+            const lmf_st_tensor *t = &st->tensors[i];
+            o[i] = (lmf_st_out){.name = t->name, .dtype = t->dtype, .ndim = t->ndim};
+            memcpy(o[i].shape, t->shape, sizeof t->shape);
+            if (lazy && i % 2) o[i].fill = fill_copy, o[i].ctx = (void *)t; /* every other one */
+            else o[i].data = t->data;
+        }
+        snprintf(path[lazy], sizeof path[lazy], "%s/%s.safetensors", TMP, lazy ? "lazy" : "whole");
+        st_fills = 0;
+        assert_int_equal(lmf_safetensors_write(path[lazy], o, st->n_tensors, meta, 1), LMF_OK);
+        assert_int_equal(st_fills, lazy ? st->n_tensors / 2 : 0);
+    }
+    size_t n[2];
+    char *b[2] = {slurp(path[0], &n[0]), slurp(path[1], &n[1])};
+    assert_int_equal(n[0], n[1]);
+    assert_memory_equal(b[0], b[1], n[0]);
+    free(b[0]), free(b[1]), free(o);
+    lmf_safetensors_close(st);
+    rm_tmp();
+}
+
 static void test_bad_tensors(void **state) {
     /* the writer round-trips: an unchanged rewrite still loads */
     copy_fixture("llama");
@@ -384,7 +422,7 @@ int main(void) {
         cmocka_unit_test(test_llama),       cmocka_unit_test(test_llama_sharded_bf16), cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_opt),         cmocka_unit_test(test_metadata),          cmocka_unit_test(test_bad_tensors),
         cmocka_unit_test(test_bad_shards),  cmocka_unit_test(test_bad_config),        cmocka_unit_test(test_shape_overflow),
-        cmocka_unit_test(test_repeated_keys),
+        cmocka_unit_test(test_repeated_keys), cmocka_unit_test(test_lazy_write),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -307,7 +307,7 @@ static void test_peft_refusals(void **s) {
     for (int i = 0; i < st->n_tensors; i++) {
         const lmf_st_tensor *x = &st->tensors[i];
         if (strstr(x->name, "layers.1.self_attn.v_proj.lora_A")) continue;
-        t[n] = (lmf_st_out){x->name, x->dtype, x->ndim, {x->shape[0], x->shape[1]}, x->data};
+        t[n] = (lmf_st_out){x->name, x->dtype, x->ndim, {x->shape[0], x->shape[1]}, x->data, NULL, NULL};
         n++;
     }
     assert_int_equal(n, st->n_tensors - 1);
@@ -327,7 +327,8 @@ static void test_peft_refusals(void **s) {
             memcpy(&f, (const char *)x->data + 4 * e, 4);
             h[off + e] = i % 2 ? lmf_f32_to_bf16(f) : lmf_f32_to_f16(f);
         }
-        t[i] = (lmf_st_out){x->name, i % 2 ? LMF_DT_BF16 : LMF_DT_F16, 2, {x->shape[0], x->shape[1]}, h + off};
+        t[i] = (lmf_st_out){x->name, i % 2 ? LMF_DT_BF16 : LMF_DT_F16, 2, {x->shape[0], x->shape[1]}, h + off, NULL,
+                            NULL};
         off += cnt;
     }
     assert_int_equal(lmf_safetensors_write(tmp_path("half.safetensors"), t, st->n_tensors, NULL, 0), LMF_OK);

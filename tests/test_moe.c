@@ -211,7 +211,7 @@ static void test_hf_mixtral(void **s) {
     for (int i = 0; i < src->n_tensors; i++) { /* everything but the MoE tensors as it is */
         const lmf_st_tensor *t = &src->tensors[i];
         if (strstr(t->name, "block_sparse_moe")) continue;
-        out[n] = (lmf_st_out){t->name, t->dtype, t->ndim, {t->shape[0], t->shape[1]}, t->data};
+        out[n] = (lmf_st_out){t->name, t->dtype, t->ndim, {t->shape[0], t->shape[1]}, t->data, NULL, NULL};
         n++;
     }
     for (int l = 0; l < 2; l++) {
@@ -230,9 +230,9 @@ static void test_hf_mixtral(void **s) {
         snprintf(names[3 * l + 1], 96, "model.layers.%d.mlp.experts.down_proj", l);
         snprintf(names[3 * l + 2], 96, "model.layers.%d.mlp.gate.weight", l);
         snprintf(key, sizeof key, "model.layers.%d.block_sparse_moe.gate.weight", l);
-        out[n++] = (lmf_st_out){names[3 * l], LMF_DT_F32, 3, {E, 2 * F, C}, fused[l][0]};
-        out[n++] = (lmf_st_out){names[3 * l + 1], LMF_DT_F32, 3, {E, C, F}, fused[l][1]};
-        out[n++] = (lmf_st_out){names[3 * l + 2], LMF_DT_F32, 2, {E, C}, need(src, key)->data};
+        out[n++] = (lmf_st_out){names[3 * l], LMF_DT_F32, 3, {E, 2 * F, C}, fused[l][0], NULL, NULL};
+        out[n++] = (lmf_st_out){names[3 * l + 1], LMF_DT_F32, 3, {E, C, F}, fused[l][1], NULL, NULL};
+        out[n++] = (lmf_st_out){names[3 * l + 2], LMF_DT_F32, 2, {E, C}, need(src, key)->data, NULL, NULL};
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     assert_int_equal(lmf_safetensors_write(path, out, n, NULL, 0), LMF_OK);

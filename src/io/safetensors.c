@@ -201,7 +201,6 @@ lmf_status lmf_safetensors_write(const char *path, const lmf_st_out *t, int n, c
     }
     size_t off = 0;
     size_t *sizes = lmf_xcalloc((size_t)n + 2, sizeof *sizes);
-    const void **parts = lmf_xcalloc((size_t)n + 2, sizeof *parts);
     for (int i = 0; i < n; i++) {
         LMF_CHECK(lmf_dtype_size(t[i].dtype) && t[i].ndim >= 0 && t[i].ndim <= 8);
         LMF_CHECK(!cJSON_GetObjectItemCaseSensitive(root, t[i].name));
@@ -216,7 +215,6 @@ lmf_status lmf_safetensors_write(const char *path, const lmf_st_out *t, int n, c
         cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
         cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + bytes)));
         off += bytes;
-        parts[i + 2] = t[i].data;
         sizes[i + 2] = bytes;
     }
     char *json = cJSON_PrintUnformatted(root);
@@ -228,11 +226,26 @@ lmf_status lmf_safetensors_write(const char *path, const lmf_st_out *t, int n, c
     memset(header + jl, ' ', padded - jl);
     free(json);
     uint64_t hlen = padded; /* little-endian hosts only, like the reader */
-    parts[0] = &hlen, sizes[0] = 8;
-    parts[1] = header, sizes[1] = padded;
-    lmf_status s = lmf_write_file_atomic(path, parts, sizes, n + 2);
+    lmf_atomic_file f;
+    lmf_status s = lmf_atomic_open(&f, path);
+    int ok = s == LMF_OK && fwrite(&hlen, 8, 1, f.f) == 1 && fwrite(header, 1, padded, f.f) == padded;
+    for (int i = 0; ok && i < n; i++) {
+        void *own = NULL;
+        const void *d = t[i].data;
+        if (!d) { /* made now */
+            d = own = lmf_xmalloc(sizes[i + 2] ? sizes[i + 2] : 1);
+            t[i].fill(t[i].ctx, own);
+        }
+        ok = fwrite(d, 1, sizes[i + 2], f.f) == sizes[i + 2];
+        free(own);
+    }
+    if (s == LMF_OK && !ok) {
+        s = lmf_fail(LMF_ERR_IO, "%s: write failed: %s", f.tmp, strerror(errno));
+        lmf_atomic_abort(&f);
+    } else if (s == LMF_OK) {
+        s = lmf_atomic_commit(&f);
+    }
     free(header);
-    free(parts);
     free(sizes);
     return s;
 }

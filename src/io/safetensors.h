@@ -41,13 +41,17 @@ size_t lmf_dtype_size(lmf_dtype dt);
 const char *lmf_dtype_name(lmf_dtype dt); /* "F32", "BF16", ...; "?" for LMF_DT_OTHER */
 
 /* ---- writer ------------------------------------------------------------------------------------------------------
- * One tensor to write: data (nbytes = product of shape x dtype size) is referenced, not copied. */
+ * One tensor to write: data (nbytes = product of shape x dtype size) is referenced, not copied; or, data NULL,
+ * fill(ctx, dst) makes its bytes as the file is written, in a buffer freed once they are out (a converted model is
+ * then never whole in memory). */
 typedef struct {
     const char *name;
     lmf_dtype dtype;
     int ndim;
     int64_t shape[8];
     const void *data;
+    void (*fill)(void *ctx, void *dst);
+    void *ctx;
 } lmf_st_out;
 
 /* Writes a safetensors file atomically (temporary file, fsync, rename): the header lists the tensors in the given

@@ -150,12 +150,6 @@ static void rows_into(void *dst, uint32_t type, const lmf_wtensor *t, const int 
     }
 }
 
-static void *matrix(pool *P, const lmf_wtensor *t, uint32_t type, const int *perm, const float *qw) {
-    void *d = pool_alloc(P, (size_t)t->rows * row_bytes(type, t->cols));
-    rows_into(d, type, t, perm, qw);
-    return d;
-}
-
 /* ---- which type each tensor gets: llama-quantize's choices ----------------------------------------------------- */
 
 /* What a tensor is, as llama.cpp's quantizer sorts them (by name: attn_qkv counts as attn_v). */
@@ -809,23 +803,44 @@ static void put(st_list *s, const char *name, int rows, int cols, const void *da
     o->shape[0] = rows, o->shape[1] = cols;
 }
 
-static void put_m(st_list *s, const char *name, const lmf_wtensor *t, const int *perm) {
-    put(s, name, t->rows, t->cols, matrix(&s->P, t, s->type, perm, NULL));
+/* Matrices t[0..n) of one width stacked row-wise (t[0]'s rows in perm's order, or as they are), converted to the
+ * export's float type as the file is written (lmf_st_out.fill): the model is never whole in memory twice */
+typedef struct {
+    uint32_t type;
+    int n;
+    const lmf_wtensor **t;
+    const int *perm;
+} st_rows;
+
+static void fill_st_rows(void *ctx, void *dst) {
+    const st_rows *j = ctx;
+    if (j->n == 1) { /* a matrix: the quantizer's float conversion (what a tensor of its own type copies) */
+        rows_into(dst, j->type, j->t[0], j->perm, NULL);
+        return;
+    }
+    uint8_t *at = dst;
+    for (int i = 0; i < j->n; i++) {
+        convert(at, j->type, j->t[i], NULL, 0, 0, 0);
+        at += (size_t)j->t[i]->rows * j->t[i]->cols * type_size(j->type);
+    }
 }
+
+static void put_rows(st_list *s, const char *name, const lmf_wtensor *const *t, int n, const int *perm) {
+    st_rows *j = pool_alloc(&s->P, sizeof *j);
+    j->t = pool_alloc(&s->P, sizeof *j->t * (size_t)n);
+    int rows = 0;
+    for (int i = 0; i < n; i++) j->t[i] = t[i], rows += t[i]->rows;
+    j->type = s->type, j->n = n, j->perm = perm;
+    put(s, name, rows, t[0]->cols, NULL);
+    s->t[s->n - 1].fill = fill_st_rows, s->t[s->n - 1].ctx = j;
+}
+
+static void put_m(st_list *s, const char *name, const lmf_wtensor *t, const int *perm) { put_rows(s, name, &t, 1, perm); }
 
 static void put_v(st_list *s, const char *name, const float *x, int n) { put(s, name, n, 0, vec1(&s->P, x, n, s->type)); }
 
 /* matrices t[0..n) (of one width) stacked row-wise as one tensor (Phi-3's qkv_proj, gate_up_proj) */
-static void put_fused(st_list *s, const char *name, const lmf_wtensor *const *t, int n) {
-    size_t rows = 0, es = type_size(s->type);
-    for (int i = 0; i < n; i++) rows += (size_t)t[i]->rows;
-    uint8_t *d = pool_alloc(&s->P, rows * (size_t)t[0]->cols * es), *at = d;
-    for (int i = 0; i < n; i++) {
-        convert(at, s->type, t[i], NULL, 0, 0, 0);
-        at += (size_t)t[i]->rows * t[i]->cols * es;
-    }
-    put(s, name, (int)rows, t[0]->cols, d);
-}
+static void put_fused(st_list *s, const char *name, const lmf_wtensor *const *t, int n) { put_rows(s, name, t, n, NULL); }
 
 /* A Conv1D weight: (in, out) = transpose of t. */
 static void put_t(st_list *s, const char *name, const lmf_wtensor *t) {

@@ -255,8 +255,9 @@ lmf_status lmf_lora_save_peft(const lmf_lora *l, const lmf_model_config *cfg, co
             }
             peft_key(cfg, l, k, L, "A", names + (size_t)i * KEY_LEN);
             peft_key(cfg, l, k, L, "B", names + (size_t)(i + 1) * KEY_LEN);
-            t[i] = (lmf_st_out){names + (size_t)i * KEY_LEN, LMF_DT_F32, 2, {(int64_t)E * r, m->in}, A};
-            t[i + 1] = (lmf_st_out){names + (size_t)(i + 1) * KEY_LEN, LMF_DT_F32, 2, {m->out, (int64_t)E * r}, Bm};
+            t[i] = (lmf_st_out){names + (size_t)i * KEY_LEN, LMF_DT_F32, 2, {(int64_t)E * r, m->in}, A, NULL, NULL};
+            t[i + 1] = (lmf_st_out){names + (size_t)(i + 1) * KEY_LEN, LMF_DT_F32, 2, {m->out, (int64_t)E * r}, Bm,
+                                    NULL, NULL};
         }
     static const char *const meta[] = {"format", "pt"};
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
