@@ -313,6 +313,12 @@ static void rows_out_t(const work *w, float *dst, long ldd, int m, const uint16_
     transpose_u32(dst, ldd, w->ot, RB, w->hs, w->hs, m);
 }
 
+/* The query block after (head h, rows from i0): this head's next, or the next head's first; its head, *ni its row */
+static inline int next_block(int T, int h, int i0, int *ni) {
+    *ni = i0 + RB < T ? i0 + RB : 0;
+    return *ni ? h : h + 1;
+}
+
 void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *pos, int B, int T, int NH, int NKV,
                                int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
@@ -330,10 +336,8 @@ void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *p
                 for (int i0 = 0; i0 < T; i0 += RB) {
                     int m = T - i0 < RB ? T - i0 : RB, kb0 = start_of(ps, i0) / 32 * 32, wp = i0 + RB - kb0;
                     const uint16_t *q = qkv + (long)b * T * S + (long)h * hs + (long)i0 * S;
-                    /* the next block's Q rows: this head's next, or the next head's first */
-                    int nh = i0 + RB < T ? h : h + 1, ni = i0 + RB < T ? i0 + RB : 0;
+                    int ni, nh = next_block(T, h, i0, &ni), nm = T - ni < RB ? T - ni : RB;
                     if (nh < (kh + 1) * G) { /* the next block's Q rows and output rows */
-                        int nm = T - ni < RB ? T - ni : RB;
                         ahead(qkv + (long)b * T * S + (long)nh * hs + (long)ni * S, 2L * S, nm, 2 * hs, 0);
                         ahead(out + ((long)b * T + ni) * C + (long)nh * hs, 4L * C, nm, 4 * hs, 1);
                     }
@@ -368,7 +372,7 @@ void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *
                     int m = T - i0 < RB ? T - i0 : RB, kb0 = start_of(ps, i0) / 32 * 32, wp = i0 + RB - kb0;
                     const uint16_t *q = qkv + qo + (long)i0 * S;
                     const float *dO = dout + ((long)b * T + i0) * C + (long)h * hs;
-                    int nh = i0 + RB < T ? h : h + 1, ni = i0 + RB < T ? i0 + RB : 0, nm = T - ni < RB ? T - ni : RB;
+                    int ni, nh = next_block(T, h, i0, &ni), nm = T - ni < RB ? T - ni : RB;
                     if (nh < (kh + 1) * G) { /* the next block's Q and dO rows, and its dQ rows for writing */
                         ahead(qkv + (long)b * T * S + (long)nh * hs + (long)ni * S, 2L * S, nm, 2 * hs, 0);
                         ahead(dout + ((long)b * T + ni) * C + (long)nh * hs, 4L * C, nm, 4 * hs, 0);
