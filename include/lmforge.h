@@ -163,6 +163,10 @@ typedef struct {
     float rope_low_freq_factor;  /* llama3: 0 < low < high (Llama 3.x: 1 and 4) */
     float rope_high_freq_factor;
     int rope_orig_ctx;           /* llama3: the context length pretraining used (original_max_position_embeddings) */
+    /* Sliding-window attention (Mistral 7B v0.1, Phi-3-mini-4k; Hugging Face's sliding_window): 0 attends to every
+     * earlier position; W > 0 to the last W positions only, the query's own included (keys p > query - W), on every
+     * layer. Inference applies it; training refuses a sequence length past W (up to W it is the same function). */
+    int sliding_window;
 } lmf_model_config;
 
 /* Defaults for a family (GPT-2 124M shape, or a small llama); callers then override fields. */

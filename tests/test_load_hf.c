@@ -13,6 +13,8 @@
 
 #include "io/safetensors.h"
 #include "lmforge.h"
+#include "core/dtype.h"
+#include "model/export.h"
 #include "model/weights.h"
 
 #include <cjson/cJSON.h>
@@ -259,6 +261,61 @@ static void test_lazy_write(void **state) {
     rm_tmp();
 }
 
+/* Sliding windows: Mistral's (5 positions over 40 tokens): the config, one prefill and token-by-token decode, then a
+ * pooled session of 8-position blocks fed 7 tokens a step in an f32 and an f16 cache (prefill blocks whose window
+ * starts past the first cache blocks), the HF export; training refuses rows longer than the window. Phi-3's (7 over
+ * 30 tokens; transformers applies it) likewise in one prefill and token by token. */
+static void test_sliding_window(void **state) {
+    check_logits("phi3_swa", "phi3");
+    check_logits("mistral", "llama");
+    lmf_weights *w = load_ok(HF "mistral");
+    const lmf_model_config *c = lmf_weights_config(w);
+    assert_int_equal(c->sliding_window, 5);
+    assert_int_equal(lmf_head_size(c), 12);
+    int32_t tok[64];
+    float *ref;
+    int V, T = fixture_tokens("mistral", tok, &ref, &V);
+    for (int kv = 0; kv < 2; kv++) {
+        lmf_kv_pool *pool;
+        lmf_session *s;
+        assert_int_equal(lmf_kv_pool_create(w, 64, 8, 0, kv ? LMF_KV_F16 : LMF_KV_F32, &pool), LMF_OK);
+        assert_int_equal(lmf_session_create_pooled(pool, 64, &s), LMF_OK);
+        double worst = 0;
+        for (int t = 0; t < T; t += 7) {
+            int n = T - t < 7 ? T - t : 7;
+            const float *lg;
+            assert_int_equal(lmf_session_eval(s, tok + t, n, 1, &lg), LMF_OK);
+            double e = rel_err(lg, ref + (size_t)t * V, (long)n * V);
+            if (e > worst) worst = e;
+        }
+        printf("mistral      7 tokens a step, blocks of 8, %s cache: worst rel err %.3g\n", kv ? "f16" : "f32", worst);
+        assert_true(worst <= (kv ? 2e-3 : TOL));
+        lmf_session_free(s);
+        lmf_kv_pool_free(pool);
+    }
+    /* exported as Hugging Face's MistralForCausalLM (sliding_window kept): the same logits back */
+    make_tmp();
+    if (lmf_export_safetensors(w, TMP, LMF_GGML_F32) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_weights *we = load_ok(TMP);
+    assert_int_equal(lmf_weights_config(we)->sliding_window, 5);
+    lmf_session *s;
+    const float *lg;
+    assert_int_equal(lmf_session_create(we, 64, &s), LMF_OK);
+    assert_int_equal(lmf_session_eval(s, tok, T, 1, &lg), LMF_OK);
+    assert_true(rel_err(lg, ref, (long)T * V) <= TOL);
+    lmf_session_free(s);
+    lmf_weights_free(we);
+    rm_tmp();
+    free(ref);
+    lmf_model *m = lmf_model_create(c, 1, 6, 1);
+    assert_null(m);
+    assert_non_null(strstr(lmf_last_error(), "sliding_window 5"));
+    m = lmf_model_create(c, 1, 5, 1);
+    assert_non_null(m);
+    lmf_model_free(m);
+    lmf_weights_free(w);
+}
+
 static void test_bad_tensors(void **state) {
     /* the writer round-trips: an unchanged rewrite still loads */
     copy_fixture("llama");
@@ -400,6 +457,21 @@ static void test_bad_config(void **state) {
     unlink(p);
     expect_fail(LMF_ERR_IO, "config.json", NULL);
 
+    /* Mistral's window: a bad value named; absent, MistralConfig's 4096 (past this context: no window); null none */
+    copy_fixture("mistral");
+    edit_config("mistral", "\"sliding_window\": 5", "\"sliding_window\": 2.5");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "\"sliding_window\" must be a positive whole number", NULL);
+    edit_config("mistral", "\"sliding_window\": 5", "\"sliding_window\": -1");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "\"sliding_window\"", NULL);
+    edit_config("mistral", "\"sliding_window\": 5,", "");
+    assert_int_equal(lmf_weights_load_hf(TMP, &lw), LMF_OK);
+    assert_int_equal(lw->cfg.sliding_window, 0);
+    lmf_weights_free(lw);
+    edit_config("mistral", "\"max_position_embeddings\": 64", "\"max_position_embeddings\": 8192");
+    assert_int_equal(lmf_weights_load_hf(TMP, &lw), LMF_OK);
+    assert_int_equal(lw->cfg.sliding_window, 5);
+    lmf_weights_free(lw);
+
     copy_fixture("opt");
     edit_config("opt", "\"word_embed_proj_dim\": 16", "\"word_embed_proj_dim\": 8");
     expect_fail(LMF_ERR_FORMAT, "config.json", "word_embed_proj_dim", NULL);
@@ -422,7 +494,7 @@ int main(void) {
         cmocka_unit_test(test_llama),       cmocka_unit_test(test_llama_sharded_bf16), cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_opt),         cmocka_unit_test(test_metadata),          cmocka_unit_test(test_bad_tensors),
         cmocka_unit_test(test_bad_shards),  cmocka_unit_test(test_bad_config),        cmocka_unit_test(test_shape_overflow),
-        cmocka_unit_test(test_repeated_keys), cmocka_unit_test(test_lazy_write),
+        cmocka_unit_test(test_repeated_keys), cmocka_unit_test(test_lazy_write), cmocka_unit_test(test_sliding_window),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -370,7 +370,7 @@ static void test_bad_files(void **s) {
         {"\"num_local_experts\": 4", "\"num_local_experts\": 300", "n_expert"},
         {"\"num_local_experts\": 4", "\"num_local_experts\": 5", "gate.weight has shape [4, 32], expected [5, 32]"},
         {"\"intermediate_size\": 16", "\"intermediate_size\": 32", "w1.weight has shape"},
-        {"\"sliding_window\": null", "\"sliding_window\": 16", "sliding_window"},
+        {"\"sliding_window\": null", "\"sliding_window\": 0.5", "\"sliding_window\" must be a positive whole number"},
         {"\"router_aux_loss_coef\": 0.001", "\"router_aux_loss_coef\": -1", "router_aux_loss_coef"},
     };
     char dir[128];

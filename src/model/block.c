@@ -602,13 +602,16 @@ static const float *kv_rows(const lmf_kv_view *kv, const void *base, int layers_
 /* Causal attention of the n new queries of one sequence (positions p0..p0+n-1) over its cache [0, p0+n), the
  * prefill path: q rows (n, ld S) in, out (n, NH hs). Query head h reads KV head h / (NH / NKV). Per head and block of
  * up to 64 queries: scores = Q K_h^T by SGEMM on each cache block's transposed K (an untransposed operand), causal
- * softmax, out = P V_h by SGEMM on the transposed V, accumulated over the cache blocks. */
+ * softmax, out = P V_h by SGEMM on the transposed V, accumulated over the cache blocks. With cfg.sliding_window W a
+ * query at position P reads keys (P - W, P]: the block's products start at the cache block holding its first row's
+ * first key, and each row's softmax covers its own span (the columns outside it zero). */
 static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, int layer, float *out,
                              const float *q) {
     const lmf_model_config *c = ctx->cfg;
     const lmf_kv_view *kv = &sq->kv;
     int NH = c->n_head, hs = lmf_head_size(c), C = NH * hs, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
     int S = qkv_width(c), p0 = sq->p0, N = sq->n, bs = kv->bs, LKV = c->n_layer * KV; /* C: q's and out's width */
+    int win = c->sliding_window;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *V = lmf_vec();
     int nblk = (N + QBLK - 1) / QBLK;
@@ -621,20 +624,23 @@ static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, 
             const float *qh = q + (size_t)i0 * S + (size_t)h * hs;
             float *oh = out + (size_t)i0 * C + (size_t)h * hs;
             int dim0 = layer * KV + (h / group) * hs; /* the head's first K / V row in a block */
-            for (int p = 0; p < nk; p += bs) {
+            int kb = win && p0 + i0 - win + 1 > 0 ? (p0 + i0 - win + 1) / bs * bs : 0, nw = nk - kb; /* columns */
+            for (int p = kb; p < nk; p += bs) {
                 int m = nk - p < bs ? nk - p : bs;
-                lmf_sgemm(0, 0, nq, m, hs, qh, S, kv_rows(kv, kv->k, LKV, dim0, p, m, hs, kt), bs, 0.0f, Sc + p, nk);
+                lmf_sgemm(0, 0, nq, m, hs, qh, S, kv_rows(kv, kv->k, LKV, dim0, p, m, hs, kt), bs, 0.0f, Sc + p - kb,
+                          nw);
             }
             for (int r = 0; r < nq; r++) {
-                float *row = Sc + (size_t)r * nk;
-                int valid = p0 + i0 + r + 1;
-                V->softmax(row, valid, scale);
-                memset(row + valid, 0, (size_t)(nk - valid) * sizeof(float));
+                float *row = Sc + (size_t)r * nw;
+                int valid = p0 + i0 + r + 1, lo = win && valid - win > kb ? valid - win - kb : 0;
+                V->softmax(row + lo, valid - kb - lo, scale);
+                memset(row, 0, (size_t)lo * sizeof(float));
+                memset(row + valid - kb, 0, (size_t)(nk - valid) * sizeof(float));
             }
-            for (int p = 0; p < nk; p += bs) {
+            for (int p = kb; p < nk; p += bs) {
                 int m = nk - p < bs ? nk - p : bs;
-                lmf_sgemm(0, 1, nq, hs, m, Sc + p, nk, kv_rows(kv, kv->v, LKV, dim0, p, m, hs, kt), bs,
-                          p ? 1.0f : 0.0f, oh, C);
+                lmf_sgemm(0, 1, nq, hs, m, Sc + p - kb, nw, kv_rows(kv, kv->v, LKV, dim0, p, m, hs, kt), bs,
+                          p > kb ? 1.0f : 0.0f, oh, C);
             }
         }
     }
@@ -926,9 +932,13 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
     for (int i = 0; i < N; i++) {
         const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
         size_t piece = (size_t)hs * kv->bs * (kv->f16 ? 2 : 4);
-        int nk = d->row_pos[i] + 1, chunk = ((nk + nth - 1) / nth + 15) & ~15; /* whole 64-byte lines of V rows */
+        /* keys [k0, nk): all earlier positions, or the last sliding_window; the stretches are cut from k0's 64-byte
+         * line on (whole lines of V rows), the first one starting at k0 itself */
+        int nk = d->row_pos[i] + 1, k0 = c->sliding_window && nk > c->sliding_window ? nk - c->sliding_window : 0;
+        int base = k0 & ~15, chunk = ((nk - base + nth - 1) / nth + 15) & ~15;
         int j = (tid + i) % nth; /* the rows' stretches rotate over the threads: the first is the longest */
-        int a = j * chunk, n = nk - a < chunk ? nk - a : chunk;                 /* stretch 0 is never empty */
+        int a = base + j * chunk, n = nk - a < chunk ? nk - a : chunk; /* stretch 0 is never empty */
+        if (a < k0) n -= k0 - a, a = k0;
         float *po = d->part + ((size_t)j * QMV_MAX + i) * (C + NH), *pl = po + C;
         if (n <= 0) {
             for (int h = 0; h < NH; h++) pl[h] = -INFINITY;

@@ -158,6 +158,10 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
                     "not linear's");
         }
     }
+    REQUIRE(c->sliding_window >= 0 && c->sliding_window <= (1 << 30), "sliding_window: %d outside [0, 2^30]",
+            c->sliding_window);
+    REQUIRE(c->sliding_window == 0 || c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_PHI3,
+            "sliding_window: Mistral's, Mixtral's and Phi-3's (llama, phi3), not %s's", lmf_arch_name(c->arch));
     REQUIRE(!(c->bias && c->act == LMF_ACT_SWIGLU), "bias: linear biases with SwiGLU are not supported");
     REQUIRE(c->qkv_bias == 0 || c->qkv_bias == 1, "qkv_bias: %d is not 0 or 1", c->qkv_bias);
     REQUIRE(c->shared_gate == 0 || (c->shared_gate == 1 && c->n_expert > 0 && c->shared_ffn_dim > 0),

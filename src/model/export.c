@@ -646,6 +646,8 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
             lmf_gguf_writer_set_f32(g, KEY("rope.scaling.attn_factor"), c->rope_factor);
             lmf_gguf_writer_set_u32(g, KEY("rope.scaling.original_context_length"), (uint32_t)c->rope_orig_ctx);
         }
+        if (phi3 && c->sliding_window) /* as llama.cpp's phi3 converter writes it (and its loader ignores it) */
+            lmf_gguf_writer_set_u32(g, KEY("attention.sliding_window"), (uint32_t)c->sliding_window);
         if (QD != C) { /* heads not C / n_head wide: llama.cpp reads their size here (its qwen3 converter writes it) */
             lmf_gguf_writer_set_u32(g, KEY("attention.key_length"), (uint32_t)hs);
             lmf_gguf_writer_set_u32(g, KEY("attention.value_length"), (uint32_t)hs);
@@ -994,7 +996,8 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
         if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE) hf_longrope(j, w);
         else cJSON_AddNullToObject(j, "rope_scaling");
         numf(j, "partial_rotary_factor", 1.0);
-        cJSON_AddNullToObject(j, "sliding_window");
+        if (c->sliding_window) num(j, "sliding_window", c->sliding_window);
+        else cJSON_AddNullToObject(j, "sliding_window");
         /* Phi3Config's pad_token_id defaults to 32000, an embedding row a smaller vocabulary lacks */
         if (w->eos_id >= 0) num(j, "pad_token_id", w->eos_id);
         else cJSON_AddNullToObject(j, "pad_token_id");
@@ -1006,15 +1009,18 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
             {"num_key_value_heads", c->n_kv_head}, {"num_hidden_layers", c->n_layer},
             {"head_dim", lmf_head_size(c)}, {"max_position_embeddings", c->max_seq_len},
             {"rms_norm_eps", c->norm_eps}, {"rope_theta", c->rope_theta}};
+        /* a sliding window is Mistral's (LlamaConfig has none) */
         if (c->n_expert) hf_family(j, arch, "MixtralForCausalLM", "mixtral", f, sizeof f / sizeof *f);
+        else if (c->sliding_window) hf_family(j, arch, "MistralForCausalLM", "mistral", f, sizeof f / sizeof *f);
         else hf_family(j, arch, "LlamaForCausalLM", "llama", f, sizeof f / sizeof *f);
         if (c->n_expert) {
             num(j, "num_local_experts", c->n_expert);
             num(j, "num_experts_per_tok", c->n_expert_used);
             num(j, "router_aux_loss_coef", c->router_aux_coef);
             cJSON_AddBoolToObject(j, "output_router_logits", 0);
-            cJSON_AddNullToObject(j, "sliding_window");
         }
+        if (c->sliding_window) num(j, "sliding_window", c->sliding_window);
+        else if (c->n_expert) cJSON_AddNullToObject(j, "sliding_window");
         if (c->rope_scaling) hf_rope(cJSON_AddObjectToObject(j, "rope_scaling"), c); /* transformers 4's form */
         else cJSON_AddNullToObject(j, "rope_scaling");
         cJSON_AddStringToObject(j, "hidden_act", "silu");

@@ -15,7 +15,9 @@
  *   mixtral: llama's names, the FFN a mixture of experts (moe.h): num_local_experts, num_experts_per_tok,
  *          router_aux_loss_coef; model.layers.N.block_sparse_moe.{gate, experts.E.{w1 gate, w3 up, w2 down}}.weight
  *          (what transformers 5.24 saves) or mlp.gate.weight + mlp.experts.{gate_up_proj (E, 2F, C), down_proj
- *          (E, C, F)} (transformers 5's fused layout). Refused: a sliding_window shorter than the context.
+ *          (E, C, F)} (transformers 5's fused layout). sliding_window as mistral's (absent: none).
+ *   mistral: llama's names and fields; sliding_window (absent: 4096, as MistralConfig; null: none) becomes
+ *          cfg.sliding_window when it is shorter than max_position_embeddings.
  *   qwen2: llama's names plus model.layers.N.self_attn.{q,k,v}_proj.bias (o_proj has none). Refused: sliding-window
  *          attention (use_sliding_window true, or a layer_types entry other than "full_attention").
  *   qwen2_moe: qwen2's, every layer's FFN a mixture of experts (num_experts, num_experts_per_tok,
@@ -33,8 +35,8 @@
  *          default). Refused: clip_qkv, attention_bias.
  *   phi3:  llama's names but self_attn.qkv_proj (q | k | v rows) and mlp.gate_up_proj (gate | up rows) for q/k/v and
  *          gate/up, cut into views; LongRoPE (the 128k models: rope_scaling "longrope", longrope() below). Refused:
- *          partial_rotary_factor other than 1 (Phi-4-mini). sliding_window is not applied, as llama.cpp's phi3 does
- *          not (transformers masks keys further back than it: the same logits up to that many tokens).
+ *          partial_rotary_factor other than 1 (Phi-4-mini). sliding_window as mistral's (absent: none), as transformers
+ *          applies it (Phi-3-mini-4k: 2047; llama.cpp's phi3 does not, so its GGUFs agree up to that many tokens).
  *   gpt2:  [transformer.]{wte, wpe, ln_f, h.N.{ln_1, attn.c_attn (fused q|k|v along out), attn.c_proj, ln_2,
  *          mlp.c_fc, mlp.c_proj}}.{weight,bias}; Conv1D weights stored (in, out); head tied to wte.
  *   opt:   [model.]decoder.{embed_tokens, embed_positions (max_position_embeddings + 2 rows: positions start at
@@ -339,11 +341,23 @@ static lmf_status moe_config(hf *h) {
     if (coef && !(cJSON_IsNumber(coef) && coef->valuedouble >= 0))
         return lmf_fail(LMF_ERR_FORMAT, "%s: field \"router_aux_loss_coef\" must be a number >= 0", h->cfg_path);
     c->router_aux_coef = coef ? (float)coef->valuedouble : 0.001f;
+    return LMF_OK;
+}
+
+/* Mistral's, Mixtral's and Phi-3's sliding_window (absent: 4096 for mistral, as MistralConfig, none for the others;
+ * null: none):
+ * cfg.sliding_window when it is shorter than the context, where it changes what the model computes. */
+static lmf_status sliding_window(hf *h, int dflt) {
+    lmf_model_config *c = &h->w->cfg;
     const cJSON *sw = field(h, "sliding_window");
-    if (sw && !(cJSON_IsNumber(sw) && sw->valuedouble >= c->max_seq_len))
-        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"sliding_window\" limits attention to fewer positions than "
-                        "max_position_embeddings (%d); lmforge attends to the whole context", h->cfg_path,
-                        c->max_seq_len);
+    int n = sw ? 0 : dflt;
+    if (sw && !cJSON_IsNull(sw)) {
+        if (!cJSON_IsNumber(sw) || sw->valuedouble < 1 || sw->valuedouble != (double)(int)sw->valuedouble)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"sliding_window\" must be a positive whole number or null",
+                            h->cfg_path);
+        n = (int)sw->valuedouble;
+    }
+    c->sliding_window = n < c->max_seq_len ? n : 0;
     return LMF_OK;
 }
 
@@ -614,6 +628,7 @@ static lmf_status load_llama(hf *h, const char *type) {
     lmf_model_config *c = &w->cfg;
     int qwen3 = !strncmp(type, "qwen3", 5), qwen = !strncmp(type, "qwen2", 5) || qwen3, olmoe = !strcmp(type, "olmoe");
     int qmoe = !strcmp(type, "qwen2_moe") || !strcmp(type, "qwen3_moe"), phi3 = !strcmp(type, "phi3");
+    int mistral = !strcmp(type, "mistral");
     *c = lmf_model_config_default(olmoe   ? LMF_ARCH_OLMOE
                                   : qwen3 ? LMF_ARCH_QWEN3
                                   : qwen  ? LMF_ARCH_QWEN2
@@ -662,6 +677,7 @@ static lmf_status load_llama(hf *h, const char *type) {
     if (qmoe) LMF_TRY(qwen_moe_config(h, !qwen3));
     else if (olmoe) LMF_TRY(olmoe_config(h));
     else if (!qwen && !phi3) LMF_TRY(moe_config(h));
+    if (mistral || phi3 || !strcmp(type, "mixtral")) LMF_TRY(sliding_window(h, mistral ? 4096 : 0));
     LMF_TRY(check_config(h, type));
 
     int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim, V = c->vocab_size;
@@ -944,7 +960,8 @@ static lmf_status load(hf *h) {
     }
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(h->cfg, "model_type");
     if (!cJSON_IsString(mt)) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"model_type\" is missing", h->cfg_path);
-    if (!strcmp(mt->valuestring, "llama") || !strcmp(mt->valuestring, "mixtral") || !strcmp(mt->valuestring, "qwen2") ||
+    if (!strcmp(mt->valuestring, "llama") || !strcmp(mt->valuestring, "mistral") ||
+        !strcmp(mt->valuestring, "mixtral") || !strcmp(mt->valuestring, "qwen2") ||
         !strcmp(mt->valuestring, "qwen2_moe") || !strcmp(mt->valuestring, "qwen3") ||
         !strcmp(mt->valuestring, "qwen3_moe") || !strcmp(mt->valuestring, "olmoe") || !strcmp(mt->valuestring, "phi3"))
         LMF_TRY(load_llama(h, mt->valuestring));
@@ -952,8 +969,8 @@ static lmf_status load(hf *h) {
     else if (!strcmp(mt->valuestring, "opt")) LMF_TRY(load_opt(h));
     else
         return lmf_fail(LMF_ERR_FORMAT,
-                        "%s: model_type \"%s\" is not supported (lmforge loads llama, mixtral, qwen2, qwen2_moe, qwen3, "
-                        "qwen3_moe, olmoe, phi3, gpt2 and opt)",
+                        "%s: model_type \"%s\" is not supported (lmforge loads llama, mistral, mixtral, qwen2, qwen2_moe, "
+                        "qwen3, qwen3_moe, olmoe, phi3, gpt2 and opt)",
                         h->cfg_path, mt->valuestring);
     LMF_TRY(load_tokenizer(h));
     return lmf_weights_validate(h->w, h->dir);

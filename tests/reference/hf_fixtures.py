@@ -3,7 +3,10 @@
 
 Usage (needs torch + transformers; e.g. a venv with PyPI torch 2.x and `pip install transformers safetensors`):
 
-    python3 tests/reference/hf_fixtures.py
+    python3 tests/reference/hf_fixtures.py [NAME...]
+
+With names, only those folders and their logits.json entries are rewritten (the others kept as they are; each such
+entry records its own transformers version).
 
 Writes tests/reference/fixtures/hf/<name>/ (config.json + safetensors exactly as save_pretrained writes them) and
 tests/reference/fixtures/hf/logits.json: for each folder the token ids and the float64 logits transformers'
@@ -13,6 +16,9 @@ AutoModelForCausalLM computes from the saved weights (every position, T x V, row
   llama_shard  LlamaForCausalLM, 1 KV head, tied head, rope_theta 5e5, BF16, sharded with an index
   gpt2         GPT2LMHeadModel (Conv1D weights), F32, with a tiny byte-level BPE tokenizer.json (V = 260)
   opt          OPTForCausalLM (learned positions at offset 2, ReLU), F16
+  mistral      MistralForCausalLM, sliding_window 5 over 40 tokens (each query sees its last 5 positions), head_dim
+               12 (q 48 wide on hidden_size 32), GQA 4 / 2, F32
+  phi3_swa     Phi3ForCausalLM (qkv_proj, gate_up_proj fused), sliding_window 7 over 30 tokens, F32
 
 Weights are random (seeded) and larger than HF's 0.02 init so logits differ visibly between positions and tokens.
 Everything is small (about 200 KB in all) so the folders are committed.
@@ -21,10 +27,12 @@ Everything is small (about 200 KB in all) so the folders are committed.
 import json
 import os
 import shutil
+import sys
 
 import torch
 import transformers
-from transformers import (AutoModelForCausalLM, GPT2Config, LlamaConfig, OPTConfig)
+from transformers import (AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, OPTConfig,
+                          Phi3Config)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "hf")
@@ -64,7 +72,7 @@ def tiny_tokenizer(path):
     return tok
 
 
-def build(name, cfg, seed, dtype, shard=None, tokenizer=False):
+def build(name, cfg, seed, dtype, shard=None, tokenizer=False, n_tokens=9):
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager")
     randomize(model, seed)
@@ -87,7 +95,7 @@ def build(name, cfg, seed, dtype, shard=None, tokenizer=False):
         ids = tok.encode(PROMPT).ids
     else:
         g = torch.Generator().manual_seed(seed + 1)
-        ids = torch.randint(0, V, (9,), generator=g).tolist()
+        ids = torch.randint(0, V, (n_tokens,), generator=g).tolist()
     with torch.no_grad():
         logits = ref(torch.tensor([ids])).logits[0]
     entry = {"tokens": ids, "vocab": V, "logits": [float("%.9g" % x) for x in logits.reshape(-1).tolist()]}
@@ -96,25 +104,50 @@ def build(name, cfg, seed, dtype, shard=None, tokenizer=False):
     return entry
 
 
-def main():
+def models():
+    return {
+        "llama": lambda: build("llama", LlamaConfig(
+            vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, rope_theta=10000.0,
+            tie_word_embeddings=False, bos_token_id=1, eos_token_id=2), 11, torch.float32),
+        "llama_shard": lambda: build("llama_shard", LlamaConfig(
+            vocab_size=64, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=1, max_position_embeddings=32, rms_norm_eps=1e-6, rope_theta=500000.0,
+            tie_word_embeddings=True, bos_token_id=0, eos_token_id=0), 22, torch.bfloat16, shard="12KB"),
+        "gpt2": lambda: build("gpt2", GPT2Config(
+            vocab_size=260, n_embd=16, n_layer=2, n_head=4, n_positions=64, layer_norm_epsilon=1e-5,
+            bos_token_id=259, eos_token_id=259), 33, torch.float32, tokenizer=True),
+        "opt": lambda: build("opt", OPTConfig(
+            vocab_size=64, hidden_size=16, ffn_dim=48, num_hidden_layers=2, num_attention_heads=2,
+            max_position_embeddings=32, word_embed_proj_dim=16, do_layer_norm_before=True, pad_token_id=1,
+            bos_token_id=2, eos_token_id=2), 44, torch.float16),
+        "mistral": lambda: build("mistral", MistralConfig(
+            vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=12, max_position_embeddings=64, rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, sliding_window=5,
+            tie_word_embeddings=False, bos_token_id=1, eos_token_id=2), 55, torch.float32, n_tokens=40),
+        "phi3_swa": lambda: build("phi3_swa", Phi3Config(
+            vocab_size=64, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=4, max_position_embeddings=64, original_max_position_embeddings=64,
+            rms_norm_eps=1e-5, sliding_window=7, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
+            pad_token_id=2), 66, torch.float32, n_tokens=30),
+    }
+
+
+def main(names):
     os.makedirs(OUT, exist_ok=True)
-    out = {"transformers": transformers.__version__, "torch": torch.__version__}
-    out["llama"] = build("llama", LlamaConfig(
-        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, rope_theta=10000.0,
-        tie_word_embeddings=False, bos_token_id=1, eos_token_id=2), 11, torch.float32)
-    out["llama_shard"] = build("llama_shard", LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=1, max_position_embeddings=32, rms_norm_eps=1e-6, rope_theta=500000.0,
-        tie_word_embeddings=True, bos_token_id=0, eos_token_id=0), 22, torch.bfloat16, shard="12KB")
-    out["gpt2"] = build("gpt2", GPT2Config(
-        vocab_size=260, n_embd=16, n_layer=2, n_head=4, n_positions=64, layer_norm_epsilon=1e-5,
-        bos_token_id=259, eos_token_id=259), 33, torch.float32, tokenizer=True)
-    out["opt"] = build("opt", OPTConfig(
-        vocab_size=64, hidden_size=16, ffn_dim=48, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=32, word_embed_proj_dim=16, do_layer_norm_before=True, pad_token_id=1,
-        bos_token_id=2, eos_token_id=2), 44, torch.float16)
-    with open(os.path.join(OUT, "logits.json"), "w") as f:
+    table = models()
+    path = os.path.join(OUT, "logits.json")
+    if names:
+        with open(path) as f:
+            out = json.load(f)
+    else:
+        out = {"transformers": transformers.__version__, "torch": torch.__version__}
+    for name in names or list(table):
+        out[name] = table[name]()
+        if names:
+            out[name]["transformers"] = transformers.__version__
+    with open(path, "w") as f:
         json.dump(out, f, separators=(",", ":"))
         f.write("\n")
     total = sum(os.path.getsize(os.path.join(d, x)) for d, _, fs in os.walk(OUT) for x in fs)
@@ -122,4 +155,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
