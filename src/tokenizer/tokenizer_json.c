@@ -418,6 +418,10 @@ static lmf_status load_json(const char *path, lmf_tokenizer **out) {
     def.n_merges = r;
     def.merges = d.merges;
     def.ignore_merges = json_true(model, "ignore_merges");
+    /* a byte without a token (SmolLM2's vocabulary has none for 21 bytes) is dropped by Hugging Face's BPE when there
+     * is no unk_token, as the GGUF path drops it for llama.cpp */
+    const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+    def.missing_bytes_ok = !unk || cJSON_IsNull(unk);
     /* recognise the named pre-tokenizers, so they keep their names (and their saved form) */
     if (ps.n == 0) {
         /* ByteLevel without regex: the whole text is one piece */
