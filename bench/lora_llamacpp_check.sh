@@ -102,12 +102,12 @@ def complete(ids, n_predict):
 EOT = 2  # SmolLM2's <|im_end|>: ends the chat turn on both sides (lmforge does not print it)
 for p in ("plain", "chat"):
     prompt = json.load(open(f"{work}/{p}.ids"))
-    text = open(f"{work}/lmforge-{mode}-{p}.txt").read()
-    if p == "plain" and text.startswith(plain):  # generate echoes the prompt
-        text = text[len(plain):]
-    if text.endswith("\n"):  # and both end their output with a newline
+    text = open(f"{work}/lmforge-{mode}-{p}.txt", "rb").read()  # bytes: a token may end mid-character
+    if p == "plain" and text.startswith(plain.encode()):  # generate echoes the prompt
+        text = text[len(plain.encode()):]
+    if text.endswith(b"\n"):  # and both end their output with a newline
         text = text[:-1]
-    want = text.encode()
+    want = text
     forced, fbytes, ties, verdict = [], b"", [], None
     while True:
         r = complete(prompt + forced, n - len(forced))
@@ -138,7 +138,8 @@ for p in ("plain", "chat"):
         break
     if verdict == "same" and ties:
         verdict = "same but for near-ties"
-    row = {"mode": mode, "prompt": p, "tokens": ntok, "verdict": verdict, "ties": ties, "text": text}
+    row = {"mode": mode, "prompt": p, "tokens": ntok, "verdict": verdict, "ties": ties,
+           "text": text.decode(errors="replace")}
     with open(f"{work}/rows.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
 EOF

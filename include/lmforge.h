@@ -167,6 +167,9 @@ typedef struct {
      * earlier position; W > 0 to the last W positions only, the query's own included (keys p > query - W), on every
      * layer. Inference applies it; training refuses a sequence length past W (up to W it is the same function). */
     int sliding_window;
+    /* NoPE layers (SmolLM3): 0 rotates q and k on every layer; N > 0 leaves layers N-1, 2N-1, ... (every Nth, counted
+     * from 1) without RoPE, as Hugging Face's no_rope_layer_interval (SmolLM3: 4) and llama.cpp's smollm3 */
+    int nope_interval;
 } lmf_model_config;
 
 /* Defaults for a family (GPT-2 124M shape, or a small llama); callers then override fields. */

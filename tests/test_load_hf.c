@@ -15,6 +15,7 @@
 #include "lmforge.h"
 #include "core/dtype.h"
 #include "model/export.h"
+#include "model/model.h"
 #include "model/weights.h"
 
 #include <cjson/cJSON.h>
@@ -489,12 +490,80 @@ static void test_bad_config(void **state) {
     rm_tmp();
 }
 
+/* SmolLM3 (its 4th layer without RoPE): transformers' logits through the folder (prefill and decode), through the
+ * training model (whose gradients equal finite differences), and after GGUF (llama.cpp's smollm3) and HF exports. */
+static void test_smollm3(void **state) {
+    check_logits("smollm3", "llama");
+    lmf_weights *w = load_ok(HF "smollm3");
+    assert_int_equal(lmf_weights_config(w)->nope_interval, 4);
+    assert_string_equal(lmf_gguf_arch(lmf_weights_config(w)), "smollm3"); /* the model's and its adapters' GGUFs */
+    int32_t tok[64], tg[64];
+    float *ref;
+    int V, T = fixture_tokens("smollm3", tok, &ref, &V);
+    lmf_model *m;
+    assert_int_equal(lmf_model_from_weights(w, 1, T, 1, &m), LMF_OK);
+    lmf_model_forward(m, tok, NULL, 1, T);
+    double e = rel_err(lmf_model_logits(m), ref, (long)T * V);
+    for (int i = 0; i < T; i++) tg[i] = i + 1 < T ? tok[i + 1] : -1;
+    lmf_model_zero_grad(m);
+    lmf_model_forward(m, tok, tg, 1, T);
+    lmf_model_backward(m, 1.0f);
+    double worst = 0, maxg = 0;
+    for (size_t i = 0; i < m->num_params; i++) maxg = fmax(maxg, fabs(m->grads[i]));
+    for (size_t i = 5; i < m->num_params; i += m->num_params / 29) {
+        float p0 = m->params[i], h = 1e-2f;
+        m->params[i] = p0 + h;
+        double lp = lmf_model_forward(m, tok, tg, 1, T);
+        m->params[i] = p0 - h;
+        double lm = lmf_model_forward(m, tok, tg, 1, T);
+        m->params[i] = p0;
+        worst = fmax(worst, fabs((lp - lm) / (2 * h) - m->grads[i]) / maxg);
+    }
+    printf("smollm3      training forward: rel err %.3g; gradients vs finite differences %.3g\n", e, worst);
+    assert_true(e <= TOL);
+    assert_true(worst <= 2e-3);
+    lmf_model_free(m);
+    make_tmp();
+    char gg[600];
+    snprintf(gg, sizeof gg, "%s/m.gguf", TMP);
+    const char *out[2] = {gg, TMP};
+    for (int k = 0; k < 2; k++) {
+        lmf_status st = k ? lmf_export_safetensors(w, TMP, LMF_GGML_F32) : lmf_export_gguf(w, gg, LMF_GGML_F32, NULL);
+        if (st != LMF_OK) fail_msg("%s", lmf_last_error());
+        lmf_weights *we;
+        if (lmf_weights_load(out[k], &we) != LMF_OK) fail_msg("%s", lmf_last_error());
+        assert_int_equal(lmf_weights_config(we)->nope_interval, 4);
+        lmf_session *s;
+        const float *lg;
+        assert_int_equal(lmf_session_create(we, 64, &s), LMF_OK);
+        assert_int_equal(lmf_session_eval(s, tok, T, 1, &lg), LMF_OK);
+        e = rel_err(lg, ref, (long)T * V);
+        printf("smollm3      through the %s export: rel err %.3g\n", k ? "HF" : "GGUF", e);
+        assert_true(e <= TOL);
+        lmf_session_free(s);
+        lmf_weights_free(we);
+    }
+    /* llama.cpp's smollm3 fixes the step at 4: another interval is refused as GGUF, and another list by name */
+    w->cfg.nope_interval = 3;
+    assert_int_equal(lmf_export_gguf(w, gg, LMF_GGML_F32, NULL), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "every 4th layer"));
+    lmf_weights_free(w);
+    copy_fixture("smollm3");
+    edit_config("smollm3", "\"no_rope_layers\": [\n    1,\n    1,\n    1,\n    0",
+                "\"no_rope_layers\": [\n    1,\n    0,\n    1,\n    1");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "\"no_rope_layers\": entry 3 is not 0", NULL);
+    edit_config("smollm3", "\"use_sliding_window\": false", "\"use_sliding_window\": true");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "use_sliding_window", NULL);
+    rm_tmp();
+    free(ref);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama),       cmocka_unit_test(test_llama_sharded_bf16), cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_opt),         cmocka_unit_test(test_metadata),          cmocka_unit_test(test_bad_tensors),
         cmocka_unit_test(test_bad_shards),  cmocka_unit_test(test_bad_config),        cmocka_unit_test(test_shape_overflow),
-        cmocka_unit_test(test_repeated_keys), cmocka_unit_test(test_lazy_write), cmocka_unit_test(test_sliding_window),
+        cmocka_unit_test(test_repeated_keys), cmocka_unit_test(test_lazy_write), cmocka_unit_test(test_sliding_window), cmocka_unit_test(test_smollm3),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

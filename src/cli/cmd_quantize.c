@@ -73,7 +73,8 @@ int cmd_quantize(int argc, char **argv) {
     cli_cmd c = {.cmd = "quantize", .opts = opts, .n_opts = (int)(sizeof opts / sizeof opts[0]), .pos = pos,
                  .max_pos = 2, .n_pos = &n_pos,
                  .usage = "usage: lmforge quantize IN OUT --type TYPE [flags]\n\n"
-                          "Writes the model IN (GGUF, Hugging Face folder or lmforge checkpoint; llama, qwen2, qwen3, olmoe, phi3 or gpt2) as "
+                          "Writes the model IN (GGUF, Hugging Face folder or lmforge checkpoint; llama, smollm3, "
+                          "qwen2, qwen3, olmoe, phi3 or gpt2) as "
                           "the GGUF file\nOUT with its matrices in TYPE. Norms and biases stay F32; under the 2- to "
                           "6-bit types the output\nhead is Q6_K (Q8_0 when its rows are not a multiple of 256 wide), and "
                           "the K mixes give attn_v\nand ffn_down more bits in some layers, as llama-quantize does. "

@@ -154,9 +154,13 @@ void lmf_block_rope_table(const lmf_model_config *cfg, float *tab, int T) {
     free(f);
 }
 
-void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int ld, int N, int T, int p0,
+int lmf_block_layer_rope(const lmf_model_config *cfg, int layer) {
+    return cfg->pos != LMF_POS_LEARNED && !(cfg->nope_interval && (layer + 1) % cfg->nope_interval == 0);
+}
+
+void lmf_block_rope(const lmf_model_config *cfg, int layer, const float *tab, float *x, int ld, int N, int T, int p0,
                     const int32_t *pos, int nheads, float sign) {
-    if (cfg->pos == LMF_POS_LEARNED) return;
+    if (!lmf_block_layer_rope(cfg, layer)) return;
     lmf_rope_rows(x, ld, N, T, p0, pos, tab, nheads, lmf_head_size(cfg), cfg->pos == LMF_POS_ROPE_INTERLEAVED, sign);
 }
 
@@ -695,12 +699,12 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
         for (int j = 0, row = 0; j < ctx->n_seqs; row += ctx->seqs[j++].n) {
             const lmf_block_seq *sq = &ctx->seqs[j];
             float *q = r->qkv + (size_t)row * S;
-            lmf_block_rope(c, ctx->rope, q, S, sq->n, sq->n, sq->p0, NULL, w.nh + w.nkv, 1.0f);
+            lmf_block_rope(c, layer, ctx->rope, q, S, sq->n, sq->n, sq->p0, NULL, w.nh + w.nkv, 1.0f);
             cache_write(sq, c, layer, q);
             attention_cached(ctx, sq, layer, r->atty + (size_t)row * CA, q);
         }
     } else {
-        lmf_block_rope(c, ctx->rope, r->qkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, 1.0f);
+        lmf_block_rope(c, layer, ctx->rope, r->qkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, 1.0f);
         if (r->qkv_16) {
             lmf_sgemm_bf16_round(r->qkv_16, r->qkv, (long)N * S);
             lmf_attention_forward_b16(r->atty, r->att, r->qkv_16, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
@@ -793,7 +797,7 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     else
         lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs,
                                ctx->bf16);
-    lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
+    lmf_block_rope(c, layer, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
     if (c->qk_norm) qk_norm_grads(ctx, g->dqkv, S, N, qk_groups_of(c, NH, c->n_kv_head, hs), L, NULL, NULL, dn, r);
     lin qkv[3] = {{&L->wq, NULL, g->dqkv, S}, {&L->wk, NULL, g->dqkv + QD, S}, {&L->wv, NULL, g->dqkv + QD + KV, S}};
     lmf_block_linear_dinput(qkv, 3, g->dbuf, 0.0f, C, N, dq, dqf, ctx->bf16);
@@ -872,7 +876,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         lmf_attention_backward_b16(g->dqkv, r->att, g->dbuf, r->qkv_16, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
     else
         lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
-    lmf_block_rope(c, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, -1.0f);
+    lmf_block_rope(c, layer, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, -1.0f);
     if (c->qk_norm == LMF_QK_NORM_FULL && ctx->tp) /* dbuf is free until the q/k/v input gradient below */
         full_qk_norm_tp_backward(ctx, g->dqkv, S, N, CA, KVA, w.h0 * hs, w.g0 * hs, L, (float *)G->q_norm_w,
                                  (float *)G->k_norm_w, r->qk, r->qk_rstd, g->dbuf, g->dnorm);
@@ -1033,7 +1037,7 @@ static void full_qk_norm(const lmf_block_decode_ctx *d, const lmf_layer_weights 
                          int nth, int unit) {
     const lmf_model_config *c = d->cfg;
     int hs = lmf_head_size(c), C = c->n_head * hs, KV = c->n_kv_head * hs, S = qkv_width(c), LKV = c->n_layer * KV;
-    int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, rope = c->pos != LMF_POS_LEARNED; /* C: q's width */
+    int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, rope = lmf_block_layer_rope(c, layer); /* C: q's width */
     const lmf_vec_ops *V = lmf_vec();
     float rs[2][QMV_MAX];
     lmf_barrier_wait(d->bar, nth);
@@ -1072,7 +1076,7 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
                       const lmf_wtensor *head, int layer, int N, int tid, int nth) {
     const lmf_model_config *c = d->cfg;
     int C = c->n_embd, hs = lmf_head_size(c), QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim;
-    int S = qkv_width(c), FF = ffn_width(c), swiglu = c->act == LMF_ACT_SWIGLU, rope = c->pos != LMF_POS_LEARNED;
+    int S = qkv_width(c), FF = ffn_width(c), swiglu = c->act == LMF_ACT_SWIGLU, rope = lmf_block_layer_rope(c, layer);
     int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, LKV = c->n_layer * KV, unit = qk_unit(c), rlo, rhi;
     int full = c->qk_norm == LMF_QK_NORM_FULL;
     float *xn = d->xnt + (size_t)tid * QMV_MAX * lmf_block_xn_width(c), mean[QMV_MAX], rstd[QMV_MAX];

@@ -59,9 +59,12 @@ void lmf_block_ffn_act(const lmf_model_config *cfg, float *fcact, const float *f
 /* The RoPE table (T, hs) of cfg (its theta and scaling: lmf_rope_freq_factors), the one that training and inference
  * both rotate by. */
 void lmf_block_rope_table(const lmf_model_config *cfg, float *tab, int T);
-/* RoPE on rows: row i (ld floats apart) sits at position pos[i] (pos NULL: p0 + i % T); its first nheads heads of hs
- * dimensions are rotated (sign +1; -1 rotates back: the backward). */
-void lmf_block_rope(const lmf_model_config *cfg, const float *tab, float *x, int ld, int N, int T, int p0,
+/* Whether layer `layer` rotates q and k: RoPE positions, and not one of cfg.nope_interval's NoPE layers. */
+int lmf_block_layer_rope(const lmf_model_config *cfg, int layer);
+/* RoPE on layer `layer`'s rows (nothing where lmf_block_layer_rope says no): row i (ld floats apart) sits at position
+ * pos[i] (pos NULL: p0 + i % T); its first nheads heads of hs dimensions are rotated (sign +1; -1 rotates back: the
+ * backward). */
+void lmf_block_rope(const lmf_model_config *cfg, int layer, const float *tab, float *x, int ld, int N, int T, int p0,
                     const int32_t *pos, int nheads, float sign);
 
 /* Linear layers over N input rows (ldi apart): the fp32 SGEMM on F32 weights, on anything else through fp32 slabs

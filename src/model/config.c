@@ -160,6 +160,10 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
     }
     REQUIRE(c->sliding_window >= 0 && c->sliding_window <= (1 << 30), "sliding_window: %d outside [0, 2^30]",
             c->sliding_window);
+    REQUIRE(c->nope_interval >= 0 && c->nope_interval <= (1 << 30), "nope_interval: %d outside [0, 2^30]",
+            c->nope_interval);
+    REQUIRE(c->nope_interval == 0 || (c->arch == LMF_ARCH_LLAMA && c->pos != LMF_POS_LEARNED),
+            "nope_interval: SmolLM3's NoPE layers (the llama family with RoPE), not %s's", lmf_arch_name(c->arch));
     REQUIRE(c->sliding_window == 0 || c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_PHI3,
             "sliding_window: Mistral's, Mixtral's and Phi-3's (llama, phi3), not %s's", lmf_arch_name(c->arch));
     REQUIRE(!(c->bias && c->act == LMF_ACT_SWIGLU), "bias: linear biases with SwiGLU are not supported");

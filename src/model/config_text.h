@@ -60,7 +60,8 @@ typedef struct {
     X("rope_low_freq_factor", LMF_OPT_FLOAT, rope_low_freq_factor, "llama3 RoPE: low_freq_factor")                \
     X("rope_high_freq_factor", LMF_OPT_FLOAT, rope_high_freq_factor, "llama3 RoPE: high_freq_factor")             \
     X("rope_orig_ctx", LMF_OPT_INT, rope_orig_ctx, "llama3 RoPE: original_max_position_embeddings")           \
-    X("sliding_window", LMF_OPT_INT, sliding_window, "attend to the last N positions only (0: all; Mistral v0.1)")
+    X("sliding_window", LMF_OPT_INT, sliding_window, "attend to the last N positions only (0: all; Mistral v0.1)") \
+    X("nope_interval", LMF_OPT_INT, nope_interval, "every Nth layer without RoPE (0: none; SmolLM3: 4)")
 
 extern const lmf_opt lmf_model_opts[];
 extern const int lmf_model_n_opts;

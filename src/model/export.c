@@ -15,6 +15,7 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "kernels/quant.h"
+#include "model/block.h"
 #include "model/dequant.h"
 #include "model/weights.h"
 #include "tokenizer/bytelevel.h"
@@ -551,11 +552,15 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
     int llama = c->arch == LMF_ARCH_LLAMA || qwen || q3 || olmoe || phi3;
     int neox = qwen || q3 || olmoe || phi3; /* Q/K in HF's order */
     if (!gpt2 && !llama)
-        return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama, qwen2, qwen2moe, "
-                        "qwen3, qwen3moe, olmoe, phi3 and gpt2 architectures only); export it with --to safetensors",
+        return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama, smollm3, qwen2, "
+                        "qwen2moe, qwen3, qwen3moe, olmoe, phi3 and gpt2 architectures only); export it with --to "
+                        "safetensors",
                         path, lmf_arch_name(c->arch));
     if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE && !phi3)
         return lmf_fail(LMF_ERR_ARG, "%s: LongRoPE is written as llama.cpp's phi3 only", path);
+    if (c->nope_interval && (c->nope_interval != 4 || c->n_expert || c->rope_scaling))
+        return lmf_fail(LMF_ERR_ARG, "%s: NoPE layers are written as llama.cpp's smollm3, whose every 4th layer is one "
+                        "(this model: every %d), with no experts and plain RoPE", path, c->nope_interval);
     if (phi3 && (c->n_expert || c->qkv_bias || c->pos != LMF_POS_ROPE_HALF))
         return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's phi3 has no experts, no q/k/v biases and RoPE on halves (NEOX); "
                         "this model does not fit", path);
@@ -615,12 +620,7 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
     int V = c->vocab_size;
     pool P = {0};
     lmf_gguf_writer *g = lmf_gguf_writer_create(0);
-    const char *arch = gpt2   ? "gpt2"
-                       : qwen ? (c->n_expert ? "qwen2moe" : "qwen2")
-                       : q3   ? (c->n_expert ? "qwen3moe" : "qwen3")
-                       : olmoe ? "olmoe"
-                       : phi3  ? "phi3"
-                              : "llama";
+    const char *arch = lmf_gguf_arch(c);
     char key[128], nm[96];
 #define KEY(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
     lmf_gguf_writer_set_str(g, "general.architecture", arch);
@@ -894,6 +894,13 @@ static void hf_family(cJSON *j, cJSON *arch, const char *cls, const char *type, 
     for (size_t i = 0; i < n; i++) num(j, f[i].key, f[i].v);
 }
 
+const char *lmf_gguf_arch(const lmf_model_config *c) {
+    if (c->n_expert && c->arch == LMF_ARCH_QWEN2) return "qwen2moe";
+    if (c->n_expert && c->arch == LMF_ARCH_QWEN3) return "qwen3moe";
+    if (c->nope_interval && c->arch == LMF_ARCH_LLAMA) return "smollm3";
+    return lmf_arch_name(c->arch);
+}
+
 /* RoPE's type and parameters as transformers names them (rope_parameters / rope_scaling, Meta's Llama 3.x
  * config.json for llama3); rope_theta inside it for rope_parameters, beside it for llama's rope_scaling. */
 static void hf_rope(cJSON *rope, const lmf_model_config *c) {
@@ -1012,7 +1019,15 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
         /* a sliding window is Mistral's (LlamaConfig has none) */
         if (c->n_expert) hf_family(j, arch, "MixtralForCausalLM", "mixtral", f, sizeof f / sizeof *f);
         else if (c->sliding_window) hf_family(j, arch, "MistralForCausalLM", "mistral", f, sizeof f / sizeof *f);
+        else if (c->nope_interval) hf_family(j, arch, "SmolLM3ForCausalLM", "smollm3", f, sizeof f / sizeof *f);
         else hf_family(j, arch, "LlamaForCausalLM", "llama", f, sizeof f / sizeof *f);
+        if (c->nope_interval) { /* SmolLM3Config's list (1: RoPE) and the interval it is built from */
+            num(j, "no_rope_layer_interval", c->nope_interval);
+            cJSON *nl = cJSON_AddArrayToObject(j, "no_rope_layers");
+            for (int l = 0; l < c->n_layer; l++)
+                cJSON_AddItemToArray(nl, cJSON_CreateNumber(lmf_block_layer_rope(c, l)));
+            cJSON_AddBoolToObject(j, "use_sliding_window", 0);
+        }
         if (c->n_expert) {
             num(j, "num_local_experts", c->n_expert);
             num(j, "num_experts_per_tok", c->n_expert_used);
@@ -1252,6 +1267,9 @@ lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_
     if (c->arch == LMF_ARCH_QWEN2 && !c->n_expert && !c->qkv_bias)
         return lmf_fail(LMF_ERR_ARG, "%s: transformers' Qwen2 always has q/k/v biases; this model has none (export "
                         "it as arch llama)", dir);
+    if (c->nope_interval && (c->n_expert || c->sliding_window))
+        return lmf_fail(LMF_ERR_ARG, "%s: transformers' SmolLM3 (NoPE layers) has no %s; export it with --to gguf", dir,
+                        c->n_expert ? "mixture of experts" : "window on every layer");
     if (c->arch == LMF_ARCH_LLAMA && c->n_expert && (c->shared_ffn_dim || !c->norm_topk_prob))
         return lmf_fail(LMF_ERR_ARG, "%s: this mixture of experts has %s, which transformers' Mixtral cannot "
                         "express; export it with --to gguf", dir,

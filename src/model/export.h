@@ -43,6 +43,10 @@ lmf_status lmf_export_type_parse(const char *name, uint32_t *out);
 /* "Q4_K_M" for a mix, the ggml name for a type */
 const char *lmf_export_type_name(uint32_t type);
 
+/* llama.cpp's general.architecture for a model of cfg (a mixture of experts is qwen2moe / qwen3moe there, NoPE layers
+ * smollm3): what the GGUF export writes, and what a GGUF adapter for the model carries. */
+const char *lmf_gguf_arch(const lmf_model_config *cfg);
+
 /* Writes w as a GGUF file at path. type: a ggml type of lmf_quantize_supported or an LMF_MIX_*, with the tensors'
  * types chosen as llama-quantize chooses them for that file type (see tensor_type in export.c). name: general.name
  * (NULL: "lmforge-<family>"). Fails with LMF_ERR_ARG for a family llama.cpp has no architecture for here (opt). */

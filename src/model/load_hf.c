@@ -16,6 +16,8 @@
  *          router_aux_loss_coef; model.layers.N.block_sparse_moe.{gate, experts.E.{w1 gate, w3 up, w2 down}}.weight
  *          (what transformers 5.24 saves) or mlp.gate.weight + mlp.experts.{gate_up_proj (E, 2F, C), down_proj
  *          (E, C, F)} (transformers 5's fused layout). sliding_window as mistral's (absent: none).
+ *   smollm3: llama's names and fields; no_rope_layers / no_rope_layer_interval: cfg.nope_interval (every Nth layer
+ *          without RoPE). Refused: another pattern of NoPE layers, use_sliding_window true.
  *   mistral: llama's names and fields; sliding_window (absent: 4096, as MistralConfig; null: none) becomes
  *          cfg.sliding_window when it is shorter than max_position_embeddings.
  *   qwen2: llama's names plus model.layers.N.self_attn.{q,k,v}_proj.bias (o_proj has none). Refused: sliding-window
@@ -344,6 +346,40 @@ static lmf_status moe_config(hf *h) {
     return LMF_OK;
 }
 
+/* SmolLM3's NoPE layers: no_rope_layers (1: the layer rotates, 0: it does not), else every no_rope_layer_interval-th
+ * layer (default 4) without RoPE, as SmolLM3Config builds the list; a list that is not such a pattern, and the
+ * sliding windows it would put on the NoPE layers, are refused. */
+static lmf_status smollm3_config(hf *h) {
+    lmf_model_config *c = &h->w->cfg;
+    int sw = 0, n = 4, L = c->n_layer;
+    LMF_TRY(get_bool(h, "use_sliding_window", 0, &sw));
+    if (sw)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"use_sliding_window\" is true (windows on SmolLM3's NoPE layers "
+                        "only) is not supported", h->cfg_path);
+    LMF_TRY(get_int(h, "no_rope_layer_interval", 4, &n));
+    const cJSON *list = field(h, "no_rope_layers");
+    if (list && !cJSON_IsNull(list)) {
+        if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != L)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"no_rope_layers\" must be a list of %d entries (one per layer)",
+                            h->cfg_path, L);
+        n = 0; /* the first layer without RoPE gives the interval; every other entry must follow it */
+        for (int l = 0; l < L && !n; l++)
+            if (cJSON_IsNumber(cJSON_GetArrayItem(list, l)) && cJSON_GetArrayItem(list, l)->valueint == 0) n = l + 1;
+        for (int l = 0; l < L; l++) {
+            const cJSON *e = cJSON_GetArrayItem(list, l);
+            int want = !(n && (l + 1) % n == 0);
+            if (!cJSON_IsNumber(e) || e->valuedouble != want)
+                return lmf_fail(LMF_ERR_FORMAT, "%s: field \"no_rope_layers\": entry %d is not %d; lmforge runs a NoPE "
+                                "layer every Nth layer (SmolLM3's no_rope_layer_interval), not another pattern",
+                                h->cfg_path, l, want);
+        }
+    } else if (n < 1) {
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"no_rope_layer_interval\" must be >= 1", h->cfg_path);
+    }
+    c->nope_interval = n && n <= L ? n : 0; /* an interval past the last layer leaves RoPE on all of them */
+    return LMF_OK;
+}
+
 /* Mistral's, Mixtral's and Phi-3's sliding_window (absent: 4096 for mistral, as MistralConfig, none for the others;
  * null: none):
  * cfg.sliding_window when it is shorter than the context, where it changes what the model computes. */
@@ -628,7 +664,7 @@ static lmf_status load_llama(hf *h, const char *type) {
     lmf_model_config *c = &w->cfg;
     int qwen3 = !strncmp(type, "qwen3", 5), qwen = !strncmp(type, "qwen2", 5) || qwen3, olmoe = !strcmp(type, "olmoe");
     int qmoe = !strcmp(type, "qwen2_moe") || !strcmp(type, "qwen3_moe"), phi3 = !strcmp(type, "phi3");
-    int mistral = !strcmp(type, "mistral");
+    int mistral = !strcmp(type, "mistral"), smollm3 = !strcmp(type, "smollm3");
     *c = lmf_model_config_default(olmoe   ? LMF_ARCH_OLMOE
                                   : qwen3 ? LMF_ARCH_QWEN3
                                   : qwen  ? LMF_ARCH_QWEN2
@@ -678,6 +714,7 @@ static lmf_status load_llama(hf *h, const char *type) {
     else if (olmoe) LMF_TRY(olmoe_config(h));
     else if (!qwen && !phi3) LMF_TRY(moe_config(h));
     if (mistral || phi3 || !strcmp(type, "mixtral")) LMF_TRY(sliding_window(h, mistral ? 4096 : 0));
+    if (smollm3) LMF_TRY(smollm3_config(h));
     LMF_TRY(check_config(h, type));
 
     int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim, V = c->vocab_size;
@@ -960,7 +997,7 @@ static lmf_status load(hf *h) {
     }
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(h->cfg, "model_type");
     if (!cJSON_IsString(mt)) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"model_type\" is missing", h->cfg_path);
-    if (!strcmp(mt->valuestring, "llama") || !strcmp(mt->valuestring, "mistral") ||
+    if (!strcmp(mt->valuestring, "llama") || !strcmp(mt->valuestring, "mistral") || !strcmp(mt->valuestring, "smollm3") ||
         !strcmp(mt->valuestring, "mixtral") || !strcmp(mt->valuestring, "qwen2") ||
         !strcmp(mt->valuestring, "qwen2_moe") || !strcmp(mt->valuestring, "qwen3") ||
         !strcmp(mt->valuestring, "qwen3_moe") || !strcmp(mt->valuestring, "olmoe") || !strcmp(mt->valuestring, "phi3"))
@@ -969,8 +1006,8 @@ static lmf_status load(hf *h) {
     else if (!strcmp(mt->valuestring, "opt")) LMF_TRY(load_opt(h));
     else
         return lmf_fail(LMF_ERR_FORMAT,
-                        "%s: model_type \"%s\" is not supported (lmforge loads llama, mistral, mixtral, qwen2, qwen2_moe, "
-                        "qwen3, qwen3_moe, olmoe, phi3, gpt2 and opt)",
+                        "%s: model_type \"%s\" is not supported (lmforge loads llama, mistral, smollm3, mixtral, qwen2, "
+                        "qwen2_moe, qwen3, qwen3_moe, olmoe, phi3, gpt2 and opt)",
                         h->cfg_path, mt->valuestring);
     LMF_TRY(load_tokenizer(h));
     return lmf_weights_validate(h->w, h->dir);

@@ -7,6 +7,7 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "kernels/quant.h"
+#include "model/export.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -126,14 +127,6 @@ static float *ordered(const lmf_lora *l, const lmf_model_config *c, int permute,
  * llama.cpp's converter does not permute them); the adapter is in its model's. */
 static int peft_permutes(const lmf_model_config *c) { return c->pos == LMF_POS_ROPE_INTERLEAVED; }
 static int gguf_permutes(const lmf_model_config *c) { return c->pos == LMF_POS_ROPE_HALF && c->arch == LMF_ARCH_LLAMA; }
-
-/* general.architecture of cfg's model in llama.cpp, which an adapter for it carries: a qwen2 (qwen3) mixture of experts is
- * qwen2moe (qwen3moe) there. */
-static const char *gguf_arch(const lmf_model_config *c) {
-    if (c->n_expert && c->arch == LMF_ARCH_QWEN2) return "qwen2moe";
-    if (c->n_expert && c->arch == LMF_ARCH_QWEN3) return "qwen3moe";
-    return lmf_arch_name(c->arch);
-}
 
 /* After loading in the file's order: into the model's. */
 static void reorder_in_place(lmf_lora *l, const lmf_model_config *c, int permute, int to_gguf) {
@@ -709,7 +702,7 @@ lmf_status lmf_lora_save_gguf(const lmf_lora *l, const lmf_model_config *cfg, co
     LMF_TRY(gguf_family(cfg, path));
     float *p = ordered(l, cfg, gguf_permutes(cfg), 1);
     lmf_gguf_writer *w = lmf_gguf_writer_create(0);
-    lmf_gguf_writer_set_str(w, "general.architecture", gguf_arch(cfg));
+    lmf_gguf_writer_set_str(w, "general.architecture", lmf_gguf_arch(cfg));
     lmf_gguf_writer_set_str(w, "general.type", "adapter");
     lmf_gguf_writer_set_str(w, "adapter.type", "lora");
     /* llama.cpp scales by alpha / r: rsLoRA's alpha / sqrt r is that with alpha * sqrt r */
@@ -798,9 +791,9 @@ static lmf_status gguf_check_kind(const lmf_gguf *g, const lmf_model_config *cfg
     if (strcmp(v, "lora"))
         return lmf_fail(LMF_ERR_MISMATCH, "%s: adapter.type is \"%s\", expected \"lora\"", g->path, v);
     LMF_TRY(lmf_gguf_get_str(g, "general.architecture", &v));
-    if (strcmp(v, gguf_arch(cfg)))
+    if (strcmp(v, lmf_gguf_arch(cfg)))
         return lmf_fail(LMF_ERR_MISMATCH, "%s: general.architecture is \"%s\", but the model is %s", g->path, v,
-                        gguf_arch(cfg));
+                        lmf_gguf_arch(cfg));
     return LMF_OK;
 }
 

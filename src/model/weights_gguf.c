@@ -151,13 +151,15 @@ static lmf_status rope_scaling(const lmf_gguf *g, const char *arch, lmf_model_co
 static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_config *out) {
     const char *path = g->path;
     /* qwen: any architecture but llama (Q/K rows unpermuted); qmoe: one whose every layer is a mixture of experts */
-    int qwen = strcmp(arch, "llama") != 0, qwen3 = !strncmp(arch, "qwen3", 5), olmoe = !strcmp(arch, "olmoe");
+    int smollm3 = !strcmp(arch, "smollm3"); /* llama's layout, every 4th layer without RoPE (llama.cpp's fixed step) */
+    int qwen = strcmp(arch, "llama") != 0 && !smollm3, qwen3 = !strncmp(arch, "qwen3", 5), olmoe = !strcmp(arch, "olmoe");
     int qmoe = !strcmp(arch, "qwen2moe") || !strcmp(arch, "qwen3moe") || olmoe, phi3 = !strcmp(arch, "phi3");
     lmf_model_config cfg = lmf_model_config_default(olmoe   ? LMF_ARCH_OLMOE
                                                     : qwen3 ? LMF_ARCH_QWEN3
                                                     : phi3  ? LMF_ARCH_PHI3
                                                     : qwen  ? LMF_ARCH_QWEN2
                                                             : LMF_ARCH_LLAMA);
+    cfg.nope_interval = smollm3 ? 4 : 0;
     int ctx_len = 0;
     char key[96];
 #define KEY(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
@@ -356,10 +358,10 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
     int gpt2 = !strcmp(arch, "gpt2");
     if (!gpt2 && strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0 && strcmp(arch, "qwen2moe") != 0 &&
         strcmp(arch, "qwen3") != 0 && strcmp(arch, "qwen3moe") != 0 && strcmp(arch, "olmoe") != 0 &&
-        strcmp(arch, "phi3") != 0)
-        return lmf_fail(LMF_ERR_FORMAT, "%s: general.architecture is \"%s\"; lmforge runs \"llama\", \"qwen2\", "
-                        "\"qwen2moe\", \"qwen3\", \"qwen3moe\", \"olmoe\", \"phi3\" and \"gpt2\" GGUFs", g->path,
-                        arch);
+        strcmp(arch, "phi3") != 0 && strcmp(arch, "smollm3") != 0)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: general.architecture is \"%s\"; lmforge runs \"llama\", \"smollm3\", "
+                        "\"qwen2\", \"qwen2moe\", \"qwen3\", \"qwen3moe\", \"olmoe\", \"phi3\" and \"gpt2\" GGUFs",
+                        g->path, arch);
     lmf_model_config *c = &w->cfg;
     if (gpt2) {
         LMF_TRY(gpt2_config(g, c));

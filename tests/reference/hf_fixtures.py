@@ -19,6 +19,7 @@ AutoModelForCausalLM computes from the saved weights (every position, T x V, row
   mistral      MistralForCausalLM, sliding_window 5 over 40 tokens (each query sees its last 5 positions), head_dim
                12 (q 48 wide on hidden_size 32), GQA 4 / 2, F32
   phi3_swa     Phi3ForCausalLM (qkv_proj, gate_up_proj fused), sliding_window 7 over 30 tokens, F32
+  smollm3      SmolLM3ForCausalLM, 4 layers (the 4th without RoPE: no_rope_layer_interval 4), GQA 4 / 2, tied, F32
 
 Weights are random (seeded) and larger than HF's 0.02 init so logits differ visibly between positions and tokens.
 Everything is small (about 200 KB in all) so the folders are committed.
@@ -32,7 +33,7 @@ import sys
 import torch
 import transformers
 from transformers import (AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, OPTConfig,
-                          Phi3Config)
+                          Phi3Config, SmolLM3Config)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "hf")
@@ -131,6 +132,11 @@ def models():
             num_key_value_heads=4, max_position_embeddings=64, original_max_position_embeddings=64,
             rms_norm_eps=1e-5, sliding_window=7, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
             pad_token_id=2), 66, torch.float32, n_tokens=30),
+        "smollm3": lambda: build("smollm3", SmolLM3Config(
+            vocab_size=64, hidden_size=32, intermediate_size=40, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "rope_theta": 50000.0}, tie_word_embeddings=True,
+            bos_token_id=1, eos_token_id=2, pad_token_id=2), 77, torch.float32, n_tokens=16),
     }
 
 
