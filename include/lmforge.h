@@ -80,10 +80,18 @@ void lmf_bound_omp_spin(char **argv);
 
 typedef enum {
     LMF_ARCH_GPT2 = 0, LMF_ARCH_LLAMA = 1, LMF_ARCH_OPT = 2, LMF_ARCH_QWEN2 = 3, LMF_ARCH_QWEN3 = 4, LMF_ARCH_OLMOE = 5,
-    LMF_ARCH_PHI3 = 6 /* llama's block, q|k|v and gate|up stored fused (GGUF attn_qkv, ffn_up) */
+    LMF_ARCH_PHI3 = 6, /* llama's block, q|k|v and gate|up stored fused (GGUF attn_qkv, ffn_up) */
+    LMF_ARCH_GEMMA3 = 7 /* Gemma 3 (text): GeGLU, sandwich norms, scaled embeddings, local / global attention */
 } lmf_arch;
 typedef enum { LMF_NORM_LAYER = 0, LMF_NORM_RMS = 1 } lmf_norm_kind;
-typedef enum { LMF_ACT_GELU_TANH = 0, LMF_ACT_SWIGLU = 1, LMF_ACT_RELU = 2 } lmf_act_kind;
+typedef enum {
+    LMF_ACT_GELU_TANH = 0,
+    LMF_ACT_SWIGLU = 1, /* silu(gate) * up */
+    LMF_ACT_RELU = 2,
+    LMF_ACT_GEGLU = 3, /* gelu_tanh(gate) * up (Gemma) */
+} lmf_act_kind;
+/* A gated activation (SwiGLU, GeGLU): the FFN's first product makes gate | up, 2 ffn_dim wide. */
+int lmf_act_gated(lmf_act_kind act);
 typedef enum {
     LMF_POS_LEARNED = 0,          /* position table row (position + pos_offset) added to the token embedding */
     LMF_POS_ROPE_HALF = 1,        /* RoPE, Hugging Face rotate_half: dimension d pairs with d + hs/2 */
@@ -119,7 +127,10 @@ typedef enum {
  *  qwen3: llama's knobs plus a per-head RMSNorm on q and k (qk_norm): Qwen3, and with n_expert > 0 Qwen3-MoE
  *         (Mixtral's router and experts, no shared expert).
  *  olmoe: llama's knobs plus an RMSNorm over the whole q and k rows (qk_norm full width): with n_expert > 0 OLMoE
- *         (64 experts top-8, not renormalised). */
+ *         (64 experts top-8, not renormalised).
+ *  gemma3: Gemma 3's text model: qwen3's per-head q/k norm, GeGLU, an RMSNorm on attention's and the FFN's outputs
+ *         (post_norms), embeddings scaled by sqrt(n_embd), local layers (sliding_window, every swa_pattern-th layer
+ *         global) with their own RoPE base; norm weights hold 1 + Gemma's (as llama.cpp's GGUFs); inference only. */
 #define LMF_MAX_EXPERT 256 /* experts per layer lmforge accepts */
 
 typedef struct {
@@ -170,6 +181,12 @@ typedef struct {
     /* NoPE layers (SmolLM3): 0 rotates q and k on every layer; N > 0 leaves layers N-1, 2N-1, ... (every Nth, counted
      * from 1) without RoPE, as Hugging Face's no_rope_layer_interval (SmolLM3: 4) and llama.cpp's smollm3 */
     int nope_interval;
+    /* Gemma 3 (gemma3 sets the first two, the loaders the others) */
+    int post_norms;       /* RMSNorm of attention's and the FFN's outputs before each residual add (own weights) */
+    int embed_scale;      /* the token embeddings times sqrt(n_embd) (the tied head reads them unscaled) */
+    float attn_scale;     /* q.k scale: 0 is 1 / sqrt(hs); Gemma's query_pre_attn_scalar^-1/2 */
+    int swa_pattern;      /* with sliding_window: 0 windows every layer; N > 0 all but every Nth (N-1, 2N-1, ...) */
+    float rope_theta_swa; /* the windowed layers' RoPE base, without rope_scaling (0: rope_theta, scaled) */
 } lmf_model_config;
 
 /* Defaults for a family (GPT-2 124M shape, or a small llama); callers then override fields. */

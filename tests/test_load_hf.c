@@ -262,6 +262,40 @@ static void test_lazy_write(void **state) {
     rm_tmp();
 }
 
+/* One prefill of T tokens through w against ref (T x V): the relative error. */
+static double logits_err(lmf_weights *w, const int32_t *tok, int T, const float *ref, int V) {
+    lmf_session *s;
+    const float *lg;
+    assert_int_equal(lmf_session_create(w, 64, &s), LMF_OK);
+    assert_int_equal(lmf_session_eval(s, tok, T, 1, &lg), LMF_OK);
+    double e = rel_err(lg, ref, (long)T * V);
+    lmf_session_free(s);
+    return e;
+}
+
+/* The fixture's tokens fed 7 a step through a pooled session of 8-position blocks, in an f32 and an f16 cache: each
+ * step's logits against transformers' (prefill blocks whose window starts past the first cache blocks). */
+static void check_chunked(const char *name, lmf_weights *w, const int32_t *tok, int T, const float *ref, int V) {
+    for (int kv = 0; kv < 2; kv++) {
+        lmf_kv_pool *pool;
+        lmf_session *s;
+        assert_int_equal(lmf_kv_pool_create(w, 64, 8, 0, kv ? LMF_KV_F16 : LMF_KV_F32, &pool), LMF_OK);
+        assert_int_equal(lmf_session_create_pooled(pool, 64, &s), LMF_OK);
+        double worst = 0;
+        for (int t = 0; t < T; t += 7) {
+            int n = T - t < 7 ? T - t : 7;
+            const float *lg;
+            assert_int_equal(lmf_session_eval(s, tok + t, n, 1, &lg), LMF_OK);
+            double e = rel_err(lg, ref + (size_t)t * V, (long)n * V);
+            if (e > worst) worst = e;
+        }
+        printf("%-12s 7 tokens a step, blocks of 8, %s cache: worst rel err %.3g\n", name, kv ? "f16" : "f32", worst);
+        assert_true(worst <= (kv ? 5e-3 : TOL)); /* f16: K and V rounded to 11 bits */
+        lmf_session_free(s);
+        lmf_kv_pool_free(pool);
+    }
+}
+
 /* Sliding windows: Mistral's (5 positions over 40 tokens): the config, one prefill and token-by-token decode, then a
  * pooled session of 8-position blocks fed 7 tokens a step in an f32 and an f16 cache (prefill blocks whose window
  * starts past the first cache blocks), the HF export; training refuses rows longer than the window. Phi-3's (7 over
@@ -276,24 +310,7 @@ static void test_sliding_window(void **state) {
     int32_t tok[64];
     float *ref;
     int V, T = fixture_tokens("mistral", tok, &ref, &V);
-    for (int kv = 0; kv < 2; kv++) {
-        lmf_kv_pool *pool;
-        lmf_session *s;
-        assert_int_equal(lmf_kv_pool_create(w, 64, 8, 0, kv ? LMF_KV_F16 : LMF_KV_F32, &pool), LMF_OK);
-        assert_int_equal(lmf_session_create_pooled(pool, 64, &s), LMF_OK);
-        double worst = 0;
-        for (int t = 0; t < T; t += 7) {
-            int n = T - t < 7 ? T - t : 7;
-            const float *lg;
-            assert_int_equal(lmf_session_eval(s, tok + t, n, 1, &lg), LMF_OK);
-            double e = rel_err(lg, ref + (size_t)t * V, (long)n * V);
-            if (e > worst) worst = e;
-        }
-        printf("mistral      7 tokens a step, blocks of 8, %s cache: worst rel err %.3g\n", kv ? "f16" : "f32", worst);
-        assert_true(worst <= (kv ? 2e-3 : TOL));
-        lmf_session_free(s);
-        lmf_kv_pool_free(pool);
-    }
+    check_chunked("mistral", w, tok, T, ref, V);
     /* exported as Hugging Face's MistralForCausalLM (sliding_window kept): the same logits back */
     make_tmp();
     if (lmf_export_safetensors(w, TMP, LMF_GGML_F32) != LMF_OK) fail_msg("%s", lmf_last_error());
@@ -490,6 +507,60 @@ static void test_bad_config(void **state) {
     rm_tmp();
 }
 
+/* Gemma 3 (gemma3_text): transformers' tiny Gemma3ForCausalLM (every 3rd layer global, the others a window of 5 with
+ * their own RoPE base; linear scaling on the global ones; GeGLU, sandwich norms, scaled embeddings, q/k norms,
+ * query_pre_attn_scalar) gives its logits in one prefill, token by token and 7 tokens a step; training refuses it. */
+static void test_gemma3(void **state) {
+    check_logits("gemma3", "gemma3");
+    lmf_weights *w = load_ok(HF "gemma3");
+    const lmf_model_config *c = lmf_weights_config(w);
+    assert_int_equal(c->sliding_window, 5);
+    assert_int_equal(c->swa_pattern, 3);
+    assert_true(c->rope_theta_swa == 100.0f && c->rope_theta == 10000.0f && c->rope_factor == 2.0f);
+    int32_t tok[64];
+    float *ref;
+    int V, T = fixture_tokens("gemma3", tok, &ref, &V);
+    check_chunked("gemma3", w, tok, T, ref, V);
+    assert_null(lmf_model_create(c, 1, 4, 1));
+    assert_non_null(strstr(lmf_last_error(), "gemma3"));
+    /* the HF export (norms back to Gemma's w, layer_types, rope_parameters per layer type): transformers' logits */
+    make_tmp();
+    if (lmf_export_safetensors(w, TMP, LMF_GGML_F32) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_weights *we = load_ok(TMP);
+    double e = logits_err(we, tok, T, ref, V);
+    printf("gemma3       through the HF export: rel err %.3g\n", e);
+    assert_true(e <= TOL);
+    lmf_weights_free(we);
+    /* GGUF: llama.cpp's gemma3 scales q.k by 1/sqrt(head size) (query_pre_attn_scalar 24 is not 16: refused); with
+     * that scale, the exported file gives the in-memory model's logits */
+    char gg[600];
+    snprintf(gg, sizeof gg, "%s/m.gguf", TMP);
+    assert_int_equal(lmf_export_gguf(w, gg, LMF_GGML_F32, NULL), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "1/sqrt(the head size)"));
+    w->cfg.attn_scale = 0.25f;
+    float *mine = malloc(sizeof(float) * (size_t)T * V);
+    lmf_session *s;
+    const float *lg;
+    assert_int_equal(lmf_session_create(w, 64, &s), LMF_OK);
+    assert_int_equal(lmf_session_eval(s, tok, T, 1, &lg), LMF_OK);
+    memcpy(mine, lg, sizeof(float) * (size_t)T * V);
+    lmf_session_free(s);
+    assert_true(rel_err(mine, ref, (long)T * V) > 1e-2); /* the scale matters */
+    if (lmf_export_gguf(w, gg, LMF_GGML_F32, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
+    if (lmf_weights_load(gg, &we) != LMF_OK) fail_msg("%s", lmf_last_error());
+    const lmf_model_config *cg = lmf_weights_config(we);
+    assert_true(cg->arch == LMF_ARCH_GEMMA3 && cg->swa_pattern == 3 && cg->sliding_window == 5 &&
+                cg->rope_theta_swa == 100.0f && cg->rope_factor == 2.0f);
+    e = logits_err(we, tok, T, mine, V);
+    printf("gemma3       through the GGUF export (q.k scale 1/4): rel err %.3g\n", e);
+    assert_true(e <= TOL);
+    lmf_weights_free(we);
+    free(mine);
+    rm_tmp();
+    free(ref);
+    lmf_weights_free(w);
+}
+
 /* SmolLM3 (its 4th layer without RoPE): transformers' logits through the folder (prefill and decode), through the
  * training model (whose gradients equal finite differences), and after GGUF (llama.cpp's smollm3) and HF exports. */
 static void test_smollm3(void **state) {
@@ -563,7 +634,7 @@ int main(void) {
         cmocka_unit_test(test_llama),       cmocka_unit_test(test_llama_sharded_bf16), cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_opt),         cmocka_unit_test(test_metadata),          cmocka_unit_test(test_bad_tensors),
         cmocka_unit_test(test_bad_shards),  cmocka_unit_test(test_bad_config),        cmocka_unit_test(test_shape_overflow),
-        cmocka_unit_test(test_repeated_keys), cmocka_unit_test(test_lazy_write), cmocka_unit_test(test_sliding_window), cmocka_unit_test(test_smollm3),
+        cmocka_unit_test(test_repeated_keys), cmocka_unit_test(test_lazy_write), cmocka_unit_test(test_sliding_window), cmocka_unit_test(test_smollm3), cmocka_unit_test(test_gemma3),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -183,11 +183,20 @@ static int info_loaded(const char *path) {
     if (c->head_dim) printf("  %-28s %d (q %d wide)\n", "head_dim", c->head_dim, lmf_q_width(c));
     printf("  %-28s %.9g\n  %-28s %s\n  %-28s %s\n  %-28s %s\n  %-28s %s\n", "norm_eps", c->norm_eps, "norm",
            w->cfg.norm == LMF_NORM_RMS ? "rmsnorm" : "layernorm", "activation",
-           w->cfg.act == LMF_ACT_SWIGLU ? "swiglu" : w->cfg.act == LMF_ACT_RELU ? "relu" : "gelu_tanh", "positions",
+           w->cfg.act == LMF_ACT_SWIGLU  ? "swiglu"
+           : w->cfg.act == LMF_ACT_GEGLU ? "geglu"
+           : w->cfg.act == LMF_ACT_RELU  ? "relu"
+                                         : "gelu_tanh",
+           "positions",
            w->cfg.pos == LMF_POS_LEARNED ? "learned" : w->cfg.pos == LMF_POS_ROPE_HALF ? "rope (rotate_half)"
                                                                             : "rope (interleaved pairs)",
            "output head", c->tied_embeddings ? "tied to the token embedding" : "separate");
     if (w->cfg.pos != LMF_POS_LEARNED) printf("  %-28s %.9g\n", "rope_theta", c->rope_theta);
+    if (c->sliding_window && c->swa_pattern)
+        printf("  %-28s %d positions, every %dth layer global\n", "sliding_window", c->sliding_window, c->swa_pattern);
+    else if (c->sliding_window) printf("  %-28s %d positions, every layer\n", "sliding_window", c->sliding_window);
+    if (c->rope_theta_swa != 0.0f) printf("  %-28s %.9g\n", "rope_theta (windowed layers)", c->rope_theta_swa);
+    if (c->nope_interval) printf("  %-28s every %d layers\n", "no RoPE (NoPE)", c->nope_interval);
     if (c->rope_scaling == LMF_ROPE_SCALING_LINEAR) printf("  %-28s linear, factor %.9g\n", "rope_scaling", c->rope_factor);
     if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE)
         printf("  %-28s longrope, attention factor %.9g, original context %d\n", "rope_scaling", c->rope_factor,

@@ -74,7 +74,7 @@ int cmd_quantize(int argc, char **argv) {
                  .max_pos = 2, .n_pos = &n_pos,
                  .usage = "usage: lmforge quantize IN OUT --type TYPE [flags]\n\n"
                           "Writes the model IN (GGUF, Hugging Face folder or lmforge checkpoint; llama, smollm3, "
-                          "qwen2, qwen3, olmoe, phi3 or gpt2) as "
+                          "qwen2, qwen3, olmoe, phi3, gemma3 or gpt2) as "
                           "the GGUF file\nOUT with its matrices in TYPE. Norms and biases stay F32; under the 2- to "
                           "6-bit types the output\nhead is Q6_K (Q8_0 when its rows are not a multiple of 256 wide), and "
                           "the K mixes give attn_v\nand ffn_down more bits in some layers, as llama-quantize does. "

@@ -35,7 +35,7 @@
 typedef lmf_lin lin;
 
 static int qkv_width(const lmf_model_config *c) { return lmf_q_width(c) + 2 * lmf_kv_width(c); }
-static int ffn_width(const lmf_model_config *c) { return c->act == LMF_ACT_SWIGLU ? 2 * c->ffn_dim : c->ffn_dim; }
+static int ffn_width(const lmf_model_config *c) { return lmf_act_gated(c->act) ? 2 * c->ffn_dim : c->ffn_dim; }
 
 /* The widths of a training or prefill layer on this rank: the whole model's, or under tensor parallelism (ctx->tp)
  * this rank's share of the heads and of the FFN's hidden columns. */
@@ -53,7 +53,7 @@ static widths widths_of(const lmf_block_ctx *ctx) {
     widths w;
     w.C = c->n_embd, w.hs = lmf_head_size(c), w.nh = c->n_head / t, w.nkv = c->n_kv_head / t;
     w.CA = w.nh * w.hs, w.KVA = w.nkv * w.hs, w.S = w.CA + 2 * w.KVA;
-    w.F = c->ffn_dim / t, w.FF = c->act == LMF_ACT_SWIGLU ? 2 * w.F : w.F;
+    w.F = c->ffn_dim / t, w.FF = lmf_act_gated(c->act) ? 2 * w.F : w.F;
     w.h0 = r * w.nh, w.g0 = r * w.nkv, w.f0 = r * w.F;
     return w;
 }
@@ -93,10 +93,14 @@ void lmf_block_norm_par(const lmf_model_config *cfg, float *out, float *mean, fl
     else lmf_layernorm_forward(out, mean, rstd, x, g, b, N, cfg->n_embd, cfg->norm_eps);
 }
 
-/* n values of one row's activation: a[j] = act(h[j]) (SwiGLU: its up half F values on, F the row's width) */
+/* n values of one row's activation: a[j] = act(h[j]) (SwiGLU, GeGLU: its up half F values on, F the row's width) */
 static void act_row(const lmf_model_config *cfg, const lmf_vec_ops *V, float *a, const float *h, int F, int n) {
     if (cfg->act == LMF_ACT_SWIGLU) V->swiglu(a, h, h + F, n);
     else if (cfg->act == LMF_ACT_GELU_TANH) V->gelu(a, h, n);
+    else if (cfg->act == LMF_ACT_GEGLU) { /* gelu_tanh(gate) * up, as transformers' Gemma MLP */
+        V->gelu(a, h, n);
+        for (int j = 0; j < n; j++) a[j] *= h[F + j];
+    }
     else
         for (int j = 0; j < n; j++) a[j] = h[j] > 0 ? h[j] : 0;
 }
@@ -109,6 +113,12 @@ void lmf_block_ffn_act(const lmf_model_config *cfg, float *fcact, const float *f
 
 /* The same activation over all of N rows, spread over the threads. */
 static void ffn_act_par(const lmf_model_config *cfg, float *fcact, const float *fch, int N, int F) {
+    if (cfg->act == LMF_ACT_GEGLU) {
+        const lmf_vec_ops *V = lmf_vec();
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < N; i++) act_row(cfg, V, fcact + (size_t)i * F, fch + (size_t)i * 2 * F, F, F);
+        return;
+    }
     if (cfg->act == LMF_ACT_SWIGLU) lmf_swiglu_forward(fcact, fch, N, F);
     else if (cfg->act == LMF_ACT_GELU_TANH) lmf_gelu_forward(fcact, fch, (long)N * F);
     else lmf_relu_forward(fcact, fch, (long)N * F);
@@ -135,7 +145,7 @@ static void norm_par_b16(const lmf_model_config *cfg, uint16_t *out, float *mean
 
 static void ffn_act_par_b16(const lmf_model_config *cfg, uint16_t *fcact, const float *fch, int N, int F) {
     const lmf_vec_ops *v = lmf_vec();
-    int FF = cfg->act == LMF_ACT_SWIGLU ? 2 * F : F; /* F: a tensor-parallel share's */
+    int FF = lmf_act_gated(cfg->act) ? 2 * F : F; /* F: a tensor-parallel share's */
 #pragma omp parallel
     {
         float *t = lmf_thread_scratch((size_t)F * sizeof(float));
@@ -152,6 +162,26 @@ void lmf_block_rope_table(const lmf_model_config *cfg, float *tab, int T) {
     float *f = lmf_xmalloc(sizeof(float) * (size_t)(hs / 2 + 1));
     lmf_rope_table(tab, T, hs, cfg->rope_theta, lmf_rope_freq_factors(cfg, f) ? f : NULL);
     free(f);
+}
+
+int lmf_block_layer_window(const lmf_model_config *cfg, int layer) {
+    int sw = cfg->sliding_window && (!cfg->swa_pattern || (layer + 1) % cfg->swa_pattern);
+    return sw ? cfg->sliding_window : 0;
+}
+
+int lmf_block_rope_table_swa(const lmf_model_config *cfg, float *tab, int T) {
+    if (cfg->rope_theta_swa == 0.0f) return 0;
+    lmf_rope_table(tab, T, lmf_head_size(cfg), cfg->rope_theta_swa, NULL);
+    return 1;
+}
+
+float lmf_block_attn_scale(const lmf_model_config *cfg) {
+    return cfg->attn_scale != 0.0f ? cfg->attn_scale : 1.0f / sqrtf((float)lmf_head_size(cfg));
+}
+
+/* The table layer `layer` rotates by. */
+static const float *layer_rope_tab(const lmf_model_config *c, const float *rope, const float *rope_swa, int layer) {
+    return rope_swa && lmf_block_layer_window(c, layer) ? rope_swa : rope;
 }
 
 int lmf_block_layer_rope(const lmf_model_config *cfg, int layer) {
@@ -295,6 +325,7 @@ static void full_qk_norm_tp_backward(const lmf_block_ctx *ctx, float *dx, int ld
 void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0, const int32_t *pos) {
     const lmf_wtensor *te = &w->tok_emb, *pe = &w->pos_emb;
     int C = w->cfg.n_embd, learned = w->cfg.pos == LMF_POS_LEARNED;
+    float scale = w->cfg.embed_scale ? (float)sqrt((double)C) : 1.0f; /* Gemma: sqrt(C) rounded to fp32 */
 #pragma omp parallel if (N > LMF_BLOCK_QMV_AUTO)
     {
         float *prow = learned && pe->type != LMF_GGML_F32 ? malloc((size_t)C * sizeof(float)) : NULL;
@@ -306,6 +337,7 @@ void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, 
                                     tok[i] % 16, xi);
             else
                 lmf_dequant_fast(te->type, (const char *)te->data + (size_t)tok[i] * te->row_bytes, xi, (size_t)C);
+            for (int j = 0; scale != 1.0f && j < C; j++) xi[j] *= scale;
             if (!learned) continue;
             size_t prow_at = (size_t)((pos ? pos[i] : p0 + i % T) + w->cfg.pos_offset);
             const char *prow_src = (const char *)pe->data + prow_at * pe->row_bytes;
@@ -615,8 +647,8 @@ static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, 
     const lmf_kv_view *kv = &sq->kv;
     int NH = c->n_head, hs = lmf_head_size(c), C = NH * hs, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
     int S = qkv_width(c), p0 = sq->p0, N = sq->n, bs = kv->bs, LKV = c->n_layer * KV; /* C: q's and out's width */
-    int win = c->sliding_window;
-    float scale = 1.0f / sqrtf((float)hs);
+    int win = lmf_block_layer_window(c, layer);
+    float scale = lmf_block_attn_scale(c);
     const lmf_vec_ops *V = lmf_vec();
     int nblk = (N + QBLK - 1) / QBLK;
 #pragma omp parallel for schedule(dynamic, 1) collapse(2) num_threads(ctx->nthreads) /* scores: a slab per thread */
@@ -677,7 +709,8 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     const lmf_model_config *c = ctx->cfg;
     widths w = widths_of(ctx);
     int C = w.C, hs = w.hs, CA = w.CA, KVA = w.KVA, S = w.S, F = w.F, FF = w.FF, N = ctx->B * ctx->T;
-    int swiglu = c->act == LMF_ACT_SWIGLU;
+    int swiglu = lmf_act_gated(c->act);
+    LMF_CHECK(!c->post_norms || ctx->seqs); /* Gemma 3 trains nowhere yet (lmf_model_create refuses it) */
     long NC = (long)N * C;
 
     /* q, k, v: this rank's heads' rows (all of them without tensor parallelism: one fused product) */
@@ -699,12 +732,14 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
         for (int j = 0, row = 0; j < ctx->n_seqs; row += ctx->seqs[j++].n) {
             const lmf_block_seq *sq = &ctx->seqs[j];
             float *q = r->qkv + (size_t)row * S;
-            lmf_block_rope(c, layer, ctx->rope, q, S, sq->n, sq->n, sq->p0, NULL, w.nh + w.nkv, 1.0f);
+            lmf_block_rope(c, layer, layer_rope_tab(c, ctx->rope, ctx->rope_swa, layer), q, S, sq->n, sq->n, sq->p0,
+                           NULL, w.nh + w.nkv, 1.0f);
             cache_write(sq, c, layer, q);
             attention_cached(ctx, sq, layer, r->atty + (size_t)row * CA, q);
         }
     } else {
-        lmf_block_rope(c, layer, ctx->rope, r->qkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, 1.0f);
+        lmf_block_rope(c, layer, layer_rope_tab(c, ctx->rope, ctx->rope_swa, layer), r->qkv, S, N, ctx->T, 0,
+                       ctx->pos, w.nh + w.nkv, 1.0f);
         if (r->qkv_16) {
             lmf_sgemm_bf16_round(r->qkv_16, r->qkv, (long)N * S);
             lmf_attention_forward_b16(r->atty, r->att, r->qkv_16, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
@@ -720,6 +755,8 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     linear_in(ctx, layer, LMF_OBS_ATTN_OUT, &proj, 1, r->atty, r->atty_16, CA, N);
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->bo, N, C);
     adapt(ctx, r, layer, 3, 4, r->atty, CA, o, C, N);
+    /* Gemma's sandwich: attention's output normalised (in place; inference only, so no statistics kept) */
+    if (c->post_norms) lmf_block_norm_par(c, o, NULL, r->ln2_rstd, o, L->post_attn_norm_w, NULL, N);
     lmf_residual_forward(r->res2, o, x, NC);
 
     if (r->ln2_16) norm_par_b16(c, r->ln2_16, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
@@ -743,6 +780,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     linear_in(ctx, layer, LMF_OBS_FFN_DOWN, &down, 1, r->fcact, r->fcact_16, F, N);
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->b_down, N, C);
     adapt(ctx, r, layer, 6, 7, r->fcact, F, o, C, N);
+    if (c->post_norms) lmf_block_norm_par(c, o, NULL, r->ln2_rstd, o, L->post_ffn_norm_w, NULL, N);
     lmf_residual_forward(r->res3, o, r->res2, NC);
 }
 
@@ -932,13 +970,14 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
     int NH = c->n_head, hs = lmf_head_size(c), C = NH * hs, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
     int W = qkv_width(c), LKV = c->n_layer * KV; /* C: q's width, each part row's outputs */
     const lmf_vec_ops *V = lmf_vec();
-    float scale = 1.0f / sqrtf((float)hs);
+    float scale = lmf_block_attn_scale(c);
+    int win = lmf_block_layer_window(c, layer);
     for (int i = 0; i < N; i++) {
         const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
         size_t piece = (size_t)hs * kv->bs * (kv->f16 ? 2 : 4);
         /* keys [k0, nk): all earlier positions, or the last sliding_window; the stretches are cut from k0's 64-byte
          * line on (whole lines of V rows), the first one starting at k0 itself */
-        int nk = d->row_pos[i] + 1, k0 = c->sliding_window && nk > c->sliding_window ? nk - c->sliding_window : 0;
+        int nk = d->row_pos[i] + 1, k0 = win && nk > win ? nk - win : 0;
         int base = k0 & ~15, chunk = ((nk - base + nth - 1) / nth + 15) & ~15;
         int j = (tid + i) % nth; /* the rows' stretches rotate over the threads: the first is the longest */
         int a = base + j * chunk, n = nk - a < chunk ? nk - a : chunk; /* stretch 0 is never empty */
@@ -1008,6 +1047,7 @@ static void attend_merge(const lmf_block_decode_ctx *d, int N, int nth, float *o
  * bias into d->proj, added to d->x by the same thread. */
 static void residual_rows(const lmf_block_decode_ctx *d, int layer, int mat, const lmf_wtensor *W, const float *bias,
                           const float *in, int ldi, int N, char *qbuf, int tid, int nth) {
+    int add = !d->cfg->post_norms; /* Gemma's outputs are normalised first, whole rows (post_norm_add) */
     int C = d->cfg->n_embd, lo, hi;
     lin o = {W, bias, d->proj, C};
     const char *qin[3];
@@ -1016,8 +1056,20 @@ static void residual_rows(const lmf_block_decode_ctx *d, int layer, int mat, con
     row_share(C, 16, tid, nth, &lo, &hi);
     linear_rows(&o, N, qin[0], qb[0], lo, hi);
     if (d->lora) lmf_lora_decode_rows(d->lora, layer, mat, in, ldi, N, d->proj, C, lo, hi);
-    for (int i = 0; i < N; i++)
+    for (int i = 0; add && i < N; i++)
         for (int r = lo; r < hi; r++) d->x[(size_t)i * C + r] += d->proj[(size_t)i * C + r];
+}
+
+/* Gemma's sandwich in decode, after the barrier that completes d->proj: this thread's rows of it normalised (w) and
+ * added to the residual stream; tmp: C floats of the thread's own. */
+static void post_norm_add(const lmf_block_decode_ctx *d, const float *w, int N, float *tmp, int tid, int nth) {
+    const lmf_vec_ops *V = lmf_vec();
+    int C = d->cfg->n_embd;
+    float rstd;
+    for (int i = tid; i < N; i += nth) {
+        V->rmsnorm(tmp, &rstd, d->proj + (size_t)i * C, w, C, d->cfg->norm_eps);
+        for (int j = 0; j < C; j++) d->x[(size_t)i * C + j] += tmp[j];
+    }
 }
 
 /* Q and K rows go to threads in whole heads for ROPE_HALF (its pairs span half a head) or a per-head q/k norm, and
@@ -1054,7 +1106,9 @@ static void full_qk_norm(const lmf_block_decode_ctx *d, const lmf_layer_weights 
         for (int i = 0; i < N && rhi > rlo; i++) {
             float *row = d->qkv + (size_t)i * S + (j ? C : 0);
             for (int e = rlo; e < rhi; e++) row[e] = row[e] * rs[j][i] * w[e];
-            if (rope) lmf_rope_rotate(row, rlo, rhi, d->rope + (size_t)d->row_pos[i] * hs, hs, interleaved, 1.0f);
+            if (rope)
+                lmf_rope_rotate(row, rlo, rhi, layer_rope_tab(c, d->rope, d->rope_swa, layer) + (size_t)d->row_pos[i] * hs,
+                                hs, interleaved, 1.0f);
             if (!j) continue;
             const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
             size_t at = kv_index(kv, LKV, layer * KV, d->row_pos[i]);
@@ -1076,9 +1130,10 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
                       const lmf_wtensor *head, int layer, int N, int tid, int nth) {
     const lmf_model_config *c = d->cfg;
     int C = c->n_embd, hs = lmf_head_size(c), QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim;
-    int S = qkv_width(c), FF = ffn_width(c), swiglu = c->act == LMF_ACT_SWIGLU, rope = lmf_block_layer_rope(c, layer);
+    int S = qkv_width(c), FF = ffn_width(c), swiglu = lmf_act_gated(c->act), rope = lmf_block_layer_rope(c, layer);
     int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, LKV = c->n_layer * KV, unit = qk_unit(c), rlo, rhi;
     int full = c->qk_norm == LMF_QK_NORM_FULL;
+    const float *tab = layer_rope_tab(c, d->rope, d->rope_swa, layer);
     float *xn = d->xnt + (size_t)tid * QMV_MAX * lmf_block_xn_width(c), mean[QMV_MAX], rstd[QMV_MAX];
     char *qbuf = (char *)d->qin + (size_t)tid * 3 * QMV_MAX * d->qin_stride;
     float *Sc = d->scores + (size_t)tid * d->scores_stride;
@@ -1103,7 +1158,7 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
                                 L->k_norm_w, NULL, NULL);
             }
             if (j < 2 && rope)
-                lmf_rope_rotate(row, rlo, rhi, d->rope + (size_t)d->row_pos[i] * hs, hs, interleaved, 1.0f);
+                lmf_rope_rotate(row, rlo, rhi, tab + (size_t)d->row_pos[i] * hs, hs, interleaved, 1.0f);
             void *cache = j == 1 ? kv->k : j == 2 ? kv->v : NULL;
             size_t at = cache ? kv_index(kv, LKV, layer * KV, d->row_pos[i]) : 0;
             for (int e = rlo; cache && e < rhi; e++) kv_put(kv, cache, at + (size_t)e * kv->bs, row[e]);
@@ -1119,6 +1174,10 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
     lmf_block_prefetch_share(&L->w_up, 16, tid, nth);
     lmf_block_prefetch_share(&L->w_gate, 16, tid, nth);
     lmf_barrier_wait(d->bar, nth);
+    if (c->post_norms) {
+        post_norm_add(d, L->post_attn_norm_w, N, xn, tid, nth);
+        lmf_barrier_wait(d->bar, nth);
+    }
 
     if (c->n_expert) { /* mixture of experts (moe.c): its own barriers, the residual added by row owners */
         lmf_block_norm(c, xn, mean, rstd, d->x, L->ffn_norm_w, L->ffn_norm_b, N);
@@ -1151,6 +1210,10 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
         lmf_block_prefetch_share(head, 16, tid, nth);
     }
     lmf_barrier_wait(d->bar, nth);
+    if (c->post_norms) {
+        post_norm_add(d, L->post_ffn_norm_w, N, xn, tid, nth);
+        lmf_barrier_wait(d->bar, nth);
+    }
 }
 
 void lmf_block_decode_head(const lmf_block_decode_ctx *d, const lmf_weights *w, const int *rows, int nr,

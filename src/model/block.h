@@ -61,6 +61,13 @@ void lmf_block_ffn_act(const lmf_model_config *cfg, float *fcact, const float *f
 void lmf_block_rope_table(const lmf_model_config *cfg, float *tab, int T);
 /* Whether layer `layer` rotates q and k: RoPE positions, and not one of cfg.nope_interval's NoPE layers. */
 int lmf_block_layer_rope(const lmf_model_config *cfg, int layer);
+/* Layer `layer`'s attention window: cfg.sliding_window on a windowed layer (every one, or all but every
+ * swa_pattern-th), else 0 (every earlier position). */
+int lmf_block_layer_window(const lmf_model_config *cfg, int layer);
+/* The windowed layers' RoPE table (cfg.rope_theta_swa, no scaling) into tab (T, hs); 0 when they share the main one. */
+int lmf_block_rope_table_swa(const lmf_model_config *cfg, float *tab, int T);
+/* The q.k scale: cfg.attn_scale, or 1 / sqrt(head size). */
+float lmf_block_attn_scale(const lmf_model_config *cfg);
 /* RoPE on layer `layer`'s rows (nothing where lmf_block_layer_rope says no): row i (ld floats apart) sits at position
  * pos[i] (pos NULL: p0 + i % T); its first nheads heads of hs dimensions are rotated (sign +1; -1 rotates back: the
  * backward). */
@@ -172,6 +179,7 @@ typedef void (*lmf_block_observe_fn)(void *user, int layer, lmf_obs_site site, i
 typedef struct {
     const lmf_model_config *cfg;
     const float *rope;   /* kernels' lmf_rope_table rows (RoPE models) */
+    const float *rope_swa; /* the windowed layers' table (cfg.rope_theta_swa; NULL: rope) */
     float *dq;           /* dequantization slab for non-F32 weights: dq_floats */
     size_t dq_floats;
     int B, T;            /* training: rows are B sequences of T positions from 0 (B x T = N) */
@@ -248,7 +256,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
 /* Decode: per-thread state of a step inside one parallel region (infer.c forward_decode). */
 typedef struct {
     const lmf_model_config *cfg;
-    const float *rope;
+    const float *rope, *rope_swa; /* as lmf_block_ctx's */
     const lmf_block_seq *seqs; /* the sequences of the step's rows (as lmf_block_ctx) */
     int n_seqs;
     int row_seq[LMF_BLOCK_QMV_MAX], row_pos[LMF_BLOCK_QMV_MAX]; /* each row's sequence and position */

@@ -9,8 +9,10 @@
  * matrices stored fused: everything that holds for llama's knobs holds for them. */
 static int llama_like(lmf_arch arch) {
     return arch == LMF_ARCH_LLAMA || arch == LMF_ARCH_QWEN2 || arch == LMF_ARCH_QWEN3 || arch == LMF_ARCH_OLMOE ||
-           arch == LMF_ARCH_PHI3;
+           arch == LMF_ARCH_PHI3 || arch == LMF_ARCH_GEMMA3;
 }
+
+int lmf_act_gated(lmf_act_kind act) { return act == LMF_ACT_SWIGLU || act == LMF_ACT_GEGLU; }
 
 void lmf_model_config_set_arch(lmf_model_config *c, lmf_arch arch) {
     int learned = !llama_like(arch);
@@ -21,7 +23,12 @@ void lmf_model_config_set_arch(lmf_model_config *c, lmf_arch arch) {
     c->pos_offset = arch == LMF_ARCH_OPT ? 2 : 0;
     c->bias = learned;
     c->qkv_bias = arch == LMF_ARCH_QWEN2;
-    c->qk_norm = arch == LMF_ARCH_QWEN3 ? LMF_QK_NORM_HEAD : arch == LMF_ARCH_OLMOE ? LMF_QK_NORM_FULL : LMF_QK_NORM_NONE;
+    c->qk_norm = arch == LMF_ARCH_QWEN3 || arch == LMF_ARCH_GEMMA3 ? LMF_QK_NORM_HEAD
+                 : arch == LMF_ARCH_OLMOE                          ? LMF_QK_NORM_FULL
+                                                                   : LMF_QK_NORM_NONE;
+    int gemma = arch == LMF_ARCH_GEMMA3;
+    if (gemma) c->act = LMF_ACT_GEGLU;
+    c->post_norms = gemma, c->embed_scale = gemma;
 }
 
 lmf_model_config lmf_model_config_default(lmf_arch arch) {
@@ -76,16 +83,17 @@ const char *lmf_arch_name(lmf_arch arch) {
            : arch == LMF_ARCH_QWEN3 ? "qwen3"
            : arch == LMF_ARCH_OLMOE ? "olmoe"
            : arch == LMF_ARCH_PHI3  ? "phi3"
+           : arch == LMF_ARCH_GEMMA3 ? "gemma3"
                                     : "gpt2";
 }
 
 lmf_status lmf_arch_parse(const char *name, lmf_arch *out) {
-    static const char *const names[] = {"gpt2", "llama", "opt", "qwen2", "qwen3", "olmoe", "phi3"}; /* by lmf_arch */
-    int i = lmf_name_index(name, names, 7);
+    static const char *const names[] = {"gpt2", "llama", "opt", "qwen2", "qwen3", "olmoe", "phi3", "gemma3"}; /* by lmf_arch */
+    int i = lmf_name_index(name, names, 8);
     if (i < 0)
         return lmf_fail(LMF_ERR_ARG,
-                        "arch: unknown model family '%s' (expected gpt2, llama, opt, qwen2, qwen3, olmoe or phi3)",
-                        name);
+                        "arch: unknown model family '%s' (expected gpt2, llama, opt, qwen2, qwen3, olmoe, phi3 or "
+                        "gemma3)", name);
     *out = (lmf_arch)i;
     return LMF_OK;
 }
@@ -96,7 +104,7 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
     REQUIRE(c->arch == LMF_ARCH_GPT2 || llama_like(c->arch) || c->arch == LMF_ARCH_OPT, "arch: invalid value %d",
             (int)c->arch);
     REQUIRE(c->norm == LMF_NORM_LAYER || c->norm == LMF_NORM_RMS, "norm: invalid value %d", (int)c->norm);
-    REQUIRE(c->act >= LMF_ACT_GELU_TANH && c->act <= LMF_ACT_RELU, "act: invalid value %d", (int)c->act);
+    REQUIRE(c->act >= LMF_ACT_GELU_TANH && c->act <= LMF_ACT_GEGLU, "act: invalid value %d", (int)c->act);
     REQUIRE(c->pos >= LMF_POS_LEARNED && c->pos <= LMF_POS_ROPE_INTERLEAVED, "pos: invalid value %d", (int)c->pos);
     REQUIRE(c->pos_offset >= 0 && c->pos_offset <= 16, "pos_offset: %d outside [0, 16]", c->pos_offset);
     REQUIRE(c->vocab_size > 0, "vocab_size: must be positive, got %d", c->vocab_size);
@@ -164,8 +172,22 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
             c->nope_interval);
     REQUIRE(c->nope_interval == 0 || (c->arch == LMF_ARCH_LLAMA && c->pos != LMF_POS_LEARNED),
             "nope_interval: SmolLM3's NoPE layers (the llama family with RoPE), not %s's", lmf_arch_name(c->arch));
-    REQUIRE(c->sliding_window == 0 || c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_PHI3,
-            "sliding_window: Mistral's, Mixtral's and Phi-3's (llama, phi3), not %s's", lmf_arch_name(c->arch));
+    REQUIRE(c->sliding_window == 0 || c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_PHI3 ||
+                c->arch == LMF_ARCH_GEMMA3,
+            "sliding_window: Mistral's, Mixtral's, Phi-3's and Gemma 3's (llama, phi3, gemma3), not %s's",
+            lmf_arch_name(c->arch));
+    int gemma = c->arch == LMF_ARCH_GEMMA3;
+    REQUIRE(gemma || (!c->post_norms && !c->embed_scale && c->attn_scale == 0.0f && c->swa_pattern == 0 &&
+                      c->rope_theta_swa == 0.0f && c->act != LMF_ACT_GEGLU),
+            "post_norms, embed_scale, attn_scale, swa_pattern, rope_theta_swa and GeGLU are gemma3's, not %s's",
+            lmf_arch_name(c->arch));
+    REQUIRE(!gemma || (c->act == LMF_ACT_GEGLU && c->qk_norm == LMF_QK_NORM_HEAD && !c->n_expert && !c->bias &&
+                       !c->qkv_bias && c->pos == LMF_POS_ROPE_HALF),
+            "gemma3: GeGLU, a per-head q/k norm and RoPE on halves, without experts or biases");
+    REQUIRE(c->attn_scale >= 0.0f && c->attn_scale <= 16.0f, "attn_scale: %g outside [0, 16]", c->attn_scale);
+    REQUIRE(c->swa_pattern >= 0 && c->swa_pattern <= (1 << 30), "swa_pattern: %d outside [0, 2^30]", c->swa_pattern);
+    REQUIRE(c->rope_theta_swa >= 0.0f && c->rope_theta_swa <= 1e12f, "rope_theta_swa: %g outside [0, 1e12]",
+            c->rope_theta_swa);
     REQUIRE(!(c->bias && c->act == LMF_ACT_SWIGLU), "bias: linear biases with SwiGLU are not supported");
     REQUIRE(c->qkv_bias == 0 || c->qkv_bias == 1, "qkv_bias: %d is not 0 or 1", c->qkv_bias);
     REQUIRE(c->shared_gate == 0 || (c->shared_gate == 1 && c->n_expert > 0 && c->shared_ffn_dim > 0),

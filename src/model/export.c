@@ -548,14 +548,20 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
     const lmf_sink *sink = o->sink;
     const lmf_model_config *c = &w->cfg;
     int gpt2 = c->arch == LMF_ARCH_GPT2, qwen = c->arch == LMF_ARCH_QWEN2, q3 = c->arch == LMF_ARCH_QWEN3;
-    int olmoe = c->arch == LMF_ARCH_OLMOE, phi3 = c->arch == LMF_ARCH_PHI3;
-    int llama = c->arch == LMF_ARCH_LLAMA || qwen || q3 || olmoe || phi3;
-    int neox = qwen || q3 || olmoe || phi3; /* Q/K in HF's order */
+    int olmoe = c->arch == LMF_ARCH_OLMOE, phi3 = c->arch == LMF_ARCH_PHI3, gemma = c->arch == LMF_ARCH_GEMMA3;
+    int llama = c->arch == LMF_ARCH_LLAMA || qwen || q3 || olmoe || phi3 || gemma;
+    int neox = qwen || q3 || olmoe || phi3 || gemma; /* Q/K in HF's order */
     if (!gpt2 && !llama)
         return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama, smollm3, qwen2, "
-                        "qwen2moe, qwen3, qwen3moe, olmoe, phi3 and gpt2 architectures only); export it with --to "
-                        "safetensors",
+                        "qwen2moe, qwen3, qwen3moe, olmoe, phi3, gemma3 and gpt2 architectures only); export it with "
+                        "--to safetensors",
                         path, lmf_arch_name(c->arch));
+    int hs0 = lmf_head_size(c);
+    float scale = lmf_block_attn_scale(c), want = 1.0f / sqrtf((float)(c->n_layer == 62 ? c->n_embd / c->n_head : hs0));
+    if (gemma && (fabsf(scale - want) > 1e-6f * want || (c->sliding_window && c->rope_theta_swa == 0.0f)))
+        return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's gemma3 scales q.k by 1/sqrt(%s) (%g; this model %g) and gives "
+                        "windowed layers their own RoPE base; export it with --to safetensors", path,
+                        c->n_layer == 62 ? "embedding_length / head_count" : "the head size", want, scale);
     if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE && !phi3)
         return lmf_fail(LMF_ERR_ARG, "%s: LongRoPE is written as llama.cpp's phi3 only", path);
     if (c->nope_interval && (c->nope_interval != 4 || c->n_expert || c->rope_scaling))
@@ -564,7 +570,8 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
     if (phi3 && (c->n_expert || c->qkv_bias || c->pos != LMF_POS_ROPE_HALF))
         return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's phi3 has no experts, no q/k/v biases and RoPE on halves (NEOX); "
                         "this model does not fit", path);
-    if ((c->qk_norm == LMF_QK_NORM_HEAD && !q3) || (c->qk_norm == LMF_QK_NORM_FULL && !olmoe) || (q3 && !c->qk_norm))
+    if ((c->qk_norm == LMF_QK_NORM_HEAD && !q3 && !gemma) || (c->qk_norm == LMF_QK_NORM_FULL && !olmoe) ||
+        (q3 && !c->qk_norm))
         return lmf_fail(LMF_ERR_ARG, "%s: a per-head q/k norm is written as llama.cpp's qwen3 / qwen3moe (arch = qwen3), "
                         "a full-width one as its olmoe (arch = olmoe); this model is arch %s with qk_norm %d", path,
                         lmf_arch_name(c->arch), (int)c->qk_norm);
@@ -648,7 +655,12 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         }
         if (phi3 && c->sliding_window) /* as llama.cpp's phi3 converter writes it (and its loader ignores it) */
             lmf_gguf_writer_set_u32(g, KEY("attention.sliding_window"), (uint32_t)c->sliding_window);
-        if (QD != C) { /* heads not C / n_head wide: llama.cpp reads their size here (its qwen3 converter writes it) */
+        if (gemma && c->sliding_window) { /* llama.cpp's gemma3: the window, every Nth layer global, their RoPE base */
+            lmf_gguf_writer_set_u32(g, KEY("attention.sliding_window"), (uint32_t)c->sliding_window);
+            lmf_gguf_writer_set_u32(g, KEY("attention.sliding_window_pattern"), (uint32_t)c->swa_pattern);
+            lmf_gguf_writer_set_f32(g, KEY("rope.freq_base_swa"), c->rope_theta_swa);
+        }
+        if (QD != C || gemma) { /* heads not C / n_head wide: llama.cpp reads their size here (its qwen3 converter writes it) */
             lmf_gguf_writer_set_u32(g, KEY("attention.key_length"), (uint32_t)hs);
             lmf_gguf_writer_set_u32(g, KEY("attention.value_length"), (uint32_t)hs);
         }
@@ -720,6 +732,10 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         uint32_t td = tensor_type(&tp, "ffn_down.weight", ROLE_FFN_DOWN, l, F);
         add1(&P, g, N("attn_norm.weight"), L->attn_norm_w, C);
         add1(&P, g, N("ffn_norm.weight"), L->ffn_norm_w, C);
+        if (c->post_norms) { /* already 1 + Gemma's, as llama.cpp's converter writes them */
+            add1(&P, g, N("post_attention_norm.weight"), L->post_attn_norm_w, C);
+            add1(&P, g, N("post_ffw_norm.weight"), L->post_ffn_norm_w, C);
+        }
         if (gpt2) {
             const lmf_wtensor *qkv[3] = {&L->wq, &L->wk, &L->wv}; /* llama.cpp's quantizer treats it as attn_v */
             N("attn_qkv.weight");
@@ -840,6 +856,13 @@ static void put_rows(st_list *s, const char *name, const lmf_wtensor *const *t, 
 static void put_m(st_list *s, const char *name, const lmf_wtensor *t, const int *perm) { put_rows(s, name, &t, 1, perm); }
 
 static void put_v(st_list *s, const char *name, const float *x, int n) { put(s, name, n, 0, vec1(&s->P, x, n, s->type)); }
+
+/* A Gemma norm weight: transformers' Gemma3RMSNorm scales by 1 + the stored value, lmforge by the value */
+static void put_gemma_norm(st_list *s, const char *name, const float *x, int n) {
+    float *v = pool_alloc(&s->P, sizeof(float) * (size_t)n);
+    for (int i = 0; i < n; i++) v[i] = x[i] - 1.0f;
+    put_v(s, name, v, n);
+}
 
 /* matrices t[0..n) (of one width) stacked row-wise as one tensor (Phi-3's qkv_proj, gate_up_proj) */
 static void put_fused(st_list *s, const char *name, const lmf_wtensor *const *t, int n) { put_rows(s, name, t, n, NULL); }
@@ -1042,6 +1065,35 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
         cJSON_AddBoolToObject(j, "attention_bias", 0);
         cJSON_AddBoolToObject(j, "mlp_bias", 0);
         cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_embeddings);
+    } else if (w->cfg.arch == LMF_ARCH_GEMMA3) {
+        const num_field f[] = {
+            {"hidden_size", c->n_embd}, {"intermediate_size", c->ffn_dim}, {"num_attention_heads", c->n_head},
+            {"num_key_value_heads", c->n_kv_head}, {"num_hidden_layers", c->n_layer},
+            {"head_dim", lmf_head_size(c)}, {"max_position_embeddings", c->max_seq_len},
+            {"rms_norm_eps", c->norm_eps}};
+        hf_family(j, arch, "Gemma3ForCausalLM", "gemma3_text", f, sizeof f / sizeof *f);
+        /* the scale as 1/sqrt(query_pre_attn_scalar): a whole number when it is one to fp32's precision */
+        double s = lmf_block_attn_scale(c), q = 1.0 / (s * s);
+        if (fabs(q - round(q)) < 1e-4 * q) num(j, "query_pre_attn_scalar", round(q)); /* an int in Gemma3TextConfig */
+        else numf(j, "query_pre_attn_scalar", q);
+        num(j, "sliding_window", c->sliding_window ? c->sliding_window : c->max_seq_len);
+        cJSON *lt = cJSON_AddArrayToObject(j, "layer_types");
+        for (int l = 0; l < c->n_layer; l++)
+            cJSON_AddItemToArray(lt, cJSON_CreateString(lmf_block_layer_window(c, l) ? "sliding_attention"
+                                                                                    : "full_attention"));
+        cJSON *rp = cJSON_AddObjectToObject(j, "rope_parameters"), *full = cJSON_AddObjectToObject(rp, "full_attention");
+        cJSON *slide = cJSON_AddObjectToObject(rp, "sliding_attention");
+        cJSON_AddStringToObject(full, "rope_type", c->rope_scaling ? "linear" : "default");
+        numf(full, "rope_theta", c->rope_theta);
+        if (c->rope_scaling) numf(full, "factor", c->rope_factor);
+        cJSON_AddStringToObject(slide, "rope_type", "default");
+        numf(slide, "rope_theta", c->rope_theta_swa != 0.0f ? c->rope_theta_swa : c->rope_theta);
+        cJSON_AddStringToObject(j, "hidden_activation", "gelu_pytorch_tanh");
+        cJSON_AddNullToObject(j, "final_logit_softcapping");
+        cJSON_AddNullToObject(j, "attn_logit_softcapping");
+        cJSON_AddBoolToObject(j, "attention_bias", 0);
+        cJSON_AddBoolToObject(j, "use_bidirectional_attention", 0);
+        cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_embeddings);
     } else if (w->cfg.arch == LMF_ARCH_GPT2) {
         const num_field f[] = {{"n_embd", c->n_embd},         {"n_layer", c->n_layer},   {"n_head", c->n_head},
                                {"n_positions", c->max_seq_len}, {"n_ctx", c->max_seq_len}, {"n_inner", c->ffn_dim},
@@ -1075,13 +1127,21 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
         int *pq = NULL, *pk = NULL, qwen = w->cfg.arch != LMF_ARCH_LLAMA, KV = c->n_kv_head * hs;
         if (w->cfg.pos == LMF_POS_ROPE_INTERLEAVED)
             pq = rope_perm(&s->P, c->n_head, hs, 0), pk = rope_perm(&s->P, c->n_kv_head, hs, 0);
+        int gemma = c->arch == LMF_ARCH_GEMMA3;
+        void (*norm)(st_list *, const char *, const float *, int) = gemma ? put_gemma_norm : put_v;
         put_m(s, "model.embed_tokens.weight", &w->tok_emb, NULL);
-        put_v(s, "model.norm.weight", w->out_norm_w, C);
+        norm(s, "model.norm.weight", w->out_norm_w, C);
         if (!c->tied_embeddings) put_m(s, "lm_head.weight", &w->lm_head, NULL);
         for (int l = 0; l < c->n_layer; l++) {
             const lmf_layer_weights *L = &w->layers[l];
-            put_v(s, N("model.layers.%d.input_layernorm.weight", l), L->attn_norm_w, C);
-            put_v(s, N("model.layers.%d.post_attention_layernorm.weight", l), L->ffn_norm_w, C);
+            norm(s, N("model.layers.%d.input_layernorm.weight", l), L->attn_norm_w, C);
+            if (gemma) { /* the sandwich: post_attention_layernorm is attention's output norm here, not the FFN's */
+                norm(s, N("model.layers.%d.post_attention_layernorm.weight", l), L->post_attn_norm_w, C);
+                norm(s, N("model.layers.%d.pre_feedforward_layernorm.weight", l), L->ffn_norm_w, C);
+                norm(s, N("model.layers.%d.post_feedforward_layernorm.weight", l), L->post_ffn_norm_w, C);
+            } else {
+                put_v(s, N("model.layers.%d.post_attention_layernorm.weight", l), L->ffn_norm_w, C);
+            }
             if (c->arch == LMF_ARCH_PHI3) { /* q | k | v and gate | up fused (validation: rotate_half order) */
                 const lmf_wtensor *qkv[3] = {&L->wq, &L->wk, &L->wv}, *gu[2] = {&L->w_gate, &L->w_up};
                 put_fused(s, N("model.layers.%d.self_attn.qkv_proj.weight", l), qkv, 3);
@@ -1095,8 +1155,8 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
             put_m(s, N("model.layers.%d.self_attn.v_proj.weight", l), &L->wv, NULL);
             put_m(s, N("model.layers.%d.self_attn.o_proj.weight", l), &L->wo, NULL);
             if (c->qk_norm) { /* HF's order (validation keeps q/k-norm models in rotate_half order) */
-                put_v(s, N("model.layers.%d.self_attn.q_norm.weight", l), L->q_norm_w, lmf_qk_norm_width(c, 0));
-                put_v(s, N("model.layers.%d.self_attn.k_norm.weight", l), L->k_norm_w, lmf_qk_norm_width(c, 1));
+                norm(s, N("model.layers.%d.self_attn.q_norm.weight", l), L->q_norm_w, lmf_qk_norm_width(c, 0));
+                norm(s, N("model.layers.%d.self_attn.k_norm.weight", l), L->k_norm_w, lmf_qk_norm_width(c, 1));
             }
             if (c->qkv_bias) { /* qwen2's (the exporter refuses llama with them); Q's and K's follow their rows */
                 const float *b[3] = {L->bq, L->bk, L->bv};
@@ -1230,7 +1290,7 @@ static lmf_status hf_tokenizer(const lmf_weights *w, const char *dir) {
 lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_t type) {
     const lmf_model_config *c = &w->cfg;
     if (c->arch != LMF_ARCH_LLAMA && c->arch != LMF_ARCH_GPT2 && c->arch != LMF_ARCH_OPT && c->arch != LMF_ARCH_QWEN2 &&
-        c->arch != LMF_ARCH_QWEN3 && c->arch != LMF_ARCH_OLMOE && c->arch != LMF_ARCH_PHI3)
+        c->arch != LMF_ARCH_QWEN3 && c->arch != LMF_ARCH_OLMOE && c->arch != LMF_ARCH_PHI3 && c->arch != LMF_ARCH_GEMMA3)
         return lmf_fail(LMF_ERR_ARG, "%s: cannot export family '%s'", dir, lmf_arch_name(c->arch));
     int longrope = c->rope_scaling == LMF_ROPE_SCALING_LONGROPE;
     if (longrope && c->arch != LMF_ARCH_PHI3)
@@ -1239,7 +1299,7 @@ lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_
         (c->n_expert || c->qkv_bias || (c->rope_scaling && !longrope) || c->head_dim || c->pos != LMF_POS_ROPE_HALF))
         return lmf_fail(LMF_ERR_ARG, "%s: transformers' Phi-3 has no experts, no q/k/v biases, no RoPE scaling but "
                         "LongRoPE, heads hidden_size / heads wide and RoPE on halves; this model does not fit", dir);
-    if ((c->qk_norm == LMF_QK_NORM_HEAD && c->arch != LMF_ARCH_QWEN3) ||
+    if ((c->qk_norm == LMF_QK_NORM_HEAD && c->arch != LMF_ARCH_QWEN3 && c->arch != LMF_ARCH_GEMMA3) ||
         (c->qk_norm == LMF_QK_NORM_FULL && c->arch != LMF_ARCH_OLMOE) ||
         ((c->arch == LMF_ARCH_QWEN3 || c->arch == LMF_ARCH_OLMOE) && !c->qk_norm))
         return lmf_fail(LMF_ERR_ARG, "%s: a per-head q/k norm is written as transformers' Qwen3 / Qwen3-MoE (arch = "

@@ -343,7 +343,7 @@ static int site_names(const lmf_model_config *c, lmf_obs_site site, const char *
         return names[0] = "attn_q", names[1] = "attn_k", names[2] = "attn_v", 3;
     case LMF_OBS_ATTN_OUT: return names[0] = "attn_output", 1;
     case LMF_OBS_FFN_IN:
-        if (c->act == LMF_ACT_SWIGLU && c->arch != LMF_ARCH_PHI3) return names[0] = "ffn_gate", names[1] = "ffn_up", 2;
+        if (lmf_act_gated(c->act) && c->arch != LMF_ARCH_PHI3) return names[0] = "ffn_gate", names[1] = "ffn_up", 2;
         return names[0] = "ffn_up", 1;
     case LMF_OBS_FFN_DOWN: return names[0] = "ffn_down", 1;
     case LMF_OBS_ROUTER: return names[0] = "ffn_gate_inp", 1;

@@ -47,6 +47,7 @@ struct lmf_kv_pool {
     int *refs;                  /* per block: the sessions (and prefix-cache entries) holding it; free at 0 */
     /* the scratch of one step */
     float *rope;                /* (max_ctx, hs): per position hs/2 cosines then hs/2 sines */
+    float *rope_swa;            /* the windowed layers' (cfg.rope_theta_swa), or NULL */
     float *x, *xn, *qkv, *att, *fch, *fcact; /* (NB, C|C|S|QD|FF|F), S = QD + 2 KV, QD = n_head hs, FF = 2F or F */
     float *mean, *rstd;         /* (NB) norm statistics */
     void *qin;                  /* converted input rows, per thread: 3 x QMV_MAX x qin_stride */
@@ -88,7 +89,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
     for (int j = 0, row = 0; j < n; row += seqs[j++].n)
         lmf_block_embed(w, p->x + (size_t)row * C, tok + row, seqs[j].n, seqs[j].n, seqs[j].p0, NULL);
     if (prefill) {
-        lmf_block_ctx ctx = {.cfg = c, .rope = p->rope, .dq = p->dq, .dq_floats = p->dq_floats, .B = 1, .T = N,
+        lmf_block_ctx ctx = {.cfg = c, .rope = p->rope, .rope_swa = p->rope_swa, .dq = p->dq, .dq_floats = p->dq_floats, .B = 1, .T = N,
                              .seqs = seqs, .n_seqs = n, .scores = p->scores,
                              .scores_stride = (size_t)QBLK * p->max_ctx, .kvbuf = p->kvbuf,
                              .kvbuf_stride = (size_t)lmf_head_size(c) * p->bs, .nthreads = p->nthreads,
@@ -108,7 +109,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
     }
     /* decode: the whole step in one parallel region (lmf_block_decode: five barriers per layer); a fork/join per
      * product cost ~150 region starts and ends per token */
-    lmf_block_decode_ctx d = {.cfg = c, .rope = p->rope, .seqs = seqs, .n_seqs = n, .x = p->x, .proj = p->xn,
+    lmf_block_decode_ctx d = {.cfg = c, .rope = p->rope, .rope_swa = p->rope_swa, .seqs = seqs, .n_seqs = n, .x = p->x, .proj = p->xn,
                               .qkv = p->qkv, .fch = p->fch, .fcact = p->fcact, .part = p->part, .qin = p->qin,
                               .qin_stride = p->qin_stride, .xnt = p->xnt, .scores = p->scores,
                               .scores_stride = (size_t)QBLK * p->max_ctx, .lora = p->lora,
@@ -183,8 +184,8 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
     if (p->dq_floats > DQ_BYTES / sizeof(float)) p->dq_floats = DQ_BYTES / sizeof(float);
     size_t widest = (size_t)(C > F ? C : F) > (size_t)QD ? (size_t)(C > F ? C : F) : (size_t)QD; /* o's input: QD */
     if (p->dq_floats < 16 * widest) p->dq_floats = 16 * widest; /* an R16 group */
-    size_t FF = c->act == LMF_ACT_SWIGLU ? 2 * (size_t)F : (size_t)F, T = (size_t)p->nthreads;
-    size_t floats[] = {(size_t)max_ctx * hs, (size_t)NB * C, (size_t)NB * C, (size_t)NB * (QD + 2 * KV),
+    size_t FF = lmf_act_gated(c->act) ? 2 * (size_t)F : (size_t)F, T = (size_t)p->nthreads;
+    size_t floats[] = {(size_t)max_ctx * hs * (c->rope_theta_swa != 0.0f ? 2 : 1), (size_t)NB * C, (size_t)NB * C, (size_t)NB * (QD + 2 * KV),
                        (size_t)NB * QD, (size_t)NB * FF, (size_t)NB * F, NB, NB, p->dq_floats, T * QBLK * max_ctx,
                        (T * 3 * QMV_MAX * p->qin_stride + 3) / 4, T * QMV_MAX * (size_t)lmf_block_xn_width(c),
                        T * QMV_MAX * (size_t)(QD + c->n_head), type == LMF_KV_F16 ? T * hs * block_size : 0};
@@ -203,6 +204,7 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
         lmf_rope_table_scaled(p->rope, max_ctx, hs, c->rope_theta,
                               max_ctx > c->rope_orig_ctx ? w->rope_long : w->rope_short, c->rope_factor);
     else if (c->pos != LMF_POS_LEARNED) lmf_block_rope_table(c, p->rope, max_ctx);
+    if (lmf_block_rope_table_swa(c, p->rope + (size_t)max_ctx * hs, max_ctx)) p->rope_swa = p->rope + (size_t)max_ctx * hs;
     if (c->n_expert) {
         p->moe = lmf_xmalloc(sizeof(float) * lmf_moe_layer_floats(c, NB));
         p->moe_scratch = lmf_xmalloc(sizeof(float) * lmf_moe_scratch_floats(c, NB, 0));

@@ -39,6 +39,11 @@
  *          gate/up, cut into views; LongRoPE (the 128k models: rope_scaling "longrope", longrope() below). Refused:
  *          partial_rotary_factor other than 1 (Phi-4-mini). sliding_window as mistral's (absent: none), as transformers
  *          applies it (Phi-3-mini-4k: 2047; llama.cpp's phi3 does not, so its GGUFs agree up to that many tokens).
+ *   gemma3_text: llama's names, but post_attention_layernorm is attention's output norm, and
+ *          pre_feedforward_layernorm / post_feedforward_layernorm the FFN's input and output norms; self_attn.{q,k}_norm
+ *          per head; every norm weight w stored as Gemma's (the model scales by 1 + w). layer_types (or
+ *          sliding_window_pattern), sliding_window, query_pre_attn_scalar, rope_parameters per layer type. Refused:
+ *          soft-capping, bidirectional attention, model_type gemma3 (the vision-language folders).
  *   gpt2:  [transformer.]{wte, wpe, ln_f, h.N.{ln_1, attn.c_attn (fused q|k|v along out), attn.c_proj, ln_2,
  *          mlp.c_fc, mlp.c_proj}}.{weight,bias}; Conv1D weights stored (in, out); head tied to wte.
  *   opt:   [model.]decoder.{embed_tokens, embed_positions (max_position_embeddings + 2 rows: positions start at
@@ -295,6 +300,15 @@ static lmf_status vec(hf *h, const char *name, int n, const float **out) {
     lmf_status s = lmf_weights_f32_copy(h->w, type, src, (size_t)n, what, out);
     free(tmp);
     return s;
+}
+
+/* A Gemma norm weight: Gemma3RMSNorm scales by 1 + w, which lmforge keeps as the weight itself (as llama.cpp's
+ * converter writes it). */
+static lmf_status vec_plus1(hf *h, const char *name, int n, const float **out) {
+    LMF_TRY(vec(h, name, n, out));
+    float *f = (float *)*out; /* an owned copy (lmf_weights_f32_copy) */
+    for (int i = 0; i < n; i++) f[i] += 1.0f;
+    return LMF_OK;
 }
 
 static int has_tensor(hf *h, const char *full) {
@@ -657,6 +671,141 @@ static lmf_status rope_config(hf *h, lmf_model_config *c) {
     return LMF_OK;
 }
 
+/* The sizes every llama-like config.json gives the same way (the KV heads default to the heads). */
+static lmf_status llama_sizes(hf *h, lmf_model_config *c) {
+    LMF_TRY(get_int(h, "hidden_size", -1, &c->n_embd));
+    LMF_TRY(get_int(h, "intermediate_size", -1, &c->ffn_dim));
+    LMF_TRY(get_int(h, "num_attention_heads", -1, &c->n_head));
+    LMF_TRY(get_int(h, "num_hidden_layers", -1, &c->n_layer));
+    LMF_TRY(get_int(h, "num_key_value_heads", c->n_head, &c->n_kv_head));
+    return get_int(h, "vocab_size", -1, &c->vocab_size);
+}
+
+/* Gemma 3's RoPE: rope_parameters per layer type (transformers 5: {"full_attention": {rope_type, rope_theta,
+ * factor}, "sliding_attention": {...}}), or transformers 4's rope_theta, rope_local_base_freq and rope_scaling (the
+ * global layers'). The global layers take linear scaling (Gemma 3 4B+: factor 8), the local ones none. */
+static lmf_status gemma3_rope(hf *h, lmf_model_config *c) {
+    double global = 1e6, local = 1e4, factor = 0;
+    const cJSON *rp = field(h, "rope_parameters"), *scaling = field(h, "rope_scaling");
+    const cJSON *full = rp ? cJSON_GetObjectItemCaseSensitive(rp, "full_attention") : NULL;
+    const cJSON *slide = rp ? cJSON_GetObjectItemCaseSensitive(rp, "sliding_attention") : NULL;
+    const cJSON *v;
+    if (field(h, "rope_theta")) LMF_TRY(get_field(h, "rope_theta", FIELD_FLOAT, 0, &global));
+    if (field(h, "rope_local_base_freq")) LMF_TRY(get_field(h, "rope_local_base_freq", FIELD_FLOAT, 0, &local));
+    const cJSON *objs[2] = {full, slide};
+    static const char *const keys[2] = {"rope_parameters.full_attention", "rope_parameters.sliding_attention"};
+    for (int k = 0; k < 2; k++) {
+        if (!objs[k] || cJSON_IsNull(objs[k])) continue;
+        if (!cJSON_IsObject(objs[k]))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" must be an object", h->cfg_path, keys[k]);
+        if ((v = cJSON_GetObjectItemCaseSensitive(objs[k], "rope_theta")))
+            LMF_TRY(rope_num(h, keys[k], objs[k], "default", "rope_theta", 0, k ? &local : &global));
+        v = cJSON_GetObjectItemCaseSensitive(objs[k], "rope_type");
+        const char *t = cJSON_IsString(v) ? v->valuestring : "default";
+        if (!strcmp(t, "linear") && !k) LMF_TRY(rope_num(h, keys[k], objs[k], t, "factor", 0, &factor));
+        else if (strcmp(t, "default"))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s.rope_type\" is \"%s\"; lmforge runs Gemma 3's default "
+                            "RoPE, and linear scaling on the global layers", h->cfg_path, keys[k], t);
+    }
+    if (scaling && !full) { /* transformers 4: the global layers' scaling */
+        v = cJSON_GetObjectItemCaseSensitive(scaling, "rope_type");
+        if (!v) v = cJSON_GetObjectItemCaseSensitive(scaling, "type");
+        if (!cJSON_IsString(v) || strcmp(v->valuestring, "linear"))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"rope_scaling\": lmforge runs Gemma 3's linear scaling only",
+                            h->cfg_path);
+        LMF_TRY(rope_num(h, "rope_scaling", scaling, "linear", "factor", 0, &factor));
+    }
+    c->rope_theta = (float)global, c->rope_theta_swa = (float)local;
+    if (factor != 0 && factor != 1) c->rope_scaling = LMF_ROPE_SCALING_LINEAR, c->rope_factor = (float)factor;
+    return LMF_OK;
+}
+
+/* Gemma 3's local / global layers: layer_types (a list of "sliding_attention" / "full_attention") when present,
+ * else every sliding_window_pattern-th layer global (6); the list must be such a pattern. */
+static lmf_status gemma3_layers(hf *h, lmf_model_config *c) {
+    int n = 6, L = c->n_layer;
+    LMF_TRY(get_int(h, "sliding_window_pattern", 6, &n));
+    const cJSON *lt = field(h, "layer_types");
+    if (lt) {
+        if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != L)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"layer_types\" must be a list of %d entries", h->cfg_path, L);
+        n = 0; /* the first global layer gives the pattern */
+        for (int l = 0; l < L && !n; l++) {
+            const cJSON *e = cJSON_GetArrayItem(lt, l);
+            if (cJSON_IsString(e) && !strcmp(e->valuestring, "full_attention")) n = l + 1;
+        }
+        for (int l = 0; l < L; l++) {
+            const cJSON *e = cJSON_GetArrayItem(lt, l);
+            const char *want = n && (l + 1) % n == 0 ? "full_attention" : "sliding_attention";
+            if (!cJSON_IsString(e) || strcmp(e->valuestring, want))
+                return lmf_fail(LMF_ERR_FORMAT, "%s: field \"layer_types\": entry %d is not \"%s\"; lmforge runs a "
+                                "global layer every Nth layer (sliding_window_pattern), not another pattern",
+                                h->cfg_path, l, want);
+        }
+    }
+    c->swa_pattern = n;
+    return LMF_OK;
+}
+
+/* Gemma 3's text model (model_type gemma3_text: Gemma3ForCausalLM, the 270M and 1B checkpoints). */
+static lmf_status load_gemma3(hf *h) {
+    lmf_weights *w = h->w;
+    lmf_model_config *c = &w->cfg;
+    *c = lmf_model_config_default(LMF_ARCH_GEMMA3);
+    LMF_TRY(llama_sizes(h, c));
+    LMF_TRY(get_int(h, "max_position_embeddings", 131072, &c->max_seq_len));
+    LMF_TRY(get_float(h, "rms_norm_eps", 1e-6f, &c->norm_eps));
+    LMF_TRY(get_bool(h, "tie_word_embeddings", 1, &c->tied_embeddings));
+    int head_dim, bias, bidir;
+    LMF_TRY(get_int(h, "head_dim", 256, &head_dim));
+    if ((long long)head_dim * c->n_head != c->n_embd) c->head_dim = head_dim;
+    double qpas = 256;
+    LMF_TRY(get_field(h, "query_pre_attn_scalar", FIELD_FLOAT, 256, &qpas));
+    c->attn_scale = (float)(1.0 / sqrt(qpas));
+    LMF_TRY(get_int(h, "sliding_window", 4096, &c->sliding_window));
+    LMF_TRY(gemma3_layers(h, c));
+    LMF_TRY(gemma3_rope(h, c));
+    LMF_TRY(get_bool(h, "attention_bias", 0, &bias));
+    LMF_TRY(get_bool(h, "use_bidirectional_attention", 0, &bidir));
+    if (bias || bidir)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: \"%s\": true is not supported", h->cfg_path,
+                        bias ? "attention_bias" : "use_bidirectional_attention");
+    static const char *const caps[] = {"final_logit_softcapping", "attn_logit_softcapping"};
+    for (int i = 0; i < 2; i++)
+        if (field(h, caps[i]))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" (Gemma 2's soft-capping) is not supported",
+                            h->cfg_path, caps[i]);
+    static const char *const gelu[] = {"gelu_pytorch_tanh", NULL};
+    LMF_TRY(want_str(h, "hidden_activation", gelu, "GeGLU (gelu_tanh)"));
+    LMF_TRY(check_config(h, "gemma3"));
+
+    int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim, V = c->vocab_size;
+    int hs = lmf_head_size(c);
+    char name[160];
+    LMF_TRY(matrix(h, "model.embed_tokens.weight", V, C, &w->tok_emb));
+    if (c->tied_embeddings) w->lm_head = w->tok_emb;
+    else LMF_TRY(matrix(h, "lm_head.weight", V, C, &w->lm_head));
+    LMF_TRY(vec_plus1(h, "model.norm.weight", C, &w->out_norm_w));
+    LMF_TRY(alloc_layers(h, "num_hidden_layers"));
+    for (int l = 0; l < c->n_layer; l++) {
+        lmf_layer_weights *L = &w->layers[l];
+        LMF_TRY(vec_plus1(h, NAME("model.layers.%d.input_layernorm.weight", l), C, &L->attn_norm_w));
+        LMF_TRY(vec_plus1(h, NAME("model.layers.%d.post_attention_layernorm.weight", l), C, &L->post_attn_norm_w));
+        LMF_TRY(vec_plus1(h, NAME("model.layers.%d.pre_feedforward_layernorm.weight", l), C, &L->ffn_norm_w));
+        LMF_TRY(vec_plus1(h, NAME("model.layers.%d.post_feedforward_layernorm.weight", l), C, &L->post_ffn_norm_w));
+        LMF_TRY(vec_plus1(h, NAME("model.layers.%d.self_attn.q_norm.weight", l), hs, &L->q_norm_w));
+        LMF_TRY(vec_plus1(h, NAME("model.layers.%d.self_attn.k_norm.weight", l), hs, &L->k_norm_w));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.q_proj.weight", l), QD, C, &L->wq));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.k_proj.weight", l), KV, C, &L->wk));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.v_proj.weight", l), KV, C, &L->wv));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.o_proj.weight", l), C, QD, &L->wo));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.gate_proj.weight", l), F, C, &L->w_gate));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.up_proj.weight", l), F, C, &L->w_up));
+        LMF_TRY(matrix(h, NAME("model.layers.%d.mlp.down_proj.weight", l), C, F, &L->w_down));
+    }
+    return LMF_OK;
+}
+
 /* llama, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe, olmoe and phi3 (model_type): one layout of names, a few fields
  * apart. */
 static lmf_status load_llama(hf *h, const char *type) {
@@ -670,12 +819,7 @@ static lmf_status load_llama(hf *h, const char *type) {
                                   : qwen  ? LMF_ARCH_QWEN2
                                   : phi3  ? LMF_ARCH_PHI3
                                           : LMF_ARCH_LLAMA);
-    LMF_TRY(get_int(h, "hidden_size", -1, &c->n_embd));
-    LMF_TRY(get_int(h, "intermediate_size", -1, &c->ffn_dim));
-    LMF_TRY(get_int(h, "num_attention_heads", -1, &c->n_head));
-    LMF_TRY(get_int(h, "num_hidden_layers", -1, &c->n_layer));
-    LMF_TRY(get_int(h, "num_key_value_heads", c->n_head, &c->n_kv_head));
-    LMF_TRY(get_int(h, "vocab_size", -1, &c->vocab_size));
+    LMF_TRY(llama_sizes(h, c));
     LMF_TRY(get_int(h, "max_position_embeddings", 2048, &c->max_seq_len));
     LMF_TRY(get_float(h, "rms_norm_eps", 1e-6f, &c->norm_eps));
     LMF_TRY(get_float(h, "rope_theta", 10000.0f, &c->rope_theta));
@@ -1002,12 +1146,17 @@ static lmf_status load(hf *h) {
         !strcmp(mt->valuestring, "qwen2_moe") || !strcmp(mt->valuestring, "qwen3") ||
         !strcmp(mt->valuestring, "qwen3_moe") || !strcmp(mt->valuestring, "olmoe") || !strcmp(mt->valuestring, "phi3"))
         LMF_TRY(load_llama(h, mt->valuestring));
+    else if (!strcmp(mt->valuestring, "gemma3_text")) LMF_TRY(load_gemma3(h));
+    else if (!strcmp(mt->valuestring, "gemma3"))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: model_type \"gemma3\" is Gemma 3's vision-language model "
+                        "(Gemma3ForConditionalGeneration); lmforge reads the text-only gemma3_text folders (the 270M "
+                        "and 1B checkpoints) and llama.cpp's gemma3 GGUFs", h->cfg_path);
     else if (!strcmp(mt->valuestring, "gpt2")) LMF_TRY(load_gpt2(h));
     else if (!strcmp(mt->valuestring, "opt")) LMF_TRY(load_opt(h));
     else
         return lmf_fail(LMF_ERR_FORMAT,
                         "%s: model_type \"%s\" is not supported (lmforge loads llama, mistral, smollm3, mixtral, qwen2, "
-                        "qwen2_moe, qwen3, qwen3_moe, olmoe, phi3, gpt2 and opt)",
+                        "qwen2_moe, qwen3, qwen3_moe, olmoe, phi3, gemma3_text, gpt2 and opt)",
                         h->cfg_path, mt->valuestring);
     LMF_TRY(load_tokenizer(h));
     return lmf_weights_validate(h->w, h->dir);

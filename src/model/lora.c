@@ -218,7 +218,7 @@ lmf_status lmf_lora_create_pattern(const lmf_model_config *cfg, const char *targ
     }
     for (int i = 0; i < nd; i++) {
         if (!all && !want[i]) continue;
-        if (cfg->act != LMF_ACT_SWIGLU && defs[i].m0 == 4) continue; /* no gate matrix outside SwiGLU */
+        if (!lmf_act_gated(cfg->act) && defs[i].m0 == 4) continue; /* no gate matrix outside SwiGLU */
         lmf_lora_module *m = &l->mod[l->n_mod++];
         snprintf(m->name, sizeof m->name, "%s", defs[i].name);
         m->kind = LMF_LORA_LINEAR, m->m0 = defs[i].m0, m->m1 = defs[i].m1, m->n_exp = 1;

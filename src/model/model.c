@@ -26,7 +26,7 @@ static dims dims_of(const lmf_model_config *c, int B, int T) {
     d.B = B, d.T = T, d.N = B * T, d.C = c->n_embd, d.L = c->n_layer, d.V = c->vocab_size;
     d.NH = c->n_head, d.NKV = c->n_kv_head, d.hs = lmf_head_size(c), d.QD = d.NH * d.hs, d.KVD = d.NKV * d.hs;
     d.S = d.QD + 2 * d.KVD;
-    d.F = c->ffn_dim, d.FF = c->act == LMF_ACT_SWIGLU ? 2 * d.F : d.F;
+    d.F = c->ffn_dim, d.FF = lmf_act_gated(c->act) ? 2 * d.F : d.F;
     return d;
 }
 
@@ -109,7 +109,7 @@ static double model_bytes(const lmf_model_config *cfg, int max_batch, int max_se
     double ln = cfg->norm == LMF_NORM_LAYER, hs = lmf_head_size(cfg), QD = cfg->n_head * hs;
     double KVD = cfg->n_kv_head * hs, S = QD + 2.0 * KVD, qkn = cfg->qk_norm != LMF_QK_NORM_NONE;
     double wide = C > QD ? C : QD;
-    double F = cfg->ffn_dim, FF = cfg->act == LMF_ACT_SWIGLU ? 2 * F : F, V = cfg->vocab_size;
+    double F = cfg->ffn_dim, FF = lmf_act_gated(cfg->act) ? 2 * F : F, V = cfg->vocab_size;
     double att = (double)lmf_attention_scratch_floats(max_seq, omp_get_max_threads()); /* shared by the layers */
     double ffn = cfg->n_expert ? 0 : FF + F, moe = 0; /* MoE layers keep their own rows instead of fch / fcact */
     if (cfg->n_expert) { /* lmf_moe_layer_floats per layer and lmf_moe_scratch_floats, with their 16-float padding */
@@ -159,6 +159,11 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     if (max_batch <= 0 || max_seq <= 0 || max_seq > cfg->max_seq_len) {
         lmf_fail(LMF_ERR_ARG, "sequence length %d must be in [1, max_seq_len=%d] and batch %d positive", max_seq,
                  cfg->max_seq_len, max_batch);
+        return NULL;
+    }
+    if (cfg->arch == LMF_ARCH_GEMMA3) {
+        lmf_fail(LMF_ERR_ARG, "training a gemma3 model is not implemented yet (its sandwich norms, GeGLU and scaled "
+                 "embeddings run in inference only)");
         return NULL;
     }
     if (cfg->sliding_window && max_seq > cfg->sliding_window) {
@@ -459,7 +464,7 @@ static void group_spans(const lmf_model_config *cfg, int l0, int l1, int r, int 
     size_t CA = QD / (size_t)t, KVA = KVD / (size_t)t, Ft = F / (size_t)t, Fst = Fs / (size_t)t;
     size_t q0 = (size_t)r * CA, g0 = (size_t)r * KVA, f0 = (size_t)r * Ft, s0 = (size_t)r * Fst;
     size_t v0 = (size_t)((long)d.V * r / t), v1 = (size_t)((long)d.V * (r + 1) / t);
-    int swiglu = cfg->act == LMF_ACT_SWIGLU;
+    int swiglu = lmf_act_gated(cfg->act);
 #define ROWS(a, n, w) span_push(out, base + (a) * (w), base + ((a) + (n)) * (w))
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; off += sizes[i++]) {
         if (!sizes[i]) continue;

@@ -27,7 +27,7 @@ static int shape_of(int s[3], int a, int b, int c) {
 
 int lmf_param_shape(const lmf_model_config *c, int i, int s[3]) {
     int V = c->vocab_size, C = c->n_embd, L = c->n_layer, F = c->ffn_dim;
-    int QD = lmf_q_width(c), S = QD + 2 * lmf_kv_width(c), FF = c->act == LMF_ACT_SWIGLU ? 2 * F : F;
+    int QD = lmf_q_width(c), S = QD + 2 * lmf_kv_width(c), FF = lmf_act_gated(c->act) ? 2 * F : F;
     int ln = c->norm == LMF_NORM_LAYER, b = c->bias, E = c->n_expert, Fs = c->shared_ffn_dim;
     s[0] = s[1] = s[2] = 0;
     switch (i) {
@@ -78,7 +78,7 @@ void lmf_params_view(lmf_weights *w, const lmf_model_config *c, const float *par
     for (int i = 0; i < LMF_NUM_PARAM_TENSORS; i++) off[i] = total, total += sizes[i];
     int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim, V = c->vocab_size;
     int S = QD + 2 * KV;
-    int swiglu = c->act == LMF_ACT_SWIGLU, FF = swiglu ? 2 * F : F;
+    int swiglu = lmf_act_gated(c->act), FF = swiglu ? 2 * F : F;
 #define T(i) (sizes[i] ? params + off[i] : NULL)
 #define LT(i, l, per) (sizes[i] ? params + off[i] + (size_t)(l) * (per) : NULL)
     w->cfg = *c;

@@ -177,7 +177,7 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
             if (c->shared_gate && !L->sh_gate_inp)
                 return lmf_fail(LMF_ERR_FORMAT, "%s: layer %d: the shared expert's gate is missing", origin, l);
         } else {
-            if (w->cfg.act == LMF_ACT_SWIGLU) LMF_TRY(check(&L->w_gate, F, C, origin, "ffn gate", l));
+            if (lmf_act_gated(w->cfg.act)) LMF_TRY(check(&L->w_gate, F, C, origin, "ffn gate", l));
             LMF_TRY(check(&L->w_up, F, C, origin, "ffn up", l));
             LMF_TRY(check(&L->w_down, C, F, origin, "ffn down", l));
         }
@@ -185,6 +185,9 @@ lmf_status lmf_weights_validate(const lmf_weights *w, const char *origin) {
             return lmf_fail(LMF_ERR_FORMAT, "%s: layer %d: the q and k norm weights are missing", origin, l);
         if ((c->bias || c->qkv_bias) && (!L->bq || !L->bk || !L->bv))
             return lmf_fail(LMF_ERR_FORMAT, "%s: layer %d: the q, k and v biases are missing", origin, l);
+        if (c->post_norms && (!L->post_attn_norm_w || !L->post_ffn_norm_w))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: layer %d: the post-attention and post-FFN norm weights are missing",
+                            origin, l);
         if (!L->attn_norm_w || !L->ffn_norm_w ||
             (w->cfg.norm == LMF_NORM_LAYER && (!L->attn_norm_b || !L->ffn_norm_b)))
             return lmf_fail(LMF_ERR_FORMAT, "%s: layer %d: norm weights are missing", origin, l);

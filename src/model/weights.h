@@ -41,7 +41,10 @@ typedef struct {
     lmf_wtensor wq, wk, wv, wo;             /* (C,C) (KV,C) (KV,C) (C,C), KV = n_kv_head * hs */
     const float *bq, *bk, *bv, *bo;         /* NULL when the family has no biases */
     const float *ffn_norm_w, *ffn_norm_b;
-    lmf_wtensor w_gate, w_up, w_down;       /* (F,C) (F,C) (C,F); w_gate absent unless SwiGLU; absent with MoE */
+    const float *post_attn_norm_w, *post_ffn_norm_w; /* cfg.post_norms: (C) each, on attention's and the FFN's
+                                                      * outputs before the residual adds; NULL otherwise */
+    lmf_wtensor w_gate, w_up, w_down;       /* (F,C) (F,C) (C,F); w_gate absent unless gated (SwiGLU, GeGLU); absent
+                                             * with MoE */
     const float *b_up, *b_down;
     /* mixture of experts (cfg.n_expert E > 0, docs/moe.md): the router, E experts of gate (F,C), up (F,C) and
      * down (C,F) as experts[3e], [3e+1], [3e+2] (views of whatever holds them: per-expert tensors of a Hugging Face

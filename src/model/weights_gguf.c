@@ -145,6 +145,57 @@ static lmf_status rope_scaling(const lmf_gguf *g, const char *arch, lmf_model_co
     return llama3_from_freqs(g, r, half, cfg);
 }
 
+/* Gemma 3's keys, as llama.cpp's gemma3 reads them: a window (attention.sliding_window) on all layers but every
+ * Nth (attention.sliding_window_pattern, 6 when absent; or an array of one flag per layer, true = windowed, which must
+ * be such a pattern), whose RoPE base is rope.freq_base_swa (10000) without the file's scaling; q.k scaled by
+ * 1/sqrt(head size), or 1/sqrt(embedding_length / head_count) for the 62-layer 27B; no final soft-capping. */
+static lmf_status gemma3_config(const lmf_gguf *g, lmf_model_config *c) {
+    char key[96];
+    uint32_t u = 0;
+    snprintf(key, sizeof key, "gemma3.final_logit_softcapping");
+    const lmf_gguf_kv *kv = lmf_gguf_find(g, key);
+    float cap = 0;
+    if (kv) LMF_TRY(lmf_gguf_get_f32(g, key, &cap));
+    if (cap != 0.0f)
+        return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %g: final-logit soft-capping (Gemma 2's) is not supported", g->path,
+                        key, cap);
+    snprintf(key, sizeof key, "gemma3.attention.sliding_window");
+    if (lmf_gguf_find(g, key)) LMF_TRY(lmf_gguf_get_u32(g, key, &u));
+    if (u > (1u << 30)) return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %u is too large", g->path, key, u);
+    c->sliding_window = (int)u;
+    c->swa_pattern = 6;
+    snprintf(key, sizeof key, "gemma3.attention.sliding_window_pattern");
+    kv = lmf_gguf_find(g, key);
+    if (kv && kv->type == LMF_GGUF_ARRAY) {
+        const lmf_gguf_kv *a;
+        LMF_TRY(lmf_gguf_get_arr(g, key, LMF_GGUF_BOOL, &a));
+        if ((long long)a->count != c->n_layer)
+            return lmf_fail(LMF_ERR_FORMAT, "%s: %s has %llu entries for %d layers", g->path, key,
+                            (unsigned long long)a->count, c->n_layer);
+        const uint8_t *f = a->data;
+        int n = 0;
+        for (int l = 0; l < c->n_layer && !n; l++)
+            if (!f[l]) n = l + 1;
+        for (int l = 0; l < c->n_layer; l++)
+            if (!f[l] != (n && (l + 1) % n == 0))
+                return lmf_fail(LMF_ERR_FORMAT, "%s: %s: layer %d breaks the pattern of a global layer every %d; "
+                                "lmforge runs no other", g->path, key, l, n);
+        c->swa_pattern = n;
+    } else if (kv) {
+        LMF_TRY(lmf_gguf_get_u32(g, key, &u));
+        if (u > (1u << 30)) return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %u is too large", g->path, key, u);
+        c->swa_pattern = (int)u;
+    }
+    c->rope_theta_swa = 10000.0f;
+    snprintf(key, sizeof key, "gemma3.rope.freq_base_swa");
+    if (lmf_gguf_find(g, key)) LMF_TRY(lmf_gguf_get_f32(g, key, &c->rope_theta_swa));
+    if (!(c->rope_theta_swa > 0.0f))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %g must be positive", g->path, key, c->rope_theta_swa);
+    if (!c->sliding_window) c->swa_pattern = 0, c->rope_theta_swa = 0.0f; /* llama.cpp: every layer global */
+    if (c->n_layer == 62) c->attn_scale = 1.0f / sqrtf((float)(c->n_embd / c->n_head)); /* as llama.cpp's 27B */
+    return LMF_OK;
+}
+
 /* The config of a llama, qwen2, qwen2moe, qwen3, qwen3moe or olmoe GGUF (arch.* keys, vocab from token_embd.weight, tied when
  * output.weight is absent, q/k/v biases when blk.0 has them; max_seq_len = arch.context_length; RoPE scaling from
  * rope_scaling()), refusing what the model cannot represent (yarn / longrope scaling, partial rotary heads). */
@@ -154,9 +205,11 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
     int smollm3 = !strcmp(arch, "smollm3"); /* llama's layout, every 4th layer without RoPE (llama.cpp's fixed step) */
     int qwen = strcmp(arch, "llama") != 0 && !smollm3, qwen3 = !strncmp(arch, "qwen3", 5), olmoe = !strcmp(arch, "olmoe");
     int qmoe = !strcmp(arch, "qwen2moe") || !strcmp(arch, "qwen3moe") || olmoe, phi3 = !strcmp(arch, "phi3");
-    lmf_model_config cfg = lmf_model_config_default(olmoe   ? LMF_ARCH_OLMOE
-                                                    : qwen3 ? LMF_ARCH_QWEN3
-                                                    : phi3  ? LMF_ARCH_PHI3
+    int gemma3 = !strcmp(arch, "gemma3");
+    lmf_model_config cfg = lmf_model_config_default(olmoe    ? LMF_ARCH_OLMOE
+                                                    : qwen3  ? LMF_ARCH_QWEN3
+                                                    : phi3   ? LMF_ARCH_PHI3
+                                                    : gemma3 ? LMF_ARCH_GEMMA3
                                                     : qwen  ? LMF_ARCH_QWEN2
                                                             : LMF_ARCH_LLAMA);
     cfg.nope_interval = smollm3 ? 4 : 0;
@@ -252,6 +305,7 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
             cfg.shared_gate = 1;
         }
     }
+    if (gemma3) LMF_TRY(gemma3_config(g, &cfg));
 #undef KEY
     cfg.max_seq_len = ctx_len;
     if (lmf_model_config_validate(&cfg) != LMF_OK) {
@@ -358,10 +412,10 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
     int gpt2 = !strcmp(arch, "gpt2");
     if (!gpt2 && strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0 && strcmp(arch, "qwen2moe") != 0 &&
         strcmp(arch, "qwen3") != 0 && strcmp(arch, "qwen3moe") != 0 && strcmp(arch, "olmoe") != 0 &&
-        strcmp(arch, "phi3") != 0 && strcmp(arch, "smollm3") != 0)
+        strcmp(arch, "phi3") != 0 && strcmp(arch, "smollm3") != 0 && strcmp(arch, "gemma3") != 0)
         return lmf_fail(LMF_ERR_FORMAT, "%s: general.architecture is \"%s\"; lmforge runs \"llama\", \"smollm3\", "
-                        "\"qwen2\", \"qwen2moe\", \"qwen3\", \"qwen3moe\", \"olmoe\", \"phi3\" and \"gpt2\" GGUFs",
-                        g->path, arch);
+                        "\"qwen2\", \"qwen2moe\", \"qwen3\", \"qwen3moe\", \"olmoe\", \"phi3\", \"gemma3\" and "
+                        "\"gpt2\" GGUFs", g->path, arch);
     lmf_model_config *c = &w->cfg;
     if (gpt2) {
         LMF_TRY(gpt2_config(g, c));
@@ -394,6 +448,10 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
         lmf_layer_weights *L = &w->layers[l];
         LMF_TRY(vec(w, g, NAME("attn_norm.weight"), C, &L->attn_norm_w));
         LMF_TRY(vec(w, g, NAME("ffn_norm.weight"), C, &L->ffn_norm_w));
+        if (c->post_norms) { /* gemma3's, already 1 + w as llama.cpp's converter writes them */
+            LMF_TRY(vec(w, g, NAME("post_attention_norm.weight"), C, &L->post_attn_norm_w));
+            LMF_TRY(vec(w, g, NAME("post_ffw_norm.weight"), C, &L->post_ffn_norm_w));
+        }
         LMF_TRY(matrix(g, NAME("attn_output.weight"), C, QD, &L->wo));
         if (c->n_expert) {
             int E = c->n_expert, Fs = c->shared_ffn_dim;

@@ -20,6 +20,9 @@ AutoModelForCausalLM computes from the saved weights (every position, T x V, row
                12 (q 48 wide on hidden_size 32), GQA 4 / 2, F32
   phi3_swa     Phi3ForCausalLM (qkv_proj, gate_up_proj fused), sliding_window 7 over 30 tokens, F32
   smollm3      SmolLM3ForCausalLM, 4 layers (the 4th without RoPE: no_rope_layer_interval 4), GQA 4 / 2, tied, F32
+  gemma3       Gemma3ForCausalLM (gemma3_text): 6 layers, every 3rd global (the others a window of 5 over 40 tokens,
+               RoPE base 100; the global ones base 1e4, linear factor 2), head_dim 16 on hidden_size 32,
+               query_pre_attn_scalar 24, GQA 4 / 2, tied, F32
 
 Weights are random (seeded) and larger than HF's 0.02 init so logits differ visibly between positions and tokens.
 Everything is small (about 200 KB in all) so the folders are committed.
@@ -33,7 +36,7 @@ import sys
 import torch
 import transformers
 from transformers import (AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, OPTConfig,
-                          Phi3Config, SmolLM3Config)
+                          Phi3Config, SmolLM3Config, Gemma3TextConfig)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "hf")
@@ -137,6 +140,15 @@ def models():
             num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-6,
             rope_parameters={"rope_type": "default", "rope_theta": 50000.0}, tie_word_embeddings=True,
             bos_token_id=1, eos_token_id=2, pad_token_id=2), 77, torch.float32, n_tokens=16),
+        "gemma3": lambda: build("gemma3", Gemma3TextConfig(
+            vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=6, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=24, max_position_embeddings=64,
+            rms_norm_eps=1e-6, sliding_window=5, layer_types=["sliding_attention", "sliding_attention",
+                                                              "full_attention"] * 2,
+            rope_parameters={"full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0},
+                             "sliding_attention": {"rope_type": "default", "rope_theta": 100.0}},
+            tie_word_embeddings=True, bos_token_id=2, eos_token_id=1, pad_token_id=0), 88, torch.float32,
+            n_tokens=40),
     }
 
 
