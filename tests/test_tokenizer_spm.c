@@ -189,7 +189,8 @@ static void test_streaming_equals_one_shot(void **state) {
     whole->spm->split_words = 0;
     /* and tokenizer.json's forms: Prepend + Replace, Metaspace "first" (its mark only at the start of the text,
      * which the streaming encoder must know) and Metaspace "always" with split */
-    lmf_tokenizer *hf[4] = {hf_variant(0), hf_variant(1), hf_variant(2), hf_variant(3)}; /* 3: Unicode strips */
+    lmf_tokenizer *hf[5] = {hf_variant(0), hf_variant(1), hf_variant(2), hf_variant(3), /* 3: Unicode strips */
+                            hf_variant(4)};                                               /* 4: Gemma's form */
     /* the Phi-3 vocabulary's special tokens strip the whitespace after them (llama.cpp's rule by its name); one
      * form here strips it on both sides, which the streaming encoder must hold back for */
     assert_non_null(phi3->strip);
@@ -198,7 +199,7 @@ static void test_streaming_equals_one_shot(void **state) {
     lmf_tokenizer_set_strip(hf[2], end, LMF_STRIP_LEFT | LMF_STRIP_RIGHT);
     char text[400];
     for (int it = 0; it < 1200; it++) {
-        lmf_tokenizer *tok = it < 300 ? phi3 : hf[it % 4];
+        lmf_tokenizer *tok = it < 300 ? phi3 : hf[it % 5];
         size_t n = 0;
         for (int k = (int)(rnd() % 12); k-- > 0;) {
             const char *p = parts[rnd() % (sizeof parts / sizeof *parts)];
@@ -237,7 +238,7 @@ static void test_streaming_equals_one_shot(void **state) {
         free(one.data), free(streamed.data), free(dec1.data), free(out.data);
     }
     lmf_tokenizer_free(whole);
-    for (int v = 0; v < 4; v++) lmf_tokenizer_free(hf[v]);
+    for (int v = 0; v < 5; v++) lmf_tokenizer_free(hf[v]);
 }
 
 /* A hand-made vocabulary: no byte tokens (characters without a piece become <unk>, once each), and a tie between
@@ -426,8 +427,8 @@ static void write_text(const char *path, const char *text) {
 }
 
 /* The fixture's tokenizer.json as variant v: 0 as written, 1 Metaspace "first" without split, 2 Metaspace
- * "always" with split, 3 as written with lstrip / rstrip on "<|end|>" and rstrip on "<tool>" (hf_spm_fixture.py's
- * variants). */
+ * "always" with split, 3 as written with lstrip / rstrip on "<|end|>" and rstrip on "<tool>", 4 Gemma's Replace
+ * normalizer without the Prepend and its Split pre-tokenizer (hf_spm_fixture.py's variants). */
 static lmf_tokenizer *hf_variant(int v) {
     char path[300];
     snprintf(path, sizeof path, "%s", HF_SPM_DIR "/tokenizer.json");
@@ -442,6 +443,20 @@ static lmf_tokenizer *hf_variant(int v) {
         }
         char *out = cJSON_PrintUnformatted(j);
         snprintf(path, sizeof path, "%s/hf_variant3.json", tmpdir);
+        write_text(path, out);
+        free(out);
+        cJSON_Delete(j);
+    } else if (v == 4) {
+        char *text = slurp(path, NULL);
+        cJSON *j = cJSON_Parse(text);
+        free(text);
+        cJSON_ReplaceItemInObject(j, "normalizer", cJSON_Parse("{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, "
+                                                               "\"content\": \"\xe2\x96\x81\"}"));
+        cJSON_ReplaceItemInObject(j, "pre_tokenizer", cJSON_Parse("{\"type\": \"Split\", \"pattern\": {\"String\": "
+                                                                  "\" \"}, \"behavior\": \"MergedWithPrevious\", "
+                                                                  "\"invert\": false}"));
+        char *out = cJSON_PrintUnformatted(j);
+        snprintf(path, sizeof path, "%s/hf_variant4.json", tmpdir);
         write_text(path, out);
         free(out);
         cJSON_Delete(j);
@@ -471,9 +486,9 @@ static lmf_tokenizer *hf_variant(int v) {
 
 static void test_hf_tokenizer_json_equals_tokenizers(void **state) {
     (void)state;
-    lmf_tokenizer *tok[4] = {hf_variant(0), hf_variant(1), hf_variant(2), hf_variant(3)}, *saved[4];
+    lmf_tokenizer *tok[5] = {hf_variant(0), hf_variant(1), hf_variant(2), hf_variant(3), hf_variant(4)}, *saved[5];
     assert_true(lmf_tokenizer_sentencepiece(tok[0]));
-    for (int v = 0; v < 4; v++) { /* written back as tokenizer.json and read again: the same ids below */
+    for (int v = 0; v < 5; v++) { /* written back as tokenizer.json and read again: the same ids below */
         char p[300];
         snprintf(p, sizeof p, "%s/saved%d.json", tmpdir, v);
         assert_int_equal(lmf_tokenizer_save(tok[v], p), LMF_OK);
@@ -484,7 +499,7 @@ static void test_hf_tokenizer_json_equals_tokenizers(void **state) {
     assert_non_null(all);
     uint8_t *text = malloc(len);
     int32_t *want = malloc(len * sizeof *want);
-    int cases[4] = {0}, round_trips = 0;
+    int cases[5] = {0}, round_trips = 0;
     for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
         int v = line[0] - '0';
         size_t n, m;
@@ -515,9 +530,10 @@ static void test_hf_tokenizer_json_equals_tokenizers(void **state) {
     }
     for (int v = 0; v < 3; v++) assert_int_equal(cases[v], 265);
     assert_int_equal(cases[3], 80); /* Unicode spaces beside stripping tokens */
+    assert_int_equal(cases[4], 265);
     assert_true(round_trips > 400);
     free(text), free(want), free(all);
-    for (int v = 0; v < 4; v++) lmf_tokenizer_free(tok[v]), lmf_tokenizer_free(saved[v]);
+    for (int v = 0; v < 5; v++) lmf_tokenizer_free(tok[v]), lmf_tokenizer_free(saved[v]);
 }
 
 static void test_hf_bad_files(void **state) {

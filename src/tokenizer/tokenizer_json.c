@@ -217,8 +217,9 @@ static int is_str(const cJSON *o, const char *key, const char *want) {
 }
 
 /* How the file turns spaces into "▁" and where it puts one before the text: the legacy normalizer (Prepend "▁",
- * then Replace " " -> "▁"; Llama 2, Mistral, TinyLlama) or the Metaspace pre-tokenizer (prepend_scheme always,
- * first or never, split; it puts no "▁" before a fragment that starts with one). */
+ * then Replace " " -> "▁"; Llama 2, Mistral, TinyLlama; Gemma without the Prepend, and a pre-tokenizer splitting on
+ * the spaces that are no longer there) or the Metaspace pre-tokenizer (prepend_scheme always, first or never, split;
+ * it puts no "▁" before a fragment that starts with one). */
 static lmf_status spm_spaces(const cJSON *root, const char *path, int *prefix, int *split, int *metaspace) {
     *prefix = LMF_SPM_PREFIX_NEVER, *split = 0, *metaspace = 0;
     int replaced = 0;
@@ -239,6 +240,11 @@ static lmf_status spm_spaces(const cJSON *root, const char *path, int *prefix, i
         }
     }
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    /* Gemma's (transformers' GemmaConverter): Split on " " after the normalizer replaced every space: a no-op */
+    if (replaced && json_type(pt) && !strcmp(json_type(pt), "Split") &&
+        is_str(cJSON_GetObjectItemCaseSensitive(pt, "pattern"), "String", " ") &&
+        !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt, "invert")))
+        pt = NULL;
     if (pt && !cJSON_IsNull(pt)) {
         const char *t = json_type(pt);
         if (!t || strcmp(t, "Metaspace") || !is_str(pt, "replacement", "\xe2\x96\x81") || replaced)

@@ -12,7 +12,8 @@ result are kept), plus a non-special added token "<tool>" and
 a special "<|end|>". Variants (the first field of each line): 0 the file as written; 1 no normalizer and a Metaspace
 pre-tokenizer with prepend_scheme "first", split false (transformers' legacy=false form); 2 Metaspace "always",
 split true; 3 the file as written with lstrip / rstrip on "<|end|>" and rstrip on "<tool>" (texts with Unicode
-spaces beside them: Hugging Face strips every White_Space character). Each line: "<variant> 1 <hex of the text>
+spaces beside them: Hugging Face strips every White_Space character); 4 Gemma's normalizer (Replace without Prepend)
+and pre-tokenizer (Split on " "). Each line: "<variant> 1 <hex of the text>
 <ids...>" (1: added tokens parsed, as Hugging Face always parses them)."""
 import json
 import os
@@ -93,4 +94,14 @@ strip_texts = ["".join(rng.choice(specials[2:4]) if rng.random() < 0.3 else
 with open(os.path.join(out_dir, "cases.txt"), "a") as f:
     for x in strip_texts:
         f.write("3 1 %s %s\n" % (x.encode().hex() or "-", " ".join(map(str, strip_tok.encode(x, add_special_tokens=False).ids))))
-print(len(vocab), "pieces,", len(merges), "merges,", 3 * (len(texts) + len(special_texts)) + len(strip_texts), "cases")
+# Variant 4: Gemma's form (transformers' GemmaConverter): Replace " " -> "▁" without the Prepend, and a Split on " "
+# (a no-op once the normalizer has replaced every space); the same texts as variants 0-2.
+gemma = Tokenizer.from_file(os.path.join(out_dir, "tokenizer.json"))
+gemma.normalizer = normalizers.Replace(" ", M)
+gemma.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
+with open(os.path.join(out_dir, "cases.txt"), "a") as f:
+    for x in texts + special_texts:
+        ids = gemma.encode(x, add_special_tokens=False).ids
+        f.write("4 1 %s %s\n" % (x.encode().hex() or "-", " ".join(map(str, ids))))
+print(len(vocab), "pieces,", len(merges), "merges,",
+      4 * (len(texts) + len(special_texts)) + len(strip_texts), "cases")
