@@ -11,7 +11,8 @@
 # usage: bench/finetune_bench.sh [THREADS...]          (default: 1 2)
 # env:   BUILD=build  MODELS=$BUILD/models  PYTHON=/work/venv-peft/bin/python if it exists, else python3
 #        (with torch, transformers, peft)  WORK=/tmp/lmforge-finetune-bench  STEPS=6 (lmforge: median of 2..STEPS;
-#        PEFT: 1 warm-up + STEPS-1 timed)
+#        PEFT: 1 warm-up + STEPS-1 timed)  F32=... Q8=...: another model's F32 and Q8_0 GGUFs (SmolLM2's by default;
+#        the PEFT side runs the F32 one's Hugging Face export)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -24,8 +25,8 @@ STEPS=${STEPS:-6}
 THREADS=("$@")
 [ ${#THREADS[@]} -gt 0 ] || THREADS=(1 2)
 B=4 T=512 R=16 ALPHA=32 DROP=0.1
-F32=$MODELS/SmolLM2-135M-Instruct.F32.gguf
-Q8=$MODELS/SmolLM2-135M-Instruct.Q8_0.gguf
+F32=${F32:-$MODELS/SmolLM2-135M-Instruct.F32.gguf}
+Q8=${Q8:-$MODELS/SmolLM2-135M-Instruct.Q8_0.gguf}
 for f in "$F32" "$Q8"; do [ -f "$f" ] || { echo "missing $f" >&2; exit 2; }; done
 "$PYTHON" -c "import torch, transformers, peft" || { echo "$PYTHON lacks torch / transformers / peft" >&2; exit 2; }
 cmake --build "$BUILD" -j"$(nproc)" --target lmforge > /dev/null

@@ -130,7 +130,7 @@ typedef enum {
  *         (64 experts top-8, not renormalised).
  *  gemma3: Gemma 3's text model: qwen3's per-head q/k norm, GeGLU, an RMSNorm on attention's and the FFN's outputs
  *         (post_norms), embeddings scaled by sqrt(n_embd), local layers (sliding_window, every swa_pattern-th layer
- *         global) with their own RoPE base; norm weights hold 1 + Gemma's (as llama.cpp's GGUFs); inference only. */
+ *         global) with their own RoPE base; norm weights hold 1 + Gemma's (as llama.cpp's GGUFs). */
 #define LMF_MAX_EXPERT 256 /* experts per layer lmforge accepts */
 
 typedef struct {
@@ -174,9 +174,10 @@ typedef struct {
     float rope_low_freq_factor;  /* llama3: 0 < low < high (Llama 3.x: 1 and 4) */
     float rope_high_freq_factor;
     int rope_orig_ctx;           /* llama3: the context length pretraining used (original_max_position_embeddings) */
-    /* Sliding-window attention (Mistral 7B v0.1, Phi-3-mini-4k; Hugging Face's sliding_window): 0 attends to every
-     * earlier position; W > 0 to the last W positions only, the query's own included (keys p > query - W), on every
-     * layer. Inference applies it; training refuses a sequence length past W (up to W it is the same function). */
+    /* Sliding-window attention (Mistral 7B v0.1, Phi-3-mini-4k, Gemma 3; Hugging Face's sliding_window): 0 attends to
+     * every earlier position; W > 0 to the last W positions only, the query's own included (keys p > query - W), on
+     * every layer (Gemma: those swa_pattern says). Inference applies it; training refuses a sequence length past W
+     * (up to W it is the same function). */
     int sliding_window;
     /* NoPE layers (SmolLM3): 0 rotates q and k on every layer; N > 0 leaves layers N-1, 2N-1, ... (every Nth, counted
      * from 1) without RoPE, as Hugging Face's no_rope_layer_interval (SmolLM3: 4) and llama.cpp's smollm3 */

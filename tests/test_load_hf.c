@@ -262,6 +262,39 @@ static void test_lazy_write(void **state) {
     rm_tmp();
 }
 
+/* The training model made from w on T tokens: its forward's logits against ref (T x V, returned: the relative
+ * error), and its gradients of the next-token loss against central finite differences at two parameters of every
+ * tensor (asserted within 2e-3 of the largest gradient). */
+static double train_check(const lmf_weights *w, const int32_t *tok, int T, const float *ref, int V) {
+    int32_t tg[64];
+    lmf_model *m;
+    if (lmf_model_from_weights(w, 1, T, 1, &m) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_model_forward(m, tok, NULL, 1, T);
+    double e = rel_err(lmf_model_logits(m), ref, (long)T * V);
+    for (int i = 0; i < T; i++) tg[i] = i + 1 < T ? tok[i + 1] : -1;
+    lmf_model_zero_grad(m);
+    lmf_model_forward(m, tok, tg, 1, T);
+    lmf_model_backward(m, 1.0f);
+    double worst = 0, maxg = 0;
+    for (size_t i = 0; i < m->num_params; i++) maxg = fmax(maxg, fabs(m->grads[i]));
+    for (int k = 0; k < 2 * LMF_NUM_PARAM_TENSORS; k++) {
+        int t = k / 2;
+        if (!m->param_sizes[t]) continue;
+        size_t i = m->param_offsets[t] + m->param_sizes[t] * (size_t)(1 + k % 2) / 3;
+        float p0 = m->params[i], h = 1e-2f;
+        m->params[i] = p0 + h;
+        double lp = lmf_model_forward(m, tok, tg, 1, T);
+        m->params[i] = p0 - h;
+        double lm = lmf_model_forward(m, tok, tg, 1, T);
+        m->params[i] = p0;
+        worst = fmax(worst, fabs((lp - lm) / (2 * h) - m->grads[i]) / maxg);
+    }
+    printf("  gradients vs finite differences: %.3g of the largest\n", worst);
+    assert_true(worst <= 2e-3);
+    lmf_model_free(m);
+    return e;
+}
+
 /* One prefill of T tokens through w against ref (T x V): the relative error. */
 static double logits_err(lmf_weights *w, const int32_t *tok, int T, const float *ref, int V) {
     lmf_session *s;
@@ -521,13 +554,19 @@ static void test_gemma3(void **state) {
     float *ref;
     int V, T = fixture_tokens("gemma3", tok, &ref, &V);
     check_chunked("gemma3", w, tok, T, ref, V);
-    assert_null(lmf_model_create(c, 1, 4, 1));
-    assert_non_null(strstr(lmf_last_error(), "gemma3"));
+    /* training: the window's length (5, where windowed and full attention agree), whose logits are transformers' first
+     * five rows; gradients against finite differences (GeGLU, the sandwich norms, the embedding scale, q.k's scale
+     * and both RoPE tables all in the path); a longer row is refused */
+    assert_null(lmf_model_create(c, 1, 6, 1));
+    assert_non_null(strstr(lmf_last_error(), "sliding_window 5"));
+    double e = train_check(w, tok, 5, ref, V);
+    printf("gemma3       training forward (T 5): rel err %.3g\n", e);
+    assert_true(e <= TOL);
     /* the HF export (norms back to Gemma's w, layer_types, rope_parameters per layer type): transformers' logits */
     make_tmp();
     if (lmf_export_safetensors(w, TMP, LMF_GGML_F32) != LMF_OK) fail_msg("%s", lmf_last_error());
     lmf_weights *we = load_ok(TMP);
-    double e = logits_err(we, tok, T, ref, V);
+    e = logits_err(we, tok, T, ref, V);
     printf("gemma3       through the HF export: rel err %.3g\n", e);
     assert_true(e <= TOL);
     lmf_weights_free(we);
@@ -568,32 +607,12 @@ static void test_smollm3(void **state) {
     lmf_weights *w = load_ok(HF "smollm3");
     assert_int_equal(lmf_weights_config(w)->nope_interval, 4);
     assert_string_equal(lmf_gguf_arch(lmf_weights_config(w)), "smollm3"); /* the model's and its adapters' GGUFs */
-    int32_t tok[64], tg[64];
+    int32_t tok[64];
     float *ref;
     int V, T = fixture_tokens("smollm3", tok, &ref, &V);
-    lmf_model *m;
-    assert_int_equal(lmf_model_from_weights(w, 1, T, 1, &m), LMF_OK);
-    lmf_model_forward(m, tok, NULL, 1, T);
-    double e = rel_err(lmf_model_logits(m), ref, (long)T * V);
-    for (int i = 0; i < T; i++) tg[i] = i + 1 < T ? tok[i + 1] : -1;
-    lmf_model_zero_grad(m);
-    lmf_model_forward(m, tok, tg, 1, T);
-    lmf_model_backward(m, 1.0f);
-    double worst = 0, maxg = 0;
-    for (size_t i = 0; i < m->num_params; i++) maxg = fmax(maxg, fabs(m->grads[i]));
-    for (size_t i = 5; i < m->num_params; i += m->num_params / 29) {
-        float p0 = m->params[i], h = 1e-2f;
-        m->params[i] = p0 + h;
-        double lp = lmf_model_forward(m, tok, tg, 1, T);
-        m->params[i] = p0 - h;
-        double lm = lmf_model_forward(m, tok, tg, 1, T);
-        m->params[i] = p0;
-        worst = fmax(worst, fabs((lp - lm) / (2 * h) - m->grads[i]) / maxg);
-    }
-    printf("smollm3      training forward: rel err %.3g; gradients vs finite differences %.3g\n", e, worst);
+    double e = train_check(w, tok, T, ref, V);
+    printf("smollm3      training forward: rel err %.3g\n", e);
     assert_true(e <= TOL);
-    assert_true(worst <= 2e-3);
-    lmf_model_free(m);
     make_tmp();
     char gg[600];
     snprintf(gg, sizeof gg, "%s/m.gguf", TMP);

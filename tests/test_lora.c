@@ -88,6 +88,9 @@ static void run_family(lmf_arch arch, const char *targets, int n_mod) {
     lmf_model_config c = lmf_model_config_default(arch);
     c.vocab_size = 61, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 24, c.n_head = 4, c.ffn_dim = 40;
     c.n_kv_head = arch == LMF_ARCH_GPT2 ? 4 : 2, c.tied_embeddings = arch == LMF_ARCH_GPT2;
+    if (arch == LMF_ARCH_GEMMA3) /* every knob off its default: the q.k scale, every 2nd layer global (the others a
+                                  * window as long as the rows, and their own RoPE base) */
+        c.attn_scale = 0.3f, c.sliding_window = T, c.swa_pattern = 2, c.rope_theta_swa = 100.0f;
     lmf_model *full = lmf_model_create(&c, B, T, 0);
     assert_non_null(full);
     lmf_model_init_weights(full, 5);
@@ -106,6 +109,8 @@ static void test_llama_qv(void **s) { run_family(LMF_ARCH_LLAMA, "q_proj,v_proj"
 static void test_gpt2(void **s) { run_family(LMF_ARCH_GPT2, "c_attn,c_proj,c_fc", 4); }
 /* phi3: qkv_proj and gate_up_proj, one A over the fused q|k|v and gate|up rows */
 static void test_phi3(void **s) { run_family(LMF_ARCH_PHI3, "all-linear", 4); }
+/* gemma3: GeGLU's gate and up, the sandwich norms and the scaled embeddings on the frozen path */
+static void test_gemma3(void **s) { run_family(LMF_ARCH_GEMMA3, "all-linear", 7); }
 
 static void test_quantized_base(void **s) {
     lmf_weights *w;
@@ -689,7 +694,7 @@ static void test_moe_experts_raw_rslora(void **s) { run_moe(0, 1); }
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_qv), cmocka_unit_test(test_gpt2),
-        cmocka_unit_test(test_phi3),
+        cmocka_unit_test(test_phi3), cmocka_unit_test(test_gemma3),
         cmocka_unit_test(test_quantized_base), cmocka_unit_test(test_bf16_base),
         cmocka_unit_test(test_packed_llama),   cmocka_unit_test(test_packed_gpt2),
         cmocka_unit_test(test_dropout),        cmocka_unit_test(test_dropout_rates),

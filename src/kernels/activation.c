@@ -1,4 +1,4 @@
-/* activation.c — GELU (tanh approximation), SwiGLU and the residual add, spread over threads in chunks. */
+/* activation.c — GELU (tanh approximation), SwiGLU, GeGLU and the residual add, spread over threads in chunks. */
 #include "kernels/kernels.h"
 #include "kernels/vec.h"
 #include "core/parallel.h"
@@ -36,6 +36,31 @@ void lmf_swiglu_backward(float *dgu, const float *dout, const float *gu, int N, 
         const float *g = gu + (long)n * 2 * F;
         float *dg = dgu + (long)n * 2 * F;
         v->swiglu_backward(dg, dg + F, dout + (long)n * F, g, g + F, F);
+    }
+}
+
+void lmf_geglu_forward(float *out, const float *gu, int N, int F) {
+    const lmf_vec_ops *v = lmf_vec();
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *o = out + (long)n * F;
+        const float *up = gu + (long)n * 2 * F + F;
+        v->gelu(o, gu + (long)n * 2 * F, F);
+        for (int j = 0; j < F; j++) o[j] *= up[j];
+    }
+}
+
+/* d up = dout gelu(gate); d gate = gelu'(gate) (dout up), the second through the GELU's own backward */
+void lmf_geglu_backward(float *dgu, const float *dout, const float *gu, int N, int F) {
+    const lmf_vec_ops *v = lmf_vec();
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *g = gu + (long)n * 2 * F, *up = g + F, *d = dout + (long)n * F;
+        float *dg = dgu + (long)n * 2 * F, *du = dg + F;
+        for (int j = 0; j < F; j++) du[j] = d[j] * up[j]; /* d(gelu(gate)) for a moment */
+        v->gelu_backward(dg, g, du, F);
+        v->gelu(du, g, F);
+        for (int j = 0; j < F; j++) du[j] *= d[j];
     }
 }
 

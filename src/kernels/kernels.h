@@ -95,6 +95,9 @@ void lmf_gelu_backward(float *dinp, const float *inp, const float *dout, long n)
 /* gu (N, 2F): gate in columns [0,F), up in [F,2F); out (N,F) = silu(gate) * up. */
 void lmf_swiglu_forward(float *out, const float *gu, int N, int F);
 void lmf_swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int F); /* writes all of dgu */
+/* GeGLU (Gemma): out = gelu_tanh(gate) * up on N rows of gate | up (2F each); the backward writes all of dgu */
+void lmf_geglu_forward(float *out, const float *gu, int N, int F);
+void lmf_geglu_backward(float *dgu, const float *dout, const float *gu, int N, int F);
 void lmf_relu_forward(float *out, const float *inp, long n);
 void lmf_relu_backward(float *dinp, const float *inp, const float *dout, long n); /* dinp = inp > 0 ? dout : 0 */
 

@@ -113,13 +113,8 @@ void lmf_block_ffn_act(const lmf_model_config *cfg, float *fcact, const float *f
 
 /* The same activation over all of N rows, spread over the threads. */
 static void ffn_act_par(const lmf_model_config *cfg, float *fcact, const float *fch, int N, int F) {
-    if (cfg->act == LMF_ACT_GEGLU) {
-        const lmf_vec_ops *V = lmf_vec();
-#pragma omp parallel for schedule(static)
-        for (int i = 0; i < N; i++) act_row(cfg, V, fcact + (size_t)i * F, fch + (size_t)i * 2 * F, F, F);
-        return;
-    }
-    if (cfg->act == LMF_ACT_SWIGLU) lmf_swiglu_forward(fcact, fch, N, F);
+    if (cfg->act == LMF_ACT_GEGLU) lmf_geglu_forward(fcact, fch, N, F);
+    else if (cfg->act == LMF_ACT_SWIGLU) lmf_swiglu_forward(fcact, fch, N, F);
     else if (cfg->act == LMF_ACT_GELU_TANH) lmf_gelu_forward(fcact, fch, (long)N * F);
     else lmf_relu_forward(fcact, fch, (long)N * F);
 }
@@ -177,6 +172,16 @@ int lmf_block_rope_table_swa(const lmf_model_config *cfg, float *tab, int T) {
 
 float lmf_block_attn_scale(const lmf_model_config *cfg) {
     return cfg->attn_scale != 0.0f ? cfg->attn_scale : 1.0f / sqrtf((float)lmf_head_size(cfg));
+}
+
+/* Training attention scales q.k by 1/sqrt(hs) itself: a model of another scale (cfg.attn_scale) has its q columns
+ * (this rank's CA of each of N rows, S apart) multiplied by the ratio after RoPE, and their gradient likewise. */
+static void scale_q(const lmf_model_config *c, float *qkv, int S, int N, int CA) {
+    float f = c->attn_scale != 0.0f ? c->attn_scale * sqrtf((float)lmf_head_size(c)) : 1.0f;
+    if (f == 1.0f) return;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < CA; j++) qkv[(size_t)i * S + j] *= f;
 }
 
 /* The table layer `layer` rotates by. */
@@ -704,13 +709,20 @@ static void adapt(const lmf_block_ctx *ctx, const lmf_block_rows *r, int layer, 
         lmf_lora_forward(ctx->lora, layer, m0, m1, in, ldi, out, ldo, N, ctx->training, r->lora_t, ctx->lora_x);
 }
 
+/* Gemma's sandwich: a product o normalised into out (in place in prefill, where nothing is kept; training keeps o
+ * and rstd for the backward) before its residual add; without cfg.post_norms o itself. */
+static float *post_norm(const lmf_model_config *c, float *o, float *out, float *rstd, const float *w, int N) {
+    if (!c->post_norms) return o;
+    lmf_block_norm_par(c, out, NULL, rstd, o, w, NULL, N);
+    return out;
+}
+
 void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
                        lmf_block_rows *r) {
     const lmf_model_config *c = ctx->cfg;
     widths w = widths_of(ctx);
     int C = w.C, hs = w.hs, CA = w.CA, KVA = w.KVA, S = w.S, F = w.F, FF = w.FF, N = ctx->B * ctx->T;
     int swiglu = lmf_act_gated(c->act);
-    LMF_CHECK(!c->post_norms || ctx->seqs); /* Gemma 3 trains nowhere yet (lmf_model_create refuses it) */
     long NC = (long)N * C;
 
     /* q, k, v: this rank's heads' rows (all of them without tensor parallelism: one fused product) */
@@ -740,6 +752,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     } else {
         lmf_block_rope(c, layer, layer_rope_tab(c, ctx->rope, ctx->rope_swa, layer), r->qkv, S, N, ctx->T, 0,
                        ctx->pos, w.nh + w.nkv, 1.0f);
+        scale_q(c, r->qkv, S, N, CA);
         if (r->qkv_16) {
             lmf_sgemm_bf16_round(r->qkv_16, r->qkv, (long)N * S);
             lmf_attention_forward_b16(r->atty, r->att, r->qkv_16, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
@@ -747,16 +760,16 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
             lmf_attention_forward(r->atty, r->att, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
         }
     }
-    /* o: row-parallel under tensor parallelism (this rank's columns, the partial sums added up, then the bias) */
-    float *o = r->res2 == x ? r->proj : r->res2;
+    /* o: row-parallel under tensor parallelism (this rank's columns, the partial sums added up, then the bias);
+     * training keeps it whole before a sandwich norm */
+    float *o = r->post1 ? r->post1 : r->res2 == x ? r->proj : r->res2;
     lmf_wtensor wo = lmf_wtensor_cols(&L->wo, lmf_block_share_col(&L->wo, CA, w.h0 * hs), CA);
     lin proj = {&wo, ctx->tp ? NULL : L->bo, o, C};
     if (r->atty_16) lmf_sgemm_bf16_round(r->atty_16, r->atty, (long)N * CA);
     linear_in(ctx, layer, LMF_OBS_ATTN_OUT, &proj, 1, r->atty, r->atty_16, CA, N);
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->bo, N, C);
     adapt(ctx, r, layer, 3, 4, r->atty, CA, o, C, N);
-    /* Gemma's sandwich: attention's output normalised (in place; inference only, so no statistics kept) */
-    if (c->post_norms) lmf_block_norm_par(c, o, NULL, r->ln2_rstd, o, L->post_attn_norm_w, NULL, N);
+    o = post_norm(c, o, r->post1 ? r->res2 : o, r->post1 ? r->post1_rstd : r->ln2_rstd, L->post_attn_norm_w, N);
     lmf_residual_forward(r->res2, o, x, NC);
 
     if (r->ln2_16) norm_par_b16(c, r->ln2_16, r->ln2_mean, r->ln2_rstd, r->res2, L->ffn_norm_w, L->ffn_norm_b, N);
@@ -775,12 +788,12 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
     adapt(ctx, r, layer, swiglu ? 4 : 5, 6, r->ln2, C, r->fch, FF, N);
     if (r->fcact_16) ffn_act_par_b16(c, r->fcact_16, r->fch, N, F);
     else ffn_act_par(c, r->fcact, r->fch, N, F);
-    o = r->res3 == r->res2 ? r->proj : r->res3;
+    o = r->post2 ? r->post2 : r->res3 == r->res2 ? r->proj : r->res3;
     lin down = {&wd, ctx->tp ? NULL : L->b_down, o, C};
     linear_in(ctx, layer, LMF_OBS_FFN_DOWN, &down, 1, r->fcact, r->fcact_16, F, N);
     if (ctx->tp) lmf_block_ctx_tp_sum(ctx, o, (size_t)NC), add_bias_opt(o, C, L->b_down, N, C);
     adapt(ctx, r, layer, 6, 7, r->fcact, F, o, C, N);
-    if (c->post_norms) lmf_block_norm_par(c, o, NULL, r->ln2_rstd, o, L->post_ffn_norm_w, NULL, N);
+    o = post_norm(c, o, r->post2 ? r->res3 : o, r->post2 ? r->post2_rstd : r->ln2_rstd, L->post_ffn_norm_w, N);
     lmf_residual_forward(r->res3, o, r->res2, NC);
 }
 
@@ -788,6 +801,7 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
 
 #define F32(t) ((const float *)(t).data)
 #define GRAD(t) ((float *)(t).data) /* gradient views point into the writable gradient buffer */
+#define GRAD_V(v) ((float *)(v))      /* a vector's */
 
 static void norm_backward(const lmf_model_config *c, float *dinp, float *dw, float *db, const float *dout,
                           const float *inp, const float *w, const float *mean, const float *rstd, int N) {
@@ -795,12 +809,30 @@ static void norm_backward(const lmf_model_config *c, float *dinp, float *dw, flo
     else lmf_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, c->n_embd);
 }
 
+/* Gemma's sandwich backward: d(o) = the norm's input gradient of d(out) (o and rstd kept by the forward) into do_
+ * (N,C), its weight's gradient added to dw; without cfg.post_norms d(out) itself. */
+static const float *post_norm_backward(const lmf_model_config *c, float *do_, float *dw, const float *dout,
+                                       const float *o, const float *w, const float *rstd, int N) {
+    if (!c->post_norms) return dout;
+    memset(do_, 0, (size_t)N * c->n_embd * sizeof(float));
+    lmf_rmsnorm_backward(do_, dw, dout, o, w, rstd, N, c->n_embd);
+    return do_;
+}
+
+/* The FFN activation's backward: d(fch) (written whole) from d(fcact). */
+static void act_backward(const lmf_model_config *c, float *dfch, const float *dfcact, const float *fch, int N, int F) {
+    if (c->act == LMF_ACT_SWIGLU) lmf_swiglu_backward(dfch, dfcact, fch, N, F);
+    else if (c->act == LMF_ACT_GEGLU) lmf_geglu_backward(dfch, dfcact, fch, N, F);
+    else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(dfch, fch, dfcact, (long)N * F);
+    else lmf_relu_backward(dfch, fch, dfcact, (long)N * F);
+}
+
 /* lmf_block_backward with the base frozen: input gradients through weights of any type, adapters' gradients. */
 static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
                             const lmf_block_rows *r, lmf_block_grads *g) {
     const lmf_model_config *c = ctx->cfg;
     int C = c->n_embd, NH = c->n_head, hs = lmf_head_size(c), QD = NH * hs, KV = c->n_kv_head * hs;
-    int F = c->ffn_dim, S = qkv_width(c), FF = ffn_width(c), N = ctx->B * ctx->T, swiglu = c->act == LMF_ACT_SWIGLU;
+    int F = c->ffn_dim, S = qkv_width(c), FF = ffn_width(c), N = ctx->B * ctx->T, swiglu = lmf_act_gated(c->act);
     size_t NC = (size_t)N * C;
     lmf_lora *lo = ctx->lora;
     float *dq = ctx->dq, *dn = g->dnorm;
@@ -813,12 +845,11 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
         lmf_moe_backward(ctx, L, NULL, layer, NULL, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, r->lora_t,
                          N);
     } else {
-        lin down = {&L->w_down, NULL, g->dres, C};
+        const float *dout = post_norm_backward(c, g->dbuf, dn, g->dres, r->post2, L->post_ffn_norm_w, r->post2_rstd, N);
+        lin down = {&L->w_down, NULL, (float *)dout, C};
         lmf_block_linear_dinput(&down, 1, g->dfcact, 0.0f, F, N, dq, dqf, ctx->bf16);
-        if (lo) lmf_lora_backward(lo, layer, 6, 7, r->fcact, F, g->dres, C, r->lora_t, g->dfcact, N, ctx->lora_x);
-        if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F); /* these write d(fch) */
-        else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
-        else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
+        if (lo) lmf_lora_backward(lo, layer, 6, 7, r->fcact, F, dout, C, r->lora_t, g->dfcact, N, ctx->lora_x);
+        act_backward(c, g->dfch, g->dfcact, r->fch, N, F);
         lin ffn[2] = {{&L->w_gate, NULL, g->dfch, FF}, {&L->w_up, NULL, g->dfch + (swiglu ? F : 0), FF}};
         lmf_block_linear_dinput(ffn + !swiglu, 1 + swiglu, g->dbuf, 0.0f, C, N, dq, dqf, ctx->bf16);
         if (lo)
@@ -827,15 +858,18 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     norm_backward(c, g->dres, dn, dn + C, g->dbuf, r->res2, L->ffn_norm_w, r->ln2_mean, r->ln2_rstd, N);
 
     /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x); dbuf holds d(atty) (QD wide) first */
-    lin proj = {&L->wo, NULL, g->dres, C};
+    const float *dres2 = post_norm_backward(c, g->dfch, dn, g->dres, r->post1, L->post_attn_norm_w, r->post1_rstd, N);
+    lin proj = {&L->wo, NULL, (float *)dres2, C};
     lmf_block_linear_dinput(&proj, 1, g->dbuf, 0.0f, QD, N, dq, dqf, ctx->bf16);
-    if (lo) lmf_lora_backward(lo, layer, 3, 4, r->atty, QD, g->dres, C, r->lora_t, g->dbuf, N, ctx->lora_x);
+    if (lo) lmf_lora_backward(lo, layer, 3, 4, r->atty, QD, dres2, C, r->lora_t, g->dbuf, N, ctx->lora_x);
     if (r->qkv_16) /* bf16 LoRA keeps q|k|v in bf16 for attention alone (lmf_model_set_bf16) */
         lmf_attention_backward_b16(g->dqkv, r->att, g->dbuf, r->qkv_16, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
     else
         lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs,
                                ctx->bf16);
-    lmf_block_rope(c, layer, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, NH + c->n_kv_head, -1.0f);
+    scale_q(c, g->dqkv, S, N, QD);
+    lmf_block_rope(c, layer, layer_rope_tab(c, ctx->rope, ctx->rope_swa, layer), g->dqkv, S, N, ctx->T, 0, ctx->pos,
+                   NH + c->n_kv_head, -1.0f);
     if (c->qk_norm) qk_norm_grads(ctx, g->dqkv, S, N, qk_groups_of(c, NH, c->n_kv_head, hs), L, NULL, NULL, dn, r);
     lin qkv[3] = {{&L->wq, NULL, g->dqkv, S}, {&L->wk, NULL, g->dqkv + QD, S}, {&L->wv, NULL, g->dqkv + QD + KV, S}};
     lmf_block_linear_dinput(qkv, 3, g->dbuf, 0.0f, C, N, dq, dqf, ctx->bf16);
@@ -867,7 +901,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
     const lmf_model_config *c = ctx->cfg;
     widths w = widths_of(ctx);
     int C = w.C, hs = w.hs, CA = w.CA, KVA = w.KVA, S = w.S, F = w.F, FF = w.FF, N = ctx->B * ctx->T;
-    int swiglu = c->act == LMF_ACT_SWIGLU;
+    int swiglu = lmf_act_gated(c->act);
     size_t NC = (size_t)N * C;
     if (!G) {
         frozen_backward(ctx, L, layer, x, r, g);
@@ -886,11 +920,11 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
         lmf_moe_backward(ctx, L, G, layer, ctx->moe_grad, r->ln2, g->dres, g->dbuf, r->moe, r->moe_scratch, NULL, N);
     } else {
         int c0 = lmf_block_share_col(&L->w_down, F, w.f0), ld = (int)(L->w_down.row_bytes / sizeof(float));
-        linear_backward(ctx, g->dfcact, 0.0f, GRAD(G->w_down) + c0, dw_beta, (float *)G->b_down, g->dres, C, r->fcact,
+        const float *dout = post_norm_backward(c, g->dbuf, GRAD_V(G->post_ffn_norm_w), g->dres, r->post2,
+                                               L->post_ffn_norm_w, r->post2_rstd, N);
+        linear_backward(ctx, g->dfcact, 0.0f, GRAD(G->w_down) + c0, dw_beta, (float *)G->b_down, dout, C, r->fcact,
                         r->fcact_16, F, F32(L->w_down) + c0, ld, N, F, C);
-        if (swiglu) lmf_swiglu_backward(g->dfch, g->dfcact, r->fch, N, F); /* these write d(fch) */
-        else if (c->act == LMF_ACT_GELU_TANH) lmf_gelu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
-        else lmf_relu_backward(g->dfch, r->fch, g->dfcact, (long)N * F);
+        act_backward(c, g->dfch, g->dfcact, r->fch, N, F);
         if (!ctx->tp) {
             linear_backward(ctx, g->dbuf, 0.0f, GRAD(*gfc), dw_beta, (float *)G->b_up, g->dfch, FF, r->ln2, r->ln2_16,
                             C, F32(*fc), C, N, C, FF);
@@ -908,13 +942,17 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
 
     /* attention: res2 = x + o(attn(qkv(norm1(x)))); dres becomes d(x) */
     int o0 = lmf_block_share_col(&L->wo, CA, w.h0 * hs);
-    linear_backward(ctx, g->dbuf, 0.0f, GRAD(G->wo) + o0, dw_beta, (float *)G->bo, g->dres, C, r->atty, r->atty_16,
+    const float *dres2 = post_norm_backward(c, g->dfch, GRAD_V(G->post_attn_norm_w), g->dres, r->post1,
+                                            L->post_attn_norm_w, r->post1_rstd, N);
+    linear_backward(ctx, g->dbuf, 0.0f, GRAD(G->wo) + o0, dw_beta, (float *)G->bo, dres2, C, r->atty, r->atty_16,
                     CA, F32(L->wo) + o0, (int)(L->wo.row_bytes / sizeof(float)), N, CA, C);
     if (r->qkv_16)
         lmf_attention_backward_b16(g->dqkv, r->att, g->dbuf, r->qkv_16, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
     else
         lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
-    lmf_block_rope(c, layer, ctx->rope, g->dqkv, S, N, ctx->T, 0, ctx->pos, w.nh + w.nkv, -1.0f);
+    scale_q(c, g->dqkv, S, N, CA);
+    lmf_block_rope(c, layer, layer_rope_tab(c, ctx->rope, ctx->rope_swa, layer), g->dqkv, S, N, ctx->T, 0, ctx->pos,
+                   w.nh + w.nkv, -1.0f);
     if (c->qk_norm == LMF_QK_NORM_FULL && ctx->tp) /* dbuf is free until the q/k/v input gradient below */
         full_qk_norm_tp_backward(ctx, g->dqkv, S, N, CA, KVA, w.h0 * hs, w.g0 * hs, L, (float *)G->q_norm_w,
                                  (float *)G->k_norm_w, r->qk, r->qk_rstd, g->dbuf, g->dnorm);

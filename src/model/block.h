@@ -136,6 +136,9 @@ typedef struct {
      * fcact unused), attention writes atty and the copy is made from it. NULL: in fp32 where ln1 etc. point */
     uint16_t *ln1_16, *atty_16, *ln2_16, *fcact_16;
     uint16_t *qkv_16; /* q|k|v after RoPE, for attention's products forward and backward (qkv: the fp32 rows) */
+    float *post1, *post1_rstd;        /* training with cfg.post_norms: (N,C) attention's output before its norm, (N);
+                                       * NULL in prefill (normalised in place) */
+    float *post2, *post2_rstd;        /* the FFN's */
 } lmf_block_rows;
 
 /* A tensor-parallel group as the block library sees it (lmf_block_ctx.tp): this rank, the group's size, and the

@@ -61,7 +61,12 @@ typedef struct {
     X("rope_high_freq_factor", LMF_OPT_FLOAT, rope_high_freq_factor, "llama3 RoPE: high_freq_factor")             \
     X("rope_orig_ctx", LMF_OPT_INT, rope_orig_ctx, "llama3 RoPE: original_max_position_embeddings")           \
     X("sliding_window", LMF_OPT_INT, sliding_window, "attend to the last N positions only (0: all; Mistral v0.1)") \
-    X("nope_interval", LMF_OPT_INT, nope_interval, "every Nth layer without RoPE (0: none; SmolLM3: 4)")
+    X("nope_interval", LMF_OPT_INT, nope_interval, "every Nth layer without RoPE (0: none; SmolLM3: 4)")          \
+    X("post_norms", LMF_OPT_BOOL, post_norms, "RMSNorm on attention's and the FFN's outputs (gemma3: set by arch)") \
+    X("embed_scale", LMF_OPT_BOOL, embed_scale, "embeddings times sqrt(n_embd) (gemma3: set by arch)")           \
+    X("attn_scale", LMF_OPT_FLOAT, attn_scale, "q.k scale (0: 1/sqrt(head size); gemma3)")                       \
+    X("swa_pattern", LMF_OPT_INT, swa_pattern, "with sliding_window: every Nth layer global (0: none; gemma3)")   \
+    X("rope_theta_swa", LMF_OPT_FLOAT, rope_theta_swa, "the windowed layers' RoPE base (0: rope_theta; gemma3)")
 
 extern const lmf_opt lmf_model_opts[];
 extern const int lmf_model_n_opts;

@@ -96,7 +96,8 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
                              .lora = (lmf_lora *)p->lora, .observe = p->observe, .observe_user = p->observe_user};
         /* the norms' outputs and the products added to the residual share p->xn */
         lmf_block_rows r = {p->xn, p->mean, p->rstd, p->qkv, NULL, p->att, p->x, p->xn, p->mean, p->rstd, p->fch,
-                            p->fcact, p->x, p->xn, p->lora_t, p->moe, p->moe_scratch, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+                            p->fcact, p->x, p->xn, p->lora_t, p->moe, p->moe_scratch, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                            NULL, NULL, NULL, NULL};
         for (int l = 0; l < c->n_layer; l++) lmf_block_forward(&ctx, &w->layers[l], l, p->x, &r);
         if (!nr) return;
         for (int i = 0; i < nr; i++)

@@ -121,10 +121,10 @@ static double model_bytes(const lmf_model_config *cfg, int max_batch, int max_se
     double t = tp, qkg = cfg->qk_norm == LMF_QK_NORM_FULL ? 2 : (cfg->n_head + cfg->n_kv_head) / t;
     double acts = N * C + L * N * C * 4 + L * N * QD / t + L * N * (2 + 2 * ln) + L * N * S / t + att +
                   L * N * ffn / t + head * (N * C + N * (1 + ln) + N * ceil(V / t) + N) + moe +
-                  qkn * L * N * ((QD + KVD) / t + qkg);
+                  qkn * L * N * ((QD + KVD) / t + qkg) + (cfg->post_norms ? 2 * L * N * (C + 1) : 0);
     double floats = P * (training ? 2 : 1) + acts;
     if (training) floats += N * C + N * wide + N * S / t + N * ffn / t + (2 * C > QD + KVD ? 2 * C : QD + KVD);
-    if (cfg->pos != LMF_POS_LEARNED) floats += (double)cfg->max_seq_len * hs;
+    if (cfg->pos != LMF_POS_LEARNED) floats += (double)cfg->max_seq_len * hs * (cfg->rope_theta_swa != 0.0f ? 2 : 1);
     return floats * sizeof(float) + N * 2 * sizeof(int32_t);
 }
 
@@ -159,11 +159,6 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     if (max_batch <= 0 || max_seq <= 0 || max_seq > cfg->max_seq_len) {
         lmf_fail(LMF_ERR_ARG, "sequence length %d must be in [1, max_seq_len=%d] and batch %d positive", max_seq,
                  cfg->max_seq_len, max_batch);
-        return NULL;
-    }
-    if (cfg->arch == LMF_ARCH_GEMMA3) {
-        lmf_fail(LMF_ERR_ARG, "training a gemma3 model is not implemented yet (its sandwich norms, GeGLU and scaled "
-                 "embeddings run in inference only)");
         return NULL;
     }
     if (cfg->sliding_window && max_seq > cfg->sliding_window) {
@@ -203,13 +198,16 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     size_t qk_groups = cfg->qk_norm == LMF_QK_NORM_FULL ? 2 : (size_t)(d.NH + d.NKV) / tp;
     m->layer_stride_nc = N * d.C;
     lmf_acts *a = &m->acts;
+    size_t pn = cfg->post_norms != 0; /* the sandwich norms' inputs and statistics */
     float **ap[] = {&a->encoded,  &a->ln1_mean, &a->ln1_rstd, &a->att,      &a->res2,   &a->ln2_mean,
                     &a->ln2_rstd, &a->fch,      &a->res3,     &a->lnf,      &a->lnf_mean, &a->lnf_rstd,
-                    &a->logits,   &a->losses,   &a->lse,      &a->qk,       &a->qk_rstd};
+                    &a->logits,   &a->losses,   &a->lse,      &a->qk,       &a->qk_rstd,  &a->post1,
+                    &a->post1_rstd, &a->post2,  &a->post2_rstd};
     size_t as[] = {N * d.C, ln ? L * N : 0, L * N, lmf_attention_scratch_floats(d.T, omp_get_max_threads()),
                    L * N * d.C, ln ? L * N : 0, L * N, ffn * L * N * FF, L * N * d.C, head * N * d.C,
                    head && ln ? N : 0, head * N, head * N * V, head * N, head * N,
-                   qkn * L * N * (size_t)(d.QD + d.KVD) / tp, qkn * L * N * qk_groups};
+                   qkn * L * N * (size_t)(d.QD + d.KVD) / tp, qkn * L * N * qk_groups, pn * L * N * d.C, pn * L * N,
+                   pn * L * N * d.C, pn * L * N};
     m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]), &m->work_bytes);
     carve_inputs(m, training && owner && owner->bf16);
     if (training) {
@@ -217,7 +215,9 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
         float **gp[] = {&g->dres, &g->dbuf, &g->dqkv, &g->dfch, &g->dfcact, &g->dnorm};
         /* dbuf is d(attention output) too (QD wide); dnorm also the q/k norms' weight gradients (QD + KVD) */
         size_t wide = (size_t)(d.C > d.QD ? d.C : d.QD), dn = (size_t)(2 * d.C > d.QD + d.KVD ? 2 * d.C : d.QD + d.KVD);
-        size_t gsz[] = {N * d.C, N * wide, N * S, ffn * N * FF, ffn * N * F, dn};
+        /* dfch is d(attention's output) before its sandwich norm too (C wide) */
+        size_t dfch = ffn * FF > (cfg->post_norms ? (size_t)d.C : 0) ? ffn * FF : (size_t)d.C;
+        size_t gsz[] = {N * d.C, N * wide, N * S, N * dfch, ffn * N * F, dn};
         m->gs_memory = carve(gp, gsz, 6, &m->work_bytes);
     }
     if (cfg->n_expert) {
@@ -232,6 +232,9 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
         if (longrope)
             lmf_rope_table_scaled(m->rope, cfg->max_seq_len, d.hs, cfg->rope_theta, longrope, cfg->rope_factor);
         else lmf_block_rope_table(cfg, m->rope, cfg->max_seq_len);
+        m->rope_swa = cfg->rope_theta_swa != 0.0f ? lmf_xmalloc(sizeof(float) * (size_t)cfg->max_seq_len * d.hs) : NULL;
+        if (m->rope_swa) lmf_block_rope_table_swa(cfg, m->rope_swa, cfg->max_seq_len), m->work_bytes += sizeof(float) *
+                                                                                       (size_t)cfg->max_seq_len * d.hs;
     }
     if (base) {
         m->w = (lmf_weights *)base; /* borrowed: never written, never freed */
@@ -332,7 +335,7 @@ void lmf_model_free(lmf_model *m) {
     lmf_weights_free(m->w);
     lmf_weights_free(m->gw);
     if (!m->shared) lmf_free_big(m->packed_p), lmf_free_big(m->packed_g);
-    LMF_FREE_ALL(m->rope, m->tokens, m->targets, m->pos, m->tp_buf, m->held, m->written, m->packed, m);
+    LMF_FREE_ALL(m->rope, m->rope_swa, m->tokens, m->targets, m->pos, m->tp_buf, m->held, m->written, m->packed, m);
 }
 
 size_t lmf_model_num_params(const lmf_model *m) { return m->num_params; }
@@ -365,7 +368,8 @@ static const lmf_range *held_spans(const lmf_model *m, lmf_range *all, int *n) {
 /* Values [k0, k1) of tensor i into dst, each as one process makes it. */
 static void init_piece(const lmf_model *m, int i, size_t k0, size_t k1, float *dst, uint64_t seed) {
     float resid_std = 0.02f / sqrtf(2.0f * m->cfg.n_layer);
-    if (i == LMF_P_LN1W || i == LMF_P_LN2W || i == LMF_P_LNFW || i == LMF_P_QNORM || i == LMF_P_KNORM) {
+    if (i == LMF_P_LN1W || i == LMF_P_LN2W || i == LMF_P_LNFW || i == LMF_P_QNORM || i == LMF_P_KNORM ||
+        i == LMF_P_POSTATTNW || i == LMF_P_POSTFFNW) {
         for (size_t k = k0; k < k1; k++) dst[k - k0] = 1.0f;
     } else if (i == LMF_P_LN1B || i == LMF_P_LN2B || i == LMF_P_LNFB || i == LMF_P_QKVB || i == LMF_P_ATTPROJB ||
                i == LMF_P_FCB || i == LMF_P_FCPROJB) {
@@ -886,7 +890,9 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
                    : NULL,
         a->ln1_16 ? a->ln1_16 + l * snc : NULL, a->atty_16 ? a->atty_16 + l * A : NULL,
         a->ln2_16 ? a->ln2_16 + l * snc : NULL, a->fcact_16 ? a->fcact_16 + l * sn * F : NULL,
-        a->qkv_16 ? a->qkv_16 + l * sn * S : NULL};
+        a->qkv_16 ? a->qkv_16 + l * sn * S : NULL,
+        a->post1 ? a->post1 + l * snc : NULL, a->post1 ? a->post1_rstd + l * sn : NULL,
+        a->post2 ? a->post2 + l * snc : NULL, a->post2 ? a->post2_rstd + l * sn : NULL};
     *x = l == 0 ? a->encoded : a->res3 + (l - 1) * snc;
     return r;
 }
@@ -912,7 +918,7 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
 
     lmf_acts *a = &m->acts;
     const lmf_weights *w = m->w;
-    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
+    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .rope_swa = m->rope_swa, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
                          .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x,
                          .tp = m->tp};
     if (l0 == 0) lmf_block_embed(w, a->encoded, tokens, d.N, T, 0, m->use_pos ? m->pos : NULL);
@@ -999,7 +1005,7 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
         lmf_rmsnorm_backward(g->dres, dnw, g->dbuf, last, w->out_norm_w, a->lnf_rstd, d.N, d.C);
 
 layers:;
-    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
+    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .rope_swa = m->rope_swa, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
                          .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x,
                          .tp = m->tp, .fresh_grads = m->fresh_grads};
     lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->dnorm};
@@ -1021,6 +1027,10 @@ layers:;
         return;
     }
     float *dwpe = m->gptr[LMF_P_WPE] ? m->gptr[LMF_P_WPE] + (size_t)m->cfg.pos_offset * d.C : NULL;
+    if (m->cfg.embed_scale) { /* the rows were scaled by sqrt(C) on the way in (lmf_block_embed) */
+        float s = (float)sqrt((double)d.C);
+        for (size_t i = 0; i < NC; i++) g->dres[i] *= s;
+    }
     /* tensor parallel: every rank of the group has the same d(embeddings); the first adds them, as the head's rows
      * of a tied wte are each rank's own */
     if (!m->tp || m->tp->rank == 0)

@@ -15,6 +15,7 @@
  * same for sh_gate_w after them. qkv_b exists with cfg.bias or cfg.qkv_bias (qwen2: q, k and v biases only).
  *   q_norm_w (L,hs)  k_norm_w (L,hs): cfg.qk_norm per head (qwen3), after everything else for the same reason;
  *   (L,QD) and (L,KV) with the full-width norm (olmoe).
+ *   post_attn_norm_w (L,C)  post_ffn_norm_w (L,C): cfg.post_norms (gemma3), after those.
  * QD = n_head hs and KV = n_kv_head hs, hs the head size (lmf_head_size: cfg.head_dim, or C / n_head when it is 0).
  *
  * Which tensors exist follows the config's knobs: wpe with learned positions (max_seq_len + pos_offset rows), ln*_b
@@ -38,7 +39,7 @@ enum {
     LMF_P_WTE, LMF_P_WPE, LMF_P_LN1W, LMF_P_LN1B, LMF_P_QKVW, LMF_P_QKVB, LMF_P_ATTPROJW, LMF_P_ATTPROJB,
     LMF_P_LN2W, LMF_P_LN2B, LMF_P_FCW, LMF_P_FCB, LMF_P_FCPROJW, LMF_P_FCPROJB, LMF_P_LNFW, LMF_P_LNFB,
     LMF_P_LMHEAD, LMF_P_ROUTER, LMF_P_EXPFC, LMF_P_EXPPROJ, LMF_P_SHFC, LMF_P_SHPROJ, LMF_P_SHGATE,
-    LMF_P_QNORM, LMF_P_KNORM, LMF_NUM_PARAM_TENSORS
+    LMF_P_QNORM, LMF_P_KNORM, LMF_P_POSTATTNW, LMF_P_POSTFFNW, LMF_NUM_PARAM_TENSORS
 };
 
 extern const char *const lmf_param_names[LMF_NUM_PARAM_TENSORS];
@@ -66,6 +67,8 @@ typedef struct {
     float *losses;                     /* (N) */
     float *lse;                        /* (N) the logits' log-sum-exp per row, for the cross-entropy's backward */
     float *qk, *qk_rstd;               /* cfg.qk_norm: (L,N,QD+KV) q|k before their norm, (L,N,NH+NKV) per head */
+    float *post1, *post1_rstd;         /* cfg.post_norms: (L,N,C) attention's output before its norm, (L,N) */
+    float *post2, *post2_rstd;         /* and the FFN's */
     /* bf16 training (lmf_model_set_bf16): the inputs of the linear products that nothing but products reads (ln1,
      * atty, ln2 unless a mixture of experts routes on it, fcact) are kept per layer in bf16 here, rounded as the
      * products round them; ln1, ln2 (but a MoE's) and fcact above are then NULL (the norms and the activation write
@@ -111,6 +114,7 @@ struct lmf_model {
     lmf_grad_scratch gs;
     float *gs_memory;
     float *rope; /* (max_seq_len, hs): lmf_rope_table rows; RoPE models only */
+    float *rope_swa; /* the windowed layers' (cfg.rope_theta_swa), or NULL */
     lmf_weights *w;  /* F32 views of params (lmf_params_view) */
     int32_t *pos;      /* (N) lmf_model_set_positions's copy, used while use_pos */
     int use_pos;

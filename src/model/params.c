@@ -12,7 +12,7 @@
 const char *const lmf_param_names[LMF_NUM_PARAM_TENSORS] = {
     "wte",  "wpe",  "ln1_w",     "ln1_b",     "qkv_w", "qkv_b", "attn_proj_w", "attn_proj_b", "ln2_w",
     "ln2_b", "fc_w", "fc_b", "fc_proj_w", "fc_proj_b", "lnf_w", "lnf_b", "lm_head", "router_w", "exp_fc_w",
-    "exp_proj_w", "sh_fc_w", "sh_proj_w", "sh_gate_w", "q_norm_w", "k_norm_w"};
+    "exp_proj_w", "sh_fc_w", "sh_proj_w", "sh_gate_w", "q_norm_w", "k_norm_w", "post_attn_norm_w", "post_ffn_norm_w"};
 
 int lmf_qk_norm_width(const lmf_model_config *c, int k) {
     return c->qk_norm == LMF_QK_NORM_HEAD   ? lmf_head_size(c)
@@ -50,6 +50,7 @@ int lmf_param_shape(const lmf_model_config *c, int i, int s[3]) {
     case LMF_P_SHGATE: return E && Fs && c->shared_gate ? shape_of(s, L, C, 0) : 0;
     case LMF_P_QNORM: case LMF_P_KNORM:
         return c->qk_norm ? shape_of(s, L, lmf_qk_norm_width(c, i == LMF_P_KNORM), 0) : 0;
+    case LMF_P_POSTATTNW: case LMF_P_POSTFFNW: return c->post_norms ? shape_of(s, L, C, 0) : 0;
     case LMF_P_LNFW: return shape_of(s, C, 0, 0);
     case LMF_P_LNFB: return ln ? shape_of(s, C, 0, 0) : 0;
     case LMF_P_LMHEAD: return c->tied_embeddings ? 0 : shape_of(s, V, C, 0);
@@ -117,6 +118,7 @@ void lmf_params_view(lmf_weights *w, const lmf_model_config *c, const float *par
         L->q_norm_w = LT(LMF_P_QNORM, l, lmf_qk_norm_width(c, 0));
         L->k_norm_w = LT(LMF_P_KNORM, l, lmf_qk_norm_width(c, 1));
         L->ffn_norm_w = LT(LMF_P_LN2W, l, C), L->ffn_norm_b = LT(LMF_P_LN2B, l, C);
+        L->post_attn_norm_w = LT(LMF_P_POSTATTNW, l, C), L->post_ffn_norm_w = LT(LMF_P_POSTFFNW, l, C);
         lmf_wtensor_set(&L->wq, LMF_GGML_F32, QD, C, qkv);
         lmf_wtensor_set(&L->wk, LMF_GGML_F32, KV, C, qkv + (size_t)QD * C);
         lmf_wtensor_set(&L->wv, LMF_GGML_F32, KV, C, qkv + (size_t)(QD + KV) * C);
@@ -201,6 +203,7 @@ lmf_status lmf_model_from_weights(const lmf_weights *w, int max_batch, int max_s
         copy_vec(a->sh_gate_inp, b->sh_gate_inp, C);
         copy_vec(a->q_norm_w, b->q_norm_w, lmf_qk_norm_width(&c, 0));
         copy_vec(a->k_norm_w, b->k_norm_w, lmf_qk_norm_width(&c, 1));
+        copy_vec(a->post_attn_norm_w, b->post_attn_norm_w, C), copy_vec(a->post_ffn_norm_w, b->post_ffn_norm_w, C);
     }
     if (s != LMF_OK) {
         lmf_model_free(m);
