@@ -1,8 +1,8 @@
 /* test_chat_jinja.c — the chat-template interpreter (src/model/jinja*.c) against jinja2 as transformers runs it.
  *
  *  - every case of tests/reference/fixtures/chat/chat_fixtures.json (make_chat_fixtures.py: SmolLM2, Qwen2.5, Qwen3
- *    with and without enable_thinking, Llama-3.1/3.2, Mistral-7B-Instruct-v0.3, Phi-3, Gemma-2, Zephyr over several
- *    conversations, and one small template per feature) renders byte for byte as transformers renders it, or fails
+ *    with and without enable_thinking, Llama-3.1/3.2, Mistral-7B-Instruct-v0.3, Phi-3, Gemma-2, Gemma-3, Zephyr over
+ *    several conversations, and one small template per feature) renders byte for byte as transformers renders it, or fails
  *    where it raised (with the template's message, for raise_exception);
  *  - SmolLM2's token ids through lmf_chat_encode (its GGUF's template, tokenizer and BOS rule) equal transformers'
  *    apply_chat_template(tokenize=True) (fixtures/chat/smollm2_chat_ids.json; skipped without the model);
