@@ -540,7 +540,7 @@ static void test_bad_config(void **state) {
     rm_tmp();
 }
 
-/* Gemma 3 (gemma3_text): transformers' tiny Gemma3ForCausalLM (every 3rd layer global, the others a window of 5 with
+/* Gemma 3 (gemma3_text, and gemma3's language model): transformers' tiny Gemma3ForCausalLM (every 3rd layer global, the others a window of 5 with
  * their own RoPE base; linear scaling on the global ones; GeGLU, sandwich norms, scaled embeddings, q/k norms,
  * query_pre_attn_scalar) gives its logits in one prefill, token by token and 7 tokens a step; training refuses it. */
 static void test_gemma3(void **state) {
@@ -598,6 +598,13 @@ static void test_gemma3(void **state) {
     rm_tmp();
     free(ref);
     lmf_weights_free(w);
+    /* the vision-language folder (Gemma3ForConditionalGeneration): its language model from text_config and the
+     * language_model.* tensors, transformers' logits on text */
+    check_logits("gemma3_mm", "gemma3");
+    copy_fixture("gemma3_mm");
+    edit_config("gemma3_mm", "\"text_config\"", "\"text_configs\"");
+    expect_fail(LMF_ERR_FORMAT, "config.json", "\"text_config\" is missing", NULL);
+    rm_tmp();
 }
 
 /* SmolLM3 (its 4th layer without RoPE): transformers' logits through the folder (prefill and decode), through the

@@ -43,7 +43,9 @@
  *          pre_feedforward_layernorm / post_feedforward_layernorm the FFN's input and output norms; self_attn.{q,k}_norm
  *          per head; every norm weight w stored as Gemma's (the model scales by 1 + w). layer_types (or
  *          sliding_window_pattern), sliding_window, query_pre_attn_scalar, rope_parameters per layer type. Refused:
- *          soft-capping, bidirectional attention, model_type gemma3 (the vision-language folders).
+ *          soft-capping, bidirectional attention.
+ *   gemma3: Gemma3ForConditionalGeneration's language model: gemma3_text's fields in text_config, its tensors under
+ *          language_model.; the vision tower is not read.
  *   gpt2:  [transformer.]{wte, wpe, ln_f, h.N.{ln_1, attn.c_attn (fused q|k|v along out), attn.c_proj, ln_2,
  *          mlp.c_fc, mlp.c_proj}}.{weight,bias}; Conv1D weights stored (in, out); head tied to wte.
  *   opt:   [model.]decoder.{embed_tokens, embed_positions (max_position_embeddings + 2 rows: positions start at
@@ -671,16 +673,6 @@ static lmf_status rope_config(hf *h, lmf_model_config *c) {
     return LMF_OK;
 }
 
-/* The sizes every llama-like config.json gives the same way (the KV heads default to the heads). */
-static lmf_status llama_sizes(hf *h, lmf_model_config *c) {
-    LMF_TRY(get_int(h, "hidden_size", -1, &c->n_embd));
-    LMF_TRY(get_int(h, "intermediate_size", -1, &c->ffn_dim));
-    LMF_TRY(get_int(h, "num_attention_heads", -1, &c->n_head));
-    LMF_TRY(get_int(h, "num_hidden_layers", -1, &c->n_layer));
-    LMF_TRY(get_int(h, "num_key_value_heads", c->n_head, &c->n_kv_head));
-    return get_int(h, "vocab_size", -1, &c->vocab_size);
-}
-
 /* Gemma 3's RoPE: rope_parameters per layer type (transformers 5: {"full_attention": {rope_type, rope_theta,
  * factor}, "sliding_attention": {...}}), or transformers 4's rope_theta, rope_local_base_freq and rope_scaling (the
  * global layers'). The global layers take linear scaling (Gemma 3 4B+: factor 8), the local ones none. */
@@ -747,12 +739,18 @@ static lmf_status gemma3_layers(hf *h, lmf_model_config *c) {
     return LMF_OK;
 }
 
-/* Gemma 3's text model (model_type gemma3_text: Gemma3ForCausalLM, the 270M and 1B checkpoints). */
+/* Gemma 3's text model (model_type gemma3_text: Gemma3ForCausalLM, the 270M and 1B checkpoints). Sizes absent from
+ * the config take Gemma3TextConfig's defaults (the larger checkpoints' text_config lists only what differs). */
 static lmf_status load_gemma3(hf *h) {
     lmf_weights *w = h->w;
     lmf_model_config *c = &w->cfg;
     *c = lmf_model_config_default(LMF_ARCH_GEMMA3);
-    LMF_TRY(llama_sizes(h, c));
+    LMF_TRY(get_int(h, "hidden_size", 2304, &c->n_embd));
+    LMF_TRY(get_int(h, "intermediate_size", 9216, &c->ffn_dim));
+    LMF_TRY(get_int(h, "num_attention_heads", 8, &c->n_head));
+    LMF_TRY(get_int(h, "num_hidden_layers", 26, &c->n_layer));
+    LMF_TRY(get_int(h, "num_key_value_heads", 4, &c->n_kv_head));
+    LMF_TRY(get_int(h, "vocab_size", 262208, &c->vocab_size));
     LMF_TRY(get_int(h, "max_position_embeddings", 131072, &c->max_seq_len));
     LMF_TRY(get_float(h, "rms_norm_eps", 1e-6f, &c->norm_eps));
     LMF_TRY(get_bool(h, "tie_word_embeddings", 1, &c->tied_embeddings));
@@ -806,6 +804,21 @@ static lmf_status load_gemma3(hf *h) {
     return LMF_OK;
 }
 
+/* Gemma 3's vision-language folders (model_type gemma3: Gemma3ForConditionalGeneration, the 4B, 12B and 27B
+ * checkpoints): the language model alone, its config in text_config and its tensors under language_model.; the
+ * vision tower and projector are not read. */
+static lmf_status load_gemma3_language(hf *h) {
+    cJSON *root = h->cfg, *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
+    if (!cJSON_IsObject(tc))
+        return lmf_fail(LMF_ERR_FORMAT, "%s: field \"text_config\" is missing or not an object (a gemma3 folder "
+                        "keeps its language model's config there)", h->cfg_path);
+    h->cfg = tc; /* every field below is the language model's */
+    snprintf(h->prefix, sizeof h->prefix, "language_model.");
+    lmf_status s = load_gemma3(h);
+    h->cfg = root; /* the special ids and the tokenizer's fields are the folder's */
+    return s;
+}
+
 /* llama, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe, olmoe and phi3 (model_type): one layout of names, a few fields
  * apart. */
 static lmf_status load_llama(hf *h, const char *type) {
@@ -819,7 +832,12 @@ static lmf_status load_llama(hf *h, const char *type) {
                                   : qwen  ? LMF_ARCH_QWEN2
                                   : phi3  ? LMF_ARCH_PHI3
                                           : LMF_ARCH_LLAMA);
-    LMF_TRY(llama_sizes(h, c));
+    LMF_TRY(get_int(h, "hidden_size", -1, &c->n_embd));
+    LMF_TRY(get_int(h, "intermediate_size", -1, &c->ffn_dim));
+    LMF_TRY(get_int(h, "num_attention_heads", -1, &c->n_head));
+    LMF_TRY(get_int(h, "num_hidden_layers", -1, &c->n_layer));
+    LMF_TRY(get_int(h, "num_key_value_heads", c->n_head, &c->n_kv_head));
+    LMF_TRY(get_int(h, "vocab_size", -1, &c->vocab_size));
     LMF_TRY(get_int(h, "max_position_embeddings", 2048, &c->max_seq_len));
     LMF_TRY(get_float(h, "rms_norm_eps", 1e-6f, &c->norm_eps));
     LMF_TRY(get_float(h, "rope_theta", 10000.0f, &c->rope_theta));
@@ -1147,16 +1165,13 @@ static lmf_status load(hf *h) {
         !strcmp(mt->valuestring, "qwen3_moe") || !strcmp(mt->valuestring, "olmoe") || !strcmp(mt->valuestring, "phi3"))
         LMF_TRY(load_llama(h, mt->valuestring));
     else if (!strcmp(mt->valuestring, "gemma3_text")) LMF_TRY(load_gemma3(h));
-    else if (!strcmp(mt->valuestring, "gemma3"))
-        return lmf_fail(LMF_ERR_FORMAT, "%s: model_type \"gemma3\" is Gemma 3's vision-language model "
-                        "(Gemma3ForConditionalGeneration); lmforge reads the text-only gemma3_text folders (the 270M "
-                        "and 1B checkpoints) and llama.cpp's gemma3 GGUFs", h->cfg_path);
+    else if (!strcmp(mt->valuestring, "gemma3")) LMF_TRY(load_gemma3_language(h));
     else if (!strcmp(mt->valuestring, "gpt2")) LMF_TRY(load_gpt2(h));
     else if (!strcmp(mt->valuestring, "opt")) LMF_TRY(load_opt(h));
     else
         return lmf_fail(LMF_ERR_FORMAT,
                         "%s: model_type \"%s\" is not supported (lmforge loads llama, mistral, smollm3, mixtral, qwen2, "
-                        "qwen2_moe, qwen3, qwen3_moe, olmoe, phi3, gemma3_text, gpt2 and opt)",
+                        "qwen2_moe, qwen3, qwen3_moe, olmoe, phi3, gemma3_text, gemma3, gpt2 and opt)",
                         h->cfg_path, mt->valuestring);
     LMF_TRY(load_tokenizer(h));
     return lmf_weights_validate(h->w, h->dir);

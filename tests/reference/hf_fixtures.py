@@ -23,6 +23,8 @@ AutoModelForCausalLM computes from the saved weights (every position, T x V, row
   gemma3       Gemma3ForCausalLM (gemma3_text): 6 layers, every 3rd global (the others a window of 5 over 40 tokens,
                RoPE base 100; the global ones base 1e4, linear factor 2), head_dim 16 on hidden_size 32,
                query_pre_attn_scalar 24, GQA 4 / 2, tied, F32
+  gemma3_mm    Gemma3ForConditionalGeneration (model_type gemma3: text_config, language_model.* tensors beside a tiny
+               SigLIP vision tower), 3 layers, a window of 5 over 20 text tokens (ids below the image tokens), F32
 
 Weights are random (seeded) and larger than HF's 0.02 init so logits differ visibly between positions and tokens.
 Everything is small (about 200 KB in all) so the folders are committed.
@@ -36,7 +38,8 @@ import sys
 import torch
 import transformers
 from transformers import (AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, OPTConfig,
-                          Phi3Config, SmolLM3Config, Gemma3TextConfig)
+                          Phi3Config, SmolLM3Config, Gemma3TextConfig,
+                          Gemma3Config, SiglipVisionConfig)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "hf")
@@ -76,7 +79,7 @@ def tiny_tokenizer(path):
     return tok
 
 
-def build(name, cfg, seed, dtype, shard=None, tokenizer=False, n_tokens=9):
+def build(name, cfg, seed, dtype, shard=None, tokenizer=False, n_tokens=9, max_id=None):
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager")
     randomize(model, seed)
@@ -94,12 +97,12 @@ def build(name, cfg, seed, dtype, shard=None, tokenizer=False, n_tokens=9):
     # the reference: the saved weights, read back by transformers and run in float64
     ref = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float64, attn_implementation="eager")
     ref.eval()
-    V = cfg.vocab_size
+    V = cfg.get_text_config().vocab_size
     if tok is not None:
         ids = tok.encode(PROMPT).ids
     else:
         g = torch.Generator().manual_seed(seed + 1)
-        ids = torch.randint(0, V, (n_tokens,), generator=g).tolist()
+        ids = torch.randint(0, max_id or V, (n_tokens,), generator=g).tolist()
     with torch.no_grad():
         logits = ref(torch.tensor([ids])).logits[0]
     entry = {"tokens": ids, "vocab": V, "logits": [float("%.9g" % x) for x in logits.reshape(-1).tolist()]}
@@ -149,6 +152,16 @@ def models():
                              "sliding_attention": {"rope_type": "default", "rope_theta": 100.0}},
             tie_word_embeddings=True, bos_token_id=2, eos_token_id=1, pad_token_id=0), 88, torch.float32,
             n_tokens=40),
+        "gemma3_mm": lambda: build("gemma3_mm", Gemma3Config(
+            text_config=Gemma3TextConfig(
+                vocab_size=300, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16, max_position_embeddings=64,
+                sliding_window=5, layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                tie_word_embeddings=True, bos_token_id=2, eos_token_id=1, pad_token_id=0),
+            vision_config=SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                             num_attention_heads=2, image_size=28, patch_size=14),
+            mm_tokens_per_image=4, boi_token_index=297, eoi_token_index=298, image_token_index=299), 99,
+            torch.float32, n_tokens=20, max_id=297),
     }
 
 
