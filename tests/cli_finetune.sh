@@ -86,6 +86,12 @@ grep -q "other options" "$dir/p3.log" || fail "packing mismatch message"
 "$LMF" finetune -m "$M" --data "$dir/data.jsonl" --batch-size 2 --seq-len 64 --max-steps 3 --full \
   --out-dir "$dir/full" 2> "$dir/full.log" || { cat "$dir/full.log"; fail "full"; }
 "$LMF" generate -m "$dir/full/model.gguf" -p "$p" -n 4 --temp 0 > /dev/null 2>&1 || fail "full model does not run"
+# the run's own checkpoint is that model (its base gives the architecture and tokenizer): the same GGUF bytes, and
+# a LoRA run's checkpoint is refused naming the way to its model
+"$LMF" export "$dir/full" --to gguf -o "$dir/full/again.gguf" > /dev/null 2>&1 || fail "export of the full run"
+cmp "$dir/full/model.gguf" "$dir/full/again.gguf" || fail "the full run's checkpoint exports another model"
+"$LMF" generate -m "$dir/a" -p "$p" -n 1 2> "$dir/lora_ck.log" && fail "a LoRA run's checkpoint ran as a model"
+grep -q "holds the adapters, not a model" "$dir/lora_ck.log" || fail "LoRA checkpoint message"
 # 4b. full fine-tuning in bf16 (mixed precision as `train --precision bf16`: every product, fp32 master weights):
 # it runs, says so, trains other numbers than fp32, and its resumed run keeps bf16 bit for bit
 ffull=(-m "$M" --data "$dir/data.jsonl" --batch-size 2 --seq-len 64 --max-steps 4 --full --checkpoint-every 2)

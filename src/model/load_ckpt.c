@@ -4,7 +4,8 @@
  * flat fp32 layout of model/model.h. Only the parameters are kept (one owned copy; the AdamW moments are dropped),
  * and every weight is an F32 view into them (lmf_params_view, the same views the training model runs). The
  * tokenizer is the config's `tokenizer` path when it is set and loads (tried as given, then relative to the
- * checkpoint's folder and its parent); otherwise the model has none, without an error. */
+ * checkpoint's folder and its parent); otherwise the model has none, without an error. A `finetune --full`
+ * checkpoint takes its config and tokenizer from its base model (finetune_base). */
 #include "core/alloc.h"
 #include "core/status.h"
 #include "io/gguf.h"
@@ -45,13 +46,58 @@ static void try_tokenizer(lmf_weights *w, const char *tok_path, const char *ckpt
     lmf_clear_error();
 }
 
+/* `lmforge finetune`'s checkpoints name their base model (`model = PATH`) instead of a model config: a --full run's
+ * parameters are the base's architecture in the training model's layout (lmf_model_from_weights: Q/K rows in
+ * rotate_half order), with the base's tokenizer, chat template, special ids and LongRoPE factors; a LoRA run's
+ * checkpoint holds adapters, not a model. The base path is tried as given, then relative to the checkpoint's
+ * folder and its parent, as the tokenizer's. */
+static lmf_status finetune_base(lmf_weights *w, const lmf_checkpoint *ck, const char *path, lmf_model_config *mc,
+                                lmf_weights **base) {
+    char model[4096] = "", full[8] = "";
+    lmf_kv_text_get(ck->config_text, "model", model, sizeof model);
+    lmf_kv_text_get(ck->config_text, "full", full, sizeof full);
+    if (strcmp(full, "1"))
+        return lmf_fail(LMF_ERR_ARG, "%s: a LoRA fine-tuning checkpoint holds the adapters, not a model: run the base "
+                        "(%s) with --lora on the run's adapter folder, or write it merged with `lmforge export %s "
+                        "--merge-lora RUN/adapter`", path, model, model);
+    char *copy = strdup(path), *dir = dirname(copy), cand[3][8300];
+    snprintf(cand[0], sizeof cand[0], "%s", model);
+    snprintf(cand[1], sizeof cand[1], "%s/%s", dir, model);
+    snprintf(cand[2], sizeof cand[2], "%s/../%s", dir, model);
+    free(copy);
+    struct stat sb;
+    int i = 0;
+    while (i < (model[0] == '/' ? 1 : 3) && stat(cand[i], &sb) != 0) i++;
+    if (!*model || i == (model[0] == '/' ? 1 : 3))
+        return lmf_fail(LMF_ERR_IO, "%s: a full fine-tuning checkpoint of base model \"%s\", which is not there (the "
+                        "checkpoint holds the weights; the base gives the architecture and tokenizer)", path, model);
+    LMF_TRY(lmf_weights_load(cand[i], base));
+    lmf_weights *b = *base;
+    *mc = b->cfg;
+    if (mc->pos == LMF_POS_ROPE_INTERLEAVED) mc->pos = LMF_POS_ROPE_HALF; /* the training model's order */
+    w->tok = b->tok, w->chat_template = b->chat_template, b->tok = NULL, b->chat_template = NULL;
+    w->bos_id = b->bos_id, w->eos_id = b->eos_id, w->eot_id = b->eot_id, w->add_bos = b->add_bos;
+    if (b->rope_short) { /* LongRoPE's factors are the base's */
+        size_t half = (size_t)lmf_head_size(mc) / 2;
+        float *f = lmf_weights_alloc(w, 2 * half * sizeof(float));
+        memcpy(f, b->rope_short, half * sizeof(float));
+        memcpy(f + half, b->rope_long, half * sizeof(float));
+        w->rope_short = f, w->rope_long = f + half;
+    }
+    return LMF_OK;
+}
+
 static lmf_status load(lmf_weights *w, const char *path) {
     lmf_checkpoint ck;
     LMF_TRY(lmf_checkpoint_load(path, &ck));
     lmf_model_config mc = lmf_model_config_default(LMF_ARCH_GPT2); /* the text names every field */
-    char source[4200], tokenizer[1024] = "";
+    char source[4200], tokenizer[1024] = "", ft[8] = "";
     snprintf(source, sizeof source, "%s (config text)", path);
-    lmf_status s = lmf_model_config_from_text(ck.config_text, source, &mc);
+    lmf_weights *base = NULL;
+    lmf_status s = lmf_kv_text_get(ck.config_text, "finetune", ft, sizeof ft) && !strcmp(ft, "1")
+                       ? finetune_base(w, &ck, path, &mc, &base)
+                       : lmf_model_config_from_text(ck.config_text, source, &mc);
+    lmf_weights_free(base); /* what the model needs of it is copied or moved into w */
     lmf_kv_text_get(ck.config_text, "tokenizer", tokenizer, sizeof tokenizer);
     if (s == LMF_OK && lmf_model_config_validate(&mc) != LMF_OK) {
         char msg[512];
@@ -81,8 +127,8 @@ static lmf_status load(lmf_weights *w, const char *path) {
     lmf_checkpoint_free(&ck);
 
     lmf_params_view(w, &mc, p);
-    try_tokenizer(w, tokenizer, path, version);
-    if (w->tok) {
+    if (!w->tok) try_tokenizer(w, tokenizer, path, version);
+    if (w->tok && !*ft) {
         int32_t eot = lmf_tokenizer_token_id(w->tok, "<|endoftext|>");
         if (eot >= 0) w->eos_id = w->bos_id = eot;
     }
