@@ -81,7 +81,8 @@ void lmf_bound_omp_spin(char **argv);
 typedef enum {
     LMF_ARCH_GPT2 = 0, LMF_ARCH_LLAMA = 1, LMF_ARCH_OPT = 2, LMF_ARCH_QWEN2 = 3, LMF_ARCH_QWEN3 = 4, LMF_ARCH_OLMOE = 5,
     LMF_ARCH_PHI3 = 6, /* llama's block, q|k|v and gate|up stored fused (GGUF attn_qkv, ffn_up) */
-    LMF_ARCH_GEMMA3 = 7 /* Gemma 3 (text): GeGLU, sandwich norms, scaled embeddings, local / global attention */
+    LMF_ARCH_GEMMA3 = 7, /* Gemma 3 (text): GeGLU, sandwich norms, scaled embeddings, local / global attention */
+    LMF_ARCH_GEMMA2 = 8  /* Gemma 2: gemma3's block without the q/k norms, with soft-capped scores and logits */
 } lmf_arch;
 typedef enum { LMF_NORM_LAYER = 0, LMF_NORM_RMS = 1 } lmf_norm_kind;
 typedef enum {
@@ -130,7 +131,9 @@ typedef enum {
  *         (64 experts top-8, not renormalised).
  *  gemma3: Gemma 3's text model: qwen3's per-head q/k norm, GeGLU, an RMSNorm on attention's and the FFN's outputs
  *         (post_norms), embeddings scaled by sqrt(n_embd), local layers (sliding_window, every swa_pattern-th layer
- *         global) with their own RoPE base; norm weights hold 1 + Gemma's (as llama.cpp's GGUFs). */
+ *         global) with their own RoPE base; norm weights hold 1 + Gemma's (as llama.cpp's GGUFs).
+ *  gemma2: Gemma 2: gemma3's knobs without the q/k norm, every 2nd layer global, attention scores and the output
+ *         logits soft-capped (attn_softcap, final_softcap); inference only. */
 #define LMF_MAX_EXPERT 256 /* experts per layer lmforge accepts */
 
 typedef struct {
@@ -188,6 +191,8 @@ typedef struct {
     float attn_scale;     /* q.k scale: 0 is 1 / sqrt(hs); Gemma's query_pre_attn_scalar^-1/2 */
     int swa_pattern;      /* with sliding_window: 0 windows every layer; N > 0 all but every Nth (N-1, 2N-1, ...) */
     float rope_theta_swa; /* the windowed layers' RoPE base, without rope_scaling (0: rope_theta, scaled) */
+    /* Gemma 2's soft-capping, x -> cap tanh(x / cap) (0: none): of the scaled attention scores, of the logits */
+    float attn_softcap, final_softcap;
 } lmf_model_config;
 
 /* Defaults for a family (GPT-2 124M shape, or a small llama); callers then override fields. */
@@ -208,6 +213,8 @@ lmf_status lmf_model_config_validate(const lmf_model_config *cfg);
 const char *lmf_arch_name(lmf_arch arch);
 /* llama and the families built on it (qwen2, qwen3, olmoe): RoPE, RMSNorm, SwiGLU, llama's module names. */
 int lmf_arch_is_llama_family(lmf_arch arch);
+/* gemma3 and gemma2: GeGLU, the sandwich norms, scaled embeddings, Gemma's norm weights (1 + w). */
+int lmf_arch_is_gemma(lmf_arch arch);
 lmf_status lmf_arch_parse(const char *name, lmf_arch *out);
 
 typedef struct lmf_model lmf_model;

@@ -540,6 +540,47 @@ static void test_bad_config(void **state) {
     rm_tmp();
 }
 
+/* A Gemma model's exports (w: the fixture's folder, T tokens and transformers' logits ref): the HF export (norms back
+ * to Gemma's w, layer_types, the RoPE fields) gives ref; the GGUF export is refused while q.k's scale is not
+ * llama.cpp's 1/sqrt(head size) (the fixtures' query_pre_attn_scalar 24 is not their head size 16), and with that
+ * scale gives the in-memory model's logits; the GGUF's config keeps the windows. */
+static void gemma_exports(const char *name, lmf_weights *w, const int32_t *tok, int T, const float *ref, int V) {
+    make_tmp();
+    if (lmf_export_safetensors(w, TMP, LMF_GGML_F32) != LMF_OK) fail_msg("%s", lmf_last_error());
+    lmf_weights *we = load_ok(TMP);
+    double e = logits_err(we, tok, T, ref, V);
+    printf("%-12s through the HF export: rel err %.3g\n", name, e);
+    assert_true(e <= TOL);
+    lmf_weights_free(we);
+    char gg[600];
+    snprintf(gg, sizeof gg, "%s/m.gguf", TMP);
+    assert_int_equal(lmf_export_gguf(w, gg, LMF_GGML_F32, NULL), LMF_ERR_ARG);
+    assert_non_null(strstr(lmf_last_error(), "1/sqrt(the head size)"));
+    float keep = w->cfg.attn_scale;
+    w->cfg.attn_scale = 0.25f;
+    float *mine = malloc(sizeof(float) * (size_t)T * V);
+    lmf_session *s;
+    const float *lg;
+    assert_int_equal(lmf_session_create(w, 64, &s), LMF_OK);
+    assert_int_equal(lmf_session_eval(s, tok, T, 1, &lg), LMF_OK);
+    memcpy(mine, lg, sizeof(float) * (size_t)T * V);
+    lmf_session_free(s);
+    assert_true(rel_err(mine, ref, (long)T * V) > 1e-2); /* the scale matters */
+    if (lmf_export_gguf(w, gg, LMF_GGML_F32, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
+    if (lmf_weights_load(gg, &we) != LMF_OK) fail_msg("%s", lmf_last_error());
+    const lmf_model_config *c = lmf_weights_config(w), *cg = lmf_weights_config(we);
+    assert_true(cg->arch == c->arch && cg->swa_pattern == c->swa_pattern && cg->sliding_window == c->sliding_window &&
+                cg->rope_theta_swa == c->rope_theta_swa && cg->rope_factor == c->rope_factor &&
+                cg->attn_softcap == c->attn_softcap && cg->final_softcap == c->final_softcap);
+    e = logits_err(we, tok, T, mine, V);
+    printf("%-12s through the GGUF export (q.k scale 1/4): rel err %.3g\n", name, e);
+    assert_true(e <= TOL);
+    lmf_weights_free(we);
+    free(mine);
+    w->cfg.attn_scale = keep;
+    rm_tmp();
+}
+
 /* Gemma 3 (gemma3_text, and gemma3's language model): transformers' tiny Gemma3ForCausalLM (every 3rd layer global, the others a window of 5 with
  * their own RoPE base; linear scaling on the global ones; GeGLU, sandwich norms, scaled embeddings, q/k norms,
  * query_pre_attn_scalar) gives its logits in one prefill, token by token and 7 tokens a step; training refuses it. */
@@ -562,40 +603,7 @@ static void test_gemma3(void **state) {
     double e = train_check(w, tok, 5, ref, V);
     printf("gemma3       training forward (T 5): rel err %.3g\n", e);
     assert_true(e <= TOL);
-    /* the HF export (norms back to Gemma's w, layer_types, rope_parameters per layer type): transformers' logits */
-    make_tmp();
-    if (lmf_export_safetensors(w, TMP, LMF_GGML_F32) != LMF_OK) fail_msg("%s", lmf_last_error());
-    lmf_weights *we = load_ok(TMP);
-    e = logits_err(we, tok, T, ref, V);
-    printf("gemma3       through the HF export: rel err %.3g\n", e);
-    assert_true(e <= TOL);
-    lmf_weights_free(we);
-    /* GGUF: llama.cpp's gemma3 scales q.k by 1/sqrt(head size) (query_pre_attn_scalar 24 is not 16: refused); with
-     * that scale, the exported file gives the in-memory model's logits */
-    char gg[600];
-    snprintf(gg, sizeof gg, "%s/m.gguf", TMP);
-    assert_int_equal(lmf_export_gguf(w, gg, LMF_GGML_F32, NULL), LMF_ERR_ARG);
-    assert_non_null(strstr(lmf_last_error(), "1/sqrt(the head size)"));
-    w->cfg.attn_scale = 0.25f;
-    float *mine = malloc(sizeof(float) * (size_t)T * V);
-    lmf_session *s;
-    const float *lg;
-    assert_int_equal(lmf_session_create(w, 64, &s), LMF_OK);
-    assert_int_equal(lmf_session_eval(s, tok, T, 1, &lg), LMF_OK);
-    memcpy(mine, lg, sizeof(float) * (size_t)T * V);
-    lmf_session_free(s);
-    assert_true(rel_err(mine, ref, (long)T * V) > 1e-2); /* the scale matters */
-    if (lmf_export_gguf(w, gg, LMF_GGML_F32, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
-    if (lmf_weights_load(gg, &we) != LMF_OK) fail_msg("%s", lmf_last_error());
-    const lmf_model_config *cg = lmf_weights_config(we);
-    assert_true(cg->arch == LMF_ARCH_GEMMA3 && cg->swa_pattern == 3 && cg->sliding_window == 5 &&
-                cg->rope_theta_swa == 100.0f && cg->rope_factor == 2.0f);
-    e = logits_err(we, tok, T, mine, V);
-    printf("gemma3       through the GGUF export (q.k scale 1/4): rel err %.3g\n", e);
-    assert_true(e <= TOL);
-    lmf_weights_free(we);
-    free(mine);
-    rm_tmp();
+    gemma_exports("gemma3", w, tok, T, ref, V);
     free(ref);
     lmf_weights_free(w);
     /* the vision-language folder (Gemma3ForConditionalGeneration): its language model from text_config and the
@@ -605,6 +613,26 @@ static void test_gemma3(void **state) {
     edit_config("gemma3_mm", "\"text_config\"", "\"text_configs\"");
     expect_fail(LMF_ERR_FORMAT, "config.json", "\"text_config\" is missing", NULL);
     rm_tmp();
+}
+
+/* Gemma 2: transformers' tiny Gemma2ForCausalLM (every 2nd layer global, a window of 5 over 40 tokens, scores capped
+ * at 5 and logits at 3) in one prefill, token by token, 7 tokens a step through cache blocks, and through both
+ * exports; training refuses it (the caps have no backward). */
+static void test_gemma2(void **state) {
+    check_logits("gemma2", "gemma2");
+    lmf_weights *w = load_ok(HF "gemma2");
+    const lmf_model_config *c = lmf_weights_config(w);
+    assert_true(c->swa_pattern == 2 && c->sliding_window == 5 && c->attn_softcap == 5.0f && c->final_softcap == 3.0f &&
+                c->qk_norm == LMF_QK_NORM_NONE && c->rope_theta_swa == 0.0f);
+    int32_t tok[64];
+    float *ref;
+    int V, T = fixture_tokens("gemma2", tok, &ref, &V);
+    check_chunked("gemma2", w, tok, T, ref, V);
+    assert_null(lmf_model_create(c, 1, 4, 1));
+    assert_non_null(strstr(lmf_last_error(), "soft-capped"));
+    gemma_exports("gemma2", w, tok, T, ref, V);
+    free(ref);
+    lmf_weights_free(w);
 }
 
 /* SmolLM3 (its 4th layer without RoPE): transformers' logits through the folder (prefill and decode), through the
@@ -660,7 +688,7 @@ int main(void) {
         cmocka_unit_test(test_llama),       cmocka_unit_test(test_llama_sharded_bf16), cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_opt),         cmocka_unit_test(test_metadata),          cmocka_unit_test(test_bad_tensors),
         cmocka_unit_test(test_bad_shards),  cmocka_unit_test(test_bad_config),        cmocka_unit_test(test_shape_overflow),
-        cmocka_unit_test(test_repeated_keys), cmocka_unit_test(test_lazy_write), cmocka_unit_test(test_sliding_window), cmocka_unit_test(test_smollm3), cmocka_unit_test(test_gemma3),
+        cmocka_unit_test(test_repeated_keys), cmocka_unit_test(test_lazy_write), cmocka_unit_test(test_sliding_window), cmocka_unit_test(test_smollm3), cmocka_unit_test(test_gemma3), cmocka_unit_test(test_gemma2),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -22,7 +22,7 @@ int cmd_export(int argc, char **argv) {
     const cli_opt opts[] = {
         CLI_OPT(NULL, "--to", CLI_STR, &to, "FORMAT",
                 "gguf: one GGUF file in llama.cpp's conventions (llama, smollm3, qwen2, qwen2moe, qwen3, qwen3moe, olmoe, "
-                "phi3, gemma3 "
+                "phi3, gemma3, gemma2 "
                 "or gpt2 architecture, the tokenizer as tokenizer.ggml.*); safetensors: a Hugging Face folder (config.json, model.safetensors and, with a "
                 "tokenizer, tokenizer.json, tokenizer_config.json, generation_config.json) (required)"),
         CLI_OPT("-o", "--output", CLI_STR, &out, "OUT",

@@ -197,6 +197,8 @@ static int info_loaded(const char *path) {
     else if (c->sliding_window) printf("  %-28s %d positions, every layer\n", "sliding_window", c->sliding_window);
     if (c->rope_theta_swa != 0.0f) printf("  %-28s %.9g\n", "rope_theta (windowed layers)", c->rope_theta_swa);
     if (c->nope_interval) printf("  %-28s every %d layers\n", "no RoPE (NoPE)", c->nope_interval);
+    if (c->attn_softcap != 0.0f || c->final_softcap != 0.0f)
+        printf("  %-28s scores %.9g, logits %.9g\n", "soft-capping", c->attn_softcap, c->final_softcap);
     if (c->rope_scaling == LMF_ROPE_SCALING_LINEAR) printf("  %-28s linear, factor %.9g\n", "rope_scaling", c->rope_factor);
     if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE)
         printf("  %-28s longrope, attention factor %.9g, original context %d\n", "rope_scaling", c->rope_factor,

@@ -640,6 +640,11 @@ static const float *kv_rows(const lmf_kv_view *kv, const void *base, int layers_
     return tmp;
 }
 
+/* Gemma 2's soft-capping of n attention scores (times scale first): x -> cap tanh(scale x / cap). */
+static void softcap(float *x, int n, float scale, float cap) {
+    for (int i = 0; i < n; i++) x[i] = cap * tanhf(x[i] * scale / cap);
+}
+
 /* Causal attention of the n new queries of one sequence (positions p0..p0+n-1) over its cache [0, p0+n), the
  * prefill path: q rows (n, ld S) in, out (n, NH hs). Query head h reads KV head h / (NH / NKV). Per head and block of
  * up to 64 queries: scores = Q K_h^T by SGEMM on each cache block's transposed K (an untransposed operand), causal
@@ -653,7 +658,7 @@ static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, 
     int NH = c->n_head, hs = lmf_head_size(c), C = NH * hs, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
     int S = qkv_width(c), p0 = sq->p0, N = sq->n, bs = kv->bs, LKV = c->n_layer * KV; /* C: q's and out's width */
     int win = lmf_block_layer_window(c, layer);
-    float scale = lmf_block_attn_scale(c);
+    float scale = lmf_block_attn_scale(c), cap = c->attn_softcap;
     const lmf_vec_ops *V = lmf_vec();
     int nblk = (N + QBLK - 1) / QBLK;
 #pragma omp parallel for schedule(dynamic, 1) collapse(2) num_threads(ctx->nthreads) /* scores: a slab per thread */
@@ -674,7 +679,8 @@ static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, 
             for (int r = 0; r < nq; r++) {
                 float *row = Sc + (size_t)r * nw;
                 int valid = p0 + i0 + r + 1, lo = win && valid - win > kb ? valid - win - kb : 0;
-                V->softmax(row + lo, valid - kb - lo, scale);
+                if (cap) softcap(row + lo, valid - kb - lo, scale, cap); /* Gemma 2: then scaled already */
+                V->softmax(row + lo, valid - kb - lo, cap ? 1.0f : scale);
                 memset(row, 0, (size_t)lo * sizeof(float));
                 memset(row + valid - kb, 0, (size_t)(nk - valid) * sizeof(float));
             }
@@ -1039,6 +1045,7 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
                     p += m;
                 }
                 for (int j = 0; j < nq; j++) {
+                    if (c->attn_softcap) softcap(S + (size_t)j * n, n, 1.0f, c->attn_softcap); /* q was scaled */
                     pl[h + j] = V->logsumexp(S + (size_t)j * n, n);
                     V->exp_shift_scale(S + (size_t)j * n, n, pl[h + j], 1.0f);
                 }

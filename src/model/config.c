@@ -9,8 +9,10 @@
  * matrices stored fused: everything that holds for llama's knobs holds for them. */
 static int llama_like(lmf_arch arch) {
     return arch == LMF_ARCH_LLAMA || arch == LMF_ARCH_QWEN2 || arch == LMF_ARCH_QWEN3 || arch == LMF_ARCH_OLMOE ||
-           arch == LMF_ARCH_PHI3 || arch == LMF_ARCH_GEMMA3;
+           arch == LMF_ARCH_PHI3 || arch == LMF_ARCH_GEMMA3 || arch == LMF_ARCH_GEMMA2;
 }
+
+int lmf_arch_is_gemma(lmf_arch arch) { return arch == LMF_ARCH_GEMMA3 || arch == LMF_ARCH_GEMMA2; }
 
 int lmf_act_gated(lmf_act_kind act) { return act == LMF_ACT_SWIGLU || act == LMF_ACT_GEGLU; }
 
@@ -26,7 +28,7 @@ void lmf_model_config_set_arch(lmf_model_config *c, lmf_arch arch) {
     c->qk_norm = arch == LMF_ARCH_QWEN3 || arch == LMF_ARCH_GEMMA3 ? LMF_QK_NORM_HEAD
                  : arch == LMF_ARCH_OLMOE                          ? LMF_QK_NORM_FULL
                                                                    : LMF_QK_NORM_NONE;
-    int gemma = arch == LMF_ARCH_GEMMA3;
+    int gemma = lmf_arch_is_gemma(arch);
     if (gemma) c->act = LMF_ACT_GEGLU;
     c->post_norms = gemma, c->embed_scale = gemma;
 }
@@ -84,16 +86,18 @@ const char *lmf_arch_name(lmf_arch arch) {
            : arch == LMF_ARCH_OLMOE ? "olmoe"
            : arch == LMF_ARCH_PHI3  ? "phi3"
            : arch == LMF_ARCH_GEMMA3 ? "gemma3"
+           : arch == LMF_ARCH_GEMMA2 ? "gemma2"
                                     : "gpt2";
 }
 
 lmf_status lmf_arch_parse(const char *name, lmf_arch *out) {
-    static const char *const names[] = {"gpt2", "llama", "opt", "qwen2", "qwen3", "olmoe", "phi3", "gemma3"}; /* by lmf_arch */
-    int i = lmf_name_index(name, names, 8);
+    static const char *const names[] = {"gpt2",  "llama", "opt",    "qwen2", "qwen3",
+                                        "olmoe", "phi3",  "gemma3", "gemma2"}; /* by lmf_arch */
+    int i = lmf_name_index(name, names, 9);
     if (i < 0)
         return lmf_fail(LMF_ERR_ARG,
-                        "arch: unknown model family '%s' (expected gpt2, llama, opt, qwen2, qwen3, olmoe, phi3 or "
-                        "gemma3)", name);
+                        "arch: unknown model family '%s' (expected gpt2, llama, opt, qwen2, qwen3, olmoe, phi3, "
+                        "gemma3 or gemma2)", name);
     *out = (lmf_arch)i;
     return LMF_OK;
 }
@@ -172,18 +176,24 @@ lmf_status lmf_model_config_validate(const lmf_model_config *c) {
             c->nope_interval);
     REQUIRE(c->nope_interval == 0 || (c->arch == LMF_ARCH_LLAMA && c->pos != LMF_POS_LEARNED),
             "nope_interval: SmolLM3's NoPE layers (the llama family with RoPE), not %s's", lmf_arch_name(c->arch));
-    REQUIRE(c->sliding_window == 0 || c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_PHI3 ||
-                c->arch == LMF_ARCH_GEMMA3,
-            "sliding_window: Mistral's, Mixtral's, Phi-3's and Gemma 3's (llama, phi3, gemma3), not %s's",
+    int gemma = lmf_arch_is_gemma(c->arch);
+    REQUIRE(c->sliding_window == 0 || c->arch == LMF_ARCH_LLAMA || c->arch == LMF_ARCH_PHI3 || gemma,
+            "sliding_window: Mistral's, Mixtral's, Phi-3's and Gemma's (llama, phi3, gemma3, gemma2), not %s's",
             lmf_arch_name(c->arch));
-    int gemma = c->arch == LMF_ARCH_GEMMA3;
     REQUIRE(gemma || (!c->post_norms && !c->embed_scale && c->attn_scale == 0.0f && c->swa_pattern == 0 &&
                       c->rope_theta_swa == 0.0f && c->act != LMF_ACT_GEGLU),
-            "post_norms, embed_scale, attn_scale, swa_pattern, rope_theta_swa and GeGLU are gemma3's, not %s's",
+            "post_norms, embed_scale, attn_scale, swa_pattern, rope_theta_swa and GeGLU are Gemma's, not %s's",
             lmf_arch_name(c->arch));
-    REQUIRE(!gemma || (c->act == LMF_ACT_GEGLU && c->qk_norm == LMF_QK_NORM_HEAD && !c->n_expert && !c->bias &&
-                       !c->qkv_bias && c->pos == LMF_POS_ROPE_HALF),
-            "gemma3: GeGLU, a per-head q/k norm and RoPE on halves, without experts or biases");
+    REQUIRE(!gemma || (c->act == LMF_ACT_GEGLU && !c->n_expert && !c->bias && !c->qkv_bias &&
+                       c->pos == LMF_POS_ROPE_HALF &&
+                       c->qk_norm == (c->arch == LMF_ARCH_GEMMA3 ? LMF_QK_NORM_HEAD : LMF_QK_NORM_NONE)),
+            "%s: GeGLU and RoPE on halves (gemma3 with a per-head q/k norm, gemma2 without), no experts or biases",
+            lmf_arch_name(c->arch));
+    REQUIRE((c->attn_softcap == 0.0f && c->final_softcap == 0.0f) || c->arch == LMF_ARCH_GEMMA2,
+            "attn_softcap and final_softcap are gemma2's, not %s's", lmf_arch_name(c->arch));
+    REQUIRE(c->attn_softcap >= 0.0f && c->attn_softcap <= 1e6f && c->final_softcap >= 0.0f &&
+                c->final_softcap <= 1e6f,
+            "attn_softcap (%g) and final_softcap (%g): outside [0, 1e6]", c->attn_softcap, c->final_softcap);
     REQUIRE(c->attn_scale >= 0.0f && c->attn_scale <= 16.0f, "attn_scale: %g outside [0, 16]", c->attn_scale);
     REQUIRE(c->swa_pattern >= 0 && c->swa_pattern <= (1 << 30), "swa_pattern: %d outside [0, 2^30]", c->swa_pattern);
     REQUIRE(c->rope_theta_swa >= 0.0f && c->rope_theta_swa <= 1e12f, "rope_theta_swa: %g outside [0, 1e12]",

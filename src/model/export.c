@@ -548,7 +548,8 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
     const lmf_sink *sink = o->sink;
     const lmf_model_config *c = &w->cfg;
     int gpt2 = c->arch == LMF_ARCH_GPT2, qwen = c->arch == LMF_ARCH_QWEN2, q3 = c->arch == LMF_ARCH_QWEN3;
-    int olmoe = c->arch == LMF_ARCH_OLMOE, phi3 = c->arch == LMF_ARCH_PHI3, gemma = c->arch == LMF_ARCH_GEMMA3;
+    int olmoe = c->arch == LMF_ARCH_OLMOE, phi3 = c->arch == LMF_ARCH_PHI3, gemma = lmf_arch_is_gemma(c->arch);
+    int v2 = c->arch == LMF_ARCH_GEMMA2;
     int llama = c->arch == LMF_ARCH_LLAMA || qwen || q3 || olmoe || phi3 || gemma;
     int neox = qwen || q3 || olmoe || phi3 || gemma; /* Q/K in HF's order */
     if (!gpt2 && !llama)
@@ -557,11 +558,17 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
                         "--to safetensors",
                         path, lmf_arch_name(c->arch));
     int hs0 = lmf_head_size(c);
-    float scale = lmf_block_attn_scale(c), want = 1.0f / sqrtf((float)(c->n_layer == 62 ? c->n_embd / c->n_head : hs0));
-    if (gemma && (fabsf(scale - want) > 1e-6f * want || (c->sliding_window && c->rope_theta_swa == 0.0f)))
-        return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's gemma3 scales q.k by 1/sqrt(%s) (%g; this model %g) and gives "
-                        "windowed layers their own RoPE base; export it with --to safetensors", path,
-                        c->n_layer == 62 ? "embedding_length / head_count" : "the head size", want, scale);
+    int big = c->n_layer == (v2 ? 46 : 62); /* llama.cpp's 27B rule */
+    float scale = lmf_block_attn_scale(c), want = 1.0f / sqrtf((float)(big ? c->n_embd / c->n_head : hs0));
+    if (gemma && (fabsf(scale - want) > 1e-6f * want || (!v2 && c->sliding_window && c->rope_theta_swa == 0.0f)))
+        return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's %s scales q.k by 1/sqrt(%s) (%g; this model %g)%s; export it "
+                        "with --to safetensors", path, lmf_arch_name(c->arch),
+                        big ? "embedding_length / head_count" : "the head size", want, scale,
+                        v2 ? "" : " and gives windowed layers their own RoPE base");
+    if (v2 && (c->attn_softcap == 0.0f || c->final_softcap == 0.0f))
+        return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's gemma2 soft-caps both the scores and the logits; this model "
+                        "caps %s only; export it with --to safetensors", path,
+                        c->attn_softcap != 0.0f ? "the scores" : c->final_softcap != 0.0f ? "the logits" : "neither");
     if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE && !phi3)
         return lmf_fail(LMF_ERR_ARG, "%s: LongRoPE is written as llama.cpp's phi3 only", path);
     if (c->nope_interval && (c->nope_interval != 4 || c->n_expert || c->rope_scaling))
@@ -570,7 +577,7 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
     if (phi3 && (c->n_expert || c->qkv_bias || c->pos != LMF_POS_ROPE_HALF))
         return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's phi3 has no experts, no q/k/v biases and RoPE on halves (NEOX); "
                         "this model does not fit", path);
-    if ((c->qk_norm == LMF_QK_NORM_HEAD && !q3 && !gemma) || (c->qk_norm == LMF_QK_NORM_FULL && !olmoe) ||
+    if ((c->qk_norm == LMF_QK_NORM_HEAD && !q3 && c->arch != LMF_ARCH_GEMMA3) || (c->qk_norm == LMF_QK_NORM_FULL && !olmoe) ||
         (q3 && !c->qk_norm))
         return lmf_fail(LMF_ERR_ARG, "%s: a per-head q/k norm is written as llama.cpp's qwen3 / qwen3moe (arch = qwen3), "
                         "a full-width one as its olmoe (arch = olmoe); this model is arch %s with qk_norm %d", path,
@@ -655,10 +662,14 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
         }
         if (phi3 && c->sliding_window) /* as llama.cpp's phi3 converter writes it (and its loader ignores it) */
             lmf_gguf_writer_set_u32(g, KEY("attention.sliding_window"), (uint32_t)c->sliding_window);
-        if (gemma && c->sliding_window) { /* llama.cpp's gemma3: the window, every Nth layer global, their RoPE base */
+        if (gemma && c->sliding_window) { /* llama.cpp's gemma3 / 2: the window, every Nth layer global, their RoPE */
             lmf_gguf_writer_set_u32(g, KEY("attention.sliding_window"), (uint32_t)c->sliding_window);
             lmf_gguf_writer_set_u32(g, KEY("attention.sliding_window_pattern"), (uint32_t)c->swa_pattern);
-            lmf_gguf_writer_set_f32(g, KEY("rope.freq_base_swa"), c->rope_theta_swa);
+            if (c->rope_theta_swa != 0.0f) lmf_gguf_writer_set_f32(g, KEY("rope.freq_base_swa"), c->rope_theta_swa);
+        }
+        if (v2) { /* llama.cpp's gemma2 always caps (validation above: both set) */
+            lmf_gguf_writer_set_f32(g, KEY("attn_logit_softcapping"), c->attn_softcap);
+            lmf_gguf_writer_set_f32(g, KEY("final_logit_softcapping"), c->final_softcap);
         }
         if (QD != C || gemma) { /* heads not C / n_head wide: llama.cpp reads their size here (its qwen3 converter writes it) */
             lmf_gguf_writer_set_u32(g, KEY("attention.key_length"), (uint32_t)hs);
@@ -1065,13 +1076,15 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
         cJSON_AddBoolToObject(j, "attention_bias", 0);
         cJSON_AddBoolToObject(j, "mlp_bias", 0);
         cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_embeddings);
-    } else if (w->cfg.arch == LMF_ARCH_GEMMA3) {
+    } else if (lmf_arch_is_gemma(w->cfg.arch)) {
+        int v2 = w->cfg.arch == LMF_ARCH_GEMMA2;
         const num_field f[] = {
             {"hidden_size", c->n_embd}, {"intermediate_size", c->ffn_dim}, {"num_attention_heads", c->n_head},
             {"num_key_value_heads", c->n_kv_head}, {"num_hidden_layers", c->n_layer},
             {"head_dim", lmf_head_size(c)}, {"max_position_embeddings", c->max_seq_len},
             {"rms_norm_eps", c->norm_eps}};
-        hf_family(j, arch, "Gemma3ForCausalLM", "gemma3_text", f, sizeof f / sizeof *f);
+        if (v2) hf_family(j, arch, "Gemma2ForCausalLM", "gemma2", f, sizeof f / sizeof *f);
+        else hf_family(j, arch, "Gemma3ForCausalLM", "gemma3_text", f, sizeof f / sizeof *f);
         /* the scale as 1/sqrt(query_pre_attn_scalar): a whole number when it is one to fp32's precision */
         double s = lmf_block_attn_scale(c), q = 1.0 / (s * s);
         if (fabs(q - round(q)) < 1e-4 * q) num(j, "query_pre_attn_scalar", round(q)); /* an int in Gemma3TextConfig */
@@ -1081,16 +1094,24 @@ static cJSON *hf_config(const lmf_weights *w, uint32_t type) {
         for (int l = 0; l < c->n_layer; l++)
             cJSON_AddItemToArray(lt, cJSON_CreateString(lmf_block_layer_window(c, l) ? "sliding_attention"
                                                                                     : "full_attention"));
-        cJSON *rp = cJSON_AddObjectToObject(j, "rope_parameters"), *full = cJSON_AddObjectToObject(rp, "full_attention");
-        cJSON *slide = cJSON_AddObjectToObject(rp, "sliding_attention");
-        cJSON_AddStringToObject(full, "rope_type", c->rope_scaling ? "linear" : "default");
-        numf(full, "rope_theta", c->rope_theta);
-        if (c->rope_scaling) numf(full, "factor", c->rope_factor);
-        cJSON_AddStringToObject(slide, "rope_type", "default");
-        numf(slide, "rope_theta", c->rope_theta_swa != 0.0f ? c->rope_theta_swa : c->rope_theta);
+        if (v2) { /* one RoPE (validation in lmf_export_safetensors: no separate local base, no scaling) */
+            numf(j, "rope_theta", c->rope_theta);
+        } else {
+            cJSON *rp = cJSON_AddObjectToObject(j, "rope_parameters");
+            cJSON *full = cJSON_AddObjectToObject(rp, "full_attention");
+            cJSON *slide = cJSON_AddObjectToObject(rp, "sliding_attention");
+            cJSON_AddStringToObject(full, "rope_type", c->rope_scaling ? "linear" : "default");
+            numf(full, "rope_theta", c->rope_theta);
+            if (c->rope_scaling) numf(full, "factor", c->rope_factor);
+            cJSON_AddStringToObject(slide, "rope_type", "default");
+            numf(slide, "rope_theta", c->rope_theta_swa != 0.0f ? c->rope_theta_swa : c->rope_theta);
+        }
         cJSON_AddStringToObject(j, "hidden_activation", "gelu_pytorch_tanh");
-        cJSON_AddNullToObject(j, "final_logit_softcapping");
-        cJSON_AddNullToObject(j, "attn_logit_softcapping");
+        const char *caps[2] = {"final_logit_softcapping", "attn_logit_softcapping"};
+        float cv[2] = {c->final_softcap, c->attn_softcap};
+        for (int i = 0; i < 2; i++)
+            if (cv[i] != 0.0f) numf(j, caps[i], cv[i]);
+            else cJSON_AddNullToObject(j, caps[i]);
         cJSON_AddBoolToObject(j, "attention_bias", 0);
         cJSON_AddBoolToObject(j, "use_bidirectional_attention", 0);
         cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_embeddings);
@@ -1127,7 +1148,7 @@ static void hf_tensors(st_list *s, const lmf_weights *w) {
         int *pq = NULL, *pk = NULL, qwen = w->cfg.arch != LMF_ARCH_LLAMA, KV = c->n_kv_head * hs;
         if (w->cfg.pos == LMF_POS_ROPE_INTERLEAVED)
             pq = rope_perm(&s->P, c->n_head, hs, 0), pk = rope_perm(&s->P, c->n_kv_head, hs, 0);
-        int gemma = c->arch == LMF_ARCH_GEMMA3;
+        int gemma = lmf_arch_is_gemma(c->arch);
         void (*norm)(st_list *, const char *, const float *, int) = gemma ? put_gemma_norm : put_v;
         put_m(s, "model.embed_tokens.weight", &w->tok_emb, NULL);
         norm(s, "model.norm.weight", w->out_norm_w, C);
@@ -1290,7 +1311,7 @@ static lmf_status hf_tokenizer(const lmf_weights *w, const char *dir) {
 lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_t type) {
     const lmf_model_config *c = &w->cfg;
     if (c->arch != LMF_ARCH_LLAMA && c->arch != LMF_ARCH_GPT2 && c->arch != LMF_ARCH_OPT && c->arch != LMF_ARCH_QWEN2 &&
-        c->arch != LMF_ARCH_QWEN3 && c->arch != LMF_ARCH_OLMOE && c->arch != LMF_ARCH_PHI3 && c->arch != LMF_ARCH_GEMMA3)
+        c->arch != LMF_ARCH_QWEN3 && c->arch != LMF_ARCH_OLMOE && c->arch != LMF_ARCH_PHI3 && !lmf_arch_is_gemma(c->arch))
         return lmf_fail(LMF_ERR_ARG, "%s: cannot export family '%s'", dir, lmf_arch_name(c->arch));
     int longrope = c->rope_scaling == LMF_ROPE_SCALING_LONGROPE;
     if (longrope && c->arch != LMF_ARCH_PHI3)
@@ -1327,6 +1348,9 @@ lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_
     if (c->arch == LMF_ARCH_QWEN2 && !c->n_expert && !c->qkv_bias)
         return lmf_fail(LMF_ERR_ARG, "%s: transformers' Qwen2 always has q/k/v biases; this model has none (export "
                         "it as arch llama)", dir);
+    if (c->arch == LMF_ARCH_GEMMA2 && (c->rope_scaling || c->rope_theta_swa != 0.0f))
+        return lmf_fail(LMF_ERR_ARG, "%s: transformers' Gemma 2 has one RoPE, unscaled, for every layer; export it with "
+                        "--to gguf", dir);
     if (c->nope_interval && (c->n_expert || c->sliding_window))
         return lmf_fail(LMF_ERR_ARG, "%s: transformers' SmolLM3 (NoPE layers) has no %s; export it with --to gguf", dir,
                         c->n_expert ? "mixture of experts" : "window on every layer");

@@ -26,6 +26,7 @@
 #include "model/lora.h"
 #include "model/weights.h"
 
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,15 @@ struct lmf_session {
     int logits_rows;
 };
 
+/* Gemma 2's final soft-capping of nr rows of logits: x -> cap tanh(x / cap). */
+static void softcap_logits(const lmf_model_config *c, float *logits, int nr) {
+    float cap = c->final_softcap;
+    if (!cap) return;
+    size_t n = (size_t)nr * c->vocab_size;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) logits[i] = cap * tanhf(logits[i] / cap);
+}
+
 /* One step over the rows of n sequences (N = sum of seqs[j].n <= NB rows, tokens in that order): the logits of the
  * nr rows listed in rows go to out (nr x V). */
 static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t *tok, int N, const int *rows,
@@ -106,6 +116,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
         lmf_lin head = {&w->lm_head, NULL, out, c->vocab_size};
         lmf_block_observe(&ctx, -1, LMF_OBS_OUTPUT, -1, p->xn, C, nr, C);
         lmf_block_linear(&head, 1, p->xn, C, nr, p->dq, p->dq_floats, LMF_LIN_QINT | LMF_LIN_SPLIT);
+        softcap_logits(c, out, nr);
         return;
     }
     /* decode: the whole step in one parallel region (lmf_block_decode: five barriers per layer); a fork/join per
@@ -125,6 +136,7 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
                              nr ? &w->lm_head : NULL, l, N, tid, nth);
         if (nr) lmf_block_decode_head(&d, w, rows, nr, out, tid, nth);
     }
+    softcap_logits(c, out, nr);
 }
 
 /* ---- pools -------------------------------------------------------------------------------------------------- */

@@ -44,6 +44,8 @@
  *          per head; every norm weight w stored as Gemma's (the model scales by 1 + w). layer_types (or
  *          sliding_window_pattern), sliding_window, query_pre_attn_scalar, rope_parameters per layer type. Refused:
  *          soft-capping, bidirectional attention.
+ *   gemma2: gemma3_text's names without the q/k norms; attn_logit_softcapping, final_logit_softcapping (Gemma2Config's
+ *          50 and 30 when absent, none when null), one RoPE (rope_theta / rope_parameters).
  *   gemma3: Gemma3ForConditionalGeneration's language model: gemma3_text's fields in text_config, its tensors under
  *          language_model.; the vision tower is not read.
  *   gpt2:  [transformer.]{wte, wpe, ln_f, h.N.{ln_1, attn.c_attn (fused q|k|v along out), attn.c_proj, ln_2,
@@ -712,11 +714,12 @@ static lmf_status gemma3_rope(hf *h, lmf_model_config *c) {
     return LMF_OK;
 }
 
-/* Gemma 3's local / global layers: layer_types (a list of "sliding_attention" / "full_attention") when present,
- * else every sliding_window_pattern-th layer global (6); the list must be such a pattern. */
-static lmf_status gemma3_layers(hf *h, lmf_model_config *c) {
-    int n = 6, L = c->n_layer;
-    LMF_TRY(get_int(h, "sliding_window_pattern", 6, &n));
+/* Gemma's local / global layers: layer_types (a list of "sliding_attention" / "full_attention") when present,
+ * else every sliding_window_pattern-th layer global (dflt: Gemma 3's 6, Gemma 2's 2); the list must be such a
+ * pattern. */
+static lmf_status gemma3_layers(hf *h, lmf_model_config *c, int dflt) {
+    int n = dflt, L = c->n_layer;
+    LMF_TRY(get_int(h, "sliding_window_pattern", dflt, &n));
     const cJSON *lt = field(h, "layer_types");
     if (lt) {
         if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != L)
@@ -739,19 +742,20 @@ static lmf_status gemma3_layers(hf *h, lmf_model_config *c) {
     return LMF_OK;
 }
 
-/* Gemma 3's text model (model_type gemma3_text: Gemma3ForCausalLM, the 270M and 1B checkpoints). Sizes absent from
- * the config take Gemma3TextConfig's defaults (the larger checkpoints' text_config lists only what differs). */
-static lmf_status load_gemma3(hf *h) {
+/* Gemma 3's text model (model_type gemma3_text: Gemma3ForCausalLM, the 270M and 1B checkpoints), or with v2 Gemma 2
+ * (gemma2: no q/k norms, soft-capped scores and logits, one RoPE). Sizes absent from the config take
+ * Gemma3TextConfig's (Gemma2Config's) defaults: the larger checkpoints' text_config lists only what differs. */
+static lmf_status load_gemma3(hf *h, int v2) {
     lmf_weights *w = h->w;
     lmf_model_config *c = &w->cfg;
-    *c = lmf_model_config_default(LMF_ARCH_GEMMA3);
+    *c = lmf_model_config_default(v2 ? LMF_ARCH_GEMMA2 : LMF_ARCH_GEMMA3);
     LMF_TRY(get_int(h, "hidden_size", 2304, &c->n_embd));
     LMF_TRY(get_int(h, "intermediate_size", 9216, &c->ffn_dim));
     LMF_TRY(get_int(h, "num_attention_heads", 8, &c->n_head));
     LMF_TRY(get_int(h, "num_hidden_layers", 26, &c->n_layer));
     LMF_TRY(get_int(h, "num_key_value_heads", 4, &c->n_kv_head));
-    LMF_TRY(get_int(h, "vocab_size", 262208, &c->vocab_size));
-    LMF_TRY(get_int(h, "max_position_embeddings", 131072, &c->max_seq_len));
+    LMF_TRY(get_int(h, "vocab_size", v2 ? 256000 : 262208, &c->vocab_size));
+    LMF_TRY(get_int(h, "max_position_embeddings", v2 ? 8192 : 131072, &c->max_seq_len));
     LMF_TRY(get_float(h, "rms_norm_eps", 1e-6f, &c->norm_eps));
     LMF_TRY(get_bool(h, "tie_word_embeddings", 1, &c->tied_embeddings));
     int head_dim, bias, bidir;
@@ -761,21 +765,31 @@ static lmf_status load_gemma3(hf *h) {
     LMF_TRY(get_field(h, "query_pre_attn_scalar", FIELD_FLOAT, 256, &qpas));
     c->attn_scale = (float)(1.0 / sqrt(qpas));
     LMF_TRY(get_int(h, "sliding_window", 4096, &c->sliding_window));
-    LMF_TRY(gemma3_layers(h, c));
-    LMF_TRY(gemma3_rope(h, c));
+    LMF_TRY(gemma3_layers(h, c, v2 ? 2 : 6));
+    if (v2) { /* one RoPE for both kinds of layer (10000 by default), as llama's fields give it */
+        c->rope_theta = 10000.0f;
+        LMF_TRY(get_float(h, "rope_theta", 10000.0f, &c->rope_theta));
+        LMF_TRY(rope_config(h, c));
+    } else {
+        LMF_TRY(gemma3_rope(h, c));
+    }
     LMF_TRY(get_bool(h, "attention_bias", 0, &bias));
     LMF_TRY(get_bool(h, "use_bidirectional_attention", 0, &bidir));
     if (bias || bidir)
         return lmf_fail(LMF_ERR_FORMAT, "%s: \"%s\": true is not supported", h->cfg_path,
                         bias ? "attention_bias" : "use_bidirectional_attention");
     static const char *const caps[] = {"final_logit_softcapping", "attn_logit_softcapping"};
-    for (int i = 0; i < 2; i++)
-        if (field(h, caps[i]))
-            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" (Gemma 2's soft-capping) is not supported",
-                            h->cfg_path, caps[i]);
+    float *cap[2] = {&c->final_softcap, &c->attn_softcap};
+    for (int i = 0; i < 2; i++) {
+        if (!v2 && field(h, caps[i]))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: field \"%s\" (Gemma 2's soft-capping) in a gemma3 config is not "
+                            "supported", h->cfg_path, caps[i]);
+        if (v2 && cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(h->cfg, caps[i]))) *cap[i] = 0.0f; /* none */
+        else if (v2) LMF_TRY(get_float(h, caps[i], i ? 50.0f : 30.0f, cap[i])); /* absent: Gemma2Config's */
+    }
     static const char *const gelu[] = {"gelu_pytorch_tanh", NULL};
     LMF_TRY(want_str(h, "hidden_activation", gelu, "GeGLU (gelu_tanh)"));
-    LMF_TRY(check_config(h, "gemma3"));
+    LMF_TRY(check_config(h, v2 ? "gemma2" : "gemma3"));
 
     int C = c->n_embd, QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim, V = c->vocab_size;
     int hs = lmf_head_size(c);
@@ -791,8 +805,10 @@ static lmf_status load_gemma3(hf *h) {
         LMF_TRY(vec_plus1(h, NAME("model.layers.%d.post_attention_layernorm.weight", l), C, &L->post_attn_norm_w));
         LMF_TRY(vec_plus1(h, NAME("model.layers.%d.pre_feedforward_layernorm.weight", l), C, &L->ffn_norm_w));
         LMF_TRY(vec_plus1(h, NAME("model.layers.%d.post_feedforward_layernorm.weight", l), C, &L->post_ffn_norm_w));
-        LMF_TRY(vec_plus1(h, NAME("model.layers.%d.self_attn.q_norm.weight", l), hs, &L->q_norm_w));
-        LMF_TRY(vec_plus1(h, NAME("model.layers.%d.self_attn.k_norm.weight", l), hs, &L->k_norm_w));
+        if (!v2) {
+            LMF_TRY(vec_plus1(h, NAME("model.layers.%d.self_attn.q_norm.weight", l), hs, &L->q_norm_w));
+            LMF_TRY(vec_plus1(h, NAME("model.layers.%d.self_attn.k_norm.weight", l), hs, &L->k_norm_w));
+        }
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.q_proj.weight", l), QD, C, &L->wq));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.k_proj.weight", l), KV, C, &L->wk));
         LMF_TRY(matrix(h, NAME("model.layers.%d.self_attn.v_proj.weight", l), KV, C, &L->wv));
@@ -814,7 +830,7 @@ static lmf_status load_gemma3_language(hf *h) {
                         "keeps its language model's config there)", h->cfg_path);
     h->cfg = tc; /* every field below is the language model's */
     snprintf(h->prefix, sizeof h->prefix, "language_model.");
-    lmf_status s = load_gemma3(h);
+    lmf_status s = load_gemma3(h, 0);
     h->cfg = root; /* the special ids and the tokenizer's fields are the folder's */
     return s;
 }
@@ -1164,14 +1180,15 @@ static lmf_status load(hf *h) {
         !strcmp(mt->valuestring, "qwen2_moe") || !strcmp(mt->valuestring, "qwen3") ||
         !strcmp(mt->valuestring, "qwen3_moe") || !strcmp(mt->valuestring, "olmoe") || !strcmp(mt->valuestring, "phi3"))
         LMF_TRY(load_llama(h, mt->valuestring));
-    else if (!strcmp(mt->valuestring, "gemma3_text")) LMF_TRY(load_gemma3(h));
+    else if (!strcmp(mt->valuestring, "gemma3_text")) LMF_TRY(load_gemma3(h, 0));
+    else if (!strcmp(mt->valuestring, "gemma2")) LMF_TRY(load_gemma3(h, 1));
     else if (!strcmp(mt->valuestring, "gemma3")) LMF_TRY(load_gemma3_language(h));
     else if (!strcmp(mt->valuestring, "gpt2")) LMF_TRY(load_gpt2(h));
     else if (!strcmp(mt->valuestring, "opt")) LMF_TRY(load_opt(h));
     else
         return lmf_fail(LMF_ERR_FORMAT,
                         "%s: model_type \"%s\" is not supported (lmforge loads llama, mistral, smollm3, mixtral, qwen2, "
-                        "qwen2_moe, qwen3, qwen3_moe, olmoe, phi3, gemma3_text, gemma3, gpt2 and opt)",
+                        "qwen2_moe, qwen3, qwen3_moe, olmoe, phi3, gemma3_text, gemma3, gemma2, gpt2 and opt)",
                         h->cfg_path, mt->valuestring);
     LMF_TRY(load_tokenizer(h));
     return lmf_weights_validate(h->w, h->dir);

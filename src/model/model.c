@@ -161,6 +161,11 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
                  cfg->max_seq_len, max_batch);
         return NULL;
     }
+    if (cfg->attn_softcap || cfg->final_softcap) {
+        lmf_fail(LMF_ERR_ARG, "training a %s model is not implemented (its soft-capped attention scores and logits "
+                 "have no backward yet; inference runs)", lmf_arch_name(cfg->arch));
+        return NULL;
+    }
     if (cfg->sliding_window && max_seq > cfg->sliding_window) {
         lmf_fail(LMF_ERR_ARG, "sequence length %d exceeds the model's sliding_window %d: training attends to every "
                  "earlier position of a row, which is the windowed model's function only up to %d tokens", max_seq,

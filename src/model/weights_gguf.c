@@ -145,27 +145,33 @@ static lmf_status rope_scaling(const lmf_gguf *g, const char *arch, lmf_model_co
     return llama3_from_freqs(g, r, half, cfg);
 }
 
-/* Gemma 3's keys, as llama.cpp's gemma3 reads them: a window (attention.sliding_window) on all layers but every
- * Nth (attention.sliding_window_pattern, 6 when absent; or an array of one flag per layer, true = windowed, which must
- * be such a pattern), whose RoPE base is rope.freq_base_swa (10000) without the file's scaling; q.k scaled by
- * 1/sqrt(head size), or 1/sqrt(embedding_length / head_count) for the 62-layer 27B; no final soft-capping. */
-static lmf_status gemma3_config(const lmf_gguf *g, lmf_model_config *c) {
+/* Gemma's keys, as llama.cpp's gemma3 and gemma2 read them: a window (attention.sliding_window; gemma2: 4096 when
+ * absent) on all layers but every Nth (attention.sliding_window_pattern, 6 / 2 when absent; or an array of one flag
+ * per layer, true = windowed, which must be such a pattern), whose RoPE base is rope.freq_base_swa (gemma3: 10000
+ * without the file's scaling; gemma2: the global one); q.k scaled by 1/sqrt(head size), or by 1/sqrt(
+ * embedding_length / head_count) for the 27B (62 / 46 layers); gemma2's attn_logit_softcapping and
+ * final_logit_softcapping (gemma3 has none). */
+static lmf_status gemma_config(const lmf_gguf *g, const char *arch, lmf_model_config *c) {
     char key[96];
     uint32_t u = 0;
-    snprintf(key, sizeof key, "gemma3.final_logit_softcapping");
-    const lmf_gguf_kv *kv = lmf_gguf_find(g, key);
-    float cap = 0;
-    if (kv) LMF_TRY(lmf_gguf_get_f32(g, key, &cap));
-    if (cap != 0.0f)
-        return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %g: final-logit soft-capping (Gemma 2's) is not supported", g->path,
-                        key, cap);
-    snprintf(key, sizeof key, "gemma3.attention.sliding_window");
+    int v2 = c->arch == LMF_ARCH_GEMMA2;
+    static const char *const caps[2] = {"final_logit_softcapping", "attn_logit_softcapping"};
+    float *cap[2] = {&c->final_softcap, &c->attn_softcap};
+    for (int i = 0; i < 2; i++) {
+        snprintf(key, sizeof key, "%s.%s", arch, caps[i]);
+        if (lmf_gguf_find(g, key)) LMF_TRY(lmf_gguf_get_f32(g, key, cap[i]));
+        if (!(*cap[i] >= 0.0f && *cap[i] <= 1e6f) || (!v2 && *cap[i] != 0.0f))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %g: %s", g->path, key, *cap[i],
+                            v2 ? "outside [0, 1e6]" : "soft-capping is Gemma 2's, not supported in a gemma3 file");
+    }
+    u = v2 ? 4096 : 0;
+    snprintf(key, sizeof key, "%s.attention.sliding_window", arch);
     if (lmf_gguf_find(g, key)) LMF_TRY(lmf_gguf_get_u32(g, key, &u));
     if (u > (1u << 30)) return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %u is too large", g->path, key, u);
     c->sliding_window = (int)u;
-    c->swa_pattern = 6;
-    snprintf(key, sizeof key, "gemma3.attention.sliding_window_pattern");
-    kv = lmf_gguf_find(g, key);
+    c->swa_pattern = v2 ? 2 : 6;
+    snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", arch);
+    const lmf_gguf_kv *kv = lmf_gguf_find(g, key);
     if (kv && kv->type == LMF_GGUF_ARRAY) {
         const lmf_gguf_kv *a;
         LMF_TRY(lmf_gguf_get_arr(g, key, LMF_GGUF_BOOL, &a));
@@ -186,13 +192,16 @@ static lmf_status gemma3_config(const lmf_gguf *g, lmf_model_config *c) {
         if (u > (1u << 30)) return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %u is too large", g->path, key, u);
         c->swa_pattern = (int)u;
     }
-    c->rope_theta_swa = 10000.0f;
-    snprintf(key, sizeof key, "gemma3.rope.freq_base_swa");
-    if (lmf_gguf_find(g, key)) LMF_TRY(lmf_gguf_get_f32(g, key, &c->rope_theta_swa));
-    if (!(c->rope_theta_swa > 0.0f))
-        return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %g must be positive", g->path, key, c->rope_theta_swa);
+    c->rope_theta_swa = v2 ? 0.0f : 10000.0f; /* gemma2: the global table unless the file names another */
+    snprintf(key, sizeof key, "%s.rope.freq_base_swa", arch);
+    if (lmf_gguf_find(g, key)) {
+        LMF_TRY(lmf_gguf_get_f32(g, key, &c->rope_theta_swa));
+        if (!(c->rope_theta_swa > 0.0f))
+            return lmf_fail(LMF_ERR_FORMAT, "%s: %s = %g must be positive", g->path, key, c->rope_theta_swa);
+    }
     if (!c->sliding_window) c->swa_pattern = 0, c->rope_theta_swa = 0.0f; /* llama.cpp: every layer global */
-    if (c->n_layer == 62) c->attn_scale = 1.0f / sqrtf((float)(c->n_embd / c->n_head)); /* as llama.cpp's 27B */
+    if (c->n_layer == (v2 ? 46 : 62)) /* as llama.cpp's 27B */
+        c->attn_scale = 1.0f / sqrtf((float)(c->n_embd / c->n_head));
     return LMF_OK;
 }
 
@@ -205,11 +214,12 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
     int smollm3 = !strcmp(arch, "smollm3"); /* llama's layout, every 4th layer without RoPE (llama.cpp's fixed step) */
     int qwen = strcmp(arch, "llama") != 0 && !smollm3, qwen3 = !strncmp(arch, "qwen3", 5), olmoe = !strcmp(arch, "olmoe");
     int qmoe = !strcmp(arch, "qwen2moe") || !strcmp(arch, "qwen3moe") || olmoe, phi3 = !strcmp(arch, "phi3");
-    int gemma3 = !strcmp(arch, "gemma3");
+    int gemma3 = !strcmp(arch, "gemma3"), gemma2 = !strcmp(arch, "gemma2");
     lmf_model_config cfg = lmf_model_config_default(olmoe    ? LMF_ARCH_OLMOE
                                                     : qwen3  ? LMF_ARCH_QWEN3
                                                     : phi3   ? LMF_ARCH_PHI3
                                                     : gemma3 ? LMF_ARCH_GEMMA3
+                                                    : gemma2 ? LMF_ARCH_GEMMA2
                                                     : qwen  ? LMF_ARCH_QWEN2
                                                             : LMF_ARCH_LLAMA);
     cfg.nope_interval = smollm3 ? 4 : 0;
@@ -305,7 +315,7 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
             cfg.shared_gate = 1;
         }
     }
-    if (gemma3) LMF_TRY(gemma3_config(g, &cfg));
+    if (gemma3 || gemma2) LMF_TRY(gemma_config(g, arch, &cfg));
 #undef KEY
     cfg.max_seq_len = ctx_len;
     if (lmf_model_config_validate(&cfg) != LMF_OK) {
@@ -412,10 +422,11 @@ static lmf_status load(lmf_weights *w, const lmf_gguf *g) {
     int gpt2 = !strcmp(arch, "gpt2");
     if (!gpt2 && strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0 && strcmp(arch, "qwen2moe") != 0 &&
         strcmp(arch, "qwen3") != 0 && strcmp(arch, "qwen3moe") != 0 && strcmp(arch, "olmoe") != 0 &&
-        strcmp(arch, "phi3") != 0 && strcmp(arch, "smollm3") != 0 && strcmp(arch, "gemma3") != 0)
+        strcmp(arch, "phi3") != 0 && strcmp(arch, "smollm3") != 0 && strcmp(arch, "gemma3") != 0 &&
+        strcmp(arch, "gemma2") != 0)
         return lmf_fail(LMF_ERR_FORMAT, "%s: general.architecture is \"%s\"; lmforge runs \"llama\", \"smollm3\", "
-                        "\"qwen2\", \"qwen2moe\", \"qwen3\", \"qwen3moe\", \"olmoe\", \"phi3\", \"gemma3\" and "
-                        "\"gpt2\" GGUFs", g->path, arch);
+                        "\"qwen2\", \"qwen2moe\", \"qwen3\", \"qwen3moe\", \"olmoe\", \"phi3\", \"gemma3\", "
+                        "\"gemma2\" and \"gpt2\" GGUFs", g->path, arch);
     lmf_model_config *c = &w->cfg;
     if (gpt2) {
         LMF_TRY(gpt2_config(g, c));

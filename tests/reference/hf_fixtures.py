@@ -25,6 +25,8 @@ AutoModelForCausalLM computes from the saved weights (every position, T x V, row
                query_pre_attn_scalar 24, GQA 4 / 2, tied, F32
   gemma3_mm    Gemma3ForConditionalGeneration (model_type gemma3: text_config, language_model.* tensors beside a tiny
                SigLIP vision tower), 3 layers, a window of 5 over 20 text tokens (ids below the image tokens), F32
+  gemma2       Gemma2ForCausalLM: 4 layers, every 2nd global (the others a window of 5 over 40 tokens), scores capped at
+               5 and logits at 3 (small, so the caps bite), query_pre_attn_scalar 24, GQA, tied, F32
 
 Weights are random (seeded) and larger than HF's 0.02 init so logits differ visibly between positions and tokens.
 Everything is small (about 200 KB in all) so the folders are committed.
@@ -39,7 +41,7 @@ import torch
 import transformers
 from transformers import (AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, OPTConfig,
                           Phi3Config, SmolLM3Config, Gemma3TextConfig,
-                          Gemma3Config, SiglipVisionConfig)
+                          Gemma3Config, SiglipVisionConfig, Gemma2Config)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "hf")
@@ -162,6 +164,12 @@ def models():
                                              num_attention_heads=2, image_size=28, patch_size=14),
             mm_tokens_per_image=4, boi_token_index=297, eoi_token_index=298, image_token_index=299), 99,
             torch.float32, n_tokens=20, max_id=297),
+        "gemma2": lambda: build("gemma2", Gemma2Config(
+            vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=24, max_position_embeddings=64,
+            rms_norm_eps=1e-6, sliding_window=5, attn_logit_softcapping=5.0, final_logit_softcapping=3.0,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, tie_word_embeddings=True,
+            bos_token_id=2, eos_token_id=1, pad_token_id=0), 111, torch.float32, n_tokens=40),
     }
 
 
