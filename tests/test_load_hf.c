@@ -581,9 +581,10 @@ static void gemma_exports(const char *name, lmf_weights *w, const int32_t *tok, 
     rm_tmp();
 }
 
-/* Gemma 3 (gemma3_text, and gemma3's language model): transformers' tiny Gemma3ForCausalLM (every 3rd layer global, the others a window of 5 with
- * their own RoPE base; linear scaling on the global ones; GeGLU, sandwich norms, scaled embeddings, q/k norms,
- * query_pre_attn_scalar) gives its logits in one prefill, token by token and 7 tokens a step; training refuses it. */
+/* Gemma 3 (gemma3_text, and gemma3's language model): transformers' tiny Gemma3ForCausalLM (every 3rd layer global,
+ * the others a window of 5 with their own RoPE base; linear scaling on the global ones; GeGLU, sandwich norms, scaled
+ * embeddings, q/k norms, query_pre_attn_scalar) gives its logits in one prefill, token by token, 7 tokens a step,
+ * through the training model (whose gradients equal finite differences) and through both exports. */
 static void test_gemma3(void **state) {
     check_logits("gemma3", "gemma3");
     lmf_weights *w = load_ok(HF "gemma3");
@@ -688,7 +689,8 @@ int main(void) {
         cmocka_unit_test(test_llama),       cmocka_unit_test(test_llama_sharded_bf16), cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_opt),         cmocka_unit_test(test_metadata),          cmocka_unit_test(test_bad_tensors),
         cmocka_unit_test(test_bad_shards),  cmocka_unit_test(test_bad_config),        cmocka_unit_test(test_shape_overflow),
-        cmocka_unit_test(test_repeated_keys), cmocka_unit_test(test_lazy_write), cmocka_unit_test(test_sliding_window), cmocka_unit_test(test_smollm3), cmocka_unit_test(test_gemma3), cmocka_unit_test(test_gemma2),
+        cmocka_unit_test(test_repeated_keys), cmocka_unit_test(test_lazy_write), cmocka_unit_test(test_sliding_window),
+        cmocka_unit_test(test_smollm3),     cmocka_unit_test(test_gemma3),            cmocka_unit_test(test_gemma2),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

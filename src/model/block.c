@@ -1151,9 +1151,8 @@ static void full_qk_norm(const lmf_block_decode_ctx *d, const lmf_layer_weights 
         for (int i = 0; i < N && rhi > rlo; i++) {
             float *row = d->qkv + (size_t)i * S + (j ? C : 0);
             for (int e = rlo; e < rhi; e++) row[e] = row[e] * rs[j][i] * w[e];
-            if (rope)
-                lmf_rope_rotate(row, rlo, rhi, layer_rope_tab(c, d->rope, d->rope_swa, layer) + (size_t)d->row_pos[i] * hs,
-                                hs, interleaved, 1.0f);
+            const float *tab = layer_rope_tab(c, d->rope, d->rope_swa, layer);
+            if (rope) lmf_rope_rotate(row, rlo, rhi, tab + (size_t)d->row_pos[i] * hs, hs, interleaved, 1.0f);
             if (!j) continue;
             const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
             size_t at = kv_index(kv, LKV, layer * KV, d->row_pos[i]);

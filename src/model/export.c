@@ -554,8 +554,8 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
     int neox = qwen || q3 || olmoe || phi3 || gemma; /* Q/K in HF's order */
     if (!gpt2 && !llama)
         return lmf_fail(LMF_ERR_ARG, "%s: a %s model cannot be written as GGUF (llama.cpp's llama, smollm3, qwen2, "
-                        "qwen2moe, qwen3, qwen3moe, olmoe, phi3, gemma3 and gpt2 architectures only); export it with "
-                        "--to safetensors",
+                        "qwen2moe, qwen3, qwen3moe, olmoe, phi3, gemma3, gemma2 and gpt2 architectures only); export "
+                        "it with --to safetensors",
                         path, lmf_arch_name(c->arch));
     int hs0 = lmf_head_size(c);
     int big = c->n_layer == (v2 ? 46 : 62); /* llama.cpp's 27B rule */
@@ -577,8 +577,8 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
     if (phi3 && (c->n_expert || c->qkv_bias || c->pos != LMF_POS_ROPE_HALF))
         return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's phi3 has no experts, no q/k/v biases and RoPE on halves (NEOX); "
                         "this model does not fit", path);
-    if ((c->qk_norm == LMF_QK_NORM_HEAD && !q3 && c->arch != LMF_ARCH_GEMMA3) || (c->qk_norm == LMF_QK_NORM_FULL && !olmoe) ||
-        (q3 && !c->qk_norm))
+    if ((c->qk_norm == LMF_QK_NORM_HEAD && !q3 && c->arch != LMF_ARCH_GEMMA3) ||
+        (c->qk_norm == LMF_QK_NORM_FULL && !olmoe) || (q3 && !c->qk_norm))
         return lmf_fail(LMF_ERR_ARG, "%s: a per-head q/k norm is written as llama.cpp's qwen3 / qwen3moe (arch = qwen3), "
                         "a full-width one as its olmoe (arch = olmoe); this model is arch %s with qk_norm %d", path,
                         lmf_arch_name(c->arch), (int)c->qk_norm);
@@ -671,7 +671,8 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
             lmf_gguf_writer_set_f32(g, KEY("attn_logit_softcapping"), c->attn_softcap);
             lmf_gguf_writer_set_f32(g, KEY("final_logit_softcapping"), c->final_softcap);
         }
-        if (QD != C || gemma) { /* heads not C / n_head wide: llama.cpp reads their size here (its qwen3 converter writes it) */
+        if (QD != C || gemma) { /* heads not C / n_head wide: llama.cpp reads their size here (its qwen3 converter
+                                 * writes it; its gemma converters always do) */
             lmf_gguf_writer_set_u32(g, KEY("attention.key_length"), (uint32_t)hs);
             lmf_gguf_writer_set_u32(g, KEY("attention.value_length"), (uint32_t)hs);
         }
@@ -1311,7 +1312,8 @@ static lmf_status hf_tokenizer(const lmf_weights *w, const char *dir) {
 lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_t type) {
     const lmf_model_config *c = &w->cfg;
     if (c->arch != LMF_ARCH_LLAMA && c->arch != LMF_ARCH_GPT2 && c->arch != LMF_ARCH_OPT && c->arch != LMF_ARCH_QWEN2 &&
-        c->arch != LMF_ARCH_QWEN3 && c->arch != LMF_ARCH_OLMOE && c->arch != LMF_ARCH_PHI3 && !lmf_arch_is_gemma(c->arch))
+        c->arch != LMF_ARCH_QWEN3 && c->arch != LMF_ARCH_OLMOE && c->arch != LMF_ARCH_PHI3 &&
+        !lmf_arch_is_gemma(c->arch))
         return lmf_fail(LMF_ERR_ARG, "%s: cannot export family '%s'", dir, lmf_arch_name(c->arch));
     int longrope = c->rope_scaling == LMF_ROPE_SCALING_LONGROPE;
     if (longrope && c->arch != LMF_ARCH_PHI3)
@@ -1349,8 +1351,8 @@ lmf_status lmf_export_safetensors(const lmf_weights *w, const char *dir, uint32_
         return lmf_fail(LMF_ERR_ARG, "%s: transformers' Qwen2 always has q/k/v biases; this model has none (export "
                         "it as arch llama)", dir);
     if (c->arch == LMF_ARCH_GEMMA2 && (c->rope_scaling || c->rope_theta_swa != 0.0f))
-        return lmf_fail(LMF_ERR_ARG, "%s: transformers' Gemma 2 has one RoPE, unscaled, for every layer; export it with "
-                        "--to gguf", dir);
+        return lmf_fail(LMF_ERR_ARG, "%s: transformers' Gemma 2 has one RoPE, unscaled, for every layer; export it "
+                        "with --to gguf", dir);
     if (c->nope_interval && (c->n_expert || c->sliding_window))
         return lmf_fail(LMF_ERR_ARG, "%s: transformers' SmolLM3 (NoPE layers) has no %s; export it with --to gguf", dir,
                         c->n_expert ? "mixture of experts" : "window on every layer");

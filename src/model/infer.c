@@ -99,15 +99,16 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
     for (int j = 0, row = 0; j < n; row += seqs[j++].n)
         lmf_block_embed(w, p->x + (size_t)row * C, tok + row, seqs[j].n, seqs[j].n, seqs[j].p0, NULL);
     if (prefill) {
-        lmf_block_ctx ctx = {.cfg = c, .rope = p->rope, .rope_swa = p->rope_swa, .dq = p->dq, .dq_floats = p->dq_floats, .B = 1, .T = N,
+        lmf_block_ctx ctx = {.cfg = c, .rope = p->rope, .rope_swa = p->rope_swa, .dq = p->dq,
+                             .dq_floats = p->dq_floats, .B = 1, .T = N,
                              .seqs = seqs, .n_seqs = n, .scores = p->scores,
                              .scores_stride = (size_t)QBLK * p->max_ctx, .kvbuf = p->kvbuf,
                              .kvbuf_stride = (size_t)lmf_head_size(c) * p->bs, .nthreads = p->nthreads,
                              .lora = (lmf_lora *)p->lora, .observe = p->observe, .observe_user = p->observe_user};
         /* the norms' outputs and the products added to the residual share p->xn */
         lmf_block_rows r = {p->xn, p->mean, p->rstd, p->qkv, NULL, p->att, p->x, p->xn, p->mean, p->rstd, p->fch,
-                            p->fcact, p->x, p->xn, p->lora_t, p->moe, p->moe_scratch, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                            NULL, NULL, NULL, NULL};
+                            p->fcact, p->x, p->xn, p->lora_t, p->moe, p->moe_scratch, NULL, NULL, NULL, NULL, NULL,
+                            NULL, NULL, NULL, NULL, NULL, NULL};
         for (int l = 0; l < c->n_layer; l++) lmf_block_forward(&ctx, &w->layers[l], l, p->x, &r);
         if (!nr) return;
         for (int i = 0; i < nr; i++)
@@ -121,7 +122,8 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
     }
     /* decode: the whole step in one parallel region (lmf_block_decode: five barriers per layer); a fork/join per
      * product cost ~150 region starts and ends per token */
-    lmf_block_decode_ctx d = {.cfg = c, .rope = p->rope, .rope_swa = p->rope_swa, .seqs = seqs, .n_seqs = n, .x = p->x, .proj = p->xn,
+    lmf_block_decode_ctx d = {.cfg = c, .rope = p->rope, .rope_swa = p->rope_swa, .seqs = seqs, .n_seqs = n, .x = p->x,
+                              .proj = p->xn,
                               .qkv = p->qkv, .fch = p->fch, .fcact = p->fcact, .part = p->part, .qin = p->qin,
                               .qin_stride = p->qin_stride, .xnt = p->xnt, .scores = p->scores,
                               .scores_stride = (size_t)QBLK * p->max_ctx, .lora = p->lora,
@@ -198,7 +200,8 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
     size_t widest = (size_t)(C > F ? C : F) > (size_t)QD ? (size_t)(C > F ? C : F) : (size_t)QD; /* o's input: QD */
     if (p->dq_floats < 16 * widest) p->dq_floats = 16 * widest; /* an R16 group */
     size_t FF = lmf_act_gated(c->act) ? 2 * (size_t)F : (size_t)F, T = (size_t)p->nthreads;
-    size_t floats[] = {(size_t)max_ctx * hs * (c->rope_theta_swa != 0.0f ? 2 : 1), (size_t)NB * C, (size_t)NB * C, (size_t)NB * (QD + 2 * KV),
+    size_t ropes = c->rope_theta_swa != 0.0f ? 2 : 1; /* the windowed layers' own table after the main one */
+    size_t floats[] = {(size_t)max_ctx * hs * ropes, (size_t)NB * C, (size_t)NB * C, (size_t)NB * (QD + 2 * KV),
                        (size_t)NB * QD, (size_t)NB * FF, (size_t)NB * F, NB, NB, p->dq_floats, T * QBLK * max_ctx,
                        (T * 3 * QMV_MAX * p->qin_stride + 3) / 4, T * QMV_MAX * (size_t)lmf_block_xn_width(c),
                        T * QMV_MAX * (size_t)(QD + c->n_head), type == LMF_KV_F16 ? T * hs * block_size : 0};
@@ -217,7 +220,8 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
         lmf_rope_table_scaled(p->rope, max_ctx, hs, c->rope_theta,
                               max_ctx > c->rope_orig_ctx ? w->rope_long : w->rope_short, c->rope_factor);
     else if (c->pos != LMF_POS_LEARNED) lmf_block_rope_table(c, p->rope, max_ctx);
-    if (lmf_block_rope_table_swa(c, p->rope + (size_t)max_ctx * hs, max_ctx)) p->rope_swa = p->rope + (size_t)max_ctx * hs;
+    if (lmf_block_rope_table_swa(c, p->rope + (size_t)max_ctx * hs, max_ctx))
+        p->rope_swa = p->rope + (size_t)max_ctx * hs;
     if (c->n_expert) {
         p->moe = lmf_xmalloc(sizeof(float) * lmf_moe_layer_floats(c, NB));
         p->moe_scratch = lmf_xmalloc(sizeof(float) * lmf_moe_scratch_floats(c, NB, 0));

@@ -40,10 +40,10 @@
  *          partial_rotary_factor other than 1 (Phi-4-mini). sliding_window as mistral's (absent: none), as transformers
  *          applies it (Phi-3-mini-4k: 2047; llama.cpp's phi3 does not, so its GGUFs agree up to that many tokens).
  *   gemma3_text: llama's names, but post_attention_layernorm is attention's output norm, and
- *          pre_feedforward_layernorm / post_feedforward_layernorm the FFN's input and output norms; self_attn.{q,k}_norm
- *          per head; every norm weight w stored as Gemma's (the model scales by 1 + w). layer_types (or
- *          sliding_window_pattern), sliding_window, query_pre_attn_scalar, rope_parameters per layer type. Refused:
- *          soft-capping, bidirectional attention.
+ *          pre_feedforward_layernorm / post_feedforward_layernorm the FFN's input and output norms;
+ *          self_attn.{q,k}_norm per head; every norm weight w stored as Gemma's (the model scales by 1 + w).
+ *          layer_types (or sliding_window_pattern), sliding_window, query_pre_attn_scalar, rope_parameters per layer
+ *          type. Refused: soft-capping, bidirectional attention.
  *   gemma2: gemma3_text's names without the q/k norms; attn_logit_softcapping, final_logit_softcapping (Gemma2Config's
  *          50 and 30 when absent, none when null), one RoPE (rope_theta / rope_parameters).
  *   gemma3: Gemma3ForConditionalGeneration's language model: gemma3_text's fields in text_config, its tensors under
@@ -1175,8 +1175,9 @@ static lmf_status load(hf *h) {
     }
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(h->cfg, "model_type");
     if (!cJSON_IsString(mt)) return lmf_fail(LMF_ERR_FORMAT, "%s: field \"model_type\" is missing", h->cfg_path);
-    if (!strcmp(mt->valuestring, "llama") || !strcmp(mt->valuestring, "mistral") || !strcmp(mt->valuestring, "smollm3") ||
-        !strcmp(mt->valuestring, "mixtral") || !strcmp(mt->valuestring, "qwen2") ||
+    if (!strcmp(mt->valuestring, "llama") || !strcmp(mt->valuestring, "mistral") ||
+        !strcmp(mt->valuestring, "smollm3") || !strcmp(mt->valuestring, "mixtral") ||
+        !strcmp(mt->valuestring, "qwen2") ||
         !strcmp(mt->valuestring, "qwen2_moe") || !strcmp(mt->valuestring, "qwen3") ||
         !strcmp(mt->valuestring, "qwen3_moe") || !strcmp(mt->valuestring, "olmoe") || !strcmp(mt->valuestring, "phi3"))
         LMF_TRY(load_llama(h, mt->valuestring));

@@ -923,7 +923,8 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
 
     lmf_acts *a = &m->acts;
     const lmf_weights *w = m->w;
-    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .rope_swa = m->rope_swa, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
+    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .rope_swa = m->rope_swa, .dq = m->dq,
+                         .dq_floats = m->dq_floats, .B = B, .T = T,
                          .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x,
                          .tp = m->tp};
     if (l0 == 0) lmf_block_embed(w, a->encoded, tokens, d.N, T, 0, m->use_pos ? m->pos : NULL);
@@ -1010,7 +1011,8 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
         lmf_rmsnorm_backward(g->dres, dnw, g->dbuf, last, w->out_norm_w, a->lnf_rstd, d.N, d.C);
 
 layers:;
-    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .rope_swa = m->rope_swa, .dq = m->dq, .dq_floats = m->dq_floats, .B = B, .T = T,
+    lmf_block_ctx ctx = {.cfg = &m->cfg, .rope = m->rope, .rope_swa = m->rope_swa, .dq = m->dq,
+                         .dq_floats = m->dq_floats, .B = B, .T = T,
                          .bf16 = m->bf16, .pos = m->use_pos ? m->pos : NULL, .lora = m->lora, .training = 1, .lora_x = m->lora_x,
                          .tp = m->tp, .fresh_grads = m->fresh_grads};
     lmf_block_grads bg = {g->dres, g->dbuf, g->dqkv, g->dfch, g->dfcact, g->dnorm};

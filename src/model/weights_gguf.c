@@ -212,7 +212,8 @@ static lmf_status llama_config(const lmf_gguf *g, const char *arch, lmf_model_co
     const char *path = g->path;
     /* qwen: any architecture but llama (Q/K rows unpermuted); qmoe: one whose every layer is a mixture of experts */
     int smollm3 = !strcmp(arch, "smollm3"); /* llama's layout, every 4th layer without RoPE (llama.cpp's fixed step) */
-    int qwen = strcmp(arch, "llama") != 0 && !smollm3, qwen3 = !strncmp(arch, "qwen3", 5), olmoe = !strcmp(arch, "olmoe");
+    int qwen = strcmp(arch, "llama") != 0 && !smollm3, qwen3 = !strncmp(arch, "qwen3", 5);
+    int olmoe = !strcmp(arch, "olmoe");
     int qmoe = !strcmp(arch, "qwen2moe") || !strcmp(arch, "qwen3moe") || olmoe, phi3 = !strcmp(arch, "phi3");
     int gemma3 = !strcmp(arch, "gemma3"), gemma2 = !strcmp(arch, "gemma2");
     lmf_model_config cfg = lmf_model_config_default(olmoe    ? LMF_ARCH_OLMOE
