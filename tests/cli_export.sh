@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End to end through the CLI: train a small llama, gpt2 and phi3 (q|k|v, gate|up fused on export) with a BPE tokenizer, export each checkpoint to
+# End to end through the CLI: train a small llama, gpt2, phi3 (q|k|v, gate|up fused on export) and gemma3 with a BPE tokenizer, export each checkpoint to
 # GGUF and to a Hugging Face folder, then generate greedily from the GGUFs — the checkpoint's GGUF and the GGUF
 # re-exported from the HF folder must continue a prompt identically — and refuse bad exports with clear messages.
 # Usage: cli_export.sh path/to/lmforge [workdir to keep]
@@ -14,7 +14,7 @@ if command -v bible >/dev/null; then bible gen1:1-gen50:26 > "$dir/text.txt"; el
 "$LMF" data shard --tokenizer "$dir/tok.json" --out "$dir/data" --val-fraction 0.1 "$dir/text.txt" 2> "$dir/err.txt" \
   || { cat "$dir/err.txt"; fail "data shard"; }
 
-for arch in llama gpt2 phi3; do
+for arch in llama gpt2 phi3 gemma3; do
   kv=2; [ $arch = gpt2 ] && kv=4
   "$LMF" train --arch $arch --train-data "$dir/data/train.bin" --val-data "$dir/data/val.bin" --tokenizer "$dir/tok.json" \
     --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head $kv --ffn-dim 128 --batch-size 4 --seq-len 64 --max-steps 30 \

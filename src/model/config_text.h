@@ -32,7 +32,7 @@ typedef struct {
 
 /* X(name, type, field of lmf_model_config, help), in the order options are written and listed. */
 #define LMF_MODEL_OPTS(X)                                                                                          \
-    X("arch", LMF_OPT_ARCH, arch, "model family: gpt2, llama, opt, qwen2, qwen3, olmoe or phi3")                      \
+    X("arch", LMF_OPT_ARCH, arch, "model family: gpt2, llama, opt, qwen2, qwen3, olmoe, phi3, gemma3 or gemma2")     \
     X("vocab_size", LMF_OPT_INT, vocab_size, "vocabulary size (0: the training shard's)")                          \
     X("max_seq_len", LMF_OPT_INT, max_seq_len, "longest sequence the model accepts (0: seq_len)")                  \
     X("n_layer", LMF_OPT_INT, n_layer, "transformer blocks")                                                       \

@@ -566,9 +566,9 @@ lmf_status lmf_export_gguf_opts(const lmf_weights *w, const char *path, uint32_t
                         big ? "embedding_length / head_count" : "the head size", want, scale,
                         v2 ? "" : " and gives windowed layers their own RoPE base");
     if (v2 && (c->attn_softcap == 0.0f || c->final_softcap == 0.0f))
-        return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's gemma2 soft-caps both the scores and the logits; this model "
-                        "caps %s only; export it with --to safetensors", path,
-                        c->attn_softcap != 0.0f ? "the scores" : c->final_softcap != 0.0f ? "the logits" : "neither");
+        return lmf_fail(LMF_ERR_ARG, "%s: llama.cpp's gemma2 soft-caps both the scores and the logits; this model's "
+                        "caps are %g and %g (0: none); export it with --to safetensors", path, c->attn_softcap,
+                        c->final_softcap);
     if (c->rope_scaling == LMF_ROPE_SCALING_LONGROPE && !phi3)
         return lmf_fail(LMF_ERR_ARG, "%s: LongRoPE is written as llama.cpp's phi3 only", path);
     if (c->nope_interval && (c->nope_interval != 4 || c->n_expert || c->rope_scaling))
