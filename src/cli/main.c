@@ -12,7 +12,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"train", "pretrain a transformer (gpt2, llama, qwen2, qwen3 or olmoe family) on token shards; --resume continues a run", cmd_train},
+    {"train", "pretrain a transformer (gpt2, llama, qwen2, qwen3, olmoe, phi3 or gemma family) on token shards; --resume continues a run", cmd_train},
     {"finetune", "fine-tune a pretrained model on JSONL chats / completions: LoRA (default) or --full", cmd_finetune},
     {"data", "prepare corpora: `data shard` turns text files into token shards for training", cmd_data},
     {"tokenize", "text -> token ids (JSON) through a tokenizer, or back with --decode", cmd_tokenize},
