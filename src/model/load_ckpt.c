@@ -20,17 +20,24 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Where a path a checkpoint's config names may be: as given, relative to the checkpoint's folder (first when
+ * dir_first), and to its parent; an absolute path only as given. Returns how many of cands to try. */
+static int path_candidates(const char *rel, const char *ckpt_path, int dir_first, char cands[3][8300]) {
+    char *copy = strdup(ckpt_path), *dir = dirname(copy);
+    int first = dir_first && rel[0] != '/';
+    snprintf(cands[first], sizeof cands[0], "%s", rel);
+    snprintf(cands[!first], sizeof cands[1], "%s/%s", dir, rel);
+    snprintf(cands[2], sizeof cands[2], "%s/../%s", dir, rel);
+    free(copy);
+    return rel[0] == '/' ? 1 : 3;
+}
+
 static void try_tokenizer(lmf_weights *w, const char *tok_path, const char *ckpt_path, uint32_t version) {
     if (!*tok_path) return;
-    char cands[3][4096];
-    char *copy = strdup(ckpt_path), *dir = dirname(copy);
+    char cands[3][8300];
     /* version 3 writes paths inside the run folder relative to it: that reading comes first */
-    int first = version >= 3 && tok_path[0] != '/';
-    snprintf(cands[first], sizeof cands[0], "%s", tok_path);
-    snprintf(cands[!first], sizeof cands[1], "%s/%s", dir, tok_path);
-    snprintf(cands[2], sizeof cands[2], "%s/../%s", dir, tok_path);
-    free(copy);
-    for (int i = 0; i < (tok_path[0] == '/' ? 1 : 3); i++) {
+    int n = path_candidates(tok_path, ckpt_path, version >= 3, cands);
+    for (int i = 0; i < n; i++) {
         struct stat sb;
         if (stat(cands[i], &sb) != 0) continue;
         lmf_tokenizer *tok;
@@ -60,15 +67,11 @@ static lmf_status finetune_base(lmf_weights *w, const lmf_checkpoint *ck, const 
         return lmf_fail(LMF_ERR_ARG, "%s: a LoRA fine-tuning checkpoint holds the adapters, not a model: run the base "
                         "(%s) with --lora on the run's adapter folder, or write it merged with `lmforge export %s "
                         "--merge-lora RUN/adapter`", path, model, model);
-    char *copy = strdup(path), *dir = dirname(copy), cand[3][8300];
-    snprintf(cand[0], sizeof cand[0], "%s", model);
-    snprintf(cand[1], sizeof cand[1], "%s/%s", dir, model);
-    snprintf(cand[2], sizeof cand[2], "%s/../%s", dir, model);
-    free(copy);
+    char cand[3][8300];
+    int n = path_candidates(model, path, 0, cand), i = 0;
     struct stat sb;
-    int i = 0;
-    while (i < (model[0] == '/' ? 1 : 3) && stat(cand[i], &sb) != 0) i++;
-    if (!*model || i == (model[0] == '/' ? 1 : 3))
+    while (i < n && stat(cand[i], &sb) != 0) i++;
+    if (!*model || i == n)
         return lmf_fail(LMF_ERR_IO, "%s: a full fine-tuning checkpoint of base model \"%s\", which is not there (the "
                         "checkpoint holds the weights; the base gives the architecture and tokenizer)", path, model);
     LMF_TRY(lmf_weights_load(cand[i], base));
