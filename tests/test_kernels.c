@@ -104,7 +104,7 @@ static void test_matmul(void **s) {
 /* ---- attention (+ RoPE in front, as the llama layer uses it) ---- */
 typedef struct {
     float *out, *scratch, *qkv, *work, *freqs;
-    int B, T, NH, NKV, hs, rope;
+    int B, T, NH, NKV, hs, rope, W;
 } attn_ctx;
 static void attn_fwd(void *p) {
     attn_ctx *c = p;
@@ -113,10 +113,11 @@ static void attn_fwd(void *p) {
     if (c->rope)
         lmf_rope_rows(c->work, (c->NH + 2 * c->NKV) * c->hs, c->B * c->T, c->T, 0, NULL, c->freqs, c->NH + c->NKV,
                       c->hs, c->rope == 2, 1.0f);
-    lmf_attention_forward(c->out, c->scratch, c->work, NULL, c->B, c->T, c->NH, c->NKV, c->hs, 0);
+    lmf_attention_forward(c->out, c->scratch, c->work, NULL, c->W, c->B, c->T, c->NH, c->NKV, c->hs, 0);
 }
-/* The textbook causal softmax(q k / sqrt(hs)) v in double, one query at a time: the blocked kernel's forward must
- * equal it whatever its blocking (T spans several query blocks and a partial one). */
+/* The textbook causal softmax(q k / sqrt(hs)) v in double, one query at a time over its keys (the last W with a
+ * window): the blocked kernel's forward must equal it whatever its blocking (T spans several query blocks and a
+ * partial one). */
 static void attn_naive_check(const attn_ctx *c) {
     int C = c->NH * c->hs, KVC = c->NKV * c->hs, S = C + 2 * KVC, G = c->NH / c->NKV;
     double *p = malloc(sizeof(double) * (size_t)c->T), worst = 0.0;
@@ -125,17 +126,18 @@ static void attn_naive_check(const attn_ctx *c) {
             for (int i = 0; i < c->T; i++) {
                 const float *q = c->work + ((long)b * c->T + i) * S + (long)h * c->hs;
                 double mx = -1e300, sum = 0.0;
-                for (int j = 0; j <= i; j++) {
+                int j0 = c->W && i - c->W + 1 > 0 ? i - c->W + 1 : 0;
+                for (int j = j0; j <= i; j++) {
                     const float *k = c->work + ((long)b * c->T + j) * S + C + (long)(h / G) * c->hs;
                     double dot = 0.0;
                     for (int e = 0; e < c->hs; e++) dot += (double)q[e] * k[e];
                     p[j] = dot / sqrt((double)c->hs);
                     mx = fmax(mx, p[j]);
                 }
-                for (int j = 0; j <= i; j++) sum += p[j] = exp(p[j] - mx);
+                for (int j = j0; j <= i; j++) sum += p[j] = exp(p[j] - mx);
                 for (int e = 0; e < c->hs; e++) {
                     double o = 0.0;
-                    for (int j = 0; j <= i; j++)
+                    for (int j = j0; j <= i; j++)
                         o += p[j] / sum * c->work[((long)b * c->T + j) * S + C + KVC + (long)(h / G) * c->hs + e];
                     worst = fmax(worst, fabs(o - c->out[((long)b * c->T + i) * C + (long)h * c->hs + e]));
                 }
@@ -143,32 +145,40 @@ static void attn_naive_check(const attn_ctx *c) {
     free(p);
     assert_true(worst < 1e-5);
 }
-static void run_attention(int rope, int NH, int NKV, int T) {
+static void run_attention(int rope, int NH, int NKV, int T, int W) {
     int B = 2, hs = 8, C = NH * hs, S = C + 2 * NKV * hs;
     long nq = (long)B * T * S;
     attn_ctx c = {zeros(B * T * C), zeros((long)lmf_attention_scratch_floats(T, omp_get_max_threads())),
-                  rnd(nq, 9, 1.0f), zeros(nq), zeros(T * hs), B, T, NH, NKV, hs, rope};
+                  rnd(nq, 9, 1.0f), zeros(nq), zeros(T * hs), B, T, NH, NKV, hs, rope, W};
     lmf_rope_table(c.freqs, T, hs, 10000.0f, NULL);
     float *R = rnd(B * T * C, 10, 1.0f), *dqkv = zeros(nq);
     attn_fwd(&c);
     attn_naive_check(&c);
-    lmf_attention_backward(dqkv, c.scratch, R, c.work, NULL, B, T, NH, NKV, hs, 0);
+    lmf_attention_backward(dqkv, c.scratch, R, c.work, NULL, W, B, T, NH, NKV, hs, 0);
     if (rope) lmf_rope_rows(dqkv, (NH + 2 * NKV) * hs, B * T, T, 0, NULL, c.freqs, NH + NKV, hs, rope == 2, -1.0f);
     objective o = {attn_fwd, c.out, B * T * C, R, &c};
-    const char *what = rope == 2 ? "interleaved rope+attention dqkv" : rope ? "rope+attention dqkv" : "attention dqkv";
+    const char *what = W ? "windowed attention dqkv" : rope == 2 ? "interleaved rope+attention dqkv"
+                       : rope ? "rope+attention dqkv" : "attention dqkv";
     check_grad(what, &o, c.qkv, dqkv, nq, 1e-2f);
     free(c.out), free(c.scratch), free(c.qkv), free(c.work), free(c.freqs), free(R), free(dqkv);
 }
-static void test_attention_mha(void **s) { run_attention(0, 3, 3, 7); }
-static void test_attention_gqa_rope(void **s) { run_attention(1, 6, 2, 7); }
-static void test_attention_gqa_rope_interleaved(void **s) { run_attention(2, 6, 2, 7); }
+static void test_attention_mha(void **s) { run_attention(0, 3, 3, 7, 0); }
+static void test_attention_gqa_rope(void **s) { run_attention(1, 6, 2, 7, 0); }
+static void test_attention_gqa_rope_interleaved(void **s) { run_attention(2, 6, 2, 7, 0); }
 /* longer than the kernel's query blocks: the causal skipping and the backward's recomputation across blocks */
-static void test_attention_long(void **s) { run_attention(1, 4, 2, 150); }
+static void test_attention_long(void **s) { run_attention(1, 4, 2, 150, 0); }
+/* a sliding window shorter than a query block, one crossing two, one of a whole block, and one of a single key */
+static void test_attention_window(void **s) {
+    run_attention(1, 4, 2, 150, 37);
+    run_attention(0, 2, 1, 150, 90);
+    run_attention(0, 2, 2, 140, 64);
+    run_attention(0, 2, 1, 20, 1);
+}
 
 /* Packed rows: examples of 40, 70 and 40 tokens in row 0 and one of 150 in row 1 (positions restart at each
  * example) give, forward and backward, exactly what each example gives alone (to float rounding: the blocks cut the
- * products differently). */
-static void test_attention_packed(void **s) {
+ * products differently); with a sliding window W as well, each example under the same window. */
+static void run_attention_packed(int W) {
     enum { B = 2, T = 150, NH = 4, NKV = 2, hs = 8, C = NH * hs, S = C + 2 * NKV * hs };
     static const int segs[][3] = {{0, 0, 40}, {0, 40, 110}, {0, 110, 150}, {1, 0, 150}}; /* row, from, to */
     int32_t pos[B * T];
@@ -177,21 +187,26 @@ static void test_attention_packed(void **s) {
     float *qkv = rnd((long)B * T * S, 21, 1.0f), *R = rnd((long)B * T * C, 22, 1.0f), *out = zeros((long)B * T * C),
           *dqkv = zeros((long)B * T * S), *one = zeros((long)T * C), *done = zeros((long)T * S),
           *scratch = zeros((long)lmf_attention_scratch_floats(T, omp_get_max_threads()));
-    lmf_attention_forward(out, scratch, qkv, pos, B, T, NH, NKV, hs, 0);
-    lmf_attention_backward(dqkv, scratch, R, qkv, pos, B, T, NH, NKV, hs, 0);
+    lmf_attention_forward(out, scratch, qkv, pos, W, B, T, NH, NKV, hs, 0);
+    lmf_attention_backward(dqkv, scratch, R, qkv, pos, W, B, T, NH, NKV, hs, 0);
     double worst = 0;
     for (int k = 0; k < 4; k++) {
         int b = segs[k][0], t0 = segs[k][1], n = segs[k][2] - t0;
         const float *q = qkv + ((long)b * T + t0) * S;
         memset(done, 0, sizeof(float) * (size_t)n * S);
-        lmf_attention_forward(one, scratch, q, NULL, 1, n, NH, NKV, hs, 0);
-        lmf_attention_backward(done, scratch, R + ((long)b * T + t0) * C, q, NULL, 1, n, NH, NKV, hs, 0);
+        lmf_attention_forward(one, scratch, q, NULL, W, 1, n, NH, NKV, hs, 0);
+        lmf_attention_backward(done, scratch, R + ((long)b * T + t0) * C, q, NULL, W, 1, n, NH, NKV, hs, 0);
         worst = fmax(worst, rel_err(out + ((long)b * T + t0) * C, one, (long)n * C));
         worst = fmax(worst, rel_err(dqkv + ((long)b * T + t0) * S, done, (long)n * S));
     }
-    printf("packed attention vs each example alone: within %.2g\n", worst);
+    printf("packed attention (window %d) vs each example alone: within %.2g\n", W, worst);
     assert_true(worst < 1e-5);
     free(qkv), free(R), free(out), free(dqkv), free(one), free(done), free(scratch);
+}
+static void test_attention_packed(void **s) {
+    run_attention_packed(0);
+    run_attention_packed(23);
+    run_attention_packed(64);
 }
 
 /* bf16 attention (lmf_attention_*_b16: q|k|v kept in bf16, the mixed-precision training path) against the
@@ -199,7 +214,7 @@ static void test_attention_packed(void **s) {
  * which the model tests hold to PyTorch's autocast). On AMX CPUs the _b16 pair runs its own tile kernel
  * (attention_amx.c), whose sums come in another order: equal to fp32 rounding but where that flips a probability's
  * bf16 rounding (2^-8 of it). Odd T (partial query blocks), GQA, head sizes 32-128, packed rows. */
-static void run_attention_b16(int B, int T, int NH, int NKV, int hs, int packed) {
+static void run_attention_b16(int B, int T, int NH, int NKV, int hs, int packed, int W) {
     int C = NH * hs, S = C + 2 * NKV * hs;
     long nq = (long)B * T * S, no = (long)B * T * C;
     float *qkv = rnd(nq, 31, 2.0f), *R = rnd(no, 32, 1.0f), *o1 = zeros(no), *o2 = zeros(no), *d1 = zeros(nq);
@@ -222,28 +237,36 @@ static void run_attention_b16(int B, int T, int NH, int NKV, int hs, int packed)
         memcpy(&qkv[i], &u, sizeof u);
     }
     for (long i = 0; i < nq; i++) d2[i] = NAN; /* every element must be written */
-    lmf_attention_forward(o1, scratch, qkv, pos, B, T, NH, NKV, hs, 1);
-    lmf_attention_forward_b16(o2, scratch, q16, pos, B, T, NH, NKV, hs);
-    lmf_attention_backward(d1, scratch, R, qkv, pos, B, T, NH, NKV, hs, 1);
-    lmf_attention_backward_b16(d2, scratch, R, q16, pos, B, T, NH, NKV, hs);
+    lmf_attention_forward(o1, scratch, qkv, pos, W, B, T, NH, NKV, hs, 1);
+    lmf_attention_forward_b16(o2, scratch, q16, pos, W, B, T, NH, NKV, hs);
+    lmf_attention_backward(d1, scratch, R, qkv, pos, W, B, T, NH, NKV, hs, 1);
+    lmf_attention_backward_b16(d2, scratch, R, q16, pos, W, B, T, NH, NKV, hs);
     double eo = rel_err(o2, o1, no), ed = rel_err(d2, d1, nq);
-    printf("bf16 attention (%s) B%d T%d heads %d/%d of %d%s: out %.2g, dqkv %.2g\n",
-           lmf_attention_amx_ok(hs) ? "AMX" : "products", B, T, NH, NKV, hs, packed ? " packed" : "", eo, ed);
+    printf("bf16 attention (%s) B%d T%d heads %d/%d of %d%s window %d: out %.2g, dqkv %.2g\n",
+           lmf_attention_amx_ok(hs) ? "AMX" : "products", B, T, NH, NKV, hs, packed ? " packed" : "", W, eo, ed);
     assert_true(eo < 2e-3); /* a mask, scale or layout slip errs by O(1) */
     assert_true(ed < 2e-3);
-    lmf_attention_forward(o1, scratch, qkv, pos, B, T, NH, NKV, hs, 0); /* and both near fp32: bf16's own error */
-    lmf_attention_backward(d1, scratch, R, qkv, pos, B, T, NH, NKV, hs, 0);
+    lmf_attention_forward(o1, scratch, qkv, pos, W, B, T, NH, NKV, hs, 0); /* and both near fp32: bf16's own error */
+    lmf_attention_backward(d1, scratch, R, qkv, pos, W, B, T, NH, NKV, hs, 0);
     assert_close(o2, o1, no, 1e-2, "bf16 attention vs fp32");
     assert_close(d2, d1, nq, 1e-2, "bf16 attention dqkv vs fp32");
+    if (W) { /* the window bites: without it the output is far from these */
+        lmf_attention_forward(o1, scratch, qkv, pos, 0, B, T, NH, NKV, hs, 0);
+        assert_true(rel_err(o2, o1, no) > 0.05);
+    }
     free(qkv), free(R), free(o1), free(o2), free(d1), free(d2), free(scratch), free(q16), free(pos);
 }
 static void test_attention_b16(void **s) {
-    run_attention_b16(2, 37, 4, 2, 32, 0);
-    run_attention_b16(2, 100, 6, 6, 64, 0);
-    run_attention_b16(1, 300, 3, 1, 96, 0);
-    run_attention_b16(1, 131, 2, 1, 128, 0);
-    run_attention_b16(3, 200, 6, 2, 64, 1);
-    run_attention_b16(1, 45, 2, 2, 40, 0); /* not a multiple of 32: the products path on every CPU */
+    run_attention_b16(2, 37, 4, 2, 32, 0, 0);
+    run_attention_b16(2, 100, 6, 6, 64, 0, 0);
+    run_attention_b16(1, 300, 3, 1, 96, 0, 0);
+    run_attention_b16(1, 131, 2, 1, 128, 0, 0);
+    run_attention_b16(3, 200, 6, 2, 64, 1, 0);
+    run_attention_b16(1, 45, 2, 2, 40, 0, 0); /* not a multiple of 32: the products path on every CPU */
+    run_attention_b16(2, 300, 4, 1, 64, 0, 50); /* sliding windows: within a key block, across blocks */
+    run_attention_b16(1, 261, 2, 2, 32, 0, 96);
+    run_attention_b16(3, 200, 6, 2, 64, 1, 9); /* examples rarely pass 30 tokens */
+    run_attention_b16(1, 100, 2, 1, 40, 0, 17);
 }
 
 /* ---- activations ---- */
@@ -354,6 +377,7 @@ int main(void) {
         cmocka_unit_test(test_layernorm),    cmocka_unit_test(test_rmsnorm),     cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_attention_mha), cmocka_unit_test(test_attention_gqa_rope),
         cmocka_unit_test(test_attention_gqa_rope_interleaved), cmocka_unit_test(test_attention_long),
+        cmocka_unit_test(test_attention_window),
         cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_attention_b16),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_relu),         cmocka_unit_test(test_crossentropy),

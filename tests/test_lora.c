@@ -89,8 +89,8 @@ static void run_family(lmf_arch arch, const char *targets, int n_mod) {
     c.vocab_size = 61, c.max_seq_len = 16, c.n_layer = 2, c.n_embd = 24, c.n_head = 4, c.ffn_dim = 40;
     c.n_kv_head = arch == LMF_ARCH_GPT2 ? 4 : 2, c.tied_embeddings = arch == LMF_ARCH_GPT2;
     if (arch == LMF_ARCH_GEMMA3) /* every knob off its default: the q.k scale, every 2nd layer global (the others a
-                                  * window as long as the rows, and their own RoPE base) */
-        c.attn_scale = 0.3f, c.sliding_window = T, c.swa_pattern = 2, c.rope_theta_swa = 100.0f;
+                                  * window of 3 over the rows of 7, and their own RoPE base) */
+        c.attn_scale = 0.3f, c.sliding_window = 3, c.swa_pattern = 2, c.rope_theta_swa = 100.0f;
     lmf_model *full = lmf_model_create(&c, B, T, 0);
     assert_non_null(full);
     lmf_model_init_weights(full, 5);

@@ -16,8 +16,9 @@
  * bf16 as lmf_sgemm_bf16 packs them, sums in fp32; the scores, softmax and its backward stay fp32.
  *
  * Packed rows (pos != NULL) hold several examples: a query attends from its example's first token (t - pos[t]) to
- * itself. Starts never decrease along a row, so a query block's keys begin at its first query's start (c0) and the
- * block-diagonal mask costs nothing but the zeros left of each row's start within the block. */
+ * itself; a sliding window W (Mistral's, Gemma's local layers) from t - W + 1 at the earliest. Starts never decrease
+ * along a row, so a query block's keys begin at its first query's start (c0) and the mask costs nothing but the
+ * zeros left of each row's start within the block; a window also skips every block of keys before c0. */
 #include "kernels/kernels.h"
 #include "kernels/gemm.h"
 #include "kernels/vec.h"
@@ -50,23 +51,21 @@ static void prod(const prods *p, int tA, int tB, int M, int N, int K, const floa
 /* Probabilities of query rows i0..i1-1 over keys c0..i1-1 into P (row stride i1 - c0); row i's keys run from its
  * start st(i) (0, or i - pos[i] in a packed row; c0 = st(i0)) to i, the rest of its row zero. q, k: the offsets of
  * the head's Q and K in qkv (row stride S). */
-static inline int start_of(const int32_t *pos, int i) { return pos ? i - pos[i] : 0; }
-
-static void probs(const prods *p, float *P, long q, long k, int S, const int32_t *pos, int i0, int i1, int hs,
+static void probs(const prods *p, float *P, long q, long k, int S, const int32_t *pos, int W, int i0, int i1, int hs,
                   float scale, const lmf_vec_ops *v) {
-    int c0 = start_of(pos, i0), w = i1 - c0;
+    int c0 = lmf_attention_start(pos, W, i0), w = i1 - c0;
     prod(p, 0, 1, i1 - i0, w, hs, NULL, 1, q + (long)i0 * S, S, NULL, 1, k + (long)c0 * S, S, 0.0f, P, w);
     for (int i = i0; i < i1; i++) {
         float *row = P + (long)(i - i0) * w;
-        int st = start_of(pos, i) - c0;
+        int st = lmf_attention_start(pos, W, i) - c0;
         memset(row, 0, sizeof(float) * (size_t)st);
         v->softmax(row + st, i + 1 - c0 - st, scale);
         memset(row + i + 1 - c0, 0, sizeof(float) * (size_t)(i1 - i - 1));
     }
 }
 
-static void forward(float *out, float *scratch, const prods *p, const int32_t *pos, int B, int T, int NH, int NKV,
-                    int hs) {
+static void forward(float *out, float *scratch, const prods *p, const int32_t *pos, int W, int B, int T, int NH,
+                    int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *v = lmf_vec();
@@ -78,8 +77,8 @@ static void forward(float *out, float *scratch, const prods *p, const int32_t *p
             float *O = out + (long)b * T * C + (long)h * hs;
             const int32_t *ps = pos ? pos + (long)b * T : NULL;
             for (int i0 = 0; i0 < T; i0 += ATT_RB) {
-                int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, c0 = start_of(ps, i0);
-                probs(p, P, q, k, S, ps, i0, i1, hs, scale, v);
+                int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, c0 = lmf_attention_start(ps, W, i0);
+                probs(p, P, q, k, S, ps, W, i0, i1, hs, scale, v);
                 prod(p, 0, 0, i1 - i0, hs, i1 - c0, P, 0, 0, i1 - c0, NULL, 1, vo + (long)c0 * S, S, 0.0f,
                      O + (long)i0 * C, C);
             }
@@ -87,21 +86,21 @@ static void forward(float *out, float *scratch, const prods *p, const int32_t *p
     }
 }
 
-void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int B, int T, int NH,
-                           int NKV, int hs, int bf16) {
+void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int window, int B, int T,
+                           int NH, int NKV, int hs, int bf16) {
     prods p = {bf16, 0, qkv};
-    forward(out, scratch, &p, pos, B, T, NH, NKV, hs);
+    forward(out, scratch, &p, pos, window, B, T, NH, NKV, hs);
 }
 
-void lmf_attention_forward_b16(float *out, float *scratch, const uint16_t *qkv, const int32_t *pos, int B, int T,
-                               int NH, int NKV, int hs) {
-    if (lmf_attention_amx_ok(hs)) return lmf_attention_forward_amx(out, qkv, pos, B, T, NH, NKV, hs);
+void lmf_attention_forward_b16(float *out, float *scratch, const uint16_t *qkv, const int32_t *pos, int window, int B,
+                               int T, int NH, int NKV, int hs) {
+    if (lmf_attention_amx_ok(hs)) return lmf_attention_forward_amx(out, qkv, pos, window, B, T, NH, NKV, hs);
     prods p = {1, 1, qkv};
-    forward(out, scratch, &p, pos, B, T, NH, NKV, hs);
+    forward(out, scratch, &p, pos, window, B, T, NH, NKV, hs);
 }
 
-static void backward(float *dqkv, float *scratch, const float *dout, const prods *p, const int32_t *pos, int B, int T,
-                     int NH, int NKV, int hs) {
+static void backward(float *dqkv, float *scratch, const float *dout, const prods *p, const int32_t *pos, int W, int B,
+                     int T, int NH, int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *v = lmf_vec();
@@ -118,8 +117,8 @@ static void backward(float *dqkv, float *scratch, const float *dout, const prods
                 const float *dO = dout + (long)b * T * C + (long)h * hs;
                 const int32_t *ps = pos ? pos + (long)b * T : NULL;
                 for (int i0 = 0; i0 < T; i0 += ATT_RB) {
-                    int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, m = i1 - i0, c0 = start_of(ps, i0), w = i1 - c0;
-                    probs(p, P, q, k, S, ps, i0, i1, hs, scale, v);
+                    int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, m = i1 - i0, c0 = lmf_attention_start(ps, W, i0), w = i1 - c0;
+                    probs(p, P, q, k, S, ps, W, i0, i1, hs, scale, v);
                     /* dP = dO V^T */
                     prod(p, 0, 1, m, w, hs, dO + (long)i0 * C, 0, 0, C, NULL, 1, vo + (long)c0 * S, S, 0.0f, dP, w);
                     /* dV += P^T dO; keys [i0, i1) first get a gradient here, from the group's first head: written */
@@ -129,7 +128,7 @@ static void backward(float *dqkv, float *scratch, const float *dout, const prods
                          dV + (long)i0 * S, S);
                     for (int i = i0; i < i1; i++) { /* softmax backward over the row's keys, zero elsewhere */
                         float *d = dP + (long)(i - i0) * w;
-                        int st = start_of(ps, i) - c0;
+                        int st = lmf_attention_start(ps, W, i) - c0;
                         memset(d, 0, sizeof(float) * (size_t)st);
                         v->softmax_backward(d + st, P + (long)(i - i0) * w + st, i + 1 - c0 - st, scale);
                         memset(d + i + 1 - c0, 0, sizeof(float) * (size_t)(i1 - i - 1));
@@ -146,15 +145,15 @@ static void backward(float *dqkv, float *scratch, const float *dout, const prods
     }
 }
 
-void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos, int B,
-                            int T, int NH, int NKV, int hs, int bf16) {
+void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos,
+                            int window, int B, int T, int NH, int NKV, int hs, int bf16) {
     prods p = {bf16, 0, qkv};
-    backward(dqkv, scratch, dout, &p, pos, B, T, NH, NKV, hs);
+    backward(dqkv, scratch, dout, &p, pos, window, B, T, NH, NKV, hs);
 }
 
 void lmf_attention_backward_b16(float *dqkv, float *scratch, const float *dout, const uint16_t *qkv,
-                                const int32_t *pos, int B, int T, int NH, int NKV, int hs) {
-    if (lmf_attention_amx_ok(hs)) return lmf_attention_backward_amx(dqkv, dout, qkv, pos, B, T, NH, NKV, hs);
+                                const int32_t *pos, int window, int B, int T, int NH, int NKV, int hs) {
+    if (lmf_attention_amx_ok(hs)) return lmf_attention_backward_amx(dqkv, dout, qkv, pos, window, B, T, NH, NKV, hs);
     prods p = {1, 1, qkv};
-    backward(dqkv, scratch, dout, &p, pos, B, T, NH, NKV, hs);
+    backward(dqkv, scratch, dout, &p, pos, window, B, T, NH, NKV, hs);
 }

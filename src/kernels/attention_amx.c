@@ -17,8 +17,8 @@
  * P^T and dS^T in bf16 in whichever form their products take.
  *
  * A block's keys run from its first query's start rounded down to 32 (kb0) to its last query, whole 32-key blocks:
- * masked entries (right of the diagonal, left of a packed row's start) get probability 0 and gradient 0, as in
- * attention.c. The sums are attention.c's (bf16 inputs, fp32 sums, the fp32 softmax of vec_avx512.c's exp), in the
+ * masked entries (right of the diagonal, left of a packed row's start or a sliding window's) get probability 0 and
+ * gradient 0, as in attention.c. The sums are attention.c's (bf16 inputs, fp32 sums, the fp32 softmax of vec_avx512.c's exp), in the
  * tiles' order: equal within fp32 rounding, and where that flips a bf16 rounding of P or dS, within 2^-8 of it. */
 #include "kernels/kernels.h"
 #include "core/alloc.h"
@@ -37,8 +37,6 @@
 #define RB 32
 
 int lmf_attention_amx_ok(int hs) { return hs > 0 && hs % 32 == 0 && lmf_cpu_amx(); }
-
-static inline int start_of(const int32_t *pos, int i) { return pos ? i - pos[i] : 0; }
 
 /* lanes [a, b) of a 16-lane chunk, clipped to it */
 static inline __mmask16 span(int a, int b) {
@@ -196,13 +194,14 @@ typedef struct {
     int first_q, last_st; /* the block's first query, its last real query's start (the largest) */
 } lanes_t;
 
-static lanes_t lanes_of(const int32_t *ps, int i0, int m) {
-    lanes_t l = {.first_q = i0, .last_st = start_of(ps, i0 + m - 1)};
+static lanes_t lanes_of(const int32_t *ps, int W, int i0, int m) {
+    lanes_t l = {.first_q = i0, .last_st = lmf_attention_start(ps, W, i0 + m - 1)};
     __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int v = 0; v < 2; v++) {
         l.real[v] = span(0, m - 16 * v);
         l.q[v] = _mm512_add_epi32(iota, _mm512_set1_epi32(i0 + 16 * v));
         l.st[v] = ps ? _mm512_sub_epi32(l.q[v], _mm512_maskz_loadu_epi32(l.real[v], ps + i0 + 16 * v)) : _mm512_setzero_si512();
+        if (W) l.st[v] = _mm512_max_epi32(l.st[v], _mm512_sub_epi32(l.q[v], _mm512_set1_epi32(W - 1)));
     }
     return l;
 }
@@ -319,8 +318,8 @@ static inline int next_block(int T, int h, int i0, int *ni) {
     return *ni ? h : h + 1;
 }
 
-void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *pos, int B, int T, int NH, int NKV,
-                               int hs) {
+void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *pos, int W, int B, int T, int NH,
+                               int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     /* one task per (batch, KV head): K and V laid out once for the group's heads */
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
@@ -334,14 +333,14 @@ void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *p
             lay_out(&w, NULL, w.vta, qkv + ko + KVC);
             for (int h = kh * G; h < (kh + 1) * G; h++)
                 for (int i0 = 0; i0 < T; i0 += RB) {
-                    int m = T - i0 < RB ? T - i0 : RB, kb0 = start_of(ps, i0) / 32 * 32, wp = i0 + RB - kb0;
+                    int m = T - i0 < RB ? T - i0 : RB, kb0 = lmf_attention_start(ps, W, i0) / 32 * 32, wp = i0 + RB - kb0;
                     const uint16_t *q = qkv + (long)b * T * S + (long)h * hs + (long)i0 * S;
                     int ni, nh = next_block(T, h, i0, &ni), nm = T - ni < RB ? T - ni : RB;
                     if (nh < (kh + 1) * G) { /* the next block's Q rows and output rows */
                         ahead(qkv + (long)b * T * S + (long)nh * hs + (long)ni * S, 2L * S, nm, 2 * hs, 0);
                         ahead(out + ((long)b * T + ni) * C + (long)nh * hs, 4L * C, nm, 4 * hs, 1);
                     }
-                    lanes_t l = lanes_of(ps, i0, m);
+                    lanes_t l = lanes_of(ps, W, i0, m);
                     transpose_u32(w.qtb, RB, q, S / 2, m, RB, hs / 2);
                     scores_t(&w, kb0, wp);
                     softmax_t(&w, &l, kb0, wp, 0);
@@ -351,8 +350,8 @@ void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *p
         }
 }
 
-void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *qkv, const int32_t *pos, int B, int T,
-                                int NH, int NKV, int hs) {
+void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *qkv, const int32_t *pos, int W,
+                                int B, int T, int NH, int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     /* one task per (batch, KV head): the group's heads add to the same dK and dV */
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
@@ -369,7 +368,7 @@ void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *
             for (int h = kh * G; h < (kh + 1) * G; h++) {
                 long qo = (long)b * T * S + (long)h * hs;
                 for (int i0 = 0; i0 < T; i0 += RB) {
-                    int m = T - i0 < RB ? T - i0 : RB, kb0 = start_of(ps, i0) / 32 * 32, wp = i0 + RB - kb0;
+                    int m = T - i0 < RB ? T - i0 : RB, kb0 = lmf_attention_start(ps, W, i0) / 32 * 32, wp = i0 + RB - kb0;
                     const uint16_t *q = qkv + qo + (long)i0 * S;
                     const float *dO = dout + ((long)b * T + i0) * C + (long)h * hs;
                     int ni, nh = next_block(T, h, i0, &ni), nm = T - ni < RB ? T - ni : RB;
@@ -384,7 +383,7 @@ void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *
                             __m512 hi = r < m ? _mm512_loadu_ps(dO + (long)r * C + d + 16) : _mm512_setzero_ps();
                             _mm512_storeu_si512(w.doa + r * hs + d, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
                         }
-                    lanes_t l = lanes_of(ps, i0, m);
+                    lanes_t l = lanes_of(ps, W, i0, m);
                     transpose_u32(w.qtb, RB, q, S / 2, m, RB, hs / 2);
                     transpose_u32(w.dotb, RB, w.doa, hs / 2, RB, RB, hs / 2);
                     pair_rows(w.qb, hs, q, S, m, RB, hs);

@@ -50,27 +50,32 @@ void lmf_matmul_backward_b16(float *dinp, float dinp_beta, float *dW, float dw_b
  * backward, which recomputes the probabilities from qkv. scratch: lmf_attention_scratch_floats(T, threads) floats
  * (the threads of the parallel region that runs them: omp_get_max_threads()).
  * pos (B,T) or NULL: each token's position in its own example when a row packs several (0 where one starts, then
- * +1 a token): token t of a row attends to t - pos[t] .. t only, so examples never see each other. */
+ * +1 a token): token t of a row attends to t - pos[t] .. t only, so examples never see each other.
+ * window: 0, or a sliding window W (Mistral's, a Gemma local layer's): token t attends to t - W + 1 .. t at most. */
+static inline int lmf_attention_start(const int32_t *pos, int window, int t) {
+    int s = pos ? t - pos[t] : 0;
+    return window && t - window + 1 > s ? t - window + 1 : s;
+}
 size_t lmf_attention_scratch_floats(int T, int nthreads);
-void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int B, int T, int NH,
-                           int NKV, int hs, int bf16);
-/* dqkv = d/dqkv (every element written: no zeroing before); reads dout (B,T,C) and the forward's qkv. bf16: the products through lmf_sgemm_bf16 (mixed
- * precision; the softmax and its backward stay fp32). */
-void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos, int B,
-                            int T, int NH, int NKV, int hs, int bf16);
+void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int window, int B, int T,
+                           int NH, int NKV, int hs, int bf16);
+/* dqkv = d/dqkv (every element written: no zeroing before); reads dout (B,T,C) and the forward's qkv. bf16: the
+ * products through lmf_sgemm_bf16 (mixed precision; the softmax and its backward stay fp32). */
+void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos,
+                            int window, int B, int T, int NH, int NKV, int hs, int bf16);
 /* The same in bf16 with q|k|v kept in bf16 (lmf_sgemm_bf16_round of the fp32 ones): the same bits, as the products
  * round their inputs so anyway */
-void lmf_attention_forward_b16(float *out, float *scratch, const uint16_t *qkv, const int32_t *pos, int B, int T,
-                               int NH, int NKV, int hs);
+void lmf_attention_forward_b16(float *out, float *scratch, const uint16_t *qkv, const int32_t *pos, int window, int B,
+                               int T, int NH, int NKV, int hs);
 void lmf_attention_backward_b16(float *dqkv, float *scratch, const float *dout, const uint16_t *qkv,
-                                const int32_t *pos, int B, int T, int NH, int NKV, int hs);
+                                const int32_t *pos, int window, int B, int T, int NH, int NKV, int hs);
 /* The _b16 pair's kernel on AMX-BF16 tiles (attention_amx.c; no scratch argument: each thread's own buffers), which
  * they call where lmf_attention_amx_ok(hs): the CPU has the tiles (lmf_cpu_amx) and hs is a multiple of 32. */
 int lmf_attention_amx_ok(int hs);
-void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *pos, int B, int T, int NH, int NKV,
-                               int hs);
-void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *qkv, const int32_t *pos, int B, int T,
-                                int NH, int NKV, int hs);
+void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *pos, int window, int B, int T, int NH,
+                               int NKV, int hs);
+void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *qkv, const int32_t *pos, int window,
+                                int B, int T, int NH, int NKV, int hs);
 
 /* ---- rotary position embedding, in place ----
  * freqs: (T, hs): per position hs/2 cosines then hs/2 sines, from lmf_rope_table; T may exceed the batch's T.

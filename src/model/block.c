@@ -761,9 +761,11 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
         scale_q(c, r->qkv, S, N, CA);
         if (r->qkv_16) {
             lmf_sgemm_bf16_round(r->qkv_16, r->qkv, (long)N * S);
-            lmf_attention_forward_b16(r->atty, r->att, r->qkv_16, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
+            lmf_attention_forward_b16(r->atty, r->att, r->qkv_16, ctx->pos, lmf_block_layer_window(c, layer), ctx->B,
+                                      ctx->T, w.nh, w.nkv, hs);
         } else {
-            lmf_attention_forward(r->atty, r->att, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
+            lmf_attention_forward(r->atty, r->att, r->qkv, ctx->pos, lmf_block_layer_window(c, layer), ctx->B, ctx->T,
+                                  w.nh, w.nkv, hs, ctx->bf16);
         }
     }
     /* o: row-parallel under tensor parallelism (this rank's columns, the partial sums added up, then the bias);
@@ -833,6 +835,15 @@ static void act_backward(const lmf_model_config *c, float *dfch, const float *df
     else lmf_relu_backward(dfch, fch, dfcact, (long)N * F);
 }
 
+/* The gradient of q|k|v (nh query and nkv key heads) from attention's output's, on the copy the forward kept: q|k|v
+ * in bf16 (bf16 training; bf16 LoRA, lmf_model_set_bf16) or fp32 */
+static void attention_backward(const lmf_block_ctx *ctx, int layer, const lmf_block_rows *r, float *dqkv,
+                               const float *dout, int nh, int nkv) {
+    int W = lmf_block_layer_window(ctx->cfg, layer), hs = lmf_head_size(ctx->cfg);
+    if (r->qkv_16) lmf_attention_backward_b16(dqkv, r->att, dout, r->qkv_16, ctx->pos, W, ctx->B, ctx->T, nh, nkv, hs);
+    else lmf_attention_backward(dqkv, r->att, dout, r->qkv, ctx->pos, W, ctx->B, ctx->T, nh, nkv, hs, ctx->bf16);
+}
+
 /* lmf_block_backward with the base frozen: input gradients through weights of any type, adapters' gradients. */
 static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int layer, const float *x,
                             const lmf_block_rows *r, lmf_block_grads *g) {
@@ -868,11 +879,7 @@ static void frozen_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L
     lin proj = {&L->wo, NULL, (float *)dres2, C};
     lmf_block_linear_dinput(&proj, 1, g->dbuf, 0.0f, QD, N, dq, dqf, ctx->bf16);
     if (lo) lmf_lora_backward(lo, layer, 3, 4, r->atty, QD, dres2, C, r->lora_t, g->dbuf, N, ctx->lora_x);
-    if (r->qkv_16) /* bf16 LoRA keeps q|k|v in bf16 for attention alone (lmf_model_set_bf16) */
-        lmf_attention_backward_b16(g->dqkv, r->att, g->dbuf, r->qkv_16, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs);
-    else
-        lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, NH, c->n_kv_head, hs,
-                               ctx->bf16);
+    attention_backward(ctx, layer, r, g->dqkv, g->dbuf, NH, c->n_kv_head); /* bf16 LoRA: q|k|v kept in bf16 */
     scale_q(c, g->dqkv, S, N, QD);
     lmf_block_rope(c, layer, layer_rope_tab(c, ctx->rope, ctx->rope_swa, layer), g->dqkv, S, N, ctx->T, 0, ctx->pos,
                    NH + c->n_kv_head, -1.0f);
@@ -952,10 +959,7 @@ void lmf_block_backward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, co
                                             L->post_attn_norm_w, r->post1_rstd, N);
     linear_backward(ctx, g->dbuf, 0.0f, GRAD(G->wo) + o0, dw_beta, (float *)G->bo, dres2, C, r->atty, r->atty_16,
                     CA, F32(L->wo) + o0, (int)(L->wo.row_bytes / sizeof(float)), N, CA, C);
-    if (r->qkv_16)
-        lmf_attention_backward_b16(g->dqkv, r->att, g->dbuf, r->qkv_16, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs);
-    else
-        lmf_attention_backward(g->dqkv, r->att, g->dbuf, r->qkv, ctx->pos, ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
+    attention_backward(ctx, layer, r, g->dqkv, g->dbuf, w.nh, w.nkv);
     scale_q(c, g->dqkv, S, N, CA);
     lmf_block_rope(c, layer, layer_rope_tab(c, ctx->rope, ctx->rope_swa, layer), g->dqkv, S, N, ctx->T, 0, ctx->pos,
                    w.nh + w.nkv, -1.0f);

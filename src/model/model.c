@@ -166,12 +166,6 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
                  "have no backward yet; inference runs)", lmf_arch_name(cfg->arch));
         return NULL;
     }
-    if (cfg->sliding_window && max_seq > cfg->sliding_window) {
-        lmf_fail(LMF_ERR_ARG, "sequence length %d exceeds the model's sliding_window %d: training attends to every "
-                 "earlier position of a row, which is the windowed model's function only up to %d tokens", max_seq,
-                 cfg->sliding_window, cfg->sliding_window);
-        return NULL;
-    }
     lmf_model *m = lmf_xcalloc(1, sizeof *m);
     m->cfg = *cfg;
     if (!base) lmf_param_sizes(cfg, m->param_sizes); /* a frozen base has none of its own (all sizes 0) */

@@ -214,11 +214,6 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     const char *targets = c->lora_targets ? c->lora_targets : lmf_lora_default_targets(&w->cfg);
     text = config_text(c, targets, bf16);
     if (T > w->cfg.max_seq_len) T = w->cfg.max_seq_len;
-    if (w->cfg.sliding_window && T > w->cfg.sliding_window) { /* training attends to every earlier position */
-        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: examples cut to %d tokens, the model's sliding_window (its "
-                      "attention span; --seq-len was %d)", w->cfg.sliding_window, T);
-        T = w->cfg.sliding_window;
-    }
     if ((s = lmf_sft_vocab_from_weights(w, &voc)) != LMF_OK) goto done;
     if (c->chat_template && (s = lmf_sft_vocab_set_template(&voc, w, c->chat_template)) != LMF_OK) goto done;
     lmf_sft_options so = {.max_tokens = T, .refuse_long = c->refuse_long, .train_on_prompt = c->train_on_prompt};
