@@ -65,13 +65,13 @@ int main(int argc, char **argv) {
                 for (int pass = 0; pass < 2; pass++) {
                     double t0 = lmf_now();
                     if (pass == 0 && impl == 0)
-                        lmf_attention_forward_b16(out, scratch, q16, NULL, h.W, h.B, h.T, h.NH, h.NKV, h.hs);
+                        lmf_attention_forward_b16(out, scratch, q16, NULL, h.W, 0.0f, h.B, h.T, h.NH, h.NKV, h.hs);
                     else if (pass == 0)
-                        lmf_attention_forward(out, scratch, qkv, NULL, h.W, h.B, h.T, h.NH, h.NKV, h.hs, 1);
+                        lmf_attention_forward(out, scratch, qkv, NULL, h.W, 0.0f, h.B, h.T, h.NH, h.NKV, h.hs, 1);
                     else if (impl == 0)
-                        lmf_attention_backward_b16(dqkv, scratch, dout, q16, NULL, h.W, h.B, h.T, h.NH, h.NKV, h.hs);
+                        lmf_attention_backward_b16(dqkv, scratch, dout, q16, NULL, h.W, 0.0f, h.B, h.T, h.NH, h.NKV, h.hs);
                     else
-                        lmf_attention_backward(dqkv, scratch, dout, qkv, NULL, h.W, h.B, h.T, h.NH, h.NKV, h.hs, 1);
+                        lmf_attention_backward(dqkv, scratch, dout, qkv, NULL, h.W, 0.0f, h.B, h.T, h.NH, h.NKV, h.hs, 1);
                     if (rep >= 0) ms[impl][pass][rep] = (lmf_now() - t0) * 1e3;
                 }
         for (int pass = 0; pass < 2; pass++) {

@@ -9,7 +9,8 @@
 # same batches, AdamW, clipping.
 #
 # usage: bench/finetune_bench.sh [THREADS...]          (default: 1 2)
-# env:   BUILD=build  MODELS=$BUILD/models  PYTHON=/work/venv-peft/bin/python if it exists, else python3
+# env:   B=4 T=512 (the batch; examples are max(4000, 8 T) characters, so every row is full)
+#        BUILD=build  MODELS=$BUILD/models  PYTHON=/work/venv-peft/bin/python if it exists, else python3
 #        (with torch, transformers, peft)  WORK=/tmp/lmforge-finetune-bench  STEPS=6 (lmforge: median of 2..STEPS;
 #        PEFT: 1 warm-up + STEPS-1 timed)  F32=... Q8=...: another model's F32 and Q8_0 GGUFs (SmolLM2's by default;
 #        the PEFT side runs the F32 one's Hugging Face export)
@@ -24,7 +25,8 @@ WORK=${WORK:-/tmp/lmforge-finetune-bench}
 STEPS=${STEPS:-6}
 THREADS=("$@")
 [ ${#THREADS[@]} -gt 0 ] || THREADS=(1 2)
-B=4 T=512 R=16 ALPHA=32 DROP=0.1
+B=${B:-4} T=${T:-512} R=16 ALPHA=32 DROP=0.1
+CHARS=$((T * 8 > 4000 ? T * 8 : 4000))
 F32=${F32:-$MODELS/SmolLM2-135M-Instruct.F32.gguf}
 Q8=${Q8:-$MODELS/SmolLM2-135M-Instruct.Q8_0.gguf}
 for f in "$F32" "$Q8"; do [ -f "$f" ] || { echo "missing $f" >&2; exit 2; }; done
@@ -34,18 +36,19 @@ mkdir -p "$WORK"
 
 # The PEFT side's Hugging Face folder, written by lmforge from the same F32 GGUF.
 [ -f "$WORK/hf/model.safetensors" ] || "$BUILD/lmforge" export "$F32" --to safetensors -o "$WORK/hf" > /dev/null
-# Data: 48 chunks of ~4000 characters (> 512 tokens each) of the King James Bible (Debian bible-kjv), else of
+# Data: 48 chunks of ~CHARS characters (> T tokens each) of the King James Bible (Debian bible-kjv), else of
 # this repository's docs.
 DATA=$WORK/data.jsonl
+[ "$CHARS" = 4000 ] || DATA=$WORK/data-$CHARS.jsonl
 if [ ! -s "$DATA" ]; then
   if command -v bible > /dev/null; then bible gen1:1-rev22:21 > "$WORK/text.txt"; else cat docs/*.md > "$WORK/text.txt"; fi
-  "$PYTHON" - "$WORK/text.txt" "$DATA" << 'EOF'
+  "$PYTHON" - "$WORK/text.txt" "$DATA" "$CHARS" << 'EOF'
 import json, sys
 words = open(sys.argv[1], encoding="utf-8", errors="replace").read().split()
 out, cur = [], []
 for w in words:
     cur.append(w)
-    if sum(len(x) + 1 for x in cur) >= 4000:
+    if sum(len(x) + 1 for x in cur) >= int(sys.argv[3]):
         out.append(" ".join(cur)); cur = []
     if len(out) == 48:
         break

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# End to end through the CLI: train a small llama, gpt2, phi3 (q|k|v, gate|up fused on export) and gemma3 with a BPE tokenizer, export each checkpoint to
-# GGUF and to a Hugging Face folder, then generate greedily from the GGUFs — the checkpoint's GGUF and the GGUF
+# End to end through the CLI: train a small llama, gpt2, phi3 (q|k|v, gate|up fused on export), gemma3 and gemma2
+# (soft-caps, a sliding window over rows of 64) with a BPE tokenizer, export each checkpoint to GGUF and to a Hugging
+# Face folder, then generate greedily from the GGUFs — the checkpoint's GGUF and the GGUF
 # re-exported from the HF folder must continue a prompt identically — and refuse bad exports with clear messages.
 # Usage: cli_export.sh path/to/lmforge [workdir to keep]
 set -uo pipefail
@@ -14,10 +15,11 @@ if command -v bible >/dev/null; then bible gen1:1-gen50:26 > "$dir/text.txt"; el
 "$LMF" data shard --tokenizer "$dir/tok.json" --out "$dir/data" --val-fraction 0.1 "$dir/text.txt" 2> "$dir/err.txt" \
   || { cat "$dir/err.txt"; fail "data shard"; }
 
-for arch in llama gpt2 phi3 gemma3; do
+for arch in llama gpt2 phi3 gemma3 gemma2; do
   kv=2; [ $arch = gpt2 ] && kv=4
+  extra=(); [ $arch = gemma2 ] && extra=(--attn-softcap 50 --final-softcap 30 --sliding-window 16 --swa-pattern 2)
   "$LMF" train --arch $arch --train-data "$dir/data/train.bin" --val-data "$dir/data/val.bin" --tokenizer "$dir/tok.json" \
-    --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head $kv --ffn-dim 128 --batch-size 4 --seq-len 64 --max-steps 30 \
+    --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head $kv --ffn-dim 128 --batch-size 4 --seq-len 64 --max-steps 30 "${extra[@]}" \
     --warmup-steps 2 --eval-every 0 --checkpoint-every 0 --sample-tokens 0 --out-dir "$dir/run_$arch" > /dev/null 2> "$dir/err.txt" \
     || { cat "$dir/err.txt"; fail "train $arch"; }
   "$LMF" export "$dir/run_$arch" --to gguf -o "$dir/$arch.gguf" 2> "$dir/err.txt" || { cat "$dir/err.txt"; fail "export gguf $arch"; }

@@ -8,6 +8,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/kernels.h"
+#include "kernels/vec.h"
 
 #include <omp.h>
 #include <string.h>
@@ -105,6 +106,7 @@ static void test_matmul(void **s) {
 typedef struct {
     float *out, *scratch, *qkv, *work, *freqs;
     int B, T, NH, NKV, hs, rope, W;
+    float cap;
 } attn_ctx;
 static void attn_fwd(void *p) {
     attn_ctx *c = p;
@@ -113,11 +115,11 @@ static void attn_fwd(void *p) {
     if (c->rope)
         lmf_rope_rows(c->work, (c->NH + 2 * c->NKV) * c->hs, c->B * c->T, c->T, 0, NULL, c->freqs, c->NH + c->NKV,
                       c->hs, c->rope == 2, 1.0f);
-    lmf_attention_forward(c->out, c->scratch, c->work, NULL, c->W, c->B, c->T, c->NH, c->NKV, c->hs, 0);
+    lmf_attention_forward(c->out, c->scratch, c->work, NULL, c->W, c->cap, c->B, c->T, c->NH, c->NKV, c->hs, 0);
 }
 /* The textbook causal softmax(q k / sqrt(hs)) v in double, one query at a time over its keys (the last W with a
- * window): the blocked kernel's forward must equal it whatever its blocking (T spans several query blocks and a
- * partial one). */
+ * window; the scores soft-capped, cap tanh(s / cap), with a cap): the blocked kernel's forward must equal it whatever
+ * its blocking (T spans several query blocks and a partial one). */
 static void attn_naive_check(const attn_ctx *c) {
     int C = c->NH * c->hs, KVC = c->NKV * c->hs, S = C + 2 * KVC, G = c->NH / c->NKV;
     double *p = malloc(sizeof(double) * (size_t)c->T), worst = 0.0;
@@ -132,6 +134,7 @@ static void attn_naive_check(const attn_ctx *c) {
                     double dot = 0.0;
                     for (int e = 0; e < c->hs; e++) dot += (double)q[e] * k[e];
                     p[j] = dot / sqrt((double)c->hs);
+                    if (c->cap) p[j] = c->cap * tanh(p[j] / c->cap);
                     mx = fmax(mx, p[j]);
                 }
                 for (int j = j0; j <= i; j++) sum += p[j] = exp(p[j] - mx);
@@ -145,34 +148,39 @@ static void attn_naive_check(const attn_ctx *c) {
     free(p);
     assert_true(worst < 1e-5);
 }
-static void run_attention(int rope, int NH, int NKV, int T, int W) {
+static void run_attention(int rope, int NH, int NKV, int T, int W, float cap) {
     int B = 2, hs = 8, C = NH * hs, S = C + 2 * NKV * hs;
     long nq = (long)B * T * S;
     attn_ctx c = {zeros(B * T * C), zeros((long)lmf_attention_scratch_floats(T, omp_get_max_threads())),
-                  rnd(nq, 9, 1.0f), zeros(nq), zeros(T * hs), B, T, NH, NKV, hs, rope, W};
+                  rnd(nq, 9, 1.0f), zeros(nq), zeros(T * hs), B, T, NH, NKV, hs, rope, W, cap};
     lmf_rope_table(c.freqs, T, hs, 10000.0f, NULL);
     float *R = rnd(B * T * C, 10, 1.0f), *dqkv = zeros(nq);
     attn_fwd(&c);
     attn_naive_check(&c);
-    lmf_attention_backward(dqkv, c.scratch, R, c.work, NULL, W, B, T, NH, NKV, hs, 0);
+    lmf_attention_backward(dqkv, c.scratch, R, c.work, NULL, W, cap, B, T, NH, NKV, hs, 0);
     if (rope) lmf_rope_rows(dqkv, (NH + 2 * NKV) * hs, B * T, T, 0, NULL, c.freqs, NH + NKV, hs, rope == 2, -1.0f);
     objective o = {attn_fwd, c.out, B * T * C, R, &c};
-    const char *what = W ? "windowed attention dqkv" : rope == 2 ? "interleaved rope+attention dqkv"
+    const char *what = cap ? "soft-capped attention dqkv" : W ? "windowed attention dqkv" : rope == 2 ? "interleaved rope+attention dqkv"
                        : rope ? "rope+attention dqkv" : "attention dqkv";
     check_grad(what, &o, c.qkv, dqkv, nq, 1e-2f);
     free(c.out), free(c.scratch), free(c.qkv), free(c.work), free(c.freqs), free(R), free(dqkv);
 }
-static void test_attention_mha(void **s) { run_attention(0, 3, 3, 7, 0); }
-static void test_attention_gqa_rope(void **s) { run_attention(1, 6, 2, 7, 0); }
-static void test_attention_gqa_rope_interleaved(void **s) { run_attention(2, 6, 2, 7, 0); }
+static void test_attention_mha(void **s) { run_attention(0, 3, 3, 7, 0, 0.0f); }
+static void test_attention_gqa_rope(void **s) { run_attention(1, 6, 2, 7, 0, 0.0f); }
+static void test_attention_gqa_rope_interleaved(void **s) { run_attention(2, 6, 2, 7, 0, 0.0f); }
 /* longer than the kernel's query blocks: the causal skipping and the backward's recomputation across blocks */
-static void test_attention_long(void **s) { run_attention(1, 4, 2, 150, 0); }
+static void test_attention_long(void **s) { run_attention(1, 4, 2, 150, 0, 0.0f); }
 /* a sliding window shorter than a query block, one crossing two, one of a whole block, and one of a single key */
 static void test_attention_window(void **s) {
-    run_attention(1, 4, 2, 150, 37);
-    run_attention(0, 2, 1, 150, 90);
-    run_attention(0, 2, 2, 140, 64);
-    run_attention(0, 2, 1, 20, 1);
+    run_attention(1, 4, 2, 150, 37, 0.0f);
+    run_attention(0, 2, 1, 150, 90, 0.0f);
+    run_attention(0, 2, 2, 140, 64, 0.0f);
+    run_attention(0, 2, 1, 20, 1, 0.0f);
+}
+/* Gemma 2's soft-capped scores (caps the scores reach: the scaled scores here are ~N(0, 1)), with a window too */
+static void test_attention_softcap(void **s) {
+    run_attention(1, 4, 2, 150, 0, 0.8f);
+    run_attention(0, 2, 1, 100, 37, 1.5f);
 }
 
 /* Packed rows: examples of 40, 70 and 40 tokens in row 0 and one of 150 in row 1 (positions restart at each
@@ -187,15 +195,15 @@ static void run_attention_packed(int W) {
     float *qkv = rnd((long)B * T * S, 21, 1.0f), *R = rnd((long)B * T * C, 22, 1.0f), *out = zeros((long)B * T * C),
           *dqkv = zeros((long)B * T * S), *one = zeros((long)T * C), *done = zeros((long)T * S),
           *scratch = zeros((long)lmf_attention_scratch_floats(T, omp_get_max_threads()));
-    lmf_attention_forward(out, scratch, qkv, pos, W, B, T, NH, NKV, hs, 0);
-    lmf_attention_backward(dqkv, scratch, R, qkv, pos, W, B, T, NH, NKV, hs, 0);
+    lmf_attention_forward(out, scratch, qkv, pos, W, 0.0f, B, T, NH, NKV, hs, 0);
+    lmf_attention_backward(dqkv, scratch, R, qkv, pos, W, 0.0f, B, T, NH, NKV, hs, 0);
     double worst = 0;
     for (int k = 0; k < 4; k++) {
         int b = segs[k][0], t0 = segs[k][1], n = segs[k][2] - t0;
         const float *q = qkv + ((long)b * T + t0) * S;
         memset(done, 0, sizeof(float) * (size_t)n * S);
-        lmf_attention_forward(one, scratch, q, NULL, W, 1, n, NH, NKV, hs, 0);
-        lmf_attention_backward(done, scratch, R + ((long)b * T + t0) * C, q, NULL, W, 1, n, NH, NKV, hs, 0);
+        lmf_attention_forward(one, scratch, q, NULL, W, 0.0f, 1, n, NH, NKV, hs, 0);
+        lmf_attention_backward(done, scratch, R + ((long)b * T + t0) * C, q, NULL, W, 0.0f, 1, n, NH, NKV, hs, 0);
         worst = fmax(worst, rel_err(out + ((long)b * T + t0) * C, one, (long)n * C));
         worst = fmax(worst, rel_err(dqkv + ((long)b * T + t0) * S, done, (long)n * S));
     }
@@ -214,7 +222,7 @@ static void test_attention_packed(void **s) {
  * which the model tests hold to PyTorch's autocast). On AMX CPUs the _b16 pair runs its own tile kernel
  * (attention_amx.c), whose sums come in another order: equal to fp32 rounding but where that flips a probability's
  * bf16 rounding (2^-8 of it). Odd T (partial query blocks), GQA, head sizes 32-128, packed rows. */
-static void run_attention_b16(int B, int T, int NH, int NKV, int hs, int packed, int W) {
+static void run_attention_b16(int B, int T, int NH, int NKV, int hs, int packed, int W, float cap) {
     int C = NH * hs, S = C + 2 * NKV * hs;
     long nq = (long)B * T * S, no = (long)B * T * C;
     float *qkv = rnd(nq, 31, 2.0f), *R = rnd(no, 32, 1.0f), *o1 = zeros(no), *o2 = zeros(no), *d1 = zeros(nq);
@@ -237,36 +245,38 @@ static void run_attention_b16(int B, int T, int NH, int NKV, int hs, int packed,
         memcpy(&qkv[i], &u, sizeof u);
     }
     for (long i = 0; i < nq; i++) d2[i] = NAN; /* every element must be written */
-    lmf_attention_forward(o1, scratch, qkv, pos, W, B, T, NH, NKV, hs, 1);
-    lmf_attention_forward_b16(o2, scratch, q16, pos, W, B, T, NH, NKV, hs);
-    lmf_attention_backward(d1, scratch, R, qkv, pos, W, B, T, NH, NKV, hs, 1);
-    lmf_attention_backward_b16(d2, scratch, R, q16, pos, W, B, T, NH, NKV, hs);
+    lmf_attention_forward(o1, scratch, qkv, pos, W, cap, B, T, NH, NKV, hs, 1);
+    lmf_attention_forward_b16(o2, scratch, q16, pos, W, cap, B, T, NH, NKV, hs);
+    lmf_attention_backward(d1, scratch, R, qkv, pos, W, cap, B, T, NH, NKV, hs, 1);
+    lmf_attention_backward_b16(d2, scratch, R, q16, pos, W, cap, B, T, NH, NKV, hs);
     double eo = rel_err(o2, o1, no), ed = rel_err(d2, d1, nq);
-    printf("bf16 attention (%s) B%d T%d heads %d/%d of %d%s window %d: out %.2g, dqkv %.2g\n",
-           lmf_attention_amx_ok(hs) ? "AMX" : "products", B, T, NH, NKV, hs, packed ? " packed" : "", W, eo, ed);
+    printf("bf16 attention (%s) B%d T%d heads %d/%d of %d%s window %d cap %g: out %.2g, dqkv %.2g\n",
+           lmf_attention_amx_ok(hs) && !cap ? "AMX" : "products", B, T, NH, NKV, hs, packed ? " packed" : "", W, cap,
+           eo, ed);
     assert_true(eo < 2e-3); /* a mask, scale or layout slip errs by O(1) */
     assert_true(ed < 2e-3);
-    lmf_attention_forward(o1, scratch, qkv, pos, W, B, T, NH, NKV, hs, 0); /* and both near fp32: bf16's own error */
-    lmf_attention_backward(d1, scratch, R, qkv, pos, W, B, T, NH, NKV, hs, 0);
+    lmf_attention_forward(o1, scratch, qkv, pos, W, cap, B, T, NH, NKV, hs, 0); /* and both near fp32: bf16's own error */
+    lmf_attention_backward(d1, scratch, R, qkv, pos, W, cap, B, T, NH, NKV, hs, 0);
     assert_close(o2, o1, no, 1e-2, "bf16 attention vs fp32");
     assert_close(d2, d1, nq, 1e-2, "bf16 attention dqkv vs fp32");
     if (W) { /* the window bites: without it the output is far from these */
-        lmf_attention_forward(o1, scratch, qkv, pos, 0, B, T, NH, NKV, hs, 0);
+        lmf_attention_forward(o1, scratch, qkv, pos, 0, cap, B, T, NH, NKV, hs, 0);
         assert_true(rel_err(o2, o1, no) > 0.05);
     }
     free(qkv), free(R), free(o1), free(o2), free(d1), free(d2), free(scratch), free(q16), free(pos);
 }
 static void test_attention_b16(void **s) {
-    run_attention_b16(2, 37, 4, 2, 32, 0, 0);
-    run_attention_b16(2, 100, 6, 6, 64, 0, 0);
-    run_attention_b16(1, 300, 3, 1, 96, 0, 0);
-    run_attention_b16(1, 131, 2, 1, 128, 0, 0);
-    run_attention_b16(3, 200, 6, 2, 64, 1, 0);
-    run_attention_b16(1, 45, 2, 2, 40, 0, 0); /* not a multiple of 32: the products path on every CPU */
-    run_attention_b16(2, 300, 4, 1, 64, 0, 50); /* sliding windows: within a key block, across blocks */
-    run_attention_b16(1, 261, 2, 2, 32, 0, 96);
-    run_attention_b16(3, 200, 6, 2, 64, 1, 9); /* examples rarely pass 30 tokens */
-    run_attention_b16(1, 100, 2, 1, 40, 0, 17);
+    run_attention_b16(2, 37, 4, 2, 32, 0, 0, 0.0f);
+    run_attention_b16(2, 100, 6, 6, 64, 0, 0, 0.0f);
+    run_attention_b16(1, 300, 3, 1, 96, 0, 0, 0.0f);
+    run_attention_b16(1, 131, 2, 1, 128, 0, 0, 0.0f);
+    run_attention_b16(3, 200, 6, 2, 64, 1, 0, 0.0f);
+    run_attention_b16(1, 45, 2, 2, 40, 0, 0, 0.0f); /* not a multiple of 32: the products path on every CPU */
+    run_attention_b16(2, 300, 4, 1, 64, 0, 50, 0.0f); /* sliding windows: within a key block, across blocks */
+    run_attention_b16(1, 261, 2, 2, 32, 0, 96, 0.0f);
+    run_attention_b16(3, 200, 6, 2, 64, 1, 9, 0.0f); /* examples rarely pass 30 tokens */
+    run_attention_b16(1, 100, 2, 1, 40, 0, 17, 0.0f);
+    run_attention_b16(2, 150, 4, 2, 64, 0, 40, 3.0f); /* soft-capped (no AMX kernel: the products path) */
 }
 
 /* ---- activations ---- */
@@ -302,34 +312,46 @@ typedef struct {
     float *loss, *logits;
     int32_t *targets;
     int N, V;
+    float cap;
 } ce_ctx;
 static void ce_fwd(void *p) {
     ce_ctx *c = p;
-    float *losses = malloc(sizeof(float) * c->N);
-    int count = lmf_crossentropy_forward(losses, NULL, c->logits, c->targets, c->N, c->V);
+    float *losses = malloc(sizeof(float) * c->N), *y = malloc(sizeof(float) * c->N * c->V);
+    memcpy(y, c->logits, sizeof(float) * c->N * c->V);
+    if (c->cap) lmf_vec()->softcap(y, c->N * c->V, 1.0f, c->cap);
+    int count = lmf_crossentropy_forward(losses, NULL, y, c->targets, c->N, c->V);
     double s = 0;
     for (int i = 0; i < c->N; i++) s += losses[i];
     c->loss[0] = (float)(s / count);
-    free(losses);
+    free(losses), free(y);
 }
-static void test_crossentropy(void **s) {
-    int N = 6, V = 53;
-    int32_t targets[6] = {3, -1, 52, 0, 17, -1};
+/* d(mean loss)/d(logits) = finite differences, plain and through Gemma 2's soft-cap (V past the backward's chunks) */
+static void run_crossentropy(int V, float cap) {
+    enum { N = 6 };
+    int32_t targets[N] = {3, -1, V - 1, 0, 17, -1};
     float one = 1.0f, loss;
-    ce_ctx c = {&loss, rnd(N * V, 13, 3.0f), targets, N, V};
+    ce_ctx c = {&loss, rnd(N * V, 13, 3.0f), targets, N, V, cap};
     float *grad = malloc(sizeof(float) * N * V);
     memcpy(grad, c.logits, sizeof(float) * N * V);
-    lmf_crossentropy_backward_inplace(grad, NULL, targets, N, V, 1.0f / 4); /* 4 non-ignored rows */
+    if (cap) lmf_vec()->softcap(grad, N * V, 1.0f, cap);
+    float *y = malloc(sizeof(float) * N * V);
+    memcpy(y, grad, sizeof(float) * N * V);
+    lmf_crossentropy_backward_inplace(grad, NULL, targets, N, V, 1.0f / 4, cap); /* 4 non-ignored rows */
     objective o = {ce_fwd, &loss, 1, &one, &c};
-    check_grad("crossentropy dlogits", &o, c.logits, grad, N * V, 1e-2f);
+    check_grad(cap ? "soft-capped crossentropy dlogits" : "crossentropy dlogits", &o, c.logits, grad, N * V, 1e-2f);
     for (int v = 0; v < V; v++) assert_true(grad[1 * V + v] == 0.0f); /* ignored rows get no gradient */
     /* the forward's log-sum-exps give the backward the same bits as computing them again */
-    float losses[6], lse[6], *grad2 = malloc(sizeof(float) * N * V);
-    assert_int_equal(lmf_crossentropy_forward(losses, lse, c.logits, targets, N, V), 4);
-    memcpy(grad2, c.logits, sizeof(float) * N * V);
-    lmf_crossentropy_backward_inplace(grad2, lse, targets, N, V, 1.0f / 4);
+    float losses[N], lse[N], *grad2 = malloc(sizeof(float) * N * V);
+    assert_int_equal(lmf_crossentropy_forward(losses, lse, y, targets, N, V), 4);
+    memcpy(grad2, y, sizeof(float) * N * V);
+    lmf_crossentropy_backward_inplace(grad2, lse, targets, N, V, 1.0f / 4, cap);
     assert_memory_equal(grad, grad2, sizeof(float) * N * V);
-    free(c.logits), free(grad), free(grad2);
+    free(c.logits), free(grad), free(grad2), free(y);
+}
+static void test_crossentropy(void **s) {
+    run_crossentropy(53, 0.0f);
+    run_crossentropy(53, 2.5f);
+    run_crossentropy(2100, 4.0f);
 }
 
 /* ---- embeddings: gradient is a scatter-add; repeated tokens must accumulate ---- */
@@ -378,6 +400,7 @@ int main(void) {
         cmocka_unit_test(test_attention_mha), cmocka_unit_test(test_attention_gqa_rope),
         cmocka_unit_test(test_attention_gqa_rope_interleaved), cmocka_unit_test(test_attention_long),
         cmocka_unit_test(test_attention_window),
+        cmocka_unit_test(test_attention_softcap),
         cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_attention_b16),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_relu),         cmocka_unit_test(test_crossentropy),

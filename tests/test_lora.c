@@ -91,6 +91,8 @@ static void run_family(lmf_arch arch, const char *targets, int n_mod) {
     if (arch == LMF_ARCH_GEMMA3) /* every knob off its default: the q.k scale, every 2nd layer global (the others a
                                   * window of 3 over the rows of 7, and their own RoPE base) */
         c.attn_scale = 0.3f, c.sliding_window = 3, c.swa_pattern = 2, c.rope_theta_swa = 100.0f;
+    if (arch == LMF_ARCH_GEMMA2) /* caps that bite, a window of 3 on every 2nd layer */
+        c.attn_softcap = 0.5f, c.final_softcap = 0.8f, c.sliding_window = 3, c.swa_pattern = 2;
     lmf_model *full = lmf_model_create(&c, B, T, 0);
     assert_non_null(full);
     lmf_model_init_weights(full, 5);
@@ -111,6 +113,8 @@ static void test_gpt2(void **s) { run_family(LMF_ARCH_GPT2, "c_attn,c_proj,c_fc"
 static void test_phi3(void **s) { run_family(LMF_ARCH_PHI3, "all-linear", 4); }
 /* gemma3: GeGLU's gate and up, the sandwich norms and the scaled embeddings on the frozen path */
 static void test_gemma3(void **s) { run_family(LMF_ARCH_GEMMA3, "all-linear", 7); }
+/* gemma2: the soft-capped scores and logits on the frozen path */
+static void test_gemma2(void **s) { run_family(LMF_ARCH_GEMMA2, "all-linear", 7); }
 
 static void test_quantized_base(void **s) {
     lmf_weights *w;
@@ -694,7 +698,7 @@ static void test_moe_experts_raw_rslora(void **s) { run_moe(0, 1); }
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_all_linear), cmocka_unit_test(test_llama_qv), cmocka_unit_test(test_gpt2),
-        cmocka_unit_test(test_phi3), cmocka_unit_test(test_gemma3),
+        cmocka_unit_test(test_phi3), cmocka_unit_test(test_gemma3), cmocka_unit_test(test_gemma2),
         cmocka_unit_test(test_quantized_base), cmocka_unit_test(test_bf16_base),
         cmocka_unit_test(test_packed_llama),   cmocka_unit_test(test_packed_gpt2),
         cmocka_unit_test(test_dropout),        cmocka_unit_test(test_dropout_rates),

@@ -29,11 +29,11 @@ static const int lengths[] = {1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100
 
 enum { F_SUM, F_DOT, F_LAYERNORM, F_LAYERNORM_BWD, F_NORM_PARAM_GRAD, F_RMSNORM, F_RMSNORM_BWD, F_SOFTMAX,
        F_SOFTMAX_BWD, F_LOGSUMEXP, F_EXP_SHIFT_SCALE, F_GELU, F_GELU_BWD, F_SWIGLU, F_SWIGLU_BWD, F_ADAMW, F_EXP,
-       F_ROWS_BY_MATRIX, F_ROWS_BY_PIECES_T, N_FUNCS };
+       F_ROWS_BY_MATRIX, F_ROWS_BY_PIECES_T, F_SOFTCAP, F_SOFTCAP_BWD, N_FUNCS };
 static const char *func_names[N_FUNCS] = {
     "sum", "dot", "layernorm", "layernorm_backward", "norm_param_grad", "rmsnorm", "rmsnorm_backward", "softmax",
     "softmax_backward", "logsumexp", "exp_shift_scale", "gelu", "gelu_backward", "swiglu", "swiglu_backward",
-    "adamw", "exp (vs double)", "rows_by_matrix", "rows_by_pieces_t"};
+    "adamw", "exp (vs double)", "rows_by_matrix", "rows_by_pieces_t", "softcap", "softcap_backward"};
 
 static const lmf_vec_ops *variants[2];
 static int n_variants;
@@ -471,6 +471,27 @@ static void test_gelu(void **state) {
     }
 }
 
+/* Gemma 2's soft-cap cap tanh(scale x / cap), scores from ~0 (tanh's linear part) to far past the cap (saturated;
+ * the +-30 outliers with cap 5), and its backward from the output */
+static void test_softcap(void **state) {
+    FOR_VARIANTS(v) {
+        const lmf_vec_ops *V = variants[v];
+        for (int li = 0; li < N_LENGTHS; li++) {
+            int n = lengths[li];
+            float *x = row(n), *o1, *o2, *d1 = row(n), *d2;
+            fill(x, n, 41 + li, 8.0f, 1), fill(d1, n, 42 + li, 1.0f, 0);
+            o1 = copy(x, n), o2 = copy(x, n), d2 = copy(d1, n);
+            lmf_vec_ref.softcap(o1, n, 0.7f, 5.0f);
+            V->softcap(o2, n, 0.7f, 5.0f);
+            expect_array(v, F_SOFTCAP, o2, o1, n, "out");
+            lmf_vec_ref.softcap_backward(d1, o1, n, 5.0f, 0.7f);
+            V->softcap_backward(d2, o1, n, 5.0f, 0.7f);
+            expect_array(v, F_SOFTCAP_BWD, d2, d1, n, "d");
+            free(x), free(o1), free(o2), free(d1), free(d2);
+        }
+    }
+}
+
 static void test_swiglu(void **state) {
     FOR_VARIANTS(v) {
         const lmf_vec_ops *V = variants[v];
@@ -577,6 +598,7 @@ static void test_dispatch(void **state) {
                            (const void *)t->softmax_backward, (const void *)t->logsumexp,
                            (const void *)t->exp_shift_scale, (const void *)t->gelu, (const void *)t->gelu_backward,
                            (const void *)t->swiglu, (const void *)t->swiglu_backward, (const void *)t->adamw};
+        if (!t->softcap || !t->softcap_backward) fail_msg("%s: softcap is NULL", t->name);
         assert_non_null(t->name);
         for (int k = 0; k < (int)(sizeof f / sizeof f[0]); k++)
             if (!f[k]) fail_msg("%s: %s is NULL", t->name, func_names[k]);
@@ -608,7 +630,7 @@ int main(void) {
         cmocka_unit_test(test_layernorm),      cmocka_unit_test(test_norm_param_grad),
         cmocka_unit_test(test_rmsnorm),        cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_logsumexp_exp_shift_scale), cmocka_unit_test(test_softmax_special),
-        cmocka_unit_test(test_exp),            cmocka_unit_test(test_gelu),
+        cmocka_unit_test(test_exp),            cmocka_unit_test(test_gelu), cmocka_unit_test(test_softcap),
         cmocka_unit_test(test_swiglu),         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_rows_by_matrix),
         cmocka_unit_test(test_rows_by_pieces_t),

@@ -29,7 +29,8 @@
 
 #define ATT_RB 64
 
-size_t lmf_attention_scratch_floats(int T, int nthreads) { return (size_t)nthreads * 2 * ATT_RB * (size_t)T; }
+/* a thread's P and dP blocks, and the backward's capped scores (softcap) */
+size_t lmf_attention_scratch_floats(int T, int nthreads) { return (size_t)nthreads * 3 * ATT_RB * (size_t)T; }
 
 /* How the products run: fp32 (lmf_sgemm), bf16 (lmf_sgemm_bf16) or bf16 with q|k|v given in bf16 (q16:
  * lmf_sgemm_bf16_x). Q, K and V are offsets into qkv, whose element size q16 sets. */
@@ -48,37 +49,52 @@ static void prod(const prods *p, int tA, int tB, int M, int N, int K, const floa
     else (p->bf16 ? lmf_sgemm_bf16 : lmf_sgemm)(tA, tB, M, N, K, x, lda, y, ldb, beta, C, ldc);
 }
 
+/* Which keys a query sees and how its scores are shaped: a row's positions (packed examples) or NULL, the sliding
+ * window or 0, the soft-cap or 0 */
+typedef struct {
+    const int32_t *pos;
+    int W;
+    float cap;
+} mask_t;
+
+static inline int start(const mask_t *mk, int i) { return lmf_attention_start(mk->pos, mk->W, i); }
+
 /* Probabilities of query rows i0..i1-1 over keys c0..i1-1 into P (row stride i1 - c0); row i's keys run from its
- * start st(i) (0, or i - pos[i] in a packed row; c0 = st(i0)) to i, the rest of its row zero. q, k: the offsets of
- * the head's Q and K in qkv (row stride S). */
-static void probs(const prods *p, float *P, long q, long k, int S, const int32_t *pos, int W, int i0, int i1, int hs,
+ * start st(i) (0, or i - pos[i] in a packed row, or past the window; c0 = st(i0)) to i, the rest of its row zero.
+ * q, k: the offsets of the head's Q and K in qkv (row stride S). With a soft-cap the scaled scores are capped first,
+ * and Y (the backward's) gets the capped scores. */
+static void probs(const prods *p, float *P, float *Y, long q, long k, int S, const mask_t *mk, int i0, int i1, int hs,
                   float scale, const lmf_vec_ops *v) {
-    int c0 = lmf_attention_start(pos, W, i0), w = i1 - c0;
+    int c0 = start(mk, i0), w = i1 - c0;
     prod(p, 0, 1, i1 - i0, w, hs, NULL, 1, q + (long)i0 * S, S, NULL, 1, k + (long)c0 * S, S, 0.0f, P, w);
     for (int i = i0; i < i1; i++) {
         float *row = P + (long)(i - i0) * w;
-        int st = lmf_attention_start(pos, W, i) - c0;
+        int st = start(mk, i) - c0, n = i + 1 - c0 - st;
         memset(row, 0, sizeof(float) * (size_t)st);
-        v->softmax(row + st, i + 1 - c0 - st, scale);
+        if (mk->cap) {
+            v->softcap(row + st, n, scale, mk->cap);
+            if (Y) memcpy(Y + (long)(i - i0) * w + st, row + st, sizeof(float) * (size_t)n);
+        }
+        v->softmax(row + st, n, mk->cap ? 1.0f : scale);
         memset(row + i + 1 - c0, 0, sizeof(float) * (size_t)(i1 - i - 1));
     }
 }
 
-static void forward(float *out, float *scratch, const prods *p, const int32_t *pos, int W, int B, int T, int NH,
-                    int NKV, int hs) {
+static void forward(float *out, float *scratch, const prods *p, const int32_t *pos, int W, float cap, int B, int T,
+                    int NH, int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
-            float *P = scratch + (long)omp_get_thread_num() * 2 * ATT_RB * T;
+            float *P = scratch + (long)omp_get_thread_num() * 3 * ATT_RB * T;
             long q = (long)b * T * S + (long)h * hs, k = (long)b * T * S + C + (long)(h / G) * hs, vo = k + KVC;
             float *O = out + (long)b * T * C + (long)h * hs;
-            const int32_t *ps = pos ? pos + (long)b * T : NULL;
+            mask_t mk = {pos ? pos + (long)b * T : NULL, W, cap};
             for (int i0 = 0; i0 < T; i0 += ATT_RB) {
-                int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, c0 = lmf_attention_start(ps, W, i0);
-                probs(p, P, q, k, S, ps, W, i0, i1, hs, scale, v);
+                int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, c0 = start(&mk, i0);
+                probs(p, P, NULL, q, k, S, &mk, i0, i1, hs, scale, v);
                 prod(p, 0, 0, i1 - i0, hs, i1 - c0, P, 0, 0, i1 - c0, NULL, 1, vo + (long)c0 * S, S, 0.0f,
                      O + (long)i0 * C, C);
             }
@@ -86,21 +102,22 @@ static void forward(float *out, float *scratch, const prods *p, const int32_t *p
     }
 }
 
-void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int window, int B, int T,
-                           int NH, int NKV, int hs, int bf16) {
+void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int window,
+                           float softcap, int B, int T, int NH, int NKV, int hs, int bf16) {
     prods p = {bf16, 0, qkv};
-    forward(out, scratch, &p, pos, window, B, T, NH, NKV, hs);
+    forward(out, scratch, &p, pos, window, softcap, B, T, NH, NKV, hs);
 }
 
-void lmf_attention_forward_b16(float *out, float *scratch, const uint16_t *qkv, const int32_t *pos, int window, int B,
-                               int T, int NH, int NKV, int hs) {
-    if (lmf_attention_amx_ok(hs)) return lmf_attention_forward_amx(out, qkv, pos, window, B, T, NH, NKV, hs);
+void lmf_attention_forward_b16(float *out, float *scratch, const uint16_t *qkv, const int32_t *pos, int window,
+                               float softcap, int B, int T, int NH, int NKV, int hs) {
+    if (!softcap && lmf_attention_amx_ok(hs))
+        return lmf_attention_forward_amx(out, qkv, pos, window, B, T, NH, NKV, hs);
     prods p = {1, 1, qkv};
-    forward(out, scratch, &p, pos, window, B, T, NH, NKV, hs);
+    forward(out, scratch, &p, pos, window, softcap, B, T, NH, NKV, hs);
 }
 
-static void backward(float *dqkv, float *scratch, const float *dout, const prods *p, const int32_t *pos, int W, int B,
-                     int T, int NH, int NKV, int hs) {
+static void backward(float *dqkv, float *scratch, const float *dout, const prods *p, const int32_t *pos, int W,
+                     float cap, int B, int T, int NH, int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     const lmf_vec_ops *v = lmf_vec();
@@ -108,17 +125,18 @@ static void backward(float *dqkv, float *scratch, const float *dout, const prods
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++) {
         for (int kh = 0; kh < NKV; kh++) {
-            float *P = scratch + (long)omp_get_thread_num() * 2 * ATT_RB * T, *dP = P + (long)ATT_RB * T;
+            float *P = scratch + (long)omp_get_thread_num() * 3 * ATT_RB * T, *dP = P + (long)ATT_RB * T;
+            float *Y = dP + (long)ATT_RB * T;
             long k = (long)b * T * S + C + (long)kh * hs, vo = k + KVC;
             float *dK = dqkv + k, *dV = dK + KVC;
             for (int h = kh * G; h < (kh + 1) * G; h++) {
                 long q = (long)b * T * S + (long)h * hs;
                 float *dQ = dqkv + q;
                 const float *dO = dout + (long)b * T * C + (long)h * hs;
-                const int32_t *ps = pos ? pos + (long)b * T : NULL;
+                mask_t mk = {pos ? pos + (long)b * T : NULL, W, cap};
                 for (int i0 = 0; i0 < T; i0 += ATT_RB) {
-                    int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, m = i1 - i0, c0 = lmf_attention_start(ps, W, i0), w = i1 - c0;
-                    probs(p, P, q, k, S, ps, W, i0, i1, hs, scale, v);
+                    int i1 = i0 + ATT_RB < T ? i0 + ATT_RB : T, m = i1 - i0, c0 = start(&mk, i0), w = i1 - c0;
+                    probs(p, P, Y, q, k, S, &mk, i0, i1, hs, scale, v);
                     /* dP = dO V^T */
                     prod(p, 0, 1, m, w, hs, dO + (long)i0 * C, 0, 0, C, NULL, 1, vo + (long)c0 * S, S, 0.0f, dP, w);
                     /* dV += P^T dO; keys [i0, i1) first get a gradient here, from the group's first head: written */
@@ -128,9 +146,10 @@ static void backward(float *dqkv, float *scratch, const float *dout, const prods
                          dV + (long)i0 * S, S);
                     for (int i = i0; i < i1; i++) { /* softmax backward over the row's keys, zero elsewhere */
                         float *d = dP + (long)(i - i0) * w;
-                        int st = lmf_attention_start(ps, W, i) - c0;
+                        int st = start(&mk, i) - c0, n = i + 1 - c0 - st;
                         memset(d, 0, sizeof(float) * (size_t)st);
-                        v->softmax_backward(d + st, P + (long)(i - i0) * w + st, i + 1 - c0 - st, scale);
+                        v->softmax_backward(d + st, P + (long)(i - i0) * w + st, n, cap ? 1.0f : scale);
+                        if (cap) v->softcap_backward(d + st, Y + (long)(i - i0) * w + st, n, cap, scale);
                         memset(d + i + 1 - c0, 0, sizeof(float) * (size_t)(i1 - i - 1));
                     }
                     /* dQ = dS K */
@@ -146,14 +165,15 @@ static void backward(float *dqkv, float *scratch, const float *dout, const prods
 }
 
 void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos,
-                            int window, int B, int T, int NH, int NKV, int hs, int bf16) {
+                            int window, float softcap, int B, int T, int NH, int NKV, int hs, int bf16) {
     prods p = {bf16, 0, qkv};
-    backward(dqkv, scratch, dout, &p, pos, window, B, T, NH, NKV, hs);
+    backward(dqkv, scratch, dout, &p, pos, window, softcap, B, T, NH, NKV, hs);
 }
 
 void lmf_attention_backward_b16(float *dqkv, float *scratch, const float *dout, const uint16_t *qkv,
-                                const int32_t *pos, int window, int B, int T, int NH, int NKV, int hs) {
-    if (lmf_attention_amx_ok(hs)) return lmf_attention_backward_amx(dqkv, dout, qkv, pos, window, B, T, NH, NKV, hs);
+                                const int32_t *pos, int window, float softcap, int B, int T, int NH, int NKV, int hs) {
+    if (!softcap && lmf_attention_amx_ok(hs))
+        return lmf_attention_backward_amx(dqkv, dout, qkv, pos, window, B, T, NH, NKV, hs);
     prods p = {1, 1, qkv};
-    backward(dqkv, scratch, dout, &p, pos, window, B, T, NH, NKV, hs);
+    backward(dqkv, scratch, dout, &p, pos, window, softcap, B, T, NH, NKV, hs);
 }

@@ -18,8 +18,9 @@
  *
  * A block's keys run from its first query's start rounded down to 32 (kb0) to its last query, whole 32-key blocks:
  * masked entries (right of the diagonal, left of a packed row's start or a sliding window's) get probability 0 and
- * gradient 0, as in attention.c. The sums are attention.c's (bf16 inputs, fp32 sums, the fp32 softmax of vec_avx512.c's exp), in the
- * tiles' order: equal within fp32 rounding, and where that flips a bf16 rounding of P or dS, within 2^-8 of it. */
+ * gradient 0, as in attention.c. The sums are attention.c's (bf16 inputs, fp32 sums, the fp32 softmax of
+ * vec_avx512.c's exp), in the tiles' order: equal within fp32 rounding, and where that flips a bf16 rounding of P or
+ * dS, within 2^-8 of it. */
 #include "kernels/kernels.h"
 #include "core/alloc.h"
 #include "core/cpu.h"
@@ -333,7 +334,8 @@ void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *p
             lay_out(&w, NULL, w.vta, qkv + ko + KVC);
             for (int h = kh * G; h < (kh + 1) * G; h++)
                 for (int i0 = 0; i0 < T; i0 += RB) {
-                    int m = T - i0 < RB ? T - i0 : RB, kb0 = lmf_attention_start(ps, W, i0) / 32 * 32, wp = i0 + RB - kb0;
+                    int m = T - i0 < RB ? T - i0 : RB, kb0 = lmf_attention_start(ps, W, i0) / 32 * 32;
+                    int wp = i0 + RB - kb0;
                     const uint16_t *q = qkv + (long)b * T * S + (long)h * hs + (long)i0 * S;
                     int ni, nh = next_block(T, h, i0, &ni), nm = T - ni < RB ? T - ni : RB;
                     if (nh < (kh + 1) * G) { /* the next block's Q rows and output rows */
@@ -368,7 +370,8 @@ void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *
             for (int h = kh * G; h < (kh + 1) * G; h++) {
                 long qo = (long)b * T * S + (long)h * hs;
                 for (int i0 = 0; i0 < T; i0 += RB) {
-                    int m = T - i0 < RB ? T - i0 : RB, kb0 = lmf_attention_start(ps, W, i0) / 32 * 32, wp = i0 + RB - kb0;
+                    int m = T - i0 < RB ? T - i0 : RB, kb0 = lmf_attention_start(ps, W, i0) / 32 * 32;
+                    int wp = i0 + RB - kb0;
                     const uint16_t *q = qkv + qo + (long)i0 * S;
                     const float *dO = dout + ((long)b * T + i0) * C + (long)h * hs;
                     int ni, nh = next_block(T, h, i0, &ni), nm = T - ni < RB ? T - ni : RB;

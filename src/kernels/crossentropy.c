@@ -24,8 +24,25 @@ int lmf_crossentropy_forward(float *losses, float *lse, const float *logits, con
     return count;
 }
 
+void lmf_crossentropy_backward_row(float *l, int n, float lse, int t, float scale, float cap) {
+    const lmf_vec_ops *v = lmf_vec();
+    if (!cap) {
+        v->exp_shift_scale(l, n, lse, scale);
+        if (t >= 0) l[t] -= scale;
+        return;
+    }
+    float y[1024]; /* the capped logits of a chunk, for the cap's derivative 1 - (y / cap)^2 */
+    for (int j0 = 0; j0 < n; j0 += 1024) {
+        int k = n - j0 < 1024 ? n - j0 : 1024;
+        memcpy(y, l + j0, sizeof(float) * (size_t)k);
+        v->exp_shift_scale(l + j0, k, lse, scale);
+        if (t >= j0 && t < j0 + k) l[t] -= scale;
+        v->softcap_backward(l + j0, y, k, cap, 1.0f);
+    }
+}
+
 void lmf_crossentropy_backward_inplace(float *logits, const float *lse, const int32_t *targets, int N, int V,
-                                       float scale) {
+                                       float scale, float cap) {
     const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -35,7 +52,6 @@ void lmf_crossentropy_backward_inplace(float *logits, const float *lse, const in
             memset(l, 0, sizeof(float) * V);
             continue;
         }
-        v->exp_shift_scale(l, V, lse ? lse[n] : v->logsumexp(l, V), scale);
-        l[t] -= scale;
+        lmf_crossentropy_backward_row(l, V, lse ? lse[n] : v->logsumexp(l, V), t, scale, cap);
     }
 }

@@ -51,24 +51,26 @@ void lmf_matmul_backward_b16(float *dinp, float dinp_beta, float *dW, float dw_b
  * (the threads of the parallel region that runs them: omp_get_max_threads()).
  * pos (B,T) or NULL: each token's position in its own example when a row packs several (0 where one starts, then
  * +1 a token): token t of a row attends to t - pos[t] .. t only, so examples never see each other.
- * window: 0, or a sliding window W (Mistral's, a Gemma local layer's): token t attends to t - W + 1 .. t at most. */
+ * window: 0, or a sliding window W (Mistral's, a Gemma local layer's): token t attends to t - W + 1 .. t at most.
+ * softcap: 0, or Gemma 2's cap c on the scaled scores, s -> c tanh(s / c) before the softmax (the backward takes
+ * the gradient through it; the AMX kernel has no cap, so capped bf16 attention runs the products path). */
 static inline int lmf_attention_start(const int32_t *pos, int window, int t) {
     int s = pos ? t - pos[t] : 0;
     return window && t - window + 1 > s ? t - window + 1 : s;
 }
 size_t lmf_attention_scratch_floats(int T, int nthreads);
-void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int window, int B, int T,
-                           int NH, int NKV, int hs, int bf16);
+void lmf_attention_forward(float *out, float *scratch, const float *qkv, const int32_t *pos, int window,
+                           float softcap, int B, int T, int NH, int NKV, int hs, int bf16);
 /* dqkv = d/dqkv (every element written: no zeroing before); reads dout (B,T,C) and the forward's qkv. bf16: the
  * products through lmf_sgemm_bf16 (mixed precision; the softmax and its backward stay fp32). */
 void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const int32_t *pos,
-                            int window, int B, int T, int NH, int NKV, int hs, int bf16);
+                            int window, float softcap, int B, int T, int NH, int NKV, int hs, int bf16);
 /* The same in bf16 with q|k|v kept in bf16 (lmf_sgemm_bf16_round of the fp32 ones): the same bits, as the products
  * round their inputs so anyway */
-void lmf_attention_forward_b16(float *out, float *scratch, const uint16_t *qkv, const int32_t *pos, int window, int B,
-                               int T, int NH, int NKV, int hs);
+void lmf_attention_forward_b16(float *out, float *scratch, const uint16_t *qkv, const int32_t *pos, int window,
+                               float softcap, int B, int T, int NH, int NKV, int hs);
 void lmf_attention_backward_b16(float *dqkv, float *scratch, const float *dout, const uint16_t *qkv,
-                                const int32_t *pos, int window, int B, int T, int NH, int NKV, int hs);
+                                const int32_t *pos, int window, float softcap, int B, int T, int NH, int NKV, int hs);
 /* The _b16 pair's kernel on AMX-BF16 tiles (attention_amx.c; no scratch argument: each thread's own buffers), which
  * they call where lmf_attention_amx_ok(hs): the CPU has the tiles (lmf_cpu_amx) and hs is a multiple of 32. */
 int lmf_attention_amx_ok(int hs);
@@ -114,9 +116,12 @@ void lmf_residual_forward(float *out, const float *a, const float *b, long n);
  * each non-ignored row's log-sum-exp, for the backward. */
 int lmf_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V);
 /* Overwrites logits (N,V) with d(mean loss)/d(logits) = (softmax - onehot) * scale, ignored rows zero. lse: the
- * forward's over the same logits (saves reading them once more), or NULL to compute it again. */
+ * forward's over the same logits (saves reading them once more), or NULL to compute it again. cap: 0, or the logits
+ * are Gemma 2's soft-capped y = cap tanh(z / cap), and the gradient is taken on to z (times 1 - (y / cap)^2). */
 void lmf_crossentropy_backward_inplace(float *logits, const float *lse, const int32_t *targets, int N, int V,
-                                       float scale);
+                                       float scale, float cap);
+/* One row's (or a vocabulary share's) n logits, as above: lse the whole row's, t the target's index in l or -1 */
+void lmf_crossentropy_backward_row(float *l, int n, float lse, int t, float scale, float cap);
 
 /* ---- AdamW on a flat range, as torch.optim.AdamW: decoupled weight decay p *= 1 - lr*wd, bias-corrected
  * moments; t is the 1-based step. The gradient is used as g * grad_scale (global-norm clipping folded in). ---- */

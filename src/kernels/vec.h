@@ -38,6 +38,10 @@ typedef struct {
     void (*gelu)(float *out, const float *x, long n);
     /* dx = gelu_tanh'(x) * dout */
     void (*gelu_backward)(float *dx, const float *x, const float *dout, long n);
+    /* in place: x = cap tanh(scale x / cap) (Gemma 2's soft-capping of attention scores and logits) */
+    void (*softcap)(float *x, int n, float scale, float cap);
+    /* d = d (1 - (y / cap)^2) scale: the gradient through softcap given its output y */
+    void (*softcap_backward)(float *d, const float *y, int n, float cap, float scale);
     /* out = silu(g) * u */
     void (*swiglu)(float *out, const float *g, const float *u, int n);
     /* dg = dout * u * silu'(g); du = dout * silu(g) */
@@ -76,7 +80,8 @@ extern const lmf_vec_ops lmf_vec_ref, lmf_vec_avx2, lmf_vec_avx512;
      .layernorm_backward = layernorm_backward, .norm_param_grad = norm_param_grad, .rmsnorm = rmsnorm,             \
      .rmsnorm_backward = rmsnorm_backward, .softmax = softmax, .softmax_backward = softmax_backward,               \
      .logsumexp = logsumexp, .exp_shift_scale = exp_shift_scale, .gelu = gelu, .gelu_backward = gelu_backward,    \
-     .swiglu = swiglu, .swiglu_backward = swiglu_backward, .adamw = adamw, .rows_by_matrix = rows_by_matrix,   \
+     .softcap = softcap, .softcap_backward = softcap_backward, .swiglu = swiglu,                                  \
+     .swiglu_backward = swiglu_backward, .adamw = adamw, .rows_by_matrix = rows_by_matrix,                        \
      .rows_by_pieces_t = rows_by_pieces_t, .col_sum_add = col_sum_add}
 
 #endif

@@ -579,4 +579,36 @@ static void rows_by_pieces_t(float *out, long ldo, const float *x, long ldx, int
 #undef RBP
 }
 
+/* tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2|u|): as vec_avx512.c's tanh16 */
+static inline __m256 tanh8(__m256 u) {
+    __m256 sign = _mm256_and_ps(u, set1(-0.0f)), a = _mm256_andnot_ps(set1(-0.0f), u);
+    __m256 e = exp8(_mm256_mul_ps(a, set1(-2.0f)));
+    return _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(set1(1.0f), e), _mm256_add_ps(set1(1.0f), e)), sign);
+}
+
+static void softcap(float *x, int n, float scale, float cap) {
+    __m256 k = set1(scale / cap), c = set1(cap);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(c, tanh8(_mm256_mul_ps(ld(x + i), k))));
+    if (i < n) {
+        __m256i mk = tail_mask(n - i);
+        _mm256_maskstore_ps(x + i, mk, _mm256_mul_ps(c, tanh8(_mm256_mul_ps(ldm(x + i, mk), k))));
+    }
+}
+
+static inline __m256 softcap_grad8(__m256 d, __m256 y, __m256 k, __m256 sc) {
+    __m256 r = _mm256_mul_ps(y, k);
+    return _mm256_mul_ps(d, _mm256_mul_ps(_mm256_fnmadd_ps(r, r, set1(1.0f)), sc));
+}
+
+static void softcap_backward(float *d, const float *y, int n, float cap, float scale) {
+    __m256 k = set1(1.0f / cap), sc = set1(scale);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, softcap_grad8(ld(d + i), ld(y + i), k, sc));
+    if (i < n) {
+        __m256i mk = tail_mask(n - i);
+        _mm256_maskstore_ps(d + i, mk, softcap_grad8(ldm(d + i, mk), ldm(y + i, mk), k, sc));
+    }
+}
+
 const lmf_vec_ops lmf_vec_avx2 = LMF_VEC_OPS_TABLE("avx2");

@@ -492,4 +492,39 @@ static void rows_by_pieces_t(float *out, long ldo, const float *x, long ldx, int
 #undef RBP
 }
 
+/* tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2|u|): no overflow, 1 where e underflows; absolute error a few
+ * 1e-8 (relative near 0 larger, where the soft-cap's cap x tanh(x / cap) is ~x and absolute error is what counts) */
+static inline __m512 tanh16(__m512 u) {
+    __m512 a = _mm512_abs_ps(u), e = exp16(_mm512_mul_ps(a, set1(-2.0f)));
+    __m512 t = _mm512_div_ps(_mm512_sub_ps(set1(1.0f), e), _mm512_add_ps(set1(1.0f), e));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), _mm512_and_si512(_mm512_castps_si512(u),
+                                                                                        _mm512_set1_epi32(INT32_MIN))));
+}
+
+static void softcap(float *x, int n, float scale, float cap) {
+    __m512 k = set1(scale / cap), c = set1(cap);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(c, tanh16(_mm512_mul_ps(_mm512_loadu_ps(x + i), k))));
+    if (i < n) {
+        __mmask16 mk = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, mk, _mm512_mul_ps(c, tanh16(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), k))));
+    }
+}
+
+static inline __m512 softcap_grad16(__m512 d, __m512 y, __m512 k, __m512 sc) {
+    __m512 r = _mm512_mul_ps(y, k);
+    return _mm512_mul_ps(d, _mm512_mul_ps(_mm512_fnmadd_ps(r, r, set1(1.0f)), sc));
+}
+
+static void softcap_backward(float *d, const float *y, int n, float cap, float scale) {
+    __m512 k = set1(1.0f / cap), sc = set1(scale);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, softcap_grad16(_mm512_loadu_ps(d + i), _mm512_loadu_ps(y + i), k, sc));
+    if (i < n) {
+        __mmask16 mk = tail_mask(n - i);
+        _mm512_mask_storeu_ps(d + i, mk, softcap_grad16(_mm512_maskz_loadu_ps(mk, d + i), _mm512_maskz_loadu_ps(mk, y + i), k, sc));
+    }
+}
+
 const lmf_vec_ops lmf_vec_avx512 = LMF_VEC_OPS_TABLE("avx512");

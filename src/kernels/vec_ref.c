@@ -157,4 +157,17 @@ static void rows_by_pieces_t(float *out, long ldo, const float *x, long ldx, int
         }
 }
 
+static void softcap(float *x, int n, float scale, float cap) {
+    float k = scale / cap;
+    for (int i = 0; i < n; i++) x[i] = cap * tanhf(x[i] * k);
+}
+
+static void softcap_backward(float *d, const float *y, int n, float cap, float scale) {
+    float k = 1.0f / cap;
+    for (int i = 0; i < n; i++) {
+        float r = y[i] * k;
+        d[i] *= (1.0f - r * r) * scale;
+    }
+}
+
 const lmf_vec_ops lmf_vec_ref = LMF_VEC_OPS_TABLE("ref");

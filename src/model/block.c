@@ -640,11 +640,6 @@ static const float *kv_rows(const lmf_kv_view *kv, const void *base, int layers_
     return tmp;
 }
 
-/* Gemma 2's soft-capping of n attention scores (times scale first): x -> cap tanh(scale x / cap). */
-static void softcap(float *x, int n, float scale, float cap) {
-    for (int i = 0; i < n; i++) x[i] = cap * tanhf(x[i] * scale / cap);
-}
-
 /* Causal attention of the n new queries of one sequence (positions p0..p0+n-1) over its cache [0, p0+n), the
  * prefill path: q rows (n, ld S) in, out (n, NH hs). Query head h reads KV head h / (NH / NKV). Per head and block of
  * up to 64 queries: scores = Q K_h^T by SGEMM on each cache block's transposed K (an untransposed operand), causal
@@ -679,7 +674,7 @@ static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, 
             for (int r = 0; r < nq; r++) {
                 float *row = Sc + (size_t)r * nw;
                 int valid = p0 + i0 + r + 1, lo = win && valid - win > kb ? valid - win - kb : 0;
-                if (cap) softcap(row + lo, valid - kb - lo, scale, cap); /* Gemma 2: then scaled already */
+                if (cap) lmf_vec()->softcap(row + lo, valid - kb - lo, scale, cap); /* Gemma 2: then scaled already */
                 V->softmax(row + lo, valid - kb - lo, cap ? 1.0f : scale);
                 memset(row, 0, (size_t)lo * sizeof(float));
                 memset(row + valid - kb, 0, (size_t)(nk - valid) * sizeof(float));
@@ -761,11 +756,11 @@ void lmf_block_forward(const lmf_block_ctx *ctx, const lmf_layer_weights *L, int
         scale_q(c, r->qkv, S, N, CA);
         if (r->qkv_16) {
             lmf_sgemm_bf16_round(r->qkv_16, r->qkv, (long)N * S);
-            lmf_attention_forward_b16(r->atty, r->att, r->qkv_16, ctx->pos, lmf_block_layer_window(c, layer), ctx->B,
-                                      ctx->T, w.nh, w.nkv, hs);
+            lmf_attention_forward_b16(r->atty, r->att, r->qkv_16, ctx->pos, lmf_block_layer_window(c, layer),
+                                      c->attn_softcap, ctx->B, ctx->T, w.nh, w.nkv, hs);
         } else {
-            lmf_attention_forward(r->atty, r->att, r->qkv, ctx->pos, lmf_block_layer_window(c, layer), ctx->B, ctx->T,
-                                  w.nh, w.nkv, hs, ctx->bf16);
+            lmf_attention_forward(r->atty, r->att, r->qkv, ctx->pos, lmf_block_layer_window(c, layer), c->attn_softcap,
+                                  ctx->B, ctx->T, w.nh, w.nkv, hs, ctx->bf16);
         }
     }
     /* o: row-parallel under tensor parallelism (this rank's columns, the partial sums added up, then the bias);
@@ -840,8 +835,10 @@ static void act_backward(const lmf_model_config *c, float *dfch, const float *df
 static void attention_backward(const lmf_block_ctx *ctx, int layer, const lmf_block_rows *r, float *dqkv,
                                const float *dout, int nh, int nkv) {
     int W = lmf_block_layer_window(ctx->cfg, layer), hs = lmf_head_size(ctx->cfg);
-    if (r->qkv_16) lmf_attention_backward_b16(dqkv, r->att, dout, r->qkv_16, ctx->pos, W, ctx->B, ctx->T, nh, nkv, hs);
-    else lmf_attention_backward(dqkv, r->att, dout, r->qkv, ctx->pos, W, ctx->B, ctx->T, nh, nkv, hs, ctx->bf16);
+    float cap = ctx->cfg->attn_softcap;
+    if (r->qkv_16)
+        lmf_attention_backward_b16(dqkv, r->att, dout, r->qkv_16, ctx->pos, W, cap, ctx->B, ctx->T, nh, nkv, hs);
+    else lmf_attention_backward(dqkv, r->att, dout, r->qkv, ctx->pos, W, cap, ctx->B, ctx->T, nh, nkv, hs, ctx->bf16);
 }
 
 /* lmf_block_backward with the base frozen: input gradients through weights of any type, adapters' gradients. */
@@ -1049,7 +1046,7 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
                     p += m;
                 }
                 for (int j = 0; j < nq; j++) {
-                    if (c->attn_softcap) softcap(S + (size_t)j * n, n, 1.0f, c->attn_softcap); /* q was scaled */
+                    if (c->attn_softcap) lmf_vec()->softcap(S + (size_t)j * n, n, 1.0f, c->attn_softcap); /* q was scaled */
                     pl[h + j] = V->logsumexp(S + (size_t)j * n, n);
                     V->exp_shift_scale(S + (size_t)j * n, n, pl[h + j], 1.0f);
                 }

@@ -66,7 +66,9 @@ typedef struct {
     X("embed_scale", LMF_OPT_BOOL, embed_scale, "embeddings times sqrt(n_embd) (gemma3: set by arch)")           \
     X("attn_scale", LMF_OPT_FLOAT, attn_scale, "q.k scale (0: 1/sqrt(head size); gemma3)")                       \
     X("swa_pattern", LMF_OPT_INT, swa_pattern, "with sliding_window: every Nth layer global (0: none; gemma3)")   \
-    X("rope_theta_swa", LMF_OPT_FLOAT, rope_theta_swa, "the windowed layers' RoPE base (0: rope_theta; gemma3)")
+    X("rope_theta_swa", LMF_OPT_FLOAT, rope_theta_swa, "the windowed layers' RoPE base (0: rope_theta; gemma3)")   \
+    X("attn_softcap", LMF_OPT_FLOAT, attn_softcap, "soft-cap c tanh(s / c) on attention scores (0: none; gemma2: 50)") \
+    X("final_softcap", LMF_OPT_FLOAT, final_softcap, "soft-cap on the logits (0: none; gemma2: 30)")
 
 extern const lmf_opt lmf_model_opts[];
 extern const int lmf_model_n_opts;

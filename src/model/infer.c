@@ -19,6 +19,7 @@
 #include "core/barrier.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "kernels/vec.h"
 #include "kernels/quant.h"
 #include "model/infer.h"
 #include "model/block.h"
@@ -84,9 +85,14 @@ struct lmf_session {
 static void softcap_logits(const lmf_model_config *c, float *logits, int nr) {
     float cap = c->final_softcap;
     if (!cap) return;
-    size_t n = (size_t)nr * c->vocab_size;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) logits[i] = cap * tanhf(logits[i] / cap);
+    size_t n = (size_t)nr * c->vocab_size, chunk = 16384;
+    long nc = (long)((n + chunk - 1) / chunk);
+    const lmf_vec_ops *v = lmf_vec();
+#pragma omp parallel for schedule(static) if (nc > 2)
+    for (long k = 0; k < nc; k++) {
+        size_t i = (size_t)k * chunk;
+        v->softcap(logits + i, (int)(n - i < chunk ? n - i : chunk), 1.0f, cap);
+    }
 }
 
 /* One step over the rows of n sequences (N = sum of seqs[j].n <= NB rows, tokens in that order): the logits of the

@@ -161,11 +161,6 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
                  cfg->max_seq_len, max_batch);
         return NULL;
     }
-    if (cfg->attn_softcap || cfg->final_softcap) {
-        lmf_fail(LMF_ERR_ARG, "training a %s model is not implemented (its soft-capped attention scores and logits "
-                 "have no backward yet; inference runs)", lmf_arch_name(cfg->arch));
-        return NULL;
-    }
     lmf_model *m = lmf_xcalloc(1, sizeof *m);
     m->cfg = *cfg;
     if (!base) lmf_param_sizes(cfg, m->param_sizes); /* a frozen base has none of its own (all sizes 0) */
@@ -801,7 +796,6 @@ static void tp_crossentropy_backward(lmf_model *m, int N, float scale) {
     int t = m->tp->size, v0, nv;
     vocab_share(m, &v0, &nv);
     const float *lse = m->tp_buf + (size_t)N * (t + 1);
-    const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *l = m->acts.logits + (size_t)n * nv;
@@ -810,8 +804,8 @@ static void tp_crossentropy_backward(lmf_model *m, int N, float scale) {
             memset(l, 0, sizeof(float) * (size_t)nv);
             continue;
         }
-        v->exp_shift_scale(l, nv, lse[n], scale);
-        if (tg >= v0 && tg < v0 + nv) l[tg - v0] -= scale;
+        lmf_crossentropy_backward_row(l, nv, lse[n], tg >= v0 && tg < v0 + nv ? tg - v0 : -1, scale,
+                                      m->cfg.final_softcap);
     }
 }
 
@@ -950,6 +944,11 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
     }
     lmf_lin head = {&hw, NULL, a->logits, nv};
     lmf_block_linear(&head, 1, a->lnf, d.C, d.N, m->dq, m->dq_floats, m->bf16);
+    if (m->cfg.final_softcap) { /* Gemma 2: the losses are over the capped logits */
+        const lmf_vec_ops *v = lmf_vec();
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < d.N; n++) v->softcap(a->logits + (size_t)n * nv, nv, 1.0f, m->cfg.final_softcap);
+    }
     if (!targets) return 0.0f;
     m->num_targets = m->tp ? tp_crossentropy_forward(m, targets, d.N)
                            : lmf_crossentropy_forward(a->losses, a->lse, a->logits, targets, d.N, d.V);
@@ -983,7 +982,7 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
     }
     float scale = m->num_targets ? loss_scale / m->num_targets : 0.0f;
     if (m->tp) tp_crossentropy_backward(m, d.N, scale);
-    else lmf_crossentropy_backward_inplace(a->logits, a->lse, m->targets, d.N, d.V, scale);
+    else lmf_crossentropy_backward_inplace(a->logits, a->lse, m->targets, d.N, d.V, scale, m->cfg.final_softcap);
     float *dnw = frozen ? g->dnorm : m->gptr[LMF_P_LNFW], *dnb = frozen ? g->dnorm + d.C : m->gptr[LMF_P_LNFB];
     if (frozen) {
         lmf_lin head = {&w->lm_head, NULL, a->logits, d.V};

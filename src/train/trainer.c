@@ -44,6 +44,7 @@ static void report_changed_function(const lmf_model_config *a, const lmf_model_c
 #define CHANGED(f)                                                                                                     if (a->f != b->f)                                                                                                      fprintf(stderr, "lmforge train: note: %s has " #f " = %g, this run %g: the resumed model computes another "                  "function from the same weights\n", ck_name, (double)b->f, (double)a->f);
     CHANGED(norm_eps); CHANGED(rope_theta); CHANGED(rope_scaling); CHANGED(rope_factor); CHANGED(rope_low_freq_factor);
     CHANGED(rope_high_freq_factor); CHANGED(rope_orig_ctx); CHANGED(sliding_window); CHANGED(nope_interval);
+    CHANGED(attn_softcap); CHANGED(final_softcap);
 #undef CHANGED
 }
 
