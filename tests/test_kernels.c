@@ -251,7 +251,7 @@ static void run_attention_b16(int B, int T, int NH, int NKV, int hs, int packed,
     lmf_attention_backward_b16(d2, scratch, R, q16, pos, W, cap, B, T, NH, NKV, hs);
     double eo = rel_err(o2, o1, no), ed = rel_err(d2, d1, nq);
     printf("bf16 attention (%s) B%d T%d heads %d/%d of %d%s window %d cap %g: out %.2g, dqkv %.2g\n",
-           lmf_attention_amx_ok(hs) && !cap ? "AMX" : "products", B, T, NH, NKV, hs, packed ? " packed" : "", W, cap,
+           lmf_attention_amx_ok(hs) ? "AMX" : "products", B, T, NH, NKV, hs, packed ? " packed" : "", W, cap,
            eo, ed);
     assert_true(eo < 2e-3); /* a mask, scale or layout slip errs by O(1) */
     assert_true(ed < 2e-3);
@@ -276,7 +276,9 @@ static void test_attention_b16(void **s) {
     run_attention_b16(1, 261, 2, 2, 32, 0, 96, 0.0f);
     run_attention_b16(3, 200, 6, 2, 64, 1, 9, 0.0f); /* examples rarely pass 30 tokens */
     run_attention_b16(1, 100, 2, 1, 40, 0, 17, 0.0f);
-    run_attention_b16(2, 150, 4, 2, 64, 0, 40, 3.0f); /* soft-capped (no AMX kernel: the products path) */
+    run_attention_b16(2, 150, 4, 2, 64, 0, 40, 3.0f); /* soft-capped */
+    run_attention_b16(3, 200, 6, 2, 64, 1, 0, 2.0f);
+    run_attention_b16(1, 70, 2, 2, 40, 0, 0, 2.0f);
 }
 
 /* ---- activations ---- */

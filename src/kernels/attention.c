@@ -110,8 +110,7 @@ void lmf_attention_forward(float *out, float *scratch, const float *qkv, const i
 
 void lmf_attention_forward_b16(float *out, float *scratch, const uint16_t *qkv, const int32_t *pos, int window,
                                float softcap, int B, int T, int NH, int NKV, int hs) {
-    if (!softcap && lmf_attention_amx_ok(hs))
-        return lmf_attention_forward_amx(out, qkv, pos, window, B, T, NH, NKV, hs);
+    if (lmf_attention_amx_ok(hs)) return lmf_attention_forward_amx(out, qkv, pos, window, softcap, B, T, NH, NKV, hs);
     prods p = {1, 1, qkv};
     forward(out, scratch, &p, pos, window, softcap, B, T, NH, NKV, hs);
 }
@@ -172,8 +171,8 @@ void lmf_attention_backward(float *dqkv, float *scratch, const float *dout, cons
 
 void lmf_attention_backward_b16(float *dqkv, float *scratch, const float *dout, const uint16_t *qkv,
                                 const int32_t *pos, int window, float softcap, int B, int T, int NH, int NKV, int hs) {
-    if (!softcap && lmf_attention_amx_ok(hs))
-        return lmf_attention_backward_amx(dqkv, dout, qkv, pos, window, B, T, NH, NKV, hs);
+    if (lmf_attention_amx_ok(hs))
+        return lmf_attention_backward_amx(dqkv, dout, qkv, pos, window, softcap, B, T, NH, NKV, hs);
     prods p = {1, 1, qkv};
     backward(dqkv, scratch, dout, &p, pos, window, softcap, B, T, NH, NKV, hs);
 }

@@ -7,7 +7,8 @@
  * (L1 / L2), and the block of 32 queries is held transposed, a query per vector lane:
  *
  *   S^T = K Q^T         (keys x 32 queries; A: K's bf16 rows, B: Q^T as pair rows)
- *   P^T = softmax down each column: the max, the sum and their use are vertical vector operations
+ *   P^T = softmax down each column: the max, the sum and their use are vertical vector operations (Gemma 2: of the
+ *         scores soft-capped first, cap tanh(scale s / cap), the capped ones kept for the backward's derivative)
  *   O^T = V^T P^T       (hs x 32, then transposed into the output rows)
  *   backward: dP^T = V dO^T, dS^T = P^T (dP^T - t) scale, dV += P^T dO, dK += dS^T Q (32 queries deep, summed in
  *   an fp32 [T][hs] buffer over the group's heads and the query blocks, copied out once), dQ^T = K^T dS^T
@@ -147,7 +148,7 @@ static void transpose_b16(uint16_t *dst, long ldd, const uint16_t *src, long lds
 /* A thread's buffers (see the top): bf16 A rows (_a), pair rows (_b), fp32 */
 typedef struct {
     int T, Tp, hs, C, S;
-    float scale;
+    float scale, cap;    /* the scores' scale, Gemma 2's soft-cap (0: none) */
     uint16_t *ka, *va;   /* [Tp][hs] K, V rows */
     uint16_t *kta, *vta; /* [hs][Tp] K^T, V^T rows */
     float *dk, *dv;      /* [Tp][hs] the group's key gradients */
@@ -158,13 +159,16 @@ typedef struct {
     uint32_t *qb, *dob;  /* [RB/2][hs] Q, dO pair rows */
     uint16_t *doa;       /* [RB][hs] dO rows in bf16 */
     float *ot;           /* [hs][RB] a block's O^T or dQ^T */
+    float *y;            /* [Tp][RB] the capped scores S^T (backward, soft-capped) */
 } work;
 
-static work work_of(int T, int hs, int C, int S, int backward) {
-    work w = {.T = T, .Tp = (T + RB - 1) / RB * RB, .hs = hs, .C = C, .S = S, .scale = 1.0f / sqrtf((float)hs)};
+static work work_of(int T, int hs, int C, int S, float cap, int backward) {
+    work w = {.T = T, .Tp = (T + RB - 1) / RB * RB, .hs = hs, .C = C, .S = S, .scale = 1.0f / sqrtf((float)hs),
+              .cap = cap};
     long th = (long)w.Tp * hs, rt = (long)RB * w.Tp, rh = (long)RB * hs; /* counts of 32-bit elements below */
-    /* the TAKEs below: forward th + 3 rt / 2 + 3 rh / 2, backward 3 th + 5 rt / 2 + 2 rh more */
-    size_t need = (size_t)(2 * th + 3 * rt + 3 * rh + (backward ? 6 * th + 5 * rt + 4 * rh : 0)) / 2;
+    /* the TAKEs below: forward th + 3 rt / 2 + 3 rh / 2, backward 3 th + 5 rt / 2 + 2 rh more (+ rt capped) */
+    long bw = backward ? 6 * th + 5 * rt + 4 * rh + (cap ? 2 * rt : 0) : 0;
+    size_t need = (size_t)(2 * th + 3 * rt + 3 * rh + bw) / 2;
     uint32_t *p = lmf_thread_scratch(sizeof(uint32_t) * need), *end = p + need;
 #define TAKE(field, type, n) (w.field = (type *)p, p += (n))
     TAKE(ka, uint16_t, th / 2), TAKE(vta, uint16_t, th / 2), TAKE(s, float, rt), TAKE(pb, uint32_t, rt / 2);
@@ -174,6 +178,7 @@ static work work_of(int T, int hs, int C, int S, int backward) {
         TAKE(dp, float, rt), TAKE(pa, uint16_t, rt / 2), TAKE(dsa, uint16_t, rt / 2), TAKE(dsb, uint32_t, rt / 2);
         TAKE(dotb, uint32_t, rh / 2), TAKE(qb, uint32_t, rh / 2), TAKE(dob, uint32_t, rh / 2);
         TAKE(doa, uint16_t, rh / 2);
+        if (cap) TAKE(y, float, rt);
     }
 #undef TAKE
     LMF_CHECK(p <= end);
@@ -244,7 +249,15 @@ static inline void col_exp(float *x, const lanes_t *l, int kb0, int j0, int j1, 
 }
 
 static void softmax_t(const work *w, const lanes_t *l, int kb0, int wp, int backward) {
-    __m512 vsc = _mm512_set1_ps(w->scale), inv[2];
+    if (w->cap) { /* Gemma 2: the scores capped once, c tanh(scale s / c) (kept for the backward); then unscaled */
+        __m512 k = _mm512_set1_ps(w->scale / w->cap), c = _mm512_set1_ps(w->cap);
+        for (long i = 0; i < (long)wp * RB; i += 16) {
+            __m512 y = softcap16(_mm512_loadu_ps(w->s + i), k, c);
+            _mm512_storeu_ps(w->s + i, y);
+            if (backward) _mm512_storeu_ps(w->y + i, y);
+        }
+    }
+    __m512 vsc = _mm512_set1_ps(w->cap ? 1.0f : w->scale), inv[2];
     __m512 mx[2] = {_mm512_set1_ps(-INFINITY), _mm512_set1_ps(-INFINITY)}, sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     float *x = w->s;
     /* keys [f0, f1) are every query's (past the block's last start, before its first query): no masks there; a
@@ -276,9 +289,11 @@ static void softmax_t(const work *w, const lanes_t *l, int kb0, int wp, int back
 }
 
 /* dP^T (w->dp) into dS^T = P^T (dP^T - t) scale, t a query's sum of P dP over its keys (the row kernels'
- * softmax_backward, down the rows), as bf16 rows (dsa) and pair rows (dsb); P^T is zero outside each query's keys */
+ * softmax_backward, down the rows), as bf16 rows (dsa) and pair rows (dsb); P^T is zero outside each query's keys.
+ * Soft-capped: times the cap's derivative 1 - (y / cap)^2 (the row kernels' softcap_backward). */
 static void softmax_backward_t(const work *w, int wp) {
     __m512 t[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}, vsc = _mm512_set1_ps(w->scale);
+    __m512 kc = _mm512_set1_ps(w->cap ? 1.0f / w->cap : 0.0f), one = _mm512_set1_ps(1.0f);
     for (int j = 0; j < wp; j++)
         for (int v = 0; v < 2; v++)
             t[v] = _mm512_fmadd_ps(_mm512_loadu_ps(w->s + j * RB + 16 * v), _mm512_loadu_ps(w->dp + j * RB + 16 * v), t[v]);
@@ -286,8 +301,13 @@ static void softmax_backward_t(const work *w, int wp) {
         __m512 d[4];
         for (int i = 0; i < 4; i++) {
             long o = (j + i / 2) * RB + 16 * (i % 2);
-            d[i] = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(w->s + o), _mm512_sub_ps(_mm512_loadu_ps(w->dp + o), t[i % 2])),
-                                 vsc);
+            d[i] = _mm512_mul_ps(_mm512_loadu_ps(w->s + o), _mm512_sub_ps(_mm512_loadu_ps(w->dp + o), t[i % 2]));
+            if (w->cap) {
+                __m512 r = _mm512_mul_ps(_mm512_loadu_ps(w->y + o), kc);
+                d[i] = _mm512_mul_ps(d[i], _mm512_mul_ps(_mm512_fnmadd_ps(r, r, one), vsc));
+            } else {
+                d[i] = _mm512_mul_ps(d[i], vsc);
+            }
         }
         __m512i r0 = (__m512i)_mm512_cvtne2ps_pbh(d[1], d[0]), r1 = (__m512i)_mm512_cvtne2ps_pbh(d[3], d[2]), lo, hi;
         _mm512_storeu_si512(w->dsa + j * RB, r0);
@@ -319,14 +339,14 @@ static inline int next_block(int T, int h, int i0, int *ni) {
     return *ni ? h : h + 1;
 }
 
-void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *pos, int W, int B, int T, int NH,
-                               int NKV, int hs) {
+void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *pos, int W, float cap, int B, int T,
+                               int NH, int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     /* one task per (batch, KV head): K and V laid out once for the group's heads */
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int kh = 0; kh < NKV; kh++) {
-            work w = work_of(T, hs, C, S, 0);
+            work w = work_of(T, hs, C, S, cap, 0);
             long ko = (long)b * T * S + C + (long)kh * hs;
             const int32_t *ps = pos ? pos + (long)b * T : NULL;
             lmf_tiles_configure_full();
@@ -353,13 +373,13 @@ void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *p
 }
 
 void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *qkv, const int32_t *pos, int W,
-                                int B, int T, int NH, int NKV, int hs) {
+                                float cap, int B, int T, int NH, int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
     /* one task per (batch, KV head): the group's heads add to the same dK and dV */
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int kh = 0; kh < NKV; kh++) {
-            work w = work_of(T, hs, C, S, 1);
+            work w = work_of(T, hs, C, S, cap, 1);
             long ko = (long)b * T * S + C + (long)kh * hs;
             const int32_t *ps = pos ? pos + (long)b * T : NULL;
             lmf_tiles_configure_full();

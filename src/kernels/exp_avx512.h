@@ -1,10 +1,11 @@
-/* exp_avx512.h — fp32 exp of 16 lanes for the AVX-512 row kernels (vec_avx512.c) and the AMX attention's softmax
- * (attention_amx.c), which must agree: the same polynomial, so a probability does not depend on which file made it.
- * Include only from files compiled for AVX-512. */
+/* exp_avx512.h — fp32 exp (and the soft-cap's tanh) of 16 lanes for the AVX-512 row kernels (vec_avx512.c) and the
+ * AMX attention's softmax (attention_amx.c), which must agree: the same polynomial, so a probability does not depend
+ * on which file made it. Include only from files compiled for AVX-512. */
 #ifndef LMF_KERNELS_EXP_AVX512_H
 #define LMF_KERNELS_EXP_AVX512_H
 
 #include <immintrin.h>
+#include <stdint.h>
 
 static inline __m512 exp16(__m512 x) {
     /* max(lo, x) and min(hi, x) return x when it is NaN (the second operand wins on NaN) */
@@ -28,5 +29,17 @@ static inline __m512 rounded(__m512 v) {
     __asm__("" : "+v"(v));
     return v;
 }
+
+/* tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2|u|): no overflow, 1 where e underflows; absolute error a few
+ * 1e-8 (relative near 0 larger, where the soft-cap's cap x tanh(x / cap) is ~x and absolute error is what counts) */
+static inline __m512 tanh16(__m512 u) {
+    __m512 a = _mm512_abs_ps(u), e = exp16(_mm512_mul_ps(a, _mm512_set1_ps(-2.0f)));
+    __m512 one = _mm512_set1_ps(1.0f), t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+    __m512i sign = _mm512_and_si512(_mm512_castps_si512(u), _mm512_set1_epi32(INT32_MIN));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sign));
+}
+
+/* Gemma 2's soft-cap c tanh(k x), k = scale / c */
+static inline __m512 softcap16(__m512 x, __m512 k, __m512 c) { return _mm512_mul_ps(c, tanh16(_mm512_mul_ps(x, k))); }
 
 #endif

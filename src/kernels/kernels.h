@@ -53,7 +53,7 @@ void lmf_matmul_backward_b16(float *dinp, float dinp_beta, float *dW, float dw_b
  * +1 a token): token t of a row attends to t - pos[t] .. t only, so examples never see each other.
  * window: 0, or a sliding window W (Mistral's, a Gemma local layer's): token t attends to t - W + 1 .. t at most.
  * softcap: 0, or Gemma 2's cap c on the scaled scores, s -> c tanh(s / c) before the softmax (the backward takes
- * the gradient through it; the AMX kernel has no cap, so capped bf16 attention runs the products path). */
+ * the gradient through it). */
 static inline int lmf_attention_start(const int32_t *pos, int window, int t) {
     int s = pos ? t - pos[t] : 0;
     return window && t - window + 1 > s ? t - window + 1 : s;
@@ -74,10 +74,10 @@ void lmf_attention_backward_b16(float *dqkv, float *scratch, const float *dout, 
 /* The _b16 pair's kernel on AMX-BF16 tiles (attention_amx.c; no scratch argument: each thread's own buffers), which
  * they call where lmf_attention_amx_ok(hs): the CPU has the tiles (lmf_cpu_amx) and hs is a multiple of 32. */
 int lmf_attention_amx_ok(int hs);
-void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *pos, int window, int B, int T, int NH,
-                               int NKV, int hs);
+void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *pos, int window, float softcap, int B,
+                               int T, int NH, int NKV, int hs);
 void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *qkv, const int32_t *pos, int window,
-                                int B, int T, int NH, int NKV, int hs);
+                                float softcap, int B, int T, int NH, int NKV, int hs);
 
 /* ---- rotary position embedding, in place ----
  * freqs: (T, hs): per position hs/2 cosines then hs/2 sines, from lmf_rope_table; T may exceed the batch's T.

@@ -492,22 +492,13 @@ static void rows_by_pieces_t(float *out, long ldo, const float *x, long ldx, int
 #undef RBP
 }
 
-/* tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2|u|): no overflow, 1 where e underflows; absolute error a few
- * 1e-8 (relative near 0 larger, where the soft-cap's cap x tanh(x / cap) is ~x and absolute error is what counts) */
-static inline __m512 tanh16(__m512 u) {
-    __m512 a = _mm512_abs_ps(u), e = exp16(_mm512_mul_ps(a, set1(-2.0f)));
-    __m512 t = _mm512_div_ps(_mm512_sub_ps(set1(1.0f), e), _mm512_add_ps(set1(1.0f), e));
-    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), _mm512_and_si512(_mm512_castps_si512(u),
-                                                                                        _mm512_set1_epi32(INT32_MIN))));
-}
-
 static void softcap(float *x, int n, float scale, float cap) {
     __m512 k = set1(scale / cap), c = set1(cap);
     int i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(c, tanh16(_mm512_mul_ps(_mm512_loadu_ps(x + i), k))));
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, softcap16(_mm512_loadu_ps(x + i), k, c));
     if (i < n) {
         __mmask16 mk = tail_mask(n - i);
-        _mm512_mask_storeu_ps(x + i, mk, _mm512_mul_ps(c, tanh16(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), k))));
+        _mm512_mask_storeu_ps(x + i, mk, softcap16(_mm512_maskz_loadu_ps(mk, x + i), k, c));
     }
 }
 
