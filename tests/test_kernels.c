@@ -281,6 +281,45 @@ static void test_attention_b16(void **s) {
     run_attention_b16(1, 70, 2, 2, 40, 0, 0, 2.0f);
 }
 
+/* Fewer (batch, KV head) groups than threads (Gemma's one KV head at batch 1): the backwards split a group's query
+ * heads into parts with K / V gradient sums of their own, added up after; the forward splits the same way. At 4
+ * threads (a split of the 4 heads) against 1 (none): the forward the same bits, the gradients the same sums in
+ * another order. The products path (head size 40) in fp32 and bf16, and the _b16 path (AMX where the CPU has it). */
+static void run_attention_split(int hs, int W, float cap) {
+    enum { B = 1, T = 150, NH = 4, NKV = 1 };
+    int C = NH * hs, S = C + 2 * NKV * hs, keep = omp_get_max_threads();
+    long nq = (long)B * T * S, no = (long)B * T * C;
+    float *qkv = rnd(nq, 51, 2.0f), *R = rnd(no, 52, 1.0f), *o[2], *d[2];
+    float *scratch = zeros((long)lmf_attention_scratch_floats(T, 4));
+    uint16_t *q16 = malloc(sizeof(uint16_t) * (size_t)nq);
+    lmf_sgemm_bf16_round(q16, qkv, nq);
+    for (int path = 0; path < 3; path++) { /* fp32, bf16 products, _b16 */
+        for (int k = 0; k < 2; k++) {
+            omp_set_num_threads(k ? 4 : 1);
+            assert_int_equal(lmf_attention_split(B, NKV, NH / NKV), k ? 4 : 1);
+            o[k] = zeros(no), d[k] = malloc(sizeof(float) * (size_t)nq);
+            for (long i = 0; i < nq; i++) d[k][i] = NAN; /* every element written (rel_err catches NaN) */
+            if (path < 2) lmf_attention_forward(o[k], scratch, qkv, NULL, W, cap, B, T, NH, NKV, hs, path);
+            else lmf_attention_forward_b16(o[k], scratch, q16, NULL, W, cap, B, T, NH, NKV, hs);
+            if (path < 2) lmf_attention_backward(d[k], scratch, R, qkv, NULL, W, cap, B, T, NH, NKV, hs, path);
+            else lmf_attention_backward_b16(d[k], scratch, R, q16, NULL, W, cap, B, T, NH, NKV, hs);
+        }
+        omp_set_num_threads(keep);
+        double e = rel_err(d[1], d[0], nq);
+        printf("heads split 4 ways, head size %d window %d cap %g, path %d: out %s, dqkv within %.2g\n", hs, W, cap,
+               path, memcmp(o[0], o[1], sizeof(float) * (size_t)no) ? "differs" : "the same", e);
+        assert_memory_equal(o[0], o[1], sizeof(float) * (size_t)no);
+        assert_true(e < 1e-5);
+        free(o[0]), free(o[1]), free(d[0]), free(d[1]);
+    }
+    free(qkv), free(R), free(scratch), free(q16);
+}
+static void test_attention_split(void **s) {
+    run_attention_split(64, 0, 0.0f);
+    run_attention_split(40, 37, 0.0f);
+    run_attention_split(32, 50, 3.0f);
+}
+
 /* ---- activations ---- */
 typedef struct {
     float *out, *x;
@@ -402,7 +441,7 @@ int main(void) {
         cmocka_unit_test(test_attention_mha), cmocka_unit_test(test_attention_gqa_rope),
         cmocka_unit_test(test_attention_gqa_rope_interleaved), cmocka_unit_test(test_attention_long),
         cmocka_unit_test(test_attention_window),
-        cmocka_unit_test(test_attention_softcap),
+        cmocka_unit_test(test_attention_softcap), cmocka_unit_test(test_attention_split),
         cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_attention_b16),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_relu),         cmocka_unit_test(test_crossentropy),

@@ -339,100 +339,124 @@ static inline int next_block(int T, int h, int i0, int *ni) {
     return *ni ? h : h + 1;
 }
 
+/* The forward of batch row b's query heads [h0, h1), which share KV head kh */
+static void forward_heads(float *out, const uint16_t *qkv, const int32_t *pos, int W, float cap, int b, int kh, int h0,
+                          int h1, int T, int NH, int NKV, int hs) {
+    int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC;
+    work w = work_of(T, hs, C, S, cap, 0);
+    long ko = (long)b * T * S + C + (long)kh * hs;
+    const int32_t *ps = pos ? pos + (long)b * T : NULL;
+    lmf_tiles_configure_full();
+    lay_out(&w, w.ka, NULL, qkv + ko);
+    lay_out(&w, NULL, w.vta, qkv + ko + KVC);
+    for (int h = h0; h < h1; h++)
+        for (int i0 = 0; i0 < T; i0 += RB) {
+            int m = T - i0 < RB ? T - i0 : RB, kb0 = lmf_attention_start(ps, W, i0) / 32 * 32, wp = i0 + RB - kb0;
+            const uint16_t *q = qkv + (long)b * T * S + (long)h * hs + (long)i0 * S;
+            int ni, nh = next_block(T, h, i0, &ni), nm = T - ni < RB ? T - ni : RB;
+            if (nh < h1) { /* the next block's Q rows and output rows */
+                ahead(qkv + (long)b * T * S + (long)nh * hs + (long)ni * S, 2L * S, nm, 2 * hs, 0);
+                ahead(out + ((long)b * T + ni) * C + (long)nh * hs, 4L * C, nm, 4 * hs, 1);
+            }
+            lanes_t l = lanes_of(ps, W, i0, m);
+            transpose_u32(w.qtb, RB, q, S / 2, m, RB, hs / 2);
+            scores_t(&w, kb0, wp);
+            softmax_t(&w, &l, kb0, wp, 0);
+            rows_out_t(&w, out + ((long)b * T + i0) * C + (long)h * hs, C, m, w.vta, kb0, wp, w.pb);
+        }
+    _tile_release();
+}
+
 void lmf_attention_forward_amx(float *out, const uint16_t *qkv, const int32_t *pos, int W, float cap, int B, int T,
                                int NH, int NKV, int hs) {
-    int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
-    /* one task per (batch, KV head): K and V laid out once for the group's heads */
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    int G = NH / NKV, np = lmf_attention_split(B, NKV, G);
+    /* one task per (batch, KV head, part of the group's heads: lmf_attention_split), K and V laid out once a task */
+#pragma omp parallel for collapse(3) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
-        for (int kh = 0; kh < NKV; kh++) {
-            work w = work_of(T, hs, C, S, cap, 0);
-            long ko = (long)b * T * S + C + (long)kh * hs;
-            const int32_t *ps = pos ? pos + (long)b * T : NULL;
-            lmf_tiles_configure_full();
-            lay_out(&w, w.ka, NULL, qkv + ko);
-            lay_out(&w, NULL, w.vta, qkv + ko + KVC);
-            for (int h = kh * G; h < (kh + 1) * G; h++)
-                for (int i0 = 0; i0 < T; i0 += RB) {
-                    int m = T - i0 < RB ? T - i0 : RB, kb0 = lmf_attention_start(ps, W, i0) / 32 * 32;
-                    int wp = i0 + RB - kb0;
-                    const uint16_t *q = qkv + (long)b * T * S + (long)h * hs + (long)i0 * S;
-                    int ni, nh = next_block(T, h, i0, &ni), nm = T - ni < RB ? T - ni : RB;
-                    if (nh < (kh + 1) * G) { /* the next block's Q rows and output rows */
-                        ahead(qkv + (long)b * T * S + (long)nh * hs + (long)ni * S, 2L * S, nm, 2 * hs, 0);
-                        ahead(out + ((long)b * T + ni) * C + (long)nh * hs, 4L * C, nm, 4 * hs, 1);
-                    }
-                    lanes_t l = lanes_of(ps, W, i0, m);
-                    transpose_u32(w.qtb, RB, q, S / 2, m, RB, hs / 2);
-                    scores_t(&w, kb0, wp);
-                    softmax_t(&w, &l, kb0, wp, 0);
-                    rows_out_t(&w, out + ((long)b * T + i0) * C + (long)h * hs, C, m, w.vta, kb0, wp, w.pb);
+        for (int kh = 0; kh < NKV; kh++)
+            for (int part = 0; part < np; part++)
+                forward_heads(out, qkv, pos, W, cap, b, kh, kh * G + G * part / np, kh * G + G * (part + 1) / np, T,
+                              NH, NKV, hs);
+}
+
+/* The backward of batch row b's query heads [h0, h1) (KV head kh): their dQ, and their K and V gradients summed in
+ * the thread's buffers, then written to dK / dV (rows ld floats apart: q|k|v's, or a part's own rows) */
+static void backward_heads(float *dqkv, const float *dout, const uint16_t *qkv, const int32_t *pos, int W, float cap,
+                           int b, int kh, int h0, int h1, float *dK, float *dV, long ld, int T, int NH, int NKV,
+                           int hs) {
+    int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC;
+    work w = work_of(T, hs, C, S, cap, 1);
+    long ko = (long)b * T * S + C + (long)kh * hs;
+    const int32_t *ps = pos ? pos + (long)b * T : NULL;
+    lmf_tiles_configure_full();
+    lay_out(&w, w.ka, w.kta, qkv + ko);
+    lay_out(&w, w.va, NULL, qkv + ko + KVC);
+    memset(w.dk, 0, sizeof(float) * (size_t)w.Tp * hs);
+    memset(w.dv, 0, sizeof(float) * (size_t)w.Tp * hs);
+    for (int h = h0; h < h1; h++) {
+        long qo = (long)b * T * S + (long)h * hs;
+        for (int i0 = 0; i0 < T; i0 += RB) {
+            int m = T - i0 < RB ? T - i0 : RB, kb0 = lmf_attention_start(ps, W, i0) / 32 * 32, wp = i0 + RB - kb0;
+            const uint16_t *q = qkv + qo + (long)i0 * S;
+            const float *dO = dout + ((long)b * T + i0) * C + (long)h * hs;
+            int ni, nh = next_block(T, h, i0, &ni), nm = T - ni < RB ? T - ni : RB;
+            if (nh < h1) { /* the next block's Q and dO rows, and its dQ rows for writing */
+                ahead(qkv + (long)b * T * S + (long)nh * hs + (long)ni * S, 2L * S, nm, 2 * hs, 0);
+                ahead(dout + ((long)b * T + ni) * C + (long)nh * hs, 4L * C, nm, 4 * hs, 0);
+                ahead(dqkv + (long)b * T * S + (long)nh * hs + (long)ni * S, 4L * S, nm, 4 * hs, 1);
+            }
+            for (int r = 0; r < RB; r++) /* dO's rows in bf16, as the products round them */
+                for (int d = 0; d < hs; d += 32) {
+                    __m512 lo = r < m ? _mm512_loadu_ps(dO + (long)r * C + d) : _mm512_setzero_ps();
+                    __m512 hi = r < m ? _mm512_loadu_ps(dO + (long)r * C + d + 16) : _mm512_setzero_ps();
+                    _mm512_storeu_si512(w.doa + r * hs + d, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
                 }
-            _tile_release();
+            lanes_t l = lanes_of(ps, W, i0, m);
+            transpose_u32(w.qtb, RB, q, S / 2, m, RB, hs / 2);
+            transpose_u32(w.dotb, RB, w.doa, hs / 2, RB, RB, hs / 2);
+            pair_rows(w.qb, hs, q, S, m, RB, hs);
+            pair_rows(w.dob, hs, w.doa, hs, RB, RB, hs);
+            scores_t(&w, kb0, wp);
+            softmax_t(&w, &l, kb0, wp, 1);
+            for (int j = 0; j < wp; j += 32) /* dP^T = V dO^T */
+                block(w.dp + j * RB, RB, 0, w.va + (long)(kb0 + j) * hs, 2L * hs, w.dotb, 4 * RB, hs / 32);
+            softmax_backward_t(&w, wp);
+            for (int j = 0; j < wp; j += 32) /* dV += P^T dO, dK += dS^T Q: 32 queries deep */
+                for (int d0 = 0; d0 < hs; d0 += 32) {
+                    block(w.dv + (long)(kb0 + j) * hs + d0, hs, 1, w.pa + j * RB, 2 * RB, w.dob + d0, 4L * hs, 1);
+                    block(w.dk + (long)(kb0 + j) * hs + d0, hs, 1, w.dsa + j * RB, 2 * RB, w.qb + d0, 4L * hs, 1);
+                }
+            /* dQ = dS K, written: dQ^T = K^T dS^T */
+            rows_out_t(&w, dqkv + qo + (long)i0 * S, S, m, w.kta, kb0, wp, w.dsb);
         }
+    }
+    for (int r = 0; r < T; r++) {
+        if (r + 8 < T && ld > hs) { /* q|k|v's rows, a few KiB apart: fetched ahead, as the blocks' rows */
+            ahead(dK + (r + 8) * ld, 0, 1, 4 * hs, 1);
+            ahead(dV + (r + 8) * ld, 0, 1, 4 * hs, 1);
+        }
+        memcpy(dK + r * ld, w.dk + (long)r * hs, sizeof(float) * (size_t)hs);
+        memcpy(dV + r * ld, w.dv + (long)r * hs, sizeof(float) * (size_t)hs);
+    }
+    _tile_release();
 }
 
 void lmf_attention_backward_amx(float *dqkv, const float *dout, const uint16_t *qkv, const int32_t *pos, int W,
                                 float cap, int B, int T, int NH, int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, S = C + 2 * KVC, G = NH / NKV;
-    /* one task per (batch, KV head): the group's heads add to the same dK and dV */
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    /* one task per (batch, KV head, part of the group's heads): the part's heads add to the same dK and dV, written
+     * to q|k|v's rows, or to the part's own rows when the group is split (added up after) */
+    lmf_attention_parts pt = lmf_attention_parts_of(B, T, NKV, G, hs);
+#pragma omp parallel for collapse(3) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
-        for (int kh = 0; kh < NKV; kh++) {
-            work w = work_of(T, hs, C, S, cap, 1);
-            long ko = (long)b * T * S + C + (long)kh * hs;
-            const int32_t *ps = pos ? pos + (long)b * T : NULL;
-            lmf_tiles_configure_full();
-            lay_out(&w, w.ka, w.kta, qkv + ko);
-            lay_out(&w, w.va, NULL, qkv + ko + KVC);
-            memset(w.dk, 0, sizeof(float) * (size_t)w.Tp * hs);
-            memset(w.dv, 0, sizeof(float) * (size_t)w.Tp * hs);
-            for (int h = kh * G; h < (kh + 1) * G; h++) {
-                long qo = (long)b * T * S + (long)h * hs;
-                for (int i0 = 0; i0 < T; i0 += RB) {
-                    int m = T - i0 < RB ? T - i0 : RB, kb0 = lmf_attention_start(ps, W, i0) / 32 * 32;
-                    int wp = i0 + RB - kb0;
-                    const uint16_t *q = qkv + qo + (long)i0 * S;
-                    const float *dO = dout + ((long)b * T + i0) * C + (long)h * hs;
-                    int ni, nh = next_block(T, h, i0, &ni), nm = T - ni < RB ? T - ni : RB;
-                    if (nh < (kh + 1) * G) { /* the next block's Q and dO rows, and its dQ rows for writing */
-                        ahead(qkv + (long)b * T * S + (long)nh * hs + (long)ni * S, 2L * S, nm, 2 * hs, 0);
-                        ahead(dout + ((long)b * T + ni) * C + (long)nh * hs, 4L * C, nm, 4 * hs, 0);
-                        ahead(dqkv + (long)b * T * S + (long)nh * hs + (long)ni * S, 4L * S, nm, 4 * hs, 1);
-                    }
-                    for (int r = 0; r < RB; r++) /* dO's rows in bf16, as the products round them */
-                        for (int d = 0; d < hs; d += 32) {
-                            __m512 lo = r < m ? _mm512_loadu_ps(dO + (long)r * C + d) : _mm512_setzero_ps();
-                            __m512 hi = r < m ? _mm512_loadu_ps(dO + (long)r * C + d + 16) : _mm512_setzero_ps();
-                            _mm512_storeu_si512(w.doa + r * hs + d, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-                        }
-                    lanes_t l = lanes_of(ps, W, i0, m);
-                    transpose_u32(w.qtb, RB, q, S / 2, m, RB, hs / 2);
-                    transpose_u32(w.dotb, RB, w.doa, hs / 2, RB, RB, hs / 2);
-                    pair_rows(w.qb, hs, q, S, m, RB, hs);
-                    pair_rows(w.dob, hs, w.doa, hs, RB, RB, hs);
-                    scores_t(&w, kb0, wp);
-                    softmax_t(&w, &l, kb0, wp, 1);
-                    for (int j = 0; j < wp; j += 32) /* dP^T = V dO^T */
-                        block(w.dp + j * RB, RB, 0, w.va + (long)(kb0 + j) * hs, 2L * hs, w.dotb, 4 * RB, hs / 32);
-                    softmax_backward_t(&w, wp);
-                    for (int j = 0; j < wp; j += 32) /* dV += P^T dO, dK += dS^T Q: 32 queries deep */
-                        for (int d0 = 0; d0 < hs; d0 += 32) {
-                            block(w.dv + (long)(kb0 + j) * hs + d0, hs, 1, w.pa + j * RB, 2 * RB, w.dob + d0, 4L * hs, 1);
-                            block(w.dk + (long)(kb0 + j) * hs + d0, hs, 1, w.dsa + j * RB, 2 * RB, w.qb + d0, 4L * hs, 1);
-                        }
-                    /* dQ = dS K, written: dQ^T = K^T dS^T */
-                    rows_out_t(&w, dqkv + qo + (long)i0 * S, S, m, w.kta, kb0, wp, w.dsb);
-                }
+        for (int kh = 0; kh < NKV; kh++)
+            for (int part = 0; part < pt.n; part++) {
+                int h0 = kh * G + G * part / pt.n, h1 = kh * G + G * (part + 1) / pt.n;
+                float *dK = dqkv + (long)b * T * S + C + (long)kh * hs, *dV = dK + KVC;
+                if (pt.n > 1) dK = lmf_attention_part_rows(&pt, b, kh, part, 0);
+                if (pt.n > 1) dV = lmf_attention_part_rows(&pt, b, kh, part, 1);
+                backward_heads(dqkv, dout, qkv, pos, W, cap, b, kh, h0, h1, dK, dV, pt.n > 1 ? hs : S, T, NH, NKV,
+                               hs);
             }
-            for (int r = 0; r < T; r++) {
-                if (r + 8 < T) { /* rows a few KiB apart: fetched ahead, as the blocks' rows */
-                    ahead(dqkv + ko + (long)(r + 8) * S, 0, 1, 4 * hs, 1);
-                    ahead(dqkv + ko + KVC + (long)(r + 8) * S, 0, 1, 4 * hs, 1);
-                }
-                memcpy(dqkv + ko + (long)r * S, w.dk + (long)r * hs, sizeof(float) * (size_t)hs);
-                memcpy(dqkv + ko + KVC + (long)r * S, w.dv + (long)r * hs, sizeof(float) * (size_t)hs);
-            }
-            _tile_release();
-        }
+    lmf_attention_parts_sum(&pt, dqkv, C, S);
 }

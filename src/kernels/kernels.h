@@ -71,6 +71,20 @@ void lmf_attention_forward_b16(float *out, float *scratch, const uint16_t *qkv, 
                                float softcap, int B, int T, int NH, int NKV, int hs);
 void lmf_attention_backward_b16(float *dqkv, float *scratch, const float *dout, const uint16_t *qkv,
                                 const int32_t *pos, int window, float softcap, int B, int T, int NH, int NKV, int hs);
+/* How the backwards split a group's query heads when there are fewer (batch, KV head) groups than threads (Gemma's
+ * single KV head at a small batch): n parts of the heads, each summing its K and V gradients into rows of its own
+ * (buf: [B][NKV][n][K, V][T][hs]), added up in part order afterwards (lmf_attention_parts_sum, which frees buf);
+ * n = 1 (nothing allocated) where every thread already has a group. The split depends on the thread count, so the
+ * sums' order does too (deterministic for a given count). */
+typedef struct {
+    int n, B, T, NKV, hs;
+    float *buf;
+} lmf_attention_parts;
+lmf_attention_parts lmf_attention_parts_of(int B, int T, int NKV, int G, int hs);
+/* the n of lmf_attention_parts_of: ceil(threads / (B NKV)) parts of the G heads, at most G (1: no split) */
+int lmf_attention_split(int B, int NKV, int G);
+float *lmf_attention_part_rows(const lmf_attention_parts *pt, int b, int kh, int part, int v);
+void lmf_attention_parts_sum(lmf_attention_parts *pt, float *dqkv, int C, int S);
 /* The _b16 pair's kernel on AMX-BF16 tiles (attention_amx.c; no scratch argument: each thread's own buffers), which
  * they call where lmf_attention_amx_ok(hs): the CPU has the tiles (lmf_cpu_amx) and hs is a multiple of 32. */
 int lmf_attention_amx_ok(int hs);
