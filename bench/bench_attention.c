@@ -72,9 +72,11 @@ int main(int argc, char **argv) {
                     else if (pass == 0)
                         lmf_attention_forward(out, scratch, qkv, NULL, h.W, h.cap, h.B, h.T, h.NH, h.NKV, h.hs, 1);
                     else if (impl == 0)
-                        lmf_attention_backward_b16(dqkv, scratch, dout, q16, NULL, h.W, h.cap, h.B, h.T, h.NH, h.NKV, h.hs);
+                        lmf_attention_backward_b16(dqkv, scratch, dout, q16, NULL, h.W, h.cap, h.B, h.T, h.NH, h.NKV,
+                                                   h.hs);
                     else
-                        lmf_attention_backward(dqkv, scratch, dout, qkv, NULL, h.W, h.cap, h.B, h.T, h.NH, h.NKV, h.hs, 1);
+                        lmf_attention_backward(dqkv, scratch, dout, qkv, NULL, h.W, h.cap, h.B, h.T, h.NH, h.NKV,
+                                               h.hs, 1);
                     if (rep >= 0) ms[impl][pass][rep] = (lmf_now() - t0) * 1e3;
                 }
         for (int pass = 0; pass < 2; pass++) {
@@ -85,8 +87,8 @@ int main(int argc, char **argv) {
             }
             for (int impl = 0; impl < 2; impl++)
                 printf("| %s | %d x %d | %d/%d of %d | %d | %g | %s | %s | %.3f | %.1f | %.2fx |\n", h.name, h.B, h.T,
-                       h.NH, h.NKV, h.hs, h.W, h.cap, pass ? "backward" : "forward", impl ? "products" : "lmforge", med[impl],
-                       fl[pass] / (med[impl] * 1e6), med[1] / med[impl]);
+                       h.NH, h.NKV, h.hs, h.W, h.cap, pass ? "backward" : "forward", impl ? "products" : "lmforge",
+                       med[impl], fl[pass] / (med[impl] * 1e6), med[1] / med[impl]);
         }
         free(qkv), free(dqkv), free(out), free(dout), free(q16), free(scratch);
     }

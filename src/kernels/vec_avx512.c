@@ -514,7 +514,8 @@ static void softcap_backward(float *d, const float *y, int n, float cap, float s
         _mm512_storeu_ps(d + i, softcap_grad16(_mm512_loadu_ps(d + i), _mm512_loadu_ps(y + i), k, sc));
     if (i < n) {
         __mmask16 mk = tail_mask(n - i);
-        _mm512_mask_storeu_ps(d + i, mk, softcap_grad16(_mm512_maskz_loadu_ps(mk, d + i), _mm512_maskz_loadu_ps(mk, y + i), k, sc));
+        __m512 g = softcap_grad16(_mm512_maskz_loadu_ps(mk, d + i), _mm512_maskz_loadu_ps(mk, y + i), k, sc);
+        _mm512_mask_storeu_ps(d + i, mk, g);
     }
 }
 

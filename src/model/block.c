@@ -1046,7 +1046,8 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
                     p += m;
                 }
                 for (int j = 0; j < nq; j++) {
-                    if (c->attn_softcap) lmf_vec()->softcap(S + (size_t)j * n, n, 1.0f, c->attn_softcap); /* q was scaled */
+                    if (c->attn_softcap) /* q was scaled */
+                        lmf_vec()->softcap(S + (size_t)j * n, n, 1.0f, c->attn_softcap);
                     pl[h + j] = V->logsumexp(S + (size_t)j * n, n);
                     V->exp_shift_scale(S + (size_t)j * n, n, pl[h + j], 1.0f);
                 }
