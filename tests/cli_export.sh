@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End to end through the CLI: train a small llama, gpt2, phi3 (q|k|v, gate|up fused on export), gemma3 and gemma2
-# (soft-caps, a sliding window over rows of 64) with a BPE tokenizer, export each checkpoint to GGUF and to a Hugging
-# Face folder, then generate greedily from the GGUFs — the checkpoint's GGUF and the GGUF
+# (local layers' windows of 16 over rows of 64; gemma2's soft-caps) with a BPE tokenizer, export each checkpoint to
+# GGUF and to a Hugging Face folder, then generate greedily from the GGUFs — the checkpoint's GGUF and the GGUF
 # re-exported from the HF folder must continue a prompt identically — and refuse bad exports with clear messages.
 # Usage: cli_export.sh path/to/lmforge [workdir to keep]
 set -uo pipefail
@@ -17,7 +17,9 @@ if command -v bible >/dev/null; then bible gen1:1-gen50:26 > "$dir/text.txt"; el
 
 for arch in llama gpt2 phi3 gemma3 gemma2; do
   kv=2; [ $arch = gpt2 ] && kv=4
-  extra=(); [ $arch = gemma2 ] && extra=(--attn-softcap 50 --final-softcap 30 --sliding-window 16 --swa-pattern 2)
+  extra=()
+  [ $arch = gemma3 ] && extra=(--sliding-window 16 --swa-pattern 2 --rope-theta-swa 10000)
+  [ $arch = gemma2 ] && extra=(--attn-softcap 50 --final-softcap 30 --sliding-window 16 --swa-pattern 2)
   "$LMF" train --arch $arch --train-data "$dir/data/train.bin" --val-data "$dir/data/val.bin" --tokenizer "$dir/tok.json" \
     --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head $kv --ffn-dim 128 --batch-size 4 --seq-len 64 --max-steps 30 "${extra[@]}" \
     --warmup-steps 2 --eval-every 0 --checkpoint-every 0 --sample-tokens 0 --out-dir "$dir/run_$arch" > /dev/null 2> "$dir/err.txt" \
