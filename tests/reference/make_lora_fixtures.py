@@ -9,8 +9,8 @@ Rerun (from anywhere; the script chdirs to the repository root):
     /work/venv-peft/bin/python tests/reference/make_lora_fixtures.py
 
 Generated with torch 2.15.0 (PyPI, +cu132 build, run on CPU), transformers 5.24.0, peft 0.21.2,
-accelerate 1.16.0, safetensors 0.8.0, Python 3.11.7 (the phi3 folders: transformers 5.25.0, in the venv of
-make_phi3_fixtures.py with peft and accelerate added). The versions are also recorded in every expected.safetensors.
+accelerate 1.16.0, safetensors 0.8.0, Python 3.11.7 (the phi3, gemma3 and gemma2 folders: transformers 5.25.0, in
+the venv of make_phi3_fixtures.py with peft and accelerate added). The versions are also recorded in every expected.safetensors.
 The output is deterministic: a rerun with these versions rewrites byte-identical files (one CPU thread,
 deterministic algorithms, fixed seeds, target_modules sorted in adapter_config.json).
 
@@ -162,6 +162,13 @@ MODELS = {
     # gate_up_proj, so PEFT's adapter on either is one A over the fused outputs
     "phi3": dict(base="tests/reference/fixtures/phi3/phi3", attn=["qkv_proj"], fan_in_fan_out=False, seed=505,
                  variants=["attn", "all_linear"]),
+    # Gemma 3 (test_load_hf's Gemma3ForCausalLM: every 3rd layer global, the others a window of 5, which T = 8
+    # exceeds; two RoPE bases, GeGLU, sandwich norms, scaled embeddings) and Gemma 2 (every 2nd layer a window of 5,
+    # scores capped at 5 and logits at 3): the windows and caps in the adapters' gradients
+    "gemma3": dict(base="tests/reference/fixtures/hf/gemma3", attn=["q_proj", "v_proj"], fan_in_fan_out=False,
+                   seed=606, variants=["attn"]),
+    "gemma2": dict(base="tests/reference/fixtures/hf/gemma2", attn=["q_proj", "v_proj"], fan_in_fan_out=False,
+                   seed=707, variants=["all_linear"]),
     # Qwen2-MoE: PEFT's all-linear is its nn.Linear modules, the shared expert's among them (docs/moe.md)
     "qwen2_moe": dict(base="tests/reference/fixtures/qwen2/qwen2_moe", attn=["q_proj", "v_proj"],
                       fan_in_fan_out=False, seed=404, variants=["all_linear"]),
@@ -248,6 +255,50 @@ def exact_float64():
     qm.Qwen2MoeTopKRouter.forward = qwen2_router_forward
     qm.eager_attention_forward = eager_attention
 
+    # Gemma 3 and 2: RMSNorm by 1 + w, RoPE per layer type (Gemma 3: linear scaling on the global layers), softmax
+    # after the optional soft-cap, all in float32 in transformers; the same math in the input's dtype here
+    from transformers.models.gemma2 import modeling_gemma2 as g2
+    from transformers.models.gemma3 import modeling_gemma3 as g3
+
+    def gemma_rms_forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * (1.0 + self.weight)
+
+    def gemma_inv_freq(config, rp):
+        dim = config.head_dim
+        inv = 1.0 / (rp["rope_theta"] ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+        assert rp["rope_type"] in ("default", "linear")
+        return inv / rp["factor"] if rp["rope_type"] == "linear" else inv
+
+    def gemma_cos_sin(x, position_ids, inv_freq):
+        freqs = position_ids[..., None].to(torch.float64) * inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+    def gemma3_rope_forward(self, x, position_ids, layer_type):
+        return gemma_cos_sin(x, position_ids, gemma_inv_freq(self.config, self.config.rope_parameters[layer_type]))
+
+    def gemma2_rope_forward(self, x, position_ids):
+        return gemma_cos_sin(x, position_ids, gemma_inv_freq(self.config, self.config.rope_parameters))
+
+    def gemma_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, softcap=None,
+                        **kwargs):
+        key_states = g3.repeat_kv(key, module.num_key_value_groups)
+        value_states = g3.repeat_kv(value, module.num_key_value_groups)
+        w = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+        if softcap is not None:
+            w = torch.tanh(w / softcap) * softcap
+        if attention_mask is not None:
+            w = w + attention_mask
+        w = torch.softmax(w, dim=-1)
+        return torch.matmul(w, value_states).transpose(1, 2).contiguous(), w
+
+    g3.Gemma3RMSNorm.forward = gemma_rms_forward
+    g3.Gemma3RotaryEmbedding.forward = gemma3_rope_forward
+    g3.eager_attention_forward = gemma_attention
+    g2.Gemma2RMSNorm.forward = gemma_rms_forward
+    g2.Gemma2RotaryEmbedding.forward = gemma2_rope_forward
+    g2.eager_attention_forward = gemma_attention
+
 
 ROUTER_PROBS = []  # Qwen2-MoE's router probabilities of the last forwards (the tie check)
 
@@ -262,7 +313,12 @@ def top_k_margin(k):
 
 def load_base(path, dtype):
     kw = {"experts_implementation": "eager"} if "moe" in path else {}  # Mixtral: the loop over experts, any dtype
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="eager", **kw).eval()
+    m = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="eager", **kw).eval()
+    emb = m.get_input_embeddings()
+    if hasattr(emb, "embed_scale"):  # Gemma's sqrt(hidden) buffer: float32's value whatever the dtype it is made in
+        with torch.no_grad():
+            emb.embed_scale.copy_(emb.embed_scale.float().to(emb.embed_scale.dtype))
+    return m
 
 
 def peft_key(name):
@@ -502,6 +558,12 @@ def main():
         f64 = load_base(mix, torch.float64)(input_ids=ids % 48).logits
     d = (f32 - f64).abs().max().item() / f64.abs().max().item()
     assert 0 < d < 1e-5, d
+    for g in ("gemma3", "gemma2"):  # the Gemma patches too: float32 (transformers' casts kept) against float64
+        with torch.no_grad():
+            f32 = load_base(MODELS[g]["base"], torch.float32)(input_ids=ids % 48).logits.double()
+            f64 = load_base(MODELS[g]["base"], torch.float64)(input_ids=ids % 48).logits
+        d = (f32 - f64).abs().max().item() / f64.abs().max().item()
+        assert 0 < d < 1e-5, (g, d)
     only = sys.argv[1:]
     for m in MODELS:  # each folder is rewritten whole (make removes it first)
         for v in MODELS[m].get("variants", ["attn", "all_linear", "attn_rslora"]):
