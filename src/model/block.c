@@ -674,7 +674,7 @@ static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, 
             for (int r = 0; r < nq; r++) {
                 float *row = Sc + (size_t)r * nw;
                 int valid = p0 + i0 + r + 1, lo = win && valid - win > kb ? valid - win - kb : 0;
-                if (cap) lmf_vec()->softcap(row + lo, valid - kb - lo, scale, cap); /* Gemma 2: then scaled already */
+                if (cap) V->softcap(row + lo, valid - kb - lo, scale, cap); /* Gemma 2: then scaled already */
                 V->softmax(row + lo, valid - kb - lo, cap ? 1.0f : scale);
                 memset(row, 0, (size_t)lo * sizeof(float));
                 memset(row + valid - kb, 0, (size_t)(nk - valid) * sizeof(float));
@@ -1046,8 +1046,7 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
                     p += m;
                 }
                 for (int j = 0; j < nq; j++) {
-                    if (c->attn_softcap) /* q was scaled */
-                        lmf_vec()->softcap(S + (size_t)j * n, n, 1.0f, c->attn_softcap);
+                    if (c->attn_softcap) V->softcap(S + (size_t)j * n, n, 1.0f, c->attn_softcap); /* q was scaled */
                     pl[h + j] = V->logsumexp(S + (size_t)j * n, n);
                     V->exp_shift_scale(S + (size_t)j * n, n, pl[h + j], 1.0f);
                 }
