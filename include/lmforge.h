@@ -233,6 +233,15 @@ float *lmf_model_grads(lmf_model *m);
  * over the non-ignored targets; without, it returns 0. Logits (B x T x V) stay valid until the next backward. */
 float lmf_model_forward(lmf_model *m, const int32_t *tokens, const int32_t *targets, int B, int T);
 const float *lmf_model_logits(const lmf_model *m);
+/* The forward's loss for evaluation: no backward follows (a fused loss then sums no gradient). */
+float lmf_model_eval_loss(lmf_model *m, const int32_t *tokens, const int32_t *targets, int B, int T);
+/* With on, a forward with targets runs the head's product over vocabulary slabs with an online log-sum-exp instead
+ * of keeping B x T x V logits (their memory stays unused: 4 GiB for Gemma 3's 262k vocabulary at 4 x 1024 tokens),
+ * and lmf_model_logits then returns NULL; rows whose target is -1 skip the head. A frozen head (LoRA) costs the same
+ * products; a trained one, one more (its backward makes each slab's logits again). A forward without targets, and
+ * tensor parallelism's vocabulary-parallel head, still keep logits. The losses and gradients equal the kept
+ * logits' to rounding (summed in another order). A pipeline stage before the last has no head: on is refused. */
+void lmf_model_set_fused_loss(lmf_model *m, int on);
 void lmf_model_zero_grad(lmf_model *m);
 /* Adds d(loss_scale * loss)/d(params) of the last forward (which must have had targets) into the gradients;
  * loss_scale = 1/k averages over k accumulated micro-batches. */

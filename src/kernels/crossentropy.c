@@ -3,6 +3,7 @@
 #include "kernels/kernels.h"
 #include "kernels/vec.h"
 
+#include <math.h>
 #include <string.h>
 
 int lmf_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V) {
@@ -54,4 +55,16 @@ void lmf_crossentropy_backward_inplace(float *logits, const float *lse, const in
         }
         lmf_crossentropy_backward_row(l, V, lse ? lse[n] : v->logsumexp(l, V), t, scale, cap);
     }
+}
+
+void lmf_crossentropy_slab_row(float *z, int n, float *lse, float *d, int C, float cap) {
+    double s = lmf_vec()->logsumexp(z, n), l = *lse; /* log(e^l + e^s), l = -inf at the first slab */
+    double next = isinf(l) ? s : l > s ? l + log1p(exp(s - l)) : s + log1p(exp(l - s));
+    *lse = (float)next;
+    if (!d) return;
+    if (!isinf(l)) {
+        float r = (float)exp(l - (double)*lse);
+        for (int c = 0; c < C; c++) d[c] *= r;
+    }
+    lmf_crossentropy_backward_row(z, n, *lse, -1, 1.0f, cap); /* exp(z - lse) c' */
 }

@@ -136,6 +136,11 @@ void lmf_crossentropy_backward_inplace(float *logits, const float *lse, const in
                                        float scale, float cap);
 /* One row's (or a vocabulary share's) n logits, as above: lse the whole row's, t the target's index in l or -1 */
 void lmf_crossentropy_backward_row(float *l, int n, float lse, int t, float scale, float cap);
+/* One slab of a row's logits in a cross-entropy over slabs (the head without N x V logits, model/head_loss.c): z (n,
+ * soft-capped already where cap) updates the row's log-sum-exp *lse (-INFINITY before the first slab). With d (C):
+ * d, a sum of the head's rows weighted by exp(logit - old lse) c', is rescaled to the new lse, and z becomes this
+ * slab's weights exp(z - lse) c' (c' = 1 - (z / cap)^2, or 1) for the caller to add. */
+void lmf_crossentropy_slab_row(float *z, int n, float *lse, float *d, int C, float cap);
 
 /* ---- AdamW on a flat range, as torch.optim.AdamW: decoupled weight decay p *= 1 - lr*wd, bias-corrected
  * moments; t is the 1-based step. The gradient is used as g * grad_scale (global-norm clipping folded in). ---- */

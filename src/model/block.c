@@ -327,6 +327,13 @@ static void full_qk_norm_tp_backward(const lmf_block_ctx *ctx, float *dx, int ld
     for (int j = 0; j < KV; j++) gk[j] += wbuf[C + j];
 }
 
+void lmf_block_weight_row(const lmf_wtensor *W, int r, float *out) {
+    if (W->r16) /* repacked (a tied head's embeddings too): row r of its group */
+        lmf_r16_dequant_row(W->type, W->cols, (const char *)W->r16 + (size_t)(r / 16) * 16 * W->row_bytes, r % 16, out);
+    else
+        lmf_dequant_fast(W->type, (const char *)W->data + (size_t)r * W->row_bytes, out, (size_t)W->cols);
+}
+
 void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0, const int32_t *pos) {
     const lmf_wtensor *te = &w->tok_emb, *pe = &w->pos_emb;
     int C = w->cfg.n_embd, learned = w->cfg.pos == LMF_POS_LEARNED;
@@ -337,11 +344,7 @@ void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, 
 #pragma omp for schedule(static)
         for (int i = 0; i < N; i++) {
             float *xi = x + (size_t)i * C;
-            if (te->r16) /* a tied head repacked: row tok of its group */
-                lmf_r16_dequant_row(te->type, C, (const char *)te->r16 + (size_t)(tok[i] / 16) * 16 * te->row_bytes,
-                                    tok[i] % 16, xi);
-            else
-                lmf_dequant_fast(te->type, (const char *)te->data + (size_t)tok[i] * te->row_bytes, xi, (size_t)C);
+            lmf_block_weight_row(te, tok[i], xi);
             for (int j = 0; scale != 1.0f && j < C; j++) xi[j] *= scale;
             if (!learned) continue;
             size_t prow_at = (size_t)((pos ? pos[i] : p0 + i % T) + w->cfg.pos_offset);
@@ -530,6 +533,25 @@ void lmf_block_linear_dinput(const lin *o, int n, float *din, float beta, int ld
             int nr = O - r0 < slab ? O - r0 : slab, kmajor = dequant_slab(W, r0, nr, dq);
             gemm(0, kmajor, N, K, nr, o[j].out + r0, o[j].ldo, dq, kmajor ? nr : K, beta, din, ldi);
         }
+    }
+}
+
+void lmf_block_linear_slabs(const lmf_wtensor *W, const float *in, int ldi, int N, float *out, int slab, float *dq,
+                            float *din, int ldd, int bf16, lmf_block_slab_fn visit, void *ctx) {
+    void (*gemm)(int, int, int, int, int, const float *, int, const float *, int, float, float *, int) =
+        bf16 ? lmf_sgemm_bf16 : lmf_sgemm;
+    int O = W->rows, K = W->cols;
+    if (W->r16) slab = slab / 16 * 16; /* whole R16 groups */
+    LMF_CHECK(slab > 0);
+    for (int r0 = 0; r0 < O; r0 += slab) {
+        int nr = O - r0 < slab ? O - r0 : slab, kmajor = 0, ldw = K;
+        const float *ws = dq;
+        if (W->type == LMF_GGML_F32)
+            ws = (const float *)((const char *)W->data + (size_t)r0 * W->row_bytes), ldw = (int)(W->row_bytes / 4);
+        else if ((kmajor = dequant_slab(W, r0, nr, dq))) ldw = nr;
+        gemm(0, !kmajor, N, nr, K, in, ldi, ws, ldw, 0.0f, out, nr);
+        visit(ctx, r0, nr, out);
+        if (din) gemm(0, kmajor, N, K, nr, out, nr, ws, ldw, 1.0f, din, ldd);
     }
 }
 

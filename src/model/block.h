@@ -43,6 +43,8 @@ typedef struct {
 
 /* The input rows: token embeddings (+ the learned position rows) of N tokens, token i at position pos[i] (pos NULL:
  * p0 + i % T), into x (N, C); any weight dtype. */
+/* Row r of W (any type, R16 groups too) as W->cols floats. */
+void lmf_block_weight_row(const lmf_wtensor *W, int r, float *out);
 void lmf_block_embed(const lmf_weights *w, float *x, const int32_t *tok, int N, int T, int p0, const int32_t *pos);
 
 /* Row norm (LayerNorm or RMSNorm by cfg->norm) of rows x (N, C) into out; mean (LayerNorm only) and rstd get the
@@ -95,6 +97,13 @@ void lmf_block_linear(const lmf_lin *o, int n, const float *in, int ldi, int N, 
  * product is din's first writer: no zeroing pass, and the products do not read din back. */
 void lmf_block_linear_dinput(const lmf_lin *o, int n, float *din, float beta, int ldi, int N, float *dq,
                              size_t dq_floats, int bf16);
+/* The product of N input rows with W's rows, `slab` rows of W at a time (W of any type; dq: slab x W->cols floats
+ * for a slab dequantized, unused on F32): out (N x nr, nr apart) = in W[r0, r0 + nr)^T, then visit(ctx, r0, nr, out)
+ * may rewrite out, then with din: din (N x W->cols, ldd apart) += out W[r0, r0 + nr). Each slab is dequantized
+ * once for both products. bf16: both through lmf_sgemm_bf16. The head's loss without N x V logits (head_loss.c). */
+typedef void (*lmf_block_slab_fn)(void *ctx, int r0, int nr, float *out);
+void lmf_block_linear_slabs(const lmf_wtensor *W, const float *in, int ldi, int N, float *out, int slab, float *dq,
+                            float *din, int ldd, int bf16, lmf_block_slab_fn visit, void *ctx);
 
 /* The KV cache of one sequence as prefill and decode see it: fixed-size blocks of a pool (paged), listed in the
  * sequence's block table. A block holds bs positions of every layer, transposed: (L, KV, bs) elements of K and the

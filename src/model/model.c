@@ -1,6 +1,7 @@
 /* model.c — the trainable transformer: allocation, initialisation, and the training forward and backward, which run
  * the block library (block.h) layer by layer over F32 views of the flat buffers (see model.h). */
 #include "model/model.h"
+#include "model/head_loss.h"
 #include "core/alloc.h"
 #include "core/dtype.h"
 #include "model/block.h"
@@ -195,14 +196,18 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     size_t pn = cfg->post_norms != 0; /* the sandwich norms' inputs and statistics */
     float **ap[] = {&a->encoded,  &a->ln1_mean, &a->ln1_rstd, &a->att,      &a->res2,   &a->ln2_mean,
                     &a->ln2_rstd, &a->fch,      &a->res3,     &a->lnf,      &a->lnf_mean, &a->lnf_rstd,
-                    &a->logits,   &a->losses,   &a->lse,      &a->qk,       &a->qk_rstd,  &a->post1,
+                    &a->losses,   &a->lse,      &a->qk,       &a->qk_rstd,  &a->post1,
                     &a->post1_rstd, &a->post2,  &a->post2_rstd};
     size_t as[] = {N * d.C, ln ? L * N : 0, L * N, lmf_attention_scratch_floats(d.T, omp_get_max_threads()),
                    L * N * d.C, ln ? L * N : 0, L * N, ffn * L * N * FF, L * N * d.C, head * N * d.C,
-                   head && ln ? N : 0, head * N, head * N * V, head * N, head * N,
+                   head && ln ? N : 0, head * N, head * N, head * N,
                    qkn * L * N * (size_t)(d.QD + d.KVD) / tp, qkn * L * N * qk_groups, pn * L * N * d.C, pn * L * N,
                    pn * L * N * d.C, pn * L * N};
     m->acts_memory = carve(ap, as, (int)(sizeof as / sizeof as[0]), &m->work_bytes, 0);
+    /* committed as written: a model whose loss runs over slabs (lmf_model_set_fused_loss) never touches them */
+    float **lp[] = {&a->logits};
+    size_t ls[] = {head * N * V};
+    m->logits_memory = carve(lp, ls, 1, &m->work_bytes, 1);
     /* committed as used: lmf_model_set_bf16 may replace them before any use, and committing both layouts in turn
      * (a bf16 LoRA's q|k|v in fp32 for every layer, then in bf16) passed finetune's announced peak by 3% */
     carve_inputs(m, training && owner && owner->bf16, 1);
@@ -325,6 +330,8 @@ void lmf_model_free(lmf_model *m) {
     lmf_free_big(m->params);
     lmf_free_big(m->grads);
     lmf_free_big(m->acts_memory);
+    lmf_free_big(m->logits_memory);
+    lmf_head_loss_free(m->hl);
     lmf_free_big(m->inputs_memory);
     lmf_free_big(m->gs_memory);
     lmf_free_big(m->moe_mem);
@@ -338,7 +345,28 @@ size_t lmf_model_num_params(const lmf_model *m) { return m->num_params; }
 const lmf_model_config *lmf_model_get_config(const lmf_model *m) { return &m->cfg; }
 float *lmf_model_params(lmf_model *m) { return m->params; }
 float *lmf_model_grads(lmf_model *m) { return m->grads; }
-const float *lmf_model_logits(const lmf_model *m) { return m->acts.logits; }
+const float *lmf_model_logits(const lmf_model *m) { return m->fused ? NULL : m->acts.logits; }
+
+void lmf_model_set_fused_loss(lmf_model *m, int on) {
+    LMF_CHECK(m->act_l1 == m->cfg.n_layer || !on); /* the head's stage */
+    if (!on == !m->hl) return;
+    size_t logits = sizeof(float) * (size_t)m->max_batch * m->max_seq * (size_t)m->cfg.vocab_size;
+    if (on) {
+        m->hl = lmf_head_loss_create(&m->cfg, m->max_batch * m->max_seq, m->w->lm_head.type != LMF_GGML_F32);
+        m->work_bytes += m->hl->bytes - logits; /* the logits' pages stay untouched */
+    } else {
+        m->work_bytes += logits - m->hl->bytes;
+        lmf_head_loss_free(m->hl);
+        m->hl = NULL, m->fused = 0;
+    }
+}
+
+float lmf_model_eval_loss(lmf_model *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
+    m->no_grad = 1;
+    float loss = lmf_model_forward(m, tokens, targets, B, T);
+    m->no_grad = 0, m->has_targets = 0; /* no backward of it */
+    return loss;
+}
 const lmf_weights *lmf_model_weights(const lmf_model *m) { return m->w; }
 const lmf_moe_stats *lmf_model_moe_stats(const lmf_model *m) { return &m->moe_stats; }
 
@@ -944,6 +972,13 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
         vocab_share(m, &v0, &nv);
         hw.data = (const char *)hw.data + (size_t)v0 * hw.row_bytes, hw.rows = nv;
     }
+    m->fused = m->hl && targets && !m->tp; /* the vocabulary-parallel head keeps its share of the logits */
+    if (m->fused) {
+        int grad = !m->no_grad && (m->grads || m->lora);
+        m->num_targets = lmf_head_loss_forward(m->hl, &hw, a->lnf, targets, d.N, m->cfg.final_softcap, m->bf16, grad,
+                                               a->losses);
+        goto losses;
+    }
     lmf_lin head = {&hw, NULL, a->logits, nv};
     lmf_block_linear(&head, 1, a->lnf, d.C, d.N, m->dq, m->dq_floats, m->bf16);
     if (m->cfg.final_softcap) { /* Gemma 2: the losses are over the capped logits */
@@ -954,6 +989,7 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
     if (!targets) return 0.0f;
     m->num_targets = m->tp ? tp_crossentropy_forward(m, targets, d.N)
                            : lmf_crossentropy_forward(a->losses, a->lse, a->logits, targets, d.N, d.V);
+losses:;
     double sum = 0.0;
     for (int i = 0; i < d.N; i++) sum += a->losses[i];
     return m->num_targets ? (float)(sum / m->num_targets) : 0.0f;
@@ -983,9 +1019,16 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
         goto layers;
     }
     float scale = m->num_targets ? loss_scale / m->num_targets : 0.0f;
+    float *dnw = frozen ? g->dnorm : m->gptr[LMF_P_LNFW], *dnb = frozen ? g->dnorm + d.C : m->gptr[LMF_P_LNFB];
+    if (m->fused) {
+        lmf_head_loss_dinput(m->hl, g->dbuf, d.N, scale);
+        if (!frozen) /* the head's rows were w->lm_head's: the F32 view of the parameters */
+            lmf_head_loss_dweight(m->hl, &w->lm_head, m->gptr[m->cfg.tied_embeddings ? LMF_P_WTE : LMF_P_LMHEAD],
+                                  m->fresh_grads ? 0.0f : 1.0f, m->cfg.final_softcap, m->bf16, scale);
+        goto norm;
+    }
     if (m->tp) tp_crossentropy_backward(m, d.N, scale);
     else lmf_crossentropy_backward_inplace(a->logits, a->lse, m->targets, d.N, d.V, scale, m->cfg.final_softcap);
-    float *dnw = frozen ? g->dnorm : m->gptr[LMF_P_LNFW], *dnb = frozen ? g->dnorm + d.C : m->gptr[LMF_P_LNFB];
     if (frozen) {
         lmf_lin head = {&w->lm_head, NULL, a->logits, d.V};
         lmf_block_linear_dinput(&head, 1, g->dbuf, 0.0f, d.C, d.N, m->dq, m->dq_floats, m->bf16);
@@ -998,6 +1041,7 @@ void lmf_model_backward_layers(lmf_model *m, float loss_scale, const float *dx_o
                                a->logits, nv, a->lnf, d.C, head + (size_t)v0 * d.C, d.C, d.N, d.C, nv);
         if (m->tp) lmf_block_tp_sum(m->tp, g->dbuf, NC); /* the ranks' shares of d(lnf) */
     }
+norm:
     memset(g->dres, 0, NC * sizeof(float));
     const float *last = lmf_model_layer_output(m, d.L - 1);
     if (m->cfg.norm == LMF_NORM_LAYER)

@@ -167,6 +167,13 @@ struct lmf_model {
     void *layer_done_ctx;
     int fresh_grads;   /* lmf_model_zero_grad_lazy left the tensors the next backward writes whole unwritten */
 
+    /* the head's loss over vocabulary slabs instead of N x V logits (lmf_model_set_fused_loss; head_loss.h), or
+     * NULL; fused: the last forward's losses came from it (no logits kept) */
+    struct lmf_head_loss *hl;
+    int fused;
+    int no_grad;       /* lmf_model_eval_loss's forward: no backward follows */
+    float *logits_memory;
+
     int B, T;          /* shape of the last forward */
     int32_t *tokens;   /* (maxB*maxT) copies of the last forward's inputs */
     int32_t *targets;
