@@ -8,8 +8,11 @@
 # Then full fine-tuning (every weight trains; FULL=0 skips it): `lmforge finetune --full` against plain PyTorch, the
 # same batches, AdamW, clipping.
 #
+# Each lmforge row runs once per head loss in LOSSES (finetune --loss: fused, over vocabulary slabs; logits, kept
+# whole), so the table shows what the B x T x V logits cost in memory and time.
+#
 # usage: bench/finetune_bench.sh [THREADS...]          (default: 1 2)
-# env:   B=4 T=512 (the batch; examples are max(4000, 8 T) characters, so every row is full)
+# env:   B=4 T=512 (the batch; examples are max(4000, 8 T) characters, so every row is full)  LOSSES="fused logits"
 #        BUILD=build  MODELS=$BUILD/models  PYTHON=/work/venv-peft/bin/python if it exists, else python3
 #        (with torch, transformers, peft)  WORK=/tmp/lmforge-finetune-bench  STEPS=6 (lmforge: median of 2..STEPS;
 #        PEFT: 1 warm-up + STEPS-1 timed)  F32=... Q8=...: another model's F32 and Q8_0 GGUFs (SmolLM2's by default;
@@ -26,6 +29,7 @@ STEPS=${STEPS:-6}
 THREADS=("$@")
 [ ${#THREADS[@]} -gt 0 ] || THREADS=(1 2)
 B=${B:-4} T=${T:-512} R=16 ALPHA=32 DROP=0.1
+read -r -a LOSSES <<< "${LOSSES:-fused logits}"
 CHARS=$((T * 8 > 4000 ? T * 8 : 4000))
 F32=${F32:-$MODELS/SmolLM2-135M-Instruct.F32.gguf}
 Q8=${Q8:-$MODELS/SmolLM2-135M-Instruct.Q8_0.gguf}
@@ -76,19 +80,22 @@ lmforge_row() { # model threads [finetune flags...] -> "ms tok_s rss_mib bound_m
 }
 
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-echo "| impl | base | threads | ms/step | tokens/s | peak RSS MiB | RSS bound MiB | lmforge/PEFT tokens/s |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| impl | base | loss | threads | ms/step | tokens/s | peak RSS MiB | RSS bound MiB | lmforge/PEFT tokens/s |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for th in "${THREADS[@]}"; do
   pt=$("$PYTHON" bench/peft_finetune.py "$WORK/hf" "$DATA" "$th" $B $T $((STEPS - 1)) $R $ALPHA $DROP)
   pms=$(field ms_per_step "$pt") ptps=$(field tok_per_s "$pt") prss=$(field peak_rss_mib "$pt")
   vers="torch $(field torch "$pt"), transformers $(field transformers "$pt"), peft $(field peft "$pt"), attn $(field attn "$pt")"
   for base in F32 Q8_0; do
     m=$F32; [ $base = Q8_0 ] && m=$Q8
-    read -r ms tps rss bound <<< "$(lmforge_row "$m" "$th" --lora-r $R --lora-alpha $ALPHA --lora-dropout $DROP \
-                                    --lora-targets q_proj,v_proj)"
-    echo "| lmforge | $base | $th | $ms | $tps | $rss | $bound | $(awk -v a="$tps" -v b="$ptps" 'BEGIN{printf "%.2fx", a/b}') |"
+    for loss in "${LOSSES[@]}"; do
+      read -r ms tps rss bound <<< "$(lmforge_row "$m" "$th" --lora-r $R --lora-alpha $ALPHA --lora-dropout $DROP \
+                                      --lora-targets q_proj,v_proj --loss "$loss")"
+      echo "| lmforge | $base | $loss | $th | $ms | $tps | $rss | $bound |" \
+           "$(awk -v a="$tps" -v b="$ptps" 'BEGIN{printf "%.2fx", a/b}') |"
+    done
   done
-  echo "| PEFT + PyTorch | F32 | $th | $pms | ${ptps%.*} | $prss | | 1.00x |"
+  echo "| PEFT + PyTorch | F32 | logits | $th | $pms | ${ptps%.*} | $prss | | 1.00x |"
 done
 echo
 echo "CPU: $CPU ($(nproc) cores). B=$B T=$T, LoRA r=$R alpha=$ALPHA dropout=$DROP on q_proj,v_proj; $vers;"
@@ -99,13 +106,16 @@ echo "issue's base file + adapters + AdamW + activations + 64 MiB, as lmforge fi
 # Full fine-tuning (every weight, fp32, AdamW; FULL=0 skips): lmforge finetune --full against plain PyTorch
 if [ "${FULL:-1}" != 0 ]; then
   echo
-  echo "| full fine-tuning | threads | ms/step | tokens/s | peak RSS MiB | lmforge/PyTorch tokens/s |"
-  echo "|---|---|---|---|---|---|"
+  echo "| full fine-tuning | loss | threads | ms/step | tokens/s | peak RSS MiB | RSS bound MiB | lmforge/PyTorch tokens/s |"
+  echo "|---|---|---|---|---|---|---|---|"
   for th in "${THREADS[@]}"; do
     pt=$("$PYTHON" bench/peft_finetune.py "$WORK/hf" "$DATA" "$th" $B $T $((STEPS - 1)) 0)
     pms=$(field ms_per_step "$pt") ptps=$(field tok_per_s "$pt") prss=$(field peak_rss_mib "$pt")
-    read -r ms tps rss bound <<< "$(lmforge_row "$F32" "$th" --full)"
-    echo "| lmforge (F32) | $th | $ms | $tps | $rss | $(awk -v a="$tps" -v b="$ptps" 'BEGIN{printf "%.2fx", a/b}') |"
-    echo "| PyTorch | $th | $pms | ${ptps%.*} | $prss | 1.00x |"
+    for loss in "${LOSSES[@]}"; do
+      read -r ms tps rss bound <<< "$(lmforge_row "$F32" "$th" --full --loss "$loss")"
+      echo "| lmforge (F32) | $loss | $th | $ms | $tps | $rss | $bound |" \
+           "$(awk -v a="$tps" -v b="$ptps" 'BEGIN{printf "%.2fx", a/b}') |"
+    done
+    echo "| PyTorch | logits | $th | $pms | ${ptps%.*} | $prss | | 1.00x |"
   done
 fi

@@ -57,6 +57,23 @@ grep -q "other options" "$dir/h3.log" || fail "precision mismatch message"
 "$LMF" finetune "${common[@]}" --precision half --out-dir "$dir/x" 2> "$dir/h4.log" && fail "--precision half"
 grep -q "not auto, bf16 or fp32" "$dir/h4.log" || fail "--precision message"
 
+# 3c. the head's loss: fused (over vocabulary slabs, the default) or logits (kept whole) reach the same validation
+# loss; a run resumed without --loss keeps the one it started with, bit for bit; asking for the other is a mismatch
+"$LMF" finetune "${common[@]}" --loss logits --out-dir "$dir/l" 2> "$dir/l.log" || { cat "$dir/l.log"; fail "logits"; }
+grep -q "loss over kept logits" "$dir/l.log" || fail "logits not reported"
+grep -q "loss over vocabulary slabs" "$dir/a.log" || fail "fused not reported"
+fv=$(tail -1 "$dir/a/metrics.jsonl" | sed 's/.*"val_loss":\([^}]*\)}/\1/')
+lv=$(tail -1 "$dir/l/metrics.jsonl" | sed 's/.*"val_loss":\([^}]*\)}/\1/')
+awk -v a="$fv" -v b="$lv" 'BEGIN{d = a - b; exit !(d * d < 1e-6 * b * b)}' || fail "fused $fv vs logits $lv"
+mkdir "$dir/l2" && cp "$dir/l/ckpt-00000010.lmfc" "$dir/l2/"
+"$LMF" finetune "${common[@]}" --out-dir "$dir/l2" --resume 2> "$dir/l2.log" || { cat "$dir/l2.log"; fail "logits resume"; }
+grep -q "loss over kept logits" "$dir/l2.log" || fail "resumed run did not keep the logits"
+cmp "$dir/l/ckpt-00000020.lmfc" "$dir/l2/ckpt-00000020.lmfc" || fail "resumed logits run differs"
+"$LMF" finetune "${common[@]}" --loss fused --out-dir "$dir/l2" --resume 2> "$dir/l3.log" && fail "fused on logits"
+grep -q "or loss) than this one" "$dir/l3.log" || fail "loss mismatch message"
+"$LMF" finetune "${common[@]}" --loss half --out-dir "$dir/x" 2> "$dir/l4.log" && fail "--loss half"
+grep -q "not auto, fused or logits" "$dir/l4.log" || fail "--loss message"
+
 # 3d. three micro-batches a step, their gradients added in one tree (train/grad_sum.h: LoRA copies a waiting one
 # out, --full moves the gradient views) or inline: a resumed run ends bit for bit where the uninterrupted one does;
 # a tree run's checkpoint is not resumed inline

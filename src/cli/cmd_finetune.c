@@ -26,6 +26,14 @@ static lmf_status parse_grad_sum(void *dst, const char *flag, const char *v) {
     else return lmf_fail(LMF_ERR_ARG, "%s: '%s' is not tree or inline", flag, v);
     return LMF_OK;
 }
+static lmf_status parse_loss(void *dst, const char *flag, const char *v) {
+    int *p = dst;
+    if (!strcmp(v, "auto")) *p = LMF_LOSS_AUTO;
+    else if (!strcmp(v, "fused")) *p = LMF_LOSS_FUSED;
+    else if (!strcmp(v, "logits")) *p = LMF_LOSS_LOGITS;
+    else return lmf_fail(LMF_ERR_ARG, "%s: '%s' is not auto, fused or logits", flag, v);
+    return LMF_OK;
+}
 static void on_signal(int sig) {
     (void)sig;
     stop_requested = 1;
@@ -59,6 +67,10 @@ int cmd_finetune(int argc, char **argv) {
                 .def = "auto", .fn = parse_precision),
         CLI_OPT(NULL, "--packing", CLI_BOOL, &c.packing, NULL,
                 "several examples per row, attention kept inside each (default: one per row, padded)"),
+        CLI_OPT(NULL, "--loss", CLI_FN, &c.loss, "HOW",
+                "the head's cross-entropy: fused (over vocabulary slabs, never batch x seq x vocabulary logits; "
+                "prompt and padding tokens skip the head) or logits (kept whole); auto: fused, a resumed run keeps "
+                "its own", .def = "auto", .fn = parse_loss),
         CLI_OPT(NULL, "--batch-size", CLI_INT, &c.batch_size, "B", "examples per micro-batch", .lo = 1),
         CLI_OPT(NULL, "--seq-len", CLI_INT, &c.seq_len, "T", "tokens per example at most", .lo = 1),
         CLI_OPT(NULL, "--grad-accum", CLI_INT, &c.grad_accum, "K", "micro-batches per step", .lo = 1),

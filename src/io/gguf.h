@@ -153,9 +153,11 @@ void lmf_gguf_writer_set_arr(lmf_gguf_writer *w, const char *key, lmf_gguf_type 
                              uint64_t n);
 void lmf_gguf_writer_add_tensor(lmf_gguf_writer *w, const char *name, lmf_ggml_type type, int n_dims,
                                 const int64_t *ne, const void *data);
-/* A tensor whose bytes are made as the file is written: fill(ctx, dst) writes its nbytes into dst, a buffer that
- * is freed once they are out. A model converted this way never sits whole in memory, only the tensor at hand. */
-typedef void (*lmf_gguf_fill_fn)(void *ctx, void *dst);
+/* A tensor whose bytes are made as the file is written, rows [r0, r0 + n) at a time (a row: ne[0] elements; the
+ * rows run over ne[1] x ne[2] x ne[3]): fill(ctx, dst, r0, n) writes their bytes into dst, a buffer of at most
+ * 16 MiB (or one row) reused for the next rows. A model converted this way never sits whole in memory, nor does its
+ * largest tensor (a 128k-token embedding is 2 GiB in F32): only a few MiB of it at a time. */
+typedef void (*lmf_gguf_fill_fn)(void *ctx, void *dst, uint64_t r0, uint64_t n);
 void lmf_gguf_writer_add_lazy(lmf_gguf_writer *w, const char *name, lmf_ggml_type type, int n_dims,
                               const int64_t *ne, lmf_gguf_fill_fn fill, void *ctx);
 /* The whole file in memory (malloc'd; the caller frees). */

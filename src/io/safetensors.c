@@ -193,6 +193,8 @@ const char *lmf_dtype_name(lmf_dtype dt) {
     return dt >= LMF_DT_F32 && dt <= LMF_DT_U8 ? names[dt] : "?";
 }
 
+#define FILL_BYTES ((size_t)16 << 20)
+
 lmf_status lmf_safetensors_write(const char *path, const lmf_st_out *t, int n, const char *const *meta, int n_meta) {
     cJSON *root = cJSON_CreateObject();
     if (n_meta > 0) {
@@ -230,14 +232,20 @@ lmf_status lmf_safetensors_write(const char *path, const lmf_st_out *t, int n, c
     lmf_status s = lmf_atomic_open(&f, path);
     int ok = s == LMF_OK && fwrite(&hlen, 8, 1, f.f) == 1 && fwrite(header, 1, padded, f.f) == padded;
     for (int i = 0; ok && i < n; i++) {
-        void *own = NULL;
-        const void *d = t[i].data;
-        if (!d) { /* made now */
-            d = own = lmf_xmalloc(sizes[i + 2] ? sizes[i + 2] : 1);
-            t[i].fill(t[i].ctx, own);
+        if (t[i].data) {
+            ok = fwrite(t[i].data, 1, sizes[i + 2], f.f) == sizes[i + 2];
+            continue;
         }
-        ok = fwrite(d, 1, sizes[i + 2], f.f) == sizes[i + 2];
-        free(own);
+        /* made now, FILL_BYTES at a time */
+        uint64_t rows = t[i].ndim ? (uint64_t)t[i].shape[0] : 1;
+        size_t rb = rows ? sizes[i + 2] / rows : 0, per = rb && rb < FILL_BYTES ? FILL_BYTES / rb : 1;
+        char *buf = lmf_xmalloc(rb ? (per < rows ? per : (size_t)rows) * rb : 1);
+        for (uint64_t r0 = 0; ok && r0 < rows; r0 += per) {
+            uint64_t k = rows - r0 < per ? rows - r0 : per;
+            t[i].fill(t[i].ctx, buf, r0, k);
+            ok = fwrite(buf, 1, (size_t)(k * rb), f.f) == k * rb;
+        }
+        free(buf);
     }
     if (s == LMF_OK && !ok) {
         s = lmf_fail(LMF_ERR_IO, "%s: write failed: %s", f.tmp, strerror(errno));

@@ -42,15 +42,16 @@ const char *lmf_dtype_name(lmf_dtype dt); /* "F32", "BF16", ...; "?" for LMF_DT_
 
 /* ---- writer ------------------------------------------------------------------------------------------------------
  * One tensor to write: data (nbytes = product of shape x dtype size) is referenced, not copied; or, data NULL,
- * fill(ctx, dst) makes its bytes as the file is written, in a buffer freed once they are out (a converted model is
- * then never whole in memory). */
+ * fill(ctx, dst, r0, n) makes the bytes of rows [r0, r0 + n) (a row: the dimensions after the first) as the file is
+ * written, into a buffer of at most 16 MiB (or one row) reused for the next rows (a converted model, or its largest
+ * tensor, is then never whole in memory). */
 typedef struct {
     const char *name;
     lmf_dtype dtype;
     int ndim;
     int64_t shape[8];
     const void *data;
-    void (*fill)(void *ctx, void *dst);
+    void (*fill)(void *ctx, void *dst, uint64_t r0, uint64_t n);
     void *ctx;
 } lmf_st_out;
 

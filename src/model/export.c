@@ -128,13 +128,15 @@ static size_t row_bytes(uint32_t type, int n) {
     return (size_t)n / bs * bb;
 }
 
-/* t's rows (output row r = t's row perm[r]) converted to `type` (any lmf_quantize_supported type, ggml's
+/* t's rows [r0, r1) (output row r = t's row perm[r]) converted to `type` (any lmf_quantize_supported type, ggml's
  * rounding), written row after row at dst. */
-static void rows_into(void *dst, uint32_t type, const lmf_wtensor *t, const int *perm, const float *qw) {
+static void rows_into(void *dst, uint32_t type, const lmf_wtensor *t, int r0, int r1, const int *perm,
+                      const float *qw) {
     size_t rb = row_bytes(type, t->cols);
     if (t->type == type) { /* as llama-quantize: a tensor already of its type is copied (imatrix or not) */
-        for (int r = 0; r < t->rows; r++)
-            memcpy((char *)dst + (size_t)r * rb, (const char *)t->data + (size_t)(perm ? perm[r] : r) * t->row_bytes, rb);
+        for (int r = r0; r < r1; r++)
+            memcpy((char *)dst + (size_t)(r - r0) * rb,
+                   (const char *)t->data + (size_t)(perm ? perm[r] : r) * t->row_bytes, rb);
         return;
     }
     /* rows are independent (and a K-quant row costs ~100x a copy): one buffer a thread */
@@ -142,10 +144,10 @@ static void rows_into(void *dst, uint32_t type, const lmf_wtensor *t, const int 
     {
         float *row = lmf_xmalloc((size_t)t->cols * sizeof(float));
 #pragma omp for schedule(static)
-        for (int r = 0; r < t->rows; r++) {
+        for (int r = r0; r < r1; r++) {
             int src = perm ? perm[r] : r;
             lmf_dequant_fast(t->type, (const char *)t->data + (size_t)src * t->row_bytes, row, (size_t)t->cols);
-            lmf_quantize_weighted_fast(type, row, (char *)dst + (size_t)r * rb, (size_t)t->cols, qw);
+            lmf_quantize_weighted_fast(type, row, (char *)dst + (size_t)(r - r0) * rb, (size_t)t->cols, qw);
         }
         free(row);
     }
@@ -365,14 +367,18 @@ typedef struct {
     const lmf_sink *sink;
 } lazy_rows;
 
-static void fill_rows(void *ctx, void *dst) {
+static void fill_rows(void *ctx, void *dst, uint64_t r0, uint64_t n) {
     const lazy_rows *j = ctx;
-    if (j->layer >= 0) /* the conversion is the write: the progress moves with it */
+    if (j->layer >= 0 && r0 == 0) /* the conversion is the write: the progress moves with it */
         lmf_sink_progress(j->sink, LMF_PROGRESS_UPDATE, j->layer + 1, j->n_layer + 1, "layers", NULL);
     uint8_t *at = dst;
-    for (int i = 0; i < j->n; i++) {
-        rows_into(at, j->type, j->t[i], i ? NULL : j->perm, j->qw ? j->qw + (size_t)i * j->qw_step : NULL);
-        at += (size_t)j->t[i]->rows * row_bytes(j->type, j->t[i]->cols);
+    uint64_t base = 0, end = r0 + n; /* matrix i holds the stacked rows [base, base + its rows) */
+    for (int i = 0; i < j->n && base < end; base += (uint64_t)j->t[i]->rows, i++) {
+        uint64_t rows = (uint64_t)j->t[i]->rows, lo = r0 > base ? r0 - base : 0, hi = end - base < rows ? end - base : rows;
+        if (lo >= hi) continue;
+        rows_into(at, j->type, j->t[i], (int)lo, (int)hi, i ? NULL : j->perm,
+                  j->qw ? j->qw + (size_t)i * j->qw_step : NULL);
+        at += (size_t)(hi - lo) * row_bytes(j->type, j->t[i]->cols);
     }
 }
 
@@ -834,35 +840,15 @@ static void put(st_list *s, const char *name, int rows, int cols, const void *da
 }
 
 /* Matrices t[0..n) of one width stacked row-wise (t[0]'s rows in perm's order, or as they are), converted to the
- * export's float type as the file is written (lmf_st_out.fill): the model is never whole in memory twice */
-typedef struct {
-    uint32_t type;
-    int n;
-    const lmf_wtensor **t;
-    const int *perm;
-} st_rows;
-
-static void fill_st_rows(void *ctx, void *dst) {
-    const st_rows *j = ctx;
-    if (j->n == 1) { /* a matrix: the quantizer's float conversion (what a tensor of its own type copies) */
-        rows_into(dst, j->type, j->t[0], j->perm, NULL);
-        return;
-    }
-    uint8_t *at = dst;
-    for (int i = 0; i < j->n; i++) {
-        convert(at, j->type, j->t[i], NULL, 0, 0, 0);
-        at += (size_t)j->t[i]->rows * j->t[i]->cols * type_size(j->type);
-    }
-}
-
+ * export's float type as the file is written (lmf_st_out.fill), as GGUF's lazy tensors are */
 static void put_rows(st_list *s, const char *name, const lmf_wtensor *const *t, int n, const int *perm) {
-    st_rows *j = pool_alloc(&s->P, sizeof *j);
+    lazy_rows *j = pool_alloc(&s->P, sizeof *j);
     j->t = pool_alloc(&s->P, sizeof *j->t * (size_t)n);
     int rows = 0;
     for (int i = 0; i < n; i++) j->t[i] = t[i], rows += t[i]->rows;
-    j->type = s->type, j->n = n, j->perm = perm;
+    j->type = s->type, j->n = n, j->perm = perm, j->layer = -1;
     put(s, name, rows, t[0]->cols, NULL);
-    s->t[s->n - 1].fill = fill_st_rows, s->t[s->n - 1].ctx = j;
+    s->t[s->n - 1].fill = fill_rows, s->t[s->n - 1].ctx = j;
 }
 
 static void put_m(st_list *s, const char *name, const lmf_wtensor *t, const int *perm) { put_rows(s, name, &t, 1, perm); }

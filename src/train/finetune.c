@@ -11,6 +11,7 @@
 #include "io/gguf.h"
 #include "io/checkpoint.h"
 #include "kernels/gemm.h"
+#include "model/head_loss.h"
 #include "model/export.h"
 #include "model/lora.h"
 #include "model/lora_io.h"
@@ -40,7 +41,7 @@ void lmf_finetune_defaults(lmf_finetune_config *c) {
 /* The options that fix the trainable parameters' layout, the data order and the arithmetic: a checkpoint must match
  * them. (bf16, packing and an inline gradient sum add a line each, so the runs without them read the checkpoints
  * written before they existed.) */
-static char *config_text(const lmf_finetune_config *c, const char *targets, int bf16) {
+static char *config_text(const lmf_finetune_config *c, const char *targets, int bf16, int fused) {
     char *t = lmf_xmalloc(2048);
     int n = snprintf(t, 2048,
              "finetune = 1\nmodel = %s\nfull = %d\nlora_r = %d\nlora_alpha = %.9g\nlora_dropout = %.9g\n"
@@ -49,7 +50,8 @@ static char *config_text(const lmf_finetune_config *c, const char *targets, int 
              c->full ? "" : targets, c->batch_size, c->seq_len, c->grad_accum, (unsigned long long)c->seed);
     if (bf16 && n > 0 && n < 2000) n += snprintf(t + n, 2048 - (size_t)n, "precision = bf16\n");
     if (c->packing && n > 0 && n < 2000) n += snprintf(t + n, 2048 - (size_t)n, "packing = 1\n");
-    if (c->grad_sum_inline && n > 0 && n < 2000) snprintf(t + n, 2048 - (size_t)n, "grad_sum = inline\n");
+    if (c->grad_sum_inline && n > 0 && n < 2000) n += snprintf(t + n, 2048 - (size_t)n, "grad_sum = inline\n");
+    if (fused && n > 0 && n < 2000) snprintf(t + n, 2048 - (size_t)n, "loss = fused\n");
     return t;
 }
 
@@ -105,7 +107,7 @@ static lmf_status evaluate(lmf_model *m, lmf_lora *lora, const lmf_sft_data *val
         size_t i = j * (size_t)B;
         for (int b = 0; b < B; b++) rows[b] = i + (size_t)b < val->n ? i + (size_t)b : SIZE_MAX;
         size_t n = lmf_sft_batch(val, rows, B, T, tok, tg);
-        if (n) part[2 * j] = (double)lmf_model_forward(m, tok, tg, B, T) * (double)n, part[2 * j + 1] = (double)n;
+        if (n) part[2 * j] = (double)lmf_model_eval_loss(m, tok, tg, B, T) * (double)n, part[2 * j + 1] = (double)n;
     }
     if (lora) lora->dropout = dropout;
     lmf_status s = lmf_comm_allreduce_sum_f64(comm, part, 2 * nb);
@@ -212,7 +214,8 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     if ((s = lmf_mkdir_p(c->out_dir)) != LMF_OK) goto done;
     if ((s = lmf_weights_load(c->model, &w)) != LMF_OK) goto done;
     const char *targets = c->lora_targets ? c->lora_targets : lmf_lora_default_targets(&w->cfg);
-    text = config_text(c, targets, bf16);
+    int fused = c->loss != LMF_LOSS_LOGITS;
+    text = config_text(c, targets, bf16, fused);
     if (T > w->cfg.max_seq_len) T = w->cfg.max_seq_len;
     if ((s = lmf_sft_vocab_from_weights(w, &voc)) != LMF_OK) goto done;
     if (c->chat_template && (s = lmf_sft_vocab_set_template(&voc, w, c->chat_template)) != LMF_OK) goto done;
@@ -227,7 +230,10 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
 
     { /* refuse what cannot fit before allocating it (a LoRA model holds no parameters of its own: an over-count) */
         double P = lmf_param_count(&w->cfg), have = lmf_mem_physical();
-        double need = lmf_model_bytes(&w->cfg, B, T, c->full) + (c->full ? 2.0 * P * sizeof(float) : 0.0);
+        double need = lmf_model_bytes(&w->cfg, B, T, c->full) + (c->full ? 2.0 * P * sizeof(float) : 0.0), N = B * T;
+        if (fused) /* the slabs' buffers instead of the logits */
+            need += lmf_head_loss_bytes(&w->cfg, N, w->lm_head.type != LMF_GGML_F32 && !c->full) -
+                    N * w->cfg.vocab_size * sizeof(float);
         int here = D > 1 ? lmf_comm_local_size() : 1; /* this host's ranks each hold a whole copy */
         if (have > 0 && need * here > have) {
             s = lmf_fail(LMF_ERR_ARG, "finetune: this run needs about %.1f GiB of memory (%s at batch %d x seq %d%s) "
@@ -280,14 +286,17 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         if (!lead && (s = lmf_checkpoint_load_latest(c->out_dir, 1, &ck, note, sizeof note)) != LMF_OK) goto done;
         const char *ckp = ck.path;
         if (note[0]) lmf_sink_logf(out, LMF_LOG_WARN, "skipped damaged checkpoint: %s; resuming from %s", note, ckp);
-        if (!same_text(ck.config_text, text) && c->precision == LMF_PRECISION_AUTO) {
-            char *other = config_text(c, targets, !bf16); /* a resumed run keeps the precision it started with */
-            if (same_text(ck.config_text, other)) free(text), text = other, other = NULL, bf16 = !bf16;
+        /* a resumed run keeps the precision and the loss it started with where this one left them to auto */
+        for (int k = 1; k < 4 && !same_text(ck.config_text, text); k++) {
+            int b = k & 1 ? !bf16 : bf16, f = k & 2 ? !fused : fused;
+            if ((b != bf16 && c->precision != LMF_PRECISION_AUTO) || (f != fused && c->loss != LMF_LOSS_AUTO)) continue;
+            char *other = config_text(c, targets, b, f);
+            if (same_text(ck.config_text, other)) free(text), text = other, other = NULL, bf16 = b, fused = f;
             free(other);
         }
         if (!same_text(ck.config_text, text) || ck.num_params != m->num_params)
             s = lmf_fail(LMF_ERR_MISMATCH, "%s: written by a fine-tuning run with other options (model, LoRA shape, "
-                         "batch, seed, precision or packing) than this one", ckp);
+                         "batch, seed, precision, packing or loss) than this one", ckp);
         else if (ck.step > (uint64_t)max_steps) /* the data position is replayed batch by batch: bound it first */
             s = lmf_fail(LMF_ERR_MISMATCH, "%s: header field step = %llu is past this run's %d steps", ckp,
                          (unsigned long long)ck.step, max_steps);
@@ -309,6 +318,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         if (s != LMF_OK) goto done;
     }
     lmf_model_set_bf16(m, bf16);
+    lmf_model_set_fused_loss(m, fused);
     { /* what the run holds, the bound on peak memory (the base file is mapped; full runs also copy it) */
         double mib = 1.0 / (1 << 20), params = 2.0 * sizeof(float) * m->num_params * mib; /* values + gradients */
         double base = (double)w->file_bytes * mib, acts = (double)m->work_bytes * mib;
@@ -322,6 +332,10 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     }
     lmf_sink_logf(out, LMF_LOG_INFO, "finetune: %s products in %s (%s)", c->full ? "linear" : "frozen base",
                   bf16 ? "bf16" : "fp32", lmf_sgemm_bf16_note());
+    if (fused)
+        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: loss over vocabulary slabs of %d rows (no %d x %d x %d logits)",
+                      m->hl->slab, B, T, w->cfg.vocab_size);
+    else lmf_sink_logf(out, LMF_LOG_INFO, "finetune: loss over kept logits");
     int stale = lead ? lmf_checkpoint_remove_stale(c->out_dir) : 0;
     if (stale)
         lmf_sink_logf(out, LMF_LOG_WARN, "%s: removed %d unfinished checkpoint file%s (*.lmfc.tmp) of an interrupted "
@@ -392,6 +406,9 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         lmf_sink_logf(out, LMF_LOG_INFO, "validation loss after fine-tuning: %.4f", val_loss);
     }
     if (!lead) goto done; /* the result is rank 0's to write */
+    /* done with the moments and the micro-batches' sums: the export's buffers come on top of less */
+    lmf_adamw_free(&opt);
+    lmf_grad_sum_free(&gsum);
     if (!c->full) { /* the adapters as PEFT loads them, and as llama.cpp's --lora loads them */
         snprintf(path, sizeof path, "%s/adapter", c->out_dir);
         if ((s = lmf_lora_save_peft(lora, &w->cfg, c->model, path)) != LMF_OK) goto done;

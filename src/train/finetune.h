@@ -42,6 +42,7 @@ typedef struct {
     const char *chat_template;  /* a Jinja file to render {"messages"} data with instead of the model's, or NULL */
     int precision;              /* LMF_PRECISION_*: LoRA's frozen-base products, or full fine-tuning's every product */
     int packing;                /* several examples per row (attention kept inside each), else one per row, padded */
+    int loss;                   /* LMF_LOSS_*: the head's cross-entropy over vocabulary slabs or over kept logits */
     int threads;                /* 0: the cores (under mpirun, this host's ranks share them) */
     const char *comm;           /* "auto" (NULL), "self" or "mpi": data parallel over the ranks mpirun started */
     int overlap_grad_reduce;    /* data parallel: each layer's gradients exchanged while the backward goes on */
@@ -52,6 +53,9 @@ typedef struct {
 /* AUTO: bf16 where this CPU runs bf16 products faster than fp32 (lmf_sgemm_bf16_pays), else fp32; a resumed run
  * keeps the precision it started with. */
 enum { LMF_PRECISION_AUTO = 0, LMF_PRECISION_FP32 = 1, LMF_PRECISION_BF16 = 2 };
+/* AUTO: FUSED (lmf_model_set_fused_loss: no batch x seq x vocabulary logits), but a resumed run keeps the loss it
+ * started with (a checkpoint written before the choice existed: LOGITS). */
+enum { LMF_LOSS_AUTO = 0, LMF_LOSS_FUSED = 1, LMF_LOSS_LOGITS = 2 };
 
 /* Defaults: LoRA r 16, alpha 32, dropout 0.1 on PEFT's default modules (q_proj,v_proj: the fine-tuning issue's
  * recipe; gpt2 c_attn, phi3 qkv_proj), B 4, T 512, lr 2e-4,
