@@ -2,7 +2,8 @@
 # `lmforge finetune` end to end on the tiny Hugging Face gpt2 fixture (it carries a tokenizer): LoRA on supervised
 # prompt/completion JSONL lowers the validation loss and writes a PEFT folder and a GGUF adapter that `generate --lora`
 # applies identically; a run resumed from its middle checkpoint ends bit for bit where the uninterrupted run does;
-# --full writes a model.gguf that runs, in bf16 too; bad input is refused naming the file:line or the valid module names;
+# the head's loss over vocabulary slabs (--loss fused) reaches the logits' validation loss, LoRA and --full, and a
+# resumed run keeps its loss; --full writes a model.gguf that runs, in bf16 too; bad input is refused naming the file:line or the valid module names;
 # only the newest --keep-checkpoints checkpoints stay.
 # Usage: cli_finetune.sh path/to/lmforge
 set -uo pipefail
@@ -103,6 +104,13 @@ grep -q "other options" "$dir/p3.log" || fail "packing mismatch message"
 "$LMF" finetune -m "$M" --data "$dir/data.jsonl" --batch-size 2 --seq-len 64 --max-steps 3 --full \
   --out-dir "$dir/full" 2> "$dir/full.log" || { cat "$dir/full.log"; fail "full"; }
 "$LMF" generate -m "$dir/full/model.gguf" -p "$p" -n 4 --temp 0 > /dev/null 2>&1 || fail "full model does not run"
+grep -q "loss over kept logits" "$dir/full.log" || fail "--full: auto did not keep the logits where they fit"
+# a trained head over vocabulary slabs: the same validation loss (to rounding) as over its logits
+"$LMF" finetune -m "$M" --data "$dir/data.jsonl" --batch-size 2 --seq-len 64 --max-steps 3 --full --loss fused \
+  --out-dir "$dir/fullf" 2> "$dir/fullf.log" || { cat "$dir/fullf.log"; fail "full fused"; }
+fv=$(tail -1 "$dir/fullf/metrics.jsonl" | sed 's/.*"val_loss":\([^}]*\)}/\1/')
+lv=$(tail -1 "$dir/full/metrics.jsonl" | sed 's/.*"val_loss":\([^}]*\)}/\1/')
+awk -v a="$fv" -v b="$lv" 'BEGIN{d = a - b; exit !(d * d < 1e-6 * b * b)}' || fail "full: fused $fv vs logits $lv"
 # the run's own checkpoint is that model (its base gives the architecture and tokenizer): the same GGUF bytes, and
 # a LoRA run's checkpoint is refused naming the way to its model
 "$LMF" export "$dir/full" --to gguf -o "$dir/full/again.gguf" > /dev/null 2>&1 || fail "export of the full run"

@@ -69,8 +69,9 @@ int cmd_finetune(int argc, char **argv) {
                 "several examples per row, attention kept inside each (default: one per row, padded)"),
         CLI_OPT(NULL, "--loss", CLI_FN, &c.loss, "HOW",
                 "the head's cross-entropy: fused (over vocabulary slabs, never batch x seq x vocabulary logits; "
-                "prompt and padding tokens skip the head) or logits (kept whole); auto: fused, a resumed run keeps "
-                "its own", .def = "auto", .fn = parse_loss),
+                "prompt and padding tokens skip the head) or logits (kept whole); auto: fused for LoRA, and for "
+                "--full (where fused costs one more head product) logits unless only fused fits in memory; a resumed "
+                "run keeps its own", .def = "auto", .fn = parse_loss),
         CLI_OPT(NULL, "--batch-size", CLI_INT, &c.batch_size, "B", "examples per micro-batch", .lo = 1),
         CLI_OPT(NULL, "--seq-len", CLI_INT, &c.seq_len, "T", "tokens per example at most", .lo = 1),
         CLI_OPT(NULL, "--grad-accum", CLI_INT, &c.grad_accum, "K", "micro-batches per step", .lo = 1),

@@ -93,6 +93,7 @@ int lmf_head_loss_forward(lmf_head_loss *h, const lmf_wtensor *W, const float *x
     int C = h->C, n = 0;
     for (int i = 0; i < N; i++) {
         losses[i] = 0.0f;
+        LMF_CHECK(targets[i] < W->rows);
         if (targets[i] >= 0) h->rows[n] = i, h->t[n++] = targets[i];
     }
     h->n = n, h->grad = grad;

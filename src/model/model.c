@@ -207,7 +207,9 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
     /* committed as written: a model whose loss runs over slabs (lmf_model_set_fused_loss) never touches them */
     float **lp[] = {&a->logits};
     size_t ls[] = {head * N * V};
+    size_t before = m->work_bytes;
     m->logits_memory = carve(lp, ls, 1, &m->work_bytes, 1);
+    m->logits_bytes = m->work_bytes - before;
     /* committed as used: lmf_model_set_bf16 may replace them before any use, and committing both layouts in turn
      * (a bf16 LoRA's q|k|v in fp32 for every layer, then in bf16) passed finetune's announced peak by 3% */
     carve_inputs(m, training && owner && owner->bf16, 1);
@@ -350,7 +352,7 @@ const float *lmf_model_logits(const lmf_model *m) { return m->fused ? NULL : m->
 void lmf_model_set_fused_loss(lmf_model *m, int on) {
     LMF_CHECK(m->act_l1 == m->cfg.n_layer || !on); /* the head's stage */
     if (!on == !m->hl) return;
-    size_t logits = sizeof(float) * (size_t)m->max_batch * m->max_seq * (size_t)m->cfg.vocab_size;
+    size_t logits = m->logits_bytes;
     if (on) {
         m->hl = lmf_head_loss_create(&m->cfg, m->max_batch * m->max_seq, m->w->lm_head.type != LMF_GGML_F32);
         m->work_bytes += m->hl->bytes - logits; /* the logits' pages stay untouched */
@@ -933,7 +935,7 @@ float lmf_model_forward_layers(lmf_model *m, const int32_t *tokens, const int32_
     LMF_CHECK(l0 == 0 || (x_in && (sums || !m->cfg.n_expert)));
     LMF_CHECK(!m->lora || (l0 == 0 && l1 == m->cfg.n_layer));
     dims d = dims_of(&m->cfg, B, T);
-    for (int i = 0; i < d.N; i++) LMF_CHECK(tokens[i] >= 0 && tokens[i] < d.V);
+    for (int i = 0; i < d.N; i++) LMF_CHECK(tokens[i] >= 0 && tokens[i] < d.V && (!targets || targets[i] < d.V));
     m->B = B, m->T = T;
     memcpy(m->tokens, tokens, sizeof(int32_t) * d.N);
     m->has_targets = targets != NULL;

@@ -173,6 +173,7 @@ struct lmf_model {
     int fused;
     int no_grad;       /* lmf_model_eval_loss's forward: no backward follows */
     float *logits_memory;
+    size_t logits_bytes;
 
     int B, T;          /* shape of the last forward */
     int32_t *tokens;   /* (maxB*maxT) copies of the last forward's inputs */

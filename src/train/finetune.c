@@ -55,6 +55,17 @@ static char *config_text(const lmf_finetune_config *c, const char *targets, int 
     return t;
 }
 
+/* The memory a run will hold at batch B x T (a LoRA model holds no parameters of its own: an over-count), with
+ * the head's loss over slabs (fused) or over kept logits. */
+static double run_bytes(const lmf_finetune_config *c, const lmf_weights *w, int B, int T, int fused) {
+    double P = lmf_param_count(&w->cfg), N = (double)B * T;
+    double need = lmf_model_bytes(&w->cfg, B, T, c->full) + (c->full ? 2.0 * P * sizeof(float) : 0.0);
+    if (fused) /* the slabs' buffers instead of the logits */
+        need += lmf_head_loss_bytes(&w->cfg, N, w->lm_head.type != LMF_GGML_F32 && !c->full) -
+                N * w->cfg.vocab_size * sizeof(float);
+    return need;
+}
+
 /* Whether a checkpoint's config text (padded with newlines to 8 bytes) is ours. */
 static int same_text(const char *saved, const char *ours) {
     size_t n = strlen(ours);
@@ -214,9 +225,15 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     if ((s = lmf_mkdir_p(c->out_dir)) != LMF_OK) goto done;
     if ((s = lmf_weights_load(c->model, &w)) != LMF_OK) goto done;
     const char *targets = c->lora_targets ? c->lora_targets : lmf_lora_default_targets(&w->cfg);
-    int fused = c->loss != LMF_LOSS_LOGITS;
-    text = config_text(c, targets, bf16, fused);
     if (T > w->cfg.max_seq_len) T = w->cfg.max_seq_len;
+    double have = lmf_mem_physical(), need[2] = {run_bytes(c, w, B, T, 0), run_bytes(c, w, B, T, 1)};
+    int here = D > 1 ? lmf_comm_local_size() : 1; /* this host's ranks each hold a whole copy */
+    /* auto: fused under LoRA (a frozen head costs the same products); --full keeps the logits (its fused head makes
+     * them once more for the weight gradient) where the run fits with them. Every rank takes rank 0's choice. */
+    int fused = c->loss == LMF_LOSS_FUSED ||
+                (c->loss == LMF_LOSS_AUTO && (!c->full || (have > 0 && need[0] * here > have)));
+    if (D > 1 && (s = lmf_comm_broadcast(comm, &fused, sizeof fused, 0)) != LMF_OK) goto done;
+    text = config_text(c, targets, bf16, fused);
     if ((s = lmf_sft_vocab_from_weights(w, &voc)) != LMF_OK) goto done;
     if (c->chat_template && (s = lmf_sft_vocab_set_template(&voc, w, c->chat_template)) != LMF_OK) goto done;
     lmf_sft_options so = {.max_tokens = T, .refuse_long = c->refuse_long, .train_on_prompt = c->train_on_prompt};
@@ -228,20 +245,13 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                   "%zu dropped), %zu validation", train.n, train.stats.n_tokens, train.stats.n_loss_tokens,
                   train.stats.n_truncated, train.stats.n_dropped, val.n);
 
-    { /* refuse what cannot fit before allocating it (a LoRA model holds no parameters of its own: an over-count) */
-        double P = lmf_param_count(&w->cfg), have = lmf_mem_physical();
-        double need = lmf_model_bytes(&w->cfg, B, T, c->full) + (c->full ? 2.0 * P * sizeof(float) : 0.0), N = B * T;
-        if (fused) /* the slabs' buffers instead of the logits */
-            need += lmf_head_loss_bytes(&w->cfg, N, w->lm_head.type != LMF_GGML_F32 && !c->full) -
-                    N * w->cfg.vocab_size * sizeof(float);
-        int here = D > 1 ? lmf_comm_local_size() : 1; /* this host's ranks each hold a whole copy */
-        if (have > 0 && need * here > have) {
-            s = lmf_fail(LMF_ERR_ARG, "finetune: this run needs about %.1f GiB of memory (%s at batch %d x seq %d%s) "
-                         "but the machine has %.1f GiB: reduce --batch-size or --seq-len", need * here / 1073741824.0,
-                         c->full ? "weights, gradients, AdamW moments and activations" : "activations", B, T,
-                         here > 1 ? ", for each of this host's ranks" : "", have / 1073741824.0);
-            goto done;
-        }
+    if (have > 0 && need[fused] * here > have) { /* refuse what cannot fit before allocating it */
+        s = lmf_fail(LMF_ERR_ARG, "finetune: this run needs about %.1f GiB of memory (%s at batch %d x seq %d%s) "
+                     "but the machine has %.1f GiB: reduce --batch-size or --seq-len%s", need[fused] * here /
+                     1073741824.0, c->full ? "weights, gradients, AdamW moments and activations" : "activations", B,
+                     T, here > 1 ? ", for each of this host's ranks" : "", have / 1073741824.0,
+                     fused ? "" : ", or let --loss fused drop the logits");
+        goto done;
     }
     if (c->full) {
         s = lmf_model_from_weights(w, B, T, 1, &m);

@@ -53,7 +53,8 @@ typedef struct {
 /* AUTO: bf16 where this CPU runs bf16 products faster than fp32 (lmf_sgemm_bf16_pays), else fp32; a resumed run
  * keeps the precision it started with. */
 enum { LMF_PRECISION_AUTO = 0, LMF_PRECISION_FP32 = 1, LMF_PRECISION_BF16 = 2 };
-/* AUTO: FUSED (lmf_model_set_fused_loss: no batch x seq x vocabulary logits), but a resumed run keeps the loss it
+/* FUSED: lmf_model_set_fused_loss (no batch x seq x vocabulary logits). AUTO: FUSED under LoRA; --full keeps the
+ * LOGITS (one head product fewer) unless the run would not fit in memory with them. A resumed run keeps the loss it
  * started with (a checkpoint written before the choice existed: LOGITS). */
 enum { LMF_LOSS_AUTO = 0, LMF_LOSS_FUSED = 1, LMF_LOSS_LOGITS = 2 };
 
