@@ -45,35 +45,35 @@ cmp "$dir/a/ckpt-00000020.lmfc" "$dir/b/ckpt-00000020.lmfc" || fail "resumed run
 "$LMF" finetune "${common[@]}" --lora-r 8 --out-dir "$dir/b" --resume 2> "$dir/c.log" && fail "mismatched resume"
 grep -q "other options" "$dir/c.log" || fail "mismatched resume message"
 
-# 3b. bf16 products for the frozen base (forced: auto picks them only where they are faster): a resumed run keeps
-# them without being told, bit for bit; asking for fp32 on it is a mismatch
-"$LMF" finetune "${common[@]}" --precision bf16 --out-dir "$dir/h" 2> "$dir/h.log" || { cat "$dir/h.log"; fail "bf16"; }
-grep -q "frozen base products in bf16" "$dir/h.log" || fail "bf16 not reported"
-mkdir "$dir/h2" && cp "$dir/h/ckpt-00000010.lmfc" "$dir/h2/"
-"$LMF" finetune "${common[@]}" --out-dir "$dir/h2" --resume 2> "$dir/h2.log" || { cat "$dir/h2.log"; fail "bf16 resume"; }
-grep -q "frozen base products in bf16" "$dir/h2.log" || fail "resumed run did not keep bf16"
-cmp "$dir/h/ckpt-00000020.lmfc" "$dir/h2/ckpt-00000020.lmfc" || fail "resumed bf16 run differs"
-"$LMF" finetune "${common[@]}" --precision fp32 --out-dir "$dir/h2" --resume 2> "$dir/h3.log" && fail "fp32 on bf16"
-grep -q "other options" "$dir/h3.log" || fail "precision mismatch message"
-"$LMF" finetune "${common[@]}" --precision half --out-dir "$dir/x" 2> "$dir/h4.log" && fail "--precision half"
-grep -q "not auto, bf16 or fp32" "$dir/h4.log" || fail "--precision message"
-
-# 3c. the head's loss: fused (over vocabulary slabs, the default) or logits (kept whole) reach the same validation
-# loss; a run resumed without --loss keeps the one it started with, bit for bit; asking for the other is a mismatch
-"$LMF" finetune "${common[@]}" --loss logits --out-dir "$dir/l" 2> "$dir/l.log" || { cat "$dir/l.log"; fail "logits"; }
-grep -q "loss over kept logits" "$dir/l.log" || fail "logits not reported"
+# 3b / 3c. An option a resumed run keeps without being told: run X (20 steps) with option $2 (it reports $3), then
+# resume X's middle checkpoint without it: the same report and the final checkpoint bit for bit; asking for the
+# other value $4 on it is a mismatch, and the bad value $5 is refused with the message $6.
+kept() {
+  local x=$1 flag=${2% *} value=${2#* }
+  "$LMF" finetune "${common[@]}" "$flag" "$value" --out-dir "$dir/$x" 2> "$dir/$x.log" || { cat "$dir/$x.log"; fail "$x"; }
+  grep -q "$3" "$dir/$x.log" || fail "$x: not reported"
+  mkdir "$dir/${x}2" && cp "$dir/$x/ckpt-00000010.lmfc" "$dir/${x}2/"
+  "$LMF" finetune "${common[@]}" --out-dir "$dir/${x}2" --resume 2> "$dir/${x}2.log" || { cat "$dir/${x}2.log"; fail "$x resume"; }
+  grep -q "$3" "$dir/${x}2.log" || fail "$x: the resumed run did not keep $2"
+  cmp "$dir/$x/ckpt-00000020.lmfc" "$dir/${x}2/ckpt-00000020.lmfc" || fail "$x: the resumed run differs"
+  "$LMF" finetune "${common[@]}" "$flag" "$4" --out-dir "$dir/${x}2" --resume 2> "$dir/${x}3.log" && fail "$x: $4 on it"
+  grep -q "other options" "$dir/${x}3.log" || fail "$x: mismatch message"
+  "$LMF" finetune "${common[@]}" "$flag" "$5" --out-dir "$dir/x" 2> "$dir/${x}4.log" && fail "$flag $5"
+  grep -q "$6" "$dir/${x}4.log" || fail "$flag message"
+}
+# 3b. bf16 products for the frozen base (forced: auto picks them only where they are faster)
+kept h "--precision bf16" "frozen base products in bf16" fp32 half "not auto, bf16 or fp32"
+# 3c. the head's loss: fused (over vocabulary slabs, the default) or logits (kept whole) reach the same validation loss
+kept l "--loss logits" "loss over kept logits" fused half "not auto, fused or logits"
 grep -q "loss over vocabulary slabs" "$dir/a.log" || fail "fused not reported"
-fv=$(tail -1 "$dir/a/metrics.jsonl" | sed 's/.*"val_loss":\([^}]*\)}/\1/')
-lv=$(tail -1 "$dir/l/metrics.jsonl" | sed 's/.*"val_loss":\([^}]*\)}/\1/')
-awk -v a="$fv" -v b="$lv" 'BEGIN{d = a - b; exit !(d * d < 1e-6 * b * b)}' || fail "fused $fv vs logits $lv"
-mkdir "$dir/l2" && cp "$dir/l/ckpt-00000010.lmfc" "$dir/l2/"
-"$LMF" finetune "${common[@]}" --out-dir "$dir/l2" --resume 2> "$dir/l2.log" || { cat "$dir/l2.log"; fail "logits resume"; }
-grep -q "loss over kept logits" "$dir/l2.log" || fail "resumed run did not keep the logits"
-cmp "$dir/l/ckpt-00000020.lmfc" "$dir/l2/ckpt-00000020.lmfc" || fail "resumed logits run differs"
-"$LMF" finetune "${common[@]}" --loss fused --out-dir "$dir/l2" --resume 2> "$dir/l3.log" && fail "fused on logits"
-grep -q "or loss) than this one" "$dir/l3.log" || fail "loss mismatch message"
-"$LMF" finetune "${common[@]}" --loss half --out-dir "$dir/x" 2> "$dir/l4.log" && fail "--loss half"
-grep -q "not auto, fused or logits" "$dir/l4.log" || fail "--loss message"
+# the last validation losses of runs $1 and $2 agree to 1e-3
+same_val() {
+  local u v
+  u=$(tail -1 "$dir/$1/metrics.jsonl" | sed 's/.*"val_loss":\([^}]*\)}/\1/')
+  v=$(tail -1 "$dir/$2/metrics.jsonl" | sed 's/.*"val_loss":\([^}]*\)}/\1/')
+  awk -v a="$u" -v b="$v" 'BEGIN{d = a - b; exit !(d * d < 1e-6 * b * b)}' || fail "$1 $u vs $2 $v"
+}
+same_val a l
 
 # 3d. three micro-batches a step, their gradients added in one tree (train/grad_sum.h: LoRA copies a waiting one
 # out, --full moves the gradient views) or inline: a resumed run ends bit for bit where the uninterrupted one does;
@@ -108,9 +108,7 @@ grep -q "loss over kept logits" "$dir/full.log" || fail "--full: auto did not ke
 # a trained head over vocabulary slabs: the same validation loss (to rounding) as over its logits
 "$LMF" finetune -m "$M" --data "$dir/data.jsonl" --batch-size 2 --seq-len 64 --max-steps 3 --full --loss fused \
   --out-dir "$dir/fullf" 2> "$dir/fullf.log" || { cat "$dir/fullf.log"; fail "full fused"; }
-fv=$(tail -1 "$dir/fullf/metrics.jsonl" | sed 's/.*"val_loss":\([^}]*\)}/\1/')
-lv=$(tail -1 "$dir/full/metrics.jsonl" | sed 's/.*"val_loss":\([^}]*\)}/\1/')
-awk -v a="$fv" -v b="$lv" 'BEGIN{d = a - b; exit !(d * d < 1e-6 * b * b)}' || fail "full: fused $fv vs logits $lv"
+same_val fullf full
 # the run's own checkpoint is that model (its base gives the architecture and tokenizer): the same GGUF bytes, and
 # a LoRA run's checkpoint is refused naming the way to its model
 "$LMF" export "$dir/full" --to gguf -o "$dir/full/again.gguf" > /dev/null 2>&1 || fail "export of the full run"

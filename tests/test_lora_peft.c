@@ -297,6 +297,28 @@ static void check_inference(const lmf_weights *w, lmf_lora *lo, const int32_t *t
     }
 }
 
+/* The twin's checks on model m over adapters lo (gr: a copy to write gradients through): logits (where m keeps them),
+ * loss, every adapter gradient (through lmforge's PEFT writer, the layout back) and 10 AdamW steps against PEFT's. */
+static void twin_train(lmf_model *m, lmf_lora *lo, lmf_lora *gr, const lmf_weights *w, const lmf_safetensors *ex,
+                       const int32_t *tok, const int32_t *tg, int B, int T, const char *dir, const char *name) {
+    int V = w->cfg.vocab_size;
+    lmf_model_zero_grad(m);
+    float loss = lmf_model_forward(m, tok, tg, B, T);
+    char what[160];
+    snprintf(what, sizeof what, "%s logits", name);
+    if (lmf_model_logits(m)) check(what, lmf_model_logits(m), tensor(ex, "logits", (size_t)B * T * V), (size_t)B * T * V);
+    const float *want_loss = tensor(ex, "loss", 1);
+    if (fabs(loss - want_loss[0]) > TOL * fabs(want_loss[0]))
+        fail_msg("%s loss %.7g, PEFT %.7g", name, loss, want_loss[0]);
+    lmf_model_backward(m, 1.0f);
+    memcpy(gr->params, lo->grads, lo->n_params * sizeof(float));
+    assert_int_equal(lmf_lora_save_peft(gr, &w->cfg, NULL, dir), LMF_OK);
+    check_folder(dir, ex, "grad.");
+    peft_steps(m, tok, tg, B, T, tensor(ex, "train.losses", 10), name);
+    assert_int_equal(lmf_lora_save_peft(lo, &w->cfg, NULL, dir), LMF_OK);
+    check_folder(dir, ex, "final.");
+}
+
 /* PEFT's all-linear adapter over a MoE (fixture folder lora/NAME over the base folder), read by lmforge's PEFT reader
  * (key names, nesting, interleaved B, rank_pattern, full module paths), then as run() does; the gradients and final
  * values are compared through lmforge's PEFT writer (the same layout back); then check_inference. */
@@ -324,20 +346,7 @@ static void all_linear_twin(const char *base, const char *name, int n_mod, const
     assert_non_null(mkdtemp(dir));
     lmf_model *m;
     assert_int_equal(lmf_model_create_lora(w, lo, B, T, &m), LMF_OK);
-    lmf_model_zero_grad(m);
-    float loss = lmf_model_forward(m, tok, tg, B, T);
-    snprintf(path, sizeof path, "%s logits", name);
-    check(path, lmf_model_logits(m), tensor(ex, "logits", (size_t)B * T * V), (size_t)B * T * V);
-    const float *want_loss = tensor(ex, "loss", 1);
-    if (fabs(loss - want_loss[0]) > TOL * fabs(want_loss[0]))
-        fail_msg("%s loss %.7g, PEFT %.7g", name, loss, want_loss[0]);
-    lmf_model_backward(m, 1.0f);
-    memcpy(gr->params, lo->grads, lo->n_params * sizeof(float));
-    assert_int_equal(lmf_lora_save_peft(gr, &w->cfg, NULL, dir), LMF_OK);
-    check_folder(dir, ex, "grad.");
-    peft_steps(m, tok, tg, B, T, tensor(ex, "train.losses", 10), name);
-    assert_int_equal(lmf_lora_save_peft(lo, &w->cfg, NULL, dir), LMF_OK);
-    check_folder(dir, ex, "final.");
+    twin_train(m, lo, gr, w, ex, tok, tg, B, T, dir, name);
     lmf_model_forward(m, tok, NULL, B, T);
     float *ref = malloc(sizeof(float) * (size_t)B * T * V);
     memcpy(ref, lmf_model_logits(m), sizeof(float) * (size_t)B * T * V);
@@ -354,17 +363,7 @@ static void all_linear_twin(const char *base, const char *name, int n_mod, const
     assert_int_equal(lmf_model_create_lora(w, fz, B, T, &mf), LMF_OK);
     lmf_model_set_fused_loss(mf, 1);
     mf->hl->slab = 40;
-    lmf_model_zero_grad(mf);
-    loss = lmf_model_forward(mf, tok, tg, B, T);
-    if (fabs(loss - want_loss[0]) > TOL * fabs(want_loss[0]))
-        fail_msg("%s fused loss %.7g, PEFT %.7g", name, loss, want_loss[0]);
-    lmf_model_backward(mf, 1.0f);
-    memcpy(gr->params, fz->grads, fz->n_params * sizeof(float));
-    assert_int_equal(lmf_lora_save_peft(gr, &w->cfg, NULL, dir), LMF_OK);
-    check_folder(dir, ex, "grad.");
-    peft_steps(mf, tok, tg, B, T, tensor(ex, "train.losses", 10), name);
-    assert_int_equal(lmf_lora_save_peft(fz, &w->cfg, NULL, dir), LMF_OK);
-    check_folder(dir, ex, "final.");
+    twin_train(mf, fz, gr, w, ex, tok, tg, B, T, dir, name);
     printf("%s, the loss over %d slabs: loss, adapter gradients, 10 AdamW steps equal PEFT's (worst so far %.2g)\n",
            name, (V + 39) / 40, WORST);
     lmf_model_free(mf);

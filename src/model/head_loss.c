@@ -72,19 +72,28 @@ typedef struct {
     int bf16;
 } slab_ctx;
 
-/* the forward's slab: each row's logits capped, its target's logit picked, its log-sum-exp carried on and (grad)
- * the slab's weights for d */
-static void forward_slab(void *vc, int r0, int nr, float *out) {
+/* A slab's logits, each row capped. The forward (no dW): the target's logit picked, the log-sum-exp carried on and
+ * (grad) the slab's weights for d. The backward: d(loss) / d(logits) from the forward's log-sum-exps, then the
+ * slab's rows of dW. */
+static void visit_slab(void *vc, int r0, int nr, float *out) {
     slab_ctx *c = vc;
     lmf_head_loss *h = c->h;
     const lmf_vec_ops *v = lmf_vec();
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < h->n; k++) {
         float *z = out + (size_t)k * nr;
+        int t = h->t[k] >= r0 && h->t[k] < r0 + nr ? h->t[k] - r0 : -1;
         if (c->cap) v->softcap(z, nr, 1.0f, c->cap);
-        if (h->t[k] >= r0 && h->t[k] < r0 + nr) h->tz[k] = z[h->t[k] - r0];
+        if (c->dW) {
+            lmf_crossentropy_backward_row(z, nr, h->lse[k], t, c->scale, c->cap);
+            continue;
+        }
+        if (t >= 0) h->tz[k] = z[t];
         lmf_crossentropy_slab_row(z, nr, &h->lse[k], c->grad ? h->d + (size_t)k * h->C : NULL, h->C, c->cap);
     }
+    if (c->dW)
+        (c->bf16 ? lmf_sgemm_bf16 : lmf_sgemm)(1, 0, nr, h->C, h->n, out, nr, h->x, h->C, c->beta,
+                                               c->dW + (size_t)r0 * h->C, h->C);
 }
 
 int lmf_head_loss_forward(lmf_head_loss *h, const lmf_wtensor *W, const float *x, const int32_t *targets, int N,
@@ -105,7 +114,7 @@ int lmf_head_loss_forward(lmf_head_loss *h, const lmf_wtensor *W, const float *x
     }
     if (grad) memset(h->d, 0, sizeof(float) * (size_t)n * C);
     slab_ctx c = {.h = h, .cap = cap, .grad = grad};
-    lmf_block_linear_slabs(W, h->x, C, n, h->out, h->slab, h->dq, grad ? h->d : NULL, C, bf16, forward_slab, &c);
+    lmf_block_linear_slabs(W, h->x, C, n, h->out, h->slab, h->dq, grad ? h->d : NULL, C, bf16, visit_slab, &c);
 #pragma omp parallel
     {
         float *wt = grad ? lmf_xmalloc(sizeof(float) * (size_t)C) : NULL;
@@ -135,22 +144,6 @@ void lmf_head_loss_dinput(const lmf_head_loss *h, float *dx, int N, float scale)
     }
 }
 
-/* the backward's slab: d(loss) / d(logits) from the forward's log-sum-exps, then this slab's rows of dW */
-static void weight_slab(void *vc, int r0, int nr, float *out) {
-    slab_ctx *c = vc;
-    lmf_head_loss *h = c->h;
-    const lmf_vec_ops *v = lmf_vec();
-#pragma omp parallel for schedule(static)
-    for (int k = 0; k < h->n; k++) {
-        float *z = out + (size_t)k * nr;
-        int t = h->t[k] >= r0 && h->t[k] < r0 + nr ? h->t[k] - r0 : -1;
-        if (c->cap) v->softcap(z, nr, 1.0f, c->cap);
-        lmf_crossentropy_backward_row(z, nr, h->lse[k], t, c->scale, c->cap);
-    }
-    (c->bf16 ? lmf_sgemm_bf16 : lmf_sgemm)(1, 0, nr, h->C, h->n, out, nr, h->x, h->C, c->beta,
-                                           c->dW + (size_t)r0 * h->C, h->C);
-}
-
 void lmf_head_loss_dweight(lmf_head_loss *h, const lmf_wtensor *W, float *dW, float beta, float cap, int bf16,
                            float scale) {
     LMF_CHECK(W->type == LMF_GGML_F32 && W->cols == h->C);
@@ -159,5 +152,5 @@ void lmf_head_loss_dweight(lmf_head_loss *h, const lmf_wtensor *W, float *dW, fl
         return;
     }
     slab_ctx c = {.h = h, .cap = cap, .scale = scale, .dW = dW, .beta = beta, .bf16 = bf16};
-    lmf_block_linear_slabs(W, h->x, h->C, h->n, h->out, h->slab, NULL, NULL, h->C, bf16, weight_slab, &c);
+    lmf_block_linear_slabs(W, h->x, h->C, h->n, h->out, h->slab, NULL, NULL, h->C, bf16, visit_slab, &c);
 }
