@@ -54,6 +54,9 @@ const lmf_opt lmf_train_opts[] = {
     O("precision", LMF_OPT_STR, precision, "schedule",
       "linear and attention products in bf16 (fp32 sums, fp32 master weights; their inputs kept in bf16) or fp32; "
       "auto: bf16 where this CPU runs them faster, as with AMX tiles (a resumed run keeps its own)"),
+    O("loss", LMF_OPT_STR, loss, "schedule",
+      "the head's cross-entropy: logits (kept whole) or fused (over vocabulary slabs: no batch x seq x vocabulary "
+      "logits, one more head product; not with pipeline or tensor parallelism)"),
 };
 const int lmf_train_n_opts = (int)(sizeof lmf_train_opts / sizeof lmf_train_opts[0]);
 
@@ -73,6 +76,7 @@ void lmf_train_config_default(lmf_train_config *c) {
     c->seed = 1337;
     strcpy(c->precision, "auto");
     strcpy(c->grad_sum, "tree");
+    strcpy(c->loss, "logits");
 }
 
 const lmf_opt *lmf_train_opt_find(const char *name) { return lmf_opt_find(lmf_train_opts, lmf_train_n_opts, name); }
@@ -254,6 +258,8 @@ lmf_status lmf_train_config_validate(const lmf_train_config *c) {
             "precision: expected auto, bf16 or fp32, got '%s'", c->precision);
     REQUIRE(!strcmp(c->grad_sum, "tree") || !strcmp(c->grad_sum, "inline"),
             "grad_sum: expected tree or inline, got '%s'", c->grad_sum);
+    REQUIRE(!strcmp(c->loss, "logits") || !strcmp(c->loss, "fused"), "loss: expected logits or fused, got '%s'",
+            c->loss);
     return LMF_OK;
 }
 

@@ -33,6 +33,10 @@ typedef struct {
      * into what the previous micro-batches left, no extra memory, but data-parallel runs then differ from one
      * process in the last bits) */
     char grad_sum[8];
+    /* "logits" or "fused": the head's cross-entropy over kept batch x seq x vocabulary logits, or over vocabulary
+     * slabs (lmf_model_set_fused_loss: their memory gone, one more head product; not with pipeline or tensor
+     * parallelism). A checkpoint without the line: logits. */
+    char loss[8];
 } lmf_train_config;
 
 extern const lmf_opt lmf_train_opts[];
