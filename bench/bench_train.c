@@ -4,7 +4,8 @@
  * Runs 2 warm-up steps then STEPS timed steps of forward + backward + clip + AdamW on random tokens and prints one
  * line: `lmforge ms_per_step=... tok_per_s=... peak_rss_mib=... params=... loss0=... lossN=...`.
  * LMF_BENCH_PRECISION=bf16 runs the linear products in bf16 (`train --precision bf16`; the line says
- * precision=bf16). */
+ * precision=bf16). LMF_BENCH_LOSS=fused runs the head's loss over vocabulary slabs (`train --loss fused`; the line
+ * says loss=fused). */
 #include "lmforge.h"
 #include "model/model.h"
 #include "train/optim.h"
@@ -43,6 +44,8 @@ int main(int argc, char **argv) {
     }
     const char *prec = getenv("LMF_BENCH_PRECISION");
     lmf_model_set_bf16(m, prec && !strcmp(prec, "bf16"));
+    const char *loss_env = getenv("LMF_BENCH_LOSS");
+    lmf_model_set_fused_loss(m, loss_env && !strcmp(loss_env, "fused"));
     lmf_model_init_weights(m, 42);
     lmf_adamw opt;
     lmf_adamw_init(&opt, m->num_params);
@@ -67,8 +70,8 @@ int main(int argc, char **argv) {
     double med = times[steps / 2];
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("lmforge ms_per_step=%.1f tok_per_s=%.1f peak_rss_mib=%.0f params=%zu loss0=%.4f lossN=%.4f%s\n", med * 1e3,
-           B * T / med, ru.ru_maxrss / 1024.0, m->num_params, loss0, loss, m->bf16 ? " precision=bf16" : "");
+    printf("lmforge ms_per_step=%.1f tok_per_s=%.1f peak_rss_mib=%.0f params=%zu loss0=%.4f lossN=%.4f%s%s\n", med * 1e3,
+           B * T / med, ru.ru_maxrss / 1024.0, m->num_params, loss0, loss, m->bf16 ? " precision=bf16" : "", m->hl ? " loss=fused" : "");
     lmf_adamw_free(&opt);
     lmf_model_free(m);
     free(tok), free(times);
