@@ -39,10 +39,24 @@ int lmf_attention_split(int B, int NKV, int G) {
     return n < G ? n : G;
 }
 
+static size_t parts_floats(int B, int T, int NKV, int n, int hs) {
+    return n > 1 ? (size_t)B * NKV * n * 2 * T * hs : 0;
+}
+
 lmf_attention_parts lmf_attention_parts_of(int B, int T, int NKV, int G, int hs) {
     lmf_attention_parts pt = {.n = lmf_attention_split(B, NKV, G), .B = B, .T = T, .NKV = NKV, .hs = hs};
-    if (pt.n > 1) pt.buf = lmf_xmalloc(sizeof(float) * (size_t)B * NKV * pt.n * 2 * T * hs);
+    size_t n = parts_floats(B, T, NKV, pt.n, hs);
+    if (n) pt.buf = lmf_xmalloc(sizeof(float) * n);
     return pt;
+}
+
+size_t lmf_attention_parts_floats_max(int max_batch, int T, int NKV, int G, int hs) {
+    size_t most = 0;
+    for (int b = 1; b <= max_batch; b++) {
+        size_t n = parts_floats(b, T, NKV, lmf_attention_split(b, NKV, G), hs);
+        if (n > most) most = n;
+    }
+    return most;
 }
 
 float *lmf_attention_part_rows(const lmf_attention_parts *pt, int b, int kh, int part, int v) {

@@ -83,6 +83,8 @@ typedef struct {
 lmf_attention_parts lmf_attention_parts_of(int B, int T, int NKV, int G, int hs);
 /* the n of lmf_attention_parts_of: ceil(threads / (B NKV)) parts of the G heads, at most G (1: no split) */
 int lmf_attention_split(int B, int NKV, int G);
+/* The most floats lmf_attention_parts_of allocates for a batch of up to max_batch rows (for memory bounds). */
+size_t lmf_attention_parts_floats_max(int max_batch, int T, int NKV, int G, int hs);
 float *lmf_attention_part_rows(const lmf_attention_parts *pt, int b, int kh, int part, int v);
 void lmf_attention_parts_sum(lmf_attention_parts *pt, float *dqkv, int C, int S);
 /* The _b16 pair's kernel on AMX-BF16 tiles (attention_amx.c; no scratch argument: each thread's own buffers), which

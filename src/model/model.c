@@ -112,6 +112,9 @@ static double model_bytes(const lmf_model_config *cfg, int max_batch, int max_se
     double wide = C > QD ? C : QD;
     double F = cfg->ffn_dim, FF = lmf_act_gated(cfg->act) ? 2 * F : F, V = cfg->vocab_size;
     double att = (double)lmf_attention_scratch_floats(max_seq, omp_get_max_threads()); /* shared by the layers */
+    if (training) /* the backward's per-part K and V gradients, when a group's heads split over the threads */
+        att += (double)lmf_attention_parts_floats_max(max_batch, max_seq, cfg->n_kv_head / tp,
+                                                      cfg->n_head / cfg->n_kv_head, lmf_head_size(cfg));
     double ffn = cfg->n_expert ? 0 : FF + F, moe = 0; /* MoE layers keep their own rows instead of fch / fcact */
     if (cfg->n_expert) { /* lmf_moe_layer_floats per layer and lmf_moe_scratch_floats, with their 16-float padding */
         double k = cfg->n_expert_used, E = cfg->n_expert, Fs = cfg->shared_ffn_dim;
@@ -222,6 +225,8 @@ static lmf_model *create(const lmf_model_config *cfg, const lmf_weights *base, i
         size_t dfch = ffn * FF > (cfg->post_norms ? (size_t)d.C : 0) ? ffn * FF : (size_t)d.C;
         size_t gsz[] = {N * d.C, N * wide, N * S, N * dfch, ffn * N * F, dn};
         m->gs_memory = carve(gp, gsz, 6, &m->work_bytes, 0);
+        /* the attention backward's transient per-part K and V gradients (lmf_attention_parts_of) */
+        m->work_bytes += sizeof(float) * lmf_attention_parts_floats_max(max_batch, d.T, d.NKV / tp, d.NH / d.NKV, d.hs);
     }
     if (cfg->n_expert) {
         float **mp[] = {&m->moe, &m->moe_scratch};
