@@ -6,7 +6,8 @@
 #  2. checkpoint + resume in the middle: bit-identical to the uninterrupted DP2 run; the checkpoint is a set
 #     (manifest + one optimizer shard per rank);
 #  3. the data-parallel size changes on resume (1 -> 2, 2 -> 1, 3 -> 4: the moments are re-sharded);
-#  1b. pipeline parallel: PP2 and DP2xPP2 (4 ranks) on the same configs, and PP2 on a small mixture of experts (its
+#  1b. pipeline parallel: PP2 and DP2xPP2 (4 ranks) on the same configs, PP2 with the head's loss over vocabulary
+#     slabs (--loss fused, refused with --tp), and PP2 on a small mixture of experts (its
 #     router statistics too), equal the single-process run within 1e-5 (bf16 PP2: 1e-4); in bf16, DP2 (2 and 3
 #     micro-batches a rank) and an untied llama's DP2xPP2, and DP4, equal it bit for bit; PP2 and DP2xPP2 resume bit
 #     for bit with the same grid, and PP2's checkpoint within 1e-5 on one process (the checkpoint set is over all
@@ -122,6 +123,14 @@ for arch in gpt2 llama; do
   python3 "$here/ckpt_params.py" "$(last "$dir/$arch-dp2pp2")" "$(last "$dir/$arch-acc4")" 1e-5 || fail "$arch: DP2xPP2 weights differ"
   for r in 0 1 2 3; do [ -f "$dir/$arch-dp2pp2/ckpt-00000020.opt-$r-of-4" ] || fail "$arch: optimizer shard $r of 4 missing"; done
 done
+# the head's loss over vocabulary slabs (--loss fused) on the last stage and its in-flight sets: PP2 as one process
+"$LMF" train "${common[@]}" --arch gpt2 --n-kv-head 4 --loss fused --out-dir "$dir/fused-1" 2> /dev/null || fail "fused single process"
+same_losses "$dir/fused-1" "$dir/gpt2-1" 1e-5 || fail "fused: losses differ from the kept logits'"
+mpi 2 "$LMF" train "${common[@]}" --arch gpt2 --n-kv-head 4 --loss fused --pp 2 --out-dir "$dir/fused-pp2" > "$dir/fused-pp2.txt" 2>&1 || { cat "$dir/fused-pp2.txt"; fail "fused PP2"; }
+grep -q "loss over vocabulary slabs" "$dir/fused-pp2.txt" || fail "fused PP2: not reported"
+same_losses "$dir/fused-pp2" "$dir/fused-1" 1e-5 || fail "fused PP2 losses differ from the single-process run"
+mpi 2 "$LMF" train "${common[@]}" --arch gpt2 --n-kv-head 4 --loss fused --tp 2 --out-dir "$dir/fused-tp2" > "$dir/fused-tp2.txt" 2>&1 && fail "fused TP2 ran"
+grep -q "not with tensor parallelism" "$dir/fused-tp2.txt" || { cat "$dir/fused-tp2.txt"; fail "fused TP2: message"; }
 # a mixture of experts: aux is a product of totals over all layers, so the stages pass the router's sums along
 moe=(--arch llama --n-kv-head 2 --ffn-dim 64 --n-expert 4 --n-expert-used 2 --shared-ffn-dim 32 --router-aux-coef 0.01
      --router-z-coef 0.001)

@@ -284,8 +284,10 @@ lmf_model *lmf_model_create_stage(const lmf_model_config *cfg, int max_batch, in
 
 lmf_model *lmf_model_create_shared(lmf_model *owner, int l0, int l1) {
     LMF_CHECK(owner->grads && !owner->lora && !owner->shared && 0 <= l0 && l0 < l1 && l1 <= owner->cfg.n_layer);
-    return create(&owner->cfg, NULL, owner->max_batch, owner->max_seq, 1, owner, l0, l1,
-                  owner->tp ? owner->tp->size : 1, 0, owner->w); /* in-flight sets never run the whole model */
+    lmf_model *m = create(&owner->cfg, NULL, owner->max_batch, owner->max_seq, 1, owner, l0, l1,
+                          owner->tp ? owner->tp->size : 1, 0, owner->w); /* in-flight sets never run the whole model */
+    if (m && owner->hl && l1 == owner->cfg.n_layer) lmf_model_set_fused_loss(m, 1); /* the head as its owner runs it */
+    return m;
 }
 
 lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int max_batch, int max_seq,

@@ -56,7 +56,7 @@ const lmf_opt lmf_train_opts[] = {
       "auto: bf16 where this CPU runs them faster, as with AMX tiles (a resumed run keeps its own)"),
     O("loss", LMF_OPT_STR, loss, "schedule",
       "the head's cross-entropy: logits (kept whole) or fused (over vocabulary slabs: no batch x seq x vocabulary "
-      "logits, one more head product; not with pipeline or tensor parallelism)"),
+      "logits, one more head product; not with tensor parallelism)"),
 };
 const int lmf_train_n_opts = (int)(sizeof lmf_train_opts / sizeof lmf_train_opts[0]);
 

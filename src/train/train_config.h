@@ -34,8 +34,8 @@ typedef struct {
      * process in the last bits) */
     char grad_sum[8];
     /* "logits" or "fused": the head's cross-entropy over kept batch x seq x vocabulary logits, or over vocabulary
-     * slabs (lmf_model_set_fused_loss: their memory gone, one more head product; not with pipeline or tensor
-     * parallelism). A checkpoint without the line: logits. */
+     * slabs (lmf_model_set_fused_loss: their memory gone, one more head product; not with tensor parallelism,
+     * whose head splits the logits already). A checkpoint without the line: logits. */
     char loss[8];
 } lmf_train_config;
 

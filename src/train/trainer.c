@@ -196,11 +196,13 @@ done:
 static lmf_status check_memory(const lmf_train_config *c, const lmf_shard *train, int slots, int l0, int l1, int part,
                                double held, int ranks, int tp, int accum) {
     double P = lmf_param_count(&c->model), model = lmf_model_bytes(&c->model, c->batch_size, c->seq_len, 1);
-    if (!strcmp(c->loss, "fused")) { /* the slabs' buffers instead of the logits */
-        double N = (double)c->batch_size * c->seq_len;
-        model += lmf_head_loss_bytes(&c->model, N, 0) - N * c->model.vocab_size * sizeof(float);
-    }
     double stage = lmf_model_shared_bytes(&c->model, c->batch_size, c->seq_len, l0, l1, tp);
+    if (!strcmp(c->loss, "fused")) { /* the slabs' buffers instead of the logits, wherever the head is */
+        double N = (double)c->batch_size * c->seq_len;
+        double head = lmf_head_loss_bytes(&c->model, N, 0) - N * c->model.vocab_size * sizeof(float);
+        model += head;
+        if (l1 == c->model.n_layer) stage += head;
+    }
     /* rank 0's model keeps the whole model's activations (it validates), a pipeline's other ranks their stage's:
      * counted as rank 0's; a stage's extra micro-batches in flight each keep the stage's activations only */
     double need = model + (slots - 1) * stage + 2 * P * sizeof(float) + (double)train->n_tokens / c->seq_len * 4;
@@ -481,9 +483,9 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
         n_spans = lmf_model_group_spans(&c.model, sl0, sl1, tp_rank, TP, 0, &all);
         spans = lmf_xrealloc(all, ((size_t)n_spans + 1) * sizeof *spans);
     }
-    if (!strcmp(c.loss, "fused") && (o.pipe || o.tp)) { /* the in-flight sets and the vocabulary-parallel head */
-        s = lmf_fail(LMF_ERR_ARG, "loss = fused runs the whole head in one model: not with pipeline or tensor "
-                     "parallelism (set loss = logits)");
+    if (!strcmp(c.loss, "fused") && o.tp) { /* the vocabulary-parallel head keeps its share of the logits */
+        s = lmf_fail(LMF_ERR_ARG, "loss = fused runs the whole head on one rank: not with tensor parallelism, whose "
+                     "head already splits the logits over the ranks (set loss = logits)");
         goto done;
     }
     if ((s = check_memory(&c, train, slots, sl0, sl1, part, held, D, TP, tree ? c.grad_accum / DP : 1)) != LMF_OK) goto done;
@@ -518,7 +520,8 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
     }
     if (part && TP > 1) lmf_model_pack_tp(m, tp_rank, TP, sl0, sl1); /* before the in-flight sets copy the views */
     lmf_model_set_bf16(m, !strcmp(c.precision, "bf16"));
-    lmf_model_set_fused_loss(m, !strcmp(c.loss, "fused"));
+    /* the head's stage (a pipeline's last, or rank 0's whole model); its in-flight sets take it from m */
+    lmf_model_set_fused_loss(m, !strcmp(c.loss, "fused") && m->act_l1 == c.model.n_layer);
     lmf_block_tp tpg = {0};
     if (o.tp) {
         tpg = (lmf_block_tp){.rank = lmf_comm_rank(o.tp), .size = TP, .sum = tp_allreduce, .comm = o.tp};
@@ -644,7 +647,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
             sum_note, omp_get_max_threads(), lmf_isa_name(lmf_cpu_isa()), ck ? "; resuming" : "", dp_note);
     lmf_sink_logf(out, LMF_LOG_INFO, "precision %s%s: %s; loss over %s", c.precision,
                   ck ? " (the checkpoint's)" : !strcmp(cfg_in->precision, "auto") ? " (auto)" : "",
-                  lmf_sgemm_bf16_note(), m->hl ? "vocabulary slabs" : "kept logits");
+                  lmf_sgemm_bf16_note(), strcmp(c.loss, "fused") ? "kept logits" : "vocabulary slabs");
     if (lead && ck && (s = lmf_line_log_printf(&metrics, "{\"event\":\"resume\",\"step\":%d}\n", step)) != LMF_OK) goto done;
 
     lmf_step_ctx sc = {.model = m, .opt = &opt, .hp = &c.opt, .comm = comm, .zero = D > 1 ? &zero : NULL,
