@@ -348,6 +348,8 @@ static const float *dropped(const lmf_lora *l, int layer, int mod, const float *
     int K = l->mod[mod].in;
     if (!training || l->dropout == 0.0f) return *ld = ldi, in;
     float s = 1.0f / (1.0f - l->dropout);
+    /* a hash an element: over the threads, as the products around it are (each mask bit a function of its index) */
+#pragma omp parallel for schedule(static) if ((size_t)N * K > 32768)
     for (int i = 0; i < N; i++)
         for (int j = 0; j < K; j++)
             xd[(size_t)i * K + j] = lmf_lora_keep(l, layer, mod, (size_t)i * K + j) ? in[(size_t)i * ldi + j] * s : 0.0f;
@@ -402,6 +404,7 @@ void lmf_lora_mod_backward(lmf_lora *l, int layer, int k, const float *in, int l
     }
     lmf_sgemm(0, 0, N, m->in, r, dt, r, lmf_lora_A(l, layer, k), m->in, 0.0f, dx, m->in);
     float s = 1.0f / (1.0f - l->dropout);
+#pragma omp parallel for schedule(static) if ((size_t)N * m->in > 32768)
     for (int i = 0; i < N; i++)
         for (int j = 0; j < m->in; j++)
             if (lmf_lora_keep(l, layer, k, (size_t)i * m->in + j)) din[(size_t)i * ldi + j] += s * dx[(size_t)i * m->in + j];
