@@ -692,6 +692,42 @@ static void run_shared(float dropout) {
 static void test_moe_shared(void **s) { run_shared(0.0f); }
 static void test_moe_shared_dropout(void **s) { run_shared(0.2f); }
 
+/* The frozen base reads none of its products' inputs back: only the inputs some adapter reads stay per layer (the
+ * others one layer's scratch), in fp32 and in bf16, and the gradients hold (the FD checks above run q,v and
+ * all-linear). PEFT's default q_proj,v_proj keeps ln1 alone: atty, ln2 and fcact of L - 1 layers fewer. */
+static void test_kept_inputs(void **s) {
+    lmf_model_config c = lmf_model_config_default(LMF_ARCH_LLAMA);
+    c.vocab_size = 61, c.max_seq_len = 16, c.n_layer = 3, c.n_embd = 24, c.n_head = 4, c.n_kv_head = 2, c.ffn_dim = 40;
+    lmf_model *full = lmf_model_create(&c, B, T, 0);
+    lmf_model_init_weights(full, 5);
+    static const struct {
+        const char *targets;
+        int kept;
+    } cases[] = {{"all-linear", LMF_KEEP_ALL}, {"q_proj,v_proj", LMF_KEEP_LN1}, {"o_proj", LMF_KEEP_ATTY},
+                 {"up_proj,down_proj", LMF_KEEP_LN2 | LMF_KEEP_FCACT}};
+    size_t bytes[4][2];
+    for (int i = 0; i < 4; i++)
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            lmf_lora *lo;
+            assert_int_equal(lmf_lora_create(&c, cases[i].targets, 2, 4.0f, 0.0f, 0, &lo), LMF_OK);
+            lmf_model *m;
+            assert_int_equal(lmf_model_create_lora(lmf_model_weights(full), lo, B, T, &m), LMF_OK);
+            lmf_model_set_bf16(m, bf16);
+            assert_int_equal(m->acts.kept, cases[i].kept);
+            bytes[i][bf16] = m->inputs_bytes;
+            lmf_model_free(m);
+            lmf_lora_free(lo);
+        }
+    /* atty (QD 24), ln2 (C 24) and fcact (F 40) of the 2 layers q,v leaves unkept (N x each: whole 64-byte lines) */
+    size_t saved = 2 * (size_t)(B * T) * (24 + 24 + 40) * sizeof(float);
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        printf("%s: LoRA on q_proj,v_proj keeps %zu bytes of inputs fewer than all-linear (%zu)\n",
+               bf16 ? "bf16" : "fp32", bytes[0][bf16] - bytes[1][bf16], bytes[0][bf16]);
+        assert_true(bytes[0][bf16] - bytes[1][bf16] == saved);
+    }
+    lmf_model_free(full);
+}
+
 static void test_moe_experts(void **s) { run_moe(1, 0); }
 static void test_moe_experts_raw_rslora(void **s) { run_moe(0, 1); }
 
@@ -706,6 +742,7 @@ int main(void) {
         cmocka_unit_test(test_moe_experts),    cmocka_unit_test(test_moe_experts_raw_rslora),
         cmocka_unit_test(test_moe_shared),     cmocka_unit_test(test_moe_shared_dropout),
         cmocka_unit_test(test_adamw_trains_adapters_only), cmocka_unit_test(test_inference_unmerged),
+        cmocka_unit_test(test_kept_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

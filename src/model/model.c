@@ -48,6 +48,13 @@ static float *carve(float **ptrs[], const size_t *sizes, int count, size_t *byte
  * MoE's ln2 in fp32, for its router) beside one layer's fp32 q|k|v and attention output, rounded once made. */
 /* b16 0: every input fp32; 1 (bf16 training): ln1, atty, ln2 (but a MoE's), fcact and q|k|v in bf16; 2 (bf16 LoRA:
  * its adapters read ln1, atty, ln2 and fcact in fp32): q|k|v alone in bf16, for attention */
+/* Whether some LoRA adapter on layer matrices [m0, m1) (layer.h's order: q k v o gate up down) reads its input. */
+static int lora_reads(const struct lmf_lora *l, int m0, int m1) {
+    for (int k = 0; k < l->n_mod; k++)
+        if (l->mod[k].kind == LMF_LORA_LINEAR && l->mod[k].m0 >= m0 && l->mod[k].m1 <= m1) return 1;
+    return 0;
+}
+
 static void carve_inputs(lmf_model *m, int b16, int lazy) {
     lmf_acts *a = &m->acts;
     dims d = dims_of(&m->cfg, m->max_batch, m->max_seq);
@@ -58,14 +65,22 @@ static void carve_inputs(lmf_model *m, int b16, int lazy) {
     m->work_bytes -= m->inputs_bytes;
     size_t before = m->work_bytes;
     a->ln1_16 = a->atty_16 = a->ln2_16 = a->fcact_16 = a->qkv_16 = NULL;
+    /* a frozen base reads none of them back: the adapters' (and a MoE router's, ln2) alone, q k v | o | gate up |
+     * down */
+    const struct lmf_lora *lo = m->lora;
+    a->kept = !lo ? LMF_KEEP_ALL
+                  : (lora_reads(lo, 0, 3) ? LMF_KEEP_LN1 : 0) | (lora_reads(lo, 3, 4) ? LMF_KEEP_ATTY : 0) |
+                        (moe || lora_reads(lo, 4, 6) ? LMF_KEEP_LN2 : 0) | (lora_reads(lo, 6, 7) ? LMF_KEEP_FCACT : 0);
+    size_t L1 = a->kept & LMF_KEEP_LN1 ? L : 1, LA = a->kept & LMF_KEEP_ATTY ? L : 1;
+    size_t L2 = a->kept & LMF_KEEP_LN2 ? L : 1, LF = a->kept & LMF_KEEP_FCACT ? L : 1;
     if (!b16) {
         float **p[] = {&a->ln1, &a->atty, &a->ln2, &a->fcact, &a->qkv};
-        size_t n[] = {L * NC, L * A, L * NC, L * F, L * S};
+        size_t n[] = {L1 * NC, LA * A, L2 * NC, LF * F, L * S};
         m->inputs_memory = carve(p, n, 5, &m->work_bytes, lazy);
     } else if (b16 == 2) { /* the fp32 q|k|v one layer's scratch, as below */
         float *c16;
         float **p[] = {&a->ln1, &a->atty, &a->ln2, &a->fcact, &a->qkv, &c16};
-        size_t n[] = {L * NC, L * A, L * NC, L * F, S, (L * S + 1) / 2};
+        size_t n[] = {L1 * NC, LA * A, L2 * NC, LF * F, S, (L * S + 1) / 2};
         m->inputs_memory = carve(p, n, 6, &m->work_bytes, lazy);
         a->qkv_16 = (uint16_t *)c16;
     } else { /* bf16 copies as floats: half as many (rounded up); the q|k|v product and attention write fp32 first */
@@ -297,6 +312,7 @@ lmf_status lmf_model_create_lora(const lmf_weights *base, lmf_lora *lora, int ma
     lmf_model *m = create(&base->cfg, base, max_batch, max_seq, 1, NULL, 0, base->cfg.n_layer, 1, 0, base);
     if (!m) return LMF_ERR_ARG; /* create named the field */
     m->lora = lora;
+    carve_inputs(m, 0, 1); /* the inputs the adapters read back, per layer; the others one layer's scratch */
     lmf_lora_enable_grads(lora);
     /* what trains is the adapters: the optimizer, clipping, gradient exchange and checkpoints see their buffers */
     m->params = lora->params, m->grads = lora->grads, m->num_params = lora->n_params;
@@ -910,11 +926,14 @@ static lmf_block_rows layer_rows(const lmf_model *m, int l, const float **x) {
     dims d = dims_of(&m->cfg, 1, 1);
     size_t S = (size_t)d.S / t, A = (size_t)d.QD / t * sn, FF = (size_t)d.FF / t, F = (size_t)d.F / t;
     /* inputs kept in bf16 (lmf_acts): no fp32 ln1, ln2 (but a MoE's) or fcact; qkv and atty one layer's scratch */
+    /* a kept input's rows per layer; one not kept (bf16's atty, LoRA's unread ones) is one layer's scratch */
+    size_t k1 = a->kept & LMF_KEEP_LN1 ? l : 0, ka = a->kept & LMF_KEEP_ATTY && !a->atty_16 ? l : 0;
+    size_t k2 = a->kept & LMF_KEEP_LN2 ? l : 0, kf = a->kept & LMF_KEEP_FCACT ? l : 0;
     lmf_block_rows r = {
-        a->ln1 ? a->ln1 + l * snc : NULL, a->ln1_mean ? a->ln1_mean + l * sn : NULL, a->ln1_rstd + l * sn,
-        a->qkv + (a->qkv_16 ? 0 : l * sn * S), a->att, a->atty + (a->atty_16 ? 0 : l * A), a->res2 + l * snc,
-        a->ln2 ? a->ln2 + l * snc : NULL, a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn,
-        a->fch ? a->fch + l * sn * FF : NULL, a->fcact ? a->fcact + l * sn * F : NULL, a->res3 + l * snc, NULL,
+        a->ln1 ? a->ln1 + k1 * snc : NULL, a->ln1_mean ? a->ln1_mean + l * sn : NULL, a->ln1_rstd + l * sn,
+        a->qkv + (a->qkv_16 ? 0 : l * sn * S), a->att, a->atty + ka * A, a->res2 + l * snc,
+        a->ln2 ? a->ln2 + k2 * snc : NULL, a->ln2_mean ? a->ln2_mean + l * sn : NULL, a->ln2_rstd + l * sn,
+        a->fch ? a->fch + l * sn * FF : NULL, a->fcact ? a->fcact + kf * sn * F : NULL, a->res3 + l * snc, NULL,
         m->lora ? m->lora_t + (size_t)l * lmf_lora_t_floats(m->lora, m->max_batch * m->max_seq) : NULL,
         m->moe ? m->moe + l * m->moe_stride : NULL, m->moe_scratch,
         a->qk ? a->qk + l * sn * (size_t)(d.QD + d.KVD) / t : NULL,

@@ -76,7 +76,11 @@ typedef struct {
     uint16_t *ln1_16, *atty_16, *ln2_16, *fcact_16;
     uint16_t *qkv_16; /* and q|k|v after RoPE (attention's products read nothing else); qkv: one layer's scratch.
                        * bf16 LoRA keeps this one alone (its adapters read the others in fp32) */
+    /* LoRA: the fp32 inputs no adapter reads in the backward (a frozen base's input gradients never need them) are
+     * one layer's scratch, rewritten by each layer's forward: LMF_KEEP_* bits of the inputs kept per layer */
+    int kept;
 } lmf_acts;
+enum { LMF_KEEP_LN1 = 1, LMF_KEEP_ATTY = 2, LMF_KEEP_LN2 = 4, LMF_KEEP_FCACT = 8, LMF_KEEP_ALL = 15 };
 
 /* One layer's worth of backward scratch (backward walks the layers one at a time). */
 typedef struct {
