@@ -19,14 +19,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-static void tiny_config(lmf_train_config *c, const char *out) {
-    lmf_train_config_default(c);
-    path_in(c->train_data, sizeof c->train_data, "train.bin");
-    path_in(c->out_dir, sizeof c->out_dir, out);
-    c->model.n_layer = 2, c->model.n_embd = 32, c->model.n_head = 4, c->model.n_kv_head = 4, c->model.ffn_dim = 64;
-    c->batch_size = 4, c->seq_len = 16, c->grad_accum = 1;
-    c->opt.max_steps = 4, c->opt.warmup_steps = 1;
-    c->eval_every = 0, c->checkpoint_every = 2, c->sample_tokens = 0;
+/* the fixture's tiny run, shorter: 4 steps of one micro-batch, checkpoints every 2, no validation */
+static void ckpt_config(lmf_train_config *c, const char *out) {
+    tiny_config(c, out);
+    c->val_data[0] = 0, c->grad_accum = 1, c->opt.max_steps = 4, c->opt.warmup_steps = 1;
+    c->eval_every = 0, c->checkpoint_every = 2;
 }
 
 static void expect_error(lmf_status got, lmf_status want, const char *a, const char *b) {
@@ -71,7 +68,7 @@ static void make_version2(const char *path) {
 static void test_header_is_checksummed(void **state) {
     (void)state;
     lmf_train_config c;
-    tiny_config(&c, "hdr");
+    ckpt_config(&c, "hdr");
     run_ok(&c);
     char src[600], dst[600];
     path_in(src, sizeof src, "hdr/ckpt-00000004.lmfc");
@@ -126,7 +123,7 @@ static void test_hostile_sizes(void **state) {
     assert_int_equal(mkdir(dir, 0755), 0);
     snprintf(p, sizeof p, "%s/ckpt-00000001.lmfc", dir);
     lmf_train_config c;
-    tiny_config(&c, "hostile");
+    ckpt_config(&c, "hostile");
     c.model.vocab_size = 64, c.model.max_seq_len = 16;
     c.model.n_layer = 1073741824; /* the reproduction: a 386 GB layer table */
     write_hostile(p, &c, 1000);
@@ -153,7 +150,7 @@ static void test_hostile_sizes(void **state) {
 static void test_memory_refused_up_front(void **state) {
     (void)state;
     lmf_train_config c;
-    tiny_config(&c, "huge");
+    ckpt_config(&c, "huge");
     c.model.n_embd = 27000, c.model.n_head = 4, c.model.n_kv_head = 4, c.model.ffn_dim = 4 * 27000;
     c.model.n_layer = 64; /* ~2.2 TB with the optimizer state: more than any machine that runs this test */
     double t0 = lmf_now();
@@ -180,7 +177,7 @@ static void cap_log(void *ctx, lmf_log_level level, const char *line) {
 static void test_damaged_newest_and_stale_tmp(void **state) {
     (void)state;
     lmf_train_config c;
-    tiny_config(&c, "fall");
+    ckpt_config(&c, "fall");
     c.keep_checkpoints = 3;
     run_ok(&c);
     char newest[600], older[600], tmp[600], dir[600];
@@ -250,7 +247,7 @@ static void test_copied_run_resumes_into_itself(void **state) {
     assert_non_null(getcwd(cwd, sizeof cwd));
     assert_int_equal(chdir(tmpdir), 0);
     lmf_train_config c;
-    tiny_config(&c, "runA");
+    ckpt_config(&c, "runA");
     snprintf(c.train_data, sizeof c.train_data, "train.bin");
     snprintf(c.out_dir, sizeof c.out_dir, "runA");
     c.stop_at = 2;
@@ -288,7 +285,7 @@ static void test_metrics_on_full_device(void **state) {
     (void)state;
     if (access("/dev/full", W_OK) != 0) skip();
     lmf_train_config c;
-    tiny_config(&c, "full");
+    ckpt_config(&c, "full");
     char dir[600], link[700];
     path_in(dir, sizeof dir, "full");
     assert_int_equal(mkdir(dir, 0755), 0);

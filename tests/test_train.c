@@ -16,17 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void tiny_config(lmf_train_config *c, const char *out) {
-    lmf_train_config_default(c);
-    path_in(c->train_data, sizeof c->train_data, "train.bin");
-    path_in(c->val_data, sizeof c->val_data, "val.bin");
-    path_in(c->out_dir, sizeof c->out_dir, out);
-    c->model.n_layer = 2, c->model.n_embd = 32, c->model.n_head = 4, c->model.n_kv_head = 4, c->model.ffn_dim = 64;
-    c->batch_size = 4, c->seq_len = 16, c->grad_accum = 2;
-    c->opt.max_steps = 8, c->opt.warmup_steps = 2;
-    c->eval_every = 3, c->eval_batches = 2, c->checkpoint_every = 3, c->sample_tokens = 0;
-}
-
 static void test_resume_is_exact(void **state) {
     lmf_train_config a, b;
     tiny_config(&a, "full");

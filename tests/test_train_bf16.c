@@ -11,15 +11,8 @@
 
 #include <string.h>
 
-static void tiny_config(lmf_train_config *c, const char *out, const char *precision) {
-    lmf_train_config_default(c);
-    path_in(c->train_data, sizeof c->train_data, "train.bin");
-    path_in(c->val_data, sizeof c->val_data, "val.bin");
-    path_in(c->out_dir, sizeof c->out_dir, out);
-    c->model.n_layer = 2, c->model.n_embd = 32, c->model.n_head = 4, c->model.n_kv_head = 4, c->model.ffn_dim = 64;
-    c->batch_size = 4, c->seq_len = 16, c->grad_accum = 2;
-    c->opt.max_steps = 8, c->opt.warmup_steps = 2;
-    c->eval_every = 3, c->eval_batches = 2, c->checkpoint_every = 3, c->sample_tokens = 0;
+static void tiny_config_in(lmf_train_config *c, const char *out, const char *precision) {
+    tiny_config(c, out);
     strcpy(c->precision, precision);
 }
 
@@ -35,13 +28,13 @@ static lmf_status resume(lmf_checkpoint *ck, const char *precision) {
 
 static void test_bf16_resume_is_exact(void **state) {
     lmf_train_config a, b, f;
-    tiny_config(&a, "bf16", "bf16");
+    tiny_config_in(&a, "bf16", "bf16");
     assert_int_equal(lmf_train_run(&a, NULL, NULL), LMF_OK);
-    tiny_config(&f, "fp32", "fp32");
+    tiny_config_in(&f, "fp32", "fp32");
     assert_int_equal(lmf_train_run(&f, NULL, NULL), LMF_OK);
 
     /* stopped at step 4, resumed under auto (the flag's default): keeps bf16 even where auto would pick fp32 */
-    tiny_config(&b, "split", "bf16");
+    tiny_config_in(&b, "split", "bf16");
     b.stop_at = 4;
     assert_int_equal(lmf_train_run(&b, NULL, NULL), LMF_ERR_INTERRUPTED);
     lmf_checkpoint ck;
@@ -74,7 +67,7 @@ static void test_bf16_resume_is_exact(void **state) {
  * is refused. */
 static void test_old_checkpoint_is_fp32(void **state) {
     lmf_train_config a;
-    tiny_config(&a, "old", "fp32");
+    tiny_config_in(&a, "old", "fp32");
     a.stop_at = 4;
     assert_int_equal(lmf_train_run(&a, NULL, NULL), LMF_ERR_INTERRUPTED);
     lmf_checkpoint ck;
@@ -97,7 +90,7 @@ static void test_old_checkpoint_is_fp32(void **state) {
 
 static void test_precision_option(void **state) {
     lmf_train_config c;
-    tiny_config(&c, "bad", "half");
+    tiny_config_in(&c, "bad", "half");
     assert_int_equal(lmf_train_config_validate(&c), LMF_ERR_ARG);
     if (!strstr(lmf_last_error(), "precision: expected auto, bf16 or fp32, got 'half'"))
         fail_msg("message: %s", lmf_last_error());

@@ -11,15 +11,8 @@
 #include <math.h>
 #include <string.h>
 
-static void tiny_config(lmf_train_config *c, const char *out, const char *loss, const char *precision) {
-    lmf_train_config_default(c);
-    path_in(c->train_data, sizeof c->train_data, "train.bin");
-    path_in(c->val_data, sizeof c->val_data, "val.bin");
-    path_in(c->out_dir, sizeof c->out_dir, out);
-    c->model.n_layer = 2, c->model.n_embd = 32, c->model.n_head = 4, c->model.n_kv_head = 4, c->model.ffn_dim = 64;
-    c->batch_size = 4, c->seq_len = 16, c->grad_accum = 2;
-    c->opt.max_steps = 8, c->opt.warmup_steps = 2;
-    c->eval_every = 3, c->eval_batches = 2, c->checkpoint_every = 4, c->sample_tokens = 0;
+static void tiny_config_in(lmf_train_config *c, const char *out, const char *loss, const char *precision) {
+    tiny_config(c, out);
     strcpy(c->loss, loss);
     strcpy(c->precision, precision);
 }
@@ -28,9 +21,9 @@ static void runs_as_logits(const char *precision, double tol) {
     char fo[32], lo[32];
     snprintf(fo, sizeof fo, "fused_%s", precision), snprintf(lo, sizeof lo, "logits_%s", precision);
     lmf_train_config f, l;
-    tiny_config(&f, fo, "fused", precision);
+    tiny_config_in(&f, fo, "fused", precision);
     assert_int_equal(lmf_train_run(&f, NULL, NULL), LMF_OK);
-    tiny_config(&l, lo, "logits", precision);
+    tiny_config_in(&l, lo, "logits", precision);
     assert_int_equal(lmf_train_run(&l, NULL, NULL), LMF_OK);
     char lf[16][32], ll[16][32];
     assert_int_equal(read_losses(fo, lf, 16), 8);
@@ -49,9 +42,9 @@ static void test_bf16(void **state) { runs_as_logits("bf16", 1e-3); }
 /* stopped at step 4 and resumed from the checkpoint's own text: the same step-8 checkpoint as the run without a stop */
 static void test_resume_is_exact(void **state) {
     lmf_train_config a, b;
-    tiny_config(&a, "whole", "fused", "fp32");
+    tiny_config_in(&a, "whole", "fused", "fp32");
     assert_int_equal(lmf_train_run(&a, NULL, NULL), LMF_OK);
-    tiny_config(&b, "split", "fused", "fp32");
+    tiny_config_in(&b, "split", "fused", "fp32");
     b.stop_at = 4;
     assert_int_equal(lmf_train_run(&b, NULL, NULL), LMF_ERR_INTERRUPTED);
     lmf_checkpoint ck;
@@ -74,7 +67,7 @@ static void test_resume_is_exact(void **state) {
 
 static void test_loss_option(void **state) {
     lmf_train_config c;
-    tiny_config(&c, "bad", "slabs", "fp32");
+    tiny_config_in(&c, "bad", "slabs", "fp32");
     assert_int_equal(lmf_train_config_validate(&c), LMF_ERR_ARG);
     if (!strstr(lmf_last_error(), "loss: expected logits or fused, got 'slabs'"))
         fail_msg("message: %s", lmf_last_error());

@@ -8,6 +8,7 @@
 
 #include "io/checkpoint.h"
 #include "io/shard.h"
+#include "train/trainer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,19 @@
 static char tmpdir[256];
 
 static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", tmpdir, name); }
+
+/* A small gpt2 over the fixture's shards: 8 steps of 2 micro-batches of 4 x 16, validation every 3 and checkpoints
+ * every 3 steps, no sample; its run folder is `out` in the fixture's folder. */
+static inline void tiny_config(lmf_train_config *c, const char *out) {
+    lmf_train_config_default(c);
+    path_in(c->train_data, sizeof c->train_data, "train.bin");
+    path_in(c->val_data, sizeof c->val_data, "val.bin");
+    path_in(c->out_dir, sizeof c->out_dir, out);
+    c->model.n_layer = 2, c->model.n_embd = 32, c->model.n_head = 4, c->model.n_kv_head = 4, c->model.ffn_dim = 64;
+    c->batch_size = 4, c->seq_len = 16, c->grad_accum = 2;
+    c->opt.max_steps = 8, c->opt.warmup_steps = 2;
+    c->eval_every = 3, c->eval_batches = 2, c->checkpoint_every = 3, c->sample_tokens = 0;
+}
 
 static void write_shard(const char *path, int n, unsigned seed) {
     lmf_shard_writer w;

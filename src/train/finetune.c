@@ -39,8 +39,8 @@ void lmf_finetune_defaults(lmf_finetune_config *c) {
 }
 
 /* The options that fix the trainable parameters' layout, the data order and the arithmetic: a checkpoint must match
- * them. (bf16, packing and an inline gradient sum add a line each, so the runs without them read the checkpoints
- * written before they existed.) */
+ * them. (bf16, packing, an inline gradient sum and the fused loss add a line each, so the runs without them read
+ * the checkpoints written before they existed.) */
 static char *config_text(const lmf_finetune_config *c, const char *targets, int bf16, int fused) {
     char *t = lmf_xmalloc(2048);
     int n = snprintf(t, 2048,
