@@ -27,11 +27,7 @@ static void test_resume_is_exact(void **state) {
     lmf_checkpoint ck;
     load_ckpt("split", 4, &ck);
     assert_int_equal(ck.step, 4);
-    lmf_train_config r;
-    lmf_train_config_default(&r);
-    assert_int_equal(lmf_train_config_parse(&r, ck.config_text, "ckpt"), LMF_OK);
-    r.stop_at = 0;
-    assert_int_equal(lmf_train_run(&r, &ck, NULL), LMF_OK);
+    assert_int_equal(resume_saved(&ck), LMF_OK);
     lmf_checkpoint_free(&ck);
 
     char la[16][32], lb[16][32];

@@ -52,14 +52,11 @@ static void test_resume_is_exact(void **state) {
     char saved[16] = "";
     assert_true(lmf_kv_text_get(ck.config_text, "loss", saved, sizeof saved));
     assert_string_equal(saved, "fused");
-    lmf_train_config r;
-    lmf_train_config_default(&r);
-    assert_int_equal(lmf_train_config_parse(&r, ck.config_text, "ckpt"), LMF_OK);
-    r.stop_at = 0;
-    assert_int_equal(lmf_train_run(&r, &ck, NULL), LMF_OK);
+    assert_int_equal(resume_saved(&ck), LMF_OK);
     lmf_checkpoint_free(&ck);
     assert_same_checkpoints("whole", "split", 8);
     /* a text from before the option: logits */
+    lmf_train_config r;
     lmf_train_config_default(&r);
     assert_int_equal(lmf_train_config_parse(&r, "batch_size = 4\n", "old"), LMF_OK);
     assert_string_equal(r.loss, "logits");

@@ -31,6 +31,15 @@ static inline void tiny_config(lmf_train_config *c, const char *out) {
     c->eval_every = 3, c->eval_batches = 2, c->checkpoint_every = 3, c->sample_tokens = 0;
 }
 
+/* Resumes ck from the options its text saved (stop_at cleared), as `train --resume` does: lmf_train_run's status. */
+static inline lmf_status resume_saved(lmf_checkpoint *ck) {
+    lmf_train_config r;
+    lmf_train_config_default(&r);
+    assert_int_equal(lmf_train_config_parse(&r, ck->config_text, "ckpt"), LMF_OK);
+    r.stop_at = 0;
+    return lmf_train_run(&r, ck, NULL);
+}
+
 static void write_shard(const char *path, int n, unsigned seed) {
     lmf_shard_writer w;
     assert_int_equal(lmf_shard_writer_open(&w, path, 64, 63, LMF_TOKENIZER_BYTES), LMF_OK);
