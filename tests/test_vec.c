@@ -492,6 +492,49 @@ static void test_softcap(void **state) {
     }
 }
 
+/* dropout (LoRA's masks): the reference keeps exactly the elements the rule it replaced kept ((double)(z >> 11)
+ * 2^-53 >= rate: the same masks as every earlier run), and every variant writes the reference's bits, in place too,
+ * at any offset e0 and odd lengths; the kept share is 1 - rate. */
+static void test_dropout(void **state) {
+    static const float rates[] = {0.0f, 1e-7f, 0.1f, 0.5f, 0.9990234f};
+    for (int ri = 0; ri < 5; ri++) {
+        float p = rates[ri], scale = 1.0f / (1.0f - p);
+        uint64_t from = (uint64_t)ceil((double)p * 0x1.0p53), key = 0x9E3779B97F4A7C15ull * (uint64_t)(ri + 1);
+        long kept = 0, total = 0;
+        for (int li = 0; li < N_LENGTHS; li++) {
+            int n = lengths[li];
+            uint64_t e0 = (uint64_t)li * 1000003u;
+            float *x = row(n), *o1 = row(n), *o2 = row(n);
+            fill(x, n, 61 + li, 1.0f, 0);
+            lmf_vec_ref.dropout(o1, x, n, key, e0, from, scale);
+            for (int j = 0; j < n; j++) {
+                uint64_t z = key ^ (e0 + (uint64_t)j);
+                z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+                z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+                z ^= z >> 31;
+                int k = (double)(z >> 11) * 0x1.0p-53 >= (double)p;
+                float want = k ? x[j] * scale : 0.0f;
+                if (memcmp(&o1[j], &want, sizeof want)) fail_msg("ref rate %g n=%d element %d", p, n, j);
+                kept += k, total++;
+            }
+            check_sentinels(o1, n, "dropout", "ref");
+            for (int v = 0; v < n_variants; v++)
+                for (int inplace = 0; inplace < 2; inplace++) {
+                    if (inplace) memcpy(o2, x, sizeof(float) * (size_t)n);
+                    variants[v]->dropout(o2, inplace ? o2 : x, n, key, e0, from, scale);
+                    if (memcmp(o2, o1, sizeof(float) * (size_t)n))
+                        fail_msg("%s/dropout rate %g n=%d%s: other bits than the reference", variants[v]->name, p, n,
+                                 inplace ? " in place" : "");
+                    check_sentinels(o2, n, "dropout", variants[v]->name);
+                }
+            free(x), free(o1), free(o2);
+        }
+        double share = (double)kept / (double)total, sd = sqrt(p * (1.0 - p) / (double)total);
+        printf("dropout %g: kept %.4f of %ld elements\n", p, share, total);
+        assert_true(fabs(share - (1.0 - p)) <= 5 * sd + 1e-12);
+    }
+}
+
 static void test_swiglu(void **state) {
     FOR_VARIANTS(v) {
         const lmf_vec_ops *V = variants[v];
@@ -630,7 +673,7 @@ int main(void) {
         cmocka_unit_test(test_layernorm),      cmocka_unit_test(test_norm_param_grad),
         cmocka_unit_test(test_rmsnorm),        cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_logsumexp_exp_shift_scale), cmocka_unit_test(test_softmax_special),
-        cmocka_unit_test(test_exp),            cmocka_unit_test(test_gelu), cmocka_unit_test(test_softcap),
+        cmocka_unit_test(test_exp),            cmocka_unit_test(test_gelu), cmocka_unit_test(test_softcap), cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_swiglu),         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_rows_by_matrix),
         cmocka_unit_test(test_rows_by_pieces_t),

@@ -8,6 +8,8 @@
 #ifndef LMF_KERNELS_VEC_H
 #define LMF_KERNELS_VEC_H
 
+#include <stdint.h>
+
 typedef struct {
     const char *name;
     float (*sum)(const float *x, int n);
@@ -68,6 +70,10 @@ typedef struct {
      * bc2_sqrt = sqrt(1 - b2^t) */
     void (*adamw)(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2, float eps,
                   float decay, float step, float bc2_sqrt, float grad_scale);
+    /* Dropout of n elements numbered e0, e0 + 1, ...: out[j] = kept ? x[j] scale : 0 (out may be x), element e kept
+     * when the top 53 bits of splitmix64's finalizer of key ^ e are at least keep_from (dropout.h). The same bits in
+     * every variant: LoRA's masks (lora.c). */
+    void (*dropout)(float *out, const float *x, int n, uint64_t key, uint64_t e0, uint64_t keep_from, float scale);
 } lmf_vec_ops;
 
 const lmf_vec_ops *lmf_vec(void);
@@ -82,6 +88,6 @@ extern const lmf_vec_ops lmf_vec_ref, lmf_vec_avx2, lmf_vec_avx512;
      .logsumexp = logsumexp, .exp_shift_scale = exp_shift_scale, .gelu = gelu, .gelu_backward = gelu_backward,    \
      .softcap = softcap, .softcap_backward = softcap_backward, .swiglu = swiglu,                                  \
      .swiglu_backward = swiglu_backward, .adamw = adamw, .rows_by_matrix = rows_by_matrix,                        \
-     .rows_by_pieces_t = rows_by_pieces_t, .col_sum_add = col_sum_add}
+     .rows_by_pieces_t = rows_by_pieces_t, .col_sum_add = col_sum_add, .dropout = dropout}
 
 #endif

@@ -13,6 +13,7 @@
  * 0, anything above 88.72 overflows to +inf, and NaN propagates. Max error ~1 ulp (6.9e-8 relative against
  * double). vec_avx512.c's exp16 is the same but for the final scaling (vscalefps). */
 #include "kernels/vec.h"
+#include "kernels/dropout.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -609,6 +610,10 @@ static void softcap_backward(float *d, const float *y, int n, float cap, float s
         __m256i mk = tail_mask(n - i);
         _mm256_maskstore_ps(d + i, mk, softcap_grad8(ldm(d + i, mk), ldm(y + i, mk), k, sc));
     }
+}
+
+static void dropout(float *out, const float *x, int n, uint64_t key, uint64_t e0, uint64_t keep_from, float scale) {
+    lmf_dropout_body(out, x, n, key, e0, keep_from, scale);
 }
 
 const lmf_vec_ops lmf_vec_avx2 = LMF_VEC_OPS_TABLE("avx2");

@@ -13,6 +13,7 @@
  * slower here). Inputs are clamped to [-110, 89] first, so exp(-inf) and anything below -103.9 is exactly 0,
  * anything above 88.72 is +inf, and NaN propagates. Max error ~1 ulp (6.9e-8 relative against double). */
 #include "kernels/vec.h"
+#include "kernels/dropout.h"
 #include "kernels/exp_avx512.h"
 
 #include <immintrin.h>
@@ -517,6 +518,10 @@ static void softcap_backward(float *d, const float *y, int n, float cap, float s
         __m512 g = softcap_grad16(_mm512_maskz_loadu_ps(mk, d + i), _mm512_maskz_loadu_ps(mk, y + i), k, sc);
         _mm512_mask_storeu_ps(d + i, mk, g);
     }
+}
+
+static void dropout(float *out, const float *x, int n, uint64_t key, uint64_t e0, uint64_t keep_from, float scale) {
+    lmf_dropout_body(out, x, n, key, e0, keep_from, scale);
 }
 
 const lmf_vec_ops lmf_vec_avx512 = LMF_VEC_OPS_TABLE("avx512");

@@ -1,5 +1,6 @@
 /* vec_ref.c — scalar reference of the row kernels (see vec.h): the definition the SIMD variants are held to. */
 #include "kernels/vec.h"
+#include "kernels/dropout.h"
 
 #include "kernels/quant.h"
 
@@ -168,6 +169,10 @@ static void softcap_backward(float *d, const float *y, int n, float cap, float s
         float r = y[i] * k;
         d[i] *= (1.0f - r * r) * scale;
     }
+}
+
+static void dropout(float *out, const float *x, int n, uint64_t key, uint64_t e0, uint64_t keep_from, float scale) {
+    lmf_dropout_body(out, x, n, key, e0, keep_from, scale);
 }
 
 const lmf_vec_ops lmf_vec_ref = LMF_VEC_OPS_TABLE("ref");

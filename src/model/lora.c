@@ -4,7 +4,9 @@
 #include "core/alloc.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "kernels/dropout.h"
 #include "kernels/gemm.h"
+#include "kernels/vec.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -333,13 +335,33 @@ size_t lmf_lora_t_floats(const lmf_lora *l, int N) {
     return (size_t)N * l->r * n;
 }
 
-/* a counter-based hash (splitmix64's finalizer) of everything that names the element */
+/* A counter-based hash (splitmix64's finalizer, kernels/dropout.h) of everything that names the element: the key
+ * of (seed, step, layer, module) xor the element's index. Kept when its top 53 bits, read as a fraction of 2^53, are
+ * at least the dropout rate: (z >> 11) >= ceil(rate 2^53), exactly. */
+static uint64_t mask_key(const lmf_lora *l, int layer, int mod) {
+    return l->seed ^ (l->step * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(layer * 64 + mod) << 48);
+}
+static uint64_t keep_from(const lmf_lora *l) { return (uint64_t)ceil((double)l->dropout * 0x1.0p53); }
+
 int lmf_lora_keep(const lmf_lora *l, int layer, int mod, size_t e) {
-    uint64_t z = l->seed ^ (l->step * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(layer * 64 + mod) << 48) ^ e;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1.0p-53 >= l->dropout;
+    return lmf_dropout_kept(mask_key(l, layer, mod), e, keep_from(l));
+}
+
+/* Row by row over the threads (each bit a function of its index): out (N x K, K apart) = mask x scale of module
+ * (layer, mod)'s inputs x (ldx apart; out may be x), element (i, j) numbered i K + j; with add, then din (ldd
+ * apart) += out. */
+static void mask_rows(const lmf_lora *l, int layer, int mod, float *out, const float *x, int ldx, int N,
+                      float *din, int ldd) {
+    int K = l->mod[mod].in;
+    uint64_t key = mask_key(l, layer, mod), from = keep_from(l);
+    float scale = 1.0f / (1.0f - l->dropout);
+    const lmf_vec_ops *v = lmf_vec();
+#pragma omp parallel for schedule(static) if ((size_t)N * K > 32768)
+    for (int i = 0; i < N; i++) {
+        float *o = out + (size_t)i * K;
+        v->dropout(o, x + (size_t)i * ldx, K, key, (uint64_t)i * K, from, scale);
+        for (int j = 0; din && j < K; j++) din[(size_t)i * ldd + j] += o[j]; /* the product rounded first */
+    }
 }
 
 /* drop(in) of module (layer, mod) into xd (N, in), or in itself when there is no dropout. */
@@ -347,12 +369,7 @@ static const float *dropped(const lmf_lora *l, int layer, int mod, const float *
                             float *xd, int *ld) {
     int K = l->mod[mod].in;
     if (!training || l->dropout == 0.0f) return *ld = ldi, in;
-    float s = 1.0f / (1.0f - l->dropout);
-    /* a hash an element: over the threads, as the products around it are (each mask bit a function of its index) */
-#pragma omp parallel for schedule(static) if ((size_t)N * K > 32768)
-    for (int i = 0; i < N; i++)
-        for (int j = 0; j < K; j++)
-            xd[(size_t)i * K + j] = lmf_lora_keep(l, layer, mod, (size_t)i * K + j) ? in[(size_t)i * ldi + j] * s : 0.0f;
+    mask_rows(l, layer, mod, xd, in, ldi, N, NULL, 0);
     return *ld = K, xd;
 }
 
@@ -403,11 +420,7 @@ void lmf_lora_mod_backward(lmf_lora *l, int layer, int k, const float *in, int l
         return;
     }
     lmf_sgemm(0, 0, N, m->in, r, dt, r, lmf_lora_A(l, layer, k), m->in, 0.0f, dx, m->in);
-    float s = 1.0f / (1.0f - l->dropout);
-#pragma omp parallel for schedule(static) if ((size_t)N * m->in > 32768)
-    for (int i = 0; i < N; i++)
-        for (int j = 0; j < m->in; j++)
-            if (lmf_lora_keep(l, layer, k, (size_t)i * m->in + j)) din[(size_t)i * ldi + j] += s * dx[(size_t)i * m->in + j];
+    mask_rows(l, layer, k, dx, dx, m->in, N, din, ldi);
 }
 
 void lmf_lora_backward(lmf_lora *l, int layer, int m0, int m1, const float *in, int ldi, const float *dout, int ldo,
