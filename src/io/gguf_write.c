@@ -4,6 +4,7 @@
 #include "core/fs.h"
 #include "core/status.h"
 #include "io/gguf.h"
+#include "io/lazy_fill.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -161,31 +162,17 @@ void lmf_gguf_writer_add_lazy(lmf_gguf_writer *w, const char *name, lmf_ggml_typ
     t->fill = fill, t->ctx = ctx;
 }
 
-#define FILL_BYTES ((size_t)16 << 20)
-
-/* Hands tensor t's bytes to out(octx, bytes, n) piece by piece: its data at once, or a lazy tensor's rows a
- * FILL_BYTES buffer at a time; returns the first nonzero out's */
+/* Hands tensor t's bytes to out(octx, bytes, n): its data at once, or a lazy tensor's rows a piece at a time */
 static int each_piece(const wtensor *t, int (*out)(void *octx, const void *p, size_t n), void *octx) {
     if (!t->fill) return out(octx, t->data, (size_t)t->nbytes);
     uint64_t rows = (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
-    if (!rows) return 0;
-    size_t rb = (size_t)(t->nbytes / rows), per = rb && rb < FILL_BYTES ? FILL_BYTES / rb : 1;
-    void *buf = lmf_xmalloc(rb ? (per < rows ? per : (size_t)rows) * rb : 1);
-    int e = 0;
-    for (uint64_t r0 = 0; r0 < rows && !e; r0 += per) {
-        uint64_t n = rows - r0 < per ? rows - r0 : per;
-        t->fill(t->ctx, buf, r0, n);
-        e = out(octx, buf, (size_t)(n * rb));
-    }
-    free(buf);
-    return e;
+    return lmf_fill_pieces(t->fill, t->ctx, rows, rows ? (size_t)(t->nbytes / rows) : 0, out, octx);
 }
 
 static int put_piece(void *b, const void *p, size_t n) {
     put(b, p, n);
     return 0;
 }
-static int write_piece(void *f, const void *p, size_t n) { return fwrite(p, 1, n, f) != n; }
 
 static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
@@ -242,7 +229,7 @@ lmf_status lmf_gguf_writer_write(const lmf_gguf_writer *w, const char *path) {
     int ok = fwrite(b.p, 1, b.len, f.f) == b.len;
     uint64_t off = 0;
     for (uint64_t i = 0; ok && i < w->n_t; i++) {
-        ok = !each_piece(&w->t[i], write_piece, f.f);
+        ok = !each_piece(&w->t[i], lmf_fill_fwrite, f.f);
         for (off += w->t[i].nbytes; ok && off % w->alignment;) {
             size_t n = w->alignment - off % w->alignment;
             n = n < sizeof zeros ? n : sizeof zeros;

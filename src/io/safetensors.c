@@ -1,5 +1,6 @@
 /* safetensors.c — see safetensors.h. Treats the file as hostile: every error names the file and the field. */
 #include "io/safetensors.h"
+#include "io/lazy_fill.h"
 #include "core/alloc.h"
 #include "core/fs.h"
 #include "core/status.h"
@@ -193,8 +194,6 @@ const char *lmf_dtype_name(lmf_dtype dt) {
     return dt >= LMF_DT_F32 && dt <= LMF_DT_U8 ? names[dt] : "?";
 }
 
-#define FILL_BYTES ((size_t)16 << 20)
-
 lmf_status lmf_safetensors_write(const char *path, const lmf_st_out *t, int n, const char *const *meta, int n_meta) {
     cJSON *root = cJSON_CreateObject();
     if (n_meta > 0) {
@@ -236,16 +235,8 @@ lmf_status lmf_safetensors_write(const char *path, const lmf_st_out *t, int n, c
             ok = fwrite(t[i].data, 1, sizes[i + 2], f.f) == sizes[i + 2];
             continue;
         }
-        /* made now, FILL_BYTES at a time */
-        uint64_t rows = t[i].ndim ? (uint64_t)t[i].shape[0] : 1;
-        size_t rb = rows ? sizes[i + 2] / rows : 0, per = rb && rb < FILL_BYTES ? FILL_BYTES / rb : 1;
-        char *buf = lmf_xmalloc(rb ? (per < rows ? per : (size_t)rows) * rb : 1);
-        for (uint64_t r0 = 0; ok && r0 < rows; r0 += per) {
-            uint64_t k = rows - r0 < per ? rows - r0 : per;
-            t[i].fill(t[i].ctx, buf, r0, k);
-            ok = fwrite(buf, 1, (size_t)(k * rb), f.f) == k * rb;
-        }
-        free(buf);
+        uint64_t rows = t[i].ndim ? (uint64_t)t[i].shape[0] : 1; /* made now, a few rows at a time */
+        ok = !lmf_fill_pieces(t[i].fill, t[i].ctx, rows, rows ? sizes[i + 2] / rows : 0, lmf_fill_fwrite, f.f);
     }
     if (s == LMF_OK && !ok) {
         s = lmf_fail(LMF_ERR_IO, "%s: write failed: %s", f.tmp, strerror(errno));
