@@ -477,7 +477,9 @@ void lmf_session_free(lmf_session *s);
 lmf_status lmf_session_eval(lmf_session *s, const int32_t *tokens, int n, int all_logits, const float **logits);
 int lmf_session_pos(const lmf_session *s);
 int lmf_session_n_ctx(const lmf_session *s); /* the context length (after capping) */
-/* Forgets every token from position pos on (0 clears the session): a chat reuses its common prefix. */
+/* Forgets every token from position pos on (0 clears the session): a chat reuses its common prefix. A model with
+ * sliding-window layers keeps only their last window (lmf_kv_pool_create_windows): rewinding further back than a
+ * block before it clears the session; lmf_session_pos says where it stands. */
 void lmf_session_rewind(lmf_session *s, int pos);
 
 /* Serving many sequences: a KV pool owns the cache memory of the sessions made in it (elements of `type`), as
@@ -490,6 +492,17 @@ void lmf_session_rewind(lmf_session *s, int pos);
 typedef struct lmf_kv_pool lmf_kv_pool;
 lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_size, int max_ctx, lmf_kv_type type,
                                lmf_kv_pool **out);
+/* A model with sliding-window layers (Gemma 2 / 3, Mistral) reads only the last window of positions in them: its
+ * pool keeps those layers apart, in blocks that a session hands back once they fall out of its window, with room for
+ * n_windows sequences' windows at once (lmf_kv_pool_create: n_positions / max_ctx, at least 1; 0 keeps every
+ * position of every layer, as for a model without windows). A session's window spans its step too: max_step caps the
+ * tokens one session appends in a step (0: 512; lmf_session_eval cuts longer inputs into such steps), and a session
+ * then holds about (window + max_step) / block_size + 2 windowed blocks. More sequences than n_windows at once fail
+ * their step (LMF_ERR_ARG). Such a session rewinds to where its windows still hold (up to a block back), or else to 0:
+ * lmf_session_pos says where it stands. The pool splits only where the windows take fewer blocks than the
+ * positions. */
+lmf_status lmf_kv_pool_create_windows(const lmf_weights *w, int n_positions, int block_size, int max_ctx,
+                                      lmf_kv_type type, int n_windows, int max_step, lmf_kv_pool **out);
 void lmf_kv_pool_free(lmf_kv_pool *p);
 int lmf_kv_pool_blocks(const lmf_kv_pool *p);      /* blocks in all */
 int lmf_kv_pool_blocks_free(const lmf_kv_pool *p); /* blocks no session holds */

@@ -62,6 +62,9 @@ static int parse(int argc, char **argv, serve_opts *o) {
         CLI_OPT(NULL, "--kv-lazy", CLI_BOOL, &o->ecfg.kv_lazy, NULL,
                 "commit the KV cache's memory as sequences grow into it, not at start",
                 .def = "committed before /health says ok"),
+        CLI_OPT(NULL, "--kv-window-full", CLI_BOOL, &o->ecfg.kv_window_full, NULL,
+                "sliding-window layers (Gemma 2 / 3, Mistral) keep every position, not only their window",
+                .def = "their last window only"),
         CLI_OPT(NULL, "--cache-type", CLI_FN, &o->ecfg.kv_type, "T", CLI_CACHE_TYPE_HELP, .def = "f32",
                 .fn = cli_kv_type),
         CLI_OPT("-c", "--ctx-size", CLI_INT, &o->ecfg.n_ctx, "N", "one sequence (prompt + reply) at most",
@@ -132,20 +135,21 @@ static lmf_status api_key(const serve_opts *o, const char **key, char **owned) {
 
 /* --kv-size: positions ("8192"), or bytes of cache in MiB ("512MiB"), converted with the model's per-position KV
  * size (K and V, every layer: 2 x n_layer x n_kv_head x head_dim x 4 bytes, 2 with --cache-type f16). */
-static lmf_status kv_positions(const char *v, const lmf_model_config *c, lmf_kv_type type, int *out) {
+/* --kv-size: positions, or MiB / GiB (the engine works out the positions that fit). */
+static lmf_status kv_size(const char *v, lmf_engine_config *c) {
     char *end;
     errno = 0;
     double x = strtod(v, &end);
     if (errno || end == v || !(x > 0))
         return lmf_fail(LMF_ERR_ARG, "--kv-size: expected positions (8192) or MiB (512MiB), got '%s'", v);
-    double per = 2.0 * c->n_layer * lmf_kv_width(c) * (double)lmf_kv_type_bytes(type);
-    if (!strcmp(end, "MiB")) x = floor(x * 1048576.0 / per);
-    else if (!strcmp(end, "GiB")) x = floor(x * 1073741824.0 / per);
-    else if (*end || x != floor(x))
-        return lmf_fail(LMF_ERR_ARG, "--kv-size: expected positions (8192) or MiB (512MiB), got '%s'", v);
-    if (x < 1 || x > 1 << 30)
-        return lmf_fail(LMF_ERR_ARG, "--kv-size %s: %.0f positions (%.0f bytes each) is out of range", v, x, per);
-    *out = (int)x;
+    if (!strcmp(end, "MiB") || !strcmp(end, "GiB")) {
+        c->kv_bytes = x * (end[0] == 'M' ? 1048576.0 : 1073741824.0);
+        return LMF_OK;
+    }
+    if (*end || x != floor(x) || x > 1 << 30)
+        return lmf_fail(LMF_ERR_ARG, "--kv-size: expected positions (8192, at most 2^30) or MiB (512MiB), got '%s'",
+                        v);
+    c->kv_tokens = (int)x;
     return LMF_OK;
 }
 
@@ -249,7 +253,7 @@ int cmd_serve(int argc, char **argv) {
     }
     if (o.chat_kwargs && (st = lmf_chat_template_set_kwargs(&tmpl, o.chat_kwargs)) != LMF_OK) goto done;
     if (o.lora && (st = cli_open_lora(o.lora, w, o.lora_scale, &lora)) != LMF_OK) goto done;
-    if (o.kv_size && (st = kv_positions(o.kv_size, lmf_weights_config(w), o.ecfg.kv_type, &o.ecfg.kv_tokens)) != LMF_OK) goto done;
+    if (o.kv_size && (st = kv_size(o.kv_size, &o.ecfg)) != LMF_OK) goto done;
     if ((st = lmf_engine_create(w, lora, &o.ecfg, &e)) != LMF_OK) goto done;
     lmf_engine_stats es;
     lmf_engine_get_stats(e, &es);
@@ -264,11 +268,15 @@ int cmd_serve(int argc, char **argv) {
     e = NULL; /* the server owns it now */
     atomic_store(&serving, 1);
     double load_s = lmf_now() - t0;
+    char window[96] = "";
+    if (es.kv_window)
+        snprintf(window, sizeof window, " + %d for the sliding-window layers' last %d positions", es.kv_window_blocks,
+                 es.kv_window);
     fprintf(stderr, "lmforge serve: ready in %.1f s: model '%s' (%s template%s%s%s%s), context %d, %d sequences at "
-            "once, KV cache %d blocks of %d positions (%s, %.0f MiB%s)\n", load_s, m.id,
+            "once, KV cache %d blocks of %d positions%s (%s, %.0f MiB%s)\n", load_s, m.id,
             lmf_chat_format_name(tmpl.format),
             tmpl.jinja ? "" : ", built-in renderer", tmpl.jinja && tmpl.hermes_tool_calls ? ", <tool_call> parsed" : "",
-            tmpl.jinja && tmpl.thinks && m.reasoning ? ", <think> parsed" : "", lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks, es.kv_block_size,
+            tmpl.jinja && tmpl.thinks && m.reasoning ? ", <think> parsed" : "", lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks, es.kv_block_size, window,
             o.ecfg.kv_type == LMF_KV_F16 ? "f16" : "f32", es.kv_bytes / 1048576.0, o.ecfg.kv_lazy ? ", lazy" : "");
 
     while (sem_wait(&stop_sem) != 0) continue; /* EINTR */

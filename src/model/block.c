@@ -637,28 +637,42 @@ void lmf_block_prefetch_share(const lmf_wtensor *W, int unit, int tid, int nth) 
 
 /* ---- attention ------------------------------------------------------------------------------------------------ */
 
-/* Position p's slot of layer `layer` in a sequence's cache: the element index of dimension 0 in base (k or v);
- * dimension d is d * bs on. */
-static size_t kv_index(const lmf_kv_view *kv, int layers_kv, int layer_kv, int p) {
-    return ((size_t)kv->blocks[p / kv->bs] * layers_kv + layer_kv) * kv->bs + p % kv->bs;
+/* One layer's K and V in a sequence's cache (block.h: lmf_kv_view). */
+typedef struct {
+    const lmf_kv_view *kv;
+    void *k, *v;
+    const int *blocks;
+    int id0;
+    size_t lkv, off; /* elements per position of a block: the kind's layers x KV; the layer's first one */
+} kv_layer;
+static kv_layer kv_layer_of(const lmf_kv_view *kv, const lmf_model_config *c, int layer) {
+    size_t KV = (size_t)lmf_kv_width(c), slot = (size_t)(kv->slot ? kv->slot[layer] : layer);
+    if (kv->wblocks && lmf_block_layer_window(c, layer))
+        return (kv_layer){kv, kv->wk, kv->wv, kv->wblocks, kv->wid0, kv->wlayers * KV, slot * KV};
+    return (kv_layer){kv, kv->k, kv->v, kv->blocks, 0, kv->layers * KV, slot * KV};
 }
-static const void *kv_slot(const lmf_kv_view *kv, const void *base, int layers_kv, int layer_kv, int p) {
-    size_t i = kv_index(kv, layers_kv, layer_kv, p);
-    return kv->f16 ? (const void *)((const uint16_t *)base + i) : (const void *)((const float *)base + i);
+/* Position p's element of dimension d (of the layer's KV) in base (k or v); dimension d + 1 is bs on. */
+static size_t kv_index(const kv_layer *l, int d, int p) {
+    int bs = l->kv->bs;
+    return ((size_t)(l->blocks[p / bs] - l->id0) * l->lkv + l->off + (size_t)d) * bs + p % bs;
+}
+static const void *kv_slot(const kv_layer *l, const void *base, int d, int p) {
+    size_t i = kv_index(l, d, p);
+    return l->kv->f16 ? (const void *)((const uint16_t *)base + i) : (const void *)((const float *)base + i);
 }
 /* Writes x to element i of base (k or v). */
 static inline void kv_put(const lmf_kv_view *kv, void *base, size_t i, float x) {
     if (kv->f16) ((uint16_t *)base)[i] = lmf_f32_to_f16(x);
     else ((float *)base)[i] = x;
 }
-/* Dimensions [dim0, dim0 + hs) of m positions from p on (within one block) as an fp32 operand of row stride bs: the
+/* Dimensions [d0, d0 + hs) of m positions from p on (within one block) as an fp32 operand of row stride bs: the
  * cache itself, or (f16) its halves widened into tmp (hs x bs floats). */
-static const float *kv_rows(const lmf_kv_view *kv, const void *base, int layers_kv, int dim0, int p, int m, int hs,
-                            float *tmp) {
-    const void *at = kv_slot(kv, base, layers_kv, dim0, p);
-    if (!kv->f16) return at;
+static const float *kv_rows(const kv_layer *l, const void *base, int d0, int p, int m, int hs, float *tmp) {
+    const void *at = kv_slot(l, base, d0, p);
+    if (!l->kv->f16) return at;
     for (int d = 0; d < hs; d++)
-        lmf_dequant_fast(LMF_GGML_F16, (const uint16_t *)at + (size_t)d * kv->bs, tmp + (size_t)d * kv->bs, (size_t)m);
+        lmf_dequant_fast(LMF_GGML_F16, (const uint16_t *)at + (size_t)d * l->kv->bs, tmp + (size_t)d * l->kv->bs,
+                         (size_t)m);
     return tmp;
 }
 
@@ -672,9 +686,10 @@ static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, 
                              const float *q) {
     const lmf_model_config *c = ctx->cfg;
     const lmf_kv_view *kv = &sq->kv;
-    int NH = c->n_head, hs = lmf_head_size(c), C = NH * hs, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
-    int S = qkv_width(c), p0 = sq->p0, N = sq->n, bs = kv->bs, LKV = c->n_layer * KV; /* C: q's and out's width */
+    int NH = c->n_head, hs = lmf_head_size(c), C = NH * hs, group = NH / c->n_kv_head;
+    int S = qkv_width(c), p0 = sq->p0, N = sq->n, bs = kv->bs; /* C: q's and out's width */
     int win = lmf_block_layer_window(c, layer);
+    kv_layer kl = kv_layer_of(kv, c, layer);
     float scale = lmf_block_attn_scale(c), cap = c->attn_softcap;
     const lmf_vec_ops *V = lmf_vec();
     int nblk = (N + QBLK - 1) / QBLK;
@@ -686,11 +701,11 @@ static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, 
             float *kt = kv->f16 ? ctx->kvbuf + (size_t)omp_get_thread_num() * ctx->kvbuf_stride : NULL;
             const float *qh = q + (size_t)i0 * S + (size_t)h * hs;
             float *oh = out + (size_t)i0 * C + (size_t)h * hs;
-            int dim0 = layer * KV + (h / group) * hs; /* the head's first K / V row in a block */
+            int dim0 = (h / group) * hs; /* the head's first K / V row in the layer's */
             int kb = win && p0 + i0 - win + 1 > 0 ? (p0 + i0 - win + 1) / bs * bs : 0, nw = nk - kb; /* columns */
             for (int p = kb; p < nk; p += bs) {
                 int m = nk - p < bs ? nk - p : bs;
-                lmf_sgemm(0, 0, nq, m, hs, qh, S, kv_rows(kv, kv->k, LKV, dim0, p, m, hs, kt), bs, 0.0f, Sc + p - kb,
+                lmf_sgemm(0, 0, nq, m, hs, qh, S, kv_rows(&kl, kl.k, dim0, p, m, hs, kt), bs, 0.0f, Sc + p - kb,
                           nw);
             }
             for (int r = 0; r < nq; r++) {
@@ -703,7 +718,7 @@ static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, 
             }
             for (int p = kb; p < nk; p += bs) {
                 int m = nk - p < bs ? nk - p : bs;
-                lmf_sgemm(0, 1, nq, hs, m, Sc + p - kb, nw, kv_rows(kv, kv->v, LKV, dim0, p, m, hs, kt), bs,
+                lmf_sgemm(0, 1, nq, hs, m, Sc + p - kb, nw, kv_rows(&kl, kl.v, dim0, p, m, hs, kt), bs,
                           p > kb ? 1.0f : 0.0f, oh, C);
             }
         }
@@ -712,13 +727,14 @@ static void attention_cached(const lmf_block_ctx *ctx, const lmf_block_seq *sq, 
 
 /* Writes the K and V parts of one sequence's n qkv rows (positions p0..) into its cache. */
 static void cache_write(const lmf_block_seq *sq, const lmf_model_config *c, int layer, const float *qkv) {
-    int C = lmf_q_width(c), KV = lmf_kv_width(c), S = qkv_width(c), LKV = c->n_layer * KV; /* k after q's C */
+    int C = lmf_q_width(c), KV = lmf_kv_width(c), S = qkv_width(c); /* k after q's C */
     const lmf_kv_view *kv = &sq->kv;
+    kv_layer kl = kv_layer_of(kv, c, layer);
     for (int i = 0; i < sq->n; i++) {
-        size_t at = kv_index(kv, LKV, layer * KV, sq->p0 + i);
+        size_t at = kv_index(&kl, 0, sq->p0 + i);
         for (int d = 0; d < KV; d++) {
-            kv_put(kv, kv->k, at + (size_t)d * kv->bs, qkv[(size_t)i * S + C + d]);
-            kv_put(kv, kv->v, at + (size_t)d * kv->bs, qkv[(size_t)i * S + C + KV + d]);
+            kv_put(kv, kl.k, at + (size_t)d * kv->bs, qkv[(size_t)i * S + C + d]);
+            kv_put(kv, kl.v, at + (size_t)d * kv->bs, qkv[(size_t)i * S + C + KV + d]);
         }
     }
 }
@@ -1034,13 +1050,14 @@ static inline void prefetch_piece(const void *at, size_t bytes, int locality) {
 
 static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int tid, int nth, float *S, float *qs) {
     const lmf_model_config *c = d->cfg;
-    int NH = c->n_head, hs = lmf_head_size(c), C = NH * hs, KV = c->n_kv_head * hs, group = NH / c->n_kv_head;
-    int W = qkv_width(c), LKV = c->n_layer * KV; /* C: q's width, each part row's outputs */
+    int NH = c->n_head, hs = lmf_head_size(c), C = NH * hs, group = NH / c->n_kv_head;
+    int W = qkv_width(c); /* C: q's width, each part row's outputs */
     const lmf_vec_ops *V = lmf_vec();
     float scale = lmf_block_attn_scale(c);
     int win = lmf_block_layer_window(c, layer);
     for (int i = 0; i < N; i++) {
         const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
+        kv_layer kl = kv_layer_of(kv, c, layer);
         size_t piece = (size_t)hs * kv->bs * (kv->f16 ? 2 : 4);
         /* keys [k0, nk): all earlier positions, or the last sliding_window; the stretches are cut from k0's 64-byte
          * line on (whole lines of V rows), the first one starting at k0 itself */
@@ -1056,14 +1073,14 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
         }
         for (int g = 0; g < c->n_kv_head; g++)
             for (int h0 = 0; h0 < group; h0 += 4) { /* rows_by_matrix takes up to four query heads */
-                int nq = group - h0 < 4 ? group - h0 : 4, h = g * group + h0, dim0 = layer * KV + g * hs;
+                int nq = group - h0 < 4 ? group - h0 : 4, h = g * group + h0, dim0 = g * hs;
                 const float *q = d->qkv + (size_t)i * W + (size_t)h * hs;
                 for (int j = 0; j < nq * hs; j++) qs[j] = q[j] * scale;
                 for (int p = a; p < a + n;) { /* the stretch's pieces, one cache block each */
                     int m = kv->bs - p % kv->bs < a + n - p ? kv->bs - p % kv->bs : a + n - p;
-                    if (p + m < a + n) prefetch_piece(kv_slot(kv, kv->k, LKV, dim0, p + m), piece, PREFETCH_L1);
-                    prefetch_piece(kv_slot(kv, kv->v, LKV, dim0, p), piece, PREFETCH_L2);
-                    V->rows_by_matrix(S + (p - a), n, qs, hs, nq, kv_slot(kv, kv->k, LKV, dim0, p), kv->f16, kv->bs,
+                    if (p + m < a + n) prefetch_piece(kv_slot(&kl, kl.k, dim0, p + m), piece, PREFETCH_L1);
+                    prefetch_piece(kv_slot(&kl, kl.v, dim0, p), piece, PREFETCH_L2);
+                    V->rows_by_matrix(S + (p - a), n, qs, hs, nq, kv_slot(&kl, kl.k, dim0, p), kv->f16, kv->bs,
                                       hs, m);
                     p += m;
                 }
@@ -1079,7 +1096,7 @@ static void attend_share(const lmf_block_decode_ctx *d, int layer, int N, int ti
                     int len[PV_PIECES], np = 0, p0 = p;
                     for (; p < a + n && np < PV_PIECES; np++) {
                         int m = kv->bs - p % kv->bs < a + n - p ? kv->bs - p % kv->bs : a + n - p;
-                        vp[np] = kv_slot(kv, kv->v, LKV, dim0, p), len[np] = m;
+                        vp[np] = kv_slot(&kl, kl.v, dim0, p), len[np] = m;
                         p += m;
                     }
                     V->rows_by_pieces_t(po + (size_t)h * hs, hs, S + (p0 - a), n, nq, vp, kv->f16, len, np, kv->bs,
@@ -1156,7 +1173,7 @@ static int qk_unit(const lmf_model_config *c) {
 static void full_qk_norm(const lmf_block_decode_ctx *d, const lmf_layer_weights *L, int layer, int N, int tid,
                          int nth, int unit) {
     const lmf_model_config *c = d->cfg;
-    int hs = lmf_head_size(c), C = c->n_head * hs, KV = c->n_kv_head * hs, S = qkv_width(c), LKV = c->n_layer * KV;
+    int hs = lmf_head_size(c), C = c->n_head * hs, KV = c->n_kv_head * hs, S = qkv_width(c);
     int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, rope = lmf_block_layer_rope(c, layer); /* C: q's width */
     const lmf_vec_ops *V = lmf_vec();
     float rs[2][QMV_MAX];
@@ -1178,8 +1195,9 @@ static void full_qk_norm(const lmf_block_decode_ctx *d, const lmf_layer_weights 
             if (rope) lmf_rope_rotate(row, rlo, rhi, tab + (size_t)d->row_pos[i] * hs, hs, interleaved, 1.0f);
             if (!j) continue;
             const lmf_kv_view *kv = &d->seqs[d->row_seq[i]].kv;
-            size_t at = kv_index(kv, LKV, layer * KV, d->row_pos[i]);
-            for (int e = rlo; e < rhi; e++) kv_put(kv, kv->k, at + (size_t)e * kv->bs, row[e]);
+            kv_layer kl = kv_layer_of(kv, c, layer);
+            size_t at = kv_index(&kl, 0, d->row_pos[i]);
+            for (int e = rlo; e < rhi; e++) kv_put(kv, kl.k, at + (size_t)e * kv->bs, row[e]);
         }
     }
 }
@@ -1198,7 +1216,7 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
     const lmf_model_config *c = d->cfg;
     int C = c->n_embd, hs = lmf_head_size(c), QD = lmf_q_width(c), KV = lmf_kv_width(c), F = c->ffn_dim;
     int S = qkv_width(c), FF = ffn_width(c), swiglu = lmf_act_gated(c->act), rope = lmf_block_layer_rope(c, layer);
-    int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, LKV = c->n_layer * KV, unit = qk_unit(c), rlo, rhi;
+    int interleaved = c->pos == LMF_POS_ROPE_INTERLEAVED, unit = qk_unit(c), rlo, rhi;
     int full = c->qk_norm == LMF_QK_NORM_FULL;
     const float *tab = layer_rope_tab(c, d->rope, d->rope_swa, layer);
     float *xn = d->xnt + (size_t)tid * QMV_MAX * lmf_block_xn_width(c), mean[QMV_MAX], rstd[QMV_MAX];
@@ -1226,8 +1244,9 @@ void lmf_block_decode(const lmf_block_decode_ctx *d, const lmf_layer_weights *L,
             }
             if (j < 2 && rope)
                 lmf_rope_rotate(row, rlo, rhi, tab + (size_t)d->row_pos[i] * hs, hs, interleaved, 1.0f);
-            void *cache = j == 1 ? kv->k : j == 2 ? kv->v : NULL;
-            size_t at = cache ? kv_index(kv, LKV, layer * KV, d->row_pos[i]) : 0;
+            kv_layer kl = kv_layer_of(kv, c, layer);
+            void *cache = j == 1 ? kl.k : j == 2 ? kl.v : NULL;
+            size_t at = cache ? kv_index(&kl, 0, d->row_pos[i]) : 0;
             for (int e = rlo; cache && e < rhi; e++) kv_put(kv, cache, at + (size_t)e * kv->bs, row[e]);
         }
     }

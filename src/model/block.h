@@ -106,12 +106,21 @@ void lmf_block_linear_slabs(const lmf_wtensor *W, const float *in, int ldi, int 
                             float *din, int ldd, int bf16, lmf_block_slab_fn visit, void *ctx);
 
 /* The KV cache of one sequence as prefill and decode see it: fixed-size blocks of a pool (paged), listed in the
- * sequence's block table. A block holds bs positions of every layer, transposed: (L, KV, bs) elements of K and the
- * same of V; so position p of layer l, dimension d is at block blocks[p / bs], ((l * KV + d) * bs + p % bs). The
- * elements are fp32, or IEEE halves (f16: rounded to nearest even when written, widened to fp32 when read). */
+ * sequence's block table. A block holds bs positions of the layers of one kind, transposed: (layers, KV, bs) elements
+ * of K and the same of V; so position p of a layer at slot s of its kind, dimension d is at block blocks[p / bs],
+ * ((s KV + d) bs + p % bs). Without windowed blocks there is one kind: every layer, slot = layer index. A pool that
+ * splits (a model with sliding-window layers, infer.c) keeps the windowed layers in blocks of their own (wblocks, ids
+ * from wid0 on, in wk / wv), which it hands back once every position in them is older than the window: their table
+ * holds -1 there. The elements are fp32, or IEEE halves (f16: rounded to nearest even when written, widened to fp32
+ * when read). */
 typedef struct {
-    void *k, *v;        /* the pool's blocks */
+    void *k, *v;        /* the pool's full-attention blocks (every layer's when wblocks is NULL) */
+    void *wk, *wv;      /* the windowed layers' blocks */
     const int *blocks;  /* the sequence's block table */
+    const int *wblocks; /* its windowed layers' table, or NULL */
+    const int *slot;    /* per layer: its index among the layers of its kind; NULL: the layer index */
+    int layers, wlayers; /* layers of each kind */
+    int wid0;           /* the windowed blocks' first id */
     int bs;             /* positions per block */
     int f16;            /* elements are halves */
 } lmf_kv_view;

@@ -12,7 +12,14 @@
  * is read once per step for all the rows, whichever sequence they belong to. The block itself, both linear paths
  * and the attentions are in block.c.
  *
- * Memory: the pool's blocks (2 L bs KV floats each) plus scratch of about NB (3C + 2QD + 2KV + 3F) floats, DQ_BYTES, and
+ * Sliding-window layers (Gemma 2 / 3, Mistral): a query reads only the last W positions of such a layer, so a pool
+ * that serves a model with them (and whose sequences outgrow their windows) splits: its blocks hold the full-attention
+ * layers only, and the windowed layers have blocks of their own (block.h: lmf_kv_view), which a session hands back as
+ * soon as every position in one is older than its window (keeping one block more, so that short rewinds hold). That
+ * arena holds n_windows sequences' windows (lmf_kv_pool_create_windows); Gemma 3 keeps 1 of its 6 layers at every
+ * position, and at 32k positions a sequence needs about a fifth of the memory.
+ *
+ * Memory: the pool's blocks (2 L bs KV floats each, L the full-attention layers) plus the windowed blocks, scratch of about NB (3C + 2QD + 2KV + 3F) floats, DQ_BYTES, and
  * per thread 64 x max_ctx attention scores; the weights stay where the loader put them (usually the file mapping),
  * the quantized matrices repacked to R16 at load time (lmf_weights_prepare_decode). */
 #include "core/alloc.h"
@@ -42,11 +49,18 @@
 struct lmf_kv_pool {
     const lmf_weights *w;
     int bs, n_blocks, max_ctx, nthreads;
+    int step;                   /* tokens one session appends in a step at most */
     lmf_kv_type kv_type;
     void *k, *v;                /* n_blocks x (L, KV, bs) each: floats, or halves (LMF_KV_F16) */
     float *kvbuf;               /* f16 prefill: per thread, a block's K or V of one head widened (hs x bs) */
     int *free_ids, n_free;      /* a stack of free block ids */
-    int *refs;                  /* per block: the sessions (and prefix-cache entries) holding it; free at 0 */
+    int *refs;                  /* per block (windowed ones after the n_blocks others): the sessions (and prefix-cache
+                                   entries) holding it; free at 0 */
+    /* a pool that splits (window > 0): the windowed layers' blocks, ids n_blocks.. n_blocks + n_wblocks - 1 */
+    int window, layers, wlayers, n_wblocks, per_seq; /* per_seq: windowed blocks a sequence holds at most */
+    int *slot;                  /* per layer: its index among the layers of its kind */
+    void *wk, *wv;              /* n_wblocks x (wlayers, KV, bs) each */
+    int *wfree_ids, n_wfree;
     /* the scratch of one step */
     float *rope;                /* (max_ctx, hs): per position hs/2 cosines then hs/2 sines */
     float *rope_swa;            /* the windowed layers' (cfg.rope_theta_swa), or NULL */
@@ -77,6 +91,7 @@ struct lmf_session {
     int own_pool;
     int n_ctx, pos;
     int *blocks, n_blocks;      /* block table: positions [i bs, (i + 1) bs) live in block blocks[i] */
+    int *wblocks, w_lo;         /* a pool that splits: the windowed layers' table (-1 below w_lo: handed back) */
     float *logits;              /* (logits_rows, V) */
     int logits_rows;
 };
@@ -149,8 +164,47 @@ static void step(lmf_kv_pool *p, const lmf_block_seq *seqs, int n, const int32_t
 
 /* ---- pools -------------------------------------------------------------------------------------------------- */
 
+/* Windowed blocks a sequence holds at most: a step of up to `step` rows at position p reads from p - W + 1 on (the
+ * window's first block may be partial), and one block more is kept (trim_window). */
+static int window_blocks_per_seq(int window, int bs, int step) { return (window - 1 + step + bs - 1) / bs + 2; }
+
+/* The layers of each kind (windowed or not) and each layer's slot among its kind; 0 when the pool does not split:
+ * no windowed layers, or n_windows sequences' windows would take as many blocks as the positions themselves. */
+static int plan_split(lmf_kv_pool *p, const lmf_model_config *c, int n_windows) {
+    int W = c->sliding_window, nw = 0;
+    for (int l = 0; l < c->n_layer; l++) nw += lmf_block_layer_window(c, l) != 0;
+    if (!W || !nw || n_windows <= 0) return 0;
+    int per_seq = window_blocks_per_seq(W, p->bs, p->step);
+    if ((long)per_seq * n_windows >= p->n_blocks) return 0;
+    p->window = W, p->per_seq = per_seq, p->n_wblocks = per_seq * n_windows;
+    p->slot = lmf_xmalloc(sizeof(int) * (size_t)c->n_layer);
+    for (int l = 0; l < c->n_layer; l++) p->slot[l] = lmf_block_layer_window(c, l) ? p->wlayers++ : p->layers++;
+    return 1;
+}
+
+double lmf_kv_pool_positions_for(const lmf_model_config *c, double bytes, int block_size, int n_windows,
+                                 int max_step, lmf_kv_type type) {
+    double per_layer = 2.0 * lmf_kv_width(c) * (double)lmf_kv_type_bytes(type); /* K and V of one position */
+    int nw = 0, bs = block_size > 0 ? block_size : KV_BLOCK, step = max_step > 0 && max_step < NB ? max_step : NB;
+    for (int l = 0; l < c->n_layer; l++) nw += lmf_block_layer_window(c, l) != 0;
+    if (c->sliding_window && nw && n_windows > 0) { /* as plan_split: only where the windows are the smaller part */
+        double wblocks = (double)window_blocks_per_seq(c->sliding_window, bs, step) * n_windows;
+        double rest = bytes - wblocks * bs * nw * per_layer;
+        double P = nw == c->n_layer ? INFINITY : floor(rest / ((c->n_layer - nw) * per_layer));
+        if (rest > 0 && ceil(P / bs) > wblocks) return P;
+    }
+    return floor(bytes / (c->n_layer * per_layer));
+}
+
 lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_size, int max_ctx, lmf_kv_type type,
                                lmf_kv_pool **out) {
+    int cap = max_ctx <= 0 || max_ctx > w->cfg.max_seq_len ? w->cfg.max_seq_len : max_ctx;
+    int seqs = n_positions > 0 && cap > 0 ? n_positions / cap : 1;
+    return lmf_kv_pool_create_windows(w, n_positions, block_size, max_ctx, type, seqs > 1 ? seqs : 1, 0, out);
+}
+
+lmf_status lmf_kv_pool_create_windows(const lmf_weights *w, int n_positions, int block_size, int max_ctx,
+                                      lmf_kv_type type, int n_windows, int max_step, lmf_kv_pool **out) {
     *out = NULL;
     if (type != LMF_KV_F32 && type != LMF_KV_F16) return lmf_fail(LMF_ERR_ARG, "KV pool: unknown cache type %d", type);
     const lmf_model_config *c = &w->cfg;
@@ -166,24 +220,31 @@ lmf_status lmf_kv_pool_create(const lmf_weights *w, int n_positions, int block_s
     p->kv_type = type;
     p->n_blocks = (n_positions + block_size - 1) / block_size;
     p->max_ctx = max_ctx;
+    p->step = max_step > 0 && max_step < NB ? max_step : NB;
     p->nthreads = omp_get_max_threads();
-    size_t block_floats = (size_t)L * KV * block_size;
+    if (!plan_split(p, c, n_windows)) p->layers = L;
+    size_t block_floats = (size_t)p->layers * KV * block_size, wblock_floats = (size_t)p->wlayers * KV * block_size;
     size_t esize = lmf_kv_type_bytes(type);
-    p->kv_bytes = 2 * (size_t)p->n_blocks * block_floats * esize;
+    p->kv_bytes = 2 * ((size_t)p->n_blocks * block_floats + (size_t)p->n_wblocks * wblock_floats) * esize;
     double have = lmf_mem_physical();
     if (have > 0 && (double)p->kv_bytes > have) {
         lmf_status st = lmf_fail(LMF_ERR_ARG, "the KV cache (%d positions, %.0f MiB) is larger than this machine's "
                                  "%.0f MiB of memory: ask for fewer positions", p->n_blocks * block_size,
                                  p->kv_bytes / 1048576.0, have / 1048576.0);
+        free(p->slot);
         free(p);
         return st;
     }
     p->kv_mem = lmf_alloc_big_lazy(p->kv_bytes); /* committed as blocks are first used */
-    p->k = p->kv_mem, p->v = (char *)p->kv_mem + (size_t)p->n_blocks * block_floats * esize;
+    size_t full = (size_t)p->n_blocks * block_floats * esize, win = (size_t)p->n_wblocks * wblock_floats * esize;
+    p->k = p->kv_mem, p->v = (char *)p->kv_mem + full;
+    p->wk = (char *)p->kv_mem + 2 * full, p->wv = (char *)p->kv_mem + 2 * full + win;
     p->free_ids = lmf_xmalloc((size_t)p->n_blocks * sizeof(int));
-    p->refs = lmf_xcalloc((size_t)p->n_blocks, sizeof(int));
+    p->wfree_ids = lmf_xmalloc((size_t)(p->n_wblocks + 1) * sizeof(int));
+    p->refs = lmf_xcalloc((size_t)(p->n_blocks + p->n_wblocks), sizeof(int));
     for (int i = 0; i < p->n_blocks; i++) p->free_ids[i] = p->n_blocks - 1 - i; /* block 0 handed out first */
-    p->n_free = p->n_blocks;
+    for (int i = 0; i < p->n_wblocks; i++) p->wfree_ids[i] = p->n_blocks + p->n_wblocks - 1 - i;
+    p->n_free = p->n_blocks, p->n_wfree = p->n_wblocks;
 
     /* the largest converted input row any weight asks for, and the largest matrix (the dequantization slab never
      * needs to be bigger) */
@@ -240,7 +301,7 @@ void lmf_kv_pool_free(lmf_kv_pool *p) {
     if (!p) return;
     lmf_free_big(p->kv_mem);
     lmf_free_big(p->mem);
-    LMF_FREE_ALL(p->head_logits, p->lora_t, p->moe, p->moe_scratch, p->free_ids, p->refs, p);
+    LMF_FREE_ALL(p->head_logits, p->lora_t, p->moe, p->moe_scratch, p->free_ids, p->wfree_ids, p->slot, p->refs, p);
 }
 
 int lmf_kv_pool_blocks(const lmf_kv_pool *p) { return p->n_blocks; }
@@ -254,6 +315,10 @@ void lmf_session_set_observer(lmf_session *s, lmf_block_observe_fn fn, void *use
     s->pool->observe = fn, s->pool->observe_user = user;
 }
 int lmf_kv_pool_blocks_free(const lmf_kv_pool *p) { return p->n_free; }
+int lmf_kv_pool_window(const lmf_kv_pool *p) { return p->window; }
+int lmf_kv_pool_window_blocks(const lmf_kv_pool *p) { return p->n_wblocks; }
+int lmf_kv_pool_window_blocks_free(const lmf_kv_pool *p) { return p->n_wfree; }
+int lmf_kv_pool_window_peak(const lmf_kv_pool *p) { return p->per_seq; }
 int lmf_kv_pool_block_size(const lmf_kv_pool *p) { return p->bs; }
 size_t lmf_kv_pool_bytes(const lmf_kv_pool *p) { return p->kv_bytes; }
 
@@ -284,6 +349,7 @@ lmf_status lmf_session_create_pooled(lmf_kv_pool *pool, int n_ctx, lmf_session *
     s->pool = pool;
     s->n_ctx = n_ctx;
     s->blocks = lmf_xmalloc((size_t)((n_ctx + pool->bs - 1) / pool->bs) * sizeof(int));
+    if (pool->window) s->wblocks = lmf_xmalloc((size_t)((n_ctx + pool->bs - 1) / pool->bs) * sizeof(int));
     s->logits = lmf_xmalloc((size_t)pool->w->cfg.vocab_size * sizeof(float));
     s->logits_rows = 1;
     *out = s;
@@ -324,13 +390,36 @@ void lmf_kv_pool_ref(lmf_kv_pool *p, int block) { p->refs[block]++; }
 int lmf_kv_pool_block_refs(const lmf_kv_pool *p, int block) { return p->refs[block]; }
 
 void lmf_kv_pool_unref(lmf_kv_pool *p, int block) {
-    if (--p->refs[block] == 0) p->free_ids[p->n_free++] = block;
+    if (--p->refs[block]) return;
+    if (block < p->n_blocks) p->free_ids[p->n_free++] = block;
+    else p->wfree_ids[p->n_wfree++] = block;
+}
+
+/* The first windowed block a session at pos still reads: the one holding pos - W + 1 (the next token's first key). */
+static int window_first(const lmf_kv_pool *p, int pos) {
+    int f = pos - p->window + 1;
+    return f > 0 ? f / p->bs : 0;
 }
 
 /* Gives back the blocks that hold no position below pos (a block shared with others stays theirs). */
 static void release_blocks(lmf_session *s, int pos) {
     int keep = (pos + s->pool->bs - 1) / s->pool->bs;
-    while (s->n_blocks > keep) lmf_kv_pool_unref(s->pool, s->blocks[--s->n_blocks]);
+    while (s->n_blocks > keep) {
+        s->n_blocks--;
+        lmf_kv_pool_unref(s->pool, s->blocks[s->n_blocks]);
+        if (s->wblocks && s->wblocks[s->n_blocks] >= 0) lmf_kv_pool_unref(s->pool, s->wblocks[s->n_blocks]);
+    }
+    if (s->w_lo > s->n_blocks) s->w_lo = s->n_blocks;
+}
+
+/* Gives back the windowed blocks older than the window, but one (a rewind by up to a block keeps its cache). */
+static void trim_window(lmf_session *s) {
+    if (!s->wblocks) return;
+    int lo = window_first(s->pool, s->pos) - 1;
+    for (; s->w_lo < lo && s->w_lo < s->n_blocks; s->w_lo++) {
+        if (s->wblocks[s->w_lo] >= 0) lmf_kv_pool_unref(s->pool, s->wblocks[s->w_lo]);
+        s->wblocks[s->w_lo] = -1;
+    }
 }
 
 int lmf_session_block_table(const lmf_session *s, const int **blocks) {
@@ -338,19 +427,29 @@ int lmf_session_block_table(const lmf_session *s, const int **blocks) {
     return s->n_blocks;
 }
 
+const int *lmf_session_window_table(const lmf_session *s) { return s->wblocks; }
+
 lmf_kv_pool *lmf_session_pool(const lmf_session *s) { return s->pool; }
 
-lmf_status lmf_session_adopt(lmf_session *s, const int *blocks, int n) {
+lmf_status lmf_session_adopt(lmf_session *s, const int *blocks, const int *wblocks, int n) {
+    lmf_kv_pool *p = s->pool;
     if (s->pos || s->n_blocks)
         return lmf_fail(LMF_ERR_ARG, "a session adopts cached blocks only when empty (it holds %d tokens)", s->pos);
-    if ((long)n * s->pool->bs > s->n_ctx)
-        return lmf_fail(LMF_ERR_ARG, "%d blocks of %d positions exceed the context length %d", n, s->pool->bs,
-                        s->n_ctx);
+    if ((long)n * p->bs > s->n_ctx)
+        return lmf_fail(LMF_ERR_ARG, "%d blocks of %d positions exceed the context length %d", n, p->bs, s->n_ctx);
+    int lo = p->window ? window_first(p, n * p->bs) : n;
+    for (int i = lo; i < n; i++)
+        if (!wblocks || wblocks[i] < p->n_blocks)
+            return lmf_fail(LMF_ERR_ARG, "adopting %d blocks: the windowed layers' block %d is missing", n, i);
     for (int i = 0; i < n; i++) {
-        lmf_kv_pool_ref(s->pool, blocks[i]);
+        lmf_kv_pool_ref(p, blocks[i]);
         s->blocks[s->n_blocks++] = blocks[i];
+        if (!p->window) continue;
+        s->wblocks[i] = i >= lo ? wblocks[i] : -1;
+        if (i >= lo) lmf_kv_pool_ref(p, wblocks[i]);
     }
-    s->pos = n * s->pool->bs;
+    s->w_lo = lo < n ? lo : n;
+    s->pos = n * p->bs;
     return LMF_OK;
 }
 
@@ -362,9 +461,7 @@ void lmf_session_free(lmf_session *s) {
     if (!s) return;
     release_blocks(s, 0);
     if (s->own_pool) lmf_kv_pool_free(s->pool);
-    free(s->blocks);
-    free(s->logits);
-    free(s);
+    LMF_FREE_ALL(s->blocks, s->wblocks, s->logits, s);
 }
 
 int lmf_session_pos(const lmf_session *s) { return s->pos; }
@@ -373,6 +470,8 @@ const lmf_weights *lmf_session_weights(const lmf_session *s) { return s->pool->w
 
 void lmf_session_rewind(lmf_session *s, int pos) {
     if (pos < 0) pos = 0;
+    /* the windowed layers' keys before pos went back to the pool: nothing from there on can be kept */
+    if (pos < s->pos && s->wblocks && window_first(s->pool, pos) < s->w_lo) pos = 0;
     if (pos < s->pos) s->pos = pos;
     release_blocks(s, s->pos);
 }
@@ -391,18 +490,39 @@ static lmf_status admit(lmf_session *s, int i, const int32_t *tokens, int n) {
     return LMF_OK;
 }
 
-static lmf_status reserve(lmf_session *s, int pos_end) {
-    lmf_kv_pool *p = s->pool;
-    int need = (pos_end + p->bs - 1) / p->bs - s->n_blocks;
+/* Fails unless the pool can hand out `need` blocks and `wneed` windowed ones. */
+static lmf_status check_free(const lmf_kv_pool *p, int need, int wneed) {
     if (need > p->n_free)
         return lmf_fail(LMF_ERR_ARG, "the KV pool is exhausted: %d more blocks of %d positions needed, %d free", need,
                         p->bs, p->n_free);
+    if (p->window && wneed > p->n_wfree)
+        return lmf_fail(LMF_ERR_ARG, "the KV pool's windowed blocks are exhausted: %d more needed, %d free (it holds "
+                        "%d sequences' windows)", wneed, p->n_wfree, p->n_wblocks / p->per_seq);
+    return LMF_OK;
+}
+
+static lmf_status reserve(lmf_session *s, int pos_end) {
+    lmf_kv_pool *p = s->pool;
+    int need = (pos_end + p->bs - 1) / p->bs - s->n_blocks;
+    LMF_TRY(check_free(p, need, need));
     while (s->n_blocks * p->bs < pos_end) {
         int b = p->free_ids[--p->n_free];
         p->refs[b] = 1;
+        if (p->window) {
+            int wb = p->wfree_ids[--p->n_wfree];
+            p->refs[wb] = 1;
+            s->wblocks[s->n_blocks] = wb;
+        }
         s->blocks[s->n_blocks++] = b;
     }
     return LMF_OK;
+}
+
+/* The cache of session s as a step sees it. */
+static lmf_kv_view view(const lmf_session *s) {
+    const lmf_kv_pool *p = s->pool;
+    return (lmf_kv_view){p->k, p->v, p->wk, p->wv, s->blocks, s->wblocks, p->slot, p->layers, p->wlayers,
+                         p->n_blocks, p->bs, p->kv_type == LMF_KV_F16};
 }
 
 lmf_status lmf_session_eval_batch(lmf_session *const *ss, const int32_t *const *tokens, const int *n, int count,
@@ -420,6 +540,9 @@ lmf_status lmf_session_step(lmf_session *const *ss, const int32_t *const *tokens
         for (int j = 0; j < i; j++)
             if (ss[j] == ss[i]) return lmf_fail(LMF_ERR_ARG, "session %d appears twice in the batch", i);
         LMF_TRY(admit(ss[i], i, tokens[i], n[i]));
+        if (n[i] > p->step)
+            return lmf_fail(LMF_ERR_ARG, "session %d: %d tokens in one step, more than the pool's %d", i, n[i],
+                            p->step);
         total += n[i];
         blocks += (ss[i]->pos + n[i] + p->bs - 1) / p->bs - ss[i]->n_blocks;
     }
@@ -427,15 +550,13 @@ lmf_status lmf_session_step(lmf_session *const *ss, const int32_t *const *tokens
     if (path == LMF_STEP_DECODE && total > QMV_MAX)
         return lmf_fail(LMF_ERR_ARG, "a decode step takes at most %d rows, got %d", QMV_MAX, total);
     int prefill = path == LMF_STEP_PREFILL || (path == LMF_STEP_AUTO && total > LMF_BLOCK_QMV_AUTO);
-    if (blocks > p->n_free)
-        return lmf_fail(LMF_ERR_ARG, "the KV pool is exhausted: %d more blocks of %d positions needed, %d free",
-                        blocks, p->bs, p->n_free);
+    LMF_TRY(check_free(p, blocks, blocks));
     lmf_block_seq seqs[NB];
     int32_t tok[NB];
     int rows[NB];
     for (int i = 0, row = 0; i < count; row += n[i++]) {
         reserve(ss[i], ss[i]->pos + n[i]);
-        seqs[i] = (lmf_block_seq){{p->k, p->v, ss[i]->blocks, p->bs, p->kv_type == LMF_KV_F16}, ss[i]->pos, n[i]};
+        seqs[i] = (lmf_block_seq){view(ss[i]), ss[i]->pos, n[i]};
         memcpy(tok + row, tokens[i], (size_t)n[i] * sizeof(int32_t));
         rows[i] = row + n[i] - 1;
     }
@@ -449,16 +570,32 @@ lmf_status lmf_session_step(lmf_session *const *ss, const int32_t *const *tokens
     step(p, seqs, count, tok, total, rows, count, out, prefill);
     for (int i = 0; i < count; i++) {
         ss[i]->pos += n[i];
+        trim_window(ss[i]);
         memcpy(ss[i]->logits, out + i * V, V * sizeof(float));
     }
     return LMF_OK;
 }
 
+/* The windowed blocks session s takes at most beyond those it holds while it evaluates n tokens, NB at a time (it
+ * hands old ones back after each step). */
+static int window_growth(const lmf_session *s, int n) {
+    const lmf_kv_pool *p = s->pool;
+    int held = s->n_blocks - s->w_lo, most = held, lo = s->w_lo;
+    for (int pos = s->pos, e; pos < s->pos + n; pos = e) {
+        e = pos + p->step < s->pos + n ? pos + p->step : s->pos + n;
+        int during = (e + p->bs - 1) / p->bs - lo;
+        if (during > most) most = during;
+        int next = window_first(p, e) - 1;
+        if (next > lo) lo = next;
+    }
+    return most - held;
+}
+
 lmf_status lmf_session_eval(lmf_session *s, const int32_t *tokens, int n, int all_logits, const float **logits) {
     if (logits) *logits = NULL;
     LMF_TRY(admit(s, 0, tokens, n));
-    LMF_TRY(reserve(s, s->pos + n));
     lmf_kv_pool *p = s->pool;
+    LMF_TRY(check_free(p, (s->pos + n + p->bs - 1) / p->bs - s->n_blocks, p->window ? window_growth(s, n) : 0));
     size_t V = (size_t)p->w->cfg.vocab_size;
     if (all_logits && n > s->logits_rows) {
         free(s->logits);
@@ -466,17 +603,19 @@ lmf_status lmf_session_eval(lmf_session *s, const int32_t *tokens, int n, int al
         s->logits_rows = n;
     }
     int rows[NB];
-    for (int i0 = 0; i0 < n; i0 += NB) {
-        int nb = n - i0 < NB ? n - i0 : NB, last = i0 + nb == n, nr = 0;
+    for (int i0 = 0; i0 < n; i0 += p->step) {
+        int nb = n - i0 < p->step ? n - i0 : p->step, last = i0 + nb == n, nr = 0;
         /* rows that need logits: all of them, or only the very last token */
         if (all_logits)
             for (int i = 0; i < nb; i++) rows[nr++] = i;
         else if (last)
             rows[nr++] = nb - 1;
-        lmf_block_seq sq = {{p->k, p->v, s->blocks, p->bs, p->kv_type == LMF_KV_F16}, s->pos, nb};
+        reserve(s, s->pos + nb); /* cannot fail: checked above */
+        lmf_block_seq sq = {view(s), s->pos, nb};
         step(p, &sq, 1, tokens + i0, nb, rows, nr, s->logits + (all_logits ? (size_t)i0 * V : 0),
              nb > LMF_BLOCK_QMV_AUTO);
         s->pos += nb;
+        trim_window(s);
     }
     if (logits) *logits = s->logits;
     return LMF_OK;

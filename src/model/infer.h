@@ -48,11 +48,26 @@ lmf_status lmf_perplexity_observed(const lmf_weights *w, const char *text, size_
 lmf_kv_pool *lmf_session_pool(const lmf_session *s);
 /* The session's block table: block i holds positions [i bs, (i + 1) bs). Returns the number of blocks. */
 int lmf_session_block_table(const lmf_session *s, const int **blocks);
-/* Blocks the session must take from the pool to append n tokens. */
+/* Its windowed layers' table beside it (a pool that splits, lmforge.h: lmf_kv_pool_create_windows), or NULL: -1
+ * where the block went back to the pool. */
+const int *lmf_session_window_table(const lmf_session *s);
+/* Blocks the session must take from the pool to append n tokens (as many windowed ones, in a pool that splits). */
 int lmf_session_blocks_needed(const lmf_session *s, int n);
-/* An empty session starts with n full blocks of another's (a reference each): its position becomes n x bs. */
-lmf_status lmf_session_adopt(lmf_session *s, const int *blocks, int n);
-/* Takes / drops a reference on a block; the last drop frees it. */
+/* An empty session starts with n full blocks of another's (a reference each): its position becomes n x bs. In a pool
+ * that splits, wblocks lists their windowed blocks, which must be there for the window before position n x bs
+ * (lmf_kv_pool_window); older ones are not taken. */
+lmf_status lmf_session_adopt(lmf_session *s, const int *blocks, const int *wblocks, int n);
+/* The sliding window whose layers have blocks of their own, or 0 when the pool does not split. */
+int lmf_kv_pool_window(const lmf_kv_pool *p);
+int lmf_kv_pool_window_blocks(const lmf_kv_pool *p);
+int lmf_kv_pool_window_blocks_free(const lmf_kv_pool *p);
+/* The positions a pool of `bytes` holds (lmf_kv_pool_create_windows with these arguments; INFINITY when every layer
+ * is windowed: positions then cost no memory). */
+double lmf_kv_pool_positions_for(const lmf_model_config *c, double bytes, int block_size, int n_windows,
+                                 int max_step, lmf_kv_type type);
+/* Windowed blocks one sequence holds at most at once. */
+int lmf_kv_pool_window_peak(const lmf_kv_pool *p);
+/* Takes / drops a reference on a block (windowed ones included); the last drop frees it. */
 void lmf_kv_pool_ref(lmf_kv_pool *p, int block);
 void lmf_kv_pool_unref(lmf_kv_pool *p, int block);
 int lmf_kv_pool_block_refs(const lmf_kv_pool *p, int block);

@@ -176,15 +176,25 @@ static void sample(lmf_engine *e, req *q, const float *row) {
 
 static int bs(const lmf_engine *e) { return lmf_kv_pool_block_size(e->pool); }
 
-/* Blocks the pool can hand out, the prefix cache's reclaimable ones included. */
+/* Blocks the pool can hand out, the prefix cache's reclaimable ones included (windowed ones: a pool that splits). */
 static int blocks_available(const lmf_engine *e) {
     return lmf_kv_pool_blocks_free(e->pool) + (e->cache ? lmf_prefix_cache_reclaimable(e->cache) : 0);
+}
+static int window_available(const lmf_engine *e) {
+    return lmf_kv_pool_window_blocks_free(e->pool) + (e->cache ? lmf_prefix_cache_window_reclaimable(e->cache) : 0);
+}
+
+/* Whether the pool has `need` free blocks of each kind a step takes. */
+static int pool_has(const lmf_engine *e, int need) {
+    return lmf_kv_pool_blocks_free(e->pool) >= need &&
+           (!lmf_kv_pool_window(e->pool) || lmf_kv_pool_window_blocks_free(e->pool) >= need);
 }
 
 static int make_room(lmf_engine *e, int need) {
     int lack = need - lmf_kv_pool_blocks_free(e->pool);
-    if (lack > 0 && e->cache) lmf_prefix_cache_evict(e->cache, lack);
-    return lmf_kv_pool_blocks_free(e->pool) >= need;
+    int wlack = lmf_kv_pool_window(e->pool) ? need - lmf_kv_pool_window_blocks_free(e->pool) : 0;
+    if ((lack > 0 || wlack > 0) && e->cache) lmf_prefix_cache_evict(e->cache, lack, wlack);
+    return pool_has(e, need);
 }
 
 /* Moves waiting requests into the running set while slots and blocks allow (FIFO: the head waits for room rather
@@ -192,23 +202,28 @@ static int make_room(lmf_engine *e, int need) {
 static void admit(lmf_engine *e) {
     while (e->waiting && e->n_running < e->cfg.parallel) {
         req *q = e->waiting;
-        int b = bs(e), nb = (q->n_feed + b - 1) / b, matched = 0;
-        int *blocks = lmf_xmalloc(sizeof(int) * (size_t)(nb + 1));
+        int b = bs(e), nb = (q->n_feed + b - 1) / b, matched = 0, W = lmf_kv_pool_window(e->pool);
+        int *blocks = lmf_xmalloc(sizeof(int) * 2 * (size_t)(nb + 1)), *wblocks = blocks + nb + 1;
         /* the prompt's last token is always computed: its logits give the first token */
         if (e->cache && q->prompt_path == LMF_STEP_PREFILL && !q->resumed)
-            matched = lmf_prefix_cache_match(e->cache, q->toks, (q->n_feed - 1) / b, blocks);
-        /* room for the prompt and the first generated token (a prompt that fills the context needs no more),
-         * checked before anything is made: the head may wait many iterations. Matched blocks only the cache holds
-         * count as reclaimable now but will be pinned by the adoption. */
-        int upto = q->n_feed + 1 < e->cfg.n_ctx ? q->n_feed + 1 : e->cfg.n_ctx, pinned = 0;
+            matched = lmf_prefix_cache_match(e->cache, q->toks, (q->n_feed - 1) / b, blocks, wblocks);
+        /* room for the prompt and the first generated token (a prompt that fills the context needs no more), and
+         * for as many windowed blocks as a sequence holds at once, checked before anything is made: the head may
+         * wait many iterations. Matched blocks only the cache holds count as reclaimable now but will be pinned by
+         * the adoption (windowed ones: those of the window before the match's end). */
+        int upto = q->n_feed + 1 < e->cfg.n_ctx ? q->n_feed + 1 : e->cfg.n_ctx, pinned = 0, wpinned = 0;
+        int need = (upto + b - 1) / b - matched, wfirst = matched * b - W + 1;
         for (int i = 0; i < matched; i++) pinned += lmf_kv_pool_block_refs(e->pool, blocks[i]) == 1;
+        for (int i = wfirst > 0 ? wfirst / b : 0; W && i < matched; i++)
+            wpinned += lmf_kv_pool_block_refs(e->pool, wblocks[i]) == 1;
+        int wneed = need < lmf_kv_pool_window_peak(e->pool) ? need : lmf_kv_pool_window_peak(e->pool);
         lmf_session *s = NULL;
-        if (blocks_available(e) - pinned < (upto + b - 1) / b - matched) {
+        if (blocks_available(e) - pinned < need || (W && window_available(e) - wpinned < wneed)) {
             free(blocks);
             return; /* not now */
         }
         if (lmf_session_create_pooled(e->pool, e->cfg.n_ctx, &s) != LMF_OK ||
-            lmf_session_adopt(s, blocks, matched) != LMF_OK) {
+            lmf_session_adopt(s, blocks, wblocks, matched) != LMF_OK) {
             free(blocks);
             lmf_session_free(s);
             return; /* cannot happen with validated requests; leave it waiting */
@@ -292,7 +307,7 @@ static void absorb(lmf_engine *e, const batch *b) {
         if (q->st == R_PREFILL && q->prompt_path == LMF_STEP_PREFILL && e->cache && !q->resumed) {
             const int *blocks;
             int n = lmf_session_block_table(q->s, &blocks), full = q->n_feed / bs(e);
-            lmf_prefix_cache_insert(e->cache, q->toks, full < n ? full : n, blocks);
+            lmf_prefix_cache_insert(e->cache, q->toks, full < n ? full : n, blocks, lmf_session_window_table(q->s));
         }
         if (q->resumed && q->st == R_PREFILL) { /* re-read: its next token was sampled before the preemption */
             q->st = R_DECODE;
@@ -338,6 +353,9 @@ static void update_stats(lmf_engine *e) {
     s->kv_block_size = lmf_kv_pool_block_size(e->pool);
     s->kv_bytes = (double)lmf_kv_pool_bytes(e->pool);
     s->kv_blocks_cached = e->cache ? lmf_prefix_cache_reclaimable(e->cache) : 0;
+    s->kv_window = lmf_kv_pool_window(e->pool);
+    s->kv_window_blocks = lmf_kv_pool_window_blocks(e->pool);
+    s->kv_window_blocks_used = s->kv_window_blocks - lmf_kv_pool_window_blocks_free(e->pool);
 }
 
 static void *engine_main(void *arg) {
@@ -359,7 +377,7 @@ static void *engine_main(void *arg) {
         }
         e->stats.last_batch = dec->rows + pre->rows;
         pthread_mutex_unlock(&e->mu);
-        if (lmf_kv_pool_blocks_free(e->pool) >= dec->blocks + pre->blocks) {
+        if (pool_has(e, dec->blocks + pre->blocks)) {
             run_batch(e, dec, LMF_STEP_DECODE);
             run_batch(e, pre, LMF_STEP_PREFILL);
         } else { /* one sequence alone does not fit (cannot happen: n_ctx <= the pool) */
@@ -395,6 +413,17 @@ lmf_status lmf_engine_create(const lmf_weights *w, const lmf_lora *lora, const l
     LMF_REQUIRE_ARG(c.block_size >= 1 && c.block_size <= 4096, "block size %d must be in [1, 4096]", c.block_size);
     LMF_REQUIRE_ARG(c.n_ctx >= 0 && c.kv_tokens >= 0, "n_ctx %d and kv_tokens %d must be >= 0", c.n_ctx, c.kv_tokens);
     if (!c.n_ctx || c.n_ctx > mc->max_seq_len) c.n_ctx = mc->max_seq_len;
+    /* sliding-window layers: room for the windows of the running sequences and as many cached prompts' */
+    int windows = c.kv_window_full ? 0 : 2 * c.parallel;
+    /* a sequence's rows in a step: a prefill chunk, or a short prompt's on the decode path */
+    int step = c.chunk > LMF_BLOCK_QMV_AUTO ? c.chunk : LMF_BLOCK_QMV_AUTO;
+    if (c.kv_bytes > 0) {
+        double P = lmf_kv_pool_positions_for(mc, c.kv_bytes, c.block_size, windows, step, c.kv_type);
+        if (isinf(P)) P = (double)c.parallel * c.n_ctx; /* every layer windowed: room for every sequence's context */
+        LMF_REQUIRE_ARG(P >= 1 && P <= 1 << 30, "a KV cache of %.0f MiB holds %.0f positions of this model (1 to 2^30)",
+                        c.kv_bytes / 1048576.0, P);
+        c.kv_tokens = (int)P;
+    }
     if (!c.kv_tokens) c.kv_tokens = c.parallel * (c.n_ctx < 2048 ? c.n_ctx : 2048);
     if (c.n_ctx > c.kv_tokens) c.n_ctx = c.kv_tokens;
     LMF_REQUIRE_ARG(c.n_ctx >= 2, "the context (%d tokens) leaves no room to generate", c.n_ctx);
@@ -403,7 +432,8 @@ lmf_status lmf_engine_create(const lmf_weights *w, const lmf_lora *lora, const l
     e->V = mc->vocab_size;
     e->nthreads = omp_get_max_threads();
     e->n_model_stops = lmf_weights_stop_tokens(w, e->model_stops);
-    lmf_status st = lmf_kv_pool_create(w, c.kv_tokens, c.block_size, c.n_ctx, c.kv_type, &e->pool);
+    lmf_status st = lmf_kv_pool_create_windows(w, c.kv_tokens, c.block_size, c.n_ctx, c.kv_type, windows, step,
+                                               &e->pool);
     if (st == LMF_OK && !c.kv_lazy && (st = lmf_kv_pool_commit(e->pool)) != LMF_OK) lmf_kv_pool_free(e->pool);
     if (st != LMF_OK) {
         free(e);

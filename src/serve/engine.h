@@ -34,6 +34,7 @@ typedef struct lmf_engine lmf_engine;
 typedef struct {
     int parallel;     /* running sequences at most [16] */
     int kv_tokens;    /* positions the KV pool holds in all [parallel x 2048, at most the model's context each] */
+    double kv_bytes;  /* > 0: instead of kv_tokens, as many positions as a KV pool of this many bytes holds */
     int n_ctx;        /* one sequence (prompt + generated) at most [the model's max_seq_len, capped by kv_tokens] */
     int max_queue;    /* requests waiting for a slot at most; one more gets LMF_ERR_BUSY [64] */
     int chunk;        /* prompt tokens per prefill step, all prompts together [256] */
@@ -41,6 +42,8 @@ typedef struct {
     int prefix_cache; /* reuse the blocks of earlier prompts that share a prefix [1] */
     lmf_kv_type kv_type; /* the cache's element type [LMF_KV_F32] */
     int kv_lazy;      /* commit the cache's pages as blocks are first used, not all at creation [0]: see below */
+    int kv_window_full; /* sliding-window layers keep every position, not only their window [0] (lmforge.h:
+                           lmf_kv_pool_create_windows; the pool then holds 2 x parallel sequences' windows) */
 } lmf_engine_config;
 lmf_engine_config lmf_engine_defaults(void);
 
@@ -130,6 +133,9 @@ typedef struct {
     int kv_blocks, kv_blocks_used, kv_block_size; /* used: held by sequences or the prefix cache */
     int kv_blocks_cached;                         /* held by the prefix cache alone (reclaimable) */
     double kv_bytes;                              /* the cache's memory */
+    int kv_window;                                /* > 0: the sliding window whose layers have blocks of their
+                                                     own (lmf_kv_pool_create_windows), of which: */
+    int kv_window_blocks, kv_window_blocks_used;
     int n_ctx;
     int last_batch;                               /* rows of the last step (decode rows + prefill tokens) */
     long steps;

@@ -9,14 +9,14 @@
 
 typedef struct {
     uint64_t key, parent; /* this prefix's key and the one before (0 for the first block) */
-    int block, depth;
+    int block, wblock, depth; /* wblock: the windowed layers' block, or -1 */
     uint64_t used;        /* the clock at the last match or insert */
     int32_t *tokens;      /* the block's bs tokens, compared on a hit: a key collision must not reuse a block */
 } entry;
 
 struct lmf_prefix_cache {
     lmf_kv_pool *pool;
-    int bs, n, cap;
+    int bs, window, n, cap;
     entry *e;
     uint64_t clock;
 };
@@ -25,13 +25,20 @@ lmf_prefix_cache *lmf_prefix_cache_create(lmf_kv_pool *pool) {
     lmf_prefix_cache *c = lmf_xcalloc(1, sizeof *c);
     c->pool = pool;
     c->bs = lmf_kv_pool_block_size(pool);
+    c->window = lmf_kv_pool_window(pool);
     c->cap = lmf_kv_pool_blocks(pool);
     c->e = lmf_xcalloc((size_t)c->cap, sizeof *c->e);
     return c;
 }
 
+static void drop_window(lmf_prefix_cache *c, int i) {
+    if (c->e[i].wblock >= 0) lmf_kv_pool_unref(c->pool, c->e[i].wblock);
+    c->e[i].wblock = -1;
+}
+
 static void drop(lmf_prefix_cache *c, int i) {
     lmf_kv_pool_unref(c->pool, c->e[i].block);
+    drop_window(c, i);
     free(c->e[i].tokens);
     c->e[i] = c->e[--c->n];
 }
@@ -56,7 +63,15 @@ static int find(const lmf_prefix_cache *c, uint64_t key, uint64_t parent, const 
     return -1;
 }
 
-int lmf_prefix_cache_match(lmf_prefix_cache *c, const int32_t *tokens, int max_blocks, int *blocks) {
+/* Whether the windowed blocks a session continuing at m blocks reads are all in wblocks. */
+static int window_held(const lmf_prefix_cache *c, const int *wblocks, int m) {
+    int f = m * c->bs - c->window + 1;
+    for (int i = f > 0 ? f / c->bs : 0; i < m; i++)
+        if (wblocks[i] < 0) return 0;
+    return 1;
+}
+
+int lmf_prefix_cache_match(lmf_prefix_cache *c, const int32_t *tokens, int max_blocks, int *blocks, int *wblocks) {
     uint64_t parent = 0;
     c->clock++;
     int m = 0;
@@ -67,51 +82,73 @@ int lmf_prefix_cache_match(lmf_prefix_cache *c, const int32_t *tokens, int max_b
         if (i < 0) break;
         c->e[i].used = c->clock;
         blocks[m] = c->e[i].block;
+        wblocks[m] = c->e[i].wblock;
         parent = key;
     }
+    while (c->window && m > 0 && !window_held(c, wblocks, m)) m--;
     return m;
 }
 
-void lmf_prefix_cache_insert(lmf_prefix_cache *c, const int32_t *tokens, int n, const int *blocks) {
+void lmf_prefix_cache_insert(lmf_prefix_cache *c, const int32_t *tokens, int n, const int *blocks,
+                             const int *wblocks) {
     uint64_t parent = 0;
     c->clock++;
     for (int m = 0; m < n; m++) {
         const int32_t *t = tokens + (size_t)m * c->bs;
         uint64_t key = block_key(parent, t, c->bs);
         int i = find(c, key, parent, t);
+        int wb = wblocks ? wblocks[m] : -1;
         if (i >= 0) {
             c->e[i].used = c->clock;
         } else if (c->n < c->cap) {
-            entry *e = &c->e[c->n++];
-            *e = (entry){key, parent, blocks[m], m, c->clock, lmf_xmalloc((size_t)c->bs * sizeof *tokens)};
-            memcpy(e->tokens, t, (size_t)c->bs * sizeof *tokens);
+            i = c->n++;
+            c->e[i] = (entry){key, parent, blocks[m], -1, m, c->clock, lmf_xmalloc((size_t)c->bs * sizeof *tokens)};
+            memcpy(c->e[i].tokens, t, (size_t)c->bs * sizeof *tokens);
             lmf_kv_pool_ref(c->pool, blocks[m]);
+        }
+        if (i >= 0 && wb >= 0 && c->e[i].wblock < 0 && c->e[i].block == blocks[m]) {
+            c->e[i].wblock = wb; /* the same block's windowed one (a block computed again elsewhere has its own) */
+            lmf_kv_pool_ref(c->pool, wb);
         }
         parent = key;
     }
 }
 
+/* Whether only the cache holds block b (-1: none). */
+static int alone(const lmf_prefix_cache *c, int b) { return b >= 0 && lmf_kv_pool_block_refs(c->pool, b) == 1; }
+
 int lmf_prefix_cache_reclaimable(const lmf_prefix_cache *c) {
     int k = 0;
-    for (int i = 0; i < c->n; i++) k += lmf_kv_pool_block_refs(c->pool, c->e[i].block) == 1;
+    for (int i = 0; i < c->n; i++) k += alone(c, c->e[i].block);
     return k;
 }
 
-int lmf_prefix_cache_evict(lmf_prefix_cache *c, int n) {
-    int freed = 0;
-    while (freed < n) {
+int lmf_prefix_cache_window_reclaimable(const lmf_prefix_cache *c) {
+    int k = 0;
+    for (int i = 0; i < c->n; i++) k += alone(c, c->e[i].wblock);
+    return k;
+}
+
+int lmf_prefix_cache_evict(lmf_prefix_cache *c, int n, int nw) {
+    int freed = 0, wfreed = 0, dropped = 0;
+    while (freed < n || wfreed < nw) {
         int best = -1;
         for (int i = 0; i < c->n; i++) {
-            if (lmf_kv_pool_block_refs(c->pool, c->e[i].block) != 1) continue;
+            if (!(freed < n && alone(c, c->e[i].block)) && !(wfreed < nw && alone(c, c->e[i].wblock))) continue;
             if (best < 0 || c->e[i].used < c->e[best].used ||
                 (c->e[i].used == c->e[best].used && c->e[i].depth > c->e[best].depth))
                 best = i;
         }
         if (best < 0) break;
-        drop(c, best);
-        freed++;
+        wfreed += alone(c, c->e[best].wblock);
+        if (freed < n && alone(c, c->e[best].block)) {
+            freed++, dropped++;
+            drop(c, best);
+        } else {
+            drop_window(c, best); /* only windowed blocks are short: the entry stays */
+        }
     }
-    return freed;
+    return dropped;
 }
 
 int lmf_prefix_cache_size(const lmf_prefix_cache *c) { return c->n; }

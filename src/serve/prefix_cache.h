@@ -5,7 +5,12 @@
  * tokens together with the key of the block before it, so a key stands for the whole prefix up to the block's end;
  * the entry holds a reference on the block (model/infer.h). A new prompt walks its blocks from the start and adopts
  * those found. Entries nobody else holds are evicted least recently used first (deepest first on ties, so a chain is
- * cut from its end) when the pool needs blocks. */
+ * cut from its end) when the pool needs blocks.
+ *
+ * A pool that splits (model/infer.h: lmf_kv_pool_window) keeps its sliding-window layers in blocks of their own, which
+ * a session hands back once they fall out of its window: an entry holds its block's windowed one when the session
+ * still had it (the last window of each prompt), and a match ends where the windowed blocks of the window before it
+ * are all there. When only windowed blocks are short, eviction drops an entry's windowed block and keeps the entry. */
 #ifndef LMF_SERVE_PREFIX_CACHE_H
 #define LMF_SERVE_PREFIX_CACHE_H
 
@@ -16,15 +21,20 @@ typedef struct lmf_prefix_cache lmf_prefix_cache;
 lmf_prefix_cache *lmf_prefix_cache_create(lmf_kv_pool *pool);
 /* Drops every entry's reference. */
 void lmf_prefix_cache_free(lmf_prefix_cache *c);
-/* The blocks holding tokens[0, max_blocks x bs) as far as the cache has them, in order, into blocks; returns how
- * many. Found entries become the most recently used. */
-int lmf_prefix_cache_match(lmf_prefix_cache *c, const int32_t *tokens, int max_blocks, int *blocks);
-/* Enters the first n blocks of a sequence (blocks[i] holds tokens[i bs, (i + 1) bs)); known prefixes are skipped. */
-void lmf_prefix_cache_insert(lmf_prefix_cache *c, const int32_t *tokens, int n, const int *blocks);
-/* Entries whose block only the cache holds (what eviction can free). */
+/* The blocks holding tokens[0, max_blocks x bs) as far as the cache has them, in order, into blocks (and their
+ * windowed blocks into wblocks, -1 where the cache has none); returns how many. Found entries become the most
+ * recently used. */
+int lmf_prefix_cache_match(lmf_prefix_cache *c, const int32_t *tokens, int max_blocks, int *blocks, int *wblocks);
+/* Enters the first n blocks of a sequence (blocks[i] holds tokens[i bs, (i + 1) bs); wblocks: their windowed blocks,
+ * -1 where gone, or NULL); known prefixes are skipped, except that they take a windowed block they lacked. */
+void lmf_prefix_cache_insert(lmf_prefix_cache *c, const int32_t *tokens, int n, const int *blocks,
+                             const int *wblocks);
+/* Blocks only the cache holds (what eviction can free): entries' blocks, and their windowed blocks. */
 int lmf_prefix_cache_reclaimable(const lmf_prefix_cache *c);
-/* Evicts up to n such entries; returns how many blocks went back to the pool. */
-int lmf_prefix_cache_evict(lmf_prefix_cache *c, int n);
+int lmf_prefix_cache_window_reclaimable(const lmf_prefix_cache *c);
+/* Evicts entries (or only their windowed blocks) until n blocks and nw windowed blocks went back to the pool, or
+ * nothing else can; returns the entries dropped. */
+int lmf_prefix_cache_evict(lmf_prefix_cache *c, int n, int nw);
 int lmf_prefix_cache_size(const lmf_prefix_cache *c);
 
 #endif
