@@ -2,7 +2,8 @@
  * back to the pool once they fall out of the window, and nothing a sequence computes changes.
  *
  * Model: a random Gemma 3 (window 20 on 3 of its 4 layers, the global one second from last, so every layer kind's
- * slots are exercised) and, for the engine, the same with the Hugging Face gpt2 fixture's tokenizer lent to it.
+ * slots are exercised), the same with every layer windowed (Mistral's and Phi-3's way: no full-attention blocks at
+ * all), and, for generation and the engine, the first with the Hugging Face gpt2 fixture's tokenizer lent to it.
  * Every check compares with a pool that keeps every position (n_windows 0) and asks for equality to the bit: the
  * split only moves where K and V live, not what is computed. */
 #include "test_util.h"
@@ -13,6 +14,7 @@
 #include "model/weights.h"
 #include "serve/engine.h"
 #include "serve/prefix_cache.h"
+#include "tokenizer/tokenizer.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -23,10 +25,11 @@
 #define STEP 16
 #define CTX 1024
 
-static lmf_model *make_model(int vocab, int ctx) {
+/* pattern 3: layers 0, 1 and 3 windowed; 0: every layer (Mistral's, Phi-3's way) */
+static lmf_model *make_model(int vocab, int ctx, int pattern) {
     lmf_model_config c = lmf_model_config_default(LMF_ARCH_GEMMA3);
     c.vocab_size = vocab, c.max_seq_len = ctx, c.n_layer = 4, c.n_embd = 32, c.n_head = 4, c.n_kv_head = 2;
-    c.ffn_dim = 48, c.sliding_window = W, c.swa_pattern = 3, c.rope_theta_swa = 100.0f;
+    c.ffn_dim = 48, c.sliding_window = W, c.swa_pattern = pattern, c.rope_theta_swa = 100.0f;
     lmf_model *m = lmf_model_create(&c, 1, 16, 0);
     assert_non_null(m);
     lmf_model_init_weights(m, 11);
@@ -59,11 +62,10 @@ static void both(lmf_session *s, lmf_session *ref, const int32_t *t, int n, int 
     same(a, b, V, what, lmf_session_pos(s));
 }
 
-static void test_same_logits(void **state) {
-    (void)state;
-    lmf_model *m = make_model(61, CTX);
+static void check_same_logits(int pattern) {
+    lmf_model *m = make_model(61, CTX, pattern);
     const lmf_weights *w = lmf_model_weights(m);
-    int V = 61;
+    int V = 61, nfull = pattern ? 1 : 0;
     for (int f16 = 0; f16 < 2; f16++) {
         lmf_kv_type kvt = f16 ? LMF_KV_F16 : LMF_KV_F32;
         lmf_kv_pool *pool, *full;
@@ -74,9 +76,10 @@ static void test_same_logits(void **state) {
         int peak = lmf_kv_pool_window_peak(pool);
         assert_int_equal(peak, (W - 1 + STEP + BS - 1) / BS + 2);
         assert_int_equal(lmf_kv_pool_window_blocks(pool), 2 * peak);
-        /* 1 of 4 layers at every position, 3 in 2 windows' blocks */
+        /* 1 of 4 layers (or none) at every position, the others in 2 windows' blocks */
         size_t per_block = 2 * (size_t)lmf_kv_width(&w->cfg) * BS * lmf_kv_type_bytes(kvt);
-        assert_int_equal(lmf_kv_pool_bytes(pool), per_block * (2 * CTX / BS + 3 * 2 * (size_t)peak));
+        assert_int_equal(lmf_kv_pool_bytes(pool),
+                         per_block * (nfull * (2 * CTX / BS) + (4 - nfull) * 2 * (size_t)peak));
         assert_int_equal(lmf_kv_pool_bytes(full), per_block * 4 * (2 * CTX / BS));
 
         lmf_session *s[2], *r[2];
@@ -141,11 +144,21 @@ static void test_same_logits(void **state) {
     lmf_model_free(m);
 }
 
+static void test_same_logits(void **state) {
+    (void)state;
+    check_same_logits(3);
+}
+
+static void test_every_layer_windowed(void **state) {
+    (void)state;
+    check_same_logits(0);
+}
+
 /* A session that adopts another's blocks (the prefix cache's way) continues as the other does; the windowed blocks
  * of its window must be there. With room for one window, a second sequence that needs more fails cleanly. */
 static void test_adopt_and_exhaust(void **state) {
     (void)state;
-    lmf_model *m = make_model(61, CTX);
+    lmf_model *m = make_model(61, CTX, 3);
     const lmf_weights *w = lmf_model_weights(m);
     int V = 61;
     lmf_kv_pool *pool;
@@ -200,7 +213,7 @@ static void test_adopt_and_exhaust(void **state) {
  * keeps the entries. */
 static void test_prefix_cache(void **state) {
     (void)state;
-    lmf_model *m = make_model(61, CTX);
+    lmf_model *m = make_model(61, CTX, 3);
     const lmf_weights *w = lmf_model_weights(m);
     int V = 61;
     lmf_kv_pool *pool;
@@ -232,6 +245,72 @@ static void test_prefix_cache(void **state) {
     assert_int_equal(lmf_kv_pool_blocks_free(pool), lmf_kv_pool_blocks(pool));
     lmf_kv_pool_free(pool);
     lmf_model_free(m);
+}
+
+/* A session of its own (blocks of 256) splits once its context outgrows a window's blocks. lmf_generate's "the last
+ * token again" rewinds by one and keeps the cache; a chat's rewind past the window starts over, and lmf_generate
+ * and the CLI read where the session stands. Greedy tokens against a pool that keeps every position, the same
+ * block size and the same steps. */
+static void greedy_reply(lmf_session *s, const lmf_weights *w, lmf_ids *hist, size_t n_new, int n) {
+    lmf_sampler_params sp = lmf_sampler_defaults();
+    sp.temperature = 0;
+    lmf_sampler *smp;
+    assert_int_equal(lmf_sampler_create(&sp, lmf_weights_config(w)->vocab_size, &smp), LMF_OK);
+    lmf_generate_params gp = {.n_predict = n};
+    lmf_text reply = {0};
+    if (lmf_generate(s, smp, hist, n_new, &gp, &reply, NULL) != LMF_OK) fail_msg("%s", lmf_last_error());
+    free(reply.data);
+    lmf_sampler_free(smp);
+}
+
+static void test_generate(void **state) {
+    (void)state;
+    lmf_weights *tw;
+    if (lmf_weights_load(LMF_SOURCE_DIR "/tests/reference/fixtures/hf/gpt2", &tw) != LMF_OK)
+        fail_msg("%s", lmf_last_error());
+    lmf_model *m = make_model(lmf_weights_config(tw)->vocab_size, 2048, 3);
+    lmf_weights *w = (lmf_weights *)lmf_model_weights(m);
+    w->tok = tw->tok; /* lent: lmf_generate detokenizes with it */
+    lmf_session *s, *r;
+    lmf_kv_pool *full;
+    assert_int_equal(lmf_session_create(w, 2048, &s), LMF_OK);
+    assert_int_equal(lmf_kv_pool_window(lmf_session_pool(s)), W);
+    assert_int_equal(lmf_kv_pool_create_windows(w, 2048, 256, 2048, LMF_KV_F32, 0, 0, &full), LMF_OK);
+    assert_int_equal(lmf_session_create_pooled(full, 2048, &r), LMF_OK);
+    lmf_ids hs = {0}, hr = {0};
+    for (int i = 0; i < 1500; i++) {
+        int32_t t = token(0, i, 256);
+        lmf_ids_push(&hs, &t, 1), lmf_ids_push(&hr, &t, 1);
+    }
+    greedy_reply(s, w, &hs, hs.len, 20);
+    greedy_reply(r, w, &hr, hr.len, 20);
+    /* the session holds all but the last token: hold it too, so the next call rewinds by one */
+    assert_int_equal(lmf_session_eval(s, hs.data + hs.len - 1, 1, 0, NULL), LMF_OK);
+    assert_int_equal(lmf_session_eval(r, hr.data + hr.len - 1, 1, 0, NULL), LMF_OK);
+    greedy_reply(s, w, &hs, 0, 10);
+    greedy_reply(r, w, &hr, 0, 10);
+    assert_int_equal(hs.len, hr.len);
+    assert_memory_equal(hs.data, hr.data, sizeof(int32_t) * hs.len);
+    assert_true(lmf_session_pos(s) > 1500);
+    /* a turn that departs 100 tokens in: the windowed session starts over */
+    hs.len = hr.len = 100;
+    for (int i = 0; i < 30; i++) {
+        int32_t t = token(1, i, 256);
+        lmf_ids_push(&hs, &t, 1), lmf_ids_push(&hr, &t, 1);
+    }
+    lmf_session_rewind(s, 100);
+    assert_int_equal(lmf_session_pos(s), 0);
+    lmf_session_rewind(r, 0);
+    greedy_reply(s, w, &hs, hs.len, 10);
+    greedy_reply(r, w, &hr, hr.len, 10);
+    assert_int_equal(hs.len, 140);
+    assert_memory_equal(hs.data, hr.data, sizeof(int32_t) * hs.len);
+    free(hs.data), free(hr.data);
+    lmf_session_free(s), lmf_session_free(r);
+    lmf_kv_pool_free(full);
+    w->tok = NULL;
+    lmf_model_free(m);
+    lmf_weights_free(tw);
 }
 
 /* ---- the engine ------------------------------------------------------------------------------------------------ */
@@ -303,7 +382,7 @@ static void test_engine(void **state) {
     lmf_weights *tw;
     if (lmf_weights_load(LMF_SOURCE_DIR "/tests/reference/fixtures/hf/gpt2", &tw) != LMF_OK)
         fail_msg("%s", lmf_last_error());
-    lmf_model *m = make_model(lmf_weights_config(tw)->vocab_size, 256);
+    lmf_model *m = make_model(lmf_weights_config(tw)->vocab_size, 256, 3);
     lmf_weights *w = (lmf_weights *)lmf_model_weights(m);
     w->tok = tw->tok; /* lent: the engine detokenizes with it */
     result a[NREQ] = {0}, b[NREQ] = {0};
@@ -314,7 +393,7 @@ static void test_engine(void **state) {
     assert_int_equal(sa.kv_window, W);
     assert_int_equal(sb.kv_window, 0);
     int peak = (W - 1 + 16 + 4 - 1) / 4 + 2;
-    assert_int_equal(sa.kv_window_blocks, 2 * 2 * peak);
+    assert_int_equal(sa.kv_window_blocks, 2 * peak);
     /* 128 blocks of 4 positions: 1 layer of 4 at every position, 3 in the windows' blocks */
     assert_true(sa.kv_bytes == sb.kv_bytes / (4 * 128) * (128 + 3 * sa.kv_window_blocks));
     for (int k = 0; k < NREQ; k++) {
@@ -338,8 +417,10 @@ static void test_engine(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_logits),
+        cmocka_unit_test(test_every_layer_windowed),
         cmocka_unit_test(test_adopt_and_exhaust),
         cmocka_unit_test(test_prefix_cache),
+        cmocka_unit_test(test_generate),
         cmocka_unit_test(test_engine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -560,7 +560,8 @@ int cmd_chat(int argc, char **argv) {
         free(hist.data);
         hist = ids;
         lmf_text text = {0};
-        st = reply("chat", s, smp, &o, &hist, hist.len - common, &text, &tm);
+        /* the session may hold less than asked: windowed layers that cannot go back start over */
+        st = reply("chat", s, smp, &o, &hist, hist.len - (size_t)lmf_session_pos(s), &text, &tm);
         fputc('\n', stdout);
         fflush(stdout);
         /* the session holds every sampled token but the last; keep hist in step with it */

@@ -144,9 +144,10 @@ lmf_status lmf_generate(lmf_session *s, lmf_sampler *smp, lmf_ids *hist, size_t 
         return lmf_fail(LMF_ERR_ARG, "lmf_generate: the session holds %zu tokens, but the history has %zu of which %zu "
                         "are new (it must hold the rest; with none new, all and at least one)", pos, hist->len, n_new);
     if (n_new == 0) {
-        /* the last token again, for its logits (the session keeps none between calls) */
+        /* the last token again, for its logits (the session keeps none between calls); a session whose windowed
+         * layers cannot go back starts over (lmf_session_rewind) */
         lmf_session_rewind(s, (int)pos - 1);
-        n_new = 1;
+        n_new = hist->len - (size_t)lmf_session_pos(s);
     }
     int32_t stop_ids[4];
     int n_stop_ids = lmf_weights_stop_tokens(w, stop_ids);

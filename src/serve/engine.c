@@ -413,8 +413,9 @@ lmf_status lmf_engine_create(const lmf_weights *w, const lmf_lora *lora, const l
     LMF_REQUIRE_ARG(c.block_size >= 1 && c.block_size <= 4096, "block size %d must be in [1, 4096]", c.block_size);
     LMF_REQUIRE_ARG(c.n_ctx >= 0 && c.kv_tokens >= 0, "n_ctx %d and kv_tokens %d must be >= 0", c.n_ctx, c.kv_tokens);
     if (!c.n_ctx || c.n_ctx > mc->max_seq_len) c.n_ctx = mc->max_seq_len;
-    /* sliding-window layers: room for the windows of the running sequences and as many cached prompts' */
-    int windows = c.kv_window_full ? 0 : 2 * c.parallel;
+    /* sliding-window layers: room for the running sequences' windows; the prefix cache keeps prompts' last windows
+     * in what they leave free (a running sequence never waits for windowed blocks: the cache's are evicted first) */
+    int windows = c.kv_window_full ? 0 : c.parallel;
     /* a sequence's rows in a step: a prefill chunk, or a short prompt's on the decode path */
     int step = c.chunk > LMF_BLOCK_QMV_AUTO ? c.chunk : LMF_BLOCK_QMV_AUTO;
     if (c.kv_bytes > 0) {

@@ -43,7 +43,7 @@ typedef struct {
     lmf_kv_type kv_type; /* the cache's element type [LMF_KV_F32] */
     int kv_lazy;      /* commit the cache's pages as blocks are first used, not all at creation [0]: see below */
     int kv_window_full; /* sliding-window layers keep every position, not only their window [0] (lmforge.h:
-                           lmf_kv_pool_create_windows; the pool then holds 2 x parallel sequences' windows) */
+                           lmf_kv_pool_create_windows; the pool holds `parallel` sequences' windows) */
 } lmf_engine_config;
 lmf_engine_config lmf_engine_defaults(void);
 
