@@ -19,9 +19,10 @@
  * arena holds n_windows sequences' windows (lmf_kv_pool_create_windows); Gemma 3 keeps 1 of its 6 layers at every
  * position, and at 32k positions a sequence needs about a fifth of the memory.
  *
- * Memory: the pool's blocks (2 L bs KV floats each, L the full-attention layers) plus the windowed blocks, scratch of about NB (3C + 2QD + 2KV + 3F) floats, DQ_BYTES, and
- * per thread 64 x max_ctx attention scores; the weights stay where the loader put them (usually the file mapping),
- * the quantized matrices repacked to R16 at load time (lmf_weights_prepare_decode). */
+ * Memory: the pool's blocks (2 L bs KV floats each, L the full-attention layers) and windowed blocks, scratch of
+ * about NB (3C + 2QD + 2KV + 3F) floats, DQ_BYTES, and per thread 64 x max_ctx attention scores; the weights stay
+ * where the loader put them (usually the file mapping), the quantized matrices repacked to R16 at load time
+ * (lmf_weights_prepare_decode). */
 #include "core/alloc.h"
 #include "core/barrier.h"
 #include "core/status.h"
