@@ -213,6 +213,19 @@ static void test_tiny_truncation_and_batches(void **s) {
     n_t = lmf_sft_batch(&d, rows, 1, 3, tok, tgt);
     assert_int_equal(n_t, 2);
     assert_int_equal(tgt[2], -1);
+    /* the batch's length: its longest example (6 tokens) rounded up to 16, at most T; a batch filled at that length
+     * holds what a (B, 40) one holds before its all-padding tail */
+    assert_int_equal(lmf_sft_batch_len(&d, rows, 3, 40), 16);
+    assert_int_equal(lmf_sft_batch_len(&d, rows, 3, 12), 12);
+    assert_int_equal(lmf_sft_batch_len(&d, rows + 2, 1, 40), 16); /* padding alone */
+    int32_t wtok[3 * 40], wtgt[3 * 40], stok[3 * 16], stgt[3 * 16];
+    assert_int_equal(lmf_sft_batch(&d, rows, 3, 40, wtok, wtgt), 7);
+    assert_int_equal(lmf_sft_batch(&d, rows, 3, 16, stok, stgt), 7);
+    for (int b = 0; b < 3; b++)
+        for (int t = 0; t < 40; t++) {
+            assert_int_equal(wtok[b * 40 + t], t < 16 ? stok[b * 16 + t] : P);
+            assert_int_equal(wtgt[b * 40 + t], t < 16 ? stgt[b * 16 + t] : -1);
+        }
     lmf_sft_free(&d);
     free_vocab(&v);
 }
@@ -273,6 +286,24 @@ static void test_tiny_split_and_loader(void **s) {
     int in_order = 1;
     for (int i = 1; i < 15; i++) in_order &= first_epoch_order[i] > first_epoch_order[i - 1];
     assert_false(in_order);
+    lmf_sft_loader_free(&l);
+    lmf_sft_loader_free(&l2);
+
+    /* trimmed: the same rows at the batch's length (3 tokens each: 16), not T = 40 */
+    assert_int_equal(lmf_sft_loader_init(&l, &d, 4, 40, 3, 1), LMF_OK);
+    assert_int_equal(lmf_sft_loader_init(&l2, &d, 4, 40, 3, 1), LMF_OK);
+    l2.trim = 1;
+    int32_t ltok[160], ltg[160], ttok[160], ttg[160];
+    for (int step = 0; step < 5; step++) {
+        assert_int_equal(lmf_sft_loader_next(&l, ltok, ltg), LMF_OK);
+        assert_int_equal(lmf_sft_loader_next(&l2, ttok, ttg), LMF_OK);
+        assert_int_equal(l.last_T, 40);
+        assert_int_equal(l2.last_T, 16);
+        for (int b = 0; b < 4; b++) {
+            assert_memory_equal(ltok + b * 40, ttok + b * 16, 16 * sizeof(int32_t));
+            assert_memory_equal(ltg + b * 40, ttg + b * 16, 16 * sizeof(int32_t));
+        }
+    }
     lmf_sft_loader_free(&l);
     lmf_sft_loader_free(&l2);
 

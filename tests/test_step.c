@@ -105,7 +105,7 @@ static void test_step_matches_inline_loop(void **state) {
             rig_init(&b, B, T, 1, lmf_comm_self());
             if (inl) a.ctx.sum = NULL;
             stream sa = {B, T, 0, 0, 0}, sb = {B, T, 0, 0, 0};
-            lmf_batch_source src = {stream_next, &sa};
+            lmf_batch_source src = {stream_next, &sa, NULL};
             size_t n = b.m->num_params;
             float *g[8];
             for (int k = 0; k < K; k++) g[k] = malloc(n * sizeof(float));
@@ -207,7 +207,7 @@ static void test_accumulation_equals_big_batch(void **state) {
     rig_init(&small, B, T, K, lmf_comm_self());
     rig_init(&big, B * K, T, 1, lmf_comm_self());
     stream ss = {B, T, 0, 0, 0}, sb = {B * K, T, 0, 0, 0}; /* the same tokens, cut differently */
-    lmf_batch_source src_s = {stream_next, &ss}, src_b = {stream_next, &sb};
+    lmf_batch_source src_s = {stream_next, &ss, NULL}, src_b = {stream_next, &sb, NULL};
     lmf_step_result rs, rb;
     /* lr 0: compare the gradients the step leaves behind, not Adam's sign-like first update */
     assert_int_equal(lmf_train_step(&small.ctx, &src_s, 0.0f, &rs), LMF_OK);
@@ -336,7 +336,7 @@ static void test_allreduce_is_the_data_parallel_hook(void **state) {
     rig_init(&one, B, T, K, lmf_comm_self());
     rig_init(&two, B, T, K, &twin);
     stream s1 = {B, T, 0, 0, 0}, s2 = {B, T, 0, 0, 0};
-    lmf_batch_source src1 = {stream_next, &s1}, src2 = {stream_next, &s2};
+    lmf_batch_source src1 = {stream_next, &s1, NULL}, src2 = {stream_next, &s2, NULL};
     for (int step = 0; step < 3; step++) {
         lmf_step_result r1, r2;
         assert_int_equal(lmf_train_step(&one.ctx, &src1, 1e-2f, &r1), LMF_OK);
@@ -351,11 +351,56 @@ static void test_allreduce_is_the_data_parallel_hook(void **state) {
     rig_free(&one), rig_free(&two);
 }
 
+/* Right-padded rows of 5 and 9 real tokens (targets -1 past them), laid out T or Tb apart. */
+typedef struct {
+    int B, T, Tb;
+    unsigned pos;
+} padded;
+
+static lmf_status padded_next(void *ctx, int32_t *in, int32_t *tg) {
+    padded *s = ctx;
+    int L = s->Tb ? s->Tb : s->T;
+    for (int b = 0; b < s->B; b++, s->pos += 100)
+        for (int t = 0, len = 5 + 4 * (b % 2); t < L; t++) {
+            unsigned p = s->pos + (unsigned)t;
+            in[b * L + t] = t < len ? (int32_t)((p * 7u + p / 5u) % 50u) : 0;
+            tg[b * L + t] = t + 1 < len ? (int32_t)(((p + 1) * 7u + (p + 1) / 5u) % 50u) : -1;
+        }
+    return LMF_OK;
+}
+
+static int padded_len(void *ctx) { return ((padded *)ctx)->Tb; }
+
+/* A source that runs its micro-batches at their longest row (seq_len, as fine-tuning's padded batches) trains as the
+ * same rows padded to T do, up to the order of float additions: the padding's rows add exact zeros to the weights'
+ * gradients, but over sums of another length. */
+static void test_short_batches(void **state) {
+    int B = 2, T = 16;
+    rig a, b;
+    rig_init(&a, B, T, 2, lmf_comm_self());
+    rig_init(&b, B, T, 2, lmf_comm_self());
+    padded pa = {B, T, 0, 0}, pb = {B, T, 9, 0};
+    lmf_batch_source sa = {padded_next, &pa, NULL}, sb = {padded_next, &pb, padded_len};
+    for (int step = 0; step < 3; step++) {
+        lmf_step_result ra, rb;
+        assert_int_equal(lmf_train_step(&a.ctx, &sa, 1e-2f, &ra), LMF_OK);
+        assert_int_equal(lmf_train_step(&b.ctx, &sb, 1e-2f, &rb), LMF_OK);
+        assert_int_equal(ra.positions, 2 * B * T);
+        assert_int_equal(rb.positions, 2 * B * 9);
+        assert_true(fabs(ra.loss - rb.loss) <= 1e-6 * fabs(ra.loss));
+        assert_true(fabsf(ra.grad_norm - rb.grad_norm) <= 1e-5f * ra.grad_norm);
+    }
+    double e = rel_err(b.m->params, a.m->params, (long)a.m->num_params);
+    print_message("padded to T vs at the longest row: parameters after 3 steps within %.2g\n", e);
+    assert_true(e < 1e-5);
+    rig_free(&a), rig_free(&b);
+}
+
 static void test_batch_source_error(void **state) {
     rig r;
     rig_init(&r, 2, 8, 3, lmf_comm_self());
     stream s = {2, 8, 0, 2, 0}; /* the second micro-batch fails */
-    lmf_batch_source src = {stream_next, &s};
+    lmf_batch_source src = {stream_next, &s, NULL};
     lmf_step_result res;
     assert_int_equal(lmf_train_step(&r.ctx, &src, 1e-2f, &res), LMF_ERR_IO);
     assert_non_null(strstr(lmf_last_error(), "fake read error"));
@@ -406,6 +451,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_inputs_kept_exact),
         cmocka_unit_test(test_allreduce_is_the_data_parallel_hook),
         cmocka_unit_test(test_batch_source_error),
+        cmocka_unit_test(test_short_batches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,6 +94,8 @@ static lmf_status read_batch(source *s, int32_t *tok, int32_t *tg) {
     return st;
 }
 
+static int batch_len(void *ctx) { return ((source *)ctx)->ld->last_T; }
+
 static lmf_status next_batch(void *ctx, int32_t *tok, int32_t *tg) {
     source *s = ctx;
     long at = s->calls / s->kr * s->k + (long)s->rank * s->kr + s->calls % s->kr; /* in one process's order */
@@ -117,8 +119,9 @@ static lmf_status evaluate(lmf_model *m, lmf_lora *lora, const lmf_sft_data *val
     for (size_t j = (size_t)lmf_comm_rank(comm); j < nb; j += (size_t)lmf_comm_size(comm)) {
         size_t i = j * (size_t)B;
         for (int b = 0; b < B; b++) rows[b] = i + (size_t)b < val->n ? i + (size_t)b : SIZE_MAX;
-        size_t n = lmf_sft_batch(val, rows, B, T, tok, tg);
-        if (n) part[2 * j] = (double)lmf_model_eval_loss(m, tok, tg, B, T) * (double)n, part[2 * j + 1] = (double)n;
+        int Tb = lmf_sft_batch_len(val, rows, B, T); /* the longest example's length: the same targets */
+        size_t n = lmf_sft_batch(val, rows, B, Tb, tok, tg);
+        if (n) part[2 * j] = (double)lmf_model_eval_loss(m, tok, tg, B, Tb) * (double)n, part[2 * j + 1] = (double)n;
     }
     if (lora) lora->dropout = dropout;
     lmf_status s = lmf_comm_allreduce_sum_f64(comm, part, 2 * nb);
@@ -267,6 +270,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     if (s != LMF_OK) goto done;
     if ((s = lmf_sft_loader_init(&ld, &train, B, T, c->seed, 1)) != LMF_OK) goto done;
     if (c->packing) lmf_sft_loader_pack(&ld);
+    else ld.trim = 1; /* a padded batch runs at its longest example's length */
     size_t epoch_rows = lmf_sft_loader_epoch_rows(&ld);
     int steps_per_epoch = (int)((epoch_rows + (size_t)B * c->grad_accum - 1) / ((size_t)B * c->grad_accum));
     int max_steps = c->max_steps > 0 ? c->max_steps : c->epochs * steps_per_epoch;
@@ -358,7 +362,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
                        .batch_size = B, .seq_len = T,
                        .grad_accum = src_ctx.kr, .inputs = tok, .targets = tg,
                        .sum = c->grad_sum_inline ? NULL : &gsum, .overlap = c->overlap_grad_reduce};
-    lmf_batch_source src = {next_batch, &src_ctx};
+    lmf_batch_source src = {next_batch, &src_ctx, batch_len};
     double val_loss = NAN;
     if (val.n && step == 0) {
         if ((s = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg, comm, &val_loss)) != LMF_OK) goto done;
@@ -388,7 +392,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
             break;
         char line[160];
         snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s", r.loss, lr, r.grad_norm,
-                 (double)B * T * c->grad_accum / dt);
+                 (double)r.positions * D / dt); /* the positions run: a padded batch's up to its longest example */
         lmf_sink_progress(out, LMF_PROGRESS_UPDATE, step + 1, max_steps, "steps", line);
         if (val.n && c->eval_every > 0 && (step + 1) % c->eval_every == 0 && step + 1 < max_steps) {
             if ((s = evaluate(m, lora, &val, B, T, c->eval_batches, tok, tg, comm, &val_loss)) != LMF_OK) break;

@@ -463,12 +463,22 @@ size_t lmf_sft_batch(const lmf_sft_data *d, const size_t *rows, int B, int T, in
     return n_targets;
 }
 
+int lmf_sft_batch_len(const lmf_sft_data *d, const size_t *rows, int B, int T) {
+    size_t most = 2;
+    for (int b = 0; b < B; b++) {
+        size_t len = rows[b] == SIZE_MAX ? 0 : example_len(d, rows[b], T);
+        if (len > most) most = len;
+    }
+    most = (most + 15) / 16 * 16;
+    return most < (size_t)T ? (int)most : T;
+}
+
 lmf_status lmf_sft_loader_init(lmf_sft_loader *l, const lmf_sft_data *d, int B, int T, uint64_t seed, int shuffle) {
     memset(l, 0, sizeof *l);
     LMF_REQUIRE_ARG(B >= 1 && T >= 2, "fine-tuning batches: need batch_size >= 1 and seq_len >= 2, got %d and %d",
                     B, T);
     LMF_REQUIRE_ARG(d->n > 0, "fine-tuning batches: no examples");
-    *l = (lmf_sft_loader){.d = d, .B = B, .T = T, .shuffle = shuffle, .seed = seed};
+    *l = (lmf_sft_loader){.d = d, .B = B, .T = T, .last_T = T, .shuffle = shuffle, .seed = seed};
     l->order = lmf_xmalloc(d->n * sizeof *l->order);
     l->rows = lmf_xmalloc((size_t)B * sizeof *l->rows);
     permutation(l->order, d->n, seed, 0, shuffle);
@@ -505,7 +515,8 @@ lmf_status lmf_sft_loader_next(void *loader, int32_t *tokens, int32_t *targets) 
     lmf_sft_loader *l = loader;
     if (!l->pack) {
         for (int b = 0; b < l->B; b++) l->rows[b] = peek(l), l->pos++;
-        lmf_sft_batch(l->d, l->rows, l->B, l->T, tokens, targets);
+        l->last_T = l->trim ? lmf_sft_batch_len(l->d, l->rows, l->B, l->T) : l->T;
+        lmf_sft_batch(l->d, l->rows, l->B, l->last_T, tokens, targets);
         return LMF_OK;
     }
     for (int b = 0; b < l->B; b++) {

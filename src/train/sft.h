@@ -114,15 +114,23 @@ lmf_status lmf_sft_split(lmf_sft_data *d, double val_fraction, uint64_t seed, lm
  * with d->pad; targets as the header says. tokens and targets are (B, T) row-major. Returns the number of targets
  * that are not -1 (the loss's denominator). */
 size_t lmf_sft_batch(const lmf_sft_data *d, const size_t *rows, int B, int T, int32_t *tokens, int32_t *targets);
+/* The shortest row length that holds every one of these examples (truncated to T) and leaves no target out: the
+ * longest of them, rounded up to a multiple of 16 (AMX tiles take 16 rows), at most T and at least 2. A batch filled
+ * at this length computes every target a (B, T) one does, as TRL pads to the longest of a batch: the padding past
+ * it only costs time (right padding is never attended to). */
+int lmf_sft_batch_len(const lmf_sft_data *d, const size_t *rows, int B, int T);
 
 /* Examples in a deterministic order, epoch after epoch: a permutation seeded by (seed, epoch) when shuffle, else
  * file order. A batch that runs past the end of an epoch continues with the next one.
  * Packed (lmf_sft_loader_pack): a row takes examples in that order while the next one fits whole (the first always
  * does: examples are at most T), the rest padding; `positions` (B, T) then gives each token's position in its own
- * example (the padding tail counts as one more), for lmf_model_set_positions, and no target crosses an example. */
+ * example (the padding tail counts as one more), for lmf_model_set_positions, and no target crosses an example.
+ * Padded, with trim set, a batch's rows are lmf_sft_batch_len long, not T: last_T says how long (the tokens and
+ * targets then (B, last_T)). */
 typedef struct {
     const lmf_sft_data *d;
     int B, T, shuffle, pack;
+    int trim, last_T;
     int32_t *positions; /* [B * T] when packed */
     uint64_t seed;
     size_t *order; /* [d->n], this epoch's */

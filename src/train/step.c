@@ -79,6 +79,7 @@ lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, f
     if (st->pipe) lmf_model_zero_grad(m); /* the stage's in-flight copies run the backward passes */
     else lmf_model_zero_grad_lazy(m);
     double loss = 0.0, pipe_s = 0.0, tp_s = st->tp ? st->tp->wait_s : 0.0;
+    out->positions = st->pipe ? (long)k * B * T : 0;
     int overlap = st->zero && st->overlap;
     lmf_grad_sum *sum = k > 1 ? st->sum : NULL; /* NULL: inline, the products add into the gradients */
     LMF_CHECK(!sum || (sum->m == m && sum->k == k));
@@ -90,8 +91,11 @@ lmf_status lmf_train_step(const lmf_step_ctx *st, const lmf_batch_source *src, f
     }
     for (int a = 0; a < k && !st->pipe; a++) {
         LMF_TRY(src->next(src->ctx, st->inputs, st->targets));
+        int Tb = src->seq_len ? src->seq_len(src->ctx) : T;
+        LMF_CHECK(Tb >= 1 && Tb <= T);
         if (a > 0 && sum) lmf_model_zero_grad_lazy(m); /* each micro-batch's gradient on its own (grad_sum.h) */
-        loss += lmf_model_forward(m, st->inputs, st->targets, B, T);
+        loss += lmf_model_forward(m, st->inputs, st->targets, B, Tb);
+        out->positions += (long)B * Tb;
         if (overlap && a == k - 1) m->layer_done = on_layer_done, m->layer_done_ctx = &ov; /* the last: final */
         lmf_model_backward(m, 1.0f / total);
         m->layer_done = NULL;

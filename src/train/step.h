@@ -31,10 +31,13 @@
 
 #include <stdint.h>
 
-/* Where micro-batches come from: next() fills inputs and targets, B x T row-major each (targets -1: ignored). */
+/* Where micro-batches come from: next() fills inputs and targets, B x T row-major each (targets -1: ignored). With
+ * seq_len (not NULL) a micro-batch may be shorter: seq_len() says the T' <= T of the one next() just filled (its rows
+ * T' apart), and the step runs it at that length (no pipeline: its stages pass activations of one shape). */
 typedef struct {
     lmf_status (*next)(void *ctx, int32_t *inputs, int32_t *targets);
     void *ctx;
+    int (*seq_len)(void *ctx);
 } lmf_batch_source;
 
 typedef struct {
@@ -68,6 +71,7 @@ typedef struct {
     double comm_s;   /* seconds spent in the communicator's calls (0 for one process: they return at once) */
     double overlapped; /* with overlap: the share of this rank's gradient floats whose exchange began during the
                         * backward (the rest began after it: outside this rank's stage, or no room in the ring) */
+    long positions;  /* token positions this rank's micro-batches ran (B x T each, or B x seq_len()) */
 } lmf_step_result;
 
 /* lmf_zero_overlap_init for st.overlap over m's layers (call after lmf_zero_init, before the first step). */

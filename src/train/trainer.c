@@ -94,7 +94,7 @@ static lmf_status pipe_evaluate(lmf_pipeline *pl, lmf_comm *comm, int counts, lm
     if (avail == 0) avail = 1;
     if ((uint64_t)batches > avail) batches = (int)avail;
     double sum = 0.0;
-    lmf_batch_source src = {loader_source, val};
+    lmf_batch_source src = {loader_source, val, NULL};
     LMF_TRY(lmf_pipeline_eval(pl, &src, batches, in, tg, &sum));
     if (!counts) sum = 0.0;
     LMF_TRY(lmf_comm_allreduce_sum_f64(comm, &sum, 1));
@@ -654,7 +654,7 @@ lmf_status lmf_train_run(const lmf_train_config *cfg_in, const lmf_checkpoint *c
                        .batch_size = B, .seq_len = T, .grad_accum = c.grad_accum / DP, .inputs = in, .targets = tg,
                        .sum = tree ? &gsum : NULL, .pipe = o.pipe ? &pipe : NULL, .tp = m->tp, .overlap = o.overlap};
     dp_share share = {.l = &tl, .rank = dp_rank, .dp = DP, .accum = c.grad_accum / DP};
-    lmf_batch_source src = DP > 1 ? (lmf_batch_source){dp_source, &share} : (lmf_batch_source){loader_source, &tl};
+    lmf_batch_source src = DP > 1 ? (lmf_batch_source){dp_source, &share, NULL} : (lmf_batch_source){loader_source, &tl, NULL};
     lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, c.opt.max_steps, "steps", NULL);
     float last_val = NAN;
     /* partitioned validation: the loss of the last stage of the first pipeline, its tensor-parallel group's first */
