@@ -303,12 +303,16 @@ static void absorb(lmf_engine *e, const batch *b) {
     for (int i = 0; i < b->count; i++) {
         req *q = b->q[i];
         q->fed += b->n[i];
-        if (q->st == R_PREFILL && q->fed < q->n_feed) continue;
+        /* the prompt's full blocks enter the prefix cache chunk by chunk: a request that shares them finds them
+         * while this one still reads, and they enter with the windowed blocks the session holds yet (it hands back
+         * those that fall out of its window as it reads on; the cache keeps them while there is room) */
         if (q->st == R_PREFILL && q->prompt_path == LMF_STEP_PREFILL && e->cache && !q->resumed) {
             const int *blocks;
-            int n = lmf_session_block_table(q->s, &blocks), full = q->n_feed / bs(e);
-            lmf_prefix_cache_insert(e->cache, q->toks, full < n ? full : n, blocks, lmf_session_window_table(q->s));
+            int n = lmf_session_block_table(q->s, &blocks), full = q->fed / bs(e);
+            lmf_prefix_cache_insert(e->cache, q->toks, full < n ? full : n, blocks, lmf_session_window_table(q->s),
+                                    q->fed == q->n_feed);
         }
+        if (q->st == R_PREFILL && q->fed < q->n_feed) continue;
         if (q->resumed && q->st == R_PREFILL) { /* re-read: its next token was sampled before the preemption */
             q->st = R_DECODE;
             q->resumed = 0;

@@ -10,6 +10,7 @@
 typedef struct {
     uint64_t key, parent; /* this prefix's key and the one before (0 for the first block) */
     int block, wblock, depth; /* wblock: the windowed layers' block, or -1 */
+    int end;              /* within the last window of a prompt entered whole: its windowed block goes last */
     uint64_t used;        /* the clock at the last match or insert */
     int32_t *tokens;      /* the block's bs tokens, compared on a hit: a key collision must not reuse a block */
 } entry;
@@ -90,7 +91,9 @@ int lmf_prefix_cache_match(lmf_prefix_cache *c, const int32_t *tokens, int max_b
 }
 
 void lmf_prefix_cache_insert(lmf_prefix_cache *c, const int32_t *tokens, int n, const int *blocks,
-                             const int *wblocks) {
+                             const int *wblocks, int whole) {
+    /* the windowed blocks a match at n, or at n - 1 (the prompt again: its last token is computed), reads */
+    int f = (n - 1) * c->bs - c->window + 1, end = whole && c->window ? (f > 0 ? f / c->bs : 0) : n;
     uint64_t parent = 0;
     c->clock++;
     for (int m = 0; m < n; m++) {
@@ -102,10 +105,11 @@ void lmf_prefix_cache_insert(lmf_prefix_cache *c, const int32_t *tokens, int n, 
             c->e[i].used = c->clock;
         } else if (c->n < c->cap) {
             i = c->n++;
-            c->e[i] = (entry){key, parent, blocks[m], -1, m, c->clock, lmf_xmalloc((size_t)c->bs * sizeof *tokens)};
+            c->e[i] = (entry){key, parent, blocks[m], -1, m, 0, c->clock, lmf_xmalloc((size_t)c->bs * sizeof *tokens)};
             memcpy(c->e[i].tokens, t, (size_t)c->bs * sizeof *tokens);
             lmf_kv_pool_ref(c->pool, blocks[m]);
         }
+        if (i >= 0 && m >= end) c->e[i].end = 1;
         if (i >= 0 && wb >= 0 && c->e[i].wblock < 0 && c->e[i].block == blocks[m]) {
             c->e[i].wblock = wb; /* the same block's windowed one (a block computed again elsewhere has its own) */
             lmf_kv_pool_ref(c->pool, wb);
@@ -129,15 +133,20 @@ int lmf_prefix_cache_window_reclaimable(const lmf_prefix_cache *c) {
     return k;
 }
 
+/* Whether entry a goes before entry b: least recently used first, then the deepest (a chain is cut from its end);
+ * for windowed blocks alone (wonly), those outside every entered prompt's last window before all of those. */
+static int sooner(const entry *a, const entry *b, int wonly) {
+    if (wonly && a->end != b->end) return a->end < b->end;
+    return a->used < b->used || (a->used == b->used && a->depth > b->depth);
+}
+
 int lmf_prefix_cache_evict(lmf_prefix_cache *c, int n, int nw) {
     int freed = 0, wfreed = 0, dropped = 0;
     while (freed < n || wfreed < nw) {
-        int best = -1;
+        int best = -1, wonly = freed >= n;
         for (int i = 0; i < c->n; i++) {
             if (!(freed < n && alone(c, c->e[i].block)) && !(wfreed < nw && alone(c, c->e[i].wblock))) continue;
-            if (best < 0 || c->e[i].used < c->e[best].used ||
-                (c->e[i].used == c->e[best].used && c->e[i].depth > c->e[best].depth))
-                best = i;
+            if (best < 0 || sooner(&c->e[i], &c->e[best], wonly)) best = i;
         }
         if (best < 0) break;
         wfreed += alone(c, c->e[best].wblock);
