@@ -333,6 +333,47 @@ static void test_generate(void **state) {
     lmf_weights_free(tw);
 }
 
+/* The cache's index under churn: 64 chains of 4 blocks (each block in one entry only, so an entry is there exactly
+ * when its block's reference count is 1), evicted a few at a time; every chain must match as far as its entries are
+ * there, with its own blocks, and every block must come back. */
+static void test_prefix_cache_index(void **state) {
+    (void)state;
+    lmf_model *m = make_model(61, CTX, 3);
+    lmf_kv_pool *pool;
+    assert_int_equal(lmf_kv_pool_create_windows(lmf_model_weights(m), CTX, 4, CTX, LMF_KV_F32, 0, 0, &pool), LMF_OK);
+    lmf_session *s;
+    assert_int_equal(lmf_session_create_pooled(pool, CTX, &s), LMF_OK);
+    int32_t t[CTX];
+    fill(t, CTX, 5, 0, 61);
+    assert_int_equal(lmf_session_eval(s, t, CTX, 0, NULL), LMF_OK);
+    const int *held;
+    assert_int_equal(lmf_session_block_table(s, &held), 256);
+    int blocks[64][4], got[4], wgot[4];
+    int32_t toks[64][16];
+    lmf_prefix_cache *pc = lmf_prefix_cache_create(pool);
+    uint64_t r = 12345;
+    for (int c = 0; c < 64; c++) {
+        for (int i = 0; i < 16; i++) r = r * 6364136223846793005ull + 1442695040888963407ull, toks[c][i] = (int32_t)(r >> 40);
+        memcpy(blocks[c], held + 4 * c, sizeof blocks[c]);
+        lmf_prefix_cache_insert(pc, toks[c], 4, blocks[c], NULL, 1);
+    }
+    lmf_session_free(s);
+    assert_int_equal(lmf_prefix_cache_size(pc), 256);
+    for (int round = 0; lmf_prefix_cache_size(pc) > 0; round++) {
+        for (int c = 0; c < 64; c++) {
+            int expect = 0;
+            while (expect < 4 && lmf_kv_pool_block_refs(pool, blocks[c][expect]) == 1) expect++;
+            assert_int_equal(lmf_prefix_cache_match(pc, toks[c], 4, got, wgot), expect);
+            assert_memory_equal(got, blocks[c], sizeof(int) * (size_t)expect);
+        }
+        lmf_prefix_cache_evict(pc, 1 + round % 7, 0);
+    }
+    assert_int_equal(lmf_kv_pool_blocks_free(pool), lmf_kv_pool_blocks(pool));
+    lmf_prefix_cache_free(pc);
+    lmf_kv_pool_free(pool);
+    lmf_model_free(m);
+}
+
 /* ---- the engine ------------------------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -442,6 +483,7 @@ int main(void) {
         cmocka_unit_test(test_every_layer_windowed),
         cmocka_unit_test(test_adopt_and_exhaust),
         cmocka_unit_test(test_prefix_cache),
+        cmocka_unit_test(test_prefix_cache_index),
         cmocka_unit_test(test_generate),
         cmocka_unit_test(test_engine),
     };

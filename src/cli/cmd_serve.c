@@ -276,7 +276,8 @@ int cmd_serve(int argc, char **argv) {
             "once, KV cache %d blocks of %d positions%s (%s, %.0f MiB%s)\n", load_s, m.id,
             lmf_chat_format_name(tmpl.format),
             tmpl.jinja ? "" : ", built-in renderer", tmpl.jinja && tmpl.hermes_tool_calls ? ", <tool_call> parsed" : "",
-            tmpl.jinja && tmpl.thinks && m.reasoning ? ", <think> parsed" : "", lora ? ", LoRA" : "", es.n_ctx, es.parallel, es.kv_blocks, es.kv_block_size, window,
+            tmpl.jinja && tmpl.thinks && m.reasoning ? ", <think> parsed" : "", lora ? ", LoRA" : "", es.n_ctx,
+            es.parallel, es.kv_blocks, es.kv_block_size, window,
             o.ecfg.kv_type == LMF_KV_F16 ? "f16" : "f32", es.kv_bytes / 1048576.0, o.ecfg.kv_lazy ? ", lazy" : "");
 
     while (sem_wait(&stop_sem) != 0) continue; /* EINTR */

@@ -1,5 +1,7 @@
-/* prefix_cache.c — see prefix_cache.h. A flat table with linear scans: it has at most one entry per pool block
- * (a few thousand), and a lookup per prompt block costs far less than computing one row of it. */
+/* prefix_cache.c — see prefix_cache.h. A flat table of entries (at most one per pool block), found by key through an
+ * open-addressing index (linear probing, deletion by backward shift): prompts enter chunk by chunk, so a long
+ * prompt's blocks are looked up once per chunk, and a pool of 100k+ positions has thousands of entries. Eviction and
+ * the reclaimable counts scan the table (once per engine iteration, and per evicted entry). */
 #include "serve/prefix_cache.h"
 #include "core/alloc.h"
 
@@ -19,8 +21,28 @@ struct lmf_prefix_cache {
     lmf_kv_pool *pool;
     int bs, window, n, cap;
     entry *e;
+    int *slots;           /* the index: entry numbers by key, -1 empty; mask + 1 (a power of two >= 2 cap) of them */
+    size_t mask;
     uint64_t clock;
 };
+
+static size_t home(const lmf_prefix_cache *c, uint64_t key) { return (size_t)(key * 0x9E3779B97F4A7C15ull) & c->mask; }
+
+/* The index slot holding entry i. */
+static size_t slot_of(const lmf_prefix_cache *c, int i) {
+    size_t s = home(c, c->e[i].key);
+    while (c->slots[s] != i) s = (s + 1) & c->mask;
+    return s;
+}
+
+/* Empties slot s, moving later entries of the probe run back so that none is cut off from its home. */
+static void unslot(lmf_prefix_cache *c, size_t s) {
+    for (size_t j = (s + 1) & c->mask; c->slots[j] >= 0; j = (j + 1) & c->mask) {
+        size_t h = home(c, c->e[c->slots[j]].key);
+        if (((j - h) & c->mask) >= ((j - s) & c->mask)) c->slots[s] = c->slots[j], s = j; /* h not in (s, j] */
+    }
+    c->slots[s] = -1;
+}
 
 lmf_prefix_cache *lmf_prefix_cache_create(lmf_kv_pool *pool) {
     lmf_prefix_cache *c = lmf_xcalloc(1, sizeof *c);
@@ -29,6 +51,11 @@ lmf_prefix_cache *lmf_prefix_cache_create(lmf_kv_pool *pool) {
     c->window = lmf_kv_pool_window(pool);
     c->cap = lmf_kv_pool_blocks(pool);
     c->e = lmf_xcalloc((size_t)c->cap, sizeof *c->e);
+    size_t n = 16;
+    while (n < 2 * (size_t)c->cap) n *= 2;
+    c->mask = n - 1;
+    c->slots = lmf_xmalloc(n * sizeof *c->slots);
+    memset(c->slots, 0xff, n * sizeof *c->slots);
     return c;
 }
 
@@ -41,13 +68,18 @@ static void drop(lmf_prefix_cache *c, int i) {
     lmf_kv_pool_unref(c->pool, c->e[i].block);
     drop_window(c, i);
     free(c->e[i].tokens);
-    c->e[i] = c->e[--c->n];
+    unslot(c, slot_of(c, i));
+    if (i != --c->n) { /* the last entry moves into i */
+        c->slots[slot_of(c, c->n)] = i;
+        c->e[i] = c->e[c->n];
+    }
 }
 
 void lmf_prefix_cache_free(lmf_prefix_cache *c) {
     if (!c) return;
     while (c->n) drop(c, c->n - 1);
     free(c->e);
+    free(c->slots);
     free(c);
 }
 
@@ -57,10 +89,11 @@ static uint64_t block_key(uint64_t parent, const int32_t *tokens, int bs) {
 }
 
 static int find(const lmf_prefix_cache *c, uint64_t key, uint64_t parent, const int32_t *tokens) {
-    for (int i = 0; i < c->n; i++)
-        if (c->e[i].key == key && c->e[i].parent == parent &&
-            !memcmp(c->e[i].tokens, tokens, (size_t)c->bs * sizeof *tokens))
-            return i;
+    for (size_t s = home(c, key); c->slots[s] >= 0; s = (s + 1) & c->mask) {
+        const entry *e = &c->e[c->slots[s]];
+        if (e->key == key && e->parent == parent && !memcmp(e->tokens, tokens, (size_t)c->bs * sizeof *tokens))
+            return c->slots[s];
+    }
     return -1;
 }
 
@@ -108,6 +141,9 @@ void lmf_prefix_cache_insert(lmf_prefix_cache *c, const int32_t *tokens, int n, 
             c->e[i] = (entry){key, parent, blocks[m], -1, m, 0, c->clock, lmf_xmalloc((size_t)c->bs * sizeof *tokens)};
             memcpy(c->e[i].tokens, t, (size_t)c->bs * sizeof *tokens);
             lmf_kv_pool_ref(c->pool, blocks[m]);
+            size_t s = home(c, key);
+            while (c->slots[s] >= 0) s = (s + 1) & c->mask;
+            c->slots[s] = i;
         }
         if (i >= 0 && m >= end) c->e[i].end = 1;
         if (i >= 0 && wb >= 0 && c->e[i].wblock < 0 && c->e[i].block == blocks[m]) {
