@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `lmforge finetune` end to end on the tiny Hugging Face gpt2 fixture (it carries a tokenizer): LoRA on supervised
 # prompt/completion JSONL lowers the validation loss and writes a PEFT folder and a GGUF adapter that `generate --lora`
-# applies identically; a run resumed from its middle checkpoint ends bit for bit where the uninterrupted run does;
+# applies identically; a run resumed from its middle checkpoint ends bit for bit where the uninterrupted run does (grouped
+# by length too);
 # the head's loss over vocabulary slabs (--loss fused) reaches the logits' validation loss, LoRA and --full, and a
 # resumed run keeps its loss; --full writes a model.gguf that runs, in bf16 too; bad input is refused naming the file:line or the valid module names;
 # only the newest --keep-checkpoints checkpoints stay.
@@ -99,6 +100,18 @@ mkdir "$dir/p2" && cp "$dir/p/ckpt-00000010.lmfc" "$dir/p2/"
 cmp "$dir/p/ckpt-00000020.lmfc" "$dir/p2/ckpt-00000020.lmfc" || fail "resumed packed run differs"
 "$LMF" finetune "${common[@]}" --out-dir "$dir/p2" --resume 2> "$dir/p3.log" && fail "unpacked resume of a packed run"
 grep -q "other options" "$dir/p3.log" || fail "packing mismatch message"
+
+# 3e. grouped by length: a resumed grouped run ends bit for bit where the whole one does; an ungrouped resume of it
+# and grouping packed rows are refused
+"$LMF" finetune "${common[@]}" --group-by-length --out-dir "$dir/gl" 2> "$dir/gl.log" || { cat "$dir/gl.log"; fail "grouped"; }
+mkdir "$dir/gl2" && cp "$dir/gl/ckpt-00000010.lmfc" "$dir/gl2/"
+"$LMF" finetune "${common[@]}" --group-by-length --out-dir "$dir/gl2" --resume 2> "$dir/gl2.log" ||
+  { cat "$dir/gl2.log"; fail "grouped resume"; }
+cmp "$dir/gl/ckpt-00000020.lmfc" "$dir/gl2/ckpt-00000020.lmfc" || fail "resumed grouped run differs"
+"$LMF" finetune "${common[@]}" --out-dir "$dir/gl2" --resume 2> "$dir/gl3.log" && fail "ungrouped resume of a grouped run"
+grep -q "other options" "$dir/gl3.log" || fail "grouping mismatch message"
+"$LMF" finetune "${common[@]}" --group-by-length --packing --out-dir "$dir/gl4" 2> "$dir/gl4.log" && fail "grouped, packed"
+grep -q "group-by-length groups padded batches" "$dir/gl4.log" || fail "grouped and packed message"
 
 # 4. full fine-tuning writes a model that runs
 "$LMF" finetune -m "$M" --data "$dir/data.jsonl" --batch-size 2 --seq-len 64 --max-steps 3 --full \

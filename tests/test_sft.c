@@ -343,6 +343,78 @@ static void test_tiny_split_and_loader(void **s) {
     free_vocab(&v);
 }
 
+/* Length of example e, as the loader cuts it at T. */
+static size_t len_of(const lmf_sft_data *d, size_t e, int T) {
+    size_t n = d->start[e + 1] - d->start[e];
+    return n < (size_t)T ? n : (size_t)T;
+}
+
+/* Summed batch lengths (lmf_sft_batch_len) over one epoch of a trimmed loader, and its batches into tk / tg. */
+static long epoch_positions(lmf_sft_loader *l, int32_t *tk, int32_t *tg) {
+    long sum = 0;
+    for (size_t b = 0; b < l->d->n / (size_t)l->B; b++) {
+        assert_int_equal(lmf_sft_loader_next(l, tk, tg), LMF_OK);
+        sum += l->B * l->last_T;
+    }
+    return sum;
+}
+
+/* group_by_length: each epoch's order stays a permutation, cut into megabatches of min(n / 4B, 50) batches sorted
+ * longest first, the longest example of all at the front; the same seed gives the same batches, and an epoch runs
+ * fewer positions than ungrouped. */
+static void test_group_by_length(void **s) {
+    lmf_sft_vocab v = tiny_vocab();
+    lmf_text jl = {0};
+    for (int i = 0; i < 200; i++) { /* 1 to 40 characters (the tiny tokenizer reads a byte a token) */
+        char line[128], text[64];
+        int k = 1 + (i * 17) % 40;
+        for (int j = 0; j < k; j++) text[j] = (char)('a' + (i + j * 5) % 26 == 'b' ? 'x' : 'a' + (i + j * 5) % 26);
+        text[k] = 0;
+        int n = snprintf(line, sizeof line, "{\"text\": \"%s\"}\n", text);
+        lmf_text_push(&jl, line, (size_t)n);
+    }
+    lmf_sft_data d = {0};
+    assert_int_equal(parse(&d, jl.data, &v, 64), LMF_OK);
+    assert_int_equal(d.n, 200);
+    lmf_sft_loader g, g2, u;
+    for (lmf_sft_loader *l = &g; l; l = l == &g ? &g2 : l == &g2 ? &u : NULL) {
+        assert_int_equal(lmf_sft_loader_init(l, &d, 4, 64, 9, 1), LMF_OK);
+        l->trim = 1;
+        if (l != &u) lmf_sft_loader_group(l);
+    }
+    size_t mega = 200 / 16 * 4, most = 0; /* 12 batches of 4 */
+    for (size_t i = 0; i < d.n; i++) most = len_of(&d, i, 64) > most ? len_of(&d, i, 64) : most;
+    for (int epoch = 0; epoch < 2; epoch++) {
+        int seen[200] = {0};
+        for (size_t i = 0; i < d.n; i++) seen[g.order[i]]++;
+        for (int i = 0; i < 200; i++) assert_int_equal(seen[i], 1);
+        assert_int_equal(len_of(&d, g.order[0], 64), most);
+        int unsorted = 0; /* only where the longest example moved: its megabatch's head and the first's */
+        for (size_t i = 1; i < d.n; i++)
+            unsorted += i % mega && len_of(&d, g.order[i], 64) > len_of(&d, g.order[i - 1], 64);
+        assert_true(unsorted <= 1);
+        int32_t tk[4 * 64], tg[4 * 64], tk2[4 * 64], tg2[4 * 64];
+        long pg = 0, pu = epoch_positions(&u, tk, tg);
+        for (size_t b = 0; b < d.n / 4; b++) {
+            assert_int_equal(lmf_sft_loader_next(&g, tk, tg), LMF_OK);
+            assert_int_equal(lmf_sft_loader_next(&g2, tk2, tg2), LMF_OK);
+            assert_int_equal(g.last_T, g2.last_T);
+            assert_memory_equal(tk, tk2, sizeof(int32_t) * 4 * (size_t)g.last_T);
+            pg += 4 * g.last_T;
+        }
+        print_message("epoch %d: %ld positions grouped by length, %ld not\n", epoch, pg, pu);
+        assert_true(pg < pu * 3 / 4);
+        assert_int_equal(lmf_sft_loader_next(&g, tk, tg), LMF_OK); /* the next epoch starts (and is grouped) */
+        assert_int_equal(lmf_sft_loader_next(&g2, tk2, tg2), LMF_OK);
+        assert_int_equal(lmf_sft_loader_next(&u, tk, tg), LMF_OK);
+        g.pos = g2.pos = u.pos = 0; /* read it again from its start */
+    }
+    lmf_sft_loader_free(&g), lmf_sft_loader_free(&g2), lmf_sft_loader_free(&u);
+    lmf_sft_free(&d);
+    free(jl.data);
+    free_vocab(&v);
+}
+
 static void test_tiny_errors(void **s) {
     lmf_sft_vocab v = tiny_vocab();
     const char *good = "{\"text\": \"ok\"}\n\n"; /* lines 1 and 2: the bad line below is line 3 */
@@ -627,6 +699,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_prompt_completion_text),
         cmocka_unit_test(test_tiny_truncation_and_batches),
         cmocka_unit_test(test_tiny_split_and_loader),
+        cmocka_unit_test(test_group_by_length),
         cmocka_unit_test(test_tiny_errors),
         cmocka_unit_test(test_smollm2_chat),
     };

@@ -67,6 +67,9 @@ int cmd_finetune(int argc, char **argv) {
                 .def = "auto", .fn = parse_precision),
         CLI_OPT(NULL, "--packing", CLI_BOOL, &c.packing, NULL,
                 "several examples per row, attention kept inside each (default: one per row, padded)"),
+        CLI_OPT(NULL, "--group-by-length", CLI_BOOL, &c.group_by_length, NULL,
+                "padded batches of examples of similar lengths, as transformers' group_by_length (megabatches of up "
+                "to 50 batches, each sorted longest first): less padding to run"),
         CLI_OPT(NULL, "--loss", CLI_FN, &c.loss, "HOW",
                 "the head's cross-entropy: fused (over vocabulary slabs, never batch x seq x vocabulary logits; "
                 "prompt and padding tokens skip the head) or logits (kept whole); auto: fused for LoRA, and for "

@@ -39,8 +39,8 @@ void lmf_finetune_defaults(lmf_finetune_config *c) {
 }
 
 /* The options that fix the trainable parameters' layout, the data order and the arithmetic: a checkpoint must match
- * them. (bf16, packing, an inline gradient sum and the fused loss add a line each, so the runs without them read
- * the checkpoints written before they existed.) */
+ * them. (bf16, packing, grouping by length, an inline gradient sum and the fused loss add a line each, so the runs
+ * without them read the checkpoints written before they existed.) */
 static char *config_text(const lmf_finetune_config *c, const char *targets, int bf16, int fused) {
     char *t = lmf_xmalloc(2048);
     int n = snprintf(t, 2048,
@@ -50,6 +50,7 @@ static char *config_text(const lmf_finetune_config *c, const char *targets, int 
              c->full ? "" : targets, c->batch_size, c->seq_len, c->grad_accum, (unsigned long long)c->seed);
     if (bf16 && n > 0 && n < 2000) n += snprintf(t + n, 2048 - (size_t)n, "precision = bf16\n");
     if (c->packing && n > 0 && n < 2000) n += snprintf(t + n, 2048 - (size_t)n, "packing = 1\n");
+    if (c->group_by_length && n > 0 && n < 2000) n += snprintf(t + n, 2048 - (size_t)n, "group_by_length = 1\n");
     if (c->grad_sum_inline && n > 0 && n < 2000) n += snprintf(t + n, 2048 - (size_t)n, "grad_sum = inline\n");
     if (fused && n > 0 && n < 2000) snprintf(t + n, 2048 - (size_t)n, "loss = fused\n");
     return t;
@@ -204,6 +205,9 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     if (B < 1 || T < 2 || c->grad_accum < 1 || !(c->lr > 0) || c->keep_checkpoints < 1)
         return lmf_fail(LMF_ERR_ARG, "finetune: batch_size, seq_len >= 2, grad_accum, lr and keep_checkpoints must "
                         "be positive (got %d, %d, %d, %g, %d)", B, T, c->grad_accum, c->lr, c->keep_checkpoints);
+    if (c->packing && c->group_by_length)
+        return lmf_fail(LMF_ERR_ARG, "finetune: --group-by-length groups padded batches; packed rows are full already "
+                        "(use one or the other)");
     if ((s = lmf_grid_open(c->comm ? c->comm : "auto", 0, 1, 1, &grid)) != LMF_OK) return s;
     lmf_comm *comm = grid->world;
     int D = comm->size, lead = comm->rank == 0;
@@ -271,6 +275,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
     if ((s = lmf_sft_loader_init(&ld, &train, B, T, c->seed, 1)) != LMF_OK) goto done;
     if (c->packing) lmf_sft_loader_pack(&ld);
     else ld.trim = 1; /* a padded batch runs at its longest example's length */
+    if (c->group_by_length) lmf_sft_loader_group(&ld);
     size_t epoch_rows = lmf_sft_loader_epoch_rows(&ld);
     int steps_per_epoch = (int)((epoch_rows + (size_t)B * c->grad_accum - 1) / ((size_t)B * c->grad_accum));
     int max_steps = c->max_steps > 0 ? c->max_steps : c->epochs * steps_per_epoch;
@@ -310,7 +315,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         }
         if (!same_text(ck.config_text, text) || ck.num_params != m->num_params)
             s = lmf_fail(LMF_ERR_MISMATCH, "%s: written by a fine-tuning run with other options (model, LoRA shape, "
-                         "batch, seed, precision, packing or loss) than this one", ckp);
+                         "batch, seed, precision, packing, grouping or loss) than this one", ckp);
         else if (ck.step > (uint64_t)max_steps) /* the data position is replayed batch by batch: bound it first */
             s = lmf_fail(LMF_ERR_MISMATCH, "%s: header field step = %llu is past this run's %d steps", ckp,
                          (unsigned long long)ck.step, max_steps);

@@ -42,6 +42,7 @@ typedef struct {
     const char *chat_template;  /* a Jinja file to render {"messages"} data with instead of the model's, or NULL */
     int precision;              /* LMF_PRECISION_*: LoRA's frozen-base products, or full fine-tuning's every product */
     int packing;                /* several examples per row (attention kept inside each), else one per row, padded */
+    int group_by_length;        /* padded: batches of examples of similar lengths (lmf_sft_loader_group) */
     int loss;                   /* LMF_LOSS_*: the head's cross-entropy over vocabulary slabs or over kept logits */
     int threads;                /* 0: the cores (under mpirun, this host's ranks share them) */
     const char *comm;           /* "auto" (NULL), "self" or "mpi": data parallel over the ranks mpirun started */

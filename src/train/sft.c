@@ -4,6 +4,7 @@
 #include "core/alloc.h"
 #include "core/fs.h"
 #include "core/rng.h"
+#include "core/sort.h"
 #include "core/status.h"
 #include "model/chat.h"
 #include "model/weights.h"
@@ -501,12 +502,38 @@ size_t lmf_sft_loader_epoch_rows(const lmf_sft_loader *l) {
     return rows;
 }
 
+/* Epoch `epoch`'s order: the permutation, then grouped by length when asked. */
+static void epoch_order(lmf_sft_loader *l, long epoch) {
+    size_t n = l->d->n, B = (size_t)l->B;
+    permutation(l->order, n, l->seed, (uint64_t)epoch, l->shuffle);
+    if (!l->group) return;
+    size_t mult = n / (4 * B) < 50 ? n / (4 * B) : 50, mega = (mult ? mult : 1) * B, longest = 0;
+    lmf_keyed *k = lmf_xmalloc(mega * sizeof *k);
+    for (size_t m0 = 0; m0 < n; m0 += mega) {
+        size_t m = n - m0 < mega ? n - m0 : mega;
+        for (size_t i = 0; i < m; i++) /* longest first: a descending key sorts as ~key */
+            k[i] = (lmf_keyed){~(uint64_t)example_len(l->d, l->order[m0 + i], l->T), (int64_t)i};
+        qsort(k, m, sizeof *k, lmf_by_key);
+        for (size_t i = 0; i < m; i++) k[i].index = (int64_t)l->order[m0 + k[i].index];
+        for (size_t i = 0; i < m; i++) l->order[m0 + i] = (size_t)k[i].index;
+        if (example_len(l->d, l->order[m0], l->T) > example_len(l->d, l->order[longest], l->T)) longest = m0;
+    }
+    size_t t = l->order[0]; /* megabatch heads: the longest of all to the front */
+    l->order[0] = l->order[longest], l->order[longest] = t;
+    free(k);
+}
+
+void lmf_sft_loader_group(lmf_sft_loader *l) {
+    l->group = 1;
+    epoch_order(l, l->epoch);
+}
+
 /* The example at the loader's place in its order, starting the next epoch when this one is done. */
 static size_t peek(lmf_sft_loader *l) {
     if (l->pos == l->d->n) {
         l->epoch++;
         l->pos = 0;
-        permutation(l->order, l->d->n, l->seed, (uint64_t)l->epoch, l->shuffle);
+        epoch_order(l, l->epoch);
     }
     return l->order[l->pos];
 }

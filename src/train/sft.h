@@ -126,11 +126,12 @@ int lmf_sft_batch_len(const lmf_sft_data *d, const size_t *rows, int B, int T);
  * does: examples are at most T), the rest padding; `positions` (B, T) then gives each token's position in its own
  * example (the padding tail counts as one more), for lmf_model_set_positions, and no target crosses an example.
  * Padded, with trim set, a batch's rows are lmf_sft_batch_len long, not T: last_T says how long (the tokens and
- * targets then (B, last_T)). */
+ * targets then (B, last_T)). Grouped by length (lmf_sft_loader_group), each epoch's order is cut into megabatches
+ * of several batches, each sorted longest first, as Hugging Face's group_by_length does. */
 typedef struct {
     const lmf_sft_data *d;
     int B, T, shuffle, pack;
-    int trim, last_T;
+    int trim, last_T, group;
     int32_t *positions; /* [B * T] when packed */
     uint64_t seed;
     size_t *order; /* [d->n], this epoch's */
@@ -143,6 +144,11 @@ typedef struct {
 lmf_status lmf_sft_loader_init(lmf_sft_loader *l, const lmf_sft_data *d, int B, int T, uint64_t seed, int shuffle);
 /* Switches the loader to packed rows (before the first batch). */
 void lmf_sft_loader_pack(lmf_sft_loader *l);
+/* Groups each epoch's examples by length (before the first batch), transformers' get_length_grouped_indices on the
+ * loader's order: megabatches of min(n / 4B, 50) batches (at least one), each sorted by length, longest first (ties
+ * in order), and the longest example of all moved to the front (a run that runs out of memory does so at once). A
+ * padded batch then holds examples of similar lengths, so it runs at less padding (trim). */
+void lmf_sft_loader_group(lmf_sft_loader *l);
 /* Rows one pass over the examples fills, in the current epoch's order: n, or fewer when packed. */
 size_t lmf_sft_loader_epoch_rows(const lmf_sft_loader *l);
 /* The next batch; its signature is lmf_batch_source's next (train/step.h), with the loader as ctx. */
