@@ -283,14 +283,27 @@ static void greedy_reply(lmf_session *s, const lmf_weights *w, lmf_ids *hist, si
     lmf_sampler_free(smp);
 }
 
+/* make_model's windowed model with the Hugging Face gpt2 fixture's tokenizer lent to it (lmf_generate and the engine
+ * detokenize with it); *tw holds the fixture, freed by unlend. */
+static lmf_model *lend_tokenizer(int ctx, lmf_weights **tw) {
+    if (lmf_weights_load(LMF_SOURCE_DIR "/tests/reference/fixtures/hf/gpt2", tw) != LMF_OK)
+        fail_msg("%s", lmf_last_error());
+    lmf_model *m = make_model(lmf_weights_config(*tw)->vocab_size, ctx, 3);
+    ((lmf_weights *)lmf_model_weights(m))->tok = (*tw)->tok;
+    return m;
+}
+
+static void unlend(lmf_model *m, lmf_weights *tw) {
+    ((lmf_weights *)lmf_model_weights(m))->tok = NULL;
+    lmf_model_free(m);
+    lmf_weights_free(tw);
+}
+
 static void test_generate(void **state) {
     (void)state;
     lmf_weights *tw;
-    if (lmf_weights_load(LMF_SOURCE_DIR "/tests/reference/fixtures/hf/gpt2", &tw) != LMF_OK)
-        fail_msg("%s", lmf_last_error());
-    lmf_model *m = make_model(lmf_weights_config(tw)->vocab_size, 2048, 3);
-    lmf_weights *w = (lmf_weights *)lmf_model_weights(m);
-    w->tok = tw->tok; /* lent: lmf_generate detokenizes with it */
+    lmf_model *m = lend_tokenizer(2048, &tw);
+    const lmf_weights *w = lmf_model_weights(m);
     lmf_session *s, *r;
     lmf_kv_pool *full;
     assert_int_equal(lmf_session_create(w, 2048, &s), LMF_OK);
@@ -328,9 +341,7 @@ static void test_generate(void **state) {
     free(hs.data), free(hr.data);
     lmf_session_free(s), lmf_session_free(r);
     lmf_kv_pool_free(full);
-    w->tok = NULL;
-    lmf_model_free(m);
-    lmf_weights_free(tw);
+    unlend(m, tw);
 }
 
 /* The cache's index under churn: 64 chains of 4 blocks (each block in one entry only, so an entry is there exactly
@@ -441,16 +452,12 @@ static void run_engine(const lmf_weights *w, int window_full, result *r, lmf_eng
 static void test_engine(void **state) {
     (void)state;
     lmf_weights *tw;
-    if (lmf_weights_load(LMF_SOURCE_DIR "/tests/reference/fixtures/hf/gpt2", &tw) != LMF_OK)
-        fail_msg("%s", lmf_last_error());
-    lmf_model *m = make_model(lmf_weights_config(tw)->vocab_size, 256, 3);
-    lmf_weights *w = (lmf_weights *)lmf_model_weights(m);
-    w->tok = tw->tok; /* lent: the engine detokenizes with it */
+    lmf_model *m = lend_tokenizer(256, &tw);
+    const lmf_weights *w = lmf_model_weights(m);
     result a[NREQ] = {0}, b[NREQ] = {0};
     lmf_engine_stats sa, sb;
     run_engine(w, 0, a, &sa);
     run_engine(w, 1, b, &sb);
-    w->tok = NULL;
     assert_int_equal(sa.kv_window, W);
     assert_int_equal(sb.kv_window, 0);
     int peak = (W - 1 + 16 + 4 - 1) / 4 + 2;
@@ -473,8 +480,7 @@ static void test_engine(void **state) {
     assert_true(a[2].cached > 0 && a[2].cached < 60);
     assert_int_equal(b[2].cached, 60);
     assert_int_equal(sa.kv_window_blocks_used >= 1, 1); /* the cached prompts' last windows */
-    lmf_model_free(m);
-    lmf_weights_free(tw);
+    unlend(m, tw);
 }
 
 int main(void) {
