@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `lmforge serve` end to end: refusals of bad flags, /health while the model loads, a LoRA adapter served unmerged
+# `lmforge serve` end to end: refusals of bad flags, /health while the model loads, a second server on a port in use
+# refused, a LoRA adapter served unmerged
 # (on the tiny gpt2 fixture), then a server on a free port with the real
 # SmolLM2-135M-Instruct (skipped, exit 0 with a note, when the model has not been fetched) exercised by
 # tests/serve_openai_test.py through the official `openai` Python client (installed from PyPI into build/pyenv on
@@ -36,6 +37,9 @@ port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$dir/load.log
 [ -n "$port" ] || { cat "$dir/load.log"; fail "no listening line while loading"; }
 [ "$(curl -s -o "$dir/h.json" -w '%{http_code}' "http://127.0.0.1:$port/health")" = 503 ] &&
   grep -q '"status":"loading"' "$dir/h.json" || fail "/health while loading"
+# a second server on the port in use is refused (the kernel would otherwise share the connections between the two)
+"$LMF" serve -m "$dir/none.gguf" --port "$port" 2> "$dir/busy.txt"; rc=$?
+[ $rc = 1 ] && grep -q "cannot listen on 127.0.0.1:$port" "$dir/busy.txt" || { cat "$dir/busy.txt"; fail "port in use (rc $rc)"; }
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/models")" = 401 ] || fail "no key while loading"
 [ "$(curl -s -o "$dir/m.json" -w '%{http_code}' -H "Authorization: Bearer envkey" "http://127.0.0.1:$port/v1/models")" = 503 ] &&
   grep -q '"code":"model_loading"' "$dir/m.json" || fail "/v1/models while loading"

@@ -666,7 +666,9 @@ lmf_status lmf_http_start(const lmf_http_config *cfg, lmf_http **out) {
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+                            /* MHD's default SO_REUSEADDR only: a restart binds at once, but a second server on a port
+                             * in use fails (LISTENING_ADDRESS_REUSE 1 set SO_REUSEPORT on Linux, and the kernel shared
+                             * the connections between both servers) */
                             MHD_OPTION_END);
     h->starting = 0;
     freeaddrinfo(res);
