@@ -27,6 +27,11 @@ after=$(tail -1 "$dir/a/metrics.jsonl" | sed 's/.*"val_loss":\([^}]*\)}/\1/')
 awk -v a="$after" -v b="$before" 'BEGIN{exit !(a < b)}' || fail "validation loss did not fall: $before -> $after"
 [ -s "$dir/a/adapter/adapter_config.json" ] && [ -s "$dir/a/adapter/adapter_model.safetensors" ] || fail "no PEFT"
 [ -s "$dir/a/adapter.gguf" ] || fail "no GGUF adapter"
+# padded batches run at their longest example (~25 of the tokens here), not --seq-len 64
+grep -q "padded batches ran at their longest example's length: [0-9.]* of 64 positions" "$dir/a.log" ||
+  fail "batch length not reported"
+ran=$(sed -n "s/.*example's length: \([0-9.]*\) of 64.*/\1/p" "$dir/a.log")
+awk -v r="$ran" 'BEGIN { exit !(r < 64) }' || fail "padded batches ran at $ran of --seq-len 64"
 grep -q '"peft_type":[[:space:]]*"LORA"' "$dir/a/adapter/adapter_config.json" || fail "adapter_config.json: peft_type"
 
 # 2. generate with either adapter file: the same tokens, and not the base model's

@@ -375,6 +375,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         lmf_sink_logf(out, LMF_LOG_INFO, "validation loss before fine-tuning: %.4f", val_loss);
     }
     lmf_sink_progress(out, LMF_PROGRESS_BEGIN, step, max_steps, "steps", NULL);
+    long ran = 0, rows = 0; /* this rank's positions run, and its rows: a padded batch's length on average */
     for (; step < max_steps; step++) {
         double halt = stop && *stop; /* ranks stop together: any rank's signal stops all */
         if (D > 1 && (s = lmf_comm_allreduce_sum_f64(comm, &halt, 1)) != LMF_OK) break;
@@ -383,6 +384,7 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         float lr = lmf_lr_at(step, c->lr, c->min_lr, c->warmup_steps, max_steps);
         lmf_step_result r;
         if ((s = lmf_train_step(&sc, &src, lr, &r)) != LMF_OK) break;
+        ran += r.positions, rows += (long)B * src_ctx.kr;
         if (!isfinite(r.loss)) {
             s = lmf_fail(LMF_ERR_ARG, "step %d: loss is %f; lower lr (now %g) or check the data", step, r.loss, lr);
             break;
@@ -410,6 +412,9 @@ lmf_status lmf_finetune_run(const lmf_finetune_config *c, volatile sig_atomic_t 
         }
     }
     lmf_sink_progress(out, LMF_PROGRESS_END, step, max_steps, "steps", NULL);
+    if (rows && !c->packing)
+        lmf_sink_logf(out, LMF_LOG_INFO, "finetune: padded batches ran at their longest example's length: %.1f of %d "
+                      "positions a row on average", (double)ran / (double)rows, T);
     if (s != LMF_OK) goto done;
     snprintf(path, sizeof path, "%s/ckpt-%08d.lmfc", c->out_dir, step);
     if ((s = save_checkpoint(comm, path, text, step, &opt, m)) != LMF_OK) goto done;
