@@ -396,8 +396,7 @@ void lmf_kv_pool_unref(lmf_kv_pool *p, int block) {
     else p->wfree_ids[p->n_wfree++] = block;
 }
 
-/* The first windowed block a session at pos still reads: the one holding pos - W + 1 (the next token's first key). */
-static int window_first(const lmf_kv_pool *p, int pos) {
+int lmf_kv_pool_window_first(const lmf_kv_pool *p, int pos) {
     int f = pos - p->window + 1;
     return f > 0 ? f / p->bs : 0;
 }
@@ -416,7 +415,7 @@ static void release_blocks(lmf_session *s, int pos) {
 /* Gives back the windowed blocks older than the window, but one (a rewind by up to a block keeps its cache). */
 static void trim_window(lmf_session *s) {
     if (!s->wblocks) return;
-    int lo = window_first(s->pool, s->pos) - 1;
+    int lo = lmf_kv_pool_window_first(s->pool, s->pos) - 1;
     for (; s->w_lo < lo && s->w_lo < s->n_blocks; s->w_lo++) {
         if (s->wblocks[s->w_lo] >= 0) lmf_kv_pool_unref(s->pool, s->wblocks[s->w_lo]);
         s->wblocks[s->w_lo] = -1;
@@ -438,7 +437,7 @@ lmf_status lmf_session_adopt(lmf_session *s, const int *blocks, const int *wbloc
         return lmf_fail(LMF_ERR_ARG, "a session adopts cached blocks only when empty (it holds %d tokens)", s->pos);
     if ((long)n * p->bs > s->n_ctx)
         return lmf_fail(LMF_ERR_ARG, "%d blocks of %d positions exceed the context length %d", n, p->bs, s->n_ctx);
-    int lo = p->window ? window_first(p, n * p->bs) : n;
+    int lo = p->window ? lmf_kv_pool_window_first(p, n * p->bs) : n;
     for (int i = lo; i < n; i++)
         if (!wblocks || wblocks[i] < p->n_blocks)
             return lmf_fail(LMF_ERR_ARG, "adopting %d blocks: the windowed layers' block %d is missing", n, i);
@@ -472,7 +471,7 @@ const lmf_weights *lmf_session_weights(const lmf_session *s) { return s->pool->w
 void lmf_session_rewind(lmf_session *s, int pos) {
     if (pos < 0) pos = 0;
     /* the windowed layers' keys before pos went back to the pool: nothing from there on can be kept */
-    if (pos < s->pos && s->wblocks && window_first(s->pool, pos) < s->w_lo) pos = 0;
+    if (pos < s->pos && s->wblocks && lmf_kv_pool_window_first(s->pool, pos) < s->w_lo) pos = 0;
     if (pos < s->pos) s->pos = pos;
     release_blocks(s, s->pos);
 }
@@ -586,7 +585,7 @@ static int window_growth(const lmf_session *s, int n) {
         e = pos + p->step < s->pos + n ? pos + p->step : s->pos + n;
         int during = (e + p->bs - 1) / p->bs - lo;
         if (during > most) most = during;
-        int next = window_first(p, e) - 1;
+        int next = lmf_kv_pool_window_first(p, e) - 1;
         if (next > lo) lo = next;
     }
     return most - held;

@@ -65,6 +65,9 @@ int lmf_kv_pool_window_blocks_free(const lmf_kv_pool *p);
  * is windowed: positions then cost no memory). */
 double lmf_kv_pool_positions_for(const lmf_model_config *c, double bytes, int block_size, int n_windows,
                                  int max_step, lmf_kv_type type);
+/* The first windowed block a sequence at pos still reads: the one holding pos - W + 1, the next token's first key
+ * (0 while the window reaches the start). */
+int lmf_kv_pool_window_first(const lmf_kv_pool *p, int pos);
 /* Windowed blocks one sequence holds at most at once. */
 int lmf_kv_pool_window_peak(const lmf_kv_pool *p);
 /* Takes / drops a reference on a block (windowed ones included); the last drop frees it. */

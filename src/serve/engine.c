@@ -212,9 +212,9 @@ static void admit(lmf_engine *e) {
          * wait many iterations. Matched blocks only the cache holds count as reclaimable now but will be pinned by
          * the adoption (windowed ones: those of the window before the match's end). */
         int upto = q->n_feed + 1 < e->cfg.n_ctx ? q->n_feed + 1 : e->cfg.n_ctx, pinned = 0, wpinned = 0;
-        int need = (upto + b - 1) / b - matched, wfirst = matched * b - W + 1;
+        int need = (upto + b - 1) / b - matched;
         for (int i = 0; i < matched; i++) pinned += lmf_kv_pool_block_refs(e->pool, blocks[i]) == 1;
-        for (int i = wfirst > 0 ? wfirst / b : 0; W && i < matched; i++)
+        for (int i = lmf_kv_pool_window_first(e->pool, matched * b); W && i < matched; i++)
             wpinned += lmf_kv_pool_block_refs(e->pool, wblocks[i]) == 1;
         int wneed = need < lmf_kv_pool_window_peak(e->pool) ? need : lmf_kv_pool_window_peak(e->pool);
         lmf_session *s = NULL;

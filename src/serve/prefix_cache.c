@@ -99,8 +99,7 @@ static int find(const lmf_prefix_cache *c, uint64_t key, uint64_t parent, const 
 
 /* Whether the windowed blocks a session continuing at m blocks reads are all in wblocks. */
 static int window_held(const lmf_prefix_cache *c, const int *wblocks, int m) {
-    int f = m * c->bs - c->window + 1;
-    for (int i = f > 0 ? f / c->bs : 0; i < m; i++)
+    for (int i = lmf_kv_pool_window_first(c->pool, m * c->bs); i < m; i++)
         if (wblocks[i] < 0) return 0;
     return 1;
 }
@@ -126,7 +125,7 @@ int lmf_prefix_cache_match(lmf_prefix_cache *c, const int32_t *tokens, int max_b
 void lmf_prefix_cache_insert(lmf_prefix_cache *c, const int32_t *tokens, int n, const int *blocks,
                              const int *wblocks, int whole) {
     /* the windowed blocks a match at n, or at n - 1 (the prompt again: its last token is computed), reads */
-    int f = (n - 1) * c->bs - c->window + 1, end = whole && c->window ? (f > 0 ? f / c->bs : 0) : n;
+    int end = whole && c->window && n > 0 ? lmf_kv_pool_window_first(c->pool, (n - 1) * c->bs) : n;
     uint64_t parent = 0;
     c->clock++;
     for (int m = 0; m < n; m++) {
